@@ -1,0 +1,70 @@
+# `make run` and `make test` work on a fresh machine: they build .venv from the pinned requirements
+# and, unless DATABASE_URL is set, start an embedded PostgreSQL (data under .data/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+INCIDENTS ?= 1000000
+
+# Every recipe that touches the database starts with this: use DATABASE_URL if given, otherwise
+# start (or reuse) the embedded server and point at it.
+WITH_DB = export DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m tracker.embedded_db)}" && export DJANGO_DEBUG="$${DJANGO_DEBUG:-1}"
+
+.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean
+
+help:
+	@echo "make run        set up, migrate, load sample data, serve at http://$(HOST):$(PORT)"
+	@echo "make test       set up and run the whole test suite"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make demo-data  generate INCIDENTS=$(INCIDENTS) synthetic incidents"
+	@echo "make bench      run the benchmarks under bench/ (needs demo data)"
+	@echo "make stop-db    stop the embedded PostgreSQL"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@python=$$(scripts/find-python) && echo "Using $$python" && "$$python" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads its own).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser tests…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# Migrate, load the sample data (idempotent) and make sure an admin account exists.
+SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
+
+run: install
+	@$(WITH_DB) && $(SETUP) && \
+	  $(PY) manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/ && \
+	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/). Ctrl-C stops." && \
+	  $(PY) manage.py runserver $(HOST):$(PORT)
+
+# What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, one real request.
+smoke: install
+	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request
+
+test: install browser
+	@$(WITH_DB) && $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo-data: install
+	@$(WITH_DB) && $(PY) manage.py migrate --no-input && $(PY) manage.py generate_demo_data --incidents $(INCIDENTS)
+
+bench: install
+	@$(WITH_DB) && for script in bench/bench_*.py; do $(PY) "$$script" || exit 1; done
+
+stop-db:
+	@[ ! -x $(PY) ] || $(PY) -m tracker.embedded_db stop
+
+clean: stop-db
+	rm -rf $(VENV) .data staticfiles

@@ -1,0 +1,146 @@
+"""The one filter set for incidents: API lists, CSV exports, statistics and the admin export use it.
+
+It filters a queryset the caller has already limited with `visible_to(user)`, and every choice it
+accepts that could name a hidden object (a source, a place, an organization) is itself limited to
+what the requesting user may see, so a filter never reveals that a confidential record exists: an
+unknown id and a hidden id give the same "not a valid choice" error.
+"""
+
+import django_filters
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db.models import Exists, OuterRef, Q
+from django_countries import countries
+
+from incidents.models import (
+    Claim,
+    IncidentPlace,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    ReviewState,
+    Source,
+    Verification,
+)
+
+# Search configuration: 'simple' does no stemming, so it treats Korean, Chinese and English names
+# alike; the GIN indexes that serve the `q` filter are built with the same configuration.
+SEARCH_CONFIG = "simple"
+
+
+def _user(request):
+    return getattr(request, "user", None)
+
+
+def _visible_sources(request):
+    return Source.objects.visible_to(_user(request))
+
+
+def _descendant_ids(model, root_id: int) -> set[int]:
+    """The ids of `root_id` and everything under it in a parent tree; one query per level."""
+    found, frontier = {root_id}, {root_id}
+    while frontier:
+        frontier = set(model.objects.filter(parent__in=frontier).values_list("pk", flat=True)) - found
+        found |= frontier
+    return found
+
+
+def _citing_source_ids(root_id: int) -> set[int]:
+    """The source and every source that relays it, directly or through others; one query per level."""
+    found, frontier = {root_id}, {root_id}
+    while frontier:
+        frontier = set(Source.objects.filter(cites__in=frontier).values_list("pk", flat=True)) - found
+        found |= frontier
+    return found
+
+
+class IncidentFilterSet(django_filters.FilterSet):
+    date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
+    date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
+    type = django_filters.ModelChoiceFilter(
+        queryset=IncidentType.objects.all(),
+        to_field_name="slug",
+        method="filter_type",
+        label="Incident type (slug), including its sub-types",
+    )
+    country = django_filters.ChoiceFilter(
+        choices=list(countries), method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places"
+    )
+    place = django_filters.ModelChoiceFilter(
+        queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it"
+    )
+    min_people = django_filters.NumberFilter(
+        field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
+    )
+    max_people = django_filters.NumberFilter(
+        field_name="people_count", lookup_expr="lte", min_value=0, label="Best estimate at most"
+    )
+    verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
+    review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
+    source = django_filters.ModelChoiceFilter(
+        queryset=_visible_sources,
+        method="filter_source",
+        label="Source id: incidents it or a source relaying it makes a claim about",
+    )
+    organization = django_filters.ModelChoiceFilter(
+        queryset=Organization.objects.all(),
+        method="filter_organization",
+        label="Organization id: involved, or publisher of a source with a claim",
+    )
+    q = django_filters.CharFilter(
+        method="filter_q", max_length=200, label="Full-text search: title, description, claim excerpts, place names"
+    )
+    updated_since = django_filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601)"
+    )
+
+    class Meta:
+        fields = []
+
+    @property
+    def user(self):
+        return _user(self.request)
+
+    def filter_date_from(self, queryset, name, value):
+        return queryset.overlapping(date_from=value)
+
+    def filter_date_to(self, queryset, name, value):
+        return queryset.overlapping(date_to=value)
+
+    def filter_type(self, queryset, name, value):
+        return queryset.filter(incident_type__in=_descendant_ids(IncidentType, value.pk))
+
+    def filter_country(self, queryset, name, value):
+        return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__country=value)))
+
+    def filter_place(self, queryset, name, value):
+        places = _descendant_ids(Place, value.pk)
+        return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places)))
+
+    def _visible_claims(self):
+        return Claim.objects.visible_to(self.user).filter(incident=OuterRef("pk"))
+
+    def filter_source(self, queryset, name, value):
+        return queryset.filter(Exists(self._visible_claims().filter(source__in=_citing_source_ids(value.pk))))
+
+    def filter_organization(self, queryset, name, value):
+        involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
+        published = self._visible_claims().filter(source__publisher=value)
+        return queryset.filter(Exists(involved) | Exists(published))
+
+    def filter_q(self, queryset, name, value):
+        query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
+        in_text = Q(search_text=query)
+        in_claims = Exists(
+            self._visible_claims()
+            .annotate(search_text=SearchVector("excerpt", config=SEARCH_CONFIG))
+            .filter(search_text=query)
+        )
+        in_places = Exists(
+            IncidentPlace.objects.filter(incident=OuterRef("pk"))
+            .annotate(search_text=SearchVector("place__name", config=SEARCH_CONFIG))
+            .filter(search_text=query)
+        )
+        return queryset.annotate(search_text=SearchVector("title", "description", config=SEARCH_CONFIG)).filter(
+            in_text | in_claims | in_places
+        )

@@ -1,0 +1,29 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Make sure an administrator account exists. The first time, create it with a random password and "
+        "print it once; afterwards only say how to log in. Never a fixed default password."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
+
+    def handle(self, *args, username, url, **options):
+        User = get_user_model()
+        if User.objects.filter(username=username).exists():
+            self.stdout.write(
+                f"Log in at {url} as {username!r} with the password printed when the account was created "
+                f"(forgot it? `python manage.py changepassword {username}`)."
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(username=username, email="", password=password)
+        self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
+        self.stdout.write(f"Log in at {url} as {username!r} with password: {password}")
+        self.stdout.write("This password is shown only once; change it with `python manage.py changepassword`.")

@@ -1,0 +1,569 @@
+"""The domain: incidents, the sources that report them, and who and where they involve.
+
+Reports disagree and are vague, so the model never forces one number or one day: an incident holds
+the analysts' best estimate with a range and a qualifier, a date range with its precision, and every
+source's own claim beside it. Evidence (sources, organizations, places) is protected from deletion
+while any record uses it.
+"""
+
+import pghistory
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Cast, Concat, Greatest, Length, LPad
+from django_countries.fields import CountryField
+
+from incidents.querysets import ClaimQuerySet, IncidentQuerySet, SourceQuerySet
+
+
+class DatePrecision(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+    YEAR = "year", "Year"
+    RANGE = "range", "Range"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class CountQualifier(models.TextChoices):
+    EXACT = "exact", "Exact"
+    ABOUT = "about", "About"
+    AT_LEAST = "at_least", "At least"
+    AT_MOST = "at_most", "At most"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Verification(models.TextChoices):
+    ALLEGED = "alleged", "Alleged"
+    CORROBORATED = "corroborated", "Corroborated"
+    VERIFIED = "verified", "Verified"
+    DISPUTED = "disputed", "Disputed"
+    RETRACTED = "retracted", "Retracted"
+
+
+class ReviewState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    PUBLISHED = "published", "Published"
+
+
+def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
+    """Counts are never negative and min <= best <= max wherever both ends are set.
+
+    Shared by incidents and claims, which hold the same kind of uncertain figure.
+    """
+    best, low, high = "people_count", "people_count_min", "people_count_max"
+    return [
+        models.CheckConstraint(
+            condition=(
+                (Q(**{f"{best}__isnull": True}) | Q(**{f"{best}__gte": 0}))
+                & (Q(**{f"{low}__isnull": True}) | Q(**{f"{low}__gte": 0}))
+                & (Q(**{f"{high}__isnull": True}) | Q(**{f"{high}__gte": 0}))
+            ),
+            name=f"{prefix}_counts_not_negative",
+        ),
+        models.CheckConstraint(
+            condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{low}__lte": F(best)}),
+            name=f"{prefix}_count_min_not_above_best",
+        ),
+        models.CheckConstraint(
+            condition=Q(**{f"{high}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{best}__lte": F(high)}),
+            name=f"{prefix}_count_best_not_above_max",
+        ),
+        models.CheckConstraint(
+            condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{high}__isnull": True}) | Q(**{f"{low}__lte": F(high)}),
+            name=f"{prefix}_count_min_not_above_max",
+        ),
+    ]
+
+
+def validate_ranges(obj) -> None:
+    """The rules of count_range_constraints and of ordered dates, as errors that name the field.
+
+    Collects every problem at once, so an analyst fixes them all in one go."""
+    errors = {}
+    if obj.date_start and obj.date_end and obj.date_end < obj.date_start:
+        errors["date_end"] = (
+            f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
+        )
+    best, low, high = obj.people_count, obj.people_count_min, obj.people_count_max
+    if low is not None and high is not None and low > high:
+        errors["people_count_min"] = f"The minimum ({low}) is above the maximum ({high})."
+    if best is not None and low is not None and best < low:
+        errors["people_count"] = f"The best estimate ({best}) is below the minimum ({low})."
+    elif best is not None and high is not None and best > high:
+        errors["people_count"] = f"The best estimate ({best}) is above the maximum ({high})."
+    if errors:
+        raise ValidationError(errors)
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class OrganizationKind(models.TextChoices):
+    NGO = "ngo", "NGO"
+    GOVERNMENT = "government", "Government"
+    INTERGOVERNMENTAL = "intergovernmental", "Intergovernmental"
+    MEDIA = "media", "Media"
+    RELIGIOUS = "religious", "Religious"
+    RESEARCH = "research", "Research"
+    OTHER = "other", "Other"
+
+
+@pghistory.track()
+class Organization(TimestampedModel):
+    name = models.CharField(max_length=255, unique=True)
+    acronym = models.CharField(max_length=32, blank=True)
+    kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
+    country = CountryField(blank=True, help_text="The country it is based in or represents.")
+    website = models.URLField(blank=True)
+    description = models.TextField(blank=True)
+    aliases = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        help_text="Other spellings and names in other languages, comma-separated.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # Serves matching by alias in imports and admin search.
+            GinIndex(fields=["aliases"], name="organization_aliases"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.acronym})" if self.acronym else self.name
+
+
+class PlaceKind(models.TextChoices):
+    COUNTRY = "country", "Country"
+    PROVINCE = "province", "Province"
+    CITY = "city", "City"
+    COUNTY = "county", "County"
+    BORDER_AREA = "border_area", "Border area"
+    CROSSING = "crossing", "Border crossing"
+    FACILITY = "facility", "Facility"
+    OTHER = "other", "Other"
+
+
+@pghistory.track()
+class Place(TimestampedModel):
+    name = models.CharField(max_length=255)
+    alternate_names = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        help_text="Names in Korean, Chinese and their romanisations, comma-separated.",
+    )
+    kind = models.CharField(max_length=20, choices=PlaceKind.choices, default=PlaceKind.OTHER)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The place that contains it: city → province → country.",
+    )
+    country = CountryField(blank=True)
+    latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    sensitive = models.BooleanField(
+        default=False,
+        help_text="Public views show the parent's coordinates instead of this place's exact location.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "parent"], nulls_distinct=False, name="place_name_unique_in_parent"
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
+                name="place_latitude_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(longitude__isnull=True) | Q(longitude__gte=-180, longitude__lte=180),
+                name="place_longitude_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True, longitude__isnull=True)
+                | Q(latitude__isnull=False, longitude__isnull=False),
+                name="place_coordinates_both_or_neither",
+            ),
+            models.CheckConstraint(condition=~Q(parent=F("id")), name="place_not_own_parent"),
+        ]
+        indexes = [
+            # Serves the country filter on incidents (places of a country) and the admin filter.
+            models.Index(fields=["country"], name="place_country"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValidationError({"longitude": "Give both latitude and longitude, or neither."})
+        if self.pk and self.parent_id:
+            ancestor = self.parent
+            while ancestor is not None:
+                if ancestor.pk == self.pk:
+                    raise ValidationError({"parent": "A place cannot be inside itself."})
+                ancestor = ancestor.parent
+
+    @property
+    def public_coordinates(self) -> tuple[float, float] | None:
+        """Coordinates safe to show the public: a sensitive place shows its nearest
+        non-sensitive ancestor's. Walks the parents, so prefetch them when listing."""
+        place = self
+        while place is not None and (place.sensitive or place.latitude is None):
+            place = place.parent
+        if place is None:
+            return None
+        return float(place.latitude), float(place.longitude)
+
+
+class IncidentTypeManager(models.Manager):
+    def get_by_natural_key(self, slug):
+        return self.get(slug=slug)
+
+
+@pghistory.track()
+class IncidentType(TimestampedModel):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=128, unique=True)
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    description = models.TextField(blank=True)
+
+    # Fixtures and imports name types by slug, which stays stable across databases; ids do not.
+    objects = IncidentTypeManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~Q(parent=F("id")), name="incident_type_not_own_parent")]
+
+    def __str__(self):
+        return self.name
+
+    def natural_key(self):
+        return (self.slug,)
+
+
+class SourceKind(models.TextChoices):
+    NEWS_ARTICLE = "news_article", "News article"
+    NGO_REPORT = "ngo_report", "NGO report"
+    GOVERNMENT_STATEMENT = "government_statement", "Government statement"
+    TESTIMONY = "testimony", "Testimony"
+    SOCIAL_MEDIA = "social_media", "Social media"
+    ACADEMIC = "academic", "Academic"
+    OTHER = "other", "Other"
+
+
+@pghistory.track()
+class Source(TimestampedModel):
+    title = models.CharField(max_length=500)
+    kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
+    url = models.URLField(max_length=1000, blank=True)
+    publisher = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="published_sources"
+    )
+    author = models.CharField(max_length=255, blank=True)
+    published_on = models.DateField(null=True, blank=True)
+    language = models.CharField(max_length=16, blank=True, help_text="Language code, e.g. en, ko, zh.")
+    archive_url = models.URLField(max_length=1000, blank=True)
+    cites = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="cited_by",
+        help_text="The source this one relays (a news article citing an NGO report, citing a testimony).",
+    )
+    confidential = models.BooleanField(
+        default=False, help_text="Only users with the confidential permission may see it (e.g. an informant)."
+    )
+    notes = models.TextField(blank=True)
+
+    objects = SourceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-published_on", "title"]
+        constraints = [models.CheckConstraint(condition=~Q(cites=F("id")), name="source_does_not_cite_itself")]
+
+    def __str__(self):
+        return self.title
+
+    def clean(self):
+        if self.pk and self.cites_id:
+            cited = self.cites
+            while cited is not None:
+                if cited.pk == self.pk:
+                    raise ValidationError({"cites": "A source cannot cite itself, directly or through others."})
+                cited = cited.cites
+
+
+# Tracked so that adding or removing a place shows in the incident's history.
+@pghistory.track()
+class IncidentPlace(models.Model):
+    """Links an incident to its places; a place in use cannot be deleted."""
+
+    incident = models.ForeignKey("Incident", on_delete=models.CASCADE, related_name="incident_places")
+    place = models.ForeignKey(Place, on_delete=models.PROTECT, related_name="incident_places")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["incident", "place"], name="incident_place_unique")]
+        indexes = [
+            # Serves the place and country filters (incidents at a place), the other direction being
+            # covered by the unique constraint's index.
+            models.Index(fields=["place", "incident"], name="incident_place_by_place"),
+        ]
+
+    def __str__(self):
+        return f"{self.incident_id} @ {self.place_id}"
+
+
+# Each incident's human-friendly id, derived from its primary key so it never changes and is never
+# reused (PostgreSQL identities are not reused). Padded to six digits, longer when the id needs it.
+_ID_TEXT = Cast("id", models.TextField())
+PUBLIC_ID_EXPRESSION = Concat(
+    Value("INC-"), LPad(_ID_TEXT, Greatest(Length(_ID_TEXT), Value(6)), Value("0")), output_field=models.TextField()
+)
+
+
+class DateLabel(Func):
+    """Calls the SQL function created in migration 0001 ("29 August 2023", "July 2021", "2023").
+
+    The label lives in SQL, not Python, so the admin, the API and `COPY` exports read the same column.
+    """
+
+    function = "incident_date_label"
+    output_field = models.TextField()
+
+
+@pghistory.track()
+class Incident(TimestampedModel):
+    public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
+    title = models.CharField(max_length=300)
+    incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
+    description = models.TextField(blank=True)
+
+    date_start = models.DateField(help_text="First day of the range the incident lies in.")
+    date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
+    date_precision = models.CharField(max_length=8, choices=DatePrecision.choices, default=DatePrecision.DAY)
+    date_label = models.GeneratedField(
+        expression=DateLabel("date_start", "date_end", "date_precision"),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
+
+    people_count = models.PositiveIntegerField(null=True, blank=True, help_text="The analysts' best estimate.")
+    people_count_min = models.PositiveIntegerField(null=True, blank=True)
+    people_count_max = models.PositiveIntegerField(null=True, blank=True)
+    count_qualifier = models.CharField(max_length=8, choices=CountQualifier.choices, default=CountQualifier.UNKNOWN)
+
+    places = models.ManyToManyField(Place, through=IncidentPlace, related_name="incidents", blank=True)
+
+    verification = models.CharField(max_length=12, choices=Verification.choices, default=Verification.ALLEGED)
+    review_state = models.CharField(max_length=10, choices=ReviewState.choices, default=ReviewState.DRAFT)
+    confidential = models.BooleanField(default=False)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    objects = IncidentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date_start", "-id"]
+        permissions = [
+            ("view_confidential", "Can see confidential incidents, claims and sources"),
+            ("submit_incident", "Can submit incidents for review"),
+            ("publish_incident", "Can publish and unpublish incidents"),
+            ("verify_incident", "Can change an incident's verification status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(date_end__gte=F("date_start")), name="incident_dates_ordered"),
+            *count_range_constraints("incident"),
+            models.UniqueConstraint(fields=["public_id"], name="incident_public_id_unique"),
+        ]
+        indexes = [
+            # Serves the default ordering of lists and the changelist (newest first).
+            models.Index(fields=["-date_start", "-id"], name="incident_newest_first"),
+            # Serves the date-range overlap filter used by every list, export and statistic.
+            models.Index(fields=["date_start", "date_end"], name="incident_date_range"),
+            # Serves `updated_since` for partner tools that sync incrementally.
+            models.Index(fields=["updated_at", "id"], name="incident_updated"),
+            # Serves the type filter.
+            models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
+            # Serves the public's view (published, not confidential), newest first.
+            models.Index(
+                fields=["-date_start", "-id"],
+                condition=Q(review_state="published", confidential=False),
+                name="incident_public_newest_first",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.public_id}: {self.title}" if self.public_id else self.title
+
+    def save(self, *args, **kwargs):
+        # Every save of an existing row is a new version; services compare it to catch lost updates.
+        if not self._state.adding:
+            self.version += 1
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        validate_ranges(self)
+
+
+class InvolvementRole(models.TextChoices):
+    PERPETRATOR = "perpetrator", "Perpetrator"
+    RECEIVING_STATE = "receiving_state", "Receiving state"
+    FACILITATOR = "facilitator", "Facilitator"
+    OTHER = "other", "Other"
+
+
+@pghistory.track()
+class Involvement(models.Model):
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="involvements")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="involvements")
+    role = models.CharField(max_length=16, choices=InvolvementRole.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "organization", "role"], name="involvement_unique"),
+        ]
+        indexes = [
+            # Serves the organization filter and "perpetrator" statistics.
+            models.Index(fields=["organization", "role"], name="involvement_by_organization"),
+        ]
+
+    def __str__(self):
+        return f"{self.organization} ({self.get_role_display()})"
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    MIXED = "mixed", "Mixed"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class AgeGroup(models.TextChoices):
+    CHILD = "child", "Children"
+    ADULT = "adult", "Adults"
+    MIXED = "mixed", "Mixed"
+    UNKNOWN = "unknown", "Unknown"
+
+
+@pghistory.track()
+class VictimGroup(models.Model):
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="victim_groups")
+    count = models.PositiveIntegerField(null=True, blank=True)
+    sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
+    age_group = models.CharField(max_length=8, choices=AgeGroup.choices, default=AgeGroup.UNKNOWN)
+    nationality = CountryField(blank=True)
+    description = models.CharField(max_length=500, blank=True, help_text='e.g. "mostly women"')
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(count__isnull=True) | Q(count__gte=0), name="victim_group_count_not_negative"
+            )
+        ]
+
+    def __str__(self):
+        return self.description or f"{self.count or '?'} ({self.get_sex_display()}, {self.get_age_group_display()})"
+
+
+class SourceConnection(models.TextChoices):
+    VICTIM = "victim", "Victim"
+    WITNESS = "witness", "Witness"
+    INFORMANT = "informant", "Informant"
+    THIRD_PARTY = "third_party", "Third party"
+    OFFICIAL = "official", "Official"
+    UNKNOWN = "unknown", "Unknown"
+
+
+@pghistory.track()
+class Claim(TimestampedModel):
+    """What one source says about one incident, kept as the source said it."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="claims")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="claims")
+    people_count = models.PositiveIntegerField(null=True, blank=True)
+    people_count_min = models.PositiveIntegerField(null=True, blank=True)
+    people_count_max = models.PositiveIntegerField(null=True, blank=True)
+    count_qualifier = models.CharField(max_length=8, choices=CountQualifier.choices, default=CountQualifier.UNKNOWN)
+    date_start = models.DateField(null=True, blank=True)
+    date_end = models.DateField(null=True, blank=True)
+    excerpt = models.TextField(blank=True, help_text="The source's own words.")
+    locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
+    source_connection = models.CharField(
+        max_length=12, choices=SourceConnection.choices, default=SourceConnection.UNKNOWN
+    )
+    confidential = models.BooleanField(default=False)
+
+    objects = ClaimQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "source"], name="claim_one_per_incident_source"),
+            models.CheckConstraint(
+                condition=Q(date_start__isnull=True) | Q(date_end__isnull=True) | Q(date_end__gte=F("date_start")),
+                name="claim_dates_ordered",
+            ),
+            *count_range_constraints("claim"),
+        ]
+        indexes = [
+            # Serves the source filter (incidents a source reports on).
+            models.Index(fields=["source", "incident"], name="claim_by_source"),
+        ]
+
+    def __str__(self):
+        return f"{self.source} on {self.incident_id}"
+
+    def clean(self):
+        validate_ranges(self)
+
+
+class ResponseKind(models.TextChoices):
+    STATEMENT = "statement", "Statement"
+    FORMAL_PROTEST = "formal_protest", "Formal protest"
+    DIPLOMATIC_PROTEST = "diplomatic_protest", "Diplomatic protest"
+    CALL_TO_ACTION = "call_to_action", "Call to action"
+    RESOLUTION = "resolution", "Resolution"
+    REPORT = "report", "Report"
+    LEGAL_ACTION = "legal_action", "Legal action"
+
+
+@pghistory.track()
+class Response(TimestampedModel):
+    """An organization's reaction to one or more incidents."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")
+    kind = models.CharField(max_length=20, choices=ResponseKind.choices)
+    date = models.DateField()
+    description = models.TextField(blank=True)
+    incidents = models.ManyToManyField(Incident, related_name="responses", blank=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
+
+    class Meta:
+        ordering = ["-date", "id"]
+
+    def __str__(self):
+        return f"{self.organization}: {self.get_kind_display()} ({self.date:%Y-%m-%d})"

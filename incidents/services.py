@@ -1,0 +1,205 @@
+"""Writes that carry rules. Every door (admin, API, import, commands) writes incidents through here.
+
+Each write validates with the model's own rules (`full_clean()`, backed by database constraints),
+checks the version the writer started from against the stored one (so a stale edit never overwrites
+a newer one), records who did it, and runs in one transaction: it all lands or none of it does.
+History rows are written by database triggers (pghistory); the context set here names the user.
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pghistory
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+
+from incidents.models import Claim, Incident, Involvement, Place, ReviewState, Verification, VictimGroup
+
+
+class VersionConflict(Exception):
+    """Someone saved the incident after the writer loaded it."""
+
+    def __init__(self, *, current: Incident, expected_version: int):
+        self.current = current
+        self.expected_version = expected_version
+        who = current.updated_by.get_username() if current.updated_by else "someone else"
+        super().__init__(
+            f"{current.public_id} was changed by {who} at {current.updated_at:%Y-%m-%d %H:%M} UTC "
+            f"(now version {current.version}; you edited version {expected_version}). "
+            "Your changes were not saved: reload it, then apply them again."
+        )
+
+
+def _acting_user_id(user) -> int | None:
+    return user.pk if user is not None and user.is_authenticated else None
+
+
+def _validate_children(
+    incident: Incident, model: type[models.Model], rows: Iterable[Mapping[str, Any]], label: str
+) -> list[models.Model]:
+    """Build child rows and validate them all, collecting every error under `label[index].field`."""
+    instances, errors = [], {}
+    for index, row in enumerate(rows):
+        instance = model(incident=incident, **{key: value for key, value in row.items() if key != "id"})
+        if row.get("id"):
+            instance.pk = row["id"]
+            instance._state.adding = False
+        try:
+            instance.full_clean(exclude=["incident"], validate_unique=False)
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                errors[f"{label}[{index}].{field}"] = messages
+        instances.append(instance)
+    if errors:
+        raise ValidationError(errors)
+    return instances
+
+
+def _check_unique(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> None:
+    seen = {}
+    for index, instance in enumerate(instances):
+        value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
+        if value in seen:
+            raise ValidationError({f"{label}[{index}]": message})
+        seen[value] = index
+
+
+def _replace_children(incident: Incident, related_name: str, instances: list[models.Model]) -> None:
+    """Make the incident's children exactly `instances`: update those with an id, create the rest,
+    delete the ones no longer listed. Updates keep their id, so history shows a change, not a swap."""
+    manager = getattr(incident, related_name)
+    keep_ids = [instance.pk for instance in instances if instance.pk]
+    manager.exclude(pk__in=keep_ids).delete()
+    for instance in instances:
+        instance.incident = incident
+        if instance.pk and not manager.filter(pk=instance.pk).exists():
+            raise ValidationError({related_name: f"Item {instance.pk} does not belong to {incident.public_id}."})
+        instance.save()
+
+
+def _write_children(
+    incident: Incident,
+    *,
+    places: Iterable[Place] | None,
+    claims: Iterable[Mapping[str, Any]] | None,
+    victim_groups: Iterable[Mapping[str, Any]] | None,
+    involvements: Iterable[Mapping[str, Any]] | None,
+) -> None:
+    if claims is not None:
+        claim_rows = _validate_children(incident, Claim, claims, "claims")
+        _check_unique(claim_rows, ("source",), "claims", "Each source may make only one claim per incident.")
+    if victim_groups is not None:
+        victim_group_rows = _validate_children(incident, VictimGroup, victim_groups, "victim_groups")
+    if involvements is not None:
+        involvement_rows = _validate_children(incident, Involvement, involvements, "involvements")
+        _check_unique(
+            involvement_rows, ("organization", "role"), "involvements", "This organization already has this role."
+        )
+    if places is not None:
+        incident.places.set(places)
+    if claims is not None:
+        _replace_children(incident, "claims", claim_rows)
+    if victim_groups is not None:
+        _replace_children(incident, "victim_groups", victim_group_rows)
+    if involvements is not None:
+        _replace_children(incident, "involvements", involvement_rows)
+
+
+def incident_create(
+    *,
+    user,
+    data: Mapping[str, Any],
+    places: Iterable[Place] = (),
+    claims: Iterable[Mapping[str, Any]] = (),
+    victim_groups: Iterable[Mapping[str, Any]] = (),
+    involvements: Iterable[Mapping[str, Any]] = (),
+) -> Incident:
+    """Create an incident with its places, claims, victim groups and involvements, all or nothing."""
+    incident = Incident(**data)
+    incident.created_by_id = incident.updated_by_id = _acting_user_id(user)
+    incident.full_clean()
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        incident.save()
+        _write_children(incident, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements)
+    return incident
+
+
+def incident_update(
+    *,
+    incident: Incident,
+    user,
+    expected_version: int,
+    data: Mapping[str, Any] | None = None,
+    places: Iterable[Place] | None = None,
+    claims: Iterable[Mapping[str, Any]] | None = None,
+    victim_groups: Iterable[Mapping[str, Any]] | None = None,
+    involvements: Iterable[Mapping[str, Any]] | None = None,
+) -> Incident:
+    """Apply `data` (and, where given, replace the nested collections) if nobody saved the incident
+    since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
+
+    Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        current = Incident.objects.select_for_update().select_related("updated_by").get(pk=incident.pk)
+        if current.version != expected_version:
+            raise VersionConflict(current=current, expected_version=expected_version)
+        for field, value in (data or {}).items():
+            setattr(incident, field, value)
+        incident.version = current.version
+        incident.updated_by_id = _acting_user_id(user)
+        incident.full_clean()
+        incident.save()
+        _write_children(incident, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements)
+    return incident
+
+
+# Workflow: action -> (states it may start from, state it leads to, permission it needs).
+WORKFLOW = {
+    "submit": ({ReviewState.DRAFT}, ReviewState.IN_REVIEW, "incidents.submit_incident"),
+    "publish": ({ReviewState.DRAFT, ReviewState.IN_REVIEW}, ReviewState.PUBLISHED, "incidents.publish_incident"),
+    "return_to_draft": (
+        {ReviewState.IN_REVIEW, ReviewState.PUBLISHED},
+        ReviewState.DRAFT,
+        "incidents.publish_incident",
+    ),
+}
+
+
+def incident_transition(*, incident: Incident, action: str, user, expected_version: int | None = None) -> Incident:
+    """Move an incident through review (submit, publish, return to draft), if the user's role allows
+    it and the incident is in a state the action starts from."""
+    try:
+        sources, target, permission = WORKFLOW[action]
+    except KeyError:
+        raise ValidationError({"action": f"Unknown action {action!r}; choose one of {', '.join(WORKFLOW)}."}) from None
+    if not user.has_perm(permission):
+        raise PermissionDenied(f"You may not {action.replace('_', ' ')} incidents: your role lacks that permission.")
+    if incident.review_state not in sources:
+        raise ValidationError(
+            {
+                "review_state": f"{incident.public_id} is {incident.get_review_state_display().lower()}; "
+                f"{action.replace('_', ' ')} applies only to {', '.join(sorted(sources))} incidents."
+            }
+        )
+    return incident_update(
+        incident=incident,
+        user=user,
+        expected_version=incident.version if expected_version is None else expected_version,
+        data={"review_state": target},
+    )
+
+
+def incident_set_verification(
+    *, incident: Incident, verification: str, user, expected_version: int | None = None
+) -> Incident:
+    """Change how well an incident is established; only reviewers (verify permission) may."""
+    if not user.has_perm("incidents.verify_incident"):
+        raise PermissionDenied("You may not change verification: your role lacks that permission.")
+    if verification not in Verification.values:
+        raise ValidationError({"verification": f"Unknown verification {verification!r}."})
+    return incident_update(
+        incident=incident,
+        user=user,
+        expected_version=incident.version if expected_version is None else expected_version,
+        data={"verification": verification},
+    )

