@@ -40,7 +40,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
-def ensure_roles(**kwargs) -> None:
+def ensure_roles() -> None:
     """Create or update the role groups so they hold exactly their permissions. Idempotent; runs
     after every migrate (post_migrate) and from `manage.py setup_roles`."""
     permissions = {

@@ -162,6 +162,7 @@ STORAGES = {
 }
 # Serve static files without collectstatic in development and tests.
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
 

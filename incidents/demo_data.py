@@ -1,0 +1,347 @@
+"""A realistic, deterministic synthetic data set for development and benchmarks.
+
+The same `seed` always produces the same rows. Reference data (organizations, places) is reused by
+name, so the generator can run against a database that already holds the sample data. Incidents
+and everything hanging off them are written with PostgreSQL's COPY in batches: row-by-row saves
+would take hours at a million incidents, COPY takes minutes. COPY still runs every CHECK, foreign
+key and trigger, so the rows satisfy the same constraints as those entered by hand, with one
+exception: the audit triggers' insert events are skipped for these synthetic rows. Each audit row
+costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
+against 0.17 s without, which would turn a few minutes at a million incidents into half an hour.
+Updates and deletes of demo rows are audited like any other.
+"""
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pgtrigger
+from django.db import connection, transaction
+
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentPlace,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    Source,
+    VictimGroup,
+)
+
+# (country code, name, latitude, longitude, [(province, [cities])])
+GEOGRAPHY = [
+    ("CN", "China", 35.0, 103.0, [("Liaoning", ["Dandong", "Shenyang"]), ("Jilin", ["Yanji", "Tumen", "Changbai"])]),
+    ("KP", "North Korea", 40.0, 127.0, [("North Pyongan", ["Sinuiju"]), ("Ryanggang", ["Hyesan"])]),
+    ("RU", "Russia", 61.5, 105.3, [("Primorsky Krai", ["Vladivostok", "Khasan"])]),
+    ("LA", "Laos", 19.9, 102.5, [("Luang Namtha", ["Boten"])]),
+    ("VN", "Vietnam", 14.1, 108.3, [("Lao Cai", ["Lao Cai"])]),
+    ("TH", "Thailand", 15.9, 100.9, [("Chiang Rai", ["Mae Sai"])]),
+    ("MN", "Mongolia", 46.9, 103.8, [("Dornogovi", ["Zamyn-Uud"])]),
+    ("MM", "Myanmar", 21.9, 95.9, [("Shan", ["Muse"])]),
+]
+
+ORGANIZATIONS = [
+    ("Demo Refugee Rights Network", "ngo"),
+    ("Demo Border Monitor", "ngo"),
+    ("Demo Daily News", "media"),
+    ("Demo Asia Broadcasting", "media"),
+    ("Demo Institute for Migration Studies", "research"),
+    ("Demo Faith Outreach", "religious"),
+    ("Demo Regional Human Rights Body", "intergovernmental"),
+]
+
+# (value, weight) pairs: how often each value occurs.
+TYPE_WEIGHTS = [
+    ("forced-repatriation", 40),
+    ("arbitrary-detention", 20),
+    ("deportation", 15),
+    ("enforced-disappearance", 6),
+    ("torture", 6),
+    ("forced-labour", 5),
+    ("trafficking", 4),
+    ("sexual-violence", 2),
+    ("execution", 1),
+    ("extrajudicial-execution", 1),
+]
+PRECISION_WEIGHTS = [("day", 50), ("month", 20), ("week", 5), ("year", 10), ("range", 10), ("unknown", 5)]
+QUALIFIER_WEIGHTS = [("exact", 40), ("about", 35), ("at_least", 15), ("at_most", 5), ("unknown", 5)]
+VERIFICATION_WEIGHTS = [("alleged", 50), ("corroborated", 30), ("verified", 12), ("disputed", 6), ("retracted", 2)]
+REVIEW_WEIGHTS = [("published", 80), ("in_review", 8), ("draft", 12)]
+SOURCE_KIND_WEIGHTS = [("news_article", 50), ("ngo_report", 25), ("testimony", 10), ("government_statement", 10)]
+CONNECTION_WEIGHTS = [("third_party", 60), ("witness", 15), ("victim", 10), ("informant", 5), ("official", 10)]
+FIRST_DAY, LAST_DAY = date(1995, 1, 1), date(2025, 12, 31)
+
+
+def _choices(weighted: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
+    return [value for value, _ in weighted], [weight for _, weight in weighted]
+
+
+@dataclass
+class Reference:
+    """The rows incidents point to, looked up or created once per run."""
+
+    type_ids: dict[str, int]
+    country_place_ids: dict[str, int]
+    leaf_places: list[tuple[int, str]]  # (place id, country code)
+    government_ids: dict[str, int]
+    publisher_ids: list[int]
+    source_ids: list[int] = field(default_factory=list)
+
+
+def _ensure_reference_data() -> Reference:
+    type_ids = dict(IncidentType.objects.filter(slug__in=[slug for slug, _ in TYPE_WEIGHTS]).values_list("slug", "pk"))
+    missing = {slug for slug, _ in TYPE_WEIGHTS} - type_ids.keys()
+    if missing:
+        raise ValueError(f"Incident types missing (run migrate): {', '.join(sorted(missing))}")
+    country_place_ids, leaf_places, government_ids = {}, [], {}
+    for code, name, latitude, longitude, provinces in GEOGRAPHY:
+        country, _ = Place.objects.get_or_create(
+            name=name,
+            parent=None,
+            defaults={"kind": "country", "country": code, "latitude": latitude, "longitude": longitude},
+        )
+        country_place_ids[code] = country.pk
+        for index, (province_name, cities) in enumerate(provinces):
+            province, _ = Place.objects.get_or_create(
+                name=province_name,
+                parent=country,
+                defaults={
+                    "kind": "province",
+                    "country": code,
+                    "latitude": round(latitude + index, 4),
+                    "longitude": round(longitude + index, 4),
+                },
+            )
+            for city_index, city_name in enumerate(cities):
+                city, _ = Place.objects.get_or_create(
+                    name=city_name,
+                    parent=province,
+                    # Every other city is a sensitive location (e.g. a shelter's town).
+                    defaults={"kind": "city", "country": code, "sensitive": city_index % 2 == 1},
+                )
+                leaf_places.append((city.pk, code))
+        government, _ = Organization.objects.get_or_create(
+            name=f"Government of {name} (demo)", defaults={"kind": "government", "country": code}
+        )
+        government_ids[code] = government.pk
+    publisher_ids = [
+        Organization.objects.get_or_create(name=name, defaults={"kind": kind})[0].pk for name, kind in ORGANIZATIONS
+    ]
+    return Reference(type_ids, country_place_ids, leaf_places, government_ids, publisher_ids)
+
+
+def _reserve_ids(model, count: int) -> int:
+    """Reserve `count` consecutive primary keys and return the first, so child rows can point at
+    parents written in the same COPY batch without a round trip per row. (A development tool: it
+    assumes no other writer takes ids from the same sequence at the same instant.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(sequence, nextval(sequence) + %s - 1) FROM pg_get_serial_sequence(%s, 'id') AS sequence",
+            [count, model._meta.db_table],
+        )
+        return cursor.fetchone()[0] - count + 1
+
+
+def _skip_insert_history() -> None:
+    """For the rest of the current transaction, skip the audit insert triggers (see module docstring).
+
+    pgtrigger reads the `pgtrigger.ignore` setting; it is set here directly because COPY bypasses the
+    execute wrapper that `pgtrigger.ignore()` relies on."""
+    trigger_ids = [
+        trigger.get_pgid(model) for model, trigger in pgtrigger.registered() if trigger.name == "insert_insert"
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + ",".join(trigger_ids) + "}"])
+
+
+def _copy(model, columns: list[str], rows: Iterator[tuple]) -> None:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+class DemoDataGenerator:
+    def __init__(self, *, seed: int):
+        self.random = random.Random(seed)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def pick(self, weighted: list[tuple[str, int]]) -> str:
+        values, weights = _choices(weighted)
+        return self.random.choices(values, weights)[0]
+
+    def dates(self) -> tuple[date, date, str]:
+        # Skewed towards recent years, as documentation is.
+        span = (LAST_DAY - FIRST_DAY).days
+        start = FIRST_DAY + timedelta(days=int(span * (self.random.random() ** 0.5)))
+        precision = self.pick(PRECISION_WEIGHTS)
+        if precision == "month":
+            start = start.replace(day=1)
+            end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        elif precision == "year":
+            start, end = start.replace(month=1, day=1), start.replace(month=12, day=31)
+        elif precision == "week":
+            start -= timedelta(days=start.weekday())
+            end = start + timedelta(days=6)
+        elif precision == "range":
+            end = start + timedelta(days=self.random.randint(1, 60))
+        elif precision == "unknown":
+            start = start.replace(month=1, day=1)
+            end = start.replace(year=start.year + self.random.randint(0, 3), month=12, day=31)
+        else:
+            end = start
+        return start, min(end, LAST_DAY), precision
+
+    def counts(self, best: int | None = None) -> tuple[int | None, int | None, int | None, str]:
+        """(best, min, max, qualifier): a plausible uncertain figure, around `best` if given."""
+        if best is None:
+            best = max(1, int(self.random.lognormvariate(2.5, 1.2)))
+        else:
+            best = max(1, int(best * self.random.uniform(0.7, 1.3)))
+        qualifier = self.pick(QUALIFIER_WEIGHTS)
+        if qualifier == "about":
+            return best, int(best * 0.8), int(best * 1.2) + 1, qualifier
+        if qualifier == "at_least":
+            return best, best, None, qualifier
+        if qualifier == "at_most":
+            return best, None, best, qualifier
+        if qualifier == "unknown":
+            return None, None, None, qualifier
+        return best, None, None, qualifier
+
+    def sources(self, reference: Reference, count: int) -> None:
+        first_id = _reserve_ids(Source, count)
+        now = self.now
+
+        def rows():
+            for offset in range(count):
+                source_id = first_id + offset
+                # One in five relays an earlier source, forming citation chains.
+                cites = self.random.randint(first_id, source_id - 1) if offset and self.random.random() < 0.2 else None
+                kind = self.pick(SOURCE_KIND_WEIGHTS)
+                published_on = FIRST_DAY + timedelta(days=self.random.randint(0, (LAST_DAY - FIRST_DAY).days))
+                confidential = kind == "testimony" and self.random.random() < 0.3
+                yield (
+                    source_id,
+                    f"Demo {kind.replace('_', ' ')} #{source_id}",
+                    kind,
+                    "",
+                    None if kind == "testimony" else self.random.choice(reference.publisher_ids),
+                    "",
+                    published_on,
+                    self.random.choice(["en", "ko", "zh", "ru"]),
+                    "",
+                    cites,
+                    confidential,
+                    "",
+                    now,
+                    now,
+                )
+                reference.source_ids.append(source_id)
+
+        _copy(
+            Source,
+            ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
+             "cites_id", "confidential", "notes", "created_at", "updated_at"],
+            rows(),
+        )  # fmt: skip
+
+    def incidents(self, reference: Reference, count: int) -> None:
+        """Write `count` incidents with their places, involvements, victim groups and claims."""
+        first_id = _reserve_ids(Incident, count)
+        incident_rows, place_rows, involvement_rows, victim_rows, claim_rows = [], [], [], [], []
+        type_slugs, type_weights = _choices(TYPE_WEIGHTS)
+        for offset in range(count):
+            incident_id = first_id + offset
+            start, end, precision = self.dates()
+            best, low, high, qualifier = self.counts()
+            slug = self.random.choices(type_slugs, type_weights)[0]
+            place_id, country = self.random.choice(reference.leaf_places)
+            updated_at = self.now - timedelta(minutes=self.random.randint(0, 60 * 24 * 365 * 3))
+            incident_rows.append(
+                (
+                    incident_id,
+                    f"Demo {slug.replace('-', ' ')} in {country} #{incident_id}",
+                    reference.type_ids[slug],
+                    "Synthetic incident generated for development and benchmarks.",
+                    start,
+                    end,
+                    precision,
+                    best,
+                    low,
+                    high,
+                    qualifier,
+                    self.pick(VERIFICATION_WEIGHTS),
+                    self.pick(REVIEW_WEIGHTS),
+                    self.random.random() < 0.03,
+                    1,
+                    updated_at,
+                    updated_at,
+                )
+            )
+            place_rows.append((incident_id, place_id))
+            # Some incidents span a border: the receiving country as a second place.
+            if country != "KP" and self.random.random() < 0.3:
+                place_rows.append((incident_id, reference.country_place_ids["KP"]))
+            involvement_rows.append((incident_id, reference.government_ids[country], "perpetrator"))
+            if slug in ("forced-repatriation", "deportation"):
+                involvement_rows.append((incident_id, reference.government_ids["KP"], "receiving_state"))
+            if best is not None and self.random.random() < 0.5:
+                victim_rows.append(
+                    (incident_id, best, self.random.choice(["female", "male", "mixed", "unknown"]),
+                     self.random.choice(["adult", "child", "mixed", "unknown"]), "KP", "")
+                )  # fmt: skip
+            for source_id in self.random.sample(reference.source_ids, self.random.choice([1, 1, 2, 3])):
+                claim_best, claim_low, claim_high, claim_qualifier = self.counts(best)
+                claim_rows.append(
+                    (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
+                     "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
+                )  # fmt: skip
+        _copy(
+            Incident,
+            ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
+             "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
+             "review_state", "confidential", "version", "created_at", "updated_at"],
+            iter(incident_rows),
+        )  # fmt: skip
+        _copy(IncidentPlace, ["incident_id", "place_id"], iter(place_rows))
+        _copy(Involvement, ["incident_id", "organization_id", "role"], iter(involvement_rows))
+        _copy(
+            VictimGroup, ["incident_id", "count", "sex", "age_group", "nationality", "description"], iter(victim_rows)
+        )
+        _copy(
+            Claim,
+            ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
+             "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
+             "updated_at"],
+            iter(claim_rows),
+        )  # fmt: skip
+
+
+def generate_demo_data(
+    *, incidents: int, seed: int = 42, batch_size: int = 20_000, progress: Callable[[int], None] = lambda done: None
+) -> None:
+    """Add `incidents` synthetic incidents (and about one source per ten incidents), in batches of
+    `batch_size`, each batch its own transaction; `progress` is called with the number written."""
+    generator = DemoDataGenerator(seed=seed)
+    with transaction.atomic():
+        reference = _ensure_reference_data()
+        _skip_insert_history()
+        generator.sources(reference, max(10, incidents // 10))
+    written = 0
+    while written < incidents:
+        batch = min(batch_size, incidents - written)
+        with transaction.atomic():
+            _skip_insert_history()
+            generator.incidents(reference, batch)
+        written += batch
+        progress(batch)
+    with connection.cursor() as cursor:
+        # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
+        for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
