@@ -4,10 +4,10 @@ Visibility is decided here and only here: the admin, the API, CSV exports, stati
 pages all start from `visible_to(user)`, so a rule changed here holds everywhere.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
-from django.db import models
-from django.db.models import Max, Min, OuterRef, Q, Subquery
+from django.db import connection, models
+from django.db.models import Exists, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
@@ -81,3 +81,34 @@ class IncidentQuerySet(models.QuerySet):
             claim_people_min=Subquery(claims.annotate(value=Min(low)).values("value")),
             claim_people_max=Subquery(claims.annotate(value=Max(high)).values("value")),
         )
+
+    def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
+        """Other incidents of the same type whose dates overlap the incident's, widened by
+        `window_days` on each side (reports of one event often disagree by a few days), and that
+        share a place or a country with it. Chain after `visible_to(user)`: one query."""
+        places = incident.places.all()
+        countries = places.exclude(country="").values("country")
+        incident_places = self.model._meta.get_field("incident_places").related_model.objects.filter(
+            incident=OuterRef("pk")
+        )
+        return (
+            self.exclude(pk=incident.pk)
+            .filter(incident_type=incident.incident_type_id)
+            .overlapping(
+                date_from=incident.date_start - timedelta(days=window_days),
+                date_to=incident.date_end + timedelta(days=window_days),
+            )
+            .filter(
+                Exists(incident_places.filter(place__in=places.values("pk")))
+                | Exists(incident_places.filter(place__country__in=countries))
+            )
+        )
+
+
+def estimated_row_count(model) -> int:
+    """PostgreSQL's own estimate of a table's rows (kept by autovacuum and ANALYZE): instant on
+    any size, where an exact COUNT(*) reads the whole table. -1 until the table is first analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+        row = cursor.fetchone()
+    return row[0] if row else -1

@@ -1,0 +1,406 @@
+"""The analysts' admin through the Django test client: data entry, confidentiality, review workflow,
+history, lost-update protection, duplicate warnings and the changelist's cost."""
+
+import re
+from datetime import date
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Claim, Incident
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+CHANGELIST = reverse("admin:incidents_incident_changelist")
+ADD = reverse("admin:incidents_incident_add")
+
+
+def change_url(incident):
+    return reverse("admin:incidents_incident_change", args=[incident.pk])
+
+
+def history_url(obj):
+    return reverse(f"admin:incidents_{obj._meta.model_name}_history", args=[obj.pk])
+
+
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def management_form(prefix: str, total: int, initial: int = 0) -> dict:
+    return {
+        f"{prefix}-TOTAL_FORMS": str(total),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+
+
+def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
+    """The POST an analyst's browser sends from the incident page: the incident's fields, its
+    places, and one claim form per entry of `claims` (existing claims carry their id)."""
+    data = {
+        "title": "80 North Koreans forcibly repatriated from China",
+        "incident_type": str(incident_type().pk),
+        "description": "",
+        "date_start": "2023-08-29",
+        "date_end": "2023-08-29",
+        "date_precision": "day",
+        "people_count": "80",
+        "people_count_min": "",
+        "people_count_max": "",
+        "count_qualifier": "exact",
+        "place_list": [str(place.pk) for place in places],
+        **management_form("victim_groups", 0),
+        **management_form("involvements", 0),
+    }
+    if incident is not None:
+        data["expected_version"] = str(incident.version)
+    existing = [claim for claim in claims if isinstance(claim, Claim)]
+    data.update(management_form("claims", len(claims), initial=len(existing)))
+    for index, claim in enumerate(claims):
+        prefix = f"claims-{index}-"
+        if isinstance(claim, Claim):
+            claim = {
+                "id": claim.pk,
+                "source": claim.source_id,
+                "people_count": claim.people_count,
+                "count_qualifier": claim.count_qualifier,
+                "source_connection": claim.source_connection,
+            }
+        data.update(
+            {
+                f"{prefix}id": str(claim.get("id", "")),
+                f"{prefix}incident": str(incident.pk) if incident else "",
+                f"{prefix}source": str(claim["source"]),
+                f"{prefix}source_connection": claim.get("source_connection", "third_party"),
+                f"{prefix}people_count": str(claim.get("people_count", "")),
+                f"{prefix}people_count_min": "",
+                f"{prefix}people_count_max": "",
+                f"{prefix}count_qualifier": claim.get("count_qualifier", "exact"),
+                f"{prefix}date_start": "",
+                f"{prefix}date_end": "",
+                f"{prefix}excerpt": claim.get("excerpt", ""),
+                f"{prefix}locator": "",
+            }
+        )
+        if claim.get("confidential"):
+            data[f"{prefix}confidential"] = "on"
+    data.update(fields)
+    return data
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.fixture
+def analyst():
+    return make_user(roles.ANALYST)
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def viewer():
+    return make_user(roles.VIEWER)
+
+
+@pytest.fixture
+def confidential_reviewer():
+    return make_user(roles.REVIEWER, confidential=True)
+
+
+class TestDataEntry:
+    def test_analyst_enters_an_incident_with_its_place_and_claim_in_one_save(self, client, analyst):
+        place, source = make_place(name="Dandong", country="CN"), make_source(title="RFA report")
+        post = incident_post(
+            places=[place], claims=[{"source": source.pk, "people_count": 80, "excerpt": "80 were sent back"}]
+        )
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        incident = Incident.objects.get()
+        assert incident.title == "80 North Koreans forcibly repatriated from China"
+        assert incident.people_count == 80
+        assert list(incident.places.all()) == [place]
+        assert incident.claims.get().excerpt == "80 were sent back"
+        assert incident.created_by == analyst and incident.review_state == "draft"
+
+    def test_the_page_groups_fields_the_way_analysts_think(self, client, analyst):
+        page = logged_in(client, analyst).get(ADD).content.decode()
+
+        headings = [" ".join(heading.split()) for heading in re.findall(r"<h2[^>]*>(.*?)</h2>", page, re.DOTALL)]
+        assert headings == [
+            "What",
+            "When",
+            "How many",
+            "Where",
+            "Who: the people it happened to",
+            "Who: organizations involved",
+            "Evidence: what each source says",
+            "Review",
+        ]
+
+    def test_validation_errors_name_the_field_and_the_problem(self, client, analyst):
+        post = incident_post(date_end="2023-08-01", people_count="50", people_count_min="60")
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        errors = response.context["adminform"].form.errors
+        assert "is before the start date" in errors["date_end"][0]
+        assert "below the minimum" in errors["people_count"][0]
+        assert not Incident.objects.exists()
+
+    def test_a_claim_with_reversed_counts_is_refused_with_the_reason(self, client, analyst):
+        source = make_source()
+        post = incident_post(claims=[{"source": source.pk, "people_count": 10}])
+        post["claims-0-people_count_max"] = "5"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        assert "above the maximum" in response.content.decode()
+        assert not Incident.objects.exists()
+
+    def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
+        incident = make_incident(people_count=80)
+        make_claim(incident=incident, people_count=60)
+        make_claim(incident=incident, people_count=100)
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert "From 60 to 100 people, depending on the source." in page
+
+    def test_editing_keeps_existing_claims_and_updates_the_incident(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        claim = make_claim(incident=incident)
+
+        response = logged_in(client, analyst).post(
+            change_url(incident), incident_post(incident=incident, claims=[claim], title="Corrected title")
+        )
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.title == "Corrected title" and incident.version == 2 and incident.updated_by == analyst
+        assert list(incident.claims.all()) == [claim]
+
+    def test_list_shows_date_label_count_range_and_places(self, client, analyst):
+        make_incident(
+            title="Repatriation in July",
+            date_start=date(2021, 7, 1),
+            date_end=date(2021, 7, 31),
+            date_precision="month",
+            people_count=50,
+            people_count_min=40,
+            people_count_max=60,
+            places=[make_place(name="Tumen")],
+        )
+
+        page = logged_in(client, analyst).get(CHANGELIST).content.decode()
+
+        assert "July 2021" in page and "50 (40–60)" in page and "Tumen" in page
+
+    def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
+        incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])
+        make_claim(incident=incident, source=make_source(title="Daily NK dispatch"))
+        make_incident(title="Something else")
+        logged_in(client, analyst)
+
+        for term in [incident.public_id, "Hyesan", "Daily NK"]:
+            results = list(client.get(CHANGELIST, {"q": term}).context["cl"].result_list)
+            assert results == [incident], term
+
+    def test_filters_by_country_and_overlapping_dates(self, client, analyst):
+        in_china = make_incident(places=[make_place(country="CN")], date_start=date(2023, 8, 29))
+        make_incident(places=[make_place(country="RU")], date_start=date(2023, 8, 29))
+        make_incident(places=[make_place(country="CN")], date_start=date(2020, 1, 1), date_end=date(2020, 1, 1))
+        logged_in(client, analyst)
+
+        response = client.get(CHANGELIST, {"country": "CN", "date_from": "2023-08-01", "date_to": "2023-08-31"})
+
+        assert list(response.context["cl"].result_list) == [in_china]
+
+    def test_other_admins_have_search_for_autocomplete(self, client, analyst):
+        make_place(name="Dandong")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        logged_in(client, analyst)
+
+        for model, term, expected in [
+            ("place", "Dand", "Dandong"),
+            ("organization", "HRW", "Human Rights Watch (HRW)"),
+        ]:
+            response = client.get(
+                reverse("admin:autocomplete"),
+                {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": term}
+                if model == "place"
+                else {
+                    "app_label": "incidents",
+                    "model_name": "involvement",
+                    "field_name": "organization",
+                    "term": term,
+                },
+            )
+            assert [result["text"] for result in response.json()["results"]] == [expected]
+
+
+class TestConfidentiality:
+    @pytest.fixture
+    def records(self):
+        secret_source = make_source(title="Informant testimony", confidential=True)
+        public_source = make_source(title="News article")
+        secret_incident = make_incident(title="Secret incident", confidential=True)
+        public_incident = make_incident(title="Public incident")
+        make_claim(incident=public_incident, source=secret_source, excerpt="informant says")
+        make_claim(incident=public_incident, source=public_source, confidential=True, excerpt="hidden claim words")
+        make_claim(incident=public_incident, source=make_source(title="Open report"), excerpt="open words")
+        return {"secret_source": secret_source, "secret_incident": secret_incident, "public_incident": public_incident}
+
+    def test_lists_hide_confidential_incidents_and_sources(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        incidents = client.get(CHANGELIST).content.decode()
+        sources = client.get(reverse("admin:incidents_source_changelist")).content.decode()
+
+        assert "Secret incident" not in incidents and "Public incident" in incidents
+        assert "Informant testimony" not in sources and "News article" in sources
+
+    def test_confidential_pages_are_not_found(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        for url in [
+            change_url(records["secret_incident"]),
+            history_url(records["secret_incident"]),
+            reverse("admin:incidents_source_change", args=[records["secret_source"].pk]),
+            history_url(records["secret_source"]),
+        ]:
+            response = client.get(url)
+            assert response.status_code == 302 and response.url == reverse("admin:index"), url
+
+    def test_inline_shows_only_visible_claims(self, client, reviewer, records):
+        page = logged_in(client, reviewer).get(change_url(records["public_incident"])).content.decode()
+
+        assert "open words" in page
+        assert "informant says" not in page and "hidden claim words" not in page
+
+    def test_claim_range_counts_only_visible_claims(self, client, reviewer, confidential_reviewer):
+        incident = make_incident(people_count=80)
+        make_claim(incident=incident, people_count=80)
+        make_claim(incident=incident, people_count=500, confidential=True)
+
+        assert (
+            "80 people, according to every source"
+            in logged_in(client, reviewer).get(change_url(incident)).content.decode()
+        )
+        assert (
+            "From 80 to 500 people"
+            in logged_in(client, confidential_reviewer).get(change_url(incident)).content.decode()
+        )
+
+    def test_autocomplete_does_not_offer_confidential_sources_or_incidents(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        sources = client.get(
+            reverse("admin:autocomplete"),
+            {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": ""},
+        ).json()["results"]
+        incidents = client.get(
+            reverse("admin:autocomplete"),
+            {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "incident"},
+        ).json()["results"]
+
+        assert "Informant testimony" not in [result["text"] for result in sources]
+        assert [result["text"] for result in incidents] == [str(records["public_incident"])]
+
+    def test_a_hidden_source_cannot_be_posted_as_a_claims_source(self, client, analyst, records):
+        post = incident_post(claims=[{"source": records["secret_source"].pk, "people_count": 80}])
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        assert "Select a valid choice" in response.content.decode()
+        assert not Incident.objects.filter(title=post["title"]).exists()
+
+    def test_search_does_not_reveal_confidential_source_titles(self, client, reviewer, records):
+        response = logged_in(client, reviewer).get(CHANGELIST, {"q": "Informant"})
+
+        assert list(response.context["cl"].result_list) == []
+
+    def test_saving_does_not_delete_claims_the_editor_cannot_see(self, client, reviewer, records):
+        incident = records["public_incident"]
+        visible_claim = incident.claims.get(excerpt="open words")
+
+        response = logged_in(client, reviewer).post(
+            change_url(incident), incident_post(incident=incident, claims=[visible_claim])
+        )
+
+        assert response.status_code == 302
+        assert incident.claims.count() == 3
+
+    def test_a_link_to_a_hidden_source_is_neither_shown_nor_cleared(self, client, reviewer, records):
+        relay = make_source(title="Relay", cites=records["secret_source"])
+        url = reverse("admin:incidents_source_change", args=[relay.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        response = client.post(url, {"title": "Relay (edited)", "kind": "news_article", "language": "en"})
+
+        assert "Informant testimony" not in page and 'name="cites"' not in page
+        assert response.status_code == 302
+        relay.refresh_from_db()
+        assert relay.title == "Relay (edited)" and relay.cites == records["secret_source"]
+
+    def test_confidential_access_sees_everything(self, client, confidential_reviewer, records):
+        logged_in(client, confidential_reviewer)
+
+        assert "Secret incident" in client.get(CHANGELIST).content.decode()
+        assert "informant says" in client.get(change_url(records["public_incident"])).content.decode()
+
+    def test_history_leaves_out_hidden_claims(self, client, reviewer, records):
+        page = logged_in(client, reviewer).get(history_url(records["public_incident"])).content.decode()
+
+        assert "open words" in page
+        assert "informant says" not in page and "hidden claim words" not in page
+
+
+class TestLostUpdates:
+    def test_the_second_of_two_analysts_gets_a_conflict_and_overwrites_nothing(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        other_analyst = make_user(roles.ANALYST, username="alice")
+        first_form = incident_post(incident=incident, title="Alice's title")
+        second_form = incident_post(incident=incident, title="Bob's title")
+        logged_in(client, other_analyst).post(change_url(incident), first_form)
+
+        response = logged_in(client, analyst).post(change_url(incident), second_form)
+
+        assert response.status_code == 200
+        error = " ".join(response.context["adminform"].form.non_field_errors())
+        assert f"{incident.public_id} was changed by alice" in error
+        assert "Your changes were not saved" in error
+        incident.refresh_from_db()
+        assert incident.title == "Alice's title" and incident.version == 2
+
+    def test_a_form_without_its_version_is_refused(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        form = incident_post(incident=incident, title="Changed")
+        del form["expected_version"]
+
+        response = logged_in(client, analyst).post(change_url(incident), form)
+
+        assert "reload the page" in " ".join(response.context["adminform"].form.non_field_errors())
+        incident.refresh_from_db()
+        assert incident.title != "Changed"
