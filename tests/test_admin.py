@@ -404,3 +404,86 @@ class TestLostUpdates:
         assert "reload the page" in " ".join(response.context["adminform"].form.non_field_errors())
         incident.refresh_from_db()
         assert incident.title != "Changed"
+
+
+def run_action(client, action: str, *incidents):
+    return client.post(
+        CHANGELIST, {"action": action, "_selected_action": [incident.pk for incident in incidents]}, follow=True
+    )
+
+
+class TestReviewWorkflow:
+    def test_analyst_submits_a_draft_for_review(self, client, analyst):
+        incident = make_incident(review_state="draft")
+
+        response = run_action(logged_in(client, analyst), "submit_for_review", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "in_review" and incident.updated_by == analyst
+        assert f"Submitted for review: {incident.public_id}." in messages_of(response)
+
+    def test_analyst_may_not_publish_and_is_told_why(self, client, analyst):
+        incident = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "publish", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "in_review" and incident.version == 1
+        assert messages_of(response) == [
+            "Nothing was changed. You may not publish incidents: your role lacks that permission."
+        ]
+
+    def test_analyst_may_not_mark_verified(self, client, analyst):
+        incident = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "mark_verified", incident)
+
+        incident.refresh_from_db()
+        assert incident.verification == "alleged"
+        assert "You may not change verification" in messages_of(response)[0]
+
+    def test_viewer_may_not_even_submit(self, client, viewer):
+        incident = make_incident(review_state="draft")
+
+        response = run_action(logged_in(client, viewer), "submit_for_review", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "draft"
+        assert "Nothing was changed" in messages_of(response)[0]
+
+    def test_reviewer_publishes_verifies_and_returns_to_draft(self, client, reviewer):
+        incident = make_incident(review_state="in_review")
+        logged_in(client, reviewer)
+
+        run_action(client, "publish", incident)
+        incident.refresh_from_db()
+        assert incident.review_state == "published"
+
+        run_action(client, "mark_verified", incident)
+        incident.refresh_from_db()
+        assert incident.verification == "verified"
+
+        run_action(client, "return_to_draft", incident)
+        incident.refresh_from_db()
+        assert incident.review_state == "draft" and incident.version == 4
+
+    def test_one_refusal_leaves_every_selected_incident_unchanged(self, client, analyst):
+        draft = make_incident(review_state="draft")
+        already_in_review = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "submit_for_review", draft, already_in_review)
+
+        draft.refresh_from_db()
+        assert draft.review_state == "draft"
+        assert f"{already_in_review.public_id} is in review" in messages_of(response)[0]
+
+    def test_review_fields_are_not_editable_on_the_form(self, client, analyst):
+        incident = make_incident(review_state="draft")
+
+        response = logged_in(client, analyst).post(
+            change_url(incident), incident_post(incident=incident, review_state="published", verification="verified")
+        )
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.review_state == "draft" and incident.verification == "alleged"
