@@ -6,10 +6,12 @@ from datetime import date
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import ProgrammingError, transaction
 from django.urls import reverse
+from pghistory.models import Events
 
 from incidents import roles
-from incidents.models import Claim, Incident
+from incidents.models import Claim, Incident, Organization, Place
 from tests.factories import (
     incident_type,
     make_claim,
@@ -487,3 +489,61 @@ class TestReviewWorkflow:
         assert response.status_code == 302
         incident.refresh_from_db()
         assert incident.review_state == "draft" and incident.verification == "alleged"
+
+
+class TestHistory:
+    def test_queryset_update_is_recorded(self):
+        incident = make_incident(title="Before")
+
+        Incident.objects.filter(pk=incident.pk).update(title="After")
+
+        updates = Events.objects.tracks(incident).filter(pgh_label="update")
+        assert [event.pgh_diff["title"] for event in updates] == [["Before", "After"]]
+
+    def test_bulk_create_is_recorded(self):
+        organizations = Organization.objects.bulk_create([Organization(name="Bulk one"), Organization(name="Bulk two")])
+
+        inserts = Events.objects.tracks(organizations).filter(pgh_label="insert")
+        assert sorted(event.pgh_data["name"] for event in inserts) == ["Bulk one", "Bulk two"]
+
+    def test_history_page_shows_who_changed_what_from_what_to_what(self, client, analyst):
+        analyst.username = "kim.analyst"
+        analyst.save()
+        incident = make_incident(title="Old title", review_state="draft")
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="New title"))
+
+        page = client.get(history_url(incident)).content.decode()
+
+        row = next(row for row in re.findall(r"<tr>.*?</tr>", page, re.DOTALL) if "New title" in row)
+        assert "kim.analyst" in row and "<strong>title</strong>: Old title → New title" in row
+
+    def test_incident_history_includes_its_claims(self, client, analyst):
+        incident = make_incident()
+        make_claim(incident=incident, excerpt="eighty people were sent back")
+
+        page = logged_in(client, analyst).get(history_url(incident)).content.decode()
+
+        assert "Claim" in page and "eighty people were sent back" in page
+
+    def test_history_of_other_records_shows_their_changes(self, client, analyst):
+        place = make_place(name="Sinuiju")
+        Place.objects.filter(pk=place.pk).update(name="Sinŭiju")
+
+        page = logged_in(client, analyst).get(history_url(place)).content.decode()
+
+        assert "Sinuiju → Sinŭiju" in page
+
+    def test_history_is_read_only(self, client, reviewer):
+        incident = make_incident(title="Kept")
+        logged_in(client, reviewer)
+        events_before = Events.objects.tracks(incident).count()
+
+        page = client.get(history_url(incident)).content.decode()
+        response = client.post(history_url(incident), {"title": "Changed"})
+
+        assert "<form" not in page.split('id="content-main"')[1]
+        assert response.status_code == 405
+        assert Events.objects.tracks(incident).count() == events_before
+        # The event tables are append-only in the database itself.
+        with pytest.raises(ProgrammingError, match="Cannot update or delete"), transaction.atomic():
+            Incident.pgh_event_models["update"].objects.update(title="Rewritten")
