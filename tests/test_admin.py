@@ -6,11 +6,13 @@ from datetime import date
 
 import pytest
 from django.contrib.messages import get_messages
-from django.db import ProgrammingError, transaction
+from django.db import ProgrammingError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pghistory.models import Events
 
 from incidents import roles
+from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Organization, Place
 from tests.factories import (
     incident_type,
@@ -547,3 +549,126 @@ class TestHistory:
         # The event tables are append-only in the database itself.
         with pytest.raises(ProgrammingError, match="Cannot update or delete"), transaction.atomic():
             Incident.pgh_event_models["update"].objects.update(title="Rewritten")
+
+
+class TestPossibleDuplicates:
+    def test_saving_warns_about_incidents_alike_with_links_and_still_saves(self, client, analyst, settings):
+        settings.DUPLICATE_WINDOW_DAYS = 7
+        dandong, sinuiju = make_place(name="Dandong", country="CN"), make_place(name="Sinuiju", country="KP")
+        same_place = make_incident(title="Same place", date_start=date(2023, 9, 3), date_end=date(2023, 9, 3))
+        same_place.places.set([dandong])
+        make_incident(title="Same country", places=[make_place(name="Tumen", country="CN")])
+        make_incident(title="Other country", places=[make_place(name="Vladivostok", country="RU")])
+        make_incident(title="Too far apart", date_start=date(2023, 10, 1), date_end=date(2023, 10, 1), places=[dandong])
+        make_incident(title="Other type", incident_type=incident_type("arbitrary-detention"), places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong, sinuiju]), follow=True)
+
+        warning = next(message for message in messages_of(response) if message.startswith("Possible duplicates"))
+        assert "Same place" in warning and "Same country" in warning
+        assert f'href="{change_url(same_place)}"' in warning
+        assert "Other country" not in warning and "Too far apart" not in warning and "Other type" not in warning
+        assert Incident.objects.filter(title=incident_post()["title"]).exists()
+
+    def test_the_window_is_configurable(self, client, analyst, settings):
+        settings.DUPLICATE_WINDOW_DAYS = 0
+        dandong = make_place(country="CN")
+        make_incident(title="Five days later", date_start=date(2023, 9, 3), date_end=date(2023, 9, 3), places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong]), follow=True)
+
+        assert not [message for message in messages_of(response) if message.startswith("Possible duplicates")]
+
+    def test_hidden_incidents_are_not_offered_as_duplicates(self, client, analyst):
+        dandong = make_place(country="CN")
+        make_incident(title="Confidential twin", confidential=True, places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong]), follow=True)
+
+        assert not any("Confidential twin" in message for message in messages_of(response))
+
+
+class TestChangelistAtScale:
+    def make_incidents(self, number: int) -> None:
+        for _ in range(number):
+            incident = make_incident(places=[make_place(), make_place()])
+            make_claim(incident=incident)
+            make_claim(incident=incident)
+
+    @pytest.mark.parametrize("incidents_on_page", [2, 30])
+    def test_query_count_does_not_grow_with_the_page(
+        self, client, analyst, incidents_on_page, django_assert_num_queries
+    ):
+        self.make_incidents(incidents_on_page)
+        logged_in(client, analyst)
+
+        # session, user, user's permissions, groups' permissions; the type filter's types and the
+        # country filter's countries; the planner's row estimate and (small result) an exact count;
+        # the page of incidents with their types; their places (one prefetch).
+        with django_assert_num_queries(10):
+            response = client.get(CHANGELIST, {"review_state__exact": "published"})
+
+        assert len(response.context["cl"].result_list) == incidents_on_page
+
+    def test_search_and_filters_keep_the_same_query_count(self, client, analyst, django_assert_num_queries):
+        self.make_incidents(3)
+        logged_in(client, analyst)
+
+        # As above: the search and the filters are conditions of the same two counting and listing queries.
+        with django_assert_num_queries(10):
+            client.get(CHANGELIST, {"q": "Incident", "country": "CN", "date_from": "2023-01-01"})
+
+    def test_the_list_never_counts_the_whole_table(self, client, confidential_reviewer):
+        self.make_incidents(3)
+        logged_in(client, confidential_reviewer)
+
+        with CaptureQueriesContext(connection) as queries:
+            client.get(CHANGELIST)
+
+        counts = [query["sql"] for query in queries if "COUNT(" in query["sql"]]
+        # Without show_full_result_count there is no second count of the unfiltered list, and the one
+        # the paginator makes asks PostgreSQL's statistics first.
+        assert len(counts) <= 1
+        assert any("reltuples" in query["sql"] for query in queries)
+
+
+class TestEstimatedCountPaginator:
+    def analysed_incidents(self, number: int) -> None:
+        for _ in range(number):
+            make_incident()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE incidents_incident")
+
+    def count_with_queries(self, paginator):
+        with CaptureQueriesContext(connection) as queries:
+            count = paginator.count
+        return count, [query["sql"] for query in queries]
+
+    def test_unfiltered_large_list_uses_postgres_statistics_not_count(self):
+        self.analysed_incidents(5)
+        paginator = EstimatedCountPaginator(Incident.objects.order_by("-date_start"), 100)
+        paginator.exact_count_below = 5
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 5
+        assert len(queries) == 1 and "reltuples" in queries[0] and "COUNT(" not in queries[0]
+
+    def test_filtered_large_list_uses_the_planners_estimate(self):
+        self.analysed_incidents(5)
+        paginator = EstimatedCountPaginator(Incident.objects.filter(people_count__gte=0), 100)
+        paginator.exact_count_below = 5
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 5
+        assert len(queries) == 1 and "EXPLAIN" in queries[0]
+
+    def test_small_results_are_counted_exactly(self):
+        self.analysed_incidents(5)
+        make_incident()  # not yet in the statistics
+
+        count, queries = self.count_with_queries(EstimatedCountPaginator(Incident.objects.all(), 100))
+
+        assert count == 6
+        assert "COUNT(" in queries[-1]
