@@ -82,6 +82,25 @@ class IncidentQuerySet(models.QuerySet):
             claim_people_max=Subquery(claims.annotate(value=Max(high)).values("value")),
         )
 
+    def containing_text(self, text: str, user) -> "IncidentQuerySet":
+        """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in
+        the public id, title or description, a place's name, or the title of a source with a claim
+        the user may see (so a search never reveals that a confidential source reports an incident).
+
+        Related names are matched with EXISTS, not joins: one row per incident, no DISTINCT."""
+        incident_places = self.model._meta.get_field("incident_places").related_model.objects
+        claims = self.model._meta.get_field("claims").related_model.objects.visible_to(user)
+        incidents = self
+        for word in text.split():
+            incidents = incidents.filter(
+                Q(public_id__icontains=word)
+                | Q(title__icontains=word)
+                | Q(description__icontains=word)
+                | Exists(incident_places.filter(incident=OuterRef("pk"), place__name__icontains=word))
+                | Exists(claims.filter(incident=OuterRef("pk"), source__title__icontains=word))
+            )
+        return incidents
+
     def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
         """Other incidents of the same type whose dates overlap the incident's, widened by
         `window_days` on each side (reports of one event often disagree by a few days), and that
