@@ -13,7 +13,7 @@ from pghistory.models import Events
 
 from incidents import roles
 from incidents.admin.base import EstimatedCountPaginator
-from incidents.models import Claim, Incident, Organization, Place
+from incidents.models import Claim, Incident, Organization, Place, Response
 from tests.factories import (
     incident_type,
     make_claim,
@@ -672,3 +672,68 @@ class TestEstimatedCountPaginator:
 
         assert count == 6
         assert "COUNT(" in queries[-1]
+
+
+class TestConfidentialityElsewhere:
+    def test_deleting_what_confidential_records_depend_on_is_refused_without_naming_them(self, client, reviewer):
+        publisher = make_organization(name="Daily NK")
+        make_source(title="Informant testimony", publisher=publisher, confidential=True)
+        url = reverse("admin:incidents_organization_delete", args=[publisher.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        client.post(url, {"post": "yes"})
+
+        assert "Records you may not see (confidential) depend on this one" in page
+        assert "Informant testimony" not in page
+        assert Organization.objects.filter(pk=publisher.pk).exists()
+
+    def test_deleting_an_incident_with_a_hidden_claim_is_refused(self, client, reviewer):
+        incident = make_incident()
+        make_claim(incident=incident, confidential=True)
+
+        client = logged_in(client, reviewer)
+        client.post(reverse("admin:incidents_incident_delete", args=[incident.pk]), {"post": "yes"})
+
+        assert Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_reviewer_deletes_what_hides_nothing(self, client, reviewer):
+        incident = make_incident()
+        make_claim(incident=incident)
+
+        logged_in(client, reviewer).post(
+            reverse("admin:incidents_incident_delete", args=[incident.pk]), {"post": "yes"}
+        )
+
+        assert not Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_a_response_about_a_hidden_incident_keeps_that_link_when_edited(self, client, reviewer):
+        hidden, shown = make_incident(confidential=True), make_incident(title="Shown incident")
+        response_record = Response.objects.create(
+            organization=make_organization(), kind="statement", date=date(2023, 9, 1)
+        )
+        response_record.incidents.set([hidden, shown])
+        url = reverse("admin:incidents_response_change", args=[response_record.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        client.post(
+            url,
+            {"organization": response_record.organization_id, "kind": "formal_protest", "date": "2023-09-01"},
+        )
+
+        assert hidden.title not in page
+        response_record.refresh_from_db()
+        assert response_record.kind == "formal_protest"
+        assert set(response_record.incidents.all()) == {hidden, shown}
+
+    def test_viewer_reads_but_cannot_change(self, client, viewer):
+        incident = make_incident(title="Read only")
+        logged_in(client, viewer)
+
+        assert client.get(change_url(incident)).status_code == 200
+        response = client.post(change_url(incident), incident_post(incident=incident, title="Changed"))
+
+        assert response.status_code == 403
+        incident.refresh_from_db()
+        assert incident.title == "Read only"

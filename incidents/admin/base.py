@@ -1,10 +1,12 @@
 """What every analysts' screen shares: visibility, the audit history view, estimated counts."""
 
+from collections import defaultdict
+
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import NestedObjects, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, router
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
@@ -56,6 +58,33 @@ def hidden_references(obj, user) -> list[str]:
     return names
 
 
+HIDDEN_DEPENDANTS_MESSAGE = (
+    "Records you may not see (confidential) depend on this one, so you cannot delete it; "
+    "ask a colleague with confidential access."
+)
+
+
+def deletion_touches_hidden_records(objs, user) -> bool:
+    """Whether deleting `objs` would delete, or be blocked by, records the user may not see.
+    Collects related records as Django's delete page does (one query per relation), then one query
+    per model with visibility rules."""
+    objs = list(objs)
+    if not objs:
+        return False
+    collector = NestedObjects(using=router.db_for_write(objs[0]._meta.model), origin=objs)
+    collector.collect(objs)
+    by_model = defaultdict(set)
+    for model, instances in collector.data.items():
+        by_model[model].update(instance.pk for instance in instances)
+    for instance in collector.protected:
+        by_model[type(instance)].add(instance.pk)
+    for model, pks in by_model.items():
+        records = model._default_manager.filter(pk__in=pks)
+        if hasattr(records, "visible_to") and records.exclude(pk__in=visible(records, user).values("pk")).exists():
+            return True
+    return False
+
+
 class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
     """A ModelAdmin whose "History" page shows the audit trail the database triggers record."""
 
@@ -69,6 +98,14 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
         if not hidden:
             return fieldsets
         return [(name, {**options, "fields": _without(options["fields"], hidden)}) for name, options in fieldsets]
+
+    def get_deleted_objects(self, objs, request):
+        # Django lists every record a deletion would take with it or is blocked by; when some of
+        # them are hidden from the user, naming them would reveal them, and deleting them would
+        # destroy what the user cannot see. Refuse, without names.
+        if deletion_touches_hidden_records(objs, request.user):
+            return [], {}, set(), [HIDDEN_DEPENDANTS_MESSAGE]
+        return super().get_deleted_objects(objs, request)
 
     def history_view(self, request, object_id, extra_context=None):
         # History is evidence: the page only reads, and nothing in the admin can change it.
