@@ -24,6 +24,12 @@ def can_see_unpublished(user) -> bool:
     )
 
 
+def limit_to_visible(queryset, user):
+    """`queryset.visible_to(user)` for models with visibility rules; any other queryset as it is.
+    For code that handles many models alike (admin choices, history, deletion checks)."""
+    return queryset.visible_to(user) if hasattr(queryset, "visible_to") else queryset
+
+
 class SourceQuerySet(models.QuerySet):
     def visible_to(self, user) -> "SourceQuerySet":
         if can_see_confidential(user):

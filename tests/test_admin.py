@@ -4,6 +4,7 @@ history, lost-update protection, duplicate warnings and the changelist's cost.""
 import re
 from datetime import date
 
+import pghistory
 import pytest
 from django.contrib.messages import get_messages
 from django.db import ProgrammingError, connection, transaction
@@ -519,13 +520,23 @@ class TestHistory:
         row = next(row for row in re.findall(r"<tr>.*?</tr>", page, re.DOTALL) if "New title" in row)
         assert "kim.analyst" in row and "<strong>title</strong>: Old title → New title" in row
 
-    def test_incident_history_includes_its_claims(self, client, analyst):
-        incident = make_incident()
-        make_claim(incident=incident, excerpt="eighty people were sent back")
+    def test_incident_history_includes_its_claims_and_places_by_name(self, client, analyst):
+        incident = make_incident(places=[make_place(name="Dandong")])
+        make_claim(incident=incident, source=make_source(title="Daily NK"), excerpt="eighty people were sent back")
 
         page = logged_in(client, analyst).get(history_url(incident)).content.decode()
 
-        assert "Claim" in page and "eighty people were sent back" in page
+        assert "eighty people were sent back" in page
+        assert "<strong>source</strong>: — → Daily NK" in page
+        assert "<strong>place</strong>: — → Dandong" in page
+
+    def test_history_does_not_name_a_hidden_source(self, client, reviewer):
+        relay = make_source(title="Relay", cites=make_source(title="Informant testimony", confidential=True))
+
+        page = logged_in(client, reviewer).get(history_url(relay)).content.decode()
+
+        assert f"<strong>cites</strong>: — → #{relay.cites_id}" in page
+        assert "Informant testimony" not in page
 
     def test_history_of_other_records_shows_their_changes(self, client, analyst):
         place = make_place(name="Sinuiju")
@@ -737,3 +748,19 @@ class TestConfidentialityElsewhere:
         assert response.status_code == 403
         incident.refresh_from_db()
         assert incident.title == "Read only"
+
+
+@pytest.mark.parametrize("claims", [1, 6])
+def test_history_page_query_count_does_not_grow_with_events(client, analyst, claims, django_assert_num_queries):
+    incident = make_incident(places=[make_place()])
+    for _ in range(claims):
+        make_claim(incident=incident)
+    with pghistory.context(user=analyst.pk):
+        Incident.objects.filter(pk=incident.pk).update(title="Renamed")
+    logged_in(client, analyst)
+
+    # session, user, user's and groups' permissions; the incident (with its claim range) and its
+    # places; the ids of its claims the user may see; the page of events and their count; the
+    # acting users; the names of the types, incidents, places and sources the events point to.
+    with django_assert_num_queries(14):
+        client.get(history_url(incident))

@@ -12,14 +12,9 @@ from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
 from incidents.history import history_entries, history_visible_to
-from incidents.querysets import estimated_row_count
+from incidents.querysets import estimated_row_count, limit_to_visible
 
 HISTORY_PAGE_SIZE = 100
-
-
-def visible(queryset, user):
-    """Limit a queryset to what the user may see, for models with visibility rules."""
-    return queryset.visible_to(user) if hasattr(queryset, "visible_to") else queryset
 
 
 class VisibilityMixin:
@@ -27,13 +22,13 @@ class VisibilityMixin:
     `visible_to(user)`, so a user without the confidential permission meets no confidential record."""
 
     def get_queryset(self, request):
-        return visible(super().get_queryset(request), request.user)
+        return limit_to_visible(super().get_queryset(request), request.user)
 
     def get_field_queryset(self, db, db_field, request):
         queryset = super().get_field_queryset(db, db_field, request)
         if queryset is None:
             queryset = db_field.remote_field.model._default_manager.using(db).all()
-        return visible(queryset, request.user)
+        return limit_to_visible(queryset, request.user)
 
 
 def hidden_references(obj, user) -> list[str]:
@@ -53,7 +48,7 @@ def hidden_references(obj, user) -> list[str]:
             linked = field.related_model._default_manager.filter(pk=getattr(obj, field.attname))
         else:
             continue
-        if linked.exists() and linked.exclude(pk__in=visible(linked, user).values("pk")).exists():
+        if linked.exists() and linked.exclude(pk__in=limit_to_visible(linked, user).values("pk")).exists():
             names.append(field.name)
     return names
 
@@ -80,7 +75,10 @@ def deletion_touches_hidden_records(objs, user) -> bool:
         by_model[type(instance)].add(instance.pk)
     for model, pks in by_model.items():
         records = model._default_manager.filter(pk__in=pks)
-        if hasattr(records, "visible_to") and records.exclude(pk__in=visible(records, user).values("pk")).exists():
+        if (
+            hasattr(records, "visible_to")
+            and records.exclude(pk__in=limit_to_visible(records, user).values("pk")).exists()
+        ):
             return True
     return False
 
@@ -123,7 +121,7 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
             "subtitle": None,
             "object": obj,
             "opts": self.opts,
-            "entries": history_entries(page.object_list),
+            "entries": history_entries(page.object_list, request.user),
             "page": page,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
