@@ -1,8 +1,9 @@
 """A real browser (Debian's headless Chromium driven by Playwright) through the analysts' admin.
 
-An analyst enters the seed article's 29 August 2023 repatriation with its place and claim on one
-page, picking the place, the type and the source through the autocomplete, and saves once; a
-reviewer then publishes it. `make test` installs Chromium first when it is missing (`make browser`).
+An analyst enters the seed article's 29 August 2023 repatriation with its place and claims on one
+page — type, place and one source picked through the autocomplete, the other source created from
+the autocomplete's "+" — and saves once; a reviewer then publishes it. `make test` installs
+Chromium first when it is missing (`make browser`).
 """
 
 import os
@@ -63,7 +64,7 @@ def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(brows
     make_user(roles.ANALYST, username="analyst")
     make_user(roles.REVIEWER, username="reviewer")
     make_place(name="Dandong", country="CN")
-    make_source(title="China deported 80 North Koreans, says HRW")
+    make_source(title="Human Rights Watch statement", kind="ngo_report")
 
     log_in(page, live_server, "analyst")
     page.goto(f"{live_server.url}/admin/incidents/incident/add/")
@@ -75,17 +76,34 @@ def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(brows
     page.fill("#id_people_count", "80")
     page.select_option("#id_count_qualifier", "exact")
     choose_in_autocomplete(page, "id_place_list", "Dand", "Dandong")
-    choose_in_autocomplete(page, "id_claims-0-source", "deported 80", "China deported 80 North Koreans, says HRW")
+    # Human Rights Watch's statement is already a source: pick it through the autocomplete.
+    choose_in_autocomplete(page, "id_claims-0-source", "Human Rights", "Human Rights Watch statement")
     page.fill("#id_claims-0-people_count", "80")
     page.select_option("#id_claims-0-count_qualifier", "exact")
-    page.fill("#id_claims-0-excerpt", "China had deported 80 North Koreans on Aug. 29")
+    page.fill("#id_claims-0-excerpt", "China deported 80 North Koreans on 29 August")
+    # The article relaying it is not yet a source: create it from the "+" beside the autocomplete.
+    page.click("#claims-group .add-row a")
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_claims-1-source")
+    popup = popup_opening.value
+    popup.fill("#id_title", "China deported 80 North Koreans, says HRW")
+    popup.select_option("#id_kind", "news_article")
+    popup.click("input[name=_save]")
+    popup.wait_for_event("close")
+    expect(page.locator("#id_claims-1-source + .select2")).to_contain_text("China deported 80 North Koreans, says HRW")
+    page.fill("#id_claims-1-people_count", "80")
+    page.select_option("#id_claims-1-count_qualifier", "exact")
+    page.fill("#id_claims-1-excerpt", "China had deported 80 North Koreans on Aug. 29")
     page.click("input[name=_save]")
 
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     incident = Incident.objects.get()
     assert (incident.date_label, incident.people_count, incident.review_state) == ("29 August 2023", 80, "draft")
     assert [place.name for place in incident.places.all()] == ["Dandong"]
-    assert incident.claims.get().source.title == "China deported 80 North Koreans, says HRW"
+    assert sorted(incident.claims.values_list("source__title", "people_count")) == [
+        ("China deported 80 North Koreans, says HRW", 80),
+        ("Human Rights Watch statement", 80),
+    ]
     assert incident.created_by.username == "analyst"
 
     log_in(page, live_server, "reviewer")
