@@ -19,7 +19,7 @@ from incidents.models import Claim, Incident
 from incidents.querysets import limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes.
-_UNINTERESTING_FIELDS = {"id", "updated_at", "created_at", "version", "updated_by", "created_by"}
+_UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_by_id", "created_by_id"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _changes(event) -> list[tuple[str, Any, Any]]:
     return sorted(
         (column, old, new)
         for column, old, new in pairs
-        if column.removesuffix("_id") not in _UNINTERESTING_FIELDS and not column.startswith("pgh_") and old != new
+        if column not in _UNINTERESTING_COLUMNS and not column.startswith("pgh_") and old != new
     )
 
 
@@ -106,6 +106,10 @@ def history_entries(events, user) -> list[HistoryEntry]:
             return value
         return names.get((field.related_model, str(value)), f"#{value}")
 
+    def label(event, column):
+        field = _foreign_keys(event.pgh_obj_model).get(column)
+        return column if field is None else field.name
+
     return [
         HistoryEntry(
             when=event.pgh_created_at,
@@ -116,7 +120,7 @@ def history_entries(events, user) -> list[HistoryEntry]:
             model=event.pgh_obj_model.split(".")[-1],
             object_id=event.pgh_obj_id,
             changes=[
-                (column.removesuffix("_id"), readable(event, column, old), readable(event, column, new))
+                (label(event, column), readable(event, column, old), readable(event, column, new))
                 for column, old, new in _changes(event)
             ],
         )

@@ -529,6 +529,7 @@ class TestHistory:
         assert "eighty people were sent back" in page
         assert "<strong>source</strong>: — → Daily NK" in page
         assert "<strong>place</strong>: — → Dandong" in page
+        assert f"<strong>public_id</strong>: — → {incident.public_id}" in page
 
     def test_history_does_not_name_a_hidden_source(self, client, reviewer):
         relay = make_source(title="Relay", cites=make_source(title="Informant testimony", confidential=True))

@@ -8,7 +8,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -150,6 +150,8 @@ class ClaimInline(VisibilityMixin, admin.StackedInline):
     autocomplete_fields = ["source"]
     verbose_name = "claim"
     verbose_name_plural = "Evidence: what each source says"
+    # Excerpts are a sentence or two; a short box keeps several claims on one screen.
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 80})}}
     fieldsets = [
         (None, {"fields": ["source", "source_connection", "confidential"]}),
         (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
