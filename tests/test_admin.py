@@ -740,10 +740,11 @@ class TestConfidentialityElsewhere:
         assert set(response_record.incidents.all()) == {hidden, shown}
 
     def test_viewer_reads_but_cannot_change(self, client, viewer):
-        incident = make_incident(title="Read only")
+        incident = make_incident(title="Read only", places=[make_place(name="Dandong")])
         logged_in(client, viewer)
 
-        assert client.get(change_url(incident)).status_code == 200
+        page = client.get(change_url(incident)).content.decode()
+        assert "Dandong" in page and "Expected version" not in page
         response = client.post(change_url(incident), incident_post(incident=incident, title="Changed"))
 
         assert response.status_code == 403

@@ -89,13 +89,17 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
     # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
     show_facets = admin.ShowFacets.NEVER
 
+    def fields_left_out(self, request, obj) -> set[str]:
+        """Fields not to show on this object's page: links to records the user may not see, which
+        the form could neither show nor keep (they would be cleared on save)."""
+        return set(hidden_references(obj, request.user))
+
     def get_fieldsets(self, request, obj=None):
-        # Links to records the user may not see are left out of the form: neither shown nor cleared.
-        hidden = set(hidden_references(obj, request.user))
+        left_out = self.fields_left_out(request, obj)
         fieldsets = super().get_fieldsets(request, obj)
-        if not hidden:
+        if not left_out:
             return fieldsets
-        return [(name, {**options, "fields": _without(options["fields"], hidden)}) for name, options in fieldsets]
+        return [(name, {**options, "fields": _without(options["fields"], left_out)}) for name, options in fieldsets]
 
     def get_deleted_objects(self, objs, request):
         # Django lists every record a deletion would take with it or is blocked by; when some of

@@ -270,6 +270,13 @@ class IncidentAdmin(TrackedModelAdmin):
     show_full_result_count = False
     actions = ["submit_for_review", "publish", "return_to_draft", "mark_verified"]
 
+    def fields_left_out(self, request, obj) -> set[str]:
+        left_out = super().fields_left_out(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A read-only page submits nothing, so the version it was opened at is of no use.
+            left_out.add("expected_version")
+        return left_out
+
     def get_queryset(self, request):
         return (
             super()
@@ -297,6 +304,9 @@ class IncidentAdmin(TrackedModelAdmin):
     @admin.display(description="Places")
     def place_names(self, incident):
         return ", ".join(place.name for place in incident.places.all())
+
+    # What a read-only page shows for the form's place_list field (viewers have no form).
+    place_list = place_names
 
     @admin.display(description="Sources say")
     def claim_range(self, incident):
