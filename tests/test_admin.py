@@ -766,3 +766,13 @@ def test_history_page_query_count_does_not_grow_with_events(client, analyst, cla
     # acting users; the names of the types, incidents, places and sources the events point to.
     with django_assert_num_queries(14):
         client.get(history_url(incident))
+
+
+def test_a_bad_filter_value_gets_a_400_naming_the_parameter(client, analyst):
+    response = logged_in(client, analyst).get(CHANGELIST, {"date_from": "29/08/2023", "country": "CN"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
+    assert "<strong>date_from</strong>: Enter a valid date." in errors and "country" not in errors
+    assert f'href="{CHANGELIST}?country=CN"' in page

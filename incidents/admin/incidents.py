@@ -10,6 +10,7 @@ from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_countries import countries
@@ -25,6 +26,9 @@ from incidents.services import (
     incident_update,
 )
 
+# The list's filters that the project's one IncidentFilterSet applies and validates.
+FILTERSET_PARAMETERS = ("country", "date_from", "date_to")
+
 
 def _filtered_by_filterset(request, queryset, params: dict):
     """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
@@ -32,6 +36,13 @@ def _filtered_by_filterset(request, queryset, params: dict):
     if not filterset.is_valid():
         raise IncorrectLookupParameters(filterset.errors.as_text())
     return filterset.qs
+
+
+def filter_parameter_errors(request) -> dict[str, list[str]]:
+    """What is wrong with the filter parameters of the request, by parameter (none when valid)."""
+    params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
+    filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
+    return {} if filterset.is_valid() else filterset.errors
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -179,6 +190,13 @@ class InvolvementInline(admin.TabularInline):
         return super().get_queryset(request).select_related("organization")
 
 
+def _query_without(request, names) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
 def _refusal_reason(refusal: Exception) -> str:
     if isinstance(refusal, ValidationError):
         return " ".join(refusal.messages)
@@ -276,6 +294,21 @@ class IncidentAdmin(TrackedModelAdmin):
             # A read-only page submits nothing, so the version it was opened at is of no use.
             left_out.add("expected_version")
         return left_out
+
+    def changelist_view(self, request, extra_context=None):
+        # Django answers a bad filter value with a redirect to a page blaming the database; say
+        # instead which parameter is wrong, with a 400.
+        errors = filter_parameter_errors(request)
+        if errors:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "This filter cannot be applied",
+                "opts": self.opts,
+                "errors": errors,
+                "list_without_them": f"?{_query_without(request, errors)}",
+            }
+            return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
         return (
