@@ -48,7 +48,7 @@ def hidden_references(obj, user) -> list[str]:
             linked = field.related_model._default_manager.filter(pk=getattr(obj, field.attname))
         else:
             continue
-        if linked.exists() and linked.exclude(pk__in=limit_to_visible(linked, user).values("pk")).exists():
+        if linked.exclude(pk__in=limit_to_visible(linked, user).values("pk")).exists():
             names.append(field.name)
     return names
 
