@@ -204,6 +204,27 @@ class TestDataEntry:
         assert incident.title == "Corrected title" and incident.version == 2 and incident.updated_by == analyst
         assert list(incident.claims.all()) == [claim]
 
+    def test_reviewer_removes_a_claim_with_its_delete_box(self, client, reviewer):
+        incident = make_incident(review_state="draft")
+        kept, removed = make_claim(incident=incident), make_claim(incident=incident)
+        post = incident_post(incident=incident, claims=[kept, removed])
+        post["claims-1-DELETE"] = "on"
+
+        response = logged_in(client, reviewer).post(change_url(incident), post)
+
+        assert response.status_code == 302
+        assert list(incident.claims.all()) == [kept]
+
+    def test_analyst_cannot_remove_claims(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        claim = make_claim(incident=incident)
+        post = incident_post(incident=incident, claims=[claim])
+        post["claims-0-DELETE"] = "on"
+
+        logged_in(client, analyst).post(change_url(incident), post)
+
+        assert list(incident.claims.all()) == [claim]
+
     def test_list_shows_date_label_count_range_and_places(self, client, analyst):
         make_incident(
             title="Repatriation in July",
