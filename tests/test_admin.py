@@ -697,6 +697,18 @@ class TestEstimatedCountPaginator:
         assert count == 5
         assert len(queries) == 1 and "EXPLAIN" in queries[0]
 
+    def test_an_underestimated_result_is_counted_only_up_to_the_threshold(self):
+        self.analysed_incidents(5)
+        for _ in range(3):
+            make_incident()  # not yet in the statistics, which still say 5
+        paginator = EstimatedCountPaginator(Incident.objects.all(), 100)
+        paginator.exact_count_below = 6
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 6
+        assert "LIMIT 6" in queries[-1]
+
     def test_small_results_are_counted_exactly(self):
         self.analysed_incidents(5)
         make_incident()  # not yet in the statistics

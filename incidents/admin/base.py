@@ -153,7 +153,9 @@ class EstimatedCountPaginator(Paginator):
     On the unfiltered list PostgreSQL's own row estimate (pg_class.reltuples) stands in for the
     count; on a filtered list the planner's estimate does when it expects more than
     `exact_count_below` rows, where an exact count would read most of the table and an analyst
-    only needs the order of magnitude. Small results are counted exactly."""
+    only needs the order of magnitude. Smaller results are counted exactly, up to
+    `exact_count_below` rows: the planner can misjudge a search, and the count must not then read
+    the whole table."""
 
     exact_count_below = 10_000
 
@@ -164,7 +166,7 @@ class EstimatedCountPaginator(Paginator):
         estimate = estimated_row_count(queryset.model) if unfiltered else self._planner_estimate(queryset)
         if estimate >= self.exact_count_below:
             return estimate
-        return super().count
+        return queryset.order_by()[: self.exact_count_below].count()
 
     @staticmethod
     def _planner_estimate(queryset) -> int:
