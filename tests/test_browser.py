@@ -6,7 +6,6 @@ the autocomplete's "+" — and saves once; a reviewer then publishes it. `make t
 Chromium first when it is missing (`make browser`).
 """
 
-import os
 import shutil
 
 import pytest
@@ -19,13 +18,12 @@ from tests.factories import make_place, make_source, make_user
 
 PASSWORD = "correct horse battery staple"
 
-# Playwright's sync API runs an event loop in this thread; Django refuses database calls from a
-# thread with a running loop unless told that this test's synchronous use is safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 @pytest.fixture
-def browser_page():
+def browser_page(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; Django refuses database calls from a
+    # thread with a running loop unless told that this test's synchronous use is safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     chromium = shutil.which("chromium")
     assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
     with sync_playwright() as playwright:
