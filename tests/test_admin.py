@@ -664,6 +664,20 @@ class TestChangelistAtScale:
         assert len(counts) <= 1
         assert any("reltuples" in query["sql"] for query in queries)
 
+    def test_the_list_says_when_its_count_is_an_estimate(self, client, confidential_reviewer, monkeypatch):
+        self.make_incidents(3)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE incidents_incident")
+        logged_in(client, confidential_reviewer)
+
+        exact = client.get(CHANGELIST).content.decode()
+        # As if the table were large: three rows are then above the threshold for counting.
+        monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", 1)
+        estimated = client.get(CHANGELIST).content.decode()
+
+        assert '<span id="result-count">3 incidents</span>' in exact
+        assert '<span id="result-count">about 3 incidents</span>' in estimated
+
 
 class TestEstimatedCountPaginator:
     def analysed_incidents(self, number: int) -> None:
@@ -684,7 +698,7 @@ class TestEstimatedCountPaginator:
 
         count, queries = self.count_with_queries(paginator)
 
-        assert count == 5
+        assert count == 5 and paginator.count_kind == "estimate"
         assert len(queries) == 1 and "reltuples" in queries[0] and "COUNT(" not in queries[0]
 
     def test_filtered_large_list_uses_the_planners_estimate(self):
@@ -706,7 +720,7 @@ class TestEstimatedCountPaginator:
 
         count, queries = self.count_with_queries(paginator)
 
-        assert count == 6
+        assert count == 6 and paginator.count_kind == "at_least"
         assert "LIMIT 6" in queries[-1]
 
     def test_small_results_are_counted_exactly(self):

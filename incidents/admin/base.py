@@ -159,14 +159,21 @@ class EstimatedCountPaginator(Paginator):
 
     exact_count_below = 10_000
 
+    # How `count` was obtained, for the page to say "about" or "at least": exact, estimate, at_least.
+    count_kind = "exact"
+
     @cached_property
     def count(self):
         queryset = self.object_list
         unfiltered = not queryset.query.where
         estimate = estimated_row_count(queryset.model) if unfiltered else self._planner_estimate(queryset)
         if estimate >= self.exact_count_below:
+            self.count_kind = "estimate"
             return estimate
-        return queryset.order_by()[: self.exact_count_below].count()
+        counted = queryset.order_by()[: self.exact_count_below].count()
+        if counted == self.exact_count_below:
+            self.count_kind = "at_least"
+        return counted
 
     @staticmethod
     def _planner_estimate(queryset) -> int:
