@@ -311,12 +311,13 @@ class IncidentAdmin(TrackedModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .with_claim_range(request.user)
-            .prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
+        incidents = (
+            super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
         )
+        # Only the change page shows the range the sources report; the list need not pay for it.
+        if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
+            incidents = incidents.with_claim_range(request.user)
+        return incidents
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
