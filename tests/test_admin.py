@@ -679,6 +679,17 @@ class TestChangelistAtScale:
         assert '<span id="result-count">about 3 incidents</span>' in estimated
 
 
+def test_search_is_served_by_trigram_indexes(analyst):
+    with connection.cursor() as cursor:
+        # The test tables are tiny, where reading them whole is cheapest; ask for the large-table plan.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+
+    plan = Incident.objects.visible_to(analyst).containing_text("Dandong", analyst).explain()
+
+    for index in ["incident_title_search", "incident_description_search", "place_name_search", "source_title_search"]:
+        assert index in plan
+
+
 class TestEstimatedCountPaginator:
     def analysed_incidents(self, number: int) -> None:
         for _ in range(number):
