@@ -4,10 +4,10 @@ Visibility is decided here and only here: the admin, the API, CSV exports, stati
 pages all start from `visible_to(user)`, so a rule changed here holds everywhere.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
-from django.db import models
-from django.db.models import Max, Min, OuterRef, Q, Subquery
+from django.db import connection, models
+from django.db.models import Exists, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
@@ -22,6 +22,12 @@ def can_see_unpublished(user) -> bool:
     return bool(
         user and user.is_authenticated and user.is_active and user.is_staff and user.has_perm("incidents.view_incident")
     )
+
+
+def limit_to_visible(queryset, user):
+    """`queryset.visible_to(user)` for models with visibility rules; any other queryset as it is.
+    For code that handles many models alike (admin choices, history, deletion checks)."""
+    return queryset.visible_to(user) if hasattr(queryset, "visible_to") else queryset
 
 
 class SourceQuerySet(models.QuerySet):
@@ -81,3 +87,55 @@ class IncidentQuerySet(models.QuerySet):
             claim_people_min=Subquery(claims.annotate(value=Min(low)).values("value")),
             claim_people_max=Subquery(claims.annotate(value=Max(high)).values("value")),
         )
+
+    def containing_text(self, text: str, user) -> "IncidentQuerySet":
+        """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in
+        the public id, title or description, a place's name, or the title of a source with a claim
+        the user may see (so a search never reveals that a confidential source reports an incident).
+
+        Each word becomes one `id IN (… UNION …)` of three lookups, each served by a trigram index,
+        so a search reads the matching rows, not the whole table, and keeps one row per incident."""
+        incident_places = self.model._meta.get_field("incident_places").related_model.objects
+        claims = self.model._meta.get_field("claims").related_model.objects.visible_to(user)
+        incidents = self
+        for word in text.split():
+            own_text = self.model.objects.filter(
+                Q(public_id__icontains=word) | Q(title__icontains=word) | Q(description__icontains=word)
+            ).values("pk")
+            at_places = incident_places.filter(place__name__icontains=word).values("incident")
+            from_sources = claims.filter(source__title__icontains=word).values("incident")
+            # No ORDER BY inside the UNION: order is the outer list's business.
+            own_text, at_places, from_sources = (part.order_by() for part in (own_text, at_places, from_sources))
+            incidents = incidents.filter(pk__in=own_text.union(at_places, from_sources))
+        return incidents
+
+    def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
+        """Other incidents of the same type whose dates overlap the incident's, widened by
+        `window_days` on each side (reports of one event often disagree by a few days), and that
+        share a place or a country with it. Chain after `visible_to(user)`: one query."""
+        places = incident.places.all()
+        countries = places.exclude(country="").values("country")
+        incident_places = self.model._meta.get_field("incident_places").related_model.objects.filter(
+            incident=OuterRef("pk")
+        )
+        return (
+            self.exclude(pk=incident.pk)
+            .filter(incident_type=incident.incident_type_id)
+            .overlapping(
+                date_from=incident.date_start - timedelta(days=window_days),
+                date_to=incident.date_end + timedelta(days=window_days),
+            )
+            .filter(
+                Exists(incident_places.filter(place__in=places.values("pk")))
+                | Exists(incident_places.filter(place__country__in=countries))
+            )
+        )
+
+
+def estimated_row_count(model) -> int:
+    """PostgreSQL's own estimate of a table's rows (kept by autovacuum and ANALYZE): instant on
+    any size, where an exact COUNT(*) reads the whole table. -1 until the table is first analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+        row = cursor.fetchone()
+    return row[0] if row else -1

@@ -35,15 +35,33 @@ def _acting_user_id(user) -> int | None:
 
 
 def _validate_children(
-    incident: Incident, model: type[models.Model], rows: Iterable[Mapping[str, Any]], label: str
+    incident: Incident,
+    model: type[models.Model],
+    rows: Iterable[Mapping[str, Any]],
+    label: str,
+    editable: models.QuerySet | None = None,
 ) -> list[models.Model]:
-    """Build child rows and validate them all, collecting every error under `label[index].field`."""
+    """Build child rows and validate them all, collecting every error under `label[index].field`.
+
+    A row with an id changes that stored row (one query loads them all), so the fields the row does
+    not mention (such as created_at) keep their values; only rows in `editable` (default: all of
+    the incident's) may be changed, so an id the writer may not see is refused like a foreign one."""
+    rows = list(rows)
+    ids = [row["id"] for row in rows if row.get("id")]
+    editable = model.objects.all() if editable is None else editable
+    stored = editable.filter(incident=incident, pk__in=ids).in_bulk() if ids and incident.pk else {}
     instances, errors = [], {}
     for index, row in enumerate(rows):
-        instance = model(incident=incident, **{key: value for key, value in row.items() if key != "id"})
-        if row.get("id"):
-            instance.pk = row["id"]
-            instance._state.adding = False
+        fields = {key: value for key, value in row.items() if key != "id"}
+        if not row.get("id"):
+            instance = model(incident=incident, **fields)
+        elif row["id"] in stored:
+            instance = stored[row["id"]]
+            for field, value in fields.items():
+                setattr(instance, field, value)
+        else:
+            errors[f"{label}[{index}].id"] = [f"Item {row['id']} does not belong to {incident.public_id}."]
+            continue
         try:
             instance.full_clean(exclude=["incident"], validate_unique=False)
         except ValidationError as error:
@@ -64,29 +82,36 @@ def _check_unique(instances: list[models.Model], key: tuple[str, ...], label: st
         seen[value] = index
 
 
-def _replace_children(incident: Incident, related_name: str, instances: list[models.Model]) -> None:
+def _replace_children(
+    incident: Incident, related_name: str, instances: list[models.Model], replaceable: models.QuerySet | None = None
+) -> None:
     """Make the incident's children exactly `instances`: update those with an id, create the rest,
-    delete the ones no longer listed. Updates keep their id, so history shows a change, not a swap."""
+    delete the ones no longer listed. Updates keep their id, so history shows a change, not a swap.
+
+    Only children in `replaceable` (default: all) are deleted: a writer who cannot see a confidential
+    claim never sent it, and must not delete it by leaving it out."""
     manager = getattr(incident, related_name)
     keep_ids = [instance.pk for instance in instances if instance.pk]
-    manager.exclude(pk__in=keep_ids).delete()
+    deletable = manager.all() if replaceable is None else manager.filter(pk__in=replaceable.values("pk"))
+    deletable.exclude(pk__in=keep_ids).delete()
     for instance in instances:
         instance.incident = incident
-        if instance.pk and not manager.filter(pk=instance.pk).exists():
-            raise ValidationError({related_name: f"Item {instance.pk} does not belong to {incident.public_id}."})
         instance.save()
 
 
 def _write_children(
     incident: Incident,
     *,
+    user,
     places: Iterable[Place] | None,
     claims: Iterable[Mapping[str, Any]] | None,
     victim_groups: Iterable[Mapping[str, Any]] | None,
     involvements: Iterable[Mapping[str, Any]] | None,
 ) -> None:
+    # A writer changes and deletes only the claims they may see; confidential ones stay as they are.
+    visible_claims = Claim.objects.visible_to(user)
     if claims is not None:
-        claim_rows = _validate_children(incident, Claim, claims, "claims")
+        claim_rows = _validate_children(incident, Claim, claims, "claims", editable=visible_claims)
         _check_unique(claim_rows, ("source",), "claims", "Each source may make only one claim per incident.")
     if victim_groups is not None:
         victim_group_rows = _validate_children(incident, VictimGroup, victim_groups, "victim_groups")
@@ -98,7 +123,7 @@ def _write_children(
     if places is not None:
         incident.places.set(places)
     if claims is not None:
-        _replace_children(incident, "claims", claim_rows)
+        _replace_children(incident, "claims", claim_rows, replaceable=visible_claims)
     if victim_groups is not None:
         _replace_children(incident, "victim_groups", victim_group_rows)
     if involvements is not None:
@@ -120,7 +145,9 @@ def incident_create(
     incident.full_clean()
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         incident.save()
-        _write_children(incident, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements)
+        _write_children(
+            incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
+        )
     return incident
 
 
@@ -140,7 +167,7 @@ def incident_update(
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = Incident.objects.select_for_update().select_related("updated_by").get(pk=incident.pk)
+        current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
         if current.version != expected_version:
             raise VersionConflict(current=current, expected_version=expected_version)
         for field, value in (data or {}).items():
@@ -149,7 +176,9 @@ def incident_update(
         incident.updated_by_id = _acting_user_id(user)
         incident.full_clean()
         incident.save()
-        _write_children(incident, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements)
+        _write_children(
+            incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
+        )
     return incident
 
 

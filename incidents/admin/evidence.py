@@ -1,0 +1,59 @@
+"""Screens for what incidents refer to: sources, organizations, places, incident types, responses.
+
+Each has search fields, so the incident page can offer them through autocomplete."""
+
+from django.contrib import admin
+
+from incidents.admin.base import TrackedModelAdmin
+from incidents.models import IncidentType, Organization, Place, Response, Source
+
+
+@admin.register(Source)
+class SourceAdmin(TrackedModelAdmin):
+    list_display = ["title", "kind", "publisher", "published_on", "language", "confidential"]
+    list_filter = ["kind", "confidential", "language"]
+    list_select_related = ["publisher"]
+    search_fields = ["title", "author", "url", "publisher__name", "publisher__acronym"]
+    autocomplete_fields = ["publisher", "cites"]
+    date_hierarchy = "published_on"
+    fieldsets = [
+        (None, {"fields": ["title", "kind", "url", "archive_url"]}),
+        ("Who and when", {"fields": ["publisher", "author", "published_on", "language"]}),
+        ("Chain of sources", {"fields": ["cites"]}),
+        ("Protection", {"fields": ["confidential", "notes"]}),
+    ]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(TrackedModelAdmin):
+    list_display = ["name", "acronym", "kind", "country"]
+    list_filter = ["kind", "country"]
+    search_fields = ["name", "acronym"]
+
+
+@admin.register(Place)
+class PlaceAdmin(TrackedModelAdmin):
+    list_display = ["name", "kind", "parent", "country", "sensitive"]
+    list_filter = ["kind", "country", "sensitive"]
+    list_select_related = ["parent"]
+    search_fields = ["name", "parent__name"]
+    autocomplete_fields = ["parent"]
+
+
+@admin.register(IncidentType)
+class IncidentTypeAdmin(TrackedModelAdmin):
+    list_display = ["name", "slug", "parent"]
+    list_select_related = ["parent"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["parent"]
+
+
+@admin.register(Response)
+class ResponseAdmin(TrackedModelAdmin):
+    list_display = ["__str__", "organization", "kind", "date"]
+    list_filter = ["kind"]
+    list_select_related = ["organization"]
+    search_fields = ["description", "organization__name", "organization__acronym"]
+    autocomplete_fields = ["organization", "incidents", "source"]
+    date_hierarchy = "date"

@@ -1,0 +1,479 @@
+"""The incident screens: one page to enter an incident with its places, claims, victims and
+organizations; a fast list with filters; review actions. Every write goes through the services."""
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import construct_change_message
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+from django.db.models import Prefetch
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django_countries import countries
+
+from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
+from incidents.filters import IncidentFilterSet
+from incidents.models import Claim, Incident, Involvement, Place, VictimGroup
+from incidents.services import (
+    VersionConflict,
+    incident_create,
+    incident_set_verification,
+    incident_transition,
+    incident_update,
+)
+
+# The list's filters that the project's one IncidentFilterSet applies and validates.
+FILTERSET_PARAMETERS = ("country", "date_from", "date_to")
+
+
+def _filtered_by_filterset(request, queryset, params: dict):
+    """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
+    filterset = IncidentFilterSet(params, queryset=queryset, request=request)
+    if not filterset.is_valid():
+        raise IncorrectLookupParameters(filterset.errors.as_text())
+    return filterset.qs
+
+
+def filter_parameter_errors(request) -> dict[str, list[str]]:
+    """What is wrong with the filter parameters of the request, by parameter (none when valid)."""
+    params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
+    filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
+    return {} if filterset.is_valid() else filterset.errors
+
+
+class CountryFilter(admin.SimpleListFilter):
+    title = "country"
+    parameter_name = "country"
+
+    def lookups(self, request, model_admin):
+        codes = Place.objects.exclude(country="").order_by("country").values_list("country", flat=True).distinct()
+        return [(code, countries.name(code)) for code in codes]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return _filtered_by_filterset(request, queryset, {"country": self.value()})
+
+
+class DateRangeFilter(admin.ListFilter):
+    """Incidents whose date range overlaps the days asked for, as in the API's date_from/date_to."""
+
+    title = "dates (overlapping)"
+    template = "admin/incidents/date_range_filter.html"
+    parameter_names = ("date_from", "date_to")
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.values = {}
+        for name in self.parameter_names:
+            if name in params:
+                value = params.pop(name)
+                self.values[name] = value[-1] if isinstance(value, list) else value
+
+    def has_output(self):
+        return True
+
+    def expected_parameters(self):
+        return list(self.parameter_names)
+
+    def queryset(self, request, queryset):
+        if not self.values:
+            return queryset
+        return _filtered_by_filterset(request, queryset, self.values)
+
+    def choices(self, changelist):
+        yield {
+            "date_from": self.values.get("date_from", ""),
+            "date_to": self.values.get("date_to", ""),
+            # The other filters, search and ordering in force, kept when the dates are submitted.
+            "kept_parameters": [
+                (name, value)
+                for name, values in changelist.params.items()
+                if name not in self.parameter_names
+                for value in (values if isinstance(values, list) else [values])
+            ],
+            "clear_query_string": changelist.get_query_string(remove=self.parameter_names),
+        }
+
+
+class IncidentForm(forms.ModelForm):
+    # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
+    # this field offers the same autocomplete and the service writes the links.
+    place_list = forms.ModelMultipleChoiceField(
+        queryset=Place.objects.all(),
+        required=False,
+        label="Places",
+        widget=AutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
+        help_text="Type to search places by name; the most precise known places (a crossing, a city).",
+    )
+    # The version the analyst started from; a save is refused if someone saved in between.
+    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    # Set by IncidentAdmin when the service refused the previous attempt at saving this form.
+    service_refusal = None
+
+    class Meta:
+        model = Incident
+        # The admin narrows these to its fieldsets; listed here so a new model field is a decision.
+        fields = [
+            "title",
+            "incident_type",
+            "description",
+            "date_start",
+            "date_end",
+            "date_precision",
+            "people_count",
+            "people_count_min",
+            "people_count_max",
+            "count_qualifier",
+            "confidential",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["place_list"].initial = list(self.instance.places.all())
+            self.fields["expected_version"].initial = self.instance.version
+
+    def clean(self):
+        cleaned_data = super().clean()
+        # A form error, not a field error: the field is hidden, and so would its error be.
+        if self.instance.pk and cleaned_data.get("expected_version") is None:
+            raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
+        if isinstance(self.service_refusal, VersionConflict):
+            raise ValidationError(str(self.service_refusal))
+        if isinstance(self.service_refusal, ValidationError):
+            for field, field_messages in self.service_refusal.message_dict.items():
+                if field in self.fields:
+                    self.add_error(field, field_messages)
+                else:
+                    self.add_error(None, [f"{field}: {message}" for message in field_messages])
+        return cleaned_data
+
+
+class ClaimInline(VisibilityMixin, admin.StackedInline):
+    model = Claim
+    extra = 1
+    autocomplete_fields = ["source"]
+    verbose_name = "claim"
+    verbose_name_plural = "Evidence: what each source says"
+    # Excerpts are a sentence or two; a short box keeps several claims on one screen.
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 80})}}
+    fieldsets = [
+        (None, {"fields": ["source", "source_connection", "confidential"]}),
+        (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
+        (None, {"fields": [("date_start", "date_end")]}),
+        (None, {"fields": ["excerpt", "locator"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("source")
+
+
+class VictimGroupInline(admin.TabularInline):
+    model = VictimGroup
+    extra = 0
+    verbose_name_plural = "Who: the people it happened to"
+
+
+class InvolvementInline(admin.TabularInline):
+    model = Involvement
+    extra = 0
+    autocomplete_fields = ["organization"]
+    verbose_name_plural = "Who: organizations involved"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("organization")
+
+
+def _query_without(request, names) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _refusal_reason(refusal: Exception) -> str:
+    if isinstance(refusal, ValidationError):
+        return " ".join(refusal.messages)
+    return str(refusal)
+
+
+def _inline_rows(formset) -> list[dict]:
+    """The rows an inline formset keeps, as the service takes them: existing rows with their id,
+    new rows that were filled in; rows marked for deletion are left out, so the service deletes them."""
+    rows = []
+    for form in formset.forms:
+        if not form.instance.pk and not form.has_changed():
+            continue
+        if formset.can_delete and formset._should_delete_form(form):
+            continue
+        row = {
+            name: value
+            for name, value in form.cleaned_data.items()
+            if name not in {formset.fk.name, "id", forms.formsets.DELETION_FIELD_NAME}
+        }
+        row["id"] = form.instance.pk
+        rows.append(row)
+    return rows
+
+
+@admin.register(Incident)
+class IncidentAdmin(TrackedModelAdmin):
+    form = IncidentForm
+    change_form_template = "admin/incidents/incident/change_form.html"
+    inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
+    autocomplete_fields = ["incident_type"]
+    readonly_fields = [
+        "public_id",
+        "date_label",
+        "claim_range",
+        "review_state",
+        "verification",
+        "created_by",
+        "updated_by",
+        "updated_at",
+    ]
+    fieldsets = [
+        ("What", {"fields": ["public_id", "title", "incident_type", "description"]}),
+        (
+            "When",
+            {
+                "fields": [("date_start", "date_end"), "date_precision", "date_label"],
+                "description": "The range the incident lies in; for a known day, the same date twice.",
+            },
+        ),
+        (
+            "How many",
+            {"fields": [("people_count", "people_count_min", "people_count_max"), "count_qualifier", "claim_range"]},
+        ),
+        ("Where", {"fields": ["place_list"]}),
+        (
+            "Review",
+            {
+                "fields": [
+                    ("review_state", "verification"),
+                    "confidential",
+                    ("created_by", "updated_by", "updated_at"),
+                    "expected_version",
+                ],
+                "description": "Review state and verification change through the actions of the incident list.",
+            },
+        ),
+    ]
+
+    list_display = [
+        "public_id",
+        "title",
+        "incident_type",
+        "date_label",
+        "people",
+        "place_names",
+        "verification",
+        "review_state",
+        "updated_at",
+    ]
+    list_display_links = ["public_id", "title"]
+    list_filter = ["incident_type", "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
+    list_select_related = ["incident_type"]
+    # Only switches the search box on; get_search_results applies IncidentQuerySet.containing_text.
+    search_fields = ["public_id", "title", "description"]
+    search_help_text = "Searches ids (INC-000042), titles, descriptions, place names and the titles of sources."
+    ordering = ["-date_start", "-id"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ["submit_for_review", "publish", "return_to_draft", "mark_verified"]
+
+    def fields_left_out(self, request, obj) -> set[str]:
+        left_out = super().fields_left_out(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A read-only page submits nothing, so the version it was opened at is of no use.
+            left_out.add("expected_version")
+        return left_out
+
+    def changelist_view(self, request, extra_context=None):
+        # Django answers a bad filter value with a redirect to a page blaming the database; say
+        # instead which parameter is wrong, with a 400.
+        errors = filter_parameter_errors(request)
+        if errors:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "This filter cannot be applied",
+                "opts": self.opts,
+                "errors": errors,
+                "list_without_them": f"?{_query_without(request, errors)}",
+            }
+            return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
+        return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request):
+        incidents = (
+            super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
+        )
+        # Only the change page shows the range the sources report; the list need not pay for it.
+        if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
+            incidents = incidents.with_claim_range(request.user)
+        return incidents
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return queryset, False
+        return queryset.containing_text(search_term, request.user), False
+
+    @admin.display(description="People", ordering="people_count")
+    def people(self, incident):
+        if incident.people_count is None and incident.people_count_min is None and incident.people_count_max is None:
+            return "unknown"
+        best = "?" if incident.people_count is None else f"{incident.people_count:,}"
+        if incident.people_count_min is None and incident.people_count_max is None:
+            return best
+        low = "?" if incident.people_count_min is None else f"{incident.people_count_min:,}"
+        high = "?" if incident.people_count_max is None else f"{incident.people_count_max:,}"
+        return f"{best} ({low}–{high})"
+
+    @admin.display(description="Places")
+    def place_names(self, incident):
+        return ", ".join(place.name for place in incident.places.all())
+
+    # What a read-only page shows for the form's place_list field (viewers have no form).
+    place_list = place_names
+
+    @admin.display(description="Sources say")
+    def claim_range(self, incident):
+        low = getattr(incident, "claim_people_min", None)
+        high = getattr(incident, "claim_people_max", None)
+        if low is None and high is None:
+            return "No source gives a figure yet."
+        if low == high:
+            return f"{low:,} people, according to every source that gives a figure."
+        return f"From {low:,} to {high:,} people, depending on the source."
+
+    # Writing: the incident and its inlines go to one service call, all or nothing.
+
+    def save_model(self, request, obj, form, change):
+        """Nothing yet: save_related writes the incident together with its inlines in one service
+        call, once the inline formsets have been validated too."""
+
+    def save_related(self, request, form, formsets, change):
+        data = {
+            field.name: form.cleaned_data[field.name]
+            for field in Incident._meta.concrete_fields
+            if field.name in form.cleaned_data
+        }
+        children = {formset.fk.remote_field.get_accessor_name(): _inline_rows(formset) for formset in formsets}
+        places = form.cleaned_data["place_list"]
+        if change:
+            incident_update(
+                incident=form.instance,
+                user=request.user,
+                expected_version=form.cleaned_data["expected_version"],
+                data=data,
+                places=places,
+                **children,
+            )
+        else:
+            created = incident_create(user=request.user, data=data, places=places, **children)
+            # The admin goes on with the form's instance (to log the addition and redirect): make it
+            # the row the service created.
+            form.instance.pk = created.pk
+            form.instance.refresh_from_db()
+            form.instance._state.adding = False
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except (VersionConflict, ValidationError) as refusal:
+            # The service refused the save and its transaction rolled back. Show the form again with
+            # what the analyst entered and the reason, as a form error.
+            request.incident_service_refusal = refusal
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "incident_service_refusal", None)
+        if refusal is None:
+            return form
+        return type(form.__name__, (form,), {"service_refusal": refusal})
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The service, not the formsets, saved the inlines, so only the incident's own fields are
+        # summarised here; the History page has every field of every row.
+        return construct_change_message(form, [], add)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.warn_about_possible_duplicates(request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        self.warn_about_possible_duplicates(request, obj)
+        return super().response_change(request, obj)
+
+    def warn_about_possible_duplicates(self, request, incident):
+        """Warn, never block: two reports of one event are common, and so are two events alike."""
+        duplicates = list(
+            Incident.objects.visible_to(request.user)
+            .possible_duplicates_of(incident, window_days=settings.DUPLICATE_WINDOW_DAYS)
+            .order_by("date_start", "id")[:10]
+        )
+        if not duplicates:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a> ({})',
+            (
+                (reverse("admin:incidents_incident_change", args=[duplicate.pk]), duplicate, duplicate.date_label)
+                for duplicate in duplicates
+            ),
+        )
+        self.message_user(
+            request,
+            format_html(
+                "Possible duplicates (same type, dates within {} days, same place or country): {}",
+                settings.DUPLICATE_WINDOW_DAYS,
+                links,
+            ),
+            messages.WARNING,
+        )
+
+    # Review workflow: each action runs the service for every selected incident in one transaction,
+    # so a refusal for one leaves all of them as they were.
+
+    def apply_to_selected(self, request, queryset, write, done: str):
+        incidents = list(queryset)
+        try:
+            with transaction.atomic():
+                for incident in incidents:
+                    write(incident)
+        except (PermissionDenied, ValidationError, VersionConflict) as refusal:
+            self.message_user(request, f"Nothing was changed. {_refusal_reason(refusal)}", messages.ERROR)
+            return
+        self.message_user(request, f"{done}: {', '.join(incident.public_id for incident in incidents)}.")
+
+    def _transition(self, request, queryset, action: str, done: str):
+        def write(incident):
+            incident_transition(incident=incident, action=action, user=request.user)
+
+        self.apply_to_selected(request, queryset, write, done)
+
+    @admin.action(description="Submit for review")
+    def submit_for_review(self, request, queryset):
+        self._transition(request, queryset, "submit", "Submitted for review")
+
+    @admin.action(description="Publish")
+    def publish(self, request, queryset):
+        self._transition(request, queryset, "publish", "Published")
+
+    @admin.action(description="Return to draft")
+    def return_to_draft(self, request, queryset):
+        self._transition(request, queryset, "return_to_draft", "Returned to draft")
+
+    @admin.action(description="Mark verified")
+    def mark_verified(self, request, queryset):
+        def write(incident):
+            incident_set_verification(incident=incident, verification="verified", user=request.user)
+
+        self.apply_to_selected(request, queryset, write, "Marked verified")

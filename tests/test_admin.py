@@ -1,0 +1,836 @@
+"""The analysts' admin through the Django test client: data entry, confidentiality, review workflow,
+history, lost-update protection, duplicate warnings and the changelist's cost."""
+
+import re
+from datetime import date
+
+import pghistory
+import pytest
+from django.contrib.messages import get_messages
+from django.db import ProgrammingError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from pghistory.models import Events
+
+from incidents import roles
+from incidents.admin.base import EstimatedCountPaginator
+from incidents.models import Claim, Incident, Organization, Place, Response
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+CHANGELIST = reverse("admin:incidents_incident_changelist")
+ADD = reverse("admin:incidents_incident_add")
+
+
+def change_url(incident):
+    return reverse("admin:incidents_incident_change", args=[incident.pk])
+
+
+def history_url(obj):
+    return reverse(f"admin:incidents_{obj._meta.model_name}_history", args=[obj.pk])
+
+
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def management_form(prefix: str, total: int, initial: int = 0) -> dict:
+    return {
+        f"{prefix}-TOTAL_FORMS": str(total),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+
+
+def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
+    """The POST an analyst's browser sends from the incident page: the incident's fields, its
+    places, and one claim form per entry of `claims` (existing claims carry their id)."""
+    data = {
+        "title": "80 North Koreans forcibly repatriated from China",
+        "incident_type": str(incident_type().pk),
+        "description": "",
+        "date_start": "2023-08-29",
+        "date_end": "2023-08-29",
+        "date_precision": "day",
+        "people_count": "80",
+        "people_count_min": "",
+        "people_count_max": "",
+        "count_qualifier": "exact",
+        "place_list": [str(place.pk) for place in places],
+        **management_form("victim_groups", 0),
+        **management_form("involvements", 0),
+    }
+    if incident is not None:
+        data["expected_version"] = str(incident.version)
+    existing = [claim for claim in claims if isinstance(claim, Claim)]
+    data.update(management_form("claims", len(claims), initial=len(existing)))
+    for index, claim in enumerate(claims):
+        prefix = f"claims-{index}-"
+        if isinstance(claim, Claim):
+            claim = {
+                "id": claim.pk,
+                "source": claim.source_id,
+                "people_count": claim.people_count,
+                "count_qualifier": claim.count_qualifier,
+                "source_connection": claim.source_connection,
+            }
+        data.update(
+            {
+                f"{prefix}id": str(claim.get("id", "")),
+                f"{prefix}incident": str(incident.pk) if incident else "",
+                f"{prefix}source": str(claim["source"]),
+                f"{prefix}source_connection": claim.get("source_connection", "third_party"),
+                f"{prefix}people_count": str(claim.get("people_count", "")),
+                f"{prefix}people_count_min": "",
+                f"{prefix}people_count_max": "",
+                f"{prefix}count_qualifier": claim.get("count_qualifier", "exact"),
+                f"{prefix}date_start": "",
+                f"{prefix}date_end": "",
+                f"{prefix}excerpt": claim.get("excerpt", ""),
+                f"{prefix}locator": "",
+            }
+        )
+        if claim.get("confidential"):
+            data[f"{prefix}confidential"] = "on"
+    data.update(fields)
+    return data
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.fixture
+def analyst():
+    return make_user(roles.ANALYST)
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def viewer():
+    return make_user(roles.VIEWER)
+
+
+@pytest.fixture
+def confidential_reviewer():
+    return make_user(roles.REVIEWER, confidential=True)
+
+
+class TestDataEntry:
+    def test_analyst_enters_an_incident_with_its_place_and_claim_in_one_save(self, client, analyst):
+        place, source = make_place(name="Dandong", country="CN"), make_source(title="RFA report")
+        post = incident_post(
+            places=[place], claims=[{"source": source.pk, "people_count": 80, "excerpt": "80 were sent back"}]
+        )
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        incident = Incident.objects.get()
+        assert incident.title == "80 North Koreans forcibly repatriated from China"
+        assert incident.people_count == 80
+        assert list(incident.places.all()) == [place]
+        assert incident.claims.get().excerpt == "80 were sent back"
+        assert incident.created_by == analyst and incident.review_state == "draft"
+
+    def test_the_page_groups_fields_the_way_analysts_think(self, client, analyst):
+        page = logged_in(client, analyst).get(ADD).content.decode()
+
+        headings = [" ".join(heading.split()) for heading in re.findall(r"<h2[^>]*>(.*?)</h2>", page, re.DOTALL)]
+        assert headings == [
+            "What",
+            "When",
+            "How many",
+            "Where",
+            "Who: the people it happened to",
+            "Who: organizations involved",
+            "Evidence: what each source says",
+            "Review",
+        ]
+
+    def test_validation_errors_name_the_field_and_the_problem(self, client, analyst):
+        post = incident_post(date_end="2023-08-01", people_count="50", people_count_min="60")
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        errors = response.context["adminform"].form.errors
+        assert "is before the start date" in errors["date_end"][0]
+        assert "below the minimum" in errors["people_count"][0]
+        assert not Incident.objects.exists()
+
+    def test_a_claim_with_reversed_counts_is_refused_with_the_reason(self, client, analyst):
+        source = make_source()
+        post = incident_post(claims=[{"source": source.pk, "people_count": 10}])
+        post["claims-0-people_count_max"] = "5"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        assert "above the maximum" in response.content.decode()
+        assert not Incident.objects.exists()
+
+    def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
+        incident = make_incident(people_count=80)
+        make_claim(incident=incident, people_count=60)
+        make_claim(incident=incident, people_count=100)
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert "From 60 to 100 people, depending on the source." in page
+
+    def test_editing_keeps_existing_claims_and_updates_the_incident(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        claim = make_claim(incident=incident)
+
+        response = logged_in(client, analyst).post(
+            change_url(incident), incident_post(incident=incident, claims=[claim], title="Corrected title")
+        )
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.title == "Corrected title" and incident.version == 2 and incident.updated_by == analyst
+        assert list(incident.claims.all()) == [claim]
+
+    def test_reviewer_removes_a_claim_with_its_delete_box(self, client, reviewer):
+        incident = make_incident(review_state="draft")
+        kept, removed = make_claim(incident=incident), make_claim(incident=incident)
+        post = incident_post(incident=incident, claims=[kept, removed])
+        post["claims-1-DELETE"] = "on"
+
+        response = logged_in(client, reviewer).post(change_url(incident), post)
+
+        assert response.status_code == 302
+        assert list(incident.claims.all()) == [kept]
+
+    def test_analyst_cannot_remove_claims(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        claim = make_claim(incident=incident)
+        post = incident_post(incident=incident, claims=[claim])
+        post["claims-0-DELETE"] = "on"
+
+        logged_in(client, analyst).post(change_url(incident), post)
+
+        assert list(incident.claims.all()) == [claim]
+
+    def test_list_shows_date_label_count_range_and_places(self, client, analyst):
+        make_incident(
+            title="Repatriation in July",
+            date_start=date(2021, 7, 1),
+            date_end=date(2021, 7, 31),
+            date_precision="month",
+            people_count=50,
+            people_count_min=40,
+            people_count_max=60,
+            places=[make_place(name="Tumen")],
+        )
+
+        page = logged_in(client, analyst).get(CHANGELIST).content.decode()
+
+        assert "July 2021" in page and "50 (40–60)" in page and "Tumen" in page
+
+    def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
+        incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])
+        make_claim(incident=incident, source=make_source(title="Daily NK dispatch"))
+        make_incident(title="Something else")
+        logged_in(client, analyst)
+
+        for term in [incident.public_id, "Hyesan", "Daily NK"]:
+            results = list(client.get(CHANGELIST, {"q": term}).context["cl"].result_list)
+            assert results == [incident], term
+
+    def test_filters_by_country_and_overlapping_dates(self, client, analyst):
+        in_china = make_incident(places=[make_place(country="CN")], date_start=date(2023, 8, 29))
+        make_incident(places=[make_place(country="RU")], date_start=date(2023, 8, 29))
+        make_incident(places=[make_place(country="CN")], date_start=date(2020, 1, 1), date_end=date(2020, 1, 1))
+        logged_in(client, analyst)
+
+        response = client.get(CHANGELIST, {"country": "CN", "date_from": "2023-08-01", "date_to": "2023-08-31"})
+
+        assert list(response.context["cl"].result_list) == [in_china]
+
+    def test_other_admins_have_search_for_autocomplete(self, client, analyst):
+        make_place(name="Dandong")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        logged_in(client, analyst)
+
+        for model, term, expected in [
+            ("place", "Dand", "Dandong"),
+            ("organization", "HRW", "Human Rights Watch (HRW)"),
+        ]:
+            response = client.get(
+                reverse("admin:autocomplete"),
+                {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": term}
+                if model == "place"
+                else {
+                    "app_label": "incidents",
+                    "model_name": "involvement",
+                    "field_name": "organization",
+                    "term": term,
+                },
+            )
+            assert [result["text"] for result in response.json()["results"]] == [expected]
+
+
+class TestConfidentiality:
+    @pytest.fixture
+    def records(self):
+        secret_source = make_source(title="Informant testimony", confidential=True)
+        public_source = make_source(title="News article")
+        secret_incident = make_incident(title="Secret incident", confidential=True)
+        public_incident = make_incident(title="Public incident")
+        make_claim(incident=public_incident, source=secret_source, excerpt="informant says")
+        make_claim(incident=public_incident, source=public_source, confidential=True, excerpt="hidden claim words")
+        make_claim(incident=public_incident, source=make_source(title="Open report"), excerpt="open words")
+        return {"secret_source": secret_source, "secret_incident": secret_incident, "public_incident": public_incident}
+
+    def test_lists_hide_confidential_incidents_and_sources(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        incidents = client.get(CHANGELIST).content.decode()
+        sources = client.get(reverse("admin:incidents_source_changelist")).content.decode()
+
+        assert "Secret incident" not in incidents and "Public incident" in incidents
+        assert "Informant testimony" not in sources and "News article" in sources
+
+    def test_confidential_pages_are_not_found(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        for url in [
+            change_url(records["secret_incident"]),
+            history_url(records["secret_incident"]),
+            reverse("admin:incidents_source_change", args=[records["secret_source"].pk]),
+            history_url(records["secret_source"]),
+        ]:
+            response = client.get(url)
+            assert response.status_code == 302 and response.url == reverse("admin:index"), url
+
+    def test_inline_shows_only_visible_claims(self, client, reviewer, records):
+        page = logged_in(client, reviewer).get(change_url(records["public_incident"])).content.decode()
+
+        assert "open words" in page
+        assert "informant says" not in page and "hidden claim words" not in page
+
+    def test_claim_range_counts_only_visible_claims(self, client, reviewer, confidential_reviewer):
+        incident = make_incident(people_count=80)
+        make_claim(incident=incident, people_count=80)
+        make_claim(incident=incident, people_count=500, confidential=True)
+
+        assert (
+            "80 people, according to every source"
+            in logged_in(client, reviewer).get(change_url(incident)).content.decode()
+        )
+        assert (
+            "From 80 to 500 people"
+            in logged_in(client, confidential_reviewer).get(change_url(incident)).content.decode()
+        )
+
+    def test_autocomplete_does_not_offer_confidential_sources_or_incidents(self, client, reviewer, records):
+        logged_in(client, reviewer)
+
+        sources = client.get(
+            reverse("admin:autocomplete"),
+            {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": ""},
+        ).json()["results"]
+        incidents = client.get(
+            reverse("admin:autocomplete"),
+            {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "incident"},
+        ).json()["results"]
+
+        assert "Informant testimony" not in [result["text"] for result in sources]
+        assert [result["text"] for result in incidents] == [str(records["public_incident"])]
+
+    def test_a_hidden_source_cannot_be_posted_as_a_claims_source(self, client, analyst, records):
+        post = incident_post(claims=[{"source": records["secret_source"].pk, "people_count": 80}])
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        assert "Select a valid choice" in response.content.decode()
+        assert not Incident.objects.filter(title=post["title"]).exists()
+
+    def test_search_does_not_reveal_confidential_source_titles(self, client, reviewer, records):
+        response = logged_in(client, reviewer).get(CHANGELIST, {"q": "Informant"})
+
+        assert list(response.context["cl"].result_list) == []
+
+    def test_saving_does_not_delete_claims_the_editor_cannot_see(self, client, reviewer, records):
+        incident = records["public_incident"]
+        visible_claim = incident.claims.get(excerpt="open words")
+
+        response = logged_in(client, reviewer).post(
+            change_url(incident), incident_post(incident=incident, claims=[visible_claim])
+        )
+
+        assert response.status_code == 302
+        assert incident.claims.count() == 3
+
+    def test_a_link_to_a_hidden_source_is_neither_shown_nor_cleared(self, client, reviewer, records):
+        relay = make_source(title="Relay", cites=records["secret_source"])
+        url = reverse("admin:incidents_source_change", args=[relay.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        response = client.post(url, {"title": "Relay (edited)", "kind": "news_article", "language": "en"})
+
+        assert "Informant testimony" not in page and 'name="cites"' not in page
+        assert response.status_code == 302
+        relay.refresh_from_db()
+        assert relay.title == "Relay (edited)" and relay.cites == records["secret_source"]
+
+    def test_confidential_access_sees_everything(self, client, confidential_reviewer, records):
+        logged_in(client, confidential_reviewer)
+
+        assert "Secret incident" in client.get(CHANGELIST).content.decode()
+        assert "informant says" in client.get(change_url(records["public_incident"])).content.decode()
+
+    def test_history_leaves_out_hidden_claims(self, client, reviewer, records):
+        page = logged_in(client, reviewer).get(history_url(records["public_incident"])).content.decode()
+
+        assert "open words" in page
+        assert "informant says" not in page and "hidden claim words" not in page
+
+
+class TestLostUpdates:
+    def test_the_second_of_two_analysts_gets_a_conflict_and_overwrites_nothing(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        other_analyst = make_user(roles.ANALYST, username="alice")
+        first_form = incident_post(incident=incident, title="Alice's title")
+        second_form = incident_post(incident=incident, title="Bob's title")
+        logged_in(client, other_analyst).post(change_url(incident), first_form)
+
+        response = logged_in(client, analyst).post(change_url(incident), second_form)
+
+        assert response.status_code == 200
+        error = " ".join(response.context["adminform"].form.non_field_errors())
+        assert f"{incident.public_id} was changed by alice" in error
+        assert "Your changes were not saved" in error
+        incident.refresh_from_db()
+        assert incident.title == "Alice's title" and incident.version == 2
+
+    def test_a_form_without_its_version_is_refused(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        form = incident_post(incident=incident, title="Changed")
+        del form["expected_version"]
+
+        response = logged_in(client, analyst).post(change_url(incident), form)
+
+        assert "reload the page" in " ".join(response.context["adminform"].form.non_field_errors())
+        incident.refresh_from_db()
+        assert incident.title != "Changed"
+
+
+def run_action(client, action: str, *incidents):
+    return client.post(
+        CHANGELIST, {"action": action, "_selected_action": [incident.pk for incident in incidents]}, follow=True
+    )
+
+
+class TestReviewWorkflow:
+    def test_analyst_submits_a_draft_for_review(self, client, analyst):
+        incident = make_incident(review_state="draft")
+
+        response = run_action(logged_in(client, analyst), "submit_for_review", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "in_review" and incident.updated_by == analyst
+        assert f"Submitted for review: {incident.public_id}." in messages_of(response)
+
+    def test_analyst_may_not_publish_and_is_told_why(self, client, analyst):
+        incident = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "publish", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "in_review" and incident.version == 1
+        assert messages_of(response) == [
+            "Nothing was changed. You may not publish incidents: your role lacks that permission."
+        ]
+
+    def test_analyst_may_not_mark_verified(self, client, analyst):
+        incident = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "mark_verified", incident)
+
+        incident.refresh_from_db()
+        assert incident.verification == "alleged"
+        assert "You may not change verification" in messages_of(response)[0]
+
+    def test_viewer_may_not_even_submit(self, client, viewer):
+        incident = make_incident(review_state="draft")
+
+        response = run_action(logged_in(client, viewer), "submit_for_review", incident)
+
+        incident.refresh_from_db()
+        assert incident.review_state == "draft"
+        assert "Nothing was changed" in messages_of(response)[0]
+
+    def test_reviewer_publishes_verifies_and_returns_to_draft(self, client, reviewer):
+        incident = make_incident(review_state="in_review")
+        logged_in(client, reviewer)
+
+        run_action(client, "publish", incident)
+        incident.refresh_from_db()
+        assert incident.review_state == "published"
+
+        run_action(client, "mark_verified", incident)
+        incident.refresh_from_db()
+        assert incident.verification == "verified"
+
+        run_action(client, "return_to_draft", incident)
+        incident.refresh_from_db()
+        assert incident.review_state == "draft" and incident.version == 4
+
+    def test_one_refusal_leaves_every_selected_incident_unchanged(self, client, analyst):
+        draft = make_incident(review_state="draft")
+        already_in_review = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "submit_for_review", draft, already_in_review)
+
+        draft.refresh_from_db()
+        assert draft.review_state == "draft"
+        assert f"{already_in_review.public_id} is in review" in messages_of(response)[0]
+
+    def test_review_fields_are_not_editable_on_the_form(self, client, analyst):
+        incident = make_incident(review_state="draft")
+
+        response = logged_in(client, analyst).post(
+            change_url(incident), incident_post(incident=incident, review_state="published", verification="verified")
+        )
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.review_state == "draft" and incident.verification == "alleged"
+
+
+class TestHistory:
+    def test_queryset_update_is_recorded(self):
+        incident = make_incident(title="Before")
+
+        Incident.objects.filter(pk=incident.pk).update(title="After")
+
+        updates = Events.objects.tracks(incident).filter(pgh_label="update")
+        assert [event.pgh_diff["title"] for event in updates] == [["Before", "After"]]
+
+    def test_bulk_create_is_recorded(self):
+        organizations = Organization.objects.bulk_create([Organization(name="Bulk one"), Organization(name="Bulk two")])
+
+        inserts = Events.objects.tracks(organizations).filter(pgh_label="insert")
+        assert sorted(event.pgh_data["name"] for event in inserts) == ["Bulk one", "Bulk two"]
+
+    def test_history_page_shows_who_changed_what_from_what_to_what(self, client, analyst):
+        analyst.username = "kim.analyst"
+        analyst.save()
+        incident = make_incident(title="Old title", review_state="draft")
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="New title"))
+
+        page = client.get(history_url(incident)).content.decode()
+
+        row = next(row for row in re.findall(r"<tr>.*?</tr>", page, re.DOTALL) if "New title" in row)
+        assert "kim.analyst" in row and "<strong>title</strong>: Old title → New title" in row
+
+    def test_incident_history_includes_its_claims_and_places_by_name(self, client, analyst):
+        incident = make_incident(places=[make_place(name="Dandong")])
+        make_claim(incident=incident, source=make_source(title="Daily NK"), excerpt="eighty people were sent back")
+
+        page = logged_in(client, analyst).get(history_url(incident)).content.decode()
+
+        assert "eighty people were sent back" in page
+        assert "<strong>source</strong>: — → Daily NK" in page
+        assert "<strong>place</strong>: — → Dandong" in page
+        assert f"<strong>public_id</strong>: — → {incident.public_id}" in page
+
+    def test_history_does_not_name_a_hidden_source(self, client, reviewer):
+        relay = make_source(title="Relay", cites=make_source(title="Informant testimony", confidential=True))
+
+        page = logged_in(client, reviewer).get(history_url(relay)).content.decode()
+
+        assert f"<strong>cites</strong>: — → #{relay.cites_id}" in page
+        assert "Informant testimony" not in page
+
+    def test_history_of_other_records_shows_their_changes(self, client, analyst):
+        place = make_place(name="Sinuiju")
+        Place.objects.filter(pk=place.pk).update(name="Sinŭiju")
+
+        page = logged_in(client, analyst).get(history_url(place)).content.decode()
+
+        assert "Sinuiju → Sinŭiju" in page
+
+    def test_history_is_read_only(self, client, reviewer):
+        incident = make_incident(title="Kept")
+        logged_in(client, reviewer)
+        events_before = Events.objects.tracks(incident).count()
+
+        page = client.get(history_url(incident)).content.decode()
+        response = client.post(history_url(incident), {"title": "Changed"})
+
+        assert "<form" not in page.split('id="content-main"')[1]
+        assert response.status_code == 405
+        assert Events.objects.tracks(incident).count() == events_before
+        # The event tables are append-only in the database itself.
+        with pytest.raises(ProgrammingError, match="Cannot update or delete"), transaction.atomic():
+            Incident.pgh_event_models["update"].objects.update(title="Rewritten")
+
+
+class TestPossibleDuplicates:
+    def test_saving_warns_about_incidents_alike_with_links_and_still_saves(self, client, analyst, settings):
+        settings.DUPLICATE_WINDOW_DAYS = 7
+        dandong, sinuiju = make_place(name="Dandong", country="CN"), make_place(name="Sinuiju", country="KP")
+        same_place = make_incident(title="Same place", date_start=date(2023, 9, 3), date_end=date(2023, 9, 3))
+        same_place.places.set([dandong])
+        make_incident(title="Same country", places=[make_place(name="Tumen", country="CN")])
+        make_incident(title="Other country", places=[make_place(name="Vladivostok", country="RU")])
+        make_incident(title="Too far apart", date_start=date(2023, 10, 1), date_end=date(2023, 10, 1), places=[dandong])
+        make_incident(title="Other type", incident_type=incident_type("arbitrary-detention"), places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong, sinuiju]), follow=True)
+
+        warning = next(message for message in messages_of(response) if message.startswith("Possible duplicates"))
+        assert "Same place" in warning and "Same country" in warning
+        assert f'href="{change_url(same_place)}"' in warning
+        assert "Other country" not in warning and "Too far apart" not in warning and "Other type" not in warning
+        assert Incident.objects.filter(title=incident_post()["title"]).exists()
+
+    def test_the_window_is_configurable(self, client, analyst, settings):
+        settings.DUPLICATE_WINDOW_DAYS = 0
+        dandong = make_place(country="CN")
+        make_incident(title="Five days later", date_start=date(2023, 9, 3), date_end=date(2023, 9, 3), places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong]), follow=True)
+
+        assert not [message for message in messages_of(response) if message.startswith("Possible duplicates")]
+
+    def test_hidden_incidents_are_not_offered_as_duplicates(self, client, analyst):
+        dandong = make_place(country="CN")
+        make_incident(title="Confidential twin", confidential=True, places=[dandong])
+
+        response = logged_in(client, analyst).post(ADD, incident_post(places=[dandong]), follow=True)
+
+        assert not any("Confidential twin" in message for message in messages_of(response))
+
+
+class TestChangelistAtScale:
+    def make_incidents(self, number: int) -> None:
+        for _ in range(number):
+            incident = make_incident(places=[make_place(), make_place()])
+            make_claim(incident=incident)
+            make_claim(incident=incident)
+
+    @pytest.mark.parametrize("incidents_on_page", [2, 30])
+    def test_query_count_does_not_grow_with_the_page(
+        self, client, analyst, incidents_on_page, django_assert_num_queries
+    ):
+        self.make_incidents(incidents_on_page)
+        logged_in(client, analyst)
+
+        # session, user, user's permissions, groups' permissions; the type filter's types and the
+        # country filter's countries; the planner's row estimate and (small result) an exact count;
+        # the page of incidents with their types; their places (one prefetch).
+        with django_assert_num_queries(10):
+            response = client.get(CHANGELIST, {"review_state__exact": "published"})
+
+        assert len(response.context["cl"].result_list) == incidents_on_page
+
+    def test_search_and_filters_keep_the_same_query_count(self, client, analyst, django_assert_num_queries):
+        self.make_incidents(3)
+        logged_in(client, analyst)
+
+        # As above: the search and the filters are conditions of the same two counting and listing queries.
+        with django_assert_num_queries(10):
+            client.get(CHANGELIST, {"q": "Incident", "country": "CN", "date_from": "2023-01-01"})
+
+    def test_the_list_never_counts_the_whole_table(self, client, confidential_reviewer):
+        self.make_incidents(3)
+        logged_in(client, confidential_reviewer)
+
+        with CaptureQueriesContext(connection) as queries:
+            client.get(CHANGELIST)
+
+        counts = [query["sql"] for query in queries if "COUNT(" in query["sql"]]
+        # Without show_full_result_count there is no second count of the unfiltered list, and the one
+        # the paginator makes asks PostgreSQL's statistics first.
+        assert len(counts) <= 1
+        assert any("reltuples" in query["sql"] for query in queries)
+
+    def test_the_list_says_when_its_count_is_an_estimate(self, client, confidential_reviewer, monkeypatch):
+        self.make_incidents(3)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE incidents_incident")
+        logged_in(client, confidential_reviewer)
+
+        exact = client.get(CHANGELIST).content.decode()
+        # As if the table were large: three rows are then above the threshold for counting.
+        monkeypatch.setattr(EstimatedCountPaginator, "exact_count_below", 1)
+        estimated = client.get(CHANGELIST).content.decode()
+
+        assert '<span id="result-count">3 incidents</span>' in exact
+        assert '<span id="result-count">about 3 incidents</span>' in estimated
+
+
+def test_search_is_served_by_trigram_indexes(analyst):
+    with connection.cursor() as cursor:
+        # The test tables are tiny, where reading them whole is cheapest; ask for the large-table plan.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+
+    plan = Incident.objects.visible_to(analyst).containing_text("Dandong", analyst).explain()
+
+    for index in ["incident_title_search", "incident_description_search", "place_name_search", "source_title_search"]:
+        assert index in plan
+
+
+class TestEstimatedCountPaginator:
+    def analysed_incidents(self, number: int) -> None:
+        for _ in range(number):
+            make_incident()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE incidents_incident")
+
+    def count_with_queries(self, paginator):
+        with CaptureQueriesContext(connection) as queries:
+            count = paginator.count
+        return count, [query["sql"] for query in queries]
+
+    def test_unfiltered_large_list_uses_postgres_statistics_not_count(self):
+        self.analysed_incidents(5)
+        paginator = EstimatedCountPaginator(Incident.objects.order_by("-date_start"), 100)
+        paginator.exact_count_below = 5
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 5 and paginator.count_kind == "estimate"
+        assert len(queries) == 1 and "reltuples" in queries[0] and "COUNT(" not in queries[0]
+
+    def test_filtered_large_list_uses_the_planners_estimate(self):
+        self.analysed_incidents(5)
+        paginator = EstimatedCountPaginator(Incident.objects.filter(people_count__gte=0), 100)
+        paginator.exact_count_below = 5
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 5
+        assert len(queries) == 1 and "EXPLAIN" in queries[0]
+
+    def test_an_underestimated_result_is_counted_only_up_to_the_threshold(self):
+        self.analysed_incidents(5)
+        for _ in range(3):
+            make_incident()  # not yet in the statistics, which still say 5
+        paginator = EstimatedCountPaginator(Incident.objects.all(), 100)
+        paginator.exact_count_below = 6
+
+        count, queries = self.count_with_queries(paginator)
+
+        assert count == 6 and paginator.count_kind == "at_least"
+        assert "LIMIT 6" in queries[-1]
+
+    def test_small_results_are_counted_exactly(self):
+        self.analysed_incidents(5)
+        make_incident()  # not yet in the statistics
+
+        count, queries = self.count_with_queries(EstimatedCountPaginator(Incident.objects.all(), 100))
+
+        assert count == 6
+        assert "COUNT(" in queries[-1]
+
+
+class TestConfidentialityElsewhere:
+    def test_deleting_what_confidential_records_depend_on_is_refused_without_naming_them(self, client, reviewer):
+        publisher = make_organization(name="Daily NK")
+        make_source(title="Informant testimony", publisher=publisher, confidential=True)
+        url = reverse("admin:incidents_organization_delete", args=[publisher.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        client.post(url, {"post": "yes"})
+
+        assert "Records you may not see (confidential) depend on this one" in page
+        assert "Informant testimony" not in page
+        assert Organization.objects.filter(pk=publisher.pk).exists()
+
+    def test_deleting_an_incident_with_a_hidden_claim_is_refused(self, client, reviewer):
+        incident = make_incident()
+        make_claim(incident=incident, confidential=True)
+
+        client = logged_in(client, reviewer)
+        client.post(reverse("admin:incidents_incident_delete", args=[incident.pk]), {"post": "yes"})
+
+        assert Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_reviewer_deletes_what_hides_nothing(self, client, reviewer):
+        incident = make_incident()
+        make_claim(incident=incident)
+
+        logged_in(client, reviewer).post(
+            reverse("admin:incidents_incident_delete", args=[incident.pk]), {"post": "yes"}
+        )
+
+        assert not Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_a_response_about_a_hidden_incident_keeps_that_link_when_edited(self, client, reviewer):
+        hidden, shown = make_incident(confidential=True), make_incident(title="Shown incident")
+        response_record = Response.objects.create(
+            organization=make_organization(), kind="statement", date=date(2023, 9, 1)
+        )
+        response_record.incidents.set([hidden, shown])
+        url = reverse("admin:incidents_response_change", args=[response_record.pk])
+        logged_in(client, reviewer)
+
+        page = client.get(url).content.decode()
+        client.post(
+            url,
+            {"organization": response_record.organization_id, "kind": "formal_protest", "date": "2023-09-01"},
+        )
+
+        assert hidden.title not in page
+        response_record.refresh_from_db()
+        assert response_record.kind == "formal_protest"
+        assert set(response_record.incidents.all()) == {hidden, shown}
+
+    def test_viewer_reads_but_cannot_change(self, client, viewer):
+        incident = make_incident(title="Read only", places=[make_place(name="Dandong")])
+        logged_in(client, viewer)
+
+        page = client.get(change_url(incident)).content.decode()
+        assert "Dandong" in page and "Expected version" not in page
+        response = client.post(change_url(incident), incident_post(incident=incident, title="Changed"))
+
+        assert response.status_code == 403
+        incident.refresh_from_db()
+        assert incident.title == "Read only"
+
+
+@pytest.mark.parametrize("claims", [1, 6])
+def test_history_page_query_count_does_not_grow_with_events(client, analyst, claims, django_assert_num_queries):
+    incident = make_incident(places=[make_place()])
+    for _ in range(claims):
+        make_claim(incident=incident)
+    with pghistory.context(user=analyst.pk):
+        Incident.objects.filter(pk=incident.pk).update(title="Renamed")
+    logged_in(client, analyst)
+
+    # session, user, user's and groups' permissions; the incident (with its claim range) and its
+    # places; the ids of its claims the user may see; the page of events and their count; the
+    # acting users; the names of the types, incidents, places and sources the events point to.
+    with django_assert_num_queries(14):
+        client.get(history_url(incident))
+
+
+def test_a_bad_filter_value_gets_a_400_naming_the_parameter(client, analyst):
+    response = logged_in(client, analyst).get(CHANGELIST, {"date_from": "29/08/2023", "country": "CN"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
+    assert "<strong>date_from</strong>: Enter a valid date." in errors and "country" not in errors
+    assert f'href="{CHANGELIST}?country=CN"' in page

@@ -1,0 +1,118 @@
+"""A real browser (Debian's headless Chromium driven by Playwright) through the analysts' admin.
+
+An analyst enters the seed article's 29 August 2023 repatriation with its place and claims on one
+page — type, place and one source picked through the autocomplete, the other source created from
+the autocomplete's "+" — and saves once; a reviewer then publishes it. `make test` installs
+Chromium first when it is missing (`make browser`).
+"""
+
+import shutil
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Page, expect, sync_playwright
+
+from incidents import roles
+from incidents.models import Incident
+from tests.factories import make_place, make_source, make_user
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; Django refuses database calls from a
+    # thread with a running loop unless told that this test's synchronous use is safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+        # While Playwright's loop runs, Django keeps this test's database connection apart from the
+        # thread's usual one; close it here, or it outlives the test and blocks dropping the test database.
+        connections.close_all()
+
+
+def log_in(page: Page, live_server, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text(username)
+
+
+def choose_in_autocomplete(page: Page, select_id: str, typed: str, option: str) -> None:
+    """Open the select2 autocomplete that stands for <select id=select_id>, type, pick the option."""
+    page.click(f"#{select_id} + .select2 .select2-selection")
+    page.locator(".select2-container--open .select2-search__field").fill(typed)
+    page.locator(".select2-results__option", has_text=option).click()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(browser_page, live_server):
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_user(roles.REVIEWER, username="reviewer")
+    make_place(name="Dandong", country="CN")
+    make_source(title="Human Rights Watch statement", kind="ngo_report")
+
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    page.fill("#id_title", "Deportation of 80 North Koreans from China")
+    choose_in_autocomplete(page, "id_incident_type", "Forced", "Forced repatriation")
+    page.fill("#id_date_start", "2023-08-29")
+    page.fill("#id_date_end", "2023-08-29")
+    page.select_option("#id_date_precision", "day")
+    page.fill("#id_people_count", "80")
+    page.select_option("#id_count_qualifier", "exact")
+    choose_in_autocomplete(page, "id_place_list", "Dand", "Dandong")
+    # Human Rights Watch's statement is already a source: pick it through the autocomplete.
+    choose_in_autocomplete(page, "id_claims-0-source", "Human Rights", "Human Rights Watch statement")
+    page.fill("#id_claims-0-people_count", "80")
+    page.select_option("#id_claims-0-count_qualifier", "exact")
+    page.fill("#id_claims-0-excerpt", "China deported 80 North Koreans on 29 August")
+    # The article relaying it is not yet a source: create it from the "+" beside the autocomplete.
+    page.click("#claims-group .add-row a")
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_claims-1-source")
+    popup = popup_opening.value
+    popup.fill("#id_title", "China deported 80 North Koreans, says HRW")
+    popup.select_option("#id_kind", "news_article")
+    popup.click("input[name=_save]")
+    popup.wait_for_event("close")
+    expect(page.locator("#id_claims-1-source + .select2")).to_contain_text("China deported 80 North Koreans, says HRW")
+    page.fill("#id_claims-1-people_count", "80")
+    page.select_option("#id_claims-1-count_qualifier", "exact")
+    page.fill("#id_claims-1-excerpt", "China had deported 80 North Koreans on Aug. 29")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    incident = Incident.objects.get()
+    assert (incident.date_label, incident.people_count, incident.review_state) == ("29 August 2023", 80, "draft")
+    assert [place.name for place in incident.places.all()] == ["Dandong"]
+    assert sorted(incident.claims.values_list("source__title", "people_count")) == [
+        ("China deported 80 North Koreans, says HRW", 80),
+        ("Human Rights Watch statement", 80),
+    ]
+    assert incident.created_by.username == "analyst"
+
+    log_in(page, live_server, "reviewer")
+    page.goto(f"{live_server.url}/admin/incidents/incident/")
+    row = page.locator("#result_list tbody tr", has_text=incident.public_id)
+    expect(row).to_contain_text("29 August 2023")
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "publish")
+    page.click("button[name=index]")
+
+    expect(page.locator(".messagelist")).to_contain_text(f"Published: {incident.public_id}.")
+    expect(page.locator("#result_list tbody tr", has_text=incident.public_id)).to_contain_text("Published")
+    incident.refresh_from_db()
+    assert incident.review_state == "published" and incident.updated_by.username == "reviewer"
