@@ -10,6 +10,8 @@ import django_filters
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db.models import Exists, OuterRef, Q
 from django_countries import countries
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
     Claim,
@@ -54,10 +56,20 @@ def _citing_source_ids(root_id: int) -> set[int]:
     return found
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.ModelChoiceFilter):
+    """A record named by its numeric id (documented as an integer in the API schema)."""
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class SlugFilter(django_filters.ModelChoiceFilter):
+    """A record named by its slug."""
+
+
 class IncidentFilterSet(django_filters.FilterSet):
     date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
-    type = django_filters.ModelChoiceFilter(
+    type = SlugFilter(
         queryset=IncidentType.objects.all(),
         to_field_name="slug",
         method="filter_type",
@@ -66,9 +78,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     country = django_filters.ChoiceFilter(
         choices=list(countries), method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places"
     )
-    place = django_filters.ModelChoiceFilter(
-        queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it"
-    )
+    place = IdFilter(queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it")
     min_people = django_filters.NumberFilter(
         field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
     )
@@ -77,12 +87,12 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
     review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
-    source = django_filters.ModelChoiceFilter(
+    source = IdFilter(
         queryset=_visible_sources,
         method="filter_source",
         label="Source id: incidents it or a source relaying it makes a claim about",
     )
-    organization = django_filters.ModelChoiceFilter(
+    organization = IdFilter(
         queryset=Organization.objects.all(),
         method="filter_organization",
         label="Organization id: involved, or publisher of a source with a claim",

@@ -24,6 +24,12 @@ def can_see_unpublished(user) -> bool:
     )
 
 
+def can_see_exact_locations(user) -> bool:
+    """Staff readers see a sensitive place's exact coordinates; everyone else sees the coarsened
+    `Place.public_coordinates`, so an informant's village is never published by a list or a map."""
+    return can_see_unpublished(user)
+
+
 class SourceQuerySet(models.QuerySet):
     def visible_to(self, user) -> "SourceQuerySet":
         if can_see_confidential(user):
