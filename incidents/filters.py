@@ -7,14 +7,19 @@ unknown id and a hidden id give the same "not a valid choice" error.
 """
 
 import django_filters
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db.models import Exists, OuterRef, Q
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import Exists, OuterRef
 from django_countries import countries
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
+    CLAIM_SEARCH_VECTOR,
+    INCIDENT_SEARCH_VECTOR,
+    PLACE_SEARCH_VECTOR,
+    SEARCH_CONFIG,
     Claim,
+    Incident,
     IncidentPlace,
     IncidentType,
     Involvement,
@@ -24,10 +29,6 @@ from incidents.models import (
     Source,
     Verification,
 )
-
-# Search configuration: 'simple' does no stemming, so it treats Korean, Chinese and English names
-# alike; the GIN indexes that serve the `q` filter are built with the same configuration.
-SEARCH_CONFIG = "simple"
 
 
 def _user(request):
@@ -139,18 +140,18 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(Exists(involved) | Exists(published))
 
     def filter_q(self, queryset, name, value):
+        """Incidents whose title or description, a visible claim's excerpt, or a place's name match.
+
+        The three matches are unioned into one set of ids, so each is answered from its GIN index
+        (same vector expression as the index) and the incidents are then fetched by id."""
         query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
-        in_text = Q(search_text=query)
-        in_claims = Exists(
-            self._visible_claims()
-            .annotate(search_text=SearchVector("excerpt", config=SEARCH_CONFIG))
-            .filter(search_text=query)
+        by_text = Incident.objects.annotate(search=INCIDENT_SEARCH_VECTOR).filter(search=query).values("pk")
+        by_claim = (
+            Claim.objects.visible_to(self.user)
+            .annotate(search=CLAIM_SEARCH_VECTOR)
+            .filter(search=query)
+            .values("incident_id")
         )
-        in_places = Exists(
-            IncidentPlace.objects.filter(incident=OuterRef("pk"))
-            .annotate(search_text=SearchVector("place__name", config=SEARCH_CONFIG))
-            .filter(search_text=query)
-        )
-        return queryset.annotate(search_text=SearchVector("title", "description", config=SEARCH_CONFIG)).filter(
-            in_text | in_claims | in_places
-        )
+        matching_places = Place.objects.annotate(search=PLACE_SEARCH_VECTOR).filter(search=query).values("pk")
+        by_place = IncidentPlace.objects.filter(place__in=matching_places).values("incident_id")
+        return queryset.filter(pk__in=by_text.union(by_claim, by_place))
