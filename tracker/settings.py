@@ -173,6 +173,9 @@ STORAGES = {
 }
 # Serve static files without collectstatic in development and tests.
 WHITENOISE_USE_FINDERS = DEBUG
+# Look files up per request in development and tests (pytest turns settings.DEBUG off, which
+# would otherwise make WhiteNoise scan STATIC_ROOT at start-up and warn that it does not exist).
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
 
@@ -209,8 +212,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.StableCursorPagination",
     "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50),
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "incidents.api.throttling.AnonymousClientThrottle",
+        "incidents.api.throttling.AccountThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_rate("TRACKER_API_ANON_RATE", "120/minute"),

@@ -8,6 +8,7 @@ querysets, and writes are validated by the models' `full_clean()` (other resourc
 import copy
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -68,7 +69,7 @@ class VisibleIncidentField(serializers.SlugRelatedField):
         return Incident.objects.visible_to(_request_user(self))
 
 
-class PlaceLocationSerializer(serializers.ModelSerializer):
+class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
     """A place as incidents and maps show it: exact coordinates for staff, the nearest
     non-sensitive ancestor's for everyone else (`Place.public_coordinates`)."""
 
@@ -89,7 +90,7 @@ class PlaceLocationSerializer(serializers.ModelSerializer):
         return representation
 
 
-class PlaceSerializer(ModelRulesMixin, serializers.ModelSerializer):
+class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
     latitude = serializers.DecimalField(
         max_digits=9, decimal_places=6, allow_null=True, required=False, coerce_to_string=False
     )
@@ -130,7 +131,7 @@ class IncidentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
         fields = ["id", "slug", "name", "parent", "description", "created_at", "updated_at"]
 
 
-class OrganizationSerializer(ModelRulesMixin, serializers.ModelSerializer):
+class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
     class Meta:
         model = Organization
         fields = [
@@ -232,7 +233,7 @@ class ClaimSerializer(serializers.ModelSerializer):
         ]
 
 
-class VictimGroupSerializer(serializers.ModelSerializer):
+class VictimGroupSerializer(CountryFieldMixin, serializers.ModelSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing group; omit to add one.")
 
     class Meta:

@@ -5,7 +5,7 @@ records are simply absent from the querysets, so they answer 404 like records th
 """
 
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -172,7 +172,8 @@ class IncidentViewSet(ResourceViewSet):
         return (
             self.visible_incidents()
             .with_claim_range(user)
-            .annotate(people_count_sortable=Coalesce("people_count", -1))
+            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
+            .annotate(people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField()))
             .select_related("incident_type", "created_by", "updated_by")
             .prefetch_related(
                 Prefetch("places", queryset=Place.objects.select_related(PLACE_ANCESTORS)),
@@ -205,7 +206,8 @@ class IncidentViewSet(ResourceViewSet):
         return True
 
     def retrieve(self, request, *args, **kwargs):
-        return self._read(self.get_object())
+        incident = self.get_object()
+        return self._with_etag(Response(self.get_serializer(incident).data), incident)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
