@@ -38,10 +38,24 @@ def _validate_children(
     incident: Incident, model: type[models.Model], rows: Iterable[Mapping[str, Any]], label: str
 ) -> list[models.Model]:
     """Build child rows and validate them all, collecting every error under `label[index].field`."""
+    rows = list(rows)
+    # Rows that name an existing child update it in place: start from the stored row, so fields
+    # the writer did not send (and created_at) keep their values.
+    existing = (
+        model.objects.filter(incident=incident).in_bulk([row["id"] for row in rows if row.get("id")])
+        if incident.pk
+        else {}
+    )
     instances, errors = [], {}
     for index, row in enumerate(rows):
-        instance = model(incident=incident, **{key: value for key, value in row.items() if key != "id"})
-        if row.get("id"):
+        fields = {key: value for key, value in row.items() if key != "id"}
+        if row.get("id") in existing:
+            instance = existing[row["id"]]
+            for key, value in fields.items():
+                setattr(instance, key, value)
+        else:
+            instance = model(incident=incident, **fields)
+        if row.get("id") and row["id"] not in existing:
             instance.pk = row["id"]
             instance._state.adding = False
         try:
@@ -140,7 +154,8 @@ def incident_update(
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = Incident.objects.select_for_update().select_related("updated_by").get(pk=incident.pk)
+        # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
+        current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
         if current.version != expected_version:
             raise VersionConflict(current=current, expected_version=expected_version)
         for field, value in (data or {}).items():
