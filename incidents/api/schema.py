@@ -35,11 +35,58 @@ class TrackerAutoSchema(AutoSchema):
         if self.method in ("PUT", "PATCH", "DELETE"):
             errors["409"] = ("In use by other records, or the body's `version` is stale.", DETAIL_ERROR)
             errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
+        # An error answers in the format the client asked for (JSON, or GeoJSON's media type).
+        success = next((response for code, response in responses.items() if code.startswith("2")), {})
+        media_types = list(success.get("content", {})) or ["application/json"]
         for code, (description, schema) in errors.items():
             responses.setdefault(
-                code, {"description": description, "content": {"application/json": {"schema": schema}}}
+                code,
+                {"description": description, "content": {media_type: {"schema": schema} for media_type in media_types}},
             )
         return responses
+
+
+GEOJSON_POSITION = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+FEATURE_COLLECTION = build_object_type(
+    description="RFC 7946 FeatureCollection of one page of incidents; `next`/`previous` page like the JSON list.",
+    properties={
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {
+            "type": "array",
+            "items": build_object_type(
+                properties={
+                    "type": {"type": "string", "enum": ["Feature"]},
+                    "id": {"type": "string", "example": "INC-000042"},
+                    "geometry": {
+                        "oneOf": [
+                            build_object_type(
+                                properties={
+                                    "type": {"type": "string", "enum": ["Point"]},
+                                    "coordinates": GEOJSON_POSITION,
+                                },
+                                required=["type", "coordinates"],
+                            ),
+                            build_object_type(
+                                properties={
+                                    "type": {"type": "string", "enum": ["MultiPoint"]},
+                                    "coordinates": {"type": "array", "items": GEOJSON_POSITION},
+                                },
+                                required=["type", "coordinates"],
+                            ),
+                        ],
+                        "nullable": True,
+                        "description": "[longitude, latitude]; a sensitive place's coordinates are its parent's.",
+                    },
+                    "properties": {"type": "object", "additionalProperties": {}},
+                },
+                required=["type", "id", "geometry", "properties"],
+            ),
+        },
+        "next": {"type": "string", "format": "uri", "nullable": True},
+        "previous": {"type": "string", "format": "uri", "nullable": True},
+    },
+    required=["type", "features"],
+)
 
 
 class IncidentPlaceFieldExtension(OpenApiSerializerFieldExtension):

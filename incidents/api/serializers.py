@@ -151,7 +151,10 @@ class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.Mod
 class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
     cites = VisibleSourceField(allow_null=True, required=False)
     notes = serializers.CharField(
-        allow_blank=True, required=False, help_text="Internal notes; null for readers who are not staff."
+        allow_blank=True,
+        allow_null=True,
+        required=False,
+        help_text="Internal notes; null for readers who are not staff.",
     )
 
     class Meta:

@@ -19,6 +19,7 @@ from incidents import services
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.permissions import StaffReader
 from incidents.api.renderers import GeoJSONRenderer
+from incidents.api.schema import FEATURE_COLLECTION
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
@@ -134,6 +135,10 @@ FORMAT_PARAMETER = OpenApiParameter(
 @extend_schema_view(
     list=extend_schema(
         parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "application/json"): IncidentSerializer(many=True),
+            (200, "application/geo+json"): FEATURE_COLLECTION,
+        },
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
 )
