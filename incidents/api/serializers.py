@@ -6,6 +6,7 @@ querysets, and writes are validated by the models' `full_clean()` (other resourc
 """
 
 import copy
+from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_countries.serializers import CountryFieldMixin
@@ -69,9 +70,17 @@ class VisibleIncidentField(serializers.SlugRelatedField):
         return Incident.objects.visible_to(_request_user(self))
 
 
+def coordinates_for(place: Place, user) -> tuple[float | None, float | None]:
+    """Exact coordinates for staff, the nearest non-sensitive ancestor's for everyone else."""
+    if can_see_exact_locations(user):
+        coordinates = (float(place.latitude), float(place.longitude)) if place.latitude is not None else None
+    else:
+        coordinates = place.public_coordinates
+    return coordinates or (None, None)
+
+
 class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
-    """A place as incidents and maps show it: exact coordinates for staff, the nearest
-    non-sensitive ancestor's for everyone else (`Place.public_coordinates`)."""
+    """A place as incidents and maps show it, with (possibly coarsened) coordinates."""
 
     latitude = serializers.FloatField(read_only=True, allow_null=True)
     longitude = serializers.FloatField(read_only=True, allow_null=True)
@@ -82,11 +91,7 @@ class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
 
     def to_representation(self, place):
         representation = super().to_representation(place)
-        if can_see_exact_locations(_request_user(self)):
-            coordinates = (float(place.latitude), float(place.longitude)) if place.latitude is not None else None
-        else:
-            coordinates = place.public_coordinates
-        representation["latitude"], representation["longitude"] = coordinates or (None, None)
+        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
         return representation
 
 
@@ -116,8 +121,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
 
     def to_representation(self, place):
         representation = super().to_representation(place)
-        coordinates = PlaceLocationSerializer(place, context=self.context).data
-        representation["latitude"], representation["longitude"] = coordinates["latitude"], coordinates["longitude"]
+        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
         return representation
 
 
@@ -259,8 +263,14 @@ class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
     def use_pk_only_optimization(self):
         return False
 
+    @cached_property
+    def location_serializer(self):
+        # One serializer for every place of the page: building its fields (a country list of 250
+        # choices) once per place cost more than the queries.
+        return PlaceLocationSerializer(context=self.context)
+
     def to_representation(self, place):
-        return PlaceLocationSerializer(place, context=self.context).data
+        return self.location_serializer.to_representation(place)
 
 
 class IncidentSerializer(serializers.ModelSerializer):
