@@ -241,9 +241,17 @@ class TestPagination:
 
     @pytest.mark.parametrize(
         ("query", "parameter"),
-        [("ordering=title", "ordering"), ("page_size=0", "page_size"), ("page_size=x", "page_size")],
+        [
+            ("ordering=title", "ordering"),
+            ("page_size=0", "page_size"),
+            ("page_size=x", "page_size"),
+            ("cursor=garbage", "cursor"),
+            # A well-formed cursor whose position is not a date (p=1&o=9).
+            ("cursor=cD0xJm89OQ==", "cursor"),
+        ],
     )
     def test_bad_paging_parameters_answer_400_naming_them(self, query, parameter):
+        make_incident()
         answer = client_for().get(f"{API}/incidents/?{query}")
         assert answer.status_code == 400
         assert parameter in answer.json()

@@ -6,7 +6,8 @@ being the default), so `?ordering=` is validated here once for every list, and a
 """
 
 from django.conf import settings
-from rest_framework.exceptions import ValidationError
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 
@@ -17,6 +18,22 @@ class StableCursorPagination(CursorPagination):
     @property
     def max_page_size(self):
         return settings.API_MAX_PAGE_SIZE
+
+    invalid_cursor = "Invalid cursor: use the `next` or `previous` link of a page as it is."
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor]}) from None
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # A tampered cursor can carry a position that is not a value of the ordering field; the
+        # database lookup refuses it when the page is fetched.
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError):
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor]}) from None
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
