@@ -257,12 +257,12 @@ class TestDelete:
         assert answer.status_code == 412
         assert Incident.objects.filter(pk=incident.pk).exists()
 
-    def test_evidence_in_use_answers_409_naming_the_user(self):
+    def test_evidence_in_use_answers_409_naming_what_uses_it(self):
         place = make_place(name="Sinuiju")
         make_incident(places=[place], title="Crossing at Sinuiju")
         answer = client_for(make_user(roles.REVIEWER)).delete(f"{API}/places/{place.pk}/")
         assert answer.status_code == 409
-        assert "still used" in answer.json()["detail"]
+        assert answer.json()["detail"] == "It is still used by incident places; remove those uses first."
         assert Place.objects.filter(pk=place.pk).exists()
 
 

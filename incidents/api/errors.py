@@ -43,6 +43,7 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = validation_error_from_django(exc)
     elif isinstance(exc, ProtectedError):
-        users = sorted({str(obj) for obj in exc.protected_objects})[:5]
-        exc = InUse(f"It is still used by {', '.join(users)}; remove those uses first.")
+        # Name the kinds of records only: listing them could reveal a confidential claim or incident.
+        kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+        exc = InUse(f"It is still used by {', '.join(kinds)}; remove those uses first.")
     return drf_exception_handler(exc, context)
