@@ -34,6 +34,8 @@ def test_schema_and_docs_are_served():
     assert {"/api/v1/incidents/", "/api/v1/incidents/stats/", "/api/v1/incidents/{public_id}/history/"} <= set(paths)
     list_parameters = {parameter["name"] for parameter in paths["/api/v1/incidents/"]["get"]["parameters"]}
     assert {"date_from", "type", "country", "q", "ordering", "page_size", "cursor", "format"} <= list_parameters
+    stats_parameters = {parameter["name"] for parameter in paths["/api/v1/incidents/stats/"]["get"]["parameters"]}
+    assert {"group_by", "date_from", "country", "q"} <= stats_parameters
     assert "412" in paths["/api/v1/incidents/{public_id}/"]["patch"]["responses"]
     assert client_for().get(f"{API}/docs/").status_code == 200
 

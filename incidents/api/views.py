@@ -245,6 +245,7 @@ class IncidentViewSet(ResourceViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        filters=True,
         parameters=[StatsQuerySerializer],
         responses=StatsSerializer,
         description="Counts and people per group over the incidents matching the filters; an incident "
