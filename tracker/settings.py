@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pgtrigger",
     "pghistory",
     "pghistory.admin",
@@ -237,6 +238,9 @@ SPECTACULAR_SETTINGS = {
     # Requests and responses differ (ids in, objects out; server-owned fields read-only).
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Several models have a `kind`; each vocabulary gets its own name in the schema.
     "ENUM_NAME_OVERRIDES": {
