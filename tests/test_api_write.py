@@ -211,6 +211,22 @@ class TestUpdateIncident:
         assert len(answer.json()["claims"]) == 1
         assert Claim.objects.filter(pk=hidden.pk, people_count=300).exists()
 
+    def test_a_hidden_claim_cannot_be_changed_by_naming_its_id(self, analyst, incident):
+        hidden = make_claim(incident=incident, people_count=300, confidential=True)
+        other_incidents_claim = make_claim(incident=make_incident(), people_count=7)
+        for claim in (hidden, other_incidents_claim):
+            answer = client_for(analyst).patch(
+                incident_url(incident),
+                {"version": 1, "claims": [{"id": claim.pk, "source": claim.source_id, "confidential": False}]},
+                format="json",
+            )
+            assert answer.status_code == 400
+            assert answer.json() == {"claims[0].id": [f"{incident.public_id} has no claim {claim.pk}."]}
+        hidden.refresh_from_db()
+        assert hidden.confidential
+        incident.refresh_from_db()
+        assert incident.version == 1
+
     def test_analyst_cannot_publish_an_existing_incident(self, analyst, incident):
         answer = client_for(analyst).patch(
             incident_url(incident), {"review_state": "published", "version": 1}, format="json"

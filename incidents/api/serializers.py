@@ -362,6 +362,7 @@ class IncidentSerializer(serializers.ModelSerializer):
         expected_version = validated_data.pop("expected_version")
         data, nested = self._split(validated_data)
         if nested["claims"] is not None:
+            self._check_claim_ids(incident, user, nested["claims"])
             nested["claims"] = nested["claims"] + self._hidden_claims(incident, user)
         try:
             services.incident_check_permissions(user=user, incident=incident, data=data)
@@ -370,6 +371,19 @@ class IncidentSerializer(serializers.ModelSerializer):
             )
         except DjangoValidationError as error:
             raise validation_error_from_django(error) from None
+
+    @staticmethod
+    def _check_claim_ids(incident, user, claims):
+        """A writer may update only the claims they can see: an id of a hidden claim (or of another
+        incident's) reads as unknown, so a confidential claim can be neither changed nor probed."""
+        visible_ids = set(Claim.objects.visible_to(user).filter(incident=incident).values_list("pk", flat=True))
+        unknown = {
+            f"claims[{index}].id": [f"{incident.public_id} has no claim {claim['id']}."]
+            for index, claim in enumerate(claims)
+            if claim.get("id") and claim["id"] not in visible_ids
+        }
+        if unknown:
+            raise serializers.ValidationError(unknown)
 
     @staticmethod
     def _hidden_claims(incident, user):
