@@ -314,6 +314,41 @@ class TestOtherResources:
         assert answer.status_code == 400
         assert "cites" in answer.json()
 
+    def test_replacing_a_responses_incidents_keeps_those_the_writer_cannot_see(self):
+        from datetime import date
+
+        from incidents.models import Response
+
+        secret, public, added = make_incident(confidential=True), make_incident(), make_incident()
+        response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 10, 1))
+        response.incidents.set([secret, public])
+        answer = client_for(make_user(roles.ANALYST)).patch(
+            f"{API}/responses/{response.pk}/", {"incidents": [added.public_id]}, format="json"
+        )
+        assert answer.status_code == 200
+        assert answer.json()["incidents"] == [added.public_id]
+        assert set(response.incidents.all()) == {secret, added}
+
+    def test_editing_a_source_does_not_reveal_the_hidden_source_it_cites(self):
+        relay = make_source(title="Relay", cites=make_source(confidential=True))
+        answer = client_for(make_user(roles.ANALYST)).patch(
+            f"{API}/sources/{relay.pk}/", {"title": "Relay (updated)"}, format="json"
+        )
+        assert answer.status_code == 200
+        assert (answer.json()["title"], answer.json()["cites"]) == ("Relay (updated)", None)
+        relay.refresh_from_db()
+        assert relay.cites_id is not None
+
+    def test_sending_back_the_null_shown_for_a_hidden_link_keeps_the_link(self):
+        hidden = make_source(confidential=True)
+        relay = make_source(title="Relay", cites=hidden)
+        analyst = client_for(make_user(roles.ANALYST))
+        shown = analyst.get(f"{API}/sources/{relay.pk}/").json()
+        answer = analyst.put(f"{API}/sources/{relay.pk}/", shown | {"title": "Relay, edited"}, format="json")
+        assert answer.status_code == 200, answer.json()
+        relay.refresh_from_db()
+        assert (relay.title, relay.cites_id) == ("Relay, edited", hidden.pk)
+
     def test_viewer_cannot_write(self):
         answer = client_for(make_user(roles.VIEWER)).post(f"{API}/organizations/", {"name": "X"}, format="json")
         assert answer.status_code == 403

@@ -53,6 +53,15 @@ class ModelRulesMixin:
         return attrs
 
 
+def keep_hidden_source_link(serializer, instance, validated_data, field: str) -> None:
+    """A writer shown `null` for a link to a source they may not see must not erase the link by
+    sending that `null` back (a PUT of what they read)."""
+    current_id = getattr(instance, f"{field}_id")
+    erasing = field in validated_data and validated_data[field] is None and current_id is not None
+    if erasing and not Source.objects.visible_to(_request_user(serializer)).filter(pk=current_id).exists():
+        del validated_data[field]
+
+
 class VisibleSourceField(serializers.PrimaryKeyRelatedField):
     """A source by id, among those the requesting user may see: a hidden id is "does not exist"."""
 
@@ -180,6 +189,10 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def update(self, source, validated_data):
+        keep_hidden_source_link(self, source, validated_data, "cites")
+        return super().update(source, validated_data)
+
     def to_representation(self, source):
         representation = super().to_representation(source)
         # The view annotates the cited source's id only when the reader may see that source, so a
@@ -208,6 +221,15 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    def update(self, response, validated_data):
+        keep_hidden_source_link(self, response, validated_data, "source")
+        # Replacing the incidents the writer sees must keep those they cannot see.
+        if "incidents" in validated_data:
+            visible = Incident.objects.visible_to(_request_user(self)).values("pk")
+            hidden = Incident.objects.filter(responses=response).exclude(pk__in=visible)
+            validated_data["incidents"] = [*validated_data["incidents"], *hidden]
+        return super().update(response, validated_data)
 
     def to_representation(self, response):
         representation = super().to_representation(response)
@@ -393,5 +415,5 @@ class IncidentSerializer(serializers.ModelSerializer):
         fields = [name for name in ClaimSerializer.Meta.fields if name not in ("source_title",)]
         return [
             {name: getattr(claim, name) for name in fields}
-            for claim in incident.claims.exclude(pk__in=visible).select_related("source")
+            for claim in Claim.objects.filter(incident=incident).exclude(pk__in=visible).select_related("source")
         ]

@@ -49,6 +49,17 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     orderings = {"id": ("id",)}
 
+    def perform_create(self, serializer):
+        self._reread(serializer, serializer.save())
+
+    def perform_update(self, serializer):
+        self._reread(serializer, serializer.save())
+
+    def _reread(self, serializer, saved):
+        """Answer a write with the record as a read would show it to this user (links to hidden
+        records dropped), not as the bare saved object."""
+        serializer.instance = self.get_queryset().filter(pk=saved.pk).first() or saved
+
 
 class OrganizationViewSet(ResourceViewSet):
     queryset = Organization.objects.all()
@@ -170,6 +181,13 @@ class IncidentViewSet(ResourceViewSet):
         return Incident.objects.visible_to(self.request.user)
 
     def get_queryset(self):
+        # Writes load the bare record: a prefetched (visible-only) set of claims would stand in for
+        # the incident's real claims inside the services.
+        if self.action in ("list", "retrieve"):
+            return self.representation_queryset()
+        return self.visible_incidents()
+
+    def representation_queryset(self):
         user = self.request.user
         # 1 query for the page (type, users and claim range joined or subqueried), then one
         # prefetch each for places (with ancestors), visible claims (with sources), involvements
@@ -194,7 +212,7 @@ class IncidentViewSet(ResourceViewSet):
 
     def _read(self, incident, response_status=status.HTTP_200_OK):
         """Answer with the incident as stored now (fresh prefetches and claim range)."""
-        stored = self.get_queryset().filter(pk=incident.pk).first() or incident
+        stored = self.representation_queryset().filter(pk=incident.pk).first() or incident
         return self._with_etag(Response(self.get_serializer(stored).data, status=response_status), stored)
 
     def _check_if_match(self, incident) -> bool:
