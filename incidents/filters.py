@@ -7,12 +7,19 @@ unknown id and a hidden id give the same "not a valid choice" error.
 """
 
 import django_filters
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db.models import Exists, OuterRef, Q
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import Exists, OuterRef
 from django_countries import countries
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
+    CLAIM_SEARCH_VECTOR,
+    INCIDENT_SEARCH_VECTOR,
+    PLACE_SEARCH_VECTOR,
+    SEARCH_CONFIG,
     Claim,
+    Incident,
     IncidentPlace,
     IncidentType,
     Involvement,
@@ -22,10 +29,6 @@ from incidents.models import (
     Source,
     Verification,
 )
-
-# Search configuration: 'simple' does no stemming, so it treats Korean, Chinese and English names
-# alike; the GIN indexes that serve the `q` filter are built with the same configuration.
-SEARCH_CONFIG = "simple"
 
 
 def _user(request):
@@ -54,21 +57,40 @@ def _citing_source_ids(root_id: int) -> set[int]:
     return found
 
 
+def country_choices():
+    return list(countries)
+
+
+@extend_schema_field({"type": "string", "enum": [code for code, _ in countries]})
+class CountryFilter(django_filters.ChoiceFilter):
+    """An ISO 3166-1 alpha-2 code; the choices are a callable, so the per-request copy of the
+    filter set does not copy 250 of them (that cost more than the list's queries)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=country_choices, **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(django_filters.ModelChoiceFilter):
+    """A record named by its numeric id (documented as an integer in the API schema)."""
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class SlugFilter(django_filters.ModelChoiceFilter):
+    """A record named by its slug."""
+
+
 class IncidentFilterSet(django_filters.FilterSet):
     date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
-    type = django_filters.ModelChoiceFilter(
+    type = SlugFilter(
         queryset=IncidentType.objects.all(),
         to_field_name="slug",
         method="filter_type",
         label="Incident type (slug), including its sub-types",
     )
-    country = django_filters.ChoiceFilter(
-        choices=list(countries), method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places"
-    )
-    place = django_filters.ModelChoiceFilter(
-        queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it"
-    )
+    country = CountryFilter(method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places")
+    place = IdFilter(queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it")
     min_people = django_filters.NumberFilter(
         field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
     )
@@ -77,12 +99,12 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
     review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
-    source = django_filters.ModelChoiceFilter(
+    source = IdFilter(
         queryset=_visible_sources,
         method="filter_source",
         label="Source id: incidents it or a source relaying it makes a claim about",
     )
-    organization = django_filters.ModelChoiceFilter(
+    organization = IdFilter(
         queryset=Organization.objects.all(),
         method="filter_organization",
         label="Organization id: involved, or publisher of a source with a claim",
@@ -129,18 +151,18 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(Exists(involved) | Exists(published))
 
     def filter_q(self, queryset, name, value):
+        """Incidents whose title or description, a visible claim's excerpt, or a place's name match.
+
+        The three matches are unioned into one set of ids, so each is answered from its GIN index
+        (same vector expression as the index) and the incidents are then fetched by id."""
         query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
-        in_text = Q(search_text=query)
-        in_claims = Exists(
-            self._visible_claims()
-            .annotate(search_text=SearchVector("excerpt", config=SEARCH_CONFIG))
-            .filter(search_text=query)
+        by_text = Incident.objects.annotate(search=INCIDENT_SEARCH_VECTOR).filter(search=query).values("pk")
+        by_claim = (
+            Claim.objects.visible_to(self.user)
+            .annotate(search=CLAIM_SEARCH_VECTOR)
+            .filter(search=query)
+            .values("incident_id")
         )
-        in_places = Exists(
-            IncidentPlace.objects.filter(incident=OuterRef("pk"))
-            .annotate(search_text=SearchVector("place__name", config=SEARCH_CONFIG))
-            .filter(search_text=query)
-        )
-        return queryset.annotate(search_text=SearchVector("title", "description", config=SEARCH_CONFIG)).filter(
-            in_text | in_claims | in_places
-        )
+        matching_places = Place.objects.annotate(search=PLACE_SEARCH_VECTOR).filter(search=query).values("pk")
+        by_place = IncidentPlace.objects.filter(place__in=matching_places).values("incident_id")
+        return queryset.filter(pk__in=by_text.union(by_claim, by_place))

@@ -10,6 +10,7 @@ import pghistory
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.search import SearchVector
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Func, Q, Value
@@ -17,6 +18,14 @@ from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upp
 from django_countries.fields import CountryField
 
 from incidents.querysets import ClaimQuerySet, IncidentQuerySet, SourceQuerySet
+
+# Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
+# English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
+# uses an expression index only for the very same expression, so one definition serves both.
+SEARCH_CONFIG = "simple"
+INCIDENT_SEARCH_VECTOR = SearchVector("title", "description", config=SEARCH_CONFIG)
+CLAIM_SEARCH_VECTOR = SearchVector("excerpt", config=SEARCH_CONFIG)
+PLACE_SEARCH_VECTOR = SearchVector("name", config=SEARCH_CONFIG)
 
 
 class DatePrecision(models.TextChoices):
@@ -213,6 +222,8 @@ class Place(TimestampedModel):
             models.Index(fields=["country"], name="place_country"),
             # Serves the admin's incident search by place name and the place autocomplete.
             substring_search_index("name", "place_name_search"),
+            # Serves the `q` filter's search over place names.
+            GinIndex(PLACE_SEARCH_VECTOR, name="place_name_fulltext"),
         ]
 
     def __str__(self):
@@ -430,6 +441,8 @@ class Incident(TimestampedModel):
                 condition=Q(review_state="published", confidential=False),
                 name="incident_public_newest_first",
             ),
+            # Serves the `q` filter's search over titles and descriptions.
+            GinIndex(INCIDENT_SEARCH_VECTOR, name="incident_text_search"),
         ]
 
     def __str__(self):
@@ -548,6 +561,8 @@ class Claim(TimestampedModel):
         indexes = [
             # Serves the source filter (incidents a source reports on).
             models.Index(fields=["source", "incident"], name="claim_by_source"),
+            # Serves the `q` filter's search over the sources' own words.
+            GinIndex(CLAIM_SEARCH_VECTOR, name="claim_excerpt_search"),
         ]
 
     def __str__(self):

@@ -30,6 +30,12 @@ def limit_to_visible(queryset, user):
     return queryset.visible_to(user) if hasattr(queryset, "visible_to") else queryset
 
 
+def can_see_exact_locations(user) -> bool:
+    """Staff readers see a sensitive place's exact coordinates; everyone else sees the coarsened
+    `Place.public_coordinates`, so an informant's village is never published by a list or a map."""
+    return can_see_unpublished(user)
+
+
 class SourceQuerySet(models.QuerySet):
     def visible_to(self, user) -> "SourceQuerySet":
         if can_see_confidential(user):

@@ -60,7 +60,7 @@ def _validate_children(
             for field, value in fields.items():
                 setattr(instance, field, value)
         else:
-            errors[f"{label}[{index}].id"] = [f"Item {row['id']} does not belong to {incident.public_id}."]
+            errors[f"{label}[{index}].id"] = [f"{incident.public_id} has no {model._meta.verbose_name} {row['id']}."]
             continue
         try:
             instance.full_clean(exclude=["incident"], validate_unique=False)
@@ -167,6 +167,7 @@ def incident_update(
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
         current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
         if current.version != expected_version:
             raise VersionConflict(current=current, expected_version=expected_version)
@@ -232,3 +233,43 @@ def incident_set_verification(
         expected_version=incident.version if expected_version is None else expected_version,
         data={"verification": verification},
     )
+
+
+def incident_check_permissions(*, user, incident: Incident | None, data: Mapping[str, Any]) -> None:
+    """Publishing and verification are reviewers' decisions whatever door a write comes through.
+
+    Raise PermissionDenied when `data` moves the review state (on creation: from draft) along a
+    WORKFLOW step the user's role lacks, or changes the verification without the verify permission;
+    ValidationError when the move is not a workflow step at all. Called before incident_create or
+    incident_update by doors that accept a whole record (the API), which cannot name an action."""
+    current_state = incident.review_state if incident else ReviewState.DRAFT
+    target_state = data.get("review_state", current_state)
+    if target_state != current_state:
+        step = next(
+            (
+                (action, permission)
+                for action, (sources, target, permission) in WORKFLOW.items()
+                if target == target_state and current_state in sources
+            ),
+            None,
+        )
+        if step is None:
+            raise ValidationError(
+                {"review_state": f"An incident cannot go from {current_state} to {target_state} directly."}
+            )
+        action, permission = step
+        if not user.has_perm(permission):
+            raise PermissionDenied(
+                f"You may not {action.replace('_', ' ')} incidents: your role lacks that permission."
+            )
+    current_verification = incident.verification if incident else Verification.ALLEGED
+    if data.get("verification", current_verification) != current_verification and not user.has_perm(
+        "incidents.verify_incident"
+    ):
+        raise PermissionDenied("You may not change verification: your role lacks that permission.")
+
+
+def incident_delete(*, incident: Incident, user) -> None:
+    """Delete an incident with its claims, victim groups, involvements and places; history keeps them."""
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        incident.delete()

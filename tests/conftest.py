@@ -4,3 +4,19 @@ import pytest
 @pytest.fixture(autouse=True)
 def _database_for_every_test(db):
     """Every test here talks to the real PostgreSQL test database."""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """API throttles count requests in the cache; each test starts with a clean count."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Tests create many accounts; the production hasher's deliberate slowness would dominate."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

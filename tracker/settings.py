@@ -51,6 +51,17 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate such as `60/minute` (periods: second, minute, hour, day); `off` disables it."""
+    raw = env_str(name, default).strip()
+    if raw.lower() == "off":
+        return None
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or period not in {"second", "minute", "hour", "day"}:
+        raise ImproperlyConfigured(f"{name} must look like 60/minute (second, minute, hour, day) or off; got {raw!r}.")
+    return raw
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 # A development key only when DEBUG is on; production must provide its own.
@@ -76,6 +87,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pgtrigger",
     # pghistory.admin is left out: its site-wide event list ignores visible_to; each object's
     # admin History page shows its events instead (incidents/admin/base.py).
@@ -192,6 +204,57 @@ PGHISTORY_APPEND_ONLY = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+
+# REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);
+# writes need the model's add/change/delete permission. Throttled per client IP (anonymous) or per
+# account, so one partner's sync loop cannot starve everyone else.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["incidents.api.permissions.ReadOrModelPermission"],
+    "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.StableCursorPagination",
+    "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50),
+    "DEFAULT_THROTTLE_CLASSES": [
+        "incidents.api.throttling.AnonymousClientThrottle",
+        "incidents.api.throttling.AccountThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("TRACKER_API_ANON_RATE", "120/minute"),
+        "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
+    },
+    "EXCEPTION_HANDLER": "incidents.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "incidents.api.schema.TrackerAutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# The largest page a client may ask for with `page_size`.
+API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Incident Tracker API",
+    "DESCRIPTION": (
+        "Incidents with uncertain dates and counts, each source's own claims, and the organizations and "
+        "places involved. Anonymous readers see published, non-confidential records; staff see drafts; "
+        "confidential records need the confidential permission. Hidden records answer 404."
+    ),
+    "VERSION": "1.0.0",
+    # Requests and responses differ (ids in, objects out; server-owned fields read-only).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Several models have a `kind`; each vocabulary gets its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "OrganizationKindEnum": "incidents.models.OrganizationKind",
+        "PlaceKindEnum": "incidents.models.PlaceKind",
+        "SourceKindEnum": "incidents.models.SourceKind",
+        "ResponseKindEnum": "incidents.models.ResponseKind",
+        "CountryEnum": "django_countries.countries",
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,180 @@
+"""Server time of the API's incident list and statistics, beside hand-written SQL for the same rows.
+
+Runs in-process (Django's test client: URL routing, middleware, view, queries, JSON rendering; no
+network) as an anonymous reader against whatever DATABASE_URL points to, e.g. after
+`manage.py generate_demo_data`. Prints p50/p95 over --runs requests per scenario:
+
+    DATABASE_URL=postgres://… .venv/bin/python bench/bench_api.py --runs 50
+
+Goals (issue 4, at 1,000,000 incidents): list p95 < 50 ms and within 1.5x of the hand-written SQL
+returning the same rows as JSON; stats p95 < 300 ms.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.models import Count  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
+
+from incidents.models import Incident, IncidentPlace  # noqa: E402
+
+# The anonymous reader's incident list as one hand-written query returning the page as JSON: the
+# same rows, fields and nested collections the API answers (without coarsening sensitive places).
+LIST_SQL = """
+SELECT coalesce(json_agg(page.incident ORDER BY page.date_start DESC, page.id DESC), '[]')::text
+FROM (
+  SELECT i.id, i.date_start, json_build_object(
+    'public_id', i.public_id, 'title', i.title, 'incident_type', t.slug, 'description', i.description,
+    'date_start', i.date_start, 'date_end', i.date_end, 'date_precision', i.date_precision,
+    'date_label', i.date_label, 'people_count', i.people_count, 'people_count_min', i.people_count_min,
+    'people_count_max', i.people_count_max, 'count_qualifier', i.count_qualifier,
+    'claim_people_min', (SELECT min(coalesce(c.people_count_min, c.people_count)) FROM incidents_claim c
+        JOIN incidents_source s ON s.id = c.source_id
+        WHERE c.incident_id = i.id AND NOT c.confidential AND NOT s.confidential),
+    'claim_people_max', (SELECT max(coalesce(c.people_count_max, c.people_count)) FROM incidents_claim c
+        JOIN incidents_source s ON s.id = c.source_id
+        WHERE c.incident_id = i.id AND NOT c.confidential AND NOT s.confidential),
+    'places', (SELECT coalesce(json_agg(json_build_object('id', p.id, 'name', p.name, 'kind', p.kind,
+        'country', p.country, 'latitude', p.latitude, 'longitude', p.longitude)), '[]')
+        FROM incidents_incidentplace ip JOIN incidents_place p ON p.id = ip.place_id WHERE ip.incident_id = i.id),
+    'involvements', (SELECT coalesce(json_agg(json_build_object('id', v.id, 'organization', v.organization_id,
+        'organization_name', o.name, 'role', v.role)), '[]')
+        FROM incidents_involvement v JOIN incidents_organization o ON o.id = v.organization_id
+        WHERE v.incident_id = i.id),
+    'victim_groups', (SELECT coalesce(json_agg(json_build_object('id', g.id, 'count', g.count, 'sex', g.sex,
+        'age_group', g.age_group, 'nationality', g.nationality, 'description', g.description)), '[]')
+        FROM incidents_victimgroup g WHERE g.incident_id = i.id),
+    'claims', (SELECT coalesce(json_agg(json_build_object('id', c.id, 'source', c.source_id,
+        'source_title', s.title, 'people_count', c.people_count, 'people_count_min', c.people_count_min,
+        'people_count_max', c.people_count_max, 'count_qualifier', c.count_qualifier,
+        'date_start', c.date_start, 'date_end', c.date_end, 'excerpt', c.excerpt, 'locator', c.locator,
+        'source_connection', c.source_connection, 'confidential', c.confidential)), '[]')
+        FROM incidents_claim c JOIN incidents_source s ON s.id = c.source_id
+        WHERE c.incident_id = i.id AND NOT c.confidential AND NOT s.confidential),
+    'verification', i.verification, 'review_state', i.review_state, 'confidential', i.confidential,
+    'version', i.version, 'created_at', i.created_at, 'updated_at', i.updated_at
+  ) AS incident
+  FROM incidents_incident i JOIN incidents_incidenttype t ON t.id = i.incident_type_id
+  WHERE i.review_state = 'published' AND NOT i.confidential AND {condition}
+  ORDER BY i.date_start DESC, i.id DESC
+  LIMIT 50
+) page
+"""
+DATE_AND_COUNTRY = (
+    "i.date_end >= %(date_from)s AND i.date_start <= %(date_to)s AND EXISTS (SELECT 1 FROM incidents_incidentplace ip "
+    "JOIN incidents_place p ON p.id = ip.place_id WHERE ip.incident_id = i.id AND p.country = %(country)s)"
+)
+SEARCH = """i.id IN (
+    SELECT id FROM incidents_incident WHERE to_tsvector('simple'::regconfig,
+        COALESCE(title, '')::text || ' ' || COALESCE(description, '')) @@ websearch_to_tsquery('simple', %(q)s)
+    UNION SELECT c.incident_id FROM incidents_claim c JOIN incidents_source s ON s.id = c.source_id
+        WHERE NOT c.confidential AND NOT s.confidential
+        AND to_tsvector('simple'::regconfig, COALESCE(c.excerpt, '')) @@ websearch_to_tsquery('simple', %(q)s)
+    UNION SELECT ip.incident_id FROM incidents_incidentplace ip JOIN incidents_place p ON p.id = ip.place_id
+        WHERE to_tsvector('simple'::regconfig, COALESCE(p.name, '')::text) @@ websearch_to_tsquery('simple', %(q)s))"""
+
+
+def measure(call, runs: int) -> tuple[float, float]:
+    """Median and 95th percentile in milliseconds, after two warm-up calls."""
+    for _ in range(2):
+        call()
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return statistics.median(timings), timings[max(0, round(0.95 * len(timings)) - 1)]
+
+
+def api_call(client: Client, url: str, parameters: dict):
+    def call():
+        response = client.get(url, parameters)
+        assert response.status_code == 200, response.content[:300]
+        return response
+
+    return call
+
+
+def sql_call(sql: str, parameters: dict):
+    def call():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchone()[0]
+
+    return call
+
+
+def default_parameters() -> dict:
+    """Filters that select a realistic slice of whatever data is there: the most common country of
+    published incidents' places, the year of the newest incident, and a word of its title."""
+    public = Incident.objects.visible_to(None)
+    newest = public.order_by("-date_start", "-id").first()
+    if newest is None:
+        sys.exit("No published incidents: load data first (manage.py loaddata sample, or generate_demo_data).")
+    country = (
+        IncidentPlace.objects.filter(incident__in=public.values("pk"))
+        .exclude(place__country="")
+        .values("place__country")
+        .annotate(incidents=Count("incident"))
+        .order_by("-incidents")
+        .first()
+    )
+    words = [word for word in newest.title.split() if word.isalpha() and len(word) > 3]
+    return {
+        "date_from": f"{newest.date_start.year - 1}-01-01",
+        "date_to": f"{newest.date_start.year}-12-31",
+        "country": country["place__country"] if country else "CN",
+        "q": words[-1] if words else newest.title.split()[0],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30, help="timed requests per scenario (default 30)")
+    parser.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
+    arguments = parser.parse_args()
+
+    parameters = default_parameters()
+    if arguments.q:
+        parameters["q"] = arguments.q
+    filters = {key: parameters[key] for key in ("date_from", "date_to", "country")}
+    client = Client()
+    incidents, stats = "/api/v1/incidents/", "/api/v1/incidents/stats/"
+    scenarios = [
+        ("list: page of 50, date+country", api_call(client, incidents, {**filters, "page_size": 50})),
+        ("  same rows, hand-written SQL", sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters)),
+        ("list: page of 50, q", api_call(client, incidents, {"q": parameters["q"], "page_size": 50})),
+        ("  same rows, hand-written SQL", sql_call(LIST_SQL.format(condition=SEARCH), parameters)),
+        ("stats: group_by=year, all", api_call(client, stats, {"group_by": "year"})),
+        ("stats: group_by=country, dates", api_call(client, stats, {"group_by": "country", **filters})),
+        ("stats: group_by=perpetrator, all", api_call(client, stats, {"group_by": "perpetrator"})),
+    ]
+    print(
+        f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
+        f"on {settings.DATABASES['default']['NAME']}; filters {parameters}; {arguments.runs} runs each"
+    )
+    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
+    with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
+        print(f"{'scenario':36} {'p50 ms':>8} {'p95 ms':>8}")
+        for label, call in scenarios:
+            median, p95 = measure(call, arguments.runs)
+            print(f"{label:36} {median:8.1f} {p95:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Errors the domain raises, as the HTTP answers clients expect: 400 naming the field, 409, 412."""
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
+from rest_framework import exceptions, status
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class VersionMismatch(exceptions.APIException):
+    """The body's `version` is not the stored one: someone saved the incident in between."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "version_conflict"
+
+
+class PreconditionFailed(exceptions.APIException):
+    """The request's If-Match names a version that is no longer current."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_code = "precondition_failed"
+
+
+class InUse(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "in_use"
+
+
+def validation_error_from_django(error: DjangoValidationError) -> exceptions.ValidationError:
+    """A model's or service's ValidationError (keys like `claims[0].people_count`) as DRF's 400."""
+    if not hasattr(error, "error_dict"):
+        return exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: error.messages})
+    return exceptions.ValidationError(
+        {
+            (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
+            for field, messages in error.message_dict.items()
+        }
+    )
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = validation_error_from_django(exc)
+    elif isinstance(exc, ProtectedError):
+        # Name the kinds of records only: listing them could reveal a confidential claim or incident.
+        kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+        exc = InUse(f"It is still used by {', '.join(kinds)}; remove those uses first.")
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,57 @@
+"""Extra formats for the incident list, chosen with `?format=` (DRF's URL format override)."""
+
+from rest_framework.renderers import JSONRenderer
+
+
+def _geometry(places: list[dict]) -> dict | None:
+    """RFC 7946 puts longitude first. The places' coordinates were already coarsened for readers
+    who may not see sensitive locations, so the map shows exactly what the JSON shows."""
+    positions = [[place["longitude"], place["latitude"]] for place in places if place["latitude"] is not None]
+    if not positions:
+        return None
+    if len(positions) == 1:
+        return {"type": "Point", "coordinates": positions[0]}
+    return {"type": "MultiPoint", "coordinates": positions}
+
+
+FEATURE_PROPERTIES = (
+    "title",
+    "incident_type",
+    "date_start",
+    "date_end",
+    "date_label",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+    "count_qualifier",
+    "verification",
+)
+
+
+class GeoJSONRenderer(JSONRenderer):
+    """A page of incidents as a FeatureCollection; `next`/`previous` ride along as foreign members
+    (RFC 7946 §6.1) so a map client pages exactly like a JSON client. Errors stay plain JSON."""
+
+    media_type = "application/geo+json"
+    format = "geojson"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict) and "results" in data:
+            data = {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "id": incident["public_id"],
+                        "geometry": _geometry(incident["places"]),
+                        "properties": {
+                            **{name: incident[name] for name in FEATURE_PROPERTIES},
+                            "places": [place["name"] for place in incident["places"]],
+                        },
+                    }
+                    for incident in data["results"]
+                ],
+                "next": data["next"],
+                "previous": data["previous"],
+            }
+        return super().render(data, accepted_media_type, renderer_context)

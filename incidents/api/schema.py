@@ -1,0 +1,102 @@
+"""OpenAPI schema details drf-spectacular cannot infer: the errors every operation may answer, and
+fields that read differently from how they are written."""
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_basic_type, build_object_type
+from drf_spectacular.types import OpenApiTypes
+
+DETAIL_ERROR = build_object_type(
+    properties={"detail": build_basic_type(OpenApiTypes.STR)}, required=["detail"], description="An error."
+)
+FIELD_ERRORS = {
+    **build_object_type(
+        description="Each key names the field or query parameter at fault (`claims[0].people_count`, "
+        "`date_from`, `non_field_errors`) with its messages; or `detail` for a request-wide error."
+    ),
+    "additionalProperties": {},
+}
+
+
+class TrackerAutoSchema(AutoSchema):
+    """Documents on every operation the errors it can answer, so clients (and schemathesis) know
+    them: bad input, authentication, permission, hidden or unknown records, throttling; and for
+    writes, conflicts (in use, stale version) and failed If-Match preconditions."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        errors = {
+            "400": ("Malformed parameter or field; the body names it.", FIELD_ERRORS),
+            "401": ("Bad or missing credentials (send `Authorization: Token …`).", DETAIL_ERROR),
+            "403": ("Your role lacks the permission this needs.", DETAIL_ERROR),
+            "404": ("No such record, or one you may not see.", DETAIL_ERROR),
+            "429": ("Too many requests; retry after the Retry-After header's seconds.", DETAIL_ERROR),
+        }
+        if self.method in ("PUT", "PATCH", "DELETE"):
+            errors["409"] = ("In use by other records, or the body's `version` is stale.", DETAIL_ERROR)
+            errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
+        # An error answers in the format the client asked for (JSON, or GeoJSON's media type).
+        success = next((response for code, response in responses.items() if code.startswith("2")), {})
+        media_types = list(success.get("content", {})) or ["application/json"]
+        for code, (description, schema) in errors.items():
+            responses.setdefault(
+                code,
+                {"description": description, "content": {media_type: {"schema": schema} for media_type in media_types}},
+            )
+        return responses
+
+
+GEOJSON_POSITION = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+FEATURE_COLLECTION = build_object_type(
+    description="RFC 7946 FeatureCollection of one page of incidents; `next`/`previous` page like the JSON list.",
+    properties={
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {
+            "type": "array",
+            "items": build_object_type(
+                properties={
+                    "type": {"type": "string", "enum": ["Feature"]},
+                    "id": {"type": "string", "example": "INC-000042"},
+                    "geometry": {
+                        "oneOf": [
+                            build_object_type(
+                                properties={
+                                    "type": {"type": "string", "enum": ["Point"]},
+                                    "coordinates": GEOJSON_POSITION,
+                                },
+                                required=["type", "coordinates"],
+                            ),
+                            build_object_type(
+                                properties={
+                                    "type": {"type": "string", "enum": ["MultiPoint"]},
+                                    "coordinates": {"type": "array", "items": GEOJSON_POSITION},
+                                },
+                                required=["type", "coordinates"],
+                            ),
+                        ],
+                        "nullable": True,
+                        "description": "[longitude, latitude]; a sensitive place's coordinates are its parent's.",
+                    },
+                    "properties": {"type": "object", "additionalProperties": {}},
+                },
+                required=["type", "id", "geometry", "properties"],
+            ),
+        },
+        "next": {"type": "string", "format": "uri", "nullable": True},
+        "previous": {"type": "string", "format": "uri", "nullable": True},
+    },
+    required=["type", "features"],
+)
+
+
+class IncidentPlaceFieldExtension(OpenApiSerializerFieldExtension):
+    """An incident's places are written as ids and read as places with country and coordinates."""
+
+    target_class = "incidents.api.serializers.IncidentPlaceField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        from incidents.api.serializers import PlaceLocationSerializer
+
+        if direction == "request":
+            return build_basic_type(OpenApiTypes.INT)
+        return auto_schema.resolve_serializer(PlaceLocationSerializer, direction).ref

@@ -1,0 +1,392 @@
+"""Representations of the domain for the API, and the translation of writes into services calls.
+
+Serializers hold no rule of their own: what a reader sees was decided by the view's `visible_to`
+querysets, and writes are validated by the models' `full_clean()` (other resources) or by
+`incident_create`/`incident_update` (incidents), whose errors are translated into 400s.
+"""
+
+import copy
+from functools import cached_property
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django_countries.serializers import CountryFieldMixin
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from incidents import services
+from incidents.api.errors import validation_error_from_django
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    Response,
+    Source,
+    VictimGroup,
+)
+from incidents.querysets import can_see_exact_locations, can_see_unpublished
+
+
+def _request_user(serializer):
+    request = serializer.context.get("request")
+    return request.user if request is not None else None
+
+
+class ModelRulesMixin:
+    """Run the model's own validation (`full_clean()`: field rules, `clean()`, database
+    constraints) on the would-be object, so the API refuses exactly what the admin refuses."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        many_to_many = {field.name for field in model._meta.many_to_many}
+        candidate = copy.copy(self.instance) if self.instance is not None else model()
+        for name, value in attrs.items():
+            if name not in many_to_many:
+                setattr(candidate, name, value)
+        try:
+            candidate.full_clean(validate_unique=False)
+        except DjangoValidationError as error:
+            raise validation_error_from_django(error) from None
+        return attrs
+
+
+def keep_hidden_source_link(serializer, instance, validated_data, field: str) -> None:
+    """A writer shown `null` for a link to a source they may not see must not erase the link by
+    sending that `null` back (a PUT of what they read)."""
+    current_id = getattr(instance, f"{field}_id")
+    erasing = field in validated_data and validated_data[field] is None and current_id is not None
+    if erasing and not Source.objects.visible_to(_request_user(serializer)).filter(pk=current_id).exists():
+        del validated_data[field]
+
+
+class VisibleSourceField(serializers.PrimaryKeyRelatedField):
+    """A source by id, among those the requesting user may see: a hidden id is "does not exist"."""
+
+    def get_queryset(self):
+        return Source.objects.visible_to(_request_user(self))
+
+
+class VisibleIncidentField(serializers.SlugRelatedField):
+    """An incident by public_id, among those the requesting user may see."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="public_id", **kwargs)
+
+    def get_queryset(self):
+        return Incident.objects.visible_to(_request_user(self))
+
+
+def coordinates_for(place: Place, user) -> tuple[float | None, float | None]:
+    """Exact coordinates for staff, the nearest non-sensitive ancestor's for everyone else."""
+    if can_see_exact_locations(user):
+        coordinates = (float(place.latitude), float(place.longitude)) if place.latitude is not None else None
+    else:
+        coordinates = place.public_coordinates
+    return coordinates or (None, None)
+
+
+class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
+    """A place as incidents and maps show it, with (possibly coarsened) coordinates."""
+
+    latitude = serializers.FloatField(read_only=True, allow_null=True)
+    longitude = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Place
+        fields = ["id", "name", "kind", "country", "latitude", "longitude"]
+
+    def to_representation(self, place):
+        representation = super().to_representation(place)
+        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
+        return representation
+
+
+class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
+    latitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, allow_null=True, required=False, coerce_to_string=False
+    )
+    longitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, allow_null=True, required=False, coerce_to_string=False
+    )
+
+    class Meta:
+        model = Place
+        fields = [
+            "id",
+            "name",
+            "alternate_names",
+            "kind",
+            "parent",
+            "country",
+            "latitude",
+            "longitude",
+            "sensitive",
+            "created_at",
+            "updated_at",
+        ]
+
+    def to_representation(self, place):
+        representation = super().to_representation(place)
+        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
+        return representation
+
+
+class IncidentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(
+        slug_field="slug", queryset=IncidentType.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = IncidentType
+        fields = ["id", "slug", "name", "parent", "description", "created_at", "updated_at"]
+
+
+class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = [
+            "id",
+            "name",
+            "acronym",
+            "kind",
+            "country",
+            "website",
+            "description",
+            "aliases",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    cites = VisibleSourceField(allow_null=True, required=False)
+    notes = serializers.CharField(
+        allow_blank=True,
+        allow_null=True,
+        required=False,
+        help_text="Internal notes; null for readers who are not staff.",
+    )
+
+    class Meta:
+        model = Source
+        fields = [
+            "id",
+            "title",
+            "kind",
+            "url",
+            "publisher",
+            "author",
+            "published_on",
+            "language",
+            "archive_url",
+            "cites",
+            "confidential",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+
+    def update(self, source, validated_data):
+        keep_hidden_source_link(self, source, validated_data, "cites")
+        return super().update(source, validated_data)
+
+    def to_representation(self, source):
+        representation = super().to_representation(source)
+        # The view annotates the cited source's id only when the reader may see that source, so a
+        # public article never reveals that it relays a confidential testimony.
+        if hasattr(source, "visible_cites_id"):
+            representation["cites"] = source.visible_cites_id
+        if not can_see_unpublished(_request_user(self)):
+            representation["notes"] = None
+        return representation
+
+
+class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    incidents = VisibleIncidentField(many=True, required=False)
+    source = VisibleSourceField(allow_null=True, required=False)
+
+    class Meta:
+        model = Response
+        fields = [
+            "id",
+            "organization",
+            "kind",
+            "date",
+            "description",
+            "incidents",
+            "source",
+            "created_at",
+            "updated_at",
+        ]
+
+    def update(self, response, validated_data):
+        keep_hidden_source_link(self, response, validated_data, "source")
+        # Replacing the incidents the writer sees must keep those they cannot see.
+        if "incidents" in validated_data:
+            visible = Incident.objects.visible_to(_request_user(self)).values("pk")
+            hidden = Incident.objects.filter(responses=response).exclude(pk__in=visible)
+            validated_data["incidents"] = [*validated_data["incidents"], *hidden]
+        return super().update(response, validated_data)
+
+    def to_representation(self, response):
+        representation = super().to_representation(response)
+        if hasattr(response, "visible_source_id"):
+            representation["source"] = response.visible_source_id
+        return representation
+
+
+class ClaimSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(required=False, help_text="Give it to update an existing claim; omit to add one.")
+    source = VisibleSourceField()
+    source_title = serializers.CharField(source="source.title", read_only=True)
+
+    class Meta:
+        model = Claim
+        fields = [
+            "id",
+            "source",
+            "source_title",
+            "people_count",
+            "people_count_min",
+            "people_count_max",
+            "count_qualifier",
+            "date_start",
+            "date_end",
+            "excerpt",
+            "locator",
+            "source_connection",
+            "confidential",
+        ]
+
+
+class VictimGroupSerializer(CountryFieldMixin, serializers.ModelSerializer):
+    id = serializers.IntegerField(required=False, help_text="Give it to update an existing group; omit to add one.")
+
+    class Meta:
+        model = VictimGroup
+        fields = ["id", "count", "sex", "age_group", "nationality", "description"]
+
+
+class InvolvementSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(required=False, help_text="Give it to update an existing row; omit to add one.")
+    organization_name = serializers.CharField(source="organization.name", read_only=True)
+
+    class Meta:
+        model = Involvement
+        fields = ["id", "organization", "organization_name", "role"]
+
+
+class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
+    """Reads as the place with its country and (possibly coarsened) coordinates; writes by id."""
+
+    def use_pk_only_optimization(self):
+        return False
+
+    @cached_property
+    def location_serializer(self):
+        # One serializer for every place of the page: building its fields (a country list of 250
+        # choices) once per place cost more than the queries.
+        return PlaceLocationSerializer(context=self.context)
+
+    def to_representation(self, place):
+        return self.location_serializer.to_representation(place)
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    incident_type = serializers.SlugRelatedField(slug_field="slug", queryset=IncidentType.objects.all())
+    places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
+    claims = ClaimSerializer(many=True, required=False)
+    victim_groups = VictimGroupSerializer(many=True, required=False)
+    involvements = InvolvementSerializer(many=True, required=False)
+    claim_people_min = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Lowest figure among the claims you may see."
+    )
+    claim_people_max = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Highest figure among the claims you may see."
+    )
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="On writes: the version you edited (or send If-Match); a stale one answers 409.",
+    )
+    created_by = serializers.SerializerMethodField()
+    updated_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Incident
+        fields = [
+            "public_id",
+            "title",
+            "incident_type",
+            "description",
+            "date_start",
+            "date_end",
+            "date_precision",
+            "date_label",
+            "people_count",
+            "people_count_min",
+            "people_count_max",
+            "count_qualifier",
+            "claim_people_min",
+            "claim_people_max",
+            "places",
+            "involvements",
+            "victim_groups",
+            "claims",
+            "verification",
+            "review_state",
+            "confidential",
+            "version",
+            "created_by",
+            "updated_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["public_id", "date_label", "created_at", "updated_at"]
+
+    NESTED = ("places", "claims", "victim_groups", "involvements")
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username; null unless you are staff."))
+    def get_created_by(self, incident):
+        return self._username(incident.created_by)
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username; null unless you are staff."))
+    def get_updated_by(self, incident):
+        return self._username(incident.updated_by)
+
+    def _username(self, user):
+        if user is None or not can_see_unpublished(_request_user(self)):
+            return None
+        return user.get_username()
+
+    def _split(self, validated_data):
+        """Scalar fields for the incident, and the nested collections the service writes (None: unchanged)."""
+        nested = {name: validated_data.pop(name, None) for name in self.NESTED}
+        validated_data.pop("version", None)
+        return validated_data, nested
+
+    def create(self, validated_data):
+        user = _request_user(self)
+        data, nested = self._split(validated_data)
+        try:
+            services.incident_check_permissions(user=user, incident=None, data=data)
+            return services.incident_create(
+                user=user, data=data, **{name: value or () for name, value in nested.items()}
+            )
+        except DjangoValidationError as error:
+            raise validation_error_from_django(error) from None
+
+    def update(self, incident, validated_data):
+        user = _request_user(self)
+        expected_version = validated_data.pop("expected_version")
+        data, nested = self._split(validated_data)
+        try:
+            services.incident_check_permissions(user=user, incident=incident, data=data)
+            return services.incident_update(
+                incident=incident, user=user, expected_version=expected_version, data=data, **nested
+            )
+        except DjangoValidationError as error:
+            raise validation_error_from_django(error) from None

@@ -1,0 +1,307 @@
+"""API views: each starts from `visible_to(request.user)` and hands writes to the services.
+
+Lists prefetch what they show, so their query count does not depend on the page size. Hidden
+records are simply absent from the querysets, so they answer 404 like records that never existed.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from pghistory.models import Events
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from incidents import services
+from incidents.api.errors import PreconditionFailed, VersionMismatch
+from incidents.api.permissions import StaffReader
+from incidents.api.renderers import GeoJSONRenderer
+from incidents.api.schema import FEATURE_COLLECTION
+from incidents.api.serializers import (
+    IncidentSerializer,
+    IncidentTypeSerializer,
+    OrganizationSerializer,
+    PlaceSerializer,
+    ResponseSerializer,
+    SourceSerializer,
+)
+from incidents.filters import IncidentFilterSet
+from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
+from incidents.models import Response as OrganizationResponse
+from incidents.querysets import can_see_confidential
+from incidents.statistics import GROUPINGS, incident_statistics
+
+# Place.public_coordinates walks up the parents; three levels (facility → city → province →
+# country) are fetched in the same query, so coarsening costs no query per place.
+PLACE_ANCESTORS = "parent__parent__parent"
+
+
+def _visible_source_id(user, field: str) -> Subquery:
+    """The id in `field` if the user may see that source, else null: a link never reveals a hidden source."""
+    return Subquery(Source.objects.visible_to(user).filter(pk=OuterRef(field)).values("pk")[:1])
+
+
+class ResourceViewSet(viewsets.ModelViewSet):
+    """List, read and (with the model permission) write one kind of record, ordered by id."""
+
+    orderings = {"id": ("id",)}
+
+    def perform_create(self, serializer):
+        self._reread(serializer, serializer.save())
+
+    def perform_update(self, serializer):
+        self._reread(serializer, serializer.save())
+
+    def _reread(self, serializer, saved):
+        """Answer a write with the record as a read would show it to this user (links to hidden
+        records dropped), not as the bare saved object."""
+        serializer.instance = self.get_queryset().filter(pk=saved.pk).first() or saved
+
+
+class OrganizationViewSet(ResourceViewSet):
+    queryset = Organization.objects.all()
+    serializer_class = OrganizationSerializer
+
+
+class IncidentTypeViewSet(ResourceViewSet):
+    queryset = IncidentType.objects.select_related("parent")
+    serializer_class = IncidentTypeSerializer
+
+
+class PlaceViewSet(ResourceViewSet):
+    queryset = Place.objects.select_related(PLACE_ANCESTORS)
+    serializer_class = PlaceSerializer
+
+
+class SourceViewSet(ResourceViewSet):
+    serializer_class = SourceSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        return Source.objects.visible_to(user).annotate(visible_cites_id=_visible_source_id(user, "cites_id"))
+
+
+class ResponseViewSet(ResourceViewSet):
+    serializer_class = ResponseSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        return OrganizationResponse.objects.annotate(
+            visible_source_id=_visible_source_id(user, "source_id")
+        ).prefetch_related(
+            Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+        )
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    group_by = serializers.ChoiceField(choices=GROUPINGS)
+
+
+class StatsFiguresSerializer(serializers.Serializer):
+    incidents = serializers.IntegerField()
+    people_count = serializers.IntegerField(allow_null=True)
+    people_count_min = serializers.IntegerField(allow_null=True)
+    people_count_max = serializers.IntegerField(allow_null=True)
+
+
+class StatsGroupSerializer(StatsFiguresSerializer):
+    group = serializers.CharField(allow_null=True, help_text="2023, 2023-08, CN, a type's slug, an organization id.")
+    label = serializers.CharField()
+
+
+class StatsSerializer(serializers.Serializer):
+    group_by = serializers.ChoiceField(choices=GROUPINGS)
+    results = StatsGroupSerializer(many=True)
+    total = StatsFiguresSerializer(help_text="Every matching incident once, whatever its groups.")
+
+
+class HistoryEventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(source="pgh_created_at")
+    user = serializers.CharField(allow_null=True, help_text="Username of who made the change, if known.")
+    action = serializers.CharField(source="pgh_label", help_text="insert, update or delete")
+    record = serializers.CharField(source="pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
+    record_id = serializers.CharField(source="pgh_obj_id", allow_null=True)
+    changes = serializers.JSONField(source="pgh_diff", allow_null=True, help_text="field: [before, after], for updates")
+    data = serializers.JSONField(source="pgh_data", help_text="The record as it was after the change.")
+
+
+class HistorySerializer(serializers.Serializer):
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = HistoryEventSerializer(many=True)
+
+
+# `?format=geojson` is DRF's format override; documented as a parameter of the list.
+FORMAT_PARAMETER = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    enum=["json", "geojson"],
+    description="`geojson`: a GeoJSON FeatureCollection (RFC 7946) of the page.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "application/json"): IncidentSerializer(many=True),
+            (200, "application/geo+json"): FEATURE_COLLECTION,
+        },
+        description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
+    ),
+)
+class IncidentViewSet(ResourceViewSet):
+    serializer_class = IncidentSerializer
+    lookup_field = "public_id"
+    lookup_value_regex = r"INC-\d+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = IncidentFilterSet
+    orderings = {
+        "-date_start": ("-date_start", "-id"),
+        "date_start": ("date_start", "id"),
+        # Unknown counts sort below zero: the cursor needs a value it can compare.
+        "-people_count": ("-people_count_sortable", "-id"),
+        "people_count": ("people_count_sortable", "id"),
+        "-updated_at": ("-updated_at", "-id"),
+        "updated_at": ("updated_at", "id"),
+    }
+    # Formats the incident list offers beyond JSON; other formats (CSV) join this list.
+    list_renderer_classes = [GeoJSONRenderer]
+
+    def get_renderers(self):
+        renderers = super().get_renderers()
+        if self.action == "list":
+            renderers += [renderer() for renderer in self.list_renderer_classes]
+        return renderers
+
+    def visible_incidents(self):
+        return Incident.objects.visible_to(self.request.user)
+
+    def get_queryset(self):
+        # Writes load the bare record: a prefetched (visible-only) set of claims would stand in for
+        # the incident's real claims inside the services.
+        if self.action in ("list", "retrieve"):
+            return self.representation_queryset()
+        return self.visible_incidents()
+
+    def representation_queryset(self):
+        user = self.request.user
+        # 1 query for the page (type, users and claim range joined or subqueried), then one
+        # prefetch each for places (with ancestors), visible claims (with sources), involvements
+        # (with organizations) and victim groups: 5 queries whatever the page size.
+        return (
+            self.visible_incidents()
+            .with_claim_range(user)
+            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
+            .annotate(people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField()))
+            .select_related("incident_type", "created_by", "updated_by")
+            .prefetch_related(
+                Prefetch("places", queryset=Place.objects.select_related(PLACE_ANCESTORS)),
+                Prefetch("claims", queryset=Claim.objects.visible_to(user).select_related("source")),
+                Prefetch("involvements", queryset=Involvement.objects.select_related("organization")),
+                "victim_groups",
+            )
+        )
+
+    def _with_etag(self, response, incident):
+        response["ETag"] = f'"{incident.version}"'
+        return response
+
+    def _read(self, incident, response_status=status.HTTP_200_OK):
+        """Answer with the incident as stored now (fresh prefetches and claim range)."""
+        stored = self.representation_queryset().filter(pk=incident.pk).first() or incident
+        return self._with_etag(Response(self.get_serializer(stored).data, status=response_status), stored)
+
+    def _check_if_match(self, incident) -> bool:
+        """True if the request names the version it edited in If-Match; 412 if that version is stale."""
+        header = self.request.headers.get("If-Match")
+        if header is None:
+            return False
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+        if "*" not in tags and str(incident.version) not in tags:
+            raise PreconditionFailed(
+                f"{incident.public_id} is now at version {incident.version}; your If-Match ({header}) is stale. "
+                "Reload it, then apply your changes again."
+            )
+        return True
+
+    def retrieve(self, request, *args, **kwargs):
+        incident = self.get_object()
+        return self._with_etag(Response(self.get_serializer(incident).data), incident)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._read(serializer.save(), status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        incident = self.get_object()
+        by_header = self._check_if_match(incident)
+        serializer = self.get_serializer(incident, data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        if by_header:
+            expected_version = incident.version
+        elif "version" in serializer.validated_data:
+            expected_version = serializer.validated_data["version"]
+        else:
+            raise serializers.ValidationError(
+                {"version": ["Send the version you edited, in the body or as an If-Match header."]}
+            )
+        try:
+            serializer.save(expected_version=expected_version)
+        except services.VersionConflict as conflict:
+            raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
+        return self._read(incident)
+
+    def destroy(self, request, *args, **kwargs):
+        incident = self.get_object()
+        self._check_if_match(incident)
+        services.incident_delete(incident=incident, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        filters=True,
+        parameters=[StatsQuerySerializer],
+        responses=StatsSerializer,
+        description="Counts and people per group over the incidents matching the filters; an incident "
+        "counts once per group and once in `total`.",
+    )
+    @action(detail=False, pagination_class=None)
+    def stats(self, request):
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        incidents = self.filter_queryset(self.visible_incidents())
+        return Response(incident_statistics(incidents, query.validated_data["group_by"]))
+
+    @extend_schema(
+        filters=False,
+        responses=HistorySerializer,
+        description="Who changed what and when, for the incident and its claims, places, victim groups and "
+        "involvements, oldest first. Claims you may not see are left out.",
+    )
+    @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=None)
+    def history(self, request, public_id=None):
+        incident = self.get_object()
+        claim_ids = {str(pk) for pk in Claim.objects.filter(incident=incident).values_list("pk", flat=True)}
+        visible_claim_ids = {
+            str(pk)
+            for pk in Claim.objects.visible_to(request.user).filter(incident=incident).values_list("pk", flat=True)
+        }
+        # A deleted claim can no longer be checked against visible_to: only readers who may see
+        # every claim see what happened to it.
+        sees_deleted_claims = can_see_confidential(request.user)
+        events = [
+            event
+            for event in Events.objects.references(incident).order_by("pgh_created_at", "pgh_id")
+            if event.pgh_obj_model != "incidents.Claim"
+            or event.pgh_obj_id in visible_claim_ids
+            or (sees_deleted_claims and event.pgh_obj_id not in claim_ids)
+        ]
+        user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
+        usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
+        for event in events:
+            event.user = usernames.get((event.pgh_context or {}).get("user"))
+        return Response({"next": None, "previous": None, "results": HistoryEventSerializer(events, many=True).data})

@@ -1,0 +1,28 @@
+"""Helpers shared by the API tests: clients acting as a given user, and the URLs they call."""
+
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+API = "/api/v1"
+
+
+def client_for(user=None) -> APIClient:
+    """A client that authenticates like a partner tool does, with `Authorization: Token …`."""
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def incident_url(incident, suffix: str = "") -> str:
+    return f"{API}/incidents/{incident.public_id}/{suffix}"
+
+
+def results(response) -> list[dict]:
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def public_ids(response) -> set[str]:
+    return {incident["public_id"] for incident in results(response)}

@@ -1,0 +1,372 @@
+"""Reading through the API: what each reader sees, how lists page and filter, and what it costs."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.utils import timezone
+
+from incidents import roles
+from incidents.models import IncidentType, Involvement, VictimGroup
+from tests.api_support import API, client_for, incident_url, public_ids, results
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+
+@pytest.fixture
+def world():
+    """A published incident at a sensitive facility in Jilin, China, with a public claim, a
+    confidential claim and a claim from a confidential source; plus a draft and a confidential one."""
+    china = make_place(name="China", kind="country", latitude=35, longitude=103)
+    jilin = make_place(name="Jilin", kind="province", parent=china, latitude=43.6, longitude=126.2)
+    facility = make_place(
+        name="Tumen detention centre", kind="facility", parent=jilin, latitude=42.9, longitude=129.5, sensitive=True
+    )
+    perpetrator = make_organization(name="Ministry of Public Security")
+    publisher = make_organization(name="Human Rights Watch")
+    informant = make_source(title="Informant testimony", confidential=True)
+    report = make_source(title="HRW report", publisher=publisher)
+    article = make_source(title="News article relaying HRW", cites=report)
+    incident = make_incident(
+        title="Repatriation of 80 women",
+        description="Mostly women, sent back through Tumen.",
+        places=[facility],
+        people_count=80,
+        people_count_min=70,
+        people_count_max=90,
+        count_qualifier="about",
+        verification="corroborated",
+    )
+    Involvement.objects.create(incident=incident, organization=perpetrator, role="perpetrator")
+    VictimGroup.objects.create(incident=incident, count=60, sex="female", age_group="adult", nationality="KP")
+    make_claim(incident=incident, source=report, people_count=80, excerpt="China deported 80 North Koreans")
+    make_claim(incident=incident, source=make_source(), people_count=120, confidential=True)
+    make_claim(incident=incident, source=informant, people_count=200)
+    return {
+        "china": china,
+        "jilin": jilin,
+        "facility": facility,
+        "perpetrator": perpetrator,
+        "publisher": publisher,
+        "informant": informant,
+        "report": report,
+        "article": article,
+        "incident": incident,
+        "draft": make_incident(title="Draft", review_state="draft", places=[jilin]),
+        "confidential": make_incident(title="Secret", confidential=True, places=[jilin]),
+    }
+
+
+class TestIncidentRepresentation:
+    def test_anonymous_reader_gets_the_full_public_record(self, world):
+        body = client_for().get(incident_url(world["incident"])).json()
+        assert body["public_id"] == world["incident"].public_id
+        assert body["incident_type"] == "forced-repatriation"
+        assert body["date_label"] == "29 August 2023"
+        assert (body["people_count"], body["people_count_min"], body["people_count_max"]) == (80, 70, 90)
+        assert body["count_qualifier"] == "about"
+        assert body["verification"] == "corroborated"
+        assert body["version"] == 1
+        assert body["created_at"] and body["updated_at"]
+        assert body["places"] == [
+            {
+                "id": world["facility"].pk,
+                "name": "Tumen detention centre",
+                "kind": "facility",
+                "country": "CN",
+                # Sensitive: the public sees the province's coordinates.
+                "latitude": 43.6,
+                "longitude": 126.2,
+            }
+        ]
+        assert [(row["organization_name"], row["role"]) for row in body["involvements"]] == [
+            ("Ministry of Public Security", "perpetrator")
+        ]
+        assert body["victim_groups"][0] | {"id": None} == {
+            "id": None,
+            "count": 60,
+            "sex": "female",
+            "age_group": "adult",
+            "nationality": "KP",
+            "description": "",
+        }
+        # Only the public claim: the confidential claim and the informant's are hidden, and the
+        # claim range covers only what this reader may see.
+        assert [(claim["source_title"], claim["people_count"]) for claim in body["claims"]] == [("HRW report", 80)]
+        assert (body["claim_people_min"], body["claim_people_max"]) == (80, 80)
+        assert body["created_by"] is None
+
+    def test_confidential_reader_sees_every_claim_and_the_full_claim_range(self, world):
+        reader = make_user(roles.VIEWER, confidential=True)
+        body = client_for(reader).get(incident_url(world["incident"])).json()
+        assert sorted(claim["people_count"] for claim in body["claims"]) == [80, 120, 200]
+        assert (body["claim_people_min"], body["claim_people_max"]) == (80, 200)
+
+    def test_staff_see_exact_coordinates_of_sensitive_places(self, world):
+        body = client_for(make_user(roles.VIEWER)).get(incident_url(world["incident"])).json()
+        assert (body["places"][0]["latitude"], body["places"][0]["longitude"]) == (42.9, 129.5)
+
+    def test_registered_non_staff_reader_sees_coarsened_coordinates(self, world):
+        body = client_for(make_user()).get(f"{API}/places/{world['facility'].pk}/").json()
+        assert (body["latitude"], body["longitude"]) == (43.6, 126.2)
+
+    @pytest.mark.parametrize("hidden", ["draft", "confidential"])
+    def test_hidden_incidents_answer_404_like_missing_ones(self, world, hidden):
+        hidden_answer = client_for().get(incident_url(world[hidden]))
+        missing_answer = client_for().get(f"{API}/incidents/INC-999999/")
+        assert hidden_answer.status_code == missing_answer.status_code == 404
+        assert hidden_answer.json() == missing_answer.json()
+
+    def test_detail_carries_an_etag_built_from_the_version(self, world):
+        response = client_for().get(incident_url(world["incident"]))
+        assert response["ETag"] == '"1"'
+
+
+class TestLinkedRecords:
+    def test_a_public_source_citing_a_confidential_one_does_not_reveal_it(self, world):
+        relay = make_source(title="Article relaying the informant", cites=world["informant"])
+        public = client_for().get(f"{API}/sources/{relay.pk}/").json()
+        insider = client_for(make_user(roles.VIEWER, confidential=True)).get(f"{API}/sources/{relay.pk}/").json()
+        assert public["cites"] is None
+        assert insider["cites"] == world["informant"].pk
+
+    def test_confidential_sources_are_not_listed_and_answer_404(self, world):
+        listed = {source["title"] for source in results(client_for().get(f"{API}/sources/"))}
+        assert "Informant testimony" not in listed
+        assert "HRW report" in listed
+        assert client_for().get(f"{API}/sources/{world['informant'].pk}/").status_code == 404
+
+    def test_source_notes_are_for_staff_only(self, world):
+        world["report"].notes = "Called the author on 3 May."
+        world["report"].save()
+        assert client_for().get(f"{API}/sources/{world['report'].pk}/").json()["notes"] is None
+        staff = client_for(make_user(roles.VIEWER)).get(f"{API}/sources/{world['report'].pk}/").json()
+        assert staff["notes"] == "Called the author on 3 May."
+
+    def test_a_response_lists_only_the_incidents_and_source_the_reader_may_see(self, world):
+        from incidents.models import Response
+
+        response = Response.objects.create(
+            organization=world["publisher"], kind="statement", date=date(2023, 9, 1), source=world["informant"]
+        )
+        response.incidents.set([world["incident"], world["draft"], world["confidential"]])
+        public = client_for().get(f"{API}/responses/{response.pk}/").json()
+        assert (public["incidents"], public["source"]) == ([world["incident"].public_id], None)
+        insider = client_for(make_user(roles.REVIEWER, confidential=True)).get(f"{API}/responses/{response.pk}/")
+        assert len(insider.json()["incidents"]) == 3
+        assert insider.json()["source"] == world["informant"].pk
+
+
+def _many_incidents(count: int):
+    place = make_place(name="Hyesan area", country="KP", parent=make_place(name="Ryanggang", country="KP"))
+    for number in range(count):
+        incident = make_incident(title=f"Bulk {number}", date_start=date(2022, 1, 1) + timedelta(days=number))
+        incident.date_end = incident.date_start
+        incident.places.set([place])
+        make_claim(incident=incident)
+        Involvement.objects.create(incident=incident, organization=make_organization(), role="perpetrator")
+        VictimGroup.objects.create(incident=incident, count=3)
+
+
+class TestListCost:
+    # The incident list: 1 query for the page (type and users joined, claim range subqueried) +
+    # prefetches of places (with ancestors), visible claims (with sources), involvements (with
+    # organizations), victim groups = 5. Other lists: 1 query for the page, plus one prefetch of the
+    # visible incidents for responses. No COUNT(*): cursor pagination needs none.
+    @pytest.mark.parametrize(
+        ("path", "queries"),
+        [
+            ("incidents/", 5),
+            ("sources/", 1),
+            ("organizations/", 1),
+            ("places/", 1),
+            ("incident-types/", 1),
+            ("responses/", 2),
+        ],
+    )
+    def test_list_query_count_does_not_grow_with_page_size(self, path, queries, django_assert_num_queries):
+        _many_incidents(12)
+        from incidents.models import Response
+
+        for number in range(12):
+            make_place(parent=make_place())
+            make_source(cites=make_source())
+            Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 1, number + 1))
+        client = client_for()
+        for page_size in (2, 10):
+            with django_assert_num_queries(queries):
+                answer = client.get(f"{API}/{path}?page_size={page_size}")
+            assert len(results(answer)) == page_size
+
+    def test_incident_detail_query_count(self, world, django_assert_num_queries):
+        # The incident (with its claim range) + the same four prefetches as the list.
+        with django_assert_num_queries(5):
+            assert client_for().get(incident_url(world["incident"])).status_code == 200
+
+
+class TestPagination:
+    def _walk(self, client, url):
+        seen = []
+        while url:
+            page = client.get(url).json()
+            seen += [incident["public_id"] for incident in page["results"]]
+            url = page["next"]
+        return seen
+
+    def test_cursor_pages_visit_every_incident_once_newest_first(self):
+        _many_incidents(7)
+        walked = self._walk(client_for(), f"{API}/incidents/?page_size=3")
+        assert len(walked) == len(set(walked)) == 7
+        dates = [client_for().get(f"{API}/incidents/{public_id}/").json()["date_start"] for public_id in walked]
+        assert dates == sorted(dates, reverse=True)
+
+    @pytest.mark.parametrize("ordering", ["people_count", "-people_count", "date_start", "updated_at", "-updated_at"])
+    def test_every_ordering_pages_through_all_incidents_including_unknown_counts(self, ordering):
+        for count in (None, 5, 5, 10, None, 1):
+            make_incident(people_count=count, count_qualifier="unknown" if count is None else "exact")
+        walked = self._walk(client_for(), f"{API}/incidents/?page_size=2&ordering={ordering}")
+        assert len(walked) == len(set(walked)) == 6
+
+    def test_people_count_ordering_sorts_by_the_best_estimate(self):
+        for count in (30, 10, 20):
+            make_incident(people_count=count)
+        answer = client_for().get(f"{API}/incidents/?ordering=-people_count")
+        assert [incident["people_count"] for incident in results(answer)] == [30, 20, 10]
+
+    @pytest.mark.parametrize(
+        ("query", "parameter"),
+        [
+            ("ordering=title", "ordering"),
+            ("page_size=0", "page_size"),
+            ("page_size=x", "page_size"),
+            ("cursor=garbage", "cursor"),
+            # A well-formed cursor whose position is not a date (p=1&o=9).
+            ("cursor=cD0xJm89OQ==", "cursor"),
+        ],
+    )
+    def test_bad_paging_parameters_answer_400_naming_them(self, query, parameter):
+        make_incident()
+        answer = client_for().get(f"{API}/incidents/?{query}")
+        assert answer.status_code == 400
+        assert parameter in answer.json()
+
+    def test_page_size_above_the_limit_is_refused(self, settings):
+        settings.API_MAX_PAGE_SIZE = 5
+        assert client_for().get(f"{API}/incidents/?page_size=6").status_code == 400
+        assert client_for().get(f"{API}/incidents/?page_size=5").status_code == 200
+
+
+class TestFilters:
+    def test_date_range_overlap(self):
+        july = make_incident(date_start=date(2021, 7, 1), date_end=date(2021, 7, 31), date_precision="month")
+        make_incident(date_start=date(2021, 9, 1), date_end=date(2021, 9, 1))
+        answer = client_for().get(f"{API}/incidents/?date_from=2021-07-15&date_to=2021-07-20")
+        assert public_ids(answer) == {july.public_id}
+
+    def test_type_includes_its_sub_types(self):
+        parent = incident_type("arbitrary-detention")
+        child = IncidentType.objects.create(slug="incommunicado", name="Incommunicado detention", parent=parent)
+        detained = make_incident(incident_type=child)
+        make_incident()
+        assert public_ids(client_for().get(f"{API}/incidents/?type=arbitrary-detention")) == {detained.public_id}
+
+    def test_country_and_place_include_places_inside(self, world):
+        elsewhere = make_incident(places=[make_place(country="KP")])
+        assert public_ids(client_for().get(f"{API}/incidents/?country=CN")) == {world["incident"].public_id}
+        by_place = client_for().get(f"{API}/incidents/?place={world['china'].pk}")
+        assert public_ids(by_place) == {world["incident"].public_id}
+        assert public_ids(client_for().get(f"{API}/incidents/?country=KP")) == {elsewhere.public_id}
+
+    def test_people_bounds_and_verification(self, world):
+        small = make_incident(people_count=5, verification="verified")
+        assert public_ids(client_for().get(f"{API}/incidents/?max_people=10")) == {small.public_id}
+        assert public_ids(client_for().get(f"{API}/incidents/?min_people=50")) == {world["incident"].public_id}
+        assert public_ids(client_for().get(f"{API}/incidents/?verification=verified")) == {small.public_id}
+
+    def test_source_includes_incidents_reported_by_sources_relaying_it(self, world):
+        relayed = make_incident()
+        make_claim(incident=relayed, source=world["article"])
+        answer = client_for().get(f"{API}/incidents/?source={world['report'].pk}")
+        assert public_ids(answer) == {world["incident"].public_id, relayed.public_id}
+
+    def test_organization_matches_involvement_or_publisher_of_a_cited_source(self, world):
+        by_involvement = client_for().get(f"{API}/incidents/?organization={world['perpetrator'].pk}")
+        by_publisher = client_for().get(f"{API}/incidents/?organization={world['publisher'].pk}")
+        assert public_ids(by_involvement) == public_ids(by_publisher) == {world["incident"].public_id}
+
+    @pytest.mark.parametrize("words", ["women", "deported", "Tumen detention"])
+    def test_q_searches_title_description_claim_excerpts_and_place_names(self, world, words):
+        make_incident(title="Unrelated")
+        assert public_ids(client_for().get(f"{API}/incidents/", {"q": words})) == {world["incident"].public_id}
+
+    def test_q_does_not_match_words_only_in_hidden_claims(self, world):
+        make_claim(incident=make_incident(), source=world["informant"], excerpt="whispered codeword")
+        assert public_ids(client_for().get(f"{API}/incidents/?q=codeword")) == set()
+        insider = client_for(make_user(roles.VIEWER, confidential=True))
+        assert len(public_ids(insider.get(f"{API}/incidents/?q=codeword"))) == 1
+
+    def test_updated_since_lists_only_recent_changes(self, world):
+        cutoff = timezone.now()
+        world["incident"].save()
+        answer = client_for().get(f"{API}/incidents/", {"updated_since": cutoff.isoformat()})
+        assert public_ids(answer) == {world["incident"].public_id}
+
+    @pytest.mark.parametrize(
+        ("query", "parameter"),
+        [
+            ("date_from=notadate", "date_from"),
+            ("date_to=2023-13-01", "date_to"),
+            ("min_people=-1", "min_people"),
+            ("max_people=many", "max_people"),
+            ("type=unknown-type", "type"),
+            ("country=XX", "country"),
+            ("place=abc", "place"),
+            ("source=999999", "source"),
+            ("organization=999999", "organization"),
+            ("verification=true", "verification"),
+            ("updated_since=yesterday", "updated_since"),
+        ],
+    )
+    def test_malformed_values_answer_400_naming_the_parameter(self, query, parameter):
+        answer = client_for().get(f"{API}/incidents/?{query}")
+        assert answer.status_code == 400
+        assert list(answer.json()) == [parameter]
+
+    def test_filtering_on_a_confidential_source_reads_like_an_unknown_source(self, world):
+        hidden = client_for().get(f"{API}/incidents/?source={world['informant'].pk}")
+        unknown = client_for().get(f"{API}/incidents/?source=999999")
+        assert hidden.status_code == unknown.status_code == 400
+        assert hidden.json() == unknown.json()
+
+
+class TestGeoJSON:
+    def test_incident_list_as_a_feature_collection_with_coarsened_points(self, world):
+        answer = client_for().get(f"{API}/incidents/?format=geojson")
+        assert answer.status_code == 200
+        assert answer["Content-Type"] == "application/geo+json"
+        collection = answer.json()
+        assert collection["type"] == "FeatureCollection"
+        (feature,) = collection["features"]
+        assert feature["id"] == world["incident"].public_id
+        # RFC 7946: longitude first; the sensitive facility shows the province's position.
+        assert feature["geometry"] == {"type": "Point", "coordinates": [126.2, 43.6]}
+        assert feature["properties"]["places"] == ["Tumen detention centre"]
+        assert feature["properties"]["people_count"] == 80
+        assert collection["next"] is None
+
+    def test_filters_apply_and_errors_stay_json(self, world):
+        assert client_for().get(f"{API}/incidents/?format=geojson&country=KP").json()["features"] == []
+        answer = client_for().get(f"{API}/incidents/?format=geojson&date_from=x")
+        assert answer.status_code == 400
+        assert "date_from" in answer.json()
+
+    def test_incident_without_coordinates_has_a_null_geometry(self):
+        make_incident(places=[make_place(name="Somewhere")])
+        (feature,) = client_for().get(f"{API}/incidents/?format=geojson").json()["features"]
+        assert feature["geometry"] is None

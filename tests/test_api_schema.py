@@ -1,0 +1,79 @@
+"""The OpenAPI schema is valid and the API keeps its promises: schemathesis sends generated
+requests to every operation, anonymously and with a token, and fails on any server error or any
+response (status, content type or body) the schema does not describe."""
+
+import hypothesis
+import pytest
+import schemathesis
+from django.core.management import call_command
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from incidents import roles
+from tests.api_support import API, client_for
+from tests.factories import make_user
+from tracker.wsgi import application
+
+# Bounded to run in about two minutes on two cores: generated examples (valid and invalid data)
+# per operation; the exhaustive coverage phase and stateful sequences are left to longer runs.
+BOUNDED = schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}}})
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def test_schema_and_docs_are_served():
+    schema = client_for().get(f"{API}/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {"/api/v1/incidents/", "/api/v1/incidents/stats/", "/api/v1/incidents/{public_id}/history/"} <= set(paths)
+    list_parameters = {parameter["name"] for parameter in paths["/api/v1/incidents/"]["get"]["parameters"]}
+    assert {"date_from", "type", "country", "q", "ordering", "page_size", "cursor", "format"} <= list_parameters
+    stats_parameters = {parameter["name"] for parameter in paths["/api/v1/incidents/stats/"]["get"]["parameters"]}
+    assert {"group_by", "date_from", "country", "q"} <= stats_parameters
+    assert "412" in paths["/api/v1/incidents/{public_id}/"]["patch"]["responses"]
+    docs = client_for().get(f"{API}/docs/")
+    assert docs.status_code == 200
+    # Swagger UI is served from the app's own static files, so the docs work without a CDN.
+    assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
+
+
+@pytest.fixture
+def api_schema(settings):
+    # The sample data gives the generated requests real records to find, filter and count.
+    call_command("loaddata", "sample", verbosity=0)
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
+    # The real WSGI application closes the database connection after each request; the test's
+    # transaction lives on that connection, so keep it open (as Django's test client does).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schemathesis.openapi.from_wsgi(f"{API}/schema/?format=json", application, config=BOUNDED)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def insider_token():
+    """A reviewer with the confidential permission: every read and write is open to them."""
+    return f"Token {Token.objects.create(user=make_user(roles.REVIEWER, confidential=True)).key}"
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+def test_every_operation_honours_the_schema(case, insider_token):
+    for headers in ({}, {"Authorization": insider_token}):
+        case.call_and_validate(headers=headers, checks=CHECKS)

@@ -1,0 +1,109 @@
+"""Statistics: one request answers "how many people, where, when", never counting an incident twice."""
+
+from datetime import date
+
+import pytest
+
+from incidents import roles
+from incidents.models import Involvement
+from tests.api_support import API, client_for
+from tests.factories import incident_type, make_incident, make_organization, make_place, make_user
+
+
+def on(day: date) -> dict:
+    return {"date_start": day, "date_end": day}
+
+
+def stats(query: str, user=None) -> dict:
+    answer = client_for(user).get(f"{API}/incidents/stats/?{query}")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def by_group(body: dict) -> dict:
+    return {row["group"]: (row["incidents"], row["people_count"]) for row in body["results"]}
+
+
+@pytest.fixture
+def places():
+    return {
+        "sinuiju": make_place(name="Sinuiju", country="KP"),
+        "hyesan": make_place(name="Hyesan", country="KP"),
+        "dandong": make_place(name="Dandong", country="CN"),
+    }
+
+
+def test_an_incident_at_two_places_of_one_country_counts_once_there(places):
+    make_incident(people_count=500, places=[places["sinuiju"], places["hyesan"], places["dandong"]])
+    make_incident(people_count=80, places=[places["dandong"]])
+    body = stats("group_by=country")
+    assert by_group(body) == {"CN": (2, 580), "KP": (1, 500)}
+    assert body["total"] == {"incidents": 2, "people_count": 580, "people_count_min": 580, "people_count_max": 580}
+    assert [row["label"] for row in body["results"]] == ["China", "North Korea"]
+
+
+def test_year_and_month_groups_with_ranges(places):
+    make_incident(people_count=50, people_count_min=40, people_count_max=60, **on(date(2021, 7, 1)))
+    make_incident(people_count=80, **on(date(2023, 8, 29)))
+    make_incident(people_count=40, **on(date(2023, 9, 18)))
+    body = stats("group_by=year")
+    assert body["results"][0] == {
+        "group": "2021",
+        "label": "2021",
+        "incidents": 1,
+        "people_count": 50,
+        "people_count_min": 40,
+        "people_count_max": 60,
+    }
+    assert by_group(body)["2023"] == (2, 120)
+    assert by_group(stats("group_by=month")) == {"2021-07": (1, 50), "2023-08": (1, 80), "2023-09": (1, 40)}
+
+
+def test_type_and_perpetrator_groups_count_each_incident_once_per_group():
+    china, police = make_organization(name="China"), make_organization(name="Border police")
+    both = make_incident(people_count=100)
+    Involvement.objects.create(incident=both, organization=china, role="perpetrator")
+    Involvement.objects.create(incident=both, organization=police, role="perpetrator")
+    Involvement.objects.create(incident=both, organization=china, role="receiving_state")
+    make_incident(people_count=7, incident_type=incident_type("arbitrary-detention"))
+    assert by_group(stats("group_by=type")) == {"forced-repatriation": (1, 100), "arbitrary-detention": (1, 7)}
+    perpetrators = stats("group_by=perpetrator")
+    assert {row["label"]: row["incidents"] for row in perpetrators["results"]} == {
+        "China": 1,
+        "Border police": 1,
+        "Not recorded": 1,
+    }
+    assert perpetrators["total"]["incidents"] == 2
+
+
+def test_filters_apply_to_statistics(places):
+    make_incident(people_count=500, places=[places["dandong"]], **on(date(2023, 10, 2)))
+    make_incident(people_count=50, places=[places["dandong"]], **on(date(2021, 7, 1)))
+    make_incident(people_count=9, places=[places["hyesan"]], **on(date(2023, 1, 1)))
+    body = stats("group_by=year&country=CN&type=forced-repatriation&date_from=2023-01-01&date_to=2023-12-31")
+    assert by_group(body) == {"2023": (1, 500)}
+
+
+def test_statistics_count_only_what_the_reader_may_see(places):
+    make_incident(people_count=10)
+    make_incident(people_count=20, review_state="draft")
+    make_incident(people_count=40, confidential=True)
+    assert stats("group_by=year")["total"]["people_count"] == 10
+    assert stats("group_by=year", make_user(roles.VIEWER))["total"]["people_count"] == 30
+    assert stats("group_by=year", make_user(roles.VIEWER, confidential=True))["total"]["people_count"] == 70
+
+
+@pytest.mark.parametrize("query", ["", "group_by=week", "group_by=year&date_from=never"])
+def test_bad_group_by_or_filter_answers_400_naming_it(query):
+    answer = client_for().get(f"{API}/incidents/stats/?{query}")
+    assert answer.status_code == 400
+    assert set(answer.json()) <= {"group_by", "date_from"}
+    assert answer.json()
+
+
+def test_statistics_take_two_queries_whatever_the_number_of_incidents(places, django_assert_num_queries):
+    for number in range(5):
+        make_incident(people_count=number, places=[places["dandong"], places["hyesan"]])
+    # The grouped sums over distinct (incident, group) pairs, then the overall total.
+    with django_assert_num_queries(2):
+        stats("group_by=country")

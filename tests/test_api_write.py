@@ -1,0 +1,402 @@
+"""Writing through the API: who may, what the services refuse, and how lost updates are caught."""
+
+import pytest
+
+from incidents import roles
+from incidents.models import Claim, Incident, Place, Source
+from tests.api_support import API, client_for, incident_url
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+
+def new_incident_body(**overrides) -> dict:
+    return {
+        "title": "Repatriation of 40 from Tumen",
+        "incident_type": "forced-repatriation",
+        "date_start": "2023-09-18",
+        "date_end": "2023-09-18",
+        "date_precision": "day",
+        "people_count": 40,
+        "count_qualifier": "exact",
+        **overrides,
+    }
+
+
+class TestTokens:
+    def test_username_and_password_give_a_token_that_authenticates(self):
+        analyst = make_user(roles.ANALYST, username="alice")
+        answer = client_for().post(
+            f"{API}/auth/token/", {"username": "alice", "password": "correct horse battery staple"}
+        )
+        assert answer.status_code == 200
+        client = client_for()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {answer.json()['token']}")
+        draft = make_incident(review_state="draft", created_by=analyst)
+        assert client.get(incident_url(draft)).status_code == 200
+
+    def test_wrong_password_answers_400_and_no_token(self):
+        make_user(roles.ANALYST, username="alice")
+        answer = client_for().post(f"{API}/auth/token/", {"username": "alice", "password": "guess"})
+        assert answer.status_code == 400
+        assert "token" not in answer.json()
+
+    def test_a_bad_token_answers_401(self):
+        client = client_for()
+        client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+        assert client.get(f"{API}/incidents/").status_code == 401
+
+
+class TestCreateIncident:
+    def test_analyst_creates_an_incident_with_its_claims_groups_and_involvements(self):
+        analyst = make_user(roles.ANALYST)
+        place, source, organization = make_place(country="CN"), make_source(), make_organization()
+        body = new_incident_body(
+            places=[place.pk],
+            claims=[{"source": source.pk, "people_count": 40, "excerpt": "40 deported"}],
+            victim_groups=[{"count": 40, "sex": "female"}],
+            involvements=[{"organization": organization.pk, "role": "perpetrator"}],
+            # Server-owned: ignored.
+            public_id="INC-000777",
+            created_by="mallory",
+        )
+        answer = client_for(analyst).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 201, answer.json()
+        created = answer.json()
+        incident = Incident.objects.get(public_id=created["public_id"])
+        assert created["public_id"] != "INC-000777"
+        assert incident.created_by == analyst
+        assert (created["version"], created["review_state"]) == (1, "draft")
+        assert created["places"][0]["country"] == "CN"
+        assert [claim["excerpt"] for claim in created["claims"]] == ["40 deported"]
+        assert created["victim_groups"][0]["sex"] == "female"
+        assert created["involvements"][0]["organization"] == organization.pk
+        assert answer["ETag"] == '"1"'
+
+    @pytest.mark.parametrize(
+        ("user_role", "status"), [(None, 401), (roles.VIEWER, 403), ("registered", 403), (roles.ANALYST, 201)]
+    )
+    def test_creating_needs_the_add_permission(self, user_role, status):
+        user = None if user_role is None else make_user(None if user_role == "registered" else user_role)
+        answer = client_for(user).post(f"{API}/incidents/", new_incident_body(), format="json")
+        assert answer.status_code == status
+        assert Incident.objects.count() == (1 if status == 201 else 0)
+
+    def test_analyst_cannot_publish_or_verify_but_a_reviewer_can(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        for field, value in (("review_state", "published"), ("verification", "verified")):
+            refused = client_for(analyst).post(f"{API}/incidents/", new_incident_body(**{field: value}), format="json")
+            assert refused.status_code == 403
+            assert "permission" in refused.json()["detail"]
+            accepted = client_for(reviewer).post(
+                f"{API}/incidents/", new_incident_body(**{field: value}), format="json"
+            )
+            assert accepted.status_code == 201
+            assert accepted.json()[field] == value
+        assert Incident.objects.count() == 2
+
+    def test_analyst_may_submit_for_review(self):
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(review_state="in_review"), format="json"
+        )
+        assert answer.status_code == 201
+
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"date_end": "2023-09-01"}, "date_end"),
+            ({"people_count_min": 50}, "people_count"),
+            ({"incident_type": "no-such-type"}, "incident_type"),
+            ({"date_start": "18/09/2023"}, "date_start"),
+            ({"places": [999999]}, "places"),
+        ],
+    )
+    def test_invalid_incidents_answer_400_naming_the_field(self, overrides, field):
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(**overrides), format="json"
+        )
+        assert answer.status_code == 400
+        assert field in answer.json()
+        assert not Incident.objects.exists()
+
+    def test_service_errors_on_claims_name_the_claim_and_field(self):
+        source = make_source()
+        body = new_incident_body(
+            claims=[
+                {"source": source.pk, "people_count": 10},
+                {"source": make_source().pk, "people_count": 5, "people_count_min": 9},
+            ]
+        )
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400
+        assert "claims[1].people_count" in answer.json()
+        assert not Incident.objects.exists()
+
+    def test_a_claim_cannot_cite_a_source_the_writer_may_not_see(self):
+        secret = make_source(confidential=True)
+        body = new_incident_body(claims=[{"source": secret.pk, "people_count": 10}])
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400
+        assert "claims" in answer.json()
+
+
+class TestUpdateIncident:
+    @pytest.fixture
+    def analyst(self):
+        return make_user(roles.ANALYST)
+
+    @pytest.fixture
+    def incident(self):
+        return make_incident(review_state="draft", people_count=80)
+
+    def test_patch_with_current_if_match_saves_and_returns_the_new_etag(self, analyst, incident):
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"people_count": 90}, format="json", HTTP_IF_MATCH='"1"'
+        )
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["people_count"] == 90
+        assert answer["ETag"] == '"2"'
+        incident.refresh_from_db()
+        assert (incident.people_count, incident.version, incident.updated_by) == (90, 2, analyst)
+
+    def test_stale_if_match_answers_412_and_changes_nothing(self, analyst, incident):
+        incident.title = "Edited by someone else"
+        incident.save()
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"people_count": 90}, format="json", HTTP_IF_MATCH='"1"'
+        )
+        assert answer.status_code == 412
+        assert "version 2" in answer.json()["detail"]
+        incident.refresh_from_db()
+        assert incident.people_count == 80
+
+    def test_without_if_match_a_stale_body_version_answers_409(self, analyst, incident):
+        incident.save()
+        answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90, "version": 1}, format="json")
+        assert answer.status_code == 409
+        assert "not saved" in answer.json()["detail"]
+        incident.refresh_from_db()
+        assert incident.people_count == 80
+
+    def test_without_if_match_the_current_body_version_is_accepted(self, analyst, incident):
+        answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90, "version": 1}, format="json")
+        assert answer.status_code == 200
+        assert answer.json()["version"] == 2
+
+    def test_a_write_naming_no_version_is_refused(self, analyst, incident):
+        answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90}, format="json")
+        assert answer.status_code == 400
+        assert "version" in answer.json()
+
+    def test_put_replaces_the_nested_collections(self, analyst, incident):
+        old_claim = make_claim(incident=incident, people_count=80)
+        replacement_source = make_source()
+        body = new_incident_body(
+            version=1,
+            claims=[
+                {"id": old_claim.pk, "source": old_claim.source_id, "people_count": 85},
+                {"source": replacement_source.pk, "people_count": 90},
+            ],
+        )
+        answer = client_for(analyst).put(incident_url(incident), body, format="json")
+        assert answer.status_code == 200, answer.json()
+        assert sorted(claim["people_count"] for claim in answer.json()["claims"]) == [85, 90]
+        old_claim.refresh_from_db()
+        assert old_claim.people_count == 85
+
+    def test_replacing_claims_keeps_the_confidential_claims_the_writer_cannot_see(self, analyst, incident):
+        hidden = make_claim(incident=incident, source=make_source(confidential=True), people_count=300)
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"version": 1, "claims": [{"source": make_source().pk}]}, format="json"
+        )
+        assert answer.status_code == 200, answer.json()
+        assert len(answer.json()["claims"]) == 1
+        assert Claim.objects.filter(pk=hidden.pk, people_count=300).exists()
+
+    def test_a_hidden_claim_cannot_be_changed_by_naming_its_id(self, analyst, incident):
+        hidden = make_claim(incident=incident, people_count=300, confidential=True)
+        other_incidents_claim = make_claim(incident=make_incident(), people_count=7)
+        for claim in (hidden, other_incidents_claim):
+            answer = client_for(analyst).patch(
+                incident_url(incident),
+                {"version": 1, "claims": [{"id": claim.pk, "source": claim.source_id, "confidential": False}]},
+                format="json",
+            )
+            assert answer.status_code == 400
+            assert answer.json() == {"claims[0].id": [f"{incident.public_id} has no claim {claim.pk}."]}
+        hidden.refresh_from_db()
+        assert hidden.confidential
+        incident.refresh_from_db()
+        assert incident.version == 1
+
+    def test_analyst_cannot_publish_an_existing_incident(self, analyst, incident):
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"review_state": "published", "version": 1}, format="json"
+        )
+        assert answer.status_code == 403
+        incident.refresh_from_db()
+        assert incident.review_state == "draft"
+
+    def test_reviewer_publishes_and_the_public_then_sees_it(self, incident):
+        answer = client_for(make_user(roles.REVIEWER)).patch(
+            incident_url(incident), {"review_state": "published", "version": 1}, format="json"
+        )
+        assert answer.status_code == 200
+        assert client_for().get(incident_url(incident)).status_code == 200
+
+    def test_server_owned_fields_cannot_be_written(self, analyst, incident):
+        answer = client_for(analyst).patch(
+            incident_url(incident),
+            {"version": 1, "public_id": "INC-123456", "created_at": "2000-01-01T00:00:00Z", "date_label": "x"},
+            format="json",
+        )
+        assert answer.status_code == 200
+        incident.refresh_from_db()
+        assert incident.public_id != "INC-123456"
+        assert incident.created_at.year != 2000
+
+    def test_writers_cannot_reach_incidents_they_may_not_see(self, analyst):
+        secret = make_incident(confidential=True)
+        answer = client_for(analyst).patch(incident_url(secret), {"title": "x", "version": 1}, format="json")
+        assert answer.status_code == 404
+
+
+class TestDelete:
+    def test_only_reviewers_delete_incidents(self):
+        incident = make_incident()
+        assert client_for(make_user(roles.ANALYST)).delete(incident_url(incident)).status_code == 403
+        assert client_for(make_user(roles.REVIEWER)).delete(incident_url(incident)).status_code == 204
+        assert not Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_delete_with_a_stale_if_match_answers_412(self):
+        incident = make_incident()
+        incident.save()
+        answer = client_for(make_user(roles.REVIEWER)).delete(incident_url(incident), HTTP_IF_MATCH='"1"')
+        assert answer.status_code == 412
+        assert Incident.objects.filter(pk=incident.pk).exists()
+
+    def test_evidence_in_use_answers_409_naming_what_uses_it(self):
+        place = make_place(name="Sinuiju")
+        make_incident(places=[place], title="Crossing at Sinuiju")
+        answer = client_for(make_user(roles.REVIEWER)).delete(f"{API}/places/{place.pk}/")
+        assert answer.status_code == 409
+        assert answer.json()["detail"] == "It is still used by incident places; remove those uses first."
+        assert Place.objects.filter(pk=place.pk).exists()
+
+
+class TestOtherResources:
+    def test_analyst_creates_a_source_and_model_rules_apply(self):
+        analyst = make_user(roles.ANALYST)
+        answer = client_for(analyst).post(
+            f"{API}/sources/", {"title": "Daily NK", "kind": "news_article", "url": "not a url"}, format="json"
+        )
+        assert answer.status_code == 400
+        assert "url" in answer.json()
+        answer = client_for(analyst).post(f"{API}/sources/", {"title": "Daily NK", "kind": "news_article"})
+        assert answer.status_code == 201
+        assert Source.objects.filter(title="Daily NK").exists()
+
+    def test_place_rules_name_the_field(self):
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/places/", {"name": "Half", "latitude": "41.0"}, format="json"
+        )
+        assert answer.status_code == 400
+        assert "longitude" in answer.json()
+
+    def test_database_constraints_answer_400_not_500(self):
+        make_place(name="Hyesan", parent=None)
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/places/", {"name": "Hyesan"}, format="json")
+        assert answer.status_code == 400
+
+    def test_a_source_cannot_cite_a_hidden_source(self):
+        secret = make_source(confidential=True)
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/sources/", {"title": "Relay", "cites": secret.pk}, format="json"
+        )
+        assert answer.status_code == 400
+        assert "cites" in answer.json()
+
+    def test_replacing_a_responses_incidents_keeps_those_the_writer_cannot_see(self):
+        from datetime import date
+
+        from incidents.models import Response
+
+        secret, public, added = make_incident(confidential=True), make_incident(), make_incident()
+        response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 10, 1))
+        response.incidents.set([secret, public])
+        answer = client_for(make_user(roles.ANALYST)).patch(
+            f"{API}/responses/{response.pk}/", {"incidents": [added.public_id]}, format="json"
+        )
+        assert answer.status_code == 200
+        assert answer.json()["incidents"] == [added.public_id]
+        assert set(response.incidents.all()) == {secret, added}
+
+    def test_editing_a_source_does_not_reveal_the_hidden_source_it_cites(self):
+        relay = make_source(title="Relay", cites=make_source(confidential=True))
+        answer = client_for(make_user(roles.ANALYST)).patch(
+            f"{API}/sources/{relay.pk}/", {"title": "Relay (updated)"}, format="json"
+        )
+        assert answer.status_code == 200
+        assert (answer.json()["title"], answer.json()["cites"]) == ("Relay (updated)", None)
+        relay.refresh_from_db()
+        assert relay.cites_id is not None
+
+    def test_sending_back_the_null_shown_for_a_hidden_link_keeps_the_link(self):
+        hidden = make_source(confidential=True)
+        relay = make_source(title="Relay", cites=hidden)
+        analyst = client_for(make_user(roles.ANALYST))
+        shown = analyst.get(f"{API}/sources/{relay.pk}/").json()
+        answer = analyst.put(f"{API}/sources/{relay.pk}/", shown | {"title": "Relay, edited"}, format="json")
+        assert answer.status_code == 200, answer.json()
+        relay.refresh_from_db()
+        assert (relay.title, relay.cites_id) == ("Relay, edited", hidden.pk)
+
+    def test_viewer_cannot_write(self):
+        answer = client_for(make_user(roles.VIEWER)).post(f"{API}/organizations/", {"name": "X"}, format="json")
+        assert answer.status_code == 403
+
+
+class TestHistory:
+    def test_staff_read_who_changed_what_including_claims(self):
+        analyst = make_user(roles.ANALYST, username="alice")
+        create = client_for(analyst).post(
+            f"{API}/incidents/",
+            new_incident_body(claims=[{"source": make_source().pk, "people_count": 40}]),
+            format="json",
+        )
+        url = f"{API}/incidents/{create.json()['public_id']}/"
+        client_for(analyst).patch(url, {"people_count": 45, "version": 1}, format="json")
+        events = client_for(make_user(roles.VIEWER)).get(f"{url}history/").json()["results"]
+        assert {(event["record"], event["action"]) for event in events} >= {
+            ("incidents.Incident", "insert"),
+            ("incidents.Claim", "insert"),
+            ("incidents.Incident", "update"),
+        }
+        (update,) = [event for event in events if event["action"] == "update"]
+        assert update["user"] == "alice"
+        assert update["changes"]["people_count"] == [40, 45]
+
+    def test_history_is_for_staff_only(self):
+        incident = make_incident()
+        assert client_for().get(incident_url(incident, "history/")).status_code == 401
+        assert client_for(make_user()).get(incident_url(incident, "history/")).status_code == 403
+
+    def test_history_leaves_out_claims_the_reader_may_not_see(self):
+        incident = make_incident()
+        make_claim(incident=incident, source=make_source(confidential=True), excerpt="informant's words")
+        viewer_events = client_for(make_user(roles.VIEWER)).get(incident_url(incident, "history/")).json()
+        assert not [event for event in viewer_events["results"] if event["record"] == "incidents.Claim"]
+        insider = client_for(make_user(roles.VIEWER, confidential=True))
+        insider_events = insider.get(incident_url(incident, "history/")).json()["results"]
+        assert [event["record"] for event in insider_events].count("incidents.Claim") == 1
+
+    def test_history_of_a_hidden_incident_answers_404(self):
+        secret = make_incident(confidential=True)
+        assert client_for(make_user(roles.VIEWER)).get(incident_url(secret, "history/")).status_code == 404
+
+
+def test_clients_over_their_rate_are_throttled(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": None}}
+    client = client_for()
+    statuses = [client.get(f"{API}/incidents/").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    # Signed-in clients count separately, per account.
+    assert client_for(make_user()).get(f"{API}/incidents/").status_code == 200
