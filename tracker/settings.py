@@ -160,8 +160,10 @@ STORAGES = {
         )
     },
 }
-# Serve static files without collectstatic in development and tests.
+# Serve static files without collectstatic in development and tests. Autorefresh too: pytest turns
+# DEBUG off, and WhiteNoise would then warn (an error under pytest) that STATIC_ROOT does not exist.
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
 
