@@ -58,8 +58,15 @@ MULTI_VALUE_SEPARATOR = "; "
 # A spreadsheet runs a cell starting with = + - @ (or a tab or carriage return hiding one) as a
 # formula; a leading apostrophe makes it plain text. A cell that already starts with apostrophes
 # before such a character gets one more, so the importer removes exactly one and the round trip
-# stays lossless. Done in SQL so the export stays a single COPY.
-_NEUTRALISED = r"CASE WHEN {cell} ~ '^''*[=+\-@\t\r]' THEN '''' || {cell} ELSE {cell} END"
+# stays lossless. One regular expression, valid in PostgreSQL and Python; applied in SQL so the
+# export stays a single COPY.
+FORMULA_LIKE = r"^'*[=+\-@\t\r]"
+
+
+def _neutralised(cell: str) -> str:
+    pattern = FORMULA_LIKE.replace("'", "''")
+    return f"CASE WHEN {cell} ~ '{pattern}' THEN '''' || {cell} ELSE {cell} END"
+
 
 # Rows are gathered into chunks of about this size: one network write per chunk instead of per row.
 CHUNK_BYTES = 64 * 1024
@@ -125,7 +132,7 @@ def _copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection)
     for name in COLUMNS:
         cell = f'export_rows."csv_{name}"'
         if name in FREE_TEXT_COLUMNS:
-            cell = _NEUTRALISED.format(cell=cell)
+            cell = _neutralised(cell)
         cells.append(f'{cell} AS "{name}"')
     select = f"SELECT {', '.join(cells)} FROM ({inner_sql}) AS export_rows"
     statement = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"

@@ -140,7 +140,7 @@ def incident_update(
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = Incident.objects.select_for_update().select_related("updated_by").get(pk=incident.pk)
+        current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
         if current.version != expected_version:
             raise VersionConflict(current=current, expected_version=expected_version)
         for field, value in (data or {}).items():

@@ -187,6 +187,8 @@ PGHISTORY_APPEND_ONLY = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
+IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 
 LOGGING = {
     "version": 1,
