@@ -123,10 +123,11 @@ def _export_rows(queryset: QuerySet, user) -> QuerySet:
     return queryset.with_claim_range(user).values(**{f"csv_{name}": expressions[name] for name in COLUMNS})
 
 
-def _copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) -> str:
-    """The COPY statement for the queryset, with its parameters bound client-side (COPY accepts
-    no server-side parameters). The outer SELECT names the columns and neutralises formulas; the
-    inner query's ORDER BY holds, because PostgreSQL never flattens a subquery that sorts."""
+def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) -> str:
+    """The COPY statement for the queryset (also what bench/ runs bare), with its parameters bound
+    client-side (COPY accepts no server-side parameters). The outer SELECT names the columns and
+    neutralises formulas; the inner query's ORDER BY holds, because PostgreSQL never flattens a
+    subquery that sorts."""
     inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
     cells = []
     for name in COLUMNS:
@@ -154,7 +155,7 @@ def stream_incidents_csv(
         cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
         pg_cursor = cursor.cursor
         buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
-        with pg_cursor.copy(_copy_statement(queryset, user, pg_cursor.connection)) as copy:
+        with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
             for row in copy:
                 buffer += row
                 rows_in_buffer += 1

@@ -3,8 +3,8 @@
 Reading never writes. Every problem in the file (encoding, size, malformed CSV, missing columns,
 bad values, unknown names, stale versions, missing permissions) becomes a `RowError` naming the
 line and the column, and the report lists them all. Only a file without a single error is written,
-in one transaction, through `services.incident_create` / `incident_update` (the same validation,
-version check and audit as every other door); an interruption rolls it all back.
+in one transaction, through `services.incidents_bulk_create` / `incident_update` (the same
+validation, version check and audit as every other door); an interruption rolls it all back.
 
 Rows with a `public_id` update that incident, if its `version` is still the one in the file; rows
 without one create an incident. Types, places, organizations and sources are found by name (or
@@ -40,7 +40,7 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.services import WORKFLOW, VersionConflict, incident_create, incident_update
+from incidents.services import WORKFLOW, VersionConflict, incident_update, incidents_bulk_create
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
 # Computed by the export from other data; an import reads past them.
@@ -491,13 +491,20 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
 
 
 def _write(planned: list[PlannedRow], user, report: ImportReport) -> None:
-    """Write every planned row in one transaction, as `user`; any failure undoes it all."""
+    """Write every planned row in one transaction, as `user`; any failure undoes it all. New
+    incidents go in bulk; updates one by one, each with its version check."""
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
             created = _create_missing(report.missing_created)
+            new_rows = [row for row in planned if row.incident is None]
+            try:
+                incidents_bulk_create(user=user, incidents=[_creation(row, created) for row in new_rows])
+            except ValidationError as error:
+                index = int(re.match(r"incidents\[(\d+)\]", next(iter(error.message_dict)))[1])
+                raise _RowNotWritten(new_rows[index].line) from error
             for row in planned:
-                if row.incident is None or row.changes:
-                    _write_row(row, created, user)
+                if row.incident is not None and row.changes:
+                    _update(row, created, user)
     except _RowNotWritten as failure:
         error = failure.__cause__
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
@@ -516,7 +523,9 @@ def _create_missing(missing: dict[str, list[str]]) -> dict[tuple[str, str], mode
     return created
 
 
-def _write_row(row: PlannedRow, created, user) -> None:
+def _resolved(row: PlannedRow, created) -> tuple[dict[str, Any], dict[str, list | None]]:
+    """The row's data and names with the records `create_missing` made in place of new names."""
+
     def resolve(column, record):
         return created[(column, record.casefold())] if isinstance(record, str) else record
 
@@ -527,30 +536,36 @@ def _write_row(row: PlannedRow, created, user) -> None:
         column: None if records is None else [resolve(column, record) for record in records]
         for column, records in row.names.items()
     }
+    return data, names
+
+
+def _creation(row: PlannedRow, created) -> dict[str, Any]:
+    data, names = _resolved(row, created)
+    return {
+        "data": data,
+        "places": names["places"] or (),
+        "claims": [{"source": source} for source in names["sources"] or ()],
+        "involvements": [
+            {"organization": organization, "role": InvolvementRole.PERPETRATOR}
+            for organization in names["perpetrators"] or ()
+        ],
+    }
+
+
+def _update(row: PlannedRow, created, user) -> None:
+    data, names = _resolved(row, created)
     try:
-        if row.incident is None:
-            incident_create(
-                user=user,
-                data=data,
-                places=names["places"] or (),
-                claims=[{"source": source} for source in names["sources"] or ()],
-                involvements=[
-                    {"organization": organization, "role": InvolvementRole.PERPETRATOR}
-                    for organization in names["perpetrators"] or ()
-                ],
-            )
-        else:
-            incident_update(
-                incident=row.incident,
-                user=user,
-                expected_version=row.expected_version,
-                data=data,
-                places=names["places"] if "places" in row.changes else None,
-                claims=_claims_after(row.incident, names["sources"]) if "sources" in row.changes else None,
-                involvements=_involvements_after(row.incident, names["perpetrators"])
-                if "perpetrators" in row.changes
-                else None,
-            )
+        incident_update(
+            incident=row.incident,
+            user=user,
+            expected_version=row.expected_version,
+            data=data,
+            places=names["places"] if "places" in row.changes else None,
+            claims=_claims_after(row.incident, names["sources"]) if "sources" in row.changes else None,
+            involvements=_involvements_after(row.incident, names["perpetrators"])
+            if "perpetrators" in row.changes
+            else None,
+        )
     except (ValidationError, VersionConflict) as error:
         raise _RowNotWritten(row.line) from error
 

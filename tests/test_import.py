@@ -166,6 +166,21 @@ class TestRoundTrip:
         assert (event.title, event.pgh_context.metadata["user"]) == ("Renamed", analyst.pk)
         assert event.pgh_context.metadata["import_file"].endswith("import.csv")
 
+    def test_created_incidents_and_their_links_are_in_history_with_the_importing_user(
+        self, analyst, rich_incidents, tmp_path
+    ):
+        run_import(
+            analyst, tmp_path, f"{HEADER},places,sources\nNew,deportation,2024-01-01,2024-01-01,Tumen,RFA report\n"
+        )
+        created = Incident.objects.get(title="New")
+        for event_model, link in (
+            ("IncidentEvent", "pgh_obj"),
+            ("IncidentPlaceEvent", "incident"),
+            ("ClaimEvent", "incident"),
+        ):
+            event = apps.get_model("incidents", event_model).objects.get(**{link: created})
+            assert (event.pgh_label, event.pgh_context.metadata["user"]) == ("insert", analyst.pk)
+
     def test_only_the_required_columns_create_an_incident(self, analyst, tmp_path):
         output = run_import(analyst, tmp_path, f"{HEADER}\nNew detention,arbitrary-detention,2024-01-01,2024-01-31\n")
         assert "1 incident(s) were created" in output
