@@ -363,7 +363,9 @@ def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incide
             "places",
             "involvements__organization",
             "claims__source",
-            Prefetch("claims", queryset=Claim.objects.visible_to(user), to_attr="visible_claims"),
+            Prefetch(
+                "claims", queryset=Claim.objects.visible_to(user).select_related("source"), to_attr="visible_claims"
+            ),
         )
     )
     return {incident.public_id: incident for incident in incidents}

@@ -481,3 +481,29 @@ class TestAdminImportPage:
         client.force_login(analyst)
         response = client.get(reverse("admin:incidents_incident_changelist"))
         assert f'href="{self.URL}"' in response.text
+
+
+def test_checking_a_file_costs_the_same_queries_whatever_its_length(
+    analyst, rich_incidents, tmp_path, django_assert_num_queries
+):
+    first, second = rich_incidents
+    content = write_csv(
+        [
+            {"public_id": incident.public_id, "version": "1", "title": incident.title, "type": "forced-repatriation"}
+            | {"date_start": "2023-08-29", "date_end": "2023-08-29", "places": "Tumen", "sources": "RFA report"}
+            for incident in (first, second)
+        ]
+        + [
+            {"public_id": "", "version": "", "title": f"New {n}", "type": "deportation", "date_start": "2024-01-01"}
+            | {"date_end": "2024-01-01", "places": "Hoeryong", "sources": "HRW statement"}
+            for n in range(50)
+        ]
+    )
+    path = tmp_path / "import.csv"
+    path.write_text(content)
+    # The user (1) and their permissions (2: user's and groups'); one query each for types, places,
+    # organizations and the sources the file names (4); the incidents it updates (1) with their
+    # places (1), involvements and their organizations (2), claims and their sources (2), and the
+    # claims the user may see (1). None per row.
+    with django_assert_num_queries(14):
+        call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
