@@ -23,7 +23,7 @@ from typing import IO, Any
 import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Prefetch
 from django.db.models.functions import Lower
 from django.utils.text import slugify
@@ -511,6 +511,11 @@ def _write(planned: list[PlannedRow], user, report: ImportReport) -> None:
         error = failure.__cause__
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         raise _InvalidFile(RowError(failure.line, "", message)) from None
+    except IntegrityError as error:
+        # Something the rows refer to was deleted or changed while the file was being written.
+        raise _InvalidFile(
+            RowError(0, "", f"The data changed during the import, which was undone; try again. ({error})")
+        ) from None
 
 
 def _create_missing(missing: dict[str, list[str]]) -> dict[tuple[str, str], models.Model]:
