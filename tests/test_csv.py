@@ -368,18 +368,15 @@ class TestAdmin:
         assert response.status_code == 400
 
     def test_the_action_exports_the_selected_incidents(self, client, viewer):
-        chosen, other, hidden = (
-            make_incident(title="chosen"),
-            make_incident(title="other"),
-            make_incident(title="hidden", confidential=True),
-        )
+        chosen, hidden = make_incident(title="chosen"), make_incident(title="hidden", confidential=True)
+        make_incident(title="not selected")
         response = client.post(
             reverse("admin:incidents_incident_changelist"),
             {"action": "export_selected_as_csv", "_selected_action": [chosen.pk, hidden.pk]},
         )
         assert isinstance(response, StreamingHttpResponse)
+        # Neither the unselected incident nor the selected one the viewer may not see.
         assert [row["title"] for row in read_csv(b"".join(response.streaming_content))] == ["chosen"]
-        assert other.title == "other"
 
     def test_people_without_admin_access_are_sent_to_log_in(self, client):
         client.force_login(make_user(None))
