@@ -11,7 +11,7 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 
 from incidents import roles
-from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv
+from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
 from incidents.models import Incident, Involvement
 from tests.factories import (
     incident_type,
@@ -268,6 +268,20 @@ class TestStreaming:
         # on the same connection, which Django's query log does not see.
         with django_assert_num_queries(3):
             assert len(read_csv(download(client))) == 5
+
+    def test_progress_counts_the_data_rows_of_each_chunk(self):
+        Incident.objects.bulk_create(
+            Incident(
+                title="z" * 290, incident_type=incident_type(), date_start=date(2023, 1, 1), date_end=date(2023, 1, 1)
+            )
+            for _ in range(450)
+        )
+        reviewer = make_user(roles.REVIEWER)
+        counts, out = [], io.BytesIO()
+        write_incidents_csv(Incident.objects.visible_to(reviewer), reviewer, out, on_rows=counts.append)
+        # One count per chunk (the progress bar's steps), the header not counted.
+        assert len(counts) > 1
+        assert sum(counts) == len(read_csv(out.getvalue())) == 450
 
     def test_a_reader_that_stops_early_leaves_the_connection_usable(self):
         Incident.objects.bulk_create(
