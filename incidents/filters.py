@@ -129,12 +129,15 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_date_to(self, queryset, name, value):
         return queryset.overlapping(date_to=value)
 
+    # The OpenAPI types of the filters that take a record: drf-spectacular cannot infer them.
+    @extend_schema_field(OpenApiTypes.STR)
     def filter_type(self, queryset, name, value):
         return queryset.filter(incident_type__in=_descendant_ids(IncidentType, value.pk))
 
     def filter_country(self, queryset, name, value):
         return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__country=value)))
 
+    @extend_schema_field(OpenApiTypes.INT)
     def filter_place(self, queryset, name, value):
         places = _descendant_ids(Place, value.pk)
         return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places)))
@@ -142,9 +145,11 @@ class IncidentFilterSet(django_filters.FilterSet):
     def _visible_claims(self):
         return Claim.objects.visible_to(self.user).filter(incident=OuterRef("pk"))
 
+    @extend_schema_field(OpenApiTypes.INT)
     def filter_source(self, queryset, name, value):
         return queryset.filter(Exists(self._visible_claims().filter(source__in=_citing_source_ids(value.pk))))
 
+    @extend_schema_field(OpenApiTypes.INT)
     def filter_organization(self, queryset, name, value):
         involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
         published = self._visible_claims().filter(source__publisher=value)

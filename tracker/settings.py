@@ -176,10 +176,9 @@ STORAGES = {
         )
     },
 }
-# Serve static files without collectstatic in development and tests.
+# Serve static files without collectstatic in development and tests. Autorefresh too: pytest turns
+# DEBUG off, and WhiteNoise would then warn (an error under pytest) that STATIC_ROOT does not exist.
 WHITENOISE_USE_FINDERS = DEBUG
-# Tied to the environment's DEBUG, not the runtime one: pytest turns DEBUG off, and without
-# autorefresh WhiteNoise would look for (and warn about) a STATIC_ROOT that only collectstatic creates.
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
@@ -204,6 +203,8 @@ PGHISTORY_APPEND_ONLY = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
+IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 
 # REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);
 # writes need the model's add/change/delete permission. Throttled per client IP (anonymous) or per

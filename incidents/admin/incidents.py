@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django_countries import countries
 
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
+from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import Claim, Incident, Involvement, Place, VictimGroup
 from incidents.services import (
@@ -223,7 +224,7 @@ def _inline_rows(formset) -> list[dict]:
 
 
 @admin.register(Incident)
-class IncidentAdmin(TrackedModelAdmin):
+class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]

@@ -28,6 +28,7 @@ from incidents.api.serializers import (
     ResponseSerializer,
     SourceSerializer,
 )
+from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterSet
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
 from incidents.models import Response as OrganizationResponse
@@ -138,8 +139,11 @@ class HistorySerializer(serializers.Serializer):
 FORMAT_PARAMETER = OpenApiParameter(
     "format",
     OpenApiTypes.STR,
-    enum=["json", "geojson"],
-    description="`geojson`: a GeoJSON FeatureCollection (RFC 7946) of the page.",
+    enum=["json", "geojson", "csv"],
+    description=(
+        "`geojson`: a GeoJSON FeatureCollection (RFC 7946) of the page. `csv`: every matching incident "
+        "(not a page) as CSV, like `/api/v1/incidents.csv`; `bom=1` adds a byte order mark for Excel."
+    ),
 )
 
 
@@ -149,6 +153,7 @@ FORMAT_PARAMETER = OpenApiParameter(
         responses={
             (200, "application/json"): IncidentSerializer(many=True),
             (200, "application/geo+json"): FEATURE_COLLECTION,
+            (200, "text/csv"): OpenApiTypes.BINARY,
         },
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
@@ -168,8 +173,21 @@ class IncidentViewSet(ResourceViewSet):
         "-updated_at": ("-updated_at", "-id"),
         "updated_at": ("updated_at", "id"),
     }
-    # Formats the incident list offers beyond JSON; other formats (CSV) join this list.
+    # Formats the incident list renders beyond JSON (`?format=csv` is streamed instead; see list()).
     list_renderer_classes = [GeoJSONRenderer]
+
+    def wants_csv(self) -> bool:
+        return self.action == "list" and self.request.query_params.get("format") == "csv"
+
+    def perform_content_negotiation(self, request, force=False):
+        # The CSV body is a COPY stream (incidents.exports) that no renderer produces; its errors
+        # are JSON, so negotiation must neither 404 on `format=csv` nor answer 406.
+        return super().perform_content_negotiation(request, force=force or self.wants_csv())
+
+    def list(self, request, *args, **kwargs):
+        if self.wants_csv():
+            return filtered_csv_response(self, request, self.visible_incidents())
+        return super().list(request, *args, **kwargs)
 
     def get_renderers(self):
         renderers = super().get_renderers()

@@ -1,0 +1,67 @@
+"""CSV import: time to validate and write ROWS new incidents, rolled back afterwards.
+
+Usage (DATABASE_URL set): python bench/bench_csv_import.py [ROWS]   (default 1000)
+Each row names two places, a perpetrator and two sources, so name matching, claims and
+involvements are all exercised. The write is rolled back, so the database is left as it was.
+"""
+
+import csv
+import io
+import sys
+import time
+
+from demo_rows import reference_records
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from incidents.importers import import_incidents_csv
+
+
+def bench_file(rows: int) -> bytes:
+    places, organizations, sources = reference_records()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["title", "type", "date_start", "date_end", "people_count", "places", "perpetrators", "sources"])
+    for n in range(rows):
+        writer.writerow(
+            [
+                f"Imported incident {n}",
+                "forced-repatriation",
+                "2024-01-01",
+                "2024-01-05",
+                n % 300,
+                f"{places[n % 20].name}; {places[(n + 7) % 20].name}",
+                organizations[n % 10].name,
+                f"{sources[n % 50].title}; {sources[(n + 3) % 50].title}",
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def main():
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_superuser": True, "is_staff": True}
+    )
+    content = bench_file(rows)
+
+    started = time.perf_counter()
+    report = import_incidents_csv(io.BytesIO(content), user=user, dry_run=True)
+    validated = time.perf_counter() - started
+    assert not report.errors, report.errors[:5]
+
+    with transaction.atomic():
+        started = time.perf_counter()
+        report = import_incidents_csv(io.BytesIO(content), user=user)
+        imported = time.perf_counter() - started
+        assert len(report.created) == rows, report.summary()
+        transaction.set_rollback(True)
+
+    print(f"rows: {rows} ({len(content) / 1e6:.1f} MB)")
+    print(f"validate only (--dry-run): {validated:.2f} s ({rows / validated:,.0f} rows/s)")
+    print(f"validate + write:          {imported:.2f} s ({rows / imported:,.0f} rows/s)")
+    print(f"estimate for 100,000 rows: {100_000 / rows * imported:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""CSV in the incident admin: mix `IncidentCsvAdminMixin` into the incident ModelAdmin.
+
+It adds the action "Export selected as CSV", an "Export CSV" button on the changelist that exports
+what the current filters and search select (`<changelist>/export.csv?<the changelist's query>`),
+and an import page (`<changelist>/import/`: upload, preview, confirm). Exports go through
+`incidents.exports` and imports through `incidents.importers`, like every other door.
+"""
+
+import io
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation, IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from incidents.csv_views import incidents_csv_response
+from incidents.importers import import_incidents_csv
+from incidents.models import Incident
+
+# The changelist's own parameters are its filters; this one is the export's.
+BOM_PARAMETER = "bom"
+# Between preview and confirm the file waits in the session, which lives in the database, so the
+# confirmation may reach any app server.
+PENDING_IMPORT_SESSION_KEY = "incidents_pending_csv_import"
+
+
+class IncidentCsvAdminMixin:
+    change_list_template = "admin/incidents/incident/change_list_csv.html"
+    import_template = "admin/incidents/incident/import_csv.html"
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("export.csv", self.admin_site.admin_view(self.export_changelist_csv), name=f"{name}_export_csv"),
+            path("import/", self.admin_site.admin_view(self.import_csv_view), name=f"{name}_import_csv"),
+            *super().get_urls(),
+        ]
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        # Added here rather than in `actions`, which the incident admin sets for its own actions.
+        actions = super().get_actions(request, action_location=action_location)
+        action = self.get_action("export_selected_as_csv", action_location)
+        if (
+            action
+            and self.actions is not None
+            and IS_POPUP_VAR not in request.GET
+            and self.has_view_permission(request)
+        ):
+            actions[action.name] = action
+        return actions
+
+    @admin.action(description="Export selected as CSV")
+    def export_selected_as_csv(self, request, queryset):
+        return self._csv_response(request, queryset)
+
+    def export_changelist_csv(self, request):
+        """What the changelist shows with the same query string (filters, search, date drill-down)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        bom = request.GET.get(BOM_PARAMETER) == "1"
+        request.GET = request.GET.copy()
+        request.GET.pop(BOM_PARAMETER, None)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters as error:
+            return HttpResponseBadRequest(f"These changelist filters are not valid: {error}")
+        return self._csv_response(request, changelist.get_queryset(request), bom=bom)
+
+    def _csv_response(self, request, queryset, *, bom: bool = False):
+        # Whatever the admin's own queryset allows, the export holds only what visible_to allows.
+        incidents = Incident.objects.visible_to(request.user).filter(pk__in=queryset.values("pk"))
+        return incidents_csv_response(incidents, request.user, bom=bom)
+
+    def import_csv_view(self, request):
+        """Upload a CSV, see what it would create and update and every error, then confirm.
+
+        Confirming validates the stored file again and writes it all or nothing."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import incidents from CSV",
+        }
+        if request.method == "POST" and "confirm" in request.POST:
+            pending = request.session.pop(PENDING_IMPORT_SESSION_KEY, None)
+            if pending is None:
+                messages.error(request, "Nothing is waiting to be imported: upload the file again.")
+                return HttpResponseRedirect(request.path)
+            report = import_incidents_csv(
+                io.BytesIO(pending["content"].encode()),
+                user=request.user,
+                create_missing=pending["create_missing"],
+                file_name=pending["file_name"],
+            )
+            if not report.errors:
+                messages.success(request, report.summary())
+                return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+            context.update(report=report, file_name=pending["file_name"])
+        elif request.method == "POST":
+            upload = request.FILES.get("file")
+            if upload is None:
+                context["upload_error"] = "Choose a CSV file to upload."
+            else:
+                create_missing = request.POST.get("create_missing") == "on"
+                report = import_incidents_csv(
+                    upload, user=request.user, create_missing=create_missing, dry_run=True, file_name=upload.name
+                )
+                if not report.errors:
+                    # Valid, hence UTF-8 and within the size limit.
+                    upload.seek(0)
+                    request.session[PENDING_IMPORT_SESSION_KEY] = {
+                        "content": upload.read().decode("utf-8-sig"),
+                        "create_missing": create_missing,
+                        "file_name": upload.name,
+                    }
+                context.update(report=report, file_name=upload.name)
+        refused = "upload_error" in context or bool(context.get("report") and context["report"].errors)
+        return TemplateResponse(request, self.import_template, context, status=400 if refused else 200)

@@ -1,0 +1,190 @@
+"""CSV out: one row per incident, produced by PostgreSQL's `COPY … TO STDOUT` from the filtered queryset.
+
+The caller passes a queryset it has already limited with `visible_to(user)` (and filtered with
+IncidentFilterSet); this module turns it into one SQL statement whose multi-valued cells are
+correlated subqueries, so the database builds every row and Python only moves bytes. The claims
+behind `source_count`, `sources`, `claim_min` and `claim_max` are limited to the ones the user may see.
+
+Every door (the HTTP endpoint, the admin, `manage.py export_incidents`) streams through
+`stream_incidents_csv`, so they all produce the same columns under the same rules.
+"""
+
+import codecs
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
+
+import psycopg
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Count, F, Func, OuterRef, QuerySet, StringAgg, Subquery, TextField, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+
+from incidents.filters import IncidentFilterSet
+from incidents.models import Claim, Incident, IncidentPlace, Involvement, InvolvementRole
+
+# The documented, stable column set (README "CSV export"); `version` comes last so that a file
+# exported, edited and imported again carries the version its rows were read at.
+COLUMNS = (
+    "public_id",
+    "title",
+    "type",
+    "date_start",
+    "date_end",
+    "date_precision",
+    "date_label",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+    "count_qualifier",
+    "countries",
+    "places",
+    "perpetrators",
+    "verification",
+    "review_state",
+    "source_count",
+    "sources",
+    "claim_min",
+    "claim_max",
+    "updated_at",
+    "version",
+)
+
+# Cells analysts type freely, which a spreadsheet could run as a formula.
+FREE_TEXT_COLUMNS = frozenset({"title", "places", "perpetrators", "sources"})
+
+MULTI_VALUE_SEPARATOR = "; "
+
+# A spreadsheet runs a cell starting with = + - @ (or a tab or carriage return hiding one) as a
+# formula; a leading apostrophe makes it plain text. A cell that already starts with apostrophes
+# before such a character gets one more, so the importer removes exactly one and the round trip
+# stays lossless. One regular expression, valid in PostgreSQL and Python; applied in SQL so the
+# export stays a single COPY.
+FORMULA_LIKE = r"^'*[=+\-@\t\r]"
+
+
+def _neutralised(cell: str) -> str:
+    pattern = FORMULA_LIKE.replace("'", "''")
+    return f"CASE WHEN {cell} ~ '{pattern}' THEN '''' || {cell} ELSE {cell} END"
+
+
+# Rows are gathered into chunks of about this size: one network write per chunk instead of per row.
+CHUNK_BYTES = 64 * 1024
+
+
+class IsoTimestamp(Func):
+    """ISO 8601 in UTC (`2024-03-01T09:30:00.000000Z`), whatever the session's DateStyle and TimeZone."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    output_field = TextField()
+
+
+def _joined(rows: QuerySet, field: str, *, distinct: bool = False) -> Subquery:
+    """`field` of the incident's `rows`, sorted and joined with "; ", as a correlated subquery."""
+    return Subquery(
+        rows.order_by()
+        .values("incident")
+        .annotate(joined=StringAgg(field, Value(MULTI_VALUE_SEPARATOR), distinct=distinct, order_by=field))
+        .values("joined")
+    )
+
+
+def _export_rows(queryset: QuerySet, user) -> QuerySet:
+    """The queryset reduced to the export's columns, each selected under the alias `csv_<column>`
+    (aliases equal to field names would clash with the model's fields)."""
+    places = IncidentPlace.objects.filter(incident=OuterRef("pk"))
+    perpetrators = Involvement.objects.filter(incident=OuterRef("pk"), role=InvolvementRole.PERPETRATOR)
+    claims = Claim.objects.visible_to(user).filter(incident=OuterRef("pk"))
+    claim_count = claims.order_by().values("incident").annotate(count=Count("pk")).values("count")
+    expressions = {
+        "public_id": F("public_id"),
+        "title": F("title"),
+        "type": F("incident_type__slug"),
+        "date_start": F("date_start"),
+        "date_end": F("date_end"),
+        "date_precision": F("date_precision"),
+        "date_label": F("date_label"),
+        "people_count": F("people_count"),
+        "people_count_min": F("people_count_min"),
+        "people_count_max": F("people_count_max"),
+        "count_qualifier": F("count_qualifier"),
+        "countries": _joined(places.exclude(place__country=""), "place__country", distinct=True),
+        "places": _joined(places, "place__name"),
+        "perpetrators": _joined(perpetrators, "organization__name"),
+        "verification": F("verification"),
+        "review_state": F("review_state"),
+        "source_count": Coalesce(Subquery(claim_count), 0),
+        "sources": _joined(claims, "source__title"),
+        "claim_min": F("claim_people_min"),
+        "claim_max": F("claim_people_max"),
+        "updated_at": IsoTimestamp("updated_at"),
+        "version": F("version"),
+    }
+    return queryset.with_claim_range(user).values(**{f"csv_{name}": expressions[name] for name in COLUMNS})
+
+
+def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) -> str:
+    """The COPY statement for the queryset (also what bench/ runs bare), with its parameters bound
+    client-side (COPY accepts no server-side parameters). The outer SELECT names the columns and
+    neutralises formulas; the inner query's ORDER BY holds, because PostgreSQL never flattens a
+    subquery that sorts."""
+    inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
+    cells = []
+    for name in COLUMNS:
+        cell = f'export_rows."csv_{name}"'
+        if name in FREE_TEXT_COLUMNS:
+            cell = _neutralised(cell)
+        cells.append(f'{cell} AS "{name}"')
+    select = f"SELECT {', '.join(cells)} FROM ({inner_sql}) AS export_rows"
+    statement = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
+    return psycopg.ClientCursor(pg_connection).mogrify(statement, params)
+
+
+def stream_incidents_csv(
+    queryset: QuerySet, user, *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """Yield the CSV of `queryset` (already limited to what `user` may see) in chunks of whole rows.
+
+    Runs one COPY statement in its own transaction when iterated, not when called, so an HTTP
+    response can stream it after the view has returned. `on_rows(n)` is told how many data rows
+    each chunk holds, for progress bars. Memory stays at one chunk whatever the row count."""
+    if bom:
+        yield codecs.BOM_UTF8
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Dates as YYYY-MM-DD whatever the server's default DateStyle.
+        cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
+        pg_cursor = cursor.cursor
+        buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
+        with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
+            for row in copy:
+                buffer += row
+                rows_in_buffer += 1
+                if len(buffer) >= CHUNK_BYTES:
+                    yield bytes(buffer)
+                    if on_rows:
+                        on_rows(rows_in_buffer)
+                    buffer.clear()
+                    rows_in_buffer = 0
+        if buffer:
+            yield bytes(buffer)
+            if on_rows:
+                on_rows(rows_in_buffer)
+
+
+def write_incidents_csv(
+    queryset: QuerySet, user, out: IO[bytes], *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+) -> None:
+    """Write the CSV of `queryset` to the binary file `out`; see `stream_incidents_csv`."""
+    for chunk in stream_incidents_csv(queryset, user, bom=bom, on_rows=on_rows):
+        out.write(chunk)
+
+
+def filter_visible_incidents(params: Mapping[str, Any], request: HttpRequest) -> QuerySet:
+    """The incidents `request.user` may see, narrowed by IncidentFilterSet's `params` (the same
+    filters as the API's incident list). Raises ValidationError naming each bad parameter.
+
+    Runs a query only for filters that name a record (type, place, source, organization)."""
+    filterset = IncidentFilterSet(params, queryset=Incident.objects.visible_to(request.user), request=request)
+    if not filterset.is_valid():
+        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
+    return filterset.qs

@@ -1,0 +1,608 @@
+"""CSV in: the export's columns, validated row by row in full, then written all at once or not at all.
+
+Reading never writes. Every problem in the file (encoding, size, malformed CSV, missing columns,
+bad values, unknown names, stale versions, missing permissions) becomes a `RowError` naming the
+line and the column, and the report lists them all. Only a file without a single error is written,
+in one transaction, through `services.incidents_bulk_create` / `incident_update` (the same
+validation, version check and audit as every other door); an interruption rolls it all back.
+
+Rows with a `public_id` update that incident, if its `version` is still the one in the file; rows
+without one create an incident. Types, places, organizations and sources are found by name (or
+slug, alternate names, aliases) and are never created unless the caller asks (`create_missing`).
+"""
+
+import csv
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Any
+
+import pghistory
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import Prefetch
+from django.db.models.functions import Lower
+from django.utils.text import slugify
+
+from incidents.exports import COLUMNS, FORMULA_LIKE
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentType,
+    InvolvementRole,
+    Organization,
+    Place,
+    ReviewState,
+    Source,
+    Verification,
+)
+from incidents.services import WORKFLOW, VersionConflict, incident_update, incidents_bulk_create
+
+REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
+# Computed by the export from other data; an import reads past them.
+DERIVED_COLUMNS = frozenset({"date_label", "countries", "source_count", "claim_min", "claim_max", "updated_at"})
+# Columns that hold an incident field under the same name.
+FIELD_COLUMNS = (
+    "title",
+    "date_start",
+    "date_end",
+    "date_precision",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+    "count_qualifier",
+    "verification",
+    "review_state",
+)
+DATE_COLUMNS = frozenset({"date_start", "date_end"})
+COUNT_COLUMNS = frozenset({"people_count", "people_count_min", "people_count_max"})
+NAME_COLUMNS = ("places", "perpetrators", "sources")
+
+# The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
+# What `create_missing` makes of an unknown name in each column: the model and the field it names.
+MISSING_RECORD_FIELDS = {
+    "type": (IncidentType, "name"),
+    "places": (Place, "name"),
+    "perpetrators": (Organization, "name"),
+    "sources": (Source, "title"),
+}
+
+_NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int  # 0 for the file as a whole
+    column: str
+    message: str
+
+    def __str__(self):
+        where = [f"line {self.line}"] if self.line else []
+        where += [f"column {self.column}"] if self.column else []
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+@dataclass
+class PlannedRow:
+    """One valid row: what it will create, or which incident it will update and how."""
+
+    line: int
+    title: str
+    incident: Incident | None
+    expected_version: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    type_name: str | None = None
+    names: dict[str, list[str] | None] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    file_name: str = ""
+    errors: list[RowError] = field(default_factory=list)
+    created: list[PlannedRow] = field(default_factory=list)
+    updated: list[PlannedRow] = field(default_factory=list)
+    unchanged: list[PlannedRow] = field(default_factory=list)
+    # Kind ("places", …) -> names that `create_missing` creates (or, in a dry run, would create).
+    missing_created: dict[str, list[str]] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        if self.errors:
+            return f"{len(self.errors)} error(s) in {self.file_name or 'the file'}; nothing was imported."
+        verb = "would be" if self.dry_run else "were"
+        parts = [
+            f"{len(self.created)} incident(s) {verb} created",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+        ]
+        for kind, names in self.missing_created.items():
+            parts.append(f"{len(names)} {kind} {verb} created ({', '.join(names)})")
+        return "; ".join(parts) + "."
+
+
+class _InvalidFile(Exception):
+    """A problem that stops reading the file (rows after it cannot be trusted)."""
+
+    def __init__(self, error: RowError):
+        self.error = error
+
+
+class _RowNotWritten(Exception):
+    """A service refused a row that passed validation (someone changed the data in between)."""
+
+    def __init__(self, line: int):
+        self.line = line
+
+
+class _NameIndex:
+    """Finds records by any of their names, case-insensitively; a name may match several."""
+
+    def __init__(self, kind: str, records: Iterable[tuple[models.Model, Iterable[str]]]):
+        self.kind = kind
+        self.by_name: dict[str, list[models.Model]] = defaultdict(list)
+        for record, names in records:
+            for name in {name.casefold() for name in names if name}:
+                self.by_name[name].append(record)
+
+    def find(self, name: str) -> list[models.Model]:
+        return self.by_name.get(name.casefold(), [])
+
+
+def import_incidents_csv(
+    file: IO[bytes], *, user, create_missing: bool = False, dry_run: bool = False, file_name: str = ""
+) -> ImportReport:
+    """Validate every row of the CSV in `file`; unless `dry_run` or any error, write them all in one
+    transaction as `user`. Checking costs the same few queries whatever the file's length; writing,
+    a few queries per batch of new incidents and incident_update's queries per changed incident."""
+    report = ImportReport(file_name=file_name, dry_run=dry_run)
+    if not (user.has_perm("incidents.add_incident") and user.has_perm("incidents.change_incident")):
+        report.errors.append(
+            RowError(0, "", "You may not import incidents: it needs permission to add and change incidents.")
+        )
+        return report
+    try:
+        header, rows = _read_rows(file)
+    except _InvalidFile as invalid:
+        report.errors.append(invalid.error)
+        return report
+    planned = _validate_rows(header, rows, user, create_missing, report)
+    if report.errors or dry_run:
+        return report
+    try:
+        _write(planned, user, report)
+    except _InvalidFile as invalid:
+        report.errors.append(invalid.error)
+        report.created, report.updated, report.unchanged = [], [], []
+    return report
+
+
+def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    limit = settings.IMPORT_MAX_BYTES
+    content = file.read(limit + 1)
+    if len(content) > limit:
+        raise _InvalidFile(
+            RowError(0, "", f"The file is larger than {limit:,} bytes, the import limit (TRACKER_IMPORT_MAX_BYTES).")
+        )
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _InvalidFile(RowError(1, "", "The file is UTF-16; save it as UTF-8 (in Excel: 'CSV UTF-8')."))
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise _InvalidFile(
+            RowError(
+                line,
+                "",
+                f"The file is not UTF-8 (byte 0x{content[error.start]:02x} cannot be read); "
+                "save it as UTF-8 (in Excel: 'CSV UTF-8').",
+            )
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = []
+    line = 0  # the last line read; a record may span several
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        line = reader.line_num
+        for cells in reader:
+            if cells:
+                rows.append((line + 1, cells))
+            line = reader.line_num
+    except csv.Error as error:
+        raise _InvalidFile(RowError(line + 1, "", f"Malformed CSV: {error}.")) from None
+    _check_header(header)
+    return header, rows
+
+
+def _check_header(header: list[str]) -> None:
+    if not any(header):
+        raise _InvalidFile(RowError(1, "", f"The file is empty; its first line must name the columns: {_known()}."))
+    unknown = [name for name in header if name not in COLUMNS]
+    if unknown:
+        raise _InvalidFile(RowError(1, unknown[0], f"Unknown column; the columns are {_known()}."))
+    duplicated = [name for name in header if header.count(name) > 1]
+    if duplicated:
+        raise _InvalidFile(RowError(1, duplicated[0], "This column appears more than once."))
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise _InvalidFile(RowError(1, missing[0], "This required column is missing."))
+
+
+def _known() -> str:
+    return ", ".join(COLUMNS)
+
+
+def _plain(cell: str) -> str:
+    """The cell as typed, without the apostrophe the export adds before a formula-like value."""
+    return cell[1:] if _NEUTRALISED_CELL.match(cell) else cell
+
+
+def _split_names(cell: str) -> list[str]:
+    return list(dict.fromkeys(name.strip() for name in _plain(cell).split(";") if name.strip()))
+
+
+def _validate_rows(header, rows, user, create_missing, report) -> list[PlannedRow]:
+    records = [dict(zip(header, cells, strict=False)) for _, cells in rows]
+    indexes = _name_indexes(user, records)
+    existing = _existing_incidents(user, records)
+    missing: dict[str, dict[str, str]] = defaultdict(dict)  # kind -> casefolded name -> name as written
+    planned, seen_ids = [], {}
+    for (line, cells), record in zip(rows, records, strict=True):
+        errors: list[RowError] = []
+        if len(cells) != len(header):
+            report.errors.append(RowError(line, "", f"This row has {len(cells)} cells; the header has {len(header)}."))
+            continue
+        row = PlannedRow(line=line, title=_plain(record["title"]), incident=None)
+        public_id = record.get("public_id", "").strip()
+        if public_id:
+            if public_id in seen_ids:
+                errors.append(RowError(line, "public_id", f"{public_id} is also on line {seen_ids[public_id]}."))
+            seen_ids[public_id] = line
+            row.incident = existing.get(public_id)
+            if row.incident is None:
+                errors.append(
+                    RowError(
+                        line,
+                        "public_id",
+                        f"No incident {public_id} that you may see; leave public_id empty to create a new incident.",
+                    )
+                )
+            else:
+                errors.extend(_check_version(line, record, row.incident, row))
+        data, value_errors = _parse_values(line, record)
+        errors.extend(value_errors)
+        names, name_errors = _resolve_names(line, record, indexes, create_missing, missing)
+        errors.extend(name_errors)
+        if not errors:
+            errors.extend(_check_row(line, row, data, names, user))
+        if errors:
+            report.errors.extend(errors)
+        else:
+            planned.append(row)
+    report.missing_created = {kind: sorted(names.values()) for kind, names in missing.items() if names}
+    for row in planned:
+        if row.incident is None:
+            report.created.append(row)
+        elif row.changes:
+            report.updated.append(row)
+        else:
+            report.unchanged.append(row)
+    return planned
+
+
+def _check_version(line: int, record: dict[str, str], incident: Incident, row: PlannedRow) -> list[RowError]:
+    raw = record.get("version", "").strip()
+    if not raw:
+        return [RowError(line, "version", f"Needed to update {incident.public_id}: export it to get its version.")]
+    if not raw.isdigit():
+        return [RowError(line, "version", f"{raw!r} is not a version number.")]
+    row.expected_version = int(raw)
+    if row.expected_version != incident.version:
+        return [
+            RowError(
+                line,
+                "version",
+                f"{incident.public_id} has changed since this file was exported (the file has version "
+                f"{row.expected_version}, the database version {incident.version}); export it again and "
+                "reapply your changes.",
+            )
+        ]
+    return []
+
+
+def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], list[RowError]]:
+    data, errors = {}, []
+    for column in FIELD_COLUMNS:
+        if column not in record:
+            continue
+        raw = record[column]
+        if column in DATE_COLUMNS:
+            try:
+                data[column] = date.fromisoformat(raw.strip())
+            except ValueError:
+                errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
+        elif column in COUNT_COLUMNS:
+            value = raw.strip()
+            if value and not value.isdigit():
+                errors.append(RowError(line, column, f"{raw!r} is not a whole number of people."))
+            else:
+                data[column] = int(value) if value else None
+        else:
+            data[column] = _plain(raw) if column == "title" else raw.strip()
+    return data, errors
+
+
+def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _NameIndex]:
+    """Everything the file's names could refer to, in one query per kind. Sources are looked up
+    among those the user may see (a hidden source is as unknown as a missing one), and only by
+    the titles the file uses, since there are many."""
+    titles = {name.lower() for record in records for name in _split_names(record.get("sources", ""))}
+    sources = Source.objects.visible_to(user).annotate(folded=Lower("title")).filter(folded__in=titles)
+    return {
+        "type": _NameIndex("type", ((kind, [kind.slug, kind.name]) for kind in IncidentType.objects.all())),
+        "places": _NameIndex("place", ((place, [place.name, *place.alternate_names]) for place in Place.objects.all())),
+        "perpetrators": _NameIndex(
+            "organization",
+            ((organization, [organization.name, *organization.aliases]) for organization in Organization.objects.all()),
+        ),
+        "sources": _NameIndex("source", ((source, [source.title]) for source in sources)),
+    }
+
+
+def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incident]:
+    public_ids = {record.get("public_id", "").strip() for record in records} - {""}
+    incidents = (
+        Incident.objects.visible_to(user)
+        .filter(public_id__in=public_ids)
+        .select_related("incident_type")
+        .prefetch_related(
+            "places",
+            "involvements__organization",
+            "claims__source",
+            Prefetch(
+                "claims", queryset=Claim.objects.visible_to(user).select_related("source"), to_attr="visible_claims"
+            ),
+        )
+    )
+    return {incident.public_id: incident for incident in incidents}
+
+
+def _resolve_names(line, record, indexes, create_missing, missing) -> tuple[dict[str, list], list[RowError]]:
+    """The records each name column names; with `create_missing`, an unknown name is noted for
+    creation (as its text) instead of being an error. Absent columns resolve to None (unchanged)."""
+    resolved, errors = {}, []
+    columns = [column for column in ("type", *NAME_COLUMNS) if column in record]
+    for column in columns:
+        index = indexes[column]
+        names = [record[column].strip()] if column == "type" else _split_names(record[column])
+        found = []
+        for name in names:
+            matches = index.find(name)
+            if len(matches) == 1:
+                found.append(matches[0])
+            elif matches:
+                ids = ", ".join(str(match.pk) for match in matches)
+                errors.append(RowError(line, column, f"{name!r} matches {len(matches)} {index.kind}s (ids {ids})."))
+            elif not name:
+                errors.append(RowError(line, column, "This field cannot be blank."))
+            elif create_missing and len(name) > _max_name_length(column):
+                errors.append(RowError(line, column, f"{name!r} is too long for a new {index.kind}."))
+            elif create_missing:
+                # The first spelling in the file names the new record; later ones refer to it.
+                found.append(missing[column].setdefault(name.casefold(), name))
+            else:
+                errors.append(
+                    RowError(
+                        line,
+                        column,
+                        f"Unknown {index.kind} {name!r}; add it first, or import with --create-missing "
+                        "(in the admin: 'Create missing') to create it.",
+                    )
+                )
+        # Two spellings of one name are one record.
+        resolved[column] = list(dict.fromkeys(found))
+    return resolved, errors
+
+
+def _max_name_length(column: str) -> int:
+    model, name_field = MISSING_RECORD_FIELDS[column]
+    return model._meta.get_field(name_field).max_length
+
+
+def _check_row(line, row: PlannedRow, data, names, user) -> list[RowError]:
+    """The model's own rules on the incident the row describes, the workflow's permissions, and
+    what the row changes on an existing incident."""
+    incident = row.incident
+    candidate = Incident(**{**_current_values(incident), **data}) if incident else Incident(**data)
+    if "type" in names:
+        type_or_name = names["type"][0]
+        if isinstance(type_or_name, IncidentType):
+            candidate.incident_type = type_or_name
+        else:
+            row.type_name = type_or_name
+            # Stands in for the type create_missing makes, so the rest of the row is validated.
+            candidate.incident_type = IncidentType(name=type_or_name)
+    errors = []
+    try:
+        candidate.clean_fields(exclude=["incident_type", "created_by", "updated_by"])
+        candidate.clean()
+    except ValidationError as error:
+        for field_name, messages in error.message_dict.items():
+            errors.extend(RowError(line, field_name, message) for message in messages)
+    errors.extend(_check_workflow(line, incident, candidate, user))
+    if errors:
+        return errors
+    row.data = {**data, "incident_type": candidate.incident_type}
+    row.names = {column: names.get(column) for column in NAME_COLUMNS}
+    if incident is not None:
+        row.changes = _changes(incident, row)
+    return []
+
+
+def _current_values(incident: Incident) -> dict[str, Any]:
+    return {name: getattr(incident, name) for name in ("incident_type", *FIELD_COLUMNS)}
+
+
+def _check_workflow(line, incident: Incident | None, candidate: Incident, user) -> list[RowError]:
+    """An import may move an incident through review or change its verification only as far as
+    the user's role allows: the same WORKFLOW and permissions as the services' transitions."""
+    errors = []
+    before = incident.review_state if incident else ReviewState.DRAFT
+    after = candidate.review_state
+    if after != before:
+        permissions = [
+            permission for sources, target, permission in WORKFLOW.values() if target == after and before in sources
+        ]
+        if not permissions:
+            errors.append(RowError(line, "review_state", f"An incident cannot go from {before} to {after}."))
+        elif not any(user.has_perm(permission) for permission in permissions):
+            errors.append(
+                RowError(line, "review_state", f"You may not make incidents {after}: your role lacks that permission.")
+            )
+    before_verification = incident.verification if incident else Verification.ALLEGED
+    if candidate.verification != before_verification and not user.has_perm("incidents.verify_incident"):
+        errors.append(
+            RowError(line, "verification", "You may not change verification: your role lacks that permission.")
+        )
+    return errors
+
+
+def _changes(incident: Incident, row: PlannedRow) -> list[str]:
+    changes = [
+        "type" if name == "incident_type" else name
+        for name, value in row.data.items()
+        if getattr(incident, name) != value
+    ]
+    current = {
+        "places": set(incident.places.all()),
+        "perpetrators": {
+            involvement.organization
+            for involvement in incident.involvements.all()
+            if involvement.role == InvolvementRole.PERPETRATOR
+        },
+        "sources": {claim.source for claim in incident.visible_claims},
+    }
+    for column, records in row.names.items():
+        if records is not None and set(records) != current[column]:
+            changes.append(column)
+    return changes
+
+
+def _write(planned: list[PlannedRow], user, report: ImportReport) -> None:
+    """Write every planned row in one transaction, as `user`; any failure undoes it all. New
+    incidents go in bulk; updates one by one, each with its version check."""
+    try:
+        with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
+            created = _create_missing(report.missing_created)
+            new_rows = [row for row in planned if row.incident is None]
+            try:
+                incidents_bulk_create(user=user, incidents=[_creation(row, created) for row in new_rows])
+            except ValidationError as error:
+                index = int(re.match(r"incidents\[(\d+)\]", next(iter(error.message_dict)))[1])
+                raise _RowNotWritten(new_rows[index].line) from error
+            for row in planned:
+                if row.incident is not None and row.changes:
+                    _update(row, created, user)
+    except _RowNotWritten as failure:
+        error = failure.__cause__
+        message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+        raise _InvalidFile(RowError(failure.line, "", message)) from None
+    except IntegrityError as error:
+        # Something the rows refer to was deleted or changed while the file was being written.
+        raise _InvalidFile(
+            RowError(0, "", f"The data changed during the import, which was undone; try again. ({error})")
+        ) from None
+
+
+def _create_missing(missing: dict[str, list[str]]) -> dict[tuple[str, str], models.Model]:
+    created = {}
+    for column, names in missing.items():
+        model, name_field = MISSING_RECORD_FIELDS[column]
+        for name in names:
+            fields = {name_field: name}
+            if model is IncidentType:
+                fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
+            created[(column, name.casefold())] = model.objects.create(**fields)
+    return created
+
+
+def _resolved(row: PlannedRow, created) -> tuple[dict[str, Any], dict[str, list | None]]:
+    """The row's data and names with the records `create_missing` made in place of new names."""
+
+    def resolve(column, record):
+        return created[(column, record.casefold())] if isinstance(record, str) else record
+
+    data = dict(row.data)
+    if row.type_name:
+        data["incident_type"] = created[("type", row.type_name.casefold())]
+    names = {
+        column: None if records is None else [resolve(column, record) for record in records]
+        for column, records in row.names.items()
+    }
+    return data, names
+
+
+def _creation(row: PlannedRow, created) -> dict[str, Any]:
+    data, names = _resolved(row, created)
+    return {
+        "data": data,
+        "places": names["places"] or (),
+        "claims": [{"source": source} for source in names["sources"] or ()],
+        "involvements": [
+            {"organization": organization, "role": InvolvementRole.PERPETRATOR}
+            for organization in names["perpetrators"] or ()
+        ],
+    }
+
+
+def _update(row: PlannedRow, created, user) -> None:
+    data, names = _resolved(row, created)
+    try:
+        incident_update(
+            incident=row.incident,
+            user=user,
+            expected_version=row.expected_version,
+            data=data,
+            places=names["places"] if "places" in row.changes else None,
+            claims=_claims_after(row.incident, names["sources"]) if "sources" in row.changes else None,
+            involvements=_involvements_after(row.incident, names["perpetrators"])
+            if "perpetrators" in row.changes
+            else None,
+        )
+    except (ValidationError, VersionConflict) as error:
+        raise _RowNotWritten(row.line) from error
+
+
+def _claims_after(incident: Incident, sources: list[Source]) -> list[dict[str, Any]]:
+    """The user's visible claims once the row's sources apply: a listed source keeps its claim (with
+    its figures and excerpt), a new one gets a bare claim, a visible claim whose source is no longer
+    listed goes. Claims the user may not see are left alone by incident_update itself; a source that
+    already has such a claim gets no second one."""
+    kept = [claim for claim in incident.visible_claims if claim.source in sources]
+    fields = [field.attname for field in Claim._meta.concrete_fields if field.name != "incident"]
+    claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
+    claimed = {claim.source for claim in incident.claims.all()}
+    return claims + [{"source": source} for source in sources if source not in claimed]
+
+
+def _involvements_after(incident: Incident, perpetrators: list[Organization]) -> list[dict[str, Any]]:
+    """The incident's involvements with the row's perpetrators: other roles stay as they are."""
+    kept = [
+        involvement
+        for involvement in incident.involvements.all()
+        if involvement.role != InvolvementRole.PERPETRATOR or involvement.organization in perpetrators
+    ]
+    involvements = [
+        {"id": involvement.pk, "organization": involvement.organization, "role": involvement.role}
+        for involvement in kept
+    ]
+    already = {involvement.organization for involvement in kept if involvement.role == InvolvementRole.PERPETRATOR}
+    return involvements + [
+        {"organization": organization, "role": InvolvementRole.PERPETRATOR}
+        for organization in perpetrators
+        if organization not in already
+    ]

@@ -1,0 +1,74 @@
+import sys
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.http import HttpRequest, QueryDict
+from tqdm import tqdm
+
+from incidents.exports import filter_visible_incidents, write_incidents_csv
+from incidents.filters import IncidentFilterSet
+
+
+def option_name(filter_name: str) -> str:
+    return "--" + filter_name.replace("_", "-")
+
+
+class Command(BaseCommand):
+    help = (
+        "Write incidents as CSV (the columns of the README's CSV section), with the incident list's filters. "
+        "Exports what --user may see; without it, what the public sees."
+    )
+
+    def add_arguments(self, parser):
+        # One option per filter of the shared filter set, so the command never lags behind the API.
+        for name, incident_filter in IncidentFilterSet.base_filters.items():
+            repeatable = isinstance(incident_filter, django_filters.MultipleChoiceFilter)
+            parser.add_argument(
+                option_name(name),
+                dest=f"filter_{name}",
+                action="append" if repeatable else "store",
+                metavar=name.upper(),
+                help=str(incident_filter.label or name) + (" (repeatable)" if repeatable else ""),
+            )
+        parser.add_argument("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+        parser.add_argument("--bom", action="store_true", help="Start with a UTF-8 byte order mark (for Excel).")
+        parser.add_argument("--user", metavar="USERNAME", help="Export what this user may see.")
+
+    def handle(self, *args, output, bom, user, **options):
+        request = HttpRequest()
+        request.user = self._user(user)
+        params = QueryDict(mutable=True)
+        for name in IncidentFilterSet.base_filters:
+            value = options[f"filter_{name}"]
+            if value is not None:
+                params.setlist(name, value if isinstance(value, list) else [value])
+        try:
+            incidents = filter_visible_incidents(params, request)
+        except ValidationError as error:
+            raise CommandError(
+                "; ".join(f"{option_name(name)}: {' '.join(messages)}" for name, messages in error.message_dict.items())
+            ) from None
+
+        # tqdm shows nothing unless standard error is a terminal (disable=None), so the count
+        # query runs only when someone watches.
+        with tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
+            if not progress.disable:
+                progress.total = incidents.count()
+                progress.refresh()
+            if output:
+                with open(output, "wb") as out:
+                    write_incidents_csv(incidents, request.user, out, bom=bom, on_rows=progress.update)
+            else:
+                write_incidents_csv(incidents, request.user, sys.stdout.buffer, bom=bom, on_rows=progress.update)
+                sys.stdout.buffer.flush()
+
+    def _user(self, username: str | None):
+        if username is None:
+            return AnonymousUser()
+        try:
+            return get_user_model().objects.get_by_natural_key(username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"--user: no user is called {username!r}.") from None

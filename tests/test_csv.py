@@ -1,0 +1,416 @@
+"""CSV export through its three doors: GET /api/v1/incidents.csv, the admin, `manage.py export_incidents`."""
+
+import codecs
+import csv
+import io
+from datetime import date
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+
+from incidents import roles
+from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
+from incidents.models import Incident, Involvement
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+EXPORT_URL = "/api/v1/incidents.csv"
+# The two HTTP doors of the same export: the CSV endpoint and the incident list's `?format=csv`.
+HTTP_DOORS = [EXPORT_URL, "/api/v1/incidents/?format=csv"]
+
+
+@pytest.fixture(params=HTTP_DOORS)
+def door(request):
+    return request.param
+
+
+def export_url(door: str, query: str = "") -> str:
+    """`door` with the query string `query` ("?a=1&b=2") added to whatever it already carries."""
+    parameters = query.removeprefix("?")
+    if not parameters:
+        return door
+    return f"{door}{'&' if '?' in door else '?'}{parameters}"
+
+
+def read_csv(content: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(content.decode("utf-8"))))
+
+
+def download(client, query: str = "", door: str = EXPORT_URL) -> bytes:
+    response = client.get(export_url(door, query))
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    return b"".join(response.streaming_content)
+
+
+def exported_titles(client, query: str = "", door: str = EXPORT_URL) -> set[str]:
+    return {row["title"] for row in read_csv(download(client, query, door))}
+
+
+class TestColumns:
+    def test_one_row_per_incident_with_the_documented_columns(self, client):
+        china = make_place(name="Tumen", country="CN")
+        korea = make_place(name="Hoeryong", country="KP")
+        incident = make_incident(
+            title="Repatriation at Tumen",
+            date_start=date(2023, 10, 2),
+            date_end=date(2023, 10, 9),
+            date_precision="range",
+            people_count=500,
+            people_count_min=400,
+            people_count_max=600,
+            count_qualifier="about",
+            verification="corroborated",
+            places=[korea, china],
+        )
+        Involvement.objects.create(
+            incident=incident, organization=make_organization(name="Ministry of Public Security"), role="perpetrator"
+        )
+        Involvement.objects.create(incident=incident, organization=make_organization(name="UNHCR"), role="other")
+        make_claim(incident=incident, source=make_source(title="RFA report"), people_count=500)
+        make_claim(
+            incident=incident, source=make_source(title="HRW statement"), people_count_min=450, people_count_max=700
+        )
+
+        content = download(client)
+
+        assert content.splitlines()[0].decode() == ",".join(COLUMNS)
+        [row] = read_csv(content)
+        incident.refresh_from_db()
+        assert row == {
+            "public_id": incident.public_id,
+            "title": "Repatriation at Tumen",
+            "type": "forced-repatriation",
+            "date_start": "2023-10-02",
+            "date_end": "2023-10-09",
+            "date_precision": "range",
+            "date_label": "2–9 October 2023",
+            "people_count": "500",
+            "people_count_min": "400",
+            "people_count_max": "600",
+            "count_qualifier": "about",
+            "countries": "CN; KP",
+            "places": "Hoeryong; Tumen",
+            "perpetrators": "Ministry of Public Security",
+            "verification": "corroborated",
+            "review_state": "published",
+            "source_count": "2",
+            "sources": "HRW statement; RFA report",
+            "claim_min": "450",
+            "claim_max": "700",
+            "updated_at": incident.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "version": "1",
+        }
+
+    def test_empty_values_are_empty_cells_and_an_empty_export_still_has_its_header(self, client):
+        assert download(client).decode() == ",".join(COLUMNS) + "\n"
+        make_incident(people_count=None, count_qualifier="unknown")
+        [row] = read_csv(download(client))
+        assert (row["people_count"], row["places"], row["sources"], row["source_count"], row["claim_min"]) == (
+            "",
+            "",
+            "",
+            "0",
+            "",
+        )
+
+    def test_cells_with_commas_quotes_and_newlines_follow_rfc_4180(self, client):
+        make_incident(title='Raid on "Shelter", Shenyang\nsecond line')
+        content = download(client)
+        assert b'"Raid on ""Shelter"", Shenyang\nsecond line"' in content
+        assert read_csv(content)[0]["title"] == 'Raid on "Shelter", Shenyang\nsecond line'
+
+    def test_korean_and_chinese_names_are_utf8_and_bom_is_added_on_request(self, client):
+        make_incident(title="강제북송 遣返", places=[make_place(name="图们")])
+        plain, with_bom = download(client), download(client, "?bom=1")
+        assert not plain.startswith(codecs.BOM_UTF8)
+        assert with_bom == codecs.BOM_UTF8 + plain
+        [row] = read_csv(plain)
+        assert (row["title"], row["places"]) == ("강제북송 遣返", "图们")
+
+
+class TestFormulaNeutralisation:
+    @pytest.mark.parametrize(
+        ("title", "cell"),
+        [
+            ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+            ("+1 555 0100", "'+1 555 0100"),
+            ("-10 people", "'-10 people"),
+            ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            # Already neutralised by hand: one more apostrophe, so an import gives back exactly this.
+            ("'=1+1", "''=1+1"),
+            ("Harmless = title", "Harmless = title"),
+            ("'quoted' title", "'quoted' title"),
+        ],
+    )
+    def test_cells_a_spreadsheet_would_run_start_with_an_apostrophe(self, client, title, cell):
+        make_incident(title=title)
+        assert read_csv(download(client))[0]["title"] == cell
+
+    def test_names_in_multi_valued_cells_are_neutralised_too(self, client):
+        incident = make_incident(places=[make_place(name="=cmd|' /C calc'!A0")])
+        make_claim(incident=incident, source=make_source(title="@evil"))
+        Involvement.objects.create(incident=incident, organization=make_organization(name="-2+3"), role="perpetrator")
+        [row] = read_csv(download(client))
+        assert (row["places"], row["sources"], row["perpetrators"]) == ("'=cmd|' /C calc'!A0", "'@evil", "'-2+3")
+
+
+class TestVisibility:
+    """The same matrix as the API: who sees which incidents, and which claims' sources."""
+
+    @pytest.fixture
+    def incidents(self):
+        public = make_incident(title="public")
+        make_incident(title="draft", review_state="draft")
+        make_incident(title="in review", review_state="in_review")
+        make_incident(title="confidential", confidential=True)
+        make_incident(title="confidential draft", confidential=True, review_state="draft")
+        make_claim(incident=public, source=make_source(title="Open report"), people_count=80)
+        make_claim(incident=public, source=make_source(title="Informant", confidential=True), people_count=120)
+        make_claim(incident=public, source=make_source(title="Embargoed note"), people_count=10, confidential=True)
+        return public
+
+    EVERYTHING = {"public", "draft", "in review", "confidential", "confidential draft"}
+
+    @pytest.mark.parametrize(
+        ("role", "confidential", "expected"),
+        [
+            ("anonymous", False, {"public"}),
+            (None, False, {"public"}),
+            (roles.VIEWER, False, {"public", "draft", "in review"}),
+            (roles.ANALYST, False, {"public", "draft", "in review"}),
+            (roles.REVIEWER, False, {"public", "draft", "in review"}),
+            (None, True, {"public", "confidential"}),
+            (roles.VIEWER, True, EVERYTHING),
+            (roles.REVIEWER, True, EVERYTHING),
+        ],
+    )
+    def test_each_reader_exports_exactly_the_incidents_they_may_see(
+        self, client, door, incidents, role, confidential, expected
+    ):
+        if role != "anonymous":
+            client.force_login(make_user(role, confidential=confidential))
+        assert exported_titles(client, door=door) == expected
+
+    @pytest.mark.parametrize("role", ["anonymous", roles.VIEWER, roles.REVIEWER])
+    def test_confidential_claims_and_their_sources_are_left_out(self, client, door, incidents, role):
+        if role != "anonymous":
+            client.force_login(make_user(role))
+        row = next(row for row in read_csv(download(client, door=door)) if row["title"] == "public")
+        assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
+            "Open report",
+            "1",
+            "80",
+            "80",
+        )
+
+    def test_a_reader_with_confidential_access_sees_every_claim(self, client, incidents):
+        client.force_login(make_user(roles.VIEWER, confidential=True))
+        row = next(row for row in read_csv(download(client)) if row["title"] == "public")
+        assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
+            "Embargoed note; Informant; Open report",
+            "3",
+            "10",
+            "120",
+        )
+
+    def test_a_hidden_source_cannot_be_probed_through_the_source_filter(self, client, door, incidents):
+        informant = incidents.claims.get(source__title="Informant").source
+        response = client.get(export_url(door, f"?source={informant.pk}"))
+        assert response.status_code == 400
+        assert "source" in response.json()
+
+
+class TestFilters:
+    def test_the_incident_list_filters_apply(self, client, door):
+        make_incident(title="2021, detention", date_start=date(2021, 7, 1), date_end=date(2021, 7, 31))
+        make_incident(title="2023, repatriation", date_start=date(2023, 8, 29), date_end=date(2023, 8, 29))
+        make_incident(
+            title="2023, detention",
+            incident_type=incident_type("arbitrary-detention"),
+            date_start=date(2023, 9, 1),
+            date_end=date(2023, 9, 1),
+        )
+        assert exported_titles(client, "?date_from=2021-07-15&date_to=2021-07-20", door) == {"2021, detention"}
+        assert exported_titles(client, "?date_from=2023-01-01&type=forced-repatriation", door) == {"2023, repatriation"}
+
+    def test_bad_parameters_get_a_400_naming_each_of_them(self, client, door):
+        response = client.get(
+            export_url(door, "?date_from=yesterday&type=no-such-type&bom=perhaps"), HTTP_ACCEPT="text/csv"
+        )
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/json"
+        assert set(response.json()) == {"date_from", "type", "bom"}
+        assert response.json()["date_from"] == ["Enter a valid date."]
+
+
+class TestStreaming:
+    def test_the_response_is_a_stream_of_bounded_chunks(self, client):
+        # Enough rows for several chunks: about 400 bytes a row.
+        Incident.objects.bulk_create(
+            Incident(
+                title=f"{number:04d} " + "x" * 290,
+                incident_type=incident_type(),
+                date_start=date(2023, 1, 1),
+                date_end=date(2023, 1, 1),
+                review_state="published",
+            )
+            for number in range(500)
+        )
+        response = client.get(EXPORT_URL)
+        assert isinstance(response, StreamingHttpResponse)
+        assert response["Content-Disposition"].startswith('attachment; filename="incidents-')
+        chunks = list(response.streaming_content)
+        assert len(chunks) >= 3
+        # Each chunk is whole rows and holds at most one row beyond the chunk size: memory is
+        # bounded by the chunk, not by the export.
+        assert all(len(chunk) < CHUNK_BYTES + 1000 for chunk in chunks)
+        assert all(chunk.endswith(b"\n") for chunk in chunks)
+        assert len(read_csv(b"".join(chunks))) == 500
+
+    def test_the_query_count_does_not_grow_with_the_rows(self, client, django_assert_num_queries):
+        for _ in range(5):
+            make_claim(incident=make_incident(places=[make_place()]))
+        # SAVEPOINT, SET LOCAL datestyle, RELEASE SAVEPOINT. The rows come from one COPY statement
+        # on the same connection, which Django's query log does not see.
+        with django_assert_num_queries(3):
+            assert len(read_csv(download(client))) == 5
+
+    def test_progress_counts_the_data_rows_of_each_chunk(self):
+        Incident.objects.bulk_create(
+            Incident(
+                title="z" * 290, incident_type=incident_type(), date_start=date(2023, 1, 1), date_end=date(2023, 1, 1)
+            )
+            for _ in range(450)
+        )
+        reviewer = make_user(roles.REVIEWER)
+        counts, out = [], io.BytesIO()
+        write_incidents_csv(Incident.objects.visible_to(reviewer), reviewer, out, on_rows=counts.append)
+        # One count per chunk (the progress bar's steps), the header not counted.
+        assert len(counts) > 1
+        assert sum(counts) == len(read_csv(out.getvalue())) == 450
+
+    def test_a_reader_that_stops_early_leaves_the_connection_usable(self):
+        Incident.objects.bulk_create(
+            Incident(
+                title="y" * 290, incident_type=incident_type(), date_start=date(2023, 1, 1), date_end=date(2023, 1, 1)
+            )
+            for _ in range(600)
+        )
+        viewer = make_user(roles.VIEWER)
+        stream = stream_incidents_csv(Incident.objects.visible_to(viewer), viewer)
+        next(stream)
+        # What a WSGI server does when the client goes away: close the iterator mid-COPY, which
+        # cancels the COPY and rolls back its transaction.
+        stream.close()
+        assert Incident.objects.count() == 600
+
+
+class TestCommand:
+    def test_it_writes_the_same_csv_with_the_same_filters(self, client, tmp_path):
+        make_incident(title="old", date_start=date(2020, 1, 1), date_end=date(2020, 1, 1))
+        make_incident(title="new", verification="verified")
+        make_incident(title="new draft", review_state="draft")
+        output = tmp_path / "incidents.csv"
+
+        call_command("export_incidents", "--date-from", "2023-01-01", "-o", str(output))
+
+        assert output.read_bytes() == download(client, "?date_from=2023-01-01")
+        assert {row["title"] for row in read_csv(output.read_bytes())} == {"new"}
+
+    def test_repeatable_options_bom_and_user(self, tmp_path):
+        make_incident(title="verified", verification="verified", review_state="draft")
+        make_incident(title="disputed", verification="disputed", review_state="draft")
+        make_incident(title="alleged", review_state="draft")
+        analyst = make_user(roles.ANALYST)
+        output = tmp_path / "incidents.csv"
+
+        call_command(
+            "export_incidents",
+            "--verification=verified",
+            "--verification=disputed",
+            "--bom",
+            f"--user={analyst.username}",
+            f"--output={output}",
+        )
+
+        content = output.read_bytes()
+        assert content.startswith(codecs.BOM_UTF8)
+        assert {row["title"] for row in read_csv(content[len(codecs.BOM_UTF8) :])} == {"verified", "disputed"}
+
+    def test_without_user_it_exports_what_the_public_sees(self, tmp_path):
+        make_incident(title="public")
+        make_incident(title="draft", review_state="draft")
+        output = tmp_path / "incidents.csv"
+        call_command("export_incidents", "-o", str(output))
+        assert {row["title"] for row in read_csv(output.read_bytes())} == {"public"}
+
+    def test_bad_options_name_the_option_and_fail(self, tmp_path):
+        with pytest.raises(CommandError, match=r"--date-from: Enter a valid date\.") as error:
+            call_command("export_incidents", "--date-from", "soon", "-o", str(tmp_path / "x.csv"))
+        assert error.value.returncode == 1
+        with pytest.raises(CommandError, match="--user: no user is called 'nobody'"):
+            call_command("export_incidents", "--user", "nobody")
+
+
+class TestAdmin:
+    @pytest.fixture
+    def viewer(self, client):
+        user = make_user(roles.VIEWER)
+        client.force_login(user)
+        return user
+
+    def test_the_changelist_offers_the_export_buttons_and_action(self, client, viewer):
+        make_incident()
+        response = client.get(reverse("admin:incidents_incident_changelist") + "?review_state__exact=published")
+        assert response.status_code == 200
+        export_url = reverse("admin:incidents_incident_export_csv")
+        assert f'href="{export_url}?review_state__exact=published"' in response.text
+        assert f'href="{export_url}?review_state__exact=published&amp;bom=1"' in response.text
+        assert 'value="export_selected_as_csv"' in response.text
+
+    def test_the_button_exports_what_the_changelist_filters_select(self, client, viewer):
+        make_incident(title="published")
+        make_incident(title="draft", review_state="draft")
+        make_incident(title="confidential", confidential=True)
+
+        response = client.get(reverse("admin:incidents_incident_export_csv") + "?review_state__exact=draft&bom=1")
+
+        content = b"".join(response.streaming_content)
+        assert content.startswith(codecs.BOM_UTF8)
+        assert [row["title"] for row in read_csv(content[3:])] == ["draft"]
+        everything = read_csv(b"".join(client.get(reverse("admin:incidents_incident_export_csv")).streaming_content))
+        # The viewer may not see confidential incidents, whatever the changelist itself shows.
+        assert {row["title"] for row in everything} == {"published", "draft"}
+
+    def test_bad_changelist_filters_are_a_400(self, client, viewer):
+        response = client.get(reverse("admin:incidents_incident_export_csv") + "?no_such_field=1")
+        assert response.status_code == 400
+
+    def test_the_action_exports_the_selected_incidents(self, client, viewer):
+        chosen, hidden = make_incident(title="chosen"), make_incident(title="hidden", confidential=True)
+        make_incident(title="not selected")
+        response = client.post(
+            reverse("admin:incidents_incident_changelist"),
+            {"action": "export_selected_as_csv", "_selected_action": [chosen.pk, hidden.pk]},
+        )
+        assert isinstance(response, StreamingHttpResponse)
+        # Neither the unselected incident nor the selected one the viewer may not see.
+        assert [row["title"] for row in read_csv(b"".join(response.streaming_content))] == ["chosen"]
+
+    def test_people_without_admin_access_are_sent_to_log_in(self, client):
+        client.force_login(make_user(None))
+        response = client.get(reverse("admin:incidents_incident_export_csv"))
+        assert response.status_code == 302
+        assert "/login/" in response["Location"]

@@ -1,0 +1,508 @@
+"""CSV import through `manage.py import_incidents` and the admin's import page: all rows or none."""
+
+import csv
+import io
+from datetime import date
+
+import pytest
+from django.apps import apps
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
+from tests.factories import (
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+HEADER = "title,type,date_start,date_end"
+
+
+def export(user, tmp_path, name="export.csv") -> bytes:
+    output = tmp_path / name
+    call_command("export_incidents", f"--user={user.username}", "-o", str(output))
+    return output.read_bytes()
+
+
+def run_import(user, tmp_path, content: bytes | str, *options) -> str:
+    """Import `content` as `user`; returns what the command printed."""
+    path = tmp_path / "import.csv"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    out = io.StringIO()
+    call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def import_errors(user, tmp_path, content: bytes | str, *options) -> str:
+    """Import a file that must be refused; returns the listed errors, after checking nothing changed."""
+    incidents_before = list(Incident.objects.values_list("pk", "version"))
+    err = io.StringIO()
+    path = tmp_path / "import.csv"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(CommandError) as refused:
+        call_command("import_incidents", str(path), f"--user={user.username}", *options, stderr=err)
+    assert refused.value.returncode == 1
+    assert "nothing was imported" in str(refused.value)
+    assert list(Incident.objects.values_list("pk", "version")) == incidents_before
+    return err.getvalue()
+
+
+def rows(content: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(content.decode())))
+
+
+def write_csv(records: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER, confidential=True)
+
+
+@pytest.fixture
+def analyst():
+    return make_user(roles.ANALYST)
+
+
+@pytest.fixture
+def rich_incidents():
+    """Incidents using every column: places, perpetrators and other roles, claims with figures."""
+    china, north_korea = make_place(name="Tumen", country="CN"), make_place(name="Hoeryong", country="KP")
+    police = make_organization(name="Ministry of Public Security", aliases=["MPS", "公安部"])
+    unhcr = make_organization(name="UNHCR")
+    first = make_incident(
+        title="=Repatriation at Tumen",
+        date_start=date(2023, 10, 2),
+        date_end=date(2023, 10, 9),
+        date_precision="range",
+        people_count=500,
+        people_count_min=400,
+        people_count_max=600,
+        count_qualifier="about",
+        verification="corroborated",
+        places=[china, north_korea],
+    )
+    Involvement.objects.create(incident=first, organization=police, role="perpetrator")
+    Involvement.objects.create(incident=first, organization=unhcr, role="other")
+    make_claim(incident=first, source=make_source(title="RFA report"), people_count=450, excerpt="about 450")
+    make_claim(incident=first, source=make_source(title="HRW statement"), people_count_max=700)
+    second = make_incident(
+        title="강제북송 遣返", review_state="draft", people_count=None, count_qualifier="unknown", places=[china]
+    )
+    return first, second
+
+
+class TestRoundTrip:
+    def test_importing_an_unchanged_export_changes_nothing(self, reviewer, rich_incidents, tmp_path):
+        exported = export(reviewer, tmp_path)
+
+        output = run_import(reviewer, tmp_path, exported)
+
+        assert "0 incident(s) were created; 0 updated; 2 unchanged." in output
+        assert export(reviewer, tmp_path, "again.csv") == exported
+
+    def test_exported_rows_imported_into_an_empty_database_come_back_the_same(self, reviewer, rich_incidents, tmp_path):
+        exported = rows(export(reviewer, tmp_path))
+        Incident.objects.all().delete()
+        # A new database has no such public_ids: the rows create incidents.
+        run_import(reviewer, tmp_path, write_csv([{**row, "public_id": "", "version": ""} for row in exported]))
+
+        imported = rows(export(reviewer, tmp_path, "again.csv"))
+        # Claims come back as bare links to their sources: their figures are not in the file.
+        recreated = {"public_id", "updated_at", "claim_min", "claim_max"}
+        assert [{k: v for k, v in row.items() if k not in recreated} for row in imported] == [
+            {k: v for k, v in row.items() if k not in recreated} for row in exported
+        ]
+        assert Incident.objects.get(title="=Repatriation at Tumen").places.count() == 2
+
+    def test_edits_update_the_incident_keeping_what_the_file_does_not_show(self, analyst, rich_incidents, tmp_path):
+        first, _ = rich_incidents
+        hidden = make_claim(incident=first, source=make_source(title="Informant", confidential=True))
+        first.refresh_from_db()
+        [row] = [row for row in rows(export(analyst, tmp_path)) if row["public_id"] == first.public_id]
+        row.update(
+            title="Repatriation at Tumen (revised)",
+            people_count="550",
+            places="Tumen",
+            perpetrators="MPS; Border guards",
+            sources="RFA report; New report",
+        )
+        make_organization(name="Border guards")
+        make_source(title="New report")
+
+        output = run_import(analyst, tmp_path, write_csv([row]))
+
+        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
+        first.refresh_from_db()
+        assert (first.title, first.people_count, first.version) == ("Repatriation at Tumen (revised)", 550, 2)
+        assert [place.name for place in first.places.all()] == ["Tumen"]
+        assert sorted(first.involvements.values_list("organization__name", "role")) == [
+            ("Border guards", "perpetrator"),
+            ("Ministry of Public Security", "perpetrator"),
+            ("UNHCR", "other"),
+        ]
+        claims = {claim.source.title: claim for claim in first.claims.select_related("source")}
+        # RFA keeps its figures; HRW is dropped; the informant, whom the analyst never saw, stays.
+        assert set(claims) == {"RFA report", "New report", "Informant"}
+        assert (claims["RFA report"].people_count, claims["RFA report"].excerpt) == (450, "about 450")
+        assert claims["Informant"].pk == hidden.pk
+
+    def test_history_names_the_importing_user(self, analyst, rich_incidents, tmp_path):
+        first, _ = rich_incidents
+        [row] = [row for row in rows(export(analyst, tmp_path)) if row["public_id"] == first.public_id]
+        row["title"] = "Renamed"
+        run_import(analyst, tmp_path, write_csv([row]))
+        event = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=first).latest("pgh_id")
+        assert (event.title, event.pgh_context.metadata["user"]) == ("Renamed", analyst.pk)
+        assert event.pgh_context.metadata["import_file"].endswith("import.csv")
+
+    def test_created_incidents_and_their_links_are_in_history_with_the_importing_user(
+        self, analyst, rich_incidents, tmp_path
+    ):
+        run_import(
+            analyst, tmp_path, f"{HEADER},places,sources\nNew,deportation,2024-01-01,2024-01-01,Tumen,RFA report\n"
+        )
+        created = Incident.objects.get(title="New")
+        for event_model, link in (
+            ("IncidentEvent", "pgh_obj"),
+            ("IncidentPlaceEvent", "incident"),
+            ("ClaimEvent", "incident"),
+        ):
+            event = apps.get_model("incidents", event_model).objects.get(**{link: created})
+            assert (event.pgh_label, event.pgh_context.metadata["user"]) == ("insert", analyst.pk)
+
+    def test_only_the_required_columns_create_an_incident(self, analyst, tmp_path):
+        output = run_import(analyst, tmp_path, f"{HEADER}\nNew detention,arbitrary-detention,2024-01-01,2024-01-31\n")
+        assert "1 incident(s) were created" in output
+        incident = Incident.objects.get(title="New detention")
+        assert (incident.incident_type.slug, incident.review_state, incident.created_by) == (
+            "arbitrary-detention",
+            "draft",
+            analyst,
+        )
+
+    def test_names_match_case_insensitively_and_by_alias(self, analyst, tmp_path):
+        make_place(name="Shenyang", alternate_names=["沈阳"])
+        make_organization(name="Ministry of State Security", aliases=["MSS"])
+        make_source(title="Daily NK report")
+        run_import(
+            analyst,
+            tmp_path,
+            "title,type,date_start,date_end,places,perpetrators,sources\n"
+            "Arrests,Arbitrary ARREST or detention,2024-01-01,2024-01-01,沈阳,mss,DAILY NK REPORT\n",
+        )
+        incident = Incident.objects.get(title="Arrests")
+        assert [place.name for place in incident.places.all()] == ["Shenyang"]
+        assert incident.involvements.get().organization.name == "Ministry of State Security"
+        assert incident.claims.get().source.title == "Daily NK report"
+
+
+class TestErrors:
+    """Each kind of problem is reported with its line, column and reason, and nothing is written."""
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            ("X,forced-repatriation,2023-02-30,2023-03-01", "line 2, column date_start: '2023-02-30' is not a date"),
+            ("X,forced-repatriation,2023-03-05,2023-03-01", "line 2, column date_end: The end date (2023-03-01) is"),
+            ("X,no-such-type,2023-03-01,2023-03-01", "line 2, column type: Unknown type 'no-such-type'"),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,,,Atlantis",
+                "line 2, column places: Unknown place 'Atlantis'",
+            ),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,,,,Acme",
+                "line 2, column perpetrators: Unknown organization",
+            ),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,,,,,Rumour",
+                "line 2, column sources: Unknown source 'Rumour'",
+            ),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,90,50",
+                "line 2, column people_count_min: The minimum (90) is above the maximum (50).",
+            ),
+            ("X,forced-repatriation,2023-03-01,2023-03-01,many,", "line 2, column people_count_min: 'many' is not a"),
+            ("X,forced-repatriation,2023-03-01,2023-03-01,,,,,,sometime", "column date_precision: Value 'sometime' is"),
+            ("X,forced-repatriation,2023-03-01", "line 2: This row has 3 cells; the header has 10."),
+            (",forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
+        ],
+    )
+    def test_a_bad_value_is_reported_with_its_line_and_column(self, analyst, tmp_path, body, expected):
+        header = "title,type,date_start,date_end,people_count_min,people_count_max,places,perpetrators,sources,"
+        header += "date_precision"
+        cells = body.split(",")
+        if len(cells) > 3:
+            # Blank cells up to date_precision, which must be a precision unless the case is about it.
+            cells += [""] * (9 - len(cells))
+            body = ",".join(cells if len(cells) == 10 else [*cells, "day"])
+        make_incident(title="Untouched")
+        assert expected in import_errors(analyst, tmp_path, f"{header}\n{body}\n")
+
+    def test_every_bad_row_is_listed_and_the_good_ones_are_not_written(self, analyst, tmp_path):
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER}\n"
+            "Good,forced-repatriation,2023-01-01,2023-01-01\n"
+            "Bad date,forced-repatriation,01/02/2023,2023-01-01\n"
+            "Good too,forced-repatriation,2023-01-01,2023-01-01\n"
+            '"Spans\ntwo lines",nope,2023-01-01,2023-01-01\n',
+        )
+        path = tmp_path / "import.csv"
+        assert errors.splitlines() == [
+            f"{path}: line 3, column date_start: '01/02/2023' is not a date; write it as YYYY-MM-DD.",
+            f"{path}: line 5, column type: Unknown type 'nope'; add it first, or import with "
+            "--create-missing (in the admin: 'Create missing') to create it.",
+        ]
+        assert not Incident.objects.exists()
+
+    def test_malformed_csv_names_the_line(self, analyst, tmp_path):
+        errors = import_errors(analyst, tmp_path, f'{HEADER}\nA,forced-repatriation,2023-01-01,2023-01-01\n"B,x\n')
+        assert "line 3: Malformed CSV: unexpected end of data." in errors
+
+    def test_text_after_a_closing_quote_is_malformed(self, analyst, tmp_path):
+        errors = import_errors(analyst, tmp_path, f'{HEADER}\n"A" word,forced-repatriation,2023-01-01,2023-01-01\n')
+        assert "line 2: Malformed CSV: ',' expected after '\"'." in errors
+
+    def test_other_encodings_are_refused_with_advice(self, analyst, tmp_path):
+        latin1 = f"{HEADER}\nDétention,forced-repatriation,2023-01-01,2023-01-01\n".encode("latin-1")
+        assert "line 2: The file is not UTF-8 (byte 0xe9 cannot be read); save it as UTF-8" in import_errors(
+            analyst, tmp_path, latin1
+        )
+        utf16 = f"{HEADER}\n".encode("utf-16")
+        assert "line 1: The file is UTF-16; save it as UTF-8" in import_errors(analyst, tmp_path, utf16)
+
+    def test_a_utf8_bom_is_fine(self, analyst, tmp_path):
+        run_import(analyst, tmp_path, f"\ufeff{HEADER}\n납치,forced-repatriation,2023-01-01,2023-01-01\n".encode())
+        assert Incident.objects.get().title == "납치"
+
+    def test_header_problems(self, analyst, tmp_path):
+        assert "line 1, column date_end: This required column is missing." in import_errors(
+            analyst, tmp_path, "title,type,date_start\nA,forced-repatriation,2023-01-01\n"
+        )
+        assert "line 1, column titel: Unknown column; the columns are public_id, title," in import_errors(
+            analyst, tmp_path, "titel,type,date_start,date_end\n"
+        )
+        assert "line 1: The file is empty" in import_errors(analyst, tmp_path, "")
+
+    def test_an_oversized_file_is_refused_before_it_is_read(self, analyst, tmp_path, settings):
+        settings.IMPORT_MAX_BYTES = 100
+        content = f"{HEADER}\n" + "A,forced-repatriation,2023-01-01,2023-01-01\n" * 3
+        assert "The file is larger than 100 bytes, the import limit (TRACKER_IMPORT_MAX_BYTES)." in import_errors(
+            analyst, tmp_path, content
+        )
+
+    def test_a_stale_version_is_a_conflict(self, analyst, tmp_path):
+        incident = make_incident(title="Old", review_state="draft")
+        exported = rows(export(analyst, tmp_path))
+        Incident.objects.filter(pk=incident.pk).update(version=3)
+        errors = import_errors(analyst, tmp_path, write_csv([{**exported[0], "title": "Mine"}]))
+        assert (
+            f"line 2, column version: {incident.public_id} has changed since this file was exported "
+            "(the file has version 1, the database version 3)" in errors
+        )
+        assert Incident.objects.get().title == "Old"
+
+    def test_updates_need_a_version_and_an_incident_the_user_may_see(self, analyst, tmp_path):
+        visible = make_incident(title="Visible")
+        hidden = make_incident(title="Hidden", confidential=True)
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"public_id,version,{HEADER}\n"
+            f"{visible.public_id},,A,forced-repatriation,2023-01-01,2023-01-01\n"
+            f"{hidden.public_id},1,B,forced-repatriation,2023-01-01,2023-01-01\n"
+            "INC-999999,1,C,forced-repatriation,2023-01-01,2023-01-01\n"
+            f"{visible.public_id},1,D,forced-repatriation,2023-01-01,2023-01-01\n",
+        )
+        assert f"line 2, column version: Needed to update {visible.public_id}" in errors
+        assert f"line 3, column public_id: No incident {hidden.public_id} that you may see" in errors
+        assert "line 4, column public_id: No incident INC-999999 that you may see" in errors
+        assert f"line 5, column public_id: {visible.public_id} is also on line 2." in errors
+
+    def test_ambiguous_names_are_errors(self, analyst, tmp_path):
+        make_place(name="Namyang", parent=make_place(name="North Hamgyong"))
+        make_place(name="Namyang", parent=make_place(name="Ryanggang"))
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,Namyang\n"
+        )
+        assert "line 2, column places: 'Namyang' matches 2 places" in errors
+
+    def test_a_hidden_source_is_as_unknown_as_a_missing_one(self, analyst, tmp_path):
+        make_source(title="Informant", confidential=True)
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},sources\nA,forced-repatriation,2023-01-01,2023-01-01,Informant\n"
+        )
+        assert "line 2, column sources: Unknown source 'Informant'" in errors
+
+    def test_the_workflow_permissions_apply(self, analyst, tmp_path):
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER},review_state,verification\n"
+            "A,forced-repatriation,2023-01-01,2023-01-01,published,alleged\n"
+            "B,forced-repatriation,2023-01-01,2023-01-01,in_review,verified\n",
+        )
+        assert "line 2, column review_state: You may not make incidents published" in errors
+        assert "line 3, column verification: You may not change verification" in errors
+        assert "line 3, column review_state" not in errors
+
+    def test_a_viewer_may_not_import(self, tmp_path):
+        viewer = make_user(roles.VIEWER)
+        errors = import_errors(viewer, tmp_path, f"{HEADER}\nA,forced-repatriation,2023-01-01,2023-01-01\n")
+        assert "You may not import incidents" in errors
+
+    def test_command_problems_are_command_errors(self, analyst, tmp_path):
+        with pytest.raises(CommandError, match="--user: no user is called 'nobody'"):
+            call_command("import_incidents", str(tmp_path / "x.csv"), "--user=nobody")
+        with pytest.raises(CommandError, match=r"Cannot read .*missing\.csv: No such file or directory\."):
+            call_command("import_incidents", str(tmp_path / "missing.csv"), f"--user={analyst.username}")
+
+
+class TestOptions:
+    def test_dry_run_reports_and_writes_nothing(self, analyst, tmp_path):
+        output = run_import(analyst, tmp_path, f"{HEADER}\nA,forced-repatriation,2023-01-01,2023-01-01\n", "--dry-run")
+        assert "1 incident(s) would be created; 0 updated; 0 unchanged." in output
+        assert not Incident.objects.exists()
+
+    def test_create_missing_creates_and_reports_each_new_record(self, analyst, tmp_path):
+        output = run_import(
+            analyst,
+            tmp_path,
+            "title,type,date_start,date_end,places,perpetrators,sources\n"
+            "A,Abduction,2023-01-01,2023-01-01,Atlantis; atlantis,Acme,Rumour\n"
+            "B,abduction,2023-01-01,2023-01-01,Atlantis,,Rumour\n",
+            "--create-missing",
+        )
+        assert (
+            "2 incident(s) were created; 0 updated; 0 unchanged; 1 type were created (Abduction); "
+            "1 places were created (Atlantis); 1 perpetrators were created (Acme); 1 sources were created (Rumour)."
+        ) in output
+        assert IncidentType.objects.get(name="Abduction").slug == "abduction"
+        assert Place.objects.filter(name__iexact="atlantis").count() == 1
+        assert Organization.objects.filter(name="Acme").exists()
+        assert Source.objects.filter(title="Rumour").count() == 1
+        assert Claim.objects.filter(source__title="Rumour").count() == 2
+
+    def test_create_missing_in_a_dry_run_creates_nothing(self, analyst, tmp_path):
+        output = run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,Atlantis\n",
+            "--create-missing",
+            "--dry-run",
+        )
+        assert "1 places would be created (Atlantis)" in output
+        assert not Place.objects.exists()
+
+
+class TestAdminImportPage:
+    URL = "/admin/incidents/incident/import/"
+
+    def upload(self, client, content: str, **extra):
+        return client.post(self.URL, {"file": io.BytesIO(content.encode()), **extra}, format="multipart")
+
+    def test_viewers_may_not_import(self, client):
+        client.force_login(make_user(roles.VIEWER))
+        assert client.get(self.URL).status_code == 403
+
+    def test_upload_previews_then_confirm_writes(self, client, analyst):
+        existing = make_incident(title="Existing", review_state="draft")
+        client.force_login(analyst)
+        assert client.get(self.URL).status_code == 200
+        content = write_csv(
+            [
+                {
+                    "public_id": existing.public_id,
+                    "version": "1",
+                    "title": "Existing, renamed",
+                    "type": "forced-repatriation",
+                    "date_start": "2023-08-29",
+                    "date_end": "2023-08-29",
+                },
+                {"public_id": "", "version": "", "title": "Brand new", "type": "deportation"}
+                | {"date_start": "2024-01-01", "date_end": "2024-01-01"},
+            ]
+        )
+
+        preview = self.upload(client, content)
+
+        assert preview.status_code == 200
+        assert "line 3: Brand new" in preview.text
+        assert f"line 2: {existing.public_id} Existing, renamed — title" in preview.text
+        assert 'name="confirm"' in preview.text
+        assert Incident.objects.count() == 1
+
+        confirmed = client.post(self.URL, {"confirm": "1"})
+
+        assert confirmed.status_code == 302
+        assert confirmed["Location"] == reverse("admin:incidents_incident_changelist")
+        assert set(Incident.objects.values_list("title", flat=True)) == {"Existing, renamed", "Brand new"}
+
+    def test_errors_are_listed_and_nothing_can_be_confirmed(self, client, analyst):
+        client.force_login(analyst)
+        response = self.upload(client, f"{HEADER}\nA,nope,2023-01-01,2023-01-01\nB,deportation,x,2023-01-01\n")
+        assert response.status_code == 400
+        assert "<td>2</td><td>type</td><td>Unknown type &#x27;nope&#x27;" in response.text
+        assert "<td>3</td><td>date_start</td>" in response.text
+        assert 'name="confirm"' not in response.text
+        assert client.post(self.URL, {"confirm": "1"}).status_code == 302
+        assert not Incident.objects.exists()
+
+    def test_confirm_validates_again(self, client, analyst):
+        incident = make_incident(title="Before", review_state="draft")
+        client.force_login(analyst)
+        self.upload(
+            client,
+            f"public_id,version,{HEADER}\n{incident.public_id},1,Mine,forced-repatriation,2023-08-29,2023-08-29\n",
+        )
+        # Someone saves the incident between preview and confirm.
+        Incident.objects.filter(pk=incident.pk).update(title="Theirs", version=2)
+
+        response = client.post(self.URL, {"confirm": "1"})
+
+        assert response.status_code == 400
+        assert "has changed since this file was exported" in response.text
+        assert Incident.objects.get().title == "Theirs"
+
+    def test_the_changelist_links_to_the_import_page(self, client, analyst):
+        client.force_login(analyst)
+        response = client.get(reverse("admin:incidents_incident_changelist"))
+        assert f'href="{self.URL}"' in response.text
+
+
+def test_checking_a_file_costs_the_same_queries_whatever_its_length(
+    analyst, rich_incidents, tmp_path, django_assert_num_queries
+):
+    first, second = rich_incidents
+    content = write_csv(
+        [
+            {"public_id": incident.public_id, "version": "1", "title": incident.title, "type": "forced-repatriation"}
+            | {"date_start": "2023-08-29", "date_end": "2023-08-29", "places": "Tumen", "sources": "RFA report"}
+            for incident in (first, second)
+        ]
+        + [
+            {"public_id": "", "version": "", "title": f"New {n}", "type": "deportation", "date_start": "2024-01-01"}
+            | {"date_end": "2024-01-01", "places": "Hoeryong", "sources": "HRW statement"}
+            for n in range(50)
+        ]
+    )
+    path = tmp_path / "import.csv"
+    path.write_text(content)
+    # The user (1) and their permissions (2: user's and groups'); one query each for types, places,
+    # organizations and the sources the file names (4); the incidents it updates (1) with their
+    # places (1), involvements and their organizations (2), claims and their sources (2), and the
+    # claims the user may see (1). None per row.
+    with django_assert_num_queries(14):
+        call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
