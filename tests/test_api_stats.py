@@ -107,3 +107,14 @@ def test_statistics_take_two_queries_whatever_the_number_of_incidents(places, dj
     # The grouped sums over distinct (incident, group) pairs, then the overall total.
     with django_assert_num_queries(2):
         stats("group_by=country")
+
+
+@pytest.mark.parametrize("group_by", ["year", "month", "type"])
+def test_statistics_where_each_incident_has_one_group_take_one_query(group_by, places, django_assert_num_queries):
+    for number in range(5):
+        make_incident(people_count=number, places=[places["dandong"], places["hyesan"]])
+    # The grouped sums; their sum is the total, each incident being in exactly one group.
+    with django_assert_num_queries(1):
+        body = stats(f"group_by={group_by}")
+    assert body["total"]["incidents"] == 5
+    assert body["total"]["people_count"] == 10
