@@ -11,8 +11,9 @@ hashed every matching id and spilled to disk.
   unique constraint covers incident, organization and role), so a LEFT JOIN on the perpetrator
   involvements yields distinct (incident, group) rows without DISTINCT.
 - country: an incident at two places of one country must count once there, so its distinct
-  (incident, country) rows are taken first and summed after.
-An incident can have several perpetrators or countries, so there the total is a second query.
+  (incident, country) rows are taken first and summed after; the total sums them once more per
+  incident, in the same query.
+An incident can have several perpetrators, so there the total is a second query.
 """
 
 from django.db import connection
@@ -34,17 +35,17 @@ _SUMS = {"incidents": Count("pk"), "people": Sum("people_count"), "low": Sum(_LO
 
 def incident_statistics(incidents, group_by: str) -> dict:
     """One row per group of `incidents` (a filtered queryset) and the overall total. One query, two
-    for countries and perpetrators.
+    for perpetrators.
 
     `people_count_min`/`_max` sum each incident's range, taking the best estimate where a bound is
     unknown; incidents without a best estimate count as incidents but add no people."""
     incidents = incidents.order_by()
     if group_by == "country":
-        groups = _distinct_country_sums(incidents)
+        groups, total = _country_sums(incidents)
     else:
         groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
-    # Where an incident can be in several groups, the total is counted on its own.
-    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
+        # An incident with two perpetrators is in two groups: that total is counted on its own.
+        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
     return {
         "group_by": group_by,
         "results": [
@@ -70,19 +71,23 @@ def _grouped(incidents, group_by: str):
     return perpetrations.values(group=F("perpetration__organization_id"), label=F("perpetration__organization__name"))
 
 
-def _distinct_country_sums(incidents) -> list[dict]:
+def _country_sums(incidents) -> tuple[list[dict], dict]:
+    """The groups and the total in one pass: the distinct (incident, country) pairs are taken
+    once (a CTE used twice is computed once), summed per country, then per distinct incident."""
     # LEFT JOIN through the places: incidents without a place (or a place without a country)
     # form a group of their own (null).
     pairs = incidents.values("pk", "people_count", group=NullIf("places__country", Value("")), low=_LOW, high=_HIGH)
     pairs_sql, params = pairs.distinct().query.sql_with_params()
+    sums = "COUNT(*), SUM(people_count), SUM(low), SUM(high)"
     with connection.cursor() as cursor:
         cursor.execute(
-            'SELECT pairs."group", COUNT(*), SUM(pairs.people_count), SUM(pairs.low), SUM(pairs.high) '
-            f"FROM ({pairs_sql}) pairs GROUP BY 1 ORDER BY 1 NULLS LAST",
+            f'WITH pairs AS ({pairs_sql}) SELECT false AS is_total, "group", {sums} FROM pairs GROUP BY "group" '
+            f"UNION ALL SELECT true, NULL, {sums} FROM (SELECT DISTINCT pk, people_count, low, high FROM pairs) each "
+            "ORDER BY is_total, 2 NULLS LAST",
             params,
         )
-        names = ["group", *_SUMS]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(["is_total", "group", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
+    return rows[:-1], rows[-1]
 
 
 def _sum_of(groups: list[dict]) -> dict:
