@@ -174,15 +174,15 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_q(self, queryset, name, value):
         """Incidents whose title or description, a visible claim's excerpt, or a place's name match.
 
-        Two plans, for two kinds of words. A rare word: the three matches are unioned into one set
-        of ids, each answered from its GIN index, and the incidents fetched by id. A common word
-        (in COMMON_WORD_SHARE of the incidents or more, by PostgreSQL's statistics on the search
-        index): collecting its hundreds of thousands of matches to sort them cost seconds, so the
-        condition is left for PostgreSQL to test incident by incident in the list's order, which
-        stops after a page, or to combine with other filters' indexes; the claim and place matches
-        are then id arrays, which it can read through the primary key. The question comes first
-        because given that plan for a rare word, PostgreSQL would walk the order too (it assumes a
-        word it has no statistics for is fairly common) and read the whole table."""
+        Each match is answered from its GIN index and given as an id array (`id = ANY(ARRAY(…))`),
+        which PostgreSQL reads through the primary key and combines in one bitmap: no scan of the
+        incidents, whatever it guesses of the arrays' sizes. Except for a common word in titles
+        and descriptions (in COMMON_WORD_SHARE of the incidents or more, by PostgreSQL's statistics
+        on the search index): collecting its hundreds of thousands of matches to sort them costs
+        seconds, so the text condition is left for PostgreSQL to test incident by incident in the
+        list's order, stopping after a page. The question comes first because, given that form for
+        a rare word, PostgreSQL would walk the order too (it assumes a word it has no statistics
+        for is fairly common) and read the whole table."""
         query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
         by_text = Incident.objects.alias(search=INCIDENT_SEARCH_VECTOR).filter(search=query)
         by_claim = (
@@ -194,10 +194,11 @@ class IncidentFilterSet(django_filters.FilterSet):
         )
         matching_places = Place.objects.annotate(search=PLACE_SEARCH_VECTOR).filter(search=query).values("pk")
         by_place = IncidentPlace.objects.filter(place__in=matching_places).values("incident_id")
+        in_claims, at_places = (IdIn(F("pk"), ArraySubquery(ids)) for ids in (by_claim, by_place.order_by()))
         incidents = estimated_row_count(Incident)
         # A table never analysed (-1) gives no measure of commonness: the rare words' plan never
         # reads the whole table.
         if incidents <= 0 or _estimated_count(by_text) < COMMON_WORD_SHARE * incidents:
-            return queryset.filter(pk__in=by_text.values("pk").union(by_claim, by_place))
-        in_claims, at_places = (IdIn(F("pk"), ArraySubquery(ids)) for ids in (by_claim, by_place))
+            in_text = IdIn(F("pk"), ArraySubquery(by_text.order_by().values("pk")))
+            return queryset.filter(in_text | in_claims | at_places)
         return queryset.alias(search=INCIDENT_SEARCH_VECTOR).filter(Q(search=query) | in_claims | at_places)
