@@ -6,9 +6,12 @@ what the requesting user may see, so a filter never reveals that a confidential 
 unknown id and a hidden id give the same "not a valid choice" error.
 """
 
+import json
+
 import django_filters
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import Exists, OuterRef
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
 from django_countries import countries
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -29,6 +32,24 @@ from incidents.models import (
     Source,
     Verification,
 )
+from incidents.querysets import estimated_row_count
+
+# From which share of all incidents a search's words count as common (see filter_q).
+COMMON_WORD_SHARE = 0.02
+
+
+def _estimated_count(queryset) -> int:
+    """PostgreSQL's estimate of the rows `queryset` gives, from its statistics: reads no row."""
+    return json.loads(queryset.order_by().explain(format="json"))[0]["Plan"]["Plan Rows"]
+
+
+class IdIn(Func):
+    """`id = ANY(ARRAY(subquery))`: unlike `id IN (subquery)`, PostgreSQL can read these ids
+    through the primary key index, and so combine the condition with others in a bitmap."""
+
+    template = "(%(expressions)s))"
+    arg_joiner = " = ANY("
+    output_field = BooleanField()
 
 
 def _user(request):
@@ -158,16 +179,31 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_q(self, queryset, name, value):
         """Incidents whose title or description, a visible claim's excerpt, or a place's name match.
 
-        The three matches are unioned into one set of ids, so each is answered from its GIN index
-        (same vector expression as the index) and the incidents are then fetched by id."""
+        Each match is answered from its GIN index and given as an id array (`id = ANY(ARRAY(…))`),
+        which PostgreSQL reads through the primary key and combines in one bitmap: no scan of the
+        incidents, whatever it guesses of the arrays' sizes. Except for a common word in titles
+        and descriptions (in COMMON_WORD_SHARE of the incidents or more, by PostgreSQL's statistics
+        on the search index): collecting its hundreds of thousands of matches to sort them costs
+        seconds, so the text condition is left for PostgreSQL to test incident by incident in the
+        list's order, stopping after a page. The question comes first because, given that form for
+        a rare word, PostgreSQL would walk the order too (it assumes a word it has no statistics
+        for is fairly common) and read the whole table."""
         query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
-        by_text = Incident.objects.annotate(search=INCIDENT_SEARCH_VECTOR).filter(search=query).values("pk")
+        by_text = Incident.objects.alias(search=INCIDENT_SEARCH_VECTOR).filter(search=query)
         by_claim = (
             Claim.objects.visible_to(self.user)
             .annotate(search=CLAIM_SEARCH_VECTOR)
             .filter(search=query)
+            .order_by()
             .values("incident_id")
         )
         matching_places = Place.objects.annotate(search=PLACE_SEARCH_VECTOR).filter(search=query).values("pk")
         by_place = IncidentPlace.objects.filter(place__in=matching_places).values("incident_id")
-        return queryset.filter(pk__in=by_text.union(by_claim, by_place))
+        in_claims, at_places = (IdIn(F("pk"), ArraySubquery(ids)) for ids in (by_claim, by_place.order_by()))
+        incidents = estimated_row_count(Incident)
+        # A table never analysed (-1) gives no measure of commonness: the rare words' plan never
+        # reads the whole table.
+        if incidents <= 0 or _estimated_count(by_text) < COMMON_WORD_SHARE * incidents:
+            in_text = IdIn(F("pk"), ArraySubquery(by_text.order_by().values("pk")))
+            return queryset.filter(in_text | in_claims | at_places)
+        return queryset.alias(search=INCIDENT_SEARCH_VECTOR).filter(Q(search=query) | in_claims | at_places)

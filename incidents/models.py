@@ -431,6 +431,22 @@ class Incident(TimestampedModel):
             models.Index(fields=["updated_at", "id"], name="incident_updated"),
             # Serves the type filter.
             models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
+            # Lets statistics over a date range (and the country/source filters' semi-joins) read
+            # everything they need from this index alone, a third of the table's size, instead of
+            # the table: an index-only scan of the incidents ending after `date_from`.
+            models.Index(
+                fields=["date_end", "date_start"],
+                include=[
+                    "id",
+                    "review_state",
+                    "confidential",
+                    "incident_type",
+                    "people_count",
+                    "people_count_min",
+                    "people_count_max",
+                ],
+                name="incident_stats_by_dates",
+            ),
             # Serve the admin's search box (IncidentQuerySet.containing_text) on 1M incidents.
             substring_search_index("title", "incident_title_search"),
             substring_search_index("description", "incident_description_search"),

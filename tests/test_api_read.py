@@ -3,10 +3,11 @@
 from datetime import date, timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from incidents import roles
-from incidents.models import IncidentType, Involvement, VictimGroup
+from incidents import filters, roles
+from incidents.models import Incident, IncidentType, Involvement, VictimGroup
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import (
     incident_type,
@@ -300,12 +301,21 @@ class TestFilters:
         by_publisher = client_for().get(f"{API}/incidents/?organization={world['publisher'].pk}")
         assert public_ids(by_involvement) == public_ids(by_publisher) == {world["incident"].public_id}
 
+    @pytest.fixture(params=["rare", "common"])
+    def search_plan(self, request, monkeypatch, world):
+        """`q` plans a search for rare words and one for common words (see IncidentFilterSet.filter_q);
+        both must find the same incidents. A share of 0 makes every word common, 2 none; the
+        shares apply to the table's analysed size."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Incident._meta.db_table}")
+        monkeypatch.setattr(filters, "COMMON_WORD_SHARE", {"rare": 2, "common": 0}[request.param])
+
     @pytest.mark.parametrize("words", ["women", "deported", "Tumen detention"])
-    def test_q_searches_title_description_claim_excerpts_and_place_names(self, world, words):
+    def test_q_searches_title_description_claim_excerpts_and_place_names(self, world, words, search_plan):
         make_incident(title="Unrelated")
         assert public_ids(client_for().get(f"{API}/incidents/", {"q": words})) == {world["incident"].public_id}
 
-    def test_q_does_not_match_words_only_in_hidden_claims(self, world):
+    def test_q_does_not_match_words_only_in_hidden_claims(self, world, search_plan):
         make_claim(incident=make_incident(), source=world["informant"], excerpt="whispered codeword")
         assert public_ids(client_for().get(f"{API}/incidents/?q=codeword")) == set()
         insider = client_for(make_user(roles.VIEWER, confidential=True))

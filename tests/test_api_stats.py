@@ -101,9 +101,26 @@ def test_bad_group_by_or_filter_answers_400_naming_it(query):
     assert answer.json()
 
 
-def test_statistics_take_two_queries_whatever_the_number_of_incidents(places, django_assert_num_queries):
+def test_perpetrator_statistics_take_two_queries_whatever_the_number_of_incidents(django_assert_num_queries):
+    china, police = make_organization(name="China"), make_organization(name="Border police")
+    for number in range(5):
+        incident = make_incident(people_count=number)
+        Involvement.objects.create(incident=incident, organization=china, role="perpetrator")
+        Involvement.objects.create(incident=incident, organization=police, role="perpetrator")
+    # The grouped sums over (incident, perpetrator) pairs, then the overall total.
+    with django_assert_num_queries(2):
+        body = stats("group_by=perpetrator")
+    assert body["total"]["incidents"] == 5
+    assert body["total"]["people_count"] == 10
+
+
+@pytest.mark.parametrize("group_by", ["year", "month", "type", "country"])
+def test_statistics_take_one_query_whatever_the_number_of_incidents(group_by, places, django_assert_num_queries):
     for number in range(5):
         make_incident(people_count=number, places=[places["dandong"], places["hyesan"]])
-    # The grouped sums over distinct (incident, group) pairs, then the overall total.
-    with django_assert_num_queries(2):
-        stats("group_by=country")
+    # The grouped sums, with the total: their sum where each incident is in exactly one group,
+    # else (countries) a sum over the same distinct pairs, once per incident, in the same query.
+    with django_assert_num_queries(1):
+        body = stats(f"group_by={group_by}")
+    assert body["total"]["incidents"] == 5
+    assert body["total"]["people_count"] == 10
