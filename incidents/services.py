@@ -10,8 +10,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pghistory
+import pgtrigger
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
+from pghistory.core import event_models
+from psycopg import sql
 
 from incidents.models import (
     Claim,
@@ -318,12 +321,45 @@ def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]], batch
         # later insert of the transaction slower and slower (20,000 rows: 3x the time). Checking
         # them as each batch goes keeps the cost linear; Django's default comes back afterwards.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        Incident.objects.bulk_create(built, batch_size=batch_size)
-        rows_by_model = {}
-        # bulk_create takes each child's incident_id from its incident, which now has a pk.
+        rows_by_model = {Incident: built}
         for row in (row for rows in children for row in rows):
             rows_by_model.setdefault(type(row), []).append(row)
-        for model, rows in rows_by_model.items():
-            model.objects.bulk_create(rows, batch_size=batch_size)
+        insert_triggers = [f"{model._meta.label}:insert_insert" for model in rows_by_model]
+        with pgtrigger.ignore(*insert_triggers):
+            # bulk_create takes each child's incident_id from its incident, which has a pk by then.
+            for model, rows in rows_by_model.items():
+                model.objects.bulk_create(rows, batch_size=batch_size)
+        _record_inserts(rows_by_model)
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     return built
+
+
+def _record_inserts(rows_by_model: Mapping[type[models.Model], list[models.Model]]) -> None:
+    """Write the history rows that pghistory's insert triggers would have written, one statement
+    per model.
+
+    The triggers run a PL/pgSQL function with two subtransactions for every row: measured, they were
+    three quarters of an import's time (100,000 incidents: 173 s). The rows written here are the same:
+    a snapshot of the stored row (`INSERT … SELECT`, so defaults and generated columns are as stored),
+    label "insert", the transaction's time and the current pghistory context, which names the user."""
+    with connection.cursor() as cursor:
+        # The same function the triggers call: it stores the current context and returns its id.
+        cursor.execute("SELECT _pgh_attach_context()")
+        context_id = cursor.fetchone()[0]
+        for model, rows in rows_by_model.items():
+            [event_model] = event_models(tracks_model=model)
+            # Generated columns (public_id, date_label) compute themselves in the event table too.
+            columns = [
+                field.column
+                for field in event_model._meta.concrete_fields
+                if not field.name.startswith("pgh_") and not field.generated
+            ]
+            statement = sql.SQL(
+                "INSERT INTO {events} (pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id, {columns}) "
+                "SELECT NOW(), 'insert', id, %s, {columns} FROM {table} WHERE id = ANY(%s)"
+            ).format(
+                events=sql.Identifier(event_model._meta.db_table),
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                table=sql.Identifier(model._meta.db_table),
+            )
+            cursor.execute(statement.as_string(connection.connection), [context_id, [row.pk for row in rows]])
