@@ -339,9 +339,10 @@ def _record_inserts(rows_by_model: Mapping[type[models.Model], list[models.Model
     per model.
 
     The triggers run a PL/pgSQL function with two subtransactions for every row: measured, they were
-    about half of an import's time (100,000 rows into 1M incidents: 173 s with them, 97 s without). The rows written here are the same:
-    a snapshot of the stored row (`INSERT … SELECT`, so defaults and generated columns are as stored),
-    label "insert", the transaction's time and the current pghistory context, which names the user."""
+    about half of an import's time (100,000 rows into 1M incidents: 173 s with them, 97 s without).
+    The rows written here are the same: a snapshot of the stored row (`INSERT … SELECT`, so defaults
+    and generated columns are as stored), label "insert", the transaction's time and the current
+    pghistory context, which names the user."""
     with connection.cursor() as cursor:
         # The same function the triggers call: it stores the current context and returns its id.
         cursor.execute("SELECT _pgh_attach_context()")
