@@ -614,3 +614,15 @@ class Response(TimestampedModel):
 
     def __str__(self):
         return f"{self.organization}: {self.get_kind_display()} ({self.date:%Y-%m-%d})"
+
+
+# Linking a response to incidents writes rows of the auto-created table behind Response.incidents;
+# tracked too, so the audit trail shows when an incident was added to or removed from a response,
+# and by whom. Its triggers are not in a migration (Django owns that table's schema): pgtrigger
+# installs them after every migrate (PGTRIGGER_INSTALL_ON_MIGRATE).
+pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.DeleteEvent(),
+    model_name="ResponseIncidentEvent",
+    app_label="incidents",
+)(Response.incidents.through)

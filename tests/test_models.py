@@ -2,14 +2,16 @@
 
 from datetime import date
 
+import pghistory
 import pytest
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from incidents import roles
-from incidents.models import Claim, Incident, Organization, Place
+from incidents.models import Claim, Incident, Organization, Place, Response
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -184,3 +186,19 @@ def test_sample_data_loads_and_reloads_without_duplicates():
     assert labels == {"2–9 October 2023", "29 August 2023", "18 September 2023", "July 2021"}
     # The informant's testimony is confidential, so its claim is hidden from the public.
     assert Claim.objects.visible_to(None).count() == Claim.objects.count() - 1
+
+
+def test_linking_a_response_to_incidents_is_recorded_with_the_acting_user():
+
+    analyst = make_user(roles.ANALYST)
+    response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 10, 13))
+    incident = make_incident()
+    with pghistory.context(user=analyst.pk):
+        response.incidents.add(incident)
+        response.incidents.remove(incident)
+    events = apps.get_model("incidents", "ResponseIncidentEvent").objects.order_by("pgh_id")
+    assert [(event.pgh_label, event.response_id, event.incident_id) for event in events] == [
+        ("insert", response.pk, incident.pk),
+        ("delete", response.pk, incident.pk),
+    ]
+    assert {event.pgh_context.metadata["user"] for event in events} == {analyst.pk}

@@ -198,6 +198,8 @@ X_FRAME_OPTIONS = "DENY"
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
 PGHISTORY_DEFAULT_TRACKERS = (pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())
 PGHISTORY_APPEND_ONLY = True
+# Installs the triggers that no migration holds (those on Response.incidents' auto-created table).
+PGTRIGGER_INSTALL_ON_MIGRATE = True
 
 # Incident Tracker's own settings.
 # Window (in days) around an incident's dates within which another incident of the same type and
