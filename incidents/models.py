@@ -17,7 +17,7 @@ from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
 from django_countries.fields import CountryField
 
-from incidents.querysets import ClaimQuerySet, IncidentQuerySet, SourceQuerySet
+from incidents.querysets import ClaimQuerySet, IncidentQuerySet, PlaceQuerySet, SourceQuerySet
 
 # Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
 # English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
@@ -196,6 +196,8 @@ class Place(TimestampedModel):
         help_text="Public views show the parent's coordinates instead of this place's exact location.",
     )
 
+    objects = PlaceQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -238,17 +240,6 @@ class Place(TimestampedModel):
                 if ancestor.pk == self.pk:
                     raise ValidationError({"parent": "A place cannot be inside itself."})
                 ancestor = ancestor.parent
-
-    @property
-    def public_coordinates(self) -> tuple[float, float] | None:
-        """Coordinates safe to show the public: a sensitive place shows its nearest
-        non-sensitive ancestor's. Walks the parents, so prefetch them when listing."""
-        place = self
-        while place is not None and (place.sensitive or place.latitude is None):
-            place = place.parent
-        if place is None:
-            return None
-        return float(place.latitude), float(place.longitude)
 
 
 class IncidentTypeManager(models.Manager):

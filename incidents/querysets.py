@@ -7,7 +7,7 @@ pages all start from `visible_to(user)`, so a rule changed here holds everywhere
 from datetime import date, timedelta
 
 from django.db import connection, models
-from django.db.models import Exists, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Case, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
@@ -32,8 +32,40 @@ def limit_to_visible(queryset, user):
 
 def can_see_exact_locations(user) -> bool:
     """Staff readers see a sensitive place's exact coordinates; everyone else sees the coarsened
-    `Place.public_coordinates`, so an informant's village is never published by a list or a map."""
+    ones (`coordinates_for`), so an informant's village is never published by a list or a map."""
     return can_see_unpublished(user)
+
+
+class PublicCoordinate(Func):
+    """Latitude (`index=1`) or longitude (`index=2`) of the nearest place, from this one up through
+    its parents, that is not sensitive and has coordinates: SQL function `place_public_coordinates`
+    (migration 0007), so lists built by PostgreSQL and the ORM apply the same rule."""
+
+    template = "(place_public_coordinates(%(expressions)s))[%(index)s]"
+    arity = 1
+    output_field = models.DecimalField(max_digits=9, decimal_places=6)
+
+
+def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Expression]:
+    """Expressions of the latitude and longitude of the place at `place` (a lookup path, "" for a
+    place queryset's own rows) as `user` may see them: exact for staff, coarsened for everyone else."""
+    prefix = f"{place}__" if place else ""
+    latitude, longitude = F(f"{prefix}latitude"), F(f"{prefix}longitude")
+    if can_see_exact_locations(user):
+        return latitude, longitude
+    # Most places are neither sensitive nor without coordinates: they skip the function call.
+    own = Q(**{f"{prefix}sensitive": False, f"{prefix}latitude__isnull": False})
+    return tuple(
+        Case(When(own, then=exact), default=PublicCoordinate(F(f"{prefix}id"), index=index))
+        for index, exact in ((1, latitude), (2, longitude))
+    )
+
+
+class PlaceQuerySet(models.QuerySet):
+    def with_coordinates_for(self, user) -> "PlaceQuerySet":
+        """Annotate `shown_latitude`/`shown_longitude`: what `user` may see of each place's location."""
+        shown_latitude, shown_longitude = coordinates_for(user)
+        return self.annotate(shown_latitude=shown_latitude, shown_longitude=shown_longitude)
 
 
 class SourceQuerySet(models.QuerySet):

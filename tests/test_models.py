@@ -167,13 +167,27 @@ class TestVisibility:
         assert (full.claim_people_min, full.claim_people_max) == (80, 500)
 
 
-def test_sensitive_place_shows_its_parents_coordinates_to_the_public():
+def test_sensitive_place_shows_the_nearest_public_ancestors_coordinates_to_the_public():
     province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
-    facility = make_place(name="Detention centre", kind="facility", parent=province, latitude=42.9, longitude=129.5)
-    facility.sensitive = True
-    assert facility.public_coordinates == (43.6, 126.2)
-    facility.sensitive = False
-    assert facility.public_coordinates == (42.9, 129.5)
+    city = make_place(name="Tumen", kind="city", parent=province, latitude=42.97, longitude=129.84)
+    facility = make_place(name="Detention centre", kind="facility", parent=city, latitude=42.9, longitude=129.5)
+    unlocated = make_place(name="Somewhere near the border", parent=facility)
+
+    def shown(user, place):
+        row = Place.objects.with_coordinates_for(user).get(pk=place.pk)
+        return None if row.shown_latitude is None else (float(row.shown_latitude), float(row.shown_longitude))
+
+    public, staff = None, make_user(roles.VIEWER)
+    assert shown(public, facility) == (42.9, 129.5)
+    assert shown(public, unlocated) == (42.9, 129.5)
+    Place.objects.filter(pk__in=[facility.pk, city.pk]).update(sensitive=True)
+    # Two sensitive levels up: the province is the nearest place the public may see.
+    assert shown(public, facility) == (43.6, 126.2)
+    assert shown(public, unlocated) == (43.6, 126.2)
+    assert shown(staff, facility) == (42.9, 129.5)
+    assert shown(staff, unlocated) is None
+    Place.objects.filter(pk=province.pk).update(sensitive=True)
+    assert shown(public, facility) is None
 
 
 def test_sample_data_loads_and_reloads_without_duplicates():
