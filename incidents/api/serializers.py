@@ -26,7 +26,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import can_see_exact_locations, can_see_unpublished
+from incidents.querysets import can_see_unpublished
 
 
 def _request_user(serializer):
@@ -79,13 +79,11 @@ class VisibleIncidentField(serializers.SlugRelatedField):
         return Incident.objects.visible_to(_request_user(self))
 
 
-def coordinates_for(place: Place, user) -> tuple[float | None, float | None]:
-    """Exact coordinates for staff, the nearest non-sensitive ancestor's for everyone else."""
-    if can_see_exact_locations(user):
-        coordinates = (float(place.latitude), float(place.longitude)) if place.latitude is not None else None
-    else:
-        coordinates = place.public_coordinates
-    return coordinates or (None, None)
+def shown_coordinates(place: Place) -> tuple[float | None, float | None]:
+    """The location the reader may see, as annotated by `Place.objects.with_coordinates_for(user)`."""
+    if place.shown_latitude is None:
+        return None, None
+    return float(place.shown_latitude), float(place.shown_longitude)
 
 
 class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
@@ -100,7 +98,7 @@ class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
 
     def to_representation(self, place):
         representation = super().to_representation(place)
-        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
+        representation["latitude"], representation["longitude"] = shown_coordinates(place)
         return representation
 
 
@@ -130,7 +128,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
 
     def to_representation(self, place):
         representation = super().to_representation(place)
-        representation["latitude"], representation["longitude"] = coordinates_for(place, _request_user(self))
+        representation["latitude"], representation["longitude"] = shown_coordinates(place)
         return representation
 
 

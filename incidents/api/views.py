@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from incidents import services
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.permissions import StaffReader
+from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
 from incidents.api.schema import FEATURE_COLLECTION
 from incidents.api.serializers import (
@@ -30,14 +31,10 @@ from incidents.api.serializers import (
 )
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
+from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source, VictimGroup
 from incidents.models import Response as OrganizationResponse
 from incidents.querysets import can_see_confidential
 from incidents.statistics import GROUPINGS, incident_statistics
-
-# Place.public_coordinates walks up the parents; three levels (facility → city → province →
-# country) are fetched in the same query, so coarsening costs no query per place.
-PLACE_ANCESTORS = "parent__parent__parent"
 
 
 def _visible_source_id(user, field: str) -> Subquery:
@@ -73,8 +70,10 @@ class IncidentTypeViewSet(ResourceViewSet):
 
 
 class PlaceViewSet(ResourceViewSet):
-    queryset = Place.objects.select_related(PLACE_ANCESTORS)
     serializer_class = PlaceSerializer
+
+    def get_queryset(self):
+        return Place.objects.with_coordinates_for(self.request.user)
 
 
 class SourceViewSet(ResourceViewSet):
@@ -187,7 +186,9 @@ class IncidentViewSet(ResourceViewSet):
     def list(self, request, *args, **kwargs):
         if self.wants_csv():
             return filtered_csv_response(self, request, self.visible_incidents())
-        return super().list(request, *args, **kwargs)
+        incidents = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(with_representations(incidents, request.user))
+        return self.get_paginated_response(representations(page))
 
     def get_renderers(self):
         renderers = super().get_renderers()
@@ -199,28 +200,31 @@ class IncidentViewSet(ResourceViewSet):
         return Incident.objects.visible_to(self.request.user)
 
     def get_queryset(self):
+        if self.action == "list":
+            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
+            return self.visible_incidents().annotate(
+                people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
+            )
         # Writes load the bare record: a prefetched (visible-only) set of claims would stand in for
         # the incident's real claims inside the services.
-        if self.action in ("list", "retrieve"):
+        if self.action == "retrieve":
             return self.representation_queryset()
         return self.visible_incidents()
 
     def representation_queryset(self):
         user = self.request.user
-        # 1 query for the page (type, users and claim range joined or subqueried), then one
-        # prefetch each for places (with ancestors), visible claims (with sources), involvements
-        # (with organizations) and victim groups: 5 queries whatever the page size.
+        # 1 query for the incident (type, users and claim range joined or subqueried), then one
+        # prefetch each for places, visible claims (with sources), involvements (with
+        # organizations) and victim groups. Lists are built by PostgreSQL instead (projections).
         return (
             self.visible_incidents()
             .with_claim_range(user)
-            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
-            .annotate(people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField()))
             .select_related("incident_type", "created_by", "updated_by")
             .prefetch_related(
-                Prefetch("places", queryset=Place.objects.select_related(PLACE_ANCESTORS)),
+                Prefetch("places", queryset=Place.objects.with_coordinates_for(user).order_by("name", "id")),
                 Prefetch("claims", queryset=Claim.objects.visible_to(user).select_related("source")),
-                Prefetch("involvements", queryset=Involvement.objects.select_related("organization")),
-                "victim_groups",
+                Prefetch("involvements", queryset=Involvement.objects.select_related("organization").order_by("id")),
+                Prefetch("victim_groups", queryset=VictimGroup.objects.order_by("id")),
             )
         )
 
