@@ -53,10 +53,11 @@ def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Ex
     latitude, longitude = F(f"{prefix}latitude"), F(f"{prefix}longitude")
     if can_see_exact_locations(user):
         return latitude, longitude
-    # Most places are neither sensitive nor without coordinates: they skip the function call.
+    # A place that may show its own coordinates skips the function call; any other shows what its
+    # parent may show, which spares the function looking the place up again.
     own = Q(**{f"{prefix}sensitive": False, f"{prefix}latitude__isnull": False})
     return tuple(
-        Case(When(own, then=exact), default=PublicCoordinate(F(f"{prefix}id"), index=index))
+        Case(When(own, then=exact), default=PublicCoordinate(F(f"{prefix}parent_id"), index=index))
         for index, exact in ((1, latitude), (2, longitude))
     )
 
@@ -80,10 +81,14 @@ class ClaimQuerySet(models.QuerySet):
         """Claims on incidents the user may see, hiding confidential claims and claims of
         confidential sources from users without the confidential permission."""
         incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
-        claims = self.filter(incident__in=incidents.values("pk"))
+        return self.filter(incident__in=incidents.values("pk")).disclosed_to(user)
+
+    def disclosed_to(self, user) -> "ClaimQuerySet":
+        """The claims the user may see among those of an incident they may see: for subqueries
+        correlated to an incident already limited by `visible_to`, which need not check it again."""
         if can_see_confidential(user):
-            return claims
-        return claims.filter(confidential=False, source__confidential=False)
+            return self
+        return self.filter(confidential=False, source__confidential=False)
 
 
 class IncidentQuerySet(models.QuerySet):
@@ -112,19 +117,23 @@ class IncidentQuerySet(models.QuerySet):
         """Annotate `claim_people_min`/`claim_people_max`: the span of figures that the sources the
         user may see report, beside the analysts' own estimate. One subquery each, no join, so it
         composes with any filter and keeps one row per incident."""
+        return self.annotate(**self.claim_range(user))
+
+    def claim_range(self, user) -> dict[str, Subquery]:
+        """The expressions `with_claim_range` annotates, for building into other expressions."""
         claims = (
             self.model._meta.get_field("claims")
-            .related_model.objects.visible_to(user)
+            .related_model.objects.disclosed_to(user)
             .filter(incident=OuterRef("pk"))
             .order_by()
             .values("incident")
         )
         low = Coalesce("people_count_min", "people_count")
         high = Coalesce("people_count_max", "people_count")
-        return self.annotate(
-            claim_people_min=Subquery(claims.annotate(value=Min(low)).values("value")),
-            claim_people_max=Subquery(claims.annotate(value=Max(high)).values("value")),
-        )
+        return {
+            "claim_people_min": Subquery(claims.annotate(value=Min(low)).values("value")),
+            "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
+        }
 
     def containing_text(self, text: str, user) -> "IncidentQuerySet":
         """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in
