@@ -60,6 +60,12 @@ def _visible_sources(request):
     return Source.objects.visible_to(_user(request))
 
 
+def _every(model):
+    """The records a choice filter accepts, as a callable: django-filter deep-copies a filter set's
+    querysets for every request (QuerySet objects and all), which cost more than the list's query."""
+    return lambda request: model.objects.all()
+
+
 def _descendant_ids(model, root_id: int) -> set[int]:
     """The ids of `root_id` and everything under it in a parent tree; one query per level."""
     found, frontier = {root_id}, {root_id}
@@ -82,10 +88,18 @@ def country_choices():
     return list(countries)
 
 
+class CountryCodeField(django_filters.fields.ChoiceField):
+    def valid_value(self, value):
+        # One lookup, where Django's ChoiceField walks the 250 choices (1.6 ms of every request).
+        return value in countries
+
+
 @extend_schema_field({"type": "string", "enum": [code for code, _ in countries]})
 class CountryFilter(django_filters.ChoiceFilter):
     """An ISO 3166-1 alpha-2 code; the choices are a callable, so the per-request copy of the
     filter set does not copy 250 of them (that cost more than the list's queries)."""
+
+    field_class = CountryCodeField
 
     def __init__(self, **kwargs):
         super().__init__(choices=country_choices, **kwargs)
@@ -105,13 +119,13 @@ class IncidentFilterSet(django_filters.FilterSet):
     date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
     type = SlugFilter(
-        queryset=IncidentType.objects.all(),
+        queryset=_every(IncidentType),
         to_field_name="slug",
         method="filter_type",
         label="Incident type (slug), including its sub-types",
     )
     country = CountryFilter(method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places")
-    place = IdFilter(queryset=Place.objects.all(), method="filter_place", label="Place id, including places inside it")
+    place = IdFilter(queryset=_every(Place), method="filter_place", label="Place id, including places inside it")
     min_people = django_filters.NumberFilter(
         field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
     )
@@ -126,7 +140,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         label="Source id: incidents it or a source relaying it makes a claim about",
     )
     organization = IdFilter(
-        queryset=Organization.objects.all(),
+        queryset=_every(Organization),
         method="filter_organization",
         label="Organization id: involved, or publisher of a source with a claim",
     )
