@@ -11,6 +11,7 @@ returning the same rows as JSON; stats p95 < 300 ms.
 """
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -149,6 +150,8 @@ def main():
     parser.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
     arguments = parser.parse_args()
 
+    # The server's own start-up (tracker/wsgi.py), so that requests meet the process state they would.
+    importlib.import_module("tracker.wsgi")
     parameters = default_parameters()
     if arguments.q:
         parameters["q"] = arguments.q
