@@ -16,7 +16,7 @@ from django.db import models
 from pghistory.models import Events
 
 from incidents.models import Claim, Incident
-from incidents.querysets import limit_to_visible
+from incidents.querysets import can_see_confidential, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes.
 _UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_by_id", "created_by_id"}
@@ -32,25 +32,28 @@ class HistoryEntry:
     changes: list[tuple[str, Any, Any]]
 
 
+# Oldest first; events of one transaction share their time, the rest orders them steadily.
+HISTORY_ORDERING = ("pgh_created_at", "pgh_id", "pgh_model")
+
+
 def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     """The audit events of `obj` the user may see, oldest first.
 
     An incident's history also holds the events of its claims, places, victim groups and
-    involvements, since analysts edit those on the incident's page; events of claims the user may
-    not see (confidential, from a confidential source, or since deleted) are left out. The caller
-    has already checked, through `visible_to`, that the user may see `obj`. Runs one query (two for
-    an incident)."""
+    involvements, since analysts edit those on the incident's page. Events of claims the user may
+    not see (confidential, or from a confidential source) are left out, and so are those of deleted
+    claims, which can no longer be checked against `visible_to`, except for readers who may see
+    every claim. The caller has already checked, through `visible_to`, that the user may see `obj`.
+    Runs one query (two for an incident)."""
     if not isinstance(obj, Incident):
-        return Events.objects.tracks(obj).order_by("pgh_created_at", "pgh_id")
-    visible_claim_ids = [
-        str(pk) for pk in Claim.objects.visible_to(user).filter(incident=obj).values_list("pk", flat=True)
-    ]
-    claim_label = Claim._meta.label
-    return (
-        Events.objects.references(obj)
-        .exclude(models.Q(pgh_obj_model=claim_label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))
-        .order_by("pgh_created_at", "pgh_id")
-    )
+        return Events.objects.tracks(obj).order_by(*HISTORY_ORDERING)
+    events = Events.objects.references(obj)
+    if not can_see_confidential(user):
+        visible_claim_ids = [
+            str(pk) for pk in Claim.objects.visible_to(user).filter(incident=obj).values_list("pk", flat=True)
+        ]
+        events = events.exclude(models.Q(pgh_obj_model=Claim._meta.label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))
+    return events.order_by(*HISTORY_ORDERING)
 
 
 def _changes(event) -> list[tuple[str, Any, Any]]:

@@ -388,6 +388,22 @@ class TestHistory:
         insider_events = insider.get(incident_url(incident, "history/")).json()["results"]
         assert [event["record"] for event in insider_events].count("incidents.Claim") == 1
 
+    def test_a_long_history_pages_oldest_first_like_every_list(self):
+        analyst = make_user(roles.ANALYST)
+        incident = make_incident()
+        for version, count in enumerate((81, 82, 83, 84), start=1):
+            answer = client_for(analyst).patch(
+                incident_url(incident), {"people_count": count, "version": version}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+        client, url, counts = client_for(make_user(roles.VIEWER)), incident_url(incident, "history/?page_size=2"), []
+        while url:
+            page = client.get(url).json()
+            assert len(page["results"]) <= 2
+            counts += [event["data"]["people_count"] for event in page["results"]]
+            url = page["next"]
+        assert counts == [80, 81, 82, 83, 84]
+
     def test_history_of_a_hidden_incident_answers_404(self):
         secret = make_incident(confidential=True)
         assert client_for(make_user(roles.VIEWER)).get(incident_url(secret, "history/")).status_code == 404

@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
+from incidents.history import HISTORY_ORDERING
+
 
 class StableCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
@@ -45,8 +47,12 @@ class StableCursorPagination(CursorPagination):
             )
         return int(raw)
 
+    def get_orderings(self, view) -> dict[str, tuple[str, ...]]:
+        """The orderings a client may choose, by public name; the first is the default."""
+        return view.orderings
+
     def get_ordering(self, request, queryset, view):
-        orderings = view.orderings
+        orderings = self.get_orderings(view)
         raw = request.query_params.get(self.ordering_query_param)
         if raw is None:
             return next(iter(orderings.values()))
@@ -59,15 +65,23 @@ class StableCursorPagination(CursorPagination):
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
-        if len(view.orderings) > 1:
+        orderings = self.get_orderings(view)
+        if len(orderings) > 1:
             parameters.append(
                 {
                     "name": self.ordering_query_param,
                     "required": False,
                     "in": "query",
-                    "description": "Sort order; a leading `-` sorts descending. Default: "
-                    f"`{next(iter(view.orderings))}`.",
-                    "schema": {"type": "string", "enum": list(view.orderings)},
+                    "description": f"Sort order; a leading `-` sorts descending. Default: `{next(iter(orderings))}`.",
+                    "schema": {"type": "string", "enum": list(orderings)},
                 }
             )
         return parameters
+
+
+class HistoryPagination(StableCursorPagination):
+    """An audit trail, oldest first, in pages like every other list: a long-lived incident's
+    history is thousands of events."""
+
+    def get_orderings(self, view):
+        return {"at": HISTORY_ORDERING}

@@ -10,13 +10,13 @@ from django.db.models.functions import Coalesce
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from pghistory.models import Events
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from incidents import services
 from incidents.api.errors import PreconditionFailed, VersionMismatch
+from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
@@ -31,9 +31,9 @@ from incidents.api.serializers import (
 )
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterSet
+from incidents.history import history_visible_to
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source, VictimGroup
 from incidents.models import Response as OrganizationResponse
-from incidents.querysets import can_see_confidential
 from incidents.statistics import GROUPINGS, incident_statistics
 
 
@@ -126,12 +126,6 @@ class HistoryEventSerializer(serializers.Serializer):
     record_id = serializers.CharField(source="pgh_obj_id", allow_null=True)
     changes = serializers.JSONField(source="pgh_diff", allow_null=True, help_text="field: [before, after], for updates")
     data = serializers.JSONField(source="pgh_data", help_text="The record as it was after the change.")
-
-
-class HistorySerializer(serializers.Serializer):
-    next = serializers.CharField(allow_null=True)
-    previous = serializers.CharField(allow_null=True)
-    results = HistoryEventSerializer(many=True)
 
 
 # `?format=geojson` is DRF's format override; documented as a parameter of the list.
@@ -300,30 +294,15 @@ class IncidentViewSet(ResourceViewSet):
 
     @extend_schema(
         filters=False,
-        responses=HistorySerializer,
+        responses=HistoryEventSerializer(many=True),
         description="Who changed what and when, for the incident and its claims, places, victim groups and "
         "involvements, oldest first. Claims you may not see are left out.",
     )
-    @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=None)
+    @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=HistoryPagination)
     def history(self, request, public_id=None):
-        incident = self.get_object()
-        claim_ids = {str(pk) for pk in Claim.objects.filter(incident=incident).values_list("pk", flat=True)}
-        visible_claim_ids = {
-            str(pk)
-            for pk in Claim.objects.visible_to(request.user).filter(incident=incident).values_list("pk", flat=True)
-        }
-        # A deleted claim can no longer be checked against visible_to: only readers who may see
-        # every claim see what happened to it.
-        sees_deleted_claims = can_see_confidential(request.user)
-        events = [
-            event
-            for event in Events.objects.references(incident).order_by("pgh_created_at", "pgh_id")
-            if event.pgh_obj_model != "incidents.Claim"
-            or event.pgh_obj_id in visible_claim_ids
-            or (sees_deleted_claims and event.pgh_obj_id not in claim_ids)
-        ]
+        events = self.paginate_queryset(history_visible_to(self.get_object(), request.user))
         user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
         usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
         for event in events:
             event.user = usernames.get((event.pgh_context or {}).get("user"))
-        return Response({"next": None, "previous": None, "results": HistoryEventSerializer(events, many=True).data})
+        return self.get_paginated_response(HistoryEventSerializer(events, many=True).data)
