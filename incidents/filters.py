@@ -178,7 +178,8 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places)))
 
     def _visible_claims(self):
-        return Claim.objects.visible_to(self.user).filter(incident=OuterRef("pk"))
+        # The incidents are already limited to those the user may see; of their claims, these.
+        return Claim.objects.disclosed_to(self.user).filter(incident=OuterRef("pk"))
 
     @extend_schema_field(OpenApiTypes.INT)
     def filter_source(self, queryset, name, value):
@@ -204,8 +205,11 @@ class IncidentFilterSet(django_filters.FilterSet):
         for is fairly common) and read the whole table."""
         query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
         by_text = Incident.objects.alias(search=INCIDENT_SEARCH_VECTOR).filter(search=query)
+        # Claims the user may see among those of any incident: the outer queryset keeps only the
+        # incidents they may see. Checking each claim's incident here too made PostgreSQL hash the
+        # whole source table for a word found in one excerpt (90 ms).
         by_claim = (
-            Claim.objects.visible_to(self.user)
+            Claim.objects.disclosed_to(self.user)
             .annotate(search=CLAIM_SEARCH_VECTOR)
             .filter(search=query)
             .order_by()

@@ -311,6 +311,9 @@ class Source(TimestampedModel):
         indexes = [
             # Serves the admin's incident search by source title and the source autocomplete.
             substring_search_index("title", "source_title_search"),
+            # Serves hiding confidential sources' claims (ClaimQuerySet.disclosed_to): the few
+            # confidential sources, read from this index alone.
+            models.Index(fields=["id"], condition=Q(confidential=True), name="source_confidential"),
         ]
 
     def __str__(self):
