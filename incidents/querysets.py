@@ -2,6 +2,11 @@
 
 Visibility is decided here and only here: the admin, the API, CSV exports, statistics and public
 pages all start from `visible_to(user)`, so a rule changed here holds everywhere.
+
+The rules depend on the user only through `can_see_unpublished`, `can_see_confidential` and
+`can_see_exact_locations`: the API's incident list compiles its SQL once per combination of them
+(`incidents/api/projections.py`), so a rule that looks at anything else about the user must be
+added to that combination too.
 """
 
 from datetime import date, timedelta
