@@ -158,7 +158,7 @@ def import_incidents_csv(
 ) -> ImportReport:
     """Validate every row of the CSV in `file`; unless `dry_run` or any error, write them all in one
     transaction as `user`. Checking costs the same few queries whatever the file's length; writing,
-    a few queries per batch of new incidents and incident_update's queries per changed incident."""
+    one COPY per table for the new incidents and incident_update's queries per changed incident."""
     report = ImportReport(file_name=file_name, dry_run=dry_run)
     if not (user.has_perm("incidents.add_incident") and user.has_perm("incidents.change_incident")):
         report.errors.append(

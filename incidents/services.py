@@ -6,7 +6,8 @@ a newer one), records who did it, and runs in one transaction: it all lands or n
 History rows are written by database triggers (pghistory); the context set here names the user.
 """
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pghistory
@@ -287,56 +288,184 @@ def incident_delete(*, incident: Incident, user) -> None:
         incident.delete()
 
 
-def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]], batch_size: int = 1000) -> list[Incident]:
+def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> list[Incident]:
     """Create many incidents, each a mapping like incident_create's arguments (`data`, and optionally
-    `places`, `claims`, `involvements`), all or nothing, in a few queries per batch.
+    `places`, `claims`, `involvements`), all or nothing, with one COPY per table.
 
     For imports: incident_create costs dozens of queries per incident (constraint checks, savepoints),
-    too slow for a hundred thousand rows. Each incident and child is validated with the model's rules
-    (fields and `clean()`); the database's constraints back up the rest, and its history triggers
-    record every row with `user`. Errors are keyed `incidents[index].field`."""
+    too slow for a hundred thousand rows. Every incident and child is validated with the model's rules
+    (fields and `clean()`), the database's constraints and foreign keys back up the rest, and history
+    rows name `user`, as the triggers' would. Errors are keyed `incidents[index].field`; if there is
+    any, nothing is kept. Returns the incidents with their new primary keys.
+
+    The incidents are validated as they stream to PostgreSQL, which stores one while the next is
+    checked (two processors at work instead of one after the other). The first invalid incident
+    stops the writing; the rest are still checked so that every error is reported."""
+    items = list(incidents)
+    if not items:
+        return []
     user_id = _acting_user_id(user)
-    built, children, errors = [], [], {}
-    for index, item in enumerate(incidents):
-        incident = Incident(**item["data"], created_by_id=user_id, updated_by_id=user_id)
-        rows = [
-            *(IncidentPlace(incident=incident, place=place) for place in item.get("places", ())),
-            *(Claim(incident=incident, **claim) for claim in item.get("claims", ())),
-            *(Involvement(incident=incident, **involvement) for involvement in item.get("involvements", ())),
-        ]
-        for instance in (incident, *rows):
-            try:
-                # Relations are not looked up one by one: their foreign keys hold in the database.
-                relations = [field.name for field in instance._meta.fields if field.is_relation]
-                instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
-            except ValidationError as error:
-                for field, messages in error.message_dict.items():
+    children = {model: _ChildRows(model) for model in (IncidentPlace, Claim, Involvement)}
+    built, errors = [], {}
+
+    def valid_incident_rows(incident_ids: list[int]) -> Iterator[tuple]:
+        fields = _insert_fields(Incident)
+        for index, (item, incident_id) in enumerate(zip(items, incident_ids, strict=True)):
+            incident = Incident(**item["data"], id=incident_id, created_by_id=user_id, updated_by_id=user_id)
+            built.append(incident)
+            problems = [_full_clean(incident)]
+            for model, rows in (
+                (IncidentPlace, ({"place": place} for place in item.get("places", ()))),
+                (Claim, item.get("claims", ())),
+                (Involvement, item.get("involvements", ())),
+            ):
+                problems.extend(children[model].add(index, row) for row in rows)
+            for problem in problems:
+                for field, messages in problem.items():
                     errors.setdefault(f"incidents[{index}].{field}", []).extend(messages)
-        built.append(incident)
-        children.append(rows)
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic(), pghistory.context(user=user_id), connection.cursor() as cursor:
-        # Django's foreign keys are checked at commit; tens of thousands of queued checks make every
-        # later insert of the transaction slower and slower (20,000 rows: 3x the time). Checking
-        # them as each batch goes keeps the cost linear; Django's default comes back afterwards.
+            if not errors:
+                yield (incident_id, *_db_values(incident, fields))
+
+    insert_triggers = [f"{model._meta.label}:insert_insert" for model in (Incident, *children)]
+    with (
+        transaction.atomic(),
+        pghistory.context(user=user_id),
+        pgtrigger.ignore(*insert_triggers),
+        connection.cursor() as cursor,
+    ):
+        # Django's foreign keys are checked at commit; hundreds of thousands of queued checks make
+        # the rest of the transaction slower and slower. Checking them as each table is written
+        # keeps the cost linear; Django's default comes back afterwards.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        rows_by_model = {Incident: built}
-        for row in (row for rows in children for row in rows):
-            rows_by_model.setdefault(type(row), []).append(row)
-        insert_triggers = [f"{model._meta.label}:insert_insert" for model in rows_by_model]
-        with pgtrigger.ignore(*insert_triggers):
-            # bulk_create takes each child's incident_id from its incident, which has a pk by then.
-            for model, rows in rows_by_model.items():
-                model.objects.bulk_create(rows, batch_size=batch_size)
-        _record_inserts(rows_by_model)
+        # The incidents' primary keys up front, so their children's rows can name them. nextval()
+        # is safe beside concurrent writers (the ids need not be consecutive). Run inside
+        # pgtrigger.ignore(), this query also sets the transaction's `pgtrigger.ignore` for the
+        # COPYs below, which are not execute() calls pgtrigger could prefix.
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [Incident._meta.db_table, len(items)],
+        )
+        incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
+        _copy(cursor, Incident, [Incident._meta.pk, *_insert_fields(Incident)], valid_incident_rows(incident_ids))
+        if errors:
+            raise ValidationError(errors)
+        for model, rows in children.items():
+            _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
+        _record_inserts({Incident: "id", **dict.fromkeys(children, "incident_id")}, incident_ids)
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    for incident in built:
+        incident._state.adding = False
+        incident._state.db = connection.alias
     return built
 
 
-def _record_inserts(rows_by_model: Mapping[type[models.Model], list[models.Model]]) -> None:
-    """Write the history rows that pghistory's insert triggers would have written, one statement
-    per model.
+@functools.cache
+def _relation_names(model: type[models.Model]) -> list[str]:
+    return [field.name for field in model._meta.fields if field.is_relation]
+
+
+def _full_clean(instance: models.Model) -> dict[str, list[str]]:
+    """The model's rules on a new row, as {field: messages}. Relations are not looked up one by one:
+    their foreign keys hold in the database."""
+    try:
+        instance.full_clean(exclude=_relation_names(type(instance)), validate_unique=False, validate_constraints=False)
+    except ValidationError as error:
+        return error.message_dict
+    return {}
+
+
+@functools.cache
+def _insert_fields(model: type[models.Model], without: str | None = None) -> list[models.Field]:
+    """The columns a new row of `model` is written with: all but its primary key, the generated
+    columns (which compute themselves) and `without`."""
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if not field.primary_key and not field.generated and field.name != without
+    ]
+
+
+# Field types whose validated value (full_clean() leaves a str, int, bool, date, or a foreign key's
+# id) is written as it is. get_db_prep_save() would only convert it again: measured, 2-3 µs a
+# value, 40 µs an incident. Exact types, since subclasses (CountryField is a CharField) may convert.
+_WRITTEN_AS_VALIDATED = frozenset(
+    {
+        models.BooleanField,
+        models.CharField,
+        models.DateField,
+        models.ForeignKey,
+        models.IntegerField,
+        models.PositiveIntegerField,
+        models.TextField,
+    }
+)
+
+
+@functools.cache
+def _needs_db_prep(field: models.Field) -> bool:
+    auto = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    return auto or type(field) not in _WRITTEN_AS_VALIDATED
+
+
+def _db_values(instance: models.Model, fields: list[models.Field]) -> Iterator[Any]:
+    """The values `fields` of the new, validated `instance` are stored as, the way Model.save()
+    prepares them (pre_save() fills auto_now timestamps)."""
+    return (
+        field.get_db_prep_save(field.pre_save(instance, True), connection)
+        if _needs_db_prep(field)
+        else getattr(instance, field.attname)
+        for field in fields
+    )
+
+
+class _ChildRows:
+    """One model's rows for incidents_bulk_create: a claim, place or involvement per incident.
+
+    A child's rules read only its own values (Claim.clean() compares its own counts and dates), so
+    the children of different incidents with the same values (the same source named on a thousand
+    rows) are validated, and their columns prepared, once. The instance is built without its
+    incident: a rule that read the incident would fail loudly here, not be skipped."""
+
+    def __init__(self, model: type[models.Model]):
+        self.model = model
+        self.fields = _insert_fields(model, without="incident")
+        self.rows: list[tuple[int, tuple]] = []  # (incident index, the row's values but its incident)
+        self.prepared: dict[tuple, tuple[tuple, dict[str, list[str]]]] = {}
+
+    def add(self, incident_index: int, values: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Validate and keep one child of the incident at `incident_index`; returns its errors."""
+        key = tuple(sorted(values.items()))
+        if key not in self.prepared:
+            instance = self.model(**values)
+            errors = _full_clean(instance)
+            self.prepared[key] = (() if errors else tuple(_db_values(instance, self.fields)), errors)
+        row, errors = self.prepared[key]
+        self.rows.append((incident_index, row))
+        return errors
+
+    def db_rows(self, incident_ids: list[int]) -> Iterator[tuple]:
+        return ((incident_ids[index], *row) for index, row in self.rows)
+
+
+def _copy(cursor, model: type[models.Model], fields: list[models.Field], rows: Iterable[tuple]) -> None:
+    """Write `rows` (values for `fields`, in that order) into `model`'s table with COPY.
+
+    Django has no COPY: bulk_create builds an INSERT from every value through the ORM's compiler,
+    which made Python, not PostgreSQL, most of an import's time. COPY runs every constraint, foreign
+    key and trigger like an INSERT does, and the server stores rows while the next ones are prepared."""
+    statement = sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
+        table=sql.Identifier(model._meta.db_table),
+        columns=sql.SQL(", ").join(sql.Identifier(field.column) for field in fields),
+    )
+    with cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _record_inserts(tables: Mapping[type[models.Model], str], incident_ids: list[int]) -> None:
+    """Write the history rows that pghistory's insert triggers would have written for the rows of
+    each model in `tables` whose column `tables[model]` is one of `incident_ids`, one statement per
+    model.
 
     The triggers run a PL/pgSQL function with two subtransactions for every row: measured, they were
     about half of an import's time (100,000 rows into 1M incidents: 173 s with them, 97 s without).
@@ -347,7 +476,7 @@ def _record_inserts(rows_by_model: Mapping[type[models.Model], list[models.Model
         # The same function the triggers call: it stores the current context and returns its id.
         cursor.execute("SELECT _pgh_attach_context()")
         context_id = cursor.fetchone()[0]
-        for model, rows in rows_by_model.items():
+        for model, key in tables.items():
             [event_model] = event_models(tracks_model=model)
             # Generated columns (public_id, date_label) compute themselves in the event table too.
             columns = [
@@ -357,10 +486,11 @@ def _record_inserts(rows_by_model: Mapping[type[models.Model], list[models.Model
             ]
             statement = sql.SQL(
                 "INSERT INTO {events} (pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id, {columns}) "
-                "SELECT NOW(), 'insert', id, %s, {columns} FROM {table} WHERE id = ANY(%s)"
+                "SELECT NOW(), 'insert', id, %s, {columns} FROM {table} WHERE {key} = ANY(%s)"
             ).format(
                 events=sql.Identifier(event_model._meta.db_table),
                 columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
                 table=sql.Identifier(model._meta.db_table),
+                key=sql.Identifier(key),
             )
-            cursor.execute(statement.as_string(connection.connection), [context_id, [row.pk for row in rows]])
+            cursor.execute(statement.as_string(connection.connection), [context_id, incident_ids])

@@ -2,16 +2,27 @@
 
 import csv
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 
+import psycopg
 import pytest
 from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
+from incidents.services import incidents_bulk_create
 from tests.factories import (
+    incident_type,
     make_claim,
     make_incident,
     make_organization,
@@ -525,3 +536,134 @@ def test_checking_a_file_costs_the_same_queries_whatever_its_length(
     # claims the user may see (1). None per row.
     with django_assert_num_queries(14):
         call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
+
+
+class TestBulkCreate:
+    """services.incidents_bulk_create, which writes an import's new incidents."""
+
+    def test_every_invalid_incident_and_child_is_reported_and_nothing_is_written(self, analyst):
+        source, other_source = make_source(title="RFA report"), make_source(title="HRW statement")
+        day = date(2024, 1, 1)
+        good = {"title": "Good", "incident_type": incident_type(), "date_start": day, "date_end": day}
+        # The same bad claim on two incidents is checked once but reported for each.
+        bad_claim = {"source": source, "people_count_min": 90, "people_count_max": 50}
+        before = database_contents()
+        with pytest.raises(ValidationError) as refused:
+            incidents_bulk_create(
+                user=analyst,
+                incidents=[
+                    {"data": good, "claims": [{"source": other_source}]},
+                    {"data": {**good, "date_end": date(2023, 12, 31)}},
+                    {"data": good, "claims": [bad_claim]},
+                    {"data": {**good, "date_precision": "sometime"}, "claims": [bad_claim]},
+                ],
+            )
+        assert refused.value.message_dict == {
+            "incidents[1].date_end": ["The end date (2023-12-31) is before the start date (2024-01-01)."],
+            "incidents[2].people_count_min": ["The minimum (90) is above the maximum (50)."],
+            "incidents[3].date_precision": ["Value 'sometime' is not a valid choice."],
+            "incidents[3].people_count_min": ["The minimum (90) is above the maximum (50)."],
+        }
+        assert database_contents() == before
+
+    def test_it_writes_incidents_with_their_children_and_history(self, analyst):
+        place, source, police = make_place(name="Tumen"), make_source(title="RFA report"), make_organization()
+        day = date(2024, 1, 1)
+        [created] = incidents_bulk_create(
+            user=analyst,
+            incidents=[
+                {
+                    "data": {"title": "New", "incident_type": incident_type(), "date_start": day, "date_end": day},
+                    "places": [place],
+                    "claims": [{"source": source, "people_count": 12, "excerpt": "twelve people"}],
+                    "involvements": [{"organization": police, "role": "perpetrator"}],
+                }
+            ],
+        )
+        stored = Incident.objects.get(pk=created.pk)
+        assert (stored.title, stored.created_by, stored.version) == ("New", analyst, 1)
+        assert list(stored.places.all()) == [place]
+        assert list(stored.claims.values_list("source", "people_count", "excerpt")) == [
+            (source.pk, 12, "twelve people")
+        ]
+        assert list(stored.involvements.values_list("organization", "role")) == [(police.pk, "perpetrator")]
+        ClaimEvent = apps.get_model("incidents", "ClaimEvent")
+        assert ClaimEvent.objects.get(incident=stored).pgh_context.metadata["user"] == analyst.pk
+
+
+def database_contents() -> dict[str, list]:
+    """Every row an import writes: incidents, their places, claims and involvements, their history
+    events and the history context that names the importer."""
+    tables = {
+        "incidents": Incident,
+        "places": Incident.places.through,
+        "claims": Claim,
+        "involvements": Involvement,
+        "events": apps.get_model("incidents", "IncidentEvent"),
+        "place events": apps.get_model("incidents", "IncidentPlaceEvent"),
+        "claim events": apps.get_model("incidents", "ClaimEvent"),
+        "involvement events": apps.get_model("incidents", "InvolvementEvent"),
+        "contexts": apps.get_model("pghistory", "Context"),
+    }
+    return {name: sorted(map(str, model.objects.values_list())) for name, model in tables.items()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(analyst, rich_incidents, tmp_path):
+    # A real `manage.py import_incidents` in its own process, stopped with Ctrl-C (SIGINT) while it
+    # writes: another session holds the claims table, so the import waits there, after writing its
+    # incidents and their places in its transaction.
+    content = f"{HEADER},places,perpetrators,sources\n" + "".join(
+        f"Interrupted {n},deportation,2024-01-01,2024-01-02,Tumen; Hoeryong,MPS,RFA report\n" for n in range(200)
+    )
+    path = tmp_path / "import.csv"
+    path.write_text(content)
+    before = database_contents()
+    database = connection.settings_dict
+    address = {"host": database["HOST"], "port": database["PORT"], "user": database["USER"], "dbname": database["NAME"]}
+    environment = {**os.environ, "DATABASE_URL": "postgres://{user}@{host}:{port}/{dbname}".format(**address)}
+    with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
+        locker.execute("LOCK TABLE incidents_claim IN ACCESS EXCLUSIVE MODE")
+        importer = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "import_incidents", str(path), f"--user={analyst}"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            backend = wait_until_waiting_for_the_claims(observer, importer)
+            # It has written incidents and places: it holds the lock that writing into a table takes.
+            written = observer.execute(
+                "SELECT array_agg(relation::regclass::text ORDER BY relation::regclass::text) FROM pg_locks "
+                "WHERE pid = %s AND granted AND mode = 'RowExclusiveLock' "
+                "AND relation IN ('incidents_incident'::regclass, 'incidents_incidentplace'::regclass)",
+                [backend],
+            ).fetchone()[0]
+            assert written == ["incidents_incident", "incidents_incidentplace"]
+            importer.send_signal(signal.SIGINT)
+            # It ends while the claims are still locked: it does not go on writing once they are free.
+            importer.wait(timeout=60)
+        finally:
+            locker.rollback()
+            if importer.poll() is None:
+                importer.kill()
+            _, stderr = importer.communicate()
+    assert importer.returncode != 0
+    assert "KeyboardInterrupt" in stderr.decode(), stderr.decode()
+    assert database_contents() == before
+
+
+def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -> int:
+    """The id of the import's database session once it waits to COPY into the locked claims table;
+    looks every 50 ms for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert importer.poll() is None, importer.communicate()
+        waiting = observer.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND query LIKE 'COPY \"incidents_claim\"%%'"
+        ).fetchone()
+        if waiting:
+            return waiting[0]
+        time.sleep(0.05)
+    raise AssertionError(f"The import did not reach the claims within {timeout} s.")
