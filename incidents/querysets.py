@@ -93,10 +93,12 @@ class ClaimQuerySet(models.QuerySet):
         correlated to an incident already limited by `visible_to`, which need not check it again."""
         if can_see_confidential(user):
             return self
-        # The few confidential sources, hashed once per query (from their own index), rather than a
-        # join to every claim's source: for a word found in one excerpt PostgreSQL hashed all sources.
-        confidential_sources = self.model._meta.get_field("source").related_model.objects.filter(confidential=True)
-        return self.filter(confidential=False).exclude(source__in=confidential_sources.values("pk"))
+        # "Its source is not one of the few confidential ones" (an anti-join on their own index)
+        # rather than a join to every claim's source, which for a word found in one excerpt had
+        # PostgreSQL hash the whole source table.
+        sources = self.model._meta.get_field("source").related_model.objects
+        confidential_source = sources.filter(pk=OuterRef("source_id"), confidential=True)
+        return self.filter(confidential=False).exclude(Exists(confidential_source))
 
 
 class IncidentQuerySet(models.QuerySet):
