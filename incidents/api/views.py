@@ -1,7 +1,8 @@
 """API views: each starts from `visible_to(request.user)` and hands writes to the services.
 
-Lists prefetch what they show, so their query count does not depend on the page size. Hidden
-records are simply absent from the querysets, so they answer 404 like records that never existed.
+Lists prefetch what they show (the incident list has PostgreSQL build it: `projections`), so
+their query count does not depend on the page size. Hidden records are simply absent from the
+querysets, so they answer 404 like records that never existed.
 """
 
 from django.contrib.auth import get_user_model
