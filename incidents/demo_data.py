@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-import pgtrigger
 from django.db import connection, transaction
 
+from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
     Incident,
@@ -143,18 +143,6 @@ def _reserve_ids(model, count: int) -> int:
             [count, model._meta.db_table],
         )
         return cursor.fetchone()[0] - count + 1
-
-
-def _skip_insert_history() -> None:
-    """For the rest of the current transaction, skip the audit insert triggers (see module docstring).
-
-    pgtrigger reads the `pgtrigger.ignore` setting; it is set here directly because COPY bypasses the
-    execute wrapper that `pgtrigger.ignore()` relies on."""
-    trigger_ids = [
-        trigger.get_pgid(model) for model, trigger in pgtrigger.registered() if trigger.name == "insert_insert"
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + ",".join(trigger_ids) + "}"])
 
 
 def _copy(model, columns: list[str], rows: Iterator[tuple]) -> None:
@@ -331,13 +319,13 @@ def generate_demo_data(
     generator = DemoDataGenerator(seed=seed)
     with transaction.atomic():
         reference = _ensure_reference_data()
-        _skip_insert_history()
+        set_insert_triggers(enabled=False)
         generator.sources(reference, max(10, incidents // 10))
     written = 0
     while written < incidents:
         batch = min(batch_size, incidents - written)
         with transaction.atomic():
-            _skip_insert_history()
+            set_insert_triggers(enabled=False)
             generator.incidents(reference, batch)
         written += batch
         progress(batch)

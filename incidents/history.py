@@ -1,8 +1,9 @@
 """Reading the audit trail that database triggers (django-pghistory) write for every tracked model.
 
 Rows are written by triggers, so every door, `queryset.update()`, `bulk_create` and raw SQL leave
-them; `PGHISTORY_APPEND_ONLY` makes the database refuse to alter them. This module only reads them,
-through the same visibility rules as the records they describe.
+them; `PGHISTORY_APPEND_ONLY` makes the database refuse to alter them. This module reads them,
+through the same visibility rules as the records they describe, and lets bulk writers switch the
+insert triggers off while they record those rows' history themselves.
 """
 
 from collections import defaultdict
@@ -11,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import models
+from django.db import connection, models
 from pghistory.models import Events
 
 from incidents.models import Claim, Incident
@@ -30,6 +32,16 @@ class HistoryEntry:
     model: str
     object_id: str
     changes: list[tuple[str, Any, Any]]
+
+
+def set_insert_triggers(*, enabled: bool) -> None:
+    """Until set back or the transaction (or savepoint) ends, the tracked models' insert triggers
+    fire or not (`PGHISTORY_DEFAULT_TRACKERS`' condition). For code that writes rows in bulk and
+    records their insert history itself, or, for synthetic data, not at all."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config(%s, %s, true)", [settings.INSERT_TRIGGERS_OFF_SETTING, "off" if enabled else "on"]
+        )
 
 
 # Oldest first; events of one transaction share their time, the rest orders them steadily.

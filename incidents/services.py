@@ -11,12 +11,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pghistory
-import pgtrigger
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 from pghistory.core import event_models
 from psycopg import sql
 
+from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
     Incident,
@@ -326,21 +326,16 @@ def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> li
             if not errors:
                 yield (incident_id, *_db_values(incident, fields))
 
-    insert_triggers = [f"{model._meta.label}:insert_insert" for model in (Incident, *children)]
-    with (
-        transaction.atomic(),
-        pghistory.context(user=user_id),
-        pgtrigger.ignore(*insert_triggers),
-        connection.cursor() as cursor,
-    ):
+    with transaction.atomic(), pghistory.context(user=user_id), connection.cursor() as cursor:
         # Django's foreign keys are checked at commit; hundreds of thousands of queued checks make
         # the rest of the transaction slower and slower. Checking them as each table is written
         # keeps the cost linear; Django's default comes back afterwards.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # The history of these rows is written below, in one statement per table. On an error, the
+        # rollback of this atomic block turns the triggers back on with everything else.
+        set_insert_triggers(enabled=False)
         # The incidents' primary keys up front, so their children's rows can name them. nextval()
-        # is safe beside concurrent writers (the ids need not be consecutive). Run inside
-        # pgtrigger.ignore(), this query also sets the transaction's `pgtrigger.ignore` for the
-        # COPYs below, which are not execute() calls pgtrigger could prefix.
+        # is safe beside concurrent writers (the ids need not be consecutive).
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
             [Incident._meta.db_table, len(items)],
@@ -352,6 +347,7 @@ def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> li
         for model, rows in children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
         _record_inserts({Incident: "id", **dict.fromkeys(children, "incident_id")}, incident_ids)
+        set_insert_triggers(enabled=True)
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     for incident in built:
         incident._state.adding = False

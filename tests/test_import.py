@@ -193,6 +193,25 @@ class TestRoundTrip:
             assert (event.pgh_label, event.pgh_context.metadata["user"]) == ("insert", analyst.pk)
             assert event.pgh_created_at is not None
 
+    def test_rows_written_after_the_bulk_insert_are_recorded_by_their_triggers(self, analyst, rich_incidents, tmp_path):
+        # New incidents go in with the insert triggers off (their history is written in bulk);
+        # the triggers are back on for the updates that follow in the same transaction.
+        first, _ = rich_incidents
+        [row] = [row for row in rows(export(analyst, tmp_path)) if row["public_id"] == first.public_id]
+        row["sources"] = f"{row['sources']}; New report"
+        new_report = make_source(title="New report")
+        new_row = {**row, "public_id": "", "version": "", "title": "Created alongside"}
+        # What an analyst may give a new incident.
+        new_row.update(review_state="draft", verification="alleged")
+        run_import(analyst, tmp_path, write_csv([new_row, row]))
+
+        added_claim = Claim.objects.get(incident=first, source=new_report)
+        ClaimEvent = apps.get_model("incidents", "ClaimEvent")
+        event = ClaimEvent.objects.get(pgh_obj=added_claim, pgh_label="insert")
+        assert event.pgh_context.metadata["user"] == analyst.pk
+        created = Incident.objects.get(title="Created alongside")
+        assert ClaimEvent.objects.filter(incident=created, pgh_label="insert").count() == created.claims.count() == 3
+
     def test_history_of_a_bulk_import_holds_the_same_snapshot_as_a_trigger_would(
         self, analyst, rich_incidents, tmp_path
     ):
