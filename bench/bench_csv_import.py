@@ -12,7 +12,7 @@ import time
 
 from demo_rows import reference_records
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
 from incidents.importers import import_incidents_csv
 
@@ -53,6 +53,11 @@ def main():
     with transaction.atomic():
         started = time.perf_counter()
         report = import_incidents_csv(io.BytesIO(content), user=user)
+        # What a commit would do: the deferred triggers count the new incidents into the
+        # statistics' totals (see incidents/migrations/0011). The bench rolls back, so it has
+        # them run here, inside the timing.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         imported = time.perf_counter() - started
         assert len(report.created) == rows, report.summary()
         transaction.set_rollback(True)

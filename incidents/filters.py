@@ -66,7 +66,7 @@ def _every(model):
     return lambda request: model.objects.all()
 
 
-def _descendant_ids(model, root_id: int) -> set[int]:
+def descendant_ids(model, root_id: int) -> set[int]:
     """The ids of `root_id` and everything under it in a parent tree; one query per level."""
     found, frontier = {root_id}, {root_id}
     while frontier:
@@ -167,14 +167,14 @@ class IncidentFilterSet(django_filters.FilterSet):
     # The OpenAPI types of the filters that take a record: drf-spectacular cannot infer them.
     @extend_schema_field(OpenApiTypes.STR)
     def filter_type(self, queryset, name, value):
-        return queryset.filter(incident_type__in=_descendant_ids(IncidentType, value.pk))
+        return queryset.filter(incident_type__in=descendant_ids(IncidentType, value.pk))
 
     def filter_country(self, queryset, name, value):
         return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__country=value)))
 
     @extend_schema_field(OpenApiTypes.INT)
     def filter_place(self, queryset, name, value):
-        places = _descendant_ids(Place, value.pk)
+        places = descendant_ids(Place, value.pk)
         return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places)))
 
     def _visible_claims(self):

@@ -17,7 +17,7 @@ from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
 from django_countries.fields import CountryField
 
-from incidents.querysets import ClaimQuerySet, IncidentQuerySet, PlaceQuerySet, SourceQuerySet
+from incidents.querysets import ClaimQuerySet, IncidentQuerySet, IncidentRollupQuerySet, PlaceQuerySet, SourceQuerySet
 
 # Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
 # English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
@@ -620,3 +620,105 @@ pghistory.track(
     model_name="ResponseIncidentEvent",
     app_label="incidents",
 )(Response.incidents.through)
+
+
+class RollupDimension(models.TextChoices):
+    INCIDENT = "incident", "Incident"
+    COUNTRY = "country", "Country"
+    PERPETRATOR = "perpetrator", "Perpetrator"
+
+
+class IncidentRollup(models.Model):
+    """Statistics kept ahead of time: the incidents and their people summed per start month, end
+    month, type, verification, review state and confidentiality, and within that once overall
+    (`incident`), per country of their places (`country`, once per pair of the incident's
+    countries, so that a country filter can group by the other countries) and per perpetrator.
+
+    Written only by PostgreSQL (migration 0011), in the transaction that changes the incidents, so
+    it never disagrees with them; read by `incidents.statistics` for the filters it can answer."""
+
+    start_month = models.DateField()
+    end_month = models.DateField()
+    # References without foreign key constraints: the totals are brought up to date when a
+    # transaction commits, after it may have deleted a type or an organization that its incidents
+    # no longer use.
+    incident_type = models.ForeignKey(
+        IncidentType, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    verification = models.CharField(max_length=12, choices=Verification.choices)
+    review_state = models.CharField(max_length=10, choices=ReviewState.choices)
+    confidential = models.BooleanField()
+    dimension = models.CharField(max_length=12, choices=RollupDimension.choices)
+    # `country` dimension: the group, and the country whose incidents these are (an incident in
+    # two countries gives the four pairs). Blank where an incident has no place with a country, and
+    # in the other dimensions.
+    country = models.CharField(max_length=2, blank=True)
+    within_country = models.CharField(max_length=2, blank=True)
+    # `perpetrator` dimension: the group; null for incidents without a perpetrator.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
+    )
+    # Plain integers, not positive ones: totals are updated by adding signed changes (INSERT … ON
+    # CONFLICT DO UPDATE), and PostgreSQL checks a row's constraints on the proposed insert, a
+    # negative change included, before it finds the row to update.
+    incidents = models.IntegerField()
+    # The sums of the incidents' figures (the bounds falling back to the best estimate), and how
+    # many incidents have one: over incidents none of which has a figure, the sum is unknown, not 0.
+    people_count = models.BigIntegerField()
+    people_count_known = models.IntegerField()
+    people_count_min = models.BigIntegerField()
+    people_count_min_known = models.IntegerField()
+    people_count_max = models.BigIntegerField()
+    people_count_max_known = models.IntegerField()
+
+    objects = IncidentRollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Also what the totals are updated on.
+            models.UniqueConstraint(
+                fields=[
+                    "start_month",
+                    "end_month",
+                    "incident_type",
+                    "verification",
+                    "review_state",
+                    "confidential",
+                    "dimension",
+                    "country",
+                    "within_country",
+                    "organization",
+                ],
+                nulls_distinct=False,
+                name="incident_rollup_cell",
+            ),
+        ]
+        indexes = [
+            # Totals that no incident counts in any more are removed after each update.
+            models.Index(fields=["id"], condition=Q(incidents=0), name="incident_rollup_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.dimension} {self.start_month:%Y-%m} to {self.end_month:%Y-%m}: {self.incidents} incidents"
+
+
+class IncidentRollupEntry(models.Model):
+    """One incident as `IncidentRollup` counts it now: when the incident, its places or its
+    perpetrators change, this is what the totals take away before they add the incident anew.
+    Written only by PostgreSQL (migration 0011)."""
+
+    incident_id = models.BigIntegerField(primary_key=True)
+    start_month = models.DateField()
+    end_month = models.DateField()
+    incident_type_id = models.BigIntegerField()
+    verification = models.CharField(max_length=12)
+    review_state = models.CharField(max_length=10)
+    confidential = models.BooleanField()
+    people_count = models.PositiveIntegerField(null=True)
+    people_count_min = models.PositiveIntegerField(null=True)
+    people_count_max = models.PositiveIntegerField(null=True)
+    countries = ArrayField(models.CharField(max_length=2))
+    perpetrators = ArrayField(models.BigIntegerField())
+
+    def __str__(self):
+        return f"incident {self.incident_id} as counted"

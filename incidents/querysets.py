@@ -101,14 +101,19 @@ class ClaimQuerySet(models.QuerySet):
         return self.filter(confidential=False).exclude(Exists(confidential_source))
 
 
+def _limit_to_audience(queryset, user):
+    """The rows of incidents, or of totals over incidents, that `user` may see: published ones
+    unless they may see drafts, and not confidential ones unless they hold the permission."""
+    if not can_see_unpublished(user):
+        queryset = queryset.filter(review_state="published")
+    if not can_see_confidential(user):
+        queryset = queryset.filter(confidential=False)
+    return queryset
+
+
 class IncidentQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentQuerySet":
-        incidents = self
-        if not can_see_unpublished(user):
-            incidents = incidents.filter(review_state="published")
-        if not can_see_confidential(user):
-            incidents = incidents.filter(confidential=False)
-        return incidents
+        return _limit_to_audience(self, user)
 
     def overlapping(self, date_from: date | None = None, date_to: date | None = None) -> "IncidentQuerySet":
         """Incidents whose date range overlaps [date_from, date_to] (both inclusive, either open).
@@ -187,6 +192,13 @@ class IncidentQuerySet(models.QuerySet):
                 | Exists(incident_places.filter(place__country__in=countries))
             )
         )
+
+
+class IncidentRollupQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "IncidentRollupQuerySet":
+        """The totals over the incidents `user` may see: each total is kept per review state and
+        confidentiality, so the incidents' own rule selects them."""
+        return _limit_to_audience(self, user)
 
 
 def estimated_row_count(model) -> int:

@@ -329,8 +329,9 @@ def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> li
     with transaction.atomic(), pghistory.context(user=user_id), connection.cursor() as cursor:
         # Django's foreign keys are checked at commit; hundreds of thousands of queued checks make
         # the rest of the transaction slower and slower. Checking them as each table is written
-        # keeps the cost linear; Django's default comes back afterwards.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # keeps the cost linear; Django's default comes back afterwards. The statistics' totals
+        # still count the new incidents at commit, once every table is written (migration 0011).
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS incident_rollup_count DEFERRED")
         # The history of these rows is written below, in one statement per table. On an error, the
         # rollback of this atomic block turns the triggers back on with everything else.
         set_insert_triggers(enabled=False)

@@ -1,27 +1,38 @@
 """Counts and sums of people over a filtered set of incidents, grouped by year, month, country,
 type or perpetrator, without ever counting an incident twice.
 
-The caller's queryset (already limited by `visible_to` and the filter set) is aggregated directly,
-never joined back to itself through an `id IN (…)` list: on a million incidents that self-join
-hashed every matching id and spilled to disk.
+Two ways to the same answer:
 
-- year, month, type: each incident is in exactly one group, so one GROUP BY over the incidents
-  answers the groups and the total is their sum.
+- **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
+  migration 0011): the incidents summed per start and end month, type, verification, review state
+  and confidentiality, overall, per country and per perpetrator. They answer the filters on those
+  (dates from the first of a month to the last of a month, `type`, `verification`,
+  `review_state`, `country`) by reading a few thousand totals instead of a million incidents.
+  Whom they are shown to is decided by the incidents' own rule (`visible_to`).
+- **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
+  The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
+  directly, never joined back to itself through an `id IN (…)` list: on a million incidents that
+  self-join hashed every matching id and spilled to disk.
+
+Either way:
+- year, month, type: each incident is in exactly one group, so the total is the groups' sum.
 - perpetrator: an organization is a perpetrator of an incident at most once (the involvement's
   unique constraint covers incident, organization and role), so a LEFT JOIN on the perpetrator
   involvements yields distinct (incident, group) rows without DISTINCT.
-- country: an incident at two places of one country must count once there, so its distinct
-  (incident, country) rows are taken first and summed after; the total sums them once more per
-  incident, in the same query.
-An incident can have several perpetrators, so there the total is a second query.
+- country: an incident at two places of one country counts once there, so its distinct
+  (incident, country) rows are taken first and summed after; the total counts each incident once.
+An incident can have several perpetrators or countries, so there the total is summed on its own.
 """
+
+from datetime import timedelta
 
 from django.db import connection
 from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
-from incidents.models import InvolvementRole
+from incidents.filters import IncidentFilterSet, descendant_ids
+from incidents.models import IncidentRollup, IncidentType, InvolvementRole, RollupDimension
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator")
 _ONE_GROUP_EACH = ("year", "month", "type")
@@ -31,21 +42,28 @@ _LOW = Coalesce("people_count_min", "people_count")
 _HIGH = Coalesce("people_count_max", "people_count")
 # Aliases differ from the field names: Django refuses an aggregate named like the field it sums.
 _SUMS = {"incidents": Count("pk"), "people": Sum("people_count"), "low": Sum(_LOW), "high": Sum(_HIGH)}
+# Over kept totals: a figure that no incident of the group has is unknown (null), as above.
+_ROLLUP_SUMS = {
+    "incidents": Coalesce(Sum("incidents"), 0),
+    "people": Sum("people_count", filter=Q(people_count_known__gt=0)),
+    "low": Sum("people_count_min", filter=Q(people_count_min_known__gt=0)),
+    "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
+}
+# The filters the kept totals answer exactly; any other filter given needs the incidents.
+_ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country"}
 
 
-def incident_statistics(incidents, group_by: str) -> dict:
-    """One row per group of `incidents` (a filtered queryset) and the overall total. One query, two
-    for perpetrators.
+def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
+    """One row per group of the incidents `filterset` (bound and valid) selects, and the overall
+    total. One or two queries.
 
     `people_count_min`/`_max` sum each incident's range, taking the best estimate where a bound is
     unknown; incidents without a best estimate count as incidents but add no people."""
-    incidents = incidents.order_by()
-    if group_by == "country":
-        groups, total = _country_sums(incidents)
+    cells = _rollup_cells(filterset, group_by)
+    if cells is None:
+        groups, total = _incident_sums(filterset.qs.order_by(), group_by)
     else:
-        groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
-        # An incident with two perpetrators is in two groups: that total is counted on its own.
-        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
+        groups, total = _rollup_sums(cells, group_by, filterset.form.cleaned_data.get("country"))
     return {
         "group_by": group_by,
         "results": [
@@ -54,6 +72,81 @@ def incident_statistics(incidents, group_by: str) -> dict:
         ],
         "total": _figures(total),
     }
+
+
+def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
+    """The kept totals that answer the filter set exactly, or None if only the incidents can.
+
+    Dates: an incident overlaps [1st of month A, last of month B] exactly when it starts in month B
+    or before and ends in month A or after, which its start and end months tell."""
+    filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
+    date_from, date_to = filters.get("date_from"), filters.get("date_to")
+    if (
+        not filters.keys() <= _ROLLUP_FILTERS
+        or (date_from and date_from.day != 1)
+        or (date_to and (date_to + timedelta(days=1)).day != 1)
+        # Kept per country or per perpetrator, not per both.
+        or ("country" in filters and group_by == "perpetrator")
+    ):
+        return None
+    _count_own_changes()
+    cells = IncidentRollup.objects.visible_to(filterset.request.user)
+    if date_from:
+        cells = cells.filter(end_month__gte=date_from)
+    if date_to:
+        cells = cells.filter(start_month__lte=date_to)
+    if "type" in filters:
+        cells = cells.filter(incident_type__in=descendant_ids(IncidentType, filters["type"].pk))
+    if "verification" in filters:
+        cells = cells.filter(verification__in=filters["verification"])
+    if "review_state" in filters:
+        cells = cells.filter(review_state__in=filters["review_state"])
+    return cells
+
+
+def _count_own_changes() -> None:
+    """Inside a transaction, first bring the totals up to date with its own changes, which they
+    otherwise take in when it commits: a transaction reads its own writes (so does every test)."""
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SET CONSTRAINTS incident_rollup_count IMMEDIATE; SET CONSTRAINTS incident_rollup_count DEFERRED"
+            )
+
+
+def _rollup_sums(cells, group_by: str, country: str) -> tuple[list[dict], dict]:
+    """The groups and the total from kept totals: per incident, or per country pair when a country
+    is filtered (the incidents in that country, once each on its diagonal)."""
+    if country:
+        in_country = cells.filter(dimension=RollupDimension.COUNTRY, within_country=country)
+        each_once = in_country.filter(country=country)
+    else:
+        each_once = cells.filter(dimension=RollupDimension.INCIDENT)
+    if group_by == "country":
+        grouped = (
+            in_country if country else cells.filter(dimension=RollupDimension.COUNTRY, within_country=F("country"))
+        ).values(group=NullIf("country", Value("")))
+    elif group_by == "perpetrator":
+        grouped = cells.filter(dimension=RollupDimension.PERPETRATOR).values(
+            group=F("organization_id"), label=F("organization__name")
+        )
+    elif group_by == "type":
+        grouped = each_once.values(group=F("incident_type__slug"), label=F("incident_type__name"))
+    else:
+        grouped = each_once.values(group=ExtractYear("start_month") if group_by == "year" else F("start_month"))
+    groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
+    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else each_once.aggregate(**_ROLLUP_SUMS)
+    return groups, total
+
+
+def _incident_sums(incidents, group_by: str) -> tuple[list[dict], dict]:
+    """The groups and the total from the incidents themselves."""
+    if group_by == "country":
+        return _country_sums(incidents)
+    groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
+    # An incident with two perpetrators is in two groups: that total is counted on its own.
+    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
+    return groups, total
 
 
 def _grouped(incidents, group_by: str):

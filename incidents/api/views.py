@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django_filters.rest_framework import DjangoFilterBackend
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
@@ -290,8 +291,10 @@ class IncidentViewSet(ResourceViewSet):
     def stats(self, request):
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        incidents = self.filter_queryset(self.visible_incidents())
-        return Response(incident_statistics(incidents, query.validated_data["group_by"]))
+        filterset = self.filterset_class(request.query_params, queryset=self.visible_incidents(), request=request)
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        return Response(incident_statistics(filterset, query.validated_data["group_by"]))
 
     @extend_schema(
         filters=False,

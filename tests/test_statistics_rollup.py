@@ -1,0 +1,249 @@
+"""The kept totals behind statistics (`IncidentRollup`) answer exactly as the incidents do: for every
+reader, grouping and filter they serve, after every kind of change, and when transactions commit
+changes to the same totals at once."""
+
+import io
+import random
+import threading
+from datetime import date, timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from incidents import roles
+from incidents.importers import import_incidents_csv
+from incidents.models import Incident, IncidentPlace, IncidentType, Involvement, Place
+from tests.api_support import API, client_for
+from tests.factories import incident_type, make_incident, make_organization, make_place, make_user
+
+GROUPINGS = ["year", "month", "country", "type", "perpetrator"]
+# Filters the kept totals answer; each is also asked with a filter they do not (below).
+SERVED_FILTERS = [
+    "",
+    "date_from=2021-01-01&date_to=2022-12-31",
+    "date_from=2020-03-01",
+    "date_to=2023-06-30",
+    "type=detention",
+    "verification=alleged&verification=verified",
+    "review_state=draft&review_state=in_review",
+    "country=CN",
+    "country=KP&date_from=2022-01-01&date_to=2022-12-31",
+]
+# Selects every incident of these tests (all were changed after 2000) but only the incidents
+# themselves can answer it: the reference answer.
+FROM_INCIDENTS = "updated_since=2000-01-01T00:00:00Z"
+READERS = {
+    "anonymous": lambda: None,
+    "viewer": lambda: make_user(roles.VIEWER),
+    "confidential": lambda: make_user(roles.VIEWER, confidential=True),
+}
+
+
+@pytest.fixture(autouse=True)
+def _unthrottled(settings):
+    """These tests ask hundreds of questions in a row."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
+
+
+def answer(client, query: str) -> tuple[dict, bool]:
+    """The statistics for `query`, and whether they came from the kept totals."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"{API}/incidents/stats/?{query}")
+    assert response.status_code == 200, response.content
+    return response.json(), any("incidents_incidentrollup" in query["sql"] for query in queries)
+
+
+def assert_totals_agree(client, groupings=GROUPINGS, filters=SERVED_FILTERS):
+    for group_by in groupings:
+        for served in filters:
+            query = f"group_by={group_by}&{served}"
+            kept, from_totals = answer(client, query)
+            reference, reference_from_totals = answer(client, f"{query}&{FROM_INCIDENTS}")
+            # Kept per country or per perpetrator, not both: that one query reads the incidents.
+            assert from_totals == ("country=" not in served or group_by != "perpetrator"), query
+            assert not reference_from_totals
+            assert kept == reference, query
+
+
+@pytest.fixture
+def world():
+    """Forty incidents as varied as real ones: ranges across months and years, unknown figures,
+    several countries and perpetrators or none, every review state, some confidential."""
+    draw = random.Random(7)
+    detention = incident_type("arbitrary-detention")
+    kinds = [
+        incident_type(),
+        IncidentType.objects.create(slug="detention", name="Detention"),
+        IncidentType.objects.create(slug="incommunicado", name="Incommunicado", parent_id=None),
+        detention,
+    ]
+    IncidentType.objects.filter(slug="incommunicado").update(parent=IncidentType.objects.get(slug="detention"))
+    places = [
+        make_place(name="Dandong", country="CN"),
+        make_place(name="Tumen", country="CN"),
+        make_place(name="Sinuiju", country="KP"),
+        make_place(name="Vladivostok", country="RU"),
+        make_place(name="Somewhere at sea", country=""),
+    ]
+    organizations = [make_organization(name=name) for name in ("Chinese police", "MSS", "KPA")]
+    for _ in range(40):
+        start = date(2019, 1, 1) + timedelta(days=draw.randrange(6 * 365))
+        people = draw.choice([None, draw.randrange(1, 500)])
+        incident = make_incident(
+            incident_type=draw.choice(kinds),
+            date_start=start,
+            date_end=start + timedelta(days=draw.choice([0, 0, 5, 40, 400])),
+            people_count=people,
+            people_count_min=draw.choice([None, people and people // 2]),
+            people_count_max=draw.choice([None, people and people * 2]),
+            verification=draw.choice(["alleged", "verified", "disputed"]),
+            review_state=draw.choice(["draft", "in_review", "published", "published"]),
+            confidential=draw.random() < 0.2,
+            places=draw.sample(places, draw.choice([0, 1, 1, 2, 3])),
+        )
+        for organization in draw.sample(organizations, draw.choice([0, 1, 1, 2])):
+            Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
+        if draw.random() < 0.3:
+            Involvement.objects.create(incident=incident, organization=organizations[0], role="receiving_state")
+    return {"places": places, "organizations": organizations}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_kept_totals_answer_as_the_incidents_do(world, reader):
+    assert_totals_agree(client_for(READERS[reader]()))
+
+
+def test_kept_totals_follow_every_kind_of_change(world):
+    readers = [client_for(None), client_for(READERS["confidential"]())]
+    incidents = list(Incident.objects.order_by("pk"))
+    places, organizations = world["places"], world["organizations"]
+    changes = [
+        lambda: Incident.objects.filter(pk=incidents[0].pk).update(
+            date_start=date(2018, 12, 30), date_end=date(2019, 2, 2)
+        ),
+        lambda: Incident.objects.filter(pk=incidents[1].pk).update(incident_type=incident_type("arbitrary-detention")),
+        lambda: Incident.objects.filter(review_state="draft").update(review_state="published"),
+        lambda: Incident.objects.filter(pk__in=[incidents[2].pk, incidents[3].pk]).update(confidential=True),
+        lambda: Incident.objects.filter(pk=incidents[4].pk).update(people_count=None, people_count_max=None),
+        lambda: IncidentPlace.objects.filter(incident=incidents[5]).delete(),
+        lambda: incidents[6].places.add(places[2], places[3]),
+        lambda: Place.objects.filter(pk=places[1].pk).update(country="KP"),
+        lambda: Involvement.objects.filter(incident=incidents[7]).delete(),
+        lambda: Involvement.objects.create(incident=incidents[8], organization=organizations[2], role="perpetrator"),
+        lambda: Involvement.objects.filter(organization=organizations[1]).update(role="receiving_state"),
+        lambda: incidents[9].delete(),
+        lambda: Incident.objects.filter(pk=incidents[10].pk).update(title="Only the title changed"),
+    ]
+    for change in changes:
+        change()
+        for client in readers:
+            assert_totals_agree(client, filters=["", "country=CN", "date_from=2019-01-01&date_to=2019-12-31"])
+
+
+def test_an_import_is_counted(world):
+    analyst = make_user(roles.ANALYST)
+    rows = "\n".join(
+        f"Imported {n},forced-repatriation,2022-0{n % 9 + 1}-03,2022-0{n % 9 + 1}-20,{n * 10},Dandong; Sinuiju,MSS"
+        for n in range(30)
+    )
+    report = import_incidents_csv(
+        io.BytesIO(f"title,type,date_start,date_end,people_count,places,perpetrators\n{rows}\n".encode()),
+        user=analyst,
+    )
+    assert len(report.created) == 30, report.summary()
+    Incident.objects.filter(title__startswith="Imported").update(review_state="published")
+    assert_totals_agree(client_for(None), filters=["", "country=KP", "date_from=2022-01-01&date_to=2022-03-31"])
+
+
+def test_counting_every_incident_again_changes_nothing(world):
+    """What migration 0011 does for the incidents already there, and what a repeated count must
+    leave as it is."""
+    client = client_for(READERS["confidential"]())
+    before = [answer(client, f"group_by={group_by}")[0] for group_by in GROUPINGS]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT incident_rollup_count(ARRAY(SELECT id FROM incidents_incident))")
+    assert [answer(client, f"group_by={group_by}")[0] for group_by in GROUPINGS] == before
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE incidents_incidentrollup, incidents_incidentrollupentry")
+        cursor.execute("SELECT incident_rollup_count(ARRAY(SELECT id FROM incidents_incident))")
+    assert_totals_agree(client, filters=[""])
+
+
+def _connect():
+    settings = connection.settings_dict
+    return psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or 5432
+    )
+
+
+def _committing_while_blocked(blocking, statements: list[str]) -> None:
+    """Run `statements` and COMMIT on a second connection in a thread; return once it waits for a
+    lock that `blocking` (an open transaction) holds, then commit `blocking` and let it finish."""
+    errors = []
+    with _connect() as other:
+        pid = other.info.backend_pid
+
+        def run():
+            try:
+                with other.transaction():
+                    for statement in statements:
+                        other.execute(statement)
+            except Exception as error:  # reported by the assertion below
+                errors.append(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        with _connect() as observer:
+            for _ in range(500):
+                waiting = observer.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                thread.join(0.01)
+            else:
+                pytest.fail("the second transaction never waited for the first")
+        blocking.commit()
+        thread.join(10)
+    assert not errors, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactions_committing_at_once_are_both_counted():
+    dandong, sinuiju = make_place(name="Dandong", country="CN"), make_place(name="Sinuiju", country="KP")
+    first = make_incident(people_count=10, places=[dandong])
+    second = make_incident(people_count=20, places=[dandong])
+    client = client_for(None)
+    with _connect() as blocking:
+        # The first transaction changes an incident and counts it (as at commit), holding its locks.
+        blocking.execute("UPDATE incidents_incident SET people_count = 15 WHERE id = %s", [first.pk])
+        blocking.execute("SET CONSTRAINTS incident_rollup_count IMMEDIATE")
+        # Another incident of the same totals: the second waits to update the totals' row.
+        _committing_while_blocked(blocking, [f"UPDATE incidents_incident SET people_count = 25 WHERE id = {second.pk}"])
+    assert answer(client, "group_by=country")[0]["results"][0]["people_count"] == 40
+    assert_totals_agree(client, filters=[""])
+    with _connect() as blocking:
+        blocking.execute("UPDATE incidents_incident SET people_count = 30 WHERE id = %s", [first.pk])
+        blocking.execute("SET CONSTRAINTS incident_rollup_count IMMEDIATE")
+        # The same incident, through its places: the second waits for the first to commit and
+        # then counts the incident with both changes.
+        _committing_while_blocked(
+            blocking,
+            [f"INSERT INTO incidents_incidentplace (incident_id, place_id) VALUES ({first.pk}, {sinuiju.pk})"],
+        )
+    by_country = {row["group"]: row["people_count"] for row in answer(client, "group_by=country")[0]["results"]}
+    assert by_country == {"CN": 55, "KP": 30}
+    assert_totals_agree(client, filters=["", "country=KP"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_in_a_repeatable_read_transaction_is_refused_not_miscounted():
+    incident = make_incident(people_count=10)
+    with _connect() as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        other.execute("UPDATE incidents_incident SET people_count = 11 WHERE id = %s", [incident.pk])
+        with pytest.raises(psycopg.errors.RaiseException, match="READ COMMITTED transactions only"):
+            other.commit()
+    assert answer(client_for(None), "group_by=year")[0]["total"]["people_count"] == 10
