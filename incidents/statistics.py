@@ -26,13 +26,23 @@ An incident can have several perpetrators or countries, so there the total is su
 
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
 from incidents.filters import IncidentFilterSet, descendant_ids
-from incidents.models import IncidentRollup, IncidentType, InvolvementRole, RollupDimension
+from incidents.models import (
+    Incident,
+    IncidentPlace,
+    IncidentRollup,
+    IncidentRollupEntry,
+    IncidentType,
+    Involvement,
+    InvolvementRole,
+    Place,
+    RollupDimension,
+)
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator")
 _ONE_GROUP_EACH = ("year", "month", "type")
@@ -102,6 +112,20 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
     if "review_state" in filters:
         cells = cells.filter(review_state__in=filters["review_state"])
     return cells
+
+
+def recount_statistics() -> int:
+    """Count every incident into the kept totals anew, e.g. after data was loaded with triggers
+    disabled. Returns how many incidents were counted.
+
+    Writes to the incidents and what the totals depend on wait until it commits (SHARE locks), so
+    no change is counted against totals being rebuilt; reads go on."""
+    tables = [model._meta.db_table for model in (Incident, IncidentPlace, Involvement, Place)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE")
+        cursor.execute(f"TRUNCATE {IncidentRollup._meta.db_table}, {IncidentRollupEntry._meta.db_table}")
+        cursor.execute(f"SELECT incident_rollup_count(ARRAY(SELECT id FROM {Incident._meta.db_table}))")
+        return IncidentRollupEntry.objects.count()
 
 
 def _count_own_changes() -> None:
