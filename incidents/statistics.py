@@ -73,6 +73,7 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     if cells is None:
         groups, total = _incident_sums(filterset.qs.order_by(), group_by)
     else:
+        _count_own_changes()
         groups, total = _rollup_sums(cells, group_by, filterset.form.cleaned_data.get("country"))
     return {
         "group_by": group_by,
@@ -99,7 +100,6 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         or ("country" in filters and group_by == "perpetrator")
     ):
         return None
-    _count_own_changes()
     cells = IncidentRollup.objects.visible_to(filterset.request.user)
     if date_from:
         cells = cells.filter(end_month__gte=date_from)
