@@ -2,9 +2,11 @@
 
 Reading never writes. Every problem in the file (encoding, size, malformed CSV, missing columns,
 bad values, unknown names, stale versions, missing permissions) becomes a `RowError` naming the
-line and the column, and the report lists them all. Only a file without a single error is written,
-in one transaction, through `services.incidents_bulk_create` / `incident_update` (the same
-validation, version check and audit as every other door); an interruption rolls it all back.
+line and the column, and the report lists them all. New incidents are checked by the service that
+writes them (`services.incidents_bulk_validate`), once: a real import writes what the check
+returned. Only a file without a single error is written, in one transaction, through
+`services.incidents_bulk_create` / `incident_update` (the same validation, version check and audit
+as every other door); an interruption rolls it all back.
 
 Rows with a `public_id` update that incident, if its `version` is still the one in the file; rows
 without one create an incident. Types, places, organizations and sources are found by name (or
@@ -40,7 +42,15 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.services import WORKFLOW, VersionConflict, incident_update, incidents_bulk_create
+from incidents.services import (
+    WORKFLOW,
+    ValidatedIncidents,
+    VersionConflict,
+    incident_update,
+    incidents_bulk_create,
+    incidents_bulk_validate,
+    validation_errors,
+)
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
 # Computed by the export from other data; an import reads past them.
@@ -72,6 +82,8 @@ MISSING_RECORD_FIELDS = {
 }
 
 _NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
+# How incidents_bulk_validate names a problem: the incident's index in the list, and the field.
+_BULK_ERROR_KEY = re.compile(r"incidents\[(\d+)\]\.(.+)")
 
 
 @dataclass(frozen=True)
@@ -95,9 +107,18 @@ class PlannedRow:
     incident: Incident | None
     expected_version: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    type_name: str | None = None
-    names: dict[str, list[str] | None] = field(default_factory=dict)
+    names: dict[str, list[models.Model] | None] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """What a valid file writes: its rows, the incidents it creates (checked by the service that
+    writes them), and the records `create_missing` makes for unknown names, not yet saved."""
+
+    rows: list[PlannedRow]
+    new_incidents: ValidatedIncidents | None
+    missing_records: list[models.Model]
 
 
 @dataclass
@@ -170,11 +191,11 @@ def import_incidents_csv(
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
         return report
-    planned = _validate_rows(header, rows, user, create_missing, report)
+    plan = _validate_rows(header, rows, user, create_missing, report)
     if report.errors or dry_run:
         return report
     try:
-        _write(planned, user, report)
+        _write(plan, user, report)
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
         report.created, report.updated, report.unchanged = [], [], []
@@ -245,16 +266,19 @@ def _split_names(cell: str) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in _plain(cell).split(";") if name.strip()))
 
 
-def _validate_rows(header, rows, user, create_missing, report) -> list[PlannedRow]:
+def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     records = [dict(zip(header, cells, strict=False)) for _, cells in rows]
     indexes = _name_indexes(user, records)
     existing = _existing_incidents(user, records)
-    missing: dict[str, dict[str, str]] = defaultdict(dict)  # kind -> casefolded name -> name as written
-    planned, seen_ids = [], {}
+    missing: dict[str, dict[str, models.Model]] = defaultdict(dict)  # column -> casefolded name -> new record
+    seen_ids = {}
+    row_errors: list[list[RowError]] = []  # each row's, in the file's order
+    checked: list[tuple[PlannedRow, list[RowError]]] = []  # rows whose values and names are valid
     for (line, cells), record in zip(rows, records, strict=True):
         errors: list[RowError] = []
+        row_errors.append(errors)
         if len(cells) != len(header):
-            report.errors.append(RowError(line, "", f"This row has {len(cells)} cells; the header has {len(header)}."))
+            errors.append(RowError(line, "", f"This row has {len(cells)} cells; the header has {len(header)}."))
             continue
         row = PlannedRow(line=line, title=_plain(record["title"]), incident=None)
         public_id = record.get("public_id", "").strip()
@@ -277,13 +301,36 @@ def _validate_rows(header, rows, user, create_missing, report) -> list[PlannedRo
         errors.extend(value_errors)
         names, name_errors = _resolve_names(line, record, indexes, create_missing, missing)
         errors.extend(name_errors)
-        if not errors:
-            errors.extend(_check_row(line, row, data, names, user))
         if errors:
-            report.errors.extend(errors)
-        else:
-            planned.append(row)
-    report.missing_created = {kind: sorted(names.values()) for kind, names in missing.items() if names}
+            continue
+        row.data = {**data, "incident_type": names["type"][0]}
+        row.names = {column: names.get(column) for column in NAME_COLUMNS}
+        if row.incident is not None:
+            candidate = Incident(**{**_current_values(row.incident), **row.data})
+            errors.extend(_row_errors(line, validation_errors(candidate)))
+        checked.append((row, errors))
+    new_rows = [row for row, _ in checked if row.incident is None]
+    new_incidents, new_incident_errors = _validate_new_incidents(new_rows)
+    planned = []
+    for row, errors in checked:
+        errors.extend(new_incident_errors.get(row.line, ()))
+        errors.extend(_check_workflow(row.line, row.incident, row.data, user))
+        if errors:
+            continue
+        if row.incident is not None:
+            row.changes = _changes(row.incident, row)
+        planned.append(row)
+    report.errors.extend(error for errors in row_errors for error in errors)
+    # Created in this order when the file is written.
+    missing_records = {
+        column: sorted(new_records.values(), key=lambda record, column=column: _record_name(column, record))
+        for column, new_records in missing.items()
+        if new_records
+    }
+    report.missing_created = {
+        column: [_record_name(column, record) for record in new_records]
+        for column, new_records in missing_records.items()
+    }
     for row in planned:
         if row.incident is None:
             report.created.append(row)
@@ -291,7 +338,29 @@ def _validate_rows(header, rows, user, create_missing, report) -> list[PlannedRo
             report.updated.append(row)
         else:
             report.unchanged.append(row)
-    return planned
+    return _Plan(
+        rows=planned,
+        new_incidents=new_incidents,
+        missing_records=[record for new_records in missing_records.values() for record in new_records],
+    )
+
+
+def _row_errors(line: int, problems: dict[str, list[str]]) -> list[RowError]:
+    """A model's {field: messages} as the row's errors, each field being the column of that name."""
+    return [RowError(line, field_name, message) for field_name, messages in problems.items() for message in messages]
+
+
+def _validate_new_incidents(rows: list[PlannedRow]) -> tuple[ValidatedIncidents | None, dict[int, list[RowError]]]:
+    """The model's rules on the incidents `rows` create, checked by the service that writes them
+    (once: what it returns is what _write hands back to it), its errors by line."""
+    try:
+        return incidents_bulk_validate(incidents=[_creation(row) for row in rows]), {}
+    except ValidationError as invalid:
+        problems: dict[int, dict[str, list[str]]] = defaultdict(dict)
+        for key, messages in invalid.message_dict.items():
+            index, field_name = _BULK_ERROR_KEY.fullmatch(key).groups()
+            problems[rows[int(index)].line][field_name] = messages
+        return None, {line: _row_errors(line, row_problems) for line, row_problems in problems.items()}
 
 
 def _check_version(line: int, record: dict[str, str], incident: Incident, row: PlannedRow) -> list[RowError]:
@@ -372,8 +441,9 @@ def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incide
 
 
 def _resolve_names(line, record, indexes, create_missing, missing) -> tuple[dict[str, list], list[RowError]]:
-    """The records each name column names; with `create_missing`, an unknown name is noted for
-    creation (as its text) instead of being an error. Absent columns resolve to None (unchanged)."""
+    """The records each name column names; with `create_missing`, an unknown name gets a new record,
+    saved only if the file is written, instead of being an error. Absent columns resolve to None
+    (unchanged)."""
     resolved, errors = {}, []
     columns = [column for column in ("type", *NAME_COLUMNS) if column in record]
     for column in columns:
@@ -393,7 +463,9 @@ def _resolve_names(line, record, indexes, create_missing, missing) -> tuple[dict
                 errors.append(RowError(line, column, f"{name!r} is too long for a new {index.kind}."))
             elif create_missing:
                 # The first spelling in the file names the new record; later ones refer to it.
-                found.append(missing[column].setdefault(name.casefold(), name))
+                if name.casefold() not in missing[column]:
+                    missing[column][name.casefold()] = _new_record(column, name)
+                found.append(missing[column][name.casefold()])
             else:
                 errors.append(
                     RowError(
@@ -403,8 +475,9 @@ def _resolve_names(line, record, indexes, create_missing, missing) -> tuple[dict
                         "(in the admin: 'Create missing') to create it.",
                     )
                 )
-        # Two spellings of one name are one record.
-        resolved[column] = list(dict.fromkeys(found))
+        # Two spellings of one name are one record, the same object (each record is loaded, or made,
+        # once): told apart by identity, which new records have before they have a primary key.
+        resolved[column] = list({id(record): record for record in found}.values())
     return resolved, errors
 
 
@@ -413,46 +486,30 @@ def _max_name_length(column: str) -> int:
     return model._meta.get_field(name_field).max_length
 
 
-def _check_row(line, row: PlannedRow, data, names, user) -> list[RowError]:
-    """The model's own rules on the incident the row describes, the workflow's permissions, and
-    what the row changes on an existing incident."""
-    incident = row.incident
-    candidate = Incident(**{**_current_values(incident), **data}) if incident else Incident(**data)
-    if "type" in names:
-        type_or_name = names["type"][0]
-        if isinstance(type_or_name, IncidentType):
-            candidate.incident_type = type_or_name
-        else:
-            row.type_name = type_or_name
-            # Stands in for the type create_missing makes, so the rest of the row is validated.
-            candidate.incident_type = IncidentType(name=type_or_name)
-    errors = []
-    try:
-        candidate.clean_fields(exclude=["incident_type", "created_by", "updated_by"])
-        candidate.clean()
-    except ValidationError as error:
-        for field_name, messages in error.message_dict.items():
-            errors.extend(RowError(line, field_name, message) for message in messages)
-    errors.extend(_check_workflow(line, incident, candidate, user))
-    if errors:
-        return errors
-    row.data = {**data, "incident_type": candidate.incident_type}
-    row.names = {column: names.get(column) for column in NAME_COLUMNS}
-    if incident is not None:
-        row.changes = _changes(incident, row)
-    return []
+def _new_record(column: str, name: str) -> models.Model:
+    """The record `create_missing` makes for an unknown name in `column`, not saved yet."""
+    model, name_field = MISSING_RECORD_FIELDS[column]
+    fields = {name_field: name}
+    if model is IncidentType:
+        fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
+    return model(**fields)
+
+
+def _record_name(column: str, record: models.Model) -> str:
+    return getattr(record, MISSING_RECORD_FIELDS[column][1])
 
 
 def _current_values(incident: Incident) -> dict[str, Any]:
     return {name: getattr(incident, name) for name in ("incident_type", *FIELD_COLUMNS)}
 
 
-def _check_workflow(line, incident: Incident | None, candidate: Incident, user) -> list[RowError]:
+def _check_workflow(line, incident: Incident | None, data: dict[str, Any], user) -> list[RowError]:
     """An import may move an incident through review or change its verification only as far as
-    the user's role allows: the same WORKFLOW and permissions as the services' transitions."""
+    the user's role allows: the same WORKFLOW and permissions as the services' transitions. A new
+    incident starts from the model's defaults, draft and alleged."""
     errors = []
     before = incident.review_state if incident else ReviewState.DRAFT
-    after = candidate.review_state
+    after = data.get("review_state", before)
     if after != before:
         permissions = [
             permission for sources, target, permission in WORKFLOW.values() if target == after and before in sources
@@ -464,7 +521,8 @@ def _check_workflow(line, incident: Incident | None, candidate: Incident, user) 
                 RowError(line, "review_state", f"You may not make incidents {after}: your role lacks that permission.")
             )
     before_verification = incident.verification if incident else Verification.ALLEGED
-    if candidate.verification != before_verification and not user.has_perm("incidents.verify_incident"):
+    after_verification = data.get("verification", before_verification)
+    if after_verification != before_verification and not user.has_perm("incidents.verify_incident"):
         errors.append(
             RowError(line, "verification", "You may not change verification: your role lacks that permission.")
         )
@@ -487,26 +545,24 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
         "sources": {claim.source for claim in incident.visible_claims},
     }
     for column, records in row.names.items():
-        if records is not None and set(records) != current[column]:
+        # Compared by primary key: a record create_missing makes has none yet, and is a change.
+        if records is not None and {record.pk for record in records} != {record.pk for record in current[column]}:
             changes.append(column)
     return changes
 
 
-def _write(planned: list[PlannedRow], user, report: ImportReport) -> None:
+def _write(plan: _Plan, user, report: ImportReport) -> None:
     """Write every planned row in one transaction, as `user`; any failure undoes it all. New
     incidents go in bulk; updates one by one, each with its version check."""
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
-            created = _create_missing(report.missing_created)
-            new_rows = [row for row in planned if row.incident is None]
-            try:
-                incidents_bulk_create(user=user, incidents=[_creation(row, created) for row in new_rows])
-            except ValidationError as error:
-                index = int(re.match(r"incidents\[(\d+)\]", next(iter(error.message_dict)))[1])
-                raise _RowNotWritten(new_rows[index].line) from error
-            for row in planned:
+            # Before the incidents that name them, which take their primary keys when written.
+            for record in plan.missing_records:
+                record.save(force_insert=True)
+            incidents_bulk_create(user=user, incidents=plan.new_incidents)
+            for row in plan.rows:
                 if row.incident is not None and row.changes:
-                    _update(row, created, user)
+                    _update(row, user)
     except _RowNotWritten as failure:
         error = failure.__cause__
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
@@ -518,58 +574,29 @@ def _write(planned: list[PlannedRow], user, report: ImportReport) -> None:
         ) from None
 
 
-def _create_missing(missing: dict[str, list[str]]) -> dict[tuple[str, str], models.Model]:
-    created = {}
-    for column, names in missing.items():
-        model, name_field = MISSING_RECORD_FIELDS[column]
-        for name in names:
-            fields = {name_field: name}
-            if model is IncidentType:
-                fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
-            created[(column, name.casefold())] = model.objects.create(**fields)
-    return created
-
-
-def _resolved(row: PlannedRow, created) -> tuple[dict[str, Any], dict[str, list | None]]:
-    """The row's data and names with the records `create_missing` made in place of new names."""
-
-    def resolve(column, record):
-        return created[(column, record.casefold())] if isinstance(record, str) else record
-
-    data = dict(row.data)
-    if row.type_name:
-        data["incident_type"] = created[("type", row.type_name.casefold())]
-    names = {
-        column: None if records is None else [resolve(column, record) for record in records]
-        for column, records in row.names.items()
-    }
-    return data, names
-
-
-def _creation(row: PlannedRow, created) -> dict[str, Any]:
-    data, names = _resolved(row, created)
+def _creation(row: PlannedRow) -> dict[str, Any]:
+    """The row as incidents_bulk_validate takes a new incident."""
     return {
-        "data": data,
-        "places": names["places"] or (),
-        "claims": [{"source": source} for source in names["sources"] or ()],
+        "data": row.data,
+        "places": row.names["places"] or (),
+        "claims": [{"source": source} for source in row.names["sources"] or ()],
         "involvements": [
             {"organization": organization, "role": InvolvementRole.PERPETRATOR}
-            for organization in names["perpetrators"] or ()
+            for organization in row.names["perpetrators"] or ()
         ],
     }
 
 
-def _update(row: PlannedRow, created, user) -> None:
-    data, names = _resolved(row, created)
+def _update(row: PlannedRow, user) -> None:
     try:
         incident_update(
             incident=row.incident,
             user=user,
             expected_version=row.expected_version,
-            data=data,
-            places=names["places"] if "places" in row.changes else None,
-            claims=_claims_after(row.incident, names["sources"]) if "sources" in row.changes else None,
-            involvements=_involvements_after(row.incident, names["perpetrators"])
+            data=row.data,
+            places=row.names["places"] if "places" in row.changes else None,
+            claims=_claims_after(row.incident, row.names["sources"]) if "sources" in row.changes else None,
+            involvements=_involvements_after(row.incident, row.names["perpetrators"])
             if "perpetrators" in row.changes
             else None,
         )

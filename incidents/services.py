@@ -8,6 +8,7 @@ History rows are written by database triggers (pghistory); the context set here 
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pghistory
@@ -288,43 +289,67 @@ def incident_delete(*, incident: Incident, user) -> None:
         incident.delete()
 
 
-def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> list[Incident]:
-    """Create many incidents, each a mapping like incident_create's arguments (`data`, and optionally
-    `places`, `claims`, `involvements`), all or nothing, with one COPY per table.
+@dataclass(frozen=True)
+class ValidatedIncidents:
+    """New incidents, with their places, claims and involvements, that passed incidents_bulk_validate:
+    what incidents_bulk_create writes without checking them again."""
+
+    incidents: list[Incident]
+    children: dict[type[models.Model], "_ChildRows"]
+
+
+def incidents_bulk_validate(*, incidents: Iterable[Mapping[str, Any]]) -> ValidatedIncidents:
+    """Check new incidents, each a mapping like incident_create's arguments (`data`, and optionally
+    `places`, `claims`, `involvements`), with the model's rules (fields and `clean()`) on every
+    incident and child; runs no query. Raises ValidationError listing every problem, keyed
+    `incidents[index].field`, or returns them ready for incidents_bulk_create.
+
+    Related records may still be unsaved (an import creates the names it does not know only once it
+    writes, after checking every row); they must be saved before the result is written."""
+    validated = ValidatedIncidents(
+        incidents=[], children={model: _ChildRows(model) for model in (IncidentPlace, Claim, Involvement)}
+    )
+    errors = {}
+    for index, item in enumerate(incidents):
+        incident = Incident(**item["data"])
+        validated.incidents.append(incident)
+        problems = [validation_errors(incident)]
+        for model, rows in (
+            (IncidentPlace, ({"place": place} for place in item.get("places", ()))),
+            (Claim, item.get("claims", ())),
+            (Involvement, item.get("involvements", ())),
+        ):
+            problems.extend(validated.children[model].add(index, row) for row in rows)
+        for problem in problems:
+            for field, messages in problem.items():
+                errors.setdefault(f"incidents[{index}].{field}", []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    return validated
+
+
+def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapping[str, Any]]) -> list[Incident]:
+    """Create many incidents, all or nothing, with one COPY per table: what incidents_bulk_validate
+    returned, or mappings, which it checks first (raising its ValidationError). Returns the
+    incidents with their new primary keys.
 
     For imports: incident_create costs dozens of queries per incident (constraint checks, savepoints),
-    too slow for a hundred thousand rows. Every incident and child is validated with the model's rules
-    (fields and `clean()`), the database's constraints and foreign keys back up the rest, and history
-    rows name `user`, as the triggers' would. Errors are keyed `incidents[index].field`; if there is
-    any, nothing is kept. Returns the incidents with their new primary keys.
-
-    The incidents are validated as they stream to PostgreSQL, which stores one while the next is
-    checked (two processors at work instead of one after the other). The first invalid incident
-    stops the writing; the rest are still checked so that every error is reported."""
-    items = list(incidents)
-    if not items:
+    too slow for a hundred thousand rows. The model's rules were checked by incidents_bulk_validate,
+    the database's constraints and foreign keys back up the rest, and history rows name `user`, as
+    the triggers' would. An import validates its rows once, for its report, and writes that result."""
+    if not isinstance(incidents, ValidatedIncidents):
+        incidents = incidents_bulk_validate(incidents=incidents)
+    if not incidents.incidents:
         return []
     user_id = _acting_user_id(user)
-    children = {model: _ChildRows(model) for model in (IncidentPlace, Claim, Involvement)}
-    built, errors = [], {}
 
-    def valid_incident_rows(incident_ids: list[int]) -> Iterator[tuple]:
+    def incident_rows(incident_ids: list[int]) -> Iterator[tuple]:
         fields = _insert_fields(Incident)
-        for index, (item, incident_id) in enumerate(zip(items, incident_ids, strict=True)):
-            incident = Incident(**item["data"], id=incident_id, created_by_id=user_id, updated_by_id=user_id)
-            built.append(incident)
-            problems = [_full_clean(incident)]
-            for model, rows in (
-                (IncidentPlace, ({"place": place} for place in item.get("places", ()))),
-                (Claim, item.get("claims", ())),
-                (Involvement, item.get("involvements", ())),
-            ):
-                problems.extend(children[model].add(index, row) for row in rows)
-            for problem in problems:
-                for field, messages in problem.items():
-                    errors.setdefault(f"incidents[{index}].{field}", []).extend(messages)
-            if not errors:
-                yield (incident_id, *_db_values(incident, fields))
+        for incident, incident_id in zip(incidents.incidents, incident_ids, strict=True):
+            _take_saved_relations(incident)
+            incident.id = incident_id
+            incident.created_by_id = incident.updated_by_id = user_id
+            yield (incident_id, *_db_values(incident, fields))
 
     with transaction.atomic(), pghistory.context(user=user_id), connection.cursor() as cursor:
         # Django's foreign keys are checked at commit; hundreds of thousands of queued checks make
@@ -339,21 +364,20 @@ def incidents_bulk_create(*, user, incidents: Iterable[Mapping[str, Any]]) -> li
         # is safe beside concurrent writers (the ids need not be consecutive).
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [Incident._meta.db_table, len(items)],
+            [Incident._meta.db_table, len(incidents.incidents)],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
-        _copy(cursor, Incident, [Incident._meta.pk, *_insert_fields(Incident)], valid_incident_rows(incident_ids))
-        if errors:
-            raise ValidationError(errors)
-        for model, rows in children.items():
+        # PostgreSQL stores each incident while the next one's values are prepared.
+        _copy(cursor, Incident, [Incident._meta.pk, *_insert_fields(Incident)], incident_rows(incident_ids))
+        for model, rows in incidents.children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
-        _record_inserts({Incident: "id", **dict.fromkeys(children, "incident_id")}, incident_ids)
+        _record_inserts({Incident: "id", **dict.fromkeys(incidents.children, "incident_id")}, incident_ids)
         set_insert_triggers(enabled=True)
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-    for incident in built:
+    for incident in incidents.incidents:
         incident._state.adding = False
         incident._state.db = connection.alias
-    return built
+    return incidents.incidents
 
 
 @functools.cache
@@ -361,14 +385,22 @@ def _relation_names(model: type[models.Model]) -> list[str]:
     return [field.name for field in model._meta.fields if field.is_relation]
 
 
-def _full_clean(instance: models.Model) -> dict[str, list[str]]:
-    """The model's rules on a new row, as {field: messages}. Relations are not looked up one by one:
-    their foreign keys hold in the database."""
+def validation_errors(instance: models.Model) -> dict[str, list[str]]:
+    """The model's own rules (its fields and `clean()`) on a record about to be written, as
+    {field: messages}, every problem at once. Relations are not looked up one by one, nor unique
+    values and other constraints: the database's foreign keys and constraints hold those."""
     try:
         instance.full_clean(exclude=_relation_names(type(instance)), validate_unique=False, validate_constraints=False)
     except ValidationError as error:
         return error.message_dict
     return {}
+
+
+def _take_saved_relations(instance: models.Model) -> None:
+    """Give `instance` the ids of related records that were unsaved when it was built and have been
+    saved since (incidents_bulk_validate allows it), as Model.save() and bulk_create() do; a
+    related record still unsaved raises ValueError."""
+    instance._prepare_related_fields_for_save(operation_name="incidents_bulk_create")
 
 
 @functools.cache
@@ -426,22 +458,33 @@ class _ChildRows:
     def __init__(self, model: type[models.Model]):
         self.model = model
         self.fields = _insert_fields(model, without="incident")
-        self.rows: list[tuple[int, tuple]] = []  # (incident index, the row's values but its incident)
-        self.prepared: dict[tuple, tuple[tuple, dict[str, list[str]]]] = {}
+        self.distinct: list[models.Model] = []
+        self.by_values: dict[tuple, tuple[int, dict[str, list[str]]]] = {}  # -> (index in distinct, errors)
+        self.rows: list[tuple[int, int]] = []  # (incident index, index in distinct)
 
     def add(self, incident_index: int, values: Mapping[str, Any]) -> dict[str, list[str]]:
         """Validate and keep one child of the incident at `incident_index`; returns its errors."""
-        key = tuple(sorted(values.items()))
-        if key not in self.prepared:
+        # Records are told apart by identity: cheaper than hashing their primary keys, and possible
+        # for unsaved ones. The instance built below holds them, so an id is never reused meanwhile.
+        key = tuple(
+            (name, id(value) if isinstance(value, models.Model) else value) for name, value in sorted(values.items())
+        )
+        if key not in self.by_values:
             instance = self.model(**values)
-            errors = _full_clean(instance)
-            self.prepared[key] = (() if errors else tuple(_db_values(instance, self.fields)), errors)
-        row, errors = self.prepared[key]
-        self.rows.append((incident_index, row))
+            self.by_values[key] = (len(self.distinct), validation_errors(instance))
+            self.distinct.append(instance)
+        child, errors = self.by_values[key]
+        self.rows.append((incident_index, child))
         return errors
 
     def db_rows(self, incident_ids: list[int]) -> Iterator[tuple]:
-        return ((incident_ids[index], *row) for index, row in self.rows)
+        """The rows to write, their incident first. Their columns are prepared now, when the records
+        they name have all been saved."""
+        columns = []
+        for instance in self.distinct:
+            _take_saved_relations(instance)
+            columns.append(tuple(_db_values(instance, self.fields)))
+        return ((incident_ids[incident], *columns[child]) for incident, child in self.rows)
 
 
 def _copy(cursor, model: type[models.Model], fields: list[models.Field], rows: Iterable[tuple]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from unittest import mock
 
 import psycopg
 import pytest
@@ -20,7 +21,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
-from incidents.services import incidents_bulk_create
+from incidents.services import incidents_bulk_create, incidents_bulk_validate
 from tests.factories import (
     incident_type,
     make_claim,
@@ -298,6 +299,13 @@ class TestErrors:
         make_incident(title="Untouched")
         assert expected in import_errors(analyst, tmp_path, f"{header}\n{body}\n")
 
+    def test_a_row_breaking_a_field_rule_and_the_model_clean_reports_both(self, analyst, tmp_path):
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},date_precision\nX,forced-repatriation,2023-03-05,2023-03-01,sometime\n"
+        )
+        assert "line 2, column date_precision: Value 'sometime' is not a valid choice." in errors
+        assert "line 2, column date_end: The end date (2023-03-01) is before the start date (2023-03-05)." in errors
+
     def test_every_bad_row_is_listed_and_the_good_ones_are_not_written(self, analyst, tmp_path):
         errors = import_errors(
             analyst,
@@ -557,8 +565,19 @@ def test_checking_a_file_costs_the_same_queries_whatever_its_length(
         call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
 
 
+def test_each_new_incident_is_checked_once_whether_or_not_it_is_written(analyst, tmp_path):
+    # The import's report and its write share one check (services.incidents_bulk_validate).
+    content = f"{HEADER}\n" + "".join(f"New {n},deportation,2024-01-01,2024-01-01\n" for n in range(3))
+    with mock.patch.object(Incident, "clean", autospec=True, side_effect=Incident.clean) as clean:
+        run_import(analyst, tmp_path, content, "--dry-run")
+        assert clean.call_count == 3
+        run_import(analyst, tmp_path, content)
+        assert clean.call_count == 6
+    assert Incident.objects.count() == 3
+
+
 class TestBulkCreate:
-    """services.incidents_bulk_create, which writes an import's new incidents."""
+    """services.incidents_bulk_validate and incidents_bulk_create, which write an import's new incidents."""
 
     def test_every_invalid_incident_and_child_is_reported_and_nothing_is_written(self, analyst):
         source, other_source = make_source(title="RFA report"), make_source(title="HRW statement")
@@ -608,6 +627,21 @@ class TestBulkCreate:
         assert list(stored.involvements.values_list("organization", "role")) == [(police.pk, "perpetrator")]
         ClaimEvent = apps.get_model("incidents", "ClaimEvent")
         assert ClaimEvent.objects.get(incident=stored).pgh_context.metadata["user"] == analyst.pk
+
+    def test_what_was_validated_may_name_records_saved_just_before_the_write(self, analyst):
+        # As an import does with the names it creates: it checks every row before saving any.
+        atlantis, day = Place(name="Atlantis"), date(2024, 1, 1)
+        validated = incidents_bulk_validate(
+            incidents=[
+                {
+                    "data": {"title": "New", "incident_type": incident_type(), "date_start": day, "date_end": day},
+                    "places": [atlantis],
+                }
+            ]
+        )
+        atlantis.save()
+        [created] = incidents_bulk_create(user=analyst, incidents=validated)
+        assert list(Incident.objects.get(pk=created.pk).places.all()) == [atlantis]
 
 
 def database_contents() -> dict[str, list]:
