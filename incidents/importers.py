@@ -107,7 +107,7 @@ class PlannedRow:
     incident: Incident | None
     expected_version: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    names: dict[str, list[models.Model] | None] = field(default_factory=dict)
+    names: dict[str, tuple[models.Model, ...] | None] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
 
 
@@ -268,9 +268,8 @@ def _split_names(cell: str) -> list[str]:
 
 def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     records = [dict(zip(header, cells, strict=False)) for _, cells in rows]
-    indexes = _name_indexes(user, records)
+    resolver = _NameResolver(_name_indexes(user, records), create_missing)
     existing = _existing_incidents(user, records)
-    missing: dict[str, dict[str, models.Model]] = defaultdict(dict)  # column -> casefolded name -> new record
     seen_ids = {}
     row_errors: list[list[RowError]] = []  # each row's, in the file's order
     checked: list[tuple[PlannedRow, list[RowError]]] = []  # rows whose values and names are valid
@@ -299,7 +298,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
                 errors.extend(_check_version(line, record, row.incident, row))
         data, value_errors = _parse_values(line, record)
         errors.extend(value_errors)
-        names, name_errors = _resolve_names(line, record, indexes, create_missing, missing)
+        names, name_errors = resolver.resolve(line, record)
         errors.extend(name_errors)
         if errors:
             continue
@@ -324,7 +323,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     # Created in this order when the file is written.
     missing_records = {
         column: sorted(new_records.values(), key=lambda record, column=column: _record_name(column, record))
-        for column, new_records in missing.items()
+        for column, new_records in resolver.missing.items()
         if new_records
     }
     report.missing_created = {
@@ -440,45 +439,59 @@ def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incide
     return {incident.public_id: incident for incident in incidents}
 
 
-def _resolve_names(line, record, indexes, create_missing, missing) -> tuple[dict[str, list], list[RowError]]:
-    """The records each name column names; with `create_missing`, an unknown name gets a new record,
-    saved only if the file is written, instead of being an error. Absent columns resolve to None
-    (unchanged)."""
-    resolved, errors = {}, []
-    columns = [column for column in ("type", *NAME_COLUMNS) if column in record]
-    for column in columns:
-        index = indexes[column]
-        names = [record[column].strip()] if column == "type" else _split_names(record[column])
-        found = []
+class _NameResolver:
+    """The records a row's name columns name, for one file. The same cells recur on many rows (the
+    same places, perpetrators and sources), so each distinct cell is resolved once. With
+    `create_missing`, an unknown name gets a new record, saved only if the file is written, instead
+    of being an error."""
+
+    def __init__(self, indexes: dict[str, _NameIndex], create_missing: bool):
+        self.indexes = indexes
+        self.create_missing = create_missing
+        self.missing: dict[str, dict[str, models.Model]] = defaultdict(dict)  # column -> casefolded name -> record
+        self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
+
+    def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
+        """The records of each name column in the row (absent columns are left out), and its errors."""
+        resolved, errors = {}, []
+        for column in ("type", *NAME_COLUMNS):
+            if column not in record:
+                continue
+            key = (column, record[column])
+            if key not in self.cells:
+                self.cells[key] = self._resolve_cell(column, record[column])
+            resolved[column], problems = self.cells[key]
+            errors.extend(RowError(line, column, problem) for problem in problems)
+        return resolved, errors
+
+    def _resolve_cell(self, column: str, cell: str) -> tuple[tuple[models.Model, ...], list[str]]:
+        index = self.indexes[column]
+        names = [cell.strip()] if column == "type" else _split_names(cell)
+        found, problems = [], []
         for name in names:
             matches = index.find(name)
             if len(matches) == 1:
                 found.append(matches[0])
             elif matches:
                 ids = ", ".join(str(match.pk) for match in matches)
-                errors.append(RowError(line, column, f"{name!r} matches {len(matches)} {index.kind}s (ids {ids})."))
+                problems.append(f"{name!r} matches {len(matches)} {index.kind}s (ids {ids}).")
             elif not name:
-                errors.append(RowError(line, column, "This field cannot be blank."))
-            elif create_missing and len(name) > _max_name_length(column):
-                errors.append(RowError(line, column, f"{name!r} is too long for a new {index.kind}."))
-            elif create_missing:
+                problems.append("This field cannot be blank.")
+            elif self.create_missing and len(name) > _max_name_length(column):
+                problems.append(f"{name!r} is too long for a new {index.kind}.")
+            elif self.create_missing:
                 # The first spelling in the file names the new record; later ones refer to it.
-                if name.casefold() not in missing[column]:
-                    missing[column][name.casefold()] = _new_record(column, name)
-                found.append(missing[column][name.casefold()])
+                if name.casefold() not in self.missing[column]:
+                    self.missing[column][name.casefold()] = _new_record(column, name)
+                found.append(self.missing[column][name.casefold()])
             else:
-                errors.append(
-                    RowError(
-                        line,
-                        column,
-                        f"Unknown {index.kind} {name!r}; add it first, or import with --create-missing "
-                        "(in the admin: 'Create missing') to create it.",
-                    )
+                problems.append(
+                    f"Unknown {index.kind} {name!r}; add it first, or import with --create-missing "
+                    "(in the admin: 'Create missing') to create it."
                 )
         # Two spellings of one name are one record, the same object (each record is loaded, or made,
         # once): told apart by identity, which new records have before they have a primary key.
-        resolved[column] = list({id(record): record for record in found}.values())
-    return resolved, errors
+        return tuple({id(record): record for record in found}.values()), problems
 
 
 def _max_name_length(column: str) -> int:
@@ -604,7 +617,7 @@ def _update(row: PlannedRow, user) -> None:
         raise _RowNotWritten(row.line) from error
 
 
-def _claims_after(incident: Incident, sources: list[Source]) -> list[dict[str, Any]]:
+def _claims_after(incident: Incident, sources: tuple[Source, ...]) -> list[dict[str, Any]]:
     """The user's visible claims once the row's sources apply: a listed source keeps its claim (with
     its figures and excerpt), a new one gets a bare claim, a visible claim whose source is no longer
     listed goes. Claims the user may not see are left alone by incident_update itself; a source that
@@ -616,7 +629,7 @@ def _claims_after(incident: Incident, sources: list[Source]) -> list[dict[str, A
     return claims + [{"source": source} for source in sources if source not in claimed]
 
 
-def _involvements_after(incident: Incident, perpetrators: list[Organization]) -> list[dict[str, Any]]:
+def _involvements_after(incident: Incident, perpetrators: tuple[Organization, ...]) -> list[dict[str, Any]]:
     """The incident's involvements with the row's perpetrators: other roles stay as they are."""
     kept = [
         involvement
