@@ -1,6 +1,7 @@
 """CSV import through `manage.py import_incidents` and the admin's import page: all rows or none."""
 
 import csv
+import gc
 import io
 import os
 import signal
@@ -574,6 +575,14 @@ def test_each_new_incident_is_checked_once_whether_or_not_it_is_written(analyst,
         run_import(analyst, tmp_path, content)
         assert clean.call_count == 6
     assert Incident.objects.count() == 3
+
+
+def test_an_import_turns_the_cycle_collector_back_on(analyst, tmp_path):
+    # Paused while a file is checked and written (importers._cycle_collection_paused), whatever happens.
+    run_import(analyst, tmp_path, f"{HEADER}\nNew,deportation,2024-01-01,2024-01-01\n")
+    assert gc.isenabled()
+    import_errors(analyst, tmp_path, f"{HEADER}\nNew,deportation,someday,2024-01-01\n")
+    assert gc.isenabled()
 
 
 class TestBulkCreate:
