@@ -34,7 +34,8 @@ from django.test.utils import override_settings  # noqa: E402
 from incidents.models import Incident, IncidentPlace  # noqa: E402
 
 # The anonymous reader's incident list as one hand-written query returning the page as JSON: the
-# same rows, fields and nested collections the API answers (without coarsening sensitive places).
+# same rows, fields and nested collections (in the same order) that the API answers, a sensitive
+# place showing the coordinates the public may see (`place_public_coordinates`, migration 0007).
 LIST_SQL = """
 SELECT coalesce(json_agg(page.incident ORDER BY page.date_start DESC, page.id DESC), '[]')::text
 FROM (
@@ -50,20 +51,24 @@ FROM (
         JOIN incidents_source s ON s.id = c.source_id
         WHERE c.incident_id = i.id AND NOT c.confidential AND NOT s.confidential),
     'places', (SELECT coalesce(json_agg(json_build_object('id', p.id, 'name', p.name, 'kind', p.kind,
-        'country', p.country, 'latitude', p.latitude, 'longitude', p.longitude)), '[]')
+        'country', p.country,
+        'latitude', CASE WHEN NOT p.sensitive AND p.latitude IS NOT NULL THEN p.latitude
+            ELSE (place_public_coordinates(p.parent_id))[1] END,
+        'longitude', CASE WHEN NOT p.sensitive AND p.latitude IS NOT NULL THEN p.longitude
+            ELSE (place_public_coordinates(p.parent_id))[2] END) ORDER BY p.name, p.id), '[]')
         FROM incidents_incidentplace ip JOIN incidents_place p ON p.id = ip.place_id WHERE ip.incident_id = i.id),
     'involvements', (SELECT coalesce(json_agg(json_build_object('id', v.id, 'organization', v.organization_id,
-        'organization_name', o.name, 'role', v.role)), '[]')
+        'organization_name', o.name, 'role', v.role) ORDER BY v.id), '[]')
         FROM incidents_involvement v JOIN incidents_organization o ON o.id = v.organization_id
         WHERE v.incident_id = i.id),
     'victim_groups', (SELECT coalesce(json_agg(json_build_object('id', g.id, 'count', g.count, 'sex', g.sex,
-        'age_group', g.age_group, 'nationality', g.nationality, 'description', g.description)), '[]')
+        'age_group', g.age_group, 'nationality', g.nationality, 'description', g.description) ORDER BY g.id), '[]')
         FROM incidents_victimgroup g WHERE g.incident_id = i.id),
     'claims', (SELECT coalesce(json_agg(json_build_object('id', c.id, 'source', c.source_id,
         'source_title', s.title, 'people_count', c.people_count, 'people_count_min', c.people_count_min,
         'people_count_max', c.people_count_max, 'count_qualifier', c.count_qualifier,
         'date_start', c.date_start, 'date_end', c.date_end, 'excerpt', c.excerpt, 'locator', c.locator,
-        'source_connection', c.source_connection, 'confidential', c.confidential)), '[]')
+        'source_connection', c.source_connection, 'confidential', c.confidential) ORDER BY c.id), '[]')
         FROM incidents_claim c JOIN incidents_source s ON s.id = c.source_id
         WHERE c.incident_id = i.id AND NOT c.confidential AND NOT s.confidential),
     'verification', i.verification, 'review_state', i.review_state, 'confidential', i.confidential,
