@@ -8,17 +8,16 @@ from datetime import UTC, datetime
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.renderers import JSONRenderer
 
+from incidents.api.renderers import JSONRenderer
 from incidents.exports import stream_incidents_csv
-from incidents.filters import IncidentFilterSet
+from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import Incident
 
 
@@ -52,7 +51,7 @@ class IncidentCsvView(GenericAPIView):
     # Set here rather than left to the project's DRF settings, so the endpoint is documented and
     # filtered the same way whatever those settings say.
     schema = AutoSchema()
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
     # Errors are JSON whatever the client asked for: the success body is CSV, which no renderer
     # produces, so content negotiation must not turn a 400 into a 406.

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import orjson
 import pghistory
 import pgtrigger
 from django.core.exceptions import ImproperlyConfigured
@@ -230,6 +231,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["incidents.api.permissions.ReadOrModelPermission"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "incidents.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # Timestamps end in "Z", as DRF's own encoder writes them; keys may be numbers, as with `json`.
+    "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z, orjson.OPT_NON_STR_KEYS),
     "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.StableCursorPagination",
     "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50),
     "DEFAULT_THROTTLE_CLASSES": [

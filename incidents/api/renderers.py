@@ -1,6 +1,7 @@
-"""Extra formats for the incident list, chosen with `?format=` (DRF's URL format override)."""
+"""The API's JSON, and the extra formats of the incident list chosen with `?format=` (DRF's URL
+format override)."""
 
-from rest_framework.renderers import JSONRenderer
+from drf_orjson_renderer.renderers import ORJSONRenderer
 
 
 def _geometry(places: list[dict]) -> dict | None:
@@ -28,12 +29,20 @@ FEATURE_PROPERTIES = (
 )
 
 
+class JSONRenderer(ORJSONRenderer):
+    """JSON through orjson, which writes the incident list's rows, JSON texts built by PostgreSQL
+    (`orjson.Fragment`, see `projections`), into the response as they are: decoding them only to
+    encode them again took a tenth of the list's time."""
+
+
 class GeoJSONRenderer(JSONRenderer):
     """A page of incidents as a FeatureCollection; `next`/`previous` ride along as foreign members
     (RFC 7946 §6.1) so a map client pages exactly like a JSON client. Errors stay plain JSON."""
 
     media_type = "application/geo+json"
     format = "geojson"
+    # It reads the incidents: the list hands it decoded ones rather than JSON texts.
+    reads_results = True
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if isinstance(data, dict) and "results" in data:

@@ -8,7 +8,6 @@ querysets, so they answer 404 like records that never existed.
 from django.contrib.auth import get_user_model
 from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
-from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -32,7 +31,7 @@ from incidents.api.serializers import (
     SourceSerializer,
 )
 from incidents.csv_views import filtered_csv_response
-from incidents.filters import IncidentFilterSet
+from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_visible_to
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source, VictimGroup
 from incidents.models import Response as OrganizationResponse
@@ -157,7 +156,7 @@ class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
     lookup_field = "public_id"
     lookup_value_regex = r"INC-\d+"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
     orderings = {
         "-date_start": ("-date_start", "-id"),
@@ -184,7 +183,8 @@ class IncidentViewSet(ResourceViewSet):
             return filtered_csv_response(self, request, self.visible_incidents())
         incidents = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(with_representations(incidents, request.user))
-        return self.get_paginated_response(representations(page))
+        decoded = getattr(request.accepted_renderer, "reads_results", False)
+        return self.get_paginated_response(representations(page, decoded=decoded))
 
     def get_renderers(self):
         renderers = super().get_renderers()
