@@ -1,6 +1,6 @@
 """Reading through the API: what each reader sees, how lists page and filter, and what it costs."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -121,11 +121,17 @@ class TestIncidentRepresentation:
             "confidential": make_user(roles.VIEWER, confidential=True),
             "superuser": make_user(is_superuser=True, is_staff=True),
         }
+        # PostgreSQL writes the list's timestamps, Python the detail's: a whole second has no fraction.
+        Incident.objects.filter(pk=bare.pk).update(created_at=datetime(2024, 5, 1, 8, 30, tzinfo=UTC))
+        Incident.objects.filter(pk=sparse.pk).update(created_at=datetime(2024, 5, 1, 8, 30, 0, 250000, tzinfo=UTC))
         client = client_for(users[reader])
         listed = results(client.get(f"{API}/incidents/?page_size=100"))
         assert {bare.public_id, sparse.public_id, world["incident"].public_id} <= {row["public_id"] for row in listed}
         for incident in listed:
             assert incident == client.get(f"{API}/incidents/{incident['public_id']}/").json()
+        created = {row["public_id"]: row["created_at"] for row in listed}
+        assert created[bare.public_id] == "2024-05-01T08:30:00Z"
+        assert created[sparse.public_id] == "2024-05-01T08:30:00.250000Z"
 
     def test_confidential_reader_sees_every_claim_and_the_full_claim_range(self, world):
         reader = make_user(roles.VIEWER, confidential=True)
@@ -371,6 +377,18 @@ class TestFilters:
         answer = client_for().get(f"{API}/incidents/?{query}")
         assert answer.status_code == 400
         assert list(answer.json()) == [parameter]
+
+    def test_every_malformed_parameter_is_named_at_once(self):
+        answer = client_for().get(f"{API}/incidents/?min_people=-1&country=XX&date_to=2024-01-01&q=")
+        assert answer.status_code == 400
+        assert sorted(answer.json()) == ["country", "min_people"]
+
+    def test_the_browsable_api_offers_every_filter_whichever_the_request_names(self, world):
+        page = client_for().get(f"{API}/incidents/?country=CN", HTTP_ACCEPT="text/html")
+        assert page.status_code == 200
+        for name in filters.IncidentFilterSet.base_filters:
+            assert f'name="{name}"' in page.content.decode()
+        assert world["incident"].title in page.content.decode()
 
     def test_filtering_on_a_confidential_source_reads_like_an_unknown_source(self, world):
         hidden = client_for().get(f"{API}/incidents/?source={world['informant'].pk}")
