@@ -11,7 +11,7 @@ import json
 import django_filters
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
+from django.db.models import BooleanField, Exists, Expression, F, Func, OuterRef, Q
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -51,6 +51,33 @@ class IdIn(Func):
     template = "(%(expressions)s))"
     arg_joiner = " = ANY("
     output_field = BooleanField()
+
+
+class HasPlaceInCountry(Expression):
+    """`EXISTS (…)`: the incident has a place in `country`, written as the SQL it compiles to.
+
+    The most used filter of the incident list; as Django's `Exists(IncidentPlace.objects.filter(
+    incident=OuterRef("pk"), place__country=…))` it is the same SQL, but building and relabeling
+    that subquery for every request cost more than a millisecond, a tenth of the list's own time
+    outside PostgreSQL. It names the incident by the alias of its query's table, so it stays right
+    inside a subquery (the statistics, the CSV export)."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, country: str):
+        super().__init__()
+        self.country = country
+
+    def as_sql(self, compiler, connection):
+        incident = compiler.quote_name(compiler.query.base_table)
+        link, place = (compiler.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
+        return (
+            f"EXISTS (SELECT 1 FROM {link} country_link JOIN {place} country_place "
+            "ON country_place.id = country_link.place_id "
+            f"WHERE country_link.incident_id = {incident}.id AND country_place.country = %s)",
+            (self.country,),
+        )
 
 
 def _user(request):
@@ -180,7 +207,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(incident_type__in=descendant_ids(IncidentType, value.pk))
 
     def filter_country(self, queryset, name, value):
-        return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__country=value)))
+        return queryset.filter(HasPlaceInCountry(value))
 
     @extend_schema_field(OpenApiTypes.INT)
     def filter_place(self, queryset, name, value):

@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from incidents import filters, roles
@@ -313,6 +314,16 @@ class TestFilters:
         by_place = client_for().get(f"{API}/incidents/?place={world['china'].pk}")
         assert public_ids(by_place) == {world["incident"].public_id}
         assert public_ids(client_for().get(f"{API}/incidents/?country=KP")) == {elsewhere.public_id}
+
+    def test_the_country_filter_holds_inside_another_query(self, world):
+        # Its SQL names the incident by its query's alias, which changes when the query is nested.
+        elsewhere = make_incident(places=[make_place(country="KP")])
+        filterset = filters.IncidentFilterSet({"country": "CN"}, queryset=Incident.objects.all())
+        assert filterset.is_valid()
+        assert world["incident"] in filterset.qs and elsewhere not in filterset.qs
+        # Incidents of a type that some incident in China has: the Korean one, of the same type.
+        same_type = Incident.objects.filter(Exists(filterset.qs.filter(incident_type=OuterRef("incident_type"))))
+        assert elsewhere in same_type
 
     def test_people_bounds_and_verification(self, world):
         small = make_incident(people_count=5, verification="verified")

@@ -235,7 +235,12 @@ class TestVisibility:
 class TestFilters:
     def test_the_incident_list_filters_apply(self, client, door):
         make_incident(title="2021, detention", date_start=date(2021, 7, 1), date_end=date(2021, 7, 31))
-        make_incident(title="2023, repatriation", date_start=date(2023, 8, 29), date_end=date(2023, 8, 29))
+        make_incident(
+            title="2023, repatriation",
+            date_start=date(2023, 8, 29),
+            date_end=date(2023, 8, 29),
+            places=[make_place(name="Tumen", country="CN"), make_place(name="Onsong", country="KP")],
+        )
         make_incident(
             title="2023, detention",
             incident_type=incident_type("arbitrary-detention"),
@@ -244,6 +249,8 @@ class TestFilters:
         )
         assert exported_titles(client, "?date_from=2021-07-15&date_to=2021-07-20", door) == {"2021, detention"}
         assert exported_titles(client, "?date_from=2023-01-01&type=forced-repatriation", door) == {"2023, repatriation"}
+        # The country filter inside the export's own query, where the incidents' table has another alias.
+        assert exported_titles(client, "?country=KP", door) == {"2023, repatriation"}
 
     def test_bad_parameters_get_a_400_naming_each_of_them(self, client, door):
         response = client.get(
