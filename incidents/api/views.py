@@ -182,7 +182,9 @@ class IncidentViewSet(ResourceViewSet):
         if self.wants_csv():
             return filtered_csv_response(self, request, self.visible_incidents())
         incidents = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(with_representations(incidents, request.user))
+        # A cursor holds the value of the ordering's first column: the one column read beside the JSON.
+        position = self.paginator.get_ordering(request, incidents, self)[0].lstrip("-")
+        page = self.paginate_queryset(with_representations(incidents, request.user, position))
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         return self.get_paginated_response(representations(page, decoded=decoded))
 
