@@ -104,11 +104,12 @@ class ClaimQuerySet(models.QuerySet):
 def _limit_to_audience(queryset, user):
     """The rows of incidents, or of totals over incidents, that `user` may see: published ones
     unless they may see drafts, and not confidential ones unless they hold the permission."""
+    conditions = {}
     if not can_see_unpublished(user):
-        queryset = queryset.filter(review_state="published")
+        conditions["review_state"] = "published"
     if not can_see_confidential(user):
-        queryset = queryset.filter(confidential=False)
-    return queryset
+        conditions["confidential"] = False
+    return queryset.filter(**conditions)
 
 
 class IncidentQuerySet(models.QuerySet):
