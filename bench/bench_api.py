@@ -94,17 +94,23 @@ SEARCH = """i.id IN (
         WHERE to_tsvector('simple'::regconfig, COALESCE(p.name, '')::text) @@ websearch_to_tsquery('simple', %(q)s))"""
 
 
-def measure(call, runs: int) -> tuple[float, float]:
-    """Median and 95th percentile in milliseconds, after two warm-up calls."""
+def measure(calls, runs: int) -> list[tuple[float, float]]:
+    """Median and 95th percentile in milliseconds of each call, after two warm-up rounds. The calls
+    take turns, so that a change in the machine's speed meanwhile weighs on each alike."""
     for _ in range(2):
-        call()
-    timings = []
+        for call in calls:
+            call()
+    timings = [[] for _ in calls]
     for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    return statistics.median(timings), timings[max(0, round(0.95 * len(timings)) - 1)]
+        for call, measured in zip(calls, timings, strict=True):
+            started = time.perf_counter()
+            call()
+            measured.append((time.perf_counter() - started) * 1000)
+    percentiles = []
+    for measured in timings:
+        measured.sort()
+        percentiles.append((statistics.median(measured), measured[max(0, round(0.95 * len(measured)) - 1)]))
+    return percentiles
 
 
 def api_call(client: Client, url: str, parameters: dict):
@@ -163,14 +169,21 @@ def main():
     filters = {key: parameters[key] for key in ("date_from", "date_to", "country")}
     client = Client()
     incidents, stats = "/api/v1/incidents/", "/api/v1/incidents/stats/"
+    # Each list scenario is measured beside the hand-written SQL for the same rows, turn about.
     scenarios = [
-        ("list: page of 50, date+country", api_call(client, incidents, {**filters, "page_size": 50})),
-        ("  same rows, hand-written SQL", sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters)),
-        ("list: page of 50, q", api_call(client, incidents, {"q": parameters["q"], "page_size": 50})),
-        ("  same rows, hand-written SQL", sql_call(LIST_SQL.format(condition=SEARCH), parameters)),
-        ("stats: group_by=year, all", api_call(client, stats, {"group_by": "year"})),
-        ("stats: group_by=country, dates", api_call(client, stats, {"group_by": "country", **filters})),
-        ("stats: group_by=perpetrator, all", api_call(client, stats, {"group_by": "perpetrator"})),
+        (
+            "list: page of 50, date+country",
+            api_call(client, incidents, {**filters, "page_size": 50}),
+            sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters),
+        ),
+        (
+            "list: page of 50, q",
+            api_call(client, incidents, {"q": parameters["q"], "page_size": 50}),
+            sql_call(LIST_SQL.format(condition=SEARCH), parameters),
+        ),
+        ("stats: group_by=year, all", api_call(client, stats, {"group_by": "year"}), None),
+        ("stats: group_by=country, dates", api_call(client, stats, {"group_by": "country", **filters}), None),
+        ("stats: group_by=perpetrator, all", api_call(client, stats, {"group_by": "perpetrator"}), None),
     ]
     print(
         f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
@@ -179,9 +192,15 @@ def main():
     unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
     with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
         print(f"{'scenario':36} {'p50 ms':>8} {'p95 ms':>8}")
-        for label, call in scenarios:
-            median, p95 = measure(call, arguments.runs)
+        for label, api, sql in scenarios:
+            if sql is None:
+                ((median, p95),) = measure([api], arguments.runs)
+                print(f"{label:36} {median:8.1f} {p95:8.1f}")
+                continue
+            (median, p95), (sql_median, sql_p95) = measure([api, sql], arguments.runs)
             print(f"{label:36} {median:8.1f} {p95:8.1f}")
+            print(f"{'  same rows, hand-written SQL':36} {sql_median:8.1f} {sql_p95:8.1f}")
+            print(f"{'  API / SQL':36} {median / sql_median:7.2f}x {p95 / sql_p95:7.2f}x")
 
 
 if __name__ == "__main__":
