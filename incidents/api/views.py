@@ -184,6 +184,12 @@ class IncidentViewSet(ResourceViewSet):
         incidents = self.filter_queryset(self.get_queryset())
         # A cursor holds the value of the ordering's first column: the one column read beside the JSON.
         position = self.paginator.get_ordering(request, incidents, self)[0].lstrip("-")
+        if position == "people_count_sortable":
+            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
+            # Only for this ordering: building the expression cost every other list request too.
+            incidents = incidents.annotate(
+                people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
+            )
         page = self.paginate_queryset(with_representations(incidents, request.user, position))
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         return self.get_paginated_response(representations(page, decoded=decoded))
@@ -198,11 +204,6 @@ class IncidentViewSet(ResourceViewSet):
         return Incident.objects.visible_to(self.request.user)
 
     def get_queryset(self):
-        if self.action == "list":
-            # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
-            return self.visible_incidents().annotate(
-                people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
-            )
         # Writes load the bare record: a prefetched (visible-only) set of claims would stand in for
         # the incident's real claims inside the services.
         if self.action == "retrieve":
