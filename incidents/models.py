@@ -696,6 +696,14 @@ class IncidentRollup(models.Model):
         indexes = [
             # Totals that no incident counts in any more are removed after each update.
             models.Index(fields=["id"], condition=Q(incidents=0), name="incident_rollup_empty"),
+            # Every statistic's overall total reads these cells, a tenth of the table: without this
+            # index each request scanned all 800,000 totals of a million incidents for them (150 ms
+            # on a slow machine, half of a grouping's time).
+            models.Index(
+                fields=["review_state", "confidential"],
+                condition=Q(dimension=RollupDimension.INCIDENT),
+                name="incident_rollup_overall",
+            ),
         ]
 
     def __str__(self):
