@@ -628,6 +628,29 @@ class RollupDimension(models.TextChoices):
     PERPETRATOR = "perpetrator", "Perpetrator"
 
 
+# What the statistics read of a kept total besides its group: the filters they answer and the figures.
+_ROLLUP_READ = [
+    "start_month",
+    "end_month",
+    "incident_type",
+    "verification",
+    "incidents",
+    "people_count",
+    "people_count_known",
+    "people_count_min",
+    "people_count_min_known",
+    "people_count_max",
+    "people_count_max_known",
+]
+
+
+def _rollup_index(name: str, condition: Q, group: list[str], first: str | None = None) -> models.Index:
+    """An index on the kept totals of one dimension (`condition`), keyed by whom they are shown to
+    (`IncidentRollupQuerySet.visible_to`) and their group, that holds everything a statistic reads."""
+    keys = [*([first] if first else []), "review_state", "confidential", *group]
+    return models.Index(fields=keys, include=_ROLLUP_READ, condition=condition, name=name)
+
+
 class IncidentRollup(models.Model):
     """Statistics kept ahead of time: the incidents and their people summed per start month, end
     month, type, verification, review state and confidentiality, and within that once overall
@@ -696,14 +719,23 @@ class IncidentRollup(models.Model):
         indexes = [
             # Totals that no incident counts in any more are removed after each update.
             models.Index(fields=["id"], condition=Q(incidents=0), name="incident_rollup_empty"),
-            # Every statistic's overall total reads these cells, a tenth of the table: without this
-            # index each request scanned all 800,000 totals of a million incidents for them (150 ms
-            # on a slow machine, half of a grouping's time).
-            models.Index(
-                fields=["review_state", "confidential"],
-                condition=Q(dimension=RollupDimension.INCIDENT),
-                name="incident_rollup_overall",
+            # Each statistic reads the totals of one dimension that its reader may see: a tenth to a
+            # third of the table, spread over nearly all of its pages. These indexes hold every
+            # column those queries read, so PostgreSQL answers them from the index alone (an
+            # index-only scan) instead of reading the table. On a million incidents: by perpetrator
+            # 194 → 86 ms, by country within a country 195 → 58 ms, by year 59 → 33 ms (p50).
+            _rollup_index("incident_rollup_overall", Q(dimension=RollupDimension.INCIDENT), []),
+            # By country: each incident once per country (the pairs of a country with itself)...
+            _rollup_index(
+                "incident_rollup_per_country",
+                Q(dimension=RollupDimension.COUNTRY, within_country=F("country")),
+                ["country"],
             ),
+            # ...or, with a country filter, the pairs of that country with each other.
+            _rollup_index(
+                "incident_rollup_in_country", Q(dimension=RollupDimension.COUNTRY), ["country"], first="within_country"
+            ),
+            _rollup_index("incident_rollup_by_perpetrator", Q(dimension=RollupDimension.PERPETRATOR), ["organization"]),
         ]
 
     def __str__(self):
