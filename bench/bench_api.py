@@ -1,8 +1,10 @@
 """Server time of the API's incident list and statistics, beside hand-written SQL for the same rows.
 
-Runs in-process (Django's test client: URL routing, middleware, view, queries, JSON rendering; no
-network) as an anonymous reader against whatever DATABASE_URL points to, e.g. after
-`manage.py generate_demo_data`. Prints p50/p95 over --runs requests per scenario:
+Runs in-process, calling the WSGI application as a server (gunicorn, uWSGI) does: request signals
+(the connection's health check), URL routing, middleware, view, queries, JSON rendering; no network,
+and no test client in between (its instrumentation is no server's work). As an anonymous reader
+against whatever DATABASE_URL points to, e.g. after `manage.py generate_demo_data`. Prints p50/p95
+over --runs requests per scenario:
 
     DATABASE_URL=postgres://… .venv/bin/python bench/bench_api.py --runs 50
 
@@ -11,12 +13,13 @@ returning the same rows as JSON; stats p95 < 300 ms.
 """
 
 import argparse
-import importlib
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
+from wsgiref.util import setup_testing_defaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
@@ -28,10 +31,12 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
-from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 from incidents.models import Incident, IncidentPlace  # noqa: E402
+
+# The server's own entry point and start-up, so that requests meet the process state they would.
+from tracker.wsgi import application  # noqa: E402
 
 # The anonymous reader's incident list as one hand-written query returning the page as JSON: the
 # same rows, fields and nested collections (in the same order) that the API answers, a sensitive
@@ -113,11 +118,17 @@ def measure(calls, runs: int) -> list[tuple[float, float]]:
     return percentiles
 
 
-def api_call(client: Client, url: str, parameters: dict):
+def api_call(url: str, parameters: dict):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": url, "QUERY_STRING": urlencode(parameters)}
+    setup_testing_defaults(environ)  # a server's other keys: host 127.0.0.1, HTTP/1.0, empty body
+
     def call():
-        response = client.get(url, parameters)
-        assert response.status_code == 200, response.content[:300]
-        return response
+        statuses = []
+        body = application(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
+        content = b"".join(body)
+        body.close()  # the end of the request, as a server signals it
+        assert statuses[0].startswith("200"), content[:300]
+        return content
 
     return call
 
@@ -161,29 +172,27 @@ def main():
     parser.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
     arguments = parser.parse_args()
 
-    # The server's own start-up (tracker/wsgi.py), so that requests meet the process state they would.
-    importlib.import_module("tracker.wsgi")
     parameters = default_parameters()
     if arguments.q:
         parameters["q"] = arguments.q
     filters = {key: parameters[key] for key in ("date_from", "date_to", "country")}
-    client = Client()
     incidents, stats = "/api/v1/incidents/", "/api/v1/incidents/stats/"
     # Each list scenario is measured beside the hand-written SQL for the same rows, turn about.
     scenarios = [
         (
             "list: page of 50, date+country",
-            api_call(client, incidents, {**filters, "page_size": 50}),
+            api_call(incidents, {**filters, "page_size": 50}),
             sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters),
         ),
         (
             "list: page of 50, q",
-            api_call(client, incidents, {"q": parameters["q"], "page_size": 50}),
+            api_call(incidents, {"q": parameters["q"], "page_size": 50}),
             sql_call(LIST_SQL.format(condition=SEARCH), parameters),
         ),
-        ("stats: group_by=year, all", api_call(client, stats, {"group_by": "year"}), None),
-        ("stats: group_by=country, dates", api_call(client, stats, {"group_by": "country", **filters}), None),
-        ("stats: group_by=perpetrator, all", api_call(client, stats, {"group_by": "perpetrator"}), None),
+        ("stats: group_by=year, all", api_call(stats, {"group_by": "year"}), None),
+        ("stats: group_by=country, all", api_call(stats, {"group_by": "country"}), None),
+        ("stats: group_by=country, dates", api_call(stats, {"group_by": "country", **filters}), None),
+        ("stats: group_by=perpetrator, all", api_call(stats, {"group_by": "perpetrator"}), None),
     ]
     print(
         f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
