@@ -704,12 +704,13 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
             assert written == ["incidents_incident", "incidents_incidentplace"]
             importer.send_signal(signal.SIGINT)
             # It ends while the claims are still locked: it does not go on writing once they are free.
-            importer.wait(timeout=60)
+            # Its output is read meanwhile: a process blocked writing to a full pipe never ends.
+            _, stderr = importer.communicate(timeout=60)
         finally:
             locker.rollback()
             if importer.poll() is None:
                 importer.kill()
-            _, stderr = importer.communicate()
+                importer.communicate()
     assert importer.returncode != 0
     assert "KeyboardInterrupt" in stderr.decode(), stderr.decode()
     assert database_contents() == before
