@@ -42,16 +42,16 @@ from incidents.models import (
     Place,
     ReviewState,
     Source,
-    Verification,
 )
 from incidents.services import (
-    WORKFLOW,
     ValidatedIncidents,
     VersionConflict,
     incident_update,
     incidents_bulk_create,
     incidents_bulk_validate,
+    may_publish,
     validation_errors,
+    workflow_errors,
 )
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
@@ -129,6 +129,8 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     created: list[PlannedRow] = field(default_factory=list)
     updated: list[PlannedRow] = field(default_factory=list)
+    # Changes to published incidents by someone who may not publish: pending revisions.
+    proposed: list[PlannedRow] = field(default_factory=list)
     unchanged: list[PlannedRow] = field(default_factory=list)
     # Kind ("places", …) -> names that `create_missing` creates (or, in a dry run, would create).
     missing_created: dict[str, list[str]] = field(default_factory=dict)
@@ -143,6 +145,8 @@ class ImportReport:
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
         ]
+        if self.proposed:
+            parts.insert(2, f"{len(self.proposed)} proposed for review (published: a Reviewer accepts them)")
         for kind, names in self.missing_created.items():
             parts.append(f"{len(names)} {kind} {verb} created ({', '.join(names)})")
         return "; ".join(parts) + "."
@@ -216,7 +220,7 @@ def import_incidents_csv(
         _write(plan, user, report)
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
-        report.created, report.updated, report.unchanged = [], [], []
+        report.created, report.updated, report.proposed, report.unchanged = [], [], [], []
     return report
 
 
@@ -327,11 +331,12 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
             errors.extend(_row_errors(line, validation_errors(candidate)))
         checked.append((row, errors))
     new_rows = [row for row, _ in checked if row.incident is None]
-    new_incidents, new_incident_errors = _validate_new_incidents(new_rows)
+    new_incidents, new_incident_errors = _validate_new_incidents(new_rows, user)
     planned = []
     for row, errors in checked:
         errors.extend(new_incident_errors.get(row.line, ()))
-        errors.extend(_check_workflow(row.line, row.incident, row.data, user))
+        if row.incident is not None:  # new incidents: checked by incidents_bulk_validate
+            errors.extend(_check_workflow(row.line, row.incident, row.data, user))
         if errors:
             continue
         if row.incident is not None:
@@ -351,6 +356,9 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     for row in planned:
         if row.incident is None:
             report.created.append(row)
+        elif row.changes and row.incident.review_state == ReviewState.PUBLISHED and not may_publish(user):
+            # incident_update keeps such a change as a revision for a Reviewer to accept.
+            report.proposed.append(row)
         elif row.changes:
             report.updated.append(row)
         else:
@@ -367,11 +375,13 @@ def _row_errors(line: int, problems: dict[str, list[str]]) -> list[RowError]:
     return [RowError(line, field_name, message) for field_name, messages in problems.items() for message in messages]
 
 
-def _validate_new_incidents(rows: list[PlannedRow]) -> tuple[ValidatedIncidents | None, dict[int, list[RowError]]]:
+def _validate_new_incidents(
+    rows: list[PlannedRow], user
+) -> tuple[ValidatedIncidents | None, dict[int, list[RowError]]]:
     """The model's rules on the incidents `rows` create, checked by the service that writes them
     (once: what it returns is what _write hands back to it), its errors by line."""
     try:
-        return incidents_bulk_validate(incidents=[_creation(row) for row in rows]), {}
+        return incidents_bulk_validate(user=user, incidents=[_creation(row) for row in rows]), {}
     except ValidationError as invalid:
         problems: dict[int, dict[str, list[str]]] = defaultdict(dict)
         for key, messages in invalid.message_dict.items():
@@ -535,29 +545,8 @@ def _current_values(incident: Incident) -> dict[str, Any]:
 
 
 def _check_workflow(line, incident: Incident | None, data: dict[str, Any], user) -> list[RowError]:
-    """An import may move an incident through review or change its verification only as far as
-    the user's role allows: the same WORKFLOW and permissions as the services' transitions. A new
-    incident starts from the model's defaults, draft and alleged."""
-    errors = []
-    before = incident.review_state if incident else ReviewState.DRAFT
-    after = data.get("review_state", before)
-    if after != before:
-        permissions = [
-            permission for sources, target, permission in WORKFLOW.values() if target == after and before in sources
-        ]
-        if not permissions:
-            errors.append(RowError(line, "review_state", f"An incident cannot go from {before} to {after}."))
-        elif not any(user.has_perm(permission) for permission in permissions):
-            errors.append(
-                RowError(line, "review_state", f"You may not make incidents {after}: your role lacks that permission.")
-            )
-    before_verification = incident.verification if incident else Verification.ALLEGED
-    after_verification = data.get("verification", before_verification)
-    if after_verification != before_verification and not user.has_perm("incidents.verify_incident"):
-        errors.append(
-            RowError(line, "verification", "You may not change verification: your role lacks that permission.")
-        )
-    return errors
+    """The review states and verification the user's role allows, as the services check them."""
+    return _row_errors(line, workflow_errors(user=user, incident=incident, data=data))
 
 
 def _changes(incident: Incident, row: PlannedRow) -> list[str]:

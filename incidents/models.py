@@ -12,12 +12,20 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
 from django_countries.fields import CountryField
 
-from incidents.querysets import ClaimQuerySet, IncidentQuerySet, IncidentRollupQuerySet, PlaceQuerySet, SourceQuerySet
+from incidents.querysets import (
+    ClaimQuerySet,
+    IncidentQuerySet,
+    IncidentRevisionQuerySet,
+    IncidentRollupQuerySet,
+    PlaceQuerySet,
+    SourceQuerySet,
+)
 
 # Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
 # English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
@@ -561,7 +569,22 @@ class Claim(TimestampedModel):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["incident", "source"], name="claim_one_per_incident_source"),
+            # One public claim and one confidential claim per source and incident: what an informant
+            # told in confidence stands beside what the same outlet published, and a writer who
+            # cannot see the confidential one can still record the public one. A single constraint
+            # would refuse that write only when the hidden claim exists, and so reveal it.
+            models.UniqueConstraint(
+                fields=["incident", "source"],
+                condition=Q(confidential=False),
+                name="claim_one_public_per_incident_source",
+                violation_error_message="This source already has a claim on this incident.",
+            ),
+            models.UniqueConstraint(
+                fields=["incident", "source"],
+                condition=Q(confidential=True),
+                name="claim_one_confidential_per_incident_source",
+                violation_error_message="This source already has a confidential claim on this incident.",
+            ),
             models.CheckConstraint(
                 condition=Q(date_start__isnull=True) | Q(date_end__isnull=True) | Q(date_end__gte=F("date_start")),
                 name="claim_dates_ordered",
@@ -580,6 +603,57 @@ class Claim(TimestampedModel):
 
     def clean(self):
         validate_ranges(self)
+
+
+class RevisionState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+@pghistory.track()
+class IncidentRevision(TimestampedModel):
+    """A change to a published incident proposed by someone who may not publish: the public keeps
+    seeing the published incident until a Reviewer accepts the revision (which applies it as one
+    update) or rejects it. `changes` holds what the proposer sent, in the shape `incident_update`
+    takes (`data`, and `places`, `claims`, `victim_groups`, `involvements` where given), with
+    records by id."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="revisions")
+    base_version = models.PositiveIntegerField(help_text="The incident's version the proposal was made from.")
+    changes = models.JSONField(encoder=DjangoJSONEncoder)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
+    )
+    # The proposer could see confidential claims, so the proposal may carry them: only a Reviewer
+    # who may see them decides it. Kept from the proposer's rights at the time, not from the data,
+    # so whether a reviewer is offered the revision never depends on what is hidden from them.
+    needs_confidential_access = models.BooleanField(default=False, editable=False)
+    state = models.CharField(max_length=8, choices=RevisionState.choices, default=RevisionState.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decision_note = models.TextField(blank=True, help_text="Why it was accepted or rejected.")
+
+    objects = IncidentRevisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state=RevisionState.PENDING, decided_at__isnull=True)
+                | (~Q(state=RevisionState.PENDING) & Q(decided_at__isnull=False)),
+                name="incident_revision_decided_when_not_pending",
+            ),
+        ]
+        indexes = [
+            # Serves the reviewers' queue (pending first) and each incident's pending revisions.
+            models.Index(fields=["incident"], condition=Q(state="pending"), name="incident_revision_pending"),
+        ]
+
+    def __str__(self):
+        return f"Revision {self.pk} of {self.incident.public_id} ({self.get_state_display().lower()})"
 
 
 class ResponseKind(models.TextChoices):

@@ -195,6 +195,17 @@ class IncidentQuerySet(models.QuerySet):
         )
 
 
+class IncidentRevisionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "IncidentRevisionQuerySet":
+        """Proposed revisions are unpublished work: staff who may see their incident see them, and
+        a revision whose proposer could see confidential claims only if they may too."""
+        if not can_see_unpublished(user):
+            return self.none()
+        incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
+        revisions = self.filter(incident__in=incidents.values("pk"))
+        return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
+
+
 class IncidentRollupQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentRollupQuerySet":
         """The totals over the incidents `user` may see: each total is kept per review state and

@@ -15,6 +15,7 @@ from pghistory.models import Events
 from incidents import roles
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Organization, Place, Response
+from tests.differential import comparable
 from tests.factories import (
     incident_type,
     make_claim,
@@ -379,13 +380,17 @@ class TestConfidentiality:
 
     def test_a_link_to_a_hidden_source_is_neither_shown_nor_cleared(self, client, reviewer, records):
         relay = make_source(title="Relay", cites=records["secret_source"])
+        uncited = make_source(title="Relay")
         url = reverse("admin:incidents_source_change", args=[relay.pk])
         logged_in(client, reviewer)
 
         page = client.get(url).content.decode()
+        # The page is the one a source that cites nothing gets: the link is not even hinted at.
+        same_page_without_link = client.get(reverse("admin:incidents_source_change", args=[uncited.pk])).content
         response = client.post(url, {"title": "Relay (edited)", "kind": "news_article", "language": "en"})
 
-        assert "Informant testimony" not in page and 'name="cites"' not in page
+        assert "Informant testimony" not in page
+        assert comparable(page, relay.pk) == comparable(same_page_without_link.decode(), uncited.pk)
         assert response.status_code == 302
         relay.refresh_from_db()
         assert relay.title == "Relay (edited)" and relay.cites == records["secret_source"]
@@ -747,18 +752,22 @@ class TestEstimatedCountPaginator:
 
 
 class TestConfidentialityElsewhere:
-    def test_deleting_what_confidential_records_depend_on_is_refused_without_naming_them(self, client, reviewer):
-        publisher = make_organization(name="Daily NK")
+    def test_deleting_without_confidential_access_is_refused_alike_whatever_depends_on_it(self, client, reviewer):
+        # Refusing only when a confidential record depends on it would reveal that one does.
+        publisher, unused = make_organization(name="Daily NK"), make_organization(name="Unused")
         make_source(title="Informant testimony", publisher=publisher, confidential=True)
-        url = reverse("admin:incidents_organization_delete", args=[publisher.pk])
         logged_in(client, reviewer)
 
-        page = client.get(url).content.decode()
-        client.post(url, {"post": "yes"})
+        answers = [
+            client.post(reverse("admin:incidents_organization_delete", args=[organization.pk]), {"post": "yes"})
+            for organization in (publisher, unused)
+        ]
 
-        assert "Records you may not see (confidential) depend on this one" in page
-        assert "Informant testimony" not in page
-        assert Organization.objects.filter(pk=publisher.pk).exists()
+        assert [answer.status_code for answer in answers] == [403, 403]
+        assert "Informant testimony" not in answers[0].content.decode()
+        assert Organization.objects.filter(pk__in=[publisher.pk, unused.pk]).count() == 2
+        page = client.get(reverse("admin:incidents_organization_change", args=[unused.pk])).content.decode()
+        assert "deletelink" not in page
 
     def test_deleting_an_incident_with_a_hidden_claim_is_refused(self, client, reviewer):
         incident = make_incident()
@@ -769,11 +778,11 @@ class TestConfidentialityElsewhere:
 
         assert Incident.objects.filter(pk=incident.pk).exists()
 
-    def test_reviewer_deletes_what_hides_nothing(self, client, reviewer):
+    def test_reviewer_with_confidential_access_deletes(self, client, confidential_reviewer):
         incident = make_incident()
-        make_claim(incident=incident)
+        make_claim(incident=incident, confidential=True)
 
-        logged_in(client, reviewer).post(
+        logged_in(client, confidential_reviewer).post(
             reverse("admin:incidents_incident_delete", args=[incident.pk]), {"post": "yes"}
         )
 
@@ -791,7 +800,12 @@ class TestConfidentialityElsewhere:
         page = client.get(url).content.decode()
         client.post(
             url,
-            {"organization": response_record.organization_id, "kind": "formal_protest", "date": "2023-09-01"},
+            {
+                "organization": response_record.organization_id,
+                "kind": "formal_protest",
+                "date": "2023-09-01",
+                "incidents": [shown.pk],
+            },
         )
 
         assert hidden.title not in page

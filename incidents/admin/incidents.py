@@ -10,6 +10,7 @@ from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,7 +19,7 @@ from django_countries import countries
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, Involvement, Place, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
 from incidents.services import (
     VersionConflict,
     incident_create,
@@ -114,9 +115,6 @@ class IncidentForm(forms.ModelForm):
     # The version the analyst started from; a save is refused if someone saved in between.
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
-    # Set by IncidentAdmin when the service refused the previous attempt at saving this form.
-    service_refusal = None
-
     class Meta:
         model = Incident
         # The admin narrows these to its fieldsets; listed here so a new model field is a decision.
@@ -145,14 +143,6 @@ class IncidentForm(forms.ModelForm):
         # A form error, not a field error: the field is hidden, and so would its error be.
         if self.instance.pk and cleaned_data.get("expected_version") is None:
             raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
-        if isinstance(self.service_refusal, VersionConflict):
-            raise ValidationError(str(self.service_refusal))
-        if isinstance(self.service_refusal, ValidationError):
-            for field, field_messages in self.service_refusal.message_dict.items():
-                if field in self.fields:
-                    self.add_error(field, field_messages)
-                else:
-                    self.add_error(None, [f"{field}: {message}" for message in field_messages])
         return cleaned_data
 
 
@@ -368,7 +358,7 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         children = {formset.fk.remote_field.get_accessor_name(): _inline_rows(formset) for formset in formsets}
         places = form.cleaned_data["place_list"]
         if change:
-            incident_update(
+            written = incident_update(
                 incident=form.instance,
                 user=request.user,
                 expected_version=form.cleaned_data["expected_version"],
@@ -376,6 +366,8 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
                 places=places,
                 **children,
             )
+            if isinstance(written, IncidentRevision):
+                request.incident_revision = written
         else:
             created = incident_create(user=request.user, data=data, places=places, **children)
             # The admin goes on with the form's instance (to log the addition and redirect): make it
@@ -383,22 +375,6 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
             form.instance.pk = created.pk
             form.instance.refresh_from_db()
             form.instance._state.adding = False
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except (VersionConflict, ValidationError) as refusal:
-            # The service refused the save and its transaction rolled back. Show the form again with
-            # what the analyst entered and the reason, as a form error.
-            request.incident_service_refusal = refusal
-            return super().changeform_view(request, object_id, form_url, extra_context)
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        refusal = getattr(request, "incident_service_refusal", None)
-        if refusal is None:
-            return form
-        return type(form.__name__, (form,), {"service_refusal": refusal})
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
@@ -410,6 +386,15 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         return super().response_add(request, obj, post_url_continue)
 
     def response_change(self, request, obj):
+        revision = getattr(request, "incident_revision", None)
+        if revision is not None:
+            self.message_user(
+                request,
+                f"{obj.public_id} is published, so your changes wait for a Reviewer as revision {revision.pk}; "
+                "readers see the published version until it is accepted.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[obj.pk]))
         self.warn_about_possible_duplicates(request, obj)
         return super().response_change(request, obj)
 

@@ -28,12 +28,24 @@ from incidents.api.serializers import (
     OrganizationSerializer,
     PlaceSerializer,
     ResponseSerializer,
+    RevisionDecisionSerializer,
+    RevisionSerializer,
     SourceSerializer,
 )
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_visible_to
-from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source, VictimGroup
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentRevision,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    Source,
+    VictimGroup,
+)
 from incidents.models import Response as OrganizationResponse
 from incidents.statistics import GROUPINGS, incident_statistics
 
@@ -53,6 +65,9 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         self._reread(serializer, serializer.save())
+
+    def perform_destroy(self, instance):
+        services.record_delete(user=self.request.user, record=instance)
 
     def _reread(self, serializer, saved):
         """Answer a write with the record as a read would show it to this user (links to hidden
@@ -272,15 +287,19 @@ class IncidentViewSet(ResourceViewSet):
                 {"version": ["Send the version you edited, in the body or as an If-Match header."]}
             )
         try:
-            serializer.save(expected_version=expected_version)
+            written = serializer.save(expected_version=expected_version)
         except services.VersionConflict as conflict:
             raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
+        if isinstance(written, IncidentRevision):
+            # Published content changes only through a Reviewer: the change waits as a revision,
+            # and readers keep seeing the published incident.
+            return Response(RevisionSerializer(written).data, status=status.HTTP_202_ACCEPTED)
         return self._read(incident)
 
     def destroy(self, request, *args, **kwargs):
         incident = self.get_object()
         self._check_if_match(incident)
-        services.incident_delete(incident=incident, user=request.user)
+        services.record_delete(user=request.user, record=incident)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -313,3 +332,46 @@ class IncidentViewSet(ResourceViewSet):
         for event in events:
             event.user = usernames.get((event.pgh_context or {}).get("user"))
         return self.get_paginated_response(HistoryEventSerializer(events, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(description="Proposed changes to published incidents you may review, newest first."),
+)
+class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Revisions that Analysts proposed for published incidents; Reviewers accept or reject them."""
+
+    serializer_class = RevisionSerializer
+    permission_classes = [StaffReader]
+    orderings = {"-id": ("-id",)}
+
+    def get_queryset(self):
+        revisions = IncidentRevision.objects.visible_to(self.request.user).select_related(
+            "incident", "proposed_by", "decided_by"
+        )
+        state = self.request.query_params.get("state")
+        return revisions.filter(state=state) if state else revisions
+
+    @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        decision = RevisionDecisionSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        revision = self.get_object()
+        try:
+            services.incident_revision_accept(
+                revision=revision, user=request.user, note=decision.validated_data["note"]
+            )
+        except services.VersionConflict as conflict:
+            raise VersionMismatch(f"{conflict} Reject this revision; its author can propose again.") from None
+        revision.refresh_from_db()
+        return Response(self.get_serializer(revision).data)
+
+    @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        decision = RevisionDecisionSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        revision = services.incident_revision_reject(
+            revision=self.get_object(), user=request.user, note=decision.validated_data["note"]
+        )
+        return Response(self.get_serializer(revision).data)
