@@ -655,7 +655,7 @@ class TestBulkCreate:
                     "data": {"title": "New", "incident_type": incident_type(), "date_start": day, "date_end": day},
                     "places": [atlantis],
                 }
-            ]
+            ],
         )
         atlantis.save()
         [created] = incidents_bulk_create(user=analyst, incidents=validated)
