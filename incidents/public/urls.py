@@ -1,0 +1,16 @@
+"""The public pages, under each language's prefix (none for English): `/`, `/ko/`, …"""
+
+from django.urls import path
+
+from incidents.public import views
+
+app_name = "public"
+
+urlpatterns = [
+    path("", views.browse, name="browse"),
+    path("incidents/<str:public_id>/", views.incident, name="incident"),
+    path("incidents/<str:public_id>.csv", views.incident_csv, name="incident-csv"),
+    path("incidents.csv", views.incidents_csv, name="incidents-csv"),
+    path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
+    path("statistics/", views.statistics, name="statistics"),
+]

@@ -1,0 +1,152 @@
+"""The public pages: thin views over `incidents.public.selectors`, rendered from templates/public/.
+
+Every page works without JavaScript; every filter state is the query string, so any page is a
+permalink. A bad filter answers 400 with a page naming the parameter, never a 500.
+"""
+
+from datetime import UTC, datetime
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
+
+from incidents.csv_views import incidents_csv_response
+from incidents.models import Incident
+from incidents.public import selectors
+from incidents.statistics import GROUPINGS
+
+# Which query string parameter a facet's value sets, and how a statistic's group becomes its value.
+_FACET_PARAMETERS = {
+    "type": lambda group: {"type": group},
+    "country": lambda group: {"country": group},
+    "perpetrator": lambda group: {"organization": group},
+    "verification": lambda group: {"verification": group},
+    "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
+}
+_FACET_TITLES = {
+    "type": "Type",
+    "country": "Country",
+    "perpetrator": "Perpetrator",
+    "verification": "Verification",
+    "year": "Year",
+}
+
+
+def _facets(statistics: dict[str, dict], query) -> list[dict]:
+    """Each facet's values with their counts and the links that select or clear them."""
+    facets = []
+    for name, statistic in statistics.items():
+        parameters = _FACET_PARAMETERS[name]
+        values = []
+        for row in statistic["results"]:
+            if row["group"] is None:
+                continue
+            chosen = parameters(row["group"])
+            values.append(
+                {
+                    "label": row["label"],
+                    "incidents": row["incidents"],
+                    "select": {**chosen, "cursor": None},
+                    "selected": all(query.get(key) == value for key, value in chosen.items()),
+                }
+            )
+        clear = dict.fromkeys(parameters("0"), None) | {"cursor": None}
+        facets.append(
+            {
+                "name": name,
+                "title": _FACET_TITLES[name],
+                "values": values,
+                "clear": clear,
+                "active": any(query.get(key) for key in clear if key != "cursor"),
+            }
+        )
+    return facets
+
+
+def _bad_filters(request, error: ValidationError):
+    return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
+
+
+@require_safe
+def browse(request):
+    try:
+        page = selectors.browse_incidents(user=request.user, filters=request.GET, cursor=request.GET.get("cursor", ""))
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return render(
+        request,
+        "public/browse.html",
+        {
+            "page": page,
+            "facets": _facets(page.facets, request.GET),
+            "filters": {name: request.GET.get(name, "") for name in selectors.FILTER_NAMES},
+            "verifications": request.GET.getlist("verification"),
+        },
+    )
+
+
+@require_safe
+def incident(request, public_id: str):
+    try:
+        page = selectors.incident_page(user=request.user, public_id=public_id)
+    except Incident.DoesNotExist:
+        raise Http404(_("No such incident.")) from None
+    return render(
+        request,
+        "public/incident.html",
+        {"page": page, "incident": page.incident, "retrieved": datetime.now(UTC).date()},
+    )
+
+
+@require_safe
+def incident_csv(request, public_id: str):
+    """The incident's CSV row, exactly as the API's export writes it."""
+    incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
+    if not incidents.exists():
+        raise Http404(_("No such incident."))
+    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+
+
+def _page_url_prefix(request) -> str:
+    """The absolute address of incident pages, in the reader's language, up to the public id."""
+    return request.build_absolute_uri(reverse("public:incident", args=["INC-0"])).removesuffix("INC-0/")
+
+
+@require_safe
+def incidents_csv(request):
+    """What the browse page shows for these filters, every row, as the API's CSV with a `page_url`."""
+    try:
+        _, incidents = selectors.filtered_incidents(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+
+
+@require_safe
+def incidents_geojson(request):
+    try:
+        collection = selectors.incident_features(
+            user=request.user, filters=request.GET, page_url_prefix=_page_url_prefix(request)
+        )
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return JsonResponse(collection, content_type="application/geo+json")
+
+
+@require_safe
+def statistics(request):
+    group_by = request.GET.get("group_by", "year")
+    if group_by not in GROUPINGS:
+        return _bad_filters(request, ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]}))
+    try:
+        table = selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return render(
+        request,
+        "public/statistics.html",
+        {"table": table, "group_by": group_by, "groupings": GROUPINGS, "browse_url": reverse("public:browse")},
+    )
