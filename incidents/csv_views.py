@@ -27,8 +27,9 @@ def incidents_csv_response(
     """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(user)`.
 
     The rows are read while the response is sent, not here: the first bytes leave before the
-    database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and the public pages' downloads
-    (which add each row's `page_url_prefix`, see `incidents.exports.copy_statement`)."""
+    database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and
+    the public pages' downloads (which add each row's `page_url_prefix`, see
+    `incidents.exports.copy_statement`)."""
     filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
     return StreamingHttpResponse(
         stream_incidents_csv(queryset, user, bom=bom, page_url_prefix=page_url_prefix),

@@ -42,7 +42,7 @@ def dates(record) -> str:
 
 @register.filter
 def people(record) -> str:
-    """The count with its qualifier and own range: "about 500 (300–600)"; "" when unknown."""
+    """The count with its qualifier and own range: "about 500 (300-600)" (with an en dash); "" when unknown."""
     if record.people_count is None and record.people_count_min is None and record.people_count_max is None:
         return ""
     low, high = record.people_count_min, record.people_count_max
@@ -62,7 +62,7 @@ def people(record) -> str:
 @register.filter
 @register.simple_tag
 def figure_range(low, high) -> str:
-    """ "300–500", "from 300", "up to 500", or "" when neither bound is known (a tag, and a filter
+    """ "300-500" (with an en dash), "from 300", "up to 500", or "" when neither bound is known (a tag, and a filter
     taking the high figure as its argument)."""
     if low is not None and high is not None:
         return _number(low) if low == high else f"{_number(low)}–{_number(high)}"
