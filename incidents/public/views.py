@@ -73,7 +73,12 @@ def _bad_filters(request, error: ValidationError):
 @require_safe
 def browse(request):
     try:
-        page = selectors.browse_incidents(user=request.user, filters=request.GET, cursor=request.GET.get("cursor", ""))
+        page = selectors.browse_incidents(
+            user=request.user,
+            filters=request.GET,
+            cursor=request.GET.get("cursor", ""),
+            page_size=selectors.BROWSE_PAGE_SIZE,
+        )
     except ValidationError as error:
         return _bad_filters(request, error)
     return render(
