@@ -13,7 +13,7 @@ INCIDENTS ?= 1000000
 # start (or reuse) the embedded server and point at it.
 WITH_DB = export DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m tracker.embedded_db)}" && export DJANGO_DEBUG="$${DJANGO_DEBUG:-1}"
 
-.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean
+.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean messages
 
 help:
 	@echo "make run        set up, migrate, load sample data, serve at http://$(HOST):$(PORT)"
@@ -62,6 +62,13 @@ demo-data: install
 
 bench: install
 	@$(WITH_DB) && for script in bench/bench_*.py; do $(PY) "$$script" || exit 1; done
+
+# Refresh the public pages' translation catalogs (locale/*/LC_MESSAGES/django.po) from the code and
+# templates, and compile them. The compiled .mo files are committed, so that `make run` needs no
+# GNU gettext; this target does (Debian's `gettext`).
+messages: install
+	@$(WITH_DB) && $(PY) manage.py makemessages --all --no-location -i ".venv/*" -i "staticfiles/*" -i "templates/admin/*" \
+	  && $(PY) manage.py compilemessages --ignore ".venv/*"
 
 stop-db:
 	@[ ! -x $(PY) ] || $(PY) -m tracker.embedded_db stop

@@ -245,5 +245,5 @@ def _label(group_by: str, row: dict) -> str:
     if group_by == "country":
         return countries.name(group) or group
     if group_by == "verification":
-        return Verification(group).label
+        return str(Verification(group).label)
     return row.get("label") or _group_name(group_by, group)

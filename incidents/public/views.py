@@ -11,6 +11,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_safe
 
 from incidents.csv_views import incidents_csv_response
@@ -26,12 +27,14 @@ _FACET_PARAMETERS = {
     "verification": lambda group: {"verification": group},
     "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
 }
-_FACET_TITLES = {
-    "type": "Type",
-    "country": "Country",
-    "perpetrator": "Perpetrator",
-    "verification": "Verification",
-    "year": "Year",
+# What the facets and the statistics' groupings are called on the page.
+_GROUPING_LABELS = {
+    "year": gettext_lazy("Year"),
+    "month": gettext_lazy("Month"),
+    "country": gettext_lazy("Country"),
+    "type": gettext_lazy("Type"),
+    "perpetrator": gettext_lazy("Perpetrator"),
+    "verification": gettext_lazy("Verification"),
 }
 
 
@@ -57,7 +60,7 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
         facets.append(
             {
                 "name": name,
-                "title": _FACET_TITLES[name],
+                "title": _GROUPING_LABELS[name],
                 "values": values,
                 "clear": clear,
                 "active": any(query.get(key) for key in clear if key != "cursor"),
@@ -153,5 +156,11 @@ def statistics(request):
     return render(
         request,
         "public/statistics.html",
-        {"table": table, "group_by": group_by, "groupings": GROUPINGS, "browse_url": reverse("public:browse")},
+        {
+            "table": table,
+            "group_by": group_by,
+            "group_label": _GROUPING_LABELS[group_by],
+            "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
+            "browse_url": reverse("public:browse"),
+        },
     )
