@@ -36,6 +36,10 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  echo "Installing Debian's chromium for the browser tests…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@# A Korean font, so that the public pages' Korean screenshots can be read (tests/test_browser_public.py).
+	@fc-list 2>/dev/null | grep -qi nanum || { \
+	  echo "Installing Debian's fonts-nanum for the Korean pages' screenshots…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null; }
 
 # Migrate, load the sample data (idempotent) and make sure an admin account exists.
 SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample

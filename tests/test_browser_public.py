@@ -1,0 +1,121 @@
+"""The public pages in a real browser (Debian's headless Chromium through Playwright), in English
+and Korean: a reader browses, narrows by a facet, opens an incident and switches language.
+
+Every request the pages make is recorded, and any to another host fails the test: the pages load
+nothing from outside. axe-core (tests/vendor/, from npm) is injected into each page and must
+report no serious or critical violation. Screenshots go to the pytest temporary directory (the
+path is printed), for a person to look at.
+"""
+
+import shutil
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Page, expect, sync_playwright
+
+from incidents.models import Involvement
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture
+def reader(monkeypatch, live_server):
+    """A browser page whose every request is recorded in `page.requested_hosts`."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(15_000)
+        hosts = []
+        page.on("request", lambda request: hosts.append(urlsplit(request.url).netloc))
+        page.requested_hosts = hosts
+        yield page
+        browser.close()
+        connections.close_all()
+
+
+def assert_accessible_and_local(page: Page, live_server, screenshot: Path) -> None:
+    page.screenshot(path=screenshot, full_page=True)
+    print(f"screenshot: {screenshot}")
+    page.add_script_tag(content=AXE.read_text())
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        (violation["id"], [node["target"] for node in violation["nodes"]])
+        for violation in result["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], serious
+    own_host = urlsplit(live_server.url).netloc
+    assert set(page.requested_hosts) <= {own_host}, page.requested_hosts
+
+
+@pytest.fixture
+def published():
+    border = make_place(name="Dandong", country="CN", latitude=Decimal("40.12"), longitude=Decimal("124.38"))
+    china = make_organization(name="Government of China")
+    incident = make_incident(
+        title="Forced repatriation of about 500 North Koreans",
+        places=[border],
+        people_count=500,
+        people_count_min=300,
+        people_count_max=600,
+        count_qualifier="about",
+        date_start=date(2023, 10, 1),
+        date_end=date(2023, 10, 9),
+        date_precision="range",
+        verification="corroborated",
+    )
+    Involvement.objects.create(incident=incident, organization=china, role="perpetrator")
+    testimony = make_source(title="Informant testimony", confidential=True)
+    hrw = make_source(title="HRW statement", cites=testimony, published_on=date(2023, 10, 9))
+    make_claim(incident=incident, source=hrw, people_count=500, count_qualifier="about", excerpt="around 500")
+    make_claim(incident=incident, source=make_source(title="UCA News", cites=hrw), people_count=300)
+    make_incident(title="Deportation of 80 people", places=[make_place(name="Shenyang", country="CN")])
+    return incident
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language, prefix, sources_heading", [("en", "", "What each source says"), ("ko", "/ko", "출처별 진술")])
+def test_a_reader_browses_narrows_and_reads_an_incident(
+    reader, live_server, published, tmp_path, language, prefix, sources_heading
+):
+    page = reader
+    page.goto(f"{live_server.url}{prefix}/")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    expect(page.locator("table.incidents tbody tr")).to_have_count(2)
+    assert_accessible_and_local(page, live_server, tmp_path / f"browse-{language}.png")
+
+    # A facet narrows the list and the address keeps the choice (a permalink).
+    page.locator(".facets a", has_text="Government of China").click()
+    expect(page.locator("table.incidents tbody tr")).to_have_count(1)
+    assert "organization=" in page.url
+
+    page.get_by_role("link", name=published.title).click()
+    expect(page.locator("h1")).to_have_text(published.title)
+    expect(page.locator("#sources-title")).to_have_text(sources_heading)
+    expect(page.locator(".claim")).to_have_count(2)
+    assert_accessible_and_local(page, live_server, tmp_path / f"incident-{language}.png")
+
+    # The language switch opens the same incident in the other language.
+    other = "ko" if language == "en" else "en"
+    page.locator(f".languages a[lang={other}]").click()
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    expect(page.locator("h1")).to_have_text(published.title)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_statistics_page_is_accessible_and_local(reader, live_server, published, tmp_path):
+    reader.goto(f"{live_server.url}/statistics/?group_by=country")
+    expect(reader.locator("table.statistics tbody tr")).to_have_count(1)
+    assert_accessible_and_local(reader, live_server, tmp_path / "statistics-en.png")
