@@ -79,13 +79,16 @@ def published():
     hrw = make_source(title="HRW statement", cites=testimony, published_on=date(2023, 10, 9))
     make_claim(incident=incident, source=hrw, people_count=500, count_qualifier="about", excerpt="around 500")
     make_claim(incident=incident, source=make_source(title="UCA News", cites=hrw), people_count=300)
-    make_incident(title="Deportation of 80 people", places=[make_place(name="Shenyang", country="CN")])
+    shenyang = make_place(name="Shenyang", country="CN", latitude=Decimal("41.8"), longitude=Decimal("123.4"))
+    make_incident(title="Deportation of 80 people", places=[shenyang])
     return incident
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("language, prefix, sources_heading", [("en", "", "What each source says"), ("ko", "/ko", "출처별 진술")])
+@pytest.mark.parametrize(
+    "language, prefix, sources_heading", [("en", "", "What each source says"), ("ko", "/ko", "출처별 진술")]
+)
 def test_a_reader_browses_narrows_and_reads_an_incident(
     reader, live_server, published, tmp_path, language, prefix, sources_heading
 ):
@@ -119,3 +122,13 @@ def test_statistics_page_is_accessible_and_local(reader, live_server, published,
     reader.goto(f"{live_server.url}/statistics/?group_by=country")
     expect(reader.locator("table.statistics tbody tr")).to_have_count(1)
     assert_accessible_and_local(reader, live_server, tmp_path / "statistics-en.png")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_map_draws_the_filtered_incidents_from_the_sites_own_files(reader, live_server, published, tmp_path):
+    reader.goto(f"{live_server.url}/ko/map/?type=forced-repatriation")
+    # map.js records how many points it placed once the GeoJSON download arrived.
+    expect(reader.locator("#map")).to_have_attribute("data-points", "2")
+    expect(reader.locator("#map path.leaflet-interactive").first).to_be_visible()
+    assert_accessible_and_local(reader, live_server, tmp_path / "map-ko.png")

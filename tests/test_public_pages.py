@@ -103,6 +103,7 @@ def every_public_page(client: Client, public_id: str) -> str:
         "/?q=marker",
         "/?type=arbitrary-detention",
         "/ko/",
+        "/map/",
         f"/incidents/{public_id}/",
         f"/ko/incidents/{public_id}/",
         f"/incidents/{public_id}.csv",

@@ -94,10 +94,21 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
     if len(rows) > page_size:
         rows = rows[:page_size]
         next_cursor = f"{rows[-1].date_start.isoformat()}_{rows[-1].pk}"
-    facets = {name: incident_statistics(filterset, name) for name in FACETS}
+    facets = _facet_counts(filterset)
     return BrowsePage(
         incidents=rows, next_cursor=next_cursor, total=facets["year"]["total"]["incidents"], facets=facets
     )
+
+
+def _facet_counts(filterset: IncidentFilterSet) -> dict[str, dict]:
+    return {name: incident_statistics(filterset, name) for name in FACETS}
+
+
+def facets_for(*, user, filters: MultiValueDict) -> dict[str, dict]:
+    """The facets' counts (see FACETS) over what `filters` select among what `user` may see, for a
+    page that shows them without the list (the map). Raises ValidationError naming a bad parameter."""
+    filterset, _ = filtered_incidents(user=user, filters=filters)
+    return _facet_counts(filterset)
 
 
 def statistics_for(*, user, filters: MultiValueDict, group_by: str) -> dict:

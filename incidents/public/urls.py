@@ -12,5 +12,6 @@ urlpatterns = [
     path("incidents/<str:public_id>.csv", views.incident_csv, name="incident-csv"),
     path("incidents.csv", views.incidents_csv, name="incidents-csv"),
     path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
+    path("map/", views.incident_map, name="map"),
     path("statistics/", views.statistics, name="statistics"),
 ]

@@ -73,6 +73,14 @@ def _bad_filters(request, error: ValidationError):
     return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
 
 
+def _filter_form(request) -> dict:
+    """What the filter form (templates/public/_filters.html) shows of the current filters."""
+    return {
+        "filters": {name: request.GET.get(name, "") for name in selectors.FILTER_NAMES},
+        "verifications": request.GET.getlist("verification"),
+    }
+
+
 @require_safe
 def browse(request):
     try:
@@ -84,14 +92,26 @@ def browse(request):
         )
     except ValidationError as error:
         return _bad_filters(request, error)
+    context = {**_filter_form(request), "page": page, "facets": _facets(page.facets, request.GET)}
+    return render(request, "public/browse.html", context)
+
+
+@require_safe
+def incident_map(request):
+    """The incidents of the current filters on a map drawn in the browser (static/public/map.js)
+    from the GeoJSON download and the country outlines shipped under static/vendor/."""
+    try:
+        facets = selectors.facets_for(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
     return render(
         request,
-        "public/browse.html",
+        "public/map.html",
         {
-            "page": page,
-            "facets": _facets(page.facets, request.GET),
-            "filters": {name: request.GET.get(name, "") for name in selectors.FILTER_NAMES},
-            "verifications": request.GET.getlist("verification"),
+            **_filter_form(request),
+            "facets": _facets(facets, request.GET),
+            "matching": facets["year"]["total"]["incidents"],
+            "feature_limit": selectors.FEATURE_LIMIT,
         },
     )
 
