@@ -104,6 +104,8 @@ def every_public_page(client: Client, public_id: str) -> str:
         "/?type=arbitrary-detention",
         "/ko/",
         "/map/",
+        "/embed/map/",
+        "/embed/statistics/?group_by=country",
         f"/incidents/{public_id}/",
         f"/ko/incidents/{public_id}/",
         f"/incidents/{public_id}.csv",
@@ -243,3 +245,25 @@ def test_korean_pages_say_so_and_link_back_to_english(record):
     assert '<html lang="ko">' in page
     assert "출처" in page
     assert f'href="/incidents/{record.public_id}/' in page
+
+
+def test_only_embed_routes_may_be_framed_by_other_sites(record):
+    client = Client()
+    for address in ("/embed/statistics/?group_by=country", "/embed/map/?country=CN"):
+        response = client.get(address)
+        assert response.status_code == 200
+        assert "X-Frame-Options" not in response
+        assert "frame-ancestors *" in response["Content-Security-Policy"]
+        assert "default-src 'self'" in response["Content-Security-Policy"]
+    for address in ("/", f"/incidents/{record.public_id}/", "/statistics/", "/map/"):
+        response = client.get(address)
+        assert response["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors *" not in response.get("Content-Security-Policy", "")
+
+
+def test_the_statistics_page_offers_an_embed_snippet_for_its_filters(record):
+    page = Client().get("/statistics/?group_by=country&country=CN").content.decode()
+    # Escaped twice: the snippet a reader copies from the box is itself escaped HTML.
+    assert '&lt;iframe src="http://testserver/embed/statistics/?group_by=country&amp;amp;country=CN"' in page
+    embedded = Client().get("/embed/statistics/?group_by=country&country=CN").content.decode()
+    assert "China" in embedded and "Pyongyang" not in embedded

@@ -14,4 +14,7 @@ urlpatterns = [
     path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
     path("map/", views.incident_map, name="map"),
     path("statistics/", views.statistics, name="statistics"),
+    # The only pages other sites may frame (see views.embeddable).
+    path("embed/statistics/", views.embed_statistics, name="embed-statistics"),
+    path("embed/map/", views.embed_map, name="embed-map"),
 ]

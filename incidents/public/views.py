@@ -5,13 +5,17 @@ permalink. A bad filter answers 400 with a page naming the parameter, never a 50
 """
 
 from datetime import UTC, datetime
+from functools import wraps
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.csp import CSP, build_policy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_safe
 
 from incidents.csv_views import incidents_csv_response
@@ -73,6 +77,27 @@ def _bad_filters(request, error: ValidationError):
     return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
 
 
+def embeddable(view):
+    """Let any site show the view's page in a frame: only the embed routes are, every other page
+    keeps X-Frame-Options DENY. The site's Content-Security-Policy (SECURE_CSP, or `default-src
+    'self'` while none is set) with `frame-ancestors *` added; set here, the CSP middleware keeps it."""
+
+    @wraps(view)
+    @xframe_options_exempt
+    def framed(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        policy = {"default-src": [CSP.SELF], **settings.SECURE_CSP, "frame-ancestors": ["*"]}
+        response.headers[CSP.HEADER_ENFORCE] = build_policy(policy)
+        return response
+
+    return framed
+
+
+def _embed_url(request, route: str) -> str:
+    """The absolute address of `route` with this page's filters: the embed snippet's `src`."""
+    return request.build_absolute_uri(reverse(route) + (f"?{request.GET.urlencode()}" if request.GET else ""))
+
+
 def _filter_form(request) -> dict:
     """What the filter form (templates/public/_filters.html) shows of the current filters."""
     return {
@@ -112,8 +137,19 @@ def incident_map(request):
             "facets": _facets(facets, request.GET),
             "matching": facets["year"]["total"]["incidents"],
             "feature_limit": selectors.FEATURE_LIMIT,
+            "embed_url": _embed_url(request, "public:embed-map"),
         },
     )
+
+
+@require_safe
+@embeddable
+def embed_map(request):
+    try:
+        selectors.filtered_incidents(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return render(request, "public/embed_map.html", {"full_page_url": _embed_url(request, "public:map")})
 
 
 @require_safe
@@ -164,23 +200,35 @@ def incidents_geojson(request):
     return JsonResponse(collection, content_type="application/geo+json")
 
 
-@require_safe
-def statistics(request):
+def _statistics_context(request) -> dict:
+    """The statistics table's context, or raises ValidationError naming a bad parameter."""
     group_by = request.GET.get("group_by", "year")
     if group_by not in GROUPINGS:
-        return _bad_filters(request, ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]}))
+        raise ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]})
+    return {
+        "table": selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by),
+        "group_by": group_by,
+        "group_label": _GROUPING_LABELS[group_by],
+        "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
+    }
+
+
+@require_safe
+def statistics(request):
     try:
-        table = selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by)
+        context = _statistics_context(request)
     except ValidationError as error:
         return _bad_filters(request, error)
-    return render(
-        request,
-        "public/statistics.html",
-        {
-            "table": table,
-            "group_by": group_by,
-            "group_label": _GROUPING_LABELS[group_by],
-            "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
-            "browse_url": reverse("public:browse"),
-        },
-    )
+    context.update(browse_url=reverse("public:browse"), embed_url=_embed_url(request, "public:embed-statistics"))
+    return render(request, "public/statistics.html", context)
+
+
+@require_safe
+@embeddable
+def embed_statistics(request):
+    try:
+        context = _statistics_context(request)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    context["full_page_url"] = _embed_url(request, "public:statistics")
+    return render(request, "public/embed_statistics.html", context)
