@@ -107,6 +107,8 @@ def test_a_reader_browses_narrows_and_reads_an_incident(
     expect(page.locator("h1")).to_have_text(published.title)
     expect(page.locator("#sources-title")).to_have_text(sources_heading)
     expect(page.locator(".claim")).to_have_count(2)
+    # Its one place on a small map, drawn from the page's own list of places.
+    expect(page.locator("#map")).to_have_attribute("data-points", "1")
     assert_accessible_and_local(page, live_server, tmp_path / f"incident-{language}.png")
 
     # The language switch opens the same incident in the other language.

@@ -132,6 +132,11 @@ class IncidentPage:
     claims: list[tuple[Claim, list[ChainLink]]]
     responses: list[Response]
 
+    @property
+    def has_coordinates(self) -> bool:
+        """Whether any of its places has coordinates the reader may see (then the page has a map)."""
+        return any(place.shown_latitude is not None for place in self.incident.places.all())
+
 
 def _sources_cited_from(source_ids: set[int]) -> QuerySet:
     """Every source that the given sources cite, directly or through others.
