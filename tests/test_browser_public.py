@@ -2,7 +2,8 @@
 and Korean: a reader browses, narrows by a facet, opens an incident and switches language.
 
 Every request the pages make is recorded, and any to another host fails the test: the pages load
-nothing from outside. axe-core (tests/vendor/, from npm) is injected into each page and must
+nothing from outside; each page is served with `Content-Security-Policy: default-src 'self'`
+and must cause no violation. axe-core (tests/vendor/, from npm) is run in each page and must
 report no serious or critical violation. Screenshots go to the pytest temporary directory (the
 path is printed), for a person to look at.
 """
@@ -21,6 +22,7 @@ from incidents.models import Involvement
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+STRICT_POLICY = "default-src 'self'"
 
 
 @pytest.fixture
@@ -35,9 +37,18 @@ def reader(monkeypatch, live_server):
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(15_000)
-        hosts = []
+        hosts, errors = [], []
         page.on("request", lambda request: hosts.append(urlsplit(request.url).netloc))
-        page.requested_hosts = hosts
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.requested_hosts, page.console_errors = hosts, errors
+
+        # The strictest policy a deployment may set, whatever this build's middleware sends: any
+        # inline script or style, or a load from elsewhere, is refused and reported on the console.
+        def with_strict_policy(route):
+            response = route.fetch()
+            route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_POLICY})
+
+        page.route(f"{live_server.url}/**", with_strict_policy)
         yield page
         browser.close()
         connections.close_all()
@@ -46,7 +57,11 @@ def reader(monkeypatch, live_server):
 def assert_accessible_and_local(page: Page, live_server, screenshot: Path) -> None:
     page.screenshot(path=screenshot, full_page=True)
     print(f"screenshot: {screenshot}")
-    page.add_script_tag(content=AXE.read_text())
+    refused = [error for error in page.console_errors if "Content Security Policy" in error]
+    assert refused == [], refused
+    # Evaluated by the test's own channel, which the page's policy does not govern (an injected
+    # <script> would be refused like any inline script).
+    page.evaluate(AXE.read_text())
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     serious = [
         (violation["id"], [node["target"] for node in violation["nodes"]])
