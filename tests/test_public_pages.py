@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 from incidents import roles
@@ -267,3 +268,16 @@ def test_the_statistics_page_offers_an_embed_snippet_for_its_filters(record):
     assert '&lt;iframe src="http://testserver/embed/statistics/?group_by=country&amp;amp;country=CN"' in page
     embedded = Client().get("/embed/statistics/?group_by=country&country=CN").content.decode()
     assert "China" in embedded and "Pyongyang" not in embedded
+
+
+def test_the_vendored_files_collect_for_production(settings, tmp_path):
+    # Production's manifest storage follows every file a stylesheet or script names (Leaflet's
+    # images and source map) and fails on a missing one, as `collectstatic` would at deployment.
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    assert {"public/map.js", "vendor/leaflet/leaflet.js", "vendor/world-atlas/countries-110m.json"} <= manifest.keys()
