@@ -173,6 +173,16 @@ def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
     assert "1 incident matches" in filtered and DRAFT in filtered and "Publicmarker" not in filtered
 
 
+def test_a_type_counts_its_sub_types_incidents_and_lists_them_beneath_it():
+    make_incident(incident_type=incident_type("extrajudicial-execution"))
+    make_incident(incident_type=incident_type("execution"))
+    facets = {facet["name"]: facet for facet in Client().get("/").context["facets"]}
+    assert [(value["label"], value["depth"], value["incidents"]) for value in facets["type"]["values"]] == [
+        ("Execution", 0, 2),
+        ("Extrajudicial execution", 1, 1),
+    ]
+
+
 def test_cursor_pages_walk_every_incident_once_newest_first(monkeypatch):
     monkeypatch.setattr(selectors, "BROWSE_PAGE_SIZE", 3)
     for day in (1, 2, 3, 3, 4, 5, 6):
@@ -190,14 +200,14 @@ def test_browse_query_count_does_not_grow_with_the_page(django_assert_num_querie
     # 1 page (type joined, claim range subqueried) + 1 places prefetch + the five facets'
     # statistics: with a country filter, type, verification and year read the kept totals (each
     # first brings them up to date inside the test's transaction: 2 queries), country reads them
-    # and its total (3), perpetrator reads the incidents (1).
+    # and its total (3), perpetrator reads the incidents (1); + 1 for the tree of types.
     make_incident(places=[make_place(country="CN")])
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         assert Client().get("/?country=CN").status_code == 200
     place = make_place(country="CN")
     for _ in range(10):
         make_incident(places=[place, make_place(country="CN")])
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         assert Client().get("/?country=CN").status_code == 200
 
 

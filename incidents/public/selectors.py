@@ -6,6 +6,7 @@ Filters go through the one `IncidentFilterSet`, counts through `incidents.statis
 """
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ from incidents.filters import IncidentFilterSet
 from incidents.models import (
     Claim,
     Incident,
+    IncidentType,
     Involvement,
     Place,
     Response,
@@ -101,7 +103,39 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
 
 
 def _facet_counts(filterset: IncidentFilterSet) -> dict[str, dict]:
-    return {name: incident_statistics(filterset, name) for name in FACETS}
+    """Each facet's statistic; types as a tree, since the type filter takes in sub-types."""
+    facets = {name: incident_statistics(filterset, name) for name in FACETS}
+    facets["type"] = {**facets["type"], "results": _types_with_subtypes(facets["type"]["results"])}
+    return facets
+
+
+_FIGURES = ("incidents", "people_count", "people_count_min", "people_count_max")
+
+
+def _types_with_subtypes(rows: list[dict]) -> list[dict]:
+    """The type statistic's rows in tree order, each with its `depth` and figures that include its
+    sub-types' (what choosing it selects). An incident has one type, so no sum counts one twice.
+    Types without incidents are left out. One query (the types, a short vocabulary)."""
+    own = {row["group"]: row for row in rows}
+    children = defaultdict(list)
+    for incident_type in IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"):
+        children[incident_type["parent__slug"]].append(incident_type)
+    tree = []
+
+    def add(parent_slug, depth) -> list[dict]:
+        added = []
+        for incident_type in children[parent_slug]:
+            row = {"group": incident_type["slug"], "label": incident_type["name"], "depth": depth}
+            tree.append(row)
+            below = add(incident_type["slug"], depth + 1)
+            for figure in _FIGURES:
+                values = [r[figure] for r in [own.get(row["group"], {}), *below] if r.get(figure) is not None]
+                row[figure] = sum(values) if values else None
+            added.append(row)
+        return added
+
+    add(None, 0)
+    return [row for row in tree if row["incidents"]]
 
 
 def facets_for(*, user, filters: MultiValueDict) -> dict[str, dict]:

@@ -55,6 +55,7 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
             values.append(
                 {
                     "label": row["label"],
+                    "depth": row.get("depth", 0),
                     "incidents": row["incidents"],
                     "select": {**chosen, "cursor": None},
                     "selected": all(query.get(key) == value for key, value in chosen.items()),
