@@ -50,9 +50,10 @@ run: install
 	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/). Ctrl-C stops." && \
 	  $(PY) manage.py runserver $(HOST):$(PORT)
 
-# What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, one real request.
+# What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, real requests
+# (the admin's login page and the public browse page).
 smoke: install
-	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request
+	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
 test: install browser
 	@$(WITH_DB) && $(PY) -m pytest
