@@ -224,7 +224,14 @@ def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_
 
 @pytest.mark.parametrize(
     "address, parameter",
-    [("/?date_from=29/08/2023", "date_from"), ("/?cursor=junk", "cursor"), ("/statistics/?group_by=week", "group_by")],
+    [
+        ("/?date_from=29/08/2023", "date_from"),
+        ("/?cursor=junk", "cursor"),
+        ("/?cursor=2023-02-30_1", "cursor"),
+        ("/?cursor=2023-01-01_99999999999999999999", "cursor"),
+        ("/statistics/?group_by=week", "group_by"),
+        ("/embed/statistics/?country=XX", "country"),
+    ],
 )
 def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
     response = Client().get(address)

@@ -39,7 +39,7 @@ FACETS = ("type", "country", "perpetrator", "verification", "year")
 # The query string parameters that are filters, in the order the filter form shows them.
 FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
 # A cursor is the last row's position in the newest-first order: its start date and id.
-_CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d+)$")
+_CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{1,18})$")  # an id fits a bigint
 
 
 @dataclass
