@@ -343,11 +343,12 @@ class TestFindings:
     def test_3_accepting_never_deletes_a_claim_hidden_from_the_proposer(self):
         analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
         incident = make_incident()
-        hidden = make_claim(incident=incident, confidential=True)
+        hidden, shown = make_claim(incident=incident, confidential=True), make_claim(incident=incident)
         client_for(analyst).patch(incident_url(incident), {"claims": [], "version": 1}, format="json")
         revision = IncidentRevision.objects.get(incident=incident)
         assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/").status_code == 200
-        assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert list(incident.claims.values_list("pk", flat=True)) == [hidden.pk]
+        assert not Claim.objects.filter(pk=shown.pk).exists()
 
     def test_3_revisions_by_someone_with_confidential_access_go_to_reviewers_who_have_it(self):
         analyst = make_user(roles.ANALYST, confidential=True)
@@ -383,3 +384,27 @@ class TestFindings:
         assert answer.status_code == 400
         assert "Confidential access" in answer.json()["confidential"][0]
         assert not Source.objects.filter(title="Informant").exists()
+
+
+class TestRevisions:
+    def test_sending_back_what_was_read_proposes_nothing(self):
+        analyst = make_user(roles.ANALYST)
+        incident = make_incident()
+        make_claim(incident=incident, excerpt="eighty")
+        answer = api_put_what_was_read(analyst, make_world_around(incident))
+        assert answer.status_code == 200, answer.content
+        assert not IncidentRevision.objects.exists()
+
+    def test_every_change_of_a_claim_shows_in_the_diff(self):
+        analyst = make_user(roles.ANALYST)
+        incident = make_incident()
+        claim = make_claim(incident=incident, excerpt="eighty")
+        body = {"claims": [{"id": claim.pk, "source": claim.source_id, "locator": "p. 4"}], "version": 1}
+        answer = client_for(analyst).patch(incident_url(incident), body, format="json")
+        assert answer.status_code == 202, answer.content
+        [change] = answer.json()["diff"]
+        assert change["field"] == "Claims" and "p. 4" in change["proposed"] and "p. 4" not in change["now"]
+
+
+def make_world_around(incident: Incident) -> World:
+    return World(incident, None, None, None, None, None, None)
