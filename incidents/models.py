@@ -17,7 +17,14 @@ from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
 from django_countries.fields import CountryField
 
-from incidents.querysets import ClaimQuerySet, IncidentQuerySet, IncidentRollupQuerySet, PlaceQuerySet, SourceQuerySet
+from incidents.querysets import (
+    ClaimQuerySet,
+    IncidentQuerySet,
+    IncidentRollupQuerySet,
+    PlaceQuerySet,
+    ResponseQuerySet,
+    SourceQuerySet,
+)
 
 # Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
 # English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
@@ -602,6 +609,8 @@ class Response(TimestampedModel):
     description = models.TextField(blank=True)
     incidents = models.ManyToManyField(Incident, related_name="responses", blank=True)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
+
+    objects = ResponseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date", "id"]
