@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from incidents import roles
-from incidents.models import Place, Response
+from incidents.models import Response
 from tests.api_support import API, client_for, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 

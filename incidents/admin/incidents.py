@@ -20,6 +20,7 @@ from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import Claim, Incident, Involvement, Place, VictimGroup
 from incidents.services import (
+    WORKFLOW,
     VersionConflict,
     incident_create,
     incident_set_verification,
@@ -460,19 +461,37 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
 
         self.apply_to_selected(request, queryset, write, done)
 
-    @admin.action(description="Submit for review")
+    # The menu offers only the actions the user's role allows (Django asks has_<name>_permission);
+    # the services still refuse any other, whatever door it comes through.
+
+    def _may_take(self, request, action: str) -> bool:
+        return request.user.has_perm(WORKFLOW[action][2])
+
+    def has_submit_permission(self, request):
+        return self._may_take(request, "submit")
+
+    def has_publish_permission(self, request):
+        return self._may_take(request, "publish")
+
+    def has_return_to_draft_permission(self, request):
+        return self._may_take(request, "return_to_draft")
+
+    def has_verify_permission(self, request):
+        return request.user.has_perm("incidents.verify_incident")
+
+    @admin.action(description="Submit for review", permissions=["submit"])
     def submit_for_review(self, request, queryset):
         self._transition(request, queryset, "submit", "Submitted for review")
 
-    @admin.action(description="Publish")
+    @admin.action(description="Publish", permissions=["publish"])
     def publish(self, request, queryset):
         self._transition(request, queryset, "publish", "Published")
 
-    @admin.action(description="Return to draft")
+    @admin.action(description="Return to draft", permissions=["return_to_draft"])
     def return_to_draft(self, request, queryset):
         self._transition(request, queryset, "return_to_draft", "Returned to draft")
 
-    @admin.action(description="Mark verified")
+    @admin.action(description="Mark verified", permissions=["verify"])
     def mark_verified(self, request, queryset):
         def write(incident):
             incident_set_verification(incident=incident, verification="verified", user=request.user)

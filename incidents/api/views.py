@@ -90,10 +90,12 @@ class ResponseViewSet(ResourceViewSet):
 
     def get_queryset(self):
         user = self.request.user
-        return OrganizationResponse.objects.visible_to(user).annotate(
-            visible_source_id=_visible_source_id(user, "source_id")
-        ).prefetch_related(
-            Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+        return (
+            OrganizationResponse.objects.visible_to(user)
+            .annotate(visible_source_id=_visible_source_id(user, "source_id"))
+            .prefetch_related(
+                Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+            )
         )
 
 
