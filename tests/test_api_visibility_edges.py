@@ -123,4 +123,4 @@ class TestListFormats:
         assert page.status_code == 200
         html = page.content.decode()
         assert f"&quot;public_id&quot;: &quot;{incident.public_id}&quot;," in html
-        assert "\n            &quot;title&quot;: &quot;Repatriation of 80 women&quot;," in html
+        assert "\n      &quot;title&quot;: &quot;Repatriation of 80 women&quot;," in html
