@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
@@ -117,6 +117,8 @@ class IncidentForm(forms.ModelForm):
 
     # Set by IncidentAdmin when the service refused the previous attempt at saving this form.
     service_refusal = None
+    # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
+    can_add_place = False
 
     class Meta:
         model = Incident
@@ -137,6 +139,14 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The admin gives model fields its "+" (add a record in a pop-up, then pick it); this form
+        # field is not a model field, so it is wrapped here the same way.
+        self.fields["place_list"].widget = RelatedFieldWidgetWrapper(
+            self.fields["place_list"].widget,
+            Incident._meta.get_field("places").remote_field,
+            admin.site,
+            can_add_related=self.can_add_place,
+        )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
             self.fields["expected_version"].initial = self.instance.version
@@ -396,10 +406,11 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        refusal = getattr(request, "incident_service_refusal", None)
-        if refusal is None:
-            return form
-        return type(form.__name__, (form,), {"service_refusal": refusal})
+        attributes = {
+            "can_add_place": self.admin_site.get_model_admin(Place).has_add_permission(request),
+            "service_refusal": getattr(request, "incident_service_refusal", None),
+        }
+        return type(form.__name__, (form,), attributes)
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
