@@ -23,7 +23,9 @@ def check_constraints():
 
 
 @pytest.mark.parametrize(
-    ("model", "constraint"), list(check_constraints()), ids=lambda value: getattr(value, "name", "")
+    ("model", "constraint"),
+    list(check_constraints()),
+    ids=[constraint.name for _, constraint in check_constraints()],
 )
 def test_every_check_constraint_says_what_it_protects(model, constraint):
     assert constraint.violation_error_message != constraint.default_violation_error_message
