@@ -35,6 +35,8 @@ class HistoryEntry:
     changes: list[tuple[str, Any, Any]]
     # The CSV file an import wrote this from (the importer's history context), if any.
     import_file: str | None
+    # The pghistory event it reads, for doors that also show the raw record (the API).
+    event: Any
 
 
 def set_insert_triggers(*, enabled: bool) -> None:
@@ -184,7 +186,7 @@ class _Reader:
             linked = bool(owner) and not isinstance(self.subject, owner)
             verb = {"insert": "linked" if linked else "added", "delete": "unlinked" if linked else "removed"}
             summary = f"{capfirst(field.verbose_name)}: {self.record_name(field, value)} {verb[event.pgh_label]}"
-            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event))
+            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event), event)
         changes = [
             (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
             for column, old, new in _changes(event)
@@ -201,7 +203,7 @@ class _Reader:
         if not own and others:
             name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
         summary = f"{name} {verbs.get(event.pgh_label, event.pgh_label)}"
-        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event))
+        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event), event)
 
 
 def _import_file(event) -> str | None:

@@ -5,6 +5,7 @@ other formats (CSV of nothing, the browsable API)."""
 from datetime import date
 from decimal import Decimal
 
+import pghistory
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -124,3 +125,25 @@ class TestListFormats:
         html = page.content.decode()
         assert f"&quot;public_id&quot;: &quot;{incident.public_id}&quot;," in html
         assert "\n      &quot;title&quot;: &quot;Repatriation of 80 women&quot;," in html
+
+
+class TestHistory:
+    def test_the_history_endpoint_reads_like_the_admins_page(self):
+        incident = make_incident(title="Before", places=[make_place(name="Yanji")])
+        make_claim(incident=incident, source=make_source(title="Daily NK")).save()  # only updated_at moves
+        with pghistory.context(import_file="partner-2023-09.csv"):
+            incident.title = "After"
+            incident.save()
+
+        events = results(client_for(make_user(roles.VIEWER)).get(f"{API}/incidents/{incident.public_id}/history/"))
+
+        # One test transaction: every event has the same time, so their order is not the point here.
+        assert sorted(event["summary"] for event in events) == [
+            "Claim (Daily NK) added",
+            "Incident changed",
+            "Incident created",
+            "Place: Yanji added",
+        ]
+        (change,) = [event for event in events if event["summary"] == "Incident changed"]
+        assert change["import_file"] == "partner-2023-09.csv"
+        assert change["changes"]["title"] == ["Before", "After"]
