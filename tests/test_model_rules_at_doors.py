@@ -181,3 +181,37 @@ def test_a_viewer_is_not_offered_to_add_a_place(client):
     page = client.get(reverse("admin:incidents_incident_change", args=[make_incident(date_start=date(2023, 1, 1)).pk]))
 
     assert 'id="add_id_place_list"' not in page.content.decode()
+
+
+class TestNestedRecordsNameTheirField:
+    def test_a_claim_ending_before_it_starts_in_the_api(self, reviewer):
+        claim = {"source": make_source().pk, "date_start": "2023-09-18", "date_end": "2023-09-01"}
+        body = {
+            "title": "Repatriation of 40 from Tumen",
+            "incident_type": incident_type().slug,
+            "date_start": "2023-09-18",
+            "date_end": "2023-09-18",
+            "claims": [claim],
+            "victim_groups": [{"count": -1}],
+        }
+
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        errors = answer.json()
+        # Field rules first (the count's sign), then the services' (the claim's dates) once they pass.
+        assert errors["victim_groups"]["0"]["count"] == ["Ensure this value is greater than or equal to 0."]
+        body["victim_groups"] = [{"count": 3}]
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400 and "claims[0].date_end" in answer.json()
+
+    def test_a_claim_ending_before_it_starts_in_the_admin(self, client, reviewer):
+        from tests.test_admin import incident_post
+
+        form = incident_post(claims=[{"source": make_source().pk}])
+        form.update({"claims-0-date_start": "2023-09-18", "claims-0-date_end": "2023-09-01"})
+
+        answer = client.post(reverse("admin:incidents_incident_add"), form)
+
+        (claim_errors,) = [errors for errors in answer.context["inline_admin_formsets"][2].formset.errors if errors]
+        assert "date_end" in claim_errors and not Incident.objects.exists()
