@@ -104,7 +104,12 @@ def _changes(event) -> list[tuple[str, Any, Any]]:
 
 
 def _foreign_keys(model: type[models.Model]) -> dict[str, models.ForeignKey]:
-    return {field.attname: field for field in model._meta.concrete_fields if field.many_to_one}
+    """The columns of `model` that name another record and that history shows (not who saved it)."""
+    return {
+        field.attname: field
+        for field in model._meta.concrete_fields
+        if field.many_to_one and field.attname not in _UNINTERESTING_COLUMNS
+    }
 
 
 def _is_link(model: type[models.Model]) -> bool:
