@@ -291,6 +291,16 @@ class Place(TimestampedModel):
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
         super().save(*args, **kwargs)
+        if self.country:
+            self._share_country_below()
+
+    def _share_country_below(self) -> None:
+        """Places below this one entered while it had no country take its country now, down to
+        those that have their own. Two queries per level below; one when none lacks a country."""
+        frontier = [self.pk]
+        while frontier:
+            frontier = list(Place.objects.filter(parent__in=frontier, country="").values_list("pk", flat=True))
+            Place.objects.filter(pk__in=frontier).update(country=self.country)
 
     def inherited_country(self) -> str:
         """The country of the nearest place above this one that has one, or "". One query per level."""

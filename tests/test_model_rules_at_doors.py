@@ -141,6 +141,18 @@ class TestPlaceCountryComesFromItsParent:
 
         assert (jilin.country, yanji.country, tumen.country) == ("CN", "CN", "KP")
 
+    def test_places_below_take_a_country_given_later(self):
+        china = make_place(name="China", kind="country", country="")
+        jilin = make_place(name="Jilin", kind="province", parent=china, country="")
+        yanji = make_place(name="Yanji", parent=jilin, country="")
+        sinuiju = make_place(name="Sinuiju", parent=jilin, country="KP")
+
+        china.country = "CN"
+        china.save()
+
+        countries = dict(Place.objects.values_list("name", "country"))
+        assert [countries[place.name] for place in (jilin, yanji, sinuiju)] == ["CN", "CN", "KP"]
+
     def test_through_the_admin_and_the_statistics(self, client, reviewer):
         china = make_place(name="China", kind="country", country="CN")
         client.post(
