@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
@@ -21,6 +21,7 @@ from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
 from incidents.services import (
+    WORKFLOW,
     VersionConflict,
     incident_create,
     incident_set_verification,
@@ -115,6 +116,9 @@ class IncidentForm(forms.ModelForm):
     # The version the analyst started from; a save is refused if someone saved in between.
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
+    # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
+    can_add_place = False
+
     class Meta:
         model = Incident
         # The admin narrows these to its fieldsets; listed here so a new model field is a decision.
@@ -134,6 +138,14 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The admin gives model fields its "+" (add a record in a pop-up, then pick it); this form
+        # field is not a model field, so it is wrapped here the same way.
+        self.fields["place_list"].widget = RelatedFieldWidgetWrapper(
+            self.fields["place_list"].widget,
+            Incident._meta.get_field("places").remote_field,
+            admin.site,
+            can_add_related=self.can_add_place,
+        )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
             self.fields["expected_version"].initial = self.instance.version
@@ -376,6 +388,11 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
             form.instance.refresh_from_db()
             form.instance._state.adding = False
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        can_add_place = self.admin_site.get_model_admin(Place).has_add_permission(request)
+        return type(form.__name__, (form,), {"can_add_place": can_add_place})
+
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
         # summarised here; the History page has every field of every row.
@@ -445,19 +462,37 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
 
         self.apply_to_selected(request, queryset, write, done)
 
-    @admin.action(description="Submit for review")
+    # The menu offers only the actions the user's role allows (Django asks has_<name>_permission);
+    # the services still refuse any other, whatever door it comes through.
+
+    def _may_take(self, request, action: str) -> bool:
+        return request.user.has_perm(WORKFLOW[action][2])
+
+    def has_submit_permission(self, request):
+        return self._may_take(request, "submit")
+
+    def has_publish_permission(self, request):
+        return self._may_take(request, "publish")
+
+    def has_return_to_draft_permission(self, request):
+        return self._may_take(request, "return_to_draft")
+
+    def has_verify_permission(self, request):
+        return request.user.has_perm("incidents.verify_incident")
+
+    @admin.action(description="Submit for review", permissions=["submit"])
     def submit_for_review(self, request, queryset):
         self._transition(request, queryset, "submit", "Submitted for review")
 
-    @admin.action(description="Publish")
+    @admin.action(description="Publish", permissions=["publish"])
     def publish(self, request, queryset):
         self._transition(request, queryset, "publish", "Published")
 
-    @admin.action(description="Return to draft")
+    @admin.action(description="Return to draft", permissions=["return_to_draft"])
     def return_to_draft(self, request, queryset):
         self._transition(request, queryset, "return_to_draft", "Returned to draft")
 
-    @admin.action(description="Mark verified")
+    @admin.action(description="Mark verified", permissions=["verify"])
     def mark_verified(self, request, queryset):
         def write(incident):
             incident_set_verification(incident=incident, verification="verified", user=request.user)
