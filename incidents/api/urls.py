@@ -2,9 +2,9 @@ from django.http import JsonResponse
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from accounts.api import TokenRequestView, TokenViewSet
 from incidents.api import views
 
 router = DefaultRouter()
@@ -14,6 +14,7 @@ router.register("organizations", views.OrganizationViewSet, basename="organizati
 router.register("places", views.PlaceViewSet, basename="place")
 router.register("incident-types", views.IncidentTypeViewSet, basename="incidenttype")
 router.register("responses", views.ResponseViewSet, basename="response")
+router.register("auth/tokens", TokenViewSet, basename="api-token-owned")
 
 
 @csrf_exempt  # Like the API's views: it changes nothing, and a CSRF refusal would be an HTML page.
@@ -24,7 +25,7 @@ def not_found(request, *args, **kwargs):
 
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenRequestView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *router.urls,
