@@ -8,7 +8,8 @@ class AccountsConfig(AppConfig):
     default = True
 
     def ready(self):
-        from accounts import signals  # noqa: F401  (connects the token revocation)
+        # Connects the token revocation; registers the session scheme with the API schema.
+        from accounts import schema, signals  # noqa: F401
 
 
 class TrackerAdminConfig(admin_apps.AdminConfig):

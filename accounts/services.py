@@ -26,9 +26,10 @@ def second_factor_required(user) -> bool:
 
 
 def second_factor_missing(user) -> bool:
-    """`user` must pass a second factor and this session has not (django-otp's OTPMiddleware
-    marks a session's user verified)."""
-    return second_factor_required(user) and not user.is_verified()
+    """`user` must pass a second factor and this session has not. django-otp's OTPMiddleware gives
+    a session's user is_verified(); a user Django has just signed in (auth.login replaces
+    request.user) has none yet and is not verified."""
+    return second_factor_required(user) and not (hasattr(user, "is_verified") and user.is_verified())
 
 
 def second_factor_enrolled(user) -> bool:
