@@ -76,6 +76,9 @@ def gunicorn(transactional_db, server_environment, tmp_path):
     """gunicorn with two workers on this test database. DEBUG stays on so static files need no
     collectstatic; throttling and lockout do not depend on it."""
     port, access_log = free_port(), tmp_path / "access.log"
+    # The server's throttle counters live in the shared cache table, which no test flush empties.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tracker_cache")
     environment = {
         "PATH": "/usr/bin:/bin",
         "DATABASE_URL": this_test_database_url(),
