@@ -77,8 +77,12 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
     permission_classes = [IsAuthenticated]
     # An account has a handful of tokens: one page, no cursor.
     pagination_class = None
+    # Anything but a number is no token: the API's JSON 404 answers it.
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema is built without a user
+            return ApiToken.objects.none()
         return ApiToken.objects.filter(user=self.request.user)
 
     def destroy(self, request, *args, **kwargs):
