@@ -248,7 +248,14 @@ CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "tracker_cache"}
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "tracker_cache",
+            # Past this many live entries Django drops a third of them, throttle counts included:
+            # room for every client of the last hour (the longest throttle period), well beyond the
+            # default 300, which a few hundred addresses could flush.
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
+        }
     )
 }
 
@@ -261,9 +268,10 @@ OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
 RECOVERY_CODE_COUNT = 10
 
 # Lockout (django-axes, counted in the database so every worker sees the same counts): after
-# LOCKOUT_FAILURES failed logins (password, second factor, or API token request) for one account
-# from one client address within TRACKER_LOCKOUT_MINUTES, that account is locked for that client
-# for TRACKER_LOCKOUT_MINUTES after the last failure. Admins unlock under "Axes" in the admin.
+# TRACKER_LOCKOUT_FAILURES failed logins (password, second factor, or API token request) for one
+# account from one client address, none more than TRACKER_LOCKOUT_MINUTES after the one before,
+# that account is locked for that client until TRACKER_LOCKOUT_MINUTES after the last failure.
+# Admins unlock under "Axes" in the admin.
 AXES_FAILURE_LIMIT = env_int("TRACKER_LOCKOUT_FAILURES", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
