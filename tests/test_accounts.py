@@ -160,6 +160,21 @@ class TestSecondFactor:
         assert answer.status_code == 200
 
 
+def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
+    administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+    device, codes = enrol(analyst)
+    client = Client()
+    client.force_login(administrator)
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
+    assert analyst.username in page and device.key not in page
+    static = analyst.staticdevice_set.get()
+    page = client.get(f"/admin/otp_static/staticdevice/{static.pk}/change/").content.decode()
+    assert not any(code in page for code in codes)
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/").status_code == 403
+    client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert not analyst.totpdevice_set.exists()
+
+
 def test_without_the_setting_staff_sign_in_with_a_password_alone(settings):
     settings.REQUIRE_2FA = False
     analyst, client = make_user(roles.ANALYST), Client()

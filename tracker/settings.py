@@ -266,6 +266,9 @@ REQUIRE_2FA = env_bool("TRACKER_REQUIRE_2FA", not DEBUG)
 # The name an authenticator app shows beside the codes.
 OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
 RECOVERY_CODE_COUNT = 10
+# The admin's device pages show no secret key, QR code or recovery code: whoever may see them
+# could otherwise copy a colleague's second factor. Administrators only delete devices there.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Lockout (django-axes, counted in the database so every worker sees the same counts): after
 # TRACKER_LOCKOUT_FAILURES failed logins (password, second factor, or API token request) for one
