@@ -116,7 +116,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last: it turns a login refused for lockout into the lockout page (or JSON under /api/).
+    # Turns a login refused for lockout into the lockout page (or JSON under /api/).
     "axes.middleware.AxesMiddleware",
     # After authentication, so every database trigger row names the acting user.
     "pghistory.middleware.HistoryMiddleware",

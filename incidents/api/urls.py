@@ -31,10 +31,10 @@ urlpatterns = [
     path("auth/token/", TokenRequestView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from its own URL: the Content-Security-Policy
-    # runs no inline script.
+    # runs no inline script. Swagger UI's stylesheet draws its icons as data: images, which cannot
+    # run anything.
     path(
         "docs/",
-        # Swagger UI's stylesheet draws its icons as data: images, which cannot run anything.
         csp_override({**settings.SECURE_CSP, "img-src": [CSP.SELF, "data:"]})(
             SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html")
         ),
