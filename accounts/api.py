@@ -9,7 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken
-from accounts.services import second_factor_check, second_factor_required, token_create, token_revoke
+from accounts.services import (
+    second_factor_check,
+    second_factor_enrolled,
+    second_factor_required,
+    token_create,
+    token_revoke,
+)
 from incidents.api.throttling import TokenRequestThrottle
 
 
@@ -30,6 +36,9 @@ class TokenRequestSerializer(serializers.Serializer):
         if user is None:
             raise serializers.ValidationError("Unable to log in with the username and password given.")
         if second_factor_required(user):
+            if not second_factor_enrolled(user):
+                message = "This account must set up its second factor first: sign in to the admin, which leads the way."
+                raise serializers.ValidationError({"otp": message})
             if not attrs.get("otp"):
                 raise serializers.ValidationError(
                     {"otp": "This account signs in with a second factor: send the code from the authenticator app."}

@@ -154,6 +154,12 @@ class TestSecondFactor:
         answer = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
         assert answer.status_code == 200 and answer.json()["token"].startswith("trk_")
 
+    def test_staff_without_a_second_factor_are_told_to_set_one_up_before_getting_a_token(self):
+        analyst = make_user(roles.ANALYST)
+        refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
+        assert refused.status_code == 400
+        assert "set up its second factor first" in refused.json()["otp"][0]
+
     def test_accounts_that_are_not_staff_need_no_second_factor(self):
         partner = make_user(None)
         answer = APIClient().post(f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD})
