@@ -153,7 +153,7 @@ def test_five_wrong_admin_passwords_lock_the_account_for_that_client_on_every_wo
     assert status == 429 and "Too many failed sign-in attempts" in page
     # The analyst, from their own address, is not locked out.
     status, page = admin_sign_in(gunicorn, "analyst", PASSWORD, analyst)
-    assert status == 200 and "Site administration" in page
+    assert status == 200 and "Records" in page
     assert len(gunicorn.worker_pids("/admin/login/")) == 2
 
 

@@ -224,7 +224,7 @@ def test_an_analyst_sets_up_a_second_factor_then_signs_in_with_a_recovery_code(b
     codes = page.locator("#recovery-codes code").all_inner_texts()
     page.click("text=I have kept them: continue")
     expect(page.locator("#user-tools")).to_contain_text("analyst")
-    expect(page.locator("#content h1")).to_have_text("Site administration")
+    expect(page.locator("#content h1")).to_have_text("Records")
 
     # Next time, without the phone: a recovery code, once.
     page.click("#logout-form button")
@@ -232,7 +232,7 @@ def test_an_analyst_sets_up_a_second_factor_then_signs_in_with_a_recovery_code(b
     expect(page.locator("h1")).to_have_text("Second step")
     page.fill("#id_code", codes[0])
     page.click("#two-factor-form input[type=submit]")
-    expect(page.locator("#content h1")).to_have_text("Site administration")
+    expect(page.locator("#content h1")).to_have_text("Records")
     page.goto(f"{live_server.url}/accounts/")
     expect(page.locator("#recovery-codes-left")).to_have_text("9")
 
