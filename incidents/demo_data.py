@@ -30,6 +30,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.statistics import statistics_counted_once
 
 # (country code, name, latitude, longitude, [(province, [cities])])
 GEOGRAPHY = [
@@ -315,20 +316,22 @@ def generate_demo_data(
     *, incidents: int, seed: int = 42, batch_size: int = 20_000, progress: Callable[[int], None] = lambda done: None
 ) -> None:
     """Add `incidents` synthetic incidents (and about one source per ten incidents), in batches of
-    `batch_size`, each batch its own transaction; `progress` is called with the number written."""
+    `batch_size`, all in one transaction; `progress` is called with the number written.
+
+    One transaction so that the statistics' kept totals count the new incidents once, at the end
+    (`statistics_counted_once`), rather than at each batch's commit: readers see all the new
+    incidents with their totals, or none."""
     generator = DemoDataGenerator(seed=seed)
-    with transaction.atomic():
+    with transaction.atomic(), statistics_counted_once():
         reference = _ensure_reference_data()
         set_insert_triggers(enabled=False)
         generator.sources(reference, max(10, incidents // 10))
-    written = 0
-    while written < incidents:
-        batch = min(batch_size, incidents - written)
-        with transaction.atomic():
-            set_insert_triggers(enabled=False)
+        written = 0
+        while written < incidents:
+            batch = min(batch_size, incidents - written)
             generator.incidents(reference, batch)
-        written += batch
-        progress(batch)
+            written += batch
+            progress(batch)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
         for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source):
