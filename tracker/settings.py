@@ -257,6 +257,11 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# `manage.py backup` / `restore` (tracker/backup.py): the AES-256 key (URL-safe base64 of 32
+# bytes; `manage.py backup --new-key` makes one), and where pg_dump/pg_restore are when the
+# installation matching the server's version cannot be found on its own.
+BACKUP_KEY = env_str("TRACKER_BACKUP_KEY", "")
+PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 
