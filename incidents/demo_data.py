@@ -315,19 +315,22 @@ class DemoDataGenerator:
         )  # fmt: skip
 
 
-# The tables a load fills; their secondary indexes are rebuilt rather than grown when the load is
-# at least as large as what is there.
+# The tables a load fills; their secondary indexes and foreign keys are rebuilt rather than kept up
+# row by row when the load is at least as large as what is there.
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
 
 
 @contextmanager
-def _indexes_rebuilt_after(adding: int):
-    """Drop the loaded tables' secondary indexes and build them again at the end, when `adding`
-    incidents are at least as many as the table holds: building an index sorts the rows once,
-    while growing it (the trigram and full-text GIN indexes above all) costs far more per row.
-    Unique and primary-key indexes stay, so every constraint is checked as rows arrive. Dropping an
-    index locks its table (ACCESS EXCLUSIVE) until the transaction ends: readers wait for the load
+def _indexes_and_foreign_keys_rebuilt_after(adding: int):
+    """Drop the loaded tables' secondary indexes and foreign keys, and add them again at the end,
+    when `adding` incidents are at least as many as the table holds, as pg_restore does: building
+    an index sorts the rows once, while growing it (the trigram and full-text GIN indexes above all)
+    costs far more per row; adding a foreign key checks every row in one join, instead of one
+    query per row. Adding them back checks every row, old and new, so every constraint still holds
+    when the transaction commits; unique and primary-key indexes stay throughout. Dropping them
+    locks the tables (ACCESS EXCLUSIVE) until the transaction ends: readers wait for the load
     rather than see it half done."""
+    tables = [model._meta.db_table for model in _BULK_MODELS]
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Incident._meta.db_table])
         if adding < max(cursor.fetchone()[0], 1):
@@ -336,9 +339,17 @@ def _indexes_rebuilt_after(adding: int):
         cursor.execute(
             "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
             " WHERE indrelid = ANY (%s::regclass[]) AND NOT indisunique AND NOT indisprimary",
-            [[model._meta.db_table for model in _BULK_MODELS]],
+            [tables],
         )
         indexes = cursor.fetchall()
+        cursor.execute(
+            "SELECT conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid = ANY (%s::regclass[])",
+            [tables],
+        )
+        foreign_keys = cursor.fetchall()
+        for table, name, _ in foreign_keys:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
         for name, _ in indexes:
             cursor.execute(f"DROP INDEX {name}")
         yield
@@ -346,6 +357,8 @@ def _indexes_rebuilt_after(adding: int):
         cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for _, definition in indexes:
             cursor.execute(definition)
+        for table, name, definition in foreign_keys:
+            cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
 
 
 def generate_demo_data(
@@ -363,7 +376,7 @@ def generate_demo_data(
         set_insert_triggers(enabled=False)
         generator.sources(reference, max(10, incidents // 10))
         # Inside the statistics' block: counting the new incidents at its end reads these indexes.
-        with _indexes_rebuilt_after(incidents):
+        with _indexes_and_foreign_keys_rebuilt_after(incidents):
             written = 0
             while written < incidents:
                 batch = min(batch_size, incidents - written)

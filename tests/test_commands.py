@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 
 from incidents.models import Claim, Incident, IncidentPlace, IncidentRollup, Involvement, Source, VictimGroup
 
@@ -68,6 +68,29 @@ def test_demo_data_is_counted_into_the_statistics_totals():
     assert sum(cell[-2] for cell in counted if cell[6] == "incident") == 204
     call_command("recount_statistics", stdout=StringIO())
     assert kept_totals() == counted
+
+
+def indexes_and_constraints() -> set[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid::regclass::text LIKE 'incidents_%%'"
+            " UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid::regclass::text LIKE 'incidents_%%'"
+        )
+        return set(cursor.fetchall())
+
+
+def test_demo_data_leaves_every_index_and_constraint_in_place():
+    # A load larger than the table rebuilds secondary indexes and foreign keys once, at its end.
+    before = indexes_and_constraints()
+    call_command("generate_demo_data", incidents=50, seed=2)
+    assert indexes_and_constraints() == before
+    with connection.cursor() as cursor:
+        # Django's foreign keys are checked at commit, which a test never reaches: check at once.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(IntegrityError, match="incidents_claim_incident_id"), transaction.atomic():
+        Claim.objects.create(incident_id=10**9, source=Source.objects.first())
 
 
 def test_demo_data_is_deterministic_for_a_seed():
