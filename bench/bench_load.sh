@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-32}
 DURATION=${2:-60}
-PORT=${BENCH_PORT:-8765}
+# A free port unless told: other servers may run on this machine.
+PORT=${BENCH_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 
 [ -x .venv/bin/locust ] || .venv/bin/pip install --quiet -r bench/requirements.txt
 export DJANGO_DEBUG=0 DJANGO_SECRET_KEY=load-test-only DJANGO_ALLOWED_HOSTS=127.0.0.1 DJANGO_SECURE_SSL_REDIRECT=0
@@ -24,7 +25,11 @@ export BENCH_TOKEN
 .venv/bin/gunicorn -c tracker/gunicorn.conf.py tracker.wsgi &
 SERVER=$!
 trap 'kill $SERVER; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/api/v1/incidents/?page_size=1" && break; sleep 0.2; done
+for _ in $(seq 100); do
+  kill -0 $SERVER 2>/dev/null || { echo "gunicorn did not start" >&2; exit 1; }
+  curl -fs -o /dev/null "http://127.0.0.1:$PORT/api/v1/incidents/?page_size=1" && break
+  sleep 0.3
+done
 
 echo "gunicorn: $(.venv/bin/python -c 'import runpy; c = runpy.run_path("tracker/gunicorn.conf.py"); print(c["workers"], "workers x", c["threads"], "threads")'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 .venv/bin/locust -f bench/locustfile.py --headless --users "$USERS" --spawn-rate "$USERS" --run-time "${DURATION}s" \
