@@ -32,3 +32,11 @@ def _one_step_sign_in(settings):
 def _fast_password_hashing(settings):
     """Tests create many accounts; the production hasher's deliberate slowness would dominate."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _reads_from_the_primary(request, settings):
+    """Tests read what they have just written; only the replica tests (marked `replica`) let reads go
+    to a replica, when DATABASE_REPLICA_URLS names one (as in CI), and wait for it themselves."""
+    if request.node.get_closest_marker("replica") is None:
+        settings.DATABASE_REPLICAS = []

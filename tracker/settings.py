@@ -148,18 +148,52 @@ if not DATABASE_URL:
         "DATABASE_URL must be set (postgres://user:password@host:port/name). "
         "`make run` and `make test` start an embedded PostgreSQL and set it for you."
     )
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+# Django's psycopg connection pool on every alias, per process: a gunicorn worker's threads share
+# up to DATABASE_POOL_SIZE connections (0 turns the pool off, for an external pooler such as
+# PgBouncer; connections then persist DATABASE_CONN_MAX_AGE seconds). A request takes a connection
+# at its first query and gives it back when it ends; waiting longer than DATABASE_POOL_TIMEOUT for one
+# is an error. Session state does not travel with a pooled connection: the history context and the
+# bulk writers' trigger switch are set per transaction (set_config(…, true)), never per session.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10)
+# Streaming replicas that serve web requests' reads (tracker/replicas.py), and how they are judged.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)
+DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5)
+DATABASE_REPLICA_CONNECT_TIMEOUT = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2)
+DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30)
+
+
+def database(url: str, variable: str, *, pool_timeout: int) -> dict:
+    config = dj_database_url.parse(
+        url,
+        conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
-}
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL (postgres://…).")
-# No JIT compilation: on large tables the planner's cost of an ordinary list query crosses
-# jit_above_cost, and compiling then takes 50-100 ms for a query that runs in a few.
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"{variable} must point to PostgreSQL (postgres://…).")
+    options = config.setdefault("OPTIONS", {})
+    # No JIT compilation: on large tables the planner's cost of an ordinary list query crosses
+    # jit_above_cost, and compiling then takes 50-100 ms for a query that runs in a few.
+    options.setdefault("options", "-c jit=off")
+    if DATABASE_POOL_SIZE:
+        options["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": pool_timeout}
+    return config
+
+
+DATABASES = {"default": database(DATABASE_URL, "DATABASE_URL", pool_timeout=DATABASE_POOL_TIMEOUT)}
+DATABASE_REPLICAS = [f"replica_{number}" for number in range(1, len(DATABASE_REPLICA_URLS) + 1)]
+for alias, url in zip(DATABASE_REPLICAS, DATABASE_REPLICA_URLS, strict=True):
+    DATABASES[alias] = database(url, "DATABASE_REPLICA_URLS", pool_timeout=DATABASE_REPLICA_CONNECT_TIMEOUT)
+    DATABASES[alias]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT
+    # Tests create their database on the primary only; the replica receives it by streaming, under
+    # the same name (a test mirror takes the primary's database name, keeping its own host and port).
+    DATABASES[alias]["TEST"] = {"MIRROR": "default"}
+if DATABASE_REPLICAS:
+    DATABASE_ROUTERS = ["tracker.replicas.PrimaryReplicaRouter"]
+    # Before the session and authentication middleware, whose reads it routes too.
+    sessions = MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware")
+    MIDDLEWARE.insert(sessions, "tracker.replicas.ReplicaReadsMiddleware")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -318,6 +352,11 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# `manage.py backup` / `restore` (tracker/backup.py): the AES-256 key (URL-safe base64 of 32
+# bytes; `manage.py backup --new-key` makes one), and where pg_dump/pg_restore are when the
+# installation matching the server's version cannot be found on its own.
+BACKUP_KEY = env_str("TRACKER_BACKUP_KEY", "")
+PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 
