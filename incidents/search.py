@@ -13,12 +13,15 @@ confidential source.
 
 All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
 per audience, so one condition answers the whole search. How it is read depends on how many
-incidents match, which the index tells first (up to COLLECT_BELOW): few matches are collected from
-the index and sorted; many are found by testing incidents in the list's order, which stops after a
-page (collecting hundreds of thousands of matches to sort them would take seconds); a search that
-only leaves words out (`q=-zzzz`) is always the latter: the newest incidents, testing a few rows.
+incidents match, which PostgreSQL's statistics on the words tell (IncidentSearch._few_matches):
+fewer than COLLECT_BELOW are collected from the index and sorted; more are found by testing
+incidents in the list's order, which stops after a page (collecting hundreds of thousands of
+matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
+the latter: the newest incidents, testing a few rows; and when the words it leaves out are in no
+incident, the statistics answer from their kept totals (`selects_everything`).
 """
 
+import json
 import re
 
 from django.contrib.postgres.expressions import ArraySubquery
@@ -32,9 +35,11 @@ from incidents.querysets import can_see_confidential
 # Bounds on one search, so that none holds a worker for long (issue 17).
 MAX_LENGTH = 200
 MAX_TERMS = 8
-# Up to how many matching incidents a search collects them from the index and sorts them; from
-# there, it tests incidents in the list's order instead (see `IncidentSearch.filter`).
-COLLECT_BELOW = 10_000
+# Up to how many matching incidents a search collects them from the index and sorts them (reading
+# each one's row: about 100 ms for 5,000 on a busy machine); from there, it tests incidents in the
+# list's order instead (see `IncidentSearch.filter`): at 1,000,000 incidents, 5,000 are 0.5%, so a
+# page of 50 is found among the first 10,000 read, each a lookup in the index of their words.
+COLLECT_BELOW = 5_000
 
 # A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
 _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
@@ -106,24 +111,33 @@ class IncidentSearch:
         any_excluded = self.excluded[0]
         for excluded in self.excluded[1:]:
             any_excluded |= excluded
-        return not IncidentSearchDocument.objects.filter(complete=any_excluded).exists()
+        # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
+        # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
+        # index says at once that there is none.
+        found = IncidentSearchDocument.objects.filter(complete=any_excluded).order_by()[:1_000]
+        return found.count() == 0
 
     def filter(self, incidents, *, user):
         """The incidents of the queryset `incidents` (already limited to what `user` may see) that
-        the search finds for `user`. Runs one query (none for a search that only leaves words out):
-        how many incidents have its words, counted up to COLLECT_BELOW, which chooses the plan."""
+        the search finds for `user`. Runs one query to choose the plan (`_few_matches`; none for a
+        search that only leaves words out), two for several common words."""
         query = self._query()
         if query is None:
             return incidents
         words = "complete" if can_see_confidential(user) else "disclosed"
-        tested_in_order = incidents.filter(**{f"search_document__{words}": query})
-        if not self.included:
-            # No index finds what lacks a word: the list is read in its order, testing each row.
-            return tested_in_order
         matches = IncidentSearchDocument.objects.filter(**{words: query}).order_by()
-        found = matches[:COLLECT_BELOW].count()
-        if found == 0:
-            return incidents.none()
-        if found < COLLECT_BELOW:
+        if self.included and self._few_matches(matches):
             return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
-        return tested_in_order
+        # No index finds what lacks a word: a search that only leaves words out is always this one.
+        return incidents.filter(**{f"search_document__{words}": query})
+
+    def _few_matches(self, matches) -> bool:
+        """Whether fewer than COLLECT_BELOW incidents match, by PostgreSQL's estimate from its
+        statistics on the words (no row read). Several words each common may still be rare together
+        ("repatriation torture"), which the estimate, taking the words as independent, cannot tell:
+        their matches are then counted, up to the bound. A count reads each match's row, which
+        costs more than the estimate: for one word (most searches) the estimate is enough."""
+        plan = json.loads(matches.values("pk").explain(format="json"))
+        if plan[0]["Plan"]["Plan Rows"] < COLLECT_BELOW:
+            return True
+        return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW

@@ -37,11 +37,13 @@ def insider():
     return make_user(roles.REVIEWER, confidential=True)
 
 
-@pytest.fixture(params=["collected", "tested_in_order"])
+@pytest.fixture(params=["collected", "counted", "tested_in_order"])
 def search_plan(request, monkeypatch):
-    """Few matches are collected from the index, many are tested in the list's order (see
-    IncidentSearch.filter): both plans must find the same incidents. A bound of 1 makes every match many."""
-    monkeypatch.setattr(search, "COLLECT_BELOW", {"collected": 10_000, "tested_in_order": 1}[request.param])
+    """Few matches are collected from the index, many are tested in the list's order, and several
+    words' matches are counted to choose (see IncidentSearch.filter): every plan must find the same
+    incidents. A bound of 0 makes every search's matches many, of 1 counts several words' matches."""
+    bound = {"collected": 10**9, "counted": 1, "tested_in_order": 0}[request.param]
+    monkeypatch.setattr(search, "COLLECT_BELOW", bound)
 
 
 def admin_found(client, user, q: str) -> set[str]:
