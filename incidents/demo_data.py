@@ -26,6 +26,7 @@ from incidents.models import (
     Claim,
     Incident,
     IncidentPlace,
+    IncidentSearchDocument,
     IncidentType,
     Involvement,
     Organization,
@@ -385,5 +386,5 @@ def generate_demo_data(
                 progress(batch)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
-        for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source):
+        for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source, IncidentSearchDocument):
             cursor.execute(f"ANALYZE {model._meta.db_table}")

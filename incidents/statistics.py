@@ -92,6 +92,9 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
     Dates: an incident overlaps [1st of month A, last of month B] exactly when it starts in month B
     or before and ends in month A or after, which its start and end months tell."""
     filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
+    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
+    if "q" in filters and filters["q"].selects_everything():
+        del filters["q"]
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if (
         not filters.keys() <= _ROLLUP_FILTERS
