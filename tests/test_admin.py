@@ -839,9 +839,10 @@ def test_history_page_query_count_does_not_grow_with_events(client, analyst, cla
     logged_in(client, analyst)
 
     # session, user, user's and groups' permissions; the incident (with its claim range) and its
-    # places; the ids of its claims the user may see; the page of events and their count; the
-    # acting users; the names of the types, incidents, places and sources the events point to.
-    with django_assert_num_queries(14):
+    # places; the ids of its claims and of its revisions the user may see; the page of events and
+    # their count; the acting users; the names of the types, incidents, places and sources the
+    # events point to.
+    with django_assert_num_queries(15):
         client.get(history_url(incident))
 
 

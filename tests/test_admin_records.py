@@ -112,7 +112,7 @@ class TestChangelistURLs:
             ("source", {"confidential__exact": "0"}),
             ("source", {"published_on__year": "2023"}),
             ("incident", {"review_state__exact": "published", "country": "CN", "date_from": "2023-01-01"}),
-            ("incident", {"incident_type__id__exact": "1"}),
+            ("incident", {"type": "forced-repatriation"}),
             ("place", {"country__exact": "CN"}),
             ("response", {"kind__exact": "statement", "date__year": "2023", "date__month": "9"}),
         ],
