@@ -10,7 +10,7 @@ import pghistory
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -25,16 +25,13 @@ from incidents.querysets import (
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
     PlaceQuerySet,
+    ResponseQuerySet,
     SourceQuerySet,
 )
 
-# Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
-# English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
-# uses an expression index only for the very same expression, so one definition serves both.
+# The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
+# treats Korean, Chinese and English names alike.
 SEARCH_CONFIG = "simple"
-INCIDENT_SEARCH_VECTOR = SearchVector("title", "description", config=SEARCH_CONFIG)
-CLAIM_SEARCH_VECTOR = SearchVector("excerpt", config=SEARCH_CONFIG)
-PLACE_SEARCH_VECTOR = SearchVector("name", config=SEARCH_CONFIG)
 
 
 class DatePrecision(models.TextChoices):
@@ -68,6 +65,32 @@ class ReviewState(models.TextChoices):
     PUBLISHED = "published", "Published"
 
 
+# What each database constraint says when it is violated; `clean()` says the same on the field.
+LATITUDE_RANGE_MESSAGE = "Latitude must be between -90 and 90."
+LONGITUDE_RANGE_MESSAGE = "Longitude must be between -180 and 180."
+BOTH_COORDINATES_MESSAGE = "Give both latitude and longitude, or neither."
+PLACE_INSIDE_ITSELF_MESSAGE = "A place cannot be inside itself."
+TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or through others."
+SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
+DATES_REVERSED_MESSAGE = "The end date is before the start date."
+
+
+def reaches_itself(obj, field: str) -> bool:
+    """Whether following `field` (a place's parent, a source's cites) from `obj` comes back to it.
+    The database refuses only the direct loop; a longer one would make tree walks endless. One
+    query per step."""
+    if obj.pk is None:
+        return False
+    linked = getattr(obj, field)
+    seen = set()
+    while linked is not None and linked.pk not in seen:
+        if linked.pk == obj.pk:
+            return True
+        seen.add(linked.pk)
+        linked = getattr(linked, field)
+    return False
+
+
 def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
     """Counts are never negative and min <= best <= max wherever both ends are set.
 
@@ -82,18 +105,26 @@ def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
                 & (Q(**{f"{high}__isnull": True}) | Q(**{f"{high}__gte": 0}))
             ),
             name=f"{prefix}_counts_not_negative",
+            violation_error_code="negative_count",
+            violation_error_message="Counts of people cannot be negative.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{low}__lte": F(best)}),
             name=f"{prefix}_count_min_not_above_best",
+            violation_error_code="count_min_above_best",
+            violation_error_message="The minimum number of people is above the best estimate.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{high}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{best}__lte": F(high)}),
             name=f"{prefix}_count_best_not_above_max",
+            violation_error_code="count_best_above_max",
+            violation_error_message="The best estimate of people is above the maximum.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{high}__isnull": True}) | Q(**{f"{low}__lte": F(high)}),
             name=f"{prefix}_count_min_not_above_max",
+            violation_error_code="count_min_above_max",
+            violation_error_message="The minimum number of people is above the maximum.",
         ),
     ]
 
@@ -160,7 +191,7 @@ class Organization(TimestampedModel):
     class Meta:
         ordering = ["name"]
         indexes = [
-            # Serves matching by alias in imports and admin search.
+            # Serves matching by alias in imports.
             GinIndex(fields=["aliases"], name="organization_aliases"),
         ]
 
@@ -216,39 +247,82 @@ class Place(TimestampedModel):
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
                 name="place_latitude_in_range",
+                violation_error_code="latitude_out_of_range",
+                violation_error_message=LATITUDE_RANGE_MESSAGE,
             ),
             models.CheckConstraint(
                 condition=Q(longitude__isnull=True) | Q(longitude__gte=-180, longitude__lte=180),
                 name="place_longitude_in_range",
+                violation_error_code="longitude_out_of_range",
+                violation_error_message=LONGITUDE_RANGE_MESSAGE,
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True, longitude__isnull=True)
                 | Q(latitude__isnull=False, longitude__isnull=False),
                 name="place_coordinates_both_or_neither",
+                violation_error_code="half_coordinates",
+                violation_error_message=BOTH_COORDINATES_MESSAGE,
             ),
-            models.CheckConstraint(condition=~Q(parent=F("id")), name="place_not_own_parent"),
+            models.CheckConstraint(
+                condition=~Q(parent=F("id")),
+                name="place_not_own_parent",
+                violation_error_code="own_parent",
+                violation_error_message=PLACE_INSIDE_ITSELF_MESSAGE,
+            ),
         ]
         indexes = [
             # Serves the country filter on incidents (places of a country) and the admin filter.
             models.Index(fields=["country"], name="place_country"),
-            # Serves the admin's incident search by place name and the place autocomplete.
+            # Serves the place autocomplete (the admin's search fields, `icontains`).
             substring_search_index("name", "place_name_search"),
-            # Serves the `q` filter's search over place names.
-            GinIndex(PLACE_SEARCH_VECTOR, name="place_name_fulltext"),
         ]
 
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        # A place entered without a country lies in its parent's (Jilin under China): statistics and
+        # the country filter count it there. Migration 0015 did the same for the places before it.
+        if not self.country and self.parent_id:
+            self.country = self.inherited_country()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
+        super().save(*args, **kwargs)
+        if self.country:
+            self._share_country_below()
+
+    def _share_country_below(self) -> None:
+        """Places below this one entered while it had no country take its country now, down to
+        those that have their own. Two queries per level below; one when none lacks a country."""
+        frontier = [self.pk]
+        while frontier:
+            frontier = list(Place.objects.filter(parent__in=frontier, country="").values_list("pk", flat=True))
+            Place.objects.filter(pk__in=frontier).update(country=self.country)
+
+    def inherited_country(self) -> str:
+        """The country of the nearest place above this one that has one, or "". One query per level."""
+        ancestor, seen = self.parent, {self.pk}
+        while ancestor is not None and ancestor.pk not in seen:
+            if ancestor.country:
+                return ancestor.country
+            seen.add(ancestor.pk)
+            ancestor = ancestor.parent
+        return ""
+
     def clean(self):
+        # The database's constraints as errors on the field at fault, all at once (Django would
+        # report a violated constraint as a page-wide error naming the constraint).
+        errors = {}
+        if self.latitude is not None and not -90 <= self.latitude <= 90:
+            errors["latitude"] = LATITUDE_RANGE_MESSAGE
+        if self.longitude is not None and not -180 <= self.longitude <= 180:
+            errors["longitude"] = LONGITUDE_RANGE_MESSAGE
         if (self.latitude is None) != (self.longitude is None):
-            raise ValidationError({"longitude": "Give both latitude and longitude, or neither."})
-        if self.pk and self.parent_id:
-            ancestor = self.parent
-            while ancestor is not None:
-                if ancestor.pk == self.pk:
-                    raise ValidationError({"parent": "A place cannot be inside itself."})
-                ancestor = ancestor.parent
+            errors["latitude" if self.latitude is None else "longitude"] = BOTH_COORDINATES_MESSAGE
+        if reaches_itself(self, "parent"):
+            errors["parent"] = PLACE_INSIDE_ITSELF_MESSAGE
+        if errors:
+            raise ValidationError(errors)
 
 
 class IncidentTypeManager(models.Manager):
@@ -268,10 +342,21 @@ class IncidentType(TimestampedModel):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.CheckConstraint(condition=~Q(parent=F("id")), name="incident_type_not_own_parent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(parent=F("id")),
+                name="incident_type_not_own_parent",
+                violation_error_code="own_parent",
+                violation_error_message=TYPE_INSIDE_ITSELF_MESSAGE,
+            )
+        ]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if reaches_itself(self, "parent"):
+            raise ValidationError({"parent": TYPE_INSIDE_ITSELF_MESSAGE})
 
     def natural_key(self):
         return (self.slug,)
@@ -316,9 +401,16 @@ class Source(TimestampedModel):
 
     class Meta:
         ordering = ["-published_on", "title"]
-        constraints = [models.CheckConstraint(condition=~Q(cites=F("id")), name="source_does_not_cite_itself")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(cites=F("id")),
+                name="source_does_not_cite_itself",
+                violation_error_code="cites_itself",
+                violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
+            )
+        ]
         indexes = [
-            # Serves the admin's incident search by source title and the source autocomplete.
+            # Serves the source autocomplete (the admin's search fields, `icontains`).
             substring_search_index("title", "source_title_search"),
             # Serves hiding confidential sources' claims (ClaimQuerySet.disclosed_to): the few
             # confidential sources, read from this index alone.
@@ -329,12 +421,8 @@ class Source(TimestampedModel):
         return self.title
 
     def clean(self):
-        if self.pk and self.cites_id:
-            cited = self.cites
-            while cited is not None:
-                if cited.pk == self.pk:
-                    raise ValidationError({"cites": "A source cannot cite itself, directly or through others."})
-                cited = cited.cites
+        if reaches_itself(self, "cites"):
+            raise ValidationError({"cites": SOURCE_CITES_ITSELF_MESSAGE})
 
 
 # Tracked so that adding or removing a place shows in the incident's history.
@@ -421,7 +509,12 @@ class Incident(TimestampedModel):
             ("verify_incident", "Can change an incident's verification status"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(date_end__gte=F("date_start")), name="incident_dates_ordered"),
+            models.CheckConstraint(
+                condition=Q(date_end__gte=F("date_start")),
+                name="incident_dates_ordered",
+                violation_error_code="dates_reversed",
+                violation_error_message=DATES_REVERSED_MESSAGE,
+            ),
             *count_range_constraints("incident"),
             models.UniqueConstraint(fields=["public_id"], name="incident_public_id_unique"),
         ]
@@ -450,18 +543,12 @@ class Incident(TimestampedModel):
                 ],
                 name="incident_stats_by_dates",
             ),
-            # Serve the admin's search box (IncidentQuerySet.containing_text) on 1M incidents.
-            substring_search_index("title", "incident_title_search"),
-            substring_search_index("description", "incident_description_search"),
-            substring_search_index("public_id", "incident_public_id_search"),
             # Serves the public's view (published, not confidential), newest first.
             models.Index(
                 fields=["-date_start", "-id"],
                 condition=Q(review_state="published", confidential=False),
                 name="incident_public_newest_first",
             ),
-            # Serves the `q` filter's search over titles and descriptions.
-            GinIndex(INCIDENT_SEARCH_VECTOR, name="incident_text_search"),
         ]
 
     def __str__(self):
@@ -529,7 +616,10 @@ class VictimGroup(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(count__isnull=True) | Q(count__gte=0), name="victim_group_count_not_negative"
+                condition=Q(count__isnull=True) | Q(count__gte=0),
+                name="victim_group_count_not_negative",
+                violation_error_code="negative_count",
+                violation_error_message="Counts of people cannot be negative.",
             )
         ]
 
@@ -589,14 +679,14 @@ class Claim(TimestampedModel):
             models.CheckConstraint(
                 condition=Q(date_start__isnull=True) | Q(date_end__isnull=True) | Q(date_end__gte=F("date_start")),
                 name="claim_dates_ordered",
+                violation_error_code="dates_reversed",
+                violation_error_message=DATES_REVERSED_MESSAGE,
             ),
             *count_range_constraints("claim"),
         ]
         indexes = [
             # Serves the source filter (incidents a source reports on).
             models.Index(fields=["source", "incident"], name="claim_by_source"),
-            # Serves the `q` filter's search over the sources' own words.
-            GinIndex(CLAIM_SEARCH_VECTOR, name="claim_excerpt_search"),
         ]
 
     def __str__(self):
@@ -657,6 +747,34 @@ class IncidentRevision(TimestampedModel):
         return f"Revision {self.pk} of {self.incident.public_id} ({self.get_state_display().lower()})"
 
 
+class IncidentSearchDocument(models.Model):
+    """The words that find an incident, kept by PostgreSQL in the statement that changes them
+    (triggers of migration 0019), so that one index answers the whole search (incidents/search.py).
+
+    They are its public id, title and description; the names and alternate names of its places; the
+    names, acronyms and aliases of the organizations involved; and, for each claim, the excerpt, the
+    source's title and the source publisher's names. `disclosed` leaves out the claims a reader
+    without the confidential permission may not see (a confidential claim, or a claim of a
+    confidential source); `complete` holds them too."""
+
+    # Deleted with its incident by the same triggers (DO_NOTHING: Django need not look for it).
+    incident = models.OneToOneField(
+        Incident, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document"
+    )
+    disclosed = SearchVectorField()
+    complete = SearchVectorField()
+
+    class Meta:
+        indexes = [
+            # Serve the search for readers without, and with, the confidential permission.
+            GinIndex(fields=["disclosed"], name="incident_search_disclosed"),
+            GinIndex(fields=["complete"], name="incident_search_complete"),
+        ]
+
+    def __str__(self):
+        return f"Search words of incident {self.incident_id}"
+
+
 class ResponseKind(models.TextChoices):
     STATEMENT = "statement", _("Statement")
     FORMAL_PROTEST = "formal_protest", _("Formal protest")
@@ -677,6 +795,8 @@ class Response(TimestampedModel):
     description = models.TextField(blank=True)
     incidents = models.ManyToManyField(Incident, related_name="responses", blank=True)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
+
+    objects = ResponseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date", "id"]

@@ -151,27 +151,6 @@ class IncidentQuerySet(models.QuerySet):
             "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
         }
 
-    def containing_text(self, text: str, user) -> "IncidentQuerySet":
-        """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in
-        the public id, title or description, a place's name, or the title of a source with a claim
-        the user may see (so a search never reveals that a confidential source reports an incident).
-
-        Each word becomes one `id IN (… UNION …)` of three lookups, each served by a trigram index,
-        so a search reads the matching rows, not the whole table, and keeps one row per incident."""
-        incident_places = self.model._meta.get_field("incident_places").related_model.objects
-        claims = self.model._meta.get_field("claims").related_model.objects.visible_to(user)
-        incidents = self
-        for word in text.split():
-            own_text = self.model.objects.filter(
-                Q(public_id__icontains=word) | Q(title__icontains=word) | Q(description__icontains=word)
-            ).values("pk")
-            at_places = incident_places.filter(place__name__icontains=word).values("incident")
-            from_sources = claims.filter(source__title__icontains=word).values("incident")
-            # No ORDER BY inside the UNION: order is the outer list's business.
-            own_text, at_places, from_sources = (part.order_by() for part in (own_text, at_places, from_sources))
-            incidents = incidents.filter(pk__in=own_text.union(at_places, from_sources))
-        return incidents
-
     def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
         """Other incidents of the same type whose dates overlap the incident's, widened by
         `window_days` on each side (reports of one event often disagree by a few days), and that
@@ -204,6 +183,22 @@ class IncidentRevisionQuerySet(models.QuerySet):
         incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
         revisions = self.filter(incident__in=incidents.values("pk"))
         return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
+
+
+class ResponseQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ResponseQuerySet":
+        """Responses to at least one incident the user may see: a response follows its incidents,
+        so a statement about a confidential incident stays as hidden as the incident.
+
+        A response linked to no incident yet (an analyst records the statement first, the incidents
+        later) has no incident to follow; it is shown only to staff who may see unpublished
+        records, as a draft would be, so nothing half-entered reaches the public."""
+        links = self.model._meta.get_field("incidents").remote_field.through.objects.filter(response=OuterRef("pk"))
+        incidents = self.model._meta.get_field("incidents").related_model.objects.visible_to(user)
+        about_a_visible_incident = Exists(links.filter(incident__in=incidents.values("pk")))
+        if can_see_unpublished(user):
+            return self.filter(about_a_visible_incident | ~Exists(links))
+        return self.filter(about_a_visible_incident)
 
 
 class IncidentRollupQuerySet(models.QuerySet):

@@ -135,6 +135,7 @@ def _validate_children(
             instance = model(incident=incident, **fields)
         elif row["id"] in stored:
             instance = stored[row["id"]]
+            instance._stored_values = _values(instance)
             instance._stored_confidential = getattr(instance, "confidential", False)
             for field, value in fields.items():
                 setattr(instance, field, value)
@@ -148,6 +149,41 @@ def _validate_children(
                 errors[f"{label}[{index}].{field}"] = messages
         instances.append(instance)
     return instances, errors
+
+
+def _values(instance: models.Model) -> dict[str, Any]:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def _changes_anything(incident: Incident, current: Incident, children: "_Children", *, user) -> bool:
+    """Whether writing `incident` (its fields set) and `children` would change what is stored."""
+    if any(
+        getattr(incident, field.attname) != getattr(current, field.attname)
+        for field in Incident._meta.concrete_fields
+        if field.editable and not field.generated
+    ):
+        return True
+    if children.places is not None and {place.pk for place in children.places} != set(
+        current.places.values_list("pk", flat=True)
+    ):
+        return True
+    stored = {
+        "claims": Claim.objects.visible_to(user).filter(incident=current),
+        "victim_groups": current.victim_groups.all(),
+        "involvements": current.involvements.all(),
+    }
+    for name, rows in (
+        ("claims", children.claims),
+        ("victim_groups", children.victim_groups),
+        ("involvements", children.involvements),
+    ):
+        if rows is None:
+            continue
+        if any(row.pk is None or _values(row) != row._stored_values for row in rows):
+            return True
+        if set(stored[name].values_list("pk", flat=True)) != {row.pk for row in rows}:
+            return True
+    return False
 
 
 def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> dict:
@@ -335,7 +371,15 @@ def incident_update(
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     _require_permission(user, "incidents.change_incident", "change incidents")
     _require_visible(user, incident)
-    changes = {"places": places, "claims": claims, "victim_groups": victim_groups, "involvements": involvements}
+    changes = {
+        name: None if rows is None else list(rows)
+        for name, rows in (
+            ("places", places),
+            ("claims", claims),
+            ("victim_groups", victim_groups),
+            ("involvements", involvements),
+        )
+    }
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         current = _locked(incident, expected_version)
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
@@ -389,11 +433,15 @@ def _apply_update(
 
 def _propose_revision(
     incident: Incident, *, current: Incident, user, data: Mapping[str, Any], changes: Mapping[str, Any]
-) -> IncidentRevision:
+) -> IncidentRevision | Incident:
     """Check the change as if it were applied now (so the proposer hears of every problem at once),
-    then keep it as a pending revision and leave the incident as it is."""
+    then keep it as a pending revision and leave the incident as it is. A change that changes
+    nothing is no proposal: the incident is returned as it is."""
     candidate = Incident.objects.get(pk=incident.pk)
-    _validated_update(candidate, current=current, user=user, data=data, changes=changes, visibility_of=user)
+    children = _validated_update(candidate, current=current, user=user, data=data, changes=changes, visibility_of=user)
+    if not _changes_anything(candidate, current, children, user=user):
+        # Sending back what one read (a form saved unchanged) proposes nothing.
+        return current
     proposal = {"data": _to_json(data)}
     for name, rows in changes.items():
         if rows is None:
@@ -982,15 +1030,20 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
 
 
 def _described(record: models.Model) -> str:
+    """A child record in words, with every field it sets, so no change hides in the diff."""
     if isinstance(record, Claim):
-        figure = "no figure" if record.people_count is None else f"{record.people_count:,} people"
-        secret = ", confidential" if record.confidential else ""
-        excerpt = f': "{record.excerpt}"' if record.excerpt else ""
-        return f"{record.source} ({figure}{secret}){excerpt}"
+        details = [
+            f"{field.verbose_name} {_readable(record, field, getattr(record, field.attname))}"
+            for field in Claim._meta.concrete_fields
+            if field.editable
+            and field.name not in {"id", "incident", "source"}
+            and getattr(record, field.attname) not in (None, "", False)
+        ]
+        return f"{record.source} ({', '.join(details)})"
     return str(record)
 
 
-def _readable(incident: Incident, field: models.Field, value) -> str:
+def _readable(record: models.Model, field: models.Field, value) -> str:
     if value is None or value == "":
         return "—"
     if field.choices:

@@ -343,11 +343,12 @@ class TestFindings:
     def test_3_accepting_never_deletes_a_claim_hidden_from_the_proposer(self):
         analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
         incident = make_incident()
-        hidden = make_claim(incident=incident, confidential=True)
+        hidden, shown = make_claim(incident=incident, confidential=True), make_claim(incident=incident)
         client_for(analyst).patch(incident_url(incident), {"claims": [], "version": 1}, format="json")
         revision = IncidentRevision.objects.get(incident=incident)
         assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/").status_code == 200
-        assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert list(incident.claims.values_list("pk", flat=True)) == [hidden.pk]
+        assert not Claim.objects.filter(pk=shown.pk).exists()
 
     def test_3_revisions_by_someone_with_confidential_access_go_to_reviewers_who_have_it(self):
         analyst = make_user(roles.ANALYST, confidential=True)
@@ -383,3 +384,52 @@ class TestFindings:
         assert answer.status_code == 400
         assert "Confidential access" in answer.json()["confidential"][0]
         assert not Source.objects.filter(title="Informant").exists()
+
+
+class TestRevisions:
+    def test_sending_back_what_was_read_proposes_nothing(self):
+        analyst = make_user(roles.ANALYST)
+        incident = make_incident()
+        make_claim(incident=incident, excerpt="eighty")
+        answer = api_put_what_was_read(analyst, make_world_around(incident))
+        assert answer.status_code == 200, answer.content
+        assert not IncidentRevision.objects.exists()
+
+    def test_every_change_of_a_claim_shows_in_the_diff(self):
+        analyst = make_user(roles.ANALYST)
+        incident = make_incident()
+        claim = make_claim(incident=incident, excerpt="eighty")
+        body = {"claims": [{"id": claim.pk, "source": claim.source_id, "locator": "p. 4"}], "version": 1}
+        answer = client_for(analyst).patch(incident_url(incident), body, format="json")
+        assert answer.status_code == 202, answer.content
+        [change] = answer.json()["diff"]
+        assert change["field"] == "Claims" and "p. 4" in change["proposed"] and "p. 4" not in change["now"]
+
+
+def make_world_around(incident: Incident) -> World:
+    return World(incident, None, None, None, None, None, None)
+
+
+class TestRevisionHistory:
+    def test_the_incident_history_records_proposal_and_acceptance_with_their_users(self):
+        analyst, reviewer = make_user(roles.ANALYST, username="alice"), make_user(roles.REVIEWER, username="bob")
+        incident = make_incident(title="Published title")
+        client_for(analyst).patch(incident_url(incident), {"title": "Edited", "version": 1}, format="json")
+        revision = IncidentRevision.objects.get()
+        client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/", {"note": "checked"})
+        events = client_for(reviewer).get(incident_url(incident, "history/")).json()["results"]
+        revision_events = [(event["user"], event["action"]) for event in events if "Revision" in event["record"]]
+        assert revision_events == [("alice", "insert"), ("bob", "update")]
+        [title_change] = [event for event in events if event["changes"] and "title" in event["changes"]]
+        assert title_change["user"] == "bob" and title_change["changes"]["title"] == ["Published title", "Edited"]
+
+    def test_a_revision_carrying_confidential_claims_stays_out_of_other_readers_history(self):
+        insider = make_user(roles.ANALYST, confidential=True)
+        incident = make_incident()
+        claim = make_claim(incident=incident, confidential=True, excerpt="informant words")
+        body = {"claims": [{"id": claim.pk, "source": claim.source_id, "excerpt": "new informant words"}], "version": 1}
+        assert client_for(insider).patch(incident_url(incident), body, format="json").status_code == 202
+        history = client_for(make_user(roles.REVIEWER)).get(incident_url(incident, "history/")).content.decode()
+        assert "informant words" not in history and "Revision" not in history
+        history = client_for(make_user(roles.REVIEWER, confidential=True)).get(incident_url(incident, "history/"))
+        assert "Revision" in history.content.decode()

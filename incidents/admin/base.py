@@ -60,6 +60,27 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
     # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
     show_facets = admin.ShowFacets.NEVER
 
+    # The lookups a list filter of a field sends (a choice, a boolean, a related record, a date
+    # hierarchy's parts); see `lookup_allowed`.
+    FIELD_FILTER_LOOKUPS = ("exact", "isnull", "id__exact", "year", "month", "day")
+
+    def lookup_allowed(self, lookup, value, request):
+        """Only the filters the list offers. Django also accepts any lookup on the model's own
+        fields, such as `?cites__id__exact=6`, whose answer (some rows, or none) would confirm
+        that the hidden record 6 exists; anything else is refused alike, whatever the value."""
+        offered = set()
+        for list_filter in self.get_list_filter(request):
+            if isinstance(list_filter, type):
+                # The project's own filters name their parameters (SimpleListFilter: one).
+                offered.update(getattr(list_filter, "parameter_names", ()))
+                offered.add(getattr(list_filter, "parameter_name", None))
+                continue
+            field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
+            offered.update(f"{field_path}__{suffix}" for suffix in self.FIELD_FILTER_LOOKUPS)
+        if self.date_hierarchy:
+            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return lookup in offered
+
     def fields_left_out(self, request, obj) -> set[str]:
         """Fields not to show on this object's page."""
         return set()
@@ -129,7 +150,7 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
             "subtitle": None,
             "object": obj,
             "opts": self.opts,
-            "entries": history_entries(page.object_list, request.user),
+            "entries": history_entries(page.object_list, request.user, obj),
             "page": page,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
@@ -169,6 +190,9 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self):
         queryset = self.object_list
+        if queryset.query.is_empty():
+            # `none()`, e.g. a search whose words no incident has: no SQL to estimate or run.
+            return 0
         unfiltered = not queryset.query.where
         estimate = estimated_row_count(queryset.model) if unfiltered else self._planner_estimate(queryset)
         if estimate >= self.exact_count_below:

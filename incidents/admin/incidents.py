@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
@@ -19,8 +19,10 @@ from django_countries import countries
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, IncidentType, Involvement, Place, VictimGroup
+from incidents.search import IncidentSearch
 from incidents.services import (
+    WORKFLOW,
     VersionConflict,
     incident_create,
     incident_set_verification,
@@ -29,7 +31,7 @@ from incidents.services import (
 )
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
-FILTERSET_PARAMETERS = ("country", "date_from", "date_to")
+FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
 
 
 def _filtered_by_filterset(request, queryset, params: dict):
@@ -45,6 +47,31 @@ def filter_parameter_errors(request) -> dict[str, list[str]]:
     params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
     filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
     return {} if filterset.is_valid() else filterset.errors
+
+
+class IncidentTypeFilter(admin.SimpleListFilter):
+    """A type with its sub-types, as the API's `type` means it."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        children = {}
+        for type_ in IncidentType.objects.order_by("name"):
+            children.setdefault(type_.parent_id, []).append(type_)
+
+        def tree(parent_id, depth):
+            # Each sub-type indented under its parent, so that choosing the parent reads as "all of these".
+            for type_ in children.get(parent_id, []):
+                yield type_.slug, "\u2003" * depth + type_.name
+                yield from tree(type_.pk, depth + 1)
+
+        return list(tree(None, 0))
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return _filtered_by_filterset(request, queryset, {"type": self.value()})
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -115,6 +142,9 @@ class IncidentForm(forms.ModelForm):
     # The version the analyst started from; a save is refused if someone saved in between.
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
+    # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
+    can_add_place = False
+
     class Meta:
         model = Incident
         # The admin narrows these to its fieldsets; listed here so a new model field is a decision.
@@ -134,6 +164,14 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The admin gives model fields its "+" (add a record in a pop-up, then pick it); this form
+        # field is not a model field, so it is wrapped here the same way.
+        self.fields["place_list"].widget = RelatedFieldWidgetWrapper(
+            self.fields["place_list"].widget,
+            Incident._meta.get_field("places").remote_field,
+            admin.site,
+            can_add_related=self.can_add_place,
+        )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
             self.fields["expected_version"].initial = self.instance.version
@@ -269,11 +307,15 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         "updated_at",
     ]
     list_display_links = ["public_id", "title"]
-    list_filter = ["incident_type", "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
+    list_filter = [IncidentTypeFilter, "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
     list_select_related = ["incident_type"]
-    # Only switches the search box on; get_search_results applies IncidentQuerySet.containing_text.
+    # Only switches the search box on; get_search_results applies the one search (incidents/search.py).
     search_fields = ["public_id", "title", "description"]
-    search_help_text = "Searches ids (INC-000042), titles, descriptions, place names and the titles of sources."
+    search_help_text = (
+        'Every word or "phrase" must match, as a whole word, in ids (INC-000042), titles, descriptions, '
+        "places (and their other names), involved organizations (names, acronyms, aliases), or the "
+        "sources of claims (titles, publishers, excerpts). -word leaves out what it matches."
+    )
     ordering = ["-date_start", "-id"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -313,7 +355,12 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
             return queryset, False
-        return queryset.containing_text(search_term, request.user), False
+        try:
+            search = IncidentSearch.parse(search_term)
+        except ValidationError as error:
+            self.message_user(request, f"This search cannot be run: {' '.join(error.messages)}", messages.ERROR)
+            return queryset.none(), False
+        return search.filter(queryset, user=request.user), False
 
     @admin.display(description="People", ordering="people_count")
     def people(self, incident):
@@ -375,6 +422,11 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
             form.instance.pk = created.pk
             form.instance.refresh_from_db()
             form.instance._state.adding = False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        can_add_place = self.admin_site.get_model_admin(Place).has_add_permission(request)
+        return type(form.__name__, (form,), {"can_add_place": can_add_place})
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
@@ -445,19 +497,37 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
 
         self.apply_to_selected(request, queryset, write, done)
 
-    @admin.action(description="Submit for review")
+    # The menu offers only the actions the user's role allows (Django asks has_<name>_permission);
+    # the services still refuse any other, whatever door it comes through.
+
+    def _may_take(self, request, action: str) -> bool:
+        return request.user.has_perm(WORKFLOW[action][2])
+
+    def has_submit_permission(self, request):
+        return self._may_take(request, "submit")
+
+    def has_publish_permission(self, request):
+        return self._may_take(request, "publish")
+
+    def has_return_to_draft_permission(self, request):
+        return self._may_take(request, "return_to_draft")
+
+    def has_verify_permission(self, request):
+        return request.user.has_perm("incidents.verify_incident")
+
+    @admin.action(description="Submit for review", permissions=["submit"])
     def submit_for_review(self, request, queryset):
         self._transition(request, queryset, "submit", "Submitted for review")
 
-    @admin.action(description="Publish")
+    @admin.action(description="Publish", permissions=["publish"])
     def publish(self, request, queryset):
         self._transition(request, queryset, "publish", "Published")
 
-    @admin.action(description="Return to draft")
+    @admin.action(description="Return to draft", permissions=["return_to_draft"])
     def return_to_draft(self, request, queryset):
         self._transition(request, queryset, "return_to_draft", "Returned to draft")
 
-    @admin.action(description="Mark verified")
+    @admin.action(description="Mark verified", permissions=["verify"])
     def mark_verified(self, request, queryset):
         def write(incident):
             incident_set_verification(incident=incident, verification="verified", user=request.user)

@@ -27,7 +27,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import can_see_unpublished
+from incidents.querysets import can_see_exact_locations, can_see_unpublished
 
 
 def _request_user(serializer):
@@ -134,6 +134,22 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "created_at",
             "updated_at",
         ]
+
+    def validate(self, attrs):
+        # A writer who sees a sensitive place's coarsened position and sends that very position back
+        # (a PUT of what they read) has not moved the place: keep the exact coordinates they were
+        # never shown, rather than overwrite them with the parent's.
+        place = self.instance
+        sent = (attrs.get("latitude"), attrs.get("longitude"))
+        if (
+            place is not None
+            and not can_see_exact_locations(_request_user(self))
+            and {"latitude", "longitude"} <= attrs.keys()
+            and None not in sent
+            and tuple(float(value) for value in sent) == shown_coordinates(place)
+        ):
+            del attrs["latitude"], attrs["longitude"]
+        return super().validate(attrs)
 
     def to_representation(self, place):
         representation = super().to_representation(place)
@@ -287,6 +303,14 @@ class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
 
     def to_representation(self, place):
         return self.location_serializer.to_representation(place)
+
+    def get_choices(self, cutoff=None):
+        # The browsable API's form offers places by id, what a write sends, and by name; their read
+        # representation needs the coordinates annotated for the reader, which choices lack.
+        queryset = self.get_queryset()
+        if cutoff is not None:
+            queryset = queryset[:cutoff]
+        return {place.pk: self.display_value(place) for place in queryset}
 
 
 class IncidentSerializer(serializers.ModelSerializer):

@@ -5,7 +5,6 @@ their query count does not depend on the page size. Hidden records are simply ab
 querysets, so they answer 404 like records that never existed.
 """
 
-from django.contrib.auth import get_user_model
 from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django_filters.utils import translate_validation
@@ -32,9 +31,10 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
+from incidents.api.throttling import ExportThrottle
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
-from incidents.history import history_visible_to
+from incidents.history import history_entries, history_visible_to
 from incidents.models import (
     Claim,
     Incident,
@@ -105,10 +105,12 @@ class ResponseViewSet(ResourceViewSet):
 
     def get_queryset(self):
         user = self.request.user
-        return OrganizationResponse.objects.annotate(
-            visible_source_id=_visible_source_id(user, "source_id")
-        ).prefetch_related(
-            Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+        return (
+            OrganizationResponse.objects.visible_to(user)
+            .annotate(visible_source_id=_visible_source_id(user, "source_id"))
+            .prefetch_related(
+                Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+            )
         )
 
 
@@ -135,13 +137,21 @@ class StatsSerializer(serializers.Serializer):
 
 
 class HistoryEventSerializer(serializers.Serializer):
-    at = serializers.DateTimeField(source="pgh_created_at")
-    user = serializers.CharField(allow_null=True, help_text="Username of who made the change, if known.")
-    action = serializers.CharField(source="pgh_label", help_text="insert, update or delete")
-    record = serializers.CharField(source="pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
-    record_id = serializers.CharField(source="pgh_obj_id", allow_null=True)
-    changes = serializers.JSONField(source="pgh_diff", allow_null=True, help_text="field: [before, after], for updates")
-    data = serializers.JSONField(source="pgh_data", help_text="The record as it was after the change.")
+    """One `incidents.history.HistoryEntry`: what the admin's History page shows, and the raw event."""
+
+    at = serializers.DateTimeField(source="when")
+    user = serializers.CharField(
+        source="user.get_username", allow_null=True, default=None, help_text="Who made the change, if known."
+    )
+    summary = serializers.CharField(help_text='What happened, as the admin says it: "Place: Yanji added".')
+    import_file = serializers.CharField(allow_null=True, help_text="The CSV file an import wrote it from, if any.")
+    action = serializers.CharField(source="event.pgh_label", help_text="insert, update or delete")
+    record = serializers.CharField(source="event.pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
+    record_id = serializers.CharField(source="event.pgh_obj_id", allow_null=True)
+    changes = serializers.JSONField(
+        source="event.pgh_diff", allow_null=True, help_text="field: [before, after], for updates"
+    )
+    data = serializers.JSONField(source="event.pgh_data", help_text="The record as it was after the change.")
 
 
 # `?format=geojson` is DRF's format override; documented as a parameter of the list.
@@ -187,6 +197,10 @@ class IncidentViewSet(ResourceViewSet):
 
     def wants_csv(self) -> bool:
         return self.action == "list" and self.request.query_params.get("format") == "csv"
+
+    def get_throttles(self):
+        # `?format=csv` is an export, counted in the exports' own scope like /api/v1/incidents.csv.
+        return [*super().get_throttles(), ExportThrottle()] if self.wants_csv() else super().get_throttles()
 
     def perform_content_negotiation(self, request, force=False):
         # The CSV body is a COPY stream (incidents.exports) that no renderer produces; its errors
@@ -326,12 +340,11 @@ class IncidentViewSet(ResourceViewSet):
     )
     @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=HistoryPagination)
     def history(self, request, public_id=None):
-        events = self.paginate_queryset(history_visible_to(self.get_object(), request.user))
-        user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
-        usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
-        for event in events:
-            event.user = usernames.get((event.pgh_context or {}).get("user"))
-        return self.get_paginated_response(HistoryEventSerializer(events, many=True).data)
+        incident = self.get_object()
+        # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
+        events = self.paginate_queryset(history_visible_to(incident, request.user))
+        entries = history_entries(events, request.user, incident)
+        return self.get_paginated_response(HistoryEventSerializer(entries, many=True).data)
 
 
 @extend_schema_view(
