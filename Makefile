@@ -13,7 +13,7 @@ INCIDENTS ?= 1000000
 # start (or reuse) the embedded server and point at it.
 WITH_DB = export DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m tracker.embedded_db)}" && export DJANGO_DEBUG="$${DJANGO_DEBUG:-1}"
 
-.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean
+.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean messages
 
 help:
 	@echo "make run        set up, migrate, load sample data, serve at http://$(HOST):$(PORT)"
@@ -36,6 +36,10 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  echo "Installing Debian's chromium for the browser tests…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@# A Korean font, so that the public pages' Korean screenshots can be read (tests/test_browser_public.py).
+	@fc-list 2>/dev/null | grep -qi nanum || { \
+	  echo "Installing Debian's fonts-nanum for the Korean pages' screenshots…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null; }
 
 # Migrate, load the sample data (idempotent) and make sure an admin account exists.
 SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
@@ -46,9 +50,10 @@ run: install
 	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/). Ctrl-C stops." && \
 	  $(PY) manage.py runserver $(HOST):$(PORT)
 
-# What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, one real request.
+# What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, real requests
+# (the admin's login page and the public browse page).
 smoke: install
-	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request
+	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
 test: install browser
 	@$(WITH_DB) && $(PY) -m pytest
@@ -62,6 +67,13 @@ demo-data: install
 
 bench: install
 	@$(WITH_DB) && for script in bench/bench_*.py; do $(PY) "$$script" || exit 1; done
+
+# Refresh the public pages' translation catalogs (locale/*/LC_MESSAGES/django.po) from the code and
+# templates, and compile them. The compiled .mo files are committed, so that `make run` needs no
+# GNU gettext; this target does (Debian's `gettext`).
+messages: install
+	@$(WITH_DB) && $(PY) manage.py makemessages --all --no-location -i ".venv/*" -i "staticfiles/*" -i "templates/admin/*" \
+	  && $(PY) manage.py compilemessages --ignore ".venv/*"
 
 stop-db:
 	@[ ! -x $(PY) ] || $(PY) -m tracker.embedded_db stop

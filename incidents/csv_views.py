@@ -22,14 +22,18 @@ from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import Incident
 
 
-def incidents_csv_response(queryset: QuerySet, user, *, bom: bool = False) -> StreamingHttpResponse:
+def incidents_csv_response(
+    queryset: QuerySet, user, *, bom: bool = False, page_url_prefix: str | None = None
+) -> StreamingHttpResponse:
     """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(user)`.
 
     The rows are read while the response is sent, not here: the first bytes leave before the
-    database has produced the last row. Shared by this view, the admin and the API's `?format=csv`."""
+    database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and
+    the public pages' downloads (which add each row's `page_url_prefix`, see
+    `incidents.exports.copy_statement`)."""
     filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
     return StreamingHttpResponse(
-        stream_incidents_csv(queryset, user, bom=bom),
+        stream_incidents_csv(queryset, user, bom=bom, page_url_prefix=page_url_prefix),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )

@@ -123,11 +123,14 @@ def _export_rows(queryset: QuerySet, user) -> QuerySet:
     return queryset.with_claim_range(user).values(**{f"csv_{name}": expressions[name] for name in COLUMNS})
 
 
-def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) -> str:
+def copy_statement(
+    queryset: QuerySet, user, pg_connection: psycopg.Connection, *, page_url_prefix: str | None = None
+) -> str:
     """The COPY statement for the queryset (also what bench/ runs bare), with its parameters bound
     client-side (COPY accepts no server-side parameters). The outer SELECT names the columns and
     neutralises formulas; the inner query's ORDER BY holds, because PostgreSQL never flattens a
-    subquery that sorts."""
+    subquery that sorts. With `page_url_prefix` (the public pages' downloads), a last column
+    `page_url` holds each incident's page: the prefix, its public id and a slash."""
     try:
         inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
     except EmptyResultSet:
@@ -141,19 +144,29 @@ def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) 
         if name in FREE_TEXT_COLUMNS:
             cell = _neutralised(cell)
         cells.append(f'{cell} AS "{name}"')
+    if page_url_prefix is not None:
+        # Its placeholder precedes the inner query's in the statement, so its value comes first.
+        cells.append('%s || export_rows."csv_public_id" || \'/\' AS "page_url"')
+        params = (page_url_prefix, *params)
     select = f"SELECT {', '.join(cells)} FROM ({inner_sql}) AS export_rows"
     statement = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
     return psycopg.ClientCursor(pg_connection).mogrify(statement, params)
 
 
 def stream_incidents_csv(
-    queryset: QuerySet, user, *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+    queryset: QuerySet,
+    user,
+    *,
+    bom: bool = False,
+    on_rows: Callable[[int], None] | None = None,
+    page_url_prefix: str | None = None,
 ) -> Iterator[bytes]:
     """Yield the CSV of `queryset` (already limited to what `user` may see) in chunks of whole rows.
 
     Runs one COPY statement in its own transaction when iterated, not when called, so an HTTP
     response can stream it after the view has returned. `on_rows(n)` is told how many data rows
-    each chunk holds, for progress bars. Memory stays at one chunk whatever the row count."""
+    each chunk holds, for progress bars; `page_url_prefix` adds the `page_url` column (see
+    `copy_statement`). Memory stays at one chunk whatever the row count."""
     if bom:
         yield codecs.BOM_UTF8
     with transaction.atomic(), connection.cursor() as cursor:
@@ -161,7 +174,9 @@ def stream_incidents_csv(
         cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
         pg_cursor = cursor.cursor
         buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
-        with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
+        with pg_cursor.copy(
+            copy_statement(queryset, user, pg_cursor.connection, page_url_prefix=page_url_prefix)
+        ) as copy:
             for row in copy:
                 buffer += row
                 rows_in_buffer += 1

@@ -16,6 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
+from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
 from incidents.querysets import (
@@ -43,19 +44,19 @@ class DatePrecision(models.TextChoices):
 
 
 class CountQualifier(models.TextChoices):
-    EXACT = "exact", "Exact"
-    ABOUT = "about", "About"
-    AT_LEAST = "at_least", "At least"
-    AT_MOST = "at_most", "At most"
-    UNKNOWN = "unknown", "Unknown"
+    EXACT = "exact", _("Exact")
+    ABOUT = "about", _("About")
+    AT_LEAST = "at_least", _("At least")
+    AT_MOST = "at_most", _("At most")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 class Verification(models.TextChoices):
-    ALLEGED = "alleged", "Alleged"
-    CORROBORATED = "corroborated", "Corroborated"
-    VERIFIED = "verified", "Verified"
-    DISPUTED = "disputed", "Disputed"
-    RETRACTED = "retracted", "Retracted"
+    ALLEGED = "alleged", _("Alleged")
+    CORROBORATED = "corroborated", _("Corroborated")
+    VERIFIED = "verified", _("Verified")
+    DISPUTED = "disputed", _("Disputed")
+    RETRACTED = "retracted", _("Retracted")
 
 
 class ReviewState(models.TextChoices):
@@ -564,10 +565,10 @@ class Incident(TimestampedModel):
 
 
 class InvolvementRole(models.TextChoices):
-    PERPETRATOR = "perpetrator", "Perpetrator"
-    RECEIVING_STATE = "receiving_state", "Receiving state"
-    FACILITATOR = "facilitator", "Facilitator"
-    OTHER = "other", "Other"
+    PERPETRATOR = "perpetrator", _("Perpetrator")
+    RECEIVING_STATE = "receiving_state", _("Receiving state")
+    FACILITATOR = "facilitator", _("Facilitator")
+    OTHER = "other", _("Other")
 
 
 @pghistory.track()
@@ -590,17 +591,17 @@ class Involvement(models.Model):
 
 
 class Sex(models.TextChoices):
-    FEMALE = "female", "Female"
-    MALE = "male", "Male"
-    MIXED = "mixed", "Mixed"
-    UNKNOWN = "unknown", "Unknown"
+    FEMALE = "female", _("Female")
+    MALE = "male", _("Male")
+    MIXED = "mixed", _("Mixed")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 class AgeGroup(models.TextChoices):
-    CHILD = "child", "Children"
-    ADULT = "adult", "Adults"
-    MIXED = "mixed", "Mixed"
-    UNKNOWN = "unknown", "Unknown"
+    CHILD = "child", _("Children")
+    ADULT = "adult", _("Adults")
+    MIXED = "mixed", _("Mixed")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 @pghistory.track()
@@ -627,12 +628,12 @@ class VictimGroup(models.Model):
 
 
 class SourceConnection(models.TextChoices):
-    VICTIM = "victim", "Victim"
-    WITNESS = "witness", "Witness"
-    INFORMANT = "informant", "Informant"
-    THIRD_PARTY = "third_party", "Third party"
-    OFFICIAL = "official", "Official"
-    UNKNOWN = "unknown", "Unknown"
+    VICTIM = "victim", _("Victim")
+    WITNESS = "witness", _("Witness")
+    INFORMANT = "informant", _("Informant")
+    THIRD_PARTY = "third_party", _("Third party")
+    OFFICIAL = "official", _("Official")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 @pghistory.track()
@@ -775,13 +776,13 @@ class IncidentSearchDocument(models.Model):
 
 
 class ResponseKind(models.TextChoices):
-    STATEMENT = "statement", "Statement"
-    FORMAL_PROTEST = "formal_protest", "Formal protest"
-    DIPLOMATIC_PROTEST = "diplomatic_protest", "Diplomatic protest"
-    CALL_TO_ACTION = "call_to_action", "Call to action"
-    RESOLUTION = "resolution", "Resolution"
-    REPORT = "report", "Report"
-    LEGAL_ACTION = "legal_action", "Legal action"
+    STATEMENT = "statement", _("Statement")
+    FORMAL_PROTEST = "formal_protest", _("Formal protest")
+    DIPLOMATIC_PROTEST = "diplomatic_protest", _("Diplomatic protest")
+    CALL_TO_ACTION = "call_to_action", _("Call to action")
+    RESOLUTION = "resolution", _("Resolution")
+    REPORT = "report", _("Report")
+    LEGAL_ACTION = "legal_action", _("Legal action")
 
 
 @pghistory.track()

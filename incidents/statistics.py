@@ -15,7 +15,7 @@ Two ways to the same answer:
   self-join hashed every matching id and spilled to disk.
 
 Either way:
-- year, month, type: each incident is in exactly one group, so the total is the groups' sum.
+- year, month, type, verification: each incident is in exactly one group, so the total is the groups' sum.
 - perpetrator: an organization is a perpetrator of an incident at most once (the involvement's
   unique constraint covers incident, organization and role), so a LEFT JOIN on the perpetrator
   involvements yields distinct (incident, group) rows without DISTINCT.
@@ -43,10 +43,11 @@ from incidents.models import (
     InvolvementRole,
     Place,
     RollupDimension,
+    Verification,
 )
 
-GROUPINGS = ("year", "month", "country", "type", "perpetrator")
-_ONE_GROUP_EACH = ("year", "month", "type")
+GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
+_ONE_GROUP_EACH = ("year", "month", "type", "verification")
 
 # An incident's low and high figures: a missing bound falls back to the best estimate.
 _LOW = Coalesce("people_count_min", "people_count")
@@ -204,6 +205,8 @@ def _rollup_sums(cells, group_by: str, country: str) -> tuple[list[dict], dict]:
         )
     elif group_by == "type":
         grouped = each_once.values(group=F("incident_type__slug"), label=F("incident_type__name"))
+    elif group_by == "verification":
+        grouped = each_once.values(group=F("verification"))
     else:
         grouped = each_once.values(group=ExtractYear("start_month") if group_by == "year" else F("start_month"))
     groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
@@ -229,6 +232,8 @@ def _grouped(incidents, group_by: str):
         return incidents.values(group=TruncMonth("date_start"))
     if group_by == "type":
         return incidents.values(group=F("incident_type__slug"), label=F("incident_type__name"))
+    if group_by == "verification":
+        return incidents.values(group=F("verification"))
     # LEFT JOIN: incidents without a perpetrator form a group of their own (null).
     perpetrations = incidents.annotate(
         perpetration=FilteredRelation("involvements", condition=Q(involvements__role=InvolvementRole.PERPETRATOR))
@@ -287,4 +292,6 @@ def _label(group_by: str, row: dict) -> str:
         return "Not recorded"
     if group_by == "country":
         return countries.name(group) or group
+    if group_by == "verification":
+        return str(Verification(group).label)
     return row.get("label") or _group_name(group_by, group)

@@ -59,6 +59,18 @@ def test_year_and_month_groups_with_ranges(places):
     assert by_group(stats("group_by=month")) == {"2021-07": (1, 50), "2023-08": (1, 80), "2023-09": (1, 40)}
 
 
+def test_verification_groups_agree_from_kept_totals_and_from_incidents(places):
+    make_incident(people_count=500, verification="corroborated", places=[places["dandong"]])
+    make_incident(people_count=80, verification="alleged", places=[places["dandong"]])
+    make_incident(people_count=40, verification="alleged")
+    from_totals = stats("group_by=verification")
+    assert by_group(from_totals) == {"alleged": (2, 120), "corroborated": (1, 500)}
+    assert [row["label"] for row in from_totals["results"]] == ["Alleged", "Corroborated"]
+    assert from_totals["total"]["incidents"] == 3
+    # A search is answered from the incidents themselves.
+    assert by_group(stats("group_by=verification&min_people=50")) == {"alleged": (1, 80), "corroborated": (1, 500)}
+
+
 def test_type_and_perpetrator_groups_count_each_incident_once_per_group():
     china, police = make_organization(name="China"), make_organization(name="Border police")
     both = make_incident(people_count=100)

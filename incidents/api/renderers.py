@@ -30,6 +30,20 @@ FEATURE_PROPERTIES = (
 )
 
 
+def incident_feature(incident: dict) -> dict:
+    """A GeoJSON Feature of an incident as the API represents it (`projections`); the public
+    pages' map and GeoJSON download use it too."""
+    return {
+        "type": "Feature",
+        "id": incident["public_id"],
+        "geometry": _geometry(incident["places"]),
+        "properties": {
+            **{name: incident[name] for name in FEATURE_PROPERTIES},
+            "places": [place["name"] for place in incident["places"]],
+        },
+    }
+
+
 class JSONRenderer(ORJSONRenderer):
     """JSON through orjson, which writes the incident list's rows, JSON texts built by PostgreSQL
     (`orjson.Fragment`, see `projections`), into the response as they are: decoding them only to
@@ -57,18 +71,7 @@ class GeoJSONRenderer(JSONRenderer):
         if isinstance(data, dict) and "results" in data:
             data = {
                 "type": "FeatureCollection",
-                "features": [
-                    {
-                        "type": "Feature",
-                        "id": incident["public_id"],
-                        "geometry": _geometry(incident["places"]),
-                        "properties": {
-                            **{name: incident[name] for name in FEATURE_PROPERTIES},
-                            "places": [place["name"] for place in incident["places"]],
-                        },
-                    }
-                    for incident in data["results"]
-                ],
+                "features": [incident_feature(incident) for incident in data["results"]],
                 "next": data["next"],
                 "previous": data["previous"],
             }

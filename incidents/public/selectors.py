@@ -1,0 +1,269 @@
+"""The reads behind the public pages: browse, one incident, statistics, downloads.
+
+Each takes the reading `user` and plain filter values (the query string as a mapping of lists),
+never a request, and starts from `visible_to(user)`: the pages add no visibility rule of their own.
+Filters go through the one `IncidentFilterSet`, counts through `incidents.statistics`.
+"""
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from types import SimpleNamespace
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
+from django.utils.datastructures import MultiValueDict
+
+from incidents.api.projections import representations, with_representations
+from incidents.api.renderers import incident_feature
+from incidents.filters import IncidentFilterSet
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentType,
+    Involvement,
+    Place,
+    Response,
+    Source,
+    VictimGroup,
+)
+from incidents.statistics import incident_statistics
+
+BROWSE_PAGE_SIZE = 25
+# The facets beside the browse list, each a grouping of `incident_statistics`, so they are read
+# from the kept totals whenever the filters allow (a few thousand rows, not a million incidents).
+FACETS = ("type", "country", "perpetrator", "verification", "year")
+# The query string parameters that are filters, in the order the filter form shows them.
+FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
+# A cursor is the last row's position in the newest-first order: its start date and id.
+_CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{1,18})$")  # an id fits a bigint
+
+
+@dataclass
+class BrowsePage:
+    incidents: list[Incident]
+    next_cursor: str | None
+    total: int
+    facets: dict[str, dict] = field(default_factory=dict)
+
+
+def filtered_incidents(*, user, filters: MultiValueDict) -> tuple[IncidentFilterSet, QuerySet]:
+    """The incidents `user` may see that `filters` (query string values) select, and the bound
+    filter set. Raises ValidationError naming each bad parameter.
+
+    Runs a query only for filters that name a record (type, place, source, organization)."""
+    filter_values = MultiValueDict({name: filters.getlist(name) for name in FILTER_NAMES if filters.get(name)})
+    # The filter set reads the user from its request (the API passes DRF's); a reader's identity
+    # is all it needs from one.
+    filterset = IncidentFilterSet(
+        filter_values, queryset=Incident.objects.visible_to(user), request=SimpleNamespace(user=user)
+    )
+    if not filterset.is_valid():
+        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
+    return filterset, filterset.qs
+
+
+def _after_cursor(incidents: QuerySet, cursor: str) -> QuerySet:
+    match = _CURSOR.match(cursor)
+    try:
+        start, pk = date.fromisoformat(match[1]), int(match[2])
+    except (TypeError, ValueError):
+        raise ValidationError({"cursor": ["Use the “Next page” link as it is."]}) from None
+    return incidents.filter(Q(date_start__lt=start) | Q(date_start=start, pk__lt=pk))
+
+
+def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_size: int = BROWSE_PAGE_SIZE):
+    """One page of the incidents `user` may see that `filters` select, newest first, after
+    `cursor`, with the facets' counts over all of them. Raises ValidationError naming a bad
+    parameter.
+
+    A fixed number of queries whatever the page size: one for the page (type joined, claim range
+    subqueried), one prefetch of places, and each facet's statistic (one or two each)."""
+    filterset, incidents = filtered_incidents(user=user, filters=filters)
+    page_rows = incidents.order_by("-date_start", "-id")
+    if cursor:
+        page_rows = _after_cursor(page_rows, cursor)
+    page_rows = (
+        page_rows.with_claim_range(user)
+        .select_related("incident_type")
+        .prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name", "id")))
+    )
+    rows = list(page_rows[: page_size + 1])
+    next_cursor = None
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        next_cursor = f"{rows[-1].date_start.isoformat()}_{rows[-1].pk}"
+    facets = _facet_counts(filterset)
+    return BrowsePage(
+        incidents=rows, next_cursor=next_cursor, total=facets["year"]["total"]["incidents"], facets=facets
+    )
+
+
+def _facet_counts(filterset: IncidentFilterSet) -> dict[str, dict]:
+    """Each facet's statistic; types as a tree, since the type filter takes in sub-types."""
+    facets = {name: incident_statistics(filterset, name) for name in FACETS}
+    facets["type"] = {**facets["type"], "results": _types_with_subtypes(facets["type"]["results"])}
+    return facets
+
+
+_FIGURES = ("incidents", "people_count", "people_count_min", "people_count_max")
+
+
+def _types_with_subtypes(rows: list[dict]) -> list[dict]:
+    """The type statistic's rows in tree order, each with its `depth` and figures that include its
+    sub-types' (what choosing it selects). An incident has one type, so no sum counts one twice.
+    Types without incidents are left out. One query (the types, a short vocabulary)."""
+    own = {row["group"]: row for row in rows}
+    children = defaultdict(list)
+    for incident_type in IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"):
+        children[incident_type["parent__slug"]].append(incident_type)
+    tree = []
+
+    def add(parent_slug, depth) -> list[dict]:
+        added = []
+        for incident_type in children[parent_slug]:
+            row = {"group": incident_type["slug"], "label": incident_type["name"], "depth": depth}
+            tree.append(row)
+            below = add(incident_type["slug"], depth + 1)
+            for figure in _FIGURES:
+                values = [r[figure] for r in [own.get(row["group"], {}), *below] if r.get(figure) is not None]
+                row[figure] = sum(values) if values else None
+            added.append(row)
+        return added
+
+    add(None, 0)
+    return [row for row in tree if row["incidents"]]
+
+
+def facets_for(*, user, filters: MultiValueDict) -> dict[str, dict]:
+    """The facets' counts (see FACETS) over what `filters` select among what `user` may see, for a
+    page that shows them without the list (the map). Raises ValidationError naming a bad parameter."""
+    filterset, _ = filtered_incidents(user=user, filters=filters)
+    return _facet_counts(filterset)
+
+
+def statistics_for(*, user, filters: MultiValueDict, group_by: str) -> dict:
+    """`incident_statistics` of what `filters` select among what `user` may see (one or two
+    queries). Raises ValidationError naming a bad parameter."""
+    filterset, _ = filtered_incidents(user=user, filters=filters)
+    return incident_statistics(filterset, group_by)
+
+
+@dataclass
+class ChainLink:
+    """One step of a citation chain: a source the reader may see, or `source=None` for one they may not."""
+
+    source: Source | None
+
+
+@dataclass
+class IncidentPage:
+    incident: Incident
+    # Each claim the reader may see, with the chain of sources its source cites.
+    claims: list[tuple[Claim, list[ChainLink]]]
+    responses: list[Response]
+
+    @property
+    def has_coordinates(self) -> bool:
+        """Whether any of its places has coordinates the reader may see (then the page has a map)."""
+        return any(place.shown_latitude is not None for place in self.incident.places.all())
+
+
+def _sources_cited_from(source_ids: set[int]) -> QuerySet:
+    """Every source that the given sources cite, directly or through others.
+
+    A recursive query, which the ORM cannot write; UNION (not UNION ALL) stops at a cycle."""
+    table = connection.ops.quote_name(Source._meta.db_table)
+    chain = RawSQL(
+        f"WITH RECURSIVE chain(id, cites_id) AS (SELECT id, cites_id FROM {table} WHERE id = ANY(%s)"
+        f" UNION SELECT cited.id, cited.cites_id FROM {table} cited JOIN chain ON cited.id = chain.cites_id)"
+        " SELECT id FROM chain",
+        [sorted(source_ids)],
+    )
+    return Source.objects.filter(pk__in=chain)
+
+
+def incident_page(*, user, public_id: str) -> IncidentPage:
+    """The incident `public_id` as `user` may see it, or Incident.DoesNotExist whether it is missing
+    or hidden. Seven queries: the incident (type joined, claim range subqueried), one prefetch
+    each for places (at the coordinates `user` may see), visible claims (with their sources),
+    involvements, victim groups and responses, and the sources the claims' sources cite."""
+    incident = (
+        Incident.objects.visible_to(user)
+        .with_claim_range(user)
+        .select_related("incident_type")
+        .prefetch_related(
+            Prefetch("places", queryset=Place.objects.with_coordinates_for(user).order_by("name", "id")),
+            Prefetch(
+                "claims",
+                queryset=Claim.objects.visible_to(user)
+                .select_related("source__publisher")
+                .order_by("source__published_on", "id"),
+            ),
+            Prefetch(
+                "involvements", queryset=Involvement.objects.select_related("organization").order_by("role", "id")
+            ),
+            Prefetch("victim_groups", queryset=VictimGroup.objects.order_by("id")),
+            Prefetch(
+                "responses",
+                queryset=Response.objects.select_related("organization")
+                .annotate(
+                    # The title only of a source the reader may see: a response never reveals a hidden one.
+                    shown_source_title=Subquery(
+                        Source.objects.visible_to(user).filter(pk=OuterRef("source_id")).values("title")[:1]
+                    )
+                )
+                .order_by("date", "id"),
+            ),
+        )
+        .get(public_id=public_id)
+    )
+    claims = list(incident.claims.all())
+    cited = {
+        source.pk: source
+        for source in _sources_cited_from({claim.source_id for claim in claims})
+        .visible_to(user)
+        .select_related("publisher")
+    }
+    return IncidentPage(
+        incident=incident,
+        claims=[(claim, _chain(claim.source, cited)) for claim in claims],
+        responses=list(incident.responses.all()),
+    )
+
+
+def _chain(source: Source, visible: dict[int, Source]) -> list[ChainLink]:
+    """What `source` cites, and what that cites, as far as the reader may see: a hidden source
+    ends the chain, so nothing it cites (which would tell something about it) is shown."""
+    links, seen, cites_id = [], {source.pk}, source.cites_id
+    while cites_id is not None and cites_id not in seen:
+        seen.add(cites_id)
+        cited = visible.get(cites_id)
+        links.append(ChainLink(source=cited))
+        if cited is None:
+            break
+        cites_id = cited.cites_id
+    return links
+
+
+# The most incidents a GeoJSON download or the map carries: each is a whole feature in one JSON
+# document the browser parses at once. The CSV download streams every matching row instead.
+FEATURE_LIMIT = 5000
+
+
+def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> dict:
+    """The newest FEATURE_LIMIT incidents `user` may see that `filters` select, as a GeoJSON
+    FeatureCollection built by the API's own code (its representation and `incident_feature`),
+    sensitive places at the coordinates `user` may see, each with its page's `url`. One query
+    (beside the filters' own). `truncated` tells whether more incidents matched."""
+    _, incidents = filtered_incidents(user=user, filters=filters)
+    rows = list(with_representations(incidents.order_by("-date_start", "-id"), user, "date_start")[: FEATURE_LIMIT + 1])
+    features = []
+    for incident in representations(rows[:FEATURE_LIMIT], decoded=True):
+        feature = incident_feature(incident)
+        feature["properties"]["url"] = f"{page_url_prefix}{incident['public_id']}/"
+        features.append(feature)
+    return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > FEATURE_LIMIT}

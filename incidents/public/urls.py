@@ -1,0 +1,20 @@
+"""The public pages, under each language's prefix (none for English): `/`, `/ko/`, …"""
+
+from django.urls import path
+
+from incidents.public import views
+
+app_name = "public"
+
+urlpatterns = [
+    path("", views.browse, name="browse"),
+    path("incidents/<str:public_id>/", views.incident, name="incident"),
+    path("incidents/<str:public_id>.csv", views.incident_csv, name="incident-csv"),
+    path("incidents.csv", views.incidents_csv, name="incidents-csv"),
+    path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
+    path("map/", views.incident_map, name="map"),
+    path("statistics/", views.statistics, name="statistics"),
+    # The only pages other sites may frame (see views.embeddable).
+    path("embed/statistics/", views.embed_statistics, name="embed-statistics"),
+    path("embed/map/", views.embed_map, name="embed-map"),
+]

@@ -1,0 +1,235 @@
+"""The public pages: thin views over `incidents.public.selectors`, rendered from templates/public/.
+
+Every page works without JavaScript; every filter state is the query string, so any page is a
+permalink. A bad filter answers 400 with a page naming the parameter, never a 500.
+"""
+
+from datetime import UTC, datetime
+from functools import wraps
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.csp import CSP, build_policy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_safe
+
+from incidents.csv_views import incidents_csv_response
+from incidents.models import Incident
+from incidents.public import selectors
+from incidents.statistics import GROUPINGS
+
+# Which query string parameter a facet's value sets, and how a statistic's group becomes its value.
+_FACET_PARAMETERS = {
+    "type": lambda group: {"type": group},
+    "country": lambda group: {"country": group},
+    "perpetrator": lambda group: {"organization": group},
+    "verification": lambda group: {"verification": group},
+    "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
+}
+# What the facets and the statistics' groupings are called on the page.
+_GROUPING_LABELS = {
+    "year": gettext_lazy("Year"),
+    "month": gettext_lazy("Month"),
+    "country": gettext_lazy("Country"),
+    "type": gettext_lazy("Type"),
+    "perpetrator": gettext_lazy("Perpetrator"),
+    "verification": gettext_lazy("Verification"),
+}
+
+
+def _facets(statistics: dict[str, dict], query) -> list[dict]:
+    """Each facet's values with their counts and the links that select or clear them."""
+    facets = []
+    for name, statistic in statistics.items():
+        parameters = _FACET_PARAMETERS[name]
+        values = []
+        for row in statistic["results"]:
+            if row["group"] is None:
+                continue
+            chosen = parameters(row["group"])
+            values.append(
+                {
+                    "label": row["label"],
+                    "depth": row.get("depth", 0),
+                    "incidents": row["incidents"],
+                    "select": {**chosen, "cursor": None},
+                    "selected": all(query.get(key) == value for key, value in chosen.items()),
+                }
+            )
+        clear = dict.fromkeys(parameters("0"), None) | {"cursor": None}
+        facets.append(
+            {
+                "name": name,
+                "title": _GROUPING_LABELS[name],
+                "values": values,
+                "clear": clear,
+                "active": any(query.get(key) for key in clear if key != "cursor"),
+            }
+        )
+    return facets
+
+
+def _bad_filters(request, error: ValidationError):
+    return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
+
+
+def embeddable(view):
+    """Let any site show the view's page in a frame: only the embed routes are, every other page
+    keeps X-Frame-Options DENY. The site's Content-Security-Policy (SECURE_CSP, or `default-src
+    'self'` while none is set) with `frame-ancestors *` added; set here, the CSP middleware keeps it."""
+
+    @wraps(view)
+    @xframe_options_exempt
+    def framed(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        policy = {"default-src": [CSP.SELF], **settings.SECURE_CSP, "frame-ancestors": ["*"]}
+        response.headers[CSP.HEADER_ENFORCE] = build_policy(policy)
+        return response
+
+    return framed
+
+
+def _embed_url(request, route: str) -> str:
+    """The absolute address of `route` with this page's filters: the embed snippet's `src`."""
+    return request.build_absolute_uri(reverse(route) + (f"?{request.GET.urlencode()}" if request.GET else ""))
+
+
+def _filter_form(request) -> dict:
+    """What the filter form (templates/public/_filters.html) shows of the current filters."""
+    return {
+        "filters": {name: request.GET.get(name, "") for name in selectors.FILTER_NAMES},
+        "verifications": request.GET.getlist("verification"),
+    }
+
+
+@require_safe
+def browse(request):
+    try:
+        page = selectors.browse_incidents(
+            user=request.user,
+            filters=request.GET,
+            cursor=request.GET.get("cursor", ""),
+            page_size=selectors.BROWSE_PAGE_SIZE,
+        )
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    context = {**_filter_form(request), "page": page, "facets": _facets(page.facets, request.GET)}
+    return render(request, "public/browse.html", context)
+
+
+@require_safe
+def incident_map(request):
+    """The incidents of the current filters on a map drawn in the browser (static/public/map.js)
+    from the GeoJSON download and the country outlines shipped under static/vendor/."""
+    try:
+        facets = selectors.facets_for(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return render(
+        request,
+        "public/map.html",
+        {
+            **_filter_form(request),
+            "facets": _facets(facets, request.GET),
+            "matching": facets["year"]["total"]["incidents"],
+            "feature_limit": selectors.FEATURE_LIMIT,
+            "embed_url": _embed_url(request, "public:embed-map"),
+        },
+    )
+
+
+@require_safe
+@embeddable
+def embed_map(request):
+    try:
+        selectors.filtered_incidents(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return render(request, "public/embed_map.html", {"full_page_url": _embed_url(request, "public:map")})
+
+
+@require_safe
+def incident(request, public_id: str):
+    try:
+        page = selectors.incident_page(user=request.user, public_id=public_id)
+    except Incident.DoesNotExist:
+        raise Http404(_("No such incident.")) from None
+    return render(
+        request,
+        "public/incident.html",
+        {"page": page, "incident": page.incident, "retrieved": datetime.now(UTC).date()},
+    )
+
+
+@require_safe
+def incident_csv(request, public_id: str):
+    """The incident's CSV row, exactly as the API's export writes it."""
+    incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
+    if not incidents.exists():
+        raise Http404(_("No such incident."))
+    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+
+
+def _page_url_prefix(request) -> str:
+    """The absolute address of incident pages, in the reader's language, up to the public id."""
+    return request.build_absolute_uri(reverse("public:incident", args=["INC-0"])).removesuffix("INC-0/")
+
+
+@require_safe
+def incidents_csv(request):
+    """What the browse page shows for these filters, every row, as the API's CSV with a `page_url`."""
+    try:
+        _, incidents = selectors.filtered_incidents(user=request.user, filters=request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+
+
+@require_safe
+def incidents_geojson(request):
+    try:
+        collection = selectors.incident_features(
+            user=request.user, filters=request.GET, page_url_prefix=_page_url_prefix(request)
+        )
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    return JsonResponse(collection, content_type="application/geo+json")
+
+
+def _statistics_context(request) -> dict:
+    """The statistics table's context, or raises ValidationError naming a bad parameter."""
+    group_by = request.GET.get("group_by", "year")
+    if group_by not in GROUPINGS:
+        raise ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]})
+    return {
+        "table": selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by),
+        "group_by": group_by,
+        "group_label": _GROUPING_LABELS[group_by],
+        "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
+    }
+
+
+@require_safe
+def statistics(request):
+    try:
+        context = _statistics_context(request)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    context.update(browse_url=reverse("public:browse"), embed_url=_embed_url(request, "public:embed-statistics"))
+    return render(request, "public/statistics.html", context)
+
+
+@require_safe
+@embeddable
+def embed_statistics(request):
+    try:
+        context = _statistics_context(request)
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    context["full_page_url"] = _embed_url(request, "public:statistics")
+    return render(request, "public/embed_statistics.html", context)

@@ -1,0 +1,84 @@
+"""How the public pages word dates, counts and links, in the reader's language.
+
+The stored `date_label` is English ("July 2021"); these labels are built from the dates and the
+precision with the active language's formats ("2021년 7월"), so Korean readers see their own.
+"""
+
+from django import template
+from django.urls import translate_url
+from django.utils import formats
+from django.utils.translation import gettext as _
+
+from incidents.models import CountQualifier, DatePrecision
+
+register = template.Library()
+
+
+def _number(value) -> str:
+    return formats.number_format(value, force_grouping=True)
+
+
+@register.filter
+def dates(record) -> str:
+    """The incident's (or claim's) date range at its precision, in the active language."""
+    start, end = record.date_start, record.date_end
+    if start is None:
+        return ""
+    precision = getattr(record, "date_precision", DatePrecision.DAY if start == end else DatePrecision.RANGE)
+    if precision == DatePrecision.MONTH:
+        return formats.date_format(start, "YEAR_MONTH_FORMAT")
+    if precision == DatePrecision.YEAR:
+        return formats.date_format(start, "Y")
+    if precision == DatePrecision.UNKNOWN:
+        return _("Date unknown")
+    if start == end or end is None:
+        return formats.date_format(start, "DATE_FORMAT")
+    label = _("%(start)s – %(end)s") % {
+        "start": formats.date_format(start, "DATE_FORMAT"),
+        "end": formats.date_format(end, "DATE_FORMAT"),
+    }
+    return _("week of %(dates)s") % {"dates": label} if precision == DatePrecision.WEEK else label
+
+
+@register.filter
+def people(record) -> str:
+    """The count with its qualifier and own range: "about 500 (300-600)" (with an en dash); "" when unknown."""
+    if record.people_count is None and record.people_count_min is None and record.people_count_max is None:
+        return ""
+    low, high = record.people_count_min, record.people_count_max
+    if record.people_count is None:
+        return figure_range(low, high)
+    words = {
+        CountQualifier.ABOUT: _("about %(count)s"),
+        CountQualifier.AT_LEAST: _("at least %(count)s"),
+        CountQualifier.AT_MOST: _("at most %(count)s"),
+    }
+    label = words.get(record.count_qualifier, "%(count)s") % {"count": _number(record.people_count)}
+    if (low is not None or high is not None) and (low, high) != (record.people_count, record.people_count):
+        label = _("%(count)s (%(range)s)") % {"count": label, "range": figure_range(low, high)}
+    return label
+
+
+@register.filter
+@register.simple_tag
+def figure_range(low, high) -> str:
+    """ "300-500" (with an en dash), "from 300", "up to 500", or "" when neither bound is known (a tag, and a filter
+    taking the high figure as its argument)."""
+    if low is not None and high is not None:
+        return _number(low) if low == high else f"{_number(low)}–{_number(high)}"
+    if low is not None:
+        return _("from %(low)s") % {"low": _number(low)}
+    if high is not None:
+        return _("up to %(high)s") % {"high": _number(high)}
+    return ""
+
+
+@register.filter
+def number(value) -> str:
+    return "" if value is None else _number(value)
+
+
+@register.simple_tag(takes_context=True)
+def in_language(context, language: str) -> str:
+    """This page, query string and all, in `language`: the language switch's link."""
+    return translate_url(context["request"].get_full_path(), language)

@@ -1,0 +1,151 @@
+"""The public pages in a real browser (Debian's headless Chromium through Playwright), in English
+and Korean: a reader browses, narrows by a facet, opens an incident and switches language.
+
+Every request the pages make is recorded, and any to another host fails the test: the pages load
+nothing from outside; each page is served with `Content-Security-Policy: default-src 'self'`
+and must cause no violation. axe-core (tests/vendor/, from npm) is run in each page and must
+report no serious or critical violation. Screenshots go to the pytest temporary directory (the
+path is printed), for a person to look at.
+"""
+
+import shutil
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Page, expect, sync_playwright
+
+from incidents.models import Involvement
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+STRICT_POLICY = "default-src 'self'"
+
+
+@pytest.fixture
+def reader(monkeypatch, live_server):
+    """A browser page whose every request is recorded in `page.requested_hosts`."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(15_000)
+        hosts, errors = [], []
+        page.on("request", lambda request: hosts.append(urlsplit(request.url).netloc))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.requested_hosts, page.console_errors = hosts, errors
+
+        # The strictest policy a deployment may set, whatever this build's middleware sends: any
+        # inline script or style, or a load from elsewhere, is refused and reported on the console.
+        def with_strict_policy(route):
+            response = route.fetch()
+            route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_POLICY})
+
+        page.route(f"{live_server.url}/**", with_strict_policy)
+        yield page
+        browser.close()
+        connections.close_all()
+
+
+def assert_accessible_and_local(page: Page, live_server, screenshot: Path) -> None:
+    page.screenshot(path=screenshot, full_page=True)
+    print(f"screenshot: {screenshot}")
+    refused = [error for error in page.console_errors if "Content Security Policy" in error]
+    assert refused == [], refused
+    # Evaluated by the test's own channel, which the page's policy does not govern (an injected
+    # <script> would be refused like any inline script).
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        (violation["id"], [node["target"] for node in violation["nodes"]])
+        for violation in result["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], serious
+    own_host = urlsplit(live_server.url).netloc
+    assert set(page.requested_hosts) <= {own_host}, page.requested_hosts
+
+
+@pytest.fixture
+def published():
+    border = make_place(name="Dandong", country="CN", latitude=Decimal("40.12"), longitude=Decimal("124.38"))
+    china = make_organization(name="Government of China")
+    incident = make_incident(
+        title="Forced repatriation of about 500 North Koreans",
+        places=[border],
+        people_count=500,
+        people_count_min=300,
+        people_count_max=600,
+        count_qualifier="about",
+        date_start=date(2023, 10, 1),
+        date_end=date(2023, 10, 9),
+        date_precision="range",
+        verification="corroborated",
+    )
+    Involvement.objects.create(incident=incident, organization=china, role="perpetrator")
+    testimony = make_source(title="Informant testimony", confidential=True)
+    hrw = make_source(title="HRW statement", cites=testimony, published_on=date(2023, 10, 9))
+    make_claim(incident=incident, source=hrw, people_count=500, count_qualifier="about", excerpt="around 500")
+    make_claim(incident=incident, source=make_source(title="UCA News", cites=hrw), people_count=300)
+    shenyang = make_place(name="Shenyang", country="CN", latitude=Decimal("41.8"), longitude=Decimal("123.4"))
+    make_incident(title="Deportation of 80 people", places=[shenyang])
+    return incident
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "language, prefix, sources_heading", [("en", "", "What each source says"), ("ko", "/ko", "출처별 진술")]
+)
+def test_a_reader_browses_narrows_and_reads_an_incident(
+    reader, live_server, published, tmp_path, language, prefix, sources_heading
+):
+    page = reader
+    page.goto(f"{live_server.url}{prefix}/")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    expect(page.locator("table.incidents tbody tr")).to_have_count(2)
+    assert_accessible_and_local(page, live_server, tmp_path / f"browse-{language}.png")
+
+    # A facet narrows the list and the address keeps the choice (a permalink).
+    page.locator(".facets a", has_text="Government of China").click()
+    expect(page.locator("table.incidents tbody tr")).to_have_count(1)
+    assert "organization=" in page.url
+
+    page.get_by_role("link", name=published.title).click()
+    expect(page.locator("h1")).to_have_text(published.title)
+    expect(page.locator("#sources-title")).to_have_text(sources_heading)
+    expect(page.locator(".claim")).to_have_count(2)
+    # Its one place on a small map, drawn from the page's own list of places.
+    expect(page.locator("#map")).to_have_attribute("data-points", "1")
+    assert_accessible_and_local(page, live_server, tmp_path / f"incident-{language}.png")
+
+    # The language switch opens the same incident in the other language.
+    other = "ko" if language == "en" else "en"
+    page.locator(f".languages a[lang={other}]").click()
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    expect(page.locator("h1")).to_have_text(published.title)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_statistics_page_is_accessible_and_local(reader, live_server, published, tmp_path):
+    reader.goto(f"{live_server.url}/statistics/?group_by=country")
+    expect(reader.locator("table.statistics tbody tr")).to_have_count(1)
+    assert_accessible_and_local(reader, live_server, tmp_path / "statistics-en.png")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_map_draws_the_filtered_incidents_from_the_sites_own_files(reader, live_server, published, tmp_path):
+    reader.goto(f"{live_server.url}/ko/map/?type=forced-repatriation")
+    # map.js records how many points it placed once the GeoJSON download arrived.
+    expect(reader.locator("#map")).to_have_attribute("data-points", "2")
+    expect(reader.locator("#map path.leaflet-interactive").first).to_be_visible()
+    assert_accessible_and_local(reader, live_server, tmp_path / "map-ko.png")

@@ -1,0 +1,300 @@
+"""The public pages (`/`, `/incidents/INC-…/`, `/statistics/`, the downloads) as readers see them.
+
+The visibility matrix writes its expectations out rather than deriving them from `visible_to`:
+- the public incident, its public claim and public sources: everyone;
+- the draft: staff (a viewer, and a viewer with confidential access);
+- the confidential incident, the confidential claim and claims of confidential sources, and what
+  a confidential source cites: only a reader with confidential access;
+- the sensitive village's exact coordinates: staff only; everyone else sees its parent's.
+"""
+
+import csv
+import io
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from incidents import roles
+from incidents.models import Incident, Involvement, Response
+from incidents.public import selectors
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+READERS = ["anonymous", "staff", "confidential"]
+SEES_DRAFT = {"staff", "confidential"}
+SEES_CONFIDENTIAL = {"confidential"}
+SEES_EXACT_PLACE = {"staff", "confidential"}
+
+# Markers that appear in a page or a file only if something hidden leaked into it.
+DRAFT = "Draftmarker incident"
+CONFIDENTIAL = "Confidentialmarker incident"
+HIDDEN_CLAIM_SOURCE = "Hiddenclaim source"
+CONFIDENTIAL_SOURCE = "Confidentialmarker source"
+CITED_THROUGH_CONFIDENTIAL = "Beyondmarker source"
+EXACT_LATITUDE = "42.123"
+PUBLIC_LATITUDE = "41.500"
+
+
+def client_for(reader: str) -> Client:
+    client = Client()
+    if reader == "staff":
+        client.force_login(make_user(roles.VIEWER))
+    elif reader == "confidential":
+        client.force_login(make_user(roles.VIEWER, confidential=True))
+    return client
+
+
+@pytest.fixture
+def record():
+    """A published incident at a sensitive village, with a public claim whose source cites a
+    confidential source (which cites a public one), a confidential claim and a claim from a
+    confidential source; a draft and a confidential incident in North Korea, by another perpetrator."""
+    city = make_place(name="Border city", latitude=Decimal("41.5"), longitude=Decimal("128.5"))
+    village = make_place(
+        name="Village", parent=city, sensitive=True, latitude=Decimal("42.123456"), longitude=Decimal("129.654321")
+    )
+    public = make_incident(title="Publicmarker incident", places=[village], people_count=500, count_qualifier="about")
+    beyond = make_source(title=CITED_THROUGH_CONFIDENTIAL)
+    testimony = make_source(title=CONFIDENTIAL_SOURCE, confidential=True, cites=beyond)
+    report = make_source(title="Public report", cites=testimony)
+    relay = make_source(title="Public relay", cites=report)
+    make_claim(incident=public, source=relay, people_count=500, excerpt="about 500 were sent back")
+    make_claim(incident=public, source=report, people_count=300)
+    make_claim(incident=public, source=make_source(title=HIDDEN_CLAIM_SOURCE), confidential=True, people_count=9000)
+    make_claim(incident=public, source=testimony, people_count=8000)
+    response = Response.objects.create(
+        organization=make_organization(name="Ministry"), kind="statement", date=date(2023, 10, 16), source=testimony
+    )
+    response.incidents.set([public])
+
+    pyongyang = make_place(name="Pyongyang", country="KP", latitude=Decimal("39.0"), longitude=Decimal("125.7"))
+    secret_police = make_organization(name="Secretpolice")
+    for title, overrides in (
+        (DRAFT, {"review_state": "draft"}),
+        (CONFIDENTIAL, {"confidential": True}),
+    ):
+        hidden = make_incident(
+            title=title,
+            places=[pyongyang],
+            incident_type=incident_type("arbitrary-detention"),
+            date_start=date(2019, 5, 1),
+            date_end=date(2019, 5, 1),
+            **overrides,
+        )
+        Involvement.objects.create(incident=hidden, organization=secret_police, role="perpetrator")
+    return public
+
+
+def every_public_page(client: Client, public_id: str) -> str:
+    """Every page and download a reader can reach, as one text."""
+    addresses = [
+        "/",
+        "/?country=KP",
+        "/?q=marker",
+        "/?type=arbitrary-detention",
+        "/ko/",
+        "/map/",
+        "/embed/map/",
+        "/embed/statistics/?group_by=country",
+        f"/incidents/{public_id}/",
+        f"/ko/incidents/{public_id}/",
+        f"/incidents/{public_id}.csv",
+        "/incidents.csv",
+        "/incidents.geojson",
+        *(f"/statistics/?group_by={grouping}" for grouping in ["year", "country", "type", "perpetrator"]),
+    ]
+    return "\n".join(_body(client.get(address)) for address in addresses)
+
+
+def _body(response) -> str:
+    assert response.status_code == 200, response
+    return b"".join(response.streaming_content).decode() if response.streaming else response.content.decode()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_no_page_facet_or_download_reveals_what_the_reader_may_not_see(reader, record):
+    text = every_public_page(client_for(reader), record.public_id)
+
+    assert "Publicmarker incident" in text
+    assert (DRAFT in text) == (reader in SEES_DRAFT)
+    assert (CONFIDENTIAL in text) == (reader in SEES_CONFIDENTIAL)
+    for hidden in (HIDDEN_CLAIM_SOURCE, CONFIDENTIAL_SOURCE, CITED_THROUGH_CONFIDENTIAL, "9000", "9,000", "8,000"):
+        assert (hidden in text) == (reader in SEES_CONFIDENTIAL), hidden
+    # North Korea and the perpetrator appear only through the hidden incidents, facets included.
+    assert ("North Korea" in text) == (reader in SEES_DRAFT)
+    assert ("Secretpolice" in text) == (reader in SEES_DRAFT)
+    assert (EXACT_LATITUDE in text) == (reader in SEES_EXACT_PLACE)
+    assert (PUBLIC_LATITUDE in text) == (reader not in SEES_EXACT_PLACE)
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_hidden_incidents_answer_404_like_missing_ones(reader, record):
+    client = client_for(reader)
+    for title, sees in ((DRAFT, SEES_DRAFT), (CONFIDENTIAL, SEES_CONFIDENTIAL)):
+        public_id = Incident.objects.get(title=title).public_id
+        for address in (f"/incidents/{public_id}/", f"/incidents/{public_id}.csv"):
+            assert client.get(address).status_code == (200 if reader in sees else 404), (address, reader)
+    assert client.get("/incidents/INC-999999/").status_code == 404
+
+
+def test_the_citation_chain_stops_at_a_source_that_is_not_public(record):
+    page = Client().get(f"/incidents/{record.public_id}/").content.decode()
+    assert "Public relay, citing Public report, citing a source that is not public" in page
+    confidential_page = client_for("confidential").get(f"/incidents/{record.public_id}/").content.decode()
+    assert f"citing {CONFIDENTIAL_SOURCE}, citing {CITED_THROUGH_CONFIDENTIAL}" in confidential_page
+
+
+def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(record):
+    page = Client().get(f"/incidents/{record.public_id}/").content.decode()
+    assert "about 500" in page and "sources report 300–500" in page
+    assert "about 500 were sent back" in page
+    assert f"Incident Tracker, {record.public_id}, version {record.version}, retrieved" in page
+    assert f'href="/api/v1/incidents/{record.public_id}/"' in page
+
+
+def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
+    staff = client_for("staff")
+    page = staff.get("/").content.decode()
+    assert "2 incidents match" in page
+    # The country facet links to the list filtered by it; that list counts it alone.
+    assert 'href="?country=KP"' in page
+    filtered = staff.get("/?country=KP&type=arbitrary-detention").content.decode()
+    assert "1 incident matches" in filtered and DRAFT in filtered and "Publicmarker" not in filtered
+
+
+def test_a_type_counts_its_sub_types_incidents_and_lists_them_beneath_it():
+    make_incident(incident_type=incident_type("extrajudicial-execution"))
+    make_incident(incident_type=incident_type("execution"))
+    facets = {facet["name"]: facet for facet in Client().get("/").context["facets"]}
+    assert [(value["label"], value["depth"], value["incidents"]) for value in facets["type"]["values"]] == [
+        ("Execution", 0, 2),
+        ("Extrajudicial execution", 1, 1),
+    ]
+
+
+def test_cursor_pages_walk_every_incident_once_newest_first(monkeypatch):
+    monkeypatch.setattr(selectors, "BROWSE_PAGE_SIZE", 3)
+    for day in (1, 2, 3, 3, 4, 5, 6):
+        make_incident(title=f"Day {day}", date_start=date(2024, 1, day), date_end=date(2024, 1, day))
+    client, seen, address = Client(), [], "/"
+    while address:
+        page = client.get(address).context["page"]
+        assert len(page.incidents) <= 3
+        seen += [incident.title for incident in page.incidents]
+        address = f"/?cursor={page.next_cursor}" if page.next_cursor else None
+    assert seen == [f"Day {day}" for day in (6, 5, 4, 3, 3, 2, 1)]
+
+
+def test_browse_query_count_does_not_grow_with_the_page(django_assert_num_queries):
+    # 1 page (type joined, claim range subqueried) + 1 places prefetch + the five facets'
+    # statistics: with a country filter, type, verification and year read the kept totals (each
+    # first brings them up to date inside the test's transaction: 2 queries), country reads them
+    # and its total (3), perpetrator reads the incidents (1); + 1 for the tree of types.
+    make_incident(places=[make_place(country="CN")])
+    with django_assert_num_queries(14):
+        assert Client().get("/?country=CN").status_code == 200
+    place = make_place(country="CN")
+    for _ in range(10):
+        make_incident(places=[place, make_place(country="CN")])
+    with django_assert_num_queries(14):
+        assert Client().get("/?country=CN").status_code == 200
+
+
+def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_assert_num_queries):
+    few = make_incident(places=[make_place()])
+    make_claim(incident=few)
+    # The incident, then places, claims (sources joined), involvements, victim groups, responses
+    # and the sources the claims' sources cite.
+    with django_assert_num_queries(7):
+        Client().get(f"/incidents/{few.public_id}/")
+    with django_assert_num_queries(7):
+        client_for("anonymous").get(f"/incidents/{record.public_id}/")
+
+
+@pytest.mark.parametrize(
+    "address, parameter",
+    [
+        ("/?date_from=29/08/2023", "date_from"),
+        ("/?cursor=junk", "cursor"),
+        ("/?cursor=2023-02-30_1", "cursor"),
+        ("/?cursor=2023-01-01_99999999999999999999", "cursor"),
+        ("/statistics/?group_by=week", "group_by"),
+        ("/embed/statistics/?country=XX", "country"),
+    ],
+)
+def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
+    response = Client().get(address)
+    assert response.status_code == 400
+    assert f"<code>{parameter}</code>" in response.content.decode()
+
+
+def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(record):
+    make_incident(title="Elsewhere", places=[make_place(country="RU")])
+    client = Client()
+    rows = list(csv.DictReader(io.StringIO(_body(client.get("/incidents.csv?country=CN")))))
+    assert [row["title"] for row in rows] == ["Publicmarker incident"]
+    assert rows[0]["page_url"] == f"http://testserver/incidents/{record.public_id}/"
+
+    collection = json.loads(_body(client.get("/ko/incidents.geojson?country=CN")))
+    (feature,) = collection["features"]
+    assert feature["properties"]["url"] == f"http://testserver/ko/incidents/{record.public_id}/"
+    assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
+
+
+def test_statistics_table_counts_people_with_their_range(record):
+    page = client_for("confidential").get("/statistics/?group_by=type").content.decode()
+    assert "Forced repatriation" in page and "Arbitrary arrest or detention" in page
+    assert "<caption>Incidents and people by Type</caption>" in page
+
+
+def test_korean_pages_say_so_and_link_back_to_english(record):
+    page = Client().get(f"/ko/incidents/{record.public_id}/?").content.decode()
+    assert '<html lang="ko">' in page
+    assert "출처" in page
+    assert f'href="/incidents/{record.public_id}/' in page
+
+
+def test_only_embed_routes_may_be_framed_by_other_sites(record):
+    client = Client()
+    for address in ("/embed/statistics/?group_by=country", "/embed/map/?country=CN"):
+        response = client.get(address)
+        assert response.status_code == 200
+        assert "X-Frame-Options" not in response
+        assert "frame-ancestors *" in response["Content-Security-Policy"]
+        assert "default-src 'self'" in response["Content-Security-Policy"]
+    for address in ("/", f"/incidents/{record.public_id}/", "/statistics/", "/map/"):
+        response = client.get(address)
+        assert response["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors *" not in response.get("Content-Security-Policy", "")
+
+
+def test_the_statistics_page_offers_an_embed_snippet_for_its_filters(record):
+    page = Client().get("/statistics/?group_by=country&country=CN").content.decode()
+    # Escaped twice: the snippet a reader copies from the box is itself escaped HTML.
+    assert '&lt;iframe src="http://testserver/embed/statistics/?group_by=country&amp;amp;country=CN"' in page
+    embedded = Client().get("/embed/statistics/?group_by=country&country=CN").content.decode()
+    assert "China" in embedded and "Pyongyang" not in embedded
+
+
+def test_the_vendored_files_collect_for_production(settings, tmp_path):
+    # Production's manifest storage follows every file a stylesheet or script names (Leaflet's
+    # images and source map) and fails on a missing one, as `collectstatic` would at deployment.
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    assert {"public/map.js", "vendor/leaflet/leaflet.js", "vendor/world-atlas/countries-110m.json"} <= manifest.keys()
