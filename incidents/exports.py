@@ -20,8 +20,9 @@ from django.db.models import Count, F, Func, OuterRef, QuerySet, StringAgg, Subq
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
+from incidents.access import NO_RECORDS, confidential_records_in, record_confidential_access
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentPlace, Involvement, InvolvementRole
+from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
 # exported, edited and imported again carries the version its rows were read at.
@@ -141,41 +142,73 @@ def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) 
 
 
 def stream_incidents_csv(
-    queryset: QuerySet, user, *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+    queryset: QuerySet,
+    user,
+    *,
+    door: AccessDoor,
+    export_filters: Mapping[str, Any],
+    path: str = "",
+    bom: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     """Yield the CSV of `queryset` (already limited to what `user` may see) in chunks of whole rows.
 
     Runs one COPY statement in its own transaction when iterated, not when called, so an HTTP
     response can stream it after the view has returned. `on_rows(n)` is told how many data rows
-    each chunk holds, for progress bars. Memory stays at one chunk whatever the row count."""
-    if bom:
-        yield codecs.BOM_UTF8
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Dates as YYYY-MM-DD whatever the server's default DateStyle.
-        cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
-        pg_cursor = cursor.cursor
-        buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
-        with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
-            for row in copy:
-                buffer += row
-                rows_in_buffer += 1
-                if len(buffer) >= CHUNK_BYTES:
-                    yield bytes(buffer)
-                    if on_rows:
-                        on_rows(rows_in_buffer)
-                    buffer.clear()
-                    rows_in_buffer = 0
-        if buffer:
-            yield bytes(buffer)
-            if on_rows:
-                on_rows(rows_in_buffer)
+    each chunk holds, for progress bars. Memory stays at one chunk whatever the row count.
+
+    When the rows hold confidential records, the export is recorded (`record_confidential_access`)
+    with `door`, `path`, the `export_filters` that selected them and the rows read, once the stream
+    ends, also when it is broken off (a closed download): what was sent was read."""
+    shown, rows_read = NO_RECORDS, 0
+    try:
+        if bom:
+            yield codecs.BOM_UTF8
+        with transaction.atomic(), connection.cursor() as cursor:
+            shown = confidential_records_in(queryset, user)
+            # Dates as YYYY-MM-DD whatever the server's default DateStyle.
+            cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
+            pg_cursor = cursor.cursor
+            buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
+            with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
+                for row in copy:
+                    buffer += row
+                    rows_in_buffer += 1
+                    if len(buffer) >= CHUNK_BYTES:
+                        rows_read += rows_in_buffer
+                        yield bytes(buffer)
+                        if on_rows:
+                            on_rows(rows_in_buffer)
+                        buffer.clear()
+                        rows_in_buffer = 0
+            if buffer:
+                rows_read += rows_in_buffer
+                yield bytes(buffer)
+                if on_rows:
+                    on_rows(rows_in_buffer)
+    finally:
+        # After the export's transaction, which a broken-off download rolls back.
+        record_confidential_access(
+            user=user, door=door, records=shown, path=path, export_filters=export_filters, row_count=rows_read
+        )
 
 
 def write_incidents_csv(
-    queryset: QuerySet, user, out: IO[bytes], *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+    queryset: QuerySet,
+    user,
+    out: IO[bytes],
+    *,
+    door: AccessDoor,
+    export_filters: Mapping[str, Any],
+    path: str = "",
+    bom: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> None:
     """Write the CSV of `queryset` to the binary file `out`; see `stream_incidents_csv`."""
-    for chunk in stream_incidents_csv(queryset, user, bom=bom, on_rows=on_rows):
+    chunks = stream_incidents_csv(
+        queryset, user, door=door, export_filters=export_filters, path=path, bom=bom, on_rows=on_rows
+    )
+    for chunk in chunks:
         out.write(chunk)
 
 

@@ -88,6 +88,13 @@ class ClaimQuerySet(models.QuerySet):
         incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
         return self.filter(incident__in=incidents.values("pk")).disclosed_to(user)
 
+    def confidential(self) -> "ClaimQuerySet":
+        """The claims only readers with the confidential permission see: confidential ones and
+        those of a confidential source (what `disclosed_to` leaves out for everyone else)."""
+        sources = self.model._meta.get_field("source").related_model.objects
+        confidential_source = sources.filter(pk=OuterRef("source_id"), confidential=True)
+        return self.filter(Q(confidential=True) | Exists(confidential_source))
+
     def disclosed_to(self, user) -> "ClaimQuerySet":
         """The claims the user may see among those of an incident they may see: for subqueries
         correlated to an incident already limited by `visible_to`, which need not check it again."""

@@ -4,6 +4,6 @@ Rules stay in querysets (what a user may see) and services (how an incident is w
 classes translate between the admin's forms and those functions.
 """
 
-from incidents.admin import evidence, incidents
+from incidents.admin import access, evidence, incidents
 
-__all__ = ["evidence", "incidents"]
+__all__ = ["access", "evidence", "incidents"]
