@@ -84,8 +84,8 @@ class ConfidentialReadsMixin:
         everything = f"{reverse('admin:incidents_confidentialaccess_changelist')}?{parameter}={obj.pk}"
         rows = format_html_join(
             "",
-            "<li>{} ({}, {:%Y-%m-%d %H:%M} UTC)</li>",
-            ((read.user.get_username(), read.get_door_display(), read.at) for read in latest),
+            "<li>{} ({}, {} UTC)</li>",
+            ((read.user.get_username(), read.get_door_display(), f"{read.at:%Y-%m-%d %H:%M}") for read in latest),
         )
         every_read = format_html('<a href="{}">Every read ({})</a>', everything, reads.count())
         return format_html('<ul class="read-by">{}</ul>{}', rows, every_read)
@@ -106,7 +106,17 @@ class ReadRecordFilter(admin.ListFilter):
                 self.values[name] = value[-1] if isinstance(value, list) else value
 
     def has_output(self):
-        return False
+        # Reached from a record's page, not chosen from the sidebar: shown only while applied.
+        return bool(self.values)
+
+    def choices(self, changelist):
+        yield {
+            "selected": False,
+            "query_string": changelist.get_query_string(remove=self.parameter_names),
+            "display": "Every record",
+        }
+        for name, value in self.values.items():
+            yield {"selected": True, "query_string": changelist.get_query_string(), "display": f"{name} #{value}"}
 
     def expected_parameters(self):
         return list(self.parameter_names)
