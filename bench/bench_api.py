@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 from urllib.parse import urlencode
 from wsgiref.util import setup_testing_defaults
 
@@ -35,6 +36,8 @@ from django.db.models import Count  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from incidents.access import NO_RECORDS  # noqa: E402
+from incidents.api import projections, views  # noqa: E402
 from incidents.models import Incident, IncidentPlace  # noqa: E402
 
 # The server's own entry point and start-up, so that requests meet the process state they would.
@@ -144,6 +147,23 @@ def api_call(url: str, parameters: dict, cookie: str = ""):
     return call
 
 
+def access_record_switched(call, *, on: bool):
+    """`call` with the record of confidential reads (issue 17) on, or off as the list was before it:
+    no confidential markers in the page's query, no insert. Both arms patch alike, so the
+    patching's own cost weighs on each the same."""
+    markers = projections.confidential_markers if on else (lambda user: {})
+    records_on = views.confidential_records_on if on else (lambda rows: NO_RECORDS)
+
+    def switched():
+        with (
+            mock.patch.object(projections, "confidential_markers", markers),
+            mock.patch.object(views, "confidential_records_on", records_on),
+        ):
+            return call()
+
+    return switched
+
+
 def sql_call(sql: str, parameters: dict):
     def call():
         with connection.cursor() as cursor:
@@ -194,38 +214,47 @@ def main():
         parameters["q"] = arguments.q
     filters = {key: parameters[key] for key in ("date_from", "date_to", "country")}
     incidents, stats = "/api/v1/incidents/", "/api/v1/incidents/stats/"
+    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
     if arguments.user:
         cookie = session_cookie(arguments.user)
         shown = Incident.objects.visible_to(get_user_model().objects.get_by_natural_key(arguments.user))
-        scenarios = [
-            ("list: page of 50, date+country", api_call(incidents, {**filters, "page_size": 50}, cookie), None),
-            ("list: page of 50, q", api_call(incidents, {"q": parameters["q"], "page_size": 50}, cookie), None),
-            ("list: page of 50, unfiltered", api_call(incidents, {"page_size": 50}, cookie), None),
-        ]
         print(f"{shown.count():,} incidents visible to {arguments.user}")
-    else:
-        # Each list scenario is measured beside the hand-written SQL for the same rows, turn about.
-        scenarios = [
-            (
-                "list: page of 50, date+country",
-                api_call(incidents, {**filters, "page_size": 50}),
-                sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters),
-            ),
-            (
-                "list: page of 50, q",
-                api_call(incidents, {"q": parameters["q"], "page_size": 50}),
-                sql_call(LIST_SQL.format(condition=SEARCH), parameters),
-            ),
-            ("stats: group_by=year, all", api_call(stats, {"group_by": "year"}), None),
-            ("stats: group_by=country, all", api_call(stats, {"group_by": "country"}), None),
-            ("stats: group_by=country, dates", api_call(stats, {"group_by": "country", **filters}), None),
-            ("stats: group_by=perpetrator, all", api_call(stats, {"group_by": "perpetrator"}), None),
+        lists = [
+            ("list: page of 50, date+country", {**filters, "page_size": 50}),
+            ("list: page of 50, q", {"q": parameters["q"], "page_size": 50}),
+            ("list: page of 50, unfiltered", {"page_size": 50}),
         ]
+        with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
+            print(f"{'scenario (access record on / off)':36} {'p50 ms':>8} {'p95 ms':>8}")
+            for label, query in lists:
+                call = api_call(incidents, query, cookie)
+                switched = [access_record_switched(call, on=on) for on in (True, False)]
+                (median, p95), (off_median, off_p95) = measure(switched, arguments.runs)
+                print(f"{label:36} {median:8.1f} {p95:8.1f}")
+                print(f"{'  without the access record':36} {off_median:8.1f} {off_p95:8.1f}")
+                print(f"{'  with / without':36} {median / off_median:7.2f}x {p95 / off_p95:7.2f}x")
+        return
+    # Each list scenario is measured beside the hand-written SQL for the same rows, turn about.
+    scenarios = [
+        (
+            "list: page of 50, date+country",
+            api_call(incidents, {**filters, "page_size": 50}),
+            sql_call(LIST_SQL.format(condition=DATE_AND_COUNTRY), parameters),
+        ),
+        (
+            "list: page of 50, q",
+            api_call(incidents, {"q": parameters["q"], "page_size": 50}),
+            sql_call(LIST_SQL.format(condition=SEARCH), parameters),
+        ),
+        ("stats: group_by=year, all", api_call(stats, {"group_by": "year"}), None),
+        ("stats: group_by=country, all", api_call(stats, {"group_by": "country"}), None),
+        ("stats: group_by=country, dates", api_call(stats, {"group_by": "country", **filters}), None),
+        ("stats: group_by=perpetrator, all", api_call(stats, {"group_by": "perpetrator"}), None),
+    ]
     print(
         f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
         f"on {settings.DATABASES['default']['NAME']}; filters {parameters}; {arguments.runs} runs each"
     )
-    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
     with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
         print(f"{'scenario':36} {'p50 ms':>8} {'p95 ms':>8}")
         for label, api, sql in scenarios:
