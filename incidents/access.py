@@ -100,7 +100,12 @@ def _confidential_markers() -> dict[str, Expression]:
             Claim.objects.filter(incident=OuterRef("pk")).confidential().order_by().values("pk")
         ),
         "confidential_source_ids": ArraySubquery(
-            Source.objects.filter(confidential=True, claims__incident=OuterRef("pk")).order_by().values("pk")
+            Claim.objects.filter(
+                incident=OuterRef("pk"), source__in=Source.objects.filter(confidential=True).values("pk")
+            )
+            .order_by()
+            .values("source_id")
+            .distinct()
         ),
     }
 
