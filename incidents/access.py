@@ -14,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Case, Expression, F, OuterRef, Q, QuerySet, When
+from django.db.models import Case, Count, Expression, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from psycopg.types.json import Jsonb
 
@@ -83,14 +84,18 @@ def confidential_among(records: Iterable[Incident | Source], user) -> Confidenti
     return ConfidentialRecords(incident_ids=frozenset(incident_ids), source_ids=frozenset(source_ids))
 
 
-def confidential_records_in(incidents: QuerySet, user) -> ConfidentialRecords:
+def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
     """The confidential records among `incidents` (filtered, visible to `user`) and their claims, as
-    an export of them shows. Two queries, none for a reader without the confidential permission."""
+    an export of them shows, and how many rows the export holds. Two queries; none, and no count,
+    for a reader without the confidential permission, whose exports hold nothing to record."""
     if not can_see_confidential(user):
-        return NO_RECORDS
+        return NO_RECORDS, None
     incidents = incidents.order_by()
-    incident_ids = incidents.filter(confidential=True).values_list("pk", flat=True)
-    return _from_claims(Claim.objects.filter(incident__in=incidents.values("pk")), incident_ids)
+    totals = incidents.aggregate(
+        rows=Count("pk"), confidential=ArrayAgg("pk", filter=Q(confidential=True), default=Value([]))
+    )
+    records = _from_claims(Claim.objects.filter(incident__in=incidents.values("pk")), totals["confidential"])
+    return records, totals["rows"]
 
 
 def _confidential_markers() -> dict[str, Expression]:

@@ -20,7 +20,7 @@ from django.db.models import Count, F, Func, OuterRef, QuerySet, StringAgg, Subq
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
-from incidents.access import NO_RECORDS, confidential_records_in, record_confidential_access
+from incidents.access import export_contents, record_confidential_access
 from incidents.filters import IncidentFilterSet
 from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
 
@@ -158,39 +158,33 @@ def stream_incidents_csv(
     each chunk holds, for progress bars. Memory stays at one chunk whatever the row count.
 
     When the rows hold confidential records, the export is recorded (`record_confidential_access`)
-    with `door`, `path`, the `export_filters` that selected them and the rows read, once the stream
-    ends, also when it is broken off (a closed download): what was sent was read."""
-    shown, rows_read = NO_RECORDS, 0
-    try:
-        if bom:
-            yield codecs.BOM_UTF8
-        with transaction.atomic(), connection.cursor() as cursor:
-            shown = confidential_records_in(queryset, user)
-            # Dates as YYYY-MM-DD whatever the server's default DateStyle.
-            cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
-            pg_cursor = cursor.cursor
-            buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
-            with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
-                for row in copy:
-                    buffer += row
-                    rows_in_buffer += 1
-                    if len(buffer) >= CHUNK_BYTES:
-                        rows_read += rows_in_buffer
-                        yield bytes(buffer)
-                        if on_rows:
-                            on_rows(rows_in_buffer)
-                        buffer.clear()
-                        rows_in_buffer = 0
-            if buffer:
-                rows_read += rows_in_buffer
-                yield bytes(buffer)
-                if on_rows:
-                    on_rows(rows_in_buffer)
-    finally:
-        # After the export's transaction, which a broken-off download rolls back.
-        record_confidential_access(
-            user=user, door=door, records=shown, path=path, export_filters=export_filters, row_count=rows_read
-        )
+    with `door`, `path`, the `export_filters` that selected them and its row count before the first
+    byte leaves: a download broken off, or a worker killed midway, has still been recorded."""
+    shown, row_count = export_contents(queryset, user)
+    record_confidential_access(
+        user=user, door=door, records=shown, path=path, export_filters=export_filters, row_count=row_count
+    )
+    if bom:
+        yield codecs.BOM_UTF8
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Dates as YYYY-MM-DD whatever the server's default DateStyle.
+        cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
+        pg_cursor = cursor.cursor
+        buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
+        with pg_cursor.copy(copy_statement(queryset, user, pg_cursor.connection)) as copy:
+            for row in copy:
+                buffer += row
+                rows_in_buffer += 1
+                if len(buffer) >= CHUNK_BYTES:
+                    yield bytes(buffer)
+                    if on_rows:
+                        on_rows(rows_in_buffer)
+                    buffer.clear()
+                    rows_in_buffer = 0
+        if buffer:
+            yield bytes(buffer)
+            if on_rows:
+                on_rows(rows_in_buffer)
 
 
 def write_incidents_csv(
