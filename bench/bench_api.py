@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 from urllib.parse import urlencode
 from wsgiref.util import setup_testing_defaults
 
@@ -29,10 +30,14 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from incidents.access import NO_RECORDS  # noqa: E402
+from incidents.api import projections, views  # noqa: E402
 from incidents.models import Incident, IncidentPlace  # noqa: E402
 
 # The server's own entry point and start-up, so that requests meet the process state they would.
@@ -113,8 +118,17 @@ def measure(calls, runs: int) -> list[tuple[float, float]]:
     return percentiles
 
 
-def api_call(url: str, parameters: dict):
+def session_cookie(username: str) -> str:
+    """A logged-in session of `username`, as the Cookie header a browser would send."""
+    client = Client()
+    client.force_login(get_user_model().objects.get_by_natural_key(username))
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def api_call(url: str, parameters: dict, cookie: str = ""):
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": url, "QUERY_STRING": urlencode(parameters)}
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
     setup_testing_defaults(environ)  # a server's other keys: host 127.0.0.1, HTTP/1.0, empty body
 
     def call():
@@ -126,6 +140,23 @@ def api_call(url: str, parameters: dict):
         return content
 
     return call
+
+
+def access_record_switched(call, *, on: bool):
+    """`call` with the record of confidential reads (issue 17) on, or off as the list was before it:
+    no confidential markers in the page's query, no insert. Both arms patch alike, so the
+    patching's own cost weighs on each the same."""
+    markers = projections.confidential_markers if on else (lambda user: {})
+    records_on = views.confidential_records_on if on else (lambda rows: NO_RECORDS)
+
+    def switched():
+        with (
+            mock.patch.object(projections, "confidential_markers", markers),
+            mock.patch.object(views, "confidential_records_on", records_on),
+        ):
+            return call()
+
+    return switched
 
 
 def sql_call(sql: str, parameters: dict):
@@ -165,6 +196,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="timed requests per scenario (default 30)")
     parser.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
+    parser.add_argument(
+        "--user",
+        metavar="USERNAME",
+        help="time only the incident list, as this user (e.g. a reviewer with confidential access, whose "
+        "reads of confidential records are recorded), without the hand-written SQL (the public's)",
+    )
     arguments = parser.parse_args()
 
     parameters = default_parameters()
@@ -172,6 +209,26 @@ def main():
         parameters["q"] = arguments.q
     filters = {key: parameters[key] for key in ("date_from", "date_to", "country")}
     incidents, stats = "/api/v1/incidents/", "/api/v1/incidents/stats/"
+    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
+    if arguments.user:
+        cookie = session_cookie(arguments.user)
+        shown = Incident.objects.visible_to(get_user_model().objects.get_by_natural_key(arguments.user))
+        print(f"{shown.count():,} incidents visible to {arguments.user}")
+        lists = [
+            ("list: page of 50, date+country", {**filters, "page_size": 50}),
+            ("list: page of 50, q", {"q": parameters["q"], "page_size": 50}),
+            ("list: page of 50, unfiltered", {"page_size": 50}),
+        ]
+        with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
+            print(f"{'scenario (access record on / off)':36} {'p50 ms':>8} {'p95 ms':>8}")
+            for label, query in lists:
+                call = api_call(incidents, query, cookie)
+                switched = [access_record_switched(call, on=on) for on in (True, False)]
+                (median, p95), (off_median, off_p95) = measure(switched, arguments.runs)
+                print(f"{label:36} {median:8.1f} {p95:8.1f}")
+                print(f"{'  without the access record':36} {off_median:8.1f} {off_p95:8.1f}")
+                print(f"{'  with / without':36} {median / off_median:7.2f}x {p95 / off_p95:7.2f}x")
+        return
     # Each list scenario is measured beside the hand-written SQL for the same rows, turn about.
     scenarios = [
         (
@@ -201,7 +258,6 @@ def main():
         f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
         f"on {settings.DATABASES['default']['NAME']}; filters {parameters}; {arguments.runs} runs each"
     )
-    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
     with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled):
         print(f"{'scenario':36} {'p50 ms':>8} {'p95 ms':>8}")
         for label, api, sql in scenarios:

@@ -9,6 +9,7 @@ and an import page (`<changelist>/import/`: upload, preview, confirm). Exports g
 import io
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation, IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, HttpResponseRedirect
@@ -53,7 +54,11 @@ class IncidentCsvAdminMixin:
 
     @admin.action(description="Export selected as CSV")
     def export_selected_as_csv(self, request, queryset):
-        return self._csv_response(request, queryset)
+        selection = {
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+        }
+        return self._csv_response(request, queryset, export_filters={**dict(request.GET.lists()), **selection})
 
     def export_changelist_csv(self, request):
         """What the changelist shows with the same query string (filters, search, date drill-down)."""
@@ -66,12 +71,14 @@ class IncidentCsvAdminMixin:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters as error:
             return HttpResponseBadRequest(f"These changelist filters are not valid: {error}")
-        return self._csv_response(request, changelist.get_queryset(request), bom=bom)
+        return self._csv_response(
+            request, changelist.get_queryset(request), export_filters=dict(request.GET.lists()), bom=bom
+        )
 
-    def _csv_response(self, request, queryset, *, bom: bool = False):
+    def _csv_response(self, request, queryset, *, export_filters, bom: bool = False):
         # Whatever the admin's own queryset allows, the export holds only what visible_to allows.
         incidents = Incident.objects.visible_to(request.user).filter(pk__in=queryset.values("pk"))
-        return incidents_csv_response(incidents, request.user, bom=bom)
+        return incidents_csv_response(incidents, request, export_filters=export_filters, bom=bom)
 
     def import_csv_view(self, request):
         """Upload a CSV, see what it would create and update and every error, then confirm.

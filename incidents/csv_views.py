@@ -4,7 +4,9 @@ A DRF view, so it authenticates like the rest of the API (session, token); the r
 stream from `incidents.exports`, never serialized by DRF.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -19,21 +21,36 @@ from incidents.api.renderers import JSONRenderer
 from incidents.api.throttling import ExportThrottle
 from incidents.exports import stream_incidents_csv
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
-from incidents.models import Incident
+from incidents.models import AccessDoor, Incident
 
 
 def incidents_csv_response(
-    queryset: QuerySet, user, *, bom: bool = False, page_url_prefix: str | None = None
+    queryset: QuerySet,
+    request,
+    *,
+    export_filters: Mapping[str, Any],
+    bom: bool = False,
+    page_url_prefix: str | None = None,
 ) -> StreamingHttpResponse:
-    """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(user)`.
+    """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(request.user)`
+    and selected with `export_filters` (recorded with the download when it holds confidential records).
 
     The rows are read while the response is sent, not here: the first bytes leave before the
     database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and
     the public pages' downloads (which add each row's `page_url_prefix`, see
     `incidents.exports.copy_statement`)."""
     filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    rows = stream_incidents_csv(
+        queryset,
+        request.user,
+        door=AccessDoor.CSV,
+        export_filters=export_filters,
+        path=request.get_full_path(),
+        bom=bom,
+        page_url_prefix=page_url_prefix,
+    )
     return StreamingHttpResponse(
-        stream_incidents_csv(queryset, user, bom=bom, page_url_prefix=page_url_prefix),
+        rows,
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
@@ -88,4 +105,6 @@ def filtered_csv_response(view, request, incidents: QuerySet) -> StreamingHttpRe
         errors.update(error.detail)
     if errors:
         raise ValidationError(errors)
-    return incidents_csv_response(incidents, request.user, bom=options.validated_data["bom"])
+    return incidents_csv_response(
+        incidents, request, export_filters=dict(request.query_params.lists()), bom=options.validated_data["bom"]
+    )

@@ -20,8 +20,9 @@ from django.db.models import Count, F, Func, OuterRef, QuerySet, StringAgg, Subq
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
+from incidents.access import export_contents, record_confidential_access
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentPlace, Involvement, InvolvementRole
+from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
 # exported, edited and imported again carries the version its rows were read at.
@@ -157,6 +158,9 @@ def stream_incidents_csv(
     queryset: QuerySet,
     user,
     *,
+    door: AccessDoor,
+    export_filters: Mapping[str, Any],
+    path: str = "",
     bom: bool = False,
     on_rows: Callable[[int], None] | None = None,
     page_url_prefix: str | None = None,
@@ -166,7 +170,15 @@ def stream_incidents_csv(
     Runs one COPY statement in its own transaction when iterated, not when called, so an HTTP
     response can stream it after the view has returned. `on_rows(n)` is told how many data rows
     each chunk holds, for progress bars; `page_url_prefix` adds the `page_url` column (see
-    `copy_statement`). Memory stays at one chunk whatever the row count."""
+    `copy_statement`). Memory stays at one chunk whatever the row count.
+
+    When the rows hold confidential records, the export is recorded (`record_confidential_access`)
+    with `door`, `path`, the `export_filters` that selected them and its row count before the first
+    byte leaves: a download broken off, or a worker killed midway, has still been recorded."""
+    shown, row_count = export_contents(queryset, user)
+    record_confidential_access(
+        user=user, door=door, records=shown, path=path, export_filters=export_filters, row_count=row_count
+    )
     if bom:
         yield codecs.BOM_UTF8
     with transaction.atomic(), connection.cursor() as cursor:
@@ -193,10 +205,21 @@ def stream_incidents_csv(
 
 
 def write_incidents_csv(
-    queryset: QuerySet, user, out: IO[bytes], *, bom: bool = False, on_rows: Callable[[int], None] | None = None
+    queryset: QuerySet,
+    user,
+    out: IO[bytes],
+    *,
+    door: AccessDoor,
+    export_filters: Mapping[str, Any],
+    path: str = "",
+    bom: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> None:
     """Write the CSV of `queryset` to the binary file `out`; see `stream_incidents_csv`."""
-    for chunk in stream_incidents_csv(queryset, user, bom=bom, on_rows=on_rows):
+    chunks = stream_incidents_csv(
+        queryset, user, door=door, export_filters=export_filters, path=path, bom=bom, on_rows=on_rows
+    )
+    for chunk in chunks:
         out.write(chunk)
 
 

@@ -7,6 +7,7 @@ while any record uses it.
 """
 
 import pghistory
+import pgtrigger
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
@@ -957,3 +958,48 @@ class IncidentRollupEntry(models.Model):
 
     def __str__(self):
         return f"incident {self.incident_id} as counted"
+
+
+class AccessDoor(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    CSV = "csv", "CSV download"
+    COMMAND = "command", "Command"
+
+
+class ConfidentialAccess(models.Model):
+    """One showing or export of confidential records to one person: who, when, through which door,
+    and what (the confidential incidents, claims and sources shown; for an export, also its filters
+    and how many rows it read). Written by `incidents.access.record_confidential_access`, one row per
+    request whatever the number of records, and never changed or deleted: the database refuses it."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    # Evidence of who read what: a person who read confidential records is deactivated, not deleted.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="confidential_accesses")
+    door = models.CharField(max_length=8, choices=AccessDoor.choices)
+    path = models.CharField(max_length=500, blank=True, help_text="The page or endpoint, or the command.")
+    incident_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    claim_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    source_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Exports only: the filters as given, and the rows the export read.
+    export_filters = models.JSONField(null=True, blank=True)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "confidential accesses"
+        indexes = [
+            # Serve "read by …" on a record's page (`access.reads_of`): the rows whose arrays hold it.
+            GinIndex(fields=["incident_ids"], name="access_incident_ids"),
+            GinIndex(fields=["claim_ids"], name="access_claim_ids"),
+            GinIndex(fields=["source_ids"], name="access_source_ids"),
+            # Serves the audit list, newest first, and its filter by person.
+            models.Index(fields=["-at", "-id"], name="access_newest_first"),
+            models.Index(fields=["user", "-at"], name="access_by_user"),
+        ]
+        # Like pghistory's PGHISTORY_APPEND_ONLY on the audit trail: a record of access that could be
+        # edited or removed would prove nothing.
+        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self):
+        return f"{self.user} via {self.door} at {self.at:%Y-%m-%d %H:%M}"

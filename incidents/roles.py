@@ -35,7 +35,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _model_permissions("view"),
     ANALYST: _model_permissions("view", "add", "change") + ["submit_incident"],
     REVIEWER: _model_permissions("view", "add", "change", "delete")
-    + ["submit_incident", "publish_incident", "verify_incident"],
+    + ["submit_incident", "publish_incident", "verify_incident"]
+    # Who read which confidential records; shown only to those who also hold confidential access.
+    + ["view_confidentialaccess"],
     CONFIDENTIAL_ACCESS: ["view_confidential"],
 }
 

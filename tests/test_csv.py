@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
-from incidents.models import Incident, Involvement
+from incidents.models import AccessDoor, Incident, Involvement
 from tests.factories import (
     incident_type,
     make_claim,
@@ -303,7 +303,14 @@ class TestStreaming:
         )
         reviewer = make_user(roles.REVIEWER)
         counts, out = [], io.BytesIO()
-        write_incidents_csv(Incident.objects.visible_to(reviewer), reviewer, out, on_rows=counts.append)
+        write_incidents_csv(
+            Incident.objects.visible_to(reviewer),
+            reviewer,
+            out,
+            door=AccessDoor.COMMAND,
+            export_filters={},
+            on_rows=counts.append,
+        )
         # One count per chunk (the progress bar's steps), the header not counted.
         assert len(counts) > 1
         assert sum(counts) == len(read_csv(out.getvalue())) == 450
@@ -316,7 +323,9 @@ class TestStreaming:
             for _ in range(600)
         )
         viewer = make_user(roles.VIEWER)
-        stream = stream_incidents_csv(Incident.objects.visible_to(viewer), viewer)
+        stream = stream_incidents_csv(
+            Incident.objects.visible_to(viewer), viewer, door=AccessDoor.CSV, export_filters={}
+        )
         next(stream)
         # What a WSGI server does when the client goes away: close the iterator mid-COPY, which
         # cancels the COPY and rolls back its transaction.

@@ -369,6 +369,29 @@ class TestErrors:
             analyst, tmp_path, content
         )
 
+    def test_a_header_repeating_a_column_is_refused_at_once(self, analyst, tmp_path):
+        # 600 KB of header: checking it once took time quadratic in its length (280 s).
+        bomb = ",".join(["title"] * 100_000) + "\nA\n"
+        assert "line 1, column title: This column appears 100,000 times; give each column once." in import_errors(
+            analyst, tmp_path, bomb
+        )
+
+    def test_a_file_with_more_rows_than_the_limit_is_refused(self, analyst, tmp_path, settings):
+        settings.IMPORT_MAX_ROWS = 2
+        row = "A,forced-repatriation,2023-01-01,2023-01-01\n"
+        assert (
+            "line 4: The file has more than 2 rows, the import limit (TRACKER_IMPORT_MAX_ROWS); split it into "
+            "several files." in import_errors(analyst, tmp_path, f"{HEADER}\n" + row * 3)
+        )
+        run_import(analyst, tmp_path, f"{HEADER}\n" + row * 2)
+        assert Incident.objects.count() == 2
+
+    @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+    def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
+        quoted = f'"Two{newline}lines",forced-repatriation,2023-01-01,2023-01-01'
+        run_import(analyst, tmp_path, newline.join([HEADER, quoted, "B,forced-repatriation,2023-01-02,2023-01-02"]))
+        assert sorted(Incident.objects.values_list("title", flat=True)) == ["B", f"Two{newline}lines"]
+
     def test_a_stale_version_is_a_conflict(self, analyst, tmp_path):
         incident = make_incident(title="Old", review_state="draft")
         exported = rows(export(analyst, tmp_path))

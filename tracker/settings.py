@@ -366,6 +366,9 @@ BACKUP_KEY = env_str("TRACKER_BACKUP_KEY", "")
 PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+# Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about
+# 20 KB per row that updates an incident and 3 KB per new one (README, "CSV import"; bench/README.md).
+IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000)
 
 # REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);
 # writes need the model's add/change/delete permission. Throttled per client IP (anonymous) or per

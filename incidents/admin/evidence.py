@@ -4,12 +4,13 @@ Each has search fields, so the incident page can offer them through autocomplete
 
 from django.contrib import admin
 
+from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import TrackedModelAdmin
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
 @admin.register(Source)
-class SourceAdmin(TrackedModelAdmin):
+class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
     list_display = ["title", "kind", "publisher", "published_on", "language", "confidential"]
     list_filter = ["kind", "confidential", "language"]
     list_select_related = ["publisher"]

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_countries import countries
 
+from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
@@ -252,7 +253,7 @@ def _inline_rows(formset) -> list[dict]:
 
 
 @admin.register(Incident)
-class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]

@@ -15,6 +15,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from incidents import services
+from incidents.access import (
+    confidential_among,
+    confidential_records_of,
+    confidential_records_on,
+    record_confidential_access,
+)
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
@@ -36,6 +42,7 @@ from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
 from incidents.models import (
+    AccessDoor,
     Claim,
     Incident,
     IncidentRevision,
@@ -92,8 +99,22 @@ class PlaceViewSet(ResourceViewSet):
         return Place.objects.with_coordinates_for(self.request.user)
 
 
+def _record_api_access(request, records) -> None:
+    record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
+
+
 class SourceViewSet(ResourceViewSet):
     serializer_class = SourceSerializer
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        _record_api_access(request, confidential_among(page, request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        source = self.get_object()
+        _record_api_access(request, confidential_records_of(source, request.user))
+        return Response(self.get_serializer(source).data)
 
     def get_queryset(self):
         user = self.request.user
@@ -220,6 +241,7 @@ class IncidentViewSet(ResourceViewSet):
                 people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
             )
         page = self.paginate_queryset(with_representations(incidents, request.user, position))
+        _record_api_access(request, confidential_records_on(page))
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         return self.get_paginated_response(representations(page, decoded=decoded))
 
@@ -263,6 +285,7 @@ class IncidentViewSet(ResourceViewSet):
     def _read(self, incident, response_status=status.HTTP_200_OK):
         """Answer with the incident as stored now (fresh prefetches and claim range)."""
         stored = self.representation_queryset().filter(pk=incident.pk).first() or incident
+        _record_api_access(self.request, confidential_records_of(stored, self.request.user))
         return self._with_etag(Response(self.get_serializer(stored).data, status=response_status), stored)
 
     def _check_if_match(self, incident) -> bool:
@@ -280,6 +303,7 @@ class IncidentViewSet(ResourceViewSet):
 
     def retrieve(self, request, *args, **kwargs):
         incident = self.get_object()
+        _record_api_access(request, confidential_records_of(incident, request.user))
         return self._with_etag(Response(self.get_serializer(incident).data), incident)
 
     def create(self, request, *args, **kwargs):
@@ -343,6 +367,7 @@ class IncidentViewSet(ResourceViewSet):
         incident = self.get_object()
         # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
         events = self.paginate_queryset(history_visible_to(incident, request.user))
+        _record_api_access(request, confidential_records_of(incident, request.user))
         entries = history_entries(events, request.user, incident)
         return self.get_paginated_response(HistoryEventSerializer(entries, many=True).data)
 

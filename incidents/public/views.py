@@ -172,7 +172,9 @@ def incident_csv(request, public_id: str):
     incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
     if not incidents.exists():
         raise Http404(_("No such incident."))
-    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+    return incidents_csv_response(
+        incidents, request, export_filters={"public_id": public_id}, page_url_prefix=_page_url_prefix(request)
+    )
 
 
 def _page_url_prefix(request) -> str:
@@ -187,7 +189,9 @@ def incidents_csv(request):
         _, incidents = selectors.filtered_incidents(user=request.user, filters=request.GET)
     except ValidationError as error:
         return _bad_filters(request, error)
-    return incidents_csv_response(incidents, request.user, page_url_prefix=_page_url_prefix(request))
+    return incidents_csv_response(
+        incidents, request, export_filters=dict(request.GET.lists()), page_url_prefix=_page_url_prefix(request)
+    )
 
 
 @require_safe

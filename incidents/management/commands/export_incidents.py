@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from incidents.exports import filter_visible_incidents, write_incidents_csv
 from incidents.filters import IncidentFilterSet
+from incidents.models import AccessDoor
 
 
 def option_name(filter_name: str) -> str:
@@ -54,15 +55,21 @@ class Command(BaseCommand):
 
         # tqdm shows nothing unless standard error is a terminal (disable=None), so the count
         # query runs only when someone watches.
+        export = {
+            "door": AccessDoor.COMMAND,
+            "export_filters": dict(params.lists()),
+            "path": "manage.py export_incidents",
+            "bom": bom,
+        }
         with tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
             if not progress.disable:
                 progress.total = incidents.count()
                 progress.refresh()
             if output:
                 with open(output, "wb") as out:
-                    write_incidents_csv(incidents, request.user, out, bom=bom, on_rows=progress.update)
+                    write_incidents_csv(incidents, request.user, out, on_rows=progress.update, **export)
             else:
-                write_incidents_csv(incidents, request.user, sys.stdout.buffer, bom=bom, on_rows=progress.update)
+                write_incidents_csv(incidents, request.user, sys.stdout.buffer, on_rows=progress.update, **export)
                 sys.stdout.buffer.flush()
 
     def _user(self, username: str | None):

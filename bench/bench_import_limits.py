@@ -1,0 +1,90 @@
+"""The CSV import's worst cases: wall time and peak memory of `manage.py import_incidents --dry-run`,
+each run as its own process (peak resident memory from `os.wait4`), for:
+
+- a header bomb: `title` repeated 100,000 times (600 KB), which the import refuses;
+- one row (the process's own baseline);
+- new incidents: ROWS rows (default: the row limit, TRACKER_IMPORT_MAX_ROWS) of bench_csv_import's
+  shape, and the same plus one row, which the import refuses;
+- updates: the first ROWS rows of an export (every column, each row an existing incident with its
+  places, perpetrators and sources loaded), when the database holds that many incidents.
+
+Usage (DATABASE_URL set): python bench/bench_import_limits.py [ROWS]
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_csv_import import bench_file
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from incidents.models import Incident
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dry_run(path: Path) -> tuple[float, float, str]:
+    """Wall time in seconds, peak resident memory in MB and first error (if refused) of a dry-run import of `path`."""
+    command = [sys.executable, "manage.py", "import_incidents", str(path), "--user=bench", "--dry-run"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Read what the command says before waiting, so a long error list cannot fill the pipe and stall it.
+    errors = process.stderr.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    refusal = errors.strip().splitlines()[0][:160] if status else ""
+    return elapsed, usage.ru_maxrss / 1024, refusal  # ru_maxrss is in kilobytes on Linux
+
+
+def exported_rows(rows: int, directory: Path) -> Path | None:
+    """The header and first `rows` rows of an export of every incident, or None if there are fewer."""
+    if Incident.objects.count() < rows:
+        return None
+    full = directory / "export.csv"
+    subprocess.run(
+        [sys.executable, "manage.py", "export_incidents", "--user=bench", "-o", str(full)], cwd=ROOT, check=True
+    )
+    path = directory / "updates.csv"
+    with full.open("rb") as source, path.open("wb") as out:
+        # Export rows hold no line breaks of their own (titles are single lines), so lines are rows.
+        for _ in range(rows + 1):
+            out.write(source.readline())
+    return path
+
+
+def main():
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else settings.IMPORT_MAX_ROWS
+    get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True, "is_staff": True})
+    with tempfile.TemporaryDirectory() as directory:
+        directory = Path(directory)
+        cases = {
+            "header bomb (title x 100,000)": (",".join(["title"] * 100_000) + "\nA\n").encode(),
+            "1 new row": bench_file(1),
+            f"{rows:,} new rows": bench_file(rows),
+            f"{rows + 1:,} new rows": bench_file(rows + 1),
+        }
+        paths = {}
+        for label, content in cases.items():
+            paths[label] = directory / f"{len(paths)}.csv"
+            paths[label].write_bytes(content)
+        updates = exported_rows(rows, directory)
+        if updates is not None:
+            paths[f"{rows:,} updates (export rows)"] = updates
+        print(
+            f"TRACKER_IMPORT_MAX_ROWS={settings.IMPORT_MAX_ROWS:,}, "
+            f"TRACKER_IMPORT_MAX_BYTES={settings.IMPORT_MAX_BYTES:,}"
+        )
+        print(f"{'case':34} {'MB file':>8} {'seconds':>8} {'peak MB':>8}")
+        for label, path in paths.items():
+            elapsed, peak, refusal = dry_run(path)
+            print(f"{label:34} {path.stat().st_size / 1e6:8.1f} {elapsed:8.1f} {peak:8.0f}")
+            if refusal:
+                print(f"    refused: {refusal}")
+
+
+if __name__ == "__main__":
+    main()

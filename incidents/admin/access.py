@@ -1,0 +1,169 @@
+"""Who read the informant's testimony, in the admin: confidential records shown on the incident and
+source screens are recorded (`incidents.access`), a record's page says who read it, and the record
+of accesses is a list that reviewers with confidential access can filter and nobody can change."""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from incidents.access import (
+    can_see_accesses,
+    confidential_among,
+    confidential_records_of,
+    reads_of,
+    record_confidential_access,
+)
+from incidents.models import AccessDoor, ConfidentialAccess, Incident, Source
+
+# How many of a record's latest reads its page lists; the list of accesses has them all.
+READ_BY_SHOWN = 10
+
+
+def _record_admin_access(request, records) -> None:
+    record_confidential_access(user=request.user, door=AccessDoor.ADMIN, records=records, path=request.get_full_path())
+
+
+def _context(response) -> dict:
+    """A rendered page's context; empty for a redirect or a download."""
+    return getattr(response, "context_data", None) or {}
+
+
+class ConfidentialReadsMixin:
+    """For the screens of records that may be confidential (incidents, sources): every change,
+    history and list page that shows confidential records to a reader is recorded, and readers
+    allowed to see who read what find the latest reads on the record's page ("Read by")."""
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            _record_admin_access(request, confidential_records_of(obj, request.user))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        shown = _context(response).get("object")
+        if shown is not None:
+            _record_admin_access(request, confidential_records_of(shown, request.user))
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = _context(response).get("cl")
+        if changelist is not None:
+            # Evaluates the page's rows, which the template then reads from the same queryset's cache.
+            _record_admin_access(request, confidential_among(changelist.result_list, request.user))
+        return response
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "read_by"] if self._shows_reads(request, obj) else readonly
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._shows_reads(request, obj):
+            return fieldsets
+        # Beside the confidentiality switch, where the question arises.
+        return [
+            (name, {**options, "fields": [*options["fields"], "read_by"]})
+            if "confidential" in options["fields"]
+            else (name, options)
+            for name, options in fieldsets
+        ]
+
+    @staticmethod
+    def _shows_reads(request, obj) -> bool:
+        return obj is not None and can_see_accesses(request.user)
+
+    @admin.display(description="Read by")
+    def read_by(self, obj):
+        """The latest reads of this record (for an incident, also of its claims). Two queries."""
+        reads = reads_of(obj)
+        latest = list(reads[:READ_BY_SHOWN])
+        if not latest:
+            return "Nobody has read it since reads were recorded."
+        parameter = "source" if isinstance(obj, Source) else "incident"
+        everything = f"{reverse('admin:incidents_confidentialaccess_changelist')}?{parameter}={obj.pk}"
+        rows = format_html_join(
+            "",
+            "<li>{} ({}, {} UTC)</li>",
+            ((read.user.get_username(), read.get_door_display(), f"{read.at:%Y-%m-%d %H:%M}") for read in latest),
+        )
+        every_read = format_html('<a href="{}">Every read ({})</a>', everything, reads.count())
+        return format_html('<ul class="read-by">{}</ul>{}', rows, every_read)
+
+
+class ReadRecordFilter(admin.ListFilter):
+    """`?incident=<id>` or `?source=<id>`: the reads of one record, as its page links to them."""
+
+    title = "record"
+    parameter_names = ("incident", "source")
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.values = {}
+        for name in self.parameter_names:
+            if name in params:
+                value = params.pop(name)
+                self.values[name] = value[-1] if isinstance(value, list) else value
+
+    def has_output(self):
+        # Reached from a record's page, not chosen from the sidebar: shown only while applied.
+        return bool(self.values)
+
+    def choices(self, changelist):
+        yield {
+            "selected": False,
+            "query_string": changelist.get_query_string(remove=self.parameter_names),
+            "display": "Every record",
+        }
+        for name, value in self.values.items():
+            yield {"selected": True, "query_string": changelist.get_query_string(), "display": f"{name} #{value}"}
+
+    def expected_parameters(self):
+        return list(self.parameter_names)
+
+    def queryset(self, request, queryset):
+        for name, model in (("incident", Incident), ("source", Source)):
+            value = self.values.get(name)
+            if value is None:
+                continue
+            if not value.isdigit():
+                raise admin.options.IncorrectLookupParameters(f"{name}: give the record's id, a whole number.")
+            queryset = queryset.filter(pk__in=reads_of(model(pk=int(value))).values("pk"))
+        return queryset
+
+
+@admin.register(ConfidentialAccess)
+class ConfidentialAccessAdmin(admin.ModelAdmin):
+    """Read-only for everyone, superusers included; the database refuses changes too."""
+
+    list_display = ["at", "user", "door", "records", "path"]
+    list_filter = ["door", ("user", admin.RelatedOnlyFieldListFilter), ReadRecordFilter]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "path"]
+    search_help_text = "Searches usernames and the pages or endpoints read."
+    date_hierarchy = "at"
+    show_facets = admin.ShowFacets.NEVER
+    fields = ["at", "user", "door", "path", "incident_ids", "claim_ids", "source_ids", "export_filters", "row_count"]
+
+    @admin.display(description="What")
+    def records(self, access):
+        shown = {"incident": access.incident_ids, "claim": access.claim_ids, "source": access.source_ids}
+        parts = [f"{len(ids)} {name}{'' if len(ids) == 1 else 's'}" for name, ids in shown.items() if ids]
+        if access.row_count is not None:
+            parts.append(f"export of {access.row_count:,} rows")
+        return ", ".join(parts)
+
+    def has_module_permission(self, request):
+        return can_see_accesses(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return can_see_accesses(request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,286 @@
+"""Who read the informant's testimony: every door that shows or exports confidential records leaves
+one append-only access record, which reviewers with confidential access read and nobody can change."""
+
+from datetime import date
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from django.db.models import ProtectedError
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from incidents import roles
+from incidents.exports import stream_incidents_csv
+from incidents.models import AccessDoor, ConfidentialAccess, Incident
+from tests.api_support import API, client_for, incident_url, results
+from tests.factories import incident_type, make_claim, make_incident, make_source, make_user
+
+ACCESSES = reverse("admin:incidents_confidentialaccess_changelist")
+
+
+def admin_url(obj, page: str = "change") -> str:
+    return reverse(f"admin:incidents_{obj._meta.model_name}_{page}", args=[obj.pk])
+
+
+def only_access() -> ConfidentialAccess:
+    """The one access recorded so far (the test fails if there are more or none)."""
+    (access,) = ConfidentialAccess.objects.all()
+    return access
+
+
+@pytest.fixture
+def world():
+    """Rita reviews with confidential access; Andy is an analyst without it; the records are a
+    confidential incident, a published incident with a confidential claim, one with a claim from a
+    confidential source (an informant), and a plain one."""
+
+    class World:
+        rita = make_user(roles.REVIEWER, confidential=True)
+        andy = make_user(roles.ANALYST)
+        secret = make_incident(
+            title="Secret", confidential=True, date_start=date(2023, 8, 1), date_end=date(2023, 8, 1)
+        )
+        with_confidential_claim = make_incident(title="Claim", date_start=date(2023, 7, 1), date_end=date(2023, 7, 1))
+        confidential_claim = make_claim(incident=with_confidential_claim, confidential=True)
+        informant = make_source(title="Informant", kind="testimony", confidential=True)
+        with_informant = make_incident(title="Informant's", date_start=date(2023, 6, 1), date_end=date(2023, 6, 1))
+        informant_claim = make_claim(incident=with_informant, source=informant)
+        plain = make_incident(title="Plain", date_start=date(2020, 1, 1), date_end=date(2020, 1, 1))
+        plain_claim = make_claim(incident=plain)
+
+    return World
+
+
+class TestAdminPages:
+    def test_a_confidential_incident_page_is_recorded_with_reader_door_and_id(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(admin_url(world.secret)).status_code == 200
+        access = only_access()
+        assert (access.user, access.door) == (world.rita, AccessDoor.ADMIN)
+        assert (access.incident_ids, access.claim_ids, access.source_ids) == ([world.secret.pk], [], [])
+        assert access.path == admin_url(world.secret)
+        assert access.row_count is None and access.export_filters is None
+
+    def test_the_page_of_a_public_incident_records_the_confidential_claims_it_shows(self, client, world):
+        client.force_login(world.rita)
+        client.get(admin_url(world.with_confidential_claim))
+        client.get(admin_url(world.with_informant))
+        first, second = ConfidentialAccess.objects.order_by("id")
+        assert (first.incident_ids, first.claim_ids, first.source_ids) == ([], [world.confidential_claim.pk], [])
+        assert (second.claim_ids, second.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+
+    def test_history_and_source_pages_are_recorded(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(admin_url(world.secret, "history")).status_code == 200
+        assert client.get(admin_url(world.informant)).status_code == 200
+        assert client.get(admin_url(world.informant, "history")).status_code == 200
+        history, source, source_history = ConfidentialAccess.objects.order_by("id")
+        assert history.incident_ids == [world.secret.pk] and history.path == admin_url(world.secret, "history")
+        assert source.source_ids == source_history.source_ids == [world.informant.pk]
+
+    def test_the_incident_list_records_the_confidential_rows_of_its_page(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(reverse("admin:incidents_incident_changelist")).status_code == 200
+        assert only_access().incident_ids == [world.secret.pk]
+
+    def test_pages_without_confidential_records_record_nothing(self, client, world):
+        client.force_login(world.rita)
+        client.get(admin_url(world.plain))
+        client.get(admin_url(world.plain, "history"))
+        client.get(reverse("admin:incidents_incident_changelist") + "?confidential__exact=0")
+        # Andy is not shown the confidential claim on the same page, so nothing was read.
+        client.force_login(world.andy)
+        assert client.get(admin_url(world.with_confidential_claim)).status_code == 200
+        client.get(reverse("admin:incidents_incident_changelist"))
+        assert not ConfidentialAccess.objects.exists()
+
+
+class TestApi:
+    def test_detail_and_history_are_recorded(self, world):
+        client = client_for(world.rita)
+        assert client.get(incident_url(world.secret)).status_code == 200
+        assert client.get(incident_url(world.with_informant, "history/")).status_code == 200
+        detail, history = ConfidentialAccess.objects.order_by("id")
+        assert (detail.user, detail.door, detail.incident_ids) == (world.rita, AccessDoor.API, [world.secret.pk])
+        assert (history.claim_ids, history.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+
+    def test_a_list_page_is_one_record_holding_every_confidential_id_on_it(self, world):
+        assert len(results(client_for(world.rita).get(f"{API}/incidents/"))) == 4
+        access = only_access()
+        assert access.door == AccessDoor.API and access.path == f"{API}/incidents/"
+        assert access.incident_ids == [world.secret.pk]
+        assert sorted(access.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])
+        assert access.source_ids == [world.informant.pk]
+
+    def test_reads_without_confidential_records_record_nothing(self, world):
+        client_for(world.rita).get(f"{API}/incidents/?date_to=2020-12-31")
+        client_for(world.rita).get(incident_url(world.plain))
+        client_for(world.andy).get(f"{API}/incidents/")
+        client_for(world.andy).get(incident_url(world.with_confidential_claim))
+        client_for().get(f"{API}/incidents/")
+        client_for().get(f"{API}/sources/")
+        assert not ConfidentialAccess.objects.exists()
+
+    def test_sources_are_recorded(self, world):
+        client = client_for(world.rita)
+        client.get(f"{API}/sources/")
+        client.get(f"{API}/sources/{world.informant.pk}/")
+        listed, detail = ConfidentialAccess.objects.order_by("id")
+        assert listed.source_ids == detail.source_ids == [world.informant.pk]
+
+    def test_the_list_query_count_does_not_grow_with_the_page_size(self, world):
+        for _ in range(6):
+            make_claim(incident=make_incident(confidential=True), confidential=True)
+
+        client = client_for(world.rita)
+        client.get(f"{API}/incidents/")  # the token's first use, and anything else done once
+
+        def queries(page_size: int) -> int:
+            with CaptureQueriesContext(connection) as captured:
+                assert len(results(client.get(f"{API}/incidents/?page_size={page_size}"))) == page_size
+            return len(captured)
+
+        # The page (confidential markers included), the user's permissions, and the one insert.
+        assert queries(2) == queries(9)
+        two, nine = ConfidentialAccess.objects.order_by("-id")[:2][::-1]
+        assert (len(two.incident_ids), len(nine.incident_ids)) == (2, 7)
+
+
+class TestCsv:
+    def test_an_http_export_records_its_filters_rows_and_confidential_records(self, world):
+        response = client_for(world.rita).get(f"{API}/incidents.csv?date_from=2023-01-01&bom=1")
+        assert response.status_code == 200
+        b"".join(response.streaming_content)
+        access = only_access()
+        assert (access.user, access.door, access.row_count) == (world.rita, AccessDoor.CSV, 3)
+        assert access.export_filters == {"date_from": ["2023-01-01"], "bom": ["1"]}
+        assert access.incident_ids == [world.secret.pk]
+        assert access.source_ids == [world.informant.pk]
+
+    def test_the_admin_export_is_recorded(self, client, world):
+        client.force_login(world.rita)
+        response = client.get(reverse("admin:incidents_incident_export_csv") + "?confidential__exact=1")
+        b"".join(response.streaming_content)
+        access = only_access()
+        assert (access.door, access.row_count, access.incident_ids) == (AccessDoor.CSV, 1, [world.secret.pk])
+        assert access.export_filters == {"confidential__exact": ["1"]}
+
+    def test_the_export_command_is_recorded(self, world, tmp_path):
+        call_command("export_incidents", "--user", world.rita.username, "--date-to", "2023-07-31", "-o", tmp_path / "x")
+        access = only_access()
+        assert (access.door, access.row_count, access.export_filters) == (
+            AccessDoor.COMMAND,
+            3,
+            {"date_to": ["2023-07-31"]},
+        )
+        assert access.claim_ids == sorted([world.confidential_claim.pk, world.informant_claim.pk])
+
+    def test_exports_without_confidential_records_record_nothing(self, world, tmp_path):
+        b"".join(client_for(world.rita).get(f"{API}/incidents.csv?date_to=2020-12-31").streaming_content)
+        b"".join(client_for(world.andy).get(f"{API}/incidents.csv").streaming_content)
+        call_command("export_incidents", "-o", tmp_path / "public.csv")
+        assert not ConfidentialAccess.objects.exists()
+
+    def test_a_download_broken_off_has_been_recorded_before_its_first_byte(self, world):
+        Incident.objects.bulk_create(
+            Incident(
+                title="s" * 290,
+                incident_type=incident_type(),
+                date_start=date(2023, 1, 1),
+                date_end=date(2023, 1, 1),
+                confidential=True,
+            )
+            for _ in range(600)
+        )
+        stream = stream_incidents_csv(
+            Incident.objects.visible_to(world.rita), world.rita, door=AccessDoor.CSV, export_filters={}
+        )
+        next(stream)
+        # What a WSGI server does when the client goes away: the COPY's transaction rolls back. The
+        # record holds every row the export selected, not the few sent: it was written first.
+        stream.close()
+        access = only_access()
+        assert (access.row_count, len(access.incident_ids)) == (604, 601)
+
+
+class TestTheRecordOfAccesses:
+    def test_a_record_page_says_who_read_it_and_links_to_every_read(self, client, world):
+        client.force_login(world.rita)
+        client.get(admin_url(world.informant))
+        page = client.get(admin_url(world.informant)).content.decode()
+        assert "Read by" in page and world.rita.username in page
+        assert f"{ACCESSES}?source={world.informant.pk}" in page
+        listed = client.get(f"{ACCESSES}?source={world.informant.pk}")
+        assert listed.status_code == 200
+        assert list(listed.context["cl"].result_list) == list(ConfidentialAccess.objects.all())
+        assert not client.get(f"{ACCESSES}?incident={world.secret.pk}").context["cl"].result_list
+
+    def test_reviewers_with_confidential_access_filter_the_list(self, client, world):
+        client_for(world.rita).get(f"{API}/incidents/")
+        client.force_login(world.rita)
+        client.get(admin_url(world.secret))
+        by_door = client.get(f"{ACCESSES}?door=api")
+        assert [access.door for access in by_door.context["cl"].result_list] == [AccessDoor.API]
+        assert len(client.get(f"{ACCESSES}?incident={world.secret.pk}").context["cl"].result_list) == 2
+
+    def test_nobody_else_sees_who_read_what(self, client, world):
+        # An analyst given confidential access reads the records, not who else read them.
+        reader = make_user(roles.ANALYST, confidential=True)
+        client.force_login(reader)
+        page = client.get(admin_url(world.secret)).content.decode()
+        assert "Read by" not in page
+        assert client.get(ACCESSES).status_code == 403
+        reviewer_without_confidential = make_user(roles.REVIEWER)
+        client.force_login(reviewer_without_confidential)
+        assert client.get(ACCESSES).status_code == 403
+
+    def test_nobody_can_add_change_or_delete_an_access_in_the_admin(self, client, world):
+        client_for(world.rita).get(incident_url(world.secret))
+        access = only_access()
+        client.force_login(make_user(roles.REVIEWER, confidential=True, is_superuser=True))
+        change = admin_url(access)
+        assert client.get(change).status_code == 200
+        assert client.post(change, {"door": "csv"}).status_code == 403
+        assert client.post(admin_url(access, "delete"), {"post": "yes"}).status_code == 403
+        assert client.get(reverse("admin:incidents_confidentialaccess_add")).status_code == 403
+        bulk_delete = client.post(
+            ACCESSES, {"action": "delete_selected", "_selected_action": [access.pk], "post": "yes"}
+        )
+        assert bulk_delete.status_code in (200, 302)
+        access.refresh_from_db()
+        assert access.door == AccessDoor.API
+
+    def test_the_database_refuses_to_change_or_delete_an_access(self, world):
+        client_for(world.rita).get(incident_url(world.secret))
+        with pytest.raises(DatabaseError, match="Cannot update or delete"), transaction.atomic():
+            ConfidentialAccess.objects.update(incident_ids=[])
+        with pytest.raises(DatabaseError, match="Cannot update or delete"), transaction.atomic():
+            ConfidentialAccess.objects.all().delete()
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM incidents_confidentialaccess")
+        assert only_access().incident_ids == [world.secret.pk]
+
+
+def test_a_reader_of_confidential_records_cannot_be_deleted(world):
+    client_for(world.rita).get(incident_url(world.secret))
+    with pytest.raises(ProtectedError), transaction.atomic():
+        world.rita.delete()
+    assert ConfidentialAccess.objects.filter(user=world.rita).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_each_access_is_committed_at_once(world):
+    # As in production, where no test transaction wraps the request: the record is written in one
+    # statement of its own, committed whether or not the rest of the request succeeds.
+    assert client_for(world.rita).get(incident_url(world.secret)).status_code == 200
+    b"".join(client_for(world.rita).get(f"{API}/incidents.csv?date_from=2023-08-01").streaming_content)
+    detail, export = ConfidentialAccess.objects.order_by("id")
+    assert (detail.user, detail.door, detail.incident_ids, detail.path) == (
+        world.rita,
+        AccessDoor.API,
+        [world.secret.pk],
+        incident_url(world.secret),
+    )
+    assert (export.door, export.row_count, export.export_filters) == (AccessDoor.CSV, 1, {"date_from": ["2023-08-01"]})
+    assert detail.at <= export.at
