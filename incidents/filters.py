@@ -9,6 +9,7 @@ unknown id and a hidden id give the same "not a valid choice" error.
 import json
 
 import django_filters
+from django import forms
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import BooleanField, Exists, Expression, F, Func, OuterRef, Q
@@ -143,6 +144,13 @@ class SlugFilter(django_filters.ModelChoiceFilter):
     """A record named by its slug."""
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class WholeNumberFilter(django_filters.NumberFilter):
+    """A count: `1.5` is refused by name, where NumberFilter's decimal field would take it."""
+
+    field_class = forms.IntegerField
+
+
 class IncidentFilterSet(django_filters.FilterSet):
     date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
@@ -174,6 +182,11 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     q = django_filters.CharFilter(
         method="filter_q", max_length=200, label="Full-text search: title, description, claim excerpts, place names"
+    )
+    min_origins = WholeNumberFilter(
+        method="filter_min_origins",
+        min_value=0,
+        label="At least this many independent origins among the claims you may see (sources relaying one count once)",
     )
     updated_since = django_filters.IsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601)"
@@ -227,6 +240,9 @@ class IncidentFilterSet(django_filters.FilterSet):
         involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
         published = self._visible_claims().filter(source__publisher=value)
         return queryset.filter(Exists(involved) | Exists(published))
+
+    def filter_min_origins(self, queryset, name, value):
+        return queryset.with_independent_origins(self.user).filter(independent_origins__gte=value)
 
     def filter_q(self, queryset, name, value):
         """Incidents whose title or description, a visible claim's excerpt, or a place's name match.

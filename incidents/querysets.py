@@ -12,8 +12,9 @@ added to that combination too.
 from datetime import date, timedelta
 
 from django.db import connection, models
-from django.db.models import Case, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Cast, Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
 
@@ -64,6 +65,53 @@ def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Ex
     return tuple(
         Case(When(own, then=exact), default=PublicCoordinate(F(f"{prefix}parent_id"), index=index))
         for index, exact in ((1, latitude), (2, longitude))
+    )
+
+
+class SourceOrigin(Func):
+    """The origin of a source (the end of its `cites` chain) as a reader may know it: with
+    `through_confidential` false the chain stops at the first confidential source. SQL function
+    `source_origin` (migration 0022), so the list built by PostgreSQL and the ORM count alike."""
+
+    function = "source_origin"
+    arity = 2
+    output_field = models.BigIntegerField()
+
+
+# From how many independent origins an incident's verification is suggested as "corroborated".
+# Only a suggestion: the verification itself stays a Reviewer's decision.
+CORROBORATING_ORIGINS = 2
+
+
+class JSONBuildObject(Func):
+    """`json_build_object(key, value, …)`: keys in the order given. Django's `JSONObject` builds
+    `jsonb`, which stores keys sorted by length, so a JSON text would not read in a serializer's
+    field order."""
+
+    function = "json_build_object"
+    output_field = models.JSONField()
+
+    def __init__(self, fields: dict):
+        pairs = ((_json_key(name), value) for name, value in fields.items())
+        super().__init__(*(part for pair in pairs for part in pair))
+
+
+def _json_key(name: str) -> models.Expression:
+    """A key as an SQL literal rather than a parameter: binding the incident list's seventy names
+    into every query cost about a millisecond. Names are Python identifiers (serializer fields),
+    which need no quoting inside '…'."""
+    if not name.isidentifier():
+        raise ValueError(f"Not a field name: {name!r}")
+    return models.expressions.RawSQL(f"'{name}'::text", (), output_field=models.TextField())
+
+
+def suggested_verification(independent_origins: models.Expression) -> Case:
+    """The verification that `independent_origins` suggest: `corroborated` from
+    CORROBORATING_ORIGINS, else `alleged`. Shown beside the Reviewer's decision, never applied."""
+    return Case(
+        When(GreaterThanOrEqual(independent_origins, CORROBORATING_ORIGINS), then=Value("corroborated")),
+        default=Value("alleged"),
+        output_field=models.TextField(),
     )
 
 
@@ -150,6 +198,60 @@ class IncidentQuerySet(models.QuerySet):
             "claim_people_min": Subquery(claims.annotate(value=Min(low)).values("value")),
             "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
         }
+
+    def _claims_with_origins(self, user):
+        """The claims `user` may see of the outer incident, each with `origin`: its source's origin
+        as `user` may know it. For subqueries correlated to an incident already limited by
+        `visible_to`, grouped by incident."""
+        claims = self.model._meta.get_field("claims").related_model.objects
+        return (
+            claims.disclosed_to(user)
+            .filter(incident=OuterRef("pk"))
+            .order_by()
+            .annotate(origin=SourceOrigin(F("source_id"), Value(can_see_confidential(user))))
+            .values("incident")
+        )
+
+    def corroboration(self, user) -> Coalesce:
+        """An incident's corroboration as `user` may know it, as a JSON object: `independent_origins`
+        (the origins that the sources of the claims `user` may see come down to, each counted once
+        however many sources relay it), `origins_not_public` (how many of those are confidential
+        sources hidden from `user`: counted, never named), `sources` (the distinct sources of those
+        claims) and `suggested_verification`. One correlated subquery."""
+        figures = {"independent_origins": Count("origin", distinct=True)}
+        if can_see_confidential(user):
+            figures["origins_not_public"] = Value(0)
+        else:
+            sources = self.model._meta.get_field("claims").related_model._meta.get_field("source").related_model
+            hidden = sources.objects.filter(confidential=True).values("pk")
+            figures["origins_not_public"] = Count("origin", distinct=True, filter=Q(origin__in=hidden))
+        figures["sources"] = Count("source", distinct=True)
+        by_incident = (
+            self._claims_with_origins(user)
+            .annotate(**figures)
+            .values(
+                json=JSONBuildObject(
+                    {
+                        **{name: F(name) for name in figures},
+                        "suggested_verification": suggested_verification(F("independent_origins")),
+                    }
+                )
+            )
+        )
+        without_claims = JSONBuildObject(
+            {**{name: Value(0) for name in figures}, "suggested_verification": suggested_verification(Value(0))}
+        )
+        return Coalesce(Subquery(by_incident), without_claims, output_field=models.JSONField())
+
+    def with_corroboration(self, user) -> "IncidentQuerySet":
+        """Annotate `corroboration` (see above) as a dict."""
+        # Cast to jsonb: Django decodes jsonb columns, and hands psycopg's decoded `json` on as text.
+        return self.annotate(corroboration=Cast(self.corroboration(user), models.JSONField()))
+
+    def with_independent_origins(self, user) -> "IncidentQuerySet":
+        """Annotate `independent_origins` alone (see `corroboration`), for filtering."""
+        origins = self._claims_with_origins(user).annotate(value=Count("origin", distinct=True)).values("value")
+        return self.annotate(independent_origins=Coalesce(Subquery(origins), 0))
 
     def containing_text(self, text: str, user) -> "IncidentQuerySet":
         """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in

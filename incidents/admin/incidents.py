@@ -19,7 +19,7 @@ from django_countries import countries
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, Verification, VictimGroup
 from incidents.services import (
     VersionConflict,
     incident_create,
@@ -45,6 +45,23 @@ def filter_parameter_errors(request) -> dict[str, list[str]]:
     params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
     filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
     return {} if filterset.is_valid() else filterset.errors
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def corroboration_summary(figures: dict, verification: str) -> str:
+    """ "2 independent origins (1 not public), 4 sources", and what they suggest when it differs
+    from the verification a Reviewer set, which this never changes."""
+    origins = _plural(figures["independent_origins"], "independent origin")
+    if figures["origins_not_public"]:
+        origins += f" ({figures['origins_not_public']} not public)"
+    summary = f"{origins}, {_plural(figures['sources'], 'source')}"
+    suggested = figures["suggested_verification"]
+    if verification in (Verification.ALLEGED, Verification.CORROBORATED) and verification != suggested:
+        summary += f": suggests {Verification(suggested).label}; a Reviewer decides."
+    return summary
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -225,6 +242,7 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         "claim_range",
         "review_state",
         "verification",
+        "corroboration",
         "created_by",
         "updated_by",
         "updated_at",
@@ -248,6 +266,7 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
             {
                 "fields": [
                     ("review_state", "verification"),
+                    "corroboration",
                     "confidential",
                     ("created_by", "updated_by", "updated_at"),
                     "expected_version",
@@ -305,9 +324,10 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         incidents = (
             super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
         )
-        # Only the change page shows the range the sources report; the list need not pay for it.
+        # Only the change page shows the range the sources report and their origins; the list need
+        # not pay for them.
         if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
-            incidents = incidents.with_claim_range(request.user)
+            incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
         return incidents
 
     def get_search_results(self, request, queryset, search_term):
@@ -342,6 +362,13 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         if low == high:
             return f"{low:,} people, according to every source that gives a figure."
         return f"From {low:,} to {high:,} people, depending on the source."
+
+    @admin.display(description="Corroboration")
+    def corroboration(self, incident):
+        figures = getattr(incident, "corroboration", None)
+        if figures is None:
+            return "Counted once the incident is saved."
+        return corroboration_summary(figures, incident.verification)
 
     # Writing: the incident and its inlines go to one service call, all or nothing.
 

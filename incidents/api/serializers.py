@@ -289,6 +289,22 @@ class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
         return self.location_serializer.to_representation(place)
 
 
+class CorroborationSerializer(serializers.Serializer):
+    """How many independent origins the claims you may see come down to (`IncidentQuerySet.corroboration`)."""
+
+    independent_origins = serializers.IntegerField(
+        help_text="Origins at the end of the claims' sources' `cites` chains; sources relaying one origin count once."
+    )
+    origins_not_public = serializers.IntegerField(
+        help_text="How many of those origins are sources that are not public (counted, never named)."
+    )
+    sources = serializers.IntegerField(help_text="Distinct sources of the claims you may see.")
+    suggested_verification = serializers.ChoiceField(
+        choices=["alleged", "corroborated"],
+        help_text="What the origins suggest; `verification` stays the Reviewer's decision.",
+    )
+
+
 class IncidentSerializer(serializers.ModelSerializer):
     incident_type = serializers.SlugRelatedField(slug_field="slug", queryset=IncidentType.objects.all())
     places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
@@ -301,6 +317,7 @@ class IncidentSerializer(serializers.ModelSerializer):
     claim_people_max = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="Highest figure among the claims you may see."
     )
+    corroboration = CorroborationSerializer(read_only=True)
     version = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -331,6 +348,7 @@ class IncidentSerializer(serializers.ModelSerializer):
             "victim_groups",
             "claims",
             "verification",
+            "corroboration",
             "review_state",
             "confidential",
             "version",

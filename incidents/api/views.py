@@ -227,12 +227,13 @@ class IncidentViewSet(ResourceViewSet):
 
     def representation_queryset(self):
         user = self.request.user
-        # 1 query for the incident (type, users and claim range joined or subqueried), then one
+        # 1 query for the incident (type, users, claim range and corroboration joined or subqueried), then one
         # prefetch each for places, visible claims (with sources), involvements (with
         # organizations) and victim groups. Lists are built by PostgreSQL instead (projections).
         return (
             self.visible_incidents()
             .with_claim_range(user)
+            .with_corroboration(user)
             .select_related("incident_type", "created_by", "updated_by")
             .prefetch_related(
                 Prefetch("places", queryset=Place.objects.with_coordinates_for(user).order_by("name", "id")),
