@@ -223,6 +223,9 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# Dataset releases (incidents/releases.py): who the citation names as author, and the data set's title.
+RELEASE_AUTHOR = env_str("TRACKER_RELEASE_AUTHOR", "Incident Tracker contributors")
+RELEASE_TITLE = env_str("TRACKER_RELEASE_TITLE", "Incident Tracker data set")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 

@@ -6,7 +6,7 @@ querysets, so they answer 404 like records that never existed.
 """
 
 from django.contrib.auth import get_user_model
-from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
+from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
@@ -47,12 +47,8 @@ from incidents.models import (
     VictimGroup,
 )
 from incidents.models import Response as OrganizationResponse
+from incidents.querysets import visible_source_id
 from incidents.statistics import GROUPINGS, incident_statistics
-
-
-def _visible_source_id(user, field: str) -> Subquery:
-    """The id in `field` if the user may see that source, else null: a link never reveals a hidden source."""
-    return Subquery(Source.objects.visible_to(user).filter(pk=OuterRef(field)).values("pk")[:1])
 
 
 class ResourceViewSet(viewsets.ModelViewSet):
@@ -97,7 +93,7 @@ class SourceViewSet(ResourceViewSet):
 
     def get_queryset(self):
         user = self.request.user
-        return Source.objects.visible_to(user).annotate(visible_cites_id=_visible_source_id(user, "cites_id"))
+        return Source.objects.visible_to(user).annotate(visible_cites_id=visible_source_id(user, "cites_id"))
 
 
 class ResponseViewSet(ResourceViewSet):
@@ -106,7 +102,7 @@ class ResponseViewSet(ResourceViewSet):
     def get_queryset(self):
         user = self.request.user
         return OrganizationResponse.objects.annotate(
-            visible_source_id=_visible_source_id(user, "source_id")
+            visible_source_id=visible_source_id(user, "source_id")
         ).prefetch_related(
             Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
         )

@@ -1,0 +1,164 @@
+import django.db.models.deletion
+import django.db.models.functions.comparison
+import django.db.models.functions.text
+from django.conf import settings
+from django.db import migrations, models
+
+# The origin of a source as a reader may know it: follow `cites` up the chain to the source that
+# cites nothing. A reader without Confidential access stops at the first confidential source on the
+# way: they may count it (as "a source that is not public") but learn nothing beyond it. In SQL so
+# that the incident list built by PostgreSQL (the API's projections) and the ORM's annotations and
+# filters (`IncidentQuerySet.corroboration`) apply one and the same rule. PL/pgSQL, like
+# `place_public_coordinates` (0007), keeps its plan for the connection's life; the depth limit
+# guards against a cycle written around `Source.clean()`.
+SOURCE_ORIGIN_FUNCTION = """
+CREATE OR REPLACE FUNCTION source_origin(start_id bigint, through_confidential boolean)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    current_id bigint := start_id;
+    link record;
+BEGIN
+    FOR depth IN 1..64 LOOP
+        SELECT cites_id, confidential INTO link FROM incidents_source WHERE id = current_id;
+        EXIT WHEN NOT FOUND OR link.cites_id IS NULL OR (link.confidential AND NOT through_confidential);
+        current_id := link.cites_id;
+    END LOOP;
+    RETURN current_id;
+END
+$$;
+"""
+
+
+# A release is cited by name and checksum: once written, neither it nor its files change or go.
+# In the database, so that no door (the admin, a shell, a raw UPDATE) can alter what was cited.
+RELEASES_IMMUTABLE = """
+CREATE FUNCTION release_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'Releases are immutable: % of % refused.', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+CREATE TRIGGER release_immutable BEFORE UPDATE OR DELETE ON incidents_release
+    FOR EACH ROW EXECUTE FUNCTION release_immutable();
+CREATE TRIGGER release_file_immutable BEFORE UPDATE OR DELETE ON incidents_releasefile
+    FOR EACH ROW EXECUTE FUNCTION release_immutable();
+CREATE TRIGGER release_truncate_refused BEFORE TRUNCATE ON incidents_release
+    FOR EACH STATEMENT EXECUTE FUNCTION release_immutable();
+CREATE TRIGGER release_file_truncate_refused BEFORE TRUNCATE ON incidents_releasefile
+    FOR EACH STATEMENT EXECUTE FUNCTION release_immutable();
+"""
+
+RELEASES_MUTABLE = """
+DROP TRIGGER release_immutable ON incidents_release;
+DROP TRIGGER release_file_immutable ON incidents_releasefile;
+DROP TRIGGER release_truncate_refused ON incidents_release;
+DROP TRIGGER release_file_truncate_refused ON incidents_releasefile;
+DROP FUNCTION release_immutable();
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("incidents", "0014_rulebook"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.RunSQL(SOURCE_ORIGIN_FUNCTION, reverse_sql="DROP FUNCTION source_origin(bigint, boolean);"),
+        migrations.CreateModel(
+            name="Release",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("year", models.PositiveSmallIntegerField()),
+                ("number", models.PositiveIntegerField(help_text="The release's number within its year, from 1.")),
+                (
+                    "name",
+                    models.GeneratedField(
+                        db_persist=True,
+                        expression=django.db.models.functions.text.Concat(
+                            models.Value("incident-tracker-"),
+                            django.db.models.functions.comparison.Cast("year", models.TextField()),
+                            models.Value("."),
+                            django.db.models.functions.comparison.Cast("number", models.TextField()),
+                            output_field=models.TextField(),
+                        ),
+                        output_field=models.TextField(),
+                    ),
+                ),
+                ("as_of", models.DateTimeField(help_text="The latest change to a released incident.", null=True)),
+                ("incidents", models.PositiveIntegerField(help_text="How many incidents it holds.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["-year", "-number"],
+            },
+        ),
+        migrations.CreateModel(
+            name="ReleaseFile",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(help_text="File name, e.g. incidents.csv.", max_length=64)),
+                ("media_type", models.CharField(max_length=64)),
+                ("content", models.BinaryField()),
+                ("sha256", models.CharField(help_text="SHA-256 of the content, in hexadecimal.", max_length=64)),
+                ("size", models.PositiveBigIntegerField(help_text="Size of the content in bytes.")),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="files", to="incidents.release"
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["release", "name"],
+            },
+        ),
+        migrations.AddConstraint(
+            model_name="release",
+            constraint=models.UniqueConstraint(fields=("year", "number"), name="release_year_number_unique"),
+        ),
+        migrations.AddConstraint(
+            model_name="release",
+            constraint=models.UniqueConstraint(fields=("name",), name="release_name_unique"),
+        ),
+        migrations.AddConstraint(
+            model_name="release",
+            constraint=models.CheckConstraint(condition=models.Q(("number__gte", 1)), name="release_number_from_one"),
+        ),
+        migrations.AddConstraint(
+            model_name="releasefile",
+            constraint=models.UniqueConstraint(fields=("release", "name"), name="release_file_name_unique"),
+        ),
+        migrations.AddConstraint(
+            model_name="releasefile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("size", models.Func(models.F("content"), function="octet_length"))),
+                name="release_file_size",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="releasefile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "sha256",
+                        models.Func(
+                            models.Func(models.F("content"), function="sha256"), models.Value("hex"), function="encode"
+                        ),
+                    )
+                ),
+                name="release_file_sha256",
+            ),
+        ),
+        migrations.RunSQL(RELEASES_IMMUTABLE, reverse_sql=RELEASES_MUTABLE),
+    ]
