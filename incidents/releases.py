@@ -430,7 +430,7 @@ def _table_csv(table: Table) -> bytes:
 def _changes(incidents_csv: bytes, previous: Release | None) -> bytes:
     """CHANGES.csv: the incidents added, updated and withdrawn since `previous`, by public_id."""
     now = _versions(incidents_csv)
-    before = _versions(previous.files.get(name="incidents.csv").content.tobytes()) if previous else {}
+    before = _versions(bytes(previous.files.get(name="incidents.csv").content)) if previous else {}
     changes = [(public_id, "added") for public_id in now.keys() - before.keys()]
     changes += [
         (public_id, "updated") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.reverse import reverse
 
 from incidents import services
 from incidents.api.errors import validation_error_from_django
@@ -23,11 +24,14 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    Release,
+    ReleaseFile,
     Response,
     Source,
     VictimGroup,
 )
 from incidents.querysets import can_see_unpublished
+from incidents.releases import citation
 
 
 def _request_user(serializer):
@@ -443,3 +447,31 @@ class RevisionSerializer(serializers.ModelSerializer):
 
 class RevisionDecisionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
+
+
+class ReleaseFileSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Where to download it.")
+
+    class Meta:
+        model = ReleaseFile
+        fields = ["name", "media_type", "size", "sha256", "url"]
+
+    def get_url(self, release_file) -> str:
+        path = reverse("release-file", kwargs={"name": release_file.release.name, "file_name": release_file.name})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    """A frozen, citable copy of the published data (`incidents.releases`)."""
+
+    citation = serializers.SerializerMethodField(help_text="How to cite it.")
+    files = ReleaseFileSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["name", "year", "number", "as_of", "incidents", "created_at", "citation", "files"]
+        read_only_fields = fields
+
+    def get_citation(self, release) -> str:
+        return citation(release.name, release.year)

@@ -8,14 +8,16 @@ querysets, so they answer 404 like records that never existed.
 from django.contrib.auth import get_user_model
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponse
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.response import Response
 
-from incidents import services
+from incidents import releases, services
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
@@ -27,6 +29,7 @@ from incidents.api.serializers import (
     IncidentTypeSerializer,
     OrganizationSerializer,
     PlaceSerializer,
+    ReleaseSerializer,
     ResponseSerializer,
     RevisionDecisionSerializer,
     RevisionSerializer,
@@ -43,6 +46,8 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    Release,
+    ReleaseFile,
     Source,
     VictimGroup,
 )
@@ -372,3 +377,44 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
             revision=self.get_object(), user=request.user, note=decision.validated_data["note"]
         )
         return Response(self.get_serializer(revision).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The citable releases of the published data, newest first, with their files' checksums."
+    ),
+    create=extend_schema(request=None, description="Freeze the published data as the next release (Reviewers only)."),
+)
+class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Dataset releases: anyone may list and download them; a Reviewer makes one."""
+
+    serializer_class = ReleaseSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"incident-tracker-\d{4}\.\d+"
+    # Who may release is the service's rule (`release_create`); the door only asks for an account.
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    orderings = {"-id": ("-id",)}
+
+    def get_queryset(self):
+        # 1 query for the releases, 1 for their files without their content.
+        files = ReleaseFile.objects.defer("content").order_by("name")
+        return Release.objects.prefetch_related(Prefetch("files", queryset=files))
+
+    def create(self, request, *args, **kwargs):
+        release = releases.release_create(user=request.user)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=release.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, url_path=r"files/(?P<file_name>[A-Za-z0-9_.]+)", url_name="file", pagination_class=None)
+    def download(self, request, name=None, file_name=None):
+        release_file = ReleaseFile.objects.filter(release__name=name, name=file_name).first()
+        if release_file is None:
+            raise Http404
+        response = HttpResponse(bytes(release_file.content), content_type=f"{release_file.media_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{name}-{release_file.name}"'
+        # A release never changes: its checksum is its version, and caches may keep it for good.
+        response["ETag"] = f'"{release_file.sha256}"'
+        response["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
