@@ -138,3 +138,15 @@ def test_the_admin_change_page_shows_the_origins_and_suggestion_beside_the_verif
     page = client.get(reverse("admin:incidents_incident_change", args=[relayed.pk])).content.decode()
     assert "3 independent origins (1 not public), 5 sources: suggests Corroborated; a Reviewer decides." in page
     assert "Hidden informant" not in page
+
+
+def test_statistics_and_the_csv_export_take_the_filter_too(relayed):
+    corroborated = make_incident(title="Two origins", people_count=7)
+    make_claim(incident=corroborated, source=make_source())
+    make_claim(incident=corroborated, source=make_source())
+    stats = client_for().get(f"{API}/incidents/stats/?group_by=year&min_origins=2").json()
+    assert (stats["total"]["incidents"], stats["total"]["people_count"]) == (1, 7)
+    exported = client_for().get(f"{API}/incidents.csv?min_origins=2")
+    assert exported.status_code == 200
+    body = b"".join(exported.streaming_content).decode()
+    assert corroborated.public_id in body and relayed.public_id not in body
