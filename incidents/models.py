@@ -20,6 +20,7 @@ from django_countries.fields import CountryField
 
 from incidents.querysets import (
     ClaimQuerySet,
+    DuplicatePairQuerySet,
     IncidentQuerySet,
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
@@ -907,3 +908,52 @@ class ReleaseFile(models.Model):
 
     def __str__(self):
         return f"{self.release_id}/{self.name}"
+
+
+class DuplicateDecision(models.TextChoices):
+    PENDING = "pending", "Not reviewed"
+    SAME = "same", "Same incident"
+    DIFFERENT = "different", "Different incidents"
+    UNSURE = "unsure", "Unsure"
+
+
+@pghistory.track()
+class DuplicatePair(models.Model):
+    """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
+    reviewer decided about them. Kept once decided, so that "different" is never proposed again
+    and every decision shows in the history."""
+
+    incident_a = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    incident_b = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="From 0 (nothing alike) to 1 (alike in every respect compared).")
+    decision = models.CharField(max_length=10, choices=DuplicateDecision.choices, default=DuplicateDecision.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    note = models.TextField(blank=True, help_text="Why, for the history.")
+
+    objects = DuplicatePairQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-score", "id"]
+        constraints = [
+            # One row per pair, whichever incident was scored first.
+            models.CheckConstraint(condition=Q(incident_a__lt=F("incident_b")), name="duplicate_pair_ordered"),
+            models.UniqueConstraint(fields=["incident_a", "incident_b"], name="duplicate_pair_unique"),
+            models.CheckConstraint(condition=Q(score__gte=0, score__lte=1), name="duplicate_pair_score_range"),
+            models.CheckConstraint(
+                condition=Q(decision=DuplicateDecision.PENDING, decided_at__isnull=True)
+                | (~Q(decision=DuplicateDecision.PENDING) & Q(decided_at__isnull=False)),
+                name="duplicate_pair_decided_when_not_pending",
+            ),
+        ]
+        indexes = [
+            # Serves the review queue: pending pairs, best score first.
+            models.Index(fields=["-score"], condition=Q(decision="pending"), name="duplicate_pair_queue"),
+            # Serves finding an incident's pairs from its second side (the unique index serves the first).
+            models.Index(fields=["incident_b"], name="duplicate_pair_by_b"),
+        ]
+
+    def __str__(self):
+        return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"

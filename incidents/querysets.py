@@ -317,6 +317,15 @@ class IncidentRevisionQuerySet(models.QuerySet):
         return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
 
 
+class DuplicatePairQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "DuplicatePairQuerySet":
+        """Pairs are unpublished work: staff see the pairs both of whose incidents they may see."""
+        if not can_see_unpublished(user):
+            return self.none()
+        incidents = apps.get_model("incidents", "Incident").objects.visible_to(user).values("pk")
+        return self.filter(incident_a__in=incidents, incident_b__in=incidents)
+
+
 class IncidentRollupQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentRollupQuerySet":
         """The totals over the incidents `user` may see: each total is kept per review state and

@@ -4,6 +4,6 @@ Rules stay in querysets (what a user may see) and services (how an incident is w
 classes translate between the admin's forms and those functions.
 """
 
-from incidents.admin import evidence, incidents, releases, revisions
+from incidents.admin import duplicates, evidence, incidents, releases, revisions
 
-__all__ = ["evidence", "incidents", "releases", "revisions"]
+__all__ = ["duplicates", "evidence", "incidents", "releases", "revisions"]

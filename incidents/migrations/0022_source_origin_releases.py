@@ -1,6 +1,8 @@
 import django.db.models.deletion
 import django.db.models.functions.comparison
 import django.db.models.functions.text
+import pgtrigger.compiler
+import pgtrigger.migrations
 from django.conf import settings
 from django.db import migrations, models
 
@@ -60,6 +62,7 @@ DROP FUNCTION release_immutable();
 class Migration(migrations.Migration):
     dependencies = [
         ("incidents", "0014_rulebook"),
+        ("pghistory", "0007_auto_20250421_0444"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -158,6 +161,235 @@ class Migration(migrations.Migration):
                     )
                 ),
                 name="release_file_sha256",
+            ),
+        ),
+        migrations.CreateModel(
+            name="DuplicatePair",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "score",
+                    models.FloatField(help_text="From 0 (nothing alike) to 1 (alike in every respect compared)."),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Not reviewed"),
+                            ("same", "Same incident"),
+                            ("different", "Different incidents"),
+                            ("unsure", "Unsure"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("decided_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("note", models.TextField(blank=True, help_text="Why, for the history.")),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "incident_a",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="incidents.incident"
+                    ),
+                ),
+                (
+                    "incident_b",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="incidents.incident"
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["-score", "id"],
+            },
+        ),
+        migrations.CreateModel(
+            name="DuplicatePairEvent",
+            fields=[
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "score",
+                    models.FloatField(help_text="From 0 (nothing alike) to 1 (alike in every respect compared)."),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Not reviewed"),
+                            ("same", "Same incident"),
+                            ("different", "Different incidents"),
+                            ("unsure", "Unsure"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("decided_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("note", models.TextField(blank=True, help_text="Why, for the history.")),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        related_query_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "incident_a",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        related_query_name="+",
+                        to="incidents.incident",
+                    ),
+                ),
+                (
+                    "incident_b",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        related_query_name="+",
+                        to="incidents.incident",
+                    ),
+                ),
+                (
+                    "pgh_context",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pghistory.context",
+                    ),
+                ),
+                (
+                    "pgh_obj",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="events",
+                        to="incidents.duplicatepair",
+                    ),
+                ),
+            ],
+            options={
+                "abstract": False,
+            },
+        ),
+        migrations.AddIndex(
+            model_name="duplicatepair",
+            index=models.Index(
+                condition=models.Q(("decision", "pending")), fields=["-score"], name="duplicate_pair_queue"
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="duplicatepair",
+            index=models.Index(fields=["incident_b"], name="duplicate_pair_by_b"),
+        ),
+        migrations.AddConstraint(
+            model_name="duplicatepair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("incident_a__lt", models.F("incident_b"))), name="duplicate_pair_ordered"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="duplicatepair",
+            constraint=models.UniqueConstraint(fields=("incident_a", "incident_b"), name="duplicate_pair_unique"),
+        ),
+        migrations.AddConstraint(
+            model_name="duplicatepair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 0), ("score__lte", 1)), name="duplicate_pair_score_range"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="duplicatepair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("decided_at__isnull", True), ("decision", "pending")),
+                    models.Q(models.Q(("decision", "pending"), _negated=True), ("decided_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="duplicate_pair_decided_when_not_pending",
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="duplicatepair",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (current_setting('tracker.insert_triggers_off', true) IS DISTINCT FROM 'on')",
+                    func='INSERT INTO "incidents_duplicatepairevent" ("decided_at", "decided_by_id", "decision", "id", "incident_a_id", "incident_b_id", "note", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "score") VALUES (NEW."decided_at", NEW."decided_by_id", NEW."decision", NEW."id", NEW."incident_a_id", NEW."incident_b_id", NEW."note", _pgh_attach_context(), NOW(), \'insert\', NEW."id", NEW."score"); RETURN NULL;',
+                    hash="e1900628218f96c09f6be1e3fff86e212f3a65fb",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_463e6",
+                    table="incidents_duplicatepair",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="duplicatepair",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "incidents_duplicatepairevent" ("decided_at", "decided_by_id", "decision", "id", "incident_a_id", "incident_b_id", "note", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "score") VALUES (NEW."decided_at", NEW."decided_by_id", NEW."decision", NEW."id", NEW."incident_a_id", NEW."incident_b_id", NEW."note", _pgh_attach_context(), NOW(), \'update\', NEW."id", NEW."score"); RETURN NULL;',
+                    hash="e6eecd68c51d4c2b14495d5a74af628ac683442e",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_59aea",
+                    table="incidents_duplicatepair",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="duplicatepair",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "incidents_duplicatepairevent" ("decided_at", "decided_by_id", "decision", "id", "incident_a_id", "incident_b_id", "note", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "score") VALUES (OLD."decided_at", OLD."decided_by_id", OLD."decision", OLD."id", OLD."incident_a_id", OLD."incident_b_id", OLD."note", _pgh_attach_context(), NOW(), \'delete\', OLD."id", OLD."score"); RETURN NULL;',
+                    hash="725984408ea6fe16e1a3c7775ab9c83b45e16e09",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_ec271",
+                    table="incidents_duplicatepair",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="duplicatepairevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="6bd2b7db2d1c0db362165effe5562739c0cc9c7a",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_b0fef",
+                    table="incidents_duplicatepairevent",
+                    when="BEFORE",
+                ),
             ),
         ),
         migrations.RunSQL(RELEASES_IMMUTABLE, reverse_sql=RELEASES_MUTABLE),
