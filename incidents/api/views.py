@@ -23,7 +23,7 @@ from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
-from incidents.api.schema import FEATURE_COLLECTION
+from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
@@ -406,7 +406,15 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             self.get_serializer(self.get_queryset().get(pk=release.pk)).data, status=status.HTTP_201_CREATED
         )
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            **{(200, media_type): OpenApiTypes.BINARY for media_type in sorted(set(releases.MEDIA_TYPES.values()))},
+            # Errors are JSON whatever the file's type.
+            (404, "application/json"): DETAIL_ERROR,
+            (429, "application/json"): DETAIL_ERROR,
+        },
+        description="One file of a release, as it was frozen; its ETag is its sha256.",
+    )
     @action(detail=True, url_path=r"files/(?P<file_name>[A-Za-z0-9_.]+)", url_name="file", pagination_class=None)
     def download(self, request, name=None, file_name=None):
         release_file = ReleaseFile.objects.filter(release__name=name, name=file_name).first()
