@@ -32,8 +32,8 @@ def _reworded(title: str, rng: random.Random) -> str:
         words = words[cut:] + words[:cut]
     if len(words) > 4 and rng.random() < 0.4:
         del words[rng.randrange(len(words))]
-    if rng.random() < 0.5:
-        words.insert(rng.randrange(len(words) + 1), rng.choice(REWORDINGS))
+    # Another outlet never words it exactly alike.
+    words.insert(rng.randrange(len(words) + 1), rng.choice(REWORDINGS))
     return " ".join(words)
 
 

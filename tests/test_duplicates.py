@@ -1,6 +1,7 @@
 """Possible duplicates: blocking and scoring (`manage.py find_duplicates`), and the admin's review
 queue where staff decide and only Reviewers call two incidents the same."""
 
+import csv
 import io
 from datetime import date
 
@@ -9,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import DuplicatePair, Involvement
+from incidents.models import DuplicatePair, Incident, Involvement
 from tests.factories import (
     incident_type,
     make_claim,
@@ -175,3 +176,27 @@ class TestReviewQueue:
         find_duplicates(threshold=0)
         with django_assert_max_num_queries(len(few.captured_queries)):
             client.get(url)
+
+
+class TestDemoDuplicates:
+    def test_the_generator_writes_duplicates_with_their_truth_and_blocking_finds_them(self, tmp_path):
+        truth = tmp_path / "truth.csv"
+        call_command(
+            "generate_demo_data", incidents=40, duplicates=0.25, duplicates_truth=str(truth), stdout=io.StringIO()
+        )
+        with truth.open() as file:
+            pairs = list(csv.DictReader(file))
+        assert len(pairs) == 10
+        ids = dict(Incident.objects.values_list("public_id", "pk"))
+        expected = {tuple(sorted((ids[row["original"]], ids[row["duplicate"]]))) for row in pairs}
+        for original, duplicate in ((row["original"], row["duplicate"]) for row in pairs):
+            first, second = Incident.objects.get(public_id=original), Incident.objects.get(public_id=duplicate)
+            assert first.incident_type_id == second.incident_type_id and first.title != second.title
+        find_duplicates(threshold=0)
+        found = set(DuplicatePair.objects.values_list("incident_a", "incident_b"))
+        assert expected <= found
+
+    def test_a_fraction_outside_zero_to_one_is_refused_before_anything_is_written(self, tmp_path):
+        with pytest.raises(CommandError, match="duplicates"):
+            call_command("generate_demo_data", "--incidents=5", "--duplicates=1.5")
+        assert not Incident.objects.exists()
