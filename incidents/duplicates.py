@@ -40,7 +40,7 @@ from incidents.models import (
 from incidents.querysets import SourceOrigin
 
 # Below this score a pair is not kept for review: on the demo data's duplicates
-# (bench/bench_duplicates.py) it keeps 96% of the true pairs. The demo's other candidates are alike
+# (bench/bench_duplicates.py) it keeps 95% of the true pairs. The demo's other candidates are alike
 # beyond what real reports are (titles that differ only in a number, one description for all), so
 # its precision there says little; labelled real pairs should set it.
 PROPOSAL_THRESHOLD = 0.85
