@@ -71,8 +71,9 @@ def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Ex
 
 class SourceOrigin(Func):
     """The origin of a source (the end of its `cites` chain) as a reader may know it: with
-    `through_confidential` false the chain stops at the first confidential source. SQL function
-    `source_origin` (migration 0022), so the list built by PostgreSQL and the ORM count alike."""
+    `through_confidential` false the chain ends at the last source that is not confidential, as
+    the API shows a relay of a confidential source (`"cites": null`). SQL function `source_origin`
+    (migration 0022), so the list built by PostgreSQL and the ORM count alike."""
 
     function = "source_origin"
     arity = 2
@@ -224,17 +225,10 @@ class IncidentQuerySet(models.QuerySet):
     def corroboration(self, user) -> Coalesce:
         """An incident's corroboration as `user` may know it, as a JSON object: `independent_origins`
         (the origins that the sources of the claims `user` may see come down to, each counted once
-        however many sources relay it), `origins_not_public` (how many of those are confidential
-        sources hidden from `user`: counted, never named), `sources` (the distinct sources of those
-        claims) and `suggested_verification`. One correlated subquery."""
-        figures = {"independent_origins": Count("origin", distinct=True)}
-        if can_see_confidential(user):
-            figures["origins_not_public"] = Value(0)
-        else:
-            sources = self.model._meta.get_field("claims").related_model._meta.get_field("source").related_model
-            hidden = sources.objects.filter(confidential=True).values("pk")
-            figures["origins_not_public"] = Count("origin", distinct=True, filter=Q(origin__in=hidden))
-        figures["sources"] = Count("source", distinct=True)
+        however many sources relay it; a chain ends, for `user`, at the last source they may see),
+        `sources` (the distinct sources of those claims) and `suggested_verification`. One
+        correlated subquery."""
+        figures = {"independent_origins": Count("origin", distinct=True), "sources": Count("source", distinct=True)}
         by_incident = (
             self._claims_with_origins(user)
             .annotate(**figures)

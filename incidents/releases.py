@@ -126,8 +126,8 @@ TABLES = (
                 "independent_origins",
                 value="independent_origins",
                 type="integer",
-                description="Origins at the end of the claims' sources' `cites` chains; sources relaying one "
-                "origin count once, an origin that is not public counts without being named.",
+                description="Origins at the end of the claims' sources' `cites` chains, as far as they are "
+                "public; sources relaying one origin count once.",
             ),
             Column("version", "version", description="Rises with every change to the incident."),
             Column("updated_at", "updated_at", description="When the incident last changed (UTC)."),

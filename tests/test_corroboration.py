@@ -29,7 +29,6 @@ def corroboration(reader, incident) -> dict:
 def test_sources_relaying_one_origin_count_once(relayed):
     assert corroboration(None, relayed) == {
         "independent_origins": 1,
-        "origins_not_public": 0,
         "sources": 3,
         "suggested_verification": "alleged",
     }
@@ -48,33 +47,38 @@ def test_an_incident_without_claims_has_no_origin():
     bare = make_incident()
     assert corroboration(None, bare) == {
         "independent_origins": 0,
-        "origins_not_public": 0,
         "sources": 0,
         "suggested_verification": "alleged",
     }
 
 
-def test_a_hidden_origin_counts_as_a_source_that_is_not_public_and_is_never_named():
+def test_a_reader_follows_a_chain_only_through_sources_they_may_see():
+    # Daily NK relays a confidential informant. To readers who may not see the informant, Daily NK
+    # is the origin, as the API shows it citing nothing: the count is what it would be if the
+    # informant did not exist, so it cannot tell them that it does.
     informant = make_source(title="Informant in Hyesan", confidential=True)
     incident = make_incident()
     make_claim(incident=incident, source=make_source(title="Daily NK", cites=informant))
-    make_claim(incident=incident, source=make_source(title="HRW report"))
+    make_claim(incident=incident, source=make_source(title="Open NK", cites=informant))
     response = client_for().get(incident_url(incident))
     assert response.json()["corroboration"] == {
         "independent_origins": 2,
-        "origins_not_public": 1,
         "sources": 2,
         "suggested_verification": "corroborated",
     }
     assert "Hyesan" not in response.content.decode()
-    insider = make_user(roles.VIEWER, confidential=True)
-    assert corroboration(insider, incident)["origins_not_public"] == 0
+    citing_nothing = make_incident()
+    make_claim(incident=citing_nothing, source=make_source())
+    make_claim(incident=citing_nothing, source=make_source())
+    assert corroboration(None, citing_nothing) == response.json()["corroboration"]
+    # Those who may see the informant see one origin relayed twice.
+    assert corroboration(make_user(roles.VIEWER, confidential=True), incident)["independent_origins"] == 1
 
 
-def test_a_reader_follows_no_chain_beyond_a_source_hidden_from_them():
+def test_a_chain_through_a_hidden_source_ends_before_it():
     # The article relays a confidential intermediary who relays the public report the second claim
-    # cites directly: one origin for those who may see the intermediary. Others may not learn where
-    # the hidden chain leads, so for them the intermediary is an origin of its own.
+    # cites directly: one origin for those who may see the intermediary; for others the article
+    # cites nothing, so it is an origin of its own.
     report = make_source(title="UN report")
     intermediary = make_source(title="Intermediary", confidential=True, cites=report)
     incident = make_incident()
@@ -83,7 +87,6 @@ def test_a_reader_follows_no_chain_beyond_a_source_hidden_from_them():
     insider = make_user(roles.VIEWER, confidential=True)
     assert corroboration(insider, incident)["independent_origins"] == 1
     assert corroboration(None, incident)["independent_origins"] == 2
-    assert corroboration(None, incident)["origins_not_public"] == 1
 
 
 def test_confidential_claims_count_only_for_readers_who_may_see_them(relayed):
@@ -136,7 +139,7 @@ def test_the_admin_change_page_shows_the_origins_and_suggestion_beside_the_verif
     make_claim(incident=relayed, source=make_source(cites=make_source(title="Hidden informant", confidential=True)))
     client.force_login(make_user(roles.ANALYST))
     page = client.get(reverse("admin:incidents_incident_change", args=[relayed.pk])).content.decode()
-    assert "3 independent origins (1 not public), 5 sources: suggests Corroborated; a Reviewer decides." in page
+    assert "3 independent origins, 5 sources: suggests Corroborated; a Reviewer decides." in page
     assert "Hidden informant" not in page
 
 

@@ -52,11 +52,9 @@ def _plural(count: int, word: str) -> str:
 
 
 def corroboration_summary(figures: dict, verification: str) -> str:
-    """ "2 independent origins (1 not public), 4 sources", and what they suggest when it differs
+    """The figures as "2 independent origins, 4 sources", and what they suggest when it differs
     from the verification a Reviewer set, which this never changes."""
     origins = _plural(figures["independent_origins"], "independent origin")
-    if figures["origins_not_public"]:
-        origins += f" ({figures['origins_not_public']} not public)"
     summary = f"{origins}, {_plural(figures['sources'], 'source')}"
     suggested = figures["suggested_verification"]
     if verification in (Verification.ALLEGED, Verification.CORROBORATED) and verification != suggested:

@@ -297,10 +297,8 @@ class CorroborationSerializer(serializers.Serializer):
     """How many independent origins the claims you may see come down to (`IncidentQuerySet.corroboration`)."""
 
     independent_origins = serializers.IntegerField(
-        help_text="Origins at the end of the claims' sources' `cites` chains; sources relaying one origin count once."
-    )
-    origins_not_public = serializers.IntegerField(
-        help_text="How many of those origins are sources that are not public (counted, never named)."
+        help_text="Origins at the end of the claims' sources' `cites` chains (as far as you may see them); "
+        "sources relaying one origin count once."
     )
     sources = serializers.IntegerField(help_text="Distinct sources of the claims you may see.")
     suggested_verification = serializers.ChoiceField(

