@@ -64,6 +64,8 @@ class Column:
     value: str | models.Expression | None = None
     description: str = ""
     type: str = ""
+    # Allowed values and their meanings, for a column without a model field that has choices.
+    choices: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,11 @@ TABLES = (
     ),
 )
 
+CHANGE_KINDS = (
+    ("added", "Released for the first time (new, or newly published)."),
+    ("updated", "Changed since the previous release (its version rose)."),
+    ("withdrawn", "In the previous release, not in this one (returned to draft, made confidential or deleted)."),
+)
 CHANGES = Table(
     "CHANGES",
     Incident,
@@ -303,15 +310,12 @@ CHANGES = Table(
     Incident.objects.none,
     (
         Column("public_id", "public_id", description="The incident's public_id."),
-        Column("change", description="What happened to it since the previous release.", type="string"),
+        Column(
+            "change", description="What happened to it since the previous release.", type="string", choices=CHANGE_KINDS
+        ),
     ),
     ("public_id",),
 )
-CHANGE_KINDS = {
-    "added": "Released for the first time (new, or newly published).",
-    "updated": "Changed since the previous release (its version rose).",
-    "withdrawn": "In the previous release, not in this one (returned to draft, made confidential or deleted).",
-}
 
 
 def _model_field(table: Table, column: Column) -> models.Field | None:
@@ -347,7 +351,10 @@ def _description(column: Column, model_field: models.Field | None) -> str:
     return " ".join(parts)
 
 
-def _choices(model_field: models.Field | None) -> list[tuple[str, str]]:
+def _choices(column: Column, model_field: models.Field | None) -> list[tuple[str, str]]:
+    if column.choices:
+        return list(column.choices)
+    # A country's 250 codes are described by their pattern instead.
     if model_field is None or isinstance(model_field, CountryField) or not model_field.choices:
         return []
     return [(str(value), str(label)) for value, label in model_field.flatchoices]
@@ -365,9 +372,7 @@ def _schema_field(table: Table, column: Column) -> dict:
         constraints["required"] = True
     if column.name in table.primary_key:
         constraints["required"] = True
-    choices = _choices(model_field)
-    if table is CHANGES and column.name == "change":
-        choices = list(CHANGE_KINDS.items())
+    choices = _choices(column, model_field)
     if choices:
         constraints["enum"] = [value for value, _ in choices]
     if isinstance(model_field, CountryField):
@@ -488,8 +493,7 @@ def _codebook(name: str, tables: list[Table]) -> bytes:
         lines += ["| column | type | description | values |", "|---|---|---|---|"]
         for column in table.columns:
             descriptor = _schema_field(table, column)
-            choices = CHANGE_KINDS.items() if table is CHANGES and column.name == "change" else None
-            choices = choices or _choices(_model_field(table, column))
+            choices = _choices(column, _model_field(table, column))
             values = "; ".join(f"`{value}`: {label}" for value, label in choices)
             required = " (required)" if descriptor.get("constraints", {}).get("required") else ""
             lines.append(
