@@ -23,7 +23,7 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from rapidfuzz import fuzz
 
@@ -252,19 +252,27 @@ def scored_pairs(incident: Incident | None = None) -> list[tuple[int, int, float
 
 
 def duplicate_pairs_refresh(*, incident: Incident | None = None, threshold: float = PROPOSAL_THRESHOLD) -> int:
-    """Propose the pairs scoring at least `threshold` for review, and bring waiting pairs' scores
-    up to date; decided pairs are left as they are. For the whole database, or after `incident`
-    was written. A system task, not a user's write: it only proposes. Returns how many pairs wait."""
-    scored = [pair for pair in scored_pairs(incident) if pair[2] >= threshold]
+    """Propose the pairs scoring at least `threshold` for review, bring waiting pairs' scores up
+    to date and withdraw waiting pairs that no longer qualify; decided pairs stay as decided. For
+    the whole database, or after `incident` was written. A system task, not a user's write: it only
+    proposes. Returns how many pairs wait."""
+    in_scope = DuplicatePair.objects.all()
+    if incident is not None:
+        in_scope = in_scope.filter(Q(incident_a=incident) | Q(incident_b=incident))
+    decided = set(in_scope.exclude(decision=DuplicateDecision.PENDING).values_list("incident_a_id", "incident_b_id"))
+    proposals = {
+        (a, b): score for a, b, score in scored_pairs(incident) if score >= threshold and (a, b) not in decided
+    }
+    waiting = in_scope.filter(decision=DuplicateDecision.PENDING).values_list("pk", "incident_a_id", "incident_b_id")
     with transaction.atomic():
+        DuplicatePair.objects.filter(pk__in=[pk for pk, a, b in waiting if (a, b) not in proposals]).delete()
         DuplicatePair.objects.bulk_create(
-            [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for a, b, score in scored],
+            [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for (a, b), score in proposals.items()],
             update_conflicts=True,
             unique_fields=["incident_a", "incident_b"],
             update_fields=["score"],
             batch_size=5000,
         )
-        # A decided pair keeps the score it was decided at: the upsert above changed waiting ones only.
     return DuplicatePair.objects.filter(decision=DuplicateDecision.PENDING).count()
 
 

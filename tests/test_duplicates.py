@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from incidents import roles
 from incidents.models import DuplicatePair, Incident, Involvement
@@ -96,6 +97,23 @@ class TestFindingPairs:
         assert "1 pairs wait for review." in find_duplicates()
         pair = DuplicatePair.objects.get()
         assert {pair.incident_a, pair.incident_b} == {reported_twice["first"], reported_twice["second"]}
+
+    def test_a_waiting_pair_that_no_longer_qualifies_is_withdrawn_and_a_decided_one_kept(self, reported_twice):
+        find_duplicates(threshold=0)
+        first, second, other = (reported_twice[name] for name in ("first", "second", "other"))
+        decided = DuplicatePair.objects.get(incident_a=first, incident_b=other)
+        DuplicatePair.objects.filter(pk=decided.pk).update(decision="unsure", decided_at=timezone.now(), score=0.5)
+        other.incident_type = incident_type("deportation")
+        other.save()
+        second.incident_type = incident_type("deportation")
+        second.save()
+        find_duplicates(threshold=0)
+        # first~second waits no more (another type now); second~other waits; first~other stays as decided.
+        assert set(DuplicatePair.objects.values_list("incident_a", "incident_b", "decision")) == {
+            (first.pk, other.pk, "unsure"),
+            (min(second.pk, other.pk), max(second.pk, other.pk), "pending"),
+        }
+        assert DuplicatePair.objects.get(decision="unsure").score == 0.5
 
     def test_a_bad_threshold_is_refused_by_name(self):
         with pytest.raises(CommandError, match="--threshold"):
