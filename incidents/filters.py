@@ -166,6 +166,13 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
         return super().filter(qs, value.astimezone(UTC) if value else value)
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class WholeNumberFilter(django_filters.NumberFilter):
+    """A count: `1.5` is refused by name, where NumberFilter's decimal field would take it."""
+
+    field_class = forms.IntegerField
+
+
 class IncidentFilterSet(django_filters.FilterSet):
     date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
@@ -202,6 +209,11 @@ class IncidentFilterSet(django_filters.FilterSet):
             "titles, descriptions, place names and alternate names, involved organizations' names, acronyms "
             "and aliases, and the titles, publishers and excerpts of the claims' sources you may see"
         ),
+    )
+    min_origins = WholeNumberFilter(
+        method="filter_min_origins",
+        min_value=0,
+        label="At least this many independent origins among the claims you may see (sources relaying one count once)",
     )
     updated_since = UtcDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601)"
@@ -262,6 +274,9 @@ class IncidentFilterSet(django_filters.FilterSet):
         involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
         published = self._visible_claims().filter(source__publisher=value)
         return queryset.filter(Exists(involved) | Exists(published))
+
+    def filter_min_origins(self, queryset, name, value):
+        return queryset.with_independent_origins(self.user).filter(independent_origins__gte=value)
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)

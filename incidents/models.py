@@ -22,6 +22,7 @@ from django_countries.fields import CountryField
 
 from incidents.querysets import (
     ClaimQuerySet,
+    DuplicatePairQuerySet,
     IncidentQuerySet,
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
@@ -1003,3 +1004,123 @@ class ConfidentialAccess(models.Model):
 
     def __str__(self):
         return f"{self.user} via {self.door} at {self.at:%Y-%m-%d %H:%M}"
+
+
+RELEASE_NAME_PREFIX = "incident-tracker-"
+
+
+class Release(models.Model):
+    """A frozen, citable copy of the published data (`incidents.releases`), named
+    `incident-tracker-YYYY.N`. Immutable: PostgreSQL refuses to change or delete a release or its
+    files (migration 0018), so a citation always points at the same bytes."""
+
+    year = models.PositiveSmallIntegerField()
+    number = models.PositiveIntegerField(help_text="The release's number within its year, from 1.")
+    name = models.GeneratedField(
+        expression=Concat(
+            Value(RELEASE_NAME_PREFIX),
+            Cast("year", models.TextField()),
+            Value("."),
+            Cast("number", models.TextField()),
+            output_field=models.TextField(),
+        ),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
+    as_of = models.DateTimeField(null=True, help_text="The latest change to a released incident.")
+    incidents = models.PositiveIntegerField(help_text="How many incidents it holds.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-year", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["year", "number"], name="release_year_number_unique"),
+            models.UniqueConstraint(fields=["name"], name="release_name_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="release_number_from_one"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ReleaseFile(models.Model):
+    """One file of a release, kept in PostgreSQL beside its release: written in the same
+    transaction (never a release with half its files), backed up with the data, and served by any
+    app server without shared storage. A file is bounded by `bytea`'s 1 GB, far above a million
+    incidents' CSV."""
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="files")
+    name = models.CharField(max_length=64, help_text="File name, e.g. incidents.csv.")
+    media_type = models.CharField(max_length=64)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the content, in hexadecimal.")
+    size = models.PositiveBigIntegerField(help_text="Size of the content in bytes.")
+
+    class Meta:
+        ordering = ["release", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "name"], name="release_file_name_unique"),
+            # The checksums and sizes that the API and datapackage.json publish are the content's own.
+            models.CheckConstraint(
+                condition=Q(size=Func(F("content"), function="octet_length")), name="release_file_size"
+            ),
+            models.CheckConstraint(
+                condition=Q(sha256=Func(Func(F("content"), function="sha256"), Value("hex"), function="encode")),
+                name="release_file_sha256",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.release_id}/{self.name}"
+
+
+class DuplicateDecision(models.TextChoices):
+    PENDING = "pending", "Not reviewed"
+    SAME = "same", "Same incident"
+    DIFFERENT = "different", "Different incidents"
+    UNSURE = "unsure", "Unsure"
+
+
+@pghistory.track()
+class DuplicatePair(models.Model):
+    """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
+    reviewer decided about them. Kept once decided, so that "different" is never proposed again
+    and every decision shows in the history."""
+
+    incident_a = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    incident_b = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="From 0 (nothing alike) to 1 (alike in every respect compared).")
+    decision = models.CharField(max_length=10, choices=DuplicateDecision.choices, default=DuplicateDecision.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    note = models.TextField(blank=True, help_text="Why, for the history.")
+
+    objects = DuplicatePairQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-score", "id"]
+        constraints = [
+            # One row per pair, whichever incident was scored first.
+            models.CheckConstraint(condition=Q(incident_a__lt=F("incident_b")), name="duplicate_pair_ordered"),
+            models.UniqueConstraint(fields=["incident_a", "incident_b"], name="duplicate_pair_unique"),
+            models.CheckConstraint(condition=Q(score__gte=0, score__lte=1), name="duplicate_pair_score_range"),
+            models.CheckConstraint(
+                condition=Q(decision=DuplicateDecision.PENDING, decided_at__isnull=True)
+                | (~Q(decision=DuplicateDecision.PENDING) & Q(decided_at__isnull=False)),
+                name="duplicate_pair_decided_when_not_pending",
+            ),
+        ]
+        indexes = [
+            # Serves the review queue: pending pairs, best score first.
+            models.Index(fields=["-score"], condition=Q(decision="pending"), name="duplicate_pair_queue"),
+            # Serves finding an incident's pairs from its second side (the unique index serves the first).
+            models.Index(fields=["incident_b"], name="duplicate_pair_by_b"),
+        ]
+
+    def __str__(self):
+        return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"

@@ -11,9 +11,11 @@ added to that combination too.
 
 from datetime import date, timedelta
 
+from django.apps import apps
 from django.db import connection, models
-from django.db.models import Case, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Cast, Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
 
@@ -67,6 +69,54 @@ def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Ex
     )
 
 
+class SourceOrigin(Func):
+    """The origin of a source (the end of its `cites` chain) as a reader may know it: with
+    `through_confidential` false the chain ends at the last source that is not confidential, as
+    the API shows a relay of a confidential source (`"cites": null`). SQL function `source_origin`
+    (migration 0018), so the list built by PostgreSQL and the ORM count alike."""
+
+    function = "source_origin"
+    arity = 2
+    output_field = models.BigIntegerField()
+
+
+# From how many independent origins an incident's verification is suggested as "corroborated".
+# Only a suggestion: the verification itself stays a Reviewer's decision.
+CORROBORATING_ORIGINS = 2
+
+
+class JSONBuildObject(Func):
+    """`json_build_object(key, value, …)`: keys in the order given. Django's `JSONObject` builds
+    `jsonb`, which stores keys sorted by length, so a JSON text would not read in a serializer's
+    field order."""
+
+    function = "json_build_object"
+    output_field = models.JSONField()
+
+    def __init__(self, fields: dict):
+        pairs = ((_json_key(name), value) for name, value in fields.items())
+        super().__init__(*(part for pair in pairs for part in pair))
+
+
+def _json_key(name: str) -> models.Expression:
+    """A key as an SQL literal rather than a parameter: binding the incident list's seventy names
+    into every query cost about a millisecond. Names are Python identifiers (serializer fields),
+    which need no quoting inside '…'."""
+    if not name.isidentifier():
+        raise ValueError(f"Not a field name: {name!r}")
+    return models.expressions.RawSQL(f"'{name}'::text", (), output_field=models.TextField())
+
+
+def suggested_verification(independent_origins: models.Expression) -> Case:
+    """The verification that `independent_origins` suggest: `corroborated` from
+    CORROBORATING_ORIGINS, else `alleged`. Shown beside the Reviewer's decision, never applied."""
+    return Case(
+        When(GreaterThanOrEqual(independent_origins, CORROBORATING_ORIGINS), then=Value("corroborated")),
+        default=Value("alleged"),
+        output_field=models.TextField(),
+    )
+
+
 class PlaceQuerySet(models.QuerySet):
     def with_coordinates_for(self, user) -> "PlaceQuerySet":
         """Annotate `shown_latitude`/`shown_longitude`: what `user` may see of each place's location."""
@@ -79,6 +129,14 @@ class SourceQuerySet(models.QuerySet):
         if can_see_confidential(user):
             return self
         return self.filter(confidential=False)
+
+
+def visible_source_id(user, field: str) -> Subquery:
+    """The source id in `field` if `user` may see that source, else null: a link never reveals a
+    hidden source (a public article relaying a confidential testimony)."""
+    # Looked up when called: models.py imports this module.
+    sources = apps.get_model("incidents", "Source").objects
+    return Subquery(sources.visible_to(user).filter(pk=OuterRef(field)).values("pk")[:1])
 
 
 class ClaimQuerySet(models.QuerySet):
@@ -160,6 +218,53 @@ class IncidentQuerySet(models.QuerySet):
             "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
         }
 
+    def _claims_with_origins(self, user):
+        """The claims `user` may see of the outer incident, each with `origin`: its source's origin
+        as `user` may know it. For subqueries correlated to an incident already limited by
+        `visible_to`, grouped by incident."""
+        claims = self.model._meta.get_field("claims").related_model.objects
+        return (
+            claims.disclosed_to(user)
+            .filter(incident=OuterRef("pk"))
+            .order_by()
+            .annotate(origin=SourceOrigin(F("source_id"), Value(can_see_confidential(user))))
+            .values("incident")
+        )
+
+    def corroboration(self, user) -> Coalesce:
+        """An incident's corroboration as `user` may know it, as a JSON object: `independent_origins`
+        (the origins that the sources of the claims `user` may see come down to, each counted once
+        however many sources relay it; a chain ends, for `user`, at the last source they may see),
+        `sources` (the distinct sources of those claims) and `suggested_verification`. One
+        correlated subquery."""
+        figures = {"independent_origins": Count("origin", distinct=True), "sources": Count("source", distinct=True)}
+        by_incident = (
+            self._claims_with_origins(user)
+            .annotate(**figures)
+            .values(
+                json=JSONBuildObject(
+                    {
+                        **{name: F(name) for name in figures},
+                        "suggested_verification": suggested_verification(F("independent_origins")),
+                    }
+                )
+            )
+        )
+        without_claims = JSONBuildObject(
+            {**{name: Value(0) for name in figures}, "suggested_verification": suggested_verification(Value(0))}
+        )
+        return Coalesce(Subquery(by_incident), without_claims, output_field=models.JSONField())
+
+    def with_corroboration(self, user) -> "IncidentQuerySet":
+        """Annotate `corroboration` (see above) as a dict."""
+        # Cast to jsonb: Django decodes jsonb columns, and hands psycopg's decoded `json` on as text.
+        return self.annotate(corroboration=Cast(self.corroboration(user), models.JSONField()))
+
+    def with_independent_origins(self, user) -> "IncidentQuerySet":
+        """Annotate `independent_origins` alone (see `corroboration`), for filtering."""
+        origins = self._claims_with_origins(user).annotate(value=Count("origin", distinct=True)).values("value")
+        return self.annotate(independent_origins=Coalesce(Subquery(origins), 0))
+
     def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
         """Other incidents of the same type whose dates overlap the incident's, widened by
         `window_days` on each side (reports of one event often disagree by a few days), and that
@@ -208,6 +313,15 @@ class ResponseQuerySet(models.QuerySet):
         if can_see_unpublished(user):
             return self.filter(about_a_visible_incident | ~Exists(links))
         return self.filter(about_a_visible_incident)
+
+
+class DuplicatePairQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "DuplicatePairQuerySet":
+        """Pairs are unpublished work: staff see the pairs both of whose incidents they may see."""
+        if not can_see_unpublished(user):
+            return self.none()
+        incidents = apps.get_model("incidents", "Incident").objects.visible_to(user).values("pk")
+        return self.filter(incident_a__in=incidents, incident_b__in=incidents)
 
 
 class IncidentRollupQuerySet(models.QuerySet):

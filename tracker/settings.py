@@ -364,6 +364,9 @@ DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
 # installation matching the server's version cannot be found on its own.
 BACKUP_KEY = env_str("TRACKER_BACKUP_KEY", "")
 PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
+# Dataset releases (incidents/releases.py): who the citation names as author, and the data set's title.
+RELEASE_AUTHOR = env_str("TRACKER_RELEASE_AUTHOR", "Incident Tracker contributors")
+RELEASE_TITLE = env_str("TRACKER_RELEASE_TITLE", "Incident Tracker data set")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about

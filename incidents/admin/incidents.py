@@ -20,7 +20,16 @@ from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentRevision, IncidentType, Involvement, Place, VictimGroup
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentRevision,
+    IncidentType,
+    Involvement,
+    Place,
+    Verification,
+    VictimGroup,
+)
 from incidents.search import IncidentSearch
 from incidents.services import (
     WORKFLOW,
@@ -73,6 +82,21 @@ class IncidentTypeFilter(admin.SimpleListFilter):
         if self.value() is None:
             return queryset
         return _filtered_by_filterset(request, queryset, {"type": self.value()})
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def corroboration_summary(figures: dict, verification: str) -> str:
+    """The figures as "2 independent origins, 4 sources", and what they suggest when it differs
+    from the verification a Reviewer set, which this never changes."""
+    origins = _plural(figures["independent_origins"], "independent origin")
+    summary = f"{origins}, {_plural(figures['sources'], 'source')}"
+    suggested = figures["suggested_verification"]
+    if verification in (Verification.ALLEGED, Verification.CORROBORATED) and verification != suggested:
+        summary += f": suggests {Verification(suggested).label}; a Reviewer decides."
+    return summary
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -264,6 +288,7 @@ class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelA
         "claim_range",
         "review_state",
         "verification",
+        "corroboration",
         "created_by",
         "updated_by",
         "updated_at",
@@ -287,6 +312,7 @@ class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelA
             {
                 "fields": [
                     ("review_state", "verification"),
+                    "corroboration",
                     "confidential",
                     ("created_by", "updated_by", "updated_at"),
                     "expected_version",
@@ -348,9 +374,10 @@ class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelA
         incidents = (
             super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
         )
-        # Only the change page shows the range the sources report; the list need not pay for it.
+        # Only the change page shows the range the sources report and their origins; the list need
+        # not pay for them.
         if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
-            incidents = incidents.with_claim_range(request.user)
+            incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
         return incidents
 
     def get_search_results(self, request, queryset, search_term):
@@ -390,6 +417,13 @@ class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelA
         if low == high:
             return f"{low:,} people, according to every source that gives a figure."
         return f"From {low:,} to {high:,} people, depending on the source."
+
+    @admin.display(description="Corroboration")
+    def corroboration(self, incident):
+        figures = getattr(incident, "corroboration", None)
+        if figures is None:
+            return "Counted once the incident is saved."
+        return corroboration_summary(figures, incident.verification)
 
     # Writing: the incident and its inlines go to one service call, all or nothing.
 

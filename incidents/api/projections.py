@@ -33,28 +33,13 @@ from incidents.api.serializers import (
     VictimGroupSerializer,
 )
 from incidents.models import Claim, Incident, IncidentPlace, IncidentType, Involvement, VictimGroup
-from incidents.querysets import can_see_confidential, can_see_exact_locations, can_see_unpublished, coordinates_for
-
-
-class JSONBuildObject(Func):
-    """`json_build_object(key, value, …)`. Django's `JSONObject` builds `jsonb`, which stores keys
-    sorted by length: the list would not read in the serializer's field order."""
-
-    function = "json_build_object"
-    output_field = JSONField()
-
-    def __init__(self, fields: dict):
-        pairs = ((_key(name), value) for name, value in fields.items())
-        super().__init__(*(part for pair in pairs for part in pair))
-
-
-def _key(name: str) -> RawSQL:
-    """A field name as an SQL literal rather than a parameter: binding the representation's seventy
-    names into every list query cost about a millisecond. Names are Python identifiers (serializer
-    fields), which need no quoting inside '…'."""
-    if not name.isidentifier():
-        raise ValueError(f"Not a field name: {name!r}")
-    return RawSQL(f"'{name}'::text", (), output_field=TextField())
+from incidents.querysets import (
+    JSONBuildObject,
+    can_see_confidential,
+    can_see_exact_locations,
+    can_see_unpublished,
+    coordinates_for,
+)
 
 
 class ISOTimestamp(Func):
@@ -140,6 +125,7 @@ def _representation(user) -> JSONBuildObject:
                 IncidentType.objects.filter(pk=OuterRef("incident_type_id")).order_by().values("slug")
             ),
             **Incident.objects.claim_range(user),
+            "corroboration": Incident.objects.corroboration(user),
             "places": places,
             "involvements": involvements,
             "victim_groups": victim_groups,

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.reverse import reverse
 
 from incidents import services
 from incidents.api.errors import validation_error_from_django
@@ -23,11 +24,14 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    Release,
+    ReleaseFile,
     Response,
     Source,
     VictimGroup,
 )
 from incidents.querysets import can_see_exact_locations, can_see_unpublished
+from incidents.releases import citation
 
 
 def _request_user(serializer):
@@ -313,6 +317,20 @@ class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
         return {place.pk: self.display_value(place) for place in queryset}
 
 
+class CorroborationSerializer(serializers.Serializer):
+    """How many independent origins the claims you may see come down to (`IncidentQuerySet.corroboration`)."""
+
+    independent_origins = serializers.IntegerField(
+        help_text="Origins at the end of the claims' sources' `cites` chains (as far as you may see them); "
+        "sources relaying one origin count once."
+    )
+    sources = serializers.IntegerField(help_text="Distinct sources of the claims you may see.")
+    suggested_verification = serializers.ChoiceField(
+        choices=["alleged", "corroborated"],
+        help_text="What the origins suggest; `verification` stays the Reviewer's decision.",
+    )
+
+
 class IncidentSerializer(serializers.ModelSerializer):
     incident_type = serializers.SlugRelatedField(slug_field="slug", queryset=IncidentType.objects.all())
     places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
@@ -325,6 +343,7 @@ class IncidentSerializer(serializers.ModelSerializer):
     claim_people_max = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="Highest figure among the claims you may see."
     )
+    corroboration = CorroborationSerializer(read_only=True)
     version = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -355,6 +374,7 @@ class IncidentSerializer(serializers.ModelSerializer):
             "victim_groups",
             "claims",
             "verification",
+            "corroboration",
             "review_state",
             "confidential",
             "version",
@@ -449,3 +469,31 @@ class RevisionSerializer(serializers.ModelSerializer):
 
 class RevisionDecisionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
+
+
+class ReleaseFileSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Where to download it.")
+
+    class Meta:
+        model = ReleaseFile
+        fields = ["name", "media_type", "size", "sha256", "url"]
+
+    def get_url(self, release_file) -> str:
+        path = reverse("release-file", kwargs={"name": release_file.release.name, "file_name": release_file.name})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    """A frozen, citable copy of the published data (`incidents.releases`)."""
+
+    citation = serializers.SerializerMethodField(help_text="How to cite it.")
+    files = ReleaseFileSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["name", "year", "number", "as_of", "incidents", "created_at", "citation", "files"]
+        read_only_fields = fields
+
+    def get_citation(self, release) -> str:
+        return citation(release.name, release.year)

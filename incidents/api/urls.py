@@ -19,6 +19,7 @@ router.register("incident-types", views.IncidentTypeViewSet, basename="incidentt
 router.register("responses", views.ResponseViewSet, basename="response")
 router.register("revisions", views.RevisionViewSet, basename="revision")
 router.register("auth/tokens", TokenViewSet, basename="api-token-owned")
+router.register("releases", views.ReleaseViewSet, basename="release")
 
 
 @csrf_exempt  # Like the API's views: it changes nothing, and a CSRF refusal would be an HTML page.

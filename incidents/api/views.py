@@ -5,16 +5,18 @@ their query count does not depend on the page size. Hidden records are simply ab
 querysets, so they answer 404 like records that never existed.
 """
 
-from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
+from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponse
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.response import Response
 
-from incidents import services
+from incidents import releases, services
 from incidents.access import (
     confidential_among,
     confidential_records_of,
@@ -26,12 +28,13 @@ from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
-from incidents.api.schema import FEATURE_COLLECTION
+from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
     OrganizationSerializer,
     PlaceSerializer,
+    ReleaseSerializer,
     ResponseSerializer,
     RevisionDecisionSerializer,
     RevisionSerializer,
@@ -50,16 +53,14 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    Release,
+    ReleaseFile,
     Source,
     VictimGroup,
 )
 from incidents.models import Response as OrganizationResponse
+from incidents.querysets import visible_source_id
 from incidents.statistics import GROUPINGS, incident_statistics
-
-
-def _visible_source_id(user, field: str) -> Subquery:
-    """The id in `field` if the user may see that source, else null: a link never reveals a hidden source."""
-    return Subquery(Source.objects.visible_to(user).filter(pk=OuterRef(field)).values("pk")[:1])
 
 
 class ResourceViewSet(viewsets.ModelViewSet):
@@ -118,7 +119,7 @@ class SourceViewSet(ResourceViewSet):
 
     def get_queryset(self):
         user = self.request.user
-        return Source.objects.visible_to(user).annotate(visible_cites_id=_visible_source_id(user, "cites_id"))
+        return Source.objects.visible_to(user).annotate(visible_cites_id=visible_source_id(user, "cites_id"))
 
 
 class ResponseViewSet(ResourceViewSet):
@@ -128,7 +129,7 @@ class ResponseViewSet(ResourceViewSet):
         user = self.request.user
         return (
             OrganizationResponse.objects.visible_to(user)
-            .annotate(visible_source_id=_visible_source_id(user, "source_id"))
+            .annotate(visible_source_id=visible_source_id(user, "source_id"))
             .prefetch_related(
                 Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
             )
@@ -263,12 +264,13 @@ class IncidentViewSet(ResourceViewSet):
 
     def representation_queryset(self):
         user = self.request.user
-        # 1 query for the incident (type, users and claim range joined or subqueried), then one
+        # 1 query for the incident (type, users, claim range and corroboration joined or subqueried), then one
         # prefetch each for places, visible claims (with sources), involvements (with
         # organizations) and victim groups. Lists are built by PostgreSQL instead (projections).
         return (
             self.visible_incidents()
             .with_claim_range(user)
+            .with_corroboration(user)
             .select_related("incident_type", "created_by", "updated_by")
             .prefetch_related(
                 Prefetch("places", queryset=Place.objects.with_coordinates_for(user).order_by("name", "id")),
@@ -413,3 +415,52 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
             revision=self.get_object(), user=request.user, note=decision.validated_data["note"]
         )
         return Response(self.get_serializer(revision).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The citable releases of the published data, newest first, with their files' checksums."
+    ),
+    create=extend_schema(request=None, description="Freeze the published data as the next release (Reviewers only)."),
+)
+class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Dataset releases: anyone may list and download them; a Reviewer makes one."""
+
+    serializer_class = ReleaseSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"incident-tracker-\d{4}\.\d+"
+    # Who may release is the service's rule (`release_create`); the door only asks for an account.
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    orderings = {"-id": ("-id",)}
+
+    def get_queryset(self):
+        # 1 query for the releases, 1 for their files without their content.
+        files = ReleaseFile.objects.defer("content").order_by("name")
+        return Release.objects.prefetch_related(Prefetch("files", queryset=files))
+
+    def create(self, request, *args, **kwargs):
+        release = releases.release_create(user=request.user)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=release.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        responses={
+            **{(200, media_type): OpenApiTypes.BINARY for media_type in sorted(set(releases.MEDIA_TYPES.values()))},
+            # Errors are JSON whatever the file's type.
+            (404, "application/json"): DETAIL_ERROR,
+            (429, "application/json"): DETAIL_ERROR,
+        },
+        description="One file of a release, as it was frozen; its ETag is its sha256.",
+    )
+    @action(detail=True, url_path=r"files/(?P<file_name>[A-Za-z0-9_.]+)", url_name="file", pagination_class=None)
+    def download(self, request, name=None, file_name=None):
+        release_file = ReleaseFile.objects.filter(release__name=name, name=file_name).first()
+        if release_file is None:
+            raise Http404
+        response = HttpResponse(bytes(release_file.content), content_type=f"{release_file.media_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{name}-{release_file.name}"'
+        # A release never changes: its checksum is its version, and caches may keep it for good.
+        response["ETag"] = f'"{release_file.sha256}"'
+        response["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response

@@ -1,15 +1,24 @@
 import sys
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from incidents.demo_data import generate_demo_data
+from incidents.demo_duplicates import add_demo_duplicates
 
 
 def positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
         raise ValueError(value)
     return number
 
@@ -23,9 +32,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--incidents", type=positive_int, required=True, help="How many incidents to add (> 0).")
         parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
-        parser.add_argument("--batch-size", type=positive_int, default=20_000, help="Incidents per COPY batch.")
+        parser.add_argument("--batch-size", type=positive_int, default=20_000, help="Incidents per transaction.")
+        parser.add_argument(
+            "--duplicates",
+            type=fraction,
+            metavar="FRACTION",
+            help="Then add a reworded duplicate of this fraction of all incidents (incidents/demo_duplicates.py).",
+        )
+        parser.add_argument(
+            "--duplicates-truth",
+            default="duplicates-truth.csv",
+            metavar="FILE",
+            help="Where to write the true pairs (original,duplicate); default duplicates-truth.csv.",
+        )
 
-    def handle(self, *args, incidents, seed, batch_size, **options):
+    def handle(self, *args, incidents, seed, batch_size, duplicates, duplicates_truth, **options):
         started = time.monotonic()
         with tqdm(
             total=incidents, unit="incidents", disable=not sys.stderr.isatty(), file=sys.stderr, smoothing=0.1
@@ -37,3 +58,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Added {incidents:,} incidents in {time.monotonic() - started:.1f} s (seed {seed}).")
         )
+        if duplicates is not None:
+            added = add_demo_duplicates(fraction=duplicates, seed=seed, truth=Path(duplicates_truth))
+            self.stdout.write(
+                self.style.SUCCESS(f"Added {added:,} duplicates; the true pairs are in {duplicates_truth}.")
+            )

@@ -1,0 +1,149 @@
+"""The duplicates review queue: candidate pairs, best score first, side by side, with a decision.
+
+Pairs are proposed by `manage.py find_duplicates` (incidents.duplicates); decisions go through
+`duplicates.duplicate_pair_decide`, which holds who may decide what."""
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Prefetch
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from incidents.admin.base import TrackedModelAdmin
+from incidents.duplicates import duplicate_pair_decide
+from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
+from incidents.querysets import can_see_unpublished
+
+# What the side-by-side comparison shows of each incident.
+COMPARED = [
+    ("Title", lambda incident: incident.title),
+    ("Type", lambda incident: incident.incident_type.name),
+    ("Dates", lambda incident: incident.date_label),
+    ("People", lambda incident: _people(incident)),
+    ("Places", lambda incident: ", ".join(place.name for place in incident.places.all())),
+    ("Verification", lambda incident: incident.get_verification_display()),
+    ("Review state", lambda incident: incident.get_review_state_display()),
+    ("Description", lambda incident: incident.description),
+]
+
+
+def _people(incident) -> str:
+    low, high = incident.people_count_min, incident.people_count_max
+    best = "?" if incident.people_count is None else str(incident.people_count)
+    return best if low is None and high is None else f"{best} ({low if low is not None else '?'}–{high or '?'})"
+
+
+class ScoreFilter(admin.SimpleListFilter):
+    title = "score"
+    parameter_name = "score"
+    BANDS = {"high": (0.85, None), "medium": (0.7, 0.85), "low": (None, 0.7)}
+
+    def lookups(self, request, model_admin):
+        return [("high", "0.85 and above"), ("medium", "0.70 to 0.85"), ("low", "below 0.70")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[self.value()]
+        if low is not None:
+            queryset = queryset.filter(score__gte=low)
+        return queryset.filter(score__lt=high) if high is not None else queryset
+
+
+class DecisionForm(forms.ModelForm):
+    decision = forms.ChoiceField(
+        choices=[choice for choice in DuplicateDecision.choices if choice[0] != DuplicateDecision.PENDING],
+        widget=forms.RadioSelect,
+    )
+
+    class Meta:
+        model = DuplicatePair
+        fields = ["decision", "note"]
+
+
+@admin.register(DuplicatePair)
+class DuplicatePairAdmin(TrackedModelAdmin):
+    form = DecisionForm
+    list_display = ["score", "first", "second", "dates", "decision"]
+    list_filter = ["decision", ScoreFilter]
+    list_select_related = ["incident_a", "incident_b"]
+    ordering = ["-score", "id"]
+    readonly_fields = ["score", "comparison", "decided_by", "decided_at"]
+    fields = ["score", "comparison", "decision", "note", "decided_by", "decided_at"]
+
+    def has_view_permission(self, request, obj=None):
+        return can_see_unpublished(request.user)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("incidents.change_incident")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Incident A")
+    def first(self, pair):
+        return self._link(pair.incident_a)
+
+    @admin.display(description="Incident B")
+    def second(self, pair):
+        return self._link(pair.incident_b)
+
+    @admin.display(description="Dates")
+    def dates(self, pair):
+        return f"{pair.incident_a.date_label} / {pair.incident_b.date_label}"
+
+    def _link(self, incident):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:incidents_incident_change", args=[incident.pk]), incident
+        )
+
+    @admin.display(description="Side by side")
+    def comparison(self, pair):
+        incidents = {
+            incident.pk: incident
+            for incident in Incident.objects.filter(pk__in=[pair.incident_a_id, pair.incident_b_id])
+            .select_related("incident_type")
+            .prefetch_related(
+                Prefetch("places", queryset=Place.objects.order_by("name")),
+                Prefetch(
+                    "claims",
+                    queryset=Claim.objects.visible_to(pair.viewer).select_related("source"),
+                ),
+            )
+        }
+        a, b = incidents[pair.incident_a_id], incidents[pair.incident_b_id]
+        rows = []
+        for label, read in COMPARED:
+            left, right = read(a), read(b)
+            mark = "" if left == right else "≠"
+            rows.append((label, mark, left, right))
+        rows.append(("Claims", "", _claims(a), _claims(b)))
+        return format_html(
+            "<table><tr><th></th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
+            self._link(a),
+            self._link(b),
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    def get_object(self, request, object_id, from_field=None):
+        pair = super().get_object(request, object_id, from_field)
+        if pair is not None:
+            # The comparison lists the claims this reader may see (the admin instance is shared
+            # between requests, so the reader travels with the pair).
+            pair.viewer = request.user
+        return pair
+
+    def save_model(self, request, obj, form, change):
+        duplicate_pair_decide(
+            user=request.user, pair=obj, decision=form.cleaned_data["decision"], note=form.cleaned_data["note"]
+        )
+
+
+def _claims(incident) -> str:
+    return "; ".join(f"{claim.source.title}: {claim.people_count or '?'}" for claim in incident.claims.all()) or "—"

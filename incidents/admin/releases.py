@@ -1,0 +1,81 @@
+"""Dataset releases: the list of frozen, citable releases, and a Reviewer's button to freeze the next.
+
+Releases are never changed or deleted (the database refuses it too); making one goes through
+`releases.release_create`, which decides who may."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from incidents import services
+from incidents.models import Release, ReleaseFile
+from incidents.releases import citation, release_create
+
+
+@admin.register(Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    list_display = ["name", "incidents", "as_of", "created_at", "created_by"]
+    list_select_related = ["created_by"]
+    fields = ["name", "citation", "incidents", "as_of", "created_at", "created_by", "file_list"]
+    readonly_fields = fields
+
+    # Anyone may read a release (it is public data), so every member of staff may see the list.
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    # The add button is "Freeze a release", shown to those the service lets make one.
+    def has_add_permission(self, request):
+        return services.may_publish(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Cite as")
+    def citation(self, release):
+        return citation(release.name, release.year)
+
+    @admin.display(description="Files")
+    def file_list(self, release):
+        files = ReleaseFile.objects.filter(release=release).defer("content").order_by("name")
+        rows = (
+            (
+                reverse("release-file", kwargs={"name": release.name, "file_name": release_file.name}),
+                release_file.name,
+                f"{release_file.size:,}",
+                release_file.sha256,
+            )
+            for release_file in files
+        )
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", '<li><a href="{}">{}</a> ({} bytes, sha256 <code>{}</code>)</li>', rows),
+        )
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """A confirmation page; posting it freezes the published data as the next release."""
+        if request.method == "POST":
+            try:
+                release = release_create(user=request.user)
+            except PermissionDenied as refusal:
+                self.message_user(request, str(refusal), messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:incidents_release_changelist"))
+            self.message_user(request, f"Released {release.name}: {release.incidents:,} incidents.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:incidents_release_change", args=[release.pk]))
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Freeze a release",
+            "opts": self.opts,
+            "latest": Release.objects.first(),
+        }
+        return TemplateResponse(request, "admin/incidents/release/freeze.html", context)

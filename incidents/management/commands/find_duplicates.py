@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pairs_refresh
+
+
+class Command(BaseCommand):
+    help = (
+        "Score every candidate pair of possible duplicates (same type, dates within TRACKER_DUPLICATE_WINDOW_DAYS, "
+        "a shared place, parent place or country) and propose those scoring at least --threshold for review in "
+        "the admin's duplicates queue. Decided pairs are left as they are: a pair found different is never "
+        "proposed again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            default=PROPOSAL_THRESHOLD,
+            help=f"Lowest score proposed, from 0 to 1 (default {PROPOSAL_THRESHOLD}).",
+        )
+
+    def handle(self, *args, threshold, **options):
+        if not 0 <= threshold <= 1:
+            raise CommandError(f"--threshold: give a score from 0 to 1, not {threshold}.")
+        waiting = duplicate_pairs_refresh(threshold=threshold)
+        self.stdout.write(self.style.SUCCESS(f"{waiting:,} pairs wait for review."))

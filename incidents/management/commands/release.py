@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError
+
+from incidents.releases import release_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Freeze the published data as the next citable release, incident-tracker-YYYY.N: CSV files, "
+        "datapackage.json, codebook.md, CHANGES.csv and README.md, kept in the database for good and listed at "
+        "/api/v1/releases/. Only a Reviewer may."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", required=True, metavar="USERNAME", help="Release as this Reviewer.")
+        parser.add_argument(
+            "--output", metavar="DIRECTORY", help="Also write the release's files into DIRECTORY/<release name>/."
+        )
+
+    def handle(self, *args, user, output, **options):
+        try:
+            reviewer = get_user_model().objects.get_by_natural_key(user)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"--user: no user is called {user!r}.") from None
+        try:
+            release = release_create(user=reviewer)
+        except PermissionDenied as refusal:
+            raise CommandError(f"--user: {refusal}") from None
+        if output:
+            directory = Path(output) / release.name
+            directory.mkdir(parents=True, exist_ok=True)
+            for release_file in release.files.all():
+                (directory / release_file.name).write_bytes(release_file.content)
+            self.stdout.write(f"Wrote its files to {directory}.")
+        self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))

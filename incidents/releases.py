@@ -1,0 +1,591 @@
+"""Citable dataset releases: the published data frozen as `incident-tracker-YYYY.N`.
+
+A release holds what an anonymous reader may see, read through the same `visible_to` and
+`coordinates_for` rules as every other door (no draft, nothing confidential, no exact coordinate of
+a sensitive place): one CSV per table, a Frictionless Data package (`datapackage.json`: each
+column's type, allowed values and description, the keys between tables, each file's sha256 and
+size), a codebook generated from the models' own help texts, `CHANGES.csv` against the previous
+release and a README with the citation.
+
+The files are a function of the data alone (rows in key order, no build time, no random order),
+so building a release twice from the same data gives the same bytes, and anyone can check a copy
+against the checksums. `release_create` is the one service that writes a release; the admin, the
+API and `manage.py release` call it.
+"""
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db import connection, models, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from django_countries.fields import CountryField
+
+from incidents import services
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentPlace,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    Release,
+    ReleaseFile,
+    Response,
+    Source,
+    VictimGroup,
+)
+from incidents.querysets import visible_source_id
+
+# Releases publish what anyone may read: the rules are those of an anonymous reader.
+PUBLIC = AnonymousUser()
+
+MULTI_VALUE_SEPARATOR = "; "
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a released table. Its type, allowed values and description come from the
+    model field `field` (its help text, else its verbose name); `value` is what is read when it is
+    not the field itself; `description` adds what the field's help text cannot say."""
+
+    name: str
+    field: str | None = None
+    value: str | models.Expression | None = None
+    description: str = ""
+    type: str = ""
+    # Allowed values and their meanings, for a column without a model field that has choices.
+    choices: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    model: type[models.Model]
+    description: str
+    rows: Callable[[], models.QuerySet]
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    # (column, table, column): each value is one of that table's keys.
+    foreign_keys: tuple[tuple[str, str, str], ...] = field(default=())
+
+
+def _released_incidents() -> models.QuerySet:
+    return Incident.objects.visible_to(PUBLIC)
+
+
+def _released_ids() -> models.QuerySet:
+    return _released_incidents().values("pk")
+
+
+INCIDENT_KEY = Column("incident", "incident", "incident__public_id", "The incident's public_id.", "string")
+
+TABLES = (
+    Table(
+        "incident_types",
+        IncidentType,
+        "The vocabulary of incident types, a tree.",
+        lambda: IncidentType.objects.order_by("slug"),
+        (
+            Column("slug", "slug", description="Stable identifier of the type."),
+            Column("name", "name"),
+            Column("parent", "parent", "parent__slug", "The broader type's slug.", "string"),
+            Column("description", "description"),
+        ),
+        ("slug",),
+        (("parent", "incident_types", "slug"),),
+    ),
+    Table(
+        "incidents",
+        Incident,
+        "Published incidents, one row each.",
+        lambda: _released_incidents().with_independent_origins(PUBLIC).order_by("id"),
+        (
+            Column("public_id", "public_id", description="Stable identifier (INC-000042), never reused."),
+            Column("title", "title"),
+            Column("incident_type", "incident_type", "incident_type__slug", "The type's slug.", "string"),
+            Column("description", "description"),
+            Column("date_start", "date_start"),
+            Column("date_end", "date_end"),
+            Column("date_precision", "date_precision", description="How precisely the dates are known."),
+            Column("date_label", "date_label", description="The dates as people write them (e.g. July 2021)."),
+            Column("people_count", "people_count"),
+            Column("people_count_min", "people_count_min", description="The lowest plausible number of people."),
+            Column("people_count_max", "people_count_max", description="The highest plausible number of people."),
+            Column("count_qualifier", "count_qualifier"),
+            Column("verification", "verification", description="How well established the incident is."),
+            Column(
+                "independent_origins",
+                value="independent_origins",
+                type="integer",
+                description="Origins at the end of the claims' sources' `cites` chains, as far as they are "
+                "public; sources relaying one origin count once.",
+            ),
+            Column("version", "version", description="Rises with every change to the incident."),
+            Column("updated_at", "updated_at", description="When the incident last changed (UTC)."),
+        ),
+        ("public_id",),
+        (("incident_type", "incident_types", "slug"),),
+    ),
+    Table(
+        "incident_places",
+        IncidentPlace,
+        "Where each incident happened: one row per incident and place.",
+        lambda: IncidentPlace.objects.filter(incident__in=_released_ids()).order_by("incident_id", "place_id"),
+        (INCIDENT_KEY, Column("place", "place", "place_id", "The place's id.")),
+        ("incident", "place"),
+        (("incident", "incidents", "public_id"), ("place", "places", "id")),
+    ),
+    Table(
+        "places",
+        Place,
+        "Places, each inside its parent (city, province, country).",
+        lambda: Place.objects.with_coordinates_for(PUBLIC).order_by("id"),
+        (
+            Column("id", "id"),
+            Column("name", "name"),
+            Column("alternate_names", "alternate_names", description=f"Separated by '{MULTI_VALUE_SEPARATOR}'."),
+            Column("kind", "kind"),
+            Column("parent", "parent", "parent_id"),
+            Column("country", "country"),
+            Column(
+                "latitude",
+                "latitude",
+                "shown_latitude",
+                "WGS 84. For a sensitive place, that of the nearest enclosing place that is not.",
+            ),
+            Column(
+                "longitude",
+                "longitude",
+                "shown_longitude",
+                "WGS 84. For a sensitive place, that of the nearest enclosing place that is not.",
+            ),
+            Column("sensitive", "sensitive"),
+        ),
+        ("id",),
+        (("parent", "places", "id"),),
+    ),
+    Table(
+        "organizations",
+        Organization,
+        "Organizations: perpetrators, publishers of sources, responders.",
+        lambda: Organization.objects.order_by("id"),
+        (
+            Column("id", "id"),
+            Column("name", "name"),
+            Column("acronym", "acronym"),
+            Column("kind", "kind"),
+            Column("country", "country"),
+            Column("website", "website"),
+            Column("description", "description"),
+            Column("aliases", "aliases", description=f"Separated by '{MULTI_VALUE_SEPARATOR}'."),
+        ),
+        ("id",),
+    ),
+    Table(
+        "sources",
+        Source,
+        "Public sources: reports, articles, testimonies.",
+        lambda: (
+            Source.objects.visible_to(PUBLIC)
+            .annotate(public_cites=visible_source_id(PUBLIC, "cites_id"))
+            .order_by("id")
+        ),
+        (
+            Column("id", "id"),
+            Column("title", "title"),
+            Column("kind", "kind"),
+            Column("url", "url"),
+            Column("publisher", "publisher", "publisher_id"),
+            Column("author", "author"),
+            Column("published_on", "published_on"),
+            Column("language", "language"),
+            Column("archive_url", "archive_url"),
+            Column("cites", "cites", "public_cites", "Empty when it cites nothing or a source that is not public."),
+        ),
+        ("id",),
+        (("publisher", "organizations", "id"), ("cites", "sources", "id")),
+    ),
+    Table(
+        "claims",
+        Claim,
+        "What each public source says about each incident, as it said it.",
+        lambda: Claim.objects.visible_to(PUBLIC).order_by("id"),
+        (
+            Column("id", "id"),
+            INCIDENT_KEY,
+            Column("source", "source", "source_id"),
+            Column("people_count", "people_count"),
+            Column("people_count_min", "people_count_min"),
+            Column("people_count_max", "people_count_max"),
+            Column("count_qualifier", "count_qualifier"),
+            Column("date_start", "date_start"),
+            Column("date_end", "date_end"),
+            Column("excerpt", "excerpt"),
+            Column("locator", "locator"),
+            Column("source_connection", "source_connection", description="How the source knows."),
+        ),
+        ("id",),
+        (("incident", "incidents", "public_id"), ("source", "sources", "id")),
+    ),
+    Table(
+        "involvements",
+        Involvement,
+        "Organizations involved in each incident, and their role.",
+        lambda: Involvement.objects.filter(incident__in=_released_ids()).order_by("id"),
+        (
+            Column("id", "id"),
+            INCIDENT_KEY,
+            Column("organization", "organization", "organization_id"),
+            Column("role", "role"),
+        ),
+        ("id",),
+        (("incident", "incidents", "public_id"), ("organization", "organizations", "id")),
+    ),
+    Table(
+        "victim_groups",
+        VictimGroup,
+        "The people each incident affected, by group.",
+        lambda: VictimGroup.objects.filter(incident__in=_released_ids()).order_by("id"),
+        (
+            Column("id", "id"),
+            INCIDENT_KEY,
+            Column("count", "count"),
+            Column("sex", "sex"),
+            Column("age_group", "age_group"),
+            Column("nationality", "nationality"),
+            Column("description", "description"),
+        ),
+        ("id",),
+        (("incident", "incidents", "public_id"),),
+    ),
+    Table(
+        "responses",
+        Response,
+        "Organizations' reactions to incidents.",
+        lambda: Response.objects.annotate(public_source=visible_source_id(PUBLIC, "source_id")).order_by("id"),
+        (
+            Column("id", "id"),
+            Column("organization", "organization", "organization_id"),
+            Column("kind", "kind"),
+            Column("date", "date"),
+            Column("description", "description"),
+            Column("source", "source", "public_source", "Empty when it has none or one that is not public."),
+        ),
+        ("id",),
+        (("organization", "organizations", "id"), ("source", "sources", "id")),
+    ),
+    Table(
+        "response_incidents",
+        Response.incidents.through,
+        "Which incidents each response is about.",
+        lambda: Response.incidents.through.objects.filter(incident__in=_released_ids()).order_by(
+            "response_id", "incident_id"
+        ),
+        (Column("response", "response", "response_id"), INCIDENT_KEY),
+        ("response", "incident"),
+        (("response", "responses", "id"), ("incident", "incidents", "public_id")),
+    ),
+)
+
+CHANGE_KINDS = (
+    ("added", "Released for the first time (new, or newly published)."),
+    ("updated", "Changed since the previous release (its version rose)."),
+    ("withdrawn", "In the previous release, not in this one (returned to draft, made confidential or deleted)."),
+)
+CHANGES = Table(
+    "CHANGES",
+    Incident,
+    "Incidents added, updated or withdrawn since the previous release.",
+    Incident.objects.none,
+    (
+        Column("public_id", "public_id", description="The incident's public_id."),
+        Column(
+            "change", description="What happened to it since the previous release.", type="string", choices=CHANGE_KINDS
+        ),
+    ),
+    ("public_id",),
+)
+
+
+def _model_field(table: Table, column: Column) -> models.Field | None:
+    return table.model._meta.get_field(column.field) if column.field else None
+
+
+def _frictionless_type(model_field: models.Field) -> str:
+    if isinstance(model_field, models.GeneratedField):
+        return _frictionless_type(model_field.output_field)
+    if isinstance(model_field, models.ForeignKey):
+        return _frictionless_type(model_field.target_field)
+    if isinstance(model_field, models.BooleanField):
+        return "boolean"
+    if isinstance(model_field, (models.IntegerField, models.AutoField)):
+        return "integer"
+    if isinstance(model_field, models.DecimalField):
+        return "number"
+    # DateTimeField is a DateField: test it first.
+    if isinstance(model_field, models.DateTimeField):
+        return "datetime"
+    if isinstance(model_field, models.DateField):
+        return "date"
+    return "string"
+
+
+def _description(column: Column, model_field: models.Field | None) -> str:
+    """The field's help text, then what the column adds; the field's verbose name if neither says anything."""
+    parts = [str(model_field.help_text)] if model_field is not None and model_field.help_text else []
+    if column.description:
+        parts.append(column.description)
+    if not parts and model_field is not None:
+        parts.append(f"{str(model_field.verbose_name).capitalize()}.")
+    return " ".join(parts)
+
+
+def _choices(column: Column, model_field: models.Field | None) -> list[tuple[str, str]]:
+    if column.choices:
+        return list(column.choices)
+    # A country's 250 codes are described by their pattern instead.
+    if model_field is None or isinstance(model_field, CountryField) or not model_field.choices:
+        return []
+    return [(str(value), str(label)) for value, label in model_field.flatchoices]
+
+
+def _schema_field(table: Table, column: Column) -> dict:
+    model_field = _model_field(table, column)
+    descriptor = {
+        "name": column.name,
+        "type": column.type or _frictionless_type(model_field),
+        "description": _description(column, model_field),
+    }
+    constraints = {}
+    if model_field is not None and not model_field.null and not model_field.blank:
+        constraints["required"] = True
+    if column.name in table.primary_key:
+        constraints["required"] = True
+    choices = _choices(column, model_field)
+    if choices:
+        constraints["enum"] = [value for value, _ in choices]
+    if isinstance(model_field, CountryField):
+        constraints["pattern"] = "[A-Z]{2}"
+        descriptor["description"] += " ISO 3166-1 alpha-2 country code."
+    if isinstance(model_field, models.PositiveIntegerField | models.PositiveBigIntegerField):
+        constraints["minimum"] = 0
+    if constraints:
+        descriptor["constraints"] = constraints
+    return descriptor
+
+
+def _schema(table: Table) -> dict:
+    schema = {
+        "fields": [_schema_field(table, column) for column in table.columns],
+        "primaryKey": list(table.primary_key),
+    }
+    if table.foreign_keys:
+        schema["foreignKeys"] = [
+            {"fields": [column], "reference": {"resource": "" if other == table.name else other, "fields": [key]}}
+            for column, other, key in table.foreign_keys
+        ]
+    return schema
+
+
+def _cell(value) -> str:
+    """A value as the CSV writes it: the same value always gives the same text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, list):
+        return MULTI_VALUE_SEPARATOR.join(value)
+    return str(value)
+
+
+def _csv(header: list[str], rows) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_cell(value) for value in row] for row in rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _table_csv(table: Table) -> bytes:
+    reads = {}
+    for column in table.columns:
+        read = column.value or column.field
+        reads[f"release_{column.name}"] = F(read) if isinstance(read, str) else read
+    rows = table.rows().annotate(**reads).values_list(*reads)
+    return _csv([column.name for column in table.columns], rows.iterator(chunk_size=5000))
+
+
+def _changes(incidents_csv: bytes, previous: Release | None) -> bytes:
+    """CHANGES.csv: the incidents added, updated and withdrawn since `previous`, by public_id."""
+    now = _versions(incidents_csv)
+    before = _versions(bytes(previous.files.get(name="incidents.csv").content)) if previous else {}
+    changes = [(public_id, "added") for public_id in now.keys() - before.keys()]
+    changes += [
+        (public_id, "updated") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]
+    ]
+    changes += [(public_id, "withdrawn") for public_id in before.keys() - now.keys()]
+    return _csv([column.name for column in CHANGES.columns], sorted(changes))
+
+
+def _versions(incidents_csv: bytes) -> dict[str, str]:
+    return {row["public_id"]: row["version"] for row in csv.DictReader(io.StringIO(incidents_csv.decode("utf-8")))}
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: dict[str, bytes]) -> bytes:
+    descriptor = {
+        "profile": "tabular-data-package",
+        "name": name,
+        "title": f"{settings.RELEASE_TITLE}, release {name.removeprefix('incident-tracker-')}",
+        "version": name.removeprefix("incident-tracker-"),
+        "description": "Published, non-confidential incidents with their claims, sources, places, organizations "
+        "and responses. See README.md and codebook.md.",
+        "created": _cell(as_of) if as_of else None,
+        "resources": [
+            {
+                "name": table.name.lower(),
+                "path": f"{table.name}.csv",
+                "profile": "tabular-data-resource",
+                "description": table.description,
+                "format": "csv",
+                "mediatype": "text/csv",
+                "encoding": "utf-8",
+                "bytes": len(files[f"{table.name}.csv"]),
+                "hash": f"sha256:{_digest(files[f'{table.name}.csv'])}",
+                "schema": _schema(table),
+            }
+            for table in tables
+        ],
+    }
+    if descriptor["created"] is None:
+        del descriptor["created"]
+    return (json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _codebook(name: str, tables: list[Table]) -> bytes:
+    lines = [f"# Codebook of {name}", "", "Generated from the data model's own descriptions.", ""]
+    for table in tables:
+        lines += [f"## {table.name}.csv", "", table.description, "", f"Key: {', '.join(table.primary_key)}.", ""]
+        for column, other, key in table.foreign_keys:
+            lines.append(f"`{column}` is a `{key}` of {other}.csv.")
+        if table.foreign_keys:
+            lines.append("")
+        lines += ["| column | type | description | values |", "|---|---|---|---|"]
+        for column in table.columns:
+            descriptor = _schema_field(table, column)
+            choices = _choices(column, _model_field(table, column))
+            values = "; ".join(f"`{value}`: {label}" for value, label in choices)
+            required = " (required)" if descriptor.get("constraints", {}).get("required") else ""
+            lines.append(
+                f"| `{column.name}` | {descriptor['type']}{required} | {descriptor['description']} | {values} |"
+            )
+        lines.append("")
+    return "\n".join(lines).encode("utf-8")
+
+
+def citation(release_name: str, year: int) -> str:
+    return f"{settings.RELEASE_AUTHOR} ({year}). {settings.RELEASE_TITLE}, release {release_name} [Data set]."
+
+
+def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, bytes], incidents: int) -> bytes:
+    listing = [
+        f"- `{file_name}`: {len(content):,} bytes, sha256 `{_digest(content)}`" for file_name, content in files.items()
+    ]
+    text = [
+        f"# {settings.RELEASE_TITLE}, release {name}",
+        "",
+        f"{incidents:,} published incidents, as of {_cell(as_of) if as_of else 'no incident'}: what anyone may read,",
+        "without drafts, confidential records or the exact coordinates of sensitive places.",
+        "",
+        "## How to cite",
+        "",
+        citation(name, year),
+        "",
+        "## Files",
+        "",
+        *listing,
+        "- `datapackage.json`: the Frictionless Data package describing every file above",
+        "- `codebook.md`: every column, its type, meaning and allowed values",
+        "",
+        "Cells hold the data exactly as recorded, including text that a spreadsheet may read as a formula:",
+        "import the CSV files as text rather than opening them directly.",
+        "",
+        "A release never changes. Check a copy with `sha256sum`, or with `frictionless validate datapackage.json`.",
+        "",
+    ]
+    return "\n".join(text).encode("utf-8")
+
+
+def build_release_files(*, name: str, year: int, previous: Release | None) -> tuple[dict[str, bytes], dict]:
+    """The files of release `name` built from the data now (after `previous`, for CHANGES.csv),
+    and its facts (`as_of`, `incidents`). Reads only; the same data always gives the same bytes."""
+    files = {f"{table.name}.csv": _table_csv(table) for table in TABLES}
+    files["CHANGES.csv"] = _changes(files["incidents.csv"], previous)
+    released = _released_incidents().aggregate(as_of=Max("updated_at"), incidents=models.Count("pk"))
+    tables = [*TABLES, CHANGES]
+    data_files = dict(files)
+    files["datapackage.json"] = _datapackage(name, released["as_of"], tables, data_files)
+    files["codebook.md"] = _codebook(name, tables)
+    files["README.md"] = _readme(name, year, released["as_of"], data_files, released["incidents"])
+    return files, released
+
+
+MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".md": "text/markdown"}
+
+
+def release_create(*, user) -> Release:
+    """Freeze the published data as the next release of this year; Reviewers (publish permission) only.
+
+    Reads every table in one snapshot (REPEATABLE READ), so the files agree with each other
+    (every claim's incident is in incidents.csv) even while analysts keep working; a lock makes
+    concurrent calls take numbers one after the other."""
+    if not services.may_publish(user):
+        raise PermissionDenied("You may not make a release: only Reviewers may.")
+    fresh_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if fresh_transaction:
+                # Only possible as the transaction's first statement; inside a caller's
+                # transaction the caller's snapshot rules hold.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('incidents.release'))")
+        year = timezone.now().year
+        previous = Release.objects.first()
+        number = (Release.objects.filter(year=year).aggregate(last=Max("number"))["last"] or 0) + 1
+        name = f"incident-tracker-{year}.{number}"
+        files, facts = build_release_files(name=name, year=year, previous=previous)
+        release = Release.objects.create(
+            year=year, number=number, as_of=facts["as_of"], incidents=facts["incidents"], created_by=user
+        )
+        ReleaseFile.objects.bulk_create(
+            ReleaseFile(
+                release=release,
+                name=file_name,
+                media_type=MEDIA_TYPES[file_name[file_name.rindex(".") :]],
+                content=content,
+                sha256=_digest(content),
+                size=len(content),
+            )
+            for file_name, content in sorted(files.items())
+        )
+    return Release.objects.get(pk=release.pk)

@@ -1,0 +1,155 @@
+"""Corroboration counted from independent origins: sources relaying one origin count once, in the
+API's detail and list, its `min_origins` filter and the admin; hidden sources are counted, never named."""
+
+import pytest
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Incident
+from tests.api_support import API, client_for, incident_url, public_ids, results
+from tests.factories import make_claim, make_incident, make_source, make_user
+
+
+@pytest.fixture
+def relayed():
+    """An incident reported by UCA News, RFA and HRW, all three relaying one defector's testimony."""
+    testimony = make_source(title="Defector's testimony", kind="testimony")
+    incident = make_incident(title="Relayed three times", verification="alleged")
+    for outlet in ("UCA News", "RFA", "HRW"):
+        make_claim(incident=incident, source=make_source(title=outlet, cites=testimony))
+    return incident
+
+
+def corroboration(reader, incident) -> dict:
+    response = client_for(reader).get(incident_url(incident))
+    assert response.status_code == 200, response.content
+    return response.json()["corroboration"]
+
+
+def test_sources_relaying_one_origin_count_once(relayed):
+    assert corroboration(None, relayed) == {
+        "independent_origins": 1,
+        "sources": 3,
+        "suggested_verification": "alleged",
+    }
+
+
+def test_a_second_origin_suggests_corroborated_but_leaves_the_verification_alone(relayed):
+    make_claim(incident=relayed, source=make_source(title="Satellite imagery analysis", kind="academic"))
+    body = client_for().get(incident_url(relayed)).json()
+    assert body["corroboration"]["independent_origins"] == 2
+    assert body["corroboration"]["suggested_verification"] == "corroborated"
+    assert body["verification"] == "alleged"
+    assert Incident.objects.get(pk=relayed.pk).verification == "alleged"
+
+
+def test_an_incident_without_claims_has_no_origin():
+    bare = make_incident()
+    assert corroboration(None, bare) == {
+        "independent_origins": 0,
+        "sources": 0,
+        "suggested_verification": "alleged",
+    }
+
+
+def test_a_reader_follows_a_chain_only_through_sources_they_may_see():
+    # Daily NK relays a confidential informant. To readers who may not see the informant, Daily NK
+    # is the origin, as the API shows it citing nothing: the count is what it would be if the
+    # informant did not exist, so it cannot tell them that it does.
+    informant = make_source(title="Informant in Hyesan", confidential=True)
+    incident = make_incident()
+    make_claim(incident=incident, source=make_source(title="Daily NK", cites=informant))
+    make_claim(incident=incident, source=make_source(title="Open NK", cites=informant))
+    response = client_for().get(incident_url(incident))
+    assert response.json()["corroboration"] == {
+        "independent_origins": 2,
+        "sources": 2,
+        "suggested_verification": "corroborated",
+    }
+    assert "Hyesan" not in response.content.decode()
+    citing_nothing = make_incident()
+    make_claim(incident=citing_nothing, source=make_source())
+    make_claim(incident=citing_nothing, source=make_source())
+    assert corroboration(None, citing_nothing) == response.json()["corroboration"]
+    # Those who may see the informant see one origin relayed twice.
+    assert corroboration(make_user(roles.VIEWER, confidential=True), incident)["independent_origins"] == 1
+
+
+def test_a_chain_through_a_hidden_source_ends_before_it():
+    # The article relays a confidential intermediary who relays the public report the second claim
+    # cites directly: one origin for those who may see the intermediary; for others the article
+    # cites nothing, so it is an origin of its own.
+    report = make_source(title="UN report")
+    intermediary = make_source(title="Intermediary", confidential=True, cites=report)
+    incident = make_incident()
+    make_claim(incident=incident, source=make_source(title="Article", cites=intermediary))
+    make_claim(incident=incident, source=report)
+    insider = make_user(roles.VIEWER, confidential=True)
+    assert corroboration(insider, incident)["independent_origins"] == 1
+    assert corroboration(None, incident)["independent_origins"] == 2
+
+
+def test_confidential_claims_count_only_for_readers_who_may_see_them(relayed):
+    make_claim(incident=relayed, source=make_source(title="Own interview"), confidential=True)
+    assert corroboration(None, relayed)["independent_origins"] == 1
+    assert corroboration(make_user(roles.VIEWER, confidential=True), relayed)["independent_origins"] == 2
+
+
+def test_the_list_shows_what_the_detail_shows(relayed):
+    make_claim(incident=relayed, source=make_source(title="Informant", confidential=True))
+    make_claim(incident=relayed, source=make_source(cites=make_source(confidential=True)))
+    for reader in (None, make_user(roles.VIEWER), make_user(roles.VIEWER, confidential=True)):
+        listed = {row["public_id"]: row for row in results(client_for(reader).get(f"{API}/incidents/"))}
+        assert listed[relayed.public_id]["corroboration"] == corroboration(reader, relayed)
+
+
+class TestMinOriginsFilter:
+    def test_it_keeps_incidents_with_at_least_that_many_origins(self, relayed):
+        corroborated = make_incident(title="Two origins")
+        make_claim(incident=corroborated, source=make_source())
+        make_claim(incident=corroborated, source=make_source())
+        assert public_ids(client_for().get(f"{API}/incidents/?min_origins=2")) == {corroborated.public_id}
+        assert public_ids(client_for().get(f"{API}/incidents/?min_origins=1")) == {
+            corroborated.public_id,
+            relayed.public_id,
+        }
+
+    def test_it_counts_only_what_the_reader_may_see(self, relayed):
+        make_claim(incident=relayed, source=make_source(), confidential=True)
+        assert public_ids(client_for().get(f"{API}/incidents/?min_origins=2")) == set()
+        insider = make_user(roles.VIEWER, confidential=True)
+        assert public_ids(client_for(insider).get(f"{API}/incidents/?min_origins=2")) == {relayed.public_id}
+
+    @pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+    def test_a_bad_value_is_a_400_naming_the_parameter(self, relayed, value):
+        response = client_for().get(f"{API}/incidents/?min_origins={value}")
+        assert response.status_code == 400
+        assert "min_origins" in response.json()
+
+    def test_the_list_query_count_stays_one_with_the_filter(self, relayed, django_assert_num_queries):
+        for _ in range(5):
+            make_claim(incident=make_incident(), source=make_source())
+        # The page's one query: the filter is a correlated subquery within it.
+        with django_assert_num_queries(1):
+            assert client_for().get(f"{API}/incidents/?min_origins=1&page_size=3").status_code == 200
+
+
+def test_the_admin_change_page_shows_the_origins_and_suggestion_beside_the_verification(client, relayed):
+    make_claim(incident=relayed, source=make_source(title="Satellite imagery analysis"))
+    make_claim(incident=relayed, source=make_source(cites=make_source(title="Hidden informant", confidential=True)))
+    client.force_login(make_user(roles.ANALYST))
+    page = client.get(reverse("admin:incidents_incident_change", args=[relayed.pk])).content.decode()
+    assert "3 independent origins, 5 sources: suggests Corroborated; a Reviewer decides." in page
+    assert "Hidden informant" not in page
+
+
+def test_statistics_and_the_csv_export_take_the_filter_too(relayed):
+    corroborated = make_incident(title="Two origins", people_count=7)
+    make_claim(incident=corroborated, source=make_source())
+    make_claim(incident=corroborated, source=make_source())
+    stats = client_for().get(f"{API}/incidents/stats/?group_by=year&min_origins=2").json()
+    assert (stats["total"]["incidents"], stats["total"]["people_count"]) == (1, 7)
+    exported = client_for().get(f"{API}/incidents.csv?min_origins=2")
+    assert exported.status_code == 200
+    body = b"".join(exported.streaming_content).decode()
+    assert corroborated.public_id in body and relayed.public_id not in body

@@ -1,0 +1,242 @@
+"""Citable dataset releases: made by Reviewers (command, admin, API), immutable, listed and
+downloadable with checksums, valid Frictionless packages, identical when rebuilt, and public data only."""
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from frictionless import validate
+
+from incidents import roles
+from incidents.models import Incident, Release, ReleaseFile, Response
+from incidents.releases import build_release_files
+from tests.api_support import API, client_for
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+YEAR = timezone.now().year
+FIRST = f"incident-tracker-{YEAR}.1"
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def published():
+    """A published incident at a place, with a public claim and a response."""
+    place = make_place(name="Dandong", latitude=40.1, longitude=124.4)
+    incident = make_incident(title="Published repatriation", places=[place])
+    make_claim(incident=incident, source=make_source(title="Public report"), excerpt="80 people")
+    response = Response.objects.create(organization=make_organization(), kind="statement", date=incident.date_start)
+    response.incidents.add(incident)
+    return incident
+
+
+def release(user) -> dict:
+    """Release as `user` through the command, and read it back from the API."""
+    call_command("release", user=user.username, stdout=io.StringIO())
+    listed = client_for().get(f"{API}/releases/").json()["results"]
+    return listed[0]
+
+
+def download(url: str) -> bytes:
+    response = client_for().get(url)
+    assert response.status_code == 200, response.content
+    return response.content
+
+
+def files_of(listed: dict) -> dict[str, bytes]:
+    return {release_file["name"]: download(release_file["url"]) for release_file in listed["files"]}
+
+
+def rows(content: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(content.decode("utf-8"))))
+
+
+class TestMakingAndReadingReleases:
+    def test_a_reviewer_releases_and_anyone_downloads_files_matching_their_checksums(self, reviewer, published):
+        listed = release(reviewer)
+        assert listed["name"] == FIRST
+        assert listed["incidents"] == 1
+        assert (
+            listed["citation"]
+            == f"Incident Tracker contributors ({YEAR}). Incident Tracker data set, release {FIRST} [Data set]."
+        )
+        assert {release_file["name"] for release_file in listed["files"]} == {
+            "CHANGES.csv",
+            "README.md",
+            "claims.csv",
+            "codebook.md",
+            "datapackage.json",
+            "incident_places.csv",
+            "incident_types.csv",
+            "incidents.csv",
+            "involvements.csv",
+            "organizations.csv",
+            "places.csv",
+            "response_incidents.csv",
+            "responses.csv",
+            "sources.csv",
+            "victim_groups.csv",
+        }
+        for release_file in listed["files"]:
+            content = download(release_file["url"])
+            assert hashlib.sha256(content).hexdigest() == release_file["sha256"]
+            assert len(content) == release_file["size"]
+        assert [row["public_id"] for row in rows(files_of(listed)["incidents.csv"])] == [published.public_id]
+
+    def test_the_readme_cites_it_and_the_codebook_explains_columns_from_the_models_help_texts(
+        self, reviewer, published
+    ):
+        files = files_of(release(reviewer))
+        assert f"Incident Tracker data set, release {FIRST} [Data set]." in files["README.md"].decode()
+        codebook = files["codebook.md"].decode()
+        assert "| `date_start` | date (required) | First day of the range the incident lies in. |" in codebook
+        assert "`at_least`: At least" in codebook
+
+    def test_only_a_reviewer_may_release(self, client, published):
+        analyst = make_user(roles.ANALYST)
+        with pytest.raises(CommandError, match="only Reviewers"):
+            call_command("release", user=analyst.username)
+        assert client_for(analyst).post(f"{API}/releases/").status_code == 403
+        assert client_for().post(f"{API}/releases/").status_code in (401, 403)
+        client.force_login(analyst)
+        assert client.get(reverse("admin:incidents_release_add")).status_code == 403
+        client.post(reverse("admin:incidents_release_add"))
+        assert not Release.objects.exists()
+
+    def test_a_reviewer_releases_through_the_api(self, reviewer, published):
+        response = client_for(reviewer).post(f"{API}/releases/")
+        assert response.status_code == 201, response.content
+        assert response.json()["name"] == FIRST
+        assert client_for().get(f"{API}/releases/{FIRST}/").json()["incidents"] == 1
+
+    def test_a_reviewer_freezes_a_release_in_the_admin(self, client, reviewer, published):
+        client.force_login(reviewer)
+        assert "Freeze the release" in client.get(reverse("admin:incidents_release_add")).content.decode()
+        answer = client.post(reverse("admin:incidents_release_add"), follow=True)
+        page = answer.content.decode()
+        assert f"Released {FIRST}: 1 incidents." in page
+        sha = ReleaseFile.objects.get(release__name=FIRST, name="incidents.csv").sha256
+        assert sha in page
+
+    def test_a_second_release_numbers_on_and_lists_what_changed(self, reviewer, published):
+        withdrawn = make_incident(title="Later returned to draft")
+        release(reviewer)
+        added = make_incident(title="Newly published")
+        published.title = "Published repatriation (corrected)"
+        published.save()
+        Incident.objects.filter(pk=withdrawn.pk).update(review_state="draft")
+        listed = release(reviewer)
+        assert listed["name"] == f"incident-tracker-{YEAR}.2"
+        assert rows(files_of(listed)["CHANGES.csv"]) == sorted(
+            [
+                {"public_id": added.public_id, "change": "added"},
+                {"public_id": published.public_id, "change": "updated"},
+                {"public_id": withdrawn.public_id, "change": "withdrawn"},
+            ],
+            key=lambda row: row["public_id"],
+        )
+
+    def test_the_list_costs_two_queries_whatever_its_length(self, reviewer, published, django_assert_num_queries):
+        release(reviewer)
+        release(reviewer)
+        # 1 query for the page of releases, 1 for their files (without their content).
+        with django_assert_num_queries(2):
+            assert len(client_for().get(f"{API}/releases/").json()["results"]) == 2
+
+    def test_an_unknown_file_or_release_is_a_404(self, reviewer, published):
+        release(reviewer)
+        assert client_for().get(f"{API}/releases/{FIRST}/files/secrets.csv").status_code == 404
+        assert client_for().get(f"{API}/releases/incident-tracker-1999.1/").status_code == 404
+
+
+class TestReleasesNeverChange:
+    def test_the_database_refuses_to_change_or_delete_a_release_or_its_files(self, reviewer, published):
+        release(reviewer)
+        for attempt in (
+            lambda: ReleaseFile.objects.filter(name="incidents.csv").update(content=b"forged"),
+            lambda: ReleaseFile.objects.all().delete(),
+            lambda: Release.objects.update(incidents=0),
+        ):
+            with pytest.raises(IntegrityError, match="Releases are immutable"), transaction.atomic():
+                attempt()
+
+    def test_the_api_and_the_admin_offer_no_change(self, client, reviewer, published):
+        release(reviewer)
+        superuser = make_user(is_superuser=True, is_staff=True)
+        assert client_for(superuser).delete(f"{API}/releases/{FIRST}/").status_code == 405
+        assert client_for(superuser).put(f"{API}/releases/{FIRST}/", {}).status_code == 405
+        client.force_login(superuser)
+        pk = Release.objects.get().pk
+        assert client.post(reverse("admin:incidents_release_delete", args=[pk])).status_code == 403
+        assert "Save" not in client.get(reverse("admin:incidents_release_change", args=[pk])).content.decode()
+
+
+class TestReleaseFiles:
+    def test_the_same_data_gives_the_same_bytes(self, reviewer, published):
+        release(reviewer)
+        stored = {release_file.name: bytes(release_file.content) for release_file in ReleaseFile.objects.all()}
+        rebuilt, _ = build_release_files(name=FIRST, year=YEAR, previous=None)
+        assert rebuilt == stored
+        # A second release of unchanged data holds the very same tables.
+        second = files_of(release(reviewer))
+        assert {name: second[name] for name in stored if name.endswith(".csv") and name != "CHANGES.csv"} == {
+            name: content for name, content in stored.items() if name.endswith(".csv") and name != "CHANGES.csv"
+        }
+
+    def test_frictionless_validates_the_package_and_catches_a_tampered_file(self, reviewer, published, tmp_path):
+        informant = make_source(title="Informant", confidential=True)
+        make_claim(incident=published, source=make_source(title="Relay", cites=informant))
+        call_command("release", user=reviewer.username, output=str(tmp_path), stdout=io.StringIO())
+        package = Path(tmp_path) / FIRST / "datapackage.json"
+        report = validate(package)
+        assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
+        claims = package.parent / "claims.csv"
+        claims.write_bytes(claims.read_bytes().replace(b"80 people", b"90 people"))
+        assert not validate(package).valid
+
+    def test_no_draft_confidential_record_or_exact_sensitive_coordinate_is_released(self, reviewer, published):
+        secret_source = make_source(title="SECRET-SOURCE informant", confidential=True)
+        facility = make_place(
+            name="Tumen detention centre",
+            parent=published.places.get(),
+            latitude="42.912345",
+            longitude="129.512345",
+            sensitive=True,
+        )
+        published.places.add(facility)
+        make_claim(
+            incident=published, source=make_source(title="Own interview"), excerpt="SECRET-CLAIM", confidential=True
+        )
+        make_claim(incident=published, source=secret_source, excerpt="SECRET-CLAIM-OF-SECRET-SOURCE")
+        relay = make_source(title="Relay of a secret", cites=secret_source)
+        make_claim(incident=published, source=relay)
+        draft = make_incident(title="SECRET-DRAFT", review_state="draft")
+        confidential = make_incident(title="SECRET-CONFIDENTIAL", confidential=True)
+        make_claim(incident=confidential, source=make_source(title="Public source"), excerpt="SECRET-EXCERPT")
+        response = Response.objects.create(
+            organization=make_organization(), kind="statement", date=published.date_start, source=secret_source
+        )
+        response.incidents.add(published, confidential)
+
+        files = files_of(release(reviewer))
+        everything = b"".join(files.values()).decode()
+        assert "SECRET" not in everything
+        assert draft.public_id not in everything and confidential.public_id not in everything
+        assert "42.912345" not in everything and "129.512345" not in everything
+        assert str(secret_source.pk) not in {row["cites"] for row in rows(files["sources.csv"])}
+        assert {row["source"] for row in rows(files["responses.csv"])} == {""}
+        assert [row["incident"] for row in rows(files["response_incidents.csv"])] == [published.public_id] * 2
+        # The sensitive place is released with its parent's coordinates, and counted origins stay anonymous.
+        assert {
+            (row["latitude"], row["longitude"]) for row in rows(files["places.csv"]) if row["name"] == facility.name
+        } == {("40.100000", "124.400000")}
+        assert rows(files["incidents.csv"])[0]["independent_origins"] == "2"
