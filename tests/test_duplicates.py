@@ -148,7 +148,7 @@ class TestReviewQueue:
         assert pair.decision == "different"
         assert DuplicatePair.objects.filter(decision="pending").count() == 0
         history = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
-        assert "different" in history
+        assert "Different incidents" in history  # the choice as the admin labels it
 
     def test_only_a_reviewer_may_call_two_incidents_the_same(self, client, reported_twice):
         find_duplicates()
