@@ -205,7 +205,7 @@ class TestRoundTrip:
         new_row = {**row, "public_id": "", "version": "", "title": "Created alongside"}
         # What an analyst may give a new incident.
         new_row.update(review_state="draft", verification="alleged")
-        run_import(analyst, tmp_path, write_csv([new_row, row]))
+        run_import(analyst, tmp_path, write_csv([new_row, row]), "--allow-duplicates")
 
         added_claim = Claim.objects.get(incident=first, source=new_report)
         ClaimEvent = apps.get_model("incidents", "ClaimEvent")
@@ -412,7 +412,7 @@ class TestErrors:
             "A,forced-repatriation,2023-01-01,2023-01-01,published,alleged\n"
             "B,forced-repatriation,2023-01-01,2023-01-01,in_review,verified\n",
         )
-        assert "line 2, column review_state: You may not make incidents published" in errors
+        assert "line 2, column review_state: You may not publish incidents" in errors
         assert "line 3, column verification: You may not change verification" in errors
         assert "line 3, column review_state" not in errors
 
@@ -561,8 +561,9 @@ def test_checking_a_file_costs_the_same_queries_whatever_its_length(
     # The user (1) and their permissions (2: user's and groups'); one query each for types, places,
     # organizations and the sources the file names (4); the incidents it updates (1) with their
     # places (1), involvements and their organizations (2), claims and their sources (2), and the
-    # claims the user may see (1). None per row.
-    with django_assert_num_queries(14):
+    # claims the user may see (1); the incidents the new rows may duplicate (1: none here, so none
+    # to load). None per row.
+    with django_assert_num_queries(15):
         call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
 
 
@@ -687,7 +688,15 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
         locker.execute("LOCK TABLE incidents_claim IN ACCESS EXCLUSIVE MODE")
         importer = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "import_incidents", str(path), f"--user={analyst}"],
+            [
+                sys.executable,
+                str(settings.BASE_DIR / "manage.py"),
+                "import_incidents",
+                str(path),
+                f"--user={analyst}",
+                # Two hundred alike rows: possible duplicates of each other, created all the same.
+                "--allow-duplicates",
+            ],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
