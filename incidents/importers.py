@@ -242,7 +242,8 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             while position < length and cell[position].isspace():
                 position += 1
             if position < length and cell[position] not in separators:
-                raise _MalformedCell(f"Unexpected text after the closing quote of {csv_list_item(name)}.")
+                quoted = '"' + name.replace('"', '""') + '"'
+                raise _MalformedCell(f"Unexpected text after the closing quote of {quoted}.")
         else:
             end = position
             while end < length and cell[end] not in separators:
