@@ -165,6 +165,8 @@ class ImportReport:
     # Kind ("places", …) -> names that `create_missing` creates (or, in a dry run, would create).
     missing_created: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
+    # A real import found possible duplicates and, told neither to skip nor allow them, wrote nothing.
+    stopped_for_duplicates: bool = False
 
     @property
     def rows_to_write(self) -> int:
@@ -459,6 +461,7 @@ def import_incidents_csv(
     if report.errors or dry_run:
         return report
     if report.duplicates and duplicates == Duplicates.STOP:
+        report.stopped_for_duplicates = True
         report.errors.append(
             RowError(
                 0,
