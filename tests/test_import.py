@@ -10,7 +10,9 @@ import sys
 import time
 from datetime import date
 from unittest import mock
+from urllib.parse import quote
 
+import dj_database_url
 import psycopg
 import pytest
 from django.apps import apps
@@ -683,8 +685,14 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     path.write_text(content)
     before = database_contents()
     database = connection.settings_dict
-    address = {"host": database["HOST"], "port": database["PORT"], "user": database["USER"], "dbname": database["NAME"]}
-    environment = {**os.environ, "DATABASE_URL": "postgres://{user}@{host}:{port}/{dbname}".format(**address)}
+    address = {
+        "host": database["HOST"],
+        "port": database["PORT"] or None,
+        "user": database["USER"],
+        "password": database["PASSWORD"] or None,
+        "dbname": database["NAME"],
+    }
+    environment = {**os.environ, "DATABASE_URL": database_url(**address)}
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
         locker.execute("LOCK TABLE incidents_claim IN ACCESS EXCLUSIVE MODE")
         importer = subprocess.Popen(
@@ -723,6 +731,37 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     assert importer.returncode != 0
     assert "KeyboardInterrupt" in stderr.decode(), stderr.decode()
     assert database_contents() == before
+
+
+def database_url(*, host: str, port: str | None, user: str, password: str | None, dbname: str) -> str:
+    """The URL of the test database for DATABASE_URL. The host may be a socket directory (the embedded
+    server's, when `make test` runs without DATABASE_URL): percent-encoded, as tracker.embedded_db
+    writes it, it stays the host instead of being read as the path to the database."""
+    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return f"postgres://{credentials}@{quote(host, safe='')}{f':{port}' if port else ''}/{quote(dbname, safe='')}"
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        (
+            {"host": "/srv/app/.data/postgres", "port": None, "user": "postgres", "password": None},
+            "postgres://postgres@%2Fsrv%2Fapp%2F.data%2Fpostgres/test_tracker",
+        ),
+        (
+            {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": "p@ss"},
+            "postgres://postgres:p%40ss@127.0.0.1:5432/test_tracker",
+        ),
+    ],
+)
+def test_the_subprocess_database_url_reads_back_as_the_same_database(address, url):
+    assert database_url(**address, dbname="test_tracker") == url
+    parsed = dj_database_url.parse(url)
+    assert (parsed["HOST"], parsed["NAME"], parsed["PASSWORD"] or None) == (
+        address["host"],
+        "test_tracker",
+        address["password"],
+    )
 
 
 def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -> int:
