@@ -86,7 +86,6 @@ COUNT_COLUMNS = frozenset({"people_count", "people_count_min", "people_count_max
 CHOICE_COLUMNS = frozenset({"date_precision", "count_qualifier", "verification", "review_state"})
 NAME_COLUMNS = ("places", "perpetrators", "sources")
 
-# The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 # What `create_missing` makes of an unknown name in each column: the model and the field it names.
 MISSING_RECORD_FIELDS = {
     "type": (IncidentType, "name"),
@@ -95,6 +94,7 @@ MISSING_RECORD_FIELDS = {
     "sources": (Source, "title"),
 }
 
+# The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 _NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
 # How incidents_bulk_validate names a problem: the incident's index in the list, and the field.
 _BULK_ERROR_KEY = re.compile(r"incidents\[(\d+)\]\.(.+)")
@@ -784,7 +784,8 @@ class _NameResolver:
     def __init__(self, indexes: dict[str, _Names], create_missing: bool):
         self.indexes = indexes
         self.create_missing = create_missing
-        self.missing: dict[str, dict[str, models.Model]] = defaultdict(dict)  # column -> casefolded name -> record
+        # column -> (parent place's id or None, casefolded name) -> record
+        self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
 
     def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
