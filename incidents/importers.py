@@ -441,9 +441,9 @@ def import_incidents_csv(
     """Validate every row of the CSV in `file`; unless `dry_run` or any error, write them all in one
     transaction as `user`. New rows that may duplicate an incident or an earlier row are listed in
     `report.duplicates`, and `duplicates` says what a real import does with them (STOP: write
-    nothing; ALLOW skips looking for them). Checking costs the same few queries whatever the file's
-    length; writing, one COPY per table for the new incidents and incident_update's queries per
-    changed incident."""
+    nothing; ALLOW creates them without looking for them, even in a dry run). Checking costs the
+    same few queries whatever the file's length; writing, one COPY per table for the new
+    incidents and incident_update's queries per changed incident."""
     report = ImportReport(file_name=file_name, dry_run=dry_run)
     if not (user.has_perm("incidents.add_incident") and user.has_perm("incidents.change_incident")):
         report.errors.append(
@@ -456,7 +456,7 @@ def import_incidents_csv(
         report.errors.append(invalid.error)
         return report
     plan = _validate_rows(header, rows, user, create_missing, report)
-    if not report.errors and (dry_run or duplicates != Duplicates.ALLOW):
+    if not report.errors and duplicates != Duplicates.ALLOW:
         _find_duplicates(plan, user, report)
     if report.errors or dry_run:
         return report

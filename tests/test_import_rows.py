@@ -194,6 +194,31 @@ class TestDuplicates:
         )
         assert list(admin_rule) == ([known] if duplicate else [])
 
+    @pytest.mark.parametrize(
+        ("changes", "duplicate"),
+        [
+            ({}, True),
+            ({"date_start": "2024-04-20", "date_end": "2024-04-24"}, True),  # before, within the window
+            ({"date_start": "2024-05-08", "date_end": "2024-05-09"}, True),
+            ({"date_start": "2024-05-12", "date_end": "2024-05-12"}, False),
+            ({"date_start": "2023-01-01", "date_end": "2025-12-31"}, True),  # a range around it
+            ({"type": "deportation"}, False),
+            ({"places": "Yanji"}, True),
+            ({"places": "Sinuiju"}, False),
+        ],
+    )
+    def test_rows_of_one_file_are_compared_by_the_same_rule(self, analyst, tumen, tmp_path, changes, duplicate):
+        make_place(name="Yanji", country="CN")
+        make_place(name="Sinuiju", country="KP")
+        first = {"title": "First", "type": "forced-repatriation", "date_start": "2024-05-01"}
+        first |= {"date_end": "2024-05-01", "places": "Tumen"}
+        second = first | {"title": "Second"} | changes
+
+        output = run_import(analyst, tmp_path, write_csv([first, second]), "--dry-run")
+
+        assert ("line 3: 'Second' may duplicate line 2" in output) is duplicate
+        assert "'First' may duplicate" not in output
+
     def test_incidents_the_user_may_not_see_are_not_revealed(self, analyst, tumen, tmp_path):
         make_incident(title="Secret", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
         Incident.objects.filter(title="Secret").update(confidential=True)
