@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import psycopg
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection, transaction
 from django.db.models import (
     Case,
@@ -206,7 +206,13 @@ def copy_statement(queryset: QuerySet, user, pg_connection: psycopg.Connection) 
     client-side (COPY accepts no server-side parameters). The outer SELECT names the columns and
     neutralises formulas; the inner query's ORDER BY holds, because PostgreSQL never flattens a
     subquery that sorts."""
-    inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
+    try:
+        inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
+    except EmptyResultSet:
+        # Django proves that some filters match nothing (a bound beyond the column's range) and
+        # then writes no SQL at all; the CSV of no incidents is still its header.
+        nothing = queryset.model.objects.filter(Value(False))
+        inner_sql, params = _export_rows(nothing, user).query.sql_with_params()
     cells = []
     for name in COLUMNS:
         cell = f'export_rows."csv_{name}"'

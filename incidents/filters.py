@@ -103,11 +103,13 @@ def descendant_ids(model, root_id: int) -> set[int]:
     return found
 
 
-def _citing_source_ids(root_id: int) -> set[int]:
-    """The source and every source that relays it, directly or through others; one query per level."""
+def _citing_source_ids(root_id: int, sources) -> set[int]:
+    """The source and every source among `sources` (those the user may see) that relays it, directly
+    or through others; one query per level. A chain is followed only through sources in `sources`,
+    so a hidden link never connects an incident to the source asked for."""
     found, frontier = {root_id}, {root_id}
     while frontier:
-        frontier = set(Source.objects.filter(cites__in=frontier).values_list("pk", flat=True)) - found
+        frontier = set(sources.filter(cites__in=frontier).values_list("pk", flat=True)) - found
         found |= frontier
     return found
 
@@ -220,7 +222,13 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     @extend_schema_field(OpenApiTypes.INT)
     def filter_source(self, queryset, name, value):
-        return queryset.filter(Exists(self._visible_claims().filter(source__in=_citing_source_ids(value.pk))))
+        return queryset.filter(
+            Exists(
+                self._visible_claims().filter(
+                    source__in=_citing_source_ids(value.pk, Source.objects.visible_to(self.user))
+                )
+            )
+        )
 
     @extend_schema_field(OpenApiTypes.INT)
     def filter_organization(self, queryset, name, value):

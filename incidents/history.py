@@ -15,6 +15,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models
+from django.utils.text import capfirst
 from pghistory.models import Events
 
 from incidents.models import Claim, Incident
@@ -28,10 +29,14 @@ _UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_
 class HistoryEntry:
     when: datetime
     user: Any
-    action: str
-    model: str
-    object_id: str
+    # What happened, as people say it: "Incident changed", "Place: Yanji added", "Claim (Daily NK) removed".
+    summary: str
+    # (field label, old, new), values as the admin shows them: choice labels, records by name.
     changes: list[tuple[str, Any, Any]]
+    # The CSV file an import wrote this from (the importer's history context), if any.
+    import_file: str | None
+    # The pghistory event it reads, for doors that also show the raw record (the API).
+    event: Any
 
 
 def set_insert_triggers(*, enabled: bool) -> None:
@@ -68,9 +73,20 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     return events.order_by(*HISTORY_ORDERING)
 
 
+# What a reader is told of a link to a record they may not see: never its id, which would confirm
+# that a hidden record exists (and which one).
+HIDDEN_RECORD = "a record you may not see"
+
+
+def _is_empty(value) -> bool:
+    return value is None or value == "" or value == []
+
+
 def _changes(event) -> list[tuple[str, Any, Any]]:
     """(column, old, new) for an update; (column, None, value) for a creation; (column, value, None)
-    for a deletion. pghistory's diff compares each event with the previous one of the same object."""
+    for a deletion. pghistory's diff compares each event with the previous one of the same object.
+    Bookkeeping columns are left out, and so are blank values on either side of a creation or
+    deletion (a blank field was not "changed")."""
     if event.pgh_diff:
         pairs = [(column, old, new) for column, (old, new) in event.pgh_diff.items()]
     elif event.pgh_label == "delete":
@@ -80,25 +96,39 @@ def _changes(event) -> list[tuple[str, Any, Any]]:
     return sorted(
         (column, old, new)
         for column, old, new in pairs
-        if column not in _UNINTERESTING_COLUMNS and not column.startswith("pgh_") and old != new
+        if column not in _UNINTERESTING_COLUMNS
+        and not column.startswith("pgh_")
+        and old != new
+        and not (_is_empty(old) and _is_empty(new))
     )
 
 
-def _foreign_keys(model_label: str) -> dict[str, models.ForeignKey]:
-    model = apps.get_model(model_label)
-    return {field.attname: field for field in model._meta.concrete_fields if field.many_to_one}
+def _foreign_keys(model: type[models.Model]) -> dict[str, models.ForeignKey]:
+    """The columns of `model` that name another record and that history shows (not who saved it)."""
+    return {
+        field.attname: field
+        for field in model._meta.concrete_fields
+        if field.many_to_one and field.attname not in _UNINTERESTING_COLUMNS
+    }
+
+
+def _is_link(model: type[models.Model]) -> bool:
+    """A row that only links two records (an incident's place, a response's incident): its
+    history reads as the linked record added or removed, not as a row with columns."""
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    return len(fields) == 2 and all(field.many_to_one for field in fields)
 
 
 def _related_names(events, user) -> dict[tuple[type, str], str]:
     """Names of the records that events' foreign keys point to (a claim's source, a link's place),
-    so the history reads "place: Dandong" rather than "place_id: 7". Only records the user may see
-    are named; others keep their id. One query per related model."""
+    so the history reads "Place: Dandong" rather than "place_id: 7". Only records the user may see
+    are named. One query per related model."""
     wanted = defaultdict(set)
     for event in events:
-        foreign_keys = _foreign_keys(event.pgh_obj_model)
-        for column, old, new in _changes(event):
-            if column in foreign_keys:
-                wanted[foreign_keys[column].related_model].update(str(pk) for pk in (old, new) if pk is not None)
+        model = apps.get_model(event.pgh_obj_model)
+        for column, field in _foreign_keys(model).items():
+            values = (event.pgh_data or {}).get(column), *(event.pgh_diff or {}).get(column, ())
+            wanted[field.related_model].update(str(pk) for pk in values if pk is not None)
     names = {}
     for model, pks in wanted.items():
         records = limit_to_visible(model._default_manager.filter(pk__in=pks), user)
@@ -106,38 +136,94 @@ def _related_names(events, user) -> dict[tuple[type, str], str]:
     return names
 
 
-def history_entries(events, user) -> list[HistoryEntry]:
-    """Events as rows a person reads: when, who (from the middleware's or the service's context),
-    what happened to which object, and each changed field's old and new value, related records by
-    name. A fixed number of queries, whatever the number of events."""
+class _Reader:
+    """Turns the events shown on `subject`'s history page into what a person reads."""
+
+    def __init__(self, events, user, subject: models.Model):
+        self.subject = subject
+        self.names = _related_names(events, user)
+
+    def record_name(self, field: models.ForeignKey, value) -> str:
+        name = self.names.get((field.related_model, str(value)))
+        if name is not None:
+            return name
+        # A record with visibility rules that is not named may be hidden or deleted: say neither,
+        # so the page reads the same whichever it is. Other records are missing only once deleted.
+        if hasattr(field.related_model._default_manager.none(), "visible_to"):
+            return HIDDEN_RECORD
+        return f"a deleted {field.related_model._meta.verbose_name}"
+
+    def value(self, field: models.Field, value):
+        if value is None:
+            return None
+        if field.many_to_one:
+            return self.record_name(field, value)
+        if field.choices:
+            return dict(field.flatchoices).get(value, value)
+        if isinstance(value, bool):
+            return "Yes" if value else "No"
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def points_to_subject(self, field: models.Field, value) -> bool:
+        return (
+            field.many_to_one and isinstance(self.subject, field.related_model) and str(value) == str(self.subject.pk)
+        )
+
+    def entry(self, event, user) -> HistoryEntry | None:
+        model = apps.get_model(event.pgh_obj_model)
+        fields = {field.attname: field for field in model._meta.concrete_fields}
+        data = event.pgh_data or {}
+        # The other records a row names besides the page's own (a claim's source, a link's place).
+        others = [
+            (field, data.get(column))
+            for column, field in _foreign_keys(model).items()
+            if data.get(column) is not None and not self.points_to_subject(field, data.get(column))
+        ]
+        if _is_link(model):
+            if event.pgh_label not in ("insert", "delete") or not others:
+                return None
+            field, value = others[0]
+            # A response links itself to incidents (the relation is the response's); a place is added
+            # to the incident.
+            owner = model._meta.auto_created  # the model whose many-to-many field made this table
+            linked = bool(owner) and not isinstance(self.subject, owner)
+            verb = {"insert": "linked" if linked else "added", "delete": "unlinked" if linked else "removed"}
+            summary = f"{capfirst(field.verbose_name)}: {self.record_name(field, value)} {verb[event.pgh_label]}"
+            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event), event)
+        changes = [
+            (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
+            for column, old, new in _changes(event)
+            if column in fields and not self.points_to_subject(fields[column], old if new is None else new)
+        ]
+        if event.pgh_label == "update" and not changes:
+            # Only bookkeeping moved (a save that changed nothing bumps updated_at): nothing to read.
+            return None
+        own = isinstance(self.subject, model) and str(event.pgh_obj_id) == str(self.subject.pk)
+        verbs = {"insert": "created", "update": "changed", "delete": "deleted"}
+        if not own:
+            verbs = {"insert": "added", "update": "changed", "delete": "removed"}
+        name = capfirst(model._meta.verbose_name)
+        if not own and others:
+            name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
+        summary = f"{name} {verbs.get(event.pgh_label, event.pgh_label)}"
+        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event), event)
+
+
+def _import_file(event) -> str | None:
+    return (event.pgh_context or {}).get("import_file")
+
+
+def history_entries(events, user, subject: models.Model) -> list[HistoryEntry]:
+    """Events of `subject`'s history as rows a person reads: when, who (from the middleware's or the
+    service's context), what happened to which record, each changed field's label with its old and
+    new value (choices by label, related records by name, hidden ones as "a record you may not
+    see"), and the import file that wrote it. Events where only bookkeeping moved are left out. A
+    fixed number of queries, whatever the number of events."""
     events = list(events)
     user_ids = {event.pgh_context.get("user") for event in events if event.pgh_context}
     users = get_user_model().objects.in_bulk([user_id for user_id in user_ids if user_id is not None])
-    names = _related_names(events, user)
-
-    def readable(event, column, value):
-        field = _foreign_keys(event.pgh_obj_model).get(column)
-        if field is None or value is None:
-            return value
-        return names.get((field.related_model, str(value)), f"#{value}")
-
-    def label(event, column):
-        field = _foreign_keys(event.pgh_obj_model).get(column)
-        return column if field is None else field.name
-
-    return [
-        HistoryEntry(
-            when=event.pgh_created_at,
-            user=users.get((event.pgh_context or {}).get("user")),
-            action={"insert": "created", "update": "changed", "delete": "deleted"}.get(
-                event.pgh_label, event.pgh_label
-            ),
-            model=event.pgh_obj_model.split(".")[-1],
-            object_id=event.pgh_obj_id,
-            changes=[
-                (label(event, column), readable(event, column, old), readable(event, column, new))
-                for column, old, new in _changes(event)
-            ],
-        )
-        for event in events
-    ]
+    reader = _Reader(events, user, subject)
+    entries = (reader.entry(event, users.get((event.pgh_context or {}).get("user"))) for event in events)
+    return [entry for entry in entries if entry is not None]

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import pghistory
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
@@ -51,17 +51,19 @@ from incidents.models import (
     InvolvementRole,
     Organization,
     Place,
+    ReviewState,
     Source,
 )
 from incidents.querysets import DuplicateCandidate, possible_duplicates_among
 from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
-    incident_check_permissions,
     incident_update,
     incidents_bulk_create,
     incidents_bulk_validate,
+    may_publish,
     validation_errors,
+    workflow_errors,
 )
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
@@ -158,6 +160,8 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     created: list[PlannedRow] = field(default_factory=list)
     updated: list[PlannedRow] = field(default_factory=list)
+    # Changes to published incidents by someone who may not publish: pending revisions.
+    proposed: list[PlannedRow] = field(default_factory=list)
     unchanged: list[PlannedRow] = field(default_factory=list)
     # New rows that may duplicate an incident or an earlier row: in `created` unless skipped.
     duplicates: list[PlannedRow] = field(default_factory=list)
@@ -170,7 +174,7 @@ class ImportReport:
 
     @property
     def rows_to_write(self) -> int:
-        return len(self.created) + len(self.updated)
+        return len(self.created) + len(self.updated) + len(self.proposed)
 
     def summary(self) -> str:
         if self.errors:
@@ -181,6 +185,8 @@ class ImportReport:
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
         ]
+        if self.proposed:
+            parts.insert(2, f"{len(self.proposed)} proposed for review (published: a Reviewer accepts them)")
         if self.skipped:
             parts.append(f"{len(self.skipped)} possible duplicate(s) skipped")
         elif self.duplicates:
@@ -473,12 +479,12 @@ def import_incidents_csv(
         )
         return report
     if report.duplicates and duplicates == Duplicates.SKIP:
-        _skip_duplicates(plan, report)
+        _skip_duplicates(plan, report, user)
     try:
         _write(plan, user, report)
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
-        report.created, report.updated, report.unchanged = [], [], []
+        report.created, report.updated, report.proposed, report.unchanged = [], [], [], []
     return report
 
 
@@ -514,14 +520,14 @@ def _find_duplicates(plan: _Plan, user, report: ImportReport) -> None:
             report.duplicates.append(row)
 
 
-def _skip_duplicates(plan: _Plan, report: ImportReport) -> None:
+def _skip_duplicates(plan: _Plan, report: ImportReport, user) -> None:
     """Leave the possible duplicates out of what is written; the other new rows are checked again
     without them (what the service writes is what it checked)."""
     skipped = {id(row) for row in report.duplicates}
     plan.rows = [row for row in plan.rows if id(row) not in skipped]
     report.created = [row for row in report.created if id(row) not in skipped]
     report.skipped = report.duplicates
-    plan.new_incidents, _ = _validate_new_incidents([row for row in plan.rows if row.incident is None])
+    plan.new_incidents, _ = _validate_new_incidents([row for row in plan.rows if row.incident is None], user)
 
 
 def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -619,11 +625,11 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
         row.names = {column: names.get(column) for column in NAME_COLUMNS}
         errors.extend(value_errors + name_errors)
-        errors.extend(_check_workflow(line, row.incident, row.data, user))
         if errors or row.incident is not None:
-            # The model's rules on what could be read, beside every other problem of the row (a
-            # clean new row is checked below with its places and claims, by the service that
-            # writes it). A column that could not be read is not reported twice.
+            # The workflow's and the model's rules on what could be read, beside every other
+            # problem of the row (a clean new row is checked below with its places and claims, by
+            # the service that writes it). A column that could not be read is not reported twice.
+            errors.extend(_check_workflow(line, row.incident, row.data, user))
             candidate = Incident(**{**(_current_values(row.incident) if row.incident else {}), **row.data})
             unread = {error.column for error in value_errors + name_errors}
             problems = {name: messages for name, messages in validation_errors(candidate).items() if name not in unread}
@@ -631,7 +637,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         if not errors:
             checked.append((row, errors))
     new_rows = [row for row, _ in checked if row.incident is None]
-    new_incidents, new_incident_errors = _validate_new_incidents(new_rows)
+    new_incidents, new_incident_errors = _validate_new_incidents(new_rows, user)
     planned = []
     for row, errors in checked:
         errors.extend(new_incident_errors.get(row.line, ()))
@@ -654,6 +660,9 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     for row in planned:
         if row.incident is None:
             report.created.append(row)
+        elif row.changes and row.incident.review_state == ReviewState.PUBLISHED and not may_publish(user):
+            # incident_update keeps such a change as a revision for a Reviewer to accept.
+            report.proposed.append(row)
         elif row.changes:
             report.updated.append(row)
         else:
@@ -670,11 +679,13 @@ def _row_errors(line: int, problems: dict[str, list[str]]) -> list[RowError]:
     return [RowError(line, field_name, message) for field_name, messages in problems.items() for message in messages]
 
 
-def _validate_new_incidents(rows: list[PlannedRow]) -> tuple[ValidatedIncidents | None, dict[int, list[RowError]]]:
+def _validate_new_incidents(
+    rows: list[PlannedRow], user
+) -> tuple[ValidatedIncidents | None, dict[int, list[RowError]]]:
     """The model's rules on the incidents `rows` create, checked by the service that writes them
     (once: what it returns is what _write hands back to it), its errors by line."""
     try:
-        return incidents_bulk_validate(incidents=[_creation(row) for row in rows]), {}
+        return incidents_bulk_validate(user=user, incidents=[_creation(row) for row in rows]), {}
     except ValidationError as invalid:
         problems: dict[int, dict[str, list[str]]] = defaultdict(dict)
         for key, messages in invalid.message_dict.items():
@@ -747,7 +758,8 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
         .filter(Q(folded__in=titles) | Q(pk__in=ids))
-        .only("pk", "title")
+        # `confidential`: incidents_bulk_validate checks the user may cite each source.
+        .only("pk", "title", "confidential")
     )
     return {
         "type": _Types(IncidentType.objects.all()),
@@ -883,20 +895,8 @@ def _current_values(incident: Incident) -> dict[str, Any]:
 
 
 def _check_workflow(line, incident: Incident | None, data: dict[str, Any], user) -> list[RowError]:
-    """An import may move an incident through review or change its verification only as far as the
-    user's role allows, as every door: the services' rule, asked once per column so that a row
-    breaking both hears of both. A new incident starts from the model's defaults."""
-    errors = []
-    for column in ("review_state", "verification"):
-        if column not in data:
-            continue
-        try:
-            incident_check_permissions(user=user, incident=incident, data={column: data[column]})
-        except PermissionDenied as refusal:
-            errors.append(RowError(line, column, str(refusal)))
-        except ValidationError as invalid:
-            errors.extend(_row_errors(line, invalid.message_dict))
-    return errors
+    """The review states and verification the user's role allows, as the services check them."""
+    return _row_errors(line, workflow_errors(user=user, incident=incident, data=data))
 
 
 def _changes(incident: Incident, row: PlannedRow) -> list[str]:

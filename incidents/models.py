@@ -12,12 +12,21 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
 from django_countries.fields import CountryField
 
-from incidents.querysets import ClaimQuerySet, IncidentQuerySet, IncidentRollupQuerySet, PlaceQuerySet, SourceQuerySet
+from incidents.querysets import (
+    ClaimQuerySet,
+    IncidentQuerySet,
+    IncidentRevisionQuerySet,
+    IncidentRollupQuerySet,
+    PlaceQuerySet,
+    ResponseQuerySet,
+    SourceQuerySet,
+)
 
 # Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
 # English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
@@ -59,6 +68,32 @@ class ReviewState(models.TextChoices):
     PUBLISHED = "published", "Published"
 
 
+# What each database constraint says when it is violated; `clean()` says the same on the field.
+LATITUDE_RANGE_MESSAGE = "Latitude must be between -90 and 90."
+LONGITUDE_RANGE_MESSAGE = "Longitude must be between -180 and 180."
+BOTH_COORDINATES_MESSAGE = "Give both latitude and longitude, or neither."
+PLACE_INSIDE_ITSELF_MESSAGE = "A place cannot be inside itself."
+TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or through others."
+SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
+DATES_REVERSED_MESSAGE = "The end date is before the start date."
+
+
+def reaches_itself(obj, field: str) -> bool:
+    """Whether following `field` (a place's parent, a source's cites) from `obj` comes back to it.
+    The database refuses only the direct loop; a longer one would make tree walks endless. One
+    query per step."""
+    if obj.pk is None:
+        return False
+    linked = getattr(obj, field)
+    seen = set()
+    while linked is not None and linked.pk not in seen:
+        if linked.pk == obj.pk:
+            return True
+        seen.add(linked.pk)
+        linked = getattr(linked, field)
+    return False
+
+
 def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
     """Counts are never negative and min <= best <= max wherever both ends are set.
 
@@ -73,18 +108,26 @@ def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
                 & (Q(**{f"{high}__isnull": True}) | Q(**{f"{high}__gte": 0}))
             ),
             name=f"{prefix}_counts_not_negative",
+            violation_error_code="negative_count",
+            violation_error_message="Counts of people cannot be negative.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{low}__lte": F(best)}),
             name=f"{prefix}_count_min_not_above_best",
+            violation_error_code="count_min_above_best",
+            violation_error_message="The minimum number of people is above the best estimate.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{high}__isnull": True}) | Q(**{f"{best}__isnull": True}) | Q(**{f"{best}__lte": F(high)}),
             name=f"{prefix}_count_best_not_above_max",
+            violation_error_code="count_best_above_max",
+            violation_error_message="The best estimate of people is above the maximum.",
         ),
         models.CheckConstraint(
             condition=Q(**{f"{low}__isnull": True}) | Q(**{f"{high}__isnull": True}) | Q(**{f"{low}__lte": F(high)}),
             name=f"{prefix}_count_min_not_above_max",
+            violation_error_code="count_min_above_max",
+            violation_error_message="The minimum number of people is above the maximum.",
         ),
     ]
 
@@ -207,17 +250,28 @@ class Place(TimestampedModel):
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
                 name="place_latitude_in_range",
+                violation_error_code="latitude_out_of_range",
+                violation_error_message=LATITUDE_RANGE_MESSAGE,
             ),
             models.CheckConstraint(
                 condition=Q(longitude__isnull=True) | Q(longitude__gte=-180, longitude__lte=180),
                 name="place_longitude_in_range",
+                violation_error_code="longitude_out_of_range",
+                violation_error_message=LONGITUDE_RANGE_MESSAGE,
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True, longitude__isnull=True)
                 | Q(latitude__isnull=False, longitude__isnull=False),
                 name="place_coordinates_both_or_neither",
+                violation_error_code="half_coordinates",
+                violation_error_message=BOTH_COORDINATES_MESSAGE,
             ),
-            models.CheckConstraint(condition=~Q(parent=F("id")), name="place_not_own_parent"),
+            models.CheckConstraint(
+                condition=~Q(parent=F("id")),
+                name="place_not_own_parent",
+                violation_error_code="own_parent",
+                violation_error_message=PLACE_INSIDE_ITSELF_MESSAGE,
+            ),
         ]
         indexes = [
             # Serves the country filter on incidents (places of a country) and the admin filter.
@@ -231,15 +285,49 @@ class Place(TimestampedModel):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        # A place entered without a country lies in its parent's (Jilin under China): statistics and
+        # the country filter count it there. Migration 0015 did the same for the places before it.
+        if not self.country and self.parent_id:
+            self.country = self.inherited_country()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
+        super().save(*args, **kwargs)
+        if self.country:
+            self._share_country_below()
+
+    def _share_country_below(self) -> None:
+        """Places below this one entered while it had no country take its country now, down to
+        those that have their own. Two queries per level below; one when none lacks a country."""
+        frontier = [self.pk]
+        while frontier:
+            frontier = list(Place.objects.filter(parent__in=frontier, country="").values_list("pk", flat=True))
+            Place.objects.filter(pk__in=frontier).update(country=self.country)
+
+    def inherited_country(self) -> str:
+        """The country of the nearest place above this one that has one, or "". One query per level."""
+        ancestor, seen = self.parent, {self.pk}
+        while ancestor is not None and ancestor.pk not in seen:
+            if ancestor.country:
+                return ancestor.country
+            seen.add(ancestor.pk)
+            ancestor = ancestor.parent
+        return ""
+
     def clean(self):
+        # The database's constraints as errors on the field at fault, all at once (Django would
+        # report a violated constraint as a page-wide error naming the constraint).
+        errors = {}
+        if self.latitude is not None and not -90 <= self.latitude <= 90:
+            errors["latitude"] = LATITUDE_RANGE_MESSAGE
+        if self.longitude is not None and not -180 <= self.longitude <= 180:
+            errors["longitude"] = LONGITUDE_RANGE_MESSAGE
         if (self.latitude is None) != (self.longitude is None):
-            raise ValidationError({"longitude": "Give both latitude and longitude, or neither."})
-        if self.pk and self.parent_id:
-            ancestor = self.parent
-            while ancestor is not None:
-                if ancestor.pk == self.pk:
-                    raise ValidationError({"parent": "A place cannot be inside itself."})
-                ancestor = ancestor.parent
+            errors["latitude" if self.latitude is None else "longitude"] = BOTH_COORDINATES_MESSAGE
+        if reaches_itself(self, "parent"):
+            errors["parent"] = PLACE_INSIDE_ITSELF_MESSAGE
+        if errors:
+            raise ValidationError(errors)
 
 
 class IncidentTypeManager(models.Manager):
@@ -259,10 +347,21 @@ class IncidentType(TimestampedModel):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.CheckConstraint(condition=~Q(parent=F("id")), name="incident_type_not_own_parent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(parent=F("id")),
+                name="incident_type_not_own_parent",
+                violation_error_code="own_parent",
+                violation_error_message=TYPE_INSIDE_ITSELF_MESSAGE,
+            )
+        ]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if reaches_itself(self, "parent"):
+            raise ValidationError({"parent": TYPE_INSIDE_ITSELF_MESSAGE})
 
     def natural_key(self):
         return (self.slug,)
@@ -307,7 +406,14 @@ class Source(TimestampedModel):
 
     class Meta:
         ordering = ["-published_on", "title"]
-        constraints = [models.CheckConstraint(condition=~Q(cites=F("id")), name="source_does_not_cite_itself")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(cites=F("id")),
+                name="source_does_not_cite_itself",
+                violation_error_code="cites_itself",
+                violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
+            )
+        ]
         indexes = [
             # Serves the admin's incident search by source title and the source autocomplete.
             substring_search_index("title", "source_title_search"),
@@ -320,12 +426,8 @@ class Source(TimestampedModel):
         return self.title
 
     def clean(self):
-        if self.pk and self.cites_id:
-            cited = self.cites
-            while cited is not None:
-                if cited.pk == self.pk:
-                    raise ValidationError({"cites": "A source cannot cite itself, directly or through others."})
-                cited = cited.cites
+        if reaches_itself(self, "cites"):
+            raise ValidationError({"cites": SOURCE_CITES_ITSELF_MESSAGE})
 
 
 # Tracked so that adding or removing a place shows in the incident's history.
@@ -412,7 +514,12 @@ class Incident(TimestampedModel):
             ("verify_incident", "Can change an incident's verification status"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(date_end__gte=F("date_start")), name="incident_dates_ordered"),
+            models.CheckConstraint(
+                condition=Q(date_end__gte=F("date_start")),
+                name="incident_dates_ordered",
+                violation_error_code="dates_reversed",
+                violation_error_message=DATES_REVERSED_MESSAGE,
+            ),
             *count_range_constraints("incident"),
             models.UniqueConstraint(fields=["public_id"], name="incident_public_id_unique"),
         ]
@@ -520,7 +627,10 @@ class VictimGroup(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(count__isnull=True) | Q(count__gte=0), name="victim_group_count_not_negative"
+                condition=Q(count__isnull=True) | Q(count__gte=0),
+                name="victim_group_count_not_negative",
+                violation_error_code="negative_count",
+                violation_error_message="Counts of people cannot be negative.",
             )
         ]
 
@@ -561,10 +671,27 @@ class Claim(TimestampedModel):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["incident", "source"], name="claim_one_per_incident_source"),
+            # One public claim and one confidential claim per source and incident: what an informant
+            # told in confidence stands beside what the same outlet published, and a writer who
+            # cannot see the confidential one can still record the public one. A single constraint
+            # would refuse that write only when the hidden claim exists, and so reveal it.
+            models.UniqueConstraint(
+                fields=["incident", "source"],
+                condition=Q(confidential=False),
+                name="claim_one_public_per_incident_source",
+                violation_error_message="This source already has a claim on this incident.",
+            ),
+            models.UniqueConstraint(
+                fields=["incident", "source"],
+                condition=Q(confidential=True),
+                name="claim_one_confidential_per_incident_source",
+                violation_error_message="This source already has a confidential claim on this incident.",
+            ),
             models.CheckConstraint(
                 condition=Q(date_start__isnull=True) | Q(date_end__isnull=True) | Q(date_end__gte=F("date_start")),
                 name="claim_dates_ordered",
+                violation_error_code="dates_reversed",
+                violation_error_message=DATES_REVERSED_MESSAGE,
             ),
             *count_range_constraints("claim"),
         ]
@@ -580,6 +707,57 @@ class Claim(TimestampedModel):
 
     def clean(self):
         validate_ranges(self)
+
+
+class RevisionState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+@pghistory.track()
+class IncidentRevision(TimestampedModel):
+    """A change to a published incident proposed by someone who may not publish: the public keeps
+    seeing the published incident until a Reviewer accepts the revision (which applies it as one
+    update) or rejects it. `changes` holds what the proposer sent, in the shape `incident_update`
+    takes (`data`, and `places`, `claims`, `victim_groups`, `involvements` where given), with
+    records by id."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="revisions")
+    base_version = models.PositiveIntegerField(help_text="The incident's version the proposal was made from.")
+    changes = models.JSONField(encoder=DjangoJSONEncoder)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
+    )
+    # The proposer could see confidential claims, so the proposal may carry them: only a Reviewer
+    # who may see them decides it. Kept from the proposer's rights at the time, not from the data,
+    # so whether a reviewer is offered the revision never depends on what is hidden from them.
+    needs_confidential_access = models.BooleanField(default=False, editable=False)
+    state = models.CharField(max_length=8, choices=RevisionState.choices, default=RevisionState.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decision_note = models.TextField(blank=True, help_text="Why it was accepted or rejected.")
+
+    objects = IncidentRevisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state=RevisionState.PENDING, decided_at__isnull=True)
+                | (~Q(state=RevisionState.PENDING) & Q(decided_at__isnull=False)),
+                name="incident_revision_decided_when_not_pending",
+            ),
+        ]
+        indexes = [
+            # Serves the reviewers' queue (pending first) and each incident's pending revisions.
+            models.Index(fields=["incident"], condition=Q(state="pending"), name="incident_revision_pending"),
+        ]
+
+    def __str__(self):
+        return f"Revision {self.pk} of {self.incident.public_id} ({self.get_state_display().lower()})"
 
 
 class ResponseKind(models.TextChoices):
@@ -602,6 +780,8 @@ class Response(TimestampedModel):
     description = models.TextField(blank=True)
     incidents = models.ManyToManyField(Incident, related_name="responses", blank=True)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
+
+    objects = ResponseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date", "id"]

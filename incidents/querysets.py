@@ -307,6 +307,33 @@ def possible_duplicates_among(
     return duplicates
 
 
+class IncidentRevisionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "IncidentRevisionQuerySet":
+        """Proposed revisions are unpublished work: staff who may see their incident see them, and
+        a revision whose proposer could see confidential claims only if they may too."""
+        if not can_see_unpublished(user):
+            return self.none()
+        incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
+        revisions = self.filter(incident__in=incidents.values("pk"))
+        return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
+
+
+class ResponseQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ResponseQuerySet":
+        """Responses to at least one incident the user may see: a response follows its incidents,
+        so a statement about a confidential incident stays as hidden as the incident.
+
+        A response linked to no incident yet (an analyst records the statement first, the incidents
+        later) has no incident to follow; it is shown only to staff who may see unpublished
+        records, as a draft would be, so nothing half-entered reaches the public."""
+        links = self.model._meta.get_field("incidents").remote_field.through.objects.filter(response=OuterRef("pk"))
+        incidents = self.model._meta.get_field("incidents").related_model.objects.visible_to(user)
+        about_a_visible_incident = Exists(links.filter(incident__in=incidents.values("pk")))
+        if can_see_unpublished(user):
+            return self.filter(about_a_visible_incident | ~Exists(links))
+        return self.filter(about_a_visible_incident)
+
+
 class IncidentRollupQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentRollupQuerySet":
         """The totals over the incidents `user` may see: each total is kept per review state and

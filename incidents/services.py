@@ -4,6 +4,12 @@ Each write validates with the model's own rules (`full_clean()`, backed by datab
 checks the version the writer started from against the stored one (so a stale edit never overwrites
 a newer one), records who did it, and runs in one transaction: it all lands or none of it does.
 History rows are written by database triggers (pghistory); the context set here names the user.
+
+The rules of who may do what live here, not in the doors: each service is given the acting `user`
+and checks the model permission, the review workflow, the visibility of every record it reads,
+changes or deletes, and the confidentiality rules itself (docs/rules.md lists them). A door that
+calls a service cannot forget a rule, and a write answers alike whether or not a record hidden from
+its author exists.
 """
 
 import functools
@@ -12,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pghistory
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connection, models, transaction
+from django.utils import timezone
 from pghistory.core import event_models
 from psycopg import sql
 
@@ -22,12 +29,16 @@ from incidents.models import (
     Claim,
     Incident,
     IncidentPlace,
+    IncidentRevision,
     Involvement,
     Place,
     ReviewState,
+    RevisionState,
+    Source,
     Verification,
     VictimGroup,
 )
+from incidents.querysets import can_see_confidential, can_see_unpublished, limit_to_visible
 
 
 class VersionConflict(Exception):
@@ -44,8 +55,60 @@ class VersionConflict(Exception):
         )
 
 
+class RecordNotFound(ObjectDoesNotExist):
+    """The record does not exist or the user may not see it; nothing tells which (doors: 404)."""
+
+
 def _acting_user_id(user) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
+
+
+def _permission(model: type[models.Model], action: str) -> str:
+    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+
+
+def _require_permission(user, permission: str, doing: str) -> None:
+    if not (user is not None and user.is_active and user.has_perm(permission)):
+        raise PermissionDenied(f"You may not {doing}: your role lacks that permission.")
+
+
+def _require_visible(user, record: models.Model) -> None:
+    """Refuse a write to a record `user` may not see exactly as if it did not exist."""
+    records = type(record)._default_manager.filter(pk=record.pk)
+    if not limit_to_visible(records, user).exists():
+        raise RecordNotFound(f"No {record._meta.verbose_name} {record.pk}.")
+
+
+def may_delete(user) -> bool:
+    """Deleting needs, beside the model's delete permission, sight of every record: staff with
+    Confidential access. A deletion takes or is blocked by the records that depend on it (a
+    confidential claim, a response about a confidential incident); refusing only when such a record
+    exists would tell its author that it does, and going ahead would destroy it."""
+    return can_see_unpublished(user) and can_see_confidential(user)
+
+
+def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, field: str) -> dict[str, list[str]]:
+    """Marking a record confidential needs Confidential access (its author would lose sight of it);
+    making a confidential record public needs a Reviewer who has it. As {field: [message]}."""
+    if confidential and not was_confidential and not can_see_confidential(user):
+        return {
+            field: [
+                "Only users with Confidential access may mark a record confidential (you could no longer see it); "
+                "ask a colleague who has that access."
+            ]
+        }
+    if (
+        was_confidential
+        and not confidential
+        and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident"))
+    ):
+        return {field: ["Only a Reviewer with Confidential access may make a confidential record public."]}
+    return {}
+
+
+def _raise_collected(errors: Mapping[str, list[str]]) -> None:
+    if errors:
+        raise ValidationError(dict(errors))
 
 
 def _validate_children(
@@ -54,12 +117,13 @@ def _validate_children(
     rows: Iterable[Mapping[str, Any]],
     label: str,
     editable: models.QuerySet | None = None,
-) -> list[models.Model]:
+) -> tuple[list[models.Model], dict[str, list[str]]]:
     """Build child rows and validate them all, collecting every error under `label[index].field`.
 
     A row with an id changes that stored row (one query loads them all), so the fields the row does
     not mention (such as created_at) keep their values; only rows in `editable` (default: all of
-    the incident's) may be changed, so an id the writer may not see is refused like a foreign one."""
+    the incident's) may be changed, so an id the writer may not see is refused like a foreign one.
+    Returns the rows and the errors."""
     rows = list(rows)
     ids = [row["id"] for row in rows if row.get("id")]
     editable = model.objects.all() if editable is None else editable
@@ -71,6 +135,8 @@ def _validate_children(
             instance = model(incident=incident, **fields)
         elif row["id"] in stored:
             instance = stored[row["id"]]
+            instance._stored_values = _values(instance)
+            instance._stored_confidential = getattr(instance, "confidential", False)
             for field, value in fields.items():
                 setattr(instance, field, value)
         else:
@@ -82,18 +148,130 @@ def _validate_children(
             for field, messages in error.message_dict.items():
                 errors[f"{label}[{index}].{field}"] = messages
         instances.append(instance)
-    if errors:
-        raise ValidationError(errors)
-    return instances
+    return instances, errors
 
 
-def _check_unique(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> None:
-    seen = {}
+def _values(instance: models.Model) -> dict[str, Any]:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def _changes_anything(incident: Incident, current: Incident, children: "_Children", *, user) -> bool:
+    """Whether writing `incident` (its fields set) and `children` would change what is stored."""
+    if any(
+        getattr(incident, field.attname) != getattr(current, field.attname)
+        for field in Incident._meta.concrete_fields
+        if field.editable and not field.generated
+    ):
+        return True
+    if children.places is not None and {place.pk for place in children.places} != set(
+        current.places.values_list("pk", flat=True)
+    ):
+        return True
+    stored = {
+        "claims": Claim.objects.visible_to(user).filter(incident=current),
+        "victim_groups": current.victim_groups.all(),
+        "involvements": current.involvements.all(),
+    }
+    for name, rows in (
+        ("claims", children.claims),
+        ("victim_groups", children.victim_groups),
+        ("involvements", children.involvements),
+    ):
+        if rows is None:
+            continue
+        if any(row.pk is None or _values(row) != row._stored_values for row in rows):
+            return True
+        if set(stored[name].values_list("pk", flat=True)) != {row.pk for row in rows}:
+            return True
+    return False
+
+
+def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> dict:
+    errors, seen = {}, {}
     for index, instance in enumerate(instances):
         value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
         if value in seen:
-            raise ValidationError({f"{label}[{index}]": message})
+            errors[f"{label}[{index}]"] = [message]
         seen[value] = index
+    return errors
+
+
+def _claim_rule_errors(user, claims: list[Claim]) -> dict[str, list[str]]:
+    """Claims name only sources the writer may see, and change confidentiality only as
+    `confidentiality_errors` allows."""
+    errors = {}
+    source_ids = {claim.source_id for claim in claims if claim.source_id}
+    visible_sources = set(Source.objects.visible_to(user).filter(pk__in=source_ids).values_list("pk", flat=True))
+    for index, claim in enumerate(claims):
+        if claim.source_id and claim.source_id not in visible_sources:
+            errors[f"claims[{index}].source"] = [f"No source {claim.source_id}."]
+        was_confidential = getattr(claim, "_stored_confidential", False) if claim.pk else False
+        errors.update(
+            confidentiality_errors(
+                user,
+                was_confidential=was_confidential,
+                confidential=claim.confidential,
+                field=f"claims[{index}].confidential",
+            )
+        )
+    return errors
+
+
+@dataclass
+class _Children:
+    """An incident's nested collections, validated and ready to write (None: left as they are)."""
+
+    places: list[Place] | None
+    claims: list[Claim] | None
+    victim_groups: list[VictimGroup] | None
+    involvements: list[Involvement] | None
+
+
+def _validate_all_children(
+    incident: Incident,
+    *,
+    user,
+    places: Iterable[Place] | None,
+    claims: Iterable[Mapping[str, Any]] | None,
+    victim_groups: Iterable[Mapping[str, Any]] | None,
+    involvements: Iterable[Mapping[str, Any]] | None,
+) -> tuple[_Children, dict[str, list[str]]]:
+    # A writer changes and deletes only the claims they may see; confidential ones stay as they are.
+    errors: dict[str, list[str]] = {}
+    children = _Children(
+        places=None if places is None else list(places), claims=None, victim_groups=None, involvements=None
+    )
+    if claims is not None:
+        children.claims, claim_errors = _validate_children(
+            incident, Claim, claims, "claims", editable=Claim.objects.visible_to(user)
+        )
+        errors.update(claim_errors)
+        errors.update(_claim_rule_errors(user, children.claims))
+        errors.update(
+            _unique_errors(
+                children.claims,
+                ("source", "confidential"),
+                "claims",
+                "Each source may make only one claim per incident.",
+            )
+        )
+    if victim_groups is not None:
+        children.victim_groups, group_errors = _validate_children(incident, VictimGroup, victim_groups, "victim_groups")
+        errors.update(group_errors)
+    if involvements is not None:
+        children.involvements, involvement_errors = _validate_children(
+            incident, Involvement, involvements, "involvements"
+        )
+        errors.update(involvement_errors)
+        errors.update(
+            _unique_errors(
+                children.involvements,
+                ("organization", "role"),
+                "involvements",
+                "This organization already has this role.",
+            )
+        )
+    return children, errors
 
 
 def _replace_children(
@@ -113,35 +291,31 @@ def _replace_children(
         instance.save()
 
 
-def _write_children(
-    incident: Incident,
-    *,
-    user,
-    places: Iterable[Place] | None,
-    claims: Iterable[Mapping[str, Any]] | None,
-    victim_groups: Iterable[Mapping[str, Any]] | None,
-    involvements: Iterable[Mapping[str, Any]] | None,
-) -> None:
-    # A writer changes and deletes only the claims they may see; confidential ones stay as they are.
-    visible_claims = Claim.objects.visible_to(user)
-    if claims is not None:
-        claim_rows = _validate_children(incident, Claim, claims, "claims", editable=visible_claims)
-        _check_unique(claim_rows, ("source",), "claims", "Each source may make only one claim per incident.")
-    if victim_groups is not None:
-        victim_group_rows = _validate_children(incident, VictimGroup, victim_groups, "victim_groups")
-    if involvements is not None:
-        involvement_rows = _validate_children(incident, Involvement, involvements, "involvements")
-        _check_unique(
-            involvement_rows, ("organization", "role"), "involvements", "This organization already has this role."
+def _write_children(incident: Incident, children: _Children, *, visibility_of) -> None:
+    """Write validated children; `visibility_of` is the user whose sight decides which stored claims
+    the write may replace (the proposer's, when a Reviewer accepts a revision)."""
+    if children.places is not None:
+        incident.places.set(children.places)
+    if children.claims is not None:
+        _replace_children(incident, "claims", children.claims, replaceable=Claim.objects.visible_to(visibility_of))
+    if children.victim_groups is not None:
+        _replace_children(incident, "victim_groups", children.victim_groups)
+    if children.involvements is not None:
+        _replace_children(incident, "involvements", children.involvements)
+
+
+def _incident_errors(incident: Incident, *, user, was_confidential: bool) -> dict[str, list[str]]:
+    errors = {}
+    try:
+        incident.full_clean()
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    errors.update(
+        confidentiality_errors(
+            user, was_confidential=was_confidential, confidential=incident.confidential, field="confidential"
         )
-    if places is not None:
-        incident.places.set(places)
-    if claims is not None:
-        _replace_children(incident, "claims", claim_rows, replaceable=visible_claims)
-    if victim_groups is not None:
-        _replace_children(incident, "victim_groups", victim_group_rows)
-    if involvements is not None:
-        _replace_children(incident, "involvements", involvement_rows)
+    )
+    return errors
 
 
 def incident_create(
@@ -153,16 +327,26 @@ def incident_create(
     victim_groups: Iterable[Mapping[str, Any]] = (),
     involvements: Iterable[Mapping[str, Any]] = (),
 ) -> Incident:
-    """Create an incident with its places, claims, victim groups and involvements, all or nothing."""
+    """Create an incident with its places, claims, victim groups and involvements, all or nothing,
+    if `user` may add incidents, reach its review state and verification, and mark what it marks
+    confidential. Raises PermissionDenied, or ValidationError listing every problem."""
+    _require_permission(user, "incidents.add_incident", "add incidents")
+    incident_check_permissions(user=user, incident=None, data=data)
     incident = Incident(**data)
     incident.created_by_id = incident.updated_by_id = _acting_user_id(user)
-    incident.full_clean()
+    errors = _incident_errors(incident, user=user, was_confidential=False)
+    children, child_errors = _validate_all_children(
+        incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
+    )
+    _raise_collected({**errors, **child_errors})
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         incident.save()
-        _write_children(
-            incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
-        )
+        _write_children(incident, children, visibility_of=user)
     return incident
+
+
+def may_publish(user) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm("incidents.publish_incident"))
 
 
 def incident_update(
@@ -175,26 +359,185 @@ def incident_update(
     claims: Iterable[Mapping[str, Any]] | None = None,
     victim_groups: Iterable[Mapping[str, Any]] | None = None,
     involvements: Iterable[Mapping[str, Any]] | None = None,
-) -> Incident:
+) -> Incident | IncidentRevision:
     """Apply `data` (and, where given, replace the nested collections) if nobody saved the incident
     since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
 
+    The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
+    did not exist). A published incident changes only through a Reviewer: from anyone who may not
+    publish, a valid change is kept as a pending IncidentRevision, which is returned, and the
+    incident stays as it is until a Reviewer accepts it.
+
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
-    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
-        current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
-        if current.version != expected_version:
-            raise VersionConflict(current=current, expected_version=expected_version)
-        for field, value in (data or {}).items():
-            setattr(incident, field, value)
-        incident.version = current.version
-        incident.updated_by_id = _acting_user_id(user)
-        incident.full_clean()
-        incident.save()
-        _write_children(
-            incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
+    _require_permission(user, "incidents.change_incident", "change incidents")
+    _require_visible(user, incident)
+    changes = {
+        name: None if rows is None else list(rows)
+        for name, rows in (
+            ("places", places),
+            ("claims", claims),
+            ("victim_groups", victim_groups),
+            ("involvements", involvements),
         )
+    }
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        current = _locked(incident, expected_version)
+        if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
+            return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
+        return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
+
+
+def _locked(incident: Incident, expected_version: int) -> Incident:
+    # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
+    current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
+    if current.version != expected_version:
+        raise VersionConflict(current=current, expected_version=expected_version)
+    return current
+
+
+def _validated_update(
+    incident: Incident, *, current: Incident, user, data: Mapping[str, Any], changes: Mapping[str, Any], visibility_of
+) -> _Children:
+    """Set `data` on `incident` and check it and the nested `changes` as `user` writing them, with
+    `visibility_of`'s sight of the stored claims; every problem at once."""
+    incident_check_permissions(user=user, incident=current, data=data)
+    for field, value in data.items():
+        setattr(incident, field, value)
+    incident.version = current.version
+    errors = _incident_errors(incident, user=user, was_confidential=current.confidential)
+    children, child_errors = _validate_all_children(incident, user=visibility_of, **changes)
+    if visibility_of is not user:
+        child_errors.update(_claim_rule_errors(user, children.claims or []))
+    _raise_collected({**errors, **child_errors})
+    return children
+
+
+def _apply_update(
+    incident: Incident,
+    *,
+    current: Incident,
+    user,
+    data: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    visibility_of=None,
+) -> Incident:
+    visibility_of = user if visibility_of is None else visibility_of
+    children = _validated_update(
+        incident, current=current, user=user, data=data, changes=changes, visibility_of=visibility_of
+    )
+    incident.updated_by_id = _acting_user_id(user)
+    incident.save()
+    _write_children(incident, children, visibility_of=visibility_of)
     return incident
+
+
+def _propose_revision(
+    incident: Incident, *, current: Incident, user, data: Mapping[str, Any], changes: Mapping[str, Any]
+) -> IncidentRevision | Incident:
+    """Check the change as if it were applied now (so the proposer hears of every problem at once),
+    then keep it as a pending revision and leave the incident as it is. A change that changes
+    nothing is no proposal: the incident is returned as it is."""
+    candidate = Incident.objects.get(pk=incident.pk)
+    children = _validated_update(candidate, current=current, user=user, data=data, changes=changes, visibility_of=user)
+    if not _changes_anything(candidate, current, children, user=user):
+        # Sending back what one read (a form saved unchanged) proposes nothing.
+        return current
+    proposal = {"data": _to_json(data)}
+    for name, rows in changes.items():
+        if rows is None:
+            continue
+        rows = list(rows)
+        proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
+    revision = IncidentRevision.objects.create(
+        incident=incident,
+        base_version=current.version,
+        changes=proposal,
+        proposed_by_id=_acting_user_id(user),
+        needs_confidential_access=can_see_confidential(user),
+    )
+    incident.refresh_from_db()
+    return revision
+
+
+def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of field values with records by primary key, for IncidentRevision.changes."""
+    return {name: value.pk if isinstance(value, models.Model) else value for name, value in row.items()}
+
+
+def _from_json(model: type[models.Model], row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of IncidentRevision.changes back as field values; a record deleted since is an error."""
+    values = {}
+    for name, value in row.items():
+        field = model._meta.get_field(name) if name != "id" else None
+        if field is None:
+            values[name] = value
+        elif field.is_relation and value is not None:
+            try:
+                values[name] = field.related_model._default_manager.get(pk=value)
+            except field.related_model.DoesNotExist:
+                raise ValidationError(
+                    {name: f"The {field.related_model._meta.verbose_name} {value} it names was deleted since."}
+                ) from None
+        else:
+            values[name] = field.to_python(value)
+    return values
+
+
+def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
+    """The revision as incident_update's arguments (`data`, `places`, `claims`, …)."""
+    changes = revision.changes
+    arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
+    if "places" in changes:
+        arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
+    for name, model in (("claims", Claim), ("victim_groups", VictimGroup), ("involvements", Involvement)):
+        if name in changes:
+            arguments[name] = [_from_json(model, row) for row in changes[name]]
+    return arguments
+
+
+def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
+    _require_permission(user, "incidents.publish_incident", "decide proposed revisions")
+    if not IncidentRevision.objects.visible_to(user).filter(pk=revision.pk).exists():
+        raise RecordNotFound(f"No revision {revision.pk}.")
+    locked = IncidentRevision.objects.select_for_update().get(pk=revision.pk)
+    if locked.state != RevisionState.PENDING:
+        raise ValidationError({"state": f"This revision was already {locked.get_state_display().lower()}."})
+    return locked
+
+
+def incident_revision_accept(*, revision: IncidentRevision, user, note: str = "") -> Incident:
+    """Apply a pending revision as one update of its incident, by a Reviewer. The claims it may
+    replace are those its proposer could see, so accepting never deletes a claim hidden from the
+    proposer. If the incident changed since the proposal, raise VersionConflict: the reviewer
+    rejects it and the proposer edits the current version."""
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
+        revision = _pending_revision(revision, user)
+        incident = Incident.objects.get(pk=revision.incident_id)
+        current = _locked(incident, revision.base_version)
+        arguments = revision_changes(revision)
+        data = arguments.pop("data")
+        changes = {name: arguments.get(name) for name in ("places", "claims", "victim_groups", "involvements")}
+        _apply_update(
+            incident, current=current, user=user, data=data, changes=changes, visibility_of=revision.proposed_by
+        )
+        _decide(revision, RevisionState.ACCEPTED, user, note)
+    return incident
+
+
+def incident_revision_reject(*, revision: IncidentRevision, user, note: str = "") -> IncidentRevision:
+    """Close a pending revision without applying it, by a Reviewer; history keeps it."""
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
+        revision = _pending_revision(revision, user)
+        _decide(revision, RevisionState.REJECTED, user, note)
+    return revision
+
+
+def _decide(revision: IncidentRevision, state: str, user, note: str) -> None:
+    revision.state = state
+    revision.decided_by_id = _acting_user_id(user)
+    revision.decided_at = timezone.now()
+    revision.decision_note = note
+    revision.save(update_fields=["state", "decided_by", "decided_at", "decision_note", "updated_at"])
 
 
 # Workflow: action -> (states it may start from, state it leads to, permission it needs).
@@ -209,7 +552,9 @@ WORKFLOW = {
 }
 
 
-def incident_transition(*, incident: Incident, action: str, user, expected_version: int | None = None) -> Incident:
+def incident_transition(
+    *, incident: Incident, action: str, user, expected_version: int | None = None
+) -> Incident | IncidentRevision:
     """Move an incident through review (submit, publish, return to draft), if the user's role allows
     it and the incident is in a state the action starts from."""
     try:
@@ -235,7 +580,7 @@ def incident_transition(*, incident: Incident, action: str, user, expected_versi
 
 def incident_set_verification(
     *, incident: Incident, verification: str, user, expected_version: int | None = None
-) -> Incident:
+) -> Incident | IncidentRevision:
     """Change how well an incident is established; only reviewers (verify permission) may."""
     if not user.has_perm("incidents.verify_incident"):
         raise PermissionDenied("You may not change verification: your role lacks that permission.")
@@ -249,13 +594,11 @@ def incident_set_verification(
     )
 
 
-def incident_check_permissions(*, user, incident: Incident | None, data: Mapping[str, Any]) -> None:
-    """Publishing and verification are reviewers' decisions whatever door a write comes through.
-
-    Raise PermissionDenied when `data` moves the review state (on creation: from draft) along a
-    WORKFLOW step the user's role lacks, or changes the verification without the verify permission;
-    ValidationError when the move is not a workflow step at all. Called before incident_create or
-    incident_update by doors that accept a whole record (the API), which cannot name an action."""
+def workflow_errors(*, user, incident: Incident | None, data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What is wrong with the review state and verification `data` gives `incident` (None: a new
+    one, which starts draft and alleged), as {field: [message]}: a move that is no WORKFLOW step,
+    a step the user's role lacks, a verification change without the verify permission."""
+    errors = {}
     current_state = incident.review_state if incident else ReviewState.DRAFT
     target_state = data.get("review_state", current_state)
     if target_state != current_state:
@@ -268,25 +611,112 @@ def incident_check_permissions(*, user, incident: Incident | None, data: Mapping
             None,
         )
         if step is None:
-            raise ValidationError(
-                {"review_state": f"An incident cannot go from {current_state} to {target_state} directly."}
-            )
-        action, permission = step
-        if not user.has_perm(permission):
-            raise PermissionDenied(
-                f"You may not {action.replace('_', ' ')} incidents: your role lacks that permission."
-            )
+            errors["review_state"] = [f"An incident cannot go from {current_state} to {target_state} directly."]
+        elif not user.has_perm(step[1]):
+            errors["review_state"] = [
+                f"You may not {step[0].replace('_', ' ')} incidents: your role lacks that permission."
+            ]
     current_verification = incident.verification if incident else Verification.ALLEGED
     if data.get("verification", current_verification) != current_verification and not user.has_perm(
         "incidents.verify_incident"
     ):
-        raise PermissionDenied("You may not change verification: your role lacks that permission.")
+        errors["verification"] = ["You may not change verification: your role lacks that permission."]
+    return errors
 
 
-def incident_delete(*, incident: Incident, user) -> None:
-    """Delete an incident with its claims, victim groups, involvements and places; history keeps them."""
+def incident_check_permissions(*, user, incident: Incident | None, data: Mapping[str, Any]) -> None:
+    """Publishing and verification are reviewers' decisions whatever door a write comes through:
+    `workflow_errors` as PermissionDenied when the role lacks a step, ValidationError when the move
+    is no step at all."""
+    errors = workflow_errors(user=user, incident=incident, data=data)
+    permission_messages = [message for messages in errors.values() for message in messages if "may not" in message]
+    if len(permission_messages) == sum(map(len, errors.values())) and permission_messages:
+        raise PermissionDenied(" ".join(permission_messages))
+    _raise_collected(errors)
+
+
+DELETION_REFUSED = (
+    "You may not delete this: deleting needs the delete permission and Confidential access, since a deletion "
+    "can take with it records that only that access shows."
+)
+
+
+def record_delete(*, user, record: models.Model) -> None:
+    """Delete any record (an incident with its claims, victim groups, involvements and places; a
+    source, place, …) if `user` may: the model's delete permission and `may_delete`. One message
+    for every refusal. History keeps what was deleted."""
+    if not (may_delete(user) and user.has_perm(_permission(type(record), "delete"))):
+        raise PermissionDenied(DELETION_REFUSED)
+    _require_visible(user, record)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        incident.delete()
+        record.delete()
+
+
+def record_save(
+    *,
+    user,
+    record: models.Model,
+    data: Mapping[str, Any] | None = None,
+    many_to_many: Mapping[str, Iterable[models.Model]] | None = None,
+) -> models.Model:
+    """Create (`record` not yet saved) or change a record other than an incident — a source, place,
+    organization, incident type or response — with `data` and the links in `many_to_many`, if
+    `user` has the model's add or change permission and may see the record. Links to records the
+    user may not see stay as they are: a writer who was shown no link (null, or a shorter list)
+    and sends that back does not erase it. Confidentiality changes as `confidentiality_errors`
+    allows. Raises PermissionDenied, RecordNotFound or ValidationError."""
+    model = type(record)
+    creating = record._state.adding
+    action = "add" if creating else "change"
+    _require_permission(user, _permission(model, action), f"{action} {model._meta.verbose_name_plural}")
+    stored = None
+    if not creating:
+        _require_visible(user, record)
+        stored = model._default_manager.get(pk=record.pk)
+    for name, value in (data or {}).items():
+        setattr(record, name, value)
+    if stored is not None:
+        _keep_hidden_links(user, record, stored)
+    errors = {}
+    try:
+        record.full_clean()
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    if hasattr(record, "confidential"):
+        errors.update(
+            confidentiality_errors(
+                user,
+                was_confidential=bool(stored and stored.confidential),
+                confidential=record.confidential,
+                field="confidential",
+            )
+        )
+    _raise_collected(errors)
+    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        record.save()
+        for name, linked in (many_to_many or {}).items():
+            # The stored record's links, read afresh: a door's record may hold a prefetched,
+            # visible-only set of them.
+            hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
+            getattr(record, name).set([*linked, *hidden])
+    return record
+
+
+def _hidden(records: models.QuerySet, user) -> list[models.Model]:
+    if not hasattr(records, "visible_to"):
+        return []
+    return list(records.exclude(pk__in=records.visible_to(user).values("pk")))
+
+
+def _keep_hidden_links(user, record: models.Model, stored: models.Model) -> None:
+    """Put back a link to a record hidden from `user` that the write would clear: the user was
+    shown no link, and sending that back must not erase it."""
+    for field in record._meta.concrete_fields:
+        if not field.many_to_one or getattr(record, field.attname) is not None:
+            continue
+        stored_id = getattr(stored, field.attname)
+        if stored_id is not None and _hidden(field.related_model._default_manager.filter(pk=stored_id), user):
+            setattr(record, field.attname, stored_id)
 
 
 @dataclass(frozen=True)
@@ -298,11 +728,13 @@ class ValidatedIncidents:
     children: dict[type[models.Model], "_ChildRows"]
 
 
-def incidents_bulk_validate(*, incidents: Iterable[Mapping[str, Any]]) -> ValidatedIncidents:
+def incidents_bulk_validate(*, user, incidents: Iterable[Mapping[str, Any]]) -> ValidatedIncidents:
     """Check new incidents, each a mapping like incident_create's arguments (`data`, and optionally
     `places`, `claims`, `involvements`), with the model's rules (fields and `clean()`) on every
-    incident and child; runs no query. Raises ValidationError listing every problem, keyed
-    `incidents[index].field`, or returns them ready for incidents_bulk_create.
+    incident and child, and `user`'s rights as incident_create checks them (the review state and
+    verification it may set, what it may mark confidential, the sources it may cite); runs no query.
+    Raises ValidationError listing every problem, keyed `incidents[index].field`, or returns them
+    ready for incidents_bulk_create.
 
     Related records may still be unsaved (an import creates the names it does not know only once it
     writes, after checking every row); they must be saved before the result is written."""
@@ -313,7 +745,7 @@ def incidents_bulk_validate(*, incidents: Iterable[Mapping[str, Any]]) -> Valida
     for index, item in enumerate(incidents):
         incident = Incident(**item["data"])
         validated.incidents.append(incident)
-        problems = [validation_errors(incident)]
+        problems = [validation_errors(incident), _creation_rule_errors(user, item)]
         for model, rows in (
             (IncidentPlace, ({"place": place} for place in item.get("places", ()))),
             (Claim, item.get("claims", ())),
@@ -328,6 +760,31 @@ def incidents_bulk_validate(*, incidents: Iterable[Mapping[str, Any]]) -> Valida
     return validated
 
 
+def _creation_rule_errors(user, item: Mapping[str, Any]) -> dict[str, list[str]]:
+    """incident_create's checks of `user`'s rights, for a new incident given as a mapping, without
+    a query (the sources are the records themselves)."""
+    data = item["data"]
+    errors = workflow_errors(user=user, incident=None, data=data)
+    errors.update(
+        confidentiality_errors(
+            user, was_confidential=False, confidential=data.get("confidential", False), field="confidential"
+        )
+    )
+    for index, claim in enumerate(item.get("claims", ())):
+        source = claim.get("source")
+        if isinstance(source, Source) and source.confidential and not can_see_confidential(user):
+            errors[f"claims[{index}].source"] = [f"No source {source.pk}."]
+        errors.update(
+            confidentiality_errors(
+                user,
+                was_confidential=False,
+                confidential=claim.get("confidential", False),
+                field=f"claims[{index}].confidential",
+            )
+        )
+    return errors
+
+
 def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapping[str, Any]]) -> list[Incident]:
     """Create many incidents, all or nothing, with one COPY per table: what incidents_bulk_validate
     returned, or mappings, which it checks first (raising its ValidationError). Returns the
@@ -337,8 +794,9 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
     too slow for a hundred thousand rows. The model's rules were checked by incidents_bulk_validate,
     the database's constraints and foreign keys back up the rest, and history rows name `user`, as
     the triggers' would. An import validates its rows once, for its report, and writes that result."""
+    _require_permission(user, "incidents.add_incident", "add incidents")
     if not isinstance(incidents, ValidatedIncidents):
-        incidents = incidents_bulk_validate(incidents=incidents)
+        incidents = incidents_bulk_validate(user=user, incidents=incidents)
     if not incidents.incidents:
         return []
     user_id = _acting_user_id(user)
@@ -534,3 +992,60 @@ def _record_inserts(tables: Mapping[type[models.Model], str], incident_ids: list
                 key=sql.Identifier(key),
             )
             cursor.execute(statement.as_string(connection.connection), [context_id, incident_ids])
+
+
+def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]]:
+    """What accepting the revision would change, as (what, now, proposed) in words people read,
+    against the incident as it is now. Runs a few queries (the records the revision names)."""
+    incident = revision.incident
+    arguments = revision_changes(revision)
+    rows = []
+    for name, value in arguments.pop("data").items():
+        field = Incident._meta.get_field(name)
+        now, proposed = _readable(incident, field, getattr(incident, name)), _readable(incident, field, value)
+        if now != proposed:
+            rows.append((str(field.verbose_name).capitalize(), now, proposed))
+    current = {
+        "places": list(incident.places.order_by("name")),
+        "claims": list(Claim.objects.visible_to(user).filter(incident=incident).select_related("source")),
+        "victim_groups": list(incident.victim_groups.order_by("id")),
+        "involvements": list(incident.involvements.select_related("organization").order_by("id")),
+    }
+    for name, proposed_rows in arguments.items():
+        model = Incident._meta.get_field(name).related_model
+        if name == "places":
+            proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
+        else:
+            proposed_text = "; ".join(
+                _described(model(**{key: value for key, value in row.items() if key != "id"})) for row in proposed_rows
+            )
+        now_text = (
+            "; ".join(sorted(str(record) for record in current[name]))
+            if name == "places"
+            else "; ".join(_described(record) for record in current[name])
+        )
+        if now_text != proposed_text:
+            rows.append((name.replace("_", " ").capitalize(), now_text or "—", proposed_text or "—"))
+    return rows
+
+
+def _described(record: models.Model) -> str:
+    """A child record in words, with every field it sets, so no change hides in the diff."""
+    if isinstance(record, Claim):
+        details = [
+            f"{field.verbose_name} {_readable(record, field, getattr(record, field.attname))}"
+            for field in Claim._meta.concrete_fields
+            if field.editable
+            and field.name not in {"id", "incident", "source"}
+            and getattr(record, field.attname) not in (None, "", False)
+        ]
+        return f"{record.source} ({', '.join(details)})"
+    return str(record)
+
+
+def _readable(record: models.Model, field: models.Field, value) -> str:
+    if value is None or value == "":
+        return "—"
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    return str(value)

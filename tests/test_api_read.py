@@ -228,7 +228,11 @@ class TestListCost:
         for number in range(12):
             make_place(parent=make_place())
             make_source(cites=make_source())
-            Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 1, number + 1))
+            response = Response.objects.create(
+                organization=make_organization(), kind="statement", date=date(2023, 1, number + 1)
+            )
+            # Responses follow the incidents they respond to: anonymous readers see these.
+            response.incidents.add(Incident.objects.filter(review_state="published", confidential=False).first())
         client = client_for()
         for page_size in (2, 10):
             with django_assert_num_queries(queries):

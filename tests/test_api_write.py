@@ -260,23 +260,26 @@ class TestUpdateIncident:
 
 
 class TestDelete:
-    def test_only_reviewers_delete_incidents(self):
+    def test_only_reviewers_with_confidential_access_delete_incidents(self):
         incident = make_incident()
-        assert client_for(make_user(roles.ANALYST)).delete(incident_url(incident)).status_code == 403
-        assert client_for(make_user(roles.REVIEWER)).delete(incident_url(incident)).status_code == 204
+        assert client_for(make_user(roles.ANALYST, confidential=True)).delete(incident_url(incident)).status_code == 403
+        assert client_for(make_user(roles.REVIEWER)).delete(incident_url(incident)).status_code == 403
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        assert client_for(reviewer).delete(incident_url(incident)).status_code == 204
         assert not Incident.objects.filter(pk=incident.pk).exists()
 
     def test_delete_with_a_stale_if_match_answers_412(self):
         incident = make_incident()
         incident.save()
-        answer = client_for(make_user(roles.REVIEWER)).delete(incident_url(incident), HTTP_IF_MATCH='"1"')
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        answer = client_for(reviewer).delete(incident_url(incident), HTTP_IF_MATCH='"1"')
         assert answer.status_code == 412
         assert Incident.objects.filter(pk=incident.pk).exists()
 
     def test_evidence_in_use_answers_409_naming_what_uses_it(self):
         place = make_place(name="Sinuiju")
         make_incident(places=[place], title="Crossing at Sinuiju")
-        answer = client_for(make_user(roles.REVIEWER)).delete(f"{API}/places/{place.pk}/")
+        answer = client_for(make_user(roles.REVIEWER, confidential=True)).delete(f"{API}/places/{place.pk}/")
         assert answer.status_code == 409
         assert answer.json()["detail"] == "It is still used by incident places; remove those uses first."
         assert Place.objects.filter(pk=place.pk).exists()
@@ -390,7 +393,7 @@ class TestHistory:
 
     def test_a_long_history_pages_oldest_first_like_every_list(self):
         analyst = make_user(roles.ANALYST)
-        incident = make_incident()
+        incident = make_incident(review_state="in_review")
         for version, count in enumerate((81, 82, 83, 84), start=1):
             answer = client_for(analyst).patch(
                 incident_url(incident), {"people_count": count, "version": version}, format="json"

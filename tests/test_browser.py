@@ -14,7 +14,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from incidents import roles
 from incidents.models import Incident
-from tests.factories import make_place, make_source, make_user
+from tests.api_support import client_for, incident_url
+from tests.factories import make_incident, make_place, make_source, make_user
 
 PASSWORD = "correct horse battery staple"
 
@@ -116,3 +117,37 @@ def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(brows
     expect(page.locator("#result_list tbody tr", has_text=incident.public_id)).to_contain_text("Published")
     incident.refresh_from_db()
     assert incident.review_state == "published" and incident.updated_by.username == "reviewer"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts_it(browser_page, live_server):
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_user(roles.REVIEWER, username="reviewer")
+    incident = make_incident(title="80 North Koreans repatriated", people_count=80)
+
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+    page.fill("#id_people_count", "85")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("your changes wait for a Reviewer")
+    incident.refresh_from_db()
+    assert (incident.people_count, incident.version) == (80, 1)
+    assert client_for().get(incident_url(incident)).json()["people_count"] == 80
+
+    log_in(page, live_server, "reviewer")
+    page.goto(f"{live_server.url}/admin/incidents/incidentrevision/?state__exact=pending")
+    page.locator("#result_list tbody tr a", has_text="Revision").first.click()
+    diff = page.locator("table.revision-diff")
+    expect(diff).to_contain_text("People count")
+    expect(diff.locator("del")).to_contain_text("80")
+    expect(diff.locator("ins")).to_contain_text("85")
+    page.fill("#id_note", "Matches the HRW statement")
+    page.click("input[name=accept]")
+
+    expect(page.locator(".messagelist")).to_contain_text(f"Accepted: {incident.public_id}")
+    incident.refresh_from_db()
+    assert (incident.people_count, incident.version, incident.updated_by.username) == (85, 2, "reviewer")
+    assert client_for().get(incident_url(incident)).json()["people_count"] == 85

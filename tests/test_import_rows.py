@@ -48,7 +48,9 @@ class TestBlankCells:
             list(incident.places.all()),
         ) == ("day", "unknown", "alleged", "draft", None, [])
 
-    def test_blank_choices_leave_an_existing_incident_s_values_and_blank_counts_clear_them(self, analyst, tmp_path):
+    def test_blank_choices_leave_an_existing_incident_s_values_and_blank_counts_clear_them(self, tmp_path):
+        # A Reviewer: an Analyst's change to a published incident waits for review (README).
+        reviewer = make_user(roles.REVIEWER)
         incident = make_incident(
             date_precision="month",
             count_qualifier="about",
@@ -71,7 +73,7 @@ class TestBlankCells:
             ]
         )
 
-        run_import(analyst, tmp_path, content)
+        run_import(reviewer, tmp_path, content)
 
         incident.refresh_from_db()
         assert (incident.date_precision, incident.count_qualifier, incident.verification, incident.review_state) == (

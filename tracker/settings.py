@@ -237,7 +237,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["incidents.api.permissions.ReadOrModelPermission"],
     "DEFAULT_RENDERER_CLASSES": [
         "incidents.api.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "incidents.api.renderers.BrowsableAPIRenderer",
     ],
     # Timestamps end in "Z", as DRF's own encoder writes them; keys may be numbers, as with `json`.
     "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z, orjson.OPT_NON_STR_KEYS),

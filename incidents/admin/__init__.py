@@ -4,6 +4,13 @@ Rules stay in querysets (what a user may see) and services (how an incident is w
 classes translate between the admin's forms and those functions.
 """
 
-from incidents.admin import evidence, incidents
+from django.contrib import admin
 
-__all__ = ["evidence", "incidents"]
+from incidents.admin import evidence, incidents, revisions
+
+__all__ = ["evidence", "incidents", "revisions"]
+
+# The product's name in every page's header and <title>, rather than "Django administration".
+admin.site.site_header = "Incident Tracker"
+admin.site.site_title = "Incident Tracker"
+admin.site.index_title = "Records"

@@ -1,18 +1,20 @@
 """What every analysts' screen shares: visibility, the audit history view, estimated counts."""
 
-from collections import defaultdict
-
 from django.contrib import admin
-from django.contrib.admin.utils import NestedObjects, unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection, router
+from django.db import connection, transaction
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
+from incidents import services
 from incidents.history import history_entries, history_visible_to
 from incidents.querysets import estimated_row_count, limit_to_visible
+
+# What a service raises when it refuses a write; the admin shows it on the form.
+SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
 
 HISTORY_PAGE_SIZE = 100
 
@@ -31,56 +33,25 @@ class VisibilityMixin:
         return limit_to_visible(queryset, request.user)
 
 
-def hidden_references(obj, user) -> list[str]:
-    """Names of obj's relations that point to a record the user may not see (a source citing a
-    confidential testimony, a response about a confidential incident). Their form fields offer
-    only visible records, so showing them would drop the hidden link on save. One query per such
-    relation."""
-    if obj is None or obj.pk is None:
-        return []
-    names = []
-    for field in [*obj._meta.concrete_fields, *obj._meta.many_to_many]:
-        if not field.is_relation or not hasattr(field.related_model._default_manager.none(), "visible_to"):
-            continue
-        if field.many_to_many:
-            linked = getattr(obj, field.name).all()
-        elif getattr(obj, field.attname) is not None:
-            linked = field.related_model._default_manager.filter(pk=getattr(obj, field.attname))
-        else:
-            continue
-        if linked.exclude(pk__in=limit_to_visible(linked, user).values("pk")).exists():
-            names.append(field.name)
-    return names
+class ServiceRefusalForm:
+    """Shows a refusal that the service raised on save (the rules live there, not in the form) as
+    the form's errors: the admin renders the form again with what the user entered and why."""
 
+    # Set by TrackedModelAdmin.get_form when the service refused the previous attempt at saving.
+    service_refusal = None
 
-HIDDEN_DEPENDANTS_MESSAGE = (
-    "Records you may not see (confidential) depend on this one, so you cannot delete it; "
-    "ask a colleague with confidential access."
-)
-
-
-def deletion_touches_hidden_records(objs, user) -> bool:
-    """Whether deleting `objs` would delete, or be blocked by, records the user may not see.
-    Collects related records as Django's delete page does (one query per relation), then one query
-    per model with visibility rules."""
-    objs = list(objs)
-    if not objs:
-        return False
-    collector = NestedObjects(using=router.db_for_write(objs[0]._meta.model), origin=objs)
-    collector.collect(objs)
-    by_model = defaultdict(set)
-    for model, instances in collector.data.items():
-        by_model[model].update(instance.pk for instance in instances)
-    for instance in collector.protected:
-        by_model[type(instance)].add(instance.pk)
-    for model, pks in by_model.items():
-        records = model._default_manager.filter(pk__in=pks)
-        if (
-            hasattr(records, "visible_to")
-            and records.exclude(pk__in=limit_to_visible(records, user).values("pk")).exists()
-        ):
-            return True
-    return False
+    def clean(self):
+        cleaned_data = super().clean()
+        refusal = self.service_refusal
+        if isinstance(refusal, ValidationError) and hasattr(refusal, "error_dict"):
+            for field, field_messages in refusal.message_dict.items():
+                if field in self.fields:
+                    self.add_error(field, field_messages)
+                else:
+                    self.add_error(None, [f"{field}: {message}" for message in field_messages])
+        elif refusal is not None:
+            raise ValidationError(" ".join(getattr(refusal, "messages", [str(refusal)])))
+        return cleaned_data
 
 
 class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
@@ -89,10 +60,30 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
     # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
     show_facets = admin.ShowFacets.NEVER
 
+    # The lookups a list filter of a field sends (a choice, a boolean, a related record, a date
+    # hierarchy's parts); see `lookup_allowed`.
+    FIELD_FILTER_LOOKUPS = ("exact", "isnull", "id__exact", "year", "month", "day")
+
+    def lookup_allowed(self, lookup, value, request):
+        """Only the filters the list offers. Django also accepts any lookup on the model's own
+        fields, such as `?cites__id__exact=6`, whose answer (some rows, or none) would confirm
+        that the hidden record 6 exists; anything else is refused alike, whatever the value."""
+        offered = set()
+        for list_filter in self.get_list_filter(request):
+            if isinstance(list_filter, type):
+                # The project's own filters name their parameters (SimpleListFilter: one).
+                offered.update(getattr(list_filter, "parameter_names", ()))
+                offered.add(getattr(list_filter, "parameter_name", None))
+                continue
+            field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
+            offered.update(f"{field_path}__{suffix}" for suffix in self.FIELD_FILTER_LOOKUPS)
+        if self.date_hierarchy:
+            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return lookup in offered
+
     def fields_left_out(self, request, obj) -> set[str]:
-        """Fields not to show on this object's page: links to records the user may not see, which
-        the form could neither show nor keep (they would be cleared on save)."""
-        return set(hidden_references(obj, request.user))
+        """Fields not to show on this object's page."""
+        return set()
 
     def get_fieldsets(self, request, obj=None):
         left_out = self.fields_left_out(request, obj)
@@ -101,13 +92,47 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
             return fieldsets
         return [(name, {**options, "fields": _without(options["fields"], left_out)}) for name, options in fieldsets]
 
-    def get_deleted_objects(self, objs, request):
-        # Django lists every record a deletion would take with it or is blocked by; when some of
-        # them are hidden from the user, naming them would reveal them, and deleting them would
-        # destroy what the user cannot see. Refuse, without names.
-        if deletion_touches_hidden_records(objs, request.user):
-            return [], {}, set(), [HIDDEN_DEPENDANTS_MESSAGE]
-        return super().get_deleted_objects(objs, request)
+    # Writing: every save and deletion goes through the services, which hold the rules (who may,
+    # confidentiality, links to records the user may not see); a refusal is shown on the form.
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except SERVICE_REFUSALS as refusal:
+            # The service refused the save and its transaction rolled back. Show the form again with
+            # what the user entered and the reason.
+            request.service_refusal = refusal
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "service_refusal", None)
+        bases = (form,) if issubclass(form, ServiceRefusalForm) else (ServiceRefusalForm, form)
+        return type(form.__name__, bases, {"service_refusal": refusal})
+
+    def save_model(self, request, obj, form, change):
+        many_to_many = {
+            field.name: form.cleaned_data[field.name]
+            for field in obj._meta.many_to_many
+            if field.name in form.cleaned_data
+        }
+        services.record_save(user=request.user, record=obj, many_to_many=many_to_many)
+
+    def save_related(self, request, form, formsets, change):
+        # save_model wrote the many-to-many links through the service (keeping hidden ones).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def has_delete_permission(self, request, obj=None):
+        return services.may_delete(request.user) and super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        services.record_delete(user=request.user, record=obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for record in queryset:
+                services.record_delete(user=request.user, record=record)
 
     def history_view(self, request, object_id, extra_context=None):
         # History is evidence: the page only reads, and nothing in the admin can change it.
@@ -125,7 +150,7 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
             "subtitle": None,
             "object": obj,
             "opts": self.opts,
-            "entries": history_entries(page.object_list, request.user),
+            "entries": history_entries(page.object_list, request.user, obj),
             "page": page,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),

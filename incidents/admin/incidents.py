@@ -6,10 +6,11 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,8 +19,9 @@ from django_countries import countries
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, Involvement, Place, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
 from incidents.services import (
+    WORKFLOW,
     VersionConflict,
     incident_create,
     incident_set_verification,
@@ -114,8 +116,8 @@ class IncidentForm(forms.ModelForm):
     # The version the analyst started from; a save is refused if someone saved in between.
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
-    # Set by IncidentAdmin when the service refused the previous attempt at saving this form.
-    service_refusal = None
+    # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
+    can_add_place = False
 
     class Meta:
         model = Incident
@@ -136,6 +138,14 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The admin gives model fields its "+" (add a record in a pop-up, then pick it); this form
+        # field is not a model field, so it is wrapped here the same way.
+        self.fields["place_list"].widget = RelatedFieldWidgetWrapper(
+            self.fields["place_list"].widget,
+            Incident._meta.get_field("places").remote_field,
+            admin.site,
+            can_add_related=self.can_add_place,
+        )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
             self.fields["expected_version"].initial = self.instance.version
@@ -145,14 +155,6 @@ class IncidentForm(forms.ModelForm):
         # A form error, not a field error: the field is hidden, and so would its error be.
         if self.instance.pk and cleaned_data.get("expected_version") is None:
             raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
-        if isinstance(self.service_refusal, VersionConflict):
-            raise ValidationError(str(self.service_refusal))
-        if isinstance(self.service_refusal, ValidationError):
-            for field, field_messages in self.service_refusal.message_dict.items():
-                if field in self.fields:
-                    self.add_error(field, field_messages)
-                else:
-                    self.add_error(None, [f"{field}: {message}" for message in field_messages])
         return cleaned_data
 
 
@@ -368,7 +370,7 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         children = {formset.fk.remote_field.get_accessor_name(): _inline_rows(formset) for formset in formsets}
         places = form.cleaned_data["place_list"]
         if change:
-            incident_update(
+            written = incident_update(
                 incident=form.instance,
                 user=request.user,
                 expected_version=form.cleaned_data["expected_version"],
@@ -376,6 +378,8 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
                 places=places,
                 **children,
             )
+            if isinstance(written, IncidentRevision):
+                request.incident_revision = written
         else:
             created = incident_create(user=request.user, data=data, places=places, **children)
             # The admin goes on with the form's instance (to log the addition and redirect): make it
@@ -384,21 +388,10 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
             form.instance.refresh_from_db()
             form.instance._state.adding = False
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except (VersionConflict, ValidationError) as refusal:
-            # The service refused the save and its transaction rolled back. Show the form again with
-            # what the analyst entered and the reason, as a form error.
-            request.incident_service_refusal = refusal
-            return super().changeform_view(request, object_id, form_url, extra_context)
-
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        refusal = getattr(request, "incident_service_refusal", None)
-        if refusal is None:
-            return form
-        return type(form.__name__, (form,), {"service_refusal": refusal})
+        can_add_place = self.admin_site.get_model_admin(Place).has_add_permission(request)
+        return type(form.__name__, (form,), {"can_add_place": can_add_place})
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
@@ -410,6 +403,15 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         return super().response_add(request, obj, post_url_continue)
 
     def response_change(self, request, obj):
+        revision = getattr(request, "incident_revision", None)
+        if revision is not None:
+            self.message_user(
+                request,
+                f"{obj.public_id} is published, so your changes wait for a Reviewer as revision {revision.pk}; "
+                "readers see the published version until it is accepted.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[obj.pk]))
         self.warn_about_possible_duplicates(request, obj)
         return super().response_change(request, obj)
 
@@ -460,19 +462,37 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
 
         self.apply_to_selected(request, queryset, write, done)
 
-    @admin.action(description="Submit for review")
+    # The menu offers only the actions the user's role allows (Django asks has_<name>_permission);
+    # the services still refuse any other, whatever door it comes through.
+
+    def _may_take(self, request, action: str) -> bool:
+        return request.user.has_perm(WORKFLOW[action][2])
+
+    def has_submit_permission(self, request):
+        return self._may_take(request, "submit")
+
+    def has_publish_permission(self, request):
+        return self._may_take(request, "publish")
+
+    def has_return_to_draft_permission(self, request):
+        return self._may_take(request, "return_to_draft")
+
+    def has_verify_permission(self, request):
+        return request.user.has_perm("incidents.verify_incident")
+
+    @admin.action(description="Submit for review", permissions=["submit"])
     def submit_for_review(self, request, queryset):
         self._transition(request, queryset, "submit", "Submitted for review")
 
-    @admin.action(description="Publish")
+    @admin.action(description="Publish", permissions=["publish"])
     def publish(self, request, queryset):
         self._transition(request, queryset, "publish", "Published")
 
-    @admin.action(description="Return to draft")
+    @admin.action(description="Return to draft", permissions=["return_to_draft"])
     def return_to_draft(self, request, queryset):
         self._transition(request, queryset, "return_to_draft", "Returned to draft")
 
-    @admin.action(description="Mark verified")
+    @admin.action(description="Mark verified", permissions=["verify"])
     def mark_verified(self, request, queryset):
         def write(incident):
             incident_set_verification(incident=incident, verification="verified", user=request.user)

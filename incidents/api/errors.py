@@ -7,6 +7,8 @@ from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from incidents.services import RecordNotFound
+
 
 class VersionMismatch(exceptions.APIException):
     """The body's `version` is not the stored one: someone saved the incident in between."""
@@ -40,7 +42,10 @@ def validation_error_from_django(error: DjangoValidationError) -> exceptions.Val
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, RecordNotFound):
+        # Like a record that never existed: the same answer whether it is missing or hidden.
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoValidationError):
         exc = validation_error_from_django(exc)
     elif isinstance(exc, ProtectedError):
         # Name the kinds of records only: listing them could reveal a confidential claim or incident.

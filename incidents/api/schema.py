@@ -23,6 +23,18 @@ class TrackerAutoSchema(AutoSchema):
     them: bad input, authentication, permission, hidden or unknown records, throttling; and for
     writes, conflicts (in use, stale version) and failed If-Match preconditions."""
 
+    def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
+        if not isinstance(serializer, dict):
+            return super()._get_response_for_code(serializer, status_code, media_types, direction)
+        # A schema written out as a dict (the GeoJSON FeatureCollection) is the whole body of its
+        # media type: drf-spectacular would wrap it, on a list, in the paginated JSON envelope
+        # ("results" required), which a FeatureCollection never has. Built as for any body that is
+        # not a list, then given the schema as it is.
+        response = super()._get_response_for_code(OpenApiTypes.OBJECT, status_code, media_types, direction)
+        for media_type in response.get("content", {}).values():
+            media_type["schema"] = serializer
+        return response
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         errors = {

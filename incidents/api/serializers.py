@@ -18,6 +18,7 @@ from incidents.api.errors import validation_error_from_django
 from incidents.models import (
     Claim,
     Incident,
+    IncidentRevision,
     IncidentType,
     Involvement,
     Organization,
@@ -26,7 +27,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import can_see_unpublished
+from incidents.querysets import can_see_exact_locations, can_see_unpublished
 
 
 def _request_user(serializer):
@@ -36,7 +37,24 @@ def _request_user(serializer):
 
 class ModelRulesMixin:
     """Run the model's own validation (`full_clean()`: field rules, `clean()`, database
-    constraints) on the would-be object, so the API refuses exactly what the admin refuses."""
+    constraints) on the would-be object, so the API refuses exactly what the admin refuses, and
+    write through `services.record_save`, which holds the rules of who may write what."""
+
+    def create(self, validated_data):
+        return self._save(self.Meta.model(), validated_data)
+
+    def update(self, instance, validated_data):
+        return self._save(instance, validated_data)
+
+    def _save(self, record, validated_data):
+        many_to_many = {
+            field.name: validated_data.pop(field.name)
+            for field in record._meta.many_to_many
+            if field.name in validated_data
+        }
+        return services.record_save(
+            user=_request_user(self), record=record, data=validated_data, many_to_many=many_to_many
+        )
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -51,15 +69,6 @@ class ModelRulesMixin:
         except DjangoValidationError as error:
             raise validation_error_from_django(error) from None
         return attrs
-
-
-def keep_hidden_source_link(serializer, instance, validated_data, field: str) -> None:
-    """A writer shown `null` for a link to a source they may not see must not erase the link by
-    sending that `null` back (a PUT of what they read)."""
-    current_id = getattr(instance, f"{field}_id")
-    erasing = field in validated_data and validated_data[field] is None and current_id is not None
-    if erasing and not Source.objects.visible_to(_request_user(serializer)).filter(pk=current_id).exists():
-        del validated_data[field]
 
 
 class VisibleSourceField(serializers.PrimaryKeyRelatedField):
@@ -126,6 +135,22 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "updated_at",
         ]
 
+    def validate(self, attrs):
+        # A writer who sees a sensitive place's coarsened position and sends that very position back
+        # (a PUT of what they read) has not moved the place: keep the exact coordinates they were
+        # never shown, rather than overwrite them with the parent's.
+        place = self.instance
+        sent = (attrs.get("latitude"), attrs.get("longitude"))
+        if (
+            place is not None
+            and not can_see_exact_locations(_request_user(self))
+            and {"latitude", "longitude"} <= attrs.keys()
+            and None not in sent
+            and tuple(float(value) for value in sent) == shown_coordinates(place)
+        ):
+            del attrs["latitude"], attrs["longitude"]
+        return super().validate(attrs)
+
     def to_representation(self, place):
         representation = super().to_representation(place)
         representation["latitude"], representation["longitude"] = shown_coordinates(place)
@@ -187,10 +212,6 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "updated_at",
         ]
 
-    def update(self, source, validated_data):
-        keep_hidden_source_link(self, source, validated_data, "cites")
-        return super().update(source, validated_data)
-
     def to_representation(self, source):
         representation = super().to_representation(source)
         # The view annotates the cited source's id only when the reader may see that source, so a
@@ -219,15 +240,6 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-
-    def update(self, response, validated_data):
-        keep_hidden_source_link(self, response, validated_data, "source")
-        # Replacing the incidents the writer sees must keep those they cannot see.
-        if "incidents" in validated_data:
-            visible = Incident.objects.visible_to(_request_user(self)).values("pk")
-            hidden = Incident.objects.filter(responses=response).exclude(pk__in=visible)
-            validated_data["incidents"] = [*validated_data["incidents"], *hidden]
-        return super().update(response, validated_data)
 
     def to_representation(self, response):
         representation = super().to_representation(response)
@@ -291,6 +303,14 @@ class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
 
     def to_representation(self, place):
         return self.location_serializer.to_representation(place)
+
+    def get_choices(self, cutoff=None):
+        # The browsable API's form offers places by id, what a write sends, and by name; their read
+        # representation needs the coordinates annotated for the reader, which choices lack.
+        queryset = self.get_queryset()
+        if cutoff is not None:
+            queryset = queryset[:cutoff]
+        return {place.pk: self.display_value(place) for place in queryset}
 
 
 class IncidentSerializer(serializers.ModelSerializer):
@@ -370,7 +390,6 @@ class IncidentSerializer(serializers.ModelSerializer):
         user = _request_user(self)
         data, nested = self._split(validated_data)
         try:
-            services.incident_check_permissions(user=user, incident=None, data=data)
             return services.incident_create(
                 user=user, data=data, **{name: value or () for name, value in nested.items()}
             )
@@ -382,9 +401,51 @@ class IncidentSerializer(serializers.ModelSerializer):
         expected_version = validated_data.pop("expected_version")
         data, nested = self._split(validated_data)
         try:
-            services.incident_check_permissions(user=user, incident=incident, data=data)
             return services.incident_update(
                 incident=incident, user=user, expected_version=expected_version, data=data, **nested
             )
         except DjangoValidationError as error:
             raise validation_error_from_django(error) from None
+
+
+class RevisionChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    now = serializers.CharField()
+    proposed = serializers.CharField()
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    """A proposed change to a published incident, waiting for (or decided by) a Reviewer."""
+
+    incident = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    diff = serializers.SerializerMethodField(help_text="What accepting it would change, against the incident now.")
+
+    class Meta:
+        model = IncidentRevision
+        fields = [
+            "id",
+            "incident",
+            "base_version",
+            "state",
+            "proposed_by",
+            "created_at",
+            "changes",
+            "diff",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RevisionChangeSerializer(many=True))
+    def get_diff(self, revision):
+        if revision.state != "pending":
+            return []
+        rows = services.revision_diff(revision, _request_user(self))
+        return [{"field": field, "now": now, "proposed": proposed} for field, now, proposed in rows]
+
+
+class RevisionDecisionSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")

@@ -14,6 +14,7 @@ router.register("organizations", views.OrganizationViewSet, basename="organizati
 router.register("places", views.PlaceViewSet, basename="place")
 router.register("incident-types", views.IncidentTypeViewSet, basename="incidenttype")
 router.register("responses", views.ResponseViewSet, basename="response")
+router.register("revisions", views.RevisionViewSet, basename="revision")
 
 
 @csrf_exempt  # Like the API's views: it changes nothing, and a CSRF refusal would be an HTML page.

@@ -5,7 +5,6 @@ their query count does not depend on the page size. Hidden records are simply ab
 querysets, so they answer 404 like records that never existed.
 """
 
-from django.contrib.auth import get_user_model
 from django.db.models import BigIntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django_filters.utils import translate_validation
@@ -28,12 +27,24 @@ from incidents.api.serializers import (
     OrganizationSerializer,
     PlaceSerializer,
     ResponseSerializer,
+    RevisionDecisionSerializer,
+    RevisionSerializer,
     SourceSerializer,
 )
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
-from incidents.history import history_visible_to
-from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source, VictimGroup
+from incidents.history import history_entries, history_visible_to
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentRevision,
+    IncidentType,
+    Involvement,
+    Organization,
+    Place,
+    Source,
+    VictimGroup,
+)
 from incidents.models import Response as OrganizationResponse
 from incidents.statistics import GROUPINGS, incident_statistics
 
@@ -53,6 +64,9 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         self._reread(serializer, serializer.save())
+
+    def perform_destroy(self, instance):
+        services.record_delete(user=self.request.user, record=instance)
 
     def _reread(self, serializer, saved):
         """Answer a write with the record as a read would show it to this user (links to hidden
@@ -90,10 +104,12 @@ class ResponseViewSet(ResourceViewSet):
 
     def get_queryset(self):
         user = self.request.user
-        return OrganizationResponse.objects.annotate(
-            visible_source_id=_visible_source_id(user, "source_id")
-        ).prefetch_related(
-            Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+        return (
+            OrganizationResponse.objects.visible_to(user)
+            .annotate(visible_source_id=_visible_source_id(user, "source_id"))
+            .prefetch_related(
+                Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
+            )
         )
 
 
@@ -120,13 +136,21 @@ class StatsSerializer(serializers.Serializer):
 
 
 class HistoryEventSerializer(serializers.Serializer):
-    at = serializers.DateTimeField(source="pgh_created_at")
-    user = serializers.CharField(allow_null=True, help_text="Username of who made the change, if known.")
-    action = serializers.CharField(source="pgh_label", help_text="insert, update or delete")
-    record = serializers.CharField(source="pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
-    record_id = serializers.CharField(source="pgh_obj_id", allow_null=True)
-    changes = serializers.JSONField(source="pgh_diff", allow_null=True, help_text="field: [before, after], for updates")
-    data = serializers.JSONField(source="pgh_data", help_text="The record as it was after the change.")
+    """One `incidents.history.HistoryEntry`: what the admin's History page shows, and the raw event."""
+
+    at = serializers.DateTimeField(source="when")
+    user = serializers.CharField(
+        source="user.get_username", allow_null=True, default=None, help_text="Who made the change, if known."
+    )
+    summary = serializers.CharField(help_text='What happened, as the admin says it: "Place: Yanji added".')
+    import_file = serializers.CharField(allow_null=True, help_text="The CSV file an import wrote it from, if any.")
+    action = serializers.CharField(source="event.pgh_label", help_text="insert, update or delete")
+    record = serializers.CharField(source="event.pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
+    record_id = serializers.CharField(source="event.pgh_obj_id", allow_null=True)
+    changes = serializers.JSONField(
+        source="event.pgh_diff", allow_null=True, help_text="field: [before, after], for updates"
+    )
+    data = serializers.JSONField(source="event.pgh_data", help_text="The record as it was after the change.")
 
 
 # `?format=geojson` is DRF's format override; documented as a parameter of the list.
@@ -272,15 +296,19 @@ class IncidentViewSet(ResourceViewSet):
                 {"version": ["Send the version you edited, in the body or as an If-Match header."]}
             )
         try:
-            serializer.save(expected_version=expected_version)
+            written = serializer.save(expected_version=expected_version)
         except services.VersionConflict as conflict:
             raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
+        if isinstance(written, IncidentRevision):
+            # Published content changes only through a Reviewer: the change waits as a revision,
+            # and readers keep seeing the published incident.
+            return Response(RevisionSerializer(written).data, status=status.HTTP_202_ACCEPTED)
         return self._read(incident)
 
     def destroy(self, request, *args, **kwargs):
         incident = self.get_object()
         self._check_if_match(incident)
-        services.incident_delete(incident=incident, user=request.user)
+        services.record_delete(user=request.user, record=incident)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -307,9 +335,51 @@ class IncidentViewSet(ResourceViewSet):
     )
     @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=HistoryPagination)
     def history(self, request, public_id=None):
-        events = self.paginate_queryset(history_visible_to(self.get_object(), request.user))
-        user_ids = {(event.pgh_context or {}).get("user") for event in events} - {None}
-        usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
-        for event in events:
-            event.user = usernames.get((event.pgh_context or {}).get("user"))
-        return self.get_paginated_response(HistoryEventSerializer(events, many=True).data)
+        incident = self.get_object()
+        # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
+        events = self.paginate_queryset(history_visible_to(incident, request.user))
+        entries = history_entries(events, request.user, incident)
+        return self.get_paginated_response(HistoryEventSerializer(entries, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(description="Proposed changes to published incidents you may review, newest first."),
+)
+class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Revisions that Analysts proposed for published incidents; Reviewers accept or reject them."""
+
+    serializer_class = RevisionSerializer
+    permission_classes = [StaffReader]
+    orderings = {"-id": ("-id",)}
+
+    def get_queryset(self):
+        revisions = IncidentRevision.objects.visible_to(self.request.user).select_related(
+            "incident", "proposed_by", "decided_by"
+        )
+        state = self.request.query_params.get("state")
+        return revisions.filter(state=state) if state else revisions
+
+    @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        decision = RevisionDecisionSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        revision = self.get_object()
+        try:
+            services.incident_revision_accept(
+                revision=revision, user=request.user, note=decision.validated_data["note"]
+            )
+        except services.VersionConflict as conflict:
+            raise VersionMismatch(f"{conflict} Reject this revision; its author can propose again.") from None
+        revision.refresh_from_db()
+        return Response(self.get_serializer(revision).data)
+
+    @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        decision = RevisionDecisionSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        revision = services.incident_revision_reject(
+            revision=self.get_object(), user=request.user, note=decision.validated_data["note"]
+        )
+        return Response(self.get_serializer(revision).data)

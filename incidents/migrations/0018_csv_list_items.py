@@ -38,7 +38,7 @@ $$;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("incidents", "0013_statistics_covering_indexes")]
+    dependencies = [("incidents", "0015_constraint_messages_and_place_countries")]
 
     operations = [
         migrations.RunSQL(LIST_ITEM_FUNCTION, reverse_sql="DROP FUNCTION csv_list_item(text);"),

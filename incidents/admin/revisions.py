@@ -1,0 +1,95 @@
+"""The Reviewers' queue of changes proposed to published incidents: each revision side by side with
+the incident as it is now, accepted or rejected with a note. The decision is the services'."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from incidents import services
+from incidents.admin.base import SERVICE_REFUSALS, VisibilityMixin
+from incidents.models import IncidentRevision
+from incidents.querysets import can_see_unpublished
+
+
+@admin.register(IncidentRevision)
+class IncidentRevisionAdmin(VisibilityMixin, admin.ModelAdmin):
+    list_display = ["__str__", "incident_link", "proposed_by", "created_at", "state", "decided_by"]
+    list_filter = ["state"]
+    list_select_related = ["incident", "proposed_by", "decided_by"]
+    search_fields = ["incident__title"]
+    readonly_fields = [
+        "incident_link",
+        "base_version",
+        "proposed_by",
+        "created_at",
+        "state",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+    ]
+    fields = readonly_fields
+    change_form_template = "admin/incidents/incidentrevision/change_form.html"
+
+    # Revisions are written by the incident services and decided below; nobody edits one.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return can_see_unpublished(request.user)
+
+    def has_module_permission(self, request):
+        return can_see_unpublished(request.user)
+
+    @admin.display(description="Incident")
+    def incident_link(self, revision):
+        url = reverse("admin:incidents_incident_change", args=[revision.incident_id])
+        return format_html('<a href="{}">{}</a>', url, revision.incident)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        revision = self.get_object(request, object_id)
+        pending = revision is not None and revision.state == "pending"
+        extra_context = {
+            **(extra_context or {}),
+            # The page shows what accepting would change, against the incident as it is now.
+            "differences": services.revision_diff(revision, request.user) if pending else None,
+            "may_decide": pending and services.may_publish(request.user),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        decide = self.admin_site.admin_view(self.decide_view)
+        return [
+            path("<int:object_id>/decide/", decide, name="incidents_incidentrevision_decide"),
+            *super().get_urls(),
+        ]
+
+    def decide_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        revision = get_object_or_404(self.get_queryset(request), pk=object_id)
+        note = request.POST.get("note", "")
+        try:
+            if "accept" in request.POST:
+                services.incident_revision_accept(revision=revision, user=request.user, note=note)
+                self.message_user(request, f"Accepted: {revision.incident.public_id} now shows these changes.")
+            else:
+                services.incident_revision_reject(revision=revision, user=request.user, note=note)
+                self.message_user(
+                    request, f"Rejected revision {revision.pk}; {revision.incident.public_id} is unchanged."
+                )
+        except PermissionDenied as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+        except SERVICE_REFUSALS as refusal:
+            reason = " ".join(getattr(refusal, "messages", [str(refusal)]))
+            self.message_user(request, f"Nothing was changed. {reason}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:incidents_incidentrevision_change", args=[revision.pk]))
+        return HttpResponseRedirect(reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending")

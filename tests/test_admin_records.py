@@ -1,0 +1,202 @@
+"""The admin's pages around the incident form, through the Django test client: history as people
+read it, changelist URLs that confirm nothing hidden, responses that follow their incidents, the
+actions each role is offered, and the site's own name and breadcrumbs."""
+
+from datetime import date
+
+import pghistory
+import pytest
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Claim, Response
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+
+def history_url(obj):
+    return reverse(f"admin:incidents_{obj._meta.model_name}_history", args=[obj.pk])
+
+
+def changelist(model_name: str) -> str:
+    return reverse(f"admin:incidents_{model_name}_changelist")
+
+
+@pytest.fixture
+def reviewer(client):
+    """A reviewer without confidential access, logged in."""
+    user = make_user(roles.REVIEWER)
+    client.force_login(user)
+    return user
+
+
+class TestHistoryReadsLikeTheForm:
+    def test_a_save_that_changes_nothing_leaves_no_row(self, client, reviewer):
+        incident = make_incident()
+        claim = make_claim(incident=incident, source=make_source(title="Daily NK"))
+        claim.save()  # moves updated_at only
+
+        page = client.get(history_url(incident)).content.decode()
+
+        assert page.count("Claim (Daily NK)") == 1
+        assert "Claim (Daily NK) changed" not in page
+
+    def test_fields_and_choices_read_as_labels(self, client, reviewer):
+        incident = make_incident()
+        make_claim(incident=incident, source_connection="third_party", count_qualifier="at_least")
+
+        page = client.get(history_url(incident)).content.decode()
+
+        assert "<strong>Source connection</strong>: — → Third party" in page
+        assert "<strong>Count qualifier</strong>: — → At least" in page
+        assert "third_party" not in page
+
+    def test_linked_records_are_named(self, client, reviewer):
+        incident = make_incident(places=[make_place(name="Yanji")])
+        response = Response.objects.create(
+            organization=make_organization(name="UNHCR"), kind="statement", date=date(2023, 9, 1)
+        )
+        response.incidents.add(incident)
+        incident.places.clear()
+
+        page = client.get(history_url(incident)).content.decode()
+
+        assert "Place: Yanji added" in page and "Place: Yanji removed" in page
+        assert f"Response: {response} linked" in page
+        assert "IncidentPlace" not in page and "Response_incidents" not in page
+
+    def test_the_import_file_is_shown(self, client, reviewer):
+        incident = make_incident(title="Before")
+        with pghistory.context(import_file="partner-2023-09.csv"):
+            incident.title = "After"
+            incident.save()
+
+        page = client.get(history_url(incident)).content.decode()
+
+        assert "Imported from partner-2023-09.csv" in page
+
+    def test_the_history_of_a_public_source_does_not_name_a_hidden_one(self, client, reviewer):
+        hidden = make_source(title="Informant testimony", confidential=True)
+        relay = make_source(title="Relay", cites=hidden)
+
+        page = client.get(history_url(relay)).content.decode()
+
+        assert "<strong>Cites</strong>: — → a record you may not see" in page
+        assert f"#{hidden.pk}" not in page and "Informant testimony" not in page
+
+
+class TestChangelistURLs:
+    @pytest.mark.parametrize(
+        ("model_name", "parameter"),
+        [("source", "cites__id__exact"), ("response", "incidents__id__exact")],
+    )
+    def test_a_free_lookup_answers_alike_for_a_hidden_id_and_a_missing_one(
+        self, client, reviewer, model_name, parameter
+    ):
+        hidden_source = make_source(title="Informant testimony", confidential=True)
+        relay = make_source(cites=hidden_source)
+        hidden_incident = make_incident(confidential=True)
+        Response.objects.create(
+            organization=make_organization(), kind="statement", date=date(2023, 9, 1)
+        ).incidents.add(hidden_incident, make_incident())
+        hidden_id = {"cites__id__exact": relay.cites_id, "incidents__id__exact": hidden_incident.pk}[parameter]
+
+        hidden = client.get(changelist(model_name), {parameter: hidden_id})
+        missing = client.get(changelist(model_name), {parameter: 999999})
+
+        assert hidden.status_code == missing.status_code == 400
+
+    @pytest.mark.parametrize(
+        ("model_name", "query"),
+        [
+            ("source", {"kind__exact": "ngo_report"}),
+            ("source", {"confidential__exact": "0"}),
+            ("source", {"published_on__year": "2023"}),
+            ("incident", {"review_state__exact": "published", "country": "CN", "date_from": "2023-01-01"}),
+            ("incident", {"incident_type__id__exact": "1"}),
+            ("place", {"country__exact": "CN"}),
+            ("response", {"kind__exact": "statement", "date__year": "2023", "date__month": "9"}),
+        ],
+    )
+    def test_the_filters_the_list_offers_still_work(self, client, reviewer, model_name, query):
+        assert client.get(changelist(model_name), query).status_code == 200
+
+
+@pytest.fixture
+def responses():
+    organization = make_organization(name="UNHCR")
+    public, secret = make_incident(title="Public"), make_incident(title="Secret", confidential=True)
+
+    def respond(description, *incidents):
+        response = Response.objects.create(
+            organization=organization, kind="statement", date=date(2023, 9, 1), description=description
+        )
+        response.incidents.set(incidents)
+        return response
+
+    return {"both": respond("About both", public, secret), "secret": respond("About the secret one", secret)}
+
+
+class TestResponsesFollowTheirIncidents:
+    def test_a_response_to_a_hidden_incident_is_not_listed_nor_opened(self, client, reviewer, responses):
+        listed = client.get(changelist("response")).context["cl"].result_list
+        assert list(listed) == [responses["both"]]
+        secret_page = client.get(reverse("admin:incidents_response_change", args=[responses["secret"].pk]))
+        assert secret_page.status_code == 302  # the admin's "does not exist" redirect
+
+    def test_a_reviewer_cannot_delete_a_response_linked_to_a_hidden_incident(self, client, reviewer, responses):
+        url = reverse("admin:incidents_response_delete", args=[responses["both"].pk])
+
+        page = client.get(url).content.decode()
+        client.post(url, {"post": "yes"})
+
+        assert "Records you may not see" in page
+        assert Response.objects.filter(pk=responses["both"].pk).exists()
+        assert responses["both"].incidents.count() == 2
+
+    def test_with_confidential_access_the_reviewer_may(self, client, responses):
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+
+        client.post(reverse("admin:incidents_response_delete", args=[responses["both"].pk]), {"post": "yes"})
+
+        assert not Response.objects.filter(pk=responses["both"].pk).exists()
+
+
+class TestActionsOffered:
+    @pytest.mark.parametrize(
+        ("role", "offered"),
+        [
+            (roles.ANALYST, {"submit_for_review"}),
+            (roles.REVIEWER, {"submit_for_review", "publish", "return_to_draft", "mark_verified"}),
+        ],
+    )
+    def test_each_role_sees_only_the_actions_it_may_take(self, client, role, offered):
+        make_incident()
+        client.force_login(make_user(role))
+
+        choices = client.get(changelist("incident")).context["action_form"].fields["action"].choices
+
+        assert {name for name, _ in choices if name} - {"delete_selected", "export_selected_as_csv"} == offered
+
+
+class TestSiteChrome:
+    def test_pages_carry_the_product_name_and_styled_breadcrumbs(self, client, reviewer):
+        incident = make_incident()
+        pages = {
+            "history": client.get(history_url(incident)),
+            "import": client.get(reverse("admin:incidents_incident_import_csv")),
+            "bad filter": client.get(changelist("incident"), {"date_from": "soon"}),
+        }
+        for name, page in pages.items():
+            html = page.content.decode()
+            assert '<ol class="breadcrumbs">' in html, name
+            assert "Incident Tracker" in html and "Django administration" not in html, name
+
+
+def test_claims_keep_their_history_when_unchanged_saves_are_left_out(client, reviewer):
+    incident = make_incident()
+    claim = make_claim(incident=incident, people_count=80)
+    Claim.objects.filter(pk=claim.pk).update(people_count=90)
+
+    page = client.get(history_url(incident)).content.decode()
+
+    assert "<strong>People count</strong>: 80 → 90" in page

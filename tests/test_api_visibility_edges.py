@@ -1,0 +1,149 @@
+"""Edges of visibility in the API that the main matrix does not reach: citation chains through
+hidden sources, responses to hidden incidents, sensitive places written back, and the list's
+other formats (CSV of nothing, the browsable API)."""
+
+from datetime import date
+from decimal import Decimal
+
+import pghistory
+import pytest
+from django.contrib.auth.models import Permission
+
+from incidents import roles
+from incidents.models import Response
+from tests.api_support import API, client_for, public_ids, results
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+
+class TestSourceFilterFollowsOnlyVisibleLinks:
+    def test_an_incident_linked_to_a_source_only_through_a_confidential_relay_is_not_found(self):
+        report = make_source(title="NGO report")
+        relay = make_source(title="Informant relaying the report", confidential=True, cites=report)
+        article = make_source(title="Article relaying the informant", cites=relay)
+        through_hidden = make_incident(title="Reported by the article")
+        make_claim(incident=through_hidden, source=article)
+        direct = make_incident(title="Reported by the report")
+        make_claim(incident=direct, source=report)
+        url = f"{API}/incidents/?source={report.pk}"
+        assert public_ids(client_for().get(url)) == {direct.public_id}
+        insider = client_for(make_user(roles.VIEWER, confidential=True))
+        assert public_ids(insider.get(url)) == {direct.public_id, through_hidden.public_id}
+
+
+@pytest.fixture
+def responses():
+    """A statement about a public incident, one about a confidential incident only, one about a
+    draft only, and one about no incident yet."""
+    organization = make_organization(name="UNHCR")
+    public = make_incident(title="Public")
+    secret = make_incident(title="Secret", confidential=True)
+    draft = make_incident(title="Draft", review_state="draft")
+
+    def respond(description, *incidents):
+        response = Response.objects.create(
+            organization=organization, kind="statement", date=date(2023, 9, 1), description=description
+        )
+        response.incidents.set(incidents)
+        return response
+
+    return {
+        "public": respond("About the public one", public, secret),
+        "secret": respond("About the secret one", secret),
+        "draft": respond("About the draft", draft),
+        "unlinked": respond("Not linked yet"),
+    }
+
+
+class TestResponsesFollowTheirIncidents:
+    @pytest.mark.parametrize(
+        ("reader", "expected"),
+        [
+            (lambda: None, {"public"}),
+            (lambda: make_user(None), {"public"}),
+            (lambda: make_user(roles.VIEWER), {"public", "draft", "unlinked"}),
+            (lambda: make_user(roles.VIEWER, confidential=True), {"public", "secret", "draft", "unlinked"}),
+        ],
+        ids=["anonymous", "registered", "staff", "staff-confidential"],
+    )
+    def test_each_reader_sees_the_responses_to_incidents_they_may_see(self, responses, reader, expected):
+        client = client_for(reader())
+        listed = {response["id"] for response in results(client.get(f"{API}/responses/"))}
+        assert listed == {responses[name].pk for name in expected}
+        for name, response in responses.items():
+            answer = client.get(f"{API}/responses/{response.pk}/")
+            assert answer.status_code == (200 if name in expected else 404)
+
+    def test_a_reviewer_without_confidential_access_cannot_delete_a_response_to_a_confidential_incident(
+        self, responses
+    ):
+        reviewer = client_for(make_user(roles.REVIEWER))
+        for name in ("public", "secret"):
+            answer = reviewer.delete(f"{API}/responses/{responses[name].pk}/")
+            assert answer.status_code in (403, 404), (name, answer.status_code)
+            assert Response.objects.filter(pk=responses[name].pk).exists()
+
+
+class TestSensitivePlaceWrittenBack:
+    def test_a_writer_who_sees_coarsened_coordinates_keeps_the_exact_ones_by_sending_them_back(self):
+        province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+        facility = make_place(
+            name="Tumen detention centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True
+        )
+        # Not staff, so shown the province's position; but allowed to edit places.
+        writer = make_user(None)
+        writer.user_permissions.add(Permission.objects.get(codename="change_place"))
+        client = client_for(writer)
+        shown = client.get(f"{API}/places/{facility.pk}/").json()
+        assert (shown["latitude"], shown["longitude"]) == (43.6, 126.2)
+        answer = client.put(f"{API}/places/{facility.pk}/", {**shown, "name": "Tumen centre"}, format="json")
+        assert answer.status_code == 200, answer.content
+        facility.refresh_from_db()
+        assert facility.name == "Tumen centre"
+        assert (facility.latitude, facility.longitude) == (Decimal("42.9"), Decimal("129.5"))
+        # New coordinates are the writer's to set.
+        moved = client.patch(f"{API}/places/{facility.pk}/", {"latitude": 42.8, "longitude": 129.4}, format="json")
+        assert moved.status_code == 200, moved.content
+        facility.refresh_from_db()
+        assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
+
+
+class TestListFormats:
+    def test_csv_of_a_filter_that_matches_nothing_is_the_header(self):
+        make_incident()
+        for url in (f"{API}/incidents.csv?min_people=2147483648", f"{API}/incidents/?format=csv&min_people=2147483648"):
+            answer = client_for().get(url)
+            assert answer.status_code == 200, url
+            lines = b"".join(answer.streaming_content).decode().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("public_id,"), lines
+        assert results(client_for().get(f"{API}/incidents/?min_people=2147483648")) == []
+
+    def test_the_browsable_api_shows_staff_the_list_with_one_field_per_line(self):
+        incident = make_incident(title="Repatriation of 80 women", places=[make_place(name="Dandong")])
+        client = client_for(make_user(roles.ANALYST))
+        page = client.get(f"{API}/incidents/", HTTP_ACCEPT="text/html")
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert f"&quot;public_id&quot;: &quot;{incident.public_id}&quot;," in html
+        assert "\n      &quot;title&quot;: &quot;Repatriation of 80 women&quot;," in html
+
+
+class TestHistory:
+    def test_the_history_endpoint_reads_like_the_admins_page(self):
+        incident = make_incident(title="Before", places=[make_place(name="Yanji")])
+        make_claim(incident=incident, source=make_source(title="Daily NK")).save()  # only updated_at moves
+        with pghistory.context(import_file="partner-2023-09.csv"):
+            incident.title = "After"
+            incident.save()
+
+        events = results(client_for(make_user(roles.VIEWER)).get(f"{API}/incidents/{incident.public_id}/history/"))
+
+        # One test transaction: every event has the same time, so their order is not the point here.
+        assert sorted(event["summary"] for event in events) == [
+            "Claim (Daily NK) added",
+            "Incident changed",
+            "Incident created",
+            "Place: Yanji added",
+        ]
+        (change,) = [event for event in events if event["summary"] == "Incident changed"]
+        assert change["import_file"] == "partner-2023-09.csv"
+        assert change["changes"]["title"] == ["Before", "After"]

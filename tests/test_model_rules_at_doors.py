@@ -1,0 +1,229 @@
+"""The models' rules as each door reports them: every database constraint has a message of its
+own, and the admin's forms and the API name the field at fault; a place takes its country from
+its parent; the incident form offers to add a place."""
+
+import importlib
+from datetime import date
+
+import pytest
+from django.apps import apps
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Claim, Incident, IncidentType, Place, Source, VictimGroup
+from tests.api_support import API, client_for
+from tests.factories import incident_type, make_incident, make_place, make_source, make_user
+
+
+def check_constraints():
+    for model in (Place, IncidentType, Source, Incident, Claim, VictimGroup):
+        for constraint in model._meta.constraints:
+            if constraint.__class__.__name__ == "CheckConstraint":
+                yield model, constraint
+
+
+@pytest.mark.parametrize(
+    ("model", "constraint"),
+    list(check_constraints()),
+    ids=[constraint.name for _, constraint in check_constraints()],
+)
+def test_every_check_constraint_says_what_it_protects(model, constraint):
+    assert constraint.violation_error_message != constraint.default_violation_error_message
+    assert constraint.violation_error_code
+
+
+@pytest.fixture
+def reviewer(client):
+    user = make_user(roles.REVIEWER)
+    client.force_login(user)
+    return user
+
+
+PLACE_FORM = {
+    "name": "Sinuiju",
+    "alternate_names": "",
+    "kind": "city",
+    "parent": "",
+    "country": "KP",
+    "latitude": "40.1",
+    "longitude": "124.4",
+}
+
+# (what is sent, the field that must carry the error, its message)
+PLACE_CASES = [
+    ({"latitude": "95"}, "latitude", "Latitude must be between -90 and 90."),
+    ({"longitude": "200"}, "longitude", "Longitude must be between -180 and 180."),
+    ({"longitude": ""}, "longitude", "Give both latitude and longitude, or neither."),
+    ({"latitude": ""}, "latitude", "Give both latitude and longitude, or neither."),
+]
+
+
+class TestPlaceRulesNameTheField:
+    @pytest.mark.parametrize(("change", "field", "message"), PLACE_CASES)
+    def test_in_the_admin(self, client, reviewer, change, field, message):
+        answer = client.post(reverse("admin:incidents_place_add"), {**PLACE_FORM, **change})
+
+        assert answer.status_code == 200  # the form again, with its errors
+        assert answer.context["adminform"].form.errors[field] == [message]
+        assert "violated" not in answer.content.decode()
+        assert not Place.objects.filter(name="Sinuiju").exists()
+
+    @pytest.mark.parametrize(("change", "field", "message"), PLACE_CASES)
+    def test_in_the_api(self, reviewer, change, field, message):
+        body = {name: (None if value == "" else value) for name, value in {**PLACE_FORM, **change}.items()}
+        body.update(alternate_names=[], parent=None)
+
+        answer = client_for(reviewer).post(f"{API}/places/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json()[field] == [message]
+
+    def test_a_place_cannot_be_its_own_parent(self, client, reviewer):
+        place = make_place(name="Dandong")
+        form = {**PLACE_FORM, "name": "Dandong", "parent": str(place.pk)}
+
+        admin_answer = client.post(reverse("admin:incidents_place_change", args=[place.pk]), form)
+        api_answer = client_for(reviewer).patch(f"{API}/places/{place.pk}/", {"parent": place.pk}, format="json")
+
+        assert admin_answer.context["adminform"].form.errors["parent"] == ["A place cannot be inside itself."]
+        assert api_answer.json()["parent"] == ["A place cannot be inside itself."]
+
+
+def test_a_type_cannot_be_its_own_parent(client, reviewer):
+    repatriation = incident_type()
+    form = {"slug": repatriation.slug, "name": repatriation.name, "parent": str(repatriation.pk), "description": ""}
+
+    admin_answer = client.post(reverse("admin:incidents_incidenttype_change", args=[repatriation.pk]), form)
+    api_answer = client_for(reviewer).patch(
+        f"{API}/incident-types/{repatriation.pk}/", {"parent": repatriation.slug}, format="json"
+    )
+
+    message = ["A type cannot be its own parent, directly or through others."]
+    assert admin_answer.context["adminform"].form.errors["parent"] == message
+    assert api_answer.json()["parent"] == message
+
+
+def test_a_source_cannot_cite_itself(client, reviewer):
+    source = make_source(title="Daily NK")
+    form = {"title": "Daily NK", "kind": "news_article", "url": "", "archive_url": "", "publisher": "", "author": ""}
+    form.update(published_on="", language="", cites=str(source.pk), notes="")
+
+    admin_answer = client.post(reverse("admin:incidents_source_change", args=[source.pk]), form)
+    api_answer = client_for(reviewer).patch(f"{API}/sources/{source.pk}/", {"cites": source.pk}, format="json")
+
+    message = ["A source cannot cite itself, directly or through others."]
+    assert admin_answer.context["adminform"].form.errors["cites"] == message
+    assert api_answer.json()["cites"] == message
+
+
+def test_an_incident_ending_before_it_starts_is_refused_on_the_end_date(reviewer):
+    body = {
+        "title": "Reversed",
+        "incident_type": incident_type().slug,
+        "date_start": "2023-08-29",
+        "date_end": "2023-08-01",
+        "people_count_min": 10,
+        "people_count_max": 5,
+    }
+
+    answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+    assert answer.status_code == 400
+    assert {"date_end", "people_count_min"} <= set(answer.json())
+
+
+class TestPlaceCountryComesFromItsParent:
+    def test_a_place_without_a_country_takes_its_nearest_ancestors(self):
+        china = make_place(name="China", kind="country", country="CN")
+        jilin = make_place(name="Jilin", kind="province", parent=china, country="")
+        yanji = make_place(name="Yanji", parent=jilin, country="")
+        tumen = make_place(name="Tumen", parent=jilin, country="KP")
+
+        assert (jilin.country, yanji.country, tumen.country) == ("CN", "CN", "KP")
+
+    def test_places_below_take_a_country_given_later(self):
+        china = make_place(name="China", kind="country", country="")
+        jilin = make_place(name="Jilin", kind="province", parent=china, country="")
+        yanji = make_place(name="Yanji", parent=jilin, country="")
+        sinuiju = make_place(name="Sinuiju", parent=jilin, country="KP")
+
+        china.country = "CN"
+        china.save()
+
+        countries = dict(Place.objects.values_list("name", "country"))
+        assert [countries[place.name] for place in (jilin, yanji, sinuiju)] == ["CN", "CN", "KP"]
+
+    def test_through_the_admin_and_the_statistics(self, client, reviewer):
+        china = make_place(name="China", kind="country", country="CN")
+        client.post(
+            reverse("admin:incidents_place_add"), {**PLACE_FORM, "name": "Jilin", "parent": china.pk, "country": ""}
+        )
+        jilin = Place.objects.get(name="Jilin")
+        make_incident(places=[jilin])
+
+        stats = client_for().get(f"{API}/incidents/stats/?group_by=country").json()
+
+        assert jilin.country == "CN"
+        assert [(group["group"], group["incidents"]) for group in stats["results"]] == [("CN", 1)]
+
+    def test_the_migration_fills_the_places_entered_before(self):
+        china = make_place(name="China", kind="country", country="CN")
+        jilin = make_place(name="Jilin", kind="province", parent=china)
+        yanji = make_place(name="Yanji", parent=jilin)
+        Place.objects.filter(pk__in=[jilin.pk, yanji.pk]).update(country="")
+        migration = importlib.import_module("incidents.migrations.0015_constraint_messages_and_place_countries")
+
+        migration.inherit_countries(apps, None)
+
+        assert set(Place.objects.filter(pk__in=[jilin.pk, yanji.pk]).values_list("country", flat=True)) == {"CN"}
+
+
+def test_the_incident_form_offers_to_add_a_place(client):
+    client.force_login(make_user(roles.ANALYST))
+
+    page = client.get(reverse("admin:incidents_incident_add")).content.decode()
+
+    add_place = reverse("admin:incidents_place_add")
+    assert 'id="add_id_place_list"' in page and f'href="{add_place}?_to_field=id&amp;_popup=1&amp;' in page
+
+
+def test_a_viewer_is_not_offered_to_add_a_place(client):
+    client.force_login(make_user(roles.VIEWER))
+
+    page = client.get(reverse("admin:incidents_incident_change", args=[make_incident(date_start=date(2023, 1, 1)).pk]))
+
+    assert 'id="add_id_place_list"' not in page.content.decode()
+
+
+class TestNestedRecordsNameTheirField:
+    def test_a_claim_ending_before_it_starts_in_the_api(self, reviewer):
+        claim = {"source": make_source().pk, "date_start": "2023-09-18", "date_end": "2023-09-01"}
+        body = {
+            "title": "Repatriation of 40 from Tumen",
+            "incident_type": incident_type().slug,
+            "date_start": "2023-09-18",
+            "date_end": "2023-09-18",
+            "claims": [claim],
+            "victim_groups": [{"count": -1}],
+        }
+
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        errors = answer.json()
+        # Field rules first (the count's sign), then the services' (the claim's dates) once they pass.
+        assert errors["victim_groups"]["0"]["count"] == ["Ensure this value is greater than or equal to 0."]
+        body["victim_groups"] = [{"count": 3}]
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400 and "claims[0].date_end" in answer.json()
+
+    def test_a_claim_ending_before_it_starts_in_the_admin(self, client, reviewer):
+        from tests.test_admin import incident_post
+
+        form = incident_post(claims=[{"source": make_source().pk}])
+        form.update({"claims-0-date_start": "2023-09-18", "claims-0-date_end": "2023-09-01"})
+
+        answer = client.post(reverse("admin:incidents_incident_add"), form)
+
+        (claim_errors,) = [errors for errors in answer.context["inline_admin_formsets"][2].formset.errors if errors]
+        assert "date_end" in claim_errors and not Incident.objects.exists()
