@@ -16,6 +16,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 
 from incidents.api.renderers import JSONRenderer
+from incidents.api.throttling import ExportThrottle
 from incidents.exports import stream_incidents_csv
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import Incident
@@ -59,6 +60,9 @@ class IncidentCsvView(GenericAPIView):
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
+
+    def get_throttles(self):
+        return [*super().get_throttles(), ExportThrottle()]
 
     def get_queryset(self):
         return Incident.objects.visible_to(self.request.user)

@@ -6,24 +6,17 @@ what the requesting user may see, so a filter never reveals that a confidential 
 unknown id and a hidden id give the same "not a valid choice" error.
 """
 
-import json
-
 import django_filters
-from django.contrib.postgres.expressions import ArraySubquery
-from django.contrib.postgres.search import SearchQuery
-from django.db.models import BooleanField, Exists, Expression, F, Func, OuterRef, Q
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import BooleanField, Exists, Expression, OuterRef
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
-    CLAIM_SEARCH_VECTOR,
-    INCIDENT_SEARCH_VECTOR,
-    PLACE_SEARCH_VECTOR,
-    SEARCH_CONFIG,
     Claim,
-    Incident,
     IncidentPlace,
     IncidentType,
     Involvement,
@@ -33,24 +26,7 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.querysets import estimated_row_count
-
-# From which share of all incidents a search's words count as common (see filter_q).
-COMMON_WORD_SHARE = 0.02
-
-
-def _estimated_count(queryset) -> int:
-    """PostgreSQL's estimate of the rows `queryset` gives, from its statistics: reads no row."""
-    return json.loads(queryset.order_by().explain(format="json"))[0]["Plan"]["Plan Rows"]
-
-
-class IdIn(Func):
-    """`id = ANY(ARRAY(subquery))`: unlike `id IN (subquery)`, PostgreSQL can read these ids
-    through the primary key index, and so combine the condition with others in a bitmap."""
-
-    template = "(%(expressions)s))"
-    arg_joiner = " = ANY("
-    output_field = BooleanField()
+from incidents.search import IncidentSearch
 
 
 class HasPlaceInCountry(Expression):
@@ -119,6 +95,10 @@ def country_choices():
 
 
 class CountryCodeField(django_filters.fields.ChoiceField):
+    def to_python(self, value):
+        # ISO codes are upper case; `cn` means `CN`.
+        return super().to_python(value).upper()
+
     def valid_value(self, value):
         # One lookup, where Django's ChoiceField walks the 250 choices (1.6 ms of every request).
         return value in countries
@@ -143,6 +123,37 @@ class IdFilter(django_filters.ModelChoiceFilter):
 @extend_schema_field(OpenApiTypes.STR)
 class SlugFilter(django_filters.ModelChoiceFilter):
     """A record named by its slug."""
+
+
+class SearchField(forms.CharField):
+    """Cleans a search into an IncidentSearch, refusing one past its bounds (a 400 naming `q`)."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        return IncidentSearch.parse(value) if value else value
+
+
+class SearchFilter(django_filters.CharFilter):
+    field_class = SearchField
+
+
+class IncidentFilterForm(forms.Form):
+    """The checks that span filters: a date range that ends before it starts overlaps nothing, so it
+    is refused (a 400) rather than answered with an empty list the reader would take for a fact."""
+
+    def clean(self):
+        cleaned_data = super().clean()
+        date_from, date_to = cleaned_data.get("date_from"), cleaned_data.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            # Named on both: either may be the one mistyped.
+            error = ValidationError(
+                "date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that.",
+                code="dates_reversed",
+                params={"date_from": date_from, "date_to": date_to},
+            )
+            self.add_error("date_from", error)
+            self.add_error("date_to", error)
+        return cleaned_data
 
 
 class IncidentFilterSet(django_filters.FilterSet):
@@ -174,8 +185,13 @@ class IncidentFilterSet(django_filters.FilterSet):
         method="filter_organization",
         label="Organization id: involved, or publisher of a source with a claim",
     )
-    q = django_filters.CharFilter(
-        method="filter_q", max_length=200, label="Full-text search: title, description, claim excerpts, place names"
+    q = SearchFilter(
+        method="filter_q",
+        label=(
+            'Search: every word or "phrase" must match (whole words, any case), -word excludes; in ids, '
+            "titles, descriptions, place names and alternate names, involved organizations' names, acronyms "
+            "and aliases, and the titles, publishers and excerpts of the claims' sources you may see"
+        ),
     )
     updated_since = django_filters.IsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601)"
@@ -183,6 +199,7 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     class Meta:
         fields = []
+        form = IncidentFilterForm
 
     def __init__(self, data=None, queryset=None, *, request=None, prefix=None, every_filter=False):
         if data is not None and not every_filter:
@@ -237,39 +254,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(Exists(involved) | Exists(published))
 
     def filter_q(self, queryset, name, value):
-        """Incidents whose title or description, a visible claim's excerpt, or a place's name match.
-
-        Each match is answered from its GIN index and given as an id array (`id = ANY(ARRAY(…))`),
-        which PostgreSQL reads through the primary key and combines in one bitmap: no scan of the
-        incidents, whatever it guesses of the arrays' sizes. Except for a common word in titles
-        and descriptions (in COMMON_WORD_SHARE of the incidents or more, by PostgreSQL's statistics
-        on the search index): collecting its hundreds of thousands of matches to sort them costs
-        seconds, so the text condition is left for PostgreSQL to test incident by incident in the
-        list's order, stopping after a page. The question comes first because, given that form for
-        a rare word, PostgreSQL would walk the order too (it assumes a word it has no statistics
-        for is fairly common) and read the whole table."""
-        query = SearchQuery(value, search_type="websearch", config=SEARCH_CONFIG)
-        by_text = Incident.objects.alias(search=INCIDENT_SEARCH_VECTOR).filter(search=query)
-        # Claims the user may see among those of any incident: the outer queryset keeps only the
-        # incidents they may see. Checking each claim's incident here too made PostgreSQL hash the
-        # whole source table for a word found in one excerpt (90 ms).
-        by_claim = (
-            Claim.objects.disclosed_to(self.user)
-            .annotate(search=CLAIM_SEARCH_VECTOR)
-            .filter(search=query)
-            .order_by()
-            .values("incident_id")
-        )
-        matching_places = Place.objects.annotate(search=PLACE_SEARCH_VECTOR).filter(search=query).values("pk")
-        by_place = IncidentPlace.objects.filter(place__in=matching_places).values("incident_id")
-        in_claims, at_places = (IdIn(F("pk"), ArraySubquery(ids)) for ids in (by_claim, by_place.order_by()))
-        incidents = estimated_row_count(Incident)
-        # A table never analysed (-1) gives no measure of commonness: the rare words' plan never
-        # reads the whole table.
-        if incidents <= 0 or _estimated_count(by_text) < COMMON_WORD_SHARE * incidents:
-            in_text = IdIn(F("pk"), ArraySubquery(by_text.order_by().values("pk")))
-            return queryset.filter(in_text | in_claims | at_places)
-        return queryset.alias(search=INCIDENT_SEARCH_VECTOR).filter(Q(search=query) | in_claims | at_places)
+        return value.filter(queryset, user=self.user)
 
 
 class IncidentFilterBackend(DjangoFilterBackend):

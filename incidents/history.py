@@ -18,11 +18,12 @@ from django.db import connection, models
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, Incident
+from incidents.models import Claim, Incident, IncidentRevision
 from incidents.querysets import can_see_confidential, limit_to_visible
 
-# Bookkeeping columns that change on every save; showing them would bury the real changes.
-_UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_by_id", "created_by_id"}
+# Bookkeeping columns that change on every save; showing them would bury the real changes. A
+# revision's proposed `changes` are read on the revision's own page, as a diff.
+_UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_by_id", "created_by_id", "changes"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
             str(pk) for pk in Claim.objects.visible_to(user).filter(incident=obj).values_list("pk", flat=True)
         ]
         events = events.exclude(models.Q(pgh_obj_model=Claim._meta.label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))
+        # A revision proposed by someone with Confidential access may carry confidential claims.
+        visible_revision_ids = [
+            str(pk)
+            for pk in IncidentRevision.objects.visible_to(user).filter(incident=obj).values_list("pk", flat=True)
+        ]
+        events = events.exclude(
+            models.Q(pgh_obj_model=IncidentRevision._meta.label) & ~models.Q(pgh_obj_id__in=visible_revision_ids)
+        )
     return events.order_by(*HISTORY_ORDERING)
 
 

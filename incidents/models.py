@@ -10,7 +10,7 @@ import pghistory
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -28,13 +28,9 @@ from incidents.querysets import (
     SourceQuerySet,
 )
 
-# Full-text search (the `q` filter): 'simple' does no stemming, so it treats Korean, Chinese and
-# English names alike. Each vector below is used both by a GIN index and by the filter: PostgreSQL
-# uses an expression index only for the very same expression, so one definition serves both.
+# The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
+# treats Korean, Chinese and English names alike.
 SEARCH_CONFIG = "simple"
-INCIDENT_SEARCH_VECTOR = SearchVector("title", "description", config=SEARCH_CONFIG)
-CLAIM_SEARCH_VECTOR = SearchVector("excerpt", config=SEARCH_CONFIG)
-PLACE_SEARCH_VECTOR = SearchVector("name", config=SEARCH_CONFIG)
 
 
 class DatePrecision(models.TextChoices):
@@ -194,7 +190,7 @@ class Organization(TimestampedModel):
     class Meta:
         ordering = ["name"]
         indexes = [
-            # Serves matching by alias in imports and admin search.
+            # Serves matching by alias in imports.
             GinIndex(fields=["aliases"], name="organization_aliases"),
         ]
 
@@ -276,10 +272,8 @@ class Place(TimestampedModel):
         indexes = [
             # Serves the country filter on incidents (places of a country) and the admin filter.
             models.Index(fields=["country"], name="place_country"),
-            # Serves the admin's incident search by place name and the place autocomplete.
+            # Serves the place autocomplete (the admin's search fields, `icontains`).
             substring_search_index("name", "place_name_search"),
-            # Serves the `q` filter's search over place names.
-            GinIndex(PLACE_SEARCH_VECTOR, name="place_name_fulltext"),
         ]
 
     def __str__(self):
@@ -415,7 +409,7 @@ class Source(TimestampedModel):
             )
         ]
         indexes = [
-            # Serves the admin's incident search by source title and the source autocomplete.
+            # Serves the source autocomplete (the admin's search fields, `icontains`).
             substring_search_index("title", "source_title_search"),
             # Serves hiding confidential sources' claims (ClaimQuerySet.disclosed_to): the few
             # confidential sources, read from this index alone.
@@ -548,18 +542,12 @@ class Incident(TimestampedModel):
                 ],
                 name="incident_stats_by_dates",
             ),
-            # Serve the admin's search box (IncidentQuerySet.containing_text) on 1M incidents.
-            substring_search_index("title", "incident_title_search"),
-            substring_search_index("description", "incident_description_search"),
-            substring_search_index("public_id", "incident_public_id_search"),
             # Serves the public's view (published, not confidential), newest first.
             models.Index(
                 fields=["-date_start", "-id"],
                 condition=Q(review_state="published", confidential=False),
                 name="incident_public_newest_first",
             ),
-            # Serves the `q` filter's search over titles and descriptions.
-            GinIndex(INCIDENT_SEARCH_VECTOR, name="incident_text_search"),
         ]
 
     def __str__(self):
@@ -698,8 +686,6 @@ class Claim(TimestampedModel):
         indexes = [
             # Serves the source filter (incidents a source reports on).
             models.Index(fields=["source", "incident"], name="claim_by_source"),
-            # Serves the `q` filter's search over the sources' own words.
-            GinIndex(CLAIM_SEARCH_VECTOR, name="claim_excerpt_search"),
         ]
 
     def __str__(self):
@@ -758,6 +744,34 @@ class IncidentRevision(TimestampedModel):
 
     def __str__(self):
         return f"Revision {self.pk} of {self.incident.public_id} ({self.get_state_display().lower()})"
+
+
+class IncidentSearchDocument(models.Model):
+    """The words that find an incident, kept by PostgreSQL in the statement that changes them
+    (triggers of migration 0019), so that one index answers the whole search (incidents/search.py).
+
+    They are its public id, title and description; the names and alternate names of its places; the
+    names, acronyms and aliases of the organizations involved; and, for each claim, the excerpt, the
+    source's title and the source publisher's names. `disclosed` leaves out the claims a reader
+    without the confidential permission may not see (a confidential claim, or a claim of a
+    confidential source); `complete` holds them too."""
+
+    # Deleted with its incident by the same triggers (DO_NOTHING: Django need not look for it).
+    incident = models.OneToOneField(
+        Incident, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document"
+    )
+    disclosed = SearchVectorField()
+    complete = SearchVectorField()
+
+    class Meta:
+        indexes = [
+            # Serve the search for readers without, and with, the confidential permission.
+            GinIndex(fields=["disclosed"], name="incident_search_disclosed"),
+            GinIndex(fields=["complete"], name="incident_search_complete"),
+        ]
+
+    def __str__(self):
+        return f"Search words of incident {self.incident_id}"
 
 
 class ResponseKind(models.TextChoices):

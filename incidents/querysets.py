@@ -154,27 +154,6 @@ class IncidentQuerySet(models.QuerySet):
             "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
         }
 
-    def containing_text(self, text: str, user) -> "IncidentQuerySet":
-        """Incidents in which every word of `text` appears (case-insensitive, anywhere in a word) in
-        the public id, title or description, a place's name, or the title of a source with a claim
-        the user may see (so a search never reveals that a confidential source reports an incident).
-
-        Each word becomes one `id IN (… UNION …)` of three lookups, each served by a trigram index,
-        so a search reads the matching rows, not the whole table, and keeps one row per incident."""
-        incident_places = self.model._meta.get_field("incident_places").related_model.objects
-        claims = self.model._meta.get_field("claims").related_model.objects.visible_to(user)
-        incidents = self
-        for word in text.split():
-            own_text = self.model.objects.filter(
-                Q(public_id__icontains=word) | Q(title__icontains=word) | Q(description__icontains=word)
-            ).values("pk")
-            at_places = incident_places.filter(place__name__icontains=word).values("incident")
-            from_sources = claims.filter(source__title__icontains=word).values("incident")
-            # No ORDER BY inside the UNION: order is the outer list's business.
-            own_text, at_places, from_sources = (part.order_by() for part in (own_text, at_places, from_sources))
-            incidents = incidents.filter(pk__in=own_text.union(at_places, from_sources))
-        return incidents
-
     def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
         """Other incidents of the same type whose dates overlap the incident's, widened by
         `window_days` on each side (reports of one event often disagree by a few days), and that

@@ -1,7 +1,8 @@
 """Helpers shared by the API tests: clients acting as a given user, and the URLs they call."""
 
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from accounts.services import token_create
 
 API = "/api/v1"
 
@@ -10,8 +11,8 @@ def client_for(user=None) -> APIClient:
     """A client that authenticates like a partner tool does, with `Authorization: Token …`."""
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, key = token_create(user=user, name="test client")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -3,11 +3,10 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from incidents import filters, roles
+from incidents import filters, roles, search
 from incidents.models import Incident, IncidentType, Involvement, VictimGroup
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import (
@@ -346,14 +345,12 @@ class TestFilters:
         by_publisher = client_for().get(f"{API}/incidents/?organization={world['publisher'].pk}")
         assert public_ids(by_involvement) == public_ids(by_publisher) == {world["incident"].public_id}
 
-    @pytest.fixture(params=["rare", "common"])
+    @pytest.fixture(params=["collected", "tested_in_order"])
     def search_plan(self, request, monkeypatch, world):
-        """`q` plans a search for rare words and one for common words (see IncidentFilterSet.filter_q);
-        both must find the same incidents. A share of 0 makes every word common, 2 none; the
-        shares apply to the table's analysed size."""
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Incident._meta.db_table}")
-        monkeypatch.setattr(filters, "COMMON_WORD_SHARE", {"rare": 2, "common": 0}[request.param])
+        """A search collects few matches from the index and tests incidents in the list's order when
+        there are many (see IncidentSearch.filter); both must find the same incidents. A bound of
+        0 makes every search's matches many."""
+        monkeypatch.setattr(search, "COLLECT_BELOW", {"collected": 10**9, "tested_in_order": 0}[request.param])
 
     @pytest.mark.parametrize("words", ["women", "deported", "Tumen detention"])
     def test_q_searches_title_description_claim_excerpts_and_place_names(self, world, words, search_plan):

@@ -8,7 +8,6 @@ import schemathesis
 from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -16,6 +15,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from accounts.services import token_create
 from incidents import roles
 from tests.api_support import API, client_for
 from tests.factories import make_user
@@ -60,7 +60,8 @@ def api_schema(settings):
 @pytest.fixture
 def insider_token():
     """A reviewer with the confidential permission: every read and write is open to them."""
-    return f"Token {Token.objects.create(user=make_user(roles.REVIEWER, confidential=True)).key}"
+    _, key = token_create(user=make_user(roles.REVIEWER, confidential=True), name="schema tests")
+    return f"Token {key}"
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

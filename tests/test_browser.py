@@ -1,5 +1,8 @@
 """A real browser (Debian's headless Chromium driven by Playwright) through the analysts' admin.
 
+Every page any of these tests opens must keep to the Content-Security-Policy: a violation (an
+inline script or style, a resource from elsewhere) fails the test.
+
 An analyst enters the seed article's 29 August 2023 repatriation with its place and claims on one
 page — type, place and one source picked through the autocomplete, the other source created from
 the autocomplete's "+" — and saves once; a reviewer then publishes it. `make test` installs
@@ -10,6 +13,8 @@ import shutil
 
 import pytest
 from django.db import connections
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import Page, expect, sync_playwright
 
 from incidents import roles
@@ -33,11 +38,31 @@ def browser_page(monkeypatch):
         )
         page = browser.new_page()
         page.set_default_timeout(15_000)
+        violations = watch_for_csp_violations(page)
         yield page
         browser.close()
         # While Playwright's loop runs, Django keeps this test's database connection apart from the
         # thread's usual one; close it here, or it outlives the test and blocks dropping the test database.
         connections.close_all()
+    assert not violations, f"Content-Security-Policy violations: {violations}"
+
+
+def watch_for_csp_violations(page: Page) -> list[str]:
+    """Every Content-Security-Policy violation the pages report, as the browser reports them: the
+    `securitypolicyviolation` event (script added before any page script runs, which CSP does not
+    govern) and Chromium's console message."""
+    violations = []
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', event => console.error("
+        "`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI} on ${document.location}`))"
+    )
+
+    def record(message):
+        if message.type == "error" and ("CSP violation" in message.text or "Content Security Policy" in message.text):
+            violations.append(message.text)
+
+    page.on("console", record)
+    return violations
 
 
 def log_in(page: Page, live_server, username: str) -> None:
@@ -151,3 +176,69 @@ def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts
     incident.refresh_from_db()
     assert (incident.people_count, incident.version, incident.updated_by.username) == (85, 2, "reviewer")
     assert client_for().get(incident_url(incident)).json()["people_count"] == 85
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_the_api_docs_and_the_browsable_api_work_under_the_content_security_policy(browser_page, live_server):
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_place(name="Dandong", country="CN")
+    # The browsable API, as the public sees it.
+    page.goto(f"{live_server.url}/api/v1/incidents/")
+    expect(page.locator(".response-info")).to_contain_text("results")
+    log_in(page, live_server, "analyst")
+
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    choose_in_autocomplete(page, "id_place_list", "Dand", "Dandong")
+    page.goto(f"{live_server.url}/admin/incidents/incident/")
+    expect(page.locator("#changelist")).to_be_visible()
+
+    # Swagger UI builds the whole page from scripts: its title only appears if they all ran.
+    page.goto(f"{live_server.url}/api/v1/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Incident Tracker API")
+    page.goto(f"{live_server.url}/accounts/")
+    expect(page.locator("#tokens")).to_be_visible()
+
+
+def current_code(username: str) -> str:
+    """The code `username`'s authenticator app shows now, computed as the app does."""
+    device = TOTPDevice.objects.get(user__username=username, confirmed=False)
+    return f"{TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token():0{device.digits}d}"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_analyst_sets_up_a_second_factor_then_signs_in_with_a_recovery_code(browser_page, live_server, settings):
+    settings.REQUIRE_2FA = True
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+
+    # The password alone leads to setting up the app, not to the admin.
+    log_in_with_password(page, live_server, "analyst")
+    expect(page.locator("h1")).to_have_text("Set up your authenticator app")
+    expect(page.locator("#qr-code svg")).to_be_visible()
+    page.fill("#id_code", current_code("analyst"))
+    page.click("#two-factor-setup-form input[type=submit]")
+    expect(page.locator("#recovery-codes code")).to_have_count(10)
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    page.click("text=I have kept them: continue")
+    expect(page.locator("#user-tools")).to_contain_text("analyst")
+    expect(page.locator("#content h1")).to_have_text("Records")
+
+    # Next time, without the phone: a recovery code, once.
+    page.click("#logout-form button")
+    log_in_with_password(page, live_server, "analyst")
+    expect(page.locator("h1")).to_have_text("Second step")
+    page.fill("#id_code", codes[0])
+    page.click("#two-factor-form input[type=submit]")
+    expect(page.locator("#content h1")).to_have_text("Records")
+    page.goto(f"{live_server.url}/accounts/")
+    expect(page.locator("#recovery-codes-left")).to_have_text("9")
+
+
+def log_in_with_password(page: Page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")

@@ -1,12 +1,14 @@
 """Management commands: the demo-data generator, the admin account, the smoke request."""
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 
-from incidents.models import Claim, Incident, IncidentPlace, Involvement, Source, VictimGroup
+from incidents.models import Claim, Incident, IncidentPlace, IncidentRollup, Involvement, Source, VictimGroup
 
 
 class Rollback(Exception):
@@ -47,6 +49,48 @@ def test_demo_data_satisfies_every_model_rule():
     assert {"day", "month", "year"} <= precisions
     assert Incident.objects.filter(review_state="published").exists()
     assert Incident.objects.exclude(review_state="published").exists()
+
+
+def kept_totals() -> list[tuple]:
+    return list(IncidentRollup.objects.order_by(*CELL_KEY).values_list(*CELL_KEY, "incidents", "people_count"))
+
+
+CELL_KEY = ("start_month", "end_month", "incident_type", "verification", "review_state", "confidential",
+            "dimension", "country", "within_country", "organization")  # fmt: skip
+
+
+def test_demo_data_is_counted_into_the_statistics_totals():
+    # The generator counts its incidents once at the end, with their insert triggers off meanwhile:
+    # the totals must equal a recount from the incidents, the sample data's included.
+    call_command("loaddata", "sample", verbosity=0)
+    call_command("generate_demo_data", incidents=200, seed=5, batch_size=70)
+    counted = kept_totals()
+    assert sum(cell[-2] for cell in counted if cell[6] == "incident") == 204
+    call_command("recount_statistics", stdout=StringIO())
+    assert kept_totals() == counted
+
+
+def indexes_and_constraints() -> set[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid::regclass::text LIKE 'incidents_%%'"
+            " UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid::regclass::text LIKE 'incidents_%%'"
+        )
+        return set(cursor.fetchall())
+
+
+def test_demo_data_leaves_every_index_and_constraint_in_place():
+    # A load larger than the table rebuilds secondary indexes and foreign keys once, at its end.
+    before = indexes_and_constraints()
+    call_command("generate_demo_data", incidents=50, seed=2)
+    assert indexes_and_constraints() == before
+    with connection.cursor() as cursor:
+        # Django's foreign keys are checked at commit, which a test never reaches: check at once.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(IntegrityError, match="incidents_claim_incident_id"), transaction.atomic():
+        Claim.objects.create(incident_id=10**9, source=Source.objects.first())
 
 
 def test_demo_data_is_deterministic_for_a_seed():

@@ -408,3 +408,28 @@ class TestRevisions:
 
 def make_world_around(incident: Incident) -> World:
     return World(incident, None, None, None, None, None, None)
+
+
+class TestRevisionHistory:
+    def test_the_incident_history_records_proposal_and_acceptance_with_their_users(self):
+        analyst, reviewer = make_user(roles.ANALYST, username="alice"), make_user(roles.REVIEWER, username="bob")
+        incident = make_incident(title="Published title")
+        client_for(analyst).patch(incident_url(incident), {"title": "Edited", "version": 1}, format="json")
+        revision = IncidentRevision.objects.get()
+        client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/", {"note": "checked"})
+        events = client_for(reviewer).get(incident_url(incident, "history/")).json()["results"]
+        revision_events = [(event["user"], event["action"]) for event in events if "Revision" in event["record"]]
+        assert revision_events == [("alice", "insert"), ("bob", "update")]
+        [title_change] = [event for event in events if event["changes"] and "title" in event["changes"]]
+        assert title_change["user"] == "bob" and title_change["changes"]["title"] == ["Published title", "Edited"]
+
+    def test_a_revision_carrying_confidential_claims_stays_out_of_other_readers_history(self):
+        insider = make_user(roles.ANALYST, confidential=True)
+        incident = make_incident()
+        claim = make_claim(incident=incident, confidential=True, excerpt="informant words")
+        body = {"claims": [{"id": claim.pk, "source": claim.source_id, "excerpt": "new informant words"}], "version": 1}
+        assert client_for(insider).patch(incident_url(incident), body, format="json").status_code == 202
+        history = client_for(make_user(roles.REVIEWER)).get(incident_url(incident, "history/")).content.decode()
+        assert "informant words" not in history and "Revision" not in history
+        history = client_for(make_user(roles.REVIEWER, confidential=True)).get(incident_url(incident, "history/"))
+        assert "Revision" in history.content.decode()

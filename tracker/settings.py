@@ -6,6 +6,7 @@ rather than at the first request.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -13,6 +14,7 @@ import orjson
 import pghistory
 import pgtrigger
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,7 +79,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "tes
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin on a site that also asks staff for their second factor (accounts/admin_site.py).
+    "accounts.apps.TrackerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -87,25 +90,34 @@ INSTALLED_APPS = [
     "django_countries",
     "django_filters",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "pgtrigger",
     # pghistory.admin is left out: its site-wide event list ignores visible_to; each object's
     # admin History page shows its events instead (incidents/admin/base.py).
     "pghistory",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "incidents",
+    "accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks the user verified when this session passed the second factor (request.user.is_verified()).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused for lockout into the lockout page (or JSON under /api/).
+    "axes.middleware.AxesMiddleware",
     # After authentication, so every database trigger row names the acting user.
     "pghistory.middleware.HistoryMiddleware",
 ]
@@ -136,23 +148,63 @@ if not DATABASE_URL:
         "DATABASE_URL must be set (postgres://user:password@host:port/name). "
         "`make run` and `make test` start an embedded PostgreSQL and set it for you."
     )
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+# Django's psycopg connection pool on every alias, per process: a gunicorn worker's threads share
+# up to DATABASE_POOL_SIZE connections (0 turns the pool off, for an external pooler such as
+# PgBouncer; connections then persist DATABASE_CONN_MAX_AGE seconds). A request takes a connection
+# at its first query and gives it back when it ends; waiting longer than DATABASE_POOL_TIMEOUT for one
+# is an error. Session state does not travel with a pooled connection: the history context and the
+# bulk writers' trigger switch are set per transaction (set_config(…, true)), never per session.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10)
+# Streaming replicas that serve web requests' reads (tracker/replicas.py), and how they are judged.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)
+DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5)
+DATABASE_REPLICA_CONNECT_TIMEOUT = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2)
+DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30)
+
+
+def database(url: str, variable: str, *, pool_timeout: int) -> dict:
+    config = dj_database_url.parse(
+        url,
+        conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
-}
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL (postgres://…).")
-# No JIT compilation: on large tables the planner's cost of an ordinary list query crosses
-# jit_above_cost, and compiling then takes 50-100 ms for a query that runs in a few.
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"{variable} must point to PostgreSQL (postgres://…).")
+    options = config.setdefault("OPTIONS", {})
+    # No JIT compilation: on large tables the planner's cost of an ordinary list query crosses
+    # jit_above_cost, and compiling then takes 50-100 ms for a query that runs in a few.
+    options.setdefault("options", "-c jit=off")
+    if DATABASE_POOL_SIZE:
+        options["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": pool_timeout}
+    return config
+
+
+DATABASES = {"default": database(DATABASE_URL, "DATABASE_URL", pool_timeout=DATABASE_POOL_TIMEOUT)}
+DATABASE_REPLICAS = [f"replica_{number}" for number in range(1, len(DATABASE_REPLICA_URLS) + 1)]
+for alias, url in zip(DATABASE_REPLICAS, DATABASE_REPLICA_URLS, strict=True):
+    DATABASES[alias] = database(url, "DATABASE_REPLICA_URLS", pool_timeout=DATABASE_REPLICA_CONNECT_TIMEOUT)
+    DATABASES[alias]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT
+    # Tests create their database on the primary only; the replica receives it by streaming, under
+    # the same name (a test mirror takes the primary's database name, keeping its own host and port).
+    DATABASES[alias]["TEST"] = {"MIRROR": "default"}
+if DATABASE_REPLICAS:
+    DATABASE_ROUTERS = ["tracker.replicas.PrimaryReplicaRouter"]
+    # Before the session and authentication middleware, whose reads it routes too.
+    sessions = MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware")
+    MIDDLEWARE.insert(sessions, "tracker.replicas.ReplicaReadsMiddleware")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # `manage.py loaddata sample` loads the seed article's facts (fixtures/sample.json).
 FIXTURE_DIRS = [BASE_DIR / "fixtures"]
+
+# Axes first: it refuses a locked-out account before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -185,9 +237,17 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
 
-# Security: on by default outside DEBUG; a TLS-terminating proxy sets X-Forwarded-Proto.
+# Security: on by default outside DEBUG.
+# How many reverse proxies stand in front of the app. Each appends the address it received from to
+# X-Forwarded-For, so only the last PROXY_COUNT entries can be trusted: the client address (for
+# throttling and lockout) is the one the outermost proxy saw, and anything a client wrote further
+# left is ignored. 0 (the default): X-Forwarded-For and X-Forwarded-Proto are not read at all.
+PROXY_COUNT = env_int("TRACKER_PROXY_COUNT", 0)
+if PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRACKER_PROXY_COUNT must be 0 or more; got {PROXY_COUNT}.")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Without a proxy, anyone could claim HTTPS with this header; the TLS-terminating proxy sets it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PROXY_COUNT else None
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
@@ -195,6 +255,75 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Every page, the admin, the API docs and the browsable API included, loads scripts, styles and
+# images only from this site, and runs no inline script: an injected <script> does nothing.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    # The one inline style the browsable API writes (`float: right; margin-right: 10px`, on its
+    # Filters and Extra Actions buttons), allowed by its hash alone: any other inline style stays blocked.
+    "style-src-attr": [CSP.UNSAFE_HASHES, "'sha256-OfgyIBrd+/vP79JdFMYP+re4T+fIenvkrHPD2HZ8/cs='"],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.SELF],
+    "object-src": [CSP.NONE],
+}
+
+# Only staff sign in with a session (the admin's login refuses other accounts; API clients use
+# tokens), so this is the staff session's lifetime: a working day by default rather than Django's
+# two weeks. A password change ends every other session (Django's session auth hash); a new
+# second factor ends their verification (django-otp forgets a device that no longer exists).
+SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60)
+
+# Shared by every worker and server: the API's throttle counters live here. PostgreSQL by default
+# (a table created by the accounts app's first migration), so no other server is needed; Redis
+# when REDIS_URL is set.
+REDIS_URL = os.environ.get("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "tracker_cache",
+            # Past this many live entries Django drops a third of them, throttle counts included:
+            # room for every client of the last hour (the longest throttle period), well beyond the
+            # default 300, which a few hundred addresses could flush.
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
+        }
+    )
+}
+
+# Second factor: staff must pass a TOTP code (or a recovery code) after their password, on the
+# admin and on session use of the API. On by default outside DEBUG; `make run` and the tests run
+# with DEBUG on, so the sample login stays one step there.
+REQUIRE_2FA = env_bool("TRACKER_REQUIRE_2FA", not DEBUG)
+# The name an authenticator app shows beside the codes.
+OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
+RECOVERY_CODE_COUNT = 10
+# The admin's device pages show no secret key, QR code or recovery code: whoever may see them
+# could otherwise copy a colleague's second factor. Administrators only delete devices there.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# Lockout (django-axes, counted in the database so every worker sees the same counts): after
+# TRACKER_LOCKOUT_FAILURES failed logins (password, second factor, or API token request) for one
+# account from one client address, none more than TRACKER_LOCKOUT_MINUTES after the one before,
+# that account is locked for that client until TRACKER_LOCKOUT_MINUTES after the last failure.
+# Admins unlock under "Axes" in the admin.
+AXES_FAILURE_LIMIT = env_int("TRACKER_LOCKOUT_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A correct password must not reset the count: a thief who has it could otherwise keep guessing
+# the second factor, four codes at a time.
+AXES_RESET_ON_SUCCESS = False
+# The same client address as the throttles (X-Forwarded-For read through PROXY_COUNT proxies).
+AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Never keep a typed code in the attempt records (axes always masks the password).
+AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
+
+# API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
+API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90)
 
 # Audit trail: database triggers record every insert, update and delete of every tracked model, so
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
@@ -223,6 +352,11 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
 DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+# `manage.py backup` / `restore` (tracker/backup.py): the AES-256 key (URL-safe base64 of 32
+# bytes; `manage.py backup --new-key` makes one), and where pg_dump/pg_restore are when the
+# installation matching the server's version cannot be found on its own.
+BACKUP_KEY = env_str("TRACKER_BACKUP_KEY", "")
+PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 
@@ -231,8 +365,8 @@ IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 # account, so one partner's sync loop cannot starve everyone else.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
+        "accounts.authentication.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["incidents.api.permissions.ReadOrModelPermission"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -250,7 +384,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_rate("TRACKER_API_ANON_RATE", "120/minute"),
         "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
+        # Each CSV export reads every matching incident: far fewer per client than list pages.
+        "export": env_rate("TRACKER_API_EXPORT_RATE", "20/hour"),
+        # Token requests per client address, on top of the per-account lockout.
+        "login": env_rate("TRACKER_API_LOGIN_RATE", "10/minute"),
     },
+    "NUM_PROXIES": PROXY_COUNT,
     "EXCEPTION_HANDLER": "incidents.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "incidents.api.schema.TrackerAutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

@@ -190,6 +190,9 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self):
         queryset = self.object_list
+        if queryset.query.is_empty():
+            # `none()`, e.g. a search whose words no incident has: no SQL to estimate or run.
+            return 0
         unfiltered = not queryset.query.where
         estimate = estimated_row_count(queryset.model) if unfiltered else self._planner_estimate(queryset)
         if estimate >= self.exact_count_below:

@@ -19,7 +19,8 @@ from django_countries import countries
 from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
-from incidents.models import Claim, Incident, IncidentRevision, Involvement, Place, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, IncidentType, Involvement, Place, VictimGroup
+from incidents.search import IncidentSearch
 from incidents.services import (
     WORKFLOW,
     VersionConflict,
@@ -30,7 +31,7 @@ from incidents.services import (
 )
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
-FILTERSET_PARAMETERS = ("country", "date_from", "date_to")
+FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
 
 
 def _filtered_by_filterset(request, queryset, params: dict):
@@ -46,6 +47,31 @@ def filter_parameter_errors(request) -> dict[str, list[str]]:
     params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
     filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
     return {} if filterset.is_valid() else filterset.errors
+
+
+class IncidentTypeFilter(admin.SimpleListFilter):
+    """A type with its sub-types, as the API's `type` means it."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        children = {}
+        for type_ in IncidentType.objects.order_by("name"):
+            children.setdefault(type_.parent_id, []).append(type_)
+
+        def tree(parent_id, depth):
+            # Each sub-type indented under its parent, so that choosing the parent reads as "all of these".
+            for type_ in children.get(parent_id, []):
+                yield type_.slug, "\u2003" * depth + type_.name
+                yield from tree(type_.pk, depth + 1)
+
+        return list(tree(None, 0))
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return _filtered_by_filterset(request, queryset, {"type": self.value()})
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -281,11 +307,15 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
         "updated_at",
     ]
     list_display_links = ["public_id", "title"]
-    list_filter = ["incident_type", "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
+    list_filter = [IncidentTypeFilter, "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
     list_select_related = ["incident_type"]
-    # Only switches the search box on; get_search_results applies IncidentQuerySet.containing_text.
+    # Only switches the search box on; get_search_results applies the one search (incidents/search.py).
     search_fields = ["public_id", "title", "description"]
-    search_help_text = "Searches ids (INC-000042), titles, descriptions, place names and the titles of sources."
+    search_help_text = (
+        'Every word or "phrase" must match, as a whole word, in ids (INC-000042), titles, descriptions, '
+        "places (and their other names), involved organizations (names, acronyms, aliases), or the "
+        "sources of claims (titles, publishers, excerpts). -word leaves out what it matches."
+    )
     ordering = ["-date_start", "-id"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -325,7 +355,12 @@ class IncidentAdmin(IncidentCsvAdminMixin, TrackedModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
             return queryset, False
-        return queryset.containing_text(search_term, request.user), False
+        try:
+            search = IncidentSearch.parse(search_term)
+        except ValidationError as error:
+            self.message_user(request, f"This search cannot be run: {' '.join(error.messages)}", messages.ERROR)
+            return queryset.none(), False
+        return search.filter(queryset, user=request.user), False
 
     @admin.display(description="People", ordering="people_count")
     def people(self, incident):

@@ -2,7 +2,7 @@
 imported, so a rate changed in settings (or a test's override) takes effect."""
 
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 
 class CurrentRateMixin:
@@ -16,3 +16,24 @@ class AnonymousClientThrottle(CurrentRateMixin, AnonRateThrottle):
 
 class AccountThrottle(CurrentRateMixin, UserRateThrottle):
     """Signed-in clients, per account (TRACKER_API_USER_RATE)."""
+
+
+class ClientThrottle(CurrentRateMixin, SimpleRateThrottle):
+    """Per account when signed in, otherwise per client address (NUM_PROXIES decides which
+    X-Forwarded-For entry that is)."""
+
+    def get_cache_key(self, request, view):
+        ident = f"user-{request.user.pk}" if request.user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class ExportThrottle(ClientThrottle):
+    """CSV exports (TRACKER_API_EXPORT_RATE): each reads every matching incident."""
+
+    scope = "export"
+
+
+class TokenRequestThrottle(ClientThrottle):
+    """Token requests (TRACKER_API_LOGIN_RATE), on top of the per-account lockout."""
+
+    scope = "login"

@@ -31,6 +31,7 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
+from incidents.api.throttling import ExportThrottle
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
@@ -196,6 +197,10 @@ class IncidentViewSet(ResourceViewSet):
 
     def wants_csv(self) -> bool:
         return self.action == "list" and self.request.query_params.get("format") == "csv"
+
+    def get_throttles(self):
+        # `?format=csv` is an export, counted in the exports' own scope like /api/v1/incidents.csv.
+        return [*super().get_throttles(), ExportThrottle()] if self.wants_csv() else super().get_throttles()
 
     def perform_content_negotiation(self, request, force=False):
         # The CSV body is a COPY stream (incidents.exports) that no renderer produces; its errors

@@ -38,7 +38,7 @@ $$;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("incidents", "0015_constraint_messages_and_place_countries")]
+    dependencies = [("incidents", "0019_one_search")]
 
     operations = [
         migrations.RunSQL(LIST_ITEM_FUNCTION, reverse_sql="DROP FUNCTION csv_list_item(text);"),

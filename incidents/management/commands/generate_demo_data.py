@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--incidents", type=positive_int, required=True, help="How many incidents to add (> 0).")
         parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
-        parser.add_argument("--batch-size", type=positive_int, default=20_000, help="Incidents per transaction.")
+        parser.add_argument("--batch-size", type=positive_int, default=20_000, help="Incidents per COPY batch.")
 
     def handle(self, *args, incidents, seed, batch_size, **options):
         started = time.monotonic()

@@ -1,0 +1,100 @@
+"""The API's door to accounts: ask for a token with a password (and the second factor when the
+account has to use one), list one's own tokens, revoke one."""
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import ApiToken
+from accounts.services import (
+    second_factor_check,
+    second_factor_enrolled,
+    second_factor_required,
+    token_create,
+    token_revoke,
+)
+from incidents.api.throttling import TokenRequestThrottle
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
+    name = serializers.CharField(max_length=100, default="API token", help_text="What the token is for.")
+    otp = serializers.CharField(
+        required=False,
+        help_text="Staff accounts: the 6-digit code the authenticator app shows, or an unused recovery code.",
+    )
+
+    def validate(self, attrs):
+        # The Django request, not DRF's: django-axes marks it when this client is locked out, and
+        # its middleware then answers 429 with the lockout message.
+        request = self.context["request"]._request
+        user = authenticate(request, username=attrs["username"], password=attrs["password"])
+        if user is None:
+            raise serializers.ValidationError("Unable to log in with the username and password given.")
+        if second_factor_required(user):
+            if not second_factor_enrolled(user):
+                message = "This account must set up its second factor first: sign in to the admin, which leads the way."
+                raise serializers.ValidationError({"otp": message})
+            if not attrs.get("otp"):
+                raise serializers.ValidationError(
+                    {"otp": "This account signs in with a second factor: send the code from the authenticator app."}
+                )
+            if second_factor_check(request=request, user=user, code=attrs["otp"]) is None:
+                raise serializers.ValidationError({"otp": "That code is not right, or was already used."})
+        attrs["user"] = user
+        return attrs
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "hint", "created_at", "last_used_at", "expires_at"]
+
+
+class IssuedTokenSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The token itself, shown this once: keep it secret.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = ["token", *TokenSerializer.Meta.fields]
+
+
+class TokenRequestView(APIView):
+    """A new API token for the account whose username and password are given."""
+
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = [TokenRequestThrottle]
+
+    @extend_schema(request=TokenRequestSerializer, responses={200: IssuedTokenSerializer})
+    def post(self, request):
+        serializer = TokenRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token, key = token_create(user=serializer.validated_data["user"], name=serializer.validated_data["name"])
+        token.token = key
+        # 200 rather than 201, as DRF's obtain_auth_token answered: existing clients check for it.
+        return Response(IssuedTokenSerializer(token).data, status=status.HTTP_200_OK)
+
+
+class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The signed-in account's own API tokens; DELETE revokes one."""
+
+    serializer_class = TokenSerializer
+    permission_classes = [IsAuthenticated]
+    # An account has a handful of tokens: one page, no cursor.
+    pagination_class = None
+    # Anything but a number is no token: the API's JSON 404 answers it.
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema is built without a user
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=self.request.user)
+
+    def destroy(self, request, *args, **kwargs):
+        if not token_revoke(user=request.user, token_id=self.kwargs["pk"]):
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,63 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+# New tokens start with this, so a leaked one is recognisable (secret scanners, logs) as ours.
+TOKEN_PREFIX = "trk_"
+
+
+def token_digest(key: str) -> str:
+    """The stored form of a token. A token is 32 random bytes, so a fast hash is enough: unlike a
+    password, it cannot be guessed from a dictionary, and the digest must be found by an index."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_token_key() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self):
+        """Tokens that still authenticate: not expired, of an active account."""
+        return self.filter(expires_at__gt=timezone.now(), user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A credential for the API (`Authorization: Token …`), shown once when made.
+
+    Hand-written rather than django-rest-knox: knox hashes and expires tokens, but has neither a
+    name nor a last-use date, and its login views authenticate with its own classes; extending it
+    for those needs a custom model, authentication class and views: more than this model."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. “nightly sync”.")
+    # SHA-256 of the token, hex; the token itself is never stored.
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    # The token's first characters, so its owner can tell which one a list row is.
+    hint = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField()
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="api_token_expires_after_creation"
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="api_token_named"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.hint}…)"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at <= timezone.now()

@@ -1,0 +1,127 @@
+"""Accounts' rules: who must pass a second factor, enrolling one, recovery codes, and API tokens.
+
+Doors (the admin site, the pages in views.py, the API in api.py, signals) call these."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.signals import user_login_failed
+from django.db import transaction
+from django.utils import timezone
+from django_otp import match_token, user_has_device
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import ApiToken, new_token_key, token_digest
+
+# A token's last use is written at most this often: a partner's sync loop must not turn every
+# read into a write.
+LAST_USE_PRECISION = timedelta(minutes=1)
+
+
+def second_factor_required(user) -> bool:
+    """Staff must pass a second factor after their password (TRACKER_REQUIRE_2FA)."""
+    return bool(settings.REQUIRE_2FA and user.is_authenticated and user.is_staff)
+
+
+def second_factor_missing(user) -> bool:
+    """`user` must pass a second factor and this session has not. django-otp's OTPMiddleware gives
+    a session's user is_verified(); a user Django has just signed in (auth.login replaces
+    request.user) has none yet and is not verified."""
+    return second_factor_required(user) and not (hasattr(user, "is_verified") and user.is_verified())
+
+
+def second_factor_enrolled(user) -> bool:
+    """Runs queries: whether `user` has a confirmed authenticator app or recovery codes."""
+    return user_has_device(user, confirmed=True)
+
+
+def second_factor_check(*, request, user, code: str) -> Device | None:
+    """The device that accepts `code` (a code from the app, or an unused recovery code, which is
+    then spent), or None. A wrong code counts as a failed login for the lockout (django-axes
+    hears Django's user_login_failed signal), like a wrong password."""
+    device = match_token(user, "".join(code.split()))
+    if device is None:
+        user_login_failed.send(sender=__name__, credentials={"username": user.get_username()}, request=request)
+    return device
+
+
+def authenticator_start(*, user) -> TOTPDevice:
+    """The authenticator-app device `user` is setting up: the one begun earlier and not yet
+    confirmed, or a new one. Its secret is shown to the user until a code confirms it."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+
+
+@transaction.atomic
+def authenticator_confirm(*, user, device: TOTPDevice, code: str) -> list[str] | None:
+    """Confirm `device` with a code the app shows, or None when the code is wrong.
+
+    The new app replaces every earlier device and recovery code: sessions verified by those are
+    no longer verified (django-otp drops a session's device once it is gone), so a second factor
+    change signs staff out of every other browser. Returns the new recovery codes."""
+    if not device.verify_token("".join(code.split())):
+        return None
+    TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    return recovery_codes_replace(user=user)
+
+
+@transaction.atomic
+def recovery_codes_replace(*, user) -> list[str]:
+    """New single-use recovery codes for `user`; the earlier ones stop working. The device stays
+    the same, so a session verified by a recovery code stays verified."""
+    device, _ = StaticDevice.objects.get_or_create(user=user, defaults={"name": "Recovery codes"})
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def recovery_codes_left(user) -> int:
+    """Runs a query."""
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """A new API token for `user` and its key, which is returned this once and never stored."""
+    key = new_token_key()
+    now = timezone.now()
+    token = ApiToken(
+        user=user,
+        name=name,
+        digest=token_digest(key),
+        hint=key[:8],
+        created_at=now,
+        expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
+    )
+    token.full_clean()
+    token.save()
+    return token, key
+
+
+def token_authenticate(key: str) -> ApiToken | None:
+    """Runs a query (two when the last use is recorded): the usable token whose key is `key`."""
+    token = ApiToken.objects.usable().select_related("user").filter(digest=token_digest(key)).first()
+    if token is not None:
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+    return token
+
+
+def token_revoke(*, user, token_id: int) -> bool:
+    """Revoke `user`'s own token `token_id`; False when `user` has no such token (someone else's
+    answers the same as a missing one)."""
+    deleted, _ = ApiToken.objects.filter(user=user, pk=token_id).delete()
+    return bool(deleted)
+
+
+def tokens_revoke_all(*, user) -> int:
+    """Revoke every token of `user` (password changed, account deactivated)."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted

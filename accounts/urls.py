@@ -1,0 +1,15 @@
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("", views.security, name="security"),
+    path("two-factor/", views.two_factor_verify, name="two-factor-verify"),
+    path("two-factor/setup/", views.two_factor_setup, name="two-factor-setup"),
+    path("recovery-codes/", views.recovery_codes_new, name="recovery-codes-new"),
+    path("tokens/", views.token_new, name="token-new"),
+    path("tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token-revoke"),
+    path("sign-out/", views.sign_out, name="sign-out"),
+]

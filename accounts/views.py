@@ -1,0 +1,193 @@
+"""Pages for staff, styled like the admin: the second step of signing in, setting up an
+authenticator app, recovery codes, and their own API tokens."""
+
+import functools
+from base64 import b32encode
+
+import qrcode
+import qrcode.image.svg
+from django.contrib import admin, messages
+from django.contrib.auth.views import LogoutView, redirect_to_login
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+
+from accounts.forms import CodeForm, TokenForm
+from accounts.lockout import is_locked_out, lockout_response
+from accounts.models import ApiToken
+from accounts.services import (
+    authenticator_confirm,
+    authenticator_start,
+    recovery_codes_left,
+    recovery_codes_replace,
+    second_factor_check,
+    second_factor_enrolled,
+    second_factor_missing,
+    token_create,
+    token_revoke,
+)
+
+
+def page(request, template: str, context: dict, status: int = 200) -> TemplateResponse:
+    return TemplateResponse(request, template, {**admin.site.each_context(request), **context}, status=status)
+
+
+def next_url(request) -> str:
+    """Where to go after this step: the `next` parameter when it stays on this site, else the admin."""
+    url = request.POST.get("next") or request.GET.get("next")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return reverse("admin:index")
+
+
+def with_next(view_name: str, url: str) -> str:
+    return f"{reverse(view_name)}?{urlencode({'next': url})}"
+
+
+def password_accepted(view):
+    """Staff whose password this session accepted, whether or not they passed the second factor."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not (request.user.is_active and request.user.is_staff):
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def fully_signed_in(view):
+    """Staff who also passed the second factor when one is required."""
+
+    @functools.wraps(view)
+    @password_accepted
+    def wrapper(request, *args, **kwargs):
+        if second_factor_missing(request.user):
+            return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@password_accepted
+def two_factor_verify(request):
+    """The second step of signing in: a code from the authenticator app, or a recovery code."""
+    user, destination = request.user, next_url(request)
+    if user.is_verified():
+        return redirect(destination)
+    if not second_factor_enrolled(user):
+        return redirect(with_next("accounts:two-factor-setup", destination))
+    form = CodeForm(request.POST or None)
+    if request.method == "POST":
+        # Checked before the code: a locked-out client may not try codes either.
+        if is_locked_out(request, user.get_username()):
+            return lockout_response(request)
+        if form.is_valid():
+            device = second_factor_check(request=request, user=user, code=form.cleaned_data["code"])
+            if device is not None:
+                request.session.cycle_key()
+                otp_login(request, device)
+                return redirect(destination)
+            # A failure counted by django-axes may have just locked this client: its middleware
+            # then answers with the lockout page instead of this one.
+            form.add_error("code", "That code is not right, or was already used. Type the code the app shows now.")
+    return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
+
+
+@password_accepted
+def two_factor_setup(request):
+    """Set up an authenticator app: scan the QR code, type the code the app shows."""
+    user, destination = request.user, next_url(request)
+    if second_factor_enrolled(user) and not user.is_verified():
+        # Replacing the second factor needs the current one first, or a stolen password would do.
+        return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
+    device = authenticator_start(user=user)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        codes = authenticator_confirm(user=user, device=device, code=form.cleaned_data["code"])
+        if codes is not None:
+            request.session.cycle_key()
+            otp_login(request, device)
+            return page(
+                request,
+                "accounts/recovery_codes.html",
+                {"title": "Your recovery codes", "codes": codes, "next": destination},
+            )
+        form.add_error(
+            "code",
+            "That code does not match. Type the code the app shows now; if it still fails, check the phone's clock.",
+        )
+    secret = b32encode(device.bin_key).decode()
+    context = {
+        "title": "Set up your authenticator app",
+        "form": form,
+        "next": destination,
+        "qr_code": qr_code_svg(device.config_url),
+        # In groups of four, as authenticator apps show and accept it.
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        "replacing": second_factor_enrolled(user),
+    }
+    return page(request, "accounts/two_factor_setup.html", context)
+
+
+def qr_code_svg(data: str):
+    """The QR code as inline SVG markup, drawn here: the secret never leaves for an image service,
+    and the Content-Security-Policy needs no image source but this site."""
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    return mark_safe(image.to_string(encoding="unicode"))
+
+
+@fully_signed_in
+def security(request, new_token=None, new_key=None, token_form=None):
+    """The signed-in person's second factor, recovery codes and API tokens."""
+    user = request.user
+    context = {
+        "title": "Sign-in security",
+        "enrolled": second_factor_enrolled(user),
+        "recovery_codes_left": recovery_codes_left(user),
+        "tokens": ApiToken.objects.filter(user=user),
+        "token_form": token_form or TokenForm(),
+        "new_token": new_token,
+        "new_key": new_key,
+    }
+    return page(request, "accounts/security.html", context)
+
+
+@require_POST
+@fully_signed_in
+def recovery_codes_new(request):
+    codes = recovery_codes_replace(user=request.user)
+    return page(
+        request,
+        "accounts/recovery_codes.html",
+        {"title": "Your new recovery codes", "codes": codes, "next": reverse("accounts:security")},
+    )
+
+
+@require_POST
+@fully_signed_in
+def token_new(request):
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return security(request, token_form=form)
+    token, key = token_create(user=request.user, name=form.cleaned_data["name"])
+    return security(request, new_token=token, new_key=key)
+
+
+@require_POST
+@fully_signed_in
+def token_revoke_view(request, token_id: int):
+    if token_revoke(user=request.user, token_id=token_id):
+        messages.success(request, "The token was revoked: it no longer works.")
+    else:
+        messages.error(request, "There is no such token among yours.")
+    return redirect("accounts:security")
+
+
+sign_out = LogoutView.as_view(next_page="admin:login")

@@ -1,0 +1,81 @@
+"""How long `generate_demo_data` takes, and where the time goes.
+
+    DATABASE_URL=postgres://…/tracker_NAME DJANGO_DEBUG=1 .venv/bin/python bench/bench_demo_data.py 200000
+
+Adds N incidents (seed 7) to DATABASE_URL's database, then prints the wall time, the CPU time of
+this process and of its PostgreSQL backend (on a shared machine, CPU time is what the load would
+take alone), the time spent building indexes and counting the statistics' totals, and checks that
+the kept totals count every incident once.
+"""
+
+import os
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+from incidents.demo_data import generate_demo_data  # noqa: E402
+from incidents.models import Incident, IncidentRollup, RollupDimension  # noqa: E402
+
+
+def backend_cpu_seconds(pid: int) -> float:
+    """utime + stime of a PostgreSQL backend on this machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    phases = defaultdict(float)
+
+    def timed(execute, sql, params, many, context):
+        started = time.monotonic()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            kind = (
+                "build indexes"
+                if sql.startswith("CREATE")
+                else "count totals"
+                if "incident_rollup_count" in sql
+                else None
+            )
+            if kind:
+                phases[kind] += time.monotonic() - started
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM incidents_incident)")
+        backend, before = cursor.fetchone()
+    load = os.getloadavg()
+    cpu_before, backend_before = resource.getrusage(resource.RUSAGE_SELF), backend_cpu_seconds(backend)
+    started = time.monotonic()
+    with connection.execute_wrapper(timed):
+        generate_demo_data(incidents=count, seed=7)
+    wall = time.monotonic() - started
+    cpu_after, backend_after = resource.getrusage(resource.RUSAGE_SELF), backend_cpu_seconds(backend)
+
+    counted = IncidentRollup.objects.filter(dimension=RollupDimension.INCIDENT).values_list("incidents", flat=True)
+    total, kept = Incident.objects.count(), sum(counted)
+    print(f"generate_demo_data --incidents {count:,} into {before:,} incidents: {wall:.1f} s wall")
+    print(f"  CPU: this process {cpu_after.ru_utime - cpu_before.ru_utime:.1f} s, "
+          f"PostgreSQL backend {backend_after - backend_before:.1f} s")  # fmt: skip
+    for phase, seconds in phases.items():
+        print(f"  of which {phase}: {seconds:.1f} s wall")
+    print(f"  load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; after: {os.getloadavg()[0]:.1f}")
+    print(f"  kept totals count {kept:,} incidents of {total:,}: {'OK' if kept == total else 'WRONG'}")
+    if kept != total:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tracker import backup
+
+
+class Command(BaseCommand):
+    help = (
+        "Write an encrypted, compressed dump of the whole database (pg_dump custom format, AES-256-GCM "
+        "under TRACKER_BACKUP_KEY) to a file. `restore` brings it back into an empty database."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("-o", "--output", type=Path, help="The file to write (never overwritten).")
+        parser.add_argument("--new-key", action="store_true", help="Print a new key for TRACKER_BACKUP_KEY and stop.")
+
+    def handle(self, *args, output, new_key, **options):
+        if new_key:
+            self.stdout.write(backup.new_key())
+            return
+        if output is None:
+            raise CommandError("Name the file to write with -o/--output.")
+        started = time.monotonic()
+        try:
+            # Exclusive creation: a backup never overwrites an older one.
+            with output.open("xb") as target:
+                written = backup.backup_database(target)
+        except FileExistsError:
+            raise CommandError(f"{output} exists already: choose a new name.") from None
+        except backup.BackupError as error:
+            output.unlink(missing_ok=True)
+            raise CommandError(str(error)) from error
+        self.stdout.write(
+            self.style.SUCCESS(f"Wrote {output} ({written:,} bytes) in {time.monotonic() - started:.1f} s.")
+        )

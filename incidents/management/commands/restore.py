@@ -1,0 +1,31 @@
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from tracker import backup
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a file written by `backup` into an empty database (by default DATABASE_URL's), in one "
+        "transaction: all of it or nothing. Every chunk is checked against TRACKER_BACKUP_KEY first."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path, help="A file written by `manage.py backup`.")
+        parser.add_argument(
+            "--into", metavar="URL", help="postgres://… of the empty database to fill (default: DATABASE_URL)."
+        )
+
+    def handle(self, *args, file, into, **options):
+        started = time.monotonic()
+        try:
+            with file.open("rb") as source:
+                backup.restore_database(source, into or settings.DATABASE_URL)
+        except FileNotFoundError:
+            raise CommandError(f"{file} does not exist.") from None
+        except backup.BackupError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(self.style.SUCCESS(f"Restored {file} in {time.monotonic() - started:.1f} s."))

@@ -1,0 +1,143 @@
+"""The one search of incidents: the admin's search box and the `q` filter (API lists, CSV exports,
+statistics) parse the same words and find the same incidents.
+
+A search is up to MAX_TERMS words or "quoted phrases"; a `-` before one leaves out the incidents it
+matches. Every word must match, each anywhere among an incident's words (IncidentSearchDocument):
+its public id (`INC-000042`), title and description, its places' names and alternate names, the
+names, acronyms and aliases of the organizations involved, and, for the claims the reader may see,
+their excerpts, their sources' titles and their sources' publishers' names, acronyms and aliases.
+Words match whole, in any case, without stemming ("repatriation" does not find "repatriations"). So
+"HRW repatriation" finds an incident titled "… repatriation" that a Human Rights Watch report is
+cited for. A claim the reader may not see never makes an incident match: a search never reveals a
+confidential source.
+
+All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
+per audience, so one condition answers the whole search. How it is read depends on how many
+incidents match, which PostgreSQL's statistics on the words tell (IncidentSearch._few_matches):
+fewer than COLLECT_BELOW are collected from the index and sorted; more are found by testing
+incidents in the list's order, which stops after a page (collecting hundreds of thousands of
+matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
+the latter: the newest incidents, testing a few rows; and when the words it leaves out are in no
+incident, the statistics answer from their kept totals (`selects_everything`).
+"""
+
+import json
+import re
+
+from django.contrib.postgres.expressions import ArraySubquery
+from django.contrib.postgres.search import SearchQuery
+from django.core.exceptions import ValidationError
+from django.db.models import BooleanField, F, Func
+
+from incidents.models import SEARCH_CONFIG, IncidentSearchDocument
+from incidents.querysets import can_see_confidential
+
+# Bounds on one search, so that none holds a worker for long (issue 17).
+MAX_LENGTH = 200
+MAX_TERMS = 8
+# Up to how many matching incidents a search collects them from the index and sorts them (reading
+# each one's row: about 100 ms for 5,000 on a busy machine); from there, it tests incidents in the
+# list's order instead (see `IncidentSearch.filter`): at 1,000,000 incidents, 5,000 are 0.5%, so a
+# page of 50 is found among the first 10,000 read, each a lookup in the index of their words.
+COLLECT_BELOW = 5_000
+
+# A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
+_TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
+
+
+class IdIn(Func):
+    """`id = ANY(ARRAY(subquery))`: unlike `id IN (subquery)`, PostgreSQL reads these ids through
+    the primary key index whatever it guesses of their number, rather than reading the whole list
+    in its order in the hope of meeting them early."""
+
+    template = "(%(expressions)s))"
+    arg_joiner = " = ANY("
+    output_field = BooleanField()
+
+
+class IncidentSearch:
+    """A parsed search; `filter(incidents, user=…)` applies it to an incident queryset."""
+
+    def __init__(self, included: list[SearchQuery], excluded: list[SearchQuery]):
+        self.included = included
+        self.excluded = excluded
+
+    @classmethod
+    def parse(cls, text: str) -> "IncidentSearch":
+        """The distinct words and phrases of `text`, or a ValidationError saying which bound it
+        passes. Pieces without a letter or digit (a lone `-`, punctuation) find nothing: left out."""
+        if len(text) > MAX_LENGTH:
+            raise ValidationError(
+                "Search at most %(limit)d characters (this search has %(length)d).",
+                code="max_length",
+                params={"limit": MAX_LENGTH, "length": len(text)},
+            )
+        terms = {}
+        for found in _TERM.finditer(text):
+            phrase = found["phrase"] is not None
+            words = " ".join((found["phrase"] if phrase else found["word"]).split())
+            if any(character.isalnum() for character in words):
+                terms.setdefault((words.casefold(), phrase, bool(found["excluded"])), words)
+        if len(terms) > MAX_TERMS:
+            raise ValidationError(
+                'Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).',
+                code="max_terms",
+                params={"limit": MAX_TERMS, "count": len(terms)},
+            )
+        queries = {True: [], False: []}
+        for (_, phrase, excluded), words in terms.items():
+            search_type = "phrase" if phrase else "plain"
+            queries[excluded].append(SearchQuery(words, search_type=search_type, config=SEARCH_CONFIG))
+        return cls(included=queries[False], excluded=queries[True])
+
+    def _query(self) -> SearchQuery | None:
+        """Every included word and none of the excluded ones, as one tsquery (None: no words)."""
+        parts = [*self.included, *(~excluded for excluded in self.excluded)]
+        if not parts:
+            return None
+        query = parts[0]
+        for part in parts[1:]:
+            query &= part
+        return query
+
+    def selects_everything(self) -> bool:
+        """True when the search leaves every incident in: it has no words to find, and those it
+        leaves out are no incident's (whatever the reader may see). One query when it only
+        leaves words out, served by the index; none otherwise."""
+        if self.included:
+            return False
+        if not self.excluded:
+            return True
+        any_excluded = self.excluded[0]
+        for excluded in self.excluded[1:]:
+            any_excluded |= excluded
+        # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
+        # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
+        # index says at once that there is none.
+        found = IncidentSearchDocument.objects.filter(complete=any_excluded).order_by()[:1_000]
+        return found.count() == 0
+
+    def filter(self, incidents, *, user):
+        """The incidents of the queryset `incidents` (already limited to what `user` may see) that
+        the search finds for `user`. Runs one query to choose the plan (`_few_matches`; none for a
+        search that only leaves words out), two for several common words."""
+        query = self._query()
+        if query is None:
+            return incidents
+        words = "complete" if can_see_confidential(user) else "disclosed"
+        matches = IncidentSearchDocument.objects.filter(**{words: query}).order_by()
+        if self.included and self._few_matches(matches):
+            return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
+        # No index finds what lacks a word: a search that only leaves words out is always this one.
+        return incidents.filter(**{f"search_document__{words}": query})
+
+    def _few_matches(self, matches) -> bool:
+        """Whether fewer than COLLECT_BELOW incidents match, by PostgreSQL's estimate from its
+        statistics on the words (no row read). Several words each common may still be rare together
+        ("repatriation torture"), which the estimate, taking the words as independent, cannot tell:
+        their matches are then counted, up to the bound. A count reads each match's row, which
+        costs more than the estimate: for one word (most searches) the estimate is enough."""
+        plan = json.loads(matches.values("pk").explain(format="json"))
+        if plan[0]["Plan"]["Plan Rows"] < COLLECT_BELOW:
+            return True
+        return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW

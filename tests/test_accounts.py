@@ -1,0 +1,467 @@
+"""Accounts through their doors: the admin's sign-in with a second factor, the lockout after
+failed attempts, API tokens, throttling by client, and the security headers.
+
+Throttling and lockout across worker processes are tested through the real server in
+tests/test_accounts_server.py; the browser flow in tests/test_browser.py."""
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt, AccessFailureLog
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_static.models import StaticToken
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken
+from accounts.services import authenticator_confirm, authenticator_start, token_create
+from incidents import roles
+from tests.api_support import API
+from tests.factories import make_incident, make_user
+
+PASSWORD = "correct horse battery staple"
+
+
+def app_code(device, steps_ahead: int = 0) -> str:
+    """The code the authenticator app shows (`steps_ahead` periods from now)."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + steps_ahead * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
+def enrol(user):
+    """`user` set up an authenticator app: the device and the recovery codes."""
+    device = authenticator_start(user=user)
+    codes = authenticator_confirm(user=user, device=device, code=app_code(device))
+    return device, codes
+
+
+def sign_in(client, user, password=PASSWORD):
+    return client.post("/admin/login/", {"username": user.username, "password": password, "next": "/admin/"})
+
+
+def second_step(client, code):
+    return client.post("/accounts/two-factor/", {"code": code, "next": "/admin/"})
+
+
+@pytest.fixture
+def second_factor_on(settings):
+    settings.REQUIRE_2FA = True
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestSecondFactor:
+    def test_a_password_alone_does_not_open_the_admin_to_staff(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        enrol(analyst)
+        response = sign_in(client, analyst)
+        assert response.status_code == 302
+        assert response["Location"] == "/accounts/two-factor/?next=%2Fadmin%2F"
+        assert client.get("/admin/").status_code == 302
+        assert client.get("/admin/incidents/incident/").url.startswith("/admin/login/")
+
+    def test_the_code_from_the_app_opens_the_admin(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        sign_in(client, analyst)
+        response = second_step(client, app_code(device, steps_ahead=1))
+        assert (response.status_code, response["Location"]) == (302, "/admin/")
+        assert client.get("/admin/").status_code == 200
+
+    def test_a_wrong_code_is_refused_with_a_clear_message(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        sign_in(client, analyst)
+        wrong = "000000" if app_code(device, 1) != "000000" else "111111"
+        response = second_step(client, wrong)
+        assert response.status_code == 200
+        assert "That code is not right" in response.content.decode()
+        assert client.get("/admin/").status_code == 302
+
+    def test_a_recovery_code_works_once(self):
+        analyst = make_user(roles.ANALYST)
+        _, codes = enrol(analyst)
+        first, second = Client(), Client()
+        sign_in(first, analyst)
+        assert second_step(first, codes[0])["Location"] == "/admin/"
+        sign_in(second, analyst)
+        assert second_step(second, codes[0]).status_code == 200
+        assert second.get("/admin/").status_code == 302
+        assert StaticToken.objects.filter(device__user=analyst).count() == 9
+
+    def test_staff_without_a_second_factor_set_one_up_from_a_qr_code_drawn_here(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+        response = client.get("/accounts/two-factor/?next=/admin/", follow=True)
+        page = response.content.decode()
+        assert response.redirect_chain[-1][0] == "/accounts/two-factor/setup/?next=%2Fadmin%2F"
+        # The QR code is markup in the page, not an image fetched from anywhere.
+        assert '<div class="qr-code" id="qr-code"><svg' in page and "<img" not in page
+        device = analyst.totpdevice_set.get(confirmed=False)
+        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+        assert response.status_code == 200
+        assert len(response.context["codes"]) == 10
+        assert client.get("/admin/").status_code == 200
+
+    def test_replacing_the_app_needs_the_current_second_factor_first(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        enrol(analyst)
+        sign_in(client, analyst)
+        response = client.get("/accounts/two-factor/setup/")
+        assert response.url.startswith("/accounts/two-factor/?next=")
+        assert analyst.totpdevice_set.count() == 1
+
+    def test_a_new_app_ends_the_other_sessions_verification(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        elsewhere, here = Client(), Client()
+        sign_in(elsewhere, analyst)
+        second_step(elsewhere, app_code(device, 1))
+        assert elsewhere.get("/admin/").status_code == 200
+
+        sign_in(here, analyst)
+        _, codes = enrol(analyst)  # the device this session set up replaces the old one
+        second_step(here, codes[0])
+        assert here.get("/admin/").status_code == 200
+        assert elsewhere.get("/admin/").status_code == 302
+
+    def test_session_use_of_the_api_needs_the_second_factor(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        draft = make_incident(review_state="draft")
+        sign_in(client, analyst)
+        response = client.get(f"{API}/incidents/{draft.public_id}/")
+        assert response.status_code == 401
+        assert "second factor" in response.json()["detail"]
+        second_step(client, app_code(device, 1))
+        assert client.get(f"{API}/incidents/{draft.public_id}/").status_code == 200
+
+    def test_the_token_endpoint_asks_staff_for_their_code(self):
+        analyst, client = make_user(roles.ANALYST), APIClient()
+        device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD}
+        refused = client.post(f"{API}/auth/token/", body)
+        assert refused.status_code == 400 and "otp" in refused.json()
+        answer = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
+        assert answer.status_code == 200 and answer.json()["token"].startswith("trk_")
+
+    def test_staff_without_a_second_factor_are_told_to_set_one_up_before_getting_a_token(self):
+        analyst = make_user(roles.ANALYST)
+        refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
+        assert refused.status_code == 400
+        assert "set up its second factor first" in refused.json()["otp"][0]
+
+    def test_accounts_that_are_not_staff_need_no_second_factor(self):
+        partner = make_user(None)
+        answer = APIClient().post(f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD})
+        assert answer.status_code == 200
+
+
+def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
+    administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+    device, codes = enrol(analyst)
+    client = Client()
+    client.force_login(administrator)
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
+    assert analyst.username in page and device.key not in page
+    static = analyst.staticdevice_set.get()
+    page = client.get(f"/admin/otp_static/staticdevice/{static.pk}/change/").content.decode()
+    assert not any(code in page for code in codes)
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/").status_code == 403
+    client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert not analyst.totpdevice_set.exists()
+
+
+def test_without_the_setting_staff_sign_in_with_a_password_alone(settings):
+    settings.REQUIRE_2FA = False
+    analyst, client = make_user(roles.ANALYST), Client()
+    assert sign_in(client, analyst)["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+class TestLockout:
+    def test_five_wrong_passwords_lock_the_account_for_that_client(self):
+        analyst, attacker = make_user(roles.ANALYST), Client(REMOTE_ADDR="203.0.113.9")
+        for _ in range(4):
+            assert sign_in(attacker, analyst, password="guess").status_code == 200
+        locked = sign_in(attacker, analyst, password="guess")
+        assert locked.status_code == 429
+        assert "Too many failed sign-in attempts" in locked.content.decode()
+        # Even the right password is refused now, from that client.
+        assert sign_in(attacker, analyst).status_code == 429
+        attempt = AccessAttempt.objects.get(username=analyst.username)
+        assert attempt.ip_address == "203.0.113.9" and attempt.failures_since_start >= 5
+        assert "guess" not in attempt.post_data
+        assert AccessFailureLog.objects.filter(username=analyst.username, locked_out=True).exists()
+        # The analyst, elsewhere, still signs in.
+        assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), analyst)["Location"] == "/admin/"
+
+    def test_an_administrator_unlocks_an_account_in_the_admin(self):
+        analyst, administrator = make_user(roles.ANALYST), make_user(roles.REVIEWER, is_superuser=True)
+        for _ in range(5):
+            sign_in(Client(), analyst, password="guess")
+        assert sign_in(Client(), analyst).status_code == 429
+        admin_client = Client(REMOTE_ADDR="198.51.100.7")
+        admin_client.force_login(administrator)
+        attempt = AccessAttempt.objects.get(username=analyst.username)
+        assert analyst.username in admin_client.get("/admin/axes/accessattempt/").content.decode()
+        admin_client.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"})
+        assert sign_in(Client(), analyst)["Location"] == "/admin/"
+
+    def test_wrong_second_factor_codes_count_towards_the_lockout(self, settings):
+        settings.REQUIRE_2FA = True
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        sign_in(client, analyst)
+        wrong = "000000" if app_code(device, 1) != "000000" else "111111"
+        statuses = [second_step(client, wrong).status_code for _ in range(5)]
+        assert statuses == [200, 200, 200, 200, 429]
+        response = second_step(client, app_code(device, 1))
+        assert response.status_code == 429 and "Too many failed sign-in attempts" in response.content.decode()
+        assert client.get("/admin/").status_code == 302
+
+    def test_the_token_endpoint_locks_out_after_five_failures(self):
+        partner, client = make_user(None), APIClient()
+        for _ in range(4):
+            assert client.post(f"{API}/auth/token/", {"username": partner.username, "password": "x"}).status_code == 400
+        for password in ("x", PASSWORD):
+            locked = client.post(f"{API}/auth/token/", {"username": partner.username, "password": password})
+            assert locked.status_code == 429
+            assert "Too many failed sign-in attempts" in locked.json()["detail"]
+        assert not ApiToken.objects.exists()
+
+
+def bearer(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+class TestTokens:
+    def test_a_token_is_stored_only_as_its_hash(self):
+        partner = make_user(None)
+        answer = APIClient().post(
+            f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD, "name": "nightly sync"}
+        )
+        key = answer.json()["token"]
+        token = ApiToken.objects.get()
+        assert (token.name, token.digest) == ("nightly sync", hashlib.sha256(key.encode()).hexdigest())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT row_to_json(t)::text FROM accounts_apitoken t")
+            assert key not in cursor.fetchone()[0]
+        assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
+
+    def test_a_token_expires_after_the_configured_days(self, settings):
+        settings.API_TOKEN_DAYS = 30
+        token, key = token_create(user=make_user(None), name="sync")
+        assert abs(token.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
+        ApiToken.objects.filter(pk=token.pk).update(
+            created_at=timezone.now() - timedelta(days=31), expires_at=timezone.now() - timedelta(days=1)
+        )
+        response = bearer(key).get(f"{API}/incidents/")
+        assert response.status_code == 401 and "expired" in response.json()["detail"]
+
+    def test_its_last_use_is_recorded(self):
+        token, key = token_create(user=make_user(None), name="sync")
+        assert token.last_used_at is None
+        bearer(key).get(f"{API}/incidents/")
+        token.refresh_from_db()
+        assert timezone.now() - token.last_used_at < timedelta(minutes=1)
+
+    def test_owners_list_and_revoke_their_own_tokens_through_the_api(self):
+        alice, bob = make_user(None), make_user(None)
+        kept, alice_key = token_create(user=alice, name="laptop")
+        revoked, _ = token_create(user=alice, name="old server")
+        bobs, bob_key = token_create(user=bob, name="bob's")
+        client = bearer(alice_key)
+        listed = client.get(f"{API}/auth/tokens/").json()
+        assert [(row["name"], row["hint"]) for row in listed] == [("old server", revoked.hint), ("laptop", kept.hint)]
+        assert "digest" not in listed[0] and "token" not in listed[0]
+        assert client.delete(f"{API}/auth/tokens/{revoked.pk}/").status_code == 204
+        # Someone else's token answers like a missing one, and keeps working.
+        assert client.delete(f"{API}/auth/tokens/{bobs.pk}/").status_code == 404
+        assert bearer(bob_key).get(f"{API}/auth/tokens/").status_code == 200
+        assert list(ApiToken.objects.filter(user=alice)) == [kept]
+
+    def test_a_new_password_revokes_every_token(self):
+        partner = make_user(None)
+        _, key = token_create(user=partner, name="sync")
+        partner.set_password("a new passphrase for 2027")
+        partner.save()
+        assert bearer(key).get(f"{API}/incidents/").status_code == 401
+
+    def test_signing_in_keeps_the_tokens(self):
+        analyst = make_user(roles.ANALYST)
+        _, key = token_create(user=analyst, name="sync")
+        sign_in(Client(), analyst)
+        assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
+
+    def test_deactivating_the_account_revokes_every_token(self):
+        partner = make_user(None)
+        _, key = token_create(user=partner, name="sync")
+        partner.is_active = False
+        partner.save()
+        partner.is_active = True
+        partner.save()
+        assert bearer(key).get(f"{API}/incidents/").status_code == 401
+
+    def test_staff_make_and_revoke_tokens_on_their_security_page(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        client.force_login(analyst)
+        page = client.post("/accounts/tokens/", {"name": "spreadsheet"})
+        key = page.context["new_key"]
+        assert key in page.content.decode()
+        token = ApiToken.objects.get(user=analyst)
+        assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
+        listing = client.get("/accounts/").content.decode()
+        assert "spreadsheet" in listing and key not in listing
+        client.post(f"/accounts/tokens/{token.pk}/revoke/")
+        assert not ApiToken.objects.exists()
+
+    def test_administrators_see_and_revoke_everyones_tokens(self):
+        administrator = make_user(roles.REVIEWER, is_superuser=True)
+        alice_token, alice_key = token_create(user=make_user(None), name="alice's sync")
+        bob_token, _ = token_create(user=make_user(None), name="bob's sync")
+        client = Client()
+        client.force_login(administrator)
+        listing = client.get("/admin/accounts/apitoken/").content.decode()
+        assert "alice&#x27;s sync" in listing and "bob&#x27;s sync" in listing
+        client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [alice_token.pk], "index": 0})
+        assert list(ApiToken.objects.all()) == [bob_token]
+        assert bearer(alice_key).get(f"{API}/incidents/").status_code == 401
+
+    def test_tokens_made_before_hashing_keep_working_and_their_plaintext_is_dropped(self):
+        partner = make_user(None)
+        key = "0123456789abcdef0123456789abcdef01234567"  # DRF authtoken's format
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamptz, user_id integer)"
+            )
+            cursor.execute("INSERT INTO authtoken_token VALUES (%s, now(), %s)", [key, partner.pk])
+            cursor.execute(importlib.import_module("accounts.migrations.0002_hash_existing_tokens").HASH_AND_DROP)
+            cursor.execute("SELECT to_regclass('authtoken_token')")
+            assert cursor.fetchone()[0] is None
+        assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["name"] == "Token made before hashing"
+
+
+class TestThrottling:
+    def test_x_forwarded_for_does_not_reset_the_anonymous_limit(self, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute"}}
+        client = APIClient()
+        statuses = [client.get(f"{API}/incidents/", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}").status_code for n in range(3)]
+        assert statuses == [200, 200, 429]
+
+    def test_behind_a_declared_proxy_the_address_it_saw_is_counted(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"anon": "2/minute"},
+            "NUM_PROXIES": 1,
+        }
+        client = APIClient()
+
+        def get(forwarded_for):
+            return client.get(f"{API}/incidents/", HTTP_X_FORWARDED_FOR=forwarded_for).status_code
+
+        # The proxy appends the address it received from; what the client wrote before it is ignored.
+        assert [get(f"192.0.2.{n}, 203.0.113.5") for n in range(3)] == [200, 200, 429]
+        assert get("203.0.113.5, 203.0.113.6") == 200
+
+    def test_the_token_endpoint_is_throttled(self, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "3/minute"}}
+        client = APIClient()
+        statuses = [
+            client.post(f"{API}/auth/token/", {"username": f"nobody{n}", "password": "x"}).status_code for n in range(4)
+        ]
+        assert statuses == [400, 400, 400, 429]
+
+    def test_exports_have_their_own_stricter_limit_per_client(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"anon": "100/minute", "user": "100/minute", "export": "2/minute"},
+        }
+        client = APIClient()
+        assert client.get(f"{API}/incidents.csv").status_code == 200
+        assert client.get(f"{API}/incidents/?format=csv").status_code == 200
+        assert client.get(f"{API}/incidents.csv").status_code == 429
+        assert client.get(f"{API}/incidents/?format=csv").status_code == 429
+        assert client.get(f"{API}/incidents/").status_code == 200
+        # A signed-in analyst counts on their own account.
+        _, key = token_create(user=make_user(roles.ANALYST), name="exports")
+        assert bearer(key).get(f"{API}/incidents.csv").status_code == 200
+
+
+class TestTransport:
+    @pytest.mark.parametrize(
+        "path", ["/admin/login/", "/accounts/two-factor/", f"{API}/docs/", f"{API}/incidents/", f"{API}/incidents.csv"]
+    )
+    def test_every_page_carries_the_content_security_policy(self, path):
+        policy = Client().get(path, HTTP_ACCEPT="text/html")["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+
+    def test_x_forwarded_proto_is_not_trusted_without_a_declared_proxy(self, settings):
+        settings.SECURE_SSL_REDIRECT = True
+        response = Client().get("/admin/login/", HTTP_X_FORWARDED_PROTO="https")
+        assert response.status_code == 301 and response["Location"].startswith("https://")
+
+    def test_staff_sessions_last_a_working_day(self):
+        client = Client()
+        sign_in(client, make_user(roles.ANALYST))
+        assert client.session.get_expiry_age() == 8 * 60 * 60
+
+    def test_a_new_password_ends_the_other_sessions(self):
+        analyst, elsewhere = make_user(roles.ANALYST), Client()
+        sign_in(elsewhere, analyst)
+        analyst.set_password("a new passphrase for 2027")
+        analyst.save()
+        assert elsewhere.get("/admin/").status_code == 302
+
+
+def production_settings(**environment) -> dict:
+    """Settings as a production server reads them (DEBUG off), in a fresh interpreter."""
+    script = (
+        "import django, json; from django.conf import settings as s; django.setup(); print(json.dumps(["
+        "s.REQUIRE_2FA, s.SECURE_PROXY_SSL_HEADER, s.REST_FRAMEWORK['NUM_PROXIES'], s.SESSION_COOKIE_AGE,"
+        "s.CACHES['default']['BACKEND']]))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 60,
+        "DJANGO_SETTINGS_MODULE": "tracker.settings",
+        **environment,
+    }
+    output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    required, proxy_header, proxies, session_age, cache = json.loads(output.stdout)
+    return {
+        "required": required,
+        "proxy_header": proxy_header,
+        "proxies": proxies,
+        "session_age": session_age,
+        "cache": cache,
+    }
+
+
+def test_production_requires_the_second_factor_and_trusts_no_proxy_header_by_default():
+    assert production_settings() == {
+        "required": True,
+        "proxy_header": None,
+        "proxies": 0,
+        "session_age": 8 * 60 * 60,
+        "cache": "django.core.cache.backends.db.DatabaseCache",
+    }
+
+
+def test_a_declared_proxy_is_trusted_for_the_scheme_and_the_client_address():
+    declared = production_settings(TRACKER_PROXY_COUNT="1", REDIS_URL="redis://127.0.0.1:6379/0")
+    assert declared["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert declared["proxies"] == 1
+    assert declared["cache"] == "django.core.cache.backends.redis.RedisCache"

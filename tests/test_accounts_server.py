@@ -1,0 +1,176 @@
+"""Throttling and lockout through the real server: gunicorn with two worker processes, on a free
+port of 127.0.0.1, against this test database. Counters kept in one worker's memory would let
+about twice the limit through; these tests fail unless every worker shares them.
+
+Each test sends a bounded number of requests and stops the server itself."""
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
+
+from incidents import roles
+from tests.factories import make_user
+
+PASSWORD = "correct horse battery staple"
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    def __init__(self, url: str, access_log: Path):
+        self.url = url
+        self.access_log = access_log
+
+    def worker_pids(self, path: str) -> set[str]:
+        """The worker processes that answered requests for `path` (from gunicorn's access log)."""
+        lines = self.access_log.read_text().splitlines()
+        return {line.split()[0] for line in lines if line.split()[2] == path}
+
+
+def make_server_user(role=None, **fields):
+    """A user whose password the server can check. Its hashers are the production ones (not the
+    tests' fast MD5), and a PBKDF2 hash carries its own iteration count: a small one keeps each
+    wrong guess cheap."""
+    user = make_user(role, **fields)
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
+    user.save(update_fields=["password"])
+    return user
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def this_test_database_url() -> str:
+    database = connection.settings_dict
+    password = f":{urllib.parse.quote(database['PASSWORD'])}" if database["PASSWORD"] else ""
+    port = database["PORT"] or 5432
+    return f"postgres://{database['USER']}{password}@{database['HOST'] or '127.0.0.1'}:{port}/{database['NAME']}"
+
+
+@pytest.fixture
+def server_environment():
+    """Variables for the server beyond the database; a test adds its own before starting it."""
+    return {
+        "TRACKER_API_ANON_RATE": "20/minute",
+        "TRACKER_API_USER_RATE": "20/minute",
+    }
+
+
+@pytest.fixture
+def gunicorn(transactional_db, server_environment, tmp_path):
+    """gunicorn with two workers on this test database. DEBUG stays on so static files need no
+    collectstatic; throttling and lockout do not depend on it."""
+    port, access_log = free_port(), tmp_path / "access.log"
+    # The server's throttle counters live in the shared cache table, which no test flush empties.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tracker_cache")
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": this_test_database_url(),
+        "DJANGO_DEBUG": "1",
+        **server_environment,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "tracker.wsgi:application",
+            "--workers", "2", "--bind", f"127.0.0.1:{port}",
+            "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s %(U)s",
+        ],
+        cwd=BASE_DIR, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start within 30 s"
+                time.sleep(0.2)
+        yield Server(url, access_log)
+    finally:
+        process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: nothing is left to finish
+        process.wait(timeout=30)
+        process.stderr.close()
+
+
+def request(url: str, *, data: dict | None = None, headers: dict | None = None, opener=None) -> tuple[int, str]:
+    """Status and body of one request; a fresh connection each time, as separate clients make."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with (opener or urllib.request.build_opener()).open(req, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_the_anonymous_limit_holds_across_workers_and_forged_forwarded_for(gunicorn):
+    statuses = [
+        request(f"{gunicorn.url}/api/v1/incident-types/", headers={"X-Forwarded-For": f"192.0.2.{n}"})[0]
+        for n in range(40)
+    ]
+    assert statuses.count(200) == 20 and statuses.count(429) == 20
+    assert len(gunicorn.worker_pids("/api/v1/incident-types/")) == 2
+
+
+def admin_sign_in(server: Server, username: str, password: str, client_address: str) -> tuple[int, str]:
+    """Sign in on the admin's login page as a browser does (CSRF cookie and field), from
+    `client_address` as the declared proxy reports it."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    headers = {"X-Forwarded-For": client_address}
+    _, page = request(f"{server.url}/admin/login/", headers=headers, opener=opener)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": csrf, "next": "/admin/"}
+    return request(f"{server.url}/admin/login/", data=form, headers={**headers, "Referer": server.url}, opener=opener)
+
+
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1"}])
+def test_five_wrong_admin_passwords_lock_the_account_for_that_client_on_every_worker(gunicorn):
+    make_server_user(roles.ANALYST, username="analyst")
+    attacker, analyst = "203.0.113.66", "198.51.100.7"
+    statuses = [admin_sign_in(gunicorn, "analyst", "guess", attacker)[0] for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+    status, page = admin_sign_in(gunicorn, "analyst", PASSWORD, attacker)
+    assert status == 429 and "Too many failed sign-in attempts" in page
+    # The analyst, from their own address, is not locked out.
+    status, page = admin_sign_in(gunicorn, "analyst", PASSWORD, analyst)
+    assert status == 200 and "Records" in page
+    assert len(gunicorn.worker_pids("/admin/login/")) == 2
+
+
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1"}])
+def test_the_token_endpoint_locks_out_and_is_throttled_across_workers(gunicorn):
+    for username in ["partner", *(f"user{n}" for n in range(6))]:
+        make_server_user(username=username)
+    url, attacker = f"{gunicorn.url}/api/v1/auth/token/", {"X-Forwarded-For": "203.0.113.66"}
+    statuses = [request(url, data={"username": "partner", "password": "guess"}, headers=attacker)[0] for _ in range(5)]
+    assert statuses == [400, 400, 400, 400, 429]
+    status, body = request(url, data={"username": "partner", "password": PASSWORD}, headers=attacker)
+    assert status == 429 and "Too many failed sign-in attempts" in json.loads(body)["detail"]
+    # Other accounts from that address: refused by the throttle (10 a minute) once it is spent.
+    statuses = [request(url, data={"username": f"user{n}", "password": "x"}, headers=attacker)[0] for n in range(6)]
+    assert statuses == [400, 400, 400, 400, 429, 429]
+    status, body = request(
+        url, data={"username": "partner", "password": PASSWORD}, headers={"X-Forwarded-For": "198.51.100.7"}
+    )
+    assert status == 200 and json.loads(body)["token"].startswith("trk_")
+    assert len(gunicorn.worker_pids("/api/v1/auth/token/")) == 2

@@ -1,0 +1,110 @@
+"""`manage.py backup` and `restore`: an encrypted dump brought back into a fresh, empty database holds
+every table's rows exactly."""
+
+from io import StringIO
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from incidents.models import Incident
+from tracker import backup
+
+# pg_dump reads through its own connection: the data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def conninfo(name: str) -> str:
+    database = connection.settings_dict
+    return make_conninfo(
+        host=database["HOST"], port=database["PORT"], user=database["USER"], password=database["PASSWORD"], dbname=name
+    )
+
+
+@pytest.fixture
+def backup_key(settings):
+    settings.BACKUP_KEY = backup.new_key()
+    return settings.BACKUP_KEY
+
+
+@pytest.fixture
+def empty_database():
+    """A freshly created database beside the test database, dropped afterwards."""
+    name = f"{connection.settings_dict['NAME']}_restored"
+    with psycopg.connect(conninfo("postgres"), autocommit=True) as server:
+        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield conninfo(name)
+        server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def fingerprints(dsn: str) -> dict[tuple[str, str], tuple[int, str]]:
+    """Each table's row count and a checksum of its rows, whatever their physical order."""
+    with psycopg.connect(dsn) as database:
+        return {
+            (schema, table): database.execute(
+                sql.SQL(
+                    "SELECT count(*), md5(coalesce(string_agg(md5(row::text), '' ORDER BY md5(row::text)), ''))"
+                    " FROM {} AS row"
+                ).format(sql.Identifier(schema, table))
+            ).fetchone()
+            for schema, table in backup.user_tables(dsn)
+        }
+
+
+@pytest.fixture
+def backup_file(tmp_path, backup_key):
+    call_command("loaddata", "sample", verbosity=0)
+    # An update, so the audit history holds more than the sample's inserts.
+    Incident.objects.filter(pk=Incident.objects.order_by("pk").first().pk).update(title="Corrected title")
+    path = tmp_path / "tracker.backup"
+    call_command("backup", output=path, stdout=StringIO())
+    return path
+
+
+def test_a_backup_restores_every_table_into_an_empty_database(backup_file, empty_database):
+    content = backup_file.read_bytes()
+    assert content.startswith(backup.MAGIC)
+    assert b"Corrected title" not in content and b"incidents_incident" not in content
+
+    call_command("restore", backup_file, into=empty_database, stdout=StringIO())
+
+    original, restored = fingerprints(conninfo(connection.settings_dict["NAME"])), fingerprints(empty_database)
+    assert restored == original
+    assert original[("public", "incidents_incident")][0] == 4
+    assert original[("public", "incidents_incidentevent")][0] >= 5
+
+
+def test_a_backup_is_refused_under_another_key_and_restores_nothing(backup_file, empty_database, settings):
+    settings.BACKUP_KEY = backup.new_key()
+    with pytest.raises(CommandError, match="wrong TRACKER_BACKUP_KEY, or the file was altered"):
+        call_command("restore", backup_file, into=empty_database)
+    assert backup.user_tables(empty_database) == []
+
+
+def test_an_altered_or_cut_backup_restores_nothing(backup_file, empty_database):
+    content = bytearray(backup_file.read_bytes())
+    content[len(content) // 2] ^= 1
+    backup_file.write_bytes(content)
+    with pytest.raises(CommandError, match="altered"):
+        call_command("restore", backup_file, into=empty_database)
+    backup_file.write_bytes(content[: len(backup.MAGIC) + 8])
+    with pytest.raises(CommandError, match="cut short"):
+        call_command("restore", backup_file, into=empty_database)
+    assert backup.user_tables(empty_database) == []
+
+
+def test_restore_refuses_a_database_that_is_not_empty(backup_file):
+    with pytest.raises(CommandError, match="not empty"):
+        call_command("restore", backup_file, into=conninfo(connection.settings_dict["NAME"]))
+
+
+def test_backup_needs_a_valid_key(tmp_path, settings):
+    settings.BACKUP_KEY = "too-short"
+    with pytest.raises(CommandError, match="TRACKER_BACKUP_KEY must be 32 bytes"):
+        call_command("backup", output=tmp_path / "tracker.backup")
+    assert not (tmp_path / "tracker.backup").exists()

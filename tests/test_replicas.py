@@ -1,0 +1,148 @@
+"""Reads from a real PostgreSQL streaming replica (tracker/replicas.py).
+
+`.ci/run` starts one (`scripts/replica start`), names it in DATABASE_REPLICA_URLS and sets
+TRACKER_TEST_REPLICA=required. Without a replica these tests are skipped, or fail when it is required.
+The test database is created on the primary and reaches the replica by streaming; the replica's
+alias is a test mirror, so it reads that same database there.
+"""
+
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from incidents import roles
+from tests.api_support import client_for, incident_url
+from tests.factories import make_incident, make_user
+from tracker.replicas import replica_health
+
+REPLICAS = list(settings.DATABASE_REPLICAS)
+REQUIRED = os.environ.get("TRACKER_TEST_REPLICA") == "required"
+REPLICA_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "replica"
+
+pytestmark = [
+    pytest.mark.replica,
+    pytest.mark.skipif(
+        not REPLICAS and not REQUIRED, reason="no DATABASE_REPLICA_URLS (start one with scripts/replica start)"
+    ),
+    # Committed writes, which a replica can receive; the replica's own alias is a mirror, never flushed.
+    pytest.mark.django_db(transaction=True, databases=["default", *REPLICAS]),
+]
+
+
+def query(alias: str, sql: str, params=()):
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def wait_until(condition, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"Timed out waiting for {what}."
+        time.sleep(0.05)
+
+
+def received(alias: str, *, replayed: bool) -> None:
+    """Wait until the replica has received (and, if `replayed`, applied) everything the primary wrote."""
+    lsn = query("default", "SELECT pg_current_wal_lsn()::text")
+    function = "pg_last_wal_replay_lsn" if replayed else "pg_last_wal_receive_lsn"
+    wait_until(lambda: query(alias, f"SELECT {function}() >= %s::pg_lsn", [lsn]), f"the replica's {function}")
+
+
+@pytest.fixture
+def replica():
+    if not REPLICAS:
+        pytest.fail("TRACKER_TEST_REPLICA=required, but DATABASE_REPLICA_URLS names no replica.")
+    replica_health.forget()
+    yield REPLICAS[0]
+    replica_health.forget()
+
+
+@contextmanager
+def replay_paused(alias: str):
+    """The replica keeps receiving the primary's changes but applies none: what it answers is older."""
+    received(alias, replayed=True)
+    query(alias, "SELECT pg_wal_replay_pause()::text")
+    try:
+        yield
+    finally:
+        query(alias, "SELECT pg_wal_replay_resume()::text")
+
+
+def title_read_by(client, incident) -> str:
+    response = client.get(incident_url(incident))
+    assert response.status_code == 200, response.content
+    return response.json()["title"]
+
+
+def test_every_alias_uses_the_connection_pool(replica):
+    assert connections["default"].pool is not None
+    assert connections[replica].pool is not None
+
+
+def test_reads_are_served_by_the_replica(replica):
+    incident = make_incident(title="As first reported")
+    with replay_paused(replica):
+        incident.__class__.objects.filter(pk=incident.pk).update(title="Corrected on the primary")
+        assert title_read_by(client_for(), incident) == "As first reported"
+    received(replica, replayed=True)
+    assert title_read_by(client_for(), incident) == "Corrected on the primary"
+
+
+def test_a_writer_reads_its_own_write_at_once_and_others_read_the_replica(replica):
+    reviewer = make_user(roles.REVIEWER)
+    incident = make_incident(title="As first reported")
+    writer = client_for(reviewer)
+    with replay_paused(replica):
+        response = writer.patch(
+            incident_url(incident), {"title": "Corrected by the reviewer"}, HTTP_IF_MATCH=f'"{incident.version}"'
+        )
+        assert response.status_code == 200, response.content
+        # The version check and the write ran on the primary although the replica is behind.
+        assert response.json()["version"] == incident.version + 1
+        assert title_read_by(writer, incident) == "Corrected by the reviewer"
+        assert title_read_by(client_for(), incident) == "As first reported"
+
+
+def test_reads_fall_back_to_the_primary_when_the_replica_lags(replica, settings):
+    settings.DATABASE_REPLICA_MAX_LAG_SECONDS = 0
+    incident = make_incident(title="As first reported")
+    with replay_paused(replica):
+        incident.__class__.objects.filter(pk=incident.pk).update(title="Corrected on the primary")
+        received(replica, replayed=False)
+        assert title_read_by(client_for(), incident) == "Corrected on the primary"
+
+
+def replica_server(action: str, alias: str) -> None:
+    port = connections[alias].settings_dict["PORT"]
+    subprocess.run([REPLICA_SCRIPT, action], check=True, env={**os.environ, "REPLICA_PORT": str(port)})
+
+
+def test_reads_fall_back_to_the_primary_when_the_replica_is_down(replica, settings, caplog):
+    # Known healthy for the whole test: the failure is met mid-request, not by a health check.
+    settings.DATABASE_REPLICA_CHECK_SECONDS = 3600
+    incident = make_incident(title="As first reported")
+    received(replica, replayed=True)
+    # A real server answers the reader, not the test: the test client re-raises the first
+    # attempt's error, which a server logs and the reader never sees.
+    reader = client_for()
+    reader.raise_request_exception = False
+    assert title_read_by(reader, incident) == "As first reported"  # the replica is now known healthy
+    replica_server("stop", replica)
+    try:
+        incident.__class__.objects.filter(pk=incident.pk).update(title="Corrected on the primary")
+        # Its pooled connection fails mid-request: answered again from the primary.
+        assert title_read_by(reader, incident) == "Corrected on the primary"
+        assert [record.status_code for record in caplog.records if record.name == "django.request"] == [500]
+        # Then known down until its next check: straight to the primary.
+        assert title_read_by(reader, incident) == "Corrected on the primary"
+    finally:
+        replica_server("start", replica)
+        connections[replica].close()
+    received(replica, replayed=True)

@@ -1,0 +1,280 @@
+"""The one search and the filters shared by every door: the admin's changelist (test client), the
+API's list and statistics (APIClient) and the CSV export find the same incidents for the same words."""
+
+import csv
+import html
+import io
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from incidents import roles, search
+from incidents.models import Incident, Involvement
+from tests.api_support import API, client_for, public_ids
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+
+CHANGELIST = reverse("admin:incidents_incident_changelist")
+
+
+@pytest.fixture
+def reviewer():
+    """Sees drafts, not confidential records."""
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def insider():
+    """Sees drafts and confidential records."""
+    return make_user(roles.REVIEWER, confidential=True)
+
+
+@pytest.fixture(params=["collected", "counted", "tested_in_order"])
+def search_plan(request, monkeypatch):
+    """Few matches are collected from the index, many are tested in the list's order, and several
+    words' matches are counted to choose (see IncidentSearch.filter): every plan must find the same
+    incidents. A bound of 0 makes every search's matches many, of 1 counts several words' matches."""
+    bound = {"collected": 10**9, "counted": 1, "tested_in_order": 0}[request.param]
+    monkeypatch.setattr(search, "COLLECT_BELOW", bound)
+
+
+def admin_found(client, user, q: str) -> set[str]:
+    client.force_login(user)
+    response = client.get(CHANGELIST, {"q": q})
+    assert response.status_code == 200
+    return {incident.public_id for incident in response.context["cl"].result_list}
+
+
+def api_found(user, q: str) -> set[str]:
+    return public_ids(client_for(user).get(f"{API}/incidents/", {"q": q}))
+
+
+def found_in_both_doors(client, user, q: str) -> set[str]:
+    """The incidents the admin's search box and the API's `q` find for `user`, asserted the same."""
+    in_admin, in_api = admin_found(client, user, q), api_found(user, q)
+    assert in_admin == in_api, q
+    return in_api
+
+
+class TestOneMeaning:
+    @pytest.mark.parametrize("q", ["Human Rights Watch", "HRW", '"Human Rights Watch"', "hrw"])
+    def test_an_organization_found_by_name_or_acronym_finds_the_samples_incidents(self, client, reviewer, q):
+        call_command("loaddata", "sample", verbosity=0)
+        hrw_reports = Incident.objects.filter(claims__source__publisher__acronym="HRW", claims__confidential=False)
+        expected = {incident.public_id for incident in hrw_reports.filter(claims__source__confidential=False)}
+        assert expected
+
+        assert found_in_both_doors(client, reviewer, q) == expected
+
+    @pytest.mark.parametrize("q", ["북한", "Chosŏn", "DPRK"])
+    def test_a_places_alternate_name_finds_its_incidents(self, client, reviewer, q):
+        call_command("loaddata", "sample", verbosity=0)
+        at_north_korea = Incident.objects.filter(places__name="North Korea")
+        assert at_north_korea.exists()
+
+        assert {incident.public_id for incident in at_north_korea} <= found_in_both_doors(client, reviewer, q)
+
+    def test_involved_organizations_are_found_by_name_acronym_and_alias(self, client, reviewer, search_plan):
+        government = make_organization(name="Ministry of State Security", acronym="MSS", aliases=["Bowibu"])
+        involved = make_incident(title="Arrested")
+        Involvement.objects.create(incident=involved, organization=government, role="perpetrator")
+        make_incident(title="Arrested elsewhere")
+
+        for q in ["state security", "MSS", "bowibu", "Arrested Bowibu"]:
+            assert found_in_both_doors(client, reviewer, q) == {involved.public_id}, q
+
+    def test_every_word_must_match_somewhere_in_the_incident(self, client, reviewer, search_plan):
+        publisher = make_organization(name="Daily NK")
+        sent_back = make_incident(title="Sent back", places=[make_place(name="Hyesan")], description="Women")
+        make_claim(incident=sent_back, source=make_source(title="Weekly dispatch", publisher=publisher))
+        make_incident(title="Sent back from Tumen")
+
+        assert found_in_both_doors(client, reviewer, "sent hyesan women dispatch daily") == {sent_back.public_id}
+        assert found_in_both_doors(client, reviewer, "sent") == {sent_back.public_id, *api_found(reviewer, "tumen")}
+        # Whole words, so a word inside another does not match.
+        assert found_in_both_doors(client, reviewer, "Hyes") == set()
+
+    def test_phrases_ids_and_excluded_words(self, client, reviewer, search_plan):
+        north = make_incident(title="Caught in North Korea")
+        korea_north = make_incident(title="Korea, north of the river")
+
+        assert found_in_both_doors(client, reviewer, '"north korea"') == {north.public_id}
+        assert found_in_both_doors(client, reviewer, "north korea") == {north.public_id, korea_north.public_id}
+        assert found_in_both_doors(client, reviewer, "korea -river") == {north.public_id}
+        assert found_in_both_doors(client, reviewer, north.public_id) == {north.public_id}
+
+    def test_searches_only_excluding_words_keep_every_other_incident(self, client, reviewer, search_plan):
+        dandong = make_incident(title="Seen in Dandong")
+        other = make_incident(title="Seen elsewhere")
+
+        assert found_in_both_doors(client, reviewer, "-zzzz") == {dandong.public_id, other.public_id}
+        assert found_in_both_doors(client, reviewer, "-dandong") == {other.public_id}
+        assert found_in_both_doors(client, reviewer, "-dandong -elsewhere") == set()
+
+
+class TestConfidentialWords:
+    def test_a_claim_the_reader_may_not_see_never_makes_an_incident_match(self, client, reviewer, insider):
+        whistleblowers = make_organization(name="Whistleblowers League", acronym="WBL")
+        incident = make_incident(title="Sent back")
+        make_claim(incident=incident, source=make_source(title="Codeword memo", confidential=True))
+        make_claim(incident=incident, source=make_source(title="Open letter", publisher=whistleblowers),
+                   excerpt="whispered", confidential=True)  # fmt: skip
+
+        for q in ["codeword", "whispered", "WBL", "Whistleblowers", "sent codeword"]:
+            assert found_in_both_doors(client, reviewer, q) == set(), q
+            assert found_in_both_doors(client, insider, q) == {incident.public_id}, q
+
+    def test_a_source_made_confidential_stops_matching_at_once(self, client, reviewer):
+        source = make_source(title="Refugee testimony")
+        make_claim(incident=make_incident(), source=source)
+        assert len(found_in_both_doors(client, reviewer, "testimony")) == 1
+
+        source.confidential = True
+        source.save()
+
+        assert found_in_both_doors(client, reviewer, "testimony") == set()
+
+
+class TestWordsFollowTheirRecords:
+    """The words are kept by the database: any change, by any door, is searchable in the same transaction."""
+
+    def test_renamed_places_organizations_and_sources(self, client, reviewer):
+        place, publisher = make_place(name="Old town"), make_organization(name="Old Press")
+        involved = make_organization(name="Old Ministry")
+        incident = make_incident(places=[place])
+        Involvement.objects.create(incident=incident, organization=involved, role="perpetrator")
+        make_claim(incident=incident, source=(source := make_source(title="Old article", publisher=publisher)))
+
+        place.name, place.alternate_names = "Newtown", ["Xincheng"]
+        place.save()
+        publisher.name, involved.name, involved.aliases = "Fresh Press", "Home Ministry", ["Renamed ministry"]
+        publisher.save()
+        involved.save()
+        source.title = "Later article"
+        source.save()
+
+        assert found_in_both_doors(client, reviewer, "old") == set()
+        for q in ["Newtown", "Xincheng", "Fresh Press", "Renamed ministry", "Later article"]:
+            assert found_in_both_doors(client, reviewer, q) == {incident.public_id}, q
+
+    def test_edited_incidents_and_removed_links(self, client, reviewer):
+        incident = make_incident(title="First title", places=[make_place(name="Tumen")])
+        claim = make_claim(incident=incident, excerpt="spoken words")
+
+        Incident.objects.filter(pk=incident.pk).update(title="Second title")
+        incident.places.clear()
+        claim.delete()
+
+        assert found_in_both_doors(client, reviewer, "second") == {incident.public_id}
+        for q in ["first", "Tumen", "spoken"]:
+            assert found_in_both_doors(client, reviewer, q) == set(), q
+
+    def test_a_deleted_incident_takes_its_words_with_it(self, reviewer):
+        incident = make_incident(title="Mistaken entry")
+        incident.delete()
+
+        assert api_found(reviewer, "mistaken") == set()
+
+
+class TestBounds:
+    @pytest.mark.parametrize("q", [" ".join(f"word{number}" for number in range(9)), "x" * 201, " ".join("abcdefghij")])
+    def test_the_api_refuses_a_search_past_its_bounds_naming_q(self, q):
+        answer = client_for().get(f"{API}/incidents/", {"q": q})
+
+        assert answer.status_code == 400
+        assert list(answer.json()) == ["q"]
+        assert "Search at most" in answer.json()["q"][0]
+
+    def test_repeated_words_count_once(self):
+        make_incident(title="Alpha")
+        answer = client_for().get(f"{API}/incidents/", {"q": " ".join(["alpha", "ALPHA"] * 10)})
+        assert answer.status_code == 200
+        assert len(answer.json()["results"]) == 1
+
+    def test_the_admin_explains_a_refused_search(self, client, reviewer):
+        make_incident(title="a b c d e f g h i")
+        client.force_login(reviewer)
+
+        response = client.get(CHANGELIST, {"q": "a b c d e f g h i"})
+
+        assert response.status_code == 200
+        assert list(response.context["cl"].result_list) == []
+        message = 'Search at most 8 words or "phrases" at a time (this search has 9).'
+        assert message in html.unescape(response.content.decode())
+
+    def test_statistics_of_a_search_that_excludes_an_absent_word_are_the_totals(self, reviewer):
+        make_incident(title="Seen in Dandong", places=[make_place(country="CN")])
+        make_incident(title="Seen elsewhere", places=[make_place(country="RU")])
+        stats = f"{API}/incidents/stats/"
+
+        for group_by in ["perpetrator", "country", "type"]:
+            everything = client_for().get(stats, {"group_by": group_by}).json()
+            assert client_for().get(stats, {"group_by": group_by, "q": "-zzzz"}).json() == everything
+        without_dandong = client_for().get(stats, {"group_by": "country", "q": "-dandong"}).json()
+        assert [row["group"] for row in without_dandong["results"]] == ["RU"]
+
+
+class TestFilters:
+    def test_country_codes_are_accepted_in_any_case(self, client, reviewer):
+        in_china = make_incident(places=[make_place(country="CN")])
+        make_incident(places=[make_place(country="RU")])
+
+        for code in ["cn", "CN", "Cn"]:
+            assert public_ids(client_for().get(f"{API}/incidents/", {"country": code})) == {in_china.public_id}
+        client.force_login(reviewer)
+        response = client.get(CHANGELIST, {"country": "cn"})
+        assert list(response.context["cl"].result_list) == [in_china]
+
+    def test_dates_in_the_wrong_order_are_refused_naming_both(self, client, reviewer):
+        answer = client_for().get(f"{API}/incidents/", {"date_from": "2024-01-01", "date_to": "2023-01-01"})
+
+        assert answer.status_code == 400
+        assert sorted(answer.json()) == ["date_from", "date_to"]
+        assert "date_from (2024-01-01) is after date_to (2023-01-01)" in answer.json()["date_to"][0]
+        client.force_login(reviewer)
+        page = client.get(CHANGELIST, {"date_from": "2024-01-01", "date_to": "2023-01-01"})
+        assert page.status_code == 400
+        assert "date_from (2024-01-01) is after date_to (2023-01-01)" in page.content.decode()
+
+    def test_a_type_includes_its_sub_types_in_every_door(self, client, reviewer):
+        execution = make_incident(title="Execution", incident_type=incident_type("execution"))
+        extrajudicial = make_incident(title="Extrajudicial", incident_type=incident_type("extrajudicial-execution"))
+        make_incident(title="Torture", incident_type=incident_type("torture"))
+        expected = {execution.public_id, extrajudicial.public_id}
+
+        assert public_ids(client_for().get(f"{API}/incidents/", {"type": "execution"})) == expected
+        client.force_login(reviewer)
+        in_admin = client.get(CHANGELIST, {"type": "execution"}).context["cl"].result_list
+        assert {incident.public_id for incident in in_admin} == expected
+        export = client_for().get(f"{API}/incidents.csv?type=execution")
+        rows = csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))
+        assert {row["title"] for row in rows} == {"Execution", "Extrajudicial"}
+        stats = client_for().get(f"{API}/incidents/stats/", {"group_by": "type", "type": "execution"}).json()
+        assert stats["total"]["incidents"] == 2
+        only_sub_type = client_for().get(f"{API}/incidents/", {"type": "extrajudicial-execution"})
+        assert public_ids(only_sub_type) == {extrajudicial.public_id}
+
+    def test_the_admin_type_filter_lists_sub_types_under_their_parent(self, client, reviewer):
+        client.force_login(reviewer)
+        page = client.get(CHANGELIST).content.decode()
+
+        assert (
+            page.index("?type=execution")
+            < page.index("?type=extrajudicial-execution")
+            < page.index("?type=forced-labour")
+        )
+
+
+def test_the_sample_words_are_kept_for_every_incident():
+    call_command("loaddata", "sample", verbosity=0)
+
+    assert Incident.objects.exists()
+    assert not Incident.objects.filter(search_document__isnull=True).exists()

@@ -1,0 +1,30 @@
+"""gunicorn's settings for the deployment the README describes: one 2-core machine, PostgreSQL
+beside it or on its own machine (`gunicorn -c tracker/gunicorn.conf.py tracker.wsgi`).
+
+- Two worker processes (one per core: the work is Python between database round trips), each
+  with four threads (gthread), so eight requests are served at once and a request waiting on
+  PostgreSQL does not hold a core. Each worker's threads share its database pool
+  (DATABASE_POOL_SIZE, 4 by default: one connection per thread, 8 in all, per replica too).
+- A long CSV export streams from one thread while the other threads keep answering: it cannot
+  starve them. gthread's `timeout` is the worker's heartbeat, which its main thread keeps
+  beating while request threads work, so a ten-minute export is not killed by it; a worker that
+  truly hangs still is.
+- GUNICORN_WORKERS, GUNICORN_THREADS and GUNICORN_BIND override the defaults (e.g. workers = cores
+  on a bigger machine; keep threads equal to DATABASE_POOL_SIZE).
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Heartbeat of a worker process, not a limit on a request (see above).
+timeout = 60
+# On restart, requests under way (an export included) get this long to finish.
+graceful_timeout = 120
+# Behind a proxy that reuses connections.
+keepalive = 5
+# Requests waiting for a thread queue here rather than being refused.
+backlog = 256
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG")
