@@ -44,8 +44,11 @@ browser:
 # Migrate, load the sample data (idempotent) and make sure an admin account exists.
 SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
 
+# `python manage.py …` typed later in this checkout uses the same settings (tracker/checkout_env.py).
+REMEMBER_DB = $(PY) -m tracker.checkout_env save
+
 run: install
-	@$(WITH_DB) && $(SETUP) && \
+	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && \
 	  $(PY) manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/ && \
 	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/). Ctrl-C stops." && \
 	  $(PY) manage.py runserver $(HOST):$(PORT)
@@ -53,7 +56,7 @@ run: install
 # What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, real requests
 # (the admin's login page and the public browse page).
 smoke: install
-	@$(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
+	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
 test: install browser
 	@$(WITH_DB) && $(PY) -m pytest

@@ -2,7 +2,7 @@
 
 It adds the action "Export selected as CSV", an "Export CSV" button on the changelist that exports
 what the current filters and search select (`<changelist>/export.csv?<the changelist's query>`),
-and an import page (`<changelist>/import/`: upload, preview, confirm). Exports go through
+and an import page (`<changelist>/import/`: upload, then a preview with one "Import N rows" button). Exports go through
 `incidents.exports` and imports through `incidents.importers`, like every other door.
 """
 
@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from incidents.csv_views import incidents_csv_response
-from incidents.importers import import_incidents_csv
+from incidents.importers import Duplicates, import_incidents_csv
 from incidents.models import Incident
 
 # The changelist's own parameters are its filters; this one is the export's.
@@ -30,6 +30,7 @@ PENDING_IMPORT_SESSION_KEY = "incidents_pending_csv_import"
 class IncidentCsvAdminMixin:
     change_list_template = "admin/incidents/incident/change_list_csv.html"
     import_template = "admin/incidents/incident/import_csv.html"
+    import_preview_template = "admin/incidents/incident/import_csv_preview.html"
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -81,48 +82,76 @@ class IncidentCsvAdminMixin:
         return incidents_csv_response(incidents, request, export_filters=export_filters, bom=bom)
 
     def import_csv_view(self, request):
-        """Upload a CSV, see what it would create and update and every error, then confirm.
+        """Upload a CSV; see a preview of what it would create and update (and its possible
+        duplicates, to skip or create), or every error; then import it.
 
-        Confirming validates the stored file again and writes it all or nothing."""
+        Importing validates the stored file again and writes it all or nothing."""
         if not (self.has_add_permission(request) and self.has_change_permission(request)):
             raise PermissionDenied
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Import incidents from CSV",
-        }
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
         if request.method == "POST" and "confirm" in request.POST:
-            pending = request.session.pop(PENDING_IMPORT_SESSION_KEY, None)
-            if pending is None:
-                messages.error(request, "Nothing is waiting to be imported: upload the file again.")
-                return HttpResponseRedirect(request.path)
-            report = import_incidents_csv(
-                io.BytesIO(pending["content"].encode()),
-                user=request.user,
-                create_missing=pending["create_missing"],
-                file_name=pending["file_name"],
-            )
-            if not report.errors:
-                messages.success(request, report.summary())
-                return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
-            context.update(report=report, file_name=pending["file_name"])
-        elif request.method == "POST":
+            return self._import_pending_csv(request, context)
+        if request.method == "POST":
             upload = request.FILES.get("file")
             if upload is None:
-                context["upload_error"] = "Choose a CSV file to upload."
-            else:
-                create_missing = request.POST.get("create_missing") == "on"
-                report = import_incidents_csv(
-                    upload, user=request.user, create_missing=create_missing, dry_run=True, file_name=upload.name
-                )
-                if not report.errors:
-                    # Valid, hence UTF-8 and within the size limit.
-                    upload.seek(0)
-                    request.session[PENDING_IMPORT_SESSION_KEY] = {
-                        "content": upload.read().decode("utf-8-sig"),
-                        "create_missing": create_missing,
-                        "file_name": upload.name,
-                    }
-                context.update(report=report, file_name=upload.name)
-        refused = "upload_error" in context or bool(context.get("report") and context["report"].errors)
-        return TemplateResponse(request, self.import_template, context, status=400 if refused else 200)
+                return self._upload_page(request, context, upload_error="Choose a CSV file to upload.")
+            create_missing = request.POST.get("create_missing") == "on"
+            report = import_incidents_csv(
+                upload, user=request.user, create_missing=create_missing, dry_run=True, file_name=upload.name
+            )
+            if report.errors:
+                return self._upload_page(request, context, report=report)
+            # Valid, hence UTF-8 and within the size limit.
+            upload.seek(0)
+            request.session[PENDING_IMPORT_SESSION_KEY] = {
+                "content": upload.read().decode("utf-8-sig"),
+                "create_missing": create_missing,
+                "file_name": upload.name,
+            }
+            return self._preview_page(request, context, report)
+        return self._upload_page(request, context)
+
+    def _import_pending_csv(self, request, context):
+        pending = request.session.get(PENDING_IMPORT_SESSION_KEY)
+        if pending is None:
+            messages.error(request, "Nothing is waiting to be imported: upload the file again.")
+            return HttpResponseRedirect(request.path)
+        choice = request.POST.get("duplicates")
+        report = import_incidents_csv(
+            io.BytesIO(pending["content"].encode()),
+            user=request.user,
+            create_missing=pending["create_missing"],
+            duplicates=Duplicates(choice) if choice in (Duplicates.SKIP, Duplicates.ALLOW) else Duplicates.STOP,
+            file_name=pending["file_name"],
+        )
+        if report.stopped_for_duplicates:
+            # The file is still good: ask again, on the same preview.
+            return self._preview_page(
+                request, context, report, status=400, duplicates_error="Choose what to do with the possible duplicates."
+            )
+        request.session.pop(PENDING_IMPORT_SESSION_KEY)
+        if report.errors:
+            return self._upload_page(request, context, report=report)
+        messages.success(request, report.summary())
+        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+
+    def _upload_page(self, request, context, *, report=None, upload_error=""):
+        """The file chooser, with the last file's errors, if any, above it."""
+        context.update(
+            title=f"{report.file_name} cannot be imported" if report else "Import incidents from CSV",
+            report=report,
+            upload_error=upload_error,
+        )
+        status = 400 if report or upload_error else 200
+        return TemplateResponse(request, self.import_template, context, status=status)
+
+    def _preview_page(self, request, context, report, *, status=200, duplicates_error=""):
+        """What the waiting file would do, and one button to import it: no file chooser, so that the
+        next step cannot be mistaken for uploading again."""
+        context.update(
+            title=f"Preview: import {report.file_name}",
+            report=report,
+            duplicates_error=duplicates_error,
+            upload_url=request.path,
+        )
+        return TemplateResponse(request, self.import_preview_template, context, status=status)

@@ -10,14 +10,28 @@ Every door (the HTTP endpoint, the admin, `manage.py export_incidents`) streams 
 """
 
 import codecs
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import psycopg
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F, Func, OuterRef, QuerySet, StringAgg, Subquery, TextField, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    Count,
+    Expression,
+    F,
+    Func,
+    OuterRef,
+    QuerySet,
+    StringAgg,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.http import HttpRequest
 
 from incidents.access import export_contents, record_confidential_access
@@ -54,7 +68,25 @@ COLUMNS = (
 # Cells analysts type freely, which a spreadsheet could run as a formula.
 FREE_TEXT_COLUMNS = frozenset({"title", "places", "perpetrators", "sources"})
 
+# Multi-valued cells hold items separated by "; "; a place is its path, outermost first, with its
+# segments separated by " > "; a source is its title and its id: `Press release [#12]`. An item (or
+# segment, or title) that holds one of these characters, or starts or ends with white space, is
+# written in double quotes with inner quotes doubled: the SQL function csv_list_item (migration
+# 0018) in the export, `csv_list_item` below for the import's messages. README "CSV export".
 MULTI_VALUE_SEPARATOR = "; "
+PLACE_PATH_SEPARATOR = " > "
+NEEDS_QUOTING = re.compile(r'[;>\["]|^\s|\s$')
+
+
+def csv_list_item(item: str) -> str:
+    """One name as the export writes it in a multi-valued cell (the SQL function of that name)."""
+    return '"' + item.replace('"', '""') + '"' if NEEDS_QUOTING.search(item) else item
+
+
+def csv_source_item(title: str, source_id: int) -> str:
+    """A source as the export writes it: titles repeat ("Press release"), its id does not."""
+    return f"{csv_list_item(title)} [#{source_id}]"
+
 
 # A spreadsheet runs a cell starting with = + - @ (or a tab or carriage return hiding one) as a
 # formula; a leading apostrophe makes it plain text. A cell that already starts with apostrophes
@@ -80,12 +112,48 @@ class IsoTimestamp(Func):
     output_field = TextField()
 
 
-def _joined(rows: QuerySet, field: str, *, distinct: bool = False) -> Subquery:
-    """`field` of the incident's `rows`, sorted and joined with "; ", as a correlated subquery."""
+class ListItem(Func):
+    """A name quoted, if need be, as an item of a multi-valued cell (see csv_list_item)."""
+
+    function = "csv_list_item"
+    output_field = TextField()
+
+
+class PlacePath(Func):
+    """A place, by id, as the export writes it: `Vietnam > Lao Cai > Lao Cai` (migration 0018)."""
+
+    function = "csv_place_path"
+    output_field = TextField()
+
+
+class JoinedWith(Func):
+    """Its arguments joined with `separator`, leaving out NULLs (PostgreSQL's concat_ws)."""
+
+    function = "concat_ws"
+    output_field = TextField()
+
+    def __init__(self, separator: str, *expressions):
+        super().__init__(Value(separator), *expressions)
+
+
+def _place_path(place: str) -> Case:
+    """The path of the place `place` names, as PlacePath writes it. Places are rarely more than three
+    deep (city, province, country): those are joined with their parents in the query itself, ten
+    times faster than a call of the PL/pgSQL function per place, which serves only deeper ones."""
+    levels = [place, f"{place}__parent", f"{place}__parent__parent"]
+    return Case(
+        When(**{f"{levels[-1]}__parent__isnull": False}, then=PlacePath(f"{place}_id")),
+        default=JoinedWith(PLACE_PATH_SEPARATOR, *(ListItem(f"{level}__name") for level in reversed(levels))),
+        output_field=TextField(),
+    )
+
+
+def _joined(rows: QuerySet, item: Expression, *, distinct: bool = False) -> Subquery:
+    """`item` of each of the incident's `rows`, sorted and joined with "; ", as a correlated subquery."""
     return Subquery(
         rows.order_by()
         .values("incident")
-        .annotate(joined=StringAgg(field, Value(MULTI_VALUE_SEPARATOR), distinct=distinct, order_by=field))
+        .annotate(joined=StringAgg(item, Value(MULTI_VALUE_SEPARATOR), distinct=distinct, order_by=item))
         .values("joined")
     )
 
@@ -109,13 +177,23 @@ def _export_rows(queryset: QuerySet, user) -> QuerySet:
         "people_count_min": F("people_count_min"),
         "people_count_max": F("people_count_max"),
         "count_qualifier": F("count_qualifier"),
-        "countries": _joined(places.exclude(place__country=""), "place__country", distinct=True),
-        "places": _joined(places, "place__name"),
-        "perpetrators": _joined(perpetrators, "organization__name"),
+        # ISO codes: never a character that needs quoting.
+        "countries": _joined(places.exclude(place__country=""), F("place__country"), distinct=True),
+        "places": _joined(places, _place_path("place")),
+        "perpetrators": _joined(perpetrators, ListItem("organization__name")),
         "verification": F("verification"),
         "review_state": F("review_state"),
         "source_count": Coalesce(Subquery(claim_count), 0),
-        "sources": _joined(claims, "source__title"),
+        "sources": _joined(
+            claims,
+            Concat(
+                ListItem("source__title"),
+                Value(" [#"),
+                Cast("source_id", TextField()),
+                Value("]"),
+                output_field=TextField(),
+            ),
+        ),
         "claim_min": F("claim_people_min"),
         "claim_max": F("claim_people_max"),
         "updated_at": IsoTimestamp("updated_at"),

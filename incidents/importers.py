@@ -9,11 +9,22 @@ returned. Only a file without a single error is written, in one transaction, thr
 as every other door); an interruption rolls it all back.
 
 Rows with a `public_id` update that incident, if its `version` is still the one in the file; rows
-without one create an incident. Types, places, organizations and sources are found by name (or
-slug, alternate names, aliases) and are never created unless the caller asks (`create_missing`).
+without one create an incident. Multi-valued cells are read with the grammar the export writes
+(`incidents.exports`): items separated by ";", a place as its path ("Vietnam > Lao Cai > Lao Cai", or
+any shorter path ending at it, or one name if unambiguous), a source as its title and id
+("Press release [#12]", or the title alone if unambiguous), any item in double quotes. Types,
+places, organizations and sources are never created unless the caller asks (`create_missing`).
+
+A blank cell means what an empty field of the admin's form means: no count, no places (or
+perpetrators, or sources); for a field that cannot be empty (precision, qualifier, verification,
+review state), its default on a new incident and its current value on an existing one.
+
+New rows that may duplicate an incident (the admin's rule, `possible_duplicates_of`), or an earlier
+new row of the file, are listed; a real import with any stops unless the caller skips or allows them.
 """
 
 import csv
+import enum
 import gc
 import re
 from collections import Counter, defaultdict
@@ -27,11 +38,11 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
 from django.utils.text import slugify
 
-from incidents.exports import COLUMNS, FORMULA_LIKE
+from incidents.exports import COLUMNS, FORMULA_LIKE, PLACE_PATH_SEPARATOR, csv_list_item, csv_source_item
 from incidents.models import (
     Claim,
     Incident,
@@ -42,6 +53,7 @@ from incidents.models import (
     ReviewState,
     Source,
 )
+from incidents.querysets import DuplicateCandidate, possible_duplicates_among
 from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
@@ -72,9 +84,10 @@ FIELD_COLUMNS = (
 )
 DATE_COLUMNS = frozenset({"date_start", "date_end"})
 COUNT_COLUMNS = frozenset({"people_count", "people_count_min", "people_count_max"})
+# Fields the admin's form cannot leave empty: a blank cell means the default, or the current value.
+CHOICE_COLUMNS = frozenset({"date_precision", "count_qualifier", "verification", "review_state"})
 NAME_COLUMNS = ("places", "perpetrators", "sources")
 
-# The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 # What `create_missing` makes of an unknown name in each column: the model and the field it names.
 MISSING_RECORD_FIELDS = {
     "type": (IncidentType, "name"),
@@ -83,6 +96,7 @@ MISSING_RECORD_FIELDS = {
     "sources": (Source, "title"),
 }
 
+# The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 _NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
 # How incidents_bulk_validate names a problem: the incident's index in the list, and the field.
 _BULK_ERROR_KEY = re.compile(r"incidents\[(\d+)\]\.(.+)")
@@ -100,6 +114,14 @@ class RowError:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
+class Duplicates(enum.StrEnum):
+    """What a real import does with new rows that may duplicate an incident or an earlier row."""
+
+    STOP = "stop"  # write nothing and list them, so the analyst decides
+    SKIP = "skip"  # leave those rows out
+    ALLOW = "allow"  # create them all the same
+
+
 @dataclass
 class PlannedRow:
     """One valid row: what it will create, or which incident it will update and how."""
@@ -111,6 +133,15 @@ class PlannedRow:
     data: dict[str, Any] = field(default_factory=dict)
     names: dict[str, tuple[models.Model, ...] | None] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
+    # A new row's possible duplicates: incidents it may repeat, and earlier new rows of the file.
+    duplicate_incidents: list[Incident] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)
+
+    def duplicates_text(self) -> str:
+        incidents = [
+            f"{incident.public_id} {incident.title} ({incident.date_label})" for incident in self.duplicate_incidents
+        ]
+        return "; ".join(incidents + [f"line {line}" for line in self.duplicate_lines])
 
 
 @dataclass
@@ -132,9 +163,18 @@ class ImportReport:
     # Changes to published incidents by someone who may not publish: pending revisions.
     proposed: list[PlannedRow] = field(default_factory=list)
     unchanged: list[PlannedRow] = field(default_factory=list)
+    # New rows that may duplicate an incident or an earlier row: in `created` unless skipped.
+    duplicates: list[PlannedRow] = field(default_factory=list)
+    skipped: list[PlannedRow] = field(default_factory=list)
     # Kind ("places", …) -> names that `create_missing` creates (or, in a dry run, would create).
     missing_created: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
+    # A real import found possible duplicates and, told neither to skip nor allow them, wrote nothing.
+    stopped_for_duplicates: bool = False
+
+    @property
+    def rows_to_write(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.proposed)
 
     def summary(self) -> str:
         if self.errors:
@@ -147,6 +187,10 @@ class ImportReport:
         ]
         if self.proposed:
             parts.insert(2, f"{len(self.proposed)} proposed for review (published: a Reviewer accepts them)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} possible duplicate(s) skipped")
+        elif self.duplicates:
+            parts.append(f"{len(self.duplicates)} new row(s) may duplicate an incident or an earlier row")
         for kind, names in self.missing_created.items():
             parts.append(f"{len(names)} {kind} {verb} created ({', '.join(names)})")
         return "; ".join(parts) + "."
@@ -166,18 +210,213 @@ class _RowNotWritten(Exception):
         self.line = line
 
 
-class _NameIndex:
-    """Finds records by any of their names, case-insensitively; a name may match several."""
+class _MalformedCell(ValueError):
+    pass
 
-    def __init__(self, kind: str, records: Iterable[tuple[models.Model, Iterable[str]]]):
-        self.kind = kind
+
+@dataclass(frozen=True)
+class _Item:
+    """One item of a multi-valued cell: a name, or a place's path (several names, outermost first),
+    and for a source the id written after its title."""
+
+    names: tuple[str, ...]
+    source_id: int | None = None
+
+    def __str__(self):
+        text = PLACE_PATH_SEPARATOR.join(map(csv_list_item, self.names))
+        return text if self.source_id is None else f"{text} [#{self.source_id}]"
+
+
+_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*")
+_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$")
+
+
+def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) -> list[_Item]:
+    """The items of a multi-valued cell as the export writes them (exports.csv_list_item): separated
+    by ";", each name plain (stripped) or in double quotes with inner quotes doubled; with `paths`,
+    names separated by ">"; with `source_ids`, an optional `[#ID]` after the name. A quote opens
+    quoting only at the start of a name, as in CSV, so hand-typed names with quotes inside still read.
+    Empty items are left out, repeated ones kept once. Raises _MalformedCell."""
+    separators = ";>" if paths else ";"
+    items, names, source_id = [], [], None
+    position, length = 0, len(cell)
+    while True:
+        while position < length and cell[position].isspace():
+            position += 1
+        if position < length and cell[position] == '"':
+            name, position = _quoted_name(cell, position)
+            if source_ids and (suffix := _SOURCE_ID.match(cell, position)):
+                source_id, position = int(suffix.group(1)), suffix.end()
+            while position < length and cell[position].isspace():
+                position += 1
+            if position < length and cell[position] not in separators:
+                quoted = '"' + name.replace('"', '""') + '"'
+                raise _MalformedCell(f"Unexpected text after the closing quote of {quoted}.")
+        else:
+            end = position
+            while end < length and cell[end] not in separators:
+                end += 1
+            name = cell[position:end]
+            if source_ids and (suffix := _SOURCE_ID_AT_END.search(name)):
+                source_id, name = int(suffix.group(1)), name[: suffix.start()]
+            name, position = name.strip(), end
+        names.append(name)
+        separator = cell[position] if position < length else ";"
+        position += 1
+        if separator == ">":
+            continue
+        if any(names):
+            if not all(names):
+                raise _MalformedCell(f"A place's path has an empty name: {cell.strip()!r}.")
+            items.append(_Item(tuple(names), source_id))
+        names, source_id = [], None
+        if position > length:
+            return list(dict.fromkeys(items))
+
+
+def _quoted_name(cell: str, position: int) -> tuple[str, int]:
+    """The name in double quotes starting at `position`, and the position after its closing quote."""
+    name, position = [], position + 1
+    while True:
+        close = cell.find('"', position)
+        if close == -1:
+            raise _MalformedCell(f"A quoted name is not closed: {cell[position - 1 :]!r}.")
+        name.append(cell[position:close])
+        if cell.startswith('"', close + 1):
+            name.append('"')
+            position = close + 2
+        else:
+            return "".join(name), close + 1
+
+
+class _Names:
+    """Records of one kind found by any of their names, case-insensitively."""
+
+    kind = "record"
+
+    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]]):
         self.by_name: dict[str, list[models.Model]] = defaultdict(list)
         for record, names in records:
             for name in {name.casefold() for name in names if name}:
                 self.by_name[name].append(record)
 
-    def find(self, name: str) -> list[models.Model]:
+    def named(self, name: str) -> list[models.Model]:
         return self.by_name.get(name.casefold(), [])
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        """The records `item` may mean (one when it is clear), and a problem with it if any."""
+        return self.named(item.names[-1]), ""
+
+    def describe(self, record: models.Model) -> str:
+        """The record as the file should name it."""
+        return csv_list_item(str(record))
+
+
+class _Types(_Names):
+    kind = "type"
+
+    def __init__(self, types: Iterable[IncidentType]):
+        super().__init__((kind, [kind.slug, kind.name]) for kind in types)
+
+    def describe(self, record: IncidentType) -> str:
+        # The slug names a known type uniquely; a type create_missing makes is shown as it was written.
+        return record.slug if record.pk else record.name
+
+
+class _Organizations(_Names):
+    """By name (unique), else by acronym or alias when only one organization has it."""
+
+    kind = "organization"
+
+    def __init__(self, organizations: Iterable[Organization]):
+        organizations = list(organizations)
+        super().__init__(
+            (organization, [organization.acronym, *organization.aliases]) for organization in organizations
+        )
+        self.by_own_name = _Names((organization, [organization.name]) for organization in organizations)
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        return self.by_own_name.named(item.names[-1]) or self.named(item.names[-1]), ""
+
+    def describe(self, record: Organization) -> str:
+        return csv_list_item(record.name)
+
+
+class _Places(_Names):
+    """By path (`Vietnam > Lao Cai > Lao Cai`, as the export writes it), by a shorter path that ends
+    at the place (`Lao Cai > Lao Cai`), or by one name; any name may be an alternate name."""
+
+    kind = "place"
+
+    def __init__(self, places: Iterable[Place]):
+        self.places = {place.pk: place for place in places}
+        super().__init__((place, [place.name, *place.alternate_names]) for place in self.places.values())
+        self.paths: dict[int, list[Place]] = {}
+
+    def path(self, place: Place) -> list[Place]:
+        """The place and its parents, outermost first."""
+        if place.pk not in self.paths:
+            chain, current = [], place
+            # The depth limit guards against a cycle written around Place.clean(), as in SQL.
+            while current is not None and len(chain) < 32:
+                chain.append(current)
+                current = self.places.get(current.parent_id)
+            self.paths[place.pk] = chain[::-1]
+        return self.paths[place.pk]
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        candidates = self.named(item.names[-1])
+        wanted = [name.casefold() for name in item.names]
+        # The whole path by the places' own names (what the export writes) is unique...
+        whole = [place for place in candidates if [ancestor.name.casefold() for ancestor in self.path(place)] == wanted]
+        if whole:
+            exact = [place for place in whole if [ancestor.name for ancestor in self.path(place)] == list(item.names)]
+            return exact or whole, ""
+        # ...else the end of a path, by any names.
+        return [place for place in candidates if self._ends_with(place, wanted)], ""
+
+    def _ends_with(self, place: Place, wanted: list[str]) -> bool:
+        path = self.path(place)
+        if len(path) < len(wanted):
+            return False
+        return all(
+            name in {ancestor.name.casefold(), *(alternate.casefold() for alternate in ancestor.alternate_names)}
+            for ancestor, name in zip(path[-len(wanted) :], wanted, strict=True)
+        )
+
+    def describe(self, record: Place) -> str:
+        if record.pk is None:  # a new place create_missing makes, under a known parent
+            parent = [self.describe(record.parent)] if record.parent is not None else []
+            return PLACE_PATH_SEPARATOR.join([*parent, csv_list_item(record.name)])
+        return PLACE_PATH_SEPARATOR.join(csv_list_item(place.name) for place in self.path(record))
+
+
+class _Sources(_Names):
+    """By `Title [#ID]` (the id decides; the title must agree), or by a title only one has."""
+
+    kind = "source"
+
+    def __init__(self, sources: Iterable[Source]):
+        sources = list(sources)
+        super().__init__((source, [source.title]) for source in sources)
+        self.by_id = {source.pk: source for source in sources}
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        title = item.names[-1]
+        if item.source_id is None:
+            return self.named(title), ""
+        source = self.by_id.get(item.source_id)
+        if source is None:
+            return [], f"No source #{item.source_id} that you may see ({item})."
+        if source.title.casefold() != title.casefold():
+            return [], (
+                f"{item}: source #{item.source_id} is titled {source.title!r}, not {title!r}; "
+                f"write {self.describe(source)}, or the right id."
+            )
+        return [source], ""
+
+    def describe(self, record: Source) -> str:
+        return csv_source_item(record.title, record.pk) if record.pk else csv_list_item(record.title)
 
 
 @contextmanager
@@ -197,11 +436,20 @@ def _cycle_collection_paused() -> Iterator[None]:
 
 @_cycle_collection_paused()
 def import_incidents_csv(
-    file: IO[bytes], *, user, create_missing: bool = False, dry_run: bool = False, file_name: str = ""
+    file: IO[bytes],
+    *,
+    user,
+    create_missing: bool = False,
+    dry_run: bool = False,
+    duplicates: Duplicates = Duplicates.STOP,
+    file_name: str = "",
 ) -> ImportReport:
     """Validate every row of the CSV in `file`; unless `dry_run` or any error, write them all in one
-    transaction as `user`. Checking costs the same few queries whatever the file's length; writing,
-    one COPY per table for the new incidents and incident_update's queries per changed incident."""
+    transaction as `user`. New rows that may duplicate an incident or an earlier row are listed in
+    `report.duplicates`, and `duplicates` says what a real import does with them (STOP: write
+    nothing; ALLOW creates them without looking for them, even in a dry run). Checking costs the
+    same few queries whatever the file's length; writing, one COPY per table for the new
+    incidents and incident_update's queries per changed incident."""
     report = ImportReport(file_name=file_name, dry_run=dry_run)
     if not (user.has_perm("incidents.add_incident") and user.has_perm("incidents.change_incident")):
         report.errors.append(
@@ -214,14 +462,72 @@ def import_incidents_csv(
         report.errors.append(invalid.error)
         return report
     plan = _validate_rows(header, rows, user, create_missing, report)
+    if not report.errors and duplicates != Duplicates.ALLOW:
+        _find_duplicates(plan, user, report)
     if report.errors or dry_run:
         return report
+    if report.duplicates and duplicates == Duplicates.STOP:
+        report.stopped_for_duplicates = True
+        report.errors.append(
+            RowError(
+                0,
+                "",
+                f"{len(report.duplicates)} new row(s) may duplicate an incident or an earlier row (listed); "
+                "nothing was written. Import again skipping them (--skip-duplicates) or creating them "
+                "all the same (--allow-duplicates).",
+            )
+        )
+        return report
+    if report.duplicates and duplicates == Duplicates.SKIP:
+        _skip_duplicates(plan, report, user)
     try:
         _write(plan, user, report)
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
         report.created, report.updated, report.proposed, report.unchanged = [], [], [], []
     return report
+
+
+def _find_duplicates(plan: _Plan, user, report: ImportReport) -> None:
+    """List the new rows that may duplicate an incident `user` may see, or an earlier new row: the
+    admin's rule (possible_duplicates_of, TRACKER_DUPLICATE_WINDOW_DAYS). Two queries."""
+    new_rows = [row for row in plan.rows if row.incident is None]
+    candidates = [
+        DuplicateCandidate(
+            # A type create_missing makes has no id yet: its rows match only each other.
+            incident_type_id=row.data["incident_type"].pk or -id(row.data["incident_type"]),
+            date_start=row.data["date_start"],
+            date_end=row.data["date_end"],
+            places=tuple((place.pk, place.country.code) for place in row.names["places"] or ()),
+        )
+        for row in new_rows
+    ]
+    window = settings.DUPLICATE_WINDOW_DAYS
+    in_database = Incident.objects.visible_to(user).possible_duplicates_of_new(candidates, window)
+    incidents = (
+        Incident.objects.filter(pk__in={pk for pks in in_database.values() for pk in pks})
+        .only("public_id", "title", "date_label", "date_start")
+        .in_bulk()
+    )
+    in_file = possible_duplicates_among(candidates, window)
+    for index, row in enumerate(new_rows):
+        row.duplicate_incidents = sorted(
+            (incidents[pk] for pk in in_database.get(index, ())),
+            key=lambda incident: (incident.date_start, incident.pk),
+        )
+        row.duplicate_lines = [new_rows[earlier].line for earlier in in_file.get(index, ())]
+        if row.duplicate_incidents or row.duplicate_lines:
+            report.duplicates.append(row)
+
+
+def _skip_duplicates(plan: _Plan, report: ImportReport, user) -> None:
+    """Leave the possible duplicates out of what is written; the other new rows are checked again
+    without them (what the service writes is what it checked)."""
+    skipped = {id(row) for row in report.duplicates}
+    plan.rows = [row for row in plan.rows if id(row) not in skipped]
+    report.created = [row for row in report.created if id(row) not in skipped]
+    report.skipped = report.duplicates
+    plan.new_incidents, _ = _validate_new_incidents([row for row in plan.rows if row.incident is None], user)
 
 
 def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -309,10 +615,6 @@ def _plain(cell: str) -> str:
     return cell[1:] if _NEUTRALISED_CELL.match(cell) else cell
 
 
-def _split_names(cell: str) -> list[str]:
-    return list(dict.fromkeys(name.strip() for name in _plain(cell).split(";") if name.strip()))
-
-
 def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     records = [dict(zip(header, cells, strict=False)) for _, cells in rows]
     resolver = _NameResolver(_name_indexes(user, records), create_missing)
@@ -344,24 +646,26 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
             else:
                 errors.extend(_check_version(line, record, row.incident, row))
         data, value_errors = _parse_values(line, record)
-        errors.extend(value_errors)
         names, name_errors = resolver.resolve(line, record)
-        errors.extend(name_errors)
-        if errors:
-            continue
-        row.data = {**data, "incident_type": names["type"][0]}
+        row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
         row.names = {column: names.get(column) for column in NAME_COLUMNS}
-        if row.incident is not None:
-            candidate = Incident(**{**_current_values(row.incident), **row.data})
-            errors.extend(_row_errors(line, validation_errors(candidate)))
-        checked.append((row, errors))
+        errors.extend(value_errors + name_errors)
+        if errors or row.incident is not None:
+            # The workflow's and the model's rules on what could be read, beside every other
+            # problem of the row (a clean new row is checked below with its places and claims, by
+            # the service that writes it). A column that could not be read is not reported twice.
+            errors.extend(_check_workflow(line, row.incident, row.data, user))
+            candidate = Incident(**{**(_current_values(row.incident) if row.incident else {}), **row.data})
+            unread = {error.column for error in value_errors + name_errors}
+            problems = {name: messages for name, messages in validation_errors(candidate).items() if name not in unread}
+            errors.extend(_row_errors(line, problems))
+        if not errors:
+            checked.append((row, errors))
     new_rows = [row for row, _ in checked if row.incident is None]
     new_incidents, new_incident_errors = _validate_new_incidents(new_rows, user)
     planned = []
     for row, errors in checked:
         errors.extend(new_incident_errors.get(row.line, ()))
-        if row.incident is not None:  # new incidents: checked by incidents_bulk_validate
-            errors.extend(_check_workflow(row.line, row.incident, row.data, user))
         if errors:
             continue
         if row.incident is not None:
@@ -369,14 +673,14 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
     # Created in this order when the file is written.
+    describe = {column: resolver.indexes[column].describe for column in resolver.missing}
     missing_records = {
-        column: sorted(new_records.values(), key=lambda record, column=column: _record_name(column, record))
+        column: sorted(new_records.values(), key=describe[column])
         for column, new_records in resolver.missing.items()
         if new_records
     }
     report.missing_created = {
-        column: [_record_name(column, record) for record in new_records]
-        for column, new_records in missing_records.items()
+        column: [describe[column](record) for record in new_records] for column, new_records in missing_records.items()
     }
     for row in planned:
         if row.incident is None:
@@ -441,7 +745,9 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
         if column not in record:
             continue
         raw = record[column]
-        if column in DATE_COLUMNS:
+        if column in DATE_COLUMNS and not raw.strip():
+            errors.append(RowError(line, column, "This field cannot be blank; write the date as YYYY-MM-DD."))
+        elif column in DATE_COLUMNS:
             try:
                 data[column] = date.fromisoformat(raw.strip())
             except ValueError:
@@ -452,25 +758,39 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
                 errors.append(RowError(line, column, f"{raw!r} is not a whole number of people."))
             else:
                 data[column] = int(value) if value else None
+        elif column in CHOICE_COLUMNS:
+            # Blank: the default for a new incident, the current value for an existing one.
+            if raw.strip():
+                data[column] = raw.strip()
         else:
-            data[column] = _plain(raw) if column == "title" else raw.strip()
+            data[column] = _plain(raw)
     return data, errors
 
 
-def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _NameIndex]:
+def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
     """Everything the file's names could refer to, in one query per kind. Sources are looked up
     among those the user may see (a hidden source is as unknown as a missing one), and only by
     the titles the file uses, since there are many."""
-    titles = {name.lower() for record in records for name in _split_names(record.get("sources", ""))}
-    sources = Source.objects.visible_to(user).annotate(folded=Lower("title")).filter(folded__in=titles)
+    titles, ids = set(), set()
+    for cell in {record.get("sources", "") for record in records}:
+        try:
+            items = _parse_items(_plain(cell), source_ids=True)
+        except _MalformedCell:
+            continue  # reported with its row
+        titles.update(item.names[-1].lower() for item in items)
+        ids.update(item.source_id for item in items if item.source_id is not None)
+    sources = (
+        Source.objects.visible_to(user)
+        .annotate(folded=Lower("title"))
+        .filter(Q(folded__in=titles) | Q(pk__in=ids))
+        # `confidential`: incidents_bulk_validate checks the user may cite each source.
+        .only("pk", "title", "confidential")
+    )
     return {
-        "type": _NameIndex("type", ((kind, [kind.slug, kind.name]) for kind in IncidentType.objects.all())),
-        "places": _NameIndex("place", ((place, [place.name, *place.alternate_names]) for place in Place.objects.all())),
-        "perpetrators": _NameIndex(
-            "organization",
-            ((organization, [organization.name, *organization.aliases]) for organization in Organization.objects.all()),
-        ),
-        "sources": _NameIndex("source", ((source, [source.title]) for source in sources)),
+        "type": _Types(IncidentType.objects.all()),
+        "places": _Places(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country")),
+        "perpetrators": _Organizations(Organization.objects.only("pk", "name", "acronym", "aliases")),
+        "sources": _Sources(sources),
     }
 
 
@@ -498,10 +818,11 @@ class _NameResolver:
     `create_missing`, an unknown name gets a new record, saved only if the file is written, instead
     of being an error."""
 
-    def __init__(self, indexes: dict[str, _NameIndex], create_missing: bool):
+    def __init__(self, indexes: dict[str, _Names], create_missing: bool):
         self.indexes = indexes
         self.create_missing = create_missing
-        self.missing: dict[str, dict[str, models.Model]] = defaultdict(dict)  # column -> casefolded name -> record
+        # column -> (parent place's id or None, casefolded name) -> record
+        self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
 
     def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
@@ -519,32 +840,63 @@ class _NameResolver:
 
     def _resolve_cell(self, column: str, cell: str) -> tuple[tuple[models.Model, ...], list[str]]:
         index = self.indexes[column]
-        names = [cell.strip()] if column == "type" else _split_names(cell)
+        if column == "type":
+            if not cell.strip():
+                return (), ["This field cannot be blank."]
+            items = [_Item((cell.strip(),))]
+        else:
+            try:
+                items = _parse_items(_plain(cell), paths=column == "places", source_ids=column == "sources")
+            except _MalformedCell as malformed:
+                return (), [str(malformed)]
         found, problems = [], []
-        for name in names:
-            matches = index.find(name)
-            if len(matches) == 1:
+        for item in items:
+            matches, problem = index.find(item)
+            if problem:
+                problems.append(problem)
+            elif len(matches) == 1:
                 found.append(matches[0])
             elif matches:
-                ids = ", ".join(str(match.pk) for match in matches)
-                problems.append(f"{name!r} matches {len(matches)} {index.kind}s (ids {ids}).")
-            elif not name:
-                problems.append("This field cannot be blank.")
-            elif self.create_missing and len(name) > _max_name_length(column):
-                problems.append(f"{name!r} is too long for a new {index.kind}.")
+                candidates = sorted(index.describe(match) for match in matches)
+                problems.append(
+                    f"{str(item)!r} matches {len(matches)} {index.kind}s; write one of: {', '.join(candidates)}."
+                )
             elif self.create_missing:
-                # The first spelling in the file names the new record; later ones refer to it.
-                if name.casefold() not in self.missing[column]:
-                    self.missing[column][name.casefold()] = _new_record(column, name)
-                found.append(self.missing[column][name.casefold()])
+                record, problem = self._missing_record(column, item)
+                problems.extend([problem] if problem else [])
+                found.extend([record] if record else [])
             else:
                 problems.append(
-                    f"Unknown {index.kind} {name!r}; add it first, or import with --create-missing "
+                    f"Unknown {index.kind} {str(item)!r}; add it first, or import with --create-missing "
                     "(in the admin: 'Create missing') to create it."
                 )
         # Two spellings of one name are one record, the same object (each record is loaded, or made,
         # once): told apart by identity, which new records have before they have a primary key.
         return tuple({id(record): record for record in found}.values()), problems
+
+    def _missing_record(self, column: str, item: _Item) -> tuple[models.Model | None, str]:
+        """The record `create_missing` makes for an unknown `item` (once per file: the first
+        spelling names it, later ones refer to it), not saved yet; or why it cannot."""
+        index, name = self.indexes[column], item.names[-1]
+        if item.source_id is not None:
+            return None, f"No source #{item.source_id} that you may see ({item}); ids come from the database."
+        if len(name) > _max_name_length(column):
+            return None, f"{name!r} is too long for a new {index.kind}."
+        parent = None
+        if len(item.names) > 1:
+            # A new place inside a known one: its path up to the parent must name one place.
+            parents, _ = index.find(_Item(item.names[:-1]))
+            if len(parents) != 1:
+                parent_path = PLACE_PATH_SEPARATOR.join(map(csv_list_item, item.names[:-1]))
+                return (
+                    None,
+                    f"Unknown place {str(item)!r}, and {parent_path!r} does not name one place to create it in.",
+                )
+            parent = parents[0]
+        key = (parent.pk if parent else None, name.casefold())
+        if key not in self.missing[column]:
+            self.missing[column][key] = _new_record(column, name, parent)
+        return self.missing[column][key], ""
 
 
 def _max_name_length(column: str) -> int:
@@ -552,17 +904,15 @@ def _max_name_length(column: str) -> int:
     return model._meta.get_field(name_field).max_length
 
 
-def _new_record(column: str, name: str) -> models.Model:
+def _new_record(column: str, name: str, parent: Place | None = None) -> models.Model:
     """The record `create_missing` makes for an unknown name in `column`, not saved yet."""
     model, name_field = MISSING_RECORD_FIELDS[column]
     fields = {name_field: name}
     if model is IncidentType:
         fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
+    if parent is not None:
+        fields.update(parent=parent, country=parent.country)
     return model(**fields)
-
-
-def _record_name(column: str, record: models.Model) -> str:
-    return getattr(record, MISSING_RECORD_FIELDS[column][1])
 
 
 def _current_values(incident: Incident) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
-from incidents.models import AccessDoor, Incident, Involvement
+from incidents.models import AccessDoor, Incident, Involvement, Source
 from tests.factories import (
     incident_type,
     make_claim,
@@ -76,10 +76,10 @@ class TestColumns:
             incident=incident, organization=make_organization(name="Ministry of Public Security"), role="perpetrator"
         )
         Involvement.objects.create(incident=incident, organization=make_organization(name="UNHCR"), role="other")
-        make_claim(incident=incident, source=make_source(title="RFA report"), people_count=500)
-        make_claim(
-            incident=incident, source=make_source(title="HRW statement"), people_count_min=450, people_count_max=700
-        )
+        rfa = make_source(title="RFA report")
+        make_claim(incident=incident, source=rfa, people_count=500)
+        hrw = make_source(title="HRW statement")
+        make_claim(incident=incident, source=hrw, people_count_min=450, people_count_max=700)
 
         content = download(client)
 
@@ -104,7 +104,7 @@ class TestColumns:
             "verification": "corroborated",
             "review_state": "published",
             "source_count": "2",
-            "sources": "HRW statement; RFA report",
+            "sources": f"HRW statement [#{hrw.pk}]; RFA report [#{rfa.pk}]",
             "claim_min": "450",
             "claim_max": "700",
             "updated_at": incident.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -160,10 +160,15 @@ class TestFormulaNeutralisation:
 
     def test_names_in_multi_valued_cells_are_neutralised_too(self, client):
         incident = make_incident(places=[make_place(name="=cmd|' /C calc'!A0")])
-        make_claim(incident=incident, source=make_source(title="@evil"))
+        evil = make_source(title="@evil")
+        make_claim(incident=incident, source=evil)
         Involvement.objects.create(incident=incident, organization=make_organization(name="-2+3"), role="perpetrator")
         [row] = read_csv(download(client))
-        assert (row["places"], row["sources"], row["perpetrators"]) == ("'=cmd|' /C calc'!A0", "'@evil", "'-2+3")
+        assert (row["places"], row["sources"], row["perpetrators"]) == (
+            "'=cmd|' /C calc'!A0",
+            f"'@evil [#{evil.pk}]",
+            "'-2+3",
+        )
 
 
 class TestVisibility:
@@ -209,7 +214,7 @@ class TestVisibility:
             client.force_login(make_user(role))
         row = next(row for row in read_csv(download(client, door=door)) if row["title"] == "public")
         assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
-            "Open report",
+            "Open report [#{}]".format(Source.objects.get(title="Open report").pk),
             "1",
             "80",
             "80",
@@ -218,8 +223,10 @@ class TestVisibility:
     def test_a_reader_with_confidential_access_sees_every_claim(self, client, incidents):
         client.force_login(make_user(roles.VIEWER, confidential=True))
         row = next(row for row in read_csv(download(client)) if row["title"] == "public")
+        ids = dict(Source.objects.values_list("title", "pk"))
         assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
-            "Embargoed note; Informant; Open report",
+            f"Embargoed note [#{ids['Embargoed note']}]; Informant [#{ids['Informant']}]; "
+            f"Open report [#{ids['Open report']}]",
             "3",
             "10",
             "120",

@@ -10,7 +10,9 @@ import sys
 import time
 from datetime import date
 from unittest import mock
+from urllib.parse import quote
 
+import dj_database_url
 import psycopg
 import pytest
 from django.apps import apps
@@ -213,7 +215,7 @@ class TestRoundTrip:
         new_row = {**row, "public_id": "", "version": "", "title": "Created alongside"}
         # What an analyst may give a new incident.
         new_row.update(review_state="draft", verification="alleged")
-        run_import(analyst, tmp_path, write_csv([new_row, row]))
+        run_import(analyst, tmp_path, write_csv([new_row, row]), "--allow-duplicates")
 
         added_claim = Claim.objects.get(incident=first, source=new_report)
         ClaimEvent = apps.get_model("incidents", "ClaimEvent")
@@ -592,8 +594,9 @@ def test_checking_a_file_costs_the_same_queries_whatever_its_length(
     # The user (1) and their permissions (2: user's and groups'); one query each for types, places,
     # organizations and the sources the file names (4); the incidents it updates (1) with their
     # places (1), involvements and their organizations (2), claims and their sources (2), and the
-    # claims the user may see (1). None per row.
-    with django_assert_num_queries(14):
+    # claims the user may see (1); the incidents the new rows may duplicate (1: none here, so none
+    # to load). None per row.
+    with django_assert_num_queries(15):
         call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
 
 
@@ -714,14 +717,28 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     path.write_text(content)
     before = database_contents()
     database = connection.settings_dict
-    address = {"host": database["HOST"], "port": database["PORT"], "user": database["USER"], "dbname": database["NAME"]}
-    environment = {**os.environ, "DATABASE_URL": "postgres://{user}@{host}:{port}/{dbname}".format(**address)}
+    address = {
+        "host": database["HOST"],
+        "port": database["PORT"] or None,
+        "user": database["USER"],
+        "password": database["PASSWORD"] or None,
+        "dbname": database["NAME"],
+    }
+    environment = {**os.environ, "DATABASE_URL": database_url(**address)}
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
         # EXCLUSIVE blocks writing the claims, not reading them: the triggers that keep the search
         # words (migration 0019) read them when the incidents are written.
         locker.execute("LOCK TABLE incidents_claim IN EXCLUSIVE MODE")
         importer = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "import_incidents", str(path), f"--user={analyst}"],
+            [
+                sys.executable,
+                str(settings.BASE_DIR / "manage.py"),
+                "import_incidents",
+                str(path),
+                f"--user={analyst}",
+                # Two hundred alike rows: possible duplicates of each other, created all the same.
+                "--allow-duplicates",
+            ],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -748,6 +765,37 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     assert importer.returncode != 0
     assert "KeyboardInterrupt" in stderr.decode(), stderr.decode()
     assert database_contents() == before
+
+
+def database_url(*, host: str, port: str | None, user: str, password: str | None, dbname: str) -> str:
+    """The URL of the test database for DATABASE_URL. The host may be a socket directory (the embedded
+    server's, when `make test` runs without DATABASE_URL): percent-encoded, as tracker.embedded_db
+    writes it, it stays the host instead of being read as the path to the database."""
+    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return f"postgres://{credentials}@{quote(host, safe='')}{f':{port}' if port else ''}/{quote(dbname, safe='')}"
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        (
+            {"host": "/srv/app/.data/postgres", "port": None, "user": "postgres", "password": None},
+            "postgres://postgres@%2Fsrv%2Fapp%2F.data%2Fpostgres/test_tracker",
+        ),
+        (
+            {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": "p@ss"},
+            "postgres://postgres:p%40ss@127.0.0.1:5432/test_tracker",
+        ),
+    ],
+)
+def test_the_subprocess_database_url_reads_back_as_the_same_database(address, url):
+    assert database_url(**address, dbname="test_tracker") == url
+    parsed = dj_database_url.parse(url)
+    assert (parsed["HOST"], parsed["NAME"], parsed["PASSWORD"] or None) == (
+        address["host"],
+        "test_tracker",
+        address["password"],
+    )
 
 
 def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -> int:

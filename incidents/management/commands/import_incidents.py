@@ -1,14 +1,16 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.importers import import_incidents_csv
+from incidents.importers import Duplicates, import_incidents_csv
 
 
 class Command(BaseCommand):
     help = (
         "Import incidents from a CSV file with the export's columns: rows with a public_id update that incident "
         "(if its version still matches), rows without one create incidents. Every row is checked first; "
-        "if any is wrong, nothing is written and every error is listed. Exits non-zero on any error."
+        "if any is wrong, nothing is written and every error is listed. New rows that may duplicate an incident "
+        "(or an earlier row) are listed, and stop the import unless --skip-duplicates or --allow-duplicates says "
+        "what to do with them. Exits non-zero on any error."
     )
 
     def add_arguments(self, parser):
@@ -22,8 +24,24 @@ class Command(BaseCommand):
             action="store_true",
             help="Create the types, places, organizations and sources the file names but the database lacks.",
         )
+        duplicates = parser.add_mutually_exclusive_group()
+        duplicates.add_argument(
+            "--skip-duplicates",
+            action="store_const",
+            dest="duplicates",
+            const=Duplicates.SKIP,
+            default=Duplicates.STOP,
+            help="Leave out new rows that may duplicate an incident or an earlier row; import the rest.",
+        )
+        duplicates.add_argument(
+            "--allow-duplicates",
+            action="store_const",
+            dest="duplicates",
+            const=Duplicates.ALLOW,
+            help="Create new rows even if they may duplicate an incident (without looking for duplicates).",
+        )
 
-    def handle(self, *args, file, user, dry_run, create_missing, **options):
+    def handle(self, *args, file, user, dry_run, create_missing, duplicates, **options):
         try:
             importer = get_user_model().objects.get_by_natural_key(user)
         except get_user_model().DoesNotExist:
@@ -31,10 +49,18 @@ class Command(BaseCommand):
         try:
             with open(file, "rb") as csv_file:
                 report = import_incidents_csv(
-                    csv_file, user=importer, create_missing=create_missing, dry_run=dry_run, file_name=file
+                    csv_file,
+                    user=importer,
+                    create_missing=create_missing,
+                    dry_run=dry_run,
+                    duplicates=duplicates,
+                    file_name=file,
                 )
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
+        for row in report.duplicates:
+            verb = "skipped, may duplicate" if report.skipped else "may duplicate"
+            self.stderr.write(f"{file}: line {row.line}: {row.title!r} {verb} {row.duplicates_text()}")
         for error in report.errors:
             self.stderr.write(f"{file}: {error}")
         if report.errors:

@@ -1,0 +1,253 @@
+"""The CSV round trip: what `export_incidents` writes, `import_incidents` reads back to the very same
+records, whatever the names (repeated under different parents, repeated titles, names holding the
+cell's own separators, quotes or formulas); and how the import finds places, organizations and
+sources by the other names an analyst may type."""
+
+import csv
+import io
+from datetime import date
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.db import connection
+
+from incidents import roles
+from incidents.exports import csv_list_item
+from incidents.models import Incident, Involvement, Place
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_import import import_errors, run_import
+
+HEADER = "title,type,date_start,date_end"
+AWKWARD_NAMES = [
+    "Camp; Block 3",
+    'The "No. 5" camp',
+    "North > South road",
+    "=HYPERLINK(1)",
+    " padded ",
+    "[annex]",
+    "Plain name",
+    "'quoted'",
+]
+
+
+def export(user, tmp_path, name="export.csv") -> bytes:
+    output = tmp_path / name
+    call_command("export_incidents", f"--user={user.username}", "-o", str(output))
+    return output.read_bytes()
+
+
+def history_row_count() -> int:
+    """Every history event of every tracked model, and the contexts naming who wrote them."""
+    tracked = [model for model in apps.get_models() if model.__name__.endswith("Event")]
+    return sum(model.objects.count() for model in [*tracked, apps.get_model("pghistory", "Context")])
+
+
+def cells(content: bytes, column: str) -> list[str]:
+    return [row[column] for row in csv.DictReader(io.StringIO(content.decode()))]
+
+
+@pytest.fixture
+def messy_incidents():
+    """Names as the world writes them: Jilin the city in Jilin the province, Lao Cai in Lao Cai
+    (the demo data's own), titles that repeat, and names holding "; ", quotes, ">" and formulas."""
+    call_command("generate_demo_data", incidents=300, seed=3, stdout=io.StringIO())
+    china = Place.objects.get(name="China", parent=None)
+    jilin_province = Place.objects.get(name="Jilin", parent=china)
+    jilin_city = make_place(name="Jilin", parent=jilin_province, alternate_names=["吉林市"])
+    lao_cai_city = Place.objects.get(name="Lao Cai", parent__name="Lao Cai")
+    awkward_places = [
+        make_place(name=name, parent=jilin_city if index % 2 else None) for index, name in enumerate(AWKWARD_NAMES)
+    ]
+    press_releases = [make_source(title="Press release") for _ in range(2)]
+    awkward_sources = [make_source(title=name) for name in AWKWARD_NAMES]
+    awkward_organizations = [make_organization(name=f"{name} office") for name in AWKWARD_NAMES]
+    for index, name in enumerate(AWKWARD_NAMES):
+        incident = make_incident(
+            title=name,
+            date_start=date(2024, 1, 1 + index),
+            date_end=date(2024, 1, 1 + index),
+            places=[awkward_places[index], jilin_city, jilin_province, lao_cai_city],
+        )
+        make_claim(incident=incident, source=press_releases[index % 2])
+        make_claim(incident=incident, source=awkward_sources[index], confidential=index == 3)
+        Involvement.objects.create(incident=incident, organization=awkward_organizations[index], role="perpetrator")
+    return jilin_city
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        pytest.param(lambda: make_user(is_superuser=True, is_staff=True), id="superuser"),
+        pytest.param(lambda: make_user(roles.ANALYST), id="analyst"),
+    ],
+)
+def test_importing_an_unchanged_export_of_messy_demo_data_changes_nothing(user, messy_incidents, tmp_path):
+    importer = user()
+    exported = export(importer, tmp_path)
+    versions = dict(Incident.objects.values_list("pk", "version"))
+    history = history_row_count()
+
+    output = run_import(importer, tmp_path, exported)
+
+    unchanged = Incident.objects.visible_to(importer).count()
+    assert f"0 incident(s) were created; 0 updated; {unchanged} unchanged." in output
+    assert dict(Incident.objects.values_list("pk", "version")) == versions
+    assert history_row_count() == history
+    assert export(importer, tmp_path, "again.csv") == exported
+
+
+def test_the_export_writes_a_place_as_its_path_and_a_source_with_its_id(tmp_path):
+    china = make_place(name="China", kind="country")
+    jilin_city = make_place(name="Jilin", parent=make_place(name="Jilin", parent=china))
+    camp = make_place(name='The "No. 5" camp', parent=jilin_city)
+    incident = make_incident(places=[camp, jilin_city])
+    press_releases = [make_source(title="Press release") for _ in range(2)]
+    for source in press_releases:
+        make_claim(incident=incident, source=source)
+    smith_and_jones = make_organization(name="Smith; Jones")
+    Involvement.objects.create(incident=incident, organization=smith_and_jones, role="perpetrator")
+    formula = make_incident(places=[make_place(name="=HYPERLINK(1)")])
+
+    exported = export(make_user(roles.REVIEWER), tmp_path)
+
+    rows = {row["public_id"]: row for row in csv.DictReader(io.StringIO(exported.decode()))}
+    assert rows[incident.public_id]["places"] == 'China > Jilin > Jilin; China > Jilin > Jilin > "The ""No. 5"" camp"'
+    assert rows[incident.public_id]["sources"] == "; ".join(
+        sorted(f"Press release [#{source.pk}]" for source in press_releases)
+    )
+    assert rows[incident.public_id]["perpetrators"] == '"Smith; Jones"'
+    # A formula-like first item is neutralised for spreadsheets, as any cell.
+    assert rows[formula.public_id]["places"] == "'=HYPERLINK(1)"
+
+
+def test_python_and_sql_quote_list_items_alike():
+    with connection.cursor() as cursor:
+        for name in AWKWARD_NAMES:
+            cursor.execute("SELECT csv_list_item(%s)", [name])
+            assert cursor.fetchone()[0] == csv_list_item(name), name
+
+
+class TestPlaces:
+    @pytest.fixture
+    def lao_cai(self):
+        vietnam = make_place(name="Vietnam", kind="country", country="VN")
+        province = make_place(name="Lao Cai", parent=vietnam, country="VN")
+        city = make_place(name="Lao Cai", parent=province, country="VN", alternate_names=["Lào Cai city"])
+        return province, city
+
+    @pytest.mark.parametrize(
+        "written", ["Vietnam > Lao Cai > Lao Cai", "Lao Cai > Lao Cai", "lao cai > LAO CAI", "Lào Cai city"]
+    )
+    def test_a_full_or_shorter_path_or_an_alternate_name_finds_the_place(self, analyst, lao_cai, tmp_path, written):
+        _, city = lao_cai
+        run_import(analyst, tmp_path, f"{HEADER},places\nA,deportation,2024-01-01,2024-01-01,{written}\n")
+        assert list(Incident.objects.get(title="A").places.all()) == [city]
+
+    def test_the_full_path_of_the_province_is_not_taken_for_the_city(self, analyst, lao_cai, tmp_path):
+        province, _ = lao_cai
+        run_import(analyst, tmp_path, f"{HEADER},places\nA,deportation,2024-01-01,2024-01-01,Vietnam > Lao Cai\n")
+        assert list(Incident.objects.get(title="A").places.all()) == [province]
+
+    def test_an_ambiguous_name_lists_the_paths_to_write(self, analyst, lao_cai, tmp_path):
+        errors = import_errors(analyst, tmp_path, f"{HEADER},places\nA,deportation,2024-01-01,2024-01-01,Lao Cai\n")
+        assert (
+            "line 2, column places: 'Lao Cai' matches 2 places; write one of: "
+            "Vietnam > Lao Cai, Vietnam > Lao Cai > Lao Cai." in errors
+        )
+
+    def test_a_malformed_cell_is_an_error_for_its_column(self, analyst, lao_cai, tmp_path):
+        errors = import_errors(
+            analyst, tmp_path, f'{HEADER},places\nA,deportation,2024-01-01,2024-01-01,"""Lao Cai"" x"\n'
+        )
+        assert 'line 2, column places: Unexpected text after the closing quote of "Lao Cai".' in errors
+
+    def test_create_missing_creates_a_place_inside_the_path_it_names(self, analyst, lao_cai, tmp_path):
+        _, city = lao_cai
+        output = run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\nA,deportation,2024-01-01,2024-01-01,Lao Cai > Lao Cai > Coc Leu\n",
+            "--create-missing",
+        )
+        assert "1 places were created (Vietnam > Lao Cai > Lao Cai > Coc Leu)" in output
+        assert Place.objects.get(name="Coc Leu").parent == city
+
+
+class TestOrganizations:
+    def test_an_acronym_or_an_alias_finds_the_organization(self, analyst, tmp_path):
+        china = make_organization(name="People's Republic of China", acronym="PRC", aliases=["China (government)"])
+        run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,PRC\n"
+            f"B,deportation,2025-01-01,2025-01-01,china (GOVERNMENT)\n",
+        )
+        assert [involvement.organization for involvement in Involvement.objects.order_by("incident__title")] == [
+            china,
+            china,
+        ]
+
+    def test_a_name_wins_over_another_organization_s_acronym(self, analyst, tmp_path):
+        hrw = make_organization(name="HRW")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        run_import(analyst, tmp_path, f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,HRW\n")
+        assert Involvement.objects.get().organization == hrw
+
+    def test_a_shared_acronym_lists_the_names_to_write(self, analyst, tmp_path):
+        make_organization(name="Ministry of State Security", acronym="MSS")
+        make_organization(name="Mongolian Scout Society", acronym="MSS")
+        errors = import_errors(analyst, tmp_path, f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,MSS\n")
+        assert (
+            "'MSS' matches 2 organizations; write one of: Ministry of State Security, Mongolian Scout Society."
+            in errors
+        )
+
+
+class TestSources:
+    def test_a_title_and_id_find_that_source(self, analyst, tmp_path):
+        press_releases = [make_source(title="Press release") for _ in range(2)]
+        run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,press RELEASE [#{press_releases[1].pk}]\n",
+        )
+        assert Incident.objects.get(title="A").claims.get().source == press_releases[1]
+
+    def test_a_repeated_title_lists_the_titles_with_ids_to_write(self, analyst, tmp_path):
+        first, second = (make_source(title="Press release") for _ in range(2))
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,Press release\n"
+        )
+        assert (
+            f"'Press release' matches 2 sources; write one of: Press release [#{first.pk}], "
+            f"Press release [#{second.pk}]." in errors
+        )
+
+    def test_an_id_whose_title_differs_is_refused_naming_both(self, analyst, tmp_path):
+        report = make_source(title="RFA report")
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,HRW report [#{report.pk}]\n"
+        )
+        assert (
+            f"HRW report [#{report.pk}]: source #{report.pk} is titled 'RFA report', not 'HRW report'; "
+            f"write RFA report [#{report.pk}], or the right id." in errors
+        )
+
+    def test_a_hidden_source_id_is_as_unknown_as_a_missing_one(self, analyst, tmp_path):
+        hidden = make_source(title="Informant", confidential=True)
+        missing_id = hidden.pk + 1000
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,Informant [#{hidden.pk}]\n"
+            f"B,deportation,2025-01-01,2025-01-01,Informant [#{missing_id}]\n",
+        )
+        assert f"line 2, column sources: No source #{hidden.pk} that you may see (Informant [#{hidden.pk}])." in errors
+        assert f"line 3, column sources: No source #{missing_id} that you may see" in errors
+        assert "titled" not in errors
+
+
+@pytest.fixture
+def analyst():
+    return make_user(roles.ANALYST)

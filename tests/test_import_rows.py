@@ -1,0 +1,297 @@
+"""How the CSV import reads an analyst's rows: blank cells as the admin's form reads empty fields,
+every error of every row at once, and possible duplicates (the admin's rule) listed, then skipped or
+allowed; through `manage.py import_incidents` and the admin's upload and preview pages."""
+
+import io
+from datetime import date
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from incidents import roles
+from incidents.exports import COLUMNS
+from incidents.models import Incident
+from tests.factories import make_incident, make_place, make_user
+from tests.test_import import import_errors, run_import, write_csv
+
+HEADER = "title,type,date_start,date_end"
+
+
+@pytest.fixture
+def analyst():
+    return make_user(roles.ANALYST)
+
+
+def export_row(**cells) -> dict[str, str]:
+    """A row with every column of the export, blank unless given."""
+    return dict.fromkeys(COLUMNS, "") | cells
+
+
+class TestBlankCells:
+    def test_a_new_row_with_only_the_required_cells_of_the_export_s_columns_gets_the_defaults(self, analyst, tmp_path):
+        content = write_csv(
+            [export_row(title="Only four cells", type="deportation", date_start="2024-03-01", date_end="2024-03-01")]
+        )
+
+        output = run_import(analyst, tmp_path, content)
+
+        assert "1 incident(s) were created" in output
+        incident = Incident.objects.get(title="Only four cells")
+        assert (
+            incident.date_precision,
+            incident.count_qualifier,
+            incident.verification,
+            incident.review_state,
+            incident.people_count,
+            list(incident.places.all()),
+        ) == ("day", "unknown", "alleged", "draft", None, [])
+
+    def test_blank_choices_leave_an_existing_incident_s_values_and_blank_counts_clear_them(self, tmp_path):
+        # A Reviewer: an Analyst's change to a published incident waits for review (README).
+        reviewer = make_user(roles.REVIEWER)
+        incident = make_incident(
+            date_precision="month",
+            count_qualifier="about",
+            verification="verified",
+            review_state="published",
+            people_count=80,
+            people_count_max=100,
+        )
+        content = write_csv(
+            [
+                export_row(
+                    public_id=incident.public_id,
+                    version="1",
+                    title=incident.title,
+                    type="forced-repatriation",
+                    date_start="2023-08-01",
+                    date_end="2023-08-31",
+                    people_count="80",
+                )
+            ]
+        )
+
+        run_import(reviewer, tmp_path, content)
+
+        incident.refresh_from_db()
+        assert (incident.date_precision, incident.count_qualifier, incident.verification, incident.review_state) == (
+            "month",
+            "about",
+            "verified",
+            "published",
+        )
+        assert (incident.people_count, incident.people_count_max, incident.version) == (80, None, 2)
+
+
+def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
+    content = write_csv(
+        [
+            export_row(
+                title="Everything wrong",
+                type="deportation",
+                date_start="2023-02-30",
+                date_end="2023-03-01",
+                people_count="ten",
+                people_count_min="9",
+                people_count_max="5",
+                review_state="published",
+                verification="verified",
+                places="Nowhere",
+            ),
+            export_row(),
+        ]
+    )
+
+    errors = import_errors(analyst, tmp_path, content)
+
+    for expected in [
+        "line 2, column date_start: '2023-02-30' is not a date",
+        "line 2, column people_count: 'ten' is not a whole number of people.",
+        "line 2, column people_count_min: The minimum (9) is above the maximum (5).",
+        "line 2, column review_state: You may not publish incidents: your role lacks that permission.",
+        "line 2, column verification: You may not change verification",
+        "line 2, column places: Unknown place 'Nowhere'",
+        "line 3, column title: This field cannot be blank.",
+        "line 3, column type: This field cannot be blank.",
+        "line 3, column date_start: This field cannot be blank",
+        "line 3, column date_end: This field cannot be blank",
+    ]:
+        assert expected in errors
+    # A cell that could not be read is reported once, not again by the model's rules.
+    assert errors.count("column date_start") == 2
+
+
+class TestDuplicates:
+    @pytest.fixture
+    def tumen(self):
+        return make_place(name="Tumen", country="CN")
+
+    def new_rows(self, *titles: str, date_start: str = "2024-05-01") -> str:
+        return f"{HEADER},places\n" + "".join(
+            f"{title},forced-repatriation,{date_start},{date_start},Tumen\n" for title in titles
+        )
+
+    def test_importing_the_same_new_rows_twice_stops_and_lists_them(self, analyst, tumen, tmp_path):
+        run_import(analyst, tmp_path, self.new_rows("Forty returned"))
+        first = Incident.objects.get()
+
+        dry_run = run_import(analyst, tmp_path, self.new_rows("Forty returned"), "--dry-run")
+        errors = import_errors(analyst, tmp_path, self.new_rows("Forty returned"))
+
+        listed = f"line 2: 'Forty returned' may duplicate {first.public_id} Forty returned (1 May 2024)"
+        assert listed in dry_run
+        assert "1 new row(s) may duplicate an incident or an earlier row" in dry_run
+        assert listed in errors
+        assert "Import again skipping them (--skip-duplicates) or creating them all the same" in errors
+        assert Incident.objects.count() == 1
+
+    def test_duplicates_may_be_skipped_or_allowed(self, analyst, tumen, tmp_path):
+        make_incident(title="Known", date_start=date(2024, 5, 3), date_end=date(2024, 5, 3), places=[tumen])
+        # Line 2 may repeat the known incident, line 4 line 3; line 5 is far from all of them in time.
+        content = self.new_rows("Repeat") + "".join(
+            f"{title},forced-repatriation,{day},{day},Tumen\n"
+            for title, day in [("Fresh", "2024-07-01"), ("Fresh again", "2024-07-02"), ("Much later", "2024-09-01")]
+        )
+
+        skipped = run_import(analyst, tmp_path, content, "--skip-duplicates")
+
+        assert "2 incident(s) were created; 0 updated; 0 unchanged; 2 possible duplicate(s) skipped." in skipped
+        assert "line 4: 'Fresh again' skipped, may duplicate line 3" in skipped
+        assert set(Incident.objects.values_list("title", flat=True)) == {"Known", "Fresh", "Much later"}
+
+        allowed = run_import(analyst, tmp_path, self.new_rows("Repeat"), "--allow-duplicates")
+
+        assert "1 incident(s) were created" in allowed
+        assert Incident.objects.filter(title="Repeat").exists()
+
+    @pytest.mark.parametrize(
+        ("changes", "duplicate"),
+        [
+            ({}, True),
+            ({"date_start": "2024-05-08", "date_end": "2024-05-09"}, True),  # within the window
+            ({"date_start": "2024-05-12", "date_end": "2024-05-12"}, False),  # beyond it
+            ({"type": "deportation"}, False),
+            ({"places": "Yanji"}, True),  # same country
+            ({"places": "Sinuiju"}, False),
+            ({"places": ""}, False),
+        ],
+    )
+    def test_the_import_and_the_admin_apply_the_same_rule(self, analyst, tumen, tmp_path, changes, duplicate):
+        make_place(name="Yanji", country="CN")
+        make_place(name="Sinuiju", country="KP")
+        known = make_incident(date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        cells = {"title": "New", "type": "forced-repatriation", "date_start": "2024-05-01"}
+        cells |= {"date_end": "2024-05-01", "places": "Tumen"} | changes
+
+        output = run_import(analyst, tmp_path, write_csv([cells]), "--dry-run")
+
+        assert (known.public_id in output) is duplicate
+        # What the admin warns of once the same incident is saved.
+        run_import(analyst, tmp_path, write_csv([cells]), "--allow-duplicates")
+        new = Incident.objects.get(title="New")
+        admin_rule = Incident.objects.visible_to(analyst).possible_duplicates_of(
+            new, window_days=settings.DUPLICATE_WINDOW_DAYS
+        )
+        assert list(admin_rule) == ([known] if duplicate else [])
+
+    @pytest.mark.parametrize(
+        ("changes", "duplicate"),
+        [
+            ({}, True),
+            ({"date_start": "2024-04-20", "date_end": "2024-04-24"}, True),  # before, within the window
+            ({"date_start": "2024-05-08", "date_end": "2024-05-09"}, True),
+            ({"date_start": "2024-05-12", "date_end": "2024-05-12"}, False),
+            ({"date_start": "2023-01-01", "date_end": "2025-12-31"}, True),  # a range around it
+            ({"type": "deportation"}, False),
+            ({"places": "Yanji"}, True),
+            ({"places": "Sinuiju"}, False),
+        ],
+    )
+    def test_rows_of_one_file_are_compared_by_the_same_rule(self, analyst, tumen, tmp_path, changes, duplicate):
+        make_place(name="Yanji", country="CN")
+        make_place(name="Sinuiju", country="KP")
+        first = {"title": "First", "type": "forced-repatriation", "date_start": "2024-05-01"}
+        first |= {"date_end": "2024-05-01", "places": "Tumen"}
+        second = first | {"title": "Second"} | changes
+
+        output = run_import(analyst, tmp_path, write_csv([first, second]), "--dry-run")
+
+        assert ("line 3: 'Second' may duplicate line 2" in output) is duplicate
+        assert "'First' may duplicate" not in output
+
+    def test_incidents_the_user_may_not_see_are_not_revealed(self, analyst, tumen, tmp_path):
+        make_incident(title="Secret", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        Incident.objects.filter(title="Secret").update(confidential=True)
+        output = run_import(analyst, tmp_path, self.new_rows("New"), "--dry-run")
+        assert "duplicate" not in output
+
+
+class TestAdminImportPages:
+    URL = "/admin/incidents/incident/import/"
+
+    def upload(self, client, content: str, name="incidents.csv"):
+        file = io.BytesIO(content.encode())
+        file.name = name
+        return client.post(self.URL, {"file": file}, format="multipart")
+
+    def test_the_preview_is_clearly_not_the_upload_page(self, client, analyst):
+        client.force_login(analyst)
+        upload_page = client.get(self.URL)
+        assert 'type="file"' in upload_page.text
+
+        preview = self.upload(
+            client, f"{HEADER}\nA,deportation,2024-01-01,2024-01-01\nB,torture,2024-02-01,2024-02-01\n"
+        )
+
+        assert preview.status_code == 200
+        assert "<title>Preview: import incidents.csv" in preview.text
+        assert "2 incident(s) to create, 0 to update, 0 unchanged" in " ".join(preview.text.split())
+        assert 'value="Import 2 rows"' in preview.text
+        assert 'type="file"' not in preview.text
+        assert not Incident.objects.exists()
+
+        imported = client.post(self.URL, {"confirm": "Import 2 rows"})
+
+        assert imported.status_code == 302
+        assert Incident.objects.count() == 2
+
+    def test_possible_duplicates_are_listed_and_must_be_skipped_or_allowed(self, client, analyst):
+        tumen = make_place(name="Tumen", country="CN")
+        known = make_incident(date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        client.force_login(analyst)
+        content = f"{HEADER},places\nRepeat,forced-repatriation,2024-05-02,2024-05-02,Tumen\n"
+        content += "Other,torture,2024-05-02,2024-05-02,Tumen\n"
+
+        preview = self.upload(client, content)
+
+        assert "Possible duplicates (1)" in preview.text
+        assert reverse("admin:incidents_incident_change", args=[known.pk]) in preview.text
+        assert 'name="duplicates" value="skip"' in preview.text
+        undecided = client.post(self.URL, {"confirm": "Import 2 rows"})
+        assert undecided.status_code == 400
+        assert "Choose what to do with the possible duplicates." in undecided.text
+        assert Incident.objects.count() == 1
+
+        skipped = client.post(self.URL, {"confirm": "Import 2 rows", "duplicates": "skip"})
+
+        assert skipped.status_code == 302
+        assert set(Incident.objects.values_list("title", flat=True)) == {known.title, "Other"}
+
+    def test_a_file_with_errors_shows_them_above_the_file_chooser(self, client, analyst):
+        client.force_login(analyst)
+        response = self.upload(client, f"{HEADER}\nA,nope,2023-01-01,2023-01-01\n", name="bad.csv")
+        assert response.status_code == 400
+        assert "<title>bad.csv cannot be imported" in response.text
+        assert 'type="file"' in response.text
+        assert 'name="confirm"' not in response.text
+
+
+def test_the_command_refuses_both_duplicate_options(analyst, tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text(f"{HEADER}\n")
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        call_command(
+            "import_incidents", str(path), f"--user={analyst.username}", "--skip-duplicates", "--allow-duplicates"
+        )
