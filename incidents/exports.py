@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import psycopg
-from django.core.exceptions import EmptyResultSet, ValidationError
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import (
     Case,
@@ -32,11 +32,9 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce, Concat
-from django.http import HttpRequest
 
 from incidents.access import export_contents, record_confidential_access
-from incidents.filters import IncidentFilterSet
-from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
+from incidents.models import AccessDoor, Claim, IncidentPlace, Involvement, InvolvementRole
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
 # exported, edited and imported again carries the version its rows were read at.
@@ -299,14 +297,3 @@ def write_incidents_csv(
     )
     for chunk in chunks:
         out.write(chunk)
-
-
-def filter_visible_incidents(params: Mapping[str, Any], request: HttpRequest) -> QuerySet:
-    """The incidents `request.user` may see, narrowed by IncidentFilterSet's `params` (the same
-    filters as the API's incident list). Raises ValidationError naming each bad parameter.
-
-    Runs a query only for filters that name a record (type, place, source, organization)."""
-    filterset = IncidentFilterSet(params, queryset=Incident.objects.visible_to(request.user), request=request)
-    if not filterset.is_valid():
-        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
-    return filterset.qs

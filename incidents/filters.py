@@ -58,12 +58,13 @@ class HasPlaceInCountry(Expression):
         )
 
 
-def _user(request):
-    return getattr(request, "user", None)
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleSourceFilter(django_filters.ModelChoiceFilter):
+    """A source by id among those the filter set's user may see: a hidden id is "not one of the
+    available choices", like an id that does not exist."""
 
-
-def _visible_sources(request):
-    return Source.objects.visible_to(_user(request))
+    def get_queryset(self, request):
+        return Source.objects.visible_to(self.parent.user)
 
 
 def _every(model):
@@ -192,8 +193,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
     review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
-    source = IdFilter(
-        queryset=_visible_sources,
+    source = VisibleSourceFilter(
         method="filter_source",
         label="Source id: incidents it or a source relaying it makes a claim about",
     )
@@ -223,7 +223,10 @@ class IncidentFilterSet(django_filters.FilterSet):
         fields = []
         form = IncidentFilterForm
 
-    def __init__(self, data=None, queryset=None, *, request=None, prefix=None, every_filter=False):
+    def __init__(self, data=None, queryset=None, *, request=None, user=None, prefix=None, every_filter=False):
+        """`user` is whose sight the filters follow (the `source` filter's choices, the search's
+        claims); without it, the request's user (DRF's filter backend passes the request)."""
+        self._user = user
         if data is not None and not every_filter:
             # Only the filters the data names are copied, given a form field and validated: the
             # others would filter nothing, and preparing all thirteen for every request took a
@@ -234,7 +237,7 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     @property
     def user(self):
-        return _user(self.request)
+        return self._user if self._user is not None else getattr(self.request, "user", None)
 
     def filter_date_from(self, queryset, name, value):
         return queryset.overlapping(date_from=value)

@@ -105,7 +105,7 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         or ("country" in filters and group_by == "perpetrator")
     ):
         return None
-    cells = IncidentRollup.objects.visible_to(filterset.request.user)
+    cells = IncidentRollup.objects.visible_to(filterset.user)
     if date_from:
         cells = cells.filter(end_month__gte=date_from)
     if date_to:

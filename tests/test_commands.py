@@ -8,7 +8,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 
+from incidents import roles
 from incidents.models import Claim, Incident, IncidentPlace, IncidentRollup, Involvement, Source, VictimGroup
+from tests.factories import make_claim, make_incident, make_source, make_user
 
 
 class Rollback(Exception):
@@ -131,3 +133,18 @@ def test_smoke_request_fails_on_a_missing_page():
     call_command("smoke_request", "/admin/login/")
     with pytest.raises(CommandError, match="404"):
         call_command("smoke_request", "/no-such-page/")
+
+
+def test_export_filters_follow_the_exporting_users_sight(tmp_path):
+    # The command reads through the selectors with the user it names, not a stand-in request.
+    informant = make_source(title="Informant", confidential=True)
+    incident = make_incident(title="Reported in confidence")
+    make_claim(incident=incident, source=informant, confidential=True)
+    insider = make_user(roles.REVIEWER, confidential=True)
+    output = tmp_path / "insider.csv"
+
+    call_command("export_incidents", f"--user={insider.username}", f"--source={informant.pk}", "-o", str(output))
+
+    assert "Reported in confidence" in output.read_text()
+    with pytest.raises(CommandError, match="--source"):
+        call_command("export_incidents", f"--source={informant.pk}", "-o", str(tmp_path / "public.csv"))

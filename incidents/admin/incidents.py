@@ -46,7 +46,7 @@ FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
 
 def _filtered_by_filterset(request, queryset, params: dict):
     """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
-    filterset = IncidentFilterSet(params, queryset=queryset, request=request)
+    filterset = IncidentFilterSet(params, queryset=queryset, user=request.user)
     if not filterset.is_valid():
         raise IncorrectLookupParameters(filterset.errors.as_text())
     return filterset.qs
@@ -55,7 +55,7 @@ def _filtered_by_filterset(request, queryset, params: dict):
 def filter_parameter_errors(request) -> dict[str, list[str]]:
     """What is wrong with the filter parameters of the request, by parameter (none when valid)."""
     params = {name: request.GET[name] for name in FILTERSET_PARAMETERS if name in request.GET}
-    filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), request=request)
+    filterset = IncidentFilterSet(params, queryset=Incident.objects.none(), user=request.user)
     return {} if filterset.is_valid() else filterset.errors
 
 

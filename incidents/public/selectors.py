@@ -9,7 +9,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from types import SimpleNamespace
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -30,6 +29,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.selectors import incident_filterset
 from incidents.statistics import incident_statistics
 
 BROWSE_PAGE_SIZE = 25
@@ -56,13 +56,7 @@ def filtered_incidents(*, user, filters: MultiValueDict) -> tuple[IncidentFilter
 
     Runs a query only for filters that name a record (type, place, source, organization)."""
     filter_values = MultiValueDict({name: filters.getlist(name) for name in FILTER_NAMES if filters.get(name)})
-    # The filter set reads the user from its request (the API passes DRF's); a reader's identity
-    # is all it needs from one.
-    filterset = IncidentFilterSet(
-        filter_values, queryset=Incident.objects.visible_to(user), request=SimpleNamespace(user=user)
-    )
-    if not filterset.is_valid():
-        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
+    filterset = incident_filterset(user=user, filters=filter_values)
     return filterset, filterset.qs
 
 

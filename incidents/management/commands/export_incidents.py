@@ -5,12 +5,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.http import HttpRequest, QueryDict
+from django.http import QueryDict
 from tqdm import tqdm
 
-from incidents.exports import filter_visible_incidents, write_incidents_csv
+from incidents.exports import write_incidents_csv
 from incidents.filters import IncidentFilterSet
 from incidents.models import AccessDoor
+from incidents.selectors import incidents_matching
 
 
 def option_name(filter_name: str) -> str:
@@ -39,15 +40,14 @@ class Command(BaseCommand):
         parser.add_argument("--user", metavar="USERNAME", help="Export what this user may see.")
 
     def handle(self, *args, output, bom, user, **options):
-        request = HttpRequest()
-        request.user = self._user(user)
+        reader = self._user(user)
         params = QueryDict(mutable=True)
         for name in IncidentFilterSet.base_filters:
             value = options[f"filter_{name}"]
             if value is not None:
                 params.setlist(name, value if isinstance(value, list) else [value])
         try:
-            incidents = filter_visible_incidents(params, request)
+            incidents = incidents_matching(user=reader, filters=params)
         except ValidationError as error:
             raise CommandError(
                 "; ".join(f"{option_name(name)}: {' '.join(messages)}" for name, messages in error.message_dict.items())
@@ -67,9 +67,9 @@ class Command(BaseCommand):
                 progress.refresh()
             if output:
                 with open(output, "wb") as out:
-                    write_incidents_csv(incidents, request.user, out, on_rows=progress.update, **export)
+                    write_incidents_csv(incidents, reader, out, on_rows=progress.update, **export)
             else:
-                write_incidents_csv(incidents, request.user, sys.stdout.buffer, on_rows=progress.update, **export)
+                write_incidents_csv(incidents, reader, sys.stdout.buffer, on_rows=progress.update, **export)
                 sys.stdout.buffer.flush()
 
     def _user(self, username: str | None):

@@ -1,0 +1,27 @@
+"""Reads that carry rules, for every door: given the reading `user` and plain filter values (a
+query string's, a command's options), never an HTTP request. Visibility comes from `visible_to`;
+the filters' meaning from the one IncidentFilterSet."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from incidents.filters import IncidentFilterSet
+from incidents.models import Incident
+
+
+def incident_filterset(*, user, filters: Mapping[str, Any]) -> IncidentFilterSet:
+    """The filter set bound to `filters` over the incidents `user` may see, validated: raises
+    ValidationError naming each bad parameter. Runs a query only for filters that name a record
+    (type, place, source, organization)."""
+    filterset = IncidentFilterSet(filters, queryset=Incident.objects.visible_to(user), user=user)
+    if not filterset.is_valid():
+        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
+    return filterset
+
+
+def incidents_matching(*, user, filters: Mapping[str, Any]) -> QuerySet:
+    """The incidents `user` may see that `filters` select; see `incident_filterset`."""
+    return incident_filterset(user=user, filters=filters).qs
