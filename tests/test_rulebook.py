@@ -102,7 +102,10 @@ def answer_of(response, world: World) -> tuple:
         body = re.sub(r"INC-\d+", "INC-ID", body)
     location = comparable(response.get("Location", ""), *world.ids())
     messages = messages_of(response) if hasattr(response, "wsgi_request") else []
+    # A record the write created has a new id in each run.
     messages = [re.sub(r"INC-\d+|Organization \d+", "NAME", comparable(text, *world.ids())) for text in messages]
+    messages = [re.sub(r"/\d+/", "/NEW/", text) for text in messages]
+    location = re.sub(r"/\d+/", "/NEW/", location)
     return response.status_code, location, messages, body
 
 
@@ -188,6 +191,42 @@ def admin_delete_response(user, world, client):
     return admin_client(client, user).post(url, {"post": "yes"})
 
 
+def api_create_incident(user, world):
+    body = {
+        "title": "Another report",
+        "incident_type": "forced-repatriation",
+        "date_start": "2023-08-29",
+        "date_end": "2023-08-29",
+        "claims": [{"source": world.source.pk, "people_count": 300}, {"source": world.relay.pk}],
+    }
+    return client_for(user).post(f"{API}/incidents/", body, format="json")
+
+
+def api_create_response(user, world):
+    body = {
+        "organization": world.response.organization_id,
+        "kind": "statement",
+        "date": "2023-10-02",
+        "incidents": [world.incident.public_id],
+        "source": world.relay.pk,
+    }
+    return client_for(user).post(f"{API}/responses/", body, format="json")
+
+
+def admin_add_incident(user, world, client):
+    data = incident_post(claims=[{"source": world.source.pk, "people_count": 300}], title="Another report")
+    return admin_client(client, user).post(reverse("admin:incidents_incident_add"), data)
+
+
+def admin_action(action):
+    def write(user, world, client):
+        data = {"action": action, "_selected_action": [world.incident.pk], "index": 0, "post": "yes"}
+        return admin_client(client, user).post(reverse("admin:incidents_incident_changelist"), data)
+
+    write.__name__ = f"admin_action_{action}"
+    return write
+
+
 class _CommandAnswer:
     """A management command's outcome in the shape answer_of reads."""
 
@@ -224,8 +263,19 @@ API_WRITES = [
     api_patch_response,
     api_delete_response,
     api_delete_source,
+    api_create_incident,
+    api_create_response,
 ]
-ADMIN_WRITES = [admin_add_claim, admin_delete_incident, admin_save_relay, admin_save_response, admin_delete_response]
+ADMIN_WRITES = [
+    admin_add_claim,
+    admin_add_incident,
+    admin_delete_incident,
+    admin_save_relay,
+    admin_save_response,
+    admin_delete_response,
+    admin_action("submit_for_review"),
+    admin_action("delete_selected"),
+]
 ROLES = [
     pytest.param(roles.VIEWER, id="viewer"),
     pytest.param(roles.ANALYST, id="analyst"),
