@@ -22,6 +22,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from incidents import roles
+from tests.database_support import this_test_database_url
 from tests.factories import make_user
 
 PASSWORD = "correct horse battery staple"
@@ -54,13 +55,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def this_test_database_url() -> str:
-    database = connection.settings_dict
-    password = f":{urllib.parse.quote(database['PASSWORD'])}" if database["PASSWORD"] else ""
-    port = database["PORT"] or 5432
-    return f"postgres://{database['USER']}{password}@{database['HOST'] or '127.0.0.1'}:{port}/{database['NAME']}"
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sys
 import time
 from datetime import date
 from unittest import mock
-from urllib.parse import quote
 
 import dj_database_url
 import psycopg
@@ -19,12 +18,12 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
 from incidents.services import incidents_bulk_create, incidents_bulk_validate
+from tests.database_support import database_url, this_test_database_address
 from tests.factories import (
     incident_type,
     make_claim,
@@ -716,14 +715,7 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     path = tmp_path / "import.csv"
     path.write_text(content)
     before = database_contents()
-    database = connection.settings_dict
-    address = {
-        "host": database["HOST"],
-        "port": database["PORT"] or None,
-        "user": database["USER"],
-        "password": database["PASSWORD"] or None,
-        "dbname": database["NAME"],
-    }
+    address = this_test_database_address()
     environment = {**os.environ, "DATABASE_URL": database_url(**address)}
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
         # EXCLUSIVE blocks writing the claims, not reading them: the triggers that keep the search
@@ -765,14 +757,6 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     assert importer.returncode != 0
     assert "KeyboardInterrupt" in stderr.decode(), stderr.decode()
     assert database_contents() == before
-
-
-def database_url(*, host: str, port: str | None, user: str, password: str | None, dbname: str) -> str:
-    """The URL of the test database for DATABASE_URL. The host may be a socket directory (the embedded
-    server's, when `make test` runs without DATABASE_URL): percent-encoded, as tracker.embedded_db
-    writes it, it stays the host instead of being read as the path to the database."""
-    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return f"postgres://{credentials}@{quote(host, safe='')}{f':{port}' if port else ''}/{quote(dbname, safe='')}"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,30 @@
+"""The test database's address, for tests that start another process against it (a gunicorn
+server, an importer), on either documented path: a PostgreSQL server named by DATABASE_URL, or the
+embedded one that `make test` starts without it, reached through its socket directory."""
+
+from urllib.parse import quote
+
+from django.db import connection
+
+
+def this_test_database_address() -> dict:
+    """psycopg's connection arguments for the test database."""
+    database = connection.settings_dict
+    return {
+        "host": database["HOST"],
+        "port": database["PORT"] or None,
+        "user": database["USER"],
+        "password": database["PASSWORD"] or None,
+        "dbname": database["NAME"],
+    }
+
+
+def database_url(*, host: str, port: str | None, user: str, password: str | None, dbname: str) -> str:
+    """A DATABASE_URL. The host may be a socket directory: percent-encoded, as tracker.embedded_db
+    writes it, it stays the host instead of being read as the path to the database."""
+    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return f"postgres://{credentials}@{quote(host, safe='')}{f':{port}' if port else ''}/{quote(dbname, safe='')}"
+
+
+def this_test_database_url() -> str:
+    return database_url(**this_test_database_address())
