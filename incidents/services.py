@@ -599,17 +599,9 @@ def workflow_errors(*, user, incident: Incident | None, data: Mapping[str, Any])
     one, which starts draft and alleged), as {field: [message]}: a move that is no WORKFLOW step,
     a step the user's role lacks, a verification change without the verify permission."""
     errors = {}
-    current_state = incident.review_state if incident else ReviewState.DRAFT
-    target_state = data.get("review_state", current_state)
+    current_state, target_state = _review_states(incident, data)
     if target_state != current_state:
-        step = next(
-            (
-                (action, permission)
-                for action, (sources, target, permission) in WORKFLOW.items()
-                if target == target_state and current_state in sources
-            ),
-            None,
-        )
+        step = _workflow_step(current_state, target_state)
         if step is None:
             errors["review_state"] = [f"An incident cannot go from {current_state} to {target_state} directly."]
         elif not user.has_perm(step[1]):
@@ -624,15 +616,34 @@ def workflow_errors(*, user, incident: Incident | None, data: Mapping[str, Any])
     return errors
 
 
+def _review_states(incident: Incident | None, data: Mapping[str, Any]) -> tuple[str, str]:
+    """The review state `incident` is in (a new one: draft) and the one `data` asks for."""
+    current_state = incident.review_state if incident else ReviewState.DRAFT
+    return current_state, data.get("review_state", current_state)
+
+
+def _workflow_step(current_state: str, target_state: str) -> tuple[str, str] | None:
+    """The WORKFLOW action (and its permission) that moves an incident between the two states."""
+    return next(
+        (
+            (action, permission)
+            for action, (sources, target, permission) in WORKFLOW.items()
+            if target == target_state and current_state in sources
+        ),
+        None,
+    )
+
+
 def incident_check_permissions(*, user, incident: Incident | None, data: Mapping[str, Any]) -> None:
     """Publishing and verification are reviewers' decisions whatever door a write comes through:
-    `workflow_errors` as PermissionDenied when the role lacks a step, ValidationError when the move
-    is no step at all."""
+    `workflow_errors` as ValidationError when the move is no workflow step at all (a bad value),
+    otherwise as PermissionDenied (a step or a verification change the role lacks)."""
     errors = workflow_errors(user=user, incident=incident, data=data)
-    permission_messages = [message for messages in errors.values() for message in messages if "may not" in message]
-    if len(permission_messages) == sum(map(len, errors.values())) and permission_messages:
-        raise PermissionDenied(" ".join(permission_messages))
-    _raise_collected(errors)
+    current_state, target_state = _review_states(incident, data)
+    if target_state != current_state and _workflow_step(current_state, target_state) is None:
+        _raise_collected(errors)
+    if errors:
+        raise PermissionDenied(" ".join(message for messages in errors.values() for message in messages))
 
 
 DELETION_REFUSED = (
