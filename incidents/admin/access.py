@@ -13,6 +13,7 @@ from incidents.access import (
     reads_of,
     record_confidential_access,
 )
+from incidents.admin.base import ParametersListFilter
 from incidents.models import AccessDoor, ConfidentialAccess, Incident, Source
 
 # How many of a record's latest reads its page lists; the list of accesses has them all.
@@ -91,19 +92,11 @@ class ConfidentialReadsMixin:
         return format_html('<ul class="read-by">{}</ul>{}', rows, every_read)
 
 
-class ReadRecordFilter(admin.ListFilter):
+class ReadRecordFilter(ParametersListFilter):
     """`?incident=<id>` or `?source=<id>`: the reads of one record, as its page links to them."""
 
     title = "record"
     parameter_names = ("incident", "source")
-
-    def __init__(self, request, params, model, model_admin):
-        super().__init__(request, params, model, model_admin)
-        self.values = {}
-        for name in self.parameter_names:
-            if name in params:
-                value = params.pop(name)
-                self.values[name] = value[-1] if isinstance(value, list) else value
 
     def has_output(self):
         # Reached from a record's page, not chosen from the sidebar: shown only while applied.
@@ -117,9 +110,6 @@ class ReadRecordFilter(admin.ListFilter):
         }
         for name, value in self.values.items():
             yield {"selected": True, "query_string": changelist.get_query_string(), "display": f"{name} #{value}"}
-
-    def expected_parameters(self):
-        return list(self.parameter_names)
 
     def queryset(self, request, queryset):
         for name, model in (("incident", Incident), ("source", Source)):

@@ -54,6 +54,24 @@ class ServiceRefusalForm:
         return cleaned_data
 
 
+class ParametersListFilter(admin.ListFilter):
+    """A list filter of several query-string parameters of its own (`parameter_names`), each read
+    as given (the last value, when repeated) into `values`."""
+
+    parameter_names: tuple[str, ...] = ()
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.values = {}
+        for name in self.parameter_names:
+            if name in params:
+                value = params.pop(name)
+                self.values[name] = value[-1] if isinstance(value, list) else value
+
+    def expected_parameters(self):
+        return list(self.parameter_names)
+
+
 class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
     """A ModelAdmin whose "History" page shows the audit trail the database triggers record."""
 

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django_countries import countries
 
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EstimatedCountPaginator, TrackedModelAdmin, VisibilityMixin
+from incidents.admin.base import EstimatedCountPaginator, ParametersListFilter, TrackedModelAdmin, VisibilityMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
@@ -113,26 +113,15 @@ class CountryFilter(admin.SimpleListFilter):
         return _filtered_by_filterset(request, queryset, {"country": self.value()})
 
 
-class DateRangeFilter(admin.ListFilter):
+class DateRangeFilter(ParametersListFilter):
     """Incidents whose date range overlaps the days asked for, as in the API's date_from/date_to."""
 
     title = "dates (overlapping)"
     template = "admin/incidents/date_range_filter.html"
     parameter_names = ("date_from", "date_to")
 
-    def __init__(self, request, params, model, model_admin):
-        super().__init__(request, params, model, model_admin)
-        self.values = {}
-        for name in self.parameter_names:
-            if name in params:
-                value = params.pop(name)
-                self.values[name] = value[-1] if isinstance(value, list) else value
-
     def has_output(self):
         return True
-
-    def expected_parameters(self):
-        return list(self.parameter_names)
 
     def queryset(self, request, queryset):
         if not self.values:
