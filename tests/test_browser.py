@@ -9,8 +9,6 @@ the autocomplete's "+" — and saves once; a reviewer then publishes it. `make t
 Chromium first when it is missing (`make browser`).
 """
 
-import shutil
-
 import pytest
 from django.db import connections
 from django_otp.oath import TOTP
@@ -20,6 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from incidents import roles
 from incidents.models import Incident
 from tests.api_support import client_for, incident_url
+from tests.browser_support import launch_chromium
 from tests.factories import make_incident, make_place, make_source, make_user
 
 PASSWORD = "correct horse battery staple"
@@ -30,12 +29,8 @@ def browser_page(monkeypatch):
     # Playwright's sync API runs an event loop in this thread; Django refuses database calls from a
     # thread with a running loop unless told that this test's synchronous use is safe.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         page.set_default_timeout(15_000)
         violations = watch_for_csp_violations(page)

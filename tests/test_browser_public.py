@@ -8,7 +8,6 @@ report no serious or critical violation. Screenshots go to the pytest temporary 
 path is printed), for a person to look at.
 """
 
-import shutil
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.db import connections
 from playwright.sync_api import Page, expect, sync_playwright
 
 from incidents.models import Involvement
+from tests.browser_support import launch_chromium
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
@@ -29,12 +29,8 @@ STRICT_POLICY = "default-src 'self'"
 def reader(monkeypatch, live_server):
     """A browser page whose every request is recorded in `page.requested_hosts`."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run `make browser` (Debian packages chromium and chromium-driver)."
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(15_000)
         hosts, errors = [], []
