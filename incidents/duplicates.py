@@ -70,61 +70,59 @@ WITH RECURSIVE place_keys AS (
     WHERE parent.kind <> 'country'
 )"""
 
-_ALL_KEYS_SQL = (
+# Every incident's blocking keys (its places' keys) and countries, or those of the incidents given.
+_KEYS_SQL = (
     _PLACE_KEYS
     + """
-SELECT DISTINCT link.incident_id, place_keys.key_id
-FROM incidents_incidentplace link JOIN place_keys ON place_keys.place_id = link.place_id
+SELECT link.incident_id, place_keys.key_id, place.country
+FROM incidents_incidentplace link
+JOIN incidents_place place ON place.id = link.place_id
+LEFT JOIN place_keys ON place_keys.place_id = link.place_id
 """
 )
-_ALL_COUNTRIES_SQL = """
-SELECT DISTINCT link.incident_id, place.country
-FROM incidents_incidentplace link JOIN incidents_place place ON place.id = link.place_id
-WHERE place.country <> ''
+
+# The incidents of the same type as given ones whose date ranges overlap theirs, widened: through
+# the date span index (migration 0021), a few milliseconds, where a B-tree on the start date reads
+# every earlier incident of the type.
+_NEARBY_SQL = """
+SELECT mine.id, other.id
+FROM incidents_incident mine
+JOIN incidents_incident other
+  ON other.incident_type_id = mine.incident_type_id
+ AND daterange(other.date_start, other.date_end, '[]')
+     && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
+ AND other.id <> mine.id
+WHERE mine.id = ANY(%(incidents)s)
 """
 
-# The same rule read from given incidents: those of their type whose ranges overlap theirs, widened
-# (the date span index, migration 0021), then whether their places meet. A few milliseconds for
-# one incident, where pairing the whole database takes seconds.
-_INCIDENTS_BLOCKING_SQL = (
-    _PLACE_KEYS
-    + """, mine AS (
-    SELECT id, incident_type_id, date_start, date_end FROM incidents_incident WHERE id = ANY(%(incidents)s)
-), my_keys AS (
-    SELECT DISTINCT link.incident_id, place_keys.key_id
-    FROM incidents_incidentplace link JOIN place_keys ON place_keys.place_id = link.place_id
-    WHERE link.incident_id = ANY(%(incidents)s)
-), my_countries AS (
-    SELECT DISTINCT link.incident_id, place.country,
-           NOT EXISTS (SELECT 1 FROM my_keys WHERE my_keys.incident_id = link.incident_id) AS only_country
-    FROM incidents_incidentplace link JOIN incidents_place place ON place.id = link.place_id
-    WHERE link.incident_id = ANY(%(incidents)s) AND place.country <> ''
-), nearby AS (
-    SELECT mine.id AS mine, other.id AS other
-    FROM mine JOIN incidents_incident other
-      ON other.incident_type_id = mine.incident_type_id
-     AND daterange(other.date_start, other.date_end, '[]')
-         && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
-     AND other.id <> mine.id
-)
-SELECT DISTINCT LEAST(mine, other), GREATEST(mine, other) FROM nearby
-WHERE EXISTS (
-    SELECT 1 FROM my_keys
-    JOIN place_keys ON place_keys.key_id = my_keys.key_id
-    JOIN incidents_incidentplace link ON link.place_id = place_keys.place_id
-    WHERE my_keys.incident_id = nearby.mine AND link.incident_id = nearby.other
-) OR EXISTS (
-    SELECT 1 FROM my_countries
-    JOIN incidents_place place ON place.country = my_countries.country
-    JOIN incidents_incidentplace link ON link.place_id = place.id
-    WHERE my_countries.incident_id = nearby.mine AND link.incident_id = nearby.other
-      AND (my_countries.only_country OR NOT EXISTS (
-          SELECT 1 FROM incidents_incidentplace own JOIN place_keys ON place_keys.place_id = own.place_id
-          WHERE own.incident_id = nearby.other
-      ))
-)
-"""
-)
+
+@dataclass
+class _Located:
+    keys: set[int] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
+
+
+def _locations(incident_ids: Collection[int] | None) -> dict[int, _Located]:
+    """Each incident's blocking keys and countries (of all incidents when None). One query."""
+    located = defaultdict(_Located)
+    with connection.cursor() as cursor:
+        if incident_ids is None:
+            cursor.execute(_KEYS_SQL)
+        else:
+            cursor.execute(_KEYS_SQL + " WHERE link.incident_id = ANY(%s)", [list(incident_ids)])
+        for incident_id, key_id, country in cursor.fetchall():
+            if key_id is not None:
+                located[incident_id].keys.add(key_id)
+            if country:
+                located[incident_id].countries.add(country)
+    return located
+
+
+def _places_meet(a: _Located, b: _Located) -> bool:
+    """The blocking rule on places (see above), for two incidents of one type whose dates meet."""
+    if a.keys & b.keys:
+        return True
+    return (not a.keys or not b.keys) and bool(a.countries & b.countries)
 
 
 def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iterator[tuple[int, int]]:
@@ -138,8 +136,8 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
 
 
 def _candidate_pairs_of_all() -> set[tuple[int, int]]:
-    """Blocking over the whole database: three queries read each incident's type, dates, keys and
-    countries; the pairs are found in memory, group by group (a key and a type), by date."""
+    """Blocking over the whole database, in memory: incidents grouped by key (and type), each group
+    paired by date; then those placed only by a country, by country."""
     window = settings.DUPLICATE_WINDOW_DAYS
     spans = {
         incident_id: (incident_type_id, start.toordinal(), end.toordinal())
@@ -147,27 +145,22 @@ def _candidate_pairs_of_all() -> set[tuple[int, int]]:
             "id", "incident_type_id", "date_start", "date_end"
         )
     }
-    groups, placed = defaultdict(list), set()
-    with connection.cursor() as cursor:
-        cursor.execute(_ALL_KEYS_SQL)
-        for incident_id, key_id in cursor.fetchall():
-            incident_type_id, start, end = spans[incident_id]
-            groups[("place", key_id, incident_type_id)].append((start, end, incident_id))
-            placed.add(incident_id)
-        cursor.execute(_ALL_COUNTRIES_SQL)
-        countries = cursor.fetchall()
+    located = _locations(None)
+    by_key, by_country = defaultdict(list), defaultdict(list)
+    for incident_id, location in located.items():
+        incident_type_id, start, end = spans[incident_id]
+        for key in location.keys:
+            by_key[(key, incident_type_id)].append((start, end, incident_id))
+        for country in location.countries:
+            by_country[(country, incident_type_id)].append((start, end, incident_id))
     pairs = set()
-    for members in groups.values():
+    for members in by_key.values():
         members.sort()
         pairs.update(_overlapping_later(members, window))
-    # An incident placed only by its country, against every incident of that country and type.
-    by_country = defaultdict(list)
-    for incident_id, country in countries:
-        incident_type_id, start, end = spans[incident_id]
-        by_country[(country, incident_type_id)].append((start, end, incident_id))
+    # Few incidents are placed only by a country: each is compared with its country's incidents.
     for members in by_country.values():
         for start, end, incident_id in members:
-            if incident_id in placed:
+            if located[incident_id].keys:
                 continue
             pairs.update(
                 (min(incident_id, other), max(incident_id, other))
@@ -179,16 +172,17 @@ def _candidate_pairs_of_all() -> set[tuple[int, int]]:
 
 def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collection[int] = ()) -> set[tuple[int, int]]:
     """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
-    each of `incident_ids`)."""
+    each of `incident_ids`): the same rule, read from them. Two queries."""
     if incident is None and not incident_ids:
         return _candidate_pairs_of_all()
     ids = [incident.pk] if incident is not None else list(incident_ids)
     with connection.cursor() as cursor:
-        cursor.execute(_INCIDENTS_BLOCKING_SQL, {"window": settings.DUPLICATE_WINDOW_DAYS, "incidents": ids})
-        return set(cursor.fetchall())
-
-
-# --- Comparing two incidents ------------------------------------------------------------------
+        cursor.execute(_NEARBY_SQL, {"window": settings.DUPLICATE_WINDOW_DAYS, "incidents": ids})
+        nearby = cursor.fetchall()
+    located = _locations({incident_id for pair in nearby for incident_id in pair})
+    return {
+        (min(mine, other), max(mine, other)) for mine, other in nearby if _places_meet(located[mine], located[other])
+    }
 
 
 # --- How rare each word is ----------------------------------------------------------------------
