@@ -260,9 +260,15 @@ class TestDemoDuplicates:
         assert len(set(titles)) == len(titles)
         assert len({title.split()[0] for title in titles}) > 20
 
-    def test_a_fraction_outside_zero_to_one_is_refused_before_anything_is_written(self, tmp_path):
+    @pytest.mark.parametrize("bad", ["1.5", "1", "0", "-0.1", "half"])
+    def test_a_fraction_outside_zero_to_one_is_refused_before_anything_is_written(self, bad):
         with pytest.raises(CommandError, match="duplicates"):
-            call_command("generate_demo_data", "--incidents=5", "--duplicates=1.5")
+            call_command("generate_demo_data", "--incidents=5", f"--duplicates={bad}")
+        assert not Incident.objects.exists()
+
+    def test_a_truth_file_that_cannot_be_written_is_named_and_nothing_is_added(self, tmp_path):
+        with pytest.raises(CommandError, match="--duplicates-truth: cannot write"):
+            generate(tmp_path / "missing-folder" / "truth.csv", incidents=20, duplicates=0.1)
         assert not Incident.objects.exists()
 
 

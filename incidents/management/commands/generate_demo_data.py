@@ -16,8 +16,9 @@ def positive_int(value: str) -> int:
 
 
 def fraction(value: str) -> float:
+    # Below 1: a duplicate reports the event of an incident that is not one.
     number = float(value)
-    if not 0 < number <= 1:
+    if not 0 < number < 1:
         raise ValueError(value)
     return number
 
@@ -64,6 +65,9 @@ class Command(BaseCommand):
                 )
             except ValueError as error:
                 raise CommandError(str(error)) from error
+            except OSError as error:
+                # The truth is written last, in the load's transaction: nothing was added.
+                raise CommandError(f"--duplicates-truth: cannot write {duplicates_truth}: {error.strerror}.") from error
         self.stdout.write(
             self.style.SUCCESS(f"Added {incidents:,} incidents in {time.monotonic() - started:.1f} s (seed {seed}).")
         )
