@@ -411,7 +411,8 @@ def generate_demo_data(
             first_id = None
             while written < originals:
                 batch = min(batch_size, originals - written)
-                first_id = first_id or generator.incidents(reference, batch)
+                batch_first_id = generator.incidents(reference, batch)
+                first_id = batch_first_id if first_id is None else first_id
                 written += batch
                 progress(batch)
         if written < incidents:

@@ -444,8 +444,11 @@ def scored_pairs(
     return sorted(scored, key=lambda pair: (-pair[2], pair[0], pair[1]))
 
 
-# A bulk import's incidents are rescored this many at a time: one blocking query each.
-RESCORING_BATCH = 5000
+# A bulk import's incidents are rescored this many at a time (one blocking query each); beyond
+# `RESCORING_WHOLE_DATABASE_ABOVE`, the whole database is rescored instead, which pairs every
+# incident in one pass where looking up each one's neighbours would cost more.
+RESCORING_BATCH = 1000
+RESCORING_WHOLE_DATABASE_ABOVE = 5000
 
 
 def duplicate_pairs_refresh(
@@ -457,8 +460,11 @@ def duplicate_pairs_refresh(
     (or `incident_ids`) was written. A system task, not a user's write: it only proposes. Returns
     how many pairs wait."""
     ids = [incident.pk] if incident is not None else list(incident_ids)
-    for batch in [None] if not ids else (ids[at : at + RESCORING_BATCH] for at in range(0, len(ids), RESCORING_BATCH)):
-        _refresh(batch, threshold)
+    if not ids or len(ids) > RESCORING_WHOLE_DATABASE_ABOVE:
+        _refresh(None, threshold)
+    else:
+        for at in range(0, len(ids), RESCORING_BATCH):
+            _refresh(ids[at : at + RESCORING_BATCH], threshold)
     return DuplicatePair.objects.filter(decision=DuplicateDecision.PENDING).count()
 
 

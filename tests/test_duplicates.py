@@ -225,7 +225,7 @@ def generate(truth, **options) -> None:
 class TestDemoDuplicates:
     def test_the_generator_writes_the_fraction_asked_for_with_the_truth_in_a_file_only(self, tmp_path):
         truth = tmp_path / "truth.csv"
-        generate(truth, incidents=200, duplicates=0.1, seed=3)
+        generate(truth, incidents=200, duplicates=0.1, seed=3, batch_size=70)
         assert Incident.objects.count() == 200
         pairs = true_pairs(truth)
         # The last 20 incidents written report again the event of an earlier one.
@@ -358,7 +358,12 @@ class TestRescoringOnEveryWrite:
         assert answer.status_code == 200, answer.json()
         assert self.queued_with(twin) == set()
 
-    def test_imported_incidents_are_rescored_in_one_batch(self, original, tmp_path, django_capture_on_commit_callbacks):
+    @pytest.mark.parametrize("whole_database_above", [5000, 1], ids=["one batch", "whole database"])
+    def test_imported_incidents_are_rescored_after_the_import(
+        self, original, tmp_path, django_capture_on_commit_callbacks, monkeypatch, whole_database_above
+    ):
+        # A large import rescores the whole database in one pass rather than each incident.
+        monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
         analyst = make_user(roles.ANALYST)
         path = tmp_path / "new.csv"
         path.write_text(
