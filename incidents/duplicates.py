@@ -1,19 +1,20 @@
-"""Possible duplicates: candidate pairs found by blocking, scored by field similarity, reviewed by people.
+"""Possible duplicates: candidate pairs found by blocking, scored, reviewed by people.
 
-Blocking (in PostgreSQL, one query) keeps only pairs that could be one event: the same type, date
-ranges that overlap once each is widened by `DUPLICATE_WINDOW_DAYS`, and a shared place, parent
-place or country. Each candidate is then scored from 0 to 1 (`pair_score`): titles and
-descriptions compared with rapidfuzz (token-set similarity, which tolerates reordered and extra
-words: "China repatriates 50 North Koreans" against "50 defectors sent back by China"), counts
-against each other's ranges, how closely the dates agree, how closely the places agree, and shared
-sources (by origin, so two relays of one report count) and perpetrators.
+Blocking keeps only pairs that could be one event: the same type, date ranges that overlap once
+each is widened by `DUPLICATE_WINDOW_DAYS`, and places that meet (below). Each candidate is then
+scored from 0 to 1 (`score_pairs`), the probability that both report one event, from a
+Fellegi-Sunter model: texts (TF-IDF cosine, rapidfuzz on titles), dates, counts, places, shared
+source origins and perpetrators each add evidence for or against.
 
-A hand-written weighted score rather than splink or dedupe: those learn weights from labelled
-pairs or an EM fit over the whole table, which this project has neither the labels nor the need
-for yet; the features here are the ones they would compare, and the weights are one table below.
+Not splink or dedupe: splink fits the same kind of model but brings DuckDB (or Spark) and pandas to
+estimate a table of a dozen weights, and scores in batches, not one changed incident inside a
+request; dedupe learns from pairs a person labels before it scores anything, which this project
+does not have yet. The comparisons here are the ones they would make; with labelled real pairs,
+refit the weights below (a logistic regression on them is the supervised form of the same model).
 
 Pairs are kept (`DuplicatePair`) with a reviewer's decision; a pair decided "different" is never
-proposed again, and a pair's score is brought up to date while it waits.
+proposed again, and a pair's score is brought up to date while it waits. Every write of an incident
+through the services rescores it after commit (`rescore_after_commit`).
 """
 
 import math
@@ -46,9 +47,9 @@ from incidents.models import (
 )
 from incidents.querysets import SourceOrigin
 
-# Below this score a pair is not proposed for review. Scores are probabilities (see `EVIDENCE`);
-# on generated data with 5% duplicates at 100,000 incidents this keeps over 90% of the true pairs
-# with over 95% of the proposals right (bench/README.md).
+# Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
+# duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
+# that are mostly real, at the cost of the duplicates whose second report says too little.
 PROPOSAL_THRESHOLD = 0.85
 
 # --- Blocking ---------------------------------------------------------------------------------
@@ -369,30 +370,30 @@ def compare(pairs: list[tuple[int, int]], features: Features) -> dict[str, np.nd
 # `BASE_EVIDENCE`) becomes a probability. A comparison that cannot be made (a count missing on one
 # side) adds nothing. Set by hand, then checked with a logistic regression on generated pairs
 # (bench/bench_duplicates.py): the weights keep the sign and rough size of what it found, rounded.
-BASE_EVIDENCE = -8.0
+BASE_EVIDENCE = -9.5
 # Per unit of similarity (0 to 1): the words of title and description as TF-IDF vectors (cosine),
 # where a shared rare word (a village, a name, a prison) weighs far more than a shared common one;
 # and the titles by rapidfuzz's token set ratio (reordered and added words cost little).
-TEXT_EVIDENCE = 18.0
-TITLE_EVIDENCE = 0.5
+TEXT_EVIDENCE = 12.0
+TITLE_EVIDENCE = 2.5
 # The dates: overlapping ranges say more the narrower they are (one day: two reports of that day;
 # one year: any two events that year); ranges apart by more than a few days count against.
 DATE_EVIDENCE = [
     # (widest of the two ranges in days or less, evidence when they overlap)
-    (1, 7.5),
-    (8, 5.5),
-    (31, 4.0),
-    (366, 1.0),
+    (1, 8.0),
+    (8, 6.5),
+    (31, 4.5),
+    (366, 1.5),
 ]
 DATES_CLOSE_EVIDENCE = 2.0  # apart by 1 to 3 days: the day of arrest against that of the handover
-DATES_APART_EVIDENCE = -3.5
+DATES_APART_EVIDENCE = -2.5
 # Counts: ranges that meet agree; figures far apart disagree strongly. Keyed by the ratio of the
 # nearer ends (smaller over larger).
-PEOPLE_EVIDENCE = [(1.0, 1.5), (0.4, -1.0), (0.0, -4.0)]
+PEOPLE_EVIDENCE = [(1.0, 1.5), (0.4, -1.0), (0.0, -3.5)]
 SAME_FIGURE_EVIDENCE = 2.0  # both give one figure of ten or more: rarely a coincidence
 # Places: one place, or a place and its province (two towns of one province: nothing more), or
 # only a country in common.
-PLACE_EVIDENCE = {"same": 1.0, "within": 0.0, "apart": -2.0, "country": -0.5}
+PLACE_EVIDENCE = {"same": 0.5, "within": 0.0, "apart": -3.0, "country": -0.5}
 # Sources: sharing an origin (one report relayed) is strong evidence; not sharing one is weaker
 # evidence against: one event is often reported by independent outlets.
 SHARED_ORIGIN_EVIDENCE = 3.0
