@@ -324,8 +324,25 @@ def _places_agreement(features: Features, a: int, b: int) -> str:
     return "apart" if features.place_keys[a] & features.place_keys[b] else "country"
 
 
-def compare(pairs: list[tuple[int, int]], features: Features) -> dict[str, np.ndarray]:
-    """Each comparison of each pair, as arrays (NaN where one side lacks the field)."""
+def _compare_texts(pairs: list[tuple[int, int]], features: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Titles (rapidfuzz's token set ratio, in C, on every core) and words (TF-IDF cosine), 0 to 1."""
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    positions = [(features.position[a], features.position[b]) for a, b in pairs]
+    titles = process.cpdist(
+        [features.title[a] for a, _ in positions],
+        [features.title[b] for _, b in positions],
+        scorer=fuzz.token_set_ratio,
+        workers=-1,
+    )
+    return titles / 100, np.array([_cosine(features.words[a], features.words[b]) for a, b in positions])
+
+
+def compare(
+    pairs: list[tuple[int, int]], features: Features, *, texts_of: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Each comparison of each pair, as arrays (NaN where one side lacks the field). Texts, the
+    costliest, only for the pairs `texts_of` selects (all by default); 0 for the others."""
     positions = [(features.position[a], features.position[b]) for a, b in pairs]
     first = np.array([a for a, _ in positions], dtype=np.int64)
     second = np.array([b for _, b in positions], dtype=np.int64)
@@ -342,16 +359,7 @@ def compare(pairs: list[tuple[int, int]], features: Features) -> dict[str, np.nd
             [float(bool(values[a] & values[b])) if values[a] and values[b] else np.nan for a, b in positions]
         )
 
-    return {
-        # rapidfuzz compares the titles in C, on every core.
-        "title": process.cpdist(
-            [features.title[a] for a, _ in positions],
-            [features.title[b] for _, b in positions],
-            scorer=fuzz.token_set_ratio,
-            workers=-1,
-        )
-        / 100,
-        "text": np.array([_cosine(features.words[a], features.words[b]) for a, b in positions]),
+    compared = {
         "gap": np.maximum.reduce([start[second] - end[first], start[first] - end[second], np.zeros(len(pairs))]),
         "length": np.maximum(end[first] - start[first], end[second] - start[second]) + 1,
         "people": people,
@@ -360,7 +368,12 @@ def compare(pairs: list[tuple[int, int]], features: Features) -> dict[str, np.nd
         "places": np.array([_places_agreement(features, a, b) for a, b in positions]),
         "origins": both_named(features.origins),
         "perpetrators": both_named(features.perpetrators),
+        "title": np.zeros(len(pairs)),
+        "text": np.zeros(len(pairs)),
     }
+    chosen = np.flatnonzero(texts_of) if texts_of is not None else np.arange(len(pairs))
+    compared["title"][chosen], compared["text"][chosen] = _compare_texts([pairs[at] for at in chosen], features)
+    return compared
 
 
 # --- The score ----------------------------------------------------------------------------------
@@ -402,9 +415,9 @@ UNSHARED_ORIGINS_EVIDENCE = -2.0
 OTHER_PERPETRATORS_EVIDENCE = -2.0
 
 
-def _evidence(compared: dict[str, np.ndarray]) -> np.ndarray:
-    """The log-odds of each pair: the sum of its comparisons' evidence (NaN compares as False, so
-    a comparison that cannot be made falls through to no evidence)."""
+def _evidence_without_texts(compared: dict[str, np.ndarray]) -> np.ndarray:
+    """The log-odds of each pair from every comparison but the texts (NaN compares as False, so a
+    comparison that cannot be made falls through to no evidence)."""
     gap, length, people, places, origins = (compared[name] for name in ("gap", "length", "people", "places", "origins"))
     overlapping = [(gap == 0) & (length <= widest) for widest, _ in DATE_EVIDENCE]
     dates = np.select(
@@ -414,8 +427,6 @@ def _evidence(compared: dict[str, np.ndarray]) -> np.ndarray:
     )
     return (
         BASE_EVIDENCE
-        + TEXT_EVIDENCE * compared["text"]
-        + TITLE_EVIDENCE * compared["title"]
         + dates
         + np.select([people >= ratio for ratio, _ in PEOPLE_EVIDENCE], [weight for _, weight in PEOPLE_EVIDENCE], 0.0)
         + np.where(compared["same_figure"] >= 10, SAME_FIGURE_EVIDENCE, 0.0)
@@ -425,24 +436,32 @@ def _evidence(compared: dict[str, np.ndarray]) -> np.ndarray:
     )
 
 
-def score_pairs(pairs: list[tuple[int, int]], features: Features) -> np.ndarray:
-    """How likely each pair reports one event, from 0 to 1."""
+def score_pairs(pairs: list[tuple[int, int]], features: Features, *, at_least: float = 0.0) -> np.ndarray:
+    """How likely each pair reports one event, from 0 to 1. Texts are compared only for the pairs
+    that could reach `at_least` with identical texts: most candidates are two events of one town
+    and season whose dates, counts or villages already rule them out, and comparing texts is most
+    of the cost. The others' scores leave their texts out, so they stay below `at_least`."""
     if not pairs:
         return np.zeros(0)
-    return np.round(1 / (1 + np.exp(-_evidence(compare(pairs, features)))), 4)
+    evidence = _evidence_without_texts(compare(pairs, features, texts_of=np.zeros(len(pairs), dtype=bool)))
+    needed = -math.inf if at_least <= 0 else math.log(at_least / (1 - at_least)) if at_least < 1 else math.inf
+    reachable = evidence + TEXT_EVIDENCE + TITLE_EVIDENCE >= needed
+    titles, words = _compare_texts([pair for pair, keep in zip(pairs, reachable, strict=True) if keep], features)
+    evidence[reachable] += TEXT_EVIDENCE * words + TITLE_EVIDENCE * titles
+    return np.round(1 / (1 + np.exp(-evidence)), 4)
 
 
 def scored_pairs(
-    incident: Incident | None = None, *, incident_ids: Collection[int] = ()
+    incident: Incident | None = None, *, incident_ids: Collection[int] = (), at_least: float = 0.0
 ) -> list[tuple[int, int, float]]:
-    """The candidate pairs of the database (or of `incident`, or of `incident_ids`) with their
-    scores, best first."""
+    """The candidate pairs of the database (or of `incident`, or of `incident_ids`) scoring at
+    least `at_least`, with their scores, best first."""
     pairs = sorted(candidate_pairs(incident, incident_ids=incident_ids))
     whole = incident is None and not incident_ids
     features = load_features(None if whole else {incident_id for pair in pairs for incident_id in pair})
-    scores = score_pairs(pairs, features)
-    scored = [(a, b, float(score)) for (a, b), score in zip(pairs, scores, strict=True)]
-    return sorted(scored, key=lambda pair: (-pair[2], pair[0], pair[1]))
+    scores = score_pairs(pairs, features, at_least=at_least)
+    kept = [(a, b, float(score)) for (a, b), score in zip(pairs, scores, strict=True) if score >= at_least]
+    return sorted(kept, key=lambda pair: (-pair[2], pair[0], pair[1]))
 
 
 # A bulk import's incidents are rescored this many at a time (one blocking query each); beyond
@@ -476,8 +495,8 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
     decided = set(in_scope.exclude(decision=DuplicateDecision.PENDING).values_list("incident_a_id", "incident_b_id"))
     proposals = {
         (a, b): score
-        for a, b, score in scored_pairs(incident_ids=incident_ids or ())
-        if score >= threshold and (a, b) not in decided
+        for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold)
+        if (a, b) not in decided
     }
     waiting = in_scope.filter(decision=DuplicateDecision.PENDING).values_list("pk", "incident_a_id", "incident_b_id")
     with transaction.atomic():
