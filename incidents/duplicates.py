@@ -266,16 +266,19 @@ def load_features(ids: Collection[int] | None = None) -> Features:
             "people_count_max",
         )
     )  # fmt: skip
-    texts = [comparable_text(f"{title} {description}") for _, title, description, *_ in rows]
+    titles = [comparable_text(title) for _, title, *_ in rows]
+    texts = [
+        f"{title} {comparable_text(description)}" for title, (_, _, description, *_) in zip(titles, rows, strict=True)
+    ]
     if ids is None:
         documents, frequencies = _count_word_frequencies(texts)
         cache.set(_FREQUENCIES_KEY, (documents, frequencies), timeout=None)
     else:
         documents, frequencies = word_frequencies()
     features = Features(position={})
-    for (incident_id, title, _description, start, end, best, low, high), text in zip(rows, texts, strict=True):
+    for (incident_id, _, _, start, end, best, low, high), title, text in zip(rows, titles, texts, strict=True):
         features.position[incident_id] = len(features.title)
-        features.title.append(comparable_text(title))
+        features.title.append(title)
         features.words.append(_weighted(text, documents, frequencies))
         features.start.append(start.toordinal())
         features.end.append(end.toordinal())
