@@ -3,8 +3,8 @@
 A duplicate is the same event reported again by another outlet (`demo_text.report_text` with the
 original's event facts): other words for the title and description, or none; the count said
 otherwise (rounded, as a range, "at least", not at all, now and then simply wrong); the date less
-or more precise ("July 2021" against 14 July 2021, or a few days off); the place as the city, its
-province, a neighbouring town or only the country; a claim from the original's own source, a relay
+or more precise ("July 2021" against 14 July 2021, or a few days off); the place as the village, its
+city, the province, a neighbouring town or only the country; a claim from the original's own source, a relay
 of it, or an independent outlet; the perpetrator named or not. Some events are reported three or
 four times.
 

@@ -8,8 +8,10 @@ same event again, long after the original was written, without keeping anything 
 A report (`report_text`) words those facts with one of many templates per kind of incident, a
 count said exactly, roughly ("about 50", "dozens of") or not at all, the place as the city, its
 province or a transliteration ("Sinuiju", "Sinŭiju", "Shinuiju"), names in several romanisations
-("Kim Chol-su", "Kim Cheol-soo"), and sometimes the date. Different events in one town and month
-thus read alike, as real ones do, yet rarely share all of their particulars.
+("Kim Chol-su", "Kim Cheol-soo"), and sometimes the date. Most reports name the village, district
+or crossing, and the incident is then placed there (a place under the city, made on first need),
+as an analyst records it. Different events in one town and month thus read alike, as real ones do,
+yet rarely share all of their particulars.
 
 Facts and the original's wording come from a 64-bit hash (splitmix64) of (seed, number) rather than a
 random generator seeded per incident: reseeding costs ~10 µs, a hash ~1 µs, at a million incidents.
