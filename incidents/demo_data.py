@@ -166,6 +166,22 @@ def _reserve_ids(model, count: int) -> int:
         return cursor.fetchone()[0] - count + 1
 
 
+# The columns each table's rows are written in, by the generator and its duplicates phase.
+COPY_COLUMNS = {
+    Source: ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
+             "cites_id", "confidential", "notes", "created_at", "updated_at"],
+    Incident: ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
+               "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
+               "review_state", "confidential", "version", "created_at", "updated_at"],
+    IncidentPlace: ["incident_id", "place_id"],
+    Involvement: ["incident_id", "organization_id", "role"],
+    VictimGroup: ["incident_id", "count", "sex", "age_group", "nationality", "description"],
+    Claim: ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
+            "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
+            "updated_at"],
+}  # fmt: skip
+
+
 def _copy(model, columns: list[str], rows: Iterator[tuple]) -> None:
     with (
         connection.cursor() as cursor,
@@ -254,12 +270,7 @@ class DemoDataGenerator:
                 )
                 reference.source_ids.append(source_id)
 
-        _copy(
-            Source,
-            ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
-             "cites_id", "confidential", "notes", "created_at", "updated_at"],
-            rows(),
-        )  # fmt: skip
+        _copy(Source, COPY_COLUMNS[Source], rows())
 
     def incidents(self, reference: Reference, count: int) -> int:
         """Write `count` incidents with their places, involvements, victim groups and claims; returns
@@ -316,25 +327,11 @@ class DemoDataGenerator:
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
                      "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
                 )  # fmt: skip
-        _copy(
-            Incident,
-            ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
-             "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
-             "review_state", "confidential", "version", "created_at", "updated_at"],
-            iter(incident_rows),
-        )  # fmt: skip
-        _copy(IncidentPlace, ["incident_id", "place_id"], iter(place_rows))
-        _copy(Involvement, ["incident_id", "organization_id", "role"], iter(involvement_rows))
-        _copy(
-            VictimGroup, ["incident_id", "count", "sex", "age_group", "nationality", "description"], iter(victim_rows)
-        )
-        _copy(
-            Claim,
-            ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
-             "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
-             "updated_at"],
-            iter(claim_rows),
-        )  # fmt: skip
+        _copy(Incident, COPY_COLUMNS[Incident], iter(incident_rows))
+        _copy(IncidentPlace, COPY_COLUMNS[IncidentPlace], iter(place_rows))
+        _copy(Involvement, COPY_COLUMNS[Involvement], iter(involvement_rows))
+        _copy(VictimGroup, COPY_COLUMNS[VictimGroup], iter(victim_rows))
+        _copy(Claim, COPY_COLUMNS[Claim], iter(claim_rows))
         return first_id
 
 

@@ -112,7 +112,7 @@ def write_demo_duplicates(*, generator, reference, count: int, originals: range,
     """Write `count` incidents that report again events of the incidents `originals` (ids just
     written by `generator`), and the true pairs to `truth`. One COPY per table."""
     # Imported here: demo_data calls this module from inside its own load.
-    from incidents.demo_data import _copy, _reserve_ids
+    from incidents.demo_data import COPY_COLUMNS, _copy, _reserve_ids
 
     reports: DemoReports = generator.reports
     rng = random.Random(f"duplicates:{reports.seed}")
@@ -184,28 +184,14 @@ def write_demo_duplicates(*, generator, reference, count: int, originals: range,
         claim_rows.append(
             (incident_id, source_id, best, low, high, qualifier, None, None, "", "", "third_party", False, now, now)
         )
-    _copy(
-        Source,
-        ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
-         "cites_id", "confidential", "notes", "created_at", "updated_at"],
-        iter(source_rows),
-    )  # fmt: skip
-    _copy(
-        Incident,
-        ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
-         "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
-         "review_state", "confidential", "version", "created_at", "updated_at"],
-        iter(incident_rows),
-    )  # fmt: skip
-    _copy(IncidentPlace, ["incident_id", "place_id"], iter(place_rows))
-    _copy(Involvement, ["incident_id", "organization_id", "role"], iter(involvement_rows))
-    _copy(
-        Claim,
-        ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
-         "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
-         "updated_at"],
-        iter(claim_rows),
-    )  # fmt: skip
+    for model, new_rows in (
+        (Source, source_rows),
+        (Incident, incident_rows),
+        (IncidentPlace, place_rows),
+        (Involvement, involvement_rows),
+        (Claim, claim_rows),
+    ):
+        _copy(model, COPY_COLUMNS[model], iter(new_rows))
     public_ids = dict(Incident.objects.filter(pk__gte=first_id).values_list("pk", "public_id"))
     public_ids.update(Incident.objects.filter(pk__in=events).values_list("pk", "public_id"))
     with truth.open("w", newline="") as file:
