@@ -152,11 +152,11 @@ class ClaimQuerySet(models.QuerySet):
     def confidential(self) -> "ClaimQuerySet":
         """The claims only readers with the confidential permission see: confidential ones and
         those of a confidential source (what `disclosed_to` leaves out for everyone else)."""
-        # The few confidential sources, hashed once per query (their own index), rather than one
-        # correlated lookup per claim.
-        sources = self.model._meta.get_field("source").related_model.objects
-        confidential_sources = sources.filter(confidential=True).values("pk")
-        return self.filter(Q(confidential=True) | Q(source__in=confidential_sources))
+        # Through the join to each claim's source, which PostgreSQL runs as a hash join over many
+        # claims and as one primary-key lookup per claim over a few (a page's): hashing every
+        # confidential source first, as an `IN (subquery)` does, cost each page of 50 incidents
+        # more than its own claims (3,152 confidential sources at 1,000,000 incidents).
+        return self.filter(Q(confidential=True) | Q(source__confidential=True))
 
     def disclosed_to(self, user) -> "ClaimQuerySet":
         """The claims the user may see among those of an incident they may see: for subqueries
