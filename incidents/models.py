@@ -24,8 +24,8 @@ from django_countries.fields import CountryField
 from incidents.querysets import (
     ClaimQuerySet,
     DuplicatePairQuerySet,
-    IncidentQuerySet,
     IncidentMergeQuerySet,
+    IncidentQuerySet,
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
     PlaceQuerySet,
@@ -570,9 +570,7 @@ class Incident(TimestampedModel):
             ),
             # Serves following a merged incident to its survivor and the survivor's merges: the few
             # merged incidents only.
-            models.Index(
-                fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"
-            ),
+            models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"),
             # Serves the public's view (published, not confidential), newest first.
             models.Index(
                 fields=["-date_start", "-id"],

@@ -188,20 +188,25 @@ class IncidentQuerySet(models.QuerySet):
         address redirects there: `merged_visible_to`)."""
         return _limit_to_audience(self, user).filter(merged_into__isnull=True)
 
+    def seen_by(self, user) -> "IncidentQuerySet":
+        """The incidents `user` may see by their own review state and confidentiality, merged ones
+        included: for the doors that tell of merges, never for lists."""
+        return _limit_to_audience(self, user)
+
     def merged_visible_to(self, user) -> "IncidentQuerySet":
         """The merged incidents `user` may follow to their survivor: those they could see before the
         merge, merged into one they may see (each by its own review state and confidentiality). A
         reader who may not see either side learns nothing: the address answers as if it never
         existed."""
-        survivors = _limit_to_audience(self.model.objects.all(), user).values("pk")
-        return _limit_to_audience(self, user).filter(merged_into__in=survivors)
+        survivors = self.model.objects.seen_by(user).values("pk")
+        return self.seen_by(user).filter(merged_into__in=survivors)
 
     def synced_to(self, user) -> "IncidentQuerySet":
         """What an incremental sync (`updated_since`) reports to `user`: the incidents they may see
         and, so that a partner's copy follows a merge, the merged ones they may follow (their
         `merged_into` says where to)."""
-        survivors = _limit_to_audience(self.model.objects.all(), user).values("pk")
-        return _limit_to_audience(self, user).filter(Q(merged_into__isnull=True) | Q(merged_into__in=survivors))
+        survivors = self.model.objects.seen_by(user).values("pk")
+        return self.seen_by(user).filter(Q(merged_into__isnull=True) | Q(merged_into__in=survivors))
 
     def overlapping(self, date_from: date | None = None, date_to: date | None = None) -> "IncidentQuerySet":
         """Incidents whose date range overlaps [date_from, date_to] (both inclusive, either open).
@@ -459,7 +464,7 @@ class IncidentMergeQuerySet(models.QuerySet):
         (each by its own review state and confidentiality, the merged one being out of every list)."""
         if not can_see_unpublished(user):
             return self.none()
-        incidents = _limit_to_audience(apps.get_model("incidents", "Incident").objects.all(), user).values("pk")
+        incidents = apps.get_model("incidents", "Incident").objects.seen_by(user).values("pk")
         return self.filter(survivor__in=incidents, merged__in=incidents)
 
 

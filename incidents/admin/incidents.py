@@ -207,7 +207,7 @@ class ClaimInline(VisibilityMixin, admin.StackedInline):
     # Excerpts are a sentence or two; a short box keeps several claims on one screen.
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 80})}}
     fieldsets = [
-        (None, {"fields": ["source", "source_connection", "confidential"]}),
+        (None, {"fields": ["source", "source_connection", "confidential", "merge_conflict"]}),
         (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
         (None, {"fields": [("date_start", "date_end")]}),
         (None, {"fields": ["excerpt", "locator"]}),

@@ -10,7 +10,6 @@ import pgtrigger.migrations
 from django.conf import settings
 from django.db import migrations, models
 
-
 # The kept statistics (migration 0011) leave merged incidents out, as every read does: counting an
 # incident again after its `merged_into` changed takes it out of the totals (as a deletion would)
 # or, on an undo, puts it back. Only the two functions' conditions change, so they are read from
