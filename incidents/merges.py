@@ -163,6 +163,18 @@ def _plan(user, survivor: Incident, merged: Incident) -> MergePlan:
     )
 
 
+# What a merge recomputes from both incidents and proposes for the survivor.
+PROPOSED_FIELDS = (
+    "date_start",
+    "date_end",
+    "date_precision",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+    "count_qualifier",
+)
+
+
 def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]]:
     """The survivor's dates and counts recomputed from both incidents, where they differ from its
     own: the days both ranges share when they overlap (else the range covering both), and the
@@ -306,7 +318,7 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
     if not plan.proposal:
         return None
     data = {name: proposed for name, (_, proposed) in plan.proposal.items()}
-    candidate = Incident(**{name: getattr(plan.survivor, name) for name in ("date_start", "date_end")}, **data)
+    candidate = Incident(**({name: getattr(plan.survivor, name) for name in PROPOSED_FIELDS} | data))
     validate_ranges(candidate)
     return IncidentRevision.objects.create(
         incident=plan.survivor,
