@@ -354,7 +354,8 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     """Undo `merge`, by a Reviewer who may see both incidents: every row it moved that is still on
     the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
     survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
-    is cleared, the pair's decision is restored and its pending revision rejected. MergeRefused
+    is cleared, the pair goes back to the queue (not reviewed) and the merge's pending revision is
+    rejected. MergeRefused
     if it was undone already or the survivor has been merged since (undo that first)."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
@@ -381,8 +382,11 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         merged.merged_into = None
         _save_changed(survivor, user_id)
         _save_changed(merged, user_id, "merged_into")
-        if merge.pair_id is not None and merge.pair_before is not None:
-            DuplicatePair.objects.filter(pk=merge.pair_id).update(**merge.pair_before)
+        if merge.pair_id is not None:
+            # Back to the queue: the merge carried out a "same incident" decision that is now withdrawn.
+            DuplicatePair.objects.filter(pk=merge.pair_id).update(
+                decision=DuplicateDecision.PENDING, decided_by=None, decided_at=None, note=merge.pair_before["note"]
+            )
         if merge.revision_id is not None and merge.revision.state == RevisionState.PENDING:
             services.incident_revision_reject(
                 revision=merge.revision, user=user, note="The merge that proposed it was undone."

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from django.forms.models import model_to_dict
+from django.urls import reverse
 
 from incidents import roles
 from incidents.merges import incident_merge
@@ -377,3 +378,63 @@ def test_the_list_runs_as_many_queries_with_merged_incidents(world, reviewer, dj
         client.get(f"{API}/incidents/")
     with django_assert_num_queries(1):
         client.get(f"{API}/incidents/?updated_since=2000-01-01T00:00:00Z")
+
+
+class TestAdmin:
+    """The review queue's "Same incident" leads to a confirmation page, then the merge; the merge's
+    page undoes it."""
+
+    def test_same_incident_offers_the_merge_shows_what_moves_and_merges_on_confirmation(self, client, world, reviewer):
+        pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
+        client.force_login(reviewer)
+        before = snapshot(survivor, merged)
+
+        decided = client.post(reverse("admin:incidents_duplicatepair_change", args=[pair.pk]), {"decision": "same"})
+        assert decided.status_code == 302 and decided["Location"] == reverse(
+            "admin:incidents_incidentmerge_confirm", args=[pair.pk]
+        )
+        page = client.get(decided["Location"]).content.decode()
+
+        assert f"Merge {merged.public_id} into {survivor.public_id}?" in page
+        assert "Yanji" in page and "Border police" in page and "mostly women" in page
+        assert "About 100 people" in page  # the conflict, listed to compare
+        assert "Secret NGO note" not in page and "Informant X" not in page
+        assert "people_count_max" in page  # proposed, not applied
+
+        confirmed = client.post(
+            decided["Location"],
+            {"survivor": survivor.public_id, "survivor_version": survivor.version, "merged_version": merged.version},
+        )
+        merge = IncidentMerge.objects.get()
+        assert confirmed["Location"] == reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+        assert Incident.objects.get(pk=merged.pk).merged_into == survivor
+        merge_page = client.get(confirmed["Location"]).content.decode()
+        assert "Undo merge" in merge_page and "Secret NGO note" not in merge_page
+
+        undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]))
+        assert undone.status_code == 302
+        assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
+
+    def test_the_reviewer_may_choose_the_other_survivor_on_the_page(self, client, world, reviewer):
+        client.force_login(reviewer)
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+        page = client.get(url, {"survivor": world["merged"].public_id}).content.decode()
+
+        assert f"Merge {world['survivor'].public_id} into {world['merged'].public_id}?" in page
+
+    def test_a_change_after_the_page_was_read_refuses_the_merge(self, client, world, reviewer):
+        client.force_login(reviewer)
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+        answer = client.post(url, {"survivor_version": world["survivor"].version - 1 or 99}, follow=True)
+
+        assert "Nothing was merged." in answer.content.decode() and "changed since" in answer.content.decode()
+        assert not IncidentMerge.objects.exists()
+
+    def test_an_analyst_may_not_open_the_merge_page(self, client, world):
+        client.force_login(make_user(roles.ANALYST))
+
+        answer = client.get(reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk]))
+
+        assert answer.status_code == 403
