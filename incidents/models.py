@@ -684,6 +684,9 @@ class Claim(TimestampedModel):
     confidential = models.BooleanField(default=False)
     merge_conflict = models.BooleanField(
         default=False,
+        # In the database too, so writers that name their columns (COPY by the bulk import and the
+        # demo generator) need not know of it.
+        db_default=False,
         help_text="Moved here by a merge while the incident already had a claim of this source: both are kept; "
         "compare them, remove or correct one, then clear this mark.",
     )

@@ -150,6 +150,7 @@ class Migration(migrations.Migration):
             model_name="claim",
             name="merge_conflict",
             field=models.BooleanField(
+                db_default=False,
                 default=False,
                 help_text="Moved here by a merge while the incident already had a claim of this source: both are kept; compare them, remove or correct one, then clear this mark.",
             ),
@@ -158,6 +159,7 @@ class Migration(migrations.Migration):
             model_name="claimevent",
             name="merge_conflict",
             field=models.BooleanField(
+                db_default=False,
                 default=False,
                 help_text="Moved here by a merge while the incident already had a claim of this source: both are kept; compare them, remove or correct one, then clear this mark.",
             ),
