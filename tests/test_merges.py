@@ -4,6 +4,7 @@ it out or report it, and who may do it."""
 
 import csv
 import io
+import re
 from datetime import date
 
 import pytest
@@ -438,3 +439,22 @@ class TestAdmin:
         answer = client.get(reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk]))
 
         assert answer.status_code == 403
+
+
+def test_a_merge_answers_alike_whether_or_not_records_hidden_from_the_reviewer_exist(client, world, reviewer):
+    """The differential rule (tests/test_rulebook.py): the confirmation page and the API's answer
+    are the same with the hidden claims and without them."""
+    client.force_login(reviewer)
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+    def answers() -> tuple[str, dict]:
+        page = client.get(confirm).content.decode()
+        page = re.sub(r'name="(csrfmiddlewaretoken|survivor_version|merged_version)" value="[^"]*"', "", page)
+        merged = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").json()
+        return page, {key: value for key, value in merged.items() if key not in ("id", "merged_at", "revision")}
+
+    with_hidden = answers()
+    client_for(reviewer).post(unmerge_url(world["merged"]), {}, format="json")
+    Claim.objects.filter(pk__in=[claim.pk for claim in world["hidden"]]).delete()
+
+    assert answers() == with_hidden
