@@ -458,3 +458,12 @@ def test_a_merge_answers_alike_whether_or_not_records_hidden_from_the_reviewer_e
     Claim.objects.filter(pk__in=[claim.pk for claim in world["hidden"]]).delete()
 
     assert answers() == with_hidden
+
+
+def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world, reviewer):
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    client.force_login(make_user(roles.VIEWER))
+
+    answer = client.get(reverse("admin:incidents_incident_change", args=[world["merged"].pk]))
+
+    assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])

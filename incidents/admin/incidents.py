@@ -18,6 +18,7 @@ from django_countries import countries
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EstimatedCountPaginator, ParametersListFilter, TrackedModelAdmin, VisibilityMixin
+from incidents.admin.merges import MergedIncidentRedirectMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
@@ -266,7 +267,7 @@ def _inline_rows(formset) -> list[dict]:
 
 
 @admin.register(Incident)
-class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]

@@ -31,6 +31,24 @@ def _refusal_text(refusal: Exception) -> str:
     return " ".join(getattr(refusal, "messages", [str(refusal)]))
 
 
+class MergedIncidentRedirectMixin:
+    """For the incident admin: a merged incident's page (out of the list like any other read)
+    leads to its survivor's, for staff who may see both; to anyone else it is missing, as before."""
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        public_id = (
+            Incident.objects.filter(pk=object_id).values_list("public_id", flat=True).first()
+            if str(object_id).isdigit()
+            else None
+        )
+        survivor = public_id and merges.redirect_target(user=request.user, public_id=public_id)
+        if not survivor:
+            return super()._get_obj_does_not_exist_redirect(request, opts, object_id)
+        self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        survivor_pk = Incident.objects.values_list("pk", flat=True).get(public_id=survivor)
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[survivor_pk]))
+
+
 @admin.register(IncidentMerge)
 class IncidentMergeAdmin(TrackedModelAdmin):
     list_display = ["__str__", "survivor_link", "merged_by", "merged_at", "undone_at"]
