@@ -188,21 +188,29 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
         "date_end": end,
         "date_precision": _precision(survivor, merged, start, end),
     }
-    figures = [incident for incident in (survivor, merged) if incident.people_count is not None]
-    lows = [incident.people_count_min for incident in figures if incident.people_count_min is not None]
-    highs = [incident.people_count_max for incident in figures if incident.people_count_max is not None]
-    if figures:
-        best = figures[0]
-        bests = [incident.people_count for incident in figures]
+    both = (survivor, merged)
+    # Each incident's range, a missing bound standing for the best estimate (as statistics read it).
+    lows = [_first_known(incident.people_count_min, incident.people_count) for incident in both]
+    highs = [_first_known(incident.people_count_max, incident.people_count) for incident in both]
+    lows, highs = [low for low in lows if low is not None], [high for high in highs if high is not None]
+    figured = next((incident for incident in both if incident.people_count is not None), None)
+    if lows or highs:
+        best = figured.people_count if figured else None
+        low, high = min(lows, default=None), max(highs, default=None)
         proposed.update(
-            people_count=best.people_count,
-            people_count_min=min(lows + bests) if lows or len(figures) > 1 else None,
-            people_count_max=max(highs + bests) if highs or len(figures) > 1 else None,
-            count_qualifier=best.count_qualifier,
+            people_count=best,
+            # A bound equal to the best estimate says nothing more: left unset.
+            people_count_min=low if low is not None and (best is None or low < best) else None,
+            people_count_max=high if high is not None and (best is None or high > best) else None,
+            count_qualifier=(figured or survivor).count_qualifier,
         )
     return {
         name: (getattr(survivor, name), value) for name, value in proposed.items() if getattr(survivor, name) != value
     }
+
+
+def _first_known(*values):
+    return next((value for value in values if value is not None), None)
 
 
 def _precision(survivor: Incident, merged: Incident, start: date, end: date) -> str:

@@ -212,7 +212,7 @@ def test_dates_and_counts_are_proposed_for_a_reviewer_never_changed(world, revie
     survivor.refresh_from_db()
     assert (survivor.people_count, survivor.people_count_min, survivor.people_count_max) == (80, None, None)
     revision = IncidentRevision.objects.get(incident=survivor, state="pending")
-    assert revision.changes["data"] == {"people_count_min": 80, "people_count_max": 120}
+    assert revision.changes["data"] == {"people_count_max": 120}
     assert IncidentMerge.objects.get().revision == revision
 
 
@@ -467,3 +467,26 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
     answer = client.get(reverse("admin:incidents_incident_change", args=[world["merged"].pk]))
 
     assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])
+
+
+@pytest.mark.parametrize(
+    ("survivor_figures", "merged_figures", "proposed"),
+    [
+        # Two figures: the range spans them (a bound equal to the best estimate is left unset).
+        ((80, None, None), (100, 90, 120), {"people_count_max": 120}),
+        # The same figure twice proposes nothing.
+        ((80, None, None), (80, None, None), {}),
+        # Only the other has a figure: its own, all of it.
+        ((None, None, None), (None, 40, 60), {"people_count_min": 40, "people_count_max": 60}),
+    ],
+)
+def test_the_proposed_counts_span_both_incidents(reviewer, survivor_figures, merged_figures, proposed):
+    fields = ("people_count", "people_count_min", "people_count_max")
+    survivor = make_incident(**dict(zip(fields, survivor_figures, strict=True)))
+    merged = make_incident(**dict(zip(fields, merged_figures, strict=True)))
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+
+    merge = incident_merge(user=reviewer, pair=pair)
+
+    changes = merge.revision.changes["data"] if merge.revision else {}
+    assert {name: value for name, value in changes.items() if name in fields} == proposed
