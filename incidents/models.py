@@ -1162,7 +1162,9 @@ class DuplicatePair(models.Model):
         return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"
 
 
-@pghistory.track()
+# Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
+# may not see them (the record itself is shown only through what each reader may see).
+@pghistory.track(exclude=["moved"])
 class IncidentMerge(models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,

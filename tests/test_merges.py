@@ -367,6 +367,12 @@ def test_the_merge_and_each_moved_row_are_in_the_history_with_who_did_it(world, 
     moved = [event for event in events if event["record"] == "incidents.Claim" and event["action"] == "update"]
     assert moved and {event["user"] for event in moved} == {reviewer.username}
     assert IncidentMerge.pgh_event_model.objects.filter(pgh_obj=merge).exists()
+    # The merge's own events are in the survivor's history, without its record of what moved,
+    # which lists the hidden claims too; and the hidden claims' own events are left out.
+    merge_events = [event for event in events if event["record"] == "incidents.IncidentMerge"]
+    assert merge_events and all("moved" not in event["data"] for event in merge_events)
+    hidden_ids = {str(claim.pk) for claim in world["hidden"]}
+    assert not [event for event in events if event["record"] == "incidents.Claim" and event["record_id"] in hidden_ids]
 
 
 def test_the_list_runs_as_many_queries_with_merged_incidents(world, reviewer, django_assert_num_queries):

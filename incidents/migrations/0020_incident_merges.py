@@ -96,12 +96,6 @@ class Migration(migrations.Migration):
                         blank=True, editable=False, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True
                     ),
                 ),
-                (
-                    "moved",
-                    models.JSONField(
-                        default=dict, editable=False, encoder=django.core.serializers.json.DjangoJSONEncoder
-                    ),
-                ),
                 ("note", models.TextField(blank=True, help_text="Why, for the history.")),
                 ("merged_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
                 ("undone_at", models.DateTimeField(blank=True, editable=False, null=True)),
@@ -521,8 +515,8 @@ class Migration(migrations.Migration):
                 name="insert_insert",
                 sql=pgtrigger.compiler.UpsertTriggerSql(
                     condition="WHEN (current_setting('tracker.insert_triggers_off', true) IS DISTINCT FROM 'on')",
-                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "moved", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (NEW."id", NEW."merged_at", NEW."merged_by_id", NEW."merged_id", NEW."moved", NEW."note", NEW."pair_before", NEW."pair_id", _pgh_attach_context(), NOW(), \'insert\', NEW."id", NEW."revision_id", NEW."survivor_id", NEW."undone_at", NEW."undone_by_id"); RETURN NULL;',
-                    hash="9d5d79ab2e9a6f02305a41e56a2be9d1e6342367",
+                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (NEW."id", NEW."merged_at", NEW."merged_by_id", NEW."merged_id", NEW."note", NEW."pair_before", NEW."pair_id", _pgh_attach_context(), NOW(), \'insert\', NEW."id", NEW."revision_id", NEW."survivor_id", NEW."undone_at", NEW."undone_by_id"); RETURN NULL;',
+                    hash="1c49d52b5fb74822aa99cc5f0e059e1bb5367adf",
                     operation="INSERT",
                     pgid="pgtrigger_insert_insert_53bdb",
                     table="incidents_incidentmerge",
@@ -535,9 +529,9 @@ class Migration(migrations.Migration):
             trigger=pgtrigger.compiler.Trigger(
                 name="update_update",
                 sql=pgtrigger.compiler.UpsertTriggerSql(
-                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
-                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "moved", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (NEW."id", NEW."merged_at", NEW."merged_by_id", NEW."merged_id", NEW."moved", NEW."note", NEW."pair_before", NEW."pair_id", _pgh_attach_context(), NOW(), \'update\', NEW."id", NEW."revision_id", NEW."survivor_id", NEW."undone_at", NEW."undone_by_id"); RETURN NULL;',
-                    hash="e979ba6fcd395e4ea880cddb7bea4834b7be91fc",
+                    condition='WHEN (OLD."id" IS DISTINCT FROM (NEW."id") OR OLD."merged_id" IS DISTINCT FROM (NEW."merged_id") OR OLD."merged_at" IS DISTINCT FROM (NEW."merged_at") OR OLD."merged_by_id" IS DISTINCT FROM (NEW."merged_by_id") OR OLD."note" IS DISTINCT FROM (NEW."note") OR OLD."pair_id" IS DISTINCT FROM (NEW."pair_id") OR OLD."pair_before" IS DISTINCT FROM (NEW."pair_before") OR OLD."revision_id" IS DISTINCT FROM (NEW."revision_id") OR OLD."survivor_id" IS DISTINCT FROM (NEW."survivor_id") OR OLD."undone_at" IS DISTINCT FROM (NEW."undone_at") OR OLD."undone_by_id" IS DISTINCT FROM (NEW."undone_by_id"))',
+                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (NEW."id", NEW."merged_at", NEW."merged_by_id", NEW."merged_id", NEW."note", NEW."pair_before", NEW."pair_id", _pgh_attach_context(), NOW(), \'update\', NEW."id", NEW."revision_id", NEW."survivor_id", NEW."undone_at", NEW."undone_by_id"); RETURN NULL;',
+                    hash="9b16275334699c057960c9e12003c2ed2cc95885",
                     operation="UPDATE",
                     pgid="pgtrigger_update_update_e6f1d",
                     table="incidents_incidentmerge",
@@ -550,8 +544,8 @@ class Migration(migrations.Migration):
             trigger=pgtrigger.compiler.Trigger(
                 name="delete_delete",
                 sql=pgtrigger.compiler.UpsertTriggerSql(
-                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "moved", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (OLD."id", OLD."merged_at", OLD."merged_by_id", OLD."merged_id", OLD."moved", OLD."note", OLD."pair_before", OLD."pair_id", _pgh_attach_context(), NOW(), \'delete\', OLD."id", OLD."revision_id", OLD."survivor_id", OLD."undone_at", OLD."undone_by_id"); RETURN NULL;',
-                    hash="72035a03ca6a308eccbcf5dee132939b9a1c228c",
+                    func='INSERT INTO "incidents_incidentmergeevent" ("id", "merged_at", "merged_by_id", "merged_id", "note", "pair_before", "pair_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "revision_id", "survivor_id", "undone_at", "undone_by_id") VALUES (OLD."id", OLD."merged_at", OLD."merged_by_id", OLD."merged_id", OLD."note", OLD."pair_before", OLD."pair_id", _pgh_attach_context(), NOW(), \'delete\', OLD."id", OLD."revision_id", OLD."survivor_id", OLD."undone_at", OLD."undone_by_id"); RETURN NULL;',
+                    hash="c3242de7317c78c9eb3b287af0252b9f1edf8979",
                     operation="DELETE",
                     pgid="pgtrigger_delete_delete_5fd57",
                     table="incidents_incidentmerge",
