@@ -98,4 +98,5 @@ if __name__ == "__main__":
     options = parser.parse_args()
     print(f"{Incident.objects.count():,} incidents")
     reads(options.runs)
-    merges(options.pairs)
+    if options.pairs:
+        merges(options.pairs)
