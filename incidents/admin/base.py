@@ -12,7 +12,7 @@ from django.utils.functional import cached_property
 
 from incidents import services
 from incidents.history import history_entries, history_visible_to
-from incidents.querysets import estimated_row_count, limit_to_visible
+from incidents.querysets import can_see_unpublished, estimated_row_count, limit_to_visible
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
@@ -53,6 +53,27 @@ class ServiceRefusalForm:
         elif refusal is not None:
             raise ValidationError(" ".join(getattr(refusal, "messages", [str(refusal)])))
         return cleaned_data
+
+
+class StaffRecordMixin:
+    """A record of staff work written by the services and acted on by its own buttons (a proposed
+    revision, a merge): staff who may see unpublished records read it; nobody adds, edits or
+    deletes one through the admin's forms."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return can_see_unpublished(request.user)
+
+    def has_module_permission(self, request):
+        return can_see_unpublished(request.user)
 
 
 class ParametersListFilter(admin.ListFilter):

@@ -11,9 +11,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents import merges, services
-from incidents.admin.base import TrackedModelAdmin
+from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
-from incidents.querysets import can_see_unpublished
 
 # What stops a merge or its undo, shown as the page's message.
 REFUSALS = (merges.MergeRefused, ValidationError)
@@ -50,7 +49,7 @@ class MergedIncidentRedirectMixin:
 
 
 @admin.register(IncidentMerge)
-class IncidentMergeAdmin(TrackedModelAdmin):
+class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
     list_display = ["__str__", "survivor_link", "merged_by", "merged_at", "undone_at"]
     list_select_related = ["survivor", "merged", "merged_by"]
     list_filter = [("undone_at", admin.EmptyFieldListFilter)]
@@ -67,22 +66,6 @@ class IncidentMergeAdmin(TrackedModelAdmin):
     ]
     fields = readonly_fields
     change_form_template = "admin/incidents/incidentmerge/change_form.html"
-
-    # Merges are made from the review queue and undone below; nobody edits one.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return can_see_unpublished(request.user)
-
-    def has_module_permission(self, request):
-        return can_see_unpublished(request.user)
 
     @admin.display(description="Survivor")
     def survivor_link(self, merge):
