@@ -8,6 +8,7 @@ import re
 from datetime import date
 
 import pytest
+from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
@@ -496,3 +497,20 @@ def test_the_proposed_counts_span_both_incidents(reviewer, survivor_figures, mer
 
     changes = merge.revision.changes["data"] if merge.revision else {}
     assert {name: value for name, value in changes.items() if name in fields} == proposed
+
+
+def test_the_export_command_reports_merged_incidents_in_an_incremental_export(world, reviewer, tmp_path):
+    survivor, merged = world["survivor"], world["merged"]
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    def exported(*options) -> dict[str, str]:
+        out = tmp_path / "incidents.csv"
+        call_command("export_incidents", *options, "-o", str(out))
+        rows = csv.DictReader(io.StringIO(out.read_text(encoding="utf-8")))
+        return {row["public_id"]: row["merged_into"] for row in rows}
+
+    assert exported() == {survivor.public_id: ""}
+    assert exported("--updated-since", "2000-01-01T00:00:00Z") == {
+        survivor.public_id: "",
+        merged.public_id: survivor.public_id,
+    }
