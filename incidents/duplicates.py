@@ -82,7 +82,8 @@ LEFT JOIN place_keys ON place_keys.place_id = link.place_id
 """
 )
 
-# The incidents of the same type as given ones whose date ranges overlap theirs, widened: through
+# The incidents of the same type as given ones whose date ranges overlap theirs, widened (merged
+# incidents live on in their survivors and pair with nothing): through
 # the date span index (migration 0021), a few milliseconds, where a B-tree on the start date reads
 # every earlier incident of the type.
 _NEARBY_SQL = """
@@ -93,7 +94,8 @@ JOIN incidents_incident other
  AND daterange(other.date_start, other.date_end, '[]')
      && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
  AND other.id <> mine.id
-WHERE mine.id = ANY(%(incidents)s)
+ AND other.merged_into_id IS NULL
+WHERE mine.id = ANY(%(incidents)s) AND mine.merged_into_id IS NULL
 """
 
 
@@ -137,16 +139,16 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
 
 
 def _candidate_pairs_of_all() -> set[tuple[int, int]]:
-    """Blocking over the whole database, in memory: incidents grouped by key (and type), each group
-    paired by date; then those placed only by a country, by country."""
+    """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
+    by key (and type), each group paired by date; then those placed only by a country, by country."""
     window = settings.DUPLICATE_WINDOW_DAYS
     spans = {
         incident_id: (incident_type_id, start.toordinal(), end.toordinal())
-        for incident_id, incident_type_id, start, end in Incident.objects.values_list(
+        for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True).values_list(
             "id", "incident_type_id", "date_start", "date_end"
         )
     }
-    located = _locations(None)
+    located = {incident_id: location for incident_id, location in _locations(None).items() if incident_id in spans}
     by_key, by_country = defaultdict(list), defaultdict(list)
     for incident_id, location in located.items():
         incident_type_id, start, end = spans[incident_id]

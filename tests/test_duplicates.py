@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents import duplicates, roles, services
+from incidents import duplicates, merges, roles, services
 from incidents.models import DuplicatePair, Incident, Involvement
 from tests.api_support import API, client_for, incident_url
 from tests.factories import (
@@ -399,6 +399,21 @@ class TestRescoringOnEveryWrite:
         pair.refresh_from_db()
         assert pair.decision == "different"
         assert not DuplicatePair.objects.filter(decision="pending").exists()
+
+    def test_a_merged_incident_is_paired_with_nothing_again(self, original, places):
+        twin = make_incident(
+            title="80 North Korean defectors caught near Sambong-ri sent back from Tumen",
+            description="Held at Onsong holding centre.",
+            places=[places["tumen"]],
+        )
+        make_incident(title="A third report of the 80 defectors from Tumen", places=[places["tumen"]])
+        find_duplicates(threshold=0)
+        pair = DuplicatePair.objects.get(incident_a=original, incident_b=twin)
+        merges.incident_merge(user=make_user(roles.REVIEWER), pair=pair, survivor=original.public_id)
+        find_duplicates(threshold=0)
+        waiting = DuplicatePair.objects.filter(decision="pending")
+        assert not waiting.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()
+        assert twin.pk not in {incident_id for pair in duplicates.candidate_pairs() for incident_id in pair}
 
     def test_a_write_that_rolls_back_rescores_nothing(self, original, places, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError):

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0019_csv_list_items"),
+        ("incidents", "0020_incident_merges"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
