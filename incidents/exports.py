@@ -23,18 +23,19 @@ from django.db.models import (
     Expression,
     F,
     Func,
-    OuterRef,
+    Q,
     QuerySet,
     StringAgg,
-    Subquery,
     TextField,
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, Concat
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Concat
 
 from incidents.access import export_contents, record_confidential_access
-from incidents.models import AccessDoor, Claim, IncidentPlace, Involvement, InvolvementRole
+from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
+from incidents.querysets import claim_people_span
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
 # exported, edited and imported again carries the version its rows were read at.
@@ -146,86 +147,149 @@ def _place_path(place: str) -> Case:
     )
 
 
-def _joined(rows: QuerySet, item: Expression, *, distinct: bool = False) -> Subquery:
-    """`item` of each of the incident's `rows`, sorted and joined with "; ", as a correlated subquery."""
-    return Subquery(
-        rows.order_by()
-        .values("incident")
-        .annotate(joined=StringAgg(item, Value(MULTI_VALUE_SEPARATOR), distinct=distinct, order_by=item))
-        .values("joined")
+# The incidents exported, as a common table expression: the caller's queryset (its visibility and
+# its filters, a search's included) runs once, and every per-incident aggregate below reads only
+# these ids. Materialized, so PostgreSQL counts them before choosing its joins: hash joins over
+# whole tables for a large export, index lookups for a few rows.
+SELECTED = "export_selected"
+
+# "One row per incident, newest first" (README "CSV export"): Incident.Meta.ordering, whatever
+# order the caller's queryset had.
+ORDER_BY = 'export_incidents."csv_date_start" DESC, export_incidents."id" DESC'
+
+
+def _selected_ids() -> RawSQL:
+    return RawSQL(f"SELECT {SELECTED}.id FROM {SELECTED}", ())
+
+
+def _joined(item: Expression, *, distinct: bool = False, **options) -> StringAgg:
+    """`item` of a group's rows, sorted and joined with "; "."""
+    return StringAgg(item, Value(MULTI_VALUE_SEPARATOR), distinct=distinct, order_by=item, **options)
+
+
+def _per_incident(rows: QuerySet, **aggregates) -> QuerySet:
+    """`aggregates` of `rows`, one row (`incident_id` and each aggregate) per exported incident that
+    has any: one GROUP BY over the table, limited to the exported incidents by a semi-join, rather
+    than a subquery run for each incident."""
+    return rows.filter(incident_id__in=_selected_ids()).order_by().values("incident_id").annotate(**aggregates)
+
+
+def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
+    """The SQL of `queryset` and its parameters; for a queryset Django proves empty (a bound beyond
+    a column's range), for which it writes no SQL at all, the same query matching nothing."""
+    try:
+        return queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return queryset.filter(Value(False)).query.sql_with_params()
+
+
+def _row_sources(queryset: QuerySet, user) -> dict[str, QuerySet]:
+    """The queries the export's columns come from, by alias: the exported incidents' own columns
+    (`export_incidents`, each column `csv_<name>`) and the per-incident aggregates joined to them."""
+    incidents = Incident.objects.filter(pk__in=_selected_ids()).order_by().values(
+        "id",
+        **{
+            f"csv_{name}": F(field)
+            for name, field in (
+                ("public_id", "public_id"),
+                ("title", "title"),
+                ("type", "incident_type__slug"),
+                ("date_start", "date_start"),
+                ("date_end", "date_end"),
+                ("date_precision", "date_precision"),
+                ("date_label", "date_label"),
+                ("people_count", "people_count"),
+                ("people_count_min", "people_count_min"),
+                ("people_count_max", "people_count_max"),
+                ("count_qualifier", "count_qualifier"),
+                ("verification", "verification"),
+                ("review_state", "review_state"),
+                ("version", "version"),
+            )
+        },
+        csv_updated_at=IsoTimestamp("updated_at"),
     )
-
-
-def _export_rows(queryset: QuerySet, user) -> QuerySet:
-    """The queryset reduced to the export's columns, each selected under the alias `csv_<column>`
-    (aliases equal to field names would clash with the model's fields)."""
-    places = IncidentPlace.objects.filter(incident=OuterRef("pk"))
-    perpetrators = Involvement.objects.filter(incident=OuterRef("pk"), role=InvolvementRole.PERPETRATOR)
-    claims = Claim.objects.visible_to(user).filter(incident=OuterRef("pk"))
-    claim_count = claims.order_by().values("incident").annotate(count=Count("pk")).values("count")
-    expressions = {
-        "public_id": F("public_id"),
-        "title": F("title"),
-        "type": F("incident_type__slug"),
-        "date_start": F("date_start"),
-        "date_end": F("date_end"),
-        "date_precision": F("date_precision"),
-        "date_label": F("date_label"),
-        "people_count": F("people_count"),
-        "people_count_min": F("people_count_min"),
-        "people_count_max": F("people_count_max"),
-        "count_qualifier": F("count_qualifier"),
+    places = _per_incident(
+        IncidentPlace.objects,
         # ISO codes: never a character that needs quoting.
-        "countries": _joined(places.exclude(place__country=""), F("place__country"), distinct=True),
-        "places": _joined(places, _place_path("place")),
-        "perpetrators": _joined(perpetrators, ListItem("organization__name")),
-        "verification": F("verification"),
-        "review_state": F("review_state"),
-        "source_count": Coalesce(Subquery(claim_count), 0),
-        "sources": _joined(
-            claims,
+        countries=_joined(F("place__country"), distinct=True, filter=~Q(place__country="")),
+        places=_joined(_place_path("place")),
+    )
+    perpetrators = _per_incident(
+        Involvement.objects.filter(role=InvolvementRole.PERPETRATOR),
+        perpetrators=_joined(ListItem("organization__name")),
+    )
+    # Of the exported incidents (visible to `user`), the claims `user` may see.
+    claims = _per_incident(
+        Claim.objects.disclosed_to(user),
+        source_count=Count("pk"),
+        sources=_joined(
             Concat(
                 ListItem("source__title"),
                 Value(" [#"),
                 Cast("source_id", TextField()),
                 Value("]"),
                 output_field=TextField(),
-            ),
+            )
         ),
-        "claim_min": F("claim_people_min"),
-        "claim_max": F("claim_people_max"),
-        "updated_at": IsoTimestamp("updated_at"),
-        "version": F("version"),
+        **claim_people_span(),
+    )
+    return {
+        "export_incidents": incidents,
+        "export_places": places,
+        "export_perpetrators": perpetrators,
+        "export_claims": claims,
     }
-    return queryset.with_claim_range(user).values(**{f"csv_{name}": expressions[name] for name in COLUMNS})
+
+
+# Each column's cell in the outer SELECT, from the aliases of `_row_sources`.
+CELLS = {
+    **{
+        name: f'export_incidents."csv_{name}"'
+        for name in COLUMNS
+        if name not in {"countries", "places", "perpetrators", "source_count", "sources", "claim_min", "claim_max"}
+    },
+    "countries": 'export_places."countries"',
+    "places": 'export_places."places"',
+    "perpetrators": 'export_perpetrators."perpetrators"',
+    "source_count": 'coalesce(export_claims."source_count", 0)',
+    "sources": 'export_claims."sources"',
+    "claim_min": 'export_claims."claim_people_min"',
+    "claim_max": 'export_claims."claim_people_max"',
+}
 
 
 def copy_statement(
     queryset: QuerySet, user, pg_connection: psycopg.Connection, *, page_url_prefix: str | None = None
 ) -> str:
     """The COPY statement for the queryset (also what bench/ runs bare), with its parameters bound
-    client-side (COPY accepts no server-side parameters). The outer SELECT names the columns and
-    neutralises formulas; the inner query's ORDER BY holds, because PostgreSQL never flattens a
-    subquery that sorts. With `page_url_prefix` (the public pages' downloads), a last column
-    `page_url` holds each incident's page: the prefix, its public id and a slash."""
-    try:
-        inner_sql, params = _export_rows(queryset, user).query.sql_with_params()
-    except EmptyResultSet:
-        # Django proves that some filters match nothing (a bound beyond the column's range) and
-        # then writes no SQL at all; the CSV of no incidents is still its header.
-        nothing = queryset.model.objects.filter(Value(False))
-        inner_sql, params = _export_rows(nothing, user).query.sql_with_params()
+    client-side (COPY accepts no server-side parameters): the ids the queryset selects, once, then
+    the incidents' own columns joined with their places', perpetrators' and claims' aggregates,
+    newest first. The outer SELECT names the columns and neutralises formulas. With
+    `page_url_prefix` (the public pages' downloads), a last column `page_url` holds each incident's
+    page: the prefix, its public id and a slash."""
+    selected_sql, params = _compiled(queryset.order_by().values("id"))
     cells = []
     for name in COLUMNS:
-        cell = f'export_rows."csv_{name}"'
+        cell = CELLS[name]
         if name in FREE_TEXT_COLUMNS:
             cell = _neutralised(cell)
         cells.append(f'{cell} AS "{name}"')
     if page_url_prefix is not None:
-        # Its placeholder precedes the inner query's in the statement, so its value comes first.
-        cells.append('%s || export_rows."csv_public_id" || \'/\' AS "page_url"')
-        params = (page_url_prefix, *params)
-    select = f"SELECT {', '.join(cells)} FROM ({inner_sql}) AS export_rows"
+        cells.append('%s || export_incidents."csv_public_id" || \'/\' AS "page_url"')
+        params = (*params, page_url_prefix)
+    sources = []
+    for alias, rows in _row_sources(queryset, user).items():
+        sql, rows_params = _compiled(rows)
+        if sources:
+            sources.append(f"LEFT JOIN ({sql}) AS {alias} ON {alias}.incident_id = export_incidents.id")
+        else:
+            sources.append(f"({sql}) AS {alias}")
+        params = (*params, *rows_params)
+    select = (
+        f"WITH {SELECTED} AS MATERIALIZED ({selected_sql}) "
+        f"SELECT {', '.join(cells)} FROM {' '.join(sources)} ORDER BY {ORDER_BY}"
+    )
     statement = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
     return psycopg.ClientCursor(pg_connection).mogrify(statement, params)
 
