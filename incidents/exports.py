@@ -174,40 +174,45 @@ def _per_incident(rows: QuerySet, **aggregates) -> QuerySet:
     return rows.filter(incident_id__in=_selected_ids()).order_by().values("incident_id").annotate(**aggregates)
 
 
-def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
-    """The SQL of `queryset` and its parameters; for a queryset Django proves empty (a bound beyond
-    a column's range), for which it writes no SQL at all, the same query matching nothing."""
+def _selected_sql(queryset: QuerySet) -> tuple[str, tuple]:
+    """The SQL selecting the ids of `queryset`'s incidents, and its parameters."""
     try:
-        return queryset.query.sql_with_params()
+        return queryset.order_by().values("id").query.sql_with_params()
     except EmptyResultSet:
-        return queryset.filter(Value(False)).query.sql_with_params()
+        # Django proves that some filters match nothing (a bound beyond the column's range) and
+        # then writes no SQL at all; the CSV of no incidents is still its header.
+        return Incident.objects.filter(Value(False)).values("id").query.sql_with_params()
 
 
 def _row_sources(queryset: QuerySet, user) -> dict[str, QuerySet]:
     """The queries the export's columns come from, by alias: the exported incidents' own columns
     (`export_incidents`, each column `csv_<name>`) and the per-incident aggregates joined to them."""
-    incidents = Incident.objects.filter(pk__in=_selected_ids()).order_by().values(
-        "id",
-        **{
-            f"csv_{name}": F(field)
-            for name, field in (
-                ("public_id", "public_id"),
-                ("title", "title"),
-                ("type", "incident_type__slug"),
-                ("date_start", "date_start"),
-                ("date_end", "date_end"),
-                ("date_precision", "date_precision"),
-                ("date_label", "date_label"),
-                ("people_count", "people_count"),
-                ("people_count_min", "people_count_min"),
-                ("people_count_max", "people_count_max"),
-                ("count_qualifier", "count_qualifier"),
-                ("verification", "verification"),
-                ("review_state", "review_state"),
-                ("version", "version"),
-            )
-        },
-        csv_updated_at=IsoTimestamp("updated_at"),
+    incidents = (
+        Incident.objects.filter(pk__in=_selected_ids())
+        .order_by()
+        .values(
+            "id",
+            **{
+                f"csv_{name}": F(field)
+                for name, field in (
+                    ("public_id", "public_id"),
+                    ("title", "title"),
+                    ("type", "incident_type__slug"),
+                    ("date_start", "date_start"),
+                    ("date_end", "date_end"),
+                    ("date_precision", "date_precision"),
+                    ("date_label", "date_label"),
+                    ("people_count", "people_count"),
+                    ("people_count_min", "people_count_min"),
+                    ("people_count_max", "people_count_max"),
+                    ("count_qualifier", "count_qualifier"),
+                    ("verification", "verification"),
+                    ("review_state", "review_state"),
+                    ("version", "version"),
+                )
+            },
+            csv_updated_at=IsoTimestamp("updated_at"),
+        )
     )
     places = _per_incident(
         IncidentPlace.objects,
@@ -268,7 +273,7 @@ def copy_statement(
     newest first. The outer SELECT names the columns and neutralises formulas. With
     `page_url_prefix` (the public pages' downloads), a last column `page_url` holds each incident's
     page: the prefix, its public id and a slash."""
-    selected_sql, params = _compiled(queryset.order_by().values("id"))
+    selected_sql, params = _selected_sql(queryset)
     cells = []
     for name in COLUMNS:
         cell = CELLS[name]
@@ -280,7 +285,7 @@ def copy_statement(
         params = (*params, page_url_prefix)
     sources = []
     for alias, rows in _row_sources(queryset, user).items():
-        sql, rows_params = _compiled(rows)
+        sql, rows_params = rows.query.sql_with_params()
         if sources:
             sources.append(f"LEFT JOIN ({sql}) AS {alias} ON {alias}.incident_id = export_incidents.id")
         else:
