@@ -34,6 +34,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.search import search_documents_written_once
 from incidents.statistics import statistics_counted_once
 
 # (country code, name, latitude, longitude, [(province, [cities])])
@@ -376,8 +377,9 @@ def generate_demo_data(
         reference = _ensure_reference_data()
         set_insert_triggers(enabled=False)
         generator.sources(reference, max(10, incidents // 10))
-        # Inside the statistics' block: counting the new incidents at its end reads these indexes.
-        with _indexes_and_foreign_keys_rebuilt_after(incidents):
+        # Inside the statistics' and the search's blocks: counting the new incidents and writing
+        # their words at their ends read these indexes.
+        with search_documents_written_once(), _indexes_and_foreign_keys_rebuilt_after(incidents):
             written = 0
             while written < incidents:
                 batch = min(batch_size, incidents - written)
