@@ -6,7 +6,7 @@ and everything hanging off them are written with PostgreSQL's COPY in batches, a
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
 entered by hand, and the statistics' kept totals count them and the search holds their words (each
-once, at the end of the load: `statistics_counted_once`, `search_documents_written_once`), with one
+once, at the end of the load: `statistics_counted_once`, `_search_words_computed_once`), with one
 exception: the audit triggers' insert events are skipped for
 these synthetic rows. Each audit row
 costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max
 
 from incidents.history import set_insert_triggers
 from incidents.models import (
@@ -35,7 +36,6 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.search import search_documents_written_once
 from incidents.statistics import statistics_counted_once
 
 # (country code, name, latitude, longitude, [(province, [cities])])
@@ -364,6 +364,36 @@ def _indexes_and_foreign_keys_rebuilt_after(adding: int):
             cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
 
 
+# The tables whose inserts recompute an incident's search words (migration 0016's statement triggers).
+_SEARCH_WORD_TABLES = (Incident, IncidentPlace, Involvement, Claim)
+_SEARCH_WORDS_CHUNK = 50_000
+
+
+@contextmanager
+def _search_words_computed_once(*, after: int):
+    """Compute the search words of the incidents added in the block (ids above `after`) once, at
+    its end, instead of at each of the four COPY statements that write an incident's rows. With
+    the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`, entered inside
+    this block so that the words are computed after the indexes are back), each of those
+    recomputations scanned the link tables whole: a million incidents from an empty database were
+    still at 60,000 after twenty minutes. The triggers are disabled for this transaction only
+    (ALTER TABLE is transactional: a failed load leaves them on), and the words come from the
+    function they call, in chunks of bounded memory."""
+    with connection.cursor() as cursor:
+        for model in _SEARCH_WORD_TABLES:
+            cursor.execute(f"ALTER TABLE {model._meta.db_table} DISABLE TRIGGER incident_search_insert")
+        yield
+        for model in _SEARCH_WORD_TABLES:
+            cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER incident_search_insert")
+        cursor.execute("SELECT max(id) FROM incidents_incident")
+        newest = cursor.fetchone()[0] or after
+        for first in range(after + 1, newest + 1, _SEARCH_WORDS_CHUNK):
+            cursor.execute(
+                "SELECT incident_search_refresh(ARRAY(SELECT id FROM incidents_incident WHERE id BETWEEN %s AND %s))",
+                [first, first + _SEARCH_WORDS_CHUNK - 1],
+            )
+
+
 def generate_demo_data(
     *, incidents: int, seed: int = 42, batch_size: int = 20_000, progress: Callable[[int], None] = lambda done: None
 ) -> None:
@@ -378,9 +408,9 @@ def generate_demo_data(
         reference = _ensure_reference_data()
         set_insert_triggers(enabled=False)
         generator.sources(reference, max(10, incidents // 10))
-        # Inside the statistics' and the search's blocks: counting the new incidents and writing
-        # their words at their ends read these indexes.
-        with search_documents_written_once(), _indexes_and_foreign_keys_rebuilt_after(incidents):
+        newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
+        # Inside the statistics' block: counting the new incidents at its end reads these indexes.
+        with _search_words_computed_once(after=newest_before), _indexes_and_foreign_keys_rebuilt_after(incidents):
             written = 0
             while written < incidents:
                 batch = min(batch_size, incidents - written)

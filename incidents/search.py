@@ -23,15 +23,13 @@ incident, the statistics answer from their kept totals (`selects_everything`).
 
 import json
 import re
-from contextlib import contextmanager
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.db.models import BooleanField, F, Func
 
-from incidents.models import SEARCH_CONFIG, Claim, Incident, IncidentPlace, IncidentSearchDocument, Involvement
+from incidents.models import SEARCH_CONFIG, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
 
 # Bounds on one search, so that none holds a worker for long (issue 17).
@@ -143,36 +141,3 @@ class IncidentSearch:
         if plan[0]["Plan"]["Plan Rows"] < COLLECT_BELOW:
             return True
         return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW
-
-
-# The statement triggers that write the words of incidents as they and their links are inserted
-# (migration 0016).
-_INSERT_SEARCH_TRIGGERS = [model._meta.db_table for model in (Incident, IncidentPlace, Involvement, Claim)]
-
-
-@contextmanager
-def search_documents_written_once():
-    """For a bulk load inside one transaction: the words of the incidents it inserts are written
-    once, when the block ends, instead of again at each insert of their places, involvements and
-    claims (four times per incident, each time reading all their links).
-
-    The insert triggers are switched off meanwhile (ALTER TABLE … DISABLE TRIGGER: other writers
-    to these tables wait until the transaction ends), and the new incidents' words written in one
-    statement before it commits, so no reader finds an incident without its words. Updates and
-    deletes stay kept by their triggers. Only new incidents' links may be inserted in the block."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("search_documents_written_once() needs the whole load in one transaction.")
-    with connection.cursor() as cursor:
-        for table in _INSERT_SEARCH_TRIGGERS:
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER incident_search_insert")
-        # No one else inserts incidents until this transaction ends (the lock above), so the ones
-        # after the last id now are this load's.
-        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {Incident._meta.db_table}")
-        last_id_before = cursor.fetchone()[0]
-        yield
-        for table in _INSERT_SEARCH_TRIGGERS:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER incident_search_insert")
-        cursor.execute(
-            f"SELECT incident_search_refresh(ARRAY(SELECT id FROM {Incident._meta.db_table} WHERE id > %s))",
-            [last_id_before],
-        )
