@@ -385,6 +385,10 @@ def _search_words_computed_once(*, after: int):
         yield
         for model in _SEARCH_WORD_TABLES:
             cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER incident_search_insert")
+            # The planner's figures for the tables just filled: without them it hashes every source
+            # once per incident (5,000 incidents: 6.9 s before, 2.0 s after).
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
+        cursor.execute(f"ANALYZE {Source._meta.db_table}")
         cursor.execute("SELECT max(id) FROM incidents_incident")
         newest = cursor.fetchone()[0] or after
         for first in range(after + 1, newest + 1, _SEARCH_WORDS_CHUNK):

@@ -27,9 +27,11 @@ from django.db.models import (
     Expression,
     F,
     Func,
+    OuterRef,
     Q,
     QuerySet,
     StringAgg,
+    Subquery,
     TextField,
     Value,
     When,
@@ -59,6 +61,7 @@ COLUMNS = (
     "perpetrators",
     "verification",
     "review_state",
+    "merged_into",
     "source_count",
     "sources",
     "claim_min",
@@ -208,6 +211,8 @@ def _row_sources(queryset: QuerySet, user) -> dict[str, QuerySet]:
                 ("version", "version"),
             )
         },
+        # Blank but on the merged incidents an incremental export (`updated_since`) reports.
+        csv_merged_into=Subquery(Incident.objects.filter(pk=OuterRef("merged_into_id")).order_by().values("public_id")),
         csv_updated_at=IsoTimestamp("updated_at"),
     )
     places = _per_incident(

@@ -108,6 +108,7 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 "perpetrators": _neutralised(_joined(csv_list_item(item.organization.name) for item in perpetrators)),
                 "verification": incident.verification,
                 "review_state": incident.review_state,
+                "merged_into": incident.merged_into.public_id if incident.merged_into_id else "",
                 "source_count": str(len(claims)),
                 "sources": _neutralised(_joined(sources)),
                 "claim_min": _number(min(lows, default=None)),
