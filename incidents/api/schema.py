@@ -25,8 +25,9 @@ FIELD_ERRORS = {
 
 class TrackerAutoSchema(AutoSchema):
     """Documents on every operation the errors it can answer, so clients (and schemathesis) know
-    them: bad input, authentication, permission, hidden or unknown records, throttling; and for
-    writes, conflicts (in use, stale version) and failed If-Match preconditions."""
+    them: bad input, authentication, permission, hidden or unknown records, throttling; for
+    writes, a body in a format it does not read, conflicts (in use, stale version) and failed
+    If-Match preconditions."""
 
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         if not isinstance(serializer, dict):
@@ -49,6 +50,8 @@ class TrackerAutoSchema(AutoSchema):
             "404": ("No such record, or one you may not see.", DETAIL_ERROR),
             "429": ("Too many requests; retry after the Retry-After header's seconds.", DETAIL_ERROR),
         }
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors["415"] = ("The body's Content-Type is none this endpoint reads (send JSON).", DETAIL_ERROR)
         if self.method in ("PUT", "PATCH", "DELETE"):
             errors["409"] = ("In use by other records, or the body's `version` is stale.", DETAIL_ERROR)
             errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
