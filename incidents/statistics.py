@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import BigIntegerField, Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
@@ -45,8 +46,13 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
+from incidents.search import IdIn
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
+# The public pages' place facet also groups by place: the places directly inside the place filter's
+# place (or the outermost places without one), each counting the incidents at it or anywhere
+# inside it, which is what choosing it selects. An incident at two of them is in both.
+PLACE = "place"
 _ONE_GROUP_EACH = ("year", "month", "type", "verification")
 
 # An incident's low and high figures: a missing bound falls back to the best estimate.
@@ -62,7 +68,7 @@ _ROLLUP_SUMS = {
     "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
 }
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
-_ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country"}
+_ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
 
 
 def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
@@ -73,18 +79,57 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     unknown; incidents without a best estimate count as incidents but add no people."""
     cells = _rollup_cells(filterset, group_by)
     if cells is None:
-        groups, total = _incident_sums(filterset.qs.order_by(), group_by)
-    else:
-        _count_own_changes()
-        groups, total = _rollup_sums(cells, group_by, filterset.form.cleaned_data.get("country"))
-    return {
-        "group_by": group_by,
-        "results": [
-            {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
-            for row in groups
-        ],
-        "total": _figures(total),
-    }
+        return _statistic(group_by, *_incident_sums(filterset.qs.order_by(), group_by, _place_filter(filterset)))
+    return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
+
+
+def _kept_sums(filterset: IncidentFilterSet, cells, group_by: str) -> tuple[list[dict], dict]:
+    _count_own_changes()
+    filters = filterset.form.cleaned_data
+    return _rollup_sums(cells, group_by, country=filters.get("country"), place=_place_filter(filterset))
+
+
+def _place_filter(filterset: IncidentFilterSet) -> Place | None:
+    return filterset.form.cleaned_data.get("place")
+
+
+def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
+    results = [
+        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
+        for row in groups
+    ]
+    if group_by == PLACE:
+        results.sort(key=lambda row: row["label"])
+    return {"group_by": group_by, "results": results, "total": _figures(total)}
+
+
+# Up to how many matching incidents the facets count when the kept totals cannot answer the
+# filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
+# million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
+# matches and say so ("at least"); the list itself still holds every match.
+FACET_SAMPLE = 2_000
+
+
+def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int = FACET_SAMPLE) -> dict[str, dict]:
+    """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
+    the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
+    Each statistic says whether it counted every match (`complete`). One or two queries per
+    grouping, and one to take the sample when some grouping needs it."""
+    sample = None
+    statistics = {}
+    for group_by in groupings:
+        cells = _rollup_cells(filterset, group_by)
+        if cells is not None:
+            statistics[group_by] = {**_statistic(group_by, *_kept_sums(filterset, cells, group_by)), "complete": True}
+            continue
+        if sample is None:
+            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+            sample = list(newest[: sample_size + 1])
+        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
+        sampled = Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
+        statistic = _statistic(group_by, *_incident_sums(sampled, group_by, _place_filter(filterset)))
+        statistics[group_by] = {**statistic, "complete": len(sample) <= sample_size}
+    return statistics
 
 
 def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
@@ -101,8 +146,9 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         not filters.keys() <= _ROLLUP_FILTERS
         or (date_from and date_from.day != 1)
         or (date_to and (date_to + timedelta(days=1)).day != 1)
-        # Kept per country or per perpetrator, not per both.
-        or ("country" in filters and group_by == "perpetrator")
+        # Kept per country, per perpetrator or per place, not per two of them.
+        or ("country" in filters and group_by in ("perpetrator", PLACE))
+        or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
     ):
         return None
     cells = IncidentRollup.objects.visible_to(filterset.user)
@@ -187,15 +233,28 @@ def _count_own_changes() -> None:
             )
 
 
-def _rollup_sums(cells, group_by: str, country: str) -> tuple[list[dict], dict]:
-    """The groups and the total from kept totals: per incident, or per country pair when a country
-    is filtered (the incidents in that country, once each on its diagonal)."""
+def _places_inside(place: Place | None):
+    """The places a place statistic groups by: those directly inside `place`, or the outermost."""
+    return Place.objects.filter(parent=place) if place else Place.objects.filter(parent__isnull=True)
+
+
+def _rollup_sums(cells, group_by: str, *, country: str, place: Place | None) -> tuple[list[dict], dict]:
+    """The groups and the total from kept totals: per incident, per country pair when a country
+    is filtered (the incidents in that country, once each on its diagonal), or the place's own
+    totals when a place is filtered (the incidents at it or inside it, once each)."""
     if country:
         in_country = cells.filter(dimension=RollupDimension.COUNTRY, within_country=country)
         each_once = in_country.filter(country=country)
+    elif place:
+        each_once = cells.filter(dimension=RollupDimension.PLACE, place=place)
     else:
         each_once = cells.filter(dimension=RollupDimension.INCIDENT)
-    if group_by == "country":
+    if group_by == PLACE:
+        # Any place inside the filter's place is inside its own group too: no filter to add.
+        grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
+            group=F("place_id"), label=F("place__name")
+        )
+    elif group_by == "country":
         grouped = (
             in_country if country else cells.filter(dimension=RollupDimension.COUNTRY, within_country=F("country"))
         ).values(group=NullIf("country", Value("")))
@@ -214,10 +273,13 @@ def _rollup_sums(cells, group_by: str, country: str) -> tuple[list[dict], dict]:
     return groups, total
 
 
-def _incident_sums(incidents, group_by: str) -> tuple[list[dict], dict]:
-    """The groups and the total from the incidents themselves."""
+def _incident_sums(incidents, group_by: str, place: Place | None) -> tuple[list[dict], dict]:
+    """The groups and the total from the incidents themselves (`place`: the place filter's, which
+    the place grouping needs)."""
     if group_by == "country":
         return _country_sums(incidents)
+    if group_by == PLACE:
+        return _place_sums(incidents, place)
     groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
     # An incident with two perpetrators is in two groups: that total is counted on its own.
     total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
@@ -257,6 +319,35 @@ def _country_sums(incidents) -> tuple[list[dict], dict]:
             params,
         )
         rows = [dict(zip(["is_total", "group", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
+    return rows[:-1], rows[-1]
+
+
+def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
+    """The groups (see PLACE) and the total in one query: each place inside `place` with every
+    place under it (a recursive query, which the ORM cannot write), the distinct (incident, group)
+    pairs of the incidents at those places, summed per group; the total counts every incident."""
+    groups_sql, group_params = (
+        _places_inside(place).values(group_id=F("pk"), label=F("name")).query.sql_with_params()
+    )
+    rows_sql, row_params = (
+        incidents.values(incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH).query.sql_with_params()
+    )
+    link, place_table = (connection.ops.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
+    sums = "COUNT(*), SUM(best), SUM(low), SUM(high)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE under(group_id, label, place_id) AS (SELECT group_id, label, group_id "
+            f"FROM ({groups_sql}) AS outermost UNION SELECT under.group_id, under.label, inside.id "
+            f"FROM {place_table} AS inside JOIN under ON inside.parent_id = under.place_id), "
+            f"matching AS ({rows_sql}), "
+            "pairs AS (SELECT DISTINCT under.group_id, under.label, matching.* FROM matching "
+            f"JOIN {link} AS link ON link.incident_id = matching.incident_id "
+            "JOIN under ON under.place_id = link.place_id) "
+            f"SELECT false, group_id, label, {sums} FROM pairs GROUP BY group_id, label "
+            f"UNION ALL SELECT true, NULL, NULL, {sums} FROM matching ORDER BY 1",
+            [*group_params, *row_params],
+        )
+        rows = [dict(zip(["is_total", "group", "label", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
     return rows[:-1], rows[-1]
 
 

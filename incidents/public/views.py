@@ -21,12 +21,13 @@ from django.views.decorators.http import require_safe
 from incidents.csv_views import incidents_csv_response
 from incidents.models import Incident
 from incidents.public import selectors
-from incidents.statistics import GROUPINGS
+from incidents.statistics import FACET_SAMPLE, GROUPINGS
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value.
 _FACET_PARAMETERS = {
     "type": lambda group: {"type": group},
     "country": lambda group: {"country": group},
+    "place": lambda group: {"place": group},
     "perpetrator": lambda group: {"organization": group},
     "verification": lambda group: {"verification": group},
     "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
@@ -36,6 +37,7 @@ _GROUPING_LABELS = {
     "year": gettext_lazy("Year"),
     "month": gettext_lazy("Month"),
     "country": gettext_lazy("Country"),
+    "place": gettext_lazy("Place"),
     "type": gettext_lazy("Type"),
     "perpetrator": gettext_lazy("Perpetrator"),
     "verification": gettext_lazy("Verification"),
@@ -43,7 +45,8 @@ _GROUPING_LABELS = {
 
 
 def _facets(statistics: dict[str, dict], query) -> list[dict]:
-    """Each facet's values with their counts and the links that select or clear them."""
+    """Each facet's values with their counts and the links that select or clear them; the place
+    facet also with the path to the chosen place, each step a link that chooses it."""
     facets = []
     for name, statistic in statistics.items():
         parameters = _FACET_PARAMETERS[name]
@@ -69,9 +72,24 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
                 "values": values,
                 "clear": clear,
                 "active": any(query.get(key) for key in clear if key != "cursor"),
+                "complete": statistic["complete"],
+                "path": [
+                    {"label": place.name, "select": {**parameters(str(place.pk)), "cursor": None}}
+                    for place in statistic.get("path", [])
+                ],
             }
         )
     return facets
+
+
+def _facets_context(statistics: dict[str, dict], query) -> dict:
+    """What templates/public/_facets.html shows."""
+    facets = _facets(statistics, query)
+    return {
+        "facets": facets,
+        "facets_complete": all(facet["complete"] for facet in facets),
+        "facet_sample": FACET_SAMPLE,
+    }
 
 
 def _bad_filters(request, error: ValidationError):
@@ -118,7 +136,7 @@ def browse(request):
         )
     except ValidationError as error:
         return _bad_filters(request, error)
-    context = {**_filter_form(request), "page": page, "facets": _facets(page.facets, request.GET)}
+    context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
     return render(request, "public/browse.html", context)
 
 
@@ -135,8 +153,9 @@ def incident_map(request):
         "public/map.html",
         {
             **_filter_form(request),
-            "facets": _facets(facets, request.GET),
+            **_facets_context(facets, request.GET),
             "matching": facets["year"]["total"]["incidents"],
+            "complete": facets["year"]["complete"],
             "feature_limit": selectors.FEATURE_LIMIT,
             "embed_url": _embed_url(request, "public:embed-map"),
         },
