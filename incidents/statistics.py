@@ -27,8 +27,8 @@ An incident can have several perpetrators or countries, so there the total is su
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db import connection, transaction
 from django.contrib.postgres.fields import ArrayField
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
@@ -326,12 +326,10 @@ def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
     """The groups (see PLACE) and the total in one query: each place inside `place` with every
     place under it (a recursive query, which the ORM cannot write), the distinct (incident, group)
     pairs of the incidents at those places, summed per group; the total counts every incident."""
-    groups_sql, group_params = (
-        _places_inside(place).values(group_id=F("pk"), label=F("name")).query.sql_with_params()
-    )
-    rows_sql, row_params = (
-        incidents.values(incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH).query.sql_with_params()
-    )
+    groups_sql, group_params = _places_inside(place).values(group_id=F("pk"), label=F("name")).query.sql_with_params()
+    rows_sql, row_params = incidents.values(
+        incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH
+    ).query.sql_with_params()
     link, place_table = (connection.ops.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
     sums = "COUNT(*), SUM(best), SUM(low), SUM(high)"
     with connection.cursor() as cursor:
