@@ -103,14 +103,7 @@ def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
     return {"group_by": group_by, "results": results, "total": _figures(total)}
 
 
-# Up to how many matching incidents the facets count when the kept totals cannot answer the
-# filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
-# million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
-# matches and say so ("at least"); the list itself still holds every match.
-FACET_SAMPLE = 2_000
-
-
-def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int = FACET_SAMPLE) -> dict[str, dict]:
+def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
     """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
     the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
     Each statistic says whether it counted every match (`complete`). One or two queries per

@@ -103,6 +103,8 @@ def every_public_page(client: Client, public_id: str) -> str:
         "/?country=KP",
         "/?q=marker",
         "/?type=arbitrary-detention",
+        # Facets counted from a sample of the matches (a filter the kept totals cannot answer).
+        "/?min_people=0",
         "/ko/",
         "/map/",
         "/embed/map/",
@@ -134,6 +136,8 @@ def test_no_page_facet_or_download_reveals_what_the_reader_may_not_see(reader, r
     # North Korea and the perpetrator appear only through the hidden incidents, facets included.
     assert ("North Korea" in text) == (reader in SEES_DRAFT)
     assert ("Secretpolice" in text) == (reader in SEES_DRAFT)
+    # Pyongyang has only hidden incidents: the place facet never lists it.
+    assert ("Pyongyang" in text) == (reader in SEES_DRAFT)
     assert (EXACT_LATITUDE in text) == (reader in SEES_EXACT_PLACE)
     assert (PUBLIC_LATITUDE in text) == (reader not in SEES_EXACT_PLACE)
 
@@ -171,6 +175,54 @@ def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
     assert 'href="?country=KP"' in page
     filtered = staff.get("/?country=KP&type=arbitrary-detention").content.decode()
     assert "1 incident matches" in filtered and DRAFT in filtered and "Publicmarker" not in filtered
+
+
+def _facet(page_context, name: str) -> dict:
+    return next(facet for facet in page_context["facets"] if facet["name"] == name)
+
+
+def test_the_place_facet_walks_down_from_countries_each_place_counting_the_places_inside_it():
+    china = make_place(name="China", kind="country", parent=None)
+    jilin = make_place(name="Jilin", kind="province", parent=china)
+    yanji, tumen = make_place(name="Yanji", parent=jilin), make_place(name="Tumen", parent=jilin)
+    make_incident(places=[yanji])
+    make_incident(places=[yanji, tumen])  # once in Jilin, once in each city
+    make_incident(places=[jilin])
+    make_incident(places=[make_place(name="Ulaanbaatar", country="MN")])
+    client = Client()
+
+    def places(address):
+        facet = _facet(client.get(address).context, "place")
+        return [step["label"] for step in facet["path"]], [(v["label"], v["incidents"]) for v in facet["values"]]
+
+    assert places("/") == ([], [("China", 3), ("Ulaanbaatar", 1)])
+    assert places(f"/?place={china.pk}") == (["China"], [("Jilin", 3)])
+    assert places(f"/?place={jilin.pk}") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+    page = client.get(f"/?place={jilin.pk}").content.decode()
+    # What a count promises, choosing it gives; each step of the path chooses that place.
+    assert "3 incidents match" in page
+    assert f'href="?place={yanji.pk}"' in page and f'href="?place={china.pk}"' in page
+    assert "2 incidents match" in client.get(f"/?place={yanji.pk}").content.decode()
+    # The same facet on the map page, and from the incidents themselves when the totals cannot answer.
+    assert places(f"/map/?place={jilin.pk}") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+    assert places(f"/?place={jilin.pk}&min_people=0") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+
+
+def test_past_the_sample_the_counts_say_at_least_and_the_page_says_why(monkeypatch):
+    monkeypatch.setattr(selectors, "FACET_SAMPLE", 2)
+    for _ in range(3):
+        make_incident(places=[make_place(country="KR")])
+    client = Client()
+    # A filter the kept totals cannot answer: the newest two matches are counted.
+    sampled = client.get("/?min_people=1")
+    assert "At least 2 incidents match" in sampled.content.decode()
+    assert "counted among the newest 2" in sampled.content.decode()
+    assert _facet(sampled.context, "country")["values"][0]["incidents"] == 2
+    assert not _facet(sampled.context, "country")["complete"]
+    assert "2+" in sampled.content.decode()
+    # The kept totals count all of them, whatever the sample's size.
+    exact = client.get("/?date_from=2023-01-01").content.decode()
+    assert "3 incidents match" in exact and "counted among" not in exact
 
 
 def test_a_type_counts_its_sub_types_incidents_and_lists_them_beneath_it():

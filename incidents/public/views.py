@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from incidents.csv_views import incidents_csv_response
 from incidents.models import Incident
 from incidents.public import selectors
-from incidents.statistics import FACET_SAMPLE, GROUPINGS
+from incidents.statistics import GROUPINGS
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value.
 _FACET_PARAMETERS = {
@@ -88,7 +88,7 @@ def _facets_context(statistics: dict[str, dict], query) -> dict:
     return {
         "facets": facets,
         "facets_complete": all(facet["complete"] for facet in facets),
-        "facet_sample": FACET_SAMPLE,
+        "facet_sample": selectors.FACET_SAMPLE,
     }
 
 
