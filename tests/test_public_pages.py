@@ -129,6 +129,8 @@ def test_no_page_facet_or_download_reveals_what_the_reader_may_not_see(reader, r
     text = every_public_page(client_for(reader), record.public_id)
 
     assert "Publicmarker incident" in text
+    # The charts' numbers are in the pages too, so each assertion below covers them.
+    assert 'id="chart-data"' in text
     assert (DRAFT in text) == (reader in SEES_DRAFT)
     assert (CONFIDENTIAL in text) == (reader in SEES_CONFIDENTIAL)
     for hidden in (HIDDEN_CLAIM_SOURCE, CONFIDENTIAL_SOURCE, CITED_THROUGH_CONFIDENTIAL, "9000", "9,000", "8,000"):
@@ -303,6 +305,21 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     (feature,) = collection["features"]
     assert feature["properties"]["url"] == f"http://testserver/ko/incidents/{record.public_id}/"
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
+
+
+def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
+    make_incident(people_count=None, people_count_min=None, people_count_max=None, places=[])
+    response = client_for("staff").get("/ko/statistics/?group_by=country")
+    table, chart = response.context["table"]["results"], response.context["chart"]
+    assert chart["labels"] == [row["label"] for row in table[:-1]] + ["기록 없음"]
+    assert chart["incidents"] == [row["incidents"] for row in table]
+    assert chart["people"] == [row["people_count"] for row in table]
+    assert chart["low"] == [row["people_count_min"] for row in table]
+    assert chart["high"] == [row["people_count_max"] for row in table]
+    assert chart["low"][-1] is None  # an unknown figure stays unknown, not 0
+    assert not chart["timeline"] and chart["text"]["incidents"] == "사건"
+    # Embedded as JSON data, which no browser runs as a script.
+    assert '<script id="chart-data" type="application/json">' in response.content.decode()
 
 
 def test_statistics_table_counts_people_with_their_range(record):

@@ -106,7 +106,8 @@ def embeddable(view):
     def framed(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
         policy = {"default-src": [CSP.SELF], **settings.SECURE_CSP, "frame-ancestors": ["*"]}
-        response.headers[CSP.HEADER_ENFORCE] = build_policy(policy)
+        # The header's name as a plain string: WSGI servers (wsgiref) refuse an enum member.
+        response.headers[CSP.HEADER_ENFORCE.value] = build_policy(policy)
         return response
 
     return framed
@@ -229,11 +230,34 @@ def _statistics_context(request) -> dict:
     group_by = request.GET.get("group_by", "year")
     if group_by not in GROUPINGS:
         raise ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]})
+    table = selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by)
     return {
-        "table": selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by),
+        "table": table,
+        "chart": _chart(table),
         "group_by": group_by,
         "group_label": _GROUPING_LABELS[group_by],
         "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
+    }
+
+
+def _chart(table: dict) -> dict:
+    """The table's numbers for static/public/charts.js (embedded with json_script), with the words
+    it draws in the reader's language."""
+    rows = table["results"]
+    return {
+        "timeline": table["group_by"] in ("year", "month"),
+        "labels": [_("Not recorded") if row["group"] is None else row["label"] for row in rows],
+        "incidents": [row["incidents"] for row in rows],
+        "people": [row["people_count"] for row in rows],
+        "low": [row["people_count_min"] for row in rows],
+        "high": [row["people_count_max"] for row in rows],
+        "text": {
+            "incidents": _("Incidents"),
+            "people": _("People (best estimate)"),
+            "range": _("People (range)"),
+            "low": _("People (lowest)"),
+            "high": _("People (highest)"),
+        },
     }
 
 
