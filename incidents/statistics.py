@@ -83,10 +83,12 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
 
 
-def _kept_sums(filterset: IncidentFilterSet, cells, group_by: str) -> tuple[list[dict], dict]:
+def _kept_sums(filterset: IncidentFilterSet, cells, group_by: str, with_total: bool = True) -> tuple[list[dict], dict]:
     _count_own_changes()
     filters = filterset.form.cleaned_data
-    return _rollup_sums(cells, group_by, country=filters.get("country"), place=_place_filter(filterset))
+    return _rollup_sums(
+        cells, group_by, country=filters.get("country"), place=_place_filter(filterset), with_total=with_total
+    )
 
 
 def _place_filter(filterset: IncidentFilterSet) -> Place | None:
@@ -100,27 +102,29 @@ def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
     ]
     if group_by == PLACE:
         results.sort(key=lambda row: row["label"])
-    return {"group_by": group_by, "results": results, "total": _figures(total)}
+    return {"group_by": group_by, "results": results, "total": _figures(total) if total else None}
 
 
 def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
     """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
     the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
-    Each statistic says whether it counted every match (`complete`). One or two queries per
-    grouping, and one to take the sample when some grouping needs it."""
+    Each statistic says whether it counted every match (`complete`). A facet shows no total, so
+    only those that cost nothing are given (`total` None for the others, whose total would take a
+    query of its own): one query per grouping, and one to take the sample when some grouping needs it."""
     sample = None
     statistics = {}
     for group_by in groupings:
         cells = _rollup_cells(filterset, group_by)
         if cells is not None:
-            statistics[group_by] = {**_statistic(group_by, *_kept_sums(filterset, cells, group_by)), "complete": True}
+            kept = _kept_sums(filterset, cells, group_by, with_total=False)
+            statistics[group_by] = {**_statistic(group_by, *kept), "complete": True}
             continue
         if sample is None:
             newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
             sample = list(newest[: sample_size + 1])
         # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
         sampled = Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
-        statistic = _statistic(group_by, *_incident_sums(sampled, group_by, _place_filter(filterset)))
+        statistic = _statistic(group_by, *_incident_sums(sampled, group_by, _place_filter(filterset), with_total=False))
         statistics[group_by] = {**statistic, "complete": len(sample) <= sample_size}
     return statistics
 
@@ -231,10 +235,13 @@ def _places_inside(place: Place | None):
     return Place.objects.filter(parent=place) if place else Place.objects.filter(parent__isnull=True)
 
 
-def _rollup_sums(cells, group_by: str, *, country: str, place: Place | None) -> tuple[list[dict], dict]:
+def _rollup_sums(
+    cells, group_by: str, *, country: str, place: Place | None, with_total: bool = True
+) -> tuple[list[dict], dict | None]:
     """The groups and the total from kept totals: per incident, per country pair when a country
     is filtered (the incidents in that country, once each on its diagonal), or the place's own
-    totals when a place is filtered (the incidents at it or inside it, once each)."""
+    totals when a place is filtered (the incidents at it or inside it, once each). Without
+    `with_total`, a total that needs a query of its own is None."""
     if country:
         in_country = cells.filter(dimension=RollupDimension.COUNTRY, within_country=country)
         each_once = in_country.filter(country=country)
@@ -262,21 +269,25 @@ def _rollup_sums(cells, group_by: str, *, country: str, place: Place | None) -> 
     else:
         grouped = each_once.values(group=ExtractYear("start_month") if group_by == "year" else F("start_month"))
     groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
-    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else each_once.aggregate(**_ROLLUP_SUMS)
-    return groups, total
+    if group_by in _ONE_GROUP_EACH:
+        return groups, _sum_of(groups)
+    return groups, each_once.aggregate(**_ROLLUP_SUMS) if with_total else None
 
 
-def _incident_sums(incidents, group_by: str, place: Place | None) -> tuple[list[dict], dict]:
+def _incident_sums(
+    incidents, group_by: str, place: Place | None, with_total: bool = True
+) -> tuple[list[dict], dict | None]:
     """The groups and the total from the incidents themselves (`place`: the place filter's, which
-    the place grouping needs)."""
+    the place grouping needs). Without `with_total`, a total that needs a query of its own is None."""
     if group_by == "country":
         return _country_sums(incidents)
     if group_by == PLACE:
         return _place_sums(incidents, place)
     groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
+    if group_by in _ONE_GROUP_EACH:
+        return groups, _sum_of(groups)
     # An incident with two perpetrators is in two groups: that total is counted on its own.
-    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
-    return groups, total
+    return groups, incidents.aggregate(**_SUMS) if with_total else None
 
 
 def _grouped(incidents, group_by: str):
