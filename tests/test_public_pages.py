@@ -13,6 +13,7 @@ import io
 import json
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -30,6 +31,7 @@ from tests.factories import (
     make_source,
     make_user,
 )
+from tracker.settings import catalog_languages
 
 READERS = ["anonymous", "staff", "confidential"]
 SEES_DRAFT = {"staff", "confidential"}
@@ -368,3 +370,16 @@ def test_the_vendored_files_collect_for_production(settings, tmp_path):
     call_command("collectstatic", interactive=False, verbosity=0)
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
     assert {"public/map.js", "vendor/leaflet/leaflet.js", "vendor/world-atlas/countries-110m.json"} <= manifest.keys()
+
+
+def test_a_translator_adds_a_language_with_its_catalog_alone(tmp_path):
+    for locale in ("zh_Hans", "ko"):
+        (tmp_path / locale / "LC_MESSAGES").mkdir(parents=True)
+        (tmp_path / locale / "LC_MESSAGES" / "django.po").touch()
+    assert catalog_languages(tmp_path) == [("en", "English"), ("ko", "한국어"), ("zh-hans", "简体中文")]
+
+
+def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
+    catalogs = list(Path(settings.LOCALE_PATHS[0]).glob("*/LC_MESSAGES/django.po"))
+    assert catalogs
+    assert [catalog for catalog in catalogs if not catalog.with_suffix(".mo").exists()] == []
