@@ -255,8 +255,6 @@ def _chart(table: dict) -> dict:
             "incidents": _("Incidents"),
             "people": _("People (best estimate)"),
             "range": _("People (range)"),
-            "low": _("People (lowest)"),
-            "high": _("People (highest)"),
         },
     }
 

@@ -1,7 +1,7 @@
 // The statistics' charts, drawn with Chart.js (static/vendor/chart.js, from npm) from the numbers
 // the page embeds with Django's json_script (#chart-data): the same rows as the table, which stays
-// the accessible form of them. Incidents as bars; people as the best estimate with its range, a
-// band over time or a light bar from lowest to highest per group. Nothing is loaded from elsewhere,
+// the accessible form of them. Incidents as bars; people as the best estimate (a line through
+// time, a dark bar per group) over a light bar from the lowest to the highest figure. Nothing is loaded from elsewhere,
 // and Chart.js sets its canvas's size through the DOM, which a Content-Security-Policy allows.
 (function () {
   "use strict";
@@ -37,7 +37,11 @@
     var indexAxis = timeline ? "x" : "y";
     var valueAxis = timeline ? "y" : "x";
     var scales = {};
-    scales[valueAxis] = { beginAtZero: true, ticks: { callback: function (tick) { return numbers.format(tick); } } };
+    // Whole numbers only: there is no half an incident or person.
+    scales[valueAxis] = {
+      beginAtZero: true,
+      ticks: { precision: 0, callback: function (tick) { return numbers.format(tick); } },
+    };
     return Object.assign(
       {
         indexAxis: indexAxis,
@@ -82,29 +86,22 @@
   var ranges = data.low.map(function (low, index) {
     return low === null || data.high[index] === null ? null : [low, data.high[index]];
   });
-  var people = timeline
-    ? {
-        type: "line",
-        data: {
-          labels: data.labels,
-          datasets: [
-            { label: data.text.people, data: data.people, borderColor: ink, backgroundColor: ink, borderWidth: 2 },
-            { label: data.text.low, data: data.low, borderColor: band, borderDash: [4, 4], pointRadius: 0, fill: false },
-            { label: data.text.high, data: data.high, borderColor: band, borderDash: [4, 4], pointRadius: 0, fill: "-1", backgroundColor: band },
-          ],
-        },
-        options: options(),
-      }
-    : {
-        type: "bar",
-        data: {
-          labels: data.labels,
-          datasets: [
-            { label: data.text.people, data: data.people, backgroundColor: ink, grouped: false, barPercentage: 0.45, order: 1 },
-            { label: data.text.range, data: ranges, backgroundColor: band, borderColor: ink, borderWidth: 1, grouped: false, order: 2 },
-          ],
-        },
-        options: options(),
-      };
+  // The range as a light bar from the lowest to the highest figure, in every period or group (a
+  // band between points would vanish where a period stands alone); the best estimate over it, as
+  // a line through time or a dark bar per group.
+  var range = {
+    type: "bar",
+    label: data.text.range,
+    data: ranges,
+    backgroundColor: band,
+    borderColor: ink,
+    borderWidth: 1,
+    grouped: false,
+    order: 2,
+  };
+  var best = timeline
+    ? { type: "line", label: data.text.people, data: data.people, borderColor: ink, backgroundColor: ink, order: 1 }
+    : { type: "bar", label: data.text.people, data: data.people, backgroundColor: ink, grouped: false, barPercentage: 0.45, order: 1 };
+  var people = { type: "bar", data: { labels: data.labels, datasets: [best, range] }, options: options() };
   draw("chart-people", people);
 })();
