@@ -53,7 +53,6 @@ GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
 # place (or the outermost places without one), each counting the incidents at it or anywhere
 # inside it, which is what choosing it selects. An incident at two of them is in both.
 PLACE = "place"
-_ONE_GROUP_EACH = ("year", "month", "type", "verification")
 
 # An incident's low and high figures: a missing bound falls back to the best estimate.
 _LOW = Coalesce("people_count_min", "people_count")
@@ -67,6 +66,15 @@ _ROLLUP_SUMS = {
     "low": Sum("people_count_min", filter=Q(people_count_min_known__gt=0)),
     "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
 }
+# The groupings by the kept totals' own columns (each incident in one group of each), and how.
+_COLUMNS = {
+    "year": {"group": ExtractYear("start_month")},
+    "month": {"group": F("start_month")},
+    "type": {"group": F("incident_type__slug"), "label": F("incident_type__name")},
+    "verification": {"group": F("verification")},
+}
+_ONE_GROUP_EACH = tuple(_COLUMNS)
+_NO_PEOPLE = {"people": None, "low": None, "high": None}
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
 _ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
 
@@ -113,7 +121,15 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
     query of its own): one query per grouping, and one to take the sample when some grouping needs it."""
     sample = None
     statistics = {}
+    # Groupings by the totals' own columns take the same totals: one read serves them all.
+    together = [group_by for group_by in groupings if group_by in _COLUMNS]
+    cells = _rollup_cells(filterset, together[0]) if together else None
+    if cells is not None:
+        for group_by, groups in _kept_groups_together(filterset, cells, together).items():
+            statistics[group_by] = {**_statistic(group_by, groups, _sum_of(groups)), "complete": True}
     for group_by in groupings:
+        if group_by in statistics:
+            continue
         cells = _rollup_cells(filterset, group_by)
         if cells is not None:
             kept = _kept_sums(filterset, cells, group_by, with_total=False)
@@ -127,6 +143,34 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
         statistic = _statistic(group_by, *_incident_sums(sampled, group_by, _place_filter(filterset), with_total=False))
         statistics[group_by] = {**statistic, "complete": len(sample) <= sample_size}
     return statistics
+
+
+def _kept_groups_together(filterset: IncidentFilterSet, cells, groupings) -> dict[str, list[dict]]:
+    """The groups of several groupings by the totals' own columns (see _COLUMNS) from one query,
+    grouped by all their columns at once (a few thousand rows) and summed per grouping here.
+    Each incident is in one group of each, so the sums are those of `_rollup_sums`."""
+    _count_own_changes()
+    filters = filterset.form.cleaned_data
+    each_once = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+    columns = {
+        f"{group_by}_{name}": expression for group_by in groupings for name, expression in _COLUMNS[group_by].items()
+    }
+    rows = list(each_once.values(**columns).annotate(**_ROLLUP_SUMS))
+    together = {}
+    for group_by in groupings:
+        merged = {}
+        for row in rows:
+            group = row[f"{group_by}_group"]
+            into = merged.setdefault(
+                group, {"group": group, "label": row.get(f"{group_by}_label"), "incidents": 0, **_NO_PEOPLE}
+            )
+            into["incidents"] += row["incidents"]
+            for figure in _NO_PEOPLE:
+                if row[figure] is not None:
+                    into[figure] = (into[figure] or 0) + row[figure]
+        # The database's order: by group, the unknown last.
+        together[group_by] = sorted(merged.values(), key=lambda row: (row["group"] is None, row["group"] or 0))
+    return together
 
 
 def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
@@ -242,36 +286,38 @@ def _rollup_sums(
     is filtered (the incidents in that country, once each on its diagonal), or the place's own
     totals when a place is filtered (the incidents at it or inside it, once each). Without
     `with_total`, a total that needs a query of its own is None."""
-    if country:
-        in_country = cells.filter(dimension=RollupDimension.COUNTRY, within_country=country)
-        each_once = in_country.filter(country=country)
-    elif place:
-        each_once = cells.filter(dimension=RollupDimension.PLACE, place=place)
-    else:
-        each_once = cells.filter(dimension=RollupDimension.INCIDENT)
+    each_once = _each_once(cells, country=country, place=place)
     if group_by == PLACE:
         # Any place inside the filter's place is inside its own group too: no filter to add.
         grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
             group=F("place_id"), label=F("place__name")
         )
     elif group_by == "country":
-        grouped = (
-            in_country if country else cells.filter(dimension=RollupDimension.COUNTRY, within_country=F("country"))
-        ).values(group=NullIf("country", Value("")))
+        # With a country filter: the pairs of that country with each other country of its incidents.
+        within = country or F("country")
+        grouped = cells.filter(dimension=RollupDimension.COUNTRY, within_country=within).values(
+            group=NullIf("country", Value(""))
+        )
     elif group_by == "perpetrator":
         grouped = cells.filter(dimension=RollupDimension.PERPETRATOR).values(
             group=F("organization_id"), label=F("organization__name")
         )
-    elif group_by == "type":
-        grouped = each_once.values(group=F("incident_type__slug"), label=F("incident_type__name"))
-    elif group_by == "verification":
-        grouped = each_once.values(group=F("verification"))
     else:
-        grouped = each_once.values(group=ExtractYear("start_month") if group_by == "year" else F("start_month"))
+        grouped = each_once.values(**_COLUMNS[group_by])
     groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)
     return groups, each_once.aggregate(**_ROLLUP_SUMS) if with_total else None
+
+
+def _each_once(cells, *, country: str, place: Place | None):
+    """The totals that count each incident once: overall, or those in the filter's country (on the
+    diagonal of its country pairs), or those at or inside the filter's place."""
+    if country:
+        return cells.filter(dimension=RollupDimension.COUNTRY, within_country=country, country=country)
+    if place:
+        return cells.filter(dimension=RollupDimension.PLACE, place=place)
+    return cells.filter(dimension=RollupDimension.INCIDENT)
 
 
 def _incident_sums(

@@ -28,7 +28,7 @@ from incidents.models import (
     Place,
 )
 from incidents.selectors import incident_filterset
-from incidents.statistics import PLACE, incident_statistics
+from incidents.statistics import PLACE, facet_statistics, incident_statistics
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_incident, make_organization, make_place, make_user
 
@@ -348,3 +348,20 @@ def test_kept_totals_per_place_count_each_place_with_the_places_inside_it(world)
     for user in readers:
         assert_place_totals_agree(user, [china.pk, border.pk])
     assert not IncidentRollup.objects.filter(dimension="place", place=china).exists()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_facets_count_as_each_statistic_does(world, reader):
+    """The public pages' facets: groupings read together from the kept totals, or from a sample
+    of the matches (which here holds them all), count what each statistic counts."""
+    user = READERS[reader]()
+    groupings = ["type", "verification", "year", "country", "perpetrator", PLACE]
+    for served in SERVED_FILTERS:
+        facets = facet_statistics(incident_filterset(user=user, filters=QueryDict(served)), groupings, sample_size=1000)
+        reference = incident_filterset(user=user, filters=QueryDict(f"{served}&{FROM_INCIDENTS}"))
+        for group_by in groupings:
+            assert facets[group_by]["complete"]
+            assert facets[group_by]["results"] == incident_statistics(reference, group_by)["results"], (
+                served,
+                group_by,
+            )
