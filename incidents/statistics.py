@@ -73,6 +73,13 @@ _COLUMNS = {
     "type": {"group": F("incident_type__slug"), "label": F("incident_type__name")},
     "verification": {"group": F("verification")},
 }
+# The same, counted from the incidents themselves.
+_INCIDENT_COLUMNS = {
+    "year": {"group": ExtractYear("date_start")},
+    "month": {"group": TruncMonth("date_start")},
+    "type": _COLUMNS["type"],
+    "verification": _COLUMNS["verification"],
+}
 _ONE_GROUP_EACH = tuple(_COLUMNS)
 _NO_PEOPLE = {"people": None, "low": None, "high": None}
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
@@ -118,15 +125,32 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
     the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
     Each statistic says whether it counted every match (`complete`). A facet shows no total, so
     only those that cost nothing are given (`total` None for the others, whose total would take a
-    query of its own): one query per grouping, and one to take the sample when some grouping needs it."""
+    query of its own). Year, month, type and verification are read together (one query); each
+    other grouping takes one query, and one takes the sample when some grouping needs it."""
     sample = None
+
+    def sampled_incidents():
+        nonlocal sample
+        if sample is None:
+            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+            sample = list(newest[: sample_size + 1])
+        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
+        return Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
+
     statistics = {}
-    # Groupings by the totals' own columns take the same totals: one read serves them all.
     together = [group_by for group_by in groupings if group_by in _COLUMNS]
-    cells = _rollup_cells(filterset, together[0]) if together else None
-    if cells is not None:
-        for group_by, groups in _kept_groups_together(filterset, cells, together).items():
-            statistics[group_by] = {**_statistic(group_by, groups, _sum_of(groups)), "complete": True}
+    if together:
+        cells = _rollup_cells(filterset, together[0])  # the same for each of them
+        if cells is not None:
+            _count_own_changes()
+            filters = filterset.form.cleaned_data
+            rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+            groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
+        else:
+            groups = _groups_together(sampled_incidents(), together, _INCIDENT_COLUMNS, _SUMS)
+        for group_by in together:
+            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]))
+            statistics[group_by]["complete"] = cells is not None or len(sample) <= sample_size
     for group_by in groupings:
         if group_by in statistics:
             continue
@@ -135,27 +159,19 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
             kept = _kept_sums(filterset, cells, group_by, with_total=False)
             statistics[group_by] = {**_statistic(group_by, *kept), "complete": True}
             continue
-        if sample is None:
-            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
-            sample = list(newest[: sample_size + 1])
-        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
-        sampled = Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
-        statistic = _statistic(group_by, *_incident_sums(sampled, group_by, _place_filter(filterset), with_total=False))
-        statistics[group_by] = {**statistic, "complete": len(sample) <= sample_size}
+        counted = _incident_sums(sampled_incidents(), group_by, _place_filter(filterset), with_total=False)
+        statistics[group_by] = {**_statistic(group_by, *counted), "complete": len(sample) <= sample_size}
     return statistics
 
 
-def _kept_groups_together(filterset: IncidentFilterSet, cells, groupings) -> dict[str, list[dict]]:
-    """The groups of several groupings by the totals' own columns (see _COLUMNS) from one query,
-    grouped by all their columns at once (a few thousand rows) and summed per grouping here.
-    Each incident is in one group of each, so the sums are those of `_rollup_sums`."""
-    _count_own_changes()
-    filters = filterset.form.cleaned_data
-    each_once = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
-    columns = {
-        f"{group_by}_{name}": expression for group_by in groupings for name, expression in _COLUMNS[group_by].items()
+def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, list[dict]]:
+    """The groups of several groupings in each of which every incident is in one group (see
+    _COLUMNS), from one query: `rows` (kept totals or incidents) grouped by all their `columns` at
+    once (a few thousand rows) and summed per grouping here, as `sums` sums them per group."""
+    selected = {
+        f"{group_by}_{name}": expression for group_by in groupings for name, expression in columns[group_by].items()
     }
-    rows = list(each_once.values(**columns).annotate(**_ROLLUP_SUMS))
+    rows = list(rows.values(**selected).annotate(**sums))
     together = {}
     for group_by in groupings:
         merged = {}
@@ -338,14 +354,8 @@ def _incident_sums(
 
 def _grouped(incidents, group_by: str):
     """`incidents` as `.values()` of its group (and the group's label, where it has one)."""
-    if group_by == "year":
-        return incidents.values(group=ExtractYear("date_start"))
-    if group_by == "month":
-        return incidents.values(group=TruncMonth("date_start"))
-    if group_by == "type":
-        return incidents.values(group=F("incident_type__slug"), label=F("incident_type__name"))
-    if group_by == "verification":
-        return incidents.values(group=F("verification"))
+    if group_by in _INCIDENT_COLUMNS:
+        return incidents.values(**_INCIDENT_COLUMNS[group_by])
     # LEFT JOIN: incidents without a perpetrator form a group of their own (null).
     perpetrations = incidents.annotate(
         perpetration=FilteredRelation("involvements", condition=Q(involvements__role=InvolvementRole.PERPETRATOR))
