@@ -19,6 +19,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Case, Count, Expression, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import JSONArray
 from psycopg.types.json import Jsonb
 
 from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, Source
@@ -99,19 +100,13 @@ def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int
 
 
 def _confidential_markers() -> dict[str, Expression]:
+    # One subquery per row, not one per kind of record: each confidential claim of the incident with
+    # its source's id when the source is confidential too, as a `[claim id, source id or null]` pair.
+    claims = Claim.objects.filter(incident=OuterRef("pk")).confidential().order_by()
+    source_when_confidential = Case(When(source__confidential=True, then=F("source_id")))
     return {
         "confidential_incident_id": Case(When(confidential=True, then=F("pk"))),
-        "confidential_claim_ids": ArraySubquery(
-            Claim.objects.filter(incident=OuterRef("pk")).confidential().order_by().values("pk")
-        ),
-        "confidential_source_ids": ArraySubquery(
-            Claim.objects.filter(
-                incident=OuterRef("pk"), source__in=Source.objects.filter(confidential=True).values("pk")
-            )
-            .order_by()
-            .values("source_id")
-            .distinct()
-        ),
+        "confidential_claims": ArraySubquery(claims.values(pair=JSONArray("pk", source_when_confidential))),
     }
 
 
@@ -121,7 +116,7 @@ _compiled_markers: dict[str, RawSQL] = {}
 
 def confidential_markers(user) -> dict[str, Expression]:
     """Columns for a list's `.values()` that say which confidential records each incident row
-    shows (`confidential_incident_id`, `confidential_claim_ids`, `confidential_source_ids`), read back by
+    shows (`confidential_incident_id`, `confidential_claims`), read back by
     `confidential_records_on`; none for a reader without the confidential permission. They ride
     in the page's own query, so knowing what a page showed costs no query of its own."""
     if not can_see_confidential(user):
@@ -139,12 +134,14 @@ def confidential_records_on(rows: Iterable[Mapping[str, Any]]) -> ConfidentialRe
     """The confidential records of a page of rows carrying `confidential_markers`."""
     incident_ids, claim_ids, source_ids = set(), set(), set()
     for row in rows:
-        if "confidential_claim_ids" not in row:
+        if "confidential_claims" not in row:
             return NO_RECORDS
         if row["confidential_incident_id"] is not None:
             incident_ids.add(row["confidential_incident_id"])
-        claim_ids.update(row["confidential_claim_ids"])
-        source_ids.update(row["confidential_source_ids"])
+        for claim_id, source_id in row["confidential_claims"]:
+            claim_ids.add(claim_id)
+            if source_id is not None:
+                source_ids.add(source_id)
     return ConfidentialRecords(frozenset(incident_ids), frozenset(claim_ids), frozenset(source_ids))
 
 

@@ -21,7 +21,8 @@ from incidents.api.renderers import JSONRenderer
 from incidents.api.throttling import ExportThrottle
 from incidents.exports import stream_incidents_csv
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
-from incidents.models import AccessDoor, Incident
+from incidents.models import AccessDoor
+from incidents.selectors import incidents_read_by
 
 
 def incidents_csv_response(
@@ -86,7 +87,7 @@ class IncidentCsvView(GenericAPIView):
         return [*super().get_throttles(), ExportThrottle()]
 
     def get_queryset(self):
-        return Incident.objects.visible_to(self.request.user)
+        return incidents_read_by(self.request.user, self.request.query_params)
 
     def get(self, request):
         return filtered_csv_response(self, request, self.get_queryset())

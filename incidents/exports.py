@@ -34,7 +34,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Concat
 
 from incidents.access import export_contents, record_confidential_access
-from incidents.models import AccessDoor, Claim, IncidentPlace, Involvement, InvolvementRole
+from incidents.models import AccessDoor, Claim, Incident, IncidentPlace, Involvement, InvolvementRole
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
 # exported, edited and imported again carries the version its rows were read at.
@@ -55,6 +55,7 @@ COLUMNS = (
     "perpetrators",
     "verification",
     "review_state",
+    "merged_into",
     "source_count",
     "sources",
     "claim_min",
@@ -181,6 +182,8 @@ def _export_rows(queryset: QuerySet, user) -> QuerySet:
         "perpetrators": _joined(perpetrators, ListItem("organization__name")),
         "verification": F("verification"),
         "review_state": F("review_state"),
+        # Blank but on the merged incidents an incremental export (`updated_since`) reports.
+        "merged_into": Subquery(Incident.objects.filter(pk=OuterRef("merged_into_id")).order_by().values("public_id")),
         "source_count": Coalesce(Subquery(claim_count), 0),
         "sources": _joined(
             claims,

@@ -68,7 +68,9 @@ from incidents.services import (
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
 _KNOWN_COLUMNS = frozenset(COLUMNS)
 # Computed by the export from other data; an import reads past them.
-DERIVED_COLUMNS = frozenset({"date_label", "countries", "source_count", "claim_min", "claim_max", "updated_at"})
+DERIVED_COLUMNS = frozenset(
+    {"date_label", "countries", "merged_into", "source_count", "claim_min", "claim_max", "updated_at"}
+)
 # Columns that hold an incident field under the same name.
 FIELD_COLUMNS = (
     "title",

@@ -17,12 +17,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
 from incidents.querysets import (
     ClaimQuerySet,
     DuplicatePairQuerySet,
+    IncidentMergeQuerySet,
     IncidentQuerySet,
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
@@ -499,6 +501,18 @@ class Incident(TimestampedModel):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    # Set by a merge (incidents.merges): the incident is kept, with its public id, so that its address
+    # forever leads to the survivor, and every read leaves it out (`visible_to`).
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="merged_incidents",
+        editable=False,
+        db_index=False,
+        help_text="The incident this one was merged into; it is then shown nowhere but as a redirect.",
+    )
 
     objects = IncidentQuerySet.as_manager()
 
@@ -519,6 +533,12 @@ class Incident(TimestampedModel):
             ),
             *count_range_constraints("incident"),
             models.UniqueConstraint(fields=["public_id"], name="incident_public_id_unique"),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("id")),
+                name="incident_not_merged_into_itself",
+                violation_error_code="merged_into_itself",
+                violation_error_message="An incident cannot be merged into itself.",
+            ),
         ]
         indexes = [
             # Serves the default ordering of lists and the changelist (newest first).
@@ -542,9 +562,15 @@ class Incident(TimestampedModel):
                     "people_count",
                     "people_count_min",
                     "people_count_max",
+                    # Every read leaves merged incidents out (`visible_to`): without it, the scan
+                    # would read the table to learn which rows are merged.
+                    "merged_into",
                 ],
                 name="incident_stats_by_dates",
             ),
+            # Serves following a merged incident to its survivor and the survivor's merges: the few
+            # merged incidents only.
+            models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"),
             # Serves the public's view (published, not confidential), newest first.
             models.Index(
                 fields=["-date_start", "-id"],
@@ -656,6 +682,14 @@ class Claim(TimestampedModel):
         max_length=12, choices=SourceConnection.choices, default=SourceConnection.UNKNOWN
     )
     confidential = models.BooleanField(default=False)
+    merge_conflict = models.BooleanField(
+        default=False,
+        # In the database too, so writers that name their columns (COPY by the bulk import and the
+        # demo generator) need not know of it.
+        db_default=False,
+        help_text="Moved here by a merge while the incident already had a claim of this source: both are kept; "
+        "compare them, remove or correct one, then clear this mark.",
+    )
 
     objects = ClaimQuerySet.as_manager()
 
@@ -668,13 +702,15 @@ class Claim(TimestampedModel):
             # would refuse that write only when the hidden claim exists, and so reveal it.
             models.UniqueConstraint(
                 fields=["incident", "source"],
-                condition=Q(confidential=False),
+                # A merge keeps both claims of a source that the two incidents had, marked to be
+                # resolved (merge_conflict), rather than drop one.
+                condition=Q(confidential=False, merge_conflict=False),
                 name="claim_one_public_per_incident_source",
                 violation_error_message="This source already has a claim on this incident.",
             ),
             models.UniqueConstraint(
                 fields=["incident", "source"],
-                condition=Q(confidential=True),
+                condition=Q(confidential=True, merge_conflict=False),
                 name="claim_one_confidential_per_incident_source",
                 violation_error_message="This source already has a confidential claim on this incident.",
             ),
@@ -1135,3 +1171,61 @@ class DuplicatePair(models.Model):
 
     def __str__(self):
         return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"
+
+
+# Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
+# may not see them (the record itself is shown only through what each reader may see).
+@pghistory.track(exclude=["moved"])
+class IncidentMerge(models.Model):
+    """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
+    when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
+    the ids of the claims, place links, victim groups and involvements that moved to the survivor,
+    the responses newly linked to it, and the claims marked as conflicts; hidden ones included
+    (it is shown to each reader through what they may see). `pair_before` keeps the duplicate
+    pair's decision as it was, for the undo."""
+
+    survivor = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="merges_received")
+    merged = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="merges")
+    pair = models.ForeignKey(DuplicatePair, on_delete=models.SET_NULL, null=True, blank=True, related_name="merges")
+    pair_before = models.JSONField(encoder=DjangoJSONEncoder, null=True, blank=True, editable=False)
+    moved = models.JSONField(encoder=DjangoJSONEncoder, default=dict, editable=False)
+    revision = models.ForeignKey(
+        IncidentRevision,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The survivor's dates and counts recomputed from both, proposed for a Reviewer.",
+    )
+    note = models.TextField(blank=True, help_text="Why, for the history.")
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
+    )
+    merged_at = models.DateTimeField(default=timezone.now, editable=False)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    undone_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = IncidentMergeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+        constraints = [
+            # An incident is merged once at a time: a second merge of it waits for the undo of the first.
+            models.UniqueConstraint(
+                fields=["merged"], condition=Q(undone_at__isnull=True), name="incident_merge_one_active"
+            ),
+            models.CheckConstraint(condition=~Q(survivor=F("merged")), name="incident_merge_two_incidents"),
+            models.CheckConstraint(
+                condition=Q(undone_at__isnull=True, undone_by__isnull=True) | Q(undone_at__isnull=False),
+                name="incident_merge_undone_when_by",
+            ),
+        ]
+        indexes = [
+            # Serves a survivor's merges (its page, a later undo that must come first).
+            models.Index(fields=["survivor"], name="incident_merge_by_survivor"),
+        ]
+
+    def __str__(self):
+        return f"Merge of {self.merged.public_id} into {self.survivor.public_id}"

@@ -301,17 +301,23 @@ TABLES = (
 CHANGE_KINDS = (
     ("added", "Released for the first time (new, or newly published)."),
     ("updated", "Changed since the previous release (its version rose)."),
+    ("merged", "In the previous release, since merged into another incident of this one (`merged_into`)."),
     ("withdrawn", "In the previous release, not in this one (returned to draft, made confidential or deleted)."),
 )
 CHANGES = Table(
     "CHANGES",
     Incident,
-    "Incidents added, updated or withdrawn since the previous release.",
+    "Incidents added, updated, merged or withdrawn since the previous release.",
     Incident.objects.none,
     (
         Column("public_id", "public_id", description="The incident's public_id."),
         Column(
             "change", description="What happened to it since the previous release.", type="string", choices=CHANGE_KINDS
+        ),
+        Column(
+            "merged_into",
+            description="For a merged incident, the public_id of the incident of this release it was merged into.",
+            type="string",
         ),
     ),
     ("public_id",),
@@ -433,15 +439,45 @@ def _table_csv(table: Table) -> bytes:
 
 
 def _changes(incidents_csv: bytes, previous: Release | None) -> bytes:
-    """CHANGES.csv: the incidents added, updated and withdrawn since `previous`, by public_id."""
+    """CHANGES.csv: the incidents added, updated, merged and withdrawn since `previous`, by public_id."""
     now = _versions(incidents_csv)
     before = _versions(bytes(previous.files.get(name="incidents.csv").content)) if previous else {}
-    changes = [(public_id, "added") for public_id in now.keys() - before.keys()]
+    changes = [(public_id, "added", "") for public_id in now.keys() - before.keys()]
     changes += [
-        (public_id, "updated") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]
+        (public_id, "updated", "") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]
     ]
-    changes += [(public_id, "withdrawn") for public_id in before.keys() - now.keys()]
+    gone = before.keys() - now.keys()
+    survivors = _released_survivors(gone, now.keys())
+    changes += [
+        (public_id, "merged", survivors[public_id]) if public_id in survivors else (public_id, "withdrawn", "")
+        for public_id in gone
+    ]
     return _csv([column.name for column in CHANGES.columns], sorted(changes))
+
+
+def _released_survivors(public_ids: set[str], released: set[str]) -> dict[str, str]:
+    """The incident of this release that each of `public_ids` was merged into, following merges of
+    merges; none for an incident whose survivor is not released (reported as withdrawn: naming an
+    unpublished survivor would reveal it)."""
+    merged_into = {}
+    asked = set(public_ids)
+    while asked:
+        found = dict(
+            Incident.objects.filter(public_id__in=asked, merged_into__isnull=False).values_list(
+                "public_id", "merged_into__public_id"
+            )
+        )
+        merged_into.update(found)
+        asked = {target for target in found.values() if target not in released and target not in merged_into}
+    survivors = {}
+    for public_id in public_ids:
+        target, seen = merged_into.get(public_id), {public_id}
+        while target is not None and target not in released and target not in seen:
+            seen.add(target)
+            target = merged_into.get(target)
+        if target in released:
+            survivors[public_id] = target
+    return survivors
 
 
 def _versions(incidents_csv: bytes) -> dict[str, str]:

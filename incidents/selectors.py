@@ -12,11 +12,20 @@ from incidents.filters import IncidentFilterSet
 from incidents.models import Incident
 
 
+def incidents_read_by(user, filters: Mapping[str, Any]) -> QuerySet:
+    """The incidents a list or an export starts from: those `user` may see, and, for an incremental
+    sync (`updated_since`), the merged ones they may follow too (`IncidentQuerySet.synced_to`),
+    each reporting its `merged_into`."""
+    if filters.get("updated_since"):
+        return Incident.objects.synced_to(user)
+    return Incident.objects.visible_to(user)
+
+
 def incident_filterset(*, user, filters: Mapping[str, Any]) -> IncidentFilterSet:
     """The filter set bound to `filters` over the incidents `user` may see, validated: raises
     ValidationError naming each bad parameter. Runs a query only for filters that name a record
     (type, place, source, organization)."""
-    filterset = IncidentFilterSet(filters, queryset=Incident.objects.visible_to(user), user=user)
+    filterset = IncidentFilterSet(filters, queryset=incidents_read_by(user, filters), user=user)
     if not filterset.is_valid():
         raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
     return filterset

@@ -189,6 +189,10 @@ def _changes_anything(incident: Incident, current: Incident, children: "_Childre
 def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> dict:
     errors, seen = {}, {}
     for index, instance in enumerate(instances):
+        if getattr(instance, "merge_conflict", False):
+            # A claim a merge kept beside another of its source stands outside the rule, as in the
+            # database's indexes, until someone resolves it (incidents.merges).
+            continue
         value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
         if value in seen:
             errors[f"{label}[{index}]"] = [message]
@@ -206,6 +210,10 @@ def _claim_rule_errors(user, claims: list[Claim]) -> dict[str, list[str]]:
         if claim.source_id and claim.source_id not in visible_sources:
             errors[f"claims[{index}].source"] = [f"No source {claim.source_id}."]
         was_confidential = getattr(claim, "_stored_confidential", False) if claim.pk else False
+        if claim.merge_conflict and not getattr(claim, "_stored_values", {}).get("merge_conflict"):
+            errors[f"claims[{index}].merge_conflict"] = [
+                "Only a merge marks a claim as a conflict; a writer may only clear the mark once resolved."
+            ]
         errors.update(
             confidentiality_errors(
                 user,

@@ -103,6 +103,7 @@ class TestColumns:
             "perpetrators": "Ministry of Public Security",
             "verification": "corroborated",
             "review_state": "published",
+            "merged_into": "",
             "source_count": "2",
             "sources": f"HRW statement [#{hrw.pk}]; RFA report [#{rfa.pk}]",
             "claim_min": "450",

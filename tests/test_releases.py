@@ -14,7 +14,8 @@ from django.utils import timezone
 from frictionless import validate
 
 from incidents import roles
-from incidents.models import Incident, Release, ReleaseFile, Response
+from incidents.merges import incident_merge
+from incidents.models import DuplicatePair, Incident, Release, ReleaseFile, Response
 from incidents.releases import build_release_files
 from tests.api_support import API, client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -138,12 +139,34 @@ class TestMakingAndReadingReleases:
         assert listed["name"] == f"incident-tracker-{YEAR}.2"
         assert rows(files_of(listed)["CHANGES.csv"]) == sorted(
             [
-                {"public_id": added.public_id, "change": "added"},
-                {"public_id": published.public_id, "change": "updated"},
-                {"public_id": withdrawn.public_id, "change": "withdrawn"},
+                {"public_id": added.public_id, "change": "added", "merged_into": ""},
+                {"public_id": published.public_id, "change": "updated", "merged_into": ""},
+                {"public_id": withdrawn.public_id, "change": "withdrawn", "merged_into": ""},
             ],
             key=lambda row: row["public_id"],
         )
+
+    def test_an_incident_merged_since_names_its_survivor_only_when_the_survivor_is_released(self, reviewer, published):
+        duplicate = make_incident(title="The same repatriation, another report")
+        hidden_duplicate = make_incident(title="Reported again")
+        draft_survivor = make_incident(title="Draft survivor", review_state="draft")
+        release(reviewer)
+        incident_merge(
+            user=reviewer,
+            pair=DuplicatePair.objects.create(incident_a=published, incident_b=duplicate, score=0.9),
+            survivor=published.public_id,
+        )
+        incident_merge(
+            user=reviewer,
+            pair=DuplicatePair.objects.create(incident_a=hidden_duplicate, incident_b=draft_survivor, score=0.9),
+            survivor=draft_survivor.public_id,
+        )
+        content = files_of(release(reviewer))["CHANGES.csv"]
+        changes = rows(content)
+        assert {"public_id": duplicate.public_id, "change": "merged", "merged_into": published.public_id} in changes
+        # The survivor is a draft: naming it would reveal it, so the merged incident is only withdrawn.
+        assert {"public_id": hidden_duplicate.public_id, "change": "withdrawn", "merged_into": ""} in changes
+        assert draft_survivor.public_id not in content.decode()
 
     def test_the_list_costs_two_queries_whatever_its_length(self, reviewer, published, django_assert_num_queries):
         release(reviewer)

@@ -6,9 +6,9 @@ classes translate between the admin's forms and those functions.
 
 from django.contrib import admin
 
-from incidents.admin import access, duplicates, evidence, incidents, releases, revisions
+from incidents.admin import access, duplicates, evidence, incidents, merges, releases, revisions
 
-__all__ = ["access", "duplicates", "evidence", "incidents", "releases", "revisions"]
+__all__ = ["access", "duplicates", "evidence", "incidents", "merges", "releases", "revisions"]
 
 # The product's name in every page's header and <title>, rather than "Django administration".
 admin.site.site_header = "Incident Tracker"

@@ -6,13 +6,16 @@ Pairs are proposed by `manage.py find_duplicates` (incidents.duplicates); decisi
 from django import forms
 from django.contrib import admin
 from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents.admin.base import TrackedModelAdmin
+from incidents.admin.merges import confirm_url
 from incidents.duplicates import duplicate_pair_decide
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
+from incidents.services import may_publish
 
 # What the side-by-side comparison shows of each incident.
 COMPARED = [
@@ -143,6 +146,12 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         duplicate_pair_decide(
             user=request.user, pair=obj, decision=form.cleaned_data["decision"], note=form.cleaned_data["note"]
         )
+
+    def response_change(self, request, obj):
+        # "Same incident" leads on to the merge, on a page that shows what it will move first.
+        if obj.decision == DuplicateDecision.SAME and may_publish(request.user):
+            return HttpResponseRedirect(confirm_url(obj))
+        return super().response_change(request, obj)
 
 
 def _claims(incident) -> str:

@@ -18,6 +18,7 @@ from django_countries import countries
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EstimatedCountPaginator, ParametersListFilter, TrackedModelAdmin, VisibilityMixin
+from incidents.admin.merges import MergedIncidentRedirectMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
@@ -207,7 +208,7 @@ class ClaimInline(VisibilityMixin, admin.StackedInline):
     # Excerpts are a sentence or two; a short box keeps several claims on one screen.
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 80})}}
     fieldsets = [
-        (None, {"fields": ["source", "source_connection", "confidential"]}),
+        (None, {"fields": ["source", "source_connection", "confidential", "merge_conflict"]}),
         (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
         (None, {"fields": [("date_start", "date_end")]}),
         (None, {"fields": ["excerpt", "locator"]}),
@@ -266,7 +267,7 @@ def _inline_rows(formset) -> list[dict]:
 
 
 @admin.register(Incident)
-class IncidentAdmin(ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]

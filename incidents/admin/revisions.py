@@ -9,13 +9,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from incidents import services
-from incidents.admin.base import SERVICE_REFUSALS, VisibilityMixin
+from incidents.admin.base import SERVICE_REFUSALS, StaffRecordMixin, VisibilityMixin
 from incidents.models import IncidentRevision
-from incidents.querysets import can_see_unpublished
 
 
 @admin.register(IncidentRevision)
-class IncidentRevisionAdmin(VisibilityMixin, admin.ModelAdmin):
+class IncidentRevisionAdmin(StaffRecordMixin, VisibilityMixin, admin.ModelAdmin):
     list_display = ["__str__", "incident_link", "proposed_by", "created_at", "state", "decided_by"]
     list_filter = ["state"]
     list_select_related = ["incident", "proposed_by", "decided_by"]
@@ -32,22 +31,6 @@ class IncidentRevisionAdmin(VisibilityMixin, admin.ModelAdmin):
     ]
     fields = readonly_fields
     change_form_template = "admin/incidents/incidentrevision/change_form.html"
-
-    # Revisions are written by the incident services and decided below; nobody edits one.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return can_see_unpublished(request.user)
-
-    def has_module_permission(self, request):
-        return can_see_unpublished(request.user)
 
     @admin.display(description="Incident")
     def incident_link(self, revision):

@@ -7,6 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from incidents.merges import MergeRefused
 from incidents.services import RecordNotFound
 
 
@@ -22,6 +23,13 @@ class PreconditionFailed(exceptions.APIException):
 
     status_code = status.HTTP_412_PRECONDITION_FAILED
     default_code = "precondition_failed"
+
+
+class MergeConflict(exceptions.APIException):
+    """A merge or its undo refused by the state the records are in (merged already, undone, stale)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "merge_conflict"
 
 
 class InUse(exceptions.APIException):
@@ -45,6 +53,8 @@ def exception_handler(exc, context):
     if isinstance(exc, RecordNotFound):
         # Like a record that never existed: the same answer whether it is missing or hidden.
         exc = exceptions.NotFound()
+    elif isinstance(exc, MergeRefused):
+        exc = MergeConflict(str(exc))
     elif isinstance(exc, DjangoValidationError):
         exc = validation_error_from_django(exc)
     elif isinstance(exc, ProtectedError):

@@ -130,6 +130,9 @@ def _representation(user) -> JSONBuildObject:
             "involvements": involvements,
             "victim_groups": victim_groups,
             "claims": claims,
+            "merged_into": Subquery(
+                Incident.objects.filter(pk=OuterRef("merged_into_id")).order_by().values("public_id")
+            ),
             "created_by": _username(user, "created_by"),
             "updated_by": _username(user, "updated_by"),
             "created_at": ISOTimestamp("created_at"),

@@ -9,6 +9,11 @@ from drf_spectacular.types import OpenApiTypes
 DETAIL_ERROR = build_object_type(
     properties={"detail": build_basic_type(OpenApiTypes.STR)}, required=["detail"], description="An error."
 )
+MERGED_REDIRECT = build_object_type(
+    properties={"detail": build_basic_type(OpenApiTypes.STR), "merged_into": build_basic_type(OpenApiTypes.STR)},
+    required=["detail", "merged_into"],
+    description="The incident was merged into `merged_into`; `Location` gives its address.",
+)
 FIELD_ERRORS = {
     **build_object_type(
         description="Each key names the field or query parameter at fault (`claims[0].people_count`, "

@@ -273,6 +273,7 @@ class ClaimSerializer(serializers.ModelSerializer):
             "locator",
             "source_connection",
             "confidential",
+            "merge_conflict",
         ]
 
 
@@ -351,6 +352,14 @@ class IncidentSerializer(serializers.ModelSerializer):
     )
     created_by = serializers.SerializerMethodField()
     updated_by = serializers.SerializerMethodField()
+    merged_into = serializers.CharField(
+        source="merged_into.public_id",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="Null, unless this incident was merged into another (the public id it now lives on as); "
+        "an incremental sync (`updated_since`) reports merged incidents so that copies can follow.",
+    )
 
     class Meta:
         model = Incident
@@ -377,6 +386,7 @@ class IncidentSerializer(serializers.ModelSerializer):
             "corroboration",
             "review_state",
             "confidential",
+            "merged_into",
             "version",
             "created_by",
             "updated_by",

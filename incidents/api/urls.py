@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenRequestView, TokenViewSet
-from incidents.api import views
+from incidents.api import merges, views
 
 router = DefaultRouter()
 router.register("incidents", views.IncidentViewSet, basename="incident")
@@ -20,6 +20,7 @@ router.register("responses", views.ResponseViewSet, basename="response")
 router.register("revisions", views.RevisionViewSet, basename="revision")
 router.register("auth/tokens", TokenViewSet, basename="api-token-owned")
 router.register("releases", views.ReleaseViewSet, basename="release")
+router.register("duplicates", merges.DuplicatePairViewSet, basename="duplicate")
 
 
 @csrf_exempt  # Like the API's views: it changes nothing, and a CSRF refusal would be an HTML page.
@@ -42,6 +43,7 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    path("incidents/<str:public_id>/unmerge/", merges.IncidentUnmergeView.as_view(), name="incident-unmerge"),
     *router.urls,
     re_path(r"", not_found),
 ]

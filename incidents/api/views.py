@@ -15,6 +15,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from incidents import releases, services
 from incidents.access import (
@@ -28,7 +29,7 @@ from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
-from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION
+from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION, MERGED_REDIRECT
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
@@ -44,6 +45,7 @@ from incidents.api.throttling import ExportThrottle
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
+from incidents.merges import redirect_target
 from incidents.models import (
     AccessDoor,
     Claim,
@@ -60,6 +62,7 @@ from incidents.models import (
 )
 from incidents.models import Response as OrganizationResponse
 from incidents.querysets import visible_source_id
+from incidents.selectors import incidents_read_by
 from incidents.statistics import GROUPINGS, incident_statistics
 
 
@@ -198,6 +201,11 @@ FORMAT_PARAMETER = OpenApiParameter(
         },
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
+    retrieve=extend_schema(
+        responses={200: IncidentSerializer, 301: MERGED_REDIRECT},
+        description="The incident. A merged incident answers 301 to the incident it was merged into (`Location`, "
+        "and `merged_into` in the body) if you may see both; otherwise 404.",
+    ),
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
@@ -253,6 +261,8 @@ class IncidentViewSet(ResourceViewSet):
         return renderers
 
     def visible_incidents(self):
+        if self.action == "list":
+            return incidents_read_by(self.request.user, self.request.query_params)
         return Incident.objects.visible_to(self.request.user)
 
     def get_queryset(self):
@@ -304,7 +314,16 @@ class IncidentViewSet(ResourceViewSet):
         return True
 
     def retrieve(self, request, *args, **kwargs):
-        incident = self.get_object()
+        try:
+            incident = self.get_object()
+        except Http404:
+            survivor = redirect_target(user=request.user, public_id=kwargs["public_id"])
+            if survivor is None:
+                raise
+            # Permanently: the merged incident's address now names the survivor, for every client.
+            location = reverse("incident-detail", kwargs={"public_id": survivor}, request=request)
+            body = {"detail": f"{kwargs['public_id']} was merged into {survivor}.", "merged_into": survivor}
+            return Response(body, status=status.HTTP_301_MOVED_PERMANENTLY, headers={"Location": location})
         _record_api_access(request, confidential_records_of(incident, request.user))
         return self._with_etag(Response(self.get_serializer(incident).data), incident)
 

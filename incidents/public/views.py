@@ -9,7 +9,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.csp import CSP, build_policy
@@ -19,6 +19,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_safe
 
 from incidents.csv_views import incidents_csv_response
+from incidents.merges import redirect_target
 from incidents.models import Incident
 from incidents.public import selectors
 from incidents.statistics import GROUPINGS
@@ -178,7 +179,11 @@ def incident(request, public_id: str):
     try:
         page = selectors.incident_page(user=request.user, public_id=public_id)
     except Incident.DoesNotExist:
-        raise Http404(_("No such incident.")) from None
+        # A merged incident's page leads, for good, to its survivor's, for readers who may see both.
+        survivor = redirect_target(user=request.user, public_id=public_id)
+        if survivor is None:
+            raise Http404(_("No such incident.")) from None
+        return HttpResponsePermanentRedirect(reverse("public:incident", args=[survivor]))
     return render(
         request,
         "public/incident.html",

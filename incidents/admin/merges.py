@@ -1,0 +1,189 @@
+"""Merging a duplicate pair from the review queue, after a page that shows what will move and what
+conflicts; the merges made, each with "Undo merge". Who may do what, and what a reader is shown,
+is `incidents.merges`'."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from incidents import merges, services
+from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
+
+# What stops a merge or its undo, shown as the page's message.
+REFUSALS = (merges.MergeRefused, ValidationError)
+
+
+def confirm_url(pair: DuplicatePair) -> str:
+    return reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])
+
+
+def _incident_link(incident: Incident):
+    return format_html('<a href="{}">{}</a>', reverse("admin:incidents_incident_change", args=[incident.pk]), incident)
+
+
+def _refusal_text(refusal: Exception) -> str:
+    return " ".join(getattr(refusal, "messages", [str(refusal)]))
+
+
+class MergedIncidentRedirectMixin:
+    """For the incident admin: a merged incident's page (out of the list like any other read)
+    leads to its survivor's, for staff who may see both; to anyone else it is missing, as before."""
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        public_id = (
+            Incident.objects.filter(pk=object_id).values_list("public_id", flat=True).first()
+            if str(object_id).isdigit()
+            else None
+        )
+        survivor = public_id and merges.redirect_target(user=request.user, public_id=public_id)
+        if not survivor:
+            return super()._get_obj_does_not_exist_redirect(request, opts, object_id)
+        self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        survivor_pk = Incident.objects.values_list("pk", flat=True).get(public_id=survivor)
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[survivor_pk]))
+
+
+@admin.register(IncidentMerge)
+class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
+    list_display = ["__str__", "survivor_link", "merged_by", "merged_at", "undone_at"]
+    list_select_related = ["survivor", "merged", "merged_by"]
+    list_filter = [("undone_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [
+        "survivor_link",
+        "merged_public_id",
+        "moved_records",
+        "revision_link",
+        "note",
+        "merged_by",
+        "merged_at",
+        "undone_by",
+        "undone_at",
+    ]
+    fields = readonly_fields
+    change_form_template = "admin/incidents/incidentmerge/change_form.html"
+
+    @admin.display(description="Survivor")
+    def survivor_link(self, merge):
+        return _incident_link(merge.survivor)
+
+    @admin.display(description="Merged incident")
+    def merged_public_id(self, merge):
+        # Out of every list while merged; its page is the survivor's.
+        return merge.merged.public_id
+
+    @admin.display(description="Proposed revision")
+    def revision_link(self, merge):
+        if merge.revision_id is None:
+            return "None: the survivor's dates and counts already covered both."
+        url = reverse("admin:incidents_incidentrevision_change", args=[merge.revision_id])
+        return format_html('<a href="{}">Revision {} ({})</a>', url, merge.revision_id, merge.revision.state)
+
+    @admin.display(description="What moved")
+    def moved_records(self, merge):
+        # Only what this reader may see: the record holds hidden rows too.
+        claims = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(merge.viewer)
+        conflicts = set(merge.moved.get("conflicts", []))
+        lines = [
+            (
+                f"Claim of {claim.source.title}"
+                + (" (conflict: the survivor had one too)" if claim.pk in conflicts else ""),
+            )
+            for claim in claims.select_related("source")
+        ]
+        for kind in ("places", "victim_groups", "involvements", "responses"):
+            if merge.moved.get(kind):
+                lines.append((f"{len(merge.moved[kind])} {kind.replace('_', ' ')}",))
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", lines)) if lines else "—"
+
+    def get_object(self, request, object_id, from_field=None):
+        merge = super().get_object(request, object_id, from_field)
+        if merge is not None:
+            merge.viewer = request.user
+        return merge
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        merge = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "may_undo": merge is not None and merge.undone_at is None and services.may_publish(request.user),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "new/<int:pair_id>/",
+                self.admin_site.admin_view(self.confirm_view),
+                name="incidents_incidentmerge_confirm",
+            ),
+            path(
+                "<int:object_id>/undo/", self.admin_site.admin_view(self.undo_view), name="incidents_incidentmerge_undo"
+            ),
+            *super().get_urls(),
+        ]
+
+    def confirm_view(self, request, pair_id):
+        """GET: what merging the pair into the chosen survivor moves, conflicts and proposes.
+        POST: merge, as confirmed (the versions shown: a change since refuses it)."""
+        pair = get_object_or_404(DuplicatePair, pk=pair_id)
+        pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        data = request.POST if request.method == "POST" else request.GET
+        try:
+            if request.method == "POST":
+                merge = merges.incident_merge(
+                    user=request.user,
+                    pair=pair,
+                    survivor=data.get("survivor"),
+                    note=data.get("note", ""),
+                    survivor_version=_version(data, "survivor_version"),
+                    merged_version=_version(data, "merged_version"),
+                )
+                self.message_user(request, f"{merge}: done. Undo it from this page if it was a mistake.")
+                return HttpResponseRedirect(reverse("admin:incidents_incidentmerge_change", args=[merge.pk]))
+            plan = merges.merge_plan(user=request.user, pair=pair, survivor=data.get("survivor"))
+        except services.RecordNotFound:
+            raise Http404(f"No duplicate pair {pair_id}.") from None
+        except REFUSALS as refusal:
+            self.message_user(request, f"Nothing was merged. {_refusal_text(refusal)}", messages.ERROR)
+            return HttpResponseRedirect(pair_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Merge {plan.merged.public_id} into {plan.survivor.public_id}?",
+            "opts": self.opts,
+            "pair": pair,
+            "plan": plan,
+            "choices": [plan.survivor, plan.merged]
+            if plan.survivor.pk < plan.merged.pk
+            else [plan.merged, plan.survivor],
+            "pair_url": pair_url,
+        }
+        return TemplateResponse(request, "admin/incidents/incidentmerge/confirm.html", context)
+
+    def undo_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        merge = get_object_or_404(self.get_queryset(request), pk=object_id)
+        try:
+            merges.incident_merge_undo(user=request.user, merge=merge, note=request.POST.get("note", ""))
+            self.message_user(
+                request, f"Undone: {merge.merged.public_id} and {merge.survivor.public_id} are as they were."
+            )
+        except PermissionDenied as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+        except REFUSALS as refusal:
+            self.message_user(request, f"Nothing was changed. {_refusal_text(refusal)}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:incidents_incidentmerge_change", args=[merge.pk]))
+
+
+def _version(data, name: str) -> int | None:
+    value = data.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValidationError({name: [f"Not a version number: {value!r}."]})
+    return int(value)

@@ -1,0 +1,128 @@
+"""The API's doors to duplicate pairs and merges: list the pairs, merge one, undo a merge. Thin:
+who may do what, and what a reader learns, is decided by `incidents.merges`."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from incidents import merges, services
+from incidents.api.permissions import StaffReader
+from incidents.api.schema import DETAIL_ERROR
+from incidents.models import DuplicatePair, IncidentMerge
+
+
+class DuplicatePairSerializer(serializers.ModelSerializer):
+    incident_a = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    incident_b = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DuplicatePair
+        fields = ["id", "incident_a", "incident_b", "score", "decision", "decided_by", "decided_at", "note"]
+        read_only_fields = fields
+
+
+class MergeRequestSerializer(serializers.Serializer):
+    survivor = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="The public id of the incident that survives; by default the published one, else the older.",
+    )
+    survivor_version = serializers.IntegerField(
+        required=False, min_value=1, help_text="The survivor's version you reviewed; a newer one answers 409."
+    )
+    merged_version = serializers.IntegerField(
+        required=False, min_value=1, help_text="The merged incident's version you reviewed; a newer one answers 409."
+    )
+    note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
+
+
+class UndoRequestSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
+
+
+class MergeSerializer(serializers.ModelSerializer):
+    """A merge as its reader may know it: the moved records they may see are on the survivor."""
+
+    survivor = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    merged = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    merged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revision = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The survivor's recomputed dates and counts, proposed for a Reviewer."
+    )
+
+    class Meta:
+        model = IncidentMerge
+        fields = [
+            "id",
+            "survivor",
+            "merged",
+            "pair",
+            "revision",
+            "note",
+            "merged_by",
+            "merged_at",
+            "undone_by",
+            "undone_at",
+        ]
+        read_only_fields = fields
+
+
+class StaffOnly(StaffReader):
+    message = "Only staff may see duplicates and merges."
+
+
+class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
+    """Possible duplicates waiting for (or decided by) a reviewer, best score first."""
+
+    serializer_class = DuplicatePairSerializer
+    permission_classes = [StaffOnly]
+    orderings = {"-score": ("-score", "id")}
+
+    def get_queryset(self):
+        pairs = DuplicatePair.objects.visible_to(self.request.user).select_related(
+            "incident_a", "incident_b", "decided_by"
+        )
+        decision = self.request.query_params.get("decision")
+        return pairs.filter(decision=decision) if decision else pairs
+
+    @extend_schema(
+        request=MergeRequestSerializer,
+        responses={201: MergeSerializer, 409: DETAIL_ERROR},
+        description="Merge the pair (a Reviewer): the survivor takes every claim, place, victim group, "
+        "involvement and response of the other; the other's address then redirects to it. 409 if either "
+        "is merged already, the pair was decided different, or a version given is stale.",
+    )
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        body = MergeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        # Not get_object(): a pair whose incident is merged already is out of the list, and its
+        # second merge must hear why it is refused (the service answers 404 if it is hidden).
+        pair = DuplicatePair.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        if pair is None:
+            raise services.RecordNotFound(f"No duplicate pair {pk}.")
+        merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)
+        return Response(MergeSerializer(merge).data, status=status.HTTP_201_CREATED)
+
+
+class IncidentUnmergeView(APIView):
+    """POST /api/v1/incidents/<merged public id>/unmerge/: undo the merge that merged it."""
+
+    permission_classes = [StaffOnly]
+
+    @extend_schema(
+        request=UndoRequestSerializer,
+        responses={200: MergeSerializer, 409: DETAIL_ERROR},
+        description="Undo the merge of this (merged) incident, by a Reviewer: both incidents are restored "
+        "as they were. 409 if the survivor has been merged since.",
+    )
+    def post(self, request, public_id):
+        body = UndoRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        merge = merges.active_merge_of(user=request.user, public_id=public_id)
+        undone = merges.incident_merge_undo(user=request.user, merge=merge, note=body.validated_data["note"])
+        return Response(MergeSerializer(undone).data)

@@ -1,0 +1,419 @@
+"""Merging two incidents that report one event, so that nothing is lost, and undoing it.
+
+A Reviewer who decides that a duplicate pair is "same incident" merges it: the surviving incident
+takes every claim, place, victim group, involvement and response link of the other, hidden ones
+included (a merge that left behind what its author cannot see would lose it from every view). Two
+claims of one source (one per incident) are both kept, the moved one marked `merge_conflict` for a
+person to resolve. The survivor's dates and counts are not changed: what both incidents say is
+proposed as an `IncidentRevision` for a Reviewer to accept or reject. The merged incident is kept,
+with `merged_into` set: every read leaves it out (`IncidentQuerySet.visible_to`) and its address
+leads to the survivor (`redirect_target`).
+
+Each merge is an `IncidentMerge` row holding exactly which rows moved, so `incident_merge_undo`
+puts each back. History (pghistory) records every row changed, with the user and the merge.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pghistory
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import (
+    Claim,
+    DatePrecision,
+    DuplicateDecision,
+    DuplicatePair,
+    Incident,
+    IncidentMerge,
+    IncidentPlace,
+    IncidentRevision,
+    Involvement,
+    Response,
+    ReviewState,
+    RevisionState,
+    VictimGroup,
+    validate_ranges,
+)
+from incidents.querysets import can_see_unpublished
+
+ResponseIncident = Response.incidents.through
+
+
+class MergeRefused(Exception):
+    """The merge or its undo cannot be done in the state the records are in now (already merged,
+    undone, decided "different", changed since the page was read); doors answer 409."""
+
+
+@dataclass
+class MergePlan:
+    """What merging `merged` into `survivor` moves, as `user` may see it: the confirmation page and
+    the API's answer show this and nothing hidden."""
+
+    survivor: Incident
+    merged: Incident
+    claims: list[Claim] = field(default_factory=list)
+    conflicts: list[Claim] = field(default_factory=list)
+    places: list[IncidentPlace] = field(default_factory=list)
+    victim_groups: list[VictimGroup] = field(default_factory=list)
+    involvements: list[Involvement] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
+    # Field name -> (the survivor's value now, the value proposed from both incidents).
+    proposal: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+def default_survivor(first: Incident, second: Incident) -> Incident:
+    """The incident that survives unless the Reviewer chooses: a published one over one that is
+    not (its address is the one readers know), else the older (lower id)."""
+    return min(first, second, key=lambda incident: (incident.review_state != ReviewState.PUBLISHED, incident.pk))
+
+
+def _seen(user, incident_ids) -> dict[int, Incident]:
+    return {incident.pk: incident for incident in Incident.objects.seen_by(user).filter(pk__in=incident_ids)}
+
+
+def _require_reviewer(user, doing: str) -> None:
+    if not (services.may_publish(user) and user.has_perm("incidents.change_incident")):
+        raise PermissionDenied(f"Only a Reviewer may {doing}.")
+
+
+def _pair_incidents(*, user, pair: DuplicatePair) -> tuple[Incident, Incident]:
+    """The pair's incidents if `user` may see both (merged ones included, so a second merge hears
+    why it is refused); otherwise RecordNotFound, as if the pair did not exist."""
+    incidents = _seen(user, [pair.incident_a_id, pair.incident_b_id]) if can_see_unpublished(user) else {}
+    if len(incidents) != 2:
+        raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
+    return incidents[pair.incident_a_id], incidents[pair.incident_b_id]
+
+
+def _sides(pair_incidents: tuple[Incident, Incident], survivor_public_id: str | None) -> tuple[Incident, Incident]:
+    first, second = pair_incidents
+    if not survivor_public_id:
+        survivor = default_survivor(first, second)
+    else:
+        by_id = {incident.public_id: incident for incident in pair_incidents}
+        if survivor_public_id not in by_id:
+            raise ValidationError(
+                {"survivor": [f"Choose {first.public_id} or {second.public_id}, not {survivor_public_id!r}."]}
+            )
+        survivor = by_id[survivor_public_id]
+    return survivor, (second if survivor is first else first)
+
+
+def _refusals(survivor: Incident, merged: Incident, pair: DuplicatePair) -> None:
+    for incident in (survivor, merged):
+        if incident.merged_into_id is not None:
+            target = Incident.objects.values_list("public_id", flat=True).get(pk=incident.merged_into_id)
+            raise MergeRefused(f"{incident.public_id} was already merged into {target}; undo that merge first.")
+    if pair.decision == DuplicateDecision.DIFFERENT:
+        raise MergeRefused(
+            f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
+        )
+    if survivor.confidential != merged.confidential:
+        confidential, public = (survivor, merged) if survivor.confidential else (merged, survivor)
+        raise MergeRefused(
+            f"{confidential.public_id} is confidential and {public.public_id} is not: a merge would "
+            "publish confidential evidence or hide public evidence. Make them alike first."
+        )
+
+
+def merge_plan(*, user, pair: DuplicatePair, survivor: str | None = None) -> MergePlan:
+    """What merging `pair` (into `survivor`, a public id; by default `default_survivor`) would move
+    and propose, as `user` may see it. Raises as `incident_merge` would, without writing."""
+    survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
+    _require_reviewer(user, "merge incidents")
+    _refusals(survivor_incident, merged, pair)
+    return _plan(user, survivor_incident, merged)
+
+
+def _plan(user, survivor: Incident, merged: Incident) -> MergePlan:
+    """The rows of `merged` that move to `survivor`: those `user` may see (`user` None: all)."""
+    claims = Claim.objects.filter(incident=merged).select_related("source").order_by("id")
+    if user is not None:
+        claims = claims.disclosed_to(user)
+    held = set(Claim.objects.filter(incident=survivor).values_list("source_id", "confidential"))
+    survivor_places = IncidentPlace.objects.filter(incident=survivor).values("place")
+    survivor_roles = set(Involvement.objects.filter(incident=survivor).values_list("organization_id", "role"))
+    claims = list(claims)
+    return MergePlan(
+        survivor=survivor,
+        merged=merged,
+        claims=claims,
+        conflicts=[claim for claim in claims if (claim.source_id, claim.confidential) in held],
+        places=list(
+            IncidentPlace.objects.filter(incident=merged)
+            .exclude(place__in=survivor_places)
+            .select_related("place")
+            .order_by("place__name", "id")
+        ),
+        victim_groups=list(VictimGroup.objects.filter(incident=merged).order_by("id")),
+        involvements=[
+            involvement
+            for involvement in Involvement.objects.filter(incident=merged).select_related("organization").order_by("id")
+            if (involvement.organization_id, involvement.role) not in survivor_roles
+        ],
+        responses=list(
+            Response.objects.filter(incidents=merged).exclude(incidents=survivor).select_related("organization")
+        ),
+        proposal=_proposal(survivor, merged),
+    )
+
+
+# What a merge recomputes from both incidents and proposes for the survivor.
+PROPOSED_FIELDS = (
+    "date_start",
+    "date_end",
+    "date_precision",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+    "count_qualifier",
+)
+
+
+def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]]:
+    """The survivor's dates and counts recomputed from both incidents, where they differ from its
+    own: the days both ranges share when they overlap (else the range covering both), and the
+    counts' range spanning both incidents' ranges, the best estimate the survivor's when it has one.
+    Read from the incidents, never the claims, so it shows nothing hidden."""
+    start, end = max(survivor.date_start, merged.date_start), min(survivor.date_end, merged.date_end)
+    if start > end:
+        start, end = min(survivor.date_start, merged.date_start), max(survivor.date_end, merged.date_end)
+    proposed: dict[str, Any] = {
+        "date_start": start,
+        "date_end": end,
+        "date_precision": _precision(survivor, merged, start, end),
+    }
+    both = (survivor, merged)
+    # Each incident's range, a missing bound standing for the best estimate (as statistics read it).
+    lows = [_first_known(incident.people_count_min, incident.people_count) for incident in both]
+    highs = [_first_known(incident.people_count_max, incident.people_count) for incident in both]
+    lows, highs = [low for low in lows if low is not None], [high for high in highs if high is not None]
+    figured = next((incident for incident in both if incident.people_count is not None), None)
+    if lows or highs:
+        best = figured.people_count if figured else None
+        low, high = min(lows, default=None), max(highs, default=None)
+        proposed.update(
+            people_count=best,
+            # A bound equal to the best estimate says nothing more: left unset.
+            people_count_min=low if low is not None and (best is None or low < best) else None,
+            people_count_max=high if high is not None and (best is None or high > best) else None,
+            count_qualifier=(figured or survivor).count_qualifier,
+        )
+    return {
+        name: (getattr(survivor, name), value) for name, value in proposed.items() if getattr(survivor, name) != value
+    }
+
+
+def _first_known(*values):
+    return next((value for value in values if value is not None), None)
+
+
+def _precision(survivor: Incident, merged: Incident, start: date, end: date) -> str:
+    for incident in (survivor, merged):
+        if (incident.date_start, incident.date_end) == (start, end):
+            return incident.date_precision
+    return DatePrecision.DAY if start == end else DatePrecision.RANGE
+
+
+def incident_merge(
+    *,
+    user,
+    pair: DuplicatePair,
+    survivor: str | None = None,
+    note: str = "",
+    survivor_version: int | None = None,
+    merged_version: int | None = None,
+) -> IncidentMerge:
+    """Merge the pair's incidents into `survivor` (a public id; by default `default_survivor`), by a
+    Reviewer who may see both: move everything of the other (hidden rows too), mark claims of a
+    source both had as conflicts, set `merged_into`, decide the pair "same incident", and propose
+    the recomputed dates and counts as a revision of the survivor. One transaction.
+
+    RecordNotFound if `user` may not see both incidents; PermissionDenied without the Reviewer's
+    role; ValidationError for a survivor outside the pair; MergeRefused if either incident is
+    merged already, the pair was decided "different", their confidentiality differs, or either
+    changed since the versions given (the page the Reviewer confirmed)."""
+    survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
+    _require_reviewer(user, "merge incidents")
+    user_id = services._acting_user_id(user)
+    with transaction.atomic(), pghistory.context(user=user_id):
+        # Both rows locked in id order, so two merges of overlapping pairs wait for each other.
+        locked = Incident.objects.select_for_update(of=("self",)).filter(
+            pk__in=[pair.incident_a_id, pair.incident_b_id]
+        )
+        locked = {incident.pk: incident for incident in locked.order_by("pk")}
+        survivor_incident, merged = locked[survivor_incident.pk], locked[merged.pk]
+        pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
+        _refusals(survivor_incident, merged, pair)
+        for incident, expected in ((survivor_incident, survivor_version), (merged, merged_version)):
+            if expected is not None and incident.version != expected:
+                raise MergeRefused(
+                    f"{incident.public_id} changed since you looked at it (now version {incident.version}, you saw "
+                    f"version {expected}): review the merge again."
+                )
+        plan = _plan(None, survivor_incident, merged)
+        merge = IncidentMerge.objects.create(
+            survivor=survivor_incident,
+            merged=merged,
+            pair=pair,
+            pair_before=_decision_of(pair),
+            merged_by_id=user_id,
+            note=note,
+        )
+        with pghistory.context(merge=merge.pk):
+            merge.moved = _move(plan)
+            merged.merged_into = survivor_incident
+            _save_changed(survivor_incident, user_id)
+            _save_changed(merged, user_id, "merged_into")
+            DuplicatePair.objects.filter(pk=pair.pk).update(
+                decision=DuplicateDecision.SAME, decided_by_id=user_id, decided_at=timezone.now(), note=note
+            )
+            merge.revision = _propose(plan, user)
+            merge.save(update_fields=["moved", "revision"])
+    return merge
+
+
+def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:
+    """A new version of `incident` by the merging user: what it holds changed, so a writer who read
+    it before gets a version conflict and an incremental sync sees it again."""
+    incident.updated_by_id = user_id
+    incident.save(update_fields=[*fields, "version", "updated_by", "updated_at"])
+
+
+def _decision_of(pair: DuplicatePair) -> dict[str, Any]:
+    return {
+        "decision": pair.decision,
+        "decided_by_id": pair.decided_by_id,
+        "decided_at": pair.decided_at.isoformat() if pair.decided_at else None,
+        "note": pair.note,
+    }
+
+
+def _move(plan: MergePlan) -> dict[str, list[int]]:
+    """Move the plan's rows (made with every row: `_plan(None, …)`) to the survivor; the ids moved, by kind."""
+    survivor = plan.survivor
+    conflicts = [claim.pk for claim in plan.conflicts if not claim.merge_conflict]
+    moved = {
+        "claims": [claim.pk for claim in plan.claims],
+        "conflicts": conflicts,
+        "places": [link.pk for link in plan.places],
+        "victim_groups": [group.pk for group in plan.victim_groups],
+        "involvements": [involvement.pk for involvement in plan.involvements],
+        "responses": [response.pk for response in plan.responses],
+    }
+    # Marked in the same statement that moves them, so the one-claim-per-source indexes never see
+    # two unmarked claims of a source on the survivor.
+    Claim.objects.filter(pk__in=conflicts).update(incident=survivor, merge_conflict=True)
+    Claim.objects.filter(pk__in=moved["claims"]).exclude(pk__in=conflicts).update(incident=survivor)
+    IncidentPlace.objects.filter(pk__in=moved["places"]).update(incident=survivor)
+    VictimGroup.objects.filter(pk__in=moved["victim_groups"]).update(incident=survivor)
+    Involvement.objects.filter(pk__in=moved["involvements"]).update(incident=survivor)
+    # The merged incident keeps its own links to responses (it is kept whole, apart from what moves);
+    # the survivor gains a link of its own, which the undo removes.
+    ResponseIncident.objects.bulk_create(
+        [ResponseIncident(response_id=response_id, incident=survivor) for response_id in moved["responses"]]
+    )
+    return moved
+
+
+def _propose(plan: MergePlan, user) -> IncidentRevision | None:
+    """The recomputed dates and counts as a pending revision of the survivor (none if they are its own)."""
+    if not plan.proposal:
+        return None
+    data = {name: proposed for name, (_, proposed) in plan.proposal.items()}
+    candidate = Incident(**({name: getattr(plan.survivor, name) for name in PROPOSED_FIELDS} | data))
+    validate_ranges(candidate)
+    return IncidentRevision.objects.create(
+        incident=plan.survivor,
+        base_version=plan.survivor.version,
+        changes={"data": services._to_json(data)},
+        proposed_by_id=services._acting_user_id(user),
+        # Made of the two incidents' own fields, which every reviewer of the survivor may see.
+        needs_confidential_access=False,
+    )
+
+
+def merge_visible(*, user, merge: IncidentMerge) -> IncidentMerge:
+    """`merge` if `user` may see it (staff who may see both incidents), else RecordNotFound."""
+    if not IncidentMerge.objects.visible_to(user).filter(pk=merge.pk).exists():
+        raise services.RecordNotFound(f"No merge {merge.pk}.")
+    return merge
+
+
+def active_merge_of(*, user, public_id: str) -> IncidentMerge:
+    """The merge that made `public_id` a merged incident, if `user` may see it; else RecordNotFound."""
+    merge = (
+        IncidentMerge.objects.visible_to(user)
+        .filter(merged__public_id=public_id, undone_at__isnull=True)
+        .select_related("survivor", "merged")
+        .first()
+    )
+    if merge is None:
+        raise services.RecordNotFound(f"No merged incident {public_id}.")
+    return merge
+
+
+def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> IncidentMerge:
+    """Undo `merge`, by a Reviewer who may see both incidents: every row it moved that is still on
+    the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
+    survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
+    is cleared, the pair goes back to the queue (not reviewed) and the merge's pending revision is
+    rejected. MergeRefused
+    if it was undone already or the survivor has been merged since (undo that first)."""
+    merge_visible(user=user, merge=merge)
+    _require_reviewer(user, "undo merges")
+    user_id = services._acting_user_id(user)
+    with transaction.atomic(), pghistory.context(user=user_id, merge=merge.pk):
+        merge = IncidentMerge.objects.select_for_update(of=("self",)).get(pk=merge.pk)
+        locked = Incident.objects.select_for_update(of=("self",)).filter(pk__in=[merge.survivor_id, merge.merged_id])
+        locked = {incident.pk: incident for incident in locked.order_by("pk")}
+        survivor, merged = locked[merge.survivor_id], locked[merge.merged_id]
+        if merge.undone_at is not None:
+            raise MergeRefused(f"This merge of {merged.public_id} was undone already.")
+        if survivor.merged_into_id is not None:
+            raise MergeRefused(
+                f"{survivor.public_id} has since been merged into another incident; undo that merge first."
+            )
+        moved = merge.moved
+        on_survivor = {"incident": survivor}
+        Claim.objects.filter(pk__in=moved["conflicts"], **on_survivor).update(incident=merged, merge_conflict=False)
+        Claim.objects.filter(pk__in=moved["claims"], **on_survivor).update(incident=merged)
+        IncidentPlace.objects.filter(pk__in=moved["places"], **on_survivor).update(incident=merged)
+        VictimGroup.objects.filter(pk__in=moved["victim_groups"], **on_survivor).update(incident=merged)
+        Involvement.objects.filter(pk__in=moved["involvements"], **on_survivor).update(incident=merged)
+        ResponseIncident.objects.filter(response__in=moved["responses"], **on_survivor).delete()
+        merged.merged_into = None
+        _save_changed(survivor, user_id)
+        _save_changed(merged, user_id, "merged_into")
+        if merge.pair_id is not None:
+            # Back to the queue: the merge carried out a "same incident" decision that is now withdrawn.
+            DuplicatePair.objects.filter(pk=merge.pair_id).update(
+                decision=DuplicateDecision.PENDING, decided_by=None, decided_at=None, note=merge.pair_before["note"]
+            )
+        if merge.revision_id is not None and merge.revision.state == RevisionState.PENDING:
+            services.incident_revision_reject(
+                revision=merge.revision, user=user, note="The merge that proposed it was undone."
+            )
+        merge.undone_by_id = user_id
+        merge.undone_at = timezone.now()
+        merge.save(update_fields=["undone_by", "undone_at"])
+        if note:
+            merge.note = f"{merge.note}\nUndone: {note}".strip()
+            merge.save(update_fields=["note"])
+    return merge
+
+
+def redirect_target(*, user, public_id: str) -> str | None:
+    """The public id of the incident that `public_id` was merged into, if `user` may follow it
+    (`IncidentQuerySet.merged_visible_to`); None otherwise, so the door answers as for an unknown id."""
+    return (
+        Incident.objects.merged_visible_to(user)
+        .filter(public_id=public_id)
+        .values_list("merged_into__public_id", flat=True)
+        .first()
+    )

@@ -1,0 +1,516 @@
+"""Merging duplicates so that nothing is lost, and undoing it: through the API (POST
+duplicates/ID/merge/, incidents/ID/unmerge/), the merged incident's redirects, the reads that leave
+it out or report it, and who may do it."""
+
+import csv
+import io
+import re
+from datetime import date
+
+import pytest
+from django.core.management import call_command
+from django.forms.models import model_to_dict
+from django.urls import reverse
+
+from incidents import roles
+from incidents.merges import incident_merge
+from incidents.models import (
+    Claim,
+    DuplicatePair,
+    Incident,
+    IncidentMerge,
+    IncidentPlace,
+    IncidentRevision,
+    Involvement,
+    Response,
+    VictimGroup,
+)
+from tests.api_support import API, client_for, incident_url, public_ids, results
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+
+
+def merge_url(pair) -> str:
+    return f"{API}/duplicates/{pair.pk}/merge/"
+
+
+def unmerge_url(incident) -> str:
+    return f"{API}/incidents/{incident.public_id}/unmerge/"
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def world():
+    """One repatriation entered twice. The survivor (older, published) has a claim of the daily;
+    the duplicate has the daily's claim too (a conflict), a confidential claim, a claim of a
+    confidential source, a place the survivor lacks and one it has, a perpetrator it shares and a
+    facilitator it does not, a victim group, and a response about it."""
+    yanji, tumen = make_place(name="Yanji"), make_place(name="Tumen")
+    ministry, police = make_organization(name="Ministry"), make_organization(name="Border police")
+    daily, informant = make_source(title="Daily"), make_source(title="Informant X", confidential=True)
+    survivor = make_incident(title="80 sent back from Tumen", places=[tumen], people_count=80)
+    merged = make_incident(
+        title="Repatriation at Tumen and Yanji",
+        places=[tumen, yanji],
+        people_count=100,
+        people_count_min=90,
+        people_count_max=120,
+        count_qualifier="about",
+        date_start=date(2023, 8, 1),
+        date_end=date(2023, 8, 31),
+        date_precision="month",
+    )
+    make_claim(incident=survivor, source=daily, people_count=80, excerpt="80 people")
+    conflicting = make_claim(incident=merged, source=daily, people_count=100, excerpt="About 100 people")
+    hidden = make_claim(incident=merged, source=make_source(title="Secret NGO note"), confidential=True)
+    informant_claim = make_claim(incident=merged, source=informant, excerpt="told us")
+    Involvement.objects.create(incident=survivor, organization=ministry, role="perpetrator")
+    Involvement.objects.create(incident=merged, organization=ministry, role="perpetrator")
+    Involvement.objects.create(incident=merged, organization=police, role="facilitator")
+    VictimGroup.objects.create(incident=merged, count=60, sex="female", description="mostly women")
+    response = Response.objects.create(organization=police, kind="statement", date=date(2023, 9, 1))
+    response.incidents.set([merged])
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    return {
+        "survivor": survivor,
+        "merged": merged,
+        "pair": pair,
+        "conflicting": conflicting,
+        "hidden": [hidden, informant_claim],
+        "response": response,
+        "yanji": yanji,
+    }
+
+
+def snapshot(*incidents) -> dict:
+    """Everything of the incidents and their related rows, hidden ones included; the incident's
+    bookkeeping (version, last change) aside, since an undo is a new version."""
+    ids = [incident.pk for incident in incidents]
+
+    def rows(model, **filters):
+        return sorted(model_to_dict(row) | {"incident": row.incident_id} for row in model.objects.filter(**filters))
+
+    links = Response.incidents.through.objects.filter(incident__in=ids)
+    return {
+        "incidents": [
+            {key: value for key, value in model_to_dict(Incident.objects.get(pk=pk)).items() if key != "places"}
+            | {"merged_into": Incident.objects.get(pk=pk).merged_into_id}
+            for pk in ids
+        ],
+        "claims": sorted(
+            (claim.pk, claim.incident_id, claim.merge_conflict, claim.updated_at, claim.people_count)
+            for claim in Claim.objects.filter(incident__in=ids)
+        ),
+        "places": sorted(IncidentPlace.objects.filter(incident__in=ids).values_list("pk", "incident", "place")),
+        "victim_groups": sorted(VictimGroup.objects.filter(incident__in=ids).values_list("pk", "incident", "count")),
+        "involvements": sorted(
+            Involvement.objects.filter(incident__in=ids).values_list("pk", "incident", "organization", "role")
+        ),
+        "responses": sorted(links.values_list("response", "incident")),
+        "pairs": sorted(
+            DuplicatePair.objects.filter(incident_a__in=ids).values_list("pk", "decision", "decided_by", "note")
+        ),
+    }
+
+
+def without_bookkeeping(state: dict) -> dict:
+    return {
+        **state,
+        "incidents": [
+            {key: value for key, value in incident.items() if key not in ("version", "updated_by")}
+            for incident in state["incidents"]
+        ],
+    }
+
+
+def test_a_merge_moves_everything_hidden_rows_too_and_the_undo_restores_both_exactly(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    before = snapshot(survivor, merged)
+    client = client_for(reviewer)
+
+    answer = client.post(merge_url(world["pair"]), {"note": "same event"}, format="json")
+
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["survivor"] == survivor.public_id and answer.json()["merged"] == merged.public_id
+    # Everything moved, the claims this reviewer may not see too (else they would be lost to every view).
+    assert set(Claim.objects.filter(incident=survivor).values_list("pk", flat=True)) >= {
+        world["conflicting"].pk,
+        *(claim.pk for claim in world["hidden"]),
+    }
+    assert not Claim.objects.filter(incident=merged).exists()
+    assert set(survivor.places.values_list("name", flat=True)) == {"Tumen", "Yanji"}
+    assert set(survivor.involvements.values_list("organization__name", "role")) == {
+        ("Ministry", "perpetrator"),
+        ("Border police", "facilitator"),
+    }
+    assert survivor.victim_groups.get().description == "mostly women"
+    assert set(world["response"].incidents.all()) == {survivor, merged}
+    merged.refresh_from_db()
+    assert merged.merged_into == survivor
+    # ...and nothing hidden reaches the reviewer who merged: neither the answer nor the survivor's page.
+    detail = client.get(incident_url(survivor)).json()
+    for text in (answer.content.decode(), str(detail)):
+        assert "Secret NGO note" not in text and "Informant X" not in text and "told us" not in text
+    assert {claim["source_title"] for claim in detail["claims"]} == {"Daily"}
+
+    undone = client.post(unmerge_url(merged), {"note": "not the same after all"}, format="json")
+
+    assert undone.status_code == 200, undone.content
+    assert undone.json()["undone_at"] is not None
+    assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
+    assert client.get(incident_url(merged)).status_code == 200
+
+
+def test_two_claims_of_one_source_are_both_kept_and_the_moved_one_is_marked(world, reviewer):
+    survivor = world["survivor"]
+
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    daily_claims = Claim.objects.filter(incident=survivor, source__title="Daily").order_by("id")
+    assert [(claim.people_count, claim.merge_conflict) for claim in daily_claims] == [(80, False), (100, True)]
+    shown = client_for(reviewer).get(incident_url(survivor))
+    assert sorted((claim["people_count"], claim["merge_conflict"]) for claim in shown.json()["claims"]) == [
+        (80, False),
+        (100, True),
+    ]
+
+
+def test_a_writer_sends_back_both_claims_unchanged_then_clears_the_mark_once_resolved(world, reviewer):
+    survivor = world["survivor"]
+    client = client_for(make_user(roles.REVIEWER, confidential=True))
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    shown = client.get(incident_url(survivor)).json()
+    claims = [
+        {key: claim[key] for key in ("id", "source", "people_count", "merge_conflict")} for claim in shown["claims"]
+    ]
+
+    sent_back = client.patch(incident_url(survivor), {"claims": claims, "version": shown["version"]}, format="json")
+    assert sent_back.status_code == 200, sent_back.content
+
+    marked = next(claim for claim in claims if claim["merge_conflict"])
+    marked_again = [dict(claim, merge_conflict=True) for claim in claims]
+    refused = client.patch(
+        incident_url(survivor), {"claims": marked_again, "version": sent_back.json()["version"]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert any(key.endswith(".merge_conflict") for key in refused.json())
+    resolved = [dict(marked, merge_conflict=False)] + [claim for claim in claims if claim["source"] != marked["source"]]
+    cleared = client.patch(
+        incident_url(survivor), {"claims": resolved, "version": sent_back.json()["version"]}, format="json"
+    )
+    assert cleared.status_code == 200, cleared.content
+    assert not Claim.objects.filter(incident=survivor, merge_conflict=True).exists()
+
+
+def test_dates_and_counts_are_proposed_for_a_reviewer_never_changed(world, reviewer):
+    survivor = world["survivor"]
+
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    survivor.refresh_from_db()
+    assert (survivor.people_count, survivor.people_count_min, survivor.people_count_max) == (80, None, None)
+    revision = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert revision.changes["data"] == {"people_count_max": 120}
+    assert IncidentMerge.objects.get().revision == revision
+
+
+def test_the_merged_address_answers_301_to_the_survivor_with_merged_into(world, reviewer, client):
+    survivor, merged = world["survivor"], world["merged"]
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    answer = client_for().get(incident_url(merged))
+
+    assert answer.status_code == 301
+    assert answer["Location"].endswith(incident_url(survivor))
+    assert answer.json() == {
+        "detail": f"{merged.public_id} was merged into {survivor.public_id}.",
+        "merged_into": survivor.public_id,
+    }
+    page = client.get(f"/incidents/{merged.public_id}/")
+    assert page.status_code == 301 and page["Location"] == f"/incidents/{survivor.public_id}/"
+
+
+def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):
+    survivor, merged = world["survivor"], world["merged"]
+    Incident.objects.filter(pk=survivor.pk).update(review_state="draft")
+    client_for(reviewer).post(merge_url(world["pair"]), {"survivor": survivor.public_id}, format="json")
+
+    assert client_for().get(incident_url(merged)).status_code == 404
+    assert client.get(f"/incidents/{merged.public_id}/").status_code == 404
+    assert client_for(make_user(roles.VIEWER)).get(incident_url(merged)).status_code == 301
+
+
+def test_lists_statistics_search_and_exports_leave_the_merged_incident_out(world, reviewer, client):
+    survivor, merged = world["survivor"], world["merged"]
+    anonymous = client_for()
+    assert public_ids(anonymous.get(f"{API}/incidents/")) == {survivor.public_id, merged.public_id}
+
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    assert public_ids(anonymous.get(f"{API}/incidents/")) == {survivor.public_id}
+    assert public_ids(anonymous.get(f"{API}/incidents/?q=Yanji")) == {survivor.public_id}
+    assert anonymous.get(f"{API}/incidents/stats/?group_by=year").json()["total"]["incidents"] == 1
+    # The kept totals (read when the filters allow) and the incidents themselves agree.
+    assert anonymous.get(f"{API}/incidents/stats/?group_by=year&q=Tumen").json()["total"]["incidents"] == 1
+    rows = list(csv.DictReader(io.StringIO(b"".join(anonymous.get(f"{API}/incidents.csv").streaming_content).decode())))
+    assert [row["public_id"] for row in rows] == [survivor.public_id]
+    browse = client.get("/").content.decode()
+    assert survivor.public_id in browse and merged.public_id not in browse
+
+
+def test_an_incremental_sync_reports_the_merged_incident_with_merged_into(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    since = "2000-01-01T00:00:00Z"
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    anonymous = client_for()
+
+    synced = {
+        row["public_id"]: row["merged_into"]
+        for row in results(anonymous.get(f"{API}/incidents/?updated_since={since}"))
+    }
+    exported = b"".join(anonymous.get(f"{API}/incidents.csv?updated_since={since}").streaming_content).decode()
+
+    assert synced == {survivor.public_id: None, merged.public_id: survivor.public_id}
+    rows = {row["public_id"]: row["merged_into"] for row in csv.DictReader(io.StringIO(exported))}
+    assert rows == {survivor.public_id: "", merged.public_id: survivor.public_id}
+
+
+def test_an_incremental_sync_leaves_out_a_merge_into_an_incident_the_reader_may_not_see(world, reviewer):
+    Incident.objects.filter(pk=world["survivor"].pk).update(review_state="draft")
+    client_for(reviewer).post(merge_url(world["pair"]), {"survivor": world["survivor"].public_id}, format="json")
+
+    assert public_ids(client_for().get(f"{API}/incidents/?updated_since=2000-01-01T00:00:00Z")) == set()
+
+
+@pytest.mark.parametrize("role", [roles.ANALYST, roles.VIEWER])
+def test_only_a_reviewer_merges_or_undoes_and_a_refusal_changes_nothing(world, reviewer, role):
+    before = snapshot(world["survivor"], world["merged"])
+
+    assert client_for(make_user(role)).post(merge_url(world["pair"]), {}, format="json").status_code == 403
+    assert client_for().post(merge_url(world["pair"]), {}, format="json").status_code in (401, 403)
+    assert snapshot(world["survivor"], world["merged"]) == before
+
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    after_merge = snapshot(world["survivor"], world["merged"])
+    assert client_for(make_user(role)).post(unmerge_url(world["merged"]), {}, format="json").status_code == 403
+    assert snapshot(world["survivor"], world["merged"]) == after_merge
+
+
+def test_a_pair_with_an_incident_the_reviewer_may_not_see_answers_404(world):
+    Incident.objects.filter(pk=world["merged"].pk).update(confidential=True)
+    Incident.objects.filter(pk=world["survivor"].pk).update(confidential=True)
+
+    answer = client_for(make_user(roles.REVIEWER)).post(merge_url(world["pair"]), {}, format="json")
+
+    assert answer.status_code == 404
+    assert not IncidentMerge.objects.exists()
+
+
+def test_a_confidential_incident_merges_only_with_a_confidential_one(world):
+    Incident.objects.filter(pk=world["merged"].pk).update(confidential=True)
+
+    answer = client_for(make_user(roles.REVIEWER, confidential=True)).post(merge_url(world["pair"]), {}, format="json")
+
+    assert answer.status_code == 409
+    assert "is confidential" in answer.json()["detail"]
+    assert not IncidentMerge.objects.exists()
+
+
+def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(world, reviewer):
+    client = client_for(reviewer)
+    stale = client.post(merge_url(world["pair"]), {"survivor_version": world["survivor"].version + 5}, format="json")
+    assert stale.status_code == 409 and "changed since" in stale.json()["detail"]
+    assert not IncidentMerge.objects.exists()
+
+    assert client.post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    again = client.post(merge_url(world["pair"]), {}, format="json")
+    assert again.status_code == 409 and "already merged" in again.json()["detail"]
+
+    assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
+    # The incident is no longer merged: there is nothing to undo.
+    assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 404
+
+
+def test_a_survivor_outside_the_pair_is_a_400_naming_survivor(world, reviewer):
+    answer = client_for(reviewer).post(merge_url(world["pair"]), {"survivor": "INC-999999"}, format="json")
+
+    assert answer.status_code == 400 and "survivor" in answer.json()
+
+
+def test_the_reviewer_chooses_the_survivor(world, reviewer):
+    answer = client_for(reviewer).post(merge_url(world["pair"]), {"survivor": world["merged"].public_id}, format="json")
+
+    assert answer.json()["survivor"] == world["merged"].public_id
+    assert Incident.objects.get(pk=world["survivor"].pk).merged_into_id == world["merged"].pk
+
+
+def test_an_undo_waits_for_the_undo_of_a_later_merge_of_the_survivor(world, reviewer):
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    later = make_incident(title="A third report")
+    pair = DuplicatePair.objects.create(incident_a=world["survivor"], incident_b=later, score=0.9)
+    incident_merge(user=reviewer, pair=pair, survivor=later.public_id)
+
+    refused = client_for(reviewer).post(unmerge_url(world["merged"]), {}, format="json")
+
+    assert refused.status_code == 409 and "undo that merge first" in refused.json()["detail"]
+
+
+def test_the_merge_and_each_moved_row_are_in_the_history_with_who_did_it(world, reviewer):
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    merge = IncidentMerge.objects.get()
+
+    events = client_for(reviewer).get(incident_url(world["survivor"], "history/?page_size=200")).json()["results"]
+
+    assert merge.merged_by == reviewer
+    moved = [event for event in events if event["record"] == "incidents.Claim" and event["action"] == "update"]
+    assert moved and {event["user"] for event in moved} == {reviewer.username}
+    assert IncidentMerge.pgh_event_model.objects.filter(pgh_obj=merge).exists()
+    # The merge's own events are in the survivor's history, without its record of what moved,
+    # which lists the hidden claims too; and the hidden claims' own events are left out.
+    merge_events = [event for event in events if event["record"] == "incidents.IncidentMerge"]
+    assert merge_events and all("moved" not in event["data"] for event in merge_events)
+    hidden_ids = {str(claim.pk) for claim in world["hidden"]}
+    assert not [event for event in events if event["record"] == "incidents.Claim" and event["record_id"] in hidden_ids]
+
+
+def test_the_list_runs_as_many_queries_with_merged_incidents(world, reviewer, django_assert_num_queries):
+    client = client_for()
+    # The page with each incident's JSON built by PostgreSQL: one query, merged incidents or not.
+    with django_assert_num_queries(1):
+        client.get(f"{API}/incidents/")
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    with django_assert_num_queries(1):
+        client.get(f"{API}/incidents/")
+    with django_assert_num_queries(1):
+        client.get(f"{API}/incidents/?updated_since=2000-01-01T00:00:00Z")
+
+
+class TestAdmin:
+    """The review queue's "Same incident" leads to a confirmation page, then the merge; the merge's
+    page undoes it."""
+
+    def test_same_incident_offers_the_merge_shows_what_moves_and_merges_on_confirmation(self, client, world, reviewer):
+        pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
+        client.force_login(reviewer)
+        before = snapshot(survivor, merged)
+
+        decided = client.post(reverse("admin:incidents_duplicatepair_change", args=[pair.pk]), {"decision": "same"})
+        assert decided.status_code == 302 and decided["Location"] == reverse(
+            "admin:incidents_incidentmerge_confirm", args=[pair.pk]
+        )
+        page = client.get(decided["Location"]).content.decode()
+
+        assert f"Merge {merged.public_id} into {survivor.public_id}?" in page
+        assert "Yanji" in page and "Border police" in page and "mostly women" in page
+        assert "About 100 people" in page  # the conflict, listed to compare
+        assert "Secret NGO note" not in page and "Informant X" not in page
+        assert "people_count_max" in page  # proposed, not applied
+
+        confirmed = client.post(
+            decided["Location"],
+            {"survivor": survivor.public_id, "survivor_version": survivor.version, "merged_version": merged.version},
+        )
+        merge = IncidentMerge.objects.get()
+        assert confirmed["Location"] == reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+        assert Incident.objects.get(pk=merged.pk).merged_into == survivor
+        merge_page = client.get(confirmed["Location"]).content.decode()
+        assert "Undo merge" in merge_page and "Secret NGO note" not in merge_page
+
+        undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]))
+        assert undone.status_code == 302
+        assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
+
+    def test_the_reviewer_may_choose_the_other_survivor_on_the_page(self, client, world, reviewer):
+        client.force_login(reviewer)
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+        page = client.get(url, {"survivor": world["merged"].public_id}).content.decode()
+
+        assert f"Merge {world['survivor'].public_id} into {world['merged'].public_id}?" in page
+
+    def test_a_change_after_the_page_was_read_refuses_the_merge(self, client, world, reviewer):
+        client.force_login(reviewer)
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+        answer = client.post(url, {"survivor_version": world["survivor"].version - 1 or 99}, follow=True)
+
+        assert "Nothing was merged." in answer.content.decode() and "changed since" in answer.content.decode()
+        assert not IncidentMerge.objects.exists()
+
+    def test_an_analyst_may_not_open_the_merge_page(self, client, world):
+        client.force_login(make_user(roles.ANALYST))
+
+        answer = client.get(reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk]))
+
+        assert answer.status_code == 403
+
+
+def test_a_merge_answers_alike_whether_or_not_records_hidden_from_the_reviewer_exist(client, world, reviewer):
+    """The differential rule (tests/test_rulebook.py): the confirmation page and the API's answer
+    are the same with the hidden claims and without them."""
+    client.force_login(reviewer)
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+    def answers() -> tuple[str, dict]:
+        page = client.get(confirm).content.decode()
+        page = re.sub(r'name="(csrfmiddlewaretoken|survivor_version|merged_version)" value="[^"]*"', "", page)
+        merged = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").json()
+        return page, {key: value for key, value in merged.items() if key not in ("id", "merged_at", "revision")}
+
+    with_hidden = answers()
+    client_for(reviewer).post(unmerge_url(world["merged"]), {}, format="json")
+    Claim.objects.filter(pk__in=[claim.pk for claim in world["hidden"]]).delete()
+
+    assert answers() == with_hidden
+
+
+def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world, reviewer):
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    client.force_login(make_user(roles.VIEWER))
+
+    answer = client.get(reverse("admin:incidents_incident_change", args=[world["merged"].pk]))
+
+    assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])
+
+
+@pytest.mark.parametrize(
+    ("survivor_figures", "merged_figures", "proposed"),
+    [
+        # Two figures: the range spans them (a bound equal to the best estimate is left unset).
+        ((80, None, None), (100, 90, 120), {"people_count_max": 120}),
+        # The same figure twice proposes nothing.
+        ((80, None, None), (80, None, None), {}),
+        # Only the other has a figure: its own, all of it.
+        ((None, None, None), (None, 40, 60), {"people_count_min": 40, "people_count_max": 60}),
+    ],
+)
+def test_the_proposed_counts_span_both_incidents(reviewer, survivor_figures, merged_figures, proposed):
+    fields = ("people_count", "people_count_min", "people_count_max")
+    survivor = make_incident(**dict(zip(fields, survivor_figures, strict=True)))
+    merged = make_incident(**dict(zip(fields, merged_figures, strict=True)))
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+
+    merge = incident_merge(user=reviewer, pair=pair)
+
+    changes = merge.revision.changes["data"] if merge.revision else {}
+    assert {name: value for name, value in changes.items() if name in fields} == proposed
+
+
+def test_the_export_command_reports_merged_incidents_in_an_incremental_export(world, reviewer, tmp_path):
+    survivor, merged = world["survivor"], world["merged"]
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    def exported(*options) -> dict[str, str]:
+        out = tmp_path / "incidents.csv"
+        call_command("export_incidents", *options, "-o", str(out))
+        rows = csv.DictReader(io.StringIO(out.read_text(encoding="utf-8")))
+        return {row["public_id"]: row["merged_into"] for row in rows}
+
+    assert exported() == {survivor.public_id: ""}
+    assert exported("--updated-since", "2000-01-01T00:00:00Z") == {
+        survivor.public_id: "",
+        merged.public_id: survivor.public_id,
+    }
