@@ -52,7 +52,8 @@ BEGIN
                    SELECT id FROM around ORDER BY id
                ) AS places
         FROM incidents_incident AS incident
-        WHERE incident.id = ANY (incident_ids)
+        -- Merged incidents are left out, as every read does (migration 0020).
+        WHERE incident.id = ANY (incident_ids) AND incident.merged_into_id IS NULL
     ), changes AS (
         SELECT 1 AS sign, * FROM counted_now
         UNION ALL
@@ -168,21 +169,23 @@ SELECT incident_rollup_count(ARRAY(SELECT id FROM incidents_incident));
 """
 
 
-def _functions_of_0011() -> str:
-    """Going back: 0011's own two functions, as it wrote them, and its totals without places."""
+def _functions_before() -> str:
+    """Going back: the count as migration 0020 left it, 0011's trigger on places, and the totals
+    without places."""
+    merges = importlib.import_module("incidents.migrations.0020_incident_merges")
     rollup_sql = importlib.import_module("incidents.migrations.0011_statistics_rollup_triggers").ROLLUP_SQL
-    functions = [
-        re.search(rf"CREATE FUNCTION {name}\(.*?\n\$\$;\n", rollup_sql, re.DOTALL)[0]
-        for name in ("incident_rollup_count", "incident_rollup_mark_places")
-    ]
-    return "DELETE FROM incidents_incidentrollup WHERE dimension = 'place';\n" + "".join(
-        function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION") for function in functions
+    mark_places = re.search(r"CREATE FUNCTION incident_rollup_mark_places\(.*?\n\$\$;\n", rollup_sql, re.DOTALL)[0]
+    return (
+        "DELETE FROM incidents_incidentrollup WHERE dimension = 'place';\n"
+        + merges.COUNT_AFTER
+        + "\n"
+        + mark_places.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
     )
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0019_csv_list_items"),
+        ("incidents", "0020_incident_merges"),
     ]
 
     operations = [
@@ -261,5 +264,5 @@ class Migration(migrations.Migration):
                 nulls_distinct=False,
             ),
         ),
-        migrations.RunSQL(COUNT_SQL, reverse_sql=_functions_of_0011()),
+        migrations.RunSQL(COUNT_SQL, reverse_sql=_functions_before()),
     ]
