@@ -4,10 +4,12 @@ type or perpetrator, without ever counting an incident twice.
 Two ways to the same answer:
 
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
-  migration 0011): the incidents summed per start and end month, type, verification, review state
-  and confidentiality, overall, per country and per perpetrator. They answer the filters on those
-  (dates from the first of a month to the last of a month, `type`, `verification`,
-  `review_state`, `country`) by reading a few thousand totals instead of a million incidents.
+  migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
+  review state and confidentiality, overall, per country, per perpetrator and per place (a place
+  counting the places inside it). They answer the filters on those (dates from the first of a
+  month to the last of a month, `type`, `verification`, `review_state`, `country`, `place`) by
+  reading totals instead of the incidents (at a million incidents, still hundreds of thousands of
+  totals per dimension: see bench/README.md).
   Whom they are shown to is decided by the incidents' own rule (`visible_to`).
 - **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
   The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
