@@ -36,7 +36,6 @@ from django.db.models import Count  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
-from incidents.access import NO_RECORDS  # noqa: E402
 from incidents.api import projections, views  # noqa: E402
 from incidents.models import Incident, IncidentPlace  # noqa: E402
 
@@ -144,15 +143,15 @@ def api_call(url: str, parameters: dict, cookie: str = ""):
 
 def access_record_switched(call, *, on: bool):
     """`call` with the record of confidential reads (issue 17) on, or off as the list was before it:
-    no confidential markers in the page's query, no insert. Both arms patch alike, so the
-    patching's own cost weighs on each the same."""
-    markers = projections.confidential_markers if on else (lambda user: {})
-    records_on = views.confidential_records_on if on else (lambda rows: NO_RECORDS)
+    no columns naming the page's incidents in its query, no statement recording them. Both arms
+    patch alike, so the patching's own cost weighs on each the same."""
+    columns = projections.shown_incident_columns if on else (lambda user: ())
+    record = views.record_list_access if on else (lambda **arguments: None)
 
     def switched():
         with (
-            mock.patch.object(projections, "confidential_markers", markers),
-            mock.patch.object(views, "confidential_records_on", records_on),
+            mock.patch.object(projections, "shown_incident_columns", columns),
+            mock.patch.object(views, "record_list_access", record),
         ):
             return call()
 

@@ -1,11 +1,19 @@
-"""CSV export: wall time against a bare COPY of the same statement, and the exporter's peak memory.
+"""CSV export: wall time against a flat COPY of the very same bytes, and the exporter's peak memory.
 
-Usage (DATABASE_URL set): python bench/bench_csv_export.py [ROWS]
+Usage (DATABASE_URL set): python bench/bench_csv_export.py [ROWS] [--runs N] [--case NAME ...]
 Without ROWS it exports the incidents already in the database; with ROWS it first tops the
 database up to ROWS incidents (bench/demo_rows.py). Output goes to /dev/null.
+
+Each case (a reader and filters) is timed as the doors run it (`write_incidents_csv`), and against
+its reference: `CREATE TEMPORARY TABLE … AS` the export's own SELECT, then `COPY` of that plain
+table, which sends the same bytes without computing any of them (checked by their SHA-256, which
+both sides compute as they go).
 """
 
+import argparse
+import hashlib
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -14,13 +22,24 @@ from pathlib import Path
 
 from demo_rows import ensure_incidents
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection, transaction
+from django.http import QueryDict
 
 from incidents.exports import copy_statement, write_incidents_csv
 from incidents.models import AccessDoor, Incident
+from incidents.selectors import incidents_matching
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = 3
+
+# (name, reader, filters as a query string): the whole export for each audience, and two filtered
+# ones, one selecting by date and country (the incident list's commonest filters), one by a search.
+CASES = {
+    "all, superuser": ("superuser", ""),
+    "all, anonymous": ("anonymous", ""),
+    "date+country, superuser": ("superuser", "date_from=2015-01-01&date_to=2020-12-31&country=CN"),
+    "q, anonymous": ("anonymous", "q=repatriation"),
+}
 
 
 def bench_user():
@@ -30,30 +49,52 @@ def bench_user():
     return user
 
 
-def time_export(user) -> float:
+def reader(name: str):
+    return bench_user() if name == "superuser" else AnonymousUser()
+
+
+class Digest:
+    """A file-like sink that keeps the SHA-256 and length of what is written to it."""
+
+    def __init__(self):
+        self.hash, self.size = hashlib.sha256(), 0
+
+    def write(self, data) -> None:
+        self.hash.update(data)
+        self.size += len(data)
+
+
+def export(user, filters: str, out) -> float:
+    """Seconds to export what the doors export, to `out`."""
     started = time.perf_counter()
-    with open(os.devnull, "wb") as out:
-        write_incidents_csv(Incident.objects.visible_to(user), user, out, door=AccessDoor.COMMAND, export_filters={})
+    incidents = incidents_matching(user=user, filters=QueryDict(filters))
+    write_incidents_csv(incidents, user, out, door=AccessDoor.COMMAND, export_filters=dict(QueryDict(filters).lists()))
     return time.perf_counter() - started
 
 
-def time_bare_copy(user) -> float:
-    """The same SELECT through psycopg alone: no Django, no chunking, no transaction block."""
+def reference(user, filters: str, out) -> float:
+    """Seconds to COPY a plain table holding the export's rows, to `out` (the table is made first,
+    untimed, and dropped with the transaction)."""
+    incidents = incidents_matching(user=user, filters=QueryDict(filters))
     connection.ensure_connection()
-    pg_connection = connection.connection
-    statement = copy_statement(Incident.objects.visible_to(user), user, pg_connection)
-    started = time.perf_counter()
-    with open(os.devnull, "wb") as out, pg_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for data in copy:
-            out.write(data)
-    elapsed = time.perf_counter() - started
-    pg_connection.rollback()
+    statement = copy_statement(incidents, user, connection.connection)
+    select = re.fullmatch(r"COPY \((.*)\) TO STDOUT WITH \((.*)\)", statement, re.DOTALL)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL datestyle TO 'ISO, YMD'")
+        cursor.execute(f"CREATE TEMPORARY TABLE export_reference ON COMMIT DROP AS {select[1]}")
+        started = time.perf_counter()
+        with cursor.cursor.copy(f"COPY export_reference TO STDOUT WITH ({select[2]})") as copy:
+            for data in copy:
+                out.write(data)
+        elapsed = time.perf_counter() - started
+        # Rolled back: the table is gone, and no catalog row of it is left behind.
+        transaction.set_rollback(True)
     return elapsed
 
 
-def peak_rss_mb(*filters: str) -> float:
+def peak_rss_mb(*options: str) -> float:
     """Peak resident memory of `manage.py export_incidents` run as its own process, in MB."""
-    command = [sys.executable, "manage.py", "export_incidents", "--user=bench", "-o", os.devnull, *filters]
+    command = [sys.executable, "manage.py", "export_incidents", "-o", os.devnull, *options]
     process = subprocess.Popen(command, cwd=ROOT)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
@@ -62,22 +103,37 @@ def peak_rss_mb(*filters: str) -> float:
 
 
 def main():
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    if rows is not None:
-        created = ensure_incidents(rows)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="?", type=int, help="top the database up to this many incidents first")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each side (best and median shown)")
+    parser.add_argument("--case", action="append", choices=CASES, help="only these cases (repeatable)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak memory runs")
+    arguments = parser.parse_args()
+    if arguments.rows is not None:
+        created = ensure_incidents(arguments.rows)
         if created:
             print(f"created {created} incidents")
-    user = bench_user()
-    total = Incident.objects.count()
-    export = [time_export(user) for _ in range(RUNS)]
-    bare = [time_bare_copy(user) for _ in range(RUNS)]
-    print(f"incidents: {total}")
-    print(f"export (best of {RUNS}):   {min(export):.2f} s   median {statistics.median(export):.2f} s")
-    print(f"bare COPY (best of {RUNS}): {min(bare):.2f} s   median {statistics.median(bare):.2f} s")
-    print(f"ratio (best/best):     {min(export) / min(bare):.2f}x")
-    empty = peak_rss_mb("--date-to=1000-01-01")
-    full = peak_rss_mb()
-    print(f"peak RSS exporting 0 rows: {empty:.0f} MB; all {total} rows: {full:.0f} MB (+{full - empty:.0f} MB)")
+    print(f"incidents: {Incident.objects.count()}; load average {os.getloadavg()[0]:.1f}")
+    for name in arguments.case or CASES:
+        user_name, filters = CASES[name]
+        user = reader(user_name)
+        # Both sides hash what they send (the same work on each), so every run also checks the bytes.
+        exported, copied = Digest(), Digest()
+        exports = [export(user, filters, exported if run == 0 else Digest()) for run in range(arguments.runs)]
+        references = [reference(user, filters, copied if run == 0 else Digest()) for run in range(arguments.runs)]
+        if (exported.hash.digest(), exported.size) != (copied.hash.digest(), copied.size):
+            raise SystemExit(f"{name}: the export and its reference differ.")
+        print(
+            f"{name} ({filters or 'no filter'}): {exported.size / 1e6:.1f} MB; "
+            f"export best {min(exports):.2f} s, median {statistics.median(exports):.2f} s; "
+            f"flat COPY best {min(references):.2f} s, median {statistics.median(references):.2f} s; "
+            f"ratio (best/best) {min(exports) / min(references):.2f}x; load average {os.getloadavg()[0]:.1f}"
+        )
+    if not arguments.no_rss:
+        bench_user()
+        empty = peak_rss_mb("--user=bench", "--date-to=1000-01-01")
+        full = peak_rss_mb("--user=bench")
+        print(f"peak RSS exporting 0 rows: {empty:.0f} MB; all rows: {full:.0f} MB (+{full - empty:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -1,54 +1,77 @@
-"""Duplicate finding: blocking recall, and precision and recall of the proposals at the default threshold.
+"""Duplicate finding: blocking recall, the queue's precision and recall at the default threshold,
+the whole database's scoring time and one changed incident's rescoring time.
 
-Usage (DATABASE_URL set), after `manage.py generate_demo_data --incidents N --duplicates 0.1`:
-    python bench/bench_duplicates.py [TRUTH_CSV]   (default duplicates-truth.csv)
-Reads the true (original, duplicate) pairs the generator kept aside, scores the whole database as
-`manage.py find_duplicates` does (without writing), and times scoring one incident's candidates.
-A proposed pair counts as right when it is a true pair; pairs between two duplicates of one
-original do not arise (one duplicate per original)."""
+Usage (DATABASE_URL set), after
+    python manage.py generate_demo_data --incidents 100000 --duplicates 0.05 --duplicates-truth truth.csv
+run
+    python bench/bench_duplicates.py truth.csv [--samples 100]
+It reads the true pairs the generator kept aside (every two incidents reporting one event),
+refreshes the queue as `manage.py find_duplicates` does and times it, compares the waiting pairs
+with the truth, then rescores changed incidents one by one as a save does (after commit) and times
+each. Everything it writes is rolled back at the end: the database is left as it was."""
 
+import argparse
 import csv
+import os
+import random
 import statistics
-import sys
 import time
 
 import demo_rows  # noqa: F401  (sets Django up)
+from django.db import transaction
 
-from incidents.duplicates import PROPOSAL_THRESHOLD, candidate_pairs, scored_pairs
-from incidents.models import Incident
+from incidents.duplicates import PROPOSAL_THRESHOLD, candidate_pairs, duplicate_pairs_refresh
+from incidents.models import DuplicatePair, Incident
 
 
-def main(truth_path: str) -> None:
+class Rollback(Exception):
+    pass
+
+
+def main(truth_path: str, samples: int) -> None:
     with open(truth_path, newline="") as file:
-        named = [(row["original"], row["duplicate"]) for row in csv.DictReader(file)]
+        named = [(row["incident_a"], row["incident_b"]) for row in csv.DictReader(file)]
     ids = dict(Incident.objects.values_list("public_id", "pk"))
     truth = {tuple(sorted((ids[a], ids[b]))) for a, b in named}
-    incidents = Incident.objects.count()
-    print(f"{incidents:,} incidents, {len(truth):,} true duplicate pairs")
+    print(f"{len(ids):,} incidents, {len(truth):,} true pairs; load average {os.getloadavg()[0]:.2f}")
 
     started = time.monotonic()
     blocked = candidate_pairs()
-    blocking_seconds = time.monotonic() - started
-    started = time.monotonic()
-    scored = scored_pairs()
-    scoring_seconds = time.monotonic() - started
-    proposed = {(a, b) for a, b, score in scored if score >= PROPOSAL_THRESHOLD}
-    found = proposed & truth
-    recall = len(truth & blocked) / len(truth)
-    print(f"blocking: {len(blocked):,} candidate pairs in {blocking_seconds:.1f} s, recall {recall:.3f}")
-    print(f"whole database scored in {scoring_seconds:.1f} s (blocking included)")
-    precision = len(found) / max(len(proposed), 1)
-    print(f"threshold {PROPOSAL_THRESHOLD}: {len(proposed):,} proposed, precision {precision:.3f}, ", end="")
-    print(f"recall {len(found) / len(truth):.3f}")
-
-    samples = [Incident.objects.get(pk=pair[1]) for pair in sorted(truth)[:20]]
-    timings = []
-    for incident in samples:
-        started = time.monotonic()
-        scored_pairs(incident)
-        timings.append((time.monotonic() - started) * 1000)
-    print(f"one changed incident: median {statistics.median(timings):.0f} ms, max {max(timings):.0f} ms (20 incidents)")
+    print(
+        f"blocking: {len(blocked):,} candidate pairs in {time.monotonic() - started:.1f} s, "
+        f"pair recall {len(truth & blocked) / len(truth):.3f}"
+    )
+    try:
+        with transaction.atomic():
+            DuplicatePair.objects.all().delete()
+            started = time.monotonic()
+            waiting = duplicate_pairs_refresh()
+            print(f"whole database scored and queued in {time.monotonic() - started:.1f} s ({waiting:,} pairs wait)")
+            proposed = set(DuplicatePair.objects.values_list("incident_a", "incident_b"))
+            found = proposed & truth
+            print(
+                f"queue at the default threshold {PROPOSAL_THRESHOLD}: precision "
+                f"{len(found) / max(len(proposed), 1):.3f}, recall {len(found) / len(truth):.3f}"
+            )
+            chosen = random.Random(1).sample(sorted(ids.values()), samples)
+            timings = []
+            for incident_id in chosen:
+                started = time.monotonic()
+                duplicate_pairs_refresh(incident_ids=[incident_id])
+                timings.append((time.monotonic() - started) * 1000)
+            percentiles = statistics.quantiles(timings, n=20)
+            print(
+                f"one changed incident rescored: p50 {statistics.median(timings):.0f} ms, "
+                f"p95 {percentiles[18]:.0f} ms ({samples} incidents); load average {os.getloadavg()[0]:.2f}"
+            )
+            raise Rollback
+    except Rollback:
+        pass
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "duplicates-truth.csv")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("truth", nargs="?", default="duplicates-truth.csv")
+    parser.add_argument("--samples", type=int, default=100)
+    arguments = parser.parse_args()
+    main(arguments.truth, arguments.samples)

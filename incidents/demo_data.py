@@ -5,8 +5,9 @@ name, so the generator can run against a database that already holds the sample 
 and everything hanging off them are written with PostgreSQL's COPY in batches, all in one
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
-entered by hand, and the statistics' kept totals count them (once, at the end of the load:
-`statistics_counted_once`), with one exception: the audit triggers' insert events are skipped for
+entered by hand, and the statistics' kept totals count them and the search holds their words (each
+once, at the end of the load: `statistics_counted_once`, `_search_words_computed_once`), with one
+exception: the audit triggers' insert events are skipped for
 these synthetic rows. Each audit row
 costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
 against 0.17 s without, which would turn a few minutes at a million incidents into half an hour.
@@ -18,10 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from django.db import connection, transaction
 from django.db.models import Max
 
+from incidents.demo_duplicates import write_demo_duplicates
+from incidents.demo_text import DemoReports
 from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
@@ -39,15 +43,27 @@ from incidents.statistics import statistics_counted_once
 
 # (country code, name, latitude, longitude, [(province, [cities])])
 GEOGRAPHY = [
-    ("CN", "China", 35.0, 103.0, [("Liaoning", ["Dandong", "Shenyang"]), ("Jilin", ["Yanji", "Tumen", "Changbai"])]),
-    ("KP", "North Korea", 40.0, 127.0, [("North Pyongan", ["Sinuiju"]), ("Ryanggang", ["Hyesan"])]),
-    ("RU", "Russia", 61.5, 105.3, [("Primorsky Krai", ["Vladivostok", "Khasan"])]),
-    ("LA", "Laos", 19.9, 102.5, [("Luang Namtha", ["Boten"])]),
-    ("VN", "Vietnam", 14.1, 108.3, [("Lao Cai", ["Lao Cai"])]),
-    ("TH", "Thailand", 15.9, 100.9, [("Chiang Rai", ["Mae Sai"])]),
-    ("MN", "Mongolia", 46.9, 103.8, [("Dornogovi", ["Zamyn-Uud"])]),
-    ("MM", "Myanmar", 21.9, 95.9, [("Shan", ["Muse"])]),
-]
+    ("CN", "China", 35.0, 103.0, [
+        ("Liaoning", ["Dandong", "Shenyang", "Kuandian"]),
+        ("Jilin", ["Yanji", "Tumen", "Changbai", "Hunchun", "Longjing", "Helong", "Ji'an"]),
+        ("Heilongjiang", ["Harbin", "Mudanjiang"]),
+        ("Yunnan", ["Kunming", "Mengla"]),
+        ("Shandong", ["Qingdao", "Yantai"]),
+    ]),
+    ("KP", "North Korea", 40.0, 127.0, [
+        ("North Pyongan", ["Sinuiju", "Sakju"]),
+        ("Ryanggang", ["Hyesan", "Samjiyon"]),
+        ("North Hamgyong", ["Hoeryong", "Musan", "Onsong", "Chongjin"]),
+        ("Chagang", ["Manpo"]),
+    ]),
+    ("RU", "Russia", 61.5, 105.3, [("Primorsky Krai", ["Vladivostok", "Khasan", "Ussuriysk"]),
+                                   ("Khabarovsk Krai", ["Khabarovsk"])]),
+    ("LA", "Laos", 19.9, 102.5, [("Luang Namtha", ["Boten"]), ("Vientiane Prefecture", ["Vientiane"])]),
+    ("VN", "Vietnam", 14.1, 108.3, [("Lao Cai", ["Lao Cai"]), ("Hanoi", ["Hanoi"])]),
+    ("TH", "Thailand", 15.9, 100.9, [("Chiang Rai", ["Mae Sai", "Chiang Saen"]), ("Bangkok", ["Bangkok"])]),
+    ("MN", "Mongolia", 46.9, 103.8, [("Dornogovi", ["Zamyn-Uud"]), ("Ulaanbaatar", ["Ulaanbaatar"])]),
+    ("MM", "Myanmar", 21.9, 95.9, [("Shan", ["Muse", "Tachileik"])]),
+]  # fmt: skip
 
 ORGANIZATIONS = [
     ("Demo Refugee Rights Network", "ngo"),
@@ -151,6 +167,22 @@ def _reserve_ids(model, count: int) -> int:
         return cursor.fetchone()[0] - count + 1
 
 
+# The columns each table's rows are written in, by the generator and its duplicates phase.
+COPY_COLUMNS = {
+    Source: ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
+             "cites_id", "confidential", "notes", "created_at", "updated_at"],
+    Incident: ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
+               "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
+               "review_state", "confidential", "version", "created_at", "updated_at"],
+    IncidentPlace: ["incident_id", "place_id"],
+    Involvement: ["incident_id", "organization_id", "role"],
+    VictimGroup: ["incident_id", "count", "sex", "age_group", "nationality", "description"],
+    Claim: ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
+            "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
+            "updated_at"],
+}  # fmt: skip
+
+
 def _copy(model, columns: list[str], rows: Iterator[tuple]) -> None:
     with (
         connection.cursor() as cursor,
@@ -163,6 +195,7 @@ def _copy(model, columns: list[str], rows: Iterator[tuple]) -> None:
 class DemoDataGenerator:
     def __init__(self, *, seed: int):
         self.random = random.Random(seed)
+        self.reports = DemoReports(seed)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
     def pick(self, weighted: list[tuple[str, int]]) -> str:
@@ -238,15 +271,11 @@ class DemoDataGenerator:
                 )
                 reference.source_ids.append(source_id)
 
-        _copy(
-            Source,
-            ["id", "title", "kind", "url", "publisher_id", "author", "published_on", "language", "archive_url",
-             "cites_id", "confidential", "notes", "created_at", "updated_at"],
-            rows(),
-        )  # fmt: skip
+        _copy(Source, COPY_COLUMNS[Source], rows())
 
-    def incidents(self, reference: Reference, count: int) -> None:
-        """Write `count` incidents with their places, involvements, victim groups and claims."""
+    def incidents(self, reference: Reference, count: int) -> int:
+        """Write `count` incidents with their places, involvements, victim groups and claims; returns
+        the first one's id (the others follow it)."""
         first_id = _reserve_ids(Incident, count)
         incident_rows, place_rows, involvement_rows, victim_rows, claim_rows = [], [], [], [], []
         type_slugs, type_weights = _choices(TYPE_WEIGHTS)
@@ -257,12 +286,15 @@ class DemoDataGenerator:
             slug = self.random.choices(type_slugs, type_weights)[0]
             place_id, country = self.random.choice(reference.leaf_places)
             updated_at = self.now - timedelta(minutes=self.random.randint(0, 60 * 24 * 365 * 3))
+            title, description, place_id = self.reports.original(
+                incident_id, slug=slug, place_id=place_id, best=best, start=start, end=end, precision=precision
+            )
             incident_rows.append(
                 (
                     incident_id,
-                    f"Demo {slug.replace('-', ' ')} in {country} #{incident_id}",
+                    title,
                     reference.type_ids[slug],
-                    "Synthetic incident generated for development and benchmarks.",
+                    description,
                     start,
                     end,
                     precision,
@@ -296,25 +328,12 @@ class DemoDataGenerator:
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
                      "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
                 )  # fmt: skip
-        _copy(
-            Incident,
-            ["id", "title", "incident_type_id", "description", "date_start", "date_end", "date_precision",
-             "people_count", "people_count_min", "people_count_max", "count_qualifier", "verification",
-             "review_state", "confidential", "version", "created_at", "updated_at"],
-            iter(incident_rows),
-        )  # fmt: skip
-        _copy(IncidentPlace, ["incident_id", "place_id"], iter(place_rows))
-        _copy(Involvement, ["incident_id", "organization_id", "role"], iter(involvement_rows))
-        _copy(
-            VictimGroup, ["incident_id", "count", "sex", "age_group", "nationality", "description"], iter(victim_rows)
-        )
-        _copy(
-            Claim,
-            ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
-             "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
-             "updated_at"],
-            iter(claim_rows),
-        )  # fmt: skip
+        _copy(Incident, COPY_COLUMNS[Incident], iter(incident_rows))
+        _copy(IncidentPlace, COPY_COLUMNS[IncidentPlace], iter(place_rows))
+        _copy(Involvement, COPY_COLUMNS[Involvement], iter(involvement_rows))
+        _copy(VictimGroup, COPY_COLUMNS[VictimGroup], iter(victim_rows))
+        _copy(Claim, COPY_COLUMNS[Claim], iter(claim_rows))
+        return first_id
 
 
 # The tables a load fills; their secondary indexes and foreign keys are rebuilt rather than kept up
@@ -398,10 +417,18 @@ def _search_words_computed_once(*, after: int):
 
 
 def generate_demo_data(
-    *, incidents: int, seed: int = 42, batch_size: int = 20_000, progress: Callable[[int], None] = lambda done: None
+    *,
+    incidents: int,
+    seed: int = 42,
+    batch_size: int = 20_000,
+    progress: Callable[[int], None] = lambda done: None,
+    duplicates: float = 0,
+    duplicates_truth: Path | None = None,
 ) -> None:
     """Add `incidents` synthetic incidents (and about one source per ten incidents), in batches of
-    `batch_size`, all in one transaction; `progress` is called with the number written.
+    `batch_size`, all in one transaction; `progress` is called with the number written. The
+    fraction `duplicates` of them report again an event that another reports
+    (`demo_duplicates.py`), and every such pair is written to `duplicates_truth`.
 
     One transaction so that the statistics' kept totals count the new incidents once, at the end
     (`statistics_counted_once`), rather than at each batch's commit: readers see all the new
@@ -413,13 +440,26 @@ def generate_demo_data(
         generator.sources(reference, max(10, incidents // 10))
         newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
         # Inside the statistics' block: counting the new incidents at its end reads these indexes.
-        with _search_words_computed_once(after=newest_before), _indexes_and_foreign_keys_rebuilt_after(incidents):
-            written = 0
-            while written < incidents:
-                batch = min(batch_size, incidents - written)
-                generator.incidents(reference, batch)
-                written += batch
-                progress(batch)
+        with _search_words_computed_once(after=newest_before):
+            with _indexes_and_foreign_keys_rebuilt_after(incidents):
+                written, originals = 0, incidents - round(incidents * duplicates)
+                first_id = None
+                while written < originals:
+                    batch = min(batch_size, originals - written)
+                    batch_first_id = generator.incidents(reference, batch)
+                    first_id = batch_first_id if first_id is None else first_id
+                    written += batch
+                    progress(batch)
+            # After the indexes are back: the duplicates read their originals by id.
+            if written < incidents:
+                write_demo_duplicates(
+                    generator=generator,
+                    reference=reference,
+                    count=incidents - written,
+                    originals=range(first_id, first_id + originals),
+                    truth=duplicates_truth,
+                )
+                progress(incidents - written)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
         for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source, IncidentSearchDocument):

@@ -1,31 +1,39 @@
-"""Possible duplicates: candidate pairs found by blocking, scored by field similarity, reviewed by people.
+"""Possible duplicates: candidate pairs found by blocking, scored, reviewed by people.
 
-Blocking (in PostgreSQL, one query) keeps only pairs that could be one event: the same type, date
-ranges that overlap once each is widened by `DUPLICATE_WINDOW_DAYS`, and a shared place, parent
-place or country. Each candidate is then scored from 0 to 1 (`pair_score`): titles and
-descriptions compared with rapidfuzz (token-set similarity, which tolerates reordered and extra
-words: "China repatriates 50 North Koreans" against "50 defectors sent back by China"), counts
-against each other's ranges, how closely the dates agree, how closely the places agree, and shared
-sources (by origin, so two relays of one report count) and perpetrators.
+Blocking keeps only pairs that could be one event: the same type, date ranges that overlap once
+each is widened by `DUPLICATE_WINDOW_DAYS`, and places that meet (below). Each candidate is then
+scored from 0 to 1 (`score_pairs`), the probability that both report one event, from a
+Fellegi-Sunter model: texts (TF-IDF cosine, rapidfuzz on titles), dates, counts, places, shared
+source origins and perpetrators each add evidence for or against.
 
-A hand-written weighted score rather than splink or dedupe: those learn weights from labelled
-pairs or an EM fit over the whole table, which this project has neither the labels nor the need
-for yet; the features here are the ones they would compare, and the weights are one table below.
+Not splink or dedupe: splink fits the same kind of model but brings DuckDB (or Spark) and pandas to
+estimate a table of a dozen weights, and scores in batches, not one changed incident inside a
+request; dedupe learns from pairs a person labels before it scores anything, which this project
+does not have yet. The comparisons here are the ones they would make; with labelled real pairs,
+refit the weights below (a logistic regression on them is the supervised form of the same model).
 
 Pairs are kept (`DuplicatePair`) with a reviewer's decision; a pair decided "different" is never
-proposed again, and a pair's score is brought up to date while it waits.
+proposed again, and a pair's score is brought up to date while it waits. Every write of an incident
+through the services rescores it after commit (`rescore_after_commit`).
 """
 
+import math
+import re
+import unicodedata
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 
+import numpy as np
 import pghistory
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from incidents import services
 from incidents.models import (
@@ -39,229 +47,461 @@ from incidents.models import (
 )
 from incidents.querysets import SourceOrigin
 
-# Below this score a pair is not kept for review: on the demo data's duplicates
-# (bench/bench_duplicates.py) it keeps 95% of the true pairs. The demo's other candidates are alike
-# beyond what real reports are (titles that differ only in a number, one description for all), so
-# its precision there says little; labelled real pairs should set it.
+# Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
+# duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
+# that are mostly real, at the cost of the duplicates whose second report says too little.
 PROPOSAL_THRESHOLD = 0.85
 
-# How much each comparison counts; a comparison that cannot be made (a description or a count
-# missing on one side) is left out and the others share its weight.
-WEIGHTS = {
-    "title": 0.30,
-    "description": 0.05,
-    "dates": 0.15,
-    "places": 0.15,
-    "people": 0.10,
-    "sources": 0.15,
-    "perpetrators": 0.10,
-}
+# --- Blocking ---------------------------------------------------------------------------------
+#
+# Two incidents are a candidate pair when they are of one type, their date ranges overlap once
+# widened by DUPLICATE_WINDOW_DAYS, and their places meet: one place, or two sharing an ancestor
+# below the country (a city and its province, two towns of one province); an incident placed only
+# by its country meets every incident in that country. Sharing only a country is no key otherwise:
+# most incidents name a country (often a second one, where people were sent), and pairing all of
+# them made tens of millions of pairs at 100,000 incidents, nearly none of them duplicates.
 
-# Sources sharing no origin are weak evidence against a pair, not strong: one event is often
-# reported by independent outlets (which is what corroboration counts). Sharing one is strong
-# evidence for it.
-UNSHARED_SOURCES = 0.5
+# Each place stands, for blocking, for itself and its ancestors below the country.
+_PLACE_KEYS = """
+WITH RECURSIVE place_keys AS (
+    SELECT id AS place_id, id AS key_id, parent_id FROM incidents_place WHERE kind <> 'country'
+  UNION ALL
+    SELECT place_keys.place_id, parent.id, parent.parent_id
+    FROM place_keys JOIN incidents_place parent ON parent.id = place_keys.parent_id
+    WHERE parent.kind <> 'country'
+)"""
 
-# Each incident's blocking keys: its places, their parents and their countries; two incidents
-# sharing a key, of one type, with dates within the window, are a candidate pair.
-_BLOCKING_SQL = """
-WITH keys AS (
-    SELECT link.incident_id, 'place:' || link.place_id AS key
-    FROM incidents_incidentplace link
-    UNION
-    SELECT link.incident_id, 'place:' || place.parent_id
-    FROM incidents_incidentplace link JOIN incidents_place place ON place.id = link.place_id
-    WHERE place.parent_id IS NOT NULL
-    UNION
-    SELECT link.incident_id, 'country:' || place.country
-    FROM incidents_incidentplace link JOIN incidents_place place ON place.id = link.place_id
-    WHERE place.country <> ''
-)
-SELECT DISTINCT a.id, b.id
-FROM keys key_a
-JOIN keys key_b ON key_b.key = key_a.key AND key_b.incident_id > key_a.incident_id
-JOIN incidents_incident a ON a.id = key_a.incident_id
-JOIN incidents_incident b ON b.id = key_b.incident_id
-WHERE a.incident_type_id = b.incident_type_id
-  AND a.date_start - %(window)s <= b.date_end
-  AND b.date_start - %(window)s <= a.date_end
+# Every incident's blocking keys (its places' keys) and countries, or those of the incidents given.
+_KEYS_SQL = (
+    _PLACE_KEYS
+    + """
+SELECT link.incident_id, place_keys.key_id, place.country
+FROM incidents_incidentplace link
+JOIN incidents_place place ON place.id = link.place_id
+LEFT JOIN place_keys ON place_keys.place_id = link.place_id
 """
-
-# The same keys for one incident, read the other way round: the places sharing a key with its own
-# (the same place, a parent, a child of either, the same country), then the incidents of its type
-# within the window (the date range index) at one of those places. A few milliseconds, where
-# filtering the whole-database pairs for one incident took seconds.
-_INCIDENT_BLOCKING_SQL = """
-WITH own AS (
-    SELECT place.id, place.parent_id, place.country
-    FROM incidents_incidentplace link JOIN incidents_place place ON place.id = link.place_id
-    WHERE link.incident_id = %(incident)s
-), near AS (
-    SELECT place.id FROM incidents_place place
-    WHERE place.id IN (SELECT id FROM own UNION SELECT parent_id FROM own)
-       OR place.parent_id IN (SELECT id FROM own UNION SELECT parent_id FROM own)
-       OR place.country IN (SELECT country FROM own WHERE country <> '')
 )
-SELECT LEAST(me.id, other.id), GREATEST(me.id, other.id)
-FROM incidents_incident me
+
+# The incidents of the same type as given ones whose date ranges overlap theirs, widened (merged
+# incidents live on in their survivors and pair with nothing): through
+# the date span index (migration 0021), a few milliseconds, where a B-tree on the start date reads
+# every earlier incident of the type.
+_NEARBY_SQL = """
+SELECT mine.id, other.id
+FROM incidents_incident mine
 JOIN incidents_incident other
-  ON other.incident_type_id = me.incident_type_id
- AND other.date_start - %(window)s <= me.date_end
- AND me.date_start - %(window)s <= other.date_end
- AND other.id <> me.id
-WHERE me.id = %(incident)s
-  AND EXISTS (
-      SELECT 1 FROM incidents_incidentplace link
-      WHERE link.incident_id = other.id AND link.place_id IN (SELECT id FROM near)
-  )
+  ON other.incident_type_id = mine.incident_type_id
+ AND daterange(other.date_start, other.date_end, '[]')
+     && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
+ AND other.id <> mine.id
+ AND other.merged_into_id IS NULL
+WHERE mine.id = ANY(%(incidents)s) AND mine.merged_into_id IS NULL
 """
 
 
-def candidate_pairs(incident: Incident | None = None) -> set[tuple[int, int]]:
-    """The blocked pairs (lower id first) of the whole database, or those of `incident`. One query."""
-    parameters = {"window": settings.DUPLICATE_WINDOW_DAYS}
+@dataclass
+class _Located:
+    keys: set[int] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
+
+
+def _locations(incident_ids: Collection[int] | None) -> dict[int, _Located]:
+    """Each incident's blocking keys and countries (of all incidents when None). One query."""
+    located = defaultdict(_Located)
     with connection.cursor() as cursor:
-        if incident is None:
-            cursor.execute(_BLOCKING_SQL, parameters)
+        if incident_ids is None:
+            cursor.execute(_KEYS_SQL)
         else:
-            cursor.execute(_INCIDENT_BLOCKING_SQL, {**parameters, "incident": incident.pk})
-        return set(cursor.fetchall())
+            cursor.execute(_KEYS_SQL + " WHERE link.incident_id = ANY(%s)", [list(incident_ids)])
+        for incident_id, key_id, country in cursor.fetchall():
+            if key_id is not None:
+                located[incident_id].keys.add(key_id)
+            if country:
+                located[incident_id].countries.add(country)
+    return located
+
+
+def _places_meet(a: _Located, b: _Located) -> bool:
+    """The blocking rule on places (see above), for two incidents of one type whose dates meet."""
+    if a.keys & b.keys:
+        return True
+    return (not a.keys or not b.keys) and bool(a.countries & b.countries)
+
+
+def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iterator[tuple[int, int]]:
+    """Pairs of `members` ((start, end, id), sorted) whose ranges overlap once widened by `window`
+    days. Each pair is found from the one that starts first, among those starting before its end
+    plus the window: a bisection, not a comparison of every two."""
+    starts = [start for start, _, _ in members]
+    for index, (_, end, incident_id) in enumerate(members):
+        for _, _, other in members[index + 1 : bisect_right(starts, end + window, lo=index + 1)]:
+            yield (incident_id, other) if incident_id < other else (other, incident_id)
+
+
+def _candidate_pairs_of_all() -> set[tuple[int, int]]:
+    """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
+    by key (and type), each group paired by date; then those placed only by a country, by country."""
+    window = settings.DUPLICATE_WINDOW_DAYS
+    spans = {
+        incident_id: (incident_type_id, start.toordinal(), end.toordinal())
+        for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True).values_list(
+            "id", "incident_type_id", "date_start", "date_end"
+        )
+    }
+    located = {incident_id: location for incident_id, location in _locations(None).items() if incident_id in spans}
+    by_key, by_country = defaultdict(list), defaultdict(list)
+    for incident_id, location in located.items():
+        incident_type_id, start, end = spans[incident_id]
+        for key in location.keys:
+            by_key[(key, incident_type_id)].append((start, end, incident_id))
+        for country in location.countries:
+            by_country[(country, incident_type_id)].append((start, end, incident_id))
+    pairs = set()
+    for members in by_key.values():
+        members.sort()
+        pairs.update(_overlapping_later(members, window))
+    # Few incidents are placed only by a country: each is compared with its country's incidents.
+    for members in by_country.values():
+        for start, end, incident_id in members:
+            if located[incident_id].keys:
+                continue
+            pairs.update(
+                (min(incident_id, other), max(incident_id, other))
+                for other_start, other_end, other in members
+                if other != incident_id and other_start - window <= end and start - window <= other_end
+            )
+    return pairs
+
+
+def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collection[int] = ()) -> set[tuple[int, int]]:
+    """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
+    each of `incident_ids`): the same rule, read from them. Two queries."""
+    if incident is None and not incident_ids:
+        return _candidate_pairs_of_all()
+    ids = [incident.pk] if incident is not None else list(incident_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_NEARBY_SQL, {"window": settings.DUPLICATE_WINDOW_DAYS, "incidents": ids})
+        nearby = cursor.fetchall()
+    located = _locations({incident_id for pair in nearby for incident_id in pair})
+    return {
+        (min(mine, other), max(mine, other)) for mine, other in nearby if _places_meet(located[mine], located[other])
+    }
+
+
+# --- How rare each word is ----------------------------------------------------------------------
+#
+# Two reports of one event share its particulars (a name, a prison, "karaoke bar"), and two reports
+# of different events share the words every report uses ("repatriated", "police", "border"). So
+# descriptions are compared as TF-IDF vectors (cosine), each word weighted by how few incidents
+# use it. The frequencies are counted over the whole database by the whole-database run and kept
+# in the cache, so one incident is scored without reading every text; until then (or when the
+# cache lost them) they are counted on first need.
+_FREQUENCIES_KEY = "duplicates:word-frequencies"
+
+
+def _count_word_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
+    frequencies, documents = Counter(), 0
+    for text in texts:
+        frequencies.update(set(text.split()))
+        documents += 1
+    return documents, dict(frequencies)
+
+
+def word_frequencies(*, recount: bool = False) -> tuple[int, dict[str, int]]:
+    """(incidents counted, {word: incidents using it}), from the cache, or counted over every
+    incident's title and description (one query) and kept there."""
+    counted = None if recount else cache.get(_FREQUENCIES_KEY)
+    if counted is None:
+        texts = Incident.objects.values_list("title", "description")
+        counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
+        cache.set(_FREQUENCIES_KEY, counted, timeout=None)
+    return counted
+
+
+def _weighted(text: str, documents: int, frequencies: dict[str, int]) -> dict[str, float]:
+    """The text's words, each weighted by its inverse document frequency, as a unit vector."""
+    weights = {word: math.log((documents + 1) / (frequencies.get(word, 0) + 1)) for word in set(text.split())}
+    norm = math.sqrt(sum(weight * weight for weight in weights.values())) or 1.0
+    return {word: weight / norm for word, weight in weights.items()}
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(weight * b.get(word, 0.0) for word, weight in a.items())
 
 
 @dataclass
 class Features:
-    title: str
-    description: str
-    date_start: date
-    date_end: date
-    people: tuple[int | None, int | None]
-    places: set[int] = field(default_factory=set)
-    parents: set[int] = field(default_factory=set)
-    countries: set[str] = field(default_factory=set)
-    origins: set[int] = field(default_factory=set)
-    perpetrators: set[int] = field(default_factory=set)
+    """What `score_pairs` compares, for a set of incidents: one list entry per incident."""
+
+    position: dict[int, int]
+    words: list[dict[str, float]] = field(default_factory=list)
+    title: list[str] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)
+    people_best: list[float] = field(default_factory=list)
+    people_low: list[float] = field(default_factory=list)
+    people_high: list[float] = field(default_factory=list)
+    places: list[set[int]] = field(default_factory=list)
+    place_keys: list[set[int]] = field(default_factory=list)
+    countries: list[set[str]] = field(default_factory=list)
+    origins: list[set[int]] = field(default_factory=list)
+    perpetrators: list[set[int]] = field(default_factory=list)
 
 
-def load_features(ids: set[int]) -> dict[int, Features]:
-    """What `pair_score` compares, for the incidents `ids`. Four queries, whatever their number."""
-    features = {
-        row["id"]: Features(
-            title=row["title"],
-            description=row["description"],
-            date_start=row["date_start"],
-            date_end=row["date_end"],
-            people=(
-                row["people_count_min"] if row["people_count_min"] is not None else row["people_count"],
-                row["people_count_max"] if row["people_count_max"] is not None else row["people_count"],
-            ),
-        )
-        for row in Incident.objects.filter(pk__in=ids).values(
-            "id",
-            "title",
-            "description",
-            "date_start",
-            "date_end",
-            "people_count",
-            "people_count_min",
+def comparable_text(text: str) -> str:
+    """Lower case, accents and punctuation gone, numbers left out (counts and dates are compared
+    on their own fields; "48" against "about 50" is no disagreement of words): "Sinŭiju's 48" and
+    "Sinuiju s" compare alike."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return " ".join(word for word in re.split(r"[^a-z0-9]+", folded) if word and not word.isdigit())
+
+
+def load_features(ids: Collection[int] | None = None) -> Features:
+    """What `score_pairs` compares, for the incidents `ids` (all when None, which also recounts
+    the word frequencies). Six queries."""
+    incidents = Incident.objects.all() if ids is None else Incident.objects.filter(pk__in=list(ids))
+    rows = list(
+        incidents.values_list(
+            "id", "title", "description", "date_start", "date_end", "people_count", "people_count_min",
             "people_count_max",
         )
-    }
-    for incident_id, place_id, parent_id, country in IncidentPlace.objects.filter(incident__in=ids).values_list(
-        "incident_id", "place_id", "place__parent_id", "place__country"
+    )  # fmt: skip
+    titles = [comparable_text(title) for _, title, *_ in rows]
+    texts = [
+        f"{title} {comparable_text(description)}" for title, (_, _, description, *_) in zip(titles, rows, strict=True)
+    ]
+    if ids is None:
+        documents, frequencies = _count_word_frequencies(texts)
+        cache.set(_FREQUENCIES_KEY, (documents, frequencies), timeout=None)
+    else:
+        documents, frequencies = word_frequencies()
+    features = Features(position={})
+    for (incident_id, _, _, start, end, best, low, high), title, text in zip(rows, titles, texts, strict=True):
+        features.position[incident_id] = len(features.title)
+        features.title.append(title)
+        features.words.append(_weighted(text, documents, frequencies))
+        features.start.append(start.toordinal())
+        features.end.append(end.toordinal())
+        features.people_best.append(math.nan if best is None else best)
+        low = low if low is not None else best
+        high = high if high is not None else best
+        # An open end ("at least 40") reaches as far as counts go.
+        features.people_low.append(math.nan if low is None and high is None else (low or 0))
+        features.people_high.append(math.nan if low is None and high is None else (high or math.inf))
+        for collection in (features.places, features.place_keys, features.countries, features.origins):
+            collection.append(set())
+        features.perpetrators.append(set())
+    selected = {"incident__in": list(features.position)} if ids is not None else {}
+    position = features.position
+    with connection.cursor() as cursor:
+        cursor.execute(_PLACE_KEYS + " SELECT place_id, key_id FROM place_keys")
+        keys_of = defaultdict(set)
+        for place_id, key_id in cursor.fetchall():
+            keys_of[place_id].add(key_id)
+    for incident_id, place_id, country in IncidentPlace.objects.filter(**selected).values_list(
+        "incident_id", "place_id", "place__country"
     ):
-        features[incident_id].places.add(place_id)
-        if parent_id is not None:
-            features[incident_id].parents.add(parent_id)
+        at = position[incident_id]
+        features.places[at].add(place_id)
+        features.place_keys[at] |= keys_of.get(place_id, set())
         if country:
-            features[incident_id].countries.add(country)
+            features.countries[at].add(country)
     # Scoring is the analysts' work, across everything: origins followed through confidential sources.
-    origins = Claim.objects.filter(incident__in=ids).annotate(origin=SourceOrigin(F("source_id"), True))
+    origins = Claim.objects.filter(**selected).annotate(origin=SourceOrigin(F("source_id"), True))
     for incident_id, origin in origins.values_list("incident_id", "origin"):
-        features[incident_id].origins.add(origin)
-    perpetrators = Involvement.objects.filter(incident__in=ids, role=InvolvementRole.PERPETRATOR)
+        features.origins[position[incident_id]].add(origin)
+    perpetrators = Involvement.objects.filter(**selected, role=InvolvementRole.PERPETRATOR)
     for incident_id, organization_id in perpetrators.values_list("incident_id", "organization_id"):
-        features[incident_id].perpetrators.add(organization_id)
+        features.perpetrators[position[incident_id]].add(organization_id)
     return features
 
 
-def _text_similarity(a: str, b: str) -> float | None:
-    if not a.strip() or not b.strip():
-        return None
-    return fuzz.token_set_ratio(a.lower(), b.lower()) / 100
+def _places_agreement(features: Features, a: int, b: int) -> str:
+    """ "same" place; one "within" the other (a village and its city, a city and its province);
+    "apart": two places of one city or province (two villages, two towns); or one "country"."""
+    places_a, places_b = features.places[a], features.places[b]
+    if places_a & places_b:
+        return "same"
+    if places_a & features.place_keys[b] or places_b & features.place_keys[a]:
+        return "within"
+    return "apart" if features.place_keys[a] & features.place_keys[b] else "country"
 
 
-def _dates_similarity(a: Features, b: Features) -> float:
-    """1 when the ranges overlap; falling to 0 as the gap between them reaches the window."""
-    gap = max((b.date_start - a.date_end).days, (a.date_start - b.date_end).days, 0)
-    return max(0.0, 1 - gap / (settings.DUPLICATE_WINDOW_DAYS + 1))
+def _compare_texts(pairs: list[tuple[int, int]], features: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Titles (rapidfuzz's token set ratio, in C, on every core) and words (TF-IDF cosine), 0 to 1."""
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    positions = [(features.position[a], features.position[b]) for a, b in pairs]
+    titles = process.cpdist(
+        [features.title[a] for a, _ in positions],
+        [features.title[b] for _, b in positions],
+        scorer=fuzz.token_set_ratio,
+        workers=-1,
+    )
+    return titles / 100, np.array([_cosine(features.words[a], features.words[b]) for a, b in positions])
 
 
-def _people_similarity(a: Features, b: Features) -> float | None:
-    """1 when the counts' ranges overlap; else the smaller end over the larger."""
-    (a_low, a_high), (b_low, b_high) = a.people, b.people
-    if a_low is None or b_low is None:
-        return None
-    if a_low <= b_high and b_low <= a_high:
-        return 1.0
-    low, high = sorted((a_high, b_low) if a_high < b_low else (b_high, a_low))
-    return low / high if high else 0.0
+def compare(
+    pairs: list[tuple[int, int]], features: Features, *, texts_of: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Each comparison of each pair, as arrays (NaN where one side lacks the field). Texts, the
+    costliest, only for the pairs `texts_of` selects (all by default); 0 for the others."""
+    positions = [(features.position[a], features.position[b]) for a, b in pairs]
+    first = np.array([a for a, _ in positions], dtype=np.int64)
+    second = np.array([b for _, b in positions], dtype=np.int64)
+    start, end = np.array(features.start), np.array(features.end)
+    low, high, best = (np.array(values) for values in (features.people_low, features.people_high, features.people_best))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below = np.where(high[first] < low[second], high[first] / low[second], 1.0)
+        above = np.where(high[second] < low[first], high[second] / low[first], 1.0)
+    people = np.where(np.isnan(low[first]) | np.isnan(low[second]), np.nan, np.minimum(below, above))
 
+    def both_named(values: list[set]) -> np.ndarray:
+        """1 where the two share a member, 0 where both have members and share none."""
+        return np.array(
+            [float(bool(values[a] & values[b])) if values[a] and values[b] else np.nan for a, b in positions]
+        )
 
-def _places_similarity(a: Features, b: Features) -> float:
-    if a.places & b.places:
-        return 1.0
-    if (a.places | a.parents) & (b.places | b.parents):
-        return 0.7
-    return 0.4 if a.countries & b.countries else 0.0
-
-
-def _overlap(a: set, b: set) -> float | None:
-    if not a or not b:
-        return None
-    return len(a & b) / min(len(a), len(b))
-
-
-def _shared_origins(a: Features, b: Features) -> float | None:
-    if not a.origins or not b.origins:
-        return None
-    return 1.0 if a.origins & b.origins else UNSHARED_SOURCES
-
-
-def pair_score(a: Features, b: Features) -> float:
-    """How alike two incidents are, from 0 to 1: the weighted mean of the comparisons that apply."""
-    comparisons = {
-        "title": _text_similarity(a.title, b.title),
-        "description": _text_similarity(a.description, b.description),
-        "dates": _dates_similarity(a, b),
-        "places": _places_similarity(a, b),
-        "people": _people_similarity(a, b),
-        "sources": _shared_origins(a, b),
-        "perpetrators": _overlap(a.perpetrators, b.perpetrators),
+    compared = {
+        "gap": np.maximum.reduce([start[second] - end[first], start[first] - end[second], np.zeros(len(pairs))]),
+        "length": np.maximum(end[first] - start[first], end[second] - start[second]) + 1,
+        "people": people,
+        # One figure given by both: the larger, the less likely by chance.
+        "same_figure": np.where(best[first] == best[second], best[first], np.nan),
+        "places": np.array([_places_agreement(features, a, b) for a, b in positions]),
+        "origins": both_named(features.origins),
+        "perpetrators": both_named(features.perpetrators),
+        "title": np.zeros(len(pairs)),
+        "text": np.zeros(len(pairs)),
     }
-    applied = {name: value for name, value in comparisons.items() if value is not None}
-    total = sum(WEIGHTS[name] for name in applied)
-    return round(sum(WEIGHTS[name] * value for name, value in applied.items()) / total, 4)
+    chosen = np.flatnonzero(texts_of) if texts_of is not None else np.arange(len(pairs))
+    compared["title"][chosen], compared["text"][chosen] = _compare_texts([pairs[at] for at in chosen], features)
+    return compared
 
 
-def scored_pairs(incident: Incident | None = None) -> list[tuple[int, int, float]]:
-    """The candidate pairs of the database (or of `incident`) with their scores, best first."""
-    pairs = candidate_pairs(incident)
-    features = load_features({incident_id for pair in pairs for incident_id in pair})
-    scored = [(a, b, pair_score(features[a], features[b])) for a, b in pairs]
-    return sorted(scored, key=lambda pair: (-pair[2], pair[0], pair[1]))
+# --- The score ----------------------------------------------------------------------------------
+#
+# A Fellegi-Sunter model, the one splink fits: each comparison adds evidence, in log-odds, for
+# "two reports of one event" against "two events of one block", and the sum (with the prior
+# `BASE_EVIDENCE`) becomes a probability. A comparison that cannot be made (a count missing on one
+# side) adds nothing. Set by hand, then checked with a logistic regression on generated pairs
+# (bench/bench_duplicates.py): the weights keep the sign and rough size of what it found, rounded.
+BASE_EVIDENCE = -9.5
+# Per unit of similarity (0 to 1): the words of title and description as TF-IDF vectors (cosine),
+# where a shared rare word (a village, a name, a prison) weighs far more than a shared common one;
+# and the titles by rapidfuzz's token set ratio (reordered and added words cost little).
+TEXT_EVIDENCE = 12.0
+TITLE_EVIDENCE = 2.5
+# The dates: overlapping ranges say more the narrower they are (one day: two reports of that day;
+# one year: any two events that year); ranges apart by more than a few days count against.
+DATE_EVIDENCE = [
+    # (widest of the two ranges in days or less, evidence when they overlap)
+    (1, 8.0),
+    (8, 6.5),
+    (31, 4.5),
+    (366, 1.5),
+]
+DATES_CLOSE_EVIDENCE = 2.0  # apart by 1 to 3 days: the day of arrest against that of the handover
+DATES_APART_EVIDENCE = -2.5
+# Counts: ranges that meet agree; figures far apart disagree strongly. Keyed by the ratio of the
+# nearer ends (smaller over larger).
+PEOPLE_EVIDENCE = [(1.0, 1.5), (0.4, -1.0), (0.0, -3.5)]
+SAME_FIGURE_EVIDENCE = 2.0  # both give one figure of ten or more: rarely a coincidence
+# Places: one place, or a place and its province (two towns of one province: nothing more), or
+# only a country in common.
+PLACE_EVIDENCE = {"same": 0.5, "within": 0.0, "apart": -3.0, "country": -0.5}
+# Sources: sharing an origin (one report relayed) is strong evidence; not sharing one is weaker
+# evidence against: one event is often reported by independent outlets.
+SHARED_ORIGIN_EVIDENCE = 3.0
+UNSHARED_ORIGINS_EVIDENCE = -2.0
+# Perpetrators named on both sides and none in common.
+OTHER_PERPETRATORS_EVIDENCE = -2.0
 
 
-def duplicate_pairs_refresh(*, incident: Incident | None = None, threshold: float = PROPOSAL_THRESHOLD) -> int:
+def _evidence_without_texts(compared: dict[str, np.ndarray]) -> np.ndarray:
+    """The log-odds of each pair from every comparison but the texts (NaN compares as False, so a
+    comparison that cannot be made falls through to no evidence)."""
+    gap, length, people, places, origins = (compared[name] for name in ("gap", "length", "people", "places", "origins"))
+    overlapping = [(gap == 0) & (length <= widest) for widest, _ in DATE_EVIDENCE]
+    dates = np.select(
+        [*overlapping, gap == 0, gap <= 3],
+        [*(weight for _, weight in DATE_EVIDENCE), 0.0, DATES_CLOSE_EVIDENCE],
+        DATES_APART_EVIDENCE,
+    )
+    return (
+        BASE_EVIDENCE
+        + dates
+        + np.select([people >= ratio for ratio, _ in PEOPLE_EVIDENCE], [weight for _, weight in PEOPLE_EVIDENCE], 0.0)
+        + np.where(compared["same_figure"] >= 10, SAME_FIGURE_EVIDENCE, 0.0)
+        + np.select([places == level for level in PLACE_EVIDENCE], list(PLACE_EVIDENCE.values()))
+        + np.select([origins == 1, origins == 0], [SHARED_ORIGIN_EVIDENCE, UNSHARED_ORIGINS_EVIDENCE], 0.0)
+        + np.where(compared["perpetrators"] == 0, OTHER_PERPETRATORS_EVIDENCE, 0.0)
+    )
+
+
+def score_pairs(pairs: list[tuple[int, int]], features: Features, *, at_least: float = 0.0) -> np.ndarray:
+    """How likely each pair reports one event, from 0 to 1. Texts are compared only for the pairs
+    that could reach `at_least` with identical texts: most candidates are two events of one town
+    and season whose dates, counts or villages already rule them out, and comparing texts is most
+    of the cost. The others' scores leave their texts out, so they stay below `at_least`."""
+    if not pairs:
+        return np.zeros(0)
+    evidence = _evidence_without_texts(compare(pairs, features, texts_of=np.zeros(len(pairs), dtype=bool)))
+    needed = -math.inf if at_least <= 0 else math.log(at_least / (1 - at_least)) if at_least < 1 else math.inf
+    reachable = evidence + TEXT_EVIDENCE + TITLE_EVIDENCE >= needed
+    titles, words = _compare_texts([pair for pair, keep in zip(pairs, reachable, strict=True) if keep], features)
+    evidence[reachable] += TEXT_EVIDENCE * words + TITLE_EVIDENCE * titles
+    return np.round(1 / (1 + np.exp(-evidence)), 4)
+
+
+def scored_pairs(
+    incident: Incident | None = None, *, incident_ids: Collection[int] = (), at_least: float = 0.0
+) -> list[tuple[int, int, float]]:
+    """The candidate pairs of the database (or of `incident`, or of `incident_ids`) scoring at
+    least `at_least`, with their scores, best first."""
+    pairs = sorted(candidate_pairs(incident, incident_ids=incident_ids))
+    whole = incident is None and not incident_ids
+    features = load_features(None if whole else {incident_id for pair in pairs for incident_id in pair})
+    scores = score_pairs(pairs, features, at_least=at_least)
+    kept = [(a, b, float(score)) for (a, b), score in zip(pairs, scores, strict=True) if score >= at_least]
+    return sorted(kept, key=lambda pair: (-pair[2], pair[0], pair[1]))
+
+
+# A bulk import's incidents are rescored this many at a time (one blocking query each); beyond
+# `RESCORING_WHOLE_DATABASE_ABOVE`, the whole database is rescored instead, which pairs every
+# incident in one pass where looking up each one's neighbours would cost more.
+RESCORING_BATCH = 1000
+RESCORING_WHOLE_DATABASE_ABOVE = 5000
+
+
+def duplicate_pairs_refresh(
+    *, incident: Incident | None = None, incident_ids: Collection[int] = (), threshold: float = PROPOSAL_THRESHOLD
+) -> int:
     """Propose the pairs scoring at least `threshold` for review, bring waiting pairs' scores up
-    to date and withdraw waiting pairs that no longer qualify; decided pairs stay as decided. For
-    the whole database, or after `incident` was written. A system task, not a user's write: it only
-    proposes. Returns how many pairs wait."""
+    to date and withdraw waiting pairs that no longer qualify; decided pairs stay as decided (a
+    pair found "different" is never proposed again). For the whole database, or after `incident`
+    (or `incident_ids`) was written. A system task, not a user's write: it only proposes. Returns
+    how many pairs wait."""
+    ids = [incident.pk] if incident is not None else list(incident_ids)
+    if not ids or len(ids) > RESCORING_WHOLE_DATABASE_ABOVE:
+        _refresh(None, threshold)
+    else:
+        for at in range(0, len(ids), RESCORING_BATCH):
+            _refresh(ids[at : at + RESCORING_BATCH], threshold)
+    return DuplicatePair.objects.filter(decision=DuplicateDecision.PENDING).count()
+
+
+def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
     in_scope = DuplicatePair.objects.all()
-    if incident is not None:
-        in_scope = in_scope.filter(Q(incident_a=incident) | Q(incident_b=incident))
+    if incident_ids is not None:
+        in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
     decided = set(in_scope.exclude(decision=DuplicateDecision.PENDING).values_list("incident_a_id", "incident_b_id"))
     proposals = {
-        (a, b): score for a, b, score in scored_pairs(incident) if score >= threshold and (a, b) not in decided
+        (a, b): score
+        for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold)
+        if (a, b) not in decided
     }
     waiting = in_scope.filter(decision=DuplicateDecision.PENDING).values_list("pk", "incident_a_id", "incident_b_id")
     with transaction.atomic():
@@ -273,7 +513,14 @@ def duplicate_pairs_refresh(*, incident: Incident | None = None, threshold: floa
             update_fields=["score"],
             batch_size=5000,
         )
-    return DuplicatePair.objects.filter(decision=DuplicateDecision.PENDING).count()
+
+
+def rescore_after_commit(incident_ids: Collection[int]) -> None:
+    """Refresh the pairs of `incident_ids` once the transaction writing them commits (not at all if
+    it rolls back). The services call it on every create and change, so every door (admin, API,
+    import) rescores; a failure is logged and never undoes the write that already committed."""
+    ids = list(incident_ids)
+    transaction.on_commit(lambda: duplicate_pairs_refresh(incident_ids=ids), robust=True)
 
 
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:

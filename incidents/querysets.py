@@ -142,6 +142,16 @@ def visible_source_id(user, field: str) -> Subquery:
     return Subquery(sources.visible_to(user).filter(pk=OuterRef(field)).values("pk")[:1])
 
 
+def claim_people_span() -> dict[str, models.Aggregate]:
+    """`claim_people_min`/`claim_people_max`: the lowest and highest figure a group of claims
+    reports, a claim's best estimate standing in for a bound it lacks. For `claim_range` and for
+    queries that group claims by incident themselves (the CSV export)."""
+    return {
+        "claim_people_min": Min(Coalesce("people_count_min", "people_count")),
+        "claim_people_max": Max(Coalesce("people_count_max", "people_count")),
+    }
+
+
 class ClaimQuerySet(models.QuerySet):
     def visible_to(self, user) -> "ClaimQuerySet":
         """Claims on incidents the user may see, hiding confidential claims and claims of
@@ -236,11 +246,8 @@ class IncidentQuerySet(models.QuerySet):
             .order_by()
             .values("incident")
         )
-        low = Coalesce("people_count_min", "people_count")
-        high = Coalesce("people_count_max", "people_count")
         return {
-            "claim_people_min": Subquery(claims.annotate(value=Min(low)).values("value")),
-            "claim_people_max": Subquery(claims.annotate(value=Max(high)).values("value")),
+            name: Subquery(claims.annotate(value=span).values("value")) for name, span in claim_people_span().items()
         }
 
     def _claims_with_origins(self, user):

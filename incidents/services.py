@@ -24,6 +24,7 @@ from django.utils import timezone
 from pghistory.core import event_models
 from psycopg import sql
 
+from incidents import duplicates
 from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
@@ -350,6 +351,7 @@ def incident_create(
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         incident.save()
         _write_children(incident, children, visibility_of=user)
+        duplicates.rescore_after_commit([incident.pk])
     return incident
 
 
@@ -436,6 +438,7 @@ def _apply_update(
     incident.updated_by_id = _acting_user_id(user)
     incident.save()
     _write_children(incident, children, visibility_of=visibility_of)
+    duplicates.rescore_after_commit([incident.pk])
     return incident
 
 
@@ -849,6 +852,7 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         for model, rows in incidents.children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
         _record_inserts({Incident: "id", **dict.fromkeys(incidents.children, "incident_id")}, incident_ids)
+        duplicates.rescore_after_commit(incident_ids)
         set_insert_triggers(enabled=True)
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     for incident in incidents.incidents:

@@ -275,7 +275,8 @@ def test_outside_a_transaction_each_access_is_committed_at_once(world):
     # statement of its own, committed whether or not the rest of the request succeeds.
     assert client_for(world.rita).get(incident_url(world.secret)).status_code == 200
     b"".join(client_for(world.rita).get(f"{API}/incidents.csv?date_from=2023-08-01").streaming_content)
-    detail, export = ConfidentialAccess.objects.order_by("id")
+    assert client_for(world.rita).get(f"{API}/incidents/").status_code == 200
+    detail, export, listed = ConfidentialAccess.objects.order_by("id")
     assert (detail.user, detail.door, detail.incident_ids, detail.path) == (
         world.rita,
         AccessDoor.API,
@@ -284,3 +285,9 @@ def test_outside_a_transaction_each_access_is_committed_at_once(world):
     )
     assert (export.door, export.row_count, export.export_filters) == (AccessDoor.CSV, 1, {"date_from": ["2023-08-01"]})
     assert detail.at <= export.at
+    assert (listed.door, listed.incident_ids, listed.source_ids) == (
+        AccessDoor.API,
+        [world.secret.pk],
+        [world.informant.pk],
+    )
+    assert sorted(listed.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])

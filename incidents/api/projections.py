@@ -24,7 +24,7 @@ from django.db.models import F, Func, JSONField, OuterRef, Subquery, TextField, 
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 
-from incidents.access import confidential_markers
+from incidents.access import shown_incident_columns
 from incidents.api.serializers import (
     ClaimSerializer,
     IncidentSerializer,
@@ -167,8 +167,8 @@ def with_representations(incidents, user, position: str):
     """`incidents` (filtered, visible to `user`) as `.values()` rows carrying `representation`, the
     incident's JSON as `user` may read it, beside `position`, the column a page's cursor is read
     from, and, for a reader with confidential access, which confidential records the row shows
-    (`incidents.access.confidential_markers`). One query."""
-    return incidents.values(position, representation=_compiled_representation(user), **confidential_markers(user))
+    (`incidents.access.shown_incident_columns`). One query."""
+    return incidents.values(position, *shown_incident_columns(user), representation=_compiled_representation(user))
 
 
 def representations(rows: Iterable[dict], *, decoded: bool = False) -> list[orjson.Fragment] | list[dict]:

@@ -21,8 +21,8 @@ from incidents import releases, services
 from incidents.access import (
     confidential_among,
     confidential_records_of,
-    confidential_records_on,
     record_confidential_access,
+    record_list_access,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.pagination import HistoryPagination
@@ -250,7 +250,7 @@ class IncidentViewSet(ResourceViewSet):
                 people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
             )
         page = self.paginate_queryset(with_representations(incidents, request.user, position))
-        _record_api_access(request, confidential_records_on(page))
+        record_list_access(user=request.user, door=AccessDoor.API, rows=page, path=request.get_full_path())
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         return self.get_paginated_response(representations(page, decoded=decoded))
 

@@ -568,4 +568,9 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunSQL(COUNT_AFTER + MARK_AFTER, reverse_sql=COUNT_BEFORE + MARK_BEFORE),
+        # Every read now asks for incidents not merged (`merged_into IS NULL`). A new column has no
+        # statistics, and adding one changes no row, so autovacuum would not gather them for a
+        # long while; meanwhile PostgreSQL guesses half a percent of incidents unmerged and plans
+        # the list with dates and a country at 1,000,000 incidents in 500 ms instead of 20.
+        migrations.RunSQL("ANALYZE incidents_incident", reverse_sql=migrations.RunSQL.noop),
     ]

@@ -6,7 +6,6 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from incidents.demo_data import generate_demo_data
-from incidents.demo_duplicates import add_demo_duplicates
 
 
 def positive_int(value: str) -> int:
@@ -17,8 +16,9 @@ def positive_int(value: str) -> int:
 
 
 def fraction(value: str) -> float:
+    # Below 1: a duplicate reports the event of an incident that is not one.
     number = float(value)
-    if not 0 < number <= 1:
+    if not 0 < number < 1:
         raise ValueError(value)
     return number
 
@@ -37,13 +37,16 @@ class Command(BaseCommand):
             "--duplicates",
             type=fraction,
             metavar="FRACTION",
-            help="Then add a reworded duplicate of this fraction of all incidents (incidents/demo_duplicates.py).",
+            help=(
+                "This fraction of the incidents report again the event of another, worded, counted, dated and "
+                "placed otherwise (incidents/demo_duplicates.py)."
+            ),
         )
         parser.add_argument(
             "--duplicates-truth",
             default="duplicates-truth.csv",
             metavar="FILE",
-            help="Where to write the true pairs (original,duplicate); default duplicates-truth.csv.",
+            help="Where to write the true pairs (incident_a,incident_b public ids); default duplicates-truth.csv.",
         )
 
     def handle(self, *args, incidents, seed, batch_size, duplicates, duplicates_truth, **options):
@@ -52,14 +55,26 @@ class Command(BaseCommand):
             total=incidents, unit="incidents", disable=not sys.stderr.isatty(), file=sys.stderr, smoothing=0.1
         ) as bar:
             try:
-                generate_demo_data(incidents=incidents, seed=seed, batch_size=batch_size, progress=bar.update)
+                generate_demo_data(
+                    incidents=incidents,
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=bar.update,
+                    duplicates=duplicates or 0,
+                    duplicates_truth=Path(duplicates_truth),
+                )
             except ValueError as error:
                 raise CommandError(str(error)) from error
+            except OSError as error:
+                # The truth is written last, in the load's transaction: nothing was added.
+                raise CommandError(f"--duplicates-truth: cannot write {duplicates_truth}: {error.strerror}.") from error
         self.stdout.write(
             self.style.SUCCESS(f"Added {incidents:,} incidents in {time.monotonic() - started:.1f} s (seed {seed}).")
         )
-        if duplicates is not None:
-            added = add_demo_duplicates(fraction=duplicates, seed=seed, truth=Path(duplicates_truth))
+        if duplicates:
             self.stdout.write(
-                self.style.SUCCESS(f"Added {added:,} duplicates; the true pairs are in {duplicates_truth}.")
+                self.style.SUCCESS(
+                    f"{round(incidents * duplicates):,} of them report again another's event; "
+                    f"the true pairs are in {duplicates_truth}."
+                )
             )
