@@ -185,7 +185,7 @@ def _functions_before() -> str:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0020_incident_merges"),
+        ("incidents", "0021_duplicate_date_span"),
     ]
 
     operations = [
