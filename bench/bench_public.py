@@ -1,20 +1,24 @@
-"""Server time and size of the public pages, as an anonymous reader, through the WSGI application
-(as bench_api.py measures the API): browse unfiltered, filtered by a country and searched; the
-newest incident's page; statistics per year and per country; the map page (without its data).
+"""Server time, queries and size of the public pages, as an anonymous reader, through the WSGI
+application (as bench_api.py measures the API): browse unfiltered, filtered (a country; a type and
+a year; a province, with the places inside it) and searched for a word in most titles; the newest
+incident's page; statistics per year and per country; the map page and its data (the GeoJSON).
 
     DATABASE_URL=postgres://… .venv/bin/python bench/bench_public.py --runs 30
 
 Goals (issue 21, at 1,000,000 incidents): browse and incident pages p95 < 150 ms, statistics
-< 300 ms; pages under 200 KB before the map data.
+< 300 ms, a fixed number of queries; pages under 200 KB before the map data.
 """
 
 import argparse
+import os
+from contextlib import ExitStack
 
 from bench_api import api_call, measure  # also sets Django up
 from django.conf import settings
-from django.test.utils import override_settings
+from django.db import connections
+from django.test.utils import CaptureQueriesContext, override_settings
 
-from incidents.models import Incident, IncidentPlace
+from incidents.models import Incident, IncidentPlace, Place
 
 
 def main():
@@ -26,27 +30,43 @@ def main():
     newest = public.order_by("-date_start", "-id").first()
     places = IncidentPlace.objects.filter(incident=newest).exclude(place__country="")
     country = places.values_list("place__country", flat=True).first() or "CN"
+    # A place with places inside it that are themselves inside another: a province.
+    province = Place.objects.filter(parent__parent__isnull=True, parent__isnull=False, children__isnull=False).first()
     word = newest.title.split()[0]
+    year = newest.date_start.year - 1
     pages = [
         ("browse: all", "/", {}),
         (f"browse: country={country}", "/", {"country": country}),
+        (
+            f"browse: type={newest.incident_type.slug}, {year}",
+            "/",
+            {"type": newest.incident_type.slug, "date_from": f"{year}-01-01", "date_to": f"{year}-12-31"},
+        ),
+        (f"browse: place={province.pk} ({province.name})", "/", {"place": province.pk}),
         (f"browse: q={word}", "/", {"q": word}),
         (f"incident: {newest.public_id}", f"/incidents/{newest.public_id}/", {}),
         ("statistics: group_by=year", "/statistics/", {"group_by": "year"}),
         ("statistics: group_by=country", "/statistics/", {"group_by": "country"}),
         ("map (page only)", "/map/", {}),
+        ("map data (GeoJSON, newest 5,000)", "/incidents.geojson", {}),
     ]
     print(
         f"{Incident.objects.count():,} incidents ({public.count():,} public) "
-        f"on {settings.DATABASES['default']['NAME']}; {arguments.runs} runs each"
+        f"on {settings.DATABASES['default']['NAME']}; {arguments.runs} runs each; "
+        f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} before"
     )
     with override_settings(DEBUG=False):
-        print(f"{'page':36} {'p50 ms':>8} {'p95 ms':>8} {'KB':>7}")
+        print(f"{'page':44} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8} {'KB':>7}")
         for label, path, parameters in pages:
             call = api_call(path, parameters)
-            size = len(call()) / 1024
+            # Every database the request may read (anonymous reads may go to a replica).
+            with ExitStack() as stack:
+                captures = [stack.enter_context(CaptureQueriesContext(connections[alias])) for alias in connections]
+                size = len(call()) / 1024
+            queries = sum(len(capture) for capture in captures)
             ((median, p95),) = measure([call], arguments.runs)
-            print(f"{label:36} {median:8.1f} {p95:8.1f} {size:7.1f}")
+            print(f"{label:44} {median:8.1f} {p95:8.1f} {queries:8} {size:7.1f}")
+    print(f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} after")
 
 
 if __name__ == "__main__":

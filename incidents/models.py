@@ -866,6 +866,7 @@ class RollupDimension(models.TextChoices):
     INCIDENT = "incident", "Incident"
     COUNTRY = "country", "Country"
     PERPETRATOR = "perpetrator", "Perpetrator"
+    PLACE = "place", "Place"
 
 
 # What the statistics read of a kept total besides its group: the filters they answer and the figures.
@@ -895,9 +896,10 @@ class IncidentRollup(models.Model):
     """Statistics kept ahead of time: the incidents and their people summed per start month, end
     month, type, verification, review state and confidentiality, and within that once overall
     (`incident`), per country of their places (`country`, once per pair of the incident's
-    countries, so that a country filter can group by the other countries) and per perpetrator.
+    countries, so that a country filter can group by the other countries), per perpetrator and per
+    place, each place counting the incidents at it or at any place inside it (once each).
 
-    Written only by PostgreSQL (migration 0011), in the transaction that changes the incidents, so
+    Written only by PostgreSQL (migrations 0011 and 0023), in the transaction that changes the incidents, so
     it never disagrees with them; read by `incidents.statistics` for the filters it can answer."""
 
     start_month = models.DateField()
@@ -920,6 +922,10 @@ class IncidentRollup(models.Model):
     # `perpetrator` dimension: the group; null for incidents without a perpetrator.
     organization = models.ForeignKey(
         Organization, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
+    )
+    # `place` dimension: the group, a place or a place that contains one of the incident's places.
+    place = models.ForeignKey(
+        Place, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
     )
     # Plain integers, not positive ones: totals are updated by adding signed changes (INSERT … ON
     # CONFLICT DO UPDATE), and PostgreSQL checks a row's constraints on the proposed insert, a
@@ -951,6 +957,7 @@ class IncidentRollup(models.Model):
                     "country",
                     "within_country",
                     "organization",
+                    "place",
                 ],
                 nulls_distinct=False,
                 name="incident_rollup_cell",
@@ -976,6 +983,8 @@ class IncidentRollup(models.Model):
                 "incident_rollup_in_country", Q(dimension=RollupDimension.COUNTRY), ["country"], first="within_country"
             ),
             _rollup_index("incident_rollup_by_perpetrator", Q(dimension=RollupDimension.PERPETRATOR), ["organization"]),
+            # Serves the place facet (the places inside one) and the place filter (one place's totals).
+            _rollup_index("incident_rollup_by_place", Q(dimension=RollupDimension.PLACE), ["place"]),
         ]
 
     def __str__(self):
@@ -985,7 +994,7 @@ class IncidentRollup(models.Model):
 class IncidentRollupEntry(models.Model):
     """One incident as `IncidentRollup` counts it now: when the incident, its places or its
     perpetrators change, this is what the totals take away before they add the incident anew.
-    Written only by PostgreSQL (migration 0011)."""
+    Written only by PostgreSQL (migrations 0011 and 0023)."""
 
     incident_id = models.BigIntegerField(primary_key=True)
     start_month = models.DateField()
@@ -999,6 +1008,8 @@ class IncidentRollupEntry(models.Model):
     people_count_max = models.PositiveIntegerField(null=True)
     countries = ArrayField(models.CharField(max_length=2))
     perpetrators = ArrayField(models.BigIntegerField())
+    # Its places and every place that contains one, each once.
+    places = ArrayField(models.BigIntegerField(), default=list)
 
     def __str__(self):
         return f"incident {self.incident_id} as counted"

@@ -4,10 +4,12 @@ type or perpetrator, without ever counting an incident twice.
 Two ways to the same answer:
 
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
-  migration 0011): the incidents summed per start and end month, type, verification, review state
-  and confidentiality, overall, per country and per perpetrator. They answer the filters on those
-  (dates from the first of a month to the last of a month, `type`, `verification`,
-  `review_state`, `country`) by reading a few thousand totals instead of a million incidents.
+  migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
+  review state and confidentiality, overall, per country, per perpetrator and per place (a place
+  counting the places inside it). They answer the filters on those (dates from the first of a
+  month to the last of a month, `type`, `verification`, `review_state`, `country`, `place`) by
+  reading totals instead of the incidents (at a million incidents, still hundreds of thousands of
+  totals per dimension: see bench/README.md).
   Whom they are shown to is decided by the incidents' own rule (`visible_to`).
 - **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
   The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
@@ -27,8 +29,9 @@ An incident can have several perpetrators or countries, so there the total is su
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection, transaction
-from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
+from django.db.models import BigIntegerField, Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
@@ -45,9 +48,13 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
+from incidents.search import IdIn
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
-_ONE_GROUP_EACH = ("year", "month", "type", "verification")
+# The public pages' place facet also groups by place: the places directly inside the place filter's
+# place (or the outermost places without one), each counting the incidents at it or anywhere
+# inside it, which is what choosing it selects. An incident at two of them is in both.
+PLACE = "place"
 
 # An incident's low and high figures: a missing bound falls back to the best estimate.
 _LOW = Coalesce("people_count_min", "people_count")
@@ -61,8 +68,24 @@ _ROLLUP_SUMS = {
     "low": Sum("people_count_min", filter=Q(people_count_min_known__gt=0)),
     "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
 }
+# The groupings by the kept totals' own columns (each incident in one group of each), and how.
+_COLUMNS = {
+    "year": {"group": ExtractYear("start_month")},
+    "month": {"group": F("start_month")},
+    "type": {"group": F("incident_type__slug"), "label": F("incident_type__name")},
+    "verification": {"group": F("verification")},
+}
+# The same, counted from the incidents themselves.
+_INCIDENT_COLUMNS = {
+    "year": {"group": ExtractYear("date_start")},
+    "month": {"group": TruncMonth("date_start")},
+    "type": _COLUMNS["type"],
+    "verification": _COLUMNS["verification"],
+}
+_ONE_GROUP_EACH = tuple(_COLUMNS)
+_NO_PEOPLE = {"people": None, "low": None, "high": None}
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
-_ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country"}
+_ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
 
 
 def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
@@ -73,18 +96,99 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     unknown; incidents without a best estimate count as incidents but add no people."""
     cells = _rollup_cells(filterset, group_by)
     if cells is None:
-        groups, total = _incident_sums(filterset.qs.order_by(), group_by)
-    else:
-        _count_own_changes()
-        groups, total = _rollup_sums(cells, group_by, filterset.form.cleaned_data.get("country"))
-    return {
-        "group_by": group_by,
-        "results": [
-            {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
-            for row in groups
-        ],
-        "total": _figures(total),
+        return _statistic(group_by, *_incident_sums(filterset.qs.order_by(), group_by, _place_filter(filterset)))
+    return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
+
+
+def _kept_sums(filterset: IncidentFilterSet, cells, group_by: str, with_total: bool = True) -> tuple[list[dict], dict]:
+    _count_own_changes()
+    filters = filterset.form.cleaned_data
+    return _rollup_sums(
+        cells, group_by, country=filters.get("country"), place=_place_filter(filterset), with_total=with_total
+    )
+
+
+def _place_filter(filterset: IncidentFilterSet) -> Place | None:
+    return filterset.form.cleaned_data.get("place")
+
+
+def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
+    results = [
+        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
+        for row in groups
+    ]
+    if group_by == PLACE:
+        results.sort(key=lambda row: row["label"])
+    return {"group_by": group_by, "results": results, "total": _figures(total) if total else None}
+
+
+def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+    """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
+    the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
+    Each statistic says whether it counted every match (`complete`). A facet shows no total, so
+    only those that cost nothing are given (`total` None for the others, whose total would take a
+    query of its own). Year, month, type and verification are read together (one query); each
+    other grouping takes one query, and one takes the sample when some grouping needs it."""
+    sample = None
+
+    def sampled_incidents():
+        nonlocal sample
+        if sample is None:
+            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+            sample = list(newest[: sample_size + 1])
+        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
+        return Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
+
+    statistics = {}
+    together = [group_by for group_by in groupings if group_by in _COLUMNS]
+    if together:
+        cells = _rollup_cells(filterset, together[0])  # the same for each of them
+        if cells is not None:
+            _count_own_changes()
+            filters = filterset.form.cleaned_data
+            rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+            groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
+        else:
+            groups = _groups_together(sampled_incidents(), together, _INCIDENT_COLUMNS, _SUMS)
+        for group_by in together:
+            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]))
+            statistics[group_by]["complete"] = cells is not None or len(sample) <= sample_size
+    for group_by in groupings:
+        if group_by in statistics:
+            continue
+        cells = _rollup_cells(filterset, group_by)
+        if cells is not None:
+            kept = _kept_sums(filterset, cells, group_by, with_total=False)
+            statistics[group_by] = {**_statistic(group_by, *kept), "complete": True}
+            continue
+        counted = _incident_sums(sampled_incidents(), group_by, _place_filter(filterset), with_total=False)
+        statistics[group_by] = {**_statistic(group_by, *counted), "complete": len(sample) <= sample_size}
+    return statistics
+
+
+def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, list[dict]]:
+    """The groups of several groupings in each of which every incident is in one group (see
+    _COLUMNS), from one query: `rows` (kept totals or incidents) grouped by all their `columns` at
+    once (a few thousand rows) and summed per grouping here, as `sums` sums them per group."""
+    selected = {
+        f"{group_by}_{name}": expression for group_by in groupings for name, expression in columns[group_by].items()
     }
+    rows = list(rows.values(**selected).annotate(**sums))
+    together = {}
+    for group_by in groupings:
+        merged = {}
+        for row in rows:
+            group = row[f"{group_by}_group"]
+            into = merged.setdefault(
+                group, {"group": group, "label": row.get(f"{group_by}_label"), "incidents": 0, **_NO_PEOPLE}
+            )
+            into["incidents"] += row["incidents"]
+            for figure in _NO_PEOPLE:
+                if row[figure] is not None:
+                    into[figure] = (into[figure] or 0) + row[figure]
+        # The database's order: by group, the unknown last.
+        together[group_by] = sorted(merged.values(), key=lambda row: (row["group"] is None, row["group"] or 0))
+    return together
 
 
 def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
@@ -101,8 +205,9 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         not filters.keys() <= _ROLLUP_FILTERS
         or (date_from and date_from.day != 1)
         or (date_to and (date_to + timedelta(days=1)).day != 1)
-        # Kept per country or per perpetrator, not per both.
-        or ("country" in filters and group_by == "perpetrator")
+        # Kept per country, per perpetrator or per place, not per two of them.
+        or ("country" in filters and group_by in ("perpetrator", PLACE))
+        or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
     ):
         return None
     cells = IncidentRollup.objects.visible_to(filterset.user)
@@ -187,53 +292,72 @@ def _count_own_changes() -> None:
             )
 
 
-def _rollup_sums(cells, group_by: str, country: str) -> tuple[list[dict], dict]:
-    """The groups and the total from kept totals: per incident, or per country pair when a country
-    is filtered (the incidents in that country, once each on its diagonal)."""
-    if country:
-        in_country = cells.filter(dimension=RollupDimension.COUNTRY, within_country=country)
-        each_once = in_country.filter(country=country)
-    else:
-        each_once = cells.filter(dimension=RollupDimension.INCIDENT)
-    if group_by == "country":
-        grouped = (
-            in_country if country else cells.filter(dimension=RollupDimension.COUNTRY, within_country=F("country"))
-        ).values(group=NullIf("country", Value("")))
+def _places_inside(place: Place | None):
+    """The places a place statistic groups by: those directly inside `place`, or the outermost."""
+    return Place.objects.filter(parent=place) if place else Place.objects.filter(parent__isnull=True)
+
+
+def _rollup_sums(
+    cells, group_by: str, *, country: str, place: Place | None, with_total: bool = True
+) -> tuple[list[dict], dict | None]:
+    """The groups and the total from kept totals: per incident, per country pair when a country
+    is filtered (the incidents in that country, once each on its diagonal), or the place's own
+    totals when a place is filtered (the incidents at it or inside it, once each). Without
+    `with_total`, a total that needs a query of its own is None."""
+    each_once = _each_once(cells, country=country, place=place)
+    if group_by == PLACE:
+        # Any place inside the filter's place is inside its own group too: no filter to add.
+        grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
+            group=F("place_id"), label=F("place__name")
+        )
+    elif group_by == "country":
+        # With a country filter: the pairs of that country with each other country of its incidents.
+        within = country or F("country")
+        grouped = cells.filter(dimension=RollupDimension.COUNTRY, within_country=within).values(
+            group=NullIf("country", Value(""))
+        )
     elif group_by == "perpetrator":
         grouped = cells.filter(dimension=RollupDimension.PERPETRATOR).values(
             group=F("organization_id"), label=F("organization__name")
         )
-    elif group_by == "type":
-        grouped = each_once.values(group=F("incident_type__slug"), label=F("incident_type__name"))
-    elif group_by == "verification":
-        grouped = each_once.values(group=F("verification"))
     else:
-        grouped = each_once.values(group=ExtractYear("start_month") if group_by == "year" else F("start_month"))
+        grouped = each_once.values(**_COLUMNS[group_by])
     groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
-    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else each_once.aggregate(**_ROLLUP_SUMS)
-    return groups, total
+    if group_by in _ONE_GROUP_EACH:
+        return groups, _sum_of(groups)
+    return groups, each_once.aggregate(**_ROLLUP_SUMS) if with_total else None
 
 
-def _incident_sums(incidents, group_by: str) -> tuple[list[dict], dict]:
-    """The groups and the total from the incidents themselves."""
+def _each_once(cells, *, country: str, place: Place | None):
+    """The totals that count each incident once: overall, or those in the filter's country (on the
+    diagonal of its country pairs), or those at or inside the filter's place."""
+    if country:
+        return cells.filter(dimension=RollupDimension.COUNTRY, within_country=country, country=country)
+    if place:
+        return cells.filter(dimension=RollupDimension.PLACE, place=place)
+    return cells.filter(dimension=RollupDimension.INCIDENT)
+
+
+def _incident_sums(
+    incidents, group_by: str, place: Place | None, with_total: bool = True
+) -> tuple[list[dict], dict | None]:
+    """The groups and the total from the incidents themselves (`place`: the place filter's, which
+    the place grouping needs). Without `with_total`, a total that needs a query of its own is None."""
     if group_by == "country":
         return _country_sums(incidents)
+    if group_by == PLACE:
+        return _place_sums(incidents, place)
     groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
+    if group_by in _ONE_GROUP_EACH:
+        return groups, _sum_of(groups)
     # An incident with two perpetrators is in two groups: that total is counted on its own.
-    total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else incidents.aggregate(**_SUMS)
-    return groups, total
+    return groups, incidents.aggregate(**_SUMS) if with_total else None
 
 
 def _grouped(incidents, group_by: str):
     """`incidents` as `.values()` of its group (and the group's label, where it has one)."""
-    if group_by == "year":
-        return incidents.values(group=ExtractYear("date_start"))
-    if group_by == "month":
-        return incidents.values(group=TruncMonth("date_start"))
-    if group_by == "type":
-        return incidents.values(group=F("incident_type__slug"), label=F("incident_type__name"))
-    if group_by == "verification":
-        return incidents.values(group=F("verification"))
+    if group_by in _INCIDENT_COLUMNS:
+        return incidents.values(**_INCIDENT_COLUMNS[group_by])
     # LEFT JOIN: incidents without a perpetrator form a group of their own (null).
     perpetrations = incidents.annotate(
         perpetration=FilteredRelation("involvements", condition=Q(involvements__role=InvolvementRole.PERPETRATOR))
@@ -257,6 +381,33 @@ def _country_sums(incidents) -> tuple[list[dict], dict]:
             params,
         )
         rows = [dict(zip(["is_total", "group", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
+    return rows[:-1], rows[-1]
+
+
+def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
+    """The groups (see PLACE) and the total in one query: each place inside `place` with every
+    place under it (a recursive query, which the ORM cannot write), the distinct (incident, group)
+    pairs of the incidents at those places, summed per group; the total counts every incident."""
+    groups_sql, group_params = _places_inside(place).values(group_id=F("pk"), label=F("name")).query.sql_with_params()
+    rows_sql, row_params = incidents.values(
+        incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH
+    ).query.sql_with_params()
+    link, place_table = (connection.ops.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
+    sums = "COUNT(*), SUM(best), SUM(low), SUM(high)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE under(group_id, label, place_id) AS (SELECT group_id, label, group_id "
+            f"FROM ({groups_sql}) AS outermost UNION SELECT under.group_id, under.label, inside.id "
+            f"FROM {place_table} AS inside JOIN under ON inside.parent_id = under.place_id), "
+            f"matching AS ({rows_sql}), "
+            "pairs AS (SELECT DISTINCT under.group_id, under.label, matching.* FROM matching "
+            f"JOIN {link} AS link ON link.incident_id = matching.incident_id "
+            "JOIN under ON under.place_id = link.place_id) "
+            f"SELECT false, group_id, label, {sums} FROM pairs GROUP BY group_id, label "
+            f"UNION ALL SELECT true, NULL, NULL, {sums} FROM matching ORDER BY 1",
+            [*group_params, *row_params],
+        )
+        rows = [dict(zip(["is_total", "group", "label", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
     return rows[:-1], rows[-1]
 
 

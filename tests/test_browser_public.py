@@ -129,12 +129,52 @@ def test_a_reader_browses_narrows_and_reads_an_incident(
     expect(page.locator("h1")).to_have_text(published.title)
 
 
+# How many of a canvas's pixels are painted: a chart drawn, not an empty box.
+PAINTED_PIXELS = """canvas => {
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let alpha = 3; alpha < pixels.length; alpha += 4) if (pixels[alpha]) painted++;
+  return painted;
+}"""
+
+
+def assert_charts_drawn(page: Page, groups: int) -> None:
+    """Both charts are drawn, one bar or point per group of the table beside them."""
+    expect(page.locator("#charts")).to_be_visible()
+    for chart in ("#chart-incidents", "#chart-people"):
+        expect(page.locator(chart)).to_have_attribute("data-drawn", str(groups))
+        assert page.locator(chart).evaluate(PAINTED_PIXELS) > 1000, chart
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_statistics_page_is_accessible_and_local(reader, live_server, published, tmp_path):
-    reader.goto(f"{live_server.url}/statistics/?group_by=country")
+@pytest.mark.parametrize(("language", "prefix", "group_by"), [("en", "", "country"), ("ko", "/ko", "year")])
+def test_statistics_charts_draw_the_tables_numbers_accessibly_and_locally(
+    reader, live_server, published, tmp_path, language, prefix, group_by
+):
+    reader.goto(f"{live_server.url}{prefix}/statistics/?group_by={group_by}")
     expect(reader.locator("table.statistics tbody tr")).to_have_count(1)
-    assert_accessible_and_local(reader, live_server, tmp_path / "statistics-en.png")
+    assert_charts_drawn(reader, groups=1)
+    assert_accessible_and_local(reader, live_server, tmp_path / f"statistics-{group_by}-{language}.png")
+
+    # The embed of the same statistics draws the same charts.
+    reader.goto(f"{live_server.url}{prefix}/embed/statistics/?group_by={group_by}&type=forced-repatriation")
+    assert_charts_drawn(reader, groups=1)
+    assert_accessible_and_local(reader, live_server, tmp_path / f"embed-statistics-{language}.png")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_without_javascript_the_statistics_are_the_table_alone(live_server, published, monkeypatch):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_context(java_script_enabled=False).new_page()
+        page.goto(f"{live_server.url}/statistics/?group_by=year")
+        expect(page.locator("table.statistics tbody tr")).to_have_count(1)
+        expect(page.locator("#charts")).to_be_hidden()
+        browser.close()
+    connections.close_all()
 
 
 @pytest.mark.browser

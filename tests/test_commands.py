@@ -58,7 +58,7 @@ def kept_totals() -> list[tuple]:
 
 
 CELL_KEY = ("start_month", "end_month", "incident_type", "verification", "review_state", "confidential",
-            "dimension", "country", "within_country", "organization")  # fmt: skip
+            "dimension", "country", "within_country", "organization", "place")  # fmt: skip
 
 
 def test_demo_data_is_counted_into_the_statistics_totals():

@@ -13,6 +13,7 @@ import io
 import json
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -30,6 +31,7 @@ from tests.factories import (
     make_source,
     make_user,
 )
+from tracker.settings import catalog_languages
 
 READERS = ["anonymous", "staff", "confidential"]
 SEES_DRAFT = {"staff", "confidential"}
@@ -103,6 +105,8 @@ def every_public_page(client: Client, public_id: str) -> str:
         "/?country=KP",
         "/?q=marker",
         "/?type=arbitrary-detention",
+        # Facets counted from a sample of the matches (a filter the kept totals cannot answer).
+        "/?min_people=0",
         "/ko/",
         "/map/",
         "/embed/map/",
@@ -127,6 +131,8 @@ def test_no_page_facet_or_download_reveals_what_the_reader_may_not_see(reader, r
     text = every_public_page(client_for(reader), record.public_id)
 
     assert "Publicmarker incident" in text
+    # The charts' numbers are in the pages too, so each assertion below covers them.
+    assert 'id="chart-data"' in text
     assert (DRAFT in text) == (reader in SEES_DRAFT)
     assert (CONFIDENTIAL in text) == (reader in SEES_CONFIDENTIAL)
     for hidden in (HIDDEN_CLAIM_SOURCE, CONFIDENTIAL_SOURCE, CITED_THROUGH_CONFIDENTIAL, "9000", "9,000", "8,000"):
@@ -134,6 +140,8 @@ def test_no_page_facet_or_download_reveals_what_the_reader_may_not_see(reader, r
     # North Korea and the perpetrator appear only through the hidden incidents, facets included.
     assert ("North Korea" in text) == (reader in SEES_DRAFT)
     assert ("Secretpolice" in text) == (reader in SEES_DRAFT)
+    # Pyongyang has only hidden incidents: the place facet never lists it.
+    assert ("Pyongyang" in text) == (reader in SEES_DRAFT)
     assert (EXACT_LATITUDE in text) == (reader in SEES_EXACT_PLACE)
     assert (PUBLIC_LATITUDE in text) == (reader not in SEES_EXACT_PLACE)
 
@@ -173,6 +181,54 @@ def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
     assert "1 incident matches" in filtered and DRAFT in filtered and "Publicmarker" not in filtered
 
 
+def _facet(page_context, name: str) -> dict:
+    return next(facet for facet in page_context["facets"] if facet["name"] == name)
+
+
+def test_the_place_facet_walks_down_from_countries_each_place_counting_the_places_inside_it():
+    china = make_place(name="China", kind="country", parent=None)
+    jilin = make_place(name="Jilin", kind="province", parent=china)
+    yanji, tumen = make_place(name="Yanji", parent=jilin), make_place(name="Tumen", parent=jilin)
+    make_incident(places=[yanji])
+    make_incident(places=[yanji, tumen])  # once in Jilin, once in each city
+    make_incident(places=[jilin])
+    make_incident(places=[make_place(name="Ulaanbaatar", country="MN")])
+    client = Client()
+
+    def places(address):
+        facet = _facet(client.get(address).context, "place")
+        return [step["label"] for step in facet["path"]], [(v["label"], v["incidents"]) for v in facet["values"]]
+
+    assert places("/") == ([], [("China", 3), ("Ulaanbaatar", 1)])
+    assert places(f"/?place={china.pk}") == (["China"], [("Jilin", 3)])
+    assert places(f"/?place={jilin.pk}") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+    page = client.get(f"/?place={jilin.pk}").content.decode()
+    # What a count promises, choosing it gives; each step of the path chooses that place.
+    assert "3 incidents match" in page
+    assert f'href="?place={yanji.pk}"' in page and f'href="?place={china.pk}"' in page
+    assert "2 incidents match" in client.get(f"/?place={yanji.pk}").content.decode()
+    # The same facet on the map page, and from the incidents themselves when the totals cannot answer.
+    assert places(f"/map/?place={jilin.pk}") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+    assert places(f"/?place={jilin.pk}&min_people=0") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
+
+
+def test_past_the_sample_the_counts_say_at_least_and_the_page_says_why(monkeypatch):
+    monkeypatch.setattr(selectors, "FACET_SAMPLE", 2)
+    for _ in range(3):
+        make_incident(places=[make_place(country="KR")])
+    client = Client()
+    # A filter the kept totals cannot answer: the newest two matches are counted.
+    sampled = client.get("/?min_people=1")
+    assert "At least 2 incidents match" in sampled.content.decode()
+    assert "counted among the newest 2" in sampled.content.decode()
+    assert _facet(sampled.context, "country")["values"][0]["incidents"] == 2
+    assert not _facet(sampled.context, "country")["complete"]
+    assert "2+" in sampled.content.decode()
+    # The kept totals count all of them, whatever the sample's size.
+    exact = client.get("/?date_from=2023-01-01").content.decode()
+    assert "3 incidents match" in exact and "counted among" not in exact
+
+
 def test_a_type_counts_its_sub_types_incidents_and_lists_them_beneath_it():
     make_incident(incident_type=incident_type("extrajudicial-execution"))
     make_incident(incident_type=incident_type("execution"))
@@ -197,17 +253,19 @@ def test_cursor_pages_walk_every_incident_once_newest_first(monkeypatch):
 
 
 def test_browse_query_count_does_not_grow_with_the_page(django_assert_num_queries):
-    # 1 page (type joined, claim range subqueried) + 1 places prefetch + the five facets'
-    # statistics: with a country filter, type, verification and year read the kept totals (each
-    # first brings them up to date inside the test's transaction: 2 queries), country reads them
-    # and its total (3), perpetrator reads the incidents (1); + 1 for the tree of types.
+    # 1 page (type joined, claim range subqueried) + 1 places prefetch + the six facets'
+    # statistics: with a country filter, type, verification and year read the kept totals
+    # together, country reads them on its own (each first brings them up to date inside the test's
+    # transaction: 2 queries each; a facet needs no total); perpetrator and place, which the totals
+    # keep per country only overall, count a sample of the matches (1 to take it, 1 each); + 1 for
+    # the tree of types.
     make_incident(places=[make_place(country="CN")])
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(10):
         assert Client().get("/?country=CN").status_code == 200
     place = make_place(country="CN")
     for _ in range(10):
         make_incident(places=[place, make_place(country="CN")])
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(10):
         assert Client().get("/?country=CN").status_code == 200
 
 
@@ -250,6 +308,21 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     (feature,) = collection["features"]
     assert feature["properties"]["url"] == f"http://testserver/ko/incidents/{record.public_id}/"
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
+
+
+def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
+    make_incident(people_count=None, people_count_min=None, people_count_max=None, places=[])
+    response = client_for("staff").get("/ko/statistics/?group_by=country")
+    table, chart = response.context["table"]["results"], response.context["chart"]
+    assert chart["labels"] == [row["label"] for row in table[:-1]] + ["기록 없음"]
+    assert chart["incidents"] == [row["incidents"] for row in table]
+    assert chart["people"] == [row["people_count"] for row in table]
+    assert chart["low"] == [row["people_count_min"] for row in table]
+    assert chart["high"] == [row["people_count_max"] for row in table]
+    assert chart["low"][-1] is None  # an unknown figure stays unknown, not 0
+    assert not chart["timeline"] and chart["text"]["incidents"] == "사건"
+    # Embedded as JSON data, which no browser runs as a script.
+    assert '<script id="chart-data" type="application/json">' in response.content.decode()
 
 
 def test_statistics_table_counts_people_with_their_range(record):
@@ -298,3 +371,16 @@ def test_the_vendored_files_collect_for_production(settings, tmp_path):
     call_command("collectstatic", interactive=False, verbosity=0)
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
     assert {"public/map.js", "vendor/leaflet/leaflet.js", "vendor/world-atlas/countries-110m.json"} <= manifest.keys()
+
+
+def test_a_translator_adds_a_language_with_its_catalog_alone(tmp_path):
+    for locale in ("zh_Hans", "ko"):
+        (tmp_path / locale / "LC_MESSAGES").mkdir(parents=True)
+        (tmp_path / locale / "LC_MESSAGES" / "django.po").touch()
+    assert catalog_languages(tmp_path) == [("en", "English"), ("ko", "한국어"), ("zh-hans", "简体中文")]
+
+
+def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
+    catalogs = list(Path(settings.LOCALE_PATHS[0]).glob("*/LC_MESSAGES/django.po"))
+    assert catalogs
+    assert [catalog for catalog in catalogs if not catalog.with_suffix(".mo").exists()] == []

@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import F
+from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
@@ -26,6 +27,8 @@ from incidents.models import (
     Involvement,
     Place,
 )
+from incidents.selectors import incident_filterset
+from incidents.statistics import PLACE, facet_statistics, incident_statistics
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_incident, make_organization, make_place, make_user
 
@@ -308,3 +311,58 @@ def test_a_change_in_a_repeatable_read_transaction_is_refused_not_miscounted():
         with pytest.raises(psycopg.errors.RaiseException, match="READ COMMITTED transactions only"):
             other.commit()
     assert answer(client_for(None), "group_by=year")[0]["total"]["people_count"] == 10
+
+
+def assert_place_totals_agree(user, place_ids):
+    """Per place (the public pages' place facet) and with a place filter, kept totals and the
+    incidents agree, for each level of the tree."""
+    for place_id in [None, *place_ids]:
+        for extra in ["", "type=detention", "date_from=2020-03-01"]:
+            filters = QueryDict(f"{extra}&place={place_id}" if place_id else extra)
+            reference = QueryDict(f"{filters.urlencode()}&{FROM_INCIDENTS}")
+            kept = incident_filterset(user=user, filters=filters)
+            for group_by in [PLACE, "year", "type"]:
+                with CaptureQueriesContext(connection) as queries:
+                    answered = incident_statistics(kept, group_by)
+                assert any("incidents_incidentrollup" in query["sql"] for query in queries)
+                expected = incident_statistics(incident_filterset(user=user, filters=reference), group_by)
+                assert answered == expected, (place_id, extra, group_by)
+
+
+def test_kept_totals_per_place_count_each_place_with_the_places_inside_it(world):
+    """A place's total holds the incidents at it and inside it, once each, and follows places
+    moved from one place into another (the places' trigger)."""
+    dandong, tumen, sinuiju = world["places"][:3]
+    china = make_place(name="China", kind="country", country="CN")
+    border = make_place(name="Border provinces", kind="province", country="CN", parent=china)
+    Place.objects.filter(pk__in=[dandong.pk, tumen.pk, sinuiju.pk]).update(parent=border)
+    readers = [None, make_user(roles.VIEWER, confidential=True)]
+    for user in readers:
+        assert_place_totals_agree(user, [china.pk, border.pk, dandong.pk])
+    with_border = incident_statistics(incident_filterset(user=None, filters=QueryDict("")), PLACE)
+    outermost = {row["label"] for row in with_border["results"]}
+    assert "China" in outermost and "Dandong" not in outermost
+
+    Place.objects.filter(pk=border.pk).update(parent=None)
+    Place.objects.filter(pk=sinuiju.pk).update(parent=None)
+    for user in readers:
+        assert_place_totals_agree(user, [china.pk, border.pk])
+    assert not IncidentRollup.objects.filter(dimension="place", place=china).exists()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_facets_count_as_each_statistic_does(world, reader):
+    """The public pages' facets: groupings read together from the kept totals, or from a sample
+    of the matches (which here holds them all), count what each statistic counts."""
+    user = READERS[reader]()
+    groupings = ["type", "verification", "year", "country", "perpetrator", PLACE]
+    # ...and filters only the incidents answer, counted over the sample.
+    for served in [*SERVED_FILTERS, "min_people=0", "country=CN&min_people=0"]:
+        facets = facet_statistics(incident_filterset(user=user, filters=QueryDict(served)), groupings, sample_size=1000)
+        reference = incident_filterset(user=user, filters=QueryDict(f"{served}&{FROM_INCIDENTS}"))
+        for group_by in groupings:
+            assert facets[group_by]["complete"]
+            assert facets[group_by]["results"] == incident_statistics(reference, group_by)["results"], (
+                served,
+                group_by,
+            )

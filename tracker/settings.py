@@ -13,8 +13,10 @@ import dj_database_url
 import orjson
 import pghistory
 import pgtrigger
+from django.conf.locale import LANG_INFO
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from django.utils.translation import to_language
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -216,9 +218,20 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
-# The public pages' languages; a translator adds one with a line here and a locale/<code>/ catalog.
-LANGUAGES = [("en", "English"), ("ko", "한국어")]
+
+
+def catalog_languages(locale_path: Path) -> list[tuple[str, str]]:
+    """English, then each language that has a catalog under `locale_path`, named in its own words
+    (Django's own list of languages): a translator adds a language with its `.po` file alone
+    (`locale/zh_Hans/LC_MESSAGES/django.po` makes `/zh-hans/`), no line of code."""
+    catalogs = sorted(locale_path.glob("*/LC_MESSAGES/django.po"))
+    found = [to_language(catalog.parent.parent.name) for catalog in catalogs]
+    return [("en", "English"), *((code, LANG_INFO.get(code, {}).get("name_local", code)) for code in found)]
+
+
+# The public pages' languages.
 LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGES = catalog_languages(LOCALE_PATHS[0])
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -30,12 +30,18 @@ from incidents.models import (
     VictimGroup,
 )
 from incidents.selectors import incident_filterset
-from incidents.statistics import incident_statistics
+from incidents.statistics import PLACE, facet_statistics, incident_statistics
 
 BROWSE_PAGE_SIZE = 25
 # The facets beside the browse list, each a grouping of `incident_statistics`, so they are read
-# from the kept totals whenever the filters allow (a few thousand rows, not a million incidents).
-FACETS = ("type", "country", "perpetrator", "verification", "year")
+# from the kept totals whenever the filters allow (a few thousand rows, not a million incidents),
+# and otherwise counted over a sample of the matches (`facet_statistics`).
+FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
+# Up to how many matching incidents the facets count when the kept totals cannot answer the
+# filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
+# million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
+# matches and say so ("at least"); the list itself still holds every match.
+FACET_SAMPLE = 2_000
 # The query string parameters that are filters, in the order the filter form shows them.
 FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
 # A cursor is the last row's position in the newest-first order: its start date and id.
@@ -47,6 +53,8 @@ class BrowsePage:
     incidents: list[Incident]
     next_cursor: str | None
     total: int
+    # False when `total` and the facets' counts are over a sample of the matches: at least these.
+    complete: bool = True
     facets: dict[str, dict] = field(default_factory=dict)
 
 
@@ -75,7 +83,7 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
     parameter.
 
     A fixed number of queries whatever the page size: one for the page (type joined, claim range
-    subqueried), one prefetch of places, and each facet's statistic (one or two each)."""
+    subqueried), one prefetch of places, and the facets' (see `_facet_counts`)."""
     filterset, incidents = filtered_incidents(user=user, filters=filters)
     page_rows = incidents.order_by("-date_start", "-id")
     if cursor:
@@ -92,15 +100,42 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
         next_cursor = f"{rows[-1].date_start.isoformat()}_{rows[-1].pk}"
     facets = _facet_counts(filterset)
     return BrowsePage(
-        incidents=rows, next_cursor=next_cursor, total=facets["year"]["total"]["incidents"], facets=facets
+        incidents=rows,
+        next_cursor=next_cursor,
+        total=facets["year"]["total"]["incidents"],
+        complete=facets["year"]["complete"],
+        facets=facets,
     )
 
 
 def _facet_counts(filterset: IncidentFilterSet) -> dict[str, dict]:
-    """Each facet's statistic; types as a tree, since the type filter takes in sub-types."""
-    facets = {name: incident_statistics(filterset, name) for name in FACETS}
+    """Each facet's statistic (`facet_statistics`: one or two queries each, and one for a sample);
+    types as a tree, since the type filter takes in sub-types (one query); places with the path to
+    the chosen one (one query when a place is chosen)."""
+    facets = facet_statistics(filterset, FACETS, sample_size=FACET_SAMPLE)
     facets["type"] = {**facets["type"], "results": _types_with_subtypes(facets["type"]["results"])}
+    facets[PLACE] = {**facets[PLACE], "path": _place_path(filterset.form.cleaned_data.get("place"))}
     return facets
+
+
+def _place_path(place: Place | None) -> list[Place]:
+    """`place` and the places that contain it, outermost first; one recursive query (which the ORM
+    cannot write), none without a place. UNION stops at a cycle."""
+    if place is None:
+        return []
+    table = connection.ops.quote_name(Place._meta.db_table)
+    around = RawSQL(
+        f"WITH RECURSIVE around(id, parent_id) AS (SELECT id, parent_id FROM {table} WHERE id = %s"
+        f" UNION SELECT outer_place.id, outer_place.parent_id FROM {table} outer_place"
+        " JOIN around ON outer_place.id = around.parent_id) SELECT id FROM around",
+        [place.pk],
+    )
+    places = {found.pk: found for found in Place.objects.filter(pk__in=around).only("name", "parent")}
+    path, current = [], places.get(place.pk)
+    while current is not None and current not in path:
+        path.append(current)
+        current = places.get(current.parent_id)
+    return path[::-1]
 
 
 _FIGURES = ("incidents", "people_count", "people_count_min", "people_count_max")

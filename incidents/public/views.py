@@ -28,6 +28,7 @@ from incidents.statistics import GROUPINGS
 _FACET_PARAMETERS = {
     "type": lambda group: {"type": group},
     "country": lambda group: {"country": group},
+    "place": lambda group: {"place": group},
     "perpetrator": lambda group: {"organization": group},
     "verification": lambda group: {"verification": group},
     "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
@@ -37,6 +38,7 @@ _GROUPING_LABELS = {
     "year": gettext_lazy("Year"),
     "month": gettext_lazy("Month"),
     "country": gettext_lazy("Country"),
+    "place": gettext_lazy("Place"),
     "type": gettext_lazy("Type"),
     "perpetrator": gettext_lazy("Perpetrator"),
     "verification": gettext_lazy("Verification"),
@@ -44,7 +46,8 @@ _GROUPING_LABELS = {
 
 
 def _facets(statistics: dict[str, dict], query) -> list[dict]:
-    """Each facet's values with their counts and the links that select or clear them."""
+    """Each facet's values with their counts and the links that select or clear them; the place
+    facet also with the path to the chosen place, each step a link that chooses it."""
     facets = []
     for name, statistic in statistics.items():
         parameters = _FACET_PARAMETERS[name]
@@ -70,9 +73,24 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
                 "values": values,
                 "clear": clear,
                 "active": any(query.get(key) for key in clear if key != "cursor"),
+                "complete": statistic["complete"],
+                "path": [
+                    {"label": place.name, "select": {**parameters(str(place.pk)), "cursor": None}}
+                    for place in statistic.get("path", [])
+                ],
             }
         )
     return facets
+
+
+def _facets_context(statistics: dict[str, dict], query) -> dict:
+    """What templates/public/_facets.html shows."""
+    facets = _facets(statistics, query)
+    return {
+        "facets": facets,
+        "facets_complete": all(facet["complete"] for facet in facets),
+        "facet_sample": selectors.FACET_SAMPLE,
+    }
 
 
 def _bad_filters(request, error: ValidationError):
@@ -89,7 +107,8 @@ def embeddable(view):
     def framed(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
         policy = {"default-src": [CSP.SELF], **settings.SECURE_CSP, "frame-ancestors": ["*"]}
-        response.headers[CSP.HEADER_ENFORCE] = build_policy(policy)
+        # The header's name as a plain string: WSGI servers (wsgiref) refuse an enum member.
+        response.headers[CSP.HEADER_ENFORCE.value] = build_policy(policy)
         return response
 
     return framed
@@ -119,7 +138,7 @@ def browse(request):
         )
     except ValidationError as error:
         return _bad_filters(request, error)
-    context = {**_filter_form(request), "page": page, "facets": _facets(page.facets, request.GET)}
+    context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
     return render(request, "public/browse.html", context)
 
 
@@ -136,8 +155,9 @@ def incident_map(request):
         "public/map.html",
         {
             **_filter_form(request),
-            "facets": _facets(facets, request.GET),
+            **_facets_context(facets, request.GET),
             "matching": facets["year"]["total"]["incidents"],
+            "complete": facets["year"]["complete"],
             "feature_limit": selectors.FEATURE_LIMIT,
             "embed_url": _embed_url(request, "public:embed-map"),
         },
@@ -215,11 +235,32 @@ def _statistics_context(request) -> dict:
     group_by = request.GET.get("group_by", "year")
     if group_by not in GROUPINGS:
         raise ValidationError({"group_by": [_("Choose one of %s.") % ", ".join(GROUPINGS)]})
+    table = selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by)
     return {
-        "table": selectors.statistics_for(user=request.user, filters=request.GET, group_by=group_by),
+        "table": table,
+        "chart": _chart(table),
         "group_by": group_by,
         "group_label": _GROUPING_LABELS[group_by],
         "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
+    }
+
+
+def _chart(table: dict) -> dict:
+    """The table's numbers for static/public/charts.js (embedded with json_script), with the words
+    it draws in the reader's language."""
+    rows = table["results"]
+    return {
+        "timeline": table["group_by"] in ("year", "month"),
+        "labels": [_("Not recorded") if row["group"] is None else row["label"] for row in rows],
+        "incidents": [row["incidents"] for row in rows],
+        "people": [row["people_count"] for row in rows],
+        "low": [row["people_count_min"] for row in rows],
+        "high": [row["people_count_max"] for row in rows],
+        "text": {
+            "incidents": _("Incidents"),
+            "people": _("People (best estimate)"),
+            "range": _("People (range)"),
+        },
     }
 
 
