@@ -1020,6 +1020,7 @@ class AccessDoor(models.TextChoices):
     API = "api", "API"
     CSV = "csv", "CSV download"
     COMMAND = "command", "Command"
+    SITE = "site", "Public pages"
 
 
 class ConfidentialAccess(models.Model):

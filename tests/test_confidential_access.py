@@ -52,6 +52,51 @@ def world():
     return World
 
 
+class TestPublicPages:
+    """Signed-in staff with confidential access see confidential records on the public pages too."""
+
+    def test_browse_records_the_confidential_incidents_of_its_page(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(reverse("public:browse")).status_code == 200
+        access = only_access()
+        assert (access.user, access.door, access.incident_ids, access.path) == (
+            world.rita,
+            AccessDoor.SITE,
+            [world.secret.pk],
+            reverse("public:browse"),
+        )
+
+    def test_an_incident_page_records_the_confidential_claims_and_sources_it_shows(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(reverse("public:incident", args=[world.with_informant.public_id])).status_code == 200
+        access = only_access()
+        assert (access.door, access.incident_ids, access.claim_ids, access.source_ids) == (
+            AccessDoor.SITE,
+            [],
+            [world.informant_claim.pk],
+            [world.informant.pk],
+        )
+
+    def test_the_map_data_records_every_confidential_record_it_holds(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(reverse("public:incidents-geojson")).status_code == 200
+        access = only_access()
+        assert (access.door, access.incident_ids, access.source_ids) == (
+            AccessDoor.SITE,
+            [world.secret.pk],
+            [world.informant.pk],
+        )
+        assert sorted(access.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])
+
+    @pytest.mark.parametrize("page", ["public:browse", "public:incidents-geojson"])
+    def test_readers_without_confidential_access_leave_no_record(self, client, world, page):
+        assert client.get(reverse(page)).status_code == 200
+        client.force_login(world.andy)
+        assert client.get(reverse(page)).status_code == 200
+        assert client.get(reverse("public:incident", args=[world.with_informant.public_id])).status_code == 200
+        assert not ConfidentialAccess.objects.exists()
+
+
 class TestAdminPages:
     def test_a_confidential_incident_page_is_recorded_with_reader_door_and_id(self, client, world):
         client.force_login(world.rita)

@@ -283,11 +283,12 @@ def _chain(source: Source, visible: dict[int, Source]) -> list[ChainLink]:
 FEATURE_LIMIT = 5000
 
 
-def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> dict:
+def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> tuple[dict, list[dict]]:
     """The newest FEATURE_LIMIT incidents `user` may see that `filters` select, as a GeoJSON
     FeatureCollection built by the API's own code (its representation and `incident_feature`),
-    sensitive places at the coordinates `user` may see, each with its page's `url`. One query
-    (beside the filters' own). `truncated` tells whether more incidents matched."""
+    sensitive places at the coordinates `user` may see, each with its page's `url`, beside the
+    rows it was built from (for `incidents.access.record_list_access`). One query (beside the
+    filters' own). `truncated` tells whether more incidents matched."""
     _, incidents = filtered_incidents(user=user, filters=filters)
     rows = list(with_representations(incidents.order_by("-date_start", "-id"), user, "date_start")[: FEATURE_LIMIT + 1])
     features = []
@@ -295,4 +296,5 @@ def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) ->
         feature = incident_feature(incident)
         feature["properties"]["url"] = f"{page_url_prefix}{incident['public_id']}/"
         features.append(feature)
-    return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > FEATURE_LIMIT}
+    collection = {"type": "FeatureCollection", "features": features, "truncated": len(rows) > FEATURE_LIMIT}
+    return collection, rows[:FEATURE_LIMIT]

@@ -18,9 +18,15 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_safe
 
+from incidents.access import (
+    confidential_among,
+    confidential_records_of,
+    record_confidential_access,
+    record_list_access,
+)
 from incidents.csv_views import incidents_csv_response
 from incidents.merges import redirect_target
-from incidents.models import Incident
+from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
 from incidents.statistics import GROUPINGS
 
@@ -127,6 +133,12 @@ def _filter_form(request) -> dict:
     }
 
 
+def _record_access(request, records) -> None:
+    """Signed-in staff with confidential access see confidential records here too: recorded as
+    at every other door (`incidents.access`)."""
+    record_confidential_access(user=request.user, door=AccessDoor.SITE, records=records, path=request.get_full_path())
+
+
 @require_safe
 def browse(request):
     try:
@@ -138,6 +150,7 @@ def browse(request):
         )
     except ValidationError as error:
         return _bad_filters(request, error)
+    _record_access(request, confidential_among(page.incidents, request.user))
     context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
     return render(request, "public/browse.html", context)
 
@@ -184,6 +197,7 @@ def incident(request, public_id: str):
         if survivor is None:
             raise Http404(_("No such incident.")) from None
         return HttpResponsePermanentRedirect(reverse("public:incident", args=[survivor]))
+    _record_access(request, confidential_records_of(page.incident, request.user))
     return render(
         request,
         "public/incident.html",
@@ -222,11 +236,12 @@ def incidents_csv(request):
 @require_safe
 def incidents_geojson(request):
     try:
-        collection = selectors.incident_features(
+        collection, rows = selectors.incident_features(
             user=request.user, filters=request.GET, page_url_prefix=_page_url_prefix(request)
         )
     except ValidationError as error:
         return _bad_filters(request, error)
+    record_list_access(user=request.user, door=AccessDoor.SITE, rows=rows, path=request.get_full_path())
     return JsonResponse(collection, content_type="application/geo+json")
 
 
