@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('incidents', '0023_statistics_by_place'),
+        ("incidents", "0023_statistics_by_place"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='confidentialaccess',
-            name='door',
-            field=models.CharField(choices=[('admin', 'Admin'), ('api', 'API'), ('csv', 'CSV download'), ('command', 'Command'), ('site', 'Public pages')], max_length=8),
+            model_name="confidentialaccess",
+            name="door",
+            field=models.CharField(
+                choices=[
+                    ("admin", "Admin"),
+                    ("api", "API"),
+                    ("csv", "CSV download"),
+                    ("command", "Command"),
+                    ("site", "Public pages"),
+                ],
+                max_length=8,
+            ),
         ),
     ]
