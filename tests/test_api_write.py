@@ -71,6 +71,15 @@ class TestCreateIncident:
         assert created["involvements"][0]["organization"] == organization.pk
         assert answer["ETag"] == '"1"'
 
+    def test_a_key_holding_a_nul_character_is_an_unknown_record_not_a_server_error(self):
+        # PostgreSQL text cannot hold NUL: looking such a key up raised the database's error (a 500).
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(incident_type="repat\x00riation"), format="json"
+        )
+        assert answer.status_code == 400
+        assert "incident_type" in answer.json()
+        assert not Incident.objects.exists()
+
     @pytest.mark.parametrize(
         ("user_role", "status"), [(None, 401), (roles.VIEWER, 403), ("registered", 403), (roles.ANALYST, 201)]
     )

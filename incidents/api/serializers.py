@@ -82,7 +82,18 @@ class VisibleSourceField(serializers.PrimaryKeyRelatedField):
         return Source.objects.visible_to(_request_user(self))
 
 
-class VisibleIncidentField(serializers.SlugRelatedField):
+class SlugField(serializers.SlugRelatedField):
+    """A record by a text key. A key holding a NUL character names no record (PostgreSQL text
+    cannot hold one) and is answered as one that does not exist, instead of the database's error
+    (a 500) that looking it up would raise."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", "\\x00"))
+        return super().to_internal_value(data)
+
+
+class VisibleIncidentField(SlugField):
     """An incident by public_id, among those the requesting user may see."""
 
     def __init__(self, **kwargs):
@@ -333,7 +344,7 @@ class CorroborationSerializer(serializers.Serializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    incident_type = serializers.SlugRelatedField(slug_field="slug", queryset=IncidentType.objects.all())
+    incident_type = SlugField(slug_field="slug", queryset=IncidentType.objects.all())
     places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
     claims = ClaimSerializer(many=True, required=False)
     victim_groups = VictimGroupSerializer(many=True, required=False)
