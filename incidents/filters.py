@@ -191,8 +191,11 @@ class IncidentFilterSet(django_filters.FilterSet):
     max_people = django_filters.NumberFilter(
         field_name="people_count", lookup_expr="lte", min_value=0, label="Best estimate at most"
     )
-    verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
-    review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices)
+    # Columns of the incident itself: no join, so no duplicate rows to remove. django-filter's
+    # default (`distinct=True`) made PostgreSQL build the representation of every matching
+    # incident before the page's LIMIT: 10 s for a page of drafts at 1,000,000 incidents.
+    verification = django_filters.MultipleChoiceFilter(choices=Verification.choices, distinct=False)
+    review_state = django_filters.MultipleChoiceFilter(choices=ReviewState.choices, distinct=False)
     source = VisibleSourceFilter(
         method="filter_source",
         label="Source id: incidents it or a source relaying it makes a claim about",
