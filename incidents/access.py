@@ -13,6 +13,7 @@ is when it or its source is): the same rule that hides those records from everyo
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
@@ -159,6 +160,9 @@ def record_confidential_access(
     return ConfidentialAccess(id=access_id, at=at, **values)
 
 
+# Built once per process, like the list's representation: building the queryset each time cost
+# twice what running the statement does.
+@cache
 def _list_access_statement(*, asynchronous: bool) -> str:
     """The statement `record_list_access` runs, taking the reader, door, path, the page's
     confidential incidents and all its incidents. Each confidential claim of the page comes with
@@ -190,11 +194,6 @@ def _list_access_statement(*, asynchronous: bool) -> str:
     """
 
 
-# Built once per process, like the list's representation: building the queryset each time cost
-# twice what running the statement does.
-_list_access_statements = {asynchronous: None for asynchronous in (False, True)}
-
-
 def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, Any]], path: str = "") -> None:
     """Record that `user` was shown the confidential records of a page of incident rows carrying
     `shown_incident_columns`: the confidential incidents among them and their confidential claims
@@ -206,12 +205,9 @@ def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, An
     rows = list(rows)
     if not rows or "confidential" not in rows[0]:
         return
-    asynchronous = not connection.in_atomic_block
-    if _list_access_statements[asynchronous] is None:
-        _list_access_statements[asynchronous] = _list_access_statement(asynchronous=asynchronous)
     with connection.cursor() as cursor:
         cursor.execute(
-            _list_access_statements[asynchronous],
+            _list_access_statement(asynchronous=not connection.in_atomic_block),
             [
                 user.pk,
                 str(door),
