@@ -145,7 +145,7 @@ def access_record_switched(call, *, on: bool):
     """`call` with the record of confidential reads (issue 17) on, or off as the list was before it:
     no columns naming the page's incidents in its query, no statement recording them. Both arms
     patch alike, so the patching's own cost weighs on each the same."""
-    columns = projections.shown_incident_columns if on else (lambda user: ())
+    columns = projections.shown_incident_columns if on else (lambda user: {})
     record = views.record_list_access if on else (lambda **arguments: None)
 
     def switched():

@@ -4,8 +4,9 @@ Every door that shows confidential incidents, claims or sources (the admin's rec
 pages, the API's detail, history and lists, CSV downloads, the export command) asks the selectors
 here which confidential records it showed, and hands them to `record_confidential_access`, which
 writes one append-only `ConfidentialAccess` row per request, whatever the number of records (the
-API's incident list, read most, finds and writes in one statement: `record_list_access`). A
-reader without the confidential permission is shown none, so their reads cost nothing here.
+lists of incidents, read most, learn them from their page's own query: `shown_incident_columns`,
+`record_list_access`). A reader without the confidential permission is shown none, so their reads
+cost nothing here.
 
 What is confidential is decided by the models' flags and `ClaimQuerySet.confidential()` (a claim
 is when it or its source is): the same rule that hides those records from everyone else.
@@ -18,8 +19,9 @@ from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection
-from django.db.models import Case, Count, F, Q, QuerySet, Value, When
+from django.contrib.postgres.fields import ArrayField
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import BigIntegerField, Case, Count, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from psycopg.types.json import Jsonb
 
@@ -100,11 +102,38 @@ def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int
     return records, totals["rows"]
 
 
-def shown_incident_columns(user) -> tuple[str, ...]:
-    """The columns a list's `.values()` adds for `record_list_access` to know which incidents a
-    page showed: none for a reader without the confidential permission, whose pages hold nothing
-    to record."""
-    return ("pk", "confidential") if can_see_confidential(user) else ()
+_PAIR = {"template": "ARRAY[%(expressions)s]", "output_field": ArrayField(BigIntegerField())}
+
+
+# Compiled once per process, like the list's representation: building the subquery for every request
+# cost more than running it.
+@cache
+def _confidential_claims_column() -> RawSQL:
+    """For the incident of the outer query: its confidential claims, in order, each as a pair
+    `[claim id, its source's id if the source is confidential too, else NULL]`, found through the
+    one join to the claim's source (see `ClaimQuerySet.confidential`)."""
+    pairs = (
+        Claim.objects.filter(incident=OuterRef("pk"))
+        .confidential()
+        .order_by("pk")
+        .values(pair=Func(F("pk"), Case(When(source__confidential=True, then=F("source_id"))), **_PAIR))
+    )
+    query = Incident.objects.annotate(pairs=ArraySubquery(pairs)).query
+    sql, params = query.get_compiler(DEFAULT_DB_ALIAS).compile(query.annotations["pairs"])
+    return RawSQL(sql, params, output_field=ArrayField(ArrayField(BigIntegerField())))
+
+
+def shown_incident_columns(user) -> dict[str, Any]:
+    """The columns a list's `.values()` adds for `record_list_access` to know which confidential
+    records a page showed: the incident's id and flag, and its confidential claims with their
+    confidential sources (`_confidential_claims_column`). None for a reader without the
+    confidential permission, whose pages hold nothing to record.
+
+    Read in the page's own query, they cost a fraction of a millisecond; looked up afterwards by a
+    statement of their own, with the page's ids, they cost a round trip and a plan each request."""
+    if not can_see_confidential(user):
+        return {}
+    return {"shown_id": F("pk"), "shown_confidential": F("confidential"), "shown_claims": _confidential_claims_column()}
 
 
 # One statement, in its own transaction, that does not wait for the disk to flush it: a read's only
@@ -160,62 +189,27 @@ def record_confidential_access(
     return ConfidentialAccess(id=access_id, at=at, **values)
 
 
-# Built once per process, like the list's representation: building the queryset each time cost
-# twice what running the statement does.
-@cache
-def _list_access_statement(*, asynchronous: bool) -> str:
-    """The statement `record_list_access` runs, taking the reader, door, path, the page's
-    confidential incidents and all its incidents. Each confidential claim of the page comes with
-    its source's id when the source is confidential too, through the one join to the claim's
-    source: asked apart, the sources were found by scanning every confidential source (3 ms a page
-    at 1,000,000 incidents)."""
-    page_incidents = RawSQL("SELECT unnest(%s::bigint[])", ["page"])
-    claims = (
-        Claim.objects.filter(incident__in=page_incidents)
-        .confidential()
-        .values("pk", confidential_source=Case(When(source__confidential=True, then=F("source_id"))))
-        .order_by()
-    )
-    claims_sql, _ = claims.query.sql_with_params()
-    # Outside a transaction, one of its own that does not wait for the disk (see above); inside
-    # one, part of it, committed with everything else.
-    commit = ", (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit" if asynchronous else ""
-    return f"""
-        INSERT INTO {ConfidentialAccess._meta.db_table} (at, user_id, door, path, incident_ids, claim_ids, source_ids)
-        SELECT now(), %s, %s, %s, shown.incident_ids, shown.claim_ids, shown.source_ids
-        FROM (
-            SELECT %s::bigint[] AS incident_ids,
-                   coalesce(array_agg(claim.pk ORDER BY claim.pk), '{{}}') AS claim_ids,
-                   coalesce(array_agg(DISTINCT claim.confidential_source)
-                            FILTER (WHERE claim.confidential_source IS NOT NULL), '{{}}') AS source_ids
-            FROM ({claims_sql}) AS claim
-        ) AS shown{commit}
-        WHERE cardinality(shown.incident_ids) > 0 OR cardinality(shown.claim_ids) > 0
-    """
-
-
 def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, Any]], path: str = "") -> None:
     """Record that `user` was shown the confidential records of a page of incident rows carrying
     `shown_incident_columns`: the confidential incidents among them and their confidential claims
     (with those claims' confidential sources), as their representations hold them. Nothing for a
-    reader without the confidential permission.
-
-    One statement finds the claims and records them: finding them in the page's own query (a
-    subquery per row) and inserting after cost the list 10-20% of its time at 1,000,000 incidents."""
+    reader without the confidential permission, nor for a page that showed nothing confidential.
+    One query at most."""
     rows = list(rows)
-    if not rows or "confidential" not in rows[0]:
+    if not rows or "shown_claims" not in rows[0]:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _list_access_statement(asynchronous=not connection.in_atomic_block),
-            [
-                user.pk,
-                str(door),
-                path[: ConfidentialAccess._meta.get_field("path").max_length],
-                sorted(row["pk"] for row in rows if row["confidential"]),
-                [row["pk"] for row in rows],
-            ],
-        )
+    claim_ids, source_ids = set(), set()
+    for row in rows:
+        for claim_id, source_id in row["shown_claims"]:
+            claim_ids.add(claim_id)
+            if source_id is not None:
+                source_ids.add(source_id)
+    records = ConfidentialRecords(
+        incident_ids=frozenset(row["shown_id"] for row in rows if row["shown_confidential"]),
+        claim_ids=frozenset(claim_ids),
+        source_ids=frozenset(source_ids),
+    )
+    record_confidential_access(user=user, door=door, records=records, path=path)
 
 
 def reads_of(record: Incident | Source) -> QuerySet:
