@@ -716,7 +716,7 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     path.write_text(content)
     before = database_contents()
     address = this_test_database_address()
-    environment = {**os.environ, "DATABASE_URL": database_url(**address)}
+    environment = {**os.environ, "DATABASE_URL": database_url(**address), "PYTHONFAULTHANDLER": "1"}
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
         # EXCLUSIVE blocks writing the claims, not reading them: the triggers that keep the search
         # words (migration 0019) read them when the incidents are written.
@@ -748,7 +748,13 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
             importer.send_signal(signal.SIGINT)
             # It ends while the claims are still locked: it does not go on writing once they are free.
             # Its output is read meanwhile: a process blocked writing to a full pipe never ends.
-            _, stderr = importer.communicate(timeout=60)
+            try:
+                _, stderr = importer.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                # Where it hangs: faulthandler (PYTHONFAULTHANDLER below) prints every thread's stack on SIGABRT.
+                importer.send_signal(signal.SIGABRT)
+                _, stderr = importer.communicate(timeout=30)
+                raise AssertionError(f"The import did not end on SIGINT:\n{stderr.decode()}") from None
         finally:
             locker.rollback()
             if importer.poll() is None:
