@@ -31,21 +31,18 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from rapidfuzz import fuzz, process
 
 from incidents import services
 from incidents.models import (
-    Claim,
     DuplicateDecision,
     DuplicatePair,
     Incident,
     IncidentPlace,
-    Involvement,
     InvolvementRole,
 )
-from incidents.querysets import SourceOrigin
 
 # Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
 # duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
@@ -71,54 +68,71 @@ WITH RECURSIVE place_keys AS (
     WHERE parent.kind <> 'country'
 )"""
 
-# Every incident's blocking keys (its places' keys) and countries, or those of the incidents given.
-_KEYS_SQL = (
+# Every place's blocking keys (none for a country) and its country: a few thousand rows, read once
+# per scoring, so that incidents are read with their places' ids alone.
+_PLACES_SQL = (
     _PLACE_KEYS
     + """
-SELECT link.incident_id, place_keys.key_id, place.country
-FROM incidents_incidentplace link
-JOIN incidents_place place ON place.id = link.place_id
-LEFT JOIN place_keys ON place_keys.place_id = link.place_id
+SELECT place.id, place.country, array_remove(array_agg(place_keys.key_id), NULL)
+FROM incidents_place place LEFT JOIN place_keys ON place_keys.place_id = place.id
+GROUP BY place.id
 """
 )
 
+# Each incident's places, as an array in its row.
+_PLACES_OF = "ARRAY(SELECT link.place_id FROM incidents_incidentplace link WHERE link.incident_id = {}.id)"
+
 # The incidents of the same type as given ones whose date ranges overlap theirs, widened (merged
-# incidents live on in their survivors and pair with nothing): through
-# the date span index (migration 0021), a few milliseconds, where a B-tree on the start date reads
-# every earlier incident of the type.
-_NEARBY_SQL = """
-SELECT mine.id, other.id
-FROM incidents_incident mine
+# incidents live on in their survivors and pair with nothing), with both sides' places: through
+# the type and date span index (migration 0027), a few milliseconds, where a B-tree on the start
+# date reads every earlier incident of the type. An incident dated only by a year meets thousands
+# of its type in every country; their places come in the same rows, so blocking on places costs
+# no second query and sends no list of thousands of ids back to the database. The given incidents
+# are read first (MATERIALIZED), so that their own places are not read again for every row.
+_NEARBY_SQL = f"""
+WITH mine AS MATERIALIZED (
+    SELECT incident.id, incident.incident_type_id, incident.date_start, incident.date_end,
+           {_PLACES_OF.format("incident")} AS places
+    FROM incidents_incident incident
+    WHERE incident.id = ANY(%(incidents)s) AND incident.merged_into_id IS NULL
+)
+SELECT mine.id, mine.places, other.id, {_PLACES_OF.format("other")}
+FROM mine
 JOIN incidents_incident other
   ON other.incident_type_id = mine.incident_type_id
  AND daterange(other.date_start, other.date_end, '[]')
      && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
  AND other.id <> mine.id
  AND other.merged_into_id IS NULL
-WHERE mine.id = ANY(%(incidents)s) AND mine.merged_into_id IS NULL
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Located:
-    keys: set[int] = field(default_factory=set)
-    countries: set[str] = field(default_factory=set)
+    keys: frozenset[int] = frozenset()
+    countries: frozenset[str] = frozenset()
 
 
-def _locations(incident_ids: Collection[int] | None) -> dict[int, _Located]:
-    """Each incident's blocking keys and countries (of all incidents when None). One query."""
-    located = defaultdict(_Located)
-    with connection.cursor() as cursor:
-        if incident_ids is None:
-            cursor.execute(_KEYS_SQL)
-        else:
-            cursor.execute(_KEYS_SQL + " WHERE link.incident_id = ANY(%s)", [list(incident_ids)])
-        for incident_id, key_id, country in cursor.fetchall():
-            if key_id is not None:
-                located[incident_id].keys.add(key_id)
-            if country:
-                located[incident_id].countries.add(country)
-    return located
+class _Places:
+    """Every place's blocking keys and country, to locate incidents by their places. One query."""
+
+    def __init__(self):
+        with connection.cursor() as cursor:
+            cursor.execute(_PLACES_SQL)
+            rows = cursor.fetchall()
+        self.keys = {place_id: frozenset(keys) for place_id, _, keys in rows}
+        self.country = {place_id: country for place_id, country, _ in rows}
+        # Thousands of incidents share a few hundred sets of places: each is located once.
+        self.located: dict[tuple[int, ...], _Located] = {}
+
+    def locate(self, place_ids: Collection[int]) -> _Located:
+        key = tuple(place_ids)
+        if key not in self.located:
+            self.located[key] = _Located(
+                keys=frozenset().union(*(self.keys[place_id] for place_id in key)),
+                countries=frozenset(self.country[place_id] for place_id in key if self.country[place_id]),
+            )
+        return self.located[key]
 
 
 def _places_meet(a: _Located, b: _Located) -> bool:
@@ -138,7 +152,7 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
             yield (incident_id, other) if incident_id < other else (other, incident_id)
 
 
-def _candidate_pairs_of_all() -> set[tuple[int, int]]:
+def _candidate_pairs_of_all(places: _Places) -> set[tuple[int, int]]:
     """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
     by key (and type), each group paired by date; then those placed only by a country, by country."""
     window = settings.DUPLICATE_WINDOW_DAYS
@@ -148,7 +162,11 @@ def _candidate_pairs_of_all() -> set[tuple[int, int]]:
             "id", "incident_type_id", "date_start", "date_end"
         )
     }
-    located = {incident_id: location for incident_id, location in _locations(None).items() if incident_id in spans}
+    places_of = defaultdict(list)
+    for incident_id, place_id in IncidentPlace.objects.values_list("incident_id", "place_id"):
+        if incident_id in spans:
+            places_of[incident_id].append(place_id)
+    located = {incident_id: places.locate(place_ids) for incident_id, place_ids in places_of.items()}
     by_key, by_country = defaultdict(list), defaultdict(list)
     for incident_id, location in located.items():
         incident_type_id, start, end = spans[incident_id]
@@ -173,19 +191,26 @@ def _candidate_pairs_of_all() -> set[tuple[int, int]]:
     return pairs
 
 
+def _candidate_pairs_of(incident_ids: Collection[int], places: _Places) -> set[tuple[int, int]]:
+    """The blocked pairs of each of `incident_ids`: the same rule as the whole database's, read
+    from them. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEARBY_SQL, {"window": settings.DUPLICATE_WINDOW_DAYS, "incidents": list(incident_ids)})
+        nearby = cursor.fetchall()
+    mine_located = {mine: places.locate(mine_places) for mine, mine_places, _, _ in nearby}
+    return {
+        (min(mine, other), max(mine, other))
+        for mine, _, other, other_places in nearby
+        if _places_meet(mine_located[mine], places.locate(other_places))
+    }
+
+
 def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collection[int] = ()) -> set[tuple[int, int]]:
     """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
-    each of `incident_ids`): the same rule, read from them. Two queries."""
+    each of `incident_ids`): the same rule, read from them. Two queries for given incidents."""
     if incident is None and not incident_ids:
-        return _candidate_pairs_of_all()
-    ids = [incident.pk] if incident is not None else list(incident_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(_NEARBY_SQL, {"window": settings.DUPLICATE_WINDOW_DAYS, "incidents": ids})
-        nearby = cursor.fetchall()
-    located = _locations({incident_id for pair in nearby for incident_id in pair})
-    return {
-        (min(mine, other), max(mine, other)) for mine, other in nearby if _places_meet(located[mine], located[other])
-    }
+        return _candidate_pairs_of_all(_Places())
+    return _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, _Places())
 
 
 # --- How rare each word is ----------------------------------------------------------------------
@@ -236,8 +261,11 @@ class Features:
     """What `score_pairs` compares, for a set of incidents: one list entry per incident."""
 
     position: dict[int, int]
-    words: list[dict[str, float]] = field(default_factory=list)
-    title: list[str] = field(default_factory=list)
+    # (title, description) as written; compared only for the pairs that could reach the
+    # threshold (`compared_text`), so most candidates' texts are never worked on.
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    documents: int = 0
+    frequencies: dict[str, int] = field(default_factory=dict)
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
     people_best: list[float] = field(default_factory=list)
@@ -248,6 +276,17 @@ class Features:
     countries: list[set[str]] = field(default_factory=list)
     origins: list[set[int]] = field(default_factory=list)
     perpetrators: list[set[int]] = field(default_factory=list)
+    _compared: dict[int, tuple[str, dict[str, float]]] = field(default_factory=dict)
+
+    def compared_text(self, at: int) -> tuple[str, dict[str, float]]:
+        """The title as compared, and the words of title and description weighted, of the
+        incident at `at`; worked out on first need."""
+        if at not in self._compared:
+            title, description = self.texts[at]
+            title = comparable_text(title)
+            text = f"{title} {comparable_text(description)}"
+            self._compared[at] = (title, _weighted(text, self.documents, self.frequencies))
+        return self._compared[at]
 
 
 def comparable_text(text: str) -> str:
@@ -258,30 +297,47 @@ def comparable_text(text: str) -> str:
     return " ".join(word for word in re.split(r"[^a-z0-9]+", folded) if word and not word.isdigit())
 
 
-def load_features(ids: Collection[int] | None = None) -> Features:
+# What scoring compares, an incident to a row: its own fields, and its places, its claims' source
+# origins and its perpetrators as arrays (an index lookup each), so that the candidates of one
+# changed incident are read in one query, and the whole database in one pass (about 5 s at
+# 100,000 incidents). Scoring is the analysts' work, across everything: origins are followed
+# through confidential sources.
+_FEATURES_SQL = f"""
+SELECT incident.id, incident.title, incident.description, incident.date_start, incident.date_end,
+       incident.people_count, incident.people_count_min, incident.people_count_max,
+       {_PLACES_OF.format("incident")},
+       ARRAY(SELECT source_origin(claim.source_id, true) FROM incidents_claim claim
+             WHERE claim.incident_id = incident.id),
+       ARRAY(SELECT involvement.organization_id FROM incidents_involvement involvement
+             WHERE involvement.incident_id = incident.id AND involvement.role = %(perpetrator)s)
+FROM incidents_incident incident
+"""
+
+
+def load_features(ids: Collection[int] | None = None, *, places: _Places | None = None) -> Features:
     """What `score_pairs` compares, for the incidents `ids` (all when None, which also recounts
-    the word frequencies). Six queries."""
-    incidents = Incident.objects.all() if ids is None else Incident.objects.filter(pk__in=list(ids))
-    rows = list(
-        incidents.values_list(
-            "id", "title", "description", "date_start", "date_end", "people_count", "people_count_min",
-            "people_count_max",
-        )
-    )  # fmt: skip
-    titles = [comparable_text(title) for _, title, *_ in rows]
-    texts = [
-        f"{title} {comparable_text(description)}" for title, (_, _, description, *_) in zip(titles, rows, strict=True)
-    ]
+    the word frequencies), their places located with `places` (read when not given). One query,
+    and one more each for the places and the word frequencies."""
+    places = places or _Places()
+    with connection.cursor() as cursor:
+        if ids is None:
+            cursor.execute(_FEATURES_SQL, {"perpetrator": InvolvementRole.PERPETRATOR})
+        else:
+            cursor.execute(
+                _FEATURES_SQL + " WHERE incident.id = ANY(%(incidents)s)",
+                {"perpetrator": InvolvementRole.PERPETRATOR, "incidents": list(ids)},
+            )
+        rows = cursor.fetchall()
     if ids is None:
-        documents, frequencies = _count_word_frequencies(texts)
-        cache.set(_FREQUENCIES_KEY, (documents, frequencies), timeout=None)
+        counted = _count_word_frequencies(comparable_text(f"{row[1]} {row[2]}") for row in rows)
+        cache.set(_FREQUENCIES_KEY, counted, timeout=None)
     else:
-        documents, frequencies = word_frequencies()
-    features = Features(position={})
-    for (incident_id, _, _, start, end, best, low, high), title, text in zip(rows, titles, texts, strict=True):
-        features.position[incident_id] = len(features.title)
-        features.title.append(title)
-        features.words.append(_weighted(text, documents, frequencies))
+        counted = word_frequencies()
+    features = Features(position={}, documents=counted[0], frequencies=counted[1])
+    for row in rows:
+        incident_id, title, description, start, end, best, low, high, place_ids, origins, perpetrators = row
+        features.position[incident_id] = len(features.texts)
+        features.texts.append((title, description))
         features.start.append(start.toordinal())
         features.end.append(end.toordinal())
         features.people_best.append(math.nan if best is None else best)
@@ -290,31 +346,12 @@ def load_features(ids: Collection[int] | None = None) -> Features:
         # An open end ("at least 40") reaches as far as counts go.
         features.people_low.append(math.nan if low is None and high is None else (low or 0))
         features.people_high.append(math.nan if low is None and high is None else (high or math.inf))
-        for collection in (features.places, features.place_keys, features.countries, features.origins):
-            collection.append(set())
-        features.perpetrators.append(set())
-    selected = {"incident__in": list(features.position)} if ids is not None else {}
-    position = features.position
-    with connection.cursor() as cursor:
-        cursor.execute(_PLACE_KEYS + " SELECT place_id, key_id FROM place_keys")
-        keys_of = defaultdict(set)
-        for place_id, key_id in cursor.fetchall():
-            keys_of[place_id].add(key_id)
-    for incident_id, place_id, country in IncidentPlace.objects.filter(**selected).values_list(
-        "incident_id", "place_id", "place__country"
-    ):
-        at = position[incident_id]
-        features.places[at].add(place_id)
-        features.place_keys[at] |= keys_of.get(place_id, set())
-        if country:
-            features.countries[at].add(country)
-    # Scoring is the analysts' work, across everything: origins followed through confidential sources.
-    origins = Claim.objects.filter(**selected).annotate(origin=SourceOrigin(F("source_id"), True))
-    for incident_id, origin in origins.values_list("incident_id", "origin"):
-        features.origins[position[incident_id]].add(origin)
-    perpetrators = Involvement.objects.filter(**selected, role=InvolvementRole.PERPETRATOR)
-    for incident_id, organization_id in perpetrators.values_list("incident_id", "organization_id"):
-        features.perpetrators[position[incident_id]].add(organization_id)
+        located = places.locate(place_ids)
+        features.places.append(set(place_ids))
+        features.place_keys.append(located.keys)
+        features.countries.append(located.countries)
+        features.origins.append(set(origins))
+        features.perpetrators.append(set(perpetrators))
     return features
 
 
@@ -333,14 +370,16 @@ def _compare_texts(pairs: list[tuple[int, int]], features: Features) -> tuple[np
     """Titles (rapidfuzz's token set ratio, in C, on every core) and words (TF-IDF cosine), 0 to 1."""
     if not pairs:
         return np.zeros(0), np.zeros(0)
-    positions = [(features.position[a], features.position[b]) for a, b in pairs]
+    compared = [
+        (features.compared_text(features.position[a]), features.compared_text(features.position[b])) for a, b in pairs
+    ]
     titles = process.cpdist(
-        [features.title[a] for a, _ in positions],
-        [features.title[b] for _, b in positions],
+        [title for (title, _), _ in compared],
+        [title for _, (title, _) in compared],
         scorer=fuzz.token_set_ratio,
         workers=-1,
     )
-    return titles / 100, np.array([_cosine(features.words[a], features.words[b]) for a, b in positions])
+    return titles / 100, np.array([_cosine(words_a, words_b) for (_, words_a), (_, words_b) in compared])
 
 
 def compare(
@@ -460,10 +499,15 @@ def scored_pairs(
     incident: Incident | None = None, *, incident_ids: Collection[int] = (), at_least: float = 0.0
 ) -> list[tuple[int, int, float]]:
     """The candidate pairs of the database (or of `incident`, or of `incident_ids`) scoring at
-    least `at_least`, with their scores, best first."""
-    pairs = sorted(candidate_pairs(incident, incident_ids=incident_ids))
-    whole = incident is None and not incident_ids
-    features = load_features(None if whole else {incident_id for pair in pairs for incident_id in pair})
+    least `at_least`, with their scores, best first. For given incidents, four queries (the
+    places, the candidates, their features, the word frequencies) however many candidates."""
+    places = _Places()
+    if incident is None and not incident_ids:
+        pairs = sorted(_candidate_pairs_of_all(places))
+        features = load_features(None, places=places)
+    else:
+        pairs = sorted(_candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places))
+        features = load_features({incident_id for pair in pairs for incident_id in pair}, places=places)
     scores = score_pairs(pairs, features, at_least=at_least)
     kept = [(a, b, float(score)) for (a, b), score in zip(pairs, scores, strict=True) if score >= at_least]
     return sorted(kept, key=lambda pair: (-pair[2], pair[0], pair[1]))
@@ -497,15 +541,16 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
         in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
-    decided = set(in_scope.exclude(decision=DuplicateDecision.PENDING).values_list("incident_a_id", "incident_b_id"))
+    kept = list(in_scope.values_list("pk", "incident_a_id", "incident_b_id", "decision"))
+    waiting = {(a, b): pk for pk, a, b, decision in kept if decision == DuplicateDecision.PENDING}
+    decided = {(a, b) for _, a, b, decision in kept if decision != DuplicateDecision.PENDING}
     proposals = {
         (a, b): score
         for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold)
         if (a, b) not in decided
     }
-    waiting = in_scope.filter(decision=DuplicateDecision.PENDING).values_list("pk", "incident_a_id", "incident_b_id")
     with transaction.atomic():
-        DuplicatePair.objects.filter(pk__in=[pk for pk, a, b in waiting if (a, b) not in proposals]).delete()
+        DuplicatePair.objects.filter(pk__in=[pk for pair, pk in waiting.items() if pair not in proposals]).delete()
         DuplicatePair.objects.bulk_create(
             [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for (a, b), score in proposals.items()],
             update_conflicts=True,
