@@ -17,6 +17,7 @@ proposed again, and a pair's score is brought up to date while it waits. Every w
 through the services rescores it after commit (`rescore_after_commit`).
 """
 
+import functools
 import math
 import re
 import unicodedata
@@ -137,6 +138,27 @@ class _Places:
         return self.located[key]
 
 
+# What every place's keys and country follow from: a digest of each one's parent, kind and
+# country, a few milliseconds where reading the keys and locating thousands of incidents again is
+# twenty under load.
+_PLACES_DIGEST_SQL = """
+SELECT md5(string_agg(concat_ws(':', id, parent_id, kind, country), ',' ORDER BY id)) FROM incidents_place
+"""
+
+
+def _places() -> _Places:
+    """Every place's keys and country, read again only when a place was added, removed, moved or
+    given another kind or country since the last read in this process. One query, or two."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PLACES_DIGEST_SQL)
+        return _places_as_of(cursor.fetchone()[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _places_as_of(digest: str | None) -> _Places:
+    return _Places()
+
+
 def _places_meet(a: _Located, b: _Located) -> bool:
     """The blocking rule on places (see above), for two incidents of one type whose dates meet."""
     if a.keys & b.keys:
@@ -211,8 +233,8 @@ def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collectio
     """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
     each of `incident_ids`): the same rule, read from them. Two queries for given incidents."""
     if incident is None and not incident_ids:
-        return _candidate_pairs_of_all(_Places())
-    return _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, _Places())
+        return _candidate_pairs_of_all(_places())
+    return _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, _places())
 
 
 # --- How rare each word is ----------------------------------------------------------------------
@@ -331,7 +353,7 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
     """What `score_pairs` compares, for the incidents `ids` (all when None, which also recounts
     the word frequencies), their places located with `places` (read when not given). One query,
     and one more each for the places and the word frequencies."""
-    places = places or _Places()
+    places = places or _places()
     with connection.cursor() as cursor:
         if ids is None:
             cursor.execute(_FEATURES_SQL, {"perpetrator": InvolvementRole.PERPETRATOR})
@@ -531,7 +553,7 @@ def scored_pairs(
     """The candidate pairs of the database (or of `incident`, or of `incident_ids`) scoring at
     least `at_least`, with their scores, best first. For given incidents, four queries (the
     places, the candidates, their features, the word frequencies) however many candidates."""
-    places = _Places()
+    places = _places()
     if incident is None and not incident_ids:
         pairs = sorted(_candidate_pairs_of_all(places))
         features = load_features(None, places=places)
