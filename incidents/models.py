@@ -553,7 +553,7 @@ class Incident(TimestampedModel):
             # incidents of its type whose date ranges overlap its own, widened, however long ago a
             # long range started, which a B-tree on the start date can only find by reading every
             # earlier incident. The type in the index (btree_gist) reads only those of the type: an
-            # incident dated by a year meets 7,000 incidents of every type at 100,000, 2,700 of its own.
+            # incident dated by a year meets 6,700 incidents of every type at 100,000, 2,700 of its own.
             GistIndex(
                 "incident_type",
                 Func(F("date_start"), F("date_end"), Value("[]"), function="daterange", output_field=DateRangeField()),
