@@ -465,10 +465,11 @@ def compare(
 # A Fellegi-Sunter model, the one splink fits: each comparison adds evidence, in log-odds, for
 # "two reports of one event" against "two events of one block", and the sum (with the prior
 # `BASE_EVIDENCE`) becomes a probability. A comparison that cannot be made (a count missing on one
-# side) adds nothing. Fitted by a logistic regression (the supervised form of the same model) on
-# the candidate pairs of 100,000 generated incidents (seed 101) with their truth, rounded, and
-# checked on another seed's (bench/README.md); where the generated data cannot tell (perpetrators,
-# an incident placed only by its country), set by hand.
+# side) adds nothing. Fitted by a logistic regression (the supervised form of the same model,
+# bench/fit_duplicate_weights.py) on the candidate pairs of 100,000 generated incidents (seed 101)
+# with their truth, rounded to halves, and checked on another seed's (bench/README.md); where the
+# generated data cannot tell (perpetrators, an origin in common or not against none known, an
+# incident placed only by its country), set by hand.
 BASE_EVIDENCE = -12.0
 # Per unit of similarity (0 to 1): the words of title and description as TF-IDF vectors (cosine),
 # where a shared rare word (a village, a name, a prison) weighs far more than a shared common one;
@@ -485,22 +486,22 @@ DATE_EVIDENCE = [
     (366, 1.0),
 ]
 DATES_CLOSE_EVIDENCE = 2.0  # apart by 1 to 3 days: the day of arrest against that of the handover
-DATES_APART_EVIDENCE = -4.0
+DATES_APART_EVIDENCE = -2.0
 # The same range given by both: "July 2021" twice says more than "July 2021" and "14 July 2021";
 # a range that is no calendar unit, given by both, is rarely a coincidence.
 SAME_SPAN_EVIDENCE = 2.5
-UNUSUAL_SAME_SPAN_EVIDENCE = 7.0
+UNUSUAL_SAME_SPAN_EVIDENCE = 7.5
 # Counts: ranges that meet agree; figures far apart disagree strongly. Keyed by the ratio of the
 # nearer ends (smaller over larger).
 PEOPLE_EVIDENCE = [(1.0, 1.5), (0.4, -1.0), (0.0, -3.5)]
 SAME_FIGURE_EVIDENCE = 1.5  # both give one figure of ten or more: rarely a coincidence
 # Places: one place; a place within the other's (a village and its city, a city and its province)
 # or one placed only by its country; two places of one city or province.
-PLACE_EVIDENCE = {"same": 0.0, "within": -0.5, "apart": -3.5, "country": -0.5}
+PLACE_EVIDENCE = {"same": 0.0, "within": -0.5, "apart": -3.0, "country": -0.5}
 # Sources: sharing an origin (one report relayed) is strong evidence; not sharing one is weak
 # evidence against: 59% of generated second reports come from an independent outlet, against
 # all but a few in a thousand of the other candidates.
-SHARED_ORIGIN_EVIDENCE = 7.0
+SHARED_ORIGIN_EVIDENCE = 7.5
 UNSHARED_ORIGINS_EVIDENCE = -0.5
 # Perpetrators named on both sides and none in common.
 OTHER_PERPETRATORS_EVIDENCE = -2.0
