@@ -17,6 +17,7 @@ proposed again, and a pair's score is brought up to date while it waits. Every w
 through the services rescores it after commit (`rescore_after_commit`).
 """
 
+import calendar
 import functools
 import math
 import re
@@ -25,7 +26,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pghistory
@@ -344,9 +345,11 @@ FROM incidents_incident incident
 
 
 def _is_calendar_span(start: date, end: date) -> bool:
+    """A day, a Monday-to-Sunday week or whole months (a month, a year, years): a range that any
+    event of that period is given by a report that knows no more."""
     if start == end or (start.weekday() == 0 and (end - start).days == 6):
         return True
-    return start.day == 1 and (end + timedelta(days=1)).day == 1
+    return start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]
 
 
 def load_features(ids: Collection[int] | None = None, *, places: _Places | None = None) -> Features:
