@@ -72,8 +72,8 @@ WITH RECURSIVE place_keys AS (
     WHERE parent.kind <> 'country'
 )"""
 
-# Every place's blocking keys (none for a country) and its country: a few thousand rows, read once
-# per scoring, so that incidents are read with their places' ids alone.
+# Every place's blocking keys (none for a country) and its country: a few thousand rows, kept per
+# process (`_places`), so that incidents are read with their places' ids alone.
 _PLACES_SQL = (
     _PLACE_KEYS
     + """
@@ -157,6 +157,7 @@ def _places() -> _Places:
 
 @functools.lru_cache(maxsize=1)
 def _places_as_of(digest: str | None) -> _Places:
+    """The places as `digest` sums them up: read once per digest, the key of the cache."""
     return _Places()
 
 
@@ -302,8 +303,8 @@ class Features:
     people_low: list[float] = field(default_factory=list)
     people_high: list[float] = field(default_factory=list)
     places: list[set[int]] = field(default_factory=list)
-    place_keys: list[set[int]] = field(default_factory=list)
-    countries: list[set[str]] = field(default_factory=list)
+    place_keys: list[frozenset[int]] = field(default_factory=list)
+    countries: list[frozenset[str]] = field(default_factory=list)
     origins: list[set[int]] = field(default_factory=list)
     perpetrators: list[set[int]] = field(default_factory=list)
     _compared: dict[int, tuple[str, dict[str, float]]] = field(default_factory=dict)
