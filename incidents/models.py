@@ -549,12 +549,16 @@ class Incident(TimestampedModel):
             models.Index(fields=["updated_at", "id"], name="incident_updated"),
             # Serves the type filter.
             models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
-            # Serves finding one incident's possible duplicates (incidents.duplicates): the incidents
-            # whose date ranges overlap its own, widened, however long ago a long range started,
-            # which a B-tree on the start date can only find by reading every earlier incident.
+            # Serves finding one incident's possible duplicates (incidents.duplicates): the unmerged
+            # incidents of its type whose date ranges overlap its own, widened, however long ago a
+            # long range started, which a B-tree on the start date can only find by reading every
+            # earlier incident. The type in the index (btree_gist) reads only those of the type: an
+            # incident dated by a year meets 6,700 incidents of every type at 100,000, 2,700 of its own.
             GistIndex(
+                "incident_type",
                 Func(F("date_start"), F("date_end"), Value("[]"), function="daterange", output_field=DateRangeField()),
-                name="incident_date_span",
+                name="incident_type_date_span",
+                condition=Q(merged_into__isnull=True),
             ),
             # Lets statistics over a date range (and the country/source filters' semi-joins) read
             # everything they need from this index alone, a third of the table's size, instead of

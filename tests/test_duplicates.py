@@ -8,8 +8,9 @@ from datetime import date
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -130,6 +131,27 @@ class TestFindingPairs:
         }
         assert DuplicatePair.objects.get(decision="unsure").score == 0.5
 
+    @pytest.mark.parametrize(
+        ("start", "end", "proposed"),
+        [
+            (date(2023, 7, 25), date(2023, 8, 29), True),  # no calendar unit: rarely a coincidence
+            (date(2023, 7, 1), date(2023, 7, 31), False),  # "July 2023": every event of the month
+        ],
+        ids=["unusual range", "calendar month"],
+    )
+    def test_two_reports_giving_one_unusual_date_range_are_proposed(self, places, start, end, proposed):
+        # Two outlets, other words, one count; only the range they both give can tie them.
+        for title, outlet in (("Deportation of 12 workers", "Daily"), ("Tumen: labourers sent home", "Weekly")):
+            make_claim(
+                incident=make_incident(
+                    title=title, places=[places["tumen"]], people_count=12, date_start=start, date_end=end,
+                    date_precision="range",
+                ),
+                source=make_source(title=outlet),
+            )  # fmt: skip
+        find_duplicates()
+        assert DuplicatePair.objects.filter(decision="pending").exists() == proposed
+
     def test_a_bad_threshold_is_refused_by_name(self):
         with pytest.raises(CommandError, match="--threshold"):
             find_duplicates(threshold=1.5)
@@ -209,6 +231,18 @@ class TestReviewQueue:
         find_duplicates(threshold=0)
         with django_assert_max_num_queries(len(few.captured_queries)):
             client.get(url)
+
+    def test_the_score_filter_bands_start_at_the_default_threshold(self, client, reported_twice):
+        find_duplicates(threshold=0)
+        pairs = DuplicatePair.objects.order_by("score")
+        DuplicatePair.objects.filter(pk=pairs[0].pk).update(score=duplicates.PROPOSAL_THRESHOLD - 0.01)
+        DuplicatePair.objects.filter(pk=pairs[1].pk).update(score=duplicates.PROPOSAL_THRESHOLD)
+        DuplicatePair.objects.filter(pk=pairs[2].pk).update(score=0.9)
+        client.force_login(make_user(roles.ANALYST))
+        url = reverse("admin:incidents_duplicatepair_changelist")
+        for band, expected in (("low", pairs[0]), ("medium", pairs[1]), ("high", pairs[2])):
+            listing = client.get(url, {"score": band}).context["cl"].result_list
+            assert list(listing) == [expected], band
 
 
 def true_pairs(truth) -> set[tuple[int, int]]:
@@ -414,6 +448,30 @@ class TestRescoringOnEveryWrite:
         waiting = DuplicatePair.objects.filter(decision="pending")
         assert not waiting.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()
         assert twin.pk not in {incident_id for pair in duplicates.candidate_pairs() for incident_id in pair}
+
+    def test_rescoring_a_changed_incident_costs_a_fixed_number_of_queries_however_many_candidates(
+        self, original, places, django_capture_on_commit_callbacks
+    ):
+        reviewer = make_user(roles.REVIEWER)
+
+        def rescoring_queries() -> list[str]:
+            with django_capture_on_commit_callbacks() as callbacks:
+                services.incident_update(
+                    incident=original, user=reviewer, expected_version=original.version, data={"people_count": 81}
+                )
+            original.refresh_from_db()
+            with CaptureQueriesContext(connection) as rescoring:
+                for callback in callbacks:
+                    callback()
+            return [query["sql"] for query in rescoring.captured_queries]
+
+        rescoring_queries()  # counts the words once, as the whole-database run would have
+        few = rescoring_queries()
+        for number in range(8):
+            make_incident(title=f"Repatriation of {number} defectors from Tumen", places=[places["tumen"]])
+        # The pairs waiting, the places, the candidates, their features, the word frequencies; a
+        # savepoint around withdrawing and proposing pairs (each one statement); how many wait.
+        assert len(rescoring_queries()) == len(few) <= 10
 
     def test_a_write_that_rolls_back_rescores_nothing(self, original, places, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError):

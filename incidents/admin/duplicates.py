@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from incidents.admin.base import TrackedModelAdmin
 from incidents.admin.merges import confirm_url
-from incidents.duplicates import duplicate_pair_decide
+from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
 from incidents.services import may_publish
@@ -39,10 +39,16 @@ def _people(incident) -> str:
 class ScoreFilter(admin.SimpleListFilter):
     title = "score"
     parameter_name = "score"
-    BANDS = {"high": (0.85, None), "medium": (0.7, 0.85), "low": (None, 0.7)}
+    # "medium" starts at the queue's default threshold, so "low" holds only the pairs a lower
+    # `find_duplicates --threshold` proposed.
+    BANDS = {"high": (0.9, None), "medium": (PROPOSAL_THRESHOLD, 0.9), "low": (None, PROPOSAL_THRESHOLD)}
 
     def lookups(self, request, model_admin):
-        return [("high", "0.85 and above"), ("medium", "0.70 to 0.85"), ("low", "below 0.70")]
+        return [
+            ("high", "0.90 and above"),
+            ("medium", f"{PROPOSAL_THRESHOLD:.2f} to 0.90"),
+            ("low", f"below {PROPOSAL_THRESHOLD:.2f}"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() not in self.BANDS:
