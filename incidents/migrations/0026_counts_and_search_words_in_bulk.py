@@ -67,6 +67,19 @@ COUNT_SQL, _replaced = re.subn(
 )
 assert _replaced == 1, "migration 0023's count no longer has the expected shape"
 
+# The search words (migration 0016): the planner flattened the subquery that computes an incident's
+# words once into both columns that use them, so each incident's texts were put together and
+# parsed twice (to_tsvector is most of the cost: 6.3 CPU-seconds per 50,000 incidents, 4.2 with the
+# words computed once). OFFSET 0 keeps the subquery whole; the words are the same.
+_REFRESH_BEFORE = re.search(
+    r"CREATE FUNCTION incident_search_refresh\(.*?\n\$\$;\n",
+    importlib.import_module("incidents.migrations.0016_one_search").SEARCH_SQL,
+    re.DOTALL,
+)[0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+_WORDS_ONCE = "(SELECT to_tsvector('simple', texts.disclosed) AS disclosed) AS words"
+assert _WORDS_ONCE in _REFRESH_BEFORE, "migration 0016's search words no longer have the expected shape"
+REFRESH_SQL = _REFRESH_BEFORE.replace(_WORDS_ONCE, _WORDS_ONCE.replace(" AS disclosed)", " AS disclosed OFFSET 0)"))
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -75,4 +88,5 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(COUNT_SQL, reverse_sql=_FUNCTION_BEFORE),
+        migrations.RunSQL(REFRESH_SQL, reverse_sql=_REFRESH_BEFORE),
     ]
