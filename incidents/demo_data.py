@@ -6,12 +6,16 @@ and everything hanging off them are written with PostgreSQL's COPY in batches, a
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
 entered by hand, and the statistics' kept totals count them and the search holds their words (each
-once, at the end of the load: `statistics_counted_once`, `_search_words_computed_once`), with one
-exception: the audit triggers' insert events are skipped for
-these synthetic rows. Each audit row
-costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
-against 0.17 s without, which would turn a few minutes at a million incidents into half an hour.
-Updates and deletes of demo rows are audited like any other.
+once, at the end of the load, by the functions the triggers call: `statistics_counted_once`,
+`_search_words_computed_once`).
+
+One thing is skipped: the audit history's insert events of these synthetic rows (incidents, their
+claims, places, involvements and victim groups, sources, and the localities made for them). Each
+audit row costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with
+them against 0.17 s without, which would turn a few minutes at a million incidents into half an
+hour, and the history would say nothing an analyst did. The reference rows made on a first run
+(countries, cities, governments, outlets) are audited as any insert, and updates and deletes of
+demo rows are audited like any other.
 """
 
 import random
