@@ -353,7 +353,7 @@ _DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentRollupEntry)
 @contextmanager
 def _indexes_and_foreign_keys_rebuilt_after(adding: int, models):
     """Drop the secondary indexes and foreign keys of `models`' tables, and add them again at the end,
-    when `adding` incidents are at least as many as the table holds, as pg_restore does: building
+    when `adding` incidents are at least as many as the incidents table holds, as pg_restore does: building
     an index sorts the rows once, while growing it (the trigram and full-text GIN indexes above all)
     costs far more per row; adding a foreign key checks every row in one join, instead of one
     query per row. Adding them back checks every row, old and new, so every constraint still holds
