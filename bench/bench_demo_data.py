@@ -25,7 +25,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 
 from incidents.demo_data import generate_demo_data  # noqa: E402
-from incidents.models import Incident, IncidentRollup, RollupDimension  # noqa: E402
+from incidents.models import Incident, IncidentRollup, IncidentSearchDocument, RollupDimension  # noqa: E402
 
 
 def backend_cpu_seconds(pid: int) -> float:
@@ -36,10 +36,13 @@ def backend_cpu_seconds(pid: int) -> float:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    phases = defaultdict(float)
+    phases = defaultdict(lambda: [0.0, 0.0])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM incidents_incident)")
+        backend, before = cursor.fetchone()
 
     def timed(execute, sql, params, many, context):
-        started = time.monotonic()
+        started, backend_started = time.monotonic(), backend_cpu_seconds(backend)
         try:
             return execute(sql, params, many, context)
         finally:
@@ -48,14 +51,14 @@ def main() -> None:
                 if sql.startswith("CREATE")
                 else "count totals"
                 if "incident_rollup_count" in sql
+                else "write search words"
+                if "incident_search_refresh" in sql
                 else None
             )
             if kind:
-                phases[kind] += time.monotonic() - started
+                phases[kind][0] += time.monotonic() - started
+                phases[kind][1] += backend_cpu_seconds(backend) - backend_started
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM incidents_incident)")
-        backend, before = cursor.fetchone()
     load = os.getloadavg()
     cpu_before, backend_before = resource.getrusage(resource.RUSAGE_SELF), backend_cpu_seconds(backend)
     started = time.monotonic()
@@ -65,15 +68,16 @@ def main() -> None:
     cpu_after, backend_after = resource.getrusage(resource.RUSAGE_SELF), backend_cpu_seconds(backend)
 
     counted = IncidentRollup.objects.filter(dimension=RollupDimension.INCIDENT).values_list("incidents", flat=True)
-    total, kept = Incident.objects.count(), sum(counted)
+    total, kept, searchable = Incident.objects.count(), sum(counted), IncidentSearchDocument.objects.count()
     print(f"generate_demo_data --incidents {count:,} into {before:,} incidents: {wall:.1f} s wall")
     print(f"  CPU: this process {cpu_after.ru_utime - cpu_before.ru_utime:.1f} s, "
           f"PostgreSQL backend {backend_after - backend_before:.1f} s")  # fmt: skip
-    for phase, seconds in phases.items():
-        print(f"  of which {phase}: {seconds:.1f} s wall")
+    for phase, (seconds, backend_seconds) in phases.items():
+        print(f"  of which {phase}: {seconds:.1f} s wall, {backend_seconds:.1f} s PostgreSQL CPU")
     print(f"  load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; after: {os.getloadavg()[0]:.1f}")
     print(f"  kept totals count {kept:,} incidents of {total:,}: {'OK' if kept == total else 'WRONG'}")
-    if kept != total:
+    print(f"  search words for {searchable:,} incidents of {total:,}: {'OK' if searchable == total else 'WRONG'}")
+    if not kept == searchable == total:
         sys.exit(1)
 
 

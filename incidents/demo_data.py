@@ -6,12 +6,16 @@ and everything hanging off them are written with PostgreSQL's COPY in batches, a
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
 entered by hand, and the statistics' kept totals count them and the search holds their words (each
-once, at the end of the load: `statistics_counted_once`, `_search_words_computed_once`), with one
-exception: the audit triggers' insert events are skipped for
-these synthetic rows. Each audit row
-costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
-against 0.17 s without, which would turn a few minutes at a million incidents into half an hour.
-Updates and deletes of demo rows are audited like any other.
+once, at the end of the load, by the functions the triggers call: `statistics_counted_once`,
+`_search_words_computed_once`).
+
+One thing is skipped: the audit history's insert events of these synthetic rows (incidents, their
+claims, places, involvements and victim groups, sources, and the localities made for them). Each
+audit row costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with
+them against 0.17 s without, which would turn a few minutes at a million incidents into half an
+hour, and the history would say nothing an analyst did. The reference rows made on a first run
+(countries, cities, governments, outlets) are audited as any insert, and updates and deletes of
+demo rows are audited like any other.
 """
 
 import random
@@ -25,12 +29,14 @@ from django.db import connection, transaction
 from django.db.models import Max
 
 from incidents.demo_duplicates import write_demo_duplicates
-from incidents.demo_text import DemoReports
+from incidents.demo_text import LOCALITIES_PER_CITY, DemoReports
 from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
     Incident,
     IncidentPlace,
+    IncidentRollup,
+    IncidentRollupEntry,
     IncidentSearchDocument,
     IncidentType,
     Involvement,
@@ -328,6 +334,7 @@ class DemoDataGenerator:
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
                      "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
                 )  # fmt: skip
+        Place.objects.bulk_create(self.reports.take_new_places())
         _copy(Incident, COPY_COLUMNS[Incident], iter(incident_rows))
         _copy(IncidentPlace, COPY_COLUMNS[IncidentPlace], iter(place_rows))
         _copy(Involvement, COPY_COLUMNS[Involvement], iter(involvement_rows))
@@ -336,22 +343,24 @@ class DemoDataGenerator:
         return first_id
 
 
-# The tables a load fills; their secondary indexes and foreign keys are rebuilt rather than kept up
-# row by row when the load is at least as large as what is there.
+# The tables a load fills, and those the kept totals and the search words fill from them; their
+# secondary indexes and foreign keys are rebuilt rather than kept up row by row when the load is at
+# least as large as what is there.
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
+_DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentRollupEntry)
 
 
 @contextmanager
-def _indexes_and_foreign_keys_rebuilt_after(adding: int):
-    """Drop the loaded tables' secondary indexes and foreign keys, and add them again at the end,
-    when `adding` incidents are at least as many as the table holds, as pg_restore does: building
+def _indexes_and_foreign_keys_rebuilt_after(adding: int, models):
+    """Drop the secondary indexes and foreign keys of `models`' tables, and add them again at the end,
+    when `adding` incidents are at least as many as the incidents table holds, as pg_restore does: building
     an index sorts the rows once, while growing it (the trigram and full-text GIN indexes above all)
     costs far more per row; adding a foreign key checks every row in one join, instead of one
     query per row. Adding them back checks every row, old and new, so every constraint still holds
     when the transaction commits; unique and primary-key indexes stay throughout. Dropping them
     locks the tables (ACCESS EXCLUSIVE) until the transaction ends: readers wait for the load
     rather than see it half done."""
-    tables = [model._meta.db_table for model in _BULK_MODELS]
+    tables = [model._meta.db_table for model in models]
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Incident._meta.db_table])
         if adding < max(cursor.fetchone()[0], 1):
@@ -374,8 +383,6 @@ def _indexes_and_foreign_keys_rebuilt_after(adding: int):
         for name, _ in indexes:
             cursor.execute(f"DROP INDEX {name}")
         yield
-        # Sorting in memory rather than in temporary files, for this transaction only.
-        cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for _, definition in indexes:
             cursor.execute(definition)
         for table, name, definition in foreign_keys:
@@ -434,32 +441,43 @@ def generate_demo_data(
     (`statistics_counted_once`), rather than at each batch's commit: readers see all the new
     incidents with their totals, or none."""
     generator = DemoDataGenerator(seed=seed)
-    with transaction.atomic(), statistics_counted_once():
-        reference = _ensure_reference_data()
-        set_insert_triggers(enabled=False)
-        generator.sources(reference, max(10, incidents // 10))
-        newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
-        # Inside the statistics' block: counting the new incidents at its end reads these indexes.
-        with _search_words_computed_once(after=newest_before):
-            with _indexes_and_foreign_keys_rebuilt_after(incidents):
-                written, originals = 0, incidents - round(incidents * duplicates)
-                first_id = None
-                while written < originals:
-                    batch = min(batch_size, originals - written)
-                    batch_first_id = generator.incidents(reference, batch)
-                    first_id = batch_first_id if first_id is None else first_id
-                    written += batch
-                    progress(batch)
-            # After the indexes are back: the duplicates read their originals by id.
-            if written < incidents:
-                write_demo_duplicates(
-                    generator=generator,
-                    reference=reference,
-                    count=incidents - written,
-                    originals=range(first_id, first_id + originals),
-                    truth=duplicates_truth,
-                )
-                progress(incidents - written)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # For this transaction only: its large statements run once each, so compiling them (JIT)
+            # costs seconds and saves nothing, and its sorts and hashes (the totals' cells, the
+            # indexes) stay in memory rather than in temporary files.
+            cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
+            cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        # Outside the statistics' block: the totals and the search words are written without their
+        # secondary indexes, which are built once after both.
+        with _indexes_and_foreign_keys_rebuilt_after(incidents, _DERIVED_MODELS), statistics_counted_once():
+            reference = _ensure_reference_data()
+            set_insert_triggers(enabled=False)
+            localities = len(reference.leaf_places) * LOCALITIES_PER_CITY
+            first_place_id = _reserve_ids(Place, localities)
+            generator.reports.read_places(free_ids=range(first_place_id, first_place_id + localities))
+            generator.sources(reference, max(10, incidents // 10))
+            newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
+            with _search_words_computed_once(after=newest_before):
+                with _indexes_and_foreign_keys_rebuilt_after(incidents, _BULK_MODELS):
+                    written, originals = 0, incidents - round(incidents * duplicates)
+                    first_id = None
+                    while written < originals:
+                        batch = min(batch_size, originals - written)
+                        batch_first_id = generator.incidents(reference, batch)
+                        first_id = batch_first_id if first_id is None else first_id
+                        written += batch
+                        progress(batch)
+                # After the indexes are back: the duplicates read their originals by id.
+                if written < incidents:
+                    write_demo_duplicates(
+                        generator=generator,
+                        reference=reference,
+                        count=incidents - written,
+                        originals=range(first_id, first_id + originals),
+                        truth=duplicates_truth,
+                    )
+                    progress(incidents - written)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
         for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source, IncidentSearchDocument):

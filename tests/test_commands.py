@@ -7,9 +7,20 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 
 from incidents import roles
-from incidents.models import Claim, Incident, IncidentPlace, IncidentRollup, Involvement, Source, VictimGroup
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentPlace,
+    IncidentRollup,
+    IncidentSearchDocument,
+    Involvement,
+    Place,
+    Source,
+    VictimGroup,
+)
 from tests.factories import make_claim, make_incident, make_source, make_user
 
 
@@ -70,6 +81,45 @@ def test_demo_data_is_counted_into_the_statistics_totals():
     assert sum(cell[-2] for cell in counted if cell[6] == "incident") == 204
     call_command("recount_statistics", stdout=StringIO())
     assert kept_totals() == counted
+
+
+def search_words() -> list[tuple]:
+    return list(IncidentSearchDocument.objects.order_by("incident").values_list("incident", "disclosed", "complete"))
+
+
+def test_demo_data_search_words_equal_those_an_edit_computes():
+    # The generator writes the words of its incidents once at the end, with their insert triggers
+    # off meanwhile: an edit of every incident, which computes them through the triggers, changes
+    # none, and every incident, the sample data's included, has its words.
+    call_command("loaddata", "sample", verbosity=0)
+    call_command("generate_demo_data", incidents=200, seed=5, batch_size=70, stdout=StringIO())
+    written = search_words()
+    assert len(written) == Incident.objects.count() == 204
+    assert {"yanji", "dandong"} & set(" ".join(words for _, words, _ in written).replace("'", " ").split())
+    Incident.objects.update(title=F("title"))
+    assert search_words() == written
+
+
+def test_demo_data_records_no_insert_history_but_audits_later_changes():
+    # The synthetic rows' insert events are skipped (incidents/demo_data.py); the reference rows
+    # made on the first run (countries, cities, governments) are audited as any insert, and so is
+    # every later change to a demo row.
+    call_command("generate_demo_data", incidents=30, seed=2, stdout=StringIO())
+    for model in (Incident, Claim, IncidentPlace, Involvement, VictimGroup, Source):
+        assert not inserts(model).exists(), model
+    localities = Place.objects.filter(kind="other")
+    assert localities.exists()
+    assert not inserts(Place).filter(pgh_obj__in=localities).exists()
+    assert inserts(Place).filter(pgh_obj__kind="city").exists()
+    incident = Incident.objects.first()
+    incident.title = "Rewritten"
+    incident.save()
+    updates = Incident.pgh_event_models["update"].objects.filter(pgh_label="update", pgh_obj=incident)
+    assert list(updates.values_list("title", flat=True)) == ["Rewritten"]
+
+
+def inserts(model):
+    return model.pgh_event_models["insert"].objects.filter(pgh_label="insert")
 
 
 def indexes_and_constraints() -> set[tuple[str, str]]:
