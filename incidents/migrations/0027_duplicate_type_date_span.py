@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0024_access_from_public_pages"),
+        ("incidents", "0026_counts_and_search_words_in_bulk"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
