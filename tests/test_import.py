@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from unittest import mock
 
@@ -721,20 +723,21 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
         # EXCLUSIVE blocks writing the claims, not reading them: the triggers that keep the search
         # words (migration 0019) read them when the incidents are written.
         locker.execute("LOCK TABLE incidents_claim IN EXCLUSIVE MODE")
-        importer = subprocess.Popen(
-            [
-                sys.executable,
-                str(settings.BASE_DIR / "manage.py"),
-                "import_incidents",
-                str(path),
-                f"--user={analyst}",
-                # Two hundred alike rows: possible duplicates of each other, created all the same.
-                "--allow-duplicates",
-            ],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        with interruptible_children():
+            importer = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(settings.BASE_DIR / "manage.py"),
+                    "import_incidents",
+                    str(path),
+                    f"--user={analyst}",
+                    # Two hundred alike rows: possible duplicates of each other, created all the same.
+                    "--allow-duplicates",
+                ],
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         try:
             backend = wait_until_waiting_for_the_claims(observer, importer)
             # It has written incidents and places: it holds the lock that writing into a table takes.
@@ -786,6 +789,19 @@ def test_the_subprocess_database_url_reads_back_as_the_same_database(address, ur
         "test_tracker",
         address["password"],
     )
+
+
+@contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Children started in the block receive SIGINT as Ctrl-C, whatever this process was started
+    with. A shell starts a background job (`pytest … &`, no job control) with SIGINT ignored, and an
+    ignored signal stays ignored across exec: the importer would never see the test's SIGINT and
+    wait on the locked table for good (what made this test fail in background runs only)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -> int:
