@@ -5,12 +5,12 @@ name, so the generator can run against a database that already holds the sample 
 and everything hanging off them are written with PostgreSQL's COPY in batches, all in one
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
-entered by hand, and the statistics' kept totals count them and the search holds their words (each
-once, at the end of the load: `statistics_counted_once`, `_search_words_computed_once`), with one
-exception: the audit triggers' insert events are skipped for
-these synthetic rows. Each audit row
-costs a PL/pgSQL call with two subtransactions; measured on 5,000 incidents, 1.6 s with them
-against 0.17 s without, which would turn a few minutes at a million incidents into half an hour.
+entered by hand, and the statistics' kept totals count them, the search holds their words and the
+CSV export their rows (each once, at the end of the load: `statistics_counted_once`,
+`_kept_rows_computed_once`), with one exception: the audit triggers' insert events are skipped for
+these synthetic rows. Each audit row costs a PL/pgSQL call with two subtransactions; measured on
+5,000 incidents, 1.6 s with them against 0.17 s without, which would turn a few minutes at a
+million incidents into half an hour.
 Updates and deletes of demo rows are audited like any other.
 """
 
@@ -30,6 +30,7 @@ from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
     Incident,
+    IncidentExportRow,
     IncidentPlace,
     IncidentSearchDocument,
     IncidentType,
@@ -382,38 +383,44 @@ def _indexes_and_foreign_keys_rebuilt_after(adding: int):
             cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
 
 
-# The tables whose inserts recompute an incident's search words (migration 0016's statement triggers).
-_SEARCH_WORD_TABLES = (Incident, IncidentPlace, Involvement, Claim)
-_SEARCH_WORDS_CHUNK = 50_000
+# The rows PostgreSQL keeps for each incident from the tables below, by statement triggers of those
+# names, and the function that computes them: the search words (migration 0016) and the CSV
+# export's rows (migration 0028).
+_KEPT_ROWS = {"incident_search_insert": "incident_search_refresh", "incident_export_insert": "incident_export_refresh"}
+_KEPT_ROW_TABLES = (Incident, IncidentPlace, Involvement, Claim)
+_KEPT_ROWS_CHUNK = 50_000
 
 
 @contextmanager
-def _search_words_computed_once(*, after: int):
-    """Compute the search words of the incidents added in the block (ids above `after`) once, at
-    its end, instead of at each of the four COPY statements that write an incident's rows. With
-    the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`, entered inside
-    this block so that the words are computed after the indexes are back), each of those
-    recomputations scanned the link tables whole: a million incidents from an empty database were
-    still at 60,000 after twenty minutes. The triggers are disabled for this transaction only
-    (ALTER TABLE is transactional: a failed load leaves them on), and the words come from the
-    function they call, in chunks of bounded memory."""
+def _kept_rows_computed_once(*, after: int):
+    """Compute the search words and export rows of the incidents added in the block (ids above
+    `after`) once, at its end, instead of at each of the four COPY statements that write an
+    incident's rows. With the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`,
+    entered inside this block so that the rows are computed after the indexes are back), each of
+    those recomputations scanned the link tables whole: a million incidents from an empty database
+    were still at 60,000 after twenty minutes. The triggers are disabled for this transaction only
+    (ALTER TABLE is transactional: a failed load leaves them on), and the rows come from the
+    functions they call, in chunks of bounded memory."""
     with connection.cursor() as cursor:
-        for model in _SEARCH_WORD_TABLES:
-            cursor.execute(f"ALTER TABLE {model._meta.db_table} DISABLE TRIGGER incident_search_insert")
+        for model in _KEPT_ROW_TABLES:
+            for trigger in _KEPT_ROWS:
+                cursor.execute(f"ALTER TABLE {model._meta.db_table} DISABLE TRIGGER {trigger}")
         yield
-        for model in _SEARCH_WORD_TABLES:
-            cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER incident_search_insert")
+        for model in _KEPT_ROW_TABLES:
+            for trigger in _KEPT_ROWS:
+                cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER {trigger}")
             # The planner's figures for the tables just filled: without them it hashes every source
             # once per incident (5,000 incidents: 6.9 s before, 2.0 s after).
             cursor.execute(f"ANALYZE {model._meta.db_table}")
         cursor.execute(f"ANALYZE {Source._meta.db_table}")
         cursor.execute("SELECT max(id) FROM incidents_incident")
         newest = cursor.fetchone()[0] or after
-        for first in range(after + 1, newest + 1, _SEARCH_WORDS_CHUNK):
-            cursor.execute(
-                "SELECT incident_search_refresh(ARRAY(SELECT id FROM incidents_incident WHERE id BETWEEN %s AND %s))",
-                [first, first + _SEARCH_WORDS_CHUNK - 1],
-            )
+        for first in range(after + 1, newest + 1, _KEPT_ROWS_CHUNK):
+            for refresh in _KEPT_ROWS.values():
+                cursor.execute(
+                    f"SELECT {refresh}(ARRAY(SELECT id FROM incidents_incident WHERE id BETWEEN %s AND %s))",
+                    [first, first + _KEPT_ROWS_CHUNK - 1],
+                )
 
 
 def generate_demo_data(
@@ -440,7 +447,7 @@ def generate_demo_data(
         generator.sources(reference, max(10, incidents // 10))
         newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
         # Inside the statistics' block: counting the new incidents at its end reads these indexes.
-        with _search_words_computed_once(after=newest_before):
+        with _kept_rows_computed_once(after=newest_before):
             with _indexes_and_foreign_keys_rebuilt_after(incidents):
                 written, originals = 0, incidents - round(incidents * duplicates)
                 first_id = None
@@ -462,5 +469,14 @@ def generate_demo_data(
                 progress(incidents - written)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
-        for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source, IncidentSearchDocument):
+        for model in (
+            Incident,
+            IncidentPlace,
+            Claim,
+            Involvement,
+            VictimGroup,
+            Source,
+            IncidentSearchDocument,
+            IncidentExportRow,
+        ):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
