@@ -8,6 +8,12 @@ update or delete; its place links, involvements and claims; a place's name, pare
 confidentiality; an incident type's slug. Places, organizations, sources and types in use cannot
 be deleted (PROTECT), and new ones are in no incident yet.
 
+Writers of many rows at once (an import, the demo data) keep the rows of the incidents they insert
+themselves, with one call of `incident_export_refresh` once every table is written: while they
+turn the insert history off (`tracker.insert_triggers_off`, incidents.history.set_insert_triggers)
+the insert triggers do not fire, where each of the four COPY statements of an import would have
+computed every new incident's row again.
+
 Concurrent changes to one incident: the refresh first locks the incident's row, so a transaction
 refreshing a row another is refreshing waits for it to commit and then, in READ COMMITTED,
 computes it again from what is committed (each statement of the function reads anew).
@@ -47,6 +53,9 @@ COLUMNS = (
     "updated_at",
     "version",
 )
+
+# Off while a bulk writer keeps the rows itself (settings.INSERT_TRIGGERS_OFF_SETTING).
+INSERT_CONDITION = "WHEN (current_setting('tracker.insert_triggers_off', true) IS DISTINCT FROM 'on')"
 
 EXPORT_SQL = r"""
 -- A cell of free text as the export writes it: with a leading apostrophe if a spreadsheet would
@@ -250,7 +259,8 @@ END
 $$;
 
 CREATE TRIGGER incident_export_insert AFTER INSERT ON incidents_incident
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION incident_export_incidents_changed();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT {insert_condition}
+    EXECUTE FUNCTION incident_export_incidents_changed();
 CREATE TRIGGER incident_export_update AFTER UPDATE ON incidents_incident
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION incident_export_incidents_changed();
@@ -259,6 +269,7 @@ CREATE TRIGGER incident_export_delete AFTER DELETE ON incidents_incident
 """.format(
     columns=", ".join(COLUMNS),
     updates=", ".join(f"{column} = EXCLUDED.{column}" for column in COLUMNS[1:]),
+    insert_condition=INSERT_CONDITION,
 )
 
 # Triggers on the tables that link an incident to more cells: the same three for each.
@@ -266,7 +277,8 @@ LINK_TABLES = ("incidents_incidentplace", "incidents_involvement", "incidents_cl
 LINK_TRIGGERS_SQL = "".join(
     f"""
 CREATE TRIGGER incident_export_insert AFTER INSERT ON {table}
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION incident_export_links_changed();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT {INSERT_CONDITION}
+    EXECUTE FUNCTION incident_export_links_changed();
 CREATE TRIGGER incident_export_update AFTER UPDATE ON {table}
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION incident_export_links_changed();
