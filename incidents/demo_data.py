@@ -5,9 +5,9 @@ name, so the generator can run against a database that already holds the sample 
 and everything hanging off them are written with PostgreSQL's COPY in batches, all in one
 transaction: row-by-row saves would take hours at a million incidents, COPY takes minutes. COPY
 still runs every CHECK, unique and foreign key constraint, so the rows satisfy the same rules as those
-entered by hand, and the statistics' kept totals count them and the search holds their words (each
-once, at the end of the load, by the functions the triggers call: `statistics_counted_once`,
-`_search_words_computed_once`).
+entered by hand, and the statistics' kept totals count them, the search holds their words and the
+CSV export their rows (each once, at the end of the load, by the functions the triggers call:
+`statistics_counted_once`, `_kept_rows_computed_once`).
 
 One thing is skipped: the audit history's insert events of these synthetic rows (incidents, their
 claims, places, involvements and victim groups, sources, and the localities made for them). Each
@@ -34,6 +34,7 @@ from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
     Incident,
+    IncidentExportRow,
     IncidentPlace,
     IncidentRollup,
     IncidentRollupEntry,
@@ -389,26 +390,29 @@ def _indexes_and_foreign_keys_rebuilt_after(adding: int, models):
             cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
 
 
-# The tables whose inserts recompute an incident's search words (migration 0016's statement triggers).
-_SEARCH_WORD_TABLES = (Incident, IncidentPlace, Involvement, Claim)
+# The rows PostgreSQL keeps for each incident from the tables below, each by the function its
+# statement triggers call: the search words (migration 0016) and the CSV export's rows (migration
+# 0028). The export's insert triggers are off while the insert history is (`set_insert_triggers`),
+# the search's are switched off here.
+_KEPT_ROW_TABLES = (Incident, IncidentPlace, Involvement, Claim)
 _SEARCH_WORDS_CHUNK = 50_000
 
 
 @contextmanager
-def _search_words_computed_once(*, after: int):
-    """Compute the search words of the incidents added in the block (ids above `after`) once, at
-    its end, instead of at each of the four COPY statements that write an incident's rows. With
-    the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`, entered inside
-    this block so that the words are computed after the indexes are back), each of those
-    recomputations scanned the link tables whole: a million incidents from an empty database were
-    still at 60,000 after twenty minutes. The triggers are disabled for this transaction only
-    (ALTER TABLE is transactional: a failed load leaves them on), and the words come from the
-    function they call, in chunks of bounded memory."""
+def _kept_rows_computed_once(*, after: int):
+    """Compute the search words and export rows of the incidents added in the block (ids above
+    `after`) once, at its end, instead of at each of the four COPY statements that write an
+    incident's rows. With the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`,
+    entered inside this block so that the rows are computed after the indexes are back), each of
+    those recomputations scanned the link tables whole: a million incidents from an empty database
+    were still at 60,000 after twenty minutes. The search triggers are disabled for this transaction
+    only (ALTER TABLE is transactional: a failed load leaves them on), and the rows come from the
+    functions the triggers call, the search words in chunks of bounded memory."""
     with connection.cursor() as cursor:
-        for model in _SEARCH_WORD_TABLES:
+        for model in _KEPT_ROW_TABLES:
             cursor.execute(f"ALTER TABLE {model._meta.db_table} DISABLE TRIGGER incident_search_insert")
         yield
-        for model in _SEARCH_WORD_TABLES:
+        for model in _KEPT_ROW_TABLES:
             cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER incident_search_insert")
             # The planner's figures for the tables just filled: without them it hashes every source
             # once per incident (5,000 incidents: 6.9 s before, 2.0 s after).
@@ -421,6 +425,10 @@ def _search_words_computed_once(*, after: int):
                 "SELECT incident_search_refresh(ARRAY(SELECT id FROM incidents_incident WHERE id BETWEEN %s AND %s))",
                 [first, first + _SEARCH_WORDS_CHUNK - 1],
             )
+        # In one statement, which stores them newest first as the export reads them (migration 0028).
+        cursor.execute(
+            "SELECT incident_export_refresh(ARRAY(SELECT id FROM incidents_incident WHERE id > %s))", [after]
+        )
 
 
 def generate_demo_data(
@@ -458,7 +466,7 @@ def generate_demo_data(
             generator.reports.read_places(free_ids=range(first_place_id, first_place_id + localities))
             generator.sources(reference, max(10, incidents // 10))
             newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
-            with _search_words_computed_once(after=newest_before):
+            with _kept_rows_computed_once(after=newest_before):
                 with _indexes_and_foreign_keys_rebuilt_after(incidents, _BULK_MODELS):
                     written, originals = 0, incidents - round(incidents * duplicates)
                     first_id = None
@@ -478,7 +486,19 @@ def generate_demo_data(
                         truth=duplicates_truth,
                     )
                     progress(incidents - written)
+            # Back on for whatever the caller's transaction writes next (a test's records), which the
+            # history and the export's rows must see like any other.
+            set_insert_triggers(enabled=True)
     with connection.cursor() as cursor:
         # Fresh statistics, so the planner (and the admin's estimated count) see the new rows.
-        for model in (Incident, IncidentPlace, Claim, Involvement, VictimGroup, Source, IncidentSearchDocument):
+        for model in (
+            Incident,
+            IncidentPlace,
+            Claim,
+            Involvement,
+            VictimGroup,
+            Source,
+            IncidentSearchDocument,
+            IncidentExportRow,
+        ):
             cursor.execute(f"ANALYZE {model._meta.db_table}")

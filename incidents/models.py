@@ -824,6 +824,53 @@ class IncidentSearchDocument(models.Model):
         return f"Search words of incident {self.incident_id}"
 
 
+class IncidentExportRow(models.Model):
+    """An incident's row of the CSV export, each cell as the export writes it (incidents/exports.py),
+    kept by PostgreSQL in the statement that changes it (triggers of migration 0028), so that an
+    export is a COPY of these rows rather than a computation of them (issue 19: within 2x a COPY of
+    the same bytes from a plain table).
+
+    Typed columns (dates, numbers) are formatted by COPY as the export always did; the others hold
+    the rendered text: multi-valued cells joined and quoted, free text with formulas neutralised.
+    NULL and "" differ in a CSV (an empty field, and `""`), so a cell that may be blank is NULL.
+    The cells built from claims are kept once per audience: `disclosed_*` from the claims a reader
+    without the confidential permission may see (`ClaimQuerySet.disclosed_to`), `complete_*` from
+    all of them; which one a reader gets is decided in one place, `exports.claim_cells`."""
+
+    # Deleted with its incident by the same triggers (DO_NOTHING: Django need not look for it).
+    incident = models.OneToOneField(Incident, on_delete=models.DO_NOTHING, primary_key=True, related_name="export_row")
+    public_id = models.TextField()
+    title = models.TextField()
+    type = models.TextField()
+    date_start = models.DateField()
+    date_end = models.DateField()
+    date_precision = models.TextField()
+    date_label = models.TextField()
+    people_count = models.IntegerField(null=True)
+    people_count_min = models.IntegerField(null=True)
+    people_count_max = models.IntegerField(null=True)
+    count_qualifier = models.TextField()
+    countries = models.TextField(null=True)  # noqa: DJ001 (NULL is a blank cell, "" would be `""`)
+    places = models.TextField(null=True)  # noqa: DJ001
+    perpetrators = models.TextField(null=True)  # noqa: DJ001
+    verification = models.TextField()
+    review_state = models.TextField()
+    merged_into = models.TextField(null=True)  # noqa: DJ001
+    disclosed_source_count = models.IntegerField()
+    disclosed_sources = models.TextField(null=True)  # noqa: DJ001
+    disclosed_claim_min = models.IntegerField(null=True)
+    disclosed_claim_max = models.IntegerField(null=True)
+    complete_source_count = models.IntegerField()
+    complete_sources = models.TextField(null=True)  # noqa: DJ001
+    complete_claim_min = models.IntegerField(null=True)
+    complete_claim_max = models.IntegerField(null=True)
+    updated_at = models.TextField()
+    version = models.IntegerField()
+
+    def __str__(self):
+        return f"Export row of incident {self.incident_id}"
+
+
 class ResponseKind(models.TextChoices):
     STATEMENT = "statement", _("Statement")
     FORMAL_PROTEST = "formal_protest", _("Formal protest")
