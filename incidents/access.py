@@ -147,7 +147,6 @@ INSERT INTO {ConfidentialAccess._meta.db_table}
 SELECT now(), %(user_id)s, %(door)s, %(path)s, %(incident_ids)s::bigint[], %(claim_ids)s::bigint[],
     %(source_ids)s::bigint[], %(export_filters)s, %(row_count)s
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
-RETURNING id, at
 """
 
 
@@ -159,12 +158,12 @@ def record_confidential_access(
     path: str = "",
     export_filters: Mapping[str, Any] | None = None,
     row_count: int | None = None,
-) -> ConfidentialAccess | None:
+) -> None:
     """Record that `user` was shown (or, with `export_filters` and `row_count`, exported) the
     confidential `records` through `door`: one row, whatever their number. Records nothing when
     none of them was confidential. One query."""
     if not records:
-        return None
+        return
     values = {
         "user_id": user.pk,
         "door": door,
@@ -177,7 +176,8 @@ def record_confidential_access(
     }
     if connection.in_atomic_block:
         # Part of the caller's transaction, which commits it with everything else.
-        return ConfidentialAccess.objects.create(**values)
+        ConfidentialAccess.objects.create(**values)
+        return
     parameters = {
         **values,
         "door": str(door),
@@ -185,8 +185,6 @@ def record_confidential_access(
     }
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_WITHOUT_WAITING_FOR_THE_DISK, parameters)
-        access_id, at = cursor.fetchone()
-    return ConfidentialAccess(id=access_id, at=at, **values)
 
 
 def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, Any]], path: str = "") -> None:
