@@ -38,6 +38,7 @@ from django_countries import countries
 from incidents.filters import IncidentFilterSet, descendant_ids
 from incidents.models import (
     Incident,
+    IncidentFacetTotal,
     IncidentPlace,
     IncidentRollup,
     IncidentRollupEntry,
@@ -83,7 +84,6 @@ _INCIDENT_COLUMNS = {
     "verification": _COLUMNS["verification"],
 }
 _ONE_GROUP_EACH = tuple(_COLUMNS)
-_NO_PEOPLE = {"people": None, "low": None, "high": None}
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
 _ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
 
@@ -112,23 +112,117 @@ def _place_filter(filterset: IncidentFilterSet) -> Place | None:
     return filterset.form.cleaned_data.get("place")
 
 
-def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
+def _statistic(group_by: str, groups: list[dict], total: dict, figures=None) -> dict:
+    """`groups` and `total` as a statistic, each with its `figures` (by default all of them)."""
+    figures = figures or _figures
     results = [
-        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
-        for row in groups
+        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **figures(row)} for row in groups
     ]
     if group_by == PLACE:
         results.sort(key=lambda row: row["label"])
-    return {"group_by": group_by, "results": results, "total": _figures(total) if total else None}
+    return {"group_by": group_by, "results": results, "total": figures(total) if total else None}
+
+
+def _incidents_of(row: dict) -> dict:
+    """A facet's figure: it shows no people."""
+    return {"incidents": row["incidents"]}
 
 
 def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
-    """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
-    the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
-    Each statistic says whether it counted every match (`complete`). A facet shows no total, so
-    only those that cost nothing are given (`total` None for the others, whose total would take a
-    query of its own). Year, month, type and verification are read together (one query); each
-    other grouping takes one query, and one takes the sample when some grouping needs it."""
+    """How many incidents each group of `groupings` (those of `incident_statistics`, and PLACE)
+    holds among what `filterset` selects, for facets: from the facets' own totals where they
+    answer (dates of whole years, a country or a place: see `_facet_totals`), else from the
+    statistics' totals (dates of whole months), else over at most the newest `sample_size`
+    matches. Each statistic says whether it counted every match (`complete`). A facet shows no
+    total, so only those that cost nothing are given (`total` None for the others, whose total
+    would take a query of its own). Year, month, type and verification are read together (one
+    query); each other grouping takes one query, and one takes the sample when some grouping
+    needs it."""
+    statistics = _facet_totals(filterset, groupings)
+    if statistics is None:
+        statistics = _facets_otherwise(filterset, groupings, sample_size=sample_size)
+    return statistics
+
+
+# The facets read together from the facets' totals, by their columns.
+_FACET_COLUMNS = {
+    "year": {"group": F("start_year")},
+    "type": _COLUMNS["type"],
+    "verification": _COLUMNS["verification"],
+}
+
+
+def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | None:
+    """`facet_statistics` from `IncidentFacetTotal`, or None for filters it cannot answer exactly:
+    any but those of the statistics' totals, dates other than 1 January to 31 December (what the
+    year facet chooses), or a country and a place at once (it keeps the totals within either).
+
+    Dates: an incident overlaps [1 January of year A, 31 December of year B] exactly when it
+    starts in year B or before and ends in year A or after, which its start and end years tell."""
+    filters = _given_filters(filterset)
+    date_from, date_to = filters.get("date_from"), filters.get("date_to")
+    country, place = filters.get("country"), filters.get("place")
+    if (
+        not filters.keys() <= _ROLLUP_FILTERS
+        or (date_from and (date_from.month, date_from.day) != (1, 1))
+        or (date_to and (date_to.month, date_to.day) != (12, 31))
+        or (country and place)
+    ):
+        return None
+    totals = _kept_filtered(IncidentFacetTotal.objects.visible_to(filterset.user), filters)
+    if date_from:
+        totals = totals.filter(end_year__gte=date_from.year)
+    if date_to:
+        totals = totals.filter(start_year__lte=date_to.year)
+    # The totals within all incidents, and within the chosen country or place.
+    everywhere = {"within_country": "", "within_place": None}
+    within = {"within_country": country or "", "within_place": None if country else place}
+    _count_own_changes()
+
+    statistics = {}
+    together = [group_by for group_by in groupings if group_by in _FACET_COLUMNS]
+    if together:
+        # Each incident once: overall, or the chosen country's pair with itself, or the chosen place's own.
+        if country:
+            each_once = totals.filter(dimension=RollupDimension.COUNTRY, country=country, **within)
+        elif place:
+            each_once = totals.filter(dimension=RollupDimension.PLACE, place=place, **everywhere)
+        else:
+            each_once = totals.filter(dimension=RollupDimension.INCIDENT)
+        groups = _groups_together(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
+        for group_by in together:
+            statistics[group_by] = {
+                **_statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of),
+                "complete": True,
+            }
+    for group_by in groupings:
+        if group_by in together:
+            continue
+        if group_by == "country":
+            # Without a country or a place: each country's pair with itself.
+            scoped = within if country or place else {"within_place": None, "within_country": F("country")}
+            grouped = totals.filter(dimension=RollupDimension.COUNTRY, **scoped).values(
+                group=NullIf("country", Value(""))
+            )
+        elif group_by == PLACE:
+            # Any place inside the chosen place is inside its own group too: the totals within all incidents.
+            grouped = totals.filter(
+                dimension=RollupDimension.PLACE,
+                within_country=country or "",
+                within_place=None,
+                place__in=_places_inside(place).values("pk"),
+            ).values(group=F("place_id"), label=F("place__name"))
+        else:
+            grouped = totals.filter(dimension=RollupDimension.PERPETRATOR, **within).values(
+                group=F("organization_id"), label=F("organization__name")
+            )
+        groups = list(grouped.annotate(incidents=Sum("incidents")).order_by(F("group").asc(nulls_last=True)))
+        statistics[group_by] = {**_statistic(group_by, groups, None, _incidents_of), "complete": True}
+    return statistics
+
+
+def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+    """`facet_statistics` for filters the facets' totals cannot answer."""
     sample = None
 
     def sampled_incidents():
@@ -151,7 +245,7 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
         else:
             groups = _groups_together(sampled_incidents(), together, _INCIDENT_COLUMNS, _SUMS)
         for group_by in together:
-            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]))
+            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of)
             statistics[group_by]["complete"] = cells is not None or len(sample) <= sample_size
     for group_by in groupings:
         if group_by in statistics:
@@ -159,10 +253,13 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
         cells = _rollup_cells(filterset, group_by)
         if cells is not None:
             kept = _kept_sums(filterset, cells, group_by, with_total=False)
-            statistics[group_by] = {**_statistic(group_by, *kept), "complete": True}
+            statistics[group_by] = {**_statistic(group_by, *kept, _incidents_of), "complete": True}
             continue
         counted = _incident_sums(sampled_incidents(), group_by, _place_filter(filterset), with_total=False)
-        statistics[group_by] = {**_statistic(group_by, *counted), "complete": len(sample) <= sample_size}
+        statistics[group_by] = {
+            **_statistic(group_by, *counted, _incidents_of),
+            "complete": len(sample) <= sample_size,
+        }
     return statistics
 
 
@@ -180,10 +277,9 @@ def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, li
         for row in rows:
             group = row[f"{group_by}_group"]
             into = merged.setdefault(
-                group, {"group": group, "label": row.get(f"{group_by}_label"), "incidents": 0, **_NO_PEOPLE}
+                group, {"group": group, "label": row.get(f"{group_by}_label"), **dict.fromkeys(sums)}
             )
-            into["incidents"] += row["incidents"]
-            for figure in _NO_PEOPLE:
+            for figure in sums:
                 if row[figure] is not None:
                     into[figure] = (into[figure] or 0) + row[figure]
         # The database's order: by group, the unknown last.
@@ -196,10 +292,7 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
 
     Dates: an incident overlaps [1st of month A, last of month B] exactly when it starts in month B
     or before and ends in month A or after, which its start and end months tell."""
-    filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
-    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
-    if "q" in filters and filters["q"].selects_everything():
-        del filters["q"]
+    filters = _given_filters(filterset)
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if (
         not filters.keys() <= _ROLLUP_FILTERS
@@ -210,18 +303,32 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
     ):
         return None
-    cells = IncidentRollup.objects.visible_to(filterset.user)
+    cells = _kept_filtered(IncidentRollup.objects.visible_to(filterset.user), filters)
     if date_from:
         cells = cells.filter(end_month__gte=date_from)
     if date_to:
         cells = cells.filter(start_month__lte=date_to)
-    if "type" in filters:
-        cells = cells.filter(incident_type__in=descendant_ids(IncidentType, filters["type"].pk))
-    if "verification" in filters:
-        cells = cells.filter(verification__in=filters["verification"])
-    if "review_state" in filters:
-        cells = cells.filter(review_state__in=filters["review_state"])
     return cells
+
+
+def _given_filters(filterset: IncidentFilterSet) -> dict:
+    """The filters `filterset` was given, by name, leaving out a search that selects every incident."""
+    filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
+    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
+    if "q" in filters and filters["q"].selects_everything():
+        del filters["q"]
+    return filters
+
+
+def _kept_filtered(totals, filters: dict):
+    """Kept totals (either kind) limited by the type, verification and review state `filters` give."""
+    if "type" in filters:
+        totals = totals.filter(incident_type__in=descendant_ids(IncidentType, filters["type"].pk))
+    if "verification" in filters:
+        totals = totals.filter(verification__in=filters["verification"])
+    if "review_state" in filters:
+        totals = totals.filter(review_state__in=filters["review_state"])
+    return totals
 
 
 def recount_statistics() -> int:
@@ -233,7 +340,8 @@ def recount_statistics() -> int:
     tables = [model._meta.db_table for model in (Incident, IncidentPlace, Involvement, Place)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE")
-        cursor.execute(f"TRUNCATE {IncidentRollup._meta.db_table}, {IncidentRollupEntry._meta.db_table}")
+        totals = [model._meta.db_table for model in (IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)]
+        cursor.execute(f"TRUNCATE {', '.join(totals)}")
         cursor.execute(f"SELECT incident_rollup_count(ARRAY(SELECT id FROM {Incident._meta.db_table}))")
         return IncidentRollupEntry.objects.count()
 
@@ -415,7 +523,7 @@ def _sum_of(groups: list[dict]) -> dict:
     """The total of groups that share no incident; a figure no group has stays null."""
     total = {"incidents": sum(row["incidents"] for row in groups)}
     for name in ("people", "low", "high"):
-        values = [row[name] for row in groups if row[name] is not None]
+        values = [row[name] for row in groups if row.get(name) is not None]
         total[name] = sum(values) if values else None
     return total
 

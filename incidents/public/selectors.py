@@ -33,8 +33,8 @@ from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
 
 BROWSE_PAGE_SIZE = 25
-# The facets beside the browse list, each a grouping of `incident_statistics`, so they are read
-# from the kept totals whenever the filters allow (a few thousand rows, not a million incidents),
+# The facets beside the browse list, each a grouping of `incident_statistics`, read from the
+# totals kept for them whenever the filters allow (a few thousand rows, not a million incidents),
 # and otherwise counted over a sample of the matches (`facet_statistics`).
 FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
 # Up to how many matching incidents the facets count when the kept totals cannot answer the
@@ -138,14 +138,11 @@ def _place_path(place: Place | None) -> list[Place]:
     return path[::-1]
 
 
-_FIGURES = ("incidents", "people_count", "people_count_min", "people_count_max")
-
-
 def _types_with_subtypes(rows: list[dict]) -> list[dict]:
-    """The type statistic's rows in tree order, each with its `depth` and figures that include its
+    """The type facet's rows in tree order, each with its `depth` and a count that includes its
     sub-types' (what choosing it selects). An incident has one type, so no sum counts one twice.
     Types without incidents are left out. One query (the types, a short vocabulary)."""
-    own = {row["group"]: row for row in rows}
+    own = {row["group"]: row["incidents"] for row in rows}
     children = defaultdict(list)
     for incident_type in IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"):
         children[incident_type["parent__slug"]].append(incident_type)
@@ -157,9 +154,7 @@ def _types_with_subtypes(rows: list[dict]) -> list[dict]:
             row = {"group": incident_type["slug"], "label": incident_type["name"], "depth": depth}
             tree.append(row)
             below = add(incident_type["slug"], depth + 1)
-            for figure in _FIGURES:
-                values = [r[figure] for r in [own.get(row["group"], {}), *below] if r.get(figure) is not None]
-                row[figure] = sum(values) if values else None
+            row["incidents"] = own.get(row["group"], 0) + sum(child["incidents"] for child in below)
             added.append(row)
         return added
 
