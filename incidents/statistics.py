@@ -29,9 +29,8 @@ An incident can have several perpetrators or countries, so there the total is su
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Count, F, FilteredRelation, Q, Sum, Value
+from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
@@ -49,7 +48,6 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
-from incidents.search import IdIn
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
 # The public pages' place facet also groups by place: the places directly inside the place filter's
@@ -222,42 +220,90 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
 
 
 def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
-    """`facet_statistics` for filters the facets' totals cannot answer."""
-    sample = None
-
-    def sampled_incidents():
-        nonlocal sample
-        if sample is None:
-            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
-            sample = list(newest[: sample_size + 1])
-        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
-        return Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
-
-    statistics = {}
+    """`facet_statistics` for filters the facets' totals cannot answer: from the statistics' totals
+    where they answer, over a sample of the matches (`_sampled_facets`) for the other groupings."""
+    statistics, sampled = {}, []
     together = [group_by for group_by in groupings if group_by in _COLUMNS]
-    if together:
-        cells = _rollup_cells(filterset, together[0])  # the same for each of them
-        if cells is not None:
-            _count_own_changes()
-            filters = filterset.form.cleaned_data
-            rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
-            groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
-        else:
-            groups = _groups_together(sampled_incidents(), together, _INCIDENT_COLUMNS, _SUMS)
+    cells = _rollup_cells(filterset, together[0]) if together else None  # the same for each of them
+    if cells is not None:
+        _count_own_changes()
+        filters = filterset.form.cleaned_data
+        rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+        groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
-            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of)
-            statistics[group_by]["complete"] = cells is not None or len(sample) <= sample_size
+            statistic = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of)
+            statistics[group_by] = {**statistic, "complete": True}
     for group_by in groupings:
         if group_by in statistics:
             continue
         cells = _rollup_cells(filterset, group_by)
-        if cells is not None:
-            kept = _kept_sums(filterset, cells, group_by, with_total=False)
-            statistics[group_by] = {**_statistic(group_by, *kept, _incidents_of), "complete": True}
+        if cells is None:
+            sampled.append(group_by)
             continue
-        counted = _incident_sums(sampled_incidents(), group_by, _place_filter(filterset), with_total=False)
+        kept = _kept_sums(filterset, cells, group_by, with_total=False)
+        statistics[group_by] = {**_statistic(group_by, *kept, _incidents_of), "complete": True}
+    if sampled:
+        statistics.update(_sampled_facets(filterset, sampled, sample_size=sample_size))
+    return statistics
+
+
+# How each facet counts the incidents of a sample, from what the statistics' totals keep of each
+# (`IncidentRollupEntry`: its type, verification, start month, countries, perpetrators, and its
+# places with those containing them), as the statistics count them from the incidents.
+_SAMPLE_GROUPS = {
+    "type": "SELECT 'type', kind.slug, kind.name, count(*) FROM sample "
+    "JOIN incidents_incidenttype AS kind ON kind.id = sample.incident_type_id GROUP BY kind.slug, kind.name",
+    "verification": "SELECT 'verification', verification, NULL, count(*) FROM sample GROUP BY verification",
+    "year": "SELECT 'year', extract(year FROM start_month)::text, NULL, count(*) FROM sample GROUP BY 2",
+    "country": "SELECT 'country', nullif(country, ''), NULL, count(*) FROM sample, "
+    """unnest(CASE WHEN countries = '{}' THEN '{""}' ELSE countries END) AS country GROUP BY 2""",
+    # The places inside the place filter's place (%(place)s), or the outermost.
+    PLACE: "SELECT 'place', place.id::text, place.name, count(*) FROM sample, unnest(places) AS inside(id) "
+    "JOIN incidents_place AS place ON place.id = inside.id "
+    "WHERE place.parent_id IS NOT DISTINCT FROM %(place)s GROUP BY place.id, place.name",
+    "perpetrator": "SELECT 'perpetrator', perpetrator.id::text, organization.name, count(*) FROM sample, "
+    "unnest(CASE WHEN perpetrators = '{}' THEN '{NULL}' ELSE perpetrators END) AS perpetrator(id) "
+    "LEFT JOIN incidents_organization AS organization ON organization.id = perpetrator.id GROUP BY 2, 3",
+}
+# The groups that are numbers (the query gives every group as text).
+_NUMBERED_GROUPS = {"year", PLACE, "perpetrator"}
+
+
+def _sampled_facets(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+    """`facet_statistics` of `groupings` (any of _SAMPLE_GROUPS) over the newest `sample_size`
+    matches, `complete` if they are all of them. Two queries: the sample's ids (the page's own
+    walk newest first, longer), then every grouping at once over what the statistics' totals keep
+    of each sampled incident, one row each: counting them from the incidents took a query per
+    grouping, each joining the sample to its places, their places or its involvements."""
+    newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+    sample = list(newest[: sample_size + 1])
+    place = _place_filter(filterset)
+    _count_own_changes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH sample AS (SELECT * FROM incidents_incidentrollupentry "
+            "WHERE incident_id = ANY(%(sample)s::bigint[])) "
+            + " UNION ALL ".join(_SAMPLE_GROUPS[group_by] for group_by in groupings),
+            {"sample": sample[:sample_size], "place": place.pk if place else None},
+        )
+        rows = cursor.fetchall()
+    statistics = {}
+    for group_by in groupings:
+        groups = sorted(
+            (
+                {
+                    "group": int(group) if group and group_by in _NUMBERED_GROUPS else group,
+                    "label": label,
+                    "incidents": count,
+                }
+                for grouping, group, label, count in rows
+                if grouping == group_by
+            ),
+            key=lambda row: (row["group"] is None, row["group"] or 0),
+        )
+        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else None
         statistics[group_by] = {
-            **_statistic(group_by, *counted, _incidents_of),
+            **_statistic(group_by, groups, total, _incidents_of),
             "complete": len(sample) <= sample_size,
         }
     return statistics
