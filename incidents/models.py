@@ -1043,8 +1043,8 @@ class IncidentFacetTotal(models.Model):
     # What the total groups by (its column below): nothing (`incident`), a country, a place, a perpetrator.
     dimension = models.CharField(max_length=12, choices=RollupDimension.choices)
     # Within which incidents: those in a country or at (or inside) a place; blank and null: all.
-    # The `country` dimension is kept per pair of an incident's countries, as in IncidentRollup,
-    # so the incidents in one country, each once, are that country's pair with itself.
+    # Within a country, the `country` dimension pairs it with each country of its incidents (its
+    # incidents, each once, are its pair with itself).
     within_country = models.CharField(max_length=2, blank=True)
     within_place = models.ForeignKey(
         Place, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
@@ -1067,19 +1067,19 @@ class IncidentFacetTotal(models.Model):
     class Meta:
         constraints = [
             # What the totals are updated on, and the one index every facet reads, from the index
-            # alone (the count is included): the dimension, the scope and the group first, so a
-            # facet reads one range of it, whoever reads (staff, who may see every review state,
-            # would scan it whole if whom the totals are shown to came first).
+            # alone (the count is included): the dimension and the scope, whom the totals are
+            # shown to, then the group, so that a facet reads one range of it (one for each review
+            # state staff may see): the totals it counts and no others.
             models.UniqueConstraint(
                 fields=[
                     "dimension",
                     "within_place",
                     "within_country",
+                    "review_state",
+                    "confidential",
                     "country",
                     "place",
                     "organization",
-                    "review_state",
-                    "confidential",
                     "start_year",
                     "end_year",
                     "incident_type",

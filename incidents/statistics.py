@@ -172,8 +172,7 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
         totals = totals.filter(end_year__gte=date_from.year)
     if date_to:
         totals = totals.filter(start_year__lte=date_to.year)
-    # The totals within all incidents, and within the chosen country or place.
-    everywhere = {"within_country": "", "within_place": None}
+    # Within the chosen country or place (or all incidents: blank).
     within = {"within_country": country or "", "within_place": None if country else place}
     _count_own_changes()
 
@@ -182,11 +181,11 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
     if together:
         # Each incident once: overall, or the chosen country's pair with itself, or the chosen place's own.
         if country:
-            each_once = totals.filter(dimension=RollupDimension.COUNTRY, country=country, **within)
+            each_once = _facet_cells(totals, RollupDimension.COUNTRY, country=country, **within)
         elif place:
-            each_once = totals.filter(dimension=RollupDimension.PLACE, place=place, **everywhere)
+            each_once = _facet_cells(totals, RollupDimension.PLACE, place=place)
         else:
-            each_once = totals.filter(dimension=RollupDimension.INCIDENT)
+            each_once = _facet_cells(totals, RollupDimension.INCIDENT)
         groups = _groups_together(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
         for group_by in together:
             statistics[group_by] = {
@@ -197,26 +196,38 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
         if group_by in together:
             continue
         if group_by == "country":
-            # Without a country or a place: each country's pair with itself.
-            scoped = within if country or place else {"within_place": None, "within_country": F("country")}
-            grouped = totals.filter(dimension=RollupDimension.COUNTRY, **scoped).values(
+            grouped = _facet_cells(totals, RollupDimension.COUNTRY, "country", **within).values(
                 group=NullIf("country", Value(""))
             )
         elif group_by == PLACE:
-            # Any place inside the chosen place is inside its own group too: the totals within all incidents.
-            grouped = totals.filter(
-                dimension=RollupDimension.PLACE,
+            # Any place inside the chosen place is inside its own group too: the totals within all
+            # incidents (or the chosen country), one place after the other.
+            grouped = _facet_cells(
+                totals,
+                RollupDimension.PLACE,
+                "place",
                 within_country=country or "",
-                within_place=None,
-                place__in=_places_inside(place).values("pk"),
+                place__in=list(_places_inside(place).values_list("pk", flat=True)),
             ).values(group=F("place_id"), label=F("place__name"))
         else:
-            grouped = totals.filter(dimension=RollupDimension.PERPETRATOR, **within).values(
+            grouped = _facet_cells(totals, RollupDimension.PERPETRATOR, "organization", **within).values(
                 group=F("organization_id"), label=F("organization__name")
             )
         groups = list(grouped.annotate(incidents=Sum("incidents")).order_by(F("group").asc(nulls_last=True)))
         statistics[group_by] = {**_statistic(group_by, groups, None, _incidents_of), "complete": True}
     return statistics
+
+
+# The scope and group columns of IncidentFacetTotal, blank.
+_NO_SCOPE_OR_GROUP = {"within_place": None, "within_country": "", "country": "", "place": None, "organization": None}
+
+
+def _facet_cells(totals, dimension: str, group: str = "", **key):
+    """The totals of `dimension` with `key` (their scope and group), every other scope and group
+    column blank but `group`'s. Each column is named so that PostgreSQL reads one range of the
+    unique index, which leads with them: a column left out let it read every place's totals."""
+    blank = {name: value for name, value in _NO_SCOPE_OR_GROUP.items() if name != group}
+    return totals.filter(dimension=dimension, **{**blank, **key})
 
 
 def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:

@@ -10,8 +10,8 @@ from django.db import migrations, models
 #
 # Which totals an incident counts in, and what reads them (incidents.statistics._facet_totals):
 # - once overall: the type, verification and year facets, without a country or a place;
-# - per pair of its countries: a country's facets within it (its pair with itself) and the country
-#   facet (each country's pair with itself, or with a chosen country);
+# - per country, overall and within each of its countries: the country facet, and a country's
+#   type, verification and year facets (its incidents each once: the country chosen as the group);
 # - per country within each of its places (and those containing them): the country facet of a place;
 # - per place, overall and within each of its countries: the place facet, and a place's type,
 #   verification and year facets (the place chosen is the group);
@@ -24,7 +24,7 @@ _COUNT_SQL = importlib.import_module("incidents.migrations.0023_statistics_by_pl
 _KEY = "sign, start_year, end_year, incident_type_id, verification, review_state, confidential"
 # The totals' columns, in the order of their unique index (and of the updates' locks).
 _COLUMNS = (
-    "dimension, within_place_id, within_country, country, place_id, organization_id, review_state, confidential, "
+    "dimension, within_place_id, within_country, review_state, confidential, country, place_id, organization_id, "
     "start_year, end_year, incident_type_id, verification"
 )
 
@@ -48,7 +48,7 @@ def facet_changes(counted: str) -> str:
         FROM facet_counted
         UNION ALL
         SELECT {_KEY}, 'country', NULL, within.country, grouped.country, NULL, NULL
-        FROM facet_counted, unnest(countries) AS within(country), unnest(countries) AS grouped(country)
+        FROM facet_counted, unnest(scopes) AS within(country), unnest(countries) AS grouped(country)
         UNION ALL
         SELECT {_KEY}, 'country', around.id, '', grouped.country, NULL, NULL
         FROM facet_counted, unnest(places) AS around(id), unnest(countries) AS grouped(country)
@@ -112,6 +112,8 @@ COUNT_AFTER = _edited(
 # migration (Django defers it), after the totals are in, which is also faster.
 COUNT_EXISTING = f"""
 LOCK TABLE incidents_incidentrollupentry IN SHARE MODE;
+-- Grouping 22 million cells at a million incidents: in memory rather than on disk (this transaction only).
+SET LOCAL work_mem = '256MB';
 WITH entries AS (SELECT 1 AS sign, * FROM incidents_incidentrollupentry), {facet_changes("entries")}
 {INSERT_FACET_DELTAS};
 """
@@ -219,11 +221,11 @@ class Migration(migrations.Migration):
                             "dimension",
                             "within_place",
                             "within_country",
+                            "review_state",
+                            "confidential",
                             "country",
                             "place",
                             "organization",
-                            "review_state",
-                            "confidential",
                             "start_year",
                             "end_year",
                             "incident_type",

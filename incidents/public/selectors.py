@@ -10,18 +10,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import JSONObject
 from django.utils.datastructures import MultiValueDict
 
 from incidents.api.projections import representations, with_representations
-from incidents.api.renderers import incident_feature
+from incidents.api.renderers import feature_geometry, incident_feature
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
     Claim,
     Incident,
+    IncidentPlace,
     IncidentType,
     Involvement,
     Place,
@@ -29,6 +32,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.querysets import coordinates_for
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
 
@@ -286,10 +290,41 @@ def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) ->
     filters' own). `truncated` tells whether more incidents matched."""
     _, incidents = filtered_incidents(user=user, filters=filters)
     rows = list(with_representations(incidents.order_by("-date_start", "-id"), user, "date_start")[: FEATURE_LIMIT + 1])
-    features = []
-    for incident in representations(rows[:FEATURE_LIMIT], decoded=True):
-        feature = incident_feature(incident)
-        feature["properties"]["url"] = f"{page_url_prefix}{incident['public_id']}/"
-        features.append(feature)
-    collection = {"type": "FeatureCollection", "features": features, "truncated": len(rows) > FEATURE_LIMIT}
-    return collection, rows[:FEATURE_LIMIT]
+    features = [incident_feature(incident) for incident in representations(rows[:FEATURE_LIMIT], decoded=True)]
+    return _feature_collection(features, len(rows), page_url_prefix), rows[:FEATURE_LIMIT]
+
+
+def map_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> tuple[dict, list[Incident]]:
+    """What the map draws of the same incidents as `incident_features`: each a GeoJSON Feature of
+    its places (at the coordinates `user` may see), title, date label and page `url`, and nothing
+    else (the whole incident, which the download carries, was 2.4 MB and 2-4 s at a million
+    incidents), beside the incidents (their public id, title, date label and confidentiality).
+    One query (beside the filters' own)."""
+    _, incidents = filtered_incidents(user=user, filters=filters)
+    latitude, longitude = coordinates_for(user, "place")
+    positions = IncidentPlace.objects.filter(incident=OuterRef("pk")).order_by("place__name", "place_id")
+    rows = list(
+        incidents.order_by("-date_start", "-id")
+        .only("public_id", "title", "date_label", "confidential")
+        .annotate(
+            places_shown=ArraySubquery(positions.values(json=JSONObject(latitude=latitude, longitude=longitude)))
+        )[: FEATURE_LIMIT + 1]
+    )
+    features = [
+        {
+            "type": "Feature",
+            "id": incident.public_id,
+            "geometry": feature_geometry(incident.places_shown),
+            "properties": {"title": incident.title, "date_label": incident.date_label},
+        }
+        for incident in rows[:FEATURE_LIMIT]
+    ]
+    return _feature_collection(features, len(rows), page_url_prefix), rows[:FEATURE_LIMIT]
+
+
+def _feature_collection(features: list[dict], matched: int, page_url_prefix: str) -> dict:
+    """`features` (of at most FEATURE_LIMIT of the `matched` incidents) as a FeatureCollection,
+    each with its page's `url`."""
+    for feature in features:
+        feature["properties"]["url"] = f"{page_url_prefix}{feature['id']}/"
+    return {"type": "FeatureCollection", "features": features, "truncated": matched > FEATURE_LIMIT}
