@@ -582,11 +582,15 @@ class Incident(TimestampedModel):
             # Serves following a merged incident to its survivor and the survivor's merges: the few
             # merged incidents only.
             models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"),
-            # Serves the public's view (published, not confidential), newest first.
+            # Serves the public's view (published, not confidential, not merged: `visible_to`), newest
+            # first, from the index alone: a search's page and its facets' sample walk it until they
+            # have their matches, checking each in the search's table. Without `merged_into` here,
+            # each step also read the incident's row (500 matches of a word in one incident of ten:
+            # 31 ms of the walk at a million incidents, against 1 ms).
             models.Index(
                 fields=["-date_start", "-id"],
-                condition=Q(review_state="published", confidential=False),
-                name="incident_public_newest_first",
+                condition=Q(review_state="published", confidential=False, merged_into__isnull=True),
+                name="incident_public_newest",
             ),
         ]
 

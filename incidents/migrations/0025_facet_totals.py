@@ -239,4 +239,18 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunSQL(COUNT_AFTER + COUNT_EXISTING, reverse_sql=COUNT_BEFORE),
+        migrations.RemoveIndex(
+            model_name="incident",
+            name="incident_public_newest_first",
+        ),
+        migrations.AddIndex(
+            model_name="incident",
+            index=models.Index(
+                condition=models.Q(
+                    ("confidential", False), ("merged_into__isnull", True), ("review_state", "published")
+                ),
+                fields=["-date_start", "-id"],
+                name="incident_public_newest",
+            ),
+        ),
     ]

@@ -46,8 +46,8 @@ FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
 # million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
 # matches and say so ("at least"); the list itself still holds every match. Finding them walks the
 # incidents newest first, as the page does, for longer: at a million incidents, for a word in one
-# incident of ten, 100 ms for 500 of them, 365 ms for 2,000 (bench/README.md).
-FACET_SAMPLE = 500
+# incident of ten, 100-150 ms for 500 of them, 365 ms for 2,000 (bench/README.md).
+FACET_SAMPLE = 200
 # The query string parameters that are filters, in the order the filter form shows them.
 FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
 # A cursor is the last row's position in the newest-first order: its start date and id.
