@@ -137,9 +137,9 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
     statistics' totals (dates of whole months), else over at most the newest `sample_size`
     matches. Each statistic says whether it counted every match (`complete`). A facet shows no
     total, so only those that cost nothing are given (`total` None for the others, whose total
-    would take a query of its own). Year, month, type and verification are read together (one
-    query); each other grouping takes one query, and one takes the sample when some grouping
-    needs it."""
+    would take a query of its own). From kept totals, year, month, type and verification are read
+    together (one query) and each other grouping takes one (the place facet one more, for the
+    places it groups by); over a sample, two queries count every grouping."""
     statistics = _facet_totals(filterset, groupings)
     if statistics is None:
         statistics = _facets_otherwise(filterset, groupings, sample_size=sample_size)
