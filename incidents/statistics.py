@@ -13,8 +13,8 @@ Two ways to the same answer:
   Whom they are shown to is decided by the incidents' own rule (`visible_to`).
 - **Totals kept for the facets** (`IncidentFacetTotal`, migration 0025, kept in the same count):
   incidents only, per start and end *year*, overall and per country, place and perpetrator, each
-  also within one country and within one place, so the browse page's facets read a few thousand
-  (`facet_statistics`).
+  also within one country and within one place, so each of the browse page's facets reads one
+  range of them (about 20,000 at a million incidents; `facet_statistics`).
 - **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
   The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
   directly, never joined back to itself through an `id IN (…)` list: on a million incidents that
