@@ -6,7 +6,8 @@ from django.db import migrations, models
 # The browse page's facets kept per year (`IncidentFacetTotal`), in the same count as the statistics'
 # totals (migrations 0011 and 0023): the count reads what each incident counted as before and what
 # it counts as now (its `changes`), and adds the difference to both. Only that function changes,
-# so it is read from 0023 and edited, as 0020 did.
+# so it is read from 0026 (which last replaced it) and edited, as 0020 did. Numbered 0025 but
+# applied after 0027: it was written beside 0026 and 0027, and must follow 0026's count.
 #
 # Which totals an incident counts in, and what reads them (incidents.statistics._facet_totals):
 # - once overall: the type, verification and year facets, without a country or a place;
@@ -18,7 +19,7 @@ from django.db import migrations, models
 # - per perpetrator (or none), overall, within each of its countries and each of its places.
 # An incident without a place with a country is in no country (blank), as in the statistics; as
 # no filter chooses "no country", nothing is kept within it.
-_COUNT_SQL = importlib.import_module("incidents.migrations.0023_statistics_by_place").COUNT_SQL
+_COUNT_SQL = importlib.import_module("incidents.migrations.0026_counts_and_search_words_in_bulk").COUNT_SQL
 
 # What the totals key on besides the dimension, its scope and its group.
 _KEY = "sign, start_year, end_year, incident_type_id, verification, review_state, confidential"
@@ -85,7 +86,7 @@ def _function(name: str) -> str:
 def _edited(text: str, edits: list[tuple[str, str]]) -> str:
     for old, new in edits:
         if text.count(old) != 1:
-            raise ValueError(f"Migration 0023 changed: {old!r} is not found once.")
+            raise ValueError(f"Migration 0026 changed: {old!r} is not found once.")
         text = text.replace(old, new)
     return text
 
@@ -121,7 +122,7 @@ WITH entries AS (SELECT 1 AS sign, * FROM incidents_incidentrollupentry), {facet
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0024_access_from_public_pages"),
+        ("incidents", "0027_duplicate_type_date_span"),
     ]
 
     operations = [
