@@ -1,7 +1,7 @@
 """Server time, queries and size of the public pages, as an anonymous reader, through the WSGI
 application (as bench_api.py measures the API): browse unfiltered, filtered (a country; a type and
 a year; a province, with the places inside it) and searched for a word in most titles; the newest
-incident's page; statistics per year and per country; the map page and its data (the GeoJSON).
+incident's page; statistics per year and per country; the map page, its data and the GeoJSON download.
 
     DATABASE_URL=postgres://… .venv/bin/python bench/bench_public.py --runs 30
 
@@ -48,7 +48,8 @@ def main():
         ("statistics: group_by=year", "/statistics/", {"group_by": "year"}),
         ("statistics: group_by=country", "/statistics/", {"group_by": "country"}),
         ("map (page only)", "/map/", {}),
-        ("map data (GeoJSON, newest 5,000)", "/incidents.geojson", {}),
+        ("map data (its places, titles, dates: newest 5,000)", "/map/incidents.geojson", {}),
+        ("GeoJSON download (newest 5,000)", "/incidents.geojson", {}),
     ]
     print(
         f"{Incident.objects.count():,} incidents ({public.count():,} public) "
@@ -56,7 +57,7 @@ def main():
         f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} before"
     )
     with override_settings(DEBUG=False):
-        print(f"{'page':44} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8} {'KB':>7}")
+        print(f"{'page':52} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8} {'KB':>7}")
         for label, path, parameters in pages:
             call = api_call(path, parameters)
             # Every database the request may read (anonymous reads may go to a replica).
@@ -65,7 +66,7 @@ def main():
                 size = len(call()) / 1024
             queries = sum(len(capture) for capture in captures)
             ((median, p95),) = measure([call], arguments.runs)
-            print(f"{label:44} {median:8.1f} {p95:8.1f} {queries:8} {size:7.1f}")
+            print(f"{label:52} {median:8.1f} {p95:8.1f} {queries:8} {size:7.1f}")
     print(f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} after")
 
 

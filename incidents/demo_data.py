@@ -35,6 +35,7 @@ from incidents.models import (
     Claim,
     Incident,
     IncidentExportRow,
+    IncidentFacetTotal,
     IncidentPlace,
     IncidentRollup,
     IncidentRollupEntry,
@@ -348,7 +349,7 @@ class DemoDataGenerator:
 # secondary indexes and foreign keys are rebuilt rather than kept up row by row when the load is at
 # least as large as what is there.
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
-_DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentRollupEntry)
+_DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
 
 
 @contextmanager

@@ -11,6 +11,10 @@ Two ways to the same answer:
   reading totals instead of the incidents (at a million incidents, still hundreds of thousands of
   totals per dimension: see bench/README.md).
   Whom they are shown to is decided by the incidents' own rule (`visible_to`).
+- **Totals kept for the facets** (`IncidentFacetTotal`, migration 0029, kept in the same count):
+  incidents only, per start and end *year*, overall and per country, place and perpetrator, each
+  also within one country and within one place, so each of the browse page's facets reads one
+  range of them (about 20,000 at a million incidents; `facet_statistics`).
 - **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
   The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
   directly, never joined back to itself through an `id IN (…)` list: on a million incidents that
@@ -29,15 +33,15 @@ An incident can have several perpetrators or countries, so there the total is su
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Count, F, FilteredRelation, Q, Sum, Value
+from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
 from django_countries import countries
 
 from incidents.filters import IncidentFilterSet, descendant_ids
 from incidents.models import (
     Incident,
+    IncidentFacetTotal,
     IncidentPlace,
     IncidentRollup,
     IncidentRollupEntry,
@@ -48,7 +52,6 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
-from incidents.search import IdIn
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
 # The public pages' place facet also groups by place: the places directly inside the place filter's
@@ -83,7 +86,6 @@ _INCIDENT_COLUMNS = {
     "verification": _COLUMNS["verification"],
 }
 _ONE_GROUP_EACH = tuple(_COLUMNS)
-_NO_PEOPLE = {"people": None, "low": None, "high": None}
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
 _ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
 
@@ -112,57 +114,213 @@ def _place_filter(filterset: IncidentFilterSet) -> Place | None:
     return filterset.form.cleaned_data.get("place")
 
 
-def _statistic(group_by: str, groups: list[dict], total: dict) -> dict:
+def _statistic(group_by: str, groups: list[dict], total: dict, figures=None) -> dict:
+    """`groups` and `total` as a statistic, each with its `figures` (by default all of them)."""
+    figures = figures or _figures
     results = [
-        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **_figures(row)}
-        for row in groups
+        {"group": _group_name(group_by, row["group"]), "label": _label(group_by, row), **figures(row)} for row in groups
     ]
     if group_by == PLACE:
         results.sort(key=lambda row: row["label"])
-    return {"group_by": group_by, "results": results, "total": _figures(total) if total else None}
+    return {"group_by": group_by, "results": results, "total": figures(total) if total else None}
+
+
+def _incidents_of(row: dict) -> dict:
+    """A facet's figure: it shows no people."""
+    return {"incidents": row["incidents"]}
 
 
 def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
-    """`incident_statistics` for each of `groupings` over what `filterset` selects, for facets: from
-    the kept totals where they answer, otherwise over at most the newest `sample_size` matches.
-    Each statistic says whether it counted every match (`complete`). A facet shows no total, so
-    only those that cost nothing are given (`total` None for the others, whose total would take a
-    query of its own). Year, month, type and verification are read together (one query); each
-    other grouping takes one query, and one takes the sample when some grouping needs it."""
-    sample = None
+    """How many incidents each group of `groupings` (those of `incident_statistics`, and PLACE)
+    holds among what `filterset` selects, for facets: from the facets' own totals where they
+    answer (dates of whole years, a country or a place: see `_facet_totals`), else from the
+    statistics' totals (dates of whole months), else over at most the newest `sample_size`
+    matches. Each statistic says whether it counted every match (`complete`). A facet shows no
+    total, so only those that cost nothing are given (`total` None for the others, whose total
+    would take a query of its own). From kept totals, year, month, type and verification are read
+    together (one query) and each other grouping takes one (the place facet one more, for the
+    places it groups by); over a sample, two queries count every grouping."""
+    statistics = _facet_totals(filterset, groupings)
+    if statistics is None:
+        statistics = _facets_otherwise(filterset, groupings, sample_size=sample_size)
+    return statistics
 
-    def sampled_incidents():
-        nonlocal sample
-        if sample is None:
-            newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
-            sample = list(newest[: sample_size + 1])
-        # Only the ids, never the filters again: the sample's incidents, all of which the reader may see.
-        return Incident.objects.filter(IdIn(F("pk"), Value(sample[:sample_size], ArrayField(BigIntegerField()))))
+
+# The facets read together from the facets' totals, by their columns.
+_FACET_COLUMNS = {
+    "year": {"group": F("start_year")},
+    "type": _COLUMNS["type"],
+    "verification": _COLUMNS["verification"],
+}
+
+
+def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | None:
+    """`facet_statistics` from `IncidentFacetTotal`, or None for filters it cannot answer exactly:
+    any but those of the statistics' totals, dates other than 1 January to 31 December (what the
+    year facet chooses), or a country and a place at once (it keeps the totals within either).
+
+    Dates: an incident overlaps [1 January of year A, 31 December of year B] exactly when it
+    starts in year B or before and ends in year A or after, which its start and end years tell."""
+    filters = _given_filters(filterset)
+    date_from, date_to = filters.get("date_from"), filters.get("date_to")
+    country, place = filters.get("country"), filters.get("place")
+    if (
+        not filters.keys() <= _ROLLUP_FILTERS
+        or (date_from and (date_from.month, date_from.day) != (1, 1))
+        or (date_to and (date_to.month, date_to.day) != (12, 31))
+        or (country and place)
+    ):
+        return None
+    totals = _kept_filtered(IncidentFacetTotal.objects.visible_to(filterset.user), filters)
+    if date_from:
+        totals = totals.filter(end_year__gte=date_from.year)
+    if date_to:
+        totals = totals.filter(start_year__lte=date_to.year)
+    # Within the chosen country or place (or all incidents: blank).
+    within = {"within_country": country or "", "within_place": None if country else place}
+    _count_own_changes()
 
     statistics = {}
-    together = [group_by for group_by in groupings if group_by in _COLUMNS]
+    together = [group_by for group_by in groupings if group_by in _FACET_COLUMNS]
     if together:
-        cells = _rollup_cells(filterset, together[0])  # the same for each of them
-        if cells is not None:
-            _count_own_changes()
-            filters = filterset.form.cleaned_data
-            rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
-            groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
+        # Each incident once: overall, or the chosen country's pair with itself, or the chosen place's own.
+        if country:
+            each_once = _facet_cells(totals, RollupDimension.COUNTRY, country=country, **within)
+        elif place:
+            each_once = _facet_cells(totals, RollupDimension.PLACE, place=place)
         else:
-            groups = _groups_together(sampled_incidents(), together, _INCIDENT_COLUMNS, _SUMS)
+            each_once = _facet_cells(totals, RollupDimension.INCIDENT)
+        groups = _groups_together(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
         for group_by in together:
-            statistics[group_by] = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]))
-            statistics[group_by]["complete"] = cells is not None or len(sample) <= sample_size
+            statistics[group_by] = {
+                **_statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of),
+                "complete": True,
+            }
+    for group_by in groupings:
+        if group_by in together:
+            continue
+        if group_by == "country":
+            grouped = _facet_cells(totals, RollupDimension.COUNTRY, "country", **within).values(
+                group=NullIf("country", Value(""))
+            )
+        elif group_by == PLACE:
+            # Any place inside the chosen place is inside its own group too: the totals within all
+            # incidents (or the chosen country), one place after the other.
+            grouped = _facet_cells(
+                totals,
+                RollupDimension.PLACE,
+                "place",
+                within_country=country or "",
+                place__in=list(_places_inside(place).values_list("pk", flat=True)),
+            ).values(group=F("place_id"), label=F("place__name"))
+        else:
+            grouped = _facet_cells(totals, RollupDimension.PERPETRATOR, "organization", **within).values(
+                group=F("organization_id"), label=F("organization__name")
+            )
+        groups = list(grouped.annotate(incidents=Sum("incidents")).order_by(F("group").asc(nulls_last=True)))
+        statistics[group_by] = {**_statistic(group_by, groups, None, _incidents_of), "complete": True}
+    return statistics
+
+
+# The scope and group columns of IncidentFacetTotal, blank.
+_NO_SCOPE_OR_GROUP = {"within_place": None, "within_country": "", "country": "", "place": None, "organization": None}
+
+
+def _facet_cells(totals, dimension: str, group: str = "", **key):
+    """The totals of `dimension` with `key` (their scope and group), every other scope and group
+    column blank but `group`'s. Each column is named so that PostgreSQL reads one range of the
+    unique index, which leads with them: a column left out let it read every place's totals."""
+    blank = {name: value for name, value in _NO_SCOPE_OR_GROUP.items() if name != group}
+    return totals.filter(dimension=dimension, **{**blank, **key})
+
+
+def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+    """`facet_statistics` for filters the facets' totals cannot answer: from the statistics' totals
+    where they answer, over a sample of the matches (`_sampled_facets`) for the other groupings."""
+    statistics, sampled = {}, []
+    together = [group_by for group_by in groupings if group_by in _COLUMNS]
+    cells = _rollup_cells(filterset, together[0]) if together else None  # the same for each of them
+    if cells is not None:
+        _count_own_changes()
+        filters = filterset.form.cleaned_data
+        rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+        groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
+        for group_by in together:
+            statistic = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of)
+            statistics[group_by] = {**statistic, "complete": True}
     for group_by in groupings:
         if group_by in statistics:
             continue
         cells = _rollup_cells(filterset, group_by)
-        if cells is not None:
-            kept = _kept_sums(filterset, cells, group_by, with_total=False)
-            statistics[group_by] = {**_statistic(group_by, *kept), "complete": True}
+        if cells is None:
+            sampled.append(group_by)
             continue
-        counted = _incident_sums(sampled_incidents(), group_by, _place_filter(filterset), with_total=False)
-        statistics[group_by] = {**_statistic(group_by, *counted), "complete": len(sample) <= sample_size}
+        kept = _kept_sums(filterset, cells, group_by, with_total=False)
+        statistics[group_by] = {**_statistic(group_by, *kept, _incidents_of), "complete": True}
+    if sampled:
+        statistics.update(_sampled_facets(filterset, sampled, sample_size=sample_size))
+    return statistics
+
+
+# How each facet counts the incidents of a sample, from what the statistics' totals keep of each
+# (`IncidentRollupEntry`: its type, verification, start month, countries, perpetrators, and its
+# places with those containing them), as the statistics count them from the incidents.
+_SAMPLE_GROUPS = {
+    "type": "SELECT 'type', kind.slug, kind.name, count(*) FROM sample "
+    "JOIN incidents_incidenttype AS kind ON kind.id = sample.incident_type_id GROUP BY kind.slug, kind.name",
+    "verification": "SELECT 'verification', verification, NULL, count(*) FROM sample GROUP BY verification",
+    "year": "SELECT 'year', extract(year FROM start_month)::text, NULL, count(*) FROM sample GROUP BY 2",
+    "country": "SELECT 'country', nullif(country, ''), NULL, count(*) FROM sample, "
+    """unnest(CASE WHEN countries = '{}' THEN '{""}' ELSE countries END) AS country GROUP BY 2""",
+    # The places inside the place filter's place (%(place)s), or the outermost.
+    PLACE: "SELECT 'place', place.id::text, place.name, count(*) FROM sample, unnest(places) AS inside(id) "
+    "JOIN incidents_place AS place ON place.id = inside.id "
+    "WHERE place.parent_id IS NOT DISTINCT FROM %(place)s GROUP BY place.id, place.name",
+    "perpetrator": "SELECT 'perpetrator', perpetrator.id::text, organization.name, count(*) FROM sample, "
+    "unnest(CASE WHEN perpetrators = '{}' THEN '{NULL}' ELSE perpetrators END) AS perpetrator(id) "
+    "LEFT JOIN incidents_organization AS organization ON organization.id = perpetrator.id GROUP BY 2, 3",
+}
+# The groups that are numbers (the query gives every group as text).
+_NUMBERED_GROUPS = {"year", PLACE, "perpetrator"}
+
+
+def _sampled_facets(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+    """`facet_statistics` of `groupings` (any of _SAMPLE_GROUPS) over the newest `sample_size`
+    matches, `complete` if they are all of them. Two queries: the sample's ids (the page's own
+    walk newest first, longer), then every grouping at once over what the statistics' totals keep
+    of each sampled incident, one row each: counting them from the incidents took a query per
+    grouping, each joining the sample to its places, their places or its involvements."""
+    newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+    sample = list(newest[: sample_size + 1])
+    place = _place_filter(filterset)
+    _count_own_changes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH sample AS (SELECT * FROM incidents_incidentrollupentry "
+            "WHERE incident_id = ANY(%(sample)s::bigint[])) "
+            + " UNION ALL ".join(_SAMPLE_GROUPS[group_by] for group_by in groupings),
+            {"sample": sample[:sample_size], "place": place.pk if place else None},
+        )
+        rows = cursor.fetchall()
+    statistics = {}
+    for group_by in groupings:
+        groups = sorted(
+            (
+                {
+                    "group": int(group) if group and group_by in _NUMBERED_GROUPS else group,
+                    "label": label,
+                    "incidents": count,
+                }
+                for grouping, group, label, count in rows
+                if grouping == group_by
+            ),
+            key=lambda row: (row["group"] is None, row["group"] or 0),
+        )
+        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else None
+        statistics[group_by] = {
+            **_statistic(group_by, groups, total, _incidents_of),
+            "complete": len(sample) <= sample_size,
+        }
     return statistics
 
 
@@ -180,10 +338,9 @@ def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, li
         for row in rows:
             group = row[f"{group_by}_group"]
             into = merged.setdefault(
-                group, {"group": group, "label": row.get(f"{group_by}_label"), "incidents": 0, **_NO_PEOPLE}
+                group, {"group": group, "label": row.get(f"{group_by}_label"), **dict.fromkeys(sums)}
             )
-            into["incidents"] += row["incidents"]
-            for figure in _NO_PEOPLE:
+            for figure in sums:
                 if row[figure] is not None:
                     into[figure] = (into[figure] or 0) + row[figure]
         # The database's order: by group, the unknown last.
@@ -196,10 +353,7 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
 
     Dates: an incident overlaps [1st of month A, last of month B] exactly when it starts in month B
     or before and ends in month A or after, which its start and end months tell."""
-    filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
-    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
-    if "q" in filters and filters["q"].selects_everything():
-        del filters["q"]
+    filters = _given_filters(filterset)
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if (
         not filters.keys() <= _ROLLUP_FILTERS
@@ -210,18 +364,32 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
     ):
         return None
-    cells = IncidentRollup.objects.visible_to(filterset.user)
+    cells = _kept_filtered(IncidentRollup.objects.visible_to(filterset.user), filters)
     if date_from:
         cells = cells.filter(end_month__gte=date_from)
     if date_to:
         cells = cells.filter(start_month__lte=date_to)
-    if "type" in filters:
-        cells = cells.filter(incident_type__in=descendant_ids(IncidentType, filters["type"].pk))
-    if "verification" in filters:
-        cells = cells.filter(verification__in=filters["verification"])
-    if "review_state" in filters:
-        cells = cells.filter(review_state__in=filters["review_state"])
     return cells
+
+
+def _given_filters(filterset: IncidentFilterSet) -> dict:
+    """The filters `filterset` was given, by name, leaving out a search that selects every incident."""
+    filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
+    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
+    if "q" in filters and filters["q"].selects_everything():
+        del filters["q"]
+    return filters
+
+
+def _kept_filtered(totals, filters: dict):
+    """Kept totals (either kind) limited by the type, verification and review state `filters` give."""
+    if "type" in filters:
+        totals = totals.filter(incident_type__in=descendant_ids(IncidentType, filters["type"].pk))
+    if "verification" in filters:
+        totals = totals.filter(verification__in=filters["verification"])
+    if "review_state" in filters:
+        totals = totals.filter(review_state__in=filters["review_state"])
+    return totals
 
 
 def recount_statistics() -> int:
@@ -233,7 +401,8 @@ def recount_statistics() -> int:
     tables = [model._meta.db_table for model in (Incident, IncidentPlace, Involvement, Place)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE")
-        cursor.execute(f"TRUNCATE {IncidentRollup._meta.db_table}, {IncidentRollupEntry._meta.db_table}")
+        totals = [model._meta.db_table for model in (IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)]
+        cursor.execute(f"TRUNCATE {', '.join(totals)}")
         cursor.execute(f"SELECT incident_rollup_count(ARRAY(SELECT id FROM {Incident._meta.db_table}))")
         return IncidentRollupEntry.objects.count()
 
@@ -415,7 +584,7 @@ def _sum_of(groups: list[dict]) -> dict:
     """The total of groups that share no incident; a figure no group has stays null."""
     total = {"incidents": sum(row["incidents"] for row in groups)}
     for name in ("people", "low", "high"):
-        values = [row[name] for row in groups if row[name] is not None]
+        values = [row[name] for row in groups if row.get(name) is not None]
         total[name] = sum(values) if values else None
     return total
 

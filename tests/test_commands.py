@@ -13,6 +13,7 @@ from incidents import roles
 from incidents.models import (
     Claim,
     Incident,
+    IncidentFacetTotal,
     IncidentPlace,
     IncidentRollup,
     IncidentSearchDocument,
@@ -68,6 +69,11 @@ def kept_totals() -> list[tuple]:
     return list(IncidentRollup.objects.order_by(*CELL_KEY).values_list(*CELL_KEY, "incidents", "people_count"))
 
 
+def facet_totals() -> list[tuple]:
+    key = [field.name for field in IncidentFacetTotal._meta.fields if field.name != "id"]
+    return list(IncidentFacetTotal.objects.order_by(*key).values_list(*key))
+
+
 CELL_KEY = ("start_month", "end_month", "incident_type", "verification", "review_state", "confidential",
             "dimension", "country", "within_country", "organization", "place")  # fmt: skip
 
@@ -77,10 +83,12 @@ def test_demo_data_is_counted_into_the_statistics_totals():
     # the totals must equal a recount from the incidents, the sample data's included.
     call_command("loaddata", "sample", verbosity=0)
     call_command("generate_demo_data", incidents=200, seed=5, batch_size=70)
-    counted = kept_totals()
+    counted, facets = kept_totals(), facet_totals()
     assert sum(cell[-2] for cell in counted if cell[6] == "incident") == 204
+    assert facets
     call_command("recount_statistics", stdout=StringIO())
     assert kept_totals() == counted
+    assert facet_totals() == facets
 
 
 def search_words() -> list[tuple]:

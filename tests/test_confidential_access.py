@@ -88,7 +88,19 @@ class TestPublicPages:
         )
         assert sorted(access.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])
 
-    @pytest.mark.parametrize("page", ["public:browse", "public:incidents-geojson"])
+    def test_the_maps_incidents_record_the_confidential_incidents_they_show(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(reverse("public:map-data")).status_code == 200
+        access = only_access()
+        # Only where each is, its title and date: none of their claims.
+        assert (access.door, access.incident_ids, access.claim_ids, access.source_ids) == (
+            AccessDoor.SITE,
+            [world.secret.pk],
+            [],
+            [],
+        )
+
+    @pytest.mark.parametrize("page", ["public:browse", "public:incidents-geojson", "public:map-data"])
     def test_readers_without_confidential_access_leave_no_record(self, client, world, page):
         assert client.get(reverse(page)).status_code == 200
         client.force_login(world.andy)

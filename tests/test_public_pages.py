@@ -116,6 +116,7 @@ def every_public_page(client: Client, public_id: str) -> str:
         f"/incidents/{public_id}.csv",
         "/incidents.csv",
         "/incidents.geojson",
+        "/map/incidents.geojson",
         *(f"/statistics/?group_by={grouping}" for grouping in ["year", "country", "type", "perpetrator"]),
     ]
     return "\n".join(_body(client.get(address)) for address in addresses)
@@ -253,20 +254,23 @@ def test_cursor_pages_walk_every_incident_once_newest_first(monkeypatch):
 
 
 def test_browse_query_count_does_not_grow_with_the_page(django_assert_num_queries):
-    # 1 page (type joined, claim range subqueried) + 1 places prefetch + the six facets'
-    # statistics: with a country filter, type, verification and year read the kept totals
-    # together, country reads them on its own (each first brings them up to date inside the test's
-    # transaction: 2 queries each; a facet needs no total); perpetrator and place, which the totals
-    # keep per country only overall, count a sample of the matches (1 to take it, 1 each); + 1 for
-    # the tree of types.
+    # 1 page (type joined, claim range subqueried) + 1 places prefetch + the six facets' counts
+    # from the totals kept for them within the country: type, verification and year together,
+    # then country, place (after 1 for the places it groups by) and perpetrator, one each (after
+    # bringing the totals up to date inside the test's transaction: 1) + 1 for the tree of types.
     make_incident(places=[make_place(country="CN")])
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         assert Client().get("/?country=CN").status_code == 200
     place = make_place(country="CN")
     for _ in range(10):
         make_incident(places=[place, make_place(country="CN")])
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         assert Client().get("/?country=CN").status_code == 200
+    # Within a place: the same, + 1 for the place, + 1 for each level of places inside it (the
+    # filter's: 2 here) and + 1 for the path to it.
+    make_incident(places=[make_place(country="CN", parent=place)])
+    with django_assert_num_queries(13):
+        assert Client().get(f"/?place={place.pk}").status_code == 200
 
 
 def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_assert_num_queries):
@@ -308,6 +312,21 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     (feature,) = collection["features"]
     assert feature["properties"]["url"] == f"http://testserver/ko/incidents/{record.public_id}/"
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_the_map_draws_the_downloads_incidents_from_only_what_it_shows(reader, record):
+    client = client_for(reader)
+    download = json.loads(_body(client.get("/ko/incidents.geojson")))
+    drawn = json.loads(_body(client.get("/ko/map/incidents.geojson")))
+    assert [feature["id"] for feature in drawn["features"]] == [feature["id"] for feature in download["features"]]
+    for shown, whole in zip(drawn["features"], download["features"], strict=True):
+        assert shown["geometry"] == whole["geometry"]
+        assert shown["properties"] == {key: whole["properties"][key] for key in ("title", "date_label", "url")}, (
+            "only what the map's popups show"
+        )
+    assert drawn["truncated"] is False
+    assert 'data-features="/ko/map/incidents.geojson?country=CN"' in _body(client.get("/ko/map/?country=CN"))
 
 
 def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):

@@ -5,7 +5,7 @@ from drf_orjson_renderer.renderers import ORJSONRenderer
 from rest_framework import renderers
 
 
-def _geometry(places: list[dict]) -> dict | None:
+def feature_geometry(places: list[dict]) -> dict | None:
     """RFC 7946 puts longitude first. The places' coordinates were already coarsened for readers
     who may not see sensitive locations, so the map shows exactly what the JSON shows."""
     positions = [[place["longitude"], place["latitude"]] for place in places if place["latitude"] is not None]
@@ -36,7 +36,7 @@ def incident_feature(incident: dict) -> dict:
     return {
         "type": "Feature",
         "id": incident["public_id"],
-        "geometry": _geometry(incident["places"]),
+        "geometry": feature_geometry(incident["places"]),
         "properties": {
             **{name: incident[name] for name in FEATURE_PROPERTIES},
             "places": [place["name"] for place in incident["places"]],

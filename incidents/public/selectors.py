@@ -10,18 +10,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import JSONObject
 from django.utils.datastructures import MultiValueDict
 
 from incidents.api.projections import representations, with_representations
-from incidents.api.renderers import incident_feature
+from incidents.api.renderers import feature_geometry, incident_feature
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
     Claim,
     Incident,
+    IncidentPlace,
     IncidentType,
     Involvement,
     Place,
@@ -29,19 +32,22 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.querysets import coordinates_for
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
 
 BROWSE_PAGE_SIZE = 25
-# The facets beside the browse list, each a grouping of `incident_statistics`, so they are read
-# from the kept totals whenever the filters allow (a few thousand rows, not a million incidents),
+# The facets beside the browse list, each a grouping of `incident_statistics`, read from the
+# totals kept for them whenever the filters allow (a few thousand rows, not a million incidents),
 # and otherwise counted over a sample of the matches (`facet_statistics`).
 FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
 # Up to how many matching incidents the facets count when the kept totals cannot answer the
 # filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
 # million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
-# matches and say so ("at least"); the list itself still holds every match.
-FACET_SAMPLE = 2_000
+# matches and say so ("at least"); the list itself still holds every match. Finding them walks the
+# incidents newest first, as the page does, for longer: at a million incidents, for a word in one
+# incident of ten, 100-150 ms for 500 of them, 365 ms for 2,000 (bench/README.md).
+FACET_SAMPLE = 200
 # The query string parameters that are filters, in the order the filter form shows them.
 FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
 # A cursor is the last row's position in the newest-first order: its start date and id.
@@ -138,14 +144,11 @@ def _place_path(place: Place | None) -> list[Place]:
     return path[::-1]
 
 
-_FIGURES = ("incidents", "people_count", "people_count_min", "people_count_max")
-
-
 def _types_with_subtypes(rows: list[dict]) -> list[dict]:
-    """The type statistic's rows in tree order, each with its `depth` and figures that include its
+    """The type facet's rows in tree order, each with its `depth` and a count that includes its
     sub-types' (what choosing it selects). An incident has one type, so no sum counts one twice.
     Types without incidents are left out. One query (the types, a short vocabulary)."""
-    own = {row["group"]: row for row in rows}
+    own = {row["group"]: row["incidents"] for row in rows}
     children = defaultdict(list)
     for incident_type in IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"):
         children[incident_type["parent__slug"]].append(incident_type)
@@ -157,9 +160,7 @@ def _types_with_subtypes(rows: list[dict]) -> list[dict]:
             row = {"group": incident_type["slug"], "label": incident_type["name"], "depth": depth}
             tree.append(row)
             below = add(incident_type["slug"], depth + 1)
-            for figure in _FIGURES:
-                values = [r[figure] for r in [own.get(row["group"], {}), *below] if r.get(figure) is not None]
-                row[figure] = sum(values) if values else None
+            row["incidents"] = own.get(row["group"], 0) + sum(child["incidents"] for child in below)
             added.append(row)
         return added
 
@@ -291,10 +292,41 @@ def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) ->
     filters' own). `truncated` tells whether more incidents matched."""
     _, incidents = filtered_incidents(user=user, filters=filters)
     rows = list(with_representations(incidents.order_by("-date_start", "-id"), user, "date_start")[: FEATURE_LIMIT + 1])
-    features = []
-    for incident in representations(rows[:FEATURE_LIMIT], decoded=True):
-        feature = incident_feature(incident)
-        feature["properties"]["url"] = f"{page_url_prefix}{incident['public_id']}/"
-        features.append(feature)
-    collection = {"type": "FeatureCollection", "features": features, "truncated": len(rows) > FEATURE_LIMIT}
-    return collection, rows[:FEATURE_LIMIT]
+    features = [incident_feature(incident) for incident in representations(rows[:FEATURE_LIMIT], decoded=True)]
+    return _feature_collection(features, len(rows), page_url_prefix), rows[:FEATURE_LIMIT]
+
+
+def map_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> tuple[dict, list[Incident]]:
+    """What the map draws of the same incidents as `incident_features`: each a GeoJSON Feature of
+    its places (at the coordinates `user` may see), title, date label and page `url`, and nothing
+    else (the whole incident, which the download carries, was 2.4 MB and 2-4 s at a million
+    incidents), beside the incidents (their public id, title, date label and confidentiality).
+    One query (beside the filters' own)."""
+    _, incidents = filtered_incidents(user=user, filters=filters)
+    latitude, longitude = coordinates_for(user, "place")
+    positions = IncidentPlace.objects.filter(incident=OuterRef("pk")).order_by("place__name", "place_id")
+    rows = list(
+        incidents.order_by("-date_start", "-id")
+        .only("public_id", "title", "date_label", "confidential")
+        .annotate(
+            places_shown=ArraySubquery(positions.values(json=JSONObject(latitude=latitude, longitude=longitude)))
+        )[: FEATURE_LIMIT + 1]
+    )
+    features = [
+        {
+            "type": "Feature",
+            "id": incident.public_id,
+            "geometry": feature_geometry(incident.places_shown),
+            "properties": {"title": incident.title, "date_label": incident.date_label},
+        }
+        for incident in rows[:FEATURE_LIMIT]
+    ]
+    return _feature_collection(features, len(rows), page_url_prefix), rows[:FEATURE_LIMIT]
+
+
+def _feature_collection(features: list[dict], matched: int, page_url_prefix: str) -> dict:
+    """`features` (of at most FEATURE_LIMIT of the `matched` incidents) as a FeatureCollection,
+    each with its page's `url`."""
+    for feature in features:
+        feature["properties"]["url"] = f"{page_url_prefix}{feature['id']}/"
+    return {"type": "FeatureCollection", "features": features, "truncated": matched > FEATURE_LIMIT}

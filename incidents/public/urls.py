@@ -13,6 +13,7 @@ urlpatterns = [
     path("incidents.csv", views.incidents_csv, name="incidents-csv"),
     path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
     path("map/", views.incident_map, name="map"),
+    path("map/incidents.geojson", views.map_data, name="map-data"),
     path("statistics/", views.statistics, name="statistics"),
     # The only pages other sites may frame (see views.embeddable).
     path("embed/statistics/", views.embed_statistics, name="embed-statistics"),

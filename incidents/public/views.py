@@ -245,6 +245,19 @@ def incidents_geojson(request):
     return JsonResponse(collection, content_type="application/geo+json")
 
 
+@require_safe
+def map_data(request):
+    """The map's incidents (static/public/map.js): where each is, its title and date label."""
+    try:
+        collection, incidents = selectors.map_features(
+            user=request.user, filters=request.GET, page_url_prefix=_page_url_prefix(request)
+        )
+    except ValidationError as error:
+        return _bad_filters(request, error)
+    _record_access(request, confidential_among(incidents, request.user))
+    return JsonResponse(collection, content_type="application/geo+json")
+
+
 def _statistics_context(request) -> dict:
     """The statistics table's context, or raises ValidationError naming a bad parameter."""
     group_by = request.GET.get("group_by", "year")
