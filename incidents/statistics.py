@@ -147,10 +147,18 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
 
 
 # The facets read together from the facets' totals, by their columns.
+# The year facet counts an incident in every year it overlaps, from its start year to its end year
+# (`until`): choosing a year selects the incidents that overlap it (the date filter's rule), so
+# each year's count is what choosing it shows. Its groups share incidents: it has no total.
 _FACET_COLUMNS = {
-    "year": {"group": F("start_year")},
+    "year": {"group": F("start_year"), "until": F("end_year")},
     "type": _COLUMNS["type"],
     "verification": _COLUMNS["verification"],
+}
+# The same years from the statistics' totals, for dates the facets' totals cannot answer.
+_FACET_ROLLUP_COLUMNS = {
+    **_COLUMNS,
+    "year": {"group": ExtractYear("start_month"), "until": ExtractYear("end_month")},
 }
 
 
@@ -193,7 +201,7 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
         groups = _groups_together(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
         for group_by in together:
             statistics[group_by] = {
-                **_statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of),
+                **_statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of),
                 "complete": True,
             }
     for group_by in groupings:
@@ -234,19 +242,24 @@ def _facet_cells(totals, dimension: str, group: str = "", **key):
     return totals.filter(dimension=dimension, **{**blank, **key})
 
 
+def _facet_total(group_by: str, groups: dict[str, list[dict]]) -> dict | None:
+    """A facet's total where its groups share no incident; none for the years (see `_FACET_COLUMNS`)."""
+    return None if group_by == "year" else _sum_of(groups[group_by])
+
+
 def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
     """`facet_statistics` for filters the facets' totals cannot answer: from the statistics' totals
     where they answer, over a sample of the matches (`_sampled_facets`) for the other groupings."""
     statistics, sampled = {}, []
-    together = [group_by for group_by in groupings if group_by in _COLUMNS]
+    together = [group_by for group_by in groupings if group_by in _FACET_ROLLUP_COLUMNS]
     cells = _rollup_cells(filterset, together[0]) if together else None  # the same for each of them
     if cells is not None:
         _count_own_changes()
         filters = filterset.form.cleaned_data
         rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
-        groups = _groups_together(rows, together, _COLUMNS, _ROLLUP_SUMS)
+        groups = _groups_together(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
-            statistic = _statistic(group_by, groups[group_by], _sum_of(groups[group_by]), _incidents_of)
+            statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of)
             statistics[group_by] = {**statistic, "complete": True}
     for group_by in groupings:
         if group_by in statistics:
@@ -269,7 +282,9 @@ _SAMPLE_GROUPS = {
     "type": "SELECT 'type', kind.slug, kind.name, count(*) FROM sample "
     "JOIN incidents_incidenttype AS kind ON kind.id = sample.incident_type_id GROUP BY kind.slug, kind.name",
     "verification": "SELECT 'verification', verification, NULL, count(*) FROM sample GROUP BY verification",
-    "year": "SELECT 'year', extract(year FROM start_month)::text, NULL, count(*) FROM sample GROUP BY 2",
+    # Every year the incident overlaps, as the facets' totals count it (`_FACET_COLUMNS`).
+    "year": "SELECT 'year', year::text, NULL, count(*) FROM sample, generate_series("
+    "extract(year FROM start_month)::int, extract(year FROM end_month)::int) AS year GROUP BY 2",
     "country": "SELECT 'country', nullif(country, ''), NULL, count(*) FROM sample, "
     """unnest(CASE WHEN countries = '{}' THEN '{""}' ELSE countries END) AS country GROUP BY 2""",
     # The places inside the place filter's place (%(place)s), or the outermost.
@@ -316,7 +331,7 @@ def _sampled_facets(filterset: IncidentFilterSet, groupings, *, sample_size: int
             ),
             key=lambda row: (row["group"] is None, row["group"] or 0),
         )
-        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH else None
+        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH and group_by != "year" else None
         statistics[group_by] = {
             **_statistic(group_by, groups, total, _incidents_of),
             "complete": len(sample) <= sample_size,
@@ -336,13 +351,16 @@ def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, li
     for group_by in groupings:
         merged = {}
         for row in rows:
-            group = row[f"{group_by}_group"]
-            into = merged.setdefault(
-                group, {"group": group, "label": row.get(f"{group_by}_label"), **dict.fromkeys(sums)}
-            )
-            for figure in sums:
-                if row[figure] is not None:
-                    into[figure] = (into[figure] or 0) + row[figure]
+            first = row[f"{group_by}_group"]
+            # A grouping with an `until` column counts the row in each group from its own to that one.
+            spanned = range(first, row[f"{group_by}_until"] + 1) if f"{group_by}_until" in row else (first,)
+            for group in spanned:
+                into = merged.setdefault(
+                    group, {"group": group, "label": row.get(f"{group_by}_label"), **dict.fromkeys(sums)}
+                )
+                for figure in sums:
+                    if row[figure] is not None:
+                        into[figure] = (into[figure] or 0) + row[figure]
         # The database's order: by group, the unknown last.
         together[group_by] = sorted(merged.values(), key=lambda row: (row["group"] is None, row["group"] or 0))
     return together

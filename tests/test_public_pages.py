@@ -213,6 +213,30 @@ def test_the_place_facet_walks_down_from_countries_each_place_counting_the_place
     assert places(f"/?place={jilin.pk}&min_people=0") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
 
 
+@pytest.mark.parametrize(
+    ("filters", "kept"),
+    [
+        ("", ""),  # the facets' own totals
+        # Dates of whole months: the statistics' totals. Choosing a year replaces the dates.
+        ("date_from=2018-03-01&date_to=2022-05-31", ""),
+        ("min_people=0", "&min_people=0"),  # a filter no totals answer: a sample of the matches
+    ],
+)
+def test_the_year_facet_counts_each_incident_in_every_year_it_overlaps(filters, kept):
+    # Reported "between 2019 and 2021": choosing 2020 shows it (dates overlap), so 2020 counts it.
+    make_incident(date_start=date(2019, 11, 1), date_end=date(2021, 2, 28), date_precision="range")
+    make_incident(date_start=date(2020, 6, 1), date_end=date(2020, 6, 1))
+    client = Client()
+    response = client.get(f"/?{filters}")
+    years = {value["label"]: value["incidents"] for value in _facet(response.context, "year")["values"]}
+    assert years == {"2019": 1, "2020": 2, "2021": 1}
+    # What each count promises, choosing the year gives; the matches are counted once each.
+    assert "2 incidents match" in response.content.decode()
+    for year, count in years.items():
+        chosen = client.get(f"/?date_from={year}-01-01&date_to={year}-12-31{kept}")
+        assert len(chosen.context["page"].incidents) == count
+
+
 def test_past_the_sample_the_counts_say_at_least_and_the_page_says_why(monkeypatch):
     monkeypatch.setattr(selectors, "FACET_SAMPLE", 2)
     for _ in range(3):

@@ -41,6 +41,9 @@ BROWSE_PAGE_SIZE = 25
 # totals kept for them whenever the filters allow (a few thousand rows, not a million incidents),
 # and otherwise counted over a sample of the matches (`facet_statistics`).
 FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
+# The facet whose total is the number of matches: each incident has one verification (a year
+# facet's incident counts in every year it overlaps, a country's in each of its countries).
+MATCHES_COUNTED_BY = "verification"
 # Up to how many matching incidents the facets count when the kept totals cannot answer the
 # filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
 # million incidents took seconds per facet. Beyond it the facets count the newest FACET_SAMPLE
@@ -108,8 +111,8 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
     return BrowsePage(
         incidents=rows,
         next_cursor=next_cursor,
-        total=facets["year"]["total"]["incidents"],
-        complete=facets["year"]["complete"],
+        total=facets[MATCHES_COUNTED_BY]["total"]["incidents"],
+        complete=facets[MATCHES_COUNTED_BY]["complete"],
         facets=facets,
     )
 

@@ -169,8 +169,8 @@ def incident_map(request):
         {
             **_filter_form(request),
             **_facets_context(facets, request.GET),
-            "matching": facets["year"]["total"]["incidents"],
-            "complete": facets["year"]["complete"],
+            "matching": facets[selectors.MATCHES_COUNTED_BY]["total"]["incidents"],
+            "complete": facets[selectors.MATCHES_COUNTED_BY]["complete"],
             "feature_limit": selectors.FEATURE_LIMIT,
             "embed_url": _embed_url(request, "public:embed-map"),
         },
