@@ -137,9 +137,10 @@ def facet_statistics(filterset: IncidentFilterSet, groupings, *, sample_size: in
     statistics' totals (dates of whole months), else over at most the newest `sample_size`
     matches. Each statistic says whether it counted every match (`complete`). A facet shows no
     total, so only those that cost nothing are given (`total` None for the others, whose total
-    would take a query of its own). From kept totals, year, month, type and verification are read
-    together (one query) and each other grouping takes one (the place facet one more, for the
-    places it groups by); over a sample, two queries count every grouping."""
+    would take a query of its own; nor the years, in which an incident counts once for each year it
+    overlaps). From kept totals, month, type and verification are read together (one query) and
+    each other grouping takes one (the place facet one more, for the places it groups by); over a
+    sample, two queries count every grouping."""
     statistics = _facet_totals(filterset, groupings)
     if statistics is None:
         statistics = _facets_otherwise(filterset, groupings, sample_size=sample_size)
@@ -198,7 +199,7 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
             each_once = _facet_cells(totals, RollupDimension.PLACE, place=place)
         else:
             each_once = _facet_cells(totals, RollupDimension.INCIDENT)
-        groups = _groups_together(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
+        groups = _groups_together_by_span(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
         for group_by in together:
             statistics[group_by] = {
                 **_statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of),
@@ -257,7 +258,7 @@ def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: i
         _count_own_changes()
         filters = filterset.form.cleaned_data
         rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
-        groups = _groups_together(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
+        groups = _groups_together_by_span(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
             statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of)
             statistics[group_by] = {**statistic, "complete": True}
@@ -364,6 +365,18 @@ def _groups_together(rows, groupings, columns: dict, sums: dict) -> dict[str, li
         # The database's order: by group, the unknown last.
         together[group_by] = sorted(merged.values(), key=lambda row: (row["group"] is None, row["group"] or 0))
     return together
+
+
+def _groups_together_by_span(rows, groupings, columns: dict, sums: dict) -> dict[str, list[dict]]:
+    """`_groups_together`, with the groupings that span groups (an `until` column) in a query of
+    their own: grouped with the others, each span multiplied their rows (the years with the type and
+    verification facets: 29 ms instead of 11 ms at a million incidents)."""
+    spanning = [group_by for group_by in groupings if "until" in columns[group_by]]
+    single = [group_by for group_by in groupings if group_by not in spanning]
+    groups = _groups_together(rows, single, columns, sums) if single else {}
+    for group_by in spanning:
+        groups |= _groups_together(rows, [group_by], columns, sums)
+    return groups
 
 
 def _rollup_cells(filterset: IncidentFilterSet, group_by: str):

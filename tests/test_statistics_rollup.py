@@ -506,5 +506,6 @@ def test_facets_read_their_totals_from_one_index_alone(world, province, reader, 
                 cursor.execute(f"EXPLAIN {captured['sql']}")
                 plans += "\n".join(row[0] for row in cursor.fetchall())
     scans = re.findall(r"(\w[\w ]*Scan)(?: using (\w+))? on incidents_incidentfacettotal", plans)
-    assert len(scans) == 4, plans
+    # Type and verification together, year, country, place, perpetrator.
+    assert len(scans) == 5, plans
     assert set(scans) == {("Index Only Scan", "incident_facet_total")}, plans
