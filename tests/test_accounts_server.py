@@ -34,10 +34,16 @@ class Server:
         self.url = url
         self.access_log = access_log
 
-    def worker_pids(self, path: str) -> set[str]:
-        """The worker processes that answered requests for `path` (from gunicorn's access log)."""
+    def worker_pids(self, path: str) -> list[str]:
+        """The worker process that answered each request for `path` (from gunicorn's access log)."""
         lines = self.access_log.read_text().splitlines()
-        return {line.split()[0] for line in lines if line.split()[2] == path}
+        return [line.split()[0] for line in lines if line.split()[2] == path]
+
+    def assert_each_request_had_its_own_worker(self, path: str) -> None:
+        """What the counters' limits held to, they held across processes: no two requests for
+        `path` were answered by the same one."""
+        pids = self.worker_pids(path)
+        assert len(pids) > 2 and len(set(pids)) == len(pids), pids
 
 
 def make_server_user(role=None, **fields):
@@ -68,8 +74,8 @@ def server_environment():
 
 @pytest.fixture
 def gunicorn(transactional_db, server_environment, tmp_path):
-    """gunicorn with two workers on this test database. DEBUG stays on so static files need no
-    collectstatic; throttling and lockout do not depend on it."""
+    """gunicorn with two workers on this test database, each process answering one request. DEBUG
+    stays on so static files need no collectstatic; throttling and lockout do not depend on it."""
     port, access_log = free_port(), tmp_path / "access.log"
     # The server's throttle counters live in the shared cache table, which no test flush empties.
     with connection.cursor() as cursor:
@@ -84,6 +90,11 @@ def gunicorn(transactional_db, server_environment, tmp_path):
         [
             sys.executable, "-m", "gunicorn", "tracker.wsgi:application",
             "--workers", "2", "--bind", f"127.0.0.1:{port}",
+            # Each worker answers one request and is replaced by a fresh process (forked from the
+            # loaded application): which of two workers accepts a connection is the kernel's
+            # choice, and one of them took all of a test's requests in a CI run, so that nothing
+            # showed the counters to be shared. Now every request is another process's.
+            "--max-requests", "1", "--preload",
             "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s %(U)s",
         ],
         cwd=BASE_DIR, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -123,7 +134,7 @@ def test_the_anonymous_limit_holds_across_workers_and_forged_forwarded_for(gunic
         for n in range(40)
     ]
     assert statuses.count(200) == 20 and statuses.count(429) == 20
-    assert len(gunicorn.worker_pids("/api/v1/incident-types/")) == 2
+    gunicorn.assert_each_request_had_its_own_worker("/api/v1/incident-types/")
 
 
 def admin_sign_in(server: Server, username: str, password: str, client_address: str) -> tuple[int, str]:
@@ -148,7 +159,7 @@ def test_five_wrong_admin_passwords_lock_the_account_for_that_client_on_every_wo
     # The analyst, from their own address, is not locked out.
     status, page = admin_sign_in(gunicorn, "analyst", PASSWORD, analyst)
     assert status == 200 and "Records" in page
-    assert len(gunicorn.worker_pids("/admin/login/")) == 2
+    gunicorn.assert_each_request_had_its_own_worker("/admin/login/")
 
 
 @pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1"}])
@@ -167,4 +178,4 @@ def test_the_token_endpoint_locks_out_and_is_throttled_across_workers(gunicorn):
         url, data={"username": "partner", "password": PASSWORD}, headers={"X-Forwarded-For": "198.51.100.7"}
     )
     assert status == 200 and json.loads(body)["token"].startswith("trk_")
-    assert len(gunicorn.worker_pids("/api/v1/auth/token/")) == 2
+    gunicorn.assert_each_request_had_its_own_worker("/api/v1/auth/token/")
