@@ -202,7 +202,7 @@ def _facet_totals(filterset: IncidentFilterSet, groupings) -> dict[str, dict] | 
         groups = _groups_together_by_span(each_once, together, _FACET_COLUMNS, {"incidents": Sum("incidents")})
         for group_by in together:
             statistics[group_by] = {
-                **_statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of),
+                **_statistic(group_by, groups[group_by], _facet_total(group_by, groups[group_by]), _incidents_of),
                 "complete": True,
             }
     for group_by in groupings:
@@ -243,9 +243,9 @@ def _facet_cells(totals, dimension: str, group: str = "", **key):
     return totals.filter(dimension=dimension, **{**blank, **key})
 
 
-def _facet_total(group_by: str, groups: dict[str, list[dict]]) -> dict | None:
+def _facet_total(group_by: str, groups: list[dict]) -> dict | None:
     """A facet's total where its groups share no incident; none for the years (see `_FACET_COLUMNS`)."""
-    return None if group_by == "year" else _sum_of(groups[group_by])
+    return None if group_by == "year" else _sum_of(groups)
 
 
 def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
@@ -260,7 +260,7 @@ def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: i
         rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
         groups = _groups_together_by_span(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
-            statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups), _incidents_of)
+            statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups[group_by]), _incidents_of)
             statistics[group_by] = {**statistic, "complete": True}
     for group_by in groupings:
         if group_by in statistics:
@@ -332,7 +332,7 @@ def _sampled_facets(filterset: IncidentFilterSet, groupings, *, sample_size: int
             ),
             key=lambda row: (row["group"] is None, row["group"] or 0),
         )
-        total = _sum_of(groups) if group_by in _ONE_GROUP_EACH and group_by != "year" else None
+        total = _facet_total(group_by, groups) if group_by in _ONE_GROUP_EACH else None
         statistics[group_by] = {
             **_statistic(group_by, groups, total, _incidents_of),
             "complete": len(sample) <= sample_size,
