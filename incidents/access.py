@@ -20,13 +20,13 @@ from typing import Any
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import connection
 from django.db.models import BigIntegerField, Case, Count, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from psycopg.types.json import Jsonb
 
 from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, Source
-from incidents.querysets import can_see_confidential
+from incidents.querysets import can_see_confidential, compiled_fragment
 
 # Who may read the record of accesses: it names the colleagues who read an informant's testimony.
 VIEW_ACCESSES_PERMISSION = "incidents.view_confidentialaccess"
@@ -105,8 +105,7 @@ def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int
 _PAIR = {"template": "ARRAY[%(expressions)s]", "output_field": ArrayField(BigIntegerField())}
 
 
-# Compiled once per process, like the list's representation: building the subquery for every request
-# cost more than running it.
+# Compiled once per process (see compiled_fragment).
 @cache
 def _confidential_claims_column() -> RawSQL:
     """For the incident of the outer query: its confidential claims, in order, each as a pair
@@ -118,9 +117,7 @@ def _confidential_claims_column() -> RawSQL:
         .order_by("pk")
         .values(pair=Func(F("pk"), Case(When(source__confidential=True, then=F("source_id"))), **_PAIR))
     )
-    query = Incident.objects.annotate(pairs=ArraySubquery(pairs)).query
-    sql, params = query.get_compiler(DEFAULT_DB_ALIAS).compile(query.annotations["pairs"])
-    return RawSQL(sql, params, output_field=ArrayField(ArrayField(BigIntegerField())))
+    return compiled_fragment(Incident, ArraySubquery(pairs), ArrayField(ArrayField(BigIntegerField())))
 
 
 def shown_incident_columns(user) -> dict[str, Any]:

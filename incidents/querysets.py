@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.apps import apps
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, models
 from django.db.models import Case, Count, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.lookups import GreaterThanOrEqual
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
+
+
+def compiled_fragment(model: type[models.Model], expression, output_field: models.Field) -> RawSQL:
+    """`expression`, correlated to a row of `model` (`OuterRef`), compiled into SQL once, for lists
+    read often whose expression depends on nothing but the reader's audience: building and
+    compiling it per request cost more than running it. The fragment names the row by its table,
+    which is also the alias of any query of `model`'s table."""
+    query = model.objects.annotate(fragment=expression).query
+    sql, params = query.get_compiler(DEFAULT_DB_ALIAS).compile(query.annotations["fragment"])
+    return RawSQL(sql, params, output_field=output_field)
 
 
 def can_see_confidential(user) -> bool:

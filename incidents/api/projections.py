@@ -19,7 +19,6 @@ from collections.abc import Iterable
 import orjson
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db import DEFAULT_DB_ALIAS
 from django.db.models import F, Func, JSONField, OuterRef, Subquery, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
@@ -38,6 +37,7 @@ from incidents.querysets import (
     can_see_confidential,
     can_see_exact_locations,
     can_see_unpublished,
+    compiled_fragment,
     coordinates_for,
 )
 
@@ -156,10 +156,9 @@ _compiled_representations: dict[tuple[bool, ...], RawSQL] = {}
 def _compiled_representation(user) -> RawSQL:
     audience = _audience(user)
     if audience not in _compiled_representations:
-        query = Incident.objects.annotate(representation=Cast(_representation(user), TextField())).query
-        sql, params = query.get_compiler(DEFAULT_DB_ALIAS).compile(query.annotations["representation"])
-        # The fragment names the incident by its table, which is also the outer query's alias.
-        _compiled_representations[audience] = RawSQL(sql, params, output_field=TextField())
+        _compiled_representations[audience] = compiled_fragment(
+            Incident, Cast(_representation(user), TextField()), TextField()
+        )
     return _compiled_representations[audience]
 
 
