@@ -115,10 +115,11 @@ def test_a_confidential_page_read_from_the_replica_is_recorded_on_the_primary(re
     # On the primary, a page and the record of what it shows are one statement; a replica can
     # write nothing, so there the page is read and its record written on the primary after it.
     reviewer = make_user(roles.REVIEWER, confidential=True)
+    reader = client_for(reviewer)  # its token, on the replica too before the pause
     secret = make_incident(title="As first reported", confidential=True)
     with replay_paused(replica):
         secret.__class__.objects.filter(pk=secret.pk).update(title="Corrected on the primary")
-        assert [row["title"] for row in results(client_for(reviewer).get(f"{API}/incidents/"))] == ["As first reported"]
+        assert [row["title"] for row in results(reader.get(f"{API}/incidents/"))] == ["As first reported"]
     (access,) = ConfidentialAccess.objects.using("default").all()
     assert (access.user, access.incident_ids) == (reviewer, [secret.pk])
 
