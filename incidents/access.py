@@ -5,8 +5,8 @@ pages, the API's detail, history and lists, CSV downloads, the export command) a
 here which confidential records it showed, and hands them to `record_confidential_access`, which
 writes one append-only `ConfidentialAccess` row per request, whatever the number of records (the
 lists of incidents, read most, learn them from their page's own query, `shown_incident_columns`,
-and the API's writes the record in that same statement: `recording_list_access`). A reader without the confidential permission is shown none, so their reads
-cost nothing here.
+and the API's writes the record in that same statement: `recording_list_access`). A reader
+without the confidential permission is shown none, so their reads cost nothing here.
 
 What is confidential is decided by the models' flags and `ClaimQuerySet.confidential()` (a claim
 is when it or its source is): the same rule that hides those records from everyone else.
