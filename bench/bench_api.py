@@ -143,15 +143,15 @@ def api_call(url: str, parameters: dict, cookie: str = ""):
 
 def access_record_switched(call, *, on: bool):
     """`call` with the record of confidential reads (issue 17) on, or off as the list was before it:
-    no columns naming the page's incidents in its query, no statement recording them. Both arms
-    patch alike, so the patching's own cost weighs on each the same."""
+    no columns naming the page's incidents in its query, no record written in its statement. Both
+    arms patch alike, so the patching's own cost weighs on each the same."""
     columns = projections.shown_incident_columns if on else (lambda user: {})
-    record = views.record_list_access if on else (lambda **arguments: None)
+    recording = views.recording_list_access if on else (lambda rows, **arguments: rows)
 
     def switched():
         with (
             mock.patch.object(projections, "shown_incident_columns", columns),
-            mock.patch.object(views, "record_list_access", record),
+            mock.patch.object(views, "recording_list_access", recording),
         ):
             return call()
 

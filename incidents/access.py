@@ -4,9 +4,9 @@ Every door that shows confidential incidents, claims or sources (the admin's rec
 pages, the API's detail, history and lists, CSV downloads, the export command) asks the selectors
 here which confidential records it showed, and hands them to `record_confidential_access`, which
 writes one append-only `ConfidentialAccess` row per request, whatever the number of records (the
-lists of incidents, read most, learn them from their page's own query: `shown_incident_columns`,
-`record_list_access`). A reader without the confidential permission is shown none, so their reads
-cost nothing here.
+lists of incidents, read most, learn them from their page's own query, `shown_incident_columns`,
+and the API's writes the record in that same statement: `recording_list_access`). A reader
+without the confidential permission is shown none, so their reads cost nothing here.
 
 What is confidential is decided by the models' flags and `ClaimQuerySet.confidential()` (a claim
 is when it or its source is): the same rule that hides those records from everyone else.
@@ -20,9 +20,11 @@ from typing import Any
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.db import connection
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, connections, router
 from django.db.models import BigIntegerField, Case, Count, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
+from django.db.models.query import ValuesIterable
 from psycopg.types.json import Jsonb
 
 from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, Source
@@ -205,6 +207,94 @@ def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, An
         source_ids=frozenset(source_ids),
     )
     record_confidential_access(user=user, door=door, records=records, path=path)
+
+
+# A page's query wrapped so that the same statement records what the page shows: the page's rows
+# kept aside (MATERIALIZED, in their order), the first `shown` of them (a paginator fetches one more
+# to learn whether another page follows) written as one access when any is confidential, and the
+# rows returned. `{page}` is the page's own SQL; `{asynchronous}` turns off the wait for the disk
+# outside a transaction, as `_INSERT_WITHOUT_WAITING_FOR_THE_DISK` does.
+_PAGE_RECORDING_ITS_ACCESS = f"""
+WITH page AS MATERIALIZED (
+    SELECT page_rows.*, row_number() OVER () AS page_position FROM ({{page}}) AS page_rows
+),
+shown AS (SELECT * FROM page WHERE page_position <= %s),
+shown_claims AS (
+    SELECT shown_claims[pair][1] AS claim_id, shown_claims[pair][2] AS source_id
+    FROM shown, generate_subscripts(shown_claims, 1) AS pair
+),
+recorded AS (
+    INSERT INTO {ConfidentialAccess._meta.db_table} (at, user_id, door, path, incident_ids, claim_ids, source_ids)
+    SELECT now(), %s, %s, %s,
+        ARRAY(SELECT shown_id FROM shown WHERE shown_confidential ORDER BY shown_id),
+        ARRAY(SELECT DISTINCT claim_id FROM shown_claims ORDER BY claim_id),
+        ARRAY(SELECT DISTINCT source_id FROM shown_claims WHERE source_id IS NOT NULL ORDER BY source_id)
+    {{asynchronous}}
+    WHERE EXISTS (SELECT FROM shown WHERE shown_confidential OR cardinality(shown_claims) > 0)
+)
+SELECT * FROM page ORDER BY page_position
+"""
+_WITHOUT_WAITING_FOR_THE_DISK = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
+
+
+class _PageRecordingItsAccess(ValuesIterable):
+    """The `.values()` rows of a page of incidents carrying `shown_incident_columns`, fetched by a
+    statement that also records the page's confidential records (`_PAGE_RECORDING_ITS_ACCESS`).
+
+    Hand-written: the ORM builds no data-modifying `WITH` around a query. Recorded separately, the
+    access cost the list a second round trip, about 1 ms of a 15-20 ms request (bench/README.md)."""
+
+    # Set on the subclass `recording_list_access` makes for one request.
+    user: Any
+    door: AccessDoor
+    path: str
+    shown: int
+
+    def __iter__(self):
+        queryset = self.queryset
+        if queryset.db != router.db_for_write(Incident):
+            # A read replica writes nothing: the page from there, its record on the primary.
+            rows = list(super().__iter__())
+            record_list_access(user=self.user, door=self.door, rows=rows[: self.shown], path=self.path)
+            yield from rows
+            return
+        compiler = queryset.query.get_compiler(queryset.db)
+        try:
+            page, parameters = compiler.as_sql()
+        except EmptyResultSet:
+            return
+        database = connections[queryset.db]
+        # Inside a transaction the record commits with the caller's writes, as they would.
+        sql = _PAGE_RECORDING_ITS_ACCESS.format(
+            page=page, asynchronous="" if database.in_atomic_block else _WITHOUT_WAITING_FOR_THE_DISK
+        )
+        path = self.path[: ConfidentialAccess._meta.get_field("path").max_length]
+        with database.cursor() as cursor:
+            cursor.execute(sql, [*parameters, self.shown, self.user.pk, str(self.door), path])
+            rows = cursor.fetchall()
+        query = queryset.query
+        names = list(query.selected or [*query.extra_select, *query.values_select, *query.annotation_select])
+        columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+        if converters := compiler.get_converters(columns):
+            rows = compiler.apply_converters(rows, converters)
+        for row in rows:
+            yield dict(zip(names, row, strict=False))  # each row ends with its page_position
+
+
+def recording_list_access(rows: QuerySet, *, user, door: AccessDoor, path: str = "", shown: int) -> QuerySet:
+    """`rows`, `.values()` of incidents carrying `shown_incident_columns(user)`, fetched by one
+    statement that also records that `user` was shown the confidential records of the first `shown`
+    of them through `door` (as `record_list_access` would from the rows). `rows` unchanged for a
+    reader without the confidential permission, whose pages hold nothing to record."""
+    if not can_see_confidential(user):
+        return rows
+    recording = rows.all()
+    recording._iterable_class = type(
+        "PageRecordingItsAccess",
+        (_PageRecordingItsAccess,),
+        {"user": user, "door": door, "path": path, "shown": shown},
+    )
+    return recording
 
 
 def reads_of(record: Incident | Source) -> QuerySet:

@@ -170,6 +170,33 @@ class TestApi:
         assert sorted(access.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])
         assert access.source_ids == [world.informant.pk]
 
+    def test_a_page_records_only_the_rows_it_shows(self, world):
+        # Each page is fetched with one row more, to know whether another follows: that row is not
+        # shown, so it is not recorded, in either direction of the cursor.
+        client = client_for(world.rita)
+        first = client.get(f"{API}/incidents/?page_size=1")
+        assert [row["title"] for row in results(first)] == ["Secret"]
+        assert (only_access().incident_ids, only_access().claim_ids) == ([world.secret.pk], [])
+        second = client.get(first.json()["next"])
+        assert [row["title"] for row in results(second)] == ["Claim"]
+        back = client.get(second.json()["previous"])
+        assert [row["title"] for row in results(back)] == ["Secret"]
+        _, shown_second, shown_back = ConfidentialAccess.objects.order_by("id")
+        assert (shown_second.incident_ids, shown_second.claim_ids, shown_second.source_ids) == (
+            [],
+            [world.confidential_claim.pk],
+            [],
+        )
+        assert (shown_back.incident_ids, shown_back.claim_ids) == ([world.secret.pk], [])
+        oldest_first = client.get(f"{API}/incidents/?page_size=2&ordering=date_start")
+        assert [row["title"] for row in results(oldest_first)] == ["Plain", "Informant's"]
+        newest = ConfidentialAccess.objects.order_by("id").last()
+        assert (newest.incident_ids, newest.claim_ids, newest.source_ids) == (
+            [],
+            [world.informant_claim.pk],
+            [world.informant.pk],
+        )
+
     def test_reads_without_confidential_records_record_nothing(self, world):
         client_for(world.rita).get(f"{API}/incidents/?date_to=2020-12-31")
         client_for(world.rita).get(incident_url(world.plain))

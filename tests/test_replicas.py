@@ -17,7 +17,8 @@ from django.conf import settings
 from django.db import connections
 
 from incidents import roles
-from tests.api_support import client_for, incident_url
+from incidents.models import ConfidentialAccess
+from tests.api_support import API, client_for, incident_url, results
 from tests.factories import make_incident, make_user
 from tracker.replicas import replica_health
 
@@ -108,6 +109,19 @@ def test_a_writer_reads_its_own_write_at_once_and_others_read_the_replica(replic
         assert response.json()["version"] == incident.version + 1
         assert title_read_by(writer, incident) == "Corrected by the reviewer"
         assert title_read_by(client_for(), incident) == "As first reported"
+
+
+def test_a_confidential_page_read_from_the_replica_is_recorded_on_the_primary(replica):
+    # On the primary, a page and the record of what it shows are one statement; a replica can
+    # write nothing, so there the page is read and its record written on the primary after it.
+    reviewer = make_user(roles.REVIEWER, confidential=True)
+    reader = client_for(reviewer)  # its token, on the replica too before the pause
+    secret = make_incident(title="As first reported", confidential=True)
+    with replay_paused(replica):
+        secret.__class__.objects.filter(pk=secret.pk).update(title="Corrected on the primary")
+        assert [row["title"] for row in results(reader.get(f"{API}/incidents/"))] == ["As first reported"]
+    (access,) = ConfidentialAccess.objects.using("default").all()
+    assert (access.user, access.incident_ids) == (reviewer, [secret.pk])
 
 
 def test_reads_fall_back_to_the_primary_when_the_replica_lags(replica, settings):

@@ -22,7 +22,7 @@ from incidents.access import (
     confidential_among,
     confidential_records_of,
     record_confidential_access,
-    record_list_access,
+    recording_list_access,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.pagination import HistoryPagination
@@ -249,8 +249,14 @@ class IncidentViewSet(ResourceViewSet):
             incidents = incidents.annotate(
                 people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
             )
-        page = self.paginate_queryset(with_representations(incidents, request.user, position))
-        record_list_access(user=request.user, door=AccessDoor.API, rows=page, path=request.get_full_path())
+        rows = recording_list_access(
+            with_representations(incidents, request.user, position),
+            user=request.user,
+            door=AccessDoor.API,
+            path=request.get_full_path(),
+            shown=self.paginator.get_page_size(request),
+        )
+        page = self.paginate_queryset(rows)
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         return self.get_paginated_response(representations(page, decoded=decoded))
 
