@@ -868,8 +868,26 @@ class IncidentExportRow(models.Model):
     complete_sources = models.TextField(null=True)  # noqa: DJ001
     complete_claim_min = models.IntegerField(null=True)
     complete_claim_max = models.IntegerField(null=True)
+    # Not cells: what the record of an export by a reader with the confidential permission lists
+    # (incidents.access.export_contents), the claims `ClaimQuerySet.confidential()` selects among
+    # this incident's and the confidential sources among theirs, read from the few rows that hold
+    # any (migration 0030) rather than from every claim of every exported incident. NULL for none.
+    confidential_claim_ids = ArrayField(models.BigIntegerField(), null=True)
+    confidential_source_ids = ArrayField(models.BigIntegerField(), null=True)
     updated_at = models.TextField()
     version = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            # Serves export_contents: the rows with confidential claims, with the claims, a hash
+            # of them beside the exported incidents.
+            models.Index(
+                fields=["incident"],
+                include=["confidential_claim_ids", "confidential_source_ids"],
+                condition=Q(confidential_claim_ids__isnull=False),
+                name="export_row_confidential",
+            ),
+        ]
 
     def __str__(self):
         return f"Export row of incident {self.incident_id}"

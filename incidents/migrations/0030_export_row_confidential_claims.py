@@ -1,0 +1,119 @@
+"""Each export row keeps the confidential claims it holds, so that the record of an export
+(incidents.access.export_contents) reads them from the few rows that hold any (issue 19, goal 1).
+
+A reader with confidential access is recorded with every confidential claim (and the confidential
+sources of those claims) among the incidents they export, before the first byte leaves. That list
+came from a query of its own over every claim of the exported incidents, with their sources: at
+1,000,000 incidents it read all 1.75M claims to find the 89,400 confidential ones (1.3-2.8 s, as
+long as the export itself). Now `incident_export_refresh` (migration 0028), which already sorts each
+incident's claims into those a reader without the permission may see and the others, also keeps the
+others' ids, `confidential_claim_ids`, and their confidential sources, `confidential_source_ids`:
+NULL for an incident without any, so that the partial index below holds only the rows with some.
+Kept by the same triggers in the same statements as the cells built from the same claims.
+"""
+
+import importlib
+
+import django.contrib.postgres.fields
+from django.db import migrations, models
+
+_EXPORT_ROWS = importlib.import_module("incidents.migrations.0028_incident_export_rows")
+
+
+_SQL = _EXPORT_ROWS.EXPORT_SQL
+# 0028's refresh, as a statement that replaces the function.
+_REFRESH_OF_0028 = _SQL[
+    _SQL.index("CREATE FUNCTION incident_export_refresh") : _SQL.index(
+        "CREATE FUNCTION incident_export_incidents_changed"
+    )
+].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+_NEW_COLUMNS = ("confidential_claim_ids", "confidential_source_ids")
+_COLUMNS = (*_EXPORT_ROWS.COLUMNS[:-2], *_NEW_COLUMNS, *_EXPORT_ROWS.COLUMNS[-2:])
+
+
+def _edited(function: str, replacements: tuple[tuple[str, str], ...]) -> str:
+    for old, new in replacements:
+        if function.count(old) != 1:
+            raise ValueError(f"migration 0028's refresh no longer holds {old!r} once")
+        function = function.replace(old, new)
+    return function
+
+
+# The claims' CTEs also keep each claim's id and whether its source is confidential, and the claims'
+# aggregate gathers what ClaimQuerySet.confidential() selects (a confidential claim, or a claim of a
+# confidential source) and the confidential sources among theirs: NULL when there are none.
+REFRESH_SQL = _edited(
+    _REFRESH_OF_0028,
+    (
+        (", ".join(_EXPORT_ROWS.COLUMNS) + ")", ", ".join(_COLUMNS) + ")"),
+        (
+            ", ".join(f"{column} = EXCLUDED.{column}" for column in _EXPORT_ROWS.COLUMNS[1:]),
+            ", ".join(f"{column} = EXCLUDED.{column}" for column in _COLUMNS[1:]),
+        ),
+        (
+            "claim.confidential OR source.confidential AS hidden,",
+            "claim.id AS claim_id, claim.source_id, source.confidential AS source_confidential,\n"
+            "               claim.confidential OR source.confidential AS hidden,",
+        ),
+        (
+            "max(high) AS complete_claim_max\n",
+            "max(high) AS complete_claim_max,\n"
+            "               array_agg(claim_id ORDER BY claim_id) FILTER (WHERE hidden) AS confidential_claim_ids,\n"
+            "               array_agg(DISTINCT source_id ORDER BY source_id) FILTER (WHERE source_confidential)\n"
+            "                   AS confidential_source_ids\n",
+        ),
+        (
+            "claims.complete_claim_max,\n",
+            "claims.complete_claim_max,\n           claims.confidential_claim_ids,\n"
+            "           claims.confidential_source_ids,\n",
+        ),
+    ),
+)
+
+# The rows of incidents with confidential claims, the only ones not NULL: the same as the refresh
+# computes, in one statement over the confidential claims alone.
+FILL_SQL = """
+UPDATE incidents_incidentexportrow AS export_row
+SET confidential_claim_ids = kept.claim_ids, confidential_source_ids = kept.source_ids
+FROM (
+    SELECT claim.incident_id,
+           array_agg(claim.id ORDER BY claim.id) AS claim_ids,
+           array_agg(DISTINCT claim.source_id ORDER BY claim.source_id) FILTER (WHERE source.confidential)
+               AS source_ids
+    FROM incidents_claim AS claim JOIN incidents_source AS source ON source.id = claim.source_id
+    WHERE claim.confidential OR source.confidential
+    GROUP BY claim.incident_id
+) AS kept
+WHERE export_row.incident_id = kept.incident_id
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("incidents", "0029_facet_totals"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="incidentexportrow",
+            name="confidential_claim_ids",
+            field=django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), null=True, size=None),
+        ),
+        migrations.AddField(
+            model_name="incidentexportrow",
+            name="confidential_source_ids",
+            field=django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), null=True, size=None),
+        ),
+        migrations.RunSQL(REFRESH_SQL, reverse_sql=_REFRESH_OF_0028),
+        migrations.RunSQL(FILL_SQL, reverse_sql=migrations.RunSQL.noop),
+        migrations.AddIndex(
+            model_name="incidentexportrow",
+            index=models.Index(
+                fields=["incident"],
+                include=["confidential_claim_ids", "confidential_source_ids"],
+                condition=models.Q(confidential_claim_ids__isnull=False),
+                name="export_row_confidential",
+            ),
+        ),
+    ]
