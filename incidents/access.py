@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.contrib.postgres.aggregates import ArrayAgg, JSONBAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import BigIntegerField, Case, F, Func, OuterRef, Q, QuerySet, When
+from django.db.models import BigIntegerField, Case, Count, F, Func, OuterRef, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from psycopg.types.json import Jsonb
 
-from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, IncidentExportRow, Source
+from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, Source
 from incidents.querysets import can_see_confidential, compiled_fragment
 
 # Who may read the record of accesses: it names the colleagues who read an informant's testimony.
@@ -88,43 +88,29 @@ def confidential_among(records: Iterable[Incident | Source], user) -> Confidenti
     return ConfidentialRecords(incident_ids=frozenset(incident_ids), source_ids=frozenset(source_ids))
 
 
-# The exported incidents, each with the confidential claims (and their confidential sources) its
-# export row keeps, in one pass over them: the rows that keep any are the few in the partial index
-# `export_row_confidential`, hashed beside the incidents rather than looked up for each. The lateral
-# unnest gives an incident a row per confidential claim, its first counting the incident.
-_EXPORT_CONTENTS_SQL = """
-SELECT count(*) FILTER (WHERE claim.position IS NULL OR claim.position = 1),
-       array_agg(selected.id) FILTER (WHERE selected.confidential AND (claim.position IS NULL OR claim.position = 1)),
-       array_agg(claim.claim_id) FILTER (WHERE claim.claim_id IS NOT NULL),
-       array_agg(DISTINCT claim.source_id) FILTER (WHERE claim.source_id IS NOT NULL)
-FROM ({selected}) AS selected (id, confidential)
-LEFT JOIN {export_rows} AS export_row
-    ON export_row.incident_id = selected.id AND export_row.confidential_claim_ids IS NOT NULL
-LEFT JOIN LATERAL unnest(export_row.confidential_claim_ids, export_row.confidential_source_ids)
-    WITH ORDINALITY AS claim (claim_id, source_id, position) ON true
-"""
-
-
-def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
-    """The confidential records among `incidents` (filtered, visible to `user`) and their claims, as
-    an export of them shows, and how many rows the export holds. One query, which selects the
-    incidents once and reads their confidential claims from their kept export rows (migration
-    0030); none, and no count, for a reader without the confidential permission, whose exports hold
-    nothing to record."""
+def export_contents(export_rows: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
+    """The confidential records an export of `export_rows` (the kept rows, IncidentExportRow, of
+    incidents filtered and visible to `user`) shows: its confidential incidents and their claims'
+    confidential claims and sources, which each row keeps (migration 0030), and how many rows it
+    holds. One query over the rows the export copies, no join; none, and no count, for a reader
+    without the confidential permission, whose exports hold nothing to record."""
     if not can_see_confidential(user):
         return NO_RECORDS, None
-    try:
-        selected, params = incidents.order_by().values("pk", "confidential").query.sql_with_params()
-    except EmptyResultSet:
-        # Django proved it selects nothing (a bound beyond a column's range) and wrote no SQL.
-        return NO_RECORDS, 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _EXPORT_CONTENTS_SQL.format(selected=selected, export_rows=IncidentExportRow._meta.db_table), params
-        )
-        rows, incident_ids, claim_ids, source_ids = cursor.fetchone()
-    records = ConfidentialRecords(*(frozenset(ids or ()) for ids in (incident_ids, claim_ids, source_ids)))
-    return records, rows
+    totals = export_rows.order_by().aggregate(
+        rows=Count("pk"),
+        incident_ids=ArrayAgg("pk", filter=Q(confidential=True), default=Value([])),
+        # As JSON lists of lists: an array of arrays of different lengths is no SQL array.
+        claim_ids=JSONBAgg("confidential_claim_ids", filter=Q(confidential_claim_ids__isnull=False), default=Value([])),
+        source_ids=JSONBAgg(
+            "confidential_source_ids", filter=Q(confidential_source_ids__isnull=False), default=Value([])
+        ),
+    )
+    records = ConfidentialRecords(
+        incident_ids=frozenset(totals["incident_ids"]),
+        claim_ids=frozenset(claim_id for ids in totals["claim_ids"] for claim_id in ids),
+        source_ids=frozenset(source_id for ids in totals["source_ids"] for source_id in ids),
+    )
+    return records, totals["rows"]
 
 
 _PAIR = {"template": "ARRAY[%(expressions)s]", "output_field": ArrayField(BigIntegerField())}

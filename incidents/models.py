@@ -868,6 +868,9 @@ class IncidentExportRow(models.Model):
     complete_sources = models.TextField(null=True)  # noqa: DJ001
     complete_claim_min = models.IntegerField(null=True)
     complete_claim_max = models.IntegerField(null=True)
+    # Not a cell: the incident's own flag, so that the kept rows answer the visibility of a reader
+    # without the confidential permission themselves (exports._kept_rows).
+    confidential = models.BooleanField()
     # Not cells: what the record of an export by a reader with the confidential permission lists
     # (incidents.access.export_contents), the claims `ClaimQuerySet.confidential()` selects among
     # this incident's and the confidential sources among theirs, read from the few rows that hold
@@ -879,6 +882,12 @@ class IncidentExportRow(models.Model):
 
     class Meta:
         indexes = [
+            # Serves a filtered export's date range (exports.KeptSpanOverlaps): the kept rows of the
+            # incidents overlapping it, stored newest first, read in their order.
+            GistIndex(
+                Func(F("date_start"), F("date_end"), Value("[]"), function="daterange", output_field=DateRangeField()),
+                name="export_row_span",
+            ),
             # Serves export_contents: the rows with confidential claims, with the claims, a hash
             # of them beside the exported incidents.
             models.Index(

@@ -288,6 +288,16 @@ def publish(editor, records, tmp_path):
     _patch_incident(editor, records["secret_only"], {"review_state": "published"})
 
 
+def make_confidential(editor, records, tmp_path):
+    # The kept rows answer a reader's visibility themselves (exports.kept_rows): their flag follows.
+    _patch_incident(editor, records["both_claims"], {"confidential": True})
+
+
+def make_confidential_by_a_bulk_update(editor, records, tmp_path):
+    # No version bump, no service: only the flag changes, as a bulk update or SQL would change it.
+    Incident.objects.filter(pk__in=[records["blank"].pk, records["secret_only"].pk]).update(confidential=True)
+
+
 def replace_places(editor, records, tmp_path):
     places = Place.objects.filter(name__in=["=Yellow Sea", "Shelter; north wing", "Lao Cai"])
     _patch_incident(editor, records["blank"], {"places": [place.pk for place in places]})
@@ -382,6 +392,8 @@ def import_a_file(editor, records, tmp_path):
 WRITES = [
     edit_incident,
     publish,
+    make_confidential,
+    make_confidential_by_a_bulk_update,
     replace_places,
     replace_claims,
     replace_perpetrators,
@@ -399,8 +411,9 @@ WRITES = [
     import_a_file,
 ]
 
-# The whole export and an incremental sync's (which reports merged incidents with `merged_into`).
-AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z"]
+# The whole export, an incremental sync's (which reports merged incidents with `merged_into`), and
+# filters the kept rows answer by their own columns (exports.kept_rows), which must follow too.
+AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z", "country=KP", "country=CN&date_from=2024-01-03"]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=[write.__name__ for write in WRITES])

@@ -15,6 +15,8 @@ Kept by the same triggers in the same statements as the cells built from the sam
 import importlib
 
 import django.contrib.postgres.fields
+import django.contrib.postgres.indexes
+import django.db.models.expressions
 from django.db import migrations, models
 
 _EXPORT_ROWS = importlib.import_module("incidents.migrations.0028_incident_export_rows")
@@ -28,7 +30,7 @@ _REFRESH_OF_0028 = _SQL[
     )
 ].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
-_NEW_COLUMNS = ("confidential_claim_ids", "confidential_source_ids")
+_NEW_COLUMNS = ("confidential", "confidential_claim_ids", "confidential_source_ids")
 _COLUMNS = (*_EXPORT_ROWS.COLUMNS[:-2], *_NEW_COLUMNS, *_EXPORT_ROWS.COLUMNS[-2:])
 
 
@@ -65,14 +67,32 @@ REFRESH_SQL = _edited(
         ),
         (
             "claims.complete_claim_max,\n",
-            "claims.complete_claim_max,\n           claims.confidential_claim_ids,\n"
+            "claims.complete_claim_max,\n           incident.confidential,\n           claims.confidential_claim_ids,\n"
             "           claims.confidential_source_ids,\n",
         ),
     ),
 )
 
-# The rows of incidents with confidential claims, the only ones not NULL: the same as the refresh
-# computes, in one statement over the confidential claims alone.
+# 0028's trigger on incidents, which also refreshes the rows whose incident's confidentiality changed.
+_INCIDENTS_CHANGED_OF_0028 = _SQL[
+    _SQL.index("CREATE FUNCTION incident_export_incidents_changed") : _SQL.index("-- Place links, involvements")
+].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+INCIDENTS_CHANGED_SQL = _edited(
+    _INCIDENTS_CHANGED_OF_0028,
+    (
+        (
+            "new_rows.merged_into_id, new_rows.updated_at,",
+            "new_rows.merged_into_id, new_rows.confidential, new_rows.updated_at,",
+        ),
+        (
+            "old_rows.merged_into_id, old_rows.updated_at,",
+            "old_rows.merged_into_id, old_rows.confidential, old_rows.updated_at,",
+        ),
+    ),
+)
+
+# The rows of incidents with confidential claims, the only ones not NULL, and of confidential
+# incidents, the only ones not false: the same as the refresh computes, over those alone.
 FILL_SQL = """
 UPDATE incidents_incidentexportrow AS export_row
 SET confidential_claim_ids = kept.claim_ids, confidential_source_ids = kept.source_ids
@@ -85,7 +105,9 @@ FROM (
     WHERE claim.confidential OR source.confidential
     GROUP BY claim.incident_id
 ) AS kept
-WHERE export_row.incident_id = kept.incident_id
+WHERE export_row.incident_id = kept.incident_id;
+UPDATE incidents_incidentexportrow AS export_row SET confidential = true
+FROM incidents_incident AS incident WHERE incident.id = export_row.incident_id AND incident.confidential;
 """
 
 
@@ -105,8 +127,18 @@ class Migration(migrations.Migration):
             name="confidential_source_ids",
             field=django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), null=True, size=None),
         ),
-        migrations.RunSQL(REFRESH_SQL, reverse_sql=_REFRESH_OF_0028),
-        migrations.RunSQL(FILL_SQL, reverse_sql=migrations.RunSQL.noop),
+        migrations.AddField(
+            model_name="incidentexportrow",
+            name="confidential",
+            field=models.BooleanField(default=False),
+            preserve_default=False,
+        ),
+        migrations.RunSQL(
+            REFRESH_SQL + INCIDENTS_CHANGED_SQL, reverse_sql=_REFRESH_OF_0028 + _INCIDENTS_CHANGED_OF_0028
+        ),
+        # Before the rows are filled, which then update it: built after, over the rows the fill
+        # updated, PostgreSQL would leave it unused by transactions older than itself
+        # (`indcheckxmin`), and a long one elsewhere on the server kept it unused for minutes.
         migrations.AddIndex(
             model_name="incidentexportrow",
             index=models.Index(
@@ -116,4 +148,18 @@ class Migration(migrations.Migration):
                 name="export_row_confidential",
             ),
         ),
+        migrations.AddIndex(
+            model_name="incidentexportrow",
+            index=django.contrib.postgres.indexes.GistIndex(
+                django.db.models.expressions.Func(
+                    models.F("date_start"),
+                    models.F("date_end"),
+                    models.Value("[]"),
+                    function="daterange",
+                    output_field=django.contrib.postgres.fields.DateRangeField(),
+                ),
+                name="export_row_span",
+            ),
+        ),
+        migrations.RunSQL(FILL_SQL, reverse_sql=migrations.RunSQL.noop),
     ]
