@@ -4,9 +4,10 @@ The caller passes a queryset it has already limited with `visible_to(user)` (and
 IncidentFilterSet); this module turns it into one SQL statement, so the database sends every row
 and Python only moves bytes. The rows are not computed at export time: each incident's row is
 kept rendered in IncidentExportRow by triggers, in the statement that changes what it shows
-(migration 0028), so an export is a COPY of the kept rows of the queryset's incidents, newest first
-(where computing them from places, perpetrators and claims took 12-40x a flat COPY of the same
-bytes at 1,000,000 incidents; bench/README.md). The cells built from claims (`source_count`,
+(migration 0028), so an export is a COPY of the kept rows of the queryset's incidents, selected by
+their own columns where they can (`kept_rows`), newest first (where computing them from places,
+perpetrators and claims took 12-40x a flat COPY of the same bytes at 1,000,000 incidents;
+bench/README.md). The cells built from claims (`source_count`,
 `sources`, `claim_min`, `claim_max`) are kept once per audience, and `claim_cells` chooses the ones
 the user may see.
 
@@ -249,9 +250,8 @@ def copy_statement(
     if page_url_prefix is not None:
         cells.append('%s || export_row."public_id" || \'/\' AS "page_url"')
         params = (page_url_prefix,)
-    # The kept rows selected by their own columns, or by the queryset's own SQL, so PostgreSQL knows
-    # from its statistics how many incidents it selects: a hash of their ids against the kept rows
-    # for a large export, index lookups for a few (`kept_rows`).
+    # The kept rows the queryset selects, by their own columns where they hold every one it names,
+    # else by its own SQL (`kept_rows`): a subquery PostgreSQL plans as if written in place.
     selected, selected_params = kept_rows(queryset).query.sql_with_params()
     select = f"SELECT {', '.join(cells)} FROM ({selected}) AS export_row ORDER BY {ORDER_BY}"
     statement = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"

@@ -869,7 +869,7 @@ class IncidentExportRow(models.Model):
     complete_claim_min = models.IntegerField(null=True)
     complete_claim_max = models.IntegerField(null=True)
     # Not a cell: the incident's own flag, so that the kept rows answer the visibility of a reader
-    # without the confidential permission themselves (exports._kept_rows).
+    # without the confidential permission themselves (exports.kept_rows).
     confidential = models.BooleanField()
     # Not cells: what the record of an export by a reader with the confidential permission lists
     # (incidents.access.export_contents), the claims `ClaimQuerySet.confidential()` selects among
