@@ -1,15 +1,22 @@
-"""Each export row keeps the confidential claims it holds, so that the record of an export
-(incidents.access.export_contents) reads them from the few rows that hold any (issue 19, goal 1).
+"""The export's kept rows answer its filters and its record themselves (issue 19, goal 1).
 
-A reader with confidential access is recorded with every confidential claim (and the confidential
-sources of those claims) among the incidents they export, before the first byte leaves. That list
-came from a query of its own over every claim of the exported incidents, with their sources: at
-1,000,000 incidents it read all 1.75M claims to find the 89,400 confidential ones (1.3-2.8 s, as
-long as the export itself). Now `incident_export_refresh` (migration 0028), which already sorts each
-incident's claims into those a reader without the permission may see and the others, also keeps the
-others' ids, `confidential_claim_ids`, and their confidential sources, `confidential_source_ids`:
-NULL for an incident without any, so that the partial index below holds only the rows with some.
-Kept by the same triggers in the same statements as the cells built from the same claims.
+Migration 0028 keeps each incident's CSV row (IncidentExportRow); an export copied the kept rows of
+the incidents its queryset selected. Selecting them first cost more than copying them (at 1,000,000
+incidents, a country's semi-join over every place link, then every kept row read for a hash of the
+ids), and a reader with confidential access was recorded (incidents.access.export_contents) by a
+query of its own over every claim of the exported incidents, with their sources (1.3-2.8 s: it read
+all 1.75M claims to find the 89,400 confidential ones), which ran the selection twice more.
+
+Now each kept row also holds:
+- `confidential`, the incident's flag: with its review state, merge and dates, which it held
+  already, the kept rows can answer a reader's visibility and the common filters by their own
+  columns (incidents.exports.kept_rows);
+- `confidential_claim_ids` and `confidential_source_ids`: what ClaimQuerySet.confidential() selects
+  among the incident's claims, and the confidential sources among theirs, NULL for none, computed
+  by `incident_export_refresh` from the same claims as the claims' cells, in the same statements;
+and three indexes serve the export: its order (newest first, as the rows are stored), its date
+range (a GiST index of the rows' ranges), and the rows with confidential claims.
+The trigger on incidents also refreshes a row when only the incident's confidentiality changed.
 """
 
 import importlib
@@ -160,6 +167,10 @@ class Migration(migrations.Migration):
                 ),
                 name="export_row_span",
             ),
+        ),
+        migrations.AddIndex(
+            model_name="incidentexportrow",
+            index=models.Index(fields=["-date_start", "-incident"], name="export_row_newest"),
         ),
         migrations.RunSQL(FILL_SQL, reverse_sql=migrations.RunSQL.noop),
     ]
