@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.contrib.postgres.aggregates import ArrayAgg
+from django.contrib.postgres.aggregates import ArrayAgg, JSONBAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import EmptyResultSet
@@ -90,17 +90,28 @@ def confidential_among(records: Iterable[Incident | Source], user) -> Confidenti
     return ConfidentialRecords(incident_ids=frozenset(incident_ids), source_ids=frozenset(source_ids))
 
 
-def export_contents(incidents: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
-    """The confidential records among `incidents` (filtered, visible to `user`) and their claims, as
-    an export of them shows, and how many rows the export holds. Two queries; none, and no count,
-    for a reader without the confidential permission, whose exports hold nothing to record."""
+def export_contents(export_rows: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
+    """The confidential records an export of `export_rows` (the kept rows, IncidentExportRow, of
+    incidents filtered and visible to `user`) shows: its confidential incidents and their claims'
+    confidential claims and sources, which each row keeps (migration 0030), and how many rows it
+    holds. One query over the rows the export copies, no join; none, and no count, for a reader
+    without the confidential permission, whose exports hold nothing to record."""
     if not can_see_confidential(user):
         return NO_RECORDS, None
-    incidents = incidents.order_by()
-    totals = incidents.aggregate(
-        rows=Count("pk"), confidential=ArrayAgg("pk", filter=Q(confidential=True), default=Value([]))
+    totals = export_rows.order_by().aggregate(
+        rows=Count("pk"),
+        incident_ids=ArrayAgg("pk", filter=Q(confidential=True), default=Value([])),
+        # As JSON lists of lists: an array of arrays of different lengths is no SQL array.
+        claim_ids=JSONBAgg("confidential_claim_ids", filter=Q(confidential_claim_ids__isnull=False), default=Value([])),
+        source_ids=JSONBAgg(
+            "confidential_source_ids", filter=Q(confidential_source_ids__isnull=False), default=Value([])
+        ),
     )
-    records = _from_claims(Claim.objects.filter(incident__in=incidents.values("pk")), totals["confidential"])
+    records = ConfidentialRecords(
+        incident_ids=frozenset(totals["incident_ids"]),
+        claim_ids=frozenset(claim_id for ids in totals["claim_ids"] for claim_id in ids),
+        source_ids=frozenset(source_id for ids in totals["source_ids"] for source_id in ids),
+    )
     return records, totals["rows"]
 
 

@@ -26,6 +26,7 @@ from incidents import roles
 from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item
 from incidents.models import (
     Claim,
+    ConfidentialAccess,
     DuplicatePair,
     Incident,
     IncidentType,
@@ -147,6 +148,36 @@ def exported_rows(user, query: str, tmp_path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(content)))
 
 
+def expected_record(user, query: str) -> tuple[int, list[int], list[int], list[int]]:
+    """What the record of `user`'s export of `query` must hold, read from the records: the row count,
+    the confidential incidents, and the confidential claims among theirs (a confidential claim, or
+    one of a confidential source) with those claims' confidential sources."""
+    incidents = incidents_matching(user=user, filters=QueryDict(query))
+    claims = Claim.objects.filter(incident__in=incidents.values("pk")).confidential().select_related("source")
+    return (
+        incidents.count(),
+        sorted(incidents.filter(confidential=True).values_list("pk", flat=True)),
+        sorted(claim.pk for claim in claims),
+        sorted({claim.source_id for claim in claims if claim.source.confidential}),
+    )
+
+
+def _recorded(expected: tuple[int, list[int], list[int], list[int]]):
+    """`expected_record` as the record shows it: no record for an export without confidential records."""
+    _, *records = expected
+    return expected if any(records) else None
+
+
+def recorded_export(user, query: str, tmp_path) -> tuple[int, list[int], list[int], list[int]] | None:
+    """The record `manage.py export_incidents` leaves of `user`'s export of `query` (None: none)."""
+    newest = ConfidentialAccess.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    exported_rows(user, query, tmp_path)
+    access = ConfidentialAccess.objects.filter(id__gt=newest).first()
+    if access is None:
+        return None
+    return access.row_count, access.incident_ids, access.claim_ids, access.source_ids
+
+
 def make_messy_records(demo_incidents: int) -> list[Incident]:
     """`demo_incidents` demo incidents, and incidents on the edges of every cell."""
     call_command("generate_demo_data", incidents=demo_incidents, seed=11, stdout=io.StringIO())
@@ -195,6 +226,8 @@ def test_every_cell_of_every_row_is_what_the_records_say(reader, messy_records, 
     for query in FILTERS:
         expected = expected_rows(user, query)
         assert exported_rows(user, query, tmp_path) == expected, query
+        if reader is READERS["confidential"]:
+            assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
     # The filters did select: rows, but not every row.
     assert 0 < len(expected_rows(user, "date_from=2024-01-03&date_to=2024-01-05")) < Incident.objects.count()
 
@@ -253,6 +286,16 @@ def edit_incident(editor, records, tmp_path):
 
 def publish(editor, records, tmp_path):
     _patch_incident(editor, records["secret_only"], {"review_state": "published"})
+
+
+def make_confidential(editor, records, tmp_path):
+    # The kept rows answer a reader's visibility themselves (exports.kept_rows): their flag follows.
+    _patch_incident(editor, records["both_claims"], {"confidential": True})
+
+
+def make_confidential_by_a_bulk_update(editor, records, tmp_path):
+    # No version bump, no service: only the flag changes, as a bulk update or SQL would change it.
+    Incident.objects.filter(pk__in=[records["blank"].pk, records["secret_only"].pk]).update(confidential=True)
 
 
 def replace_places(editor, records, tmp_path):
@@ -349,6 +392,8 @@ def import_a_file(editor, records, tmp_path):
 WRITES = [
     edit_incident,
     publish,
+    make_confidential,
+    make_confidential_by_a_bulk_update,
     replace_places,
     replace_claims,
     replace_perpetrators,
@@ -366,8 +411,9 @@ WRITES = [
     import_a_file,
 ]
 
-# The whole export and an incremental sync's (which reports merged incidents with `merged_into`).
-AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z"]
+# The whole export, an incremental sync's (which reports merged incidents with `merged_into`), and
+# filters the kept rows answer by their own columns (exports.kept_rows), which must follow too.
+AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z", "country=KP", "country=CN&date_from=2024-01-03"]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=[write.__name__ for write in WRITES])
@@ -382,6 +428,10 @@ def test_every_cell_stays_what_the_records_say_after_each_kind_of_write(write, t
     for name, user in readers.items():
         for query in AFTER_WRITES:
             assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
+    # The confidential claims each row keeps for the record of an export (migration 0030).
+    confidential = readers["confidential"]
+    for query in AFTER_WRITES:
+        assert recorded_export(confidential, query, tmp_path) == _recorded(expected_record(confidential, query)), query
     # The write did change what the export shows someone.
     assert {name: exported_rows(user, "", tmp_path) for name, user in readers.items()} != before
 
