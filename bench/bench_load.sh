@@ -6,7 +6,7 @@
 #
 #   bench/bench_load.sh [USERS] [SECONDS] [MIX]      # defaults: 32 clients, 60 s, people
 #
-# MIX `people`: people reading at human pace, two partner tools syncing without pause, an exporter
+# MIX `people`: people reading at human pace, two partner tools syncing without pause, one export
 # and three analysts, each client at its own address, under the production throttles. MIX `eager`:
 # the first version's readers, 0.1-0.5 s between requests, which no throttle of one address lets
 # through: the throttles are off for it. GUNICORN_WORKERS, GUNICORN_THREADS and DATABASE_POOL_SIZE
@@ -18,7 +18,7 @@ USERS=${1:-32}
 DURATION=${2:-60}
 MIX=${3:-people}
 case $MIX in
-  people) CLASSES="Person SyncClient Exporter Analyst" ;;
+  people) CLASSES="Person SyncClient OneExport Analyst" ;;
   eager) CLASSES="EagerReader Exporter Analyst"; export TRACKER_API_ANON_RATE=off TRACKER_API_USER_RATE=off ;;
   *) echo "MIX must be people or eager" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ Two mixes of the same requests, chosen by bench_load.sh (locust runs the user cl
   tools do not pause: two sync clients, each with its own account's token, walk the incidents
   changed since a date in pages of 200, following `next`, and start over (at most 15 pages a
   second, under their accounts' rate). One partner exports the
-  whole published set as CSV again and again; three analysts correct incidents' counts every 1-3 s
+  whole published set as CSV, once; three analysts correct incidents' counts every 1-3 s
   (far more often than people do, so that the statistics' kept totals are written throughout).
   Each client comes from its own address, as the TLS proxy reports it (TRACKER_PROXY_COUNT=1), so
   the production throttles count each one as they would.
@@ -24,7 +24,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from load_mix import API, COUNTRIES, GROUPINGS, TYPES, WORDS, year_range
-from locust import HttpUser, between, constant_throughput, task
+from locust import HttpUser, between, constant_pacing, constant_throughput, task
 
 _addresses = itertools.count(1)
 
@@ -114,7 +114,7 @@ class SyncClient(Client):
 
 
 class Exporter(Client):
-    """One partner downloading the whole published set, again and again."""
+    """One partner downloading the whole published set, again and again (the `eager` mix)."""
 
     fixed_count = 1
     wait_time = between(1, 2)
@@ -128,6 +128,13 @@ class Exporter(Client):
         ) as response:
             for _ in response.iter_content(64 * 1024):
                 pass
+
+
+class OneExport(Exporter):
+    """One partner downloading the whole published set once in the run (the `people` mix): the
+    export rate (20 an hour) lets no client export in a loop, and a download takes seconds."""
+
+    wait_time = constant_pacing(180)
 
 
 class Analyst(Client):

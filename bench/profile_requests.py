@@ -86,7 +86,10 @@ class Mix:
         self.public_ids = list(public.values_list("public_id", flat=True)[:200])
         drafts = Incident.objects.filter(review_state=ReviewState.DRAFT, merged_into=None).order_by("-date_start")
         self.drafts = list(drafts.values_list("public_id", flat=True)[:200])
-        self.token = token_create(user=get_user_model().objects.get(username="admin"), name="profile")[1]
+        users = get_user_model().objects
+        self.token = token_create(user=users.get(username="admin"), name="profile")[1]
+        # A partner tool's account, without any role (as bench_load.sh makes them).
+        self.partner_token = token_create(user=users.get_or_create(username="load-partner-1")[0], name="profile")[1]
 
     def address(self) -> str:
         self.turn += 1
@@ -109,21 +112,28 @@ class Mix:
                 f"{API}/incidents/", format="geojson", country=r.choice(COUNTRIES), page_size=100
             ),
             "list (first page, 200)": lambda: self.get(f"{API}/incidents/", page_size=200),
-            "detail (analyst)": lambda: self.get(f"{API}/incidents/{r.choice(self.drafts)}/", token=True),
+            "sync (page of 200)": lambda: self.get(
+                f"{API}/incidents/",
+                token=self.partner_token,
+                updated_since=f"2026-{r.randint(1, 11):02}-01T00:00:00Z",
+                ordering="updated_at",
+                page_size=200,
+            ),
+            "detail (analyst)": lambda: self.get(f"{API}/incidents/{r.choice(self.drafts)}/", token=self.token),
             "write (PATCH counts)": self.patch,
         }
 
-    def environ(self, method: str, path: str, query: dict, token: bool) -> dict:
+    def environ(self, method: str, path: str, query: dict, token: str | None) -> dict:
         from urllib.parse import urlencode
 
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": urlencode(query)}
         environ["REMOTE_ADDR"] = self.address()
         if token:
-            environ["HTTP_AUTHORIZATION"] = f"Token {self.token}"
+            environ["HTTP_AUTHORIZATION"] = f"Token {token}"
         setup_testing_defaults(environ)
         return environ
 
-    def get(self, path: str, token: bool = False, **query):
+    def get(self, path: str, token: str | None = None, **query):
         return call(self.environ("GET", path, query, token))
 
     def patch(self):
@@ -137,7 +147,7 @@ class Mix:
                 "count_qualifier": "about",
             }
         )
-        environ = self.environ("PATCH", f"{API}/incidents/{public_id}/", {}, True)
+        environ = self.environ("PATCH", f"{API}/incidents/{public_id}/", {}, self.token)
         environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)), HTTP_IF_MATCH=f'"{version}"')
         environ["wsgi.input"] = __import__("io").BytesIO(body)
         return call(environ)
