@@ -11,7 +11,8 @@
 # the first version's readers, 0.1-0.5 s between requests, which no throttle of one address lets
 # through: the throttles are off for it. GUNICORN_WORKERS, GUNICORN_THREADS and DATABASE_POOL_SIZE
 # pass through to the server. Prints locust's summary, and how often a database session waited for
-# a lock meanwhile (sampled every 0.2 s). Exits non-zero if any request failed.
+# a lock meanwhile (sampled every 0.2 s). BENCH_CSV=PREFIX also writes locust's CSV files, with
+# the percentiles of every second (PREFIX_stats_history.csv). Exits non-zero if any request failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-32}
@@ -63,7 +64,8 @@ SAMPLER=$!
 echo "mix: $MIX; gunicorn: $(.venv/bin/python -c 'import runpy; c = runpy.run_path("tracker/gunicorn.conf.py"); print(c["workers"], "workers x", c["threads"], "threads")'), pool ${DATABASE_POOL_SIZE:-4}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086 # the user classes are separate words
 .venv/bin/locust -f bench/locustfile.py --headless --users "$USERS" --spawn-rate "$USERS" --run-time "${DURATION}s" \
-  --host "http://127.0.0.1:$PORT" --only-summary --stop-timeout 30 $CLASSES || STATUS=$?
+  --host "http://127.0.0.1:$PORT" --only-summary --stop-timeout 30 ${BENCH_CSV:+--csv "$BENCH_CSV" --csv-full-history} \
+  $CLASSES || STATUS=$?
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill $SAMPLER 2>/dev/null || true
 awk 'NF { n++; if ($1 > 0) { waited++; print "  lock wait:", $0 } } END { printf "lock waits: %d of %d samples\n", waited, n }' "$SAMPLES" | tail -6
