@@ -982,8 +982,9 @@ class IncidentRollup(models.Model):
     """Statistics kept ahead of time: the incidents and their people summed per start month, end
     month, type, verification, review state and confidentiality, and within that once overall
     (`incident`), per country of their places (`country`, once per pair of the incident's
-    countries, so that a country filter can group by the other countries), per perpetrator and per
-    place, each place counting the incidents at it or at any place inside it (once each).
+    countries, so that a country filter can group by the other countries), per perpetrator (over
+    all incidents, and within each country of theirs, migration 0032) and per place, each place
+    counting the incidents at it or at any place inside it (once each).
 
     Written only by PostgreSQL (migrations 0011 and 0023), in the transaction that changes the incidents, so
     it never disagrees with them; read by `incidents.statistics` for the filters it can answer."""
@@ -1068,7 +1069,13 @@ class IncidentRollup(models.Model):
             _rollup_index(
                 "incident_rollup_in_country", Q(dimension=RollupDimension.COUNTRY), ["country"], first="within_country"
             ),
-            _rollup_index("incident_rollup_by_perpetrator", Q(dimension=RollupDimension.PERPETRATOR), ["organization"]),
+            # By perpetrator, over all incidents (within no country) or within one country.
+            _rollup_index(
+                "incident_rollup_by_perpetrator",
+                Q(dimension=RollupDimension.PERPETRATOR),
+                ["organization"],
+                first="within_country",
+            ),
             # Serves the place facet (the places inside one) and the place filter (one place's totals).
             _rollup_index("incident_rollup_by_place", Q(dimension=RollupDimension.PLACE), ["place"]),
         ]

@@ -5,11 +5,11 @@ Two ways to the same answer:
 
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
   migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
-  review state and confidentiality, overall, per country, per perpetrator and per place (a place
-  counting the places inside it). They answer the filters on those (dates from the first of a
-  month to the last of a month, `type`, `verification`, `review_state`, `country`, `place`) by
-  reading totals instead of the incidents (at a million incidents, still hundreds of thousands of
-  totals per dimension: see bench/README.md).
+  review state and confidentiality, overall, per country, per perpetrator (also within each
+  country, migration 0032) and per place (a place counting the places inside it). They answer the
+  filters on those (dates from the first of a month to the last of a month, `type`,
+  `verification`, `review_state`, `country`, `place`) by reading totals instead of the incidents
+  (at a million incidents, still hundreds of thousands of totals per dimension: see bench/README.md).
   Whom they are shown to is decided by the incidents' own rule (`visible_to`).
 - **Totals kept for the facets** (`IncidentFacetTotal`, migration 0029, kept in the same count):
   incidents only, per start and end *year*, overall and per country, place and perpetrator, each
@@ -390,8 +390,8 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
         not filters.keys() <= _ROLLUP_FILTERS
         or (date_from and date_from.day != 1)
         or (date_to and (date_to + timedelta(days=1)).day != 1)
-        # Kept per country, per perpetrator or per place, not per two of them.
-        or ("country" in filters and group_by in ("perpetrator", PLACE))
+        # Kept per perpetrator and per country within a country, not per place within one.
+        or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
     ):
         return None
@@ -517,7 +517,8 @@ def _rollup_sums(
             group=NullIf("country", Value(""))
         )
     elif group_by == "perpetrator":
-        grouped = cells.filter(dimension=RollupDimension.PERPETRATOR).values(
+        # Within the filter's country, or within none: over all incidents (migration 0032).
+        grouped = cells.filter(dimension=RollupDimension.PERPETRATOR, within_country=country or "").values(
             group=F("organization_id"), label=F("organization__name")
         )
     else:

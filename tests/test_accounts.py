@@ -456,7 +456,7 @@ def test_production_requires_the_second_factor_and_trusts_no_proxy_header_by_def
         "proxy_header": None,
         "proxies": 0,
         "session_age": 8 * 60 * 60,
-        "cache": "django.core.cache.backends.db.DatabaseCache",
+        "cache": "tracker.cache.PostgreSQLCache",
     }
 
 

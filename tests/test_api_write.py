@@ -428,3 +428,13 @@ def test_clients_over_their_rate_are_throttled(settings):
     assert statuses == [200, 200, 429]
     # Signed-in clients count separately, per account.
     assert client_for(make_user()).get(f"{API}/incidents/").status_code == 200
+
+
+def test_anonymous_clients_are_counted_at_the_anonymous_rate_alone(settings):
+    # The signed-in rate is the accounts' (README, "Configuration"), not a second limit on addresses.
+    rates = {"anon": "3/minute", "user": "1/minute"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    client = client_for()
+    assert [client.get(f"{API}/incidents/").status_code for _ in range(4)] == [200, 200, 200, 429]
+    signed_in = client_for(make_user())
+    assert [signed_in.get(f"{API}/incidents/").status_code for _ in range(2)] == [200, 429]

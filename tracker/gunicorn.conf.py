@@ -23,8 +23,12 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 60
 # On restart, requests under way (an export included) get this long to finish.
 graceful_timeout = 120
-# Behind a proxy that reuses connections.
-keepalive = 5
+# Behind a proxy that reuses connections: longer than the proxy keeps an idle one (nginx's upstream
+# keepalive_timeout, 60 s by default), so that gunicorn never closes a connection at the moment the
+# proxy sends a request on it (the request then fails: "connection reset by peer", seen under the
+# load test with 5 s, when people pause longer than that between requests). An idle connection
+# costs the worker a socket in its poller, not a thread.
+keepalive = 75
 # Requests waiting for a thread queue here rather than being refused.
 backlog = 256
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")

@@ -303,7 +303,8 @@ CACHES = {
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            # Django's DatabaseCache, each write in one statement (tracker/cache.py).
+            "BACKEND": "tracker.cache.PostgreSQLCache",
             "LOCATION": "tracker_cache",
             # Past this many live entries Django drops a third of them, throttle counts included:
             # room for every client of the last hour (the longest throttle period), well beyond the

@@ -7,16 +7,17 @@ UNLOGGED: every throttled request writes a counter, and a cache needs neither th
 resets the counts."""
 
 from django.conf import settings
+from django.core.cache.backends.db import DatabaseCache
 from django.core.management import call_command
 from django.db import migrations
-
-DATABASE_CACHE = "django.core.cache.backends.db.DatabaseCache"
+from django.utils.module_loading import import_string
 
 
 def create_cache_tables(apps, schema_editor):
     call_command("createcachetable", database=schema_editor.connection.alias, verbosity=0)
     for cache in settings.CACHES.values():
-        if cache["BACKEND"] == DATABASE_CACHE:
+        # Django's DatabaseCache or ours, derived from it (tracker/cache.py); createcachetable made both.
+        if issubclass(import_string(cache["BACKEND"]), DatabaseCache):
             table = schema_editor.quote_name(cache["LOCATION"])
             schema_editor.execute(f"ALTER TABLE {table} SET UNLOGGED")
 

@@ -1,0 +1,221 @@
+"""Where each request of the load test's mix spends its time, one request at a time.
+
+Runs in-process with the settings `bench/bench_load.sh` gives gunicorn (DEBUG off, Django's pool,
+the production throttles unless --no-throttles), calling the WSGI application as a gunicorn thread
+does. For each kind of request of `bench/locustfile.py` it prints, per request (median over --runs):
+
+- CPU: this thread's CPU time (Python, Django, DRF, psycopg), which is what a worker's core spends;
+- SQL: the statements sent and their time as the client sees it (PostgreSQL's work plus the round
+  trips), measured around each statement;
+- wall: the whole request.
+
+Each anonymous request comes from another client address (`REMOTE_ADDR` taken in turn from a pool
+of --clients), as a crowd's would, so the throttles count as in production without refusing.
+
+    DATABASE_URL=postgres://… .venv/bin/python bench/profile_requests.py --runs 50
+    … bench/profile_requests.py --only detail --profile 30   # cProfile's top 30 functions, by own time
+    … bench/profile_requests.py --sql                        # each kind's statements, with their time
+
+Writes (the analysts' PATCH) change the database: run it against a copy.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import re
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+# bench_load.sh's environment for gunicorn (production settings on loopback), unless already set.
+for name, value in {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "load-test-only",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}.items():
+    os.environ[name] = value
+if "--no-throttles" in sys.argv:
+    os.environ.update(TRACKER_API_ANON_RATE="off", TRACKER_API_USER_RATE="off")
+
+import django  # noqa: E402
+
+django.setup()
+
+import orjson  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from accounts.services import token_create  # noqa: E402
+from incidents.models import Incident, ReviewState  # noqa: E402
+from tracker.wsgi import application  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_mix import API, COUNTRIES, GROUPINGS, TYPES, WORDS, year_range  # noqa: E402
+
+
+class Statements:
+    """Every statement of a request, with its time as the client sees it."""
+
+    def __init__(self):
+        self.timings: list[tuple[str, float]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.timings.append((sql, (time.perf_counter() - started) * 1000))
+
+
+class Mix:
+    """The requests of bench/locustfile.py, each kind with its own stream of parameters."""
+
+    def __init__(self, clients: int):
+        self.random = random.Random(1)
+        self.addresses = [f"10.{n // 250}.{n % 250}.{1 + n % 7}" for n in range(clients)]
+        self.turn = 0
+        public = Incident.objects.visible_to(None).order_by("-date_start", "-id")
+        self.public_ids = list(public.values_list("public_id", flat=True)[:200])
+        drafts = Incident.objects.filter(review_state=ReviewState.DRAFT, merged_into=None).order_by("-date_start")
+        self.drafts = list(drafts.values_list("public_id", flat=True)[:200])
+        users = get_user_model().objects
+        self.token = token_create(user=users.get(username="admin"), name="profile")[1]
+        # A partner tool's account, without any role (as bench_load.sh makes them).
+        self.partner_token = token_create(user=users.get_or_create(username="load-partner-1")[0], name="profile")[1]
+
+    def address(self) -> str:
+        self.turn += 1
+        return self.addresses[self.turn % len(self.addresses)]
+
+    def kinds(self) -> dict:
+        r = self.random
+        return {
+            "list with filters": lambda: self.get(
+                f"{API}/incidents/", country=r.choice(COUNTRIES), type=r.choice(TYPES), **year_range(r)
+            ),
+            "detail": lambda: self.get(f"{API}/incidents/{r.choice(self.public_ids)}/"),
+            "statistics": lambda: self.get(
+                f"{API}/incidents/stats/",
+                group_by=r.choice(GROUPINGS),
+                **({"country": r.choice(COUNTRIES)} if r.random() < 0.5 else {}),
+            ),
+            "search": lambda: self.get(f"{API}/incidents/", q=r.choice(WORDS)),
+            "geojson": lambda: self.get(
+                f"{API}/incidents/", format="geojson", country=r.choice(COUNTRIES), page_size=100
+            ),
+            "list (first page, 200)": lambda: self.get(f"{API}/incidents/", page_size=200),
+            "sync (page of 200)": lambda: self.get(
+                f"{API}/incidents/",
+                token=self.partner_token,
+                updated_since=f"2026-{r.randint(1, 11):02}-01T00:00:00Z",
+                ordering="updated_at",
+                page_size=200,
+            ),
+            "detail (analyst)": lambda: self.get(f"{API}/incidents/{r.choice(self.drafts)}/", token=self.token),
+            "write (PATCH counts)": self.patch,
+        }
+
+    def environ(self, method: str, path: str, query: dict, token: str | None) -> dict:
+        from urllib.parse import urlencode
+
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": urlencode(query)}
+        environ["REMOTE_ADDR"] = self.address()
+        if token:
+            environ["HTTP_AUTHORIZATION"] = f"Token {token}"
+        setup_testing_defaults(environ)
+        return environ
+
+    def get(self, path: str, token: str | None = None, **query):
+        return call(self.environ("GET", path, query, token))
+
+    def patch(self):
+        public_id = self.random.choice(self.drafts)
+        version = Incident.objects.get(public_id=public_id).version
+        body = orjson.dumps(
+            {
+                "people_count": self.random.randint(1, 500),
+                "people_count_min": None,
+                "people_count_max": None,
+                "count_qualifier": "about",
+            }
+        )
+        environ = self.environ("PATCH", f"{API}/incidents/{public_id}/", {}, self.token)
+        environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)), HTTP_IF_MATCH=f'"{version}"')
+        environ["wsgi.input"] = __import__("io").BytesIO(body)
+        return call(environ)
+
+
+def call(environ: dict) -> bytes:
+    statuses = []
+    body = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    content = b"".join(body)
+    body.close()  # the end of the request, as a server signals it (the connection goes back to the pool)
+    assert statuses[0][:1] == "2", (statuses[0], content[:300])
+    return content
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30, help="timed requests per kind (default 30)")
+    parser.add_argument("--clients", type=int, default=1000, help="client addresses taken in turn (default 1000)")
+    parser.add_argument("--only", action="append", help="only this kind (repeatable)")
+    parser.add_argument("--profile", type=int, metavar="N", help="print cProfile's top N functions per kind")
+    parser.add_argument("--sort", default="tottime", help="cProfile's order: tottime (default), cumulative")
+    parser.add_argument("--sql", action="store_true", help="print each kind's statements with their median time")
+    parser.add_argument("--no-throttles", action="store_true", help="throttles off, as bench_load.sh ran them")
+    arguments = parser.parse_args()
+
+    mix = Mix(arguments.clients)
+    kinds = {name: request for name, request in mix.kinds().items() if not arguments.only or name in arguments.only}
+    print(
+        f"{Incident.objects.count():,} incidents on {connection.settings_dict['NAME']}; "
+        f"{arguments.runs} runs per kind; throttles {'off' if arguments.no_throttles else 'on'}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    for request in kinds.values():  # warm up: every statement prepared, every template loaded
+        for _ in range(3):
+            request()
+    print(f"{'request':24} {'CPU ms':>7} {'SQL ms':>7} {'queries':>7} {'wall ms':>8} {'wall p95':>8}")
+    for name, request in kinds.items():
+        cpu, sql, walls, counts = [], [], [], []
+        per_statement = defaultdict(list)
+        profiler = cProfile.Profile(time.thread_time) if arguments.profile else None
+        for _ in range(arguments.runs):
+            statements = Statements()
+            with connection.execute_wrapper(statements):
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                if profiler:
+                    profiler.enable()
+                request()
+                if profiler:
+                    profiler.disable()
+                cpu.append((time.thread_time() - started_cpu) * 1000)
+                walls.append((time.perf_counter() - started) * 1000)
+            sql.append(sum(ms for _, ms in statements.timings))
+            counts.append(len(statements.timings))
+            for statement, ms in statements.timings:
+                per_statement[re.sub(r'"s\d+_x\d+"', "s…", " ".join(statement.split()))[:110]].append(ms)
+        walls.sort()
+        print(
+            f"{name:24} {statistics.median(cpu):7.1f} {statistics.median(sql):7.1f} "
+            f"{statistics.median(counts):7.0f} {statistics.median(walls):8.1f} "
+            f"{walls[max(0, round(0.95 * len(walls)) - 1)]:8.1f}"
+        )
+        if arguments.sql:
+            for statement, timings in per_statement.items():
+                calls = len(timings) / arguments.runs
+                print(f"    {calls:5.2f} x {statistics.median(timings):6.2f} ms  {statement}")
+        if profiler:
+            pstats.Stats(profiler).sort_stats(arguments.sort).print_stats(arguments.profile)
+
+
+if __name__ == "__main__":
+    main()
