@@ -983,7 +983,7 @@ class IncidentRollup(models.Model):
     month, type, verification, review state and confidentiality, and within that once overall
     (`incident`), per country of their places (`country`, once per pair of the incident's
     countries, so that a country filter can group by the other countries), per perpetrator (over
-    all incidents, and within each country of theirs, migration 0032) and per place, each place
+    all incidents, and within each country of theirs, migration 0031) and per place, each place
     counting the incidents at it or at any place inside it (once each).
 
     Written only by PostgreSQL (migrations 0011 and 0023), in the transaction that changes the incidents, so

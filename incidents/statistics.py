@@ -6,7 +6,7 @@ Two ways to the same answer:
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
   migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
   review state and confidentiality, overall, per country, per perpetrator (also within each
-  country, migration 0032) and per place (a place counting the places inside it). They answer the
+  country, migration 0031) and per place (a place counting the places inside it). They answer the
   filters on those (dates from the first of a month to the last of a month, `type`,
   `verification`, `review_state`, `country`, `place`) by reading totals instead of the incidents
   (at a million incidents, still hundreds of thousands of totals per dimension: see bench/README.md).
@@ -517,7 +517,7 @@ def _rollup_sums(
             group=NullIf("country", Value(""))
         )
     elif group_by == "perpetrator":
-        # Within the filter's country, or within none: over all incidents (migration 0032).
+        # Within the filter's country, or within none: over all incidents (migration 0031).
         grouped = cells.filter(dimension=RollupDimension.PERPETRATOR, within_country=country or "").values(
             group=F("organization_id"), label=F("organization__name")
         )

@@ -53,7 +53,7 @@ REMOVE_COUNTED = "DELETE FROM incidents_incidentrollup WHERE dimension = 'perpet
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0029_facet_totals"),
+        ("incidents", "0030_export_rows_filters_and_record"),
     ]
 
     operations = [
