@@ -110,11 +110,13 @@ def measure(calls, runs: int) -> list[tuple[float, float]]:
             started = time.perf_counter()
             call()
             measured.append((time.perf_counter() - started) * 1000)
-    percentiles = []
-    for measured in timings:
-        measured.sort()
-        percentiles.append((statistics.median(measured), measured[max(0, round(0.95 * len(measured)) - 1)]))
-    return percentiles
+    return [median_and_p95(measured) for measured in timings]
+
+
+def median_and_p95(timings: list[float]) -> tuple[float, float]:
+    """The median and the 95th percentile (the nearest rank) of `timings`."""
+    ordered = sorted(timings)
+    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def session_cookie(username: str) -> str:
