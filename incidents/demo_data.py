@@ -385,11 +385,12 @@ def _write_incidents(generator: DemoDataGenerator, reference: Reference, *, coun
     return first_id
 
 
-# The tables a load fills, and those the kept totals and the search words fill from them; their
-# secondary indexes and foreign keys are rebuilt rather than kept up row by row when the load is at
-# least as large as what is there.
+# The tables a load fills, and those the kept totals, the search words and the export's rows fill
+# from them; their secondary indexes and foreign keys are rebuilt rather than kept up row by row when
+# the load is at least as large as what is there (the export rows' foreign key alone was one
+# lookup of the incident per row written).
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
-_DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
+_DERIVED_MODELS = (IncidentSearchDocument, IncidentExportRow, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
 
 
 @contextmanager
