@@ -490,6 +490,9 @@ def generate_demo_data(
     One transaction so that the statistics' kept totals count the new incidents once, at the end
     (`statistics_counted_once`), rather than at each batch's commit: readers see all the new
     incidents with their totals, or none."""
+    originals = incidents - round(incidents * duplicates)
+    if originals < 1:
+        raise ValueError(f"--duplicates {duplicates} of {incidents} incidents leaves no incident to report again.")
     generator = DemoDataGenerator(seed=seed)
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -510,7 +513,6 @@ def generate_demo_data(
             newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
             with _kept_rows_computed_once(after=newest_before):
                 with _indexes_and_foreign_keys_rebuilt_after(incidents, _BULK_MODELS):
-                    originals = incidents - round(incidents * duplicates)
                     first_id = _write_incidents(
                         generator, reference, count=originals, batch_size=batch_size, progress=progress
                     )

@@ -179,6 +179,13 @@ def test_demo_data_refuses_a_bad_count(bad):
     assert Incident.objects.count() == 0
 
 
+def test_demo_data_refuses_duplicates_of_nothing():
+    # One incident, 0.6 of them duplicates: the one would be a second report of no original.
+    with pytest.raises(CommandError, match="leaves no incident to report again"):
+        call_command("generate_demo_data", "--incidents", "1", "--duplicates", "0.6")
+    assert Incident.objects.count() == 0
+
+
 def test_ensure_admin_creates_a_random_password_once(capsys):
     call_command("ensure_admin")
     created = capsys.readouterr().out
