@@ -53,6 +53,8 @@ def main() -> None:
                 if "incident_rollup_count" in sql
                 else "write search words"
                 if "incident_search_refresh" in sql
+                else "write export rows"
+                if "incident_export_refresh" in sql
                 else None
             )
             if kind:

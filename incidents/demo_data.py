@@ -20,6 +20,7 @@ demo rows are audited like any other.
 
 import random
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -281,10 +282,10 @@ class DemoDataGenerator:
 
         _copy(Source, COPY_COLUMNS[Source], rows())
 
-    def incidents(self, reference: Reference, count: int) -> int:
-        """Write `count` incidents with their places, involvements, victim groups and claims; returns
-        the first one's id (the others follow it)."""
-        first_id = _reserve_ids(Incident, count)
+    def incidents(self, reference: Reference, first_id: int, count: int) -> "IncidentBatch":
+        """Make (without writing them) `count` incidents with ids from `first_id` on, with their places,
+        involvements, victim groups and claims, and the localities they are the first to need. Touches
+        no database connection, so it can run in a thread while the previous batch is written."""
         incident_rows, place_rows, involvement_rows, victim_rows, claim_rows = [], [], [], [], []
         type_slugs, type_weights = _choices(TYPE_WEIGHTS)
         for offset in range(count):
@@ -336,20 +337,60 @@ class DemoDataGenerator:
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
                      "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
                 )  # fmt: skip
-        Place.objects.bulk_create(self.reports.take_new_places())
-        _copy(Incident, COPY_COLUMNS[Incident], iter(incident_rows))
-        _copy(IncidentPlace, COPY_COLUMNS[IncidentPlace], iter(place_rows))
-        _copy(Involvement, COPY_COLUMNS[Involvement], iter(involvement_rows))
-        _copy(VictimGroup, COPY_COLUMNS[VictimGroup], iter(victim_rows))
-        _copy(Claim, COPY_COLUMNS[Claim], iter(claim_rows))
-        return first_id
+        return IncidentBatch(
+            self.reports.take_new_places(),
+            {
+                Incident: incident_rows,
+                IncidentPlace: place_rows,
+                Involvement: involvement_rows,
+                VictimGroup: victim_rows,
+                Claim: claim_rows,
+            },
+        )
 
 
-# The tables a load fills, and those the kept totals and the search words fill from them; their
-# secondary indexes and foreign keys are rebuilt rather than kept up row by row when the load is at
-# least as large as what is there.
+@dataclass
+class IncidentBatch:
+    """One batch's rows, made by `DemoDataGenerator.incidents` and written by `write`."""
+
+    new_places: list[Place]
+    rows: dict[type, list[tuple]]
+
+    def write(self) -> None:
+        Place.objects.bulk_create(self.new_places)
+        for model, rows in self.rows.items():
+            _copy(model, COPY_COLUMNS[model], iter(rows))
+
+
+def _write_incidents(generator: DemoDataGenerator, reference: Reference, *, count: int, batch_size: int, progress):
+    """Make and write `count` incidents, batch N+1 made in a thread while batch N is written: the
+    rows' wording is Python's work and the COPY PostgreSQL's, on the machine's other core. The
+    thread only computes (the load's transaction stays on this thread's connection), and makes the
+    batches one after the other from the one seeded generator, so a seed gives the same data as
+    before. Returns the first incident's id (the others follow it)."""
+    first_id = _reserve_ids(Incident, count)
+    starts = range(first_id, first_id + count, batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-rows") as maker:
+
+        def make(start: int):
+            return maker.submit(generator.incidents, reference, start, min(batch_size, first_id + count - start))
+
+        pending = make(starts[0])
+        for next_start in [*starts[1:], None]:
+            batch = pending.result()
+            if next_start is not None:
+                pending = make(next_start)
+            batch.write()
+            progress(len(batch.rows[Incident]))
+    return first_id
+
+
+# The tables a load fills, and those the kept totals, the search words and the export's rows fill
+# from them; their secondary indexes and foreign keys are rebuilt rather than kept up row by row when
+# the load is at least as large as what is there (the export rows' foreign key alone was one
+# lookup of the incident per row written).
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
-_DERIVED_MODELS = (IncidentSearchDocument, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
+_DERIVED_MODELS = (IncidentSearchDocument, IncidentExportRow, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
 
 
 @contextmanager
@@ -449,6 +490,9 @@ def generate_demo_data(
     One transaction so that the statistics' kept totals count the new incidents once, at the end
     (`statistics_counted_once`), rather than at each batch's commit: readers see all the new
     incidents with their totals, or none."""
+    originals = incidents - round(incidents * duplicates)
+    if originals < 1:
+        raise ValueError(f"--duplicates {duplicates} of {incidents} incidents leaves no incident to report again.")
     generator = DemoDataGenerator(seed=seed)
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -469,24 +513,19 @@ def generate_demo_data(
             newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
             with _kept_rows_computed_once(after=newest_before):
                 with _indexes_and_foreign_keys_rebuilt_after(incidents, _BULK_MODELS):
-                    written, originals = 0, incidents - round(incidents * duplicates)
-                    first_id = None
-                    while written < originals:
-                        batch = min(batch_size, originals - written)
-                        batch_first_id = generator.incidents(reference, batch)
-                        first_id = batch_first_id if first_id is None else first_id
-                        written += batch
-                        progress(batch)
+                    first_id = _write_incidents(
+                        generator, reference, count=originals, batch_size=batch_size, progress=progress
+                    )
                 # After the indexes are back: the duplicates read their originals by id.
-                if written < incidents:
+                if originals < incidents:
                     write_demo_duplicates(
                         generator=generator,
                         reference=reference,
-                        count=incidents - written,
+                        count=incidents - originals,
                         originals=range(first_id, first_id + originals),
                         truth=duplicates_truth,
                     )
-                    progress(incidents - written)
+                    progress(incidents - originals)
             # Back on for whatever the caller's transaction writes next (a test's records), which the
             # history and the export's rows must see like any other.
             set_insert_triggers(enabled=True)

@@ -147,6 +147,11 @@ def test_demo_data_leaves_every_index_and_constraint_in_place():
     call_command("generate_demo_data", incidents=50, seed=2)
     assert indexes_and_constraints() == before
     with connection.cursor() as cursor:
+        # Added back with a check of every row, not NOT VALID.
+        cursor.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid::regclass::text LIKE 'incidents_%%' AND NOT convalidated"
+        )
+        assert cursor.fetchall() == []
         # Django's foreign keys are checked at commit, which a test never reaches: check at once.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     with pytest.raises(IntegrityError, match="incidents_claim_incident_id"), transaction.atomic():
@@ -171,6 +176,13 @@ def test_demo_data_public_ids_follow_existing_incidents():
 def test_demo_data_refuses_a_bad_count(bad):
     with pytest.raises(CommandError, match="--incidents"):
         call_command("generate_demo_data", "--incidents", bad)
+    assert Incident.objects.count() == 0
+
+
+def test_demo_data_refuses_duplicates_of_nothing():
+    # One incident, 0.6 of them duplicates: the one would be a second report of no original.
+    with pytest.raises(CommandError, match="leaves no incident to report again"):
+        call_command("generate_demo_data", "--incidents", "1", "--duplicates", "0.6")
     assert Incident.objects.count() == 0
 
 
