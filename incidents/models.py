@@ -741,6 +741,23 @@ class Claim(TimestampedModel):
             # Serves the source filter (incidents a source reports on).
             models.Index(fields=["source", "incident"], name="claim_by_source"),
         ]
+        triggers = [
+            # The kept rows that show a claim's source to readers without the confidential permission
+            # (export rows, search words) are refreshed by statement triggers that read the source as
+            # their transaction sees it. A claim added while another transaction made its source
+            # confidential read the source as public, and that transaction's refresh did not see the
+            # new claim: the informant's title stayed in the public export and search words until
+            # the incident's next write. With the source share-locked first, the two writes wait for
+            # each other and the later one's refresh sees the earlier one's commit. (A lock the
+            # transaction already holds costs nothing more: an import's many claims of one source.)
+            pgtrigger.Trigger(
+                name="lock_source",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
+                level=pgtrigger.Row,
+                func="PERFORM FROM incidents_source WHERE id = NEW.source_id FOR SHARE; RETURN NEW;",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.source} on {self.incident_id}"

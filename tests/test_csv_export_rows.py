@@ -12,8 +12,11 @@ only a confidential excerpt holds, and a bound Django proves matches nothing."""
 import csv
 import io
 import re
+import threading
+import time
 from datetime import date
 
+import psycopg
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
@@ -442,3 +445,37 @@ def test_the_sql_rule_for_formulas_is_the_python_one():
         for cell in cells:
             cursor.execute("SELECT csv_neutralised(%s)", [cell])
             assert cursor.fetchone()[0] == _neutralised(cell), repr(cell)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_added_while_its_source_is_made_confidential_does_not_show_the_source_to_the_public():
+    # A reviewer marks a source confidential (an informant) while an analyst cites it on an
+    # incident. The kept rows' refresh of each reads the other's change only if the two wait for
+    # each other (the claims' `lock_source` trigger); without it the analyst's refresh read the
+    # source as public, the reviewer's did not see the new claim, and the informant's title stayed
+    # in the public export and search words.
+    incident = make_incident(title="Deportation at the border")
+    informant = make_source(title="Zanzibarite informant")
+
+    def analyst_cites_the_source():
+        try:
+            make_claim(incident=incident, source=informant)
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [informant.pk])
+        analyst = threading.Thread(target=analyst_cites_the_source)
+        analyst.start()
+        # Time for the analyst's write to meet the uncommitted change; were it later, it would
+        # only find the source already confidential, and the test would check the plain case.
+        time.sleep(1)
+    analyst.join(10)
+
+    public = client_for()
+    exported = b"".join(public.get(f"{API}/incidents.csv").streaming_content).decode()
+    assert "Deportation at the border" in exported
+    assert "Zanzibarite" not in exported
+    assert public.get(f"{API}/incidents/", {"q": "Zanzibarite"}).json()["results"] == []
+    confidential_reader = client_for(make_user(roles.REVIEWER, confidential=True))
+    assert "Zanzibarite" in b"".join(confidential_reader.get(f"{API}/incidents.csv").streaming_content).decode()
