@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.exports import stream_incidents_csv
-from incidents.models import AccessDoor, ConfidentialAccess, Incident
+from incidents.models import AccessDoor, ConfidentialAccess, Incident, Source
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import incident_type, make_claim, make_incident, make_source, make_user
 
@@ -195,6 +195,21 @@ class TestApi:
             [],
             [world.informant_claim.pk],
             [world.informant.pk],
+        )
+
+    def test_a_source_made_confidential_later_is_recorded_with_its_claims_on_a_list(self, world):
+        # A page's confidential claims are read from its incidents' kept export rows, which the
+        # source's own change brings up to date.
+        client = client_for(world.rita)
+        client.get(f"{API}/incidents/?date_to=2020-12-31")
+        assert not ConfidentialAccess.objects.exists()
+        Source.objects.filter(pk=world.plain_claim.source_id).update(confidential=True)
+        client.get(f"{API}/incidents/?date_to=2020-12-31")
+        access = only_access()
+        assert (access.incident_ids, access.claim_ids, access.source_ids) == (
+            [],
+            [world.plain_claim.pk],
+            [world.plain_claim.source_id],
         )
 
     def test_reads_without_confidential_records_record_nothing(self, world):
