@@ -118,6 +118,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Marks the user verified when this session passed the second factor (request.user.is_verified()).
     "django_otp.middleware.OTPMiddleware",
+    # A staff session still owing its second factor is anonymous to every page but those that finish
+    # signing in: the public pages and exports too, not only the admin and the API.
+    "accounts.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for lockout into the lockout page (or JSON under /api/).
