@@ -230,6 +230,14 @@ class TestSecondFactor:
         answer = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
         assert answer.status_code == 200 and answer.json()["token"].startswith("trk_")
 
+    def test_a_staff_token_reads_drafts_without_a_session(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        draft = make_incident(review_state="draft")
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
+        key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        assert bearer(key).get(f"{API}/incidents/{draft.public_id}/").status_code == 200
+
     def test_staff_without_a_second_factor_are_told_to_set_one_up_before_getting_a_token(self):
         analyst = make_user(roles.ANALYST)
         refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
