@@ -11,6 +11,9 @@ class TrackerAdminSite(admin.AdminSite):
     required (accounts.services.second_factor_required)."""
 
     def has_permission(self, request):
+        # On the login page, which sees a session that still owes its second factor as it is
+        # (accounts.middleware): it must not count as signed in there, or the login would send it
+        # back to the index. Every other admin page already sees it as anonymous.
         return super().has_permission(request) and not second_factor_missing(request.user)
 
     def login(self, request, extra_context=None):

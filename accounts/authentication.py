@@ -2,7 +2,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.services import second_factor_missing, token_authenticate
+from accounts.middleware import SecondFactorPending
+from accounts.services import token_authenticate
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -19,10 +20,11 @@ class ApiTokenAuthentication(TokenAuthentication):
 
 class VerifiedSessionAuthentication(SessionAuthentication):
     """The admin's session, accepted by the API only once it passed the second factor when one is
-    required: a stolen password alone reads nothing through the API either."""
+    required: a stolen password alone reads nothing through the API either. Such a session is
+    already anonymous here (accounts.middleware); this answers 401 saying where to finish rather
+    than serve it as an anonymous reader."""
 
     def authenticate(self, request):
-        result = super().authenticate(request)
-        if result is not None and second_factor_missing(result[0]):
+        if isinstance(request._request.user, SecondFactorPending):
             raise AuthenticationFailed(_("Finish signing in with your second factor at /accounts/two-factor/."))
-        return result
+        return super().authenticate(request)

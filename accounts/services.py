@@ -64,21 +64,24 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str) -> list[str] |
     if not device.verify_token("".join(code.split())):
         return None
     TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
-    StaticDevice.objects.filter(user=user).delete()
     device.confirmed = True
     device.save(update_fields=["confirmed"])
-    return recovery_codes_replace(user=user)
+    _, codes = recovery_codes_replace(user=user)
+    return codes
 
 
 @transaction.atomic
-def recovery_codes_replace(*, user) -> list[str]:
-    """New single-use recovery codes for `user`; the earlier ones stop working. The device stays
-    the same, so a session verified by a recovery code stays verified."""
-    device, _ = StaticDevice.objects.get_or_create(user=user, defaults={"name": "Recovery codes"})
-    device.token_set.all().delete()
+def recovery_codes_replace(*, user) -> tuple[StaticDevice, list[str]]:
+    """New single-use recovery codes for `user` and the new device that holds them. The earlier
+    codes stop working, and their device is deleted rather than emptied: a session that one of
+    them verified is no longer verified (django-otp drops a session's device once it is gone), so
+    whoever used a stolen code is signed out of the second factor too. The session that asked for
+    the new codes signs in again with the new device if the old one verified it (accounts.views)."""
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name="Recovery codes")
     codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
-    return codes
+    return device, codes
 
 
 def recovery_codes_left(user) -> int:

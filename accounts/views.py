@@ -15,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
+from django_otp.plugins.otp_static.models import StaticDevice
 
 from accounts.forms import CodeForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
@@ -26,7 +27,6 @@ from accounts.services import (
     recovery_codes_replace,
     second_factor_check,
     second_factor_enrolled,
-    second_factor_missing,
     token_create,
     token_revoke,
 )
@@ -50,8 +50,11 @@ def with_next(view_name: str, url: str) -> str:
     return f"{reverse(view_name)}?{urlencode({'next': url})}"
 
 
-def password_accepted(view):
-    """Staff whose password this session accepted, whether or not they passed the second factor."""
+def staff_only(view):
+    """Staff signed in on this session; anyone else goes to the admin's login. On the pages that
+    finish signing in (accounts.middleware.SIGN_IN_VIEWS) a password accepted is enough; on the
+    others the middleware has made a session that still owes its second factor anonymous, so it
+    goes to the admin's login too, which sends it on to the second step."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -62,20 +65,7 @@ def password_accepted(view):
     return wrapper
 
 
-def fully_signed_in(view):
-    """Staff who also passed the second factor when one is required."""
-
-    @functools.wraps(view)
-    @password_accepted
-    def wrapper(request, *args, **kwargs):
-        if second_factor_missing(request.user):
-            return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-@password_accepted
+@staff_only
 def two_factor_verify(request):
     """The second step of signing in: a code from the authenticator app, or a recovery code."""
     user, destination = request.user, next_url(request)
@@ -100,7 +90,7 @@ def two_factor_verify(request):
     return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
 
 
-@password_accepted
+@staff_only
 def two_factor_setup(request):
     """Set up an authenticator app: scan the QR code, type the code the app shows."""
     user, destination = request.user, next_url(request)
@@ -143,7 +133,7 @@ def qr_code_svg(data: str):
     return mark_safe(image.to_string(encoding="unicode"))
 
 
-@fully_signed_in
+@staff_only
 def security(request, new_token=None, new_key=None, token_form=None):
     """The signed-in person's second factor, recovery codes and API tokens."""
     user = request.user
@@ -160,9 +150,15 @@ def security(request, new_token=None, new_key=None, token_form=None):
 
 
 @require_POST
-@fully_signed_in
+@staff_only
 def recovery_codes_new(request):
-    codes = recovery_codes_replace(user=request.user)
+    verified_by = request.user.otp_device
+    device, codes = recovery_codes_replace(user=request.user)
+    if isinstance(verified_by, StaticDevice):
+        # This session passed with one of the codes just replaced, whose device is gone: it stays
+        # verified by the new codes' device, under a new session key.
+        request.session.cycle_key()
+        otp_login(request, device)
     return page(
         request,
         "accounts/recovery_codes.html",
@@ -171,7 +167,7 @@ def recovery_codes_new(request):
 
 
 @require_POST
-@fully_signed_in
+@staff_only
 def token_new(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
@@ -181,7 +177,7 @@ def token_new(request):
 
 
 @require_POST
-@fully_signed_in
+@staff_only
 def token_revoke_view(request, token_id: int):
     if token_revoke(user=request.user, token_id=token_id):
         messages.success(request, "The token was revoked: it no longer works.")

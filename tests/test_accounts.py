@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt, AccessFailureLog
 from django.db import connection
 from django.test import Client
@@ -25,6 +26,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken
 from accounts.services import authenticator_confirm, authenticator_start, token_create
 from incidents import roles
+from incidents.models import ConfidentialAccess
 from tests.api_support import API
 from tests.factories import make_incident, make_user
 
@@ -134,6 +136,80 @@ class TestSecondFactor:
         assert here.get("/admin/").status_code == 200
         assert elsewhere.get("/admin/").status_code == 302
 
+    def test_an_unverified_session_in_the_admin_is_sent_to_the_second_step(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        enrol(analyst)
+        sign_in(client, analyst)
+        response = client.get("/admin/incidents/incident/", follow=True)
+        assert response.redirect_chain[-1][0] == "/accounts/two-factor/?next=%2Fadmin%2Fincidents%2Fincident%2F"
+        assert "Second step" in response.content.decode()
+
+    def test_a_password_alone_reads_the_public_pages_as_an_anonymous_visitor(self):
+        # A thief with a reviewer's password, who may see confidential records once signed in.
+        reviewer, thief = make_user(roles.REVIEWER, confidential=True), Client()
+        enrol(reviewer)
+        draft = make_incident(title="Informant's testimony", confidential=True, review_state="draft")
+        make_incident(title="Confidential account", confidential=True)
+        sign_in(thief, reviewer)
+        assert_reads_as_anonymous(thief, draft)
+
+    def test_async_code_sees_a_password_alone_as_anonymous_too(self):
+        analyst, thief = make_user(roles.ANALYST), Client()
+        enrol(analyst)
+        sign_in(thief, analyst)
+        request = thief.get("/").wsgi_request
+        assert not async_to_sync(request.auser)().is_authenticated
+
+    def test_a_session_whose_second_factor_was_replaced_reads_the_public_pages_as_anonymous(self):
+        reviewer, elsewhere = make_user(roles.REVIEWER, confidential=True), Client()
+        device, _ = enrol(reviewer)
+        draft = make_incident(title="Informant's testimony", confidential=True, review_state="draft")
+        make_incident(title="Confidential account", confidential=True)
+        sign_in(elsewhere, reviewer)
+        second_step(elsewhere, app_code(device, 1))
+        assert elsewhere.get(f"/incidents/{draft.public_id}/").status_code == 200
+        assert "Confidential account" in b"".join(elsewhere.get("/incidents.csv").streaming_content).decode()
+        assert ConfidentialAccess.objects.filter(user=reviewer).exists()
+
+        enrol(reviewer)  # a new authenticator app, set up from another browser
+        assert_reads_as_anonymous(elsewhere, draft)
+
+    def test_new_recovery_codes_end_the_sessions_an_old_code_verified(self):
+        analyst = make_user(roles.ANALYST)
+        _, codes = enrol(analyst)
+        thief, owner = Client(), Client()
+        sign_in(thief, analyst)
+        second_step(thief, codes[0])
+        assert thief.get("/admin/").status_code == 200
+        # The analyst notices the printed codes are gone and makes new ones on Sign-in security,
+        # from a session that one of the old codes verified too.
+        sign_in(owner, analyst)
+        second_step(owner, codes[1])
+        key_before = owner.session.session_key
+        response = owner.post("/accounts/recovery-codes/")
+        assert response.status_code == 200 and len(response.context["codes"]) == 10
+        assert thief.get("/admin/").status_code == 302
+        assert owner.get("/admin/").status_code == 200
+        assert owner.session.session_key != key_before
+
+    def test_new_recovery_codes_keep_a_session_the_app_verified(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        sign_in(client, analyst)
+        second_step(client, app_code(device, 1))
+        codes = client.post("/accounts/recovery-codes/").context["codes"]
+        assert client.get("/admin/").status_code == 200
+        other = Client()
+        sign_in(other, analyst)
+        assert second_step(other, codes[0])["Location"] == "/admin/"
+
+    def test_a_session_owing_its_second_factor_can_sign_out(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        enrol(analyst)
+        sign_in(client, analyst)
+        assert client.post("/accounts/sign-out/").status_code == 302
+        assert client.get("/accounts/two-factor/").url.startswith("/admin/login/")
+
     def test_session_use_of_the_api_needs_the_second_factor(self):
         analyst, client = make_user(roles.ANALYST), Client()
         device, _ = enrol(analyst)
@@ -154,6 +230,14 @@ class TestSecondFactor:
         answer = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
         assert answer.status_code == 200 and answer.json()["token"].startswith("trk_")
 
+    def test_a_staff_token_reads_drafts_without_a_session(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        draft = make_incident(review_state="draft")
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
+        key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        assert bearer(key).get(f"{API}/incidents/{draft.public_id}/").status_code == 200
+
     def test_staff_without_a_second_factor_are_told_to_set_one_up_before_getting_a_token(self):
         analyst = make_user(roles.ANALYST)
         refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
@@ -164,6 +248,19 @@ class TestSecondFactor:
         partner = make_user(None)
         answer = APIClient().post(f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD})
         assert answer.status_code == 200
+
+
+def assert_reads_as_anonymous(client, draft):
+    """`client`'s session sees what an anonymous visitor sees on the public pages and their exports,
+    and reads nothing confidential under its account's name."""
+    recorded = ConfidentialAccess.objects.count()
+    assert client.get(f"/incidents/{draft.public_id}/").status_code == 404
+    assert client.get(f"/incidents/{draft.public_id}.csv").status_code == 404
+    exported = b"".join(client.get("/incidents.csv").streaming_content).decode()
+    assert "Confidential account" not in exported and "Informant's testimony" not in exported
+    assert "Confidential account" not in client.get("/").content.decode()
+    assert "Confidential account" not in client.get("/incidents.geojson").content.decode()
+    assert ConfidentialAccess.objects.count() == recorded
 
 
 def test_administrators_reset_a_second_factor_without_seeing_its_secrets():

@@ -118,6 +118,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Marks the user verified when this session passed the second factor (request.user.is_verified()).
     "django_otp.middleware.OTPMiddleware",
+    # A staff session still owing its second factor is anonymous to every page but those that finish
+    # signing in: the public pages and exports too, not only the admin and the API.
+    "accounts.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for lockout into the lockout page (or JSON under /api/).
@@ -291,7 +294,9 @@ SECURE_CSP = {
 # Only staff sign in with a session (the admin's login refuses other accounts; API clients use
 # tokens), so this is the staff session's lifetime: a working day by default rather than Django's
 # two weeks. A password change ends every other session (Django's session auth hash); a new
-# second factor ends their verification (django-otp forgets a device that no longer exists).
+# authenticator app, or new recovery codes, end the verification of the sessions the replaced
+# device verified (django-otp forgets a device that no longer exists), which are then anonymous to
+# every page but the sign-in ones (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60)
 
 # Shared by every worker and server: the API's throttle counters live here. PostgreSQL by default
