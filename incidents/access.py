@@ -14,7 +14,6 @@ is when it or its source is): the same rule that hides those records from everyo
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg, JSONBAgg
@@ -22,11 +21,10 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, router
 from django.db.models import Count, F, Q, QuerySet, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.query import ValuesIterable
 from psycopg.types.json import Jsonb
 
-from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, IncidentExportRow, Source
+from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, Source
 from incidents.querysets import can_see_confidential
 
 # Who may read the record of accesses: it names the colleagues who read an informant's testimony.
@@ -116,33 +114,12 @@ def export_contents(export_rows: QuerySet, user) -> tuple[ConfidentialRecords, i
 
 def shown_incident_columns(user) -> dict[str, Any]:
     """The columns a list's `.values()` adds for `record_list_access` to know which confidential
-    records a page showed: the incident's id and flag (its confidential claims are then read for
-    all of the page's ids at once, `_kept_confidential_claims_of`). None for a reader without the
-    confidential permission, whose pages hold nothing to record."""
+    records a page showed: the incident's id and flag (its confidential claims and sources are then
+    read from the page's kept export rows by `record_confidential_page_access`, migration 0033).
+    None for a reader without the confidential permission, whose pages hold nothing to record."""
     if not can_see_confidential(user):
         return {}
     return {"shown_id": F("pk"), "shown_confidential": F("confidential")}
-
-
-def _kept_confidential_claims_of(incident_ids) -> QuerySet:
-    """The confidential claims of `incident_ids` (ids, or an expression giving them) and the
-    confidential sources among theirs, as each incident's kept export row holds them (migration
-    0030, the claims `ClaimQuerySet.confidential()` selects): two arrays per incident that has any.
-    Read from the index that holds only those rows (`export_row_confidential`) without visiting a
-    claim: a join of the page's claims to their sources cost the page twice as much."""
-    return IncidentExportRow.objects.filter(
-        incident__in=incident_ids, confidential_claim_ids__isnull=False
-    ).values_list("confidential_claim_ids", "confidential_source_ids")
-
-
-# Compiled once per process: the kept confidential claims of a page's shown rows, all at once, for
-# `_PAGE_RECORDING_ITS_ACCESS`. As a subquery in each row (an array of pairs per incident) they
-# cost the page about 0.6 ms of its 20 (issue 17 allows 10% at p95).
-@cache
-def _kept_confidential_claims_of_shown_sql() -> str:
-    sql, parameters = _kept_confidential_claims_of(RawSQL("SELECT shown_id FROM shown", ())).query.sql_with_params()
-    assert not parameters, parameters  # a fixed statement, pasted into another as text
-    return sql
 
 
 # One statement, in its own transaction, that does not wait for the disk to flush it: a read's only
@@ -196,58 +173,62 @@ def record_confidential_access(
         cursor.execute(_INSERT_WITHOUT_WAITING_FOR_THE_DISK, parameters)
 
 
+# Migration 0033: the confidential claims and sources of the page's incidents, as their kept export
+# rows name them, and the insert, when anything on the page is confidential.
+_RECORD_PAGE = "SELECT record_confidential_page_access(%s, %s, %s, %s::bigint[], %s::bigint[], %s)"
+
+
 def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, Any]], path: str = "") -> None:
     """Record that `user` was shown the confidential records of a page of incident rows carrying
     `shown_incident_columns`: the confidential incidents among them and their confidential claims
     (with those claims' confidential sources), as their representations hold them. Nothing for a
     reader without the confidential permission, nor for a page that showed nothing confidential.
-    Two queries at most: the kept claims', and the record's."""
+    One query, on the database that takes writes (the page may have come from a replica)."""
     rows = list(rows)
     if not rows or "shown_id" not in rows[0]:
         return
-    claim_ids, source_ids = set(), set()
-    for kept_claim_ids, kept_source_ids in _kept_confidential_claims_of([row["shown_id"] for row in rows]):
-        claim_ids.update(kept_claim_ids)
-        source_ids.update(kept_source_ids or ())
-    records = ConfidentialRecords(
-        incident_ids=frozenset(row["shown_id"] for row in rows if row["shown_confidential"]),
-        claim_ids=frozenset(claim_ids),
-        source_ids=frozenset(source_ids),
-    )
-    record_confidential_access(user=user, door=door, records=records, path=path)
+    database = connections[router.db_for_write(ConfidentialAccess)]
+    with database.cursor() as cursor:
+        cursor.execute(
+            _RECORD_PAGE,
+            [
+                user.pk,
+                str(door),
+                path[: ConfidentialAccess._meta.get_field("path").max_length],
+                [row["shown_id"] for row in rows],
+                sorted(row["shown_id"] for row in rows if row["shown_confidential"]),
+                database.in_atomic_block,
+            ],
+        )
 
 
 # A page's query wrapped so that the same statement records what the page shows: the page's rows
 # kept aside (MATERIALIZED, in their order), the first `shown` of them (a paginator fetches one more
-# to learn whether another page follows) written as one access when any is confidential, and the
-# rows returned. `{page}` is the page's own SQL; `{asynchronous}` turns off the wait for the disk
-# outside a transaction, as `_INSERT_WITHOUT_WAITING_FOR_THE_DISK` does.
-_PAGE_RECORDING_ITS_ACCESS = f"""
+# to learn whether another page follows) handed to `record_confidential_page_access` (migration
+# 0033), and the rows returned. A CTE runs at most once, and this one runs because the final SELECT
+# joins its one row. `{page}` is the page's own SQL.
+_PAGE_RECORDING_ITS_ACCESS = """
 WITH page AS MATERIALIZED (
-    SELECT page_rows.*, row_number() OVER () AS page_position FROM ({{page}}) AS page_rows
+    SELECT page_rows.*, row_number() OVER () AS page_position FROM ({page}) AS page_rows
 ),
-shown AS (SELECT * FROM page WHERE page_position <= %s),
-shown_claims (claim_ids, source_ids) AS MATERIALIZED ({{shown_claims}}),
-recorded AS (
-    INSERT INTO {ConfidentialAccess._meta.db_table} (at, user_id, door, path, incident_ids, claim_ids, source_ids)
-    SELECT now(), %s, %s, %s,
-        ARRAY(SELECT shown_id FROM shown WHERE shown_confidential ORDER BY shown_id),
-        ARRAY(SELECT DISTINCT claim_id FROM shown_claims, unnest(claim_ids) AS claim_id ORDER BY claim_id),
-        ARRAY(SELECT DISTINCT source_id FROM shown_claims, unnest(source_ids) AS source_id ORDER BY source_id)
-    {{asynchronous}}
-    WHERE EXISTS (SELECT FROM shown WHERE shown_confidential) OR EXISTS (SELECT FROM shown_claims)
+recorded AS MATERIALIZED (
+    SELECT record_confidential_page_access(
+        %s, %s, %s,
+        ARRAY(SELECT shown_id FROM page WHERE page_position <= %s),
+        ARRAY(SELECT shown_id FROM page WHERE page_position <= %s AND shown_confidential ORDER BY shown_id),
+        %s
+    )
 )
-SELECT * FROM page ORDER BY page_position
+SELECT page.* FROM page, recorded ORDER BY page_position
 """
-_WITHOUT_WAITING_FOR_THE_DISK = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
 
 
 class _PageRecordingItsAccess(ValuesIterable):
     """The `.values()` rows of a page of incidents carrying `shown_incident_columns`, fetched by a
     statement that also records the page's confidential records (`_PAGE_RECORDING_ITS_ACCESS`).
 
-    Hand-written: the ORM builds no data-modifying `WITH` around a query. Recorded separately, the
-    access cost the list a second round trip, about 1 ms of a 15-20 ms request (bench/README.md)."""
+    Hand-written: the ORM builds no `WITH` around a query. Recorded separately, the access cost the
+    list a second round trip, about 1 ms of a 15-20 ms request (bench/README.md)."""
 
     # Set on the subclass `recording_list_access` makes for one request.
     user: Any
@@ -269,15 +250,11 @@ class _PageRecordingItsAccess(ValuesIterable):
         except EmptyResultSet:
             return
         database = connections[queryset.db]
-        # Inside a transaction the record commits with the caller's writes, as they would.
-        sql = _PAGE_RECORDING_ITS_ACCESS.format(
-            page=page,
-            shown_claims=_kept_confidential_claims_of_shown_sql(),
-            asynchronous="" if database.in_atomic_block else _WITHOUT_WAITING_FOR_THE_DISK,
-        )
         path = self.path[: ConfidentialAccess._meta.get_field("path").max_length]
+        # Inside a transaction the record commits with the caller's writes, as they would.
+        arguments = [self.user.pk, str(self.door), path, self.shown, self.shown, database.in_atomic_block]
         with database.cursor() as cursor:
-            cursor.execute(sql, [*parameters, self.shown, self.user.pk, str(self.door), path])
+            cursor.execute(_PAGE_RECORDING_ITS_ACCESS.format(page=page), [*parameters, *arguments])
             rows = cursor.fetchall()
         query = queryset.query
         names = list(query.selected or [*query.extra_select, *query.values_select, *query.annotation_select])
