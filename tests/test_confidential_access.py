@@ -137,6 +137,15 @@ class TestAdminPages:
         assert history.incident_ids == [world.secret.pk] and history.path == admin_url(world.secret, "history")
         assert source.source_ids == source_history.source_ids == [world.informant.pk]
 
+    def test_delete_confirmation_pages_are_recorded(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(admin_url(world.with_informant, "delete")).status_code == 200
+        assert client.get(admin_url(world.informant, "delete")).status_code == 200
+        incident_page, source_page = ConfidentialAccess.objects.order_by("id")
+        assert (incident_page.claim_ids, incident_page.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+        assert incident_page.path == admin_url(world.with_informant, "delete")
+        assert source_page.source_ids == [world.informant.pk]
+
     def test_the_incident_list_records_the_confidential_rows_of_its_page(self, client, world):
         client.force_login(world.rita)
         assert client.get(reverse("admin:incidents_incident_changelist")).status_code == 200
