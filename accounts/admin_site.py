@@ -1,14 +1,71 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from accounts.services import second_factor_missing
+from incidents.access import confidential_among, record_confidential_access
+from incidents.models import AccessDoor, Incident, Source
+from incidents.search import search_terms
+
+
+class BoundedSearchMixin:
+    """The bounds of every search (incidents.search.search_terms: 200 characters, 8 words or
+    "phrases") on an admin's search box and on the autocomplete it serves. Django's own search ANDs
+    one group of ILIKE '%word%' over every search field per word it is given, so it is given each
+    distinct word once; past the bounds the list shows why and no row."""
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return super().get_search_results(request, queryset, search_term)
+        try:
+            terms = search_terms(search_term)
+        except ValidationError as refusal:
+            self.message_user(request, f"This search cannot be run: {' '.join(refusal.messages)}", messages.ERROR)
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, " ".join(map(str, terms)))
+
+
+class RecordedAutocompleteJsonView(AutocompleteJsonView):
+    """The admin's autocomplete (a claim's source, a response's incidents…): a search past the
+    bounds offers no choice, and the confidential incidents and sources offered are recorded
+    (incidents.access), as the admin's lists record theirs."""
+
+    def get_queryset(self):
+        try:
+            search_terms(self.term)
+        except ValidationError:
+            # No choice, and no message left for the next page (the admin's search would leave
+            # one): the widget says "No results found" while the words are typed.
+            return self.model_admin.get_queryset(self.request).none()
+        return super().get_queryset()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        # Only incidents and sources are ever confidential. Evaluates the page's choices, which the
+        # response then reads from the same queryset's cache.
+        offered = [choice for choice in context["object_list"] if isinstance(choice, (Incident, Source))]
+        record_confidential_access(
+            user=self.request.user,
+            door=AccessDoor.ADMIN,
+            records=confidential_among(offered, self.request.user),
+            path=self.request.get_full_path(),
+        )
+        return context
 
 
 class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
-    required (accounts.services.second_factor_required)."""
+    required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
+    project's and those of Django's auth, django-otp and django-axes alike, searches within the
+    bounds of BoundedSearchMixin."""
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        admin_class = admin_class or admin.ModelAdmin
+        bounded = type(admin_class.__name__, (BoundedSearchMixin, admin_class), {"__module__": admin_class.__module__})
+        super().register(model_or_iterable, bounded, **options)
 
     def has_permission(self, request):
         # On the login page, which sees a session that still owes its second factor as it is
@@ -23,3 +80,6 @@ class TrackerAdminSite(admin.AdminSite):
             next_url = request.POST.get("next") or request.GET.get("next") or reverse("admin:index")
             return redirect(f"{reverse('accounts:two-factor-verify')}?{urlencode({'next': next_url})}")
         return response
+
+    def autocomplete_view(self, request):
+        return RecordedAutocompleteJsonView.as_view(admin_site=self)(request)

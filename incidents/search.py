@@ -23,6 +23,7 @@ incident, the statistics answer from their kept totals (`selects_everything`).
 
 import json
 import re
+from typing import NamedTuple
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
@@ -32,7 +33,8 @@ from django.db.models import BooleanField, F, Func
 from incidents.models import SEARCH_CONFIG, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
 
-# Bounds on one search, so that none holds a worker for long (issue 17).
+# Bounds on one search, so that none holds a worker for long (issue 17); every admin search box
+# keeps them too (accounts/admin_site.py).
 MAX_LENGTH = 200
 MAX_TERMS = 8
 # Up to how many matching incidents a search collects them from the index and sorts them (reading
@@ -43,6 +45,45 @@ COLLECT_BELOW = 5_000
 
 # A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
 _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
+
+
+class SearchTerm(NamedTuple):
+    """A word or "phrase" of a search; `excluded` when a `-` before it leaves out what it matches."""
+
+    words: str
+    phrase: bool
+    excluded: bool
+
+    def __str__(self) -> str:
+        """The term as typed, for a search that reads text (the admin's search of other records)."""
+        quoted = f'"{self.words}"' if self.phrase else self.words
+        return f"-{quoted}" if self.excluded else quoted
+
+
+def search_terms(text: str) -> list[SearchTerm]:
+    """The distinct words and phrases of `text` (the same in any case counts once), or a
+    ValidationError saying which bound it passes. Pieces without a letter or digit (a lone `-`,
+    punctuation) find nothing: left out."""
+    if len(text) > MAX_LENGTH:
+        raise ValidationError(
+            "Search at most %(limit)d characters (this search has %(length)d).",
+            code="max_length",
+            params={"limit": MAX_LENGTH, "length": len(text)},
+        )
+    terms = {}
+    for found in _TERM.finditer(text):
+        phrase = found["phrase"] is not None
+        words = " ".join((found["phrase"] if phrase else found["word"]).split())
+        excluded = bool(found["excluded"])
+        if any(character.isalnum() for character in words):
+            terms.setdefault((words.casefold(), phrase, excluded), SearchTerm(words, phrase, excluded))
+    if len(terms) > MAX_TERMS:
+        raise ValidationError(
+            'Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).',
+            code="max_terms",
+            params={"limit": MAX_TERMS, "count": len(terms)},
+        )
+    return list(terms.values())
 
 
 class IdIn(Func):
@@ -64,30 +105,12 @@ class IncidentSearch:
 
     @classmethod
     def parse(cls, text: str) -> "IncidentSearch":
-        """The distinct words and phrases of `text`, or a ValidationError saying which bound it
-        passes. Pieces without a letter or digit (a lone `-`, punctuation) find nothing: left out."""
-        if len(text) > MAX_LENGTH:
-            raise ValidationError(
-                "Search at most %(limit)d characters (this search has %(length)d).",
-                code="max_length",
-                params={"limit": MAX_LENGTH, "length": len(text)},
-            )
-        terms = {}
-        for found in _TERM.finditer(text):
-            phrase = found["phrase"] is not None
-            words = " ".join((found["phrase"] if phrase else found["word"]).split())
-            if any(character.isalnum() for character in words):
-                terms.setdefault((words.casefold(), phrase, bool(found["excluded"])), words)
-        if len(terms) > MAX_TERMS:
-            raise ValidationError(
-                'Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).',
-                code="max_terms",
-                params={"limit": MAX_TERMS, "count": len(terms)},
-            )
+        """The search of `text`'s words and phrases (`search_terms`), or a ValidationError saying
+        which bound it passes."""
         queries = {True: [], False: []}
-        for (_, phrase, excluded), words in terms.items():
-            search_type = "phrase" if phrase else "plain"
-            queries[excluded].append(SearchQuery(words, search_type=search_type, config=SEARCH_CONFIG))
+        for term in search_terms(text):
+            search_type = "phrase" if term.phrase else "plain"
+            queries[term.excluded].append(SearchQuery(term.words, search_type=search_type, config=SEARCH_CONFIG))
         return cls(included=queries[False], excluded=queries[True])
 
     def _query(self) -> SearchQuery | None:

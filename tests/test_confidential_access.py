@@ -9,6 +9,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.http import urlencode
 
 from incidents import roles
 from incidents.exports import stream_incidents_csv
@@ -136,6 +137,15 @@ class TestAdminPages:
         assert history.incident_ids == [world.secret.pk] and history.path == admin_url(world.secret, "history")
         assert source.source_ids == source_history.source_ids == [world.informant.pk]
 
+    def test_delete_confirmation_pages_are_recorded(self, client, world):
+        client.force_login(world.rita)
+        assert client.get(admin_url(world.with_informant, "delete")).status_code == 200
+        assert client.get(admin_url(world.informant, "delete")).status_code == 200
+        incident_page, source_page = ConfidentialAccess.objects.order_by("id")
+        assert (incident_page.claim_ids, incident_page.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+        assert incident_page.path == admin_url(world.with_informant, "delete")
+        assert source_page.source_ids == [world.informant.pk]
+
     def test_the_incident_list_records_the_confidential_rows_of_its_page(self, client, world):
         client.force_login(world.rita)
         assert client.get(reverse("admin:incidents_incident_changelist")).status_code == 200
@@ -150,6 +160,36 @@ class TestAdminPages:
         client.force_login(world.andy)
         assert client.get(admin_url(world.with_confidential_claim)).status_code == 200
         client.get(reverse("admin:incidents_incident_changelist"))
+        assert not ConfidentialAccess.objects.exists()
+
+    def test_the_autocomplete_records_the_confidential_sources_it_offers(self, client, world):
+        client.force_login(world.rita)
+        search = {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": "Informant"}
+
+        response = client.get(reverse("admin:autocomplete"), search)
+
+        assert [result["text"] for result in response.json()["results"]] == [str(world.informant)]
+        access = only_access()
+        assert (access.user, access.door) == (world.rita, AccessDoor.ADMIN)
+        assert (access.incident_ids, access.claim_ids, access.source_ids) == ([], [], [world.informant.pk])
+        assert access.path == f"{reverse('admin:autocomplete')}?{urlencode(search)}"
+
+    def test_the_autocomplete_of_incidents_records_the_confidential_ones_it_offers(self, client, world):
+        client.force_login(world.rita)
+        search = {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "Secret"}
+
+        response = client.get(reverse("admin:autocomplete"), search)
+
+        assert [result["id"] for result in response.json()["results"]] == [str(world.secret.pk)]
+        assert only_access().incident_ids == [world.secret.pk]
+
+    def test_the_autocomplete_offers_no_confidential_source_to_others_and_records_nothing(self, client, world):
+        client.force_login(world.andy)
+        search = {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": ""}
+
+        offered = client.get(reverse("admin:autocomplete"), search).json()["results"]
+
+        assert offered and str(world.informant.pk) not in [result["id"] for result in offered]
         assert not ConfidentialAccess.objects.exists()
 
 

@@ -210,6 +210,53 @@ class TestBounds:
         message = 'Search at most 8 words or "phrases" at a time (this search has 9).'
         assert message in html.unescape(response.content.decode())
 
+    @pytest.mark.parametrize(
+        "changelist",
+        [
+            "admin:incidents_source_changelist",
+            "admin:incidents_response_changelist",
+            "admin:incidents_incidentrevision_changelist",
+            "admin:incidents_confidentialaccess_changelist",
+            "admin:accounts_apitoken_changelist",
+            "admin:auth_user_changelist",
+        ],
+    )
+    def test_every_admin_search_box_refuses_forty_one_letter_words(self, client, changelist):
+        # Django's own search would AND 40 groups of ILIKE '%x%', one per word, over every search field.
+        make_source(title="abc")
+        client.force_login(make_user(roles.REVIEWER, confidential=True, is_superuser=True))
+
+        response = client.get(reverse(changelist), {"q": " ".join("abcdefghijklmnopqrstuvwxyzabcdefghijklmn")})
+
+        assert response.status_code == 200
+        assert list(response.context["cl"].result_list) == []
+        message = 'This search cannot be run: Search at most 8 words or "phrases" at a time (this search has 26).'
+        assert message in html.unescape(response.content.decode())
+
+    def test_other_admins_search_within_the_bounds_as_django_does(self, client, reviewer):
+        report = make_source(title="Human Rights Watch report on Dandong")
+        make_source(title="Human Rights Watch press release")
+        client.force_login(reviewer)
+        sources = reverse("admin:incidents_source_changelist")
+
+        for q in ["rights dandong", "RIGHTS dandong " + "Dandong " * 20, '"watch report"', "rep dand"]:
+            response = client.get(sources, {"q": q})
+            assert list(response.context["cl"].result_list) == [report], q
+            assert "cannot be run" not in response.content.decode()
+
+    def test_the_autocomplete_offers_nothing_past_the_bounds_and_leaves_no_message(self, client, reviewer):
+        make_source(title="a b c d e f g h i")
+        client.force_login(reviewer)
+
+        response = client.get(
+            reverse("admin:autocomplete"),
+            {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": "a b c d e f g h i"},
+        )
+
+        assert response.status_code == 200
+        assert response.json() == {"results": [], "pagination": {"more": False}}
+        assert "cannot be run" not in client.get(reverse("admin:index")).content.decode()
+
     def test_statistics_of_a_search_that_excludes_an_absent_word_are_the_totals(self, reviewer):
         make_incident(title="Seen in Dandong", places=[make_place(country="CN")])
         make_incident(title="Seen elsewhere", places=[make_place(country="RU")])

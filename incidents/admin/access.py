@@ -31,7 +31,7 @@ def _context(response) -> dict:
 
 class ConfidentialReadsMixin:
     """For the screens of records that may be confidential (incidents, sources): every change,
-    history and list page that shows confidential records to a reader is recorded, and readers
+    history, delete confirmation and list page that shows confidential records to a reader is recorded, and readers
     allowed to see who read what find the latest reads on the record's page ("Read by")."""
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -40,7 +40,16 @@ class ConfidentialReadsMixin:
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def history_view(self, request, object_id, extra_context=None):
-        response = super().history_view(request, object_id, extra_context)
+        return self._recording_the_record_shown(request, super().history_view(request, object_id, extra_context))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # The confirmation page names the record and lists what would go with it (an incident's claims).
+        return self._recording_the_record_shown(request, super().delete_view(request, object_id, extra_context))
+
+    @staticmethod
+    def _recording_the_record_shown(request, response):
+        """`response`, once the confidential records of the one record its page shows are recorded
+        (none for a redirect: a deletion done, a record not found)."""
         shown = _context(response).get("object")
         if shown is not None:
             _record_admin_access(request, confidential_records_of(shown, request.user))
