@@ -249,11 +249,11 @@ class TestLeavingOutCommonWords:
         stats = client_for().get(f"{API}/incidents/stats/", {"group_by": "perpetrator", "q": "-border"})
         assert stats.json()["total"]["incidents"] == 2
 
-    def test_leaving_out_a_word_of_every_incident_is_refused_naming_q(self, client, reviewer, border_incidents):
-        # PostgreSQL expects one row at least: among twenty incidents, 5% lacking a word at most.
-        for number in range(10):
-            make_incident(title=f"Detained at the border, case {number}")
-        analyze_search_words()
+    def test_leaving_out_a_word_of_every_incident_is_refused_naming_q(
+        self, client, reviewer, border_incidents, monkeypatch
+    ):
+        # PostgreSQL expects one row at least, 10% of ten incidents: the bound is raised above it.
+        monkeypatch.setattr(search, "MIN_SHARE_LEFT", 0.15)
         refusal = 'Nearly every incident has "inc": a search that only leaves out words so common'
         for path, parameters in [
             (f"{API}/incidents/", {"q": "-inc"}),
