@@ -390,6 +390,29 @@ class TestErrors:
         run_import(analyst, tmp_path, f"{HEADER}\n" + row * 2)
         assert Incident.objects.count() == 2
 
+    def test_a_file_naming_more_places_perpetrators_and_sources_than_the_limit_is_refused(
+        self, analyst, tmp_path, settings
+    ):
+        # Two rows at most: twenty names. Each unknown name was an error (and with --create-missing a
+        # new record) held until the report: a 50 MB file of names held six million errors, 1.9 GB.
+        settings.IMPORT_MAX_ROWS = 2
+        header = f"{HEADER},places,perpetrators,sources"
+        row = "A,forced-repatriation,2023-01-01,2023-01-01,{places},,"
+        ten_places = ";".join(f"Place {number}" for number in range(10))
+        refused = import_errors(
+            analyst,
+            tmp_path,
+            "\n".join([header, row.format(places=ten_places), row.format(places=ten_places + ";Place 10"), ""]),
+            "--create-missing",
+        )
+        assert (
+            "line 3: The file names more than 20 places, perpetrators and sources, the import limit (10 a row of "
+            "TRACKER_IMPORT_MAX_ROWS); split it into several files." in refused
+        )
+        assert not Place.objects.exists()
+        run_import(analyst, tmp_path, f"{header}\n{row.format(places=ten_places)}\n", "--create-missing")
+        assert Place.objects.count() == 10
+
     @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
     def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
         quoted = f'"Two{newline}lines",forced-repatriation,2023-01-01,2023-01-01'
