@@ -25,6 +25,7 @@ new row of the file, are listed; a real import with any stops unless the caller 
 
 import csv
 import enum
+import functools
 import gc
 import re
 from collections import Counter, defaultdict
@@ -97,6 +98,12 @@ MISSING_RECORD_FIELDS = {
     "perpetrators": (Organization, "name"),
     "sources": (Source, "title"),
 }
+
+# Names a file's place, perpetrator and source cells may hold, on average per row of the row limit:
+# each costs memory while the file is checked (an error for an unknown one, about 300 bytes; an
+# unsaved record with create_missing, about 1.9 KB), and a 50 MB file of ";"-separated names held
+# six million (1.9 GB). An export's rows hold a few each.
+NAMES_PER_ROW = 10
 
 # The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 _NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
@@ -555,54 +562,118 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
         ) from None
     del content  # the text holds it now; a file at the size limit is 50 MB each
     max_rows = settings.IMPORT_MAX_ROWS
-    reader = csv.reader(_lines(text), strict=True)
+    records = _Records(text)
+    # One cell more than there are columns: a longer header repeats or misnames one of those.
+    first = records.read(max_cells=len(COLUMNS) + 1)
+    header = [name.strip() for name in first.cells] if first and first.line == 1 else []
+    _check_header(header)
     rows = []
-    line = 0  # the last line read; a record may span several
-    try:
-        header = [name.strip() for name in next(reader, [])]
-        _check_header(header)
-        line = reader.line_num
-        for cells in reader:
-            if cells:
-                # Checking a file holds every row at once (all or nothing): the row count bounds its memory.
-                if len(rows) == max_rows:
-                    raise _InvalidFile(
-                        RowError(
-                            line + 1,
-                            "",
-                            f"The file has more than {max_rows:,} rows, the import limit (TRACKER_IMPORT_MAX_ROWS); "
-                            "split it into several files.",
-                        )
-                    )
-                rows.append((line + 1, cells))
-            line = reader.line_num
-    except csv.Error as error:
-        raise _InvalidFile(RowError(line + 1, "", f"Malformed CSV: {error}.")) from None
+    name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
+    max_names, names = max_rows * NAMES_PER_ROW, 0
+    while record := records.read(max_cells=len(header)):
+        if record.wider:
+            raise _InvalidFile(
+                RowError(
+                    record.line,
+                    "",
+                    f"This row has more cells than the header's {len(header)}; the file was read no further.",
+                )
+            )
+        # Checking a file holds every row at once (all or nothing): the row count bounds its memory.
+        if len(rows) == max_rows:
+            raise _InvalidFile(
+                RowError(
+                    record.line,
+                    "",
+                    f"The file has more than {max_rows:,} rows, the import limit (TRACKER_IMPORT_MAX_ROWS); "
+                    "split it into several files.",
+                )
+            )
+        # At most the names a cell holds: a quoted name may hold a ";" of its own.
+        cells = [record.cells[position] for position in name_cells if position < len(record.cells)]
+        names += sum(cell.count(";") + 1 for cell in cells if cell)
+        if names > max_names:
+            raise _InvalidFile(
+                RowError(
+                    record.line,
+                    "",
+                    f"The file names more than {max_names:,} places, perpetrators and sources, the import limit "
+                    f"({NAMES_PER_ROW} a row of TRACKER_IMPORT_MAX_ROWS); split it into several files.",
+                )
+            )
+        rows.append((record.line, record.cells))
     return header, rows
 
 
-# A line and its end (\r\n, \r or \n), as a file opened with newline="" reads them for the csv module.
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+@dataclass(frozen=True)
+class _Record:
+    line: int  # where the record starts (a quoted cell may span several lines)
+    cells: list[str]
+    wider: bool  # it has more cells than were read
 
 
-def _lines(text: str) -> Iterator[str]:
-    """The text's lines, one at a time: `io.StringIO(text)` copied the whole text again, at four
-    bytes a character."""
-    return (match.group() for match in _LINE.finditer(text))
+# One cell as the csv module reads it (the excel dialect): quoted, with "" for a quote inside and
+# any line end, or plain up to the next comma or line end. Text after a closing quote, which the
+# csv module refuses, is taken as part of the cell: csv.reader reports it.
+_CELL = r'(?:"[^"]*(?:""[^"]*)*")?[^,\r\n]*'
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_BLANK_LINES = re.compile(r"[\r\n]*")
+
+
+@functools.cache
+def _first_cells(max_cells: int) -> re.Pattern:
+    """A record's first `max_cells` cells at most."""
+    return re.compile(rf"{_CELL}(?:,{_CELL}){{0,{max_cells - 1}}}")
+
+
+class _Records:
+    """The file's records, blank lines left out, each read no further than the cells it may have:
+    handing csv.reader a row before counting its cells held them all, twenty times the row's size
+    (a 50 MB row of two-letter cells, over 1 GB). csv.reader reads each record's text, so its
+    rules and messages are the file's."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.position = 0
+        self.lines = 0  # lines before `position`, a line end being \r\n, \r or \n as for csv.reader
+
+    def read(self, *, max_cells: int) -> _Record | None:
+        """The next record, or None at the end of the file. Raises _InvalidFile if it is malformed."""
+        blank = _BLANK_LINES.match(self.text, self.position)
+        self._move_to(blank.end())
+        if self.position == len(self.text):
+            return None
+        line = self.lines + 1
+        cells = _first_cells(max_cells).match(self.text, self.position)
+        wider = self.text.startswith(",", cells.end())
+        line_end = _LINE_END.match(self.text, cells.end())
+        end = line_end.end() if line_end and not wider else cells.end()
+        try:
+            row = next(csv.reader([self.text[self.position : end]], strict=True))
+        except csv.Error as error:
+            raise _InvalidFile(RowError(line, "", f"Malformed CSV: {error}.")) from None
+        self._move_to(end)
+        return _Record(line=line, cells=row, wider=wider)
+
+    def _move_to(self, end: int) -> None:
+        text, start = self.text, self.position
+        self.lines += text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
+        self.position = end
 
 
 def _check_header(header: list[str]) -> None:
     """Linear in the header's length: a header repeating `title` 100,000 times (600 KB) once took
-    280 s, each name being counted across the whole header."""
+    280 s, each name being counted across the whole header. `header` holds one name more than there
+    are columns at most (_read_rows), so a repeated column is not counted: its count would be the
+    prefix's."""
     if not any(header):
         raise _InvalidFile(RowError(1, "", f"The file is empty; its first line must name the columns: {_known()}."))
     unknown = [name for name in header if name not in _KNOWN_COLUMNS]
     if unknown:
         raise _InvalidFile(RowError(1, unknown[0], f"Unknown column; the columns are {_known()}."))
-    repeated = next(((name, count) for name, count in Counter(header).items() if count > 1), None)
+    repeated = next((name for name, count in Counter(header).items() if count > 1), None)
     if repeated:
-        name, count = repeated
-        raise _InvalidFile(RowError(1, name, f"This column appears {count:,} times; give each column once."))
+        raise _InvalidFile(RowError(1, repeated, "This column appears more than once; give each column once."))
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
         raise _InvalidFile(RowError(1, missing[0], "This required column is missing."))

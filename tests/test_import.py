@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -375,7 +376,7 @@ class TestErrors:
     def test_a_header_repeating_a_column_is_refused_at_once(self, analyst, tmp_path):
         # 600 KB of header: checking it once took time quadratic in its length (280 s).
         bomb = ",".join(["title"] * 100_000) + "\nA\n"
-        assert "line 1, column title: This column appears 100,000 times; give each column once." in import_errors(
+        assert "line 1, column title: This column appears more than once; give each column once." in import_errors(
             analyst, tmp_path, bomb
         )
 
@@ -388,6 +389,29 @@ class TestErrors:
         )
         run_import(analyst, tmp_path, f"{HEADER}\n" + row * 2)
         assert Incident.objects.count() == 2
+
+    def test_a_file_naming_more_places_perpetrators_and_sources_than_the_limit_is_refused(
+        self, analyst, tmp_path, settings
+    ):
+        # Two rows at most: twenty names. Each unknown name was an error (and with --create-missing a
+        # new record) held until the report: a 50 MB file of names held six million errors, 1.9 GB.
+        settings.IMPORT_MAX_ROWS = 2
+        header = f"{HEADER},places,perpetrators,sources"
+        row = "A,forced-repatriation,2023-01-01,2023-01-01,{places},,"
+        ten_places = ";".join(f"Place {number}" for number in range(10))
+        refused = import_errors(
+            analyst,
+            tmp_path,
+            "\n".join([header, row.format(places=ten_places), row.format(places=ten_places + ";Place 10"), ""]),
+            "--create-missing",
+        )
+        assert (
+            "line 3: The file names more than 20 places, perpetrators and sources, the import limit (10 a row of "
+            "TRACKER_IMPORT_MAX_ROWS); split it into several files." in refused
+        )
+        assert not Place.objects.exists()
+        run_import(analyst, tmp_path, f"{header}\n{row.format(places=ten_places)}\n", "--create-missing")
+        assert Place.objects.count() == 10
 
     @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
     def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
@@ -551,6 +575,25 @@ class TestAdminImportPage:
         assert 'name="confirm"' not in response.text
         assert client.post(self.URL, {"confirm": "1"}).status_code == 302
         assert not Incident.objects.exists()
+
+    def test_a_row_wider_than_the_header_refuses_the_file_before_its_cells_are_held(self, client, analyst):
+        # 2 MB of two-letter cells on line 3: read in full, they took twenty times the row's size.
+        wide = ",".join(["ab"] * 700_000)
+        content = f"{HEADER}\nA,deportation,2023-01-01,2023-01-01\n{wide}\nB,nope,2023-01-01,2023-01-01\n"
+        client.force_login(analyst)
+        tracemalloc.start()
+        try:
+            response = self.upload(client, content)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert response.status_code == 400
+        refusal = "This row has more cells than the header&#x27;s 4; the file was read no further."
+        assert f"<td>3</td><td></td><td>{refusal}" in response.text
+        assert "nope" not in response.text  # the reading stopped at line 3
+        assert 'name="confirm"' not in response.text
+        assert not Incident.objects.exists()
+        assert peak < 10 * len(content), f"{peak:,} bytes at the peak for a {len(content):,}-byte file"
 
     def test_confirm_validates_again(self, client, analyst):
         incident = make_incident(title="Before", review_state="draft")

@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 
 from incidents import roles, search
@@ -267,6 +268,57 @@ class TestBounds:
             assert client_for().get(stats, {"group_by": group_by, "q": "-zzzz"}).json() == everything
         without_dandong = client_for().get(stats, {"group_by": "country", "q": "-dandong"}).json()
         assert [row["group"] for row in without_dandong["results"]] == ["RU"]
+
+
+def analyze_search_words():
+    """PostgreSQL's statistics on the words, which a search that only leaves words out is judged by
+    (autovacuum would take them later)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE incidents_incidentsearchdocument")
+
+
+class TestLeavingOutCommonWords:
+    """A search that only leaves words out tests incidents in the list's order: served while enough
+    incidents lack the words (a page fills quickly), refused naming `q` when nearly every incident
+    has them (finding the few without would read every incident's words)."""
+
+    @pytest.fixture
+    def border_incidents(self):
+        # Eight of ten incidents mention the border: 20% lack the word.
+        near = [make_incident(title=f"Arrested at the border, case {number}") for number in range(8)]
+        far = [make_incident(title="Arrested in Shenyang"), make_incident(title="Arrested in Yanji")]
+        analyze_search_words()
+        return near, far
+
+    def test_leaving_out_a_common_word_finds_the_incidents_without_it(self, client, reviewer, border_incidents):
+        _, far = border_incidents
+        assert found_in_both_doors(client, reviewer, "-border") == {incident.public_id for incident in far}
+        stats = client_for().get(f"{API}/incidents/stats/", {"group_by": "perpetrator", "q": "-border"})
+        assert stats.json()["total"]["incidents"] == 2
+
+    def test_leaving_out_a_word_of_every_incident_is_refused_naming_q(
+        self, client, reviewer, border_incidents, monkeypatch
+    ):
+        # PostgreSQL expects one row at least, 10% of ten incidents: the bound is raised above it.
+        monkeypatch.setattr(search, "MIN_SHARE_LEFT", 0.15)
+        refusal = 'Nearly every incident has "inc": a search that only leaves out words so common'
+        for path, parameters in [
+            (f"{API}/incidents/", {"q": "-inc"}),
+            (f"{API}/incidents/stats/", {"group_by": "perpetrator", "q": "-inc"}),
+        ]:
+            answer = client_for().get(path, parameters)
+            assert answer.status_code == 400, path
+            assert list(answer.json()) == ["q"]
+            assert answer.json()["q"][0].startswith(refusal)
+        browse = client.get("/", {"q": "-inc"})
+        assert browse.status_code == 400
+        assert refusal in html.unescape(browse.content.decode())
+        client.force_login(reviewer)
+        changelist = client.get(CHANGELIST, {"q": "-inc"})
+        assert list(changelist.context["cl"].result_list) == []
+        assert refusal in html.unescape(changelist.content.decode())
+        # A word to find makes it an ordinary search.
+        assert api_found(reviewer, "shenyang -inc") == set()
 
 
 class TestFilters:
