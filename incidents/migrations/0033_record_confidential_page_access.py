@@ -22,21 +22,18 @@ DECLARE
     found_source_ids bigint[];
 BEGIN
     -- Only the incidents that have any: the partial index export_row_confidential holds just them.
-    found_claim_ids := ARRAY(
-        SELECT DISTINCT claim_id
-        FROM incidents_incidentexportrow AS kept, unnest(kept.confidential_claim_ids) AS claim_id
-        WHERE kept.incident_id = ANY (shown_incident_ids) AND kept.confidential_claim_ids IS NOT NULL
-        ORDER BY claim_id
-    );
+    WITH kept AS (
+        SELECT confidential_claim_ids, confidential_source_ids
+        FROM incidents_incidentexportrow
+        WHERE incident_id = ANY (shown_incident_ids) AND confidential_claim_ids IS NOT NULL
+    )
+    SELECT
+        ARRAY(SELECT DISTINCT claim_id FROM kept, unnest(confidential_claim_ids) AS claim_id ORDER BY claim_id),
+        ARRAY(SELECT DISTINCT source_id FROM kept, unnest(confidential_source_ids) AS source_id ORDER BY source_id)
+    INTO found_claim_ids, found_source_ids;
     IF cardinality(confidential_incident_ids) = 0 AND cardinality(found_claim_ids) = 0 THEN
         RETURN;
     END IF;
-    found_source_ids := ARRAY(
-        SELECT DISTINCT source_id
-        FROM incidents_incidentexportrow AS kept, unnest(kept.confidential_source_ids) AS source_id
-        WHERE kept.incident_id = ANY (shown_incident_ids) AND kept.confidential_claim_ids IS NOT NULL
-        ORDER BY source_id
-    );
     IF NOT wait_for_disk THEN
         -- For this transaction only: a read's record need not wait for the flush (see
         -- incidents.access._INSERT_WITHOUT_WAITING_FOR_THE_DISK).
