@@ -384,6 +384,14 @@ class TestApi:
         assert (detail.user, detail.door, detail.incident_ids) == (world.rita, AccessDoor.API, [world.secret.pk])
         assert (history.claim_ids, history.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
 
+    def test_a_public_incidents_history_records_the_confidential_incident_an_entry_names(self, world):
+        make_pair(world.secret, world.plain)
+
+        history = client_for(world.rita).get(incident_url(world.plain, "history/"))
+
+        assert f"Duplicate pair ({world.secret})" in history.content.decode()
+        assert only_access().incident_ids == [world.secret.pk]
+
     def test_a_list_page_is_one_record_holding_every_confidential_id_on_it(self, world):
         assert len(results(client_for(world.rita).get(f"{API}/incidents/"))) == 4
         access = only_access()

@@ -1,4 +1,5 @@
-"""What every analysts' screen shares: visibility, the audit history view, estimated counts."""
+"""What every analysts' screen shares: visibility, the record of the confidential records it shows,
+the audit history view, estimated counts."""
 
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets, unquote
