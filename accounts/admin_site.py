@@ -7,7 +7,7 @@ from django.utils.http import urlencode
 
 from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
-from incidents.models import AccessDoor, Incident, Source
+from incidents.models import AccessDoor
 from incidents.search import search_terms
 
 
@@ -45,13 +45,11 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        # Only incidents and sources are ever confidential. Evaluates the page's choices, which the
-        # response then reads from the same queryset's cache.
-        offered = [choice for choice in context["object_list"] if isinstance(choice, (Incident, Source))]
+        # Evaluates the page's choices, which the response then reads from the same queryset's cache.
         record_confidential_access(
             user=self.request.user,
             door=AccessDoor.ADMIN,
-            records=confidential_among(offered, self.request.user),
+            records=confidential_among(context["object_list"], self.request.user),
             path=self.request.get_full_path(),
         )
         return context

@@ -20,7 +20,7 @@ from django.contrib.postgres.aggregates import ArrayAgg, JSONBAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, router
-from django.db.models import Count, F, Q, QuerySet, Value
+from django.db.models import Count, F, Model, Q, QuerySet, Value
 from django.db.models.query import ValuesIterable
 from psycopg.types.json import Jsonb
 
@@ -41,6 +41,12 @@ class ConfidentialRecords:
 
     def __bool__(self) -> bool:
         return bool(self.incident_ids or self.claim_ids or self.source_ids)
+
+    def __or__(self, other: "ConfidentialRecords") -> "ConfidentialRecords":
+        """What one page shows in its several parts (its record, what it links to, its history)."""
+        return ConfidentialRecords(
+            self.incident_ids | other.incident_ids, self.claim_ids | other.claim_ids, self.source_ids | other.source_ids
+        )
 
 
 NO_RECORDS = ConfidentialRecords()
@@ -63,28 +69,38 @@ def _from_claims(claims: QuerySet, incident_ids: Iterable[int] = ()) -> Confiden
     return ConfidentialRecords(frozenset(incident_ids), frozenset(claim_ids), frozenset(source_ids))
 
 
-def confidential_records_of(record: Incident | Source, user) -> ConfidentialRecords:
-    """The confidential records that a page of one incident (with its claims and their sources, as
-    its change, history and detail pages show) or of one source shows to `user`. Nothing for a
-    reader without the confidential permission, who is shown none. One query for an incident, none
-    for a source."""
+def confidential_records_of(record: Model, user) -> ConfidentialRecords:
+    """The confidential records that a page of one record shows to `user` by that record's own
+    content: an incident with its claims and their sources (as its change, history and detail pages
+    show them), a source, or nothing for a record of another kind (which is never confidential).
+    Nothing for a reader without the confidential permission, who is shown none. One query for an
+    incident, none otherwise."""
     if not can_see_confidential(user):
         return NO_RECORDS
-    if isinstance(record, Source):
-        return ConfidentialRecords(source_ids=frozenset({record.pk})) if record.confidential else NO_RECORDS
+    if not isinstance(record, Incident):
+        return confidential_among([record], user)
     return _from_claims(Claim.objects.filter(incident=record), [record.pk] if record.confidential else [])
 
 
-def confidential_among(records: Iterable[Incident | Source], user) -> ConfidentialRecords:
-    """The confidential ones among the incidents or sources a list shows `user` (their own fields
-    only, as the admin's lists and the API's source list show them). No query."""
+def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRecords:
+    """The confidential ones among the records a page shows `user` by their own fields (a title, an
+    excerpt), of whatever kind: incidents and sources by their flag; a claim when it or its source
+    is, and then its source too (a claim is shown with its source's title, loaded with it). Other
+    kinds, and None (an empty link), are never confidential. No query for claims loaded with their
+    sources; nothing, and no query, for a reader without the confidential permission."""
     if not can_see_confidential(user):
         return NO_RECORDS
-    incident_ids, source_ids = set(), set()
+    incident_ids, claim_ids, source_ids = set(), set(), set()
     for record in records:
-        if record.confidential:
-            (source_ids if isinstance(record, Source) else incident_ids).add(record.pk)
-    return ConfidentialRecords(incident_ids=frozenset(incident_ids), source_ids=frozenset(source_ids))
+        if isinstance(record, Incident) and record.confidential:
+            incident_ids.add(record.pk)
+        elif isinstance(record, Source) and record.confidential:
+            source_ids.add(record.pk)
+        elif isinstance(record, Claim) and (record.confidential or record.source.confidential):
+            claim_ids.add(record.pk)
+            if record.source.confidential:
+                source_ids.add(record.source_id)
+    return ConfidentialRecords(frozenset(incident_ids), frozenset(claim_ids), frozenset(source_ids))
 
 
 def export_contents(export_rows: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:

@@ -38,6 +38,9 @@ class HistoryEntry:
     import_file: str | None
     # The pghistory event it reads, for doors that also show the raw record (the API).
     event: Any
+    # The other records it names (a claim's source, a pair's incidents), all visible to the reader:
+    # what a door records when some of them are confidential (incidents.access).
+    named: tuple[models.Model, ...] = ()
 
 
 def set_insert_triggers(*, enabled: bool) -> None:
@@ -130,21 +133,21 @@ def _is_link(model: type[models.Model]) -> bool:
     return len(fields) == 2 and all(field.many_to_one for field in fields)
 
 
-def _related_names(events, user) -> dict[tuple[type, str], str]:
-    """Names of the records that events' foreign keys point to (a claim's source, a link's place),
-    so the history reads "Place: Dandong" rather than "place_id: 7". Only records the user may see
-    are named. One query per related model."""
+def _related_records(events, user) -> dict[tuple[type, str], models.Model]:
+    """The records that events' foreign keys point to (a claim's source, a link's place), so the
+    history reads "Place: Dandong" rather than "place_id: 7". Only records the user may see are
+    named. One query per related model."""
     wanted = defaultdict(set)
     for event in events:
         model = apps.get_model(event.pgh_obj_model)
         for column, field in _foreign_keys(model).items():
             values = (event.pgh_data or {}).get(column), *(event.pgh_diff or {}).get(column, ())
             wanted[field.related_model].update(str(pk) for pk in values if pk is not None)
-    names = {}
+    records = {}
     for model, pks in wanted.items():
-        records = limit_to_visible(model._default_manager.filter(pk__in=pks), user)
-        names.update({(model, str(record.pk)): str(record) for record in records})
-    return names
+        visible = limit_to_visible(model._default_manager.filter(pk__in=pks), user)
+        records.update({(model, str(record.pk)): record for record in visible})
+    return records
 
 
 class _Reader:
@@ -152,12 +155,15 @@ class _Reader:
 
     def __init__(self, events, user, subject: models.Model):
         self.subject = subject
-        self.names = _related_names(events, user)
+        self.records = _related_records(events, user)
+        # The records named by the entry being read, which it keeps (`HistoryEntry.named`).
+        self.named = []
 
     def record_name(self, field: models.ForeignKey, value) -> str:
-        name = self.names.get((field.related_model, str(value)))
-        if name is not None:
-            return name
+        record = self.records.get((field.related_model, str(value)))
+        if record is not None:
+            self.named.append(record)
+            return str(record)
         # A record with visibility rules that is not named may be hidden or deleted: say neither,
         # so the page reads the same whichever it is. Other records are missing only once deleted.
         if hasattr(field.related_model._default_manager.none(), "visible_to"):
@@ -183,6 +189,7 @@ class _Reader:
         )
 
     def entry(self, event, user) -> HistoryEntry | None:
+        self.named = []
         model = apps.get_model(event.pgh_obj_model)
         fields = {field.attname: field for field in model._meta.concrete_fields}
         data = event.pgh_data or {}
@@ -202,7 +209,7 @@ class _Reader:
             linked = bool(owner) and not isinstance(self.subject, owner)
             verb = {"insert": "linked" if linked else "added", "delete": "unlinked" if linked else "removed"}
             summary = f"{capfirst(field.verbose_name)}: {self.record_name(field, value)} {verb[event.pgh_label]}"
-            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event), event)
+            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event), event, tuple(self.named))
         changes = [
             (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
             for column, old, new in _changes(event)
@@ -219,7 +226,7 @@ class _Reader:
         if not own and others:
             name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
         summary = f"{name} {verbs.get(event.pgh_label, event.pgh_label)}"
-        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event), event)
+        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event), event, tuple(self.named))
 
 
 def _import_file(event) -> str | None:

@@ -13,9 +13,18 @@ from django.utils.http import urlencode
 
 from incidents import roles
 from incidents.exports import stream_incidents_csv
-from incidents.models import AccessDoor, ConfidentialAccess, Incident, Source
+from incidents.merges import incident_merge
+from incidents.models import (
+    AccessDoor,
+    ConfidentialAccess,
+    DuplicatePair,
+    Incident,
+    IncidentRevision,
+    Response,
+    Source,
+)
 from tests.api_support import API, client_for, incident_url, results
-from tests.factories import incident_type, make_claim, make_incident, make_source, make_user
+from tests.factories import incident_type, make_claim, make_incident, make_organization, make_source, make_user
 
 ACCESSES = reverse("admin:incidents_confidentialaccess_changelist")
 
@@ -193,6 +202,179 @@ class TestAdminPages:
         assert not ConfidentialAccess.objects.exists()
 
 
+def make_pair(first: Incident, second: Incident) -> DuplicatePair:
+    incident_a, incident_b = sorted([first, second], key=lambda incident: incident.pk)
+    return DuplicatePair.objects.create(incident_a=incident_a, incident_b=incident_b, score=0.9)
+
+
+def make_response(*, incidents, source=None) -> Response:
+    response = Response.objects.create(
+        organization=make_organization(), kind="statement", date=date(2023, 9, 1), source=source
+    )
+    response.incidents.set(incidents)
+    return response
+
+
+def accesses() -> list[tuple[str, list[int], list[int], list[int]]]:
+    """Every access recorded so far, oldest first: (path, incident ids, claim ids, source ids)."""
+    return [
+        (access.path, sorted(access.incident_ids), sorted(access.claim_ids), sorted(access.source_ids))
+        for access in ConfidentialAccess.objects.order_by("id")
+    ]
+
+
+class TestAdminPagesOfOtherRecords:
+    """The admin's pages of sources, responses, duplicate pairs, revisions and merges show the
+    confidential incidents, claims and sources they link to, compare or propose: each records them."""
+
+    def test_a_source_page_records_the_confidential_source_it_cites(self, client, world):
+        relay = make_source(title="Relay", cites=world.informant)
+        client.force_login(world.rita)
+
+        page = client.get(admin_url(relay)).content.decode()
+        client.get(admin_url(relay, "history"))
+
+        assert "Informant" in page
+        assert accesses() == [
+            (admin_url(relay), [], [], [world.informant.pk]),
+            # "Cites: — → Informant" in the entry of its creation.
+            (admin_url(relay, "history"), [], [], [world.informant.pk]),
+        ]
+
+    def test_a_response_page_records_its_confidential_source_and_incidents_and_its_list_nothing(self, client, world):
+        response = make_response(incidents=[world.secret, world.plain], source=world.informant)
+        client.force_login(world.rita)
+
+        page = client.get(admin_url(response)).content.decode()
+        client.get(reverse("admin:incidents_response_changelist"))
+
+        assert "Secret" in page and "Informant" in page
+        # The list shows each response's organization, kind and date: nothing confidential.
+        assert accesses() == [(admin_url(response), [world.secret.pk], [], [world.informant.pk])]
+
+    def test_the_duplicate_pairs_list_and_pair_page_record_the_incidents_and_claims_they_compare(self, client, world):
+        pair = make_pair(world.secret, world.with_informant)
+        client.force_login(world.rita)
+
+        client.get(reverse("admin:incidents_duplicatepair_changelist"))
+        page = client.get(admin_url(pair)).content.decode()
+
+        assert "Secret" in page and "Informant" in page
+        assert accesses() == [
+            (reverse("admin:incidents_duplicatepair_changelist"), [world.secret.pk], [], []),
+            (admin_url(pair), [world.secret.pk], [world.informant_claim.pk], [world.informant.pk]),
+        ]
+
+    def test_the_revisions_list_and_page_record_the_incident_and_the_claims_proposed(self, client, world):
+        retitled = IncidentRevision.objects.create(
+            incident=world.secret,
+            base_version=world.secret.version,
+            changes={"data": {"title": "Secret, retold"}},
+            needs_confidential_access=True,
+        )
+        recounted = IncidentRevision.objects.create(
+            incident=world.with_informant,
+            base_version=world.with_informant.version,
+            changes={"claims": [{"id": world.informant_claim.pk, "source": world.informant.pk, "people_count": 12}]},
+            needs_confidential_access=True,
+        )
+        client.force_login(world.rita)
+
+        client.get(reverse("admin:incidents_incidentrevision_changelist"))
+        retitled_page = client.get(admin_url(retitled)).content.decode()
+        recounted_page = client.get(admin_url(recounted)).content.decode()
+
+        assert "Secret, retold" in retitled_page and "Informant (" in recounted_page
+        assert accesses() == [
+            (reverse("admin:incidents_incidentrevision_changelist"), [world.secret.pk], [], []),
+            (admin_url(retitled), [world.secret.pk], [], []),
+            (admin_url(recounted), [], [world.informant_claim.pk], [world.informant.pk]),
+        ]
+
+    def test_a_public_incidents_history_records_the_confidential_incident_an_entry_names(self, client, world):
+        make_pair(world.secret, world.plain)
+        client.force_login(world.rita)
+
+        page = client.get(admin_url(world.plain, "history")).content.decode()
+
+        assert f"Duplicate pair ({world.secret})" in page
+        assert accesses() == [(admin_url(world.plain, "history"), [world.secret.pk], [], [])]
+
+    def test_the_merge_preview_merge_page_and_list_record_what_they_show(self, client, world):
+        # The incident with the informant's claim merges into the plain one: the claim moves.
+        pair = make_pair(world.plain, world.with_informant)
+        preview = reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])
+        client.force_login(world.rita)
+
+        page = client.get(preview, {"survivor": world.plain.public_id}).content.decode()
+        merge = incident_merge(user=world.rita, pair=pair, survivor=world.plain.public_id)
+        merge_page = client.get(admin_url(merge)).content.decode()
+        client.get(reverse("admin:incidents_incidentmerge_changelist"))
+
+        assert "Informant" in page and "Informant" in merge_page
+        shown = ([], [world.informant_claim.pk], [world.informant.pk])
+        assert accesses() == [(f"{preview}?survivor={world.plain.public_id}", *shown), (admin_url(merge), *shown)]
+
+    def test_a_list_is_one_record_of_every_confidential_id_on_its_page_in_a_fixed_number_of_queries(
+        self, client, world
+    ):
+        client.force_login(world.rita)
+        pairs = reverse("admin:incidents_duplicatepair_changelist")
+        client.get(pairs)  # the session's first read, and anything else done once
+
+        def queries() -> int:
+            with CaptureQueriesContext(connection) as captured:
+                assert client.get(pairs).status_code == 200
+            return len(captured)
+
+        make_pair(world.secret, world.plain)
+        with_one = queries()
+        for _ in range(4):
+            make_pair(make_incident(confidential=True), make_incident(confidential=True))
+        assert queries() == with_one
+        listed = ConfidentialAccess.objects.order_by("id").last()
+        assert len(listed.incident_ids) == 9 and world.secret.pk in listed.incident_ids
+        assert ConfidentialAccess.objects.count() == 2
+
+    @pytest.mark.parametrize("role", [roles.VIEWER, roles.ANALYST, roles.REVIEWER])
+    def test_a_reader_without_confidential_access_neither_sees_them_nor_leaves_a_record(self, client, world, role):
+        # A Viewer reads every record's page read-only, where a link shows the linked record's name.
+        relay = make_source(title="Relay", cites=world.informant)
+        response = make_response(incidents=[world.secret, world.plain], source=world.informant)
+        make_pair(world.secret, world.plain)
+        public_pair = make_pair(world.plain, world.with_confidential_claim)
+        merged_pair = make_pair(world.plain, world.with_informant)
+        recounted = IncidentRevision.objects.create(
+            incident=world.with_confidential_claim,
+            base_version=world.with_confidential_claim.version,
+            changes={"data": {"title": "Claim, recounted"}},
+        )
+        merge = incident_merge(
+            user=make_user(roles.REVIEWER, confidential=True), pair=merged_pair, survivor=world.plain.public_id
+        )
+        client.force_login(make_user(role))
+
+        pages = [
+            admin_url(relay),
+            admin_url(relay, "history"),
+            admin_url(response),
+            admin_url(response, "history"),
+            reverse("admin:incidents_response_changelist"),
+            reverse("admin:incidents_duplicatepair_changelist"),
+            admin_url(public_pair),
+            reverse("admin:incidents_incidentrevision_changelist"),
+            admin_url(recounted),
+            admin_url(world.plain, "history"),
+            reverse("admin:incidents_incidentmerge_changelist"),
+            admin_url(merge),
+        ]
+        for url in pages:
+            page = client.get(url)
+            assert page.status_code == 200, url
+            assert "Secret" not in page.content.decode() and "Informant<" not in page.content.decode(), url
+        assert not ConfidentialAccess.objects.exists()
+
+
 class TestApi:
     def test_detail_and_history_are_recorded(self, world):
         client = client_for(world.rita)
@@ -201,6 +383,14 @@ class TestApi:
         detail, history = ConfidentialAccess.objects.order_by("id")
         assert (detail.user, detail.door, detail.incident_ids) == (world.rita, AccessDoor.API, [world.secret.pk])
         assert (history.claim_ids, history.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+
+    def test_a_public_incidents_history_records_the_confidential_incident_an_entry_names(self, world):
+        make_pair(world.secret, world.plain)
+
+        history = client_for(world.rita).get(incident_url(world.plain, "history/"))
+
+        assert f"Duplicate pair ({world.secret})" in history.content.decode()
+        assert only_access().incident_ids == [world.secret.pk]
 
     def test_a_list_page_is_one_record_holding_every_confidential_id_on_it(self, world):
         assert len(results(client_for(world.rita).get(f"{API}/incidents/"))) == 4

@@ -1,67 +1,24 @@
-"""Who read the informant's testimony, in the admin: confidential records shown on the incident and
-source screens are recorded (`incidents.access`), a record's page says who read it, and the record
-of accesses is a list that reviewers with confidential access can filter and nobody can change."""
+"""Who read the informant's testimony, in the admin: confidential records shown on any screen are
+recorded (`incidents.access`, through `RecordedReadsMixin`), a record's page says who read it, and
+the record of accesses is a list that reviewers with confidential access can filter and nobody can
+change."""
 
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from incidents.access import (
-    can_see_accesses,
-    confidential_among,
-    confidential_records_of,
-    reads_of,
-    record_confidential_access,
-)
+from incidents.access import can_see_accesses, reads_of
 from incidents.admin.base import ParametersListFilter
-from incidents.models import AccessDoor, ConfidentialAccess, Incident, Source
+from incidents.models import ConfidentialAccess, Incident, Source
 
 # How many of a record's latest reads its page lists; the list of accesses has them all.
 READ_BY_SHOWN = 10
 
 
-def _record_admin_access(request, records) -> None:
-    record_confidential_access(user=request.user, door=AccessDoor.ADMIN, records=records, path=request.get_full_path())
-
-
-def _context(response) -> dict:
-    """A rendered page's context; empty for a redirect or a download."""
-    return getattr(response, "context_data", None) or {}
-
-
 class ConfidentialReadsMixin:
-    """For the screens of records that may be confidential (incidents, sources): every change,
-    history, delete confirmation and list page that shows confidential records to a reader is recorded, and readers
-    allowed to see who read what find the latest reads on the record's page ("Read by")."""
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None:
-            _record_admin_access(request, confidential_records_of(obj, request.user))
-        return super().render_change_form(request, context, add, change, form_url, obj)
-
-    def history_view(self, request, object_id, extra_context=None):
-        return self._recording_the_record_shown(request, super().history_view(request, object_id, extra_context))
-
-    def delete_view(self, request, object_id, extra_context=None):
-        # The confirmation page names the record and lists what would go with it (an incident's claims).
-        return self._recording_the_record_shown(request, super().delete_view(request, object_id, extra_context))
-
-    @staticmethod
-    def _recording_the_record_shown(request, response):
-        """`response`, once the confidential records of the one record its page shows are recorded
-        (none for a redirect: a deletion done, a record not found)."""
-        shown = _context(response).get("object")
-        if shown is not None:
-            _record_admin_access(request, confidential_records_of(shown, request.user))
-        return response
-
-    def changelist_view(self, request, extra_context=None):
-        response = super().changelist_view(request, extra_context)
-        changelist = _context(response).get("cl")
-        if changelist is not None:
-            # Evaluates the page's rows, which the template then reads from the same queryset's cache.
-            _record_admin_access(request, confidential_among(changelist.result_list, request.user))
-        return response
+    """For the screens of records that may be confidential (incidents, sources): readers allowed to
+    see who read what find the latest reads on the record's page ("Read by"). Every page that shows
+    confidential records records them (`RecordedReadsMixin`)."""
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))

@@ -1,18 +1,27 @@
-"""What every analysts' screen shares: visibility, the audit history view, estimated counts."""
+"""What every analysts' screen shares: visibility, the record of the confidential records it shows,
+the audit history view, estimated counts."""
 
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, transaction
+from django.db.models import Prefetch, prefetch_related_objects
 from django.db.models.lookups import IsNull
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 
 from incidents import services
+from incidents.access import (
+    ConfidentialRecords,
+    confidential_among,
+    confidential_records_of,
+    record_confidential_access,
+)
 from incidents.history import history_entries, history_visible_to
-from incidents.querysets import can_see_unpublished, estimated_row_count, limit_to_visible
+from incidents.models import AccessDoor
+from incidents.querysets import can_see_confidential, can_see_unpublished, estimated_row_count, limit_to_visible
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
@@ -20,9 +29,38 @@ SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
 HISTORY_PAGE_SIZE = 100
 
 
+def load_visible_links(obj, field_names, user) -> list:
+    """The records that `obj`'s link fields among `field_names` (foreign keys, many-to-many) name
+    and `user` may see, loaded into `obj` so that a page reading them shows those only: a link to
+    a hidden record reads as empty. One query per link field to a model with visibility rules."""
+    links = []
+    for name in field_names:
+        try:
+            field = obj._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue  # a value the admin computes (`readonly_fields`), not a link
+        if (field.many_to_one or field.many_to_many) and hasattr(
+            field.related_model._default_manager.none(), "visible_to"
+        ):
+            links.append(field)
+    for field in links:
+        # Loaded afresh: a link read before this was read through no visibility rule.
+        obj._state.fields_cache.pop(field.name, None)
+        getattr(obj, "_prefetched_objects_cache", {}).pop(field.name, None)
+    prefetch_related_objects(
+        [obj],
+        *(Prefetch(field.name, queryset=field.related_model._default_manager.visible_to(user)) for field in links),
+    )
+    named = []
+    for field in links:
+        named.extend(getattr(obj, field.name).all() if field.many_to_many else [getattr(obj, field.name)])
+    return [record for record in named if record is not None]
+
+
 class VisibilityMixin:
     """Rows, inline rows and every choice offered in a form (select, autocomplete, filter) go through
-    `visible_to(user)`, so a user without the confidential permission meets no confidential record."""
+    `visible_to(user)`, so a user without the confidential permission meets no confidential record;
+    nor does a read-only page, which shows each link by the name of the record it links to."""
 
     def get_queryset(self, request):
         return limit_to_visible(super().get_queryset(request), request.user)
@@ -32,6 +70,71 @@ class VisibilityMixin:
         if queryset is None:
             queryset = db_field.remote_field.model._default_manager.using(db).all()
         return limit_to_visible(queryset, request.user)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            # Kept on the request for `RecordedReadsMixin`, which records the confidential ones.
+            request.links_shown = load_visible_links(
+                obj, flatten_fieldsets(context["adminform"].fieldsets), request.user
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+class RecordedReadsMixin:
+    """Every change, delete confirmation and list page records the confidential incidents, claims
+    and sources it shows its reader (incidents.access), one record per page, door admin: a record's
+    page its record (an incident with its claims), what its fields link to, and what
+    `records_shown` adds; a list page what `records_listed` says its rows show. (The history page,
+    `TrackedModelAdmin.history_view`, records its record and what its entries name.) Nothing, and
+    no query, for a reader without the confidential permission, who is shown none."""
+
+    def records_shown(self, request, obj) -> list:
+        """What `obj`'s change page shows besides its own fields and links, for an admin whose page
+        shows more (a side-by-side comparison, a proposed change). Runs only for readers with the
+        confidential permission."""
+        return []
+
+    def records_listed(self, request, rows) -> list:
+        """What a page of the list shows: its rows, and for an admin whose columns name other
+        records, those. Read from the page's rows, loaded with what they name: no query."""
+        return list(rows)
+
+    @staticmethod
+    def record_shown(request, records: ConfidentialRecords) -> None:
+        record_confidential_access(
+            user=request.user, door=AccessDoor.ADMIN, records=records, path=request.get_full_path()
+        )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        response = super().render_change_form(request, context, add, change, form_url, obj)
+        if obj is not None and can_see_confidential(request.user):
+            shown = [*getattr(request, "links_shown", []), *self.records_shown(request, obj)]
+            self.record_shown(
+                request, confidential_records_of(obj, request.user) | confidential_among(shown, request.user)
+            )
+        return response
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # The confirmation page names the record and lists what would go with it (an incident's claims).
+        response = super().delete_view(request, object_id, extra_context)
+        if "object" in (context := _context(response)):
+            self.record_shown(request, confidential_records_of(context["object"], request.user))
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = _context(response).get("cl")
+        if changelist is not None and can_see_confidential(request.user):
+            # Evaluates the page's rows, which the template then reads from the same queryset's cache.
+            self.record_shown(
+                request, confidential_among(self.records_listed(request, changelist.result_list), request.user)
+            )
+        return response
+
+
+def _context(response) -> dict:
+    """A rendered page's context; empty for a redirect or a download."""
+    return getattr(response, "context_data", None) or {}
 
 
 class ServiceRefusalForm:
@@ -94,8 +197,9 @@ class ParametersListFilter(admin.ListFilter):
         return list(self.parameter_names)
 
 
-class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
-    """A ModelAdmin whose "History" page shows the audit trail the database triggers record."""
+class TrackedModelAdmin(RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
+    """A ModelAdmin whose "History" page shows the audit trail the database triggers record, and
+    whose pages record the confidential records they show."""
 
     # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
     show_facets = admin.ShowFacets.NEVER
@@ -184,13 +288,16 @@ class TrackedModelAdmin(VisibilityMixin, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         page = Paginator(history_visible_to(obj, request.user), HISTORY_PAGE_SIZE).get_page(request.GET.get("p"))
+        entries = history_entries(page.object_list, request.user, obj)
+        named = [record for entry in entries for record in entry.named]
+        self.record_shown(request, confidential_records_of(obj, request.user) | confidential_among(named, request.user))
         context = {
             **self.admin_site.each_context(request),
             "title": f"History: {obj}",
             "subtitle": None,
             "object": obj,
             "opts": self.opts,
-            "entries": history_entries(page.object_list, request.user, obj),
+            "entries": entries,
             "page": page,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),

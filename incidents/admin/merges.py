@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents import merges, services
+from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
 
@@ -100,6 +101,14 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
                 lines.append((f"{len(merge.moved[kind])} {kind.replace('_', ' ')}",))
         return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", lines)) if lines else "—"
 
+    def records_listed(self, request, rows) -> list:
+        return [incident for merge in rows for incident in (merge.survivor, merge.merged)]
+
+    def records_shown(self, request, merge) -> list:
+        # Both incidents (the merged one by its id), and the claims that moved as this reader may see them.
+        moved = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(request.user)
+        return [merge.survivor, merge.merged, *moved.select_related("source")]
+
     def get_object(self, request, object_id, from_field=None):
         merge = super().get_object(request, object_id, from_field)
         if merge is not None:
@@ -162,6 +171,10 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             else [plan.merged, plan.survivor],
             "pair_url": pair_url,
         }
+        self.record_shown(
+            request,
+            confidential_among([plan.survivor, plan.merged, *plan.claims, *plan.conflicts], request.user),
+        )
         return TemplateResponse(request, "admin/incidents/incidentmerge/confirm.html", context)
 
     def undo_view(self, request, object_id):

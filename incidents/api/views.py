@@ -404,8 +404,12 @@ class IncidentViewSet(ResourceViewSet):
         incident = self.get_object()
         # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
         events = self.paginate_queryset(history_visible_to(incident, request.user))
-        _record_api_access(request, confidential_records_of(incident, request.user))
         entries = history_entries(events, request.user, incident)
+        # The incident with its claims, and what the entries name (the other incident of a pair).
+        named = [record for entry in entries for record in entry.named]
+        _record_api_access(
+            request, confidential_records_of(incident, request.user) | confidential_among(named, request.user)
+        )
         return self.get_paginated_response(HistoryEventSerializer(entries, many=True).data)
 
 
