@@ -376,6 +376,34 @@ class TestAdminPagesOfOtherRecords:
 
 
 class TestApi:
+    def test_the_revisions_list_and_detail_record_the_incident_and_the_claims_proposed(self, world):
+        recounted = IncidentRevision.objects.create(
+            incident=world.with_informant,
+            base_version=world.with_informant.version,
+            changes={"claims": [{"id": world.informant_claim.pk, "source": world.informant.pk, "people_count": 12}]},
+            needs_confidential_access=True,
+        )
+        retitled = IncidentRevision.objects.create(
+            incident=world.secret,
+            base_version=world.secret.version,
+            changes={"data": {"title": "Secret, retold"}},
+            needs_confidential_access=True,
+        )
+        client = client_for(world.rita)
+
+        listed = client.get(f"{API}/revisions/")
+        detail = client.get(f"{API}/revisions/{recounted.pk}/")
+
+        assert [row["id"] for row in results(listed)] == [retitled.pk, recounted.pk]
+        assert detail.json()["diff"], "the detail shows what accepting would change"
+        assert accesses() == [
+            (f"{API}/revisions/", [world.secret.pk], [world.informant_claim.pk], [world.informant.pk]),
+            (f"{API}/revisions/{recounted.pk}/", [], [world.informant_claim.pk], [world.informant.pk]),
+        ]
+        # Andy, without confidential access, is not shown them and leaves no record.
+        assert results(client_for(world.andy).get(f"{API}/revisions/")) == []
+        assert len(accesses()) == 2
+
     def test_detail_and_history_are_recorded(self, world):
         client = client_for(world.rita)
         assert client.get(incident_url(world.secret)).status_code == 200

@@ -3,15 +3,15 @@ the incident as it is now, accepted or rejected with a note. The decision is the
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from incidents import services
+from incidents.access import records_of_revision
 from incidents.admin.base import SERVICE_REFUSALS, RecordedReadsMixin, StaffRecordMixin, VisibilityMixin
-from incidents.models import Claim, IncidentRevision, RevisionState, Source
+from incidents.models import IncidentRevision
 
 
 @admin.register(IncidentRevision)
@@ -42,17 +42,7 @@ class IncidentRevisionAdmin(StaffRecordMixin, RecordedReadsMixin, VisibilityMixi
         return [revision.incident for revision in rows]
 
     def records_shown(self, request, revision) -> list:
-        if revision.state != RevisionState.PENDING:
-            return [revision.incident]
-        # What accepting would change: the incident's own fields and, when the revision proposes
-        # claims, the incident's claims as they are and as proposed, each with its source.
-        proposed_claims = revision.changes.get("claims", [])
-        if not proposed_claims:
-            return [revision.incident]
-        existing = {row["id"] for row in proposed_claims if row.get("id")}
-        claims = Claim.objects.visible_to(request.user).filter(Q(incident=revision.incident_id) | Q(pk__in=existing))
-        sources = Source.objects.visible_to(request.user).filter(pk__in={row.get("source") for row in proposed_claims})
-        return [revision.incident, *claims.select_related("source"), *sources]
+        return records_of_revision(revision, request.user)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         revision = self.get_object(request, object_id)

@@ -23,6 +23,7 @@ from incidents.access import (
     confidential_records_of,
     record_confidential_access,
     recording_list_access,
+    records_of_revision,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch
 from incidents.api.pagination import HistoryPagination
@@ -429,6 +430,17 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
         )
         state = self.request.query_params.get("state")
         return revisions.filter(state=state) if state else revisions
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        shown = [record for revision in page for record in records_of_revision(revision, request.user)]
+        _record_api_access(request, confidential_among(shown, request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        revision = self.get_object()
+        _record_api_access(request, confidential_among(records_of_revision(revision, request.user), request.user))
+        return Response(self.get_serializer(revision).data)
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
