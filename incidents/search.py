@@ -18,7 +18,7 @@ fewer than COLLECT_BELOW are collected from the index and sorted; more are found
 incidents in the list's order, which stops after a page (collecting hundreds of thousands of
 matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
 the latter: the newest incidents, testing a few rows, as long as enough incidents lack the words
-(MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused); and when the words it leaves out
+(MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused at scale); and when the words it leaves out
 are in no incident, the statistics answer from their kept totals (`selects_everything`).
 """
 
@@ -49,8 +49,10 @@ COLLECT_BELOW = 5_000
 # lack it) took 25 ms a page of 50, `-the -north` (2%) 52 ms and 162 ms a page of 200, while `-inc`
 # (a word of every public id) read every incident's words to find none, 0.64 s warm and 2.2 s cold.
 # No index finds what lacks a word: a user who means "the few incidents without X" is better served
-# by being asked for a word they have.
+# by being asked for a word they have. Where there are few incidents in all, reading every one is
+# cheap (a tenth of the million's 0.64-2.2 s below this many), and the search is served.
 MIN_SHARE_LEFT = 0.02
+REFUSED_ABOVE_INCIDENTS = 100_000
 
 # A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
 _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
@@ -122,7 +124,7 @@ class IncidentSearch:
             search_type = "phrase" if term.phrase else "plain"
             queries[term.excluded].append(SearchQuery(term.words, search_type=search_type, config=SEARCH_CONFIG))
         search = cls(included=queries[False], excluded=queries[True])
-        if not search.included and search.excluded and search._share_left() < MIN_SHARE_LEFT:
+        if not search.included and search.excluded and search._reads_nearly_every_incident():
             raise ValidationError(
                 "Nearly every incident has %(words)s: a search that only leaves out words so common would "
                 "read every incident. Add a word to find, or leave out rarer ones.",
@@ -172,13 +174,14 @@ class IncidentSearch:
         # No index finds what lacks a word: a search that only leaves words out is always this one.
         return incidents.filter(**{f"search_document__{words}": query})
 
-    def _share_left(self) -> float:
-        """The share of incidents the search leaves in, by PostgreSQL's estimate from its statistics
-        on the words anyone may read (no row read; a confidential claim's words never decide). Two
-        queries."""
+    def _reads_nearly_every_incident(self) -> bool:
+        """Whether the search leaves in less than MIN_SHARE_LEFT of more than REFUSED_ABOVE_INCIDENTS
+        incidents, by PostgreSQL's estimate from its statistics on the words anyone may read (no row
+        read; a confidential claim's words never decide). Two queries."""
         documents = IncidentSearchDocument.objects.order_by()
+        incidents = _estimated_rows(documents)
         left = _estimated_rows(documents.filter(disclosed=self._query()))
-        return left / max(_estimated_rows(documents), 1)
+        return incidents > REFUSED_ABOVE_INCIDENTS and left < MIN_SHARE_LEFT * incidents
 
     def _few_matches(self, matches) -> bool:
         """Whether fewer than COLLECT_BELOW incidents match, by PostgreSQL's estimate from its

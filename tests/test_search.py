@@ -296,11 +296,21 @@ class TestLeavingOutCommonWords:
         stats = client_for().get(f"{API}/incidents/stats/", {"group_by": "perpetrator", "q": "-border"})
         assert stats.json()["total"]["incidents"] == 2
 
+    def test_leaving_out_a_word_of_every_incident_is_served_where_incidents_are_few(
+        self, border_incidents, monkeypatch
+    ):
+        # Reading every incident's words is cheap below REFUSED_ABOVE_INCIDENTS: no refusal there.
+        monkeypatch.setattr(search, "MIN_SHARE_LEFT", 0.15)
+        answer = client_for().get(f"{API}/incidents/", {"q": "-inc"})
+        assert answer.status_code == 200
+        assert answer.json()["results"] == []
+
     def test_leaving_out_a_word_of_every_incident_is_refused_naming_q(
         self, client, reviewer, border_incidents, monkeypatch
     ):
         # PostgreSQL expects one row at least, 10% of ten incidents: the bound is raised above it.
         monkeypatch.setattr(search, "MIN_SHARE_LEFT", 0.15)
+        monkeypatch.setattr(search, "REFUSED_ABOVE_INCIDENTS", 0)
         refusal = 'Nearly every incident has "inc": a search that only leaves out words so common'
         for path, parameters in [
             (f"{API}/incidents/", {"q": "-inc"}),
