@@ -363,7 +363,7 @@ def make_incidents_for_chunks(count: int) -> None:
     )
 
 
-def serve(path: str, **environ) -> HttpResponseBase:
+def wsgi_response(path: str, **environ) -> HttpResponseBase:
     """`path` answered by the WSGI application as gunicorn calls it, which then reads the response
     and closes it however the download ends (the test client closes a download only once read to
     its end)."""
@@ -379,7 +379,7 @@ def served_elsewhere(path: str = EXPORT_URL, **environ) -> HttpResponseBase:
 
     def download():
         try:
-            response = serve(path, **environ)
+            response = wsgi_response(path, **environ)
             response.content_read = b"".join(response)
             response.close()
             return response
@@ -394,8 +394,11 @@ class TestExportsAtOnce:
     """At most EXPORTS_AT_ONCE downloads stream at once, across every worker: each holds a server
     thread until it ends, and a burst of them would leave no thread to other requests."""
 
-    @pytest.fixture(autouse=True)
-    def one_at_once(self, settings):
+    @pytest.fixture
+    def serve(self, settings):
+        """`wsgi_response` with one export at once; what a test leaves open is closed at its end, as
+        the server would close it: a COPY left open holds its connection, which could then not even
+        be rolled back."""
         settings.EXPORTS_AT_ONCE = 1
         # The WSGI application closes the database connection around each request; this test's
         # transaction lives on it, so keep it open (as Django's test client does).
@@ -405,11 +408,19 @@ class TestExportsAtOnce:
         # slots are still held by this test's connection.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock_all()")
-        yield
+        served = []
+
+        def serve(path: str, **environ) -> HttpResponseBase:
+            served.append(wsgi_response(path, **environ))
+            return served[-1]
+
+        yield serve
+        for response in served:
+            response.close()
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
 
-    def test_while_every_slot_streams_another_export_is_told_when_to_come_back(self):
+    def test_while_every_slot_streams_another_export_is_told_when_to_come_back(self, serve):
         make_incidents_for_chunks(300)
         streaming = serve(EXPORT_URL)
         chunks = iter(streaming)
@@ -431,14 +442,14 @@ class TestExportsAtOnce:
         assert served_elsewhere().status_code == 200
         assert served_elsewhere("/incidents.csv").status_code == 200
 
-    def test_an_export_sent_away_busy_does_not_spend_the_clients_rate(self, settings):
+    def test_an_export_sent_away_busy_does_not_spend_the_clients_rate(self, serve, settings):
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "1/minute"}}
         streaming = serve(EXPORT_URL)
         assert [served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code for _ in range(3)] == [503, 503, 503]
         streaming.close()
         assert served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code == 200
 
-    def test_a_download_broken_off_or_never_started_gives_its_slot_back(self):
+    def test_a_download_broken_off_or_never_started_gives_its_slot_back(self, serve):
         make_incidents_for_chunks(300)
         # The client goes away after the first chunk.
         broken_off = serve(EXPORT_URL)
@@ -449,7 +460,7 @@ class TestExportsAtOnce:
         serve("/incidents.csv").close()
         assert served_elsewhere().status_code == 200
 
-    def test_a_download_that_fails_midway_gives_its_slot_back(self, monkeypatch):
+    def test_a_download_that_fails_midway_gives_its_slot_back(self, serve, monkeypatch):
         # The database fails once the first chunk, the byte order mark, has left.
         monkeypatch.setattr(exports, "copy_statement", lambda *args, **kwargs: "COPY (SELECT 1 / 0) TO STDOUT")
         failing = serve(EXPORT_URL, QUERY_STRING="bom=1")
