@@ -4,25 +4,34 @@ A DRF view, so it authenticates like the rest of the API (session, token); the r
 stream from `incidents.exports`, never serialized by DRF.
 """
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
 
 from incidents.api.renderers import JSONRenderer
+from incidents.api.schema import DETAIL_ERROR
 from incidents.api.throttling import ExportThrottle
-from incidents.exports import stream_incidents_csv
+from incidents.exports import ChunksInSlot, export_slot_take, stream_incidents_csv
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
+
+# How long a client sent away because every export slot is busy should wait: about what a whole
+# export of 1,000,000 incidents took to download under load (12-18 s, bench/README.md "Load test").
+EXPORT_SLOT_RETRY_SECONDS = 15
 
 
 def incidents_csv_response(
@@ -32,15 +41,32 @@ def incidents_csv_response(
     export_filters: Mapping[str, Any],
     bom: bool = False,
     page_url_prefix: str | None = None,
-) -> StreamingHttpResponse:
+) -> HttpResponseBase:
     """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(request.user)`
     and selected with `export_filters` (recorded with the download when it holds confidential records).
 
     The rows are read while the response is sent, not here: the first bytes leave before the
     database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and
-    the public pages' downloads (which add each row's `page_url_prefix`, see
-    `incidents.exports.copy_statement`)."""
-    filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    the public pages' downloads (which add each row's `page_url`, see
+    `incidents.exports.copy_statement`), so every door is bounded alike (runs a query or two):
+
+    - 503 while EXPORTS_AT_ONCE exports are streaming (`export_slot_take`): each holds a server
+      thread for its whole download, and a burst of them would leave none to other requests. The
+      download holds its slot until it ends, fails or is broken off (`ChunksInSlot`).
+    - 429 once the client has spent its export rate (`ExportThrottle`, one count per client whichever
+      door it exports through). Counted only once a slot is taken, so a client that a busy server
+      sent away, and that comes back after Retry-After, has not spent its rate on exports never run."""
+    slot = export_slot_take()
+    if slot is None:
+        return _export_refused(
+            request,
+            status=503,
+            seconds=EXPORT_SLOT_RETRY_SECONDS,
+            message=_(
+                "Too many CSV exports are running at once (at most %(count)d). Try again in %(seconds)d seconds."
+            ),
+            count=settings.EXPORTS_AT_ONCE,
+        )
     rows = stream_incidents_csv(
         queryset,
         request.user,
@@ -50,11 +76,35 @@ def incidents_csv_response(
         bom=bom,
         page_url_prefix=page_url_prefix,
     )
+    chunks = ChunksInSlot(rows, slot)
+    throttle = ExportThrottle()
+    if not throttle.allow_request(request, view=None):
+        chunks.close()
+        return _export_refused(
+            request,
+            status=429,
+            # No wait when the client's history holds more than the rate (since lowered) allows: a period.
+            seconds=math.ceil(throttle.wait() or throttle.duration),
+            message=_("Too many CSV exports from you (at most %(rate)s). Try again in %(seconds)d seconds."),
+            rate=throttle.rate,
+        )
+    filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
     return StreamingHttpResponse(
-        rows,
+        chunks,
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+def _export_refused(request, *, status: int, seconds: int, message: str, **values) -> HttpResponse:
+    """An export not started, and when to try again (`message` with `seconds` and `values`): JSON at
+    the API, like DRF's own throttling (`{"detail": …}`), plain text at the admin and the public
+    pages, whose downloads a browser shows."""
+    text = message % {"seconds": seconds, **values}
+    headers = {"Retry-After": str(seconds)}
+    if isinstance(request, Request):
+        return JsonResponse({"detail": text}, status=status, headers=headers)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8", status=status, headers=headers)
 
 
 class CsvOptionsSerializer(serializers.Serializer):
@@ -66,7 +116,13 @@ class CsvOptionsSerializer(serializers.Serializer):
 @extend_schema(
     filters=True,
     parameters=[CsvOptionsSerializer],
-    responses={(200, "text/csv"): OpenApiTypes.BINARY, 400: OpenApiTypes.OBJECT},
+    responses={
+        (200, "text/csv"): OpenApiTypes.BINARY,
+        400: OpenApiTypes.OBJECT,
+        # Refusals are JSON whatever the export's type (`incidents_csv_response`).
+        (429, "application/json"): DETAIL_ERROR,
+        (503, "application/json"): DETAIL_ERROR,
+    },
 )
 class IncidentCsvView(GenericAPIView):
     """The incidents the user may see, filtered like the incident list, as CSV (columns in the README)."""
@@ -83,9 +139,6 @@ class IncidentCsvView(GenericAPIView):
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
 
-    def get_throttles(self):
-        return [*super().get_throttles(), ExportThrottle()]
-
     def get_queryset(self):
         return incidents_read_by(self.request.user, self.request.query_params)
 
@@ -93,7 +146,7 @@ class IncidentCsvView(GenericAPIView):
         return filtered_csv_response(self, request, self.get_queryset())
 
 
-def filtered_csv_response(view, request, incidents: QuerySet) -> StreamingHttpResponse:
+def filtered_csv_response(view, request, incidents: QuerySet) -> HttpResponseBase:
     """`incidents` (already limited by visible_to) filtered by `view`'s filter set and streamed as CSV.
 
     Serves this view and the incident list's `?format=csv`. Every bad parameter is reported at

@@ -19,11 +19,12 @@ the same columns under the same rules.
 import codecs
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from functools import reduce
 from typing import IO, Any
 
 import psycopg
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import BooleanField, Expression, Lookup, Q, QuerySet, Value
@@ -322,6 +323,60 @@ def stream_incidents_csv(
             yield bytes(buffer)
             if on_rows:
                 on_rows(rows_in_buffer)
+
+
+# The export slots: session-level advisory locks on the primary, keyed (this namespace, slot number
+# 1 to EXPORTS_AT_ONCE), the two-key form, apart from the one-key locks of releases.
+_EXPORT_SLOT_NAMESPACE = "hashtext('incidents.export_slot')"
+
+
+def export_slot_take() -> int | None:
+    """Take a free export slot and return its number, or None while EXPORTS_AT_ONCE exports hold
+    every one. Runs one query per slot tried.
+
+    The slot is an advisory lock of this thread's connection to the primary, the connection the
+    export's COPY then streams on (`stream_incidents_csv`), whether or not the request's other reads
+    go to a replica: every worker of every app server shares the primary, where each replica would
+    count only its own. Session-level, so that it outlives the view's return for the stream that
+    follows; given back by `export_slot_release`, or by PostgreSQL when the connection dies with its
+    worker. One statement per slot rather than one for them all: PostgreSQL does not promise to stop
+    calling a locking function in a WHERE once a LIMIT is met, and a slot taken by a row left out
+    would be held for nothing."""
+    with connection.cursor() as cursor:
+        for slot in range(1, settings.EXPORTS_AT_ONCE + 1):
+            cursor.execute(f"SELECT pg_try_advisory_lock({_EXPORT_SLOT_NAMESPACE}, %s)", [slot])
+            if cursor.fetchone()[0]:
+                return slot
+    return None
+
+
+def export_slot_release(slot: int) -> None:
+    """Give back a slot `export_slot_take` returned on this thread's connection. Runs a query."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_unlock({_EXPORT_SLOT_NAMESPACE}, %s)", [slot])
+
+
+class ChunksInSlot:
+    """An export's chunks (`stream_incidents_csv`) as a response's iterable, holding the export slot
+    `slot` until the response is closed.
+
+    A WSGI server closes the response however the download ends: sent to the last byte, failed
+    midway, broken off by a client that went away, or never started (whose generator alone would
+    see nothing: an unstarted generator's `finally` never runs). The COPY's transaction ends first,
+    then the slot is given back on the same connection."""
+
+    def __init__(self, chunks: Generator[bytes, None, None], slot: int):
+        self._chunks = chunks
+        self._slot = slot
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+        if self._slot is not None:
+            slot, self._slot = self._slot, None
+            export_slot_release(slot)
 
 
 def write_incidents_csv(

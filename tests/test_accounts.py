@@ -337,6 +337,15 @@ class TestLockout:
         assert not ApiToken.objects.exists()
 
 
+def export_status(client, path: str, **extra) -> int:
+    """The status of a CSV download, read to its end, after which the test client closes it as a
+    server does, giving back its export slot."""
+    response = client.get(path, **extra)
+    if response.streaming:
+        b"".join(response.streaming_content)
+    return response.status_code
+
+
 def bearer(key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
@@ -494,6 +503,70 @@ class TestThrottling:
         # A signed-in analyst counts on their own account.
         _, key = token_create(user=make_user(roles.ANALYST), name="exports")
         assert bearer(key).get(f"{API}/incidents.csv").status_code == 200
+
+    def test_an_export_over_the_rate_is_told_when_to_come_back(self, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "2/minute"}}
+        client = APIClient()
+        assert [export_status(client, f"{API}/incidents.csv") for _ in range(2)] == [200, 200]
+        refused = client.get(f"{API}/incidents.csv")
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 60
+        seconds = refused["Retry-After"]
+        assert refused.json() == {
+            "detail": f"Too many CSV exports from you (at most 2/minute). Try again in {seconds} seconds."
+        }
+
+    def test_the_public_downloads_are_throttled_like_the_api_export(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"anon": "100/minute", "user": "100/minute", "export": "2/minute"},
+        }
+        incident = make_incident()
+        visitor = Client(REMOTE_ADDR="192.0.2.50")
+        assert export_status(visitor, "/incidents.csv") == 200
+        assert export_status(visitor, f"/incidents/{incident.public_id}.csv") == 200
+        refused = visitor.get("/incidents.csv")
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 60
+        assert refused["Content-Type"] == "text/plain; charset=utf-8"
+        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2/minute).")
+        assert export_status(visitor, f"/ko/incidents/{incident.public_id}.csv") == 429
+        # One count per client whichever door it exports through; another client has its own.
+        assert export_status(APIClient(REMOTE_ADDR="192.0.2.50"), f"{API}/incidents.csv") == 429
+        assert export_status(Client(REMOTE_ADDR="192.0.2.51"), "/incidents.csv") == 200
+
+    def test_behind_a_declared_proxy_the_public_downloads_count_the_address_it_saw(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"export": "2/minute"},
+            "NUM_PROXIES": 1,
+        }
+        visitor = Client()
+
+        def download(forwarded_for):
+            return export_status(visitor, "/incidents.csv", HTTP_X_FORWARDED_FOR=forwarded_for)
+
+        # What the client wrote before the proxy's entry does not make it another client.
+        assert [download(f"192.0.2.{n}, 203.0.113.5") for n in range(3)] == [200, 200, 429]
+        assert download("203.0.113.5, 203.0.113.6") == 200
+
+    def test_the_admins_exports_count_on_the_staff_account_like_its_api_exports(self, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "2/minute"}}
+        incident = make_incident()
+        analyst = make_user(roles.ANALYST)
+        staff = Client()
+        staff.force_login(analyst)
+        assert export_status(staff, "/admin/incidents/incident/export.csv") == 200
+        _, key = token_create(user=analyst, name="exports")
+        assert export_status(bearer(key), f"{API}/incidents.csv") == 200
+        refused = staff.get("/admin/incidents/incident/export.csv")
+        assert refused.status_code == 429
+        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2/minute).")
+        action = {"action": "export_selected_as_csv", "_selected_action": [incident.pk]}
+        assert staff.post("/admin/incidents/incident/", action).status_code == 429
+        colleague = Client()
+        colleague.force_login(make_user(roles.ANALYST))
+        assert export_status(colleague, "/admin/incidents/incident/export.csv") == 200
 
 
 class TestTransport:

@@ -3,14 +3,20 @@
 import codecs
 import csv
 import io
+import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from wsgiref.util import setup_testing_defaults
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.http import StreamingHttpResponse
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
+from django.http import HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 
-from incidents import roles
+from incidents import exports, roles
 from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
 from incidents.models import AccessDoor, Incident, Involvement, Source
 from tests.factories import (
@@ -22,6 +28,7 @@ from tests.factories import (
     make_source,
     make_user,
 )
+from tracker.wsgi import application
 
 EXPORT_URL = "/api/v1/incidents.csv"
 # The two HTTP doors of the same export: the CSV endpoint and the incident list's `?format=csv`.
@@ -297,9 +304,10 @@ class TestStreaming:
     def test_the_query_count_does_not_grow_with_the_rows(self, client, django_assert_num_queries):
         for _ in range(5):
             make_claim(incident=make_incident(places=[make_place()]))
-        # SAVEPOINT, SET LOCAL datestyle, RELEASE SAVEPOINT. The rows come from one COPY statement
-        # on the same connection, which Django's query log does not see.
-        with django_assert_num_queries(3):
+        # The export slot taken, SAVEPOINT, SET LOCAL datestyle, RELEASE SAVEPOINT, the slot given
+        # back. The rows come from one COPY statement on the same connection, which Django's query
+        # log does not see.
+        with django_assert_num_queries(5):
             assert len(read_csv(download(client))) == 5
 
     def test_progress_counts_the_data_rows_of_each_chunk(self):
@@ -339,6 +347,130 @@ class TestStreaming:
         # cancels the COPY and rolls back its transaction.
         stream.close()
         assert Incident.objects.count() == 600
+
+
+def make_incidents_for_chunks(count: int) -> None:
+    """`count` published incidents of about 400 bytes a row: CHUNK_BYTES holds about 160 of them."""
+    Incident.objects.bulk_create(
+        Incident(
+            title=f"{number:04d} " + "x" * 290,
+            incident_type=incident_type(),
+            date_start=date(2023, 1, 1),
+            date_end=date(2023, 1, 1),
+            review_state="published",
+        )
+        for number in range(count)
+    )
+
+
+def wsgi_response(path: str, **environ) -> HttpResponseBase:
+    """`path` answered by the WSGI application as gunicorn calls it, which then reads the response
+    and closes it however the download ends (the test client closes a download only once read to
+    its end)."""
+    environ = {"PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1", **environ}
+    setup_testing_defaults(environ)
+    return application(environ, lambda status, headers, exc_info=None: None)
+
+
+def served_elsewhere(path: str = EXPORT_URL, **environ) -> HttpResponseBase:
+    """`path` served, read to its end and closed, from another thread and so on another database
+    connection, as another server thread or worker would serve it: the connection of this test
+    would take a slot it holds once more (advisory locks stack within a session)."""
+
+    def download():
+        try:
+            response = wsgi_response(path, **environ)
+            response.content_read = b"".join(response)
+            response.close()
+            return response
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(download).result()
+
+
+class TestExportsAtOnce:
+    """At most EXPORTS_AT_ONCE downloads stream at once, across every worker: each holds a server
+    thread until it ends, and a burst of them would leave no thread to other requests."""
+
+    @pytest.fixture
+    def serve(self, settings):
+        """`wsgi_response` with one export at once; what a test leaves open is closed at its end, as
+        the server would close it: a COPY left open holds its connection, which could then not even
+        be rolled back."""
+        settings.EXPORTS_AT_ONCE = 1
+        # The WSGI application closes the database connection around each request; this test's
+        # transaction lives on it, so keep it open (as Django's test client does).
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        # Downloads other tests left unread were never closed, as a server would close them: their
+        # slots are still held by this test's connection.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+        served = []
+
+        def serve(path: str, **environ) -> HttpResponseBase:
+            served.append(wsgi_response(path, **environ))
+            return served[-1]
+
+        yield serve
+        for response in served:
+            response.close()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+    def test_while_every_slot_streams_another_export_is_told_when_to_come_back(self, serve):
+        make_incidents_for_chunks(300)
+        streaming = serve(EXPORT_URL)
+        chunks = iter(streaming)
+        first_chunk = next(chunks)
+
+        busy = served_elsewhere()
+        assert busy.status_code == 503
+        assert busy["Retry-After"] == "15"
+        assert json.loads(busy.content) == {
+            "detail": "Too many CSV exports are running at once (at most 1). Try again in 15 seconds."
+        }
+        public = served_elsewhere("/incidents.csv")
+        assert (public.status_code, public["Retry-After"]) == (503, "15")
+        assert public.content.decode().startswith("Too many CSV exports are running at once (at most 1).")
+
+        # Read to its end and closed, the first download gives its slot back.
+        assert len(read_csv(first_chunk + b"".join(chunks))) == 300
+        streaming.close()
+        assert served_elsewhere().status_code == 200
+        assert served_elsewhere("/incidents.csv").status_code == 200
+
+    def test_an_export_sent_away_busy_does_not_spend_the_clients_rate(self, serve, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "1/minute"}}
+        streaming = serve(EXPORT_URL)
+        assert [served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code for _ in range(3)] == [503, 503, 503]
+        streaming.close()
+        assert served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code == 200
+
+    def test_a_download_broken_off_or_never_started_gives_its_slot_back(self, serve):
+        make_incidents_for_chunks(300)
+        # The client goes away after the first chunk.
+        broken_off = serve(EXPORT_URL)
+        next(iter(broken_off))
+        broken_off.close()
+        assert served_elsewhere().status_code == 200
+        # The client goes away before it.
+        serve("/incidents.csv").close()
+        assert served_elsewhere().status_code == 200
+
+    def test_a_download_that_fails_midway_gives_its_slot_back(self, serve, monkeypatch):
+        # The database fails once the first chunk, the byte order mark, has left.
+        monkeypatch.setattr(exports, "copy_statement", lambda *args, **kwargs: "COPY (SELECT 1 / 0) TO STDOUT")
+        failing = serve(EXPORT_URL, QUERY_STRING="bom=1")
+        chunks = iter(failing)
+        assert next(chunks) == codecs.BOM_UTF8
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            next(chunks)
+        failing.close()
+        monkeypatch.undo()
+        assert served_elsewhere().status_code == 200
 
 
 class TestCommand:

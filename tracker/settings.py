@@ -391,6 +391,13 @@ IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about
 # 20 KB per row that updates an incident and 3 KB per new one (README, "CSV import"; bench/README.md).
 IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000)
+# CSV exports streaming at once from the web doors, across every worker and app server (slots held
+# on the primary: `incidents.exports.export_slot_take`). Each holds a gunicorn thread for as long as
+# its download lasts: below the threads of the deployment (2 workers x 4), so that exports, however
+# many a client's rate allows, leave threads to every other request.
+EXPORTS_AT_ONCE = env_int("TRACKER_EXPORTS_AT_ONCE", 2)
+if EXPORTS_AT_ONCE < 1:
+    raise ImproperlyConfigured(f"TRACKER_EXPORTS_AT_ONCE must be 1 or more; got {EXPORTS_AT_ONCE}.")
 
 # REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);
 # writes need the model's add/change/delete permission. Throttled per client IP (anonymous) or per

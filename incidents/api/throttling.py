@@ -35,7 +35,9 @@ class ClientThrottle(CurrentRateMixin, SimpleRateThrottle):
 
 
 class ExportThrottle(ClientThrottle):
-    """CSV exports (TRACKER_API_EXPORT_RATE): each reads every matching incident."""
+    """CSV exports (TRACKER_API_EXPORT_RATE): each reads every matching incident. Counted at every
+    HTTP door of the export, the API's, the admin's and the public pages' alike, by the CSV
+    response they share (`incidents.csv_views.incidents_csv_response`), not by DRF's view."""
 
     scope = "export"
 

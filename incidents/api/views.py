@@ -42,7 +42,6 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
-from incidents.api.throttling import ExportThrottle
 from incidents.csv_views import filtered_csv_response
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
@@ -199,6 +198,8 @@ FORMAT_PARAMETER = OpenApiParameter(
             (200, "application/json"): IncidentSerializer(many=True),
             (200, "application/geo+json"): FEATURE_COLLECTION,
             (200, "text/csv"): OpenApiTypes.BINARY,
+            # `?format=csv` only: every export slot busy (`csv_views.incidents_csv_response`).
+            (503, "application/json"): DETAIL_ERROR,
         },
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
@@ -228,10 +229,6 @@ class IncidentViewSet(ResourceViewSet):
 
     def wants_csv(self) -> bool:
         return self.action == "list" and self.request.query_params.get("format") == "csv"
-
-    def get_throttles(self):
-        # `?format=csv` is an export, counted in the exports' own scope like /api/v1/incidents.csv.
-        return [*super().get_throttles(), ExportThrottle()] if self.wants_csv() else super().get_throttles()
 
     def perform_content_negotiation(self, request, force=False):
         # The CSV body is a COPY stream (incidents.exports) that no renderer produces; its errors
