@@ -141,6 +141,20 @@ class IncidentSearch:
             query &= part
         return query
 
+    def _any_excluded(self) -> SearchQuery:
+        """Any of the words the search leaves out, as one tsquery (it must leave some out)."""
+        any_excluded = self.excluded[0]
+        for excluded in self.excluded[1:]:
+            any_excluded |= excluded
+        return any_excluded
+
+    def left_out(self) -> "IncidentSearch":
+        """The search of the incidents this one leaves out, for a search that only leaves words
+        out: those with any of its words. Over what a reader may see, the two share no incident and
+        together are all of them, so a statistic of this one's few matches, taken from kept totals,
+        answers the other (`incidents.statistics`)."""
+        return IncidentSearch(included=[self._any_excluded()], excluded=[])
+
     def selects_everything(self) -> bool:
         """True when the search leaves every incident in: it has no words to find, and those it
         leaves out are no incident's (whatever the reader may see). One query when it only
@@ -149,13 +163,10 @@ class IncidentSearch:
             return False
         if not self.excluded:
             return True
-        any_excluded = self.excluded[0]
-        for excluded in self.excluded[1:]:
-            any_excluded |= excluded
         # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
         # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
         # index says at once that there is none.
-        found = IncidentSearchDocument.objects.filter(complete=any_excluded).order_by()[:1_000]
+        found = IncidentSearchDocument.objects.filter(complete=self._any_excluded()).order_by()[:1_000]
         return found.count() == 0
 
     def filter(self, incidents, *, user):
@@ -165,12 +176,23 @@ class IncidentSearch:
         query = self._query()
         if query is None:
             return incidents
-        words = "complete" if can_see_confidential(user) else "disclosed"
-        matches = IncidentSearchDocument.objects.filter(**{words: query}).order_by()
-        if self.included and self._few_matches(matches):
-            return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
+        found = self.found_if_few(incidents, user=user)
+        if found is not None:
+            return found
         # No index finds what lacks a word: a search that only leaves words out is always this one.
-        return incidents.filter(**{f"search_document__{words}": query})
+        return incidents.filter(**{f"search_document__{_words_read_by(user)}": query})
+
+    def found_if_few(self, incidents, *, user):
+        """The incidents of the queryset `incidents` (already limited to what `user` may see) that
+        the search finds for `user`, collected from the index, when it has words to find and few
+        incidents match (`_few_matches`); else None. One query, two for several common words; none
+        for a search that only leaves words out."""
+        if not self.included:
+            return None
+        matches = IncidentSearchDocument.objects.filter(**{_words_read_by(user): self._query()}).order_by()
+        if not self._few_matches(matches):
+            return None
+        return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
 
     def _share_left(self) -> float:
         """The share of incidents the search leaves in, by PostgreSQL's estimate from its statistics
@@ -189,6 +211,12 @@ class IncidentSearch:
         if _estimated_rows(matches) < COLLECT_BELOW:
             return True
         return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW
+
+
+def _words_read_by(user) -> str:
+    """The words of an incident `user` searches (IncidentSearchDocument): with the confidential
+    claims' words, or only those anyone may read."""
+    return "complete" if can_see_confidential(user) else "disclosed"
 
 
 def _estimated_rows(queryset) -> float:
