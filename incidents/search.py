@@ -19,7 +19,8 @@ incidents in the list's order, which stops after a page (collecting hundreds of 
 matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
 the latter: the newest incidents, testing a few rows, as long as enough incidents lack the words
 (MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused); and when the words it leaves out
-are in no incident, the statistics answer from their kept totals (`selects_everything`).
+are in no incident, the statistics answer from their kept totals (`selects_everything`), when they
+are in few, from their kept totals less those few incidents (`left_out`).
 """
 
 import json
@@ -182,15 +183,15 @@ class IncidentSearch:
         # No index finds what lacks a word: a search that only leaves words out is always this one.
         return incidents.filter(**{f"search_document__{_words_read_by(user)}": query})
 
-    def found_if_few(self, incidents, *, user):
+    def found_if_few(self, incidents, *, user, fewer_than: int = COLLECT_BELOW):
         """The incidents of the queryset `incidents` (already limited to what `user` may see) that
-        the search finds for `user`, collected from the index, when it has words to find and few
-        incidents match (`_few_matches`); else None. One query, two for several common words; none
-        for a search that only leaves words out."""
+        the search finds for `user`, collected from the index, when it has words to find and fewer
+        than `fewer_than` incidents match (`_few_matches`); else None. One query, two for several
+        common words; none for a search that only leaves words out."""
         if not self.included:
             return None
         matches = IncidentSearchDocument.objects.filter(**{_words_read_by(user): self._query()}).order_by()
-        if not self._few_matches(matches):
+        if not self._few_matches(matches, fewer_than):
             return None
         return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
 
@@ -202,15 +203,15 @@ class IncidentSearch:
         left = _estimated_rows(documents.filter(disclosed=self._query()))
         return left / max(_estimated_rows(documents), 1)
 
-    def _few_matches(self, matches) -> bool:
-        """Whether fewer than COLLECT_BELOW incidents match, by PostgreSQL's estimate from its
+    def _few_matches(self, matches, fewer_than: int) -> bool:
+        """Whether fewer than `fewer_than` incidents match, by PostgreSQL's estimate from its
         statistics on the words (no row read). Several words each common may still be rare together
         ("repatriation torture"), which the estimate, taking the words as independent, cannot tell:
         their matches are then counted, up to the bound. A count reads each match's row, which
         costs more than the estimate: for one word (most searches) the estimate is enough."""
-        if _estimated_rows(matches) < COLLECT_BELOW:
+        if _estimated_rows(matches) < fewer_than:
             return True
-        return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW
+        return len(self.included) > 1 and matches[:fewer_than].count() < fewer_than
 
 
 def _words_read_by(user) -> str:

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
-from incidents import roles, search, statistics
+from incidents import roles, statistics
 from incidents.importers import import_incidents_csv
 from incidents.merges import incident_merge, incident_merge_undo
 from incidents.models import (
@@ -586,7 +586,7 @@ def test_leaving_out_a_rare_word_takes_its_few_incidents_from_the_kept_totals(
                 left_out = everything["total"]["incidents"] - subtracted["total"]["incidents"]
                 assert counted == [left_out], (group_by, query)
                 with monkeypatch.context() as patched:
-                    patched.setattr(search, "COLLECT_BELOW", 0)
+                    patched.setattr(statistics, "SUBTRACT_BELOW", 0)
                     reference, reference_from_totals = asked(user, client, group_by, query)
                 assert not reference_from_totals, (group_by, query)
                 assert subtracted == reference, (group_by, query)
