@@ -143,7 +143,7 @@ def _kept_sums(
 def _kept_minus_left_out(filterset: IncidentFilterSet, group_by: str) -> tuple[list[dict], dict] | None:
     """For a search (`q`) that only leaves words out, with filters the kept totals answer: the
     groups and the total of the other filters from kept totals, less those of the incidents the
-    search leaves out, when they are few (`_left_out_if_few`); None otherwise. Five or six queries,
+    search leaves out, when they are few (`_left_out_if_few`); None otherwise. Three to six queries,
     none of which reads every incident."""
     search = filterset.form.cleaned_data.get("q")
     if not search or search.included or not search.excluded:
