@@ -1,7 +1,7 @@
 """Counts and sums of people over a filtered set of incidents, grouped by year, month, country,
 type or perpetrator, without ever counting an incident twice.
 
-Two ways to the same answer:
+Ways to the same answer:
 
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
   migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
@@ -167,6 +167,7 @@ def _left_out_if_few(filterset: IncidentFilterSet, search):
     out) leaves out: those with any of its words, as the filter set's reader may search them
     (a confidential claim's words only for a reader who may see it), collected from the search's
     index when fewer than SUBTRACT_BELOW (`IncidentSearch.found_if_few`); else None. One query."""
+    # The filter set's incidents but for its search: each of its other filters in turn, as it applies them.
     others = filterset.queryset.order_by()
     for name, value in filterset.form.cleaned_data.items():
         if name != "q":
