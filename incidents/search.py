@@ -18,8 +18,9 @@ fewer than COLLECT_BELOW are collected from the index and sorted; more are found
 incidents in the list's order, which stops after a page (collecting hundreds of thousands of
 matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
 the latter: the newest incidents, testing a few rows, as long as enough incidents lack the words
-(MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused at scale); and when the words it leaves out
-are in no incident, the statistics answer from their kept totals (`selects_everything`).
+(MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused at scale); and when the words it
+leaves out are in no incident, the statistics answer from their kept totals (`selects_everything`),
+when they are in few, from their kept totals less those few incidents (`left_out`).
 """
 
 import json
@@ -143,6 +144,20 @@ class IncidentSearch:
             query &= part
         return query
 
+    def _any_excluded(self) -> SearchQuery:
+        """Any of the words the search leaves out, as one tsquery (it must leave some out)."""
+        any_excluded = self.excluded[0]
+        for excluded in self.excluded[1:]:
+            any_excluded |= excluded
+        return any_excluded
+
+    def left_out(self) -> "IncidentSearch":
+        """The search of the incidents this one leaves out, for a search that only leaves words
+        out: those with any of its words. Over what a reader may see, the two share no incident and
+        together are all of them, so a statistic of this one's few matches, taken from kept totals,
+        answers the other (`incidents.statistics`)."""
+        return IncidentSearch(included=[self._any_excluded()], excluded=[])
+
     def selects_everything(self) -> bool:
         """True when the search leaves every incident in: it has no words to find, and those it
         leaves out are no incident's (whatever the reader may see). One query when it only
@@ -151,13 +166,10 @@ class IncidentSearch:
             return False
         if not self.excluded:
             return True
-        any_excluded = self.excluded[0]
-        for excluded in self.excluded[1:]:
-            any_excluded |= excluded
         # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
         # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
         # index says at once that there is none.
-        found = IncidentSearchDocument.objects.filter(complete=any_excluded).order_by()[:1_000]
+        found = IncidentSearchDocument.objects.filter(complete=self._any_excluded()).order_by()[:1_000]
         return found.count() == 0
 
     def filter(self, incidents, *, user):
@@ -167,12 +179,23 @@ class IncidentSearch:
         query = self._query()
         if query is None:
             return incidents
-        words = "complete" if can_see_confidential(user) else "disclosed"
-        matches = IncidentSearchDocument.objects.filter(**{words: query}).order_by()
-        if self.included and self._few_matches(matches):
-            return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
+        found = self.found_if_few(incidents, user=user)
+        if found is not None:
+            return found
         # No index finds what lacks a word: a search that only leaves words out is always this one.
-        return incidents.filter(**{f"search_document__{words}": query})
+        return incidents.filter(**{f"search_document__{_words_read_by(user)}": query})
+
+    def found_if_few(self, incidents, *, user, fewer_than: int = COLLECT_BELOW):
+        """The incidents of the queryset `incidents` (already limited to what `user` may see) that
+        the search finds for `user`, collected from the index, when it has words to find and fewer
+        than `fewer_than` incidents match (`_few_matches`); else None. One query, two for several
+        common words; none for a search that only leaves words out."""
+        if not self.included:
+            return None
+        matches = IncidentSearchDocument.objects.filter(**{_words_read_by(user): self._query()}).order_by()
+        if not self._few_matches(matches, fewer_than):
+            return None
+        return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
 
     def _reads_nearly_every_incident(self) -> bool:
         """Whether the search leaves in less than MIN_SHARE_LEFT of more than REFUSED_ABOVE_INCIDENTS
@@ -183,15 +206,21 @@ class IncidentSearch:
         left = _estimated_rows(documents.filter(disclosed=self._query()))
         return incidents > REFUSED_ABOVE_INCIDENTS and left < MIN_SHARE_LEFT * incidents
 
-    def _few_matches(self, matches) -> bool:
-        """Whether fewer than COLLECT_BELOW incidents match, by PostgreSQL's estimate from its
+    def _few_matches(self, matches, fewer_than: int) -> bool:
+        """Whether fewer than `fewer_than` incidents match, by PostgreSQL's estimate from its
         statistics on the words (no row read). Several words each common may still be rare together
         ("repatriation torture"), which the estimate, taking the words as independent, cannot tell:
         their matches are then counted, up to the bound. A count reads each match's row, which
         costs more than the estimate: for one word (most searches) the estimate is enough."""
-        if _estimated_rows(matches) < COLLECT_BELOW:
+        if _estimated_rows(matches) < fewer_than:
             return True
-        return len(self.included) > 1 and matches[:COLLECT_BELOW].count() < COLLECT_BELOW
+        return len(self.included) > 1 and matches[:fewer_than].count() < fewer_than
+
+
+def _words_read_by(user) -> str:
+    """The words of an incident `user` searches (IncidentSearchDocument): with the confidential
+    claims' words, or only those anyone may read."""
+    return "complete" if can_see_confidential(user) else "disclosed"
 
 
 def _estimated_rows(queryset) -> float:

@@ -1,7 +1,7 @@
 """Counts and sums of people over a filtered set of incidents, grouped by year, month, country,
 type or perpetrator, without ever counting an incident twice.
 
-Two ways to the same answer:
+Ways to the same answer:
 
 - **Kept totals** (`IncidentRollup`, maintained by PostgreSQL in the transaction of every change,
   migrations 0011 and 0023): the incidents summed per start and end month, type, verification,
@@ -15,6 +15,11 @@ Two ways to the same answer:
   incidents only, per start and end *year*, overall and per country, place and perpetrator, each
   also within one country and within one place, so each of the browse page's facets reads one
   range of them (about 20,000 at a million incidents; `facet_statistics`).
+- **Kept totals less a few incidents**, for a search that only leaves words out (`q=-dandong`)
+  with filters the kept totals answer, when fewer than SUBTRACT_BELOW incidents have those words
+  (`IncidentSearch.found_if_few`): the statistic of the other filters, from kept totals, less that
+  of the incidents the search leaves out, counted from them (`_kept_minus_left_out`). No index
+  finds the incidents that lack a word, so counting them read every incident: 2-6 s at a million.
 - **The incidents themselves**, for every other filter (`q`, `source`, a date mid-month…).
   The caller's queryset (already limited by `visible_to` and the filter set) is aggregated
   directly, never joined back to itself through an `id IN (…)` list: on a million incidents that
@@ -64,12 +69,20 @@ _LOW = Coalesce("people_count_min", "people_count")
 _HIGH = Coalesce("people_count_max", "people_count")
 # Aliases differ from the field names: Django refuses an aggregate named like the field it sums.
 _SUMS = {"incidents": Count("pk"), "people": Sum("people_count"), "low": Sum(_LOW), "high": Sum(_HIGH)}
+# How many incidents have each figure: what is left of a group once some of its incidents are taken
+# away (`_kept_minus_left_out`) has a figure only if one of those left has it.
+_KNOWN = {"people_known": Count("people_count"), "low_known": Count(_LOW), "high_known": Count(_HIGH)}
 # Over kept totals: a figure that no incident of the group has is unknown (null), as above.
 _ROLLUP_SUMS = {
     "incidents": Coalesce(Sum("incidents"), 0),
     "people": Sum("people_count", filter=Q(people_count_known__gt=0)),
     "low": Sum("people_count_min", filter=Q(people_count_min_known__gt=0)),
     "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
+}
+_ROLLUP_KNOWN = {
+    "people_known": Coalesce(Sum("people_count_known"), 0),
+    "low_known": Coalesce(Sum("people_count_min_known"), 0),
+    "high_known": Coalesce(Sum("people_count_max_known"), 0),
 }
 # The groupings by the kept totals' own columns (each incident in one group of each), and how.
 _COLUMNS = {
@@ -88,6 +101,13 @@ _INCIDENT_COLUMNS = {
 _ONE_GROUP_EACH = tuple(_COLUMNS)
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
 _ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
+# Up to how many incidents with the words a search leaves out are counted to be taken from the kept
+# totals (`_kept_minus_left_out`), by PostgreSQL's estimate. Counting every incident without them
+# took 1.5-4.6 s at 1,000,000 incidents (by year, perpetrator, country; anonymous, load 2.5); taking
+# away 12,600 (`q=-dandong`) took 0.2-0.5 s, 18,800 0.6 s and 56,000 1.4 s by perpetrator: this
+# keeps each under about 0.6 s. Above it (or when the kept totals cannot answer the other
+# filters), every incident is counted.
+SUBTRACT_BELOW = 20_000
 
 
 def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
@@ -97,17 +117,83 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     `people_count_min`/`_max` sum each incident's range, taking the best estimate where a bound is
     unknown; incidents without a best estimate count as incidents but add no people."""
     cells = _rollup_cells(filterset, group_by)
-    if cells is None:
-        return _statistic(group_by, *_incident_sums(filterset.qs.order_by(), group_by, _place_filter(filterset)))
-    return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
+    if cells is not None:
+        return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
+    kept_minus_left_out = _kept_minus_left_out(filterset, group_by)
+    if kept_minus_left_out is not None:
+        return _statistic(group_by, *kept_minus_left_out)
+    return _statistic(group_by, *_incident_sums(filterset.qs.order_by(), group_by, _place_filter(filterset)))
 
 
-def _kept_sums(filterset: IncidentFilterSet, cells, group_by: str, with_total: bool = True) -> tuple[list[dict], dict]:
+def _kept_sums(
+    filterset: IncidentFilterSet, cells, group_by: str, with_total: bool = True, counting_known: bool = False
+) -> tuple[list[dict], dict]:
     _count_own_changes()
     filters = filterset.form.cleaned_data
     return _rollup_sums(
-        cells, group_by, country=filters.get("country"), place=_place_filter(filterset), with_total=with_total
+        cells,
+        group_by,
+        country=filters.get("country"),
+        place=_place_filter(filterset),
+        with_total=with_total,
+        counting_known=counting_known,
     )
+
+
+def _kept_minus_left_out(filterset: IncidentFilterSet, group_by: str) -> tuple[list[dict], dict] | None:
+    """For a search (`q`) that only leaves words out, with filters the kept totals answer: the
+    groups and the total of the other filters from kept totals, less those of the incidents the
+    search leaves out, when they are few (`_left_out_if_few`); None otherwise. Three to six queries,
+    none of which reads every incident."""
+    search = filterset.form.cleaned_data.get("q")
+    if not search or search.included or not search.excluded:
+        return None
+    cells = _rollup_cells(filterset, group_by, without_search=True)
+    if cells is None:
+        return None
+    left_out = _left_out_if_few(filterset, search)
+    if left_out is None:
+        return None
+    kept_groups, kept_total = _kept_sums(filterset, cells, group_by, counting_known=True)
+    left_out_groups, left_out_total = _incident_sums(left_out, group_by, _place_filter(filterset), counting_known=True)
+    groups = _minus(kept_groups, left_out_groups)
+    if group_by in _ONE_GROUP_EACH:
+        return groups, _sum_of(groups)
+    return groups, _less(kept_total, left_out_total)
+
+
+def _left_out_if_few(filterset: IncidentFilterSet, search):
+    """The incidents the filter set's other filters select that `search` (which only leaves words
+    out) leaves out: those with any of its words, as the filter set's reader may search them
+    (a confidential claim's words only for a reader who may see it), collected from the search's
+    index when fewer than SUBTRACT_BELOW (`IncidentSearch.found_if_few`); else None. One query."""
+    # The filter set's incidents but for its search: each of its other filters in turn, as it applies them.
+    others = filterset.queryset.order_by()
+    for name, value in filterset.form.cleaned_data.items():
+        if name != "q":
+            others = filterset.filters[name].filter(others, value)
+    return search.left_out().found_if_few(others, user=filterset.user, fewer_than=SUBTRACT_BELOW)
+
+
+def _minus(groups: list[dict], taken: list[dict]) -> list[dict]:
+    """`groups` less the same groups of `taken` (some of their incidents, with their figures
+    known: `_KNOWN`), leaving out those left with no incident, as counting them would."""
+    taken_by_group = {row["group"]: row for row in taken}
+    left = (_less(row, taken_by_group.get(row["group"])) for row in groups)
+    return [row for row in left if row["incidents"]]
+
+
+def _less(row: dict, taken: dict | None) -> dict:
+    """A group or total `row` less `taken`, some of its incidents: a figure none of the incidents
+    left has is unknown (null)."""
+    if taken is None:
+        return row
+    left = {**row, "incidents": row["incidents"] - taken["incidents"]}
+    for name in ("people", "low", "high"):
+        known = row[f"{name}_known"] - taken[f"{name}_known"]
+        left[f"{name}_known"] = known
+        left[name] = (row[name] or 0) - (taken[name] or 0) if known else None
+    return left
 
 
 def _place_filter(filterset: IncidentFilterSet) -> Place | None:
@@ -379,12 +465,13 @@ def _groups_together_by_span(rows, groupings, columns: dict, sums: dict) -> dict
     return groups
 
 
-def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
-    """The kept totals that answer the filter set exactly, or None if only the incidents can.
+def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search: bool = False):
+    """The kept totals that answer the filter set exactly (`without_search`: its filters but the
+    search), or None if only the incidents can.
 
     Dates: an incident overlaps [1st of month A, last of month B] exactly when it starts in month B
     or before and ends in month A or after, which its start and end months tell."""
-    filters = _given_filters(filterset)
+    filters = _given_filters(filterset, without_search=without_search)
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if (
         not filters.keys() <= _ROLLUP_FILTERS
@@ -403,11 +490,12 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str):
     return cells
 
 
-def _given_filters(filterset: IncidentFilterSet) -> dict:
-    """The filters `filterset` was given, by name, leaving out a search that selects every incident."""
+def _given_filters(filterset: IncidentFilterSet, *, without_search: bool = False) -> dict:
+    """The filters `filterset` was given, by name, leaving out a search that selects every incident
+    (or any search: `without_search`)."""
     filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
     # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
-    if "q" in filters and filters["q"].selects_everything():
+    if "q" in filters and (without_search or filters["q"].selects_everything()):
         del filters["q"]
     return filters
 
@@ -498,12 +586,14 @@ def _places_inside(place: Place | None):
 
 
 def _rollup_sums(
-    cells, group_by: str, *, country: str, place: Place | None, with_total: bool = True
+    cells, group_by: str, *, country: str, place: Place | None, with_total: bool = True, counting_known: bool = False
 ) -> tuple[list[dict], dict | None]:
     """The groups and the total from kept totals: per incident, per country pair when a country
     is filtered (the incidents in that country, once each on its diagonal), or the place's own
     totals when a place is filtered (the incidents at it or inside it, once each). Without
-    `with_total`, a total that needs a query of its own is None."""
+    `with_total`, a total that needs a query of its own is None; `counting_known` also counts the
+    incidents that have each figure (`_KNOWN`)."""
+    sums = {**_ROLLUP_SUMS, **_ROLLUP_KNOWN} if counting_known else _ROLLUP_SUMS
     each_once = _each_once(cells, country=country, place=place)
     if group_by == PLACE:
         # Any place inside the filter's place is inside its own group too: no filter to add.
@@ -523,10 +613,10 @@ def _rollup_sums(
         )
     else:
         grouped = each_once.values(**_COLUMNS[group_by])
-    groups = list(grouped.annotate(**_ROLLUP_SUMS).order_by(F("group").asc(nulls_last=True)))
+    groups = list(grouped.annotate(**sums).order_by(F("group").asc(nulls_last=True)))
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)
-    return groups, each_once.aggregate(**_ROLLUP_SUMS) if with_total else None
+    return groups, each_once.aggregate(**sums) if with_total else None
 
 
 def _each_once(cells, *, country: str, place: Place | None):
@@ -540,19 +630,21 @@ def _each_once(cells, *, country: str, place: Place | None):
 
 
 def _incident_sums(
-    incidents, group_by: str, place: Place | None, with_total: bool = True
+    incidents, group_by: str, place: Place | None, with_total: bool = True, counting_known: bool = False
 ) -> tuple[list[dict], dict | None]:
     """The groups and the total from the incidents themselves (`place`: the place filter's, which
-    the place grouping needs). Without `with_total`, a total that needs a query of its own is None."""
+    the place grouping needs). Without `with_total`, a total that needs a query of its own is None;
+    `counting_known` also counts the incidents that have each figure (`_KNOWN`)."""
     if group_by == "country":
-        return _country_sums(incidents)
+        return _country_sums(incidents, counting_known)
     if group_by == PLACE:
-        return _place_sums(incidents, place)
-    groups = list(_grouped(incidents, group_by).annotate(**_SUMS).order_by(F("group").asc(nulls_last=True)))
+        return _place_sums(incidents, place, counting_known)
+    sums = {**_SUMS, **_KNOWN} if counting_known else _SUMS
+    groups = list(_grouped(incidents, group_by).annotate(**sums).order_by(F("group").asc(nulls_last=True)))
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)
     # An incident with two perpetrators is in two groups: that total is counted on its own.
-    return groups, incidents.aggregate(**_SUMS) if with_total else None
+    return groups, incidents.aggregate(**sums) if with_total else None
 
 
 def _grouped(incidents, group_by: str):
@@ -566,14 +658,14 @@ def _grouped(incidents, group_by: str):
     return perpetrations.values(group=F("perpetration__organization_id"), label=F("perpetration__organization__name"))
 
 
-def _country_sums(incidents) -> tuple[list[dict], dict]:
+def _country_sums(incidents, counting_known: bool) -> tuple[list[dict], dict]:
     """The groups and the total in one pass: the distinct (incident, country) pairs are taken
     once (a CTE used twice is computed once), summed per country, then per distinct incident."""
     # LEFT JOIN through the places: incidents without a place (or a place without a country)
     # form a group of their own (null).
     pairs = incidents.values("pk", "people_count", group=NullIf("places__country", Value("")), low=_LOW, high=_HIGH)
     pairs_sql, params = pairs.distinct().query.sql_with_params()
-    sums = "COUNT(*), SUM(people_count), SUM(low), SUM(high)"
+    sums, names = _sql_sums("people_count", counting_known)
     with connection.cursor() as cursor:
         cursor.execute(
             f'WITH pairs AS ({pairs_sql}) SELECT false AS is_total, "group", {sums} FROM pairs GROUP BY "group" '
@@ -581,11 +673,11 @@ def _country_sums(incidents) -> tuple[list[dict], dict]:
             "ORDER BY is_total, 2 NULLS LAST",
             params,
         )
-        rows = [dict(zip(["is_total", "group", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(["is_total", "group", *names], row, strict=True)) for row in cursor.fetchall()]
     return rows[:-1], rows[-1]
 
 
-def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
+def _place_sums(incidents, place: Place | None, counting_known: bool) -> tuple[list[dict], dict]:
     """The groups (see PLACE) and the total in one query: each place inside `place` with every
     place under it (a recursive query, which the ORM cannot write), the distinct (incident, group)
     pairs of the incidents at those places, summed per group; the total counts every incident."""
@@ -594,7 +686,7 @@ def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
         incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH
     ).query.sql_with_params()
     link, place_table = (connection.ops.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
-    sums = "COUNT(*), SUM(best), SUM(low), SUM(high)"
+    sums, names = _sql_sums("best", counting_known)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH RECURSIVE under(group_id, label, place_id) AS (SELECT group_id, label, group_id "
@@ -608,8 +700,17 @@ def _place_sums(incidents, place: Place | None) -> tuple[list[dict], dict]:
             f"UNION ALL SELECT true, NULL, NULL, {sums} FROM matching ORDER BY 1",
             [*group_params, *row_params],
         )
-        rows = [dict(zip(["is_total", "group", "label", *_SUMS], row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(["is_total", "group", "label", *names], row, strict=True)) for row in cursor.fetchall()]
     return rows[:-1], rows[-1]
+
+
+def _sql_sums(best: str, counting_known: bool) -> tuple[str, list[str]]:
+    """`_SUMS` (and with `counting_known`, `_KNOWN`) in SQL over rows with the columns `best`, `low`
+    and `high`, and their names."""
+    sums = f"COUNT(*), SUM({best}), SUM(low), SUM(high)"
+    if not counting_known:
+        return sums, [*_SUMS]
+    return f"{sums}, COUNT({best}), COUNT(low), COUNT(high)", [*_SUMS, *_KNOWN]
 
 
 def _sum_of(groups: list[dict]) -> dict:

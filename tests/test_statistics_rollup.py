@@ -17,7 +17,7 @@ from django.db.models import F
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 
-from incidents import roles
+from incidents import roles, statistics
 from incidents.importers import import_incidents_csv
 from incidents.merges import incident_merge, incident_merge_undo
 from incidents.models import (
@@ -34,7 +34,7 @@ from incidents.models import (
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
 from tests.api_support import API, client_for
-from tests.factories import incident_type, make_incident, make_organization, make_place, make_user
+from tests.factories import incident_type, make_claim, make_incident, make_organization, make_place, make_user
 
 GROUPINGS = ["year", "month", "country", "type", "perpetrator"]
 # Filters the kept totals answer; each is also asked with a filter they do not (below).
@@ -513,3 +513,80 @@ def test_facets_read_their_totals_from_one_index_alone(world, province, reader, 
     # Type and verification together, year, country, place, perpetrator.
     assert len(scans) == 5, plans
     assert set(scans) == {("Index Only Scan", "incident_facet_total")}, plans
+
+
+@pytest.fixture
+def left_out_words(world, province):
+    """Words a search may leave out, in messy places: a second place named Dandong, in another
+    country, a second perpetrator with the word in its name, the word in a confidential claim's
+    excerpt about an incident elsewhere with no figures, and "whispered" only in confidential claims."""
+    incidents = list(Incident.objects.order_by("pk"))
+    other_dandong = make_place(name="Dandong", country="KP", parent=province["korea"])
+    for incident in incidents[:3]:
+        IncidentPlace.objects.create(incident=incident, place=other_dandong)
+    border_police = make_organization(name="Dandong border police")
+    for incident in incidents[2:6]:
+        Involvement.objects.create(incident=incident, organization=border_police, role="perpetrator")
+    elsewhere = make_incident(
+        places=[world["places"][3]], people_count=None, review_state="published", date_start=date(2021, 4, 2)
+    )
+    make_claim(incident=elsewhere, excerpt="Seen leaving Dandong at night", confidential=True)
+    for incident in incidents[10:13]:
+        make_claim(incident=incident, excerpt="whispered in Dandong", confidential=True)
+    return {"places": [province["china"], province["border"], province["korea"], other_dandong]}
+
+
+LEAVING_OUT = ["q=-dandong", "q=-dandong -whispered"]
+LEFT_OUT_READERS = {
+    "anonymous": lambda: None,
+    "reviewer": lambda: make_user(roles.REVIEWER),
+    "confidential": lambda: make_user(roles.REVIEWER, confidential=True),
+}
+
+
+def asked(user, client, group_by: str, filters: str) -> tuple[dict, bool]:
+    """`answer`, through the API, or for the place grouping (which only the public pages' facet
+    offers) from `incident_statistics`."""
+    if group_by != PLACE:
+        return answer(client, f"group_by={group_by}&{filters}")
+    with CaptureQueriesContext(connection) as queries:
+        statistic = incident_statistics(incident_filterset(user=user, filters=QueryDict(filters)), PLACE)
+    return statistic, any("incidents_incidentrollup" in query["sql"] for query in queries)
+
+
+@pytest.mark.parametrize("reader", LEFT_OUT_READERS)
+def test_leaving_out_a_rare_word_takes_its_few_incidents_from_the_kept_totals(
+    world, left_out_words, reader, monkeypatch
+):
+    """For every reader and grouping: the kept totals less the few incidents that have the word
+    answer as counting every incident without it does, and only those few are counted."""
+    user = LEFT_OUT_READERS[reader]()
+    client = client_for(user)
+    border = left_out_words["places"][1].pk
+    counted = []
+
+    def counting_incident_sums(incidents, *args, **kwargs):
+        counted.append(incidents.count())
+        return incident_sums(incidents, *args, **kwargs)
+
+    incident_sums = statistics._incident_sums
+    for group_by in [*GROUPINGS, "verification", PLACE]:
+        served = ["", "type=detention&date_from=2020-03-01", "review_state=published&verification=alleged"]
+        served.append(f"place={border}" if group_by in ("year", "type", PLACE) else "country=CN")
+        for filters in served:
+            everything, _ = asked(user, client, group_by, filters)
+            for leaving_out in LEAVING_OUT:
+                query = f"{filters}&{leaving_out}"
+                counted.clear()
+                with monkeypatch.context() as patched:
+                    patched.setattr(statistics, "_incident_sums", counting_incident_sums)
+                    subtracted, from_totals = asked(user, client, group_by, query)
+                assert from_totals, (group_by, query)
+                # The incidents counted are those the search leaves out, none else.
+                left_out = everything["total"]["incidents"] - subtracted["total"]["incidents"]
+                assert counted == [left_out], (group_by, query)
+                with monkeypatch.context() as patched:
+                    patched.setattr(statistics, "SUBTRACT_BELOW", 0)
+                    reference, reference_from_totals = asked(user, client, group_by, query)
+                assert not reference_from_totals, (group_by, query)
+                assert subtracted == reference, (group_by, query)
