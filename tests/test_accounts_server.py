@@ -24,6 +24,7 @@ from django.db import connection
 from incidents import roles
 from tests.database_support import this_test_database_url
 from tests.factories import make_user
+from tests.test_accounts import app_code, enrol
 
 PASSWORD = "correct horse battery staple"
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -137,15 +138,25 @@ def test_the_anonymous_limit_holds_across_workers_and_forged_forwarded_for(gunic
     gunicorn.assert_each_request_had_its_own_worker("/api/v1/incident-types/")
 
 
-def admin_sign_in(server: Server, username: str, password: str, client_address: str) -> tuple[int, str]:
-    """Sign in on the admin's login page as a browser does (CSRF cookie and field), from
+def browser() -> urllib.request.OpenerDirector:
+    """A client that keeps its cookies (the session, CSRF) and follows redirects, as a browser."""
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+
+def post_form(server: Server, path: str, form: dict, client_address: str, opener) -> tuple[int, str]:
+    """Open the form at `path`, then post `form` with its CSRF field, as a browser does, from
     `client_address` as the declared proxy reports it."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
     headers = {"X-Forwarded-For": client_address}
-    _, page = request(f"{server.url}/admin/login/", headers=headers, opener=opener)
+    _, page = request(f"{server.url}{path}", headers=headers, opener=opener)
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    form = {"username": username, "password": password, "csrfmiddlewaretoken": csrf, "next": "/admin/"}
-    return request(f"{server.url}/admin/login/", data=form, headers={**headers, "Referer": server.url}, opener=opener)
+    form = {**form, "csrfmiddlewaretoken": csrf}
+    return request(f"{server.url}{path}", data=form, headers={**headers, "Referer": server.url}, opener=opener)
+
+
+def admin_sign_in(server: Server, username: str, password: str, client_address: str, opener=None) -> tuple[int, str]:
+    """Sign in on the admin's login page as a browser does."""
+    form = {"username": username, "password": password, "next": "/admin/"}
+    return post_form(server, "/admin/login/", form, client_address, opener or browser())
 
 
 @pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1"}])
@@ -179,3 +190,28 @@ def test_the_token_endpoint_locks_out_and_is_throttled_across_workers(gunicorn):
     )
     assert status == 200 and json.loads(body)["token"].startswith("trk_")
     gunicorn.assert_each_request_had_its_own_worker("/api/v1/auth/token/")
+
+
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1", "TRACKER_REQUIRE_2FA": "1"}])
+def test_five_wrong_second_factor_codes_lock_the_account_for_that_client_on_every_worker(gunicorn):
+    analyst = make_server_user(roles.ANALYST, username="analyst")
+    device, _ = enrol(analyst)
+    attacker, analysts_own = "203.0.113.66", "198.51.100.7"
+    # The stolen password is accepted: the next step asks for the app's code.
+    thief = browser()
+    status, page = admin_sign_in(gunicorn, "analyst", PASSWORD, attacker, thief)
+    assert status == 200 and 'name="code"' in page
+    wrong = f"{(int(app_code(device)) + 500_000) % 1_000_000:06d}"
+    second_step = "/accounts/two-factor/?next=/admin/"
+    statuses = [post_form(gunicorn, second_step, {"code": wrong}, attacker, thief)[0] for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+    # Locked for that client, the right code included, whichever worker answers.
+    status, page = post_form(gunicorn, second_step, {"code": app_code(device)}, attacker, thief)
+    assert status == 429 and "Too many failed sign-in attempts" in page
+    # The analyst, from their own address, signs in with both factors (the app's next code: the
+    # one shown now was spent on setting it up, and a code is good once).
+    own = browser()
+    admin_sign_in(gunicorn, "analyst", PASSWORD, analysts_own, own)
+    status, page = post_form(gunicorn, second_step, {"code": app_code(device, steps_ahead=1)}, analysts_own, own)
+    assert status == 200 and "Records" in page
+    gunicorn.assert_each_request_had_its_own_worker("/accounts/two-factor/")
