@@ -25,6 +25,8 @@ class VerifiedSessionAuthentication(SessionAuthentication):
     than serve it as an anonymous reader."""
 
     def authenticate(self, request):
-        if isinstance(request._request.user, SecondFactorPending):
+        # As SessionAuthentication reads it: a request that no middleware saw (the schema's
+        # generation) has no user.
+        if isinstance(getattr(request._request, "user", None), SecondFactorPending):
             raise AuthenticationFailed(_("Finish signing in with your second factor at /accounts/two-factor/."))
         return super().authenticate(request)
