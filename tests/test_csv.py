@@ -279,17 +279,7 @@ class TestFilters:
 
 class TestStreaming:
     def test_the_response_is_a_stream_of_bounded_chunks(self, client):
-        # Enough rows for several chunks: about 400 bytes a row.
-        Incident.objects.bulk_create(
-            Incident(
-                title=f"{number:04d} " + "x" * 290,
-                incident_type=incident_type(),
-                date_start=date(2023, 1, 1),
-                date_end=date(2023, 1, 1),
-                review_state="published",
-            )
-            for number in range(500)
-        )
+        make_incidents_for_chunks(500)  # enough rows for several chunks
         response = client.get(EXPORT_URL)
         assert isinstance(response, StreamingHttpResponse)
         assert response["Content-Disposition"].startswith('attachment; filename="incidents-')
