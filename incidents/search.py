@@ -200,11 +200,12 @@ class IncidentSearch:
     def _reads_nearly_every_incident(self) -> bool:
         """Whether the search leaves in less than MIN_SHARE_LEFT of more than REFUSED_ABOVE_INCIDENTS
         incidents, by PostgreSQL's estimate from its statistics on the words anyone may read (no row
-        read; a confidential claim's words never decide). Two queries."""
+        read; a confidential claim's words never decide). One query, two above that many."""
         documents = IncidentSearchDocument.objects.order_by()
         incidents = _estimated_rows(documents)
-        left = _estimated_rows(documents.filter(disclosed=self._query()))
-        return incidents > REFUSED_ABOVE_INCIDENTS and left < MIN_SHARE_LEFT * incidents
+        if incidents <= REFUSED_ABOVE_INCIDENTS:
+            return False
+        return _estimated_rows(documents.filter(disclosed=self._query())) < MIN_SHARE_LEFT * incidents
 
     def _few_matches(self, matches, fewer_than: int) -> bool:
         """Whether fewer than `fewer_than` incidents match, by PostgreSQL's estimate from its
