@@ -168,6 +168,11 @@ FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_comm
 """
 
 
+def _recorded_path(path: str) -> str:
+    """The page or endpoint as its column holds it: a longer query string is cut, never refused."""
+    return path[: ConfidentialAccess._meta.get_field("path").max_length]
+
+
 def record_confidential_access(
     *,
     user,
@@ -185,7 +190,7 @@ def record_confidential_access(
     values = {
         "user_id": user.pk,
         "door": door,
-        "path": path[: ConfidentialAccess._meta.get_field("path").max_length],
+        "path": _recorded_path(path),
         "incident_ids": sorted(records.incident_ids),
         "claim_ids": sorted(records.claim_ids),
         "source_ids": sorted(records.source_ids),
@@ -226,7 +231,7 @@ def record_list_access(*, user, door: AccessDoor, rows: Iterable[Mapping[str, An
             [
                 user.pk,
                 str(door),
-                path[: ConfidentialAccess._meta.get_field("path").max_length],
+                _recorded_path(path),
                 [row["shown_id"] for row in rows],
                 sorted(row["shown_id"] for row in rows if row["shown_confidential"]),
                 database.in_atomic_block,
@@ -282,9 +287,15 @@ class _PageRecordingItsAccess(ValuesIterable):
         except EmptyResultSet:
             return
         database = connections[queryset.db]
-        path = self.path[: ConfidentialAccess._meta.get_field("path").max_length]
         # Inside a transaction the record commits with the caller's writes, as they would.
-        arguments = [self.user.pk, str(self.door), path, self.shown, self.shown, database.in_atomic_block]
+        arguments = [
+            self.user.pk,
+            str(self.door),
+            _recorded_path(self.path),
+            self.shown,
+            self.shown,
+            database.in_atomic_block,
+        ]
         with database.cursor() as cursor:
             cursor.execute(_PAGE_RECORDING_ITS_ACCESS.format(page=page), [*parameters, *arguments])
             rows = cursor.fetchall()
