@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiToken
 from accounts.services import (
+    SecondFactorThrottled,
     second_factor_check,
     second_factor_enrolled,
     second_factor_required,
@@ -43,7 +44,11 @@ class TokenRequestSerializer(serializers.Serializer):
                 raise serializers.ValidationError(
                     {"otp": "This account signs in with a second factor: send the code from the authenticator app."}
                 )
-            if second_factor_check(request=request, user=user, code=attrs["otp"]) is None:
+            try:
+                device = second_factor_check(request=request, user=user, code=attrs["otp"])
+            except SecondFactorThrottled as throttled:
+                raise serializers.ValidationError({"otp": str(throttled)}) from throttled
+            if device is None:
                 raise serializers.ValidationError({"otp": "That code is not right, or was already used."})
         attrs["user"] = user
         return attrs

@@ -2,13 +2,14 @@
 
 Doors (the admin site, the pages in views.py, the API in api.py, signals) call these."""
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.utils import timezone
-from django_otp import match_token, user_has_device
+from django_otp import devices_for_user, user_has_device
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -37,14 +38,57 @@ def second_factor_enrolled(user) -> bool:
     return user_has_device(user, confirmed=True)
 
 
+class SecondFactorThrottled(Exception):
+    """A device did not check the code: django-otp makes each device wait after a wrong code before
+    it checks another (1 second after one, then 2, 4, 8… doubling with each), whoever typed them and
+    from wherever. Said plainly, so that the owner whose right code meets an attacker's wait is not
+    told that the code is wrong. Only someone who gave the password reaches a second factor."""
+
+    def __init__(self, *, locked_until: datetime):
+        self.locked_until = locked_until
+        super().__init__(
+            "The code was not checked: too many wrong codes were typed for this account recently. "
+            f"Try again in {wait_in_words(locked_until - timezone.now())}."
+        )
+
+
+def wait_in_words(wait: timedelta) -> str:
+    """Rounded up, so that whoever waits as long as it says is not refused again."""
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    count, unit = (seconds, "second") if seconds < 60 else (math.ceil(seconds / 60), "minute")
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def device_locked_until(device: Device) -> datetime | None:
+    """When `device` checks codes again after recent wrong ones, or None when it checks them now."""
+    allowed, refusal = device.verify_is_allowed()
+    return None if allowed else refusal["locked_until"]
+
+
 def second_factor_check(*, request, user, code: str) -> Device | None:
     """The device that accepts `code` (a code from the app, or an unused recovery code, which is
-    then spent), or None. A wrong code counts as a failed login for the lockout (django-axes
-    hears Django's user_login_failed signal), like a wrong password."""
-    device = match_token(user, "".join(code.split()))
-    if device is None:
-        user_login_failed.send(sender=__name__, credentials={"username": user.get_username()}, request=request)
-    return device
+    then spent), or None when every device refused it; SecondFactorThrottled when none accepted it
+    and one did not check it, waiting after wrong codes. Either counts as a failed login for the
+    lockout (django-axes hears Django's user_login_failed signal), like a wrong password: codes
+    typed during the wait count too, so typing faster than it brings a thief no more tries.
+
+    Each device is asked on its own, as django-otp advises (its match_token does not tell a wait
+    from a wrong code); their rows stay locked meanwhile, so concurrent codes see each other's
+    failures."""
+    code = "".join(code.split())
+    waiting_until = []
+    with transaction.atomic():
+        for device in devices_for_user(user, for_verify=True):
+            locked_until = device_locked_until(device)
+            if locked_until is not None:
+                waiting_until.append(locked_until)
+            elif device.verify_token(code):
+                return device
+    user_login_failed.send(sender=__name__, credentials={"username": user.get_username()}, request=request)
+    if waiting_until:
+        # Every device checks the next code only once the last of them waits no more.
+        raise SecondFactorThrottled(locked_until=max(waiting_until))
+    return None
 
 
 def authenticator_start(*, user) -> TOTPDevice:
@@ -60,7 +104,11 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str) -> list[str] |
 
     The new app replaces every earlier device and recovery code: sessions verified by those are
     no longer verified (django-otp drops a session's device once it is gone), so a second factor
-    change signs staff out of every other browser. Returns the new recovery codes."""
+    change signs staff out of every other browser. Returns the new recovery codes.
+    SecondFactorThrottled when the device waits after wrong codes and did not check this one."""
+    locked_until = device_locked_until(device)
+    if locked_until is not None:
+        raise SecondFactorThrottled(locked_until=locked_until)
     if not device.verify_token("".join(code.split())):
         return None
     TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()

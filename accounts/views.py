@@ -21,6 +21,7 @@ from accounts.forms import CodeForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
+    SecondFactorThrottled,
     authenticator_confirm,
     authenticator_start,
     recovery_codes_left,
@@ -79,14 +80,18 @@ def two_factor_verify(request):
         if is_locked_out(request, user.get_username()):
             return lockout_response(request)
         if form.is_valid():
-            device = second_factor_check(request=request, user=user, code=form.cleaned_data["code"])
-            if device is not None:
-                request.session.cycle_key()
-                otp_login(request, device)
-                return redirect(destination)
-            # A failure counted by django-axes may have just locked this client: its middleware
-            # then answers with the lockout page instead of this one.
-            form.add_error("code", "That code is not right, or was already used. Type the code the app shows now.")
+            # A failure counted by django-axes may lock this client: its middleware then answers
+            # with the lockout page instead of this one.
+            try:
+                device = second_factor_check(request=request, user=user, code=form.cleaned_data["code"])
+            except SecondFactorThrottled as throttled:
+                form.add_error("code", str(throttled))
+            else:
+                if device is not None:
+                    request.session.cycle_key()
+                    otp_login(request, device)
+                    return redirect(destination)
+                form.add_error("code", "That code is not right, or was already used. Type the code the app shows now.")
     return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
 
 
@@ -100,19 +105,24 @@ def two_factor_setup(request):
     device = authenticator_start(user=user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        codes = authenticator_confirm(user=user, device=device, code=form.cleaned_data["code"])
-        if codes is not None:
-            request.session.cycle_key()
-            otp_login(request, device)
-            return page(
-                request,
-                "accounts/recovery_codes.html",
-                {"title": "Your recovery codes", "codes": codes, "next": destination},
+        try:
+            codes = authenticator_confirm(user=user, device=device, code=form.cleaned_data["code"])
+        except SecondFactorThrottled as throttled:
+            form.add_error("code", str(throttled))
+        else:
+            if codes is not None:
+                request.session.cycle_key()
+                otp_login(request, device)
+                return page(
+                    request,
+                    "accounts/recovery_codes.html",
+                    {"title": "Your recovery codes", "codes": codes, "next": destination},
+                )
+            form.add_error(
+                "code",
+                "That code does not match. Type the code the app shows now; "
+                "if it still fails, check the phone's clock.",
             )
-        form.add_error(
-            "code",
-            "That code does not match. Type the code the app shows now; if it still fails, check the phone's clock.",
-        )
     secret = b32encode(device.bin_key).decode()
     context = {
         "title": "Set up your authenticator app",

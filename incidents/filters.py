@@ -12,6 +12,7 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import BooleanField, Exists, Expression, OuterRef
+from django.utils.translation import gettext as _
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -150,7 +151,7 @@ class IncidentFilterForm(forms.Form):
         if date_from and date_to and date_from > date_to:
             # Named on both: either may be the one mistyped.
             error = ValidationError(
-                "date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that.",
+                _("date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that."),
                 code="dates_reversed",
                 params={"date_from": date_from, "date_to": date_to},
             )

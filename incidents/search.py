@@ -31,6 +31,8 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import ValidationError
 from django.db.models import BooleanField, F, Func
+from django.utils.text import get_text_list
+from django.utils.translation import gettext as _
 
 from incidents.models import SEARCH_CONFIG, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
@@ -78,7 +80,7 @@ def search_terms(text: str) -> list[SearchTerm]:
     punctuation) find nothing: left out."""
     if len(text) > MAX_LENGTH:
         raise ValidationError(
-            "Search at most %(limit)d characters (this search has %(length)d).",
+            _("Search at most %(limit)d characters (this search has %(length)d)."),
             code="max_length",
             params={"limit": MAX_LENGTH, "length": len(text)},
         )
@@ -91,7 +93,7 @@ def search_terms(text: str) -> list[SearchTerm]:
             terms.setdefault((words.casefold(), phrase, excluded), SearchTerm(words, phrase, excluded))
     if len(terms) > MAX_TERMS:
         raise ValidationError(
-            'Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).',
+            _('Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).'),
             code="max_terms",
             params={"limit": MAX_TERMS, "count": len(terms)},
         )
@@ -127,10 +129,13 @@ class IncidentSearch:
         search = cls(included=queries[False], excluded=queries[True])
         if not search.included and search.excluded and search._reads_nearly_every_incident():
             raise ValidationError(
-                "Nearly every incident has %(words)s: a search that only leaves out words so common would "
-                "read every incident. Add a word to find, or leave out rarer ones.",
+                _(
+                    "Nearly every incident has %(words)s: a search that only leaves out words so common would "
+                    "read every incident. Add a word to find, or leave out rarer ones."
+                ),
                 code="too_common",
-                params={"words": " or ".join(f'"{term.words}"' for term in terms if term.excluded)},
+                # `"a", "b" or "c"` in the reader's language (Django's own "or").
+                params={"words": get_text_list([f'"{term.words}"' for term in terms if term.excluded])},
             )
         return search
 

@@ -17,6 +17,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt, AccessFailureLog
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 from django_otp.oath import TOTP
@@ -88,6 +89,49 @@ class TestSecondFactor:
         assert response.status_code == 200
         assert "That code is not right" in response.content.decode()
         assert client.get("/admin/").status_code == 302
+
+    def test_a_right_code_typed_while_codes_wait_after_wrong_ones_is_told_when_to_try_again(self, settings):
+        # After a wrong code each device waits before it checks another, whoever types it: here 10
+        # minutes (django-otp's factor; by default 1 second, doubling with each wrong code), longer
+        # than this test takes.
+        settings.OTP_TOTP_THROTTLE_FACTOR = settings.OTP_STATIC_THROTTLE_FACTOR = 600
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        thief, own = Client(REMOTE_ADDR="203.0.113.9"), Client(REMOTE_ADDR="198.51.100.7")
+        sign_in(thief, analyst)
+        wrong = "000000" if app_code(device, 1) != "000000" else "111111"
+        assert "That code is not right" in second_step(thief, wrong).content.decode()
+        sign_in(own, analyst)
+        response = second_step(own, app_code(device, 1))
+        page = response.content.decode()
+        assert response.status_code == 200 and "That code is not right" not in page
+        assert "The code was not checked: too many wrong codes were typed for this account recently" in page
+        assert "Try again in 10 minutes." in page
+        assert own.get("/admin/").status_code == 302
+        # Ten minutes on, the app's code is checked and opens the admin.
+        for devices in (analyst.totpdevice_set, analyst.staticdevice_set):
+            devices.update(throttling_failure_timestamp=F("throttling_failure_timestamp") - timedelta(minutes=10))
+        assert second_step(own, app_code(device, 1))["Location"] == "/admin/"
+        assert own.get("/admin/").status_code == 200
+
+    def test_setting_up_the_app_says_when_it_checks_a_code_again_after_a_wrong_one(self, settings):
+        settings.OTP_TOTP_THROTTLE_FACTOR = 600
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+        client.get("/accounts/two-factor/setup/")
+        device = analyst.totpdevice_set.get(confirmed=False)
+        wrong = "000000" if app_code(device) != "000000" else "111111"
+
+        def set_up(code):
+            return client.post("/accounts/two-factor/setup/", {"code": code, "next": "/admin/"})
+
+        assert "That code does not match" in set_up(wrong).content.decode()
+        page = set_up(app_code(device)).content.decode()
+        assert "The code was not checked" in page and "Try again in 10 minutes." in page
+        analyst.totpdevice_set.update(
+            throttling_failure_timestamp=F("throttling_failure_timestamp") - timedelta(minutes=10)
+        )
+        assert len(set_up(app_code(device)).context["codes"]) == 10
 
     def test_a_recovery_code_works_once(self):
         analyst = make_user(roles.ANALYST)
@@ -229,6 +273,22 @@ class TestSecondFactor:
         assert refused.status_code == 400 and "otp" in refused.json()
         answer = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
         assert answer.status_code == 200 and answer.json()["token"].startswith("trk_")
+
+    def test_the_token_endpoint_says_when_codes_are_checked_again_after_wrong_ones(self, settings):
+        settings.OTP_TOTP_THROTTLE_FACTOR = settings.OTP_STATIC_THROTTLE_FACTOR = 600
+        analyst, client = make_user(roles.ANALYST), APIClient()
+        device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD}
+        wrong = "000000" if app_code(device, 1) != "000000" else "111111"
+        refused = client.post(f"{API}/auth/token/", {**body, "otp": wrong})
+        assert refused.status_code == 400 and "That code is not right" in refused.json()["otp"][0]
+        refused = client.post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)})
+        assert refused.status_code == 400
+        assert (
+            "The code was not checked" in refused.json()["otp"][0]
+            and "Try again in 10 minutes." in refused.json()["otp"][0]
+        )
+        assert not ApiToken.objects.exists()
 
     def test_a_staff_token_reads_drafts_without_a_session(self):
         analyst = make_user(roles.ANALYST)

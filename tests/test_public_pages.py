@@ -9,8 +9,10 @@ The visibility matrix writes its expectations out rather than deriving them from
 """
 
 import csv
+import html
 import io
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -325,6 +327,19 @@ def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
     assert f"<code>{parameter}</code>" in response.content.decode()
 
 
+def test_a_refused_search_or_bad_parameter_is_explained_in_the_readers_language():
+    too_many_words = {"q": " ".join("abcdefghi")}
+    english, korean = Client().get("/", too_many_words), Client().get("/ko/", too_many_words)
+    assert english.status_code == korean.status_code == 400
+    assert 'Search at most 8 words or "phrases" at a time (this search has 9).' in html.unescape(english.text)
+    assert '한 번에 최대 8개의 단어 또는 "구절"까지 검색할 수 있습니다(이 검색에는 9개가 있습니다).' in html.unescape(
+        korean.text
+    )
+    assert "“다음 페이지” 링크를 그대로 사용하십시오." in Client().get("/ko/?cursor=junk").text
+    reversed_dates = Client().get("/ko/statistics/", {"date_from": "2024-01-01", "date_to": "2023-01-01"}).text
+    assert "시작 날짜 date_from(2024-01-01)이 끝 날짜 date_to(2023-01-01)보다 늦습니다." in reversed_dates
+
+
 def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(record):
     make_incident(title="Elsewhere", places=[make_place(country="RU")])
     client = Client()
@@ -421,6 +436,52 @@ def test_a_translator_adds_a_language_with_its_catalog_alone(tmp_path):
         (tmp_path / locale / "LC_MESSAGES").mkdir(parents=True)
         (tmp_path / locale / "LC_MESSAGES" / "django.po").touch()
     assert catalog_languages(tmp_path) == [("en", "English"), ("ko", "한국어"), ("zh-hans", "简体中文")]
+
+
+def untranslated_entries(catalog: Path) -> list[str]:
+    """The messages of `catalog` (a .po file as `make messages` writes it) that its language's pages
+    show in English: those with an empty translation, and those gettext marked fuzzy (their English
+    changed since they were translated, or gettext guessed them from a similar message), which
+    `compilemessages` leaves out. Entries are separated by a blank line; "#~" ones are obsolete."""
+    found = []
+    for entry in catalog.read_text(encoding="utf-8").split("\n\n"):
+        msgid = re.search(r'^msgid "(.*)"$', entry, re.MULTILINE)
+        if msgid is None:
+            continue
+        fuzzy = re.search(r"^#,.*\bfuzzy\b", entry, re.MULTILINE)
+        # An empty msgstr that no continuation line ("…") follows.
+        empty = re.search(r'^msgstr(\[\d+\])? ""(?!\n")', entry, re.MULTILINE)
+        if fuzzy or empty:
+            found.append(entry)
+    return found
+
+
+def test_every_message_of_every_catalog_is_translated(settings):
+    catalogs = list(Path(settings.LOCALE_PATHS[0]).glob("*/LC_MESSAGES/django.po"))
+    assert catalogs
+    assert {str(catalog): untranslated_entries(catalog) for catalog in catalogs} == {
+        str(catalog): [] for catalog in catalogs
+    }
+
+
+def test_untranslated_and_fuzzy_messages_are_found(tmp_path):
+    catalog = tmp_path / "django.po"
+    catalog.write_text(
+        '# Header\nmsgid ""\nmsgstr ""\n"Language: ko\\n"\n\n'
+        'msgid "Map"\nmsgstr "지도"\n\n'
+        'msgid ""\n"A message long enough "\n"to wrap."\nmsgstr ""\n"줄이 바뀔 만큼 "\n"긴 메시지."\n\n'
+        'msgid "Statistics"\nmsgstr ""\n\n'
+        '#, fuzzy, python-format\nmsgid "%(count)s incidents"\nmsgstr "사건 %(count)s"\n\n'
+        'msgid "%(total)s match."\nmsgid_plural "%(total)s match."\nmsgstr[0] ""\n\n'
+        '#~ msgid "Gone"\n#~ msgstr ""\n',
+        encoding="utf-8",
+    )
+    found = untranslated_entries(catalog)
+    assert [entry.splitlines()[-2] for entry in found] == [
+        'msgid "Statistics"',
+        'msgid "%(count)s incidents"',
+        'msgid_plural "%(total)s match."',
+    ]
 
 
 def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):

@@ -17,6 +17,7 @@ from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import JSONObject
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext
 
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import feature_geometry, incident_feature
@@ -82,7 +83,7 @@ def _after_cursor(incidents: QuerySet, cursor: str) -> QuerySet:
     try:
         start, pk = date.fromisoformat(match[1]), int(match[2])
     except (TypeError, ValueError):
-        raise ValidationError({"cursor": ["Use the “Next page” link as it is."]}) from None
+        raise ValidationError({"cursor": [gettext("Use the “Next page” link as it is.")]}) from None
     return incidents.filter(Q(date_start__lt=start) | Q(date_start=start, pk__lt=pk))
 
 
