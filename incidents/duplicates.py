@@ -641,7 +641,8 @@ def rescore_after_commit(incident_ids: Collection[int]) -> None:
 
     A large import is queued as tasks of `RESCORING_BATCH` incidents, the batch the refresh works
     in, so that no task's arguments hold a hundred thousand ids and several workers can share it;
-    beyond `RESCORING_WHOLE_DATABASE_ABOVE`, as one task for the whole database, the cheaper pass."""
+    beyond `RESCORING_WHOLE_DATABASE_ABOVE`, as one task for the whole database, the cheaper pass.
+    At commit, one INSERT per task."""
     ids = sorted(set(incident_ids))
     if not ids:
         return

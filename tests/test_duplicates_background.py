@@ -132,7 +132,9 @@ def test_a_write_that_rolls_back_queues_nothing(original, tumen):
     ],
     ids=["one task", "a task per batch", "the whole database"],
 )
-def test_an_import_queues_its_incidents(original, tmp_path, monkeypatch, batch, whole_database_above, tasks):
+def test_an_import_queues_its_incidents(
+    original, tmp_path, monkeypatch, django_assert_num_queries, batch, whole_database_above, tasks
+):
     monkeypatch.setattr(duplicates, "RESCORING_BATCH", batch)
     monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
     path = tmp_path / "new.csv"
@@ -151,7 +153,10 @@ def test_an_import_queues_its_incidents(original, tmp_path, monkeypatch, batch, 
     ids = {"both": [twin.pk, other.pk], "first": [twin.pk], "second": [other.pk]}
     assert queued() == [{name: ids[which] for name, which in arguments.items()} for arguments in tasks]
     assert waiting_pairs() == set()
-    assert duplicates.rescoring_backlog().whole_database == (tasks == [{}])
+    # However many tasks wait, the review queue counts them in one query.
+    with django_assert_num_queries(1):
+        backlog = duplicates.rescoring_backlog()
+    assert (backlog.incidents, backlog.whole_database) == ((0, True) if tasks == [{}] else (2, False))
 
     run_worker()
     assert waiting_pairs() == {(original.pk, twin.pk)}
