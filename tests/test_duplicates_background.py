@@ -37,19 +37,25 @@ def _the_database_queue(settings):
     settings.TASKS = TASKS
 
 
-@pytest.fixture
-def tumen():
+ORIGINAL = {
+    "title": "China forcibly repatriates 80 North Korean defectors from Tumen",
+    "description": "They were caught crossing the river near Sambong-ri and held at Onsong holding centre.",
+}
+
+
+def make_tumen():
     china = make_place(name="China", kind="country", country="CN")
     return make_place(name="Tumen", kind="city", parent=make_place(name="Jilin", kind="province", parent=china))
 
 
 @pytest.fixture
+def tumen():
+    return make_tumen()
+
+
+@pytest.fixture
 def original(tumen):
-    return make_incident(
-        title="China forcibly repatriates 80 North Korean defectors from Tumen",
-        description="They were caught crossing the river near Sambong-ri and held at Onsong holding centre.",
-        places=[tumen],
-    )
+    return make_incident(**ORIGINAL, places=[tumen])
 
 
 def run_worker() -> None:
