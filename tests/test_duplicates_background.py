@@ -94,7 +94,7 @@ def test_an_api_write_answers_before_rescoring_and_the_worker_proposes_the_pair(
     assert waiting_pairs() == set()
     assert queued() == [{"incident_ids": [twin.pk]}]
     [waiting] = review_queue_messages(client)
-    assert waiting.startswith("1 changed incident(s) wait to be rechecked for duplicates")
+    assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued")
     assert "db_worker" not in waiting  # queued just now: not late
 
     run_worker()
@@ -139,7 +139,7 @@ def test_a_write_that_rolls_back_queues_nothing(original, tumen):
     ids=["one task", "a task per batch", "the whole database"],
 )
 def test_an_import_queues_its_incidents(
-    original, tmp_path, monkeypatch, django_assert_num_queries, batch, whole_database_above, tasks
+    client, original, tmp_path, monkeypatch, django_assert_num_queries, batch, whole_database_above, tasks
 ):
     monkeypatch.setattr(duplicates, "RESCORING_BATCH", batch)
     monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
@@ -163,6 +163,12 @@ def test_an_import_queues_its_incidents(
     with django_assert_num_queries(1):
         backlog = duplicates.rescoring_backlog()
     assert (backlog.incidents, backlog.whole_database) == ((0, True) if tasks == [{}] else (2, False))
+    [waiting] = review_queue_messages(client)
+    assert waiting.startswith(
+        "Waiting to be rechecked for duplicates: every incident (after a large import),"
+        if tasks == [{}]
+        else "Waiting to be rechecked for duplicates: 2 changed incident(s),"
+    )
 
     run_worker()
     assert waiting_pairs() == {(original.pk, twin.pk)}
@@ -195,6 +201,9 @@ def test_a_queue_no_worker_takes_is_flagged_as_late(client, original, tumen):
     )
     DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
     [late] = review_queue_messages(client)
-    assert late.startswith("1 changed incident(s) wait to be rechecked for duplicates, the oldest for 5")
+    assert late.startswith(
+        # Django's timesince joins number and unit with a no-break space.
+        "Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued 5\xa0minutes ago."
+    )
     assert late.endswith("No background worker has taken them: is `manage.py db_worker` running?")
     assert not DuplicatePair.objects.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()

@@ -108,12 +108,14 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         no worker (`manage.py db_worker`) is running, and this list is missing recent changes."""
         backlog = rescoring_backlog()
         if backlog.oldest is not None:
-            waiting = " and every incident (a large import)" if backlog.whole_database else ""
+            waiting = [f"{backlog.incidents} changed incident(s)"] if backlog.incidents else []
+            if backlog.whole_database:
+                waiting.append("every incident (after a large import)")
             late = " No background worker has taken them: is `manage.py db_worker` running?" if backlog.late else ""
             self.message_user(
                 request,
-                f"{backlog.incidents} changed incident(s){waiting} wait to be rechecked for duplicates, "
-                f"the oldest for {timesince(backlog.oldest)}.{late}",
+                f"Waiting to be rechecked for duplicates: {' and '.join(waiting)}, the oldest queued "
+                f"{timesince(backlog.oldest)} ago.{late}",
                 messages.WARNING if backlog.late else messages.INFO,
             )
         if backlog.failed_lately:
