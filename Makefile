@@ -47,11 +47,14 @@ SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
 # `python manage.py …` typed later in this checkout uses the same settings (tracker/checkout_env.py).
 REMEMBER_DB = $(PY) -m tracker.checkout_env save
 
+# The background worker (duplicates rescored after each write) runs beside the server, and stops with it.
 run: install
 	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && \
 	  $(PY) manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/ && \
-	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/). Ctrl-C stops." && \
-	  $(PY) manage.py runserver $(HOST):$(PORT)
+	  echo "Serving at http://$(HOST):$(PORT)/ (admin at /admin/, API at /api/v1/), with the background worker. Ctrl-C stops both." && \
+	  { $(PY) manage.py db_worker --no-startup-delay & worker=$$!; \
+	    trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
+	    $(PY) manage.py runserver $(HOST):$(PORT); }
 
 # What CI runs without DATABASE_URL: the embedded server, the setup of `make run`, real requests
 # (the admin's login page and the public browse page).

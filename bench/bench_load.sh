@@ -12,7 +12,10 @@
 # through: the throttles are off for it. GUNICORN_WORKERS, GUNICORN_THREADS and DATABASE_POOL_SIZE
 # pass through to the server. Prints locust's summary, and how often a database session waited for
 # a lock meanwhile (sampled every 0.2 s). BENCH_CSV=PREFIX also writes locust's CSV files, with
-# the percentiles of every second (PREFIX_stats_history.csv). Exits non-zero if any request failed.
+# the percentiles of every second (PREFIX_stats_history.csv). One background worker runs beside
+# the server, as deployed (README, "Deployment"), so the writes' duplicate rescoring still costs
+# the machine's CPU; how many rescorings it ran, how long the last waited and what is still
+# queued are printed at the end. Exits non-zero if any request failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-32}
@@ -46,8 +49,11 @@ export BENCH_TOKEN BENCH_SYNC_TOKENS
 
 .venv/bin/gunicorn -c tracker/gunicorn.conf.py tracker.wsgi &
 SERVER=$!
+# Its failures stay in the task results (counted below).
+.venv/bin/python manage.py db_worker --no-startup-delay >/dev/null 2>&1 &
+WORKER=$!
 SAMPLES=$(mktemp)
-trap 'kill $SERVER ${SAMPLER:-} 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -f $SAMPLES' EXIT
+trap 'kill $SERVER $WORKER ${SAMPLER:-} 2>/dev/null; wait $SERVER $WORKER 2>/dev/null || true; rm -f $SAMPLES' EXIT
 for _ in $(seq 100); do
   kill -0 $SERVER 2>/dev/null || { echo "gunicorn did not start" >&2; exit 1; }
   curl -fs -o /dev/null "http://127.0.0.1:$PORT/api/v1/incidents/?page_size=1" && break
@@ -61,6 +67,7 @@ printf '%s\n' "SELECT count(*) || ' ' || coalesce(string_agg(left(query, 40), ' 
   WHERE datname = '$DATABASE' AND wait_event_type = 'Lock';" '\watch 0.2' | psql "$DATABASE_URL" -qAt >"$SAMPLES" 2>/dev/null &
 SAMPLER=$!
 
+STARTED=$(date -u +%FT%T.%NZ)
 echo "mix: $MIX; gunicorn: $(.venv/bin/python -c 'import runpy; c = runpy.run_path("tracker/gunicorn.conf.py"); print(c["workers"], "workers x", c["threads"], "threads")'), pool ${DATABASE_POOL_SIZE:-4}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086 # the user classes are separate words
 .venv/bin/locust -f bench/locustfile.py --headless --users "$USERS" --spawn-rate "$USERS" --run-time "${DURATION}s" \
@@ -69,4 +76,9 @@ echo "mix: $MIX; gunicorn: $(.venv/bin/python -c 'import runpy; c = runpy.run_pa
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill $SAMPLER 2>/dev/null || true
 awk 'NF { n++; if ($1 > 0) { waited++; print "  lock wait:", $0 } } END { printf "lock waits: %d of %d samples\n", waited, n }' "$SAMPLES" | tail -6
+psql "$DATABASE_URL" -qAt -c "SELECT 'background rescoring: ' || count(*) FILTER (WHERE status = 'SUCCESSFUL') || ' done, '
+  || count(*) FILTER (WHERE status = 'FAILED') || ' failed, ' || count(*) FILTER (WHERE status IN ('READY', 'RUNNING'))
+  || ' still queued; queued to done p50 ' || coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - enqueued_at))::numeric, 2), 0)
+  || ' s, max ' || coalesce(round(max(extract(epoch FROM finished_at - enqueued_at))::numeric, 2), 0) || ' s'
+  FROM django_tasks_database_dbtaskresult WHERE enqueued_at >= '$STARTED'"
 exit ${STATUS:-0}

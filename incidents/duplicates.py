@@ -14,7 +14,11 @@ refit the weights below (a logistic regression on them is the supervised form of
 
 Pairs are kept (`DuplicatePair`) with a reviewer's decision; a pair decided "different" is never
 proposed again, and a pair's score is brought up to date while it waits. Every write of an incident
-through the services rescores it after commit (`rescore_after_commit`).
+through the services rescores it in the background once it commits (`rescore_after_commit`): a
+task of Django's django.tasks, queued in the database (django-tasks-db) and run by `manage.py
+db_worker`, because at a million incidents rescoring one takes 0.4-1.7 s that no request should
+wait for (bench/README.md). The admin's review queue says how many incidents wait
+(`rescoring_backlog`), so a stopped worker is not silent.
 """
 
 import calendar
@@ -26,7 +30,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pghistory
@@ -34,8 +38,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Func, IntegerField, Min, Q, Sum
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
+from django.tasks import TaskResultStatus, task
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 from rapidfuzz import fuzz, process
 
 from incidents import services
@@ -617,12 +625,72 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
         )
 
 
+@task
+def refresh_duplicate_pairs(incident_ids: list[int] | None = None) -> int:
+    """The background task: `duplicate_pairs_refresh` of `incident_ids`, or of the whole database
+    when none are given. Run by `manage.py db_worker`, outside any request, so it reads the primary
+    (tracker/replicas.py): it sees the write that queued it. Returns how many pairs wait."""
+    return duplicate_pairs_refresh(incident_ids=incident_ids or ())
+
+
 def rescore_after_commit(incident_ids: Collection[int]) -> None:
-    """Refresh the pairs of `incident_ids` once the transaction writing them commits (not at all if
-    it rolls back). The services call it on every create and change, so every door (admin, API,
-    import) rescores; a failure is logged and never undoes the write that already committed."""
-    ids = list(incident_ids)
-    transaction.on_commit(lambda: duplicate_pairs_refresh(incident_ids=ids), robust=True)
+    """Queue the refresh of the pairs of `incident_ids` once the transaction writing them commits
+    (nothing if it rolls back). The services call it on every create and change, so every door
+    (admin, API, import) rescores. A failure to queue is logged (`robust`) and a failed task is
+    kept with its traceback in the task results: neither undoes the write that committed.
+
+    A large import is queued as tasks of `RESCORING_BATCH` incidents, the batch the refresh works
+    in, so that no task's arguments hold a hundred thousand ids and several workers can share it;
+    beyond `RESCORING_WHOLE_DATABASE_ABOVE`, as one task for the whole database, the cheaper pass.
+    At commit, one INSERT per task."""
+    ids = sorted(set(incident_ids))
+    if not ids:
+        return
+    if len(ids) > RESCORING_WHOLE_DATABASE_ABOVE:
+        tasks = [{}]
+    else:
+        tasks = [{"incident_ids": ids[at : at + RESCORING_BATCH]} for at in range(0, len(ids), RESCORING_BATCH)]
+
+    def enqueue():
+        for arguments in tasks:
+            refresh_duplicate_pairs.enqueue(**arguments)
+
+    transaction.on_commit(enqueue, robust=True)
+
+
+# Waiting longer than this, the queue's rescoring is late: no worker is taking it.
+RESCORING_LATE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RescoringBacklog:
+    """Tasks queued and not yet taken by a worker (one that a killed worker left running would
+    otherwise be counted for ever), and those that failed."""
+
+    incidents: int  # waiting to be rescored, in tasks that name them
+    whole_database: bool  # a rescoring of every incident waits
+    oldest: datetime | None  # when the oldest waiting task was queued
+    failed_lately: int  # tasks failed in the last day (their tracebacks: the admin's task results)
+
+    @property
+    def late(self) -> bool:
+        return self.oldest is not None and (timezone.now() - self.oldest).total_seconds() > RESCORING_LATE_SECONDS
+
+
+def rescoring_backlog() -> RescoringBacklog:
+    """What waits to be rescored in the background, and what failed lately. One query."""
+    ours = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path)
+    waiting = Q(status=TaskResultStatus.READY)
+    named = Func(KeyTransform("incident_ids", KeyTransform("kwargs", "args_kwargs")), function="jsonb_array_length")
+    counted = ours.aggregate(
+        incidents=Coalesce(Sum(named, filter=waiting, output_field=IntegerField()), 0),
+        whole_database=Count("pk", filter=waiting & ~Q(args_kwargs__kwargs__has_key="incident_ids")),
+        oldest=Min("enqueued_at", filter=waiting),
+        failed_lately=Count(
+            "pk", filter=Q(status=TaskResultStatus.FAILED, finished_at__gte=timezone.now() - timedelta(days=1))
+        ),
+    )
+    return RescoringBacklog(**{**counted, "whole_database": bool(counted["whole_database"])})
 
 
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:

@@ -22,6 +22,14 @@ def _fresh_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _tasks_run_where_queued(settings):
+    """Background tasks (the duplicates' rescoring after a write) run as they are queued, so that a
+    test sees their effect without a worker; tests/test_duplicates_background.py uses the settings' own
+    queue in the database and runs its worker (`db_worker`)."""
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.fixture(autouse=True)
 def _one_step_sign_in(settings):
     """Staff sign in with a password alone here, as with DEBUG on; the accounts tests turn the
     second factor on themselves."""

@@ -20,6 +20,7 @@ from incidents import roles
 from incidents.models import ConfidentialAccess
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import make_incident, make_user
+from tests.test_duplicates_background import ORIGINAL, TASKS, TWIN, make_tumen, run_worker, waiting_pairs
 from tracker.replicas import replica_health
 
 REPLICAS = list(settings.DATABASE_REPLICAS)
@@ -109,6 +110,25 @@ def test_a_writer_reads_its_own_write_at_once_and_others_read_the_replica(replic
         assert response.json()["version"] == incident.version + 1
         assert title_read_by(writer, incident) == "Corrected by the reviewer"
         assert title_read_by(client_for(), incident) == "As first reported"
+
+
+def test_the_background_worker_rescores_a_write_from_the_primary_while_the_replica_is_behind(replica, settings):
+    settings.TASKS = TASKS  # the database queue, as deployed
+    tumen = make_tumen()
+    original = make_incident(**ORIGINAL, places=[tumen])
+    # Reported a month later at first: no candidate of the original.
+    twin = make_incident(**TWIN, places=[tumen], date_start="2023-09-29", date_end="2023-09-29")
+    with replay_paused(replica):
+        response = client_for(make_user(roles.REVIEWER)).patch(
+            incident_url(twin),
+            {"date_start": "2023-08-29", "date_end": "2023-08-29"},
+            format="json",
+            HTTP_IF_MATCH='"1"',
+        )
+        assert response.status_code == 200, response.content
+        # On the replica the twin is still a month away; the worker reads the primary.
+        run_worker()
+        assert waiting_pairs() == {(original.pk, twin.pk)}
 
 
 def test_a_confidential_page_read_from_the_replica_is_recorded_on_the_primary(replica):

@@ -102,6 +102,8 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    # The background tasks' queue and results, in PostgreSQL (TASKS below).
+    "django_tasks_db",
     "incidents",
     "accounts",
 ]
@@ -298,6 +300,11 @@ SECURE_CSP = {
 # device verified (django-otp forgets a device that no longer exists), which are then anonymous to
 # every page but the sign-in ones (accounts.middleware).
 SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60)
+
+# Background tasks (Django's django.tasks): rescoring possible duplicates after a write
+# (incidents/duplicates.py). Queued in a table of the primary database (django-tasks-db), in the
+# transaction's wake, and run by `manage.py db_worker` (README, "Deployment"): no other server.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # Shared by every worker and server: the API's throttle counters live here. PostgreSQL by default
 # (a table created by the accounts app's first migration), so no other server is needed; Redis

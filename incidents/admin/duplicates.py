@@ -1,18 +1,21 @@
 """The duplicates review queue: candidate pairs, best score first, side by side, with a decision.
 
-Pairs are proposed by `manage.py find_duplicates` (incidents.duplicates); decisions go through
-`duplicates.duplicate_pair_decide`, which holds who may decide what."""
+Pairs are proposed by every write of an incident, in the background, and by `manage.py
+find_duplicates` (incidents.duplicates); decisions go through `duplicates.duplicate_pair_decide`,
+which holds who may decide what. The list says what waits to be rechecked, so that a stopped
+background worker shows."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
 from incidents.admin.base import TrackedModelAdmin
 from incidents.admin.merges import confirm_url
-from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide
+from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
 from incidents.services import may_publish
@@ -94,6 +97,34 @@ class DuplicatePairAdmin(TrackedModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":
+            self.tell_backlog(request)
+        return super().changelist_view(request, extra_context)
+
+    def tell_backlog(self, request):
+        """What waits to be rechecked in the background, and what failed: a late queue means that
+        no worker (`manage.py db_worker`) is running, and this list is missing recent changes."""
+        backlog = rescoring_backlog()
+        if backlog.oldest is not None:
+            waiting = [f"{backlog.incidents} changed incident(s)"] if backlog.incidents else []
+            if backlog.whole_database:
+                waiting.append("every incident (after a large import)")
+            late = " No background worker has taken them: is `manage.py db_worker` running?" if backlog.late else ""
+            self.message_user(
+                request,
+                f"Waiting to be rechecked for duplicates: {' and '.join(waiting)}, the oldest queued "
+                f"{timesince(backlog.oldest)} ago.{late}",
+                messages.WARNING if backlog.late else messages.INFO,
+            )
+        if backlog.failed_lately:
+            self.message_user(
+                request,
+                f"{backlog.failed_lately} recheck(s) for duplicates failed in the last day; their errors are in the "
+                "admin's Task Results and in the worker's log.",
+                messages.WARNING,
+            )
 
     @admin.display(description="Incident A")
     def first(self, pair):

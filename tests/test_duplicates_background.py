@@ -1,0 +1,209 @@
+"""Rescoring in the background, with the queue the settings configure (django-tasks-db, in the
+database) and its worker (`manage.py db_worker`): a write answers without rescoring and queues a
+task once it commits; the worker proposes the pairs; what waits or failed shows in the admin's
+review queue. The other tests run tasks where they are queued (tests/conftest.py)."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.db.models import Q
+from django.tasks import TaskResultStatus
+from django.urls import reverse
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from incidents import duplicates, roles, services
+from incidents.models import DuplicatePair, Incident
+from tests.api_support import client_for, incident_url
+from tests.factories import make_incident, make_place, make_user
+from tests.test_duplicates import Rollback
+from tracker.settings import TASKS
+
+# Real commits: the worker runs as deployed, after the write's transaction committed, in
+# transactions of its own (it also closes a connection it finds inside a transaction).
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TWIN = {
+    "title": "80 North Korean defectors caught near Sambong-ri sent back from Tumen",
+    "description": "Held at Onsong holding centre.",
+}
+
+
+@pytest.fixture(autouse=True)
+def _the_database_queue(settings):
+    settings.TASKS = TASKS
+
+
+ORIGINAL = {
+    "title": "China forcibly repatriates 80 North Korean defectors from Tumen",
+    "description": "They were caught crossing the river near Sambong-ri and held at Onsong holding centre.",
+}
+
+
+def make_tumen():
+    china = make_place(name="China", kind="country", country="CN")
+    return make_place(name="Tumen", kind="city", parent=make_place(name="Jilin", kind="province", parent=china))
+
+
+@pytest.fixture
+def tumen():
+    return make_tumen()
+
+
+@pytest.fixture
+def original(tumen):
+    return make_incident(**ORIGINAL, places=[tumen])
+
+
+def run_worker() -> None:
+    """The worker as deployed, until the queue is empty."""
+    call_command("db_worker", "--batch", "--no-startup-delay", "--no-reload", stdout=io.StringIO())
+
+
+def waiting_pairs() -> set[tuple[int, int]]:
+    return set(DuplicatePair.objects.filter(decision="pending").values_list("incident_a", "incident_b"))
+
+
+def queued() -> list[dict]:
+    """The rescoring tasks' arguments, in the order they were queued."""
+    tasks = DBTaskResult.objects.filter(task_path=duplicates.refresh_duplicate_pairs.module_path)
+    return [task.args_kwargs["kwargs"] for task in tasks.order_by("enqueued_at")]
+
+
+def review_queue_messages(client) -> list[str]:
+    client.force_login(make_user(roles.REVIEWER))
+    response = client.get(reverse("admin:incidents_duplicatepair_changelist"))
+    assert response.status_code == 200
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_an_api_write_answers_before_rescoring_and_the_worker_proposes_the_pair(client, original, tumen):
+    # Reported a month later at first: no candidate of the original.
+    twin = make_incident(**TWIN, places=[tumen], date_start="2023-09-29", date_end="2023-09-29")
+    answer = client_for(make_user(roles.REVIEWER)).patch(
+        incident_url(twin),
+        {"date_start": "2023-08-29", "date_end": "2023-08-29"},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+    assert answer.status_code == 200, answer.json()
+    # Answered with the write done and the rescoring queued, not done.
+    assert waiting_pairs() == set()
+    assert queued() == [{"incident_ids": [twin.pk]}]
+    [waiting] = review_queue_messages(client)
+    assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued")
+    assert "db_worker" not in waiting  # queued just now: not late
+
+    run_worker()
+    assert waiting_pairs() == {(original.pk, twin.pk)}
+    task = DBTaskResult.objects.get()
+    assert (task.status, task.return_value) == (TaskResultStatus.SUCCESSFUL, 1)
+    assert review_queue_messages(client) == []
+
+
+def test_a_write_that_rolls_back_queues_nothing(original, tumen):
+    def create():
+        return services.incident_create(
+            user=make_user(roles.ANALYST),
+            data={
+                **TWIN,
+                "incident_type": original.incident_type,
+                "date_start": original.date_start,
+                "date_end": original.date_end,
+            },
+            places=[tumen],
+        )
+
+    with pytest.raises(Rollback), transaction.atomic():
+        create()
+        raise Rollback
+    assert not Incident.objects.filter(title=TWIN["title"]).exists()
+    assert not DBTaskResult.objects.exists()
+    # The same write, committed, queues its rescoring.
+    incident = create()
+    assert queued() == [{"incident_ids": [incident.pk]}]
+
+
+@pytest.mark.parametrize(
+    ("batch", "whole_database_above", "tasks"),
+    [
+        (1000, 5000, [{"incident_ids": "both"}]),
+        # A larger import, in tasks of a batch each: no task's arguments hold every id.
+        (1, 5000, [{"incident_ids": "first"}, {"incident_ids": "second"}]),
+        # Larger still: one pass over the whole database, its arguments naming no incident.
+        (1000, 1, [{}]),
+    ],
+    ids=["one task", "a task per batch", "the whole database"],
+)
+def test_an_import_queues_its_incidents(
+    client, original, tmp_path, monkeypatch, django_assert_num_queries, batch, whole_database_above, tasks
+):
+    monkeypatch.setattr(duplicates, "RESCORING_BATCH", batch)
+    monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
+    path = tmp_path / "new.csv"
+    path.write_text(
+        "title,type,date_start,date_end,people_count,places\n"
+        "80 North Korean defectors caught near Sambong-ri held at Onsong holding centre,forced-repatriation,"
+        "2023-08-29,2023-08-29,80,Tumen\n"
+        "Arrest of a missionary,arbitrary-detention,2023-08-29,2023-08-29,1,Tumen\n"
+    )
+    analyst = make_user(roles.ANALYST)
+    call_command(
+        "import_incidents", str(path), f"--user={analyst.username}", "--allow-duplicates", stdout=io.StringIO()
+    )
+    twin = Incident.objects.get(title__startswith="80 North Korean defectors caught")
+    other = Incident.objects.get(title="Arrest of a missionary")
+    ids = {"both": [twin.pk, other.pk], "first": [twin.pk], "second": [other.pk]}
+    assert queued() == [{name: ids[which] for name, which in arguments.items()} for arguments in tasks]
+    assert waiting_pairs() == set()
+    # However many tasks wait, the review queue counts them in one query.
+    with django_assert_num_queries(1):
+        backlog = duplicates.rescoring_backlog()
+    assert (backlog.incidents, backlog.whole_database) == ((0, True) if tasks == [{}] else (2, False))
+    [waiting] = review_queue_messages(client)
+    assert waiting.startswith(
+        "Waiting to be rechecked for duplicates: every incident (after a large import),"
+        if tasks == [{}]
+        else "Waiting to be rechecked for duplicates: 2 changed incident(s),"
+    )
+
+    run_worker()
+    assert waiting_pairs() == {(original.pk, twin.pk)}
+    assert not DBTaskResult.objects.exclude(status=TaskResultStatus.SUCCESSFUL).exists()
+
+
+def test_a_failed_rescoring_keeps_the_write_and_shows_in_the_review_queue(client, original, tumen, monkeypatch):
+    twin = make_incident(**TWIN, places=[tumen])
+    reviewer = make_user(roles.REVIEWER)
+    services.incident_update(incident=twin, user=reviewer, expected_version=twin.version, data={"people_count": 81})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the scoring broke")
+
+    monkeypatch.setattr(duplicates, "scored_pairs", broken)
+    run_worker()
+    twin.refresh_from_db()
+    assert twin.people_count == 81
+    task = DBTaskResult.objects.get()
+    assert task.status == TaskResultStatus.FAILED
+    assert "the scoring broke" in task.traceback
+    [failed] = review_queue_messages(client)
+    assert failed.startswith("1 recheck(s) for duplicates failed in the last day")
+
+
+def test_a_queue_no_worker_takes_is_flagged_as_late(client, original, tumen):
+    twin = make_incident(**TWIN, places=[tumen])
+    services.incident_update(
+        incident=twin, user=make_user(roles.REVIEWER), expected_version=twin.version, data={"people_count": 81}
+    )
+    DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    [late] = review_queue_messages(client)
+    assert late.startswith(
+        # Django's timesince joins number and unit with a no-break space.
+        "Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued 5\xa0minutes ago."
+    )
+    assert late.endswith("No background worker has taken them: is `manage.py db_worker` running?")
+    assert not DuplicatePair.objects.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()
