@@ -175,11 +175,11 @@ class TestUpdateIncident:
         # The token and its user, and its first use recorded; the permissions of the user and of its
         # groups; the incident read with visible_to (get_object); the transaction's savepoint (a test
         # runs in a transaction); the incident locked, checked visible and at the version sent, in one
-        # statement; the model's check constraints (five, each in a savepoint: 15) and public_id's
+        # statement; the model's check constraints, together, in a savepoint (3), and public_id's
         # uniqueness; the update; the savepoint's release; the answer built by PostgreSQL, recording
         # the confidential claim it shows, in one statement. The duplicates' rescoring runs after
         # commit, outside this count.
-        with django_assert_num_queries(26):
+        with django_assert_num_queries(14):
             answer = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
         assert answer.status_code == 200, answer.json()
         assert (answer.json()["people_count"], answer.json()["version"], answer["ETag"]) == (90, 2, '"2"')
