@@ -313,16 +313,28 @@ def _write_children(incident: Incident, children: _Children, *, visibility_of) -
         _replace_children(incident, "involvements", children.involvements)
 
 
-def _unchanged_relations(incident: Incident, stored: Incident | None) -> set[str]:
-    """The relations `incident` keeps as `stored` has them. The stored row's foreign keys and
-    constraints hold in the database, so validating them again (a query for each related record,
-    and for each constraint over them) could only find what they already guarantee."""
+@functools.cache
+def _generated_from(field: models.Field) -> frozenset[str]:
+    """The fields a generated column is computed from."""
+    return frozenset(node.name for node in field.expression.flatten() if isinstance(node, models.F))
+
+
+def _kept_as_stored(incident: Incident, stored: Incident | None) -> set[str]:
+    """The relations `incident` keeps as `stored` has them, and the generated columns computed from
+    fields it keeps (public_id, from the id). The stored row's foreign keys and constraints hold in
+    the database, so validating these again (a query for each related record, and for each
+    constraint over them, such as public_id's uniqueness) could only find what they guarantee."""
     if stored is None:
         return set()
+    unchanged = {
+        field.name
+        for field in Incident._meta.concrete_fields
+        if not field.generated and getattr(incident, field.attname) == getattr(stored, field.attname)
+    }
     return {
         field.name
         for field in Incident._meta.concrete_fields
-        if field.is_relation and getattr(incident, field.attname) == getattr(stored, field.attname)
+        if (field.is_relation and field.name in unchanged) or (field.generated and _generated_from(field) <= unchanged)
     }
 
 
@@ -332,7 +344,7 @@ def _incident_errors(
     """What is wrong with `incident` about to be written (`stored`: as it is stored now, for a change)."""
     errors = {}
     try:
-        incident.full_clean(exclude=_unchanged_relations(incident, stored))
+        incident.full_clean(exclude=_kept_as_stored(incident, stored))
     except ValidationError as error:
         errors.update(error.message_dict)
     errors.update(

@@ -172,14 +172,15 @@ class TestUpdateIncident:
         claim = make_claim(incident=incident, source=make_source(confidential=True), people_count=80)
         client = client_for(analyst)
         body = {"people_count": 90, "people_count_min": None, "people_count_max": None, "count_qualifier": "about"}
-        # The token and its user, and its first use recorded; the permissions of the user and of its
-        # groups; the incident read with visible_to (get_object); the transaction's savepoint (a test
-        # runs in a transaction); the incident locked, checked visible and at the version sent, in one
-        # statement; the model's check constraints, together, in a savepoint (3), and public_id's
-        # uniqueness; the update; the savepoint's release; the answer built by PostgreSQL, recording
-        # the confidential claim it shows, in one statement. The duplicates' rescoring runs after
-        # commit, outside this count.
-        with django_assert_num_queries(14):
+        # 13 queries: the token and its user, and its first use recorded; the permissions of the
+        # user and of its groups; the incident read with visible_to (get_object); the transaction's
+        # savepoint (a test runs in a transaction); the incident locked, checked visible and at the
+        # version sent, in one statement; the model's check constraints, all in one query within a
+        # savepoint (3); the update; the savepoint's release; the answer built by PostgreSQL,
+        # recording the confidential claim it shows, in one statement. Nothing looks up again the
+        # relations and the public_id the write keeps as stored. The duplicates' rescoring runs
+        # after commit, outside this count.
+        with django_assert_num_queries(13):
             answer = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
         assert answer.status_code == 200, answer.json()
         assert (answer.json()["people_count"], answer.json()["version"], answer["ETag"]) == (90, 2, '"2"')
