@@ -191,26 +191,26 @@ class CheckConstraintsInOneQuery(models.Model):
         # Each holds unless it is false (unknown passes), so together they hold when their
         # conjunction is not false: what CheckConstraint.validate() asks of one condition.
         together = models.CheckConstraint(condition=Q(*(check.condition for check in checks)), name="together")
+        referenced = set().union(*(Q(check.condition).referenced_base_fields for check in checks))
         try:
-            together.validate(type(self), self, exclude=exclude)
+            # Given only the fields the conditions name: building the query over every field
+            # cost more than sending it.
+            together.validate(
+                type(self), self, exclude={field.name for field in self._meta.concrete_fields} - referenced
+            )
         except ValidationError:
             return super().validate_constraints(exclude)
-        self._check_constraints_hold = True
+        self._proven_checks = checks
         try:
             return super().validate_constraints(exclude)
         finally:
-            del self._check_constraints_hold
+            del self._proven_checks
 
     def get_constraints(self):
-        constraints = super().get_constraints()
-        if not getattr(self, "_check_constraints_hold", False):
-            return constraints
+        proven = getattr(self, "_proven_checks", ())
         return [
-            (
-                model,
-                [constraint for constraint in model_constraints if not isinstance(constraint, models.CheckConstraint)],
-            )
-            for model, model_constraints in constraints
+            (model, [constraint for constraint in model_constraints if constraint not in proven])
+            for model, model_constraints in super().get_constraints()
         ]
 
 
