@@ -167,6 +167,53 @@ class TimestampedModel(models.Model):
         abstract = True
 
 
+class CheckConstraintsInOneQuery(models.Model):
+    """`validate_constraints()` (and so `full_clean()`) proving all the model's check constraints
+    with one query when they all hold, as a valid write's do. Django checks each with a query of
+    its own, inside a savepoint when in a transaction (three statements), built over every field:
+    for an incident, 18 statements and a third of an analyst's PATCH's CPU. When one fails,
+    Django's own validation runs them one by one, so the errors are the same."""
+
+    class Meta:
+        abstract = True
+
+    def validate_constraints(self, exclude=None):
+        exclude = set(exclude or ())
+        # Those over a field already in error (`exclude`) are skipped, as Django skips them.
+        checks = [
+            constraint
+            for constraint in self._meta.constraints
+            if isinstance(constraint, models.CheckConstraint)
+            and not Q(constraint.condition).referenced_base_fields & exclude
+        ]
+        if not checks:
+            return super().validate_constraints(exclude)
+        # Each holds unless it is false (unknown passes), so together they hold when their
+        # conjunction is not false: what CheckConstraint.validate() asks of one condition.
+        together = models.CheckConstraint(condition=Q(*(check.condition for check in checks)), name="together")
+        referenced = set().union(*(Q(check.condition).referenced_base_fields for check in checks))
+        try:
+            # Given only the fields the conditions name: building the query over every field
+            # cost more than sending it.
+            together.validate(
+                type(self), self, exclude={field.name for field in self._meta.concrete_fields} - referenced
+            )
+        except ValidationError:
+            return super().validate_constraints(exclude)
+        self._proven_checks = checks
+        try:
+            return super().validate_constraints(exclude)
+        finally:
+            del self._proven_checks
+
+    def get_constraints(self):
+        proven = getattr(self, "_proven_checks", ())
+        return [
+            (model, [constraint for constraint in model_constraints if constraint not in proven])
+            for model, model_constraints in super().get_constraints()
+        ]
+
+
 class OrganizationKind(models.TextChoices):
     NGO = "ngo", "NGO"
     GOVERNMENT = "government", "Government"
@@ -468,7 +515,7 @@ class DateLabel(Func):
 
 
 @pghistory.track()
-class Incident(TimestampedModel):
+class Incident(CheckConstraintsInOneQuery, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -680,7 +727,7 @@ class SourceConnection(models.TextChoices):
 
 
 @pghistory.track()
-class Claim(TimestampedModel):
+class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     """What one source says about one incident, kept as the source said it."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="claims")

@@ -313,10 +313,38 @@ def _write_children(incident: Incident, children: _Children, *, visibility_of) -
         _replace_children(incident, "involvements", children.involvements)
 
 
-def _incident_errors(incident: Incident, *, user, was_confidential: bool) -> dict[str, list[str]]:
+@functools.cache
+def _generated_from(field: models.Field) -> frozenset[str]:
+    """The fields a generated column is computed from."""
+    return frozenset(node.name for node in field.expression.flatten() if isinstance(node, models.F))
+
+
+def _kept_as_stored(incident: Incident, stored: Incident | None) -> set[str]:
+    """The relations `incident` keeps as `stored` has them, and the generated columns computed from
+    fields it keeps (public_id, from the id). The stored row's foreign keys and constraints hold in
+    the database, so validating these again (a query for each related record, and for each
+    constraint over them, such as public_id's uniqueness) could only find what they guarantee."""
+    if stored is None:
+        return set()
+    unchanged = {
+        field.name
+        for field in Incident._meta.concrete_fields
+        if not field.generated and getattr(incident, field.attname) == getattr(stored, field.attname)
+    }
+    return {
+        field.name
+        for field in Incident._meta.concrete_fields
+        if (field.is_relation and field.name in unchanged) or (field.generated and _generated_from(field) <= unchanged)
+    }
+
+
+def _incident_errors(
+    incident: Incident, *, user, was_confidential: bool, stored: Incident | None = None
+) -> dict[str, list[str]]:
+    """What is wrong with `incident` about to be written (`stored`: as it is stored now, for a change)."""
     errors = {}
     try:
-        incident.full_clean()
+        incident.full_clean(exclude=_kept_as_stored(incident, stored))
     except ValidationError as error:
         errors.update(error.message_dict)
     errors.update(
@@ -380,7 +408,6 @@ def incident_update(
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     _require_permission(user, "incidents.change_incident", "change incidents")
-    _require_visible(user, incident)
     changes = {
         name: None if rows is None else list(rows)
         for name, rows in (
@@ -391,15 +418,21 @@ def incident_update(
         )
     }
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = _locked(incident, expected_version)
+        current = _locked(incident, expected_version, visible_to=user)
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
             return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
         return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
 
 
-def _locked(incident: Incident, expected_version: int) -> Incident:
+def _locked(incident: Incident, expected_version: int, *, visible_to=None) -> Incident:
+    """The stored incident, locked for this transaction, if it is still at `expected_version`
+    (else VersionConflict); with `visible_to`, only if that user may see it (else RecordNotFound, as
+    `_require_visible` answers), checked by the same statement."""
+    incidents = Incident.objects.all() if visible_to is None else Incident.objects.visible_to(visible_to)
     # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
-    current = Incident.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=incident.pk)
+    current = incidents.select_for_update(of=("self",)).select_related("updated_by").filter(pk=incident.pk).first()
+    if current is None:
+        raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
     if current.version != expected_version:
         raise VersionConflict(current=current, expected_version=expected_version)
     return current
@@ -414,7 +447,7 @@ def _validated_update(
     for field, value in data.items():
         setattr(incident, field, value)
     incident.version = current.version
-    errors = _incident_errors(incident, user=user, was_confidential=current.confidential)
+    errors = _incident_errors(incident, user=user, was_confidential=current.confidential, stored=current)
     children, child_errors = _validate_all_children(incident, user=visibility_of, **changes)
     if visibility_of is not user:
         child_errors.update(_claim_rule_errors(user, children.claims or []))
