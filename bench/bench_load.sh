@@ -15,7 +15,10 @@
 # the percentiles of every second (PREFIX_stats_history.csv). One background worker runs beside
 # the server, as deployed (README, "Deployment"), so the writes' duplicate rescoring still costs
 # the machine's CPU; how many rescorings it ran, how long the last waited and what is still
-# queued are printed at the end. Exits non-zero if any request failed.
+# queued are printed at the end. BENCH_SPAWN_RATE=N starts N clients a second instead of every
+# client in the first second (locust's default here, kept so that runs compare): people arriving
+# over some seconds, where 26 first pages of 200 asked in one second set the run's worst latencies.
+# Exits non-zero if any request failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-32}
@@ -70,7 +73,7 @@ SAMPLER=$!
 STARTED=$(date -u +%FT%T.%NZ)
 echo "mix: $MIX; gunicorn: $(.venv/bin/python -c 'import runpy; c = runpy.run_path("tracker/gunicorn.conf.py"); print(c["workers"], "workers x", c["threads"], "threads")'), pool ${DATABASE_POOL_SIZE:-4}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086 # the user classes are separate words
-.venv/bin/locust -f bench/locustfile.py --headless --users "$USERS" --spawn-rate "$USERS" --run-time "${DURATION}s" \
+.venv/bin/locust -f bench/locustfile.py --headless --users "$USERS" --spawn-rate "${BENCH_SPAWN_RATE:-$USERS}" --run-time "${DURATION}s" \
   --host "http://127.0.0.1:$PORT" --only-summary --stop-timeout 30 ${BENCH_CSV:+--csv "$BENCH_CSV" --csv-full-history} \
   $CLASSES || STATUS=$?
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
