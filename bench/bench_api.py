@@ -203,6 +203,13 @@ def main():
         help="time only the incident list, as this user (e.g. a reviewer with confidential access, whose "
         "reads of confidential records are recorded), without the hand-written SQL (the public's)",
     )
+    parser.add_argument(
+        "--only",
+        metavar="LABEL",
+        action="append",
+        help="time only the scenario of this label, as printed (repeatable), e.g. to give a few slow ones "
+        "fewer runs than the rest",
+    )
     arguments = parser.parse_args()
 
     parameters = default_parameters()
@@ -255,6 +262,8 @@ def main():
         ("stats: group_by=perpetrator, q=-zzzz", api_call(stats, {"group_by": "perpetrator", "q": "-zzzz"}), None),
         ("stats: group_by=type, q", api_call(stats, {"group_by": "type", "q": parameters["q"]}), None),
     ]
+    if arguments.only:
+        scenarios = [scenario for scenario in scenarios if scenario[0] in arguments.only]
     print(
         f"{Incident.objects.count():,} incidents ({Incident.objects.visible_to(None).count():,} public) "
         f"on {settings.DATABASES['default']['NAME']}; filters {parameters}; {arguments.runs} runs each"
