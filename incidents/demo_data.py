@@ -434,8 +434,8 @@ def _indexes_and_foreign_keys_rebuilt_after(adding: int, models):
 
 # The rows PostgreSQL keeps for each incident from the tables below, each by the function its
 # statement triggers call: the search words (migration 0016) and the CSV export's rows (migration
-# 0028). The export's insert triggers are off while the insert history is (`set_insert_triggers`),
-# the search's are switched off here.
+# 0028). Their insert triggers are off while the insert history is (`set_insert_triggers`,
+# migrations 0028 and 0034).
 _KEPT_ROW_TABLES = (Incident, IncidentPlace, Involvement, Claim)
 _SEARCH_WORDS_CHUNK = 50_000
 
@@ -444,18 +444,15 @@ _SEARCH_WORDS_CHUNK = 50_000
 def _kept_rows_computed_once(*, after: int):
     """Compute the search words and export rows of the incidents added in the block (ids above
     `after`) once, at its end, instead of at each of the four COPY statements that write an
-    incident's rows. With the link tables' indexes dropped (`_indexes_and_foreign_keys_rebuilt_after`,
-    entered inside this block so that the rows are computed after the indexes are back), each of
-    those recomputations scanned the link tables whole: a million incidents from an empty database
-    were still at 60,000 after twenty minutes. The search triggers are disabled for this transaction
-    only (ALTER TABLE is transactional: a failed load leaves them on), and the rows come from the
-    functions the triggers call, the search words in chunks of bounded memory."""
+    incident's rows; the block runs with the insert triggers off. With the link tables' indexes
+    dropped (`_indexes_and_foreign_keys_rebuilt_after`, entered inside this block so that the rows
+    are computed after the indexes are back), each of those recomputations scanned the link tables
+    whole: a million incidents from an empty database were still at 60,000 after twenty minutes.
+    The rows come from the functions the triggers call, the search words in chunks of bounded
+    memory."""
+    yield
     with connection.cursor() as cursor:
         for model in _KEPT_ROW_TABLES:
-            cursor.execute(f"ALTER TABLE {model._meta.db_table} DISABLE TRIGGER incident_search_insert")
-        yield
-        for model in _KEPT_ROW_TABLES:
-            cursor.execute(f"ALTER TABLE {model._meta.db_table} ENABLE TRIGGER incident_search_insert")
             # The planner's figures for the tables just filled: without them it hashes every source
             # once per incident (5,000 incidents: 6.9 s before, 2.0 s after).
             cursor.execute(f"ANALYZE {model._meta.db_table}")

@@ -46,9 +46,10 @@ class HistoryEntry:
 def set_insert_triggers(*, enabled: bool) -> None:
     """Until set back or the transaction (or savepoint) ends, the tracked models' insert triggers
     fire or not (`PGHISTORY_DEFAULT_TRACKERS`' condition), and so do the statement triggers that keep
-    the CSV export's rows on insert (migration 0028). For code that writes rows in bulk and records
-    their insert history itself, or, for synthetic data, not at all, and refreshes the export rows
-    of the incidents it wrote (`incident_export_refresh`) once every table is written."""
+    the search words and the CSV export's rows on insert (migrations 0034 and 0028). For code that
+    writes rows in bulk and records their insert history itself, or, for synthetic data, not at
+    all, and refreshes the search words and export rows of the incidents it wrote
+    (`incident_search_refresh`, `incident_export_refresh`) once every table is written."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config(%s, %s, true)", [settings.INSERT_TRIGGERS_OFF_SETTING, "off" if enabled else "on"]

@@ -885,8 +885,10 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         for model, rows in incidents.children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
         _record_inserts({Incident: "id", **dict.fromkeys(incidents.children, "incident_id")}, incident_ids)
-        # Their CSV export rows once, now that every table is written: the insert triggers that
-        # keep them are off with the history's (migration 0028).
+        # Their search words and CSV export rows once, now that every table is written: the insert
+        # triggers that keep them are off with the history's (migrations 0028, 0034), where each
+        # COPY above would have computed them again from the tables written so far.
+        cursor.execute("SELECT incident_search_refresh(%s::bigint[])", [incident_ids])
         cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
         duplicates.rescore_after_commit(incident_ids)
         set_insert_triggers(enabled=True)

@@ -7,7 +7,6 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 
 from incidents import roles
 from incidents.models import (
@@ -95,17 +94,24 @@ def search_words() -> list[tuple]:
     return list(IncidentSearchDocument.objects.order_by("incident").values_list("incident", "disclosed", "complete"))
 
 
+def search_words_an_edit_computes() -> list[tuple]:
+    """Every incident's words computed again by the function the triggers of an edit call. (An
+    update that leaves an incident's title and description as they are does not recompute them.)"""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT incident_search_refresh(ARRAY(SELECT id FROM incidents_incident))")
+    return search_words()
+
+
 def test_demo_data_search_words_equal_those_an_edit_computes():
     # The generator writes the words of its incidents once at the end, with their insert triggers
-    # off meanwhile: an edit of every incident, which computes them through the triggers, changes
-    # none, and every incident, the sample data's included, has its words.
+    # off meanwhile: computing them again changes none, and every incident, the sample data's
+    # included, has its words.
     call_command("loaddata", "sample", verbosity=0)
     call_command("generate_demo_data", incidents=200, seed=5, batch_size=70, stdout=StringIO())
     written = search_words()
     assert len(written) == Incident.objects.count() == 204
     assert {"yanji", "dandong"} & set(" ".join(words for _, words, _ in written).replace("'", " ").split())
-    Incident.objects.update(title=F("title"))
-    assert search_words() == written
+    assert search_words_an_edit_computes() == written
 
 
 def test_demo_data_records_no_insert_history_but_audits_later_changes():

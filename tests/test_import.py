@@ -26,6 +26,7 @@ from django.urls import reverse
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
 from incidents.services import incidents_bulk_create, incidents_bulk_validate
+from tests.api_support import API, client_for, public_ids
 from tests.database_support import database_url, this_test_database_address
 from tests.factories import (
     incident_type,
@@ -36,6 +37,7 @@ from tests.factories import (
     make_source,
     make_user,
 )
+from tests.test_commands import search_words, search_words_an_edit_computes
 
 HEADER = "title,type,date_start,date_end"
 
@@ -243,6 +245,28 @@ class TestRoundTrip:
             }
         assert IncidentEvent.objects.get(pgh_obj=imported).public_id == imported.public_id
         assert IncidentEvent.objects.get(pgh_obj=imported).date_label == imported.date_label
+
+    def test_imported_incidents_are_found_by_all_their_words_which_are_those_an_edit_computes(
+        self, reviewer, rich_incidents, tmp_path
+    ):
+        # New incidents are written with the search words' insert triggers off and get their words
+        # once, after their last table (services.incidents_bulk_create); an updated row's words are
+        # kept by the triggers, back on for the rest of the import's transaction.
+        first, _ = rich_incidents
+        [row] = [row for row in rows(export(reviewer, tmp_path)) if row["public_id"] == first.public_id]
+        make_source(title="Weekly dispatch")
+        row["sources"] = f"{row['sources']}; Weekly dispatch"
+        new_row = {**row, "public_id": "", "version": "", "title": "Created alongside"}
+        run_import(reviewer, tmp_path, write_csv([new_row, row]), "--allow-duplicates")
+
+        created = Incident.objects.get(title="Created alongside")
+        # Its title, a place, a perpetrator's alias, a source of each claim.
+        for q in ["alongside", "Hoeryong", "MPS", "RFA", "HRW statement", "dispatch"]:
+            assert created.public_id in public_ids(client_for(reviewer).get(f"{API}/incidents/", {"q": q})), q
+        assert first.public_id in public_ids(client_for(reviewer).get(f"{API}/incidents/", {"q": "dispatch"}))
+        written = search_words()
+        assert len(written) == Incident.objects.count() == 3
+        assert search_words_an_edit_computes() == written
 
     def test_only_the_required_columns_create_an_incident(self, analyst, tmp_path):
         output = run_import(analyst, tmp_path, f"{HEADER}\nNew detention,arbitrary-detention,2024-01-01,2024-01-31\n")
@@ -763,8 +787,7 @@ def test_interrupting_an_import_while_it_writes_leaves_the_database_as_it_was(an
     address = this_test_database_address()
     environment = {**os.environ, "DATABASE_URL": database_url(**address), "PYTHONFAULTHANDLER": "1"}
     with psycopg.connect(**address) as locker, psycopg.connect(**address, autocommit=True) as observer:
-        # EXCLUSIVE blocks writing the claims, not reading them: the triggers that keep the search
-        # words (migration 0019) read them when the incidents are written.
+        # EXCLUSIVE blocks writing the claims, not reading them: the import waits where it writes them.
         locker.execute("LOCK TABLE incidents_claim IN EXCLUSIVE MODE")
         with interruptible_children():
             importer = subprocess.Popen(

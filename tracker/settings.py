@@ -362,7 +362,9 @@ API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90)
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
 # Code that writes many rows at once records their insert history itself, in one statement per
 # table (incidents.services._record_inserts), and turns this setting on meanwhile
-# (incidents.history.set_insert_triggers): the row-level insert triggers then do not even fire.
+# (incidents.history.set_insert_triggers): the row-level insert triggers then do not even fire,
+# nor do the statement triggers that keep the search words and export rows on insert, which such
+# code refreshes once, after its last table (migrations 0028, 0034).
 # pgtrigger.ignore() would still call each one, which then opens a subtransaction to read its own
 # setting: 85 us a row, measured, most of a 100,000-row import's time.
 INSERT_TRIGGERS_OFF_SETTING = "tracker.insert_triggers_off"
