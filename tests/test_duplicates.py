@@ -34,6 +34,16 @@ from tests.test_admin import incident_post
 QUALITY_FLOOR = {"recall": 0.6, "precision": 0.9}
 
 
+# An import of two new incidents: a second report of `original` (same day, town and count) and
+# an unrelated event of that day and town.
+A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT = (
+    "title,type,date_start,date_end,people_count,places\n"
+    "80 North Korean defectors caught near Sambong-ri held at Onsong holding centre,forced-repatriation,"
+    "2023-08-29,2023-08-29,80,Tumen\n"
+    "Arrest of a missionary,arbitrary-detention,2023-08-29,2023-08-29,1,Tumen\n"
+)
+
+
 class Rollback(Exception):
     pass
 
@@ -400,12 +410,7 @@ class TestRescoringOnEveryWrite:
         monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
         analyst = make_user(roles.ANALYST)
         path = tmp_path / "new.csv"
-        path.write_text(
-            "title,type,date_start,date_end,people_count,places\n"
-            "80 North Korean defectors caught near Sambong-ri held at Onsong holding centre,forced-repatriation,"
-            "2023-08-29,2023-08-29,80,Tumen\n"
-            "Arrest of a missionary,arbitrary-detention,2023-08-29,2023-08-29,1,Tumen\n"
-        )
+        path.write_text(A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT)
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
             call_command(
                 "import_incidents", str(path), f"--user={analyst.username}", "--allow-duplicates", stdout=io.StringIO()

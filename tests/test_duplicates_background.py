@@ -19,7 +19,7 @@ from incidents import duplicates, roles, services
 from incidents.models import DuplicatePair, Incident
 from tests.api_support import client_for, incident_url
 from tests.factories import make_incident, make_place, make_user
-from tests.test_duplicates import Rollback
+from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback
 from tracker.settings import TASKS
 
 # Real commits: the worker runs as deployed, after the write's transaction committed, in
@@ -144,12 +144,7 @@ def test_an_import_queues_its_incidents(
     monkeypatch.setattr(duplicates, "RESCORING_BATCH", batch)
     monkeypatch.setattr(duplicates, "RESCORING_WHOLE_DATABASE_ABOVE", whole_database_above)
     path = tmp_path / "new.csv"
-    path.write_text(
-        "title,type,date_start,date_end,people_count,places\n"
-        "80 North Korean defectors caught near Sambong-ri held at Onsong holding centre,forced-repatriation,"
-        "2023-08-29,2023-08-29,80,Tumen\n"
-        "Arrest of a missionary,arbitrary-detention,2023-08-29,2023-08-29,1,Tumen\n"
-    )
+    path.write_text(A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT)
     analyst = make_user(roles.ANALYST)
     call_command(
         "import_incidents", str(path), f"--user={analyst.username}", "--allow-duplicates", stdout=io.StringIO()
