@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 INCIDENTS ?= 1000000
+# pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 
 # Every recipe that touches the database starts with this: use DATABASE_URL if given, otherwise
 # start (or reuse) the embedded server and point at it.
@@ -62,7 +64,7 @@ smoke: install
 	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
 test: install browser
-	@$(WITH_DB) && $(PY) -m pytest
+	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS)
 
 lint: install
 	$(VENV)/bin/ruff check .
