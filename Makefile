@@ -9,6 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 INCIDENTS ?= 1000000
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs the suite in one process.
+# loadgroup: the tests of one `xdist_group` (the replica tests) run in one worker.
 TEST_WORKERS ?= auto
 
 # Every recipe that touches the database starts with this: use DATABASE_URL if given, otherwise
@@ -64,7 +65,7 @@ smoke: install
 	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
 test: install browser
-	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS)
+	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .

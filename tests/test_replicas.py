@@ -34,6 +34,9 @@ pytestmark = [
     ),
     # Committed writes, which a replica can receive; the replica's own alias is a mirror, never flushed.
     pytest.mark.django_db(transaction=True, databases=["default", *REPLICAS]),
+    # One pytest-xdist worker runs them all, one after the other: a pause of the replica's replay is
+    # the whole replica's, so another worker's test resuming it would end this one's pause.
+    pytest.mark.xdist_group("replica"),
 ]
 
 
