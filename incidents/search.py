@@ -184,13 +184,15 @@ class IncidentSearch:
         query = self._query()
         if query is None:
             return incidents
-        found = self.found_if_few(incidents, user=user)
+        # The bound read now, not as the signature's default when the module loaded, so that a test
+        # can lower it to try the other plan.
+        found = self.found_if_few(incidents, user=user, fewer_than=COLLECT_BELOW)
         if found is not None:
             return found
         # No index finds what lacks a word: a search that only leaves words out is always this one.
         return incidents.filter(**{f"search_document__{_words_read_by(user)}": query})
 
-    def found_if_few(self, incidents, *, user, fewer_than: int = COLLECT_BELOW):
+    def found_if_few(self, incidents, *, user, fewer_than: int):
         """The incidents of the queryset `incidents` (already limited to what `user` may see) that
         the search finds for `user`, collected from the index, when it has words to find and fewer
         than `fewer_than` incidents match (`_few_matches`); else None. One query, two for several
