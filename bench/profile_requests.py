@@ -93,8 +93,8 @@ class Statements:
         finally:
             wall = (time.perf_counter() - started) * 1000
             backend_after = backend_cpu_ns(pid)
-            backend = None if backend_before is None or backend_after is None else (backend_after - backend_before) / 1e6
-            self.timings.append((sql, wall, backend))
+            known = backend_before is not None and backend_after is not None
+            self.timings.append((sql, wall, (backend_after - backend_before) / 1e6 if known else None))
 
     def backend_cpu_ms(self) -> float | None:
         """The CPU time the request's backends ran from their first statement of it until now."""
@@ -213,7 +213,7 @@ def main():
     parser.add_argument("--only", action="append", help="only this kind (repeatable)")
     parser.add_argument("--profile", type=int, metavar="N", help="print cProfile's top N functions per kind")
     parser.add_argument("--sort", default="tottime", help="cProfile's order: tottime (default), cumulative")
-    parser.add_argument("--sql", action="store_true", help="print each kind's statements with their median time and PG CPU")
+    parser.add_argument("--sql", action="store_true", help="each kind's statements, median time and PG CPU")
     parser.add_argument("--no-throttles", action="store_true", help="throttles off, as bench_load.sh ran them")
     arguments = parser.parse_args()
 
@@ -227,9 +227,8 @@ def main():
     for request in kinds.values():  # warm up: every statement prepared, every template loaded
         for _ in range(3):
             request()
-    print(
-        f"{'request':24} {'CPU ms':>7} {'PG CPU':>7} {'SQL ms':>7} {'queries':>7} {'wall ms':>8} {'wall p95':>8} {'bytes':>8}"
-    )
+    widths = {"CPU ms": 7, "PG CPU": 7, "SQL ms": 7, "queries": 7, "wall ms": 8, "wall p95": 8, "bytes": 8}
+    print(f"{'request':24} " + " ".join(f"{column:>{width}}" for column, width in widths.items()))
     for name, request in kinds.items():
         cpu, pg_cpu, sql, walls, counts, sizes = [], [], [], [], [], []
         per_statement = defaultdict(list)
