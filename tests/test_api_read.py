@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.http import QueryDict
 from django.utils import timezone
@@ -173,6 +174,43 @@ class TestIncidentRepresentation:
     def test_registered_non_staff_reader_sees_coarsened_coordinates(self, world):
         body = client_for(make_user()).get(f"{API}/places/{world['facility'].pk}/").json()
         assert (body["latitude"], body["longitude"]) == (43.6, 126.2)
+
+    def test_a_place_shows_its_nearest_public_ancestors_coordinates_at_any_depth(self):
+        """The place and its two nearest ancestors are read by joins, the rest of the way up by the
+        SQL function `place_public_coordinates`: both must show what the function alone shows."""
+        levels = [  # (sensitive, own coordinates), from a country down to a place six levels below it
+            (False, (40.0, 120.0)),
+            (False, None),
+            (True, (41.5, 121.5)),
+            (False, None),
+            (True, None),
+            (True, (42.25, 122.75)),
+            (False, (43.125, 123.5)),
+        ]
+        places, parent = [], None
+        for depth, (sensitive, coordinates) in enumerate(levels):
+            latitude, longitude = coordinates or (None, None)
+            parent = make_place(
+                name=f"Level {depth}", parent=parent, sensitive=sensitive, latitude=latitude, longitude=longitude
+            )
+            places.append(parent)
+        incident = make_incident(places=places)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, CASE WHEN latitude IS NOT NULL AND NOT sensitive THEN ARRAY[latitude, longitude]"
+                " ELSE place_public_coordinates(parent_id) END FROM incidents_place WHERE id = ANY(%s)",
+                [[place.pk for place in places]],
+            )
+            by_function = {pk: [float(value) for value in coordinates] for pk, coordinates in cursor.fetchall()}
+        assert [by_function[place.pk] for place in places] == [[40.0, 120.0]] * 6 + [[43.125, 123.5]]
+        for reader in (None, make_user()):
+            client = client_for(reader)
+            for place in places:
+                body = client.get(f"{API}/places/{place.pk}/").json()
+                assert [body["latitude"], body["longitude"]] == by_function[place.pk]
+            (listed,) = results(client.get(f"{API}/incidents/"))
+            assert listed == client.get(incident_url(incident)).json()
+            assert {row["id"]: [row["latitude"], row["longitude"]] for row in listed["places"]} == by_function
 
     @pytest.mark.parametrize("hidden", ["draft", "confidential"])
     def test_hidden_incidents_answer_404_like_missing_ones(self, world, hidden):
