@@ -9,7 +9,7 @@ does. For each kind of request of `bench/locustfile.py` it prints, per request (
   trips), measured around each statement;
 - PG CPU: the CPU time of the PostgreSQL backends that ran them, from the kernel's count for each
   backend process (`/proc/PID/schedstat`; the server must run on this machine, else it is blank);
-  parallel workers' time is not in it;
+  with --parallel-workers, also that of the parallel workers a statement starts (each a process);
 - wall: the whole request.
 
 Each anonymous request comes from another client address (`REMOTE_ADDR` taken in turn from a pool
@@ -30,6 +30,7 @@ import random
 import re
 import statistics
 import sys
+import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -76,25 +77,69 @@ def backend_cpu_ns(pid: int) -> int | None:
         return None
 
 
+class ParallelWorkers(threading.Thread):
+    """Watches, while a statement runs, the parallel workers PostgreSQL starts for `leader` (children
+    of the postmaster named "parallel worker for PID …"), each a process of its own whose CPU the
+    leader's count leaves out; `cpu_ns` is their CPU time when last seen (a little short of their end)."""
+
+    def __init__(self, leader: int):
+        super().__init__(daemon=True)
+        with open(f"/proc/{leader}/stat") as stat:
+            self.postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+        self.name_part = f"parallel worker for PID {leader}".encode()
+        self.seen: dict[int, int] = {}
+        self.done = threading.Event()
+
+    def run(self):
+        children = f"/proc/{self.postmaster}/task/{self.postmaster}/children"
+        while not self.done.is_set():
+            with open(children) as listing:
+                pids = listing.read().split()
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        if self.name_part not in cmdline.read():
+                            continue
+                except OSError:
+                    continue
+                cpu = backend_cpu_ns(int(pid))
+                if cpu is not None:
+                    self.seen[int(pid)] = cpu
+            time.sleep(0.0002)
+
+    def cpu_ns(self) -> int:
+        self.done.set()
+        self.join()
+        return sum(self.seen.values())
+
+
 class Statements:
     """Every statement of a request, with its time as the client sees it, and the backends that ran them."""
 
-    def __init__(self):
+    def __init__(self, parallel_workers: bool = False):
         self.timings: list[tuple[str, float, float | None]] = []
         self.backends_started: dict[int, int | None] = {}
+        self.parallel_workers = parallel_workers
+        self.workers_cpu_ns = 0
 
     def __call__(self, execute, sql, params, many, context):
         pid = context["cursor"].connection.info.backend_pid
         backend_before = backend_cpu_ns(pid)
         self.backends_started.setdefault(pid, backend_before)
+        workers = ParallelWorkers(pid) if self.parallel_workers and backend_before is not None else None
+        if workers:
+            workers.start()
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
             wall = (time.perf_counter() - started) * 1000
             backend_after = backend_cpu_ns(pid)
+            workers_cpu = workers.cpu_ns() if workers else 0
+            self.workers_cpu_ns += workers_cpu
             known = backend_before is not None and backend_after is not None
-            self.timings.append((sql, wall, (backend_after - backend_before) / 1e6 if known else None))
+            backend = (backend_after - backend_before + workers_cpu) / 1e6 if known else None
+            self.timings.append((sql, wall, backend))
 
     def backend_cpu_ms(self) -> float | None:
         """The CPU time the request's backends ran from their first statement of it until now."""
@@ -104,7 +149,7 @@ class Statements:
             if started is None or ended is None:
                 return None
             total += ended - started
-        return total / 1e6
+        return (total + self.workers_cpu_ns) / 1e6
 
 
 class Mix:
@@ -214,6 +259,11 @@ def main():
     parser.add_argument("--profile", type=int, metavar="N", help="print cProfile's top N functions per kind")
     parser.add_argument("--sort", default="tottime", help="cProfile's order: tottime (default), cumulative")
     parser.add_argument("--sql", action="store_true", help="each kind's statements, median time and PG CPU")
+    parser.add_argument(
+        "--parallel-workers",
+        action="store_true",
+        help="add the CPU of the parallel workers PostgreSQL starts to PG CPU (polls /proc while a statement runs)",
+    )
     parser.add_argument("--no-throttles", action="store_true", help="throttles off, as bench_load.sh ran them")
     arguments = parser.parse_args()
 
@@ -234,7 +284,7 @@ def main():
         per_statement = defaultdict(list)
         profiler = cProfile.Profile(time.thread_time) if arguments.profile else None
         for _ in range(arguments.runs):
-            statements = Statements()
+            statements = Statements(arguments.parallel_workers)
             with connection.execute_wrapper(statements):
                 started, started_cpu = time.perf_counter(), time.thread_time()
                 if profiler:
