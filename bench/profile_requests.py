@@ -121,6 +121,7 @@ class Statements:
         self.backends_started: dict[int, int | None] = {}
         self.parallel_workers = parallel_workers
         self.workers_cpu_ns = 0
+        self.workers_started = 0
 
     def __call__(self, execute, sql, params, many, context):
         pid = context["cursor"].connection.info.backend_pid
@@ -137,6 +138,7 @@ class Statements:
             backend_after = backend_cpu_ns(pid)
             workers_cpu = workers.cpu_ns() if workers else 0
             self.workers_cpu_ns += workers_cpu
+            self.workers_started += len(workers.seen) if workers else 0
             known = backend_before is not None and backend_after is not None
             backend = (backend_after - backend_before + workers_cpu) / 1e6 if known else None
             self.timings.append((sql, wall, backend))
@@ -280,7 +282,7 @@ def main():
     widths = {"CPU ms": 7, "PG CPU": 7, "SQL ms": 7, "queries": 7, "wall ms": 8, "wall p95": 8, "bytes": 8}
     print(f"{'request':24} " + " ".join(f"{column:>{width}}" for column, width in widths.items()))
     for name, request in kinds.items():
-        cpu, pg_cpu, sql, walls, counts, sizes = [], [], [], [], [], []
+        cpu, pg_cpu, sql, walls, counts, sizes, workers = [], [], [], [], [], [], []
         per_statement = defaultdict(list)
         profiler = cProfile.Profile(time.thread_time) if arguments.profile else None
         for _ in range(arguments.runs):
@@ -296,6 +298,7 @@ def main():
                 walls.append((time.perf_counter() - started) * 1000)
             pg_cpu.append(statements.backend_cpu_ms())
             sizes.append(len(body))
+            workers.append(statements.workers_started)
             sql.append(sum(ms for _, ms, _ in statements.timings))
             counts.append(len(statements.timings))
             for statement, ms, backend in statements.timings:
@@ -306,6 +309,7 @@ def main():
             f"{name:24} {statistics.median(cpu):7.1f} {backend:>7} {statistics.median(sql):7.1f} "
             f"{statistics.median(counts):7.0f} {statistics.median(walls):8.1f} "
             f"{walls[max(0, round(0.95 * len(walls)) - 1)]:8.1f} {statistics.median(sizes):8.0f}"
+            + (f"  {statistics.mean(workers):.2f} parallel workers a request" if arguments.parallel_workers else "")
         )
         if arguments.sql:
             for statement, timings in per_statement.items():
