@@ -2,13 +2,20 @@
 
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.http import QueryDict
 from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
 from incidents import filters, roles, search
+from incidents.api.renderers import JSONRenderer
+from incidents.api.serializers import IncidentSerializer
+from incidents.api.views import IncidentViewSet
 from incidents.models import Incident, IncidentType, Involvement, VictimGroup
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import (
@@ -134,6 +141,42 @@ class TestIncidentRepresentation:
         created = {row["public_id"]: row["created_at"] for row in listed}
         assert created[bare.public_id] == "2024-05-01T08:30:00Z"
         assert created[sparse.public_id] == "2024-05-01T08:30:00.250000Z"
+
+    @pytest.mark.parametrize("reader", ["anonymous", "registered", "viewer", "confidential", "superuser"])
+    def test_every_listed_incident_reads_as_the_serializer_renders_it(self, world, reader):
+        """The list and the detail are built by PostgreSQL (`projections`); `IncidentSerializer`, over
+        the model instances the view loads with their prefetches, is the contract they keep: the same
+        bytes for every incident of messy data, for every kind of reader."""
+        secret = make_source(title="Secret testimony", confidential=True)
+        relay = make_source(title="Relay of the secret", cites=secret)
+        second_relay = make_source(title='Relay of a relay; "quoted"', cites=relay)
+        chain = make_incident(title="Reported along a chain", places=[world["facility"], world["china"]])
+        make_claim(incident=chain, source=second_relay, people_count=None, excerpt='Ünïcode \\ and "quotes"')
+        make_claim(incident=chain, source=relay, people_count=5, people_count_min=3, confidential=True)
+        make_claim(incident=chain, source=world["article"], people_count=7, people_count_max=9)
+        hidden_only = make_incident(title="Only hidden claims", places=[world["jilin"]])
+        make_claim(incident=hidden_only, source=world["informant"], people_count=12)
+        bare = make_incident(title="Nothing known yet", people_count=None, count_qualifier="unknown")
+        users = {
+            "anonymous": None,
+            "registered": make_user(),
+            "viewer": make_user(roles.VIEWER),
+            "confidential": make_user(roles.VIEWER, confidential=True),
+            "superuser": make_user(is_superuser=True, is_staff=True),
+        }
+        listed = client_for(users[reader]).get(f"{API}/incidents/?page_size=200")
+        assert listed.status_code == 200
+        rows = orjson.loads(listed.content)["results"]
+        assert {chain.public_id, hidden_only.public_id, bare.public_id} <= {row["public_id"] for row in rows}
+
+        request = Request(APIRequestFactory().get(f"{API}/incidents/"))
+        request.user = users[reader] or AnonymousUser()
+        view = IncidentViewSet(request=request, action="retrieve", format_kwarg=None, kwargs={})
+        instances = {incident.public_id: incident for incident in view.representation_queryset()}
+        rendered = JSONRenderer()
+        for row in rows:
+            serialized = IncidentSerializer(instances[row["public_id"]], context=view.get_serializer_context()).data
+            assert rendered.render(row) == rendered.render(orjson.loads(rendered.render(serialized)))
 
     @pytest.mark.parametrize("writer", ["analyst", "confidential analyst", "superuser"])
     def test_a_write_answers_the_incident_as_its_detail_reads(self, world, writer):
