@@ -2,12 +2,20 @@
 
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.http import QueryDict
 from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
 from incidents import filters, roles, search
+from incidents.api.renderers import JSONRenderer
+from incidents.api.serializers import IncidentSerializer
+from incidents.api.views import IncidentViewSet
 from incidents.models import Incident, IncidentType, Involvement, VictimGroup
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import (
@@ -134,6 +142,42 @@ class TestIncidentRepresentation:
         assert created[bare.public_id] == "2024-05-01T08:30:00Z"
         assert created[sparse.public_id] == "2024-05-01T08:30:00.250000Z"
 
+    @pytest.mark.parametrize("reader", ["anonymous", "registered", "viewer", "confidential", "superuser"])
+    def test_every_listed_incident_reads_as_the_serializer_renders_it(self, world, reader):
+        """The list and the detail are built by PostgreSQL (`projections`); `IncidentSerializer`, over
+        the model instances the view loads with their prefetches, is the contract they keep: the same
+        bytes for every incident of messy data, for every kind of reader."""
+        secret = make_source(title="Secret testimony", confidential=True)
+        relay = make_source(title="Relay of the secret", cites=secret)
+        second_relay = make_source(title='Relay of a relay; "quoted"', cites=relay)
+        chain = make_incident(title="Reported along a chain", places=[world["facility"], world["china"]])
+        make_claim(incident=chain, source=second_relay, people_count=None, excerpt='Ünïcode \\ and "quotes"')
+        make_claim(incident=chain, source=relay, people_count=5, people_count_min=3, confidential=True)
+        make_claim(incident=chain, source=world["article"], people_count=7, people_count_max=9)
+        hidden_only = make_incident(title="Only hidden claims", places=[world["jilin"]])
+        make_claim(incident=hidden_only, source=world["informant"], people_count=12)
+        bare = make_incident(title="Nothing known yet", people_count=None, count_qualifier="unknown")
+        users = {
+            "anonymous": None,
+            "registered": make_user(),
+            "viewer": make_user(roles.VIEWER),
+            "confidential": make_user(roles.VIEWER, confidential=True),
+            "superuser": make_user(is_superuser=True, is_staff=True),
+        }
+        listed = client_for(users[reader]).get(f"{API}/incidents/?page_size=200")
+        assert listed.status_code == 200
+        rows = orjson.loads(listed.content)["results"]
+        assert {chain.public_id, hidden_only.public_id, bare.public_id} <= {row["public_id"] for row in rows}
+
+        request = Request(APIRequestFactory().get(f"{API}/incidents/"))
+        request.user = users[reader] or AnonymousUser()
+        view = IncidentViewSet(request=request, action="retrieve", format_kwarg=None, kwargs={})
+        instances = {incident.public_id: incident for incident in view.representation_queryset()}
+        rendered = JSONRenderer()
+        for row in rows:
+            serialized = IncidentSerializer(instances[row["public_id"]], context=view.get_serializer_context()).data
+            assert rendered.render(row) == rendered.render(orjson.loads(rendered.render(serialized)))
+
     @pytest.mark.parametrize("writer", ["analyst", "confidential analyst", "superuser"])
     def test_a_write_answers_the_incident_as_its_detail_reads(self, world, writer):
         # Reads are built by PostgreSQL (projections), a write's answer by the serializer: one
@@ -173,6 +217,43 @@ class TestIncidentRepresentation:
     def test_registered_non_staff_reader_sees_coarsened_coordinates(self, world):
         body = client_for(make_user()).get(f"{API}/places/{world['facility'].pk}/").json()
         assert (body["latitude"], body["longitude"]) == (43.6, 126.2)
+
+    def test_a_place_shows_its_nearest_public_ancestors_coordinates_at_any_depth(self):
+        """The place and its two nearest ancestors are read by joins, the rest of the way up by the
+        SQL function `place_public_coordinates`: both must show what the function alone shows."""
+        levels = [  # (sensitive, own coordinates), from a country down to a place six levels below it
+            (False, (40.0, 120.0)),
+            (False, None),
+            (True, (41.5, 121.5)),
+            (False, None),
+            (True, None),
+            (True, (42.25, 122.75)),
+            (False, (43.125, 123.5)),
+        ]
+        places, parent = [], None
+        for depth, (sensitive, coordinates) in enumerate(levels):
+            latitude, longitude = coordinates or (None, None)
+            parent = make_place(
+                name=f"Level {depth}", parent=parent, sensitive=sensitive, latitude=latitude, longitude=longitude
+            )
+            places.append(parent)
+        incident = make_incident(places=places)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, CASE WHEN latitude IS NOT NULL AND NOT sensitive THEN ARRAY[latitude, longitude]"
+                " ELSE place_public_coordinates(parent_id) END FROM incidents_place WHERE id = ANY(%s)",
+                [[place.pk for place in places]],
+            )
+            by_function = {pk: [float(value) for value in coordinates] for pk, coordinates in cursor.fetchall()}
+        assert [by_function[place.pk] for place in places] == [[40.0, 120.0]] * 6 + [[43.125, 123.5]]
+        for reader in (None, make_user()):
+            client = client_for(reader)
+            for place in places:
+                body = client.get(f"{API}/places/{place.pk}/").json()
+                assert [body["latitude"], body["longitude"]] == by_function[place.pk]
+            (listed,) = results(client.get(f"{API}/incidents/"))
+            assert listed == client.get(incident_url(incident)).json()
+            assert {row["id"]: [row["latitude"], row["longitude"]] for row in listed["places"]} == by_function
 
     @pytest.mark.parametrize("hidden", ["draft", "confidential"])
     def test_hidden_incidents_answer_404_like_missing_ones(self, world, hidden):
