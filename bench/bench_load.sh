@@ -46,9 +46,15 @@ from accounts.services import token_create
 User = get_user_model()
 partners = [User.objects.get_or_create(username=f'load-partner-{n}')[0] for n in (1, 2)]
 print(token_create(user=User.objects.get(username='admin'), name='load test')[1])
-print(','.join(token_create(user=partner, name='load test')[1] for partner in partners))")
+print(','.join(token_create(user=partner, name='load test')[1] for partner in partners))
+from django.db.models import Max
+from incidents.models import Incident
+print(Incident.objects.aggregate(newest=Max('updated_at'))['newest'].isoformat())")
 BENCH_TOKEN=$(echo "$TOKENS" | sed -n 1p) BENCH_SYNC_TOKENS=$(echo "$TOKENS" | sed -n 2p)
-export BENCH_TOKEN BENCH_SYNC_TOKENS
+# The sync clients walk from dates before the newest change, so that their pages hold incidents
+# whenever the demo data was made (its changes end on the day it was generated for).
+BENCH_NEWEST_CHANGE=$(echo "$TOKENS" | sed -n 3p)
+export BENCH_TOKEN BENCH_SYNC_TOKENS BENCH_NEWEST_CHANGE
 
 .venv/bin/gunicorn -c tracker/gunicorn.conf.py tracker.wsgi &
 SERVER=$!

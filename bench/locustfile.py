@@ -7,8 +7,8 @@ Two mixes of the same requests, chosen by bench_load.sh (locust runs the user cl
   fetch GeoJSON, and read what they got before the next request: 2-10 s (reading a page of 50
   incidents or one incident's claims takes longer; 2 s is someone clicking through results). Partner
   tools do not pause: two sync clients, each with its own account's token, walk the incidents
-  changed since a date in pages of 200, following `next`, and start over (at most 15 pages a
-  second, under their accounts' rate). One partner exports the
+  changed since a date (1-365 days before the newest change) in pages of 200, following `next`,
+  and start over (at most 15 pages a second, under their accounts' rate). One partner exports the
   whole published set as CSV, once; three analysts correct incidents' counts every 1-3 s
   (far more often than people do, so that the statistics' kept totals are written throughout).
   Each client comes from its own address, as the TLS proxy reports it (TRACKER_PROXY_COUNT=1), so
@@ -105,7 +105,10 @@ class SyncClient(Client):
     @task
     def sync_page(self):
         if self.next_page is None:
-            since = (datetime.now(UTC) - timedelta(days=random.randint(1, 365))).strftime("%Y-%m-%dT%H:%M:%SZ")
+            # From 1-365 days before the newest change (bench_load.sh reads it): before 2026-12-02,
+            # "before now", which for demo data made a year earlier left most walks an empty page.
+            newest = datetime.fromisoformat(os.environ["BENCH_NEWEST_CHANGE"])
+            since = (newest - timedelta(days=random.randint(1, 365))).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             params = {"updated_since": since, "ordering": "updated_at", "page_size": 200}
             response = self.client.get(f"{API}/incidents/", params=params, name="sync (page of 200)")
         else:
