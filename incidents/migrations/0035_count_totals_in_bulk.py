@@ -15,8 +15,9 @@ from django.db import migrations
 # `ON CONFLICT` (and so without the key order kept for the locks of concurrent counts) and deletes
 # no emptied totals (every cell counts at least one incident once); it groups by hashing
 # (`enable_sort = off` for the function alone). It refuses to run unless the totals and the
-# entries are empty. Into tables whose unique keys are dropped meanwhile and built after, 21
-# CPU-seconds at 200,000 instead of 56.
+# entries are empty. Into tables whose unique keys are dropped meanwhile and built after (as the
+# demo generator does), 20-24 CPU-seconds at 200,000 incidents with those builds, instead of 55-56
+# (`bench/bench_demo_data.py 200000`, bench/README.md).
 #
 # A migration that replaces `incident_rollup_count` must replace this function the same way:
 # tests/test_commands.py compares the totals of both on the same data.
