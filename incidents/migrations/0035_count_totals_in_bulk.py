@@ -16,7 +16,7 @@ from django.db import migrations
 # no emptied totals (every cell counts at least one incident once); it groups by hashing
 # (`enable_sort = off` for the function alone). It refuses to run unless the totals and the
 # entries are empty. Into tables whose unique keys are dropped meanwhile and built after (as the
-# demo generator does), 20-24 CPU-seconds at 200,000 incidents with those builds, instead of 55-56
+# demo generator does), 19-24 CPU-seconds at 200,000 incidents with those builds, instead of 50-56
 # (`bench/bench_demo_data.py 200000`, bench/README.md).
 #
 # A migration that replaces `incident_rollup_count` must replace this function the same way:
