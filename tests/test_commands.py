@@ -112,7 +112,7 @@ def every_total_and_entry() -> tuple[list, list, list]:
     return kept_totals(), facet_totals(), list(entries)
 
 
-def test_totals_counted_in_bulk_equal_those_each_edit_counts():
+def test_totals_counted_in_bulk_equal_those_each_edit_counts(tmp_path):
     # A large load counts every incident into emptied totals with the bulk count (migration 0035),
     # not with `incident_rollup_count`, the count each edit runs. On data as messy as real ones
     # (the sample's incidents; one merged into another, one without a place, one at a place in no
@@ -130,7 +130,15 @@ def test_totals_counted_in_bulk_equal_those_each_edit_counts():
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     what_is_there_measured()
     with CaptureQueriesContext(connection) as queries:
-        call_command("generate_demo_data", incidents=300, seed=5, batch_size=70, duplicates=0.2, stdout=StringIO())
+        call_command(
+            "generate_demo_data",
+            incidents=300,
+            seed=5,
+            batch_size=70,
+            duplicates=0.2,
+            duplicates_truth=str(tmp_path / "truth.csv"),
+            stdout=StringIO(),
+        )
     assert any("incident_rollup_count_into_empty(" in query["sql"] for query in queries)
     in_bulk = every_total_and_entry()
     assert sum(cell[-2] for cell in in_bulk[0] if cell[6] == "incident") == 300 + 4 + 2  # not the merged one
