@@ -21,7 +21,7 @@ demo rows are audited like any other.
 import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -388,47 +388,58 @@ def _write_incidents(generator: DemoDataGenerator, reference: Reference, *, coun
 # The tables a load fills, and those the kept totals, the search words and the export's rows fill
 # from them; their secondary indexes and foreign keys are rebuilt rather than kept up row by row when
 # the load is at least as large as what is there (the export rows' foreign key alone was one
-# lookup of the incident per row written).
+# lookup of the incident per row written). The totals' unique keys too: they are then counted
+# anew into empty tables (`statistics_counted_once`), where no total is looked up by its key.
 _BULK_MODELS = (Incident, IncidentPlace, Involvement, VictimGroup, Claim)
 _DERIVED_MODELS = (IncidentSearchDocument, IncidentExportRow, IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)
+_TOTALS_MODELS = (IncidentRollup, IncidentFacetTotal)
+
+
+def _outgrows_what_is_there(adding: int) -> bool:
+    """Whether `adding` incidents are at least as many as the incidents table holds (by the
+    planner's figure: no count of a large table). One query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Incident._meta.db_table])
+        return adding >= max(cursor.fetchone()[0], 1)
 
 
 @contextmanager
-def _indexes_and_foreign_keys_rebuilt_after(adding: int, models):
-    """Drop the secondary indexes and foreign keys of `models`' tables, and add them again at the end,
-    when `adding` incidents are at least as many as the incidents table holds, as pg_restore does: building
-    an index sorts the rows once, while growing it (the trigram and full-text GIN indexes above all)
-    costs far more per row; adding a foreign key checks every row in one join, instead of one
-    query per row. Adding them back checks every row, old and new, so every constraint still holds
-    when the transaction commits; unique and primary-key indexes stay throughout. Dropping them
-    locks the tables (ACCESS EXCLUSIVE) until the transaction ends: readers wait for the load
-    rather than see it half done."""
+def _indexes_and_foreign_keys_rebuilt_after(models, *, unique_keys_of=()):
+    """Drop the secondary indexes and foreign keys of `models`' tables, and the unique keys of
+    `unique_keys_of`'s, and add them again at the end, as pg_restore does: building an index sorts
+    the rows once, while growing it (the trigram and full-text GIN indexes above all, and the
+    totals' unique keys of 11 and 12 columns) costs far more per row; adding a foreign key checks
+    every row in one join, instead of one query per row. Adding them back checks every row, old
+    and new, so every constraint still holds when the transaction commits; primary keys, and the
+    unique keys of the other tables, stay throughout. Dropping them locks the tables (ACCESS
+    EXCLUSIVE) until the transaction ends: readers wait for the load rather than see it half done."""
     tables = [model._meta.db_table for model in models]
+    unique_tables = [model._meta.db_table for model in unique_keys_of]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Incident._meta.db_table])
-        if adding < max(cursor.fetchone()[0], 1):
-            yield
-            return
+        # A unique constraint's index goes with its constraint (below).
         cursor.execute(
             "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
-            " WHERE indrelid = ANY (%s::regclass[]) AND NOT indisunique AND NOT indisprimary",
-            [tables],
+            " WHERE indrelid = ANY (%s::regclass[]) AND NOT indisprimary"
+            " AND (NOT indisunique OR indrelid = ANY (%s::regclass[]))"
+            " AND NOT EXISTS (SELECT FROM pg_constraint WHERE conindid = indexrelid)",
+            [tables, unique_tables],
         )
         indexes = cursor.fetchall()
         cursor.execute(
             "SELECT conrelid::regclass::text, quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint"
-            " WHERE contype = 'f' AND conrelid = ANY (%s::regclass[])",
-            [tables],
+            " WHERE (contype = 'f' AND conrelid = ANY (%s::regclass[]))"
+            " OR (contype = 'u' AND conrelid = ANY (%s::regclass[]))",
+            [tables, unique_tables],
         )
-        foreign_keys = cursor.fetchall()
-        for table, name, _ in foreign_keys:
+        constraints = cursor.fetchall()
+        for table, name, _ in constraints:
             cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
         for name, _ in indexes:
             cursor.execute(f"DROP INDEX {name}")
         yield
         for _, definition in indexes:
             cursor.execute(definition)
-        for table, name, definition in foreign_keys:
+        for table, name, definition in constraints:
             cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
 
 
@@ -500,7 +511,13 @@ def generate_demo_data(
             cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
         # Outside the statistics' block: the totals and the search words are written without their
         # secondary indexes, which are built once after both.
-        with _indexes_and_foreign_keys_rebuilt_after(incidents, _DERIVED_MODELS), statistics_counted_once():
+        in_bulk = _outgrows_what_is_there(incidents)
+        with (
+            _indexes_and_foreign_keys_rebuilt_after(_DERIVED_MODELS, unique_keys_of=_TOTALS_MODELS)
+            if in_bulk
+            else nullcontext(),
+            statistics_counted_once(every_incident_anew=in_bulk),
+        ):
             reference = _ensure_reference_data()
             set_insert_triggers(enabled=False)
             localities = len(reference.leaf_places) * LOCALITIES_PER_CITY
@@ -509,7 +526,7 @@ def generate_demo_data(
             generator.sources(reference, max(10, incidents // 10))
             newest_before = Incident.objects.aggregate(newest=Max("id"))["newest"] or 0
             with _kept_rows_computed_once(after=newest_before):
-                with _indexes_and_foreign_keys_rebuilt_after(incidents, _BULK_MODELS):
+                with _indexes_and_foreign_keys_rebuilt_after(_BULK_MODELS) if in_bulk else nullcontext():
                     first_id = _write_incidents(
                         generator, reference, count=originals, batch_size=batch_size, progress=progress
                     )
