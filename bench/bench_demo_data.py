@@ -51,7 +51,7 @@ def main() -> None:
         finally:
             kind = (
                 # With the count: rebuilding the totals' unique keys, which a count into them keeps up
-                # row by row (migration 0035).
+                # row by row (migration 0036).
                 "count totals"
                 if "incident_rollup_count" in sql or (" UNIQUE " in sql and any(t in sql for t in TOTALS))
                 else "build indexes"

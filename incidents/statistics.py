@@ -528,7 +528,7 @@ def recount_statistics() -> int:
 
 def _count_every_incident_anew(cursor) -> None:
     """Empty the kept totals and count every incident into them in one statement, by
-    `incident_rollup_count_into_empty` (migration 0035): the count every edit runs
+    `incident_rollup_count_into_empty` (migration 0036): the count every edit runs
     (`incident_rollup_count`), less what empty totals make idle: the same totals for less than
     half its work (at 200,000 incidents 19-24 CPU-seconds instead of 50-56 in the demo generator,
     which drops the totals' unique keys meanwhile and builds them after)."""

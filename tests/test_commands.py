@@ -113,7 +113,7 @@ def every_total_and_entry() -> tuple[list, list, list]:
 
 
 def test_totals_counted_in_bulk_equal_those_each_edit_counts(tmp_path):
-    # A large load counts every incident into emptied totals with the bulk count (migration 0035),
+    # A large load counts every incident into emptied totals with the bulk count (migration 0036),
     # not with `incident_rollup_count`, the count each edit runs. On data as messy as real ones
     # (the sample's incidents; one merged into another, one without a place, one at a place in no
     # country, one without perpetrator; the demo's nested places, second countries, receiving

@@ -85,7 +85,7 @@ COUNT_INTO_EMPTY = _edited(_COUNT, EDITS)
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0034_search_words_once_in_bulk"),
+        ("incidents", "0035_search_texts_in_a_fixed_order"),
     ]
 
     operations = [
