@@ -35,7 +35,6 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pghistory
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Func, IntegerField, Min, Q, Sum
@@ -50,6 +49,7 @@ from incidents import services
 from incidents.models import (
     DuplicateDecision,
     DuplicatePair,
+    DuplicateWordFrequencies,
     Incident,
     IncidentPlace,
     InvolvementRole,
@@ -253,9 +253,8 @@ def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collectio
 # of different events share the words every report uses ("repatriated", "police", "border"). So
 # descriptions are compared as TF-IDF vectors (cosine), each word weighted by how few incidents
 # use it. The frequencies are counted over the whole database by the whole-database run and kept
-# in the cache, so one incident is scored without reading every text; until then (or when the
-# cache lost them) they are counted on first need.
-_FREQUENCIES_KEY = "duplicates:word-frequencies"
+# (DuplicateWordFrequencies), so one incident is scored without reading every text; until then
+# they are counted on first need.
 
 
 def _count_word_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
@@ -266,14 +265,31 @@ def _count_word_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
     return documents, dict(frequencies)
 
 
+def _keep_word_frequencies(counted: tuple[int, dict[str, int]]) -> None:
+    """Keep `counted` as the one row of DuplicateWordFrequencies, in one statement: two workers
+    counting at once each write theirs, the last one stays."""
+    incidents_counted, frequencies = counted
+    DuplicateWordFrequencies.objects.bulk_create(
+        [
+            DuplicateWordFrequencies(
+                incidents_counted=incidents_counted, frequencies=frequencies, counted_at=timezone.now()
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=["incidents_counted", "frequencies", "counted_at"],
+    )
+
+
 def word_frequencies(*, recount: bool = False) -> tuple[int, dict[str, int]]:
-    """(incidents counted, {word: incidents using it}), from the cache, or counted over every
-    incident's title and description (one query) and kept there."""
-    counted = None if recount else cache.get(_FREQUENCIES_KEY)
-    if counted is None:
-        texts = Incident.objects.values_list("title", "description")
-        counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
-        cache.set(_FREQUENCIES_KEY, counted, timeout=None)
+    """(incidents counted, {word: incidents using it}), as kept, or counted over every incident's
+    title and description (one query) and kept. One query when kept."""
+    kept = None if recount else DuplicateWordFrequencies.objects.values_list("incidents_counted", "frequencies").first()
+    if kept is not None:
+        return kept
+    texts = Incident.objects.values_list("title", "description")
+    counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
+    _keep_word_frequencies(counted)
     return counted
 
 
@@ -377,7 +393,7 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
         rows = cursor.fetchall()
     if ids is None:
         counted = _count_word_frequencies(comparable_text(f"{row[1]} {row[2]}") for row in rows)
-        cache.set(_FREQUENCIES_KEY, counted, timeout=None)
+        _keep_word_frequencies(counted)
     else:
         counted = word_frequencies()
     features = Features(position={}, documents=counted[0], frequencies=counted[1])

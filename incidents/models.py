@@ -1419,6 +1419,27 @@ class DuplicatePair(models.Model):
         return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"
 
 
+class DuplicateWordFrequencies(models.Model):
+    """How many incidents use each word of the titles and descriptions, which weighs the words two
+    incidents share in the duplicates' score (`incidents.duplicates.word_frequencies`): counted over
+    every incident by the whole-database run, then read by each rescoring. One row. Kept in the
+    database rather than the cache, which may lose it (a cache server restarted; the database cache
+    culls its oldest keys past MAX_ENTRIES): the next rescoring would count every incident's words
+    again first, a minute at 1,000,000 incidents with the queue waiting."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    incidents_counted = models.PositiveIntegerField()
+    frequencies = models.JSONField(help_text="Each word, with how many of the incidents counted use it.")
+    counted_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "duplicate word frequencies"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="duplicate_word_frequencies_one_row")]
+
+    def __str__(self):
+        return f"Word frequencies of {self.incidents_counted} incidents, counted at {self.counted_at:%Y-%m-%d %H:%M}"
+
+
 # Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
 # may not see them (the record itself is shown only through what each reader may see).
 @pghistory.track(exclude=["moved"])

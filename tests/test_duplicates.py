@@ -6,6 +6,7 @@ import io
 from datetime import date
 
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import duplicates, merges, roles, services
-from incidents.models import DuplicatePair, Incident, Involvement
+from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, Involvement
 from tests.api_support import API, client_for, incident_url
 from tests.factories import (
     incident_type,
@@ -477,6 +478,26 @@ class TestRescoringOnEveryWrite:
         # The pairs waiting, the places, the candidates, their features, the word frequencies; a
         # savepoint around withdrawing and proposing pairs (each one statement); how many wait.
         assert len(rescoring_queries()) == len(few) <= 10
+
+    def test_the_word_frequencies_outlive_the_cache(self, original, places, django_capture_on_commit_callbacks):
+        # The whole-database run counts every incident's words; a rescoring after the cache was
+        # lost (a cache server restarted, the database cache culled) reads them, not every text.
+        find_duplicates()
+        cache.clear()
+        with django_capture_on_commit_callbacks() as callbacks:
+            services.incident_update(
+                incident=original,
+                user=make_user(roles.REVIEWER),
+                expected_version=original.version,
+                data={"title": "x"},
+            )
+        with CaptureQueriesContext(connection) as rescoring:
+            for callback in callbacks:
+                callback()
+        every_text = str(Incident.objects.values_list("title", "description").query)
+        assert rescoring.captured_queries
+        assert every_text not in [query["sql"] for query in rescoring.captured_queries]
+        assert DuplicateWordFrequencies.objects.get().incidents_counted == Incident.objects.count()
 
     def test_a_write_that_rolls_back_rescores_nothing(self, original, places, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError):
