@@ -1423,9 +1423,10 @@ class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
     incidents share in the duplicates' score (`incidents.duplicates.word_frequencies`): counted over
     every incident by the whole-database run, then read by each rescoring. One row. Kept in the
-    database rather than the cache, which may lose it (a cache server restarted; the database cache
-    culls its oldest keys past MAX_ENTRIES): the next rescoring would count every incident's words
-    again first, a minute at 1,000,000 incidents with the queue waiting."""
+    database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
+    database cache drops a third of its keys, the first in alphabetical order, where this one sorts
+    before the throttles'): the next rescoring would count every incident's words again first, a
+    minute at 1,000,000 incidents with the queue waiting."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     incidents_counted = models.PositiveIntegerField()
