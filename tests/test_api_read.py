@@ -28,6 +28,20 @@ from tests.factories import (
     make_user,
 )
 
+# Every kind of reader the API answers differently: none, an account without a role, staff without
+# and with the confidential permission, a superuser.
+READERS = ["anonymous", "registered", "viewer", "confidential", "superuser"]
+
+
+def reader_account(reader: str):
+    return {
+        "anonymous": lambda: None,
+        "registered": make_user,
+        "viewer": lambda: make_user(roles.VIEWER),
+        "confidential": lambda: make_user(roles.VIEWER, confidential=True),
+        "superuser": lambda: make_user(is_superuser=True, is_staff=True),
+    }[reader]()
+
 
 @pytest.fixture
 def world():
@@ -112,7 +126,7 @@ class TestIncidentRepresentation:
         assert (body["claim_people_min"], body["claim_people_max"]) == (80, 80)
         assert body["created_by"] is None
 
-    @pytest.mark.parametrize("reader", ["anonymous", "registered", "viewer", "confidential", "superuser"])
+    @pytest.mark.parametrize("reader", READERS)
     def test_every_incident_reads_the_same_in_the_list_as_in_its_detail(self, world, reader):
         # The list's page and the detail's one incident, each built by PostgreSQL in its own query.
         # Among them: empty collections, unknown counts and dates, a place without a country or
@@ -123,17 +137,10 @@ class TestIncidentRepresentation:
         )
         VictimGroup.objects.create(incident=sparse, count=None, description="unknown group")
         Involvement.objects.create(incident=sparse, organization=world["publisher"], role="reporter")
-        users = {
-            "anonymous": None,
-            "registered": make_user(),
-            "viewer": make_user(roles.VIEWER),
-            "confidential": make_user(roles.VIEWER, confidential=True),
-            "superuser": make_user(is_superuser=True, is_staff=True),
-        }
         # PostgreSQL writes the list's timestamps, Python the detail's: a whole second has no fraction.
         Incident.objects.filter(pk=bare.pk).update(created_at=datetime(2024, 5, 1, 8, 30, tzinfo=UTC))
         Incident.objects.filter(pk=sparse.pk).update(created_at=datetime(2024, 5, 1, 8, 30, 0, 250000, tzinfo=UTC))
-        client = client_for(users[reader])
+        client = client_for(reader_account(reader))
         listed = results(client.get(f"{API}/incidents/?page_size=100"))
         assert {bare.public_id, sparse.public_id, world["incident"].public_id} <= {row["public_id"] for row in listed}
         for incident in listed:
@@ -142,7 +149,7 @@ class TestIncidentRepresentation:
         assert created[bare.public_id] == "2024-05-01T08:30:00Z"
         assert created[sparse.public_id] == "2024-05-01T08:30:00.250000Z"
 
-    @pytest.mark.parametrize("reader", ["anonymous", "registered", "viewer", "confidential", "superuser"])
+    @pytest.mark.parametrize("reader", READERS)
     def test_every_listed_incident_reads_as_the_serializer_renders_it(self, world, reader):
         """The list and the detail are built by PostgreSQL (`projections`); `IncidentSerializer`, over
         the model instances the view loads with their prefetches, is the contract they keep: the same
@@ -157,20 +164,14 @@ class TestIncidentRepresentation:
         hidden_only = make_incident(title="Only hidden claims", places=[world["jilin"]])
         make_claim(incident=hidden_only, source=world["informant"], people_count=12)
         bare = make_incident(title="Nothing known yet", people_count=None, count_qualifier="unknown")
-        users = {
-            "anonymous": None,
-            "registered": make_user(),
-            "viewer": make_user(roles.VIEWER),
-            "confidential": make_user(roles.VIEWER, confidential=True),
-            "superuser": make_user(is_superuser=True, is_staff=True),
-        }
-        listed = client_for(users[reader]).get(f"{API}/incidents/?page_size=200")
+        account = reader_account(reader)
+        listed = client_for(account).get(f"{API}/incidents/?page_size=200")
         assert listed.status_code == 200
         rows = orjson.loads(listed.content)["results"]
         assert {chain.public_id, hidden_only.public_id, bare.public_id} <= {row["public_id"] for row in rows}
 
         request = Request(APIRequestFactory().get(f"{API}/incidents/"))
-        request.user = users[reader] or AnonymousUser()
+        request.user = account or AnonymousUser()
         view = IncidentViewSet(request=request, action="retrieve", format_kwarg=None, kwargs={})
         instances = {incident.public_id: incident for incident in view.representation_queryset()}
         rendered = JSONRenderer()
