@@ -439,8 +439,15 @@ WRITES = [
 ]
 
 # The whole export, an incremental sync's (which reports merged incidents with `merged_into`), and
-# filters the kept rows answer by their own columns (exports.kept_rows), which must follow too.
-AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z", "country=KP", "country=CN&date_from=2024-01-03"]
+# filters the kept rows answer by their own columns and a search by their ids (exports.kept_rows),
+# which must follow too.
+AFTER_WRITES = [
+    "",
+    "updated_since=2000-01-01T00:00:00Z",
+    "country=KP",
+    "country=CN&date_from=2024-01-03",
+    "q=Jilin&date_from=2024-01-02",
+]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=[write.__name__ for write in WRITES])
