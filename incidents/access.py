@@ -179,14 +179,19 @@ def record_confidential_access(*, user, door: AccessDoor, records: ConfidentialR
         cursor.execute(_INSERT_WITHOUT_WAITING_FOR_THE_DISK, {**values, "door": str(door)})
 
 
+# What the record of an export reads of the kept rows it copies: all held by their order index
+# (`export_row_newest`) with the columns of the common filters, so that PostgreSQL reads the index
+# alone.
+RECORDED_COLUMNS = ("incident_id", "confidential", "disclosed_source_count", "complete_source_count")
+
 # The record of an export, computed and written by PostgreSQL in one statement from the SQL of the
-# kept rows the export copies (`{rows}`, giving at least their incident_id, confidential,
-# disclosed_source_count and complete_source_count): how many, the confidential incidents among
-# them, and the confidential claims and sources their rows keep (migration 0030), read for the rows
-# that hold some, those with more claims in all than disclosed (the same claims the refresh counts
-# and lists), from the index of those rows (`export_row_confidential`). Nothing is written when the
-# rows hold nothing confidential. No array goes through Python: the rows' ids and the claims'
-# arrays of a million-row export came back to be sorted and sent again.
+# kept rows the export copies (`{rows}`, giving at least their RECORDED_COLUMNS): how many, the
+# confidential incidents among them, and the confidential claims and sources their rows keep
+# (migration 0030), read for the rows that hold some, those with more claims in all than disclosed
+# (the same claims the refresh counts and lists), from the index of those rows
+# (`export_row_confidential`). Nothing is written when the rows hold nothing confidential. No array
+# goes through Python: the rows' ids and the claims' arrays of a million-row export came back to be
+# sorted and sent again.
 _RECORD_EXPORT = """
 WITH exported AS (
     SELECT count(*) AS row_count,
@@ -219,7 +224,7 @@ def record_export_access(
     rows: tuple[str, Sequence[Any]], user, *, door: AccessDoor, path: str, export_filters: Mapping[str, Any]
 ) -> None:
     """Record that `user` exported the kept rows (IncidentExportRow) `rows`, the SQL and parameters
-    of those the export copies (see `_RECORD_EXPORT` for the columns it needs), through `door`,
+    of those the export copies (at least their RECORDED_COLUMNS), through `door`,
     selected by `export_filters`: its row count, and the confidential incidents, claims and sources
     they show. Nothing for a reader without the confidential permission, whose exports hold nothing
     to record, and no query; one query otherwise, which records nothing when nothing is confidential."""

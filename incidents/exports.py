@@ -20,6 +20,7 @@ import codecs
 import operator
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
+from datetime import date
 from functools import reduce
 from typing import IO, Any
 
@@ -32,7 +33,7 @@ from django.db.models.expressions import Col
 from django.db.models.sql.constants import INNER
 from django.db.models.sql.where import AND, WhereNode
 
-from incidents.access import record_export_access
+from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry
 from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
@@ -185,7 +186,7 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
     if isinstance(node.lhs, Col) and node.lhs.alias == search_alias and node.lookup_name == "exact":
         # The incidents whose words match, found by the words' index: for a few thousand,
         # PostgreSQL then reads their kept rows by id, where the incidents' join to their words
-        # read the index of every visible incident for a hash first (0.24-0.31 s against 0.41 s
+        # read the index of every visible incident for a hash first (0.22-0.24 s against 0.30-0.38 s
         # at 1,000,000 incidents, `q=repatriation`).
         words = IncidentSearchDocument.objects.filter(**{node.lhs.target.name: node.rhs})
         return Q(incident_id__in=words.values("incident_id"))
@@ -213,16 +214,17 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     """The kept rows (IncidentExportRow) of `queryset`'s incidents, in parts that share no row.
 
     When every condition of the queryset is on columns the kept rows hold too (its visibility:
-    review state, confidentiality, merges; the filters on dates, country, counts, verification), the
-    same conditions on the kept rows' own columns: a filtered export then reads the kept rows of
-    its date range alone, where selecting the incidents first took longer than copying their rows
-    (the country's semi-join over every place link, then every kept row read for a hash of the ids:
-    4.1 s against 0.8 s at 1,000,000 incidents). A range from `date_from` is read in two parts, the
-    rows starting in it, by the order index's range of dates (`export_row_newest`), and the few
-    started before it that last into it (`KeptSpanHolds`): the first comes newest first from the
-    index, the second follows it whole, so the export's order costs no sort of the rows (which took
-    0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents). Otherwise, those whose incident the
-    queryset selects (`incident_id IN (<its SQL>)`), whatever its conditions."""
+    review state, confidentiality, merges; the filters on dates, country, counts, verification) or
+    is a search (`_kept_condition`), the same conditions on the kept rows' own columns: a filtered
+    export then reads the kept rows of its date range alone, where selecting the incidents first
+    took longer than copying their rows (the country's semi-join over every place link, then every
+    kept row read for a hash of the ids: 4.1 s against 0.8 s at 1,000,000 incidents). A range from
+    `date_from` is read in two parts, the rows starting in it, by the order index's range of dates
+    (`export_row_newest`), and the few started before it that last into it (`KeptSpanHolds`): the
+    first comes newest first from the index, the second follows it whole, so the export's order
+    costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
+    Otherwise, those whose incident the queryset selects (`incident_id IN (<its SQL>)`), whatever
+    its conditions."""
     query = queryset.query
     kept = None
     search_alias = _search_join(query)
@@ -256,6 +258,7 @@ def _search_join(query) -> str | None:
 
 
 def _has_sql(rows: QuerySet) -> bool:
+    """False for rows Django proves none (a bound beyond a column's range), for which it writes no SQL."""
     try:
         rows.query.sql_with_params()
     except EmptyResultSet:
@@ -263,7 +266,7 @@ def _has_sql(rows: QuerySet) -> bool:
     return True
 
 
-def _date_from(where: WhereNode) -> Any:
+def _date_from(where: WhereNode) -> date | None:
     """The bound an overlap filter's `date_from` (`IncidentQuerySet.overlapping`) puts on all the
     incidents, `date_end >= date_from`, among the conditions every row must meet; None without."""
     if where.connector != AND or where.negated:
@@ -328,10 +331,6 @@ def copy_statement(
     return psycopg.ClientCursor(pg_connection).mogrify(statement, (*params, *selected_params))
 
 
-# What the record of an export reads of its rows (`access.record_export_access`), all held by the
-# order index with the columns of the common filters, so that PostgreSQL reads the index alone.
-_RECORDED_COLUMNS = ("incident_id", "confidential", "disclosed_source_count", "complete_source_count")
-
 _EXPORT_SETTINGS = "SELECT " + ", ".join(
     f"set_config('{name}', '{value}', true)"
     for name, value in (
@@ -366,7 +365,7 @@ def stream_incidents_csv(
     `door`, `path`, the `export_filters` that selected them and its row count before the first byte
     leaves: a download broken off, or a worker killed midway, has still been recorded."""
     record_export_access(
-        kept_rows_sql(kept_rows(queryset), *_RECORDED_COLUMNS),
+        kept_rows_sql(kept_rows(queryset), *RECORDED_COLUMNS),
         user,
         door=door,
         path=path,
