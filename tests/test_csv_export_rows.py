@@ -259,6 +259,19 @@ def test_a_search_exports_what_it_finds_however_it_finds_it(plan, messy_records,
     assert 0 == found["anonymous"] < found["confidential"] < Incident.objects.count()
 
 
+def test_a_country_is_found_wherever_it_stands_in_the_countries_cell(tmp_path):
+    # The kept rows' country test compares the `; `-joined cell (exports.KeptInCountry): the code
+    # alone, first, last and between two others, and never a code that only shares its letters.
+    places = {code: make_place(country=code) for code in ("BT", "CN", "KP", "NC", "RU")}
+    cells = ["CN", "CN; KP", "BT; CN", "BT; CN; KP", "KP; NC", "BT; KP; RU"]
+    for cell in cells:
+        make_incident(title=cell, places=[places[code] for code in cell.split("; ")])
+    anyone = AnonymousUser()
+    exported = exported_rows(anyone, "country=CN", tmp_path)
+    assert exported == expected_rows(anyone, "country=CN")
+    assert sorted(row["countries"] for row in exported) == sorted(cells[:4])
+
+
 def test_readers_see_confidential_claims_and_records_only_with_the_permission(messy_records, tmp_path):
     _, both_claims, secret_only, hidden, _ = messy_records
     for name, reader in READERS.items():
