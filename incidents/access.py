@@ -5,26 +5,35 @@ pages, the API's detail, history and lists, CSV downloads, the export command) a
 here which confidential records it showed, and hands them to `record_confidential_access`, which
 writes one append-only `ConfidentialAccess` row per request, whatever the number of records (the
 lists of incidents, read most, learn them from their page's own query, `shown_incident_columns`,
-and the API's writes the record in that same statement: `recording_list_access`). A reader
-without the confidential permission is shown none, so their reads cost nothing here.
+and the API's writes the record in that same statement: `recording_list_access`; an export's
+record is computed and written by one statement over the rows it copies: `record_export_access`).
+A reader without the confidential permission is shown none, so their reads cost nothing here.
 
 What is confidential is decided by the models' flags and `ClaimQuerySet.confidential()` (a claim
 is when it or its source is): the same rule that hides those records from everyone else.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.postgres.aggregates import ArrayAgg, JSONBAgg
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, router
-from django.db.models import Count, F, Model, Q, QuerySet, Value
+from django.db.models import F, Model, Q, QuerySet
 from django.db.models.query import ValuesIterable
 from psycopg.types.json import Jsonb
 
-from incidents.models import AccessDoor, Claim, ConfidentialAccess, Incident, IncidentRevision, RevisionState, Source
+from incidents.models import (
+    AccessDoor,
+    Claim,
+    ConfidentialAccess,
+    Incident,
+    IncidentExportRow,
+    IncidentRevision,
+    RevisionState,
+    Source,
+)
 from incidents.querysets import can_see_confidential
 
 # Who may read the record of accesses: it names the colleagues who read an informant's testimony.
@@ -119,31 +128,6 @@ def records_of_revision(revision: IncidentRevision, user) -> list[Model]:
     return [revision.incident, *claims.select_related("source"), *sources]
 
 
-def export_contents(export_rows: QuerySet, user) -> tuple[ConfidentialRecords, int | None]:
-    """The confidential records an export of `export_rows` (the kept rows, IncidentExportRow, of
-    incidents filtered and visible to `user`) shows: its confidential incidents and their claims'
-    confidential claims and sources, which each row keeps (migration 0030), and how many rows it
-    holds. One query over the rows the export copies, no join; none, and no count, for a reader
-    without the confidential permission, whose exports hold nothing to record."""
-    if not can_see_confidential(user):
-        return NO_RECORDS, None
-    totals = export_rows.order_by().aggregate(
-        rows=Count("pk"),
-        incident_ids=ArrayAgg("pk", filter=Q(confidential=True), default=Value([])),
-        # As JSON lists of lists: an array of arrays of different lengths is no SQL array.
-        claim_ids=JSONBAgg("confidential_claim_ids", filter=Q(confidential_claim_ids__isnull=False), default=Value([])),
-        source_ids=JSONBAgg(
-            "confidential_source_ids", filter=Q(confidential_source_ids__isnull=False), default=Value([])
-        ),
-    )
-    records = ConfidentialRecords(
-        incident_ids=frozenset(totals["incident_ids"]),
-        claim_ids=frozenset(claim_id for ids in totals["claim_ids"] for claim_id in ids),
-        source_ids=frozenset(source_id for ids in totals["source_ids"] for source_id in ids),
-    )
-    return records, totals["rows"]
-
-
 def shown_incident_columns(user) -> dict[str, Any]:
     """The columns a list's `.values()` adds for `record_list_access` to know which confidential
     records a page showed: the incident's id and flag (its confidential claims and sources are then
@@ -158,13 +142,14 @@ def shown_incident_columns(user) -> dict[str, Any]:
 # write would otherwise wait 7-25 ms for the flush on a busy machine (more than the incident list
 # itself), and BEGIN, SET LOCAL and COMMIT cost three more round trips. Without the wait, a crash of
 # the database server can lose the accesses of its last moment (at most 3 x wal_writer_delay, 0.6 s
-# by default), never corrupt them or anything else (PostgreSQL's "asynchronous commit").
+# by default), never corrupt them or anything else (PostgreSQL's "asynchronous commit"). Inside the
+# caller's transaction, the record is part of it, committed with everything else, as it waits for.
+_ASYNCHRONOUS_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
 _INSERT_WITHOUT_WAITING_FOR_THE_DISK = f"""
-INSERT INTO {ConfidentialAccess._meta.db_table}
-    (at, user_id, door, path, incident_ids, claim_ids, source_ids, export_filters, row_count)
+INSERT INTO {ConfidentialAccess._meta.db_table} (at, user_id, door, path, incident_ids, claim_ids, source_ids)
 SELECT now(), %(user_id)s, %(door)s, %(path)s, %(incident_ids)s::bigint[], %(claim_ids)s::bigint[],
-    %(source_ids)s::bigint[], %(export_filters)s, %(row_count)s
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
+    %(source_ids)s::bigint[]
+FROM {_ASYNCHRONOUS_COMMIT}
 """
 
 
@@ -173,18 +158,9 @@ def _recorded_path(path: str) -> str:
     return path[: ConfidentialAccess._meta.get_field("path").max_length]
 
 
-def record_confidential_access(
-    *,
-    user,
-    door: AccessDoor,
-    records: ConfidentialRecords,
-    path: str = "",
-    export_filters: Mapping[str, Any] | None = None,
-    row_count: int | None = None,
-) -> None:
-    """Record that `user` was shown (or, with `export_filters` and `row_count`, exported) the
-    confidential `records` through `door`: one row, whatever their number. Records nothing when
-    none of them was confidential. One query."""
+def record_confidential_access(*, user, door: AccessDoor, records: ConfidentialRecords, path: str = "") -> None:
+    """Record that `user` was shown the confidential `records` through `door`: one row, whatever
+    their number. Records nothing when none of them was confidential. One query."""
     if not records:
         return
     values = {
@@ -194,20 +170,76 @@ def record_confidential_access(
         "incident_ids": sorted(records.incident_ids),
         "claim_ids": sorted(records.claim_ids),
         "source_ids": sorted(records.source_ids),
-        "export_filters": None if export_filters is None else dict(export_filters),
-        "row_count": row_count,
     }
     if connection.in_atomic_block:
         # Part of the caller's transaction, which commits it with everything else.
         ConfidentialAccess.objects.create(**values)
         return
-    parameters = {
-        **values,
-        "door": str(door),
-        "export_filters": None if export_filters is None else Jsonb(values["export_filters"]),
-    }
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_WITHOUT_WAITING_FOR_THE_DISK, parameters)
+        cursor.execute(_INSERT_WITHOUT_WAITING_FOR_THE_DISK, {**values, "door": str(door)})
+
+
+# What the record of an export reads of the kept rows it copies: all held by their order index
+# (`export_row_newest`) with the columns of the common filters, so that PostgreSQL reads the index
+# alone.
+RECORDED_COLUMNS = ("incident_id", "confidential", "disclosed_source_count", "complete_source_count")
+
+# The record of an export, computed and written by PostgreSQL in one statement from the SQL of the
+# kept rows the export copies (`{rows}`, giving at least their RECORDED_COLUMNS): how many, the
+# confidential incidents among them, and the confidential claims and sources their rows keep
+# (migration 0030), read for the rows that hold some, those with more claims in all than disclosed
+# (the same claims the refresh counts and lists), from the index of those rows
+# (`export_row_confidential`). Nothing is written when the rows hold nothing confidential. No array
+# goes through Python: the rows' ids and the claims' arrays of a million-row export came back to be
+# sorted and sent again.
+_RECORD_EXPORT = """
+WITH exported AS (
+    SELECT count(*) AS row_count,
+           coalesce(array_agg(incident_id ORDER BY incident_id) FILTER (WHERE confidential), '{{}}') AS incident_ids,
+           array_agg(incident_id) FILTER (WHERE complete_source_count > disclosed_source_count) AS hiding_ids
+    FROM ({rows}) AS exported_row
+),
+hiding AS MATERIALIZED (
+    SELECT kept.confidential_claim_ids, kept.confidential_source_ids
+    FROM {export_rows} AS kept, exported
+    WHERE kept.confidential_claim_ids IS NOT NULL AND kept.incident_id = ANY (exported.hiding_ids)
+),
+record AS MATERIALIZED (
+    SELECT row_count, incident_ids,
+           ARRAY(SELECT DISTINCT claim_id FROM hiding, unnest(confidential_claim_ids) AS claim_id ORDER BY 1)
+               AS claim_ids,
+           ARRAY(SELECT DISTINCT source_id FROM hiding, unnest(confidential_source_ids) AS source_id ORDER BY 1)
+               AS source_ids
+    FROM exported
+)
+INSERT INTO {accesses}
+    (at, user_id, door, path, incident_ids, claim_ids, source_ids, export_filters, row_count)
+SELECT now(), %s, %s, %s, incident_ids, claim_ids, source_ids, %s, row_count
+FROM record{asynchronous_commit}
+WHERE cardinality(incident_ids) + cardinality(claim_ids) + cardinality(source_ids) > 0
+"""
+
+
+def record_export_access(
+    rows: tuple[str, Sequence[Any]], user, *, door: AccessDoor, path: str, export_filters: Mapping[str, Any]
+) -> None:
+    """Record that `user` exported the kept rows (IncidentExportRow) `rows`, the SQL and parameters
+    of those the export copies (at least their RECORDED_COLUMNS), through `door`,
+    selected by `export_filters`: its row count, and the confidential incidents, claims and sources
+    they show. Nothing for a reader without the confidential permission, whose exports hold nothing
+    to record, and no query; one query otherwise, which records nothing when nothing is confidential."""
+    if not can_see_confidential(user):
+        return
+    rows_sql, rows_params = rows
+    asynchronous_commit = "" if connection.in_atomic_block else f", {_ASYNCHRONOUS_COMMIT}"
+    statement = _RECORD_EXPORT.format(
+        rows=rows_sql,
+        export_rows=IncidentExportRow._meta.db_table,
+        accesses=ConfidentialAccess._meta.db_table,
+        asynchronous_commit=asynchronous_commit,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*rows_params, user.pk, str(door), _recorded_path(path), Jsonb(dict(export_filters))])
 
 
 # Migration 0033: the confidential claims and sources of the page's incidents, as their kept export

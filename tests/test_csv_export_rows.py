@@ -25,7 +25,7 @@ from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 
-from incidents import roles
+from incidents import roles, search
 from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item
 from incidents.models import (
     Claim,
@@ -235,6 +235,43 @@ def test_every_cell_of_every_row_is_what_the_records_say(reader, messy_records, 
     assert 0 < len(expected_rows(user, "date_from=2024-01-03&date_to=2024-01-05")) < Incident.objects.count()
 
 
+# Searches, alone and with the filters the kept rows answer themselves.
+SEARCHES = [query for query in FILTERS if query.startswith("q=")] + [
+    "q=Jilin&date_from=2024-01-03&date_to=2024-01-05",
+    "q=informant&country=CN&review_state=in_review",
+]
+
+
+@pytest.mark.parametrize("plan", ["collected", "tested_in_order"])
+def test_a_search_exports_what_it_finds_however_it_finds_it(plan, messy_records, tmp_path, monkeypatch):
+    # A search collects few matches from its index and tests the incidents' words for many (see
+    # IncidentSearch.filter); the export reads the kept rows of either (exports.kept_rows). A bound
+    # of 0 makes every search's matches many.
+    monkeypatch.setattr(search, "COLLECT_BELOW", {"collected": 10**9, "tested_in_order": 0}[plan])
+    for name, reader in READERS.items():
+        user = reader()
+        for query in SEARCHES:
+            assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
+            if name == "confidential":
+                assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
+    # The searches did select: rows, but not every row, and not the same for every reader.
+    found = {name: len(expected_rows(reader(), "q=informant")) for name, reader in READERS.items()}
+    assert 0 == found["anonymous"] < found["confidential"] < Incident.objects.count()
+
+
+def test_a_country_is_found_wherever_it_stands_in_the_countries_cell(tmp_path):
+    # The kept rows' country test compares the `; `-joined cell (exports.KeptInCountry): the code
+    # alone, first, last and between two others, and never a code that only shares its letters.
+    places = {code: make_place(country=code) for code in ("BT", "CN", "KP", "NC", "RU")}
+    cells = ["CN", "CN; KP", "BT; CN", "BT; CN; KP", "KP; NC", "BT; KP; RU"]
+    for cell in cells:
+        make_incident(title=cell, places=[places[code] for code in cell.split("; ")])
+    anyone = AnonymousUser()
+    exported = exported_rows(anyone, "country=CN", tmp_path)
+    assert exported == expected_rows(anyone, "country=CN")
+    assert sorted(row["countries"] for row in exported) == sorted(cells[:4])
+
+
 def test_readers_see_confidential_claims_and_records_only_with_the_permission(messy_records, tmp_path):
     _, both_claims, secret_only, hidden, _ = messy_records
     for name, reader in READERS.items():
@@ -415,8 +452,15 @@ WRITES = [
 ]
 
 # The whole export, an incremental sync's (which reports merged incidents with `merged_into`), and
-# filters the kept rows answer by their own columns (exports.kept_rows), which must follow too.
-AFTER_WRITES = ["", "updated_since=2000-01-01T00:00:00Z", "country=KP", "country=CN&date_from=2024-01-03"]
+# filters the kept rows answer by their own columns and a search by their ids (exports.kept_rows),
+# which must follow too.
+AFTER_WRITES = [
+    "",
+    "updated_since=2000-01-01T00:00:00Z",
+    "country=KP",
+    "country=CN&date_from=2024-01-03",
+    "q=Jilin&date_from=2024-01-02",
+]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=[write.__name__ for write in WRITES])
