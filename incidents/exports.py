@@ -20,7 +20,7 @@ import codecs
 import operator
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import reduce
 from typing import IO, Any
 
@@ -28,14 +28,16 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import BooleanField, Expression, F, Lookup, Q, QuerySet, Value
+from django.db.models import BooleanField, Exists, Expression, F, Lookup, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import Col
+from django.db.models.functions import Coalesce, Collate
+from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.db.models.sql.constants import INNER
 from django.db.models.sql.where import AND, WhereNode
 
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry
-from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
+from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument, IncidentType
 from incidents.querysets import can_see_confidential
 from incidents.search import IdIn
 
@@ -165,10 +167,93 @@ class KeptInCountry(Expression):
         )
 
 
+class KeptTypeIn(Expression):
+    """The kept row's `type` cell (its incident type's slug) is the slug of one of the types
+    `type_ids`: what `incident_type IN (type_ids)` asks of the incident (`filters.filter_type`, a
+    type and its sub-types). The slugs are read in the export's own statement, once, as an array
+    (an InitPlan), so a slug renamed meanwhile cannot be missed, and the rows are still read
+    through the order index: `type IN (SELECT slug …)`, a join, lets PostgreSQL hash the rows and
+    sort them again."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, type_ids: list[int]):
+        super().__init__()
+        self.type_ids = type_ids
+
+    def as_sql(self, compiler, connection):
+        cell = f"{compiler.quote_name(compiler.query.base_table)}.type"
+        types = compiler.quote_name(IncidentType._meta.db_table)
+        return f"{cell} = ANY(ARRAY(SELECT slug FROM {types} WHERE id = ANY(%s)))", (list(self.type_ids),)
+
+
+def _kept_time(value: datetime) -> str:
+    """`value` as the kept row's `updated_at` cell writes a time (migration 0028: `to_char(… AT TIME
+    ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`). Every such text has the same width and its
+    fields in the order of their weight, so that comparing two of them byte by byte (collation "C")
+    compares their times, to the microsecond."""
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z"
+
+
 # The incident's columns each kept row holds as they are (migration 0028; `confidential` 0030), and
 # the lookups on them a condition may use there unchanged.
 _KEPT_COLUMNS = {"date_start", "date_end", "review_state", "confidential", "verification", "people_count"}
 _KEPT_LOOKUPS = {"exact", "in", "gt", "gte", "lt", "lte"}
+_KEPT_TIME_LOOKUPS = {
+    "exact": Exact,
+    "gt": GreaterThan,
+    "gte": GreaterThanOrEqual,
+    "lt": LessThan,
+    "lte": LessThanOrEqual,
+}
+
+
+def _survivor_seen(exists: Exists) -> Q | None:
+    """`exists`, said of a merged incident's kept row, when it is the test of a sync
+    (`IncidentQuerySet.synced_to`) that the incident's survivor is one the reader may see: an
+    incident whose id is the merged one's `merged_into`, and its own columns' conditions. The kept
+    row knows its survivor by its public id, which the survivor is then looked up by (unique,
+    indexed), with the same conditions; None for any other subquery.
+
+    Said as a scalar subquery, `COALESCE((SELECT true … LIMIT 1), false)`, never an EXISTS: the
+    test runs only for the few merged rows (`merged_into IS NULL OR …`), but PostgreSQL prices an
+    EXISTS as if run for every row read and so prepares it hashed, which builds, at the first merged
+    row, a hash of the public id of every incident the reader may see (1,000,000 at 1,000,000
+    incidents); a scalar subquery is run as it is, one index lookup per merged row."""
+    inner = exists.query
+    where = inner.where
+    if inner.model is not Incident or where.connector != AND or where.negated:
+        return None
+    if any(count for alias, count in inner.alias_refcount.items() if alias != inner.base_table):
+        return None
+    linked, conditions = False, []
+    for child in where.children:
+        if not isinstance(child, Lookup) or not isinstance(child.lhs, Col) or child.lhs.alias != inner.base_table:
+            return None
+        column = child.lhs.target.name
+        if (
+            child.lhs.target == Incident._meta.pk
+            and child.lookup_name == "exact"
+            and isinstance(child.rhs, Col)
+            and child.rhs.alias == Incident._meta.db_table
+            and child.rhs.target.name == "merged_into"
+        ):
+            linked = True
+        elif (
+            column in _KEPT_COLUMNS
+            and child.lookup_name in _KEPT_LOOKUPS
+            and not isinstance(child.rhs, (Expression, QuerySet))
+        ):
+            conditions.append(Q(**{f"{column}__{child.lookup_name}": child.rhs}))
+        else:
+            return None
+    if not linked:
+        return None
+    survivor = Incident.objects.filter(*conditions, public_id=OuterRef("merged_into")).order_by()
+    survivor = survivor.values(seen=Value(True))
+    return Q(Coalesce(Subquery(survivor[:1]), Value(False), output_field=BooleanField()))
 
 
 def _kept_condition(node, search_alias: str | None) -> Q | None:
@@ -195,6 +280,8 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
         if isinstance(incident_id, Col) and incident_id.target == Incident._meta.pk:
             return Q(IdIn(F("incident_id"), collected))
         return None
+    if isinstance(node.lhs, Exists) and node.lookup_name == "exact" and node.rhs is True:
+        return _survivor_seen(node.lhs)
     if isinstance(node.rhs, (Expression, QuerySet)):
         return None
     if isinstance(node.lhs, HasPlaceInCountry) and node.lookup_name == "exact" and node.rhs is True:
@@ -207,6 +294,17 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
         return Q(merged_into__isnull=node.rhs)
     if column in _KEPT_COLUMNS and node.lookup_name in _KEPT_LOOKUPS:
         return Q(**{f"{column}__{node.lookup_name}": node.rhs})
+    if column == "incident_type" and node.lookup_name in ("exact", "in"):
+        return Q(KeptTypeIn([node.rhs] if node.lookup_name == "exact" else list(node.rhs)))
+    if (
+        column == "updated_at"
+        and node.lookup_name in _KEPT_TIME_LOOKUPS
+        and isinstance(node.rhs, datetime)
+        and node.rhs.tzinfo is not None
+    ):
+        # An incremental sync's `updated_since`; a naive time, which Django would read in the
+        # server's zone, is left to the incidents.
+        return Q(_KEPT_TIME_LOOKUPS[node.lookup_name](Collate(F("updated_at"), "C"), _kept_time(node.rhs)))
     return None
 
 
