@@ -217,11 +217,10 @@ def _survivor_seen(exists: Exists) -> Q | None:
     row knows its survivor by its public id, which the survivor is then looked up by (unique,
     indexed), with the same conditions; None for any other subquery.
 
-    Said as a scalar subquery, `COALESCE((SELECT true … LIMIT 1), false)`, never an EXISTS: the
-    test runs only for the few merged rows (`merged_into IS NULL OR …`), but PostgreSQL prices an
-    EXISTS as if run for every row read and so prepares it hashed, which builds, at the first merged
-    row, a hash of the public id of every incident the reader may see (1,000,000 at 1,000,000
-    incidents); a scalar subquery is run as it is, one index lookup per merged row."""
+    Said as a scalar subquery, `COALESCE((SELECT true … LIMIT 1), false)`, never an EXISTS, which
+    PostgreSQL may prepare hashed: at the first merged row, a hash of the public id of every
+    incident the reader may see (1,000,000 at 1,000,000 incidents) for a test of a few rows. A
+    scalar subquery is run as it is, one index lookup per merged row."""
     inner = exists.query
     where = inner.where
     if inner.model is not Incident or where.connector != AND or where.negated:
@@ -280,8 +279,6 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
         if isinstance(incident_id, Col) and incident_id.target == Incident._meta.pk:
             return Q(IdIn(F("incident_id"), collected))
         return None
-    if isinstance(node.lhs, Exists) and node.lookup_name == "exact" and node.rhs is True:
-        return _survivor_seen(node.lhs)
     if isinstance(node.rhs, (Expression, QuerySet)):
         return None
     if isinstance(node.lhs, HasPlaceInCountry) and node.lookup_name == "exact" and node.rhs is True:
@@ -321,24 +318,64 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     (`export_row_newest`), and the few started before it that last into it (`KeptSpanHolds`): the
     first comes newest first from the index, the second follows it whole, so the export's order
     costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
-    Otherwise, those whose incident the queryset selects (`incident_id IN (<its SQL>)`), whatever
-    its conditions."""
+    A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
+    rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
+    said of the kept rows' type slug (`KeptTypeIn`). Otherwise, those whose incident the queryset
+    selects (`incident_id IN (<its SQL>)`), whatever its conditions."""
     query = queryset.query
     kept = None
     search_alias = _search_join(query)
+    where, merges_followed = _merges_followed(query.where)
     if not (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotations) and all(
         alias in (query.base_table, search_alias) or not count for alias, count in query.alias_refcount.items()
     ):
-        kept = _kept_condition(query.where, search_alias) if query.where.children else Q()
+        kept = _kept_condition(where, search_alias) if where.children else Q()
     if kept is None:
         return [IncidentExportRow.objects.filter(incident_id__in=_exported_ids(queryset))]
     rows = IncidentExportRow.objects.filter(kept)
+    selections = [rows]
+    if merges_followed is not None:
+        # A sync's rows in two parts: those not merged, without the survivor's test, which PostgreSQL
+        # would price as run for each of them (as much as the rest of reading a row: it then preferred
+        # any index that reads fewer rows, in any order, to the order index), and the few merged ones
+        # with it, from their own index (`export_row_merged`).
+        selections = [rows.filter(merged_into__isnull=True), rows.filter(merges_followed)]
     date_from = _date_from(query.where)
-    parts = [rows]
+    parts = selections
     if date_from is not None:
-        parts = [rows.filter(date_start__gte=date_from), rows.filter(KeptSpanHolds(date_from))]
+        parts = [
+            part
+            for rows in selections
+            for part in (rows.filter(date_start__gte=date_from), rows.filter(KeptSpanHolds(date_from)))
+        ]
     # A bound Django proves matches nothing: as for the incidents, no SQL; the rows of none.
     return [part for part in parts if _has_sql(part)] or [IncidentExportRow.objects.filter(Value(False))]
+
+
+def _merges_followed(where: WhereNode) -> tuple[WhereNode, Q | None]:
+    """`where` without a sync's test that an incident is not merged or merged into a survivor the
+    reader may see (`IncidentQuerySet.synced_to`), and that test's second half said of the kept rows
+    (`_survivor_seen`); `where` itself and None without it."""
+    if where.connector != AND or where.negated:
+        return where, None
+    for child in where.children:
+        if not isinstance(child, WhereNode) or child.connector == AND or child.negated or len(child.children) != 2:
+            continue
+        not_merged, survivor = child.children
+        if (
+            isinstance(not_merged, Lookup)
+            and isinstance(not_merged.lhs, Col)
+            and not_merged.lhs.alias == Incident._meta.db_table
+            and (not_merged.lhs.target.name, not_merged.lookup_name, not_merged.rhs) == ("merged_into", "isnull", True)
+            and isinstance(survivor, Lookup)
+            and isinstance(survivor.lhs, Exists)
+            and (survivor.lookup_name, survivor.rhs) == ("exact", True)
+        ):
+            seen = _survivor_seen(survivor.lhs)
+            if seen is not None:
+                rest = [other for other in where.children if other is not child]
+                return WhereNode(rest, AND), Q(merged_into__isnull=False) & seen
+    return where, None
 
 
 def _search_join(query) -> str | None:

@@ -981,6 +981,10 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
+            # Serves a sync's merged incidents (exports.kept_rows), few, newest first.
+            models.Index(
+                fields=["-date_start", "-incident"], condition=Q(merged_into__isnull=False), name="export_row_merged"
+            ),
             # Serves the record of an export (access.record_export_access): the confidential claims
             # and sources of the exported rows that hold some, read from this index alone.
             models.Index(
