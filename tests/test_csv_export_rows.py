@@ -276,9 +276,9 @@ def test_a_country_is_found_wherever_it_stands_in_the_countries_cell(tmp_path):
 # A sync's bound, on the edge of incidents' change times (`make_syncs_and_types`).
 SYNCED_AT = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
-# Filters the kept rows answer since migration 0038's round by their own columns too (exports.kept_rows):
-# an incremental sync (`updated_since`, which also reports the merged incidents whose survivor the
-# reader may see), an incident type with its sub-types, and both with the others.
+# Filters the kept rows answer by their own columns too (exports.kept_rows), not by the incidents'
+# ids: a sync (`updated_since`, which also reports the merged incidents whose survivor the reader may
+# see), an incident type with its sub-types, and both with the others.
 SYNCS_AND_TYPES = [
     "updated_since=2000-01-01T00:00:00Z",
     # The bound itself is in, a microsecond before it is out.
