@@ -32,13 +32,21 @@ from incidents.selectors import incidents_matching
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (name, reader, filters as a query string): the whole export for each audience, and two filtered
-# ones, one selecting by date and country (the incident list's commonest filters), one by a search.
+# (name, reader, filters as a query string): the whole export for each audience; filtered ones, by
+# date and country (the incident list's commonest filters), by a search; a partner's full-history
+# sync (`updated_since` far back, which also reports the merged incidents the reader may follow) for
+# each audience, and an incremental one (the demo data's last month of changes); an incident type, a
+# common one and one with a sub-type.
 CASES = {
     "all, superuser": ("superuser", ""),
     "all, anonymous": ("anonymous", ""),
     "date+country, superuser": ("superuser", "date_from=2015-01-01&date_to=2020-12-31&country=CN"),
     "q, anonymous": ("anonymous", "q=repatriation"),
+    "sync, superuser": ("superuser", "updated_since=2000-01-01T00:00:00Z"),
+    "sync, anonymous": ("anonymous", "updated_since=2000-01-01T00:00:00Z"),
+    "sync last month, anonymous": ("anonymous", "updated_since=2025-12-01T00:00:00Z"),
+    "type, anonymous": ("anonymous", "type=forced-repatriation"),
+    "type subtree, superuser": ("superuser", "type=execution"),
 }
 
 

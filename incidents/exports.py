@@ -20,7 +20,7 @@ import codecs
 import operator
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import reduce
 from typing import IO, Any
 
@@ -28,14 +28,16 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import BooleanField, Expression, F, Lookup, Q, QuerySet, Value
+from django.db.models import BooleanField, Exists, Expression, F, Lookup, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import Col
+from django.db.models.functions import Coalesce, Collate
+from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.db.models.sql.constants import INNER
 from django.db.models.sql.where import AND, WhereNode
 
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry
-from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
+from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument, IncidentType
 from incidents.querysets import can_see_confidential
 from incidents.search import IdIn
 
@@ -165,10 +167,92 @@ class KeptInCountry(Expression):
         )
 
 
+class KeptTypeIn(Expression):
+    """The kept row's `type` cell (its incident type's slug) is the slug of one of the types
+    `type_ids`: what `incident_type IN (type_ids)` asks of the incident (`filters.filter_type`, a
+    type and its sub-types). The slugs are read in the export's own statement, once, as an array
+    (an InitPlan), so a slug renamed meanwhile cannot be missed, and the rows are still read
+    through the order index: `type IN (SELECT slug …)`, a join, lets PostgreSQL hash the rows and
+    sort them again."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, type_ids: list[int]):
+        super().__init__()
+        self.type_ids = type_ids
+
+    def as_sql(self, compiler, connection):
+        cell = f"{compiler.quote_name(compiler.query.base_table)}.type"
+        types = compiler.quote_name(IncidentType._meta.db_table)
+        return f"{cell} = ANY(ARRAY(SELECT slug FROM {types} WHERE id = ANY(%s)))", (list(self.type_ids),)
+
+
+def _kept_time(value: datetime) -> str:
+    """`value` as the kept row's `updated_at` cell writes a time (migration 0028: `to_char(… AT TIME
+    ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`). Every such text has the same width and its
+    fields in the order of their weight, so that comparing two of them byte by byte (collation "C")
+    compares their times, to the microsecond."""
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z"
+
+
 # The incident's columns each kept row holds as they are (migration 0028; `confidential` 0030), and
 # the lookups on them a condition may use there unchanged.
 _KEPT_COLUMNS = {"date_start", "date_end", "review_state", "confidential", "verification", "people_count"}
 _KEPT_LOOKUPS = {"exact", "in", "gt", "gte", "lt", "lte"}
+_KEPT_TIME_LOOKUPS = {
+    "exact": Exact,
+    "gt": GreaterThan,
+    "gte": GreaterThanOrEqual,
+    "lt": LessThan,
+    "lte": LessThanOrEqual,
+}
+
+
+def _survivor_seen(exists: Exists) -> Q | None:
+    """`exists`, said of a merged incident's kept row, when it is the test of a sync
+    (`IncidentQuerySet.synced_to`) that the incident's survivor is one the reader may see: an
+    incident whose id is the merged one's `merged_into`, and its own columns' conditions. The kept
+    row knows its survivor by its public id, which the survivor is then looked up by (unique,
+    indexed), with the same conditions; None for any other subquery.
+
+    Said as a scalar subquery, `COALESCE((SELECT true … LIMIT 1), false)`, never an EXISTS, which
+    PostgreSQL may prepare hashed: at the first merged row, a hash of the public id of every
+    incident the reader may see (1,000,000 at 1,000,000 incidents) for a test of a few rows. A
+    scalar subquery is run as it is, one index lookup per merged row."""
+    inner = exists.query
+    where = inner.where
+    if inner.model is not Incident or where.connector != AND or where.negated:
+        return None
+    if any(count for alias, count in inner.alias_refcount.items() if alias != inner.base_table):
+        return None
+    linked, conditions = False, []
+    for child in where.children:
+        if not isinstance(child, Lookup) or not isinstance(child.lhs, Col) or child.lhs.alias != inner.base_table:
+            return None
+        column = child.lhs.target.name
+        if (
+            child.lhs.target == Incident._meta.pk
+            and child.lookup_name == "exact"
+            and isinstance(child.rhs, Col)
+            and child.rhs.alias == Incident._meta.db_table
+            and child.rhs.target.name == "merged_into"
+        ):
+            linked = True
+        elif (
+            column in _KEPT_COLUMNS
+            and child.lookup_name in _KEPT_LOOKUPS
+            and not isinstance(child.rhs, (Expression, QuerySet))
+        ):
+            conditions.append(Q(**{f"{column}__{child.lookup_name}": child.rhs}))
+        else:
+            return None
+    if not linked:
+        return None
+    survivor = Incident.objects.filter(*conditions, public_id=OuterRef("merged_into")).order_by()
+    survivor = survivor.values(seen=Value(True))
+    return Q(Coalesce(Subquery(survivor[:1]), Value(False), output_field=BooleanField()))
 
 
 def _kept_condition(node, search_alias: str | None) -> Q | None:
@@ -207,6 +291,17 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
         return Q(merged_into__isnull=node.rhs)
     if column in _KEPT_COLUMNS and node.lookup_name in _KEPT_LOOKUPS:
         return Q(**{f"{column}__{node.lookup_name}": node.rhs})
+    if column == "incident_type" and node.lookup_name in ("exact", "in"):
+        return Q(KeptTypeIn([node.rhs] if node.lookup_name == "exact" else list(node.rhs)))
+    if (
+        column == "updated_at"
+        and node.lookup_name in _KEPT_TIME_LOOKUPS
+        and isinstance(node.rhs, datetime)
+        and node.rhs.tzinfo is not None
+    ):
+        # An incremental sync's `updated_since`; a naive time, which Django would read in the
+        # server's zone, is left to the incidents.
+        return Q(_KEPT_TIME_LOOKUPS[node.lookup_name](Collate(F("updated_at"), "C"), _kept_time(node.rhs)))
     return None
 
 
@@ -223,24 +318,64 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     (`export_row_newest`), and the few started before it that last into it (`KeptSpanHolds`): the
     first comes newest first from the index, the second follows it whole, so the export's order
     costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
-    Otherwise, those whose incident the queryset selects (`incident_id IN (<its SQL>)`), whatever
-    its conditions."""
+    A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
+    rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
+    said of the kept rows' type slug (`KeptTypeIn`). Otherwise, those whose incident the queryset
+    selects (`incident_id IN (<its SQL>)`), whatever its conditions."""
     query = queryset.query
     kept = None
     search_alias = _search_join(query)
+    where, merges_followed = _merges_followed(query.where)
     if not (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotations) and all(
         alias in (query.base_table, search_alias) or not count for alias, count in query.alias_refcount.items()
     ):
-        kept = _kept_condition(query.where, search_alias) if query.where.children else Q()
+        kept = _kept_condition(where, search_alias) if where.children else Q()
     if kept is None:
         return [IncidentExportRow.objects.filter(incident_id__in=_exported_ids(queryset))]
     rows = IncidentExportRow.objects.filter(kept)
+    selections = [rows]
+    if merges_followed is not None:
+        # A sync's rows in two parts: those not merged, without the survivor's test, which PostgreSQL
+        # would price as run for each of them (as much as the rest of reading a row: it then preferred
+        # any index that reads fewer rows, in any order, to the order index), and the few merged ones
+        # with it, from their own index (`export_row_merged`).
+        selections = [rows.filter(merged_into__isnull=True), rows.filter(merges_followed)]
     date_from = _date_from(query.where)
-    parts = [rows]
+    parts = selections
     if date_from is not None:
-        parts = [rows.filter(date_start__gte=date_from), rows.filter(KeptSpanHolds(date_from))]
+        parts = [
+            part
+            for rows in selections
+            for part in (rows.filter(date_start__gte=date_from), rows.filter(KeptSpanHolds(date_from)))
+        ]
     # A bound Django proves matches nothing: as for the incidents, no SQL; the rows of none.
     return [part for part in parts if _has_sql(part)] or [IncidentExportRow.objects.filter(Value(False))]
+
+
+def _merges_followed(where: WhereNode) -> tuple[WhereNode, Q | None]:
+    """`where` without a sync's test that an incident is not merged or merged into a survivor the
+    reader may see (`IncidentQuerySet.synced_to`), and that test's second half said of the kept rows
+    (`_survivor_seen`); `where` itself and None without it."""
+    if where.connector != AND or where.negated:
+        return where, None
+    for child in where.children:
+        if not isinstance(child, WhereNode) or child.connector == AND or child.negated or len(child.children) != 2:
+            continue
+        not_merged, survivor = child.children
+        if (
+            isinstance(not_merged, Lookup)
+            and isinstance(not_merged.lhs, Col)
+            and not_merged.lhs.alias == Incident._meta.db_table
+            and (not_merged.lhs.target.name, not_merged.lookup_name, not_merged.rhs) == ("merged_into", "isnull", True)
+            and isinstance(survivor, Lookup)
+            and isinstance(survivor.lhs, Exists)
+            and (survivor.lookup_name, survivor.rhs) == ("exact", True)
+        ):
+            seen = _survivor_seen(survivor.lhs)
+            if seen is not None:
+                rest = [other for other in where.children if other is not child]
+                return WhereNode(rest, AND), Q(merged_into__isnull=False) & seen
+    return where, None
 
 
 def _search_join(query) -> str | None:

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
-from django.db.models.functions import Cast, Concat, Greatest, Length, LPad, Upper
+from django.db.models.functions import Cast, Collate, Concat, Greatest, Length, LPad, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -966,6 +966,10 @@ class IncidentExportRow(models.Model):
                     "confidential",
                     "disclosed_source_count",
                     "complete_source_count",
+                    # A sync's bound (exports._kept_time): the record of a full-history sync read
+                    # the rows for it, 0.52 s against 0.15 s. Indexed anyway (`export_row_updated`),
+                    # so a change of it was never a heap-only update.
+                    "updated_at",
                 ],
                 name="export_row_newest",
             ),
@@ -974,6 +978,16 @@ class IncidentExportRow(models.Model):
             GistIndex(
                 Func(F("date_start"), F("date_end"), Value("[]"), function="daterange", output_field=DateRangeField()),
                 name="export_row_span",
+            ),
+            # Serves an incremental sync's export (`updated_since`, exports._kept_condition): the
+            # kept rows changed since a recent bound, found here and sorted, where the order index
+            # would read every row to find them (0.43 s for none at 1,000,000 incidents). The cell
+            # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
+            # database's collation.
+            models.Index(Collate("updated_at", "C"), name="export_row_updated"),
+            # Serves a sync's merged incidents (exports.kept_rows), few, newest first.
+            models.Index(
+                fields=["-date_start", "-incident"], condition=Q(merged_into__isnull=False), name="export_row_merged"
             ),
             # Serves the record of an export (access.record_export_access): the confidential claims
             # and sources of the exported rows that hold some, read from this index alone.

@@ -14,7 +14,7 @@ import io
 import re
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -26,8 +26,9 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import roles, search
-from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item
+from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item, kept_rows, write_incidents_csv
 from incidents.models import (
+    AccessDoor,
     Claim,
     ConfidentialAccess,
     DuplicatePair,
@@ -270,6 +271,113 @@ def test_a_country_is_found_wherever_it_stands_in_the_countries_cell(tmp_path):
     exported = exported_rows(anyone, "country=CN", tmp_path)
     assert exported == expected_rows(anyone, "country=CN")
     assert sorted(row["countries"] for row in exported) == sorted(cells[:4])
+
+
+# A sync's bound, on the edge of incidents' change times (`make_syncs_and_types`).
+SYNCED_AT = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+# Filters the kept rows answer by their own columns too (exports.kept_rows), not by the incidents'
+# ids: a sync (`updated_since`, which also reports the merged incidents whose survivor the reader may
+# see), an incident type with its sub-types, and both with the others.
+SYNCS_AND_TYPES = [
+    "updated_since=2000-01-01T00:00:00Z",
+    # The bound itself is in, a microsecond before it is out.
+    "updated_since=2024-03-01T12:00:00Z",
+    # A microsecond after the bound, in another zone: the incident changed at the bound is out.
+    "updated_since=2024-03-01T17:30:00.000001%2B05:30",
+    # A year of three digits, which the kept rows write with four.
+    "updated_since=0999-06-01T00:00:00Z",
+    "type=violence",
+    "type=beating",
+    "type=violence&updated_since=2024-03-01T12:00:00Z",
+    "type=violence&country=CN&date_from=2024-01-03",
+    "updated_since=2024-03-01T12:00:00Z&review_state=draft&min_people=1",
+]
+
+
+def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
+    """On top of `make_messy_records`: incidents merged into survivors each reader may or may not
+    see, incidents changed on the edges of SYNCED_AT, and a tree of incident types three deep."""
+    blank, _, secret_only, hidden, draft = records
+    merged = {
+        "into_public": make_incident(title="Merged into a public one"),
+        "into_draft": make_incident(title="Merged into a draft"),
+        "into_in_review": make_incident(title="Merged into one in review"),
+        "into_confidential": make_incident(title="Merged into a confidential one"),
+        "confidential_into_public": make_incident(title="Confidential, merged", confidential=True),
+        "draft_into_public": make_incident(title="Draft, merged", review_state="draft"),
+    }
+    survivors = {
+        "into_public": blank,
+        "into_draft": draft,
+        "into_in_review": secret_only,
+        "into_confidential": hidden,
+        "confidential_into_public": blank,
+        "draft_into_public": blank,
+    }
+    for name, incident in merged.items():
+        Incident.objects.filter(pk=incident.pk).update(merged_into=survivors[name])
+    microsecond = timedelta(microseconds=1)
+    for changed_at in (SYNCED_AT - microsecond, SYNCED_AT, SYNCED_AT + microsecond, SYNCED_AT - timedelta(days=400)):
+        changed = make_incident(title=f"Changed at {changed_at.isoformat()}")
+        Incident.objects.filter(pk=changed.pk).update(updated_at=changed_at)
+    Incident.objects.filter(pk__in=[incident.pk for incident in merged.values()]).update(updated_at=SYNCED_AT)
+    violence = IncidentType.objects.create(slug="violence", name="Violence")
+    beating = IncidentType.objects.create(slug="beating", name="Beating", parent=violence)
+    caning = IncidentType.objects.create(slug="caning", name="Caning", parent=beating)
+    for incident_type, day in ((violence, 3), (beating, 4), (caning, 5), (caning, 1)):
+        make_incident(
+            title=f"Of type {incident_type.slug}",
+            incident_type=incident_type,
+            date_start=date(2024, 1, day),
+            date_end=date(2024, 1, day + 1),
+            places=[Place.objects.get(name="Jilin", parent__name="China")],
+        )
+    Incident.objects.filter(incident_type__slug="caning").update(updated_at=SYNCED_AT)
+    return merged
+
+
+def test_syncs_and_types_export_what_the_incidents_select(messy_records, tmp_path):
+    merged = make_syncs_and_types(messy_records)
+    for name, reader in READERS.items():
+        user = reader()
+        for query in SYNCS_AND_TYPES:
+            assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
+            if name == "confidential":
+                assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
+            # Answered by the kept rows' own columns, not by the incidents' ids (the fallback).
+            for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
+                assert '"incident_id" IN (SELECT' not in str(part.query), (name, query)
+    # The merged incidents each reader follows: those they may see, into a survivor they may see.
+    followed = {
+        name: {row["title"] for row in exported_rows(reader(), SYNCS_AND_TYPES[0], tmp_path) if row["merged_into"]}
+        for name, reader in READERS.items()
+    }
+    unpublished = ("into_public", "into_draft", "into_in_review", "draft_into_public")
+    assert followed == {
+        "anonymous": {merged["into_public"].title},
+        "analyst": {merged[name].title for name in unpublished},
+        "confidential": {incident.title for incident in merged.values()},
+    }
+    # The bounds did cut: a microsecond either side of SYNCED_AT, and a type's sub-types.
+    anyone = AnonymousUser()
+    titles = {query: {row["title"] for row in exported_rows(anyone, query, tmp_path)} for query in SYNCS_AND_TYPES}
+    assert "Changed at 2024-03-01T12:00:00+00:00" in titles[SYNCS_AND_TYPES[1]]
+    assert "Changed at 2024-03-01T11:59:59.999999+00:00" not in titles[SYNCS_AND_TYPES[1]]
+    assert "Changed at 2024-03-01T12:00:00+00:00" not in titles[SYNCS_AND_TYPES[2]]
+    assert "Changed at 2024-03-01T12:00:00.000001+00:00" in titles[SYNCS_AND_TYPES[2]]
+    assert titles[SYNCS_AND_TYPES[3]] == titles[SYNCS_AND_TYPES[0]]
+    assert titles["type=violence"] == {"Of type violence", "Of type beating", "Of type caning"}
+    assert titles["type=beating"] == {"Of type beating", "Of type caning"}
+    # A door that filters the incidents itself (`write_incidents_csv` takes any queryset) may bound
+    # them by a time in another zone: the same instant.
+    india = timezone(timedelta(hours=5, minutes=30))
+    for bound in (SYNCED_AT, SYNCED_AT + timedelta(microseconds=1)):
+        incidents = Incident.objects.visible_to(anyone).filter(updated_at__gte=bound.astimezone(india))
+        out = io.BytesIO()
+        write_incidents_csv(incidents, anyone, out, door=AccessDoor.COMMAND, export_filters={})
+        exported = {row["public_id"] for row in csv.DictReader(io.StringIO(out.getvalue().decode()))}
+        assert exported == set(incidents.values_list("public_id", flat=True)), bound
 
 
 def test_readers_see_confidential_claims_and_records_only_with_the_permission(messy_records, tmp_path):
