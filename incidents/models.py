@@ -892,6 +892,24 @@ class IncidentSearchDocument(models.Model):
         return f"Search words of incident {self.incident_id}"
 
 
+# The kept export rows' columns that the common filters and every reader's visibility test read, and
+# those the record of an export counts (access.record_export_access): included in the indexes an
+# export reads its rows by, so that the record reads an index alone, never the rows.
+RECORD_AND_FILTER_COLUMNS = [
+    "date_end",
+    "countries",
+    "merged_into",
+    "review_state",
+    "confidential",
+    "disclosed_source_count",
+    "complete_source_count",
+    # A sync's bound (exports._kept_time): the record of a full-history sync read the rows for it,
+    # 0.52 s against 0.15 s. Indexed anyway (`export_row_updated`), so a change of it was never a
+    # heap-only update.
+    "updated_at",
+]
+
+
 class IncidentExportRow(models.Model):
     """An incident's row of the CSV export, each cell as the export writes it (incidents/exports.py),
     kept by PostgreSQL in the statement that changes it (triggers of migration 0028), so that an
@@ -910,6 +928,12 @@ class IncidentExportRow(models.Model):
     public_id = models.TextField()
     title = models.TextField()
     type = models.TextField()
+    # Not a cell: the incident's type, so that an export by type selects the rows of its types' ids
+    # (exports.kept_rows), which PostgreSQL can count from its statistics, where their slugs read in
+    # the statement could not be (migration 0040). A copy of the incident's own foreign key, kept
+    # by the same refresh as the cells; not a foreign key itself, which would check each row written
+    # again.
+    incident_type_id = models.BigIntegerField()
     date_start = models.DateField()
     date_end = models.DateField()
     date_precision = models.TextField()
@@ -958,19 +982,7 @@ class IncidentExportRow(models.Model):
             # which rows hold some, read then from `export_row_confidential`.
             models.Index(
                 fields=["-date_start", "-incident"],
-                include=[
-                    "date_end",
-                    "countries",
-                    "merged_into",
-                    "review_state",
-                    "confidential",
-                    "disclosed_source_count",
-                    "complete_source_count",
-                    # A sync's bound (exports._kept_time): the record of a full-history sync read
-                    # the rows for it, 0.52 s against 0.15 s. Indexed anyway (`export_row_updated`),
-                    # so a change of it was never a heap-only update.
-                    "updated_at",
-                ],
+                include=RECORD_AND_FILTER_COLUMNS,
                 name="export_row_newest",
             ),
             # Serves a filtered export's date range (exports.KeptSpanHolds): the kept rows of the
@@ -985,6 +997,15 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
+            # Serves an export by incident type (exports.kept_rows): a type's rows, newest first. With
+            # the order index's other columns, so that the record of the export reads this index
+            # alone, as it reads that one (8 ms against 150 ms for the 20,162 rows of a rare type
+            # and its sub-type at 1,000,000 incidents, whose rows lie on 17,215 of 58,941 pages).
+            models.Index(
+                fields=["incident_type_id", "-date_start", "-incident"],
+                include=RECORD_AND_FILTER_COLUMNS,
+                name="export_row_type",
+            ),
             # Serves a sync's merged incidents (exports.kept_rows), few, newest first.
             models.Index(
                 fields=["-date_start", "-incident"], condition=Q(merged_into__isnull=False), name="export_row_merged"
