@@ -76,19 +76,6 @@ class Migration(migrations.Migration):
         # After the rewrite, which leaves no updated row behind (no `indcheckxmin`, migration 0030).
         migrations.AddIndex(
             model_name="incidentexportrow",
-            index=models.Index(
-                fields=["incident_type_id", "-date_start", "-incident"],
-                include=(
-                    "date_end",
-                    "countries",
-                    "merged_into",
-                    "review_state",
-                    "confidential",
-                    "disclosed_source_count",
-                    "complete_source_count",
-                    "updated_at",
-                ),
-                name="export_row_type",
-            ),
+            index=models.Index(fields=["incident_type_id", "-date_start", "-incident"], name="export_row_type"),
         ),
     ]
