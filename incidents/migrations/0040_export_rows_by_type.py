@@ -7,7 +7,7 @@ PostgreSQL could not tell a rare type from a common one and read every row throu
 `incident_export_refresh` (migrations 0028, 0030) writes the new column with the cells; its triggers
 already refresh a row when its incident's type changes. The existing rows are filled by rewriting the
 table in the order they are stored, so that they stay stored newest first (the export reads them
-so), with its indexes built anew: 52 seconds at 1,000,000 incidents on a busy 2-core machine, during
+so), with its indexes built anew: 52-74 seconds at 1,000,000 incidents on a busy 2-core machine, during
 which the kept rows are locked (ACCESS EXCLUSIVE): exports, and writes to incidents, wait for it
 (bench/README.md, "Incident types said of the kept rows' type id").
 """
