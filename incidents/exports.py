@@ -272,10 +272,10 @@ def _kept_condition(node, search_alias: str | None) -> Q | None:
         return Q(**{f"{column}__{node.lookup_name}": node.rhs})
     if column == "incident_type" and node.lookup_name in ("exact", "in"):
         # The kept type id (migration 0040), the ids written in the statement: PostgreSQL counts a
-        # type's rows from its statistics and reads a rare type from its index (`export_row_type`),
-        # a common one through the order index. Said of the kept slug cell, against the slugs read
-        # in the statement, every type was priced alike and read the whole order index (20,162 rows
-        # of `execution` and its sub-type at 1,000,000 incidents: 0.6 s, 22x a flat COPY).
+        # type's rows from its statistics and chooses how to read them, mostly from their own index
+        # (`export_row_type`). Said of the kept slug cell, against the slugs read in the statement,
+        # every type was priced alike and read the whole order index (20,162 rows of `execution`
+        # and its sub-type at 1,000,000 incidents: 0.4 s against 0.12 s for the statement).
         return Q(**{f"incident_type_id__{node.lookup_name}": node.rhs})
     if (
         column == "updated_at"
