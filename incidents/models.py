@@ -11,11 +11,12 @@ import pgtrigger
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField, DateRangeField
 from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
-from django.contrib.postgres.search import SearchVectorField
+from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
+from django.db.models.expressions import Col
 from django.db.models.functions import Cast, Collate, Concat, Greatest, Length, LPad, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -872,24 +873,50 @@ class IncidentSearchDocument(models.Model):
     names, acronyms and aliases of the organizations involved; and, for each claim, the excerpt, the
     source's title and the source publisher's names. `disclosed` leaves out the claims a reader
     without the confidential permission may not see (a confidential claim, or a claim of a
-    confidential source); `complete` holds them too."""
+    confidential source); `complete` holds them too, and is NULL when there are none to hold
+    (migration 0042: nine incidents in ten, whose `complete` was a copy of `disclosed`). Every word
+    of an incident is therefore `complete` where it is kept, `disclosed` where not: the lookup
+    `complete__or_disclosed` (CompleteOrDisclosedMatch)."""
 
     # Deleted with its incident by the same triggers (DO_NOTHING: Django need not look for it).
     incident = models.OneToOneField(
         Incident, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document"
     )
     disclosed = SearchVectorField()
-    complete = SearchVectorField()
+    complete = SearchVectorField(null=True)
 
     class Meta:
         indexes = [
-            # Serve the search for readers without, and with, the confidential permission.
+            # Serve the search for readers without, and with, the confidential permission (the
+            # latter both: CompleteOrDisclosedMatch).
             GinIndex(fields=["disclosed"], name="incident_search_disclosed"),
             GinIndex(fields=["complete"], name="incident_search_complete"),
         ]
 
     def __str__(self):
         return f"Search words of incident {self.incident_id}"
+
+
+class CompleteOrDisclosedMatch(SearchVectorExact):
+    """`complete__or_disclosed=query`: the search query matches an incident's every word, its
+    `complete` words where they are kept and its `disclosed` words where they are not (NULL: no
+    confidential claim word, so the two would be the same). Written as two conditions, `complete
+    @@ query OR (complete IS NULL AND disclosed @@ query)`, rather than `coalesce(complete,
+    disclosed) @@ query`, so that each column's GIN index serves its half (a BitmapOr) and
+    PostgreSQL estimates the matches from each column's statistics."""
+
+    lookup_name = "or_disclosed"
+
+    def as_sql(self, compiler, connection):
+        complete, complete_params = self.process_lhs(compiler, connection)
+        query, query_params = self.process_rhs(compiler, connection)
+        disclosed_column = Col(self.lhs.alias, IncidentSearchDocument._meta.get_field("disclosed"))
+        disclosed, disclosed_params = compiler.compile(disclosed_column)
+        sql = f"({complete} @@ {query} OR ({complete} IS NULL AND {disclosed} @@ {query}))"
+        return sql, (*complete_params, *query_params, *complete_params, *disclosed_params, *query_params)
+
+
+IncidentSearchDocument._meta.get_field("complete").register_lookup(CompleteOrDisclosedMatch)
 
 
 class IncidentExportRow(models.Model):

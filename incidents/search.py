@@ -12,7 +12,10 @@ cited for. A claim the reader may not see never makes an incident match: a searc
 confidential source.
 
 All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
-per audience, so one condition answers the whole search. How it is read depends on how many
+per audience, so one condition answers the whole search. The confidential claims' words are kept
+only for the incidents that have some (migration 0042): a reader with the permission searches those
+where they are kept and the words anyone may read elsewhere (`_words_read_by`), in the same
+condition. How it is read depends on how many
 incidents match, which PostgreSQL's statistics on the words tell (IncidentSearch._few_matches):
 fewer than COLLECT_BELOW are collected from the index and sorted; more are found by testing
 incidents in the list's order, which stops after a page (collecting hundreds of thousands of
@@ -174,7 +177,7 @@ class IncidentSearch:
         # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
         # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
         # index says at once that there is none.
-        found = IncidentSearchDocument.objects.filter(complete=self._any_excluded()).order_by()[:1_000]
+        found = IncidentSearchDocument.objects.filter(**{_EVERY_WORD: self._any_excluded()}).order_by()[:1_000]
         return found.count() == 0
 
     def filter(self, incidents, *, user):
@@ -212,7 +215,7 @@ class IncidentSearch:
         incidents = _estimated_rows(documents)
         if incidents <= REFUSED_ABOVE_INCIDENTS:
             return False
-        return _estimated_rows(documents.filter(disclosed=self._query())) < MIN_SHARE_LEFT * incidents
+        return _estimated_rows(documents.filter(**{_DISCLOSED_WORDS: self._query()})) < MIN_SHARE_LEFT * incidents
 
     def _few_matches(self, matches, fewer_than: int) -> bool:
         """Whether fewer than `fewer_than` incidents match, by PostgreSQL's estimate from its
@@ -225,10 +228,17 @@ class IncidentSearch:
         return len(self.included) > 1 and matches[:fewer_than].count() < fewer_than
 
 
+# The lookups of IncidentSearchDocument that test a search against an incident's words: all of
+# them (`complete` where kept, `disclosed` where the incident has no confidential claim word:
+# CompleteOrDisclosedMatch), or only those anyone may read.
+_EVERY_WORD = "complete__or_disclosed"
+_DISCLOSED_WORDS = "disclosed"
+
+
 def _words_read_by(user) -> str:
-    """The words of an incident `user` searches (IncidentSearchDocument): with the confidential
-    claims' words, or only those anyone may read."""
-    return "complete" if can_see_confidential(user) else "disclosed"
+    """The lookup of the words of an incident `user` searches (IncidentSearchDocument): with the
+    confidential claims' words, or only those anyone may read. The one place that chooses."""
+    return _EVERY_WORD if can_see_confidential(user) else _DISCLOSED_WORDS
 
 
 def _estimated_rows(queryset) -> float:
