@@ -874,7 +874,7 @@ class IncidentSearchDocument(models.Model):
     source's title and the source publisher's names. `disclosed` leaves out the claims a reader
     without the confidential permission may not see (a confidential claim, or a claim of a
     confidential source); `complete` holds them too, and is NULL when there are none to hold
-    (migration 0042: nine incidents in ten, whose `complete` was a copy of `disclosed`). Every word
+    (migration 0041: nine incidents in ten, whose `complete` was a copy of `disclosed`). Every word
     of an incident is therefore `complete` where it is kept, `disclosed` where not: the lookup
     `complete__or_disclosed` (CompleteOrDisclosedMatch)."""
 

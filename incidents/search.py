@@ -13,7 +13,7 @@ confidential source.
 
 All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
 per audience, so one condition answers the whole search. The confidential claims' words are kept
-only for the incidents that have some (migration 0042): a reader with the permission searches those
+only for the incidents that have some (migration 0041): a reader with the permission searches those
 where they are kept and the words anyone may read elsewhere (`_words_read_by`), in the same
 condition. How it is read depends on how many
 incidents match, which PostgreSQL's statistics on the words tell (IncidentSearch._few_matches):

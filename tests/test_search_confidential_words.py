@@ -1,4 +1,4 @@
-"""The confidential claims' words are kept only for the incidents that have some (migration 0042:
+"""The confidential claims' words are kept only for the incidents that have some (migration 0041:
 `IncidentSearchDocument.complete` is NULL elsewhere). Each reader still finds what their words say,
 in every door and by every plan: a reader with the confidential permission every word of an
 incident, whether it has confidential claim words or not; anyone else only the words anyone may
@@ -296,13 +296,13 @@ def test_the_sample_data_keeps_complete_words_only_where_confidential():
 
 
 # The migration that empties the copies, and the one before it.
-KEPT_ONLY_WHERE_CONFIDENTIAL = "0042_search_complete_words_only_where_confidential"
+KEPT_ONLY_WHERE_CONFIDENTIAL = "0041_search_complete_words_only_where_confidential"
 BEFORE_IT = importlib.import_module(f"incidents.migrations.{KEPT_ONLY_WHERE_CONFIDENTIAL}").Migration.dependencies[0][1]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_empties_the_complete_words_of_incidents_without_confidential_ones():
-    # Migration 0042 converts the words stored before it: every incident had its `complete`
+    # Migration 0041 converts the words stored before it: every incident had its `complete`
     # words then, a copy of `disclosed` for most.
     call_command("migrate", "incidents", BEFORE_IT, verbosity=0)
     try:

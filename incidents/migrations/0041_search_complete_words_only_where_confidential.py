@@ -45,7 +45,7 @@ ANALYZE incidents_incidentsearchdocument;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0039_export_rows_by_change_time_and_merged"),
+        ("incidents", "0040_export_rows_by_type"),
     ]
 
     operations = [
