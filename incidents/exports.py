@@ -365,8 +365,11 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
     A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
     rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
-    said of the kept rows' type slug (`KeptTypeIn`). Otherwise, those whose incident the queryset
-    selects (`incident_id IN (<its SQL>)`), whatever its conditions."""
+    said of the kept rows' type slug (`KeptTypeIn`); a place, a source or an organization is its own
+    EXISTS over the links, said of the kept row's key (`filters.LinkedToIncident`); the admin's
+    selection is the conditions of the incident query it selects the ids of. Otherwise (`min_origins`,
+    an annotation), those whose incident the queryset selects (`incident_id IN (<its SQL>)`),
+    whatever its conditions."""
     query = queryset.query
     where, merges_followed = _merges_followed(query.where)
     kept = _said_of_kept_rows(query, where)
