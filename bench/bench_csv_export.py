@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # date and country (the incident list's commonest filters), by a search; a partner's full-history
 # sync (`updated_since` far back, which also reports the merged incidents the reader may follow) for
 # each audience, and an incremental one (the demo data's last month of changes); an incident type, a
-# common one and one with a sub-type.
+# common one and one with a sub-type, alone, the common one with a date range, the other with a
+# country.
 CASES = {
     "all, superuser": ("superuser", ""),
     "all, anonymous": ("anonymous", ""),
@@ -51,6 +52,8 @@ CASES = {
     "sync last month, anonymous": ("anonymous", "updated_since=2025-12-01T00:00:00Z"),
     "type, anonymous": ("anonymous", "type=forced-repatriation"),
     "type subtree, superuser": ("superuser", "type=execution"),
+    "type+date, anonymous": ("anonymous", "type=forced-repatriation&date_from=2015-01-01&date_to=2020-12-31"),
+    "type subtree+country, superuser": ("superuser", "type=execution&country=CN"),
     # The filters on an incident's links: a province with its cities and villages (Jilin: 174,658
     # incidents at 1,000,000), a source with the 20 sources relaying it (367 incidents), a government
     # involved in 399,163, and the independent origins of the claims the reader may see.

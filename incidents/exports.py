@@ -38,7 +38,7 @@ from django.db.models.sql.where import AND, WhereNode
 
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry, LinkedToIncident
-from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument, IncidentType
+from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
 from incidents.search import IdIn
 
@@ -168,27 +168,6 @@ class KeptInCountry(Expression):
         )
 
 
-class KeptTypeIn(Expression):
-    """The kept row's `type` cell (its incident type's slug) is the slug of one of the types
-    `type_ids`: what `incident_type IN (type_ids)` asks of the incident (`filters.filter_type`, a
-    type and its sub-types). The slugs are read in the export's own statement, once, as an array
-    (an InitPlan), so a slug renamed meanwhile cannot be missed, and the rows are still read
-    through the order index: `type IN (SELECT slug …)`, a join, lets PostgreSQL hash the rows and
-    sort them again."""
-
-    conditional = True
-    output_field = BooleanField()
-
-    def __init__(self, type_ids: list[int]):
-        super().__init__()
-        self.type_ids = type_ids
-
-    def as_sql(self, compiler, connection):
-        cell = f"{compiler.quote_name(compiler.query.base_table)}.type"
-        types = compiler.quote_name(IncidentType._meta.db_table)
-        return f"{cell} = ANY(ARRAY(SELECT slug FROM {types} WHERE id = ANY(%s)))", (list(self.type_ids),)
-
-
 def _kept_time(value: datetime) -> str:
     """`value` as the kept row's `updated_at` cell writes a time (migration 0028: `to_char(… AT TIME
     ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`). Every such text has the same width and its
@@ -307,7 +286,12 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
     if column in _KEPT_COLUMNS and node.lookup_name in _KEPT_LOOKUPS:
         return Q(**{f"{column}__{node.lookup_name}": node.rhs})
     if column == "incident_type" and node.lookup_name in ("exact", "in"):
-        return Q(KeptTypeIn([node.rhs] if node.lookup_name == "exact" else list(node.rhs)))
+        # The kept type id (migration 0040), the ids written in the statement: PostgreSQL counts a
+        # type's rows from its statistics and chooses how to read them, mostly from their own index
+        # (`export_row_type`). Said of the kept slug cell, against the slugs read in the statement,
+        # every type was priced alike and read the whole order index (20,162 rows of `execution`
+        # and its sub-type at 1,000,000 incidents: 0.4 s against 0.12 s for the statement).
+        return Q(**{f"incident_type_id__{node.lookup_name}": node.rhs})
     if (
         column == "updated_at"
         and node.lookup_name in _KEPT_TIME_LOOKUPS
@@ -365,7 +349,7 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
     A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
     rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
-    said of the kept rows' type slug (`KeptTypeIn`); a place, a source or an organization is its own
+    said of the kept rows' type id; a place, a source or an organization is its own
     EXISTS over the links, said of the kept row's key (`filters.LinkedToIncident`); the admin's
     selection is the conditions of the incident query it selects the ids of. Otherwise (`min_origins`,
     an annotation), those whose incident the queryset selects (`incident_id IN (<its SQL>)`),

@@ -910,6 +910,12 @@ class IncidentExportRow(models.Model):
     public_id = models.TextField()
     title = models.TextField()
     type = models.TextField()
+    # Not a cell: the incident's type, so that an export by type selects the rows of its types' ids
+    # (exports.kept_rows), which PostgreSQL can count from its statistics, where their slugs read in
+    # the statement could not be (migration 0040). A copy of the incident's own foreign key, kept
+    # by the same refresh as the cells; not a foreign key itself, which would check each row written
+    # again.
+    incident_type_id = models.BigIntegerField()
     date_start = models.DateField()
     date_end = models.DateField()
     date_precision = models.TextField()
@@ -985,6 +991,15 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
+            # Serves an export by incident type (exports.kept_rows): a type's rows, newest first.
+            # Without the order index's included columns, measured both ways at 1,000,000
+            # incidents: with them, the record of a confidential reader's export by a rare type
+            # (access.record_export_access) read this index alone, but the export reads the same
+            # rows right after, so it gained little (0.15-0.35 s against 0.17-0.31 s), and the type's
+            # rows that started before a date range, found by a third of this index ANDed with the
+            # date range's index, took 100 ms to find rather than 15 ms in 110 MB rather than 39 MB
+            # (a common type and six years: 0.46-0.59 s against 0.35-0.37 s).
+            models.Index(fields=["incident_type_id", "-date_start", "-incident"], name="export_row_type"),
             # Serves a sync's merged incidents (exports.kept_rows), few, newest first.
             models.Index(
                 fields=["-date_start", "-incident"], condition=Q(merged_into__isnull=False), name="export_row_merged"

@@ -21,6 +21,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import F
 from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
@@ -33,6 +34,7 @@ from incidents.models import (
     ConfidentialAccess,
     DuplicatePair,
     Incident,
+    IncidentExportRow,
     IncidentType,
     Involvement,
     Organization,
@@ -182,6 +184,20 @@ def recorded_export(user, query: str, tmp_path) -> tuple[int, list[int], list[in
     if access is None:
         return None
     return access.row_count, access.incident_ids, access.claim_ids, access.source_ids
+
+
+def assert_kept_types_are_the_incidents() -> None:
+    """Every incident has its kept row, and the row holds the incident's type id (migration 0040),
+    which an export by type selects the rows by."""
+    assert IncidentExportRow.objects.count() == Incident.objects.count()
+    stale = IncidentExportRow.objects.exclude(incident_type_id=F("incident__incident_type_id"))
+    assert list(stale.values_list("incident__public_id", flat=True)) == []
+
+
+def exported_bytes(user, query: str, tmp_path) -> bytes:
+    """The file `manage.py export_incidents` writes for `user` and `query`, byte for byte."""
+    exported_rows(user, query, tmp_path)
+    return (tmp_path / "export.csv").read_bytes()
 
 
 def make_messy_records(demo_incidents: int) -> list[Incident]:
@@ -382,6 +398,82 @@ def test_syncs_and_types_export_what_the_incidents_select(messy_records, tmp_pat
         assert exported == set(incidents.values_list("public_id", flat=True)), bound
 
 
+# An incident type with its sub-types, alone and with the filters the kept rows answer beside it:
+# the tree three deep of `make_syncs_and_types`, and the demo data's own (`execution` and its
+# sub-type, `forced-repatriation` without any).
+TYPES = [
+    "type=violence",
+    "type=beating",
+    "type=caning",
+    "type=violence&date_from=2024-01-05&date_to=2024-01-06",
+    "type=violence&date_from=2024-01-02",
+    "type=violence&country=CN",
+    "type=beating&country=KP",
+    "type=execution",
+    "type=execution&date_from=2015-01-01&date_to=2020-12-31",
+    "type=forced-repatriation&country=CN",
+]
+
+
+def test_an_export_by_type_is_the_incidents_selection_to_the_byte(messy_records, tmp_path, monkeypatch):
+    make_syncs_and_types(messy_records)
+    violence, caning = IncidentType.objects.get(slug="violence"), IncidentType.objects.get(slug="caning")
+    # Each reader sees another part of the tree: a confidential violence, a draft caning.
+    january_4 = {"date_start": date(2024, 1, 4), "date_end": date(2024, 1, 4)}
+    make_incident(title="Confidential violence", incident_type=violence, confidential=True)
+    make_incident(title="Draft caning", incident_type=caning, review_state="draft", **january_4)
+    # A type changed through the API: the kept row follows it out of one subtree into another.
+    moved = make_incident(title="Moved from violence to caning", incident_type=violence, **january_4)
+    _patch_incident(make_user(roles.REVIEWER, is_superuser=True), moved, {"incident_type": "caning"})
+    assert_kept_types_are_the_incidents()
+    exported = {}
+    for name, reader in READERS.items():
+        user = reader()
+        for query in TYPES:
+            by_kept_type = exported_bytes(user, query, tmp_path)
+            # Said of the kept rows' type id (exports.kept_rows), not by the incidents' ids.
+            sql = " ".join(
+                str(part.query) for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query)))
+            )
+            assert '"incident_type_id" IN (' in sql and '"incident_id" IN (SELECT' not in sql, (name, query)
+            # The rows of the incidents the queryset selects by their own type (the fallback).
+            with monkeypatch.context() as fallback:
+                fallback.setattr(exports, "_kept_condition", lambda node, search_alias: None)
+                by_incidents = exported_bytes(user, query, tmp_path)
+            assert by_kept_type == by_incidents, (name, query)
+            exported[name, query] = {row["title"] for row in csv.DictReader(io.StringIO(by_kept_type.decode()))}
+    # The types did select: each subtree and no more, other rows for other readers, and the
+    # demo data's types many rows but not every row.
+    assert exported["anonymous", "type=violence"] == {
+        "Of type violence",
+        "Of type beating",
+        "Of type caning",
+        "Moved from violence to caning",
+    }
+    assert exported["anonymous", "type=caning"] == {"Of type caning", "Moved from violence to caning"}
+    assert exported["analyst", "type=caning"] == exported["anonymous", "type=caning"] | {"Draft caning"}
+    assert exported["confidential", "type=violence"] == exported["analyst", "type=violence"] | {"Confidential violence"}
+    assert exported["anonymous", "type=violence&date_from=2024-01-05&date_to=2024-01-06"] == {
+        "Of type beating",
+        "Of type caning",
+    }
+    assert exported["anonymous", "type=violence&date_from=2024-01-02"] == {
+        "Of type violence",
+        "Of type beating",
+        "Of type caning",
+        "Moved from violence to caning",
+    }
+    assert exported["anonymous", "type=violence&country=CN"] == {
+        "Of type violence",
+        "Of type beating",
+        "Of type caning",
+    }
+    assert exported["anonymous", "type=beating&country=KP"] == set()
+    demo_types = exported["confidential", "type=execution"]
+    assert 0 < len(exported["confidential", "type=execution&date_from=2015-01-01&date_to=2020-12-31"]) < len(demo_types)
+    assert 0 < len(demo_types) < Incident.objects.count()
+
+
 def test_readers_see_confidential_claims_and_records_only_with_the_permission(messy_records, tmp_path):
     _, both_claims, secret_only, hidden, _ = messy_records
     for name, reader in READERS.items():
@@ -499,6 +591,10 @@ def rename_incident_type(editor, records, tmp_path):
     _patch(editor, "incident-types", IncidentType.objects.get(slug="forced-repatriation"), {"slug": "sent-back"})
 
 
+def change_type(editor, records, tmp_path):
+    _patch_incident(editor, records["both_claims"], {"incident_type": "torture"})
+
+
 def _merge(editor, records) -> None:
     pair = DuplicatePair.objects.create(incident_a=records["blank"], incident_b=records["both_claims"], score=0.9)
     merge = {"survivor": records["blank"].public_id}
@@ -531,7 +627,7 @@ def import_a_file(editor, records, tmp_path):
     secret = Source.objects.get(title="Informant's account")
     content = (
         "public_id,version,title,type,date_start,date_end,places,perpetrators,sources\n"
-        f"{both_claims.public_id},{both_claims.version},Imported title,forced-repatriation,2024-01-02,2024-01-04,"
+        f"{both_claims.public_id},{both_claims.version},Imported title,deportation,2024-01-02,2024-01-04,"
         f"'=Yellow Sea,Red Cross,Press release [#{_press_release().pk}]\n"
         ",,New; imported,forced-repatriation,2022-03-01,2022-03-01,"
         f"China > Jilin > Jilin; =Yellow Sea,Red Cross,Informant's account [#{secret.pk}]\n"
@@ -554,6 +650,7 @@ WRITES = [
     move_place,
     change_place_country,
     rename_incident_type,
+    change_type,
     merge,
     merge_and_undo,
     delete_through_the_api,
@@ -570,18 +667,23 @@ AFTER_WRITES = [
     "country=KP",
     "country=CN&date_from=2024-01-03",
     "q=Jilin&date_from=2024-01-02",
+    # Not forced-repatriation, which a write renames: the types both_claims is changed to.
+    "type=deportation",
+    "type=torture&country=CN",
 ]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=[write.__name__ for write in WRITES])
 def test_every_cell_stays_what_the_records_say_after_each_kind_of_write(write, tmp_path):
     records = dict(zip(RECORDS, make_messy_records(10), strict=True))
+    assert_kept_types_are_the_incidents()
     editor = make_user(roles.REVIEWER, confidential=True, is_superuser=True)
     readers = {name: reader() for name, reader in READERS.items()}
     before = {name: exported_rows(user, "", tmp_path) for name, user in readers.items()}
 
     write(editor, records, tmp_path)
 
+    assert_kept_types_are_the_incidents()
     for name, user in readers.items():
         for query in AFTER_WRITES:
             assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
