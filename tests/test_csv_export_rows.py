@@ -200,6 +200,14 @@ def exported_bytes(user, query: str, tmp_path) -> bytes:
     return (tmp_path / "export.csv").read_bytes()
 
 
+def fallback_bytes(user, query: str, tmp_path, monkeypatch) -> bytes:
+    """`exported_bytes` through the kept rows of the ids the incidents' own SQL selects, whatever
+    its conditions (the fallback of exports.kept_rows)."""
+    with monkeypatch.context() as fallback:
+        fallback.setattr(exports, "_said_of_kept_rows", lambda query, where: None)
+        return exported_bytes(user, query, tmp_path)
+
+
 def make_messy_records(demo_incidents: int) -> list[Incident]:
     """`demo_incidents` demo incidents, and incidents on the edges of every cell."""
     call_command("generate_demo_data", incidents=demo_incidents, seed=11, stdout=io.StringIO())
@@ -437,9 +445,7 @@ def test_an_export_by_type_is_the_incidents_selection_to_the_byte(messy_records,
             )
             assert '"incident_type_id" IN (' in sql and '"incident_id" IN (SELECT' not in sql, (name, query)
             # The rows of the incidents the queryset selects by their own type (the fallback).
-            with monkeypatch.context() as fallback:
-                fallback.setattr(exports, "_kept_condition", lambda node, search_alias: None)
-                by_incidents = exported_bytes(user, query, tmp_path)
+            by_incidents = fallback_bytes(user, query, tmp_path, monkeypatch)
             assert by_kept_type == by_incidents, (name, query)
             exported[name, query] = {row["title"] for row in csv.DictReader(io.StringIO(by_kept_type.decode()))}
     # The types did select: each subtree and no more, other rows for other readers, and the
@@ -801,34 +807,19 @@ LINK_FILTERS = [
 CONFIDENTIAL_LINK_FILTERS = ["source={relayed}", "organization={publisher}&source={relayed}"]
 
 
-def exported_bytes(user, incidents) -> bytes:
-    """What the doors write for `incidents`, limited to what `user` may see."""
-    out = io.BytesIO()
-    write_incidents_csv(incidents, user, out, door=AccessDoor.COMMAND, export_filters={})
-    return out.getvalue()
-
-
-def fallback_bytes(user, incidents, monkeypatch) -> bytes:
-    """The export of `incidents` through the kept rows of the ids the incidents' own SQL selects,
-    whatever their conditions (the fallback of exports.kept_rows)."""
-    with monkeypatch.context() as patched:
-        patched.setattr(exports, "_said_of_kept_rows", lambda query, where: None)
-        return exported_bytes(user, incidents)
-
-
 def test_link_filters_export_what_the_incidents_select(messy_records, tmp_path, monkeypatch):
     ids = make_links(messy_records)
     for name, reader in READERS.items():
         user = reader()
         queries = LINK_FILTERS + (CONFIDENTIAL_LINK_FILTERS if name == "confidential" else [])
         for query in (query.format(**ids) for query in queries):
-            incidents = incidents_matching(user=user, filters=QueryDict(query))
-            assert exported_bytes(user, incidents) == fallback_bytes(user, incidents, monkeypatch), (name, query)
+            by_links = exported_bytes(user, query, tmp_path)
+            assert by_links == fallback_bytes(user, query, tmp_path, monkeypatch), (name, query)
             assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
             if name == "confidential":
                 assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
             # Answered by the kept rows, not by the incidents' ids (the fallback).
-            for part in kept_rows(incidents):
+            for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
                 assert '"incident_id" IN (SELECT' not in str(part.query), (name, query)
     # The filters did select, and by what each reader may see: a chain of sources is followed, and a
     # claim counted, only through what the reader may see.
@@ -874,7 +865,7 @@ ADMIN_QUERIES = [
 ]
 
 
-def test_the_admin_exports_what_its_changelist_selects(messy_records, client, monkeypatch):
+def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tmp_path, monkeypatch):
     make_links(messy_records)
     statements = []
     copy_statement = exports.copy_statement
@@ -906,7 +897,7 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, mo
             fallback = client.post(reverse("admin:incidents_incident_changelist"), action)
             assert selected == b"".join(fallback.streaming_content), name
         # The whole changelist is the whole export; the selection holds only what the reader may see.
-        everything = exported_bytes(user, incidents_matching(user=user, filters=QueryDict("")))
+        everything = exported_bytes(user, "", tmp_path)
         assert b"".join(client.get(reverse("admin:incidents_incident_export_csv")).streaming_content) == everything
         selected_ids = {row["public_id"] for row in csv.DictReader(io.StringIO(selected.decode()))}
         visible = Incident.objects.visible_to(user).filter(pk__in=chosen)
