@@ -76,9 +76,14 @@ class IncidentCsvAdminMixin:
             request, changelist.get_queryset(request), export_filters=dict(request.GET.lists()), bom=bom
         )
 
+    def exported_incidents(self, request, queryset):
+        """The incidents an export of the admin's `queryset` (the changelist's, or an action's
+        selection of it) holds: whatever the admin's own queryset allows, only what visible_to
+        allows."""
+        return Incident.objects.visible_to(request.user).filter(pk__in=queryset.values("pk"))
+
     def _csv_response(self, request, queryset, *, export_filters, bom: bool = False):
-        # Whatever the admin's own queryset allows, the export holds only what visible_to allows.
-        incidents = Incident.objects.visible_to(request.user).filter(pk__in=queryset.values("pk"))
+        incidents = self.exported_incidents(request, queryset)
         return incidents_csv_response(incidents, request, export_filters=export_filters, bom=bom)
 
     def import_csv_view(self, request):

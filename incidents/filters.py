@@ -59,6 +59,20 @@ class HasPlaceInCountry(Expression):
         )
 
 
+class LinkedToIncident(Exists):
+    """`EXISTS (…)` over an incident's links (its place links, claims, involvements): `links`, a
+    queryset whose one reference to the incident is `OuterRef("pk")`.
+
+    Kept unresolved as well (`links`), so that the same queryset, with the same rules of what the
+    reader may see (`Claim.objects.disclosed_to`, `Source.objects.visible_to`), can be said of any
+    row whose primary key is the incident's id: the CSV export says it of the incident's kept row
+    (`exports.kept_rows`), whose key is the incident's, rather than selecting the incidents first."""
+
+    def __init__(self, links, **kwargs):
+        super().__init__(links, **kwargs)
+        self.links = links
+
+
 @extend_schema_field(OpenApiTypes.INT)
 class VisibleSourceFilter(django_filters.ModelChoiceFilter):
     """A source by id among those the filter set's user may see: a hidden id is "not one of the
@@ -260,7 +274,9 @@ class IncidentFilterSet(django_filters.FilterSet):
     @extend_schema_field(OpenApiTypes.INT)
     def filter_place(self, queryset, name, value):
         places = descendant_ids(Place, value.pk)
-        return queryset.filter(Exists(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places)))
+        return queryset.filter(
+            LinkedToIncident(IncidentPlace.objects.filter(incident=OuterRef("pk"), place__in=places))
+        )
 
     def _visible_claims(self):
         # The incidents are already limited to those the user may see; of their claims, these.
@@ -269,7 +285,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     @extend_schema_field(OpenApiTypes.INT)
     def filter_source(self, queryset, name, value):
         return queryset.filter(
-            Exists(
+            LinkedToIncident(
                 self._visible_claims().filter(
                     source__in=_citing_source_ids(value.pk, Source.objects.visible_to(self.user))
                 )
@@ -280,7 +296,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_organization(self, queryset, name, value):
         involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
         published = self._visible_claims().filter(source__publisher=value)
-        return queryset.filter(Exists(involved) | Exists(published))
+        return queryset.filter(LinkedToIncident(involved) | LinkedToIncident(published))
 
     def filter_min_origins(self, queryset, name, value):
         return queryset.with_independent_origins(self.user).filter(independent_origins__gte=value)

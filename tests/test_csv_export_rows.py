@@ -108,7 +108,9 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
     for incident in incidents.select_related("incident_type"):
         places = list(incident.places.all())
         perpetrators = Involvement.objects.filter(incident=incident, role="perpetrator").select_related("organization")
-        claims = list(Claim.objects.visible_to(user).filter(incident=incident).select_related("source"))
+        # The claims the reader may see of an incident they may see, or follow to its survivor (a sync's
+        # merged incidents, whose rows show their claims too).
+        claims = list(Claim.objects.disclosed_to(user).filter(incident=incident).select_related("source"))
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
         sources = (csv_source_item(claim.source.title, claim.source_id) for claim in claims)
@@ -196,6 +198,14 @@ def exported_bytes(user, query: str, tmp_path) -> bytes:
     """The file `manage.py export_incidents` writes for `user` and `query`, byte for byte."""
     exported_rows(user, query, tmp_path)
     return (tmp_path / "export.csv").read_bytes()
+
+
+def fallback_bytes(user, query: str, tmp_path, monkeypatch) -> bytes:
+    """`exported_bytes` through the kept rows of the ids the incidents' own SQL selects, whatever
+    its conditions (the fallback of exports.kept_rows)."""
+    with monkeypatch.context() as fallback:
+        fallback.setattr(exports, "_said_of_kept_rows", lambda query, where: None)
+        return exported_bytes(user, query, tmp_path)
 
 
 def make_messy_records(demo_incidents: int) -> list[Incident]:
@@ -435,9 +445,7 @@ def test_an_export_by_type_is_the_incidents_selection_to_the_byte(messy_records,
             )
             assert '"incident_type_id" IN (' in sql and '"incident_id" IN (SELECT' not in sql, (name, query)
             # The rows of the incidents the queryset selects by their own type (the fallback).
-            with monkeypatch.context() as fallback:
-                fallback.setattr(exports, "_kept_condition", lambda node, search_alias: None)
-                by_incidents = exported_bytes(user, query, tmp_path)
+            by_incidents = fallback_bytes(user, query, tmp_path, monkeypatch)
             assert by_kept_type == by_incidents, (name, query)
             exported[name, query] = {row["title"] for row in csv.DictReader(io.StringIO(by_kept_type.decode()))}
     # The types did select: each subtree and no more, other rows for other readers, and the
@@ -733,3 +741,172 @@ def test_a_claim_added_while_its_source_is_made_confidential_does_not_show_the_s
     assert public.get(f"{API}/incidents/", {"q": "Zanzibarite"}).json()["results"] == []
     confidential_reader = client_for(make_user(roles.REVIEWER, confidential=True))
     assert "Zanzibarite" in b"".join(confidential_reader.get(f"{API}/incidents.csv").streaming_content).decode()
+
+
+def make_links(records: list[Incident]) -> dict[str, int]:
+    """On top of `make_messy_records`: a publisher with a public source and a confidential one relaying
+    it, a public source relaying the confidential one, incidents citing each (one in a confidential
+    claim of the public source only), a confidential incident its publisher is involved in, and a
+    merged incident in Jilin citing and involving them all. The ids the link filters take."""
+    _, _, _, hidden, _ = records
+    china = Place.objects.get(name="China", parent=None)
+    jilin_province = Place.objects.get(name="Jilin", parent=china)
+    jilin_city = Place.objects.get(name="Jilin", parent=jilin_province)
+    publisher = make_organization(name="Jilin Daily", kind="media")
+    origin = make_source(title="Origin report", publisher=publisher)
+    relayed = make_source(title="Relayed in confidence", cites=origin, confidential=True, publisher=publisher)
+    echo = make_source(title="Echo", cites=relayed)
+
+    def citing(title, source, *, confidential=False, **fields):
+        incident = make_incident(title=title, date_start=date(2024, 1, 3), date_end=date(2024, 1, 4), **fields)
+        make_claim(incident=incident, source=source, confidential=confidential)
+        return incident
+
+    citing("Cites the origin", origin, places=[jilin_city])
+    citing("Cites the confidential relay", relayed, places=[Place.objects.get(name='Dormitory "B"')])
+    citing("Cites the echo", echo, review_state="draft")
+    citing("Cites the origin in confidence", origin, confidential=True)
+    Involvement.objects.create(incident=hidden, organization=publisher, role="other")
+    merged = citing("Merged, in Jilin", origin, places=[jilin_city])
+    Involvement.objects.create(incident=merged, organization=publisher, role="perpetrator")
+    Incident.objects.filter(pk=merged.pk).update(merged_into=records[0])
+    return {
+        "province": jilin_province.pk,
+        "city": jilin_city.pk,
+        "shelter": Place.objects.get(name="Shelter; north wing").pk,
+        "sea": Place.objects.get(name="=Yellow Sea").pk,
+        "press_release": _press_release().pk,
+        "origin": origin.pk,
+        "relayed": relayed.pk,
+        "publisher": publisher.pk,
+        "perpetrator": Organization.objects.get(name="Border guard; unit 2").pk,
+        "bystander": Organization.objects.get(name="Red Cross").pk,
+    }
+
+
+# The link filters, said of the kept rows (exports.kept_rows: filters.LinkedToIncident), alone and
+# with the filters the kept rows answer by their own columns; `{name}` is an id of `make_links`.
+LINK_FILTERS = [
+    "place={province}",
+    "place={city}",
+    "place={shelter}",
+    "place={sea}",
+    "source={press_release}",
+    "source={origin}",
+    "organization={perpetrator}",
+    "organization={publisher}",
+    "organization={bystander}",
+    "place={province}&date_from=2024-01-03&date_to=2024-01-05",
+    "organization={perpetrator}&country=CN",
+    "source={origin}&review_state=draft&review_state=published",
+    "place={city}&q=Jilin",
+    "place={city}&updated_since=2000-01-01T00:00:00Z",
+    "organization={publisher}&source={origin}&min_people=0",
+]
+# A source only the confidential reader may choose: for the others, "not a valid choice".
+CONFIDENTIAL_LINK_FILTERS = ["source={relayed}", "organization={publisher}&source={relayed}"]
+
+
+def test_link_filters_export_what_the_incidents_select(messy_records, tmp_path, monkeypatch):
+    ids = make_links(messy_records)
+    for name, reader in READERS.items():
+        user = reader()
+        queries = LINK_FILTERS + (CONFIDENTIAL_LINK_FILTERS if name == "confidential" else [])
+        for query in (query.format(**ids) for query in queries):
+            by_links = exported_bytes(user, query, tmp_path)
+            assert by_links == fallback_bytes(user, query, tmp_path, monkeypatch), (name, query)
+            assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
+            if name == "confidential":
+                assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
+            # Answered by the kept rows, not by the incidents' ids (the fallback).
+            for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
+                assert '"incident_id" IN (SELECT' not in str(part.query), (name, query)
+    # The filters did select, and by what each reader may see: a chain of sources is followed, and a
+    # claim counted, only through what the reader may see.
+    titles = {
+        name: {
+            query: {row["title"] for row in exported_rows(reader(), query.format(**ids), tmp_path)}
+            for query in ("source={origin}", "organization={publisher}", "place={province}")
+        }
+        for name, reader in READERS.items()
+    }
+    assert titles["anonymous"]["source={origin}"] == {"Cites the origin"}
+    assert titles["analyst"]["source={origin}"] == {"Cites the origin"}
+    assert titles["confidential"]["source={origin}"] == {
+        "Cites the origin",
+        "Cites the confidential relay",
+        "Cites the echo",
+        "Cites the origin in confidence",
+    }
+    assert titles["anonymous"]["organization={publisher}"] == {"Cites the origin"}
+    assert titles["confidential"]["organization={publisher}"] == {
+        "Cites the origin",
+        "Cites the confidential relay",
+        "Cites the origin in confidence",
+        "Confidential incident",
+    }
+    # Jilin and the places inside it, four deep; never the merged incident.
+    assert {"Jilin both claims", "Cites the origin", "Cites the confidential relay"} <= titles["anonymous"][
+        "place={province}"
+    ]
+    assert "Merged, in Jilin" not in set().union(*(by_query["place={province}"] for by_query in titles.values()))
+    assert "Only a secret source" in titles["analyst"]["place={province}"]
+
+
+# The admin's changelist export (`export.csv?<the changelist's query>`) and its action's selection.
+ADMIN_QUERIES = [
+    "",
+    "date_from=2024-01-03&date_to=2024-01-05&country=CN",
+    "q=Jilin",
+    "q=informant&review_state__exact=in_review",
+    "review_state__exact=draft",
+    "confidential__exact=1",
+    "verification__exact=alleged&date_from=2024-01-03",
+]
+
+
+def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tmp_path, monkeypatch):
+    make_links(messy_records)
+    statements = []
+    copy_statement = exports.copy_statement
+
+    def recorded_statement(*args, **kwargs):
+        statements.append(copy_statement(*args, **kwargs))
+        return statements[-1]
+
+    monkeypatch.setattr(exports, "copy_statement", recorded_statement)
+    chosen = [incident.pk for incident in Incident.objects.order_by("pk")[:40:3]] + [messy_records[3].pk]
+    for name in ("analyst", "confidential"):
+        user = READERS[name]()
+        client.force_login(user)
+        newest = ConfidentialAccess.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        for query in ADMIN_QUERIES:
+            url = reverse("admin:incidents_incident_export_csv") + f"?{query}"
+            exported = b"".join(client.get(url).streaming_content)
+            with monkeypatch.context() as patched:
+                patched.setattr(exports, "_said_of_kept_rows", lambda query, where: None)
+                assert exported == b"".join(client.get(url).streaming_content), (name, query)
+                assert '"incidents_incident"' in statements[-1]  # the fallback: the incidents' ids
+            # The kept rows by their own columns: the incidents are not read at all.
+            assert '"incidents_incident"' not in statements[-2], (name, query)
+        action = {"action": "export_selected_as_csv", "_selected_action": chosen}
+        selected = b"".join(client.post(reverse("admin:incidents_incident_changelist"), action).streaming_content)
+        assert '"incidents_incident"' not in statements[-1]
+        with monkeypatch.context() as patched:
+            patched.setattr(exports, "_said_of_kept_rows", lambda query, where: None)
+            fallback = client.post(reverse("admin:incidents_incident_changelist"), action)
+            assert selected == b"".join(fallback.streaming_content), name
+        # The whole changelist is the whole export; the selection holds only what the reader may see.
+        everything = exported_bytes(user, "", tmp_path)
+        assert b"".join(client.get(reverse("admin:incidents_incident_export_csv")).streaming_content) == everything
+        selected_ids = {row["public_id"] for row in csv.DictReader(io.StringIO(selected.decode()))}
+        visible = Incident.objects.visible_to(user).filter(pk__in=chosen)
+        assert selected_ids == set(visible.values_list("public_id", flat=True))
+        assert (messy_records[3].public_id in selected_ids) is (name == "confidential")
+        # The confidential reader's exports were recorded with what they held, on either path alike.
+        records = ConfidentialAccess.objects.filter(id__gt=newest, user=user).order_by("id")
+        pairs = list(records.values_list("row_count", "incident_ids"))
+        if name == "confidential":
+            assert pairs and all(pairs[index] == pairs[index + 1] for index in range(0, len(pairs) - 1, 2))
+        else:
+            assert pairs == []
