@@ -10,6 +10,7 @@ public and a confidential claim on one incident, and filters that cut date range
 only a confidential excerpt holds, and a bound Django proves matches nothing."""
 
 import csv
+import importlib
 import io
 import re
 import threading
@@ -910,3 +911,50 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
             assert pairs and all(pairs[index] == pairs[index + 1] for index in range(0, len(pairs) - 1, 2))
         else:
             assert pairs == []
+
+
+# The refresh before migration 0042, as its own function: the kept rows must not change by a byte.
+_REFRESH_OF_0040 = importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL.replace(
+    "FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1
+)
+
+
+def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_records):
+    """Migration 0042 reads the records in another order; every kept row, as the triggers and the
+    demo data keep them and as one refresh of every incident writes them, is the old refresh's."""
+    make_syncs_and_types(messy_records)
+    # Names on the edges of the list items' grammar, repeated, and in more than one cell.
+    tower = make_place(name="Tower > east", parent=Place.objects.get(name="Jilin", parent__name="China"), country="CN")
+    quoted = make_source(title=' "Quoted" report; part 2 ')
+    for title, organization in (("-minus", "=cmd > x"), ("\ttab", ' "Unit" 9 ')):
+        incident = make_incident(title=title, places=[tower, Place.objects.get(name="=Yellow Sea")])
+        make_claim(incident=incident, source=quoted, people_count=None)
+        make_claim(incident=incident, source=quoted, people_count=7, confidential=True)
+        Involvement.objects.create(
+            incident=incident, organization=make_organization(name=organization), role="perpetrator"
+        )
+    columns = [field.column for field in IncidentExportRow._meta.concrete_fields]
+    every_row = f"SELECT {', '.join(columns)} FROM incidents_incidentexportrow"
+    differing = f"SELECT count(*) FROM (({every_row}) EXCEPT ALL (SELECT * FROM kept)) AS more" + (
+        f" UNION ALL SELECT count(*) FROM ((SELECT * FROM kept) EXCEPT ALL ({every_row})) AS fewer"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE kept AS {every_row}")
+        cursor.execute(_REFRESH_OF_0040)
+        cursor.execute("DELETE FROM incidents_incidentexportrow")
+        # Every id twice: the refresh keeps each incident's row once.
+        cursor.execute(
+            "SELECT pg_temp.incident_export_refresh_of_0040(ARRAY(SELECT id FROM incidents_incident UNION ALL"
+            " SELECT id FROM incidents_incident))"
+        )
+        cursor.execute(differing)
+        assert [count for (count,) in cursor.fetchall()] == [0, 0]
+        cursor.execute("DELETE FROM incidents_incidentexportrow")
+        cursor.execute(
+            "SELECT incident_export_refresh(ARRAY(SELECT id FROM incidents_incident UNION ALL"
+            " SELECT id FROM incidents_incident))"
+        )
+        cursor.execute(differing)
+        assert [count for (count,) in cursor.fetchall()] == [0, 0]
+        cursor.execute("SELECT count(*) FROM kept")
+        assert cursor.fetchone()[0] == Incident.objects.count()
