@@ -19,7 +19,7 @@ from typing import Any
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, connections, router
+from django.db import connection, connections, router, transaction
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.query import ValuesIterable
 from psycopg.types.json import Jsonb
@@ -221,13 +221,21 @@ WHERE cardinality(incident_ids) + cardinality(claim_ids) + cardinality(source_id
 
 
 def record_export_access(
-    rows: tuple[str, Sequence[Any]], user, *, door: AccessDoor, path: str, export_filters: Mapping[str, Any]
+    rows: tuple[str, Sequence[Any]],
+    user,
+    *,
+    door: AccessDoor,
+    path: str,
+    export_filters: Mapping[str, Any],
+    planner_settings: str,
 ) -> None:
     """Record that `user` exported the kept rows (IncidentExportRow) `rows`, the SQL and parameters
     of those the export copies (at least their RECORDED_COLUMNS), through `door`,
     selected by `export_filters`: its row count, and the confidential incidents, claims and sources
     they show. Nothing for a reader without the confidential permission, whose exports hold nothing
-    to record, and no query; one query otherwise, which records nothing when nothing is confidential."""
+    to record, and no query; one query otherwise, which records nothing when nothing is confidential.
+    `planner_settings`, a statement of `set_config(…, true)` calls (the export's own), is run first in
+    the record's transaction (a second query), so that the record is planned as its export is."""
     if not can_see_confidential(user):
         return
     rows_sql, rows_params = rows
@@ -238,7 +246,8 @@ def record_export_access(
         accesses=ConfidentialAccess._meta.db_table,
         asynchronous_commit=asynchronous_commit,
     )
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(planner_settings)
         cursor.execute(statement, [*rows_params, user.pk, str(door), _recorded_path(path), Jsonb(dict(export_filters))])
 
 

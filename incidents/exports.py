@@ -496,40 +496,16 @@ def copy_statement(
     return psycopg.ClientCursor(pg_connection).mogrify(statement, (*params, *selected_params))
 
 
-_EXPORT_SETTINGS_VALUES = (
-    ("datestyle", "ISO, YMD"),
-    ("work_mem", "64MB"),
-    ("jit", "off"),
-    ("max_parallel_workers_per_gather", "0"),
-    ("random_page_cost", "1.1"),
-)
 _EXPORT_SETTINGS = "SELECT " + ", ".join(
-    f"set_config('{name}', '{value}', true)" for name, value in _EXPORT_SETTINGS_VALUES
-)
-# The record's transaction of its own: the export's settings, and no wait for the disk to flush its
-# commit, as for a record in its own statement (access._ASYNCHRONOUS_COMMIT says why, and what a
-# crash of the database server may then lose).
-_RECORD_SETTINGS = "SELECT " + ", ".join(
     f"set_config('{name}', '{value}', true)"
-    for name, value in (*_EXPORT_SETTINGS_VALUES, ("synchronous_commit", "off"))
+    for name, value in (
+        ("datestyle", "ISO, YMD"),
+        ("work_mem", "64MB"),
+        ("jit", "off"),
+        ("max_parallel_workers_per_gather", "0"),
+        ("random_page_cost", "1.1"),
+    )
 )
-
-
-def _record_export(queryset: QuerySet, user, **recorded) -> None:
-    """`record_export_access` of the kept rows of `queryset`, planned under the export's own settings
-    (`_EXPORT_SETTINGS`) and committed before the export's first byte leaves.
-
-    With PostgreSQL's default work_mem (4 MB), the ids a link filter selects (the 399,163 incidents a
-    government is involved in, at 1,000,000) do not fit a hash, and PostgreSQL then tested each kept
-    row by an index lookup (8.1 s, against 2.3 s with the hash). A transaction of its own, opened
-    only for a reader with something to record: the others' exports record nothing, and run no
-    query for it."""
-    if not can_see_confidential(user):
-        return
-    settings_sql = _EXPORT_SETTINGS if connection.in_atomic_block else _RECORD_SETTINGS
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(settings_sql)
-        record_export_access(kept_rows_sql(kept_rows(queryset), *RECORDED_COLUMNS), user, **recorded)
 
 
 def stream_incidents_csv(
@@ -553,7 +529,18 @@ def stream_incidents_csv(
     When the rows hold confidential records, the export is recorded (`record_export_access`) with
     `door`, `path`, the `export_filters` that selected them and its row count before the first byte
     leaves: a download broken off, or a worker killed midway, has still been recorded."""
-    _record_export(queryset, user, door=door, path=path, export_filters=export_filters)
+    # Planned under the export's own settings: with PostgreSQL's default work_mem (4 MB), the ids a
+    # link filter selects (the 399,163 incidents a government is involved in, at 1,000,000) do not
+    # fit a hash, and PostgreSQL then tested each kept row by an index lookup (8.1 s, against 2.3 s
+    # with the hash).
+    record_export_access(
+        kept_rows_sql(kept_rows(queryset), *RECORDED_COLUMNS),
+        user,
+        door=door,
+        path=path,
+        export_filters=export_filters,
+        planner_settings=_EXPORT_SETTINGS,
+    )
     if bom:
         yield codecs.BOM_UTF8
     with transaction.atomic(), connection.cursor() as cursor:
