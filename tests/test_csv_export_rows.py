@@ -195,6 +195,13 @@ def assert_kept_types_are_the_incidents() -> None:
     assert list(stale.values_list("incident__public_id", flat=True)) == []
 
 
+def assert_answered_by_kept_rows(user, query: str) -> None:
+    """The export of `query` for `user` is said of the kept rows, not of the incidents' ids (the
+    fallback, `incident_id IN (<the incidents' SQL>)`)."""
+    for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
+        assert '"incident_id" IN (SELECT' not in str(part.query), query
+
+
 def exported_bytes(user, query: str, tmp_path) -> bytes:
     """The file `manage.py export_incidents` writes for `user` and `query`, byte for byte."""
     exported_rows(user, query, tmp_path)
@@ -373,8 +380,7 @@ def test_syncs_and_types_export_what_the_incidents_select(messy_records, tmp_pat
             if name == "confidential":
                 assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
             # Answered by the kept rows' own columns, not by the incidents' ids (the fallback).
-            for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
-                assert '"incident_id" IN (SELECT' not in str(part.query), (name, query)
+            assert_answered_by_kept_rows(user, query)
     # The merged incidents each reader follows: those they may see, into a survivor they may see.
     followed = {
         name: {row["title"] for row in exported_rows(reader(), SYNCS_AND_TYPES[0], tmp_path) if row["merged_into"]}
@@ -819,9 +825,7 @@ def test_link_filters_export_what_the_incidents_select(messy_records, tmp_path, 
             assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
             if name == "confidential":
                 assert recorded_export(user, query, tmp_path) == _recorded(expected_record(user, query)), query
-            # Answered by the kept rows, not by the incidents' ids (the fallback).
-            for part in kept_rows(incidents_matching(user=user, filters=QueryDict(query))):
-                assert '"incident_id" IN (SELECT' not in str(part.query), (name, query)
+            assert_answered_by_kept_rows(user, query)
     # The filters did select, and by what each reader may see: a chain of sources is followed, and a
     # claim counted, only through what the reader may see.
     titles = {
