@@ -56,11 +56,13 @@ CASES = {
     "type subtree+country, superuser": ("superuser", "type=execution&country=CN"),
     # The filters on an incident's links: a province with its cities and villages (Jilin: 174,658
     # incidents at 1,000,000), a source with the 20 sources relaying it (367 incidents), a government
-    # involved in 399,163, and the independent origins of the claims the reader may see.
+    # involved in 399,163, and the independent origins of the claims the reader may see (each
+    # audience's own count, migration 0043).
     "place, anonymous": ("anonymous", "place=6"),
     "source, analyst": ("analyst", "source=1103"),
     "organization, superuser": ("superuser", "organization=1"),
     "min_origins, anonymous": ("anonymous", "min_origins=2"),
+    "min_origins, superuser": ("superuser", "min_origins=2"),
     # The admin's changelist export (`export.csv?<the changelist's query>`): its list filters and its
     # search box, applied by the changelist, then the export's `pk__in` of what it selects.
     "admin date+country, superuser": ("superuser", "admin:date_from=2015-01-01&date_to=2020-12-31&country=CN"),

@@ -39,7 +39,7 @@ from django.db.models.sql.where import AND, WhereNode
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry, LinkedToIncident
 from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
-from incidents.querysets import can_see_confidential
+from incidents.querysets import IndependentOrigins, can_see_confidential
 from incidents.search import IdIn
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
@@ -111,6 +111,13 @@ def claim_cells(user) -> str:
     confidential permission, `disclosed` otherwise. The one place that chooses: a reader without
     the permission is never given a cell built from a claim they may not see."""
     return "complete" if can_see_confidential(user) else "disclosed"
+
+
+def origin_cells(user) -> str:
+    """The kept count of independent origins `user`'s `min_origins` reads (not a cell of the CSV):
+    the one of the claims `claim_cells` gives them, so that the filter and the cells count the same
+    claims."""
+    return f"{claim_cells(user)}_origins"
 
 
 def _exported_ids(queryset: QuerySet) -> QuerySet:
@@ -273,6 +280,11 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
         return _said_of_kept_rows(node.rhs, node.rhs.where)
     if isinstance(node.rhs, (Expression, QuerySet, Query)):
         return None
+    if isinstance(node.lhs, IndependentOrigins) and node.lookup_name in _KEPT_LOOKUPS:
+        # `min_origins`: the count the kept row keeps for the annotation's reader's audience
+        # (migration 0043), where the annotation counted every visible incident's origins at export
+        # time, each chain followed source by source.
+        return Q(**{f"{origin_cells(node.lhs.user)}__{node.lookup_name}": node.rhs})
     if isinstance(node.lhs, HasPlaceInCountry) and node.lookup_name == "exact" and node.rhs is True:
         return Q(KeptInCountry(node.lhs.country))
     if not isinstance(node.lhs, Col) or node.lhs.alias != incident_alias:
@@ -326,9 +338,11 @@ def _selects_incidents(node, incident_alias: str) -> bool:
 def _said_of_kept_rows(query, where: WhereNode) -> Q | None:
     """`where`, the conditions of the incident query `query` (all of them, or all but a sync's
     merges: `_merges_followed`), said of the kept rows (`_kept_condition`); None when one of them
-    cannot be, or the query does more than select incidents (another join, a grouping, a slice)."""
+    cannot be, or the query does more than select incidents (another join, a grouping, a slice, an
+    annotation other than the independent origins that `min_origins` filters by)."""
     search_alias = _search_join(query)
-    if (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotations) or any(
+    annotated = any(not isinstance(annotation, IndependentOrigins) for annotation in query.annotations.values())
+    if (query.distinct or query.is_sliced or query.combinator or query.extra or annotated) or any(
         count and alias not in (query.base_table, search_alias) for alias, count in query.alias_refcount.items()
     ):
         return None
@@ -351,10 +365,11 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
     rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
     said of the kept rows' type id; a place, a source or an organization is its own
-    EXISTS over the links, said of the kept row's key (`filters.LinkedToIncident`); the admin's
-    selection is the conditions of the incident query it selects the ids of. Otherwise (`min_origins`,
-    an annotation), those whose incident the queryset selects (`incident_id IN (<its SQL>)`),
-    whatever its conditions."""
+    EXISTS over the links, said of the kept row's key (`filters.LinkedToIncident`); `min_origins` is
+    said of the kept rows' count of independent origins for the reader's audience (`origin_cells`);
+    the admin's selection is the conditions of the incident query it selects the ids of. Otherwise,
+    those whose incident the queryset selects (`incident_id IN (<its SQL>)`), whatever its
+    conditions."""
     query = queryset.query
     where, merges_followed = _merges_followed(query.where)
     kept = _said_of_kept_rows(query, where)

@@ -974,6 +974,12 @@ class IncidentExportRow(models.Model):
     # any (migration 0030) rather than from every claim of every exported incident. NULL for none.
     confidential_claim_ids = ArrayField(models.BigIntegerField(), null=True)
     confidential_source_ids = ArrayField(models.BigIntegerField(), null=True)
+    # Not cells: the incident's independent origins (`IncidentQuerySet.with_independent_origins`) per
+    # audience, as `disclosed_*` and `complete_*` (migration 0043), so that an export filtered by
+    # `min_origins` selects the rows by their own count (exports.kept_rows) rather than counting
+    # every visible incident's origins at export time.
+    disclosed_origins = models.IntegerField()
+    complete_origins = models.IntegerField()
     updated_at = models.TextField()
     version = models.IntegerField()
 
@@ -1003,6 +1009,9 @@ class IncidentExportRow(models.Model):
                     # the rows for it, 0.52 s against 0.15 s. Indexed anyway (`export_row_updated`),
                     # so a change of it was never a heap-only update.
                     "updated_at",
+                    # `min_origins` (exports.kept_rows), for the same record (migration 0043).
+                    "disclosed_origins",
+                    "complete_origins",
                 ],
                 name="export_row_newest",
             ),

@@ -165,6 +165,17 @@ def claim_origin(user) -> Case:
     )
 
 
+class IndependentOrigins(Coalesce):
+    """An incident's independent origins as `user` may know them (`origins`, the count of the claims'
+    origins, correlated to the incident), 0 without claims: `IncidentQuerySet.with_independent_origins`.
+    Its own class, holding its reader, so that the CSV export says a condition on it of the count the
+    kept rows keep for that reader's audience (exports._kept_condition, migration 0043)."""
+
+    def __init__(self, origins: Subquery, *, user):
+        super().__init__(origins, Value(0))
+        self.user = user
+
+
 class PlaceQuerySet(models.QuerySet):
     def with_coordinates_for(self, user) -> "PlaceQuerySet":
         """Annotate `shown_latitude`/`shown_longitude`: what `user` may see of each place's location."""
@@ -336,7 +347,7 @@ class IncidentQuerySet(models.QuerySet):
     def with_independent_origins(self, user) -> "IncidentQuerySet":
         """Annotate `independent_origins` alone (see `corroboration`), for filtering."""
         origins = self._claims_with_origins(user).annotate(value=Count("origin", distinct=True)).values("value")
-        return self.annotate(independent_origins=Coalesce(Subquery(origins), 0))
+        return self.annotate(independent_origins=IndependentOrigins(Subquery(origins), user=user))
 
     def possible_duplicates_of(self, incident, window_days: int) -> "IncidentQuerySet":
         """Other incidents of the same type whose dates overlap the incident's, widened by

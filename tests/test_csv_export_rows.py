@@ -582,6 +582,17 @@ def make_source_confidential(editor, records, tmp_path):
     _patch(editor, "sources", _press_release(), {"confidential": True})
 
 
+def relay_another_source(editor, records, tmp_path):
+    # The relay of the informant's account now relays the public press release: its origin, for
+    # every reader, and so both_claims' count of origins (migration 0043).
+    relay = Source.objects.get(title="Press release", cites__isnull=False)
+    _patch(editor, "sources", relay, {"cites": _press_release().pk})
+
+
+def make_relayed_source_public(editor, records, tmp_path):
+    _patch(editor, "sources", Source.objects.get(title="Informant's account"), {"confidential": False})
+
+
 def rename_organization(editor, records, tmp_path):
     _patch(editor, "organizations", Organization.objects.get(name="Border guard; unit 2"), {"name": "Border guard"})
 
@@ -658,6 +669,8 @@ WRITES = [
     replace_perpetrators,
     rename_source,
     make_source_confidential,
+    relay_another_source,
+    make_relayed_source_public,
     rename_organization,
     rename_province,
     move_place,
@@ -683,6 +696,7 @@ AFTER_WRITES = [
     # Not forced-repatriation, which a write renames: the types both_claims is changed to.
     "type=deportation",
     "type=torture&country=CN",
+    "min_origins=2",
 ]
 
 
@@ -692,11 +706,13 @@ def test_every_cell_stays_what_the_records_say_after_each_kind_of_write(write, t
     assert_kept_types_are_the_incidents()
     editor = make_user(roles.REVIEWER, confidential=True, is_superuser=True)
     readers = {name: reader() for name, reader in READERS.items()}
-    before = {name: exported_rows(user, "", tmp_path) for name, user in readers.items()}
+    shown = ("", "min_origins=2")
+    before = {name: [exported_rows(user, query, tmp_path) for query in shown] for name, user in readers.items()}
 
     write(editor, records, tmp_path)
 
     assert_kept_types_are_the_incidents()
+    assert_kept_origins_are_the_incidents()
     for name, user in readers.items():
         for query in AFTER_WRITES:
             assert exported_rows(user, query, tmp_path) == expected_rows(user, query), (name, query)
@@ -704,8 +720,9 @@ def test_every_cell_stays_what_the_records_say_after_each_kind_of_write(write, t
     confidential = readers["confidential"]
     for query in AFTER_WRITES:
         assert recorded_export(confidential, query, tmp_path) == _recorded(expected_record(confidential, query)), query
-    # The write did change what the export shows someone.
-    assert {name: exported_rows(user, "", tmp_path) for name, user in readers.items()} != before
+    # The write did change what the export shows someone, or which incidents have two origins.
+    after = {name: [exported_rows(user, query, tmp_path) for query in shown] for name, user in readers.items()}
+    assert after != before
 
 
 def test_the_sql_rule_for_formulas_is_the_python_one():
@@ -858,6 +875,149 @@ def test_link_filters_export_what_the_incidents_select(messy_records, tmp_path, 
     assert "Only a secret source" in titles["analyst"]["place={province}"]
 
 
+def listed_ids(user, query: str) -> list[str]:
+    """The public ids of the incidents the API's list gives `user` for `query`, every page."""
+    client = client_for(user if user.is_authenticated else None)
+    url, ids = f"{API}/incidents/?{query}&page_size=200", []
+    while url:
+        body = _answered(client.get(url)).json()
+        ids += [incident["public_id"] for incident in body["results"]]
+        url = body["next"]
+    return ids
+
+
+def assert_kept_origins_are_the_incidents() -> None:
+    """Every kept row holds its incident's independent origins as each audience may know them
+    (`IncidentQuerySet.with_independent_origins`), whatever the incident's state (migration 0043)."""
+    for user in (AnonymousUser(), make_user(confidential=True)):
+        counted = Incident.objects.with_independent_origins(user).values_list("public_id", "independent_origins")
+        kept = IncidentExportRow.objects.values_list("public_id", exports.origin_cells(user))
+        assert dict(kept) == dict(counted), exports.origin_cells(user)
+
+
+def make_chains() -> dict[str, Source]:
+    """Chains of relays: one public throughout, one through a confidential source in its middle,
+    and incidents citing them, published, a draft and a confidential one, some in confidence."""
+    origin = make_source(title="Chain origin")
+    echo = make_source(title="Echo", cites=origin)
+    echo_of_echo = make_source(title="Echo of the echo", cites=echo)
+    vault = make_source(title="Vault", cites=origin, confidential=True, kind="testimony")
+    leak = make_source(title="Leak", cites=vault)
+    own = make_source(title="Own reporting")
+
+    def citing(title, *sources, in_confidence=(), **fields):
+        incident = make_incident(title=title, date_start=date(2024, 2, 1), date_end=date(2024, 2, 2), **fields)
+        for source in sources:
+            make_claim(incident=incident, source=source, confidential=source in in_confidence)
+
+    citing("Echoes and their origin", echo, echo_of_echo, origin)
+    citing("A leak and its origin", leak, origin)
+    citing("A leak and own reporting", leak, own, review_state="draft")
+    citing("The vault alone", vault)
+    citing("Own reporting, the origin in confidence", own, origin, in_confidence=(origin,))
+    citing("Confidential, three origins", own, origin, make_source(), confidential=True)
+    return {"origin": origin, "echo": echo, "echo_of_echo": echo_of_echo, "vault": vault, "leak": leak}
+
+
+# The filters on independent origins, alone and with those the kept rows answer by their own columns.
+ORIGIN_FILTERS = [
+    "min_origins=0",
+    "min_origins=1",
+    "min_origins=2",
+    "min_origins=3",
+    "min_origins=2&date_from=2024-01-03&review_state=draft&review_state=published",
+]
+CHAIN_TITLES = {
+    "Echoes and their origin",
+    "A leak and its origin",
+    "A leak and own reporting",
+    "The vault alone",
+    "Own reporting, the origin in confidence",
+    "Confidential, three origins",
+}
+
+
+def test_min_origins_exports_what_the_api_lists_as_sources_change(tmp_path):
+    make_messy_records(20)
+    sources = make_chains()
+    editor = make_user(roles.REVIEWER, confidential=True, is_superuser=True)
+    readers = {name: reader() for name, reader in READERS.items()}
+
+    def vault_made_public():
+        _patch(editor, "sources", sources["vault"], {"confidential": False})
+
+    def echo_cites_nothing():
+        # Its relay, which cites it, ends at it too: both rows' counts follow.
+        _patch(editor, "sources", sources["echo"], {"cites": None})
+
+    def origin_made_confidential():
+        _patch(editor, "sources", sources["origin"], {"confidential": True})
+
+    def relay_deleted():
+        echoes = Incident.objects.get(title="Echoes and their origin")
+        claims = [{"source": source.pk} for source in (sources["echo"], sources["origin"])]
+        _patch_incident(editor, echoes, {"claims": claims})
+        _answered(client_for(editor).delete(f"{API}/sources/{sources['echo_of_echo'].pk}/"), 204)
+
+    def merged():
+        pair = DuplicatePair.objects.create(
+            incident_a=Incident.objects.get(title="A leak and its origin"),
+            incident_b=Incident.objects.get(title="The vault alone"),
+            score=0.9,
+        )
+        survivor = {"survivor": pair.incident_a.public_id}
+        _answered(client_for(editor).post(f"{API}/duplicates/{pair.pk}/merge/", survivor, format="json"), 201)
+
+    # After each write, the incidents of the chains with at least two origins, for each reader: a
+    # chain ends, for a reader without the confidential permission, at the last source they may see.
+    steps = [
+        (
+            lambda: None,
+            {"A leak and its origin"},
+            {"A leak and its origin", "A leak and own reporting"},
+            {"A leak and own reporting", "Own reporting, the origin in confidence", "Confidential, three origins"},
+        ),
+        (
+            vault_made_public,
+            set(),
+            {"A leak and own reporting"},
+            {"A leak and own reporting", "Own reporting, the origin in confidence", "Confidential, three origins"},
+        ),
+        (
+            echo_cites_nothing,
+            {"Echoes and their origin"},
+            {"Echoes and their origin", "A leak and own reporting"},
+            {
+                "Echoes and their origin",
+                "A leak and own reporting",
+                "Own reporting, the origin in confidence",
+                "Confidential, three origins",
+            },
+        ),
+    ]
+    confidential_origin = {
+        "Echoes and their origin",
+        "A leak and own reporting",
+        "Own reporting, the origin in confidence",
+        "Confidential, three origins",
+    }
+    steps += [
+        (write, set(), {"A leak and own reporting"}, confidential_origin)
+        for write in (origin_made_confidential, relay_deleted, merged)
+    ]
+    for write, *corroborated in steps:
+        write()
+        assert_kept_origins_are_the_incidents()
+        for (name, user), expected in zip(readers.items(), corroborated, strict=True):
+            for query in ORIGIN_FILTERS:
+                exported = [row["public_id"] for row in exported_rows(user, query, tmp_path)]
+                assert sorted(exported) == sorted(listed_ids(user, query)), (write.__name__, name, query)
+                assert_answered_by_kept_rows(user, query)
+            assert exported_rows(user, "min_origins=2", tmp_path) == expected_rows(user, "min_origins=2")
+            titles = {row["title"] for row in exported_rows(user, "min_origins=2", tmp_path)}
+            assert titles & CHAIN_TITLES == expected, (write.__name__, name)
+
+
 # The admin's changelist export (`export.csv?<the changelist's query>`) and its action's selection.
 ADMIN_QUERIES = [
     "",
@@ -924,9 +1084,12 @@ _REFRESH_OF_0040 = importlib.import_module("incidents.migrations.0040_export_row
 
 
 def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_records):
-    """Migration 0042 reads the records in another order; every kept row, as the triggers and the
-    demo data keep them and as one refresh of every incident writes them, is the old refresh's."""
+    """Migration 0042 reads the records in another order, and 0043 also counts the independent
+    origins; every kept row, as the triggers and the demo data keep them and as one refresh of every
+    incident writes them, is the old refresh's in every column it wrote, and holds its incident's
+    origins."""
     make_syncs_and_types(messy_records)
+    make_chains()
     # Names on the edges of the list items' grammar, repeated, and in more than one cell.
     tower = make_place(name="Tower > east", parent=Place.objects.get(name="Jilin", parent__name="China"), country="CN")
     quoted = make_source(title=' "Quoted" report; part 2 ')
@@ -937,7 +1100,9 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
         Involvement.objects.create(
             incident=incident, organization=make_organization(name=organization), role="perpetrator"
         )
-    columns = [field.column for field in IncidentExportRow._meta.concrete_fields]
+    assert_kept_origins_are_the_incidents()
+    origins = ("disclosed_origins", "complete_origins")
+    columns = [field.column for field in IncidentExportRow._meta.concrete_fields if field.column not in origins]
     every_row = f"SELECT {', '.join(columns)} FROM incidents_incidentexportrow"
     differing = f"SELECT count(*) FROM (({every_row}) EXCEPT ALL (SELECT * FROM kept)) AS more" + (
         f" UNION ALL SELECT count(*) FROM ((SELECT * FROM kept) EXCEPT ALL ({every_row})) AS fewer"
@@ -945,6 +1110,13 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE kept AS {every_row}")
         cursor.execute(_REFRESH_OF_0040)
+        # The old refresh writes no origins: zero for its rows, in this test's transaction alone (once
+        # the foreign keys' checks deferred until now have run: a table with pending ones cannot change).
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "ALTER TABLE incidents_incidentexportrow ALTER COLUMN disclosed_origins SET DEFAULT 0,"
+            " ALTER COLUMN complete_origins SET DEFAULT 0"
+        )
         cursor.execute("DELETE FROM incidents_incidentexportrow")
         # Every id twice: the refresh keeps each incident's row once.
         cursor.execute(
@@ -962,3 +1134,4 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
         assert [count for (count,) in cursor.fetchall()] == [0, 0]
         cursor.execute("SELECT count(*) FROM kept")
         assert cursor.fetchone()[0] == Incident.objects.count()
+    assert_kept_origins_are_the_incidents()
