@@ -841,8 +841,9 @@ def _creation_rule_errors(user, item: Mapping[str, Any]) -> dict[str, list[str]]
 
 
 # Memory for each sort or hash of an import's statements (a transaction-local setting; the demo
-# generator sets its own). The server's default is 4 MB; 64 MB halved the count of 100,000 new
-# incidents into the totals, and 256 MB did no better (bench/README.md).
+# generator sets its own). The server's default is 4 MB; at 64 MB the count of 100,000 new incidents
+# into the totals took 18-29% less CPU within the import, and 256 MB did no better (bench/README.md,
+# "The import's own costs, less").
 IMPORT_WORK_MEM = "64MB"
 
 
@@ -878,7 +879,7 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS incident_rollup_count DEFERRED")
         # For the rest of this transaction, up to its commit, where the totals count the new
         # incidents: their cells are grouped by sorting hundreds of thousands of rows, on disk at
-        # the default 4 MB (100,000 rows: 105 MB of temporary files). The demo generator does the same.
+        # the default 4 MB (100,000 rows: 105 MB of temporary files).
         cursor.execute(f"SET LOCAL work_mem = '{IMPORT_WORK_MEM}'")
         # The history of these rows is written below, in one statement per table. On an error, the
         # rollback of this atomic block turns the triggers back on with everything else.
