@@ -46,10 +46,11 @@ class HistoryEntry:
 def set_insert_triggers(*, enabled: bool) -> None:
     """Until set back or the transaction (or savepoint) ends, the tracked models' insert triggers
     fire or not (`PGHISTORY_DEFAULT_TRACKERS`' condition), and so do the statement triggers that keep
-    the search words and the CSV export's rows on insert (migrations 0034 and 0028). For code that
-    writes rows in bulk and records their insert history itself, or, for synthetic data, not at
-    all, and refreshes the search words and export rows of the incidents it wrote
-    (`incident_search_refresh`, `incident_export_refresh`) once every table is written."""
+    the search words, the CSV export's rows and the statistics' totals on insert (migrations 0034,
+    0028 and 0044). For code that writes rows in bulk and records their insert history itself, or,
+    for synthetic data, not at all, and refreshes the search words and export rows of the incidents
+    it wrote (`incident_search_refresh`, `incident_export_refresh`) once every table is written, and
+    notes them for the totals' count (`incident_rollup_mark`, or counts them itself)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config(%s, %s, true)", [settings.INSERT_TRIGGERS_OFF_SETTING, "off" if enabled else "on"]
