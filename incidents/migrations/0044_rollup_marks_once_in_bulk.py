@@ -36,7 +36,7 @@ CREATE OR REPLACE TRIGGER {_ROLLUP.trigger_name(table, "INSERT")} AFTER INSERT O
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0042_export_rows_refreshed_in_id_order"),
+        ("incidents", "0043_export_rows_independent_origins"),
     ]
 
     operations = [
