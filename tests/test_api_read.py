@@ -518,6 +518,15 @@ class TestFilters:
             assert f'name="{name}"' in page.content.decode()
         assert world["incident"].title in page.content.decode()
 
+    def test_the_browsable_api_asks_for_records_by_id_rather_than_listing_them(self, world):
+        # Listing every source the reader may see made the page 6 MB at a million incidents.
+        sources = [make_source(title=f"Listed nowhere {number}") for number in range(3)]
+        page = client_for().get(f"{API}/incidents/", HTTP_ACCEPT="text/html").content.decode()
+        for name in ("source", "place", "organization"):
+            assert f'<input type="number" name="{name}"' in page
+            assert f'<select name="{name}"' not in page
+        assert not any(source.title in page for source in sources)
+
     def test_filtering_on_a_confidential_source_reads_like_an_unknown_source(self, world):
         hidden = client_for().get(f"{API}/incidents/?source={world['informant'].pk}")
         unknown = client_for().get(f"{API}/incidents/?source=999999")
