@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from incidents import filters, roles, search
+from incidents.api.pagination import StableCursorPagination
 from incidents.api.renderers import JSONRenderer
 from incidents.api.serializers import IncidentSerializer
 from incidents.api.views import IncidentViewSet
@@ -368,6 +369,25 @@ class TestPagination:
         assert len(walked) == len(set(walked)) == 7
         dates = [client_for().get(f"{API}/incidents/{public_id}/").json()["date_start"] for public_id in walked]
         assert dates == sorted(dates, reverse=True)
+
+    def test_next_and_previous_walk_a_date_shared_by_more_incidents_than_the_offset_limit(self, monkeypatch):
+        # 8,322 published incidents start on 1 January 2025 in the million-incident demo data; DRF's
+        # cursor (a date and an offset capped at offset_cutoff) answered the same page forever after
+        # the first 1,000 of them. Here 3 stand for the 1,000.
+        monkeypatch.setattr(StableCursorPagination, "offset_cutoff", 3)
+        for _ in range(9):
+            make_incident(date_start=date(2025, 1, 1), date_end=date(2025, 1, 1))
+        client = client_for()
+        walked = self._walk(client, f"{API}/incidents/?page_size=2")
+        assert len(walked) == len(set(walked)) == 9
+        page = client.get(f"{API}/incidents/?page_size=2")
+        while page.json()["next"]:
+            page = client.get(page.json()["next"])
+        backwards = [incident["public_id"] for incident in page.json()["results"]][::-1]
+        while page.json()["previous"]:
+            page = client.get(page.json()["previous"])
+            backwards += [incident["public_id"] for incident in page.json()["results"]][::-1]
+        assert backwards == walked[::-1]
 
     @pytest.mark.parametrize("ordering", ["people_count", "-people_count", "date_start", "updated_at", "-updated_at"])
     def test_every_ordering_pages_through_all_incidents_including_unknown_counts(self, ordering):

@@ -245,16 +245,16 @@ class IncidentViewSet(ResourceViewSet):
         if self.wants_csv():
             return filtered_csv_response(self, request, self.visible_incidents())
         incidents = self.filter_queryset(self.get_queryset())
-        # A cursor holds the value of the ordering's first column: the one column read beside the JSON.
-        position = self.paginator.get_ordering(request, incidents, self)[0].lstrip("-")
-        if position == "people_count_sortable":
+        # A cursor holds the values of the ordering's columns: the columns read beside the JSON.
+        positions = [field.lstrip("-") for field in self.paginator.get_ordering(request, incidents, self)]
+        if positions[0] == "people_count_sortable":
             # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
             # Only for this ordering: building the expression cost every other list request too.
             incidents = incidents.annotate(
                 people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
             )
         rows = recording_list_access(
-            with_representations(incidents, request.user, position),
+            with_representations(incidents, request.user, *positions),
             user=request.user,
             door=AccessDoor.API,
             path=request.get_full_path(),
