@@ -74,7 +74,16 @@ class LinkedToIncident(Exists):
 
 
 @extend_schema_field(OpenApiTypes.INT)
-class VisibleSourceFilter(django_filters.ModelChoiceFilter):
+class IdFilter(django_filters.ModelChoiceFilter):
+    """A record named by its numeric id (documented as an integer in the API schema), typed as a
+    number in the browsable API's filter form: a list of every source (100,000 at a million
+    incidents) made that page 6 MB and 18 s for any anonymous visitor."""
+
+    def __init__(self, **kwargs):
+        super().__init__(widget=forms.NumberInput, **kwargs)
+
+
+class VisibleSourceFilter(IdFilter):
     """A source by id among those the filter set's user may see: a hidden id is "not one of the
     available choices", like an id that does not exist."""
 
@@ -131,11 +140,6 @@ class CountryFilter(django_filters.ChoiceFilter):
 
     def __init__(self, **kwargs):
         super().__init__(choices=country_choices, **kwargs)
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class IdFilter(django_filters.ModelChoiceFilter):
-    """A record named by its numeric id (documented as an integer in the API schema)."""
 
 
 @extend_schema_field(OpenApiTypes.STR)

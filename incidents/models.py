@@ -17,7 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.expressions import Col
-from django.db.models.functions import Cast, Collate, Concat, Greatest, Length, LPad, Upper
+from django.db.models.functions import Cast, Coalesce, Collate, Concat, Greatest, Length, LPad, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -639,6 +639,16 @@ class Incident(CheckConstraintsInOneQuery, TimestampedModel):
                 fields=["-date_start", "-id"],
                 condition=Q(review_state="published", confidential=False, merged_into__isnull=True),
                 name="incident_public_newest",
+            ),
+            # Serves the public's list by people (`ordering=-people_count`, and ascending; unknown
+            # counts sort as -1, as the list's cursor compares them: IncidentViewSet), walked from
+            # either end until a page is full. Without it, every such page sorted the 776,636
+            # published incidents: 1.2-2.1 s at a million, and 15 s when a filter left 40% of them.
+            models.Index(
+                Coalesce("people_count", -1, output_field=models.BigIntegerField()),
+                F("id"),
+                condition=Q(review_state="published", confidential=False, merged_into__isnull=True),
+                name="incident_public_by_people",
             ),
         ]
 

@@ -2,12 +2,15 @@
 requests to every operation, anonymously and with a token, and fails on any server error or any
 response (status, content type or body) the schema does not describe."""
 
+from unittest import mock
+
 import hypothesis
 import pytest
 import schemathesis
 from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from drf_spectacular.generators import SchemaGenerator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -41,6 +44,25 @@ def test_schema_and_docs_are_served():
     assert docs.status_code == 200
     # Swagger UI is served from the app's own static files, so the docs work without a CDN.
     assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
+
+
+def test_the_schema_is_built_once_whatever_the_client_asks_for():
+    # Building it took 0.4-0.8 s of CPU: anyone could make a worker do it twice a second.
+    client = client_for()
+    with mock.patch.object(
+        SchemaGenerator, "get_schema", autospec=True, side_effect=SchemaGenerator.get_schema
+    ) as built:
+        answers = [
+            client.get(f"{API}/schema/", query)
+            for query in ({}, {"lang": "ko"}, {"version": "2"}, {"version": "3", "lang": "en"})
+        ]
+        json_answers = [client.get(f"{API}/schema/", {"format": "json", "lang": lang}) for lang in ("en", "ko")]
+    assert built.call_count == 2  # YAML and JSON, once each
+    assert {answer.content for answer in answers} == {answers[0].content}
+    assert {answer.content for answer in json_answers} == {json_answers[0].content}
+    assert json_answers[0].json()["info"]["version"] == "1.0.0"
+    responses = json_answers[0].json()["paths"]["/api/v1/incidents/stats/"]["get"]["responses"]
+    assert "parameters" in responses["503"]["content"]["application/json"]["schema"]["properties"]
 
 
 @pytest.fixture

@@ -353,6 +353,26 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
 
 
+@pytest.mark.parametrize(("incidents", "truncated", "statements"), [(7, True, 3), (5, False, 3), (3, False, 2)])
+def test_the_geojson_download_reads_its_newest_incidents_a_few_a_statement(
+    incidents, truncated, statements, monkeypatch, django_assert_num_queries
+):
+    # 1,000 of 5,000 a statement at scale, so that each stays within the anonymous bound.
+    monkeypatch.setattr(selectors, "FEATURE_LIMIT", 5)
+    monkeypatch.setattr(selectors, "FEATURES_A_STATEMENT", 2)
+    made = [
+        make_incident(date_start=date(2024, 1, 1 + number % 2), date_end=date(2024, 1, 2))
+        for number in range(incidents)
+    ]
+    newest = sorted(made, key=lambda incident: (incident.date_start, incident.pk), reverse=True)[:5]
+    # Up to 6 incidents (5 and one more, to know whether more matched), two a statement, until a
+    # statement reads fewer than it asked for.
+    with django_assert_num_queries(statements):
+        collection = json.loads(_body(Client().get("/incidents.geojson")))
+    assert [feature["id"] for feature in collection["features"]] == [incident.public_id for incident in newest]
+    assert collection["truncated"] is truncated
+
+
 @pytest.mark.parametrize("reader", READERS)
 def test_the_map_draws_the_downloads_incidents_from_only_what_it_shows(reader, record):
     client = client_for(reader)

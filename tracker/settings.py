@@ -123,6 +123,8 @@ MIDDLEWARE = [
     # A staff session still owing its second factor is anonymous to every page but those that finish
     # signing in: the public pages and exports too, not only the admin and the API.
     "accounts.middleware.SecondFactorMiddleware",
+    # Once the user is known: bounds each statement of an anonymous request (ANON_STATEMENT_TIMEOUT).
+    "tracker.statement_timeout.AnonymousStatementTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for lockout into the lockout page (or JSON under /api/).
@@ -442,6 +444,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "incidents.api.schema.TrackerAutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# The longest a statement of an anonymous request may run, in milliseconds (0: no bound); beyond it
+# PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
+# the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
+ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000)
 # The largest page a client may ask for with `page_size`.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200)
 

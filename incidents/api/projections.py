@@ -183,12 +183,12 @@ def _compiled_representation(user) -> RawSQL:
     return _compiled_representations[audience]
 
 
-def with_representations(incidents, user, position: str):
+def with_representations(incidents, user, *positions: str):
     """`incidents` (filtered, visible to `user`) as `.values()` rows carrying `representation`, the
-    incident's JSON as `user` may read it, beside `position`, the column a page's cursor is read
+    incident's JSON as `user` may read it, beside `positions`, the columns a page's cursor is read
     from, and, for a reader with confidential access, which confidential records the row shows
     (`incidents.access.shown_incident_columns`). One query."""
-    return incidents.values(position, **shown_incident_columns(user), representation=_compiled_representation(user))
+    return incidents.values(*positions, **shown_incident_columns(user), representation=_compiled_representation(user))
 
 
 def representations(rows: Iterable[dict], *, decoded: bool = False) -> list[orjson.Fragment] | list[dict]:

@@ -3,7 +3,7 @@ fields that read differently from how they are written."""
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import build_basic_type, build_object_type
+from drf_spectacular.plumbing import build_array_type, build_basic_type, build_object_type
 from drf_spectacular.types import OpenApiTypes
 
 DETAIL_ERROR = build_object_type(
@@ -13,6 +13,14 @@ MERGED_REDIRECT = build_object_type(
     properties={"detail": build_basic_type(OpenApiTypes.STR), "merged_into": build_basic_type(OpenApiTypes.STR)},
     required=["detail", "merged_into"],
     description="The incident was merged into `merged_into`; `Location` gives its address.",
+)
+STOPPED_ERROR = build_object_type(
+    properties={
+        "detail": build_basic_type(OpenApiTypes.STR),
+        "parameters": build_array_type(build_basic_type(OpenApiTypes.STR)),
+    },
+    required=["detail", "parameters"],
+    description="Stopped: `parameters` names the request's query parameters.",
 )
 FIELD_ERRORS = {
     **build_object_type(
@@ -62,6 +70,16 @@ class TrackerAutoSchema(AutoSchema):
             responses.setdefault(
                 code,
                 {"description": description, "content": {media_type: {"schema": schema} for media_type in media_types}},
+            )
+        if self.method == "GET":
+            # tracker/statement_timeout.py: always JSON, whatever the format asked for.
+            responses.setdefault(
+                "503",
+                {
+                    "description": "An anonymous request that needs more of the database than "
+                    "TRACKER_ANON_STATEMENT_TIMEOUT allows a statement; narrow it or sign in.",
+                    "content": {"application/json": {"schema": STOPPED_ERROR}},
+                },
             )
         return responses
 

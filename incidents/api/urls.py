@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenRequestView, TokenViewSet
@@ -32,7 +32,7 @@ def not_found(request, *args, **kwargs):
 
 urlpatterns = [
     path("auth/token/", TokenRequestView.as_view(), name="api-token"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", views.SchemaView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from its own URL: the Content-Security-Policy
     # runs no inline script. Swagger UI's stylesheet draws its icons as data: images, which cannot
     # run anything.

@@ -5,12 +5,18 @@ their query count does not depend on the page size. Hidden records are simply ab
 querysets, so they answer 404 like records that never existed.
 """
 
+from typing import ClassVar
+
+from django.core.signals import setting_changed
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
+from django.dispatch import receiver
 from django.http import Http404, HttpResponse
+from django.utils.translation import get_language
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
@@ -239,16 +245,16 @@ class IncidentViewSet(ResourceViewSet):
         if self.wants_csv():
             return filtered_csv_response(self, request, self.visible_incidents())
         incidents = self.filter_queryset(self.get_queryset())
-        # A cursor holds the value of the ordering's first column: the one column read beside the JSON.
-        position = self.paginator.get_ordering(request, incidents, self)[0].lstrip("-")
-        if position == "people_count_sortable":
+        # A cursor holds the values of the ordering's columns: the columns read beside the JSON.
+        positions = [field.lstrip("-") for field in self.paginator.get_ordering(request, incidents, self)]
+        if positions[0] == "people_count_sortable":
             # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
             # Only for this ordering: building the expression cost every other list request too.
             incidents = incidents.annotate(
                 people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
             )
         rows = recording_list_access(
-            with_representations(incidents, request.user, position),
+            with_representations(incidents, request.user, *positions),
             user=request.user,
             door=AccessDoor.API,
             path=request.get_full_path(),
@@ -523,3 +529,36 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         response["ETag"] = f'"{release_file.sha256}"'
         response["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
+
+
+class SchemaView(SpectacularAPIView):
+    """The schema (`/api/v1/schema/`), built and rendered once per process and format: it depends on
+    the code alone, the same for every reader (SERVE_PUBLIC), in English like the rest of the API
+    and in one version, and building and rendering it took 0.4-0.8 s of CPU, which any anonymous
+    client could ask for twice a second within its rate (bench/README.md, "What an anonymous request
+    costs"). Forgotten when a setting changes (tests override some the schema shows)."""
+
+    _rendered: ClassVar[dict[tuple[type, str], bytes]] = {}
+
+    @extend_schema(exclude=True)  # As drf-spectacular leaves its own view out (SERVE_INCLUDE_SCHEMA).
+    def get(self, request, *args, **kwargs):
+        # Keyed by what the server chose, never by what the client wrote (an Accept header's
+        # parameters, drf-spectacular's `?lang=` and `?version=`), so a client cannot make it build
+        # another: the renderer, and the language LocaleMiddleware chose among the site's.
+        renderer = request.accepted_renderer
+        key = (type(renderer), get_language())
+        if key not in self._rendered:
+            schema = self._get_schema_response(request).data
+            self._rendered[key] = renderer.render(schema, renderer.media_type, self.get_renderer_context())
+        content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
+        response = HttpResponse(self._rendered[key], content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{self._get_filename(request, None)}"'
+        return response
+
+    def _get_version_parameter(self, request):
+        return None
+
+
+@receiver(setting_changed)
+def _forget_rendered_schema(**kwargs):
+    SchemaView._rendered.clear()
