@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0042_export_rows_refreshed_in_id_order"),
+        ("incidents", "0044_rollup_marks_once_in_bulk"),
     ]
 
     operations = [
