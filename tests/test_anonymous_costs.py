@@ -77,6 +77,17 @@ def test_a_statement_within_the_bound_is_answered_and_the_bound_does_not_outlive
         assert cursor.fetchone() == ("0",)
 
 
+@pytest.mark.django_db(transaction=False)
+def test_within_a_transaction_the_bound_ends_with_its_statement():
+    # Here the request runs inside the test's transaction, as a statement does inside any atomic
+    # block, where `SET LOCAL` alone would hold until the transaction ends: for every later
+    # statement of it, whoever runs them (a token's reader once DRF has accepted it, a command).
+    assert Client().get(f"{API}/incidents/", {"country": "CN"}).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("0",)
+
+
 def test_a_signed_in_reader_waits_as_long_as_the_database_takes():
     client = Client()
     client.force_login(make_user())

@@ -10,12 +10,17 @@ which parameters, instead of holding a thread and a core for seconds. Signed-in 
 known and counted by account, are not bounded.
 
 How: `SET LOCAL statement_timeout` goes with the statement in one query string, which PostgreSQL
-runs as one implicit transaction, so the setting lasts for that statement only: nothing is set for
-the connection's session, which a pool (or PgBouncer in transaction mode) hands to another client
-next, and it costs no round trip. Django's client-side binding (the default: `server_side_binding`
-unset, as "Scaling" in the README requires) sends such a string as one simple query. A server-side
-cursor (`QuerySet.iterator()`) cannot run two statements, and COPY (the CSV export, bounded by its
-own slots and rate) does not go through here: both run unbounded.
+runs as one implicit transaction, so the setting lasts for that statement only and costs no round
+trip. Inside a transaction (an atomic block) it would hold until the transaction ends, for every
+later statement of it whoever runs them (a token's reader once DRF has accepted it, a command in a
+test), so there a reset follows the statement, on the connection itself rather than in the same
+string: django-pghistory's wrapper reads a string's last result as the statement's. A cancelled
+statement aborts the transaction, which undoes the setting too. Nothing is set for the connection's
+session, which a pool (or PgBouncer in transaction mode) hands to another client next. Django's
+client-side binding (the default: `server_side_binding` unset, as "Scaling" in the README requires)
+sends such a string as one simple query. A server-side cursor (`QuerySet.iterator()`) cannot run
+two statements, and COPY (the CSV export, bounded by its own slots and rate) does not go through
+here: both run unbounded.
 """
 
 from contextlib import ExitStack
@@ -77,4 +82,7 @@ class _BoundStatements:
         result = execute(self.setting + sql, params, many, context)
         # The setting's own (empty) result comes first; the statement's is next.
         cursor.nextset()
+        if context["connection"].in_atomic_block:
+            # On another cursor: this one holds the statement's rows, not yet read.
+            context["connection"].connection.execute("SET LOCAL statement_timeout TO DEFAULT")
         return result
