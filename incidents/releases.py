@@ -17,15 +17,16 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db import connection, models, transaction
+from django.db import connection, connections, models, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from django_countries.fields import CountryField
@@ -422,11 +423,13 @@ def _cell(value) -> str:
 
 
 def _csv(header: list[str], rows) -> bytes:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
+    # Encoded as it is written: the file is held once, as bytes, not also as text.
+    out = io.BytesIO()
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([_cell(value) for value in row] for row in rows)
-    return out.getvalue().encode("utf-8")
+    return out.getvalue()
 
 
 def _table_csv(table: Table) -> bytes:
@@ -438,10 +441,13 @@ def _table_csv(table: Table) -> bytes:
     return _csv([column.name for column in table.columns], rows.iterator(chunk_size=5000))
 
 
-def _changes(incidents_csv: bytes, previous: Release | None) -> bytes:
-    """CHANGES.csv: the incidents added, updated, merged and withdrawn since `previous`, by public_id."""
-    now = _versions(incidents_csv)
-    before = _versions(bytes(previous.files.get(name="incidents.csv").content)) if previous else {}
+def _changes(now: dict[str, str], previous: Release | None) -> bytes:
+    """CHANGES.csv: the incidents added, updated, merged and withdrawn since `previous`, by public_id;
+    `now` is this release's version of each incident."""
+    before = {}
+    if previous is not None:
+        previous_file = previous.files.defer("content").get(name="incidents.csv")
+        before = _versions(b"".join(release_file_chunks(previous_file)))
     changes = [(public_id, "added", "") for public_id in now.keys() - before.keys()]
     changes += [
         (public_id, "updated", "") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]
@@ -481,14 +487,23 @@ def _released_survivors(public_ids: set[str], released: set[str]) -> dict[str, s
 
 
 def _versions(incidents_csv: bytes) -> dict[str, str]:
-    return {row["public_id"]: row["version"] for row in csv.DictReader(io.StringIO(incidents_csv.decode("utf-8")))}
+    rows = csv.DictReader(io.TextIOWrapper(io.BytesIO(incidents_csv), encoding="utf-8", newline=""))
+    return {row["public_id"]: row["version"] for row in rows}
 
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: dict[str, bytes]) -> bytes:
+@dataclass(frozen=True)
+class _Written:
+    """What the package and the README say of a file written before them."""
+
+    size: int
+    sha256: str
+
+
+def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: dict[str, _Written]) -> bytes:
     descriptor = {
         "profile": "tabular-data-package",
         "name": name,
@@ -506,8 +521,8 @@ def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: 
                 "format": "csv",
                 "mediatype": "text/csv",
                 "encoding": "utf-8",
-                "bytes": len(files[f"{table.name}.csv"]),
-                "hash": f"sha256:{_digest(files[f'{table.name}.csv'])}",
+                "bytes": files[f"{table.name}.csv"].size,
+                "hash": f"sha256:{files[f'{table.name}.csv'].sha256}",
                 "schema": _schema(table),
             }
             for table in tables
@@ -543,10 +558,8 @@ def citation(release_name: str, year: int) -> str:
     return f"{settings.RELEASE_AUTHOR} ({year}). {settings.RELEASE_TITLE}, release {release_name} [Data set]."
 
 
-def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, bytes], incidents: int) -> bytes:
-    listing = [
-        f"- `{file_name}`: {len(content):,} bytes, sha256 `{_digest(content)}`" for file_name, content in files.items()
-    ]
+def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, _Written], incidents: int) -> bytes:
+    listing = [f"- `{file_name}`: {file.size:,} bytes, sha256 `{file.sha256}`" for file_name, file in files.items()]
     text = [
         f"# {settings.RELEASE_TITLE}, release {name}",
         "",
@@ -572,21 +585,54 @@ def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, bytes
     return "\n".join(text).encode("utf-8")
 
 
-def build_release_files(*, name: str, year: int, previous: Release | None) -> tuple[dict[str, bytes], dict]:
-    """The files of release `name` built from the data now (after `previous`, for CHANGES.csv),
-    and its facts (`as_of`, `incidents`). Reads only; the same data always gives the same bytes."""
-    files = {f"{table.name}.csv": _table_csv(table) for table in TABLES}
-    files["CHANGES.csv"] = _changes(files["incidents.csv"], previous)
-    released = _released_incidents().aggregate(as_of=Max("updated_at"), incidents=models.Count("pk"))
+def release_facts() -> dict:
+    """What a release says of itself: its latest change (`as_of`) and how many incidents it holds."""
+    return _released_incidents().aggregate(as_of=Max("updated_at"), incidents=models.Count("pk"))
+
+
+def build_release_files(
+    *, name: str, year: int, previous: Release | None, facts: dict
+) -> Iterator[tuple[str, bytes, str]]:
+    """The files of release `name` built from the data now (after `previous`, for CHANGES.csv), one
+    at a time: a million incidents' files are some 550 MB together, and the caller stores each
+    before the next is built. Each comes with its sha256. Reads only; the same data always gives
+    the same bytes."""
+    written: dict[str, _Written] = {}
+    versions: dict[str, str] = {}
+    for table in TABLES:
+        content = _table_csv(table)
+        if table.name == "incidents":
+            versions = _versions(content)
+        written[f"{table.name}.csv"] = _Written(len(content), _digest(content))
+        yield f"{table.name}.csv", content, written[f"{table.name}.csv"].sha256
+    content = _changes(versions, previous)
+    written["CHANGES.csv"] = _Written(len(content), _digest(content))
+    yield "CHANGES.csv", content, written["CHANGES.csv"].sha256
     tables = [*TABLES, CHANGES]
-    data_files = dict(files)
-    files["datapackage.json"] = _datapackage(name, released["as_of"], tables, data_files)
-    files["codebook.md"] = _codebook(name, tables)
-    files["README.md"] = _readme(name, year, released["as_of"], data_files, released["incidents"])
-    return files, released
+    for file_name, content in (
+        ("datapackage.json", _datapackage(name, facts["as_of"], tables, written)),
+        ("codebook.md", _codebook(name, tables)),
+        ("README.md", _readme(name, year, facts["as_of"], written, facts["incidents"])),
+    ):
+        yield file_name, content, _digest(content)
 
 
 MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".md": "text/markdown"}
+
+
+def _store_file(release: Release, file_name: str, content: bytes, sha256: str) -> None:
+    """Write one file of `release`. Not through the ORM: Django's cursors bind parameters on the
+    client (as "Scaling" in the README requires), which writes the content into the statement's text
+    as hexadecimal; for a million incidents' CSV that held over a gigabyte in the server's memory. A
+    server-side-binding cursor on the same connection, in the same transaction, sends it as one
+    binary parameter. The database's constraints check the size and checksum as for any write."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"INSERT INTO {ReleaseFile._meta.db_table} (release_id, name, media_type, content, sha256, size) "
+            "VALUES (%s, %s, %s, %b, %s, %s)",
+            [release.pk, file_name, MEDIA_TYPES[file_name[file_name.rindex(".") :]], content, sha256, len(content)],
+        )
 
 
 def release_create(*, user) -> Release:
@@ -609,19 +655,31 @@ def release_create(*, user) -> Release:
         previous = Release.objects.first()
         number = (Release.objects.filter(year=year).aggregate(last=Max("number"))["last"] or 0) + 1
         name = f"incident-tracker-{year}.{number}"
-        files, facts = build_release_files(name=name, year=year, previous=previous)
+        facts = release_facts()
         release = Release.objects.create(
             year=year, number=number, as_of=facts["as_of"], incidents=facts["incidents"], created_by=user
         )
-        ReleaseFile.objects.bulk_create(
-            ReleaseFile(
-                release=release,
-                name=file_name,
-                media_type=MEDIA_TYPES[file_name[file_name.rindex(".") :]],
-                content=content,
-                sha256=_digest(content),
-                size=len(content),
-            )
-            for file_name, content in sorted(files.items())
-        )
+        for file_name, content, sha256 in build_release_files(name=name, year=year, previous=previous, facts=facts):
+            _store_file(release, file_name, content, sha256)
     return Release.objects.get(pk=release.pk)
+
+
+# A download reads its file a megabyte per statement: a million incidents' CSV is some 250 MB, which
+# read whole would sit in the server's memory (twice, as the database's value and as the response)
+# for each of however many anonymous clients download it at once.
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+
+def release_file_chunks(release_file: ReleaseFile) -> Iterator[bytes]:
+    """The file's bytes in slices of DOWNLOAD_CHUNK_BYTES, each its own statement. A file never
+    changes (a trigger refuses it), so the slices read in separate statements fit together. They are
+    cheap because the content is stored uncompressed (migration 0046): PostgreSQL then reads only the
+    slice's own pages, where a compressed value would be inflated from its start for every slice.
+    Read where the file was found (a replica, for a web request), which holds the same bytes."""
+    with connections[release_file._state.db].cursor() as cursor:
+        for offset in range(0, release_file.size, DOWNLOAD_CHUNK_BYTES):
+            cursor.execute(
+                "SELECT substring(content FROM %s FOR %s) FROM incidents_releasefile WHERE id = %s",
+                [offset + 1, DOWNLOAD_CHUNK_BYTES, release_file.pk],
+            )
+            yield bytes(cursor.fetchone()[0])

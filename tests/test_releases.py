@@ -4,19 +4,21 @@ downloadable with checksums, valid Frictionless packages, identical when rebuilt
 import csv
 import hashlib
 import io
+import math
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from frictionless import validate
 
-from incidents import roles
+from incidents import releases, roles
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, Incident, Release, ReleaseFile, Response
-from incidents.releases import build_release_files
+from incidents.releases import build_release_files, release_facts
 from tests.api_support import API, client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -50,7 +52,7 @@ def release(user) -> dict:
 def download(url: str) -> bytes:
     response = client_for().get(url)
     assert response.status_code == 200, response.content
-    return response.content
+    return b"".join(response.streaming_content)
 
 
 def files_of(listed: dict) -> dict[str, bytes]:
@@ -177,8 +179,33 @@ class TestMakingAndReadingReleases:
 
     def test_an_unknown_file_or_release_is_a_404(self, reviewer, published):
         release(reviewer)
-        assert client_for().get(f"{API}/releases/{FIRST}/files/secrets.csv").status_code == 404
+        assert client_for().get(f"{API}/releases/{FIRST}/files/secrets.csv/").status_code == 404
         assert client_for().get(f"{API}/releases/incident-tracker-1999.1/").status_code == 404
+
+    def test_a_download_streams_its_file_a_slice_per_statement(self, reviewer, published, monkeypatch):
+        # A million incidents' file is some 250 MB: read whole, it would sit in the server's memory
+        # for each client downloading it.
+        release(reviewer)
+        stored = ReleaseFile.objects.get(name="incidents.csv")
+        monkeypatch.setattr(releases, "DOWNLOAD_CHUNK_BYTES", 100)
+        response = client_for().get(f"{API}/releases/{FIRST}/files/incidents.csv/")
+        assert response.streaming
+        assert int(response["Content-Length"]) == stored.size > 250
+        with CaptureQueriesContext(connection) as queries:
+            chunks = list(response.streaming_content)
+        assert b"".join(chunks) == bytes(stored.content)
+        assert [len(chunk) for chunk in chunks[:-1]] == [100] * (len(chunks) - 1)
+        assert len(queries) == len(chunks) == math.ceil(stored.size / 100)
+
+    def test_files_are_stored_uncompressed_so_that_a_slice_reads_only_its_own_pages(self):
+        # A compressed value is inflated from its start for every slice: downloading a 250 MB file
+        # a megabyte at a time would inflate some 30 GB.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attstorage FROM pg_attribute WHERE attrelid = 'incidents_releasefile'::regclass "
+                "AND attname = 'content'"
+            )
+            assert cursor.fetchone() == ("e",)
 
 
 class TestReleasesNeverChange:
@@ -207,7 +234,8 @@ class TestReleaseFiles:
     def test_the_same_data_gives_the_same_bytes(self, reviewer, published):
         release(reviewer)
         stored = {release_file.name: bytes(release_file.content) for release_file in ReleaseFile.objects.all()}
-        rebuilt, _ = build_release_files(name=FIRST, year=YEAR, previous=None)
+        built = build_release_files(name=FIRST, year=YEAR, previous=None, facts=release_facts())
+        rebuilt = {file_name: content for file_name, content, _ in built}
         assert rebuilt == stored
         # A second release of unchanged data holds the very same tables.
         second = files_of(release(reviewer))

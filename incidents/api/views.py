@@ -11,7 +11,7 @@ from django.core.signals import setting_changed
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
 from django.dispatch import receiver
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.utils.translation import get_language
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
@@ -520,10 +520,13 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, url_path=r"files/(?P<file_name>[A-Za-z0-9_.]+)", url_name="file", pagination_class=None)
     def download(self, request, name=None, file_name=None):
-        release_file = ReleaseFile.objects.filter(release__name=name, name=file_name).first()
+        release_file = ReleaseFile.objects.defer("content").filter(release__name=name, name=file_name).first()
         if release_file is None:
             raise Http404
-        response = HttpResponse(bytes(release_file.content), content_type=f"{release_file.media_type}; charset=utf-8")
+        response = StreamingHttpResponse(
+            releases.release_file_chunks(release_file), content_type=f"{release_file.media_type}; charset=utf-8"
+        )
+        response["Content-Length"] = release_file.size
         response["Content-Disposition"] = f'attachment; filename="{name}-{release_file.name}"'
         # A release never changes: its checksum is its version, and caches may keep it for good.
         response["ETag"] = f'"{release_file.sha256}"'

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.releases import release_create
+from incidents.releases import release_create, release_file_chunks
 
 
 class Command(BaseCommand):
@@ -32,7 +32,9 @@ class Command(BaseCommand):
         if output:
             directory = Path(output) / release.name
             directory.mkdir(parents=True, exist_ok=True)
-            for release_file in release.files.all():
-                (directory / release_file.name).write_bytes(release_file.content)
+            # A file at a time, a slice at a time: together they are hundreds of megabytes.
+            for release_file in release.files.defer("content"):
+                with (directory / release_file.name).open("wb") as written:
+                    written.writelines(release_file_chunks(release_file))
             self.stdout.write(f"Wrote its files to {directory}.")
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
