@@ -39,7 +39,7 @@ from django.db.models.sql.where import AND, WhereNode
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry, LinkedToIncident
 from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
-from incidents.querysets import IndependentOrigins, can_see_confidential
+from incidents.querysets import KeptOriginsAtLeast, can_see_confidential
 from incidents.search import IdIn
 
 # The documented, stable column set (README "CSV export"); `version` comes last so that a file
@@ -280,11 +280,9 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
         return _said_of_kept_rows(node.rhs, node.rhs.where)
     if isinstance(node.rhs, (Expression, QuerySet, Query)):
         return None
-    if isinstance(node.lhs, IndependentOrigins) and node.lookup_name in _KEPT_LOOKUPS:
-        # `min_origins`: the count the kept row keeps for the annotation's reader's audience
-        # (migration 0043), where the annotation counted every visible incident's origins at export
-        # time, each chain followed source by source.
-        return Q(**{f"{origin_cells(node.lhs.user)}__{node.lookup_name}": node.rhs})
+    if isinstance(node.lhs, KeptOriginsAtLeast) and node.lookup_name == "exact" and node.rhs is True:
+        # `min_origins`: the kept row's own count for the reader's audience (migration 0043).
+        return Q(**{f"{origin_cells(node.lhs.user)}__gte": node.lhs.count})
     if isinstance(node.lhs, HasPlaceInCountry) and node.lookup_name == "exact" and node.rhs is True:
         return Q(KeptInCountry(node.lhs.country))
     if not isinstance(node.lhs, Col) or node.lhs.alias != incident_alias:
@@ -339,10 +337,9 @@ def _said_of_kept_rows(query, where: WhereNode) -> Q | None:
     """`where`, the conditions of the incident query `query` (all of them, or all but a sync's
     merges: `_merges_followed`), said of the kept rows (`_kept_condition`); None when one of them
     cannot be, or the query does more than select incidents (another join, a grouping, a slice, an
-    annotation other than the independent origins that `min_origins` filters by)."""
+    annotation)."""
     search_alias = _search_join(query)
-    annotated = any(not isinstance(annotation, IndependentOrigins) for annotation in query.annotations.values())
-    if (query.distinct or query.is_sliced or query.combinator or query.extra or annotated) or any(
+    if (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotations) or any(
         count and alias not in (query.base_table, search_alias) for alias, count in query.alias_refcount.items()
     ):
         return None

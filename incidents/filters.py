@@ -29,6 +29,7 @@ from incidents.models import (
     Source,
     Verification,
 )
+from incidents.querysets import KeptOriginsAtLeast
 from incidents.search import IncidentSearch
 
 
@@ -303,7 +304,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         return queryset.filter(LinkedToIncident(involved) | LinkedToIncident(published))
 
     def filter_min_origins(self, queryset, name, value):
-        return queryset.with_independent_origins(self.user).filter(independent_origins__gte=value)
+        return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)
