@@ -808,12 +808,25 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
             # the incident's next write. With the source share-locked first, the two writes wait for
             # each other and the later one's refresh sees the earlier one's commit. (A lock the
             # transaction already holds costs nothing more: an import's many claims of one source.)
+            # Every source up the source's `cites` is locked too, as far as `source_origin` follows
+            # them: whether a relayed source is confidential decides how many independent origins
+            # the claim's incident has for readers who may not see it (migration 0043), and an
+            # incident recorded while its outlets' source was made confidential kept the count of
+            # a public one (migration 0047).
             pgtrigger.Trigger(
                 name="lock_source",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
                 level=pgtrigger.Row,
-                func="PERFORM FROM incidents_source WHERE id = NEW.source_id FOR SHARE; RETURN NEW;",
+                declare=[("cited", "bigint"), ("depth", "integer := 0")],
+                func="""
+                SELECT cites_id INTO cited FROM incidents_source WHERE id = NEW.source_id FOR SHARE;
+                WHILE cited IS NOT NULL AND depth < 64 LOOP
+                    SELECT cites_id INTO cited FROM incidents_source WHERE id = cited FOR SHARE;
+                    depth := depth + 1;
+                END LOOP;
+                RETURN NEW;
+                """,
             ),
         ]
 

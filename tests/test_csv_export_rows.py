@@ -767,6 +767,41 @@ def test_a_claim_added_while_its_source_is_made_confidential_does_not_show_the_s
     assert "Zanzibarite" in b"".join(confidential_reader.get(f"{API}/incidents.csv").streaming_content).decode()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_relays_cited_while_the_source_they_relay_is_made_confidential_are_counted_as_their_own_origins():
+    # Two outlets relay one informant's testimony. A reviewer marks the testimony confidential while
+    # an analyst records a new incident citing both outlets. To a reader without Confidential access
+    # each outlet is then an origin of its own: 2. The new incident's kept count is right only if the
+    # two writes wait for each other over the whole chain (the claims' `lock_source` trigger locks
+    # the cited source and every source up its `cites`): without it the analyst's refresh read the
+    # testimony as public (one origin for both outlets), and the reviewer's refresh, of the
+    # incidents citing the outlets, could not see an incident not yet committed.
+    testimony = make_source(title="Testimony", kind="testimony")
+    outlets = [make_source(title=title, cites=testimony) for title in ("First outlet", "Second outlet")]
+    recorded = []
+
+    def analyst_records_the_incident():
+        try:
+            incident = make_incident(title="Relayed twice")
+            for outlet in outlets:
+                make_claim(incident=incident, source=outlet)
+            recorded.append(incident)
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [testimony.pk])
+        analyst = threading.Thread(target=analyst_records_the_incident)
+        analyst.start()
+        # Time for the analyst's write to meet the uncommitted change (see the test above).
+        time.sleep(1)
+    analyst.join(10)
+
+    assert_kept_origins_are_the_incidents()
+    corroborated = client_for().get(f"{API}/incidents/", {"min_origins": 2}).json()["results"]
+    assert [found["public_id"] for found in corroborated] == [incident.public_id for incident in recorded]
+
+
 def make_links(records: list[Incident]) -> dict[str, int]:
     """On top of `make_messy_records`: a publisher with a public source and a confidential one relaying
     it, a public source relaying the confidential one, incidents citing each (one in a confidential
