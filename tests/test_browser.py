@@ -105,10 +105,12 @@ def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(brows
     with page.expect_popup() as popup_opening:
         page.click("#add_id_claims-1-source")
     popup = popup_opening.value
+    # Its scripts too, as a person waits for the page before typing.
+    popup.wait_for_load_state()
     popup.fill("#id_title", "China deported 80 North Koreans, says HRW")
     popup.select_option("#id_kind", "news_article")
-    popup.click("input[name=_save]")
-    popup.wait_for_event("close")
+    with popup.expect_event("close", timeout=30_000):
+        popup.click("input[name=_save]")
     expect(page.locator("#id_claims-1-source + .select2")).to_contain_text("China deported 80 North Koreans, says HRW")
     page.fill("#id_claims-1-people_count", "80")
     page.select_option("#id_claims-1-count_qualifier", "exact")
