@@ -153,9 +153,29 @@ FROM {_ASYNCHRONOUS_COMMIT}
 """
 
 
+def _recorded_text(text: str) -> str:
+    """`text` as PostgreSQL's JSON may hold it: it refuses the NUL character, which a query string's
+    names and values may carry once decoded (`?%00=1`), so the record of an export's filters failed
+    the export it recorded. Shown as U+FFFD, the character that stands for one that cannot be
+    shown. (The recorded path keeps the query string encoded, `%00`.)"""
+    return text.replace("\x00", "\ufffd")
+
+
 def _recorded_path(path: str) -> str:
     """The page or endpoint as its column holds it: a longer query string is cut, never refused."""
     return path[: ConfidentialAccess._meta.get_field("path").max_length]
+
+
+def _recorded_json(value: Any) -> Any:
+    """`value` (an export's filters: names, values, lists of them, ids) with every text recorded
+    as `_recorded_text` records it."""
+    if isinstance(value, str):
+        return _recorded_text(value)
+    if isinstance(value, Mapping):
+        return {_recorded_text(name): _recorded_json(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_recorded_json(item) for item in value]
+    return value
 
 
 def record_confidential_access(*, user, door: AccessDoor, records: ConfidentialRecords, path: str = "") -> None:
@@ -248,7 +268,9 @@ def record_export_access(
     )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(planner_settings)
-        cursor.execute(statement, [*rows_params, user.pk, str(door), _recorded_path(path), Jsonb(dict(export_filters))])
+        cursor.execute(
+            statement, [*rows_params, user.pk, str(door), _recorded_path(path), Jsonb(_recorded_json(export_filters))]
+        )
 
 
 # Migration 0033: the confidential claims and sources of the page's incidents, as their kept export

@@ -670,16 +670,18 @@ def release_create(*, user) -> Release:
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 
-def release_file_chunks(release_file: ReleaseFile) -> Iterator[bytes]:
-    """The file's bytes in slices of DOWNLOAD_CHUNK_BYTES, each its own statement. A file never
+def release_file_chunks(release_file: ReleaseFile, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The file's bytes from `start` up to `end` (excluded; by default the whole file), in slices of
+    DOWNLOAD_CHUNK_BYTES, each its own statement. A file never
     changes (a trigger refuses it), so the slices read in separate statements fit together. They are
     cheap because the content is stored uncompressed (migration 0046): PostgreSQL then reads only the
     slice's own pages, where a compressed value would be inflated from its start for every slice.
     Read where the file was found (a replica, for a web request), which holds the same bytes."""
+    end = release_file.size if end is None else end
     with connections[release_file._state.db].cursor() as cursor:
-        for offset in range(0, release_file.size, DOWNLOAD_CHUNK_BYTES):
+        for offset in range(start, end, DOWNLOAD_CHUNK_BYTES):
             cursor.execute(
                 "SELECT substring(content FROM %s FOR %s) FROM incidents_releasefile WHERE id = %s",
-                [offset + 1, DOWNLOAD_CHUNK_BYTES, release_file.pk],
+                [offset + 1, min(DOWNLOAD_CHUNK_BYTES, end - offset), release_file.pk],
             )
             yield bytes(cursor.fetchone()[0])

@@ -81,9 +81,12 @@ def api_schema(settings):
 
 @pytest.fixture
 def insider_token():
-    """A reviewer with the confidential permission: every read and write is open to them."""
-    _, key = token_create(user=make_user(roles.REVIEWER, confidential=True), name="schema tests")
-    return f"Token {key}"
+    """A new token of a reviewer with the confidential permission (every read and write is open to
+    them) for each request: a generated `DELETE /api/v1/auth/tokens/{id}/` revokes the token it is
+    sent with when the ids meet, and every later request then got 401 (which ids meet depends on
+    the tests run before in the same database)."""
+    insider = make_user(roles.REVIEWER, confidential=True)
+    return lambda: f"Token {token_create(user=insider, name='schema tests')[1]}"
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -98,7 +101,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 def test_every_operation_honours_the_schema(case, insider_token):
-    for headers in ({}, {"Authorization": insider_token}):
+    for headers in ({}, {"Authorization": insider_token()}):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
 

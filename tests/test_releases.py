@@ -197,6 +197,56 @@ class TestMakingAndReadingReleases:
         assert [len(chunk) for chunk in chunks[:-1]] == [100] * (len(chunks) - 1)
         assert len(queries) == len(chunks) == math.ceil(stored.size / 100)
 
+    def test_a_range_resumes_a_download_and_a_held_copy_is_not_sent_again(self, reviewer, published, monkeypatch):
+        release(reviewer)
+        stored = bytes(ReleaseFile.objects.get(name="incidents.csv").content)
+        size = len(stored)
+        url = f"{API}/releases/{FIRST}/files/incidents.csv/"
+        etag = client_for().get(url)["ETag"]
+        # Slices smaller than the ranges, so that a range starts and ends inside them.
+        monkeypatch.setattr(releases, "DOWNLOAD_CHUNK_BYTES", 7)
+
+        def get(**headers):
+            response = client_for().get(url, headers=headers)
+            return response, b"".join(response.streaming_content) if response.streaming else response.content
+
+        for asked, start, end in [
+            ("bytes=10-29", 10, 30),
+            ("bytes=10-", 10, size),
+            ("bytes=-25", size - 25, size),
+            (f"bytes=0-{size + 100}", 0, size),
+            (f"bytes={size - 1}-", size - 1, size),
+        ]:
+            response, body = get(Range=asked)
+            assert response.status_code == 206, asked
+            assert body == stored[start:end], asked
+            assert response["Content-Range"] == f"bytes {start}-{end - 1}/{size}", asked
+            assert int(response["Content-Length"]) == end - start, asked
+            assert response["ETag"] == etag
+
+        # Past the end: 416 saying the size, as JSON like every error of the API.
+        for asked in (f"bytes={size}-", "bytes=-0"):
+            response, _ = get(Range=asked)
+            assert response.status_code == 416, asked
+            assert response["Content-Range"] == f"bytes */{size}"
+            assert f"{size:,} bytes" in response.json()["detail"]
+        # Several ranges, another unit, nonsense, or a range of another version: the whole file.
+        for headers in (
+            {"Range": "bytes=0-1,5-6"},
+            {"Range": "items=0-1"},
+            {"Range": "bytes=9-3"},
+            {"Range": "bytes=-"},
+            {"Range": "bytes=10-29", "If-Range": '"another version"'},
+        ):
+            response, body = get(**headers)
+            assert (response.status_code, body) == (200, stored), headers
+            assert response["Accept-Ranges"] == "bytes"
+        response, body = get(Range="bytes=10-29", **{"If-Range": etag})
+        assert (response.status_code, body) == (206, stored[10:30])
+        # A client that holds this version is told so, and sent nothing.
+        response, body = get(**{"If-None-Match": etag})
+        assert (response.status_code, body, response["ETag"]) == (304, b"", etag)
+
     def test_files_are_stored_uncompressed_so_that_a_slice_reads_only_its_own_pages(self):
         # A compressed value is inflated from its start for every slice: downloading a 250 MB file
         # a megabyte at a time would inflate some 30 GB.
