@@ -58,7 +58,7 @@ def incidents_csv_response(
       sent away, and that comes back after Retry-After, has not spent its rate on exports never run."""
     slot = export_slot_take()
     if slot is None:
-        return _export_refused(
+        return export_refused(
             request,
             status=503,
             seconds=EXPORT_SLOT_RETRY_SECONDS,
@@ -80,7 +80,7 @@ def incidents_csv_response(
     throttle = ExportThrottle()
     if not throttle.allow_request(request, view=None):
         chunks.close()
-        return _export_refused(
+        return export_refused(
             request,
             status=429,
             # No wait when the client's history holds more than the rate (since lowered) allows: a period.
@@ -96,7 +96,7 @@ def incidents_csv_response(
     )
 
 
-def _export_refused(request, *, status: int, seconds: int, message: str, **values) -> HttpResponse:
+def export_refused(request, *, status: int, seconds: int, message: str, **values) -> HttpResponse:
     """An export not started, and when to try again (`message` with `seconds` and `values`): JSON at
     the API, like DRF's own throttling (`{"detail": …}`), plain text at the admin and the public
     pages, whose downloads a browser shows."""

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from incidents import exports, roles
 from incidents.exports import CHUNK_BYTES, COLUMNS, stream_incidents_csv, write_incidents_csv
-from incidents.models import AccessDoor, Incident, Involvement, Source
+from incidents.models import AccessDoor, Incident, Involvement, Release, Source
 from tests.factories import (
     incident_type,
     make_claim,
@@ -431,6 +431,29 @@ class TestExportsAtOnce:
         streaming.close()
         assert served_elsewhere().status_code == 200
         assert served_elsewhere("/incidents.csv").status_code == 200
+
+    def test_a_release_download_holds_a_slot_as_an_export_does(self, serve):
+        # A release file (some 400 MB at a million incidents) holds a thread as long as its client
+        # takes to read it: it shares the export slots.
+        make_incident(title="Released")
+        call_command("release", user=make_user(roles.REVIEWER).username, stdout=io.StringIO())
+        release_url = f"/api/v1/releases/{Release.objects.get().name}/files/incidents.csv/"
+        downloading = serve(release_url)
+        chunks = iter(downloading)
+        next(chunks)
+        assert served_elsewhere().status_code == 503
+        downloading.close()
+        assert served_elsewhere().status_code == 200
+
+        # Every slot held elsewhere (another worker's export): the download is told when to come back.
+        with psycopg.connect(**connection.get_connection_params()) as elsewhere:
+            elsewhere.execute(f"SELECT pg_advisory_lock({exports._EXPORT_SLOT_NAMESPACE}, 1)")
+            busy = serve(release_url)
+            assert (busy.status_code, busy["Retry-After"]) == (503, "15")
+            assert json.loads(busy.content) == {
+                "detail": "Too many downloads are running at once (at most 1). Try again in 15 seconds."
+            }
+        assert serve(release_url).status_code == 200
 
     def test_an_export_sent_away_busy_does_not_spend_the_clients_rate(self, serve, settings):
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "1/minute"}}

@@ -195,7 +195,9 @@ class TestMakingAndReadingReleases:
             chunks = list(response.streaming_content)
         assert b"".join(chunks) == bytes(stored.content)
         assert [len(chunk) for chunk in chunks[:-1]] == [100] * (len(chunks) - 1)
-        assert len(queries) == len(chunks) == math.ceil(stored.size / 100)
+        # A statement per slice, and one that gives back the download's slot (see test_csv.py).
+        assert len(chunks) == math.ceil(stored.size / 100)
+        assert len(queries) == len(chunks) + 1
 
     def test_a_range_resumes_a_download_and_a_held_copy_is_not_sent_again(self, reviewer, published, monkeypatch):
         release(reviewer)

@@ -8,6 +8,7 @@ querysets, so they answer 404 like records that never existed.
 import re
 from typing import ClassVar
 
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
@@ -15,6 +16,7 @@ from django.dispatch import receiver
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -50,7 +52,8 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
-from incidents.csv_views import filtered_csv_response
+from incidents.csv_views import EXPORT_SLOT_RETRY_SECONDS, export_refused, filtered_csv_response
+from incidents.exports import ChunksInSlot, export_slot_take
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
 from incidents.merges import redirect_target
@@ -521,6 +524,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             # Errors are JSON whatever the file's type.
             (404, "application/json"): DETAIL_ERROR,
             (416, "application/json"): DETAIL_ERROR,
+            (503, "application/json"): DETAIL_ERROR,
             (429, "application/json"): DETAIL_ERROR,
         },
         description=(
@@ -551,8 +555,21 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             detail = f"Range: this file has {size:,} bytes; ask for a range that starts before its end."
             return JsonResponse({"detail": detail}, status=416, headers={"Content-Range": f"bytes */{size}"})
         start, end = byte_range or (0, size)
+        # A download holds a server thread as long as its client takes to read it (a million
+        # incidents' file is some 400 MB), as a CSV export does: it takes one of the same slots.
+        slot = export_slot_take()
+        if slot is None:
+            return export_refused(
+                request,
+                status=503,
+                seconds=EXPORT_SLOT_RETRY_SECONDS,
+                message=_(
+                    "Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."
+                ),
+                count=settings.EXPORTS_AT_ONCE,
+            )
         response = StreamingHttpResponse(
-            releases.release_file_chunks(release_file, start, end),
+            ChunksInSlot(releases.release_file_chunks(release_file, start, end), slot),
             content_type=f"{release_file.media_type}; charset=utf-8",
             status=206 if byte_range else 200,
             headers={
