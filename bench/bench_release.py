@@ -1,0 +1,91 @@
+"""Releases: the time and peak memory of making one, and of downloading its largest file.
+
+Usage (DATABASE_URL set): python bench/bench_release.py [--runs N]
+Each measure runs as its own process, whose peak resident memory is read with `os.wait4`:
+- **baseline**: Django set up, the bench user found, nothing else (what every process holds);
+- **build**: `releases.release_create` of the published data now, as the bench user (a
+  superuser), rolled back, so the database is left as it was;
+- **download**: `incidents.csv` of the latest release, through the API (Django's test client, the
+  response read to its end and hashed), when the database holds a release (`manage.py release`).
+Run with `DJANGO_DEBUG=0` (and a `DJANGO_SECRET_KEY`) for production figures: with DEBUG on, Django
+keeps every statement it runs, which for a build is its files' contents again.
+"""
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child(measure: str) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import demo_rows  # noqa: F401  (sets Django up from the environment)
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.test import Client
+
+    from incidents.models import Release
+    from incidents.releases import release_create
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_superuser": True, "is_staff": True}
+    )
+    started = time.perf_counter()
+    if measure == "build":
+        with transaction.atomic():
+            release = release_create(user=user)
+            megabytes = sum(release.files.values_list("size", flat=True)) / 1e6
+            print(f"  {release.incidents:,} incidents, {megabytes:.1f} MB of files")
+            transaction.set_rollback(True)
+    elif measure == "download":
+        latest = Release.objects.first()
+        response = Client().get(f"/api/v1/releases/{latest.name}/files/incidents.csv/", secure=True)
+        digest, size = hashlib.sha256(), 0
+        # In one piece before downloads streamed (main before 2026-12-03): the bench compares both.
+        for chunk in response.streaming_content if response.streaming else [response.content]:
+            digest.update(chunk)
+            size += len(chunk)
+        response.close()
+        assert response.status_code == 200 and digest.hexdigest() == response["ETag"].strip('"'), response
+        print(f"  {latest.name}/incidents.csv, {size / 1e6:.1f} MB")
+    print(f"  {time.perf_counter() - started:.2f} s")
+
+
+def measured(measure: str) -> float:
+    """Peak resident memory of `measure` run as its own process, in MB."""
+    process = subprocess.Popen([sys.executable, __file__, "--child", measure], cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{measure} failed ({status}).")
+    return usage.ru_maxrss / 1024  # kilobytes on Linux
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2, help="runs of each measure")
+    parser.add_argument("--child", choices=["baseline", "build", "download"], help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        child(arguments.child)
+        return
+    sys.path.insert(0, str(ROOT / "bench"))
+    import demo_rows  # noqa: F401
+
+    from incidents.models import Release
+
+    measures = ["baseline", "build"] + (["download"] if Release.objects.exists() else [])
+    for measure in measures:
+        for run in range(1, arguments.runs + 1):
+            print(f"{measure}, run {run}:")
+            print(f"  peak RSS {measured(measure):.0f} MB")
+    if "download" not in measures:
+        print("download: no release in this database (make one with `manage.py release --user NAME`).")
+
+
+if __name__ == "__main__":
+    main()
