@@ -13,11 +13,12 @@ against the checksums. `release_create` is the one service that writes a release
 API and `manage.py release` call it.
 """
 
+import codecs
 import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -422,32 +423,59 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _csv(header: list[str], rows) -> bytes:
-    # Encoded as it is written: the file is held once, as bytes, not also as text.
+# A release's files are built, stored and downloaded this much at a time: a million incidents'
+# files are some 550 MB, `incidents.csv` 400 MB of them, which held whole would sit in the memory
+# of the process building them or serving them (for a download, for each client at once).
+FILE_CHUNK_BYTES = 1 << 20
+
+
+def _csv_chunks(header: list[str], rows: Iterable[Sequence]) -> Iterator[bytes]:
+    """The CSV of `rows`, encoded as it is written, in chunks of about FILE_CHUNK_BYTES."""
     out = io.BytesIO()
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = csv.writer(io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True), lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([_cell(value) for value in row] for row in rows)
-    return out.getvalue()
+    for row in rows:
+        writer.writerow([_cell(value) for value in row])
+        if out.tell() >= FILE_CHUNK_BYTES:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
-def _table_csv(table: Table) -> bytes:
+def _csv_rows(chunks: Iterable[bytes]) -> Iterator[list[str]]:
+    """The rows of a CSV file read in chunks (`release_file_chunks`), without holding it whole:
+    its lines, each with its newline, for `csv.reader`, which joins those of a quoted field."""
+
+    def lines() -> Iterator[str]:
+        pending = ""
+        for text in codecs.iterdecode(chunks, "utf-8"):
+            *complete, pending = (pending + text).split("\n")
+            for line in complete:
+                yield line + "\n"
+        if pending:
+            yield pending
+
+    return csv.reader(lines())
+
+
+def _table_rows(table: Table) -> Iterator[tuple]:
     reads = {}
     for column in table.columns:
         read = column.value or column.field
         reads[f"release_{column.name}"] = F(read) if isinstance(read, str) else read
-    rows = table.rows().annotate(**reads).values_list(*reads)
-    return _csv([column.name for column in table.columns], rows.iterator(chunk_size=5000))
+    return table.rows().annotate(**reads).values_list(*reads).iterator(chunk_size=5000)
 
 
 def _changes(now: dict[str, str], previous: Release | None) -> bytes:
     """CHANGES.csv: the incidents added, updated, merged and withdrawn since `previous`, by public_id;
-    `now` is this release's version of each incident."""
+    `now` is this release's version of each incident, as its incidents.csv writes it."""
     before = {}
     if previous is not None:
-        previous_file = previous.files.defer("content").get(name="incidents.csv")
-        before = _versions(b"".join(release_file_chunks(previous_file)))
+        rows = _csv_rows(release_file_chunks(previous.files.defer("content").get(name="incidents.csv")))
+        header = next(rows)
+        public_id, version = header.index("public_id"), header.index("version")
+        before = {row[public_id]: row[version] for row in rows}
     changes = [(public_id, "added", "") for public_id in now.keys() - before.keys()]
     changes += [
         (public_id, "updated", "") for public_id in now.keys() & before.keys() if now[public_id] != before[public_id]
@@ -458,7 +486,7 @@ def _changes(now: dict[str, str], previous: Release | None) -> bytes:
         (public_id, "merged", survivors[public_id]) if public_id in survivors else (public_id, "withdrawn", "")
         for public_id in gone
     ]
-    return _csv([column.name for column in CHANGES.columns], sorted(changes))
+    return b"".join(_csv_chunks([column.name for column in CHANGES.columns], sorted(changes)))
 
 
 def _released_survivors(public_ids: set[str], released: set[str]) -> dict[str, str]:
@@ -486,24 +514,38 @@ def _released_survivors(public_ids: set[str], released: set[str]) -> dict[str, s
     return survivors
 
 
-def _versions(incidents_csv: bytes) -> dict[str, str]:
-    rows = csv.DictReader(io.TextIOWrapper(io.BytesIO(incidents_csv), encoding="utf-8", newline=""))
-    return {row["public_id"]: row["version"] for row in rows}
+def _noting_versions(rows: Iterable[Sequence], table: Table, versions: dict[str, str]) -> Iterator[Sequence]:
+    """`rows` of the incidents table, each incident's version noted in `versions` as the file
+    writes it, by public_id, as they pass (for CHANGES.csv)."""
+    names = [column.name for column in table.columns]
+    public_id, version = names.index("public_id"), names.index("version")
+    for row in rows:
+        versions[_cell(row[public_id])] = _cell(row[version])
+        yield row
 
 
-def _digest(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
+class ReleaseFileChunks:
+    """One file of a release as it is built, in chunks, counted and hashed as they are read: its
+    `size` and `sha256` once read to its end."""
+
+    def __init__(self, name: str, chunks: Iterable[bytes]):
+        self.name = name
+        self.size = 0
+        self._chunks = chunks
+        self._digest = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Written:
-    """What the package and the README say of a file written before them."""
-
-    size: int
-    sha256: str
-
-
-def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: dict[str, _Written]) -> bytes:
+def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: dict[str, ReleaseFileChunks]) -> bytes:
     descriptor = {
         "profile": "tabular-data-package",
         "name": name,
@@ -558,7 +600,7 @@ def citation(release_name: str, year: int) -> str:
     return f"{settings.RELEASE_AUTHOR} ({year}). {settings.RELEASE_TITLE}, release {release_name} [Data set]."
 
 
-def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, _Written], incidents: int) -> bytes:
+def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, ReleaseFileChunks], incidents: int) -> bytes:
     listing = [f"- `{file_name}`: {file.size:,} bytes, sha256 `{file.sha256}`" for file_name, file in files.items()]
     text = [
         f"# {settings.RELEASE_TITLE}, release {name}",
@@ -590,49 +632,62 @@ def release_facts() -> dict:
     return _released_incidents().aggregate(as_of=Max("updated_at"), incidents=models.Count("pk"))
 
 
-def build_release_files(
-    *, name: str, year: int, previous: Release | None, facts: dict
-) -> Iterator[tuple[str, bytes, str]]:
+def build_release_files(*, name: str, year: int, previous: Release | None, facts: dict) -> Iterator[ReleaseFileChunks]:
     """The files of release `name` built from the data now (after `previous`, for CHANGES.csv), one
-    at a time: a million incidents' files are some 550 MB together, and the caller stores each
-    before the next is built. Each comes with its sha256. Reads only; the same data always gives
-    the same bytes."""
-    written: dict[str, _Written] = {}
+    at a time and each in chunks (FILE_CHUNK_BYTES): read each to its end before asking for the
+    next, which the package and the README describe by their sizes and checksums. Reads only; the
+    same data always gives the same bytes."""
+    written: dict[str, ReleaseFileChunks] = {}
     versions: dict[str, str] = {}
     for table in TABLES:
-        content = _table_csv(table)
+        rows = _table_rows(table)
         if table.name == "incidents":
-            versions = _versions(content)
-        written[f"{table.name}.csv"] = _Written(len(content), _digest(content))
-        yield f"{table.name}.csv", content, written[f"{table.name}.csv"].sha256
-    content = _changes(versions, previous)
-    written["CHANGES.csv"] = _Written(len(content), _digest(content))
-    yield "CHANGES.csv", content, written["CHANGES.csv"].sha256
+            rows = _noting_versions(rows, table, versions)
+        file = ReleaseFileChunks(f"{table.name}.csv", _csv_chunks([column.name for column in table.columns], rows))
+        yield file
+        written[file.name] = file
+    file = ReleaseFileChunks("CHANGES.csv", [_changes(versions, previous)])
+    yield file
+    written[file.name] = file
     tables = [*TABLES, CHANGES]
-    for file_name, content in (
-        ("datapackage.json", _datapackage(name, facts["as_of"], tables, written)),
-        ("codebook.md", _codebook(name, tables)),
-        ("README.md", _readme(name, year, facts["as_of"], written, facts["incidents"])),
-    ):
-        yield file_name, content, _digest(content)
+    yield ReleaseFileChunks("datapackage.json", [_datapackage(name, facts["as_of"], tables, written)])
+    yield ReleaseFileChunks("codebook.md", [_codebook(name, tables)])
+    yield ReleaseFileChunks("README.md", [_readme(name, year, facts["as_of"], written, facts["incidents"])])
 
 
 MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".md": "text/markdown"}
 
 
-def _store_file(release: Release, file_name: str, content: bytes, sha256: str) -> None:
-    """Write one file of `release`. Not through the ORM: Django's cursors bind parameters on the
-    client (as "Scaling" in the README requires), which writes the content into the statement's text
-    as hexadecimal; for a million incidents' CSV that held over a gigabyte in the server's memory. A
-    server-side-binding cursor on the same connection, in the same transaction, sends it as one
-    binary parameter. The database's constraints check the size and checksum as for any write."""
+def _store_file(release: Release, file: ReleaseFileChunks) -> None:
+    """Write one file of `release` as it is built, a chunk at a time, into a PostgreSQL large object
+    (`lo_put`), then copy that into the file's row (`lo_get`) and drop it, all in the release's
+    transaction: the process building the file never holds it whole. (A million incidents'
+    `incidents.csv` sent as one parameter needed the whole file and a copy in the client; through
+    Django's client-side binding, written into the statement as hexadecimal, it exceeded
+    PostgreSQL's 1 GB message and could not be released at all.) A server-side-binding cursor on
+    the same connection sends each chunk as a binary parameter. The database's constraints check
+    the size and checksum as for any write."""
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute("SELECT lo_create(0)")
+        (large_object,) = cursor.fetchone()
+        offset = 0
+        for chunk in file:
+            cursor.execute("SELECT lo_put(%s, %s, %b)", [large_object, offset, chunk])
+            offset += len(chunk)
         cursor.execute(
             f"INSERT INTO {ReleaseFile._meta.db_table} (release_id, name, media_type, content, sha256, size) "
-            "VALUES (%s, %s, %s, %b, %s, %s)",
-            [release.pk, file_name, MEDIA_TYPES[file_name[file_name.rindex(".") :]], content, sha256, len(content)],
+            "VALUES (%s, %s, %s, lo_get(%s), %s, %s)",
+            [
+                release.pk,
+                file.name,
+                MEDIA_TYPES[file.name[file.name.rindex(".") :]],
+                large_object,
+                file.sha256,
+                file.size,
+            ],
         )
+        cursor.execute("SELECT lo_unlink(%s)", [large_object])
 
 
 def release_create(*, user) -> Release:
@@ -659,29 +714,23 @@ def release_create(*, user) -> Release:
         release = Release.objects.create(
             year=year, number=number, as_of=facts["as_of"], incidents=facts["incidents"], created_by=user
         )
-        for file_name, content, sha256 in build_release_files(name=name, year=year, previous=previous, facts=facts):
-            _store_file(release, file_name, content, sha256)
+        for file in build_release_files(name=name, year=year, previous=previous, facts=facts):
+            _store_file(release, file)
     return Release.objects.get(pk=release.pk)
-
-
-# A download reads its file a megabyte per statement: a million incidents' CSV is some 250 MB, which
-# read whole would sit in the server's memory (twice, as the database's value and as the response)
-# for each of however many anonymous clients download it at once.
-DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 
 def release_file_chunks(release_file: ReleaseFile, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """The file's bytes from `start` up to `end` (excluded; by default the whole file), in slices of
-    DOWNLOAD_CHUNK_BYTES, each its own statement. A file never
-    changes (a trigger refuses it), so the slices read in separate statements fit together. They are
-    cheap because the content is stored uncompressed (migration 0046): PostgreSQL then reads only the
-    slice's own pages, where a compressed value would be inflated from its start for every slice.
-    Read where the file was found (a replica, for a web request), which holds the same bytes."""
+    FILE_CHUNK_BYTES, each its own statement. A file never changes (a trigger refuses it), so the
+    slices read in separate statements fit together. They are cheap because the content is stored
+    uncompressed (migration 0046): PostgreSQL then reads only the slice's own pages, where a
+    compressed value would be inflated from its start for every slice. Read where the file was
+    found (a replica, for a web request), which holds the same bytes."""
     end = release_file.size if end is None else end
     with connections[release_file._state.db].cursor() as cursor:
-        for offset in range(start, end, DOWNLOAD_CHUNK_BYTES):
+        for offset in range(start, end, FILE_CHUNK_BYTES):
             cursor.execute(
                 "SELECT substring(content FROM %s FOR %s) FROM incidents_releasefile WHERE id = %s",
-                [offset + 1, min(DOWNLOAD_CHUNK_BYTES, end - offset), release_file.pk],
+                [offset + 1, min(FILE_CHUNK_BYTES, end - offset), release_file.pk],
             )
             yield bytes(cursor.fetchone()[0])

@@ -187,7 +187,7 @@ class TestMakingAndReadingReleases:
         # for each client downloading it.
         release(reviewer)
         stored = ReleaseFile.objects.get(name="incidents.csv")
-        monkeypatch.setattr(releases, "DOWNLOAD_CHUNK_BYTES", 100)
+        monkeypatch.setattr(releases, "FILE_CHUNK_BYTES", 100)
         response = client_for().get(f"{API}/releases/{FIRST}/files/incidents.csv/")
         assert response.streaming
         assert int(response["Content-Length"]) == stored.size > 250
@@ -206,7 +206,7 @@ class TestMakingAndReadingReleases:
         url = f"{API}/releases/{FIRST}/files/incidents.csv/"
         etag = client_for().get(url)["ETag"]
         # Slices smaller than the ranges, so that a range starts and ends inside them.
-        monkeypatch.setattr(releases, "DOWNLOAD_CHUNK_BYTES", 7)
+        monkeypatch.setattr(releases, "FILE_CHUNK_BYTES", 7)
 
         def get(**headers):
             response = client_for().get(url, headers=headers)
@@ -287,7 +287,7 @@ class TestReleaseFiles:
         release(reviewer)
         stored = {release_file.name: bytes(release_file.content) for release_file in ReleaseFile.objects.all()}
         built = build_release_files(name=FIRST, year=YEAR, previous=None, facts=release_facts())
-        rebuilt = {file_name: content for file_name, content, _ in built}
+        rebuilt = {file.name: b"".join(file) for file in built}
         assert rebuilt == stored
         # A second release of unchanged data holds the very same tables.
         second = files_of(release(reviewer))
