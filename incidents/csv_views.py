@@ -58,14 +58,9 @@ def incidents_csv_response(
       sent away, and that comes back after Retry-After, has not spent its rate on exports never run."""
     slot = export_slot_take()
     if slot is None:
-        return export_refused(
+        return export_slots_busy(
             request,
-            status=503,
-            seconds=EXPORT_SLOT_RETRY_SECONDS,
-            message=_(
-                "Too many CSV exports are running at once (at most %(count)d). Try again in %(seconds)d seconds."
-            ),
-            count=settings.EXPORTS_AT_ONCE,
+            _("Too many CSV exports are running at once (at most %(count)d). Try again in %(seconds)d seconds."),
         )
     rows = stream_incidents_csv(
         queryset,
@@ -80,7 +75,7 @@ def incidents_csv_response(
     throttle = ExportThrottle()
     if not throttle.allow_request(request, view=None):
         chunks.close()
-        return export_refused(
+        return _export_refused(
             request,
             status=429,
             # No wait when the client's history holds more than the rate (since lowered) allows: a period.
@@ -96,7 +91,15 @@ def incidents_csv_response(
     )
 
 
-def export_refused(request, *, status: int, seconds: int, message: str, **values) -> HttpResponse:
+def export_slots_busy(request, message: str) -> HttpResponse:
+    """503 while EXPORTS_AT_ONCE downloads (CSV exports, release files) hold every export slot, and
+    when to come back: `message` says what, with `%(count)d` and `%(seconds)d`."""
+    return _export_refused(
+        request, status=503, seconds=EXPORT_SLOT_RETRY_SECONDS, message=message, count=settings.EXPORTS_AT_ONCE
+    )
+
+
+def _export_refused(request, *, status: int, seconds: int, message: str, **values) -> HttpResponse:
     """An export not started, and when to try again (`message` with `seconds` and `values`): JSON at
     the API, like DRF's own throttling (`{"detail": …}`), plain text at the admin and the public
     pages, whose downloads a browser shows."""

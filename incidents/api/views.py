@@ -8,7 +8,6 @@ querysets, so they answer 404 like records that never existed.
 import re
 from typing import ClassVar
 
-from django.conf import settings
 from django.core.signals import setting_changed
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
@@ -52,7 +51,7 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
-from incidents.csv_views import EXPORT_SLOT_RETRY_SECONDS, export_refused, filtered_csv_response
+from incidents.csv_views import export_slots_busy, filtered_csv_response
 from incidents.exports import ChunksInSlot, export_slot_take
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.history import history_entries, history_visible_to
@@ -559,14 +558,9 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         # incidents' file is some 400 MB), as a CSV export does: it takes one of the same slots.
         slot = export_slot_take()
         if slot is None:
-            return export_refused(
+            return export_slots_busy(
                 request,
-                status=503,
-                seconds=EXPORT_SLOT_RETRY_SECONDS,
-                message=_(
-                    "Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."
-                ),
-                count=settings.EXPORTS_AT_ONCE,
+                _("Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."),
             )
         response = StreamingHttpResponse(
             ChunksInSlot(releases.release_file_chunks(release_file, start, end), slot),
