@@ -733,6 +733,26 @@ def test_the_sql_rule_for_formulas_is_the_python_one():
             assert cursor.fetchone()[0] == _neutralised(cell), repr(cell)
 
 
+def while_a_reviewer_makes_confidential(source: Source, analyst_writes) -> None:
+    """Run `analyst_writes` on a connection of its own while a reviewer's transaction has made
+    `source` confidential and not yet committed; the reviewer commits a second later."""
+
+    def analyst():
+        try:
+            analyst_writes()
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [source.pk])
+        analyst_thread = threading.Thread(target=analyst)
+        analyst_thread.start()
+        # Time for the analyst's write to meet the uncommitted change; were it later, it would
+        # only find the source already confidential, and the test would check the plain case.
+        time.sleep(1)
+    analyst_thread.join(10)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_added_while_its_source_is_made_confidential_does_not_show_the_source_to_the_public():
     # A reviewer marks a source confidential (an informant) while an analyst cites it on an
@@ -742,21 +762,7 @@ def test_a_claim_added_while_its_source_is_made_confidential_does_not_show_the_s
     # in the public export and search words.
     incident = make_incident(title="Deportation at the border")
     informant = make_source(title="Zanzibarite informant")
-
-    def analyst_cites_the_source():
-        try:
-            make_claim(incident=incident, source=informant)
-        finally:
-            connection.close()
-
-    with psycopg.connect(**connection.get_connection_params()) as reviewer:
-        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [informant.pk])
-        analyst = threading.Thread(target=analyst_cites_the_source)
-        analyst.start()
-        # Time for the analyst's write to meet the uncommitted change; were it later, it would
-        # only find the source already confidential, and the test would check the plain case.
-        time.sleep(1)
-    analyst.join(10)
+    while_a_reviewer_makes_confidential(informant, lambda: make_claim(incident=incident, source=informant))
 
     public = client_for()
     exported = b"".join(public.get(f"{API}/incidents.csv").streaming_content).decode()
@@ -781,21 +787,12 @@ def test_relays_cited_while_the_source_they_relay_is_made_confidential_are_count
     recorded = []
 
     def analyst_records_the_incident():
-        try:
-            incident = make_incident(title="Relayed twice")
-            for outlet in outlets:
-                make_claim(incident=incident, source=outlet)
-            recorded.append(incident)
-        finally:
-            connection.close()
+        incident = make_incident(title="Relayed twice")
+        for outlet in outlets:
+            make_claim(incident=incident, source=outlet)
+        recorded.append(incident)
 
-    with psycopg.connect(**connection.get_connection_params()) as reviewer:
-        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [testimony.pk])
-        analyst = threading.Thread(target=analyst_records_the_incident)
-        analyst.start()
-        # Time for the analyst's write to meet the uncommitted change (see the test above).
-        time.sleep(1)
-    analyst.join(10)
+    while_a_reviewer_makes_confidential(testimony, analyst_records_the_incident)
 
     assert_kept_origins_are_the_incidents()
     corroborated = client_for().get(f"{API}/incidents/", {"min_origins": 2}).json()["results"]
