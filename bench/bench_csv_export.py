@@ -15,12 +15,10 @@ import hashlib
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from demo_rows import ensure_incidents
+from demo_rows import ensure_incidents, peak_rss_mb
 from django.contrib.admin import site
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
@@ -33,8 +31,6 @@ from incidents import roles
 from incidents.exports import copy_statement, write_incidents_csv
 from incidents.models import AccessDoor, Incident
 from incidents.selectors import incidents_matching
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # (name, reader, filters as a query string): the whole export for each audience; filtered ones, by
 # date and country (the incident list's commonest filters), by a search; a partner's full-history
@@ -143,14 +139,9 @@ def reference(user, filters: str, out) -> float:
     return elapsed
 
 
-def peak_rss_mb(*options: str) -> float:
+def export_peak_rss_mb(*options: str) -> float:
     """Peak resident memory of `manage.py export_incidents` run as its own process, in MB."""
-    command = [sys.executable, "manage.py", "export_incidents", "-o", os.devnull, *options]
-    process = subprocess.Popen(command, cwd=ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({status}).")
-    return usage.ru_maxrss / 1024  # kilobytes on Linux
+    return peak_rss_mb([sys.executable, "manage.py", "export_incidents", "-o", os.devnull, *options])
 
 
 def main():
@@ -182,8 +173,8 @@ def main():
         )
     if not arguments.no_rss:
         bench_user()
-        empty = peak_rss_mb("--user=bench", "--date-to=1000-01-01")
-        full = peak_rss_mb("--user=bench")
+        empty = export_peak_rss_mb("--user=bench", "--date-to=1000-01-01")
+        full = export_peak_rss_mb("--user=bench")
         print(f"peak RSS exporting 0 rows: {empty:.0f} MB; all rows: {full:.0f} MB (+{full - empty:.0f} MB)")
 
 

@@ -13,25 +13,19 @@ keeps every statement it runs, which for a build is its files' contents again.
 
 import argparse
 import hashlib
-import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from demo_rows import peak_rss_mb
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import Client
+
+from incidents.models import Release
+from incidents.releases import release_create
 
 
 def child(measure: str) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    import demo_rows  # noqa: F401  (sets Django up from the environment)
-    from django.contrib.auth import get_user_model
-    from django.db import transaction
-    from django.test import Client
-
-    from incidents.models import Release
-    from incidents.releases import release_create
-
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )
@@ -56,15 +50,6 @@ def child(measure: str) -> None:
     print(f"  {time.perf_counter() - started:.2f} s")
 
 
-def measured(measure: str) -> float:
-    """Peak resident memory of `measure` run as its own process, in MB."""
-    process = subprocess.Popen([sys.executable, __file__, "--child", measure], cwd=ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{measure} failed ({status}).")
-    return usage.ru_maxrss / 1024  # kilobytes on Linux
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each measure")
@@ -73,16 +58,11 @@ def main():
     if arguments.child:
         child(arguments.child)
         return
-    sys.path.insert(0, str(ROOT / "bench"))
-    import demo_rows  # noqa: F401
-
-    from incidents.models import Release
-
     measures = ["baseline", "build"] + (["download"] if Release.objects.exists() else [])
     for measure in measures:
         for run in range(1, arguments.runs + 1):
             print(f"{measure}, run {run}:")
-            print(f"  peak RSS {measured(measure):.0f} MB")
+            print(f"  peak RSS {peak_rss_mb([sys.executable, __file__, '--child', measure]):.0f} MB")
     if "download" not in measures:
         print("download: no release in this database (make one with `manage.py release --user NAME`).")
 

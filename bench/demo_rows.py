@@ -1,10 +1,12 @@
-"""Rows for the CSV benchmarks: Django set up from the environment, and synthetic incidents.
+"""Rows for the CSV benchmarks: Django set up from the environment, synthetic incidents, and the
+peak memory of a command run as its own process.
 
 `make demo-data` (manage.py generate_demo_data) makes richer data; these helpers only top up the
 incident count so that a benchmark can run on any database (DATABASE_URL) without it.
 """
 
 import os
+import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,6 +23,16 @@ from django.db import transaction  # noqa: E402
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source  # noqa: E402
 
 BATCH = 5000
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak resident memory of `command`, run from the project's root as its own process, in MB."""
+    process = subprocess.Popen(command, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({status}).")
+    return usage.ru_maxrss / 1024  # kilobytes on Linux
 
 
 def reference_records() -> tuple[list[Place], list[Organization], list[Source]]:
