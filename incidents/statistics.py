@@ -35,8 +35,8 @@ Either way:
 An incident can have several perpetrators or countries, so there the total is summed on its own.
 """
 
+import calendar
 from contextlib import contextmanager
-from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
@@ -476,7 +476,8 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search
     if (
         not filters.keys() <= _ROLLUP_FILTERS
         or (date_from and date_from.day != 1)
-        or (date_to and (date_to + timedelta(days=1)).day != 1)
+        # The last day of its month, by the calendar: the day after 31 December 9999 is no date.
+        or (date_to and date_to.day != calendar.monthrange(date_to.year, date_to.month)[1])
         # Kept per perpetrator and per country within a country, not per place within one.
         or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
