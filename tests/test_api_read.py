@@ -585,3 +585,11 @@ def test_updated_since_with_an_offset_postgresql_does_not_take_answers_200():
     # Python accepts offsets up to a day, PostgreSQL only up to 15:59: found by schemathesis as a 500.
     answer = client_for().get(f"{API}/incidents/", {"updated_since": "1755-05-23T17:01:12.915+17:44"})
     assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("updated_since", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:00"])
+def test_updated_since_whose_utc_time_is_beyond_the_calendar_answers_400_naming_it(updated_since):
+    for address in (f"{API}/incidents/", f"{API}/incidents/stats/", "/statistics/"):
+        answer = client_for().get(address, {"updated_since": updated_since, "group_by": "year"})
+        assert answer.status_code == 400
+        assert "updated_since" in answer.content.decode()
