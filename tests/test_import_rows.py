@@ -166,6 +166,17 @@ class TestDuplicates:
         assert "1 incident(s) were created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
 
+    @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+    def test_rows_on_the_first_or_last_day_a_date_can_have_are_compared_like_any_other(
+        self, analyst, tumen, tmp_path, day
+    ):
+        known = make_incident(date_start=date.fromisoformat(day), date_end=date.fromisoformat(day), places=[tumen])
+
+        output = run_import(analyst, tmp_path, self.new_rows("Same day", "Same day again", date_start=day), "--dry-run")
+
+        assert f"line 2: 'Same day' may duplicate {known.public_id}" in output
+        assert "line 3: 'Same day again' may duplicate" in output
+
     @pytest.mark.parametrize(
         ("changes", "duplicate"),
         [
