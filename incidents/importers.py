@@ -54,6 +54,7 @@ from incidents.models import (
     ReviewState,
     Source,
 )
+from incidents.numbers import is_whole_number
 from incidents.querysets import DuplicateCandidate, possible_duplicates_among
 from incidents.services import (
     ValidatedIncidents,
@@ -796,7 +797,7 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     raw = record.get("version", "").strip()
     if not raw:
         return [RowError(line, "version", f"Needed to update {incident.public_id}: export it to get its version.")]
-    if not raw.isdigit():
+    if not is_whole_number(raw):
         return [RowError(line, "version", f"{raw!r} is not a version number.")]
     row.expected_version = int(raw)
     if row.expected_version != incident.version:
@@ -827,7 +828,7 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
                 errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
         elif column in COUNT_COLUMNS:
             value = raw.strip()
-            if value and not value.isdigit():
+            if value and not is_whole_number(value):
                 errors.append(RowError(line, column, f"{raw!r} is not a whole number of people."))
             else:
                 data[column] = int(value) if value else None

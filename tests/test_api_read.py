@@ -526,6 +526,13 @@ class TestFilters:
         assert answer.status_code == 400
         assert list(answer.json()) == [parameter]
 
+    @pytest.mark.parametrize("path", ["incidents/", "sources/"])
+    def test_a_page_size_in_other_digits_answers_400_naming_page_size(self, path):
+        # "²" is a digit to str.isdigit() but not to int().
+        answer = client_for().get(f"{API}/{path}", {"page_size": "²"})
+        assert answer.status_code == 400
+        assert list(answer.json()) == ["page_size"]
+
     def test_every_malformed_parameter_is_named_at_once(self):
         answer = client_for().get(f"{API}/incidents/?min_people=-1&country=XX&date_to=2024-01-01&q=")
         assert answer.status_code == 400

@@ -123,6 +123,31 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     assert errors.count("column date_start") == 2
 
 
+def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tmp_path):
+    # "²" is a digit to str.isdigit() but not to int().
+    incident = make_incident()
+    content = write_csv(
+        [
+            export_row(
+                title="New", type="deportation", date_start="2024-03-01", date_end="2024-03-01", people_count="²"
+            ),
+            export_row(
+                public_id=incident.public_id,
+                version="²",
+                title=incident.title,
+                type="forced-repatriation",
+                date_start="2023-08-29",
+                date_end="2023-08-29",
+            ),
+        ]
+    )
+
+    errors = import_errors(analyst, tmp_path, content)
+
+    assert "line 2, column people_count: '²' is not a whole number of people." in errors
+    assert "line 3, column version: '²' is not a version number." in errors
+
+
 class TestDuplicates:
     @pytest.fixture
     def tumen(self):
