@@ -569,6 +569,7 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     header = [name.strip() for name in first.cells] if first and first.line == 1 else []
     _check_header(header)
     rows = []
+    holds_nul = "\x00" in text
     name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
     max_names, names = max_rows * NAMES_PER_ROW, 0
     while record := records.read(max_cells=len(header)):
@@ -602,8 +603,20 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
                     f"({NAMES_PER_ROW} a row of TRACKER_IMPORT_MAX_ROWS); split it into several files.",
                 )
             )
+        if holds_nul:
+            _refuse_nul(record, header)
         rows.append((record.line, record.cells))
     return header, rows
+
+
+def _refuse_nul(record: "_Record", header: list[str]) -> None:
+    """PostgreSQL's text cannot hold a NUL: a cell with one would fail the import's first query
+    naming it (a crash of the command, a 500 of the admin's upload) rather than be reported."""
+    for name, cell in zip(header, record.cells, strict=False):
+        if "\x00" in cell:
+            raise _InvalidFile(
+                RowError(record.line, name, "This cell holds a NUL character, which no field may hold; remove it.")
+            )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from incidents import roles
 from incidents.exports import COLUMNS
 from incidents.models import Incident
-from tests.factories import make_incident, make_place, make_user
+from tests.factories import make_incident, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import, write_csv
 
 HEADER = "title,type,date_start,date_end"
@@ -146,6 +146,18 @@ def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tm
 
     assert "line 2, column people_count: '²' is not a whole number of people." in errors
     assert "line 3, column version: '²' is not a version number." in errors
+
+
+def test_a_cell_holding_a_nul_is_named_rather_than_crashing_the_import(analyst, tmp_path):
+    # PostgreSQL's text cannot hold a NUL: the import's first query naming it failed.
+    make_source(title="Daily NK")
+    for column, cell in [("title", "Forty\x00 returned"), ("sources", "Daily\x00 NK")]:
+        cells = {"title": "Forty returned", "type": "deportation", "date_start": "2024-03-01"}
+        cells |= {"date_end": "2024-03-01", "sources": "Daily NK", column: cell}
+
+        errors = import_errors(analyst, tmp_path, write_csv([cells]), "--allow-duplicates")
+
+        assert f"line 2, column {column}: This cell holds a NUL character" in errors
 
 
 class TestDuplicates:
