@@ -8,6 +8,7 @@ from django.utils.http import urlencode
 from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
+from incidents.numbers import is_whole_number
 from incidents.search import search_terms
 
 
@@ -27,6 +28,24 @@ class BoundedSearchMixin:
         except ValidationError as refusal:
             self.message_user(request, f"This search cannot be run: {' '.join(refusal.messages)}", messages.ERROR)
             return queryset.none(), False
+
+
+class PossibleFilterValuesMixin:
+    """A list's filter values that no filter link sends are refused (a 400) before they reach the
+    database or a date: a NUL, which PostgreSQL's text cannot hold (`?kind__exact=%00`: a
+    DataError), and a date hierarchy's part of more than four digits, which Django cannot make a
+    date of (`?published_on__year=99999999999999999999`: an OverflowError, where Django answers
+    other impossible dates itself). Both were 500s."""
+
+    def lookup_allowed(self, lookup, value, request):
+        if "\x00" in value:
+            return False
+        date_parts = (
+            {f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")} if self.date_hierarchy else ()
+        )
+        if lookup in date_parts and not (is_whole_number(value) and len(value) <= 4):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 class RecordedAutocompleteJsonView(AutocompleteJsonView):
@@ -59,11 +78,15 @@ class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
-    bounds of BoundedSearchMixin."""
+    bounds of BoundedSearchMixin and filters by values a filter can send (PossibleFilterValuesMixin)."""
 
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = admin_class or admin.ModelAdmin
-        bounded = type(admin_class.__name__, (BoundedSearchMixin, admin_class), {"__module__": admin_class.__module__})
+        bounded = type(
+            admin_class.__name__,
+            (BoundedSearchMixin, PossibleFilterValuesMixin, admin_class),
+            {"__module__": admin_class.__module__},
+        )
         super().register(model_or_iterable, bounded, **options)
 
     def has_permission(self, request):

@@ -179,12 +179,22 @@ class IncidentFilterForm(forms.Form):
         return cleaned_data
 
 
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """An ISO 8601 time, sent to PostgreSQL in UTC: Python accepts offsets up to a day, PostgreSQL
-    only up to 15:59, and refused the others with a 500 (`+17:44`, found by schemathesis)."""
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time, cleaned into UTC: Python accepts offsets up to a day, PostgreSQL only up
+    to 15:59, and refused the others with a 500 (`+17:44`, found by schemathesis). A time whose UTC
+    falls outside the years 1 to 9999 (`0001-01-01T00:00:00+23:00`) is no valid time: a 400 naming
+    the parameter, where converting it in the filter was a 500."""
 
-    def filter(self, qs, value):
-        return super().filter(qs, value.astimezone(UTC) if value else value)
+    def to_python(self, value):
+        value = super().to_python(value)
+        try:
+            return value.astimezone(UTC) if value else value
+        except OverflowError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 @extend_schema_field(OpenApiTypes.INT)

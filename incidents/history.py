@@ -15,10 +15,11 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models
+from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, Incident, IncidentRevision
+from incidents.models import Claim, DuplicatePair, Incident, IncidentRevision
 from incidents.querysets import can_see_confidential, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
@@ -68,8 +69,9 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     involvements, since analysts edit those on the incident's page. Events of claims the user may
     not see (confidential, or from a confidential source) are left out, and so are those of deleted
     claims, which can no longer be checked against `visible_to`, except for readers who may see
-    every claim. The caller has already checked, through `visible_to`, that the user may see `obj`.
-    Runs one query (two for an incident)."""
+    every claim; so are those of duplicate pairs with an incident the user may not see. The caller
+    has already checked, through `visible_to`, that the user may see `obj`. Runs one query (three
+    for an incident seen without Confidential access)."""
     if not isinstance(obj, Incident):
         return Events.objects.tracks(obj).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
@@ -85,6 +87,18 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         ]
         events = events.exclude(
             models.Q(pgh_obj_model=IncidentRevision._meta.label) & ~models.Q(pgh_obj_id__in=visible_revision_ids)
+        )
+        # A pair names its other incident (its id in the event's data): only pairs of two incidents
+        # the user may see, each by its own state (the survivor of a merge keeps its pair), as the
+        # duplicates' queue shows them; a subquery of the same statement.
+        seen = Incident.objects.seen_by(user).values("pk")
+        visible_pair_ids = (
+            DuplicatePair.objects.filter(incident_a__in=seen, incident_b__in=seen)
+            .filter(models.Q(incident_a=obj) | models.Q(incident_b=obj))
+            .values_list(Cast("pk", models.TextField()))
+        )
+        events = events.exclude(
+            models.Q(pgh_obj_model=DuplicatePair._meta.label) & ~models.Q(pgh_obj_id__in=visible_pair_ids)
         )
     return events.order_by(*HISTORY_ORDERING)
 

@@ -54,6 +54,7 @@ from incidents.models import (
     ReviewState,
     Source,
 )
+from incidents.numbers import is_whole_number
 from incidents.querysets import DuplicateCandidate, possible_duplicates_among
 from incidents.services import (
     ValidatedIncidents,
@@ -568,6 +569,7 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     header = [name.strip() for name in first.cells] if first and first.line == 1 else []
     _check_header(header)
     rows = []
+    holds_nul = "\x00" in text
     name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
     max_names, names = max_rows * NAMES_PER_ROW, 0
     while record := records.read(max_cells=len(header)):
@@ -601,8 +603,20 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
                     f"({NAMES_PER_ROW} a row of TRACKER_IMPORT_MAX_ROWS); split it into several files.",
                 )
             )
+        if holds_nul:
+            _refuse_nul(record, header)
         rows.append((record.line, record.cells))
     return header, rows
+
+
+def _refuse_nul(record: "_Record", header: list[str]) -> None:
+    """PostgreSQL's text cannot hold a NUL: a cell with one would fail the import's first query
+    naming it (a crash of the command, a 500 of the admin's upload) rather than be reported."""
+    for name, cell in zip(header, record.cells, strict=False):
+        if "\x00" in cell:
+            raise _InvalidFile(
+                RowError(record.line, name, "This cell holds a NUL character, which no field may hold; remove it.")
+            )
 
 
 @dataclass(frozen=True)
@@ -796,7 +810,7 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     raw = record.get("version", "").strip()
     if not raw:
         return [RowError(line, "version", f"Needed to update {incident.public_id}: export it to get its version.")]
-    if not raw.isdigit():
+    if not is_whole_number(raw):
         return [RowError(line, "version", f"{raw!r} is not a version number.")]
     row.expected_version = int(raw)
     if row.expected_version != incident.version:
@@ -827,7 +841,7 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
                 errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
         elif column in COUNT_COLUMNS:
             value = raw.strip()
-            if value and not value.isdigit():
+            if value and not is_whole_number(value):
                 errors.append(RowError(line, column, f"{raw!r} is not a whole number of people."))
             else:
                 data[column] = int(value) if value else None

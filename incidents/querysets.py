@@ -371,10 +371,7 @@ class IncidentQuerySet(models.QuerySet):
         return (
             self.exclude(pk=incident.pk)
             .filter(incident_type=incident.incident_type_id)
-            .overlapping(
-                date_from=incident.date_start - timedelta(days=window_days),
-                date_to=incident.date_end + timedelta(days=window_days),
-            )
+            .overlapping(*widened(incident.date_start, incident.date_end, window_days))
             .filter(
                 Exists(incident_places.filter(place__in=places.values("pk")))
                 | Exists(incident_places.filter(place__country__in=countries))
@@ -415,15 +412,15 @@ class IncidentQuerySet(models.QuerySet):
                 LIMIT %s
             ) AS match
         """
-        window = timedelta(days=window_days)
+        windows = [widened(candidate.date_start, candidate.date_end, window_days) for candidate in candidates]
         # Each candidate's places and countries as an array literal ("{3,17}", "{CN,KP}"): PostgreSQL's
         # arrays of arrays must be rectangular, and a separate table of them would be scanned whole
         # for every incident compared. Ids are numbers and country codes letters: nothing to escape.
         params = [
             list(range(len(candidates))),
             [candidate.incident_type_id for candidate in candidates],
-            [candidate.date_start - window for candidate in candidates],
-            [candidate.date_end + window for candidate in candidates],
+            [date_from for date_from, _ in windows],
+            [date_to for _, date_to in windows],
             ["{" + ",".join(str(place) for place, _ in candidate.places if place) + "}" for candidate in candidates],
             ["{" + ",".join(country for _, country in candidate.places if country) + "}" for candidate in candidates],
             *visible_params,
@@ -435,6 +432,16 @@ class IncidentQuerySet(models.QuerySet):
             for index, incident_id in cursor.fetchall():
                 duplicates[index].append(incident_id)
         return dict(duplicates)
+
+
+def widened(date_start: date, date_end: date, days: int) -> tuple[date, date]:
+    """The range `date_start`..`date_end` widened by `days` on each side, within the calendar: an
+    incident dated 31 December 9999 has no later day to widen to (OverflowError, a 500)."""
+    window = timedelta(days=days)
+    return (
+        date_start - window if date_start - date.min >= window else date.min,
+        date_end + window if date.max - date_end >= window else date.max,
+    )
 
 
 @dataclass(frozen=True)
@@ -460,7 +467,6 @@ def possible_duplicates_among(
     a file of many rows on the same days and places costs `limit` comparisons a row, not the
     square of their number."""
     width = max(window_days, 1)
-    window = timedelta(days=window_days)
     buckets: dict[tuple, list[int]] = defaultdict(list)
     duplicates = {}
     for index, candidate in enumerate(candidates):
@@ -479,7 +485,8 @@ def possible_duplicates_among(
             if earlier in seen:
                 continue
             seen.add(earlier)
-            if other.date_start - window <= candidate.date_end and other.date_end + window >= candidate.date_start:
+            other_from, other_to = widened(other.date_start, other.date_end, window_days)
+            if other_from <= candidate.date_end and other_to >= candidate.date_start:
                 found.append(earlier)
                 if len(found) == limit:
                     break

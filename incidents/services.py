@@ -141,7 +141,9 @@ def _validate_children(
             for field, value in fields.items():
                 setattr(instance, field, value)
         else:
-            errors[f"{label}[{index}].id"] = [f"{incident.public_id} has no {model._meta.verbose_name} {row['id']}."]
+            # A new incident has no public id yet (nor any row to change).
+            owner = incident.public_id if incident.pk else "A new incident"
+            errors[f"{label}[{index}].id"] = [f"{owner} has no {model._meta.verbose_name} {row['id']}."]
             continue
         try:
             instance.full_clean(exclude=["incident"], validate_unique=False)

@@ -35,9 +35,10 @@ Either way:
 An incident can have several perpetrators or countries, so there the total is summed on its own.
 """
 
+import calendar
 from contextlib import contextmanager
-from datetime import timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
@@ -476,7 +477,8 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search
     if (
         not filters.keys() <= _ROLLUP_FILTERS
         or (date_from and date_from.day != 1)
-        or (date_to and (date_to + timedelta(days=1)).day != 1)
+        # The last day of its month, by the calendar: the day after 31 December 9999 is no date.
+        or (date_to and date_to.day != calendar.monthrange(date_to.year, date_to.month)[1])
         # Kept per perpetrator and per country within a country, not per place within one.
         or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
@@ -655,11 +657,16 @@ def _incident_sums(
     """The groups and the total from the incidents themselves (`place`: the place filter's, which
     the place grouping needs). Without `with_total`, a total that needs a query of its own is None;
     `counting_known` also counts the incidents that have each figure (`_KNOWN`)."""
-    if group_by == "country":
-        return _country_sums(incidents, counting_known)
-    if group_by == PLACE:
-        return _place_sums(incidents, place, counting_known)
     sums = {**_SUMS, **_KNOWN} if counting_known else _SUMS
+    try:
+        if group_by == "country":
+            return _country_sums(incidents, counting_known)
+        if group_by == PLACE:
+            return _place_sums(incidents, place, counting_known)
+    except EmptyResultSet:
+        # A filter no incident can meet (min_people beyond any count a column holds): Django
+        # writes no SQL for it, and there is nothing to count.
+        return [], incidents.aggregate(**sums)
     groups = list(_grouped(incidents, group_by).annotate(**sums).order_by(F("group").asc(nulls_last=True)))
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)

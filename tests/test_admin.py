@@ -618,6 +618,19 @@ class TestPossibleDuplicates:
 
         assert not [message for message in messages_of(response) if message.startswith("Possible duplicates")]
 
+    @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+    def test_an_incident_on_the_first_or_last_day_a_date_can_have_is_saved_and_compared(self, client, analyst, day):
+        dandong = make_place(country="CN")
+        twin = make_incident(title="Same day", date_start=date.fromisoformat(day), date_end=date.fromisoformat(day))
+        twin.places.set([dandong])
+
+        response = logged_in(client, analyst).post(
+            ADD, incident_post(places=[dandong], date_start=day, date_end=day), follow=True
+        )
+
+        assert response.status_code == 200
+        assert any("Same day" in message for message in messages_of(response))
+
     def test_hidden_incidents_are_not_offered_as_duplicates(self, client, analyst):
         dandong = make_place(country="CN")
         make_incident(title="Confidential twin", confidential=True, places=[dandong])

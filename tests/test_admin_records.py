@@ -120,6 +120,21 @@ class TestChangelistURLs:
     def test_the_filters_the_list_offers_still_work(self, client, reviewer, model_name, query):
         assert client.get(changelist(model_name), query).status_code == 200
 
+    @pytest.mark.parametrize(
+        ("model_name", "query"),
+        [
+            # PostgreSQL's text holds no NUL: a DataError.
+            ("source", {"kind__exact": "\x00"}),
+            ("incident", {"review_state__exact": "\x00"}),
+            ("incidentrevision", {"state__exact": "\x00"}),
+            # No date has that year: an OverflowError in Django's date hierarchy.
+            ("source", {"published_on__year": "99999999999999999999"}),
+            ("response", {"date__year": "2023", "date__month": "99999999999999999999"}),
+        ],
+    )
+    def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
+        assert client.get(changelist(model_name), query).status_code == 400
+
 
 @pytest.fixture
 def responses():

@@ -526,6 +526,13 @@ class TestFilters:
         assert answer.status_code == 400
         assert list(answer.json()) == [parameter]
 
+    @pytest.mark.parametrize("path", ["incidents/", "sources/"])
+    def test_a_page_size_in_other_digits_answers_400_naming_page_size(self, path):
+        # "²" is a digit to str.isdigit() but not to int().
+        answer = client_for().get(f"{API}/{path}", {"page_size": "²"})
+        assert answer.status_code == 400
+        assert list(answer.json()) == ["page_size"]
+
     def test_every_malformed_parameter_is_named_at_once(self):
         answer = client_for().get(f"{API}/incidents/?min_people=-1&country=XX&date_to=2024-01-01&q=")
         assert answer.status_code == 400
@@ -585,3 +592,11 @@ def test_updated_since_with_an_offset_postgresql_does_not_take_answers_200():
     # Python accepts offsets up to a day, PostgreSQL only up to 15:59: found by schemathesis as a 500.
     answer = client_for().get(f"{API}/incidents/", {"updated_since": "1755-05-23T17:01:12.915+17:44"})
     assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("updated_since", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:00"])
+def test_updated_since_whose_utc_time_is_beyond_the_calendar_answers_400_naming_it(updated_since):
+    for address in (f"{API}/incidents/", f"{API}/incidents/stats/", "/statistics/"):
+        answer = client_for().get(address, {"updated_since": updated_since, "group_by": "year"})
+        assert answer.status_code == 400
+        assert "updated_since" in answer.content.decode()

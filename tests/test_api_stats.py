@@ -105,6 +105,22 @@ def test_statistics_count_only_what_the_reader_may_see(places):
     assert stats("group_by=year", make_user(roles.VIEWER, confidential=True))["total"]["people_count"] == 70
 
 
+def test_statistics_up_to_the_last_day_a_date_can_have_count_every_incident(places):
+    # 31 December 9999 ends its month: the totals answer it, and no "next day" is computed.
+    make_incident(people_count=500, places=[places["dandong"]], **on(date(2023, 10, 2)))
+    body = stats("group_by=month&date_from=2023-01-01&date_to=9999-12-31")
+    assert body["total"]["people_count"] == 500
+
+
+@pytest.mark.parametrize("group_by", ["year", "country", "perpetrator"])
+def test_a_count_beyond_any_an_incident_can_have_counts_nothing(places, group_by):
+    # 99,999,999,999 is beyond the column's integers: Django writes no SQL for such a filter.
+    make_incident(people_count=500, places=[places["dandong"]])
+    body = stats(f"group_by={group_by}&min_people=99999999999")
+    assert body["results"] == []
+    assert body["total"]["incidents"] == 0
+
+
 @pytest.mark.parametrize("query", ["", "group_by=week", "group_by=year&date_from=never"])
 def test_bad_group_by_or_filter_answers_400_naming_it(query):
     answer = client_for().get(f"{API}/incidents/stats/?{query}")

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pghistory
 import pytest
 from django.contrib.auth.models import Permission
+from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Response
+from incidents.models import DuplicatePair, Response
 from tests.api_support import API, client_for, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -147,3 +148,24 @@ class TestHistory:
         (change,) = [event for event in events if event["summary"] == "Incident changed"]
         assert change["import_file"] == "partner-2023-09.csv"
         assert change["changes"]["title"] == ["Before", "After"]
+
+    def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
+        # The pair's event names the other incident by its id, which is its public id: INC-…
+        incident = make_incident()
+        secret = make_incident(confidential=True)
+        shown = make_incident(review_state="draft")
+        for other in (secret, shown):
+            DuplicatePair.objects.create(incident_a=incident, incident_b=other, score=0.9)
+        viewer = make_user(roles.VIEWER)
+
+        events = results(client_for(viewer).get(f"{API}/incidents/{incident.public_id}/history/"))
+        client.force_login(viewer)
+        page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk])).content.decode()
+
+        pairs = [event["data"] for event in events if event["record"] == "incidents.DuplicatePair"]
+        assert [pair["incident_b_id"] for pair in pairs] == [shown.pk]
+        assert "a record you may not see" not in page and page.count("Duplicate pair (") == 1
+        everything = client_for(make_user(roles.VIEWER, confidential=True)).get(
+            f"{API}/incidents/{incident.public_id}/history/"
+        )
+        assert len([event for event in results(everything) if event["record"] == "incidents.DuplicatePair"]) == 2

@@ -146,6 +146,19 @@ class TestCreateIncident:
         assert answer.status_code == 400
         assert "claims" in answer.json()
 
+    def test_a_new_incident_s_rows_naming_an_id_answer_400_alike_for_hidden_and_visible_ones(self):
+        # A new incident has no rows yet: any id is refused by name, whether it is another incident's
+        # confidential claim, its public one, or no claim at all.
+        incident = make_incident()
+        hidden = make_claim(incident=incident, confidential=True)
+        shown = make_claim(incident=incident)
+        for claim_id in (hidden.pk, shown.pk, shown.pk + 1000):
+            body = new_incident_body(claims=[{"id": claim_id, "source": make_source().pk}])
+            answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+            assert answer.status_code == 400
+            assert answer.json() == {"claims[0].id": [f"A new incident has no claim {claim_id}."]}
+        assert Incident.objects.count() == 1
+
 
 class TestUpdateIncident:
     @pytest.fixture

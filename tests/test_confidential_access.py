@@ -590,6 +590,16 @@ class TestTheRecordOfAccesses:
         assert [access.door for access in by_door.context["cl"].result_list] == [AccessDoor.API]
         assert len(client.get(f"{ACCESSES}?incident={world.secret.pk}").context["cl"].result_list) == 2
 
+    def test_a_record_id_in_other_digits_or_beyond_any_id_is_refused_or_finds_nothing(self, client, world):
+        client_for(world.rita).get(incident_url(world.secret))
+        client.force_login(world.rita)
+        # "²" is a digit to str.isdigit() but not to int(): refused like any other id that is no number.
+        assert (
+            client.get(ACCESSES, {"incident": "²"})["Location"] == client.get(ACCESSES, {"incident": "x"})["Location"]
+        )
+        beyond = client.get(ACCESSES, {"source": str(2**63)})
+        assert beyond.status_code == 200 and not beyond.context["cl"].result_list
+
     def test_nobody_else_sees_who_read_what(self, client, world):
         # An analyst given confidential access reads the records, not who else read them.
         reader = make_user(roles.ANALYST, confidential=True)

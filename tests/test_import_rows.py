@@ -13,7 +13,7 @@ from django.urls import reverse
 from incidents import roles
 from incidents.exports import COLUMNS
 from incidents.models import Incident
-from tests.factories import make_incident, make_place, make_user
+from tests.factories import make_incident, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import, write_csv
 
 HEADER = "title,type,date_start,date_end"
@@ -123,6 +123,43 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     assert errors.count("column date_start") == 2
 
 
+def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tmp_path):
+    # "²" is a digit to str.isdigit() but not to int().
+    incident = make_incident()
+    content = write_csv(
+        [
+            export_row(
+                title="New", type="deportation", date_start="2024-03-01", date_end="2024-03-01", people_count="²"
+            ),
+            export_row(
+                public_id=incident.public_id,
+                version="²",
+                title=incident.title,
+                type="forced-repatriation",
+                date_start="2023-08-29",
+                date_end="2023-08-29",
+            ),
+        ]
+    )
+
+    errors = import_errors(analyst, tmp_path, content)
+
+    assert "line 2, column people_count: '²' is not a whole number of people." in errors
+    assert "line 3, column version: '²' is not a version number." in errors
+
+
+def test_a_cell_holding_a_nul_is_named_rather_than_crashing_the_import(analyst, tmp_path):
+    # PostgreSQL's text cannot hold a NUL: the import's first query naming it failed.
+    make_source(title="Daily NK")
+    for column, cell in [("title", "Forty\x00 returned"), ("sources", "Daily\x00 NK")]:
+        cells = {"title": "Forty returned", "type": "deportation", "date_start": "2024-03-01"}
+        cells |= {"date_end": "2024-03-01", "sources": "Daily NK", column: cell}
+
+        errors = import_errors(analyst, tmp_path, write_csv([cells]), "--allow-duplicates")
+
+        assert f"line 2, column {column}: This cell holds a NUL character" in errors
+
+
 class TestDuplicates:
     @pytest.fixture
     def tumen(self):
@@ -165,6 +202,17 @@ class TestDuplicates:
 
         assert "1 incident(s) were created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
+
+    @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+    def test_rows_on_the_first_or_last_day_a_date_can_have_are_compared_like_any_other(
+        self, analyst, tumen, tmp_path, day
+    ):
+        known = make_incident(date_start=date.fromisoformat(day), date_end=date.fromisoformat(day), places=[tumen])
+
+        output = run_import(analyst, tmp_path, self.new_rows("Same day", "Same day again", date_start=day), "--dry-run")
+
+        assert f"line 2: 'Same day' may duplicate {known.public_id}" in output
+        assert "line 3: 'Same day again' may duplicate" in output
 
     @pytest.mark.parametrize(
         ("changes", "duplicate"),

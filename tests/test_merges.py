@@ -476,6 +476,26 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
     assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])
 
 
+def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_server_error(client, world, reviewer):
+    # "²" is a digit to str.isdigit() but not to int().
+    client.force_login(reviewer)
+    for page in ("change", "history"):
+        answer = client.get(f"/admin/incidents/incident/%C2%B2/{page}/")
+        assert answer.status_code == 302 and answer["Location"] == reverse("admin:index")
+    url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+    answer = client.post(url, {"survivor_version": "²"}, follow=True)
+
+    assert "Nothing was merged. Not a version number" in answer.content.decode()
+    assert not IncidentMerge.objects.exists()
+
+
+def test_a_pair_id_in_other_digits_answers_404(reviewer):
+    answer = client_for(reviewer).post(f"{API}/duplicates/%C2%B2/merge/", {}, format="json")
+
+    assert answer.status_code == 404
+
+
 @pytest.mark.parametrize(
     ("survivor_figures", "merged_figures", "proposed"),
     [

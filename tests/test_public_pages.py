@@ -327,6 +327,16 @@ def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
     assert f"<code>{parameter}</code>" in response.content.decode()
 
 
+def test_the_statistics_pages_answer_dates_up_to_the_last_day_a_date_can_have(record):
+    for address in ("/statistics/", "/embed/statistics/"):
+        assert Client().get(address, {"date_to": "9999-12-31"}).status_code == 200
+
+
+def test_the_statistics_by_country_of_a_count_no_incident_can_have_is_empty(record):
+    answer = Client().get("/statistics/", {"group_by": "country", "min_people": "99999999999"})
+    assert answer.status_code == 200
+
+
 def test_a_refused_search_or_bad_parameter_is_explained_in_the_readers_language():
     too_many_words = {"q": " ".join("abcdefghi")}
     english, korean = Client().get("/", too_many_words), Client().get("/ko/", too_many_words)

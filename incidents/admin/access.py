@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from incidents.access import can_see_accesses, reads_of
 from incidents.admin.base import ParametersListFilter
 from incidents.models import ConfidentialAccess, Incident, Source
+from incidents.numbers import MAX_ID, is_whole_number
 
 # How many of a record's latest reads its page lists; the list of accesses has them all.
 READ_BY_SHOWN = 10
@@ -82,8 +83,10 @@ class ReadRecordFilter(ParametersListFilter):
             value = self.values.get(name)
             if value is None:
                 continue
-            if not value.isdigit():
+            if not is_whole_number(value):
                 raise admin.options.IncorrectLookupParameters(f"{name}: give the record's id, a whole number.")
+            if int(value) > MAX_ID:
+                return queryset.none()
             queryset = queryset.filter(pk__in=reads_of(model(pk=int(value))).values("pk"))
         return queryset
 

@@ -14,6 +14,7 @@ from incidents import merges, services
 from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
+from incidents.numbers import is_whole_number
 
 # What stops a merge or its undo, shown as the page's message.
 REFUSALS = (merges.MergeRefused, ValidationError)
@@ -38,7 +39,7 @@ class MergedIncidentRedirectMixin:
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         public_id = (
             Incident.objects.filter(pk=object_id).values_list("public_id", flat=True).first()
-            if str(object_id).isdigit()
+            if is_whole_number(str(object_id))
             else None
         )
         survivor = public_id and merges.redirect_target(user=request.user, public_id=public_id)
@@ -197,6 +198,6 @@ def _version(data, name: str) -> int | None:
     value = data.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not is_whole_number(value):
         raise ValidationError({name: [f"Not a version number: {value!r}."]})
     return int(value)

@@ -11,6 +11,7 @@ from incidents import merges, services
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
 from incidents.models import DuplicatePair, IncidentMerge
+from incidents.numbers import is_whole_number
 
 
 class DuplicatePairSerializer(serializers.ModelSerializer):
@@ -102,7 +103,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         # Not get_object(): a pair whose incident is merged already is out of the list, and its
         # second merge must hear why it is refused (the service answers 404 if it is hidden).
-        pair = DuplicatePair.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+        pair = DuplicatePair.objects.filter(pk=pk).first() if is_whole_number(str(pk)) else None
         if pair is None:
             raise services.RecordNotFound(f"No duplicate pair {pk}.")
         merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)

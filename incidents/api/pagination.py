@@ -21,6 +21,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 from incidents.history import HISTORY_ORDERING
+from incidents.numbers import is_whole_number
 
 
 class StableCursorPagination(CursorPagination):
@@ -73,7 +74,7 @@ class StableCursorPagination(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not is_whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError(
                 {self.page_size_query_param: [f"Give a whole number from 1 to {self.max_page_size}."]}
             )
