@@ -218,6 +218,10 @@ class TestMakingAndReadingReleases:
             ("bytes=-25", size - 25, size),
             (f"bytes=0-{size + 100}", 0, size),
             (f"bytes={size - 1}-", size - 1, size),
+            # Positions of any length, past every file, without a 500 (int() reads at most 4,300 digits).
+            ("bytes=0-" + "9" * 5000, 0, size),
+            ("bytes=-" + "9" * 5000, 0, size),
+            ("bytes=00000000000000000000000000010-29", 10, 30),
         ]:
             response, body = get(Range=asked)
             assert response.status_code == 206, asked
@@ -227,7 +231,7 @@ class TestMakingAndReadingReleases:
             assert response["ETag"] == etag
 
         # Past the end: 416 saying the size, as JSON like every error of the API.
-        for asked in (f"bytes={size}-", "bytes=-0"):
+        for asked in (f"bytes={size}-", "bytes=-0", "bytes=" + "9" * 5000 + "-"):
             response, _ = get(Range=asked)
             assert response.status_code == 416, asked
             assert response["Content-Range"] == f"bytes */{size}"
@@ -238,6 +242,7 @@ class TestMakingAndReadingReleases:
             {"Range": "items=0-1"},
             {"Range": "bytes=9-3"},
             {"Range": "bytes=-"},
+            {"Range": "bytes=\u0663-5"},  # an Arabic-Indic three: not a DIGIT of RFC 9110
             {"Range": "bytes=10-29", "If-Range": '"another version"'},
         ):
             response, body = get(**headers)

@@ -577,7 +577,19 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return response
 
 
-_BYTE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only (RFC 9110's DIGIT): `\d` also matched "٣", which int() reads as 3.
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# Beyond the end of any file a release holds (PostgreSQL keeps at most 1 GB in a value).
+_PAST_ANY_FILE = 10**18
+
+
+def _position(digits: str) -> int:
+    """A byte position of a `Range`, as a number; a longer one than any file's is `_PAST_ANY_FILE`,
+    so that no header makes int() read thousands of digits (it refuses more than 4,300: a 500)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < len(str(_PAST_ANY_FILE)) else _PAST_ANY_FILE
+
+
 _UNSATISFIABLE = object()
 
 
@@ -593,11 +605,11 @@ def _byte_range(request, size: int, etag: str):
         return None
     first, last = asked.groups()
     if first:  # bytes=START-END or bytes=START-
-        start, end = int(first), int(last) + 1 if last else size
+        start, end = _position(first), _position(last) + 1 if last else size
         if last and end <= start:
             return None
     elif last:  # bytes=-LENGTH: the last LENGTH bytes
-        start, end = size - int(last), size
+        start, end = size - _position(last), size
         if start == size:
             return _UNSATISFIABLE
     else:
