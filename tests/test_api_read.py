@@ -527,9 +527,10 @@ class TestFilters:
         assert list(answer.json()) == [parameter]
 
     @pytest.mark.parametrize("path", ["incidents/", "sources/"])
-    def test_a_page_size_in_other_digits_answers_400_naming_page_size(self, path):
-        # "²" is a digit to str.isdigit() but not to int().
-        answer = client_for().get(f"{API}/{path}", {"page_size": "²"})
+    @pytest.mark.parametrize("page_size", ["²", pytest.param("9" * 5000, id="5000-digits")])
+    def test_a_page_size_in_other_digits_answers_400_naming_page_size(self, path, page_size):
+        # "²" is a digit to str.isdigit() but not to int(), nor is a number of 5,000 digits.
+        answer = client_for().get(f"{API}/{path}", {"page_size": page_size})
         assert answer.status_code == 400
         assert list(answer.json()) == ["page_size"]
 

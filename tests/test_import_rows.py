@@ -123,17 +123,18 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     assert errors.count("column date_start") == 2
 
 
-def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tmp_path):
-    # "²" is a digit to str.isdigit() but not to int().
+@pytest.mark.parametrize("number", ["²", pytest.param("9" * 5000, id="5000-digits")])
+def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tmp_path, number):
+    # "²" is a digit to str.isdigit() but not to int(), nor is a number of 5,000 digits.
     incident = make_incident()
     content = write_csv(
         [
             export_row(
-                title="New", type="deportation", date_start="2024-03-01", date_end="2024-03-01", people_count="²"
+                title="New", type="deportation", date_start="2024-03-01", date_end="2024-03-01", people_count=number
             ),
             export_row(
                 public_id=incident.public_id,
-                version="²",
+                version=number,
                 title=incident.title,
                 type="forced-repatriation",
                 date_start="2023-08-29",
@@ -144,8 +145,8 @@ def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tm
 
     errors = import_errors(analyst, tmp_path, content)
 
-    assert "line 2, column people_count: '²' is not a whole number of people." in errors
-    assert "line 3, column version: '²' is not a version number." in errors
+    assert f"line 2, column people_count: {number!r} is not a whole number of people." in errors
+    assert f"line 3, column version: {number!r} is not a version number." in errors
 
 
 def test_a_cell_holding_a_nul_is_named_rather_than_crashing_the_import(analyst, tmp_path):

@@ -4,6 +4,7 @@ it out or report it, and who may do it."""
 
 import csv
 import io
+import itertools
 import re
 from datetime import date
 
@@ -477,10 +478,10 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
 
 
 def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_server_error(client, world, reviewer):
-    # "²" is a digit to str.isdigit() but not to int().
+    # "²" is a digit to str.isdigit() but not to int(), nor is a number of 5,000 digits.
     client.force_login(reviewer)
-    for page in ("change", "history"):
-        answer = client.get(f"/admin/incidents/incident/%C2%B2/{page}/")
+    for page, object_id in itertools.product(("change", "history"), ("%C2%B2", "9" * 5000)):
+        answer = client.get(f"/admin/incidents/incident/{object_id}/{page}/")
         assert answer.status_code == 302 and answer["Location"] == reverse("admin:index")
     url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
 
