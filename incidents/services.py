@@ -1082,20 +1082,23 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
         now, proposed = _readable(incident, field, getattr(incident, name)), _readable(incident, field, value)
         if now != proposed:
             rows.append((str(field.verbose_name).capitalize(), now, proposed))
+    claims = Claim.objects.visible_to(user).filter(incident=incident).select_related("source")
     current = {
         "places": list(incident.places.order_by("name")),
-        "claims": list(Claim.objects.visible_to(user).filter(incident=incident).select_related("source")),
+        "claims": list(claims),
         "victim_groups": list(incident.victim_groups.order_by("id")),
         "involvements": list(incident.involvements.select_related("organization").order_by("id")),
     }
+    # Accepting keeps the claims its proposer could not see (incident_revision_accept): a reader who
+    # sees them finds them on both sides, not as removed.
+    kept = list(claims.exclude(pk__in=Claim.objects.visible_to(revision.proposed_by).values("pk")))
     for name, proposed_rows in arguments.items():
         model = Incident._meta.get_field(name).related_model
         if name == "places":
             proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
         else:
-            proposed_text = "; ".join(
-                _described(model(**{key: value for key, value in row.items() if key != "id"})) for row in proposed_rows
-            )
+            proposed = [model(**{key: value for key, value in row.items() if key != "id"}) for row in proposed_rows]
+            proposed_text = "; ".join(_described(record) for record in [*proposed, *(kept if name == "claims" else ())])
         now_text = (
             "; ".join(sorted(str(record) for record in current[name]))
             if name == "places"

@@ -455,6 +455,23 @@ class TestRevisions:
         [change] = answer.json()["diff"]
         assert change["field"] == "Claims" and "p. 4" in change["proposed"] and "p. 4" not in change["now"]
 
+    def test_a_claim_hidden_from_the_proposer_shows_as_kept_to_a_reviewer_who_sees_it(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        claim = make_claim(incident=incident, source=make_source(title="Daily NK"), excerpt="eighty")
+        make_claim(incident=incident, source=make_source(title="Informant"), confidential=True)
+        body = {"claims": [{"id": claim.pk, "source": claim.source_id, "locator": "p. 4"}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get()
+
+        [change] = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+
+        # Accepting keeps it (incident_revision_accept): the diff must not show it removed.
+        assert "Informant" in change["now"] and "Informant" in change["proposed"]
+        assert "p. 4" in change["proposed"] and "p. 4" not in change["now"]
+        client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+        assert incident.claims.filter(source__title="Informant").exists()
+
 
 def make_world_around(incident: Incident) -> World:
     return World(incident, None, None, None, None, None, None)
