@@ -42,6 +42,10 @@ class HistoryEntry:
     # The other records it names (a claim's source, a pair's incidents), all visible to the reader:
     # what a door records when some of them are confidential (incidents.access).
     named: tuple[models.Model, ...] = ()
+    # The event's own diff ({column: [old, new]}) and record, for doors that show them raw (the
+    # API), with the id of every record the reader is not told of (`HIDDEN_RECORD`) as None.
+    raw_changes: dict[str, list] | None = None
+    raw_data: dict[str, Any] | None = None
 
 
 def set_insert_triggers(*, enabled: bool) -> None:
@@ -182,9 +186,28 @@ class _Reader:
             return str(record)
         # A record with visibility rules that is not named may be hidden or deleted: say neither,
         # so the page reads the same whichever it is. Other records are missing only once deleted.
-        if hasattr(field.related_model._default_manager.none(), "visible_to"):
+        if _has_visibility_rules(field.related_model):
             return HIDDEN_RECORD
         return f"a deleted {field.related_model._meta.verbose_name}"
+
+    def raw_id(self, field: models.ForeignKey, value):
+        """`value`, the id in the raw event of the record `field` names, or None where `record_name`
+        says `HIDDEN_RECORD`: the raw record must not name what its summary hides."""
+        if value is None or not _has_visibility_rules(field.related_model):
+            return value
+        return value if (field.related_model, str(value)) in self.records else None
+
+    def raw(self, model: type[models.Model], event) -> tuple[dict[str, list] | None, dict[str, Any]]:
+        """The event's diff and record as `HistoryEntry.raw_changes` and `raw_data`."""
+        links = _foreign_keys(model)
+
+        def shown(column, value):
+            return self.raw_id(links[column], value) if column in links else value
+
+        changes = event.pgh_diff and {
+            column: [shown(column, old), shown(column, new)] for column, (old, new) in event.pgh_diff.items()
+        }
+        return changes, {column: shown(column, value) for column, value in (event.pgh_data or {}).items()}
 
     def value(self, field: models.Field, value):
         if value is None:
@@ -225,7 +248,16 @@ class _Reader:
             linked = bool(owner) and not isinstance(self.subject, owner)
             verb = {"insert": "linked" if linked else "added", "delete": "unlinked" if linked else "removed"}
             summary = f"{capfirst(field.verbose_name)}: {self.record_name(field, value)} {verb[event.pgh_label]}"
-            return HistoryEntry(event.pgh_created_at, user, summary, [], _import_file(event), event, tuple(self.named))
+            return HistoryEntry(
+                event.pgh_created_at,
+                user,
+                summary,
+                [],
+                _import_file(event),
+                event,
+                tuple(self.named),
+                *self.raw(model, event),
+            )
         changes = [
             (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
             for column, old, new in _changes(event)
@@ -242,7 +274,20 @@ class _Reader:
         if not own and others:
             name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
         summary = f"{name} {verbs.get(event.pgh_label, event.pgh_label)}"
-        return HistoryEntry(event.pgh_created_at, user, summary, changes, _import_file(event), event, tuple(self.named))
+        return HistoryEntry(
+            event.pgh_created_at,
+            user,
+            summary,
+            changes,
+            _import_file(event),
+            event,
+            tuple(self.named),
+            *self.raw(model, event),
+        )
+
+
+def _has_visibility_rules(model: type[models.Model]) -> bool:
+    return hasattr(model._default_manager.none(), "visible_to")
 
 
 def _import_file(event) -> str | None:

@@ -149,6 +149,34 @@ class TestHistory:
         assert change["import_file"] == "partner-2023-09.csv"
         assert change["changes"]["title"] == ["Before", "After"]
 
+    def test_the_raw_record_names_no_record_its_summary_hides(self):
+        insider, viewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)
+        incident = make_incident()
+        informant, daily_nk = make_source(title="Informant", confidential=True), make_source(title="Daily NK")
+        claim = make_claim(incident=incident, source=informant)
+        body = {"claims": [{"id": claim.pk, "source": daily_nk.pk}], "version": incident.version}
+        assert (
+            client_for(insider).patch(f"{API}/incidents/{incident.public_id}/", body, format="json").status_code == 200
+        )
+
+        def claim_events(reader):
+            answer = client_for(reader).get(f"{API}/incidents/{incident.public_id}/history/")
+            return sorted(
+                (event["summary"], event["changes"] and event["changes"]["source_id"], event["data"]["source_id"])
+                for event in results(answer)
+                if event["record"] == "incidents.Claim"
+            )
+
+        # The claim first cited the confidential source: its id would confirm which record it is.
+        assert claim_events(viewer) == [
+            ("Claim (Daily NK) changed", [None, daily_nk.pk], daily_nk.pk),
+            ("Claim (a record you may not see) added", None, None),
+        ]
+        assert claim_events(insider) == [
+            ("Claim (Daily NK) changed", [informant.pk, daily_nk.pk], daily_nk.pk),
+            ("Claim (Informant) added", None, informant.pk),
+        ]
+
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…
         incident = make_incident()

@@ -184,9 +184,14 @@ class HistoryEventSerializer(serializers.Serializer):
     record = serializers.CharField(source="event.pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
     record_id = serializers.CharField(source="event.pgh_obj_id", allow_null=True)
     changes = serializers.JSONField(
-        source="event.pgh_diff", allow_null=True, help_text="field: [before, after], for updates"
+        source="raw_changes",
+        allow_null=True,
+        help_text="field: [before, after], for updates; the id of a record you may not see is null.",
     )
-    data = serializers.JSONField(source="event.pgh_data", help_text="The record as it was after the change.")
+    data = serializers.JSONField(
+        source="raw_data",
+        help_text="The record as it was after the change; the id of a record you may not see is null.",
+    )
 
 
 # `?format=geojson` is DRF's format override; documented as a parameter of the list.
