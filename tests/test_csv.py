@@ -531,6 +531,8 @@ class TestCommand:
         assert error.value.returncode == 1
         with pytest.raises(CommandError, match="--user: no user is called 'nobody'"):
             call_command("export_incidents", "--user", "nobody")
+        with pytest.raises(CommandError, match=r"-o/--output: cannot write .*/no/such/directory/x\.csv: No such file"):
+            call_command("export_incidents", "-o", str(tmp_path / "no" / "such" / "directory" / "x.csv"))
 
 
 class TestAdmin:

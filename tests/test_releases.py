@@ -104,6 +104,13 @@ class TestMakingAndReadingReleases:
         assert "| `date_start` | date (required) | First day of the range the incident lies in. |" in codebook
         assert "`at_least`: At least" in codebook
 
+    def test_a_directory_it_cannot_write_is_refused_before_anything_is_released(self, reviewer, published, tmp_path):
+        blocked = tmp_path / "a file, not a directory"
+        blocked.write_text("")
+        with pytest.raises(CommandError, match=r"--output: cannot write into .*a file, not a directory"):
+            call_command("release", user=reviewer.username, output=str(blocked / "releases"))
+        assert not Release.objects.exists()
+
     def test_only_a_reviewer_may_release(self, client, published):
         analyst = make_user(roles.ANALYST)
         with pytest.raises(CommandError, match="only Reviewers"):

@@ -1,4 +1,5 @@
 import sys
+from contextlib import nullcontext
 
 import django_filters
 from django.contrib.auth import get_user_model
@@ -61,16 +62,18 @@ class Command(BaseCommand):
             "path": "manage.py export_incidents",
             "bom": bom,
         }
-        with tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
+        # Opened before the export starts, so that a path it cannot write is told as such, not as a
+        # traceback, and nothing is exported (or recorded as read) for it.
+        try:
+            out = open(output, "wb") if output else nullcontext(sys.stdout.buffer)  # noqa: SIM115 (closed below)
+        except OSError as error:
+            raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
+        with out as stream, tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
             if not progress.disable:
                 progress.total = incidents.count()
                 progress.refresh()
-            if output:
-                with open(output, "wb") as out:
-                    write_incidents_csv(incidents, reader, out, on_rows=progress.update, **export)
-            else:
-                write_incidents_csv(incidents, reader, sys.stdout.buffer, on_rows=progress.update, **export)
-                sys.stdout.buffer.flush()
+            write_incidents_csv(incidents, reader, stream, on_rows=progress.update, **export)
+            stream.flush()
 
     def _user(self, username: str | None):
         if username is None:

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -25,6 +26,15 @@ class Command(BaseCommand):
             reviewer = get_user_model().objects.get_by_natural_key(user)
         except get_user_model().DoesNotExist:
             raise CommandError(f"--user: no user is called {user!r}.") from None
+        if output:
+            # Before the release, which cannot be undone: a directory it cannot write is refused with
+            # nothing released, not found once the release exists.
+            try:
+                Path(output).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise CommandError(f"--output: cannot write into {output}: {error.strerror}.") from None
+            if not os.access(output, os.W_OK):
+                raise CommandError(f"--output: cannot write into {output}: Permission denied.")
         try:
             release = release_create(user=reviewer)
         except PermissionDenied as refusal:
