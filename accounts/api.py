@@ -81,7 +81,10 @@ class TokenRequestView(APIView):
         token, key = token_create(user=serializer.validated_data["user"], name=serializer.validated_data["name"])
         token.token = key
         # 200 rather than 201, as DRF's obtain_auth_token answered: existing clients check for it.
-        return Response(IssuedTokenSerializer(token).data, status=status.HTTP_200_OK)
+        # The token is shown this once: no cache may keep it (as RFC 6749 asks of a token answer).
+        return Response(
+            IssuedTokenSerializer(token).data, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"}
+        )
 
 
 class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
