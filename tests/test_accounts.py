@@ -458,6 +458,11 @@ class TestTokens:
         assert bearer(bob_key).get(f"{API}/auth/tokens/").status_code == 200
         assert list(ApiToken.objects.filter(user=alice)) == [kept]
 
+    def test_revoking_a_token_of_thousands_of_digits_answers_404(self):
+        # int() reads at most 4,300 digits: the number reached it, a 500.
+        _, key = token_create(user=make_user(None), name="laptop")
+        assert bearer(key).delete(f"{API}/auth/tokens/{'9' * 5000}/").status_code == 404
+
     def test_a_new_password_revokes_every_token(self):
         partner = make_user(None)
         _, key = token_create(user=partner, name="sync")
