@@ -18,6 +18,7 @@ from accounts.services import (
     token_revoke,
 )
 from incidents.api.throttling import TokenRequestThrottle
+from incidents.numbers import is_whole_number
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -81,7 +82,10 @@ class TokenRequestView(APIView):
         token, key = token_create(user=serializer.validated_data["user"], name=serializer.validated_data["name"])
         token.token = key
         # 200 rather than 201, as DRF's obtain_auth_token answered: existing clients check for it.
-        return Response(IssuedTokenSerializer(token).data, status=status.HTTP_200_OK)
+        # The token is shown this once: no cache may keep it (as RFC 6749 asks of a token answer).
+        return Response(
+            IssuedTokenSerializer(token).data, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"}
+        )
 
 
 class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -100,6 +104,8 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
         return ApiToken.objects.filter(user=self.request.user)
 
     def destroy(self, request, *args, **kwargs):
-        if not token_revoke(user=request.user, token_id=self.kwargs["pk"]):
+        # A number int() cannot read (thousands of digits) is no token either.
+        token_id = self.kwargs["pk"]
+        if not (is_whole_number(token_id) and token_revoke(user=request.user, token_id=int(token_id))):
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)

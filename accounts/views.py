@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -55,9 +56,13 @@ def staff_only(view):
     """Staff signed in on this session; anyone else goes to the admin's login. On the pages that
     finish signing in (accounts.middleware.SIGN_IN_VIEWS) a password accepted is enough; on the
     others the middleware has made a session that still owes its second factor anonymous, so it
-    goes to the admin's login too, which sends it on to the second step."""
+    goes to the admin's login too, which sends it on to the second step.
+
+    Never cached, as the admin's own pages (its admin_view): these show an authenticator app's
+    key, recovery codes and new tokens, which no browser or proxy cache may keep."""
 
     @functools.wraps(view)
+    @never_cache
     def wrapper(request, *args, **kwargs):
         if not (request.user.is_active and request.user.is_staff):
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))

@@ -275,7 +275,11 @@ TABLES = (
         "responses",
         Response,
         "Organizations' reactions to incidents.",
-        lambda: Response.objects.annotate(public_source=visible_source_id(PUBLIC, "source_id")).order_by("id"),
+        lambda: (
+            Response.objects.visible_to(PUBLIC)
+            .annotate(public_source=visible_source_id(PUBLIC, "source_id"))
+            .order_by("id")
+        ),
         (
             Column("id", "id"),
             Column("organization", "organization", "organization_id"),

@@ -458,6 +458,11 @@ class TestTokens:
         assert bearer(bob_key).get(f"{API}/auth/tokens/").status_code == 200
         assert list(ApiToken.objects.filter(user=alice)) == [kept]
 
+    def test_revoking_a_token_of_thousands_of_digits_answers_404(self):
+        # int() reads at most 4,300 digits: the number reached it, a 500.
+        _, key = token_create(user=make_user(None), name="laptop")
+        assert bearer(key).delete(f"{API}/auth/tokens/{'9' * 5000}/").status_code == 404
+
     def test_a_new_password_revokes_every_token(self):
         partner = make_user(None)
         _, key = token_create(user=partner, name="sync")
@@ -641,6 +646,28 @@ class TestTransport:
         settings.SECURE_SSL_REDIRECT = True
         response = Client().get("/admin/login/", HTTP_X_FORWARDED_PROTO="https")
         assert response.status_code == 301 and response["Location"].startswith("https://")
+
+    def test_no_cache_keeps_a_page_or_answer_that_shows_a_secret(self, settings):
+        # The authenticator app's key, recovery codes and a new token are shown once: a browser's
+        # or a proxy's cache must not keep them, as it keeps none of the admin's pages.
+        settings.REQUIRE_2FA = True
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+        setup = client.get("/accounts/two-factor/setup/")
+        assert "setup key" in setup.content.decode().lower()
+        device = analyst.totpdevice_set.get(confirmed=False)
+        shown = {
+            "app key": setup,
+            "first recovery codes": client.post("/accounts/two-factor/setup/", {"code": app_code(device)}),
+            "new recovery codes": client.post("/accounts/recovery-codes/"),
+            "token page": client.post("/accounts/tokens/", {"name": "spreadsheet"}),
+            "token answer": client.post(
+                f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
+            ),
+        }
+        for secret, response in shown.items():
+            assert response.status_code == 200, secret
+            assert "no-store" in response.get("Cache-Control", ""), secret
 
     def test_staff_sessions_last_a_working_day(self):
         client = Client()

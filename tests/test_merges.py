@@ -497,6 +497,13 @@ def test_a_pair_id_in_other_digits_answers_404(reviewer):
     assert answer.status_code == 404
 
 
+def test_an_unmerge_of_an_address_that_is_no_public_id_answers_404(reviewer):
+    # A NUL, which PostgreSQL's text cannot hold, reached the lookup: a 500.
+    answer = client_for(reviewer).post(f"{API}/incidents/INC-%00/unmerge/", {}, format="json")
+
+    assert answer.status_code == 404
+
+
 @pytest.mark.parametrize(
     ("survivor_figures", "merged_figures", "proposed"),
     [

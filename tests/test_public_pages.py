@@ -159,6 +159,14 @@ def test_hidden_incidents_answer_404_like_missing_ones(reader, record):
     assert client.get("/incidents/INC-999999/").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "address", ["/incidents/%00/", "/incidents/INC-%00/", "/ko/incidents/%00/", "/incidents/%00.csv"]
+)
+def test_an_address_that_is_no_public_id_answers_404(address):
+    # A NUL, which PostgreSQL's text cannot hold, reached the lookup: a 500 for anyone.
+    assert Client(raise_request_exception=False).get(address).status_code == 404
+
+
 def test_the_citation_chain_stops_at_a_source_that_is_not_public(record):
     page = Client().get(f"/incidents/{record.public_id}/").content.decode()
     assert "Public relay, citing Public report, citing a source that is not public" in page

@@ -355,3 +355,23 @@ class TestReleaseFiles:
             (row["latitude"], row["longitude"]) for row in rows(files["places.csv"]) if row["name"] == facility.name
         } == {("40.100000", "124.400000")}
         assert rows(files["incidents.csv"])[0]["independent_origins"] == "2"
+
+    def test_a_response_about_no_released_incident_is_not_released(self, reviewer, published):
+        # A response follows its incidents (ResponseQuerySet.visible_to): one about a confidential
+        # incident or a draft alone, or about no incident yet, is as hidden from the release as from the API.
+        confidential = make_incident(title="Confidential detention", confidential=True)
+        draft = make_incident(title="Draft detention", review_state="draft")
+        for about, description in (
+            (confidential, "SECRET-ABOUT-CONFIDENTIAL"),
+            (draft, "SECRET-ABOUT-DRAFT"),
+            (None, "SECRET-ABOUT-NONE"),
+        ):
+            response = Response.objects.create(
+                organization=make_organization(), kind="statement", date=published.date_start, description=description
+            )
+            if about is not None:
+                response.incidents.add(about)
+
+        files = files_of(release(reviewer))
+        assert "SECRET" not in b"".join(files.values()).decode()
+        assert len(rows(files["responses.csv"])) == published.responses.count() == 1

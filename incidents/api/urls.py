@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenRequestView, TokenViewSet
+from incidents import converters  # noqa: F401  (registers <public_id:…>)
 from incidents.api import merges, views
 
 router = DefaultRouter()
@@ -43,7 +44,7 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
-    path("incidents/<str:public_id>/unmerge/", merges.IncidentUnmergeView.as_view(), name="incident-unmerge"),
+    path("incidents/<public_id:public_id>/unmerge/", merges.IncidentUnmergeView.as_view(), name="incident-unmerge"),
     *router.urls,
     re_path(r"", not_found),
 ]

@@ -2,14 +2,15 @@
 
 from django.urls import path
 
+from incidents import converters  # noqa: F401  (registers <public_id:…>)
 from incidents.public import views
 
 app_name = "public"
 
 urlpatterns = [
     path("", views.browse, name="browse"),
-    path("incidents/<str:public_id>/", views.incident, name="incident"),
-    path("incidents/<str:public_id>.csv", views.incident_csv, name="incident-csv"),
+    path("incidents/<public_id:public_id>/", views.incident, name="incident"),
+    path("incidents/<public_id:public_id>.csv", views.incident_csv, name="incident-csv"),
     path("incidents.csv", views.incidents_csv, name="incidents-csv"),
     path("incidents.geojson", views.incidents_geojson, name="incidents-geojson"),
     path("map/", views.incident_map, name="map"),

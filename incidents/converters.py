@@ -1,0 +1,20 @@
+"""The URL converters of the incidents' addresses, public pages and API alike."""
+
+from django.urls import register_converter
+
+
+class PublicIdConverter:
+    """An incident's public id (`INC-000042`), and nothing else: any other address is a 404 before
+    a view looks it up (a NUL in one, which PostgreSQL's text cannot hold, was a 500). ASCII digits
+    only, as the API's `lookup_value_regex` (`\\d` also matches "٣")."""
+
+    regex = "INC-[0-9]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(PublicIdConverter, "public_id")
