@@ -756,7 +756,20 @@ def record_save(
             # visible-only set of them.
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
             getattr(record, name).set([*linked, *hidden])
+        if isinstance(record, Source) and stored is not None and stored.confidential != record.confidential:
+            _incidents_show_claims_of_changed(record, user)
     return record
+
+
+def _incidents_show_claims_of_changed(source: Source, user) -> None:
+    """A new version of every incident with a claim of `source`, whose confidentiality just changed:
+    writers without Confidential access now see those claims, or no longer do. A write based on what
+    they read before (the version they read) then meets a version conflict, rather than delete a
+    claim it never showed them (an edit replaces the claims its writer sees), and an incremental
+    sync reads the incidents again. One statement."""
+    Incident.objects.filter(pk__in=Claim.objects.filter(source=source).values("incident_id")).update(
+        version=models.F("version") + 1, updated_at=timezone.now(), updated_by_id=_acting_user_id(user)
+    )
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:

@@ -455,6 +455,27 @@ class TestRevisions:
         [change] = answer.json()["diff"]
         assert change["field"] == "Claims" and "p. 4" in change["proposed"] and "p. 4" not in change["now"]
 
+    def test_a_revision_proposed_before_a_source_was_made_public_cannot_delete_its_claim(self):
+        # The proposer sent the claims she saw; the informant's claim was hidden from her. Once a
+        # Reviewer made the informant's source public, accepting her revision deleted that claim.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        informant = make_source(title="Informant", confidential=True)
+        unseen = make_claim(incident=incident, source=informant)
+        body = {"claims": [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        made_public = client_for(reviewer).patch(
+            f"{API}/sources/{informant.pk}/", {"confidential": False}, format="json"
+        )
+        assert made_public.status_code == 200, made_public.json()
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 409
+        assert Claim.objects.filter(pk=unseen.pk).exists()
+
 
 def make_world_around(incident: Incident) -> World:
     return World(incident, None, None, None, None, None, None)
