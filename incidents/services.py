@@ -535,6 +535,12 @@ def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
     arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
     if "places" in changes:
         arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
+        deleted = sorted(set(changes["places"]) - {place.pk for place in arguments["places"]})
+        if deleted:
+            # Accepting without them would drop what the proposer added, as if she had not.
+            raise ValidationError(
+                {"places": [f"The place {place_id} it names was deleted since." for place_id in deleted]}
+            )
     for name, model in (("claims", Claim), ("victim_groups", VictimGroup), ("involvements", Involvement)):
         if name in changes:
             arguments[name] = [_from_json(model, row) for row in changes[name]]
@@ -1088,7 +1094,12 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
     """What accepting the revision would change, as (what, now, proposed) in words people read,
     against the incident as it is now. Runs a few queries (the records the revision names)."""
     incident = revision.incident
-    arguments = revision_changes(revision)
+    try:
+        arguments = revision_changes(revision)
+    except ValidationError as error:
+        # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
+        # see it to reject it.
+        return [("Cannot be accepted", "—", " ".join(error.messages))]
     rows = []
     for name, value in arguments.pop("data").items():
         field = Incident._meta.get_field(name)

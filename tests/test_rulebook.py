@@ -20,9 +20,9 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentRevision, Response, Source
-from tests.api_support import API, client_for, incident_url
+from tests.api_support import API, client_for, incident_url, results
 from tests.differential import comparable
-from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_admin import incident_post, messages_of
 
 
@@ -475,6 +475,46 @@ class TestRevisions:
 
         assert answer.status_code == 409
         assert Claim.objects.filter(pk=unseen.pk).exists()
+
+    def test_a_revision_naming_a_place_deleted_since_is_refused_not_accepted_without_it(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        tumen, namyang = make_place(name="Tumen"), make_place(name="Namyang")
+        incident = make_incident(places=[tumen])
+        body = {"places": [tumen.pk, namyang.pk], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        assert client_for(reviewer).delete(f"{API}/places/{namyang.pk}/").status_code == 204
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert f"place {namyang.pk} it names was deleted since" in answer.json()["places"][0]
+        revision.refresh_from_db()
+        assert revision.state == "pending"
+        assert list(incident.places.all()) == [tumen]
+
+    def test_a_revision_naming_a_source_deleted_since_is_still_listed_shown_and_rejected(self, client):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        report = make_source(title="New report")
+        body = {"claims": [{"source": report.pk, "people_count": 40}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        assert client_for(reviewer).delete(f"{API}/sources/{report.pk}/").status_code == 204
+        reviewers = client_for(reviewer)
+
+        # The queue answered 400 as a whole, the revision's API detail too, its admin page 500.
+        listed = reviewers.get(f"{API}/revisions/?state=pending")
+        assert listed.status_code == 200
+        [change] = results(listed)[0]["diff"]
+        assert f"source {report.pk} it names was deleted since" in change["proposed"]
+        assert reviewers.get(f"{API}/revisions/{revision.pk}/").status_code == 200
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision.pk]))
+        assert page.status_code == 200
+        assert "deleted since" in page.content.decode()
+        assert reviewers.post(f"{API}/revisions/{revision.pk}/accept/").status_code == 400
+        assert reviewers.post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
 
 def make_world_around(incident: Incident) -> World:
