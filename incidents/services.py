@@ -564,6 +564,21 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
     rejects it and the proposer edits the current version."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
+        if (
+            "claims" in revision.changes
+            and not revision.needs_confidential_access
+            and can_see_confidential(revision.proposed_by)
+        ):
+            # The claims it replaces are those its proposer sees; she saw no confidential one when
+            # she proposed it, so accepting it now would delete those she never sent.
+            raise ValidationError(
+                {
+                    "claims": [
+                        "Its author has been given Confidential access since proposing it, so its claims "
+                        "no longer say which claims they saw: reject it, and its author can propose again."
+                    ]
+                }
+            )
         incident = Incident.objects.get(pk=revision.incident_id)
         current = _locked(incident, revision.base_version)
         arguments = revision_changes(revision)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -515,6 +516,23 @@ class TestRevisions:
         assert "deleted since" in page.content.decode()
         assert reviewers.post(f"{API}/revisions/{revision.pk}/accept/").status_code == 400
         assert reviewers.post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
+
+    def test_a_revision_proposed_before_its_author_was_given_confidential_access_cannot_delete_a_hidden_claim(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        hidden = make_claim(incident=incident, source=make_source(title="Informant"), confidential=True)
+        body = {"claims": [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        analyst.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert "Confidential access since proposing it" in answer.json()["claims"][0]
+        assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
 
 def make_world_around(incident: Incident) -> World:
