@@ -1089,12 +1089,13 @@ def _update(row: PlannedRow, user) -> None:
 def _claims_after(incident: Incident, sources: tuple[Source, ...]) -> list[dict[str, Any]]:
     """The user's visible claims once the row's sources apply: a listed source keeps its claim (with
     its figures and excerpt), a new one gets a bare claim, a visible claim whose source is no longer
-    listed goes. Claims the user may not see are left alone by incident_update itself; a source that
-    already has such a claim gets no second one."""
+    listed goes. Claims the user may not see are left alone by incident_update itself, and count
+    for nothing here: a listed source with only a hidden (confidential) claim gets the user's public
+    one beside it, as at every other door, whether or not the hidden claim exists."""
     kept = [claim for claim in incident.visible_claims if claim.source in sources]
     fields = [field.attname for field in Claim._meta.concrete_fields if field.name != "incident"]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
-    claimed = {claim.source for claim in incident.claims.all()}
+    claimed = {claim.source for claim in kept}
     return claims + [{"source": source} for source in sources if source not in claimed]
 
 

@@ -535,6 +535,12 @@ def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
     arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
     if "places" in changes:
         arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
+        deleted = sorted(set(changes["places"]) - {place.pk for place in arguments["places"]})
+        if deleted:
+            # Accepting without them would drop what the proposer added, as if she had not.
+            raise ValidationError(
+                {"places": [f"The place {place_id} it names was deleted since." for place_id in deleted]}
+            )
     for name, model in (("claims", Claim), ("victim_groups", VictimGroup), ("involvements", Involvement)):
         if name in changes:
             arguments[name] = [_from_json(model, row) for row in changes[name]]
@@ -558,6 +564,21 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
     rejects it and the proposer edits the current version."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
+        if (
+            "claims" in revision.changes
+            and not revision.needs_confidential_access
+            and can_see_confidential(revision.proposed_by)
+        ):
+            # The claims it replaces are those its proposer sees; she saw no confidential one when
+            # she proposed it, so accepting it now would delete those she never sent.
+            raise ValidationError(
+                {
+                    "claims": [
+                        "Its author has been given Confidential access since proposing it, so its claims "
+                        "no longer say which claims they saw: reject it, and its author can propose again."
+                    ]
+                }
+            )
         incident = Incident.objects.get(pk=revision.incident_id)
         current = _locked(incident, revision.base_version)
         arguments = revision_changes(revision)
@@ -756,7 +777,20 @@ def record_save(
             # visible-only set of them.
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
             getattr(record, name).set([*linked, *hidden])
+        if isinstance(record, Source) and stored is not None and stored.confidential != record.confidential:
+            _incidents_show_claims_of_changed(record, user)
     return record
+
+
+def _incidents_show_claims_of_changed(source: Source, user) -> None:
+    """A new version of every incident with a claim of `source`, whose confidentiality just changed:
+    writers without Confidential access now see those claims, or no longer do. A write based on what
+    they read before (the version they read) then meets a version conflict, rather than delete a
+    claim it never showed them (an edit replaces the claims its writer sees), and an incremental
+    sync reads the incidents again. One statement."""
+    Incident.objects.filter(pk__in=Claim.objects.filter(source=source).values("incident_id")).update(
+        version=models.F("version") + 1, updated_at=timezone.now(), updated_by_id=_acting_user_id(user)
+    )
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:
@@ -1075,7 +1109,12 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
     """What accepting the revision would change, as (what, now, proposed) in words people read,
     against the incident as it is now. Runs a few queries (the records the revision names)."""
     incident = revision.incident
-    arguments = revision_changes(revision)
+    try:
+        arguments = revision_changes(revision)
+    except ValidationError as error:
+        # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
+        # see it to reject it.
+        return [("Cannot be accepted", "—", " ".join(error.messages))]
     rows = []
     for name, value in arguments.pop("data").items():
         field = Incident._meta.get_field(name)

@@ -228,6 +228,31 @@ class TestUpdateIncident:
         assert answer.status_code == 200
         assert answer.json()["version"] == 2
 
+    def test_claims_read_before_a_source_was_made_public_do_not_delete_its_claim(self, analyst, incident):
+        # The analyst read the incident while its claim from an informant's source was hidden from
+        # her. A Reviewer then made that source public: sending back the claims she read, at the
+        # version she read, deleted the claim she had never seen, as if she had removed it.
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        informant = make_source(title="Informant", confidential=True)
+        unseen = make_claim(incident=incident, source=informant)
+        read = client_for(analyst).get(incident_url(incident))
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        made_public = client_for(reviewer).patch(
+            f"{API}/sources/{informant.pk}/", {"confidential": False}, format="json"
+        )
+        assert made_public.status_code == 200, made_public.json()
+
+        answer = client_for(analyst).patch(
+            incident_url(incident),
+            {"claims": [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}]},
+            format="json",
+            HTTP_IF_MATCH=read["ETag"],
+        )
+
+        assert answer.status_code == 412
+        assert Claim.objects.filter(pk=unseen.pk).exists()
+        assert Claim.objects.get(pk=seen.pk).excerpt == ""
+
     def test_a_write_naming_no_version_is_refused(self, analyst, incident):
         answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90}, format="json")
         assert answer.status_code == 400

@@ -182,6 +182,26 @@ class TestRoundTrip:
         assert (claims["RFA report"].people_count, claims["RFA report"].excerpt) == (450, "about 450")
         assert claims["Informant"].pk == hidden.pk
 
+    def test_a_source_listed_beside_its_hidden_confidential_claim_gets_the_analysts_public_claim(
+        self, analyst, tmp_path
+    ):
+        # A source may make one public and one confidential claim: the analyst's listing of Daily NK
+        # was dropped, reported as "1 updated", exactly when an informant's claim of it was hidden.
+        incident = make_incident(review_state="draft")
+        daily_nk = make_source(title="Daily NK")
+        hidden = make_claim(incident=incident, source=daily_nk, confidential=True, people_count=500)
+        [row] = rows(export(analyst, tmp_path))
+
+        output = run_import(analyst, tmp_path, write_csv([{**row, "sources": "Daily NK"}]))
+
+        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
+        claims = set(incident.claims.values_list("pk", "source", "confidential"))
+        assert (hidden.pk, daily_nk.pk, True) in claims
+        assert {(source, confidential) for _, source, confidential in claims} == {
+            (daily_nk.pk, True),
+            (daily_nk.pk, False),
+        }
+
     def test_history_names_the_importing_user(self, analyst, rich_incidents, tmp_path):
         first, _ = rich_incidents
         in_review(first)  # a published one would change only through a Reviewer

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -20,9 +21,9 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentRevision, Response, Source
-from tests.api_support import API, client_for, incident_url
+from tests.api_support import API, client_for, incident_url, results
 from tests.differential import comparable
-from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_admin import incident_post, messages_of
 
 
@@ -471,6 +472,84 @@ class TestRevisions:
         assert "p. 4" in change["proposed"] and "p. 4" not in change["now"]
         client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
         assert incident.claims.filter(source__title="Informant").exists()
+
+    def test_a_revision_proposed_before_a_source_was_made_public_cannot_delete_its_claim(self):
+        # The proposer sent the claims she saw; the informant's claim was hidden from her. Once a
+        # Reviewer made the informant's source public, accepting her revision deleted that claim.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        informant = make_source(title="Informant", confidential=True)
+        unseen = make_claim(incident=incident, source=informant)
+        body = {"claims": [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        made_public = client_for(reviewer).patch(
+            f"{API}/sources/{informant.pk}/", {"confidential": False}, format="json"
+        )
+        assert made_public.status_code == 200, made_public.json()
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 409
+        assert Claim.objects.filter(pk=unseen.pk).exists()
+
+    def test_a_revision_naming_a_place_deleted_since_is_refused_not_accepted_without_it(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        tumen, namyang = make_place(name="Tumen"), make_place(name="Namyang")
+        incident = make_incident(places=[tumen])
+        body = {"places": [tumen.pk, namyang.pk], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        assert client_for(reviewer).delete(f"{API}/places/{namyang.pk}/").status_code == 204
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert f"place {namyang.pk} it names was deleted since" in answer.json()["places"][0]
+        revision.refresh_from_db()
+        assert revision.state == "pending"
+        assert list(incident.places.all()) == [tumen]
+
+    def test_a_revision_naming_a_source_deleted_since_is_still_listed_shown_and_rejected(self, client):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        report = make_source(title="New report")
+        body = {"claims": [{"source": report.pk, "people_count": 40}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        assert client_for(reviewer).delete(f"{API}/sources/{report.pk}/").status_code == 204
+        reviewers = client_for(reviewer)
+
+        # The queue answered 400 as a whole, the revision's API detail too, its admin page 500.
+        listed = reviewers.get(f"{API}/revisions/?state=pending")
+        assert listed.status_code == 200
+        [change] = results(listed)[0]["diff"]
+        assert f"source {report.pk} it names was deleted since" in change["proposed"]
+        assert reviewers.get(f"{API}/revisions/{revision.pk}/").status_code == 200
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision.pk]))
+        assert page.status_code == 200
+        assert "deleted since" in page.content.decode()
+        assert reviewers.post(f"{API}/revisions/{revision.pk}/accept/").status_code == 400
+        assert reviewers.post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
+
+    def test_a_revision_proposed_before_its_author_was_given_confidential_access_cannot_delete_a_hidden_claim(self):
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        hidden = make_claim(incident=incident, source=make_source(title="Informant"), confidential=True)
+        body = {"claims": [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        analyst.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert "Confidential access since proposing it" in answer.json()["claims"][0]
+        assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
 
 def make_world_around(incident: Incident) -> World:
