@@ -1130,7 +1130,11 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
     }
     # Accepting keeps the claims its proposer could not see (incident_revision_accept): a reader who
     # sees them finds them on both sides, not as removed.
-    kept = list(claims.exclude(pk__in=Claim.objects.visible_to(revision.proposed_by).values("pk")))
+    kept = (
+        list(claims.exclude(pk__in=Claim.objects.visible_to(revision.proposed_by).values("pk")))
+        if "claims" in arguments
+        else []
+    )
     for name, proposed_rows in arguments.items():
         model = Incident._meta.get_field(name).related_model
         if name == "places":
