@@ -168,6 +168,23 @@ class TimestampedModel(models.Model):
         abstract = True
 
 
+class VersionedModel(models.Model):
+    """A record whose every save is a new version. Services compare the version a writer edited with
+    the stored one (`services.VersionConflict`), so that a stale edit is refused rather than
+    overwrite a newer one. The database's default too: rows written with COPY (the demo data's
+    sources) name their columns."""
+
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            self.version += 1
+        super().save(*args, **kwargs)
+
+
 class CheckConstraintsInOneQuery(models.Model):
     """`validate_constraints()` (and so `full_clean()`) proving all the model's check constraints
     with one query when they all hold, as a valid write's do. Django checks each with a query of
@@ -226,7 +243,7 @@ class OrganizationKind(models.TextChoices):
 
 
 @pghistory.track()
-class Organization(TimestampedModel):
+class Organization(VersionedModel, TimestampedModel):
     name = models.CharField(max_length=255, unique=True)
     acronym = models.CharField(max_length=32, blank=True)
     kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
@@ -263,7 +280,7 @@ class PlaceKind(models.TextChoices):
 
 
 @pghistory.track()
-class Place(TimestampedModel):
+class Place(VersionedModel, TimestampedModel):
     name = models.CharField(max_length=255)
     alternate_names = ArrayField(
         models.CharField(max_length=255),
@@ -383,7 +400,7 @@ class IncidentTypeManager(models.Manager):
 
 
 @pghistory.track()
-class IncidentType(TimestampedModel):
+class IncidentType(VersionedModel, TimestampedModel):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=128, unique=True)
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
@@ -425,7 +442,7 @@ class SourceKind(models.TextChoices):
 
 
 @pghistory.track()
-class Source(TimestampedModel):
+class Source(VersionedModel, TimestampedModel):
     title = models.CharField(max_length=500)
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -516,7 +533,7 @@ class DateLabel(Func):
 
 
 @pghistory.track()
-class Incident(CheckConstraintsInOneQuery, TimestampedModel):
+class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -654,12 +671,6 @@ class Incident(CheckConstraintsInOneQuery, TimestampedModel):
 
     def __str__(self):
         return f"{self.public_id}: {self.title}" if self.public_id else self.title
-
-    def save(self, *args, **kwargs):
-        # Every save of an existing row is a new version; services compare it to catch lost updates.
-        if not self._state.adding:
-            self.version += 1
-        super().save(*args, **kwargs)
 
     def clean(self):
         validate_ranges(self)
@@ -1088,7 +1099,7 @@ class ResponseKind(models.TextChoices):
 
 
 @pghistory.track()
-class Response(TimestampedModel):
+class Response(VersionedModel, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")

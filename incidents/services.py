@@ -21,6 +21,7 @@ import pghistory
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.text import capfirst
 from pghistory.core import event_models
 from psycopg import sql
 
@@ -37,20 +38,25 @@ from incidents.models import (
     RevisionState,
     Source,
     Verification,
+    VersionedModel,
     VictimGroup,
 )
 from incidents.querysets import can_see_confidential, can_see_unpublished, limit_to_visible
 
 
 class VersionConflict(Exception):
-    """Someone saved the incident after the writer loaded it."""
+    """Someone saved the record (an incident, a source, a place…) after the writer loaded it."""
 
-    def __init__(self, *, current: Incident, expected_version: int):
+    def __init__(self, *, current: models.Model, expected_version: int):
         self.current = current
         self.expected_version = expected_version
-        who = current.updated_by.get_username() if current.updated_by else "someone else"
+        if isinstance(current, Incident):
+            who = current.updated_by.get_username() if current.updated_by else "someone else"
+            changed = f"{current.public_id} was changed by {who}"
+        else:
+            changed = f"{capfirst(current._meta.verbose_name)} “{current}” was changed"
         super().__init__(
-            f"{current.public_id} was changed by {who} at {current.updated_at:%Y-%m-%d %H:%M} UTC "
+            f"{changed} at {current.updated_at:%Y-%m-%d %H:%M} UTC "
             f"(now version {current.version}; you edited version {expected_version}). "
             "Your changes were not saved: reload it, then apply them again."
         )
@@ -736,20 +742,26 @@ def record_save(
     record: models.Model,
     data: Mapping[str, Any] | None = None,
     many_to_many: Mapping[str, Iterable[models.Model]] | None = None,
+    expected_version: int | None = None,
 ) -> models.Model:
     """Create (`record` not yet saved) or change a record other than an incident — a source, place,
     organization, incident type or response — with `data` and the links in `many_to_many`, if
-    `user` has the model's add or change permission and may see the record. Links to records the
-    user may not see stay as they are: a writer who was shown no link (null, or a shorter list)
-    and sends that back does not erase it. Confidentiality changes as `confidentiality_errors`
-    allows. Raises PermissionDenied, RecordNotFound or ValidationError."""
+    `user` has the model's add or change permission and may see the record. A change names the
+    version it was made from (`expected_version`; VersionConflict if the record was saved since),
+    as an incident's does. Links to records the user may not see stay as they are: a writer who
+    was shown no link (null, or a shorter list) and sends that back does not erase it.
+    Confidentiality changes as `confidentiality_errors` allows. Raises PermissionDenied,
+    RecordNotFound, ValidationError or VersionConflict."""
     model = type(record)
     creating = record._state.adding
     action = "add" if creating else "change"
     _require_permission(user, _permission(model, action), f"{action} {model._meta.verbose_name_plural}")
+    versioned = issubclass(model, VersionedModel)
     stored = None
     if not creating:
         _require_visible(user, record)
+        if versioned and expected_version is None:
+            raise ValidationError({"version": ["Send the version you edited."]})
         stored = model._default_manager.get(pk=record.pk)
     for name, value in (data or {}).items():
         setattr(record, name, value)
@@ -771,6 +783,12 @@ def record_save(
         )
     _raise_collected(errors)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        if stored is not None and versioned:
+            # Compared with the row locked, so that two writers of one version cannot both pass.
+            current = model._default_manager.select_for_update().get(pk=record.pk)
+            if current.version != expected_version:
+                raise VersionConflict(current=current, expected_version=expected_version)
+            record.version = current.version
         record.save()
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,

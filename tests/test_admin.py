@@ -388,7 +388,10 @@ class TestConfidentiality:
         page = client.get(url).content.decode()
         # The page is the one a source that cites nothing gets: the link is not even hinted at.
         same_page_without_link = client.get(reverse("admin:incidents_source_change", args=[uncited.pk])).content
-        response = client.post(url, {"title": "Relay (edited)", "kind": "news_article", "language": "en"})
+        response = client.post(
+            url,
+            {"title": "Relay (edited)", "kind": "news_article", "language": "en", "expected_version": relay.version},
+        )
 
         assert "Informant testimony" not in page
         assert comparable(page, relay.pk) == comparable(same_page_without_link.decode(), uncited.pk)
@@ -425,6 +428,27 @@ class TestLostUpdates:
         assert "Your changes were not saved" in error
         incident.refresh_from_db()
         assert incident.title == "Alice's title" and incident.version == 2
+
+    def test_two_editors_of_one_source_the_second_gets_a_conflict_and_overwrites_nothing(self, client, analyst):
+        # Sources, places, organizations, incident types and responses carry their version too.
+        source = make_source(title="Daily NK")
+        url = reverse("admin:incidents_source_change", args=[source.pk])
+        form = {"kind": "news_article", "language": "en", "expected_version": source.version}
+        other_analyst = make_user(roles.ANALYST, username="alice")
+        logged_in(client, other_analyst).post(url, {**form, "title": "Daily NK (Seoul)"})
+
+        response = logged_in(client, analyst).post(url, {**form, "title": "Daily NK, edited"})
+
+        assert response.status_code == 200
+        error = " ".join(response.context["adminform"].form.non_field_errors())
+        assert "Source “Daily NK (Seoul)” was changed" in error and "Your changes were not saved" in error
+        source.refresh_from_db()
+        assert (source.title, source.version) == ("Daily NK (Seoul)", 2)
+        assert (
+            logged_in(client, analyst).post(url, {**form, "title": "Edited", "expected_version": 2}).status_code == 302
+        )
+        source.refresh_from_db()
+        assert (source.title, source.version) == ("Edited", 3)
 
     def test_a_form_without_its_version_is_refused(self, client, analyst):
         incident = make_incident(review_state="draft")
@@ -821,6 +845,7 @@ class TestConfidentialityElsewhere:
                 "kind": "formal_protest",
                 "date": "2023-09-01",
                 "incidents": [shown.pk],
+                "expected_version": response_record.version,
             },
         )
 

@@ -102,7 +102,10 @@ class TestSensitivePlaceWrittenBack:
         assert facility.name == "Tumen centre"
         assert (facility.latitude, facility.longitude) == (Decimal("42.9"), Decimal("129.5"))
         # New coordinates are the writer's to set.
-        moved = client.patch(f"{API}/places/{facility.pk}/", {"latitude": 42.8, "longitude": 129.4}, format="json")
+        edited = answer.json()["version"]
+        moved = client.patch(
+            f"{API}/places/{facility.pk}/", {"latitude": 42.8, "longitude": 129.4, "version": edited}, format="json"
+        )
         assert moved.status_code == 200, moved.content
         facility.refresh_from_db()
         assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))

@@ -238,7 +238,7 @@ class TestUpdateIncident:
         read = client_for(analyst).get(incident_url(incident))
         reviewer = make_user(roles.REVIEWER, confidential=True)
         made_public = client_for(reviewer).patch(
-            f"{API}/sources/{informant.pk}/", {"confidential": False}, format="json"
+            f"{API}/sources/{informant.pk}/", {"confidential": False, "version": informant.version}, format="json"
         )
         assert made_public.status_code == 200, made_public.json()
 
@@ -357,6 +357,53 @@ class TestDelete:
         assert Place.objects.filter(pk=place.pk).exists()
 
 
+class TestOtherResourcesVersions:
+    """Sources, places, organizations, incident types and responses are edited from a version, as
+    incidents are: a stale one is refused, never written over a newer edit."""
+
+    @pytest.fixture(params=["sources", "places", "organizations", "incident-types", "responses"])
+    def resource(self, request):
+        from datetime import date
+
+        from incidents.models import IncidentType, Response
+
+        make = {
+            "sources": lambda: (make_source(title="Daily NK"), {"title": "Daily NK, edited"}),
+            "places": lambda: (make_place(name="Tumen"), {"name": "Tumen, edited"}),
+            "organizations": lambda: (make_organization(name="NIS"), {"name": "NIS, edited"}),
+            "incident-types": lambda: (
+                IncidentType.objects.create(slug="refoulement", name="Refoulement"),
+                {"name": "Refoulement, edited"},
+            ),
+            "responses": lambda: (
+                Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 10, 1)),
+                {"description": "Edited"},
+            ),
+        }
+        record, change = make[request.param]()
+        return f"{API}/{request.param}/{record.pk}/", record, change
+
+    def test_a_stale_version_is_refused_and_the_newer_edit_kept(self, resource):
+        url, record, change = resource
+        reviewer = client_for(make_user(roles.REVIEWER))
+        read = reviewer.get(url)
+        assert (read["ETag"], read.json()["version"]) == ('"1"', 1)
+        first = reviewer.patch(url, {**change, "version": 1}, format="json")
+        assert first.status_code == 200, first.content
+        assert (first["ETag"], first.json()["version"]) == ('"2"', 2)
+
+        stale_body = reviewer.patch(url, {**change, "version": 1}, format="json")
+        stale_header = reviewer.patch(url, change, format="json", headers={"If-Match": '"1"'})
+        without = reviewer.patch(url, change, format="json")
+
+        assert stale_body.status_code == 409 and "you edited version 1" in stale_body.json()["detail"]
+        assert stale_header.status_code == 412 and "stale" in stale_header.json()["detail"]
+        assert without.status_code == 400 and list(without.json()) == ["version"]
+        record.refresh_from_db()
+        assert record.version == 2
+        assert reviewer.patch(url, change, format="json", headers={"If-Match": '"2"'}).status_code == 200
+
+
 class TestOtherResources:
     def test_analyst_creates_a_source_and_model_rules_apply(self):
         analyst = make_user(roles.ANALYST)
@@ -398,7 +445,7 @@ class TestOtherResources:
         response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2023, 10, 1))
         response.incidents.set([secret, public])
         answer = client_for(make_user(roles.ANALYST)).patch(
-            f"{API}/responses/{response.pk}/", {"incidents": [added.public_id]}, format="json"
+            f"{API}/responses/{response.pk}/", {"incidents": [added.public_id], "version": 1}, format="json"
         )
         assert answer.status_code == 200
         assert answer.json()["incidents"] == [added.public_id]
@@ -407,7 +454,7 @@ class TestOtherResources:
     def test_editing_a_source_does_not_reveal_the_hidden_source_it_cites(self):
         relay = make_source(title="Relay", cites=make_source(confidential=True))
         answer = client_for(make_user(roles.ANALYST)).patch(
-            f"{API}/sources/{relay.pk}/", {"title": "Relay (updated)"}, format="json"
+            f"{API}/sources/{relay.pk}/", {"title": "Relay (updated)", "version": relay.version}, format="json"
         )
         assert answer.status_code == 200
         assert (answer.json()["title"], answer.json()["cites"]) == ("Relay (updated)", None)

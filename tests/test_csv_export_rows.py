@@ -517,6 +517,8 @@ def _patch_incident(editor, incident: Incident, body: dict) -> None:
 
 
 def _patch(editor, resource: str, record, body: dict) -> None:
+    record.refresh_from_db()
+    body = {**body, "version": record.version}
     _answered(client_for(editor).patch(f"{API}/{resource}/{record.pk}/", body, format="json"))
 
 

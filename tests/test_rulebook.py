@@ -183,6 +183,7 @@ def admin_save_response(user, world, client):
         "kind": "formal_protest",
         "date": "2023-10-01",
         "incidents": [world.incident.pk],
+        "expected_version": world.response.version,
     }
     return admin_client(client, user).post(url, data)
 
@@ -485,7 +486,7 @@ class TestRevisions:
         assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
         revision = IncidentRevision.objects.get(incident=incident)
         made_public = client_for(reviewer).patch(
-            f"{API}/sources/{informant.pk}/", {"confidential": False}, format="json"
+            f"{API}/sources/{informant.pk}/", {"confidential": False, "version": informant.version}, format="json"
         )
         assert made_public.status_code == 200, made_public.json()
 

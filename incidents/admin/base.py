@@ -1,6 +1,7 @@
 """What every analysts' screen shares: visibility, the record of the confidential records it shows,
 the audit history view, estimated counts."""
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
@@ -137,6 +138,26 @@ def _context(response) -> dict:
     return getattr(response, "context_data", None) or {}
 
 
+class EditedVersionForm(forms.ModelForm):
+    """A change form that carries the version it was opened at, which the service compares with
+    the stored one (`services.VersionConflict`): a save over someone else's newer one is refused."""
+
+    # The version the user started from; a save is refused if someone saved in between.
+    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["expected_version"].initial = self.instance.version
+
+    def clean(self):
+        cleaned_data = super().clean()
+        # A form error, not a field error: the field is hidden, and so would its error be.
+        if self.instance.pk and cleaned_data.get("expected_version") is None:
+            raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
+        return cleaned_data
+
+
 class ServiceRefusalForm:
     """Shows a refusal that the service raised on save (the rules live there, not in the form) as
     the form's errors: the admin renders the form again with what the user entered and why."""
@@ -226,7 +247,10 @@ class TrackedModelAdmin(RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
         return lookup in offered
 
     def fields_left_out(self, request, obj) -> set[str]:
-        """Fields not to show on this object's page."""
+        """Fields not to show on this object's page: on a read-only one, the version it was opened
+        at (`EditedVersionForm`), since it submits nothing."""
+        if obj is not None and not self.has_change_permission(request, obj):
+            return {"expected_version"}
         return set()
 
     def get_fieldsets(self, request, obj=None):
@@ -260,7 +284,12 @@ class TrackedModelAdmin(RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
             for field in obj._meta.many_to_many
             if field.name in form.cleaned_data
         }
-        services.record_save(user=request.user, record=obj, many_to_many=many_to_many)
+        services.record_save(
+            user=request.user,
+            record=obj,
+            many_to_many=many_to_many,
+            expected_version=form.cleaned_data.get("expected_version"),
+        )
 
     def save_related(self, request, form, formsets, change):
         # save_model wrote the many-to-many links through the service (keeping hidden ones).

@@ -1,16 +1,18 @@
 """Screens for what incidents refer to: sources, organizations, places, incident types, responses.
 
-Each has search fields, so the incident page can offer them through autocomplete."""
+Each has search fields, so the incident page can offer them through autocomplete, and a change
+form that carries the version it was opened at (`EditedVersionForm`)."""
 
 from django.contrib import admin
 
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import TrackedModelAdmin
+from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
 @admin.register(Source)
 class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
+    form = EditedVersionForm
     list_display = ["title", "kind", "publisher", "published_on", "language", "confidential"]
     list_filter = ["kind", "confidential", "language"]
     list_select_related = ["publisher"]
@@ -21,12 +23,13 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
         (None, {"fields": ["title", "kind", "url", "archive_url"]}),
         ("Who and when", {"fields": ["publisher", "author", "published_on", "language"]}),
         ("Chain of sources", {"fields": ["cites"]}),
-        ("Protection", {"fields": ["confidential", "notes"]}),
+        ("Protection", {"fields": ["confidential", "notes", "expected_version"]}),
     ]
 
 
 @admin.register(Organization)
 class OrganizationAdmin(TrackedModelAdmin):
+    form = EditedVersionForm
     list_display = ["name", "acronym", "kind", "country"]
     list_filter = ["kind", "country"]
     search_fields = ["name", "acronym"]
@@ -34,6 +37,7 @@ class OrganizationAdmin(TrackedModelAdmin):
 
 @admin.register(Place)
 class PlaceAdmin(TrackedModelAdmin):
+    form = EditedVersionForm
     list_display = ["name", "kind", "parent", "country", "sensitive"]
     list_filter = ["kind", "country", "sensitive"]
     list_select_related = ["parent"]
@@ -43,6 +47,7 @@ class PlaceAdmin(TrackedModelAdmin):
 
 @admin.register(IncidentType)
 class IncidentTypeAdmin(TrackedModelAdmin):
+    form = EditedVersionForm
     list_display = ["name", "slug", "parent"]
     list_select_related = ["parent"]
     search_fields = ["name", "slug"]
@@ -52,6 +57,7 @@ class IncidentTypeAdmin(TrackedModelAdmin):
 
 @admin.register(Response)
 class ResponseAdmin(TrackedModelAdmin):
+    form = EditedVersionForm
     list_display = ["__str__", "organization", "kind", "date"]
     list_filter = ["kind"]
     list_select_related = ["organization"]

@@ -17,7 +17,13 @@ from django.utils.html import format_html, format_html_join
 from django_countries import countries
 
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EstimatedCountPaginator, ParametersListFilter, TrackedModelAdmin, VisibilityMixin
+from incidents.admin.base import (
+    EditedVersionForm,
+    EstimatedCountPaginator,
+    ParametersListFilter,
+    TrackedModelAdmin,
+    VisibilityMixin,
+)
 from incidents.admin.merges import MergedIncidentRedirectMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
@@ -144,7 +150,7 @@ class DateRangeFilter(ParametersListFilter):
         }
 
 
-class IncidentForm(forms.ModelForm):
+class IncidentForm(EditedVersionForm):
     # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
     # this field offers the same autocomplete and the service writes the links.
     place_list = forms.ModelMultipleChoiceField(
@@ -154,9 +160,6 @@ class IncidentForm(forms.ModelForm):
         widget=AutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
         help_text="Type to search places by name; the most precise known places (a crossing, a city).",
     )
-    # The version the analyst started from; a save is refused if someone saved in between.
-    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
-
     # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
     can_add_place = False
 
@@ -189,14 +192,6 @@ class IncidentForm(forms.ModelForm):
         )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
-            self.fields["expected_version"].initial = self.instance.version
-
-    def clean(self):
-        cleaned_data = super().clean()
-        # A form error, not a field error: the field is hidden, and so would its error be.
-        if self.instance.pk and cleaned_data.get("expected_version") is None:
-            raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
-        return cleaned_data
 
 
 class ClaimInline(VisibilityMixin, admin.StackedInline):
@@ -337,13 +332,6 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     actions = ["submit_for_review", "publish", "return_to_draft", "mark_verified"]
-
-    def fields_left_out(self, request, obj) -> set[str]:
-        left_out = super().fields_left_out(request, obj)
-        if obj is not None and not self.has_change_permission(request, obj):
-            # A read-only page submits nothing, so the version it was opened at is of no use.
-            left_out.add("expected_version")
-        return left_out
 
     def changelist_view(self, request, extra_context=None):
         # Django answers a bad filter value with a redirect to a page blaming the database; say

@@ -39,25 +39,37 @@ def _request_user(serializer):
     return request.user if request is not None else None
 
 
-class ModelRulesMixin:
+class ModelRulesMixin(serializers.Serializer):
     """Run the model's own validation (`full_clean()`: field rules, `clean()`, database
     constraints) on the would-be object, so the API refuses exactly what the admin refuses, and
-    write through `services.record_save`, which holds the rules of who may write what."""
+    write through `services.record_save`, which holds the rules of who may write what and refuses
+    a change made from a version saved over since (the view passes `expected_version`)."""
+
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="On writes: the version you edited (or send If-Match); a stale one answers 409.",
+    )
 
     def create(self, validated_data):
         return self._save(self.Meta.model(), validated_data)
 
     def update(self, instance, validated_data):
-        return self._save(instance, validated_data)
+        return self._save(instance, validated_data, expected_version=validated_data.pop("expected_version"))
 
-    def _save(self, record, validated_data):
+    def _save(self, record, validated_data, expected_version=None):
+        validated_data.pop("version", None)
         many_to_many = {
             field.name: validated_data.pop(field.name)
             for field in record._meta.many_to_many
             if field.name in validated_data
         }
         return services.record_save(
-            user=_request_user(self), record=record, data=validated_data, many_to_many=many_to_many
+            user=_request_user(self),
+            record=record,
+            data=validated_data,
+            many_to_many=many_to_many,
+            expected_version=expected_version,
         )
 
     def validate(self, attrs):
@@ -66,7 +78,7 @@ class ModelRulesMixin:
         many_to_many = {field.name for field in model._meta.many_to_many}
         candidate = copy.copy(self.instance) if self.instance is not None else model()
         for name, value in attrs.items():
-            if name not in many_to_many:
+            if name not in many_to_many and name != "version":
                 setattr(candidate, name, value)
         try:
             candidate.full_clean(validate_unique=False)
@@ -146,6 +158,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "latitude",
             "longitude",
             "sensitive",
+            "version",
             "created_at",
             "updated_at",
         ]
@@ -179,7 +192,7 @@ class IncidentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
 
     class Meta:
         model = IncidentType
-        fields = ["id", "slug", "name", "parent", "description", "created_at", "updated_at"]
+        fields = ["id", "slug", "name", "parent", "description", "version", "created_at", "updated_at"]
 
 
 class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
@@ -194,6 +207,7 @@ class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.Mod
             "website",
             "description",
             "aliases",
+            "version",
             "created_at",
             "updated_at",
         ]
@@ -223,6 +237,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "cites",
             "confidential",
             "notes",
+            "version",
             "created_at",
             "updated_at",
         ]
@@ -252,6 +267,7 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "description",
             "incidents",
             "source",
+            "version",
             "created_at",
             "updated_at",
         ]

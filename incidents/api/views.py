@@ -77,18 +77,72 @@ from incidents.statistics import GROUPINGS, incident_statistics
 
 
 class ResourceViewSet(viewsets.ModelViewSet):
-    """List, read and (with the model permission) write one kind of record, ordered by id."""
+    """List, read and (with the model permission) write one kind of record, ordered by id. A
+    record's version is its ETag, and a change names the version it was made from (`version` in the
+    body, or If-Match): a stale one is refused (409; 412 for If-Match) rather than written over a
+    newer one."""
 
     orderings = {"id": ("id",)}
+
+    def retrieve(self, request, *args, **kwargs):
+        record = self.get_object()
+        self.record_read(record)
+        return self._with_etag(Response(self.get_serializer(record).data), record)
+
+    def record_read(self, record) -> None:
+        """What reading `record` leaves behind (the record of confidential reads); nothing here."""
 
     def perform_create(self, serializer):
         self._reread(serializer, serializer.save())
 
-    def perform_update(self, serializer):
-        self._reread(serializer, serializer.save())
+    def update(self, request, *args, **kwargs):
+        record = self.get_object()
+        by_header = self._check_if_match(record)
+        serializer = self.get_serializer(record, data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        try:
+            saved = serializer.save(expected_version=self._expected_version(serializer, record, by_header))
+        except services.VersionConflict as conflict:
+            raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
+        return self._answer_update(serializer, saved)
 
-    def perform_destroy(self, instance):
-        services.record_delete(user=self.request.user, record=instance)
+    def _answer_update(self, serializer, saved):
+        self._reread(serializer, saved)
+        return self._with_etag(Response(serializer.data), saved)
+
+    def destroy(self, request, *args, **kwargs):
+        record = self.get_object()
+        self._check_if_match(record)
+        services.record_delete(user=request.user, record=record)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _check_if_match(self, record) -> bool:
+        """True if the request names the version it edited in If-Match; 412 if that version is stale."""
+        header = self.request.headers.get("If-Match")
+        if header is None:
+            return False
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+        if "*" not in tags and str(record.version) not in tags:
+            name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
+            raise PreconditionFailed(
+                f"{name} is now at version {record.version}; your If-Match ({header}) is stale. "
+                "Reload it, then apply your changes again."
+            )
+        return True
+
+    def _expected_version(self, serializer, record, by_header: bool) -> int:
+        """The version a change was made from: If-Match's (checked already), or the body's."""
+        if by_header:
+            return record.version
+        if "version" in serializer.validated_data:
+            return serializer.validated_data["version"]
+        raise serializers.ValidationError(
+            {"version": ["Send the version you edited, in the body or as an If-Match header."]}
+        )
+
+    def _with_etag(self, response, record):
+        response["ETag"] = f'"{record.version}"'
+        return response
 
     def _reread(self, serializer, saved):
         """Answer a write with the record as a read would show it to this user (links to hidden
@@ -125,10 +179,8 @@ class SourceViewSet(ResourceViewSet):
         _record_api_access(request, confidential_among(page, request.user))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    def retrieve(self, request, *args, **kwargs):
-        source = self.get_object()
-        _record_api_access(request, confidential_records_of(source, request.user))
-        return Response(self.get_serializer(source).data)
+    def record_read(self, source):
+        _record_api_access(self.request, confidential_records_of(source, self.request.user))
 
     def get_queryset(self):
         user = self.request.user
@@ -309,10 +361,6 @@ class IncidentViewSet(ResourceViewSet):
             )
         )
 
-    def _with_etag(self, response, incident):
-        response["ETag"] = f'"{incident.version}"'
-        return response
-
     def _shown(self, incidents, response_status=status.HTTP_200_OK):
         """The one incident of `incidents` as its detail shows it, with its version as ETag, built by
         PostgreSQL in one query (`projections`) that also records the confidential records it shows;
@@ -341,19 +389,6 @@ class IncidentViewSet(ResourceViewSet):
         _record_api_access(self.request, confidential_records_of(incident, self.request.user))
         return self._with_etag(Response(self.get_serializer(incident).data, status=response_status), incident)
 
-    def _check_if_match(self, incident) -> bool:
-        """True if the request names the version it edited in If-Match; 412 if that version is stale."""
-        header = self.request.headers.get("If-Match")
-        if header is None:
-            return False
-        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
-        if "*" not in tags and str(incident.version) not in tags:
-            raise PreconditionFailed(
-                f"{incident.public_id} is now at version {incident.version}; your If-Match ({header}) is stale. "
-                "Reload it, then apply your changes again."
-            )
-        return True
-
     def retrieve(self, request, *args, **kwargs):
         incidents = self.filter_queryset(self.visible_incidents()).filter(public_id=kwargs["public_id"])
         response = self._shown(incidents)
@@ -372,34 +407,12 @@ class IncidentViewSet(ResourceViewSet):
         serializer.is_valid(raise_exception=True)
         return self._read(serializer.save(), status.HTTP_201_CREATED)
 
-    def update(self, request, *args, **kwargs):
-        incident = self.get_object()
-        by_header = self._check_if_match(incident)
-        serializer = self.get_serializer(incident, data=request.data, partial=kwargs.get("partial", False))
-        serializer.is_valid(raise_exception=True)
-        if by_header:
-            expected_version = incident.version
-        elif "version" in serializer.validated_data:
-            expected_version = serializer.validated_data["version"]
-        else:
-            raise serializers.ValidationError(
-                {"version": ["Send the version you edited, in the body or as an If-Match header."]}
-            )
-        try:
-            written = serializer.save(expected_version=expected_version)
-        except services.VersionConflict as conflict:
-            raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
+    def _answer_update(self, serializer, written):
         if isinstance(written, IncidentRevision):
             # Published content changes only through a Reviewer: the change waits as a revision,
             # and readers keep seeing the published incident.
             return Response(RevisionSerializer(written).data, status=status.HTTP_202_ACCEPTED)
-        return self._read(incident)
-
-    def destroy(self, request, *args, **kwargs):
-        incident = self.get_object()
-        self._check_if_match(incident)
-        services.record_delete(user=request.user, record=incident)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return self._read(serializer.instance)
 
     @extend_schema(
         filters=True,
