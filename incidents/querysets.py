@@ -35,7 +35,12 @@ def compiled_fragment(model: type[models.Model], expression, output_field: model
 
 
 def can_see_confidential(user) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm(CONFIDENTIAL_PERMISSION))
+    """Staff given Confidential access. Staff only: they alone pass a second factor after their
+    password (accounts.services.second_factor_required), so that a stolen password of an account
+    without one (a partner tool's, say) reads nothing confidential, whatever groups it is in."""
+    return bool(
+        user and user.is_authenticated and user.is_active and user.is_staff and user.has_perm(CONFIDENTIAL_PERMISSION)
+    )
 
 
 def can_see_unpublished(user) -> bool:

@@ -376,6 +376,19 @@ class TestAdminPagesOfOtherRecords:
 
 
 class TestApi:
+    def test_an_account_that_is_not_staff_reads_nothing_confidential_whatever_its_groups(self, world):
+        # Only staff pass a second factor: a partner tool's account given the group by mistake, its
+        # password stolen, must not open the informants' records.
+        partner = make_user(None, confidential=True)
+        listed = {incident["public_id"] for incident in results(client_for(partner).get(f"{API}/incidents/"))}
+        informants = client_for(partner).get(incident_url(world.with_informant)).json()
+
+        assert world.secret.public_id not in listed and world.plain.public_id in listed
+        assert informants["claims"] == [], informants["corroboration"]
+        assert client_for(partner).get(f"{API}/sources/{world.informant.pk}/").status_code == 404
+        staff = make_user(roles.VIEWER, confidential=True)
+        assert world.secret.public_id in {i["public_id"] for i in results(client_for(staff).get(f"{API}/incidents/"))}
+
     def test_the_revisions_list_and_detail_record_the_incident_and_the_claims_proposed(self, world):
         recounted = IncidentRevision.objects.create(
             incident=world.with_informant,

@@ -923,7 +923,7 @@ def listed_ids(user, query: str) -> list[str]:
 def assert_kept_origins_are_the_incidents() -> None:
     """Every kept row holds its incident's independent origins as each audience may know them
     (`IncidentQuerySet.with_independent_origins`), whatever the incident's state (migration 0043)."""
-    for user in (AnonymousUser(), make_user(confidential=True)):
+    for user in (AnonymousUser(), make_user(roles.VIEWER, confidential=True)):
         counted = Incident.objects.with_independent_origins(user).values_list("public_id", "independent_origins")
         kept = IncidentExportRow.objects.values_list("public_id", exports.origin_cells(user))
         assert dict(kept) == dict(counted), exports.origin_cells(user)
