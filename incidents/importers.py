@@ -43,7 +43,14 @@ from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
 from django.utils.text import slugify
 
-from incidents.exports import COLUMNS, FORMULA_LIKE, PLACE_PATH_SEPARATOR, csv_list_item, csv_source_item
+from incidents.exports import (
+    COLUMNS,
+    FORMULA_LIKE,
+    PAGE_URL_COLUMN,
+    PLACE_PATH_SEPARATOR,
+    csv_list_item,
+    csv_source_item,
+)
 from incidents.models import (
     Claim,
     Incident,
@@ -68,11 +75,12 @@ from incidents.services import (
 )
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
-_KNOWN_COLUMNS = frozenset(COLUMNS)
-# Computed by the export from other data; an import reads past them.
+# Computed by the export from other data; an import reads past them. The public pages' downloads
+# add `page_url`, so that a file downloaded there imports back too.
 DERIVED_COLUMNS = frozenset(
-    {"date_label", "countries", "merged_into", "source_count", "claim_min", "claim_max", "updated_at"}
+    {"date_label", "countries", "merged_into", "source_count", "claim_min", "claim_max", "updated_at", PAGE_URL_COLUMN}
 )
+_KNOWN_COLUMNS = frozenset(COLUMNS) | DERIVED_COLUMNS
 # Columns that hold an incident field under the same name.
 FIELD_COLUMNS = (
     "title",
@@ -565,7 +573,7 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     max_rows = settings.IMPORT_MAX_ROWS
     records = _Records(text)
     # One cell more than there are columns: a longer header repeats or misnames one of those.
-    first = records.read(max_cells=len(COLUMNS) + 1)
+    first = records.read(max_cells=len(_KNOWN_COLUMNS) + 1)
     header = [name.strip() for name in first.cells] if first and first.line == 1 else []
     _check_header(header)
     rows = []

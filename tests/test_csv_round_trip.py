@@ -97,6 +97,23 @@ def test_importing_an_unchanged_export_of_messy_demo_data_changes_nothing(user, 
     assert export(importer, tmp_path, "again.csv") == exported
 
 
+def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_path):
+    # An analyst signed in downloads the browse page's CSV (the export's columns and `page_url`).
+    analyst = make_user(roles.ANALYST)
+    incident = make_incident(title="Tumen", places=[make_place(name="Tumen", country="CN")])
+    make_claim(incident=incident, source=make_source(title="Press release"))
+    client.force_login(analyst)
+    response = client.get("/incidents.csv")
+    downloaded = b"".join(response.streaming_content)
+    assert cells(downloaded, "page_url") == [f"http://testserver/incidents/{incident.public_id}/"]
+    history = history_row_count()
+
+    output = run_import(analyst, tmp_path, downloaded)
+
+    assert "0 incident(s) were created; 0 updated; 1 unchanged." in output
+    assert history_row_count() == history
+
+
 def test_the_export_writes_a_place_as_its_path_and_a_source_with_its_id(tmp_path):
     china = make_place(name="China", kind="country")
     jilin_city = make_place(name="Jilin", parent=make_place(name="Jilin", parent=china))
