@@ -331,10 +331,18 @@ class _Names:
 
 
 class _Types(_Names):
+    """By slug (unique; what the export writes), else by name: a slug that is also another type's
+    name is that slug's type, as an organization's name wins over another's acronym."""
+
     kind = "type"
 
     def __init__(self, types: Iterable[IncidentType]):
-        super().__init__((kind, [kind.slug, kind.name]) for kind in types)
+        types = list(types)
+        super().__init__((kind, [kind.name]) for kind in types)
+        self.by_slug = _Names((kind, [kind.slug]) for kind in types)
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        return self.by_slug.named(item.names[-1]) or self.named(item.names[-1]), ""
 
     def describe(self, record: IncidentType) -> str:
         # The slug names a known type uniquely; a type create_missing makes is shown as it was written.

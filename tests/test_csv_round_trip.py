@@ -14,7 +14,7 @@ from django.db import connection
 
 from incidents import roles
 from incidents.exports import csv_list_item
-from incidents.models import Incident, Involvement, Place
+from incidents.models import Incident, IncidentType, Involvement, Place
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import
 
@@ -219,6 +219,21 @@ class TestOrganizations:
             "'MSS' matches 2 organizations; write one of: Ministry of State Security, Mongolian Scout Society."
             in errors
         )
+
+
+class TestTypes:
+    def test_an_exported_slug_that_is_another_type_s_name_finds_its_own_type(self, analyst, tmp_path):
+        # Analysts named a new type "Detention" (slug "detention-custody"); the slug "detention" was taken.
+        detention = IncidentType.objects.create(slug="detention", name="Detention (short term)")
+        IncidentType.objects.create(slug="detention-custody", name="Detention")
+        incident = make_incident(incident_type=detention, review_state="draft")
+        exported = export(analyst, tmp_path)
+        assert cells(exported, "type") == ["detention"]
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incident(s) were created; 0 updated; 1 unchanged." in output
+        assert Incident.objects.get(pk=incident.pk).incident_type == detention
 
 
 class TestSources:
