@@ -773,6 +773,17 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
             continue
         if row.incident is not None:
             row.changes = _changes(row.incident, row)
+            if row.changes and row.incident.merged_into is not None:
+                survivor = row.incident.merged_into.public_id
+                errors.append(
+                    RowError(
+                        row.line,
+                        "public_id",
+                        f"{row.incident.public_id} was merged into {survivor} and cannot be changed; "
+                        f"change {survivor} instead.",
+                    )
+                )
+                continue
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
     # Created in this order when the file is written.
@@ -898,11 +909,13 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
 
 
 def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incident]:
+    """The incidents the file's rows name that `user` may see, and the merged ones an incremental
+    export (`synced_to`) gives them, so that its file imports back (a merged row may not change)."""
     public_ids = {record.get("public_id", "").strip() for record in records} - {""}
     incidents = (
-        Incident.objects.visible_to(user)
+        Incident.objects.synced_to(user)
         .filter(public_id__in=public_ids)
-        .select_related("incident_type")
+        .select_related("incident_type", "merged_into")
         .prefetch_related(
             "places",
             "involvements__organization",

@@ -14,7 +14,8 @@ from django.db import connection
 
 from incidents import roles
 from incidents.exports import csv_list_item
-from incidents.models import Incident, IncidentType, Involvement, Place
+from incidents.merges import incident_merge
+from incidents.models import DuplicatePair, Incident, IncidentType, Involvement, Place
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import
 
@@ -112,6 +113,32 @@ def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_pat
 
     assert "0 incident(s) were created; 0 updated; 1 unchanged." in output
     assert history_row_count() == history
+
+
+def test_an_incremental_export_with_a_merged_incident_imports_back_and_its_merged_row_cannot_change(tmp_path):
+    analyst = make_user(roles.ANALYST)
+    survivor, merged = (
+        make_incident(title=title, date_start=date(2024, 1, 1), date_end=date(2024, 1, 1))
+        for title in ("Survivor", "Merged")
+    )
+    make_claim(incident=merged, source=make_source(title="Press release"))
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    incident_merge(user=make_user(roles.REVIEWER), pair=pair, survivor=survivor.public_id)
+    output = tmp_path / "sync.csv"
+    call_command("export_incidents", f"--user={analyst.username}", "--updated-since=2000-01-01", "-o", str(output))
+    exported = output.read_bytes()
+    assert cells(exported, "merged_into") == [survivor.public_id, ""]  # newest first
+    history = history_row_count()
+
+    assert "0 incident(s) were created; 0 updated; 2 unchanged." in run_import(analyst, tmp_path, exported)
+    assert history_row_count() == history
+
+    edited = exported.decode().replace(",Merged,", ",Merged and renamed,")
+    errors = import_errors(analyst, tmp_path, edited)
+    assert (
+        f"line 2, column public_id: {merged.public_id} was merged into {survivor.public_id} and cannot be changed; "
+        f"change {survivor.public_id} instead." in errors
+    )
 
 
 def test_the_export_writes_a_place_as_its_path_and_a_source_with_its_id(tmp_path):
