@@ -69,6 +69,8 @@ COLUMNS = (
     "updated_at",
     "version",
 )
+# The public pages' downloads add each incident's page after these (`copy_statement`).
+PAGE_URL_COLUMN = "page_url"
 
 # Multi-valued cells hold items separated by "; "; a place is its path, outermost first, with its
 # segments separated by " > "; a source is its title and its id: `Press release [#12]`. An item (or
@@ -498,7 +500,7 @@ def copy_statement(
     ]
     params = ()
     if page_url_prefix is not None:
-        cells.append('%s || export_row."public_id" || \'/\' AS "page_url"')
+        cells.append(f'%s || export_row."public_id" || \'/\' AS "{PAGE_URL_COLUMN}"')
         params = (page_url_prefix,)
     # The kept rows the queryset selects, by their own columns where they hold every one it names,
     # else by its own SQL (`kept_rows`): a subquery PostgreSQL plans as if written in place.

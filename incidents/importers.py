@@ -43,7 +43,14 @@ from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
 from django.utils.text import slugify
 
-from incidents.exports import COLUMNS, FORMULA_LIKE, PLACE_PATH_SEPARATOR, csv_list_item, csv_source_item
+from incidents.exports import (
+    COLUMNS,
+    FORMULA_LIKE,
+    PAGE_URL_COLUMN,
+    PLACE_PATH_SEPARATOR,
+    csv_list_item,
+    csv_source_item,
+)
 from incidents.models import (
     Claim,
     Incident,
@@ -68,11 +75,12 @@ from incidents.services import (
 )
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
-_KNOWN_COLUMNS = frozenset(COLUMNS)
-# Computed by the export from other data; an import reads past them.
+# Computed by the export from other data; an import reads past them. The public pages' downloads
+# add `page_url`, so that a file downloaded there imports back too.
 DERIVED_COLUMNS = frozenset(
-    {"date_label", "countries", "merged_into", "source_count", "claim_min", "claim_max", "updated_at"}
+    {"date_label", "countries", "merged_into", "source_count", "claim_min", "claim_max", "updated_at", PAGE_URL_COLUMN}
 )
+_KNOWN_COLUMNS = frozenset(COLUMNS) | DERIVED_COLUMNS
 # Columns that hold an incident field under the same name.
 FIELD_COLUMNS = (
     "title",
@@ -323,10 +331,18 @@ class _Names:
 
 
 class _Types(_Names):
+    """By slug (unique; what the export writes), else by name: a slug that is also another type's
+    name is that slug's type, as an organization's name wins over another's acronym."""
+
     kind = "type"
 
     def __init__(self, types: Iterable[IncidentType]):
-        super().__init__((kind, [kind.slug, kind.name]) for kind in types)
+        types = list(types)
+        super().__init__((kind, [kind.name]) for kind in types)
+        self.by_slug = _Names((kind, [kind.slug]) for kind in types)
+
+    def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        return self.by_slug.named(item.names[-1]) or self.named(item.names[-1]), ""
 
     def describe(self, record: IncidentType) -> str:
         # The slug names a known type uniquely; a type create_missing makes is shown as it was written.
@@ -565,7 +581,7 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     max_rows = settings.IMPORT_MAX_ROWS
     records = _Records(text)
     # One cell more than there are columns: a longer header repeats or misnames one of those.
-    first = records.read(max_cells=len(COLUMNS) + 1)
+    first = records.read(max_cells=len(_KNOWN_COLUMNS) + 1)
     header = [name.strip() for name in first.cells] if first and first.line == 1 else []
     _check_header(header)
     rows = []
@@ -757,6 +773,17 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
             continue
         if row.incident is not None:
             row.changes = _changes(row.incident, row)
+            if row.changes and row.incident.merged_into is not None:
+                survivor = row.incident.merged_into.public_id
+                errors.append(
+                    RowError(
+                        row.line,
+                        "public_id",
+                        f"{row.incident.public_id} was merged into {survivor} and cannot be changed; "
+                        f"change {survivor} instead.",
+                    )
+                )
+                continue
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
     # Created in this order when the file is written.
@@ -882,11 +909,13 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
 
 
 def _existing_incidents(user, records: list[dict[str, str]]) -> dict[str, Incident]:
+    """The incidents the file's rows name that `user` may see, and the merged ones an incremental
+    export (`synced_to`) gives them, so that its file imports back (a merged row may not change)."""
     public_ids = {record.get("public_id", "").strip() for record in records} - {""}
     incidents = (
-        Incident.objects.visible_to(user)
+        Incident.objects.synced_to(user)
         .filter(public_id__in=public_ids)
-        .select_related("incident_type")
+        .select_related("incident_type", "merged_into")
         .prefetch_related(
             "places",
             "involvements__organization",

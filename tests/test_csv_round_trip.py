@@ -14,7 +14,8 @@ from django.db import connection
 
 from incidents import roles
 from incidents.exports import csv_list_item
-from incidents.models import Incident, Involvement, Place
+from incidents.merges import incident_merge
+from incidents.models import DuplicatePair, Incident, IncidentType, Involvement, Place
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import
 
@@ -95,6 +96,49 @@ def test_importing_an_unchanged_export_of_messy_demo_data_changes_nothing(user, 
     assert dict(Incident.objects.values_list("pk", "version")) == versions
     assert history_row_count() == history
     assert export(importer, tmp_path, "again.csv") == exported
+
+
+def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_path):
+    # An analyst signed in downloads the browse page's CSV (the export's columns and `page_url`).
+    analyst = make_user(roles.ANALYST)
+    incident = make_incident(title="Tumen", places=[make_place(name="Tumen", country="CN")])
+    make_claim(incident=incident, source=make_source(title="Press release"))
+    client.force_login(analyst)
+    response = client.get("/incidents.csv")
+    downloaded = b"".join(response.streaming_content)
+    assert cells(downloaded, "page_url") == [f"http://testserver/incidents/{incident.public_id}/"]
+    history = history_row_count()
+
+    output = run_import(analyst, tmp_path, downloaded)
+
+    assert "0 incident(s) were created; 0 updated; 1 unchanged." in output
+    assert history_row_count() == history
+
+
+def test_an_incremental_export_with_a_merged_incident_imports_back_and_its_merged_row_cannot_change(tmp_path):
+    analyst = make_user(roles.ANALYST)
+    survivor, merged = (
+        make_incident(title=title, date_start=date(2024, 1, 1), date_end=date(2024, 1, 1))
+        for title in ("Survivor", "Merged")
+    )
+    make_claim(incident=merged, source=make_source(title="Press release"))
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    incident_merge(user=make_user(roles.REVIEWER), pair=pair, survivor=survivor.public_id)
+    output = tmp_path / "sync.csv"
+    call_command("export_incidents", f"--user={analyst.username}", "--updated-since=2000-01-01", "-o", str(output))
+    exported = output.read_bytes()
+    assert cells(exported, "merged_into") == [survivor.public_id, ""]  # newest first
+    history = history_row_count()
+
+    assert "0 incident(s) were created; 0 updated; 2 unchanged." in run_import(analyst, tmp_path, exported)
+    assert history_row_count() == history
+
+    edited = exported.decode().replace(",Merged,", ",Merged and renamed,")
+    errors = import_errors(analyst, tmp_path, edited)
+    assert (
+        f"line 2, column public_id: {merged.public_id} was merged into {survivor.public_id} and cannot be changed; "
+        f"change {survivor.public_id} instead." in errors
+    )
 
 
 def test_the_export_writes_a_place_as_its_path_and_a_source_with_its_id(tmp_path):
@@ -202,6 +246,21 @@ class TestOrganizations:
             "'MSS' matches 2 organizations; write one of: Ministry of State Security, Mongolian Scout Society."
             in errors
         )
+
+
+class TestTypes:
+    def test_an_exported_slug_that_is_another_type_s_name_finds_its_own_type(self, analyst, tmp_path):
+        # Analysts named a new type "Detention" (slug "detention-custody"); the slug "detention" was taken.
+        detention = IncidentType.objects.create(slug="detention", name="Detention (short term)")
+        IncidentType.objects.create(slug="detention-custody", name="Detention")
+        incident = make_incident(incident_type=detention, review_state="draft")
+        exported = export(analyst, tmp_path)
+        assert cells(exported, "type") == ["detention"]
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incident(s) were created; 0 updated; 1 unchanged." in output
+        assert Incident.objects.get(pk=incident.pk).incident_type == detention
 
 
 class TestSources:
