@@ -509,6 +509,38 @@ class IncidentPlace(models.Model):
             # covered by the unique constraint's index.
             models.Index(fields=["place", "incident"], name="incident_place_by_place"),
         ]
+        triggers = [
+            # An incident linked to a place waits for a write that changes the place or a place above
+            # it (name, parent, country) to commit, and that write for the link: each one's refresh of
+            # the kept export row and search words, and the count into the statistics' totals, then
+            # reads the other's change. Without it, an incident recorded at a place while a reviewer
+            # changed its country, or renamed or moved its province, kept the place as it was: counted
+            # in the old country, exported with the old path (migration 0049). Locked from the
+            # outermost place down, as a change of a place's country passes it down to the places
+            # inside (Place._share_country_below), so the two never wait for each other.
+            pgtrigger.Trigger(
+                name="lock_place",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.UpdateOf("place_id"),
+                level=pgtrigger.Row,
+                func="""
+                PERFORM FROM incidents_place AS place
+                JOIN (
+                    WITH RECURSIVE chain(id, depth) AS (
+                        SELECT NEW.place_id, 0
+                        UNION
+                        SELECT above.parent_id, chain.depth + 1
+                        FROM chain JOIN incidents_place AS above ON above.id = chain.id
+                        WHERE above.parent_id IS NOT NULL AND chain.depth < 32
+                    )
+                    SELECT id, max(depth) AS depth FROM chain GROUP BY id
+                ) AS chain USING (id)
+                ORDER BY chain.depth DESC
+                FOR SHARE OF place;
+                RETURN NEW;
+                """,
+            ),
+        ]
 
     def __str__(self):
         return f"{self.incident_id} @ {self.place_id}"
