@@ -515,28 +515,21 @@ class IncidentPlace(models.Model):
             # the kept export row and search words, and the count into the statistics' totals, then
             # reads the other's change. Without it, an incident recorded at a place while a reviewer
             # changed its country, or renamed or moved its province, kept the place as it was: counted
-            # in the old country, exported with the old path (migration 0049). Locked from the
-            # outermost place down, as a change of a place's country passes it down to the places
-            # inside (Place._share_country_below), so the two never wait for each other.
+            # in the old country, exported with the old path (migration 0049). The chain is locked by
+            # `incident_place_lock`, outermost place first. Writers in bulk, which turn the insert
+            # triggers off (`set_insert_triggers`), lock every place they link in one call to it
+            # instead: run for each of 200,000 links, this trigger made an import of 100,000
+            # incidents 45% slower.
             pgtrigger.Trigger(
                 name="lock_place",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("place_id"),
                 level=pgtrigger.Row,
+                condition=pgtrigger.Condition(
+                    f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
+                ),
                 func="""
-                PERFORM FROM incidents_place AS place
-                JOIN (
-                    WITH RECURSIVE chain(id, depth) AS (
-                        SELECT NEW.place_id, 0
-                        UNION
-                        SELECT above.parent_id, chain.depth + 1
-                        FROM chain JOIN incidents_place AS above ON above.id = chain.id
-                        WHERE above.parent_id IS NOT NULL AND chain.depth < 32
-                    )
-                    SELECT id, max(depth) AS depth FROM chain GROUP BY id
-                ) AS chain USING (id)
-                ORDER BY chain.depth DESC
-                FOR SHARE OF place;
+                PERFORM incident_place_lock(ARRAY[NEW.place_id]);
                 RETURN NEW;
                 """,
             ),
