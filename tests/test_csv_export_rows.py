@@ -36,6 +36,8 @@ from incidents.models import (
     DuplicatePair,
     Incident,
     IncidentExportRow,
+    IncidentFacetTotal,
+    IncidentRollup,
     IncidentType,
     Involvement,
     Organization,
@@ -1169,3 +1171,65 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
         cursor.execute("SELECT count(*) FROM kept")
         assert cursor.fetchone()[0] == Incident.objects.count()
     assert_kept_origins_are_the_incidents()
+
+
+def while_a_reviewer_changes_a_place(statement: str, place: Place, analyst_writes) -> None:
+    """Run `analyst_writes` on a connection of its own while a reviewer's transaction has run
+    `statement` (an UPDATE of `place`, its id as the parameter) and not yet committed; the reviewer
+    commits a second later."""
+
+    def analyst():
+        try:
+            analyst_writes()
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute(statement, [place.pk])
+        analyst_thread = threading.Thread(target=analyst)
+        analyst_thread.start()
+        # Time for the analyst's write to meet the uncommitted change (see above).
+        time.sleep(1)
+    analyst_thread.join(10)
+
+
+PLACE_CHANGES = {
+    "its country": ("UPDATE incidents_place SET country = 'KP' WHERE id = %s", "city"),
+    "its province's name": ("UPDATE incidents_place SET name = 'Ryanggang' WHERE id = %s", "province"),
+    "its province's parent": ("UPDATE incidents_place SET parent_id = NULL WHERE id = %s", "province"),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", PLACE_CHANGES)
+def test_an_incident_recorded_at_a_place_while_the_place_changes_counts_and_exports_as_it_now_is(change, tmp_path):
+    # A reviewer corrects a place (its country, or the province above it) while an analyst records
+    # an incident there. The kept export row and statistics' totals of the new incident follow the
+    # correction only if the two writes wait for each other: the reviewer's refresh cannot see an
+    # incident not yet committed, and the analyst's must not read the place as it was.
+    china = make_place(name="China", kind="country", country="CN")
+    province = make_place(name="Jilin", kind="province", parent=china)
+    city = make_place(name="Hyesan", parent=province)
+    statement, changed = PLACE_CHANGES[change]
+    recorded = []
+    while_a_reviewer_changes_a_place(
+        statement,
+        {"city": city, "province": province}[changed],
+        lambda: recorded.append(make_incident(title="Recorded at the border", places=[city])),
+    )
+    assert recorded
+
+    for query in ["", "country=KP", "country=CN", f"place={china.pk}"]:
+        assert exported_rows(AnonymousUser(), query, tmp_path) == expected_rows(AnonymousUser(), query), query
+    facet_key = [field.name for field in IncidentFacetTotal._meta.fields if field.name not in ("id", "incidents")]
+    kept = [
+        list(IncidentRollup.objects.order_by("pk").values_list("dimension", "country", "place_id", "incidents")),
+        list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
+    ]
+    call_command("recount_statistics", stdout=io.StringIO())
+    recounted = [
+        list(IncidentRollup.objects.order_by("pk").values_list("dimension", "country", "place_id", "incidents")),
+        list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
+    ]
+    assert sorted(kept[0]) == sorted(recounted[0])
+    assert kept[1] == recounted[1]
