@@ -699,7 +699,10 @@ def release_create(*, user) -> Release:
 
     Reads every table in one snapshot (REPEATABLE READ), so the files agree with each other
     (every claim's incident is in incidents.csv) even while analysts keep working; a lock makes
-    concurrent calls take numbers one after the other."""
+    concurrent calls take numbers one after the other. The lock is a table's, taken before the
+    snapshot: LOCK TABLE takes none, where the advisory lock's SELECT did, so a release that waited
+    for another still read the releases as they were before it, took the same number and failed on
+    the unique (year, number) with a 500."""
     if not services.may_publish(user):
         raise PermissionDenied("You may not make a release: only Reviewers may.")
     fresh_transaction = not connection.in_atomic_block
@@ -709,7 +712,8 @@ def release_create(*, user) -> Release:
                 # Only possible as the transaction's first statement; inside a caller's
                 # transaction the caller's snapshot rules hold.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('incidents.release'))")
+            # Conflicts with itself and with writes of releases, not with their readers.
+            cursor.execute(f"LOCK TABLE {Release._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         year = timezone.now().year
         previous = Release.objects.first()
         number = (Release.objects.filter(year=year).aggregate(last=Max("number"))["last"] or 0) + 1

@@ -5,6 +5,8 @@ import csv
 import hashlib
 import io
 import math
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -375,3 +377,40 @@ class TestReleaseFiles:
         files = files_of(release(reviewer))
         assert "SECRET" not in b"".join(files.values()).decode()
         assert len(rows(files["responses.csv"])) == published.responses.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_releases_made_at_once_take_numbers_one_after_the_other(monkeypatch):
+    # The second waits for the first; it must then read the first's release, not take its number.
+    make_incident(title="Published")
+    reviewers = [make_user(roles.REVIEWER) for _ in range(2)]
+    build = releases.build_release_files
+    first_building = threading.Event()
+
+    def slow_first_build(**kwargs):
+        if threading.current_thread().name == "first":
+            first_building.set()
+            time.sleep(1.5)  # holding the lock while the second asks for it
+        yield from build(**kwargs)
+
+    monkeypatch.setattr(releases, "build_release_files", slow_first_build)
+    failures = []
+
+    def make_release(reviewer):
+        try:
+            releases.release_create(user=reviewer)
+        except Exception as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=make_release, args=[reviewers[0]], name="first")
+    first.start()
+    first_building.wait(10)
+    second = threading.Thread(target=make_release, args=[reviewers[1]], name="second")
+    second.start()
+    first.join(30)
+    second.join(30)
+
+    assert failures == []
+    assert sorted(Release.objects.values_list("number", flat=True)) == [1, 2]
