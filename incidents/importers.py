@@ -165,11 +165,26 @@ class PlannedRow:
 @dataclass
 class _Plan:
     """What a valid file writes: its rows, the incidents it creates (checked by the service that
-    writes them), and the records `create_missing` makes for unknown names, not yet saved."""
+    writes them), and the records `create_missing` makes for unknown names, not yet saved, as
+    (column, record, how the report names it), in the order they are created."""
 
     rows: list[PlannedRow]
     new_incidents: ValidatedIncidents | None
-    missing_records: list[models.Model]
+    missing: list[tuple[str, models.Model, str]]
+
+    def leave_out_records_no_row_names(self) -> None:
+        """Only the new records the rows still name: those of rows left out (skipped duplicates)
+        are not created."""
+        named = {id(row.data.get("incident_type")) for row in self.rows}
+        named.update(id(record) for row in self.rows for column in NAME_COLUMNS for record in row.names[column] or ())
+        self.missing = [missing for missing in self.missing if id(missing[1]) in named]
+
+    def missing_created(self) -> dict[str, list[str]]:
+        """The report's list of the records created, by column."""
+        created = defaultdict(list)
+        for column, _, described in self.missing:
+            created[column].append(described)
+        return dict(created)
 
 
 @dataclass
@@ -554,6 +569,8 @@ def _skip_duplicates(plan: _Plan, report: ImportReport, user) -> None:
     report.created = [row for row in report.created if id(row) not in skipped]
     report.skipped = report.duplicates
     plan.new_incidents, _ = _validate_new_incidents([row for row in plan.rows if row.incident is None], user)
+    plan.leave_out_records_no_row_names()
+    report.missing_created = plan.missing_created()
 
 
 def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -787,15 +804,16 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
     # Created in this order when the file is written.
-    describe = {column: resolver.indexes[column].describe for column in resolver.missing}
-    missing_records = {
-        column: sorted(new_records.values(), key=describe[column])
-        for column, new_records in resolver.missing.items()
-        if new_records
-    }
-    report.missing_created = {
-        column: [describe[column](record) for record in new_records] for column, new_records in missing_records.items()
-    }
+    plan = _Plan(
+        rows=planned,
+        new_incidents=new_incidents,
+        missing=[
+            (column, record, resolver.indexes[column].describe(record))
+            for column, new_records in resolver.missing.items()
+            for record in sorted(new_records.values(), key=resolver.indexes[column].describe)
+        ],
+    )
+    report.missing_created = plan.missing_created()
     for row in planned:
         if row.incident is None:
             report.created.append(row)
@@ -806,11 +824,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
             report.updated.append(row)
         else:
             report.unchanged.append(row)
-    return _Plan(
-        rows=planned,
-        new_incidents=new_incidents,
-        missing_records=[record for new_records in missing_records.values() for record in new_records],
-    )
+    return plan
 
 
 def _row_errors(line: int, problems: dict[str, list[str]]) -> list[RowError]:
@@ -1068,7 +1082,7 @@ def _write(plan: _Plan, user, report: ImportReport) -> None:
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
             # Before the incidents that name them, which take their primary keys when written.
-            for record in plan.missing_records:
+            for _, record, _ in plan.missing:
                 record.save(force_insert=True)
             incidents_bulk_create(user=user, incidents=plan.new_incidents)
             for row in plan.rows:

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.exports import COLUMNS
-from incidents.models import Incident
+from incidents.models import Incident, Organization, Place
 from tests.factories import make_incident, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import, write_csv
 
@@ -203,6 +203,21 @@ class TestDuplicates:
 
         assert "1 incident(s) were created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
+
+    def test_a_skipped_duplicate_creates_none_of_the_names_only_it_used(self, analyst, tumen, tmp_path):
+        make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        content = (
+            f"{HEADER},places,perpetrators\n"
+            "Repeat,forced-repatriation,2024-05-01,2024-05-01,Tumen; Newplace,Newcomer Bureau\n"
+            "Fresh,forced-repatriation,2024-09-01,2024-09-01,Tumen,\n"
+        )
+
+        output = run_import(analyst, tmp_path, content, "--skip-duplicates", "--create-missing")
+
+        assert "1 incident(s) were created; 0 updated; 0 unchanged; 1 possible duplicate(s) skipped." in output
+        assert "Newplace" not in output and "Newcomer Bureau" not in output
+        assert not Place.objects.filter(name="Newplace").exists()
+        assert not Organization.objects.filter(name="Newcomer Bureau").exists()
 
     @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
     def test_rows_on_the_first_or_last_day_a_date_can_have_are_compared_like_any_other(
