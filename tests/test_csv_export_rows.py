@@ -737,9 +737,9 @@ def test_the_sql_rule_for_formulas_is_the_python_one():
             assert cursor.fetchone()[0] == _neutralised(cell), repr(cell)
 
 
-def while_a_reviewer_makes_confidential(source: Source, analyst_writes) -> None:
-    """Run `analyst_writes` on a connection of its own while a reviewer's transaction has made
-    `source` confidential and not yet committed; the reviewer commits a second later."""
+def while_a_reviewer_runs(statement: str, parameters: list, analyst_writes) -> None:
+    """Run `analyst_writes` on a connection of its own while a reviewer's transaction has run
+    `statement` with `parameters` and not yet committed; the reviewer commits a second later."""
 
     def analyst():
         try:
@@ -748,13 +748,18 @@ def while_a_reviewer_makes_confidential(source: Source, analyst_writes) -> None:
             connection.close()
 
     with psycopg.connect(**connection.get_connection_params()) as reviewer:
-        reviewer.execute("UPDATE incidents_source SET confidential = true WHERE id = %s", [source.pk])
+        reviewer.execute(statement, parameters)
         analyst_thread = threading.Thread(target=analyst)
         analyst_thread.start()
         # Time for the analyst's write to meet the uncommitted change; were it later, it would
-        # only find the source already confidential, and the test would check the plain case.
+        # only find the change committed, and the test would check the plain case.
         time.sleep(1)
     analyst_thread.join(10)
+
+
+def while_a_reviewer_makes_confidential(source: Source, analyst_writes) -> None:
+    """`analyst_writes` while a reviewer's transaction has made `source` confidential."""
+    while_a_reviewer_runs("UPDATE incidents_source SET confidential = true WHERE id = %s", [source.pk], analyst_writes)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1173,26 +1178,6 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
     assert_kept_origins_are_the_incidents()
 
 
-def while_a_reviewer_changes_a_place(statement: str, place: Place, analyst_writes) -> None:
-    """Run `analyst_writes` on a connection of its own while a reviewer's transaction has run
-    `statement` (an UPDATE of `place`, its id as the parameter) and not yet committed; the reviewer
-    commits a second later."""
-
-    def analyst():
-        try:
-            analyst_writes()
-        finally:
-            connection.close()
-
-    with psycopg.connect(**connection.get_connection_params()) as reviewer:
-        reviewer.execute(statement, [place.pk])
-        analyst_thread = threading.Thread(target=analyst)
-        analyst_thread.start()
-        # Time for the analyst's write to meet the uncommitted change (see above).
-        time.sleep(1)
-    analyst_thread.join(10)
-
-
 PLACE_CHANGES = {
     "its country": ("UPDATE incidents_place SET country = 'KP' WHERE id = %s", "city"),
     "its province's name": ("UPDATE incidents_place SET name = 'Ryanggang' WHERE id = %s", "province"),
@@ -1212,9 +1197,9 @@ def test_an_incident_recorded_at_a_place_while_the_place_changes_counts_and_expo
     city = make_place(name="Hyesan", parent=province)
     statement, changed = PLACE_CHANGES[change]
     recorded = []
-    while_a_reviewer_changes_a_place(
+    while_a_reviewer_runs(
         statement,
-        {"city": city, "province": province}[changed],
+        [{"city": city, "province": province}[changed].pk],
         lambda: recorded.append(make_incident(title="Recorded at the border", places=[city])),
     )
     assert recorded
