@@ -757,38 +757,37 @@ def record_save(
     action = "add" if creating else "change"
     _require_permission(user, _permission(model, action), f"{action} {model._meta.verbose_name_plural}")
     versioned = issubclass(model, VersionedModel)
-    stored = None
-    if not creating:
-        _require_visible(user, record)
-        if versioned and expected_version is None:
-            raise ValidationError({"version": ["Send the version you edited."]})
-        stored = model._default_manager.get(pk=record.pk)
-    for name, value in (data or {}).items():
-        setattr(record, name, value)
-    if stored is not None:
-        _keep_hidden_links(user, record, stored)
-    errors = {}
-    try:
-        record.full_clean()
-    except ValidationError as error:
-        errors.update(error.message_dict)
-    if hasattr(record, "confidential"):
-        errors.update(
-            confidentiality_errors(
-                user,
-                was_confidential=bool(stored and stored.confidential),
-                confidential=record.confidential,
-                field="confidential",
-            )
-        )
-    _raise_collected(errors)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        stored = None
+        if not creating:
+            _require_visible(user, record)
+            if versioned and expected_version is None:
+                raise ValidationError({"version": ["Send the version you edited."]})
+            # Locked, so that two writers of one version cannot both pass the comparison.
+            stored = model._default_manager.select_for_update().get(pk=record.pk)
+            if versioned and stored.version != expected_version:
+                raise VersionConflict(current=stored, expected_version=expected_version)
+        for name, value in (data or {}).items():
+            setattr(record, name, value)
+        if stored is not None:
+            _keep_hidden_links(user, record, stored)
+        errors = {}
+        try:
+            record.full_clean()
+        except ValidationError as error:
+            errors.update(error.message_dict)
+        if hasattr(record, "confidential"):
+            errors.update(
+                confidentiality_errors(
+                    user,
+                    was_confidential=bool(stored and stored.confidential),
+                    confidential=record.confidential,
+                    field="confidential",
+                )
+            )
+        _raise_collected(errors)
         if stored is not None and versioned:
-            # Compared with the row locked, so that two writers of one version cannot both pass.
-            current = model._default_manager.select_for_update().get(pk=record.pk)
-            if current.version != expected_version:
-                raise VersionConflict(current=current, expected_version=expected_version)
-            record.version = current.version
+            record.version = stored.version
         record.save()
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
