@@ -51,6 +51,7 @@ from incidents.api.serializers import (
     RevisionSerializer,
     SourceSerializer,
 )
+from incidents.converters import PublicIdConverter
 from incidents.csv_views import export_slots_busy, filtered_csv_response
 from incidents.exports import ChunksInSlot, export_slot_take
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
@@ -279,7 +280,7 @@ FORMAT_PARAMETER = OpenApiParameter(
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
     lookup_field = "public_id"
-    lookup_value_regex = r"INC-\d+"
+    lookup_value_regex = PublicIdConverter.regex
     filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
     orderings = {
