@@ -47,6 +47,7 @@ from incidents.models import (
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_commands import search_words, search_words_an_edit_computes
 from tests.test_import import run_import
 
 READERS = {
@@ -1311,3 +1312,28 @@ def test_an_incident_of_a_type_whose_slug_changes_meanwhile_exports_the_new_slug
     assert_kept_types_are_the_incidents()
     assert exported_rows(AnonymousUser(), "", tmp_path) == expected_rows(AnonymousUser(), "")
     assert len(exported_rows(AnonymousUser(), "type=zanzibarite-removal", tmp_path)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("named", ["perpetrator", "publisher"])
+def test_an_import_naming_an_organization_while_it_changes_keeps_the_words_it_now_has(named, tmp_path):
+    # A reviewer gives an organization an acronym while an analyst imports an incident that names it
+    # as perpetrator, or cites a source it publishes. The import turns the row triggers that lock
+    # what a link refers to off, and locks everything it links at once (`incident_links_lock`):
+    # without that, its search words kept the organization without its acronym.
+    guard = make_organization(name="Border guard", kind="government")
+    make_source(title="Press report", publisher=guard)
+    analyst = make_user(roles.ANALYST)
+    perpetrators = "Border guard" if named == "perpetrator" else ""
+    content = (
+        "title,type,date_start,date_end,perpetrators,sources\n"
+        f"Imported at the border,forced-repatriation,2024-01-01,2024-01-01,{perpetrators},Press report\n"
+    )
+    while_a_reviewer_runs(
+        "UPDATE incidents_organization SET acronym = 'ZNZG' WHERE id = %s",
+        [guard.pk],
+        lambda: run_import(analyst, tmp_path, content),
+    )
+
+    assert Incident.objects.filter(title="Imported at the border").exists()
+    assert search_words() == search_words_an_edit_computes()
