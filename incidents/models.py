@@ -725,9 +725,9 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
             # reviewer's refresh could not see it and its own read the type as it was (migration
             # 0050). The foreign key's own check (FOR KEY SHARE) does not serve: it waits for a slug
             # change, a unique key's, but only at commit, after the refresh. An update that keeps the
-            # type locks nothing (every save writes every column): the reviewer's refresh covers the
-            # incident then, and waits for its export row, which the incident's write holds; locking
-            # the type after that write could only deadlock with the reviewer.
+            # type (every save writes every column) locks nothing: the reviewer's refresh covers the
+            # incident then, and the two writes meet at its export row; a lock of the type as well,
+            # taken after the transaction's earlier writes held that row, could only deadlock them.
             pgtrigger.Trigger(
                 name="lock_type",
                 when=pgtrigger.Before,
