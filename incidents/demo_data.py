@@ -468,12 +468,9 @@ def _kept_rows_computed_once(*, after: int):
             # once per incident (5,000 incidents: 6.9 s before, 2.0 s after).
             cursor.execute(f"ANALYZE {model._meta.db_table}")
         cursor.execute(f"ANALYZE {Source._meta.db_table}")
-        # The lock_place trigger's work (off with the insert triggers), once for every link.
-        cursor.execute(
-            "SELECT incident_place_lock(ARRAY(SELECT DISTINCT place_id FROM incidents_incidentplace "
-            "WHERE incident_id > %s))",
-            [after],
-        )
+        # The work of the triggers that lock what each link refers to (off with the insert
+        # triggers), once for every link (migration 0050).
+        cursor.execute("SELECT incident_links_lock(ARRAY(SELECT id FROM incidents_incident WHERE id > %s))", [after])
         cursor.execute("SELECT max(id) FROM incidents_incident")
         newest = cursor.fetchone()[0] or after
         for first in range(after + 1, newest + 1, _SEARCH_WORDS_CHUNK):

@@ -79,6 +79,13 @@ TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or throu
 SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
 DATES_REVERSED_MESSAGE = "The end date is before the start date."
 
+# The row triggers that lock what a new link refers to are off while writers in bulk turn the insert
+# triggers off (`set_insert_triggers`): those lock everything they link at once instead
+# (`incident_links_lock`, migration 0050).
+UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
+    f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
+)
+
 
 def reaches_itself(obj, field: str) -> bool:
     """Whether following `field` (a place's parent, a source's cites) from `obj` comes back to it.
@@ -485,6 +492,25 @@ class Source(VersionedModel, TimestampedModel):
             # confidential sources, read from this index alone.
             models.Index(fields=["id"], condition=Q(confidential=True), name="source_confidential"),
         ]
+        triggers = [
+            # A source given a publisher waits for a write that renames the publisher to commit, and
+            # that write for it, as a claim does (Claim's `lock_publisher`): the search words of the
+            # incidents that cite the source hold its publisher's names (migration 0050). A save that
+            # keeps the publisher locks nothing, as for an incident's type (Incident's `lock_type`).
+            pgtrigger.Trigger(
+                name="lock_publisher",
+                when=pgtrigger.Before,
+                operation=pgtrigger.UpdateOf("publisher_id"),
+                level=pgtrigger.Row,
+                func="""
+                IF NEW.publisher_id IS NOT DISTINCT FROM OLD.publisher_id THEN
+                    RETURN NEW;
+                END IF;
+                PERFORM FROM incidents_organization WHERE id = NEW.publisher_id FOR SHARE;
+                RETURN NEW;
+                """,
+            ),
+        ]
 
     def __str__(self):
         return self.title
@@ -518,16 +544,14 @@ class IncidentPlace(models.Model):
             # in the old country, exported with the old path (migration 0049). The chain is locked by
             # `incident_place_lock`, outermost place first. Writers in bulk, which turn the insert
             # triggers off (`set_insert_triggers`), lock every place they link in one call to it
-            # instead: run for each of 200,000 links, this trigger made an import of 100,000
-            # incidents 45% slower.
+            # (through `incident_links_lock`) instead: run for each of 200,000 links, this trigger
+            # made an import of 100,000 incidents 45% slower.
             pgtrigger.Trigger(
                 name="lock_place",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("place_id"),
                 level=pgtrigger.Row,
-                condition=pgtrigger.Condition(
-                    f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
-                ),
+                condition=UNLESS_WRITING_IN_BULK,
                 func="""
                 PERFORM incident_place_lock(ARRAY[NEW.place_id]);
                 RETURN NEW;
@@ -693,6 +717,32 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
                 name="incident_public_by_people",
             ),
         ]
+        triggers = [
+            # An incident recorded with a type, or moved to it, waits for a write that changes the
+            # type's slug (the kept export row's type cell) to commit, and that write for the
+            # incident, as places do (IncidentPlace's `lock_place`): without it, an incident recorded
+            # while a reviewer changed its type's slug kept the old slug in its export row, since the
+            # reviewer's refresh could not see it and its own read the type as it was (migration
+            # 0050). The foreign key's own check (FOR KEY SHARE) does not serve: it waits for a slug
+            # change, a unique key's, but only at commit, after the refresh. An update that keeps the
+            # type (every save writes every column) locks nothing: the reviewer's refresh covers the
+            # incident then, and the two writes meet at its export row; a lock of the type as well,
+            # taken after the transaction's earlier writes held that row, could only deadlock them.
+            pgtrigger.Trigger(
+                name="lock_type",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.UpdateOf("incident_type_id"),
+                level=pgtrigger.Row,
+                condition=UNLESS_WRITING_IN_BULK,
+                func="""
+                IF TG_OP = 'UPDATE' AND NEW.incident_type_id = OLD.incident_type_id THEN
+                    RETURN NEW;
+                END IF;
+                PERFORM FROM incidents_incidenttype WHERE id = NEW.incident_type_id FOR SHARE;
+                RETURN NEW;
+                """,
+            ),
+        ]
 
     def __str__(self):
         return f"{self.public_id}: {self.title}" if self.public_id else self.title
@@ -721,6 +771,30 @@ class Involvement(models.Model):
         indexes = [
             # Serves the organization filter and "perpetrator" statistics.
             models.Index(fields=["organization", "role"], name="involvement_by_organization"),
+        ]
+        triggers = [
+            # An organization named in an incident waits for a write that changes the organization
+            # (its name, shown in the kept export row's perpetrators; its name, acronym or aliases,
+            # in the search words) to commit, and that write for the involvement, as places do
+            # (IncidentPlace's `lock_place`): without it, a perpetrator added while a reviewer renamed
+            # the organization kept the old name in the incident's export row and search words
+            # (migration 0050). A change of role too: the export row shows perpetrators only. An
+            # update that keeps both (a saved incident's involvements are saved again) locks nothing,
+            # as for an incident's type (Incident's `lock_type`).
+            pgtrigger.Trigger(
+                name="lock_organization",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.UpdateOf("organization_id", "role"),
+                level=pgtrigger.Row,
+                condition=UNLESS_WRITING_IN_BULK,
+                func="""
+                IF TG_OP = 'UPDATE' AND (NEW.organization_id, NEW.role) = (OLD.organization_id, OLD.role) THEN
+                    RETURN NEW;
+                END IF;
+                PERFORM FROM incidents_organization WHERE id = NEW.organization_id FOR SHARE;
+                RETURN NEW;
+                """,
+            ),
         ]
 
     def __str__(self):
@@ -861,6 +935,28 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
                     SELECT cites_id INTO cited FROM incidents_source WHERE id = cited FOR SHARE;
                     depth := depth + 1;
                 END LOOP;
+                RETURN NEW;
+                """,
+            ),
+            # The search words hold the name, acronym and aliases of the publisher of each claim's
+            # source: a claim added while a reviewer renamed the publisher kept the old name in them
+            # (migration 0050). The source is read locked, as `lock_source` does, whichever trigger
+            # runs first: a source's change of publisher cannot then slip in between, and the
+            # publisher locked is the one the refresh reads. Off in bulk, as `lock_place` is; nothing
+            # on a save that keeps the source, as for an incident's type (Incident's `lock_type`).
+            pgtrigger.Trigger(
+                name="lock_publisher",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
+                level=pgtrigger.Row,
+                condition=UNLESS_WRITING_IN_BULK,
+                declare=[("publisher", "bigint")],
+                func="""
+                IF TG_OP = 'UPDATE' AND NEW.source_id = OLD.source_id THEN
+                    RETURN NEW;
+                END IF;
+                SELECT publisher_id INTO publisher FROM incidents_source WHERE id = NEW.source_id FOR SHARE;
+                PERFORM FROM incidents_organization WHERE id = publisher FOR SHARE;
                 RETURN NEW;
                 """,
             ),

@@ -948,13 +948,10 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         _copy(cursor, Incident, [Incident._meta.pk, *_insert_fields(Incident)], incident_rows(incident_ids))
         for model, rows in incidents.children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
-        # The places they are linked to, and those above, held still until the commit: the lock_place
-        # trigger's work, which is off with the insert triggers, done once for every link.
-        cursor.execute(
-            "SELECT incident_place_lock(ARRAY(SELECT DISTINCT place_id FROM incidents_incidentplace "
-            "WHERE incident_id = ANY(%s::bigint[])))",
-            [incident_ids],
-        )
+        # Their types, places (and those above) and organizations held still until the commit: the
+        # work of the lock_type, lock_place, lock_organization and lock_publisher triggers, which are
+        # off with the insert triggers, done once for every link (migration 0050).
+        cursor.execute("SELECT incident_links_lock(%s::bigint[])", [incident_ids])
         _record_inserts({Incident: "id", **dict.fromkeys(incidents.children, "incident_id")}, incident_ids)
         # Their search words and CSV export rows once, now that every table is written: the insert
         # triggers that keep them are off with the history's (migrations 0028, 0034), where each

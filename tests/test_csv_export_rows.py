@@ -47,6 +47,7 @@ from incidents.models import (
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_commands import search_words, search_words_an_edit_computes
 from tests.test_import import run_import
 
 READERS = {
@@ -1218,3 +1219,121 @@ def test_an_incident_recorded_at_a_place_while_the_place_changes_counts_and_expo
     ]
     assert sorted(kept[0]) == sorted(recounted[0])
     assert kept[1] == recounted[1]
+
+
+def public_search(words: str) -> list[str]:
+    """The public ids of the incidents the public API's search for `words` finds."""
+    return [found["public_id"] for found in client_for().get(f"{API}/incidents/", {"q": words}).json()["results"]]
+
+
+# A reviewer's change of an organization, the word it brings into the incident's kept rows, and the
+# analyst's write that makes the organization the incident's perpetrator meanwhile.
+ORGANIZATION_RACES = {
+    "renamed while added": ("name = 'Zanzibarite Guard'", "Zanzibarite", "added"),
+    "given an acronym while added": ("acronym = 'ZNZG'", "ZNZG", "added"),
+    "renamed while made perpetrator": ("name = 'Zanzibarite Guard'", "Zanzibarite", "made perpetrator"),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("race", ORGANIZATION_RACES)
+def test_a_perpetrator_named_while_the_organization_is_renamed_exports_and_is_found_as_it_now_is(race, tmp_path):
+    # A reviewer renames an organization while an analyst names it as an incident's perpetrator.
+    # The incident's kept export row (its perpetrators) and search words follow the new name only
+    # if the two writes wait for each other: the reviewer's refresh cannot see an involvement not
+    # yet committed, and the analyst's must not read the organization as it was.
+    change, new_word, write = ORGANIZATION_RACES[race]
+    incident = make_incident(title="Deportation at the border")
+    guard = make_organization(name="Border guard", kind="government")
+    if write == "made perpetrator":
+        # Its search words already hold the name, which the reviewer's refresh of them rewrites.
+        facilitator = Involvement.objects.create(incident=incident, organization=guard, role="facilitator")
+
+    def analyst_writes():
+        if write == "added":
+            Involvement.objects.create(incident=incident, organization=guard, role="perpetrator")
+        else:
+            Involvement.objects.filter(pk=facilitator.pk).update(role="perpetrator")
+
+    while_a_reviewer_runs(f"UPDATE incidents_organization SET {change} WHERE id = %s", [guard.pk], analyst_writes)
+
+    assert Involvement.objects.filter(incident=incident, role="perpetrator").exists()
+    assert exported_rows(AnonymousUser(), "", tmp_path) == expected_rows(AnonymousUser(), "")
+    assert public_search(new_word) == [incident.public_id]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["a claim added", "the source's publisher changed"])
+def test_a_claim_recorded_while_its_publisher_is_renamed_is_found_by_the_new_name(write):
+    # A reviewer renames a publisher while an analyst cites one of its sources on an incident (or
+    # makes it the publisher of a source the incident cites). The incident's search words hold the
+    # claims' publishers' names; they follow the new name only if the two writes wait for each other.
+    incident = make_incident(title="Deportation at the border")
+    daily = make_organization(name="Hyesan Herald", kind="media")
+    source = make_source(title="Press report", publisher=daily if write == "a claim added" else None)
+    if write != "a claim added":
+        make_claim(incident=incident, source=source)
+
+    def analyst_writes():
+        if write == "a claim added":
+            make_claim(incident=incident, source=source)
+        else:
+            Source.objects.filter(pk=source.pk).update(publisher=daily)
+
+    while_a_reviewer_runs(
+        "UPDATE incidents_organization SET name = 'Zanzibarite Daily' WHERE id = %s", [daily.pk], analyst_writes
+    )
+
+    assert Claim.objects.filter(incident=incident, source__publisher=daily).exists()
+    assert public_search("Zanzibarite") == [incident.public_id]
+    assert public_search("Herald") == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["recorded", "moved"])
+def test_an_incident_of_a_type_whose_slug_changes_meanwhile_exports_the_new_slug(write, tmp_path):
+    # A reviewer changes a type's slug while an analyst records an incident of that type, or moves
+    # one to it. The incident's kept export row (its type cell) shows the new slug only if the two
+    # writes wait for each other.
+    removal = IncidentType.objects.create(slug="border-removal", name="Border removal")
+    incident = make_incident(title="Deportation at the border")
+
+    def analyst_writes():
+        if write == "recorded":
+            make_incident(title="Removed at the border", incident_type=removal)
+        else:
+            Incident.objects.filter(pk=incident.pk).update(incident_type=removal)
+
+    while_a_reviewer_runs(
+        "UPDATE incidents_incidenttype SET slug = 'zanzibarite-removal' WHERE id = %s", [removal.pk], analyst_writes
+    )
+
+    assert Incident.objects.filter(incident_type=removal).count() == 1
+    assert_kept_types_are_the_incidents()
+    assert exported_rows(AnonymousUser(), "", tmp_path) == expected_rows(AnonymousUser(), "")
+    assert len(exported_rows(AnonymousUser(), "type=zanzibarite-removal", tmp_path)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("named", ["perpetrator", "publisher"])
+def test_an_import_naming_an_organization_while_it_changes_keeps_the_words_it_now_has(named, tmp_path):
+    # A reviewer gives an organization an acronym while an analyst imports an incident that names it
+    # as perpetrator, or cites a source it publishes. The import turns the row triggers that lock
+    # what a link refers to off, and locks everything it links at once (`incident_links_lock`):
+    # without that, its search words kept the organization without its acronym.
+    guard = make_organization(name="Border guard", kind="government")
+    make_source(title="Press report", publisher=guard)
+    analyst = make_user(roles.ANALYST)
+    perpetrators = "Border guard" if named == "perpetrator" else ""
+    content = (
+        "title,type,date_start,date_end,perpetrators,sources\n"
+        f"Imported at the border,forced-repatriation,2024-01-01,2024-01-01,{perpetrators},Press report\n"
+    )
+    while_a_reviewer_runs(
+        "UPDATE incidents_organization SET acronym = 'ZNZG' WHERE id = %s",
+        [guard.pk],
+        lambda: run_import(analyst, tmp_path, content),
+    )
+
+    assert Incident.objects.filter(title="Imported at the border").exists()
+    assert search_words() == search_words_an_edit_computes()
