@@ -88,7 +88,7 @@ UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
 
 
 def reaches_itself(obj, field: str) -> bool:
-    """Whether following `field` (a place's parent, a source's cites) from `obj` comes back to it.
+    """Whether following `field` (a place's or a type's parent) from `obj` comes back to it.
     The database refuses only the direct loop; a longer one would make tree walks endless. One
     query per step."""
     if obj.pk is None:
@@ -516,7 +516,9 @@ class Source(VersionedModel, TimestampedModel):
         return self.title
 
     def clean(self):
-        if reaches_itself(self, "cites"):
+        # The direct loop, on the field (the constraint's error names none). A longer one is refused
+        # by services.record_save, only where its writer may see every source on it.
+        if self.pk is not None and self.cites_id == self.pk:
             raise ValidationError({"cites": SOURCE_CITES_ITSELF_MESSAGE})
 
 

@@ -28,6 +28,7 @@ from psycopg import sql
 from incidents import duplicates
 from incidents.history import set_insert_triggers
 from incidents.models import (
+    SOURCE_CITES_ITSELF_MESSAGE,
     Claim,
     Incident,
     IncidentPlace,
@@ -776,6 +777,8 @@ def record_save(
             record.full_clean()
         except ValidationError as error:
             errors.update(error.message_dict)
+        if isinstance(record, Source):
+            errors.update(_cites_loop_errors(user, record))
         if hasattr(record, "confidential"):
             errors.update(
                 confidentiality_errors(
@@ -797,6 +800,23 @@ def record_save(
         if isinstance(record, Source) and stored is not None and stored.confidential != record.confidential:
             _incidents_show_claims_of_changed(record, user)
     return record
+
+
+def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:
+    """A loop of `cites` through `source` (it relays a source that relays it…), refused only where
+    `user` may see every source on it. Refusing a loop through a source hidden from them would tell
+    them what that source cites, or that it relays the one they edit; such a loop is kept, and
+    `source_origin` counts its sources as one origin (migration 0051). One query per step."""
+    visible = Source.objects.visible_to(user)
+    seen = set()
+    cited_id = source.cites_id
+    while cited_id is not None and cited_id not in seen:
+        if cited_id == source.pk:
+            return {"cites": [SOURCE_CITES_ITSELF_MESSAGE]}
+        seen.add(cited_id)
+        # None past a source the user may not see, as at the end of a chain.
+        cited_id = visible.filter(pk=cited_id).values_list("cites_id", flat=True).first()
+    return {}
 
 
 def _incidents_show_claims_of_changed(source: Source, user) -> None:

@@ -106,14 +106,79 @@ def test_a_type_cannot_be_its_own_parent(client, reviewer):
 def test_a_source_cannot_cite_itself(client, reviewer):
     source = make_source(title="Daily NK")
     form = {"title": "Daily NK", "kind": "news_article", "url": "", "archive_url": "", "publisher": "", "author": ""}
-    form.update(published_on="", language="", cites=str(source.pk), notes="")
+    form.update(published_on="", language="", cites=str(source.pk), notes="", expected_version=source.version)
 
     admin_answer = client.post(reverse("admin:incidents_source_change", args=[source.pk]), form)
-    api_answer = client_for(reviewer).patch(f"{API}/sources/{source.pk}/", {"cites": source.pk}, format="json")
+    api_answer = client_for(reviewer).patch(
+        f"{API}/sources/{source.pk}/", {"cites": source.pk, "version": source.version}, format="json"
+    )
 
     message = ["A source cannot cite itself, directly or through others."]
     assert admin_answer.context["adminform"].form.errors["cites"] == message
     assert api_answer.json()["cites"] == message
+
+
+class TestALoopOfCitations:
+    """A source cannot relay itself through others where its writer sees the whole loop. Through a
+    source hidden from the writer the loop is accepted, exactly as a chain that ends there: the
+    refusal would tell them what the hidden source cites."""
+
+    MESSAGE = ["A source cannot cite itself, directly or through others."]
+
+    @staticmethod
+    def make_report_cite(client, writer, report, cited) -> tuple:
+        """Both doors' answers to `writer` making `report` cite `cited` (the admin's second)."""
+        api_answer = client_for(writer).patch(
+            f"{API}/sources/{report.pk}/", {"cites": cited.pk, "version": report.version}, format="json"
+        )
+        report.refresh_from_db()
+        form = {"title": report.title, "kind": "news_article", "cites": str(cited.pk)}
+        client.force_login(writer)
+        admin_answer = client.post(
+            reverse("admin:incidents_source_change", args=[report.pk]), {**form, "expected_version": report.version}
+        )
+        return api_answer, admin_answer
+
+    @staticmethod
+    def chain(confidential: bool) -> tuple[Source, Source]:
+        """A report, and an article relaying an intermediary who relays the report."""
+        report = make_source(title="UN report")
+        intermediary = make_source(title="Intermediary", cites=report, confidential=confidential)
+        return report, make_source(title="Article", cites=intermediary)
+
+    def test_refused_where_the_writer_sees_every_source_on_it(self, client):
+        report, article = self.chain(confidential=False)
+
+        api_answer, admin_answer = self.make_report_cite(client, make_user(roles.ANALYST), report, article)
+
+        assert api_answer.status_code == 400 and api_answer.json()["cites"] == self.MESSAGE
+        assert admin_answer.context["adminform"].form.errors["cites"] == self.MESSAGE
+        report.refresh_from_db()
+        assert report.cites is None and report.version == 1
+
+    def test_refused_for_a_writer_with_confidential_access(self, client):
+        report, article = self.chain(confidential=True)
+        insider = make_user(roles.REVIEWER, confidential=True)
+
+        api_answer, admin_answer = self.make_report_cite(client, insider, report, article)
+
+        assert api_answer.status_code == 400 and api_answer.json()["cites"] == self.MESSAGE
+        assert admin_answer.context["adminform"].form.errors["cites"] == self.MESSAGE
+
+    def test_through_a_hidden_source_answered_as_a_chain_without_a_loop(self, client):
+        report, article = self.chain(confidential=True)
+        unrelated_report, unrelated_article = make_source(title="UN report"), make_source(title="Article")
+        analyst = make_user(roles.ANALYST)
+
+        answers = self.make_report_cite(client, analyst, report, article)
+        unrelated_answers = self.make_report_cite(client, analyst, unrelated_report, unrelated_article)
+
+        assert [answer.status_code for answer in answers] == [answer.status_code for answer in unrelated_answers]
+        assert [answer.status_code for answer in answers] == [200, 302]
+        differing = {"id": None, "cites": None, "created_at": None, "updated_at": None}
+        assert {**answers[0].json(), **differing} == {**unrelated_answers[0].json(), **differing}
+        report.refresh_from_db()
+        assert report.cites == article
 
 
 def test_an_incident_ending_before_it_starts_is_refused_on_the_end_date(reviewer):
