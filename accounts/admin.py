@@ -1,6 +1,14 @@
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, SetupLink
+from accounts.services import setup_link_create
 
 
 @admin.register(ApiToken)
@@ -25,3 +33,62 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count, _ = queryset.delete()
         self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.")
+
+
+@admin.register(SetupLink)
+class SetupLinkAdmin(admin.ModelAdmin):
+    """Who made a setup link for whom, and whether it was used; deleting an unused one revokes it.
+    Links are made from the users' list (StaffUserAdmin), which shows the key once."""
+
+    list_display = ["user", "created_by", "created_at", "expires_at", "used_at"]
+    list_select_related = ["user", "created_by"]
+    list_filter = ["created_at", "used_at"]
+    search_fields = ["user__username", "created_by__username"]
+    readonly_fields = ["user", "created_by", "created_at", "expires_at", "used_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    """Django's users' admin, with setup links for the first authenticator app of staff."""
+
+    actions = ["make_setup_links"]
+
+    def has_setup_link_permission(self, request):
+        return request.user.has_perm("accounts.add_setuplink")
+
+    @admin.action(description="Make authenticator setup links", permissions=["setup_link"])
+    def make_setup_links(self, request, queryset):
+        links, refused = [], []
+        for user in queryset.order_by("username"):
+            try:
+                _, key = setup_link_create(user=user, created_by=request.user)
+            except ValidationError as refusal:
+                refused.extend(refusal.messages)
+            else:
+                path = reverse("accounts:setup-link", args=[key])
+                links.append((user, request.build_absolute_uri(path)))
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+        if not links:
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Setup links",
+            "links": links,
+            "setup_link_days": settings.SETUP_LINK_DAYS,
+            "opts": self.opts,
+        }
+        response = TemplateResponse(request, "accounts/setup_links_made.html", context)
+        # Shown once: no browser or proxy may keep the keys.
+        add_never_cache_headers(response)
+        return response

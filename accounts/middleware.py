@@ -14,9 +14,15 @@ from accounts.services import second_factor_missing
 
 # What a session needs between its password and its second factor: the admin's login (which sends
 # it on to the second step), the second step (a code from the app or a recovery code), setting up
-# a first authenticator app, and signing out.
+# a first authenticator app and the setup link that allows it, and signing out.
 SIGN_IN_VIEWS = frozenset(
-    {"admin:login", "accounts:two-factor-verify", "accounts:two-factor-setup", "accounts:sign-out"}
+    {
+        "admin:login",
+        "accounts:two-factor-verify",
+        "accounts:two-factor-setup",
+        "accounts:setup-link",
+        "accounts:sign-out",
+    }
 )
 
 

@@ -61,3 +61,41 @@ class ApiToken(models.Model):
     @property
     def expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+class SetupLinkQuerySet(models.QuerySet):
+    def usable(self):
+        """Links that still open a first setup: not used, not expired, for an active staff account."""
+        return self.filter(
+            used_at__isnull=True, expires_at__gt=timezone.now(), user__is_active=True, user__is_staff=True
+        )
+
+
+class SetupLink(models.Model):
+    """What a staff member's first authenticator app is set up with, beside their password: made by
+    an administrator (the admin's users, or `manage.py setup_link`), shown to them once, used once.
+    Without it, whoever learned the password of someone not yet enrolled could enrol their own
+    phone first and pass the second factor as them."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="setup_links")
+    # SHA-256 of the link's key, hex, as an API token's: the key itself is never stored.
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(editable=False)
+    used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = SetupLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="setup_link_expires_after_creation"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Setup link for {self.user} made {self.created_at:%Y-%m-%d %H:%M}"

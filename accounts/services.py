@@ -1,12 +1,15 @@
-"""Accounts' rules: who must pass a second factor, enrolling one, recovery codes, and API tokens.
+"""Accounts' rules: who must pass a second factor, enrolling one (a first one with an administrator's
+setup link), recovery codes, and API tokens.
 
 Doors (the admin site, the pages in views.py, the API in api.py, signals) call these."""
 
 import math
+import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django_otp import devices_for_user, user_has_device
@@ -14,7 +17,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import ApiToken, new_token_key, token_digest
+from accounts.models import ApiToken, SetupLink, new_token_key, token_digest
 
 # A token's last use is written at most this often: a partner's sync loop must not turn every
 # read into a write.
@@ -98,19 +101,38 @@ def authenticator_start(*, user) -> TOTPDevice:
     return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
+class SetupLinkNeeded(PermissionDenied):
+    """A first authenticator app set up without a usable setup link (SetupLink)."""
+
+    def __init__(self):
+        super().__init__(
+            "Setting up your first authenticator app needs a setup link from an administrator. "
+            "Ask one to make you a new link, and open it."
+        )
+
+
 @transaction.atomic
-def authenticator_confirm(*, user, device: TOTPDevice, code: str) -> list[str] | None:
-    """Confirm `device` with a code the app shows, or None when the code is wrong.
+def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id: int | None = None) -> list[str] | None:
+    """Confirm `device` with a code the app shows, or None when the code is wrong. A first second
+    factor also needs `user`'s setup link `setup_link_id` (SetupLinkNeeded), which it uses up.
 
     The new app replaces every earlier device and recovery code: sessions verified by those are
     no longer verified (django-otp drops a session's device once it is gone), so a second factor
     change signs staff out of every other browser. Returns the new recovery codes.
     SecondFactorThrottled when the device waits after wrong codes and did not check this one."""
+    setup_link = None
+    if not second_factor_enrolled(user):
+        # Locked: two browsers confirming with one link cannot both use it.
+        setup_link = SetupLink.objects.usable().select_for_update().filter(pk=setup_link_id, user=user).first()
+        if setup_link is None:
+            raise SetupLinkNeeded()
     locked_until = device_locked_until(device)
     if locked_until is not None:
         raise SecondFactorThrottled(locked_until=locked_until)
     if not device.verify_token("".join(code.split())):
         return None
+    if setup_link is not None:
+        SetupLink.objects.filter(pk=setup_link.pk).update(used_at=timezone.now())
     TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
     device.confirmed = True
     device.save(update_fields=["confirmed"])
@@ -130,6 +152,42 @@ def recovery_codes_replace(*, user) -> tuple[StaticDevice, list[str]]:
     codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
     return device, codes
+
+
+@transaction.atomic
+def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
+    """A new setup link for staff member `user`'s first authenticator app, made by `created_by`
+    (None: an operator at the server's shell), and its key, returned this once and never stored.
+    It replaces the links made for `user` before. PermissionDenied unless `created_by` may make
+    links; ValidationError for an account that is not active staff (only staff pass a second
+    factor)."""
+    if created_by is not None and not created_by.has_perm("accounts.add_setuplink"):
+        raise PermissionDenied("You may not make setup links.")
+    if not (user.is_active and user.is_staff):
+        raise ValidationError(
+            f"{user.get_username()} is not an active staff account: only staff set up a second factor."
+        )
+    SetupLink.objects.filter(user=user, used_at__isnull=True).delete()
+    key = secrets.token_urlsafe(32)
+    now = timezone.now()
+    link = SetupLink.objects.create(
+        user=user,
+        digest=token_digest(key),
+        created_by=created_by,
+        created_at=now,
+        expires_at=now + timedelta(days=settings.SETUP_LINK_DAYS),
+    )
+    return link, key
+
+
+def setup_link_find(key: str) -> SetupLink | None:
+    """Runs a query: the usable setup link whose key is `key`."""
+    return SetupLink.objects.usable().filter(digest=token_digest(key)).first()
+
+
+def setup_link_usable(*, user, setup_link_id: int | None) -> bool:
+    """Runs a query: whether `setup_link_id` is a usable setup link of `user`."""
+    return SetupLink.objects.usable().filter(pk=setup_link_id, user=user).exists()
 
 
 def recovery_codes_left(user) -> int:

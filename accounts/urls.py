@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.security, name="security"),
     path("two-factor/", views.two_factor_verify, name="two-factor-verify"),
     path("two-factor/setup/", views.two_factor_setup, name="two-factor-setup"),
+    path("two-factor/setup/<str:key>/", views.setup_link_open, name="setup-link"),
     path("recovery-codes/", views.recovery_codes_new, name="recovery-codes-new"),
     path("tokens/", views.token_new, name="token-new"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token-revoke"),

@@ -1,11 +1,13 @@
 """Pages for staff, styled like the admin: the second step of signing in, setting up an
-authenticator app, recovery codes, and their own API tokens."""
+authenticator app (a first one through an administrator's setup link), recovery codes, and their
+own API tokens."""
 
 import functools
 from base64 import b32encode
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.views import LogoutView, redirect_to_login
 from django.shortcuts import redirect
@@ -23,15 +25,21 @@ from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
     SecondFactorThrottled,
+    SetupLinkNeeded,
     authenticator_confirm,
     authenticator_start,
     recovery_codes_left,
     recovery_codes_replace,
     second_factor_check,
     second_factor_enrolled,
+    setup_link_find,
+    setup_link_usable,
     token_create,
     token_revoke,
 )
+
+# The setup link this session opened (accounts.SetupLink's id), kept across the sign-in it leads to.
+SETUP_LINK_SESSION_KEY = "accounts_setup_link"
 
 
 def page(request, template: str, context: dict, status: int = 200) -> TemplateResponse:
@@ -100,22 +108,53 @@ def two_factor_verify(request):
     return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
 
 
+@never_cache
+def setup_link_open(request, key: str):
+    """An administrator's setup link: kept in this session, which then signs in with the password
+    (if it has not) and sets up its first authenticator app. The link alone signs nobody in."""
+    link = setup_link_find(key)
+    if link is None:
+        # Used, replaced by a newer one, expired, or never made: one answer for all.
+        return setup_link_needed(request, title="This setup link does not work", status=404)
+    signed_in = request.user
+    if signed_in.is_authenticated and signed_in.pk != link.user_id:
+        return setup_link_needed(request, title="This setup link is for another account", other_account=True)
+    request.session[SETUP_LINK_SESSION_KEY] = link.pk
+    setup = reverse("accounts:two-factor-setup")
+    if signed_in.is_authenticated:
+        return redirect(setup)
+    return redirect_to_login(setup, reverse("admin:login"))
+
+
 @staff_only
 def two_factor_setup(request):
-    """Set up an authenticator app: scan the QR code, type the code the app shows."""
+    """Set up an authenticator app: scan the QR code, type the code the app shows. A first one
+    needs the setup link this session opened (setup_link_open)."""
     user, destination = request.user, next_url(request)
-    if second_factor_enrolled(user) and not user.is_verified():
-        # Replacing the second factor needs the current one first, or a stolen password would do.
-        return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
+    if second_factor_enrolled(user):
+        if not user.is_verified():
+            # Replacing the second factor needs the current one first, or a stolen password would do.
+            return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
+        setup_link_id = None
+    else:
+        setup_link_id = request.session.get(SETUP_LINK_SESSION_KEY)
+        if not setup_link_usable(user=user, setup_link_id=setup_link_id):
+            return setup_link_needed(request)
     device = authenticator_start(user=user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            codes = authenticator_confirm(user=user, device=device, code=form.cleaned_data["code"])
+            codes = authenticator_confirm(
+                user=user, device=device, code=form.cleaned_data["code"], setup_link_id=setup_link_id
+            )
         except SecondFactorThrottled as throttled:
             form.add_error("code", str(throttled))
+        except SetupLinkNeeded:
+            # Used or replaced since the page was shown.
+            return setup_link_needed(request)
         else:
             if codes is not None:
+                request.session.pop(SETUP_LINK_SESSION_KEY, None)
                 request.session.cycle_key()
                 otp_login(request, device)
                 return page(
@@ -139,6 +178,11 @@ def two_factor_setup(request):
         "replacing": second_factor_enrolled(user),
     }
     return page(request, "accounts/two_factor_setup.html", context)
+
+
+def setup_link_needed(request, title: str = "Ask for a setup link", status: int = 403, other_account: bool = False):
+    context = {"title": title, "other_account": other_account, "setup_link_days": settings.SETUP_LINK_DAYS}
+    return page(request, "accounts/setup_link_needed.html", context, status=status)
 
 
 def qr_code_svg(data: str):

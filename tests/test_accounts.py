@@ -6,6 +6,7 @@ tests/test_accounts_server.py; the browser flow in tests/test_browser.py."""
 
 import hashlib
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt, AccessFailureLog
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.db.models import F
 from django.test import Client
@@ -24,8 +27,14 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 from rest_framework.test import APIClient
 
-from accounts.models import ApiToken
-from accounts.services import authenticator_confirm, authenticator_start, token_create
+from accounts.models import ApiToken, SetupLink
+from accounts.services import (
+    authenticator_confirm,
+    authenticator_start,
+    second_factor_enrolled,
+    setup_link_create,
+    token_create,
+)
 from incidents import roles
 from incidents.models import ConfidentialAccess
 from tests.api_support import API
@@ -42,10 +51,19 @@ def app_code(device, steps_ahead: int = 0) -> str:
 
 
 def enrol(user):
-    """`user` set up an authenticator app: the device and the recovery codes."""
+    """`user` set up an authenticator app (a first one with a setup link): the device and the
+    recovery codes."""
+    setup_link_id = None if second_factor_enrolled(user) else setup_link_create(user=user)[0].pk
     device = authenticator_start(user=user)
-    codes = authenticator_confirm(user=user, device=device, code=app_code(device))
+    codes = authenticator_confirm(user=user, device=device, code=app_code(device), setup_link_id=setup_link_id)
     return device, codes
+
+
+def open_setup_link(client, user) -> str:
+    """A setup link made for `user`, opened in `client`'s session; its key."""
+    _, key = setup_link_create(user=user)
+    client.get(f"/accounts/two-factor/setup/{key}/")
+    return key
 
 
 def sign_in(client, user, password=PASSWORD):
@@ -117,6 +135,7 @@ class TestSecondFactor:
     def test_setting_up_the_app_says_when_it_checks_a_code_again_after_a_wrong_one(self, settings):
         settings.OTP_TOTP_THROTTLE_FACTOR = 600
         analyst, client = make_user(roles.ANALYST), Client()
+        open_setup_link(client, analyst)
         sign_in(client, analyst)
         client.get("/accounts/two-factor/setup/")
         device = analyst.totpdevice_set.get(confirmed=False)
@@ -146,6 +165,7 @@ class TestSecondFactor:
 
     def test_staff_without_a_second_factor_set_one_up_from_a_qr_code_drawn_here(self):
         analyst, client = make_user(roles.ANALYST), Client()
+        open_setup_link(client, analyst)
         sign_in(client, analyst)
         response = client.get("/accounts/two-factor/?next=/admin/", follow=True)
         page = response.content.decode()
@@ -336,6 +356,131 @@ def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
     assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/").status_code == 403
     client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert not analyst.totpdevice_set.exists()
+
+
+def signed_in_with_second_factor(user) -> Client:
+    device, _ = enrol(user)
+    client = Client()
+    sign_in(client, user)
+    # The next period's code: the one enrolling used cannot be used again.
+    assert second_step(client, app_code(device, 1))["Location"] == "/admin/"
+    return client
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestSetupLinks:
+    """A first authenticator app needs a setup link from an administrator beside the password: whoever
+    learns the password of someone not yet enrolled cannot set up their own phone in that name."""
+
+    def test_a_password_alone_cannot_set_up_a_first_app(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+
+        led_to = client.get("/accounts/two-factor/?next=/admin/", follow=True)
+        posted = client.post("/accounts/two-factor/setup/", {"code": "123456", "next": "/admin/"})
+
+        for response in (led_to, posted):
+            assert response.status_code == 403
+            assert "setup link" in response.content.decode() and "qr-code" not in response.content.decode()
+        # No secret was made to show, and nothing opens the admin.
+        assert not analyst.totpdevice_set.exists()
+        assert client.get("/admin/").status_code == 302
+
+    def test_an_administrator_makes_a_link_the_person_opens_then_signs_in(self):
+        administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+        admin_client, client = signed_in_with_second_factor(administrator), Client()
+
+        made = admin_client.post("/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]})
+        assert made.status_code == 200 and "no-store" in made["Cache-Control"]
+        ((user, link),) = made.context["links"]
+        assert user == analyst and link.startswith("http://testserver/accounts/two-factor/setup/")
+        # The link alone signs nobody in: it leads to the password.
+        opened = client.get(link)
+        assert opened.status_code == 302 and opened["Location"].startswith("/admin/login/?next=")
+        assert client.get("/admin/").status_code == 302
+        to_setup = client.post(
+            "/admin/login/",
+            {"username": analyst.username, "password": PASSWORD, "next": "/accounts/two-factor/setup/"},
+            follow=True,
+        )
+        assert to_setup.redirect_chain[-1][0].startswith("/accounts/two-factor/setup/")
+        assert "qr-code" in to_setup.content.decode()
+        device = analyst.totpdevice_set.get(confirmed=False)
+        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+
+        assert len(response.context["codes"]) == 10
+        assert client.get("/admin/").status_code == 200
+        assert SetupLink.objects.get(user=analyst).used_at is not None
+        # Used: the link works no more, for anyone.
+        assert Client().get(link).status_code == 404
+        links_page = admin_client.get("/admin/accounts/setuplink/").content.decode()
+        assert analyst.username in links_page and administrator.username in links_page
+
+    def test_a_link_is_for_its_account_only(self):
+        analyst, colleague, client = make_user(roles.ANALYST), make_user(roles.ANALYST), Client()
+        _, key = setup_link_create(user=colleague)
+        sign_in(client, analyst)
+
+        assert client.get(f"/accounts/two-factor/setup/{key}/").status_code == 403
+        assert client.get("/accounts/two-factor/setup/").status_code == 403
+        # Opened before signing in as someone else, it gives that account nothing either.
+        other = Client()
+        other.get(f"/accounts/two-factor/setup/{key}/")
+        sign_in(other, analyst)
+        assert other.get("/accounts/two-factor/setup/").status_code == 403
+        assert not analyst.totpdevice_set.exists()
+
+    def test_a_newer_link_replaces_an_older_one_and_links_expire(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        _, older = setup_link_create(user=analyst)
+        newer_link, newer = setup_link_create(user=analyst)
+
+        assert client.get(f"/accounts/two-factor/setup/{older}/").status_code == 404
+        SetupLink.objects.filter(pk=newer_link.pk).update(
+            created_at=timezone.now() - timedelta(days=9), expires_at=timezone.now() - timedelta(days=2)
+        )
+        response = client.get(f"/accounts/two-factor/setup/{newer}/")
+        assert response.status_code == 404 and "does not work" in response.content.decode()
+
+    def test_a_link_opened_then_replaced_no_longer_sets_up_the_app(self):
+        analyst, client = make_user(roles.ANALYST), Client()
+        open_setup_link(client, analyst)
+        sign_in(client, analyst)
+        client.get("/accounts/two-factor/setup/")
+        device = analyst.totpdevice_set.get(confirmed=False)
+        setup_link_create(user=analyst)  # an administrator makes a new one meanwhile
+
+        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+
+        assert response.status_code == 403
+        assert not analyst.totpdevice_set.filter(confirmed=True).exists()
+
+    def test_only_active_staff_get_links(self):
+        visitor = make_user(None)
+        client = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+
+        response = client.post(
+            "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [visitor.pk]}, follow=True
+        )
+
+        assert "is not an active staff account" in response.content.decode()
+        assert not SetupLink.objects.filter(user=visitor).exists()
+
+    def test_the_command_prints_a_link_for_the_first_administrator(self):
+        administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
+        output = io.StringIO()
+        call_command("setup_link", "admin", "--url", "https://tracker.example.org/", stdout=output)
+        link = output.getvalue().splitlines()[0]
+        assert link.startswith("https://tracker.example.org/accounts/two-factor/setup/")
+        client = Client()
+        client.get(link.removeprefix("https://tracker.example.org"))
+        sign_in(client, administrator)
+        assert "qr-code" in client.get("/accounts/two-factor/setup/").content.decode()
+        with pytest.raises(CommandError, match="No user is called 'nobody'"):
+            call_command("setup_link", "nobody")
+        make_user(None, username="visitor")
+        with pytest.raises(CommandError, match="visitor is not an active staff account"):
+            call_command("setup_link", "visitor")
 
 
 def test_without_the_setting_staff_sign_in_with_a_password_alone(settings):
@@ -652,6 +797,7 @@ class TestTransport:
         # or a proxy's cache must not keep them, as it keeps none of the admin's pages.
         settings.REQUIRE_2FA = True
         analyst, client = make_user(roles.ANALYST), Client()
+        open_setup_link(client, analyst)
         sign_in(client, analyst)
         setup = client.get("/accounts/two-factor/setup/")
         assert "setup key" in setup.content.decode().lower()

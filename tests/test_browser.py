@@ -15,6 +15,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import Page, expect, sync_playwright
 
+from accounts.services import setup_link_create
 from incidents import roles
 from incidents.models import Incident
 from tests.api_support import client_for, incident_url
@@ -209,9 +210,12 @@ def current_code(username: str) -> str:
 def test_an_analyst_sets_up_a_second_factor_then_signs_in_with_a_recovery_code(browser_page, live_server, settings):
     settings.REQUIRE_2FA = True
     page = browser_page
-    make_user(roles.ANALYST, username="analyst")
+    analyst = make_user(roles.ANALYST, username="analyst")
 
-    # The password alone leads to setting up the app, not to the admin.
+    # An administrator's setup link, then the password, lead to setting up the app, not to the admin.
+    _, key = setup_link_create(user=analyst)
+    page.goto(f"{live_server.url}/accounts/two-factor/setup/{key}/")
+    expect(page.locator("#id_username")).to_be_visible()
     log_in_with_password(page, live_server, "analyst")
     expect(page.locator("h1")).to_have_text("Set up your authenticator app")
     expect(page.locator("#qr-code svg")).to_be_visible()

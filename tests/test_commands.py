@@ -274,6 +274,15 @@ def test_ensure_admin_creates_a_random_password_once(capsys):
     assert User.objects.filter(username="admin").count() == 1
 
 
+def test_ensure_admin_says_how_to_set_up_the_second_factor_where_it_is_required(capsys, settings):
+    settings.REQUIRE_2FA = True
+    call_command("ensure_admin", "--url", "https://tracker.example.org/admin/")
+    command = capsys.readouterr().out.split("`")[-2]
+    assert command == "python manage.py setup_link admin --url https://tracker.example.org"
+    call_command(*command.split()[2:], stdout=StringIO())
+    assert User.objects.get(username="admin").setup_links.count() == 1
+
+
 def test_smoke_request_fails_on_a_missing_page():
     call_command("smoke_request", "/admin/login/")
     with pytest.raises(CommandError, match="404"):

@@ -335,6 +335,9 @@ REQUIRE_2FA = env_bool("TRACKER_REQUIRE_2FA", not DEBUG)
 # The name an authenticator app shows beside the codes.
 OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
 RECOVERY_CODE_COUNT = 10
+# A staff member's first authenticator app needs a setup link from an administrator
+# (accounts.SetupLink), usable once within this many days.
+SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7)
 # The admin's device pages show no secret key, QR code or recovery code: whoever may see them
 # could otherwise copy a colleague's second factor. Administrators only delete devices there.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True

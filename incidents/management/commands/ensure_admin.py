@@ -1,5 +1,6 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -27,3 +28,9 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
         self.stdout.write(f"Log in at {url} as {username!r} with password: {password}")
         self.stdout.write("This password is shown only once; change it with `python manage.py changepassword`.")
+        if settings.REQUIRE_2FA:
+            site = url.removesuffix("/admin/")
+            self.stdout.write(
+                f"Its authenticator app is set up with a setup link: `python manage.py setup_link {username} "
+                f"--url {site}`."
+            )

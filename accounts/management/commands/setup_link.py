@@ -1,0 +1,35 @@
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
+
+from accounts.services import setup_link_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Print a setup link for a staff member's first authenticator app (the admin's users list makes them "
+        "too): for the first administrator, or one who lost both phone and recovery codes. It replaces the "
+        "account's earlier links."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000",
+            help="The tracker's address, which the link starts with (default: http://127.0.0.1:8000).",
+        )
+
+    def handle(self, *args, username, url, **options):
+        try:
+            user = get_user_model().objects.get_by_natural_key(username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"No user is called {username!r}.") from None
+        try:
+            link, key = setup_link_create(user=user)
+        except ValidationError as refusal:
+            raise CommandError(" ".join(refusal.messages)) from None
+        self.stdout.write(f"{url.rstrip('/')}{reverse('accounts:setup-link', args=[key])}")
+        until = f"{link.expires_at:%Y-%m-%d %H:%M} UTC"
+        self.stdout.write(f"Give it to {username} apart from their password. It works once, until {until}.")
