@@ -125,6 +125,8 @@ MIDDLEWARE = [
     "accounts.middleware.SecondFactorMiddleware",
     # Once the user is known: bounds each statement of an anonymous request (ANON_STATEMENT_TIMEOUT).
     "tracker.statement_timeout.AnonymousStatementTimeoutMiddleware",
+    # A write PostgreSQL stopped for meeting another (a deadlock) answers 409 rather than 500.
+    "tracker.write_conflicts.WriteConflictMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for lockout into the lockout page (or JSON under /api/).

@@ -1,0 +1,92 @@
+"""Two writes that wait for each other in a cycle: PostgreSQL stops one (a deadlock), and its writer
+is told so with a 409 on every door, with nothing of it saved, instead of a server error."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test import Client
+
+from incidents import roles
+from incidents.models import Incident
+from tests.api_support import client_for, incident_url
+from tests.factories import make_incident, make_place, make_user
+from tests.test_admin import change_url, incident_post
+
+
+def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes) -> dict:
+    """Run `analyst_writes` (which links `incident` to `place`) while a reviewer's transaction
+    changes `place`, then, once the analyst's write waits for that place, changes `incident`, which
+    the analyst's write holds: a deadlock, which PostgreSQL ends by stopping the analyst's write (the
+    reviewer's transaction waits ten times longer before it would look for one). Returns what
+    `analyst_writes` returned, under "answer"."""
+    result = {}
+
+    def analyst():
+        try:
+            result["answer"] = analyst_writes()
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("SET deadlock_timeout = '10s'")
+        reviewer.execute("UPDATE incidents_place SET name = 'Hyesan City' WHERE id = %s", [place.pk])
+        analyst_thread = threading.Thread(target=analyst)
+        analyst_thread.start()
+        for _ in range(100):
+            waiting = reviewer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting, "the analyst's write never waited for the place"
+        reviewer.execute("UPDATE incidents_incident SET description = 'Checked' WHERE id = %s", [incident.pk])
+    analyst_thread.join(20)
+    return result
+
+
+@pytest.mark.django_db(transaction=True)
+def test_through_the_api_the_stopped_write_answers_409_and_saves_nothing():
+    incident, place = make_incident(review_state="draft"), make_place(name="Hyesan")
+    client = client_for(make_user(roles.ANALYST))
+
+    result = while_a_reviewer_closes_a_cycle(
+        incident,
+        place,
+        lambda: client.patch(
+            incident_url(incident), {"places": [place.pk], "title": "Moved"}, format="json", HTTP_IF_MATCH='"1"'
+        ),
+    )
+
+    answer = result["answer"]
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "detail": "Your change met another change being saved at the same moment, and was not saved: nothing "
+        "of it was written. Save it again."
+    }
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.title, stored.description, list(stored.places.all())) == (incident.title, "Checked", [])
+    # Saving again works, once the reviewer's change is in.
+    again = client.patch(
+        incident_url(incident), {"places": [place.pk], "title": "Moved"}, format="json", HTTP_IF_MATCH='"1"'
+    )
+    assert again.status_code == 200 and again.json()["places"][0]["name"] == "Hyesan City"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_the_admin_the_stopped_save_answers_409_and_saves_nothing():
+    incident, place = make_incident(review_state="draft"), make_place(name="Hyesan")
+    client = Client()
+    client.force_login(make_user(roles.ANALYST))
+
+    result = while_a_reviewer_closes_a_cycle(
+        incident, place, lambda: client.post(change_url(incident), incident_post(incident=incident, places=[place]))
+    )
+
+    answer = result["answer"]
+    assert answer.status_code == 409
+    assert "met another change being saved at the same moment" in answer.content.decode()
+    assert not Incident.objects.get(pk=incident.pk).places.exists()

@@ -1,0 +1,40 @@
+"""A write that PostgreSQL stopped because it met another at the same moment answers 409, saying so.
+
+Writers wait for each other on purpose: a claim for its source, a place link for the place's chain,
+an organization or type where an incident links it (the lock triggers of migrations 0032-0050), so
+that the kept rows each one refreshes see the other's change. Two such waits can close a cycle (an
+analyst's save waits for a place a reviewer is changing, while the reviewer's refresh waits for the
+analyst's incident), and PostgreSQL then stops one of the two with a deadlock error; a serializable
+transaction can be stopped alike. The stopped one's transaction is rolled back whole, so nothing of
+it was saved, and saving again succeeds once the other has committed. That is what the writer is
+told, on every door (the admin, the API, an import), instead of a server error.
+"""
+
+import psycopg
+from django.contrib import admin
+from django.http import JsonResponse
+from django.template.response import TemplateResponse
+
+MESSAGE = (
+    "Your change met another change being saved at the same moment, and was not saved: nothing of it was "
+    "written. Save it again."
+)
+
+
+class WriteConflictMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        # Class 40 of PostgreSQL's errors, "transaction rollback": a deadlock (40P01), a serialization
+        # failure (40001). psycopg's classes for them share no base class of their own.
+        cause = exception.__cause__
+        if not (isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("40")):
+            return None
+        if request.path_info.startswith("/api/"):
+            return JsonResponse({"detail": MESSAGE}, status=409)
+        context = {**admin.site.each_context(request), "title": "Not saved", "message": MESSAGE}
+        return TemplateResponse(request, "admin/write_conflict.html", context, status=409)
