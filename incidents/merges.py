@@ -19,7 +19,7 @@ from typing import Any
 
 import pghistory
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from incidents import services
@@ -256,6 +256,7 @@ def incident_merge(
                     f"{incident.public_id} changed since you looked at it (now version {incident.version}, you saw "
                     f"version {expected}): review the merge again."
                 )
+        _lock_what_moving_links_refer_to(merged)
         plan = _plan(None, survivor_incident, merged)
         merge = IncidentMerge.objects.create(
             survivor=survivor_incident,
@@ -283,6 +284,27 @@ def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None
     it before gets a version conflict and an incremental sync sees it again."""
     incident.updated_by_id = user_id
     incident.save(update_fields=[*fields, "version", "updated_by", "updated_at"])
+
+
+def _lock_what_moving_links_refer_to(incident: Incident) -> None:
+    """Share-lock, until the commit, what the links of `incident` refer to: its places (and those
+    above), the organizations it involves and that publish its sources, its sources (and those they
+    cite), and its type. A merge moves some of them, or its undo moves them back. Two queries.
+
+    Links move with an UPDATE of their incident alone, which the row triggers that lock what a link
+    refers to (lock_place, lock_organization, lock_source, lock_publisher) do not see: a merge run
+    while a reviewer changed a place's country, renamed an organization or made a source
+    confidential kept the record as it was in the kept export row and search words of the incident
+    the links reached, since the reviewer's refresh saw the links where they were. Locked here,
+    before the first move, rather than by those triggers watching the incident as well: each move's
+    statement refreshes both incidents' kept rows, and a lock taken by a later one (the places,
+    after the claims) while the merge held those rows would deadlock with a reviewer whose refresh
+    waits for them holding the record (migration 0050, on why a save that keeps the link locks
+    nothing). In the order the importer takes them, then the sources (migration 0052). All of the
+    incident's links, not only those that move: more, never less, in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT incident_links_lock(ARRAY[%s]::bigint[])", [incident.pk])
+        cursor.execute("SELECT incident_sources_lock(ARRAY[%s]::bigint[])", [incident.pk])
 
 
 def _decision_of(pair: DuplicatePair) -> dict[str, Any]:
@@ -379,6 +401,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             raise MergeRefused(
                 f"{survivor.public_id} has since been merged into another incident; undo that merge first."
             )
+        _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
         on_survivor = {"incident": survivor}
         Claim.objects.filter(pk__in=moved["conflicts"], **on_survivor).update(incident=merged, merge_conflict=False)

@@ -81,7 +81,8 @@ DATES_REVERSED_MESSAGE = "The end date is before the start date."
 
 # The row triggers that lock what a new link refers to are off while writers in bulk turn the insert
 # triggers off (`set_insert_triggers`): those lock everything they link at once instead
-# (`incident_links_lock`, migration 0050).
+# (`incident_links_lock`, migration 0050). Nor do they see a link moved to another incident: a merge
+# and its undo lock what the links they move refer to before moving them (migration 0052).
 UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
     f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
 )

@@ -27,7 +27,7 @@ from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 
-from incidents import exports, roles, search
+from incidents import exports, merges, roles, search
 from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item, kept_rows, write_incidents_csv
 from incidents.models import (
     AccessDoor,
@@ -1207,18 +1207,22 @@ def test_an_incident_recorded_at_a_place_while_the_place_changes_counts_and_expo
 
     for query in ["", "country=KP", "country=CN", f"place={china.pk}"]:
         assert exported_rows(AnonymousUser(), query, tmp_path) == expected_rows(AnonymousUser(), query), query
+    assert_kept_totals_are_recounted()
+
+
+def assert_kept_totals_are_recounted() -> None:
+    """The statistics' totals the triggers keep are those `recount_statistics` counts afresh."""
     facet_key = [field.name for field in IncidentFacetTotal._meta.fields if field.name not in ("id", "incidents")]
-    kept = [
-        list(IncidentRollup.objects.order_by("pk").values_list("dimension", "country", "place_id", "incidents")),
-        list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
-    ]
+
+    def totals():
+        return [
+            sorted(IncidentRollup.objects.values_list("dimension", "country", "place_id", "incidents")),
+            list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
+        ]
+
+    kept = totals()
     call_command("recount_statistics", stdout=io.StringIO())
-    recounted = [
-        list(IncidentRollup.objects.order_by("pk").values_list("dimension", "country", "place_id", "incidents")),
-        list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
-    ]
-    assert sorted(kept[0]) == sorted(recounted[0])
-    assert kept[1] == recounted[1]
+    assert kept == totals()
 
 
 def public_search(words: str) -> list[str]:
@@ -1337,3 +1341,82 @@ def test_an_import_naming_an_organization_while_it_changes_keeps_the_words_it_no
 
     assert Incident.objects.filter(title="Imported at the border").exists()
     assert search_words() == search_words_an_edit_computes()
+
+
+def while_a_merge_is_open(statement: str, merge_writes) -> None:
+    """Run a reviewer's `statement` on a connection of its own, and commit it, while `merge_writes`
+    (a merge or its undo) has moved the links and not yet committed; the merge commits a second
+    later. (The other order, `while_a_reviewer_runs`, the merge survives on its own: its moves wait
+    at the kept rows of the incident the reviewer's refresh wrote, and its later writes read the
+    change committed.)"""
+    moved = threading.Event()
+    save_changed = merges._save_changed
+
+    def saved_then_paused(*args, **kwargs):
+        save_changed(*args, **kwargs)
+        if not moved.is_set():
+            moved.set()
+            time.sleep(1)
+
+    def merge():
+        try:
+            merge_writes()
+        finally:
+            connection.close()
+
+    merges._save_changed = saved_then_paused
+    try:
+        merge_thread = threading.Thread(target=merge)
+        merge_thread.start()
+        assert moved.wait(10)
+        with psycopg.connect(**connection.get_connection_params()) as reviewer:
+            reviewer.execute(statement)
+        merge_thread.join(10)
+    finally:
+        merges._save_changed = save_changed
+
+
+# A reviewer's change of a record a duplicate links to, made while a merge moves the link.
+MERGE_RACES = {
+    "a place's country": "UPDATE incidents_place SET country = 'KP' WHERE name = 'Hyesan'",
+    "an organization's name": "UPDATE incidents_organization SET name = 'Zanzibarite' WHERE name = 'Border guard'",
+    "a source made confidential": "UPDATE incidents_source SET confidential = true WHERE title = 'Informant note'",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("door", ["merge", "undo"])
+@pytest.mark.parametrize("race", MERGE_RACES)
+def test_links_moved_by_a_merge_while_what_they_refer_to_changes_export_and_are_found_as_it_now_is(
+    race, door, tmp_path
+):
+    # A reviewer changes a place, an organization or a source that a duplicate links to while
+    # another merges the duplicate into its survivor (or undoes that merge). The merge moves the
+    # links with an UPDATE of their incident, which the row triggers that lock what a link refers
+    # to do not see; the moved links' incident keeps its kept rows right only if the two writes
+    # wait for each other: the reviewer's refresh cannot see a move not yet committed, and the
+    # merge's must not read the record as it was.
+    merging = make_user(roles.REVIEWER, confidential=True)
+    survivor = make_incident(title="Sent back from Tumen", places=[make_place(name="Tumen")])
+    duplicate = make_incident(title="Sent back at the border", places=[make_place(name="Hyesan")])
+    Involvement.objects.create(
+        incident=duplicate, organization=make_organization(name="Border guard"), role="perpetrator"
+    )
+    make_claim(incident=duplicate, source=make_source(title="Informant note"))
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=duplicate, score=0.9)
+    merge = merges.incident_merge(user=merging, pair=pair) if door == "undo" else None
+
+    def reviewer_merges():
+        if merge is None:
+            merges.incident_merge(user=merging, pair=pair)
+        else:
+            merges.incident_merge_undo(user=merging, merge=merge)
+
+    while_a_merge_is_open(MERGE_RACES[race], reviewer_merges)
+
+    moved_to = survivor if door == "merge" else duplicate
+    assert Involvement.objects.get().incident_id == moved_to.pk
+    for reader in (AnonymousUser(), merging):
+        assert exported_rows(reader, "", tmp_path) == expected_rows(reader, ""), reader
+    assert search_words() == search_words_an_edit_computes()
+    assert_kept_totals_are_recounted()
