@@ -925,7 +925,12 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
             # them: whether a relayed source is confidential decides how many independent origins
             # the claim's incident has for readers who may not see it (migration 0043), and an
             # incident recorded while its outlets' source was made confidential kept the count of
-            # a public one (migration 0047).
+            # a public one (migration 0047). A save that keeps the source (every save writes every
+            # column: an incident saved with its claims as they were) locks nothing, as for the
+            # other links (Incident's `lock_type`): the other writer's refresh covers the claim,
+            # which cites the source already, and it waited for the incident's export row that this
+            # transaction holds, so a lock here closed a cycle that PostgreSQL ended by stopping
+            # one of the two (migration 0053).
             pgtrigger.Trigger(
                 name="lock_source",
                 when=pgtrigger.Before,
@@ -933,6 +938,9 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
                 level=pgtrigger.Row,
                 declare=[("cited", "bigint"), ("depth", "integer := 0")],
                 func="""
+                IF TG_OP = 'UPDATE' AND NEW.source_id = OLD.source_id THEN
+                    RETURN NEW;
+                END IF;
                 SELECT cites_id INTO cited FROM incidents_source WHERE id = NEW.source_id FOR SHARE;
                 WHILE cited IS NOT NULL AND depth < 64 LOOP
                     SELECT cites_id INTO cited FROM incidents_source WHERE id = cited FOR SHARE;

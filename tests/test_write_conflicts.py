@@ -11,9 +11,21 @@ from django.test import Client
 
 from incidents import roles
 from incidents.models import Incident
-from tests.api_support import client_for, incident_url
-from tests.factories import make_incident, make_place, make_user
+from tests.api_support import API, client_for, incident_url
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
+
+
+def wait_until_waiting(connection_of_observer, count: int) -> None:
+    """Until `count` other backends wait for a lock."""
+    for _ in range(100):
+        waiting = connection_of_observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        if waiting >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{count} writes never waited")
 
 
 def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes) -> dict:
@@ -35,14 +47,7 @@ def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes) -> dict:
         reviewer.execute("UPDATE incidents_place SET name = 'Hyesan City' WHERE id = %s", [place.pk])
         analyst_thread = threading.Thread(target=analyst)
         analyst_thread.start()
-        for _ in range(100):
-            waiting = reviewer.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            ).fetchone()[0]
-            if waiting:
-                break
-            time.sleep(0.1)
-        assert waiting, "the analyst's write never waited for the place"
+        wait_until_waiting(reviewer, 1)
         reviewer.execute("UPDATE incidents_incident SET description = 'Checked' WHERE id = %s", [incident.pk])
     analyst_thread.join(20)
     return result
@@ -90,3 +95,52 @@ def test_in_the_admin_the_stopped_save_answers_409_and_saves_nothing():
     assert answer.status_code == 409
     assert "met another change being saved at the same moment" in answer.content.decode()
     assert not Incident.objects.get(pk=incident.pk).places.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_saved_again_as_they_were_do_not_wait_for_their_sources():
+    # An analyst saves an incident with its claims sent back as they were, while a reviewer renames
+    # one of their sources. The reviewer's rename waits for the incident's kept export row, which the
+    # analyst's save holds from its first statement; were the analyst's save of the unchanged claim to
+    # wait for the source in turn (the claims' lock_source trigger, as for a claim that comes to cite
+    # it), the two would wait for each other and PostgreSQL would stop one. Here the analyst's save
+    # is held at a place (a third write) until the reviewer's rename waits, so they meet in that order.
+    incident = make_incident(review_state="draft", title="Deportation at the border")
+    source = make_source(title="Daily NK")
+    claim = make_claim(incident=incident, source=source)
+    place = make_place(name="Hyesan")
+    client = client_for(make_user(roles.ANALYST))
+    body = {
+        "title": "Deportation at Hyesan",
+        "places": [place.pk],
+        "claims": [{"id": claim.pk, "source": source.pk, "people_count": claim.people_count}],
+    }
+    result = {}
+
+    def analyst():
+        try:
+            result["answer"] = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+        finally:
+            connection.close()
+
+    def reviewer_renames():
+        reviewer.execute("UPDATE incidents_source SET title = 'Daily NK (Seoul)' WHERE id = %s", [source.pk])
+
+    parameters = connection.get_connection_params()
+    with psycopg.connect(**parameters) as place_writer, psycopg.connect(**parameters) as reviewer:
+        reviewer.execute("SET deadlock_timeout = '10s'")
+        place_writer.execute("UPDATE incidents_place SET name = 'Hyesan City' WHERE id = %s", [place.pk])
+        analyst_thread = threading.Thread(target=analyst)
+        analyst_thread.start()
+        wait_until_waiting(place_writer, 1)
+        reviewer_thread = threading.Thread(target=reviewer_renames)
+        reviewer_thread.start()
+        wait_until_waiting(place_writer, 2)
+        place_writer.commit()
+        analyst_thread.join(20)
+        reviewer_thread.join(20)
+        reviewer.commit()
+
+    assert result["answer"].status_code == 200, result["answer"].content
+    exported = b"".join(client.get(f"{API}/incidents.csv").streaming_content).decode()
+    assert "Deportation at Hyesan" in exported and "Daily NK (Seoul)" in exported
