@@ -140,13 +140,25 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id:
     return codes
 
 
+class AuthenticatorNeeded(PermissionDenied):
+    """Recovery codes asked for by someone without an authenticator app set up."""
+
+    def __init__(self):
+        super().__init__("Recovery codes come with an authenticator app: set one up first.")
+
+
 @transaction.atomic
 def recovery_codes_replace(*, user) -> tuple[StaticDevice, list[str]]:
     """New single-use recovery codes for `user` and the new device that holds them. The earlier
     codes stop working, and their device is deleted rather than emptied: a session that one of
     them verified is no longer verified (django-otp drops a session's device once it is gone), so
     whoever used a stolen code is signed out of the second factor too. The session that asked for
-    the new codes signs in again with the new device if the old one verified it (accounts.views)."""
+    the new codes signs in again with the new device if the old one verified it (accounts.views).
+
+    Only beside a confirmed authenticator app (AuthenticatorNeeded): codes alone are a second factor,
+    and would be a first one made with the password alone, without a setup link."""
+    if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        raise AuthenticatorNeeded()
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name="Recovery codes")
     codes = [StaticToken.random_token() for _ in range(settings.RECOVERY_CODE_COUNT)]
@@ -167,6 +179,12 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
         raise ValidationError(
             f"{user.get_username()} is not an active staff account: only staff set up a second factor."
         )
+    if second_factor_enrolled(user):
+        # The link would lead to the second step, which asks for the current app's code.
+        raise ValidationError(
+            f"{user.get_username()} has a second factor already. If they lost it, delete their devices "
+            "(TOTP devices and Static devices in the admin, or `manage.py setup_link --delete-devices`) first."
+        )
     SetupLink.objects.filter(user=user, used_at__isnull=True).delete()
     key = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -178,6 +196,14 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
         expires_at=now + timedelta(days=settings.SETUP_LINK_DAYS),
     )
     return link, key
+
+
+@transaction.atomic
+def second_factor_reset(*, user) -> None:
+    """Delete `user`'s authenticator apps and recovery codes (lost with the phone): every session
+    they verified is no longer verified, and a new app needs a setup link."""
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
 
 
 def setup_link_find(key: str) -> SetupLink | None:

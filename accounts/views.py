@@ -24,6 +24,7 @@ from accounts.forms import CodeForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
+    AuthenticatorNeeded,
     SecondFactorThrottled,
     SetupLinkNeeded,
     authenticator_confirm,
@@ -118,7 +119,14 @@ def setup_link_open(request, key: str):
         return setup_link_needed(request, title="This setup link does not work", status=404)
     signed_in = request.user
     if signed_in.is_authenticated and signed_in.pk != link.user_id:
-        return setup_link_needed(request, title="This setup link is for another account", other_account=True)
+        # Said on the next page, not in an answer to this address: Django logs a refused request's
+        # path, which holds a link that still works.
+        messages.error(
+            request,
+            "That setup link is for another account. Sign out, then open the link again and sign in with "
+            "the account it was made for.",
+        )
+        return redirect("accounts:two-factor-setup")
     request.session[SETUP_LINK_SESSION_KEY] = link.pk
     setup = reverse("accounts:two-factor-setup")
     if signed_in.is_authenticated:
@@ -180,8 +188,8 @@ def two_factor_setup(request):
     return page(request, "accounts/two_factor_setup.html", context)
 
 
-def setup_link_needed(request, title: str = "Ask for a setup link", status: int = 403, other_account: bool = False):
-    context = {"title": title, "other_account": other_account, "setup_link_days": settings.SETUP_LINK_DAYS}
+def setup_link_needed(request, title: str = "Ask for a setup link", status: int = 403):
+    context = {"title": title, "setup_link_days": settings.SETUP_LINK_DAYS}
     return page(request, "accounts/setup_link_needed.html", context, status=status)
 
 
@@ -212,7 +220,11 @@ def security(request, new_token=None, new_key=None, token_form=None):
 @staff_only
 def recovery_codes_new(request):
     verified_by = request.user.otp_device
-    device, codes = recovery_codes_replace(user=request.user)
+    try:
+        device, codes = recovery_codes_replace(user=request.user)
+    except AuthenticatorNeeded as refusal:
+        messages.error(request, str(refusal))
+        return redirect("accounts:security")
     if isinstance(verified_by, StaticDevice):
         # This session passed with one of the codes just replaced, whose device is gone: it stays
         # verified by the new codes' device, under a new session key.

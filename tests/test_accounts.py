@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -416,13 +417,18 @@ class TestSetupLinks:
         links_page = admin_client.get("/admin/accounts/setuplink/").content.decode()
         assert analyst.username in links_page and administrator.username in links_page
 
-    def test_a_link_is_for_its_account_only(self):
+    def test_a_link_is_for_its_account_only(self, caplog):
         analyst, colleague, client = make_user(roles.ANALYST), make_user(roles.ANALYST), Client()
         _, key = setup_link_create(user=colleague)
         sign_in(client, analyst)
 
-        assert client.get(f"/accounts/two-factor/setup/{key}/").status_code == 403
-        assert client.get("/accounts/two-factor/setup/").status_code == 403
+        with caplog.at_level(logging.INFO):
+            refused = client.get(f"/accounts/two-factor/setup/{key}/", follow=True)
+        assert refused.status_code == 403
+        assert "That setup link is for another account" in refused.content.decode()
+        # Refused requests are logged with their address: this one's holds a link that still works.
+        assert key not in caplog.text
+        assert SetupLink.objects.usable().filter(user=colleague).exists()
         # Opened before signing in as someone else, it gives that account nothing either.
         other = Client()
         other.get(f"/accounts/two-factor/setup/{key}/")
@@ -465,6 +471,50 @@ class TestSetupLinks:
 
         assert "is not an active staff account" in response.content.decode()
         assert not SetupLink.objects.filter(user=visitor).exists()
+
+    def test_recovery_codes_are_no_first_second_factor(self, settings):
+        # Codes alone would be a second factor set up with the password alone; with the setting
+        # off (before a deployment turns it on) the page is open to a password holder.
+        settings.REQUIRE_2FA = False
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+
+        response = client.post("/accounts/recovery-codes/", follow=True)
+
+        assert "Recovery codes come with an authenticator app: set one up first." in response.content.decode()
+        assert not second_factor_enrolled(analyst) and not analyst.staticdevice_set.exists()
+
+    def test_no_link_for_someone_with_a_second_factor_until_their_devices_are_deleted(self):
+        administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+        enrol(analyst)
+        admin_client = signed_in_with_second_factor(administrator)
+
+        response = admin_client.post(
+            "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]}, follow=True
+        )
+
+        # The admin writes messages with a capital first letter.
+        assert f"{analyst.username.capitalize()} has a second factor already" in response.content.decode()
+        assert not SetupLink.objects.usable().filter(user=analyst).exists()
+        with pytest.raises(CommandError, match="has a second factor already"):
+            call_command("setup_link", analyst.username, stdout=io.StringIO())
+        assert analyst.totpdevice_set.exists()
+
+    def test_the_command_replaces_a_lost_second_factor(self):
+        # The only administrator lost phone and recovery codes: nobody else can delete their devices.
+        administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
+        lost_device, _ = enrol(administrator)
+        output = io.StringIO()
+
+        call_command("setup_link", "admin", "--delete-devices", "--url", "https://tracker.example.org", stdout=output)
+
+        link = output.getvalue().splitlines()[0].removeprefix("https://tracker.example.org")
+        client = Client()
+        client.get(link)
+        sign_in(client, administrator)
+        setup = client.get("/accounts/two-factor/setup/")
+        assert setup.status_code == 200 and "qr-code" in setup.content.decode()
+        assert not administrator.totpdevice_set.filter(pk=lost_device.pk).exists()
 
     def test_the_command_prints_a_link_for_the_first_administrator(self):
         administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")

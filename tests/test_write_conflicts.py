@@ -6,14 +6,15 @@ import time
 
 import psycopg
 import pytest
-from django.db import connection
-from django.test import Client
+from django.db import DatabaseError, connection, transaction
+from django.test import Client, RequestFactory
 
 from incidents import roles
 from incidents.models import Incident
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
+from tracker.write_conflicts import WriteConflictMiddleware
 
 
 def wait_until_waiting(connection_of_observer, count: int) -> None:
@@ -144,3 +145,20 @@ def test_claims_saved_again_as_they_were_do_not_wait_for_their_sources():
     assert result["answer"].status_code == 200, result["answer"].content
     exported = b"".join(client.get(f"{API}/incidents.csv").streaming_content).decode()
     assert "Deportation at Hyesan" in exported and "Daily NK (Seoul)" in exported
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "answered"), [("post", 409), ("patch", 409), ("get", None), ("head", None)])
+def test_only_a_write_is_answered_as_one_stopped(method, answered):
+    # A read stopped with the same class of error (on a replica, a query cancelled for conflicting
+    # with recovery) is answered again from the primary by tracker.replicas, not told it saved nothing.
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DO $$ BEGIN RAISE EXCEPTION 'stopped' USING ERRCODE = '40001'; END $$")
+    except DatabaseError as error:
+        stopped = error
+    request = getattr(RequestFactory(), method)("/api/v1/incidents/")
+
+    response = WriteConflictMiddleware(lambda request: None).process_exception(request, stopped)
+
+    assert (response and response.status_code) == answered

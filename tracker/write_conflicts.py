@@ -15,6 +15,8 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 
+from tracker.replicas import SAFE_METHODS
+
 MESSAGE = (
     "Your change met another change being saved at the same moment, and was not saved: nothing of it was "
     "written. Save it again."
@@ -29,6 +31,10 @@ class WriteConflictMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        # A read wrote nothing to lose; on a replica, a query cancelled for conflicting with recovery
+        # is class 40 too, and is answered again from the primary (tracker.replicas), not as a 409.
+        if request.method in SAFE_METHODS:
+            return None
         # Class 40 of PostgreSQL's errors, "transaction rollback": a deadlock (40P01), a serialization
         # failure (40001). psycopg's classes for them share no base class of their own.
         cause = exception.__cause__

@@ -1,16 +1,17 @@
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.urls import reverse
 
-from accounts.services import setup_link_create
+from accounts.services import second_factor_reset, setup_link_create
 
 
 class Command(BaseCommand):
     help = (
         "Print a setup link for a staff member's first authenticator app (the admin's users list makes them "
-        "too): for the first administrator, or one who lost both phone and recovery codes. It replaces the "
-        "account's earlier links."
+        "too): for the first administrator, or, with --delete-devices, one who lost both phone and recovery "
+        "codes. It replaces the account's earlier links."
     )
 
     def add_arguments(self, parser):
@@ -20,14 +21,23 @@ class Command(BaseCommand):
             default="http://127.0.0.1:8000",
             help="The tracker's address, which the link starts with (default: http://127.0.0.1:8000).",
         )
+        parser.add_argument(
+            "--delete-devices",
+            action="store_true",
+            help="First delete the account's authenticator app and recovery codes (lost with the phone).",
+        )
 
-    def handle(self, *args, username, url, **options):
+    def handle(self, *args, username, url, delete_devices, **options):
         try:
             user = get_user_model().objects.get_by_natural_key(username)
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user is called {username!r}.") from None
         try:
-            link, key = setup_link_create(user=user)
+            # Both or neither: a refused link leaves the devices as they were.
+            with transaction.atomic():
+                if delete_devices:
+                    second_factor_reset(user=user)
+                link, key = setup_link_create(user=user)
         except ValidationError as refusal:
             raise CommandError(" ".join(refusal.messages)) from None
         self.stdout.write(f"{url.rstrip('/')}{reverse('accounts:setup-link', args=[key])}")
