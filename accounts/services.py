@@ -123,7 +123,10 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id:
     setup_link = None
     if not second_factor_enrolled(user):
         # Locked: two browsers confirming with one link cannot both use it.
-        setup_link = SetupLink.objects.usable().select_for_update().filter(pk=setup_link_id, user=user).first()
+        # (The link alone: `usable` joins the account, whose row other writes need.)
+        setup_link = (
+            SetupLink.objects.usable().select_for_update(of=("self",)).filter(pk=setup_link_id, user=user).first()
+        )
         if setup_link is None:
             raise SetupLinkNeeded()
     locked_until = device_locked_until(device)

@@ -88,19 +88,22 @@ UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
 )
 
 
-def reaches_itself(obj, field: str) -> bool:
-    """Whether following `field` (a place's or a type's parent) from `obj` comes back to it.
-    The database refuses only the direct loop; a longer one would make tree walks endless. One
-    query per step."""
+def reaches_itself(obj, field: str, among: models.QuerySet | None = None) -> bool:
+    """Whether following `field` (a place's or a type's parent, a source's cites) from `obj` comes
+    back to it, through the records of `among` (default: every record of its model): the walk ends
+    at one outside it, as at the end of a chain. The database refuses only the direct loop; a longer
+    one would make tree walks endless. One query per step."""
     if obj.pk is None:
         return False
-    linked = getattr(obj, field)
+    among = type(obj)._default_manager.all() if among is None else among
+    attname = obj._meta.get_field(field).attname
+    linked_id = getattr(obj, attname)
     seen = set()
-    while linked is not None and linked.pk not in seen:
-        if linked.pk == obj.pk:
+    while linked_id is not None and linked_id not in seen:
+        if linked_id == obj.pk:
             return True
-        seen.add(linked.pk)
-        linked = getattr(linked, field)
+        seen.add(linked_id)
+        linked_id = among.filter(pk=linked_id).values_list(attname, flat=True).first()
     return False
 
 

@@ -41,6 +41,7 @@ from incidents.models import (
     Verification,
     VersionedModel,
     VictimGroup,
+    reaches_itself,
 )
 from incidents.querysets import can_see_confidential, can_see_unpublished, limit_to_visible
 
@@ -807,15 +808,8 @@ def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:
     `user` may see every source on it. Refusing a loop through a source hidden from them would tell
     them what that source cites, or that it relays the one they edit; such a loop is kept, and
     `source_origin` counts its sources as one origin (migration 0051). One query per step."""
-    visible = Source.objects.visible_to(user)
-    seen = set()
-    cited_id = source.cites_id
-    while cited_id is not None and cited_id not in seen:
-        if cited_id == source.pk:
-            return {"cites": [SOURCE_CITES_ITSELF_MESSAGE]}
-        seen.add(cited_id)
-        # None past a source the user may not see, as at the end of a chain.
-        cited_id = visible.filter(pk=cited_id).values_list("cites_id", flat=True).first()
+    if reaches_itself(source, "cites", among=Source.objects.visible_to(user)):
+        return {"cites": [SOURCE_CITES_ITSELF_MESSAGE]}
     return {}
 
 
