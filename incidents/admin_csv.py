@@ -122,23 +122,37 @@ class IncidentCsvAdminMixin:
             messages.error(request, "Nothing is waiting to be imported: upload the file again.")
             return HttpResponseRedirect(request.path)
         choice = request.POST.get("duplicates")
-        report = import_incidents_csv(
-            io.BytesIO(pending["content"].encode()),
-            user=request.user,
-            create_missing=pending["create_missing"],
+        report = self._import_pending(
+            request,
+            pending,
             duplicates=Duplicates(choice) if choice in (Duplicates.SKIP, Duplicates.ALLOW) else Duplicates.STOP,
-            file_name=pending["file_name"],
         )
         if report.stopped_for_duplicates:
             # The file is still good: ask again, on the same preview.
             return self._preview_page(
                 request, context, report, status=400, duplicates_error="Choose what to do with the possible duplicates."
             )
+        if report.met_another_write:
+            # Nothing was written, and the file may still be good: preview it again as the database now
+            # stands (the other write may have changed what it does), so that one click imports it.
+            preview = self._import_pending(request, pending, dry_run=True)
+            if not preview.errors:
+                return self._preview_page(request, context, preview, status=409, import_error=report.errors[0].message)
         request.session.pop(PENDING_IMPORT_SESSION_KEY)
         if report.errors:
             return self._upload_page(request, context, report=report)
         messages.success(request, report.summary())
         return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+
+    @staticmethod
+    def _import_pending(request, pending, **options):
+        return import_incidents_csv(
+            io.BytesIO(pending["content"].encode()),
+            user=request.user,
+            create_missing=pending["create_missing"],
+            file_name=pending["file_name"],
+            **options,
+        )
 
     def _upload_page(self, request, context, *, report=None, upload_error=""):
         """The file chooser, with the last file's errors, if any, above it."""
@@ -150,13 +164,14 @@ class IncidentCsvAdminMixin:
         status = 400 if report or upload_error else 200
         return TemplateResponse(request, self.import_template, context, status=status)
 
-    def _preview_page(self, request, context, report, *, status=200, duplicates_error=""):
+    def _preview_page(self, request, context, report, *, status=200, duplicates_error="", import_error=""):
         """What the waiting file would do, and one button to import it: no file chooser, so that the
         next step cannot be mistaken for uploading again."""
         context.update(
             title=f"Preview: import {report.file_name}",
             report=report,
             duplicates_error=duplicates_error,
+            import_error=import_error,
             upload_url=request.path,
         )
         return TemplateResponse(request, self.import_preview_template, context, status=status)

@@ -38,7 +38,7 @@ from typing import IO, Any
 import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
 from django.utils.text import slugify
@@ -73,6 +73,7 @@ from incidents.services import (
     validation_errors,
     workflow_errors,
 )
+from tracker.write_conflicts import is_write_conflict
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
 # Computed by the export from other data; an import reads past them. The public pages' downloads
@@ -116,6 +117,10 @@ NAMES_PER_ROW = 10
 
 # The export's formula pattern with at least one apostrophe in front: the cells it neutralised.
 _NEUTRALISED_CELL = re.compile(FORMULA_LIKE.replace("'*", "'+", 1))
+IMPORT_MET_ANOTHER_WRITE_MESSAGE = (
+    "The import met another change being saved at the same moment, and was undone: nothing of it was written. "
+    "Import the file again."
+)
 # How incidents_bulk_validate names a problem: the incident's index in the list, and the field.
 _BULK_ERROR_KEY = re.compile(r"incidents\[(\d+)\]\.(.+)")
 
@@ -204,6 +209,8 @@ class ImportReport:
     dry_run: bool = False
     # A real import found possible duplicates and, told neither to skip nor allow them, wrote nothing.
     stopped_for_duplicates: bool = False
+    # A real import met another write and was undone by PostgreSQL: the same file may be imported again.
+    met_another_write: bool = False
 
     @property
     def rows_to_write(self) -> int:
@@ -1097,6 +1104,14 @@ def _write(plan: _Plan, user, report: ImportReport) -> None:
         raise _InvalidFile(
             RowError(0, "", f"The data changed during the import, which was undone; try again. ({error})")
         ) from None
+    except DatabaseError as error:
+        # The import and another write waited for each other (a reviewer changing a place the file
+        # links, say), and PostgreSQL stopped the import; the other write, once committed, no longer
+        # stands in its way.
+        if not is_write_conflict(error):
+            raise
+        report.met_another_write = True
+        raise _InvalidFile(RowError(0, "", IMPORT_MET_ANOTHER_WRITE_MESSAGE)) from None
 
 
 def _creation(row: PlannedRow) -> dict[str, Any]:

@@ -1,19 +1,22 @@
 """Two writes that wait for each other in a cycle: PostgreSQL stops one (a deadlock), and its writer
 is told so with a 409 on every door, with nothing of it saved, instead of a server error."""
 
+import io
 import threading
 import time
 
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 
 from incidents import roles
-from incidents.models import Incident
+from incidents.models import Incident, Place
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
+from tests.test_import import write_csv
 from tracker.write_conflicts import WriteConflictMiddleware
 
 
@@ -29,11 +32,12 @@ def wait_until_waiting(connection_of_observer, count: int) -> None:
     raise AssertionError(f"{count} writes never waited")
 
 
-def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes) -> dict:
+def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes, *, place_name="Hyesan City") -> dict:
     """Run `analyst_writes` (which links `incident` to `place`) while a reviewer's transaction
-    changes `place`, then, once the analyst's write waits for that place, changes `incident`, which
-    the analyst's write holds: a deadlock, which PostgreSQL ends by stopping the analyst's write (the
-    reviewer's transaction waits ten times longer before it would look for one). Returns what
+    changes `place` (names it `place_name`), then, once the analyst's write waits for that place,
+    changes `incident`, which the analyst's write holds: a deadlock, which PostgreSQL ends by stopping
+    the analyst's write (the reviewer's transaction waits ten times longer before it would look for
+    one). Returns what
     `analyst_writes` returned, under "answer"."""
     result = {}
 
@@ -45,7 +49,7 @@ def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes) -> dict:
 
     with psycopg.connect(**connection.get_connection_params()) as reviewer:
         reviewer.execute("SET deadlock_timeout = '10s'")
-        reviewer.execute("UPDATE incidents_place SET name = 'Hyesan City' WHERE id = %s", [place.pk])
+        reviewer.execute("UPDATE incidents_place SET name = %s WHERE id = %s", [place_name, place.pk])
         analyst_thread = threading.Thread(target=analyst)
         analyst_thread.start()
         wait_until_waiting(reviewer, 1)
@@ -96,6 +100,88 @@ def test_in_the_admin_the_stopped_save_answers_409_and_saves_nothing():
     assert answer.status_code == 409
     assert "met another change being saved at the same moment" in answer.content.decode()
     assert not Incident.objects.get(pk=incident.pk).places.exists()
+
+
+def moved_to(incident, place) -> str:
+    """A CSV file that moves `incident` (at version 1) to `place`, as an analyst edits an export."""
+    return write_csv(
+        [
+            {
+                "public_id": incident.public_id,
+                "version": "1",
+                "title": "Moved",
+                "type": incident.incident_type.slug,
+                "date_start": incident.date_start.isoformat(),
+                "date_end": incident.date_end.isoformat(),
+                "places": place.name,
+            }
+        ]
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_through_the_import_command_the_stopped_import_says_so_and_writes_nothing(tmp_path):
+    incident, place = make_incident(review_state="draft"), make_place(name="Hyesan")
+    analyst = make_user(roles.ANALYST)
+    path = tmp_path / "moved.csv"
+    path.write_text(moved_to(incident, place))
+    errors = io.StringIO()
+
+    def import_file():
+        try:
+            call_command("import_incidents", str(path), f"--user={analyst.username}", stderr=errors)
+        except CommandError as refusal:
+            return refusal
+
+    result = while_a_reviewer_closes_a_cycle(incident, place, import_file)
+
+    refusal = result["answer"]
+    assert isinstance(refusal, CommandError) and refusal.returncode == 1
+    assert str(refusal) == f"1 error(s) in {path}; nothing was imported."
+    assert errors.getvalue() == (
+        f"{path}: The import met another change being saved at the same moment, and was undone: nothing of it "
+        "was written. Import the file again.\n"
+    )
+    stored = Incident.objects.get(pk=incident.pk)
+    assert (stored.title, stored.description, stored.version, list(stored.places.all())) == (
+        incident.title,
+        "Checked",
+        1,
+        [],
+    )
+    # The file, naming the place as the reviewer renamed it, imports once the reviewer's change is in
+    # (the version it names is the incident's still: the reviewer's raw UPDATE started no new one).
+    path.write_text(moved_to(incident, Place.objects.get(pk=place.pk)))
+    call_command("import_incidents", str(path), f"--user={analyst.username}", stdout=io.StringIO())
+    assert list(Incident.objects.get(pk=incident.pk).places.values_list("name", flat=True)) == ["Hyesan City"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_the_admins_import_the_stopped_import_is_previewed_again_to_import_once_more():
+    incident, place = make_incident(review_state="draft"), make_place(name="Hyesan")
+    client = Client()
+    client.force_login(make_user(roles.ANALYST))
+    import_url = "/admin/incidents/incident/import/"
+    preview = client.post(import_url, {"file": io.BytesIO(moved_to(incident, place).encode())})
+    assert preview.status_code == 200 and 'name="confirm"' in preview.text
+
+    # The reviewer's change leaves the place's name as the file gives it.
+    result = while_a_reviewer_closes_a_cycle(
+        incident, place, lambda: client.post(import_url, {"confirm": "1"}), place_name="Hyesan"
+    )
+
+    answer = result["answer"]
+    assert answer.status_code == 409
+    assert (
+        '<p class="errornote">The import met another change being saved at the same moment, and was undone: '
+        "nothing of it was written. Import the file again.</p>" in answer.text
+    )
+    assert f"line 2: {incident.public_id} Moved — title, places" in answer.text
+    assert not Incident.objects.get(pk=incident.pk).places.exists()
+    # The file is still waiting: one more click imports it.
+    again = client.post(import_url, {"confirm": "1"})
+    assert again.status_code == 302
+    assert list(Incident.objects.get(pk=incident.pk).places.all()) == [place]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,7 +7,9 @@ analyst's save waits for a place a reviewer is changing, while the reviewer's re
 analyst's incident), and PostgreSQL then stops one of the two with a deadlock error; a serializable
 transaction can be stopped alike. The stopped one's transaction is rolled back whole, so nothing of
 it was saved, and saving again succeeds once the other has committed. That is what the writer is
-told, on every door (the admin, the API, an import), instead of a server error.
+told, on every door (the admin, the API, an import), instead of a server error: this middleware
+answers the admin's and the API's writes; the import, which reports its own errors, asks
+`is_write_conflict`.
 """
 
 import psycopg
@@ -23,6 +25,14 @@ MESSAGE = (
 )
 
 
+def is_write_conflict(error: BaseException) -> bool:
+    """Whether `error`, a database error Django raised, is PostgreSQL stopping the transaction for
+    meeting another: class 40 of its errors, "transaction rollback", a deadlock (40P01) or a
+    serialization failure (40001). psycopg's classes for them share no base class of their own."""
+    cause = error.__cause__
+    return isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("40")
+
+
 class WriteConflictMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -35,10 +45,7 @@ class WriteConflictMiddleware:
         # is class 40 too, and is answered again from the primary (tracker.replicas), not as a 409.
         if request.method in SAFE_METHODS:
             return None
-        # Class 40 of PostgreSQL's errors, "transaction rollback": a deadlock (40P01), a serialization
-        # failure (40001). psycopg's classes for them share no base class of their own.
-        cause = exception.__cause__
-        if not (isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("40")):
+        if not is_write_conflict(exception):
             return None
         if request.path_info.startswith("/api/"):
             return JsonResponse({"detail": MESSAGE}, status=409)
