@@ -21,10 +21,12 @@ from tracker.write_conflicts import WriteConflictMiddleware
 
 
 def wait_until_waiting(connection_of_observer, count: int) -> None:
-    """Until `count` other backends wait for a lock."""
+    """Until `count` other backends of this test's database wait for a lock (those of other databases on
+    the server, other workers' tests, are not this test's writes)."""
     for _ in range(100):
         waiting = connection_of_observer.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
         ).fetchone()[0]
         if waiting >= count:
             return
