@@ -323,7 +323,10 @@ class TestSecondFactor:
         analyst = make_user(roles.ANALYST)
         refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
         assert refused.status_code == 400
-        assert "set up its second factor first" in refused.json()["otp"][0]
+        message = refused.json()["otp"][0]
+        assert "set up its second factor first" in message
+        # A password alone no longer leads to the app's setup in the admin: the answer says whom to ask.
+        assert "ask an administrator for a setup link" in message and "sign in to the admin" not in message
 
     def test_accounts_that_are_not_staff_need_no_second_factor(self):
         partner = make_user(None)
