@@ -519,6 +519,18 @@ class TestSetupLinks:
         assert setup.status_code == 200 and "qr-code" in setup.content.decode()
         assert not administrator.totpdevice_set.filter(pk=lost_device.pk).exists()
 
+    def test_the_command_given_the_admins_address_prints_the_link_at_the_sites(self):
+        # ensure_admin takes the admin's address (…/admin/); the same --url given here makes a working link.
+        administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
+        output = io.StringIO()
+        call_command("setup_link", "admin", "--url", "https://tracker.example.org/admin/", stdout=output)
+        link = output.getvalue().splitlines()[0]
+        assert link.startswith("https://tracker.example.org/accounts/two-factor/setup/")
+        client = Client()
+        client.get(link.removeprefix("https://tracker.example.org"))
+        sign_in(client, administrator)
+        assert "qr-code" in client.get("/accounts/two-factor/setup/").content.decode()
+
     def test_the_command_prints_a_link_for_the_first_administrator(self):
         administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
         output = io.StringIO()
