@@ -49,7 +49,7 @@ browser:
 	  echo "Installing Debian's fonts-nanum for the Korean pages' screenshots…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null; }
 
-# Migrate, load the sample data (idempotent) and make sure an admin account exists.
+# Migrate and load the sample data (idempotent); `run` then makes sure an admin account exists.
 SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
 
 # `python manage.py …` typed later in this checkout uses the same settings (tracker/checkout_env.py).
