@@ -19,12 +19,17 @@ WITH_DB = export DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m tracker.embedded_db)
 .PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean messages
 
 help:
-	@echo "make run        set up, migrate, load sample data, serve at http://$(HOST):$(PORT)"
-	@echo "make test       set up and run the whole test suite"
+	@echo "make install    build .venv from the pinned requirements"
+	@echo "make run        set up, migrate, load sample data, serve at http://$(HOST):$(PORT) (PORT=… for another)"
+	@echo "make smoke      set up as make run does, then one request to the admin's login and one to /"
+	@echo "make test       set up and run the whole test suite (TEST_WORKERS=0: in one process)"
+	@echo "make browser    install Debian's chromium and fonts-nanum for the browser tests"
 	@echo "make lint       ruff check + ruff format --check"
+	@echo "make messages   refresh and compile the translation catalogs (needs Debian's gettext)"
 	@echo "make demo-data  generate INCIDENTS=$(INCIDENTS) synthetic incidents"
 	@echo "make bench      run the benchmarks under bench/ (needs demo data)"
 	@echo "make stop-db    stop the embedded PostgreSQL"
+	@echo "make clean      stop the embedded PostgreSQL, delete .venv, .data and staticfiles"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python) && echo "Using $$python" && "$$python" -m venv $(VENV)
@@ -44,7 +49,7 @@ browser:
 	  echo "Installing Debian's fonts-nanum for the Korean pages' screenshots…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null; }
 
-# Migrate, load the sample data (idempotent) and make sure an admin account exists.
+# Migrate and load the sample data (idempotent); `run` then makes sure an admin account exists.
 SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
 
 # `python manage.py …` typed later in this checkout uses the same settings (tracker/checkout_env.py).

@@ -39,7 +39,11 @@ class TokenRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError("Unable to log in with the username and password given.")
         if second_factor_required(user):
             if not second_factor_enrolled(user):
-                message = "This account must set up its second factor first: sign in to the admin, which leads the way."
+                # A password alone cannot set up a first app (setup links): say whom to ask.
+                message = (
+                    "This account must set up its second factor first: ask an administrator for a setup link "
+                    "for its first authenticator app, set the app up through it, then send the app's code as otp."
+                )
                 raise serializers.ValidationError({"otp": message})
             if not attrs.get("otp"):
                 raise serializers.ValidationError(

@@ -323,7 +323,10 @@ class TestSecondFactor:
         analyst = make_user(roles.ANALYST)
         refused = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
         assert refused.status_code == 400
-        assert "set up its second factor first" in refused.json()["otp"][0]
+        message = refused.json()["otp"][0]
+        assert "set up its second factor first" in message
+        # A password alone no longer leads to the app's setup in the admin: the answer says whom to ask.
+        assert "ask an administrator for a setup link" in message and "sign in to the admin" not in message
 
     def test_accounts_that_are_not_staff_need_no_second_factor(self):
         partner = make_user(None)
@@ -515,6 +518,18 @@ class TestSetupLinks:
         setup = client.get("/accounts/two-factor/setup/")
         assert setup.status_code == 200 and "qr-code" in setup.content.decode()
         assert not administrator.totpdevice_set.filter(pk=lost_device.pk).exists()
+
+    def test_the_command_given_the_admins_address_prints_the_link_at_the_sites(self):
+        # ensure_admin takes the admin's address (…/admin/); the same --url given here makes a working link.
+        administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
+        output = io.StringIO()
+        call_command("setup_link", "admin", "--url", "https://tracker.example.org/admin/", stdout=output)
+        link = output.getvalue().splitlines()[0]
+        assert link.startswith("https://tracker.example.org/accounts/two-factor/setup/")
+        client = Client()
+        client.get(link.removeprefix("https://tracker.example.org"))
+        sign_in(client, administrator)
+        assert "qr-code" in client.get("/accounts/two-factor/setup/").content.decode()
 
     def test_the_command_prints_a_link_for_the_first_administrator(self):
         administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")

@@ -103,6 +103,15 @@ def test_restore_refuses_a_database_that_is_not_empty(backup_file):
         call_command("restore", backup_file, into=conninfo(connection.settings_dict["NAME"]))
 
 
+def test_restore_without_a_key_asks_for_the_one_the_backup_was_written_with(backup_file, empty_database, settings):
+    # Not a new key, as for `backup`: a new key cannot read the file.
+    settings.BACKUP_KEY = ""
+    with pytest.raises(CommandError, match="Set it to the key the backup was written with") as refused:
+        call_command("restore", backup_file, into=empty_database)
+    assert "--new-key" not in str(refused.value)
+    assert backup.user_tables(empty_database) == []
+
+
 def test_backup_needs_a_valid_key(tmp_path, settings):
     settings.BACKUP_KEY = "too-short"
     with pytest.raises(CommandError, match="TRACKER_BACKUP_KEY must be 32 bytes"):

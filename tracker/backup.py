@@ -49,9 +49,12 @@ def new_key() -> str:
     return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
-def _cipher() -> AESGCM:
+def _cipher(*, reading: bool = False) -> AESGCM:
     raw = settings.BACKUP_KEY
     if not raw:
+        if reading:
+            # A new key cannot read a backup: only the one it was written with can.
+            raise BackupError("TRACKER_BACKUP_KEY is not set. Set it to the key the backup was written with.")
         raise BackupError("TRACKER_BACKUP_KEY is not set. Create one with `manage.py backup --new-key`.")
     try:
         key = base64.urlsafe_b64decode(raw.encode())
@@ -86,7 +89,7 @@ def encrypt_stream(source: BinaryIO, target: BinaryIO) -> int:
 
 def decrypt_stream(source: BinaryIO) -> Iterator[bytes]:
     """The plaintext of a backup, chunk by chunk, each checked before it is yielded."""
-    cipher = _cipher()
+    cipher = _cipher(reading=True)
     if source.read(len(MAGIC)) != MAGIC:
         raise BackupError("Not an Incident Tracker backup (or written by another version of this format).")
     prefix = source.read(_NONCE_PREFIX_SIZE)

@@ -36,14 +36,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}.")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    """An integer; below `minimum`, start-up stops naming the variable (a page size of 0 or a negative
+    statement timeout would otherwise fail every request that reads it, with a traceback)."""
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer; got {raw!r}.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be {minimum} or more; got {value}.")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -167,20 +172,20 @@ if not DATABASE_URL:
 # at its first query and gives it back when it ends; waiting longer than DATABASE_POOL_TIMEOUT for one
 # is an error. Session state does not travel with a pooled connection: the history context and the
 # bulk writers' trigger switch are set per transaction (set_config(…, true)), never per session.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
-DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10)
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4, minimum=0)
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)
 # Streaming replicas that serve web requests' reads (tracker/replicas.py), and how they are judged.
 DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
-DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)
-DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5)
-DATABASE_REPLICA_CONNECT_TIMEOUT = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2)
-DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30)
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
+DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5, minimum=0)
+DATABASE_REPLICA_CONNECT_TIMEOUT = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30, minimum=0)
 
 
 def database(url: str, variable: str, *, pool_timeout: int) -> dict:
     config = dj_database_url.parse(
         url,
-        conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
         conn_health_checks=True,
     )
     if config["ENGINE"] != "django.db.backends.postgresql":
@@ -279,7 +284,7 @@ SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PROXY_COUNT else None
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -303,7 +308,7 @@ SECURE_CSP = {
 # authenticator app, or new recovery codes, end the verification of the sessions the replaced
 # device verified (django-otp forgets a device that no longer exists), which are then anonymous to
 # every page but the sign-in ones (accounts.middleware).
-SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60)
+SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60, minimum=1)
 
 # Background tasks (Django's django.tasks): rescoring possible duplicates after a write
 # (incidents/duplicates.py). Queued in a table of the primary database (django-tasks-db), in the
@@ -339,7 +344,7 @@ OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
 RECOVERY_CODE_COUNT = 10
 # A staff member's first authenticator app needs a setup link from an administrator
 # (accounts.SetupLink), usable once within this many days.
-SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7)
+SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7, minimum=1)
 # The admin's device pages show no secret key, QR code or recovery code: whoever may see them
 # could otherwise copy a colleague's second factor. Administrators only delete devices there.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
@@ -349,8 +354,8 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # account from one client address, none more than TRACKER_LOCKOUT_MINUTES after the one before,
 # that account is locked for that client until TRACKER_LOCKOUT_MINUTES after the last failure.
 # Admins unlock under "Axes" in the admin.
-AXES_FAILURE_LIMIT = env_int("TRACKER_LOCKOUT_FAILURES", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15))
+AXES_FAILURE_LIMIT = env_int("TRACKER_LOCKOUT_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
@@ -363,7 +368,7 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
-API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90)
+API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1)
 
 # Audit trail: database triggers record every insert, update and delete of every tracked model, so
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
@@ -393,7 +398,7 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Incident Tracker's own settings.
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
-DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7)
+DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7, minimum=0)
 # `manage.py backup` / `restore` (tracker/backup.py): the AES-256 key (URL-safe base64 of 32
 # bytes; `manage.py backup --new-key` makes one), and where pg_dump/pg_restore are when the
 # installation matching the server's version cannot be found on its own.
@@ -403,10 +408,10 @@ PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 RELEASE_AUTHOR = env_str("TRACKER_RELEASE_AUTHOR", "Incident Tracker contributors")
 RELEASE_TITLE = env_str("TRACKER_RELEASE_TITLE", "Incident Tracker data set")
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
-IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about
 # 20 KB per row that updates an incident and 3 KB per new one (README, "CSV import"; bench/README.md).
-IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000)
+IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000, minimum=1)
 # CSV exports streaming at once from the web doors, across every worker and app server (slots held
 # on the primary: `incidents.exports.export_slot_take`). Each holds a gunicorn thread for as long as
 # its download lasts: below the threads of the deployment (2 workers x 4), so that exports, however
@@ -431,7 +436,7 @@ REST_FRAMEWORK = {
     # Timestamps end in "Z", as DRF's own encoder writes them; keys may be numbers, as with `json`.
     "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z, orjson.OPT_NON_STR_KEYS),
     "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.StableCursorPagination",
-    "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50),
+    "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50, minimum=1),
     "DEFAULT_THROTTLE_CLASSES": [
         "incidents.api.throttling.AnonymousClientThrottle",
         "incidents.api.throttling.AccountThrottle",
@@ -452,9 +457,9 @@ REST_FRAMEWORK = {
 # The longest a statement of an anonymous request may run, in milliseconds (0: no bound); beyond it
 # PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
 # the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
-ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000)
+ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0)
 # The largest page a client may ask for with `page_size`.
-API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200)
+API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Incident Tracker API",

@@ -19,7 +19,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url",
             default="http://127.0.0.1:8000",
-            help="The tracker's address, which the link starts with (default: http://127.0.0.1:8000).",
+            help="The tracker's address, which the link starts with (default: http://127.0.0.1:8000); "
+            "the admin's address (…/admin/, as ensure_admin takes) works too.",
         )
         parser.add_argument(
             "--delete-devices",
@@ -40,6 +41,8 @@ class Command(BaseCommand):
                 link, key = setup_link_create(user=user)
         except ValidationError as refusal:
             raise CommandError(" ".join(refusal.messages)) from None
-        self.stdout.write(f"{url.rstrip('/')}{reverse('accounts:setup-link', args=[key])}")
+        # ensure_admin's --url is the admin's address: given here, it made a link under /admin/ that 404s.
+        site = url.rstrip("/").removesuffix("/admin")
+        self.stdout.write(f"{site}{reverse('accounts:setup-link', args=[key])}")
         until = f"{link.expires_at:%Y-%m-%d %H:%M} UTC"
         self.stdout.write(f"Give it to {username} apart from their password. It works once, until {until}.")

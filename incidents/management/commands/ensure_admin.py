@@ -12,8 +12,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default="admin")
-        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
+        parser.add_argument("--username", default="admin", help="The administrator's username (default: admin).")
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000/admin/",
+            help="The admin's address, printed as where to log in (default: http://127.0.0.1:8000/admin/); "
+            "on a server, its public https://…/admin/.",
+        )
 
     def handle(self, *args, username, url, **options):
         User = get_user_model()

@@ -6,7 +6,8 @@ from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pairs_refresh
 class Command(BaseCommand):
     help = (
         "Score every candidate pair of possible duplicates (same type, dates within TRACKER_DUPLICATE_WINDOW_DAYS, "
-        "a shared place, parent place or country) and propose those scoring at least --threshold for review in "
+        "one place or two under one place below the country; an incident placed only by its country meets "
+        "every incident of that country) and propose those scoring at least --threshold for review in "
         "the admin's duplicates queue. Decided pairs are left as they are: a pair found different is never "
         "proposed again."
     )

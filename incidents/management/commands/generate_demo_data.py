@@ -32,7 +32,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--incidents", type=positive_int, required=True, help="How many incidents to add (> 0).")
         parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
-        parser.add_argument("--batch-size", type=positive_int, default=20_000, help="Incidents per transaction.")
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=20_000,
+            help="Incidents made and copied at a time (default 20,000); the whole load is one transaction.",
+        )
         parser.add_argument(
             "--duplicates",
             type=fraction,

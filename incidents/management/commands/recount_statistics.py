@@ -7,7 +7,8 @@ from incidents.statistics import recount_statistics
 
 class Command(BaseCommand):
     help = (
-        "Rebuild the totals that statistics read from the incidents themselves. PostgreSQL keeps them "
+        "Rebuild the totals that statistics and the browse page's facets read, from the incidents themselves. "
+        "PostgreSQL keeps them "
         "in every transaction; this is for data loaded with triggers disabled. Writes wait while it runs."
     )
 

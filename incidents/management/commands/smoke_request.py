@@ -6,7 +6,9 @@ class Command(BaseCommand):
     help = "Send one request through the whole stack (URLs, views, database) and fail unless it answers 200."
 
     def add_arguments(self, parser):
-        parser.add_argument("path", nargs="?", default="/admin/login/")
+        parser.add_argument(
+            "path", nargs="?", default="/admin/login/", help="The page to ask for (default: /admin/login/)."
+        )
 
     def handle(self, *args, path, **options):
         response = Client().get(path, follow=True)

@@ -1,0 +1,42 @@
+"""The README's promise for every variable of its Configuration table: a bad value stops the start-up
+with an error naming the variable, rather than failing the requests that read it later."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+
+def start_up(**variables) -> subprocess.CompletedProcess:
+    """`manage.py check` in a child process: the settings read anew from this environment."""
+    environment = {**os.environ, "DJANGO_DEBUG": "1", **variables}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # Each of these started, then answered every request that read it with a traceback or a refusal:
+        # a negative statement timeout every anonymous page (PostgreSQL refuses it), a page size of 0 every
+        # API list, a largest page size of 0 every `page_size`, a row limit of 0 every import.
+        ("TRACKER_ANON_STATEMENT_TIMEOUT", "-5", "TRACKER_ANON_STATEMENT_TIMEOUT must be 0 or more; got -5."),
+        ("TRACKER_API_PAGE_SIZE", "0", "TRACKER_API_PAGE_SIZE must be 1 or more; got 0."),
+        ("TRACKER_API_MAX_PAGE_SIZE", "0", "TRACKER_API_MAX_PAGE_SIZE must be 1 or more; got 0."),
+        ("TRACKER_IMPORT_MAX_ROWS", "0", "TRACKER_IMPORT_MAX_ROWS must be 1 or more; got 0."),
+        ("DATABASE_POOL_SIZE", "x", "DATABASE_POOL_SIZE must be an integer; got 'x'."),
+    ],
+)
+def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, value, message):
+    result = start_up(**{variable: value})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_the_limits_leave_the_documented_edge_values_alone():
+    # 0 is documented for the pool (off) and the statement timeout (no bound).
+    result = start_up(DATABASE_POOL_SIZE="0", TRACKER_ANON_STATEMENT_TIMEOUT="0", TRACKER_DUPLICATE_WINDOW_DAYS="0")
+    assert result.returncode == 0, result.stderr
