@@ -105,7 +105,7 @@ def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRec
             incident_ids.add(record.pk)
         elif isinstance(record, Source) and record.confidential:
             source_ids.add(record.pk)
-        elif isinstance(record, Claim) and (record.confidential or record.source.confidential):
+        elif isinstance(record, Claim) and record.needs_confidential_access:
             claim_ids.add(record.pk)
             if record.source.confidential:
                 source_ids.add(record.source_id)

@@ -979,6 +979,12 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     def __str__(self):
         return f"{self.source} on {self.incident_id}"
 
+    @property
+    def needs_confidential_access(self) -> bool:
+        """Whether only readers with the confidential permission see this claim: a confidential one,
+        or one of a confidential source (what ClaimQuerySet.confidential selects)."""
+        return self.confidential or self.source.confidential
+
     def clean(self):
         validate_ranges(self)
 

@@ -202,6 +202,51 @@ class TestRoundTrip:
             (daily_nk.pk, False),
         }
 
+    def test_a_file_exported_without_confidential_access_removes_no_confidential_claim(self, reviewer, tmp_path):
+        # The public's download lists no confidential source: imported by a Reviewer with Confidential
+        # access, an update used to delete the informant's claim (and the confidential source's),
+        # reported only as "1 updated".
+        incident = make_incident(review_state="draft")
+        rfa = make_claim(incident=incident, source=make_source(title="RFA"))
+        hrw = make_claim(incident=incident, source=make_source(title="HRW"))
+        informant = make_claim(incident=incident, source=make_source(title="Informant", confidential=True))
+        testimony = make_claim(incident=incident, source=make_source(title="Testimony"), confidential=True)
+        analyst = make_user(roles.ANALYST)
+        [row] = rows(export(analyst, tmp_path))
+        assert row["sources"] == f"HRW [#{hrw.source_id}]; RFA [#{rfa.source_id}]"
+        notice = (
+            f"line 2: {incident.public_id} keeps its confidential claim(s) of Informant [#{informant.source_id}]; "
+            f"Testimony [#{testimony.source_id}], which the row does not list: an import removes no confidential "
+            "claim (remove it in the admin or the API)."
+        )
+
+        unchanged = run_import(reviewer, tmp_path, write_csv([row]))
+
+        assert "0 incident(s) were created; 0 updated; 1 unchanged." in unchanged and notice in unchanged
+        assert incident.claims.count() == 4
+
+        output = run_import(reviewer, tmp_path, write_csv([{**row, "sources": f"RFA [#{rfa.source_id}]"}]))
+
+        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output and notice in output
+        assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, informant.pk, testimony.pk}
+
+    def test_the_admins_preview_lists_the_confidential_claims_an_import_keeps(self, client, reviewer, tmp_path):
+        incident = make_incident(review_state="draft")
+        informant = make_claim(incident=incident, source=make_source(title="Informant", confidential=True))
+        row = {**rows(export(reviewer, tmp_path))[0], "sources": "", "title": "Renamed"}
+        client.force_login(reviewer)
+
+        preview = client.post("/admin/incidents/incident/import/", {"file": io.BytesIO(write_csv([row]).encode())})
+
+        assert preview.status_code == 200
+        assert (
+            f"<li>line 2: {incident.public_id} keeps its confidential claim(s) of Informant [#{informant.source_id}], "
+            "which the row does not list" in preview.text
+        )
+        assert f"line 2: {incident.public_id} Renamed — title</li>" in preview.text
+        assert client.post("/admin/incidents/incident/import/", {"confirm": "1"}).status_code == 302
+        assert list(incident.claims.all()) == [informant]
+
     def test_history_names_the_importing_user(self, analyst, rich_incidents, tmp_path):
         first, _ = rich_incidents
         in_review(first)  # a published one would change only through a Reviewer
