@@ -381,7 +381,7 @@ INSERT_TRIGGERS_OFF_SETTING = "tracker.insert_triggers_off"
 # history trigger then does not fire, nor does the statement trigger that makes their export rows
 # again on update, which such code has made in the same transaction (migration 0054). The history
 # trigger writes one row at a time, planning the event table's generated columns again for each:
-# 0.4 ms a row, measured, twice the rest of the change's work.
+# 0.4 ms a row, measured, 2.0 s of a 5-6 s change for a source cited 5,000 times.
 INCIDENT_UPDATE_TRIGGERS_OFF_SETTING = "tracker.incident_update_triggers_off"
 PGHISTORY_DEFAULT_TRACKERS = (
     pghistory.InsertEvent(
