@@ -3,7 +3,8 @@
 Rows are written by triggers, so every door, `queryset.update()`, `bulk_create` and raw SQL leave
 them; `PGHISTORY_APPEND_ONLY` makes the database refuse to alter them. This module reads them,
 through the same visibility rules as the records they describe, and lets bulk writers switch the
-insert triggers off while they record those rows' history themselves.
+insert triggers (or the incidents' update triggers) off while they record those rows' history
+themselves.
 """
 
 from collections import defaultdict
@@ -56,10 +57,21 @@ def set_insert_triggers(*, enabled: bool) -> None:
     for synthetic data, not at all, and refreshes the search words and export rows of the incidents
     it wrote (`incident_search_refresh`, `incident_export_refresh`) once every table is written, and
     notes them for the totals' count (`incident_rollup_mark`, or counts them itself)."""
+    _set_triggers_off(settings.INSERT_TRIGGERS_OFF_SETTING, off=not enabled)
+
+
+def set_incident_update_triggers(*, enabled: bool) -> None:
+    """Until set back or the transaction (or savepoint) ends, the incidents' update history trigger
+    (`Incident`'s tracker) fires or not, and so does the statement trigger that makes their export
+    rows again on update (migration 0054); their search words and statistics' totals are kept as
+    ever. For code that starts a new version of many incidents at once, records their update
+    history itself, and has their export rows made again later in the same transaction."""
+    _set_triggers_off(settings.INCIDENT_UPDATE_TRIGGERS_OFF_SETTING, off=not enabled)
+
+
+def _set_triggers_off(setting: str, *, off: bool) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config(%s, %s, true)", [settings.INSERT_TRIGGERS_OFF_SETTING, "off" if enabled else "on"]
-        )
+        cursor.execute("SELECT set_config(%s, %s, true)", [setting, "on" if off else "off"])
 
 
 # Oldest first; events of one transaction share their time, the rest orders them steadily.

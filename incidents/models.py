@@ -87,6 +87,16 @@ UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
     f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
 )
 
+# An incident's update history is written by its row trigger on every change, except while a writer
+# that starts a new version of many incidents at once writes it itself, in one statement
+# (`set_incident_update_triggers`, services._incidents_show_claims_of_changed).
+INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK = pghistory.UpdateEvent(
+    condition=pgtrigger.Condition(
+        "OLD.* IS DISTINCT FROM NEW.* AND "
+        f"current_setting('{settings.INCIDENT_UPDATE_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
+    )
+)
+
 
 def reaches_itself(obj, field: str, among: models.QuerySet | None = None) -> bool:
     """Whether following `field` (a place's or a type's parent, a source's cites) from `obj` comes
@@ -587,7 +597,10 @@ class DateLabel(Func):
     output_field = models.TextField()
 
 
-@pghistory.track()
+@pghistory.track(
+    *(tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)),
+    INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK,
+)
 class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)

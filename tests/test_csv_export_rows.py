@@ -15,6 +15,8 @@ import io
 import re
 import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import psycopg
@@ -728,6 +730,81 @@ def test_every_cell_stays_what_the_records_say_after_each_kind_of_write(write, t
     # The write did change what the export shows someone, or which incidents have two origins.
     after = {name: [exported_rows(user, query, tmp_path) for query in shown] for name, user in readers.items()}
     assert after != before
+
+
+def kept_export_rows() -> list[tuple]:
+    """Every column of every kept export row, by incident."""
+    columns = [field.attname for field in IncidentExportRow._meta.concrete_fields]
+    return list(IncidentExportRow.objects.order_by("incident_id").values_list(*columns))
+
+
+def export_rows_a_refresh_makes() -> list[tuple]:
+    """Every incident's export row made again, from nothing, by the function every trigger calls."""
+    with connection.cursor() as cursor:
+        # Once the foreign keys' checks deferred until now have run: a table with pending ones
+        # cannot be emptied.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("DELETE FROM incidents_incidentexportrow")
+        cursor.execute("SELECT incident_export_refresh(ARRAY(SELECT id FROM incidents_incident))")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    return kept_export_rows()
+
+
+@contextmanager
+def plpgsql_calls():
+    """How many times each PL/pgSQL function ran within the block: {name: calls}, filled on exit.
+    Counted for this transaction, which a test's requests share."""
+
+    def counted() -> Counter:
+        cursor.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions")
+        return Counter(dict(cursor.fetchall()))
+
+    calls = Counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")
+        before = counted()
+        yield calls
+        calls.update(counted() - before)
+
+
+def test_a_source_made_confidential_and_public_again_keeps_what_a_refresh_from_scratch_makes():
+    # A reviewer makes a source confidential, then public again. Every incident citing it gets a
+    # new version and a history entry naming the reviewer; every kept row (export rows, search
+    # words, statistics' totals), of those incidents and of those citing a source relaying it, is
+    # what a refresh from scratch makes; and the work is done once, not again for each incident.
+    records = make_messy_records(10)
+    origin = Source.objects.get(pk=make_links(records)["origin"])
+    reviewer = make_user(roles.REVIEWER, confidential=True, is_superuser=True)
+    citing = sorted(set(Claim.objects.filter(source=origin).values_list("incident_id", flat=True)))
+    assert len(citing) == 3
+    versions = dict(Incident.objects.values_list("pk", "version"))
+    update_events = Incident.pgh_event_models["update"].objects.filter(pgh_label="update")
+    first_new_event = (update_events.order_by("-pgh_id").values_list("pgh_id", flat=True).first() or 0) + 1
+
+    for confidential in (True, False):
+        with plpgsql_calls() as calls:
+            _patch(reviewer, "sources", origin, {"confidential": confidential})
+        # The export rows made once, by the source's trigger, and not again by the incidents' new
+        # versions; the incidents' history written in one statement, not by a trigger for each:
+        # one context stored for the source's own history row, one for the incidents'.
+        assert (calls["incident_export_refresh"], calls["_pgh_attach_context"]) == (1, 2)
+        assert kept_export_rows() == export_rows_a_refresh_makes(), confidential
+        assert search_words() == search_words_an_edit_computes(), confidential
+        assert_kept_totals_are_recounted()
+        assert_kept_origins_are_the_incidents()
+
+    bumped = {pk: version for pk, version in Incident.objects.values_list("pk", "version") if version != versions[pk]}
+    assert bumped == {pk: versions[pk] + 2 for pk in citing}
+    # Each new version's history entry: who, when, and the incident as it then was.
+    new_events = update_events.filter(pgh_id__gte=first_new_event)
+    assert sorted(new_events.values_list("pgh_obj_id", "version")) == [
+        (pk, versions[pk] + step) for pk in citing for step in (1, 2)
+    ]
+    tracked = [field.attname for field in Incident._meta.concrete_fields]
+    for incident in Incident.objects.filter(pk__in=citing):
+        last = new_events.filter(pgh_obj_id=incident.pk).latest("pgh_id")
+        assert [getattr(last, name) for name in tracked] == [getattr(incident, name) for name in tracked]
+        assert (last.pgh_context.metadata["user"], incident.updated_by_id) == (reviewer.pk, reviewer.pk)
 
 
 def test_the_sql_rule_for_formulas_is_the_python_one():
