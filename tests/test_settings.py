@@ -9,11 +9,15 @@ import pytest
 from django.conf import settings
 
 
-def start_up(**variables) -> subprocess.CompletedProcess:
-    """`manage.py check` in a child process: the settings read anew from this environment."""
+def start_up(*command: str, **variables) -> subprocess.CompletedProcess:
+    """`manage.py check` (or `command`) in a child process: the settings read anew from this environment."""
     environment = {**os.environ, "DJANGO_DEBUG": "1", **variables}
     return subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True
+        [sys.executable, "manage.py", *(command or ["check"])],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -40,3 +44,12 @@ def test_the_limits_leave_the_documented_edge_values_alone():
     # 0 is documented for the pool (off) and the statement timeout (no bound).
     result = start_up(DATABASE_POOL_SIZE="0", TRACKER_ANON_STATEMENT_TIMEOUT="0", TRACKER_DUPLICATE_WINDOW_DAYS="0")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("level", "printed"), [("WARNING", 1), ("ERROR", 0)])
+def test_django_log_level_decides_what_djangos_own_messages_print_and_each_prints_once(level, printed):
+    # A page not found is a warning of Django's request logger: with DJANGO_LOG_LEVEL=ERROR it was
+    # still printed, and in debug every such line twice (Django's own console handler and the root's).
+    result = start_up("smoke_request", "/no-such-page/", DJANGO_LOG_LEVEL=level)
+    assert result.returncode != 0
+    assert result.stderr.count("Not Found: /no-such-page/") == printed, result.stderr

@@ -494,9 +494,15 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own logger (its default: INFO, with a console handler of its own in debug) reaches the
+    # root's handler like every other: at DJANGO_LOG_LEVEL, and once. Left as Django sets it, its
+    # records ignored the level and printed twice in debug. (runserver's request lines, on
+    # `django.server`, are unchanged.)
+    "loggers": {"django": {"handlers": [], "level": LOG_LEVEL}},
 }
