@@ -32,6 +32,13 @@ def start_up(*command: str, **variables) -> subprocess.CompletedProcess:
         ("TRACKER_API_MAX_PAGE_SIZE", "0", "TRACKER_API_MAX_PAGE_SIZE must be 1 or more; got 0."),
         ("TRACKER_IMPORT_MAX_ROWS", "0", "TRACKER_IMPORT_MAX_ROWS must be 1 or more; got 0."),
         ("DATABASE_POOL_SIZE", "x", "DATABASE_POOL_SIZE must be an integer; got 'x'."),
+        # The default page (50) larger than any page a client may ask for.
+        (
+            "TRACKER_API_MAX_PAGE_SIZE",
+            "20",
+            "TRACKER_API_MAX_PAGE_SIZE (20) must be at least TRACKER_API_PAGE_SIZE (50), the page every list "
+            "gives unasked.",
+        ),
     ],
 )
 def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, value, message):

@@ -466,8 +466,13 @@ REST_FRAMEWORK = {
 # PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
 # the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
 ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0)
-# The largest page a client may ask for with `page_size`.
+# The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
+if API_MAX_PAGE_SIZE < REST_FRAMEWORK["PAGE_SIZE"]:
+    raise ImproperlyConfigured(
+        f"TRACKER_API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE}) must be at least TRACKER_API_PAGE_SIZE "
+        f"({REST_FRAMEWORK['PAGE_SIZE']}), the page every list gives unasked."
+    )
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Incident Tracker API",
