@@ -468,7 +468,7 @@ REST_FRAMEWORK = {
 ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
-if API_MAX_PAGE_SIZE < REST_FRAMEWORK["PAGE_SIZE"]:
+if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:
     raise ImproperlyConfigured(
         f"TRACKER_API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE}) must be at least TRACKER_API_PAGE_SIZE "
         f"({REST_FRAMEWORK['PAGE_SIZE']}), the page every list gives unasked."
