@@ -98,6 +98,36 @@ def test_importing_an_unchanged_export_of_messy_demo_data_changes_nothing(user, 
     assert export(importer, tmp_path, "again.csv") == exported
 
 
+@pytest.mark.parametrize(
+    "exporter",
+    [
+        pytest.param(lambda: None, id="the public"),
+        pytest.param(lambda: make_user(roles.ANALYST), id="analyst"),
+    ],
+)
+def test_an_unchanged_export_of_a_narrower_view_imports_as_a_wider_one_changing_nothing(
+    exporter, messy_incidents, tmp_path
+):
+    # A file exported by a reader without Confidential access (the public, an analyst) lists none of
+    # the confidential sources: imported by a superuser, who sees them all, it changes nothing.
+    exporting = exporter()
+    output_path = tmp_path / "narrow.csv"
+    call_command("export_incidents", *([f"--user={exporting.username}"] if exporting else []), "-o", str(output_path))
+    superuser = make_user(is_superuser=True, is_staff=True)
+    before = export(superuser, tmp_path, "before.csv")
+    versions = dict(Incident.objects.values_list("pk", "version"))
+    history = history_row_count()
+
+    output = run_import(superuser, tmp_path, output_path.read_bytes())
+
+    rows_in_file = len(cells(output_path.read_bytes(), "public_id"))
+    assert f"0 incident(s) were created; 0 updated; {rows_in_file} unchanged." in output
+    assert "keeps its confidential claim(s)" in output
+    assert dict(Incident.objects.values_list("pk", "version")) == versions
+    assert history_row_count() == history
+    assert export(superuser, tmp_path, "after.csv") == before
+
+
 def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_path):
     # An analyst signed in downloads the browse page's CSV (the export's columns and `page_url`).
     analyst = make_user(roles.ANALYST)
