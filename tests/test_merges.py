@@ -279,6 +279,22 @@ def test_an_incremental_sync_reports_the_merged_incident_with_merged_into(world,
     assert rows == {survivor.public_id: "", merged.public_id: survivor.public_id}
 
 
+def test_the_public_pages_leave_the_merged_incident_out_whatever_updated_since_says(world, reviewer, client):
+    # `updated_since` is a filter of the pages too; a sync follows merges, a page shows each event once.
+    survivor, merged = world["survivor"], world["merged"]
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    since = {"updated_since": "2000-01-01T00:00:00Z"}
+
+    browse = client.get("/", since)
+    assert survivor.public_id in browse.content.decode() and merged.public_id not in browse.content.decode()
+    assert browse.context["page"].total == 1
+    assert client.get("/statistics/", since).context["table"]["total"]["incidents"] == 1
+    exported = b"".join(client.get("/incidents.csv", since).streaming_content).decode()
+    assert [row["public_id"] for row in csv.DictReader(io.StringIO(exported))] == [survivor.public_id]
+    for download in ("/incidents.geojson", "/map/incidents.geojson"):
+        assert [feature["id"] for feature in client.get(download, since).json()["features"]] == [survivor.public_id]
+
+
 def test_an_incremental_sync_leaves_out_a_merge_into_an_incident_the_reader_may_not_see(world, reviewer):
     Incident.objects.filter(pk=world["survivor"].pk).update(review_state="draft")
     client_for(reviewer).post(merge_url(world["pair"]), {"survivor": world["survivor"].public_id}, format="json")
