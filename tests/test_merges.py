@@ -513,6 +513,17 @@ def test_a_pair_id_in_other_digits_answers_404(reviewer):
     assert answer.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "parameter"), [("duplicates", "decision"), ("revisions", "state")], ids=["pairs", "revisions"]
+)
+@pytest.mark.parametrize("value", ["same-ish", "pending\x00"], ids=["unknown", "nul"])
+def test_a_staff_list_filtered_by_no_such_decision_or_state_answers_400_naming_it(reviewer, path, parameter, value):
+    # It was an empty list, taken for "none pending"; with a NUL, which PostgreSQL's text cannot hold, a 500.
+    answer = client_for(reviewer).get(f"{API}/{path}/", {parameter: value})
+    assert answer.status_code == 400 and parameter in answer.json()
+    assert client_for(reviewer).get(f"{API}/{path}/", {parameter: "pending"}).status_code == 200
+
+
 def test_an_unmerge_of_an_address_that_is_no_public_id_answers_404(reviewer):
     # A NUL, which PostgreSQL's text cannot hold, reached the lookup: a 500.
     answer = client_for(reviewer).post(f"{API}/incidents/INC-%00/unmerge/", {}, format="json")
