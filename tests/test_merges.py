@@ -351,6 +351,26 @@ def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(wor
     assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 404
 
 
+def test_a_merge_refused_as_merged_already_names_no_incident_the_reviewer_may_not_see(world, reviewer):
+    merged = world["merged"]
+    later = make_incident(title="Reported a third time")
+    incident_merge(
+        user=reviewer,
+        pair=DuplicatePair.objects.create(incident_a=merged, incident_b=later, score=0.9),
+        survivor=later.public_id,
+    )
+    # The survivor made confidential since (with the incident merged into it, which stays as it was).
+    Incident.objects.filter(pk=later.pk).update(confidential=True)
+
+    refused = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    assert refused.status_code == 409
+    assert later.public_id not in refused.content.decode()
+    assert f"{merged.public_id} was already merged into another incident" in refused.json()["detail"]
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    refused = client_for(with_access).post(merge_url(world["pair"]), {}, format="json")
+    assert f"{merged.public_id} was already merged into {later.public_id}" in refused.json()["detail"]
+
+
 def test_a_survivor_outside_the_pair_is_a_400_naming_survivor(world, reviewer):
     answer = client_for(reviewer).post(merge_url(world["pair"]), {"survivor": "INC-999999"}, format="json")
 
