@@ -1,8 +1,17 @@
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_save
+from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
 
 from accounts.services import tokens_revoke_all
+
+# The staff status an account had when it was read, so that a save can tell it was made staff.
+_LOADED_AS_STAFF = "_accounts_loaded_as_staff"
+
+
+@receiver(post_init, sender=get_user_model())
+def remember_staff_status(sender, instance, **kwargs):
+    # From the instance's own values: an account read without the column (`.only()`) reads no query here.
+    setattr(instance, _LOADED_AS_STAFF, instance.__dict__.get("is_staff"))
 
 
 @receiver(post_save, sender=get_user_model())
@@ -10,10 +19,17 @@ def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, 
     """A new password or a deactivated account revokes the account's API tokens, as Django ends
     its other sessions: whoever held the old credential loses every way in.
 
+    So does making an account staff: its tokens were made with its password alone (only staff
+    pass a second factor), and would otherwise read drafts and, with Confidential access,
+    confidential records without the second factor a staff token is made with (a stolen partner
+    password's token, made before the promotion, kept reading).
+
     `_password` is how Django's own user model knows set_password() was called before this save
     (it then runs the password validators' password_changed); a hash upgraded at login is not a
     new password and leaves it unset."""
+    made_staff = instance.is_staff and getattr(instance, _LOADED_AS_STAFF, None) is False
+    setattr(instance, _LOADED_AS_STAFF, instance.is_staff)
     if created:
         return
-    if not instance.is_active or getattr(instance, "_password", None) is not None:
+    if not instance.is_active or made_staff or getattr(instance, "_password", None) is not None:
         tokens_revoke_all(user=instance)

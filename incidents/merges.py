@@ -104,11 +104,19 @@ def _sides(pair_incidents: tuple[Incident, Incident], survivor_public_id: str | 
     return survivor, (second if survivor is first else first)
 
 
-def _refusals(survivor: Incident, merged: Incident, pair: DuplicatePair) -> None:
+def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -> None:
     for incident in (survivor, merged):
         if incident.merged_into_id is not None:
-            target = Incident.objects.values_list("public_id", flat=True).get(pk=incident.merged_into_id)
-            raise MergeRefused(f"{incident.public_id} was already merged into {target}; undo that merge first.")
+            # Named only to a reviewer who may see it: it may have been made confidential since.
+            target = (
+                Incident.objects.seen_by(user)
+                .filter(pk=incident.merged_into_id)
+                .values_list("public_id", flat=True)
+                .first()
+            )
+            raise MergeRefused(
+                f"{incident.public_id} was already merged into {target or 'another incident'}; undo that merge first."
+            )
     if pair.decision == DuplicateDecision.DIFFERENT:
         raise MergeRefused(
             f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
@@ -126,7 +134,7 @@ def merge_plan(*, user, pair: DuplicatePair, survivor: str | None = None) -> Mer
     and propose, as `user` may see it. Raises as `incident_merge` would, without writing."""
     survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
-    _refusals(survivor_incident, merged, pair)
+    _refusals(user, survivor_incident, merged, pair)
     return _plan(user, survivor_incident, merged)
 
 
@@ -249,7 +257,7 @@ def incident_merge(
         locked = {incident.pk: incident for incident in locked.order_by("pk")}
         survivor_incident, merged = locked[survivor_incident.pk], locked[merged.pk]
         pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
-        _refusals(survivor_incident, merged, pair)
+        _refusals(user, survivor_incident, merged, pair)
         for incident, expected in ((survivor_incident, survivor_version), (merged, merged_version)):
             if expected is not None and incident.version != expected:
                 raise MergeRefused(

@@ -500,10 +500,12 @@ def _released_survivors(public_ids: set[str], released: set[str]) -> dict[str, s
     merged_into = {}
     asked = set(public_ids)
     while asked:
+        # Only merges the public may follow, as the merged incident's address does (`redirect_target`):
+        # one returned to draft or made confidential before its merge is only withdrawn.
         found = dict(
-            Incident.objects.filter(public_id__in=asked, merged_into__isnull=False).values_list(
-                "public_id", "merged_into__public_id"
-            )
+            Incident.objects.seen_by(PUBLIC)
+            .filter(public_id__in=asked, merged_into__isnull=False)
+            .values_list("public_id", "merged_into__public_id")
         )
         merged_into.update(found)
         asked = {target for target in found.values() if target not in released and target not in merged_into}

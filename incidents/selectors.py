@@ -21,11 +21,17 @@ def incidents_read_by(user, filters: Mapping[str, Any]) -> QuerySet:
     return Incident.objects.visible_to(user)
 
 
-def incident_filterset(*, user, filters: Mapping[str, Any]) -> IncidentFilterSet:
+def incident_filterset(*, user, filters: Mapping[str, Any], following_merges: bool = True) -> IncidentFilterSet:
     """The filter set bound to `filters` over the incidents `user` may see, validated: raises
     ValidationError naming each bad parameter. Runs a query only for filters that name a record
-    (type, place, source, organization)."""
-    filterset = IncidentFilterSet(filters, queryset=incidents_read_by(user, filters), user=user)
+    (type, place, source, organization).
+
+    `following_merges`: a sync (`updated_since`) also reports the merged incidents `user` may
+    follow (`incidents_read_by`), for the doors that copy data (the API list, the CSV export);
+    without it, as the public pages, never a merged incident: they list, count and download each
+    event once, under its survivor."""
+    incidents = incidents_read_by(user, filters) if following_merges else Incident.objects.visible_to(user)
+    filterset = IncidentFilterSet(filters, queryset=incidents, user=user)
     if not filterset.is_valid():
         raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
     return filterset

@@ -18,6 +18,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt, AccessFailureLog
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -684,6 +685,27 @@ class TestTokens:
         analyst = make_user(roles.ANALYST)
         _, key = token_create(user=analyst, name="sync")
         sign_in(Client(), analyst)
+        assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
+
+    def test_making_an_account_staff_revokes_the_tokens_its_password_alone_made(self, settings):
+        # A partner tool's token needs no second factor; once the account is staff (and given
+        # Confidential access), that token would read drafts and confidential records without one.
+        settings.REQUIRE_2FA = True
+        partner = make_user(None)
+        body = {"username": partner.username, "password": PASSWORD}
+        key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        secret = make_incident(review_state="draft", confidential=True)
+        partner.is_staff = True
+        partner.save()
+        partner.groups.add(*Group.objects.filter(name__in=[roles.VIEWER, roles.CONFIDENTIAL_ACCESS]))
+        assert bearer(key).get(f"{API}/incidents/{secret.public_id}/").status_code == 401
+        assert not ApiToken.objects.filter(user=partner).exists()
+
+    def test_other_changes_to_a_staff_account_keep_its_tokens(self):
+        analyst = make_user(roles.ANALYST)
+        _, key = token_create(user=analyst, name="sync")
+        analyst.first_name = "Ana"
+        analyst.save()
         assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
 
     def test_deactivating_the_account_revokes_every_token(self):

@@ -1,6 +1,8 @@
 """Reading through the API: what each reader sees, how lists page and filter, and what it costs."""
 
+import base64
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -418,6 +420,15 @@ class TestPagination:
         answer = client_for().get(f"{API}/incidents/?{query}")
         assert answer.status_code == 400
         assert parameter in answer.json()
+
+    @pytest.mark.parametrize("ordering", ["-people_count", "-date_start", "updated_at"])
+    @pytest.mark.parametrize("position", ["[1e400, 1]", '["5", -1e400]', '["2023-01-01", 1e400]', '["5", 1.5]'])
+    def test_a_cursor_holding_a_number_not_text_answers_400(self, ordering, position):
+        # JSON's 1e400 is infinity to Python: int() of it in the lookup was a 500.
+        make_incident()
+        cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+        answer = client_for().get(f"{API}/incidents/", {"cursor": cursor, "ordering": ordering})
+        assert answer.status_code == 400 and "cursor" in answer.json()
 
     def test_page_size_above_the_limit_is_refused(self, settings):
         settings.API_MAX_PAGE_SIZE = 5

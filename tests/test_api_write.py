@@ -126,6 +126,21 @@ class TestCreateIncident:
         assert field in answer.json()
         assert not Incident.objects.exists()
 
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("incidents/", '{"title": "x", "places": [1e400]}'),
+            ("incidents/", '{"title": "x", "claims": [{"source": 1e400}]}'),
+            ("places/", '{"name": "Yanji", "kind": "city", "parent": 1e400}'),
+            ("sources/", '{"title": "Report", "kind": "news_article", "cites": -1e400}'),
+        ],
+    )
+    def test_a_number_beyond_any_field_answers_400_naming_it(self, path, body):
+        # JSON's 1e400 reads as infinity: an id field handed it to int(), whose OverflowError was a 500.
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/{path}", body, content_type="application/json")
+        assert answer.status_code == 400
+        assert "1e400 is beyond any number a field holds" in answer.json()["detail"]
+
     def test_service_errors_on_claims_name_the_claim_and_field(self):
         source = make_source()
         body = new_incident_body(

@@ -279,6 +279,22 @@ def test_an_incremental_sync_reports_the_merged_incident_with_merged_into(world,
     assert rows == {survivor.public_id: "", merged.public_id: survivor.public_id}
 
 
+def test_the_public_pages_leave_the_merged_incident_out_whatever_updated_since_says(world, reviewer, client):
+    # `updated_since` is a filter of the pages too; a sync follows merges, a page shows each event once.
+    survivor, merged = world["survivor"], world["merged"]
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    since = {"updated_since": "2000-01-01T00:00:00Z"}
+
+    browse = client.get("/", since)
+    assert survivor.public_id in browse.content.decode() and merged.public_id not in browse.content.decode()
+    assert browse.context["page"].total == 1
+    assert client.get("/statistics/", since).context["table"]["total"]["incidents"] == 1
+    exported = b"".join(client.get("/incidents.csv", since).streaming_content).decode()
+    assert [row["public_id"] for row in csv.DictReader(io.StringIO(exported))] == [survivor.public_id]
+    for download in ("/incidents.geojson", "/map/incidents.geojson"):
+        assert [feature["id"] for feature in client.get(download, since).json()["features"]] == [survivor.public_id]
+
+
 def test_an_incremental_sync_leaves_out_a_merge_into_an_incident_the_reader_may_not_see(world, reviewer):
     Incident.objects.filter(pk=world["survivor"].pk).update(review_state="draft")
     client_for(reviewer).post(merge_url(world["pair"]), {"survivor": world["survivor"].public_id}, format="json")
@@ -333,6 +349,26 @@ def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(wor
     assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
     # The incident is no longer merged: there is nothing to undo.
     assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 404
+
+
+def test_a_merge_refused_as_merged_already_names_no_incident_the_reviewer_may_not_see(world, reviewer):
+    merged = world["merged"]
+    later = make_incident(title="Reported a third time")
+    incident_merge(
+        user=reviewer,
+        pair=DuplicatePair.objects.create(incident_a=merged, incident_b=later, score=0.9),
+        survivor=later.public_id,
+    )
+    # The survivor made confidential since (with the incident merged into it, which stays as it was).
+    Incident.objects.filter(pk=later.pk).update(confidential=True)
+
+    refused = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    assert refused.status_code == 409
+    assert later.public_id not in refused.content.decode()
+    assert f"{merged.public_id} was already merged into another incident" in refused.json()["detail"]
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    refused = client_for(with_access).post(merge_url(world["pair"]), {}, format="json")
+    assert f"{merged.public_id} was already merged into {later.public_id}" in refused.json()["detail"]
 
 
 def test_a_survivor_outside_the_pair_is_a_400_naming_survivor(world, reviewer):
@@ -495,6 +531,17 @@ def test_a_pair_id_in_other_digits_answers_404(reviewer):
     answer = client_for(reviewer).post(f"{API}/duplicates/%C2%B2/merge/", {}, format="json")
 
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"), [("duplicates", "decision"), ("revisions", "state")], ids=["pairs", "revisions"]
+)
+@pytest.mark.parametrize("value", ["same-ish", "pending\x00"], ids=["unknown", "nul"])
+def test_a_staff_list_filtered_by_no_such_decision_or_state_answers_400_naming_it(reviewer, path, parameter, value):
+    # It was an empty list, taken for "none pending"; with a NUL, which PostgreSQL's text cannot hold, a 500.
+    answer = client_for(reviewer).get(f"{API}/{path}/", {parameter: value})
+    assert answer.status_code == 400 and parameter in answer.json()
+    assert client_for(reviewer).get(f"{API}/{path}/", {parameter: "pending"}).status_code == 200
 
 
 def test_an_unmerge_of_an_address_that_is_no_public_id_answers_404(reviewer):

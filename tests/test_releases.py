@@ -179,6 +179,21 @@ class TestMakingAndReadingReleases:
         assert {"public_id": hidden_duplicate.public_id, "change": "withdrawn", "merged_into": ""} in changes
         assert draft_survivor.public_id not in content.decode()
 
+    def test_an_incident_returned_to_draft_then_merged_is_only_withdrawn(self, reviewer, published):
+        # Its address answers 404 to the public (no redirect to the survivor: the public may not
+        # follow an unpublished incident), and so must the release: "merged" would tell of the draft.
+        drafted = make_incident(title="Reported again, since returned to draft")
+        release(reviewer)
+        Incident.objects.filter(pk=drafted.pk).update(review_state="draft")
+        incident_merge(
+            user=reviewer,
+            pair=DuplicatePair.objects.create(incident_a=published, incident_b=drafted, score=0.9),
+            survivor=published.public_id,
+        )
+        assert client_for().get(f"{API}/incidents/{drafted.public_id}/").status_code == 404
+        changes = rows(files_of(release(reviewer))["CHANGES.csv"])
+        assert {"public_id": drafted.public_id, "change": "withdrawn", "merged_into": ""} in changes
+
     def test_the_list_costs_two_queries_whatever_its_length(self, reviewer, published, django_assert_num_queries):
         release(reviewer)
         release(reviewer)

@@ -437,6 +437,11 @@ REST_FRAMEWORK = {
         "accounts.authentication.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["incidents.api.permissions.ReadOrModelPermission"],
+    "DEFAULT_PARSER_CLASSES": [
+        "incidents.api.parsers.FiniteJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "incidents.api.renderers.JSONRenderer",
         "incidents.api.renderers.BrowsableAPIRenderer",

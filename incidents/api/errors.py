@@ -37,6 +37,18 @@ class InUse(exceptions.APIException):
     default_code = "in_use"
 
 
+def chosen_parameter(query_params, name: str, choices) -> str | None:
+    """The query parameter `name` when it is one of `choices` (a TextChoices), None when it is
+    absent or empty; anything else a 400 naming it, rather than a list silently empty (or, for a
+    NUL, which PostgreSQL's text cannot hold, a 500)."""
+    value = query_params.get(name)
+    if not value:
+        return None
+    if value not in choices.values:
+        raise exceptions.ValidationError({name: [f"Choose one of {', '.join(choices.values)}."]})
+    return value
+
+
 def validation_error_from_django(error: DjangoValidationError) -> exceptions.ValidationError:
     """A model's or service's ValidationError (keys like `claims[0].people_count`) as DRF's 400."""
     if not hasattr(error, "error_dict"):

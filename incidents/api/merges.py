@@ -8,9 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from incidents import merges, services
+from incidents.api.errors import chosen_parameter
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
-from incidents.models import DuplicatePair, IncidentMerge
+from incidents.models import DuplicateDecision, DuplicatePair, IncidentMerge
 from incidents.numbers import is_whole_number
 
 
@@ -87,7 +88,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         pairs = DuplicatePair.objects.visible_to(self.request.user).select_related(
             "incident_a", "incident_b", "decided_by"
         )
-        decision = self.request.query_params.get("decision")
+        decision = chosen_parameter(self.request.query_params, "decision", DuplicateDecision)
         return pairs.filter(decision=decision) if decision else pairs
 
     @extend_schema(

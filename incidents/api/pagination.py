@@ -60,7 +60,13 @@ class StableCursorPagination(CursorPagination):
         reads backwards): `(a, b) > (x, y)` written as `a >= x AND (a > x OR (a = x AND b > y))`,
         each column in its own direction; the first condition alone bounds the index scan."""
         values = json.loads(position)
-        if not isinstance(values, list) or len(values) != len(self.ordering):
+        # Each value as `_get_position_from_instance` wrote it: text. A number of JSON's own (`1e400`,
+        # which Python reads as infinity) met int() in the lookup, whose OverflowError was a 500.
+        if (
+            not isinstance(values, list)
+            or len(values) != len(self.ordering)
+            or not all(isinstance(value, str) for value in values)
+        ):
             raise ValueError(position)
         columns = [(field.lstrip("-"), field.startswith("-") != self.cursor.reverse) for field in self.ordering]
         after, equal = Q(pk__in=[]), {}

@@ -34,7 +34,7 @@ from incidents.access import (
     recording_list_access,
     records_of_revision,
 )
-from incidents.api.errors import PreconditionFailed, VersionMismatch
+from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
@@ -68,6 +68,7 @@ from incidents.models import (
     Place,
     Release,
     ReleaseFile,
+    RevisionState,
     Source,
     VictimGroup,
 )
@@ -465,7 +466,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
         revisions = IncidentRevision.objects.visible_to(self.request.user).select_related(
             "incident", "proposed_by", "decided_by"
         )
-        state = self.request.query_params.get("state")
+        state = chosen_parameter(self.request.query_params, "state", RevisionState)
         return revisions.filter(state=state) if state else revisions
 
     def list(self, request, *args, **kwargs):

@@ -74,7 +74,8 @@ def filtered_incidents(*, user, filters: MultiValueDict) -> tuple[IncidentFilter
 
     Runs a query only for filters that name a record (type, place, source, organization)."""
     filter_values = MultiValueDict({name: filters.getlist(name) for name in FILTER_NAMES if filters.get(name)})
-    filterset = incident_filterset(user=user, filters=filter_values)
+    # Never a merged incident, whatever `updated_since` says: the pages show each event once.
+    filterset = incident_filterset(user=user, filters=filter_values, following_merges=False)
     return filterset, filterset.qs
 
 

@@ -1,0 +1,33 @@
+"""The API's request body parsers: DRF's, with JSON refusing numbers no field can hold."""
+
+import codecs
+import math
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.utils import json
+
+
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or an exponent, refused when Python reads it as infinity
+    (`1e400`): DRF's id fields (`"parent": 1e400`) pass it to int(), whose OverflowError no field
+    catches (a 500 on every write that names a record by id)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is beyond any number a field holds")
+    return number
+
+
+class FiniteJSONParser(JSONParser):
+    """DRF's JSONParser (NaN and Infinity refused as it does), also refusing a number too large for a
+    float: a 400 naming it, for every field of every write at once."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        # As DRF's own parse, its checked encoding (text codecs only) included.
+        encoding = get_encoding(parser_context or {})
+        try:
+            decoded_stream = codecs.getreader(encoding)(stream)
+            parse_constant = json.strict_constant if self.strict else None
+            return json.load(decoded_stream, parse_constant=parse_constant, parse_float=_finite)
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
