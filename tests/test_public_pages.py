@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from incidents import roles
-from incidents.models import Incident, Involvement, Response
+from incidents.models import Incident, Involvement, Response, Source
 from incidents.public import selectors
 from tests.factories import (
     incident_type,
@@ -167,9 +167,15 @@ def test_an_address_that_is_no_public_id_answers_404(address):
     assert Client(raise_request_exception=False).get(address).status_code == 404
 
 
-def test_the_citation_chain_stops_at_a_source_that_is_not_public(record):
+def test_the_citation_chain_ends_before_a_source_that_is_not_public_as_if_nothing_were_cited(record):
+    # "…, citing a source that is not public" told every reader an informant stood behind the report,
+    # which the API (`cites`: null) and the count of independent origins keep to themselves.
     page = Client().get(f"/incidents/{record.public_id}/").content.decode()
-    assert "Public relay, citing Public report, citing a source that is not public" in page
+    assert '<p class="chain">Public relay, citing Public report</p>' in page
+    assert "not public" not in page
+    Source.objects.filter(title="Public report").update(cites=None)
+    assert Client().get(f"/incidents/{record.public_id}/").content.decode() == page
+    Source.objects.filter(title="Public report").update(cites=Source.objects.get(title=CONFIDENTIAL_SOURCE))
     confidential_page = client_for("confidential").get(f"/incidents/{record.public_id}/").content.decode()
     assert f"citing {CONFIDENTIAL_SOURCE}, citing {CITED_THROUGH_CONFIDENTIAL}" in confidential_page
 

@@ -194,17 +194,10 @@ def statistics_for(*, user, filters: MultiValueDict, group_by: str) -> dict:
 
 
 @dataclass
-class ChainLink:
-    """One step of a citation chain: a source the reader may see, or `source=None` for one they may not."""
-
-    source: Source | None
-
-
-@dataclass
 class IncidentPage:
     incident: Incident
-    # Each claim the reader may see, with the chain of sources its source cites.
-    claims: list[tuple[Claim, list[ChainLink]]]
+    # Each claim the reader may see, with the chain of sources its source cites (as far as they may see).
+    claims: list[tuple[Claim, list[Source]]]
     responses: list[Response]
 
     @property
@@ -276,16 +269,16 @@ def incident_page(*, user, public_id: str) -> IncidentPage:
     )
 
 
-def _chain(source: Source, visible: dict[int, Source]) -> list[ChainLink]:
-    """What `source` cites, and what that cites, as far as the reader may see: a hidden source
-    ends the chain, so nothing it cites (which would tell something about it) is shown."""
+def _chain(source: Source, visible: dict[int, Source]) -> list[Source]:
+    """What `source` cites, and what that cites, as far as the reader may see. The chain ends, without
+    a word, before a source they may not see, as the API's `cites` is null and the count of
+    independent origins takes the last visible source for an origin: "citing a source that is not
+    public" told every reader that an informant stood behind the report."""
     links, seen, cites_id = [], {source.pk}, source.cites_id
-    while cites_id is not None and cites_id not in seen:
+    while cites_id is not None and cites_id not in seen and cites_id in visible:
         seen.add(cites_id)
-        cited = visible.get(cites_id)
-        links.append(ChainLink(source=cited))
-        if cited is None:
-            break
+        cited = visible[cites_id]
+        links.append(cited)
         cites_id = cited.cites_id
     return links
 
