@@ -159,15 +159,22 @@ class PlannedRow:
     # A new row's possible duplicates: incidents it may repeat, and earlier new rows of the file.
     duplicate_incidents: list[Incident] = field(default_factory=list)
     duplicate_lines: list[int] = field(default_factory=list)
-    # An update's confidential claims whose sources the row does not list, which stay (_claims_after).
+    # An update's claims whose sources the row does not list: the public ones it removes, with their
+    # figures and excerpts, and the confidential ones, which stay (_claims_after).
+    claims_removed: list[Claim] = field(default_factory=list)
     confidential_claims_kept: list[Claim] = field(default_factory=list)
 
-    def confidential_claims_kept_text(self) -> str:
-        kept = self.confidential_claims_kept
-        sources = "; ".join(csv_source_item(claim.source.title, claim.source_id) for claim in kept)
+    def claims_removed_text(self) -> str:
         return (
-            f"{self.incident.public_id} keeps its confidential claim(s) of {sources}, which the row does not list: "
-            "an import removes no confidential claim (remove it in the admin or the API)."
+            f"{self.incident.public_id} removes its claim(s) of {_sources_of(self.claims_removed)}, which the row "
+            "no longer lists, with their figures and excerpts (the incident's history keeps them)."
+        )
+
+    def confidential_claims_kept_text(self) -> str:
+        return (
+            f"{self.incident.public_id} keeps its confidential claim(s) of "
+            f"{_sources_of(self.confidential_claims_kept)}, which the row does not list: an import removes no "
+            "confidential claim (remove it in the admin or the API)."
         )
 
     def duplicates_text(self) -> str:
@@ -221,6 +228,11 @@ class ImportReport:
     stopped_for_duplicates: bool = False
     # A real import met another write and was undone by PostgreSQL: the same file may be imported again.
     met_another_write: bool = False
+
+    @property
+    def claims_removed(self) -> list[PlannedRow]:
+        """Updates that remove public claims, whose sources the row no longer lists."""
+        return [row for row in self.updated + self.proposed if row.claims_removed]
 
     @property
     def confidential_claims_kept(self) -> list[PlannedRow]:
@@ -813,7 +825,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         if row.incident is not None:
             row.changes = _changes(row.incident, row)
             if row.names["sources"] is not None:
-                row.confidential_claims_kept = _confidential_claims_unlisted(row.incident, row.names["sources"])
+                row.claims_removed, row.confidential_claims_kept = _claims_unlisted(row.incident, row.names["sources"])
             if row.changes and row.incident.merged_into is not None:
                 survivor = row.incident.merged_into.public_id
                 errors.append(
@@ -1095,7 +1107,7 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
     }
     after = dict(row.names)
     if after["sources"] is not None:
-        kept = _confidential_claims_unlisted(incident, after["sources"])
+        _, kept = _claims_unlisted(incident, after["sources"])
         after["sources"] = (*after["sources"], *(claim.source for claim in kept))
     for column, records in after.items():
         # Compared by primary key: a record create_missing makes has none yet, and is a change.
@@ -1165,25 +1177,33 @@ def _update(row: PlannedRow, user) -> None:
         raise _RowNotWritten(row.line) from error
 
 
-def _confidential_claims_unlisted(incident: Incident, sources: tuple[Source, ...]) -> list[Claim]:
-    """The incident's claims the user sees only with the confidential permission whose sources the
-    row does not list. An import leaves them: a file exported by a reader without that permission
-    (the public's download, a colleague's export) lists no confidential source, and whoever imports
-    it with the permission would otherwise delete the informants' claims without a word. They are
-    removed in the admin or the API, where the claim itself is shown."""
-    return [
-        claim for claim in incident.visible_claims if claim.needs_confidential_access and claim.source not in sources
-    ]
+def _sources_of(claims: list[Claim]) -> str:
+    """The claims' sources as the file's `sources` cell names them."""
+    return "; ".join(csv_source_item(claim.source.title, claim.source_id) for claim in claims)
+
+
+def _claims_unlisted(incident: Incident, sources: tuple[Source, ...]) -> tuple[list[Claim], list[Claim]]:
+    """The incident's visible claims whose sources the row does not list: the public ones, which the
+    import removes, and those the user sees only with the confidential permission, which it leaves.
+    A file exported by a reader without that permission (the public's download, a colleague's
+    export) lists no confidential source, and whoever imports it with the permission would
+    otherwise delete the informants' claims without a word; they are removed in the admin or the
+    API, where the claim itself is shown."""
+    unlisted = [claim for claim in incident.visible_claims if claim.source not in sources]
+    return (
+        [claim for claim in unlisted if not claim.needs_confidential_access],
+        [claim for claim in unlisted if claim.needs_confidential_access],
+    )
 
 
 def _claims_after(incident: Incident, sources: tuple[Source, ...]) -> list[dict[str, Any]]:
     """The user's visible claims once the row's sources apply: a listed source keeps its claim (with
     its figures and excerpt), a new one gets a bare claim, a visible public claim whose source is no
-    longer listed goes, a confidential one stays (_confidential_claims_unlisted). Claims the user may
+    longer listed goes, a confidential one stays (_claims_unlisted). Claims the user may
     not see are left alone by incident_update itself, and count for nothing here: a listed source
     with only a hidden (confidential) claim gets the user's public one beside it, as at every other
     door, whether or not the hidden claim exists."""
-    unlisted = _confidential_claims_unlisted(incident, sources)
+    _, unlisted = _claims_unlisted(incident, sources)
     kept = [claim for claim in incident.visible_claims if claim.source in sources or claim in unlisted]
     fields = [field.attname for field in Claim._meta.concrete_fields if field.name != "incident"]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]

@@ -228,11 +228,18 @@ class TestRoundTrip:
         output = run_import(reviewer, tmp_path, write_csv([{**row, "sources": f"RFA [#{rfa.source_id}]"}]))
 
         assert "0 incident(s) were created; 1 updated; 0 unchanged." in output and notice in output
+        assert (
+            f"line 2: {incident.public_id} removes its claim(s) of HRW [#{hrw.source_id}], which the row no longer "
+            "lists, with their figures and excerpts (the incident's history keeps them)." in output
+        )
         assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, informant.pk, testimony.pk}
 
-    def test_the_admins_preview_lists_the_confidential_claims_an_import_keeps(self, client, reviewer, tmp_path):
+    def test_the_admins_preview_lists_the_claims_an_import_removes_and_the_confidential_ones_it_keeps(
+        self, client, reviewer, tmp_path
+    ):
         incident = make_incident(review_state="draft")
         informant = make_claim(incident=incident, source=make_source(title="Informant", confidential=True))
+        rfa = make_claim(incident=incident, source=make_source(title="RFA"), excerpt="about 500")
         row = {**rows(export(reviewer, tmp_path))[0], "sources": "", "title": "Renamed"}
         client.force_login(reviewer)
 
@@ -243,7 +250,11 @@ class TestRoundTrip:
             f"<li>line 2: {incident.public_id} keeps its confidential claim(s) of Informant [#{informant.source_id}], "
             "which the row does not list" in preview.text
         )
-        assert f"line 2: {incident.public_id} Renamed — title</li>" in preview.text
+        assert (
+            f"<li>line 2: {incident.public_id} removes its claim(s) of RFA [#{rfa.source_id}], which the row no longer "
+            "lists, with their figures and excerpts" in preview.text
+        )
+        assert f"line 2: {incident.public_id} Renamed — title, sources</li>" in preview.text
         assert client.post("/admin/incidents/incident/import/", {"confirm": "1"}).status_code == 302
         assert list(incident.claims.all()) == [informant]
 

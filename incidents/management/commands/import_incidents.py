@@ -61,6 +61,8 @@ class Command(BaseCommand):
         for row in report.duplicates:
             verb = "skipped, may duplicate" if report.skipped else "may duplicate"
             self.stderr.write(f"{file}: line {row.line}: {row.title!r} {verb} {row.duplicates_text()}")
+        for row in report.claims_removed:
+            self.stderr.write(f"{file}: line {row.line}: {row.claims_removed_text()}")
         for row in report.confidential_claims_kept:
             self.stderr.write(f"{file}: line {row.line}: {row.confidential_claims_kept_text()}")
         for error in report.errors:
