@@ -1103,17 +1103,25 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
             for involvement in incident.involvements.all()
             if involvement.role == InvolvementRole.PERPETRATOR
         },
-        "sources": {claim.source for claim in incident.visible_claims},
     }
-    after = dict(row.names)
-    if after["sources"] is not None:
-        _, kept = _claims_unlisted(incident, after["sources"])
-        after["sources"] = (*after["sources"], *(claim.source for claim in kept))
-    for column, records in after.items():
+    for column, records in row.names.items():
         # Compared by primary key: a record create_missing makes has none yet, and is a change.
-        if records is not None and {record.pk for record in records} != {record.pk for record in current[column]}:
+        if column != "sources" and records is not None and {r.pk for r in records} != {r.pk for r in current[column]}:
             changes.append(column)
+    if row.names["sources"] is not None and _claims_change(incident, row.names["sources"]):
+        changes.append("sources")
     return changes
+
+
+def _claims_change(incident: Incident, sources: tuple[Source, ...]) -> bool:
+    """Whether the row's sources change the user's visible claims as `_claims_after` writes them: a
+    listed source without a visible claim gains one, and a visible claim goes unless its source is
+    listed or it is confidential. Claim by claim, not source by source: a source cited both
+    publicly and in confidence whose row leaves it out loses its public claim, although its
+    confidential one keeps it cited."""
+    claimed = {claim.source.pk for claim in incident.visible_claims}
+    removed, _ = _claims_unlisted(incident, sources)
+    return bool(removed) or any(source.pk is None or source.pk not in claimed for source in sources)
 
 
 def _write(plan: _Plan, user, report: ImportReport) -> None:

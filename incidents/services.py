@@ -1117,7 +1117,10 @@ def _copy(cursor, model: type[models.Model], fields: list[models.Field], rows: I
         table=sql.Identifier(model._meta.db_table),
         columns=sql.SQL(", ").join(sql.Identifier(field.column) for field in fields),
     )
-    with cursor.copy(statement) as copy:
+    # Django wraps the errors of execute() and fetch*() only: a COPY's (a deadlock, a foreign key
+    # whose record was deleted meanwhile) came out as psycopg's own, which no door answers (the
+    # import's write conflict and changed-data errors, the 409 of tracker.write_conflicts) expects.
+    with connection.wrap_database_errors, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 

@@ -430,6 +430,16 @@ class TestPagination:
         answer = client_for().get(f"{API}/incidents/", {"cursor": cursor, "ordering": ordering})
         assert answer.status_code == 400 and "cursor" in answer.json()
 
+    def test_a_cursor_holding_a_nul_answers_400(self):
+        # The history's order ends with the event model's name, text: PostgreSQL's text cannot hold
+        # a NUL, and psycopg's DataError for it was a 500.
+        incident = make_incident()
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        position = '["2024-01-01T00:00:00+00:00", "1", "incidents.\\u0000"]'
+        cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+        answer = client_for(reviewer).get(incident_url(incident, "history/"), {"cursor": cursor})
+        assert answer.status_code == 400 and "cursor" in answer.json()
+
     def test_page_size_above_the_limit_is_refused(self, settings):
         settings.API_MAX_PAGE_SIZE = 5
         assert client_for().get(f"{API}/incidents/?page_size=6").status_code == 400

@@ -234,6 +234,26 @@ class TestRoundTrip:
         )
         assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, informant.pk, testimony.pk}
 
+    def test_a_source_left_out_loses_its_public_claim_beside_a_confidential_one_kept(self, reviewer, tmp_path):
+        # A source cited twice on one incident, publicly and in confidence: the row leaves it out.
+        # The public claim goes and the confidential one stays, whether or not another column of
+        # the row changes too. The comparison counted the source as still listed (its confidential
+        # claim keeps it), so the row alone was "unchanged" and the public claim stayed without a
+        # word; the same row with a new title removed it.
+        incident = make_incident(review_state="draft")
+        rfa = make_claim(incident=incident, source=make_source(title="RFA"))
+        public = make_claim(incident=incident, source=make_source(title="Witness"))
+        confidential = make_claim(incident=incident, source=public.source, confidential=True)
+        [row] = rows(export(reviewer, tmp_path))
+        assert f"Witness [#{public.source_id}]" in row["sources"]
+
+        output = run_import(reviewer, tmp_path, write_csv([{**row, "sources": f"RFA [#{rfa.source_id}]"}]))
+
+        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
+        assert f"keeps its confidential claim(s) of Witness [#{public.source_id}]" in output
+        assert f"removes its claim(s) of Witness [#{public.source_id}]" in output
+        assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, confidential.pk}
+
     def test_the_admins_preview_lists_the_claims_an_import_removes_and_the_confidential_ones_it_keeps(
         self, client, reviewer, tmp_path
     ):

@@ -47,6 +47,38 @@ def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, v
     assert f"ImproperlyConfigured: {message}" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # Each of these started, then failed what reads it with a traceback: PostgreSQL refuses a
+        # statement timeout beyond 2^31-1 ms (every anonymous page); a token or a setup link expiring
+        # past the year 9999 (every token, every link); a staff session alike (every staff sign-in).
+        (
+            "TRACKER_ANON_STATEMENT_TIMEOUT",
+            "3000000000",
+            "TRACKER_ANON_STATEMENT_TIMEOUT must be 2147483647 or less; got 3000000000.",
+        ),
+        ("TRACKER_API_TOKEN_DAYS", "100000000", "TRACKER_API_TOKEN_DAYS must be 36500 or less; got 100000000."),
+        ("TRACKER_SETUP_LINK_DAYS", "100000000", "TRACKER_SETUP_LINK_DAYS must be 36500 or less; got 100000000."),
+        (
+            "TRACKER_STAFF_SESSION_SECONDS",
+            "1000000000000",
+            "TRACKER_STAFF_SESSION_SECONDS must be 3153600000 or less; got 1000000000000.",
+        ),
+        # This one stopped the start-up, with a traceback naming no variable.
+        (
+            "TRACKER_LOCKOUT_MINUTES",
+            "10000000000000",
+            "TRACKER_LOCKOUT_MINUTES must be 52560000 or less; got 10000000000000.",
+        ),
+    ],
+)
+def test_a_value_beyond_what_it_can_mean_stops_the_start_up_naming_the_variable(variable, value, message):
+    result = start_up(**{variable: value})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
 def test_the_limits_leave_the_documented_edge_values_alone():
     # 0 is documented for the pool (off) and the statement timeout (no bound).
     result = start_up(DATABASE_POOL_SIZE="0", TRACKER_ANON_STATEMENT_TIMEOUT="0", TRACKER_DUPLICATE_WINDOW_DAYS="0")

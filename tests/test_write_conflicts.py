@@ -14,9 +14,9 @@ from django.test import Client, RequestFactory
 from incidents import roles
 from incidents.models import Incident, Place
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_claim, make_incident, make_place, make_source, make_user
+from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
-from tests.test_import import write_csv
+from tests.test_import import HEADER, write_csv
 from tracker.write_conflicts import WriteConflictMiddleware
 
 
@@ -250,3 +250,45 @@ def test_only_a_write_is_answered_as_one_stopped(method, answered):
     response = WriteConflictMiddleware(lambda request: None).process_exception(request, stopped)
 
     assert (response and response.status_code) == answered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_stopped_while_it_copies_new_incidents_says_so_and_writes_nothing(tmp_path):
+    # New incidents are written with COPY, whose errors psycopg raises as they are, not as Django's
+    # DatabaseError: stopped there (its claim waits for the source a reviewer is changing, while the
+    # reviewer adds the organization the import has just created), the import was a traceback.
+    source = make_source(title="RFA")
+    analyst = make_user(roles.ANALYST)
+    path = tmp_path / "new.csv"
+    path.write_text(f"{HEADER},sources,perpetrators\nNew,{incident_type().slug},2024-01-01,2024-01-02,RFA,Unit 5\n")
+    errors = io.StringIO()
+    result = {}
+
+    def import_file():
+        try:
+            call_command("import_incidents", str(path), f"--user={analyst.username}", "--create-missing", stderr=errors)
+        except Exception as refusal:  # whatever it raised is the answer
+            result["answer"] = refusal
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("SET deadlock_timeout = '10s'")
+        reviewer.execute("UPDATE incidents_source SET title = 'RFA' WHERE id = %s", [source.pk])
+        importer = threading.Thread(target=import_file)
+        importer.start()
+        wait_until_waiting(reviewer, 1)
+        reviewer.execute(
+            "INSERT INTO incidents_organization "
+            "(name, acronym, kind, country, website, description, aliases, version, created_at, updated_at) "
+            "VALUES ('Unit 5', '', 'other', '', '', '', '{}', 1, now(), now())"
+        )
+    importer.join(20)
+
+    refusal = result["answer"]
+    assert isinstance(refusal, CommandError) and refusal.returncode == 1, refusal
+    assert errors.getvalue() == (
+        f"{path}: The import met another change being saved at the same moment, and was undone: nothing of it "
+        "was written. Import the file again.\n"
+    )
+    assert not Incident.objects.filter(title="New").exists()

@@ -36,9 +36,10 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}.")
 
 
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
-    """An integer; below `minimum`, start-up stops naming the variable (a page size of 0 or a negative
-    statement timeout would otherwise fail every request that reads it, with a traceback)."""
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer; below `minimum` or above `maximum`, start-up stops naming the variable (a page size
+    of 0, a negative statement timeout or a token lifetime past the year 9999 would otherwise fail
+    every request that reads it, with a traceback)."""
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -48,7 +49,14 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer; got {raw!r}.") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be {minimum} or more; got {value}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be {maximum} or less; got {value}.")
     return value
+
+
+# The longest span a lifetime or a window setting may give, in days: a century, well within what
+# Python's dates reach from now (the year 9999) and what PostgreSQL's intervals hold.
+MAX_SPAN_DAYS = 36_500
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -308,7 +316,9 @@ SECURE_CSP = {
 # authenticator app, or new recovery codes, end the verification of the sessions the replaced
 # device verified (django-otp forgets a device that no longer exists), which are then anonymous to
 # every page but the sign-in ones (accounts.middleware).
-SESSION_COOKIE_AGE = env_int("TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60, minimum=1)
+SESSION_COOKIE_AGE = env_int(
+    "TRACKER_STAFF_SESSION_SECONDS", 8 * 60 * 60, minimum=1, maximum=MAX_SPAN_DAYS * 24 * 60 * 60
+)
 
 # Background tasks (Django's django.tasks): rescoring possible duplicates after a write
 # (incidents/duplicates.py). Queued in a table of the primary database (django-tasks-db), in the
@@ -344,7 +354,7 @@ OTP_TOTP_ISSUER = env_str("TRACKER_2FA_ISSUER", "Incident Tracker")
 RECOVERY_CODE_COUNT = 10
 # A staff member's first authenticator app needs a setup link from an administrator
 # (accounts.SetupLink), usable once within this many days.
-SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7, minimum=1)
+SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7, minimum=1, maximum=MAX_SPAN_DAYS)
 # The admin's device pages show no secret key, QR code or recovery code: whoever may see them
 # could otherwise copy a colleague's second factor. Administrators only delete devices there.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
@@ -355,7 +365,9 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # that account is locked for that client until TRACKER_LOCKOUT_MINUTES after the last failure.
 # Admins unlock under "Axes" in the admin.
 AXES_FAILURE_LIMIT = env_int("TRACKER_LOCKOUT_FAILURES", 5, minimum=1)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15, minimum=1, maximum=MAX_SPAN_DAYS * 24 * 60)
+)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
@@ -368,7 +380,7 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
-API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1)
+API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1, maximum=MAX_SPAN_DAYS)
 
 # Audit trail: database triggers record every insert, update and delete of every tracked model, so
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
@@ -406,7 +418,7 @@ PGTRIGGER_INSTALL_ON_MIGRATE = True
 # Incident Tracker's own settings.
 # Window (in days) around an incident's dates within which another incident of the same type and
 # place counts as a possible duplicate.
-DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7, minimum=0)
+DUPLICATE_WINDOW_DAYS = env_int("TRACKER_DUPLICATE_WINDOW_DAYS", 7, minimum=0, maximum=MAX_SPAN_DAYS)
 # `manage.py backup` / `restore` (tracker/backup.py): the AES-256 key (URL-safe base64 of 32
 # bytes; `manage.py backup --new-key` makes one), and where pg_dump/pg_restore are when the
 # installation matching the server's version cannot be found on its own.
@@ -470,7 +482,8 @@ REST_FRAMEWORK = {
 # The longest a statement of an anonymous request may run, in milliseconds (0: no bound); beyond it
 # PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
 # the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
-ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0)
+# PostgreSQL takes a statement_timeout of at most 2^31-1 ms (about 24 days).
+ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0, maximum=2**31 - 1)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
 if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:

@@ -61,11 +61,13 @@ class StableCursorPagination(CursorPagination):
         each column in its own direction; the first condition alone bounds the index scan."""
         values = json.loads(position)
         # Each value as `_get_position_from_instance` wrote it: text. A number of JSON's own (`1e400`,
-        # which Python reads as infinity) met int() in the lookup, whose OverflowError was a 500.
+        # which Python reads as infinity) met int() in the lookup, whose OverflowError was a 500; a
+        # NUL, which PostgreSQL's text cannot hold, met psycopg's DataError on a text column (the
+        # history's event model name), a 500 too.
         if (
             not isinstance(values, list)
             or len(values) != len(self.ordering)
-            or not all(isinstance(value, str) for value in values)
+            or not all(isinstance(value, str) and "\x00" not in value for value in values)
         ):
             raise ValueError(position)
         columns = [(field.lstrip("-"), field.startswith("-") != self.cursor.reverse) for field in self.ordering]
