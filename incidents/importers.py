@@ -1106,7 +1106,9 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
     }
     for column, records in row.names.items():
         # Compared by primary key: a record create_missing makes has none yet, and is a change.
-        if column != "sources" and records is not None and {r.pk for r in records} != {r.pk for r in current[column]}:
+        if column == "sources" or records is None:
+            continue
+        if {record.pk for record in records} != {record.pk for record in current[column]}:
             changes.append(column)
     if row.names["sources"] is not None and _claims_change(incident, row.names["sources"]):
         changes.append("sources")
