@@ -55,6 +55,7 @@ class TokenRequestSerializer(serializers.Serializer):
                 raise serializers.ValidationError({"otp": str(throttled)}) from throttled
             if device is None:
                 raise serializers.ValidationError({"otp": "That code is not right, or was already used."})
+            attrs["second_factor"] = True
         attrs["user"] = user
         return attrs
 
@@ -62,7 +63,7 @@ class TokenRequestSerializer(serializers.Serializer):
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "hint", "created_at", "last_used_at", "expires_at"]
+        fields = ["id", "name", "hint", "created_at", "last_used_at", "expires_at", "second_factor"]
 
 
 class IssuedTokenSerializer(TokenSerializer):
@@ -83,7 +84,11 @@ class TokenRequestView(APIView):
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        token, key = token_create(user=serializer.validated_data["user"], name=serializer.validated_data["name"])
+        token, key = token_create(
+            user=serializer.validated_data["user"],
+            name=serializer.validated_data["name"],
+            second_factor=serializer.validated_data.get("second_factor", False),
+        )
         token.token = key
         # 200 rather than 201, as DRF's obtain_auth_token answered: existing clients check for it.
         # The token is shown this once: no cache may keep it (as RFC 6749 asks of a token answer).

@@ -3,16 +3,20 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.middleware import SecondFactorPending
-from accounts.services import token_authenticate
+from accounts.services import TokenWithoutSecondFactor, token_authenticate
 
 
 class ApiTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, as before, checked against the stored hash (accounts.ApiToken).
 
-    A token is its own credential: its owner made it from a verified session or with a code."""
+    A token is its own credential: its owner made it from a verified session or with a code, or, for
+    an account that needs no second factor, with a password alone (refused once the account is staff)."""
 
     def authenticate_credentials(self, key):
-        token = token_authenticate(key)
+        try:
+            token = token_authenticate(key)
+        except TokenWithoutSecondFactor as refusal:
+            raise AuthenticationFailed(str(refusal)) from None
         if token is None:
             raise AuthenticationFailed(_("Invalid, expired or revoked token."))
         return token.user, token

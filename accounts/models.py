@@ -42,6 +42,17 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField()
+    # Whether its account passed a second factor to make it (a code sent with the password, or a
+    # verified session). A token made with a password alone never serves an account that must pass
+    # one (staff): made before the account became staff, or while the second factor was not required,
+    # it would read drafts and confidential records without it (accounts.services.token_authenticate).
+    second_factor = models.BooleanField(
+        default=False,
+        # In the database too: a token written there by SQL (migration 0002's) is one no second factor made.
+        db_default=False,
+        editable=False,
+        help_text="Made after its account passed a second factor; staff accounts use only such tokens.",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 

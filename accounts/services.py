@@ -224,8 +224,9 @@ def recovery_codes_left(user) -> int:
     return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
 
 
-def token_create(*, user, name: str) -> tuple[ApiToken, str]:
-    """A new API token for `user` and its key, which is returned this once and never stored."""
+def token_create(*, user, name: str, second_factor: bool) -> tuple[ApiToken, str]:
+    """A new API token for `user` and its key, which is returned this once and never stored;
+    `second_factor`: whether `user` passed one to make it."""
     key = new_token_key()
     now = timezone.now()
     token = ApiToken(
@@ -235,15 +236,28 @@ def token_create(*, user, name: str) -> tuple[ApiToken, str]:
         hint=key[:8],
         created_at=now,
         expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
+        second_factor=second_factor,
     )
     token.full_clean()
     token.save()
     return token, key
 
 
+class TokenWithoutSecondFactor(Exception):
+    """A token made with a password alone, for an account that must now pass a second factor."""
+
+
 def token_authenticate(key: str) -> ApiToken | None:
-    """Runs a query (two when the last use is recorded): the usable token whose key is `key`."""
+    """Runs a query (two when the last use is recorded): the usable token whose key is `key`.
+    Raises TokenWithoutSecondFactor for a token made without a second factor whose account must
+    pass one: it was made before the account became staff (however that was done: the admin, a
+    bulk update, a command), or while the second factor was not required."""
     token = ApiToken.objects.usable().select_related("user").filter(digest=token_digest(key)).first()
+    if token is not None and second_factor_required(token.user) and not token.second_factor:
+        raise TokenWithoutSecondFactor(
+            "This token was made without a second factor, which this account now needs: make a new token "
+            "with your authenticator app's code."
+        )
     if token is not None:
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION:

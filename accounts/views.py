@@ -243,7 +243,10 @@ def token_new(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
         return security(request, token_form=form)
-    token, key = token_create(user=request.user, name=form.cleaned_data["name"])
+    # The session passed the second factor, or (a staff account that needs none yet) did not.
+    token, key = token_create(
+        user=request.user, name=form.cleaned_data["name"], second_factor=request.user.is_verified()
+    )
     return security(request, new_token=token, new_key=key)
 
 

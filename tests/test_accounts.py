@@ -639,7 +639,7 @@ class TestTokens:
 
     def test_a_token_expires_after_the_configured_days(self, settings):
         settings.API_TOKEN_DAYS = 30
-        token, key = token_create(user=make_user(None), name="sync")
+        token, key = token_create(user=make_user(None), name="sync", second_factor=False)
         assert abs(token.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
         ApiToken.objects.filter(pk=token.pk).update(
             created_at=timezone.now() - timedelta(days=31), expires_at=timezone.now() - timedelta(days=1)
@@ -648,7 +648,7 @@ class TestTokens:
         assert response.status_code == 401 and "expired" in response.json()["detail"]
 
     def test_its_last_use_is_recorded(self):
-        token, key = token_create(user=make_user(None), name="sync")
+        token, key = token_create(user=make_user(None), name="sync", second_factor=False)
         assert token.last_used_at is None
         bearer(key).get(f"{API}/incidents/")
         token.refresh_from_db()
@@ -656,9 +656,9 @@ class TestTokens:
 
     def test_owners_list_and_revoke_their_own_tokens_through_the_api(self):
         alice, bob = make_user(None), make_user(None)
-        kept, alice_key = token_create(user=alice, name="laptop")
-        revoked, _ = token_create(user=alice, name="old server")
-        bobs, bob_key = token_create(user=bob, name="bob's")
+        kept, alice_key = token_create(user=alice, name="laptop", second_factor=False)
+        revoked, _ = token_create(user=alice, name="old server", second_factor=False)
+        bobs, bob_key = token_create(user=bob, name="bob's", second_factor=False)
         client = bearer(alice_key)
         listed = client.get(f"{API}/auth/tokens/").json()
         assert [(row["name"], row["hint"]) for row in listed] == [("old server", revoked.hint), ("laptop", kept.hint)]
@@ -671,19 +671,19 @@ class TestTokens:
 
     def test_revoking_a_token_of_thousands_of_digits_answers_404(self):
         # int() reads at most 4,300 digits: the number reached it, a 500.
-        _, key = token_create(user=make_user(None), name="laptop")
+        _, key = token_create(user=make_user(None), name="laptop", second_factor=False)
         assert bearer(key).delete(f"{API}/auth/tokens/{'9' * 5000}/").status_code == 404
 
     def test_a_new_password_revokes_every_token(self):
         partner = make_user(None)
-        _, key = token_create(user=partner, name="sync")
+        _, key = token_create(user=partner, name="sync", second_factor=False)
         partner.set_password("a new passphrase for 2027")
         partner.save()
         assert bearer(key).get(f"{API}/incidents/").status_code == 401
 
     def test_signing_in_keeps_the_tokens(self):
         analyst = make_user(roles.ANALYST)
-        _, key = token_create(user=analyst, name="sync")
+        _, key = token_create(user=analyst, name="sync", second_factor=True)
         sign_in(Client(), analyst)
         assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
 
@@ -701,16 +701,52 @@ class TestTokens:
         assert bearer(key).get(f"{API}/incidents/{secret.public_id}/").status_code == 401
         assert not ApiToken.objects.filter(user=partner).exists()
 
+    def test_a_token_made_with_a_password_alone_never_serves_a_staff_account(self, settings):
+        # However the account became staff: a bulk update sends no signal, so nothing revoked the
+        # token; it is refused for what it is, a token no second factor made.
+        settings.REQUIRE_2FA = True
+        partner = make_user(None)
+        key = APIClient().post(f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD}).json()
+        assert ApiToken.objects.get(user=partner).second_factor is False
+        secret = make_incident(review_state="draft", confidential=True)
+        type(partner).objects.filter(pk=partner.pk).update(is_staff=True)
+        partner.groups.add(*Group.objects.filter(name__in=[roles.VIEWER, roles.CONFIDENTIAL_ACCESS]))
+
+        refused = bearer(key["token"]).get(f"{API}/incidents/{secret.public_id}/")
+
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "detail": "This token was made without a second factor, which this account now needs: make a new "
+            "token with your authenticator app's code."
+        }
+        partner.refresh_from_db()
+        device, _ = enrol(partner)
+        body = {"username": partner.username, "password": PASSWORD, "otp": app_code(device, 1)}
+        new_key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        assert bearer(new_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 200
+
+    def test_a_token_made_in_a_session_that_passed_the_second_factor_serves_staff(self, settings):
+        settings.REQUIRE_2FA = True
+        analyst, client = make_user(roles.ANALYST), Client()
+        device, _ = enrol(analyst)
+        sign_in(client, analyst)
+        second_step(client, app_code(device, 1))
+
+        key = client.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+
+        assert ApiToken.objects.get(user=analyst).second_factor is True
+        assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["second_factor"] is True
+
     def test_other_changes_to_a_staff_account_keep_its_tokens(self):
         analyst = make_user(roles.ANALYST)
-        _, key = token_create(user=analyst, name="sync")
+        _, key = token_create(user=analyst, name="sync", second_factor=True)
         analyst.first_name = "Ana"
         analyst.save()
         assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
 
     def test_deactivating_the_account_revokes_every_token(self):
         partner = make_user(None)
-        _, key = token_create(user=partner, name="sync")
+        _, key = token_create(user=partner, name="sync", second_factor=False)
         partner.is_active = False
         partner.save()
         partner.is_active = True
@@ -732,8 +768,8 @@ class TestTokens:
 
     def test_administrators_see_and_revoke_everyones_tokens(self):
         administrator = make_user(roles.REVIEWER, is_superuser=True)
-        alice_token, alice_key = token_create(user=make_user(None), name="alice's sync")
-        bob_token, _ = token_create(user=make_user(None), name="bob's sync")
+        alice_token, alice_key = token_create(user=make_user(None), name="alice's sync", second_factor=False)
+        bob_token, _ = token_create(user=make_user(None), name="bob's sync", second_factor=False)
         client = Client()
         client.force_login(administrator)
         listing = client.get("/admin/accounts/apitoken/").content.decode()
@@ -798,7 +834,7 @@ class TestThrottling:
         assert client.get(f"{API}/incidents/?format=csv").status_code == 429
         assert client.get(f"{API}/incidents/").status_code == 200
         # A signed-in analyst counts on their own account.
-        _, key = token_create(user=make_user(roles.ANALYST), name="exports")
+        _, key = token_create(user=make_user(roles.ANALYST), name="exports", second_factor=True)
         assert bearer(key).get(f"{API}/incidents.csv").status_code == 200
 
     def test_an_export_over_the_rate_is_told_when_to_come_back(self, settings):
@@ -854,7 +890,7 @@ class TestThrottling:
         staff = Client()
         staff.force_login(analyst)
         assert export_status(staff, "/admin/incidents/incident/export.csv") == 200
-        _, key = token_create(user=analyst, name="exports")
+        _, key = token_create(user=analyst, name="exports", second_factor=True)
         assert export_status(bearer(key), f"{API}/incidents.csv") == 200
         refused = staff.get("/admin/incidents/incident/export.csv")
         assert refused.status_code == 429

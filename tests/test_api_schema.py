@@ -86,7 +86,7 @@ def insider_token():
     sent with when the ids meet, and every later request then got 401 (which ids meet depends on
     the tests run before in the same database)."""
     insider = make_user(roles.REVIEWER, confidential=True)
-    return lambda: f"Token {token_create(user=insider, name='schema tests')[1]}"
+    return lambda: f"Token {token_create(user=insider, name='schema tests', second_factor=True)[1]}"
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
