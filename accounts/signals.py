@@ -22,7 +22,9 @@ def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, 
     So does making an account staff: its tokens were made with its password alone (only staff
     pass a second factor), and would otherwise read drafts and, with Confidential access,
     confidential records without the second factor a staff token is made with (a stolen partner
-    password's token, made before the promotion, kept reading).
+    password's token, made before the promotion, kept reading). Authentication refuses such a token
+    anyway, whatever made the account staff (accounts.services.token_authenticate); revoking it
+    here also takes it out of the owner's and the administrators' lists.
 
     `_password` is how Django's own user model knows set_password() was called before this save
     (it then runs the password validators' password_changed); a hash upgraded at login is not a
