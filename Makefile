@@ -16,7 +16,7 @@ TEST_WORKERS ?= auto
 # start (or reuse) the embedded server and point at it.
 WITH_DB = export DATABASE_URL="$${DATABASE_URL:-$$($(PY) -m tracker.embedded_db)}" && export DJANGO_DEBUG="$${DJANGO_DEBUG:-1}"
 
-.PHONY: help install run setup test smoke lint browser bench demo-data stop-db clean messages
+.PHONY: help install run setup test smoke lint browser gettext bench demo-data stop-db clean messages
 
 help:
 	@echo "make install    build .venv from the pinned requirements"
@@ -69,7 +69,14 @@ run: install
 smoke: install
 	@$(REMEMBER_DB) && $(WITH_DB) && $(SETUP) && $(PY) manage.py smoke_request && $(PY) manage.py smoke_request /
 
-test: install browser
+# GNU gettext's xgettext, with which a test checks that every catalog holds every marked message
+# (tests/test_public_pages.py); `make messages` needs it too.
+gettext:
+	@command -v xgettext >/dev/null || { \
+	  echo "Installing Debian's gettext for the translation catalogs' test…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
+
+test: install browser gettext
 	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
 
 lint: install
@@ -85,7 +92,7 @@ bench: install
 # Refresh the public pages' translation catalogs (locale/*/LC_MESSAGES/django.po) from the code and
 # templates, and compile them. The compiled .mo files are committed, so that `make run` needs no
 # GNU gettext; this target does (Debian's `gettext`).
-messages: install
+messages: install gettext
 	@$(WITH_DB) && $(PY) manage.py makemessages --all --no-location -i ".venv/*" -i "staticfiles/*" -i "templates/admin/*" \
 	  && $(PY) manage.py compilemessages --ignore ".venv/*"
 

@@ -13,6 +13,8 @@ import html
 import io
 import json
 import re
+import shutil
+import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -526,6 +528,42 @@ def test_untranslated_and_fuzzy_messages_are_found(tmp_path):
         'msgid "%(count)s incidents"',
         'msgid_plural "%(total)s match."',
     ]
+
+
+def catalog_messages(catalog: Path) -> set[str]:
+    """The msgids of `catalog`'s current (not obsolete) entries, joined across their lines."""
+    messages = set()
+    for entry in catalog.read_text(encoding="utf-8").split("\n\n"):
+        found = re.search(r'^msgid ((?:".*"\n?)+)', entry, re.MULTILINE)
+        if found and not entry.lstrip().startswith("#~"):
+            messages.add("".join(re.findall(r'"(.*)"', found.group(1))))
+    return messages - {""}
+
+
+def test_every_catalog_holds_every_message_the_code_and_templates_mark(settings, monkeypatch):
+    # A message marked for translation but missing from a catalog shows in English on that language's
+    # pages (the release downloads' refusal did): `make messages` adds it, a translator translates it.
+    # The same makemessages `make messages` runs (its -i patterns), into a copy of the catalogs. The
+    # copy sits in the project's own directory, and ./locale is passed over: makemessages writes each
+    # file's messages into the first locale path whose parent holds the file, preferring any directory
+    # called "locale" it walks through.
+    committed = Path(settings.LOCALE_PATHS[0])
+    with tempfile.TemporaryDirectory(dir=settings.BASE_DIR, prefix=".catalog-check-") as copy:
+        shutil.copytree(committed, copy, dirs_exist_ok=True)
+        settings.LOCALE_PATHS = [copy]
+        monkeypatch.chdir(settings.BASE_DIR)
+        call_command(
+            "makemessages",
+            all=True,
+            no_location=True,
+            ignore_patterns=[".venv/*", "staticfiles/*", "templates/admin/*", "locale"],
+            verbosity=0,
+        )
+        missing = {
+            str(catalog): catalog_messages(Path(copy, catalog.relative_to(committed))) - catalog_messages(catalog)
+            for catalog in committed.glob("*/LC_MESSAGES/django.po")
+        }
+    assert missing and all(not messages for messages in missing.values()), f"run `make messages`: {missing}"
 
 
 def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
