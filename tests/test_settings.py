@@ -4,6 +4,7 @@ with an error naming the variable, rather than failing the requests that read it
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -92,3 +93,20 @@ def test_django_log_level_decides_what_djangos_own_messages_print_and_each_print
     result = start_up("smoke_request", "/no-such-page/", DJANGO_LOG_LEVEL=level)
     assert result.returncode != 0
     assert result.stderr.count("Not Found: /no-such-page/") == printed, result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [("GUNICORN_WORKERS", "x"), ("GUNICORN_THREADS", "0")])
+def test_gunicorns_counts_out_of_range_stop_it_naming_the_variable(variable, value):
+    # int() raised a ValueError naming neither; 0 threads started a server that served nothing.
+    gunicorn = [str(Path(sys.executable).with_name("gunicorn")), "-c", "tracker/gunicorn.conf.py", "--check-config"]
+    environment = {**os.environ, "DJANGO_DEBUG": "1"}
+    assert subprocess.run([*gunicorn, "tracker.wsgi"], cwd=settings.BASE_DIR, env=environment).returncode == 0
+    refused = subprocess.run(
+        [*gunicorn, "tracker.wsgi"],
+        cwd=settings.BASE_DIR,
+        env={**environment, variable: value},
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert f"{variable} must be a whole number of 1 or more; got {value!r}." in refused.stderr

@@ -15,10 +15,20 @@ beside it or on its own machine (`gunicorn -c tracker/gunicorn.conf.py tracker.w
 
 import os
 
+
+def count_from_environment(name: str, default: int) -> int:
+    """A count of 1 or more from the environment; anything else stops gunicorn naming the variable
+    (`int()`'s traceback named neither, and 0 workers or threads serve nothing)."""
+    raw = os.environ.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+        raise SystemExit(f"{name} must be a whole number of 1 or more; got {raw!r}.")
+    return int(raw)
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+workers = count_from_environment("GUNICORN_WORKERS", 2)
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = count_from_environment("GUNICORN_THREADS", 4)
 # Heartbeat of a worker process, not a limit on a request (see above).
 timeout = 60
 # On restart, requests under way (an export included) get this long to finish.
