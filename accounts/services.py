@@ -253,16 +253,17 @@ def token_authenticate(key: str) -> ApiToken | None:
     pass one: it was made before the account became staff (however that was done: the admin, a
     bulk update, a command), or while the second factor was not required."""
     token = ApiToken.objects.usable().select_related("user").filter(digest=token_digest(key)).first()
-    if token is not None and second_factor_required(token.user) and not token.second_factor:
+    if token is None:
+        return None
+    if second_factor_required(token.user) and not token.second_factor:
         raise TokenWithoutSecondFactor(
             "This token was made without a second factor, which this account now needs: make a new token "
             "with your authenticator app's code."
         )
-    if token is not None:
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-            token.last_used_at = now
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
     return token
 
 

@@ -823,9 +823,9 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         if errors:
             continue
         if row.incident is not None:
-            row.changes = _changes(row.incident, row)
             if row.names["sources"] is not None:
                 row.claims_removed, row.confidential_claims_kept = _claims_unlisted(row.incident, row.names["sources"])
+            row.changes = _changes(row.incident, row)
             if row.changes and row.incident.merged_into is not None:
                 survivor = row.incident.merged_into.public_id
                 errors.append(
@@ -1110,20 +1110,21 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
             continue
         if {record.pk for record in records} != {record.pk for record in current[column]}:
             changes.append(column)
-    if row.names["sources"] is not None and _claims_change(incident, row.names["sources"]):
+    if row.names["sources"] is not None and _claims_change(row):
         changes.append("sources")
     return changes
 
 
-def _claims_change(incident: Incident, sources: tuple[Source, ...]) -> bool:
+def _claims_change(row: PlannedRow) -> bool:
     """Whether the row's sources change the user's visible claims as `_claims_after` writes them: a
     listed source without a visible claim gains one, and a visible claim goes unless its source is
-    listed or it is confidential. Claim by claim, not source by source: a source cited both
-    publicly and in confidence whose row leaves it out loses its public claim, although its
-    confidential one keeps it cited."""
-    claimed = {claim.source.pk for claim in incident.visible_claims}
-    removed, _ = _claims_unlisted(incident, sources)
-    return bool(removed) or any(source.pk is None or source.pk not in claimed for source in sources)
+    listed or it is confidential (`row.claims_removed`). Claim by claim, not source by source: a
+    source cited both publicly and in confidence whose row leaves it out loses its public claim,
+    although its confidential one keeps it cited."""
+    claimed = {claim.source.pk for claim in row.incident.visible_claims}
+    return bool(row.claims_removed) or any(
+        source.pk is None or source.pk not in claimed for source in row.names["sources"]
+    )
 
 
 def _write(plan: _Plan, user, report: ImportReport) -> None:
@@ -1178,7 +1179,7 @@ def _update(row: PlannedRow, user) -> None:
             expected_version=row.expected_version,
             data=row.data,
             places=row.names["places"] if "places" in row.changes else None,
-            claims=_claims_after(row.incident, row.names["sources"]) if "sources" in row.changes else None,
+            claims=_claims_after(row) if "sources" in row.changes else None,
             involvements=_involvements_after(row.incident, row.names["perpetrators"])
             if "perpetrators" in row.changes
             else None,
@@ -1206,19 +1207,18 @@ def _claims_unlisted(incident: Incident, sources: tuple[Source, ...]) -> tuple[l
     )
 
 
-def _claims_after(incident: Incident, sources: tuple[Source, ...]) -> list[dict[str, Any]]:
+def _claims_after(row: PlannedRow) -> list[dict[str, Any]]:
     """The user's visible claims once the row's sources apply: a listed source keeps its claim (with
     its figures and excerpt), a new one gets a bare claim, a visible public claim whose source is no
-    longer listed goes, a confidential one stays (_claims_unlisted). Claims the user may
-    not see are left alone by incident_update itself, and count for nothing here: a listed source
-    with only a hidden (confidential) claim gets the user's public one beside it, as at every other
-    door, whether or not the hidden claim exists."""
-    _, unlisted = _claims_unlisted(incident, sources)
-    kept = [claim for claim in incident.visible_claims if claim.source in sources or claim in unlisted]
+    longer listed goes (`row.claims_removed`), a confidential one stays (_claims_unlisted). Claims the
+    user may not see are left alone by incident_update itself, and count for nothing here: a listed
+    source with only a hidden (confidential) claim gets the user's public one beside it, as at every
+    other door, whether or not the hidden claim exists."""
+    kept = [claim for claim in row.incident.visible_claims if claim not in row.claims_removed]
     fields = [field.attname for field in Claim._meta.concrete_fields if field.name != "incident"]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
     claimed = {claim.source for claim in kept}
-    return claims + [{"source": source} for source in sources if source not in claimed]
+    return claims + [{"source": source} for source in row.names["sources"] if source not in claimed]
 
 
 def _involvements_after(incident: Incident, perpetrators: tuple[Organization, ...]) -> list[dict[str, Any]]:
