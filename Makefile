@@ -93,7 +93,7 @@ bench: install
 # templates, and compile them. The compiled .mo files are committed, so that `make run` needs no
 # GNU gettext; this target does (Debian's `gettext`).
 messages: install gettext
-	@$(WITH_DB) && $(PY) manage.py makemessages --all --no-location -i ".venv/*" -i "staticfiles/*" -i "templates/admin/*" \
+	@$(WITH_DB) && $(PY) manage.py makemessages --all --no-location -i ".venv/*" -i "staticfiles/*" -i "static/*" -i "templates/admin/*" \
 	  && $(PY) manage.py compilemessages --ignore ".venv/*"
 
 stop-db:
