@@ -599,6 +599,17 @@ class TestLockout:
             assert "Too many failed sign-in attempts" in locked.json()["detail"]
         assert not ApiToken.objects.exists()
 
+    def test_a_username_longer_than_the_lockout_records_hold_is_refused_like_any_other(self):
+        # The admin's login form and the token request bound no username: django-axes's insert of
+        # a 256th character failed, and both doors answered 500.
+        too_long = "a" * 300
+        refused = Client().post("/admin/login/", {"username": too_long, "password": "guess"})
+        assert refused.status_code == 200
+        assert "Please enter the correct username and password" in refused.content.decode()
+        response = APIClient().post(f"{API}/auth/token/", {"username": too_long, "password": "guess"})
+        assert response.status_code == 400
+        assert AccessAttempt.objects.get().username == too_long[:255]
+
 
 def export_status(client, path: str, **extra) -> int:
     """The status of a CSV download, read to its end, after which the test client closes it as a
