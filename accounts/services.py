@@ -275,6 +275,6 @@ def token_revoke(*, user, token_id: int) -> bool:
 
 
 def tokens_revoke_all(*, user) -> int:
-    """Revoke every token of `user` (password changed, account deactivated)."""
+    """Revoke every token of `user` (password changed, account deactivated, authenticator app removed)."""
     deleted, _ = ApiToken.objects.filter(user=user).delete()
     return deleted

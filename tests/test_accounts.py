@@ -740,6 +740,42 @@ class TestTokens:
         assert ApiToken.objects.get(user=analyst).second_factor is True
         assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["second_factor"] is True
 
+    @pytest.mark.parametrize("door", ["setup_link command", "admin"])
+    def test_deleting_a_lost_authenticator_app_revokes_the_tokens_it_made(self, settings, door):
+        # A thief with the phone and the password makes a token; the administrator deletes the
+        # lost app, as "Accounts and security" says. The sessions the app verified lose their
+        # second factor; the token it made kept reading confidential records for 90 days.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST, confidential=True)
+        device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
+        thiefs_key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        secret = make_incident(review_state="draft", confidential=True)
+        assert bearer(thiefs_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 200
+
+        if door == "admin":
+            administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+            administrator.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+        else:
+            call_command("setup_link", analyst.username, "--delete-devices", stdout=io.StringIO())
+
+        assert not analyst.totpdevice_set.exists()
+        assert bearer(thiefs_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 401
+        assert not ApiToken.objects.filter(user=analyst).exists()
+
+    def test_a_new_authenticator_app_revokes_the_tokens_the_old_one_made(self, settings):
+        # Replacing the app ends the second factor of every other session; a token the old app made
+        # is such a way in too.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST)
+        old_device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(old_device, 1)}
+        old_key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+
+        enrol(analyst)
+
+        assert bearer(old_key).get(f"{API}/auth/tokens/").status_code == 401
+
     def test_other_changes_to_a_staff_account_keep_its_tokens(self):
         analyst = make_user(roles.ANALYST)
         _, key = token_create(user=analyst, name="sync", second_factor=True)
