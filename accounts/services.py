@@ -224,9 +224,10 @@ def recovery_codes_left(user) -> int:
     return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
 
 
-def token_create(*, user, name: str, second_factor: bool) -> tuple[ApiToken, str]:
+def token_create(*, user, name: str, second_factor: bool, recovery_code: bool = False) -> tuple[ApiToken, str]:
     """A new API token for `user` and its key, which is returned this once and never stored;
-    `second_factor`: whether `user` passed one to make it."""
+    `second_factor`: whether `user` passed one to make it; `recovery_code`: whether that was a
+    recovery code (new codes then revoke the token: recovery_code_tokens_revoke)."""
     key = new_token_key()
     now = timezone.now()
     token = ApiToken(
@@ -237,6 +238,7 @@ def token_create(*, user, name: str, second_factor: bool) -> tuple[ApiToken, str
         created_at=now,
         expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
         second_factor=second_factor,
+        recovery_code=recovery_code,
     )
     token.full_clean()
     token.save()
@@ -277,4 +279,10 @@ def token_revoke(*, user, token_id: int) -> bool:
 def tokens_revoke_all(*, user) -> int:
     """Revoke every token of `user` (password changed, account deactivated, authenticator app removed)."""
     deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def recovery_code_tokens_revoke(*, user) -> int:
+    """Revoke `user`'s tokens made with a recovery code (the codes were replaced or deleted)."""
+    deleted, _ = ApiToken.objects.filter(user=user, recovery_code=True).delete()
     return deleted

@@ -245,7 +245,10 @@ def token_new(request):
         return security(request, token_form=form)
     # The session passed the second factor, or (a staff account that needs none yet) did not.
     token, key = token_create(
-        user=request.user, name=form.cleaned_data["name"], second_factor=request.user.is_verified()
+        user=request.user,
+        name=form.cleaned_data["name"],
+        second_factor=request.user.is_verified(),
+        recovery_code=isinstance(request.user.otp_device, StaticDevice),
     )
     return security(request, new_token=token, new_key=key)
 

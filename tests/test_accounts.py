@@ -776,6 +776,25 @@ class TestTokens:
 
         assert bearer(old_key).get(f"{API}/auth/tokens/").status_code == 401
 
+    def test_new_recovery_codes_revoke_the_tokens_an_old_code_made(self, settings):
+        # New codes end the second factor of the sessions an old code verified: whoever stole the
+        # sheet of codes is out. A token made with a stolen code is such a way in too; one the app
+        # made stays, as a session the app verified does.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST, confidential=True)
+        device, codes = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD}
+        owners_key = APIClient().post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)}).json()["token"]
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(device, 2))
+        thiefs_key = APIClient().post(f"{API}/auth/token/", {**body, "otp": codes[0]}).json()["token"]
+
+        assert owner.post("/accounts/recovery-codes/").status_code == 200
+
+        assert bearer(thiefs_key).get(f"{API}/auth/tokens/").status_code == 401
+        assert [row["name"] for row in bearer(owners_key).get(f"{API}/auth/tokens/").json()] == ["API token"]
+
     def test_other_changes_to_a_staff_account_keep_its_tokens(self):
         analyst = make_user(roles.ANALYST)
         _, key = token_create(user=analyst, name="sync", second_factor=True)
