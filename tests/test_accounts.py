@@ -789,10 +789,15 @@ class TestTokens:
         sign_in(owner, analyst)
         second_step(owner, app_code(device, 2))
         thiefs_key = APIClient().post(f"{API}/auth/token/", {**body, "otp": codes[0]}).json()["token"]
+        thief = Client()
+        sign_in(thief, analyst)
+        second_step(thief, codes[1])
+        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
 
         assert owner.post("/accounts/recovery-codes/").status_code == 200
 
         assert bearer(thiefs_key).get(f"{API}/auth/tokens/").status_code == 401
+        assert bearer(thiefs_session_key).get(f"{API}/auth/tokens/").status_code == 401
         assert [row["name"] for row in bearer(owners_key).get(f"{API}/auth/tokens/").json()] == ["API token"]
 
     def test_other_changes_to_a_staff_account_keep_its_tokens(self):
