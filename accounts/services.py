@@ -111,10 +111,31 @@ class SetupLinkNeeded(PermissionDenied):
         )
 
 
+class AppCodeNeeded(PermissionDenied):
+    """A new authenticator app asked for from a session that a recovery code verified."""
+
+    def __init__(self):
+        super().__init__(
+            "Moving to a new phone needs your current authenticator app: sign in again with the code it shows. "
+            "If you lost the phone, ask an administrator to delete your devices and make you a setup link."
+        )
+
+
+def authenticator_replace_allowed(*, user, verified_by: Device | None) -> bool:
+    """Whether a session that `verified_by` verified may replace `user`'s authenticator app: only
+    the app itself. A recovery code signs in once without the phone; letting it set up a new app
+    (which deletes the old one and its codes) let whoever stole one code, with the password, own
+    the account's second factor for good and lock its owner out."""
+    return isinstance(verified_by, TOTPDevice) and verified_by.user_id == user.pk and verified_by.confirmed
+
+
 @transaction.atomic
-def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id: int | None = None) -> list[str] | None:
+def authenticator_confirm(
+    *, user, device: TOTPDevice, code: str, setup_link_id: int | None = None, verified_by: Device | None = None
+) -> list[str] | None:
     """Confirm `device` with a code the app shows, or None when the code is wrong. A first second
-    factor also needs `user`'s setup link `setup_link_id` (SetupLinkNeeded), which it uses up.
+    factor also needs `user`'s setup link `setup_link_id` (SetupLinkNeeded), which it uses up; a
+    later one, a session the current app verified (`verified_by`; AppCodeNeeded).
 
     The new app replaces every earlier device and recovery code: sessions verified by those are
     no longer verified (django-otp drops a session's device once it is gone), so a second factor
@@ -129,6 +150,8 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id:
         )
         if setup_link is None:
             raise SetupLinkNeeded()
+    elif not authenticator_replace_allowed(user=user, verified_by=verified_by):
+        raise AppCodeNeeded()
     locked_until = device_locked_until(device)
     if locked_until is not None:
         raise SecondFactorThrottled(locked_until=locked_until)

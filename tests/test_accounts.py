@@ -53,11 +53,14 @@ def app_code(device, steps_ahead: int = 0) -> str:
 
 
 def enrol(user):
-    """`user` set up an authenticator app (a first one with a setup link): the device and the
-    recovery codes."""
+    """`user` set up an authenticator app (a first one with a setup link, a later one in a session
+    the current app verified): the device and the recovery codes."""
+    current_app = user.totpdevice_set.filter(confirmed=True).first()
     setup_link_id = None if second_factor_enrolled(user) else setup_link_create(user=user)[0].pk
     device = authenticator_start(user=user)
-    codes = authenticator_confirm(user=user, device=device, code=app_code(device), setup_link_id=setup_link_id)
+    codes = authenticator_confirm(
+        user=user, device=device, code=app_code(device), setup_link_id=setup_link_id, verified_by=current_app
+    )
     return device, codes
 
 
@@ -187,6 +190,29 @@ class TestSecondFactor:
         response = client.get("/accounts/two-factor/setup/")
         assert response.url.startswith("/accounts/two-factor/?next=")
         assert analyst.totpdevice_set.count() == 1
+
+    def test_a_session_a_recovery_code_verified_cannot_move_the_second_factor_to_a_new_app(self, settings):
+        # A recovery code signs in once without the phone. Moving to a new app from that session
+        # deleted the owner's app and codes: a thief with the password and one code owned the
+        # account's second factor for good, and the owner was locked out.
+        # The app checks the recovery code first, and waits after refusing it: not here.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, codes = enrol(analyst)
+        thief = Client()
+        sign_in(thief, analyst)
+        assert second_step(thief, codes[0])["Location"] == "/admin/"
+
+        response = thief.get("/accounts/two-factor/setup/", follow=True)
+
+        assert response.redirect_chain[-1][0] == "/accounts/"
+        assert "needs your current authenticator app" in response.content.decode()
+        assert list(analyst.totpdevice_set.all()) == [owners_device]
+        refused = thief.post("/accounts/two-factor/setup/", {"code": app_code(owners_device, 1)})
+        assert refused.status_code == 302 and list(analyst.totpdevice_set.all()) == [owners_device]
+        owner = Client()
+        sign_in(owner, analyst)
+        assert second_step(owner, app_code(owners_device, 1))["Location"] == "/admin/"
 
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
