@@ -227,7 +227,8 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
 @transaction.atomic
 def second_factor_reset(*, user) -> None:
     """Delete `user`'s authenticator apps and recovery codes (lost with the phone): every session
-    they verified is no longer verified, and a new app needs a setup link."""
+    they verified is no longer verified, every API token of `user` is revoked (accounts.signals:
+    whoever has the phone may have made one), and a new app needs a setup link."""
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
 
