@@ -75,13 +75,15 @@ def second_factor_check(*, request, user, code: str) -> Device | None:
     lockout (django-axes hears Django's user_login_failed signal), like a wrong password: codes
     typed during the wait count too, so typing faster than it brings a thief no more tries.
 
-    Each device is asked on its own, as django-otp advises (its match_token does not tell a wait
-    from a wrong code); their rows stay locked meanwhile, so concurrent codes see each other's
-    failures."""
+    Each device that could accept the code (code_fits_device) is asked on its own, as django-otp
+    advises (its match_token does not tell a wait from a wrong code); their rows stay locked
+    meanwhile, so concurrent codes see each other's failures."""
     code = "".join(code.split())
     waiting_until = []
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):
+            if not code_fits_device(device, code):
+                continue
             locked_until = device_locked_until(device)
             if locked_until is not None:
                 waiting_until.append(locked_until)
@@ -92,6 +94,13 @@ def second_factor_check(*, request, user, code: str) -> Device | None:
         # Every device checks the next code only once the last of them waits no more.
         raise SecondFactorThrottled(locked_until=max(waiting_until))
     return None
+
+
+def code_fits_device(device: Device, code: str) -> bool:
+    """False when `device` is an authenticator app and `code` is not one of its codes (that many
+    digits): a recovery code. The app is not asked, since it would count the code as a wrong one of
+    its own and wait after it; a code it could never accept brings a guesser nothing there."""
+    return not isinstance(device, TOTPDevice) or (code.isdigit() and len(code) == device.digits)
 
 
 def authenticator_start(*, user) -> TOTPDevice:
