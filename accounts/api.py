@@ -2,6 +2,7 @@
 account has to use one), list one's own tokens, revoke one."""
 
 from django.contrib.auth import authenticate
+from django_otp.plugins.otp_static.models import StaticDevice
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
@@ -56,6 +57,7 @@ class TokenRequestSerializer(serializers.Serializer):
             if device is None:
                 raise serializers.ValidationError({"otp": "That code is not right, or was already used."})
             attrs["second_factor"] = True
+            attrs["recovery_code"] = isinstance(device, StaticDevice)
         attrs["user"] = user
         return attrs
 
@@ -88,6 +90,7 @@ class TokenRequestView(APIView):
             user=serializer.validated_data["user"],
             name=serializer.validated_data["name"],
             second_factor=serializer.validated_data.get("second_factor", False),
+            recovery_code=serializer.validated_data.get("recovery_code", False),
         )
         token.token = key
         # 200 rather than 201, as DRF's obtain_auth_token answered: existing clients check for it.

@@ -1,7 +1,8 @@
-"""What a locked-out client is told (django-axes calls lockout_response), and the check the
-second-factor step makes before trying a code."""
+"""What a locked-out client is told (django-axes calls lockout_response), the check the
+second-factor step makes before trying a code, and the username django-axes counts an attempt under."""
 
 from axes.handlers.proxy import AxesProxyHandler
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib import admin
 from django.http import JsonResponse
@@ -17,6 +18,21 @@ def lockout_message() -> str:
         f"Too many failed sign-in attempts for this account from your address. It is locked here for "
         f"{lockout_minutes()} minutes after the last attempt; try again later, or ask an administrator to unlock it."
     )
+
+
+def attempted_username(request, credentials=None) -> str | None:
+    """The username django-axes records a sign-in attempt under (AXES_USERNAME_CALLABLE): the one
+    typed, as django-axes reads it, cut to the length its records hold. Neither the admin's login
+    form nor the token request bounds what is typed, and a longer name failed the record's insert:
+    the sign-in answered 500. No account's username is that long (150 characters at most), so the
+    cut never merges an account's count with another's."""
+    if credentials:
+        username = credentials.get(settings.AXES_USERNAME_FORM_FIELD)
+    else:
+        username = getattr(request, "data", request.POST).get(settings.AXES_USERNAME_FORM_FIELD)
+    if username is None:
+        return None
+    return username[: AccessAttempt._meta.get_field("username").max_length]
 
 
 def is_locked_out(request, username: str) -> bool:

@@ -53,6 +53,15 @@ class ApiToken(models.Model):
         editable=False,
         help_text="Made after its account passed a second factor; staff accounts use only such tokens.",
     )
+    # Whether that second factor was a recovery code: new recovery codes revoke the tokens an old
+    # one made, as they end the second factor of the sessions an old one verified (whoever stole
+    # the codes is out); a token the app made stays, as a session the app verified does.
+    recovery_code = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Made with a recovery code; new recovery codes revoke it.",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 

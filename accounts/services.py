@@ -75,13 +75,15 @@ def second_factor_check(*, request, user, code: str) -> Device | None:
     lockout (django-axes hears Django's user_login_failed signal), like a wrong password: codes
     typed during the wait count too, so typing faster than it brings a thief no more tries.
 
-    Each device is asked on its own, as django-otp advises (its match_token does not tell a wait
-    from a wrong code); their rows stay locked meanwhile, so concurrent codes see each other's
-    failures."""
+    Each device that could accept the code (code_fits_device) is asked on its own, as django-otp
+    advises (its match_token does not tell a wait from a wrong code); their rows stay locked
+    meanwhile, so concurrent codes see each other's failures."""
     code = "".join(code.split())
     waiting_until = []
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):
+            if not code_fits_device(device, code):
+                continue
             locked_until = device_locked_until(device)
             if locked_until is not None:
                 waiting_until.append(locked_until)
@@ -92,6 +94,13 @@ def second_factor_check(*, request, user, code: str) -> Device | None:
         # Every device checks the next code only once the last of them waits no more.
         raise SecondFactorThrottled(locked_until=max(waiting_until))
     return None
+
+
+def code_fits_device(device: Device, code: str) -> bool:
+    """False when `device` is an authenticator app and `code` is not one of its codes (that many
+    digits): a recovery code. The app is not asked, since it would count the code as a wrong one of
+    its own and wait after it; a code it could never accept brings a guesser nothing there."""
+    return not isinstance(device, TOTPDevice) or (code.isdigit() and len(code) == device.digits)
 
 
 def authenticator_start(*, user) -> TOTPDevice:
@@ -111,10 +120,31 @@ class SetupLinkNeeded(PermissionDenied):
         )
 
 
+class AppCodeNeeded(PermissionDenied):
+    """A new authenticator app asked for from a session that a recovery code verified."""
+
+    def __init__(self):
+        super().__init__(
+            "Moving to a new phone needs your current authenticator app: sign in again with the code it shows. "
+            "If you lost the phone, ask an administrator to delete your devices and make you a setup link."
+        )
+
+
+def authenticator_replace_allowed(*, user, verified_by: Device | None) -> bool:
+    """Whether a session that `verified_by` verified may replace `user`'s authenticator app: only
+    the app itself. A recovery code signs in once without the phone; letting it set up a new app
+    (which deletes the old one and its codes) let whoever stole one code, with the password, own
+    the account's second factor for good and lock its owner out."""
+    return isinstance(verified_by, TOTPDevice) and verified_by.user_id == user.pk and verified_by.confirmed
+
+
 @transaction.atomic
-def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id: int | None = None) -> list[str] | None:
+def authenticator_confirm(
+    *, user, device: TOTPDevice, code: str, setup_link_id: int | None = None, verified_by: Device | None = None
+) -> list[str] | None:
     """Confirm `device` with a code the app shows, or None when the code is wrong. A first second
-    factor also needs `user`'s setup link `setup_link_id` (SetupLinkNeeded), which it uses up.
+    factor also needs `user`'s setup link `setup_link_id` (SetupLinkNeeded), which it uses up; a
+    later one, a session the current app verified (`verified_by`; AppCodeNeeded).
 
     The new app replaces every earlier device and recovery code: sessions verified by those are
     no longer verified (django-otp drops a session's device once it is gone), so a second factor
@@ -129,6 +159,8 @@ def authenticator_confirm(*, user, device: TOTPDevice, code: str, setup_link_id:
         )
         if setup_link is None:
             raise SetupLinkNeeded()
+    elif not authenticator_replace_allowed(user=user, verified_by=verified_by):
+        raise AppCodeNeeded()
     locked_until = device_locked_until(device)
     if locked_until is not None:
         raise SecondFactorThrottled(locked_until=locked_until)
@@ -204,7 +236,8 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
 @transaction.atomic
 def second_factor_reset(*, user) -> None:
     """Delete `user`'s authenticator apps and recovery codes (lost with the phone): every session
-    they verified is no longer verified, and a new app needs a setup link."""
+    they verified is no longer verified, every API token of `user` is revoked (accounts.signals:
+    whoever has the phone may have made one), and a new app needs a setup link."""
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
 
@@ -224,9 +257,10 @@ def recovery_codes_left(user) -> int:
     return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
 
 
-def token_create(*, user, name: str, second_factor: bool) -> tuple[ApiToken, str]:
+def token_create(*, user, name: str, second_factor: bool, recovery_code: bool = False) -> tuple[ApiToken, str]:
     """A new API token for `user` and its key, which is returned this once and never stored;
-    `second_factor`: whether `user` passed one to make it."""
+    `second_factor`: whether `user` passed one to make it; `recovery_code`: whether that was a
+    recovery code (new codes then revoke the token: recovery_code_tokens_revoke)."""
     key = new_token_key()
     now = timezone.now()
     token = ApiToken(
@@ -237,6 +271,7 @@ def token_create(*, user, name: str, second_factor: bool) -> tuple[ApiToken, str
         created_at=now,
         expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
         second_factor=second_factor,
+        recovery_code=recovery_code,
     )
     token.full_clean()
     token.save()
@@ -275,6 +310,12 @@ def token_revoke(*, user, token_id: int) -> bool:
 
 
 def tokens_revoke_all(*, user) -> int:
-    """Revoke every token of `user` (password changed, account deactivated)."""
+    """Revoke every token of `user` (password changed, account deactivated, authenticator app removed)."""
     deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def recovery_code_tokens_revoke(*, user) -> int:
+    """Revoke `user`'s tokens made with a recovery code (the codes were replaced or deleted)."""
+    deleted, _ = ApiToken.objects.filter(user=user, recovery_code=True).delete()
     return deleted

@@ -1,8 +1,10 @@
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_init, post_save
+from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.services import tokens_revoke_all
+from accounts.services import recovery_code_tokens_revoke, tokens_revoke_all
 
 # The staff status an account had when it was read, so that a save can tell it was made staff.
 _LOADED_AS_STAFF = "_accounts_loaded_as_staff"
@@ -35,3 +37,24 @@ def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, 
         return
     if not instance.is_active or made_staff or getattr(instance, "_password", None) is not None:
         tokens_revoke_all(user=instance)
+
+
+@receiver(post_delete, sender=TOTPDevice)
+def revoke_tokens_on_authenticator_app_removed(sender, instance, **kwargs):
+    """An authenticator app deleted (lost with the phone: the admin's TOTP devices, `setup_link
+    --delete-devices`) or replaced by a new one revokes the account's API tokens, as it ends the
+    second factor of the sessions it verified: whoever held the phone and the password made tokens
+    with it that would otherwise keep reading, confidential records included, until they expire.
+
+    Every door deletes through the ORM, which sends this signal for each device, a queryset's
+    delete() included. An app never confirmed made no token."""
+    if instance.confirmed:
+        tokens_revoke_all(user=instance.user)
+
+
+@receiver(post_delete, sender=StaticDevice)
+def revoke_tokens_on_recovery_codes_removed(sender, instance, **kwargs):
+    """Recovery codes replaced (Sign-in security, a new app) or deleted (the admin's Static devices,
+    `setup_link --delete-devices`) revoke the tokens an old code made: whoever stole the codes
+    made them, as the sessions an old code verified, which lose their second factor."""
+    recovery_code_tokens_revoke(user=instance.user)

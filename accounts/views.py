@@ -24,10 +24,12 @@ from accounts.forms import CodeForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
+    AppCodeNeeded,
     AuthenticatorNeeded,
     SecondFactorThrottled,
     SetupLinkNeeded,
     authenticator_confirm,
+    authenticator_replace_allowed,
     authenticator_start,
     recovery_codes_left,
     recovery_codes_replace,
@@ -143,6 +145,9 @@ def two_factor_setup(request):
         if not user.is_verified():
             # Replacing the second factor needs the current one first, or a stolen password would do.
             return redirect(with_next("accounts:two-factor-verify", request.get_full_path()))
+        if not authenticator_replace_allowed(user=user, verified_by=user.otp_device):
+            messages.error(request, str(AppCodeNeeded()))
+            return redirect("accounts:security")
         setup_link_id = None
     else:
         setup_link_id = request.session.get(SETUP_LINK_SESSION_KEY)
@@ -153,7 +158,11 @@ def two_factor_setup(request):
     if request.method == "POST" and form.is_valid():
         try:
             codes = authenticator_confirm(
-                user=user, device=device, code=form.cleaned_data["code"], setup_link_id=setup_link_id
+                user=user,
+                device=device,
+                code=form.cleaned_data["code"],
+                setup_link_id=setup_link_id,
+                verified_by=user.otp_device,
             )
         except SecondFactorThrottled as throttled:
             form.add_error("code", str(throttled))
@@ -245,7 +254,10 @@ def token_new(request):
         return security(request, token_form=form)
     # The session passed the second factor, or (a staff account that needs none yet) did not.
     token, key = token_create(
-        user=request.user, name=form.cleaned_data["name"], second_factor=request.user.is_verified()
+        user=request.user,
+        name=form.cleaned_data["name"],
+        second_factor=request.user.is_verified(),
+        recovery_code=isinstance(request.user.otp_device, StaticDevice),
     )
     return security(request, new_token=token, new_key=key)
 

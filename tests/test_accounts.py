@@ -53,11 +53,14 @@ def app_code(device, steps_ahead: int = 0) -> str:
 
 
 def enrol(user):
-    """`user` set up an authenticator app (a first one with a setup link): the device and the
-    recovery codes."""
+    """`user` set up an authenticator app (a first one with a setup link, a later one in a session
+    the current app verified): the device and the recovery codes."""
+    current_app = user.totpdevice_set.filter(confirmed=True).first()
     setup_link_id = None if second_factor_enrolled(user) else setup_link_create(user=user)[0].pk
     device = authenticator_start(user=user)
-    codes = authenticator_confirm(user=user, device=device, code=app_code(device), setup_link_id=setup_link_id)
+    codes = authenticator_confirm(
+        user=user, device=device, code=app_code(device), setup_link_id=setup_link_id, verified_by=current_app
+    )
     return device, codes
 
 
@@ -165,6 +168,20 @@ class TestSecondFactor:
         assert second.get("/admin/").status_code == 302
         assert StaticToken.objects.filter(device__user=analyst).count() == 9
 
+    def test_a_recovery_code_does_not_make_the_app_wait(self):
+        # The app was asked first and refused the recovery code as a wrong code of its own: the
+        # owner's next app code was "not checked: too many wrong codes", and counted as a failed
+        # sign-in towards the lockout.
+        analyst = make_user(roles.ANALYST)
+        device, codes = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD}
+        assert APIClient().post(f"{API}/auth/token/", {**body, "otp": codes[0]}).status_code == 200
+
+        assert APIClient().post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)}).status_code == 200
+        device.refresh_from_db()
+        assert device.throttling_failure_count == 0
+        assert not AccessAttempt.objects.exists()
+
     def test_staff_without_a_second_factor_set_one_up_from_a_qr_code_drawn_here(self):
         analyst, client = make_user(roles.ANALYST), Client()
         open_setup_link(client, analyst)
@@ -187,6 +204,27 @@ class TestSecondFactor:
         response = client.get("/accounts/two-factor/setup/")
         assert response.url.startswith("/accounts/two-factor/?next=")
         assert analyst.totpdevice_set.count() == 1
+
+    def test_a_session_a_recovery_code_verified_cannot_move_the_second_factor_to_a_new_app(self):
+        # A recovery code signs in once without the phone. Moving to a new app from that session
+        # deleted the owner's app and codes: a thief with the password and one code owned the
+        # account's second factor for good, and the owner was locked out.
+        analyst = make_user(roles.ANALYST)
+        owners_device, codes = enrol(analyst)
+        thief = Client()
+        sign_in(thief, analyst)
+        assert second_step(thief, codes[0])["Location"] == "/admin/"
+
+        response = thief.get("/accounts/two-factor/setup/", follow=True)
+
+        assert response.redirect_chain[-1][0] == "/accounts/"
+        assert "needs your current authenticator app" in response.content.decode()
+        assert list(analyst.totpdevice_set.all()) == [owners_device]
+        refused = thief.post("/accounts/two-factor/setup/", {"code": app_code(owners_device, 1)})
+        assert refused.status_code == 302 and list(analyst.totpdevice_set.all()) == [owners_device]
+        owner = Client()
+        sign_in(owner, analyst)
+        assert second_step(owner, app_code(owners_device, 1))["Location"] == "/admin/"
 
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
@@ -599,6 +637,17 @@ class TestLockout:
             assert "Too many failed sign-in attempts" in locked.json()["detail"]
         assert not ApiToken.objects.exists()
 
+    def test_a_username_longer_than_the_lockout_records_hold_is_refused_like_any_other(self):
+        # The admin's login form and the token request bound no username: django-axes's insert of
+        # a 256th character failed, and both doors answered 500.
+        too_long = "a" * 300
+        refused = Client().post("/admin/login/", {"username": too_long, "password": "guess"})
+        assert refused.status_code == 200
+        assert "Please enter the correct username and password" in refused.content.decode()
+        response = APIClient().post(f"{API}/auth/token/", {"username": too_long, "password": "guess"})
+        assert response.status_code == 400
+        assert AccessAttempt.objects.get().username == too_long[:255]
+
 
 def export_status(client, path: str, **extra) -> int:
     """The status of a CSV download, read to its end, after which the test client closes it as a
@@ -728,6 +777,66 @@ class TestTokens:
 
         assert ApiToken.objects.get(user=analyst).second_factor is True
         assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["second_factor"] is True
+
+    @pytest.mark.parametrize("door", ["setup_link command", "admin"])
+    def test_deleting_a_lost_authenticator_app_revokes_the_tokens_it_made(self, settings, door):
+        # A thief with the phone and the password makes a token; the administrator deletes the
+        # lost app, as "Accounts and security" says. The sessions the app verified lose their
+        # second factor; the token it made kept reading confidential records for 90 days.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST, confidential=True)
+        device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
+        thiefs_key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+        secret = make_incident(review_state="draft", confidential=True)
+        assert bearer(thiefs_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 200
+
+        if door == "admin":
+            administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+            administrator.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+        else:
+            call_command("setup_link", analyst.username, "--delete-devices", stdout=io.StringIO())
+
+        assert not analyst.totpdevice_set.exists()
+        assert bearer(thiefs_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 401
+        assert not ApiToken.objects.filter(user=analyst).exists()
+
+    def test_a_new_authenticator_app_revokes_the_tokens_the_old_one_made(self, settings):
+        # Replacing the app ends the second factor of every other session; a token the old app made
+        # is such a way in too.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST)
+        old_device, _ = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD, "otp": app_code(old_device, 1)}
+        old_key = APIClient().post(f"{API}/auth/token/", body).json()["token"]
+
+        enrol(analyst)
+
+        assert bearer(old_key).get(f"{API}/auth/tokens/").status_code == 401
+
+    def test_new_recovery_codes_revoke_the_tokens_an_old_code_made(self, settings):
+        # New codes end the second factor of the sessions an old code verified: whoever stole the
+        # sheet of codes is out. A token made with a stolen code is such a way in too; one the app
+        # made stays, as a session the app verified does.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST, confidential=True)
+        device, codes = enrol(analyst)
+        body = {"username": analyst.username, "password": PASSWORD}
+        owners_key = APIClient().post(f"{API}/auth/token/", {**body, "otp": app_code(device, 1)}).json()["token"]
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(device, 2))
+        thiefs_key = APIClient().post(f"{API}/auth/token/", {**body, "otp": codes[0]}).json()["token"]
+        thief = Client()
+        sign_in(thief, analyst)
+        second_step(thief, codes[1])
+        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+
+        assert owner.post("/accounts/recovery-codes/").status_code == 200
+
+        assert bearer(thiefs_key).get(f"{API}/auth/tokens/").status_code == 401
+        assert bearer(thiefs_session_key).get(f"{API}/auth/tokens/").status_code == 401
+        assert [row["name"] for row in bearer(owners_key).get(f"{API}/auth/tokens/").json()] == ["API token"]
 
     def test_other_changes_to_a_staff_account_keep_its_tokens(self):
         analyst = make_user(roles.ANALYST)

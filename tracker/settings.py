@@ -374,6 +374,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False
 # The same client address as the throttles (X-Forwarded-For read through PROXY_COUNT proxies).
 AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_ip"
+# The username typed, cut to the length django-axes's records hold (a longer one was a 500).
+AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # Never keep a typed code in the attempt records (axes always masks the password).

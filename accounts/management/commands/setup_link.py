@@ -10,8 +10,8 @@ from accounts.services import second_factor_reset, setup_link_create
 class Command(BaseCommand):
     help = (
         "Print a setup link for a staff member's first authenticator app (the admin's users list makes them "
-        "too): for the first administrator, or, with --delete-devices, one who lost both phone and recovery "
-        "codes. It replaces the account's earlier links."
+        "too): for the first administrator, or, with --delete-devices, one who lost the phone "
+        "(recovery codes set up no new app). It replaces the account's earlier links."
     )
 
     def add_arguments(self, parser):
