@@ -600,6 +600,11 @@ class DateLabel(Func):
 @pghistory.track(
     *(tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)),
     INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK,
+    # The history keeps the incident's generated columns as plain copies of the stored values rather
+    # than computing them again: a generated column of the event table is planned anew by each run
+    # of the row trigger's INSERT, which made the trigger 8x slower (0.9 s against 7.5 s for 5,000
+    # updated incidents, migration 0055). The values are the same: those of the row recorded.
+    attrs={"public_id": models.TextField(), "date_label": models.TextField()},
 )
 class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)

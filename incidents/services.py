@@ -1141,12 +1141,9 @@ def _record_events(tables: Mapping[type[models.Model], str], incident_ids: list[
         context_id = cursor.fetchone()[0]
         for model, key in tables.items():
             [event_model] = event_models(tracks_model=model)
-            # Generated columns (public_id, date_label) compute themselves in the event table too.
-            columns = [
-                field.column
-                for field in event_model._meta.concrete_fields
-                if not field.name.startswith("pgh_") and not field.generated
-            ]
+            # The history's plain copies of the incident's generated columns (public_id, date_label)
+            # are read from the stored row like every other column (migration 0055).
+            columns = [field.column for field in event_model._meta.concrete_fields if not field.name.startswith("pgh_")]
             statement = sql.SQL(
                 "INSERT INTO {events} (pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id, {columns}) "
                 "SELECT NOW(), %s, id, %s, {columns} FROM {table} WHERE {key} = ANY(%s)"

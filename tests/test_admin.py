@@ -570,6 +570,21 @@ class TestHistory:
         row = next(row for row in re.findall(r"<tr>.*?</tr>", page, re.DOTALL) if "New title" in row)
         assert "kim.analyst" in row and "<strong>Title</strong>: Old title → New title" in row
 
+    def test_history_page_shows_the_date_each_version_was_labelled_with(self, client, analyst):
+        # The history keeps each version's generated label as the incident stored it (migration 0055).
+        incident = make_incident(
+            date_start=date(2023, 8, 29), date_end=date(2023, 8, 29), date_precision="day", review_state="draft"
+        )
+        logged_in(client, analyst).post(
+            change_url(incident),
+            incident_post(incident=incident, date_start="2023-08-01", date_end="2023-08-31", date_precision="month"),
+        )
+
+        page = client.get(history_url(incident)).content.decode()
+
+        assert "<strong>Date label</strong>: 29 August 2023 → August 2023" in page
+        assert f"<strong>Public id</strong>: — → {incident.public_id}" in page
+
     def test_incident_history_includes_its_claims_and_places_by_name(self, client, analyst):
         incident = make_incident(places=[make_place(name="Dandong")])
         make_claim(incident=incident, source=make_source(title="Daily NK"), excerpt="eighty people were sent back")
