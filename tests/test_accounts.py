@@ -603,6 +603,21 @@ class TestLockout:
         # The analyst, elsewhere, still signs in.
         assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), analyst)["Location"] == "/admin/"
 
+    def test_an_ipv6_client_is_one_client_across_its_network(self):
+        # Its provider gives a client a /64 to pick addresses from: each new address was five more
+        # guesses. IPv4 written as IPv6 is the IPv4 client itself.
+        analyst = make_user(roles.ANALYST)
+        for host in range(1, 6):
+            sign_in(Client(REMOTE_ADDR=f"2001:db8:0:7::{host}"), analyst, password="guess")
+        assert sign_in(Client(REMOTE_ADDR="2001:db8:0:7:ffff::1"), analyst).status_code == 429
+        assert AccessAttempt.objects.get(username=analyst.username).ip_address == "2001:db8:0:7::"
+        assert sign_in(Client(REMOTE_ADDR="2001:db8:0:8::1"), analyst)["Location"] == "/admin/"
+
+        reviewer = make_user(roles.REVIEWER)
+        for _ in range(5):
+            sign_in(Client(REMOTE_ADDR="203.0.113.9"), reviewer, password="guess")
+        assert sign_in(Client(REMOTE_ADDR="::ffff:203.0.113.9"), reviewer).status_code == 429
+
     def test_an_administrator_unlocks_an_account_in_the_admin(self):
         analyst, administrator = make_user(roles.ANALYST), make_user(roles.REVIEWER, is_superuser=True)
         for _ in range(5):
@@ -968,6 +983,17 @@ class TestThrottling:
         # One count per client whichever door it exports through; another client has its own.
         assert export_status(APIClient(REMOTE_ADDR="192.0.2.50"), f"{API}/incidents.csv") == 429
         assert export_status(Client(REMOTE_ADDR="192.0.2.51"), "/incidents.csv") == 200
+
+    def test_the_throttles_count_an_ipv6_client_by_its_network(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"anon": "3/minute", "user": "100/minute", "export": "100/minute"},
+        }
+        answers = [
+            APIClient(REMOTE_ADDR=f"2001:db8:0:7::{host}").get(f"{API}/incidents/").status_code for host in range(1, 5)
+        ]
+        assert answers == [200, 200, 200, 429]
+        assert APIClient(REMOTE_ADDR="2001:db8:0:8::1").get(f"{API}/incidents/").status_code == 200
 
     def test_behind_a_declared_proxy_the_public_downloads_count_the_address_it_saw(self, settings):
         settings.REST_FRAMEWORK = {

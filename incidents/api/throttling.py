@@ -1,8 +1,11 @@
 """Throttles that read their rate from the settings when a request arrives, not when DRF is
-imported, so a rate changed in settings (or a test's override) takes effect."""
+imported, so a rate changed in settings (or a test's override) takes effect, and that count an
+anonymous client by the address the lockout counts it by (`accounts.clients.client_ip`)."""
 
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+from accounts.clients import client_ip
 
 
 class CurrentRateMixin:
@@ -10,7 +13,12 @@ class CurrentRateMixin:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
-class AnonymousClientThrottle(CurrentRateMixin, AnonRateThrottle):
+class ClientAddressMixin:
+    def get_ident(self, request):
+        return client_ip(request)
+
+
+class AnonymousClientThrottle(ClientAddressMixin, CurrentRateMixin, AnonRateThrottle):
     """Anonymous clients, per IP address (TRACKER_API_ANON_RATE)."""
 
 
@@ -25,7 +33,7 @@ class AccountThrottle(CurrentRateMixin, UserRateThrottle):
         return super().get_cache_key(request, view)
 
 
-class ClientThrottle(CurrentRateMixin, SimpleRateThrottle):
+class ClientThrottle(ClientAddressMixin, CurrentRateMixin, SimpleRateThrottle):
     """Per account when signed in, otherwise per client address (NUM_PROXIES decides which
     X-Forwarded-For entry that is)."""
 
