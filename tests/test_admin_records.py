@@ -130,6 +130,11 @@ class TestChangelistURLs:
             # No date has that year: an OverflowError in Django's date hierarchy.
             ("source", {"published_on__year": "99999999999999999999"}),
             ("response", {"date__year": "2023", "date__month": "99999999999999999999"}),
+            # Days that end past 9999-12-31: Django selects them up to the next year, month or day,
+            # an OverflowError as well.
+            ("source", {"published_on__year": "9999"}),
+            ("source", {"published_on__year": "9999", "published_on__month": "12"}),
+            ("response", {"date__year": "9999", "date__month": "12", "date__day": "31"}),
         ],
     )
     def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
