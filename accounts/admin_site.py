@@ -1,4 +1,4 @@
-from datetime import date, timedelta
+from datetime import MAXYEAR, MINYEAR, date, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
@@ -39,10 +39,14 @@ class PossibleFilterValuesMixin:
     date of (`?published_on__year=99999999999999999999`: an OverflowError, where Django answers
     other impossible dates itself), or whose days end past the last date there is (the year 9999,
     its December, its 31 December: Django selects them up to the next year, month or day, an
-    OverflowError too). All were 500s."""
+    OverflowError too); and a `__year` lookup of a year no date has (`?undone_at__year=0`, `10000`,
+    which Django turns into the bounds of that year only when it runs the query: a ValueError or an
+    OverflowError its changelist does not catch). All were 500s."""
 
     def lookup_allowed(self, lookup, value, request):
         if "\x00" in value:
+            return False
+        if lookup.endswith("__year") and not (is_whole_number(value) and MINYEAR <= int(value) <= MAXYEAR):
             return False
         date_parts = (
             {f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")} if self.date_hierarchy else ()

@@ -135,6 +135,10 @@ class TestChangelistURLs:
             ("source", {"published_on__year": "9999"}),
             ("source", {"published_on__year": "9999", "published_on__month": "12"}),
             ("response", {"date__year": "9999", "date__month": "12", "date__day": "31"}),
+            # A `__year` lookup of a year no date has: a ValueError or an OverflowError when Django
+            # computes that year's bounds, as it runs the query.
+            ("incidentmerge", {"undone_at__year": "0"}),
+            ("incidentmerge", {"undone_at__year": "10000"}),
         ],
     )
     def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
