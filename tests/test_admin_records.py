@@ -144,6 +144,14 @@ class TestChangelistURLs:
     def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
         assert client.get(changelist(model_name), query).status_code == 400
 
+    @pytest.mark.parametrize("query", [{"incident_ids": "1"}, {"claim_ids__contains": "[1]"}])
+    def test_the_accesses_list_takes_only_its_filters(self, client, query):
+        # A lookup on the record's array fields reached PostgreSQL as a malformed array: a 500.
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+
+        assert client.get(changelist("confidentialaccess"), query).status_code == 400
+        assert client.get(changelist("confidentialaccess"), {"door__exact": "admin"}).status_code == 200
+
 
 @pytest.fixture
 def responses():
