@@ -238,8 +238,6 @@ class OfferedFiltersOnlyMixin:
                 continue
             field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
             offered.update(f"{field_path}__{suffix}" for suffix in self.FIELD_FILTER_LOOKUPS)
-            # The field alone means its `__exact`, as typed by hand (`?door=api`).
-            offered.add(field_path)
         if self.date_hierarchy:
             offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
         return lookup in offered
