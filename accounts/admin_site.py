@@ -1,3 +1,5 @@
+from datetime import MAXYEAR, MINYEAR, date, timedelta
+
 from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import ValidationError
@@ -30,22 +32,62 @@ class BoundedSearchMixin:
             return queryset.none(), False
 
 
+# No list filter sends a regular expression, and a malformed one (`?username__regex=(`) reached
+# PostgreSQL as an error: a 500, on the lists that take any lookup on their fields (Django's own,
+# django-otp's and django-axes's, whose date filters the project's OfferedFiltersOnlyMixin would
+# refuse).
+REGULAR_EXPRESSION_LOOKUPS = frozenset({"regex", "iregex"})
+
+
 class PossibleFilterValuesMixin:
     """A list's filter values that no filter link sends are refused (a 400) before they reach the
     database or a date: a NUL, which PostgreSQL's text cannot hold (`?kind__exact=%00`: a
     DataError), and a date hierarchy's part of more than four digits, which Django cannot make a
     date of (`?published_on__year=99999999999999999999`: an OverflowError, where Django answers
-    other impossible dates itself). Both were 500s."""
+    other impossible dates itself), or whose days end past the last date there is (the year 9999,
+    its December, its 31 December: Django selects them up to the next year, month or day, an
+    OverflowError too); and a `__year` lookup of a year no date has (`?undone_at__year=0`, `10000`,
+    which Django turns into the bounds of that year only when it runs the query: a ValueError or an
+    OverflowError its changelist does not catch). All were 500s."""
 
     def lookup_allowed(self, lookup, value, request):
-        if "\x00" in value:
+        if "\x00" in value or lookup.rsplit("__", 1)[-1] in REGULAR_EXPRESSION_LOOKUPS:
+            return False
+        if lookup.endswith("__year") and not (is_whole_number(value) and MINYEAR <= int(value) <= MAXYEAR):
             return False
         date_parts = (
             {f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")} if self.date_hierarchy else ()
         )
-        if lookup in date_parts and not (is_whole_number(value) and len(value) <= 4):
+        if lookup in date_parts and not (
+            is_whole_number(value) and len(value) <= 4 and _drill_down_ends_on_a_date(request, self.date_hierarchy)
+        ):
             return False
         return super().lookup_allowed(lookup, value, request)
+
+
+def _drill_down_ends_on_a_date(request, field_name: str) -> bool:
+    """Whether the day after the days a date hierarchy's parameters select is a date, as Django's
+    changelist computes it (the next year, month or day). A part that is not a number of at most
+    four digits is refused by its own `lookup_allowed`; an impossible date (month 13) Django
+    answers itself."""
+    year, month, day = (request.GET.get(f"{field_name}__{part}") for part in ("year", "month", "day"))
+    present = [part for part in (year, month, day) if part is not None]
+    if year is None or not all(is_whole_number(part) and len(part) <= 4 for part in present):
+        return True
+    try:
+        first = date(int(year), int(month or 1), int(day or 1))
+    except ValueError:
+        return True
+    try:
+        if day is not None:
+            first + timedelta(days=1)
+        elif month is not None:
+            first + timedelta(days=32)
+        else:
+            first.replace(year=first.year + 1)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 class RecordedAutocompleteJsonView(AutocompleteJsonView):

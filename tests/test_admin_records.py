@@ -130,10 +130,46 @@ class TestChangelistURLs:
             # No date has that year: an OverflowError in Django's date hierarchy.
             ("source", {"published_on__year": "99999999999999999999"}),
             ("response", {"date__year": "2023", "date__month": "99999999999999999999"}),
+            # Days that end past 9999-12-31: Django selects them up to the next year, month or day,
+            # an OverflowError as well.
+            ("source", {"published_on__year": "9999"}),
+            ("source", {"published_on__year": "9999", "published_on__month": "12"}),
+            ("response", {"date__year": "9999", "date__month": "12", "date__day": "31"}),
+            # A `__year` lookup of a year no date has: a ValueError or an OverflowError when Django
+            # computes that year's bounds, as it runs the query.
+            ("incidentmerge", {"undone_at__year": "0"}),
+            ("incidentmerge", {"undone_at__year": "10000"}),
+            # Any lookup on the record's fields: a regular expression PostgreSQL cannot read.
+            ("incidentrevision", {"state__regex": "("}),
+            ("release", {"name__regex": "("}),
         ],
     )
     def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
         assert client.get(changelist(model_name), query).status_code == 400
+
+    @pytest.mark.parametrize(
+        ("path", "query"),
+        [
+            ("/admin/accounts/apitoken/", {"name__regex": "("}),
+            ("/admin/auth/user/", {"username__iregex": "("}),
+            ("/admin/auth/group/", {"name__regex": "("}),
+        ],
+    )
+    def test_no_list_takes_a_regular_expression(self, client, path, query):
+        # These lists take any lookup on their fields (Django's rule, kept for their date filters):
+        # a malformed regular expression reached PostgreSQL, a 500. No filter sends one.
+        client.force_login(make_user(roles.REVIEWER, is_superuser=True))
+
+        assert client.get(path, query).status_code == 400
+        assert client.get(path).status_code == 200
+
+    @pytest.mark.parametrize("query", [{"incident_ids": "1"}, {"claim_ids__contains": "[1]"}])
+    def test_the_accesses_list_takes_only_its_filters(self, client, query):
+        # A lookup on the record's array fields reached PostgreSQL as a malformed array: a 500.
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+
+        assert client.get(changelist("confidentialaccess"), query).status_code == 400
+        assert client.get(changelist("confidentialaccess"), {"door__exact": "admin"}).status_code == 200
 
 
 @pytest.fixture

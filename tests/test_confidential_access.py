@@ -599,7 +599,7 @@ class TestTheRecordOfAccesses:
         client_for(world.rita).get(f"{API}/incidents/")
         client.force_login(world.rita)
         client.get(admin_url(world.secret))
-        by_door = client.get(f"{ACCESSES}?door=api")
+        by_door = client.get(f"{ACCESSES}?door__exact=api")
         assert [access.door for access in by_door.context["cl"].result_list] == [AccessDoor.API]
         assert len(client.get(f"{ACCESSES}?incident={world.secret.pk}").context["cl"].result_list) == 2
 

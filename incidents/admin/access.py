@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents.access import can_see_accesses, reads_of
-from incidents.admin.base import ParametersListFilter
+from incidents.admin.base import OfferedFiltersOnlyMixin, ParametersListFilter
 from incidents.models import ConfidentialAccess, Incident, Source
 from incidents.numbers import MAX_ID, is_whole_number
 
@@ -92,8 +92,10 @@ class ReadRecordFilter(ParametersListFilter):
 
 
 @admin.register(ConfidentialAccess)
-class ConfidentialAccessAdmin(admin.ModelAdmin):
-    """Read-only for everyone, superusers included; the database refuses changes too."""
+class ConfidentialAccessAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
+    """Read-only for everyone, superusers included; the database refuses changes too. Its list takes
+    only the filters it offers: Django's own default took any lookup on the record's fields, and
+    `?incident_ids=1` reached PostgreSQL as a malformed array (a 500)."""
 
     list_display = ["at", "user", "door", "records", "path"]
     list_filter = ["door", ("user", admin.RelatedOnlyFieldListFilter), ReadRecordFilter]

@@ -218,12 +218,8 @@ class ParametersListFilter(admin.ListFilter):
         return list(self.parameter_names)
 
 
-class TrackedModelAdmin(RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
-    """A ModelAdmin whose "History" page shows the audit trail the database triggers record, and
-    whose pages record the confidential records they show."""
-
-    # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
-    show_facets = admin.ShowFacets.NEVER
+class OfferedFiltersOnlyMixin:
+    """For a ModelAdmin: its list's URL takes only the filters the list offers."""
 
     # The lookups a list filter of a field sends (a choice, a boolean, a related record, a date
     # hierarchy's parts); see `lookup_allowed`.
@@ -245,6 +241,14 @@ class TrackedModelAdmin(RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
         if self.date_hierarchy:
             offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
         return lookup in offered
+
+
+class TrackedModelAdmin(OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
+    """A ModelAdmin whose "History" page shows the audit trail the database triggers record, and
+    whose pages record the confidential records they show."""
+
+    # Facet counts would run a COUNT per filter choice; on large tables that is the slow part.
+    show_facets = admin.ShowFacets.NEVER
 
     def fields_left_out(self, request, obj) -> set[str]:
         """Fields not to show on this object's page: on a read-only one, the version it was opened

@@ -11,12 +11,14 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents import services
+from incidents.admin.base import OfferedFiltersOnlyMixin
 from incidents.models import Release, ReleaseFile
 from incidents.releases import citation, release_create
 
 
 @admin.register(Release)
-class ReleaseAdmin(admin.ModelAdmin):
+# No filters, so no lookup in its URL (OfferedFiltersOnlyMixin): `?name__regex=(` was a 500.
+class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
     list_display = ["name", "incidents", "as_of", "created_at", "created_by"]
     list_select_related = ["created_by"]
     fields = ["name", "citation", "incidents", "as_of", "created_at", "created_by", "file_list"]

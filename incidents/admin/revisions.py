@@ -10,12 +10,22 @@ from django.utils.html import format_html
 
 from incidents import services
 from incidents.access import records_of_revision
-from incidents.admin.base import SERVICE_REFUSALS, RecordedReadsMixin, StaffRecordMixin, VisibilityMixin
+from incidents.admin.base import (
+    SERVICE_REFUSALS,
+    OfferedFiltersOnlyMixin,
+    RecordedReadsMixin,
+    StaffRecordMixin,
+    VisibilityMixin,
+)
 from incidents.models import IncidentRevision
 
 
 @admin.register(IncidentRevision)
-class IncidentRevisionAdmin(StaffRecordMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
+# Only the filters the list offers (OfferedFiltersOnlyMixin): Django's default took any lookup on
+# the revision's fields, and `?state__regex=(` reached PostgreSQL as a bad regular expression (a 500).
+class IncidentRevisionAdmin(
+    OfferedFiltersOnlyMixin, StaffRecordMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
+):
     list_display = ["__str__", "incident_link", "proposed_by", "created_at", "state", "decided_by"]
     list_filter = ["state"]
     list_select_related = ["incident", "proposed_by", "decided_by"]
