@@ -280,7 +280,7 @@ class TestSecondFactor:
 
     def test_new_recovery_codes_end_the_sessions_an_old_code_verified(self):
         analyst = make_user(roles.ANALYST)
-        _, codes = enrol(analyst)
+        device, codes = enrol(analyst)
         thief, owner = Client(), Client()
         sign_in(thief, analyst)
         second_step(thief, codes[0])
@@ -290,7 +290,7 @@ class TestSecondFactor:
         sign_in(owner, analyst)
         second_step(owner, codes[1])
         key_before = owner.session.session_key
-        response = owner.post("/accounts/recovery-codes/")
+        response = owner.post("/accounts/recovery-codes/", {"code": app_code(device, 1)})
         assert response.status_code == 200 and len(response.context["codes"]) == 10
         assert thief.get("/admin/").status_code == 302
         assert owner.get("/admin/").status_code == 200
@@ -301,7 +301,8 @@ class TestSecondFactor:
         device, _ = enrol(analyst)
         sign_in(client, analyst)
         second_step(client, app_code(device, 1))
-        codes = client.post("/accounts/recovery-codes/").context["codes"]
+        # The app's next code: the one that signed in cannot be used again.
+        codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 2)}).context["codes"]
         assert client.get("/admin/").status_code == 200
         other = Client()
         sign_in(other, analyst)
@@ -788,7 +789,7 @@ class TestTokens:
         sign_in(client, analyst)
         second_step(client, app_code(device, 1))
 
-        key = client.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+        key = client.post("/accounts/tokens/", {"name": "spreadsheet", "code": app_code(device, 2)}).context["new_key"]
 
         assert ApiToken.objects.get(user=analyst).second_factor is True
         assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["second_factor"] is True
@@ -845,9 +846,11 @@ class TestTokens:
         thief = Client()
         sign_in(thief, analyst)
         second_step(thief, codes[1])
-        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet", "code": codes[2]}).context[
+            "new_key"
+        ]
 
-        assert owner.post("/accounts/recovery-codes/").status_code == 200
+        assert owner.post("/accounts/recovery-codes/", {"code": app_code(device, 3)}).status_code == 200
 
         assert bearer(thiefs_key).get(f"{API}/auth/tokens/").status_code == 401
         assert bearer(thiefs_session_key).get(f"{API}/auth/tokens/").status_code == 401
@@ -1055,12 +1058,15 @@ class TestTransport:
         shown = {
             "app key": setup,
             "first recovery codes": client.post("/accounts/two-factor/setup/", {"code": app_code(device)}),
-            "new recovery codes": client.post("/accounts/recovery-codes/"),
-            "token page": client.post("/accounts/tokens/", {"name": "spreadsheet"}),
-            "token answer": client.post(
-                f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
-            ),
         }
+        new_codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 1)})
+        shown["new recovery codes"] = new_codes
+        code_for_token, code_for_answer = new_codes.context["codes"][:2]
+        shown["token page"] = client.post("/accounts/tokens/", {"name": "spreadsheet", "code": code_for_token})
+        shown["token answer"] = client.post(
+            f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD, "otp": code_for_answer}
+        )
+        assert shown["token page"].context["new_key"]
         for secret, response in shown.items():
             assert response.status_code == 200, secret
             assert "no-store" in response.get("Cache-Control", ""), secret
