@@ -1,4 +1,9 @@
 from django import forms
+from django.core.exceptions import ValidationError
+from django_otp.models import Device
+
+from accounts.lockout import is_locked_out, lockout_message
+from accounts.services import SecondFactorThrottled, second_factor_check, second_factor_enrolled
 
 
 class CodeForm(forms.Form):
@@ -10,5 +15,78 @@ class CodeForm(forms.Form):
     )
 
 
-class TokenForm(forms.Form):
+class FreshCodeForm(forms.Form):
+    """A current code from the account's second factor (the app's code, or one recovery code),
+    asked on Sign-in security before the session makes long-lived credentials: an API token (90
+    days) or new recovery codes (a second factor for good, which also ends the sessions the old
+    codes verified). A session passed its second factor once and lasts a working day, so whoever
+    steals its cookie would otherwise turn it into either without the phone; the API's token
+    request asks for the code every time too.
+
+    The code is checked as the second step of signing in checks it (second_factor_check): a wrong
+    one counts towards the lockout and makes the devices wait. An account without a second factor
+    (debug, TRACKER_REQUIRE_2FA off, none set up yet) is asked for none: it has no code to give.
+
+    Valid: `device` is the device that accepted the code, or None when none was asked."""
+
+    code = forms.CharField(
+        label="Current code",
+        max_length=32,
+        strip=True,
+        help_text="The code your authenticator app shows now, or one of your unused recovery codes.",
+        error_messages={
+            "required": "Type the code your authenticator app shows now, or one of your unused recovery codes."
+        },
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
+    )
+
+    def __init__(self, data=None, *, request, auto_id: str):
+        # Each form on the page names its own code field: two inputs may not share one id.
+        super().__init__(data, auto_id=auto_id)
+        self.request = request
+        self.device: Device | None = None
+        if not second_factor_enrolled(request.user):
+            del self.fields["code"]
+
+    @property
+    def code_needed(self) -> bool:
+        return "code" in self.fields
+
+    def clean(self):
+        cleaned_data = super().clean()
+        # Checked only once everything else is valid: a refused token name must not spend a
+        # recovery code, nor count as a failed sign-in.
+        if self.code_needed and not self.errors:
+            self.device = self.check_code(cleaned_data["code"])
+        return cleaned_data
+
+    def check_code(self, code: str) -> Device:
+        user = self.request.user
+        # Before the code, as on the second step: a locked-out client may not try codes either.
+        if is_locked_out(self.request, user.get_username()):
+            raise ValidationError({"code": lockout_message()})
+        # A failure counted by django-axes may lock this client: its middleware then answers with
+        # the lockout page instead of this one.
+        try:
+            device = second_factor_check(request=self.request, user=user, code=code)
+        except SecondFactorThrottled as throttled:
+            raise ValidationError({"code": str(throttled)}) from throttled
+        if device is None:
+            raise ValidationError(
+                {"code": "That code is not right, or was already used. Type the code the app shows now."}
+            )
+        return device
+
+
+class RecoveryCodesForm(FreshCodeForm):
+    def __init__(self, data=None, *, request):
+        super().__init__(data, request=request, auto_id="recovery_codes_%s")
+
+
+class TokenForm(FreshCodeForm):
     name = forms.CharField(label="What is it for?", max_length=100, help_text="For example “nightly sync”.")
+
+    field_order = ["name", "code"]
+
+    def __init__(self, data=None, *, request):
+        super().__init__(data, request=request, auto_id="token_%s")

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from accounts.forms import CodeForm, TokenForm
+from accounts.forms import CodeForm, RecoveryCodesForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
@@ -210,15 +210,16 @@ def qr_code_svg(data: str):
 
 
 @staff_only
-def security(request, new_token=None, new_key=None, token_form=None):
+def security(request, new_token=None, new_key=None, token_form=None, recovery_codes_form=None):
     """The signed-in person's second factor, recovery codes and API tokens."""
     user = request.user
     context = {
         "title": "Sign-in security",
         "enrolled": second_factor_enrolled(user),
         "recovery_codes_left": recovery_codes_left(user),
+        "recovery_codes_form": recovery_codes_form or RecoveryCodesForm(request=request),
         "tokens": ApiToken.objects.filter(user=user),
-        "token_form": token_form or TokenForm(),
+        "token_form": token_form or TokenForm(request=request),
         "new_token": new_token,
         "new_key": new_key,
     }
@@ -228,6 +229,9 @@ def security(request, new_token=None, new_key=None, token_form=None):
 @require_POST
 @staff_only
 def recovery_codes_new(request):
+    form = RecoveryCodesForm(request.POST, request=request)
+    if not form.is_valid():
+        return security(request, recovery_codes_form=form)
     verified_by = request.user.otp_device
     try:
         device, codes = recovery_codes_replace(user=request.user)
@@ -249,15 +253,15 @@ def recovery_codes_new(request):
 @require_POST
 @staff_only
 def token_new(request):
-    form = TokenForm(request.POST)
+    form = TokenForm(request.POST, request=request)
     if not form.is_valid():
         return security(request, token_form=form)
-    # The session passed the second factor, or (a staff account that needs none yet) did not.
+    # The current code just typed made it, or (an account without a second factor) nothing did.
     token, key = token_create(
         user=request.user,
         name=form.cleaned_data["name"],
-        second_factor=request.user.is_verified(),
-        recovery_code=isinstance(request.user.otp_device, StaticDevice),
+        second_factor=form.device is not None,
+        recovery_code=isinstance(form.device, StaticDevice),
     )
     return security(request, new_token=token, new_key=key)
 

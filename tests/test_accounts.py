@@ -280,7 +280,7 @@ class TestSecondFactor:
 
     def test_new_recovery_codes_end_the_sessions_an_old_code_verified(self):
         analyst = make_user(roles.ANALYST)
-        _, codes = enrol(analyst)
+        device, codes = enrol(analyst)
         thief, owner = Client(), Client()
         sign_in(thief, analyst)
         second_step(thief, codes[0])
@@ -290,7 +290,7 @@ class TestSecondFactor:
         sign_in(owner, analyst)
         second_step(owner, codes[1])
         key_before = owner.session.session_key
-        response = owner.post("/accounts/recovery-codes/")
+        response = owner.post("/accounts/recovery-codes/", {"code": app_code(device, 1)})
         assert response.status_code == 200 and len(response.context["codes"]) == 10
         assert thief.get("/admin/").status_code == 302
         assert owner.get("/admin/").status_code == 200
@@ -301,7 +301,8 @@ class TestSecondFactor:
         device, _ = enrol(analyst)
         sign_in(client, analyst)
         second_step(client, app_code(device, 1))
-        codes = client.post("/accounts/recovery-codes/").context["codes"]
+        # The app's next code: the one that signed in cannot be used again.
+        codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 2)}).context["codes"]
         assert client.get("/admin/").status_code == 200
         other = Client()
         sign_in(other, analyst)
@@ -788,7 +789,7 @@ class TestTokens:
         sign_in(client, analyst)
         second_step(client, app_code(device, 1))
 
-        key = client.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+        key = client.post("/accounts/tokens/", {"name": "spreadsheet", "code": app_code(device, 2)}).context["new_key"]
 
         assert ApiToken.objects.get(user=analyst).second_factor is True
         assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["second_factor"] is True
@@ -845,9 +846,11 @@ class TestTokens:
         thief = Client()
         sign_in(thief, analyst)
         second_step(thief, codes[1])
-        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+        thiefs_session_key = thief.post("/accounts/tokens/", {"name": "spreadsheet", "code": codes[2]}).context[
+            "new_key"
+        ]
 
-        assert owner.post("/accounts/recovery-codes/").status_code == 200
+        assert owner.post("/accounts/recovery-codes/", {"code": app_code(device, 3)}).status_code == 200
 
         assert bearer(thiefs_key).get(f"{API}/auth/tokens/").status_code == 401
         assert bearer(thiefs_session_key).get(f"{API}/auth/tokens/").status_code == 401
@@ -906,6 +909,123 @@ class TestTokens:
             cursor.execute("SELECT to_regclass('authtoken_token')")
             assert cursor.fetchone()[0] is None
         assert bearer(key).get(f"{API}/auth/tokens/").json()[0]["name"] == "Token made before hashing"
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestFreshCodeOnSignInSecurity:
+    """A verified session lasts a working day: whoever steals its cookie must not turn it into a
+    90-day API token, or into recovery codes of their own (a second factor for good), without a
+    current code from the account's second factor."""
+
+    def signed_in(self, analyst, code) -> Client:
+        client = Client()
+        sign_in(client, analyst)
+        assert second_step(client, code)["Location"] == "/admin/"
+        return client
+
+    def test_a_stolen_session_without_a_code_makes_neither_a_token_nor_recovery_codes(self):
+        analyst = make_user(roles.ANALYST)
+        device, codes = enrol(analyst)
+        stolen = self.signed_in(analyst, app_code(device, 1))
+        page = stolen.get("/accounts/").content.decode()
+        assert 'id="recovery_codes_code"' in page and 'id="token_code"' in page
+
+        for path, body in (("/accounts/tokens/", {"name": "exfiltration"}), ("/accounts/recovery-codes/", {})):
+            refused = stolen.post(path, body)
+            assert refused.status_code == 200, path
+            assert (
+                "Type the code your authenticator app shows now, or one of your unused recovery codes."
+                in refused.content.decode()
+            ), path
+
+        assert not ApiToken.objects.exists()
+        assert sorted(StaticToken.objects.filter(device__user=analyst).values_list("token", flat=True)) == sorted(codes)
+
+    def test_the_apps_code_makes_a_token_and_new_recovery_codes(self):
+        analyst = make_user(roles.ANALYST)
+        device, codes = enrol(analyst)
+        client = self.signed_in(analyst, codes[0])
+
+        key = client.post("/accounts/tokens/", {"name": "spreadsheet", "code": app_code(device, 1)}).context["new_key"]
+        new_codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 2)}).context["codes"]
+
+        token = ApiToken.objects.get(user=analyst)
+        assert (token.second_factor, token.recovery_code) == (True, False)
+        assert bearer(key).get(f"{API}/auth/tokens/").status_code == 200
+        assert sorted(StaticToken.objects.filter(device__user=analyst).values_list("token", flat=True)) == sorted(
+            new_codes
+        )
+
+    def test_a_recovery_code_makes_a_token_marked_as_its_and_is_used_up(self):
+        analyst = make_user(roles.ANALYST)
+        device, codes = enrol(analyst)
+        client = self.signed_in(analyst, app_code(device, 1))
+
+        assert client.post("/accounts/tokens/", {"name": "spreadsheet", "code": codes[0]}).context["new_key"]
+
+        token = ApiToken.objects.get(user=analyst)
+        assert (token.second_factor, token.recovery_code) == (True, True)
+        assert not StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
+        new_codes = client.post("/accounts/recovery-codes/", {"code": codes[1]}).context["codes"]
+        assert len(new_codes) == 10 and client.get("/admin/").status_code == 200
+        again = client.post("/accounts/tokens/", {"name": "another", "code": codes[0]})
+        assert "That code is not right, or was already used." in again.content.decode()
+        # The codes replaced revoked the token the recovery code made.
+        assert not ApiToken.objects.filter(user=analyst).exists()
+
+    def test_a_refused_token_name_spends_no_recovery_code(self):
+        analyst = make_user(roles.ANALYST)
+        device, codes = enrol(analyst)
+        client = self.signed_in(analyst, app_code(device, 1))
+
+        refused = client.post("/accounts/tokens/", {"name": "x" * 101, "code": codes[0]})
+
+        assert "Ensure this value has at most 100 characters" in refused.content.decode()
+        assert StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
+        assert not AccessAttempt.objects.exists()
+
+    def test_wrong_codes_count_towards_the_lockout(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        client = self.signed_in(analyst, app_code(device, 1))
+        wrong = "000000" if app_code(device, 2) != "000000" else "111111"
+
+        statuses = [client.post("/accounts/tokens/", {"name": "sync", "code": wrong}).status_code for _ in range(5)]
+
+        assert statuses == [200, 200, 200, 200, 429]
+        # Locked out, a right code is not tried either.
+        refused = client.post("/accounts/recovery-codes/", {"code": app_code(device, 2)})
+        assert "Too many failed sign-in attempts" in refused.content.decode()
+        assert not ApiToken.objects.exists() and "codes" not in refused.context
+        device.refresh_from_db()
+        assert device.throttling_failure_count >= 1
+
+    def test_a_right_code_typed_while_codes_wait_after_wrong_ones_is_told_when_to_try_again(self, settings):
+        settings.OTP_TOTP_THROTTLE_FACTOR = settings.OTP_STATIC_THROTTLE_FACTOR = 600
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        client = self.signed_in(analyst, app_code(device, 1))
+        wrong = "000000" if app_code(device, 2) != "000000" else "111111"
+        assert "That code is not right" in client.post("/accounts/recovery-codes/", {"code": wrong}).content.decode()
+
+        response = client.post("/accounts/tokens/", {"name": "sync", "code": app_code(device, 2)})
+
+        page = response.content.decode()
+        assert response.status_code == 200 and "That code is not right" not in page
+        assert "The code was not checked: too many wrong codes were typed for this account recently" in page
+        assert "Try again in 10 minutes." in page
+        assert not ApiToken.objects.exists()
+
+    def test_accounts_without_a_second_factor_are_asked_for_no_code(self, settings):
+        # Debug, the setting off, or no app set up yet: there is no code to give.
+        settings.REQUIRE_2FA = False
+        analyst, client = make_user(roles.ANALYST), Client()
+        sign_in(client, analyst)
+        assert 'name="code"' not in client.get("/accounts/").content.decode()
+
+        assert client.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+
+        assert ApiToken.objects.get(user=analyst).second_factor is False
 
 
 class TestThrottling:
@@ -1055,12 +1175,15 @@ class TestTransport:
         shown = {
             "app key": setup,
             "first recovery codes": client.post("/accounts/two-factor/setup/", {"code": app_code(device)}),
-            "new recovery codes": client.post("/accounts/recovery-codes/"),
-            "token page": client.post("/accounts/tokens/", {"name": "spreadsheet"}),
-            "token answer": client.post(
-                f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD, "otp": app_code(device, 1)}
-            ),
         }
+        new_codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 1)})
+        shown["new recovery codes"] = new_codes
+        code_for_token, code_for_answer = new_codes.context["codes"][:2]
+        shown["token page"] = client.post("/accounts/tokens/", {"name": "spreadsheet", "code": code_for_token})
+        shown["token answer"] = client.post(
+            f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD, "otp": code_for_answer}
+        )
+        assert shown["token page"].context["new_key"]
         for secret, response in shown.items():
             assert response.status_code == 200, secret
             assert "no-store" in response.get("Cache-Control", ""), secret
