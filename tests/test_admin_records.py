@@ -3,6 +3,7 @@ read it, changelist URLs that confirm nothing hidden, responses that follow thei
 actions each role is offered, and the site's own name and breadcrumbs."""
 
 from datetime import date
+from urllib.parse import urlencode
 
 import pghistory
 import pytest
@@ -146,6 +147,29 @@ class TestChangelistURLs:
     )
     def test_a_value_no_filter_sends_answers_400_not_500(self, client, reviewer, model_name, query):
         assert client.get(changelist(model_name), query).status_code == 400
+
+    @pytest.mark.parametrize(
+        ("model_name", "query", "named"),
+        [
+            # A value the field cannot hold: Django redirected to a page blaming the database.
+            ("incident", {"confidential__exact": "maybe", "review_state__exact": "draft"}, "confidential__exact"),
+            ("source", {"confidential__exact": "maybe"}, "confidential__exact"),
+            ("confidentialaccess", {"user__id__exact": "abc"}, "user__id__exact"),
+            # A filter of the project's refusing its value in its own words.
+            ("confidentialaccess", {"incident": "abc"}, "filter"),
+        ],
+    )
+    def test_a_value_a_filter_cannot_take_gets_a_400_naming_it(self, client, model_name, query, named):
+        client.force_login(make_user(roles.REVIEWER, confidential=True, is_superuser=True))
+
+        response = client.get(changelist(model_name), query)
+
+        assert response.status_code == 400
+        page = response.content.decode()
+        errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
+        assert f"<strong>{named}</strong>: " in errors
+        kept = {name: value for name, value in query.items() if name != named}
+        assert f'href="{changelist(model_name)}?{urlencode(kept)}"' in page
 
     @pytest.mark.parametrize(
         ("path", "query"),

@@ -3,7 +3,8 @@ the audit history view, estimated counts."""
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import flatten_fieldsets, get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, transaction
@@ -218,8 +219,16 @@ class ParametersListFilter(admin.ListFilter):
         return list(self.parameter_names)
 
 
+class _FilterCannotBeApplied(Exception):
+    """A list filter refused its value while the list was being made (IncorrectLookupParameters,
+    which Django's changelist answers with a redirect to a page blaming the database)."""
+
+
 class OfferedFiltersOnlyMixin:
-    """For a ModelAdmin: its list's URL takes only the filters the list offers."""
+    """For a ModelAdmin: its list's URL takes only the filters the list offers, and a value one of
+    them cannot take gets a 400 naming the parameter and what is wrong, with a link to the list
+    without it. Django answered such a value (`?confidential__exact=maybe`) with a redirect to a
+    page that blames the database."""
 
     # The lookups a list filter of a field sends (a choice, a boolean, a related record, a date
     # hierarchy's parts); see `lookup_allowed`.
@@ -241,6 +250,56 @@ class OfferedFiltersOnlyMixin:
         if self.date_hierarchy:
             offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
         return lookup in offered
+
+    def filter_errors(self, request) -> dict[str, list[str]]:
+        """What is wrong with the request's filter values, by parameter: an `__exact` value its field
+        cannot hold (a boolean's `maybe`, an id's `abc`). No query."""
+        errors = {}
+        for parameter, values in request.GET.lists():
+            field_path, _, lookup = parameter.rpartition("__")
+            if lookup != "exact" or not all(self.lookup_allowed(parameter, value, request) for value in values):
+                continue  # Django refuses a lookup the list does not offer (400) before any value.
+            try:
+                field = get_fields_from_path(self.model, field_path)[-1]
+            except FieldDoesNotExist:
+                continue  # Not a field's filter: its own filter checks it (_FilterCannotBeApplied).
+            for value in values:
+                try:
+                    field.to_python(value)
+                except ValidationError as error:
+                    errors.setdefault(parameter, []).extend(error.messages)
+        return errors
+
+    def changelist_view(self, request, extra_context=None):
+        errors = self.filter_errors(request)
+        if not errors:
+            try:
+                return super().changelist_view(request, extra_context)
+            except _FilterCannotBeApplied as refusal:
+                # A list filter of the project's refused its value, in words that name it.
+                errors = {"filter": [str(refusal)]}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "This filter cannot be applied",
+            "opts": self.opts,
+            "errors": errors,
+            "list_without_them": f"?{_query_without(request, errors)}",
+        }
+        return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
+
+    def get_changelist_instance(self, request):
+        try:
+            return super().get_changelist_instance(request)
+        except IncorrectLookupParameters as refusal:
+            raise _FilterCannotBeApplied(refusal) from refusal
+
+
+def _query_without(request, names) -> str:
+    """The request's query string without the parameters `names` (those in error)."""
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
 
 
 class TrackedModelAdmin(OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):

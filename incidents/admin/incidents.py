@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_countries import countries
@@ -229,13 +228,6 @@ class InvolvementInline(admin.TabularInline):
         return super().get_queryset(request).select_related("organization")
 
 
-def _query_without(request, names) -> str:
-    query = request.GET.copy()
-    for name in names:
-        query.pop(name, None)
-    return query.urlencode()
-
-
 def _refusal_reason(refusal: Exception) -> str:
     if isinstance(refusal, ValidationError):
         return " ".join(refusal.messages)
@@ -333,20 +325,8 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     show_full_result_count = False
     actions = ["submit_for_review", "publish", "return_to_draft", "mark_verified"]
 
-    def changelist_view(self, request, extra_context=None):
-        # Django answers a bad filter value with a redirect to a page blaming the database; say
-        # instead which parameter is wrong, with a 400.
-        errors = filter_parameter_errors(request)
-        if errors:
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "This filter cannot be applied",
-                "opts": self.opts,
-                "errors": errors,
-                "list_without_them": f"?{_query_without(request, errors)}",
-            }
-            return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
-        return super().changelist_view(request, extra_context)
+    def filter_errors(self, request) -> dict[str, list[str]]:
+        return {**super().filter_errors(request), **filter_parameter_errors(request)}
 
     def get_queryset(self, request):
         incidents = (
