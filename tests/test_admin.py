@@ -907,3 +907,31 @@ def test_a_bad_filter_value_gets_a_400_naming_the_parameter(client, analyst):
     errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
     assert "<strong>date_from</strong>: Enter a valid date." in errors and "country" not in errors
     assert f'href="{CHANGELIST}?country=CN"' in page
+
+
+class TestStaleRevisions:
+    """A revision proposed from a version a later change replaced cannot be accepted: the reviewer
+    rejects it and its author proposes again. The page says so, not "reload, then apply again"."""
+
+    def revision_url(self, revision):
+        return reverse("admin:incidents_incidentrevision_change", args=[revision.pk])
+
+    def test_accepting_a_stale_revision_tells_the_reviewer_to_reject_it(self, client, analyst, reviewer):
+        incident = make_incident(title="Published title")
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="First"))
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="Second"))
+        first, second = incident.revisions.order_by("id")
+        logged_in(client, reviewer)
+        decide = "admin:incidents_incidentrevision_decide"
+        client.post(reverse(decide, args=[second.pk]), {"accept": "1", "note": ""})
+
+        page = client.get(self.revision_url(first)).content.decode()
+        response = client.post(reverse(decide, args=[first.pk]), {"accept": "1", "note": ""}, follow=True)
+
+        assert "cannot be accepted" in page and 'name="accept"' not in page and 'name="reject"' in page
+        [message] = messages_of(response)
+        assert f"revision {first.pk} was proposed from version 1" in message
+        assert "reject it" in message and "reload it" not in message and "you edited" not in message
+        incident.refresh_from_db()
+        first.refresh_from_db()
+        assert (incident.title, first.state) == ("Second", "pending")
