@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pghistory.models import Events
 
-from incidents import roles
+from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Organization, Place, Response
 from incidents.search import IncidentSearch
@@ -935,3 +935,21 @@ class TestStaleRevisions:
         incident.refresh_from_db()
         first.refresh_from_db()
         assert (incident.title, first.state) == ("Second", "pending")
+
+
+def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer(client, analyst):
+    """The page shows the published version: without a word, an analyst who reopens it after
+    proposing a change sees the old values, as if the change were lost, and proposes it again."""
+    incident = make_incident(title="Published title")
+    form = incident_post(incident=incident, title="Proposed title")
+    logged_in(client, analyst).post(change_url(incident), form, follow=True)
+    revision = incident.revisions.get()
+
+    response = client.get(change_url(incident))
+
+    [message] = messages_of(response)
+    assert f"revision {revision.pk}" in message and "wait for a Reviewer" in message
+    assert reverse("admin:incidents_incidentrevision_change", args=[revision.pk]) in message
+    assert response.context["adminform"].form.initial["title"] == "Published title"
+    services.incident_revision_reject(revision=revision, user=make_user(roles.REVIEWER))
+    assert messages_of(client.get(change_url(incident))) == []
