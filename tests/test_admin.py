@@ -950,6 +950,16 @@ def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer
     [message] = messages_of(response)
     assert f"revision {revision.pk}" in message and "wait for a Reviewer" in message
     assert reverse("admin:incidents_incidentrevision_change", args=[revision.pk]) in message
+    assert "is proposed as another revision" in message
     assert response.context["adminform"].form.initial["title"] == "Published title"
+    # A Reviewer's save applies at once, and leaves the waiting revision stale.
+    reviewer = make_user(roles.REVIEWER)
+    [message] = messages_of(logged_in(client, reviewer).get(change_url(incident)))
+    assert "applies at once" in message and "stale" not in message
+    logged_in(client, reviewer).post(
+        change_url(incident), incident_post(incident=incident, title="Reviewed"), follow=True
+    )
+    [message] = messages_of(client.get(change_url(incident)))
+    assert f"revision {revision.pk}</a> (by {analyst.username}; stale: it cannot be accepted)" in message
     services.incident_revision_reject(revision=revision, user=make_user(roles.REVIEWER))
     assert messages_of(client.get(change_url(incident))) == []
