@@ -64,6 +64,22 @@ class VersionConflict(Exception):
         )
 
 
+class StaleRevision(VersionConflict):
+    """A proposed revision's incident changed after the proposal: it cannot be accepted. Its reviewer
+    rejects it and its author proposes again, so the message says that, not "reload, then apply"."""
+
+    def __init__(self, *, current: Incident, revision: IncidentRevision):
+        self.current = current
+        self.expected_version = revision.base_version
+        who = current.updated_by.get_username() if current.updated_by else "someone else"
+        Exception.__init__(
+            self,
+            f"{current.public_id} was changed by {who} at {current.updated_at:%Y-%m-%d %H:%M} UTC (now version "
+            f"{current.version}) after revision {revision.pk} was proposed from version {revision.base_version}, "
+            "so it cannot be accepted: reject it, and its author can propose the change again on the current version.",
+        )
+
+
 class RecordNotFound(ObjectDoesNotExist):
     """The record does not exist or the user may not see it; nothing tells which (doors: 404)."""
 
@@ -568,7 +584,7 @@ def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
 def incident_revision_accept(*, revision: IncidentRevision, user, note: str = "") -> Incident:
     """Apply a pending revision as one update of its incident, by a Reviewer. The claims it may
     replace are those its proposer could see, so accepting never deletes a claim hidden from the
-    proposer. If the incident changed since the proposal, raise VersionConflict: the reviewer
+    proposer. If the incident changed since the proposal, raise StaleRevision: the reviewer
     rejects it and the proposer edits the current version."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
@@ -588,7 +604,10 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
                 }
             )
         incident = Incident.objects.get(pk=revision.incident_id)
-        current = _locked(incident, revision.base_version)
+        try:
+            current = _locked(incident, revision.base_version)
+        except VersionConflict as conflict:
+            raise StaleRevision(current=conflict.current, revision=revision) from None
         arguments = revision_changes(revision)
         data = arguments.pop("data")
         changes = {name: arguments.get(name) for name in ("places", "claims", "victim_groups", "involvements")}

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pghistory.models import Events
 
-from incidents import roles
+from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Organization, Place, Response
 from incidents.search import IncidentSearch
@@ -907,3 +907,59 @@ def test_a_bad_filter_value_gets_a_400_naming_the_parameter(client, analyst):
     errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
     assert "<strong>date_from</strong>: Enter a valid date." in errors and "country" not in errors
     assert f'href="{CHANGELIST}?country=CN"' in page
+
+
+class TestStaleRevisions:
+    """A revision proposed from a version a later change replaced cannot be accepted: the reviewer
+    rejects it and its author proposes again. The page says so, not "reload, then apply again"."""
+
+    def revision_url(self, revision):
+        return reverse("admin:incidents_incidentrevision_change", args=[revision.pk])
+
+    def test_accepting_a_stale_revision_tells_the_reviewer_to_reject_it(self, client, analyst, reviewer):
+        incident = make_incident(title="Published title")
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="First"))
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="Second"))
+        first, second = incident.revisions.order_by("id")
+        logged_in(client, reviewer)
+        decide = "admin:incidents_incidentrevision_decide"
+        client.post(reverse(decide, args=[second.pk]), {"accept": "1", "note": ""})
+
+        page = client.get(self.revision_url(first)).content.decode()
+        response = client.post(reverse(decide, args=[first.pk]), {"accept": "1", "note": ""}, follow=True)
+
+        assert "cannot be accepted" in page and 'name="accept"' not in page and 'name="reject"' in page
+        [message] = messages_of(response)
+        assert f"revision {first.pk} was proposed from version 1" in message
+        assert "reject it" in message and "reload it" not in message and "you edited" not in message
+        incident.refresh_from_db()
+        first.refresh_from_db()
+        assert (incident.title, first.state) == ("Second", "pending")
+
+
+def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer(client, analyst):
+    """The page shows the published version: without a word, an analyst who reopens it after
+    proposing a change sees the old values, as if the change were lost, and proposes it again."""
+    incident = make_incident(title="Published title")
+    form = incident_post(incident=incident, title="Proposed title")
+    logged_in(client, analyst).post(change_url(incident), form, follow=True)
+    revision = incident.revisions.get()
+
+    response = client.get(change_url(incident))
+
+    [message] = messages_of(response)
+    assert f"revision {revision.pk}" in message and "wait for a Reviewer" in message
+    assert reverse("admin:incidents_incidentrevision_change", args=[revision.pk]) in message
+    assert "is proposed as another revision" in message
+    assert response.context["adminform"].form.initial["title"] == "Published title"
+    # A Reviewer's save applies at once, and leaves the waiting revision stale.
+    reviewer = make_user(roles.REVIEWER)
+    [message] = messages_of(logged_in(client, reviewer).get(change_url(incident)))
+    assert "applies at once" in message and "stale" not in message
+    logged_in(client, reviewer).post(
+        change_url(incident), incident_post(incident=incident, title="Reviewed"), follow=True
+    )
+    [message] = messages_of(client.get(change_url(incident)))
+    assert f"revision {revision.pk}</a> (by {analyst.username}; stale: it cannot be accepted)" in message
+    services.incident_revision_reject(revision=revision, user=make_user(roles.REVIEWER))
+    assert messages_of(client.get(change_url(incident))) == []

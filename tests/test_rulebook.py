@@ -389,6 +389,7 @@ class TestFindings:
         assert client_for(reviewer).post(f"{API}/revisions/{second.pk}/accept/").status_code == 200
         answer = client_for(reviewer).post(f"{API}/revisions/{first.pk}/accept/")
         assert answer.status_code == 409
+        assert "cannot be accepted: reject it" in answer.json()["detail"]
         incident.refresh_from_db()
         assert incident.title == "Second"
 

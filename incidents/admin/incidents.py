@@ -44,6 +44,7 @@ from incidents.services import (
     incident_set_verification,
     incident_transition,
     incident_update,
+    may_publish,
 )
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
@@ -409,6 +410,55 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
             form.instance.pk = created.pk
             form.instance.refresh_from_db()
             form.instance._state.adding = False
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and request.method == "GET":
+            self.tell_about_pending_revisions(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def tell_about_pending_revisions(self, request, incident):
+        """The page shows the published version: without a word, an analyst who reopens an incident
+        after proposing a change sees the old values, as if the change were lost, and proposes it
+        again, making the first one stale once either is accepted; a Reviewer's save makes them all
+        stale."""
+        pending = list(
+            IncidentRevision.objects.visible_to(request.user)
+            .filter(incident=incident, state="pending")
+            .select_related("proposed_by")
+            .order_by("pk")
+        )
+        if not pending:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">revision {}</a> (by {}{})',
+            (
+                (
+                    reverse("admin:incidents_incidentrevision_change", args=[revision.pk]),
+                    revision.pk,
+                    revision.proposed_by.get_username() if revision.proposed_by else "someone",
+                    "" if revision.base_version == incident.version else "; stale: it cannot be accepted",
+                )
+                for revision in pending
+            ),
+        )
+        if may_publish(request.user):
+            saving = "a change saved here applies at once, and the waiting revisions can then no longer be accepted"
+        else:
+            saving = (
+                "a change saved here is proposed as another revision, and once one is accepted "
+                "the others can no longer be"
+            )
+        self.message_user(
+            request,
+            format_html(
+                "Proposed changes of {} wait for a Reviewer: {}. This page shows the published version; {}.",
+                incident.public_id,
+                links,
+                saving,
+            ),
+            messages.WARNING,
+        )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)

@@ -62,6 +62,9 @@ class IncidentRevisionAdmin(
             # The page shows what accepting would change, against the incident as it is now.
             "differences": services.revision_diff(revision, request.user) if pending else None,
             "may_decide": pending and services.may_publish(request.user),
+            # Changed since the proposal: accepting is refused (services.StaleRevision), so the page
+            # says so and offers Reject alone rather than a button that cannot work.
+            "stale": pending and revision.incident.version != revision.base_version,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

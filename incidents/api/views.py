@@ -491,7 +491,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
                 revision=revision, user=request.user, note=decision.validated_data["note"]
             )
         except services.VersionConflict as conflict:
-            raise VersionMismatch(f"{conflict} Reject this revision; its author can propose again.") from None
+            raise VersionMismatch(str(conflict)) from None
         revision.refresh_from_db()
         return Response(self.get_serializer(revision).data)
 
