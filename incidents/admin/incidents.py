@@ -194,7 +194,20 @@ class IncidentForm(EditedVersionForm):
             self.fields["place_list"].initial = list(self.instance.places.all())
 
 
-class ClaimInline(VisibilityMixin, admin.StackedInline):
+class IncidentRowsInline:
+    """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
+    is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
+    given, keeping those the writer may not see, the history records the removal, and an Analyst's
+    edit of a published incident waits for a Reviewer. So whoever may change the incident may remove
+    a row, as through the API and the import; Django's default asked for the row's delete
+    permission, which only Reviewers hold (for records on their own: sources, incidents), and left
+    an Analyst unable to take back a claim they added by mistake."""
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+
+class ClaimInline(IncidentRowsInline, VisibilityMixin, admin.StackedInline):
     model = Claim
     extra = 1
     autocomplete_fields = ["source"]
@@ -213,13 +226,13 @@ class ClaimInline(VisibilityMixin, admin.StackedInline):
         return super().get_queryset(request).select_related("source")
 
 
-class VictimGroupInline(admin.TabularInline):
+class VictimGroupInline(IncidentRowsInline, admin.TabularInline):
     model = VictimGroup
     extra = 0
     verbose_name_plural = "Who: the people it happened to"
 
 
-class InvolvementInline(admin.TabularInline):
+class InvolvementInline(IncidentRowsInline, admin.TabularInline):
     model = Involvement
     extra = 0
     autocomplete_fields = ["organization"]
