@@ -23,6 +23,7 @@ from incidents.models import (
     IncidentPlace,
     IncidentType,
     Involvement,
+    InvolvementRole,
     Organization,
     Place,
     ReviewState,
@@ -235,6 +236,11 @@ class IncidentFilterSet(django_filters.FilterSet):
         method="filter_organization",
         label="Organization id: involved, or publisher of a source with a claim",
     )
+    perpetrator = IdFilter(
+        queryset=_every(Organization),
+        method="filter_perpetrator",
+        label="Organization id: involved as perpetrator (what the statistics and facets group by)",
+    )
     q = SearchFilter(
         method="filter_q",
         label=(
@@ -312,6 +318,13 @@ class IncidentFilterSet(django_filters.FilterSet):
         involved = Involvement.objects.filter(incident=OuterRef("pk"), organization=value)
         published = self._visible_claims().filter(source__publisher=value)
         return queryset.filter(LinkedToIncident(involved) | LinkedToIncident(published))
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def filter_perpetrator(self, queryset, name, value):
+        perpetrated = Involvement.objects.filter(
+            incident=OuterRef("pk"), organization=value, role=InvolvementRole.PERPETRATOR
+        )
+        return queryset.filter(LinkedToIncident(perpetrated))
 
     def filter_min_origins(self, queryset, name, value):
         return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))

@@ -231,6 +231,28 @@ def test_the_place_facet_walks_down_from_countries_each_place_counting_the_place
     assert places(f"/?place={jilin.pk}&min_people=0") == (["China", "Jilin"], [("Tumen", 1), ("Yanji", 2)])
 
 
+def test_the_perpetrator_facet_lists_what_it_counts():
+    # It counts an organization's incidents as perpetrator; its link listed every incident the
+    # organization was involved in, in any role, or published a source about (`organization`).
+    state = make_organization(name="Ministry of State Security")
+    perpetrated, received = make_incident(title="Perpetrated"), make_incident(title="Received")
+    Involvement.objects.create(incident=perpetrated, organization=state, role="perpetrator")
+    Involvement.objects.create(incident=received, organization=state, role="receiving_state")
+    client = Client()
+
+    facet = _facet(client.get("/").context, "perpetrator")
+    assert [(value["label"], value["incidents"]) for value in facet["values"]] == [(state.name, 1)]
+    assert f'href="?perpetrator={state.pk}"' in client.get("/").content.decode()
+    chosen = client.get(f"/?perpetrator={state.pk}").content.decode()
+    assert "1 incident matches" in chosen and "Perpetrated" in chosen and "Received" not in chosen
+    # The same filter through the API and its CSV, and the statistics it links from.
+    listed = client.get(f"/api/v1/incidents/?perpetrator={state.pk}").json()["results"]
+    assert [incident["public_id"] for incident in listed] == [perpetrated.public_id]
+    exported = list(csv.DictReader(io.StringIO(_body(client.get(f"/incidents.csv?perpetrator={state.pk}")))))
+    assert [row["public_id"] for row in exported] == [perpetrated.public_id]
+    assert client.get(f"/statistics/?perpetrator={state.pk}&group_by=type").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("filters", "kept"),
     [

@@ -35,7 +35,7 @@ _FACET_PARAMETERS = {
     "type": lambda group: {"type": group},
     "country": lambda group: {"country": group},
     "place": lambda group: {"place": group},
-    "perpetrator": lambda group: {"organization": group},
+    "perpetrator": lambda group: {"perpetrator": group},
     "verification": lambda group: {"verification": group},
     "year": lambda group: {"date_from": f"{group}-01-01", "date_to": f"{group}-12-31"},
 }
