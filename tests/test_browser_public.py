@@ -112,7 +112,7 @@ def test_a_reader_browses_narrows_and_reads_an_incident(
     # A facet narrows the list and the address keeps the choice (a permalink).
     page.locator(".facets a", has_text="Government of China").click()
     expect(page.locator("table.incidents tbody tr")).to_have_count(1)
-    assert "organization=" in page.url
+    assert "perpetrator=" in page.url
 
     page.get_by_role("link", name=published.title).click()
     expect(page.locator("h1")).to_have_text(published.title)
