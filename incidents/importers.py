@@ -251,9 +251,8 @@ class ImportReport:
         if self.errors:
             errors = f"{len(self.errors)} error{pluralize(self.errors)}"
             return f"{errors} in {self.file_name or 'the file'}; nothing was imported."
-        verb = "would be" if self.dry_run else "were"
         parts = [
-            f"{len(self.created)} incident{pluralize(self.created)} {verb} created",
+            f"{len(self.created)} incident{pluralize(self.created)} {self._were(self.created)} created",
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
         ]
@@ -266,9 +265,14 @@ class ImportReport:
                 f"{len(self.duplicates)} new row{pluralize(self.duplicates)} may duplicate an incident or an "
                 "earlier row"
             )
-        for kind, names in self.missing_created.items():
-            parts.append(f"{len(names)} {kind} {verb} created ({', '.join(names)})")
+        for column, names in self.missing_created.items():
+            options = MISSING_RECORD_FIELDS[column][0]._meta
+            kind = options.verbose_name if len(names) == 1 else options.verbose_name_plural
+            parts.append(f"{len(names)} {kind} {self._were(names)} created ({', '.join(names)})")
         return "; ".join(parts) + "."
+
+    def _were(self, records) -> str:
+        return "would be" if self.dry_run else pluralize(records, "was,were")
 
 
 class _InvalidFile(Exception):

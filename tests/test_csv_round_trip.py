@@ -244,7 +244,7 @@ class TestPlaces:
             f"{HEADER},places\nA,deportation,2024-01-01,2024-01-01,Lao Cai > Lao Cai > Coc Leu\n",
             "--create-missing",
         )
-        assert "1 places were created (Vietnam > Lao Cai > Lao Cai > Coc Leu)" in output
+        assert "1 place was created (Vietnam > Lao Cai > Lao Cai > Coc Leu)" in output
         assert Place.objects.get(name="Coc Leu").parent == city
 
 

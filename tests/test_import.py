@@ -366,7 +366,7 @@ class TestRoundTrip:
 
     def test_only_the_required_columns_create_an_incident(self, analyst, tmp_path):
         output = run_import(analyst, tmp_path, f"{HEADER}\nNew detention,arbitrary-detention,2024-01-01,2024-01-31\n")
-        assert "1 incident were created" in output
+        assert "1 incident was created" in output
         incident = Incident.objects.get(title="New detention")
         assert (incident.incident_type.slug, incident.review_state, incident.created_by) == (
             "arbitrary-detention",
@@ -622,8 +622,8 @@ class TestOptions:
             "--create-missing",
         )
         assert (
-            "2 incidents were created; 0 updated; 0 unchanged; 1 type were created (Abduction); "
-            "1 places were created (Atlantis); 1 perpetrators were created (Acme); 1 sources were created (Rumour)."
+            "2 incidents were created; 0 updated; 0 unchanged; 1 incident type was created (Abduction); "
+            "1 place was created (Atlantis); 1 organization was created (Acme); 1 source was created (Rumour)."
         ) in output
         assert IncidentType.objects.get(name="Abduction").slug == "abduction"
         assert Place.objects.filter(name__iexact="atlantis").count() == 1
@@ -639,7 +639,7 @@ class TestOptions:
             "--create-missing",
             "--dry-run",
         )
-        assert "1 places would be created (Atlantis)" in output
+        assert "1 place would be created (Atlantis)" in output
         assert not Place.objects.exists()
 
 

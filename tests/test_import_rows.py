@@ -37,7 +37,7 @@ class TestBlankCells:
 
         output = run_import(analyst, tmp_path, content)
 
-        assert "1 incident were created" in output
+        assert "1 incident was created" in output
         incident = Incident.objects.get(title="Only four cells")
         assert (
             incident.date_precision,
@@ -201,7 +201,7 @@ class TestDuplicates:
 
         allowed = run_import(analyst, tmp_path, self.new_rows("Repeat"), "--allow-duplicates")
 
-        assert "1 incident were created" in allowed
+        assert "1 incident was created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
 
     def test_a_skipped_duplicate_creates_none_of_the_names_only_it_used(self, analyst, tumen, tmp_path):
@@ -214,7 +214,7 @@ class TestDuplicates:
 
         output = run_import(analyst, tmp_path, content, "--skip-duplicates", "--create-missing")
 
-        assert "1 incident were created; 0 updated; 0 unchanged; 1 possible duplicate skipped." in output
+        assert "1 incident was created; 0 updated; 0 unchanged; 1 possible duplicate skipped." in output
         assert "Newplace" not in output and "Newcomer Bureau" not in output
         assert not Place.objects.filter(name="Newplace").exists()
         assert not Organization.objects.filter(name="Newcomer Bureau").exists()
