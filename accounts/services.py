@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -260,21 +261,35 @@ def recovery_codes_left(user) -> int:
 def token_create(*, user, name: str, second_factor: bool, recovery_code: bool = False) -> tuple[ApiToken, str]:
     """A new API token for `user` and its key, which is returned this once and never stored;
     `second_factor`: whether `user` passed one to make it; `recovery_code`: whether that was a
-    recovery code (new codes then revoke the token: recovery_code_tokens_revoke)."""
-    key = new_token_key()
+    recovery code (new codes then revoke the token: recovery_code_tokens_revoke). Raises
+    ValidationError when the account has API_TOKENS_PER_ACCOUNT unexpired tokens already; drops its
+    tokens expired more than API_TOKEN_EXPIRED_LISTED_DAYS ago."""
     now = timezone.now()
-    token = ApiToken(
-        user=user,
-        name=name,
-        digest=token_digest(key),
-        hint=key[:8],
-        created_at=now,
-        expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
-        second_factor=second_factor,
-        recovery_code=recovery_code,
-    )
-    token.full_clean()
-    token.save()
+    tokens = ApiToken.objects.filter(user=user)
+    tokens.filter(expires_at__lt=now - timedelta(days=settings.API_TOKEN_EXPIRED_LISTED_DAYS)).delete()
+    with transaction.atomic():
+        # Locks the account's row: two requests at once cannot both take the last place.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if tokens.filter(expires_at__gt=now).count() >= settings.API_TOKENS_PER_ACCOUNT:
+            raise ValidationError(
+                f"This account has {settings.API_TOKENS_PER_ACCOUNT} tokens that have not expired, the most it "
+                "may have: revoke one it no longer uses (Sign-in security, or DELETE /api/v1/auth/tokens/{id}/), "
+                "then make this one.",
+                code="too_many_tokens",
+            )
+        key = new_token_key()
+        token = ApiToken(
+            user=user,
+            name=name,
+            digest=token_digest(key),
+            hint=key[:8],
+            created_at=now,
+            expires_at=now + timedelta(days=settings.API_TOKEN_DAYS),
+            second_factor=second_factor,
+            recovery_code=recovery_code,
+        )
+        token.full_clean()
+        token.save()
     return token, key
 
 

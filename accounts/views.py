@@ -10,6 +10,7 @@ import qrcode.image.svg
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.views import LogoutView, redirect_to_login
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -257,12 +258,16 @@ def token_new(request):
     if not form.is_valid():
         return security(request, token_form=form)
     # The current code just typed made it, or (an account without a second factor) nothing did.
-    token, key = token_create(
-        user=request.user,
-        name=form.cleaned_data["name"],
-        second_factor=form.device is not None,
-        recovery_code=isinstance(form.device, StaticDevice),
-    )
+    try:
+        token, key = token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            second_factor=form.device is not None,
+            recovery_code=isinstance(form.device, StaticDevice),
+        )
+    except ValidationError as refusal:
+        form.add_error(None, refusal)
+        return security(request, token_form=form)
     return security(request, new_token=token, new_key=key)
 
 

@@ -41,6 +41,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
+from django.template.defaultfilters import pluralize
 from django.utils.text import slugify
 
 from incidents.exports import (
@@ -165,16 +166,19 @@ class PlannedRow:
     confidential_claims_kept: list[Claim] = field(default_factory=list)
 
     def claims_removed_text(self) -> str:
+        removed = self.claims_removed
         return (
-            f"{self.incident.public_id} removes its claim(s) of {_sources_of(self.claims_removed)}, which the row "
-            "no longer lists, with their figures and excerpts (the incident's history keeps them)."
+            f"{self.incident.public_id} removes its claim{pluralize(removed)} of {_sources_of(removed)}, which "
+            f"the row no longer lists, with {pluralize(removed, 'its,their')} figures and excerpts (the "
+            f"incident's history keeps {pluralize(removed, 'it,them')})."
         )
 
     def confidential_claims_kept_text(self) -> str:
+        kept = self.confidential_claims_kept
         return (
-            f"{self.incident.public_id} keeps its confidential claim(s) of "
-            f"{_sources_of(self.confidential_claims_kept)}, which the row does not list: an import removes no "
-            "confidential claim (remove it in the admin or the API)."
+            f"{self.incident.public_id} keeps its confidential claim{pluralize(kept)} of {_sources_of(kept)}, "
+            "which the row does not list: an import removes no confidential claim (remove "
+            f"{pluralize(kept, 'it,them')} in the admin or the API)."
         )
 
     def duplicates_text(self) -> str:
@@ -245,22 +249,30 @@ class ImportReport:
 
     def summary(self) -> str:
         if self.errors:
-            return f"{len(self.errors)} error(s) in {self.file_name or 'the file'}; nothing was imported."
-        verb = "would be" if self.dry_run else "were"
+            errors = f"{len(self.errors)} error{pluralize(self.errors)}"
+            return f"{errors} in {self.file_name or 'the file'}; nothing was imported."
         parts = [
-            f"{len(self.created)} incident(s) {verb} created",
+            f"{len(self.created)} incident{pluralize(self.created)} {self._were(self.created)} created",
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
         ]
         if self.proposed:
             parts.insert(2, f"{len(self.proposed)} proposed for review (published: a Reviewer accepts them)")
         if self.skipped:
-            parts.append(f"{len(self.skipped)} possible duplicate(s) skipped")
+            parts.append(f"{len(self.skipped)} possible duplicate{pluralize(self.skipped)} skipped")
         elif self.duplicates:
-            parts.append(f"{len(self.duplicates)} new row(s) may duplicate an incident or an earlier row")
-        for kind, names in self.missing_created.items():
-            parts.append(f"{len(names)} {kind} {verb} created ({', '.join(names)})")
+            parts.append(
+                f"{len(self.duplicates)} new row{pluralize(self.duplicates)} may duplicate an incident or an "
+                "earlier row"
+            )
+        for column, names in self.missing_created.items():
+            options = MISSING_RECORD_FIELDS[column][0]._meta
+            kind = options.verbose_name if len(names) == 1 else options.verbose_name_plural
+            parts.append(f"{len(names)} {kind} {self._were(names)} created ({', '.join(names)})")
         return "; ".join(parts) + "."
+
+    def _were(self, records) -> str:
+        return "would be" if self.dry_run else pluralize(records, "was,were")
 
 
 class _InvalidFile(Exception):
@@ -547,9 +559,9 @@ def import_incidents_csv(
             RowError(
                 0,
                 "",
-                f"{len(report.duplicates)} new row(s) may duplicate an incident or an earlier row (listed); "
-                "nothing was written. Import again skipping them (--skip-duplicates) or creating them "
-                "all the same (--allow-duplicates).",
+                f"{len(report.duplicates)} new row{pluralize(report.duplicates)} may duplicate an incident or an "
+                "earlier row (listed); nothing was written. Import again skipping them (--skip-duplicates) or "
+                "creating them all the same (--allow-duplicates).",
             )
         )
         return report

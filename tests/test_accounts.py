@@ -885,6 +885,38 @@ class TestTokens:
         client.post(f"/accounts/tokens/{token.pk}/revoke/")
         assert not ApiToken.objects.exists()
 
+    def test_an_account_has_at_most_its_share_of_unexpired_tokens_through_every_door(self, settings):
+        # Each token is a live credential for 90 days, and the lists of one's tokens are one page: a
+        # script asking for a new token at every run left hundreds behind.
+        settings.API_TOKENS_PER_ACCOUNT = 2
+        analyst, client = make_user(roles.ANALYST), Client()
+        expired, _ = token_create(user=analyst, name="last year", second_factor=False)
+        ApiToken.objects.filter(pk=expired.pk).update(
+            created_at=timezone.now() - timedelta(days=400), expires_at=timezone.now() - timedelta(days=31)
+        )
+        lately_expired, _ = token_create(user=analyst, name="last month", second_factor=False)
+        ApiToken.objects.filter(pk=lately_expired.pk).update(
+            created_at=timezone.now() - timedelta(days=100), expires_at=timezone.now() - timedelta(days=1)
+        )
+        token_create(user=analyst, name="laptop", second_factor=False)
+        token_create(user=analyst, name="server", second_factor=False)
+        refusal = "This account has 2 tokens that have not expired, the most it may have: revoke one"
+
+        answer = APIClient().post(f"{API}/auth/token/", {"username": analyst.username, "password": PASSWORD})
+        client.force_login(analyst)
+        page = client.post("/accounts/tokens/", {"name": "spreadsheet"})
+
+        assert answer.status_code == 400 and refusal in str(answer.json())
+        assert page.status_code == 200 and not page.context["new_key"]
+        assert refusal in page.content.decode().split('id="token-refused"')[1]
+        # The token expired a month ago went with the first refused request; the one expired
+        # yesterday stays listed, and counts for nothing.
+        names = ["server", "laptop", "last month"]
+        assert list(ApiToken.objects.filter(user=analyst).values_list("name", flat=True)) == names
+        laptop = ApiToken.objects.get(name="laptop")
+        client.post(f"/accounts/tokens/{laptop.pk}/revoke/")
+        assert client.post("/accounts/tokens/", {"name": "spreadsheet"}).context["new_key"]
+
     def test_administrators_see_and_revoke_everyones_tokens(self):
         administrator = make_user(roles.REVIEWER, is_superuser=True)
         alice_token, alice_key = token_create(user=make_user(None), name="alice's sync", second_factor=False)

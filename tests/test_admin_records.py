@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Response
+from incidents.models import Claim, Response, Source
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -155,8 +155,8 @@ class TestChangelistURLs:
             ("incident", {"confidential__exact": "maybe", "review_state__exact": "draft"}, "confidential__exact"),
             ("source", {"confidential__exact": "maybe"}, "confidential__exact"),
             ("confidentialaccess", {"user__id__exact": "abc"}, "user__id__exact"),
-            # A filter of the project's refusing its value in its own words.
-            ("confidentialaccess", {"incident": "abc"}, "filter"),
+            # A filter of the project's refusing its value in its own words: the link keeps the others.
+            ("confidentialaccess", {"incident": "abc", "door__exact": "api"}, "incident"),
         ],
     )
     def test_a_value_a_filter_cannot_take_gets_a_400_naming_it(self, client, model_name, query, named):
@@ -170,6 +170,17 @@ class TestChangelistURLs:
         assert f"<strong>{named}</strong>: " in errors
         kept = {name: value for name, value in query.items() if name != named}
         assert f'href="{changelist(model_name)}?{urlencode(kept)}"' in page
+
+    def test_a_page_the_list_no_longer_reaches_gets_a_400_naming_it(self, client):
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+        Source.objects.bulk_create(Source(title=f"Report {number}") for number in range(101))  # two pages
+
+        response = client.get(changelist("source"), {"p": "9", "confidential__exact": "0"})
+
+        assert response.status_code == 400
+        page = response.content.decode()
+        assert "<strong>p</strong>: The list has no such page." in page.split('id="filter-errors"')[1]
+        assert f'href="{changelist("source")}?confidential__exact=0"' in page
 
     @pytest.mark.parametrize(
         ("path", "query"),

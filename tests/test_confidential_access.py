@@ -609,7 +609,7 @@ class TestTheRecordOfAccesses:
         # "²" is a digit to str.isdigit() but not to int(): refused like any other id that is no number.
         superscript, letter = client.get(ACCESSES, {"incident": "²"}), client.get(ACCESSES, {"incident": "x"})
         assert superscript.status_code == letter.status_code == 400
-        assert "incident: give the record&#x27;s id, a whole number." in superscript.content.decode()
+        assert "<strong>incident</strong>: Give the record&#x27;s id, a whole number." in superscript.content.decode()
         beyond = client.get(ACCESSES, {"source": str(2**63)})
         assert beyond.status_code == 200 and not beyond.context["cl"].result_list
 

@@ -94,7 +94,7 @@ def test_an_api_write_answers_before_rescoring_and_the_worker_proposes_the_pair(
     assert waiting_pairs() == set()
     assert queued() == [{"incident_ids": [twin.pk]}]
     [waiting] = review_queue_messages(client)
-    assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued")
+    assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident, the oldest queued")
     assert "db_worker" not in waiting  # queued just now: not late
 
     run_worker()
@@ -162,7 +162,7 @@ def test_an_import_queues_its_incidents(
     assert waiting.startswith(
         "Waiting to be rechecked for duplicates: every incident (after a large import),"
         if tasks == [{}]
-        else "Waiting to be rechecked for duplicates: 2 changed incident(s),"
+        else "Waiting to be rechecked for duplicates: 2 changed incidents,"
     )
 
     run_worker()
@@ -186,7 +186,7 @@ def test_a_failed_rescoring_keeps_the_write_and_shows_in_the_review_queue(client
     assert task.status == TaskResultStatus.FAILED
     assert "the scoring broke" in task.traceback
     [failed] = review_queue_messages(client)
-    assert failed.startswith("1 recheck(s) for duplicates failed in the last day")
+    assert failed.startswith("1 recheck for duplicates failed in the last day")
 
 
 def test_a_queue_no_worker_takes_is_flagged_as_late(client, original, tumen):
@@ -198,7 +198,7 @@ def test_a_queue_no_worker_takes_is_flagged_as_late(client, original, tumen):
     [late] = review_queue_messages(client)
     assert late.startswith(
         # Django's timesince joins number and unit with a no-break space.
-        "Waiting to be rechecked for duplicates: 1 changed incident(s), the oldest queued 5\xa0minutes ago."
+        "Waiting to be rechecked for duplicates: 1 changed incident, the oldest queued 5\xa0minutes ago."
     )
     assert late.endswith("No background worker has taken them: is `manage.py db_worker` running?")
     assert not DuplicatePair.objects.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()

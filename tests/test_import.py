@@ -132,7 +132,7 @@ class TestRoundTrip:
 
         output = run_import(reviewer, tmp_path, exported)
 
-        assert "0 incident(s) were created; 0 updated; 2 unchanged." in output
+        assert "0 incidents were created; 0 updated; 2 unchanged." in output
         assert export(reviewer, tmp_path, "again.csv") == exported
 
     def test_exported_rows_imported_into_an_empty_database_come_back_the_same(self, reviewer, rich_incidents, tmp_path):
@@ -167,7 +167,7 @@ class TestRoundTrip:
 
         output = run_import(analyst, tmp_path, write_csv([row]))
 
-        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
+        assert "0 incidents were created; 1 updated; 0 unchanged." in output
         first.refresh_from_db()
         assert (first.title, first.people_count, first.version) == ("Repatriation at Tumen (revised)", 550, 2)
         assert [place.name for place in first.places.all()] == ["Tumen"]
@@ -194,7 +194,7 @@ class TestRoundTrip:
 
         output = run_import(analyst, tmp_path, write_csv([{**row, "sources": "Daily NK"}]))
 
-        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
+        assert "0 incidents were created; 1 updated; 0 unchanged." in output
         claims = set(incident.claims.values_list("pk", "source", "confidential"))
         assert (hidden.pk, daily_nk.pk, True) in claims
         assert {(source, confidential) for _, source, confidential in claims} == {
@@ -215,22 +215,22 @@ class TestRoundTrip:
         [row] = rows(export(analyst, tmp_path))
         assert row["sources"] == f"HRW [#{hrw.source_id}]; RFA [#{rfa.source_id}]"
         notice = (
-            f"line 2: {incident.public_id} keeps its confidential claim(s) of Informant [#{informant.source_id}]; "
+            f"line 2: {incident.public_id} keeps its confidential claims of Informant [#{informant.source_id}]; "
             f"Testimony [#{testimony.source_id}], which the row does not list: an import removes no confidential "
-            "claim (remove it in the admin or the API)."
+            "claim (remove them in the admin or the API)."
         )
 
         unchanged = run_import(reviewer, tmp_path, write_csv([row]))
 
-        assert "0 incident(s) were created; 0 updated; 1 unchanged." in unchanged and notice in unchanged
+        assert "0 incidents were created; 0 updated; 1 unchanged." in unchanged and notice in unchanged
         assert incident.claims.count() == 4
 
         output = run_import(reviewer, tmp_path, write_csv([{**row, "sources": f"RFA [#{rfa.source_id}]"}]))
 
-        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output and notice in output
+        assert "0 incidents were created; 1 updated; 0 unchanged." in output and notice in output
         assert (
-            f"line 2: {incident.public_id} removes its claim(s) of HRW [#{hrw.source_id}], which the row no longer "
-            "lists, with their figures and excerpts (the incident's history keeps them)." in output
+            f"line 2: {incident.public_id} removes its claim of HRW [#{hrw.source_id}], which the row no longer "
+            "lists, with its figures and excerpts (the incident's history keeps it)." in output
         )
         assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, informant.pk, testimony.pk}
 
@@ -249,9 +249,9 @@ class TestRoundTrip:
 
         output = run_import(reviewer, tmp_path, write_csv([{**row, "sources": f"RFA [#{rfa.source_id}]"}]))
 
-        assert "0 incident(s) were created; 1 updated; 0 unchanged." in output
-        assert f"keeps its confidential claim(s) of Witness [#{public.source_id}]" in output
-        assert f"removes its claim(s) of Witness [#{public.source_id}]" in output
+        assert "0 incidents were created; 1 updated; 0 unchanged." in output
+        assert f"keeps its confidential claim of Witness [#{public.source_id}]" in output
+        assert f"removes its claim of Witness [#{public.source_id}]" in output
         assert set(incident.claims.values_list("pk", flat=True)) == {rfa.pk, confidential.pk}
 
     def test_the_admins_preview_lists_the_claims_an_import_removes_and_the_confidential_ones_it_keeps(
@@ -267,12 +267,12 @@ class TestRoundTrip:
 
         assert preview.status_code == 200
         assert (
-            f"<li>line 2: {incident.public_id} keeps its confidential claim(s) of Informant [#{informant.source_id}], "
+            f"<li>line 2: {incident.public_id} keeps its confidential claim of Informant [#{informant.source_id}], "
             "which the row does not list" in preview.text
         )
         assert (
-            f"<li>line 2: {incident.public_id} removes its claim(s) of RFA [#{rfa.source_id}], which the row no longer "
-            "lists, with their figures and excerpts" in preview.text
+            f"<li>line 2: {incident.public_id} removes its claim of RFA [#{rfa.source_id}], which the row no longer "
+            "lists, with its figures and excerpts" in preview.text
         )
         assert f"line 2: {incident.public_id} Renamed — title, sources</li>" in preview.text
         assert client.post("/admin/incidents/incident/import/", {"confirm": "1"}).status_code == 302
@@ -366,7 +366,7 @@ class TestRoundTrip:
 
     def test_only_the_required_columns_create_an_incident(self, analyst, tmp_path):
         output = run_import(analyst, tmp_path, f"{HEADER}\nNew detention,arbitrary-detention,2024-01-01,2024-01-31\n")
-        assert "1 incident(s) were created" in output
+        assert "1 incident was created" in output
         incident = Incident.objects.get(title="New detention")
         assert (incident.incident_type.slug, incident.review_state, incident.created_by) == (
             "arbitrary-detention",
@@ -609,7 +609,7 @@ class TestErrors:
 class TestOptions:
     def test_dry_run_reports_and_writes_nothing(self, analyst, tmp_path):
         output = run_import(analyst, tmp_path, f"{HEADER}\nA,forced-repatriation,2023-01-01,2023-01-01\n", "--dry-run")
-        assert "1 incident(s) would be created; 0 updated; 0 unchanged." in output
+        assert "1 incident would be created; 0 updated; 0 unchanged." in output
         assert not Incident.objects.exists()
 
     def test_create_missing_creates_and_reports_each_new_record(self, analyst, tmp_path):
@@ -622,8 +622,8 @@ class TestOptions:
             "--create-missing",
         )
         assert (
-            "2 incident(s) were created; 0 updated; 0 unchanged; 1 type were created (Abduction); "
-            "1 places were created (Atlantis); 1 perpetrators were created (Acme); 1 sources were created (Rumour)."
+            "2 incidents were created; 0 updated; 0 unchanged; 1 incident type was created (Abduction); "
+            "1 place was created (Atlantis); 1 organization was created (Acme); 1 source was created (Rumour)."
         ) in output
         assert IncidentType.objects.get(name="Abduction").slug == "abduction"
         assert Place.objects.filter(name__iexact="atlantis").count() == 1
@@ -639,7 +639,7 @@ class TestOptions:
             "--create-missing",
             "--dry-run",
         )
-        assert "1 places would be created (Atlantis)" in output
+        assert "1 place would be created (Atlantis)" in output
         assert not Place.objects.exists()
 
 

@@ -37,7 +37,7 @@ class TestBlankCells:
 
         output = run_import(analyst, tmp_path, content)
 
-        assert "1 incident(s) were created" in output
+        assert "1 incident was created" in output
         incident = Incident.objects.get(title="Only four cells")
         assert (
             incident.date_precision,
@@ -180,7 +180,7 @@ class TestDuplicates:
 
         listed = f"line 2: 'Forty returned' may duplicate {first.public_id} Forty returned (1 May 2024)"
         assert listed in dry_run
-        assert "1 new row(s) may duplicate an incident or an earlier row" in dry_run
+        assert "1 new row may duplicate an incident or an earlier row" in dry_run
         assert listed in errors
         assert "Import again skipping them (--skip-duplicates) or creating them all the same" in errors
         assert Incident.objects.count() == 1
@@ -195,13 +195,13 @@ class TestDuplicates:
 
         skipped = run_import(analyst, tmp_path, content, "--skip-duplicates")
 
-        assert "2 incident(s) were created; 0 updated; 0 unchanged; 2 possible duplicate(s) skipped." in skipped
+        assert "2 incidents were created; 0 updated; 0 unchanged; 2 possible duplicates skipped." in skipped
         assert "line 4: 'Fresh again' skipped, may duplicate line 3" in skipped
         assert set(Incident.objects.values_list("title", flat=True)) == {"Known", "Fresh", "Much later"}
 
         allowed = run_import(analyst, tmp_path, self.new_rows("Repeat"), "--allow-duplicates")
 
-        assert "1 incident(s) were created" in allowed
+        assert "1 incident was created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
 
     def test_a_skipped_duplicate_creates_none_of_the_names_only_it_used(self, analyst, tumen, tmp_path):
@@ -214,7 +214,7 @@ class TestDuplicates:
 
         output = run_import(analyst, tmp_path, content, "--skip-duplicates", "--create-missing")
 
-        assert "1 incident(s) were created; 0 updated; 0 unchanged; 1 possible duplicate(s) skipped." in output
+        assert "1 incident was created; 0 updated; 0 unchanged; 1 possible duplicate skipped." in output
         assert "Newplace" not in output and "Newcomer Bureau" not in output
         assert not Place.objects.filter(name="Newplace").exists()
         assert not Organization.objects.filter(name="Newcomer Bureau").exists()
@@ -311,7 +311,7 @@ class TestAdminImportPages:
 
         assert preview.status_code == 200
         assert "<title>Preview: import incidents.csv" in preview.text
-        assert "2 incident(s) to create, 0 to update, 0 unchanged" in " ".join(preview.text.split())
+        assert "2 incidents to create, 0 to update, 0 unchanged" in " ".join(preview.text.split())
         assert 'value="Import 2 rows"' in preview.text
         assert 'type="file"' not in preview.text
         assert not Incident.objects.exists()

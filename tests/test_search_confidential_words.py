@@ -276,7 +276,7 @@ class TestCompleteWordsKeptOnlyWhereConfidential:
             "Lapwing at the bridge,forced-repatriation,2023-01-02,2023-01-02,Open letter\n"
             "Lapwing at the gate,forced-repatriation,2023-01-03,2023-01-03,\n",
         )
-        assert "3 incident(s) were created" in output
+        assert "3 incidents were created" in output
         assert_complete_words_kept_exactly_where_confidential()
         kept_titles = IncidentSearchDocument.objects.filter(complete__isnull=False).values_list(
             "incident__title", flat=True

@@ -139,7 +139,7 @@ def test_through_the_import_command_the_stopped_import_says_so_and_writes_nothin
 
     refusal = result["answer"]
     assert isinstance(refusal, CommandError) and refusal.returncode == 1
-    assert str(refusal) == f"1 error(s) in {path}; nothing was imported."
+    assert str(refusal) == f"1 error in {path}; nothing was imported."
     assert errors.getvalue() == (
         f"{path}: The import met another change being saved at the same moment, and was undone: nothing of it "
         "was written. Import the file again.\n"

@@ -383,6 +383,13 @@ AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
 API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1, maximum=MAX_SPAN_DAYS)
+# At most this many unexpired tokens per account: each is a live credential, and the lists of one's
+# tokens (Sign-in security, /api/v1/auth/tokens/) are one page. A script that asks for a new token
+# at every run meets the limit rather than leaving hundreds of 90-day credentials behind.
+API_TOKENS_PER_ACCOUNT = env_int("TRACKER_API_TOKENS_PER_ACCOUNT", 25, minimum=1, maximum=1000)
+# An expired token stays listed this many days (its owner sees which program stopped working), then
+# goes when the account next makes a token.
+API_TOKEN_EXPIRED_LISTED_DAYS = 30
 
 # Audit trail: database triggers record every insert, update and delete of every tracked model, so
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from incidents.access import can_see_accesses, reads_of
-from incidents.admin.base import OfferedFiltersOnlyMixin, ParametersListFilter
+from incidents.admin.base import FilterValueRefused, OfferedFiltersOnlyMixin, ParametersListFilter
 from incidents.models import ConfidentialAccess, Incident, Source
 from incidents.numbers import MAX_ID, is_whole_number
 
@@ -84,7 +84,7 @@ class ReadRecordFilter(ParametersListFilter):
             if value is None:
                 continue
             if not is_whole_number(value):
-                raise admin.options.IncorrectLookupParameters(f"{name}: give the record's id, a whole number.")
+                raise FilterValueRefused({name: ["Give the record's id, a whole number."]})
             if int(value) > MAX_ID:
                 return queryset.none()
             queryset = queryset.filter(pk__in=reads_of(model(pk=int(value))).values("pk"))

@@ -5,8 +5,9 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, get_fields_from_path, unquote
+from django.contrib.admin.views.main import IGNORED_PARAMS, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
-from django.core.paginator import Paginator
+from django.core.paginator import InvalidPage, Paginator
 from django.db import connection, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.db.models.lookups import IsNull
@@ -219,9 +220,31 @@ class ParametersListFilter(admin.ListFilter):
         return list(self.parameter_names)
 
 
+class FilterValueRefused(IncorrectLookupParameters):
+    """A list filter of the project's refused the values of some of its parameters: `errors` holds
+    what is wrong, by parameter, so the 400 page links to the list without exactly those."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{parameter}: {' '.join(messages)}" for parameter, messages in errors.items()))
+        self.errors = errors
+
+
 class _FilterCannotBeApplied(Exception):
     """A list filter refused its value while the list was being made (IncorrectLookupParameters,
-    which Django's changelist answers with a redirect to a page blaming the database)."""
+    which Django's changelist answers with a redirect to a page blaming the database): `errors`
+    by parameter, and the `parameters` to drop from the list's link."""
+
+    def __init__(self, refusal: IncorrectLookupParameters, request):
+        super().__init__(str(refusal))
+        if isinstance(refusal, FilterValueRefused):
+            self.errors, self.parameters = refusal.errors, list(refusal.errors)
+        elif isinstance(refusal.__context__, InvalidPage):
+            # A bookmarked page the list no longer reaches (Django raises it bare).
+            self.errors, self.parameters = {PAGE_VAR: ["The list has no such page."]}, [PAGE_VAR]
+        else:
+            # Django's own refusals do not say which parameter: the link drops every filter.
+            self.errors = {"filter": [str(refusal)]}
+            self.parameters = [name for name in request.GET if name not in IGNORED_PARAMS]
 
 
 class OfferedFiltersOnlyMixin:
@@ -272,18 +295,18 @@ class OfferedFiltersOnlyMixin:
 
     def changelist_view(self, request, extra_context=None):
         errors = self.filter_errors(request)
+        refused = list(errors)
         if not errors:
             try:
                 return super().changelist_view(request, extra_context)
             except _FilterCannotBeApplied as refusal:
-                # A list filter of the project's refused its value, in words that name it.
-                errors = {"filter": [str(refusal)]}
+                errors, refused = refusal.errors, refusal.parameters
         context = {
             **self.admin_site.each_context(request),
             "title": "This filter cannot be applied",
             "opts": self.opts,
             "errors": errors,
-            "list_without_them": f"?{_query_without(request, errors)}",
+            "list_without_them": f"?{_query_without(request, refused)}",
         }
         return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
 
@@ -291,11 +314,11 @@ class OfferedFiltersOnlyMixin:
         try:
             return super().get_changelist_instance(request)
         except IncorrectLookupParameters as refusal:
-            raise _FilterCannotBeApplied(refusal) from refusal
+            raise _FilterCannotBeApplied(refusal, request) from refusal
 
 
 def _query_without(request, names) -> str:
-    """The request's query string without the parameters `names` (those in error)."""
+    """The request's query string without the parameters `names` (those refused)."""
     query = request.GET.copy()
     for name in names:
         query.pop(name, None)

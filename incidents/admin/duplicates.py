@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
@@ -108,7 +109,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         no worker (`manage.py db_worker`) is running, and this list is missing recent changes."""
         backlog = rescoring_backlog()
         if backlog.oldest is not None:
-            waiting = [f"{backlog.incidents} changed incident(s)"] if backlog.incidents else []
+            changed = f"{backlog.incidents} changed incident{pluralize(backlog.incidents)}"
+            waiting = [changed] if backlog.incidents else []
             if backlog.whole_database:
                 waiting.append("every incident (after a large import)")
             late = " No background worker has taken them: is `manage.py db_worker` running?" if backlog.late else ""
@@ -121,8 +123,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         if backlog.failed_lately:
             self.message_user(
                 request,
-                f"{backlog.failed_lately} recheck(s) for duplicates failed in the last day; their errors are in the "
-                "admin's Task Results and in the worker's log.",
+                f"{backlog.failed_lately} recheck{pluralize(backlog.failed_lately)} for duplicates failed in the "
+                "last day; their errors are in the admin's Task Results and in the worker's log.",
                 messages.WARNING,
             )
 

@@ -4,7 +4,6 @@ organizations; a fast list with filters; review actions. Every write goes throug
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +18,7 @@ from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
     EditedVersionForm,
     EstimatedCountPaginator,
+    FilterValueRefused,
     ParametersListFilter,
     TrackedModelAdmin,
     VisibilityMixin,
@@ -55,7 +55,7 @@ def _filtered_by_filterset(request, queryset, params: dict):
     """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
     filterset = IncidentFilterSet(params, queryset=queryset, user=request.user)
     if not filterset.is_valid():
-        raise IncorrectLookupParameters(filterset.errors.as_text())
+        raise FilterValueRefused({name: list(messages) for name, messages in filterset.errors.items()})
     return filterset.qs
 
 
