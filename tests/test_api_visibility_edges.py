@@ -202,16 +202,17 @@ class TestHistory:
         assert len([event for event in results(everything) if event["record"] == "incidents.DuplicatePair"]) == 2
 
 
-class TestHistoryOfDeletedClaims:
-    """A deleted claim's row is gone; its events say what it was. Both doors show them to exactly
-    the readers who could see the claim while it existed."""
+class TestHistoryOfDeletedRecords:
+    """A deleted claim's or pair's row is gone; its events say what it was. Both doors show them to
+    exactly the readers who could see the record while it existed."""
 
     @staticmethod
     def both_doors(incident, reader, client, page_size: int = 50) -> dict:
         """What `reader` is told of `incident`'s history: the summaries the API's pages hold (every
         page, `page_size` a page) and how many pages that took, the admin page's summaries and the
         count its pagination is built on."""
-        api, url, summaries, pages = client_for(reader), incident_url(incident, f"history/?page_size={page_size}"), [], 0
+        api, url = client_for(reader), incident_url(incident, f"history/?page_size={page_size}")
+        summaries, pages = [], 0
         while url:
             answer = api.get(url)
             summaries += [event["summary"] for event in results(answer)]
@@ -234,7 +235,12 @@ class TestHistoryOfDeletedClaims:
 
         told = self.both_doors(incident, make_user(roles.ANALYST), client)
 
-        expected = ["Claim (Daily NK) added", "Claim (Daily NK) changed", "Claim (Daily NK) removed", "Incident created"]
+        expected = [
+            "Claim (Daily NK) added",
+            "Claim (Daily NK) changed",
+            "Claim (Daily NK) removed",
+            "Incident created",
+        ]
         assert told["api"] == told["admin"] == expected
 
     @pytest.mark.parametrize("hidden_by", ["its source", "itself"])
@@ -266,6 +272,17 @@ class TestHistoryOfDeletedClaims:
         make_claim(incident=incident, source=source).delete()
         source.confidential = True
         source.save()
+
+        told = self.both_doors(incident, make_user(roles.ANALYST), client)
+
+        assert told["api"] == told["admin"] == ["Incident created"]
+
+    def test_a_deleted_claim_whose_source_was_deleted_since_stays_hidden(self, client):
+        # Nothing is left to say whether that source was confidential.
+        informant = make_source(title="Informant K.", confidential=True)
+        incident = make_incident()
+        make_claim(incident=incident, source=informant).delete()
+        informant.delete()
 
         told = self.both_doors(incident, make_user(roles.ANALYST), client)
 
