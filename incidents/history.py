@@ -105,12 +105,14 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         )
         # A pair names its other incident (its id in the event's data): only pairs of two incidents
         # the user may see, each by its own state (the survivor of a merge keeps its pair), as the
-        # duplicates' queue shows them; a subquery of the same statement.
+        # duplicates' queue shows them; a subquery of the same statement. Read from the pairs'
+        # events, which name the same two incidents as the pair ever did: a waiting pair that a
+        # rescoring withdrew (deleted) keeps its history.
         seen = Incident.objects.seen_by(user).values("pk")
         visible_pair_ids = (
-            DuplicatePair.objects.filter(incident_a__in=seen, incident_b__in=seen)
+            DuplicatePair.pgh_event_model.objects.filter(incident_a__in=seen, incident_b__in=seen)
             .filter(models.Q(incident_a=obj) | models.Q(incident_b=obj))
-            .values_list(Cast("pk", models.TextField()))
+            .values_list(Cast("pgh_obj_id", models.TextField()))
         )
         events = events.exclude(
             models.Q(pgh_obj_model=DuplicatePair._meta.label) & ~models.Q(pgh_obj_id__in=visible_pair_ids)

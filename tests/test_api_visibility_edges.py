@@ -287,3 +287,15 @@ class TestHistoryOfDeletedRecords:
         told = self.both_doors(incident, make_user(roles.ANALYST), client)
 
         assert told["api"] == told["admin"] == ["Incident created"]
+
+    def test_a_withdrawn_duplicate_pair_keeps_its_history_for_those_who_see_both_incidents(self, client):
+        # A rescoring deletes the waiting pairs that no longer qualify (duplicates._refresh).
+        incident, other, secret = make_incident(), make_incident(title="Shown"), make_incident(confidential=True)
+        for other_incident in (other, secret):
+            DuplicatePair.objects.create(incident_a=incident, incident_b=other_incident, score=0.9).delete()
+
+        told = self.both_doors(incident, make_user(roles.VIEWER), client)
+
+        pairs = [summary for summary in told["api"] if summary.startswith("Duplicate pair")]
+        assert told["api"] == told["admin"] and told["admin count"] == 3
+        assert pairs == [f"Duplicate pair ({other}) added", f"Duplicate pair ({other}) removed"]
