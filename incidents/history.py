@@ -21,7 +21,7 @@ from django.utils.text import capfirst
 from pghistory.models import Events
 
 from incidents.models import Claim, DuplicatePair, Incident, IncidentRevision
-from incidents.querysets import can_see_confidential, limit_to_visible
+from incidents.querysets import can_see_confidential, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
 # revision's proposed `changes` are read on the revision's own page, as a diff.
@@ -83,18 +83,17 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
 
     An incident's history also holds the events of its claims, places, victim groups and
     involvements, since analysts edit those on the incident's page. Events of claims the user may
-    not see (confidential, or from a confidential source) are left out, and so are those of deleted
-    claims, which can no longer be checked against `visible_to`, except for readers who may see
-    every claim; so are those of duplicate pairs with an incident the user may not see. The caller
-    has already checked, through `visible_to`, that the user may see `obj`. Runs one query (three
-    for an incident seen without Confidential access)."""
+    not see (confidential, or from a confidential source) are left out, a deleted claim's as its
+    last recorded state says (`_claims_shown_in_history`); so are those of duplicate pairs with an
+    incident the user may not see. What is left out is left out of the query, so that neither a
+    page's count nor its pagination tells of it. The caller has already checked, through
+    `visible_to`, that the user may see `obj`. Runs one query (three for an incident seen without
+    Confidential access)."""
     if not isinstance(obj, Incident):
         return Events.objects.tracks(obj).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
     if not can_see_confidential(user):
-        visible_claim_ids = [
-            str(pk) for pk in Claim.objects.visible_to(user).filter(incident=obj).values_list("pk", flat=True)
-        ]
+        visible_claim_ids = [str(pk) for pk in _claims_shown_in_history(obj, user)]
         events = events.exclude(models.Q(pgh_obj_model=Claim._meta.label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))
         # A revision proposed by someone with Confidential access may carry confidential claims.
         visible_revision_ids = [
@@ -106,17 +105,33 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         )
         # A pair names its other incident (its id in the event's data): only pairs of two incidents
         # the user may see, each by its own state (the survivor of a merge keeps its pair), as the
-        # duplicates' queue shows them; a subquery of the same statement.
+        # duplicates' queue shows them; a subquery of the same statement. Read from the pairs'
+        # events, which name the same two incidents as the pair ever did: a waiting pair that a
+        # rescoring withdrew (deleted) keeps its history.
         seen = Incident.objects.seen_by(user).values("pk")
         visible_pair_ids = (
-            DuplicatePair.objects.filter(incident_a__in=seen, incident_b__in=seen)
+            DuplicatePair.pgh_event_model.objects.filter(incident_a__in=seen, incident_b__in=seen)
             .filter(models.Q(incident_a=obj) | models.Q(incident_b=obj))
-            .values_list(Cast("pk", models.TextField()))
+            .values_list(Cast("pgh_obj_id", models.TextField()))
         )
         events = events.exclude(
             models.Q(pgh_obj_model=DuplicatePair._meta.label) & ~models.Q(pgh_obj_id__in=visible_pair_ids)
         )
     return events.order_by(*HISTORY_ORDERING)
+
+
+def _claims_shown_in_history(incident: Incident, user) -> models.QuerySet:
+    """The ids of the claims whose events on `incident`'s history `user` may read: existing claims
+    `user` may see, and deleted ones whose last state (their deletion's event) `user` could see,
+    its source as it is now; never by a join to a claim row, which a deleted claim no longer has.
+    Found through their events, which name `incident` also when the claim has since moved to
+    another incident (a merge or its undo). One query."""
+    claim_events = Claim.pgh_event_model.objects
+    in_history = claim_events.filter(incident=incident).values("pgh_obj_id")
+    existing = Claim.objects.visible_to(user).filter(pk__in=in_history).order_by().values_list("pk", flat=True)
+    last_states = claim_events.filter(pgh_label="delete", pgh_obj_id__in=in_history)
+    deleted = claim_states_disclosed_to(last_states, user).values_list("pgh_obj_id", flat=True)
+    return existing.union(deleted)
 
 
 # What a reader is told of a link to a record they may not see: never its id, which would confirm

@@ -252,6 +252,17 @@ class ClaimQuerySet(models.QuerySet):
         return self.filter(confidential=False).exclude(Exists(confidential_source))
 
 
+def claim_states_disclosed_to(states: models.QuerySet, user) -> models.QuerySet:
+    """Among recorded states of claims (their history's rows, which outlive a deleted claim), those
+    `user` may see by `ClaimQuerySet.disclosed_to`'s rule, each state's source as it is now. Its
+    source must be one the user may see, rather than not a confidential one: a source deleted since
+    the claim cannot be checked any more, and then hides the claim."""
+    if can_see_confidential(user):
+        return states
+    sources = apps.get_model("incidents", "Source").objects.visible_to(user)
+    return states.filter(confidential=False, source__in=sources.values("pk"))
+
+
 def _limit_to_audience(queryset, user):
     """The rows of incidents, or of totals over incidents, that `user` may see: published ones
     unless they may see drafts, and not confidential ones unless they hold the permission."""

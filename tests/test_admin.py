@@ -891,14 +891,15 @@ def test_history_page_query_count_does_not_grow_with_events(client, analyst, cla
     incident = make_incident(places=[make_place()])
     for _ in range(claims):
         make_claim(incident=incident)
+        make_claim(incident=incident).delete()
     with pghistory.context(user=analyst.pk):
         Incident.objects.filter(pk=incident.pk).update(title="Renamed")
     logged_in(client, analyst)
 
     # session, user, user's and groups' permissions; the incident (with its claim range) and its
-    # places; the ids of its claims and of its revisions the user may see; the page of events and
-    # their count; the acting users; the names of the types, incidents, places and sources the
-    # events point to.
+    # places; the ids of its claims (existing and deleted) and of its revisions the user may see;
+    # the page of events and their count; the acting users; the names of the types, incidents,
+    # places and sources the events point to.
     with django_assert_num_queries(15):
         client.get(history_url(incident))
 

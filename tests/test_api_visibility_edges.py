@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.models import DuplicatePair, Response
-from tests.api_support import API, client_for, public_ids, results
+from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -200,3 +200,102 @@ class TestHistory:
             f"{API}/incidents/{incident.public_id}/history/"
         )
         assert len([event for event in results(everything) if event["record"] == "incidents.DuplicatePair"]) == 2
+
+
+class TestHistoryOfDeletedRecords:
+    """A deleted claim's or pair's row is gone; its events say what it was. Both doors show them to
+    exactly the readers who could see the record while it existed."""
+
+    @staticmethod
+    def both_doors(incident, reader, client, page_size: int = 50) -> dict:
+        """What `reader` is told of `incident`'s history: the summaries the API's pages hold (every
+        page, `page_size` a page) and how many pages that took, the admin page's summaries and the
+        count its pagination is built on."""
+        api, url = client_for(reader), incident_url(incident, f"history/?page_size={page_size}")
+        summaries, pages = [], 0
+        while url:
+            answer = api.get(url)
+            summaries += [event["summary"] for event in results(answer)]
+            url, pages = answer.json()["next"], pages + 1
+        client.force_login(reader)
+        page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk])).context
+        return {
+            "api": sorted(summaries),
+            "api pages": pages,
+            "admin": sorted(entry.summary for entry in page["entries"]),
+            "admin count": page["page"].paginator.count,
+        }
+
+    def test_an_analyst_reads_the_life_of_a_deleted_public_claim(self, client):
+        incident = make_incident()
+        claim = make_claim(incident=incident, source=make_source(title="Daily NK"), people_count=40)
+        claim.people_count = 45
+        claim.save()
+        claim.delete()
+
+        told = self.both_doors(incident, make_user(roles.ANALYST), client)
+
+        expected = [
+            "Claim (Daily NK) added",
+            "Claim (Daily NK) changed",
+            "Claim (Daily NK) removed",
+            "Incident created",
+        ]
+        assert told["api"] == told["admin"] == expected
+
+    @pytest.mark.parametrize("hidden_by", ["its source", "itself"])
+    def test_a_deleted_confidential_claim_leaves_no_trace_for_a_reader_without_access(self, client, hidden_by):
+        informant = make_source(title="Informant K.", confidential=hidden_by == "its source")
+        incident, twin = make_incident(), make_incident()
+        claim = make_claim(
+            incident=incident, source=informant, excerpt="crossed at night", confidential=hidden_by == "itself"
+        )
+        claim.excerpt = "crossed at dawn"
+        claim.save()
+        claim.delete()
+        reader = make_user(roles.ANALYST)
+
+        # One event a page: an event left out of the entries alone would still cost a page or a count.
+        told = self.both_doors(incident, reader, client, page_size=1)
+        assert told == self.both_doors(twin, reader, client, page_size=1)
+        assert told == {"api": ["Incident created"], "api pages": 1, "admin": ["Incident created"], "admin count": 1}
+        page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk])).content.decode()
+        for trace in ("Claim (", "crossed at", "Informant K.", "a record you may not see"):
+            assert trace not in page
+        insider = make_user(roles.VIEWER, confidential=True)
+        assert "Claim (Informant K.) removed" in self.both_doors(incident, insider, client)["api"]
+
+    def test_a_deleted_claim_is_hidden_once_its_source_becomes_confidential(self, client):
+        # The source's confidentiality now decides, as it does for a claim that still exists.
+        source = make_source(title="Defector's memoir")
+        incident = make_incident()
+        make_claim(incident=incident, source=source).delete()
+        source.confidential = True
+        source.save()
+
+        told = self.both_doors(incident, make_user(roles.ANALYST), client)
+
+        assert told["api"] == told["admin"] == ["Incident created"]
+
+    def test_a_deleted_claim_whose_source_was_deleted_since_stays_hidden(self, client):
+        # Nothing is left to say whether that source was confidential.
+        informant = make_source(title="Informant K.", confidential=True)
+        incident = make_incident()
+        make_claim(incident=incident, source=informant).delete()
+        informant.delete()
+
+        told = self.both_doors(incident, make_user(roles.ANALYST), client)
+
+        assert told["api"] == told["admin"] == ["Incident created"]
+
+    def test_a_withdrawn_duplicate_pair_keeps_its_history_for_those_who_see_both_incidents(self, client):
+        # A rescoring deletes the waiting pairs that no longer qualify (duplicates._refresh).
+        incident, other, secret = make_incident(), make_incident(title="Shown"), make_incident(confidential=True)
+        for other_incident in (other, secret):
+            DuplicatePair.objects.create(incident_a=incident, incident_b=other_incident, score=0.9).delete()
+
+        told = self.both_doors(incident, make_user(roles.VIEWER), client)
+
+        pairs = [summary for summary in told["api"] if summary.startswith("Duplicate pair")]
+        assert told["api"] == told["admin"] and told["admin count"] == 3
+        assert pairs == [f"Duplicate pair ({other}) added", f"Duplicate pair ({other}) removed"]
