@@ -339,9 +339,7 @@ _FACET_VALUE = re.compile(r'<a href="(\?[^"]*)">[^<]*</a>\s*<span class="count">
         "perpetrator={perpetrator}&verification=verified&date_from=2021-01-01&date_to=2021-12-31",
     ],
 )
-def test_each_facet_count_is_what_its_link_lists_with_a_value_of_its_own_chosen(
-    messy_incidents, chosen, monkeypatch
-):
+def test_each_facet_count_is_what_its_link_lists_with_a_value_of_its_own_chosen(messy_incidents, chosen, monkeypatch):
     # A link replaces the facet's chosen value: its count leaves that choice out, as every
     # multi-select facet does. Counting "CN" within the chosen "KP" promised 294 and listed 926.
     monkeypatch.setattr(selectors, "BROWSE_PAGE_SIZE", 1000)  # every match on one page

@@ -46,10 +46,10 @@ FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
 # facet is counted without them, as multi-select facets are (Elasticsearch's post_filter, Algolia's
 # disjunctive faceting), so that the count beside a value is what choosing it lists. Counted
 # within the chosen country, "CN" promised 294 incidents in both countries where its link listed
-# 926. The chosen type's sub-types count the same either way, and its parent type now counts its
-# own incidents, which its link lists, rather than the chosen type's. The place facet also sets
-# `place` but counts the places inside the chosen one, whose incidents all lie in it: leaving the
-# filter out would change no count and lose the places it groups by.
+# 926. The chosen type's sub-types count the same either way, and the type above it counts its own
+# incidents (what its link lists), not the chosen type's. The place facet also sets `place` but
+# counts the places inside the chosen one, whose incidents all lie in it: leaving the filter out
+# would change no count and lose the places it groups by.
 FACET_FILTERS = {
     "type": ("type",),
     "country": ("country",),
