@@ -6,6 +6,8 @@ what the requesting user may see, so a filter never reveals that a confidential 
 unknown id and a hidden id give the same "not a valid choice" error.
 """
 
+import copy
+from collections.abc import Collection
 from datetime import UTC
 
 import django_filters
@@ -277,6 +279,17 @@ class IncidentFilterSet(django_filters.FilterSet):
     @property
     def user(self):
         return self._user if self._user is not None else getattr(self.request, "user", None)
+
+    def without(self, names: Collection[str]) -> "IncidentFilterSet":
+        """This filter set (bound and valid) less the filters `names`: what its other filters
+        select. Runs no query: the values it validated (a type, a place) are kept, not looked up
+        again, as binding the data anew would."""
+        other = copy.copy(self)
+        other._form = copy.copy(self.form)
+        other._form.cleaned_data = {name: value for name, value in self.form.cleaned_data.items() if name not in names}
+        # What the filters selected is worked out again, from the filters left.
+        other.__dict__.pop("_qs", None)
+        return other
 
     def filter_date_from(self, queryset, name, value):
         return queryset.overlapping(date_from=value)

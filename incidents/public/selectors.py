@@ -42,8 +42,25 @@ BROWSE_PAGE_SIZE = 25
 # totals kept for them whenever the filters allow (a few thousand rows, not a million incidents),
 # and otherwise counted over a sample of the matches (`facet_statistics`).
 FACETS = ("type", "country", PLACE, "perpetrator", "verification", "year")
-# The facet whose total is the number of matches: each incident has one verification (a year
-# facet's incident counts in every year it overlaps, a country's in each of its countries).
+# The filters each facet's links set (`incidents.public.views`), replacing the value chosen: each
+# facet is counted without them, as multi-select facets are (Elasticsearch's post_filter, Algolia's
+# disjunctive faceting), so that the count beside a value is what choosing it lists. Counted
+# within the chosen country, "CN" promised 294 incidents in both countries where its link listed
+# 926. The chosen type's sub-types count the same either way, and the type above it counts its own
+# incidents (what its link lists), not the chosen type's. The place facet also sets `place` but
+# counts the places inside the chosen one, whose incidents all lie in it: leaving the filter out
+# would change no count and lose the places it groups by.
+FACET_FILTERS = {
+    "type": ("type",),
+    "country": ("country",),
+    PLACE: (),
+    "perpetrator": ("perpetrator",),
+    "verification": ("verification",),
+    "year": ("date_from", "date_to"),
+}
+# The facet whose total, over every filter, is the number of matches: each incident has one
+# verification (a year facet's incident counts in every year it overlaps, a country's in each of
+# its countries).
 MATCHES_COUNTED_BY = "verification"
 # Up to how many matching incidents the facets count when the kept totals cannot answer the
 # filters (a search, a source, a date mid-month…): counting every match of a word found in most of a
@@ -56,6 +73,15 @@ FACET_SAMPLE = 200
 FILTER_NAMES = tuple(IncidentFilterSet.base_filters)
 # A cursor is the last row's position in the newest-first order: its start date and id.
 _CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{1,18})$")  # an id fits a bigint
+
+
+@dataclass
+class FacetCounts:
+    # Each facet's statistic (see FACETS), by name, in the order the page shows them.
+    facets: dict[str, dict]
+    # How many incidents every filter selects: at least that many unless `complete` (a sample).
+    matching: int
+    complete: bool
 
 
 @dataclass
@@ -115,24 +141,39 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
     if len(rows) > page_size:
         rows = rows[:page_size]
         next_cursor = f"{rows[-1].date_start.isoformat()}_{rows[-1].pk}"
-    facets = _facet_counts(filterset)
+    counts = _facet_counts(filterset)
     return BrowsePage(
         incidents=rows,
         next_cursor=next_cursor,
-        total=facets[MATCHES_COUNTED_BY]["total"]["incidents"],
-        complete=facets[MATCHES_COUNTED_BY]["complete"],
-        facets=facets,
+        total=counts.matching,
+        complete=counts.complete,
+        facets=counts.facets,
     )
 
 
-def _facet_counts(filterset: IncidentFilterSet) -> dict[str, dict]:
-    """Each facet's statistic (`facet_statistics`: one or two queries each, and one for a sample);
-    types as a tree, since the type filter takes in sub-types (one query); places with the path to
-    the chosen one (one query when a place is chosen)."""
-    facets = facet_statistics(filterset, FACETS, sample_size=FACET_SAMPLE)
+def _facet_counts(filterset: IncidentFilterSet) -> FacetCounts:
+    """Each facet's statistic, counted without the filters its links set (FACET_FILTERS), and the
+    number of matches; types as a tree, since the type filter takes in sub-types (one query);
+    places with the path to the chosen one (one query when a place is chosen).
+
+    The facets that leave out the same chosen filters are counted together (`facet_statistics`:
+    one or two queries each, and one for a sample), those that leave out none with the matches:
+    one batch, and one more for each facet with a value of its own chosen."""
+    chosen = filterset.form.cleaned_data.keys()
+    left_out = {facet: frozenset(FACET_FILTERS[facet]).intersection(chosen) for facet in FACETS}
+    batches = defaultdict(list, {frozenset(): [MATCHES_COUNTED_BY]})
+    for facet in FACETS:
+        if facet not in batches[left_out[facet]]:
+            batches[left_out[facet]].append(facet)
+    counted = {
+        filters: facet_statistics(filterset.without(filters), facets, sample_size=FACET_SAMPLE)
+        for filters, facets in batches.items()
+    }
+    facets = {facet: counted[left_out[facet]][facet] for facet in FACETS}
     facets["type"] = {**facets["type"], "results": _types_with_subtypes(facets["type"]["results"])}
     facets[PLACE] = {**facets[PLACE], "path": _place_path(filterset.form.cleaned_data.get("place"))}
-    return facets
+    matches = counted[frozenset()][MATCHES_COUNTED_BY]
+    return FacetCounts(facets=facets, matching=matches["total"]["incidents"], complete=matches["complete"])
 
 
 def _place_path(place: Place | None) -> list[Place]:
@@ -179,9 +220,10 @@ def _types_with_subtypes(rows: list[dict]) -> list[dict]:
     return [row for row in tree if row["incidents"]]
 
 
-def facets_for(*, user, filters: MultiValueDict) -> dict[str, dict]:
-    """The facets' counts (see FACETS) over what `filters` select among what `user` may see, for a
-    page that shows them without the list (the map). Raises ValidationError naming a bad parameter."""
+def facets_for(*, user, filters: MultiValueDict) -> FacetCounts:
+    """The facets' counts (see FACETS) and the number of matches of what `filters` select among
+    what `user` may see, for a page that shows them without the list (the map). Raises
+    ValidationError naming a bad parameter."""
     filterset, _ = filtered_incidents(user=user, filters=filters)
     return _facet_counts(filterset)
 

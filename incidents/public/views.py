@@ -30,7 +30,8 @@ from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
 from incidents.statistics import GROUPINGS
 
-# Which query string parameter a facet's value sets, and how a statistic's group becomes its value.
+# Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
+# each facet is counted without the filters its values set (`selectors.FACET_FILTERS`).
 _FACET_PARAMETERS = {
     "type": lambda group: {"type": group},
     "country": lambda group: {"country": group},
@@ -160,7 +161,7 @@ def incident_map(request):
     """The incidents of the current filters on a map drawn in the browser (static/public/map.js)
     from the GeoJSON download and the country outlines shipped under static/vendor/."""
     try:
-        facets = selectors.facets_for(user=request.user, filters=request.GET)
+        counts = selectors.facets_for(user=request.user, filters=request.GET)
     except ValidationError as error:
         return _bad_filters(request, error)
     return render(
@@ -168,9 +169,9 @@ def incident_map(request):
         "public/map.html",
         {
             **_filter_form(request),
-            **_facets_context(facets, request.GET),
-            "matching": facets[selectors.MATCHES_COUNTED_BY]["total"]["incidents"],
-            "complete": facets[selectors.MATCHES_COUNTED_BY]["complete"],
+            **_facets_context(counts.facets, request.GET),
+            "matching": counts.matching,
+            "complete": counts.complete,
             "feature_limit": selectors.FEATURE_LIMIT,
             "embed_url": _embed_url(request, "public:embed-map"),
         },
