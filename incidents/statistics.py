@@ -54,6 +54,7 @@ from incidents.models import (
     IncidentType,
     Involvement,
     InvolvementRole,
+    Organization,
     Place,
     RollupDimension,
     Verification,
@@ -102,6 +103,8 @@ _INCIDENT_COLUMNS = {
 _ONE_GROUP_EACH = tuple(_COLUMNS)
 # The filters the kept totals answer exactly; any other filter given needs the incidents.
 _ROLLUP_FILTERS = {"date_from", "date_to", "type", "verification", "review_state", "country", "place"}
+# The statistics' totals also answer a perpetrator, from its own totals (see `_rollup_cells`).
+_ROLLUP_CELL_FILTERS = _ROLLUP_FILTERS | {"perpetrator"}
 # Up to how many incidents with the words a search leaves out are counted to be taken from the kept
 # totals (`_kept_minus_left_out`), by PostgreSQL's estimate. Counting every incident without them
 # took 1.5-4.6 s at 1,000,000 incidents (by year, perpetrator, country; anonymous, load 2.5); taking
@@ -136,6 +139,7 @@ def _kept_sums(
         group_by,
         country=filters.get("country"),
         place=_place_filter(filterset),
+        perpetrator=filters.get("perpetrator"),
         with_total=with_total,
         counting_known=counting_known,
     )
@@ -344,7 +348,12 @@ def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: i
     if cells is not None:
         _count_own_changes()
         filters = filterset.form.cleaned_data
-        rows = _each_once(cells, country=filters.get("country"), place=_place_filter(filterset))
+        rows = _each_once(
+            cells,
+            country=filters.get("country"),
+            place=_place_filter(filterset),
+            perpetrator=filters.get("perpetrator"),
+        )
         groups = _groups_together_by_span(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
             statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups[group_by]), _incidents_of)
@@ -475,13 +484,16 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search
     filters = _given_filters(filterset, without_search=without_search)
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if (
-        not filters.keys() <= _ROLLUP_FILTERS
+        not filters.keys() <= _ROLLUP_CELL_FILTERS
         or (date_from and date_from.day != 1)
         # The last day of its month, by the calendar: the day after 31 December 9999 is no date.
         or (date_to and date_to.day != calendar.monthrange(date_to.year, date_to.month)[1])
         # Kept per perpetrator and per country within a country, not per place within one.
         or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
+        # A perpetrator's incidents once each (within a country or all of them), not grouped by
+        # their countries, places or other perpetrators, nor at a place.
+        or ("perpetrator" in filters and ("place" in filters or group_by in ("country", PLACE, "perpetrator")))
     ):
         return None
     cells = _kept_filtered(IncidentRollup.objects.visible_to(filterset.user), filters)
@@ -608,15 +620,23 @@ def _places_inside(place: Place | None):
 
 
 def _rollup_sums(
-    cells, group_by: str, *, country: str, place: Place | None, with_total: bool = True, counting_known: bool = False
+    cells,
+    group_by: str,
+    *,
+    country: str,
+    place: Place | None,
+    perpetrator: Organization | None = None,
+    with_total: bool = True,
+    counting_known: bool = False,
 ) -> tuple[list[dict], dict | None]:
     """The groups and the total from kept totals: per incident, per country pair when a country
-    is filtered (the incidents in that country, once each on its diagonal), or the place's own
-    totals when a place is filtered (the incidents at it or inside it, once each). Without
+    is filtered (the incidents in that country, once each on its diagonal), the place's own
+    totals when a place is filtered (the incidents at it or inside it, once each), or the
+    perpetrator's when one is (within the country filter's country, if any). Without
     `with_total`, a total that needs a query of its own is None; `counting_known` also counts the
     incidents that have each figure (`_KNOWN`)."""
     sums = {**_ROLLUP_SUMS, **_ROLLUP_KNOWN} if counting_known else _ROLLUP_SUMS
-    each_once = _each_once(cells, country=country, place=place)
+    each_once = _each_once(cells, country=country, place=place, perpetrator=perpetrator)
     if group_by == PLACE:
         # Any place inside the filter's place is inside its own group too: no filter to add.
         grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
@@ -641,9 +661,15 @@ def _rollup_sums(
     return groups, each_once.aggregate(**sums) if with_total else None
 
 
-def _each_once(cells, *, country: str, place: Place | None):
+def _each_once(cells, *, country: str, place: Place | None, perpetrator: Organization | None = None):
     """The totals that count each incident once: overall, or those in the filter's country (on the
-    diagonal of its country pairs), or those at or inside the filter's place."""
+    diagonal of its country pairs), or those at or inside the filter's place, or those of the
+    filter's perpetrator (an organization is an incident's perpetrator at most once), within the
+    filter's country or over all incidents."""
+    if perpetrator:
+        return cells.filter(
+            dimension=RollupDimension.PERPETRATOR, within_country=country or "", organization=perpetrator
+        )
     if country:
         return cells.filter(dimension=RollupDimension.COUNTRY, within_country=country, country=country)
     if place:

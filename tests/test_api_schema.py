@@ -81,12 +81,17 @@ def api_schema(settings):
 
 @pytest.fixture
 def insider_token():
-    """A new token of a reviewer with the confidential permission (every read and write is open to
-    them) for each request: a generated `DELETE /api/v1/auth/tokens/{id}/` revokes the token it is
+    """A new token of a new reviewer with the confidential permission (every read and write is open
+    to them) for each request: a generated `DELETE /api/v1/auth/tokens/{id}/` revokes the token it is
     sent with when the ids meet, and every later request then got 401 (which ids meet depends on
-    the tests run before in the same database)."""
-    insider = make_user(roles.REVIEWER, confidential=True)
-    return lambda: f"Token {token_create(user=insider, name='schema tests', second_factor=True)[1]}"
+    the tests run before in the same database). A new reviewer each time, as an account has at most
+    API_TOKENS_PER_ACCOUNT tokens."""
+
+    def new_token() -> str:
+        insider = make_user(roles.REVIEWER, confidential=True)
+        return f"Token {token_create(user=insider, name='schema tests', second_factor=True)[1]}"
+
+    return new_token
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

@@ -132,6 +132,27 @@ def test_kept_totals_answer_as_the_incidents_do(world, reader):
     assert_totals_agree(client_for(READERS[reader]()))
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_a_perpetrators_statistics_come_from_its_kept_totals(world, reader):
+    """A perpetrator's incidents by year, month, type or verification (also within a country):
+    read from the perpetrator's own totals, where they were counted from every incident it is
+    perpetrator of (over a million incidents, more than a request may take)."""
+    client = client_for(READERS[reader]())
+    chinese_police, kpa = world["organizations"][0], world["organizations"][2]
+    served = [
+        f"perpetrator={chinese_police.pk}",
+        f"perpetrator={kpa.pk}&date_from=2021-01-01&date_to=2022-12-31",
+        f"perpetrator={chinese_police.pk}&country=CN",
+        f"perpetrator={kpa.pk}&type=detention&verification=alleged&verification=verified",
+    ]
+    assert_totals_agree(client, groupings=["year", "month", "type", "verification"], filters=served)
+    # Its countries, places or fellow perpetrators are not kept per perpetrator: counted from the incidents.
+    for group_by in ("country", "perpetrator"):
+        query = f"group_by={group_by}&perpetrator={chinese_police.pk}"
+        counted, from_totals = answer(client, query)
+        assert not from_totals and counted == answer(client, f"{query}&{FROM_INCIDENTS}")[0]
+
+
 def test_kept_totals_follow_every_kind_of_change(world):
     readers = [client_for(None), client_for(READERS["confidential"]())]
     incidents = list(Incident.objects.order_by("pk"))
