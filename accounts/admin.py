@@ -4,11 +4,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
+from accounts.views import setup_link_path
 
 
 @admin.register(ApiToken)
@@ -75,8 +75,7 @@ class StaffUserAdmin(UserAdmin):
             except ValidationError as refusal:
                 refused.extend(refusal.messages)
             else:
-                path = reverse("accounts:setup-link", args=[key])
-                links.append((user, request.build_absolute_uri(path)))
+                links.append((user, request.build_absolute_uri(setup_link_path(key))))
         for message in refused:
             self.message_user(request, message, messages.WARNING)
         if not links:

@@ -112,18 +112,26 @@ def two_factor_verify(request):
     return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
 
 
+def setup_link_path(key: str) -> str:
+    """Where a setup link leads: its key after the `#`, which a browser never sends, so that no
+    access log (the server's, a proxy's) holds a link that still works. The page's script posts it
+    (static/accounts/setup_link.js)."""
+    return f"{reverse('accounts:setup-link')}#{key}"
+
+
 @never_cache
-def setup_link_open(request, key: str):
-    """An administrator's setup link: kept in this session, which then signs in with the password
-    (if it has not) and sets up its first authenticator app. The link alone signs nobody in."""
-    link = setup_link_find(key)
+def setup_link_open(request):
+    """An administrator's setup link (`setup_link_path`). GET: the page that reads the key from the
+    address and posts it. POST: the link is kept in this session, which then signs in with the
+    password (if it has not) and sets up its first authenticator app. The link alone signs nobody in."""
+    if request.method != "POST":
+        return page(request, "accounts/setup_link_open.html", {"title": "Your setup link"})
+    link = setup_link_find(request.POST.get("key", "").strip())
     if link is None:
         # Used, replaced by a newer one, expired, or never made: one answer for all.
         return setup_link_needed(request, title="This setup link does not work", status=404)
     signed_in = request.user
     if signed_in.is_authenticated and signed_in.pk != link.user_id:
-        # Said on the next page, not in an answer to this address: Django logs a refused request's
-        # path, which holds a link that still works.
         messages.error(
             request,
             "That setup link is for another account. Sign out, then open the link again and sign in with "

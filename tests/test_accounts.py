@@ -43,6 +43,7 @@ from tests.api_support import API
 from tests.factories import make_incident, make_user
 
 PASSWORD = "correct horse battery staple"
+SETUP_LINK = "/accounts/two-factor/setup/link/"
 
 
 def app_code(device, steps_ahead: int = 0) -> str:
@@ -67,8 +68,17 @@ def enrol(user):
 def open_setup_link(client, user) -> str:
     """A setup link made for `user`, opened in `client`'s session; its key."""
     _, key = setup_link_create(user=user)
-    client.get(f"/accounts/two-factor/setup/{key}/")
+    client.post(SETUP_LINK, {"key": key})
     return key
+
+
+def follow_setup_link(client, link: str):
+    """What a browser does with a setup link: it loads the page before the `#`, all it sends, whose
+    script then posts the key after it (the browser test runs the script)."""
+    path, _, key = link.removeprefix("http://testserver").partition("#")
+    page = client.get(path)
+    assert page.status_code == 200 and key not in page.content.decode()
+    return client.post(path, {"key": key})
 
 
 def sign_in(client, user, password=PASSWORD):
@@ -437,9 +447,10 @@ class TestSetupLinks:
         made = admin_client.post("/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]})
         assert made.status_code == 200 and "no-store" in made["Cache-Control"]
         ((user, link),) = made.context["links"]
-        assert user == analyst and link.startswith("http://testserver/accounts/two-factor/setup/")
+        # Its key comes after the "#", which a browser never sends: no access log holds a working link.
+        assert user == analyst and link.startswith("http://testserver/accounts/two-factor/setup/link/#")
         # The link alone signs nobody in: it leads to the password.
-        opened = client.get(link)
+        opened = follow_setup_link(client, link)
         assert opened.status_code == 302 and opened["Location"].startswith("/admin/login/?next=")
         assert client.get("/admin/").status_code == 302
         to_setup = client.post(
@@ -456,7 +467,7 @@ class TestSetupLinks:
         assert client.get("/admin/").status_code == 200
         assert SetupLink.objects.get(user=analyst).used_at is not None
         # Used: the link works no more, for anyone.
-        assert Client().get(link).status_code == 404
+        assert follow_setup_link(Client(), link).status_code == 404
         links_page = admin_client.get("/admin/accounts/setuplink/").content.decode()
         assert analyst.username in links_page and administrator.username in links_page
 
@@ -466,7 +477,7 @@ class TestSetupLinks:
         sign_in(client, analyst)
 
         with caplog.at_level(logging.INFO):
-            refused = client.get(f"/accounts/two-factor/setup/{key}/", follow=True)
+            refused = client.post(SETUP_LINK, {"key": key}, follow=True)
         assert refused.status_code == 403
         assert "That setup link is for another account" in refused.content.decode()
         # Refused requests are logged with their address: this one's holds a link that still works.
@@ -474,7 +485,7 @@ class TestSetupLinks:
         assert SetupLink.objects.usable().filter(user=colleague).exists()
         # Opened before signing in as someone else, it gives that account nothing either.
         other = Client()
-        other.get(f"/accounts/two-factor/setup/{key}/")
+        other.post(SETUP_LINK, {"key": key})
         sign_in(other, analyst)
         assert other.get("/accounts/two-factor/setup/").status_code == 403
         assert not analyst.totpdevice_set.exists()
@@ -484,11 +495,11 @@ class TestSetupLinks:
         _, older = setup_link_create(user=analyst)
         newer_link, newer = setup_link_create(user=analyst)
 
-        assert client.get(f"/accounts/two-factor/setup/{older}/").status_code == 404
+        assert client.post(SETUP_LINK, {"key": older}).status_code == 404
         SetupLink.objects.filter(pk=newer_link.pk).update(
             created_at=timezone.now() - timedelta(days=9), expires_at=timezone.now() - timedelta(days=2)
         )
-        response = client.get(f"/accounts/two-factor/setup/{newer}/")
+        response = client.post(SETUP_LINK, {"key": newer})
         assert response.status_code == 404 and "does not work" in response.content.decode()
 
     def test_a_link_opened_then_replaced_no_longer_sets_up_the_app(self):
@@ -553,7 +564,7 @@ class TestSetupLinks:
 
         link = output.getvalue().splitlines()[0].removeprefix("https://tracker.example.org")
         client = Client()
-        client.get(link)
+        follow_setup_link(client, link)
         sign_in(client, administrator)
         setup = client.get("/accounts/two-factor/setup/")
         assert setup.status_code == 200 and "qr-code" in setup.content.decode()
@@ -566,9 +577,9 @@ class TestSetupLinks:
         output = io.StringIO()
         call_command("setup_link", "admin", "--url", url, stdout=output)
         link = output.getvalue().splitlines()[0]
-        assert link.startswith("https://tracker.example.org/accounts/two-factor/setup/")
+        assert link.startswith("https://tracker.example.org/accounts/two-factor/setup/link/#")
         client = Client()
-        client.get(link.removeprefix("https://tracker.example.org"))
+        follow_setup_link(client, link.removeprefix("https://tracker.example.org"))
         sign_in(client, administrator)
         assert "qr-code" in client.get("/accounts/two-factor/setup/").content.decode()
 

@@ -2,9 +2,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.urls import reverse
 
 from accounts.services import second_factor_reset, setup_link_create
+from accounts.views import setup_link_path
 
 
 class Command(BaseCommand):
@@ -43,6 +43,6 @@ class Command(BaseCommand):
             raise CommandError(" ".join(refusal.messages)) from None
         # ensure_admin's --url is the admin's address: given here, it made a link under /admin/ that 404s.
         site = url.rstrip("/").removesuffix("/admin")
-        self.stdout.write(f"{site}{reverse('accounts:setup-link', args=[key])}")
+        self.stdout.write(f"{site}{setup_link_path(key)}")
         until = f"{link.expires_at:%Y-%m-%d %H:%M} UTC"
         self.stdout.write(f"Give it to {username} apart from their password. It works once, until {until}.")
