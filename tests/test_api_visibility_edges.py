@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from incidents import roles
 from incidents.models import DuplicatePair, Response
-from tests.api_support import API, client_for, public_ids, results
+from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -82,6 +82,72 @@ class TestResponsesFollowTheirIncidents:
             answer = reviewer.delete(f"{API}/responses/{responses[name].pk}/")
             assert answer.status_code in (403, 404), (name, answer.status_code)
             assert Response.objects.filter(pk=responses[name].pk).exists()
+
+
+class TestAnswersToWritesThatLeaveTheirWriterOutOfSight:
+    """A write can take its record out of its writer's sight; the answer shows them what they wrote,
+    never what the record holds that they may not see."""
+
+    def test_unlinking_a_response_from_the_last_incident_its_writer_sees_answers_no_hidden_incident(self):
+        secret_source = make_source(title="Informant K", confidential=True)
+
+        def unlink(*incidents):
+            visible = make_incident(title="Draft", review_state="draft")
+            response = Response.objects.create(
+                organization=make_organization(), kind="statement", date=date(2023, 9, 1), source=secret_source
+            )
+            response.incidents.set([visible, *incidents])
+            client = client_for(make_user(roles.ANALYST))
+            shown = client.get(f"{API}/responses/{response.pk}/").json()
+            assert shown["incidents"] == [visible.public_id]
+            answer = client.patch(
+                f"{API}/responses/{response.pk}/", {"incidents": [], "version": shown["version"]}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+            return {key: value for key, value in answer.json().items() if key not in ("id", "organization")}
+
+        secret = make_incident(title="Secret", confidential=True)
+        with_hidden_incident, without = unlink(secret), unlink()
+        # The same answer whether or not the response is also about a confidential incident.
+        assert with_hidden_incident["incidents"] == without["incidents"] == []
+        assert with_hidden_incident["source"] is without["source"] is None
+        # Nothing hidden was lost: the confidential incident keeps its response.
+        assert Response.objects.filter(incidents=secret).exists()
+
+    def test_a_writer_who_may_not_see_drafts_returning_an_incident_to_draft_is_answered_no_hidden_claim(self):
+        incident = make_incident(review_state="published")
+        make_claim(incident=incident, source=make_source(title="Open report"), excerpt="40 deported")
+        make_claim(incident=incident, source=make_source(title="Informant K", confidential=True), excerpt="words K")
+        make_claim(incident=incident, source=make_source(title="NGO"), confidential=True, excerpt="told in confidence")
+        # A partner tool's account: the Reviewer role, not staff, so it sees published incidents
+        # and public claims only.
+        client = client_for(make_user(roles.REVIEWER, is_staff=False))
+        read = client.get(incident_url(incident)).json()
+        assert [claim["source_title"] for claim in read["claims"]] == ["Open report"]
+        answer = client.patch(
+            incident_url(incident), {"review_state": "draft", "version": read["version"]}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["review_state"] == "draft"
+        assert answer.json()["claims"] == read["claims"]
+        assert b"Informant" not in answer.content and b"confidence" not in answer.content
+        assert client.get(incident_url(incident)).status_code == 404
+
+    def test_a_writer_who_may_not_see_drafts_is_answered_a_new_incident_with_coarsened_coordinates(self):
+        province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+        facility = make_place(name="Tumen centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True)
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        body = {
+            "title": "Repatriation of 40 from Tumen",
+            "incident_type": "forced-repatriation",
+            "date_start": "2023-09-18",
+            "date_end": "2023-09-18",
+            "places": [facility.pk],
+        }
+        answer = client.post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 201, answer.content
+        [place] = answer.json()["places"]
+        assert (place["latitude"], place["longitude"]) == (43.6, 126.2)
 
 
 class TestSensitivePlaceWrittenBack:
