@@ -43,7 +43,7 @@ from incidents.models import (
     VictimGroup,
     reaches_itself,
 )
-from incidents.querysets import can_see_confidential, can_see_unpublished, limit_to_visible
+from incidents.querysets import can_see_confidential, can_see_exact_locations, can_see_unpublished, limit_to_visible
 
 
 class VersionConflict(Exception):
@@ -128,6 +128,20 @@ def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, 
         and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident"))
     ):
         return {field: ["Only a Reviewer with Confidential access may make a confidential record public."]}
+    return {}
+
+
+def sensitivity_errors(user, *, was_sensitive: bool, sensitive: bool) -> dict[str, list[str]]:
+    """Un-marking a sensitive place shows its exact coordinates to every reader: only a writer who
+    may see them (staff, `can_see_exact_locations`) may, else a writer shown the coarsened ones
+    would publish, and be answered, the location they were kept from. As {field: [message]}."""
+    if was_sensitive and not sensitive and not can_see_exact_locations(user):
+        return {
+            "sensitive": [
+                "Only staff, who see a sensitive place's exact coordinates, may make them public; "
+                "ask a colleague who is."
+            ]
+        }
     return {}
 
 
@@ -799,6 +813,10 @@ def record_save(
             errors.update(error.message_dict)
         if isinstance(record, Source):
             errors.update(_cites_loop_errors(user, record))
+        if isinstance(record, Place):
+            errors.update(
+                sensitivity_errors(user, was_sensitive=bool(stored and stored.sensitive), sensitive=record.sensitive)
+            )
         if hasattr(record, "confidential"):
             errors.update(
                 confidentiality_errors(

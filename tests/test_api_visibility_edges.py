@@ -176,6 +176,29 @@ class TestSensitivePlaceWrittenBack:
         facility.refresh_from_db()
         assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
 
+    def test_a_writer_shown_coarsened_coordinates_may_not_unmark_the_place_to_read_the_exact_ones(self):
+        province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+        facility = make_place(name="Tumen centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True)
+        # A partner tool's account: the Analyst role, which may change places, but not staff.
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/places/{facility.pk}/").json()
+        answer = client.patch(
+            f"{API}/places/{facility.pk}/", {"sensitive": False, "version": shown["version"]}, format="json"
+        )
+        assert answer.status_code == 400, answer.content
+        assert "sensitive" in answer.json()
+        assert b"42.9" not in answer.content and b"129.5" not in answer.content
+        facility.refresh_from_db()
+        assert facility.sensitive
+        assert client_for().get(f"{API}/places/{facility.pk}/").json()["latitude"] == 43.6
+        # Staff see the exact coordinates, and may make them public.
+        staff = client_for(make_user(roles.ANALYST))
+        unmarked = staff.patch(
+            f"{API}/places/{facility.pk}/", {"sensitive": False, "version": facility.version}, format="json"
+        )
+        assert unmarked.status_code == 200, unmarked.content
+        assert client_for().get(f"{API}/places/{facility.pk}/").json()["latitude"] == 42.9
+
 
 class TestListFormats:
     def test_csv_of_a_filter_that_matches_nothing_is_the_header(self):
