@@ -50,6 +50,10 @@ def can_see_unpublished(user) -> bool:
     )
 
 
+# Fields of a model shown only to staff (`can_see_unpublished`); everyone else reads them as null.
+STAFF_ONLY_FIELDS = {"source": ("notes",)}
+
+
 def limit_to_visible(queryset, user):
     """`queryset.visible_to(user)` for models with visibility rules; any other queryset as it is.
     For code that handles many models alike (admin choices, history, deletion checks)."""

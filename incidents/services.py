@@ -43,7 +43,13 @@ from incidents.models import (
     VictimGroup,
     reaches_itself,
 )
-from incidents.querysets import can_see_confidential, can_see_exact_locations, can_see_unpublished, limit_to_visible
+from incidents.querysets import (
+    STAFF_ONLY_FIELDS,
+    can_see_confidential,
+    can_see_exact_locations,
+    can_see_unpublished,
+    limit_to_visible,
+)
 
 
 class VersionConflict(Exception):
@@ -806,6 +812,7 @@ def record_save(
             setattr(record, name, value)
         if stored is not None:
             _keep_hidden_links(user, record, stored)
+        _keep_staff_only_values(record, stored)
         errors = {}
         try:
             record.full_clean()
@@ -891,6 +898,16 @@ def _keep_hidden_links(user, record: models.Model, stored: models.Model) -> None
         stored_id = getattr(stored, field.attname)
         if stored_id is not None and _hidden(field.related_model._default_manager.filter(pk=stored_id), user):
             setattr(record, field.attname, stored_id)
+
+
+def _keep_staff_only_values(record: models.Model, stored: models.Model | None) -> None:
+    """Null in a staff-only field (`STAFF_ONLY_FIELDS`: a source's internal notes) leaves its value
+    as stored (a new record: the default). A writer who is not staff was shown null, and sending
+    back what they read must neither erase the notes they never saw nor fail: the column holds no null."""
+    for name in STAFF_ONLY_FIELDS.get(record._meta.model_name, ()):
+        if getattr(record, name) is None:
+            kept = record._meta.get_field(name).get_default() if stored is None else getattr(stored, name)
+            setattr(record, name, kept)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import can_see_exact_locations, can_see_unpublished
+from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished
 from incidents.releases import citation
 
 
@@ -219,7 +219,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         allow_blank=True,
         allow_null=True,
         required=False,
-        help_text="Internal notes; null for readers who are not staff.",
+        help_text="Internal notes; null for readers who are not staff. On writes, null leaves them as they are.",
     )
 
     class Meta:
@@ -249,7 +249,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         if hasattr(source, "visible_cites_id"):
             representation["cites"] = source.visible_cites_id
         if not can_see_unpublished(_request_user(self)):
-            representation["notes"] = None
+            representation.update(dict.fromkeys(STAFF_ONLY_FIELDS["source"]))
         return representation
 
 
