@@ -573,9 +573,10 @@ def _from_json(model: type[models.Model], row: Mapping[str, Any]) -> dict[str, A
     return values
 
 
-def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
-    """The revision as incident_update's arguments (`data`, `places`, `claims`, …)."""
-    changes = revision.changes
+def revision_changes(revision: IncidentRevision, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The revision as incident_update's arguments (`data`, `places`, `claims`, …); of `changes`,
+    given, in place of all it holds (`revision_changes_shown`)."""
+    changes = revision.changes if changes is None else changes
     arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
     if "places" in changes:
         arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
@@ -589,6 +590,31 @@ def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
         if name in changes:
             arguments[name] = [_from_json(model, row) for row in changes[name]]
     return arguments
+
+
+def _claimed_source_id(row: Mapping[str, Any]) -> int | None:
+    # The API and the admin name a claim's source `source`; the import, by column, `source_id`.
+    return row.get("source", row.get("source_id"))
+
+
+def revision_changes_shown(revision: IncidentRevision, user) -> dict[str, Any]:
+    """`revision.changes` as `user` may read them: without the proposed claims of a source, or
+    changing a claim, hidden from them. A revision is offered by its proposer's sight when they
+    proposed it (`needs_confidential_access`), but a source it names may have been made
+    confidential since (an informant recognised), and its rows would show the source's title and
+    words to every reviewer. Two queries when it proposes claims, else none."""
+    changes = revision.changes
+    rows = changes.get("claims")
+    if not rows:
+        return changes
+    sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
+    hidden_sources = {source.pk for source in _hidden(sources, user)}
+    claims = Claim.objects.filter(pk__in={row["id"] for row in rows if row.get("id")})
+    hidden_claims = {claim.pk for claim in _hidden(claims, user)}
+    shown = [
+        row for row in rows if _claimed_source_id(row) not in hidden_sources and row.get("id") not in hidden_claims
+    ]
+    return {**changes, "claims": shown}
 
 
 def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
@@ -1215,7 +1241,7 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
     against the incident as it is now. Runs a few queries (the records the revision names)."""
     incident = revision.incident
     try:
-        arguments = revision_changes(revision)
+        arguments = revision_changes(revision, revision_changes_shown(revision, user))
     except ValidationError as error:
         # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
         # see it to reject it.

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from incidents import roles
+from incidents import roles, services
 from incidents.models import DuplicatePair, Response
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -148,6 +148,34 @@ class TestAnswersToWritesThatLeaveTheirWriterOutOfSight:
         assert answer.status_code == 201, answer.content
         [place] = answer.json()["places"]
         assert (place["latitude"], place["longitude"]) == (43.6, 126.2)
+
+
+class TestRevisionNamingASourceMadeConfidentialSince:
+    def test_its_claims_of_that_source_are_shown_only_to_readers_with_confidential_access(self, client):
+        incident = make_incident(review_state="published")
+        source = make_source(title="Kim, a guard at Onsong")
+        analyst = client_for(make_user(roles.ANALYST))
+        read = analyst.get(incident_url(incident)).json()
+        body = {"claims": [{"source": source.pk, "excerpt": "he saw 40 sent back"}], "version": read["version"]}
+        proposed = analyst.patch(incident_url(incident), body, format="json")
+        assert proposed.status_code == 202, proposed.content
+        revision = proposed.json()["id"]
+        # The informant is recognised: a Reviewer with Confidential access marks the source confidential.
+        insider = make_user(roles.REVIEWER, confidential=True)
+        services.record_save(user=insider, record=source, data={"confidential": True}, expected_version=source.version)
+        reviewer = make_user(roles.REVIEWER)
+        answer = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        assert answer.status_code == 200
+        assert answer.json()["changes"]["claims"] == []
+        assert b"Kim" not in answer.content and b"sent back" not in answer.content
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision]))
+        assert page.status_code == 200
+        assert b"Kim" not in page.content and b"sent back" not in page.content
+        # Whoever may see the source still reads the whole proposal.
+        shown = client_for(insider).get(f"{API}/revisions/{revision}/").json()
+        assert shown["changes"]["claims"] == [{"source": source.pk, "excerpt": "he saw 40 sent back"}]
+        assert "Kim" in str(shown["diff"])
 
 
 class TestSensitivePlaceWrittenBack:

@@ -10,6 +10,7 @@ from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_countries.serializers import CountryFieldMixin
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
@@ -477,6 +478,10 @@ class RevisionSerializer(serializers.ModelSerializer):
     incident = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    changes = serializers.SerializerMethodField(
+        help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
+        "or changing a claim, you may not see."
+    )
     diff = serializers.SerializerMethodField(help_text="What accepting it would change, against the incident now.")
 
     class Meta:
@@ -495,6 +500,10 @@ class RevisionSerializer(serializers.ModelSerializer):
             "decision_note",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_changes(self, revision):
+        return services.revision_changes_shown(revision, _request_user(self))
 
     @extend_schema_field(RevisionChangeSerializer(many=True))
     def get_diff(self, revision):

@@ -419,7 +419,11 @@ class IncidentViewSet(ResourceViewSet):
         if isinstance(written, IncidentRevision):
             # Published content changes only through a Reviewer: the change waits as a revision,
             # and readers keep seeing the published incident.
-            return Response(RevisionSerializer(written).data, status=status.HTTP_202_ACCEPTED)
+            # Shown as its proposer may read it (the serializer's request), like every other answer.
+            return Response(
+                RevisionSerializer(written, context=self.get_serializer_context()).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
         return self._read(serializer.instance)
 
     @extend_schema(
