@@ -50,6 +50,10 @@ def can_see_unpublished(user) -> bool:
     )
 
 
+# Fields of a model shown only to staff (`can_see_unpublished`); everyone else reads them as null.
+STAFF_ONLY_FIELDS = {"source": ("notes",)}
+
+
 def limit_to_visible(queryset, user):
     """`queryset.visible_to(user)` for models with visibility rules; any other queryset as it is.
     For code that handles many models alike (admin choices, history, deletion checks)."""
@@ -539,6 +543,16 @@ class ResponseQuerySet(models.QuerySet):
         if can_see_unpublished(user):
             return self.filter(about_a_visible_incident | ~Exists(links))
         return self.filter(about_a_visible_incident)
+
+    def with_links_for(self, user) -> "ResponseQuerySet":
+        """The responses with what `user` may see of their links: `visible_source_id` (null for a
+        hidden source) and the `incidents` they may see, prefetched. For any response, visible or
+        not: a writer who unlinked the last incident they see from a response also about a hidden
+        one is answered with it, and must not be shown the hidden incident's public id."""
+        incidents = self.model._meta.get_field("incidents").related_model.objects.visible_to(user)
+        return self.annotate(visible_source_id=visible_source_id(user, "source_id")).prefetch_related(
+            models.Prefetch("incidents", queryset=incidents.only("id", "public_id").order_by())
+        )
 
 
 class DuplicatePairQuerySet(models.QuerySet):

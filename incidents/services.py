@@ -43,7 +43,13 @@ from incidents.models import (
     VictimGroup,
     reaches_itself,
 )
-from incidents.querysets import can_see_confidential, can_see_unpublished, limit_to_visible
+from incidents.querysets import (
+    STAFF_ONLY_FIELDS,
+    can_see_confidential,
+    can_see_exact_locations,
+    can_see_unpublished,
+    limit_to_visible,
+)
 
 
 class VersionConflict(Exception):
@@ -128,6 +134,20 @@ def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, 
         and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident"))
     ):
         return {field: ["Only a Reviewer with Confidential access may make a confidential record public."]}
+    return {}
+
+
+def sensitivity_errors(user, *, was_sensitive: bool, sensitive: bool) -> dict[str, list[str]]:
+    """Un-marking a sensitive place shows its exact coordinates to every reader: only a writer who
+    may see them (staff, `can_see_exact_locations`) may, else a writer shown the coarsened ones
+    would publish, and be answered, the location they were kept from. As {field: [message]}."""
+    if was_sensitive and not sensitive and not can_see_exact_locations(user):
+        return {
+            "sensitive": [
+                "Only staff, who see a sensitive place's exact coordinates, may make them public; "
+                "ask a colleague who is."
+            ]
+        }
     return {}
 
 
@@ -553,9 +573,10 @@ def _from_json(model: type[models.Model], row: Mapping[str, Any]) -> dict[str, A
     return values
 
 
-def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
-    """The revision as incident_update's arguments (`data`, `places`, `claims`, …)."""
-    changes = revision.changes
+def revision_changes(revision: IncidentRevision, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The revision as incident_update's arguments (`data`, `places`, `claims`, …); of `changes`,
+    given, in place of all it holds (`revision_changes_shown`)."""
+    changes = revision.changes if changes is None else changes
     arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
     if "places" in changes:
         arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
@@ -569,6 +590,31 @@ def revision_changes(revision: IncidentRevision) -> dict[str, Any]:
         if name in changes:
             arguments[name] = [_from_json(model, row) for row in changes[name]]
     return arguments
+
+
+def _claimed_source_id(row: Mapping[str, Any]) -> int | None:
+    # The API and the admin name a claim's source `source`; the import, by column, `source_id`.
+    return row.get("source", row.get("source_id"))
+
+
+def revision_changes_shown(revision: IncidentRevision, user) -> dict[str, Any]:
+    """`revision.changes` as `user` may read them: without the proposed claims of a source, or
+    changing a claim, hidden from them. A revision is offered by its proposer's sight when they
+    proposed it (`needs_confidential_access`), but a source it names may have been made
+    confidential since (an informant recognised), and its rows would show the source's title and
+    words to every reviewer. Two queries when it proposes claims, else none."""
+    changes = revision.changes
+    rows = changes.get("claims")
+    if not rows:
+        return changes
+    sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
+    hidden_sources = {source.pk for source in _hidden(sources, user)}
+    claims = Claim.objects.filter(pk__in={row["id"] for row in rows if row.get("id")})
+    hidden_claims = {claim.pk for claim in _hidden(claims, user)}
+    shown = [
+        row for row in rows if _claimed_source_id(row) not in hidden_sources and row.get("id") not in hidden_claims
+    ]
+    return {**changes, "claims": shown}
 
 
 def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
@@ -792,6 +838,7 @@ def record_save(
             setattr(record, name, value)
         if stored is not None:
             _keep_hidden_links(user, record, stored)
+        _keep_staff_only_values(record, stored)
         errors = {}
         try:
             record.full_clean()
@@ -799,6 +846,10 @@ def record_save(
             errors.update(error.message_dict)
         if isinstance(record, Source):
             errors.update(_cites_loop_errors(user, record))
+        if isinstance(record, Place):
+            errors.update(
+                sensitivity_errors(user, was_sensitive=bool(stored and stored.sensitive), sensitive=record.sensitive)
+            )
         if hasattr(record, "confidential"):
             errors.update(
                 confidentiality_errors(
@@ -873,6 +924,16 @@ def _keep_hidden_links(user, record: models.Model, stored: models.Model) -> None
         stored_id = getattr(stored, field.attname)
         if stored_id is not None and _hidden(field.related_model._default_manager.filter(pk=stored_id), user):
             setattr(record, field.attname, stored_id)
+
+
+def _keep_staff_only_values(record: models.Model, stored: models.Model | None) -> None:
+    """Null in a staff-only field (`STAFF_ONLY_FIELDS`: a source's internal notes) leaves its value
+    as stored (a new record: the default). A writer who is not staff was shown null, and sending
+    back what they read must neither erase the notes they never saw nor fail: the column holds no null."""
+    for name in STAFF_ONLY_FIELDS.get(record._meta.model_name, ()):
+        if getattr(record, name) is None:
+            kept = record._meta.get_field(name).get_default() if stored is None else getattr(stored, name)
+            setattr(record, name, kept)
 
 
 @dataclass(frozen=True)
@@ -1180,7 +1241,7 @@ def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]
     against the incident as it is now. Runs a few queries (the records the revision names)."""
     incident = revision.incident
     try:
-        arguments = revision_changes(revision)
+        arguments = revision_changes(revision, revision_changes_shown(revision, user))
     except ValidationError as error:
         # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
         # see it to reject it.

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from incidents import roles
+from incidents import roles, services
 from incidents.models import DuplicatePair, Response
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -84,6 +84,100 @@ class TestResponsesFollowTheirIncidents:
             assert Response.objects.filter(pk=responses[name].pk).exists()
 
 
+class TestAnswersToWritesThatLeaveTheirWriterOutOfSight:
+    """A write can take its record out of its writer's sight; the answer shows them what they wrote,
+    never what the record holds that they may not see."""
+
+    def test_unlinking_a_response_from_the_last_incident_its_writer_sees_answers_no_hidden_incident(self):
+        secret_source = make_source(title="Informant K", confidential=True)
+
+        def unlink(*incidents):
+            visible = make_incident(title="Draft", review_state="draft")
+            response = Response.objects.create(
+                organization=make_organization(), kind="statement", date=date(2023, 9, 1), source=secret_source
+            )
+            response.incidents.set([visible, *incidents])
+            client = client_for(make_user(roles.ANALYST))
+            shown = client.get(f"{API}/responses/{response.pk}/").json()
+            assert shown["incidents"] == [visible.public_id]
+            answer = client.patch(
+                f"{API}/responses/{response.pk}/", {"incidents": [], "version": shown["version"]}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+            return {key: value for key, value in answer.json().items() if key not in ("id", "organization")}
+
+        secret = make_incident(title="Secret", confidential=True)
+        with_hidden_incident, without = unlink(secret), unlink()
+        # The same answer whether or not the response is also about a confidential incident.
+        assert with_hidden_incident["incidents"] == without["incidents"] == []
+        assert with_hidden_incident["source"] is without["source"] is None
+        # Nothing hidden was lost: the confidential incident keeps its response.
+        assert Response.objects.filter(incidents=secret).exists()
+
+    def test_a_writer_who_may_not_see_drafts_returning_an_incident_to_draft_is_answered_no_hidden_claim(self):
+        incident = make_incident(review_state="published")
+        make_claim(incident=incident, source=make_source(title="Open report"), excerpt="40 deported")
+        make_claim(incident=incident, source=make_source(title="Informant K", confidential=True), excerpt="words K")
+        make_claim(incident=incident, source=make_source(title="NGO"), confidential=True, excerpt="told in confidence")
+        # A partner tool's account: the Reviewer role, not staff, so it sees published incidents
+        # and public claims only.
+        client = client_for(make_user(roles.REVIEWER, is_staff=False))
+        read = client.get(incident_url(incident)).json()
+        assert [claim["source_title"] for claim in read["claims"]] == ["Open report"]
+        answer = client.patch(
+            incident_url(incident), {"review_state": "draft", "version": read["version"]}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["review_state"] == "draft"
+        assert answer.json()["claims"] == read["claims"]
+        assert b"Informant" not in answer.content and b"confidence" not in answer.content
+        assert client.get(incident_url(incident)).status_code == 404
+
+    def test_a_writer_who_may_not_see_drafts_is_answered_a_new_incident_with_coarsened_coordinates(self):
+        province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+        facility = make_place(name="Tumen centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True)
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        body = {
+            "title": "Repatriation of 40 from Tumen",
+            "incident_type": "forced-repatriation",
+            "date_start": "2023-09-18",
+            "date_end": "2023-09-18",
+            "places": [facility.pk],
+        }
+        answer = client.post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 201, answer.content
+        [place] = answer.json()["places"]
+        assert (place["latitude"], place["longitude"]) == (43.6, 126.2)
+
+
+class TestRevisionNamingASourceMadeConfidentialSince:
+    def test_its_claims_of_that_source_are_shown_only_to_readers_with_confidential_access(self, client):
+        incident = make_incident(review_state="published")
+        source = make_source(title="Kim, a guard at Onsong")
+        analyst = client_for(make_user(roles.ANALYST))
+        read = analyst.get(incident_url(incident)).json()
+        body = {"claims": [{"source": source.pk, "excerpt": "he saw 40 sent back"}], "version": read["version"]}
+        proposed = analyst.patch(incident_url(incident), body, format="json")
+        assert proposed.status_code == 202, proposed.content
+        revision = proposed.json()["id"]
+        # The informant is recognised: a Reviewer with Confidential access marks the source confidential.
+        insider = make_user(roles.REVIEWER, confidential=True)
+        services.record_save(user=insider, record=source, data={"confidential": True}, expected_version=source.version)
+        reviewer = make_user(roles.REVIEWER)
+        answer = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        assert answer.status_code == 200
+        assert answer.json()["changes"]["claims"] == []
+        assert b"Kim" not in answer.content and b"sent back" not in answer.content
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision]))
+        assert page.status_code == 200
+        assert b"Kim" not in page.content and b"sent back" not in page.content
+        # Whoever may see the source still reads the whole proposal.
+        shown = client_for(insider).get(f"{API}/revisions/{revision}/").json()
+        assert shown["changes"]["claims"] == [{"source": source.pk, "excerpt": "he saw 40 sent back"}]
+        assert "Kim" in str(shown["diff"])
+
+
 class TestSensitivePlaceWrittenBack:
     def test_a_writer_who_sees_coarsened_coordinates_keeps_the_exact_ones_by_sending_them_back(self):
         province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
@@ -109,6 +203,29 @@ class TestSensitivePlaceWrittenBack:
         assert moved.status_code == 200, moved.content
         facility.refresh_from_db()
         assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
+
+    def test_a_writer_shown_coarsened_coordinates_may_not_unmark_the_place_to_read_the_exact_ones(self):
+        province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+        facility = make_place(name="Tumen centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True)
+        # A partner tool's account: the Analyst role, which may change places, but not staff.
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/places/{facility.pk}/").json()
+        answer = client.patch(
+            f"{API}/places/{facility.pk}/", {"sensitive": False, "version": shown["version"]}, format="json"
+        )
+        assert answer.status_code == 400, answer.content
+        assert "sensitive" in answer.json()
+        assert b"42.9" not in answer.content and b"129.5" not in answer.content
+        facility.refresh_from_db()
+        assert facility.sensitive
+        assert client_for().get(f"{API}/places/{facility.pk}/").json()["latitude"] == 43.6
+        # Staff see the exact coordinates, and may make them public.
+        staff = client_for(make_user(roles.ANALYST))
+        unmarked = staff.patch(
+            f"{API}/places/{facility.pk}/", {"sensitive": False, "version": facility.version}, format="json"
+        )
+        assert unmarked.status_code == 200, unmarked.content
+        assert client_for().get(f"{API}/places/{facility.pk}/").json()["latitude"] == 42.9
 
 
 class TestListFormats:

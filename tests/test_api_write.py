@@ -486,6 +486,21 @@ class TestOtherResources:
         relay.refresh_from_db()
         assert (relay.title, relay.cites_id) == ("Relay, edited", hidden.pk)
 
+    def test_a_writer_who_is_not_staff_sending_back_the_null_shown_for_a_sources_notes_keeps_them(self):
+        source = make_source(title="Article", notes="The author is our informant's cousin.")
+        # A partner tool's account: the Analyst role, which may change sources, but not staff.
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/sources/{source.pk}/").json()
+        assert shown["notes"] is None
+        answer = client.put(f"{API}/sources/{source.pk}/", shown | {"title": "Article, edited"}, format="json")
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["notes"] is None
+        source.refresh_from_db()
+        assert (source.title, source.notes) == ("Article, edited", "The author is our informant's cousin.")
+        created = client.post(f"{API}/sources/", shown | {"title": "Another article"}, format="json")
+        assert created.status_code == 201, created.content
+        assert Source.objects.get(title="Another article").notes == ""
+
     def test_viewer_cannot_write(self):
         answer = client_for(make_user(roles.VIEWER)).post(f"{API}/organizations/", {"name": "X"}, format="json")
         assert answer.status_code == 403

@@ -10,6 +10,7 @@ from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_countries.serializers import CountryFieldMixin
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
@@ -30,7 +31,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import can_see_exact_locations, can_see_unpublished
+from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished
 from incidents.releases import citation
 
 
@@ -219,7 +220,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         allow_blank=True,
         allow_null=True,
         required=False,
-        help_text="Internal notes; null for readers who are not staff.",
+        help_text="Internal notes; null for readers who are not staff. On writes, null leaves them as they are.",
     )
 
     class Meta:
@@ -249,7 +250,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         if hasattr(source, "visible_cites_id"):
             representation["cites"] = source.visible_cites_id
         if not can_see_unpublished(_request_user(self)):
-            representation["notes"] = None
+            representation.update(dict.fromkeys(STAFF_ONLY_FIELDS["source"]))
         return representation
 
 
@@ -477,6 +478,10 @@ class RevisionSerializer(serializers.ModelSerializer):
     incident = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    changes = serializers.SerializerMethodField(
+        help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
+        "or changing a claim, you may not see."
+    )
     diff = serializers.SerializerMethodField(help_text="What accepting it would change, against the incident now.")
 
     class Meta:
@@ -495,6 +500,10 @@ class RevisionSerializer(serializers.ModelSerializer):
             "decision_note",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_changes(self, revision):
+        return services.revision_changes_shown(revision, _request_user(self))
 
     @extend_schema_field(RevisionChangeSerializer(many=True))
     def get_diff(self, revision):

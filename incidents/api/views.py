@@ -146,10 +146,17 @@ class ResourceViewSet(viewsets.ModelViewSet):
         response["ETag"] = f'"{record.version}"'
         return response
 
+    def shown(self, records):
+        """`records` with what this user may see of them annotated or prefetched (links to hidden
+        records dropped, coarsened coordinates), for the serializer; reads and answers to writes alike."""
+        return records
+
     def _reread(self, serializer, saved):
         """Answer a write with the record as a read would show it to this user (links to hidden
-        records dropped), not as the bare saved object."""
-        serializer.instance = self.get_queryset().filter(pk=saved.pk).first() or saved
+        records dropped), not as the bare saved object, whose links hold every record. Even when
+        the write took the record out of their sight (they unlinked from a response the last
+        incident they see, and it stays about a hidden one): they wrote it, but not its hidden links."""
+        serializer.instance = self.shown(type(saved)._default_manager.filter(pk=saved.pk)).get()
 
 
 class OrganizationViewSet(ResourceViewSet):
@@ -166,7 +173,10 @@ class PlaceViewSet(ResourceViewSet):
     serializer_class = PlaceSerializer
 
     def get_queryset(self):
-        return Place.objects.with_coordinates_for(self.request.user)
+        return self.shown(Place.objects.all())
+
+    def shown(self, records):
+        return records.with_coordinates_for(self.request.user)
 
 
 def _record_api_access(request, records) -> None:
@@ -185,22 +195,20 @@ class SourceViewSet(ResourceViewSet):
         _record_api_access(self.request, confidential_records_of(source, self.request.user))
 
     def get_queryset(self):
-        user = self.request.user
-        return Source.objects.visible_to(user).annotate(visible_cites_id=visible_source_id(user, "cites_id"))
+        return self.shown(Source.objects.visible_to(self.request.user))
+
+    def shown(self, records):
+        return records.annotate(visible_cites_id=visible_source_id(self.request.user, "cites_id"))
 
 
 class ResponseViewSet(ResourceViewSet):
     serializer_class = ResponseSerializer
 
     def get_queryset(self):
-        user = self.request.user
-        return (
-            OrganizationResponse.objects.visible_to(user)
-            .annotate(visible_source_id=visible_source_id(user, "source_id"))
-            .prefetch_related(
-                Prefetch("incidents", queryset=Incident.objects.visible_to(user).only("id", "public_id").order_by())
-            )
-        )
+        return self.shown(OrganizationResponse.objects.visible_to(self.request.user))
+
+    def shown(self, records):
+        return records.with_links_for(self.request.user)
 
 
 class StatsQuerySerializer(serializers.Serializer):
@@ -383,13 +391,11 @@ class IncidentViewSet(ResourceViewSet):
         return Response(incident, status=response_status, headers={"ETag": f'"{row["version"]}"'})
 
     def _read(self, incident, response_status=status.HTTP_200_OK):
-        """Answer a write with the incident as stored now, as its detail shows it; one its writer
-        may not read (an account with the write permission that may not see drafts) as saved."""
-        shown = self._shown(self.visible_incidents().filter(pk=incident.pk), response_status)
-        if shown is not None:
-            return shown
-        _record_api_access(self.request, confidential_records_of(incident, self.request.user))
-        return self._with_etag(Response(self.get_serializer(incident).data, status=response_status), incident)
+        """Answer a write with the incident as stored now, as its detail shows it to its writer,
+        even one they may no longer read (an account with the write permission that may not see
+        drafts, which returned it to draft): the representation holds only the claims, sources and
+        coordinates they may see, where the incident as saved holds every claim (an informant's)."""
+        return self._shown(Incident.objects.filter(pk=incident.pk), response_status)
 
     def retrieve(self, request, *args, **kwargs):
         incidents = self.filter_queryset(self.visible_incidents()).filter(public_id=kwargs["public_id"])
@@ -413,7 +419,11 @@ class IncidentViewSet(ResourceViewSet):
         if isinstance(written, IncidentRevision):
             # Published content changes only through a Reviewer: the change waits as a revision,
             # and readers keep seeing the published incident.
-            return Response(RevisionSerializer(written).data, status=status.HTTP_202_ACCEPTED)
+            # Shown as its proposer may read it (the serializer's request), like every other answer.
+            return Response(
+                RevisionSerializer(written, context=self.get_serializer_context()).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
         return self._read(serializer.instance)
 
     @extend_schema(
