@@ -1,7 +1,8 @@
 """Server time, queries and size of the public pages, as an anonymous reader, through the WSGI
 application (as bench_api.py measures the API): browse unfiltered, filtered (a country; a type and
-a year; a province, with the places inside it) and searched for a word in most titles; the newest
-incident's page; statistics per year and per country; the map page, its data and the GeoJSON download.
+a year; a province, with the places inside it; the largest perpetrator, alone and with a country
+and a year) and searched for a word in most titles; the newest incident's page; statistics per
+year, per country and the perpetrator's per year; the map page, its data and the GeoJSON download.
 
     DATABASE_URL=postgres://… .venv/bin/python bench/bench_public.py --runs 30
 
@@ -16,9 +17,10 @@ from contextlib import ExitStack
 from bench_api import api_call, measure  # also sets Django up
 from django.conf import settings
 from django.db import connections
+from django.db.models import Count, Q
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from incidents.models import Incident, IncidentPlace, Place
+from incidents.models import Incident, IncidentPlace, InvolvementRole, Organization, Place
 
 
 def main():
@@ -34,6 +36,14 @@ def main():
     province = Place.objects.filter(parent__parent__isnull=True, parent__isnull=False, children__isnull=False).first()
     word = newest.title.split()[0]
     year = newest.date_start.year - 1
+    # The perpetrator of the most incidents: its facet link (and statistics) count all of them.
+    perpetrator = (
+        Organization.objects.annotate(
+            perpetrated=Count("involvements", filter=Q(involvements__role=InvolvementRole.PERPETRATOR))
+        )
+        .order_by("-perpetrated")
+        .first()
+    )
     pages = [
         ("browse: all", "/", {}),
         (f"browse: country={country}", "/", {"country": country}),
@@ -44,9 +54,26 @@ def main():
         ),
         (f"browse: place={province.pk} ({province.name})", "/", {"place": province.pk}),
         (f"browse: q={word}", "/", {"q": word}),
+        # A facet's value chosen: that facet is counted without it (its links replace it).
+        (f"browse: perpetrator={perpetrator.pk} ({perpetrator.name})", "/", {"perpetrator": perpetrator.pk}),
+        (
+            f"browse: perpetrator={perpetrator.pk}, country={country}, {year}",
+            "/",
+            {
+                "perpetrator": perpetrator.pk,
+                "country": country,
+                "date_from": f"{year}-01-01",
+                "date_to": f"{year}-12-31",
+            },
+        ),
         (f"incident: {newest.public_id}", f"/incidents/{newest.public_id}/", {}),
         ("statistics: group_by=year", "/statistics/", {"group_by": "year"}),
         ("statistics: group_by=country", "/statistics/", {"group_by": "country"}),
+        (
+            f"statistics: group_by=year, perpetrator={perpetrator.pk}",
+            "/statistics/",
+            {"group_by": "year", "perpetrator": perpetrator.pk},
+        ),
         ("map (page only)", "/map/", {}),
         ("map data (its places, titles, dates: newest 5,000)", "/map/incidents.geojson", {}),
         ("GeoJSON download (newest 5,000)", "/incidents.geojson", {}),
