@@ -52,15 +52,23 @@ from incidents.querysets import (
 )
 
 
-class VersionConflict(Exception):
-    """Someone saved the record (an incident, a source, a place…) after the writer loaded it."""
+def _changed_by(incident: Incident, reader) -> str:
+    """Who last changed `incident`, as `reader` may be told: a username only to staff, as an
+    incident's `updated_by` shows it (an account that is not staff, a partner tool's, reads null)."""
+    if incident.updated_by is None or not can_see_unpublished(reader):
+        return "someone else"
+    return incident.updated_by.get_username()
 
-    def __init__(self, *, current: models.Model, expected_version: int):
+
+class VersionConflict(Exception):
+    """Someone saved the record (an incident, a source, a place…) after the writer loaded it; the
+    message is for `reader`, the writer."""
+
+    def __init__(self, *, current: models.Model, expected_version: int, reader=None):
         self.current = current
         self.expected_version = expected_version
         if isinstance(current, Incident):
-            who = current.updated_by.get_username() if current.updated_by else "someone else"
-            changed = f"{current.public_id} was changed by {who}"
+            changed = f"{current.public_id} was changed by {_changed_by(current, reader)}"
         else:
             changed = f"{capfirst(current._meta.verbose_name)} “{current}” was changed"
         super().__init__(
@@ -74,15 +82,15 @@ class StaleRevision(VersionConflict):
     """A proposed revision's incident changed after the proposal: it cannot be accepted. Its reviewer
     rejects it and its author proposes again, so the message says that, not "reload, then apply"."""
 
-    def __init__(self, *, current: Incident, revision: IncidentRevision):
+    def __init__(self, *, current: Incident, revision: IncidentRevision, reader):
         self.current = current
         self.expected_version = revision.base_version
-        who = current.updated_by.get_username() if current.updated_by else "someone else"
         Exception.__init__(
             self,
-            f"{current.public_id} was changed by {who} at {current.updated_at:%Y-%m-%d %H:%M} UTC (now version "
-            f"{current.version}) after revision {revision.pk} was proposed from version {revision.base_version}, "
-            "so it cannot be accepted: reject it, and its author can propose the change again on the current version.",
+            f"{current.public_id} was changed by {_changed_by(current, reader)} at "
+            f"{current.updated_at:%Y-%m-%d %H:%M} UTC (now version {current.version}) after revision "
+            f"{revision.pk} was proposed from version {revision.base_version}, so it cannot be accepted: "
+            "reject it, and its author can propose the change again on the current version.",
         )
 
 
@@ -480,7 +488,7 @@ def _locked(incident: Incident, expected_version: int, *, visible_to=None) -> In
     if current is None:
         raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
     if current.version != expected_version:
-        raise VersionConflict(current=current, expected_version=expected_version)
+        raise VersionConflict(current=current, expected_version=expected_version, reader=visible_to)
     return current
 
 
@@ -653,7 +661,7 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
         try:
             current = _locked(incident, revision.base_version)
         except VersionConflict as conflict:
-            raise StaleRevision(current=conflict.current, revision=revision) from None
+            raise StaleRevision(current=conflict.current, revision=revision, reader=user) from None
         arguments = revision_changes(revision)
         data = arguments.pop("data")
         changes = {name: arguments.get(name) for name in ("places", "claims", "victim_groups", "involvements")}
@@ -833,7 +841,7 @@ def record_save(
             # Locked, so that two writers of one version cannot both pass the comparison.
             stored = model._default_manager.select_for_update().get(pk=record.pk)
             if versioned and stored.version != expected_version:
-                raise VersionConflict(current=stored, expected_version=expected_version)
+                raise VersionConflict(current=stored, expected_version=expected_version, reader=user)
         for name, value in (data or {}).items():
             setattr(record, name, value)
         if stored is not None:

@@ -150,6 +150,28 @@ class TestAnswersToWritesThatLeaveTheirWriterOutOfSight:
         assert (place["latitude"], place["longitude"]) == (43.6, 126.2)
 
 
+def test_a_version_conflict_names_the_last_writer_only_to_staff():
+    # An incident's `updated_by` reads null for an account that is not staff (a partner tool's):
+    # the 409 of its stale write named the colleague who wrote last.
+    incident = make_incident(review_state="published")
+    partner = client_for(make_user(roles.ANALYST, is_staff=False))
+    read = partner.get(incident_url(incident)).json()
+    assert read["updated_by"] is None
+    reviewer = make_user(roles.REVIEWER, username="alice")
+    assert client_for(reviewer).patch(
+        incident_url(incident), {"title": "Renamed", "version": read["version"]}, format="json"
+    ).status_code in (200, 202)
+
+    stale = partner.patch(incident_url(incident), {"title": "Mine", "version": read["version"]}, format="json")
+    staff_stale = client_for(make_user(roles.ANALYST)).patch(
+        incident_url(incident), {"title": "Ours", "version": read["version"]}, format="json"
+    )
+
+    assert stale.status_code == staff_stale.status_code == 409
+    assert "alice" not in stale.content.decode() and "was changed by someone else" in stale.content.decode()
+    assert "was changed by alice" in staff_stale.content.decode()
+
+
 class TestRevisionNamingASourceMadeConfidentialSince:
     def test_its_claims_of_that_source_are_shown_only_to_readers_with_confidential_access(self, client):
         incident = make_incident(review_state="published")
