@@ -368,7 +368,11 @@ def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: i
         kept = _kept_sums(filterset, cells, group_by, with_total=False)
         statistics[group_by] = {**_statistic(group_by, *kept, _incidents_of), "complete": True}
     if sampled:
-        statistics.update(_sampled_facets(filterset, sampled, sample_size=sample_size))
+        # The kept totals counted every match and found none: the sample's walk of the newest
+        # incidents would read every candidate to find nothing (a perpetrator in a country where
+        # it has no incident: 0.4-0.6 s at a million incidents).
+        none_match = any(statistic["total"] == {"incidents": 0} for statistic in statistics.values())
+        statistics.update(_sampled_facets(filterset, sampled, sample_size=sample_size, none_match=none_match))
     return statistics
 
 
@@ -396,24 +400,29 @@ _SAMPLE_GROUPS = {
 _NUMBERED_GROUPS = {"year", PLACE, "perpetrator"}
 
 
-def _sampled_facets(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
+def _sampled_facets(
+    filterset: IncidentFilterSet, groupings, *, sample_size: int, none_match: bool = False
+) -> dict[str, dict]:
     """`facet_statistics` of `groupings` (any of _SAMPLE_GROUPS) over the newest `sample_size`
     matches, `complete` if they are all of them. Two queries: the sample's ids (the page's own
     walk newest first, longer), then every grouping at once over what the statistics' totals keep
     of each sampled incident, one row each: counting them from the incidents took a query per
-    grouping, each joining the sample to its places, their places or its involvements."""
-    newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
-    sample = list(newest[: sample_size + 1])
-    place = _place_filter(filterset)
-    _count_own_changes()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH sample AS (SELECT * FROM incidents_incidentrollupentry "
-            "WHERE incident_id = ANY(%(sample)s::bigint[])) "
-            + " UNION ALL ".join(_SAMPLE_GROUPS[group_by] for group_by in groupings),
-            {"sample": sample[:sample_size], "place": place.pk if place else None},
-        )
-        rows = cursor.fetchall()
+    grouping, each joining the sample to its places, their places or its involvements. None when
+    the caller knows that nothing matches (`none_match`)."""
+    sample, rows = [], []
+    if not none_match:
+        newest = filterset.qs.order_by("-date_start", "-id").values_list("pk", flat=True)
+        sample = list(newest[: sample_size + 1])
+        place = _place_filter(filterset)
+        _count_own_changes()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH sample AS (SELECT * FROM incidents_incidentrollupentry "
+                "WHERE incident_id = ANY(%(sample)s::bigint[])) "
+                + " UNION ALL ".join(_SAMPLE_GROUPS[group_by] for group_by in groupings),
+                {"sample": sample[:sample_size], "place": place.pk if place else None},
+            )
+            rows = cursor.fetchall()
     statistics = {}
     for group_by in groupings:
         groups = sorted(

@@ -22,7 +22,9 @@ from random import Random
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
 from incidents.models import Incident, Involvement, Response, Source
@@ -429,6 +431,25 @@ def test_browse_query_count_does_not_grow_with_the_page(django_assert_num_querie
     make_incident(places=[make_place(country="CN", parent=place)])
     with django_assert_num_queries(14):
         assert Client().get(f"/?place={place.pk}").status_code == 200
+
+
+def test_filters_no_incident_meets_skip_the_walk_for_the_page(django_assert_num_queries):
+    # The facets, counted to the last from the kept totals, found none: neither the page's walk of
+    # the newest incidents nor the facets' sample, which for such filters read every candidate, is
+    # made. (The country facet, counted without the country, walks the perpetrator's: it finds them.)
+    government = make_organization(name="Government of China")
+    for _ in range(3):
+        incident = make_incident(places=[make_place(country="CN")])
+        incident.involvements.create(organization=government, role="perpetrator")
+    nowhere = {"perpetrator": government.pk, "country": "MM"}
+    with CaptureQueriesContext(connection) as queries:
+        page = Client().get("/", nowhere)
+    assert page.status_code == 200 and page.context["page"].incidents == []
+    assert page.context["page"].total == 0 and page.context["page"].complete
+    walks = [query["sql"] for query in queries if 'ORDER BY "incidents_incident"."date_start" DESC' in query["sql"]]
+    assert walks and not [walk for walk in walks if "country = 'MM'" in walk]
+    # Where some match, the page lists them.
+    assert len(Client().get("/", {"perpetrator": government.pk, "country": "CN"}).context["page"].incidents) == 3
 
 
 def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_assert_num_queries):
