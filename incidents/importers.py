@@ -306,8 +306,13 @@ class _Item:
         return text if self.source_id is None else f"{text} [#{self.source_id}]"
 
 
-_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*")
-_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$")
+# The white space trimmed around a name: the ASCII white space that PostgreSQL's `\s` matches in
+# every locale, so that the export (csv_list_item, migration 0019) quotes every name the import would
+# trim. Python's own white space is wider (no-break spaces, U+001C-U+001F, U+0085): trimmed, a name
+# ending with a no-break space was exported bare and read back as another name, or none.
+NAME_SPACE = " \t\n\r\f\v"
+_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*", re.ASCII)
+_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$", re.ASCII)
 
 
 def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) -> list[_Item]:
@@ -320,13 +325,13 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
     items, names, source_id = [], [], None
     position, length = 0, len(cell)
     while True:
-        while position < length and cell[position].isspace():
+        while position < length and cell[position] in NAME_SPACE:
             position += 1
         if position < length and cell[position] == '"':
             name, position = _quoted_name(cell, position)
             if source_ids and (suffix := _SOURCE_ID.match(cell, position)):
                 source_id, position = int(suffix.group(1)), suffix.end()
-            while position < length and cell[position].isspace():
+            while position < length and cell[position] in NAME_SPACE:
                 position += 1
             if position < length and cell[position] not in separators:
                 quoted = '"' + name.replace('"', '""') + '"'
@@ -338,7 +343,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name = cell[position:end]
             if source_ids and (suffix := _SOURCE_ID_AT_END.search(name)):
                 source_id, name = int(suffix.group(1)), name[: suffix.start()]
-            name, position = name.strip(), end
+            name, position = name.strip(NAME_SPACE), end
         names.append(name)
         separator = cell[position] if position < length else ";"
         position += 1

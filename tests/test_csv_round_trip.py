@@ -128,6 +128,27 @@ def test_an_unchanged_export_of_a_narrower_view_imports_as_a_wider_one_changing_
     assert export(superuser, tmp_path, "after.csv") == before
 
 
+def test_names_edged_with_white_space_postgresql_does_not_quote_import_back_unchanged(tmp_path):
+    # A no-break space (pasted from a web page), a narrow one, U+001F or U+0085 at a name's edge is
+    # not white space to the export's quoting (PostgreSQL's `\s`), so the name is written bare; the
+    # import must not trim it, or it reads another name ("Tumen") or none.
+    analyst = make_user(roles.ANALYST)
+    china = make_place(name="China", kind="country")
+    tumen = make_place(name="Tumen", parent=china)
+    edged = ["Tumen\u00a0", "\u202fTumen", "Tumen\x1f", "\x85Tumen"]
+    incident = make_incident(places=[tumen, *(make_place(name=name, parent=china) for name in edged)])
+    for name in edged:
+        make_claim(incident=incident, source=make_source(title=f"Report {name}"))
+        Involvement.objects.create(incident=incident, organization=make_organization(name=name), role="perpetrator")
+    exported = export(analyst, tmp_path)
+    history = history_row_count()
+
+    output = run_import(analyst, tmp_path, exported)
+
+    assert "0 incidents were created; 0 updated; 1 unchanged." in output
+    assert history_row_count() == history
+
+
 def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_path):
     # An analyst signed in downloads the browse page's CSV (the export's columns and `page_url`).
     analyst = make_user(roles.ANALYST)
