@@ -428,7 +428,11 @@ class _Organizations(_Names):
         self.by_own_name = _Names((organization, [organization.name]) for organization in organizations)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
-        return self.by_own_name.named(item.names[-1]) or self.named(item.names[-1]), ""
+        name = item.names[-1]
+        # Names are unique as written, not case-insensitively ("UNHCR" and "Unhcr", "Straße" and
+        # "STRASSE"): the one written exactly is meant, or no name the export wrote would read back.
+        own = self.by_own_name.named(name)
+        return [organization for organization in own if organization.name == name] or own or self.named(name), ""
 
     def describe(self, record: Organization) -> str:
         return csv_list_item(record.name)

@@ -289,6 +289,20 @@ class TestOrganizations:
         run_import(analyst, tmp_path, f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,HRW\n")
         assert Involvement.objects.get().organization == hrw
 
+    def test_names_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
+        # Unique as written, one name to the import's case-insensitive matching.
+        organizations = [make_organization(name=name) for name in ("UNHCR", "Unhcr", "Straße Police", "STRASSE POLICE")]
+        for organization in organizations:
+            incident = make_incident(title=organization.name, review_state="draft")
+            Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
+        exported = export(analyst, tmp_path)
+        history = history_row_count()
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 4 unchanged." in output
+        assert history_row_count() == history
+
     def test_a_shared_acronym_lists_the_names_to_write(self, analyst, tmp_path):
         make_organization(name="Ministry of State Security", acronym="MSS")
         make_organization(name="Mongolian Scout Society", acronym="MSS")
