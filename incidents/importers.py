@@ -396,6 +396,13 @@ class _Names:
         return csv_list_item(str(record))
 
 
+def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
+    """Of `records`, found by `name` case-insensitively, the one whose `field_name` is `name` as
+    written, if any: slugs and names are unique as written, not case-insensitively ("UNHCR" and
+    "Unhcr", "Straße" and "STRASSE"), and without this the export of either read back as ambiguous."""
+    return [record for record in records if getattr(record, field_name) == name] or records
+
+
 class _Types(_Names):
     """By slug (unique; what the export writes), else by name: a slug that is also another type's
     name is that slug's type, as an organization's name wins over another's acronym."""
@@ -408,7 +415,8 @@ class _Types(_Names):
         self.by_slug = _Names((kind, [kind.slug]) for kind in types)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
-        return self.by_slug.named(item.names[-1]) or self.named(item.names[-1]), ""
+        name = item.names[-1]
+        return _as_written(self.by_slug.named(name), name, "slug") or _as_written(self.named(name), name, "name"), ""
 
     def describe(self, record: IncidentType) -> str:
         # The slug names a known type uniquely; a type create_missing makes is shown as it was written.
@@ -429,10 +437,7 @@ class _Organizations(_Names):
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
-        # Names are unique as written, not case-insensitively ("UNHCR" and "Unhcr", "Straße" and
-        # "STRASSE"): the one written exactly is meant, or no name the export wrote would read back.
-        own = self.by_own_name.named(name)
-        return [organization for organization in own if organization.name == name] or own or self.named(name), ""
+        return _as_written(self.by_own_name.named(name), name, "name") or self.named(name), ""
 
     def describe(self, record: Organization) -> str:
         return csv_list_item(record.name)

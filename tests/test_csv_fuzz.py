@@ -98,7 +98,10 @@ def generate_world(rng: random.Random) -> None:
     titles = [messy_text(rng, max_length=200) for _ in range(4)]
     # Ten sources, four titles: titles repeat.
     sources = [make_source(title=rng.choice(titles), confidential=rng.random() < 0.25) for _ in range(10)]
-    types = list(IncidentType.objects.all())
+    types = [
+        *IncidentType.objects.all(),
+        *(IncidentType.objects.create(slug=slug, name=slug) for slug in ("Raid", "RAID")),
+    ]
     for _ in range(INCIDENTS):
         start = date(2020, 1, 1) + timedelta(days=rng.randrange(1500))
         precision = rng.choice(["day", "range", "month", "year", "unknown"])

@@ -327,6 +327,16 @@ class TestTypes:
         assert "0 incidents were created; 0 updated; 1 unchanged." in output
         assert Incident.objects.get(pk=incident.pk).incident_type == detention
 
+    def test_slugs_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
+        for slug in ("Detention-X", "detention-x"):
+            make_incident(incident_type=IncidentType.objects.create(slug=slug, name=slug), review_state="draft")
+        exported = export(analyst, tmp_path)
+        assert sorted(cells(exported, "type")) == ["Detention-X", "detention-x"]
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 2 unchanged." in output
+
 
 class TestSources:
     def test_a_title_and_id_find_that_source(self, analyst, tmp_path):
