@@ -40,6 +40,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Prefetch, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.template.defaultfilters import pluralize
 from django.utils.text import slugify
@@ -967,12 +968,16 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
             items = _parse_items(_plain(cell), source_ids=True)
         except _MalformedCell:
             continue  # reported with its row
-        titles.update(item.names[-1].lower() for item in items)
+        titles.update(item.names[-1] for item in items)
         ids.update(item.source_id for item in items if item.source_id is not None)
+    # The file's titles lowercased by PostgreSQL, as the sources' are: Python lowercases some
+    # letters otherwise ("İ" to "i" and a combining dot, PostgreSQL to "i"), and a title missed here
+    # was unknown even as written, or made a second time by create_missing.
+    folded_titles = RawSQL("SELECT lower(title) FROM unnest(%s::text[]) AS title", [sorted(titles)])
     sources = (
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
-        .filter(Q(folded__in=titles) | Q(pk__in=ids))
+        .filter(Q(folded__in=folded_titles) | Q(pk__in=ids))
         # `confidential`: incidents_bulk_validate checks the user may cite each source.
         .only("pk", "title", "confidential")
     )

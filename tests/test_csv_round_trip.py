@@ -348,6 +348,18 @@ class TestSources:
         )
         assert Incident.objects.get(title="A").claims.get().source == press_releases[1]
 
+    @pytest.mark.parametrize("written", ["İzmir report", "İZMIR REPORT"])
+    def test_a_title_alone_finds_its_source_however_python_and_postgresql_lowercase_it(
+        self, analyst, tmp_path, written
+    ):
+        # Python lowercases "İ" to "i" and a combining dot, PostgreSQL to "i": looked up by Python's
+        # lowercase, the title was unknown even as written, and --create-missing made it twice.
+        izmir = make_source(title="İzmir report")
+        run_import(
+            analyst, tmp_path, f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,{written}\n", "--create-missing"
+        )
+        assert Incident.objects.get(title="A").claims.get().source == izmir
+
     def test_a_repeated_title_lists_the_titles_with_ids_to_write(self, analyst, tmp_path):
         first, second = (make_source(title="Press release") for _ in range(2))
         errors = import_errors(
