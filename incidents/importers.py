@@ -40,6 +40,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Prefetch, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.template.defaultfilters import pluralize
 from django.utils.text import slugify
@@ -306,8 +307,13 @@ class _Item:
         return text if self.source_id is None else f"{text} [#{self.source_id}]"
 
 
-_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*")
-_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$")
+# The white space trimmed around a name: the ASCII white space that PostgreSQL's `\s` matches in
+# every locale, so that the export (csv_list_item, migration 0019) quotes every name the import would
+# trim. Python's own white space is wider (no-break spaces, U+001C-U+001F, U+0085): trimmed, a name
+# ending with a no-break space was exported bare and read back as another name, or none.
+NAME_SPACE = " \t\n\r\f\v"
+_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*", re.ASCII)
+_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$", re.ASCII)
 
 
 def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) -> list[_Item]:
@@ -320,13 +326,13 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
     items, names, source_id = [], [], None
     position, length = 0, len(cell)
     while True:
-        while position < length and cell[position].isspace():
+        while position < length and cell[position] in NAME_SPACE:
             position += 1
         if position < length and cell[position] == '"':
             name, position = _quoted_name(cell, position)
             if source_ids and (suffix := _SOURCE_ID.match(cell, position)):
                 source_id, position = int(suffix.group(1)), suffix.end()
-            while position < length and cell[position].isspace():
+            while position < length and cell[position] in NAME_SPACE:
                 position += 1
             if position < length and cell[position] not in separators:
                 quoted = '"' + name.replace('"', '""') + '"'
@@ -338,7 +344,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name = cell[position:end]
             if source_ids and (suffix := _SOURCE_ID_AT_END.search(name)):
                 source_id, name = int(suffix.group(1)), name[: suffix.start()]
-            name, position = name.strip(), end
+            name, position = name.strip(NAME_SPACE), end
         names.append(name)
         separator = cell[position] if position < length else ";"
         position += 1
@@ -391,6 +397,13 @@ class _Names:
         return csv_list_item(str(record))
 
 
+def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
+    """Of `records`, found by `name` case-insensitively, the one whose `field_name` is `name` as
+    written, if any: slugs and names are unique as written, not case-insensitively ("UNHCR" and
+    "Unhcr", "Straße" and "STRASSE"), and without this the export of either read back as ambiguous."""
+    return [record for record in records if getattr(record, field_name) == name] or records
+
+
 class _Types(_Names):
     """By slug (unique; what the export writes), else by name: a slug that is also another type's
     name is that slug's type, as an organization's name wins over another's acronym."""
@@ -403,7 +416,8 @@ class _Types(_Names):
         self.by_slug = _Names((kind, [kind.slug]) for kind in types)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
-        return self.by_slug.named(item.names[-1]) or self.named(item.names[-1]), ""
+        name = item.names[-1]
+        return _as_written(self.by_slug.named(name), name, "slug") or _as_written(self.named(name), name, "name"), ""
 
     def describe(self, record: IncidentType) -> str:
         # The slug names a known type uniquely; a type create_missing makes is shown as it was written.
@@ -423,7 +437,8 @@ class _Organizations(_Names):
         self.by_own_name = _Names((organization, [organization.name]) for organization in organizations)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
-        return self.by_own_name.named(item.names[-1]) or self.named(item.names[-1]), ""
+        name = item.names[-1]
+        return _as_written(self.by_own_name.named(name), name, "name") or self.named(name), ""
 
     def describe(self, record: Organization) -> str:
         return csv_list_item(record.name)
@@ -953,12 +968,16 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
             items = _parse_items(_plain(cell), source_ids=True)
         except _MalformedCell:
             continue  # reported with its row
-        titles.update(item.names[-1].lower() for item in items)
+        titles.update(item.names[-1] for item in items)
         ids.update(item.source_id for item in items if item.source_id is not None)
+    # The file's titles lowercased by PostgreSQL, as the sources' are: Python lowercases some
+    # letters otherwise ("İ" to "i" and a combining dot, PostgreSQL to "i"), and a title missed here
+    # was unknown even as written, or made a second time by create_missing.
+    folded_titles = RawSQL("SELECT lower(title) FROM unnest(%s::text[]) AS title", [sorted(titles)])
     sources = (
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
-        .filter(Q(folded__in=titles) | Q(pk__in=ids))
+        .filter(Q(folded__in=folded_titles) | Q(pk__in=ids))
         # `confidential`: incidents_bulk_validate checks the user may cite each source.
         .only("pk", "title", "confidential")
     )

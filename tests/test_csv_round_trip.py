@@ -128,6 +128,27 @@ def test_an_unchanged_export_of_a_narrower_view_imports_as_a_wider_one_changing_
     assert export(superuser, tmp_path, "after.csv") == before
 
 
+def test_names_edged_with_white_space_postgresql_does_not_quote_import_back_unchanged(tmp_path):
+    # A no-break space (pasted from a web page), a narrow one, U+001F or U+0085 at a name's edge is
+    # not white space to the export's quoting (PostgreSQL's `\s`), so the name is written bare; the
+    # import must not trim it, or it reads another name ("Tumen") or none.
+    analyst = make_user(roles.ANALYST)
+    china = make_place(name="China", kind="country")
+    tumen = make_place(name="Tumen", parent=china)
+    edged = ["Tumen\u00a0", "\u202fTumen", "Tumen\x1f", "\x85Tumen"]
+    incident = make_incident(places=[tumen, *(make_place(name=name, parent=china) for name in edged)])
+    for name in edged:
+        make_claim(incident=incident, source=make_source(title=f"Report {name}"))
+        Involvement.objects.create(incident=incident, organization=make_organization(name=name), role="perpetrator")
+    exported = export(analyst, tmp_path)
+    history = history_row_count()
+
+    output = run_import(analyst, tmp_path, exported)
+
+    assert "0 incidents were created; 0 updated; 1 unchanged." in output
+    assert history_row_count() == history
+
+
 def test_a_download_from_the_public_pages_imports_back_unchanged(client, tmp_path):
     # An analyst signed in downloads the browse page's CSV (the export's columns and `page_url`).
     analyst = make_user(roles.ANALYST)
@@ -268,6 +289,20 @@ class TestOrganizations:
         run_import(analyst, tmp_path, f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,HRW\n")
         assert Involvement.objects.get().organization == hrw
 
+    def test_names_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
+        # Unique as written, one name to the import's case-insensitive matching.
+        organizations = [make_organization(name=name) for name in ("UNHCR", "Unhcr", "Straße Police", "STRASSE POLICE")]
+        for organization in organizations:
+            incident = make_incident(title=organization.name, review_state="draft")
+            Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
+        exported = export(analyst, tmp_path)
+        history = history_row_count()
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 4 unchanged." in output
+        assert history_row_count() == history
+
     def test_a_shared_acronym_lists_the_names_to_write(self, analyst, tmp_path):
         make_organization(name="Ministry of State Security", acronym="MSS")
         make_organization(name="Mongolian Scout Society", acronym="MSS")
@@ -292,6 +327,16 @@ class TestTypes:
         assert "0 incidents were created; 0 updated; 1 unchanged." in output
         assert Incident.objects.get(pk=incident.pk).incident_type == detention
 
+    def test_slugs_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
+        for slug in ("Detention-X", "detention-x"):
+            make_incident(incident_type=IncidentType.objects.create(slug=slug, name=slug), review_state="draft")
+        exported = export(analyst, tmp_path)
+        assert sorted(cells(exported, "type")) == ["Detention-X", "detention-x"]
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 2 unchanged." in output
+
 
 class TestSources:
     def test_a_title_and_id_find_that_source(self, analyst, tmp_path):
@@ -302,6 +347,18 @@ class TestSources:
             f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,press RELEASE [#{press_releases[1].pk}]\n",
         )
         assert Incident.objects.get(title="A").claims.get().source == press_releases[1]
+
+    @pytest.mark.parametrize("written", ["İzmir report", "İZMIR REPORT"])
+    def test_a_title_alone_finds_its_source_however_python_and_postgresql_lowercase_it(
+        self, analyst, tmp_path, written
+    ):
+        # Python lowercases "İ" to "i" and a combining dot, PostgreSQL to "i": looked up by Python's
+        # lowercase, the title was unknown even as written, and --create-missing made it twice.
+        izmir = make_source(title="İzmir report")
+        run_import(
+            analyst, tmp_path, f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,{written}\n", "--create-missing"
+        )
+        assert Incident.objects.get(title="A").claims.get().source == izmir
 
     def test_a_repeated_title_lists_the_titles_with_ids_to_write(self, analyst, tmp_path):
         first, second = (make_source(title="Press release") for _ in range(2))
