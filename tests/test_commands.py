@@ -1,5 +1,6 @@
 """Management commands: the demo-data generator, the admin account, the smoke request."""
 
+import os
 import random
 from io import StringIO
 
@@ -302,3 +303,18 @@ def test_export_filters_follow_the_exporting_users_sight(tmp_path):
     assert "Reported in confidence" in output.read_text()
     with pytest.raises(CommandError, match="--source"):
         call_command("export_incidents", f"--source={informant.pk}", "-o", str(tmp_path / "public.csv"))
+
+
+def test_export_refuses_an_empty_output_name(capsysbinary):
+    # Read as no -o at all, it sent the rows to standard output: `-o "$OUT"` with OUT unset.
+    make_incident(title="Only for the file")
+    with pytest.raises(CommandError, match="-o/--output: give a file name"):
+        call_command("export_incidents", "-o", "")
+    assert capsysbinary.readouterr().out == b""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a file every write to fails")
+def test_export_tells_a_write_that_fails():
+    make_incident(title="Written nowhere")
+    with pytest.raises(CommandError, match=r"-o/--output: cannot write /dev/full: No space left on device"):
+        call_command("export_incidents", "-o", "/dev/full")
