@@ -19,8 +19,8 @@ the same columns under the same rules.
 import codecs
 import operator
 import re
-from contextlib import closing
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from datetime import UTC, date, datetime
 from functools import reduce
 from typing import IO, Any

@@ -275,6 +275,13 @@ def test_ensure_admin_creates_a_random_password_once(capsys):
     assert User.objects.filter(username="admin").count() == 1
 
 
+@pytest.mark.parametrize("username", ["", "a" * 151, "bad name!"])
+def test_ensure_admin_refuses_a_username_the_admin_refuses(username):
+    with pytest.raises(CommandError, match="--username: "):
+        call_command("ensure_admin", "--username", username)
+    assert not User.objects.exists()
+
+
 def test_ensure_admin_says_how_to_set_up_the_second_factor_where_it_is_required(capsys, settings):
     settings.REQUIRE_2FA = True
     call_command("ensure_admin", "--url", "https://tracker.example.org/admin/")

@@ -2,7 +2,8 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -28,6 +29,13 @@ class Command(BaseCommand):
                 f"(forgot it? `python manage.py changepassword {username}`)."
             )
             return
+        try:
+            # The admin's own rules for a username (not empty, at most 150 characters, letters, digits
+            # and @.+-_): create_superuser checks none of them, and failed on an empty or long one
+            # with a traceback.
+            User._meta.get_field(User.USERNAME_FIELD).clean(username, None)
+        except ValidationError as error:
+            raise CommandError(f"--username: {' '.join(error.messages)}") from None
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
