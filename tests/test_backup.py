@@ -127,7 +127,7 @@ def test_backup_names_an_output_it_cannot_create(tmp_path, backup_key):
 
 def test_backup_refuses_an_empty_output_name(backup_key):
     # Path("") is the working directory: the refusal said ". exists already", naming no option.
-    with pytest.raises(CommandError, match="-o/--output: give a file name"):
+    with pytest.raises(CommandError, match="-o/--output: give a path"):
         call_command("backup", "-o", "")
 
 

@@ -315,7 +315,7 @@ def test_export_filters_follow_the_exporting_users_sight(tmp_path):
 def test_export_refuses_an_empty_output_name(capsysbinary):
     # Read as no -o at all, it sent the rows to standard output: `-o "$OUT"` with OUT unset.
     make_incident(title="Only for the file")
-    with pytest.raises(CommandError, match="-o/--output: give a file name"):
+    with pytest.raises(CommandError, match="-o/--output: give a path"):
         call_command("export_incidents", "-o", "")
     assert capsysbinary.readouterr().out == b""
 

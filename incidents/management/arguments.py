@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 
-def file_name(value: str) -> Path:
+def path_name(value: str) -> Path:
     # An empty name would mean the working directory, or, where the option is optional, that no file
     # was named at all: a script's unset variable (`-o "$OUT"`) must not send the rows elsewhere.
     if not value:
-        raise argparse.ArgumentTypeError("give a file name, not an empty one")
+        raise argparse.ArgumentTypeError("give a path, not an empty one")
     return Path(value)

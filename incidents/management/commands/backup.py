@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.management.arguments import file_name
+from incidents.management.arguments import path_name
 from tracker import backup
 
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("-o", "--output", type=file_name, help="The file to write (never overwritten).")
+        parser.add_argument("-o", "--output", type=path_name, help="The file to write (never overwritten).")
         parser.add_argument("--new-key", action="store_true", help="Print a new key for TRACKER_BACKUP_KEY and stop.")
 
     def handle(self, *args, output, new_key, **options):

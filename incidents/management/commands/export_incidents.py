@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from incidents.exports import write_incidents_csv
 from incidents.filters import IncidentFilterSet
-from incidents.management.arguments import file_name
+from incidents.management.arguments import path_name
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_matching
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 help=str(incident_filter.label or name) + (" (repeatable)" if repeatable else ""),
             )
         parser.add_argument(
-            "-o", "--output", metavar="FILE", type=file_name, help="Write to FILE instead of standard output."
+            "-o", "--output", metavar="FILE", type=path_name, help="Write to FILE instead of standard output."
         )
         parser.add_argument("--bom", action="store_true", help="Start with a UTF-8 byte order mark (for Excel).")
         parser.add_argument("--user", metavar="USERNAME", help="Export what this user may see.")

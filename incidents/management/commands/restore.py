@@ -3,7 +3,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.management.arguments import file_name
+from incidents.management.arguments import path_name
 from tracker import backup
 
 
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", metavar="FILE", type=file_name, help="A file written by `manage.py backup`.")
+        parser.add_argument("file", metavar="FILE", type=path_name, help="A file written by `manage.py backup`.")
         parser.add_argument(
             "--into", metavar="URL", help="postgres://… of the empty database to fill (default: DATABASE_URL)."
         )
