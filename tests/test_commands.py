@@ -282,6 +282,12 @@ def test_ensure_admin_refuses_a_username_the_admin_refuses(username):
     assert not User.objects.exists()
 
 
+def test_ensure_admin_refuses_an_address_to_log_in_at_that_is_none():
+    with pytest.raises(CommandError, match="--url: give an http:// or https:// address"):
+        call_command("ensure_admin", "--url", "")
+    assert not User.objects.exists()
+
+
 def test_ensure_admin_says_how_to_set_up_the_second_factor_where_it_is_required(capsys, settings):
     settings.REQUIRE_2FA = True
     call_command("ensure_admin", "--url", "https://tracker.example.org/admin/")

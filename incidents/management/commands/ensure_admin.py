@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from incidents.management.arguments import web_address
+
 
 class Command(BaseCommand):
     help = (
@@ -16,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin", help="The administrator's username (default: admin).")
         parser.add_argument(
             "--url",
+            type=web_address,
             default="http://127.0.0.1:8000/admin/",
             help="The admin's address, printed as where to log in (default: http://127.0.0.1:8000/admin/); "
             "on a server, its public https://…/admin/.",
