@@ -20,6 +20,7 @@ import codecs
 import operator
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from datetime import UTC, date, datetime
 from functools import reduce
 from typing import IO, Any
@@ -658,5 +659,9 @@ def write_incidents_csv(
     chunks = stream_incidents_csv(
         queryset, user, door=door, export_filters=export_filters, path=path, bom=bom, on_rows=on_rows
     )
-    for chunk in chunks:
-        out.write(chunk)
+    # Closed at once if a write fails (a full disk, a closed pipe): the COPY is ended and its
+    # transaction rolled back then, not left streaming on the connection until the generator is
+    # collected.
+    with closing(chunks):
+        for chunk in chunks:
+            out.write(chunk)

@@ -583,6 +583,15 @@ class TestSetupLinks:
         sign_in(client, administrator)
         assert "qr-code" in client.get("/accounts/two-factor/setup/").content.decode()
 
+    @pytest.mark.parametrize("url", ["", "tracker.example.org", "javascript:alert(1)"])
+    def test_the_command_refuses_an_address_a_link_cannot_start_with_and_keeps_the_earlier_link(self, url):
+        administrator = make_user(roles.REVIEWER, is_superuser=True, username="admin")
+        call_command("setup_link", "admin", stdout=io.StringIO())
+        earlier = list(administrator.setup_links.values_list("pk", flat=True))
+        with pytest.raises(CommandError, match="--url: give an http:// or https:// address"):
+            call_command("setup_link", "admin", "--url", url, stdout=io.StringIO())
+        assert list(administrator.setup_links.values_list("pk", flat=True)) == earlier
+
     def test_the_command_refuses_an_unknown_account_and_one_that_is_not_staff(self):
         with pytest.raises(CommandError, match="No user is called 'nobody'"):
             call_command("setup_link", "nobody")

@@ -117,3 +117,23 @@ def test_backup_needs_a_valid_key(tmp_path, settings):
     with pytest.raises(CommandError, match="TRACKER_BACKUP_KEY must be 32 bytes"):
         call_command("backup", output=tmp_path / "tracker.backup")
     assert not (tmp_path / "tracker.backup").exists()
+
+
+def test_backup_names_an_output_it_cannot_create(tmp_path, backup_key):
+    with pytest.raises(CommandError, match=r"^-o/--output: cannot write .*: No such file or directory\.$"):
+        call_command("backup", "-o", str(tmp_path / "missing" / "tracker.backup"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_refuses_an_empty_output_name(backup_key):
+    # Path("") is the working directory: the refusal said ". exists already", naming no option.
+    with pytest.raises(CommandError, match="-o/--output: give a path"):
+        call_command("backup", "-o", "")
+
+
+@pytest.mark.parametrize("name", ["directory", ""])
+def test_restore_names_a_file_it_cannot_read(tmp_path, backup_key, name):
+    # Opened before any database is touched: a directory (or "", the working one) is told as such.
+    path = str(tmp_path) if name else name
+    with pytest.raises(CommandError, match="FILE: "):
+        call_command("restore", path, into=conninfo("never_connected_to"))

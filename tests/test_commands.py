@@ -1,5 +1,6 @@
 """Management commands: the demo-data generator, the admin account, the smoke request."""
 
+import os
 import random
 from io import StringIO
 
@@ -274,6 +275,19 @@ def test_ensure_admin_creates_a_random_password_once(capsys):
     assert User.objects.filter(username="admin").count() == 1
 
 
+@pytest.mark.parametrize("username", ["", "a" * 151, "bad name!"])
+def test_ensure_admin_refuses_a_username_the_admin_refuses(username):
+    with pytest.raises(CommandError, match="--username: "):
+        call_command("ensure_admin", "--username", username)
+    assert not User.objects.exists()
+
+
+def test_ensure_admin_refuses_an_address_to_log_in_at_that_is_none():
+    with pytest.raises(CommandError, match="--url: give an http:// or https:// address"):
+        call_command("ensure_admin", "--url", "")
+    assert not User.objects.exists()
+
+
 def test_ensure_admin_says_how_to_set_up_the_second_factor_where_it_is_required(capsys, settings):
     settings.REQUIRE_2FA = True
     call_command("ensure_admin", "--url", "https://tracker.example.org/admin/")
@@ -302,3 +316,18 @@ def test_export_filters_follow_the_exporting_users_sight(tmp_path):
     assert "Reported in confidence" in output.read_text()
     with pytest.raises(CommandError, match="--source"):
         call_command("export_incidents", f"--source={informant.pk}", "-o", str(tmp_path / "public.csv"))
+
+
+def test_export_refuses_an_empty_output_name(capsysbinary):
+    # Read as no -o at all, it sent the rows to standard output: `-o "$OUT"` with OUT unset.
+    make_incident(title="Only for the file")
+    with pytest.raises(CommandError, match="-o/--output: give a path"):
+        call_command("export_incidents", "-o", "")
+    assert capsysbinary.readouterr().out == b""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a file every write to fails")
+def test_export_tells_a_write_that_fails():
+    make_incident(title="Written nowhere")
+    with pytest.raises(CommandError, match=r"-o/--output: cannot write /dev/full: No space left on device"):
+        call_command("export_incidents", "-o", "/dev/full")

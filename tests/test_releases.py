@@ -429,3 +429,20 @@ def test_two_releases_made_at_once_take_numbers_one_after_the_other(monkeypatch)
 
     assert failures == []
     assert sorted(Release.objects.values_list("number", flat=True)) == [1, 2]
+
+
+def test_release_refused_leaves_no_output_directory(tmp_path):
+    viewer = make_user(roles.VIEWER)
+    output = tmp_path / "releases"
+    with pytest.raises(CommandError, match="--user: "):
+        call_command("release", "--user", viewer.username, "--output", str(output))
+    assert not output.exists()
+    assert not Release.objects.exists()
+
+
+def test_release_refuses_an_empty_output_directory_name():
+    # Read as no --output, it released without writing the files anywhere.
+    reviewer = make_user(roles.REVIEWER)
+    with pytest.raises(CommandError, match="--output: give a path"):
+        call_command("release", "--user", reviewer.username, "--output", "")
+    assert not Release.objects.exists()

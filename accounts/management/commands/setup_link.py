@@ -5,6 +5,7 @@ from django.db import transaction
 
 from accounts.services import second_factor_reset, setup_link_create
 from accounts.views import setup_link_path
+from incidents.management.arguments import web_address
 
 
 class Command(BaseCommand):
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument(
             "--url",
+            type=web_address,
             default="http://127.0.0.1:8000",
             help="The tracker's address, which the link starts with (default: http://127.0.0.1:8000); "
             "the admin's address (…/admin/, as ensure_admin takes) works too.",

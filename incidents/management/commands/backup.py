@@ -1,8 +1,8 @@
 import time
-from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from incidents.management.arguments import path_name
 from tracker import backup
 
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("-o", "--output", type=Path, help="The file to write (never overwritten).")
+        parser.add_argument("-o", "--output", type=path_name, help="The file to write (never overwritten).")
         parser.add_argument("--new-key", action="store_true", help="Print a new key for TRACKER_BACKUP_KEY and stop.")
 
     def handle(self, *args, output, new_key, **options):
@@ -25,10 +25,14 @@ class Command(BaseCommand):
         started = time.monotonic()
         try:
             # Exclusive creation: a backup never overwrites an older one.
-            with output.open("xb") as target:
-                written = backup.backup_database(target)
+            target = output.open("xb")
         except FileExistsError:
-            raise CommandError(f"{output} exists already: choose a new name.") from None
+            raise CommandError(f"-o/--output: {output} exists already: choose a new name.") from None
+        except OSError as error:
+            raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
+        try:
+            with target:
+                written = backup.backup_database(target)
         except backup.BackupError as error:
             output.unlink(missing_ok=True)
             raise CommandError(str(error)) from error

@@ -2,7 +2,10 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from incidents.management.arguments import web_address
 
 
 class Command(BaseCommand):
@@ -15,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin", help="The administrator's username (default: admin).")
         parser.add_argument(
             "--url",
+            type=web_address,
             default="http://127.0.0.1:8000/admin/",
             help="The admin's address, printed as where to log in (default: http://127.0.0.1:8000/admin/); "
             "on a server, its public https://…/admin/.",
@@ -28,6 +32,13 @@ class Command(BaseCommand):
                 f"(forgot it? `python manage.py changepassword {username}`)."
             )
             return
+        try:
+            # The admin's own rules for a username (not empty, at most 150 characters, letters, digits
+            # and @.+-_): create_superuser checks none of them, and failed on an empty or long one
+            # with a traceback.
+            User._meta.get_field(User.USERNAME_FIELD).clean(username, None)
+        except ValidationError as error:
+            raise CommandError(f"--username: {' '.join(error.messages)}") from None
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))

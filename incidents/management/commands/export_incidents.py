@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from incidents.exports import write_incidents_csv
 from incidents.filters import IncidentFilterSet
+from incidents.management.arguments import path_name
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_matching
 
@@ -36,7 +37,9 @@ class Command(BaseCommand):
                 metavar=name.upper(),
                 help=str(incident_filter.label or name) + (" (repeatable)" if repeatable else ""),
             )
-        parser.add_argument("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+        parser.add_argument(
+            "-o", "--output", metavar="FILE", type=path_name, help="Write to FILE instead of standard output."
+        )
         parser.add_argument("--bom", action="store_true", help="Start with a UTF-8 byte order mark (for Excel).")
         parser.add_argument("--user", metavar="USERNAME", help="Export what this user may see.")
 
@@ -68,12 +71,18 @@ class Command(BaseCommand):
             out = open(output, "wb") if output else nullcontext(sys.stdout.buffer)  # noqa: SIM115 (closed below)
         except OSError as error:
             raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
-        with out as stream, tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
-            if not progress.disable:
-                progress.total = incidents.count()
-                progress.refresh()
-            write_incidents_csv(incidents, reader, stream, on_rows=progress.update, **export)
-            stream.flush()
+        try:
+            with out as stream, tqdm(unit=" rows", disable=None, file=sys.stderr) as progress:
+                if not progress.disable:
+                    progress.total = incidents.count()
+                    progress.refresh()
+                write_incidents_csv(incidents, reader, stream, on_rows=progress.update, **export)
+                stream.flush()
+        except OSError as error:
+            # A full disk, or a pipe its reader closed (`| head`): told, not a traceback. What was
+            # written so far is a CSV cut off midway.
+            where = f"-o/--output: cannot write {output}" if output else "cannot write to standard output"
+            raise CommandError(f"{where}: {error.strerror}; the export is incomplete.") from None
 
     def _user(self, username: str | None):
         if username is None:

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
+from incidents import services
+from incidents.management.arguments import path_name
 from incidents.releases import release_create, release_file_chunks
 
 
@@ -18,7 +20,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, metavar="USERNAME", help="Release as this Reviewer.")
         parser.add_argument(
-            "--output", metavar="DIRECTORY", help="Also write the release's files into DIRECTORY/<release name>/."
+            "--output",
+            metavar="DIRECTORY",
+            type=path_name,
+            help="Also write the release's files into DIRECTORY/<release name>/.",
         )
 
     def handle(self, *args, user, output, **options):
@@ -27,6 +32,10 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"--user: no user is called {user!r}.") from None
         if output:
+            # Asked before the directory is made (release_create asks again): a refused release left
+            # the directory it named created, and empty.
+            if not services.may_publish(reviewer):
+                raise CommandError(f"--user: {user} may not make a release: only Reviewers may.")
             # Before the release, which cannot be undone: a directory it cannot write is refused with
             # nothing released, not found once the release exists.
             try:

@@ -1,9 +1,9 @@
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from incidents.management.arguments import path_name
 from tracker import backup
 
 
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", type=Path, help="A file written by `manage.py backup`.")
+        parser.add_argument("file", metavar="FILE", type=path_name, help="A file written by `manage.py backup`.")
         parser.add_argument(
             "--into", metavar="URL", help="postgres://… of the empty database to fill (default: DATABASE_URL)."
         )
@@ -24,8 +24,10 @@ class Command(BaseCommand):
         try:
             with file.open("rb") as source:
                 backup.restore_database(source, into or settings.DATABASE_URL)
-        except FileNotFoundError:
-            raise CommandError(f"{file} does not exist.") from None
+        except OSError as error:
+            # Missing, a directory, unreadable: told before any database is touched; a read that fails
+            # midway leaves nothing either, the restore being one transaction.
+            raise CommandError(f"FILE: cannot read {file}: {error.strerror}.") from None
         except backup.BackupError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(self.style.SUCCESS(f"Restored {file} in {time.monotonic() - started:.1f} s."))

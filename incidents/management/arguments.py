@@ -1,0 +1,29 @@
+"""Argument types shared by the management commands: argparse refuses a bad value with the option's
+name before the command changes anything."""
+
+import argparse
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+
+def path_name(value: str) -> Path:
+    # An empty name would mean the working directory, or, where the option is optional, that no file
+    # was named at all: a script's unset variable (`-o "$OUT"`) must not send the rows elsewhere.
+    if not value:
+        raise argparse.ArgumentTypeError("give a path, not an empty one")
+    return Path(value)
+
+
+_WEB_ADDRESS = URLValidator(schemes=["http", "https"])
+
+
+def web_address(value: str) -> str:
+    # Printed as the start of a link someone is given: an empty or other address made a link that
+    # leads nowhere, and setup_link had already replaced the account's working one by then.
+    try:
+        _WEB_ADDRESS(value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"give an http:// or https:// address, not {value!r}") from None
+    return value
