@@ -62,7 +62,8 @@ class Command(BaseCommand):
         if duplicates_truth is not None and not duplicates:
             # Else ignored: whoever asked for the truth file would look for pairs never made.
             raise CommandError("--duplicates-truth: it holds the true pairs of --duplicates; give --duplicates too.")
-        duplicates_truth = duplicates_truth or Path(DUPLICATES_TRUTH)
+        # A Path from the command line (`path_name`); call_command may pass a string.
+        duplicates_truth = Path(duplicates_truth or DUPLICATES_TRUTH)
         started = time.monotonic()
         with tqdm(
             total=incidents, unit="incidents", disable=not sys.stderr.isatty(), file=sys.stderr, smoothing=0.1
