@@ -303,6 +303,32 @@ def test_smoke_request_fails_on_a_missing_page():
         call_command("smoke_request", "/no-such-page/")
 
 
+@pytest.mark.parametrize("address", ["http://evil.example/", "//evil.example/", "", "admin/login/"])
+def test_smoke_request_refuses_what_is_no_path_of_this_site(address):
+    # The test client asks for an address's path alone: these reported "answered 200" for `/`.
+    with pytest.raises(CommandError, match="give a path of this site starting with one /"):
+        call_command("smoke_request", address)
+
+
+def test_ensure_admin_refuses_an_existing_account_that_is_no_administrator(capsys):
+    make_user(roles.REVIEWER, username="rev")
+    with pytest.raises(CommandError, match="--username: 'rev' exists but is not an active administrator"):
+        call_command("ensure_admin", "--username", "rev")
+    User.objects.filter(username="rev").update(is_superuser=True, is_active=False)
+    with pytest.raises(CommandError, match="not an active administrator"):
+        call_command("ensure_admin", "--username", "rev")
+    User.objects.filter(username="rev").update(is_active=True)
+    call_command("ensure_admin", "--username", "rev")
+    assert "Log in at http://127.0.0.1:8000/admin/ as 'rev'" in capsys.readouterr().out
+
+
+def test_generate_demo_data_refuses_a_truth_file_without_duplicates(tmp_path):
+    truth = tmp_path / "truth.csv"
+    with pytest.raises(CommandError, match="--duplicates-truth: it holds the true pairs of --duplicates"):
+        call_command("generate_demo_data", "--incidents", "1", "--duplicates-truth", str(truth))
+    assert Incident.objects.count() == 0 and not truth.exists()
+
+
 def test_export_filters_follow_the_exporting_users_sight(tmp_path):
     # The command reads through the selectors with the user it names, not a stand-in request.
     informant = make_source(title="Informant", confidential=True)

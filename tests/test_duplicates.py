@@ -299,8 +299,8 @@ class TestDemoDuplicates:
         assert first == snapshot(5)
         assert first != snapshot(6)
 
-    def test_the_demo_titles_are_not_alike_beyond_what_reports_are(self, tmp_path):
-        generate(tmp_path / "truth.csv", incidents=300, seed=2)
+    def test_the_demo_titles_are_not_alike_beyond_what_reports_are(self):
+        call_command("generate_demo_data", incidents=300, seed=2, stdout=io.StringIO())
         titles = list(Incident.objects.values_list("title", flat=True))
         assert len(set(titles)) == len(titles)
         assert len({title.split()[0] for title in titles}) > 20

@@ -27,3 +27,11 @@ def web_address(value: str) -> str:
     except ValidationError:
         raise argparse.ArgumentTypeError(f"give an http:// or https:// address, not {value!r}") from None
     return value
+
+
+def site_path(value: str) -> str:
+    # A page of this site, asked for through the test client: it reads only the path of an address
+    # (`http://evil.example/` asked for `/`) and `//host/` is no path, so either reported another page.
+    if not value.startswith("/") or value.startswith("//"):
+        raise argparse.ArgumentTypeError(f"give a path of this site starting with one /, not {value!r}")
+    return value

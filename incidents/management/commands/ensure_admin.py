@@ -26,7 +26,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, url, **options):
         User = get_user_model()
-        if User.objects.filter(username=username).exists():
+        existing = User.objects.filter(username=username).first()
+        if existing is not None and not (existing.is_superuser and existing.is_active):
+            # Told to log in there, they would find an account without the admin's rights.
+            raise CommandError(
+                f"--username: {username!r} exists but is not an active administrator; give it the rights in the "
+                "admin (Users: active, superuser status), or choose another name."
+            )
+        if existing is not None:
             self.stdout.write(
                 f"Log in at {url} as {username!r} with the password printed when the account was created "
                 f"(forgot it? `python manage.py changepassword {username}`)."

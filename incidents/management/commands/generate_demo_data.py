@@ -6,6 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from incidents.demo_data import generate_demo_data
+from incidents.management.arguments import path_name
+
+DUPLICATES_TRUTH = "duplicates-truth.csv"
 
 
 def positive_int(value: str) -> int:
@@ -49,12 +52,18 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--duplicates-truth",
-            default="duplicates-truth.csv",
+            type=path_name,
             metavar="FILE",
-            help="Where to write the true pairs (incident_a,incident_b public ids); default duplicates-truth.csv.",
+            help="With --duplicates: where to write the true pairs (incident_a,incident_b public ids); default "
+            f"{DUPLICATES_TRUTH}.",
         )
 
     def handle(self, *args, incidents, seed, batch_size, duplicates, duplicates_truth, **options):
+        if duplicates_truth is not None and not duplicates:
+            # Else ignored: whoever asked for the truth file would look for pairs never made.
+            raise CommandError("--duplicates-truth: it holds the true pairs of --duplicates; give --duplicates too.")
+        # A Path from the command line (`path_name`); call_command may pass a string.
+        duplicates_truth = Path(duplicates_truth or DUPLICATES_TRUTH)
         started = time.monotonic()
         with tqdm(
             total=incidents, unit="incidents", disable=not sys.stderr.isatty(), file=sys.stderr, smoothing=0.1
@@ -66,7 +75,7 @@ class Command(BaseCommand):
                     batch_size=batch_size,
                     progress=bar.update,
                     duplicates=duplicates or 0,
-                    duplicates_truth=Path(duplicates_truth),
+                    duplicates_truth=duplicates_truth,
                 )
             except ValueError as error:
                 raise CommandError(str(error)) from error
