@@ -36,7 +36,9 @@ An incident can have several perpetrators or countries, so there the total is su
 """
 
 import calendar
+from collections.abc import Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
@@ -54,7 +56,6 @@ from incidents.models import (
     IncidentType,
     Involvement,
     InvolvementRole,
-    Organization,
     Place,
     RollupDimension,
     Verification,
@@ -133,15 +134,8 @@ def _kept_sums(
     filterset: IncidentFilterSet, cells, group_by: str, with_total: bool = True, counting_known: bool = False
 ) -> tuple[list[dict], dict]:
     _count_own_changes()
-    filters = filterset.form.cleaned_data
     return _rollup_sums(
-        cells,
-        group_by,
-        country=filters.get("country"),
-        place=_place_filter(filterset),
-        perpetrator=filters.get("perpetrator"),
-        with_total=with_total,
-        counting_known=counting_known,
+        cells, group_by, filterset.form.cleaned_data, with_total=with_total, counting_known=counting_known
     )
 
 
@@ -347,13 +341,7 @@ def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: i
     cells = _rollup_cells(filterset, together[0]) if together else None  # the same for each of them
     if cells is not None:
         _count_own_changes()
-        filters = filterset.form.cleaned_data
-        rows = _each_once(
-            cells,
-            country=filters.get("country"),
-            place=_place_filter(filterset),
-            perpetrator=filters.get("perpetrator"),
-        )
+        rows = _each_once(cells, filterset.form.cleaned_data)
         groups = _groups_together_by_span(rows, together, _FACET_ROLLUP_COLUMNS, _ROLLUP_SUMS)
         for group_by in together:
             statistic = _statistic(group_by, groups[group_by], _facet_total(group_by, groups[group_by]), _incidents_of)
@@ -629,23 +617,14 @@ def _places_inside(place: Place | None):
 
 
 def _rollup_sums(
-    cells,
-    group_by: str,
-    *,
-    country: str,
-    place: Place | None,
-    perpetrator: Organization | None = None,
-    with_total: bool = True,
-    counting_known: bool = False,
+    cells, group_by: str, filters: Mapping[str, Any], *, with_total: bool = True, counting_known: bool = False
 ) -> tuple[list[dict], dict | None]:
-    """The groups and the total from kept totals: per incident, per country pair when a country
-    is filtered (the incidents in that country, once each on its diagonal), the place's own
-    totals when a place is filtered (the incidents at it or inside it, once each), or the
-    perpetrator's when one is (within the country filter's country, if any). Without
-    `with_total`, a total that needs a query of its own is None; `counting_known` also counts the
-    incidents that have each figure (`_KNOWN`)."""
+    """The groups and the total from kept totals, for the filter set's `filters` (its cleaned
+    data), each incident once (`_each_once`). Without `with_total`, a total that needs a query of
+    its own is None; `counting_known` also counts the incidents that have each figure (`_KNOWN`)."""
     sums = {**_ROLLUP_SUMS, **_ROLLUP_KNOWN} if counting_known else _ROLLUP_SUMS
-    each_once = _each_once(cells, country=country, place=place, perpetrator=perpetrator)
+    country, place = filters.get("country"), filters.get("place")
+    each_once = _each_once(cells, filters)
     if group_by == PLACE:
         # Any place inside the filter's place is inside its own group too: no filter to add.
         grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
@@ -670,11 +649,12 @@ def _rollup_sums(
     return groups, each_once.aggregate(**sums) if with_total else None
 
 
-def _each_once(cells, *, country: str, place: Place | None, perpetrator: Organization | None = None):
-    """The totals that count each incident once: overall, or those in the filter's country (on the
-    diagonal of its country pairs), or those at or inside the filter's place, or those of the
-    filter's perpetrator (an organization is an incident's perpetrator at most once), within the
-    filter's country or over all incidents."""
+def _each_once(cells, filters: Mapping[str, Any]):
+    """The totals that count each incident once, for the filter set's `filters`: overall, or those
+    in the filter's country (on the diagonal of its country pairs), or those at or inside the
+    filter's place, or those of the filter's perpetrator (an organization is an incident's
+    perpetrator at most once), within the filter's country or over all incidents."""
+    country, place, perpetrator = filters.get("country"), filters.get("place"), filters.get("perpetrator")
     if perpetrator:
         return cells.filter(
             dimension=RollupDimension.PERPETRATOR, within_country=country or "", organization=perpetrator
