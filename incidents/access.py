@@ -30,8 +30,6 @@ from incidents.models import (
     ConfidentialAccess,
     Incident,
     IncidentExportRow,
-    IncidentRevision,
-    RevisionState,
     Source,
 )
 from incidents.querysets import can_see_confidential
@@ -110,22 +108,6 @@ def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRec
             if record.source.confidential:
                 source_ids.add(record.source_id)
     return ConfidentialRecords(frozenset(incident_ids), frozenset(claim_ids), frozenset(source_ids))
-
-
-def records_of_revision(revision: IncidentRevision, user) -> list[Model]:
-    """The records a revision's page (admin) or representation (API) shows `user`, for
-    `confidential_among`: its incident and, while it waits and proposes claims, what accepting it
-    would change (`services.revision_diff`): the incident's claims as they are and as proposed, each
-    with its source. One query each for claims and sources when it proposes claims, else none."""
-    if revision.state != RevisionState.PENDING:
-        return [revision.incident]
-    proposed_claims = revision.changes.get("claims", [])
-    if not proposed_claims:
-        return [revision.incident]
-    existing = {row["id"] for row in proposed_claims if row.get("id")}
-    claims = Claim.objects.visible_to(user).filter(Q(incident=revision.incident_id) | Q(pk__in=existing))
-    sources = Source.objects.visible_to(user).filter(pk__in={row.get("source") for row in proposed_claims})
-    return [revision.incident, *claims.select_related("source"), *sources]
 
 
 def shown_incident_columns(user) -> dict[str, Any]:

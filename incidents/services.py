@@ -562,7 +562,49 @@ def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value.pk if isinstance(value, models.Model) else value for name, value in row.items()}
 
 
-def _from_json(model: type[models.Model], row: Mapping[str, Any]) -> dict[str, Any]:
+class _NamedRecords:
+    """The records that revisions' changes name by key (a claim's source, an involvement's
+    organization, the incident's type, its places), each kind loaded once for every revision of a
+    page: one query per kind, whatever the page's size."""
+
+    def __init__(self, changes: Iterable[tuple[Mapping[str, Any], Incident | None]]):
+        wanted: dict[type[models.Model], set] = {}
+        for one, incident in changes:
+            for model, rows in _changed_rows(one):
+                for row in rows:
+                    for field, value in _related_values(model, row):
+                        wanted.setdefault(field.related_model, set()).add(value)
+            wanted.setdefault(Place, set()).update(one.get("places", ()))
+            # What the incident links to now, for the differences' "now" column.
+            for name in one.get("data", {}) if incident is not None else ():
+                field = Incident._meta.get_field(name)
+                if field.is_relation:
+                    wanted.setdefault(field.related_model, set()).add(getattr(incident, field.attname))
+        self._records = {
+            model: model._default_manager.in_bulk([model._meta.pk.to_python(value) for value in keys - {None}])
+            for model, keys in wanted.items()
+            if keys - {None}
+        }
+
+    def get(self, model: type[models.Model], key) -> models.Model | None:
+        return self._records.get(model, {}).get(model._meta.pk.to_python(key))
+
+
+def _changed_rows(changes: Mapping[str, Any]) -> Iterator[tuple[type[models.Model], list[Mapping[str, Any]]]]:
+    yield Incident, [changes.get("data", {})]
+    for name, model in (("claims", Claim), ("victim_groups", VictimGroup), ("involvements", Involvement)):
+        yield model, changes.get(name, [])
+
+
+def _related_values(model: type[models.Model], row: Mapping[str, Any]) -> Iterator[tuple[models.Field, Any]]:
+    for name, value in row.items():
+        if name != "id" and value is not None:
+            field = model._meta.get_field(name)
+            if field.is_relation:
+                yield field, value
+
+
+def _from_json(model: type[models.Model], row: Mapping[str, Any], named: _NamedRecords) -> dict[str, Any]:
     """A row of IncidentRevision.changes back as field values; a record deleted since is an error."""
     values = {}
     for name, value in row.items():
@@ -570,25 +612,29 @@ def _from_json(model: type[models.Model], row: Mapping[str, Any]) -> dict[str, A
         if field is None:
             values[name] = value
         elif field.is_relation and value is not None:
-            try:
-                values[name] = field.related_model._default_manager.get(pk=value)
-            except field.related_model.DoesNotExist:
+            values[name] = named.get(field.related_model, value)
+            if values[name] is None:
                 raise ValidationError(
                     {name: f"The {field.related_model._meta.verbose_name} {value} it names was deleted since."}
-                ) from None
+                )
         else:
             values[name] = field.to_python(value)
     return values
 
 
-def revision_changes(revision: IncidentRevision, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def revision_changes(
+    revision: IncidentRevision, changes: Mapping[str, Any] | None = None, named: _NamedRecords | None = None
+) -> dict[str, Any]:
     """The revision as incident_update's arguments (`data`, `places`, `claims`, …); of `changes`,
-    given, in place of all it holds (`revision_changes_shown`)."""
+    given, in place of all it holds (as shown to a reader), with the records of `named`, given
+    (loaded for a page of revisions)."""
     changes = revision.changes if changes is None else changes
-    arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}))}
+    named = _NamedRecords([(changes, None)]) if named is None else named
+    arguments: dict[str, Any] = {"data": _from_json(Incident, changes.get("data", {}), named)}
     if "places" in changes:
-        arguments["places"] = list(Place.objects.filter(pk__in=changes["places"]))
-        deleted = sorted(set(changes["places"]) - {place.pk for place in arguments["places"]})
+        places = {key: named.get(Place, key) for key in changes["places"]}
+        arguments["places"] = [place for place in places.values() if place is not None]
+        deleted = sorted(key for key, place in places.items() if place is None)
         if deleted:
             # Accepting without them would drop what the proposer added, as if she had not.
             raise ValidationError(
@@ -596,7 +642,7 @@ def revision_changes(revision: IncidentRevision, changes: Mapping[str, Any] | No
             )
     for name, model in (("claims", Claim), ("victim_groups", VictimGroup), ("involvements", Involvement)):
         if name in changes:
-            arguments[name] = [_from_json(model, row) for row in changes[name]]
+            arguments[name] = [_from_json(model, row, named) for row in changes[name]]
     return arguments
 
 
@@ -605,24 +651,129 @@ def _claimed_source_id(row: Mapping[str, Any]) -> int | None:
     return row.get("source", row.get("source_id"))
 
 
-def revision_changes_shown(revision: IncidentRevision, user) -> dict[str, Any]:
-    """`revision.changes` as `user` may read them: without the proposed claims of a source, or
-    changing a claim, hidden from them. A revision is offered by its proposer's sight when they
-    proposed it (`needs_confidential_access`), but a source it names may have been made
-    confidential since (an informant recognised), and its rows would show the source's title and
-    words to every reviewer. Two queries when it proposes claims, else none."""
-    changes = revision.changes
-    rows = changes.get("claims")
-    if not rows:
-        return changes
-    sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
-    hidden_sources = {source.pk for source in _hidden(sources, user)}
-    claims = Claim.objects.filter(pk__in={row["id"] for row in rows if row.get("id")})
-    hidden_claims = {claim.pk for claim in _hidden(claims, user)}
-    shown = [
-        row for row in rows if _claimed_source_id(row) not in hidden_sources and row.get("id") not in hidden_claims
-    ]
-    return {**changes, "claims": shown}
+@dataclass(frozen=True)
+class RevisionReading:
+    """A revision as a reader is shown it: its `changes` without the claims they may not see, what
+    accepting it would change (`differences`, while it waits) and the records both show them
+    (`records`, for `access.confidential_among`)."""
+
+    changes: dict[str, Any]
+    differences: list[tuple[str, str, str]]
+    records: list[models.Model]
+
+
+def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, RevisionReading]:
+    """Each revision (loaded with its incident) as `user` reads it, by its id. A revision is
+    offered by its proposer's sight when they proposed it (`needs_confidential_access`), but a
+    source it names may have been made confidential since (an informant recognised), and its
+    rows would show the source's title and words to every reviewer: they are left out for those
+    who may not see it. A fixed number of queries whatever the number of revisions (the Reviewers'
+    queue lists up to 200 at once), none for revisions that propose no claims and no longer wait."""
+    revisions = list(revisions)
+    shown = _changes_shown(revisions, user)
+    waiting = [revision for revision in revisions if revision.state == RevisionState.PENDING]
+    named = _NamedRecords((shown[revision.pk], revision.incident) for revision in waiting)
+    current = _current_children(waiting, user)
+    readings = {}
+    for revision in revisions:
+        changes = shown[revision.pk]
+        if revision.state != RevisionState.PENDING:
+            readings[revision.pk] = RevisionReading(changes, [], [revision.incident])
+            continue
+        records = [revision.incident]
+        if changes.get("claims"):
+            sources = (named.get(Source, _claimed_source_id(row)) for row in changes["claims"])
+            records += [*current["claims"].get(revision.incident_id, []), *filter(None, sources)]
+        readings[revision.pk] = RevisionReading(changes, _differences(revision, changes, named, current), records)
+    return readings
+
+
+def revision_read(revision: IncidentRevision, user) -> RevisionReading:
+    """One revision as `user` reads it (`revisions_read`)."""
+    return revisions_read([revision], user)[revision.pk]
+
+
+def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[str, Any]]:
+    """Each revision's `changes` without the proposed claims of a source, or changing a claim,
+    hidden from `user`. Two queries when one proposes claims, else none."""
+    rows = [row for revision in revisions for row in revision.changes.get("claims") or ()]
+    hidden_sources = hidden_claims = set()
+    if rows:
+        sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
+        hidden_sources = {source.pk for source in _hidden(sources, user)}
+        claims = Claim.objects.filter(pk__in={row["id"] for row in rows if row.get("id")})
+        hidden_claims = {claim.pk for claim in _hidden(claims, user)}
+    shown = {}
+    for revision in revisions:
+        changes = revision.changes
+        if changes.get("claims"):
+            claims = [
+                row
+                for row in changes["claims"]
+                if _claimed_source_id(row) not in hidden_sources and row.get("id") not in hidden_claims
+            ]
+            changes = {**changes, "claims": claims}
+        shown[revision.pk] = changes
+    return shown
+
+
+def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict[int, list[models.Model]]]:
+    """The children of the revisions' incidents as `user` sees them now, by kind and incident id,
+    as the differences list them: one query per kind, for the kinds the revisions change."""
+    changed = {name for revision in revisions for name in revision.changes if name != "data"}
+    incident_ids = {revision.incident_id for revision in revisions}
+    kinds = {
+        "places": IncidentPlace.objects.select_related("place").order_by("place__name"),
+        "claims": Claim.objects.visible_to(user).select_related("source"),
+        "victim_groups": VictimGroup.objects.order_by("id"),
+        "involvements": Involvement.objects.select_related("organization").order_by("id"),
+    }
+    current: dict[str, dict[int, list[models.Model]]] = {name: {} for name in kinds}
+    for name in changed & kinds.keys():
+        for child in kinds[name].filter(incident__in=incident_ids):
+            current[name].setdefault(child.incident_id, []).append(child.place if name == "places" else child)
+    return current
+
+
+def _differences(
+    revision: IncidentRevision, changes: Mapping[str, Any], named: _NamedRecords, current: Mapping[str, Mapping]
+) -> list[tuple[str, str, str]]:
+    """What accepting the revision would change, as (what, now, proposed) in words people read,
+    against the incident as it is now."""
+    incident = revision.incident
+    try:
+        arguments = revision_changes(revision, changes, named)
+    except ValidationError as error:
+        # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
+        # see it to reject it.
+        return [("Cannot be accepted", "—", " ".join(error.messages))]
+    rows = []
+    for name, value in arguments.pop("data").items():
+        field = Incident._meta.get_field(name)
+        now = getattr(incident, field.attname)
+        if field.is_relation and now is not None:
+            now = named.get(field.related_model, now)
+        now, proposed = _readable(incident, field, now), _readable(incident, field, value)
+        if now != proposed:
+            rows.append((str(field.verbose_name).capitalize(), now, proposed))
+    claims = current["claims"].get(incident.pk, [])
+    # Accepting keeps the claims its proposer could not see (incident_revision_accept, which
+    # refuses when their sight changed since they proposed it): a reader who sees them finds them
+    # on both sides, not as removed.
+    kept = [] if revision.needs_confidential_access else [claim for claim in claims if claim.needs_confidential_access]
+    for name, proposed_rows in arguments.items():
+        model = Incident._meta.get_field(name).related_model
+        now_records = current[name].get(incident.pk, [])
+        if name == "places":
+            proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
+            now_text = "; ".join(sorted(str(place) for place in now_records))
+        else:
+            proposed = [model(**{key: value for key, value in row.items() if key != "id"}) for row in proposed_rows]
+            proposed_text = "; ".join(_described(record) for record in [*proposed, *(kept if name == "claims" else ())])
+            now_text = "; ".join(_described(record) for record in now_records)
+        if now_text != proposed_text:
+            rows.append((name.replace("_", " ").capitalize(), now_text or "—", proposed_text or "—"))
+    return rows
 
 
 def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
@@ -642,18 +793,24 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
     rejects it and the proposer edits the current version."""
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
-        if (
-            "claims" in revision.changes
-            and not revision.needs_confidential_access
-            and can_see_confidential(revision.proposed_by)
+        if "claims" in revision.changes and revision.needs_confidential_access != can_see_confidential(
+            revision.proposed_by
         ):
-            # The claims it replaces are those its proposer sees; she saw no confidential one when
-            # she proposed it, so accepting it now would delete those she never sent.
+            # The claims it replaces are those its proposer sees now, and the differences a Reviewer
+            # read showed those she saw when she proposed it (`revisions_read`). Given Confidential
+            # access since, accepting would delete the confidential claims she never sent; with it
+            # taken away, it would change confidential claims on the word of someone who may no
+            # longer read them.
+            change = (
+                "taken away from its author since they proposed it"
+                if revision.needs_confidential_access
+                else "given to its author since they proposed it"
+            )
             raise ValidationError(
                 {
                     "claims": [
-                        "Its author has been given Confidential access since proposing it, so its claims "
-                        "no longer say which claims they saw: reject it, and its author can propose again."
+                        f"Confidential access has been {change}, so its claims no longer say which claims "
+                        "they saw: reject it, and its author can propose again."
                     ]
                 }
             )
@@ -1242,53 +1399,6 @@ def _record_events(tables: Mapping[type[models.Model], str], incident_ids: list[
                 key=sql.Identifier(key),
             )
             cursor.execute(statement.as_string(connection.connection), [label, context_id, incident_ids])
-
-
-def revision_diff(revision: IncidentRevision, user) -> list[tuple[str, str, str]]:
-    """What accepting the revision would change, as (what, now, proposed) in words people read,
-    against the incident as it is now. Runs a few queries (the records the revision names)."""
-    incident = revision.incident
-    try:
-        arguments = revision_changes(revision, revision_changes_shown(revision, user))
-    except ValidationError as error:
-        # A record it names was deleted since: it cannot be accepted, and the Reviewer must still
-        # see it to reject it.
-        return [("Cannot be accepted", "—", " ".join(error.messages))]
-    rows = []
-    for name, value in arguments.pop("data").items():
-        field = Incident._meta.get_field(name)
-        now, proposed = _readable(incident, field, getattr(incident, name)), _readable(incident, field, value)
-        if now != proposed:
-            rows.append((str(field.verbose_name).capitalize(), now, proposed))
-    claims = Claim.objects.visible_to(user).filter(incident=incident).select_related("source")
-    current = {
-        "places": list(incident.places.order_by("name")),
-        "claims": list(claims),
-        "victim_groups": list(incident.victim_groups.order_by("id")),
-        "involvements": list(incident.involvements.select_related("organization").order_by("id")),
-    }
-    # Accepting keeps the claims its proposer could not see (incident_revision_accept): a reader who
-    # sees them finds them on both sides, not as removed.
-    kept = (
-        list(claims.exclude(pk__in=Claim.objects.visible_to(revision.proposed_by).values("pk")))
-        if "claims" in arguments
-        else []
-    )
-    for name, proposed_rows in arguments.items():
-        model = Incident._meta.get_field(name).related_model
-        if name == "places":
-            proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
-        else:
-            proposed = [model(**{key: value for key, value in row.items() if key != "id"}) for row in proposed_rows]
-            proposed_text = "; ".join(_described(record) for record in [*proposed, *(kept if name == "claims" else ())])
-        now_text = (
-            "; ".join(sorted(str(record) for record in current[name]))
-            if name == "places"
-            else "; ".join(_described(record) for record in current[name])
-        )
-        if now_text != proposed_text:
-            rows.append((name.replace("_", " ").capitalize(), now_text or "—", proposed_text or "—"))
-    return rows
 
 
 def _described(record: models.Model) -> str:

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
@@ -349,6 +350,54 @@ class TestListCost:
             with django_assert_num_queries(queries):
                 answer = client.get(f"{API}/{path}?page_size={page_size}")
             assert len(results(answer)) == page_size
+
+    def test_the_revisions_list_query_count_does_not_grow_with_its_revisions(self):
+        # Each revision's differences and shown changes were read one revision at a time: queries
+        # for its claims' sources, its places, each related record it names, the incident's
+        # children... The Reviewers' queue lists up to 200.
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        detention = IncidentType.objects.exclude(slug="forced-repatriation").first()
+
+        def propose(analyst):
+            incident = make_incident(places=[make_place()])
+            claim = make_claim(incident=incident)
+            # Hidden from the proposer: accepting keeps it, and the differences show it on both sides.
+            make_claim(incident=incident, source=make_source(title=f"Informant {incident.pk}"), confidential=True)
+            VictimGroup.objects.create(incident=incident, count=3)
+            body = {
+                "version": 1,
+                "title": "Edited",
+                "incident_type": detention.slug,
+                "places": [make_place().pk],
+                "claims": [
+                    {"id": claim.pk, "source": claim.source_id, "people_count": 40},
+                    {"source": make_source().pk, "people_count": 30},
+                ],
+                "victim_groups": [{"count": 4, "sex": "female"}],
+                "involvements": [{"organization": make_organization().pk, "role": "perpetrator"}],
+            }
+            assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+
+        propose(make_user(roles.ANALYST))
+        reviewer.get(f"{API}/revisions/")  # the first request's lookups that are cached after it
+        counts, proposed = [], 1
+        for more in (1, 6):
+            for _ in range(more):
+                propose(make_user(roles.ANALYST))
+            proposed += more
+            with CaptureQueriesContext(connection) as queries:
+                listed = results(reviewer.get(f"{API}/revisions/?state=pending&page_size=50"))
+            counts.append(len(queries))
+            assert len(listed) == proposed
+            for revision in listed:
+                # The page, read together, says what each revision's own page says.
+                alone = reviewer.get(f"{API}/revisions/{revision['id']}/").json()
+                assert (revision["diff"], revision["changes"]) == (alone["diff"], alone["changes"])
+                changed = {row["field"]: row for row in revision["diff"]}
+                assert set(changed) == {"Title", "Incident type", "Places", "Claims", "Victim groups", "Involvements"}
+                assert changed["Incident type"]["proposed"] == str(detention)
+                assert "Informant" in changed["Claims"]["now"] and "Informant" in changed["Claims"]["proposed"]
+        assert counts[0] == counts[1], counts
 
     def test_incident_detail_query_count(self, world, django_assert_num_queries):
         # The incident's JSON built by PostgreSQL, like a list's row (projections).

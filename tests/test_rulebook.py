@@ -549,8 +549,36 @@ class TestRevisions:
         answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
 
         assert answer.status_code == 400
-        assert "Confidential access since proposing it" in answer.json()["claims"][0]
+        assert "Confidential access has been given to its author since they proposed it" in answer.json()["claims"][0]
         assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
+
+    def test_a_revision_proposed_before_its_author_lost_confidential_access_is_refused_as_such(self):
+        # Its claims are those she saw, the confidential ones too; accepting would have changed them
+        # on the word of someone who may no longer read them (and answered that her claims were
+        # not the incident's).
+        analyst = make_user(roles.ANALYST, confidential=True)
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        hidden = make_claim(incident=incident, source=make_source(title="Informant"), confidential=True)
+        body = {
+            "claims": [
+                {"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"},
+                {"id": hidden.pk, "source": hidden.source_id, "confidential": True, "people_count": 12},
+            ],
+            "version": 1,
+        }
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        analyst.groups.remove(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+        answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert "Confidential access has been taken away from its author since" in answer.json()["claims"][0]
+        hidden.refresh_from_db()
+        assert hidden.people_count == 80  # as it was
         assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
 

@@ -9,7 +9,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from incidents import services
-from incidents.access import records_of_revision
 from incidents.admin.base import (
     SERVICE_REFUSALS,
     OfferedFiltersOnlyMixin,
@@ -52,7 +51,7 @@ class IncidentRevisionAdmin(
         return [revision.incident for revision in rows]
 
     def records_shown(self, request, revision) -> list:
-        return records_of_revision(revision, request.user)
+        return services.revision_read(revision, request.user).records
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         revision = self.get_object(request, object_id)
@@ -60,7 +59,7 @@ class IncidentRevisionAdmin(
         extra_context = {
             **(extra_context or {}),
             # The page shows what accepting would change, against the incident as it is now.
-            "differences": services.revision_diff(revision, request.user) if pending else None,
+            "differences": services.revision_read(revision, request.user).differences if pending else None,
             "may_decide": pending and services.may_publish(request.user),
             # Changed since the proposal: accepting is refused (services.StaleRevision), so the page
             # says so and offers Reject alone rather than a button that cannot work.

@@ -503,14 +503,20 @@ class RevisionSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_changes(self, revision):
-        return services.revision_changes_shown(revision, _request_user(self))
+        return self._reading(revision).changes
 
     @extend_schema_field(RevisionChangeSerializer(many=True))
     def get_diff(self, revision):
-        if revision.state != "pending":
-            return []
-        rows = services.revision_diff(revision, _request_user(self))
+        rows = self._reading(revision).differences
         return [{"field": field, "now": now, "proposed": proposed} for field, now, proposed in rows]
+
+    def _reading(self, revision) -> services.RevisionReading:
+        # A page's revisions are read together by the view (`readings`); an answer to a decision
+        # reads its one revision here, once for both fields.
+        readings = self.context.setdefault("readings", {})
+        if revision.pk not in readings:
+            readings[revision.pk] = services.revision_read(revision, _request_user(self))
+        return readings[revision.pk]
 
 
 class RevisionDecisionSerializer(serializers.Serializer):

@@ -32,7 +32,6 @@ from incidents.access import (
     confidential_records_of,
     record_confidential_access,
     recording_list_access,
-    records_of_revision,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination
@@ -481,14 +480,19 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        shown = [record for revision in page for record in records_of_revision(revision, request.user)]
-        _record_api_access(request, confidential_among(shown, request.user))
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.get_paginated_response(self._shown(page).data)
 
     def retrieve(self, request, *args, **kwargs):
-        revision = self.get_object()
-        _record_api_access(request, confidential_among(records_of_revision(revision, request.user), request.user))
-        return Response(self.get_serializer(revision).data)
+        return Response(self._shown([self.get_object()]).data[0])
+
+    def _shown(self, revisions):
+        """The revisions serialized as the reader reads them, read together (`services.revisions_read`:
+        a fixed number of queries for a page), with the confidential records they show recorded."""
+        readings = services.revisions_read(revisions, self.request.user)
+        shown = [record for reading in readings.values() for record in reading.records]
+        _record_api_access(self.request, confidential_among(shown, self.request.user))
+        context = {**self.get_serializer_context(), "readings": readings}
+        return self.get_serializer(revisions, many=True, context=context)
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
