@@ -2,7 +2,7 @@
 application (as bench_api.py measures the API): browse unfiltered, filtered (a country; a type and
 a year; a province, with the places inside it; the largest perpetrator, alone and with a country
 and a year) and searched for a word in most titles; the newest incident's page; statistics per
-year, per country and the perpetrator's per year; the map page, its data and the GeoJSON download.
+year, per country and the perpetrator's per year and per country; the map page, its data and the GeoJSON download.
 
     DATABASE_URL=postgres://… .venv/bin/python bench/bench_public.py --runs 30
 
@@ -73,6 +73,11 @@ def main():
             f"statistics: group_by=year, perpetrator={perpetrator.pk}",
             "/statistics/",
             {"group_by": "year", "perpetrator": perpetrator.pk},
+        ),
+        (
+            f"statistics: group_by=country, perpetrator={perpetrator.pk}",
+            "/statistics/",
+            {"group_by": "country", "perpetrator": perpetrator.pk},
         ),
         ("map (page only)", "/map/", {}),
         ("map data (its places, titles, dates: newest 5,000)", "/map/incidents.geojson", {}),

@@ -1319,6 +1319,12 @@ def _rollup_index(name: str, condition: Q, group: list[str], first: str | None =
     return models.Index(fields=keys, include=_ROLLUP_READ, condition=condition, name=name)
 
 
+# The `perpetrator` dimension's `within_country` for incidents in no country (without a place with
+# a country, or at a place without one), which no country code can be (migration 0056): what a
+# perpetrator's statistics grouped by country show as "no country".
+NO_COUNTRY = "-"
+
+
 class IncidentRollup(models.Model):
     """Statistics kept ahead of time: the incidents and their people summed per start month, end
     month, type, verification, review state and confidentiality, and within that once overall
@@ -1347,7 +1353,8 @@ class IncidentRollup(models.Model):
     # in the other dimensions.
     country = models.CharField(max_length=2, blank=True)
     within_country = models.CharField(max_length=2, blank=True)
-    # `perpetrator` dimension: the group; null for incidents without a perpetrator.
+    # `perpetrator` dimension: the group; null for incidents without a perpetrator. Kept over all
+    # incidents (`within_country` blank), within each country of theirs and within none (NO_COUNTRY).
     organization = models.ForeignKey(
         Organization, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
     )

@@ -48,6 +48,7 @@ from django_countries import countries
 
 from incidents.filters import IncidentFilterSet, descendant_ids
 from incidents.models import (
+    NO_COUNTRY,
     Incident,
     IncidentFacetTotal,
     IncidentPlace,
@@ -488,9 +489,17 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search
         # Kept per perpetrator and per country within a country, not per place within one.
         or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
-        # A perpetrator's incidents once each (within a country or all of them), not grouped by
-        # their countries, places or other perpetrators, nor at a place.
-        or ("perpetrator" in filters and ("place" in filters or group_by in ("country", PLACE, "perpetrator")))
+        # A perpetrator's incidents once each (within a country or all of them), or grouped by
+        # their countries (and within none) over all of them; not grouped by their places or other
+        # perpetrators, nor by countries within a country, nor at a place.
+        or (
+            "perpetrator" in filters
+            and (
+                "place" in filters
+                or group_by in (PLACE, "perpetrator")
+                or (group_by == "country" and "country" in filters)
+            )
+        )
     ):
         return None
     cells = _kept_filtered(IncidentRollup.objects.visible_to(filterset.user), filters)
@@ -623,13 +632,20 @@ def _rollup_sums(
     data), each incident once (`_each_once`). Without `with_total`, a total that needs a query of
     its own is None; `counting_known` also counts the incidents that have each figure (`_KNOWN`)."""
     sums = {**_ROLLUP_SUMS, **_ROLLUP_KNOWN} if counting_known else _ROLLUP_SUMS
-    country, place = filters.get("country"), filters.get("place")
+    country, place, perpetrator = filters.get("country"), filters.get("place"), filters.get("perpetrator")
     each_once = _each_once(cells, filters)
     if group_by == PLACE:
         # Any place inside the filter's place is inside its own group too: no filter to add.
         grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
             group=F("place_id"), label=F("place__name")
         )
+    elif group_by == "country" and perpetrator:
+        # Its totals within each country of its incidents, and within none (migration 0056), each
+        # named: PostgreSQL then reads the perpetrator's totals within each from its index (23 ms
+        # at a million incidents), where "within any" read every perpetrator's (169 ms).
+        grouped = cells.filter(
+            dimension=RollupDimension.PERPETRATOR, organization=perpetrator, within_country__in=_WITHIN_ANY_COUNTRY
+        ).values(group=NullIf("within_country", Value(NO_COUNTRY)))
     elif group_by == "country":
         # With a country filter: the pairs of that country with each other country of its incidents.
         within = country or F("country")
@@ -647,6 +663,11 @@ def _rollup_sums(
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)
     return groups, each_once.aggregate(**sums) if with_total else None
+
+
+# Every country a place may be in (its ISO code), and none: the values of `within_country` other
+# than blank (over all incidents) in the perpetrator dimension.
+_WITHIN_ANY_COUNTRY = [*sorted(countries.countries), NO_COUNTRY]
 
 
 def _each_once(cells, filters: Mapping[str, Any]):

@@ -2,6 +2,7 @@
 reader, grouping and filter they serve, after every kind of change, and when transactions commit
 changes to the same totals at once."""
 
+import importlib
 import io
 import random
 import re
@@ -21,6 +22,7 @@ from incidents import roles, statistics
 from incidents.importers import Duplicates, import_incidents_csv
 from incidents.merges import incident_merge, incident_merge_undo
 from incidents.models import (
+    NO_COUNTRY,
     DuplicatePair,
     Incident,
     IncidentFacetTotal,
@@ -146,9 +148,18 @@ def test_a_perpetrators_statistics_come_from_its_kept_totals(world, reader):
         f"perpetrator={kpa.pk}&type=detention&verification=alleged&verification=verified",
     ]
     assert_totals_agree(client, groupings=["year", "month", "type", "verification"], filters=served)
-    # Its countries, places or fellow perpetrators are not kept per perpetrator: counted from the incidents.
-    for group_by in ("country", "perpetrator"):
-        query = f"group_by={group_by}&perpetrator={chinese_police.pk}"
+    # Its countries too, over all its incidents, with those in no country (migration 0056): at a
+    # million incidents, counting the largest perpetrator's from the incidents answered 503.
+    over_all = [query for query in served if "country" not in query]
+    assert_totals_agree(client, groupings=["country"], filters=over_all)
+    by_country = answer(client, f"group_by=country&perpetrator={chinese_police.pk}")[0]["results"]
+    assert by_country[-1]["group"] is None and by_country[-1]["incidents"] > 0, by_country
+    # Its countries within a country, its places or fellow perpetrators are not kept per
+    # perpetrator: counted from the incidents.
+    for query in (
+        f"group_by=country&perpetrator={chinese_police.pk}&country=CN",
+        f"group_by=perpetrator&perpetrator={chinese_police.pk}",
+    ):
         counted, from_totals = answer(client, query)
         assert not from_totals and counted == answer(client, f"{query}&{FROM_INCIDENTS}")[0]
 
@@ -174,10 +185,35 @@ def test_kept_totals_follow_every_kind_of_change(world):
         lambda: incidents[9].delete(),
         lambda: Incident.objects.filter(pk=incidents[10].pk).update(title="Only the title changed"),
     ]
+    perpetrators = [f"perpetrator={organization.pk}" for organization in organizations]
     for change in changes:
         change()
         for client in readers:
             assert_totals_agree(client, filters=["", "country=CN", "date_from=2019-01-01&date_to=2019-12-31"])
+            assert_totals_agree(client, groupings=["country"], filters=perpetrators)
+
+
+# The migration that keeps each perpetrator within no country, and the one before it.
+WITHIN_NO_COUNTRY = "0056_statistics_perpetrator_without_country"
+BEFORE_WITHIN_NO_COUNTRY = importlib.import_module(f"incidents.migrations.{WITHIN_NO_COUNTRY}").Migration.dependencies[
+    0
+][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_each_perpetrator_within_no_country_as_the_count_does(world):
+    # Each incident of the world was counted as it committed, by the count of migration 0056: the
+    # migration, back and forth, keeps the same totals for the incidents counted before it.
+    columns = [field.attname for field in IncidentRollup._meta.fields if field.name != "id"]
+    counted = list(IncidentRollup.objects.order_by(*columns).values_list(*columns))
+    assert IncidentRollup.objects.filter(within_country=NO_COUNTRY).exists()
+    call_command("migrate", "incidents", BEFORE_WITHIN_NO_COUNTRY, verbosity=0)
+    try:
+        assert not IncidentRollup.objects.filter(within_country=NO_COUNTRY).exists()
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    assert list(IncidentRollup.objects.order_by(*columns).values_list(*columns)) == counted
 
 
 def test_an_import_is_counted(world):
@@ -277,11 +313,13 @@ def test_recount_statistics_rebuilds_totals_gone_wrong(world):
         ("anonymous", "group_by=country", {"incident_rollup_per_country", "incident_rollup_overall"}),
         ("anonymous", "group_by=country&country=CN", {"incident_rollup_in_country"}),
         ("anonymous", "group_by=month&country=KP&type=detention", {"incident_rollup_in_country"}),
+        ("anonymous", "group_by=country&perpetrator={perpetrator}", {"incident_rollup_by_perpetrator"}),
     ],
 )
 def test_statistics_read_their_totals_from_an_index_alone(world, reader, query, indexes):
     """Each statistic is answered from an index that holds every column it reads (migration 0013):
     on a million incidents, reading the table's scattered rows instead cost most of a request."""
+    query = query.format(perpetrator=world["organizations"][0].pk)
     with CaptureQueriesContext(connection) as queries:
         assert answer(client_for(READERS[reader]()), query)[1]
     with connection.cursor() as cursor:
