@@ -236,6 +236,43 @@ class TestSecondFactor:
         sign_in(owner, analyst)
         assert second_step(owner, app_code(owners_device, 1))["Location"] == "/admin/"
 
+    def test_a_stolen_session_cannot_move_the_second_factor_to_a_new_app_without_the_current_one(self, settings):
+        # A session lasts a working day. Whoever stole the cookie of one the app verified set up
+        # their own phone on it with its code alone, which deleted the owner's app and codes and
+        # gave them new ones: the account's second factor for good, its owner locked out.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0  # each code is checked, right after a wrong one too
+        analyst = make_user(roles.ANALYST)
+        owners_device, codes = enrol(analyst)
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(owners_device, 1))
+        thief = Client()
+        thief.cookies = owner.cookies
+
+        setup_page = thief.get("/accounts/two-factor/setup/")
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+        wrong = "000000" if app_code(owners_device, 2) != "000000" else "111111"
+        refusals = {
+            current_code: thief.post(
+                "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": current_code}
+            )
+            for current_code in ("", wrong, codes[0])
+        }
+        assert list(analyst.totpdevice_set.filter(confirmed=True)) == [owners_device]
+        assert "Code from your current app" in setup_page.content.decode()
+        assert "Type the code your current authenticator app shows now." in refusals[""].content.decode()
+        assert all("That code is not right" in refusals[code].content.decode() for code in (wrong, codes[0]))
+        # A wrong code counts towards the lockout; a recovery code is no app's code, and is not spent.
+        assert AccessAttempt.objects.get(username=analyst.username).failures_since_start == 2
+        assert StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
+
+        moved = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 2)},
+        )
+        assert len(moved.context["codes"]) == 10
+        assert list(analyst.totpdevice_set.all()) == [new_app]
+
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
         device, _ = enrol(analyst)
