@@ -795,6 +795,21 @@ class TestTokens:
         partner.save()
         assert bearer(key).get(f"{API}/incidents/").status_code == 401
 
+    def test_disabling_the_password_in_the_admin_revokes_every_token(self):
+        # Django's way to shut an account's password ended its sessions, but its tokens kept
+        # reading for their 90 days.
+        partner, administrator = make_user(None), make_user(roles.REVIEWER, is_superuser=True)
+        _, key = token_create(user=partner, name="sync", second_factor=False)
+        admin_client = Client()
+        admin_client.force_login(administrator)
+        admin_client.post(
+            f"/admin/auth/user/{partner.pk}/password/", {"usable_password": "false", "unset-password": "1"}
+        )
+        partner.refresh_from_db()
+        assert not partner.has_usable_password()
+        assert bearer(key).get(f"{API}/incidents/").status_code == 401
+        assert not ApiToken.objects.filter(user=partner).exists()
+
     def test_signing_in_keeps_the_tokens(self):
         analyst = make_user(roles.ANALYST)
         _, key = token_create(user=analyst, name="sync", second_factor=True)
