@@ -80,7 +80,10 @@ def second_factor_check(*, request, user, code: str, app_only: bool = False) -> 
     Each device that could accept the code (code_fits_device) is asked on its own, as django-otp
     advises (its match_token does not tell a wait from a wrong code); their rows stay locked
     meanwhile, so concurrent codes see each other's failures."""
-    code = "".join(code.split())
+    # Recovery codes are made in lower case (StaticToken.random_token), and django-otp matches them
+    # exactly: one copied by hand in capitals, or capitalised by a phone's keyboard, was refused as
+    # wrong and counted towards the lockout. The app's codes are digits.
+    code = "".join(code.split()).lower()
     waiting_until = []
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):

@@ -178,6 +178,18 @@ class TestSecondFactor:
         assert second.get("/admin/").status_code == 302
         assert StaticToken.objects.filter(device__user=analyst).count() == 9
 
+    def test_a_recovery_code_copied_in_capitals_works(self):
+        # The codes are shown in lower case; written down by hand, or typed on a phone that
+        # capitalises, they were refused as wrong and counted towards the lockout.
+        analyst, client = make_user(roles.ANALYST), Client()
+        _, codes = enrol(analyst)
+        sign_in(client, analyst)
+        assert second_step(client, codes[0].upper())["Location"] == "/admin/"
+        body = {"username": analyst.username, "password": PASSWORD, "otp": codes[1].capitalize()}
+        assert APIClient().post(f"{API}/auth/token/", body).status_code == 200
+        assert StaticToken.objects.filter(device__user=analyst).count() == 8
+        assert not AccessAttempt.objects.exists()
+
     def test_a_recovery_code_does_not_make_the_app_wait(self):
         # The app was asked first and refused the recovery code as a wrong code of its own: the
         # owner's next app code was "not checked: too many wrong codes", and counted as a failed
