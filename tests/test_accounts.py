@@ -688,6 +688,28 @@ class TestLockout:
             sign_in(Client(REMOTE_ADDR="203.0.113.9"), reviewer, password="guess")
         assert sign_in(Client(REMOTE_ADDR="::ffff:203.0.113.9"), reviewer).status_code == 429
 
+    def test_behind_a_declared_proxy_an_address_written_with_its_port_is_one_client(self, settings):
+        # Some proxies write the client's port after its address, or "unknown" for none: django-axes
+        # was given the text as an address, and every failed sign-in answered 500.
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+        analyst = make_user(roles.ANALYST)
+
+        def sign_in_through_proxy(forwarded_for, password="guess"):
+            return sign_in(Client(HTTP_X_FORWARDED_FOR=forwarded_for), analyst, password)
+
+        statuses = [sign_in_through_proxy(f"203.0.113.9:{port}").status_code for port in range(50001, 50006)]
+        assert statuses == [200, 200, 200, 200, 429]
+        token_request = {"username": analyst.username, "password": PASSWORD}
+        assert (
+            APIClient().post(f"{API}/auth/token/", token_request, HTTP_X_FORWARDED_FOR="203.0.113.9:1").status_code
+            == 429
+        )
+        assert sign_in_through_proxy("[2001:db8:0:7::1]:443").status_code == 200
+        assert sign_in_through_proxy("unknown").status_code == 200
+        assert sign_in_through_proxy("203.0.113.10:50001", PASSWORD)["Location"] == "/admin/"
+        counted_as = set(AccessAttempt.objects.values_list("ip_address", flat=True))
+        assert counted_as == {"203.0.113.9", "2001:db8:0:7::", "127.0.0.1"}
+
     def test_an_administrator_unlocks_an_account_in_the_admin(self):
         analyst, administrator = make_user(roles.ANALYST), make_user(roles.REVIEWER, is_superuser=True)
         for _ in range(5):
