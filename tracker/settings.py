@@ -378,8 +378,9 @@ AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_ip"
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
-# Never keep a typed code in the attempt records (axes always masks the password).
-AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
+# Never keep a typed code in the attempt records (axes always masks the password); `current-code`
+# is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).
+AXES_SENSITIVE_PARAMETERS = ["otp", "code", "current-code", "csrfmiddlewaretoken"]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
 API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1, maximum=MAX_SPAN_DAYS)
