@@ -1197,6 +1197,26 @@ class TestThrottling:
         ]
         assert statuses == [400, 400, 400, 429]
 
+    def test_the_admins_login_counts_towards_the_same_sign_in_limit_as_the_token_endpoint(self, settings):
+        # The lockout counts one account from one address: one password tried on every username
+        # went through the admin's login as fast as it was sent, where token requests were limited.
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "3/minute"}}
+        analyst, sprayer = make_user(roles.ANALYST), Client(REMOTE_ADDR="203.0.113.9")
+        guesses = [
+            sprayer.post("/admin/login/", {"username": f"nobody{n}", "password": "Spring2026"}) for n in range(2)
+        ]
+        assert [guess.status_code for guess in guesses] == [200, 200]
+        token_request = {"username": "nobody", "password": "Spring2026"}
+        assert APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request).status_code == 400
+
+        refused = sign_in(sprayer, analyst)
+
+        page = refused.content.decode()
+        assert refused.status_code == 429 and "Too many sign-ins from your address" in page
+        assert f"Try again in {refused['Retry-After']} seconds." in page
+        assert APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request).status_code == 429
+        assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), analyst)["Location"] == "/admin/"
+
     def test_exports_have_their_own_stricter_limit_per_client(self, settings):
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
