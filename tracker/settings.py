@@ -481,7 +481,8 @@ REST_FRAMEWORK = {
         "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
         # Each CSV export reads every matching incident: far fewer per client than list pages.
         "export": env_rate("TRACKER_API_EXPORT_RATE", "20/hour"),
-        # Token requests per client address, on top of the per-account lockout.
+        # Sign-ins with a password per client address (token requests and the admin's login together),
+        # on top of the per-account lockout.
         "login": env_rate("TRACKER_API_LOGIN_RATE", "10/minute"),
     },
     "NUM_PROXIES": PROXY_COUNT,
