@@ -7,6 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from accounts.lockout import sign_in_throttled
 from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
@@ -138,6 +139,8 @@ class TrackerAdminSite(admin.AdminSite):
         return super().has_permission(request) and not second_factor_missing(request.user)
 
     def login(self, request, extra_context=None):
+        if request.method == "POST" and (refused := sign_in_throttled(request)) is not None:
+            return refused
         response = super().login(request, extra_context)
         # The password was accepted (now, or earlier in this session): the second step follows.
         if request.user.is_active and second_factor_missing(request.user):

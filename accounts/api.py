@@ -18,7 +18,7 @@ from accounts.services import (
     token_create,
     token_revoke,
 )
-from incidents.api.throttling import TokenRequestThrottle
+from incidents.api.throttling import SignInThrottle
 from incidents.numbers import is_whole_number
 
 
@@ -80,7 +80,7 @@ class TokenRequestView(APIView):
 
     authentication_classes = []
     permission_classes = []
-    throttle_classes = [TokenRequestThrottle]
+    throttle_classes = [SignInThrottle]
 
     @extend_schema(request=TokenRequestSerializer, responses={200: IssuedTokenSerializer})
     def post(self, request):

@@ -40,9 +40,12 @@ class FreshCodeForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
     )
 
-    def __init__(self, data=None, *, request, auto_id: str):
+    # Whether one of the recovery codes does instead of the app's code.
+    recovery_code_accepted = True
+
+    def __init__(self, data=None, *, request, auto_id: str, prefix: str | None = None):
         # Each form on the page names its own code field: two inputs may not share one id.
-        super().__init__(data, auto_id=auto_id)
+        super().__init__(data, auto_id=auto_id, prefix=prefix)
         self.request = request
         self.device: Device | None = None
         if not second_factor_enrolled(request.user):
@@ -68,7 +71,9 @@ class FreshCodeForm(forms.Form):
         # A failure counted by django-axes may lock this client: its middleware then answers with
         # the lockout page instead of this one.
         try:
-            device = second_factor_check(request=self.request, user=user, code=code)
+            device = second_factor_check(
+                request=self.request, user=user, code=code, app_only=not self.recovery_code_accepted
+            )
         except SecondFactorThrottled as throttled:
             raise ValidationError({"code": str(throttled)}) from throttled
         if device is None:
@@ -90,3 +95,24 @@ class TokenForm(FreshCodeForm):
 
     def __init__(self, data=None, *, request):
         super().__init__(data, request=request, auto_id="token_%s")
+
+
+class CurrentAppCodeForm(FreshCodeForm):
+    """The code the current authenticator app shows, asked before a new app replaces it
+    (accounts.views.two_factor_setup), even in a session the app verified: replacing it deletes the
+    owner's app and recovery codes and gives new ones, so whoever stole the session's cookie would
+    otherwise own the account's second factor for good, without the phone, and lock its owner
+    out. The app's alone: a recovery code signs in once without the phone, and may not move the
+    second factor (accounts.services.authenticator_replace_allowed). Asked for nothing when there
+    is no app to replace (a first one, set up with a setup link)."""
+
+    recovery_code_accepted = False
+
+    def __init__(self, data=None, *, request):
+        # Beside the new app's code, which the same form posts as `code`.
+        super().__init__(data, request=request, auto_id="id_%s", prefix="current")
+        if self.code_needed:
+            code = self.fields["code"]
+            code.label = "Code from your current app"
+            code.help_text = "The code your current authenticator app, the one being replaced, shows now."
+            code.error_messages["required"] = "Type the code your current authenticator app shows now."

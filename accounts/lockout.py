@@ -1,5 +1,8 @@
 """What a locked-out client is told (django-axes calls lockout_response), the check the
-second-factor step makes before trying a code, and the username django-axes counts an attempt under."""
+second-factor step makes before trying a code, the username django-axes counts an attempt under,
+and the sign-in rate of the admin's login."""
+
+import math
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
@@ -7,6 +10,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
+
+from incidents.api.throttling import SignInThrottle
 
 
 def lockout_minutes() -> int:
@@ -47,3 +52,22 @@ def lockout_response(request, original_response=None, credentials=None):
         return JsonResponse({"detail": lockout_message()}, status=status)
     context = {**admin.site.each_context(request), "title": "Sign-in locked", "message": lockout_message()}
     return TemplateResponse(request, "accounts/locked_out.html", context, status=status).render()
+
+
+def sign_in_throttled(request) -> TemplateResponse | None:
+    """Runs queries (the shared cache): None when this client may try another password on the
+    admin's login, else a 429 page saying when it may, as the API's token request answers past the
+    same count (SignInThrottle)."""
+    throttle = SignInThrottle()
+    if throttle.allow_request(request, view=None):
+        return None
+    # No wait when the client's history holds more than the rate (since lowered) allows: a period.
+    seconds = math.ceil(throttle.wait() or throttle.duration)
+    message = (
+        f"Too many sign-ins from your address (at most {throttle.rate}), whichever accounts they were for. "
+        f"Try again in {seconds} seconds."
+    )
+    context = {**admin.site.each_context(request), "title": "Sign-in paused", "message": message}
+    response = TemplateResponse(request, "accounts/locked_out.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response.render()

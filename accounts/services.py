@@ -69,21 +69,25 @@ def device_locked_until(device: Device) -> datetime | None:
     return None if allowed else refusal["locked_until"]
 
 
-def second_factor_check(*, request, user, code: str) -> Device | None:
+def second_factor_check(*, request, user, code: str, app_only: bool = False) -> Device | None:
     """The device that accepts `code` (a code from the app, or an unused recovery code, which is
-    then spent), or None when every device refused it; SecondFactorThrottled when none accepted it
-    and one did not check it, waiting after wrong codes. Either counts as a failed login for the
-    lockout (django-axes hears Django's user_login_failed signal), like a wrong password: codes
-    typed during the wait count too, so typing faster than it brings a thief no more tries.
+    then spent; with `app_only`, a code from the app alone), or None when every device refused it;
+    SecondFactorThrottled when none accepted it and one did not check it, waiting after wrong
+    codes. Either counts as a failed login for the lockout (django-axes hears Django's
+    user_login_failed signal), like a wrong password: codes typed during the wait count too, so
+    typing faster than it brings a thief no more tries.
 
     Each device that could accept the code (code_fits_device) is asked on its own, as django-otp
     advises (its match_token does not tell a wait from a wrong code); their rows stay locked
     meanwhile, so concurrent codes see each other's failures."""
-    code = "".join(code.split())
+    # Recovery codes are made in lower case (StaticToken.random_token), and django-otp matches them
+    # exactly: one copied by hand in capitals, or capitalised by a phone's keyboard, was refused as
+    # wrong and counted towards the lockout. The app's codes are digits.
+    code = "".join(code.split()).lower()
     waiting_until = []
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):
-            if not code_fits_device(device, code):
+            if not code_fits_device(device, code) or (app_only and not isinstance(device, TOTPDevice)):
                 continue
             locked_until = device_locked_until(device)
             if locked_until is not None:

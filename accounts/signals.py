@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import is_password_usable
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -8,12 +9,16 @@ from accounts.services import recovery_code_tokens_revoke, tokens_revoke_all
 
 # The staff status an account had when it was read, so that a save can tell it was made staff.
 _LOADED_AS_STAFF = "_accounts_loaded_as_staff"
+# Whether its password could sign in when it was read, so that a save can tell it was disabled.
+_LOADED_WITH_USABLE_PASSWORD = "_accounts_loaded_with_usable_password"
 
 
 @receiver(post_init, sender=get_user_model())
-def remember_staff_status(sender, instance, **kwargs):
+def remember_staff_status_and_password(sender, instance, **kwargs):
     # From the instance's own values: an account read without the column (`.only()`) reads no query here.
     setattr(instance, _LOADED_AS_STAFF, instance.__dict__.get("is_staff"))
+    # Unknown (not read) counts as usable: disabling it then revokes, whatever it was.
+    setattr(instance, _LOADED_WITH_USABLE_PASSWORD, is_password_usable(instance.__dict__.get("password")))
 
 
 @receiver(post_save, sender=get_user_model())
@@ -30,12 +35,18 @@ def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, 
 
     `_password` is how Django's own user model knows set_password() was called before this save
     (it then runs the password validators' password_changed); a hash upgraded at login is not a
-    new password and leaves it unset."""
+    new password and leaves it unset. set_unusable_password() leaves it unset too: a password
+    disabled (the admin's "Password-based authentication: Disabled", to shut an account's
+    password) is told apart from the one read, and revokes the tokens as a new password does;
+    Django ended the account's sessions (their hash is the password's), but its tokens kept
+    reading until they expired."""
     made_staff = instance.is_staff and getattr(instance, _LOADED_AS_STAFF, None) is False
+    password_disabled = getattr(instance, _LOADED_WITH_USABLE_PASSWORD, True) and not instance.has_usable_password()
     setattr(instance, _LOADED_AS_STAFF, instance.is_staff)
+    setattr(instance, _LOADED_WITH_USABLE_PASSWORD, instance.has_usable_password())
     if created:
         return
-    if not instance.is_active or made_staff or getattr(instance, "_password", None) is not None:
+    if not instance.is_active or made_staff or password_disabled or getattr(instance, "_password", None) is not None:
         tokens_revoke_all(user=instance)
 
 

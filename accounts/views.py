@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from accounts.forms import CodeForm, RecoveryCodesForm, TokenForm
+from accounts.forms import CodeForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
 from accounts.lockout import is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
@@ -148,7 +148,8 @@ def setup_link_open(request):
 @staff_only
 def two_factor_setup(request):
     """Set up an authenticator app: scan the QR code, type the code the app shows. A first one
-    needs the setup link this session opened (setup_link_open)."""
+    needs the setup link this session opened (setup_link_open); a new one, the code the current
+    app shows now (CurrentAppCodeForm), checked before the new app's."""
     user, destination = request.user, next_url(request)
     if second_factor_enrolled(user):
         if not user.is_verified():
@@ -164,14 +165,19 @@ def two_factor_setup(request):
             return setup_link_needed(request)
     device = authenticator_start(user=user)
     form = CodeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # The current app's code is checked (used up, or counted by the lockout) only beside a new
+    # app's code: asked for again, unchecked, when that is missing.
+    current_app_form = CurrentAppCodeForm(request.POST if form.is_bound and form.is_valid() else None, request=request)
+    if request.method == "POST" and form.is_valid() and current_app_form.is_valid():
         try:
             codes = authenticator_confirm(
                 user=user,
                 device=device,
                 code=form.cleaned_data["code"],
                 setup_link_id=setup_link_id,
-                verified_by=user.otp_device,
+                # The app that accepted the code just typed, not the one that verified this session
+                # (hours ago, perhaps for someone who stole its cookie since).
+                verified_by=current_app_form.device,
             )
         except SecondFactorThrottled as throttled:
             form.add_error("code", str(throttled))
@@ -188,15 +194,18 @@ def two_factor_setup(request):
                     "accounts/recovery_codes.html",
                     {"title": "Your recovery codes", "codes": codes, "next": destination},
                 )
-            form.add_error(
-                "code",
-                "That code does not match. Type the code the app shows now; "
-                "if it still fails, check the phone's clock.",
+            message = (
+                "That code does not match. Type the code the app shows now; if it still fails, check the phone's clock."
             )
+            if current_app_form.code_needed:
+                # The current app's code was accepted, and so used up: each code works once.
+                message += " Type the next code of your current app too."
+            form.add_error("code", message)
     secret = b32encode(device.bin_key).decode()
     context = {
         "title": "Set up your authenticator app",
         "form": form,
+        "current_app_form": current_app_form,
         "next": destination,
         "qr_code": qr_code_svg(device.config_url),
         # In groups of four, as authenticator apps show and accept it.

@@ -178,6 +178,18 @@ class TestSecondFactor:
         assert second.get("/admin/").status_code == 302
         assert StaticToken.objects.filter(device__user=analyst).count() == 9
 
+    def test_a_recovery_code_copied_in_capitals_works(self):
+        # The codes are shown in lower case; written down by hand, or typed on a phone that
+        # capitalises, they were refused as wrong and counted towards the lockout.
+        analyst, client = make_user(roles.ANALYST), Client()
+        _, codes = enrol(analyst)
+        sign_in(client, analyst)
+        assert second_step(client, codes[0].upper())["Location"] == "/admin/"
+        body = {"username": analyst.username, "password": PASSWORD, "otp": codes[1].capitalize()}
+        assert APIClient().post(f"{API}/auth/token/", body).status_code == 200
+        assert StaticToken.objects.filter(device__user=analyst).count() == 8
+        assert not AccessAttempt.objects.exists()
+
     def test_a_recovery_code_does_not_make_the_app_wait(self):
         # The app was asked first and refused the recovery code as a wrong code of its own: the
         # owner's next app code was "not checked: too many wrong codes", and counted as a failed
@@ -235,6 +247,44 @@ class TestSecondFactor:
         owner = Client()
         sign_in(owner, analyst)
         assert second_step(owner, app_code(owners_device, 1))["Location"] == "/admin/"
+
+    def test_a_stolen_session_cannot_move_the_second_factor_to_a_new_app_without_the_current_one(self, settings):
+        # A session lasts a working day. Whoever stole the cookie of one the app verified set up
+        # their own phone on it with its code alone, which deleted the owner's app and codes and
+        # gave them new ones: the account's second factor for good, its owner locked out.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0  # each code is checked, right after a wrong one too
+        analyst = make_user(roles.ANALYST)
+        owners_device, codes = enrol(analyst)
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(owners_device, 1))
+        thief = Client()
+        thief.cookies = owner.cookies
+
+        setup_page = thief.get("/accounts/two-factor/setup/")
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+        wrong = "000000" if app_code(owners_device, 2) != "000000" else "111111"
+        refusals = {
+            current_code: thief.post(
+                "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": current_code}
+            )
+            for current_code in ("", wrong, codes[0])
+        }
+        assert list(analyst.totpdevice_set.filter(confirmed=True)) == [owners_device]
+        assert "Code from your current app" in setup_page.content.decode()
+        assert "Type the code your current authenticator app shows now." in refusals[""].content.decode()
+        assert all("That code is not right" in refusals[code].content.decode() for code in (wrong, codes[0]))
+        # A wrong code counts towards the lockout; a recovery code is no app's code, and is not spent.
+        attempt = AccessAttempt.objects.get(username=analyst.username)
+        assert attempt.failures_since_start == 2 and wrong not in attempt.post_data
+        assert StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
+
+        moved = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 2)},
+        )
+        assert len(moved.context["codes"]) == 10
+        assert list(analyst.totpdevice_set.all()) == [new_app]
 
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
@@ -639,6 +689,28 @@ class TestLockout:
             sign_in(Client(REMOTE_ADDR="203.0.113.9"), reviewer, password="guess")
         assert sign_in(Client(REMOTE_ADDR="::ffff:203.0.113.9"), reviewer).status_code == 429
 
+    def test_behind_a_declared_proxy_an_address_written_with_its_port_is_one_client(self, settings):
+        # Some proxies write the client's port after its address, or "unknown" for none: django-axes
+        # was given the text as an address, and every failed sign-in answered 500.
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+        analyst = make_user(roles.ANALYST)
+
+        def sign_in_through_proxy(forwarded_for, password="guess"):
+            return sign_in(Client(HTTP_X_FORWARDED_FOR=forwarded_for), analyst, password)
+
+        statuses = [sign_in_through_proxy(f"203.0.113.9:{port}").status_code for port in range(50001, 50006)]
+        assert statuses == [200, 200, 200, 200, 429]
+        token_request = {"username": analyst.username, "password": PASSWORD}
+        assert (
+            APIClient().post(f"{API}/auth/token/", token_request, HTTP_X_FORWARDED_FOR="203.0.113.9:1").status_code
+            == 429
+        )
+        assert sign_in_through_proxy("[2001:db8:0:7::1]:443").status_code == 200
+        assert sign_in_through_proxy("unknown").status_code == 200
+        assert sign_in_through_proxy("203.0.113.10:50001", PASSWORD)["Location"] == "/admin/"
+        counted_as = set(AccessAttempt.objects.values_list("ip_address", flat=True))
+        assert counted_as == {"203.0.113.9", "2001:db8:0:7::", "127.0.0.1"}
+
     def test_an_administrator_unlocks_an_account_in_the_admin(self):
         analyst, administrator = make_user(roles.ANALYST), make_user(roles.REVIEWER, is_superuser=True)
         for _ in range(5):
@@ -757,6 +829,21 @@ class TestTokens:
         partner.set_password("a new passphrase for 2027")
         partner.save()
         assert bearer(key).get(f"{API}/incidents/").status_code == 401
+
+    def test_disabling_the_password_in_the_admin_revokes_every_token(self):
+        # Django's way to shut an account's password ended its sessions, but its tokens kept
+        # reading for their 90 days.
+        partner, administrator = make_user(None), make_user(roles.REVIEWER, is_superuser=True)
+        _, key = token_create(user=partner, name="sync", second_factor=False)
+        admin_client = Client()
+        admin_client.force_login(administrator)
+        admin_client.post(
+            f"/admin/auth/user/{partner.pk}/password/", {"usable_password": "false", "unset-password": "1"}
+        )
+        partner.refresh_from_db()
+        assert not partner.has_usable_password()
+        assert bearer(key).get(f"{API}/incidents/").status_code == 401
+        assert not ApiToken.objects.filter(user=partner).exists()
 
     def test_signing_in_keeps_the_tokens(self):
         analyst = make_user(roles.ANALYST)
@@ -1109,6 +1196,26 @@ class TestThrottling:
             client.post(f"{API}/auth/token/", {"username": f"nobody{n}", "password": "x"}).status_code for n in range(4)
         ]
         assert statuses == [400, 400, 400, 429]
+
+    def test_the_admins_login_counts_towards_the_same_sign_in_limit_as_the_token_endpoint(self, settings):
+        # The lockout counts one account from one address: one password tried on every username
+        # went through the admin's login as fast as it was sent, where token requests were limited.
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "3/minute"}}
+        analyst, sprayer = make_user(roles.ANALYST), Client(REMOTE_ADDR="203.0.113.9")
+        guesses = [
+            sprayer.post("/admin/login/", {"username": f"nobody{n}", "password": "Spring2026"}) for n in range(2)
+        ]
+        assert [guess.status_code for guess in guesses] == [200, 200]
+        token_request = {"username": "nobody", "password": "Spring2026"}
+        assert APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request).status_code == 400
+
+        refused = sign_in(sprayer, analyst)
+
+        page = refused.content.decode()
+        assert refused.status_code == 429 and "Too many sign-ins from your address" in page
+        assert f"Try again in {refused['Retry-After']} seconds." in page
+        assert APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request).status_code == 429
+        assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), analyst)["Location"] == "/admin/"
 
     def test_exports_have_their_own_stricter_limit_per_client(self, settings):
         settings.REST_FRAMEWORK = {

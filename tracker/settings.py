@@ -378,8 +378,9 @@ AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_ip"
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
-# Never keep a typed code in the attempt records (axes always masks the password).
-AXES_SENSITIVE_PARAMETERS = ["otp", "code", "csrfmiddlewaretoken"]
+# Never keep a typed code in the attempt records (axes always masks the password); `current-code`
+# is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).
+AXES_SENSITIVE_PARAMETERS = ["otp", "code", "current-code", "csrfmiddlewaretoken"]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
 API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1, maximum=MAX_SPAN_DAYS)
@@ -480,7 +481,8 @@ REST_FRAMEWORK = {
         "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
         # Each CSV export reads every matching incident: far fewer per client than list pages.
         "export": env_rate("TRACKER_API_EXPORT_RATE", "20/hour"),
-        # Token requests per client address, on top of the per-account lockout.
+        # Sign-ins with a password per client address (token requests and the admin's login together),
+        # on top of the per-account lockout.
         "login": env_rate("TRACKER_API_LOGIN_RATE", "10/minute"),
     },
     "NUM_PROXIES": PROXY_COUNT,

@@ -50,7 +50,11 @@ class ExportThrottle(ClientThrottle):
     scope = "export"
 
 
-class TokenRequestThrottle(ClientThrottle):
-    """Token requests (TRACKER_API_LOGIN_RATE), on top of the per-account lockout."""
+class SignInThrottle(ClientThrottle):
+    """Sign-ins with a password (TRACKER_API_LOGIN_RATE), on top of the per-account lockout, counted
+    alike at both doors that take one: the API's token request and the admin's login
+    (`accounts.lockout.sign_in_throttled`). The lockout counts one account from one address; this
+    counts every account from it, so that one password tried on every username is bounded at the
+    admin's door as at the API's."""
 
     scope = "login"
