@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
@@ -57,10 +58,24 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
+class StaffUserChangeForm(UserChangeForm):
+    def clean(self):
+        cleaned_data = super().clean()
+        if cleaned_data.get("is_superuser") and not cleaned_data.get("is_staff"):
+            # accounts.services.second_factor_required: such an account could pass no second factor.
+            self.add_error(
+                "is_staff",
+                "A superuser must be staff: Django gives a superuser every permission, which only the "
+                "second factor that staff pass may open.",
+            )
+        return cleaned_data
+
+
 @admin.register(User)
 class StaffUserAdmin(UserAdmin):
     """Django's users' admin, with setup links for the first authenticator app of staff."""
 
+    form = StaffUserChangeForm
     actions = ["make_setup_links"]
 
     def has_setup_link_permission(self, request):

@@ -7,7 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from accounts.lockout import sign_in_throttled
+from accounts.lockout import attempted_username, attempts_in_turn, sign_in_throttled
 from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
@@ -141,7 +141,9 @@ class TrackerAdminSite(admin.AdminSite):
     def login(self, request, extra_context=None):
         if request.method == "POST" and (refused := sign_in_throttled(request)) is not None:
             return refused
-        response = super().login(request, extra_context)
+        # A GET has no username: nothing to take in turn.
+        with attempts_in_turn(request, attempted_username(request)):
+            response = super().login(request, extra_context)
         # The password was accepted (now, or earlier in this session): the second step follows.
         if request.user.is_active and second_factor_missing(request.user):
             next_url = request.POST.get("next") or request.GET.get("next") or reverse("admin:index")

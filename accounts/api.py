@@ -9,6 +9,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.lockout import attempted_username, attempts_in_turn
 from accounts.models import ApiToken
 from accounts.services import (
     SecondFactorThrottled,
@@ -35,6 +36,10 @@ class TokenRequestSerializer(serializers.Serializer):
         # The Django request, not DRF's: django-axes marks it when this client is locked out, and
         # its middleware then answers 429 with the lockout message.
         request = self.context["request"]._request
+        with attempts_in_turn(request, attempted_username(request, attrs)):
+            return self._checked(request, attrs)
+
+    def _checked(self, request, attrs):
         user = authenticate(request, username=attrs["username"], password=attrs["password"])
         if user is None:
             raise serializers.ValidationError("Unable to log in with the username and password given.")

@@ -1,17 +1,25 @@
 """What a locked-out client is told (django-axes calls lockout_response), the check the
 second-factor step makes before trying a code, the username django-axes counts an attempt under,
-and the sign-in rate of the admin's login."""
+the sign-in rate of the admin's login, and attempts at one account taken in turn."""
 
+import hashlib
 import math
+from contextlib import contextmanager
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib import admin
+from django.db import connection
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 
+from accounts.clients import client_ip
 from incidents.api.throttling import SignInThrottle
+
+# Sign-in attempts taken in turn: session-level advisory locks on the primary, keyed (this
+# namespace, a hash of the account and the address), the two-key form, apart from the export slots'.
+_SIGN_IN_NAMESPACE = "hashtext('accounts.sign_in')"
 
 
 def lockout_minutes() -> int:
@@ -43,6 +51,33 @@ def attempted_username(request, credentials=None) -> str | None:
 def is_locked_out(request, username: str) -> bool:
     """Runs queries: whether `username` is locked out for this request's client."""
     return not AxesProxyHandler.is_allowed(request, {"username": username})
+
+
+@contextmanager
+def attempts_in_turn(request, username: str | None):
+    """Attempts at `username` from this request's client (what the lockout counts together) wait
+    for each other: each is checked, and its failure counted, before the next is let in.
+
+    django-axes checks the count before the password and adds to it after, a password hash's time
+    later; guesses sent at once were each checked against a count the others had not yet added to,
+    so they all got their try, however many, where one after another the fifth wrong one locks.
+    django-axes offers no lock of its own. The lock is PostgreSQL's, on the primary, which every
+    worker of every app server shares; held by this thread's connection, and given back when the
+    attempt is over, or by PostgreSQL if the worker dies. Attempts at other accounts, or from other
+    addresses, never wait for these. A hash of the pair keys it, so a username PostgreSQL's text
+    cannot hold (a NUL) is no error: two pairs that share a hash only wait for each other."""
+    if username is None:
+        yield
+        return
+    digest = hashlib.blake2b(f"{username}\n{client_ip(request)}".encode(), digest_size=4).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_lock({_SIGN_IN_NAMESPACE}, %s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT pg_advisory_unlock({_SIGN_IN_NAMESPACE}, %s)", [key])
 
 
 def lockout_response(request, original_response=None, credentials=None):

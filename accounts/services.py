@@ -8,8 +8,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.signals import user_login_failed
+from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -26,8 +27,12 @@ LAST_USE_PRECISION = timedelta(minutes=1)
 
 
 def second_factor_required(user) -> bool:
-    """Staff must pass a second factor after their password (TRACKER_REQUIRE_2FA)."""
-    return bool(settings.REQUIRE_2FA and user.is_authenticated and user.is_staff)
+    """Staff must pass a second factor after their password (TRACKER_REQUIRE_2FA), and so must a
+    superuser who is not staff: Django gives a superuser every permission (publishing, deleting
+    through the API) whether or not staff, which a password alone must not open. Such an account
+    cannot pass one (only staff sign in to the admin or use setup links), so it is shut out: the
+    admin refuses to make it (accounts.admin), and only a shell or a bulk update could."""
+    return bool(settings.REQUIRE_2FA and user.is_authenticated and (user.is_staff or user.is_superuser))
 
 
 def second_factor_missing(user) -> bool:
@@ -331,6 +336,20 @@ def token_revoke(*, user, token_id: int) -> bool:
 def tokens_revoke_all(*, user) -> int:
     """Revoke every token of `user` (password changed, account deactivated, authenticator app removed)."""
     deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def sessions_end(*, user) -> int:
+    """End every session `user` signed in with, as a new password does; returns how many.
+
+    Django keeps no index from an account to its sessions (django-user-sessions adds one, by
+    replacing the session backend and its admin: more than this needs, asked only when an account is
+    deactivated or made active again), so each unexpired session is read: as many as were signed in
+    within TRACKER_STAFF_SESSION_SECONDS, whoever they are."""
+    user_id = user._meta.pk.value_to_string(user)
+    unexpired = Session.objects.filter(expire_date__gt=timezone.now())
+    ended = [session.pk for session in unexpired.iterator() if session.get_decoded().get(SESSION_KEY) == user_id]
+    deleted, _ = Session.objects.filter(pk__in=ended).delete()
     return deleted
 
 

@@ -5,29 +5,37 @@ from django.dispatch import receiver
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.services import recovery_code_tokens_revoke, tokens_revoke_all
+from accounts.services import recovery_code_tokens_revoke, sessions_end, tokens_revoke_all
 
-# The staff status an account had when it was read, so that a save can tell it was made staff.
-_LOADED_AS_STAFF = "_accounts_loaded_as_staff"
+# The powers an account had when it was read (staff, superuser, active), so that a save can tell it
+# was given more, or was deactivated or made active again.
+_LOADED_POWERS = "_accounts_loaded_powers"
 # Whether its password could sign in when it was read, so that a save can tell it was disabled.
 _LOADED_WITH_USABLE_PASSWORD = "_accounts_loaded_with_usable_password"
 
 
 @receiver(post_init, sender=get_user_model())
-def remember_staff_status_and_password(sender, instance, **kwargs):
+def remember_powers_and_password(sender, instance, **kwargs):
     # From the instance's own values: an account read without the column (`.only()`) reads no query here.
-    setattr(instance, _LOADED_AS_STAFF, instance.__dict__.get("is_staff"))
+    setattr(instance, _LOADED_POWERS, _powers(instance))
     # Unknown (not read) counts as usable: disabling it then revokes, whatever it was.
     setattr(instance, _LOADED_WITH_USABLE_PASSWORD, is_password_usable(instance.__dict__.get("password")))
 
 
-@receiver(post_save, sender=get_user_model())
-def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, **kwargs):
-    """A new password or a deactivated account revokes the account's API tokens, as Django ends
-    its other sessions: whoever held the old credential loses every way in.
+def _powers(instance) -> dict:
+    return {field: instance.__dict__.get(field) for field in ("is_staff", "is_superuser", "is_active")}
 
-    So does making an account staff: its tokens were made with its password alone (only staff
-    pass a second factor), and would otherwise read drafts and, with Confidential access,
+
+@receiver(post_save, sender=get_user_model())
+def revoke_tokens_and_sessions(sender, instance, created, **kwargs):
+    """A new password or a deactivated account revokes the account's API tokens, as Django ends
+    its other sessions: whoever held the old credential loses every way in. Deactivating an account
+    or making it active again also ends its sessions: Django reads them as anonymous only while the
+    account is inactive, and made active again, a session signed in before (on a laptop left behind
+    by someone who left) read as them again.
+
+    So does making an account staff, or superuser: its tokens were made with its password alone
+    (only staff, and superusers, pass a second factor), and would otherwise read drafts and, with Confidential access,
     confidential records without the second factor a staff token is made with (a stolen partner
     password's token, made before the promotion, kept reading). Authentication refuses such a token
     anyway, whatever made the account staff (accounts.services.token_authenticate); revoking it
@@ -40,14 +48,25 @@ def revoke_tokens_on_password_change_or_deactivation(sender, instance, created, 
     password) is told apart from the one read, and revokes the tokens as a new password does;
     Django ended the account's sessions (their hash is the password's), but its tokens kept
     reading until they expired."""
-    made_staff = instance.is_staff and getattr(instance, _LOADED_AS_STAFF, None) is False
+    loaded = getattr(instance, _LOADED_POWERS, {})
+    made_staff = instance.is_staff and loaded.get("is_staff") is False
+    made_superuser = instance.is_superuser and loaded.get("is_superuser") is False
+    activity_changed = loaded.get("is_active") is not None and loaded["is_active"] != instance.is_active
     password_disabled = getattr(instance, _LOADED_WITH_USABLE_PASSWORD, True) and not instance.has_usable_password()
-    setattr(instance, _LOADED_AS_STAFF, instance.is_staff)
+    setattr(instance, _LOADED_POWERS, _powers(instance))
     setattr(instance, _LOADED_WITH_USABLE_PASSWORD, instance.has_usable_password())
     if created:
         return
-    if not instance.is_active or made_staff or password_disabled or getattr(instance, "_password", None) is not None:
+    if (
+        not instance.is_active
+        or made_staff
+        or made_superuser
+        or password_disabled
+        or getattr(instance, "_password", None) is not None
+    ):
         tokens_revoke_all(user=instance)
+    if activity_changed:
+        sessions_end(user=instance)
 
 
 @receiver(post_delete, sender=TOTPDevice)

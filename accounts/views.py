@@ -22,7 +22,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
 from accounts.forms import CodeForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
-from accounts.lockout import is_locked_out, lockout_response
+from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
     AppCodeNeeded,
@@ -93,22 +93,25 @@ def two_factor_verify(request):
         return redirect(with_next("accounts:two-factor-setup", destination))
     form = CodeForm(request.POST or None)
     if request.method == "POST":
-        # Checked before the code: a locked-out client may not try codes either.
-        if is_locked_out(request, user.get_username()):
-            return lockout_response(request)
-        if form.is_valid():
-            # A failure counted by django-axes may lock this client: its middleware then answers
-            # with the lockout page instead of this one.
-            try:
-                device = second_factor_check(request=request, user=user, code=form.cleaned_data["code"])
-            except SecondFactorThrottled as throttled:
-                form.add_error("code", str(throttled))
-            else:
-                if device is not None:
-                    request.session.cycle_key()
-                    otp_login(request, device)
-                    return redirect(destination)
-                form.add_error("code", "That code is not right, or was already used. Type the code the app shows now.")
+        with attempts_in_turn(request, user.get_username()):
+            # Checked before the code: a locked-out client may not try codes either.
+            if is_locked_out(request, user.get_username()):
+                return lockout_response(request)
+            if form.is_valid():
+                # A failure counted by django-axes may lock this client: its middleware then answers
+                # with the lockout page instead of this one.
+                try:
+                    device = second_factor_check(request=request, user=user, code=form.cleaned_data["code"])
+                except SecondFactorThrottled as throttled:
+                    form.add_error("code", str(throttled))
+                else:
+                    if device is not None:
+                        request.session.cycle_key()
+                        otp_login(request, device)
+                        return redirect(destination)
+                    form.add_error(
+                        "code", "That code is not right, or was already used. Type the code the app shows now."
+                    )
     return page(request, "accounts/two_factor_verify.html", {"title": "Second step", "form": form, "next": destination})
 
 

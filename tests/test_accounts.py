@@ -979,6 +979,73 @@ class TestTokens:
         partner.save()
         assert bearer(key).get(f"{API}/incidents/").status_code == 401
 
+    def test_an_account_made_active_again_starts_without_its_old_sessions(self, settings):
+        # While an account is inactive Django reads its sessions as anonymous; made active again,
+        # a session signed in before (a laptop left behind when the analyst left) read as them again.
+        settings.REQUIRE_2FA = True
+        analyst = make_user(roles.ANALYST)
+        draft = make_incident(review_state="draft")
+        old_session, other_account = (
+            signed_in_with_second_factor(analyst),
+            signed_in_with_second_factor(make_user(roles.VIEWER)),
+        )
+        assert old_session.get(f"{API}/incidents/{draft.public_id}/").status_code == 200
+
+        analyst.is_active = False
+        analyst.save()
+        analyst.is_active = True
+        analyst.save()
+
+        assert old_session.get(f"{API}/incidents/{draft.public_id}/").status_code == 404
+        assert old_session.get("/admin/")["Location"].startswith("/admin/login/")
+        assert other_account.get("/admin/").status_code == 200
+        # Signing in again works as before: the password, then the second step.
+        assert sign_in(Client(), analyst)["Location"].startswith("/accounts/two-factor/")
+
+    def test_a_superuser_needs_a_second_factor_whether_or_not_staff(self, settings):
+        # Django gives a superuser every permission, staff or not: a password alone must not publish
+        # or delete through a token.
+        settings.REQUIRE_2FA = True
+        superuser = make_user(None, is_superuser=True)
+        published = make_incident()
+
+        refused = APIClient().post(f"{API}/auth/token/", {"username": superuser.username, "password": PASSWORD})
+
+        assert refused.status_code == 400 and "set up its second factor first" in refused.json()["otp"][0]
+        assert not ApiToken.objects.exists()
+        # A token its password alone made before: refused, and nothing deleted.
+        _, key = token_create(user=superuser, name="sync", second_factor=False)
+        assert bearer(key).delete(f"{API}/incidents/{published.public_id}/").status_code == 401
+        assert type(published).objects.filter(pk=published.pk).exists()
+
+    def test_making_an_account_superuser_revokes_the_tokens_its_password_alone_made(self, settings):
+        settings.REQUIRE_2FA = True
+        partner = make_user(None)
+        _, key = token_create(user=partner, name="sync", second_factor=False)
+        partner.is_superuser = True
+        partner.save()
+        assert not ApiToken.objects.filter(user=partner).exists()
+        assert bearer(key).get(f"{API}/incidents/").status_code == 401
+
+    def test_the_admin_refuses_a_superuser_who_is_not_staff(self, settings):
+        settings.REQUIRE_2FA = True
+        administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+        partner = make_user(None)
+        form = {
+            "username": partner.username,
+            "is_active": "on",
+            "is_superuser": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        }
+
+        page = administrator.post(f"/admin/auth/user/{partner.pk}/change/", form)
+
+        assert page.status_code == 200
+        assert "A superuser must be staff" in str(page.context["adminform"].form.errors["is_staff"])
+        partner.refresh_from_db()
+        assert not partner.is_superuser
+
     def test_staff_make_and_revoke_tokens_on_their_security_page(self):
         analyst, client = make_user(roles.ANALYST), Client()
         client.force_login(analyst)

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
+from accounts.models import ApiToken
 from incidents import roles
 from tests.database_support import this_test_database_url
 from tests.factories import make_user
@@ -190,6 +192,40 @@ def test_the_token_endpoint_locks_out_and_is_throttled_across_workers(gunicorn):
     )
     assert status == 200 and json.loads(body)["token"].startswith("trk_")
     gunicorn.assert_each_request_had_its_own_worker("/api/v1/auth/token/")
+
+
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1"}])
+@pytest.mark.parametrize("door", ["token", "admin"])
+def test_a_guess_sent_with_another_meets_the_lockout_the_other_reached(gunicorn, door):
+    # django-axes checks the count before the password and adds to it a password hash's time later:
+    # guesses sent at once were each checked against a count the others had not yet added to, so
+    # all of them got their try, however many were sent. Here the fifth guess is wrong and a sixth,
+    # the right password, follows it while its hash runs on the other worker: one after another,
+    # the fifth locks and the sixth is refused; at once, the sixth signed in.
+    user = make_server_user(roles.ANALYST if door == "admin" else None, username="target")
+    attacker = "203.0.113.66"
+
+    def attempt(password: str) -> tuple[int, str]:
+        if door == "admin":
+            return admin_sign_in(gunicorn, "target", password, attacker)
+        form = {"username": "target", "password": password}
+        return request(f"{gunicorn.url}/api/v1/auth/token/", data=form, headers={"X-Forwarded-For": attacker})
+
+    assert [attempt("x")[0] for _ in range(4)] == [200 if door == "admin" else 400] * 4
+    # A slow hash (a production one takes about as long) holds the fifth guess on its worker.
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=3_000_000)
+    user.save(update_fields=["password"])
+
+    with ThreadPoolExecutor(2) as pool:
+        fifth = pool.submit(attempt, "y")
+        time.sleep(0.5)
+        sixth = pool.submit(attempt, PASSWORD)
+        assert fifth.result()[0] == 429
+        status, body = sixth.result()
+
+    assert status == 429 and "Too many failed sign-in attempts" in body
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1", "TRACKER_REQUIRE_2FA": "1"}])
