@@ -412,8 +412,8 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
         on_survivor = {"incident": survivor}
-        Claim.objects.filter(pk__in=moved["conflicts"], **on_survivor).update(incident=merged, merge_conflict=False)
-        Claim.objects.filter(pk__in=moved["claims"], **on_survivor).update(incident=merged)
+        _refuse_links_held_twice(moved, survivor, merged)
+        _move_claims_back(moved, survivor, merged)
         IncidentPlace.objects.filter(pk__in=moved["places"], **on_survivor).update(incident=merged)
         VictimGroup.objects.filter(pk__in=moved["victim_groups"], **on_survivor).update(incident=merged)
         Involvement.objects.filter(pk__in=moved["involvements"], **on_survivor).update(incident=merged)
@@ -437,6 +437,53 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             merge.note = f"{merge.note}\nUndone: {note}".strip()
             merge.save(update_fields=["note"])
     return merge
+
+
+def _refuse_links_held_twice(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
+    """MergeRefused if a place or involvement the undo would put back is one the merged incident
+    holds already: a moved row changed on the survivor since (its organization or role) into one
+    the merged incident kept, having said it too. Moving it back would break the one-per-incident
+    rule; dropping either would lose what someone wrote. Places and organizations are no secret
+    from a reader of both incidents, so the refusal names them. Two queries."""
+    held = set(Involvement.objects.filter(incident=merged).values_list("organization_id", "role"))
+    twice = [
+        involvement
+        for involvement in Involvement.objects.filter(pk__in=moved["involvements"], incident=survivor)
+        .select_related("organization")
+        .order_by("id")
+        if (involvement.organization_id, involvement.role) in held
+    ]
+    kept_places = IncidentPlace.objects.filter(incident=merged).values("place")
+    places = IncidentPlace.objects.filter(pk__in=moved["places"], incident=survivor, place__in=kept_places)
+    named = [f"{involvement.organization} as {involvement.get_role_display().lower()}" for involvement in twice]
+    named += [str(link.place) for link in places.select_related("place").order_by("id")]
+    if named:
+        raise MergeRefused(
+            f"Undoing would give {merged.public_id} {', '.join(named)} twice: what the merge moved to "
+            f"{survivor.public_id} was changed into what {merged.public_id} still holds. Change or remove it on "
+            f"{survivor.public_id} first."
+        )
+
+
+def _move_claims_back(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
+    """Put the moved claims still on the survivor back on the merged incident, clearing the marks
+    the merge set. Two of one source (and confidentiality) that would stand unmarked there, because
+    a writer changed a moved claim's source since, are both kept and the later one marked
+    `merge_conflict`, as a merge keeps them: refusing would tell of a claim the Reviewer may not
+    see, dropping one would lose it. Two queries and two updates."""
+    set_by_merge = set(moved["conflicts"])
+    unmarked = set(Claim.objects.filter(incident=merged, merge_conflict=False).values_list("source_id", "confidential"))
+    marked = []
+    returning = Claim.objects.filter(pk__in=moved["claims"], incident=survivor).order_by("id")
+    for pk, source_id, confidential, mark in returning.values_list("pk", "source_id", "confidential", "merge_conflict"):
+        # Marked before the merge (by an earlier merge into it), or a second of its source there.
+        if (mark and pk not in set_by_merge) or (source_id, confidential) in unmarked:
+            marked.append(pk)
+        else:
+            unmarked.add((source_id, confidential))
+    # The marked first, so that the unique indexes never see two unmarked claims of a source.
+    returning.filter(pk__in=marked).update(incident=merged, merge_conflict=True)
+    returning.exclude(pk__in=marked).update(incident=merged, merge_conflict=False)
 
 
 def redirect_target(*, user, public_id: str) -> str | None:

@@ -589,3 +589,65 @@ def test_the_export_command_reports_merged_incidents_in_an_incremental_export(wo
         survivor.public_id: "",
         merged.public_id: survivor.public_id,
     }
+
+
+# An attacker's pass: what an edit, a later merge or bad input does to a merge and its undo.
+
+
+def survivor_as_read(client, survivor) -> dict:
+    return client.get(incident_url(survivor)).json()
+
+
+def test_an_undo_that_would_put_back_an_involvement_the_merged_incident_holds_refuses_naming_it(world, reviewer):
+    # After the merge a Reviewer made the moved "Border police, facilitator" the survivor's "Ministry,
+    # perpetrator" (dropping its own): the merged incident still holds "Ministry, perpetrator", so
+    # moving the row back broke the one-role-per-organization rule, a 500.
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    client.post(merge_url(world["pair"]), {}, format="json")
+    shown = survivor_as_read(client, survivor)
+    moved = next(row for row in shown["involvements"] if row["role"] == "facilitator")
+    ministry = next(row for row in shown["involvements"] if row["role"] == "perpetrator")["organization"]
+    edited = client.patch(
+        incident_url(survivor),
+        {
+            "involvements": [{"id": moved["id"], "organization": ministry, "role": "perpetrator"}],
+            "version": shown["version"],
+        },
+        format="json",
+    )
+    assert edited.status_code == 200, edited.content
+    before = snapshot(survivor, merged)
+
+    refused = client.post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert "Ministry" in refused.json()["detail"] and "perpetrator" in refused.json()["detail"]
+    assert snapshot(survivor, merged) == before
+    assert IncidentMerge.objects.get().undone_at is None
+
+
+def test_an_undo_that_would_put_back_two_claims_of_one_source_keeps_both_and_marks_one(world, reviewer):
+    # After the merge a writer resolved the conflict by removing the survivor's own claim of the
+    # daily and made another moved claim the daily's too: both went back unmarked, a 500.
+    survivor, merged = world["survivor"], world["merged"]
+    weekly = make_claim(incident=merged, source=make_source(title="Weekly"), excerpt="a hundred")
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    writer = client_for(make_user(roles.REVIEWER, confidential=True))
+    shown = survivor_as_read(writer, survivor)
+    daily = world["conflicting"].source_id
+    claims = [
+        {key: claim[key] for key in ("id", "source", "merge_conflict")}
+        | ({"source": daily} if claim["id"] == weekly.pk else {})
+        for claim in shown["claims"]
+        if claim["source"] != daily or claim["merge_conflict"]
+    ]
+    edited = writer.patch(incident_url(survivor), {"claims": claims, "version": shown["version"]}, format="json")
+    assert edited.status_code == 200, edited.content
+
+    undone = client_for(reviewer).post(unmerge_url(merged), {}, format="json")
+
+    assert undone.status_code == 200, undone.content
+    back = Claim.objects.filter(incident=merged, source_id=daily).order_by("id")
+    assert [claim.pk for claim in back] == [world["conflicting"].pk, weekly.pk]
+    assert sorted(claim.merge_conflict for claim in back) == [False, True]
