@@ -248,6 +248,7 @@ def incident_merge(
     changed since the versions given (the page the Reviewer confirmed)."""
     survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
+    services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id):
         # Both rows locked in id order, so two merges of overlapping pairs wait for each other.
@@ -397,6 +398,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     if it was undone already or the survivor has been merged since (undo that first)."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
+    services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id, merge=merge.pk):
         merge = IncidentMerge.objects.select_for_update(of=("self",)).get(pk=merge.pk)

@@ -523,7 +523,7 @@ def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_ser
 
     answer = client.post(url, {"survivor_version": "²"}, follow=True)
 
-    assert "Nothing was merged. Not a version number" in answer.content.decode()
+    assert "Nothing was merged. Survivor version: Not a version number" in answer.content.decode()
     assert not IncidentMerge.objects.exists()
 
 
@@ -651,3 +651,42 @@ def test_an_undo_that_would_put_back_two_claims_of_one_source_keeps_both_and_mar
     back = Claim.objects.filter(incident=merged, source_id=daily).order_by("id")
     assert [claim.pk for claim in back] == [world["conflicting"].pk, weekly.pk]
     assert sorted(claim.merge_conflict for claim in back) == [False, True]
+
+
+def test_a_nul_in_the_admin_merge_or_undo_note_is_an_error_naming_the_note(client, world, reviewer):
+    # PostgreSQL's text cannot hold a NUL: it was a 500.
+    client.force_login(reviewer)
+    before = snapshot(world["survivor"], world["merged"])
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+    answer = client.post(confirm, {"note": "same\x00event"}, follow=True)
+
+    assert answer.status_code == 200
+    assert "Nothing was merged. Note:" in answer.content.decode()
+    assert not IncidentMerge.objects.exists() and snapshot(world["survivor"], world["merged"]) == before
+
+    merge = incident_merge(user=reviewer, pair=world["pair"])
+    after_merge = snapshot(world["survivor"], world["merged"])
+    answer = client.post(
+        reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]), {"note": "no\x00"}, follow=True
+    )
+
+    assert answer.status_code == 200
+    assert "Nothing was changed. Note:" in answer.content.decode()
+    assert snapshot(world["survivor"], world["merged"]) == after_merge
+    api = client_for(reviewer).post(unmerge_url(world["merged"]), {"note": "no\x00"}, format="json")
+    assert api.status_code == 400 and "note" in api.json()
+
+
+def test_a_nul_in_the_note_deciding_a_revision_is_an_error_naming_the_note(client, world, reviewer):
+    # The merge's proposed revision is decided on the admin's revision page, with a note: a 500 too.
+    merge = incident_merge(user=reviewer, pair=world["pair"])
+    client.force_login(reviewer)
+    decide = reverse("admin:incidents_incidentrevision_decide", args=[merge.revision.pk])
+
+    for button in ("accept", "reject"):
+        answer = client.post(decide, {button: "1", "note": "checked\x00"}, follow=True)
+
+        assert answer.status_code == 200
+        assert "Nothing was changed. Note:" in answer.content.decode()
+        assert IncidentRevision.objects.get(pk=merge.revision.pk).state == "pending"
