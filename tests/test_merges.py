@@ -690,3 +690,22 @@ def test_a_nul_in_the_note_deciding_a_revision_is_an_error_naming_the_note(clien
         assert answer.status_code == 200
         assert "Nothing was changed. Note:" in answer.content.decode()
         assert IncidentRevision.objects.get(pk=merge.revision.pk).state == "pending"
+
+
+def test_the_survivors_history_shows_a_merge_only_to_readers_who_may_see_the_merged_incident(world):
+    # Two confidential reports merged with a note; the survivor made public since. A Reviewer
+    # without Confidential access reads the survivor's history: the note named the hidden incident.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    note = "the informant's second account of it"
+    client_for(with_access).post(merge_url(world["pair"]), {"note": note}, format="json")
+    Incident.objects.filter(pk=world["survivor"].pk).update(confidential=False)
+    history = incident_url(world["survivor"], "history/?page_size=200")
+
+    seen_without = client_for(make_user(roles.REVIEWER)).get(history)
+    seen_with = client_for(with_access).get(history)
+
+    assert seen_without.status_code == 200
+    assert note not in seen_without.content.decode()
+    assert not [event for event in seen_without.json()["results"] if event["record"] == "incidents.IncidentMerge"]
+    assert note in seen_with.content.decode()
