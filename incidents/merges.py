@@ -121,6 +121,14 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
         raise MergeRefused(
             f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
         )
+    pending = IncidentRevision.objects.visible_to(user).filter(incident=merged, state=RevisionState.PENDING)
+    if pending.exists():
+        # Those this Reviewer may not see are not waited for (refusing would tell of them): they
+        # stay in the queue of those who may, to be rejected (`incident_revision_accept`).
+        raise MergeRefused(
+            f"{merged.public_id} has pending revisions (proposed edits awaiting review): accept or reject them "
+            "first, so that nothing proposed for it is lost."
+        )
     if survivor.confidential != merged.confidential:
         confidential, public = (survivor, merged) if survivor.confidential else (merged, survivor)
         raise MergeRefused(

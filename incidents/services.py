@@ -829,6 +829,15 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
                 }
             )
         incident = Incident.objects.get(pk=revision.incident_id)
+        if incident.merged_into_id is not None:
+            raise ValidationError(
+                {
+                    "incident": [
+                        f"{incident.public_id} has been merged into another incident and cannot change: reject "
+                        "this revision, and propose it again on the incident it lives on in."
+                    ]
+                }
+            )
         try:
             current = _locked(incident, revision.base_version)
         except VersionConflict as conflict:

@@ -709,3 +709,50 @@ def test_the_survivors_history_shows_a_merge_only_to_readers_who_may_see_the_mer
     assert note not in seen_without.content.decode()
     assert not [event for event in seen_without.json()["results"] if event["record"] == "incidents.IncidentMerge"]
     assert note in seen_with.content.decode()
+
+
+def test_a_merge_waits_for_the_merged_incidents_pending_revisions(client, world, reviewer):
+    # An analyst's proposed edit of the incident merged away was left on an incident out of every
+    # read (the review queue too): lost.
+    merged = world["merged"]
+    analyst = client_for(make_user(roles.ANALYST))
+    proposed = analyst.patch(
+        incident_url(merged), {"title": "Repatriation at Tumen", "version": merged.version}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    before = snapshot(world["survivor"], merged)
+
+    refused = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    assert refused.status_code == 409 and "pending revision" in refused.json()["detail"]
+    client.force_login(reviewer)
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+    answer = client.post(confirm, {}, follow=True)
+    assert "Nothing was merged." in answer.content.decode() and "pending revision" in answer.content.decode()
+    assert not IncidentMerge.objects.exists() and snapshot(world["survivor"], merged) == before
+
+
+def test_a_revision_of_a_merged_incident_stays_in_the_queue_and_can_only_be_rejected(client, world, reviewer):
+    # Proposed by someone with Confidential access, the revision is one this Reviewer may not see:
+    # the merge goes ahead (refusing would tell of it), and Reviewers who may see it still find it.
+    merged = world["merged"]
+    proposer = client_for(make_user(roles.ANALYST, confidential=True))
+    proposed = proposer.patch(
+        incident_url(merged), {"title": "Repatriation at Tumen", "version": merged.version}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    revision_id = proposed.json()["id"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    other_reviewer = client_for(with_access)
+    client.force_login(with_access)
+    page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision_id]))
+    assert page.status_code == 200 and merged.public_id in page.content.decode()
+
+    queue = other_reviewer.get(f"{API}/revisions/?state=pending")
+    assert revision_id in [revision["id"] for revision in results(queue)]
+    accepted = other_reviewer.post(f"{API}/revisions/{revision_id}/accept/", {}, format="json")
+    assert accepted.status_code in (400, 409) and "merged" in str(accepted.json())
+    assert Incident.objects.get(pk=merged.pk).title == "Repatriation at Tumen and Yanji"
+    rejected = other_reviewer.post(f"{API}/revisions/{revision_id}/reject/", {}, format="json")
+    assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
