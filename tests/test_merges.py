@@ -386,6 +386,9 @@ def test_the_reviewer_chooses_the_survivor(world, reviewer):
 
 def test_an_undo_waits_for_the_undo_of_a_later_merge_of_the_survivor(world, reviewer):
     client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    # The counts it proposed decided first: a merge waits for the pending revisions of what it merges away.
+    revision = IncidentMerge.objects.get().revision
+    assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/", {}, format="json").status_code == 200
     later = make_incident(title="A third report")
     pair = DuplicatePair.objects.create(incident_a=world["survivor"], incident_b=later, score=0.9)
     incident_merge(user=reviewer, pair=pair, survivor=later.public_id)
