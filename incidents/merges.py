@@ -419,6 +419,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             raise MergeRefused(
                 f"{survivor.public_id} has since been merged into another incident; undo that merge first."
             )
+        _refuse_before_later_merges(user, merge, survivor)
         _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
         on_survivor = {"incident": survivor}
@@ -447,6 +448,28 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             merge.note = f"{merge.note}\nUndone: {note}".strip()
             merge.save(update_fields=["note"])
     return merge
+
+
+def _refuse_before_later_merges(user, merge: IncidentMerge, survivor: Incident) -> None:
+    """MergeRefused if another incident was merged into the survivor after `merge` and is still
+    merged: that merge left on its incident the places and involvements the survivor held then,
+    some of them through `merge`, and marked its claims against `merge`'s. Undoing `merge` first
+    would take those from the survivor while the later incident, out of every read, kept them: lost
+    to every view. Merges are undone in the reverse order. One query."""
+    later = (
+        IncidentMerge.objects.filter(survivor=survivor, undone_at__isnull=True, pk__gt=merge.pk)
+        .order_by("-pk")
+        .values_list("merged_id", flat=True)
+        .first()
+    )
+    if later is None:
+        return
+    # Named only to a Reviewer who may see it: it may have been made confidential since.
+    named = Incident.objects.seen_by(user).filter(pk=later).values_list("public_id", flat=True).first()
+    raise MergeRefused(
+        f"{named or 'Another incident'} was merged into {survivor.public_id} since; undo that merge first, "
+        "as what it left behind was said through this one."
+    )
 
 
 def _refuse_links_held_twice(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:

@@ -759,3 +759,26 @@ def test_a_revision_of_a_merged_incident_stays_in_the_queue_and_can_only_be_reje
     assert Incident.objects.get(pk=merged.pk).title == "Repatriation at Tumen and Yanji"
     rejected = other_reviewer.post(f"{API}/revisions/{revision_id}/reject/", {}, format="json")
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
+
+
+def test_an_undo_waits_for_the_undo_of_a_later_merge_into_the_same_survivor(world, reviewer):
+    # The third report shared Yanji with the survivor only through the first merge, so its link
+    # stayed behind on it; undoing the first merge took Yanji from the survivor, and the third
+    # report, merged, said it nowhere any more.
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    client.post(merge_url(world["pair"]), {}, format="json")
+    third = make_incident(title="Sent back through Yanji", places=[world["yanji"]])
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=third, score=0.9)
+    assert client.post(merge_url(pair), {"survivor": survivor.public_id}, format="json").status_code == 201
+    before = snapshot(survivor, merged, third)
+
+    refused = client.post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert f"{third.public_id} was merged into {survivor.public_id} since" in refused.json()["detail"]
+    assert snapshot(survivor, merged, third) == before
+    assert client.post(unmerge_url(third), {}, format="json").status_code == 200
+    assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
+    assert set(survivor.places.values_list("name", flat=True)) == {"Tumen"}
+    assert set(third.places.values_list("name", flat=True)) == {"Yanji"}
