@@ -377,6 +377,42 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
     )
 
 
+def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> IncidentRevision | None:
+    """After the undo of a merge whose proposed dates and counts were accepted: the survivor's own
+    values from before, for each field that still holds what the revision set, as a pending
+    revision of the survivor (none if every such field changed since). Never changed by the undo
+    itself, as the merge never changed them: a Reviewer decides. The values before are those of
+    the version the revision was based on, which accepting it required (the survivor's history).
+    One query."""
+    before = (
+        Incident.pgh_event_model.objects.filter(pgh_obj_id=survivor.pk, version=accepted.base_version)
+        .order_by("-pgh_id")
+        .first()
+    )
+    if before is None:
+        return None
+    set_then = {
+        name: Incident._meta.get_field(name).to_python(value)
+        for name, value in accepted.changes.get("data", {}).items()
+        if name in PROPOSED_FIELDS
+    }
+    data = {
+        name: getattr(before, name)
+        for name, value in set_then.items()
+        if getattr(survivor, name) == value and getattr(before, name) != value
+    }
+    if not data:
+        return None
+    return IncidentRevision.objects.create(
+        incident=survivor,
+        base_version=survivor.version,
+        changes={"data": services._to_json(data)},
+        proposed_by_id=services._acting_user_id(user),
+        # The survivor's own earlier values, which every reviewer of it may see.
+        needs_confidential_access=False,
+    )
+
+
 def merge_visible(*, user, merge: IncidentMerge) -> IncidentMerge:
     """`merge` if `user` may see it (staff who may see both incidents), else RecordNotFound."""
     if not IncidentMerge.objects.visible_to(user).filter(pk=merge.pk).exists():
@@ -402,8 +438,10 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
     survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
     is cleared, the pair goes back to the queue (not reviewed) and the merge's pending revision is
-    rejected. MergeRefused
-    if it was undone already or the survivor has been merged since (undo that first)."""
+    rejected; if it was accepted, the survivor's dates and counts from before are proposed back
+    (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it was undone already,
+    the survivor has been merged since or another incident merged into it since (undo those
+    first), or a row would go back onto an incident that holds it already."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
     services.raise_text_errors(note=note)
@@ -441,6 +479,9 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             services.incident_revision_reject(
                 revision=merge.revision, user=user, note="The merge that proposed it was undone."
             )
+        merge.revision_back = None
+        if merge.revision_id is not None and merge.revision.state == RevisionState.ACCEPTED:
+            merge.revision_back = _propose_back(merge.revision, survivor, user)
         merge.undone_by_id = user_id
         merge.undone_at = timezone.now()
         merge.save(update_fields=["undone_by", "undone_at"])

@@ -782,3 +782,21 @@ def test_an_undo_waits_for_the_undo_of_a_later_merge_into_the_same_survivor(worl
     assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
     assert set(survivor.places.values_list("name", flat=True)) == {"Tumen"}
     assert set(third.places.values_list("name", flat=True)) == {"Yanji"}
+
+
+def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    merge_id = client.post(merge_url(world["pair"]), {}, format="json").json()["id"]
+    revision = IncidentMerge.objects.get(pk=merge_id).revision
+    assert client.post(f"{API}/revisions/{revision.pk}/accept/", {}, format="json").status_code == 200
+    assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
+
+    assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
+
+    # Never changed by the undo: proposed back, as the merge proposed them.
+    assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert proposed_back.changes["data"] == {"people_count_max": None}
+    assert client.post(f"{API}/revisions/{proposed_back.pk}/accept/", {}, format="json").status_code == 200
+    assert Incident.objects.get(pk=survivor.pk).people_count_max is None

@@ -179,9 +179,15 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         merge = get_object_or_404(self.get_queryset(request), pk=object_id)
         try:
-            merges.incident_merge_undo(user=request.user, merge=merge, note=request.POST.get("note", ""))
+            undone = merges.incident_merge_undo(user=request.user, merge=merge, note=request.POST.get("note", ""))
+            proposed_back = (
+                f" The dates and counts it had changed are proposed back: revision {undone.revision_back.pk}."
+                if undone.revision_back
+                else ""
+            )
             self.message_user(
-                request, f"Undone: {merge.merged.public_id} and {merge.survivor.public_id} are as they were."
+                request,
+                f"Undone: {merge.merged.public_id} and {merge.survivor.public_id} are as they were.{proposed_back}",
             )
         except PermissionDenied as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
