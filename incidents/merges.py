@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from incidents import services
+from incidents import duplicates, services
 from incidents.models import (
     Claim,
     DatePrecision,
@@ -293,6 +293,8 @@ def incident_merge(
             )
             merge.revision = _propose(plan, user)
             merge.save(update_fields=["moved", "revision"])
+        # The survivor holds the other's places and words now; the merged one's waiting pairs go.
+        duplicates.rescore_after_commit([survivor_incident.pk, merged.pk])
     return merge
 
 
@@ -482,6 +484,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         merge.revision_back = None
         if merge.revision_id is not None and merge.revision.state == RevisionState.ACCEPTED:
             merge.revision_back = _propose_back(merge.revision, survivor, user)
+        duplicates.rescore_after_commit([survivor.pk, merged.pk])
         merge.undone_by_id = user_id
         merge.undone_at = timezone.now()
         merge.save(update_fields=["undone_by", "undone_at"])
