@@ -223,3 +223,20 @@ def test_a_merge_and_its_undo_queue_the_rescoring_of_both_incidents_and_never_tw
     assert waiting_pairs() == {(original.pk, twin.pk)}
     assert reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json").status_code == 201
     assert queued() == [both, both]
+
+
+def test_a_write_while_a_rescoring_of_the_whole_database_waits_queues_nothing_more(original, tumen):
+    duplicates.refresh_duplicate_pairs.enqueue()
+    services.incident_update(
+        incident=original, user=make_user(roles.REVIEWER), expected_version=original.version, data={"people_count": 81}
+    )
+
+    assert queued() == [{}]
+    run_worker()
+    services.incident_update(
+        incident=original,
+        user=make_user(roles.REVIEWER),
+        expected_version=original.version,
+        data={"people_count": 82},
+    )
+    assert queued() == [{}, {"incident_ids": [original.pk]}]
