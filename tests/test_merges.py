@@ -800,3 +800,30 @@ def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(wor
     assert proposed_back.changes["data"] == {"people_count_max": None}
     assert client.post(f"{API}/revisions/{proposed_back.pk}/accept/", {}, format="json").status_code == 200
     assert Incident.objects.get(pk=survivor.pk).people_count_max is None
+
+
+def test_the_admin_says_why_an_undo_waits_and_names_the_counts_it_proposes_back(client, world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    first = incident_merge(user=reviewer, pair=world["pair"])
+    client_for(reviewer).post(f"{API}/revisions/{first.revision.pk}/accept/", {}, format="json")
+    third = make_incident(title="Sent back through Yanji", places=[world["yanji"]])
+    later = incident_merge(
+        user=reviewer,
+        pair=DuplicatePair.objects.create(incident_a=survivor, incident_b=third, score=0.9),
+        survivor=survivor.public_id,
+    )
+    client.force_login(reviewer)
+
+    refused = client.post(reverse("admin:incidents_incidentmerge_undo", args=[first.pk]), follow=True)
+
+    assert (
+        f"Nothing was changed. {third.public_id} was merged into {survivor.public_id} since" in refused.content.decode()
+    )
+    assert IncidentMerge.objects.get(pk=first.pk).undone_at is None
+    client.post(reverse("admin:incidents_incidentmerge_undo", args=[later.pk]))
+
+    undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[first.pk]), follow=True)
+
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert f"are proposed back: revision {proposed_back.pk}." in undone.content.decode()
+    assert Incident.objects.get(pk=merged.pk).merged_into is None
