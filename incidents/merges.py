@@ -20,6 +20,7 @@ from typing import Any
 import pghistory
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from incidents import duplicates, services
@@ -443,7 +444,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     rejected; if it was accepted, the survivor's dates and counts from before are proposed back
     (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it was undone already,
     the survivor has been merged since or another incident merged into it since (undo those
-    first), or a row would go back onto an incident that holds it already."""
+    first), or an involvement would go back onto an incident that holds it already."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
     services.raise_text_errors(note=note)
@@ -463,7 +464,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
         on_survivor = {"incident": survivor}
-        _refuse_links_held_twice(moved, survivor, merged)
+        _refuse_involvements_held_twice(moved, survivor, merged)
         _move_claims_back(moved, survivor, merged)
         IncidentPlace.objects.filter(pk__in=moved["places"], **on_survivor).update(incident=merged)
         VictimGroup.objects.filter(pk__in=moved["victim_groups"], **on_survivor).update(incident=merged)
@@ -516,24 +517,21 @@ def _refuse_before_later_merges(user, merge: IncidentMerge, survivor: Incident) 
     )
 
 
-def _refuse_links_held_twice(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
-    """MergeRefused if a place or involvement the undo would put back is one the merged incident
-    holds already: a moved row changed on the survivor since (its organization or role) into one
-    the merged incident kept, having said it too. Moving it back would break the one-per-incident
-    rule; dropping either would lose what someone wrote. Places and organizations are no secret
-    from a reader of both incidents, so the refusal names them. Two queries."""
-    held = set(Involvement.objects.filter(incident=merged).values_list("organization_id", "role"))
-    twice = [
-        involvement
-        for involvement in Involvement.objects.filter(pk__in=moved["involvements"], incident=survivor)
+def _refuse_involvements_held_twice(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
+    """MergeRefused if an involvement the undo would put back is one the merged incident holds
+    already: a moved row changed on the survivor since (its organization or role) into one the
+    merged incident kept, having said it too. Moving it back would break the one-role-per-
+    organization rule; dropping either would lose what someone wrote. Organizations are no secret
+    from a reader of both incidents, so the refusal names them. (A place link never changes its
+    place: a write replaces the links.) One query."""
+    held = Involvement.objects.filter(incident=merged, organization=OuterRef("organization"), role=OuterRef("role"))
+    twice = (
+        Involvement.objects.filter(pk__in=moved["involvements"], incident=survivor)
+        .filter(Exists(held))
         .select_related("organization")
         .order_by("id")
-        if (involvement.organization_id, involvement.role) in held
-    ]
-    kept_places = IncidentPlace.objects.filter(incident=merged).values("place")
-    places = IncidentPlace.objects.filter(pk__in=moved["places"], incident=survivor, place__in=kept_places)
+    )
     named = [f"{involvement.organization} as {involvement.get_role_display().lower()}" for involvement in twice]
-    named += [str(link.place) for link in places.select_related("place").order_by("id")]
     if named:
         raise MergeRefused(
             f"Undoing would give {merged.public_id} {', '.join(named)} twice: what the merge moved to "
