@@ -375,8 +375,9 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
         base_version=plan.survivor.version,
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
-        # Made of the two incidents' own fields, which every reviewer of the survivor may see.
-        needs_confidential_access=False,
+        # Made of the two incidents' own fields: those of a confidential merged incident stay with
+        # readers of confidential records, should the survivor be made public later.
+        needs_confidential_access=plan.merged.confidential,
     )
 
 

@@ -827,3 +827,18 @@ def test_the_admin_says_why_an_undo_waits_and_names_the_counts_it_proposes_back(
     proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
     assert f"are proposed back: revision {proposed_back.pk}." in undone.content.decode()
     assert Incident.objects.get(pk=merged.pk).merged_into is None
+
+
+def test_the_counts_a_merge_of_confidential_incidents_proposes_stay_with_readers_of_confidential_records(world):
+    # Made of the merged incident's own dates and counts: once the survivor was made public, a
+    # Reviewer without Confidential access read them in the review queue.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    merge = incident_merge(user=with_access, pair=world["pair"])
+    Incident.objects.filter(pk=world["survivor"].pk).update(confidential=False)
+
+    queue_without = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
+    queue_with = results(client_for(with_access).get(f"{API}/revisions/"))
+
+    assert merge.revision.pk not in [revision["id"] for revision in queue_without]
+    assert merge.revision.pk in [revision["id"] for revision in queue_with]
