@@ -103,10 +103,19 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         .filter(models.Q(survivor=obj) | models.Q(merged=obj))
         .values_list(Cast("pk", models.TextField()))
     )
-    seen_incident_ids = Incident.objects.seen_by(user).values_list(Cast("pk", models.TextField()))
+    # Those merged into `obj` (the only incidents whose events reference it), not every incident
+    # seen, which a history page would have PostgreSQL hash whole.
+    merged_into_obj = IncidentMerge.objects.filter(survivor=obj).values("merged")
+    seen_merged_ids = (
+        Incident.objects.seen_by(user).filter(pk__in=merged_into_obj).values_list(Cast("pk", models.TextField()))
+    )
     events = events.exclude(
         models.Q(pgh_obj_model=IncidentMerge._meta.label) & ~models.Q(pgh_obj_id__in=visible_merge_ids)
-    ).exclude(models.Q(pgh_obj_model=Incident._meta.label) & ~models.Q(pgh_obj_id__in=seen_incident_ids))
+    ).exclude(
+        models.Q(pgh_obj_model=Incident._meta.label)
+        & ~models.Q(pgh_obj_id=str(obj.pk))
+        & ~models.Q(pgh_obj_id__in=seen_merged_ids)
+    )
     if not can_see_confidential(user):
         visible_claim_ids = [str(pk) for pk in _claims_shown_in_history(obj, user)]
         events = events.exclude(models.Q(pgh_obj_model=Claim._meta.label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))
