@@ -128,7 +128,7 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
         # stay in the queue of those who may, to be rejected (`incident_revision_accept`).
         raise MergeRefused(
             f"{merged.public_id} has pending revisions (proposed edits awaiting review): accept or reject them "
-            "first, so that nothing proposed for it is lost."
+            f"first, or keep {merged.public_id} as the survivor, so that nothing proposed for it is lost."
         )
     if survivor.confidential != merged.confidential:
         confidential, public = (survivor, merged) if survivor.confidential else (merged, survivor)
