@@ -669,9 +669,24 @@ def rescore_after_commit(incident_ids: Collection[int]) -> None:
 
     def enqueue():
         for arguments in tasks:
-            refresh_duplicate_pairs.enqueue(**arguments)
+            if not _waiting_already(arguments):
+                refresh_duplicate_pairs.enqueue(**arguments)
 
     transaction.on_commit(enqueue, robust=True)
+
+
+def _waiting_already(arguments: dict) -> bool:
+    """Whether a rescoring not yet taken by a worker covers `arguments`: one of the whole database,
+    or of every incident named. It runs after the write that asks again committed, so it reads what
+    that write left, and queueing the same work twice (a merge and its undo, or a write saved twice,
+    before a worker took the first) would only make the worker do it twice and the review queue
+    count it twice. One query (the database's queue; none is kept by a backend that runs tasks as
+    they are queued)."""
+    waiting = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path, status=TaskResultStatus.READY)
+    covering = Q(args_kwargs__kwargs={})
+    if "incident_ids" in arguments:
+        covering |= Q(args_kwargs__kwargs__incident_ids__contains=arguments["incident_ids"])
+    return waiting.filter(covering).exists()
 
 
 # Waiting longer than this, the queue's rescoring is late: no worker is taking it.

@@ -20,7 +20,7 @@ from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, DuplicatePair, Incident, IncidentRevision
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision
 from incidents.querysets import can_see_confidential, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
@@ -86,12 +86,36 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     not see (confidential, or from a confidential source) are left out, a deleted claim's as its
     last recorded state says (`_claims_shown_in_history`); so are those of duplicate pairs with an
     incident the user may not see. What is left out is left out of the query, so that neither a
-    page's count nor its pagination tells of it. The caller has already checked, through
-    `visible_to`, that the user may see `obj`. Runs one query (three for an incident seen without
-    Confidential access)."""
+    page's count nor its pagination tells of it; and so are those of merges with an incident the
+    user may not see (`IncidentMergeQuerySet.visible_to`: its note, its record). The caller has
+    already checked, through `visible_to`, that the user may see `obj`. Runs one query (three for
+    an incident seen without Confidential access)."""
     if not isinstance(obj, Incident):
         return Events.objects.tracks(obj).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
+    # A merge names both incidents (and its note tells of the other): only merges this reader may
+    # see, both incidents by their own state as the merges' list shows them. The merged incident's
+    # own events reference the survivor too (`merged_into`): only those of incidents they may see.
+    # Subqueries of the same statement, for readers with Confidential access too (drafts, and an
+    # incident made confidential since).
+    visible_merge_ids = (
+        IncidentMerge.objects.visible_to(user)
+        .filter(models.Q(survivor=obj) | models.Q(merged=obj))
+        .values_list(Cast("pk", models.TextField()))
+    )
+    # Those merged into `obj` (the only incidents whose events reference it), not every incident
+    # seen, which a history page would have PostgreSQL hash whole.
+    merged_into_obj = IncidentMerge.objects.filter(survivor=obj).values("merged")
+    seen_merged_ids = (
+        Incident.objects.seen_by(user).filter(pk__in=merged_into_obj).values_list(Cast("pk", models.TextField()))
+    )
+    events = events.exclude(
+        models.Q(pgh_obj_model=IncidentMerge._meta.label) & ~models.Q(pgh_obj_id__in=visible_merge_ids)
+    ).exclude(
+        models.Q(pgh_obj_model=Incident._meta.label)
+        & ~models.Q(pgh_obj_id=str(obj.pk))
+        & ~models.Q(pgh_obj_id__in=seen_merged_ids)
+    )
     if not can_see_confidential(user):
         visible_claim_ids = [str(pk) for pk in _claims_shown_in_history(obj, user)]
         events = events.exclude(models.Q(pgh_obj_model=Claim._meta.label) & ~models.Q(pgh_obj_id__in=visible_claim_ids))

@@ -20,9 +20,10 @@ from typing import Any
 import pghistory
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from incidents import services
+from incidents import duplicates, services
 from incidents.models import (
     Claim,
     DatePrecision,
@@ -120,6 +121,14 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
     if pair.decision == DuplicateDecision.DIFFERENT:
         raise MergeRefused(
             f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
+        )
+    pending = IncidentRevision.objects.visible_to(user).filter(incident=merged, state=RevisionState.PENDING)
+    if pending.exists():
+        # Those this Reviewer may not see are not waited for (refusing would tell of them): they
+        # stay in the queue of those who may, to be rejected (`incident_revision_accept`).
+        raise MergeRefused(
+            f"{merged.public_id} has pending revisions (proposed edits awaiting review): accept or reject them "
+            f"first, or keep {merged.public_id} as the survivor, so that nothing proposed for it is lost."
         )
     if survivor.confidential != merged.confidential:
         confidential, public = (survivor, merged) if survivor.confidential else (merged, survivor)
@@ -248,6 +257,7 @@ def incident_merge(
     changed since the versions given (the page the Reviewer confirmed)."""
     survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
+    services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id):
         # Both rows locked in id order, so two merges of overlapping pairs wait for each other.
@@ -284,6 +294,8 @@ def incident_merge(
             )
             merge.revision = _propose(plan, user)
             merge.save(update_fields=["moved", "revision"])
+        # The survivor holds the other's places and words now; the merged one's waiting pairs go.
+        duplicates.rescore_after_commit([survivor_incident.pk, merged.pk])
     return merge
 
 
@@ -363,7 +375,44 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
         base_version=plan.survivor.version,
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
-        # Made of the two incidents' own fields, which every reviewer of the survivor may see.
+        # Made of the two incidents' own fields: those of a confidential merged incident stay with
+        # readers of confidential records, should the survivor be made public later.
+        needs_confidential_access=plan.merged.confidential,
+    )
+
+
+def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> IncidentRevision | None:
+    """After the undo of a merge whose proposed dates and counts were accepted: the survivor's own
+    values from before, for each field that still holds what the revision set, as a pending
+    revision of the survivor (none if every such field changed since). Never changed by the undo
+    itself, as the merge never changed them: a Reviewer decides. The values before are those of
+    the version the revision was based on, which accepting it required (the survivor's history).
+    One query."""
+    before = (
+        Incident.pgh_event_model.objects.filter(pgh_obj_id=survivor.pk, version=accepted.base_version)
+        .order_by("-pgh_id")
+        .first()
+    )
+    if before is None:
+        return None
+    set_then = {
+        name: Incident._meta.get_field(name).to_python(value)
+        for name, value in accepted.changes.get("data", {}).items()
+        if name in PROPOSED_FIELDS
+    }
+    data = {
+        name: getattr(before, name)
+        for name, value in set_then.items()
+        if getattr(survivor, name) == value and getattr(before, name) != value
+    }
+    if not data:
+        return None
+    return IncidentRevision.objects.create(
+        incident=survivor,
+        base_version=survivor.version,
+        changes={"data": services._to_json(data)},
+        proposed_by_id=services._acting_user_id(user),
+        # The survivor's own earlier values, which every reviewer of it may see.
         needs_confidential_access=False,
     )
 
@@ -393,10 +442,13 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
     survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
     is cleared, the pair goes back to the queue (not reviewed) and the merge's pending revision is
-    rejected. MergeRefused
-    if it was undone already or the survivor has been merged since (undo that first)."""
+    rejected; if it was accepted, the survivor's dates and counts from before are proposed back
+    (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it was undone already,
+    the survivor has been merged since or another incident merged into it since (undo those
+    first), or an involvement would go back onto an incident that holds it already."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
+    services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id, merge=merge.pk):
         merge = IncidentMerge.objects.select_for_update(of=("self",)).get(pk=merge.pk)
@@ -409,11 +461,12 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             raise MergeRefused(
                 f"{survivor.public_id} has since been merged into another incident; undo that merge first."
             )
+        _refuse_before_later_merges(user, merge, survivor)
         _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
         on_survivor = {"incident": survivor}
-        Claim.objects.filter(pk__in=moved["conflicts"], **on_survivor).update(incident=merged, merge_conflict=False)
-        Claim.objects.filter(pk__in=moved["claims"], **on_survivor).update(incident=merged)
+        _refuse_involvements_held_twice(moved, survivor, merged)
+        _move_claims_back(moved, survivor, merged)
         IncidentPlace.objects.filter(pk__in=moved["places"], **on_survivor).update(incident=merged)
         VictimGroup.objects.filter(pk__in=moved["victim_groups"], **on_survivor).update(incident=merged)
         Involvement.objects.filter(pk__in=moved["involvements"], **on_survivor).update(incident=merged)
@@ -430,6 +483,10 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             services.incident_revision_reject(
                 revision=merge.revision, user=user, note="The merge that proposed it was undone."
             )
+        merge.revision_back = None
+        if merge.revision_id is not None and merge.revision.state == RevisionState.ACCEPTED:
+            merge.revision_back = _propose_back(merge.revision, survivor, user)
+        duplicates.rescore_after_commit([survivor.pk, merged.pk])
         merge.undone_by_id = user_id
         merge.undone_at = timezone.now()
         merge.save(update_fields=["undone_by", "undone_at"])
@@ -437,6 +494,72 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             merge.note = f"{merge.note}\nUndone: {note}".strip()
             merge.save(update_fields=["note"])
     return merge
+
+
+def _refuse_before_later_merges(user, merge: IncidentMerge, survivor: Incident) -> None:
+    """MergeRefused if another incident was merged into the survivor after `merge` and is still
+    merged: that merge left on its incident the places and involvements the survivor held then,
+    some of them through `merge`, and marked its claims against `merge`'s. Undoing `merge` first
+    would take those from the survivor while the later incident, out of every read, kept them: lost
+    to every view. Merges are undone in the reverse order. One query."""
+    later = (
+        IncidentMerge.objects.filter(survivor=survivor, undone_at__isnull=True, pk__gt=merge.pk)
+        .order_by("-pk")
+        .values_list("merged_id", flat=True)
+        .first()
+    )
+    if later is None:
+        return
+    # Named only to a Reviewer who may see it: it may have been made confidential since.
+    named = Incident.objects.seen_by(user).filter(pk=later).values_list("public_id", flat=True).first()
+    raise MergeRefused(
+        f"{named or 'Another incident'} was merged into {survivor.public_id} since; undo that merge first, "
+        "as what it left behind was said through this one."
+    )
+
+
+def _refuse_involvements_held_twice(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
+    """MergeRefused if an involvement the undo would put back is one the merged incident holds
+    already: a moved row changed on the survivor since (its organization or role) into one the
+    merged incident kept, having said it too. Moving it back would break the one-role-per-
+    organization rule; dropping either would lose what someone wrote. Organizations are no secret
+    from a reader of both incidents, so the refusal names them. (A place link never changes its
+    place: a write replaces the links.) One query."""
+    held = Involvement.objects.filter(incident=merged, organization=OuterRef("organization"), role=OuterRef("role"))
+    twice = (
+        Involvement.objects.filter(pk__in=moved["involvements"], incident=survivor)
+        .filter(Exists(held))
+        .select_related("organization")
+        .order_by("id")
+    )
+    named = [f"{involvement.organization} as {involvement.get_role_display().lower()}" for involvement in twice]
+    if named:
+        raise MergeRefused(
+            f"Undoing would give {merged.public_id} {', '.join(named)} twice: what the merge moved to "
+            f"{survivor.public_id} was changed into what {merged.public_id} still holds. Change or remove it on "
+            f"{survivor.public_id} first."
+        )
+
+
+def _move_claims_back(moved: dict[str, list[int]], survivor: Incident, merged: Incident) -> None:
+    """Put the moved claims still on the survivor back on the merged incident, clearing the marks
+    the merge set. Two of one source (and confidentiality) that would stand unmarked there, because
+    a writer changed a moved claim's source since, are both kept and the later one marked
+    `merge_conflict`, as a merge keeps them: refusing would tell of a claim the Reviewer may not
+    see, dropping one would lose it. Two queries and two updates."""
+    set_by_merge = set(moved["conflicts"])
+    unmarked = set(Claim.objects.filter(incident=merged, merge_conflict=False).values_list("source_id", "confidential"))
+    marked = []
+    returning = Claim.objects.filter(pk__in=moved["claims"], incident=survivor).order_by("id")
+    for pk, source_id, confidential, mark in returning.values_list("pk", "source_id", "confidential", "merge_conflict"):
+        # Marked before the merge (by an earlier merge into it), or a second of its source there.
+        if (mark and pk not in set_by_merge) or (source_id, confidential) in unmarked:
+            marked.append(pk)
+        else:
+            unmarked.add((source_id, confidential))
+    # The marked first, so that the unique indexes never see two unmarked claims of a source.
+    returning.filter(pk__in=marked).update(incident=merged, merge_conflict=True)
+    returning.exclude(pk__in=marked).update(incident=merged, merge_conflict=False)
 
 
 def redirect_target(*, user, public_id: str) -> str | None:

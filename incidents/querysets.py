@@ -521,10 +521,12 @@ def possible_duplicates_among(
 class IncidentRevisionQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentRevisionQuerySet":
         """Proposed revisions are unpublished work: staff who may see their incident see them, and
-        a revision whose proposer could see confidential claims only if they may too."""
+        a revision whose proposer could see confidential claims only if they may too. A merged
+        incident's too, by its own state: a revision a merge did not wait for (one its Reviewer may
+        not see) stays in the queue of those who may, to be rejected."""
         if not can_see_unpublished(user):
             return self.none()
-        incidents = self.model._meta.get_field("incident").related_model.objects.visible_to(user)
+        incidents = self.model._meta.get_field("incident").related_model.objects.seen_by(user)
         revisions = self.filter(incident__in=incidents.values("pk"))
         return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
 

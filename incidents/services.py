@@ -159,6 +159,19 @@ def sensitivity_errors(user, *, was_sensitive: bool, sensitive: bool) -> dict[st
     return {}
 
 
+def raise_text_errors(**texts: str) -> None:
+    """ValidationError naming each of `texts` (field name -> text) that holds a NUL character,
+    which PostgreSQL's text cannot store: for the free texts a service writes as given (a note),
+    which no model validation checks, so that a door answers 400 or a form error, not a 500."""
+    _raise_collected(
+        {
+            name: ["It holds a NUL character, which cannot be stored; remove it."]
+            for name, text in texts.items()
+            if "\x00" in text
+        }
+    )
+
+
 def _raise_collected(errors: Mapping[str, list[str]]) -> None:
     if errors:
         raise ValidationError(dict(errors))
@@ -791,6 +804,7 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
     replace are those its proposer could see, so accepting never deletes a claim hidden from the
     proposer. If the incident changed since the proposal, raise StaleRevision: the reviewer
     rejects it and the proposer edits the current version."""
+    raise_text_errors(note=note)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
         if "claims" in revision.changes and revision.needs_confidential_access != can_see_confidential(
@@ -815,6 +829,15 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
                 }
             )
         incident = Incident.objects.get(pk=revision.incident_id)
+        if incident.merged_into_id is not None:
+            raise ValidationError(
+                {
+                    "incident": [
+                        f"{incident.public_id} has been merged into another incident and cannot change: reject "
+                        "this revision, and propose it again on the incident it lives on in."
+                    ]
+                }
+            )
         try:
             current = _locked(incident, revision.base_version)
         except VersionConflict as conflict:
@@ -831,6 +854,7 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
 
 def incident_revision_reject(*, revision: IncidentRevision, user, note: str = "") -> IncidentRevision:
     """Close a pending revision without applying it, by a Reviewer; history keeps it."""
+    raise_text_errors(note=note)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
         _decide(revision, RevisionState.REJECTED, user, note)

@@ -17,7 +17,7 @@ from django_tasks_db.models import DBTaskResult
 
 from incidents import duplicates, roles, services
 from incidents.models import DuplicatePair, Incident
-from tests.api_support import client_for, incident_url
+from tests.api_support import API, client_for, incident_url
 from tests.factories import make_incident, make_place, make_user
 from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback
 from tracker.settings import TASKS
@@ -202,3 +202,41 @@ def test_a_queue_no_worker_takes_is_flagged_as_late(client, original, tumen):
     )
     assert late.endswith("No background worker has taken them: is `manage.py db_worker` running?")
     assert not DuplicatePair.objects.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()
+
+
+def test_a_merge_and_its_undo_queue_the_rescoring_of_both_incidents_and_never_twice(original, tumen):
+    # Neither was queued: the merged incident's waiting pairs stayed in the queue, and the
+    # survivor, holding the other's places and words now, was not scored again.
+    twin = make_incident(**TWIN, places=[tumen])
+    pair = DuplicatePair.objects.create(incident_a=original, incident_b=twin, score=0.9)
+    reviewer = client_for(make_user(roles.REVIEWER))
+    both = {"incident_ids": [original.pk, twin.pk]}
+
+    assert reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json").status_code == 201
+    assert queued() == [both]
+    # Undone before a worker took the merge's rescoring: the same one waits already.
+    assert reviewer.post(f"{API}/incidents/{twin.public_id}/unmerge/", {}, format="json").status_code == 200
+    assert queued() == [both]
+
+    run_worker()
+    # Back in the queue, as the undo left it, and scored again.
+    assert waiting_pairs() == {(original.pk, twin.pk)}
+    assert reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json").status_code == 201
+    assert queued() == [both, both]
+
+
+def test_a_write_while_a_rescoring_of_the_whole_database_waits_queues_nothing_more(original, tumen):
+    duplicates.refresh_duplicate_pairs.enqueue()
+    services.incident_update(
+        incident=original, user=make_user(roles.REVIEWER), expected_version=original.version, data={"people_count": 81}
+    )
+
+    assert queued() == [{}]
+    run_worker()
+    services.incident_update(
+        incident=original,
+        user=make_user(roles.REVIEWER),
+        expected_version=original.version,
+        data={"people_count": 82},
+    )
+    assert queued() == [{}, {"incident_ids": [original.pk]}]

@@ -386,6 +386,9 @@ def test_the_reviewer_chooses_the_survivor(world, reviewer):
 
 def test_an_undo_waits_for_the_undo_of_a_later_merge_of_the_survivor(world, reviewer):
     client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    # The counts it proposed decided first: a merge waits for the pending revisions of what it merges away.
+    revision = IncidentMerge.objects.get().revision
+    assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/", {}, format="json").status_code == 200
     later = make_incident(title="A third report")
     pair = DuplicatePair.objects.create(incident_a=world["survivor"], incident_b=later, score=0.9)
     incident_merge(user=reviewer, pair=pair, survivor=later.public_id)
@@ -523,7 +526,7 @@ def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_ser
 
     answer = client.post(url, {"survivor_version": "²"}, follow=True)
 
-    assert "Nothing was merged. Not a version number" in answer.content.decode()
+    assert "Nothing was merged. Survivor version: Not a version number" in answer.content.decode()
     assert not IncidentMerge.objects.exists()
 
 
@@ -589,3 +592,253 @@ def test_the_export_command_reports_merged_incidents_in_an_incremental_export(wo
         survivor.public_id: "",
         merged.public_id: survivor.public_id,
     }
+
+
+# An attacker's pass: what an edit, a later merge or bad input does to a merge and its undo.
+
+
+def survivor_as_read(client, survivor) -> dict:
+    return client.get(incident_url(survivor)).json()
+
+
+def test_an_undo_that_would_put_back_an_involvement_the_merged_incident_holds_refuses_naming_it(world, reviewer):
+    # After the merge a Reviewer made the moved "Border police, facilitator" the survivor's "Ministry,
+    # perpetrator" (dropping its own): the merged incident still holds "Ministry, perpetrator", so
+    # moving the row back broke the one-role-per-organization rule, a 500.
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    client.post(merge_url(world["pair"]), {}, format="json")
+    shown = survivor_as_read(client, survivor)
+    moved = next(row for row in shown["involvements"] if row["role"] == "facilitator")
+    ministry = next(row for row in shown["involvements"] if row["role"] == "perpetrator")["organization"]
+    edited = client.patch(
+        incident_url(survivor),
+        {
+            "involvements": [{"id": moved["id"], "organization": ministry, "role": "perpetrator"}],
+            "version": shown["version"],
+        },
+        format="json",
+    )
+    assert edited.status_code == 200, edited.content
+    before = snapshot(survivor, merged)
+
+    refused = client.post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert "Ministry" in refused.json()["detail"] and "perpetrator" in refused.json()["detail"]
+    assert snapshot(survivor, merged) == before
+    assert IncidentMerge.objects.get().undone_at is None
+
+
+def test_an_undo_that_would_put_back_two_claims_of_one_source_keeps_both_and_marks_one(world, reviewer):
+    # After the merge a writer resolved the conflict by removing the survivor's own claim of the
+    # daily and made another moved claim the daily's too: both went back unmarked, a 500.
+    survivor, merged = world["survivor"], world["merged"]
+    weekly = make_claim(incident=merged, source=make_source(title="Weekly"), excerpt="a hundred")
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    writer = client_for(make_user(roles.REVIEWER, confidential=True))
+    shown = survivor_as_read(writer, survivor)
+    daily = world["conflicting"].source_id
+    claims = [
+        {key: claim[key] for key in ("id", "source", "merge_conflict")}
+        | ({"source": daily} if claim["id"] == weekly.pk else {})
+        for claim in shown["claims"]
+        if claim["source"] != daily or claim["merge_conflict"]
+    ]
+    edited = writer.patch(incident_url(survivor), {"claims": claims, "version": shown["version"]}, format="json")
+    assert edited.status_code == 200, edited.content
+
+    undone = client_for(reviewer).post(unmerge_url(merged), {}, format="json")
+
+    assert undone.status_code == 200, undone.content
+    back = Claim.objects.filter(incident=merged, source_id=daily).order_by("id")
+    assert [claim.pk for claim in back] == [world["conflicting"].pk, weekly.pk]
+    assert sorted(claim.merge_conflict for claim in back) == [False, True]
+
+
+def test_a_nul_in_the_admin_merge_or_undo_note_is_an_error_naming_the_note(client, world, reviewer):
+    # PostgreSQL's text cannot hold a NUL: it was a 500.
+    client.force_login(reviewer)
+    before = snapshot(world["survivor"], world["merged"])
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+
+    answer = client.post(confirm, {"note": "same\x00event"}, follow=True)
+
+    assert answer.status_code == 200
+    assert "Nothing was merged. Note:" in answer.content.decode()
+    assert not IncidentMerge.objects.exists() and snapshot(world["survivor"], world["merged"]) == before
+
+    merge = incident_merge(user=reviewer, pair=world["pair"])
+    after_merge = snapshot(world["survivor"], world["merged"])
+    answer = client.post(
+        reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]), {"note": "no\x00"}, follow=True
+    )
+
+    assert answer.status_code == 200
+    assert "Nothing was changed. Note:" in answer.content.decode()
+    assert snapshot(world["survivor"], world["merged"]) == after_merge
+    api = client_for(reviewer).post(unmerge_url(world["merged"]), {"note": "no\x00"}, format="json")
+    assert api.status_code == 400 and "note" in api.json()
+
+
+def test_a_nul_in_the_note_deciding_a_revision_is_an_error_naming_the_note(client, world, reviewer):
+    # The merge's proposed revision is decided on the admin's revision page, with a note: a 500 too.
+    merge = incident_merge(user=reviewer, pair=world["pair"])
+    client.force_login(reviewer)
+    decide = reverse("admin:incidents_incidentrevision_decide", args=[merge.revision.pk])
+
+    for button in ("accept", "reject"):
+        answer = client.post(decide, {button: "1", "note": "checked\x00"}, follow=True)
+
+        assert answer.status_code == 200
+        assert "Nothing was changed. Note:" in answer.content.decode()
+        assert IncidentRevision.objects.get(pk=merge.revision.pk).state == "pending"
+
+
+def test_the_survivors_history_shows_a_merge_only_to_readers_who_may_see_the_merged_incident(world):
+    # Two confidential reports merged with a note; the survivor made public since. A Reviewer
+    # without Confidential access reads the survivor's history: the note named the hidden incident.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    note = "the informant's second account of it"
+    client_for(with_access).post(merge_url(world["pair"]), {"note": note}, format="json")
+    Incident.objects.filter(pk=world["survivor"].pk).update(confidential=False)
+    history = incident_url(world["survivor"], "history/?page_size=200")
+
+    seen_without = client_for(make_user(roles.REVIEWER)).get(history)
+    seen_with = client_for(with_access).get(history)
+
+    assert seen_without.status_code == 200
+    assert note not in seen_without.content.decode()
+    assert not [event for event in seen_without.json()["results"] if event["record"] == "incidents.IncidentMerge"]
+    assert note in seen_with.content.decode()
+
+
+def test_a_merge_waits_for_the_merged_incidents_pending_revisions(client, world, reviewer):
+    # An analyst's proposed edit of the incident merged away was left on an incident out of every
+    # read (the review queue too): lost.
+    merged = world["merged"]
+    analyst = client_for(make_user(roles.ANALYST))
+    proposed = analyst.patch(
+        incident_url(merged), {"title": "Repatriation at Tumen", "version": merged.version}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    before = snapshot(world["survivor"], merged)
+
+    refused = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+
+    assert refused.status_code == 409 and "pending revision" in refused.json()["detail"]
+    client.force_login(reviewer)
+    confirm = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+    answer = client.post(confirm, {}, follow=True)
+    assert "Nothing was merged." in answer.content.decode() and "pending revision" in answer.content.decode()
+    assert not IncidentMerge.objects.exists() and snapshot(world["survivor"], merged) == before
+
+
+def test_a_revision_of_a_merged_incident_stays_in_the_queue_and_can_only_be_rejected(client, world, reviewer):
+    # Proposed by someone with Confidential access, the revision is one this Reviewer may not see:
+    # the merge goes ahead (refusing would tell of it), and Reviewers who may see it still find it.
+    merged = world["merged"]
+    proposer = client_for(make_user(roles.ANALYST, confidential=True))
+    proposed = proposer.patch(
+        incident_url(merged), {"title": "Repatriation at Tumen", "version": merged.version}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    revision_id = proposed.json()["id"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    other_reviewer = client_for(with_access)
+    client.force_login(with_access)
+    page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision_id]))
+    assert page.status_code == 200 and merged.public_id in page.content.decode()
+
+    queue = other_reviewer.get(f"{API}/revisions/?state=pending")
+    assert revision_id in [revision["id"] for revision in results(queue)]
+    accepted = other_reviewer.post(f"{API}/revisions/{revision_id}/accept/", {}, format="json")
+    assert accepted.status_code in (400, 409) and "merged" in str(accepted.json())
+    assert Incident.objects.get(pk=merged.pk).title == "Repatriation at Tumen and Yanji"
+    rejected = other_reviewer.post(f"{API}/revisions/{revision_id}/reject/", {}, format="json")
+    assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
+
+
+def test_an_undo_waits_for_the_undo_of_a_later_merge_into_the_same_survivor(world, reviewer):
+    # The third report shared Yanji with the survivor only through the first merge, so its link
+    # stayed behind on it; undoing the first merge took Yanji from the survivor, and the third
+    # report, merged, said it nowhere any more.
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    client.post(merge_url(world["pair"]), {}, format="json")
+    third = make_incident(title="Sent back through Yanji", places=[world["yanji"]])
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=third, score=0.9)
+    assert client.post(merge_url(pair), {"survivor": survivor.public_id}, format="json").status_code == 201
+    before = snapshot(survivor, merged, third)
+
+    refused = client.post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert f"{third.public_id} was merged into {survivor.public_id} since" in refused.json()["detail"]
+    assert snapshot(survivor, merged, third) == before
+    assert client.post(unmerge_url(third), {}, format="json").status_code == 200
+    assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
+    assert set(survivor.places.values_list("name", flat=True)) == {"Tumen"}
+    assert set(third.places.values_list("name", flat=True)) == {"Yanji"}
+
+
+def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    merge_id = client.post(merge_url(world["pair"]), {}, format="json").json()["id"]
+    revision = IncidentMerge.objects.get(pk=merge_id).revision
+    assert client.post(f"{API}/revisions/{revision.pk}/accept/", {}, format="json").status_code == 200
+    assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
+
+    assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
+
+    # Never changed by the undo: proposed back, as the merge proposed them.
+    assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert proposed_back.changes["data"] == {"people_count_max": None}
+    assert client.post(f"{API}/revisions/{proposed_back.pk}/accept/", {}, format="json").status_code == 200
+    assert Incident.objects.get(pk=survivor.pk).people_count_max is None
+
+
+def test_the_admin_says_why_an_undo_waits_and_names_the_counts_it_proposes_back(client, world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    first = incident_merge(user=reviewer, pair=world["pair"])
+    client_for(reviewer).post(f"{API}/revisions/{first.revision.pk}/accept/", {}, format="json")
+    third = make_incident(title="Sent back through Yanji", places=[world["yanji"]])
+    later = incident_merge(
+        user=reviewer,
+        pair=DuplicatePair.objects.create(incident_a=survivor, incident_b=third, score=0.9),
+        survivor=survivor.public_id,
+    )
+    client.force_login(reviewer)
+
+    refused = client.post(reverse("admin:incidents_incidentmerge_undo", args=[first.pk]), follow=True)
+
+    assert (
+        f"Nothing was changed. {third.public_id} was merged into {survivor.public_id} since" in refused.content.decode()
+    )
+    assert IncidentMerge.objects.get(pk=first.pk).undone_at is None
+    client.post(reverse("admin:incidents_incidentmerge_undo", args=[later.pk]))
+
+    undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[first.pk]), follow=True)
+
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert f"are proposed back: revision {proposed_back.pk}." in undone.content.decode()
+    assert Incident.objects.get(pk=merged.pk).merged_into is None
+
+
+def test_the_counts_a_merge_of_confidential_incidents_proposes_stay_with_readers_of_confidential_records(world):
+    # Made of the merged incident's own dates and counts: once the survivor was made public, a
+    # Reviewer without Confidential access read them in the review queue.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    merge = incident_merge(user=with_access, pair=world["pair"])
+    Incident.objects.filter(pk=world["survivor"].pk).update(confidential=False)
+
+    queue_without = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
+    queue_with = results(client_for(with_access).get(f"{API}/revisions/"))
+
+    assert merge.revision.pk not in [revision["id"] for revision in queue_without]
+    assert merge.revision.pk in [revision["id"] for revision in queue_with]

@@ -14,6 +14,7 @@ from django.db.models.lookups import IsNull
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
+from django.utils.text import capfirst
 
 from incidents import services
 from incidents.access import (
@@ -28,6 +29,17 @@ from incidents.querysets import can_see_confidential, can_see_unpublished, estim
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
+
+
+def refusal_text(refusal: Exception) -> str:
+    """The refusal as the page's message, each field's errors after its name ("Note: …")."""
+    if hasattr(refusal, "error_dict"):
+        return " ".join(
+            f"{capfirst(field.replace('_', ' '))}: {' '.join(messages)}"
+            for field, messages in refusal.message_dict.items()
+        )
+    return " ".join(getattr(refusal, "messages", [str(refusal)]))
+
 
 HISTORY_PAGE_SIZE = 100
 

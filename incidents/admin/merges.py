@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from incidents import merges, services
 from incidents.access import confidential_among
-from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin
+from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin, refusal_text
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
 from incidents.numbers import is_whole_number
 
@@ -26,10 +26,6 @@ def confirm_url(pair: DuplicatePair) -> str:
 
 def _incident_link(incident: Incident):
     return format_html('<a href="{}">{}</a>', reverse("admin:incidents_incident_change", args=[incident.pk]), incident)
-
-
-def _refusal_text(refusal: Exception) -> str:
-    return " ".join(getattr(refusal, "messages", [str(refusal)]))
 
 
 class MergedIncidentRedirectMixin:
@@ -159,7 +155,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         except services.RecordNotFound:
             raise Http404(f"No duplicate pair {pair_id}.") from None
         except REFUSALS as refusal:
-            self.message_user(request, f"Nothing was merged. {_refusal_text(refusal)}", messages.ERROR)
+            self.message_user(request, f"Nothing was merged. {refusal_text(refusal)}", messages.ERROR)
             return HttpResponseRedirect(pair_url)
         context = {
             **self.admin_site.each_context(request),
@@ -183,14 +179,20 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         merge = get_object_or_404(self.get_queryset(request), pk=object_id)
         try:
-            merges.incident_merge_undo(user=request.user, merge=merge, note=request.POST.get("note", ""))
+            undone = merges.incident_merge_undo(user=request.user, merge=merge, note=request.POST.get("note", ""))
+            proposed_back = (
+                f" The dates and counts it had changed are proposed back: revision {undone.revision_back.pk}."
+                if undone.revision_back
+                else ""
+            )
             self.message_user(
-                request, f"Undone: {merge.merged.public_id} and {merge.survivor.public_id} are as they were."
+                request,
+                f"Undone: {merge.merged.public_id} and {merge.survivor.public_id} are as they were.{proposed_back}",
             )
         except PermissionDenied as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
         except REFUSALS as refusal:
-            self.message_user(request, f"Nothing was changed. {_refusal_text(refusal)}", messages.ERROR)
+            self.message_user(request, f"Nothing was changed. {refusal_text(refusal)}", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:incidents_incidentmerge_change", args=[merge.pk]))
 
 

@@ -15,6 +15,7 @@ from incidents.admin.base import (
     RecordedReadsMixin,
     StaffRecordMixin,
     VisibilityMixin,
+    refusal_text,
 )
 from incidents.models import IncidentRevision
 
@@ -91,7 +92,6 @@ class IncidentRevisionAdmin(
         except PermissionDenied as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
         except SERVICE_REFUSALS as refusal:
-            reason = " ".join(getattr(refusal, "messages", [str(refusal)]))
-            self.message_user(request, f"Nothing was changed. {reason}", messages.ERROR)
+            self.message_user(request, f"Nothing was changed. {refusal_text(refusal)}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:incidents_incidentrevision_change", args=[revision.pk]))
         return HttpResponseRedirect(reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending")
