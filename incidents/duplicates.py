@@ -714,6 +714,29 @@ def rescore_after_commit(incident_ids: Collection[int]) -> None:
     transaction.on_commit(enqueue, robust=True)
 
 
+def rescore_relays_after_commit(source_id: int) -> None:
+    """Queue, as `rescore_after_commit`, the incidents with a claim of the source or of a source
+    relaying it, however indirectly: their claims' origins change when the source is made
+    confidential or public, or cites another. A pair keeps its score until it is rescored, and a
+    score worked out while a source was public would go on telling staff without Confidential
+    access, once it is hidden, that two outlets relay it (`compare`). One query (UNION: a loop of
+    `cites` ends)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE relays(id) AS (
+                SELECT %s::bigint
+                UNION
+                SELECT source.id FROM incidents_source AS source JOIN relays ON source.cites_id = relays.id
+            )
+            SELECT DISTINCT claim.incident_id FROM incidents_claim AS claim
+            WHERE claim.source_id IN (SELECT id FROM relays)
+            """,
+            [source_id],
+        )
+        rescore_after_commit([incident_id for (incident_id,) in cursor.fetchall()])
+
+
 # Waiting longer than this, the queue's rescoring is late: no worker is taking it.
 RESCORING_LATE_SECONDS = 60
 

@@ -262,6 +262,9 @@ class TestScoresTellNothingHidden:
 
     def score_seen_by(self, reader, pair: tuple[Incident, Incident]) -> float:
         find_duplicates(threshold=0)
+        return self.score_listed_to(reader, pair)
+
+    def score_listed_to(self, reader, pair: tuple[Incident, Incident]) -> float:
         listed = results(client_for(reader).get(f"{API}/duplicates/?page_size=200"))
         return {(row["incident_a"], row["incident_b"]): row["score"] for row in listed}[
             tuple(sorted(incident.public_id for incident in pair))
@@ -284,6 +287,43 @@ class TestScoresTellNothingHidden:
         first_outlet = reported_twice["first"].claims.get().source
         make_claim(incident=reported_twice["second"], source=first_outlet, confidential=True)
         assert self.score_seen_by(analyst, pair) == without
+
+    def test_a_source_made_confidential_rescores_the_pairs_of_incidents_relaying_it(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        # Scored while the report was public, the pair kept its score once the report was hidden:
+        # an analyst later saw two outlets scored as relaying one report that no page shows.
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        analyst = make_user(roles.ANALYST)
+        assert self.score_seen_by(analyst, pair) >= 0.9
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/", {"confidential": True, "version": report.version}, format="json"
+            )
+        assert response.status_code == 200, response.content
+        rescored = self.score_listed_to(analyst, pair)
+        Source.objects.filter(cites=report).update(cites=None)
+        assert rescored == self.score_seen_by(analyst, pair) < 0.9
+
+    def test_a_source_citing_a_hidden_one_rescores_the_pairs_of_incidents_relaying_it(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        analyst = make_user(roles.ANALYST)
+        assert self.score_seen_by(analyst, pair) >= 0.9
+        # The report, public, is found to relay an informant: recorded as confidential, cited by it.
+        informant = make_source(title="Informant", confidential=True)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/", {"cites": informant.pk, "version": report.version}, format="json"
+            )
+        assert response.status_code == 200, response.content
+        # Still one public origin the analyst sees: the score stays what they can work out.
+        assert self.score_listed_to(analyst, pair) == self.score_seen_by(analyst, pair) >= 0.9
 
     def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
         # Nobody without Confidential access sees the pair: the hidden origin both relay counts.
