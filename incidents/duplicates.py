@@ -361,7 +361,8 @@ def comparable_text(text: str) -> str:
 # changed incident are read in one query, and the whole database in one pass (about 5 s at
 # 100,000 incidents). The origins twice: of every claim, each chain followed through confidential
 # sources, and as a reader without Confidential access knows them (`ClaimQuerySet.disclosed_to`,
-# each chain ending before a source hidden from them), for the pairs such readers see (`compare`).
+# each chain ending before a source hidden from them), for the pairs such readers see (`compare`);
+# a source citing nothing is its own origin without calling the function, as `claim_origin` does.
 _FEATURES_SQL = f"""
 SELECT incident.id, incident.title, incident.description, incident.date_start, incident.date_end,
        incident.people_count, incident.people_count_min, incident.people_count_max,
@@ -369,8 +370,9 @@ SELECT incident.id, incident.title, incident.description, incident.date_start, i
        ARRAY(SELECT source_origin(claim.source_id, true) FROM incidents_claim claim
              WHERE claim.incident_id = incident.id),
        incident.confidential,
-       ARRAY(SELECT source_origin(claim.source_id, false) FROM incidents_claim claim
-             JOIN incidents_source source ON source.id = claim.source_id
+       ARRAY(SELECT CASE WHEN source.cites_id IS NULL THEN claim.source_id
+                         ELSE source_origin(claim.source_id, false) END
+             FROM incidents_claim claim JOIN incidents_source source ON source.id = claim.source_id
              WHERE claim.incident_id = incident.id AND NOT (claim.confidential OR source.confidential)),
        ARRAY(SELECT involvement.organization_id FROM incidents_involvement involvement
              WHERE involvement.incident_id = incident.id AND involvement.role = %(perpetrator)s)
