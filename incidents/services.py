@@ -1043,9 +1043,14 @@ def record_save(
 
 
 def _origins_changed(source: Source, stored: Source) -> bool:
-    """Whether the origins of the claims of `source`, and of sources relaying it, change with the
-    write: it is made confidential or public, or cites another source."""
-    return (source.confidential, source.cites_id) != (stored.confidential, stored.cites_id)
+    """Whether the origins that readers without Confidential access know, of the claims of
+    `source` and of sources relaying it, may change with the write: it is made confidential or
+    public, or, public, cites another source. What a confidential source cites changes no origin
+    they know, and rescoring for it would show them, in the duplicates queue's count of incidents
+    waiting, how many incidents cite it or a relay of it."""
+    if source.confidential != stored.confidential:
+        return True
+    return not source.confidential and source.cites_id != stored.cites_id
 
 
 def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:

@@ -325,6 +325,24 @@ class TestScoresTellNothingHidden:
         # Still one public origin the analyst sees: the score stays what they can work out.
         assert self.score_listed_to(analyst, pair) == self.score_seen_by(analyst, pair) >= 0.9
 
+    def test_what_a_confidential_source_cites_queues_no_rescoring(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        # No origin a reader without Confidential access knows changes; the queue's count of
+        # incidents waiting, which every member of staff sees, would tell how many cite it.
+        report = reported_twice["first"].claims.get().source.cites
+        Source.objects.filter(pk=report.pk).update(confidential=True)
+        report.refresh_from_db()
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks() as queued:
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/",
+                {"cites": make_source(title="Informant", confidential=True).pk, "version": report.version},
+                format="json",
+            )
+        assert response.status_code == 200, response.content
+        assert queued == []
+
     def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
         # Nobody without Confidential access sees the pair: the hidden origin both relay counts.
         pair = (reported_twice["first"], reported_twice["second"])
