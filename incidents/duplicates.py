@@ -329,7 +329,11 @@ class Features:
     places: list[set[int]] = field(default_factory=list)
     place_keys: list[frozenset[int]] = field(default_factory=list)
     countries: list[frozenset[str]] = field(default_factory=list)
+    # The origins of every claim, and those a reader without Confidential access knows
+    # (`_FEATURES_SQL`); which a pair compares depends on who may see it (`compare`).
     origins: list[set[int]] = field(default_factory=list)
+    confidential: list[bool] = field(default_factory=list)
+    disclosed_origins: list[set[int]] = field(default_factory=list)
     perpetrators: list[set[int]] = field(default_factory=list)
     _compared: dict[int, tuple[str, dict[str, float]]] = field(default_factory=dict)
 
@@ -355,14 +359,21 @@ def comparable_text(text: str) -> str:
 # What scoring compares, an incident to a row: its own fields, and its places, its claims' source
 # origins and its perpetrators as arrays (an index lookup each), so that the candidates of one
 # changed incident are read in one query, and the whole database in one pass (about 5 s at
-# 100,000 incidents). Scoring is the analysts' work, across everything: origins are followed
-# through confidential sources.
+# 100,000 incidents). The origins twice: of every claim, each chain followed through confidential
+# sources, and as a reader without Confidential access knows them (`ClaimQuerySet.disclosed_to`,
+# each chain ending before a source hidden from them), for the pairs such readers see (`compare`);
+# a source citing nothing is its own origin without calling the function, as `claim_origin` does.
 _FEATURES_SQL = f"""
 SELECT incident.id, incident.title, incident.description, incident.date_start, incident.date_end,
        incident.people_count, incident.people_count_min, incident.people_count_max,
        {_PLACES_OF.format("incident")},
        ARRAY(SELECT source_origin(claim.source_id, true) FROM incidents_claim claim
              WHERE claim.incident_id = incident.id),
+       incident.confidential,
+       ARRAY(SELECT CASE WHEN source.cites_id IS NULL THEN claim.source_id
+                         ELSE source_origin(claim.source_id, false) END
+             FROM incidents_claim claim JOIN incidents_source source ON source.id = claim.source_id
+             WHERE claim.incident_id = incident.id AND NOT (claim.confidential OR source.confidential)),
        ARRAY(SELECT involvement.organization_id FROM incidents_involvement involvement
              WHERE involvement.incident_id = incident.id AND involvement.role = %(perpetrator)s)
 FROM incidents_incident incident
@@ -398,7 +409,21 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
         counted = word_frequencies()
     features = Features(position={}, documents=counted[0], frequencies=counted[1])
     for row in rows:
-        incident_id, title, description, start, end, best, low, high, place_ids, origins, perpetrators = row
+        (
+            incident_id,
+            title,
+            description,
+            start,
+            end,
+            best,
+            low,
+            high,
+            place_ids,
+            origins,
+            confidential,
+            disclosed_origins,
+            perpetrators,
+        ) = row
         features.position[incident_id] = len(features.texts)
         features.texts.append((title, description))
         features.start.append(start.toordinal())
@@ -415,6 +440,8 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
         features.place_keys.append(located.keys)
         features.countries.append(located.countries)
         features.origins.append(set(origins))
+        features.confidential.append(confidential)
+        features.disclosed_origins.append(set(disclosed_origins))
         features.perpetrators.append(set(perpetrators))
     return features
 
@@ -461,10 +488,25 @@ def compare(
         above = np.where(high[second] < low[first], high[second] / low[first], 1.0)
     people = np.where(np.isnan(low[first]) | np.isnan(low[second]), np.nan, np.minimum(below, above))
 
-    def both_named(values: list[set]) -> np.ndarray:
+    def shared(values_a: set, values_b: set) -> float:
         """1 where the two share a member, 0 where both have members and share none."""
+        return float(bool(values_a & values_b)) if values_a and values_b else np.nan
+
+    def both_named(values: list[set]) -> np.ndarray:
+        return np.array([shared(values[a], values[b]) for a, b in positions])
+
+    def origins_in_common() -> np.ndarray:
+        # A pair of two incidents that are not confidential is shown to staff without Confidential
+        # access (`DuplicatePairQuerySet.visible_to`), score and all: its origins are those they know,
+        # or a score raised by an informant both outlets relay (or by a confidential claim) would tell
+        # them it exists. A pair with a confidential incident only readers who see everything see.
         return np.array(
-            [float(bool(values[a] & values[b])) if values[a] and values[b] else np.nan for a, b in positions]
+            [
+                shared(features.origins[a], features.origins[b])
+                if features.confidential[a] or features.confidential[b]
+                else shared(features.disclosed_origins[a], features.disclosed_origins[b])
+                for a, b in positions
+            ]
         )
 
     compared = {
@@ -478,7 +520,7 @@ def compare(
         # One figure given by both: the larger, the less likely by chance.
         "same_figure": np.where(best[first] == best[second], best[first], np.nan),
         "places": np.array([_places_agreement(features, a, b) for a, b in positions]),
-        "origins": both_named(features.origins),
+        "origins": origins_in_common(),
         "perpetrators": both_named(features.perpetrators),
         "title": np.zeros(len(pairs)),
         "text": np.zeros(len(pairs)),
@@ -687,6 +729,29 @@ def _waiting_already(arguments: dict) -> bool:
     if "incident_ids" in arguments:
         covering |= Q(args_kwargs__kwargs__incident_ids__contains=arguments["incident_ids"])
     return waiting.filter(covering).exists()
+
+
+def rescore_relays_after_commit(source_id: int) -> None:
+    """Queue, as `rescore_after_commit`, the incidents with a claim of the source or of a source
+    relaying it, however indirectly: their claims' origins change when the source is made
+    confidential or public, or cites another. A pair keeps its score until it is rescored, and a
+    score worked out while a source was public would go on telling staff without Confidential
+    access, once it is hidden, that two outlets relay it (`compare`). One query (UNION: a loop of
+    `cites` ends)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE relays(id) AS (
+                SELECT %s::bigint
+                UNION
+                SELECT source.id FROM incidents_source AS source JOIN relays ON source.cites_id = relays.id
+            )
+            SELECT DISTINCT claim.incident_id FROM incidents_claim AS claim
+            WHERE claim.source_id IN (SELECT id FROM relays)
+            """,
+            [source_id],
+        )
+        rescore_after_commit([incident_id for (incident_id,) in cursor.fetchall()])
 
 
 # Waiting longer than this, the queue's rescoring is late: no worker is taking it.

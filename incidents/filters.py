@@ -13,6 +13,7 @@ from datetime import UTC
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import BooleanField, Exists, Expression, OuterRef
 from django.utils.translation import gettext as _
 from django_countries import countries
@@ -32,7 +33,7 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.querysets import KeptOriginsAtLeast
+from incidents.querysets import KeptOriginsAtLeast, compiled_fragment
 from incidents.search import IncidentSearch
 
 
@@ -112,13 +113,30 @@ def descendant_ids(model, root_id: int) -> set[int]:
 
 def _citing_source_ids(root_id: int, sources) -> set[int]:
     """The source and every source among `sources` (those the user may see) that relays it, directly
-    or through others; one query per level. A chain is followed only through sources in `sources`,
-    so a hidden link never connects an incident to the source asked for."""
-    found, frontier = {root_id}, {root_id}
-    while frontier:
-        frontier = set(sources.filter(cites__in=frontier).values_list("pk", flat=True)) - found
-        found |= frontier
-    return found
+    or through others. A chain is followed only through sources in `sources`, so a hidden link never
+    connects an incident to the source asked for.
+
+    One recursive query, each step reading the relays of the sources found by the index on `cites`
+    (a subquery that OFFSET keeps PostgreSQL from merging into a hash join scanning every source),
+    each kept if `sources` holds it: a query a step sent 3,001 statements for the original of a
+    chain of 3,000 relays (2.3 s), each too short for an anonymous reader's bound to stop."""
+    table = Source._meta.db_table
+    held = compiled_fragment(Source, Exists(sources.filter(pk=OuterRef("pk"))), BooleanField())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE relays(id) AS (
+                SELECT %s::bigint
+                UNION
+                SELECT relay.id FROM relays CROSS JOIN LATERAL (
+                    SELECT {table}.id FROM {table} WHERE {table}.cites_id = relays.id AND {held.sql} OFFSET 0
+                ) AS relay
+            )
+            SELECT id FROM relays
+            """,
+            [root_id, *held.params],
+        )
+        return {source_id for (source_id,) in cursor.fetchall()}
 
 
 def country_choices():

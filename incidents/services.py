@@ -1056,12 +1056,25 @@ def record_save(
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
         record.save()
+        if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
+            duplicates.rescore_relays_after_commit(record.pk)
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
             # visible-only set of them.
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
             getattr(record, name).set([*linked, *hidden])
     return record
+
+
+def _origins_changed(source: Source, stored: Source) -> bool:
+    """Whether the origins that readers without Confidential access know, of the claims of
+    `source` and of sources relaying it, may change with the write: it is made confidential or
+    public, or, public, cites another source. What a confidential source cites changes no origin
+    they know, and rescoring for it would show them, in the duplicates queue's count of incidents
+    waiting, how many incidents cite it or a relay of it."""
+    if source.confidential != stored.confidential:
+        return True
+    return not source.confidential and source.cites_id != stored.cites_id
 
 
 def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:

@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import duplicates, merges, roles, services
-from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, Involvement
-from tests.api_support import API, client_for, incident_url
+from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, Involvement, Source
+from tests.api_support import API, client_for, incident_url, results
 from tests.factories import (
     incident_type,
     make_claim,
@@ -254,6 +254,104 @@ class TestReviewQueue:
         for band, expected in (("low", pairs[0]), ("medium", pairs[1]), ("high", pairs[2])):
             listing = client.get(url, {"score": band}).context["cl"].result_list
             assert list(listing) == [expected], band
+
+
+class TestScoresTellNothingHidden:
+    """A pair of two incidents everyone may see is shown to staff without Confidential access; its
+    score must be one they could have worked out, whatever hidden source or claim stands behind it."""
+
+    def score_seen_by(self, reader, pair: tuple[Incident, Incident]) -> float:
+        find_duplicates(threshold=0)
+        return self.score_listed_to(reader, pair)
+
+    def score_listed_to(self, reader, pair: tuple[Incident, Incident]) -> float:
+        listed = results(client_for(reader).get(f"{API}/duplicates/?page_size=200"))
+        return {(row["incident_a"], row["incident_b"]): row["score"] for row in listed}[
+            tuple(sorted(incident.public_id for incident in pair))
+        ]
+
+    def test_outlets_relaying_one_hidden_source_score_as_independent_ones(self, reported_twice):
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        analyst = make_user(roles.ANALYST)
+        Source.objects.filter(pk=report.pk).update(confidential=True)
+        behind_a_hidden_source = self.score_seen_by(analyst, pair)
+        Source.objects.filter(cites=report).update(cites=None)
+        assert behind_a_hidden_source == self.score_seen_by(analyst, pair)
+
+    def test_a_confidential_claim_adds_nothing_to_the_score(self, reported_twice):
+        pair = (reported_twice["first"], reported_twice["second"])
+        Source.objects.update(cites=None)
+        analyst = make_user(roles.ANALYST)
+        without = self.score_seen_by(analyst, pair)
+        first_outlet = reported_twice["first"].claims.get().source
+        make_claim(incident=reported_twice["second"], source=first_outlet, confidential=True)
+        assert self.score_seen_by(analyst, pair) == without
+
+    def test_a_source_made_confidential_rescores_the_pairs_of_incidents_relaying_it(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        # Scored while the report was public, the pair kept its score once the report was hidden:
+        # an analyst later saw two outlets scored as relaying one report that no page shows.
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        analyst = make_user(roles.ANALYST)
+        assert self.score_seen_by(analyst, pair) >= 0.9
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/", {"confidential": True, "version": report.version}, format="json"
+            )
+        assert response.status_code == 200, response.content
+        rescored = self.score_listed_to(analyst, pair)
+        Source.objects.filter(cites=report).update(cites=None)
+        assert rescored == self.score_seen_by(analyst, pair) < 0.9
+
+    def test_a_source_citing_a_hidden_one_rescores_the_pairs_of_incidents_relaying_it(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        analyst = make_user(roles.ANALYST)
+        assert self.score_seen_by(analyst, pair) >= 0.9
+        # The report, public, is found to relay an informant: recorded as confidential, cited by it.
+        informant = make_source(title="Informant", confidential=True)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/", {"cites": informant.pk, "version": report.version}, format="json"
+            )
+        assert response.status_code == 200, response.content
+        # Still one public origin the analyst sees: the score stays what they can work out.
+        assert self.score_listed_to(analyst, pair) == self.score_seen_by(analyst, pair) >= 0.9
+
+    def test_what_a_confidential_source_cites_queues_no_rescoring(
+        self, reported_twice, django_capture_on_commit_callbacks
+    ):
+        # No origin a reader without Confidential access knows changes; the queue's count of
+        # incidents waiting, which every member of staff sees, would tell how many cite it.
+        report = reported_twice["first"].claims.get().source.cites
+        Source.objects.filter(pk=report.pk).update(confidential=True)
+        report.refresh_from_db()
+        insider = make_user(roles.REVIEWER, confidential=True)
+        with django_capture_on_commit_callbacks() as queued:
+            response = client_for(insider).patch(
+                f"{API}/sources/{report.pk}/",
+                {"cites": make_source(title="Informant", confidential=True).pk, "version": report.version},
+                format="json",
+            )
+        assert response.status_code == 200, response.content
+        assert queued == []
+
+    def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
+        # Nobody without Confidential access sees the pair: the hidden origin both relay counts.
+        pair = (reported_twice["first"], reported_twice["second"])
+        report = reported_twice["first"].claims.get().source.cites
+        insider = make_user(roles.REVIEWER, confidential=True)
+        Incident.objects.filter(pk=reported_twice["second"].pk).update(confidential=True)
+        with_the_public_report = self.score_seen_by(insider, pair)
+        Source.objects.filter(pk=report.pk).update(confidential=True)
+        assert self.score_seen_by(insider, pair) == with_the_public_report >= 0.9
 
 
 def true_pairs(truth) -> set[tuple[int, int]]:

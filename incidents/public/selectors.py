@@ -255,11 +255,16 @@ class IncidentPage:
 def _sources_cited_from(source_ids: set[int]) -> QuerySet:
     """Every source that the given sources cite, directly or through others.
 
-    A recursive query, which the ORM cannot write; UNION (not UNION ALL) stops at a cycle."""
+    A recursive query, which the ORM cannot write; UNION (not UNION ALL) stops at a cycle. Each
+    step reads the sources cited by their key, in a subquery that LIMIT keeps PostgreSQL from
+    merging into a join: as a join, for an incident of several claims, it was planned as a hash
+    join scanning every source at every step, 1 ms a step at 5,000 sources (a chain of 3,000
+    relays outlasted an anonymous statement's bound) and about 20 at a million incidents' 100,000."""
     table = connection.ops.quote_name(Source._meta.db_table)
     chain = RawSQL(
         f"WITH RECURSIVE chain(id, cites_id) AS (SELECT id, cites_id FROM {table} WHERE id = ANY(%s)"
-        f" UNION SELECT cited.id, cited.cites_id FROM {table} cited JOIN chain ON cited.id = chain.cites_id)"
+        " UNION SELECT cited.id, cited.cites_id FROM chain CROSS JOIN LATERAL"
+        f" (SELECT id, cites_id FROM {table} WHERE id = chain.cites_id LIMIT 1) AS cited)"
         " SELECT id FROM chain",
         [sorted(source_ids)],
     )
