@@ -29,17 +29,19 @@ def _powers(instance) -> dict:
 @receiver(post_save, sender=get_user_model())
 def revoke_tokens_and_sessions(sender, instance, created, **kwargs):
     """A new password or a deactivated account revokes the account's API tokens, as Django ends
-    its other sessions: whoever held the old credential loses every way in. Deactivating an account
-    or making it active again also ends its sessions: Django reads them as anonymous only while the
-    account is inactive, and made active again, a session signed in before (on a laptop left behind
-    by someone who left) read as them again.
+    its other sessions: whoever held the old credential loses every way in.
 
     So does making an account staff, or superuser: its tokens were made with its password alone
-    (only staff, and superusers, pass a second factor), and would otherwise read drafts and, with Confidential access,
-    confidential records without the second factor a staff token is made with (a stolen partner
-    password's token, made before the promotion, kept reading). Authentication refuses such a token
-    anyway, whatever made the account staff (accounts.services.token_authenticate); revoking it
-    here also takes it out of the owner's and the administrators' lists.
+    (only staff, and superusers, pass a second factor), and would otherwise read drafts and, with
+    Confidential access, confidential records without the second factor a staff token is made
+    with (a stolen partner password's token, made before the promotion, kept reading).
+    Authentication refuses such a token anyway, whatever made the account staff
+    (accounts.services.token_authenticate); revoking it here also takes it out of the owner's and
+    the administrators' lists.
+
+    Deactivating an account or making it active again also ends its sessions: Django reads them as
+    anonymous only while the account is inactive, and made active again, a session signed in
+    before (on a laptop left behind by someone who left) read as them again.
 
     `_password` is how Django's own user model knows set_password() was called before this save
     (it then runs the password validators' password_changed); a hash upgraded at login is not a

@@ -270,6 +270,13 @@ class TestScoresTellNothingHidden:
             tuple(sorted(incident.public_id for incident in pair))
         ]
 
+    def insider_changes(self, source: Source, change: dict) -> None:
+        """`change` to `source` through the API, by a Reviewer with Confidential access."""
+        insider = make_user(roles.REVIEWER, confidential=True)
+        body = {**change, "version": source.version}
+        response = client_for(insider).patch(f"{API}/sources/{source.pk}/", body, format="json")
+        assert response.status_code == 200, response.content
+
     def test_outlets_relaying_one_hidden_source_score_as_independent_ones(self, reported_twice):
         pair = (reported_twice["first"], reported_twice["second"])
         report = reported_twice["first"].claims.get().source.cites
@@ -297,12 +304,8 @@ class TestScoresTellNothingHidden:
         report = reported_twice["first"].claims.get().source.cites
         analyst = make_user(roles.ANALYST)
         assert self.score_seen_by(analyst, pair) >= 0.9
-        insider = make_user(roles.REVIEWER, confidential=True)
         with django_capture_on_commit_callbacks(execute=True):
-            response = client_for(insider).patch(
-                f"{API}/sources/{report.pk}/", {"confidential": True, "version": report.version}, format="json"
-            )
-        assert response.status_code == 200, response.content
+            self.insider_changes(report, {"confidential": True})
         rescored = self.score_listed_to(analyst, pair)
         Source.objects.filter(cites=report).update(cites=None)
         assert rescored == self.score_seen_by(analyst, pair) < 0.9
@@ -316,12 +319,8 @@ class TestScoresTellNothingHidden:
         assert self.score_seen_by(analyst, pair) >= 0.9
         # The report, public, is found to relay an informant: recorded as confidential, cited by it.
         informant = make_source(title="Informant", confidential=True)
-        insider = make_user(roles.REVIEWER, confidential=True)
         with django_capture_on_commit_callbacks(execute=True):
-            response = client_for(insider).patch(
-                f"{API}/sources/{report.pk}/", {"cites": informant.pk, "version": report.version}, format="json"
-            )
-        assert response.status_code == 200, response.content
+            self.insider_changes(report, {"cites": informant.pk})
         # Still one public origin the analyst sees: the score stays what they can work out.
         assert self.score_listed_to(analyst, pair) == self.score_seen_by(analyst, pair) >= 0.9
 
@@ -333,14 +332,9 @@ class TestScoresTellNothingHidden:
         report = reported_twice["first"].claims.get().source.cites
         Source.objects.filter(pk=report.pk).update(confidential=True)
         report.refresh_from_db()
-        insider = make_user(roles.REVIEWER, confidential=True)
+        informant = make_source(title="Informant", confidential=True)
         with django_capture_on_commit_callbacks() as queued:
-            response = client_for(insider).patch(
-                f"{API}/sources/{report.pk}/",
-                {"cites": make_source(title="Informant", confidential=True).pk, "version": report.version},
-                format="json",
-            )
-        assert response.status_code == 200, response.content
+            self.insider_changes(report, {"cites": informant.pk})
         assert queued == []
 
     def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
