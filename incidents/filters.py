@@ -364,6 +364,18 @@ class IncidentFilterSet(django_filters.FilterSet):
         return value.filter(queryset, user=self.user)
 
 
+class IncidentWithdrawalFilterSet(django_filters.FilterSet):
+    since = UtcDateTimeFilter(
+        field_name="withdrawn_at",
+        lookup_expr="gte",
+        required=True,
+        label="Withdrawn at or after (ISO 8601): the `updated_since` of the same sync",
+    )
+
+    class Meta:
+        fields = []
+
+
 class IncidentFilterBackend(DjangoFilterBackend):
     """django-filter's DRF backend, whose filter form in the browsable API offers every filter
     rather than only those the request names (see `IncidentFilterSet.__init__`)."""

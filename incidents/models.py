@@ -29,6 +29,7 @@ from incidents.querysets import (
     IncidentQuerySet,
     IncidentRevisionQuerySet,
     IncidentRollupQuerySet,
+    IncidentWithdrawalQuerySet,
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
@@ -764,6 +765,31 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
                 END IF;
                 PERFORM FROM incidents_incidenttype WHERE id = NEW.incident_type_id FOR SHARE;
                 RETURN NEW;
+                """,
+            ),
+            # A listed incident that leaves some readers' view (returned to draft, made confidential,
+            # merged, deleted) is recorded with the state they saw it in (IncidentWithdrawal), so that
+            # an incremental sync tells their copies to drop it. In the database, whatever the door:
+            # a bulk action, an import and a merge change these columns too. Never off in bulk: it
+            # writes a row only for the rare change that takes an incident out of a view.
+            pgtrigger.Trigger(
+                name="record_withdrawal",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete | pgtrigger.UpdateOf("review_state", "confidential", "merged_into_id"),
+                level=pgtrigger.Row,
+                condition=pgtrigger.Condition("OLD.merged_into_id IS NULL"),
+                func="""
+                IF TG_OP = 'UPDATE' AND NOT (
+                    (OLD.review_state = 'published' AND NEW.review_state <> 'published')
+                    OR (NOT OLD.confidential AND NEW.confidential)
+                    OR NEW.merged_into_id IS NOT NULL
+                ) THEN
+                    RETURN NULL;
+                END IF;
+                INSERT INTO incidents_incidentwithdrawal
+                    (incident_id, public_id, review_state, confidential, withdrawn_at)
+                VALUES (OLD.id, OLD.public_id, OLD.review_state, OLD.confidential, clock_timestamp());
+                RETURN NULL;
                 """,
             ),
         ]
@@ -1781,3 +1807,33 @@ class IncidentMerge(models.Model):
 
     def __str__(self):
         return f"Merge of {self.merged.public_id} into {self.survivor.public_id}"
+
+
+class IncidentWithdrawal(models.Model):
+    """A moment a listed incident left the view of some readers: returned to draft (readers of
+    published incidents only), made confidential (readers without Confidential access), merged
+    (readers who may not see its survivor) or deleted (every reader). Written by the incident's
+    trigger (`record_withdrawal`), read by an incremental sync (`reported_to`), never changed.
+
+    `review_state` and `confidential` are the incident's just before it left, so that each reader
+    is told only of incidents they could see then (`IncidentWithdrawalQuerySet.reported_to`). No
+    foreign key: the row outlives a deleted incident, whose public id it keeps."""
+
+    incident_id = models.BigIntegerField()
+    public_id = models.TextField()
+    review_state = models.CharField(max_length=10, choices=ReviewState.choices)
+    confidential = models.BooleanField()
+    withdrawn_at = models.DateTimeField()
+
+    objects = IncidentWithdrawalQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Serves a sync's list of withdrawals since its last run, oldest first (`?since=`).
+            models.Index(fields=["withdrawn_at", "id"], name="incident_withdrawal_at"),
+            # Serves the test that a withdrawal is an incident's latest (`reported_to`).
+            models.Index(fields=["incident_id", "id"], name="incident_withdrawal_incident"),
+        ]
+
+    def __str__(self):
+        return f"{self.public_id} withdrawn at {self.withdrawn_at:%Y-%m-%d %H:%M:%S}"

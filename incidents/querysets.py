@@ -576,6 +576,20 @@ class IncidentMergeQuerySet(models.QuerySet):
         return self.filter(survivor__in=incidents, merged__in=incidents)
 
 
+class IncidentWithdrawalQuerySet(models.QuerySet):
+    def reported_to(self, user) -> "IncidentWithdrawalQuerySet":
+        """The withdrawals an incremental sync reports to `user`: of incidents they could see when
+        they left (by the state they left in, as `visible_to` says of incidents), each incident's
+        latest such, and none of an incident they may see again or follow to its survivor
+        (`IncidentQuerySet.synced_to`): that one the sync lists as changed instead. A reader who
+        never could see an incident learns nothing of it, not even its public id."""
+        withdrawn_from_them = _limit_to_audience(self, user)
+        later = withdrawn_from_them.filter(incident_id=OuterRef("incident_id"), id__gt=OuterRef("id"))
+        incidents = apps.get_model("incidents", "Incident").objects
+        still_seen = incidents.synced_to(user).filter(pk=OuterRef("incident_id"))
+        return withdrawn_from_them.exclude(Exists(later)).exclude(Exists(still_seen))
+
+
 class IncidentRollupQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentRollupQuerySet":
         """The totals over the incidents `user` may see: each total is kept per review state and

@@ -128,6 +128,13 @@ class HistoryPagination(StableCursorPagination):
         return {"at": HISTORY_ORDERING}
 
 
+class WithdrawalPagination(StableCursorPagination):
+    """Withdrawals, oldest first: a sync reads them up to now, as it reads the incidents changed."""
+
+    def get_orderings(self, view):
+        return {"withdrawn_at": ("withdrawn_at", "id")}
+
+
 class _AfterPosition:
     """The queryset as DRF's CursorPagination sees it: its one filter, on the position's first
     column alone (`ordering[0]__lt`), becomes `StableCursorPagination.after` on every column."""

@@ -466,6 +466,11 @@ class IncidentSerializer(serializers.ModelSerializer):
             raise validation_error_from_django(error) from None
 
 
+class IncidentWithdrawalSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id", help_text="The incident's public id: drop it from your copy.")
+    withdrawn_at = serializers.DateTimeField(help_text="When it left what you may see.")
+
+
 class RevisionChangeSerializer(serializers.Serializer):
     field = serializers.CharField()
     now = serializers.CharField()

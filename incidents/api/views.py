@@ -16,6 +16,7 @@ from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpRespon
 from django.utils.cache import get_conditional_response
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -34,7 +35,7 @@ from incidents.access import (
     recording_list_access,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
-from incidents.api.pagination import HistoryPagination
+from incidents.api.pagination import HistoryPagination, WithdrawalPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
@@ -42,6 +43,7 @@ from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION, MERGED_REDIRE
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
+    IncidentWithdrawalSerializer,
     OrganizationSerializer,
     PlaceSerializer,
     ReleaseSerializer,
@@ -53,7 +55,7 @@ from incidents.api.serializers import (
 from incidents.converters import PublicIdConverter
 from incidents.csv_views import export_slots_busy, filtered_csv_response
 from incidents.exports import ChunksInSlot, export_slot_take
-from incidents.filters import IncidentFilterBackend, IncidentFilterSet
+from incidents.filters import IncidentFilterBackend, IncidentFilterSet, IncidentWithdrawalFilterSet
 from incidents.history import history_entries, history_visible_to
 from incidents.merges import redirect_target
 from incidents.models import (
@@ -62,6 +64,7 @@ from incidents.models import (
     Incident,
     IncidentRevision,
     IncidentType,
+    IncidentWithdrawal,
     Involvement,
     Organization,
     Place,
@@ -440,6 +443,25 @@ class IncidentViewSet(ResourceViewSet):
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)
         return Response(incident_statistics(filterset, query.validated_data["group_by"]))
+
+    @extend_schema(
+        filters=True,
+        responses=IncidentWithdrawalSerializer(many=True),
+        description="The incidents that left what you may see since `since` (returned to draft, made "
+        "confidential, merged into one you may not see, deleted), oldest first, each once: an incremental "
+        "sync drops them from its copy. Only incidents you could see before they left; none you may see "
+        "again, which the list reports with `updated_since` instead.",
+    )
+    @action(
+        detail=False,
+        filter_backends=[DjangoFilterBackend],
+        filterset_class=IncidentWithdrawalFilterSet,
+        pagination_class=WithdrawalPagination,
+    )
+    def withdrawn(self, request):
+        withdrawals = self.filter_queryset(IncidentWithdrawal.objects.reported_to(request.user))
+        page = self.paginate_queryset(withdrawals)
+        return self.get_paginated_response(IncidentWithdrawalSerializer(page, many=True).data)
 
     @extend_schema(
         filters=False,

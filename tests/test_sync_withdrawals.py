@@ -1,0 +1,166 @@
+"""An incremental sync is told of the incidents that left what its reader may see
+(`GET /api/v1/incidents/withdrawn/?since=`): returned to draft, made confidential, merged into one
+they may not see, deleted; each through the door an analyst uses, and each reader told only of
+incidents they could see before."""
+
+import itertools
+from datetime import datetime, timedelta
+from importlib import import_module
+
+import pytest
+from django.db import connection
+
+from incidents import roles
+from incidents.models import DuplicatePair, IncidentWithdrawal
+from tests.api_support import API, client_for, incident_url, public_ids, results
+from tests.factories import make_incident, make_user
+from tests.test_admin import logged_in, run_action
+
+WITHDRAWN = f"{API}/incidents/withdrawn/"
+LONG_AGO = "2000-01-01T00:00:00Z"
+
+
+def withdrawn(client, since: str = LONG_AGO, **params) -> list[str]:
+    return [row["id"] for row in results(client.get(WITHDRAWN, {"since": since, **params}))]
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER, confidential=True)
+
+
+@pytest.fixture
+def changes(reviewer, client):
+    """Published incidents, each taken out of the public's view through another door, and two
+    that never leave it or come back."""
+    returned, hidden, merged, survivor, deleted, kept, back, draft = (
+        make_incident(title=title, review_state=state)
+        for title, state in (
+            ("Returned to draft", "published"),
+            ("Made confidential", "published"),
+            ("Merged into a draft", "published"),
+            ("The draft it was merged into", "draft"),
+            ("Deleted", "published"),
+            ("Kept", "published"),
+            ("Returned to draft and published again", "published"),
+            ("A draft made confidential", "draft"),
+        )
+    )
+    api = client_for(reviewer)
+    admin = logged_in(client, reviewer)
+    run_action(admin, "return_to_draft", returned)
+    assert api.patch(incident_url(hidden), {"confidential": True, "version": 1}, format="json").status_code == 200
+    pair = DuplicatePair.objects.create(incident_a=merged, incident_b=survivor, score=0.9)
+    answer = api.post(f"{API}/duplicates/{pair.pk}/merge/", {"survivor": survivor.public_id}, format="json")
+    assert answer.status_code == 201, answer.content
+    assert api.delete(incident_url(deleted)).status_code == 204
+    run_action(admin, "return_to_draft", back)
+    run_action(admin, "submit_for_review", back)
+    run_action(admin, "publish", back)
+    assert api.patch(incident_url(draft), {"confidential": True, "version": 1}, format="json").status_code == 200
+    return {
+        "returned": returned.public_id,
+        "hidden": hidden.public_id,
+        "merged": merged.public_id,
+        "survivor": survivor.public_id,
+        "deleted": deleted.public_id,
+        "kept": kept.public_id,
+        "back": back.public_id,
+        "draft": draft.public_id,
+    }
+
+
+def test_the_public_is_told_of_each_incident_it_lost_in_the_order_it_left(changes):
+    assert withdrawn(client_for()) == [changes[name] for name in ("returned", "hidden", "merged", "deleted")]
+    # What it may still see is what the sync's list reports, the incident published again too.
+    listed = public_ids(client_for().get(f"{API}/incidents/", {"updated_since": LONG_AGO}))
+    assert listed == {changes["kept"], changes["back"]}
+
+
+def test_staff_who_see_drafts_are_told_only_of_what_left_their_view(changes):
+    viewer = client_for(make_user(roles.VIEWER))
+
+    # A draft is theirs to see: neither the returned incident nor the merge into a draft left it;
+    # the merged incident is reported by the list, with `merged_into`.
+    assert withdrawn(viewer) == [changes[name] for name in ("hidden", "deleted", "draft")]
+    listed = results(viewer.get(f"{API}/incidents/", {"updated_since": LONG_AGO}))
+    synced = {row["public_id"]: row["merged_into"] for row in listed}
+    assert synced[changes["merged"]] == changes["survivor"]
+
+
+def test_a_reader_with_confidential_access_loses_only_what_was_deleted(changes, reviewer):
+    assert withdrawn(client_for(reviewer)) == [changes["deleted"]]
+
+
+def test_a_reader_is_never_told_of_an_incident_it_could_not_see():
+    informant = make_incident(title="Informant's account", review_state="draft", confidential=True)
+    reviewer = make_user(roles.REVIEWER, confidential=True)
+
+    assert client_for(reviewer).delete(incident_url(informant)).status_code == 204
+
+    assert withdrawn(client_for(reviewer)) == [informant.public_id]
+    assert withdrawn(client_for(make_user(roles.VIEWER))) == []
+    assert withdrawn(client_for()) == []
+
+
+def test_since_leaves_out_what_left_before_and_an_incident_is_told_once_at_its_latest(reviewer, client):
+    incident = make_incident()
+    admin = logged_in(client, reviewer)
+    run_action(admin, "return_to_draft", incident)
+    first = IncidentWithdrawal.objects.get().withdrawn_at
+    run_action(admin, "submit_for_review", incident)
+    run_action(admin, "publish", incident)
+    run_action(admin, "return_to_draft", incident)
+    latest = IncidentWithdrawal.objects.latest("id").withdrawn_at
+
+    rows = results(client_for().get(WITHDRAWN, {"since": LONG_AGO}))
+    assert [(row["id"], datetime.fromisoformat(row["withdrawn_at"])) for row in rows] == [(incident.public_id, latest)]
+    assert withdrawn(client_for(), since=(first + timedelta(microseconds=1)).isoformat()) == [incident.public_id]
+    assert withdrawn(client_for(), since=(latest + timedelta(microseconds=1)).isoformat()) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({}, "since"),
+        ({"since": "yesterday"}, "since"),
+        # UTC before the year 1: no time PostgreSQL can compare.
+        ({"since": "0001-01-01T00:00:00+23:00"}, "since"),
+        ({"since": LONG_AGO, "page_size": "0"}, "page_size"),
+        ({"since": LONG_AGO, "cursor": "bm9wZQ"}, "cursor"),
+    ],
+)
+def test_a_bad_query_answers_400_naming_the_parameter(query, named):
+    answer = client_for().get(WITHDRAWN, query)
+
+    assert answer.status_code == 400
+    assert list(answer.json()) == [named]
+
+
+def test_pages_follow_one_another_in_a_fixed_number_of_queries(client, reviewer, django_assert_num_queries):
+    incidents = [make_incident() for _ in range(5)]
+    run_action(logged_in(client, reviewer), "return_to_draft", *incidents)
+    anonymous = client_for()
+
+    with django_assert_num_queries(1):
+        first = anonymous.get(WITHDRAWN, {"since": LONG_AGO, "page_size": 2}).json()
+    with django_assert_num_queries(1):
+        anonymous.get(WITHDRAWN, {"since": LONG_AGO, "page_size": 5})
+    second = anonymous.get(first["next"]).json()
+    third = anonymous.get(second["next"]).json()
+
+    pages = [[row["id"] for row in page["results"]] for page in (first, second, third)]
+    assert sorted(itertools.chain(*pages)) == sorted(incident.public_id for incident in incidents)
+    assert [len(page) for page in pages] == [2, 2, 1] and third["next"] is None
+
+
+def test_the_withdrawals_before_the_feature_are_read_from_the_history_as_the_trigger_records_them(changes):
+    recorded = set(IncidentWithdrawal.objects.values_list("incident_id", "public_id", "review_state", "confidential"))
+    IncidentWithdrawal.objects.all().delete()
+
+    migration = import_module("incidents.migrations.0057_incident_withdrawals")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.BACKFILL_FROM_HISTORY)
+
+    backfilled = set(IncidentWithdrawal.objects.values_list("incident_id", "public_id", "review_state", "confidential"))
+    assert backfilled == recorded and len(recorded) == 6
