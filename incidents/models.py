@@ -301,7 +301,23 @@ class PlaceKind(models.TextChoices):
     OTHER = "other", "Other"
 
 
-@pghistory.track()
+# Without `within_sensitive` in the history: the database derives it (`keep_within_sensitive`), and a
+# place marked sensitive would otherwise add an event to every place inside it. The update event's
+# condition says "any other column changed" of the row as JSON, not column by column as pghistory's
+# own would: that one names `version`, and could not be installed on a database migrated back to
+# before it (PGTRIGGER_INSTALL_ON_MIGRATE installs every trigger after each migrate).
+PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
+    condition=pgtrigger.Condition(
+        "((to_jsonb(OLD) - 'within_sensitive') IS DISTINCT FROM (to_jsonb(NEW) - 'within_sensitive'))"
+    )
+)
+
+
+@pghistory.track(
+    *(tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)),
+    PLACE_HISTORY_UNLESS_DERIVED,
+    exclude=["within_sensitive"],
+)
 class Place(VersionedModel, TimestampedModel):
     name = models.CharField(max_length=255)
     alternate_names = ArrayField(
@@ -324,7 +340,16 @@ class Place(VersionedModel, TimestampedModel):
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     sensitive = models.BooleanField(
         default=False,
-        help_text="Public views show the parent's coordinates instead of this place's exact location.",
+        help_text="Public views show, for this place and every place inside it, the coordinates of the "
+        "nearest place containing them that is not sensitive.",
+    )
+    # Kept by the database (`keep_within_sensitive`): a village inside a sensitive town has its own
+    # coordinates, which would show where the town is, so it is shown coarsened too.
+    within_sensitive = models.BooleanField(
+        "coarsened in public views",
+        default=False,
+        editable=False,
+        help_text="This place or one containing it is sensitive: public views never show its own coordinates.",
     )
 
     objects = PlaceQuerySet.as_manager()
@@ -359,6 +384,39 @@ class Place(VersionedModel, TimestampedModel):
                 name="place_not_own_parent",
                 violation_error_code="own_parent",
                 violation_error_message=PLACE_INSIDE_ITSELF_MESSAGE,
+            ),
+        ]
+        triggers = [
+            # `within_sensitive`, whatever a writer sent (a form's stale copy, an import, raw SQL):
+            # the place's own mark or its parent's kept value, which the next trigger keeps for
+            # every place below.
+            pgtrigger.Trigger(
+                name="derive_within_sensitive",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update,
+                level=pgtrigger.Row,
+                func="""
+                NEW.within_sensitive := NEW.sensitive OR COALESCE(
+                    (SELECT within_sensitive FROM incidents_place WHERE id = NEW.parent_id), false
+                );
+                RETURN NEW;
+                """,
+            ),
+            # A place whose `within_sensitive` changed (marked, un-marked, moved) makes its children
+            # derive theirs again, and they theirs, down the tree; only those whose value changes.
+            pgtrigger.Trigger(
+                name="keep_within_sensitive",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert | pgtrigger.Update,
+                level=pgtrigger.Row,
+                func="""
+                IF TG_OP = 'UPDATE' AND OLD.within_sensitive = NEW.within_sensitive THEN
+                    RETURN NULL;
+                END IF;
+                UPDATE incidents_place SET within_sensitive = NEW.within_sensitive OR sensitive
+                WHERE parent_id = NEW.id AND within_sensitive <> (NEW.within_sensitive OR sensitive);
+                RETURN NULL;
+                """,
             ),
         ]
         indexes = [

@@ -68,8 +68,9 @@ def can_see_exact_locations(user) -> bool:
 
 class PublicCoordinate(Func):
     """Latitude (`index=1`) or longitude (`index=2`) of the nearest place, from this one up through
-    its parents, that is not sensitive and has coordinates: SQL function `place_public_coordinates`
-    (migration 0007), so lists built by PostgreSQL and the ORM apply the same rule."""
+    its parents, that is not sensitive nor inside a sensitive place (`Place.within_sensitive`) and
+    has coordinates: SQL function `place_public_coordinates` (migrations 0007, 0058), so lists built
+    by PostgreSQL and the ORM apply the same rule."""
 
     template = "(place_public_coordinates(%(expressions)s))[%(index)s]"
     arity = 1
@@ -96,7 +97,10 @@ def coordinates_for(user, place: str = "") -> tuple[models.Expression, models.Ex
     return tuple(
         Case(
             *(
-                When(Q(**{f"{shown}sensitive": False, f"{shown}latitude__isnull": False}), then=F(f"{shown}{field}"))
+                When(
+                    Q(**{f"{shown}within_sensitive": False, f"{shown}latitude__isnull": False}),
+                    then=F(f"{shown}{field}"),
+                )
                 for shown in places
             ),
             default=PublicCoordinate(F(f"{places[-1]}parent_id"), index=index),

@@ -90,6 +90,10 @@ def _released_ids() -> models.QuerySet:
     return _released_incidents().values("pk")
 
 
+# A place's coordinates as the public sees them (`coordinates_for`).
+SHOWN_COORDINATE = (
+    "WGS 84. For a sensitive place and the places inside it, that of the nearest place containing them that is not."
+)
 INCIDENT_KEY = Column("incident", "incident", "incident__public_id", "The incident's public_id.", "string")
 
 TABLES = (
@@ -164,13 +168,13 @@ TABLES = (
                 "latitude",
                 "latitude",
                 "shown_latitude",
-                "WGS 84. For a sensitive place, that of the nearest enclosing place that is not.",
+                SHOWN_COORDINATE,
             ),
             Column(
                 "longitude",
                 "longitude",
                 "shown_longitude",
-                "WGS 84. For a sensitive place, that of the nearest enclosing place that is not.",
+                SHOWN_COORDINATE,
             ),
             Column("sensitive", "sensitive"),
         ),

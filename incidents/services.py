@@ -145,15 +145,28 @@ def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, 
     return {}
 
 
-def sensitivity_errors(user, *, was_sensitive: bool, sensitive: bool) -> dict[str, list[str]]:
-    """Un-marking a sensitive place shows its exact coordinates to every reader: only a writer who
-    may see them (staff, `can_see_exact_locations`) may, else a writer shown the coarsened ones
-    would publish, and be answered, the location they were kept from. As {field: [message]}."""
-    if was_sensitive and not sensitive and not can_see_exact_locations(user):
+def sensitivity_errors(user, *, stored: Place | None, place: Place) -> dict[str, list[str]]:
+    """Un-marking a sensitive place, or moving a place out of one (`within_sensitive`), shows its
+    exact coordinates to every reader: only a writer who may see them (staff,
+    `can_see_exact_locations`) may, else a writer shown the coarsened ones would publish, and be
+    answered, the location they were kept from. As {field: [message]}."""
+    if stored is None or can_see_exact_locations(user):
+        return {}
+    if stored.sensitive and not place.sensitive:
         return {
             "sensitive": [
                 "Only staff, who see a sensitive place's exact coordinates, may make them public; "
                 "ask a colleague who is."
+            ]
+        }
+    moved_out = place.parent_id != stored.parent_id and not (
+        place.sensitive or Place.objects.filter(pk=place.parent_id, within_sensitive=True).exists()
+    )
+    if stored.within_sensitive and moved_out:
+        return {
+            "parent": [
+                "Only staff, who see the exact coordinates of the places inside a sensitive one, may move "
+                "one out of it; ask a colleague who is."
             ]
         }
     return {}
@@ -1036,9 +1049,7 @@ def record_save(
         if isinstance(record, Source):
             errors.update(_cites_loop_errors(user, record))
         if isinstance(record, Place):
-            errors.update(
-                sensitivity_errors(user, was_sensitive=bool(stored and stored.sensitive), sensitive=record.sensitive)
-            )
+            errors.update(sensitivity_errors(user, stored=stored, place=record))
         if hasattr(record, "confidential"):
             errors.update(
                 confidentiality_errors(

@@ -204,6 +204,7 @@ def test_sensitive_place_shows_the_nearest_public_ancestors_coordinates_to_the_p
     city = make_place(name="Tumen", kind="city", parent=province, latitude=42.97, longitude=129.84)
     facility = make_place(name="Detention centre", kind="facility", parent=city, latitude=42.9, longitude=129.5)
     unlocated = make_place(name="Somewhere near the border", parent=facility)
+    gate = make_place(name="Gate", kind="facility", parent=facility, latitude=42.91, longitude=129.51)
 
     def shown(user, place):
         row = Place.objects.with_coordinates_for(user).get(pk=place.pk)
@@ -216,6 +217,8 @@ def test_sensitive_place_shows_the_nearest_public_ancestors_coordinates_to_the_p
     # Two sensitive levels up: the province is the nearest place the public may see.
     assert shown(public, facility) == (43.6, 126.2)
     assert shown(public, unlocated) == (43.6, 126.2)
+    # Not sensitive itself, but inside a sensitive place: its own coordinates would tell where that is.
+    assert shown(public, gate) == (43.6, 126.2)
     assert shown(staff, facility) == (42.9, 129.5)
     assert shown(staff, unlocated) is None
     Place.objects.filter(pk=province.pk).update(sensitive=True)

@@ -344,7 +344,9 @@ class TestReleaseFiles:
             longitude="129.512345",
             sensitive=True,
         )
-        published.places.add(facility)
+        # Not sensitive itself, but inside the facility: its own coordinates would tell where that is.
+        gate = make_place(name="Its gate", parent=facility, latitude="42.913579", longitude="129.513579")
+        published.places.add(facility, gate)
         make_claim(
             incident=published, source=make_source(title="Own interview"), excerpt="SECRET-CLAIM", confidential=True
         )
@@ -364,12 +366,15 @@ class TestReleaseFiles:
         assert "SECRET" not in everything
         assert draft.public_id not in everything and confidential.public_id not in everything
         assert "42.912345" not in everything and "129.512345" not in everything
+        assert "42.913579" not in everything and "129.513579" not in everything
         assert str(secret_source.pk) not in {row["cites"] for row in rows(files["sources.csv"])}
         assert {row["source"] for row in rows(files["responses.csv"])} == {""}
         assert [row["incident"] for row in rows(files["response_incidents.csv"])] == [published.public_id] * 2
         # The sensitive place is released with its parent's coordinates, and counted origins stay anonymous.
         assert {
-            (row["latitude"], row["longitude"]) for row in rows(files["places.csv"]) if row["name"] == facility.name
+            (row["latitude"], row["longitude"])
+            for row in rows(files["places.csv"])
+            if row["name"] in (facility.name, gate.name)
         } == {("40.100000", "124.400000")}
         assert rows(files["incidents.csv"])[0]["independent_origins"] == "2"
 

@@ -38,8 +38,9 @@ class OrganizationAdmin(TrackedModelAdmin):
 @admin.register(Place)
 class PlaceAdmin(TrackedModelAdmin):
     form = EditedVersionForm
-    list_display = ["name", "kind", "parent", "country", "sensitive"]
-    list_filter = ["kind", "country", "sensitive"]
+    # Beside the mark, whether the public sees the place coarsened: a place inside a sensitive one is.
+    list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
+    list_filter = ["kind", "country", "sensitive", "within_sensitive"]
     list_select_related = ["parent"]
     search_fields = ["name", "parent__name"]
     autocomplete_fields = ["parent"]

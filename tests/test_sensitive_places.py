@@ -1,0 +1,163 @@
+"""A place inside a sensitive one (a gate of a detention centre whose town is sensitive) is shown
+coarsened too, at every door and whatever made it so: its own coordinates would tell where the
+sensitive place lies. The database keeps `Place.within_sensitive` down the tree of places."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from incidents import roles
+from incidents.models import Place
+from tests.api_support import API, client_for, incident_url, results
+from tests.factories import make_incident, make_place, make_user
+from tests.test_admin import logged_in
+
+PROVINCE = (43.6, 126.2)
+TOWN = (42.97, 129.84)
+GATE = (42.912345, 129.512345)
+HUT = (42.911111, 129.511111)
+
+
+def exact(place: Place) -> tuple[float, float]:
+    return (float(place.latitude), float(place.longitude))
+
+
+@pytest.fixture
+def places():
+    """A province, a town in it, the gate of a facility in the town, and a hut by the gate."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1])
+    gate = make_place(name="Gate", kind="facility", parent=town, latitude=GATE[0], longitude=GATE[1])
+    hut = make_place(name="Hut", kind="other", parent=gate, latitude=HUT[0], longitude=HUT[1])
+    return {"province": province, "town": town, "gate": gate, "hut": hut}
+
+
+def shown_by_the_api(reader, place: Place) -> tuple[float, float]:
+    body = client_for(reader).get(f"{API}/places/{place.pk}/").json()
+    return (body["latitude"], body["longitude"])
+
+
+def mark(place: Place, *, sensitive: bool, by=None) -> None:
+    by = by or make_user(roles.REVIEWER)
+    place.refresh_from_db()
+    answer = client_for(by).patch(
+        f"{API}/places/{place.pk}/", {"sensitive": sensitive, "version": place.version}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+
+def test_every_place_inside_a_sensitive_one_shows_the_coordinates_above_it_at_every_door(places):
+    incident = make_incident(places=[places["gate"], places["hut"]])
+    mark(places["town"], sensitive=True)
+
+    for reader in (None, make_user()):
+        for name in ("town", "gate", "hut"):
+            assert shown_by_the_api(reader, places[name]) == PROVINCE, name
+        detail = client_for(reader).get(incident_url(incident)).json()
+        (listed,) = results(client_for(reader).get(f"{API}/incidents/"))
+        for body in (detail, listed):
+            assert {(place["latitude"], place["longitude"]) for place in body["places"]} == {PROVINCE}
+    collection = json.loads(Client().get("/map/incidents.geojson").content)
+    (feature,) = collection["features"]
+    assert {tuple(reversed(point)) for point in feature["geometry"]["coordinates"]} == {PROVINCE}
+    page = Client().get(f"/incidents/{incident.public_id}/").content.decode()
+    assert str(GATE[0]) not in page and str(HUT[0]) not in page
+    # Staff see every place where it is.
+    staff = make_user(roles.VIEWER)
+    assert [shown_by_the_api(staff, places[name]) for name in ("gate", "hut")] == [GATE, HUT]
+
+
+def test_unmarking_the_sensitive_place_shows_the_places_inside_it_again(places):
+    mark(places["town"], sensitive=True)
+    mark(places["gate"], sensitive=True)
+
+    mark(places["town"], sensitive=False)
+
+    # The gate is still marked itself: it and the hut show the town's.
+    assert [shown_by_the_api(None, places[name]) for name in ("town", "gate", "hut")] == [TOWN, TOWN, TOWN]
+    mark(places["gate"], sensitive=False)
+    assert [shown_by_the_api(None, places[name]) for name in ("gate", "hut")] == [GATE, HUT]
+
+
+def test_a_place_moved_into_a_sensitive_one_is_coarsened_with_everything_inside_it(places):
+    elsewhere = make_place(name="Yanji", parent=places["province"], latitude=42.9, longitude=129.5, sensitive=True)
+    gate = places["gate"]
+    analyst = client_for(make_user(roles.ANALYST))
+
+    moved = analyst.patch(f"{API}/places/{gate.pk}/", {"parent": elsewhere.pk, "version": gate.version}, format="json")
+
+    assert moved.status_code == 200, moved.content
+    assert [shown_by_the_api(None, places[name]) for name in ("gate", "hut")] == [PROVINCE, PROVINCE]
+    back = analyst.patch(
+        f"{API}/places/{gate.pk}/", {"parent": places["town"].pk, "version": moved.json()["version"]}, format="json"
+    )
+    assert back.status_code == 200, back.content
+    assert [shown_by_the_api(None, places[name]) for name in ("gate", "hut")] == [GATE, HUT]
+
+
+def test_marking_the_town_in_the_admin_coarsens_the_places_inside_it(places, client):
+    town = places["town"]
+    admin = logged_in(client, make_user(roles.REVIEWER))
+    form = admin.get(f"/admin/incidents/place/{town.pk}/change/").context["adminform"].form
+    fields = {
+        name: field.initial if name == "expected_version" else form.initial.get(name)
+        for name, field in form.fields.items()
+    }
+    fields = {name: value for name, value in fields.items() if value is not None}
+
+    answer = admin.post(
+        f"/admin/incidents/place/{town.pk}/change/", {**fields, "alternate_names": "", "sensitive": "on"}
+    )
+
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
+    assert [shown_by_the_api(None, places[name]) for name in ("town", "gate", "hut")] == [PROVINCE] * 3
+
+
+def test_a_copy_of_the_gate_read_before_the_town_was_marked_saves_it_still_coarsened(places):
+    stale = Place.objects.get(pk=places["gate"].pk)
+    mark(places["town"], sensitive=True)
+
+    stale.name = "Main gate"
+    stale.save()
+
+    stale.refresh_from_db()
+    assert (stale.name, stale.within_sensitive) == ("Main gate", True)
+    assert shown_by_the_api(None, stale) == PROVINCE
+
+
+def test_marking_a_place_adds_one_event_to_the_history_not_one_to_every_place_inside_it(places):
+    events = Place.pgh_event_model.objects
+    before = {name: events.filter(pgh_obj=place).count() for name, place in places.items()}
+
+    mark(places["town"], sensitive=True)
+
+    after = {name: events.filter(pgh_obj=place).count() for name, place in places.items()}
+    assert {name: after[name] - before[name] for name in places} == {"province": 0, "town": 1, "gate": 0, "hut": 0}
+    assert Place.objects.get(pk=places["hut"].pk).within_sensitive
+
+
+def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_sensitive_one(places):
+    mark(places["town"], sensitive=True)
+    gate = places["gate"]
+    # A partner tool's account: the Analyst role, which may change places, but not staff.
+    partner = client_for(make_user(roles.ANALYST, is_staff=False))
+
+    answer = partner.patch(
+        f"{API}/places/{gate.pk}/", {"parent": places["province"].pk, "version": gate.version}, format="json"
+    )
+
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()) == ["parent"]
+    assert str(GATE[0]).encode() not in answer.content and str(HUT[0]).encode() not in answer.content
+    assert [shown_by_the_api(None, places[name]) for name in ("gate", "hut")] == [PROVINCE, PROVINCE]
+    # Into another sensitive place, or by staff, it may move.
+    other = make_place(name="Yanji", parent=places["province"], latitude=42.9, longitude=129.5, sensitive=True)
+    moved = partner.patch(f"{API}/places/{gate.pk}/", {"parent": other.pk, "version": gate.version}, format="json")
+    assert moved.status_code == 200, moved.content
+    staff = client_for(make_user(roles.ANALYST))
+    out = staff.patch(
+        f"{API}/places/{gate.pk}/", {"parent": places["province"].pk, "version": moved.json()["version"]}, format="json"
+    )
+    assert out.status_code == 200, out.content
+    assert shown_by_the_api(None, gate) == GATE
