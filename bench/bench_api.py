@@ -137,7 +137,7 @@ def api_call(url: str, parameters: dict, cookie: str = ""):
         body = application(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
         content = b"".join(body)
         body.close()  # the end of the request, as a server signals it
-        assert statuses[0].startswith("200"), content[:300]
+        assert statuses[0].startswith("200"), f"{statuses[0]}: {content[:300]}"
         return content
 
     return call

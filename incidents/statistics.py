@@ -57,6 +57,7 @@ from incidents.models import (
     IncidentType,
     Involvement,
     InvolvementRole,
+    Organization,
     Place,
     RollupDimension,
     Verification,
@@ -136,7 +137,12 @@ def _kept_sums(
 ) -> tuple[list[dict], dict]:
     _count_own_changes()
     return _rollup_sums(
-        cells, group_by, filterset.form.cleaned_data, with_total=with_total, counting_known=counting_known
+        cells,
+        group_by,
+        filterset.form.cleaned_data,
+        user=filterset.user,
+        with_total=with_total,
+        counting_known=counting_known,
     )
 
 
@@ -489,25 +495,24 @@ def _rollup_cells(filterset: IncidentFilterSet, group_by: str, *, without_search
         # Kept per perpetrator and per country within a country, not per place within one.
         or ("country" in filters and group_by == PLACE)
         or ("place" in filters and ("country" in filters or group_by in ("country", "perpetrator")))
-        # A perpetrator's incidents once each (within a country or all of them), or grouped by
-        # their countries (and within none) over all of them; not grouped by their places or other
-        # perpetrators, nor by countries within a country, nor at a place.
-        or (
-            "perpetrator" in filters
-            and (
-                "place" in filters
-                or group_by in (PLACE, "perpetrator")
-                or (group_by == "country" and "country" in filters)
-            )
-        )
+        # A perpetrator's incidents once each (within a country or all of them), grouped by their
+        # countries or their perpetrators (`_sharing`); not grouped by their places, nor at a place.
+        or ("perpetrator" in filters and ("place" in filters or group_by == PLACE))
     ):
         return None
-    cells = _kept_filtered(IncidentRollup.objects.visible_to(filterset.user), filters)
+    return _kept_selected(IncidentRollup, filterset.user, filters)
+
+
+def _kept_selected(model, user, filters: dict):
+    """The rows of `model`, the kept totals or the entries they were counted from, over the
+    incidents `user` may see, that the type, verification, review state and dates of `filters` select."""
+    rows = _kept_filtered(model.objects.visible_to(user), filters)
+    date_from, date_to = filters.get("date_from"), filters.get("date_to")
     if date_from:
-        cells = cells.filter(end_month__gte=date_from)
+        rows = rows.filter(end_month__gte=date_from)
     if date_to:
-        cells = cells.filter(start_month__lte=date_to)
-    return cells
+        rows = rows.filter(start_month__lte=date_to)
+    return rows
 
 
 def _given_filters(filterset: IncidentFilterSet, *, without_search: bool = False) -> dict:
@@ -626,11 +631,18 @@ def _places_inside(place: Place | None):
 
 
 def _rollup_sums(
-    cells, group_by: str, filters: Mapping[str, Any], *, with_total: bool = True, counting_known: bool = False
+    cells,
+    group_by: str,
+    filters: Mapping[str, Any],
+    *,
+    user,
+    with_total: bool = True,
+    counting_known: bool = False,
 ) -> tuple[list[dict], dict | None]:
     """The groups and the total from kept totals, for the filter set's `filters` (its cleaned
-    data), each incident once (`_each_once`). Without `with_total`, a total that needs a query of
-    its own is None; `counting_known` also counts the incidents that have each figure (`_KNOWN`)."""
+    data) and its reader `user`, each incident once (`_each_once`). Without `with_total`, a total
+    that needs a query of its own is None; `counting_known` also counts the incidents that have each
+    figure (`_KNOWN`)."""
     sums = {**_ROLLUP_SUMS, **_ROLLUP_KNOWN} if counting_known else _ROLLUP_SUMS
     country, place, perpetrator = filters.get("country"), filters.get("place"), filters.get("perpetrator")
     each_once = _each_once(cells, filters)
@@ -639,6 +651,16 @@ def _rollup_sums(
         grouped = cells.filter(dimension=RollupDimension.PLACE, place__in=_places_inside(place).values("pk")).values(
             group=F("place_id"), label=F("place__name")
         )
+    elif perpetrator and (group_by == "perpetrator" or (group_by == "country" and country)):
+        # Every incident is in the group of the perpetrator (or the country) the filter names: its
+        # totals; the other groups are those of the incidents it shares with them (`_sharing`).
+        named = {
+            "perpetrator": {"group": F("organization_id"), "label": F("organization__name")},
+            "country": {"group": Value(country)},
+        }
+        own = list(each_once.values(**named[group_by]).annotate(**sums))
+        groups = sorted([*own, *_sharing(user, filters, group_by, counting_known)], key=_group_order)
+        return groups, each_once.aggregate(**sums) if with_total else None
     elif group_by == "country" and perpetrator:
         # Its totals within each country of its incidents, and within none (migration 0056), each
         # named: PostgreSQL then reads the perpetrator's totals within each from its index (23 ms
@@ -663,6 +685,53 @@ def _rollup_sums(
     if group_by in _ONE_GROUP_EACH:
         return groups, _sum_of(groups)
     return groups, each_once.aggregate(**sums) if with_total else None
+
+
+# How `_sharing` groups the entries: the array it unnests, what it names a group by, and its label.
+_SHARED = {
+    "perpetrator": (
+        "perpetrators",
+        "other.value",
+        "organization.name",
+        f"LEFT JOIN {Organization._meta.db_table} AS organization ON organization.id = other.value",
+    ),
+    # Like `_country_sums`: a place without a country is the group of none.
+    "country": ("countries", "NULLIF(other.value, '')", "NULL", ""),
+}
+
+
+def _sharing(user, filters: Mapping[str, Any], group_by: str, counting_known: bool) -> list[dict]:
+    """The groups but the filter's own of a perpetrator's incidents by perpetrator (its fellow
+    perpetrators) or, within the filter's country, by country (the other countries of its
+    incidents there): counted from the entries the kept totals were counted from, of the incidents
+    `filters` select with more than one perpetrator (or country), which an index holds apart
+    (`rollup_entry_fellows`, `rollup_entry_abroad`): only those can be in another group. Counting
+    every incident of the largest perpetrator of a million took longer than an anonymous request
+    may. One query."""
+    array, group, label, join = _SHARED[group_by]
+    shared = filters["perpetrator"].pk if group_by == "perpetrator" else filters["country"]
+    entries = _kept_selected(IncidentRollupEntry, user, filters).filter(
+        perpetrators__contains=[filters["perpetrator"].pk], **{f"{array}__len__gt": 1}
+    )
+    if filters.get("country"):
+        entries = entries.filter(countries__contains=[filters["country"]])
+    # The entries' bounds are the incidents' with the best estimate in place of a missing one.
+    entries_sql, params = entries.values(
+        array, best=F("people_count"), low=F("people_count_min"), high=F("people_count_max")
+    ).query.sql_with_params()
+    sums, names = _sql_sums("best", counting_known)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {group}, {label}, {sums} FROM ({entries_sql}) AS entry, unnest(entry.{array}) AS other(value) "
+            f"{join} WHERE other.value <> %s GROUP BY 1, 2",
+            [*params, shared],
+        )
+        return [dict(zip(["group", "label", *names], row, strict=True)) for row in cursor.fetchall()]
+
+
+def _group_order(row: dict):
+    """Groups in their order, the group of none (null) last, as the queries order them."""
+    return (row["group"] is None, row["group"] or 0)
 
 
 # Every country a place may be in (its ISO code), and none: the values of `within_country` other
