@@ -569,6 +569,15 @@ class DuplicatePairQuerySet(models.QuerySet):
         incidents = apps.get_model("incidents", "Incident").objects.visible_to(user).values("pk")
         return self.filter(incident_a__in=incidents, incident_b__in=incidents)
 
+    def with_merge_state(self) -> "DuplicatePairQuerySet":
+        """Annotate `merged`: whether a merge (not undone) carried out the pair's decision. A pair
+        decided "same incident" without one still waits for its merge: refused (a pending revision,
+        a version changed meanwhile), or the confirmation page left."""
+        merges = apps.get_model("incidents", "IncidentMerge").objects.filter(
+            pair=OuterRef("pk"), undone_at__isnull=True
+        )
+        return self.annotate(merged=Exists(merges))
+
 
 class IncidentMergeQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentMergeQuerySet":

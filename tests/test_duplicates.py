@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import duplicates, merges, roles, services
-from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, Involvement, Source
+from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, IncidentMerge, Involvement, Source
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import (
     incident_type,
@@ -210,6 +210,26 @@ class TestReviewQueue:
         client.post(self.pair_url(pair), {"decision": "same", "note": ""})
         pair.refresh_from_db()
         assert pair.decision == "same"
+
+    def test_a_same_incident_decision_whose_merge_was_refused_waits_for_it_in_the_queue(self, client, reported_twice):
+        find_duplicates()
+        pair = DuplicatePair.objects.get()
+        client.force_login(make_user(roles.REVIEWER))
+        decided = client.post(self.pair_url(pair), {"decision": "same", "note": ""})
+        confirm = decided["Location"]
+        # The incidents shown on the confirmation page changed meanwhile: the merge is refused.
+        refused = client.post(confirm, {"survivor_version": "99", "merged_version": "99"}, follow=True)
+
+        page = refused.content.decode()
+        assert "Nothing was merged." in page
+        assert 'Decided "Same incident" but not merged yet' in page and f'href="{confirm}"' in page
+        listing = client.get(self.pair_url(None, "changelist"))
+        assert "Same incident, not merged yet" in listing.content.decode()
+        # Merged from the link, it waits no more.
+        client.post(confirm, {})
+        assert IncidentMerge.objects.filter(pair=pair, undone_at__isnull=True).exists()
+        assert "not merged yet" not in client.get(self.pair_url(pair)).content.decode()
+        assert "not merged yet" not in client.get(self.pair_url(None, "changelist")).content.decode()
 
     def test_a_pair_with_an_incident_hidden_from_the_reader_is_not_shown(self, client, reported_twice):
         reported_twice["second"].confidential = True

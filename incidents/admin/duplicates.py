@@ -77,7 +77,7 @@ class DecisionForm(forms.ModelForm):
 @admin.register(DuplicatePair)
 class DuplicatePairAdmin(TrackedModelAdmin):
     form = DecisionForm
-    list_display = ["score", "first", "second", "dates", "decision"]
+    list_display = ["score", "first", "second", "dates", "decision_state"]
     list_filter = ["decision", ScoreFilter]
     list_select_related = ["incident_a", "incident_b"]
     ordering = ["-score", "id"]
@@ -86,6 +86,9 @@ class DuplicatePairAdmin(TrackedModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return can_see_unpublished(request.user)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_merge_state()
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -103,6 +106,19 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         if request.method == "GET":
             self.tell_backlog(request)
         return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        pair = self.get_object(request, object_id) if request.method == "GET" else None
+        if pair is not None and _waits_for_merge(pair) and may_publish(request.user):
+            # Decided, so out of the pending pairs: without this, a merge refused or left was lost.
+            self.message_user(
+                request,
+                format_html(
+                    'Decided "Same incident" but not merged yet: <a href="{}">merge them</a>.', confirm_url(pair)
+                ),
+                messages.WARNING,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def tell_backlog(self, request):
         """What waits to be rechecked in the background, and what failed: a late queue means that
@@ -135,6 +151,12 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     @admin.display(description="Incident B")
     def second(self, pair):
         return self._link(pair.incident_b)
+
+    @admin.display(description="Decision", ordering="decision")
+    def decision_state(self, pair):
+        if _waits_for_merge(pair):
+            return "Same incident, not merged yet"
+        return pair.get_decision_display()
 
     @admin.display(description="Dates")
     def dates(self, pair):
@@ -199,6 +221,11 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         if obj.decision == DuplicateDecision.SAME and may_publish(request.user):
             return HttpResponseRedirect(confirm_url(obj))
         return super().response_change(request, obj)
+
+
+def _waits_for_merge(pair) -> bool:
+    """Decided "same incident", and no merge carried it out (`with_merge_state`)."""
+    return pair.decision == DuplicateDecision.SAME and not pair.merged
 
 
 def _claims(incident) -> str:
