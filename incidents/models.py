@@ -91,6 +91,10 @@ UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
 # An incident's update history is written by its row trigger on every change, except while a writer
 # that starts a new version of many incidents at once writes it itself, in one statement
 # (`set_incident_update_triggers`, services._incidents_show_claims_of_changed).
+# The default history of inserts and deletes, for models whose update event has a condition of its own.
+HISTORY_BUT_UPDATES = tuple(
+    tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)
+)
 INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
         "OLD.* IS DISTINCT FROM NEW.* AND "
@@ -314,7 +318,7 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
 
 
 @pghistory.track(
-    *(tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)),
+    *HISTORY_BUT_UPDATES,
     PLACE_HISTORY_UNLESS_DERIVED,
     exclude=["within_sensitive"],
 )
@@ -657,7 +661,7 @@ class DateLabel(Func):
 
 
 @pghistory.track(
-    *(tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)),
+    *HISTORY_BUT_UPDATES,
     INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK,
     # The history keeps the incident's generated columns as plain copies of the stored values rather
     # than computing them again: a generated column of the event table is planned anew by each run

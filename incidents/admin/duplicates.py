@@ -107,18 +107,17 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             self.tell_backlog(request)
         return super().changelist_view(request, extra_context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        pair = self.get_object(request, object_id) if request.method == "GET" else None
-        if pair is not None and _waits_for_merge(pair) and may_publish(request.user):
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if request.method == "GET" and obj is not None and _waits_for_merge(obj) and may_publish(request.user):
             # Decided, so out of the pending pairs: without this, a merge refused or left was lost.
             self.message_user(
                 request,
                 format_html(
-                    'Decided "Same incident" but not merged yet: <a href="{}">merge them</a>.', confirm_url(pair)
+                    'Decided "Same incident" but not merged yet: <a href="{}">merge them</a>.', confirm_url(obj)
                 ),
                 messages.WARNING,
             )
-        return super().change_view(request, object_id, form_url, extra_context)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def tell_backlog(self, request):
         """What waits to be rechecked in the background, and what failed: a late queue means that
