@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 
 from accounts.clients import client_ip
 from incidents.api.throttling import SignInThrottle
+from tracker.statement_timeout import waiting_unbounded
 
 # Sign-in attempts taken in turn: session-level advisory locks on the primary, keyed (this
 # namespace, a hash of the account and the address), the two-key form, apart from the export slots'.
@@ -71,7 +72,7 @@ def attempts_in_turn(request, username: str | None):
         return
     digest = hashlib.blake2b(f"{username}\n{client_ip(request)}".encode(), digest_size=4).digest()
     key = int.from_bytes(digest, "big", signed=True)
-    with connection.cursor() as cursor:
+    with waiting_unbounded(request), connection.cursor() as cursor:
         cursor.execute(f"SELECT pg_advisory_lock({_SIGN_IN_NAMESPACE}, %s)", [key])
     try:
         yield

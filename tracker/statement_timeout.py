@@ -23,7 +23,7 @@ two statements, and COPY (the CSV export, bounded by its own slots and rate) doe
 here: both run unbounded.
 """
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import psycopg
 from django.conf import settings
@@ -67,6 +67,21 @@ class AnonymousStatementTimeoutMiddleware:
         return render(request, "public/bad_filters.html", {"errors": errors}, status=503)
 
 
+@contextmanager
+def waiting_unbounded(request):
+    """Statements `request` runs meanwhile wait for another request (a lock it holds) rather than
+    work: how long they take says nothing of what they cost the database, so the bound does not
+    apply to them. A sign-in attempt waits for the one before it at the same account from the same
+    address (`accounts.lockout.attempts_in_turn`), a password hash's time or more; bounded, the
+    second of two attempts sent at once answered 503 telling its sender to narrow a search. What
+    may wait is bounded elsewhere (the sign-in throttle counts attempts per address)."""
+    request.statement_bound_waived = True
+    try:
+        yield
+    finally:
+        del request.statement_bound_waived
+
+
 class _BoundStatements:
     """A `connection.execute_wrapper` that sends each statement after `SET LOCAL statement_timeout`
     while the request's user is anonymous (DRF replaces `request.user` once a token is accepted)."""
@@ -77,7 +92,12 @@ class _BoundStatements:
 
     def __call__(self, execute, sql, params, many, context):
         cursor = context["cursor"].cursor
-        if many or isinstance(cursor, psycopg.ServerCursor) or self.request.user.is_authenticated:
+        if (
+            many
+            or isinstance(cursor, psycopg.ServerCursor)
+            or getattr(self.request, "statement_bound_waived", False)
+            or self.request.user.is_authenticated
+        ):
             return execute(sql, params, many, context)
         result = execute(self.setting + sql, params, many, context)
         # The setting's own (empty) result comes first; the statement's is next.
