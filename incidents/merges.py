@@ -14,10 +14,11 @@ puts each back. History (pghistory) records every row changed, with the user and
 """
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pghistory
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
@@ -336,6 +337,22 @@ def _decision_of(pair: DuplicatePair) -> dict[str, Any]:
     }
 
 
+def _decision_before(merge: IncidentMerge) -> dict[str, Any]:
+    """The pair's decision as the undo leaves it: as it was before the merge, so that a pair a
+    reviewer had marked "unsure" is unsure again, by them and when they said so; back to the queue
+    (pending) if it was pending, or "same incident", the decision the merge carried out and the undo
+    withdraws. Who decided is kept while their account is."""
+    before = merge.pair_before
+    if before["decision"] in (DuplicateDecision.PENDING, DuplicateDecision.SAME):
+        return {"decision": DuplicateDecision.PENDING, "decided_by": None, "decided_at": None, "note": before["note"]}
+    return {
+        "decision": before["decision"],
+        "decided_by": get_user_model().objects.filter(pk=before["decided_by_id"]).first(),
+        "decided_at": datetime.fromisoformat(before["decided_at"]),
+        "note": before["note"],
+    }
+
+
 def _move(plan: MergePlan) -> dict[str, list[int]]:
     """Move the plan's rows (made with every row: `_plan(None, …)`) to the survivor; the ids moved, by kind."""
     survivor = plan.survivor
@@ -441,7 +458,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     """Undo `merge`, by a Reviewer who may see both incidents: every row it moved that is still on
     the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
     survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
-    is cleared, the pair goes back to the queue (not reviewed) and the merge's pending revision is
+    is cleared, the pair's decision is the one it had before (`_decision_before`) and the merge's pending revision is
     rejected; if it was accepted, the survivor's dates and counts from before are proposed back
     (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it was undone already,
     the survivor has been merged since or another incident merged into it since (undo those
@@ -475,10 +492,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         _save_changed(survivor, user_id)
         _save_changed(merged, user_id, "merged_into")
         if merge.pair_id is not None:
-            # Back to the queue: the merge carried out a "same incident" decision that is now withdrawn.
-            DuplicatePair.objects.filter(pk=merge.pair_id).update(
-                decision=DuplicateDecision.PENDING, decided_by=None, decided_at=None, note=merge.pair_before["note"]
-            )
+            DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
         if merge.revision_id is not None and merge.revision.state == RevisionState.PENDING:
             services.incident_revision_reject(
                 revision=merge.revision, user=user, note="The merge that proposed it was undone."

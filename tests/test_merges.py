@@ -6,17 +6,19 @@ import csv
 import io
 import itertools
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.urls import reverse
+from django.utils import timezone
 
 from incidents import roles
 from incidents.merges import incident_merge
 from incidents.models import (
     Claim,
+    DuplicateDecision,
     DuplicatePair,
     Incident,
     IncidentMerge,
@@ -163,6 +165,29 @@ def test_a_merge_moves_everything_hidden_rows_too_and_the_undo_restores_both_exa
     assert undone.json()["undone_at"] is not None
     assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
     assert client.get(incident_url(merged)).status_code == 200
+
+
+@pytest.mark.parametrize("before", [DuplicateDecision.PENDING, DuplicateDecision.UNSURE, DuplicateDecision.SAME])
+def test_the_undo_gives_the_pair_back_the_decision_it_had_before_the_merge(world, reviewer, before):
+    pair, colleague = world["pair"], make_user(roles.ANALYST)
+    if before != DuplicateDecision.PENDING:
+        decided_at = timezone.now() - timedelta(days=3)
+        DuplicatePair.objects.filter(pk=pair.pk).update(
+            decision=before, decided_by=colleague, decided_at=decided_at, note="two outlets, one event?"
+        )
+    client = client_for(reviewer)
+    assert client.post(merge_url(pair), {"note": "same event"}, format="json").status_code == 201
+
+    assert client.post(unmerge_url(world["merged"]), format="json").status_code == 200
+
+    pair.refresh_from_db()
+    if before == DuplicateDecision.UNSURE:
+        # As the colleague left it, not a fresh pending pair for the queue's next reviewer.
+        assert (pair.decision, pair.decided_by, pair.decided_at) == (before, colleague, decided_at)
+    else:
+        # "Same incident" was what the merge carried out: undone, the pair is to be reviewed again.
+        assert (pair.decision, pair.decided_by, pair.decided_at) == (DuplicateDecision.PENDING, None, None)
+    assert pair.note == ("" if before == DuplicateDecision.PENDING else "two outlets, one event?")
 
 
 def test_two_claims_of_one_source_are_both_kept_and_the_moved_one_is_marked(world, reviewer):
