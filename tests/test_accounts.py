@@ -452,6 +452,9 @@ def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
     device, codes = enrol(analyst)
     client = Client()
     client.force_login(administrator)
+    # Where to look, said in the admin's menu (not django-otp's labels "Otp_Totp", "Otp_Static").
+    index = client.get("/admin/").content.decode()
+    assert "Second factor: authenticator apps" in index and "Second factor: recovery codes" in index
     page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
     assert analyst.username in page and device.key not in page
     static = analyst.staticdevice_set.get()

@@ -112,8 +112,8 @@ INSTALLED_APPS = [
     # admin History page shows its events instead (incidents/admin/base.py).
     "pghistory",
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "accounts.apps.AuthenticatorAppsConfig",
+    "accounts.apps.RecoveryCodesConfig",
     "axes",
     # The background tasks' queue and results, in PostgreSQL (TASKS below).
     "django_tasks_db",
