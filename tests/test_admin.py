@@ -206,6 +206,23 @@ class TestDataEntry:
         assert incident.title == "Corrected title" and incident.version == 2 and incident.updated_by == analyst
         assert list(incident.claims.all()) == [claim]
 
+    def test_only_a_claim_a_merge_marked_offers_the_mark_and_clearing_it_keeps_the_claim(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        plain, marked = make_claim(incident=incident), make_claim(incident=incident, merge_conflict=True)
+        client = logged_in(client, analyst)
+
+        page = client.get(change_url(incident)).content.decode()
+
+        checkboxes = re.findall(r'<input type="checkbox" name="(claims-[^"]+-merge_conflict)"', page)
+        hidden = re.findall(r'<input type="hidden" name="(claims-[^"]+-merge_conflict)"', page)
+        # The marked claim's box (checked), hidden on the other, the new claim and the template row.
+        assert len(checkboxes) == 1 and len(hidden) == 3, (checkboxes, hidden)
+        assert (
+            client.post(change_url(incident), incident_post(incident=incident, claims=[plain, marked])).status_code
+            == 302
+        )
+        assert set(incident.claims.values_list("pk", "merge_conflict")) == {(plain.pk, False), (marked.pk, False)}
+
     def test_reviewer_removes_a_claim_with_its_delete_box(self, client, reviewer):
         incident = make_incident(review_state="draft")
         kept, removed = make_claim(incident=incident), make_claim(incident=incident)

@@ -207,8 +207,18 @@ class IncidentRowsInline:
         return self.has_change_permission(request, obj)
 
 
+class ClaimForm(forms.ModelForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only a merge sets the mark, for a writer to clear once resolved: a claim without it (every
+        # new one) does not offer it, where a checkbox on each claim asked analysts what it meant.
+        if not self.instance.merge_conflict:
+            self.fields["merge_conflict"].widget = forms.HiddenInput()
+
+
 class ClaimInline(IncidentRowsInline, VisibilityMixin, admin.StackedInline):
     model = Claim
+    form = ClaimForm
     extra = 1
     autocomplete_fields = ["source"]
     verbose_name = "claim"
