@@ -206,6 +206,36 @@ def test_a_long_citation_chain_is_followed_a_source_at_a_time_by_its_key():
     assert "citing Relay 1, citing Original report</p>" in response.content.decode()
 
 
+# The record's public claims (a relay of the report, the report) come down, for a reader who may
+# not see the confidential testimony the report cites, to the report: one origin. A reader with
+# confidential access also sees the confidential claim and the testimony's, and follows the chains
+# on to what the testimony cites: two origins of four sources.
+@pytest.mark.parametrize(
+    ("reader", "shown"),
+    [
+        ("anonymous", "1 independent origin, 2 sources"),
+        ("staff", "1 independent origin, 2 sources"),
+        ("confidential", "2 independent origins, 4 sources"),
+    ],
+)
+def test_the_pages_show_the_corroboration_the_reader_may_know_beside_the_verification(record, reader, shown):
+    client = client_for(reader)
+    detail = client.get(f"/incidents/{record.public_id}/").content.decode()
+    listed = client.get("/?q=Publicmarker").content.decode()
+
+    assert f"<dt>Corroboration</dt><dd>{shown}" in detail
+    assert f'Alleged<span class="meta">{shown}</span>' in listed
+    # The same figures the API gives that reader.
+    figures = client.get(f"/api/v1/incidents/{record.public_id}/").json()["corroboration"]
+    assert shown.startswith(f"{figures['independent_origins']} independent origin")
+    assert shown.endswith(f"{figures['sources']} sources")
+
+
+def test_the_korean_page_says_the_corroboration_in_korean(record):
+    page = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
+    assert "<dt>교차 확인</dt><dd>독립된 원출처 1곳, 출처 2곳" in page
+
+
 def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(record):
     page = Client().get(f"/incidents/{record.public_id}/").content.decode()
     assert "about 500" in page and "sources report 300–500" in page
