@@ -377,6 +377,31 @@ class IncidentQuerySet(models.QuerySet):
         # Cast to jsonb: Django decodes jsonb columns, and hands psycopg's decoded `json` on as text.
         return self.annotate(corroboration=Cast(self.corroboration(user), models.JSONField()))
 
+    def with_kept_corroboration(self, user) -> "IncidentQuerySet":
+        """Annotate `corroboration` as `with_corroboration` does, its independent origins read from
+        the incident's kept export row (the count for `user`'s audience, kept by the statement that
+        changes a claim or a source's chain; migration 0043) rather than by following every claim's
+        chain: for pages that list many. Its sources are counted from the claims (the kept
+        `source_count` counts claims, as the CSV's column says, and a source may have a public and a
+        confidential claim of one incident)."""
+        # Imported here: exports imports this module. It chooses, in one place, which claims a
+        # reader's counts are made of.
+        from incidents.exports import origin_cells
+
+        kept_rows = apps.get_model("incidents", "IncidentExportRow").objects
+        origins = kept_rows.filter(incident=OuterRef("pk")).values(origin_cells(user))
+        claims = self.model._meta.get_field("claims").related_model.objects
+        sources = (
+            claims.disclosed_to(user)
+            .filter(incident=OuterRef("pk"))
+            .order_by()
+            .values("incident")
+            .annotate(count=Count("source", distinct=True))
+            .values("count")
+        )
+        figures = corroboration_object(Coalesce(Subquery(origins), Value(0)), Coalesce(Subquery(sources), Value(0)))
+        return self.annotate(corroboration=Cast(figures, models.JSONField()))
+
     def with_independent_origins(self, user) -> "IncidentQuerySet":
         """Annotate `independent_origins` alone (see `corroboration`): what the kept export rows
         count for each audience (`KeptOriginsAtLeast`), counted here from the claims."""

@@ -3,9 +3,11 @@ API's detail and list, its `min_origins` filter and the admin; hidden sources ar
 
 import importlib
 import random
+import re
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
@@ -22,6 +24,33 @@ def relayed():
     for outlet in ("UCA News", "RFA", "HRW"):
         make_claim(incident=incident, source=make_source(title=outlet, cites=testimony))
     return incident
+
+
+@pytest.fixture
+def messy_chains():
+    """Incidents, drafts among them, whose claims' sources relay each other in chains with
+    confidential sources at their start or middle, with confidential claims, repeated and missing
+    sources; and a reader of each audience (the public, staff, Confidential access)."""
+    generator = random.Random(20)
+    sources = []
+    for number in range(14):
+        cites = generator.choice([None, None, *sources]) if sources else None
+        sources.append(
+            make_source(title="Outlet" if number % 3 else "Same title", cites=cites, confidential=number % 4 == 1)
+        )
+    for number in range(24):
+        incident = make_incident(title=f"Messy {number}", review_state=generator.choice(["published", "draft"]))
+        for _ in range(generator.randint(0, 4)):
+            make_claim(incident=incident, source=generator.choice(sources), confidential=generator.random() < 0.2)
+    return [None, make_user(roles.ANALYST), make_user(roles.VIEWER, confidential=True)]
+
+
+def page_client(reader) -> Client:
+    """The public pages' client for `reader` (None: the public), signed in by session."""
+    client = Client()
+    if reader is not None:
+        client.force_login(reader)
+    return client
 
 
 def corroboration(reader, incident) -> dict:
@@ -191,23 +220,10 @@ class TestMinOriginsFilter:
         assert response.status_code == 400
         assert "min_origins" in response.json()
 
-    def test_on_messy_chains_it_keeps_what_each_reader_counts_from_the_claims(self):
+    def test_on_messy_chains_it_keeps_what_each_reader_counts_from_the_claims(self, messy_chains):
         # The filter reads the counts the kept export rows keep per audience (migration 0043); they
-        # must select what counting each reader's claims gives: relay chains with confidential
-        # sources at their start or middle, confidential claims, repeated and missing sources.
-        generator = random.Random(20)
-        sources = []
-        for number in range(14):
-            cites = generator.choice([None, None, *sources]) if sources else None
-            sources.append(
-                make_source(title="Outlet" if number % 3 else "Same title", cites=cites, confidential=number % 4 == 1)
-            )
-        for number in range(24):
-            incident = make_incident(title=f"Messy {number}", review_state=generator.choice(["published", "draft"]))
-            for _ in range(generator.randint(0, 4)):
-                make_claim(incident=incident, source=generator.choice(sources), confidential=generator.random() < 0.2)
-        readers = [None, make_user(roles.ANALYST), make_user(roles.VIEWER, confidential=True)]
-        for reader in readers:
+        # must select what counting each reader's claims gives.
+        for reader in messy_chains:
             counted = Incident.objects.visible_to(reader).with_independent_origins(reader)
             for at_least in range(4):
                 expected = set(counted.filter(independent_origins__gte=at_least).values_list("public_id", flat=True))
@@ -242,3 +258,23 @@ def test_statistics_and_the_csv_export_take_the_filter_too(relayed):
     assert exported.status_code == 200
     body = b"".join(exported.streaming_content).decode()
     assert corroborated.public_id in body and relayed.public_id not in body
+
+
+def test_the_public_pages_say_for_each_reader_the_corroboration_the_api_gives_them(messy_chains):
+    # The pages read the counts kept per audience (`with_kept_corroboration`); the API counts each
+    # reader's claims. One list page holds every incident a reader may see here, each row saying it.
+    row = re.compile(
+        r'<span class="meta">(INC-\d+) · .*?<span class="meta">([^<]*independent origins?[^<]*)</span>', re.S
+    )
+    for reader in messy_chains:
+        expected = {
+            incident["public_id"]: incident["corroboration"]
+            for incident in results(client_for(reader).get(f"{API}/incidents/?page_size=200"))
+        }
+        shown = dict(row.findall(page_client(reader).get("/").content.decode()))
+        assert shown.keys() == expected.keys(), reader
+        for public_id, figures in expected.items():
+            origins, sources = figures["independent_origins"], figures["sources"]
+            origins_said = f"{origins} independent origin{'' if origins == 1 else 's'}"
+            assert shown[public_id] == f"{origins_said}, {sources} source{'' if sources == 1 else 's'}", public_id
+        assert any(figures["independent_origins"] >= 2 for figures in expected.values()), "corroborated ones too"
