@@ -1921,8 +1921,9 @@ class IncidentWithdrawal(models.Model):
 
     class Meta:
         indexes = [
-            # Serves a sync's list of withdrawals since its last run, oldest first (`?since=`).
-            models.Index(fields=["withdrawn_at", "id"], name="incident_withdrawal_at"),
+            # Serves a sync's list of withdrawals since its last run, oldest first (`?since=`), in
+            # the order of its pages (`WithdrawalPagination`).
+            models.Index(fields=["withdrawn_at", "incident_id"], name="incident_withdrawal_at"),
             # Serves the test that a withdrawal is an incident's latest (`reported_to`).
             models.Index(fields=["incident_id", "id"], name="incident_withdrawal_incident"),
         ]
