@@ -37,9 +37,8 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Func, IntegerField, Min, Q, Sum
+from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -773,20 +772,43 @@ class RescoringBacklog:
         return self.oldest is not None and (timezone.now() - self.oldest).total_seconds() > RESCORING_LATE_SECONDS
 
 
-def rescoring_backlog() -> RescoringBacklog:
-    """What waits to be rescored in the background, and what failed lately. One query."""
+def rescoring_backlog(user) -> RescoringBacklog:
+    """What waits to be rescored in the background, and what failed lately, as `user` may know it:
+    the waiting incidents they may see, and the tasks that name one (or the whole database). Every
+    incident written queues its rescoring, a confidential one too: counted for all staff, the queue
+    told those without Confidential access when an informant's account was recorded or changed,
+    and how many incidents an import of confidential ones held. One query."""
     ours = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path)
-    waiting = Q(status=TaskResultStatus.READY)
-    named = Func(KeyTransform("incident_ids", KeyTransform("kwargs", "args_kwargs")), function="jsonb_array_length")
-    counted = ours.aggregate(
-        incidents=Coalesce(Sum(named, filter=waiting, output_field=IntegerField()), 0),
-        whole_database=Count("pk", filter=waiting & ~Q(args_kwargs__kwargs__has_key="incident_ids")),
-        oldest=Min("enqueued_at", filter=waiting),
-        failed_lately=Count(
-            "pk", filter=Q(status=TaskResultStatus.FAILED, finished_at__gte=timezone.now() - timedelta(days=1))
-        ),
+    since = timezone.now() - timedelta(days=1)
+    tasks = ours.filter(Q(status=TaskResultStatus.READY) | Q(status=TaskResultStatus.FAILED, finished_at__gte=since))
+    tasks_sql, tasks_params = tasks.values(
+        "id", "status", "enqueued_at", named=KeyTransform("incident_ids", KeyTransform("kwargs", "args_kwargs"))
+    ).query.sql_with_params()
+    seen_sql, seen_params = Incident.objects.visible_to(user).values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH task AS MATERIALIZED ({tasks_sql}),
+            shown AS (
+                SELECT task.id, task.status, named.incident_id
+                FROM task, jsonb_array_elements_text(task.named) AS named(incident_id)
+                WHERE named.incident_id::bigint IN ({seen_sql})
+            ),
+            told AS (
+                SELECT * FROM task WHERE named IS NULL OR id IN (SELECT id FROM shown)
+            )
+            SELECT
+                (SELECT count(DISTINCT incident_id) FROM shown WHERE status = %s),
+                EXISTS (SELECT FROM task WHERE status = %s AND named IS NULL),
+                (SELECT min(enqueued_at) FROM told WHERE status = %s),
+                (SELECT count(*) FROM told WHERE status = %s)
+            """,
+            [*tasks_params, *seen_params, *[TaskResultStatus.READY] * 3, TaskResultStatus.FAILED],
+        )
+        incidents, whole_database, oldest, failed_lately = cursor.fetchone()
+    return RescoringBacklog(
+        incidents=incidents, whole_database=whole_database, oldest=oldest, failed_lately=failed_lately
     )
-    return RescoringBacklog(**{**counted, "whole_database": bool(counted["whole_database"])})
 
 
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:

@@ -393,16 +393,30 @@ class Place(VersionedModel, TimestampedModel):
         triggers = [
             # `within_sensitive`, whatever a writer sent (a form's stale copy, an import, raw SQL):
             # the place's own mark or its parent's kept value, which the next trigger keeps for
-            # every place below.
+            # every place below. A new place, or one moved, reads its parent locked (FOR SHARE): a
+            # mark of the parent not yet committed is waited for and read, and a mark that comes
+            # after waits for the place to commit, so that its walk down the tree finds it. Read
+            # unlocked, both committed and the place kept its exact coordinates inside a sensitive
+            # one. A place that stays where it is reads its parent unlocked: a mark of the parent
+            # that commits meanwhile reaches it (it waits for the place's row), and renaming a
+            # village while its town is marked does not wait in a cycle with the mark.
             pgtrigger.Trigger(
                 name="derive_within_sensitive",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.Update,
                 level=pgtrigger.Row,
+                declare=[("parent_within", "boolean")],
                 func="""
-                NEW.within_sensitive := NEW.sensitive OR COALESCE(
-                    (SELECT within_sensitive FROM incidents_place WHERE id = NEW.parent_id), false
-                );
+                IF TG_OP = 'UPDATE' THEN
+                    IF NEW.parent_id IS NOT DISTINCT FROM OLD.parent_id THEN
+                        NEW.within_sensitive := NEW.sensitive OR COALESCE(
+                            (SELECT within_sensitive FROM incidents_place WHERE id = NEW.parent_id), false
+                        );
+                        RETURN NEW;
+                    END IF;
+                END IF;
+                SELECT within_sensitive INTO parent_within FROM incidents_place WHERE id = NEW.parent_id FOR SHARE;
+                NEW.within_sensitive := NEW.sensitive OR COALESCE(parent_within, false);
                 RETURN NEW;
                 """,
             ),
@@ -1907,8 +1921,9 @@ class IncidentWithdrawal(models.Model):
 
     class Meta:
         indexes = [
-            # Serves a sync's list of withdrawals since its last run, oldest first (`?since=`).
-            models.Index(fields=["withdrawn_at", "id"], name="incident_withdrawal_at"),
+            # Serves a sync's list of withdrawals since its last run, oldest first (`?since=`), in
+            # the order of its pages (`WithdrawalPagination`).
+            models.Index(fields=["withdrawn_at", "incident_id"], name="incident_withdrawal_at"),
             # Serves the test that a withdrawal is an incident's latest (`reported_to`).
             models.Index(fields=["incident_id", "id"], name="incident_withdrawal_incident"),
         ]

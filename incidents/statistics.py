@@ -658,7 +658,10 @@ def _rollup_sums(
             "perpetrator": {"group": F("organization_id"), "label": F("organization__name")},
             "country": {"group": Value(country)},
         }
-        own = list(each_once.values(**named[group_by]).annotate(**sums))
+        # A group named by a constant (the country) is no GROUP BY to Django: its sum is one row
+        # even over no totals, which listed the filter's country, with 0 incidents, for a
+        # perpetrator with none there.
+        own = [row for row in each_once.values(**named[group_by]).annotate(**sums) if row["incidents"]]
         groups = sorted([*own, *_sharing(user, filters, group_by, counting_known)], key=_group_order)
         return groups, each_once.aggregate(**sums) if with_total else None
     elif group_by == "country" and perpetrator:

@@ -1,6 +1,7 @@
 """Reading through the API: what each reader sees, how lists page and filter, and what it costs."""
 
 import base64
+import json
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -479,6 +480,28 @@ class TestPagination:
         cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
         answer = client_for().get(f"{API}/incidents/", {"cursor": cursor, "ordering": ordering})
         assert answer.status_code == 400 and "cursor" in answer.json()
+
+    @pytest.mark.parametrize(
+        ("time", "status"),
+        # UTC after the year 9999 or before the year 1: no time; an offset PostgreSQL does not take,
+        # of a time that has a UTC, is read as that.
+        [("9999-12-31T23:59:59-23:00", 400), ("0001-01-01T00:00:00+23:00", 400), ("2024-01-01T00:00:00+17:44", 200)],
+    )
+    def test_a_cursor_holding_a_time_postgresql_cannot_compare_is_read_in_utc(self, time, status):
+        # Each was psycopg's DataError when the page was fetched: a 500, at every list whose order
+        # starts with a time (an incremental sync's, the withdrawals, the history).
+        incident = make_incident()
+        reviewer = make_user(roles.REVIEWER, confidential=True)
+        pages = [
+            (client_for(), f"{API}/incidents/", {"ordering": "updated_at"}, [time, "1"]),
+            (client_for(), f"{API}/incidents/withdrawn/", {"since": "2000-01-01T00:00:00Z"}, [time, "1"]),
+            (client_for(reviewer), incident_url(incident, "history/"), {}, [time, "1", "incidents.IncidentEvent"]),
+        ]
+        for client, url, query, position in pages:
+            cursor = base64.b64encode(urlencode({"p": json.dumps(position)}).encode()).decode()
+            answer = client.get(url, {**query, "cursor": cursor})
+            assert answer.status_code == status, (url, answer.content)
+            assert status == 200 or "cursor" in answer.json()
 
     def test_a_cursor_holding_a_nul_answers_400(self):
         # The history's order ends with the event model's name, text: PostgreSQL's text cannot hold

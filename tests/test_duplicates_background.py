@@ -154,9 +154,11 @@ def test_an_import_queues_its_incidents(
     ids = {"both": [twin.pk, other.pk], "first": [twin.pk], "second": [other.pk]}
     assert queued() == [{name: ids[which] for name, which in arguments.items()} for arguments in tasks]
     assert waiting_pairs() == set()
-    # However many tasks wait, the review queue counts them in one query.
+    # However many tasks wait, the review queue counts them in one query (its reader's
+    # permissions, which it counts by, read once per request).
+    analyst.get_all_permissions()
     with django_assert_num_queries(1):
-        backlog = duplicates.rescoring_backlog()
+        backlog = duplicates.rescoring_backlog(analyst)
     assert (backlog.incidents, backlog.whole_database) == ((0, True) if tasks == [{}] else (2, False))
     [waiting] = review_queue_messages(client)
     assert waiting.startswith(
@@ -240,3 +242,36 @@ def test_a_write_while_a_rescoring_of_the_whole_database_waits_queues_nothing_mo
         data={"people_count": 82},
     )
     assert queued() == [{}, {"incident_ids": [original.pk]}]
+
+
+def test_the_review_queue_counts_only_the_waiting_incidents_its_reader_may_see(client, original, tumen):
+    """Every incident written queues its rescoring, a confidential one too: staff without
+    Confidential access read in the count, its age and the failures when an informant's account
+    was recorded or changed, and how many incidents an import of confidential ones held."""
+    informant = make_incident(**TWIN, places=[tumen], confidential=True, review_state="draft")
+    confidential_reviewer = make_user(roles.REVIEWER, confidential=True)
+    services.incident_update(
+        incident=informant, user=confidential_reviewer, expected_version=informant.version, data={"people_count": 81}
+    )
+    DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    client.force_login(make_user(roles.REVIEWER))
+    url = reverse("admin:incidents_duplicatepair_changelist")
+
+    assert [str(message) for message in client.get(url).context["messages"]] == []
+    # Once an incident they see waits too, they are told of that one alone, since it was queued.
+    services.incident_update(
+        incident=original, user=confidential_reviewer, expected_version=original.version, data={"people_count": 80}
+    )
+    [waiting] = [str(message) for message in client.get(url).context["messages"]]
+    assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident, the oldest queued 0")
+    # Readers with Confidential access are told of both, since the first was queued.
+    client.force_login(confidential_reviewer)
+    [waiting] = [str(message) for message in client.get(url).context["messages"]]
+    assert waiting.startswith("Waiting to be rechecked for duplicates: 2 changed incidents, the oldest queued 5")
+    # A failed rescoring of the confidential incident alone is theirs to know of too.
+    DBTaskResult.objects.filter(enqueued_at__lt=timezone.now() - timedelta(minutes=1)).update(
+        status=TaskResultStatus.FAILED, finished_at=timezone.now()
+    )
+    assert any("1 recheck for duplicates failed" in str(m) for m in client.get(url).context["messages"])
+    client.force_login(make_user(roles.REVIEWER))
+    assert not any("failed" in str(m) for m in client.get(url).context["messages"])

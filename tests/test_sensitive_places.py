@@ -3,8 +3,12 @@ coarsened too, at every door and whatever made it so: its own coordinates would 
 sensitive place lies. The database keeps `Place.within_sensitive` down the tree of places."""
 
 import json
+import threading
+import time
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import Client
 
 from incidents import roles
@@ -161,3 +165,83 @@ def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_se
     )
     assert out.status_code == 200, out.content
     assert shown_by_the_api(None, gate) == GATE
+
+
+def _waits_or_ends(observer, thread: threading.Thread) -> None:
+    """Until `thread` waits for a lock that `observer` holds, or has ended (a write that did not wait)."""
+    for _ in range(100):
+        waiting = observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        if waiting or not thread.is_alive():
+            return
+        time.sleep(0.1)
+
+
+def _in_a_thread(write) -> tuple[threading.Thread, dict]:
+    answer = {}
+
+    def run():
+        try:
+            answer["response"] = write()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_place_added_inside_the_town_while_it_is_marked_sensitive_is_coarsened():
+    """The new place read its parent's `within_sensitive` before the mark committed, and the mark's
+    walk down the tree could not see the new place yet: both committed, it showed its exact
+    coordinates inside a sensitive town. It waits for the mark now."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1])
+    analyst = client_for(make_user(roles.ANALYST))
+
+    with psycopg.connect(**connection.get_connection_params()) as reviewer:
+        reviewer.execute("UPDATE incidents_place SET sensitive = true WHERE id = %s", [town.pk])
+        thread, answer = _in_a_thread(
+            lambda: analyst.post(
+                f"{API}/places/",
+                {"name": "Gate", "kind": "facility", "parent": town.pk, "latitude": GATE[0], "longitude": GATE[1]},
+                format="json",
+            )
+        )
+        _waits_or_ends(reviewer, thread)
+    thread.join(20)
+
+    assert answer["response"].status_code == 201, answer["response"].content
+    gate = Place.objects.get(name="Gate")
+    assert gate.within_sensitive
+    assert shown_by_the_api(None, gate) == PROVINCE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_town_marked_sensitive_while_a_place_moves_into_it_coarsens_that_place():
+    """The mark's walk down the tree ran before the move committed and did not see the place: it
+    kept its exact coordinates inside a sensitive town. The mark waits for the move now."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1])
+    gate = make_place(name="Gate", kind="facility", parent=province, latitude=GATE[0], longitude=GATE[1])
+
+    with psycopg.connect(**connection.get_connection_params()) as analyst:
+        analyst.execute("UPDATE incidents_place SET parent_id = %s WHERE id = %s", [town.pk, gate.pk])
+        thread, answer = _in_a_thread(lambda: mark_answer(town, sensitive=True))
+        _waits_or_ends(analyst, thread)
+    thread.join(20)
+
+    assert answer["response"].status_code == 200, answer["response"].content
+    gate.refresh_from_db()
+    assert (gate.parent_id, gate.within_sensitive) == (town.pk, True)
+    assert shown_by_the_api(None, gate) == PROVINCE
+
+
+def mark_answer(place: Place, *, sensitive: bool):
+    place.refresh_from_db()
+    return client_for(make_user(roles.REVIEWER)).patch(
+        f"{API}/places/{place.pk}/", {"sensitive": sensitive, "version": place.version}, format="json"
+    )

@@ -167,6 +167,26 @@ def test_a_perpetrators_statistics_come_from_its_kept_totals(world, reader):
     assert len(others) > 1 and others[0]["group"] == "CN", others
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_a_perpetrator_with_no_incident_the_reader_sees_in_the_country_has_no_group_there(world, reader):
+    """Its group in the filter's country was one row whatever the totals held: the country listed
+    with 0 incidents where the incidents list none, for a perpetrator with none there or only some
+    the reader may not see."""
+    secret_police = make_organization(name="Secret police")
+    china, korea = world["places"][0], world["places"][2]
+    for places, confidential in (([china], False), ([korea], True)):
+        incident = make_incident(review_state="published", confidential=confidential, places=places)
+        Involvement.objects.create(incident=incident, organization=secret_police, role="perpetrator")
+    client = client_for(READERS[reader]())
+
+    assert_totals_agree(
+        client,
+        groupings=["country"],
+        filters=[f"perpetrator={secret_police.pk}&country={country}" for country in ("KP", "RU")],
+    )
+    assert answer(client, f"group_by=country&perpetrator={secret_police.pk}&country=RU")[0]["results"] == []
+
+
 def test_kept_totals_follow_every_kind_of_change(world):
     readers = [client_for(None), client_for(READERS["confidential"]())]
     incidents = list(Incident.objects.order_by("pk"))

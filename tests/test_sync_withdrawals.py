@@ -3,9 +3,12 @@
 they may not see, deleted; each through the door an analyst uses, and each reader told only of
 incidents they could see before."""
 
+import base64
 import itertools
+import json
 from datetime import datetime, timedelta
 from importlib import import_module
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.db import connection
@@ -164,3 +167,30 @@ def test_the_withdrawals_before_the_feature_are_read_from_the_history_as_the_tri
 
     backfilled = set(IncidentWithdrawal.objects.values_list("incident_id", "public_id", "review_state", "confidential"))
     assert backfilled == recorded and len(recorded) == 6
+
+
+def test_a_page_of_withdrawals_tells_no_count_of_those_the_reader_is_not_told_of(client, reviewer):
+    """A page's `next` cursor held the position of its last row, whose id numbered every withdrawal
+    recorded: between two the public was told of, the ids counted how many it was not, and bounded
+    their times (a confidential incident deleted, an informant's draft merged). It holds the
+    incident's own id now, which the row names already."""
+    first, second = make_incident(title="First"), make_incident(title="Second")
+    informant = make_incident(title="Informant's account", review_state="draft", confidential=True)
+    admin = logged_in(client, reviewer)
+    run_action(admin, "return_to_draft", first)
+    assert client_for(reviewer).delete(incident_url(informant)).status_code == 204
+    run_action(admin, "return_to_draft", second)
+
+    page = client_for().get(WITHDRAWN, {"since": LONG_AGO, "page_size": 1}).json()
+    after = client_for().get(page["next"]).json()
+
+    assert [row["id"] for page in (page, after) for row in page["results"]] == [first.public_id, second.public_id]
+    # The last row's position, and the next page's first row's (its link back): one apart, as the
+    # two incidents are, whatever was withdrawn from other readers between.
+    positions = [position_in(page["next"]), position_in(after["previous"])]
+    assert [int(position[1]) for position in positions] == [first.pk, second.pk] == [first.pk, first.pk + 1]
+
+
+def position_in(link: str) -> list[str]:
+    cursor = parse_qs(urlparse(link).query)["cursor"][0]
+    return json.loads(parse_qs(base64.b64decode(cursor).decode())["p"][0])

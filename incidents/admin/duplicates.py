@@ -122,7 +122,7 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     def tell_backlog(self, request):
         """What waits to be rechecked in the background, and what failed: a late queue means that
         no worker (`manage.py db_worker`) is running, and this list is missing recent changes."""
-        backlog = rescoring_backlog()
+        backlog = rescoring_backlog(request.user)
         if backlog.oldest is not None:
             changed = f"{backlog.incidents} changed incident{pluralize(backlog.incidents)}"
             waiting = [changed] if backlog.incidents else []

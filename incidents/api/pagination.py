@@ -13,9 +13,12 @@ being the default), so `?ordering=` is validated here once for every list, and a
 """
 
 import json
+from datetime import UTC
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import Q
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
@@ -71,6 +74,7 @@ class StableCursorPagination(CursorPagination):
         ):
             raise ValueError(position)
         columns = [(field.lstrip("-"), field.startswith("-") != self.cursor.reverse) for field in self.ordering]
+        values = [_in_utc(queryset.model, column, value) for (column, _), value in zip(columns, values, strict=True)]
         after, equal = Q(pk__in=[]), {}
         for (column, descending), value in zip(columns, values, strict=True):
             after |= Q(**equal, **{f"{column}__{'lt' if descending else 'gt'}": value})
@@ -120,6 +124,26 @@ class StableCursorPagination(CursorPagination):
         return parameters
 
 
+def _in_utc(model, column: str, value: str):
+    """A time of the position as UTC, as `UtcDateTimeField` cleans `updated_since` and `since`: a
+    tampered cursor's time with an offset PostgreSQL does not take (beyond 15:59), or whose UTC
+    falls outside the years 1 to 9999 (`9999-12-31T23:59:59-23:00`), met psycopg's DataError when
+    the page was fetched, a 500. ValueError (a 400 naming the cursor) for a time that has no UTC."""
+    try:
+        field = model._meta.get_field(column)
+    except FieldDoesNotExist:
+        return value
+    if not isinstance(field, models.DateTimeField):
+        return value
+    time = field.to_python(value)
+    if time is None or time.tzinfo is None:
+        return value
+    try:
+        return time.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(value) from None
+
+
 class HistoryPagination(StableCursorPagination):
     """An audit trail, oldest first, in pages like every other list: a long-lived incident's
     history is thousands of events."""
@@ -129,10 +153,13 @@ class HistoryPagination(StableCursorPagination):
 
 
 class WithdrawalPagination(StableCursorPagination):
-    """Withdrawals, oldest first: a sync reads them up to now, as it reads the incidents changed."""
+    """Withdrawals, oldest first: a sync reads them up to now, as it reads the incidents changed.
+    Ties broken by the incident's id, which the row names already (a reader is told of an incident
+    once): the withdrawal's own id numbers every withdrawal recorded, and a page's cursor holding it
+    told the reader how many they were not told of between two they were, and when."""
 
     def get_orderings(self, view):
-        return {"withdrawn_at": ("withdrawn_at", "id")}
+        return {"withdrawn_at": ("withdrawn_at", "incident_id")}
 
 
 class _AfterPosition:
