@@ -1067,6 +1067,9 @@ def record_save(
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
         record.save()
+        if isinstance(record, Place) and stored is not None and _shown_location_changed(record, stored):
+            # After the place's UPDATE, whose triggers have kept `within_sensitive` down its tree.
+            _incidents_show_place_changed(record, user)
         if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
             duplicates.rescore_relays_after_commit(record.pk)
         for name, linked in (many_to_many or {}).items():
@@ -1075,6 +1078,43 @@ def record_save(
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
             getattr(record, name).set([*linked, *hidden])
     return record
+
+
+# What may change where incidents show a place and the places inside it (`coordinates_for`): its
+# mark, where it lies in the tree (`within_sensitive`), and its coordinates, which the places inside
+# a sensitive one show in its stead.
+_LOCATION_FIELDS = ("sensitive", "parent_id", "latitude", "longitude")
+
+
+def _shown_location_changed(place: Place, stored: Place) -> bool:
+    return any(getattr(place, field) != getattr(stored, field) for field in _LOCATION_FIELDS)
+
+
+def _incidents_show_place_changed(place: Place, user) -> None:
+    """A new version of every incident at `place` or at a place inside it, whose coordinates as
+    readers see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads
+    them again, so that a partner's copy holding a place's exact coordinates, now coarsened (the
+    place, or a town above it, marked sensitive), is corrected. Without it the incidents kept their
+    version, and a copy kept the exact coordinates for good.
+
+    Their history is written here and their export rows (which hold the version) made again once,
+    with the incidents' update triggers off meanwhile, as `_incidents_show_claims_of_changed` does:
+    four statements, however many incidents (a province's). The place's own history tells what
+    changed; an incident's event says only that its version moved."""
+    places, links = Place._meta.db_table, IncidentPlace._meta.db_table
+    set_incident_update_triggers(enabled=False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE tree(id) AS (SELECT %s::bigint"
+            f" UNION SELECT place.id FROM {places} AS place JOIN tree ON place.parent_id = tree.id)"
+            f" UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
+            f" WHERE id IN (SELECT incident_id FROM {links} WHERE place_id IN (SELECT id FROM tree)) RETURNING id",
+            [place.pk, timezone.now(), _acting_user_id(user)],
+        )
+        incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
+        _record_events({Incident: "id"}, incident_ids, label="update")
+        cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
+    set_incident_update_triggers(enabled=True)
 
 
 def _origins_changed(source: Source, stored: Source) -> bool:

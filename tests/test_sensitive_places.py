@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from incidents import roles
-from incidents.models import Place
+from incidents.models import Incident, Place
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import make_incident, make_place, make_user
 from tests.test_admin import logged_in
@@ -139,6 +140,39 @@ def test_marking_a_place_adds_one_event_to_the_history_not_one_to_every_place_in
     after = {name: events.filter(pgh_obj=place).count() for name, place in places.items()}
     assert {name: after[name] - before[name] for name in places} == {"province": 0, "town": 1, "gate": 0, "hut": 0}
     assert Place.objects.get(pk=places["hut"].pk).within_sensitive
+
+
+def test_marking_the_town_is_a_new_version_of_every_incident_inside_it_so_that_a_sync_corrects_its_copy(places):
+    at_gate, at_hut = make_incident(places=[places["gate"]]), make_incident(places=[places["hut"]])
+    elsewhere = make_incident(places=[places["province"]])
+    partner = make_user()
+    synced = client_for(partner).get(f"{API}/incidents/{at_gate.public_id}/").json()
+    assert {tuple(place[key] for key in ("latitude", "longitude")) for place in synced["places"]} == {GATE}
+    since = timezone.now()
+    reviewer = make_user(roles.REVIEWER)
+
+    mark(places["town"], sensitive=True, by=reviewer)
+
+    sync = {"updated_since": since.isoformat(), "page_size": 200}
+    changed = results(client_for(partner).get(f"{API}/incidents/", sync))
+    assert {incident["public_id"] for incident in changed} == {at_gate.public_id, at_hut.public_id}
+    for incident in changed:
+        assert [(place["latitude"], place["longitude"]) for place in incident["places"]] == [PROVINCE]
+        assert incident["version"] == synced["version"] + 1
+    # The CSV's sync reads the kept rows, which hold the new version; the history says who.
+    exported = client_for(partner).get(f"{API}/incidents.csv", {"updated_since": since.isoformat()})
+    lines = b"".join(exported.streaming_content).decode().splitlines()
+    assert len(lines) == 3 and all(f",{synced['version'] + 1}" in line for line in lines[1:]), lines
+    event = Incident.pgh_event_model.objects.filter(pgh_obj=at_hut).latest("pgh_id")
+    assert event.pgh_label == "update" and event.pgh_context.metadata["user"] == reviewer.pk
+    assert Incident.objects.get(pk=elsewhere.pk).version == elsewhere.version
+    # A change of what no incident shows of the place (its other names) starts no version of them.
+    town = Place.objects.get(pk=places["town"].pk)
+    answer = client_for(reviewer).patch(
+        f"{API}/places/{town.pk}/", {"alternate_names": ["Dumen"], "version": town.version}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert Incident.objects.get(pk=at_gate.pk).version == synced["version"] + 1
 
 
 def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_sensitive_one(places):
