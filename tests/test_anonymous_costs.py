@@ -9,16 +9,17 @@ in production (not inside the test's transaction) and a cancelled statement leav
 
 import threading
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
 import psycopg
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
+from incidents.statistics import recount_statistics
 from tests.api_support import API, client_for
 from tests.factories import make_incident, make_user
 
@@ -158,3 +159,34 @@ def test_a_sign_in_does_not_wait_for_another_sign_ins_clean_up_of_expired_attemp
     # Once that session has let them go, the next sign-in deletes them as before.
     client_for().post(f"{API}/auth/token/", {"username": "analyst", "password": "wrong"}, format="json")
     assert set(AccessAttempt.objects.values_list("username", "failures_since_start")) == {("analyst", 2)}
+
+
+def test_statistics_are_read_while_they_are_recounted():
+    # `recount_statistics` (tens of seconds at a million incidents) makes writes wait, not reads:
+    # emptying the totals with TRUNCATE locked them against every reader until it committed, and
+    # the bound answered every anonymous statistic and the public pages' facets 503 meanwhile,
+    # telling their readers to narrow what they asked.
+    make_incident(date_start=date(2023, 8, 29), date_end=date(2023, 8, 29))
+    recounted, release = threading.Event(), threading.Event()
+
+    def recount():
+        try:
+            with transaction.atomic():
+                recount_statistics()
+                recounted.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    recounting = threading.Thread(target=recount)
+    recounting.start()
+    try:
+        assert recounted.wait(timeout=30)
+        response = Client().get(f"{API}/incidents/stats/", {"group_by": "year"})
+        page = Client().get("/")
+    finally:
+        release.set()
+        recounting.join()
+    assert response.status_code == 200, response.content
+    assert [(row["group"], row["incidents"]) for row in response.json()["results"]] == [("2023", 1)]
+    assert page.status_code == 200
