@@ -1,16 +1,19 @@
 """What a locked-out client is told (django-axes calls lockout_response), the check the
 second-factor step makes before trying a code, the username django-axes counts an attempt under,
-the sign-in rate of the admin's login, and attempts at one account taken in turn."""
+the sign-in rate of the admin's login, attempts at one account taken in turn, and django-axes'
+records kept (AttemptsHandler)."""
 
 import hashlib
 import math
 from contextlib import contextmanager
 
+from axes.attempts import get_cool_off_threshold
+from axes.handlers.database import AxesDatabaseHandler
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib import admin
-from django.db import connection
+from django.db import connection, transaction
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 
@@ -107,3 +110,25 @@ def sign_in_throttled(request) -> TemplateResponse | None:
     response = TemplateResponse(request, "accounts/locked_out.html", context, status=429)
     response["Retry-After"] = str(seconds)
     return response.render()
+
+
+class AttemptsHandler(AxesDatabaseHandler):
+    """django-axes' records in the database (AXES_HANDLER), as django-axes keeps them, but for the
+    clean-up of expired attempts that each sign-in runs first, which never waits for another's.
+
+    django-axes deletes every attempt whose lockout has expired, anyone's, in a transaction that
+    holds each row until it commits; a sign-in meanwhile (any account, any address) waited to delete
+    the same rows, and the bound on anonymous statements (tracker/statement_timeout.py) cut that
+    wait short: a wrong password answered 503 telling its sender to narrow a search, uncounted
+    towards the lockout. Here rows another transaction holds are left to it (SKIP LOCKED): it is
+    deleting them, or (django-axes' own select_for_update) counting a new failure on them. The
+    delete itself, which works, stays bounded."""
+
+    def clean_expired_user_attempts(self, request=None, credentials=None) -> int:
+        if settings.AXES_COOLOFF_TIME is None or getattr(settings, "AXES_USE_ATTEMPT_EXPIRATION", False):
+            return super().clean_expired_user_attempts(request, credentials)
+        expired = AccessAttempt.objects.filter(attempt_time__lte=get_cool_off_threshold(request))
+        with transaction.atomic():
+            free = list(expired.select_for_update(skip_locked=True).values_list("pk", flat=True))
+            _, deleted = AccessAttempt.objects.filter(pk__in=free).delete()
+        return deleted.get(AccessAttempt._meta.label, 0)

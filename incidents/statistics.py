@@ -541,24 +541,36 @@ def recount_statistics() -> int:
     disabled. Returns how many incidents were counted.
 
     Writes to the incidents and what the totals depend on wait until it commits (SHARE locks), so
-    no change is counted against totals being rebuilt; reads go on."""
+    no change is counted against totals being rebuilt; reads go on, from the totals as they were
+    until it commits (emptied by DELETE, not TRUNCATE: `_count_every_incident_anew`)."""
     tables = [model._meta.db_table for model in (Incident, IncidentPlace, Involvement, Place)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE")
         # The cells grouped in memory rather than on disk (this transaction only).
         cursor.execute("SET LOCAL work_mem = '256MB'")
-        _count_every_incident_anew(cursor)
+        _count_every_incident_anew(cursor, readers_wait=False)
         return IncidentRollupEntry.objects.count()
 
 
-def _count_every_incident_anew(cursor) -> None:
+def _count_every_incident_anew(cursor, *, readers_wait: bool) -> None:
     """Empty the kept totals and count every incident into them in one statement, by
     `incident_rollup_count_into_empty` (migration 0036): the count every edit runs
     (`incident_rollup_count`), less what empty totals make idle: the same totals for less than
     half its work (at 200,000 incidents 19-24 CPU-seconds instead of 50-56 in the demo generator,
-    which drops the totals' unique keys meanwhile and builds them after)."""
+    which drops the totals' unique keys meanwhile and builds them after).
+
+    `readers_wait`: emptied by TRUNCATE, whose ACCESS EXCLUSIVE lock makes every reader of the
+    totals wait until the transaction ends (a bulk load, `statistics_counted_once`); otherwise by
+    DELETE, slower and leaving the old rows for VACUUM, which readers read through, seeing the
+    totals as they were until the commit. A recount run while the site serves made every
+    statistic and the public pages' facets wait for it: signed-in readers for its whole length
+    (tens of seconds at a million incidents), anonymous ones until the bound on their statements
+    (tracker/statement_timeout.py) answered 503 telling them to narrow what they asked."""
     totals = [model._meta.db_table for model in (IncidentRollup, IncidentFacetTotal, IncidentRollupEntry)]
-    cursor.execute(f"TRUNCATE {', '.join(totals)}")
+    if readers_wait:
+        cursor.execute(f"TRUNCATE {', '.join(totals)}")
+    else:
+        cursor.execute("; ".join(f"DELETE FROM {table}" for table in totals))
     cursor.execute(f"SELECT incident_rollup_count_into_empty(ARRAY(SELECT id FROM {Incident._meta.db_table}))")
 
 
@@ -606,7 +618,7 @@ def statistics_counted_once(*, every_incident_anew: bool = False):
         for table, trigger in _INSERT_ROLLUP_TRIGGERS.items():
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
         if every_incident_anew:
-            _count_every_incident_anew(cursor)
+            _count_every_incident_anew(cursor, readers_wait=True)
         else:
             cursor.execute(
                 f"SELECT incident_rollup_count(ARRAY(SELECT id FROM {Incident._meta.db_table} WHERE id > %s))",

@@ -9,12 +9,17 @@ in production (not inside the test's transaction) and a cancelled statement leav
 
 import threading
 from contextlib import contextmanager
+from datetime import date, timedelta
 
 import psycopg
 import pytest
-from django.db import connection
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 
+from incidents.statistics import recount_statistics
 from tests.api_support import API, client_for
 from tests.factories import make_incident, make_user
 
@@ -120,3 +125,68 @@ def test_no_bound_when_it_is_turned_off(settings):
     with incidents_locked(release_after=BOUND_MS * 3 / 1000):
         response = Client().get(f"{API}/incidents/", {"country": "CN"})
     assert response.status_code == 200
+
+
+@contextmanager
+def rows_deleted_by_another_session(sql: str, *, release_after: float = 2.0):
+    """Another session that deleted rows (`sql`) and has not committed yet, as another request's
+    clean-up holds them meanwhile, for `release_after` seconds, then rolled back."""
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+    assert other.execute(sql).rowcount > 0
+    timer = threading.Timer(release_after, other.rollback)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        other.close()
+
+
+def test_a_sign_in_does_not_wait_for_another_sign_ins_clean_up_of_expired_attempts():
+    # Each failed sign-in first deletes the attempts whose lockout has expired, anyone's; a sign-in
+    # sent meanwhile waited for the rows the first was deleting, and the bound cut the wait short:
+    # the failed sign-in answered 503 telling its sender to narrow a search.
+    make_user(username="analyst")
+    expired = timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(minutes=1)
+    attempt = AccessAttempt.objects.create(username="someone else", ip_address="192.0.2.7", failures_since_start=3)
+    AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=expired)  # the field is set on creation
+    with rows_deleted_by_another_session("DELETE FROM axes_accessattempt"):
+        response = client_for().post(f"{API}/auth/token/", {"username": "analyst", "password": "wrong"}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"non_field_errors": ["Unable to log in with the username and password given."]}
+    # Counted: the other session's rows were left to it.
+    assert AccessAttempt.objects.get(username="analyst").failures_since_start == 1
+    # Once that session has let them go, the next sign-in deletes them as before.
+    client_for().post(f"{API}/auth/token/", {"username": "analyst", "password": "wrong"}, format="json")
+    assert set(AccessAttempt.objects.values_list("username", "failures_since_start")) == {("analyst", 2)}
+
+
+def test_statistics_are_read_while_they_are_recounted():
+    # `recount_statistics` (tens of seconds at a million incidents) makes writes wait, not reads:
+    # emptying the totals with TRUNCATE locked them against every reader until it committed, and
+    # the bound answered every anonymous statistic and the public pages' facets 503 meanwhile,
+    # telling their readers to narrow what they asked.
+    make_incident(date_start=date(2023, 8, 29), date_end=date(2023, 8, 29))
+    recounted, release = threading.Event(), threading.Event()
+
+    def recount():
+        try:
+            with transaction.atomic():
+                recount_statistics()
+                recounted.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    recounting = threading.Thread(target=recount)
+    recounting.start()
+    try:
+        assert recounted.wait(timeout=30)
+        response = Client().get(f"{API}/incidents/stats/", {"group_by": "year"})
+        page = Client().get("/")
+    finally:
+        release.set()
+        recounting.join()
+    assert response.status_code == 200, response.content
+    assert [(row["group"], row["incidents"]) for row in response.json()["results"]] == [("2023", 1)]
+    assert page.status_code == 200

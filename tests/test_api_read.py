@@ -513,6 +513,19 @@ class TestPagination:
         answer = client_for(reviewer).get(incident_url(incident, "history/"), {"cursor": cursor})
         assert answer.status_code == 400 and "cursor" in answer.json()
 
+    @pytest.mark.parametrize(
+        ("path", "query"),
+        [("incidents/", {"ordering": "updated_at"}), ("incidents/withdrawn/", {"since": "2000-01-01T00:00:00Z"})],
+    )
+    @pytest.mark.parametrize("time", ["2024-01-01T00:00:00", "2024-01-01"])
+    def test_a_cursor_holding_a_time_without_its_offset_answers_400(self, path, query, time):
+        # A page's cursor writes its times with their offset. One without was read in the server's
+        # time zone, with a warning for each request: a 500 wherever warnings are errors.
+        make_incident()
+        cursor = base64.b64encode(urlencode({"p": json.dumps([time, "1"])}).encode()).decode()
+        answer = client_for().get(f"{API}/{path}", {**query, "cursor": cursor})
+        assert answer.status_code == 400 and list(answer.json()) == ["cursor"]
+
     def test_page_size_above_the_limit_is_refused(self, settings):
         settings.API_MAX_PAGE_SIZE = 5
         assert client_for().get(f"{API}/incidents/?page_size=6").status_code == 400

@@ -377,6 +377,8 @@ AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_ip"
 # The username typed, cut to the length django-axes's records hold (a longer one was a 500).
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# django-axes' database handler, whose clean-up of expired attempts waits for no other sign-in's.
+AXES_HANDLER = "accounts.lockout.AttemptsHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # Never keep a typed code in the attempt records (axes always masks the password); `current-code`
 # is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).

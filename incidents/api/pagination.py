@@ -18,8 +18,8 @@ from datetime import UTC
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import models
-from django.db.models import Q
+from django.db.models import DateTimeField, Q
+from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
@@ -125,19 +125,27 @@ class StableCursorPagination(CursorPagination):
 
 
 def _in_utc(model, column: str, value: str):
-    """A time of the position as UTC, as `UtcDateTimeField` cleans `updated_since` and `since`: a
-    tampered cursor's time with an offset PostgreSQL does not take (beyond 15:59), or whose UTC
-    falls outside the years 1 to 9999 (`9999-12-31T23:59:59-23:00`), met psycopg's DataError when
-    the page was fetched, a 500. ValueError (a 400 naming the cursor) for a time that has no UTC."""
+    """A time of the position as UTC, as `UtcDateTimeField` cleans `updated_since` and `since`.
+    ValueError (a 400 naming the cursor) for a time that has no UTC: one without its offset (a
+    page's cursor writes its times with theirs; Django read such a one in the server's time zone,
+    with a RuntimeWarning at every request, a 500 wherever warnings are errors), or one whose UTC
+    falls outside the years 1 to 9999 (`9999-12-31T23:59:59-23:00`), which met psycopg's DataError
+    when the page was fetched, a 500. Any other column's value, or one the field cannot read (which
+    the lookup refuses), as it is."""
     try:
         field = model._meta.get_field(column)
     except FieldDoesNotExist:
         return value
-    if not isinstance(field, models.DateTimeField):
+    if not isinstance(field, DateTimeField):
         return value
-    time = field.to_python(value)
-    if time is None or time.tzinfo is None:
+    try:
+        time = field.to_python(value)
+    except DjangoValidationError:
         return value
+    if time is None:
+        return value
+    if timezone.is_naive(time):
+        raise ValueError(value)
     try:
         return time.astimezone(UTC)
     except OverflowError:
