@@ -203,7 +203,9 @@ def wait_for_an_attempt_in_turn() -> None:
     with connection.cursor() as cursor:
         while True:
             cursor.execute(
+                # This test's database only: a test of another process may hold such a lock in its own.
                 "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 " AND classid::int = hashtext('accounts.sign_in') AND objsubid = 2)"
             )
             if cursor.fetchone()[0]:
