@@ -34,19 +34,25 @@ def _short_bound(settings):
 
 
 @contextmanager
-def incidents_locked(*, release_after: float = 2.0, table: str = "incidents_incident"):
-    """Another session's exclusive lock on the incidents' table (or `table`) for `release_after`
-    seconds: ten times the bound, and given back even if nothing cancels the request, so that a
-    missing bound fails the test rather than hanging it."""
+def held_by_another_session(sql: str, *, release_after: float = 2.0):
+    """Another session that ran `sql` (took a lock, deleted rows) and holds what it took, not yet
+    committed, for `release_after` seconds: ten times the bound, and given back even if nothing
+    cancels the request, so that a missing bound fails the test rather than hanging it. Yields
+    how many rows `sql` touched."""
     other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
-    other.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    touched = other.execute(sql).rowcount
     timer = threading.Timer(release_after, other.rollback)
     timer.start()
     try:
-        yield
+        yield touched
     finally:
         timer.join()
         other.close()
+
+
+def incidents_locked(*, release_after: float = 2.0, table: str = "incidents_incident"):
+    """Another session's exclusive lock on the incidents' table (or `table`)."""
+    return held_by_another_session(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE", release_after=release_after)
 
 
 def test_an_anonymous_list_that_outlasts_the_bound_answers_503_naming_its_parameters():
@@ -127,21 +133,6 @@ def test_no_bound_when_it_is_turned_off(settings):
     assert response.status_code == 200
 
 
-@contextmanager
-def rows_deleted_by_another_session(sql: str, *, release_after: float = 2.0):
-    """Another session that deleted rows (`sql`) and has not committed yet, as another request's
-    clean-up holds them meanwhile, for `release_after` seconds, then rolled back."""
-    other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
-    assert other.execute(sql).rowcount > 0
-    timer = threading.Timer(release_after, other.rollback)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.join()
-        other.close()
-
-
 def test_a_sign_in_does_not_wait_for_another_sign_ins_clean_up_of_expired_attempts():
     # Each failed sign-in first deletes the attempts whose lockout has expired, anyone's; a sign-in
     # sent meanwhile waited for the rows the first was deleting, and the bound cut the wait short:
@@ -150,7 +141,9 @@ def test_a_sign_in_does_not_wait_for_another_sign_ins_clean_up_of_expired_attemp
     expired = timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(minutes=1)
     attempt = AccessAttempt.objects.create(username="someone else", ip_address="192.0.2.7", failures_since_start=3)
     AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=expired)  # the field is set on creation
-    with rows_deleted_by_another_session("DELETE FROM axes_accessattempt"):
+    # As another request's clean-up holds them meanwhile.
+    with held_by_another_session("DELETE FROM axes_accessattempt") as deleted:
+        assert deleted > 0
         response = client_for().post(f"{API}/auth/token/", {"username": "analyst", "password": "wrong"}, format="json")
     assert response.status_code == 400, response.content
     assert response.json() == {"non_field_errors": ["Unable to log in with the username and password given."]}
