@@ -458,11 +458,12 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     """Undo `merge`, by a Reviewer who may see both incidents: every row it moved that is still on
     the survivor goes back (rows deleted since stay deleted, their deletion in the history), the
     survivor's new response links are removed, the claims it marked lose the mark, `merged_into`
-    is cleared, the pair's decision is the one it had before (`_decision_before`) and the merge's pending revision is
-    rejected; if it was accepted, the survivor's dates and counts from before are proposed back
-    (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it was undone already,
-    the survivor has been merged since or another incident merged into it since (undo those
-    first), or an involvement would go back onto an incident that holds it already."""
+    is cleared, the pair's decision is the one it had before (`_decision_before`) and the merge's
+    pending revision is rejected; if it was accepted, the survivor's dates and counts from before
+    are proposed back (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it
+    was undone already, the survivor has been merged since or another incident merged into it
+    since (undo those first), or an involvement would go back onto an incident that holds it
+    already."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
     services.raise_text_errors(note=note)

@@ -407,15 +407,11 @@ class Place(VersionedModel, TimestampedModel):
                 level=pgtrigger.Row,
                 declare=[("parent_within", "boolean")],
                 func="""
-                IF TG_OP = 'UPDATE' THEN
-                    IF NEW.parent_id IS NOT DISTINCT FROM OLD.parent_id THEN
-                        NEW.within_sensitive := NEW.sensitive OR COALESCE(
-                            (SELECT within_sensitive FROM incidents_place WHERE id = NEW.parent_id), false
-                        );
-                        RETURN NEW;
-                    END IF;
+                IF TG_OP = 'UPDATE' AND NEW.parent_id IS NOT DISTINCT FROM OLD.parent_id THEN
+                    SELECT within_sensitive INTO parent_within FROM incidents_place WHERE id = NEW.parent_id;
+                ELSE
+                    SELECT within_sensitive INTO parent_within FROM incidents_place WHERE id = NEW.parent_id FOR SHARE;
                 END IF;
-                SELECT within_sensitive INTO parent_within FROM incidents_place WHERE id = NEW.parent_id FOR SHARE;
                 NEW.within_sensitive := NEW.sensitive OR COALESCE(parent_within, false);
                 RETURN NEW;
                 """,
