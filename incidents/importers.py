@@ -917,6 +917,15 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     if not is_whole_number(raw):
         return [RowError(line, "version", f"{raw!r} is not a version number.")]
     row.expected_version = int(raw)
+    if row.expected_version > incident.version:
+        return [
+            RowError(
+                line,
+                "version",
+                f"{incident.public_id} never had version {row.expected_version}: it is at version "
+                f"{incident.version}. Export it again to get its version.",
+            )
+        ]
     if row.expected_version != incident.version:
         return [
             RowError(

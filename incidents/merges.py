@@ -269,12 +269,19 @@ def incident_merge(
         survivor_incident, merged = locked[survivor_incident.pk], locked[merged.pk]
         pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
         _refusals(user, survivor_incident, merged, pair)
-        for incident, expected in ((survivor_incident, survivor_version), (merged, merged_version)):
-            if expected is not None and incident.version != expected:
+        for incident, expected, field in (
+            (survivor_incident, survivor_version, "survivor_version"),
+            (merged, merged_version, "merged_version"),
+        ):
+            if expected is None:
+                continue
+            try:
+                services.check_version(incident, expected, reader=user, field=field)
+            except services.VersionConflict:
                 raise MergeRefused(
                     f"{incident.public_id} changed since you looked at it (now version {incident.version}, you saw "
                     f"version {expected}): review the merge again."
-                )
+                ) from None
         _lock_what_moving_links_refer_to(merged)
         plan = _plan(None, survivor_incident, merged)
         merge = IncidentMerge.objects.create(

@@ -67,15 +67,38 @@ class VersionConflict(Exception):
     def __init__(self, *, current: models.Model, expected_version: int, reader=None):
         self.current = current
         self.expected_version = expected_version
+        changed = f"{_record_name(current)} was changed"
         if isinstance(current, Incident):
-            changed = f"{current.public_id} was changed by {_changed_by(current, reader)}"
-        else:
-            changed = f"{capfirst(current._meta.verbose_name)} “{current}” was changed"
+            changed += f" by {_changed_by(current, reader)}"
         super().__init__(
             f"{changed} at {current.updated_at:%Y-%m-%d %H:%M} UTC "
             f"(now version {current.version}; you edited version {expected_version}). "
             "Your changes were not saved: reload it, then apply them again."
         )
+
+
+def check_version(current: models.Model, expected_version: int, *, reader=None, field: str = "version") -> None:
+    """Refuse a write made from another version than `current`'s stored one. An older version means
+    someone saved since: VersionConflict (a 409, "reload and apply again"). A version the record
+    never reached is not a race but a wrong or forged value (10^30, say): a ValidationError naming
+    `field` (a 400), which no reload would cure."""
+    if expected_version > current.version:
+        raise ValidationError(
+            {
+                field: [
+                    f"{_record_name(current)} never had version {expected_version}: it is at version "
+                    f"{current.version}. Send the version you read."
+                ]
+            }
+        )
+    if expected_version != current.version:
+        raise VersionConflict(current=current, expected_version=expected_version, reader=reader)
+
+
+def _record_name(record: models.Model) -> str:
+    if isinstance(record, Incident):
+        return record.public_id
+    return f"{capfirst(record._meta.verbose_name)} “{record}”"
 
 
 class StaleRevision(VersionConflict):
@@ -513,8 +536,7 @@ def _locked(incident: Incident, expected_version: int, *, visible_to=None) -> In
     current = incidents.select_for_update(of=("self",)).select_related("updated_by").filter(pk=incident.pk).first()
     if current is None:
         raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
-    if current.version != expected_version:
-        raise VersionConflict(current=current, expected_version=expected_version, reader=visible_to)
+    check_version(current, expected_version, reader=visible_to)
     return current
 
 
@@ -1034,8 +1056,8 @@ def record_save(
                 raise ValidationError({"version": ["Send the version you edited."]})
             # Locked, so that two writers of one version cannot both pass the comparison.
             stored = model._default_manager.select_for_update().get(pk=record.pk)
-            if versioned and stored.version != expected_version:
-                raise VersionConflict(current=stored, expected_version=expected_version, reader=user)
+            if versioned:
+                check_version(stored, expected_version, reader=user)
         for name, value in (data or {}).items():
             setattr(record, name, value)
         if stored is not None:

@@ -471,6 +471,18 @@ class TestLostUpdates:
         source.refresh_from_db()
         assert (source.title, source.version) == ("Edited", 3)
 
+    def test_a_form_with_a_version_the_record_never_had_is_refused_naming_it(self, client, analyst):
+        incident = make_incident(review_state="draft")
+        form = {**incident_post(incident=incident, title="Changed"), "expected_version": 10**30}
+
+        response = logged_in(client, analyst).post(change_url(incident), form)
+
+        assert response.status_code == 200
+        errors = " ".join(response.context["adminform"].form.non_field_errors())
+        assert f"never had version {10**30}" in errors
+        incident.refresh_from_db()
+        assert (incident.title, incident.version) != ("Changed", 2)
+
     def test_a_form_without_its_version_is_refused(self, client, analyst):
         incident = make_incident(review_state="draft")
         form = incident_post(incident=incident, title="Changed")

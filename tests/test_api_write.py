@@ -238,6 +238,18 @@ class TestUpdateIncident:
         incident.refresh_from_db()
         assert incident.people_count == 80
 
+    def test_a_body_version_the_incident_never_had_is_named_and_changes_nothing(self, analyst, incident):
+        for version in (2, 10**30):
+            answer = client_for(analyst).patch(
+                incident_url(incident), {"people_count": 90, "version": version}, format="json"
+            )
+            assert answer.status_code == 400, answer.content
+            assert answer.json()["version"] == [
+                f"{incident.public_id} never had version {version}: it is at version 1. Send the version you read."
+            ]
+        incident.refresh_from_db()
+        assert (incident.people_count, incident.version) == (80, 1)
+
     def test_without_if_match_the_current_body_version_is_accepted(self, analyst, incident):
         answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90, "version": 1}, format="json")
         assert answer.status_code == 200
@@ -414,6 +426,9 @@ class TestOtherResourcesVersions:
         assert stale_body.status_code == 409 and "you edited version 1" in stale_body.json()["detail"]
         assert stale_header.status_code == 412 and "stale" in stale_header.json()["detail"]
         assert without.status_code == 400 and list(without.json()) == ["version"]
+        # A version the record never had is a wrong value, not someone's save: no reload cures it.
+        never = reviewer.patch(url, {**change, "version": 10**30}, format="json")
+        assert never.status_code == 400 and "never had version" in never.json()["version"][0], never.content
         record.refresh_from_db()
         assert record.version == 2
         assert reviewer.patch(url, change, format="json", headers={"If-Match": '"2"'}).status_code == 200

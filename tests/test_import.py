@@ -550,6 +550,15 @@ class TestErrors:
         )
         assert Incident.objects.get().title == "Old"
 
+    def test_a_version_the_incident_never_had_is_named_as_such(self, analyst, tmp_path):
+        incident = make_incident(title="Old", review_state="draft")
+        exported = rows(export(analyst, tmp_path))
+        errors = import_errors(analyst, tmp_path, write_csv([{**exported[0], "title": "Mine", "version": "10" * 15}]))
+        assert (
+            f"line 2, column version: {incident.public_id} never had version {'10' * 15}: it is at version 1" in errors
+        )
+        assert Incident.objects.get().title == "Old"
+
     def test_updates_need_a_version_and_an_incident_the_user_may_see(self, analyst, tmp_path):
         visible = make_incident(title="Visible")
         hidden = make_incident(title="Hidden", confidential=True)

@@ -363,9 +363,12 @@ def test_a_confidential_incident_merges_only_with_a_confidential_one(world):
 
 def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(world, reviewer):
     client = client_for(reviewer)
-    stale = client.post(merge_url(world["pair"]), {"survivor_version": world["survivor"].version + 5}, format="json")
+    read_version = world["survivor"].version
+    Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version + 1)
+    stale = client.post(merge_url(world["pair"]), {"survivor_version": read_version}, format="json")
     assert stale.status_code == 409 and "changed since" in stale.json()["detail"]
     assert not IncidentMerge.objects.exists()
+    Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version)
 
     assert client.post(merge_url(world["pair"]), {}, format="json").status_code == 201
     again = client.post(merge_url(world["pair"]), {}, format="json")
@@ -500,10 +503,23 @@ class TestAdmin:
         client.force_login(reviewer)
         url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
 
-        answer = client.post(url, {"survivor_version": world["survivor"].version - 1 or 99}, follow=True)
+        read_version = world["survivor"].version
+        Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version + 1)
+
+        answer = client.post(url, {"survivor_version": read_version}, follow=True)
 
         assert "Nothing was merged." in answer.content.decode() and "changed since" in answer.content.decode()
         assert not IncidentMerge.objects.exists()
+
+
+def test_a_version_the_incidents_never_had_is_named_as_bad_input_not_a_change_since(world, reviewer):
+    # 10^30 was never a version: not a race a reload would cure, but a wrong value, named.
+    client = client_for(reviewer)
+    for field in ("survivor_version", "merged_version"):
+        answer = client.post(merge_url(world["pair"]), {field: 10**30}, format="json")
+        assert answer.status_code == 400, answer.content
+        assert list(answer.json()) == [field] and "never had version" in answer.json()[field][0]
+    assert not IncidentMerge.objects.exists()
 
     def test_an_analyst_may_not_open_the_merge_page(self, client, world):
         client.force_login(make_user(roles.ANALYST))

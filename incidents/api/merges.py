@@ -33,10 +33,10 @@ class MergeRequestSerializer(serializers.Serializer):
         help_text="The public id of the incident that survives; by default the published one, else the older.",
     )
     survivor_version = serializers.IntegerField(
-        required=False, min_value=1, help_text="The survivor's version you reviewed; a newer one answers 409."
+        required=False, min_value=1, help_text="The survivor's version you reviewed; if it changed since, 409."
     )
     merged_version = serializers.IntegerField(
-        required=False, min_value=1, help_text="The merged incident's version you reviewed; a newer one answers 409."
+        required=False, min_value=1, help_text="The merged incident's version you reviewed; if it changed since, 409."
     )
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 

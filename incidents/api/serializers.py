@@ -49,7 +49,7 @@ class ModelRulesMixin(serializers.Serializer):
     version = serializers.IntegerField(
         required=False,
         min_value=1,
-        help_text="On writes: the version you edited (or send If-Match); a stale one answers 409.",
+        help_text="On writes: the version you edited (or send If-Match); 409 if stale, 400 if it never was one.",
     )
 
     def create(self, validated_data):
@@ -376,7 +376,7 @@ class IncidentSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(
         required=False,
         min_value=1,
-        help_text="On writes: the version you edited (or send If-Match); a stale one answers 409.",
+        help_text="On writes: the version you edited (or send If-Match); 409 if stale, 400 if it never was one.",
     )
     created_by = serializers.SerializerMethodField()
     updated_by = serializers.SerializerMethodField()
