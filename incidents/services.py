@@ -1088,10 +1088,12 @@ def record_save(
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
-        record.save()
         if isinstance(record, Place) and stored is not None and _shown_location_changed(record, stored):
-            # After the place's UPDATE, whose triggers have kept `within_sensitive` down its tree.
-            _incidents_show_place_changed(record, user)
+            # Before the place's UPDATE (the incidents at it and inside it are the same before and
+            # after it): its trigger makes their export rows again, with these new versions, when
+            # their place paths change; once, where a refresh after it made a moved place's twice.
+            _incidents_show_place_changed(record, user, export_rows_remade=_path_changed(record, stored))
+        record.save()
         if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
             duplicates.rescore_relays_after_commit(record.pk)
         for name, linked in (many_to_many or {}).items():
@@ -1112,7 +1114,13 @@ def _shown_location_changed(place: Place, stored: Place) -> bool:
     return any(getattr(place, field) != getattr(stored, field) for field in _LOCATION_FIELDS)
 
 
-def _incidents_show_place_changed(place: Place, user) -> None:
+def _path_changed(place: Place, stored: Place) -> bool:
+    """Whether the place's UPDATE makes the export rows of the incidents at it and inside it again
+    (`incident_export_places_changed`, migration 0028: their place paths and countries)."""
+    return any(getattr(place, field) != getattr(stored, field) for field in ("name", "parent_id", "country"))
+
+
+def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
     """A new version of every incident at `place` or at a place inside it, whose coordinates as
     readers see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads
     them again, so that a partner's copy holding a place's exact coordinates, now coarsened (the
@@ -1120,9 +1128,10 @@ def _incidents_show_place_changed(place: Place, user) -> None:
     version, and a copy kept the exact coordinates for good.
 
     Their history is written here and their export rows (which hold the version) made again once,
-    with the incidents' update triggers off meanwhile, as `_incidents_show_claims_of_changed` does:
-    four statements, however many incidents (a province's). The place's own history tells what
-    changed; an incident's event says only that its version moved."""
+    here or, if `export_rows_remade`, by the place's UPDATE that follows, with the incidents' update
+    triggers off meanwhile, as `_incidents_show_claims_of_changed` does: four statements at most,
+    however many incidents (a province's). The place's own history tells what changed; an
+    incident's event says only that its version moved."""
     places, links = Place._meta.db_table, IncidentPlace._meta.db_table
     set_incident_update_triggers(enabled=False)
     with connection.cursor() as cursor:
@@ -1135,7 +1144,8 @@ def _incidents_show_place_changed(place: Place, user) -> None:
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
         _record_events({Incident: "id"}, incident_ids, label="update")
-        cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
+        if not export_rows_remade:
+            cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
     set_incident_update_triggers(enabled=True)
 
 

@@ -2,6 +2,8 @@
 coarsened too, at every door and whatever made it so: its own coordinates would tell where the
 sensitive place lies. The database keeps `Place.within_sensitive` down the tree of places."""
 
+import csv
+import io
 import json
 import threading
 import time
@@ -173,6 +175,25 @@ def test_marking_the_town_is_a_new_version_of_every_incident_inside_it_so_that_a
     )
     assert answer.status_code == 200, answer.content
     assert Incident.objects.get(pk=at_gate.pk).version == synced["version"] + 1
+
+
+def test_a_place_moved_is_a_new_version_of_its_incidents_whose_csv_rows_show_it_with_their_new_path(places):
+    # The export rows are made once, by the place's UPDATE, after the version moved: a sync of the
+    # CSV reads the new path at the new version, not either alone.
+    at_hut = make_incident(places=[places["hut"]])
+    elsewhere = make_place(name="Yanji", parent=places["province"], latitude=42.9, longitude=129.5)
+    since = timezone.now()
+    gate = places["gate"]
+
+    moved = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{gate.pk}/", {"parent": elsewhere.pk, "version": gate.version}, format="json"
+    )
+
+    assert moved.status_code == 200, moved.content
+    exported = client_for(make_user()).get(f"{API}/incidents.csv", {"updated_since": since.isoformat()})
+    [row] = csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()))
+    assert (row["public_id"], row["version"]) == (at_hut.public_id, str(at_hut.version + 1))
+    assert row["places"] == "Jilin > Yanji > Gate > Hut"
 
 
 def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_sensitive_one(places):
