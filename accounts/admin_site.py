@@ -12,7 +12,7 @@ from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
 from incidents.numbers import is_whole_number
-from incidents.search import search_terms
+from incidents.search import SearchTerm, search_terms
 
 
 class BoundedSearchMixin:
@@ -26,8 +26,10 @@ class BoundedSearchMixin:
             return super().get_search_results(request, queryset, search_term)
         try:
             terms = search_terms(search_term)
-            # The incident admin's own search may refuse more (incidents.search.IncidentSearch.parse).
-            return super().get_search_results(request, queryset, " ".join(map(str, terms)))
+            # The incident admin's own search reads a word's `*` (`searches_prefixes`) and may
+            # refuse more (incidents.search.IncidentSearch.parse); Django's reads text.
+            typed = str if getattr(self, "searches_prefixes", False) else SearchTerm.as_text
+            return super().get_search_results(request, queryset, " ".join(map(typed, terms)))
         except ValidationError as refusal:
             self.message_user(request, f"This search cannot be run: {' '.join(refusal.messages)}", messages.ERROR)
             return queryset.none(), False

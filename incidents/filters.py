@@ -264,7 +264,8 @@ class IncidentFilterSet(django_filters.FilterSet):
     q = SearchFilter(
         method="filter_q",
         label=(
-            'Search: every word or "phrase" must match (whole words, any case), -word excludes; in ids, '
+            'Search: every word or "phrase" must match (whole words, any case; word* for the words starting '
+            "so, and Korean words of 2 syllables or more always), -word excludes; in ids, "
             "titles, descriptions, place names and alternate names, involved organizations' names, acronyms "
             "and aliases, and the titles, publishers and excerpts of the claims' sources you may see"
         ),

@@ -6,10 +6,12 @@ matches. Every word must match, each anywhere among an incident's words (Inciden
 its public id (`INC-000042`), title and description, its places' names and alternate names, the
 names, acronyms and aliases of the organizations involved, and, for the claims the reader may see,
 their excerpts, their sources' titles and their sources' publishers' names, acronyms and aliases.
-Words match whole, in any case, without stemming ("repatriation" does not find "repatriations"). So
-"HRW repatriation" finds an incident titled "… repatriation" that a Human Rights Watch report is
-cited for. A claim the reader may not see never makes an incident match: a search never reveals a
-confidential source.
+Words match whole, in any case, without stemming ("repatriation" does not find "repatriations"),
+unless they end in `*`: `repatriat*` finds every word that starts so. A Korean word of two
+syllables or more is always such a prefix: Korean writes its particles and endings onto the word
+(`강제북송` must find `강제북송을` and `강제북송되었다`). So "HRW repatriation" finds an incident
+titled "… repatriation" that a Human Rights Watch report is cited for. A claim the reader may not
+see never makes an incident match: a search never reveals a confidential source.
 
 All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
 per audience, so one condition answers the whole search. The confidential claims' words are kept
@@ -62,19 +64,40 @@ REFUSED_ABOVE_INCIDENTS = 100_000
 
 # A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
 _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
+# A word of Hangul syllables alone, of two or more: matched as the start of a word (`prefix`). One
+# syllable (`북`) would find every word starting with it.
+_KOREAN_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
+# Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
+MIN_PREFIX = 2
 
 
 class SearchTerm(NamedTuple):
-    """A word or "phrase" of a search; `excluded` when a `-` before it leaves out what it matches."""
+    """A word or "phrase" of a search; `excluded` when a `-` before it leaves out what it matches;
+    `prefix` when it finds the words that start with it (`repatriat*`, or a Korean word)."""
 
     words: str
     phrase: bool
     excluded: bool
+    prefix: bool = False
 
     def __str__(self) -> str:
-        """The term as typed, for a search that reads text (the admin's search of other records)."""
+        """The term as it may be typed again: parsed, it is this term."""
+        return self.as_text() + ("*" if self.prefix else "")
+
+    def as_text(self) -> str:
+        """The term for a search that reads text (the admin's search of other records), without a
+        `*`: its `ILIKE '%word%'` finds what starts with the word already."""
         quoted = f'"{self.words}"' if self.phrase else self.words
         return f"-{quoted}" if self.excluded else quoted
+
+    def query(self) -> SearchQuery:
+        """The tsquery of the term: a prefix is its words quoted for `to_tsquery`, which splits
+        them as the incidents' words were split (`INC-0000*` is `inc` followed by a word starting
+        `-0000`) and marks each a prefix."""
+        if not self.prefix:
+            return SearchQuery(self.words, search_type="phrase" if self.phrase else "plain", config=SEARCH_CONFIG)
+        quoted = self.words.replace("\\", "\\\\").replace("'", "''")
+        return SearchQuery(f"'{quoted}':*", search_type="raw", config=SEARCH_CONFIG)
 
 
 def search_terms(text: str) -> list[SearchTerm]:
@@ -92,8 +115,18 @@ def search_terms(text: str) -> list[SearchTerm]:
         phrase = found["phrase"] is not None
         words = " ".join((found["phrase"] if phrase else found["word"]).split())
         excluded = bool(found["excluded"])
-        if any(character.isalnum() for character in words):
-            terms.setdefault((words.casefold(), phrase, excluded), SearchTerm(words, phrase, excluded))
+        starred = not phrase and words.endswith("*")
+        words = words.rstrip("*") if starred else words
+        if not any(character.isalnum() for character in words):
+            continue
+        if starred and sum(character.isalnum() for character in words) < MIN_PREFIX:
+            raise ValidationError(
+                _("Put at least %(limit)d letters or digits before * (“%(word)s*”): it finds the words that start so."),
+                code="short_prefix",
+                params={"limit": MIN_PREFIX, "word": words},
+            )
+        prefix = starred or (not phrase and _KOREAN_WORD.fullmatch(words) is not None)
+        terms.setdefault((words.casefold(), phrase, excluded, prefix), SearchTerm(words, phrase, excluded, prefix))
     if len(terms) > MAX_TERMS:
         raise ValidationError(
             _('Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).'),
@@ -127,8 +160,7 @@ class IncidentSearch:
         queries = {True: [], False: []}
         terms = search_terms(text)
         for term in terms:
-            search_type = "phrase" if term.phrase else "plain"
-            queries[term.excluded].append(SearchQuery(term.words, search_type=search_type, config=SEARCH_CONFIG))
+            queries[term.excluded].append(term.query())
         search = cls(included=queries[False], excluded=queries[True])
         if not search.included and search.excluded and search._reads_nearly_every_incident():
             raise ValidationError(

@@ -112,6 +112,32 @@ class TestOneMeaning:
         assert found_in_both_doors(client, reviewer, "korea -river") == {north.public_id}
         assert found_in_both_doors(client, reviewer, north.public_id) == {north.public_id}
 
+    def test_a_word_ending_in_a_star_finds_the_words_that_start_so(self, client, reviewer, search_plan):
+        plural = make_incident(title="Repatriations from Tumen")
+        singular = make_incident(title="A repatriation", description="Detained first")
+        make_incident(title="Repeated arrests")
+
+        assert found_in_both_doors(client, reviewer, "repatriation") == {singular.public_id}
+        assert found_in_both_doors(client, reviewer, "repatriat*") == {plural.public_id, singular.public_id}
+        assert found_in_both_doors(client, reviewer, "REPATRIAT* tumen") == {plural.public_id}
+        assert found_in_both_doors(client, reviewer, "repatriat* -detain*") == {plural.public_id}
+        assert plural.public_id in found_in_both_doors(client, reviewer, plural.public_id[:-1] + "*")
+        # Within a phrase a star is a character like another: no word has it.
+        assert found_in_both_doors(client, reviewer, '"a repatriat*"') == set()
+
+    def test_a_korean_word_finds_the_words_it_starts_with_its_particles_and_endings(
+        self, client, reviewer, search_plan
+    ):
+        # Korean writes particles and endings onto the word: 강제북송 ("forced repatriation") is
+        # 강제북송을, 강제북송되었다 in a sentence. A single syllable is a word of its own.
+        sentence = make_incident(title="Hyesan", description="탈북민들이 강제북송되었다")
+        other = make_incident(title="북 Tumen")
+
+        assert found_in_both_doors(client, reviewer, "강제북송") == {sentence.public_id}
+        assert found_in_both_doors(client, reviewer, "탈북민 강제북송") == {sentence.public_id}
+        assert found_in_both_doors(client, reviewer, "북") == {other.public_id}
+        assert found_in_both_doors(client, reviewer, "-탈북") == {other.public_id}
+
     def test_searches_only_excluding_words_keep_every_other_incident(self, client, reviewer, search_plan):
         dandong = make_incident(title="Seen in Dandong")
         other = make_incident(title="Seen elsewhere")
@@ -129,7 +155,7 @@ class TestConfidentialWords:
         make_claim(incident=incident, source=make_source(title="Open letter", publisher=whistleblowers),
                    excerpt="whispered", confidential=True)  # fmt: skip
 
-        for q in ["codeword", "whispered", "WBL", "Whistleblowers", "sent codeword"]:
+        for q in ["codeword", "whispered", "WBL", "Whistleblowers", "sent codeword", "codew*", "whisp*"]:
             assert found_in_both_doors(client, reviewer, q) == set(), q
             assert found_in_both_doors(client, insider, q) == {incident.public_id}, q
 
@@ -193,6 +219,22 @@ class TestBounds:
         assert answer.status_code == 400
         assert list(answer.json()) == ["q"]
         assert "Search at most" in answer.json()["q"][0]
+
+    @pytest.mark.parametrize("q", ["a*", "-a*", "sent b*", "'a*"])
+    def test_a_star_after_fewer_than_two_letters_is_refused_naming_q(self, q):
+        answer = client_for().get(f"{API}/incidents/", {"q": q})
+
+        assert answer.status_code == 400
+        assert list(answer.json()) == ["q"]
+        assert "at least 2 letters or digits before *" in answer.json()["q"][0]
+
+    def test_other_admins_search_a_starred_word_as_any_other(self, client, reviewer):
+        report = make_source(title="Human Rights Watch report on Dandong")
+        client.force_login(reviewer)
+
+        response = client.get(reverse("admin:incidents_source_changelist"), {"q": "dand*"})
+
+        assert list(response.context["cl"].result_list) == [report]
 
     def test_repeated_words_count_once(self):
         make_incident(title="Alpha")

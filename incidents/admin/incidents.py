@@ -362,6 +362,10 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
             incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
         return incidents
 
+    # The one search's words, `repatriat*` included, reach get_search_results as typed
+    # (accounts/admin_site.py's BoundedSearchMixin).
+    searches_prefixes = True
+
     def get_search_results(self, request, queryset, search_term):
         # Reached within the bounds every admin search keeps (accounts/admin_site.py).
         return IncidentSearch.parse(search_term).filter(queryset, user=request.user), False
