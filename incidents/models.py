@@ -861,6 +861,21 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
                 INSERT INTO incidents_incidentwithdrawal
                     (incident_id, public_id, review_state, confidential, withdrawn_at)
                 VALUES (OLD.id, OLD.public_id, OLD.review_state, OLD.confidential, clock_timestamp());
+                IF TG_OP = 'UPDATE' AND NEW.merged_into_id IS NULL THEN
+                    -- The incidents merged into it left with it: a sync follows one to its survivor
+                    -- only while it may see the survivor (`synced_to`). Each is recorded in the state
+                    -- a reader had to see both in (the merged one's own, the survivor's before), so
+                    -- that only those who could follow it are told. Merged into another, the
+                    -- survivor stays one they follow, by its own state; deleted, it has none (PROTECT).
+                    INSERT INTO incidents_incidentwithdrawal
+                        (incident_id, public_id, review_state, confidential, withdrawn_at)
+                    SELECT merged.id, merged.public_id,
+                           CASE WHEN merged.review_state = 'published' THEN OLD.review_state
+                                ELSE merged.review_state END,
+                           merged.confidential OR OLD.confidential, clock_timestamp()
+                    FROM incidents_incident AS merged
+                    WHERE merged.merged_into_id = OLD.id;
+                END IF;
                 RETURN NULL;
                 """,
             ),
@@ -1900,7 +1915,8 @@ class IncidentMerge(models.Model):
 class IncidentWithdrawal(models.Model):
     """A moment a listed incident left the view of some readers: returned to draft (readers of
     published incidents only), made confidential (readers without Confidential access), merged
-    (readers who may not see its survivor) or deleted (every reader). Written by the incident's
+    (readers who may not see its survivor) or deleted (every reader); or a merged incident, when
+    its survivor left their view so (they followed it there). Written by the incident's
     trigger (`record_withdrawal`), read by an incremental sync (`reported_to`), never changed.
 
     `review_state` and `confidential` are the incident's just before it left, so that each reader

@@ -6,7 +6,7 @@ incidents they could see before."""
 import base64
 import itertools
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from urllib.parse import parse_qs, urlparse
 
@@ -93,6 +93,52 @@ def test_staff_who_see_drafts_are_told_only_of_what_left_their_view(changes):
 
 def test_a_reader_with_confidential_access_loses_only_what_was_deleted(changes, reviewer):
     assert withdrawn(client_for(reviewer)) == [changes["deleted"]]
+
+
+def merge(reviewer, merged, survivor) -> None:
+    first, second = sorted((merged, survivor), key=lambda incident: incident.pk)
+    pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+    answer = client_for(reviewer).post(f"{API}/duplicates/{pair.pk}/merge/", {"survivor": survivor.public_id})
+    assert answer.status_code == 201, answer.content
+
+
+def test_incidents_merged_into_one_that_leaves_leave_with_it_for_those_who_followed_them(reviewer, client):
+    # A partner's copy follows a merged incident to its survivor (`merged_into`) while it may see the
+    # survivor; when the survivor leaves its view, the merged ones must be dropped with it.
+    survivor, merged, merged_draft = (
+        make_incident(title=title, review_state=state)
+        for title, state in (("Survivor", "published"), ("Merged", "published"), ("Merged draft", "draft"))
+    )
+    merge(reviewer, merged, survivor)
+    merge(reviewer, merged_draft, survivor)
+    since = datetime.now(UTC).isoformat()
+    followed = results(client_for().get(f"{API}/incidents/", {"updated_since": LONG_AGO}))
+    assert {row["public_id"]: row["merged_into"] for row in followed} == {
+        survivor.public_id: None,
+        merged.public_id: survivor.public_id,
+    }
+
+    run_action(logged_in(client, reviewer), "return_to_draft", survivor)
+
+    # The public followed the published one only: it is not told of the draft, not even its id.
+    assert withdrawn(client_for(), since=since) == [survivor.public_id, merged.public_id]
+    assert public_ids(client_for().get(f"{API}/incidents/", {"updated_since": since})) == set()
+    # Staff see drafts: they follow both still.
+    assert withdrawn(client_for(make_user(roles.VIEWER)), since=since) == []
+
+    survivor.refresh_from_db()
+    assert (
+        client_for(reviewer)
+        .patch(incident_url(survivor), {"confidential": True, "version": survivor.version}, format="json")
+        .status_code
+        == 200
+    )
+    assert set(withdrawn(client_for(make_user(roles.VIEWER)), since=since)) == {
+        survivor.public_id,
+        merged.public_id,
+        merged_draft.public_id,
+    }
+    assert withdrawn(client_for(reviewer), since=since) == []
 
 
 def test_a_reader_is_never_told_of_an_incident_it_could_not_see():
