@@ -124,6 +124,15 @@ class TestOneMeaning:
         assert plural.public_id in found_in_both_doors(client, reviewer, plural.public_id[:-1] + "*")
         # Within a phrase a star is a character like another: no word has it.
         assert found_in_both_doors(client, reviewer, '"a repatriat*"') == set()
+        # The CSV (said of its kept rows) and the statistics read the same words.
+        for q in ("repatriat*", "repatriat* -detain*"):
+            export = client_for(reviewer).get(f"{API}/incidents.csv", {"q": q})
+            exported = {
+                row["public_id"] for row in csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))
+            }
+            assert exported == api_found(reviewer, q), q
+            stats = client_for(reviewer).get(f"{API}/incidents/stats/", {"group_by": "type", "q": q}).json()
+            assert stats["total"]["incidents"] == len(exported), q
 
     def test_a_korean_word_finds_the_words_it_starts_with_its_particles_and_endings(
         self, client, reviewer, search_plan
