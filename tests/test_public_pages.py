@@ -555,6 +555,19 @@ def test_a_refused_search_or_bad_parameter_is_explained_in_the_readers_language(
     assert "시작 날짜 date_from(2024-01-01)이 끝 날짜 date_to(2023-01-01)보다 늦습니다." in reversed_dates
 
 
+def test_the_search_box_says_how_it_reads_words_and_finds_by_their_start_in_either_language():
+    plural = make_incident(title="Repatriations from Tumen")
+    korean = make_incident(title="Hyesan", description="탈북민들이 강제북송되었다")
+
+    english, in_korean = Client().get("/", {"q": "repatriat*"}), Client().get("/ko/", {"q": "강제북송"})
+
+    assert "End a word with * to find the words that start so (repatriat*)" in html.unescape(english.text)
+    assert "낱말 끝에 *를 붙이면 그렇게 시작하는 낱말을 찾습니다(repatriat*)." in html.unescape(in_korean.text)
+    assert plural.title in english.text and korean.title not in english.text
+    assert f"/ko/incidents/{korean.public_id}/" in in_korean.text
+    assert f"/ko/incidents/{plural.public_id}/" not in in_korean.text
+
+
 def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(record):
     make_incident(title="Elsewhere", places=[make_place(country="RU")])
     client = Client()
