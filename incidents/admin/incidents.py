@@ -342,7 +342,8 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     search_help_text = (
         'Every word or "phrase" must match, as a whole word, in ids (INC-000042), titles, descriptions, '
         "places (and their other names), involved organizations (names, acronyms, aliases), or the "
-        "sources of claims (titles, publishers, excerpts). -word leaves out what it matches."
+        "sources of claims (titles, publishers, excerpts). End a word with * for the words that start so "
+        "(repatriat*; Korean words always match so). -word leaves out what it matches."
     )
     ordering = ["-date_start", "-id"]
     paginator = EstimatedCountPaginator
