@@ -16,7 +16,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils.text import capfirst
@@ -92,7 +92,7 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     incident the user may not see. What is left out is left out of the query, so that neither a
     page's count nor its pagination tells of it; and so are those of merges with an incident the
     user may not see (`IncidentMergeQuerySet.visible_to`: its note, its record). The caller has
-    already checked, through `visible_to`, that the user may see `obj`. Runs one query (three for
+    already checked, through `visible_to`, that the user may see `obj`. Runs one query (four for
     an incident seen without Confidential access)."""
     if not isinstance(obj, Incident):
         return _without_confidential_states(Events.objects.tracks(obj), user).order_by(*HISTORY_ORDERING)
@@ -155,7 +155,67 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         events = events.alias(event_source=event_source).exclude(
             models.Q(pgh_obj_model=Claim._meta.label) & models.Q(event_source__in=hidden_sources)
         )
+        # What its claims, places, victim groups and involvements were while the incident itself
+        # was confidential (made public since, the informant's family taken out of a victim group's
+        # description first, say): hidden with it.
+        for start, end in confidential_periods(obj):
+            during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
+            events = events.exclude(during & ~models.Q(pgh_obj_model=Incident._meta.label))
     return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
+
+
+def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | None]]:
+    """When `incident` was confidential, by its own recorded states, oldest first: from the time of
+    the change that made it confidential (or created it so) until that of the change that made it
+    public (None: it still is). One query, kept on the incident for the rest of the request."""
+    if not hasattr(incident, "_confidential_periods"):
+        periods, start = [], None
+        states = (
+            Incident.pgh_event_model.objects.filter(pgh_obj_id=incident.pk)
+            .order_by("pgh_id")
+            .values_list("pgh_created_at", "confidential")
+        )
+        for at, confidential in states:
+            if confidential and start is None:
+                start = at
+            elif not confidential and start is not None:
+                periods.append((start, at))
+                start = None
+        incident._confidential_periods = [*periods, *([(start, None)] if start is not None else [])]
+    return incident._confidential_periods
+
+
+def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tuple[str, int]]:
+    """The events (by event model and id) of `subject`'s records (not the incident's own) whose state
+    before was recorded while the incident was confidential, for a reader without Confidential
+    access: their diffs' values before are those of a state `history_visible_to` hides from them.
+    One query per kind of record with such an event on the page, none for an incident never
+    confidential."""
+    if not isinstance(subject, Incident) or can_see_confidential(user):
+        return set()
+    periods = confidential_periods(subject)
+    if not periods:
+        return set()
+    wanted = defaultdict(list)
+    for event in events:
+        if event.pgh_diff and event.pgh_obj_model != Incident._meta.label:
+            wanted[event.pgh_model].append(event.pgh_id)
+    found = set()
+    for label, ids in wanted.items():
+        event_model = apps.get_model(label)
+        previous = (
+            event_model.objects.filter(pgh_obj_id=OuterRef("pgh_obj_id"), pgh_id__lt=OuterRef("pgh_id"))
+            .order_by("-pgh_id")
+            .values("pgh_created_at")[:1]
+        )
+        for pgh_id, before in (
+            event_model.objects.filter(pgh_id__in=ids)
+            .annotate(before=Subquery(previous))
+            .values_list("pgh_id", "before")
+        ):
+            if before is not None and any(start <= before and (end is None or before < end) for start, end in periods):
+                found.add((label, pgh_id))
+    return found
 
 
 # The records whose own `confidential` marks them hidden from readers without Confidential access.
@@ -260,6 +320,7 @@ class _Reader:
         self.subject = subject
         self.records = _related_records(events, user)
         self.sees_confidential = can_see_confidential(user)
+        self.after_hidden_periods = _after_hidden_periods(events, user, subject)
         # The records named by the entry being read, which it keeps (`HistoryEntry.named`).
         self.named = []
 
@@ -283,11 +344,14 @@ class _Reader:
 
     def before_hidden(self, model: type[models.Model], event) -> bool:
         """Whether the state before `event` is one this reader is not shown (`history_visible_to`):
-        it made a confidential record public, or gave a claim a source they see in place of one they
-        do not. Its diff's values before would show what that state held."""
+        it made a confidential record public, gave a claim a source they see in place of one they
+        do not, or changed a record last recorded while the incident was confidential. Its diff's
+        values before would show what that state held."""
         if self.sees_confidential or not event.pgh_diff:
             return False
-        if event.pgh_diff.get("confidential") == [True, False]:
+        if event.pgh_diff.get("confidential") == [True, False] or (event.pgh_model, event.pgh_id) in (
+            self.after_hidden_periods
+        ):
             return True
         if model is Claim and "source_id" in event.pgh_diff:
             before = event.pgh_diff["source_id"][0]

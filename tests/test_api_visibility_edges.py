@@ -354,6 +354,41 @@ class TestHistory:
         assert name in answer.content.decode()
         assert any(event["changes"] and "confidential" in event["changes"] for event in results(answer))
 
+    # Each write its own transaction, as each request is: a test transaction gives every event one time.
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.parametrize("changed", ["when made public", "after"])
+    def test_an_incident_made_public_shows_nothing_its_records_held_while_it_was_confidential(self, changed):
+        insider, viewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)
+        name = "Kim Chol-su"
+        incident = make_incident(title="Arrest", confidential=True, review_state="draft")
+        writer = client_for(insider)
+        body = {
+            "victim_groups": [{"count": 3, "sex": "unknown", "description": f"{name}'s family"}],
+            "claims": [{"source": make_source(title="RFA").pk, "excerpt": f"{name} and his family"}],
+            "version": 1,
+        }
+        assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+        group, claim = incident.victim_groups.get(), incident.claims.get()
+        redacted = {
+            "victim_groups": [{"id": group.pk, "description": "a family"}],
+            "claims": [{"id": claim.pk, "source": claim.source_id, "excerpt": "a man and his family"}],
+        }
+        if changed == "when made public":
+            body = {"confidential": False, **redacted, "version": 2}
+            assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+        else:
+            body = {"confidential": False, "version": 2}
+            assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+            assert writer.patch(incident_url(incident), {**redacted, "version": 3}, format="json").status_code == 200
+
+        answer = client_for(viewer).get(incident_url(incident, "history/"))
+
+        assert answer.status_code == 200
+        assert name not in answer.content.decode()
+        summaries = sorted(event["summary"] for event in results(answer))
+        assert summaries == ["Claim (RFA) added", "Incident created", "Victim group added"]
+        assert name in client_for(insider).get(incident_url(incident, "history/")).content.decode()
+
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…
         incident = make_incident()
