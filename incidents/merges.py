@@ -441,8 +441,9 @@ def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> Incid
         base_version=survivor.version,
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
-        # The survivor's own earlier values, which every reviewer of it may see.
-        needs_confidential_access=False,
+        # The survivor's own earlier values: held while it was confidential (made public since the
+        # merge), they stay with readers of confidential records, as its history's states then do.
+        needs_confidential_access=before.confidential,
     )
 
 

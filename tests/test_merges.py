@@ -885,3 +885,26 @@ def test_the_counts_a_merge_of_confidential_incidents_proposes_stay_with_readers
 
     assert merge.revision.pk not in [revision["id"] for revision in queue_without]
     assert merge.revision.pk in [revision["id"] for revision in queue_with]
+
+
+def test_the_counts_an_undo_proposes_back_from_a_confidential_survivor_stay_with_readers_of_confidential_records(
+    world,
+):
+    # The survivor's own counts from before the merge, while it was confidential: once it was made
+    # public, the undo proposed them back to every Reviewer's queue.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    merge = incident_merge(user=with_access, pair=world["pair"])
+    writer = client_for(with_access)
+    assert writer.post(f"{API}/revisions/{merge.revision.pk}/accept/", {}, format="json").status_code == 200
+    survivor = Incident.objects.get(pk=world["survivor"].pk)
+    body = {"confidential": False, "version": survivor.version}
+    assert writer.patch(incident_url(survivor), body, format="json").status_code == 200
+    assert writer.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+
+    queue_without = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
+    queue_with = results(client_for(with_access).get(f"{API}/revisions/"))
+
+    assert proposed_back.pk not in [revision["id"] for revision in queue_without]
+    assert proposed_back.pk in [revision["id"] for revision in queue_with]
