@@ -218,6 +218,24 @@ def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tupl
     return found
 
 
+def _revision_changes_shown(events: list, user) -> dict[tuple[str, int], dict[str, Any]]:
+    """The proposed `changes` each revision's event records, by (event model, id), as `user` is
+    shown them on the revision's own page (`services.revision_changes_disclosed`): the raw record
+    held the claims of sources made confidential since, excerpts and all. Two queries when a
+    revision on the page proposes claims, for readers without Confidential access; else none."""
+    if can_see_confidential(user):
+        return {}
+    # Imported here: services imports this module.
+    from incidents.services import revision_changes_disclosed
+
+    recorded = {
+        (event.pgh_model, event.pgh_id): (event.pgh_data or {}).get("changes") or {}
+        for event in events
+        if event.pgh_obj_model == IncidentRevision._meta.label
+    }
+    return revision_changes_disclosed(recorded, user) if recorded else {}
+
+
 # The records whose own `confidential` marks them hidden from readers without Confidential access.
 _CONFIDENTIAL_MODELS = (Incident, Claim, Source)
 
@@ -321,6 +339,7 @@ class _Reader:
         self.records = _related_records(events, user)
         self.sees_confidential = can_see_confidential(user)
         self.after_hidden_periods = _after_hidden_periods(events, user, subject)
+        self.revision_changes = _revision_changes_shown(events, user)
         # The records named by the entry being read, which it keeps (`HistoryEntry.named`).
         self.named = []
 
@@ -365,13 +384,18 @@ class _Reader:
         def shown(column, value):
             return self.raw_id(links[column], value) if column in links else value
 
+        data, diff = event.pgh_data or {}, event.pgh_diff
+        if model is IncidentRevision and not self.sees_confidential:
+            # What it proposes as its own page shows it to this reader (its claims of a source made
+            # confidential since left out); the proposal never changes, so no diff need hold it.
+            data = {**data, "changes": self.revision_changes.get((event.pgh_model, event.pgh_id))}
+            diff = diff and ({column: pair for column, pair in diff.items() if column != "changes"} or None)
         changes = (
             None
             if self.before_hidden(model, event)
-            else event.pgh_diff
-            and {column: [shown(column, old), shown(column, new)] for column, (old, new) in event.pgh_diff.items()}
+            else diff and {column: [shown(column, old), shown(column, new)] for column, (old, new) in diff.items()}
         )
-        return changes, {column: shown(column, value) for column, value in (event.pgh_data or {}).items()}
+        return changes, {column: shown(column, value) for column, value in data.items()}
 
     def value(self, field: models.Field, value):
         if value is None:

@@ -15,6 +15,7 @@ its author exists.
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pghistory
@@ -780,6 +781,12 @@ def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[st
             changes = {**changes, "claims": claims}
         shown[revision.pk] = changes
     return shown
+
+
+def revision_changes_disclosed(changes: Mapping[Any, Mapping[str, Any]], user) -> dict[Any, dict[str, Any]]:
+    """Revisions' `changes` (by any key: a revision's recorded states, in its history) as `user` is
+    shown them on the revision itself (`_changes_shown`)."""
+    return _changes_shown([SimpleNamespace(pk=key, changes=value) for key, value in changes.items()], user)
 
 
 def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict[int, list[models.Model]]]:

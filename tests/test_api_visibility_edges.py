@@ -389,6 +389,35 @@ class TestHistory:
         assert summaries == ["Claim (RFA) added", "Incident created", "Victim group added"]
         assert name in client_for(insider).get(incident_url(incident, "history/")).content.decode()
 
+    def test_a_revisions_recorded_proposal_holds_no_claim_of_a_source_made_confidential_since(self):
+        # The revisions' list leaves out such a claim; the history's raw record of the revision
+        # held it whole, the informant's words included.
+        analyst, viewer = make_user(roles.ANALYST), make_user(roles.VIEWER)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        informant = make_source(title="Informant")
+        rows = [{"id": seen.pk, "source": seen.source_id}, {"source": informant.pk, "excerpt": "Kim Chol-su said"}]
+        body = {"claims": rows, "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        body = {"confidential": True, "version": 1}
+        assert client_for(insider).patch(f"{API}/sources/{informant.pk}/", body, format="json").status_code == 200
+
+        def proposals(reader):
+            answer = client_for(reader).get(incident_url(incident, "history/"))
+            assert answer.status_code == 200
+            return answer, [
+                event["data"]["changes"] for event in results(answer) if event["record"] == "incidents.IncidentRevision"
+            ]
+
+        answer, [proposed] = proposals(viewer)
+        assert "Kim Chol-su" not in answer.content.decode()
+        assert proposed == {"data": {}, "claims": [{"id": seen.pk, "source": seen.source_id}]}
+        [listed] = results(client_for(viewer).get(f"{API}/revisions/"))
+        assert listed["changes"] == proposed
+        answer, [proposed] = proposals(insider)
+        assert proposed == {"data": {}, "claims": rows}
+
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…
         incident = make_incident()
