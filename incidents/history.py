@@ -16,11 +16,13 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision, Source
 from incidents.querysets import can_see_confidential, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
@@ -47,6 +49,8 @@ class HistoryEntry:
     # API), with the id of every record the reader is not told of (`HIDDEN_RECORD`) as None.
     raw_changes: dict[str, list] | None = None
     raw_data: dict[str, Any] | None = None
+    # insert, update or delete; an update whose state before is hidden from the reader reads as an insert.
+    action: str = ""
 
 
 def set_insert_triggers(*, enabled: bool) -> None:
@@ -88,10 +92,10 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     incident the user may not see. What is left out is left out of the query, so that neither a
     page's count nor its pagination tells of it; and so are those of merges with an incident the
     user may not see (`IncidentMergeQuerySet.visible_to`: its note, its record). The caller has
-    already checked, through `visible_to`, that the user may see `obj`. Runs one query (three for
+    already checked, through `visible_to`, that the user may see `obj`. Runs one query (four for
     an incident seen without Confidential access)."""
     if not isinstance(obj, Incident):
-        return Events.objects.tracks(obj).order_by(*HISTORY_ORDERING)
+        return _without_confidential_states(Events.objects.tracks(obj), user).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
     # A merge names both incidents (and its note tells of the other): only merges this reader may
     # see, both incidents by their own state as the merges' list shows them. The merged incident's
@@ -141,7 +145,112 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         events = events.exclude(
             models.Q(pgh_obj_model=DuplicatePair._meta.label) & ~models.Q(pgh_obj_id__in=visible_pair_ids)
         )
-    return events.order_by(*HISTORY_ORDERING)
+        # The states of a claim they see now while it was of a source hidden from them (its source
+        # changed since): among the sources its claims' events name, each looked up by its key.
+        claim_events = Claim.pgh_event_model.objects.filter(incident=obj).values("pgh_obj_id")
+        named = Claim.pgh_event_model.objects.filter(pgh_obj_id__in=claim_events).values("source_id")
+        visible = Source.objects.visible_to(user).filter(pk=OuterRef("pk"))
+        hidden_sources = Source.objects.filter(pk__in=named).exclude(Exists(visible)).values("pk")
+        event_source = Cast(KeyTextTransform("source_id", "pgh_data"), models.BigIntegerField())
+        events = events.alias(event_source=event_source).exclude(
+            models.Q(pgh_obj_model=Claim._meta.label) & models.Q(event_source__in=hidden_sources)
+        )
+        # What its claims, places, victim groups and involvements were while the incident itself
+        # was confidential (made public since, the informant's family taken out of a victim group's
+        # description first, say): hidden with it.
+        for start, end in confidential_periods(obj):
+            during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
+            events = events.exclude(during & ~models.Q(pgh_obj_model=Incident._meta.label))
+    return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
+
+
+def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | None]]:
+    """When `incident` was confidential, by its own recorded states, oldest first: from the time of
+    the change that made it confidential (or created it so) until that of the change that made it
+    public (None: it still is). One query, kept on the incident for the rest of the request."""
+    if not hasattr(incident, "_confidential_periods"):
+        periods, start = [], None
+        states = (
+            Incident.pgh_event_model.objects.filter(pgh_obj_id=incident.pk)
+            .order_by("pgh_id")
+            .values_list("pgh_created_at", "confidential")
+        )
+        for at, confidential in states:
+            if confidential and start is None:
+                start = at
+            elif not confidential and start is not None:
+                periods.append((start, at))
+                start = None
+        incident._confidential_periods = [*periods, *([(start, None)] if start is not None else [])]
+    return incident._confidential_periods
+
+
+def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tuple[str, int]]:
+    """The events (by event model and id) of `subject`'s records (not the incident's own) whose state
+    before was recorded while the incident was confidential, for a reader without Confidential
+    access: their diffs' values before are those of a state `history_visible_to` hides from them.
+    One query per kind of record with such an event on the page, none for an incident never
+    confidential."""
+    if not isinstance(subject, Incident) or can_see_confidential(user):
+        return set()
+    periods = confidential_periods(subject)
+    if not periods:
+        return set()
+    wanted = defaultdict(list)
+    for event in events:
+        if event.pgh_diff and event.pgh_obj_model != Incident._meta.label:
+            wanted[event.pgh_model].append(event.pgh_id)
+    found = set()
+    for label, ids in wanted.items():
+        event_model = apps.get_model(label)
+        previous = (
+            event_model.objects.filter(pgh_obj_id=OuterRef("pgh_obj_id"), pgh_id__lt=OuterRef("pgh_id"))
+            .order_by("-pgh_id")
+            .values("pgh_created_at")[:1]
+        )
+        for pgh_id, before in (
+            event_model.objects.filter(pgh_id__in=ids)
+            .annotate(before=Subquery(previous))
+            .values_list("pgh_id", "before")
+        ):
+            if before is not None and any(start <= before and (end is None or before < end) for start, end in periods):
+                found.add((label, pgh_id))
+    return found
+
+
+def _revision_changes_shown(events: list, user) -> dict[tuple[str, int], dict[str, Any]]:
+    """The proposed `changes` each revision's event records, by (event model, id), as `user` is
+    shown them on the revision's own page (`services.revision_changes_disclosed`): the raw record
+    held the claims of sources made confidential since, excerpts and all. Two queries when a
+    revision on the page proposes claims, for readers without Confidential access; else none."""
+    if can_see_confidential(user):
+        return {}
+    # Imported here: services imports this module.
+    from incidents.services import revision_changes_disclosed
+
+    recorded = {
+        (event.pgh_model, event.pgh_id): (event.pgh_data or {}).get("changes") or {}
+        for event in events
+        if event.pgh_obj_model == IncidentRevision._meta.label
+    }
+    return revision_changes_disclosed(recorded, user) if recorded else {}
+
+
+# The records whose own `confidential` marks them hidden from readers without Confidential access.
+_CONFIDENTIAL_MODELS = (Incident, Claim, Source)
+
+
+def _without_confidential_states(events: models.QuerySet, user) -> models.QuerySet:
+    """`events` without the states a record had while it was confidential, for readers without
+    Confidential access: a claim, source or incident made public (its informant's name taken out of
+    the excerpt first, say) showed every earlier state, the name included, to all staff. The change
+    that made it public reads as its creation (`_Reader.entry`), without the values before it."""
+    if can_see_confidential(user):
+        return events
+    return events.exclude(
+        models.Q(pgh_obj_model__in=[model._meta.label for model in _CONFIDENTIAL_MODELS])
+        & models.Q(pgh_data__confidential=True)
+    )
 
 
 def _claims_shown_in_history(incident: Incident, user) -> models.QuerySet:
@@ -167,12 +276,13 @@ def _is_empty(value) -> bool:
     return value is None or value == "" or value == []
 
 
-def _changes(event) -> list[tuple[str, Any, Any]]:
-    """(column, old, new) for an update; (column, None, value) for a creation; (column, value, None)
-    for a deletion. pghistory's diff compares each event with the previous one of the same object.
-    Bookkeeping columns are left out, and so are blank values on either side of a creation or
-    deletion (a blank field was not "changed")."""
-    if event.pgh_diff:
+def _changes(event, *, before_hidden: bool = False) -> list[tuple[str, Any, Any]]:
+    """(column, old, new) for an update; (column, None, value) for a creation, and for an update whose
+    state before is hidden from the reader (`before_hidden`); (column, value, None) for a deletion.
+    pghistory's diff compares each event with the previous one of the same object. Bookkeeping
+    columns are left out, and so are blank values on either side of a creation or deletion (a blank
+    field was not "changed")."""
+    if event.pgh_diff and not before_hidden:
         pairs = [(column, old, new) for column, (old, new) in event.pgh_diff.items()]
     elif event.pgh_label == "delete":
         pairs = [(column, value, None) for column, value in event.pgh_data.items()]
@@ -227,6 +337,9 @@ class _Reader:
     def __init__(self, events, user, subject: models.Model):
         self.subject = subject
         self.records = _related_records(events, user)
+        self.sees_confidential = can_see_confidential(user)
+        self.after_hidden_periods = _after_hidden_periods(events, user, subject)
+        self.revision_changes = _revision_changes_shown(events, user)
         # The records named by the entry being read, which it keeps (`HistoryEntry.named`).
         self.named = []
 
@@ -248,6 +361,22 @@ class _Reader:
             return value
         return value if (field.related_model, str(value)) in self.records else None
 
+    def before_hidden(self, model: type[models.Model], event) -> bool:
+        """Whether the state before `event` is one this reader is not shown (`history_visible_to`):
+        it made a confidential record public, gave a claim a source they see in place of one they
+        do not, or changed a record last recorded while the incident was confidential. Its diff's
+        values before would show what that state held."""
+        if self.sees_confidential or not event.pgh_diff:
+            return False
+        if event.pgh_diff.get("confidential") == [True, False] or (event.pgh_model, event.pgh_id) in (
+            self.after_hidden_periods
+        ):
+            return True
+        if model is Claim and "source_id" in event.pgh_diff:
+            before = event.pgh_diff["source_id"][0]
+            return before is not None and (Source, str(before)) not in self.records
+        return False
+
     def raw(self, model: type[models.Model], event) -> tuple[dict[str, list] | None, dict[str, Any]]:
         """The event's diff and record as `HistoryEntry.raw_changes` and `raw_data`."""
         links = _foreign_keys(model)
@@ -255,10 +384,18 @@ class _Reader:
         def shown(column, value):
             return self.raw_id(links[column], value) if column in links else value
 
-        changes = event.pgh_diff and {
-            column: [shown(column, old), shown(column, new)] for column, (old, new) in event.pgh_diff.items()
-        }
-        return changes, {column: shown(column, value) for column, value in (event.pgh_data or {}).items()}
+        data, diff = event.pgh_data or {}, event.pgh_diff
+        if model is IncidentRevision and not self.sees_confidential:
+            # What it proposes as its own page shows it to this reader (its claims of a source made
+            # confidential since left out); the proposal never changes, so no diff need hold it.
+            data = {**data, "changes": self.revision_changes.get((event.pgh_model, event.pgh_id))}
+            diff = diff and ({column: pair for column, pair in diff.items() if column != "changes"} or None)
+        changes = (
+            None
+            if self.before_hidden(model, event)
+            else diff and {column: [shown(column, old), shown(column, new)] for column, (old, new) in diff.items()}
+        )
+        return changes, {column: shown(column, value) for column, value in data.items()}
 
     def value(self, field: models.Field, value):
         if value is None:
@@ -308,10 +445,14 @@ class _Reader:
                 event,
                 tuple(self.named),
                 *self.raw(model, event),
+                action=event.pgh_label,
             )
+        before_hidden = self.before_hidden(model, event)
+        # Made public (or given a source the reader sees): to them, it appears now.
+        action = "insert" if before_hidden else event.pgh_label
         changes = [
             (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
-            for column, old, new in _changes(event)
+            for column, old, new in _changes(event, before_hidden=before_hidden)
             if column in fields and not self.points_to_subject(fields[column], old if new is None else new)
         ]
         if event.pgh_label == "update" and not changes:
@@ -324,7 +465,7 @@ class _Reader:
         name = capfirst(model._meta.verbose_name)
         if not own and others:
             name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
-        summary = f"{name} {verbs.get(event.pgh_label, event.pgh_label)}"
+        summary = f"{name} {verbs.get(action, action)}"
         return HistoryEntry(
             event.pgh_created_at,
             user,
@@ -334,6 +475,7 @@ class _Reader:
             event,
             tuple(self.named),
             *self.raw(model, event),
+            action=action,
         )
 
 

@@ -75,7 +75,10 @@ def default_survivor(first: Incident, second: Incident) -> Incident:
 
 
 def _seen(user, incident_ids) -> dict[int, Incident]:
-    return {incident.pk: incident for incident in Incident.objects.seen_by(user).filter(pk__in=incident_ids)}
+    """The incidents of `incident_ids` that `user` may see, and the merged ones they may follow to
+    their survivor (`IncidentQuerySet.synced_to`): one merged into an incident hidden from them has
+    left their sight as a deleted one has, and is not told of."""
+    return {incident.pk: incident for incident in Incident.objects.synced_to(user).filter(pk__in=incident_ids)}
 
 
 def _require_reviewer(user, doing: str) -> None:
@@ -84,8 +87,10 @@ def _require_reviewer(user, doing: str) -> None:
 
 
 def _pair_incidents(*, user, pair: DuplicatePair) -> tuple[Incident, Incident]:
-    """The pair's incidents if `user` may see both (merged ones included, so a second merge hears
-    why it is refused); otherwise RecordNotFound, as if the pair did not exist."""
+    """The pair's incidents if `user` may see both (merged ones they may follow included, so a
+    second merge hears why it is refused); otherwise RecordNotFound, as if the pair did not exist:
+    "merged into another incident" told a Reviewer that an incident they saw had joined one hidden
+    from them (a confidential one, since they see drafts), a reason `withdrawn/` never gives."""
     incidents = _seen(user, [pair.incident_a_id, pair.incident_b_id]) if can_see_unpublished(user) else {}
     if len(incidents) != 2:
         raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
@@ -436,8 +441,9 @@ def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> Incid
         base_version=survivor.version,
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
-        # The survivor's own earlier values, which every reviewer of it may see.
-        needs_confidential_access=False,
+        # The survivor's own earlier values: held while it was confidential (made public since the
+        # merge), they stay with readers of confidential records, as its history's states then do.
+        needs_confidential_access=before.confidential,
     )
 
 

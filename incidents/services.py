@@ -15,6 +15,7 @@ its author exists.
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pghistory
@@ -742,8 +743,11 @@ def revision_read(revision: IncidentRevision, user) -> RevisionReading:
 
 
 def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[str, Any]]:
-    """Each revision's `changes` without the proposed claims of a source, or changing a claim,
-    hidden from `user`. Two queries when one proposes claims, else none."""
+    """Each revision's `changes` as `user` is shown them and may accept them
+    (`incident_revision_accept`): without the proposed claims of a source, or changing a claim,
+    hidden from `user`; a claim they see that a row gives a source hidden from them stays as it is
+    (its id and its source now), never shown or accepted as removed. Two queries when one proposes
+    claims (three when a row gives a claim they see a hidden source), else none."""
     rows = [row for revision in revisions for row in revision.changes.get("claims") or ()]
     hidden_sources = hidden_claims = set()
     if rows:
@@ -751,18 +755,38 @@ def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[st
         hidden_sources = {source.pk for source in _hidden(sources, user)}
         claims = Claim.objects.filter(pk__in={row["id"] for row in rows if row.get("id")})
         hidden_claims = {claim.pk for claim in _hidden(claims, user)}
+    kept = {
+        row["id"]
+        for row in rows
+        if row.get("id") and row["id"] not in hidden_claims and _claimed_source_id(row) in hidden_sources
+    }
+    sources_now = dict(Claim.objects.filter(pk__in=kept).values_list("pk", "source_id")) if kept else {}
+
+    def shown_row(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        if row.get("id") in hidden_claims:
+            return None
+        if _claimed_source_id(row) in hidden_sources:
+            # Given a source made confidential since it was proposed: left as it stands (a claim
+            # deleted since has no source now, and is named as missing like any other).
+            if not row.get("id"):
+                return None
+            return {"id": row["id"], "source_id" if "source_id" in row else "source": sources_now.get(row["id"])}
+        return row
+
     shown = {}
     for revision in revisions:
         changes = revision.changes
         if changes.get("claims"):
-            claims = [
-                row
-                for row in changes["claims"]
-                if _claimed_source_id(row) not in hidden_sources and row.get("id") not in hidden_claims
-            ]
+            claims = [row for row in map(shown_row, changes["claims"]) if row is not None]
             changes = {**changes, "claims": claims}
         shown[revision.pk] = changes
     return shown
+
+
+def revision_changes_disclosed(changes: Mapping[Any, Mapping[str, Any]], user) -> dict[Any, dict[str, Any]]:
+    """Revisions' `changes` (by any key: a revision's recorded states, in its history) as `user` is
+    shown them on the revision itself (`_changes_shown`)."""
+    return _changes_shown([SimpleNamespace(pk=key, changes=value) for key, value in changes.items()], user)
 
 
 def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict[int, list[models.Model]]]:
@@ -877,7 +901,11 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
             current = _locked(incident, revision.base_version)
         except VersionConflict as conflict:
             raise StaleRevision(current=conflict.current, revision=revision, reader=user) from None
-        arguments = revision_changes(revision)
+        # What this Reviewer was shown (`revisions_read`), not rows of claims or sources hidden from
+        # them: refusing over those (a claim of a source made confidential since it was proposed,
+        # which its proposer may no longer cite either) named the hidden source and claim to a
+        # Reviewer who saw neither, and only when one existed.
+        arguments = revision_changes(revision, _changes_shown([revision], user)[revision.pk])
         data = arguments.pop("data")
         changes = {name: arguments.get(name) for name in ("places", "claims", "victim_groups", "involvements")}
         _apply_update(

@@ -309,15 +309,114 @@ class TestHistory:
                 if event["record"] == "incidents.Claim"
             )
 
-        # The claim first cited the confidential source: its id would confirm which record it is.
-        assert claim_events(viewer) == [
-            ("Claim (Daily NK) changed", [None, daily_nk.pk], daily_nk.pk),
-            ("Claim (a record you may not see) added", None, None),
-        ]
+        # The claim first cited the confidential source: its id would confirm which record it is, and
+        # what the claim said then was the informant's. To this reader it appears with Daily NK.
+        assert claim_events(viewer) == [("Claim (Daily NK) added", None, daily_nk.pk)]
         assert claim_events(insider) == [
             ("Claim (Daily NK) changed", [informant.pk, daily_nk.pk], daily_nk.pk),
             ("Claim (Informant) added", None, informant.pk),
         ]
+
+    def test_a_record_made_public_shows_no_state_it_had_while_confidential(self, client):
+        # An informant's name in a confidential claim's excerpt (and in the incident's and the
+        # source's titles), taken out before a Reviewer with Confidential access made each public:
+        # every staff member read it in the history, as the values before that change.
+        insider, viewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)
+        name = "Kim Chol-su of Hyesan"
+        incident = make_incident(title=f"Arrest of {name}", confidential=True, review_state="draft")
+        source = make_source(title=f"Testimony of {name}", confidential=True)
+        claim = make_claim(
+            incident=incident, source=make_source(title="RFA"), confidential=True, excerpt=f"{name} said"
+        )
+        writer = client_for(insider)
+        body = {
+            "title": "Arrest of a man",
+            "confidential": False,
+            "claims": [{"id": claim.pk, "source": claim.source_id, "excerpt": "A man said", "confidential": False}],
+            "version": incident.version,
+        }
+        assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+        body = {"title": "Testimony", "confidential": False, "version": source.version}
+        assert writer.patch(f"{API}/sources/{source.pk}/", body, format="json").status_code == 200
+
+        answer = client_for(viewer).get(incident_url(incident, "history/"))
+        assert answer.status_code == 200
+        assert name not in answer.content.decode()
+        summaries = sorted((event["summary"], event["action"]) for event in results(answer))
+        assert summaries == [("Claim (RFA) added", "insert"), ("Incident created", "insert")]
+        client.force_login(viewer)
+        for record in (incident, source):
+            page = client.get(reverse(f"admin:incidents_{record._meta.model_name}_history", args=[record.pk]))
+            assert page.status_code == 200
+            assert name not in page.content.decode()
+        # Readers with Confidential access read every state, and how it was made public.
+        answer = client_for(insider).get(incident_url(incident, "history/"))
+        assert name in answer.content.decode()
+        assert any(event["changes"] and "confidential" in event["changes"] for event in results(answer))
+
+    # Each write its own transaction, as each request is: a test transaction gives every event one time.
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.parametrize("changed", ["when made public", "after"])
+    def test_an_incident_made_public_shows_nothing_its_records_held_while_it_was_confidential(self, changed):
+        insider, viewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)
+        name = "Kim Chol-su"
+        incident = make_incident(title="Arrest", confidential=True, review_state="draft")
+        writer = client_for(insider)
+        body = {
+            "victim_groups": [{"count": 3, "sex": "unknown", "description": f"{name}'s family"}],
+            "claims": [{"source": make_source(title="RFA").pk, "excerpt": f"{name} and his family"}],
+            "version": 1,
+        }
+        assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+        group, claim = incident.victim_groups.get(), incident.claims.get()
+        redacted = {
+            "victim_groups": [{"id": group.pk, "description": "a family"}],
+            "claims": [{"id": claim.pk, "source": claim.source_id, "excerpt": "a man and his family"}],
+        }
+        if changed == "when made public":
+            body = {"confidential": False, **redacted, "version": 2}
+            assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+        else:
+            body = {"confidential": False, "version": 2}
+            assert writer.patch(incident_url(incident), body, format="json").status_code == 200
+            assert writer.patch(incident_url(incident), {**redacted, "version": 3}, format="json").status_code == 200
+
+        answer = client_for(viewer).get(incident_url(incident, "history/"))
+
+        assert answer.status_code == 200
+        assert name not in answer.content.decode()
+        summaries = sorted(event["summary"] for event in results(answer))
+        assert summaries == ["Claim (RFA) added", "Incident created", "Victim group added"]
+        assert name in client_for(insider).get(incident_url(incident, "history/")).content.decode()
+
+    def test_a_revisions_recorded_proposal_holds_no_claim_of_a_source_made_confidential_since(self):
+        # The revisions' list leaves out such a claim; the history's raw record of the revision
+        # held it whole, the informant's words included.
+        analyst, viewer = make_user(roles.ANALYST), make_user(roles.VIEWER)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"))
+        informant = make_source(title="Informant")
+        rows = [{"id": seen.pk, "source": seen.source_id}, {"source": informant.pk, "excerpt": "Kim Chol-su said"}]
+        body = {"claims": rows, "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        body = {"confidential": True, "version": 1}
+        assert client_for(insider).patch(f"{API}/sources/{informant.pk}/", body, format="json").status_code == 200
+
+        def proposals(reader):
+            answer = client_for(reader).get(incident_url(incident, "history/"))
+            assert answer.status_code == 200
+            return answer, [
+                event["data"]["changes"] for event in results(answer) if event["record"] == "incidents.IncidentRevision"
+            ]
+
+        answer, [proposed] = proposals(viewer)
+        assert "Kim Chol-su" not in answer.content.decode()
+        assert proposed == {"data": {}, "claims": [{"id": seen.pk, "source": seen.source_id}]}
+        [listed] = results(client_for(viewer).get(f"{API}/revisions/"))
+        assert listed["changes"] == proposed
+        answer, [proposed] = proposals(insider)
+        assert proposed == {"data": {}, "claims": rows}
 
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…

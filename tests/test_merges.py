@@ -379,7 +379,7 @@ def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(wor
     assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 404
 
 
-def test_a_merge_refused_as_merged_already_names_no_incident_the_reviewer_may_not_see(world, reviewer):
+def test_a_pair_whose_incident_was_merged_into_one_the_reviewer_may_not_see_answers_as_missing(world, reviewer):
     merged = world["merged"]
     later = make_incident(title="Reported a third time")
     incident_merge(
@@ -390,10 +390,12 @@ def test_a_merge_refused_as_merged_already_names_no_incident_the_reviewer_may_no
     # The survivor made confidential since (with the incident merged into it, which stays as it was).
     Incident.objects.filter(pk=later.pk).update(confidential=True)
 
+    # To this Reviewer the merged incident left their sight as a deleted one does: its pairs are
+    # answered as pairs that do not exist, not with why it left (merged into a confidential one).
     refused = client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
-    assert refused.status_code == 409
-    assert later.public_id not in refused.content.decode()
-    assert f"{merged.public_id} was already merged into another incident" in refused.json()["detail"]
+    missing = client_for(reviewer).post(f"{API}/duplicates/999999/merge/", {}, format="json")
+    assert refused.status_code == missing.status_code == 404
+    assert later.public_id not in refused.content.decode() and "merged" not in refused.content.decode()
     with_access = make_user(roles.REVIEWER, confidential=True)
     refused = client_for(with_access).post(merge_url(world["pair"]), {}, format="json")
     assert f"{merged.public_id} was already merged into {later.public_id}" in refused.json()["detail"]
@@ -883,3 +885,26 @@ def test_the_counts_a_merge_of_confidential_incidents_proposes_stay_with_readers
 
     assert merge.revision.pk not in [revision["id"] for revision in queue_without]
     assert merge.revision.pk in [revision["id"] for revision in queue_with]
+
+
+def test_the_counts_an_undo_proposes_back_from_a_confidential_survivor_stay_with_readers_of_confidential_records(
+    world,
+):
+    # The survivor's own counts from before the merge, while it was confidential: once it was made
+    # public, the undo proposed them back to every Reviewer's queue.
+    Incident.objects.filter(pk__in=[world["survivor"].pk, world["merged"].pk]).update(confidential=True)
+    with_access = make_user(roles.REVIEWER, confidential=True)
+    merge = incident_merge(user=with_access, pair=world["pair"])
+    writer = client_for(with_access)
+    assert writer.post(f"{API}/revisions/{merge.revision.pk}/accept/", {}, format="json").status_code == 200
+    survivor = Incident.objects.get(pk=world["survivor"].pk)
+    body = {"confidential": False, "version": survivor.version}
+    assert writer.patch(incident_url(survivor), body, format="json").status_code == 200
+    assert writer.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+
+    queue_without = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
+    queue_with = results(client_for(with_access).get(f"{API}/revisions/"))
+
+    assert proposed_back.pk not in [revision["id"] for revision in queue_without]
+    assert proposed_back.pk in [revision["id"] for revision in queue_with]

@@ -581,6 +581,46 @@ class TestRevisions:
         assert hidden.people_count == 80  # as it was
         assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
+    @pytest.mark.parametrize("hidden_row", ["new claim", "claim given the source"])
+    def test_accepting_a_revision_tells_nothing_of_a_source_made_confidential_since_it_was_proposed(self, hidden_row):
+        # The proposer cited a public source, which a Reviewer with Confidential access then made
+        # confidential (an informant recognised). A Reviewer without that access was shown the
+        # revision without it, and accepting answered 400 `{"claims[1].source": ["No source 2."]}`:
+        # the hidden source's id and that the revision held it, only when it did.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        answers = []
+        for hidden in (False, True):
+            incident = make_incident(title="Published title")
+            seen = make_claim(incident=incident, source=make_source(title="RFA"), people_count=80)
+            informant = make_source(title="Informant")
+            rows = [{"id": seen.pk, "source": seen.source_id, "excerpt": "Mine"}]
+            if hidden and hidden_row == "new claim":
+                rows.append({"source": informant.pk, "people_count": 5})
+            if hidden and hidden_row == "claim given the source":
+                other = make_claim(incident=incident, source=make_source(title="Daily NK"), people_count=40)
+                rows.append({"id": other.pk, "source": informant.pk})
+            elif not hidden and hidden_row == "claim given the source":
+                other = make_claim(incident=incident, source=make_source(title="Daily NK"), people_count=40)
+                rows.append({"id": other.pk, "source": other.source_id})
+            body = {"title": "Edited", "claims": rows, "version": 1}
+            assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+            revision = IncidentRevision.objects.get(incident=incident)
+            made_confidential = client_for(insider).patch(
+                f"{API}/sources/{informant.pk}/", {"confidential": True, "version": 1}, format="json"
+            )
+            assert made_confidential.status_code == 200, made_confidential.content
+            shown = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()
+            answer = client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
+            assert answer.status_code == 200, answer.content
+            incident.refresh_from_db()
+            claims = sorted(incident.claims.values_list("source__title", "people_count", "excerpt"))
+            answers.append((shown["diff"], incident.title, claims))
+            assert not incident.claims.filter(source=informant).exists()
+            if hidden_row == "claim given the source":
+                assert Claim.objects.get(pk=other.pk).source.title == "Daily NK"
+        assert answers[0] == answers[1]
+
 
 def make_world_around(incident: Incident) -> World:
     return World(incident, None, None, None, None, None, None)

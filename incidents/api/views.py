@@ -244,7 +244,10 @@ class HistoryEventSerializer(serializers.Serializer):
     )
     summary = serializers.CharField(help_text='What happened, as the admin says it: "Place: Yanji added".')
     import_file = serializers.CharField(allow_null=True, help_text="The CSV file an import wrote it from, if any.")
-    action = serializers.CharField(source="event.pgh_label", help_text="insert, update or delete")
+    action = serializers.CharField(
+        help_text="insert, update or delete (a record made public, to readers who may not see what it was "
+        "before: insert)"
+    )
     record = serializers.CharField(source="event.pgh_obj_model", help_text="e.g. incidents.Incident, incidents.Claim")
     record_id = serializers.CharField(source="event.pgh_obj_id", allow_null=True)
     changes = serializers.JSONField(
