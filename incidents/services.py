@@ -553,9 +553,32 @@ def _validated_update(
     errors = _incident_errors(incident, user=user, was_confidential=current.confidential, stored=current)
     children, child_errors = _validate_all_children(incident, user=visibility_of, **changes)
     if visibility_of is not user:
+        child_errors.update(_uncitable_since_proposed(user, visibility_of, children.claims or []))
         child_errors.update(_claim_rule_errors(user, children.claims or []))
     _raise_collected({**errors, **child_errors})
     return children
+
+
+def _uncitable_since_proposed(reviewer, proposer, claims: list[Claim]) -> dict[str, list[str]]:
+    """For a Reviewer accepting a revision: the claims whose source they may see and its proposer no
+    longer may (made confidential since the proposal), said as such, where the proposer's own check
+    answered "No source N.", which read to the Reviewer as a source that does not exist. One query,
+    none without a claim of a source hidden from the proposer."""
+    source_ids = {claim.source_id for claim in claims if claim.source_id}
+    hidden = source_ids - set(
+        Source.objects.visible_to(proposer).filter(pk__in=source_ids).values_list("pk", flat=True)
+    )
+    if not hidden:
+        return {}
+    seen = Source.objects.visible_to(reviewer).in_bulk(hidden)
+    return {
+        f"claims[{index}].source": [
+            f"Its author may no longer cite “{seen[claim.source_id]}” (source {claim.source_id}), made confidential "
+            "since they proposed this: reject it, and they can propose again."
+        ]
+        for index, claim in enumerate(claims)
+        if claim.source_id in seen
+    }
 
 
 def _apply_update(

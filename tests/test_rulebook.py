@@ -621,6 +621,29 @@ class TestRevisions:
                 assert Claim.objects.get(pk=other.pk).source.title == "Daily NK"
         assert answers[0] == answers[1]
 
+    def test_a_reviewer_who_sees_the_source_made_confidential_since_is_told_why_the_revision_cannot_be_accepted(self):
+        analyst, insider = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident(title="Published title")
+        informant = make_source(title="Informant")
+        body = {"claims": [{"source": informant.pk, "people_count": 5}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        made_confidential = client_for(insider).patch(
+            f"{API}/sources/{informant.pk}/", {"confidential": True, "version": 1}, format="json"
+        )
+        assert made_confidential.status_code == 200, made_confidential.content
+
+        answer = client_for(insider).post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert answer.status_code == 400
+        assert answer.json() == {
+            "claims[0].source": [
+                f"Its author may no longer cite “{informant}” (source {informant.pk}), made confidential since "
+                "they proposed this: reject it, and they can propose again."
+            ]
+        }
+        assert not incident.claims.exists()
+
 
 def make_world_around(incident: Incident) -> World:
     return World(incident, None, None, None, None, None, None)
