@@ -961,10 +961,27 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
         elif column in CHOICE_COLUMNS:
             # Blank: the default for a new incident, the current value for an existing one.
             if raw.strip():
-                data[column] = raw.strip()
+                choice = _choice(column, raw.strip())
+                if choice is None:
+                    field = Incident._meta.get_field(column)
+                    allowed = ", ".join(value for value, _ in field.choices)
+                    message = f"{raw.strip()!r} is not a {field.verbose_name}: write one of {allowed}."
+                    errors.append(RowError(line, column, message))
+                else:
+                    data[column] = choice
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+def _choice(column: str, written: str) -> str | None:
+    """The value of a choice column written as the export writes it (`at_least`) or as the admin
+    labels it (`At least`), in any case; None for anything else."""
+    folded = written.casefold()
+    for value, label in Incident._meta.get_field(column).choices:
+        if folded in (value.casefold(), str(label).casefold()):
+            return value
+    return None
 
 
 def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:

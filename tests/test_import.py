@@ -416,7 +416,10 @@ class TestErrors:
                 "line 2, column people_count_min: The minimum (90) is above the maximum (50).",
             ),
             ("X,forced-repatriation,2023-03-01,2023-03-01,many,", "line 2, column people_count_min: 'many' is not a"),
-            ("X,forced-repatriation,2023-03-01,2023-03-01,,,,,,sometime", "column date_precision: Value 'sometime' is"),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,,,,,,sometime",
+                "column date_precision: 'sometime' is not a date precision",
+            ),
             ("X,forced-repatriation,2023-03-01", "line 2: This row has 3 cells; the header has 10."),
             (",forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
         ],
@@ -436,8 +439,33 @@ class TestErrors:
         errors = import_errors(
             analyst, tmp_path, f"{HEADER},date_precision\nX,forced-repatriation,2023-03-05,2023-03-01,sometime\n"
         )
-        assert "line 2, column date_precision: Value 'sometime' is not a valid choice." in errors
+        assert (
+            "line 2, column date_precision: 'sometime' is not a date precision: write one of day, week, month, "
+            "year, range, unknown." in errors
+        )
         assert "line 2, column date_end: The end date (2023-03-01) is before the start date (2023-03-05)." in errors
+
+    def test_a_choice_that_is_none_names_the_values_it_may_take(self, analyst, tmp_path):
+        # Django's "Value 'roughly' is not a valid choice." left the analyst guessing what is.
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER},count_qualifier,verification\nX,forced-repatriation,2023-03-01,2023-03-01,roughly,true\n",
+        )
+        assert (
+            "line 2, column count_qualifier: 'roughly' is not a count qualifier: write one of exact, about, "
+            "at_least, at_most, unknown." in errors
+        )
+        assert "line 2, column verification: 'true' is not a verification: write one of alleged," in errors
+
+    def test_a_choice_written_as_the_admin_labels_it_is_that_choice(self, analyst, tmp_path):
+        # A person typing the file writes what the admin's form shows ("At least", "Month").
+        run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},date_precision,count_qualifier\nX,forced-repatriation,2023-03-01,2023-03-31,Month,At least\n",
+        )
+        assert Incident.objects.values_list("date_precision", "count_qualifier").get() == ("month", "at_least")
 
     def test_every_bad_row_is_listed_and_the_good_ones_are_not_written(self, analyst, tmp_path):
         errors = import_errors(
