@@ -193,6 +193,16 @@ class TestDataEntry:
 
         assert "From 60 to 100 people, depending on the source." in page
 
+    def test_each_claim_is_headed_by_its_source_and_the_incident_people_know(self, client, analyst):
+        # "Daily NK report on 1" before: the incident's row key, which no page shows anyone.
+        incident = make_incident()
+        make_claim(incident=incident, source=make_source(title="Daily NK report"))
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert f"Daily NK report on {incident.public_id}" in page
+        assert f"Daily NK report on {incident.pk}<" not in page
+
     def test_editing_keeps_existing_claims_and_updates_the_incident(self, client, analyst):
         incident = make_incident(review_state="draft")
         claim = make_claim(incident=incident)

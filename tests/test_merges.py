@@ -475,7 +475,8 @@ class TestAdmin:
         assert "Yanji" in page and "Border police" in page and "mostly women" in page
         assert "About 100 people" in page  # the conflict, listed to compare
         assert "Secret NGO note" not in page and "Informant X" not in page
-        assert "people_count_max" in page  # proposed, not applied
+        # Proposed, not applied; by the labels the incident's page gives its fields, not their code names.
+        assert '<th scope="row">People count max</th>' in page and "people_count_max" not in page
 
         confirmed = client.post(
             decided["Location"],
@@ -486,6 +487,9 @@ class TestAdmin:
         assert Incident.objects.get(pk=merged.pk).merged_into == survivor
         merge_page = client.get(confirmed["Location"]).content.decode()
         assert "Undo merge" in merge_page and "Secret NGO note" not in merge_page
+        # One of each moved: counted in words a person reads ("1 places" before).
+        for moved in ("1 place", "1 victim group", "1 organization involved", "1 response"):
+            assert f"<li>{moved}</li>" in merge_page
 
         undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]))
         assert undone.status_code == 302
