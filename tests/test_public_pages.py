@@ -164,6 +164,26 @@ def test_hidden_incidents_answer_404_like_missing_ones(reader, record):
     assert client.get("/incidents/INC-999999/").status_code == 404
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "language", "heading", "browse"),
+    [
+        ("/incidents/INC-999999/", "en", "Page not found", '/">Browse the published incidents'),
+        ("/ko/incidents/INC-999999/", "ko", "페이지를 찾을 수 없습니다", '/ko/">공개된 사건 둘러보기'),
+        ("/ko/no-such-page/", "ko", "페이지를 찾을 수 없습니다", '/ko/">공개된 사건 둘러보기'),
+    ],
+)
+def test_an_address_not_found_answers_in_the_language_of_its_path_with_a_way_back(address, language, heading, browse):
+    # A shared link to an incident no longer published gave Django's bare English "Not Found", in
+    # Korean too, with no way back to the site.
+    answer = Client().get(address)
+    page = answer.content.decode()
+    assert answer.status_code == 404
+    assert f'<html lang="{language}">' in page and f"<h1>{heading}</h1>" in page
+    assert f'<a href="{browse}</a>' in page
+    assert "Content-Security-Policy" in answer.headers
+
+
 @pytest.mark.parametrize(
     "address", ["/incidents/%00/", "/incidents/INC-%00/", "/ko/incidents/%00/", "/incidents/%00.csv"]
 )
