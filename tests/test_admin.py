@@ -316,6 +316,28 @@ class TestDataEntry:
             )
             assert [result["text"] for result in response.json()["results"]] == [expected]
 
+    def test_places_of_one_name_are_offered_and_shown_by_their_paths(
+        self, client, analyst, django_assert_max_num_queries
+    ):
+        # The province and its city were two identical "Bangkok" choices: an analyst picked one blind.
+        thailand = make_place(name="Thailand", kind="country", country="TH")
+        province = make_place(name="Bangkok", kind="province", parent=thailand)
+        city = make_place(name="Bangkok", kind="city", parent=province)
+        for number in range(15):
+            make_place(name=f"Bangkok district {number}", parent=city)
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": "Bangkok"}
+
+        with django_assert_max_num_queries(6):  # a fixed number, however many places match
+            offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert {"id": str(province.pk), "text": "Thailand > Bangkok"} in offered
+        assert {"id": str(city.pk), "text": "Thailand > Bangkok > Bangkok"} in offered
+        assert {"id": str(thailand.pk), "text": "Thailand"} not in offered  # its name is not searched
+        incident = make_incident(places=[city])
+        page = client.get(change_url(incident)).content.decode()
+        assert f'<option value="{city.pk}" selected>Thailand &gt; Bangkok &gt; Bangkok</option>' in page
+
 
 class TestConfidentiality:
     @pytest.fixture

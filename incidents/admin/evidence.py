@@ -4,6 +4,7 @@ Each has search fields, so the incident page can offer them through autocomplete
 form that carries the version it was opened at (`EditedVersionForm`)."""
 
 from django.contrib import admin
+from django.db.models import F
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
@@ -44,6 +45,11 @@ class PlaceAdmin(TrackedModelAdmin):
     list_select_related = ["parent"]
     search_fields = ["name", "parent__name"]
     autocomplete_fields = ["parent"]
+
+    def autocomplete_labelled(self, queryset):
+        """Each place offered by the autocomplete (an incident's places, a place's parent) by its
+        path, which tells apart places of one name."""
+        return queryset.with_path().annotate(autocomplete_label=F("path"))
 
 
 @admin.register(IncidentType)

@@ -150,11 +150,19 @@ class DateRangeFilter(ParametersListFilter):
         }
 
 
+class PlacePathChoiceField(forms.ModelMultipleChoiceField):
+    """Places chosen, each shown by its path, as the autocomplete offers them (PlaceAdmin): the
+    Bangkok picked stays told apart from the other once the page is saved or shown again."""
+
+    def label_from_instance(self, obj):
+        return getattr(obj, "path", None) or str(obj)
+
+
 class IncidentForm(EditedVersionForm):
     # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
     # this field offers the same autocomplete and the service writes the links.
-    place_list = forms.ModelMultipleChoiceField(
-        queryset=Place.objects.all(),
+    place_list = PlacePathChoiceField(
+        queryset=Place.objects.with_path(),
         required=False,
         label="Places",
         widget=AutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
