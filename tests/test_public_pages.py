@@ -27,7 +27,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
-from incidents.models import Incident, Involvement, Response, Source
+from incidents.models import Incident, IncidentType, Involvement, Response, Source
 from incidents.public import selectors
 from tests.factories import (
     incident_type,
@@ -254,6 +254,26 @@ def test_the_pages_show_the_corroboration_the_reader_may_know_beside_the_verific
 def test_the_korean_page_says_the_corroboration_in_korean(record):
     page = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
     assert "<dt>교차 확인</dt><dd>독립된 원출처 1곳, 출처 2곳" in page
+
+
+@pytest.mark.django_db
+def test_the_korean_pages_name_the_seeded_incident_types_in_korean_and_others_as_entered():
+    # "Forced repatriation" stood in English on every Korean page: each incident's type, the first
+    # facet and the statistics by type, beside countries, roles and verification in Korean.
+    repatriation = make_incident(title="Sent back from Tumen")
+    refoulement = IncidentType.objects.create(slug="refoulement-at-sea", name="Refoulement at sea")
+    make_incident(title="Pushed back at sea", incident_type=refoulement)
+    korean = Client().get("/ko/").content.decode()
+    assert "강제 송환" in korean and "Forced repatriation" not in korean
+    assert "Refoulement at sea" in korean  # a type analysts added: as they wrote it
+    page = Client().get(f"/ko/incidents/{repatriation.public_id}/").content.decode()
+    assert f'<p class="meta">{repatriation.public_id} · 강제 송환</p>' in page
+    statistics = Client().get("/ko/statistics/", {"group_by": "type"}).content.decode()
+    assert "강제 송환" in statistics and "Forced repatriation" not in statistics
+    # English pages, and the API whatever the reader's language, keep the names as stored.
+    assert "Forced repatriation" in Client().get("/").content.decode()
+    labels = Client().get("/api/v1/incidents/stats/", {"group_by": "type"}, HTTP_ACCEPT_LANGUAGE="ko").json()
+    assert {row["label"] for row in labels["results"]} == {"Forced repatriation", "Refoulement at sea"}
 
 
 def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(record):
