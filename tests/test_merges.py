@@ -495,6 +495,28 @@ class TestAdmin:
         assert undone.status_code == 302
         assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
 
+    def test_the_note_given_with_same_incident_is_the_merges_note_unless_changed(self, client, world, reviewer):
+        # The reviewer said why on the pair's page, then met an empty note on the merge's, which
+        # the history keeps: the why was typed twice or lost.
+        pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
+        client.force_login(reviewer)
+        decided = client.post(
+            reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
+            {"decision": "same", "note": "One HRW report, two outlets"},
+        )
+        page = client.get(decided["Location"]).content.decode()
+        assert '<textarea name="note" id="id_note" rows="2" cols="80">One HRW report, two outlets</textarea>' in page
+        client.post(
+            decided["Location"],
+            {
+                "survivor": survivor.public_id,
+                "survivor_version": survivor.version,
+                "merged_version": merged.version,
+                "note": "One HRW report, two outlets",
+            },
+        )
+        assert IncidentMerge.objects.get().note == "One HRW report, two outlets"
+
     def test_the_reviewer_may_choose_the_other_survivor_on_the_page(self, client, world, reviewer):
         client.force_login(reviewer)
         url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
