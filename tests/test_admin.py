@@ -203,6 +203,15 @@ class TestDataEntry:
         assert f"Daily NK report on {incident.public_id}" in page
         assert f"Daily NK report on {incident.pk}<" not in page
 
+    def test_the_page_links_to_the_incidents_public_page(self, client, analyst):
+        # A reviewer who published an incident had no way from its page to read it as the public does.
+        incident = make_incident()
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert f'<a href="/incidents/{incident.public_id}/" class="viewsitelink">View on site</a>' in page
+        assert client.get(f"/incidents/{incident.public_id}/").status_code == 200
+
     def test_editing_keeps_existing_claims_and_updates_the_incident(self, client, analyst):
         incident = make_incident(review_state="draft")
         claim = make_claim(incident=incident)

@@ -291,6 +291,11 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
     autocomplete_fields = ["incident_type"]
+
+    def view_on_site(self, incident):
+        """The incident's public page ("View on site"), where a reviewer reads what the public
+        reads once it is published; staff see a draft there as their role allows."""
+        return reverse("public:incident", args=[incident.public_id])
     readonly_fields = [
         "public_id",
         "date_label",
