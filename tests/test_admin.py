@@ -14,7 +14,7 @@ from pghistory.models import Events
 
 from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
-from incidents.models import Claim, Incident, Organization, Place, Response
+from incidents.models import Claim, Incident, Involvement, Organization, Place, Response, Source
 from incidents.search import IncidentSearch
 from tests.differential import comparable
 from tests.factories import (
@@ -202,6 +202,33 @@ class TestDataEntry:
 
         assert f"Daily NK report on {incident.public_id}" in page
         assert f"Daily NK report on {incident.pk}<" not in page
+
+    def test_the_page_costs_the_same_queries_however_many_claims_and_organizations(self, client, analyst):
+        # Each claim's source and each organization involved were read again by their row's
+        # autocomplete: a query per row, 40 more for an incident cited by 40 sources.
+        def queries(incident):
+            with CaptureQueriesContext(connection) as captured:
+                page = client.get(change_url(incident)).content.decode()
+            return len(captured), page
+
+        few, many = make_incident(), make_incident()
+        make_claim(incident=few, source=make_source(title="Only source"))
+        Involvement.objects.create(incident=few, organization=make_organization(name="Only police"), role="perpetrator")
+        for number in range(6):
+            make_claim(incident=many, source=make_source(title=f"Outlet {number}"))
+            Involvement.objects.create(incident=many, organization=make_organization(name=f"Police {number}"))
+        logged_in(client, analyst)
+        queries(few)  # the session's first page reads what later ones find cached
+
+        few_queries, _ = queries(few)
+        many_queries, page = queries(many)
+
+        assert many_queries == few_queries
+        for number in range(6):  # each row still shows what it links to, as the selected choice
+            source = Source.objects.get(title=f"Outlet {number}")
+            assert f'<option value="{source.pk}" selected>Outlet {number}</option>' in page
+            police = Organization.objects.get(name=f"Police {number}")
+            assert f'<option value="{police.pk}" selected>Police {number}</option>' in page
 
     def test_the_page_links_to_the_incidents_public_page(self, client, analyst):
         # A reviewer who published an incident had no way from its page to read it as the public does.

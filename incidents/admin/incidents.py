@@ -5,10 +5,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
+from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -202,6 +203,36 @@ class IncidentForm(EditedVersionForm):
             self.fields["place_list"].initial = list(self.instance.places.all())
 
 
+class RowAutocompleteSelect(AutocompleteSelect):
+    """An inline row's autocomplete (a claim's source, an involvement's organization) showing the
+    record the row links to as the row was read with it (`select_related`), where Django's widget
+    looked each up again: one query per claim and per organization on the incident's page. A value
+    other than the row's own (a form sent back with another choice) is looked up as before."""
+
+    row_record = None
+
+    def optgroups(self, name, value, attr=None):
+        record = self.row_record
+        selected = {str(choice) for choice in value if str(choice) not in self.choices.field.empty_values}
+        if record is None or selected != {str(record.pk)}:
+            return super().optgroups(name, value, attr)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        label = self.choices.field.label_from_instance(record)
+        options.append(self.create_option(name, record.pk, label, selected, len(options)))
+        return [(None, options, 0)]
+
+
+class RowsFormSet(BaseInlineFormSet):
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        for name, field in form.fields.items():
+            widget = getattr(field.widget, "widget", field.widget)  # inside the "+" wrapper
+            if isinstance(widget, RowAutocompleteSelect) and form.instance.pk is not None:
+                link = form.instance._meta.get_field(name)
+                # Only a record read with the row (the inline's select_related): never a query here.
+                widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
+
+
 class IncidentRowsInline:
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
@@ -209,10 +240,21 @@ class IncidentRowsInline:
     edit of a published incident waits for a Reviewer. So whoever may change the incident may remove
     a row, as through the API and the import; Django's default asked for the row's delete
     permission, which only Reviewers hold (for records on their own: sources, incidents), and left
-    an Analyst unable to take back a claim they added by mistake."""
+    an Analyst unable to take back a claim they added by mistake.
+
+    Each row's autocomplete shows the record the row was read with (RowAutocompleteSelect), so the
+    page's queries do not grow with its claims and organizations. The rows are those the reader may
+    see (a claim of a source they may not see is not one of them), so is the record each links to."""
+
+    formset = RowsFormSet
 
     def has_delete_permission(self, request, obj=None):
         return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request) and "widget" not in kwargs:
+            kwargs["widget"] = RowAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ClaimForm(forms.ModelForm):
@@ -296,6 +338,7 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         """The incident's public page ("View on site"), where a reviewer reads what the public
         reads once it is published; staff see a draft there as their role allows."""
         return reverse("public:incident", args=[incident.public_id])
+
     readonly_fields = [
         "public_id",
         "date_label",
