@@ -1,6 +1,8 @@
 """The analysts' admin through the Django test client: data entry, confidentiality, review workflow,
 history, lost-update protection, duplicate warnings and the changelist's cost."""
 
+import html
+import json
 import re
 from datetime import date
 
@@ -373,6 +375,21 @@ class TestDataEntry:
         incident = make_incident(places=[city])
         page = client.get(change_url(incident)).content.decode()
         assert f'<option value="{city.pk}" selected>Thailand &gt; Bangkok &gt; Bangkok</option>' in page
+
+    def test_a_place_made_in_the_pop_up_goes_back_to_the_incident_page_by_its_path(self, client, analyst):
+        # The pop-up answered its name alone ("Bangkok"), beside choices shown by their paths.
+        thailand = make_place(name="Thailand", kind="country", country="TH")
+        province = make_place(name="Bangkok", kind="province", parent=thailand)
+        logged_in(client, analyst)
+
+        answer = client.post(
+            reverse("admin:incidents_place_add") + "?_popup=1&_to_field=id",
+            {"_popup": "1", "_to_field": "id", "name": "Bangkok", "kind": "city", "parent": province.pk},
+        )
+
+        city = Place.objects.get(name="Bangkok", parent=province)
+        sent = json.loads(html.unescape(re.search(r'data-popup-response="([^"]*)"', answer.content.decode())[1]))
+        assert sent == {"value": str(city.pk), "obj": "Thailand > Bangkok > Bangkok"}
 
 
 class TestConfidentiality:
