@@ -184,6 +184,20 @@ def test_an_address_not_found_answers_in_the_language_of_its_path_with_a_way_bac
     assert "Content-Security-Policy" in answer.headers
 
 
+@pytest.mark.django_db
+def test_a_server_error_says_so_in_both_languages_with_a_way_back(monkeypatch):
+    # Django's bare English "Server Error (500)" before, in Korean pages too.
+    def fails(**kwargs):
+        raise RuntimeError("a fault")
+
+    monkeypatch.setattr(selectors, "browse_incidents", fails)
+    answer = Client(raise_request_exception=False).get("/ko/")
+    page = answer.content.decode()
+    assert answer.status_code == 500
+    assert "<h1>Server error</h1>" in page and "<h2>서버 오류</h2>" in page
+    assert '<a href="/ko/">공개된 사건 둘러보기</a>' in page and "a fault" not in page
+
+
 @pytest.mark.parametrize(
     "address", ["/incidents/%00/", "/incidents/INC-%00/", "/ko/incidents/%00/", "/incidents/%00.csv"]
 )
