@@ -105,7 +105,16 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
             # No choice, and no message left for the next page (the admin's search would leave
             # one): the widget says "No results found" while the words are typed.
             return self.model_admin.get_queryset(self.request).none()
-        return super().get_queryset()
+        queryset = super().get_queryset()
+        labelled = getattr(self.model_admin, "autocomplete_labelled", None)
+        return labelled(queryset) if labelled else queryset
+
+    def serialize_result(self, obj, to_field_name):
+        # A list's own label for a choice, where its admin gives one (a place's path: two Bangkoks,
+        # the province and its city, were two identical choices).
+        result = super().serialize_result(obj, to_field_name)
+        label = getattr(obj, "autocomplete_label", None)
+        return result if label is None else {**result, "text": label}
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

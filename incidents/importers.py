@@ -204,6 +204,11 @@ class _Plan:
         are not created."""
         named = {id(row.data.get("incident_type")) for row in self.rows}
         named.update(id(record) for row in self.rows for column in NAME_COLUMNS for record in row.names[column] or ())
+        # And the new places those new places lie in, which no row need name.
+        for _, record, _ in self.missing:
+            if id(record) in named and isinstance(record, Place):
+                while (record := record.parent) is not None and record.pk is None:
+                    named.add(id(record))
         self.missing = [missing for missing in self.missing if id(missing[1]) in named]
 
     def missing_created(self) -> dict[str, list[str]]:
@@ -961,10 +966,27 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
         elif column in CHOICE_COLUMNS:
             # Blank: the default for a new incident, the current value for an existing one.
             if raw.strip():
-                data[column] = raw.strip()
+                choice = _choice(column, raw.strip())
+                if choice is None:
+                    field = Incident._meta.get_field(column)
+                    allowed = ", ".join(value for value, _ in field.choices)
+                    message = f"{raw.strip()!r} is not a {field.verbose_name}: write one of {allowed}."
+                    errors.append(RowError(line, column, message))
+                else:
+                    data[column] = choice
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+def _choice(column: str, written: str) -> str | None:
+    """The value of a choice column written as the export writes it (`at_least`) or as the admin
+    labels it (`At least`), in any case; None for anything else."""
+    folded = written.casefold()
+    for value, label in Incident._meta.get_field(column).choices:
+        if folded in (value.casefold(), str(label).casefold()):
+            return value
+    return None
 
 
 def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
@@ -1090,16 +1112,23 @@ class _NameResolver:
             return None, f"{name!r} is too long for a new {index.kind}."
         parent = None
         if len(item.names) > 1:
-            # A new place inside a known one: its path up to the parent must name one place.
-            parents, _ = index.find(_Item(item.names[:-1]))
-            if len(parents) != 1:
-                parent_path = PLACE_PATH_SEPARATOR.join(map(csv_list_item, item.names[:-1]))
+            # A new place inside another: its path up to the parent names one place, or none, and
+            # then that place is made too, outermost first (`China > Jilin > Tumen` makes Jilin in
+            # China and Tumen in it), as an analyst entering a new town's province expects.
+            parent_item = _Item(item.names[:-1])
+            parents, _ = index.find(parent_item)
+            if len(parents) > 1:
+                candidates = ", ".join(sorted(index.describe(match) for match in parents))
                 return (
                     None,
-                    f"Unknown place {str(item)!r}, and {parent_path!r} does not name one place to create it in.",
+                    f"Unknown place {str(item)!r}, and {str(parent_item)!r} matches {len(parents)} places to "
+                    f"create it in; write the path of one of: {candidates}.",
                 )
-            parent = parents[0]
-        key = (parent.pk if parent else None, name.casefold())
+            parent, problem = (parents[0], "") if parents else self._missing_record(column, parent_item)
+            if problem:
+                return None, problem
+        # A new parent has no key yet: the object itself, made once per path, stands for it.
+        key = (None if parent is None else parent.pk or ("new", id(parent)), name.casefold())
         if key not in self.missing[column]:
             self.missing[column][key] = _new_record(column, name, parent)
         return self.missing[column][key], ""

@@ -660,6 +660,12 @@ PUBLIC_ID_EXPRESSION = Concat(
 )
 
 
+def public_id_of(incident_id: int) -> str:
+    """PUBLIC_ID_EXPRESSION in Python, for labels that hold only the incident's key (a claim's, a
+    pair's): the id people know, without reading the incident."""
+    return f"INC-{incident_id:06d}"
+
+
 class DateLabel(Func):
     """Calls the SQL function created in migration 0001 ("29 August 2023", "July 2021", "2023").
 
@@ -1108,7 +1114,7 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
         ]
 
     def __str__(self):
-        return f"{self.source} on {self.incident_id}"
+        return f"{self.source} on {public_id_of(self.incident_id)}"
 
     @property
     def needs_confidential_access(self) -> bool:
@@ -1829,7 +1835,7 @@ class DuplicatePair(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.incident_a_id} ~ {self.incident_b_id} ({self.score:.2f})"
+        return f"{public_id_of(self.incident_a_id)} ~ {public_id_of(self.incident_b_id)} ({self.score:.2f})"
 
 
 class DuplicateWordFrequencies(models.Model):

@@ -199,6 +199,13 @@ class KeptOriginsAtLeast(Exists):
 
 
 class PlaceQuerySet(models.QuerySet):
+    def with_path(self) -> "PlaceQuerySet":
+        """Annotate `path`: the place as the CSV export writes it and the import reads it, its
+        names from the outermost place down to it (`Thailand > Bangkok > Bangkok`), by the SQL
+        function the export uses (migration 0019). Names repeat (the province and its city), and
+        the path is unique: what an analyst picks a place by."""
+        return self.annotate(path=Func(F("pk"), function="csv_place_path", output_field=models.TextField()))
+
     def with_coordinates_for(self, user) -> "PlaceQuerySet":
         """Annotate `shown_latitude`/`shown_longitude`: what `user` may see of each place's location."""
         shown_latitude, shown_longitude = coordinates_for(user)

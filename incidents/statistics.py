@@ -62,6 +62,7 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
+from incidents.vocabulary import type_name
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
 # The public pages' place facet also groups by place: the places directly inside the place filter's
@@ -894,4 +895,6 @@ def _label(group_by: str, row: dict) -> str:
         return countries.name(group) or group
     if group_by == "verification":
         return str(Verification(group).label)
+    if group_by == "type":
+        return type_name(row.get("label") or _group_name(group_by, group))
     return row.get("label") or _group_name(group_by, group)

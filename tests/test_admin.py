@@ -1,6 +1,8 @@
 """The analysts' admin through the Django test client: data entry, confidentiality, review workflow,
 history, lost-update protection, duplicate warnings and the changelist's cost."""
 
+import html
+import json
 import re
 from datetime import date
 
@@ -14,7 +16,7 @@ from pghistory.models import Events
 
 from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
-from incidents.models import Claim, Incident, Organization, Place, Response
+from incidents.models import Claim, Incident, Involvement, Organization, Place, Response, Source
 from incidents.search import IncidentSearch
 from tests.differential import comparable
 from tests.factories import (
@@ -193,6 +195,52 @@ class TestDataEntry:
 
         assert "From 60 to 100 people, depending on the source." in page
 
+    def test_each_claim_is_headed_by_its_source_and_the_incident_people_know(self, client, analyst):
+        # "Daily NK report on 1" before: the incident's row key, which no page shows anyone.
+        incident = make_incident()
+        make_claim(incident=incident, source=make_source(title="Daily NK report"))
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert f"Daily NK report on {incident.public_id}" in page
+        assert f"Daily NK report on {incident.pk}<" not in page
+
+    def test_the_page_costs_the_same_queries_however_many_claims_and_organizations(self, client, analyst):
+        # Each claim's source and each organization involved were read again by their row's
+        # autocomplete: a query per row, 40 more for an incident cited by 40 sources.
+        def queries(incident):
+            with CaptureQueriesContext(connection) as captured:
+                page = client.get(change_url(incident)).content.decode()
+            return len(captured), page
+
+        few, many = make_incident(), make_incident()
+        make_claim(incident=few, source=make_source(title="Only source"))
+        Involvement.objects.create(incident=few, organization=make_organization(name="Only police"), role="perpetrator")
+        for number in range(6):
+            make_claim(incident=many, source=make_source(title=f"Outlet {number}"))
+            Involvement.objects.create(incident=many, organization=make_organization(name=f"Police {number}"))
+        logged_in(client, analyst)
+        queries(few)  # the session's first page reads what later ones find cached
+
+        few_queries, _ = queries(few)
+        many_queries, page = queries(many)
+
+        assert many_queries == few_queries
+        for number in range(6):  # each row still shows what it links to, as the selected choice
+            source = Source.objects.get(title=f"Outlet {number}")
+            assert f'<option value="{source.pk}" selected>Outlet {number}</option>' in page
+            police = Organization.objects.get(name=f"Police {number}")
+            assert f'<option value="{police.pk}" selected>Police {number}</option>' in page
+
+    def test_the_page_links_to_the_incidents_public_page(self, client, analyst):
+        # A reviewer who published an incident had no way from its page to read it as the public does.
+        incident = make_incident()
+
+        page = logged_in(client, analyst).get(change_url(incident)).content.decode()
+
+        assert f'<a href="/incidents/{incident.public_id}/" class="viewsitelink">View on site</a>' in page
+        assert client.get(f"/incidents/{incident.public_id}/").status_code == 200
+
     def test_editing_keeps_existing_claims_and_updates_the_incident(self, client, analyst):
         incident = make_incident(review_state="draft")
         claim = make_claim(incident=incident)
@@ -305,6 +353,43 @@ class TestDataEntry:
                 },
             )
             assert [result["text"] for result in response.json()["results"]] == [expected]
+
+    def test_places_of_one_name_are_offered_and_shown_by_their_paths(
+        self, client, analyst, django_assert_max_num_queries
+    ):
+        # The province and its city were two identical "Bangkok" choices: an analyst picked one blind.
+        thailand = make_place(name="Thailand", kind="country", country="TH")
+        province = make_place(name="Bangkok", kind="province", parent=thailand)
+        city = make_place(name="Bangkok", kind="city", parent=province)
+        for number in range(15):
+            make_place(name=f"Bangkok district {number}", parent=city)
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": "Bangkok"}
+
+        with django_assert_max_num_queries(6):  # a fixed number, however many places match
+            offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert {"id": str(province.pk), "text": "Thailand > Bangkok"} in offered
+        assert {"id": str(city.pk), "text": "Thailand > Bangkok > Bangkok"} in offered
+        assert {"id": str(thailand.pk), "text": "Thailand"} not in offered  # its name is not searched
+        incident = make_incident(places=[city])
+        page = client.get(change_url(incident)).content.decode()
+        assert f'<option value="{city.pk}" selected>Thailand &gt; Bangkok &gt; Bangkok</option>' in page
+
+    def test_a_place_made_in_the_pop_up_goes_back_to_the_incident_page_by_its_path(self, client, analyst):
+        # The pop-up answered its name alone ("Bangkok"), beside choices shown by their paths.
+        thailand = make_place(name="Thailand", kind="country", country="TH")
+        province = make_place(name="Bangkok", kind="province", parent=thailand)
+        logged_in(client, analyst)
+
+        answer = client.post(
+            reverse("admin:incidents_place_add") + "?_popup=1&_to_field=id",
+            {"_popup": "1", "_to_field": "id", "name": "Bangkok", "kind": "city", "parent": province.pk},
+        )
+
+        city = Place.objects.get(name="Bangkok", parent=province)
+        sent = json.loads(html.unescape(re.search(r'data-popup-response="([^"]*)"', answer.content.decode())[1]))
+        assert sent == {"value": str(city.pk), "obj": "Thailand > Bangkok > Bangkok"}
 
 
 class TestConfidentiality:

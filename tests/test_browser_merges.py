@@ -35,7 +35,7 @@ def test_a_reviewer_decides_same_incident_confirms_the_merge_then_undoes_it(brow
     expect(page.locator("h1")).to_contain_text(f"Merge {merged.public_id} into {survivor.public_id}?")
     expect(page.locator("table.merge-moves")).to_contain_text("Yanji")
     expect(page.locator(".merge-confirm")).to_contain_text("about 90 people")  # the conflict to resolve
-    expect(page.locator("table.revision-diff")).to_contain_text("people_count_max")
+    expect(page.locator("table.revision-diff")).to_contain_text("People count max")
     page.fill("form[method=post] #id_note", "one event, two reports")
     page.click(f"input[value='Merge {merged.public_id} into {survivor.public_id}']")
 

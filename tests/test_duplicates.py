@@ -2,6 +2,7 @@
 queue where staff decide and only Reviewers call two incidents the same."""
 
 import csv
+import html
 import io
 from datetime import date
 
@@ -121,7 +122,7 @@ class TestFindingPairs:
         assert DuplicatePair.objects.count() == 3
 
     def test_the_threshold_keeps_weak_pairs_out_of_the_queue(self, reported_twice):
-        assert "1 pairs wait for review." in find_duplicates()
+        assert "1 pair waits for review." in find_duplicates()
         pair = DuplicatePair.objects.get()
         assert {pair.incident_a, pair.incident_b} == {reported_twice["first"], reported_twice["second"]}
 
@@ -182,6 +183,16 @@ class TestReviewQueue:
         assert "China forcibly repatriates 50 North Korean defectors from Tumen" in page
         assert "50 North Korean defectors forcibly repatriated by China at Tumen" in page
         assert "50 (40–60)" in page or "? (40–60)" in page
+
+    def test_a_pair_is_named_by_the_public_ids_people_know(self, client, reported_twice):
+        # "1 ~ 2 (0.97)" before: row keys, which no page, export or API shows anyone.
+        assert find_duplicates() == "1 pair waits for review.\n"
+        pair = DuplicatePair.objects.get()
+        client.force_login(make_user(roles.ANALYST))
+        page = html.unescape(client.get(self.pair_url(pair)).content.decode())
+        first, second = sorted((reported_twice["first"], reported_twice["second"]), key=lambda incident: incident.pk)
+        assert f"<h2>{first.public_id} ~ {second.public_id} ({pair.score:.2f})</h2>" in page
+        assert f"{first.pk} ~ {second.pk} (" not in page
 
     def test_an_analyst_decides_different_and_the_pair_is_never_proposed_again(self, client, reported_twice):
         find_duplicates()

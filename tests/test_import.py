@@ -416,7 +416,10 @@ class TestErrors:
                 "line 2, column people_count_min: The minimum (90) is above the maximum (50).",
             ),
             ("X,forced-repatriation,2023-03-01,2023-03-01,many,", "line 2, column people_count_min: 'many' is not a"),
-            ("X,forced-repatriation,2023-03-01,2023-03-01,,,,,,sometime", "column date_precision: Value 'sometime' is"),
+            (
+                "X,forced-repatriation,2023-03-01,2023-03-01,,,,,,sometime",
+                "column date_precision: 'sometime' is not a date precision",
+            ),
             ("X,forced-repatriation,2023-03-01", "line 2: This row has 3 cells; the header has 10."),
             (",forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
         ],
@@ -436,8 +439,33 @@ class TestErrors:
         errors = import_errors(
             analyst, tmp_path, f"{HEADER},date_precision\nX,forced-repatriation,2023-03-05,2023-03-01,sometime\n"
         )
-        assert "line 2, column date_precision: Value 'sometime' is not a valid choice." in errors
+        assert (
+            "line 2, column date_precision: 'sometime' is not a date precision: write one of day, week, month, "
+            "year, range, unknown." in errors
+        )
         assert "line 2, column date_end: The end date (2023-03-01) is before the start date (2023-03-05)." in errors
+
+    def test_a_choice_that_is_none_names_the_values_it_may_take(self, analyst, tmp_path):
+        # Django's "Value 'roughly' is not a valid choice." left the analyst guessing what is.
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER},count_qualifier,verification\nX,forced-repatriation,2023-03-01,2023-03-01,roughly,true\n",
+        )
+        assert (
+            "line 2, column count_qualifier: 'roughly' is not a count qualifier: write one of exact, about, "
+            "at_least, at_most, unknown." in errors
+        )
+        assert "line 2, column verification: 'true' is not a verification: write one of alleged," in errors
+
+    def test_a_choice_written_as_the_admin_labels_it_is_that_choice(self, analyst, tmp_path):
+        # A person typing the file writes what the admin's form shows ("At least", "Month").
+        run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},date_precision,count_qualifier\nX,forced-repatriation,2023-03-01,2023-03-31,Month,At least\n",
+        )
+        assert Incident.objects.values_list("date_precision", "count_qualifier").get() == ("month", "at_least")
 
     def test_every_bad_row_is_listed_and_the_good_ones_are_not_written(self, analyst, tmp_path):
         errors = import_errors(
@@ -639,6 +667,62 @@ class TestOptions:
         assert Organization.objects.filter(name="Acme").exists()
         assert Source.objects.filter(title="Rumour").count() == 1
         assert Claim.objects.filter(source__title="Rumour").count() == 2
+
+    def test_create_missing_makes_every_unknown_place_of_a_path_outermost_first(self, analyst, tmp_path):
+        # Only China is known: an analyst's new town in a new province was refused before, "'China >
+        # Jilin' does not name one place to create it in", though the file said where each lies.
+        china = make_place(name="China", kind="country", country="CN")
+        output = run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\n"
+            "A,forced-repatriation,2023-01-01,2023-01-01,China > Jilin > Tumen\n"
+            "B,forced-repatriation,2023-05-01,2023-05-01,China > Jilin; China > jilin > Yanji\n",
+            "--create-missing",
+            "--allow-duplicates",
+        )
+        assert "3 places were created (China > Jilin, China > Jilin > Tumen, China > Jilin > Yanji)." in output
+        jilin = Place.objects.get(name="Jilin")
+        assert (jilin.parent, jilin.country) == (china, "CN")
+        assert {(place.name, place.parent_id, place.country) for place in Place.objects.filter(parent=jilin)} == {
+            ("Tumen", jilin.pk, "CN"),
+            ("Yanji", jilin.pk, "CN"),
+        }
+        assert sorted(Incident.objects.values_list("title", "places__name")) == [
+            ("A", "Tumen"),
+            ("B", "Jilin"),
+            ("B", "Yanji"),
+        ]
+
+    def test_a_skipped_row_makes_no_place_but_a_kept_rows_new_place_gets_its_new_parent(self, analyst, tmp_path):
+        china = make_place(name="China", kind="country", country="CN")
+        make_incident(title="Known", places=[china], date_start=date(2023, 1, 1), date_end=date(2023, 1, 1))
+        output = run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\n"
+            "Again,forced-repatriation,2023-01-01,2023-01-01,China > Liaoning > Dandong\n"
+            "New,forced-repatriation,1990-06-01,1990-06-01,China > Jilin > Tumen\n",
+            "--create-missing",
+            "--skip-duplicates",
+        )
+        assert "2 places were created (China > Jilin, China > Jilin > Tumen)." in output
+        assert not Place.objects.filter(name__in=["Liaoning", "Dandong"]).exists()
+        assert Place.objects.get(name="Tumen").parent == Place.objects.get(name="Jilin", parent=china)
+
+    def test_a_path_whose_parent_matches_several_places_names_them(self, analyst, tmp_path):
+        for country, code in (("China", "CN"), ("Vietnam", "VN")):
+            make_place(name="Border", parent=make_place(name=country, kind="country", country=code))
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,Border > Gate 3\n",
+            "--create-missing",
+        )
+        assert (
+            "line 2, column places: Unknown place 'Border > Gate 3', and 'Border' matches 2 places to create it "
+            "in; write the path of one of: China > Border, Vietnam > Border." in errors
+        )
 
     def test_create_missing_in_a_dry_run_creates_nothing(self, analyst, tmp_path):
         output = run_import(

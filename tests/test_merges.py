@@ -477,7 +477,8 @@ class TestAdmin:
         assert "Yanji" in page and "Border police" in page and "mostly women" in page
         assert "About 100 people" in page  # the conflict, listed to compare
         assert "Secret NGO note" not in page and "Informant X" not in page
-        assert "people_count_max" in page  # proposed, not applied
+        # Proposed, not applied; by the labels the incident's page gives its fields, not their code names.
+        assert '<th scope="row">People count max</th>' in page and "people_count_max" not in page
 
         confirmed = client.post(
             decided["Location"],
@@ -488,10 +489,35 @@ class TestAdmin:
         assert Incident.objects.get(pk=merged.pk).merged_into == survivor
         merge_page = client.get(confirmed["Location"]).content.decode()
         assert "Undo merge" in merge_page and "Secret NGO note" not in merge_page
+        # One of each moved: counted in words a person reads ("1 places" before).
+        for moved in ("1 place", "1 victim group", "1 organization involved", "1 response"):
+            assert f"<li>{moved}</li>" in merge_page
 
         undone = client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]))
         assert undone.status_code == 302
         assert without_bookkeeping(snapshot(survivor, merged)) == without_bookkeeping(before)
+
+    def test_the_note_given_with_same_incident_is_the_merges_note_unless_changed(self, client, world, reviewer):
+        # The reviewer said why on the pair's page, then met an empty note on the merge's, which
+        # the history keeps: the why was typed twice or lost.
+        pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
+        client.force_login(reviewer)
+        decided = client.post(
+            reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
+            {"decision": "same", "note": "One HRW report, two outlets"},
+        )
+        page = client.get(decided["Location"]).content.decode()
+        assert '<textarea name="note" id="id_note" rows="2" cols="80">One HRW report, two outlets</textarea>' in page
+        client.post(
+            decided["Location"],
+            {
+                "survivor": survivor.public_id,
+                "survivor_version": survivor.version,
+                "merged_version": merged.version,
+                "note": "One HRW report, two outlets",
+            },
+        )
+        assert IncidentMerge.objects.get().note == "One HRW report, two outlets"
 
     def test_the_reviewer_may_choose_the_other_survivor_on_the_page(self, client, world, reviewer):
         client.force_login(reviewer)

@@ -27,7 +27,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
-from incidents.models import Incident, Involvement, Response, Source
+from incidents.models import Incident, IncidentType, Involvement, Response, Source
 from incidents.public import selectors
 from tests.factories import (
     incident_type,
@@ -164,6 +164,40 @@ def test_hidden_incidents_answer_404_like_missing_ones(reader, record):
     assert client.get("/incidents/INC-999999/").status_code == 404
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "language", "heading", "browse"),
+    [
+        ("/incidents/INC-999999/", "en", "Page not found", '/">Browse the published incidents'),
+        ("/ko/incidents/INC-999999/", "ko", "페이지를 찾을 수 없습니다", '/ko/">공개된 사건 둘러보기'),
+        ("/ko/no-such-page/", "ko", "페이지를 찾을 수 없습니다", '/ko/">공개된 사건 둘러보기'),
+    ],
+)
+def test_an_address_not_found_answers_in_the_language_of_its_path_with_a_way_back(address, language, heading, browse):
+    # A shared link to an incident no longer published gave Django's bare English "Not Found", in
+    # Korean too, with no way back to the site.
+    answer = Client().get(address)
+    page = answer.content.decode()
+    assert answer.status_code == 404
+    assert f'<html lang="{language}">' in page and f"<h1>{heading}</h1>" in page
+    assert f'<a href="{browse}</a>' in page
+    assert "Content-Security-Policy" in answer.headers
+
+
+@pytest.mark.django_db
+def test_a_server_error_says_so_in_both_languages_with_a_way_back(monkeypatch):
+    # Django's bare English "Server Error (500)" before, in Korean pages too.
+    def fails(**kwargs):
+        raise RuntimeError("a fault")
+
+    monkeypatch.setattr(selectors, "browse_incidents", fails)
+    answer = Client(raise_request_exception=False).get("/ko/")
+    page = answer.content.decode()
+    assert answer.status_code == 500
+    assert "<h1>Server error</h1>" in page and "<h2>서버 오류</h2>" in page
+    assert '<a href="/ko/">공개된 사건 둘러보기</a>' in page and "a fault" not in page
+
+
 @pytest.mark.parametrize(
     "address", ["/incidents/%00/", "/incidents/INC-%00/", "/ko/incidents/%00/", "/incidents/%00.csv"]
 )
@@ -234,6 +268,26 @@ def test_the_pages_show_the_corroboration_the_reader_may_know_beside_the_verific
 def test_the_korean_page_says_the_corroboration_in_korean(record):
     page = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
     assert "<dt>교차 확인</dt><dd>독립된 원출처 1곳, 출처 2곳" in page
+
+
+@pytest.mark.django_db
+def test_the_korean_pages_name_the_seeded_incident_types_in_korean_and_others_as_entered():
+    # "Forced repatriation" stood in English on every Korean page: each incident's type, the first
+    # facet and the statistics by type, beside countries, roles and verification in Korean.
+    repatriation = make_incident(title="Sent back from Tumen")
+    refoulement = IncidentType.objects.create(slug="refoulement-at-sea", name="Refoulement at sea")
+    make_incident(title="Pushed back at sea", incident_type=refoulement)
+    korean = Client().get("/ko/").content.decode()
+    assert "강제 송환" in korean and "Forced repatriation" not in korean
+    assert "Refoulement at sea" in korean  # a type analysts added: as they wrote it
+    page = Client().get(f"/ko/incidents/{repatriation.public_id}/").content.decode()
+    assert f'<p class="meta">{repatriation.public_id} · 강제 송환</p>' in page
+    statistics = Client().get("/ko/statistics/", {"group_by": "type"}).content.decode()
+    assert "강제 송환" in statistics and "Forced repatriation" not in statistics
+    # English pages, and the API whatever the reader's language, keep the names as stored.
+    assert "Forced repatriation" in Client().get("/").content.decode()
+    labels = Client().get("/api/v1/incidents/stats/", {"group_by": "type"}, HTTP_ACCEPT_LANGUAGE="ko").json()
+    assert {row["label"] for row in labels["results"]} == {"Forced repatriation", "Refoulement at sea"}
 
 
 def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(record):

@@ -3,7 +3,12 @@
 Each has search fields, so the incident page can offer them through autocomplete, and a change
 form that carries the version it was opened at (`EditedVersionForm`)."""
 
+import json
+
 from django.contrib import admin
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.db.models import F
+from django.template.response import TemplateResponse
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
@@ -44,6 +49,26 @@ class PlaceAdmin(TrackedModelAdmin):
     list_select_related = ["parent"]
     search_fields = ["name", "parent__name"]
     autocomplete_fields = ["parent"]
+
+    def autocomplete_labelled(self, queryset):
+        """Each place offered by the autocomplete (an incident's places, a place's parent) by its
+        path, which tells apart places of one name."""
+        return queryset.with_path().annotate(autocomplete_label=F("path"))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._chosen_by_path(request, obj, super().response_add(request, obj, post_url_continue))
+
+    def response_change(self, request, obj):
+        return self._chosen_by_path(request, obj, super().response_change(request, obj))
+
+    def _chosen_by_path(self, request, place, response):
+        """A place made (or changed) in the incident page's "+" pop-up goes back to that page by its
+        path, as the autocomplete offers it, not by its name alone."""
+        if IS_POPUP_VAR in request.POST and isinstance(response, TemplateResponse):
+            chosen = json.loads(response.context_data["popup_response_data"])
+            chosen["obj"] = Place.objects.with_path().values_list("path", flat=True).get(pk=place.pk)
+            response.context_data["popup_response_data"] = json.dumps(chosen)
+        return response
 
 
 @admin.register(IncidentType)

@@ -5,10 +5,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
+from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -150,11 +151,19 @@ class DateRangeFilter(ParametersListFilter):
         }
 
 
+class PlacePathChoiceField(forms.ModelMultipleChoiceField):
+    """Places chosen, each shown by its path, as the autocomplete offers them (PlaceAdmin): the
+    Bangkok picked stays told apart from the other once the page is saved or shown again."""
+
+    def label_from_instance(self, obj):
+        return getattr(obj, "path", None) or str(obj)
+
+
 class IncidentForm(EditedVersionForm):
     # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
     # this field offers the same autocomplete and the service writes the links.
-    place_list = forms.ModelMultipleChoiceField(
-        queryset=Place.objects.all(),
+    place_list = PlacePathChoiceField(
+        queryset=Place.objects.with_path(),
         required=False,
         label="Places",
         widget=AutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
@@ -194,6 +203,36 @@ class IncidentForm(EditedVersionForm):
             self.fields["place_list"].initial = list(self.instance.places.all())
 
 
+class RowAutocompleteSelect(AutocompleteSelect):
+    """An inline row's autocomplete (a claim's source, an involvement's organization) showing the
+    record the row links to as the row was read with it (`select_related`), where Django's widget
+    looked each up again: one query per claim and per organization on the incident's page. A value
+    other than the row's own (a form sent back with another choice) is looked up as before."""
+
+    row_record = None
+
+    def optgroups(self, name, value, attr=None):
+        record = self.row_record
+        selected = {str(choice) for choice in value if str(choice) not in self.choices.field.empty_values}
+        if record is None or selected != {str(record.pk)}:
+            return super().optgroups(name, value, attr)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        label = self.choices.field.label_from_instance(record)
+        options.append(self.create_option(name, record.pk, label, selected, len(options)))
+        return [(None, options, 0)]
+
+
+class RowsFormSet(BaseInlineFormSet):
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        for name, field in form.fields.items():
+            widget = getattr(field.widget, "widget", field.widget)  # inside the "+" wrapper
+            if isinstance(widget, RowAutocompleteSelect) and form.instance.pk is not None:
+                link = form.instance._meta.get_field(name)
+                # Only a record read with the row (the inline's select_related): never a query here.
+                widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
+
+
 class IncidentRowsInline:
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
@@ -201,10 +240,21 @@ class IncidentRowsInline:
     edit of a published incident waits for a Reviewer. So whoever may change the incident may remove
     a row, as through the API and the import; Django's default asked for the row's delete
     permission, which only Reviewers hold (for records on their own: sources, incidents), and left
-    an Analyst unable to take back a claim they added by mistake."""
+    an Analyst unable to take back a claim they added by mistake.
+
+    Each row's autocomplete shows the record the row was read with (RowAutocompleteSelect), so the
+    page's queries do not grow with its claims and organizations. The rows are those the reader may
+    see (a claim of a source they may not see is not one of them), so is the record each links to."""
+
+    formset = RowsFormSet
 
     def has_delete_permission(self, request, obj=None):
         return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request) and "widget" not in kwargs:
+            kwargs["widget"] = RowAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class ClaimForm(forms.ModelForm):
@@ -283,6 +333,12 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
     autocomplete_fields = ["incident_type"]
+
+    def view_on_site(self, incident):
+        """The incident's public page ("View on site"), where a reviewer reads what the public
+        reads once it is published; staff see a draft there as their role allows."""
+        return reverse("public:incident", args=[incident.public_id])
+
     readonly_fields = [
         "public_id",
         "date_label",

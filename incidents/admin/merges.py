@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from incidents import merges, services
 from incidents.access import confidential_among
@@ -18,6 +19,13 @@ from incidents.numbers import is_whole_number
 
 # What stops a merge or its undo, shown as the page's message.
 REFUSALS = (merges.MergeRefused, ValidationError)
+# What a merge moves besides claims, as its page counts them: (key in `moved`, one, several).
+MOVED_KINDS = (
+    ("places", "place", "places"),
+    ("victim_groups", "victim group", "victim groups"),
+    ("involvements", "organization involved", "organizations involved"),
+    ("responses", "response", "responses"),
+)
 
 
 def confirm_url(pair: DuplicatePair) -> str:
@@ -26,6 +34,17 @@ def confirm_url(pair: DuplicatePair) -> str:
 
 def _incident_link(incident: Incident):
     return format_html('<a href="{}">{}</a>', reverse("admin:incidents_incident_change", args=[incident.pk]), incident)
+
+
+def proposal_rows(proposal) -> list[tuple[str, object, object]]:
+    """A merge's proposed dates and counts as the incident's page labels them: (field's label,
+    now, proposed), a choice by its label ("Range", not "range")."""
+    rows = []
+    for name, values in proposal.items():
+        field = Incident._meta.get_field(name)
+        shown = [dict(field.flatchoices).get(value, value) if field.choices else value for value in values]
+        rows.append((capfirst(field.verbose_name), *shown))
+    return rows
 
 
 class MergedIncidentRedirectMixin:
@@ -93,9 +112,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             )
             for claim in claims.select_related("source")
         ]
-        for kind in ("places", "victim_groups", "involvements", "responses"):
-            if merge.moved.get(kind):
-                lines.append((f"{len(merge.moved[kind])} {kind.replace('_', ' ')}",))
+        for kind, one, many in MOVED_KINDS:
+            if moved := len(merge.moved.get(kind, [])):
+                lines.append((f"{moved} {one if moved == 1 else many}",))
         return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", lines)) if lines else "—"
 
     def records_listed(self, request, rows) -> list:
@@ -163,6 +182,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             "opts": self.opts,
             "pair": pair,
             "plan": plan,
+            "proposal_rows": proposal_rows(plan.proposal),
             "choices": [plan.survivor, plan.merged]
             if plan.survivor.pk < plan.merged.pk
             else [plan.merged, plan.survivor],

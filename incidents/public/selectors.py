@@ -36,6 +36,7 @@ from incidents.models import (
 from incidents.querysets import coordinates_for
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
+from incidents.vocabulary import type_name
 
 BROWSE_PAGE_SIZE = 25
 # The facets beside the browse list, each a grouping of `incident_statistics`, read from the
@@ -214,7 +215,7 @@ def _types_with_subtypes(rows: list[dict]) -> list[dict]:
     def add(parent_slug, depth) -> list[dict]:
         added = []
         for incident_type in children[parent_slug]:
-            row = {"group": incident_type["slug"], "label": incident_type["name"], "depth": depth}
+            row = {"group": incident_type["slug"], "label": type_name(incident_type["name"]), "depth": depth}
             tree.append(row)
             below = add(incident_type["slug"], depth + 1)
             row["incidents"] = own.get(row["group"], 0) + sum(child["incidents"] for child in below)

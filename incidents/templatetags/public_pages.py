@@ -10,12 +10,19 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 
 from incidents.models import CountQualifier, DatePrecision
+from incidents.vocabulary import type_name
 
 register = template.Library()
 
 
 def _number(value) -> str:
     return formats.number_format(value, force_grouping=True)
+
+
+@register.filter(name="type_name")
+def type_name_filter(name: str) -> str:
+    """An incident type's name in the page's language (incidents.vocabulary.type_name)."""
+    return type_name(name)
 
 
 @register.filter

@@ -24,4 +24,5 @@ class Command(BaseCommand):
         if not 0 <= threshold <= 1:
             raise CommandError(f"--threshold: give a score from 0 to 1, not {threshold}.")
         waiting = duplicate_pairs_refresh(threshold=threshold)
-        self.stdout.write(self.style.SUCCESS(f"{waiting:,} pairs wait for review."))
+        pairs = "1 pair waits" if waiting == 1 else f"{waiting:,} pairs wait"
+        self.stdout.write(self.style.SUCCESS(f"{pairs} for review."))
