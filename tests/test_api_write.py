@@ -159,7 +159,7 @@ class TestCreateIncident:
         body = new_incident_body(claims=[{"source": secret.pk, "people_count": 10}])
         answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
         assert answer.status_code == 400
-        assert "claims" in answer.json()
+        assert answer.json() == {"claims[0].source": [f'Invalid pk "{secret.pk}" - object does not exist.']}
 
     def test_a_new_incident_s_rows_naming_an_id_answer_400_alike_for_hidden_and_visible_ones(self):
         # A new incident has no rows yet: any id is refused by name, whether it is another incident's
@@ -279,6 +279,29 @@ class TestUpdateIncident:
         assert answer.status_code == 412
         assert Claim.objects.filter(pk=unseen.pk).exists()
         assert Claim.objects.get(pk=seen.pk).excerpt == ""
+
+    def test_a_rows_errors_are_named_one_way_whichever_check_found_them(self, analyst, incident):
+        # A value of the wrong type (the serializer's check) and a rule of the model (the
+        # service's) are both named `claims[1].source`; DRF nested the first under its index.
+        body = {
+            "version": 1,
+            "claims": [
+                {"source": make_source().pk, "people_count": 5, "people_count_min": 9},
+                {"source": "abc"},
+            ],
+            "victim_groups": [{"count": "x"}],
+        }
+        typed = client_for(analyst).patch(incident_url(incident), body, format="json")
+        body["claims"][1]["source"] = make_source().pk
+        del body["victim_groups"]
+        ruled = client_for(analyst).patch(incident_url(incident), body, format="json")
+
+        assert typed.status_code == ruled.status_code == 400
+        assert typed.json() == {
+            "claims[1].source": ["Incorrect type. Expected pk value, received str."],
+            "victim_groups[0].count": ["A valid integer is required."],
+        }
+        assert list(ruled.json()) == ["claims[0].people_count"]
 
     def test_a_write_naming_no_version_is_refused(self, analyst, incident):
         answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90}, format="json")

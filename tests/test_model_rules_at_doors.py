@@ -277,7 +277,7 @@ class TestNestedRecordsNameTheirField:
         assert answer.status_code == 400
         errors = answer.json()
         # Field rules first (the count's sign), then the services' (the claim's dates) once they pass.
-        assert errors["victim_groups"]["0"]["count"] == ["Ensure this value is greater than or equal to 0."]
+        assert errors["victim_groups[0].count"] == ["Ensure this value is greater than or equal to 0."]
         body["victim_groups"] = [{"count": 3}]
         answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
         assert answer.status_code == 400 and "claims[0].date_end" in answer.json()

@@ -61,7 +61,31 @@ def validation_error_from_django(error: DjangoValidationError) -> exceptions.Val
     )
 
 
+def flat_field_errors(detail, name: str = "") -> dict[str, list]:
+    """A 400's errors keyed as the services key theirs, `claims[1].people_count`: DRF keys those of a
+    nested list's rows by their index under the list (`{"claims": {"1": {"source": […]}}}`, or a
+    list with an entry per row), so one request answered its errors in two shapes, as the field
+    that named them was checked by the serializer or by the model's rules."""
+    if isinstance(detail, dict):
+        flat = {}
+        for key, value in detail.items():
+            if not name:
+                flat.update(flat_field_errors(value, str(key)))
+            else:
+                flat.update(flat_field_errors(value, f"{name}[{key}]" if str(key).isdigit() else f"{name}.{key}"))
+        return flat
+    if isinstance(detail, list) and any(isinstance(item, (dict, list)) for item in detail):
+        flat = {}
+        for index, item in enumerate(detail):
+            if item:
+                flat.update(flat_field_errors(item, f"{name}[{index}]"))
+        return flat
+    return {name: detail}
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+        exc.detail = flat_field_errors(exc.detail)
     if isinstance(exc, RecordNotFound):
         # Like a record that never existed: the same answer whether it is missing or hidden.
         exc = exceptions.NotFound()
