@@ -622,6 +622,16 @@ def test_the_search_box_says_how_it_reads_words_and_finds_by_their_start_in_eith
     assert f"/ko/incidents/{plural.public_id}/" not in in_korean.text
 
 
+def test_korean_pages_name_north_korea_as_its_korean_readers_do():
+    # django-countries' Korean names it by its official name, 조선민주주의인민공화국.
+    make_incident(title="Sent back", places=[make_place(name="Hyesan", country="KP")])
+
+    korean, english = Client().get("/ko/").text, Client().get("/").text
+
+    assert "북한" in korean and "조선민주주의인민공화국" not in korean
+    assert "North Korea" in english
+
+
 def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(record):
     make_incident(title="Elsewhere", places=[make_place(country="RU")])
     client = Client()

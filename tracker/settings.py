@@ -16,7 +16,7 @@ import pgtrigger
 from django.conf.locale import LANG_INFO
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
-from django.utils.translation import to_language
+from django.utils.translation import gettext_lazy, to_language
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -254,6 +254,10 @@ def catalog_languages(locale_path: Path) -> list[tuple[str, str]]:
 # The public pages' languages.
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGES = catalog_languages(LOCALE_PATHS[0])
+# Countries by the names their readers use, as django-countries' English does ("North Korea"):
+# its Korean names North Korea by its official name, 조선민주주의인민공화국, where Korean readers
+# and the NGOs that document it write 북한 (this project's catalog).
+COUNTRIES_OVERRIDE = {"KP": gettext_lazy("North Korea")}
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
