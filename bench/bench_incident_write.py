@@ -32,7 +32,8 @@ def main():
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )
-    _, key = token_create(user=user, name="bench_incident_write")
+    # A staff token, as made after its second factor (staff tokens without one are refused).
+    _, key = token_create(user=user, name="bench_incident_write", second_factor=True)
     client = Client(HTTP_AUTHORIZATION=f"Token {key}", HTTP_HOST="localhost")
     # A published incident with places and claims, the newest such (the public's first page).
     incident = (

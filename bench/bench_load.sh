@@ -39,14 +39,15 @@ export TRACKER_PROXY_COUNT=1 GUNICORN_BIND=127.0.0.1:$PORT
 [ -f staticfiles/staticfiles.json ] || .venv/bin/python manage.py collectstatic --no-input --verbosity 0
 .venv/bin/python manage.py ensure_admin >/dev/null
 # Tokens made as the API's token page makes them (stored hashed; shown once): the analysts' (the
-# admin's), and one per sync client, each for an account of its own without any role.
+# admin's, as made after its second factor, which staff tokens need), and one per sync client,
+# each for an account of its own without any role (no second factor to pass).
 TOKENS=$(.venv/bin/python manage.py shell --no-imports -v 0 -c "
 from django.contrib.auth import get_user_model
 from accounts.services import token_create
 User = get_user_model()
 partners = [User.objects.get_or_create(username=f'load-partner-{n}')[0] for n in (1, 2)]
-print(token_create(user=User.objects.get(username='admin'), name='load test')[1])
-print(','.join(token_create(user=partner, name='load test')[1] for partner in partners))
+print(token_create(user=User.objects.get(username='admin'), name='load test', second_factor=True)[1])
+print(','.join(token_create(user=partner, name='load test', second_factor=False)[1] for partner in partners))
 from django.db.models import Max
 from incidents.models import Incident
 print(Incident.objects.aggregate(newest=Max('updated_at'))['newest'].isoformat())")

@@ -166,9 +166,11 @@ class Mix:
         drafts = Incident.objects.filter(review_state=ReviewState.DRAFT, merged_into=None).order_by("-date_start")
         self.drafts = list(drafts.values_list("public_id", flat=True)[:200])
         users = get_user_model().objects
-        self.token = token_create(user=users.get(username="admin"), name="profile")[1]
-        # A partner tool's account, without any role (as bench_load.sh makes them).
-        self.partner_token = token_create(user=users.get_or_create(username="load-partner-1")[0], name="profile")[1]
+        # The analysts' token as made after the admin's second factor, which staff tokens need.
+        self.token = token_create(user=users.get(username="admin"), name="profile", second_factor=True)[1]
+        # A partner tool's account, without any role (as bench_load.sh makes them): no second factor.
+        partner = users.get_or_create(username="load-partner-1")[0]
+        self.partner_token = token_create(user=partner, name="profile", second_factor=False)[1]
         # The partner tools walk the incidents changed since 1-365 days before now, following `next`.
         # The demo data's changes end on 2026-01-01 (generate_demo_data), so most of those walks
         # are one empty page, and the others pages of 200 to the end: those are measured here,
