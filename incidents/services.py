@@ -305,14 +305,23 @@ def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: s
     return errors
 
 
-def _claim_rule_errors(user, claims: list[Claim]) -> dict[str, list[str]]:
+def _claim_rule_errors(user, claims: list[Claim], *, reviewer=None) -> dict[str, list[str]]:
     """Claims name only sources the writer may see, and change confidentiality only as
-    `confidentiality_errors` allows."""
+    `confidentiality_errors` allows. With `reviewer` (accepting `user`'s revision), a source they
+    may see and `user` no longer may (made confidential since the proposal) is said as such, where
+    "No source N." read to them as a source that does not exist (one query more, only then)."""
     errors = {}
     source_ids = {claim.source_id for claim in claims if claim.source_id}
     visible_sources = set(Source.objects.visible_to(user).filter(pk__in=source_ids).values_list("pk", flat=True))
+    hidden = source_ids - visible_sources
+    seen_by_reviewer = Source.objects.visible_to(reviewer).in_bulk(hidden) if reviewer is not None and hidden else {}
     for index, claim in enumerate(claims):
-        if claim.source_id and claim.source_id not in visible_sources:
+        if claim.source_id in seen_by_reviewer:
+            errors[f"claims[{index}].source"] = [
+                f"Its author may no longer cite “{seen_by_reviewer[claim.source_id]}” (source {claim.source_id}), "
+                "made confidential since they proposed this: reject it, and they can propose again."
+            ]
+        elif claim.source_id in hidden:
             errors[f"claims[{index}].source"] = [f"No source {claim.source_id}."]
         was_confidential = getattr(claim, "_stored_confidential", False) if claim.pk else False
         if claim.merge_conflict and not getattr(claim, "_stored_values", {}).get("merge_conflict"):
@@ -348,8 +357,10 @@ def _validate_all_children(
     claims: Iterable[Mapping[str, Any]] | None,
     victim_groups: Iterable[Mapping[str, Any]] | None,
     involvements: Iterable[Mapping[str, Any]] | None,
+    reviewer=None,
 ) -> tuple[_Children, dict[str, list[str]]]:
     # A writer changes and deletes only the claims they may see; confidential ones stay as they are.
+    # `reviewer`: who accepts `user`'s revision, to whom its refusals are explained.
     errors: dict[str, list[str]] = {}
     children = _Children(
         places=None if places is None else list(places), claims=None, victim_groups=None, involvements=None
@@ -359,7 +370,7 @@ def _validate_all_children(
             incident, Claim, claims, "claims", editable=Claim.objects.visible_to(user)
         )
         errors.update(claim_errors)
-        errors.update(_claim_rule_errors(user, children.claims))
+        errors.update(_claim_rule_errors(user, children.claims, reviewer=reviewer))
         errors.update(
             _unique_errors(
                 children.claims,
@@ -551,34 +562,12 @@ def _validated_update(
         setattr(incident, field, value)
     incident.version = current.version
     errors = _incident_errors(incident, user=user, was_confidential=current.confidential, stored=current)
-    children, child_errors = _validate_all_children(incident, user=visibility_of, **changes)
-    if visibility_of is not user:
-        child_errors.update(_uncitable_since_proposed(user, visibility_of, children.claims or []))
+    reviewer = None if visibility_of is user else user
+    children, child_errors = _validate_all_children(incident, user=visibility_of, reviewer=reviewer, **changes)
+    if reviewer is not None:
         child_errors.update(_claim_rule_errors(user, children.claims or []))
     _raise_collected({**errors, **child_errors})
     return children
-
-
-def _uncitable_since_proposed(reviewer, proposer, claims: list[Claim]) -> dict[str, list[str]]:
-    """For a Reviewer accepting a revision: the claims whose source they may see and its proposer no
-    longer may (made confidential since the proposal), said as such, where the proposer's own check
-    answered "No source N.", which read to the Reviewer as a source that does not exist. One query,
-    none without a claim of a source hidden from the proposer."""
-    source_ids = {claim.source_id for claim in claims if claim.source_id}
-    hidden = source_ids - set(
-        Source.objects.visible_to(proposer).filter(pk__in=source_ids).values_list("pk", flat=True)
-    )
-    if not hidden:
-        return {}
-    seen = Source.objects.visible_to(reviewer).in_bulk(hidden)
-    return {
-        f"claims[{index}].source": [
-            f"Its author may no longer cite “{seen[claim.source_id]}” (source {claim.source_id}), made confidential "
-            "since they proposed this: reject it, and they can propose again."
-        ]
-        for index, claim in enumerate(claims)
-        if claim.source_id in seen
-    }
 
 
 def _apply_update(
@@ -1139,11 +1128,11 @@ def record_save(
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
-        if isinstance(record, Place) and stored is not None and _shown_location_changed(record, stored):
+        if isinstance(record, Place) and stored is not None and _changed(record, stored, _LOCATION_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when
             # their place paths change; once, where a refresh after it made a moved place's twice.
-            _incidents_show_place_changed(record, user, export_rows_remade=_path_changed(record, stored))
+            _incidents_show_place_changed(record, user, export_rows_remade=_changed(record, stored, _PATH_FIELDS))
         record.save()
         if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
             duplicates.rescore_relays_after_commit(record.pk)
@@ -1161,14 +1150,13 @@ def record_save(
 _LOCATION_FIELDS = ("sensitive", "parent_id", "latitude", "longitude")
 
 
-def _shown_location_changed(place: Place, stored: Place) -> bool:
-    return any(getattr(place, field) != getattr(stored, field) for field in _LOCATION_FIELDS)
+# What the place's UPDATE makes the export rows of the incidents at it and inside it again for
+# (`incident_export_places_changed`, migration 0028: their place paths and countries).
+_PATH_FIELDS = ("name", "parent_id", "country")
 
 
-def _path_changed(place: Place, stored: Place) -> bool:
-    """Whether the place's UPDATE makes the export rows of the incidents at it and inside it again
-    (`incident_export_places_changed`, migration 0028: their place paths and countries)."""
-    return any(getattr(place, field) != getattr(stored, field) for field in ("name", "parent_id", "country"))
+def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:
+    return any(getattr(record, field) != getattr(stored, field) for field in fields)
 
 
 def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
