@@ -87,7 +87,8 @@ demo-data: install
 	@$(WITH_DB) && $(PY) manage.py migrate --no-input && $(PY) manage.py generate_demo_data --incidents $(INCIDENTS)
 
 bench: install
-	@$(WITH_DB) && for script in bench/bench_*.py; do $(PY) "$$script" || exit 1; done
+	@$(WITH_DB) && $(PY) manage.py migrate --no-input \
+	  && for script in bench/bench_*.py; do $(PY) "$$script" || exit 1; done
 
 # Refresh the public pages' translation catalogs (locale/*/LC_MESSAGES/django.po) from the code and
 # templates, and compile them. The compiled .mo files are committed, so that `make run` needs no
