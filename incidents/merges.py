@@ -27,6 +27,7 @@ from django.utils import timezone
 from incidents import duplicates, services
 from incidents.models import (
     Claim,
+    CountQualifier,
     DatePrecision,
     DuplicateDecision,
     DuplicatePair,
@@ -186,16 +187,14 @@ def _plan(user, survivor: Incident, merged: Incident) -> MergePlan:
     )
 
 
-# What a merge recomputes from both incidents and proposes for the survivor.
-PROPOSED_FIELDS = (
-    "date_start",
-    "date_end",
-    "date_precision",
-    "people_count",
-    "people_count_min",
-    "people_count_max",
-    "count_qualifier",
+# What a merge recomputes from both incidents and proposes for the survivor, in the groups read
+# together: the dates' range and precision, and a count's best estimate, range and qualifier (an
+# exact count is one figure). An undo proposes back a group whole or not at all.
+PROPOSED_GROUPS = (
+    ("date_start", "date_end", "date_precision"),
+    ("people_count", "people_count_min", "people_count_max", "count_qualifier"),
 )
+PROPOSED_FIELDS = tuple(name for group in PROPOSED_GROUPS for name in group)
 
 
 def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]]:
@@ -220,13 +219,14 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
     if lows or highs:
         best = figured.people_count if figured else None
         low, high = min(lows, default=None), max(highs, default=None)
-        proposed.update(
-            people_count=best,
-            # A bound equal to the best estimate says nothing more: left unset.
-            people_count_min=low if low is not None and (best is None or low < best) else None,
-            people_count_max=high if high is not None and (best is None or high > best) else None,
-            count_qualifier=(figured or survivor).count_qualifier,
-        )
+        # A bound equal to the best estimate says nothing more: left unset.
+        low = low if low is not None and (best is None or low < best) else None
+        high = high if high is not None and (best is None or high > best) else None
+        qualifier = (figured or survivor).count_qualifier
+        if qualifier == CountQualifier.EXACT and (best is None or low is not None or high is not None):
+            # "Exactly 40" and "about 50" of one event make a range, which no exact count has.
+            qualifier = CountQualifier.ABOUT
+        proposed.update(people_count=best, people_count_min=low, people_count_max=high, count_qualifier=qualifier)
     return {
         name: (getattr(survivor, name), value) for name, value in proposed.items() if getattr(survivor, name) != value
     }
@@ -412,8 +412,10 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
 
 def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> IncidentRevision | None:
     """After the undo of a merge whose proposed dates and counts were accepted: the survivor's own
-    values from before, for each field that still holds what the revision set, as a pending
-    revision of the survivor (none if every such field changed since). Never changed by the undo
+    values from before, for the dates and for the count, each where none of its fields changed
+    since the revision set them, as a pending revision of the survivor (none if both changed
+    since). A group is proposed back whole: "exact" back beside a maximum an analyst gave since
+    would be a figure no one may accept. Never changed by the undo
     itself, as the merge never changed them: a Reviewer decides. The values before are those of
     the version the revision was based on, which accepting it required (the survivor's history).
     One query."""
@@ -429,11 +431,10 @@ def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> Incid
         for name, value in accepted.changes.get("data", {}).items()
         if name in PROPOSED_FIELDS
     }
-    data = {
-        name: getattr(before, name)
-        for name, value in set_then.items()
-        if getattr(survivor, name) == value and getattr(before, name) != value
-    }
+    data = {}
+    for group in PROPOSED_GROUPS:
+        if all(getattr(survivor, name) == set_then.get(name, getattr(before, name)) for name in group):
+            data.update({name: getattr(before, name) for name in group if name in set_then})
     if not data:
         return None
     return IncidentRevision.objects.create(

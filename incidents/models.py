@@ -123,7 +123,9 @@ def reaches_itself(obj, field: str, among: models.QuerySet | None = None) -> boo
 
 
 def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
-    """Counts are never negative and min <= best <= max wherever both ends are set.
+    """Counts are never negative, min <= best <= max wherever both ends are set, and an exact count is
+    one figure (a best estimate, with no minimum or maximum other than it: "exactly 500, 300-600"
+    says two things at once).
 
     Shared by incidents and claims, which hold the same kind of uncertain figure.
     """
@@ -157,7 +159,37 @@ def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
             violation_error_code="count_min_above_max",
             violation_error_message="The minimum number of people is above the maximum.",
         ),
+        models.CheckConstraint(
+            condition=~Q(count_qualifier=CountQualifier.EXACT)
+            | (
+                Q(**{f"{best}__isnull": False})
+                & (Q(**{f"{low}__isnull": True}) | Q(**{low: F(best)}))
+                & (Q(**{f"{high}__isnull": True}) | Q(**{high: F(best)}))
+            ),
+            name=f"{prefix}_exact_count_is_one_figure",
+            violation_error_code="exact_count_not_one_figure",
+            violation_error_message=EXACT_COUNT_MESSAGE,
+        ),
     ]
+
+
+COUNT_QUALIFIER_HELP = (
+    "How the count is meant: exact (one figure: the best estimate, with no other minimum or maximum), "
+    "about, at least or at most the best estimate, or unknown."
+)
+
+
+EXACT_COUNT_MESSAGE = (
+    "An exact count is one figure: give it as the best estimate, with no other minimum or maximum, "
+    "or choose another qualifier (“About” for a range)."
+)
+
+
+def figures_range(low: int | None, high: int | None) -> str:
+    """ "300-600", "from 300", "up to 600": a range of counts in an error message."""
+    if low is not None and high is not None:
+        return f"{low}-{high}"
+    return f"from {low}" if low is not None else f"up to {high}"
 
 
 def validate_ranges(obj) -> None:
@@ -170,6 +202,15 @@ def validate_ranges(obj) -> None:
             f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
         )
     best, low, high = obj.people_count, obj.people_count_min, obj.people_count_max
+    if obj.count_qualifier == CountQualifier.EXACT and best is None:
+        errors["count_qualifier"] = (
+            "An exact count needs its figure: give the best estimate, or choose another qualifier."
+        )
+    elif obj.count_qualifier == CountQualifier.EXACT and {low, high} - {None, best}:
+        errors["count_qualifier"] = (
+            f"An exact count is one figure, but {best} is given a range ({figures_range(low, high)}): "
+            "choose “About” for a range, or clear the minimum and maximum."
+        )
     if low is not None and high is not None and low > high:
         errors["people_count_min"] = f"The minimum ({low}) is above the maximum ({high})."
     if best is not None and low is not None and best < low:
@@ -703,7 +744,12 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     people_count = models.PositiveIntegerField(null=True, blank=True, help_text="The analysts' best estimate.")
     people_count_min = models.PositiveIntegerField(null=True, blank=True)
     people_count_max = models.PositiveIntegerField(null=True, blank=True)
-    count_qualifier = models.CharField(max_length=8, choices=CountQualifier.choices, default=CountQualifier.UNKNOWN)
+    count_qualifier = models.CharField(
+        max_length=8,
+        choices=CountQualifier.choices,
+        default=CountQualifier.UNKNOWN,
+        help_text=COUNT_QUALIFIER_HELP,
+    )
 
     places = models.ManyToManyField(Place, through=IncidentPlace, related_name="incidents", blank=True)
 
@@ -999,7 +1045,12 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     people_count = models.PositiveIntegerField(null=True, blank=True)
     people_count_min = models.PositiveIntegerField(null=True, blank=True)
     people_count_max = models.PositiveIntegerField(null=True, blank=True)
-    count_qualifier = models.CharField(max_length=8, choices=CountQualifier.choices, default=CountQualifier.UNKNOWN)
+    count_qualifier = models.CharField(
+        max_length=8,
+        choices=CountQualifier.choices,
+        default=CountQualifier.UNKNOWN,
+        help_text=COUNT_QUALIFIER_HELP,
+    )
     date_start = models.DateField(null=True, blank=True)
     date_end = models.DateField(null=True, blank=True)
     excerpt = models.TextField(blank=True, help_text="The source's own words.")

@@ -43,6 +43,8 @@ def make_source(**overrides) -> Source:
 
 
 def make_incident(*, places=(), **overrides) -> Incident:
+    best = overrides.get("people_count", 80)
+    bounds = {overrides.get("people_count_min"), overrides.get("people_count_max")} - {None}
     fields = {
         "title": f"Incident {next(_sequence)}",
         "incident_type": overrides.pop("incident_type", None) or incident_type(),
@@ -50,7 +52,8 @@ def make_incident(*, places=(), **overrides) -> Incident:
         "date_end": date(2023, 8, 29),
         "date_precision": "day",
         "people_count": 80,
-        "count_qualifier": "exact",
+        # Exact where the figures are one (the database's rule), else about.
+        "count_qualifier": "exact" if best is not None and bounds <= {best} else "about",
         "review_state": "published",
         **overrides,
     }

@@ -119,7 +119,15 @@ def generate_world(rng: random.Random) -> None:
             people_count=best,
             people_count_min=low,
             people_count_max=high,
-            count_qualifier=rng.choice(["exact", "about", "at_least", "at_most", "unknown"]),
+            count_qualifier=rng.choice(
+                [
+                    "about",
+                    "at_least",
+                    "at_most",
+                    "unknown",
+                    *(["exact"] if best is not None and {low, high} <= {None, best} else []),
+                ]
+            ),
             verification=rng.choice(["alleged", "corroborated", "verified"]),
             review_state=rng.choice(["draft", "in_review", "published"]),
             confidential=rng.random() < 0.1,

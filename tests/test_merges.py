@@ -239,7 +239,8 @@ def test_dates_and_counts_are_proposed_for_a_reviewer_never_changed(world, revie
     survivor.refresh_from_db()
     assert (survivor.people_count, survivor.people_count_min, survivor.people_count_max) == (80, None, None)
     revision = IncidentRevision.objects.get(incident=survivor, state="pending")
-    assert revision.changes["data"] == {"people_count_max": 120}
+    # Exactly 80, and 90-120 of the same event: a range, which no exact count has.
+    assert revision.changes["data"] == {"people_count_max": 120, "count_qualifier": "about"}
     assert IncidentMerge.objects.get().revision == revision
 
 
@@ -646,6 +647,36 @@ def test_the_proposed_counts_span_both_incidents(reviewer, survivor_figures, mer
     assert {name: value for name, value in changes.items() if name in fields} == proposed
 
 
+@pytest.mark.parametrize(
+    ("survivor_count", "merged_count", "proposed_qualifier"),
+    [
+        # "Exactly 40" and "about 50" of one event: 40 with a range up to 50, so about 40.
+        ((40, "exact"), (50, "about"), "about"),
+        ((40, "exact"), (50, "exact"), "about"),
+        # The same exact figure twice stays exact (and nothing is proposed).
+        ((40, "exact"), (40, "exact"), None),
+        # Only the other has a figure, an exact one: exact, as it said.
+        ((None, "unknown"), (40, "exact"), "exact"),
+    ],
+)
+def test_an_exact_count_meeting_another_figure_is_proposed_as_about_and_accepted(
+    reviewer, survivor_count, merged_count, proposed_qualifier
+):
+    survivor = make_incident(people_count=survivor_count[0], count_qualifier=survivor_count[1])
+    merged = make_incident(people_count=merged_count[0], count_qualifier=merged_count[1])
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+
+    merge = incident_merge(user=reviewer, pair=pair, survivor=survivor.public_id)
+
+    changes = merge.revision.changes["data"] if merge.revision else {}
+    assert changes.get("count_qualifier") == proposed_qualifier
+    if merge.revision:
+        answer = client_for(reviewer).post(f"{API}/revisions/{merge.revision.pk}/accept/", {}, format="json")
+        assert answer.status_code == 200, answer.content
+        survivor.refresh_from_db()
+        assert survivor.count_qualifier == (proposed_qualifier or survivor_count[1])
+
+
 def test_the_export_command_reports_merged_incidents_in_an_incremental_export(world, reviewer, tmp_path):
     survivor, merged = world["survivor"], world["merged"]
     client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
@@ -866,9 +897,27 @@ def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(wor
     # Never changed by the undo: proposed back, as the merge proposed them.
     assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
     proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
-    assert proposed_back.changes["data"] == {"people_count_max": None}
+    assert proposed_back.changes["data"] == {"people_count_max": None, "count_qualifier": "exact"}
     assert client.post(f"{API}/revisions/{proposed_back.pk}/accept/", {}, format="json").status_code == 200
     assert Incident.objects.get(pk=survivor.pk).people_count_max is None
+
+
+def test_an_undo_proposes_back_no_count_a_writer_changed_in_part_since(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    merge_id = client.post(merge_url(world["pair"]), {}, format="json").json()["id"]
+    revision = IncidentMerge.objects.get(pk=merge_id).revision
+    assert client.post(f"{API}/revisions/{revision.pk}/accept/", {}, format="json").status_code == 200
+    # About 80 (up to 120), then up to 150: "exact" back beside 150 would be a figure no one may accept.
+    version = Incident.objects.get(pk=survivor.pk).version
+    changed = client.patch(incident_url(survivor), {"people_count_max": 150, "version": version}, format="json")
+    assert changed.status_code == 200, changed.content
+
+    assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
+
+    assert not IncidentRevision.objects.filter(incident=survivor, state="pending").exists()
+    survivor.refresh_from_db()
+    assert (survivor.people_count, survivor.people_count_max, survivor.count_qualifier) == (80, 150, "about")
 
 
 def test_the_admin_says_why_an_undo_waits_and_names_the_counts_it_proposes_back(client, world, reviewer):

@@ -7,12 +7,16 @@ from datetime import date
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Place, Source, VictimGroup
 from tests.api_support import API, client_for
-from tests.factories import incident_type, make_incident, make_place, make_source, make_user
+from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
+from tests.test_admin import incident_post
+from tests.test_import import import_errors
 
 
 def check_constraints():
@@ -195,6 +199,105 @@ def test_an_incident_ending_before_it_starts_is_refused_on_the_end_date(reviewer
 
     assert answer.status_code == 400
     assert {"date_end", "people_count_min"} <= set(answer.json())
+
+
+class TestAnExactCountIsOneFigure:
+    """ "Exactly 500, 300-600" says two things at once: every door refuses it, naming the
+    qualifier, and the database refuses it whatever the door."""
+
+    RANGE_MESSAGE = (
+        "An exact count is one figure, but 500 is given a range (300-600): choose “About” for a range, "
+        "or clear the minimum and maximum."
+    )
+    NO_FIGURE_MESSAGE = "An exact count needs its figure: give the best estimate, or choose another qualifier."
+    FIGURES = {"people_count": 500, "people_count_min": 300, "people_count_max": 600, "count_qualifier": "exact"}
+
+    @pytest.mark.parametrize("model", ["incident", "claim"])
+    def test_the_database_refuses_it(self, model):
+        incident = make_incident()
+        figures = {"people_count": None, "count_qualifier": "exact"}
+        with pytest.raises(IntegrityError, match=f"{model}_exact_count_is_one_figure"), transaction.atomic():
+            if model == "incident":
+                Incident.objects.filter(pk=incident.pk).update(**figures)
+            else:
+                Claim.objects.create(incident=incident, source=make_source(), **figures)
+
+    def test_in_the_api_for_the_incident_and_its_claims(self, reviewer):
+        body = {
+            "title": "About 500",
+            "incident_type": incident_type().slug,
+            "date_start": "2023-10-09",
+            "date_end": "2023-10-09",
+            **self.FIGURES,
+            "claims": [{"source": make_source().pk, "people_count": None, "count_qualifier": "exact"}],
+        }
+
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json()["count_qualifier"] == [self.RANGE_MESSAGE]
+        assert answer.json()["claims[0].count_qualifier"] == [self.NO_FIGURE_MESSAGE]
+        assert not Incident.objects.filter(title="About 500").exists()
+
+    def test_in_the_admin(self, client, reviewer):
+        form = incident_post(**{name: str(value) for name, value in self.FIGURES.items()})
+
+        answer = client.post(reverse("admin:incidents_incident_add"), form)
+
+        assert answer.status_code == 200
+        assert answer.context["adminform"].form.errors["count_qualifier"] == [self.RANGE_MESSAGE]
+        assert not Incident.objects.exists()
+
+    def test_in_an_import(self, reviewer, tmp_path):
+        content = "title,type,date_start,date_end,people_count,people_count_min,people_count_max,count_qualifier\n"
+        content += "About 500,forced-repatriation,2023-10-09,2023-10-09,500,300,600,exact\n"
+
+        errors = import_errors(reviewer, tmp_path, content)
+
+        assert f"line 2, column count_qualifier: {self.RANGE_MESSAGE}" in errors
+
+    def test_about_with_the_same_figures_is_taken(self, reviewer):
+        incident = make_incident()
+        body = {**self.FIGURES, "count_qualifier": "about", "version": incident.version}
+
+        answer = client_for(reviewer).patch(f"{API}/incidents/{incident.public_id}/", body, format="json")
+
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["count_qualifier"] == "about"
+
+
+# The migration that adds the rule, and the one before it.
+EXACT_COUNT_RULE = "0064_exact_count_is_one_figure"
+BEFORE_THE_RULE = importlib.import_module(f"incidents.migrations.{EXACT_COUNT_RULE}").Migration.dependencies[0][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_reads_exact_counts_given_a_range_as_about_keeping_the_figures_and_their_history():
+    ranged, unfigured, exact = make_incident(), make_incident(), make_incident(people_count=40)
+    claim = make_claim(incident=exact, people_count=40, count_qualifier="exact")
+    call_command("migrate", "incidents", BEFORE_THE_RULE, verbosity=0)
+    try:
+        Incident.objects.filter(pk=ranged.pk).update(people_count=500, people_count_min=300, people_count_max=600)
+        Incident.objects.filter(pk=unfigured.pk).update(people_count=None)
+        Claim.objects.filter(pk=claim.pk).update(people_count_max=45)
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    counts = {
+        incident.pk: (incident.count_qualifier, incident.people_count, incident.people_count_min, incident.version)
+        for incident in Incident.objects.all()
+    }
+    assert counts == {
+        ranged.pk: ("about", 500, 300, 2),
+        unfigured.pk: ("unknown", None, None, 2),
+        # Its claim changed: a new version, so that syncs read it again.
+        exact.pk: ("exact", 40, None, 2),
+    }
+    claim.refresh_from_db()
+    assert (claim.count_qualifier, claim.people_count, claim.people_count_max) == ("about", 40, 45)
+    # What the analysts had entered is in the history.
+    events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=ranged)
+    assert list(events.order_by("pgh_id").values_list("count_qualifier", flat=True))[-3:] == ["exact", "about", "about"]
 
 
 class TestPlaceCountryComesFromItsParent:

@@ -198,7 +198,9 @@ def test_kept_totals_follow_every_kind_of_change(world):
         lambda: Incident.objects.filter(pk=incidents[1].pk).update(incident_type=incident_type("arbitrary-detention")),
         lambda: Incident.objects.filter(review_state="draft").update(review_state="published"),
         lambda: Incident.objects.filter(pk__in=[incidents[2].pk, incidents[3].pk]).update(confidential=True),
-        lambda: Incident.objects.filter(pk=incidents[4].pk).update(people_count=None, people_count_max=None),
+        lambda: Incident.objects.filter(pk=incidents[4].pk).update(
+            people_count=None, people_count_max=None, count_qualifier="about"
+        ),
         lambda: IncidentPlace.objects.filter(incident=incidents[5]).delete(),
         lambda: incidents[6].places.add(places[2], places[3]),
         lambda: Place.objects.filter(pk=places[1].pk).update(country="KP"),
