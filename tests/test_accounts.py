@@ -751,6 +751,7 @@ class TestLockout:
                 "/admin/password_change/", {"old_password": current, "new_password1": new, "new_password2": new}
             )
 
+        assert 'name="old_password"' in thief.get("/admin/password_change/").content.decode()
         statuses = [change(guess).status_code for guess in ("a", "b", "c", "d", "e")]
         assert statuses == [200, 200, 200, 200, 429]
         refused = change(PASSWORD)
