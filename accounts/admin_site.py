@@ -2,12 +2,14 @@ from datetime import MAXYEAR, MINYEAR, date, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.auth.views import PasswordChangeView
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from accounts.lockout import attempted_username, attempts_in_turn, sign_in_throttled
+from accounts.forms import CountedPasswordChangeForm
+from accounts.lockout import attempted_username, attempts_in_turn, is_locked_out, lockout_response, sign_in_throttled
 from accounts.services import second_factor_missing
 from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
@@ -128,6 +130,13 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
         return context
 
 
+class PasswordChangeCountedView(PasswordChangeView):
+    """Django's password change, giving its form the request, whose client the lockout counts."""
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
 class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
@@ -160,6 +169,24 @@ class TrackerAdminSite(admin.AdminSite):
             next_url = request.POST.get("next") or request.GET.get("next") or reverse("admin:index")
             return redirect(f"{reverse('accounts:two-factor-verify')}?{urlencode({'next': next_url})}")
         return response
+
+    def password_change(self, request, extra_context=None):
+        """Django's, but the current password is checked as a sign-in's password is: in turn with
+        the account's other attempts from this client, refused while it is locked out here, a wrong
+        one counted towards the lockout (CountedPasswordChangeForm)."""
+        request.current_app = self.name
+        view = PasswordChangeCountedView.as_view(
+            form_class=CountedPasswordChangeForm,
+            success_url=reverse("admin:password_change_done", current_app=self.name),
+            extra_context={**self.each_context(request), **(extra_context or {})},
+        )
+        if request.method != "POST":
+            return view(request)
+        username = request.user.get_username()
+        with attempts_in_turn(request, username):
+            if is_locked_out(request, username):
+                return lockout_response(request)
+            return view(request)
 
     def autocomplete_view(self, request):
         return RecordedAutocompleteJsonView.as_view(admin_site=self)(request)

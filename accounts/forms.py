@@ -1,4 +1,6 @@
 from django import forms
+from django.contrib.admin.forms import AdminPasswordChangeForm
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django_otp.models import Device
 
@@ -116,3 +118,26 @@ class CurrentAppCodeForm(FreshCodeForm):
             code.label = "Code from your current app"
             code.help_text = "The code your current authenticator app, the one being replaced, shows now."
             code.error_messages["required"] = "Type the code your current authenticator app shows now."
+
+
+class CountedPasswordChangeForm(AdminPasswordChangeForm):
+    """The admin's password change, whose wrong current password counts as a failed sign-in towards
+    the lockout (django-axes hears Django's user_login_failed signal), as a wrong password on the
+    login page does: whoever stole a signed-in session's cookie could otherwise guess the password
+    there without end, then set a new one, which ends the owner's other sessions. The admin's
+    password change refuses a client locked out for the account before it reads the form
+    (accounts.admin_site)."""
+
+    def __init__(self, user, *args, request, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        try:
+            return super().clean_old_password()
+        except ValidationError:
+            # A failure counted by django-axes may lock this client: its middleware then answers with
+            # the lockout page instead of this one.
+            credentials = {"username": self.user.get_username()}
+            user_login_failed.send(sender=__name__, credentials=credentials, request=self.request)
+            raise

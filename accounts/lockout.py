@@ -5,6 +5,7 @@ records kept (AttemptsHandler)."""
 
 import hashlib
 import math
+import unicodedata
 from contextlib import contextmanager
 
 from axes.attempts import get_cool_off_threshold
@@ -38,17 +39,27 @@ def lockout_message() -> str:
 
 
 def attempted_username(request, credentials=None) -> str | None:
-    """The username django-axes records a sign-in attempt under (AXES_USERNAME_CALLABLE): the one
-    typed, as django-axes reads it, cut to the length its records hold. Neither the admin's login
-    form nor the token request bounds what is typed, and a longer name failed the record's insert:
-    the sign-in answered 500. No account's username is that long (150 characters at most), so the
-    cut never merges an account's count with another's."""
+    """The username django-axes records a sign-in attempt under (AXES_USERNAME_CALLABLE), and that
+    attempts are taken in turn by (`attempts_in_turn`): the one typed, read as the admin's login form
+    reads it (Django's UsernameField: spaces around it dropped, then NFKC, so that "alice" in
+    full-width letters is "alice"), cut to the length the records hold.
+
+    The login form signs " alice " and the full-width form in as alice, and django-axes counts
+    them under the name the form gives; the attempts in turn were keyed by the name as posted, so
+    guesses written in other ways did not wait for each other and each met a count the others had
+    not yet added to. Read the same way from the form's data and from the credentials that Django
+    or the token request gives, each attempt has one name, whichever door.
+
+    Neither the admin's login form nor the token request bounds what is typed, and a longer name
+    failed the record's insert: the sign-in answered 500. No account's username is that long (150
+    characters at most), so the cut never merges an account's count with another's."""
     if credentials:
         username = credentials.get(settings.AXES_USERNAME_FORM_FIELD)
     else:
         username = getattr(request, "data", request.POST).get(settings.AXES_USERNAME_FORM_FIELD)
-    if username is None:
+    if not isinstance(username, str):
         return None
+    username = unicodedata.normalize("NFKC", username.strip())
     return username[: AccessAttempt._meta.get_field("username").max_length]
 
 

@@ -738,6 +738,38 @@ class TestLockout:
         assert response.status_code == 429 and "Too many failed sign-in attempts" in response.content.decode()
         assert client.get("/admin/").status_code == 302
 
+    def test_wrong_current_passwords_on_the_password_change_count_towards_the_lockout(self):
+        # A session cookie stolen from a signed-in analyst reached the admin's password change, which
+        # checked the current password with nothing counting: guesses without end, until the right
+        # one set a new password and ended the owner's sessions.
+        analyst, thief = make_user(roles.ANALYST), Client(REMOTE_ADDR="203.0.113.9")
+        thief.force_login(analyst)
+        new = "a new passphrase for 2027"
+
+        def change(current):
+            return thief.post(
+                "/admin/password_change/", {"old_password": current, "new_password1": new, "new_password2": new}
+            )
+
+        assert 'name="old_password"' in thief.get("/admin/password_change/").content.decode()
+        statuses = [change(guess).status_code for guess in ("a", "b", "c", "d", "e")]
+        assert statuses == [200, 200, 200, 200, 429]
+        refused = change(PASSWORD)
+        assert refused.status_code == 429 and "Too many failed sign-in attempts" in refused.content.decode()
+        analyst.refresh_from_db()
+        assert analyst.check_password(PASSWORD)
+        attempt = AccessAttempt.objects.get(username=analyst.username)
+        # Neither the guesses nor the new password they came with are kept in the attempt's record.
+        assert attempt.ip_address == "203.0.113.9" and new not in attempt.post_data
+        assert "old_password=" in attempt.post_data and "old_password=e" not in attempt.post_data
+        # The owner, elsewhere, still changes it, with the current password.
+        owner = Client(REMOTE_ADDR="198.51.100.7")
+        owner.force_login(analyst)
+        changed = owner.post(
+            "/admin/password_change/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+        )
+        assert changed["Location"] == "/admin/password_change/done/"
+
     def test_the_token_endpoint_locks_out_after_five_failures(self):
         partner, client = make_user(None), APIClient()
         for _ in range(4):

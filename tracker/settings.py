@@ -386,7 +386,16 @@ AXES_HANDLER = "accounts.lockout.AttemptsHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # Never keep a typed code in the attempt records (axes always masks the password); `current-code`
 # is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).
-AXES_SENSITIVE_PARAMETERS = ["otp", "code", "current-code", "csrfmiddlewaretoken"]
+AXES_SENSITIVE_PARAMETERS = [
+    "otp",
+    "code",
+    "current-code",
+    "csrfmiddlewaretoken",
+    # The admin's password change: a wrong current password counts, and its new one comes with it.
+    "old_password",
+    "new_password1",
+    "new_password2",
+]
 
 # API tokens (accounts.ApiToken): stored as a hash, expire after this many days.
 API_TOKEN_DAYS = env_int("TRACKER_API_TOKEN_DAYS", 90, minimum=1, maximum=MAX_SPAN_DAYS)
