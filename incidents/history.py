@@ -23,7 +23,7 @@ from django.utils.text import capfirst
 from pghistory.models import Events
 
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision, Source
-from incidents.querysets import can_see_confidential, claim_states_disclosed_to, limit_to_visible
+from incidents.querysets import can_see_confidential, can_see_unpublished, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
 # revision's proposed `changes` are read on the revision's own page, as a diff.
@@ -326,9 +326,25 @@ def _related_records(events, user) -> dict[tuple[type, str], models.Model]:
             wanted[field.related_model].update(str(pk) for pk in values if pk is not None)
     records = {}
     for model, pks in wanted.items():
-        visible = limit_to_visible(model._default_manager.filter(pk__in=pks), user)
+        visible = _nameable(model._default_manager.filter(pk__in=pks), user)
         records.update({(model, str(record.pk)): record for record in visible})
     return records
+
+
+def _nameable(queryset: models.QuerySet, user) -> models.QuerySet:
+    """The records of `queryset` a history may name to `user`: those they may see, and of
+    incidents also the merged ones they may follow to their survivor (`synced_to`: those whose
+    address redirects them), and of duplicate pairs those of two such incidents. A Reviewer who had
+    merged two incidents read, on the survivor's history, that the merge, its pair and the other
+    incident were "a record you may not see"."""
+    if queryset.model is Incident:
+        return queryset.filter(pk__in=Incident.objects.synced_to(user).values("pk"))
+    if queryset.model is DuplicatePair:
+        if not can_see_unpublished(user):
+            return queryset.none()
+        followed = Incident.objects.synced_to(user).values("pk")
+        return queryset.filter(incident_a__in=followed, incident_b__in=followed)
+    return limit_to_visible(queryset, user)
 
 
 class _Reader:

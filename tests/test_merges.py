@@ -934,3 +934,29 @@ def test_the_counts_an_undo_proposes_back_from_a_confidential_survivor_stay_with
 
     assert proposed_back.pk not in [revision["id"] for revision in queue_without]
     assert proposed_back.pk in [revision["id"] for revision in queue_with]
+
+
+def test_the_survivors_history_names_the_merged_incident_and_its_pair_and_leads_to_the_merge_to_undo_it(
+    client, world, reviewer
+):
+    # The Reviewer who merged them read, on the survivor's history, that the pair, the merge and
+    # the other incident were "a record you may not see", and found no way from there to the
+    # merge's page, where Undo is.
+    survivor, merged = world["survivor"], world["merged"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    page = client.get(reverse("admin:incidents_incident_history", args=[survivor.pk])).content.decode()
+
+    assert "a record you may not see" not in page
+    assert f"Incident merge ({merged}, {world['pair']}" in page
+    assert f"Duplicate pair ({merged}" in page
+    merge_page = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    assert f'href="{merge_page}">Open this merge (undo it there)</a>' in page
+    assert "Undo merge" in client.get(merge_page).content.decode()
+    # Whoever may not see the merged incident is told nothing of it, as before.
+    outsider_view = client_for(make_user(roles.REVIEWER))
+    Incident.objects.filter(pk=merged.pk).update(confidential=True)
+    events = outsider_view.get(incident_url(survivor, "history/?page_size=200")).json()["results"]
+    assert merged.public_id not in str(events)
