@@ -292,6 +292,8 @@ def _changes_anything(incident: Incident, current: Incident, children: "_Childre
 
 
 def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> dict:
+    """The rows that repeat another's `key`, each refused on the key's first field, the one a
+    writer picks (`claims[1].source`), so that a door shows it there (the admin, on the row)."""
     errors, seen = {}, {}
     for index, instance in enumerate(instances):
         if getattr(instance, "merge_conflict", False):
@@ -300,7 +302,7 @@ def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: s
             continue
         value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
         if value in seen:
-            errors[f"{label}[{index}]"] = [message]
+            errors[f"{label}[{index}].{key[0]}"] = [message]
         seen[value] = index
     return errors
 

@@ -18,6 +18,7 @@ from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Involvement, Organization, Place, Response, Source
 from incidents.search import IncidentSearch
+from tests.api_support import API, client_for
 from tests.differential import comparable
 from tests.factories import (
     incident_type,
@@ -185,6 +186,37 @@ class TestDataEntry:
         assert response.status_code == 200
         assert "above the maximum" in response.content.decode()
         assert not Incident.objects.exists()
+
+    def test_a_second_claim_of_one_source_is_refused_on_that_claims_source(self, client, analyst):
+        # It read at the top of the page as "claims[1]: Each source may make only one claim per
+        # incident.", counted from 0 where the page says "Claim #2", and on no row.
+        hrw, daily = make_source(title="HRW"), make_source(title="Daily NK")
+        post = incident_post(claims=[{"source": hrw.pk}, {"source": daily.pk}, {"source": hrw.pk}])
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200 and not Incident.objects.exists()
+        [claims] = [
+            formset for formset in response.context["inline_admin_formsets"] if formset.formset.prefix == "claims"
+        ]
+        assert [form.errors for form in claims.formset.forms] == [
+            {},
+            {},
+            {"source": ["Each source may make only one claim per incident."]},
+        ]
+        assert "claims[" not in response.content.decode()
+        assert response.context["adminform"].form.non_field_errors() == []
+        # The API names the same field.
+        body = {
+            "title": "Repatriation",
+            "incident_type": "forced-repatriation",
+            "date_start": "2023-08-29",
+            "date_end": "2023-08-29",
+            "claims": [{"source": hrw.pk}, {"source": hrw.pk}],
+        }
+        answer = client_for(analyst).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400
+        assert answer.json() == {"claims[1].source": ["Each source may make only one claim per incident."]}
 
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)
