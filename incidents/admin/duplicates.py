@@ -34,10 +34,15 @@ COMPARED = [
 ]
 
 
-def _people(incident) -> str:
-    low, high = incident.people_count_min, incident.people_count_max
-    best = "?" if incident.people_count is None else str(incident.people_count)
-    return best if low is None and high is None else f"{best} ({low if low is not None else '?'}–{high or '?'})"
+def _people(record) -> str:
+    """An incident's or a claim's figure as it gives it: its best estimate, its range beside it or
+    alone (with an en dash), "?" when it gives none. A claim of a range alone read "?", and a bound
+    of 0 read as missing."""
+    low, high, best = record.people_count_min, record.people_count_max, record.people_count
+    if low is None and high is None:
+        return "?" if best is None else str(best)
+    span = f"{'?' if low is None else low}–{'?' if high is None else high}"
+    return span if best is None else f"{best} ({span})"
 
 
 class ScoreFilter(admin.SimpleListFilter):
@@ -186,7 +191,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             left, right = read(a), read(b)
             mark = "" if left == right else "≠"
             rows.append((label, mark, left, right))
-        rows.append(("Claims", "", _claims(a), _claims(b)))
+        claims = _claims(a), _claims(b)
+        rows.append(("Claims", "" if claims[0] == claims[1] else "≠", *claims))
         return format_html(
             "<table><tr><th></th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
             self._link(a),
@@ -228,4 +234,4 @@ def _waits_for_merge(pair) -> bool:
 
 
 def _claims(incident) -> str:
-    return "; ".join(f"{claim.source.title}: {claim.people_count or '?'}" for claim in incident.claims.all()) or "—"
+    return "; ".join(f"{claim.source.title}: {_people(claim)}" for claim in incident.claims.all()) or "—"
