@@ -187,6 +187,12 @@ class TestDataEntry:
         assert "above the maximum" in response.content.decode()
         assert not Incident.objects.exists()
 
+    def test_the_admins_pages_name_the_sites_icon(self, client, analyst):
+        # Browsers asked every admin page's /favicon.ico, a 404 (and a console error) each time.
+        icon = '<link rel="icon" href="/static/public/favicon.svg" type="image/svg+xml">'
+        assert icon in client.get(reverse("admin:login")).content.decode()
+        assert icon in logged_in(client, analyst).get(ADD).content.decode()
+
     def test_a_second_claim_of_one_source_is_refused_on_that_claims_source(self, client, analyst):
         # It read at the top of the page as "claims[1]: Each source may make only one claim per
         # incident.", counted from 0 where the page says "Claim #2", and on no row.
