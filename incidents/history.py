@@ -9,7 +9,7 @@ themselves.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
@@ -22,7 +22,15 @@ from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision, Source
+from incidents.models import (
+    Claim,
+    DuplicateDecision,
+    DuplicatePair,
+    Incident,
+    IncidentMerge,
+    IncidentRevision,
+    Source,
+)
 from incidents.querysets import can_see_confidential, can_see_unpublished, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
@@ -422,6 +430,10 @@ class _Reader:
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, bool):
             return "Yes" if value else "No"
+        if isinstance(field, models.DateTimeField) and isinstance(value, str):
+            return _when(value)
+        if field.model is IncidentMerge and field.name == "pair_before" and isinstance(value, dict):
+            return _pair_decision(value)
         if isinstance(value, list):
             return ", ".join(str(item) for item in value)
         return value
@@ -493,6 +505,26 @@ class _Reader:
             *self.raw(model, event),
             action=action,
         )
+
+
+def _when(recorded: str) -> str:
+    """A time as the event recorded it (ISO 8601), as the page's "When (UTC)" column writes one:
+    "2026-12-04T15:22:13.382899+00:00" read as "2026-12-04 15:22:13 UTC"."""
+    try:
+        return datetime.fromisoformat(recorded).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return recorded
+
+
+def _pair_decision(before: dict[str, Any]) -> str:
+    """A merge's record of its pair's decision before it (`IncidentMerge.pair_before`), as people
+    read a decision: "Unsure, decided 2026-12-04 15:21:56 UTC: “need to check HRW”", where the page
+    showed the dictionary kept for the undo."""
+    decision = before.get("decision")
+    said = str(dict(DuplicateDecision.choices).get(decision, decision))
+    if before.get("decided_at"):
+        said += f", decided {_when(before['decided_at'])}"
+    return f"{said}: “{before['note']}”" if before.get("note") else said
 
 
 def _has_visibility_rules(model: type[models.Model]) -> bool:

@@ -3,10 +3,11 @@ duplicates/ID/merge/, incidents/ID/unmerge/), the merged incident's redirects, t
 it out or report it, and who may do it."""
 
 import csv
+import html
 import io
 import itertools
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -960,3 +961,24 @@ def test_the_survivors_history_names_the_merged_incident_and_its_pair_and_leads_
     Incident.objects.filter(pk=merged.pk).update(confidential=True)
     events = outsider_view.get(incident_url(survivor, "history/?page_size=200")).json()["results"]
     assert merged.public_id not in str(events)
+
+
+def test_the_merges_row_in_the_history_reads_its_times_and_the_pairs_decision_before_as_words(client, world, reviewer):
+    # "Pair before: — → {'note': 'need to check HRW', 'decision': 'unsure', …}" and "Merged at: — →
+    # 2026-12-04T15:22:13.382899+00:00": what the merge keeps for its undo, as Python printed it.
+    pair = world["pair"]
+    pair.decision, pair.note, pair.decided_by = "unsure", "need to check HRW", reviewer
+    pair.decided_at = timezone.now()
+    pair.save()
+    assert client_for(reviewer).post(merge_url(pair), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    page = html.unescape(
+        client.get(reverse("admin:incidents_incident_history", args=[world["survivor"].pk])).content.decode()
+    )
+
+    decided = pair.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"<strong>Pair before</strong>: — → Unsure, decided {decided}: “need to check HRW”" in page
+    assert f"<strong>Merged at</strong>: — → {merge.merged_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in page
+    assert "{'" not in page and "+00:00" not in page
