@@ -187,6 +187,15 @@ class TestDataEntry:
         assert "above the maximum" in response.content.decode()
         assert not Incident.objects.exists()
 
+    def test_the_add_page_says_how_an_uncertain_date_and_figure_are_entered(self, client, analyst):
+        # "About 500 ... in July 2021": the page named Date precision, People count min and Count
+        # qualifier without a word on what to enter.
+        page = html.unescape(logged_in(client, analyst).get(ADD).content.decode())
+
+        assert "“In July 2021”: Month, from 2021-07-01 to 2021-07-31" in page
+        assert "“about 500” is 500 and About" in page
+        assert "The lowest credible figure" in page and "The highest credible figure" in page
+
     def test_the_admins_pages_name_the_sites_icon(self, client, analyst):
         # Browsers asked every admin page's /favicon.ico, a 404 (and a console error) each time.
         icon = '<link rel="icon" href="/static/public/favicon.svg" type="image/svg+xml">'

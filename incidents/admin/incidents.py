@@ -189,6 +189,17 @@ class IncidentForm(EditedVersionForm):
             "count_qualifier",
             "confidential",
         ]
+        # What an uncertain date or figure becomes, where the form named the fields alone and an
+        # analyst entering "about 500 ... in July 2021" had to know how the tracker records them.
+        help_texts = {
+            "date_precision": "How precisely the sources date it. “In July 2021”: Month, from 2021-07-01 to "
+            "2021-07-31; “in 2021”: Year, from 1 January to 31 December; between two days: Range. The "
+            "label (“July 2021”) is made from these.",
+            "people_count_min": "The lowest credible figure, if the sources allow one.",
+            "people_count_max": "The highest credible figure.",
+            "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
+            "and At least. Each source's own figure goes on its claim below.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
