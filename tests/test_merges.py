@@ -31,6 +31,7 @@ from incidents.models import (
 )
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_admin import messages_of
 
 
 def merge_url(pair) -> str:
@@ -584,6 +585,13 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
     answer = client.get(reverse("admin:incidents_incident_change", args=[world["merged"].pk]))
 
     assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])
+    # Told where the merge is, to undo it: the survivor's page had no way back to it.
+    merge = IncidentMerge.objects.get()
+    merge_page = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    assert messages_of(answer) == [
+        f"{world['merged'].public_id} was merged into {world['survivor'].public_id} "
+        f'(<a href="{merge_page}">the merge</a>, where it can be undone).'
+    ]
 
 
 def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_server_error(client, world, reviewer):

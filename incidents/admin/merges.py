@@ -60,7 +60,21 @@ class MergedIncidentRedirectMixin:
         survivor = public_id and merges.redirect_target(user=request.user, public_id=public_id)
         if not survivor:
             return super()._get_obj_does_not_exist_redirect(request, opts, object_id)
-        self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        # The merge itself, where it is undone: the page led to the survivor with no way back to it.
+        merge = (
+            IncidentMerge.objects.visible_to(request.user)
+            .filter(merged__public_id=public_id, undone_at__isnull=True)
+            .order_by("-pk")
+            .first()
+        )
+        if merge is None:
+            self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        else:
+            url = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+            told = format_html(
+                '{} was merged into {} (<a href="{}">the merge</a>, where it can be undone).', public_id, survivor, url
+            )
+            self.message_user(request, told, messages.INFO)
         survivor_pk = Incident.objects.values_list("pk", flat=True).get(public_id=survivor)
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[survivor_pk]))
 
