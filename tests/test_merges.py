@@ -464,6 +464,20 @@ class TestAdmin:
     """The review queue's "Same incident" leads to a confirmation page, then the merge; the merge's
     page undoes it."""
 
+    def test_the_confirmation_gives_each_moving_claims_figure_as_it_gives_it(self, client, world, reviewer):
+        # A claim of "between 40 and 60" moved as its source's title alone: only a best estimate showed.
+        make_claim(
+            incident=world["merged"], source=make_source(title="UCA News"), people_count=None, people_count_min=40,
+            people_count_max=60,
+        )  # fmt: skip
+        client.force_login(reviewer)
+
+        page = html.unescape(
+            client.get(reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])).content.decode()
+        )
+
+        assert "UCA News: 40–60" in page and "Daily: 100" in page
+
     def test_same_incident_offers_the_merge_shows_what_moves_and_merges_on_confirmation(self, client, world, reviewer):
         pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
         client.force_login(reviewer)

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from incidents.admin.base import TrackedModelAdmin
-from incidents.admin.merges import confirm_url
+from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
@@ -26,23 +26,12 @@ COMPARED = [
     ("Title", lambda incident: incident.title),
     ("Type", lambda incident: incident.incident_type.name),
     ("Dates", lambda incident: incident.date_label),
-    ("People", lambda incident: _people(incident)),
+    ("People", lambda incident: figure(incident)),
     ("Places", lambda incident: ", ".join(place.name for place in incident.places.all())),
     ("Verification", lambda incident: incident.get_verification_display()),
     ("Review state", lambda incident: incident.get_review_state_display()),
     ("Description", lambda incident: incident.description),
 ]
-
-
-def _people(record) -> str:
-    """An incident's or a claim's figure as it gives it: its best estimate, its range beside it or
-    alone (with an en dash), "?" when it gives none. A claim of a range alone read "?", and a bound
-    of 0 read as missing."""
-    low, high, best = record.people_count_min, record.people_count_max, record.people_count
-    if low is None and high is None:
-        return "?" if best is None else str(best)
-    span = f"{'?' if low is None else low}–{'?' if high is None else high}"
-    return span if best is None else f"{best} ({span})"
 
 
 class ScoreFilter(admin.SimpleListFilter):
@@ -234,4 +223,4 @@ def _waits_for_merge(pair) -> bool:
 
 
 def _claims(incident) -> str:
-    return "; ".join(f"{claim.source.title}: {_people(claim)}" for claim in incident.claims.all()) or "—"
+    return "; ".join(f"{claim.source.title}: {figure(claim)}" for claim in incident.claims.all()) or "—"
