@@ -1130,3 +1130,21 @@ def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer
     assert f"revision {revision.pk}</a> (by {analyst.username}; stale: it cannot be accepted)" in message
     services.incident_revision_reject(revision=revision, user=make_user(roles.REVIEWER))
     assert messages_of(client.get(change_url(incident))) == []
+
+
+def test_a_pending_revisions_page_offers_its_decision_not_a_close_button_above_the_differences(client, analyst):
+    # A "Close" button stood between the revision's facts and what accepting would change, above
+    # the Accept and Reject buttons: two ways out, the first leaving the page undecided.
+    incident = make_incident(title="Published title")
+    logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="Proposed"))
+    revision = incident.revisions.get()
+    page_url = reverse("admin:incidents_incidentrevision_change", args=[revision.pk])
+    reviewer = make_user(roles.REVIEWER)
+
+    page = logged_in(client, reviewer).get(page_url).content.decode()
+
+    assert 'class="closelink"' not in page and 'name="accept"' in page
+    # Read by who may not decide, or once decided, it is a page to close.
+    assert 'class="closelink"' in logged_in(client, analyst).get(page_url).content.decode()
+    services.incident_revision_reject(revision=revision, user=reviewer)
+    assert 'class="closelink"' in logged_in(client, reviewer).get(page_url).content.decode()
