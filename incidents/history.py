@@ -9,7 +9,7 @@ themselves.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
@@ -22,8 +22,16 @@ from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
-from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, IncidentRevision, Source
-from incidents.querysets import can_see_confidential, claim_states_disclosed_to, limit_to_visible
+from incidents.models import (
+    Claim,
+    DuplicateDecision,
+    DuplicatePair,
+    Incident,
+    IncidentMerge,
+    IncidentRevision,
+    Source,
+)
+from incidents.querysets import can_see_confidential, can_see_unpublished, claim_states_disclosed_to, limit_to_visible
 
 # Bookkeeping columns that change on every save; showing them would bury the real changes. A
 # revision's proposed `changes` are read on the revision's own page, as a diff.
@@ -326,9 +334,25 @@ def _related_records(events, user) -> dict[tuple[type, str], models.Model]:
             wanted[field.related_model].update(str(pk) for pk in values if pk is not None)
     records = {}
     for model, pks in wanted.items():
-        visible = limit_to_visible(model._default_manager.filter(pk__in=pks), user)
+        visible = _nameable(model._default_manager.filter(pk__in=pks), user)
         records.update({(model, str(record.pk)): record for record in visible})
     return records
+
+
+def _nameable(queryset: models.QuerySet, user) -> models.QuerySet:
+    """The records of `queryset` a history may name to `user`: those they may see, and of
+    incidents also the merged ones they may follow to their survivor (`synced_to`: those whose
+    address redirects them), and of duplicate pairs those of two such incidents. A Reviewer who had
+    merged two incidents read, on the survivor's history, that the merge, its pair and the other
+    incident were "a record you may not see"."""
+    if queryset.model is Incident:
+        return queryset.filter(pk__in=Incident.objects.synced_to(user).values("pk"))
+    if queryset.model is DuplicatePair:
+        if not can_see_unpublished(user):
+            return queryset.none()
+        followed = Incident.objects.synced_to(user).values("pk")
+        return queryset.filter(incident_a__in=followed, incident_b__in=followed)
+    return limit_to_visible(queryset, user)
 
 
 class _Reader:
@@ -406,6 +430,10 @@ class _Reader:
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, bool):
             return "Yes" if value else "No"
+        if isinstance(field, models.DateTimeField) and isinstance(value, str):
+            return _when(value)
+        if field.model is IncidentMerge and field.name == "pair_before" and isinstance(value, dict):
+            return _pair_decision(value)
         if isinstance(value, list):
             return ", ".join(str(item) for item in value)
         return value
@@ -477,6 +505,26 @@ class _Reader:
             *self.raw(model, event),
             action=action,
         )
+
+
+def _when(recorded: str) -> str:
+    """A time as the event recorded it (ISO 8601), as the page's "When (UTC)" column writes one:
+    "2026-12-04T15:22:13.382899+00:00" read as "2026-12-04 15:22:13 UTC"."""
+    try:
+        return datetime.fromisoformat(recorded).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return recorded
+
+
+def _pair_decision(before: dict[str, Any]) -> str:
+    """A merge's record of its pair's decision before it (`IncidentMerge.pair_before`), as people
+    read a decision: "Unsure, decided 2026-12-04 15:21:56 UTC: “need to check HRW”", where the page
+    showed the dictionary kept for the undo."""
+    decision = before.get("decision")
+    said = str(dict(DuplicateDecision.choices).get(decision, decision))
+    if before.get("decided_at"):
+        said += f", decided {_when(before['decided_at'])}"
+    return f"{said}: “{before['note']}”" if before.get("note") else said
 
 
 def _has_visibility_rules(model: type[models.Model]) -> bool:

@@ -292,6 +292,8 @@ def _changes_anything(incident: Incident, current: Incident, children: "_Childre
 
 
 def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: str, message: str) -> dict:
+    """The rows that repeat another's `key`, each refused on the key's first field, the one a
+    writer picks (`claims[1].source`), so that a door shows it there (the admin, on the row)."""
     errors, seen = {}, {}
     for index, instance in enumerate(instances):
         if getattr(instance, "merge_conflict", False):
@@ -300,7 +302,7 @@ def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: s
             continue
         value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
         if value in seen:
-            errors[f"{label}[{index}]"] = [message]
+            errors[f"{label}[{index}].{key[0]}"] = [message]
         seen[value] = index
     return errors
 
@@ -842,22 +844,68 @@ def _differences(
             rows.append((str(field.verbose_name).capitalize(), now, proposed))
     claims = current["claims"].get(incident.pk, [])
     # Accepting keeps the claims its proposer could not see (incident_revision_accept, which
-    # refuses when their sight changed since they proposed it): a reader who sees them finds them
-    # on both sides, not as removed.
-    kept = [] if revision.needs_confidential_access else [claim for claim in claims if claim.needs_confidential_access]
+    # refuses when their sight changed since they proposed it): they are not among what changes.
+    kept = (
+        set()
+        if revision.needs_confidential_access
+        else {claim.pk for claim in claims if claim.needs_confidential_access}
+    )
     for name, proposed_rows in arguments.items():
         model = Incident._meta.get_field(name).related_model
         now_records = current[name].get(incident.pk, [])
         if name == "places":
             proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
             now_text = "; ".join(sorted(str(place) for place in now_records))
-        else:
-            proposed = [model(**{key: value for key, value in row.items() if key != "id"}) for row in proposed_rows]
-            proposed_text = "; ".join(_described(record) for record in [*proposed, *(kept if name == "claims" else ())])
-            now_text = "; ".join(_described(record) for record in now_records)
-        if now_text != proposed_text:
-            rows.append((name.replace("_", " ").capitalize(), now_text or "—", proposed_text or "—"))
+            if now_text != proposed_text:
+                rows.append(("Places", now_text or "—", proposed_text or "—"))
+            continue
+        label = name.replace("_", " ").capitalize()
+        now_records = [record for record in now_records if record.pk not in kept]
+        rows += [(label, now, proposed) for now, proposed in _children_differences(model, now_records, proposed_rows)]
     return rows
+
+
+def _children_differences(
+    model: type[models.Model], now_records: list[models.Model], proposed_rows: list[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """What accepting would change of an incident's claims, victim groups or involvements, as
+    (now, proposed) per record: one it changes with the fields it changes alone, beside its name
+    ("RFA (locator — | locator p. 4)"), one it adds or removes whole. Listing every record on both
+    sides hid a changed field in a paragraph the Reviewer had to compare word by word, and a victim
+    group, named by its description alone, hid a change of its count."""
+    now_by_id = {record.pk: record for record in now_records}
+    matched, added = {}, []
+    for row in proposed_rows:
+        record = model(**{key: value for key, value in row.items() if key != "id"})
+        if row.get("id") in now_by_id and row["id"] not in matched:
+            matched[row["id"]] = record
+        else:
+            added.append(record)
+    removed = [record for record in now_records if record.pk not in matched]
+    # A row sent again without its id (the API replaces the rows it is sent) that holds exactly
+    # what a record holds changes nothing.
+    for record in list(added):
+        same = next((old for old in removed if _fields_set(old) == _fields_set(record)), None)
+        if same is not None:
+            added.remove(record)
+            removed.remove(same)
+    differences = []
+    for record in now_records:
+        if record.pk in matched:
+            now, proposed = _fields_set(record, blanks=True), _fields_set(matched[record.pk], blanks=True)
+            changed = [label for label in {**now, **proposed} if now.get(label, "—") != proposed.get(label, "—")]
+            if changed:
+                name = _child_name(record)
+                differences.append(
+                    (
+                        f"{name} ({', '.join(f'{label} {now.get(label, chr(8212))}' for label in changed)})",
+                        f"{name} ({', '.join(f'{label} {proposed.get(label, chr(8212))}' for label in changed)})",
+                    )
+                )
+        elif record in removed:
+            differences.append((_described(record), "—"))
+    differences += [("—", _described(record)) for record in added]
+    return differences
 
 
 def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
@@ -1560,18 +1608,36 @@ def _record_events(tables: Mapping[type[models.Model], str], incident_ids: list[
             cursor.execute(statement.as_string(connection.connection), [label, context_id, incident_ids])
 
 
+def _fields_set(record: models.Model, *, blanks: bool = False) -> dict[str, str]:
+    """A child record's fields as its readers name them (its incident aside), those it leaves
+    blank too when `blanks`."""
+    fields = {}
+    for field in type(record)._meta.concrete_fields:
+        if not field.editable or field.name in {"id", "incident"}:
+            continue
+        value = getattr(record, field.name if field.is_relation else field.attname)
+        if value in (None, "", False) and not blanks:
+            continue
+        fields[str(field.verbose_name)] = _readable(record, field, value)
+    return fields
+
+
+def _child_name(record: models.Model) -> str:
+    """How the differences name a child record: a claim by its source, an involvement by its
+    organization, a victim group by its description or, without one, as a victim group."""
+    if isinstance(record, Claim):
+        return str(record.source)
+    if isinstance(record, Involvement):
+        return str(record.organization)
+    return record.description or "Victim group"
+
+
 def _described(record: models.Model) -> str:
     """A child record in words, with every field it sets, so no change hides in the diff."""
-    if isinstance(record, Claim):
-        details = [
-            f"{field.verbose_name} {_readable(record, field, getattr(record, field.attname))}"
-            for field in Claim._meta.concrete_fields
-            if field.editable
-            and field.name not in {"id", "incident", "source"}
-            and getattr(record, field.attname) not in (None, "", False)
-        ]
-        return f"{record.source} ({', '.join(details)})"
-    return str(record)
+    naming = {Claim: "source", Involvement: "organization", VictimGroup: "description"}.get(type(record))
+    naming = str(type(record)._meta.get_field(naming).verbose_name) if naming else None
+    details = [f"{label} {value}" for label, value in _fields_set(record).items() if label != naming]
+    return f"{_child_name(record)} ({', '.join(details)})" if details else _child_name(record)
 
 
 def _readable(record: models.Model, field: models.Field, value) -> str:

@@ -18,6 +18,7 @@ from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import Claim, Incident, Involvement, Organization, Place, Response, Source
 from incidents.search import IncidentSearch
+from tests.api_support import API, client_for
 from tests.differential import comparable
 from tests.factories import (
     incident_type,
@@ -185,6 +186,52 @@ class TestDataEntry:
         assert response.status_code == 200
         assert "above the maximum" in response.content.decode()
         assert not Incident.objects.exists()
+
+    def test_the_add_page_says_how_an_uncertain_date_and_figure_are_entered(self, client, analyst):
+        # "About 500 ... in July 2021": the page named Date precision, People count min and Count
+        # qualifier without a word on what to enter.
+        page = html.unescape(logged_in(client, analyst).get(ADD).content.decode())
+
+        assert "“In July 2021”: Month, from 2021-07-01 to 2021-07-31" in page
+        assert "“about 500” is 500 and About" in page
+        assert "The lowest credible figure" in page and "The highest credible figure" in page
+
+    def test_the_admins_pages_name_the_sites_icon(self, client, analyst):
+        # Browsers asked every admin page's /favicon.ico, a 404 (and a console error) each time.
+        icon = '<link rel="icon" href="/static/public/favicon.svg" type="image/svg+xml">'
+        assert icon in client.get(reverse("admin:login")).content.decode()
+        assert icon in logged_in(client, analyst).get(ADD).content.decode()
+
+    def test_a_second_claim_of_one_source_is_refused_on_that_claims_source(self, client, analyst):
+        # It read at the top of the page as "claims[1]: Each source may make only one claim per
+        # incident.", counted from 0 where the page says "Claim #2", and on no row.
+        hrw, daily = make_source(title="HRW"), make_source(title="Daily NK")
+        post = incident_post(claims=[{"source": hrw.pk}, {"source": daily.pk}, {"source": hrw.pk}])
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200 and not Incident.objects.exists()
+        [claims] = [
+            formset for formset in response.context["inline_admin_formsets"] if formset.formset.prefix == "claims"
+        ]
+        assert [form.errors for form in claims.formset.forms] == [
+            {},
+            {},
+            {"source": ["Each source may make only one claim per incident."]},
+        ]
+        assert "claims[" not in response.content.decode()
+        assert response.context["adminform"].form.non_field_errors() == []
+        # The API names the same field.
+        body = {
+            "title": "Repatriation",
+            "incident_type": "forced-repatriation",
+            "date_start": "2023-08-29",
+            "date_end": "2023-08-29",
+            "claims": [{"source": hrw.pk}, {"source": hrw.pk}],
+        }
+        answer = client_for(analyst).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 400
+        assert answer.json() == {"claims[1].source": ["Each source may make only one claim per incident."]}
 
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)
@@ -1083,3 +1130,21 @@ def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer
     assert f"revision {revision.pk}</a> (by {analyst.username}; stale: it cannot be accepted)" in message
     services.incident_revision_reject(revision=revision, user=make_user(roles.REVIEWER))
     assert messages_of(client.get(change_url(incident))) == []
+
+
+def test_a_pending_revisions_page_offers_its_decision_not_a_close_button_above_the_differences(client, analyst):
+    # A "Close" button stood between the revision's facts and what accepting would change, above
+    # the Accept and Reject buttons: two ways out, the first leaving the page undecided.
+    incident = make_incident(title="Published title")
+    logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="Proposed"))
+    revision = incident.revisions.get()
+    page_url = reverse("admin:incidents_incidentrevision_change", args=[revision.pk])
+    reviewer = make_user(roles.REVIEWER)
+
+    page = logged_in(client, reviewer).get(page_url).content.decode()
+
+    assert 'class="closelink"' not in page and 'name="accept"' in page
+    # Read by who may not decide, or once decided, it is a page to close.
+    assert 'class="closelink"' in logged_in(client, analyst).get(page_url).content.decode()
+    services.incident_revision_reject(revision=revision, user=reviewer)
+    assert 'class="closelink"' in logged_in(client, reviewer).get(page_url).content.decode()

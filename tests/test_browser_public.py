@@ -129,6 +129,30 @@ def test_a_reader_browses_narrows_and_reads_an_incident(
     expect(page.locator("h1")).to_have_text(published.title)
 
 
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language, prefix", [("en", ""), ("ko", "/ko")])
+def test_on_a_phone_no_page_is_wider_than_the_screen_and_the_incidents_read_one_under_another(
+    reader, live_server, published, tmp_path, language, prefix
+):
+    # At 390 px the incidents' five columns overflowed the page in English (477 px) and squeezed
+    # the Korean headings to a syllable a line; the statistics' table overflowed in English.
+    page = reader
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/statistics/", "/statistics/?group_by=month", f"/incidents/{published.public_id}/", "/map/"):
+        page.goto(f"{live_server.url}{prefix}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    page.goto(f"{live_server.url}{prefix}/")
+    row = page.locator("table.incidents tbody tr").first
+    expect(row).to_contain_text(published.title)
+    # Each fact of an incident on a line of its own, labelled, the width of the screen.
+    verification = row.locator("td").last
+    assert verification.bounding_box()["width"] > 300
+    label = verification.evaluate("cell => getComputedStyle(cell, '::before').content")
+    assert label == ('"Verification: "' if language == "en" else '"검증 상태: "')
+    assert_accessible_and_local(page, live_server, tmp_path / f"browse-phone-{language}.png")
+
+
 # How many of a canvas's pixels are painted: a chart drawn, not an empty box.
 PAINTED_PIXELS = """canvas => {
   const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;

@@ -182,7 +182,26 @@ class TestReviewQueue:
         page = client.get(self.pair_url(pair)).content.decode()
         assert "China forcibly repatriates 50 North Korean defectors from Tumen" in page
         assert "50 North Korean defectors forcibly repatriated by China at Tumen" in page
-        assert "50 (40–60)" in page or "? (40–60)" in page
+        # The report of "40 to 60" people, with no best estimate, reads as its range.
+        assert "<td>40–60</td>" in page and "? (40–60)" not in page
+
+    def test_side_by_side_each_claim_reads_its_figure_as_it_gives_it(self, client):
+        # A claim of "between 40 and 60" read "?", one of 0 people "?" too, and the claims' row
+        # was never marked as differing.
+        first, second = make_incident(people_count=50), make_incident(people_count=55)
+        make_claim(incident=first, source=make_source(title="HRW"), people_count=50)
+        make_claim(
+            incident=second, source=make_source(title="UCA News"), people_count=None, people_count_min=40,
+            people_count_max=60,
+        )  # fmt: skip
+        make_claim(incident=second, source=make_source(title="Daily NK"), people_count=0)
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        client.force_login(make_user(roles.REVIEWER))
+
+        page = html.unescape(client.get(self.pair_url(pair)).content.decode())
+
+        assert "UCA News: 40–60" in page and "Daily NK: 0" in page and "HRW: 50" in page
+        assert "<tr><th>Claims</th><td>≠</td>" in page
 
     def test_a_pair_is_named_by_the_public_ids_people_know(self, client, reported_twice):
         # "1 ~ 2 (0.97)" before: row keys, which no page, export or API shows anyone.

@@ -3,10 +3,11 @@ duplicates/ID/merge/, incidents/ID/unmerge/), the merged incident's redirects, t
 it out or report it, and who may do it."""
 
 import csv
+import html
 import io
 import itertools
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -30,6 +31,7 @@ from incidents.models import (
 )
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_admin import messages_of
 
 
 def merge_url(pair) -> str:
@@ -463,6 +465,20 @@ class TestAdmin:
     """The review queue's "Same incident" leads to a confirmation page, then the merge; the merge's
     page undoes it."""
 
+    def test_the_confirmation_gives_each_moving_claims_figure_as_it_gives_it(self, client, world, reviewer):
+        # A claim of "between 40 and 60" moved as its source's title alone: only a best estimate showed.
+        make_claim(
+            incident=world["merged"], source=make_source(title="UCA News"), people_count=None, people_count_min=40,
+            people_count_max=60,
+        )  # fmt: skip
+        client.force_login(reviewer)
+
+        page = html.unescape(
+            client.get(reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])).content.decode()
+        )
+
+        assert "UCA News: 40–60" in page and "Daily: 100" in page
+
     def test_same_incident_offers_the_merge_shows_what_moves_and_merges_on_confirmation(self, client, world, reviewer):
         pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
         client.force_login(reviewer)
@@ -584,6 +600,13 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
     answer = client.get(reverse("admin:incidents_incident_change", args=[world["merged"].pk]))
 
     assert answer["Location"] == reverse("admin:incidents_incident_change", args=[world["survivor"].pk])
+    # Told where the merge is, to undo it: the survivor's page had no way back to it.
+    merge = IncidentMerge.objects.get()
+    merge_page = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    assert messages_of(answer) == [
+        f"{world['merged'].public_id} was merged into {world['survivor'].public_id} "
+        f'(<a href="{merge_page}">the merge</a>, where it can be undone).'
+    ]
 
 
 def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_server_error(client, world, reviewer):
@@ -983,3 +1006,50 @@ def test_the_counts_an_undo_proposes_back_from_a_confidential_survivor_stay_with
 
     assert proposed_back.pk not in [revision["id"] for revision in queue_without]
     assert proposed_back.pk in [revision["id"] for revision in queue_with]
+
+
+def test_the_survivors_history_names_the_merged_incident_and_its_pair_and_leads_to_the_merge_to_undo_it(
+    client, world, reviewer
+):
+    # The Reviewer who merged them read, on the survivor's history, that the pair, the merge and
+    # the other incident were "a record you may not see", and found no way from there to the
+    # merge's page, where Undo is.
+    survivor, merged = world["survivor"], world["merged"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    page = client.get(reverse("admin:incidents_incident_history", args=[survivor.pk])).content.decode()
+
+    assert "a record you may not see" not in page
+    assert f"Incident merge ({merged}, {world['pair']}" in page
+    assert f"Duplicate pair ({merged}" in page
+    merge_page = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    assert f'href="{merge_page}">Open this merge (undo it there)</a>' in page
+    assert "Undo merge" in client.get(merge_page).content.decode()
+    # Whoever may not see the merged incident is told nothing of it, as before.
+    outsider_view = client_for(make_user(roles.REVIEWER))
+    Incident.objects.filter(pk=merged.pk).update(confidential=True)
+    events = outsider_view.get(incident_url(survivor, "history/?page_size=200")).json()["results"]
+    assert merged.public_id not in str(events)
+
+
+def test_the_merges_row_in_the_history_reads_its_times_and_the_pairs_decision_before_as_words(client, world, reviewer):
+    # "Pair before: — → {'note': 'need to check HRW', 'decision': 'unsure', …}" and "Merged at: — →
+    # 2026-12-04T15:22:13.382899+00:00": what the merge keeps for its undo, as Python printed it.
+    pair = world["pair"]
+    pair.decision, pair.note, pair.decided_by = "unsure", "need to check HRW", reviewer
+    pair.decided_at = timezone.now()
+    pair.save()
+    assert client_for(reviewer).post(merge_url(pair), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    page = html.unescape(
+        client.get(reverse("admin:incidents_incident_history", args=[world["survivor"].pk])).content.decode()
+    )
+
+    decided = pair.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"<strong>Pair before</strong>: — → Unsure, decided {decided}: “need to check HRW”" in page
+    assert f"<strong>Merged at</strong>: — → {merge.merged_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in page
+    assert "{'" not in page and "+00:00" not in page

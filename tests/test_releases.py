@@ -132,10 +132,14 @@ class TestMakingAndReadingReleases:
 
     def test_a_reviewer_freezes_a_release_in_the_admin(self, client, reviewer, published):
         client.force_login(reviewer)
+        # The list's button says what it does, as the README names it (it read "Add release").
+        listed = client.get(reverse("admin:incidents_release_changelist")).content.decode()
+        assert f'href="{reverse("admin:incidents_release_add")}" class="addlink">Freeze a release</a>' in listed
+        assert "Add release" not in listed
         assert "Freeze the release" in client.get(reverse("admin:incidents_release_add")).content.decode()
         answer = client.post(reverse("admin:incidents_release_add"), follow=True)
         page = answer.content.decode()
-        assert f"Released {FIRST}: 1 incidents." in page
+        assert f"Released {FIRST}: 1 incident." in page
         sha = ReleaseFile.objects.get(release__name=FIRST, name="incidents.csv").sha256
         assert sha in page
 

@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Incident, IncidentRevision, Response, Source
+from incidents.models import Claim, Incident, IncidentRevision, Response, Source, VictimGroup
 from tests.api_support import API, client_for, incident_url, results
 from tests.differential import comparable
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -458,6 +458,64 @@ class TestRevisions:
         [change] = answer.json()["diff"]
         assert change["field"] == "Claims" and "p. 4" in change["proposed"] and "p. 4" not in change["now"]
 
+    def test_the_diff_shows_the_one_claim_that_changes_with_only_its_changed_fields(self, client):
+        # Every claim was listed on both sides, whole: a locator added to one of two claims was a
+        # word to find in two paragraphs.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        incident = make_incident(people_count=50)
+        hrw = make_claim(incident=incident, source=make_source(title="HRW"), excerpt="Some 50 were sent back")
+        uca = make_claim(incident=incident, source=make_source(title="UCA News"), people_count=None, excerpt="40 to 60")
+        report = make_source(title="RFA")
+        third = {"source_connection": "third_party"}
+        body = {
+            "version": 1,
+            "claims": [
+                {
+                    "id": hrw.pk,
+                    "source": hrw.source_id,
+                    "people_count": 50,
+                    "excerpt": "Some 50 were sent back",
+                    **third,
+                },
+                {"id": uca.pk, "source": uca.source_id, "excerpt": "40 to 60", "locator": "para 29", **third},
+                {"source": report.pk, "people_count": 45},
+            ],
+        }
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get()
+
+        diff = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+
+        assert diff == [
+            {"field": "Claims", "now": "UCA News (locator —)", "proposed": "UCA News (locator para 29)"},
+            {
+                "field": "Claims",
+                "now": "—",
+                "proposed": "RFA (people count 45, count qualifier Unknown, source connection Unknown)",
+            },
+        ]
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision.pk])).content.decode()
+        assert "UCA News (locator para 29)" in page and "HRW" not in page
+
+    def test_a_victim_groups_changed_count_shows_in_the_diff(self):
+        # A victim group was named by its description alone: its count changed, nothing showed.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        incident = make_incident(people_count=500)
+        women = VictimGroup.objects.create(incident=incident, count=500, sex="female", description="mostly women")
+        body = {
+            "version": 1,
+            "victim_groups": [{"id": women.pk, "count": 400, "sex": "female", "description": "mostly women"}],
+        }
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get()
+
+        diff = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+
+        assert diff == [
+            {"field": "Victim groups", "now": "mostly women (count 500)", "proposed": "mostly women (count 400)"}
+        ]
+
     def test_a_claim_hidden_from_the_proposer_shows_as_kept_to_a_reviewer_who_sees_it(self):
         analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
         incident = make_incident()
@@ -470,8 +528,9 @@ class TestRevisions:
         [change] = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
 
         # Accepting keeps it (incident_revision_accept): the diff must not show it removed.
-        assert "Informant" in change["now"] and "Informant" in change["proposed"]
-        assert "p. 4" in change["proposed"] and "p. 4" not in change["now"]
+        assert "Informant" not in str(change)
+        assert change["field"] == "Claims" and change["now"].startswith("Daily NK (")
+        assert "locator p. 4" in change["proposed"] and "locator —" in change["now"]
         client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/")
         assert incident.claims.filter(source__title="Informant").exists()
 

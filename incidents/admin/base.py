@@ -1,6 +1,8 @@
 """What every analysts' screen shares: visibility, the record of the confidential records it shows,
 the audit history view, estimated counts."""
 
+import re
+
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -172,18 +174,30 @@ class EditedVersionForm(forms.ModelForm):
         return cleaned_data
 
 
+def nested_refusal_key(key: str) -> tuple[str, int, str | None] | None:
+    """A service's error key for a row of an incident's (`claims[1].source`, `involvements[0]`) as
+    (rows, index, field or None); None for any other key."""
+    match = re.fullmatch(r"(\w+)\[(\d+)\](?:\.(\w+))?", key)
+    return (match[1], int(match[2]), match[3]) if match else None
+
+
 class ServiceRefusalForm:
     """Shows a refusal that the service raised on save (the rules live there, not in the form) as
     the form's errors: the admin renders the form again with what the user entered and why."""
 
     # Set by TrackedModelAdmin.get_form when the service refused the previous attempt at saving.
     service_refusal = None
+    # Rows (`claims`) whose refusals (`claims[1].source`) their inline formsets show on the row.
+    refusals_shown_on_rows: frozenset[str] = frozenset()
 
     def clean(self):
         cleaned_data = super().clean()
         refusal = self.service_refusal
         if isinstance(refusal, ValidationError) and hasattr(refusal, "error_dict"):
             for field, field_messages in refusal.message_dict.items():
+                row = nested_refusal_key(field)
+                if row is not None and row[0] in self.refusals_shown_on_rows:
+                    continue
                 if field in self.fields:
                     self.add_error(field, field_messages)
                 else:

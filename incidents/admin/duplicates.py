@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from incidents.admin.base import TrackedModelAdmin
-from incidents.admin.merges import confirm_url
+from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
@@ -26,18 +26,12 @@ COMPARED = [
     ("Title", lambda incident: incident.title),
     ("Type", lambda incident: incident.incident_type.name),
     ("Dates", lambda incident: incident.date_label),
-    ("People", lambda incident: _people(incident)),
+    ("People", lambda incident: figure(incident)),
     ("Places", lambda incident: ", ".join(place.name for place in incident.places.all())),
     ("Verification", lambda incident: incident.get_verification_display()),
     ("Review state", lambda incident: incident.get_review_state_display()),
     ("Description", lambda incident: incident.description),
 ]
-
-
-def _people(incident) -> str:
-    low, high = incident.people_count_min, incident.people_count_max
-    best = "?" if incident.people_count is None else str(incident.people_count)
-    return best if low is None and high is None else f"{best} ({low if low is not None else '?'}–{high or '?'})"
 
 
 class ScoreFilter(admin.SimpleListFilter):
@@ -186,7 +180,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             left, right = read(a), read(b)
             mark = "" if left == right else "≠"
             rows.append((label, mark, left, right))
-        rows.append(("Claims", "", _claims(a), _claims(b)))
+        claims = _claims(a), _claims(b)
+        rows.append(("Claims", "" if claims[0] == claims[1] else "≠", *claims))
         return format_html(
             "<table><tr><th></th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
             self._link(a),
@@ -228,4 +223,4 @@ def _waits_for_merge(pair) -> bool:
 
 
 def _claims(incident) -> str:
-    return "; ".join(f"{claim.source.title}: {claim.people_count or '?'}" for claim in incident.claims.all()) or "—"
+    return "; ".join(f"{claim.source.title}: {figure(claim)}" for claim in incident.claims.all()) or "—"

@@ -23,6 +23,7 @@ from incidents.admin.base import (
     ParametersListFilter,
     TrackedModelAdmin,
     VisibilityMixin,
+    nested_refusal_key,
 )
 from incidents.admin.merges import MergedIncidentRedirectMixin
 from incidents.admin_csv import IncidentCsvAdminMixin
@@ -188,6 +189,17 @@ class IncidentForm(EditedVersionForm):
             "count_qualifier",
             "confidential",
         ]
+        # What an uncertain date or figure becomes, where the form named the fields alone and an
+        # analyst entering "about 500 ... in July 2021" had to know how the tracker records them.
+        help_texts = {
+            "date_precision": "How precisely the sources date it. “In July 2021”: Month, from 2021-07-01 to "
+            "2021-07-31; “in 2021”: Year, from 1 January to 31 December; between two days: Range. The "
+            "label (“July 2021”) is made from these.",
+            "people_count_min": "The lowest credible figure, if the sources allow one.",
+            "people_count_max": "The highest credible figure.",
+            "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
+            "and At least. Each source's own figure goes on its claim below.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -223,6 +235,38 @@ class RowAutocompleteSelect(AutocompleteSelect):
 
 
 class RowsFormSet(BaseInlineFormSet):
+    # What the service refused on the previous attempt at saving (IncidentAdmin.get_formsets_with_inlines).
+    service_refusal = None
+
+    def clean(self):
+        """The service's refusals of this formset's rows (`claims[1].source`, as the API names
+        them), on the row and field they are about: they read at the top of the page as
+        "claims[1]: Each source may make only one claim per incident.", counted from 0, where the
+        analyst saw "Claim #2"."""
+        super().clean()
+        refusal = self.service_refusal
+        if not isinstance(refusal, ValidationError) or not hasattr(refusal, "error_dict"):
+            return
+        # The rows as `_inline_rows` sent them to the service, in its order.
+        sent = [
+            form
+            for form in self.forms
+            if (form.instance.pk or form.has_changed()) and not (self.can_delete and self._should_delete_form(form))
+        ]
+        unplaced = []
+        for key, refused in refusal.message_dict.items():
+            row = nested_refusal_key(key)
+            if row is None or row[0] != self.fk.remote_field.get_accessor_name():
+                continue
+            _, index, field = row
+            if index < len(sent):
+                form = sent[index]
+                form.add_error(field if field in form.fields else None, refused)
+            else:
+                unplaced += refused
+        if unplaced:
+            raise ValidationError(unplaced)
+
     def add_fields(self, form, index):
         super().add_fields(form, index)
         for name, field in form.fields.items():
@@ -547,7 +591,14 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
         can_add_place = self.admin_site.get_model_admin(Place).has_add_permission(request)
-        return type(form.__name__, (form,), {"can_add_place": can_add_place})
+        # The rows' refusals are shown on their rows (RowsFormSet.clean).
+        rows = {inline.model._meta.get_field("incident").remote_field.get_accessor_name() for inline in self.inlines}
+        return type(form.__name__, (form,), {"can_add_place": can_add_place, "refusals_shown_on_rows": rows})
+
+    def get_formsets_with_inlines(self, request, obj=None):
+        refusal = getattr(request, "service_refusal", None)
+        for formset, inline in super().get_formsets_with_inlines(request, obj):
+            yield type(formset.__name__, (formset,), {"service_refusal": refusal}), inline
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The service, not the formsets, saved the inlines, so only the incident's own fields are

@@ -36,6 +36,17 @@ def _incident_link(incident: Incident):
     return format_html('<a href="{}">{}</a>', reverse("admin:incidents_incident_change", args=[incident.pk]), incident)
 
 
+def figure(record) -> str:
+    """An incident's or a claim's figure as it gives it: its best estimate, its range beside it or
+    alone (with an en dash), "?" when it gives none. A claim of a range alone read "?", and a bound
+    of 0 read as missing (the duplicate pairs' side by side, the merge's confirmation)."""
+    low, high, best = record.people_count_min, record.people_count_max, record.people_count
+    if low is None and high is None:
+        return "?" if best is None else str(best)
+    span = f"{'?' if low is None else low}–{'?' if high is None else high}"
+    return span if best is None else f"{best} ({span})"
+
+
 def proposal_rows(proposal) -> list[tuple[str, object, object]]:
     """A merge's proposed dates and counts as the incident's page labels them: (field's label,
     now, proposed), a choice by its label ("Range", not "range")."""
@@ -60,7 +71,21 @@ class MergedIncidentRedirectMixin:
         survivor = public_id and merges.redirect_target(user=request.user, public_id=public_id)
         if not survivor:
             return super()._get_obj_does_not_exist_redirect(request, opts, object_id)
-        self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        # The merge itself, where it is undone: the page led to the survivor with no way back to it.
+        merge = (
+            IncidentMerge.objects.visible_to(request.user)
+            .filter(merged__public_id=public_id, undone_at__isnull=True)
+            .order_by("-pk")
+            .first()
+        )
+        if merge is None:
+            self.message_user(request, f"{public_id} was merged into {survivor}.", messages.INFO)
+        else:
+            url = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+            told = format_html(
+                '{} was merged into {} (<a href="{}">the merge</a>, where it can be undone).', public_id, survivor, url
+            )
+            self.message_user(request, told, messages.INFO)
         survivor_pk = Incident.objects.values_list("pk", flat=True).get(public_id=survivor)
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[survivor_pk]))
 
@@ -183,6 +208,8 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             "pair": pair,
             "plan": plan,
             "proposal_rows": proposal_rows(plan.proposal),
+            # A claim of "between 40 and 60" moved without a figure: only a best estimate was shown.
+            "moving_claims": [(claim.source.title, figure(claim)) for claim in plan.claims],
             "choices": [plan.survivor, plan.merged]
             if plan.survivor.pk < plan.merged.pk
             else [plan.merged, plan.survivor],

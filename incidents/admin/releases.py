@@ -70,7 +70,8 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
             except PermissionDenied as refusal:
                 self.message_user(request, str(refusal), messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:incidents_release_changelist"))
-            self.message_user(request, f"Released {release.name}: {release.incidents:,} incidents.", messages.SUCCESS)
+            counted = f"{release.incidents:,} incident{'' if release.incidents == 1 else 's'}"
+            self.message_user(request, f"Released {release.name}: {counted}.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:incidents_release_change", args=[release.pk]))
         if not self.has_add_permission(request):
             raise PermissionDenied
