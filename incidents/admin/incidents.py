@@ -198,7 +198,8 @@ class IncidentForm(EditedVersionForm):
             "people_count_min": "The lowest credible figure, if the sources allow one.",
             "people_count_max": "The highest credible figure.",
             "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
-            "and At least. Each source's own figure goes on its claim below.",
+            "and At least; Exact is one figure, with no other min or max. Each source's own figure goes on "
+            "its claim below.",
         }
 
     def __init__(self, *args, **kwargs):
