@@ -97,7 +97,10 @@ def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
                 f"{prefix}people_count": str(claim.get("people_count", "")),
                 f"{prefix}people_count_min": "",
                 f"{prefix}people_count_max": "",
-                f"{prefix}count_qualifier": claim.get("count_qualifier", "exact"),
+                # Exact only with its figure: an exact count is one figure.
+                f"{prefix}count_qualifier": claim.get(
+                    "count_qualifier", "unknown" if claim.get("people_count") is None else "exact"
+                ),
                 f"{prefix}date_start": "",
                 f"{prefix}date_end": "",
                 f"{prefix}excerpt": claim.get("excerpt", ""),
