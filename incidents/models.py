@@ -6,6 +6,8 @@ source's own claim beside it. Evidence (sources, organizations, places) is prote
 while any record uses it.
 """
 
+from datetime import timedelta
+
 import pghistory
 import pgtrigger
 from django.conf import settings
@@ -15,9 +17,10 @@ from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import F, Func, Q, Value
+from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col
-from django.db.models.functions import Cast, Coalesce, Collate, Concat, Greatest, Length, LPad, Upper
+from django.db.models.functions import Cast, Coalesce, Collate, Concat, ExtractDay, Greatest, Length, LPad, Upper
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -185,6 +188,22 @@ EXACT_COUNT_MESSAGE = (
 )
 
 
+def dates_fit_their_precision() -> Q:
+    """An incident's dates say what its precision says (`_precision_error` names the field): a Month
+    is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
+    "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days ("Around …"), and a
+    Range or an unknown date any."""
+    day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
+    return (
+        (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
+        & (
+            ~Q(date_precision=DatePrecision.YEAR)
+            | Q(date_start__month=1, date_start__day=1, date_end__month=12, date_end__day=31)
+        )
+        & (~Q(date_precision=DatePrecision.WEEK) | Q(date_end__lte=F("date_start") + timedelta(days=6)))
+    )
+
+
 def figures_range(low: int | None, high: int | None) -> str:
     """ "300-600", "from 300", "up to 600": a range of counts in an error message."""
     if low is not None and high is not None:
@@ -201,6 +220,9 @@ def validate_ranges(obj) -> None:
         errors["date_end"] = (
             f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
         )
+    precision_error = _precision_error(obj)
+    if precision_error:
+        errors["date_precision"] = precision_error
     best, low, high = obj.people_count, obj.people_count_min, obj.people_count_max
     if obj.count_qualifier == CountQualifier.EXACT and best is None:
         errors["count_qualifier"] = (
@@ -219,6 +241,29 @@ def validate_ranges(obj) -> None:
         errors["people_count"] = f"The best estimate ({best}) is above the maximum ({high})."
     if errors:
         raise ValidationError(errors)
+
+
+def _precision_error(obj) -> str | None:
+    """Why `obj`'s dates are not what its precision says (`dates_fit_their_precision`), or None. A
+    claim has no precision: its dates are any range."""
+    start, end, precision = obj.date_start, obj.date_end, getattr(obj, "date_precision", None)
+    if not (start and end) or end < start:
+        return None
+    given = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
+    if precision == DatePrecision.MONTH and (start.day != 1 or (end + timedelta(days=1)).day != 1):
+        last = (end.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        return (
+            f"A Month is whole months, from a month's first day to a month's last: {given} is not. Give "
+            f"{start:%Y-%m}-01 to {last:%Y-%m-%d}, or choose Range for part of a month."
+        )
+    if precision == DatePrecision.YEAR and ((start.month, start.day), (end.month, end.day)) != ((1, 1), (12, 31)):
+        return (
+            f"A Year is whole years, from 1 January to 31 December: {given} is not. Give {start.year}-01-01 "
+            f"to {end.year}-12-31, or choose Range or Month for part of a year."
+        )
+    if precision == DatePrecision.WEEK and (end - start).days > 6:
+        return f"A Week is at most seven days from its first: {given} is {(end - start).days + 1} days. Choose Range."
+    return None
 
 
 def substring_search_index(field: str, name: str) -> GinIndex:
@@ -734,7 +779,13 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
 
     date_start = models.DateField(help_text="First day of the range the incident lies in.")
     date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
-    date_precision = models.CharField(max_length=8, choices=DatePrecision.choices, default=DatePrecision.DAY)
+    date_precision = models.CharField(
+        max_length=8,
+        choices=DatePrecision.choices,
+        default=DatePrecision.DAY,
+        help_text="How precisely the sources date it: day, week (at most seven days), month (whole months), "
+        "year (whole years), range (any days between the two dates) or unknown. The label is made from it.",
+    )
     date_label = models.GeneratedField(
         expression=DateLabel("date_start", "date_end", "date_precision"),
         output_field=models.TextField(),
@@ -793,6 +844,15 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
                 name="incident_dates_ordered",
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
+            ),
+            models.CheckConstraint(
+                condition=dates_fit_their_precision(),
+                name="incident_dates_fit_their_precision",
+                violation_error_code="dates_not_their_precision",
+                violation_error_message=(
+                    "The dates are not what their precision says: a Month is whole months, a Year whole years, "
+                    "a Week at most seven days. Choose Range for other dates."
+                ),
             ),
             *count_range_constraints("incident"),
             models.UniqueConstraint(fields=["public_id"], name="incident_public_id_unique"),

@@ -106,6 +106,11 @@ def generate_world(rng: random.Random) -> None:
         start = date(2020, 1, 1) + timedelta(days=rng.randrange(1500))
         precision = rng.choice(["day", "range", "month", "year", "unknown"])
         end = start if precision == "day" else start + timedelta(days=rng.randrange(1, 400))
+        # Whole months and years, as those precisions are (the database's rule).
+        if precision == "month":
+            start, end = start.replace(day=1), (end.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(1)
+        elif precision == "year":
+            start, end = start.replace(month=1, day=1), end.replace(month=12, day=31)
         # min <= best <= max, each maybe unknown.
         low, best, high = sorted(rng.randrange(0, 100) for _ in range(3))
         low, best, high = (rng.choice([None, count]) for count in (low, best, high))

@@ -52,6 +52,8 @@ class TestBlankCells:
         # A Reviewer: an Analyst's change to a published incident waits for review (README).
         reviewer = make_user(roles.REVIEWER)
         incident = make_incident(
+            date_start=date(2023, 8, 1),
+            date_end=date(2023, 8, 31),
             date_precision="month",
             count_qualifier="about",
             verification="verified",

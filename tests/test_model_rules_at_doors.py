@@ -266,6 +266,108 @@ class TestAnExactCountIsOneFigure:
         assert answer.json()["count_qualifier"] == "about"
 
 
+class TestDatesFitTheirPrecision:
+    """ "Month, 1 to 15 July 2021" read "July 2021" on every page: a Month is whole months, a Year
+    whole years, a Week at most seven days; every door refuses other dates naming the precision,
+    and the database refuses them whatever the door."""
+
+    MONTH_MESSAGE = (
+        "A Month is whole months, from a month's first day to a month's last: 2021-07-01 to 2021-07-15 is not. "
+        "Give 2021-07-01 to 2021-07-31, or choose Range for part of a month."
+    )
+
+    @pytest.mark.parametrize(
+        ("start", "end", "precision"),
+        [
+            (date(2021, 7, 1), date(2021, 7, 15), "month"),
+            (date(2021, 7, 2), date(2021, 8, 31), "month"),
+            (date(2021, 1, 1), date(2021, 6, 30), "year"),
+            (date(2021, 7, 5), date(2021, 7, 12), "week"),
+        ],
+    )
+    def test_the_database_refuses_them(self, start, end, precision):
+        incident = make_incident()
+        with pytest.raises(IntegrityError, match="incident_dates_fit_their_precision"), transaction.atomic():
+            Incident.objects.filter(pk=incident.pk).update(date_start=start, date_end=end, date_precision=precision)
+
+    @pytest.mark.parametrize(
+        ("start", "end", "precision", "label"),
+        [
+            (date(2021, 7, 1), date(2021, 9, 30), "month", "July–September 2021"),
+            (date(2020, 1, 1), date(2021, 12, 31), "year", "2020–2021"),
+            (date(2021, 7, 5), date(2021, 7, 11), "week", "Week of 5 July 2021"),
+            (date(2021, 7, 1), date(2021, 7, 15), "range", "1–15 July 2021"),
+            (date(2021, 7, 1), date(2021, 7, 3), "day", "Around 1 July 2021"),
+        ],
+    )
+    def test_dates_that_fit_are_taken(self, reviewer, start, end, precision, label):
+        incident = make_incident()
+        body = {"date_start": str(start), "date_end": str(end), "date_precision": precision, "version": 1}
+
+        answer = client_for(reviewer).patch(f"{API}/incidents/{incident.public_id}/", body, format="json")
+
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["date_label"] == label
+
+    def test_in_the_api(self, reviewer):
+        incident = make_incident()
+        body = {"date_start": "2021-07-01", "date_end": "2021-07-15", "date_precision": "month", "version": 1}
+
+        answer = client_for(reviewer).patch(f"{API}/incidents/{incident.public_id}/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json() == {"date_precision": [self.MONTH_MESSAGE]}
+        incident.refresh_from_db()
+        assert (incident.date_precision, incident.version) == ("day", 1)
+
+    def test_in_the_admin(self, client, reviewer):
+        form = incident_post(date_start="2021-07-01", date_end="2021-07-15", date_precision="month")
+
+        answer = client.post(reverse("admin:incidents_incident_add"), form)
+
+        assert answer.status_code == 200
+        assert answer.context["adminform"].form.errors["date_precision"] == [self.MONTH_MESSAGE]
+        assert not Incident.objects.exists()
+
+    def test_in_an_import(self, reviewer, tmp_path):
+        content = "title,type,date_start,date_end,date_precision\n"
+        content += "In July,forced-repatriation,2021-07-01,2021-07-15,month\n"
+
+        errors = import_errors(reviewer, tmp_path, content)
+
+        assert f"line 2, column date_precision: {self.MONTH_MESSAGE}" in errors
+
+
+# The migration that adds the rule's constraint, and the one before it.
+PRECISION_RULE = importlib.import_module("incidents.migrations.0065_dates_fit_their_precision").Migration
+BEFORE_THE_PRECISION_RULE = PRECISION_RULE.dependencies[0][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_reads_dates_their_precision_does_not_say_as_a_range():
+    half_month, whole_month = make_incident(), make_incident()
+    Incident.objects.filter(pk=whole_month.pk).update(
+        date_start=date(2021, 7, 1), date_end=date(2021, 7, 31), date_precision="month"
+    )
+    call_command("migrate", "incidents", BEFORE_THE_PRECISION_RULE, verbosity=0)
+    try:
+        Incident.objects.filter(pk=half_month.pk).update(
+            date_start=date(2021, 7, 1), date_end=date(2021, 7, 15), date_precision="month"
+        )
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    assert {
+        incident.pk: (incident.date_precision, incident.date_label, incident.version)
+        for incident in Incident.objects.all()
+    } == {
+        half_month.pk: ("range", "1–15 July 2021", 2),
+        whole_month.pk: ("month", "July 2021", 1),
+    }
+    events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=half_month)
+    assert list(events.order_by("pgh_id").values_list("date_precision", flat=True))[-2:] == ["month", "range"]
+
+
 # The migration that adds the rule, and the one before it.
 EXACT_COUNT_RULE = "0064_exact_count_is_one_figure"
 BEFORE_THE_RULE = importlib.import_module(f"incidents.migrations.{EXACT_COUNT_RULE}").Migration.dependencies[0][1]
