@@ -200,6 +200,25 @@ def test_the_admin_the_api_docs_and_the_browsable_api_work_under_the_content_sec
     expect(page.locator("#tokens")).to_be_visible()
 
 
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_place_is_offered_and_chosen_by_its_whole_path(browser_page, live_server):
+    # Django's 20em autocomplete cut a long path short, the place's own name lost.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    border = make_place(name="China–North Korea border area", parent=make_place(name="China", country="CN"))
+    make_place(name="Tumen", parent=border)
+    log_in(page, live_server, "analyst")
+
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    choose_in_autocomplete(page, "id_place_list", "Tumen", "China > China–North Korea border area > Tumen")
+
+    chosen = page.locator("#id_place_list + .select2 .select2-selection__choice")
+    expect(chosen).to_contain_text("China > China–North Korea border area > Tumen")
+    box = page.locator("#id_place_list + .select2").bounding_box()
+    assert box["width"] > 500
+
+
 def current_code(username: str) -> str:
     """The code `username`'s authenticator app shows now, computed as the app does."""
     device = TOTPDevice.objects.get(user__username=username, confirmed=False)
