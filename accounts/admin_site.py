@@ -143,6 +143,11 @@ class TrackerAdminSite(admin.AdminSite):
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
     bounds of BoundedSearchMixin and filters by values a filter can send (PossibleFilterValuesMixin)."""
 
+    # The list of every model beside each page took a fifth of a 1280-pixel screen: the incidents'
+    # list, between it and its filters, hid its Verification and Review state columns behind a
+    # scroll bar. Home (every page's breadcrumbs) lists the models.
+    enable_nav_sidebar = False
+
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = admin_class or admin.ModelAdmin
         bounded = type(

@@ -219,6 +219,25 @@ def test_a_place_is_offered_and_chosen_by_its_whole_path(browser_page, live_serv
     assert box["width"] > 500
 
 
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_incidents_list_shows_every_column_on_a_laptop_screen(browser_page, live_server):
+    # Between the list of every model and the filters, the list hid its Verification and Review
+    # state columns behind a scroll bar at 1280 pixels.
+    page = browser_page
+    make_user(roles.REVIEWER, username="reviewer")
+    border = make_place(name="China–North Korea border area", country="CN")
+    make_incident(title="Forced repatriation of about 500 North Koreans from China", places=[border])
+    log_in(page, live_server, "reviewer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"{live_server.url}/admin/incidents/incident/")
+
+    results = page.locator("#changelist .results")
+    assert results.evaluate("table => table.scrollWidth <= table.clientWidth")
+    expect(page.locator("#result_list thead")).to_contain_text("Review state")
+
+
 def current_code(username: str) -> str:
     """The code `username`'s authenticator app shows now, computed as the app does."""
     device = TOTPDevice.objects.get(user__username=username, confirmed=False)
