@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Incident, IncidentRevision, Response, Source, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, Involvement, Response, Source, VictimGroup
 from tests.api_support import API, client_for, incident_url, results
 from tests.differential import comparable
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -522,12 +522,26 @@ class TestRevisions:
         analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
         incident = make_incident()
         claim = make_claim(incident=incident, source=make_source(title="UCA News"), excerpt="eighty")
-        body = {"claims": [{"id": claim.pk, "locator": "para 29"}], "version": 1}
+        police = Involvement.objects.create(
+            incident=incident, organization=make_organization(name="Border police"), role="perpetrator"
+        )
+        body = {
+            "claims": [{"id": claim.pk, "locator": "para 29"}],
+            "involvements": [{"id": police.pk, "role": "facilitator"}],
+            "version": 1,
+        }
 
         answer = client_for(analyst).patch(incident_url(incident), body, format="json")
 
         assert answer.status_code == 202, answer.content
-        expected = [{"field": "Claims", "now": "UCA News (locator —)", "proposed": "UCA News (locator para 29)"}]
+        expected = [
+            {"field": "Claims", "now": "UCA News (locator —)", "proposed": "UCA News (locator para 29)"},
+            {
+                "field": "Involvements",
+                "now": "Border police (role Perpetrator)",
+                "proposed": "Border police (role Facilitator)",
+            },
+        ]
         assert answer.json()["diff"] == expected
         revision = IncidentRevision.objects.get()
         assert client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"] == expected
@@ -538,7 +552,8 @@ class TestRevisions:
                 "field": "Claims",
                 "now": "—",
                 "proposed": "A claim (count qualifier Unknown, locator para 29, source connection Unknown)",
-            }
+            },
+            expected[1],
         ]
 
     def test_an_imports_proposal_keeping_a_claim_is_read_and_accepted(self, tmp_path, client):
