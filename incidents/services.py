@@ -12,6 +12,7 @@ calls a service cannot forget a rule, and a write answers alike whether or not a
 its author exists.
 """
 
+import copy
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -675,6 +676,10 @@ def _from_json(model: type[models.Model], row: Mapping[str, Any], named: _NamedR
         if field is None:
             values[name] = value
         elif field.is_relation and value is not None:
+            # By the field's name, the record in hand: the import names a kept claim's source by its
+            # column, `source_id`, where a record set under that name was read as a key (a 500 on
+            # the revision's page, its place in the queue and its acceptance).
+            name = field.name
             values[name] = named.get(field.related_model, value)
             if values[name] is None:
                 raise ValidationError(
@@ -860,7 +865,9 @@ def _differences(
                 rows.append(("Places", now_text or "—", proposed_text or "—"))
             continue
         label = name.replace("_", " ").capitalize()
-        now_records = [record for record in now_records if record.pk not in kept]
+        if name == "claims":
+            # Claims' ids: a victim group or involvement of the same number is no claim.
+            now_records = [record for record in now_records if record.pk not in kept]
         rows += [(label, now, proposed) for now, proposed in _children_differences(model, now_records, proposed_rows)]
     return rows
 
@@ -876,11 +883,17 @@ def _children_differences(
     now_by_id = {record.pk: record for record in now_records}
     matched, added = {}, []
     for row in proposed_rows:
-        record = model(**{key: value for key, value in row.items() if key != "id"})
+        fields = {key: value for key, value in row.items() if key != "id"}
         if row.get("id") in now_by_id and row["id"] not in matched:
+            # As accepting writes it (`_validate_children`): the stored record with the fields the row
+            # gives. A row of the API's PATCH gives only those it changes; read as a new record, the
+            # others showed as cleared, and a claim's source as missing (a 500).
+            record = copy.copy(now_by_id[row["id"]])
+            for name, value in fields.items():
+                setattr(record, name, value)
             matched[row["id"]] = record
         else:
-            added.append(record)
+            added.append(model(**fields))
     removed = [record for record in now_records if record.pk not in matched]
     # A row sent again without its id (the API replaces the rows it is sent) that holds exactly
     # what a record holds changes nothing.
@@ -1615,7 +1628,10 @@ def _fields_set(record: models.Model, *, blanks: bool = False) -> dict[str, str]
     for field in type(record)._meta.concrete_fields:
         if not field.editable or field.name in {"id", "incident"}:
             continue
-        value = getattr(record, field.name if field.is_relation else field.attname)
+        # A link a row leaves unset (a claim's source, of a row naming a claim deleted since) is blank.
+        value = getattr(record, field.attname)
+        if field.is_relation and value is not None:
+            value = getattr(record, field.name)
         if value in (None, "", False) and not blanks:
             continue
         fields[str(field.verbose_name)] = _readable(record, field, value)
@@ -1626,9 +1642,9 @@ def _child_name(record: models.Model) -> str:
     """How the differences name a child record: a claim by its source, an involvement by its
     organization, a victim group by its description or, without one, as a victim group."""
     if isinstance(record, Claim):
-        return str(record.source)
+        return str(record.source) if record.source_id is not None else "A claim"
     if isinstance(record, Involvement):
-        return str(record.organization)
+        return str(record.organization) if record.organization_id is not None else "An involvement"
     return record.description or "Victim group"
 
 

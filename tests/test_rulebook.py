@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Incident, IncidentRevision, Response, Source, VictimGroup
+from incidents.models import Claim, Incident, IncidentRevision, Involvement, Response, Source, VictimGroup
 from tests.api_support import API, client_for, incident_url, results
 from tests.differential import comparable
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -514,6 +514,107 @@ class TestRevisions:
 
         assert diff == [
             {"field": "Victim groups", "now": "mostly women (count 500)", "proposed": "mostly women (count 400)"}
+        ]
+
+    def test_a_patch_giving_a_claim_one_field_shows_that_field_alone_changed(self):
+        # A PATCH's claim row gives the fields it changes; read as a new claim, its source was
+        # missing (the 202 and the revision's page answered 500) and every other field read as cleared.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        incident = make_incident()
+        claim = make_claim(incident=incident, source=make_source(title="UCA News"), excerpt="eighty")
+        police = Involvement.objects.create(
+            incident=incident, organization=make_organization(name="Border police"), role="perpetrator"
+        )
+        body = {
+            "claims": [{"id": claim.pk, "locator": "para 29"}],
+            "involvements": [{"id": police.pk, "role": "facilitator"}],
+            "version": 1,
+        }
+
+        answer = client_for(analyst).patch(incident_url(incident), body, format="json")
+
+        assert answer.status_code == 202, answer.content
+        expected = [
+            {"field": "Claims", "now": "UCA News (locator —)", "proposed": "UCA News (locator para 29)"},
+            {
+                "field": "Involvements",
+                "now": "Border police (role Perpetrator)",
+                "proposed": "Border police (role Facilitator)",
+            },
+        ]
+        assert answer.json()["diff"] == expected
+        revision = IncidentRevision.objects.get()
+        assert client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"] == expected
+        # The claim deleted since: the row names no source, and the page still reads.
+        Claim.objects.filter(pk=claim.pk).delete()
+        assert client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"] == [
+            {
+                "field": "Claims",
+                "now": "—",
+                "proposed": "A claim (count qualifier Unknown, locator para 29, source connection Unknown)",
+            },
+            expected[1],
+        ]
+
+    def test_an_imports_proposal_keeping_a_claim_is_read_and_accepted(self, tmp_path, client):
+        # The import names a kept claim's source by its column, source_id: the revision's page, the
+        # Reviewers' queue holding it and its acceptance answered 500.
+        from tests.test_import import export, rows, run_import, write_csv
+
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER)
+        incident = make_incident()
+        make_claim(incident=incident, source=make_source(title="RFA report"), excerpt="about 450")
+        make_source(title="New report")
+        [row] = rows(export(analyst, tmp_path))
+        row.update(sources="RFA report; New report")
+        assert "1 proposed for review" in run_import(analyst, tmp_path, write_csv([row]))
+        revision = IncidentRevision.objects.get()
+
+        answer = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/")
+
+        assert answer.status_code == 200
+        assert answer.json()["diff"] == [
+            {
+                "field": "Claims",
+                "now": "—",
+                "proposed": "New report (count qualifier Unknown, source connection Unknown)",
+            }
+        ]
+        client.force_login(reviewer)
+        assert client.get(reverse("admin:incidents_incidentrevision_changelist")).status_code == 200
+        assert client.get(reverse("admin:incidents_incidentrevision_change", args=[revision.pk])).status_code == 200
+        assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/accept/").status_code == 200
+        assert sorted(incident.claims.values_list("source__title", "excerpt")) == [
+            ("New report", ""),
+            ("RFA report", "about 450"),
+        ]
+
+    def test_a_victim_group_numbered_like_a_claim_hidden_from_the_proposer_shows_its_change(self):
+        # The claims that accepting keeps were left out of the victim groups and involvements too,
+        # by number: a group with a hidden claim's id read as added, its change lost.
+        from django.db import connection
+
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        hidden = make_claim(incident=incident, source=make_source(title="Informant"), confidential=True)
+        public = make_claim(incident=incident, source=make_source(title="Daily NK"))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('incidents_victimgroup', 'id'), %s, false)", [hidden.pk]
+            )
+        women = VictimGroup.objects.create(incident=incident, count=500, sex="female", description="mostly women")
+        assert women.pk == hidden.pk
+        body = {
+            "version": 1,
+            "claims": [{"id": public.pk, "locator": "p. 4"}],
+            "victim_groups": [{"id": women.pk, "count": 400}],
+        }
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get()
+
+        assert client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"] == [
+            {"field": "Claims", "now": "Daily NK (locator —)", "proposed": "Daily NK (locator p. 4)"},
+            {"field": "Victim groups", "now": "mostly women (count 500)", "proposed": "mostly women (count 400)"},
         ]
 
     def test_a_claim_hidden_from_the_proposer_shows_as_kept_to_a_reviewer_who_sees_it(self):
