@@ -907,12 +907,19 @@ def test_an_undo_waits_for_the_undo_of_a_later_merge_into_the_same_survivor(worl
     assert set(third.places.values_list("name", flat=True)) == {"Yanji"}
 
 
-def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(world, reviewer):
-    survivor, merged = world["survivor"], world["merged"]
+def merged_and_accepted(world, reviewer):
+    """`reviewer`'s client, once it merged the world's pair and accepted the dates and counts the
+    merge proposed."""
     client = client_for(reviewer)
     merge_id = client.post(merge_url(world["pair"]), {}, format="json").json()["id"]
     revision = IncidentMerge.objects.get(pk=merge_id).revision
     assert client.post(f"{API}/revisions/{revision.pk}/accept/", {}, format="json").status_code == 200
+    return client
+
+
+def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    client = merged_and_accepted(world, reviewer)
     assert Incident.objects.get(pk=survivor.pk).people_count_max == 120
 
     assert client.post(unmerge_url(merged), {}, format="json").status_code == 200
@@ -927,10 +934,7 @@ def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(wor
 
 def test_an_undo_proposes_back_no_count_a_writer_changed_in_part_since(world, reviewer):
     survivor, merged = world["survivor"], world["merged"]
-    client = client_for(reviewer)
-    merge_id = client.post(merge_url(world["pair"]), {}, format="json").json()["id"]
-    revision = IncidentMerge.objects.get(pk=merge_id).revision
-    assert client.post(f"{API}/revisions/{revision.pk}/accept/", {}, format="json").status_code == 200
+    client = merged_and_accepted(world, reviewer)
     # About 80 (up to 120), then up to 150: "exact" back beside 150 would be a figure no one may accept.
     version = Incident.objects.get(pk=survivor.pk).version
     changed = client.patch(incident_url(survivor), {"people_count_max": 150, "version": version}, format="json")
