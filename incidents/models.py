@@ -6,6 +6,7 @@ source's own claim beside it. Evidence (sources, organizations, places) is prote
 while any record uses it.
 """
 
+import calendar
 from datetime import timedelta
 
 import pghistory
@@ -250,8 +251,8 @@ def _precision_error(obj) -> str | None:
     if not (start and end) or end < start:
         return None
     given = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
-    if precision == DatePrecision.MONTH and (start.day != 1 or (end + timedelta(days=1)).day != 1):
-        last = (end.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    last = end.replace(day=calendar.monthrange(end.year, end.month)[1])
+    if precision == DatePrecision.MONTH and (start.day != 1 or end != last):
         return (
             f"A Month is whole months, from a month's first day to a month's last: {given} is not. Give "
             f"{start:%Y-%m}-01 to {last:%Y-%m-%d}, or choose Range for part of a month."

@@ -6,6 +6,7 @@ exports, and through the admin's preview and import; a damaged cell or file refu
 (and column), never a crash, with nothing written. Seeded, so a failure repeats; bounded, so it stays
 a few seconds of CI."""
 
+import calendar
 import csv
 import io
 import random
@@ -108,7 +109,7 @@ def generate_world(rng: random.Random) -> None:
         end = start if precision == "day" else start + timedelta(days=rng.randrange(1, 400))
         # Whole months and years, as those precisions are (the database's rule).
         if precision == "month":
-            start, end = start.replace(day=1), (end.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(1)
+            start, end = start.replace(day=1), end.replace(day=calendar.monthrange(end.year, end.month)[1])
         elif precision == "year":
             start, end = start.replace(month=1, day=1), end.replace(month=12, day=31)
         # min <= best <= max, each maybe unknown.

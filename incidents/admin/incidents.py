@@ -248,12 +248,7 @@ class RowsFormSet(BaseInlineFormSet):
         refusal = self.service_refusal
         if not isinstance(refusal, ValidationError) or not hasattr(refusal, "error_dict"):
             return
-        # The rows as `_inline_rows` sent them to the service, in its order.
-        sent = [
-            form
-            for form in self.forms
-            if (form.instance.pk or form.has_changed()) and not (self.can_delete and self._should_delete_form(form))
-        ]
+        sent = _sent_forms(self)
         unplaced = []
         for key, refused in refusal.message_dict.items():
             row = nested_refusal_key(key)
@@ -353,15 +348,21 @@ def _refusal_reason(refusal: Exception) -> str:
     return str(refusal)
 
 
+def _sent_forms(formset) -> list[forms.ModelForm]:
+    """The forms of the rows an inline formset keeps, in the order the service takes them (and
+    names them in its refusals, `claims[1]`): existing rows, and new rows that were filled in; rows
+    marked for deletion are left out, so the service deletes them."""
+    return [
+        form
+        for form in formset.forms
+        if (form.instance.pk or form.has_changed()) and not (formset.can_delete and formset._should_delete_form(form))
+    ]
+
+
 def _inline_rows(formset) -> list[dict]:
-    """The rows an inline formset keeps, as the service takes them: existing rows with their id,
-    new rows that were filled in; rows marked for deletion are left out, so the service deletes them."""
+    """The rows an inline formset keeps, as the service takes them (`_sent_forms`), existing ones with their id."""
     rows = []
-    for form in formset.forms:
-        if not form.instance.pk and not form.has_changed():
-            continue
-        if formset.can_delete and formset._should_delete_form(form):
-            continue
+    for form in _sent_forms(formset):
         row = {
             name: value
             for name, value in form.cleaned_data.items()
