@@ -237,7 +237,7 @@ def _revision_changes_shown(events: list, user) -> dict[tuple[str, int], dict[st
     from incidents.services import revision_changes_disclosed
 
     recorded = {
-        (event.pgh_model, event.pgh_id): (event.pgh_data or {}).get("changes") or {}
+        (event.pgh_model, event.pgh_id): event.pgh_data or {}
         for event in events
         if event.pgh_obj_model == IncidentRevision._meta.label
     }

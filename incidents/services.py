@@ -23,6 +23,7 @@ import pghistory
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.text import capfirst
 from pghistory.core import event_models
 from psycopg import sql
@@ -742,6 +743,9 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
     waiting = [revision for revision in revisions if revision.state == RevisionState.PENDING]
     named = _NamedRecords((shown[revision.pk], revision.incident) for revision in waiting)
     current = _current_children(waiting, user)
+    # Rows that say what a confidential claim says: left out for readers who may not see it, and
+    # named to those who may, whose acceptance refuses them (`_repeated_claim_errors`).
+    repeated = _confidential_claims_repeated(waiting) if can_see_confidential(user) else {}
     readings = {}
     for revision in revisions:
         changes = shown[revision.pk]
@@ -752,7 +756,12 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
         if changes.get("claims"):
             sources = (named.get(Source, _claimed_source_id(row)) for row in changes["claims"])
             records += [*current["claims"].get(revision.incident_id, []), *filter(None, sources)]
-        readings[revision.pk] = RevisionReading(changes, _differences(revision, changes, named, current), records)
+        refusals = [
+            ("Cannot be accepted", "—", _repeated_claim_message(claim))
+            for claim in repeated.get(revision.pk, {}).values()
+        ]
+        differences = [*refusals, *_differences(revision, changes, named, current)]
+        readings[revision.pk] = RevisionReading(changes, differences, records)
     return readings
 
 
@@ -764,10 +773,13 @@ def revision_read(revision: IncidentRevision, user) -> RevisionReading:
 def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[str, Any]]:
     """Each revision's `changes` as `user` is shown them and may accept them
     (`incident_revision_accept`): without the proposed claims of a source, or changing a claim,
-    hidden from `user`; a claim they see that a row gives a source hidden from them stays as it is
-    (its id and its source now), never shown or accepted as removed. Two queries when one proposes
-    claims (three when a row gives a claim they see a hidden source), else none."""
+    hidden from `user`, nor those that say what a claim hidden from them says
+    (`_confidential_claims_repeated`); a claim they see that a row gives a source hidden from them
+    stays as it is (its id and its source now), never shown or accepted as removed. Two queries
+    when one proposes claims (three when a row gives a claim they see a hidden source, and for a
+    reader without Confidential access one or two more when a row has no id), else none."""
     rows = [row for revision in revisions for row in revision.changes.get("claims") or ()]
+    repeated = {} if can_see_confidential(user) else _confidential_claims_repeated(revisions)
     hidden_sources = hidden_claims = set()
     if rows:
         sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
@@ -796,16 +808,111 @@ def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[st
     for revision in revisions:
         changes = revision.changes
         if changes.get("claims"):
-            claims = [row for row in map(shown_row, changes["claims"]) if row is not None]
-            changes = {**changes, "claims": claims}
+            left_out = repeated.get(revision.pk, {})
+            claims = [shown_row(row) if index not in left_out else None for index, row in enumerate(changes["claims"])]
+            changes = {**changes, "claims": [row for row in claims if row is not None]}
         shown[revision.pk] = changes
     return shown
 
 
-def revision_changes_disclosed(changes: Mapping[Any, Mapping[str, Any]], user) -> dict[Any, dict[str, Any]]:
-    """Revisions' `changes` (by any key: a revision's recorded states, in its history) as `user` is
-    shown them on the revision itself (`_changes_shown`)."""
-    return _changes_shown([SimpleNamespace(pk=key, changes=value) for key, value in changes.items()], user)
+def _confidential_claims_repeated(revisions: list[IncidentRevision]) -> dict[Any, dict[int, Claim]]:
+    """Of each revision whose proposer could not see confidential claims, by its key, the claim rows
+    without an id that hold what a claim only Confidential access shows says, by the row's index:
+    a claim of the row's source on the revision's incident, confidential (its source public: the
+    rows of a confidential source are left out whole), that says what the row says, or that was
+    public at any time since the revision was proposed. The API replaces the claims it is sent, so
+    a client may send a claim back without its id: the row is that claim, as it was or changed (a
+    source makes one public claim per incident, so the row takes its place), and once the claim
+    was made confidential the revision showed its words and figures to every Reviewer as a claim it
+    adds, and accepting it made them a public claim again. The same holds for a row that copies a
+    claim confidential already. A row of a claim that the revision's proposer could see, made
+    confidential since, is read as that claim's, changed or not; one of a source that had only a
+    confidential claim then, that says something else, stays what it is: a public claim beside the
+    confidential one. One query when a row has no id, two when a claim of its source has to be
+    read in its history."""
+    wanted = [
+        (revision, index, row)
+        for revision in revisions
+        if not revision.needs_confidential_access
+        for index, row in enumerate(revision.changes.get("claims") or ())
+        if not row.get("id") and _claimed_source_id(row) is not None
+    ]
+    if not wanted:
+        return {}
+    claims = Claim.objects.confidential().filter(
+        incident__in={revision.incident_id for revision, _, _ in wanted},
+        source__in={_claimed_source_id(row) for _, _, row in wanted},
+        source__confidential=False,
+    )
+    by_key: dict[tuple[int, int], list[Claim]] = {}
+    for claim in claims.select_related("source"):
+        by_key.setdefault((claim.incident_id, claim.source_id), []).append(claim)
+    if not by_key:
+        return {}
+    candidates = [
+        (revision, index, claim, _says_what(row, claim))
+        for revision, index, row in wanted
+        for claim in by_key.get((revision.incident_id, _claimed_source_id(row)), [])
+    ]
+    unlike = {claim.pk for _, _, claim, same in candidates if not same}
+    states: dict[int, list[tuple[Any, bool]]] = {}
+    if unlike:
+        # Each state by the claim's own `updated_at`, set by the application's clock as the
+        # revision's `created_at` is: an event's `pgh_created_at` is its transaction's start.
+        for claim_id, when, confidential in (
+            Claim.pgh_event_model.objects.filter(pgh_obj_id__in=unlike)
+            .order_by("pgh_id")
+            .values_list("pgh_obj_id", "updated_at", "confidential")
+        ):
+            states.setdefault(claim_id, []).append((when, confidential))
+    repeated: dict[Any, dict[int, Claim]] = {}
+    for revision, index, claim, same in candidates:
+        if same or _public_since(states.get(claim.pk, []), revision.created_at):
+            repeated.setdefault(revision.pk, {})[index] = claim
+    return repeated
+
+
+def _says_what(row: Mapping[str, Any], claim: Claim) -> bool:
+    """Whether the proposed claim `row` (without an id: what is not in it, as a new claim has it)
+    says what `claim` says: its figures, dates, words, locator and connection to the source."""
+    proposed = Claim()
+    for name, value in row.items():
+        field = Claim._meta.get_field(name)
+        if not field.is_relation:
+            setattr(proposed, field.attname, field.to_python(value))
+    return all(
+        getattr(proposed, field.attname) == getattr(claim, field.attname)
+        for field in Claim._meta.concrete_fields
+        if field.editable and not field.is_relation and field.name not in {"id", "confidential", "merge_conflict"}
+    )
+
+
+def _public_since(states: list[tuple[Any, bool]], since) -> bool:
+    """Whether a claim with recorded `states` ((when, confidential), oldest first) was public at
+    any time from `since` on: in the state it had then, or in any later one."""
+    before = [confidential for when, confidential in states if when <= since][-1:]
+    return any(not confidential for confidential in before) or any(
+        not confidential for when, confidential in states if when > since
+    )
+
+
+def revision_changes_disclosed(recorded: Mapping[Any, Mapping[str, Any]], user) -> dict[Any, dict[str, Any]]:
+    """Revisions' `changes` as `user` is shown them on the revision itself (`_changes_shown`), of
+    their recorded states (by any key: a revision's events, in its history), each its record's
+    columns (its `changes`, incident, creation and whether it needs Confidential access)."""
+    return _changes_shown(
+        [
+            SimpleNamespace(
+                pk=key,
+                changes=state.get("changes") or {},
+                incident_id=state.get("incident_id"),
+                created_at=parse_datetime(state["created_at"]) if state.get("created_at") else timezone.now(),
+                needs_confidential_access=bool(state.get("needs_confidential_access")),
+            )
+            for key, state in recorded.items()
+        ],
+        user,
+    )
 
 
 def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict[int, list[models.Model]]]:
@@ -974,6 +1081,7 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
             current = _locked(incident, revision.base_version)
         except VersionConflict as conflict:
             raise StaleRevision(current=conflict.current, revision=revision, reader=user) from None
+        _raise_collected(_repeated_claim_errors(revision, user))
         # What this Reviewer was shown (`revisions_read`), not rows of claims or sources hidden from
         # them: refusing over those (a claim of a source made confidential since it was proposed,
         # which its proposer may no longer cite either) named the hidden source and claim to a
@@ -986,6 +1094,27 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
         )
         _decide(revision, RevisionState.ACCEPTED, user, note)
     return incident
+
+
+def _repeated_claim_errors(revision: IncidentRevision, user) -> dict[str, list[str]]:
+    """A Reviewer with Confidential access is told of the rows of `revision` that say what a
+    confidential claim says (`_confidential_claims_repeated`): accepting would publish it, as a
+    public claim beside it. One who may not see that claim is not shown those rows, and accepting
+    applies the revision without them (`_changes_shown`): the claim stays as it is."""
+    if not can_see_confidential(user):
+        return {}
+    return {
+        f"claims[{index}].source": [_repeated_claim_message(claim)]
+        for index, claim in _confidential_claims_repeated([revision]).get(revision.pk, {}).items()
+    }
+
+
+def _repeated_claim_message(claim: Claim) -> str:
+    return (
+        f"It says what claim {claim.pk} of “{claim.source}” says, which is confidential and its author may not "
+        "see: accepting would publish it, and readers without Confidential access are not shown it. Reject it, "
+        "and its author can propose again."
+    )
 
 
 def incident_revision_reject(*, revision: IncidentRevision, user, note: str = "") -> IncidentRevision:

@@ -8,6 +8,8 @@ from decimal import Decimal
 import pghistory
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from incidents import roles, services
@@ -537,3 +539,172 @@ class TestHistoryOfDeletedRecords:
         pairs = [summary for summary in told["api"] if summary.startswith("Duplicate pair")]
         assert told["api"] == told["admin"] and told["admin count"] == 3
         assert pairs == [f"Duplicate pair ({other}) added", f"Duplicate pair ({other}) removed"]
+
+
+class TestRevisionResendingAClaimMadeConfidentialSince:
+    """The API replaces the claims it is sent: a client may send a claim back without its id. The
+    revision keeps that row, the claim's source, words and figures; once the claim (or its source)
+    is made confidential, the row is that claim's content all the same."""
+
+    WORDS = "a guard at Onsong saw 500 sent back"
+
+    def propose_resending(self, incident, claim, **changed):
+        analyst = client_for(make_user(roles.ANALYST))
+        read = analyst.get(incident_url(incident)).json()
+        [row] = [row for row in read["claims"] if row["id"] == claim.pk]
+        row = {key: value for key, value in row.items() if key not in ("id", "source_title")} | changed
+        body = {"title": "Edited", "claims": [row], "version": read["version"]}
+        proposed = analyst.patch(incident_url(incident), body, format="json")
+        assert proposed.status_code == 202, proposed.content
+        return proposed.json()["id"]
+
+    def make_claim_confidential(self, insider, incident, claim):
+        read = client_for(insider).get(incident_url(incident)).json()
+        row = {"id": claim.pk, "source": claim.source_id, "confidential": True}
+        body = {"claims": [row], "version": read["version"]}
+        answer = client_for(insider).patch(incident_url(incident), body, format="json")
+        assert answer.status_code == 200, answer.content
+
+    @pytest.mark.parametrize("made_confidential", ["claim", "source"])
+    @pytest.mark.parametrize("changed", [{}, {"locator": "para 13"}], ids=["as it was", "changed slightly"])
+    def test_readers_without_confidential_access_never_read_it(self, client, made_confidential, changed):
+        incident = make_incident(title="Published title")
+        source = make_source(title="Daily NK")
+        claim = make_claim(incident=incident, source=source, excerpt=self.WORDS, locator="para 12", people_count=500)
+        revision = self.propose_resending(incident, claim, **changed)
+        insider = make_user(roles.REVIEWER, confidential=True)
+        if made_confidential == "claim":
+            self.make_claim_confidential(insider, incident, claim)
+        else:
+            body = {"confidential": True, "version": source.version}
+            assert client_for(insider).patch(f"{API}/sources/{source.pk}/", body, format="json").status_code == 200
+        reviewer = make_user(roles.REVIEWER)
+
+        detail = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        listed = client_for(reviewer).get(f"{API}/revisions/?state=pending")
+        history = client_for(reviewer).get(incident_url(incident, "history/"))
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incidentrevision_change", args=[revision]))
+        history_page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk]))
+
+        for answer in (detail, listed, history, page, history_page):
+            assert answer.status_code == 200
+            text = answer.content.decode()
+            assert "Onsong" not in text and "500 sent back" not in text and "para 1" not in text
+        assert detail.json()["changes"]["claims"] == []
+        # Whoever may see the claim still reads the whole proposal, and decides it.
+        shown = client_for(insider).get(f"{API}/revisions/{revision}/").json()
+        assert [row["excerpt"] for row in shown["changes"]["claims"]] == [self.WORDS]
+        assert "Onsong" in str(shown["diff"])
+        if made_confidential == "claim":
+            # And is told why it cannot be accepted as it is, beside the stale revision's own reason.
+            [refusal] = [row for row in shown["diff"] if row["field"] == "Cannot be accepted"]
+            assert refusal["proposed"].startswith(f"It says what claim {claim.pk} of “Daily NK” says")
+
+    def test_a_public_claim_beside_a_confidential_one_of_its_source_is_still_shown_and_accepted(self):
+        # A source may make one public and one confidential claim: a new public claim that says
+        # something else is the proposer's own, not the confidential one's.
+        incident = make_incident(title="Published title")
+        source = make_source(title="Daily NK")
+        kept = make_claim(incident=incident, source=source, excerpt=self.WORDS, confidential=True)
+        public = make_claim(incident=incident, source=make_source(title="RFA"), excerpt="about 500")
+        analyst = client_for(make_user(roles.ANALYST))
+        body = {
+            "claims": [{"id": public.pk, "source": public.source_id}, {"source": source.pk, "excerpt": "500 women"}],
+            "version": 1,
+        }
+        revision = analyst.patch(incident_url(incident), body, format="json").json()["id"]
+        reviewer = make_user(roles.REVIEWER)
+
+        shown = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+
+        assert [row.get("excerpt") for row in shown.json()["changes"]["claims"]] == [None, "500 women"]
+        assert "Onsong" not in shown.content.decode()
+        assert client_for(reviewer).post(f"{API}/revisions/{revision}/accept/").status_code == 200
+        kept.refresh_from_db()
+        assert (kept.excerpt, kept.confidential) == (self.WORDS, True)
+        assert set(incident.claims.values_list("excerpt", "confidential")) == {
+            (self.WORDS, True),
+            ("about 500", False),
+            ("500 women", False),
+        }
+
+    def test_a_copy_of_a_confidential_claim_is_neither_shown_nor_published_by_accepting(self, client):
+        # A client that kept the claim from before it was made confidential sends it back afterwards:
+        # the revision is not stale, and accepting it made the informant's words public again.
+        incident = make_incident(title="Published title")
+        source = make_source(title="Daily NK")
+        claim = make_claim(incident=incident, source=source, excerpt=self.WORDS, locator="para 12", people_count=500)
+        analyst = client_for(make_user(roles.ANALYST))
+        [row] = [
+            {key: value for key, value in row.items() if key not in ("id", "source_title")}
+            for row in analyst.get(incident_url(incident)).json()["claims"]
+        ]
+        insider = make_user(roles.REVIEWER, confidential=True)
+        self.make_claim_confidential(insider, incident, claim)
+        body = {"title": "Edited", "claims": [row], "version": 2}
+        proposed = analyst.patch(incident_url(incident), body, format="json")
+        assert proposed.status_code == 202, proposed.content
+        revision = proposed.json()["id"]
+        reviewer = make_user(roles.REVIEWER)
+
+        shown = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        client.force_login(insider)
+        refused = client.post(
+            reverse("admin:incidents_incidentrevision_decide", args=[revision]), {"accept": "1"}, follow=True
+        )
+        refused_by_api = client_for(insider).post(f"{API}/revisions/{revision}/accept/")
+        accepted = client_for(reviewer).post(f"{API}/revisions/{revision}/accept/")
+
+        assert "Onsong" not in shown.content.decode() and shown.json()["changes"]["claims"] == []
+        assert f"It says what claim {claim.pk} of “Daily NK” says, which is confidential" in refused.content.decode()
+        assert refused_by_api.status_code == 400
+        assert list(refused_by_api.json()) == ["claims[0].source"]
+        assert accepted.status_code == 200, accepted.content
+        assert list(incident.claims.values_list("pk", "excerpt", "confidential")) == [(claim.pk, self.WORDS, True)]
+        incident.refresh_from_db()
+        assert incident.title == "Edited"
+
+    def test_an_accepted_revisions_claim_made_confidential_afterwards_leaves_its_record(self, client):
+        incident = make_incident(title="Published title")
+        source = make_source(title="Daily NK")
+        analyst = client_for(make_user(roles.ANALYST))
+        body = {"claims": [{"source": source.pk, "excerpt": self.WORDS}], "version": 1}
+        revision = analyst.patch(incident_url(incident), body, format="json").json()["id"]
+        reviewer = make_user(roles.REVIEWER)
+        assert client_for(reviewer).post(f"{API}/revisions/{revision}/accept/").status_code == 200
+        [claim] = incident.claims.all()
+        self.make_claim_confidential(make_user(roles.REVIEWER, confidential=True), incident, claim)
+
+        detail = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        history = client_for(reviewer).get(incident_url(incident, "history/"))
+        client.force_login(reviewer)
+        history_page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk]))
+
+        for answer in (detail, history, history_page):
+            assert answer.status_code == 200
+            assert "Onsong" not in answer.content.decode()
+        assert detail.json()["changes"] == {"data": {}, "claims": []}
+
+    def test_the_list_read_without_confidential_access_costs_the_same_however_many_revisions(self):
+        reviewer = client_for(make_user(roles.REVIEWER))
+        insider = make_user(roles.REVIEWER, confidential=True)
+
+        def propose():
+            incident = make_incident(title="Published title")
+            claim = make_claim(incident=incident, source=make_source(), excerpt=self.WORDS, locator="p. 2")
+            make_claim(incident=incident, source=make_source(), excerpt="other", confidential=True)
+            self.propose_resending(incident, claim, locator="p. 3")
+            self.make_claim_confidential(insider, incident, claim)
+
+        propose()
+        reviewer.get(f"{API}/revisions/")
+        counts = []
+        for more in (1, 4):
+            for _ in range(more):
+                propose()
+            with CaptureQueriesContext(connection) as queries:
+                answer = reviewer.get(f"{API}/revisions/?state=pending&page_size=50")
+            counts.append(len(queries))
+            assert "Onsong" not in answer.content.decode()
+        assert counts[0] == counts[1], counts
