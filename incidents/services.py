@@ -828,8 +828,8 @@ def _confidential_claims_repeated(revisions: list[IncidentRevision]) -> dict[Any
     claim confidential already. A row of a claim that the revision's proposer could see, made
     confidential since, is read as that claim's, changed or not; one of a source that had only a
     confidential claim then, that says something else, stays what it is: a public claim beside the
-    confidential one. One query when a row has no id, two when a claim of its source has to be
-    read in its history."""
+    confidential one. One query when a row has no id, two when a claim of its source that says
+    something else has to be read in its history."""
     wanted = [
         (revision, index, row)
         for revision in revisions
@@ -839,20 +839,28 @@ def _confidential_claims_repeated(revisions: list[IncidentRevision]) -> dict[Any
     ]
     if not wanted:
         return {}
-    claims = Claim.objects.confidential().filter(
-        incident__in={revision.incident_id for revision, _, _ in wanted},
-        source__in={_claimed_source_id(row) for _, _, row in wanted},
-        source__confidential=False,
+    # By their recorded states, not as they are now: a claim a merge moved to the survivor (the
+    # merged incident's revisions wait to be rejected), or given another source since, is still
+    # the one the row repeats.
+    states_then = (
+        Claim.pgh_event_model.objects.filter(
+            incident__in={revision.incident_id for revision, _, _ in wanted},
+            source__in={_claimed_source_id(row) for _, _, row in wanted},
+            pgh_obj__confidential=True,
+            pgh_obj__source__confidential=False,
+        )
+        .select_related("pgh_obj__source")
+        .order_by("pgh_id")
     )
-    by_key: dict[tuple[int, int], list[Claim]] = {}
-    for claim in claims.select_related("source"):
-        by_key.setdefault((claim.incident_id, claim.source_id), []).append(claim)
+    by_key: dict[tuple[int, int], dict[int, Claim]] = {}
+    for state in states_then:
+        by_key.setdefault((state.incident_id, state.source_id), {})[state.pgh_obj_id] = state.pgh_obj
     if not by_key:
         return {}
     candidates = [
         (revision, index, claim, _says_what(row, claim))
         for revision, index, row in wanted
-        for claim in by_key.get((revision.incident_id, _claimed_source_id(row)), [])
+        for claim in by_key.get((revision.incident_id, _claimed_source_id(row)), {}).values()
     ]
     unlike = {claim.pk for _, _, claim, same in candidates if not same}
     states: dict[int, list[tuple[Any, bool]]] = {}

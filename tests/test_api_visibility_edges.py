@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from incidents import roles, services
-from incidents.models import DuplicatePair, Response
+from incidents.merges import incident_merge
+from incidents.models import DuplicatePair, IncidentRevision, Response
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -708,3 +709,26 @@ class TestRevisionResendingAClaimMadeConfidentialSince:
             counts.append(len(queries))
             assert "Onsong" not in answer.content.decode()
         assert counts[0] == counts[1], counts
+
+    def test_a_merged_incidents_decided_revision_keeps_the_claim_that_moved_to_the_survivor_hidden(self):
+        # A merge moves the claim to the survivor, where it is made confidential: the merged
+        # incident's revision, rejected before, still held its words for every Reviewer.
+        merged = make_incident(title="Published title")
+        claim = make_claim(incident=merged, source=make_source(title="Daily NK"), excerpt=self.WORDS)
+        revision = self.propose_resending(merged, claim, locator="para 13")
+        insider = make_user(roles.REVIEWER, confidential=True)
+        services.incident_revision_reject(revision=IncidentRevision.objects.get(pk=revision), user=insider)
+        survivor = make_incident(title="Survivor")
+        pair = DuplicatePair.objects.create(incident_a=merged, incident_b=survivor, score=0.9)
+        incident_merge(user=insider, pair=pair, survivor=survivor.public_id)
+        self.make_claim_confidential(insider, survivor, claim)
+        reviewer = make_user(roles.REVIEWER)
+
+        detail = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        listed = client_for(reviewer).get(f"{API}/revisions/?state=rejected")
+
+        for answer in (detail, listed):
+            assert answer.status_code == 200
+            assert "Onsong" not in answer.content.decode()
+        assert detail.json()["changes"]["claims"] == []
+        assert "Onsong" in client_for(insider).get(f"{API}/revisions/{revision}/").content.decode()
