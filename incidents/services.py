@@ -743,9 +743,9 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
     waiting = [revision for revision in revisions if revision.state == RevisionState.PENDING]
     named = _NamedRecords((shown[revision.pk], revision.incident) for revision in waiting)
     current = _current_children(waiting, user)
-    # Rows that say what a confidential claim says: left out for readers who may not see it, and
-    # named to those who may, whose acceptance refuses them (`_repeated_claim_errors`).
-    repeated = _confidential_claims_repeated(waiting) if can_see_confidential(user) else {}
+    # Rows that repeat a confidential claim: named to those who may see it, whose acceptance
+    # refuses them (`_repeated_claim_errors`); left out for the others (`_changes_shown`).
+    repeated = _confidential_claims_repeated(waiting, copies=True) if can_see_confidential(user) else {}
     readings = {}
     for revision in revisions:
         changes = shown[revision.pk]
@@ -773,13 +773,14 @@ def revision_read(revision: IncidentRevision, user) -> RevisionReading:
 def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[str, Any]]:
     """Each revision's `changes` as `user` is shown them and may accept them
     (`incident_revision_accept`): without the proposed claims of a source, or changing a claim,
-    hidden from `user`, nor those that say what a claim hidden from them says
+    hidden from `user`, nor those that are such a claim sent back without its id
     (`_confidential_claims_repeated`); a claim they see that a row gives a source hidden from them
     stays as it is (its id and its source now), never shown or accepted as removed. Two queries
-    when one proposes claims (three when a row gives a claim they see a hidden source, and for a
-    reader without Confidential access one or two more when a row has no id), else none."""
+    when one proposes claims (three when a row gives a claim they see a hidden source; for a
+    reader without Confidential access one more when a row has no id, and another when a
+    confidential claim of its source is found), else none."""
     rows = [row for revision in revisions for row in revision.changes.get("claims") or ()]
-    repeated = {} if can_see_confidential(user) else _confidential_claims_repeated(revisions)
+    repeated = {} if can_see_confidential(user) else _confidential_claims_repeated(revisions, copies=False)
     hidden_sources = hidden_claims = set()
     if rows:
         sources = Source.objects.filter(pk__in={_claimed_source_id(row) for row in rows} - {None})
@@ -815,21 +816,23 @@ def _changes_shown(revisions: list[IncidentRevision], user) -> dict[int, dict[st
     return shown
 
 
-def _confidential_claims_repeated(revisions: list[IncidentRevision]) -> dict[Any, dict[int, Claim]]:
+def _confidential_claims_repeated(revisions: list[IncidentRevision], *, copies: bool) -> dict[Any, dict[int, Claim]]:
     """Of each revision whose proposer could not see confidential claims, by its key, the claim rows
-    without an id that hold what a claim only Confidential access shows says, by the row's index:
-    a claim of the row's source on the revision's incident, confidential (its source public: the
-    rows of a confidential source are left out whole), that says what the row says, or that was
-    public at any time since the revision was proposed. The API replaces the claims it is sent, so
-    a client may send a claim back without its id: the row is that claim, as it was or changed (a
-    source makes one public claim per incident, so the row takes its place), and once the claim
-    was made confidential the revision showed its words and figures to every Reviewer as a claim it
-    adds, and accepting it made them a public claim again. The same holds for a row that copies a
-    claim confidential already. A row of a claim that the revision's proposer could see, made
-    confidential since, is read as that claim's, changed or not; one of a source that had only a
-    confidential claim then, that says something else, stays what it is: a public claim beside the
-    confidential one. One query when a row has no id, two when a claim of its source that says
-    something else has to be read in its history."""
+    without an id that are a confidential claim's, by the row's index: a claim of the row's source
+    on the revision's incident, confidential (its source public: the rows of a confidential source
+    are left out whole), that was public at any time since the revision was proposed. The API
+    replaces the claims it is sent, so a client may send a claim back without its id: the row is
+    that claim, as it was or changed (a source makes one public claim per incident, so the row
+    takes its place), and once the claim was made confidential the revision showed its words and
+    figures to every Reviewer as a claim it adds.
+
+    With `copies`, for readers who may see the claims, also the rows that say what a confidential
+    claim says, made confidential before the proposal: accepting would publish it as a public claim
+    beside it. Never for other readers: leaving out a row because a claim its proposer never saw
+    says the same would tell the proposer, in the answer to the write, what that claim says (try
+    counts until the row is gone), and a source may make one public claim beside a confidential one.
+
+    One query when a row has no id, two when a confidential claim of its source is found."""
     wanted = [
         (revision, index, row)
         for revision in revisions
@@ -858,24 +861,22 @@ def _confidential_claims_repeated(revisions: list[IncidentRevision]) -> dict[Any
     if not by_key:
         return {}
     candidates = [
-        (revision, index, claim, _says_what(row, claim))
+        (revision, index, row, claim)
         for revision, index, row in wanted
         for claim in by_key.get((revision.incident_id, _claimed_source_id(row)), {}).values()
     ]
-    unlike = {claim.pk for _, _, claim, same in candidates if not same}
     states: dict[int, list[tuple[Any, bool]]] = {}
-    if unlike:
-        # Each state by the claim's own `updated_at`, set by the application's clock as the
-        # revision's `created_at` is: an event's `pgh_created_at` is its transaction's start.
-        for claim_id, when, confidential in (
-            Claim.pgh_event_model.objects.filter(pgh_obj_id__in=unlike)
-            .order_by("pgh_id")
-            .values_list("pgh_obj_id", "updated_at", "confidential")
-        ):
-            states.setdefault(claim_id, []).append((when, confidential))
+    # Each state by the claim's own `updated_at`, set by the application's clock as the revision's
+    # `created_at` is: an event's `pgh_created_at` is its transaction's start.
+    for claim_id, when, confidential in (
+        Claim.pgh_event_model.objects.filter(pgh_obj_id__in={claim.pk for *_, claim in candidates})
+        .order_by("pgh_id")
+        .values_list("pgh_obj_id", "updated_at", "confidential")
+    ):
+        states.setdefault(claim_id, []).append((when, confidential))
     repeated: dict[Any, dict[int, Claim]] = {}
-    for revision, index, claim, same in candidates:
-        if same or _public_since(states.get(claim.pk, []), revision.created_at):
+    for revision, index, row, claim in candidates:
+        if _public_since(states.get(claim.pk, []), revision.created_at) or (copies and _says_what(row, claim)):
             repeated.setdefault(revision.pk, {})[index] = claim
     return repeated
 
@@ -1105,23 +1106,23 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
 
 
 def _repeated_claim_errors(revision: IncidentRevision, user) -> dict[str, list[str]]:
-    """A Reviewer with Confidential access is told of the rows of `revision` that say what a
-    confidential claim says (`_confidential_claims_repeated`): accepting would publish it, as a
-    public claim beside it. One who may not see that claim is not shown those rows, and accepting
-    applies the revision without them (`_changes_shown`): the claim stays as it is."""
+    """A Reviewer with Confidential access is refused the rows of `revision` that repeat a
+    confidential claim, sent back or copied (`_confidential_claims_repeated`): accepting would
+    publish it as a public claim beside it. One who may not see the claim is not shown those sent
+    back since it was made confidential, and accepting applies the revision without them
+    (`_changes_shown`): the claim stays as it is, and none is deleted."""
     if not can_see_confidential(user):
         return {}
     return {
         f"claims[{index}].source": [_repeated_claim_message(claim)]
-        for index, claim in _confidential_claims_repeated([revision]).get(revision.pk, {}).items()
+        for index, claim in _confidential_claims_repeated([revision], copies=True).get(revision.pk, {}).items()
     }
 
 
 def _repeated_claim_message(claim: Claim) -> str:
     return (
-        f"It says what claim {claim.pk} of “{claim.source}” says, which is confidential and its author may not "
-        "see: accepting would publish it, and readers without Confidential access are not shown it. Reject it, "
-        "and its author can propose again."
+        f"It repeats claim {claim.pk} of “{claim.source}”, which is confidential and its author may not see: "
+        "accepting would publish it as a public claim. Reject it, and its author can propose again."
     )
 
 

@@ -2,6 +2,7 @@
 hidden sources, responses to hidden incidents, sensitive places written back, and the list's
 other formats (CSV of nothing, the browsable API)."""
 
+import html
 from datetime import date
 from decimal import Decimal
 
@@ -600,7 +601,7 @@ class TestRevisionResendingAClaimMadeConfidentialSince:
         if made_confidential == "claim":
             # And is told why it cannot be accepted as it is, beside the stale revision's own reason.
             [refusal] = [row for row in shown["diff"] if row["field"] == "Cannot be accepted"]
-            assert refusal["proposed"].startswith(f"It says what claim {claim.pk} of “Daily NK” says")
+            assert refusal["proposed"].startswith(f"It repeats claim {claim.pk} of “Daily NK”, which is confidential")
 
     def test_a_public_claim_beside_a_confidential_one_of_its_source_is_still_shown_and_accepted(self):
         # A source may make one public and one confidential claim: a new public claim that says
@@ -630,9 +631,12 @@ class TestRevisionResendingAClaimMadeConfidentialSince:
             ("500 women", False),
         }
 
-    def test_a_copy_of_a_confidential_claim_is_neither_shown_nor_published_by_accepting(self, client):
+    def test_a_copy_of_a_confidential_claim_is_refused_to_a_reviewer_who_sees_it_and_tells_others_nothing(self, client):
         # A client that kept the claim from before it was made confidential sends it back afterwards:
         # the revision is not stale, and accepting it made the informant's words public again.
+        # Leaving the row out for readers who never saw the claim would answer its author, who
+        # wrote the row, whether a hidden claim says exactly that: the row is theirs, as a public
+        # claim beside a confidential one of its source is.
         incident = make_incident(title="Published title")
         source = make_source(title="Daily NK")
         claim = make_claim(incident=incident, source=source, excerpt=self.WORDS, locator="para 12", people_count=500)
@@ -647,24 +651,25 @@ class TestRevisionResendingAClaimMadeConfidentialSince:
         proposed = analyst.patch(incident_url(incident), body, format="json")
         assert proposed.status_code == 202, proposed.content
         revision = proposed.json()["id"]
-        reviewer = make_user(roles.REVIEWER)
 
-        shown = client_for(reviewer).get(f"{API}/revisions/{revision}/")
+        shown_to_insider = client_for(insider).get(f"{API}/revisions/{revision}/").json()
         client.force_login(insider)
         refused = client.post(
             reverse("admin:incidents_incidentrevision_decide", args=[revision]), {"accept": "1"}, follow=True
         )
         refused_by_api = client_for(insider).post(f"{API}/revisions/{revision}/accept/")
-        accepted = client_for(reviewer).post(f"{API}/revisions/{revision}/accept/")
 
-        assert "Onsong" not in shown.content.decode() and shown.json()["changes"]["claims"] == []
-        assert f"It says what claim {claim.pk} of “Daily NK” says, which is confidential" in refused.content.decode()
+        assert proposed.json()["changes"]["claims"] == [row]
+        message = f"It repeats claim {claim.pk} of “Daily NK”, which is confidential and its author may not see"
+        assert ("Cannot be accepted", message) in [
+            (line["field"], line["proposed"][: len(message)]) for line in shown_to_insider["diff"]
+        ]
+        assert message in html.unescape(refused.content.decode())
         assert refused_by_api.status_code == 400
         assert list(refused_by_api.json()) == ["claims[0].source"]
-        assert accepted.status_code == 200, accepted.content
         assert list(incident.claims.values_list("pk", "excerpt", "confidential")) == [(claim.pk, self.WORDS, True)]
         incident.refresh_from_db()
-        assert incident.title == "Edited"
+        assert incident.title == "Published title"
 
     def test_an_accepted_revisions_claim_made_confidential_afterwards_leaves_its_record(self, client):
         incident = make_incident(title="Published title")

@@ -485,7 +485,7 @@ class RevisionSerializer(serializers.ModelSerializer):
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     changes = serializers.SerializerMethodField(
         help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
-        "or changing a claim, you may not see, nor those that repeat such a claim."
+        "or changing a claim, you may not see, nor those sent back in place of such a claim."
     )
     diff = serializers.SerializerMethodField(help_text="What accepting it would change, against the incident now.")
 
