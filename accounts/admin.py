@@ -4,9 +4,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
+from accounts.confirmation import confirmation_needed
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
 from accounts.views import setup_link_path
@@ -73,10 +75,22 @@ class StaffUserChangeForm(UserChangeForm):
 
 @admin.register(User)
 class StaffUserAdmin(UserAdmin):
-    """Django's users' admin, with setup links for the first authenticator app of staff."""
+    """Django's users' admin, with setup links for the first authenticator app of staff. Its changes
+    need a recent confirmation of who one is (accounts.admin_site.ConfirmedChangesMixin)."""
 
     form = StaffUserChangeForm
     actions = ["make_setup_links"]
+
+    def user_change_password(self, request, id, form_url=""):
+        """Another person's password, set after a recent confirmation and recorded (who, whose, when,
+        in the admin's history: never the password). One's own goes to the admin's Change password,
+        which asks for the current one and counts wrong ones towards the lockout: here, Django's form
+        set a new one without it, and a stolen session's cookie took the account."""
+        if id == str(request.user.pk):
+            return redirect("admin:password_change")
+        if (refused := confirmation_needed(request, self.model)) is not None:
+            return refused
+        return super().user_change_password(request, id, form_url)
 
     def has_setup_link_permission(self, request):
         return request.user.has_perm("accounts.add_setuplink")

@@ -120,6 +120,33 @@ class CurrentAppCodeForm(FreshCodeForm):
             code.error_messages["required"] = "Type the code your current authenticator app shows now."
 
 
+class ConfirmIdentityForm(FreshCodeForm):
+    """Who one is, confirmed before changing accounts (accounts.confirmation): the password, and a
+    current code when the account has a second factor (whoever stole a session's cookie has
+    neither). A wrong password counts as a failed sign-in towards the lockout, as on the login
+    page; the code is checked only after the right password, so a wrong password spends none."""
+
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    field_order = ["password", "code"]
+
+    def __init__(self, data=None, *, request):
+        super().__init__(data, request=request, auto_id="id_%s")
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        user = self.request.user
+        if not user.check_password(password):
+            # A failure counted by django-axes may lock this client: its middleware then answers
+            # with the lockout page instead of this one.
+            credentials = {"username": user.get_username()}
+            user_login_failed.send(sender=__name__, credentials=credentials, request=self.request)
+            raise ValidationError("That is not your password.")
+        return password
+
+
 class CountedPasswordChangeForm(AdminPasswordChangeForm):
     """The admin's password change, whose wrong current password counts as a failed sign-in towards
     the lockout (django-axes hears Django's user_login_failed signal), as a wrong password on the
