@@ -207,6 +207,7 @@ class TrackerAdminSite(admin.AdminSite):
         request.current_app = self.name
         view = PasswordChangeCountedView.as_view(
             form_class=CountedPasswordChangeForm,
+            template_name="accounts/password_change_form.html",
             success_url=reverse("admin:password_change_done", current_app=self.name),
             extra_context={**self.each_context(request), **(extra_context or {})},
         )
