@@ -7,6 +7,10 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
+from django_otp.plugins.otp_static.admin import StaticDeviceAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.confirmation import confirmation_needed
 from accounts.models import ApiToken, SetupLink
@@ -54,6 +58,34 @@ class SetupLinkAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class DeleteOnlyDeviceAdminMixin:
+    """A second factor is set up by its owner alone: a first app with an administrator's setup link,
+    a later one with the current app's code, recovery codes beside an app (accounts.services). Here
+    an administrator deletes one, lost with the phone, and nothing else: django-otp's admin added an
+    app of a chosen key or recovery codes of chosen values to any account (one's own included, past
+    the current app's code), and moved an app to another account."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AuthenticatorAppAdmin(DeleteOnlyDeviceAdminMixin, TOTPDeviceAdmin):
+    pass
+
+
+class RecoveryCodesAdmin(DeleteOnlyDeviceAdminMixin, StaticDeviceAdmin):
+    pass
+
+
+admin.site.unregister(TOTPDevice)
+admin.site.register(TOTPDevice, AuthenticatorAppAdmin)
+admin.site.unregister(StaticDevice)
+admin.site.register(StaticDevice, RecoveryCodesAdmin)
 
 
 User = get_user_model()

@@ -208,3 +208,44 @@ class TestConfirming:
 @pytest.fixture
 def second_factor_on(settings):
     settings.REQUIRE_2FA = True
+
+
+class TestDevicesInTheAdmin:
+    """Authenticator apps and recovery codes are set up by their owners alone (a setup link, the
+    current app's code: accounts.services); the admin deletes them, for a lost phone, and nothing
+    else, even in a confirmed session."""
+
+    def test_no_one_adds_recovery_codes_or_an_app_of_their_choosing_there(self, settings):
+        settings.REQUIRE_2FA = True
+        client, _, device = administrator_session(second_factor=True)
+        confirm(client, code=app_code(device, 2))
+        colleague = make_user(roles.ANALYST)
+
+        for path in ("/admin/otp_static/staticdevice/add/", "/admin/otp_totp/totpdevice/add/"):
+            assert client.get(path).status_code == 403, path
+        added = client.post(
+            "/admin/otp_static/staticdevice/add/",
+            {
+                "user": colleague.pk,
+                "name": "Recovery codes",
+                "confirmed": "on",
+                "token_set-TOTAL_FORMS": "1",
+                "token_set-INITIAL_FORMS": "0",
+                "token_set-0-token": "chosenbyme",
+            },
+        )
+        assert added.status_code == 403
+        assert not colleague.staticdevice_set.exists()
+
+    def test_no_one_moves_an_app_to_another_account_there(self, settings):
+        settings.REQUIRE_2FA = True
+        client, administrator, device = administrator_session(second_factor=True)
+        confirm(client, code=app_code(device, 2))
+        colleague = make_user(roles.ANALYST)
+        path = f"/admin/otp_totp/totpdevice/{device.pk}/change/"
+
+        client.post(path, {"user": colleague.pk, "name": "Authenticator app", "confirmed": "on"})
+
+        device.refresh_from_db()
+        assert device.user == administrator
+        assert 'name="user"' not in client.get(path).content.decode()
