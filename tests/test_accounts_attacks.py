@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import Client
 from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
@@ -109,10 +110,12 @@ class TestNewPassword:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_recovery_code_typed_in_two_browsers_at_once_signs_in_one(settings):
+@pytest.mark.parametrize("kind", ["recovery code", "app's code"])
+def test_one_code_typed_in_two_browsers_at_once_signs_in_one(settings, kind):
     settings.REQUIRE_2FA = True
     analyst = make_user(roles.ANALYST)
-    _, codes = enrol(analyst)
+    device, codes = enrol(analyst)
+    code = codes[0].upper() if kind == "recovery code" else app_code(device, 1)
     # From two addresses, so that the lockout's turns (per account and address) do not order them.
     browsers = [Client(REMOTE_ADDR="203.0.113.9"), Client(REMOTE_ADDR="198.51.100.7")]
     for browser in browsers:
@@ -121,15 +124,19 @@ def test_one_recovery_code_typed_in_two_browsers_at_once_signs_in_one(settings):
 
     def type_code(browser):
         try:
-            answers[browser] = second_step(browser, codes[0].upper())
+            answers[browser] = second_step(browser, code)
         finally:
             connection.close()
 
     threads = [threading.Thread(target=type_code, args=(browser,)) for browser in browsers]
-    # The code's row is held meanwhile, so both requests reach it before either spends it: each
-    # found it unspent and deleted it, and both signed in, unless one waits for the other's check.
+    # The row that records the code's use (the recovery code's, the app's last code) is held
+    # meanwhile, so both requests reach it before either has written it: each found the code
+    # unused, and both signed in, unless one waits for the other's check.
     with transaction.atomic():
-        StaticToken.objects.select_for_update().get(device__user=analyst, token=codes[0])
+        if kind == "recovery code":
+            StaticToken.objects.select_for_update().get(device__user=analyst, token=codes[0])
+        else:
+            TOTPDevice.objects.select_for_update().get(pk=device.pk)
         for thread in threads:
             thread.start()
         time.sleep(2)
@@ -138,7 +145,8 @@ def test_one_recovery_code_typed_in_two_browsers_at_once_signs_in_one(settings):
 
     assert sorted(answer.status_code for answer in answers.values()) == [200, 302]
     assert [browser.get("/admin/").status_code for browser in browsers].count(200) == 1
-    assert not StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
+    if kind == "recovery code":
+        assert not StaticToken.objects.filter(device__user=analyst, token=codes[0]).exists()
 
 
 class TestWhatAnswersTell:
