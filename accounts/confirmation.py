@@ -45,10 +45,9 @@ def identity_confirmed_now(request) -> None:
     request.session[CONFIRMED_AT_SESSION_KEY] = time.time()
 
 
-def confirmation_needed(request, model, next_url: str | None = None):
+def confirmation_needed(request, model):
     """None when `model`'s changes need no confirmation or this session confirmed recently; else
-    the redirect to the page that asks, which comes back to `next_url` (this page by default)."""
+    the redirect to the page that asks, which comes back to this one."""
     if model._meta.label_lower not in CONFIRMED_MODELS or identity_confirmed(request):
         return None
-    destination = next_url or request.get_full_path()
-    return redirect(f"{reverse('accounts:confirm')}?{urlencode({'next': destination})}")
+    return redirect(f"{reverse('accounts:confirm')}?{urlencode({'next': request.get_full_path()})}")
