@@ -11,9 +11,12 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.test import APIClient
 
 from accounts.confirmation import CONFIRMED_AT_SESSION_KEY
+from accounts.services import token_create
 from incidents import roles
+from tests.api_support import API
 from tests.factories import make_user
 from tests.test_accounts import PASSWORD, app_code, enrol, second_step, sign_in
 
@@ -79,7 +82,9 @@ class TestOwnPassword:
 class TestAnotherPersonsPassword:
     def test_it_needs_a_recent_confirmation_then_is_recorded_without_the_password(self):
         client, administrator, _ = administrator_session()
-        colleague = make_user(roles.ANALYST)
+        colleague, colleagues_browser = make_user(roles.ANALYST), Client()
+        colleagues_browser.force_login(colleague)
+        _, key = token_create(user=colleague, name="sync", second_factor=True)
         path = f"/admin/auth/user/{colleague.pk}/password/"
         body = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
 
@@ -96,6 +101,9 @@ class TestAnotherPersonsPassword:
         entry = LogEntry.objects.get(object_id=str(colleague.pk), content_type__model="user")
         assert entry.user == administrator and "password" in entry.get_change_message().lower()
         assert NEW_PASSWORD not in entry.change_message
+        # The colleague's sessions and tokens end with the old password.
+        assert colleagues_browser.get("/admin/").status_code == 302
+        assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get(f"{API}/incidents/").status_code == 401
 
 
 @pytest.mark.parametrize(
