@@ -4,9 +4,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
+from django_otp.plugins.otp_static.admin import StaticDeviceAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.confirmation import confirmation_needed
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
 from accounts.views import setup_link_path
@@ -54,6 +60,34 @@ class SetupLinkAdmin(admin.ModelAdmin):
         return False
 
 
+class DeleteOnlyDeviceAdminMixin:
+    """A second factor is set up by its owner alone: a first app with an administrator's setup link,
+    a later one with the current app's code, recovery codes beside an app (accounts.services). Here
+    an administrator deletes one, lost with the phone, and nothing else: django-otp's admin added an
+    app of a chosen key or recovery codes of chosen values to any account (one's own included, past
+    the current app's code), and moved an app to another account."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AuthenticatorAppAdmin(DeleteOnlyDeviceAdminMixin, TOTPDeviceAdmin):
+    pass
+
+
+class RecoveryCodesAdmin(DeleteOnlyDeviceAdminMixin, StaticDeviceAdmin):
+    pass
+
+
+admin.site.unregister(TOTPDevice)
+admin.site.register(TOTPDevice, AuthenticatorAppAdmin)
+admin.site.unregister(StaticDevice)
+admin.site.register(StaticDevice, RecoveryCodesAdmin)
+
+
 User = get_user_model()
 admin.site.unregister(User)
 
@@ -73,10 +107,22 @@ class StaffUserChangeForm(UserChangeForm):
 
 @admin.register(User)
 class StaffUserAdmin(UserAdmin):
-    """Django's users' admin, with setup links for the first authenticator app of staff."""
+    """Django's users' admin, with setup links for the first authenticator app of staff. Its changes
+    need a recent confirmation of who one is (accounts.admin_site.ConfirmedChangesMixin)."""
 
     form = StaffUserChangeForm
     actions = ["make_setup_links"]
+
+    def user_change_password(self, request, id, form_url=""):
+        """Another person's password, set after a recent confirmation and recorded (who, whose, when,
+        in the admin's history: never the password). One's own goes to the admin's Change password,
+        which asks for the current one and counts wrong ones towards the lockout: here, Django's form
+        set a new one without it, and a stolen session's cookie took the account."""
+        if id == str(request.user.pk):
+            return redirect("admin:password_change")
+        if (refused := confirmation_needed(request, self.model)) is not None:
+            return refused
+        return super().user_change_password(request, id, form_url)
 
     def has_setup_link_permission(self, request):
         return request.user.has_perm("accounts.add_setuplink")

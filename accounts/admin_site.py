@@ -8,6 +8,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from accounts.confirmation import confirmation_needed
 from accounts.forms import CountedPasswordChangeForm
 from accounts.lockout import attempted_username, attempts_in_turn, is_locked_out, lockout_response, sign_in_throttled
 from accounts.services import second_factor_missing
@@ -95,6 +96,29 @@ def _drill_down_ends_on_a_date(request, field_name: str) -> bool:
     return True
 
 
+class ConfirmedChangesMixin:
+    """Adding, changing or deleting the records of accounts.confirmation.CONFIRMED_MODELS (accounts,
+    roles, second factors, the lockout's records), one at a time or by a list's action, only in a
+    session whose owner confirmed who they are in the last minutes; anyone else is asked to first.
+    Their forms are asked for before they are shown, so nothing typed is lost; a list's action is
+    chosen again after confirming. Reading them needs no confirmation."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if (refused := confirmation_needed(request, self.model)) is not None:
+            return refused
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if (refused := confirmation_needed(request, self.model)) is not None:
+            return refused
+        return super().delete_view(request, object_id, extra_context)
+
+    def response_action(self, request, queryset, **kwargs):
+        if (refused := confirmation_needed(request, self.model)) is not None:
+            return refused
+        return super().response_action(request, queryset, **kwargs)
+
+
 class RecordedAutocompleteJsonView(AutocompleteJsonView):
     """The admin's autocomplete (a claim's source, a response's incidents…): a search past the
     bounds offers no choice, and the confidential incidents and sources offered are recorded
@@ -141,7 +165,8 @@ class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
-    bounds of BoundedSearchMixin and filters by values a filter can send (PossibleFilterValuesMixin)."""
+    bounds of BoundedSearchMixin, filters by values a filter can send (PossibleFilterValuesMixin) and
+    asks for a recent confirmation before changing accounts (ConfirmedChangesMixin)."""
 
     # The list of every model beside each page took a fifth of a 1280-pixel screen: the incidents'
     # list, between it and its filters, hid its Verification and Review state columns behind a
@@ -152,7 +177,7 @@ class TrackerAdminSite(admin.AdminSite):
         admin_class = admin_class or admin.ModelAdmin
         bounded = type(
             admin_class.__name__,
-            (BoundedSearchMixin, PossibleFilterValuesMixin, admin_class),
+            (ConfirmedChangesMixin, BoundedSearchMixin, PossibleFilterValuesMixin, admin_class),
             {"__module__": admin_class.__module__},
         )
         super().register(model_or_iterable, bounded, **options)
@@ -182,6 +207,7 @@ class TrackerAdminSite(admin.AdminSite):
         request.current_app = self.name
         view = PasswordChangeCountedView.as_view(
             form_class=CountedPasswordChangeForm,
+            template_name="accounts/password_change_form.html",
             success_url=reverse("admin:password_change_done", current_app=self.name),
             extra_context={**self.each_context(request), **(extra_context or {})},
         )

@@ -17,6 +17,38 @@ class CodeForm(forms.Form):
     )
 
 
+def current_code_field() -> forms.CharField:
+    return forms.CharField(
+        label="Current code",
+        max_length=32,
+        strip=True,
+        help_text="The code your authenticator app shows now, or one of your unused recovery codes.",
+        error_messages={
+            "required": "Type the code your authenticator app shows now, or one of your unused recovery codes."
+        },
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
+    )
+
+
+def current_code_check(request, code: str, *, app_only: bool = False) -> Device:
+    """Runs queries: the device of the signed-in account that accepts `code`, checked as the second
+    step of signing in checks it (second_factor_check: a wrong one counts towards the lockout and
+    makes the devices wait), or a ValidationError on the form's `code`."""
+    user = request.user
+    # Before the code, as on the second step: a locked-out client may not try codes either.
+    if is_locked_out(request, user.get_username()):
+        raise ValidationError({"code": lockout_message()})
+    # A failure counted by django-axes may lock this client: its middleware then answers with
+    # the lockout page instead of this one.
+    try:
+        device = second_factor_check(request=request, user=user, code=code, app_only=app_only)
+    except SecondFactorThrottled as throttled:
+        raise ValidationError({"code": str(throttled)}) from throttled
+    if device is None:
+        raise ValidationError({"code": "That code is not right, or was already used. Type the code the app shows now."})
+    return device
+
+
 class FreshCodeForm(forms.Form):
     """A current code from the account's second factor (the app's code, or one recovery code),
     asked on Sign-in security before the session makes long-lived credentials: an API token (90
@@ -31,16 +63,7 @@ class FreshCodeForm(forms.Form):
 
     Valid: `device` is the device that accepted the code, or None when none was asked."""
 
-    code = forms.CharField(
-        label="Current code",
-        max_length=32,
-        strip=True,
-        help_text="The code your authenticator app shows now, or one of your unused recovery codes.",
-        error_messages={
-            "required": "Type the code your authenticator app shows now, or one of your unused recovery codes."
-        },
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
-    )
+    code = current_code_field()
 
     # Whether one of the recovery codes does instead of the app's code.
     recovery_code_accepted = True
@@ -66,23 +89,7 @@ class FreshCodeForm(forms.Form):
         return cleaned_data
 
     def check_code(self, code: str) -> Device:
-        user = self.request.user
-        # Before the code, as on the second step: a locked-out client may not try codes either.
-        if is_locked_out(self.request, user.get_username()):
-            raise ValidationError({"code": lockout_message()})
-        # A failure counted by django-axes may lock this client: its middleware then answers with
-        # the lockout page instead of this one.
-        try:
-            device = second_factor_check(
-                request=self.request, user=user, code=code, app_only=not self.recovery_code_accepted
-            )
-        except SecondFactorThrottled as throttled:
-            raise ValidationError({"code": str(throttled)}) from throttled
-        if device is None:
-            raise ValidationError(
-                {"code": "That code is not right, or was already used. Type the code the app shows now."}
-            )
-        return device
+        return current_code_check(self.request, code, app_only=not self.recovery_code_accepted)
 
 
 class RecoveryCodesForm(FreshCodeForm):
@@ -120,17 +127,61 @@ class CurrentAppCodeForm(FreshCodeForm):
             code.error_messages["required"] = "Type the code your current authenticator app shows now."
 
 
+class ConfirmIdentityForm(FreshCodeForm):
+    """Who one is, confirmed before changing accounts (accounts.confirmation): the password, and a
+    current code when the account has a second factor (whoever stole a session's cookie has
+    neither). A wrong password counts as a failed sign-in towards the lockout, as on the login
+    page; the code is checked only after the right password, so a wrong password spends none."""
+
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    field_order = ["password", "code"]
+
+    def __init__(self, data=None, *, request):
+        super().__init__(data, request=request, auto_id="id_%s")
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        user = self.request.user
+        if not user.check_password(password):
+            # A failure counted by django-axes may lock this client: its middleware then answers
+            # with the lockout page instead of this one.
+            credentials = {"username": user.get_username()}
+            user_login_failed.send(sender=__name__, credentials=credentials, request=self.request)
+            raise ValidationError("That is not your password.")
+        return password
+
+
 class CountedPasswordChangeForm(AdminPasswordChangeForm):
     """The admin's password change, whose wrong current password counts as a failed sign-in towards
     the lockout (django-axes hears Django's user_login_failed signal), as a wrong password on the
     login page does: whoever stole a signed-in session's cookie could otherwise guess the password
     there without end, then set a new one, which ends the owner's other sessions. The admin's
     password change refuses a client locked out for the account before it reads the form
-    (accounts.admin_site)."""
+    (accounts.admin_site).
+
+    An account with a second factor also gives a current code (the app's, or one recovery code),
+    checked once everything else is valid (a wrong password spends none): a phishing proxy between
+    the owner and the site captures the password and the session's cookie the second factor
+    verified, and with both set a new password that signed the owner out everywhere."""
 
     def __init__(self, user, *args, request, **kwargs):
         super().__init__(user, *args, **kwargs)
         self.request = request
+        if second_factor_enrolled(user):
+            self.fields["code"] = current_code_field()
+
+    @property
+    def code_needed(self) -> bool:
+        return "code" in self.fields
+
+    def clean(self):
+        cleaned_data = super().clean()
+        if self.code_needed and not self.errors:
+            current_code_check(self.request, cleaned_data["code"])
+        return cleaned_data
 
     def clean_old_password(self):
         try:

@@ -12,5 +12,6 @@ urlpatterns = [
     path("recovery-codes/", views.recovery_codes_new, name="recovery-codes-new"),
     path("tokens/", views.token_new, name="token-new"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token-revoke"),
+    path("confirm/", views.confirm_identity, name="confirm"),
     path("sign-out/", views.sign_out, name="sign-out"),
 ]

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from accounts.forms import CodeForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
+from accounts.confirmation import identity_confirmed_now
+from accounts.forms import CodeForm, ConfirmIdentityForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
 from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response
 from accounts.models import ApiToken
 from accounts.services import (
@@ -299,6 +300,30 @@ def token_revoke_view(request, token_id: int):
     else:
         messages.error(request, "There is no such token among yours.")
     return redirect("accounts:security")
+
+
+@staff_only
+def confirm_identity(request):
+    """Confirm who you are (accounts.confirmation) before changing accounts, then go back to `next`.
+    Taken in turn with the account's other attempts from this client, refused while it is locked
+    out here, as a sign-in is."""
+    destination = next_url(request)
+    form = ConfirmIdentityForm(request.POST or None, request=request)
+    if request.method == "POST":
+        username = request.user.get_username()
+        with attempts_in_turn(request, username):
+            if is_locked_out(request, username):
+                return lockout_response(request)
+            if form.is_valid():
+                identity_confirmed_now(request)
+                return redirect(destination)
+    context = {
+        "title": "Confirm it is you",
+        "form": form,
+        "next": destination,
+        "minutes": settings.CONFIRMATION_MINUTES,
+    }
+    return page(request, "accounts/confirm_identity.html", context)
 
 
 sign_out = LogoutView.as_view(next_page="admin:login")

@@ -452,6 +452,7 @@ def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
     device, codes = enrol(analyst)
     client = Client()
     client.force_login(administrator)
+    confirm_identity(client)
     # Where to look, said in the admin's menu (not django-otp's labels "Otp_Totp", "Otp_Static").
     index = client.get("/admin/").content.decode()
     assert "Second factor: authenticator apps" in index and "Second factor: recovery codes" in index
@@ -465,13 +466,24 @@ def test_administrators_reset_a_second_factor_without_seeing_its_secrets():
     assert not analyst.totpdevice_set.exists()
 
 
-def signed_in_with_second_factor(user) -> Client:
+def signed_in_with_second_factor(user, *, confirmed: bool = False) -> Client:
+    """`user`'s session that passed the second factor; `confirmed`: that then confirmed who it is,
+    as changing accounts in the admin needs (accounts.confirmation)."""
     device, _ = enrol(user)
     client = Client()
     sign_in(client, user)
     # The next period's code: the one enrolling used cannot be used again.
     assert second_step(client, app_code(device, 1))["Location"] == "/admin/"
+    if confirmed:
+        confirm_identity(client, code=app_code(device, 2))
     return client
+
+
+def confirm_identity(client, *, code: str | None = None):
+    """The session's owner confirms who they are (their password, and a current code when they have
+    a second factor), as the admin asks before changes to accounts, roles and second factors."""
+    body = {"password": PASSWORD, "next": "/admin/", **({"code": code} if code else {})}
+    assert client.post("/accounts/confirm/", body)["Location"] == "/admin/"
 
 
 @pytest.mark.usefixtures("second_factor_on")
@@ -495,7 +507,7 @@ class TestSetupLinks:
 
     def test_an_administrator_makes_a_link_the_person_opens_then_signs_in(self):
         administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
-        admin_client, client = signed_in_with_second_factor(administrator), Client()
+        admin_client, client = signed_in_with_second_factor(administrator, confirmed=True), Client()
 
         made = admin_client.post("/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]})
         assert made.status_code == 200 and "no-store" in made["Cache-Control"]
@@ -570,7 +582,7 @@ class TestSetupLinks:
 
     def test_only_active_staff_get_links(self):
         visitor = make_user(None)
-        client = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+        client = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True), confirmed=True)
 
         response = client.post(
             "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [visitor.pk]}, follow=True
@@ -594,7 +606,7 @@ class TestSetupLinks:
     def test_no_link_for_someone_with_a_second_factor_until_their_devices_are_deleted(self):
         administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
         enrol(analyst)
-        admin_client = signed_in_with_second_factor(administrator)
+        admin_client = signed_in_with_second_factor(administrator, confirmed=True)
 
         response = admin_client.post(
             "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]}, follow=True
@@ -721,6 +733,7 @@ class TestLockout:
         assert sign_in(Client(), analyst).status_code == 429
         admin_client = Client(REMOTE_ADDR="198.51.100.7")
         admin_client.force_login(administrator)
+        confirm_identity(admin_client)
         attempt = AccessAttempt.objects.get(username=analyst.username)
         assert analyst.username in admin_client.get("/admin/axes/accessattempt/").content.decode()
         admin_client.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"})
@@ -872,6 +885,7 @@ class TestTokens:
         _, key = token_create(user=partner, name="sync", second_factor=False)
         admin_client = Client()
         admin_client.force_login(administrator)
+        confirm_identity(admin_client)
         admin_client.post(
             f"/admin/auth/user/{partner.pk}/password/", {"usable_password": "false", "unset-password": "1"}
         )
@@ -950,7 +964,7 @@ class TestTokens:
         assert bearer(thiefs_key).get(f"{API}/incidents/{secret.public_id}/").status_code == 200
 
         if door == "admin":
-            administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+            administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True), confirmed=True)
             administrator.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
         else:
             call_command("setup_link", analyst.username, "--delete-devices", stdout=io.StringIO())
@@ -1064,7 +1078,7 @@ class TestTokens:
 
     def test_the_admin_refuses_a_superuser_who_is_not_staff(self, settings):
         settings.REQUIRE_2FA = True
-        administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True))
+        administrator = signed_in_with_second_factor(make_user(roles.REVIEWER, is_superuser=True), confirmed=True)
         partner = make_user(None)
         form = {
             "username": partner.username,

@@ -22,6 +22,7 @@ from incidents.models import Incident
 from tests.api_support import client_for, incident_url
 from tests.browser_support import launch_chromium
 from tests.factories import make_incident, make_place, make_source, make_user
+from tests.test_accounts import app_code, enrol
 
 PASSWORD = "correct horse battery staple"
 
@@ -291,3 +292,34 @@ def log_in_with_password(page: Page, live_server, username: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_administrator_confirms_who_they_are_before_changing_their_own_account(browser_page, live_server, settings):
+    settings.REQUIRE_2FA = True
+    page = browser_page
+    administrator = make_user(roles.REVIEWER, username="administrator", is_superuser=True)
+    device, codes = enrol(administrator)
+    log_in_with_password(page, live_server, "administrator")
+    page.fill("#id_code", app_code(device, 1))
+    page.click("#two-factor-form input[type=submit]")
+    expect(page.locator("#content h1")).to_have_text("Records")
+
+    # Their own page in the users' admin asks who they are first, then shows its form.
+    page.goto(f"{live_server.url}/admin/auth/user/")
+    page.click("#result_list a:text-is('administrator')")
+    expect(page.locator("h1")).to_have_text("Confirm it is you")
+    page.fill("#id_password", PASSWORD)
+    page.fill("#id_code", codes[0])
+    page.click("#confirm-form input[type=submit]")
+    page.fill("#id_email", "administrator@example.org")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    administrator.refresh_from_db()
+    assert administrator.email == "administrator@example.org"
+
+    # Their own password, even confirmed, is changed where the current one (and a code) is asked.
+    page.goto(f"{live_server.url}/admin/auth/user/{administrator.pk}/password/")
+    expect(page.locator("#id_old_password")).to_be_visible()
+    expect(page.locator("#id_code")).to_be_visible()

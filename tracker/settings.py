@@ -359,6 +359,9 @@ RECOVERY_CODE_COUNT = 10
 # A staff member's first authenticator app needs a setup link from an administrator
 # (accounts.SetupLink), usable once within this many days.
 SETUP_LINK_DAYS = env_int("TRACKER_SETUP_LINK_DAYS", 7, minimum=1, maximum=MAX_SPAN_DAYS)
+# Changes to accounts, roles and second factors in the admin need the password (and a current code)
+# typed within this many minutes (accounts.confirmation).
+CONFIRMATION_MINUTES = env_int("TRACKER_CONFIRMATION_MINUTES", 10, minimum=1, maximum=24 * 60)
 # The admin's device pages show no secret key, QR code or recovery code: whoever may see them
 # could otherwise copy a colleague's second factor. Administrators only delete devices there.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
