@@ -570,20 +570,36 @@ def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_
 
 
 @pytest.mark.parametrize(
-    "address, parameter",
+    "address, label",
     [
-        ("/?date_from=29/08/2023", "date_from"),
-        ("/?cursor=junk", "cursor"),
-        ("/?cursor=2023-02-30_1", "cursor"),
-        ("/?cursor=2023-01-01_99999999999999999999", "cursor"),
-        ("/statistics/?group_by=week", "group_by"),
-        ("/embed/statistics/?country=XX", "country"),
+        ("/?date_from=29/08/2023", "Dates (incidents that overlap them) › From"),
+        ("/?date_from=2021-13-45", "Dates (incidents that overlap them) › From"),
+        ("/map/?max_people=x", "People (best estimate) › At most"),
+        ("/?min_origins=x", "Corroboration"),
+        ("/?cursor=junk", "Next page"),
+        ("/?cursor=2023-02-30_1", "Next page"),
+        ("/?cursor=2023-01-01_99999999999999999999", "Next page"),
+        ("/statistics/?group_by=week", "Group by"),
+        ("/embed/statistics/?country=XX", "Country"),
+        # No control of the pages sets it: named as the address writes it.
+        ("/?source=x", "<code>source</code>"),
     ],
 )
-def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
+def test_a_bad_parameter_gets_a_400_page_naming_it_as_the_page_labels_it(address, label):
     response = Client().get(address)
     assert response.status_code == 400
-    assert f"<code>{parameter}</code>" in response.content.decode()
+    errors = response.content.decode().split('<ul class="errors">')[1].split("</ul>")[0]
+    assert f"<li>{label}:" in html.unescape(errors)
+
+
+def test_a_bad_parameter_is_named_by_its_label_in_the_readers_language_and_by_its_name_at_the_api():
+    korean = Client().get("/ko/", {"date_from": "2021-13-45", "min_origins": "x"})
+    api = Client().get("/api/v1/incidents/", {"date_from": "2021-13-45", "min_origins": "x"})
+
+    errors = html.unescape(korean.text.split('<ul class="errors">')[1].split("</ul>")[0])
+    assert "<li>기간 (이 기간과 겹치는 사건) › 시작:" in errors and "<li>교차 확인:" in errors
+    assert "date_from" not in errors and "min_origins" not in errors
+    assert api.status_code == 400 and set(api.json()) == {"date_from", "min_origins"}
 
 
 def test_the_statistics_pages_answer_dates_up_to_the_last_day_a_date_can_have(record):

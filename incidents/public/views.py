@@ -1,7 +1,7 @@
 """The public pages: thin views over `incidents.public.selectors`, rendered from templates/public/.
 
 Every page works without JavaScript; every filter state is the query string, so any page is a
-permalink. A bad filter answers 400 with a page naming the parameter, never a 500.
+permalink. A bad filter answers 400 with a page naming it as the page labels it, never a 500.
 """
 
 from datetime import UTC, datetime
@@ -100,8 +100,36 @@ def _facets_context(statistics: dict[str, dict], query) -> dict:
     }
 
 
+_DATES = gettext_lazy("Dates (incidents that overlap them)")
+_PEOPLE = gettext_lazy("People (best estimate)")
+# What a visitor sees each parameter called, under its fieldset's legend where it has one: the
+# filter form's labels, the facets' titles, the words beside what the parameter filters on
+# (corroboration, the organizations involved, the last update) and the link that sets it (the next
+# page's cursor, the statistics' grouping). The same words the page shows, so translated with it; a
+# parameter the pages never set (`source`, `review_state`) is named as the address writes it. The
+# API and the admin name the parameter itself: their readers write it.
+_PARAMETER_LABELS = {
+    "q": (None, gettext_lazy("Search titles, descriptions, sources’ words and places")),
+    "date_from": (_DATES, gettext_lazy("From")),
+    "date_to": (_DATES, gettext_lazy("To")),
+    "min_people": (_PEOPLE, gettext_lazy("At least")),
+    "max_people": (_PEOPLE, gettext_lazy("At most")),
+    **{name: (None, _GROUPING_LABELS[name]) for name in ("type", "country", "place", "perpetrator", "verification")},
+    "min_origins": (None, gettext_lazy("Corroboration")),
+    "organization": (None, gettext_lazy("Organizations involved")),
+    "updated_since": (None, gettext_lazy("Last updated")),
+    "cursor": (None, gettext_lazy("Next page")),
+    "group_by": (None, gettext_lazy("Group by")),
+}
+
+
 def _bad_filters(request, error: ValidationError):
-    return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
+    errors = [
+        {"parameter": name, "legend": legend, "label": label, "messages": messages}
+        for name, messages in error.message_dict.items()
+        for legend, label in [_PARAMETER_LABELS.get(name, (None, None))]
+    ]
+    return render(request, "public/bad_filters.html", {"errors": errors}, status=400)
 
 
 def embeddable(view):
