@@ -179,6 +179,34 @@ def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+def test_a_pending_revisions_page_shows_no_empty_band_on_a_laptop_screen(browser_page, live_server, tmp_path):
+    # The comparison's module began beside the floated page form, so its heading's blue band ran
+    # from the page's top down to its words: below the read-only fields, an empty blue strip.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_user(roles.REVIEWER, username="reviewer")
+    incident = make_incident(title="80 North Koreans repatriated", people_count=80)
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+    page.fill("#id_people_count", "85")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("your changes wait for a Reviewer")
+    log_in(page, live_server, "reviewer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"{live_server.url}/admin/incidents/incidentrevision/{incident.revisions.get().pk}/change/")
+
+    page.screenshot(path=tmp_path / "revision.png", full_page=True)
+    print(f"screenshot: {tmp_path / 'revision.png'}")
+    fields = page.locator("#incidentrevision_form fieldset").bounding_box()
+    comparison = page.locator("h2", has_text="What accepting would change").bounding_box()
+    decide = page.locator("h2", has_text="Decide").bounding_box()
+    assert comparison["y"] >= fields["y"] + fields["height"]
+    assert comparison["height"] == pytest.approx(decide["height"], abs=2)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
 def test_the_admin_the_api_docs_and_the_browsable_api_work_under_the_content_security_policy(browser_page, live_server):
     page = browser_page
     make_user(roles.ANALYST, username="analyst")
