@@ -711,6 +711,29 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
     assert '<script id="chart-data" type="application/json">' in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    "group_by, labels",
+    [
+        ("year", ["2021", "2022", "2023"]),
+        ("month", ["2021-11", "2021-12", "2022-01", "2022-02"]),
+    ],
+)
+def test_a_timeline_chart_draws_the_periods_without_incidents_as_none(group_by, labels):
+    # People drawn as a line through 2021 and 2023 read 2022 halfway between them, hundreds of
+    # people that year, where no incident was recorded.
+    make_incident(date_start=date(2021, 11, 20), date_end=date(2021, 11, 20), people_count=50)
+    later = date(2022, 2, 3) if group_by == "month" else date(2023, 9, 18)
+    make_incident(date_start=later, date_end=later, people_count=40)
+
+    page = Client().get("/statistics/", {"group_by": group_by})
+
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page.text)[1])
+    assert chart["labels"] == labels
+    assert chart["incidents"] == [1, *[0] * (len(labels) - 2), 1]
+    assert chart["people"] == [50, *[0] * (len(labels) - 2), 40]
+    assert [row["label"] for row in page.context["table"]["results"]] == [labels[0], labels[-1]]
+
+
 def test_statistics_table_counts_people_with_their_range(record):
     page = client_for("confidential").get("/statistics/?group_by=type").content.decode()
     assert "Forced repatriation" in page and "Arbitrary arrest or detention" in page
