@@ -49,8 +49,9 @@ browser:
 	  echo "Installing Debian's fonts-nanum for the Korean pages' screenshots…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null; }
 
-# Migrate and load the sample data (idempotent); `run` then makes sure an admin account exists.
-SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py loaddata sample
+# Migrate and load the sample data into a database that has none of its records yet; `run` then
+# makes sure an admin account exists.
+SETUP = $(PY) manage.py migrate --no-input && $(PY) manage.py load_sample
 
 # `python manage.py …` typed later in this checkout uses the same settings (tracker/checkout_env.py).
 REMEMBER_DB = $(PY) -m tracker.checkout_env save

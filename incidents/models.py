@@ -267,6 +267,21 @@ def _precision_error(obj) -> str | None:
     return None
 
 
+def end_date_hint(start, precision) -> str:
+    """What the end date of a range from `start` is at `precision`, for a writer who gave the start
+    alone ("in July 2021": Month from 2021-07-01, so 2021-07-31)."""
+    if precision == DatePrecision.DAY:
+        return f"{start:%Y-%m-%d}, the start date again, for a known day"
+    if precision == DatePrecision.WEEK:
+        return f"at most {start + timedelta(days=6):%Y-%m-%d}, for a Week (seven days at most)"
+    if precision == DatePrecision.MONTH:
+        last = start.replace(day=calendar.monthrange(start.year, start.month)[1])
+        return f"{last:%Y-%m-%d}, the month's last day, for a Month (“{start:%B %Y}”)"
+    if precision == DatePrecision.YEAR:
+        return f"{start.year}-12-31, for a Year (“{start.year}”)"
+    return "the last day the sources allow (inclusive)"
+
+
 def substring_search_index(field: str, name: str) -> GinIndex:
     """A trigram index serving `field__icontains` (Django writes it as UPPER(field) LIKE '%…%'), so
     the admin's search reads the matching rows instead of the whole table. Needs pg_trgm."""

@@ -179,6 +179,28 @@ class TestDataEntry:
         assert "below the minimum" in errors["people_count"][0]
         assert not Incident.objects.exists()
 
+    @pytest.mark.parametrize(
+        "precision, start, hint",
+        [
+            ("month", "2021-07-01", "2021-07-31, the month's last day, for a Month (“July 2021”)"),
+            ("year", "2021-01-01", "2021-12-31, for a Year (“2021”)"),
+            ("day", "2023-08-29", "2023-08-29, the start date again, for a known day"),
+            ("week", "2023-08-29", "at most 2023-09-04, for a Week (seven days at most)"),
+            ("range", "2023-10-02", "the last day the sources allow (inclusive)"),
+        ],
+    )
+    def test_an_end_date_left_empty_is_asked_for_with_the_day_the_precision_ends_on(
+        self, client, analyst, precision, start, hint
+    ):
+        # "In July 2021": Month, the start typed, the end left empty read "This field is required."
+        post = incident_post(date_precision=precision, date_start=start, date_end="")
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        errors = response.context["adminform"].form.errors
+        assert errors["date_end"] == [f"Give the last day of the range too: {hint}."]
+        assert not Incident.objects.exists()
+
     def test_a_claim_with_reversed_counts_is_refused_with_the_reason(self, client, analyst):
         source = make_source()
         post = incident_post(claims=[{"source": source.pk, "people_count": 10}])

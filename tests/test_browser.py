@@ -146,6 +146,76 @@ def test_analyst_enters_the_29_august_incident_and_a_reviewer_publishes_it(brows
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+def test_an_analyst_enters_july_2021_from_the_start_date_alone_and_loses_nothing_typed(browser_page, live_server):
+    # The seed article's "some 50 ... in July 2021", with two sources disagreeing and an informant
+    # entered as a confidential source from the "+": an analyst who picks Month and types the first
+    # day alone read "This field is required." under the end date, and had to guess the month's last.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst", confidential=True)
+    make_place(name="China–North Korea border area", country="CN")
+    make_source(title="US, S. Korea decry China's repatriation of North Koreans")
+    make_source(title="RFA: South Korea and US envoy decry China's forced repatriation")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    page.fill("#id_title", "Forced repatriation of some 50 North Koreans from China")
+    choose_in_autocomplete(page, "id_incident_type", "Forced", "Forced repatriation")
+    page.select_option("#id_date_precision", "month")
+    page.fill("#id_date_start", "2021-07-01")
+    page.fill("#id_people_count", "50")
+    page.select_option("#id_count_qualifier", "about")
+    page.fill("#id_people_count_min", "40")
+    page.fill("#id_people_count_max", "60")
+    choose_in_autocomplete(page, "id_place_list", "border", "China–North Korea border area")
+    choose_in_autocomplete(page, "id_claims-0-source", "decry China's repatriation", "US, S. Korea decry")
+    page.fill("#id_claims-0-people_count", "50")
+    page.select_option("#id_claims-0-count_qualifier", "about")
+    page.click("#claims-group .add-row a")
+    choose_in_autocomplete(page, "id_claims-1-source", "RFA", "RFA: South Korea")
+    page.fill("#id_claims-1-people_count", "40")
+    page.select_option("#id_claims-1-count_qualifier", "exact")
+    page.click("#claims-group .add-row a")
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_claims-2-source")
+    popup = popup_opening.value
+    popup.wait_for_load_state()
+    popup.fill("#id_title", "Interview with a broker in Yanji")
+    popup.select_option("#id_kind", "testimony")
+    popup.check("#id_confidential")
+    with popup.expect_event("close", timeout=30_000):
+        popup.click("input[name=_save]")
+    page.fill("#id_claims-2-people_count", "60")
+    page.select_option("#id_claims-2-count_qualifier", "at_least")
+    page.check("#id_claims-2-confidential")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".field-date_end .errorlist")).to_have_text(
+        "Give the last day of the range too: 2021-07-31, the month's last day, for a Month (“July 2021”)."
+    )
+    expect(page.locator("#id_place_list + .select2")).to_contain_text("China–North Korea border area")
+    expect(page.locator("#id_claims-2-source + .select2")).to_contain_text("Interview with a broker in Yanji")
+    expect(page.locator("#id_claims-2-confidential")).to_be_checked()
+    expect(page.locator("#id_people_count_max")).to_have_value("60")
+    page.fill("#id_date_end", "2021-07-31")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    incident = Incident.objects.get()
+    assert (incident.date_label, incident.people_count, incident.people_count_min, incident.people_count_max) == (
+        "July 2021",
+        50,
+        40,
+        60,
+    )
+    assert sorted(incident.claims.values_list("people_count", "count_qualifier", "confidential")) == [
+        (40, "exact", False),
+        (50, "about", False),
+        (60, "at_least", True),
+    ]
+    assert incident.claims.get(confidential=True).source.confidential
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
 def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts_it(browser_page, live_server):
     page = browser_page
     make_user(roles.ANALYST, username="analyst")
@@ -176,6 +246,34 @@ def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts
     incident.refresh_from_db()
     assert (incident.people_count, incident.version, incident.updated_by.username) == (85, 2, "reviewer")
     assert client_for().get(incident_url(incident)).json()["people_count"] == 85
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_pending_revisions_page_shows_no_empty_band_on_a_laptop_screen(browser_page, live_server, tmp_path):
+    # The comparison's module began beside the floated page form, so its heading's blue band ran
+    # from the page's top down to its words: below the read-only fields, an empty blue strip.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_user(roles.REVIEWER, username="reviewer")
+    incident = make_incident(title="80 North Koreans repatriated", people_count=80)
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+    page.fill("#id_people_count", "85")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("your changes wait for a Reviewer")
+    log_in(page, live_server, "reviewer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"{live_server.url}/admin/incidents/incidentrevision/{incident.revisions.get().pk}/change/")
+
+    page.screenshot(path=tmp_path / "revision.png", full_page=True)
+    print(f"screenshot: {tmp_path / 'revision.png'}")
+    fields = page.locator("#incidentrevision_form fieldset").bounding_box()
+    comparison = page.locator("h2", has_text="What accepting would change").bounding_box()
+    decide = page.locator("h2", has_text="Decide").bounding_box()
+    assert comparison["y"] >= fields["y"] + fields["height"]
+    assert comparison["height"] == pytest.approx(decide["height"], abs=2)
 
 
 @pytest.mark.browser

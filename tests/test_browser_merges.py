@@ -43,6 +43,13 @@ def test_a_reviewer_decides_same_incident_confirms_the_merge_then_undoes_it(brow
     assert Incident.objects.get(pk=merged.pk).merged_into_id == survivor.pk
     assert client_for().get(incident_url(merged)).status_code == 301
 
+    # At 1280 pixels the undo's fieldset lay beside the merge's fields, a word wide, the page wider
+    # than the window.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    fields = page.locator("#incidentmerge_form fieldset").bounding_box()
+    undo = page.locator("form.merge-undo fieldset").bounding_box()
+    assert undo["y"] >= fields["y"] + fields["height"] and undo["width"] >= fields["width"] - 2
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.click("input[value='Undo merge']")
 
     expect(page.locator(".messagelist")).to_contain_text("are as they were")

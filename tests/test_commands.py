@@ -1,4 +1,4 @@
-"""Management commands: the demo-data generator, the admin account, the smoke request."""
+"""Management commands: the demo-data generator, the sample data, the admin account, the smoke request."""
 
 import os
 import random
@@ -25,6 +25,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from tests.api_support import client_for, incident_url
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 
 
@@ -357,3 +358,35 @@ def test_export_tells_a_write_that_fails():
     make_incident(title="Written nowhere")
     with pytest.raises(CommandError, match=r"-o/--output: cannot write /dev/full: No space left on device"):
         call_command("export_incidents", "-o", "/dev/full")
+
+
+def test_make_runs_sample_load_keeps_what_was_edited_since_the_first_start():
+    # `make run` loaded the sample with `loaddata` at every start: an incident edited since came back
+    # as the fixture has it, its version turned back to 1.
+    first = StringIO()
+    call_command("load_sample", stdout=first)
+    assert "Installed 55 object(s)" in first.getvalue()
+    incident = Incident.objects.get(public_id="INC-000002")
+    answer = client_for(make_user(roles.REVIEWER)).patch(
+        incident_url(incident), {"title": "Deportation of 80 North Koreans (checked)"}, HTTP_IF_MATCH='"1"'
+    )
+    assert answer.status_code == 200, answer.content
+
+    again = StringIO()
+    call_command("load_sample", stdout=again)
+
+    incident.refresh_from_db()
+    assert (incident.title, incident.version) == ("Deportation of 80 North Koreans (checked)", 2)
+    assert Incident.objects.count() == 4
+    assert "the sample data was not loaded again" in again.getvalue()
+
+
+def test_the_sample_is_not_loaded_over_other_records_with_its_ids():
+    # Demo data's first incidents and places hold the ids the sample's records have.
+    place = make_place(name="Hyesan", country="KP")
+    incident = make_incident(title="A demo incident", places=[place])
+
+    call_command("load_sample", stdout=StringIO())
+
+    assert list(Incident.objects.values_list("title", flat=True)) == ["A demo incident"]
+    assert list(incident.places.values_list("name", flat=True)) == ["Hyesan"]

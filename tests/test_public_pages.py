@@ -570,20 +570,36 @@ def test_incident_page_query_count_does_not_grow_with_its_claims(record, django_
 
 
 @pytest.mark.parametrize(
-    "address, parameter",
+    "address, label",
     [
-        ("/?date_from=29/08/2023", "date_from"),
-        ("/?cursor=junk", "cursor"),
-        ("/?cursor=2023-02-30_1", "cursor"),
-        ("/?cursor=2023-01-01_99999999999999999999", "cursor"),
-        ("/statistics/?group_by=week", "group_by"),
-        ("/embed/statistics/?country=XX", "country"),
+        ("/?date_from=29/08/2023", "Dates (incidents that overlap them) › From"),
+        ("/?date_from=2021-13-45", "Dates (incidents that overlap them) › From"),
+        ("/map/?max_people=x", "People (best estimate) › At most"),
+        ("/?min_origins=x", "Corroboration"),
+        ("/?cursor=junk", "Next page"),
+        ("/?cursor=2023-02-30_1", "Next page"),
+        ("/?cursor=2023-01-01_99999999999999999999", "Next page"),
+        ("/statistics/?group_by=week", "Group by"),
+        ("/embed/statistics/?country=XX", "Country"),
+        # No control of the pages sets it: named as the address writes it.
+        ("/?source=x", "<code>source</code>"),
     ],
 )
-def test_a_bad_parameter_gets_a_400_page_naming_it(address, parameter):
+def test_a_bad_parameter_gets_a_400_page_naming_it_as_the_page_labels_it(address, label):
     response = Client().get(address)
     assert response.status_code == 400
-    assert f"<code>{parameter}</code>" in response.content.decode()
+    errors = response.content.decode().split('<ul class="errors">')[1].split("</ul>")[0]
+    assert f"<li>{label}:" in html.unescape(errors)
+
+
+def test_a_bad_parameter_is_named_by_its_label_in_the_readers_language_and_by_its_name_at_the_api():
+    korean = Client().get("/ko/", {"date_from": "2021-13-45", "min_origins": "x"})
+    api = Client().get("/api/v1/incidents/", {"date_from": "2021-13-45", "min_origins": "x"})
+
+    errors = html.unescape(korean.text.split('<ul class="errors">')[1].split("</ul>")[0])
+    assert "<li>기간 (이 기간과 겹치는 사건) › 시작:" in errors and "<li>교차 확인:" in errors
+    assert "date_from" not in errors and "min_origins" not in errors
+    assert api.status_code == 400 and set(api.json()) == {"date_from", "min_origins"}
 
 
 def test_the_statistics_pages_answer_dates_up_to_the_last_day_a_date_can_have(record):
@@ -693,6 +709,29 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
     assert not chart["timeline"] and chart["text"]["incidents"] == "사건"
     # Embedded as JSON data, which no browser runs as a script.
     assert '<script id="chart-data" type="application/json">' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "group_by, labels",
+    [
+        ("year", ["2021", "2022", "2023"]),
+        ("month", ["2021-11", "2021-12", "2022-01", "2022-02"]),
+    ],
+)
+def test_a_timeline_chart_draws_the_periods_without_incidents_as_none(group_by, labels):
+    # People drawn as a line through 2021 and 2023 read 2022 halfway between them, hundreds of
+    # people that year, where no incident was recorded.
+    make_incident(date_start=date(2021, 11, 20), date_end=date(2021, 11, 20), people_count=50)
+    later = date(2022, 2, 3) if group_by == "month" else date(2023, 9, 18)
+    make_incident(date_start=later, date_end=later, people_count=40)
+
+    page = Client().get("/statistics/", {"group_by": group_by})
+
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page.text)[1])
+    assert chart["labels"] == labels
+    assert chart["incidents"] == [1, *[0] * (len(labels) - 2), 1]
+    assert chart["people"] == [50, *[0] * (len(labels) - 2), 40]
+    assert [row["label"] for row in page.context["table"]["results"]] == [labels[0], labels[-1]]
 
 
 def test_statistics_table_counts_people_with_their_range(record):

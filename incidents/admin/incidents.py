@@ -37,6 +37,7 @@ from incidents.models import (
     Place,
     Verification,
     VictimGroup,
+    end_date_hint,
 )
 from incidents.search import IncidentSearch
 from incidents.services import (
@@ -201,6 +202,16 @@ class IncidentForm(EditedVersionForm):
             "and At least; Exact is one figure, with no other min or max. Each source's own figure goes on "
             "its claim below.",
         }
+
+    def clean(self):
+        cleaned_data = super().clean()
+        # "This field is required." under the end date left an analyst entering "in July 2021" with
+        # the start alone to guess what the end of a Month is: say it, from the start and precision.
+        start, precision = cleaned_data.get("date_start"), cleaned_data.get("date_precision")
+        if start and self.has_error("date_end", code="required"):
+            hint = end_date_hint(start, precision)
+            self.errors["date_end"] = self.error_class([f"Give the last day of the range too: {hint}."])
+        return cleaned_data
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

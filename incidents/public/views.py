@@ -1,7 +1,7 @@
 """The public pages: thin views over `incidents.public.selectors`, rendered from templates/public/.
 
 Every page works without JavaScript; every filter state is the query string, so any page is a
-permalink. A bad filter answers 400 with a page naming the parameter, never a 500.
+permalink. A bad filter answers 400 with a page naming it as the page labels it, never a 500.
 """
 
 from datetime import UTC, datetime
@@ -100,8 +100,36 @@ def _facets_context(statistics: dict[str, dict], query) -> dict:
     }
 
 
+_DATES = gettext_lazy("Dates (incidents that overlap them)")
+_PEOPLE = gettext_lazy("People (best estimate)")
+# What a visitor sees each parameter called, under its fieldset's legend where it has one: the
+# filter form's labels, the facets' titles, the words beside what the parameter filters on
+# (corroboration, the organizations involved, the last update) and the link that sets it (the next
+# page's cursor, the statistics' grouping). The same words the page shows, so translated with it; a
+# parameter the pages never set (`source`, `review_state`) is named as the address writes it. The
+# API and the admin name the parameter itself: their readers write it.
+_PARAMETER_LABELS = {
+    "q": (None, gettext_lazy("Search titles, descriptions, sources’ words and places")),
+    "date_from": (_DATES, gettext_lazy("From")),
+    "date_to": (_DATES, gettext_lazy("To")),
+    "min_people": (_PEOPLE, gettext_lazy("At least")),
+    "max_people": (_PEOPLE, gettext_lazy("At most")),
+    **{name: (None, _GROUPING_LABELS[name]) for name in ("type", "country", "place", "perpetrator", "verification")},
+    "min_origins": (None, gettext_lazy("Corroboration")),
+    "organization": (None, gettext_lazy("Organizations involved")),
+    "updated_since": (None, gettext_lazy("Last updated")),
+    "cursor": (None, gettext_lazy("Next page")),
+    "group_by": (None, gettext_lazy("Group by")),
+}
+
+
 def _bad_filters(request, error: ValidationError):
-    return render(request, "public/bad_filters.html", {"errors": error.message_dict}, status=400)
+    errors = [
+        {"parameter": name, "legend": legend, "label": label, "messages": messages}
+        for name, messages in error.message_dict.items()
+        for legend, label in [_PARAMETER_LABELS.get(name, (None, None))]
+    ]
+    return render(request, "public/bad_filters.html", {"errors": errors}, status=400)
 
 
 def embeddable(view):
@@ -274,12 +302,46 @@ def _statistics_context(request) -> dict:
     }
 
 
+# Up to how many years or months a timeline chart draws, the periods without incidents included:
+# two incidents centuries apart would otherwise send thousands of empty months.
+TIMELINE_PERIODS = 1_200
+
+
+def _periods(first: str, last: str, group_by: str) -> list[str]:
+    """Every year ("2021") or month ("2021-07") from `first` to `last`, as the statistics name them."""
+    if group_by == "year":
+        return [str(year) for year in range(int(first), int(last) + 1)]
+    (first_year, first_month), (last_year, last_month) = (map(int, period.split("-")) for period in (first, last))
+    return [
+        f"{index // 12:04d}-{index % 12 + 1:02d}"
+        for index in range(first_year * 12 + first_month - 1, last_year * 12 + last_month)
+    ]
+
+
+def _timeline_rows(rows: list[dict], group_by: str) -> list[dict]:
+    """The rows of a year or month grouping with the periods between them that no incident falls
+    in, as none: the line of people through 2021 and 2023 drew 2022 halfway between them, as if
+    hundreds had been reported that year, where none was."""
+    dated = {row["group"]: row for row in rows if row["group"] is not None}
+    if len(dated) < 2:
+        return rows
+    periods = _periods(min(dated), max(dated), group_by)
+    if len(periods) > TIMELINE_PERIODS:
+        return rows
+    empty = {"incidents": 0, "people_count": 0, "people_count_min": None, "people_count_max": None}
+    return [dated.get(period, {"group": period, "label": period, **empty}) for period in periods] + [
+        row for row in rows if row["group"] is None
+    ]
+
+
 def _chart(table: dict) -> dict:
     """The table's numbers for static/public/charts.js (embedded with json_script), with the words
-    it draws in the reader's language."""
-    rows = table["results"]
+    it draws in the reader's language; a timeline also with the years or months between the
+    table's, which no incident falls in."""
+    timeline = table["group_by"] in ("year", "month")
+    rows = _timeline_rows(table["results"], table["group_by"]) if timeline else table["results"]
     return {
-        "timeline": table["group_by"] in ("year", "month"),
+        "timeline": timeline,
         "labels": [_("Not recorded") if row["group"] is None else row["label"] for row in rows],
         "incidents": [row["incidents"] for row in rows],
         "people": [row["people_count"] for row in rows],

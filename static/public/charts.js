@@ -1,5 +1,6 @@
 // The statistics' charts, drawn with Chart.js (static/vendor/chart.js, from npm) from the numbers
-// the page embeds with Django's json_script (#chart-data): the same rows as the table, which stays
+// the page embeds with Django's json_script (#chart-data): the same rows as the table (a timeline also
+// with the years or months between them that no incident falls in, at none), which stays
 // the accessible form of them. Incidents as bars; people as the best estimate (a line through
 // time, a dark bar per group) over a light bar from the lowest to the highest figure. Nothing is loaded from elsewhere,
 // and Chart.js sets its canvas's size through the DOM, which a Content-Security-Policy allows.
