@@ -1,9 +1,17 @@
+import dataclasses
+
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
@@ -13,6 +21,16 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.confirmation import confirmation_needed
+from accounts.grants import (
+    Powers,
+    account_change_refusals,
+    account_delete_refusal,
+    account_password_refusal,
+    account_powers,
+    group_change_refusals,
+    group_delete_refusal,
+    powers_change_record,
+)
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
 from accounts.views import setup_link_path
@@ -92,7 +110,23 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
-class StaffUserChangeForm(UserChangeForm):
+class ActingUserFormMixin:
+    """A form of the admin that knows who submits it (`actor`, set by `acted_by`): the rules of
+    accounts.grants depend on it."""
+
+    actor = None
+
+    @classmethod
+    def acted_by(cls, actor):
+        return type(cls.__name__, (cls,), {"actor": actor})
+
+    def add_refusals(self, refusals: dict) -> None:
+        for field, messages_ in refusals.items():
+            for message in messages_:
+                self.add_error(field, message)
+
+
+class StaffUserChangeForm(ActingUserFormMixin, UserChangeForm):
     def clean(self):
         cleaned_data = super().clean()
         if cleaned_data.get("is_superuser") and not cleaned_data.get("is_staff"):
@@ -102,16 +136,79 @@ class StaffUserChangeForm(UserChangeForm):
                 "A superuser must be staff: Django gives a superuser every permission, which only the "
                 "second factor that staff pass may open.",
             )
+        self.powers_before = before = account_powers(self.instance)
+        after = Powers(
+            is_superuser=cleaned_data.get("is_superuser", before.is_superuser),
+            is_staff=cleaned_data.get("is_staff", before.is_staff),
+            is_active=cleaned_data.get("is_active", before.is_active),
+            groups=frozenset(cleaned_data["groups"]) if "groups" in cleaned_data else before.groups,
+            permissions=(
+                frozenset(cleaned_data["user_permissions"])
+                if "user_permissions" in cleaned_data
+                else before.permissions
+            ),
+        )
+        self.add_refusals(account_change_refusals(actor=self.actor, account=self.instance, before=before, after=after))
         return cleaned_data
 
 
+class RefusedDeletionMixin:
+    """Deleting, one record or a list's selection, only when `deletion_refusal` finds no reason
+    not to; otherwise the list or the record's page says why and nothing is deleted. The check and
+    the deletion are one transaction (the rules lock the rows they count)."""
+
+    def deletion_refusal(self, request, records) -> str | None:
+        raise NotImplementedError
+
+    def delete_view(self, request, object_id, extra_context=None):
+        with transaction.atomic():
+            record = self.get_object(request, unquote(object_id))
+            if record is not None and (refusal := self.deletion_refusal(request, [record])):
+                self.message_user(request, refusal, messages.ERROR)
+                info = self.opts.app_label, self.opts.model_name
+                return redirect(f"admin:{info[0]}_{info[1]}_change", record.pk)
+            return super().delete_view(request, object_id, extra_context)
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location=action_location)
+        if "delete_selected" in actions:
+            actions["delete_selected"] = dataclasses.replace(
+                actions["delete_selected"], func=type(self)._delete_selected_refused
+            )
+        return actions
+
+    def _delete_selected_refused(self, request, queryset):
+        with transaction.atomic():
+            if refusal := self.deletion_refusal(request, queryset):
+                self.message_user(request, refusal, messages.ERROR)
+                return None
+            return delete_selected(self, request, queryset)
+
+
 @admin.register(User)
-class StaffUserAdmin(UserAdmin):
+class StaffUserAdmin(RefusedDeletionMixin, UserAdmin):
     """Django's users' admin, with setup links for the first authenticator app of staff. Its changes
-    need a recent confirmation of who one is (accounts.admin_site.ConfirmedChangesMixin)."""
+    need a recent confirmation of who one is (accounts.admin_site.ConfirmedChangesMixin), and give
+    or take only the powers accounts.grants allows, recording each."""
 
     form = StaffUserChangeForm
     actions = ["make_setup_links"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        return form.acted_by(request.user) if issubclass(form, ActingUserFormMixin) else form
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        powers_change_record(
+            actor=request.user,
+            holder=form.instance,
+            before=getattr(form, "powers_before", Powers()),
+            after=account_powers(form.instance),
+        )
+
+    def deletion_refusal(self, request, records):
+        return account_delete_refusal(actor=request.user, accounts=records)
 
     def user_change_password(self, request, id, form_url=""):
         """Another person's password, set after a recent confirmation and recorded (who, whose, when,
@@ -122,6 +219,10 @@ class StaffUserAdmin(UserAdmin):
             return redirect("admin:password_change")
         if (refused := confirmation_needed(request, self.model)) is not None:
             return refused
+        account = self.get_object(request, unquote(id))
+        if account is not None and (refusal := account_password_refusal(actor=request.user, account=account)):
+            self.message_user(request, refusal, messages.ERROR)
+            return redirect("admin:auth_user_change", account.pk)
         return super().user_change_password(request, id, form_url)
 
     def has_setup_link_permission(self, request):
@@ -152,3 +253,40 @@ class StaffUserAdmin(UserAdmin):
         # Shown once: no browser or proxy may keep the keys.
         add_never_cache_headers(response)
         return response
+
+
+class RoleForm(ActingUserFormMixin, forms.ModelForm):
+    def clean(self):
+        cleaned_data = super().clean()
+        self.permissions_before = frozenset(self.instance.permissions.all()) if self.instance.pk else frozenset()
+        self.add_refusals(
+            group_change_refusals(actor=self.actor, group=self.instance, permissions=cleaned_data.get("permissions"))
+        )
+        return cleaned_data
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class RoleAdmin(RefusedDeletionMixin, GroupAdmin):
+    """Django's groups' admin (the roles, incidents.roles), where only a superuser changes a role's
+    permissions or deletes a role someone holds (accounts.grants): either changes the powers of
+    every member at once. Each change of a role's permissions is recorded in its history."""
+
+    form = RoleForm
+
+    def get_form(self, request, obj=None, **kwargs):
+        return super().get_form(request, obj, **kwargs).acted_by(request.user)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        powers_change_record(
+            actor=request.user,
+            holder=form.instance,
+            before=Powers(permissions=form.permissions_before),
+            after=Powers(permissions=frozenset(form.instance.permissions.all())),
+        )
+
+    def deletion_refusal(self, request, records):
+        return group_delete_refusal(actor=request.user, groups=records)

@@ -1,0 +1,215 @@
+"""Who may give whom which powers: superuser and staff status, roles (groups) and permissions.
+
+Django lets anyone allowed to change users give any account (their own included) every power, and
+anyone allowed to change groups give every member of a role any permission: an analyst given
+"change user" to reset colleagues' passwords made themselves superuser. Here:
+
+- only a superuser gives or takes superuser status, the staff status of a superuser, the
+  Confidential access role (a need-to-know decision), or changes a role's permissions (a grant to
+  every member at once), deletes a role that has members, or changes or deletes a superuser's
+  account;
+- anyone else gives or takes only roles and permissions they hold themselves;
+- nobody changes their own roles, permissions, superuser or staff status: another administrator
+  must;
+- nobody deactivates, demotes or deletes the last active superuser.
+
+Every door that changes accounts or roles (the admin's users and groups, their list actions) asks
+these functions and refuses, naming the field, before it writes; each grant and removal is recorded
+in the admin's history of the account (Django's LogEntry, where its other changes are)."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+
+from incidents import roles
+
+
+@dataclass(frozen=True)
+class Powers:
+    """What an account may do: its flags, its roles and its own permissions."""
+
+    is_superuser: bool = False
+    is_staff: bool = False
+    is_active: bool = True
+    groups: frozenset[Group] = frozenset()
+    permissions: frozenset[Permission] = frozenset()
+
+
+def account_powers(account) -> Powers:
+    """The powers `account` holds in the database (two queries; none for an unsaved account)."""
+    if account is None or account.pk is None:
+        return Powers()
+    return Powers(
+        is_superuser=account.is_superuser,
+        is_staff=account.is_staff,
+        is_active=account.is_active,
+        groups=frozenset(account.groups.all()),
+        permissions=frozenset(account.user_permissions.select_related("content_type")),
+    )
+
+
+def _codes(permissions: Iterable[Permission]) -> set[str]:
+    return {f"{permission.content_type.app_label}.{permission.codename}" for permission in permissions}
+
+
+def _group_codes(group: Group) -> set[str]:
+    return _codes(group.permissions.select_related("content_type"))
+
+
+def _names(items) -> str:
+    return ", ".join(sorted(str(item) for item in items))
+
+
+def _own(added: bool, what: str) -> str:
+    change = f"give yourself {what}" if added else f"take {what} from yourself"
+    return f"You cannot {change}: another administrator must."
+
+
+def _others_remain_superusers(account) -> bool:
+    """Whether an active superuser other than `account` exists. Locks the active superusers' rows
+    until the transaction ends (the admin's changes and deletions each run in one), so that two
+    superusers deactivating each other at once cannot both succeed."""
+    superusers = get_user_model().objects.select_for_update().filter(is_superuser=True, is_active=True)
+    return any(pk != account.pk for pk in superusers.values_list("pk", flat=True))
+
+
+def account_change_refusals(*, actor, account, before: Powers, after: Powers) -> dict[str, list[str]]:
+    """Why `actor` may not change `account` (None or unsaved: a new account) from `before` to
+    `after`, by field (`None` for the account as a whole); empty when they may. Reads the groups'
+    permissions (one query each changed role) and the active superusers."""
+    refusals: dict[str, list[str]] = {}
+
+    def refuse(field, message):
+        refusals.setdefault(field, []).append(message)
+
+    own = account is not None and account.pk is not None and account.pk == actor.pk
+    granter = actor.is_superuser
+    if not granter and before.is_superuser and not own:
+        refuse(None, "Only a superuser may change a superuser's account.")
+        return refusals
+
+    if after.is_superuser != before.is_superuser:
+        if own:
+            refuse("is_superuser", _own(after.is_superuser, "superuser status"))
+        elif not granter:
+            refuse("is_superuser", "Only a superuser may give or take superuser status.")
+    if after.is_staff != before.is_staff:
+        if own:
+            refuse("is_staff", _own(after.is_staff, "staff status"))
+        elif not granter and (before.is_superuser or after.is_superuser):
+            refuse("is_staff", "Only a superuser may change the staff status of a superuser.")
+
+    added_groups, removed_groups = after.groups - before.groups, before.groups - after.groups
+    if added_groups or removed_groups:
+        if own:
+            refuse("groups", _own(bool(added_groups), "a role"))
+        elif not granter:
+            changed = added_groups | removed_groups
+            if any(group.name == roles.CONFIDENTIAL_ACCESS for group in changed):
+                refuse("groups", f"Only a superuser may give or take the {roles.CONFIDENTIAL_ACCESS} role.")
+            held = actor.get_all_permissions()
+            roles_beyond = (group for group in changed if group.name != roles.CONFIDENTIAL_ACCESS)
+            beyond = [group for group in roles_beyond if _group_codes(group) - held]
+            if beyond:
+                refuse(
+                    "groups",
+                    f"You may give or take only roles whose permissions you hold yourself, not {_names(beyond)}.",
+                )
+
+    added_permissions = after.permissions - before.permissions
+    removed_permissions = before.permissions - after.permissions
+    if added_permissions or removed_permissions:
+        if own:
+            refuse("user_permissions", _own(bool(added_permissions), "a permission"))
+        elif not granter:
+            held = actor.get_all_permissions()
+            beyond = [
+                permission for permission in added_permissions | removed_permissions if _codes([permission]) - held
+            ]
+            if beyond:
+                refuse(
+                    "user_permissions",
+                    f"You may give or take only permissions you hold yourself, not {_names(beyond)}.",
+                )
+
+    stays_superuser = after.is_superuser and after.is_active
+    if before.is_superuser and before.is_active and not stays_superuser and not _others_remain_superusers(account):
+        field = "is_active" if not after.is_active else "is_superuser"
+        refuse(field, "This is the last active superuser: make another account superuser first.")
+    return refusals
+
+
+def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
+    """Why `actor` may not delete `accounts`, or None. Locks the active superusers' rows (see
+    `_others_remain_superusers`)."""
+    accounts = list(accounts)
+    if not actor.is_superuser and any(account.is_superuser for account in accounts):
+        return "Only a superuser may delete a superuser's account."
+    doomed = {account.pk for account in accounts}
+    superusers = get_user_model().objects.select_for_update().filter(is_superuser=True, is_active=True)
+    if any(pk in doomed for pk in superusers.values_list("pk", flat=True)) and not any(
+        pk not in doomed for pk in superusers.values_list("pk", flat=True)
+    ):
+        return "This would delete the last active superuser: make another account superuser first."
+    return None
+
+
+def account_password_refusal(*, actor, account) -> str | None:
+    """Why `actor` may not set `account`'s password, or None: a superuser's only by a superuser,
+    or setting it would hand its powers to whoever is not one."""
+    if account.is_superuser and not actor.is_superuser:
+        return "Only a superuser may set a superuser's password."
+    return None
+
+
+def group_change_refusals(*, actor, group, permissions: Iterable[Permission] | None) -> dict[str, list[str]]:
+    """Why `actor` may not give `group` (unsaved: a new role) `permissions` (None: unchanged), by
+    field. A role's permissions are every member's: changing them is a grant to each, which only
+    a superuser may make."""
+    if actor.is_superuser or permissions is None:
+        return {}
+    before = set(group.permissions.all()) if group.pk is not None else set()
+    if set(permissions) != before:
+        return {
+            "permissions": [
+                "Only a superuser may change a role's permissions: it gives them to, or takes them from, every member."
+            ]
+        }
+    return {}
+
+
+def group_delete_refusal(*, actor, groups: Iterable[Group]) -> str | None:
+    """Why `actor` may not delete `groups`, or None: deleting a role takes it from every member."""
+    if actor.is_superuser:
+        return None
+    held = [group for group in groups if group.user_set.exists()]
+    if held:
+        return f"Only a superuser may delete a role that accounts hold: {_names(held)}."
+    return None
+
+
+def powers_change_record(*, actor, holder, before: Powers, after: Powers) -> LogEntry | None:
+    """Records in the history of `holder` (an account, or a role), the admin's History (Django's
+    LogEntry: who, whom, when), which roles, permissions and statuses `actor` gave and took; None
+    when none changed."""
+    parts = []
+    for added, name in ((after.is_superuser, "superuser status"), (after.is_staff, "staff status")):
+        was = before.is_superuser if name == "superuser status" else before.is_staff
+        if added != was:
+            parts.append(f"{'Gave' if added else 'Took'} {name}.")
+    for verb, items, kind in (
+        ("Gave", after.groups - before.groups, "role"),
+        ("Took", before.groups - after.groups, "role"),
+        ("Gave", after.permissions - before.permissions, "permission"),
+        ("Took", before.permissions - after.permissions, "permission"),
+    ):
+        if items:
+            parts.append(f"{verb} {kind}{'s' if len(items) > 1 else ''}: {_names(items)}.")
+    if not parts:
+        return None
+    return LogEntry.objects.log_actions(
+        user_id=actor.pk, queryset=[holder], action_flag=CHANGE, change_message=" ".join(parts), single_object=True
+    )

@@ -1,0 +1,337 @@
+"""Who may give whom which powers in the admin's users and groups (accounts.grants): a user manager
+(an analyst allowed to change users and groups, who confirmed who they are) gives only the roles
+and permissions they hold, never to themselves; superuser status, the staff status of a superuser,
+Confidential access, a role's permissions and superusers' accounts are a superuser's; nobody
+deactivates or deletes the last active superuser; each grant and removal is recorded."""
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+
+from incidents import roles
+from tests.factories import make_user
+from tests.test_accounts import second_factor_on, signed_in_with_second_factor  # noqa: F401 (a fixture)
+
+User = get_user_model()
+
+pytestmark = pytest.mark.usefixtures("second_factor_on")
+
+
+def permission(label: str) -> Permission:
+    app_label, codename = label.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
+
+
+def role(name: str) -> Group:
+    return Group.objects.get(name=name)
+
+
+def user_manager() -> User:
+    """An analyst also allowed to manage accounts and roles, as a deployment might give a team lead."""
+    manager = make_user(roles.ANALYST)
+    for action in ("view", "add", "change", "delete"):
+        manager.user_permissions.add(permission(f"auth.{action}_user"), permission(f"auth.{action}_group"))
+    return manager
+
+
+def superuser() -> User:
+    return make_user(roles.REVIEWER, is_superuser=True)
+
+
+def user_form(account, **changes) -> dict:
+    """The users' admin change form of `account` as it shows it, with `changes`."""
+    form = {
+        "username": account.username,
+        "email": account.email,
+        "is_active": "on" if account.is_active else "",
+        "is_staff": "on" if account.is_staff else "",
+        "is_superuser": "on" if account.is_superuser else "",
+        "groups": [group.pk for group in account.groups.all()],
+        "user_permissions": [each.pk for each in account.user_permissions.all()],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        **changes,
+    }
+    return {name: value for name, value in form.items() if value != ""}
+
+
+def change(client, account, **changes):
+    return client.post(f"/admin/auth/user/{account.pk}/change/", user_form(account, **changes))
+
+
+def errors_of(page, field: str) -> str:
+    assert page.status_code == 200, page
+    return " ".join(page.context["adminform"].form.errors[field])
+
+
+def powers(account) -> tuple:
+    account = User.objects.get(pk=account.pk)
+    return (
+        account.is_superuser,
+        account.is_staff,
+        account.is_active,
+        sorted(account.groups.values_list("name", flat=True)),
+        sorted(account.user_permissions.values_list("codename", flat=True)),
+    )
+
+
+def role_history(account) -> list[str]:
+    entries = LogEntry.objects.filter(content_type__model="user", object_id=str(account.pk)).order_by("pk")
+    return [entry.get_change_message() for entry in entries]
+
+
+class TestNobodyChangesTheirOwnPowers:
+    @pytest.mark.parametrize(
+        ("field", "changes", "message"),
+        [
+            ("is_superuser", {"is_superuser": "on"}, "You cannot give yourself superuser status"),
+            ("groups", {"groups": "confidential"}, "You cannot give yourself a role: another administrator must."),
+            ("groups", {"groups": "reviewer"}, "You cannot give yourself a role: another administrator must."),
+            ("groups", {"groups": []}, "You cannot take a role from yourself: another administrator must."),
+            ("user_permissions", {"user_permissions": "delete_incident"}, "You cannot give yourself a permission"),
+        ],
+    )
+    def test_a_user_manager_cannot_give_themselves_more(self, field, changes, message):
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        held = [group.pk for group in manager.groups.all()]
+        changes = {
+            name: {
+                "confidential": [*held, role(roles.CONFIDENTIAL_ACCESS).pk],
+                "reviewer": [*held, role(roles.REVIEWER).pk],
+                "delete_incident": [
+                    *(each.pk for each in manager.user_permissions.all()),
+                    permission("incidents.delete_incident").pk,
+                ],
+            }.get(value, value)
+            if isinstance(value, str)
+            else value
+            for name, value in changes.items()
+        }
+        before = powers(manager)
+
+        page = change(client, manager, **changes)
+
+        assert message in errors_of(page, field)
+        assert powers(manager) == before
+
+    def test_a_superuser_cannot_take_their_own_superuser_or_staff_status(self):
+        administrator, colleague = superuser(), superuser()
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+
+        page = change(client, administrator, is_superuser="", is_staff="", groups=[])
+
+        assert "You cannot take superuser status from yourself" in errors_of(page, "is_superuser")
+        assert "You cannot take staff status from yourself" in errors_of(page, "is_staff")
+        assert "another administrator must" in errors_of(page, "groups")
+        assert powers(administrator) == (True, True, True, [roles.REVIEWER], [])
+        assert colleague.is_superuser
+
+
+class TestGivingOthersPowers:
+    def test_a_user_manager_cannot_make_an_account_they_control_superuser(self):
+        manager, spare = user_manager(), make_user(None)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = change(client, spare, is_superuser="on", is_staff="on")
+
+        assert "Only a superuser may give or take superuser status." in errors_of(page, "is_superuser")
+        assert powers(spare) == (False, False, True, [], [])
+
+    @pytest.mark.parametrize(
+        ("given", "message"),
+        [
+            (roles.CONFIDENTIAL_ACCESS, "Only a superuser may give or take the Confidential access role."),
+            (roles.REVIEWER, "You may give or take only roles whose permissions you hold yourself, not Reviewer."),
+        ],
+    )
+    def test_a_user_manager_gives_no_role_beyond_their_own(self, given, message):
+        manager, colleague = user_manager(), make_user(roles.VIEWER)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = change(client, colleague, groups=[role(roles.VIEWER).pk, role(given).pk])
+
+        assert message in errors_of(page, "groups")
+        assert powers(colleague)[3] == [roles.VIEWER]
+
+    def test_a_user_manager_takes_no_role_beyond_their_own(self):
+        manager, colleague = user_manager(), make_user(roles.REVIEWER, confidential=True)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = change(client, colleague, groups=[])
+
+        assert "Only a superuser may give or take the Confidential access role." in errors_of(page, "groups")
+        assert "not Reviewer" in errors_of(page, "groups")
+        assert powers(colleague)[3] == [roles.CONFIDENTIAL_ACCESS, roles.REVIEWER]
+
+    def test_a_user_manager_gives_no_permission_they_do_not_hold(self):
+        manager, colleague = user_manager(), make_user(roles.ANALYST)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = change(client, colleague, user_permissions=[permission("incidents.delete_incident").pk])
+
+        assert "You may give or take only permissions you hold yourself" in errors_of(page, "user_permissions")
+        assert "Can delete incident" in errors_of(page, "user_permissions")
+        assert powers(colleague)[4] == []
+
+    def test_a_user_manager_gives_a_role_they_hold_and_it_is_recorded(self):
+        manager, newcomer = user_manager(), make_user(None, is_staff=True)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        changed = change(client, newcomer, groups=[role(roles.VIEWER).pk, role(roles.ANALYST).pk])
+        taken = change(client, User.objects.get(pk=newcomer.pk), groups=[role(roles.ANALYST).pk])
+
+        assert (changed.status_code, taken.status_code) == (302, 302)
+        assert powers(newcomer)[3] == [roles.ANALYST]
+        recorded = LogEntry.objects.filter(object_id=str(newcomer.pk), content_type__model="user", user=manager)
+        messages = [entry.get_change_message() for entry in recorded.order_by("pk")]
+        assert "Gave roles: Analyst, Viewer." in messages and "Took role: Viewer." in messages
+        assert all(entry.action_time is not None for entry in recorded)
+
+    def test_a_superuser_gives_superuser_status_and_confidential_access_and_it_is_recorded(self):
+        administrator, colleague = superuser(), make_user(roles.REVIEWER)
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+
+        page = change(
+            client,
+            colleague,
+            is_superuser="on",
+            groups=[role(roles.REVIEWER).pk, role(roles.CONFIDENTIAL_ACCESS).pk],
+            user_permissions=[permission("auth.view_user").pk],
+        )
+
+        assert page.status_code == 302
+        assert powers(colleague) == (True, True, True, [roles.CONFIDENTIAL_ACCESS, roles.REVIEWER], ["view_user"])
+        assert (
+            "Gave superuser status. Gave role: Confidential access. Gave permission: "
+            "Authentication and Authorization | user | Can view user."
+        ) in role_history(colleague)
+
+
+class TestSuperusersAccounts:
+    def test_a_user_manager_cannot_change_a_superusers_account(self):
+        manager, administrator = user_manager(), superuser()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = change(client, administrator, email="thief@example.org", is_staff="")
+
+        assert "Only a superuser may change a superuser's account." in " ".join(
+            page.context["adminform"].form.non_field_errors()
+        )
+        assert User.objects.get(pk=administrator.pk).email == "" and powers(administrator)[1]
+
+    def test_a_user_manager_cannot_set_a_superusers_password(self):
+        manager, administrator = user_manager(), superuser()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        new = "a new passphrase for 2027"
+
+        page = client.post(
+            f"/admin/auth/user/{administrator.pk}/password/",
+            {"password1": new, "password2": new, "usable_password": "true"},
+            follow=True,
+        )
+
+        assert "Only a superuser may set a superuser&#x27;s password." in page.content.decode()
+        assert not User.objects.get(pk=administrator.pk).check_password(new)
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_a_user_manager_cannot_delete_a_superuser(self, door):
+        manager, administrator = user_manager(), superuser()
+        superuser()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = delete_account(client, administrator, door)
+
+        assert "Only a superuser may delete a superuser&#x27;s account." in page.content.decode()
+        assert User.objects.filter(pk=administrator.pk).exists()
+
+
+def delete_account(client, account, door):
+    if door == "page":
+        return client.post(f"/admin/auth/user/{account.pk}/delete/", {"post": "yes"}, follow=True)
+    body = {"action": "delete_selected", "_selected_action": [account.pk], "post": "yes"}
+    return client.post("/admin/auth/user/", body, follow=True)
+
+
+class TestTheLastSuperuser:
+    def test_it_cannot_be_deactivated(self):
+        administrator = superuser()
+        User.objects.filter(is_superuser=True).exclude(pk=administrator.pk).update(is_active=False)
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+
+        page = change(client, administrator, is_active="")
+
+        assert "This is the last active superuser" in errors_of(page, "is_active")
+        assert powers(administrator)[2]
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_it_cannot_be_deleted(self, door):
+        administrator = superuser()
+        User.objects.filter(is_superuser=True).exclude(pk=administrator.pk).update(is_active=False)
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+
+        page = delete_account(client, administrator, door)
+
+        assert "This would delete the last active superuser" in page.content.decode()
+        assert User.objects.filter(pk=administrator.pk).exists()
+
+    def test_another_superuser_can_be_deactivated_while_one_remains(self):
+        administrator, colleague = superuser(), superuser()
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+
+        assert change(client, colleague, is_active="").status_code == 302
+        assert not powers(colleague)[2]
+
+
+class TestRoles:
+    def test_a_user_manager_cannot_change_a_roles_permissions(self):
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        analyst = role(roles.ANALYST)
+        before = set(analyst.permissions.all())
+
+        page = client.post(
+            f"/admin/auth/group/{analyst.pk}/change/",
+            {
+                "name": analyst.name,
+                "permissions": [*(p.pk for p in before), permission("incidents.view_confidential").pk],
+            },
+        )
+
+        assert "Only a superuser may change a role's permissions" in errors_of(page, "permissions")
+        assert set(analyst.permissions.all()) == before
+        assert not manager.has_perm("incidents.view_confidential")
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_a_user_manager_cannot_delete_a_role_someone_holds(self, door):
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        reviewer = role(roles.REVIEWER)
+        make_user(roles.REVIEWER)
+
+        if door == "page":
+            page = client.post(f"/admin/auth/group/{reviewer.pk}/delete/", {"post": "yes"}, follow=True)
+        else:
+            body = {"action": "delete_selected", "_selected_action": [reviewer.pk], "post": "yes"}
+            page = client.post("/admin/auth/group/", body, follow=True)
+
+        assert "Only a superuser may delete a role that accounts hold: Reviewer." in page.content.decode()
+        assert Group.objects.filter(pk=reviewer.pk).exists()
+
+    def test_a_superuser_changes_a_roles_permissions_and_it_is_recorded(self):
+        administrator = superuser()
+        client = signed_in_with_second_factor(administrator, confirmed=True)
+        viewer = role(roles.VIEWER)
+        kept = [p.pk for p in viewer.permissions.all()]
+
+        page = client.post(
+            f"/admin/auth/group/{viewer.pk}/change/",
+            {"name": viewer.name, "permissions": [*kept, permission("incidents.submit_incident").pk]},
+        )
+
+        assert page.status_code == 302
+        assert viewer.permissions.filter(codename="submit_incident").exists()
+        recorded = LogEntry.objects.filter(content_type__model="group", object_id=str(viewer.pk), user=administrator)
+        messages = [entry.get_change_message() for entry in recorded]
+        assert "Gave permission: Incident documentation | incident | Can submit incidents for review." in messages
