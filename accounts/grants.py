@@ -4,10 +4,10 @@ Django lets anyone allowed to change users give any account (their own included)
 anyone allowed to change groups give every member of a role any permission: an analyst given
 "change user" to reset colleagues' passwords made themselves superuser. Here:
 
-- only a superuser gives or takes superuser status, the staff status of a superuser, the
-  Confidential access role (a need-to-know decision), or changes a role's permissions (a grant to
-  every member at once), deletes a role that has members, or changes or deletes a superuser's
-  account;
+- only a superuser gives or takes superuser status, the staff status of a superuser, Confidential
+  access (a need-to-know decision: the role, its permission, or a role carrying it, one renamed
+  say), changes a role's permissions (a grant to every member at once), deletes a role that has
+  members, or changes, sets the password of or deletes a superuser's account;
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
@@ -68,6 +68,20 @@ def _own(added: bool, what: str) -> str:
     return f"You cannot {change}: another administrator must."
 
 
+# Seeing confidential records is a need-to-know decision of a superuser's, however it is given: the
+# Confidential access role, the permission itself, or another role carrying it (one renamed).
+CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
+CONFIDENTIAL_REFUSAL = f"Only a superuser may give or take {roles.CONFIDENTIAL_ACCESS}, as a role or a permission."
+
+
+def _opens_confidential(codes: set[str]) -> bool:
+    return CONFIDENTIAL_PERMISSION in codes
+
+
+def _is_confidential_role(group: Group) -> bool:
+    return group.name == roles.CONFIDENTIAL_ACCESS or _opens_confidential(_group_codes(group))
+
+
 def _others_remain_superusers(account) -> bool:
     """Whether an active superuser other than `account` exists. Locks the active superusers' rows
     until the transaction ends (the admin's changes and deletions each run in one), so that two
@@ -108,11 +122,11 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
             refuse("groups", _own(bool(added_groups), "a role"))
         elif not granter:
             changed = added_groups | removed_groups
-            if any(group.name == roles.CONFIDENTIAL_ACCESS for group in changed):
-                refuse("groups", f"Only a superuser may give or take the {roles.CONFIDENTIAL_ACCESS} role.")
+            confidential = {group for group in changed if _is_confidential_role(group)}
+            if confidential:
+                refuse("groups", CONFIDENTIAL_REFUSAL)
             held = actor.get_all_permissions()
-            roles_beyond = (group for group in changed if group.name != roles.CONFIDENTIAL_ACCESS)
-            beyond = [group for group in roles_beyond if _group_codes(group) - held]
+            beyond = [group for group in changed - confidential if _group_codes(group) - held]
             if beyond:
                 refuse(
                     "groups",
@@ -125,10 +139,11 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
         if own:
             refuse("user_permissions", _own(bool(added_permissions), "a permission"))
         elif not granter:
+            changed = added_permissions | removed_permissions
+            if _opens_confidential(_codes(changed)):
+                refuse("user_permissions", CONFIDENTIAL_REFUSAL)
             held = actor.get_all_permissions()
-            beyond = [
-                permission for permission in added_permissions | removed_permissions if _codes([permission]) - held
-            ]
+            beyond = [permission for permission in changed if _codes([permission]) - held]
             if beyond:
                 refuse(
                     "user_permissions",

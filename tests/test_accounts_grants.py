@@ -142,7 +142,10 @@ class TestGivingOthersPowers:
     @pytest.mark.parametrize(
         ("given", "message"),
         [
-            (roles.CONFIDENTIAL_ACCESS, "Only a superuser may give or take the Confidential access role."),
+            (
+                roles.CONFIDENTIAL_ACCESS,
+                "Only a superuser may give or take Confidential access, as a role or a permission.",
+            ),
             (roles.REVIEWER, "You may give or take only roles whose permissions you hold yourself, not Reviewer."),
         ],
     )
@@ -161,9 +164,30 @@ class TestGivingOthersPowers:
 
         page = change(client, colleague, groups=[])
 
-        assert "Only a superuser may give or take the Confidential access role." in errors_of(page, "groups")
+        assert "Only a superuser may give or take Confidential access" in errors_of(page, "groups")
         assert "not Reviewer" in errors_of(page, "groups")
         assert powers(colleague)[3] == [roles.CONFIDENTIAL_ACCESS, roles.REVIEWER]
+
+    @pytest.mark.parametrize("door", ["permission", "another_role"])
+    def test_a_user_manager_with_confidential_access_cannot_pass_it_on(self, door):
+        # Holding it is not deciding who needs to know: neither the permission itself nor a role
+        # carrying it (Confidential access renamed, say) is theirs to give.
+        manager, colleague = user_manager(), make_user(roles.ANALYST)
+        manager.groups.add(role(roles.CONFIDENTIAL_ACCESS))
+        helpers = Group.objects.create(name="Helpers")
+        helpers.permissions.add(permission("incidents.view_confidential"))
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        if door == "permission":
+            field, page = (
+                "user_permissions",
+                change(client, colleague, user_permissions=[permission("incidents.view_confidential").pk]),
+            )
+        else:
+            field, page = "groups", change(client, colleague, groups=[role(roles.ANALYST).pk, helpers.pk])
+
+        assert "Only a superuser may give or take Confidential access" in errors_of(page, field)
+        assert not User.objects.get(pk=colleague.pk).has_perm("incidents.view_confidential")
 
     def test_a_user_manager_gives_no_permission_they_do_not_hold(self):
         manager, colleague = user_manager(), make_user(roles.ANALYST)
