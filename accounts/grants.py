@@ -101,8 +101,8 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
 
     own = account is not None and account.pk is not None and account.pk == actor.pk
     granter = actor.is_superuser
-    if not granter and before.is_superuser and not own:
-        refuse(None, "Only a superuser may change a superuser's account.")
+    if not own and account is not None and (refusal := account_control_refusal(actor=actor, account=account)):
+        refuse(None, refusal)
         return refusals
 
     if after.is_superuser != before.is_superuser:
@@ -157,12 +157,32 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
     return refusals
 
 
+def account_control_refusal(*, actor, account, action: str = "change") -> str | None:
+    """Why `actor` may not `action` (change, delete, set the password of, make a setup link for)
+    `account` as a whole, or None: whoever took over an account holding more than they do (its
+    password set, a setup link for its first app) would hold its powers. A superuser's account is
+    a superuser's; another's needs every permission it holds (one query each account, none for a
+    superuser actor or a new account)."""
+    if actor.is_superuser or account.pk is None or account.pk == actor.pk:
+        return None
+    if account.is_superuser:
+        return f"Only a superuser may {action} a superuser's account."
+    beyond = sorted(get_user_model().objects.get(pk=account.pk).get_all_permissions() - actor.get_all_permissions())
+    if beyond:
+        return (
+            f"Only a superuser may {action} {account.get_username()}'s account: it holds permissions you do not "
+            f"({', '.join(beyond[:3])}{', …' if len(beyond) > 3 else ''})."
+        )
+    return None
+
+
 def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
     """Why `actor` may not delete `accounts`, or None. Locks the active superusers' rows (see
     `_others_remain_superusers`)."""
     accounts = list(accounts)
-    if not actor.is_superuser and any(account.is_superuser for account in accounts):
-        return "Only a superuser may delete a superuser's account."
+    for account in accounts:
+        if refusal := account_control_refusal(actor=actor, account=account, action="delete"):
+            return refusal
     doomed = {account.pk for account in accounts}
     superusers = get_user_model().objects.select_for_update().filter(is_superuser=True, is_active=True)
     if any(pk in doomed for pk in superusers.values_list("pk", flat=True)) and not any(
@@ -173,11 +193,8 @@ def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
 
 
 def account_password_refusal(*, actor, account) -> str | None:
-    """Why `actor` may not set `account`'s password, or None: a superuser's only by a superuser,
-    or setting it would hand its powers to whoever is not one."""
-    if account.is_superuser and not actor.is_superuser:
-        return "Only a superuser may set a superuser's password."
-    return None
+    """Why `actor` may not set `account`'s password, or None (`account_control_refusal`)."""
+    return account_control_refusal(actor=actor, account=account, action="set the password of")
 
 
 def group_change_refusals(*, actor, group, permissions: Iterable[Permission] | None) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.grants import account_control_refusal
 from accounts.models import ApiToken, SetupLink, new_token_key, token_digest
 
 # A token's last use is written at most this often: a partner's sync loop must not turn every
@@ -220,6 +221,11 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
     factor)."""
     if created_by is not None and not created_by.has_perm("accounts.add_setuplink"):
         raise PermissionDenied("You may not make setup links.")
+    if created_by is not None and (
+        refusal := account_control_refusal(actor=created_by, account=user, action="make a setup link for")
+    ):
+        # A link sets up the first app of an account whose password its maker may know: its powers.
+        raise ValidationError(refusal)
     if not (user.is_active and user.is_staff):
         raise ValidationError(
             f"{user.get_username()} is not an active staff account: only staff set up a second factor."

@@ -9,6 +9,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from accounts.models import SetupLink
 from incidents import roles
 from tests.factories import make_user
 from tests.test_accounts import second_factor_on, signed_in_with_second_factor  # noqa: F401 (a fixture)
@@ -158,14 +159,15 @@ class TestGivingOthersPowers:
         assert message in errors_of(page, "groups")
         assert powers(colleague)[3] == [roles.VIEWER]
 
-    def test_a_user_manager_takes_no_role_beyond_their_own(self):
+    def test_a_user_manager_takes_no_role_from_a_colleague_who_holds_more(self):
         manager, colleague = user_manager(), make_user(roles.REVIEWER, confidential=True)
         client = signed_in_with_second_factor(manager, confirmed=True)
 
         page = change(client, colleague, groups=[])
 
-        assert "Only a superuser may give or take Confidential access" in errors_of(page, "groups")
-        assert "not Reviewer" in errors_of(page, "groups")
+        assert (
+            f"Only a superuser may change {colleague.username}'s account: it holds permissions you do not"
+        ) in " ".join(page.context["adminform"].form.non_field_errors())
         assert powers(colleague)[3] == [roles.CONFIDENTIAL_ACCESS, roles.REVIEWER]
 
     @pytest.mark.parametrize("door", ["permission", "another_role"])
@@ -256,7 +258,7 @@ class TestSuperusersAccounts:
             follow=True,
         )
 
-        assert "Only a superuser may set a superuser&#x27;s password." in page.content.decode()
+        assert "Only a superuser may set the password of a superuser&#x27;s account." in page.content.decode()
         assert not User.objects.get(pk=administrator.pk).check_password(new)
 
     @pytest.mark.parametrize("door", ["page", "action"])
@@ -269,6 +271,37 @@ class TestSuperusersAccounts:
 
         assert "Only a superuser may delete a superuser&#x27;s account." in page.content.decode()
         assert User.objects.filter(pk=administrator.pk).exists()
+
+    def test_a_user_manager_cannot_set_the_password_of_a_colleague_who_holds_more(self):
+        # Taking over a reviewer with Confidential access (its password, then a setup link for
+        # its first app) gave its powers as surely as a grant.
+        manager, reviewer = user_manager(), make_user(roles.REVIEWER, confidential=True)
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        new = "a new passphrase for 2027"
+
+        page = client.post(
+            f"/admin/auth/user/{reviewer.pk}/password/",
+            {"password1": new, "password2": new, "usable_password": "true"},
+            follow=True,
+        )
+
+        assert (
+            f"Only a superuser may set the password of {reviewer.username}&#x27;s account: it holds permissions you "
+            "do not (incidents.delete_claim" in page.content.decode()
+        )
+        assert not User.objects.get(pk=reviewer.pk).check_password(new)
+
+    def test_a_user_manager_makes_no_setup_link_for_a_colleague_who_holds_more(self):
+        manager, reviewer = user_manager(), make_user(roles.REVIEWER, confidential=True)
+        manager.user_permissions.add(permission("accounts.add_setuplink"))
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = client.post(
+            "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [reviewer.pk]}, follow=True
+        )
+
+        assert f"Only a superuser may make a setup link for {reviewer.username}&#x27;s account" in page.content.decode()
+        assert not SetupLink.objects.filter(user=reviewer).exists()
 
 
 def delete_account(client, account, door):
@@ -326,6 +359,17 @@ class TestRoles:
         assert "Only a superuser may change a role's permissions" in errors_of(page, "permissions")
         assert set(analyst.permissions.all()) == before
         assert not manager.has_perm("incidents.view_confidential")
+
+    def test_a_user_manager_cannot_add_a_role_with_permissions(self):
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+
+        page = client.post(
+            "/admin/auth/group/add/", {"name": "Deleters", "permissions": [permission("incidents.view_incident").pk]}
+        )
+
+        assert "Only a superuser may change a role's permissions" in errors_of(page, "permissions")
+        assert not Group.objects.filter(name="Deleters").exists()
 
     @pytest.mark.parametrize("door", ["page", "action"])
     def test_a_user_manager_cannot_delete_a_role_someone_holds(self, door):
