@@ -165,8 +165,7 @@ class RefusedDeletionMixin:
             record = self.get_object(request, unquote(object_id))
             if record is not None and (refusal := self.deletion_refusal(request, [record])):
                 self.message_user(request, refusal, messages.ERROR)
-                info = self.opts.app_label, self.opts.model_name
-                return redirect(f"admin:{info[0]}_{info[1]}_change", record.pk)
+                return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", record.pk)
             return super().delete_view(request, object_id, extra_context)
 
     def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
