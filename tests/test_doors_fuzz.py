@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from incidents import roles
 from incidents.models import Response
+from tests.api_support import client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 # Recognisable strings planted in what a reader may not see.
@@ -71,3 +72,12 @@ def test_an_actions_address_with_a_format_suffix_answers_like_its_format_paramet
     assert anonymous.get("/api/v1/releases/incident-tracker-2024.1/files/incidents.csv.json").status_code == 404
     for action in ("revisions/1/accept", "revisions/1/reject", "duplicates/1/merge"):
         assert staff.post(f"/api/v1/{action}.json", {}, format="json").status_code in (400, 404)
+
+
+def test_a_body_nested_past_the_parsers_depth_is_a_400_naming_it():
+    # A few kilobytes of "[" raised RecursionError in the JSON parser: a 500 on every write,
+    # the token request's that anyone may send included.
+    for path in ("/api/v1/auth/token/", "/api/v1/incidents/"):
+        answer = client_for(make_user(roles.ANALYST)).post(path, "[" * 100_000, content_type="application/json")
+        assert answer.status_code == 400
+        assert "nested too deeply" in answer.json()["detail"]
