@@ -81,3 +81,12 @@ def test_a_body_nested_past_the_parsers_depth_is_a_400_naming_it():
         answer = client_for(make_user(roles.ANALYST)).post(path, "[" * 100_000, content_type="application/json")
         assert answer.status_code == 400
         assert "nested too deeply" in answer.json()["detail"]
+
+
+def test_the_admins_autocomplete_refuses_a_nul_in_its_search(client):
+    # Typing a%00b into a claim's source box sent the NUL to PostgreSQL's ILIKE: a 500.
+    client.force_login(make_user(roles.ANALYST))
+    query = {"app_label": "incidents", "model_name": "claim", "field_name": "source"}
+    answer = client.get("/admin/autocomplete/", {**query, "term": "a\x00b"})
+    assert answer.status_code == 200
+    assert answer.json()["results"] == []
