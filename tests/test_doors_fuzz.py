@@ -100,3 +100,21 @@ def test_the_admins_csv_export_refuses_a_filter_value_naming_it(client, paramete
     answer = client.get("/admin/incidents/incident/export.csv", {parameter: value})
     assert answer.status_code == 400
     assert parameter in answer.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/admin/incidents/source/add/", {"title": "Relay", "kind": "news_article", "publisher": "x"}),
+        ("/admin/incidents/source/add/", {"title": "Relay", "kind": "news_article", "cites": "1e400"}),
+        ("/admin/incidents/place/add/", {"name": "Camp", "kind": "city", "parent": "a\x00b"}),
+        ("/admin/incidents/response/add/", {"kind": "statement", "date": "2023-10-01", "incidents": ["x", "NaN"]}),
+    ],
+)
+def test_an_admin_form_sent_back_with_an_id_no_record_has_shows_its_error(client, path, sent):
+    # The page drawn again showed each autocomplete's choice by looking it up: `x` for an id
+    # raised the field's ValueError, a 500, where the form has its own error to show.
+    client.force_login(make_user(roles.ANALYST))
+    answer = client.post(path, sent)
+    assert answer.status_code == 200
+    assert 'class="errornote"' in answer.content.decode()
