@@ -2,6 +2,7 @@ from datetime import MAXYEAR, MINYEAR, date, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
@@ -154,6 +155,50 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
         return context
 
 
+class HeldChoicesMixin:
+    """For an admin autocomplete widget: the values sent back that it shows again are looked up only
+    if its related field can hold them. Django's filtered the related records by each: a form sent
+    back with `publisher=x` (or `1e400`, or a NUL) raised the field's ValueError while the page was
+    drawn, a 500, where the form itself says "Select a valid choice" on the field."""
+
+    def optgroups(self, name, value, attr=None):
+        remote = self.field.remote_field
+        options = remote.model._meta
+        target = options.get_field(getattr(remote, "field_name", None) or options.pk.name)
+        held = []
+        for choice in value:
+            try:
+                target.run_validators(target.to_python(choice))
+            except ValidationError:
+                continue
+            held.append(choice)
+        return super().optgroups(name, held, attr)
+
+
+class HeldChoicesAutocompleteSelect(HeldChoicesMixin, AutocompleteSelect):
+    pass
+
+
+class HeldChoicesAutocompleteSelectMultiple(HeldChoicesMixin, AutocompleteSelectMultiple):
+    pass
+
+
+class HeldChoicesAdminMixin:
+    """For a ModelAdmin: its autocomplete fields draw with HeldChoicesMixin's widgets."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = HeldChoicesAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = HeldChoicesAutocompleteSelectMultiple(
+                db_field, self.admin_site, using=kwargs.get("using")
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
 class PasswordChangeCountedView(PasswordChangeView):
     """Django's password change, giving its form the request, whose client the lockout counts."""
 
@@ -165,8 +210,9 @@ class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
-    bounds of BoundedSearchMixin, filters by values a filter can send (PossibleFilterValuesMixin) and
-    asks for a recent confirmation before changing accounts (ConfirmedChangesMixin)."""
+    bounds of BoundedSearchMixin, filters by values a filter can send (PossibleFilterValuesMixin),
+    draws a form sent back with any value in its autocompletes (HeldChoicesAdminMixin), and asks for a
+    recent confirmation before changing accounts (ConfirmedChangesMixin)."""
 
     # The list of every model beside each page took a fifth of a 1280-pixel screen: the incidents'
     # list, between it and its filters, hid its Verification and Review state columns behind a
@@ -177,7 +223,7 @@ class TrackerAdminSite(admin.AdminSite):
         admin_class = admin_class or admin.ModelAdmin
         bounded = type(
             admin_class.__name__,
-            (ConfirmedChangesMixin, BoundedSearchMixin, PossibleFilterValuesMixin, admin_class),
+            (ConfirmedChangesMixin, BoundedSearchMixin, PossibleFilterValuesMixin, HeldChoicesAdminMixin, admin_class),
             {"__module__": admin_class.__module__},
         )
         super().register(model_or_iterable, bounded, **options)

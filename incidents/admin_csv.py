@@ -10,12 +10,13 @@ import io
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation, IncorrectLookupParameters
+from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import incidents_csv_response
 from incidents.importers import Duplicates, import_incidents_csv
 from incidents.models import Incident
@@ -70,8 +71,10 @@ class IncidentCsvAdminMixin:
         request.GET.pop(BOM_PARAMETER, None)
         try:
             changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters as error:
-            return HttpResponseBadRequest(f"These changelist filters are not valid: {error}")
+        except FilterCannotBeApplied as refusal:
+            # A value the list's filters refuse (`?country=zz`): the list's own 400, where the
+            # refusal, which only the list's page caught, was a 500.
+            return self.filters_refused_response(request, refusal)
         return self._csv_response(
             request, changelist.get_queryset(request), export_filters=dict(request.GET.lists()), bom=bom
         )

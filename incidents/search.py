@@ -35,6 +35,7 @@ from typing import NamedTuple
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import BooleanField, F, Func
 from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
@@ -103,7 +104,10 @@ class SearchTerm(NamedTuple):
 def search_terms(text: str) -> list[SearchTerm]:
     """The distinct words and phrases of `text` (the same in any case counts once), or a
     ValidationError saying which bound it passes. Pieces without a letter or digit (a lone `-`,
-    punctuation) find nothing: left out."""
+    punctuation) find nothing: left out. A NUL character, which PostgreSQL's text cannot hold, is
+    refused: the admin's autocomplete (a claim's source, typed `a%00b`) sent it to the database's
+    ILIKE, a 500."""
+    ProhibitNullCharactersValidator()(text)
     if len(text) > MAX_LENGTH:
         raise ValidationError(
             _("Search at most %(limit)d characters (this search has %(length)d)."),

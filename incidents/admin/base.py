@@ -255,14 +255,17 @@ class FilterValueRefused(IncorrectLookupParameters):
         self.errors = errors
 
 
-class _FilterCannotBeApplied(Exception):
+class FilterCannotBeApplied(Exception):
     """A list filter refused its value while the list was being made (IncorrectLookupParameters,
     which Django's changelist answers with a redirect to a page blaming the database): `errors`
     by parameter, and the `parameters` to drop from the list's link."""
 
-    def __init__(self, refusal: IncorrectLookupParameters, request):
+    def __init__(self, refusal: IncorrectLookupParameters | dict[str, list[str]], request):
         super().__init__(str(refusal))
-        if isinstance(refusal, FilterValueRefused):
+        if isinstance(refusal, dict):
+            # The values `filter_errors` refuses before any filter runs.
+            self.errors, self.parameters = refusal, list(refusal)
+        elif isinstance(refusal, FilterValueRefused):
             self.errors, self.parameters = refusal.errors, list(refusal.errors)
         elif isinstance(refusal.__context__, InvalidPage):
             # A bookmarked page the list no longer reaches (Django raises it bare).
@@ -311,7 +314,7 @@ class OfferedFiltersOnlyMixin:
             try:
                 field = get_fields_from_path(self.model, field_path)[-1]
             except FieldDoesNotExist:
-                continue  # Not a field's filter: its own filter checks it (_FilterCannotBeApplied).
+                continue  # Not a field's filter: its own filter checks it (FilterCannotBeApplied).
             for value in values:
                 try:
                     field.to_python(value)
@@ -320,27 +323,33 @@ class OfferedFiltersOnlyMixin:
         return errors
 
     def changelist_view(self, request, extra_context=None):
-        errors = self.filter_errors(request)
-        refused = list(errors)
-        if not errors:
-            try:
-                return super().changelist_view(request, extra_context)
-            except _FilterCannotBeApplied as refusal:
-                errors, refused = refusal.errors, refusal.parameters
+        try:
+            return super().changelist_view(request, extra_context)
+        except FilterCannotBeApplied as refusal:
+            return self.filters_refused_response(request, refusal)
+
+    def filters_refused_response(self, request, refusal: FilterCannotBeApplied):
+        """The 400 page naming each refused parameter, with a link to the list without them: for
+        the list and for every page made from its query string (its CSV export)."""
         context = {
             **self.admin_site.each_context(request),
             "title": "This filter cannot be applied",
             "opts": self.opts,
-            "errors": errors,
-            "list_without_them": f"?{_query_without(request, refused)}",
+            "errors": refusal.errors,
+            "list_without_them": f"?{_query_without(request, refusal.parameters)}",
         }
         return TemplateResponse(request, "admin/incidents/bad_filter.html", context, status=400)
 
     def get_changelist_instance(self, request):
+        """The list the request's filters select, or FilterCannotBeApplied naming the values they
+        refuse, whatever page asks (the list, its actions, its CSV export)."""
+        errors = self.filter_errors(request)
+        if errors:
+            raise FilterCannotBeApplied(errors, request)
         try:
             return super().get_changelist_instance(request)
         except IncorrectLookupParameters as refusal:
-            raise _FilterCannotBeApplied(refusal, request) from refusal
+            raise FilterCannotBeApplied(refusal, request) from refusal
 
 
 def _query_without(request, names) -> str:

@@ -5,7 +5,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message
-from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple, RelatedFieldWidgetWrapper
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Prefetch
@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_countries import countries
 
+from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
     EditedVersionForm,
@@ -168,7 +169,7 @@ class IncidentForm(EditedVersionForm):
         queryset=Place.objects.with_path(),
         required=False,
         label="Places",
-        widget=AutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
+        widget=HeldChoicesAutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
         help_text="Type to search places by name; the most precise known places (a crossing, a city).",
     )
     # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
@@ -227,7 +228,7 @@ class IncidentForm(EditedVersionForm):
             self.fields["place_list"].initial = list(self.instance.places.all())
 
 
-class RowAutocompleteSelect(AutocompleteSelect):
+class RowAutocompleteSelect(HeldChoicesAutocompleteSelect):
     """An inline row's autocomplete (a claim's source, an involvement's organization) showing the
     record the row links to as the row was read with it (`select_related`), where Django's widget
     looked each up again: one query per claim and per organization on the incident's page. A value

@@ -99,7 +99,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         "is merged already, the pair was decided different, or a version given is stale.",
     )
     @action(detail=True, methods=["post"])
-    def merge(self, request, pk=None):
+    def merge(self, request, pk=None, format=None):
         body = MergeRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         # Not get_object(): a pair whose incident is merged already is out of the list, and its

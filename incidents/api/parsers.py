@@ -1,4 +1,5 @@
-"""The API's request body parsers: DRF's, with JSON refusing numbers no field can hold."""
+"""The API's request body parsers: DRF's, with JSON refusing numbers no field can hold and arrays or
+objects nested deeper than Python's parser can follow."""
 
 import codecs
 import math
@@ -20,7 +21,9 @@ def _finite(text: str) -> float:
 
 class FiniteJSONParser(JSONParser):
     """DRF's JSONParser (NaN and Infinity refused as it does), also refusing a number too large for a
-    float: a 400 naming it, for every field of every write at once."""
+    float: a 400 naming it, for every field of every write at once; and a body nested past the
+    interpreter's recursion limit (`[[[[…` a few thousand deep, a few kilobytes), whose
+    RecursionError was a 500 on every write, anonymous ones included."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         # As DRF's own parse, its checked encoding (text codecs only) included.
@@ -31,3 +34,5 @@ class FiniteJSONParser(JSONParser):
             return json.load(decoded_stream, parse_constant=parse_constant, parse_float=_finite)
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            raise ParseError("JSON parse error - arrays and objects nested too deeply.") from None

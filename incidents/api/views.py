@@ -439,7 +439,7 @@ class IncidentViewSet(ResourceViewSet):
         "counts once per group and once in `total`.",
     )
     @action(detail=False, pagination_class=None)
-    def stats(self, request):
+    def stats(self, request, format=None):
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         filterset = self.filterset_class(request.query_params, queryset=self.visible_incidents(), request=request)
@@ -461,7 +461,7 @@ class IncidentViewSet(ResourceViewSet):
         filterset_class=IncidentWithdrawalFilterSet,
         pagination_class=WithdrawalPagination,
     )
-    def withdrawn(self, request):
+    def withdrawn(self, request, format=None):
         withdrawals = self.filter_queryset(IncidentWithdrawal.objects.reported_to(request.user))
         page = self.paginate_queryset(withdrawals)
         return self.get_paginated_response(IncidentWithdrawalSerializer(page, many=True).data)
@@ -473,7 +473,7 @@ class IncidentViewSet(ResourceViewSet):
         "involvements, oldest first. Claims you may not see are left out.",
     )
     @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=HistoryPagination)
-    def history(self, request, public_id=None):
+    def history(self, request, public_id=None, format=None):
         incident = self.get_object()
         # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
         events = self.paginate_queryset(history_visible_to(incident, request.user))
@@ -521,7 +521,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
-    def accept(self, request, pk=None):
+    def accept(self, request, pk=None, format=None):
         decision = RevisionDecisionSerializer(data=request.data)
         decision.is_valid(raise_exception=True)
         revision = self.get_object()
@@ -536,7 +536,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
-    def reject(self, request, pk=None):
+    def reject(self, request, pk=None, format=None):
         decision = RevisionDecisionSerializer(data=request.data)
         decision.is_valid(raise_exception=True)
         revision = services.incident_revision_reject(
@@ -591,7 +591,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         ),
     )
     @action(detail=True, url_path=r"files/(?P<file_name>[A-Za-z0-9_.]+)", url_name="file", pagination_class=None)
-    def download(self, request, name=None, file_name=None):
+    def download(self, request, name=None, file_name=None, format=None):
         release_file = ReleaseFile.objects.defer("content").filter(release__name=name, name=file_name).first()
         if release_file is None:
             raise Http404
