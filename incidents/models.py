@@ -282,6 +282,12 @@ def end_date_hint(start, precision) -> str:
     return "the last day the sources allow (inclusive)"
 
 
+def end_date_missing_message(start, precision) -> str:
+    """The error for an end date left empty beside `start`, in every door that takes one (the
+    admin's form, the CSV import): it says which day to write rather than only that one is needed."""
+    return f"Give the last day of the range too: {end_date_hint(start, precision)}."
+
+
 def substring_search_index(field: str, name: str) -> GinIndex:
     """A trigram index serving `field__icontains` (Django writes it as UPPER(field) LIKE '%…%'), so
     the admin's search reads the matching rows instead of the whole table. Needs pg_trgm."""

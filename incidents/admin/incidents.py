@@ -37,7 +37,7 @@ from incidents.models import (
     Place,
     Verification,
     VictimGroup,
-    end_date_hint,
+    end_date_missing_message,
 )
 from incidents.search import IncidentSearch
 from incidents.services import (
@@ -209,8 +209,7 @@ class IncidentForm(EditedVersionForm):
         # the start alone to guess what the end of a Month is: say it, from the start and precision.
         start, precision = cleaned_data.get("date_start"), cleaned_data.get("date_precision")
         if start and self.has_error("date_end", code="required"):
-            hint = end_date_hint(start, precision)
-            self.errors["date_end"] = self.error_class([f"Give the last day of the range too: {hint}."])
+            self.errors["date_end"] = self.error_class([end_date_missing_message(start, precision)])
         return cleaned_data
 
     def __init__(self, *args, **kwargs):
