@@ -216,6 +216,20 @@ def test_an_analyst_enters_july_2021_from_the_start_date_alone_and_loses_nothing
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+def test_the_date_precision_comes_before_the_dates_it_decides(browser_page, live_server):
+    # "In July 2021": the precision decides what to type in the two dates, and an analyst met it
+    # only after typing them.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+
+    precision = page.locator("#id_date_precision").bounding_box()
+    for date_field in ("#id_date_start", "#id_date_end"):
+        assert precision["y"] + precision["height"] <= page.locator(date_field).bounding_box()["y"]
+    expect(page.locator(".field-date_precision .help")).to_contain_text("Choose it before the dates below.")
+
+
 def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts_it(browser_page, live_server):
     page = browser_page
     make_user(roles.ANALYST, username="analyst")

@@ -181,9 +181,9 @@ class IncidentForm(EditedVersionForm):
             "title",
             "incident_type",
             "description",
+            "date_precision",
             "date_start",
             "date_end",
-            "date_precision",
             "people_count",
             "people_count_min",
             "people_count_max",
@@ -193,7 +193,7 @@ class IncidentForm(EditedVersionForm):
         # What an uncertain date or figure becomes, where the form named the fields alone and an
         # analyst entering "about 500 ... in July 2021" had to know how the tracker records them.
         help_texts = {
-            "date_precision": "How precisely the sources date it. “In July 2021”: Month, from 2021-07-01 to "
+            "date_precision": "Choose it before the dates below. “In July 2021”: Month, from 2021-07-01 to "
             "2021-07-31; “in 2021”: Year, from 1 January to 31 December; between two days: Range. The "
             "label (“July 2021”) is made from these.",
             "people_count_min": "The lowest credible figure, if the sources allow one.",
@@ -411,8 +411,11 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         (
             "When",
             {
-                "fields": [("date_start", "date_end"), "date_precision", "date_label"],
-                "description": "The range the incident lies in; for a known day, the same date twice.",
+                # The precision first: it decides which dates to type ("in July 2021": Month, then
+                # the month's first and last day), where an analyst met it after typing them.
+                "fields": ["date_precision", ("date_start", "date_end"), "date_label"],
+                "description": "How precisely the sources date it, then the range the incident lies in; "
+                "for a known day, the same date twice.",
             },
         ),
         (
