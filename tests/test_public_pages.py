@@ -27,7 +27,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
-from incidents.models import Incident, IncidentType, Involvement, Response, Source
+from incidents.models import Incident, IncidentType, Involvement, Response, Source, VictimGroup
 from incidents.public import selectors
 from tests.factories import (
     incident_type,
@@ -296,6 +296,21 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     assert "about 500 were sent back" in page
     assert f"Incident Tracker, {record.public_id}, version {record.version}, retrieved" in page
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
+
+
+def test_the_incident_page_names_each_victim_groups_sex_age_group_and_nationality():
+    # "500 · Mixed · Unknown · North Korea" left the reader to guess which was the sex and which
+    # the age group.
+    incident = make_incident()
+    VictimGroup.objects.create(
+        incident=incident, count=500, sex="mixed", age_group="unknown", nationality="KP", description="mostly women"
+    )
+    VictimGroup.objects.create(incident=incident, sex="female", age_group="child")
+
+    page = Client().get(f"/incidents/{incident.public_id}/").content.decode()
+
+    assert "People: 500 · Sex: Mixed · Age group: Unknown · Nationality: North Korea — mostly women" in page
+    assert "<li>Sex: Female · Age group: Children</li>" in page
 
 
 def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
