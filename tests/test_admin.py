@@ -1173,3 +1173,17 @@ def test_a_pending_revisions_page_offers_its_decision_not_a_close_button_above_t
     assert 'class="closelink"' in logged_in(client, analyst).get(page_url).content.decode()
     services.incident_revision_reject(revision=revision, user=reviewer)
     assert 'class="closelink"' in logged_in(client, reviewer).get(page_url).content.decode()
+
+
+def test_home_says_where_the_history_is_not_recent_actions_it_does_not_keep(client, analyst):
+    # Django's "Recent actions: None available" read its own admin log, which the project does not
+    # keep (database triggers record every change), and said so after a day's edits.
+    incident = make_incident(title="Before", review_state="draft")
+    logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="After"))
+    assert Events.objects.tracks(incident).filter(pgh_label="update").exists()
+
+    home = client.get(reverse("admin:index")).content.decode()
+
+    assert "Recent actions" not in home and "None available" not in home
+    assert "open a\n    record and choose <strong>History</strong>" in home
+    assert Incident.objects.get().title == "After"
