@@ -62,6 +62,7 @@ from incidents.models import (
     Place,
     ReviewState,
     Source,
+    end_date_missing_message,
 )
 from incidents.numbers import is_whole_number
 from incidents.querysets import DuplicateCandidate, possible_duplicates_among
@@ -831,7 +832,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
                 )
             else:
                 errors.extend(_check_version(line, record, row.incident, row))
-        data, value_errors = _parse_values(line, record)
+        data, value_errors = _parse_values(line, record, row.incident)
         names, name_errors = resolver.resolve(line, record)
         row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
         row.names = {column: names.get(column) for column in NAME_COLUMNS}
@@ -944,14 +945,17 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     return []
 
 
-def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], list[RowError]]:
+def _parse_values(
+    line: int, record: dict[str, str], incident: Incident | None
+) -> tuple[dict[str, Any], list[RowError]]:
     data, errors = {}, []
     for column in FIELD_COLUMNS:
         if column not in record:
             continue
         raw = record[column]
         if column in DATE_COLUMNS and not raw.strip():
-            errors.append(RowError(line, column, "This field cannot be blank; write the date as YYYY-MM-DD."))
+            message = _blank_date_message(column, record, data.get("date_start"), incident)
+            errors.append(RowError(line, column, message))
         elif column in DATE_COLUMNS:
             try:
                 data[column] = date.fromisoformat(raw.strip())
@@ -977,6 +981,18 @@ def _parse_values(line: int, record: dict[str, str]) -> tuple[dict[str, Any], li
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+def _blank_date_message(column: str, record: dict[str, str], start: date | None, incident: Incident | None) -> str:
+    """An end left empty beside a start is asked for in the admin's words ("2021-07-31, the month's
+    last day, for a Month"), at the precision the row writes, else the incident's, else a new
+    incident's default."""
+    if column != "date_end" or start is None:
+        return "This field cannot be blank; write the date as YYYY-MM-DD."
+    precision = _choice("date_precision", record.get("date_precision", "").strip()) or (
+        incident.date_precision if incident else Incident._meta.get_field("date_precision").default
+    )
+    return end_date_missing_message(start, precision)
 
 
 def _choice(column: str, written: str) -> str | None:

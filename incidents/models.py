@@ -80,6 +80,11 @@ LATITUDE_RANGE_MESSAGE = "Latitude must be between -90 and 90."
 LONGITUDE_RANGE_MESSAGE = "Longitude must be between -180 and 180."
 BOTH_COORDINATES_MESSAGE = "Give both latitude and longitude, or neither."
 PLACE_INSIDE_ITSELF_MESSAGE = "A place cannot be inside itself."
+PLACE_NOWHERE_MESSAGE = (
+    "Say where it is: choose the place that contains it (for Tumen, type “Jilin” and pick China > Jilin), "
+    "or its country if it is one or lies in no other place. Without either, its incidents are counted in "
+    "no country. For a place that lies in no country (a sea), tick “In no country”."
+)
 TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or through others."
 SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
 DATES_REVERSED_MESSAGE = "The end date is before the start date."
@@ -280,6 +285,12 @@ def end_date_hint(start, precision) -> str:
     if precision == DatePrecision.YEAR:
         return f"{start.year}-12-31, for a Year (“{start.year}”)"
     return "the last day the sources allow (inclusive)"
+
+
+def end_date_missing_message(start, precision) -> str:
+    """The error for an end date left empty beside `start`, in every door that takes one (the
+    admin's form, the CSV import): it says which day to write rather than only that one is needed."""
+    return f"Give the last day of the range too: {end_date_hint(start, precision)}."
 
 
 def substring_search_index(field: str, name: str) -> GinIndex:
@@ -563,6 +574,12 @@ class Place(VersionedModel, TimestampedModel):
         while frontier:
             frontier = list(Place.objects.filter(parent__in=frontier, country="").values_list("pk", flat=True))
             Place.objects.filter(pk__in=frontier).update(country=self.country)
+
+    @property
+    def is_nowhere(self) -> bool:
+        """Neither inside another place nor in a country: the statistics count its incidents in no
+        country. Right for a sea, a slip for a city entered by its name alone."""
+        return self.parent_id is None and not self.country
 
     def inherited_country(self) -> str:
         """The country of the nearest place above this one that has one, or "". One query per level."""

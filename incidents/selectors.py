@@ -33,7 +33,9 @@ def incident_filterset(*, user, filters: Mapping[str, Any], following_merges: bo
     incidents = incidents_read_by(user, filters) if following_merges else Incident.objects.visible_to(user)
     filterset = IncidentFilterSet(filters, queryset=incidents, user=user)
     if not filterset.is_valid():
-        raise ValidationError({name: list(messages) for name, messages in filterset.errors.items()})
+        # The errors themselves, not their words: a door may say one by its code in its own terms
+        # (the public pages name the dates of a reversed range by their labels).
+        raise ValidationError(filterset.form.errors.as_data())
     return filterset
 
 

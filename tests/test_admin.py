@@ -16,7 +16,16 @@ from pghistory.models import Events
 
 from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
-from incidents.models import Claim, Incident, Involvement, Organization, Place, Response, Source
+from incidents.models import (
+    PLACE_NOWHERE_MESSAGE,
+    Claim,
+    Incident,
+    Involvement,
+    Organization,
+    Place,
+    Response,
+    Source,
+)
 from incidents.search import IncidentSearch
 from tests.api_support import API, client_for
 from tests.differential import comparable
@@ -462,6 +471,41 @@ class TestDataEntry:
         city = Place.objects.get(name="Bangkok", parent=province)
         sent = json.loads(html.unescape(re.search(r'data-popup-response="([^"]*)"', answer.content.decode())[1]))
         assert sent == {"value": str(city.pk), "obj": "Thailand > Bangkok > Bangkok"}
+
+    def test_a_place_saved_by_its_name_alone_is_asked_where_it_is(self, client, analyst):
+        # A quick "Tumen" from the pop-up became a top-level place in no country, which the
+        # statistics count in no country.
+        logged_in(client, analyst)
+        add = reverse("admin:incidents_place_add") + "?_popup=1&_to_field=id"
+        popup = {"_popup": "1", "_to_field": "id", "kind": "city"}
+
+        answer = client.post(add, {**popup, "name": "Tumen"})
+
+        assert answer.status_code == 200 and not Place.objects.exists()
+        errors = answer.context["adminform"].form.errors
+        assert errors["parent"] == [PLACE_NOWHERE_MESSAGE]
+        assert "Say where it is: choose the place that contains it" in html.unescape(answer.content.decode())
+
+        # A country is top-level by right, and a place in China is in China.
+        client.post(add, {**popup, "name": "China", "kind": "country", "country": "CN"})
+        china = Place.objects.get(name="China")
+        client.post(add, {**popup, "name": "Jilin", "kind": "province", "parent": china.pk})
+        assert Place.objects.get(name="Jilin").country == "CN"
+
+    def test_a_place_in_no_country_is_kept_so_when_the_analyst_says_so(self, client, analyst):
+        logged_in(client, analyst)
+        add = reverse("admin:incidents_place_add")
+
+        client.post(add, {"name": "Yellow Sea", "kind": "other", "in_no_country": "on"})
+        sea = Place.objects.get(name="Yellow Sea")
+        assert sea.parent is None and sea.country == ""
+        # Its page says so, and an edit is not asked again.
+        change = reverse("admin:incidents_place_change", args=[sea.pk])
+        assert client.get(change).context["adminform"].form["in_no_country"].initial is True
+        # Said of a place that has a country, it is a contradiction.
+        answer = client.post(add, {"name": "Dandong", "kind": "city", "country": "CN", "in_no_country": "on"})
+        assert "in_no_country" in answer.context["adminform"].form.errors
+        assert not Place.objects.filter(name="Dandong").exists()
 
 
 class TestConfidentiality:
@@ -1173,3 +1217,17 @@ def test_a_pending_revisions_page_offers_its_decision_not_a_close_button_above_t
     assert 'class="closelink"' in logged_in(client, analyst).get(page_url).content.decode()
     services.incident_revision_reject(revision=revision, user=reviewer)
     assert 'class="closelink"' in logged_in(client, reviewer).get(page_url).content.decode()
+
+
+def test_home_says_where_the_history_is_not_recent_actions_it_does_not_keep(client, analyst):
+    # Django's "Recent actions: None available" read its own admin log, which the project does not
+    # keep (database triggers record every change), and said so after a day's edits.
+    incident = make_incident(title="Before", review_state="draft")
+    logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="After"))
+    assert Events.objects.tracks(incident).filter(pgh_label="update").exists()
+
+    home = client.get(reverse("admin:index")).content.decode()
+
+    assert "Recent actions" not in home and "None available" not in home
+    assert "open a\n    record and choose <strong>History</strong>" in home
+    assert Incident.objects.get().title == "After"

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from accounts.services import setup_link_create
 from accounts.views import setup_link_path
 from incidents import roles
-from incidents.models import Incident
+from incidents.models import Incident, Place
 from tests.api_support import client_for, incident_url
 from tests.browser_support import launch_chromium
 from tests.factories import make_incident, make_place, make_source, make_user
@@ -216,6 +216,20 @@ def test_an_analyst_enters_july_2021_from_the_start_date_alone_and_loses_nothing
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+def test_the_date_precision_comes_before_the_dates_it_decides(browser_page, live_server):
+    # "In July 2021": the precision decides what to type in the two dates, and an analyst met it
+    # only after typing them.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+
+    precision = page.locator("#id_date_precision").bounding_box()
+    for date_field in ("#id_date_start", "#id_date_end"):
+        assert precision["y"] + precision["height"] <= page.locator(date_field).bounding_box()["y"]
+    expect(page.locator(".field-date_precision .help")).to_contain_text("Choose it before the dates below.")
+
+
 def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts_it(browser_page, live_server):
     page = browser_page
     make_user(roles.ANALYST, username="analyst")
@@ -316,6 +330,36 @@ def test_a_place_is_offered_and_chosen_by_its_whole_path(browser_page, live_serv
     expect(chosen).to_contain_text("China > China–North Korea border area > Tumen")
     box = page.locator("#id_place_list + .select2").bounding_box()
     assert box["width"] > 500
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_place_made_from_the_incident_page_is_put_inside_its_province_by_its_path(browser_page, live_server):
+    # A quick "Tumen" in the Places "+" pop-up became a top-level place in no country, counted in
+    # no country in the statistics; the pop-up now asks where it is, first, by the parent's path.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_place(name="Jilin", kind="province", parent=make_place(name="China", kind="country", country="CN"))
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_place_list")
+    popup = popup_opening.value
+    popup.wait_for_load_state()
+    popup.fill("#id_name", "Tumen")
+    popup.click("input[name=_save]")
+    expect(popup.locator(".field-parent .errorlist")).to_contain_text("Say where it is")
+    # Asked right below the name and kind, not past the alternate names and coordinates.
+    assert popup.locator("#id_parent").bounding_box()["y"] < popup.locator("#id_alternate_names").bounding_box()["y"]
+    popup.select_option("#id_kind", "city")
+    choose_in_autocomplete(popup, "id_parent", "Jilin", "China > Jilin")
+    with popup.expect_event("close", timeout=30_000):
+        popup.click("input[name=_save]")
+
+    expect(page.locator("#id_place_list + .select2")).to_contain_text("China > Jilin > Tumen")
+    tumen = Place.objects.get(name="Tumen")
+    assert (tumen.parent.name, tumen.country, tumen.kind) == ("Jilin", "CN", "city")
 
 
 @pytest.mark.browser

@@ -445,6 +445,30 @@ class TestErrors:
         )
         assert "line 2, column date_end: The end date (2023-03-01) is before the start date (2023-03-05)." in errors
 
+    @pytest.mark.parametrize(
+        ("precision", "expected"),
+        [
+            ("month", "2021-07-31, the month's last day, for a Month (“July 2021”)"),
+            ("", "2021-07-01, the start date again, for a known day"),
+        ],
+    )
+    def test_an_end_left_empty_is_asked_for_with_the_day_the_admin_names(self, analyst, tmp_path, precision, expected):
+        # "In July 2021" typed with the start alone: the import said only "write the date as
+        # YYYY-MM-DD", where the admin's form names the day to write.
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},date_precision\nX,forced-repatriation,2021-07-01,,{precision}\n"
+        )
+        assert f"line 2, column date_end: Give the last day of the range too: {expected}." in errors
+
+    def test_an_end_left_empty_of_an_incident_is_asked_for_at_its_precision(self, analyst, tmp_path):
+        incident = make_incident(date_start=date(2020, 1, 1), date_end=date(2020, 12, 31), date_precision="year")
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"public_id,version,{HEADER}\n{incident.public_id},{incident.version},X,forced-repatriation,2020-01-01,\n",
+        )
+        assert "column date_end: Give the last day of the range too: 2020-12-31, for a Year (“2020”)." in errors
+
     def test_a_choice_that_is_none_names_the_values_it_may_take(self, analyst, tmp_path):
         # Django's "Value 'roughly' is not a valid choice." left the analyst guessing what is.
         errors = import_errors(

@@ -609,6 +609,26 @@ def test_the_admin_page_of_a_merged_incident_leads_to_the_survivor(client, world
     ]
 
 
+def test_a_merges_page_offers_its_undo_not_a_close_button_above_it(client, world, reviewer):
+    # A "Close" button stood between the merge's facts and the Undo merge form: two ways out, the
+    # first leaving the page with nothing done. The revision's page leaves it out the same way.
+    client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
+    merge = IncidentMerge.objects.get()
+    merge_page = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    client.force_login(reviewer)
+
+    page = client.get(merge_page).content.decode()
+
+    assert 'class="closelink"' not in page and 'value="Undo merge"' in page
+    # Read by who may not undo it, or once undone, it is a page to close.
+    client.force_login(make_user(roles.VIEWER))
+    assert 'class="closelink"' in client.get(merge_page).content.decode()
+    client.force_login(reviewer)
+    client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]))
+    page = client.get(merge_page).content.decode()
+    assert 'class="closelink"' in page and 'value="Undo merge"' not in page
+
+
 def test_an_admin_address_or_version_in_other_digits_is_an_unknown_one_not_a_server_error(client, world, reviewer):
     # "²" is a digit to str.isdigit() but not to int(), nor is a number of 5,000 digits.
     client.force_login(reviewer)

@@ -27,7 +27,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
-from incidents.models import Incident, IncidentType, Involvement, Response, Source
+from incidents.models import Incident, IncidentType, Involvement, Response, Source, VictimGroup
 from incidents.public import selectors
 from tests.factories import (
     incident_type,
@@ -296,6 +296,21 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     assert "about 500 were sent back" in page
     assert f"Incident Tracker, {record.public_id}, version {record.version}, retrieved" in page
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
+
+
+def test_the_incident_page_names_each_victim_groups_sex_age_group_and_nationality():
+    # "500 · Mixed · Unknown · North Korea" left the reader to guess which was the sex and which
+    # the age group.
+    incident = make_incident()
+    VictimGroup.objects.create(
+        incident=incident, count=500, sex="mixed", age_group="unknown", nationality="KP", description="mostly women"
+    )
+    VictimGroup.objects.create(incident=incident, sex="female", age_group="child")
+
+    page = Client().get(f"/incidents/{incident.public_id}/").content.decode()
+
+    assert "People: 500 · Sex: Mixed · Age group: Unknown · Nationality: North Korea — mostly women" in page
+    assert "<li>Sex: Female · Age group: Children</li>" in page
 
 
 def test_facets_count_the_matching_incidents_and_link_to_permalinks(record):
@@ -602,6 +617,28 @@ def test_a_bad_parameter_is_named_by_its_label_in_the_readers_language_and_by_it
     assert api.status_code == 400 and set(api.json()) == {"date_from", "min_origins"}
 
 
+def test_dates_the_wrong_way_round_are_said_once_by_their_labels_and_by_their_names_at_the_api():
+    # The page said "date_from (2024-01-01) is after date_to (2023-01-01)" twice, under each date,
+    # in the names of parameters the visitor never typed.
+    dates = {"date_from": "2024-01-01", "date_to": "2023-01-01"}
+    for address in ("/", "/statistics/"):
+        page = Client().get(address, dates)
+
+        assert page.status_code == 400
+        errors = html.unescape(page.text.split('<ul class="errors">')[1].split("</ul>")[0])
+        assert errors.count("<li>") == 1
+        assert (
+            "<li>Dates (incidents that overlap them): From (2024-01-01) is after To (2023-01-01): "
+            "no date range overlaps that." in errors
+        )
+        assert "date_from" not in errors and "date_to" not in errors
+    api = Client().get("/api/v1/incidents/", dates)
+    assert api.status_code == 400
+    assert api.json()["date_from"] == [
+        "date_from (2024-01-01) is after date_to (2023-01-01): no date range overlaps that."
+    ]
+
+
 def test_the_statistics_pages_answer_dates_up_to_the_last_day_a_date_can_have(record):
     for address in ("/statistics/", "/embed/statistics/"):
         assert Client().get(address, {"date_to": "9999-12-31"}).status_code == 200
@@ -622,7 +659,10 @@ def test_a_refused_search_or_bad_parameter_is_explained_in_the_readers_language(
     )
     assert "“다음 페이지” 링크를 그대로 사용하십시오." in Client().get("/ko/?cursor=junk").text
     reversed_dates = Client().get("/ko/statistics/", {"date_from": "2024-01-01", "date_to": "2023-01-01"}).text
-    assert "시작 날짜 date_from(2024-01-01)이 끝 날짜 date_to(2023-01-01)보다 늦습니다." in reversed_dates
+    errors = html.unescape(reversed_dates.split('<ul class="errors">')[1].split("</ul>")[0])
+    # Once, under the dates' Korean legend, naming them by their labels, not their parameters.
+    assert errors.count("<li>") == 1 and "<li>기간 (이 기간과 겹치는 사건):" in errors
+    assert "2024-01-01" in errors and "2023-01-01" in errors and "date_from" not in errors
 
 
 def test_the_search_box_says_how_it_reads_words_and_finds_by_their_start_in_either_language():

@@ -5,6 +5,7 @@ form that carries the version it was opened at (`EditedVersionForm`)."""
 
 import json
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.db.models import F
@@ -12,7 +13,7 @@ from django.template.response import TemplateResponse
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
-from incidents.models import IncidentType, Organization, Place, Response, Source
+from incidents.models import PLACE_NOWHERE_MESSAGE, IncidentType, Organization, Place, Response, Source
 
 
 @admin.register(Source)
@@ -40,9 +41,47 @@ class OrganizationAdmin(TrackedModelAdmin):
     search_fields = ["name", "acronym"]
 
 
+class PlaceForm(EditedVersionForm):
+    """A place says where it is: a quick "Tumen" from the incident page's "+" became a top-level
+    place in no country, which the statistics count in no country. A country (or a place in one)
+    is top-level by right; a place in no country at all (a sea) is kept so when the analyst says so."""
+
+    in_no_country = forms.BooleanField(
+        label="In no country",
+        required=False,
+        help_text="A place no country contains, such as a sea: kept without parent or country.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A place already kept in no country was said to be: its edits are not asked again.
+        self.fields["in_no_country"].initial = self.instance.pk is not None and self.instance.is_nowhere
+        self.fields["parent"].help_text = (
+            "The place that contains it, picked by its path (type “Jilin”, pick China > Jilin); it takes "
+            "that place's country."
+        )
+
+    def clean(self):
+        cleaned_data = super().clean()
+        where = Place(parent=cleaned_data.get("parent"), country=cleaned_data.get("country") or "")
+        if cleaned_data.get("in_no_country") and not where.is_nowhere:
+            self.add_error("in_no_country", "It has a parent or a country: leave “In no country” unticked.")
+        elif where.is_nowhere and not cleaned_data.get("in_no_country") and "parent" not in self.errors:
+            self.add_error("parent", PLACE_NOWHERE_MESSAGE)
+        return cleaned_data
+
+
 @admin.register(Place)
 class PlaceAdmin(TrackedModelAdmin):
-    form = EditedVersionForm
+    form = PlaceForm
+    # Where it is comes first: the "+" pop-up of the incident page showed the parent below the
+    # alternate names, and an analyst saved "Tumen" by its name alone.
+    fieldsets = [
+        (None, {"fields": ["name", "kind"]}),
+        ("Where it is", {"fields": ["parent", "country", "in_no_country"]}),
+        ("Other names", {"fields": ["alternate_names"]}),
+        ("Coordinates", {"fields": ["latitude", "longitude", "sensitive", "expected_version"]}),
+    ]
     # Beside the mark, whether the public sees the place coarsened: a place inside a sensitive one is.
     list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
     list_filter = ["kind", "country", "sensitive", "within_sensitive"]

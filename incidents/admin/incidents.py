@@ -38,7 +38,7 @@ from incidents.models import (
     Place,
     Verification,
     VictimGroup,
-    end_date_hint,
+    end_date_missing_message,
 )
 from incidents.search import IncidentSearch
 from incidents.services import (
@@ -182,9 +182,9 @@ class IncidentForm(EditedVersionForm):
             "title",
             "incident_type",
             "description",
+            "date_precision",
             "date_start",
             "date_end",
-            "date_precision",
             "people_count",
             "people_count_min",
             "people_count_max",
@@ -194,7 +194,7 @@ class IncidentForm(EditedVersionForm):
         # What an uncertain date or figure becomes, where the form named the fields alone and an
         # analyst entering "about 500 ... in July 2021" had to know how the tracker records them.
         help_texts = {
-            "date_precision": "How precisely the sources date it. “In July 2021”: Month, from 2021-07-01 to "
+            "date_precision": "Choose it before the dates below. “In July 2021”: Month, from 2021-07-01 to "
             "2021-07-31; “in 2021”: Year, from 1 January to 31 December; between two days: Range. The "
             "label (“July 2021”) is made from these.",
             "people_count_min": "The lowest credible figure, if the sources allow one.",
@@ -210,8 +210,7 @@ class IncidentForm(EditedVersionForm):
         # the start alone to guess what the end of a Month is: say it, from the start and precision.
         start, precision = cleaned_data.get("date_start"), cleaned_data.get("date_precision")
         if start and self.has_error("date_end", code="required"):
-            hint = end_date_hint(start, precision)
-            self.errors["date_end"] = self.error_class([f"Give the last day of the range too: {hint}."])
+            self.errors["date_end"] = self.error_class([end_date_missing_message(start, precision)])
         return cleaned_data
 
     def __init__(self, *args, **kwargs):
@@ -413,8 +412,11 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         (
             "When",
             {
-                "fields": [("date_start", "date_end"), "date_precision", "date_label"],
-                "description": "The range the incident lies in; for a known day, the same date twice.",
+                # The precision first: it decides which dates to type ("in July 2021": Month, then
+                # the month's first and last day), where an analyst met it after typing them.
+                "fields": ["date_precision", ("date_start", "date_end"), "date_label"],
+                "description": "How precisely the sources date it, then the range the incident lies in; "
+                "for a known day, the same date twice.",
             },
         ),
         (

@@ -124,11 +124,26 @@ _PARAMETER_LABELS = {
 
 
 def _bad_filters(request, error: ValidationError):
-    errors = [
-        {"parameter": name, "legend": legend, "label": label, "messages": messages}
-        for name, messages in error.message_dict.items()
-        for legend, label in [_PARAMETER_LABELS.get(name, (None, None))]
-    ]
+    errors, dates_reversed = [], None
+    for name, field_errors in error.error_dict.items():
+        messages = []
+        for field_error in field_errors:
+            if field_error.code == "dates_reversed":
+                # Refused on both dates (either may be the one mistyped) in the parameters' names,
+                # which the API's readers write: said once here, in the words beside the fields.
+                dates_reversed = field_error.params
+            else:
+                messages.extend(field_error)
+        if messages:
+            legend, label = _PARAMETER_LABELS.get(name, (None, None))
+            errors.append({"parameter": name, "legend": legend, "label": label, "messages": messages})
+    if dates_reversed:
+        message = _("%(start)s (%(date_from)s) is after %(end)s (%(date_to)s): no date range overlaps that.") % {
+            "start": _PARAMETER_LABELS["date_from"][1],
+            "end": _PARAMETER_LABELS["date_to"][1],
+            **dates_reversed,
+        }
+        errors.append({"parameter": "date_from", "legend": None, "label": _DATES, "messages": [message]})
     return render(request, "public/bad_filters.html", {"errors": errors}, status=400)
 
 
