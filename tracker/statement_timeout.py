@@ -63,7 +63,11 @@ class AnonymousStatementTimeoutMiddleware:
         ) % {"seconds": f"{settings.ANON_STATEMENT_TIMEOUT / 1000:g}"}
         if request.path_info.startswith("/api/"):
             return JsonResponse({"detail": detail, "parameters": parameters}, status=503)
-        errors = {", ".join(parameters) or request.path: [detail]}
+        # Imported here: the middleware is loaded before the app's views may be.
+        from incidents.public.views import parameters_named
+
+        # Named as the page names them, like a filter it refuses: its visitor never typed `q`.
+        errors = [{"label": parameters_named(parameters) or request.path, "messages": [detail]}]
         return render(request, "public/bad_filters.html", {"errors": errors}, status=503)
 
 

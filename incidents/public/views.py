@@ -123,6 +123,16 @@ _PARAMETER_LABELS = {
 }
 
 
+def parameters_named(names) -> str:
+    """The query parameters `names` as the public pages name them (`_PARAMETER_LABELS`), for a
+    refusal of the request they make together (tracker.statement_timeout)."""
+    named = []
+    for name in names:
+        legend, label = _PARAMETER_LABELS.get(name, (None, None))
+        named.append(f"{legend} › {label}" if legend else str(label or name))
+    return ", ".join(named)
+
+
 def _bad_filters(request, error: ValidationError):
     errors, dates_reversed = [], None
     for name, field_errors in error.error_dict.items():
