@@ -1,11 +1,15 @@
 from django import forms
 from django.contrib.admin.forms import AdminPasswordChangeForm
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django_otp.models import Device
 
 from accounts.lockout import is_locked_out, lockout_message
-from accounts.services import SecondFactorThrottled, second_factor_check, second_factor_enrolled
+from accounts.services import (
+    SecondFactorThrottled,
+    failed_sign_in_counted,
+    second_factor_check,
+    second_factor_enrolled,
+)
 
 
 class CodeForm(forms.Form):
@@ -49,7 +53,30 @@ def current_code_check(request, code: str, *, app_only: bool = False) -> Device:
     return device
 
 
-class FreshCodeForm(forms.Form):
+class CurrentCodeMixin:
+    """A form's `code` field, when it has one (an account with a second factor), checked with
+    current_code_check once everything else is valid: a refused token name or a wrong password
+    must not spend a recovery code, nor count as a failed sign-in. Valid: `device` is the device
+    that accepted the code, or None when none was asked."""
+
+    # Whether one of the recovery codes does instead of the app's code.
+    recovery_code_accepted = True
+    device: Device | None = None
+
+    @property
+    def code_needed(self) -> bool:
+        return "code" in self.fields
+
+    def clean(self):
+        cleaned_data = super().clean()
+        if self.code_needed and not self.errors:
+            self.device = current_code_check(
+                self.request, cleaned_data["code"], app_only=not self.recovery_code_accepted
+            )
+        return cleaned_data
+
+
+class FreshCodeForm(CurrentCodeMixin, forms.Form):
     """A current code from the account's second factor (the app's code, or one recovery code),
     asked on Sign-in security before the session makes long-lived credentials: an API token (90
     days) or new recovery codes (a second factor for good, which also ends the sessions the old
@@ -65,31 +92,12 @@ class FreshCodeForm(forms.Form):
 
     code = current_code_field()
 
-    # Whether one of the recovery codes does instead of the app's code.
-    recovery_code_accepted = True
-
     def __init__(self, data=None, *, request, auto_id: str, prefix: str | None = None):
         # Each form on the page names its own code field: two inputs may not share one id.
         super().__init__(data, auto_id=auto_id, prefix=prefix)
         self.request = request
-        self.device: Device | None = None
         if not second_factor_enrolled(request.user):
             del self.fields["code"]
-
-    @property
-    def code_needed(self) -> bool:
-        return "code" in self.fields
-
-    def clean(self):
-        cleaned_data = super().clean()
-        # Checked only once everything else is valid: a refused token name must not spend a
-        # recovery code, nor count as a failed sign-in.
-        if self.code_needed and not self.errors:
-            self.device = self.check_code(cleaned_data["code"])
-        return cleaned_data
-
-    def check_code(self, code: str) -> Device:
-        return current_code_check(self.request, code, app_only=not self.recovery_code_accepted)
 
 
 class RecoveryCodesForm(FreshCodeForm):
@@ -146,15 +154,12 @@ class ConfirmIdentityForm(FreshCodeForm):
         password = self.cleaned_data["password"]
         user = self.request.user
         if not user.check_password(password):
-            # A failure counted by django-axes may lock this client: its middleware then answers
-            # with the lockout page instead of this one.
-            credentials = {"username": user.get_username()}
-            user_login_failed.send(sender=__name__, credentials=credentials, request=self.request)
+            failed_sign_in_counted(self.request, user)
             raise ValidationError("That is not your password.")
         return password
 
 
-class CountedPasswordChangeForm(AdminPasswordChangeForm):
+class CountedPasswordChangeForm(CurrentCodeMixin, AdminPasswordChangeForm):
     """The admin's password change, whose wrong current password counts as a failed sign-in towards
     the lockout (django-axes hears Django's user_login_failed signal), as a wrong password on the
     login page does: whoever stole a signed-in session's cookie could otherwise guess the password
@@ -173,22 +178,9 @@ class CountedPasswordChangeForm(AdminPasswordChangeForm):
         if second_factor_enrolled(user):
             self.fields["code"] = current_code_field()
 
-    @property
-    def code_needed(self) -> bool:
-        return "code" in self.fields
-
-    def clean(self):
-        cleaned_data = super().clean()
-        if self.code_needed and not self.errors:
-            current_code_check(self.request, cleaned_data["code"])
-        return cleaned_data
-
     def clean_old_password(self):
         try:
             return super().clean_old_password()
         except ValidationError:
-            # A failure counted by django-axes may lock this client: its middleware then answers with
-            # the lockout page instead of this one.
-            credentials = {"username": self.user.get_username()}
-            user_login_failed.send(sender=__name__, credentials=credentials, request=self.request)
+            failed_sign_in_counted(self.request, self.user)
             raise

@@ -75,6 +75,13 @@ def device_locked_until(device: Device) -> datetime | None:
     return None if allowed else refusal["locked_until"]
 
 
+def failed_sign_in_counted(request, user) -> None:
+    """Counts a wrong password or code of `user`'s towards the lockout, as a failed sign-in:
+    django-axes hears Django's user_login_failed signal. Once it locks this client, its middleware
+    answers with the lockout page instead of the one that asked."""
+    user_login_failed.send(sender=__name__, credentials={"username": user.get_username()}, request=request)
+
+
 def second_factor_check(*, request, user, code: str, app_only: bool = False) -> Device | None:
     """The device that accepts `code` (a code from the app, or an unused recovery code, which is
     then spent; with `app_only`, a code from the app alone), or None when every device refused it;
@@ -100,7 +107,7 @@ def second_factor_check(*, request, user, code: str, app_only: bool = False) -> 
                 waiting_until.append(locked_until)
             elif device.verify_token(code):
                 return device
-    user_login_failed.send(sender=__name__, credentials={"username": user.get_username()}, request=request)
+    failed_sign_in_counted(request, user)
     if waiting_until:
         # Every device checks the next code only once the last of them waits no more.
         raise SecondFactorThrottled(locked_until=max(waiting_until))
