@@ -34,6 +34,7 @@ from incidents.filters import IncidentFilterSet
 from incidents.models import Response
 from tests.api_support import client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.test_api_write import new_incident_body
 
 # Recognisable strings planted in what a reader may not see.
 CONFIDENTIAL_CANARIES = ("CanaryConfidentialIncident", "CanaryConfidentialSource", "CanaryConfidentialExcerpt")
@@ -372,19 +373,13 @@ def api_write_targets(world) -> list[tuple[str, str, dict]]:
     public, town, organization = world["public"], world["town"], world["organization"]
     source = public.claims.filter(confidential=False).get().source
     creates = {
-        "incidents": {
-            "title": "Fuzzed",
-            "incident_type": "forced-repatriation",
-            "date_start": "2023-09-18",
-            "date_end": "2023-09-18",
-            "date_precision": "day",
-            "people_count": 40,
-            "count_qualifier": "exact",
-            "places": [town.pk],
-            "claims": [{"source": source.pk, "people_count": 40, "excerpt": "fuzzed"}],
-            "victim_groups": [{"count": 40, "sex": "female"}],
-            "involvements": [{"organization": organization.pk, "role": "perpetrator"}],
-        },
+        "incidents": new_incident_body(
+            title="Fuzzed",
+            places=[town.pk],
+            claims=[{"source": source.pk, "people_count": 40, "excerpt": "fuzzed"}],
+            victim_groups=[{"count": 40, "sex": "female"}],
+            involvements=[{"organization": organization.pk, "role": "perpetrator"}],
+        ),
         "sources": {"title": "Fuzzed source", "kind": "news_article", "cites": source.pk, "publisher": organization.pk},
         "organizations": {"name": "Fuzzed organization", "kind": "ngo", "country": "CN"},
         "places": {"name": "Fuzzed place", "kind": "city", "parent": town.pk, "latitude": 42.0, "longitude": 129.0},
