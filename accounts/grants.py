@@ -184,10 +184,13 @@ def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
         if refusal := account_control_refusal(actor=actor, account=account, action="delete"):
             return refusal
     doomed = {account.pk for account in accounts}
-    superusers = get_user_model().objects.select_for_update().filter(is_superuser=True, is_active=True)
-    if any(pk in doomed for pk in superusers.values_list("pk", flat=True)) and not any(
-        pk not in doomed for pk in superusers.values_list("pk", flat=True)
-    ):
+    superusers = set(
+        get_user_model()
+        .objects.select_for_update()
+        .filter(is_superuser=True, is_active=True)
+        .values_list("pk", flat=True)
+    )
+    if superusers & doomed and not superusers - doomed:
         return "This would delete the last active superuser: make another account superuser first."
     return None
 
