@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, get_fields_from_path, unquote
-from django.contrib.admin.views.main import IGNORED_PARAMS, PAGE_VAR
+from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import InvalidPage, Paginator
 from django.db import connection, transaction
@@ -276,15 +276,21 @@ class FilterCannotBeApplied(Exception):
             self.parameters = [name for name in request.GET if name not in IGNORED_PARAMS]
 
 
+# The parameters of a list's URL that are not filters: Django's changelist takes them out before
+# it asks `lookup_allowed` of the rest.
+NOT_FILTERS = {*IGNORED_PARAMS, PAGE_VAR, ERROR_FLAG}
+NOT_OFFERED_MESSAGE = "This list offers no such filter."
+
+
 class OfferedFiltersOnlyMixin:
     """For a ModelAdmin: its list's URL takes only the filters the list offers, and a value one of
     them cannot take gets a 400 naming the parameter and what is wrong, with a link to the list
     without it. Django answered such a value (`?confidential__exact=maybe`) with a redirect to a
     page that blames the database."""
 
-    # The lookups a list filter of a field sends (a choice, a boolean, a related record, a date
-    # hierarchy's parts); see `lookup_allowed`.
-    FIELD_FILTER_LOOKUPS = ("exact", "isnull", "id__exact", "year", "month", "day")
+    # The lookups a list filter of a field sends (a choice, a boolean, a related record, empty or
+    # not, a date hierarchy's parts); see `lookup_allowed`.
+    FIELD_FILTER_LOOKUPS = ("exact", "isnull", "isempty", "id__exact", "year", "month", "day")
 
     def lookup_allowed(self, lookup, value, request):
         """Only the filters the list offers. Django also accepts any lookup on the model's own
@@ -304,13 +310,19 @@ class OfferedFiltersOnlyMixin:
         return lookup in offered
 
     def filter_errors(self, request) -> dict[str, list[str]]:
-        """What is wrong with the request's filter values, by parameter: an `__exact` value its field
-        cannot hold (a boolean's `maybe`, an id's `abc`). No query."""
+        """What is wrong with the request's filters, by parameter: one the list does not offer
+        (Django answered it with a bare "Bad Request (400)" that named nothing), or an `__exact`
+        value its field cannot hold (a boolean's `maybe`, an id's `abc`). No query."""
         errors = {}
         for parameter, values in request.GET.lists():
+            if parameter in NOT_FILTERS:
+                continue
+            if not all(self.lookup_allowed(parameter, value, request) for value in values):
+                errors[parameter] = [NOT_OFFERED_MESSAGE]
+                continue
             field_path, _, lookup = parameter.rpartition("__")
-            if lookup != "exact" or not all(self.lookup_allowed(parameter, value, request) for value in values):
-                continue  # Django refuses a lookup the list does not offer (400) before any value.
+            if lookup != "exact":
+                continue
             try:
                 field = get_fields_from_path(self.model, field_path)[-1]
             except FieldDoesNotExist:
