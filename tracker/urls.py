@@ -14,3 +14,5 @@ urlpatterns = [
 # The public pages in every language, English without a prefix (`/`, `/ko/`): a page's address
 # names its language, so a shared link opens in the language it was shared in.
 urlpatterns += i18n_patterns(path("", include("incidents.public.urls")), prefix_default_language=False)
+
+handler400 = "tracker.bad_requests.bad_request"

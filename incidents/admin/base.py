@@ -312,7 +312,8 @@ class OfferedFiltersOnlyMixin:
     def filter_errors(self, request) -> dict[str, list[str]]:
         """What is wrong with the request's filters, by parameter: one the list does not offer
         (Django answered it with a bare "Bad Request (400)" that named nothing), or an `__exact`
-        value its field cannot hold (a boolean's `maybe`, an id's `abc`). No query."""
+        value its field cannot hold (a boolean's `maybe`, an id's `abc`), or an `__isempty` one not 0
+        or 1. No query."""
         errors = {}
         for parameter, values in request.GET.lists():
             if parameter in NOT_FILTERS:
@@ -321,6 +322,9 @@ class OfferedFiltersOnlyMixin:
                 errors[parameter] = [NOT_OFFERED_MESSAGE]
                 continue
             field_path, _, lookup = parameter.rpartition("__")
+            if lookup == "isempty" and not set(values) <= {"0", "1"}:
+                # EmptyFieldListFilter refuses anything else with no word of which parameter.
+                errors[parameter] = ["Choose 1 (empty) or 0 (not empty)."]
             if lookup != "exact":
                 continue
             try:

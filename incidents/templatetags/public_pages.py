@@ -87,5 +87,7 @@ def number(value) -> str:
 
 @register.simple_tag(takes_context=True)
 def in_language(context, language: str) -> str:
-    """This page, query string and all, in `language`: the language switch's link."""
-    return translate_url(context["request"].get_full_path(), language)
+    """This page, query string and all, in `language`: the language switch's link. A page about a
+    refused request (`without_query`) links to its address alone: the query was what was refused."""
+    request = context["request"]
+    return translate_url(request.path if context.get("without_query") else request.get_full_path(), language)

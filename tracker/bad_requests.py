@@ -1,0 +1,55 @@
+"""The answer to a request Django refuses before any view runs (`handler400`): too many parameters,
+a body too large, a host name the site does not serve, an admin list's filter it does not offer.
+Django's own page says "Bad Request (400)" and nothing more, in HTML even to an API client; this one
+says what was wrong, as JSON on the API's addresses (as its other errors) and as a page elsewhere,
+naming no value the request sent (a parameter's name at most)."""
+
+import re
+
+from django.conf import settings
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup, DisallowedModelAdminToField
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+API_PREFIX = "/api/"
+# Django names the lookup only in its message ("Filtering by cites__id not allowed").
+REFUSED_LOOKUP = re.compile(r"Filtering by (?P<parameter>.+) not allowed")
+
+
+def refusal_message(exception) -> str:
+    """What was wrong with the request, in words a client can act on, without its values."""
+    if isinstance(exception, TooManyFieldsSent):
+        return _("The request sends more than %(count)s parameters or form fields.") % {
+            "count": f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,}"
+        }
+    if isinstance(exception, TooManyFilesSent):
+        return _("The request sends more than %(count)s files.") % {
+            "count": f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES:,}"
+        }
+    if isinstance(exception, RequestDataTooBig):
+        return _("The request's body is larger than %(megabytes)s MB.") % {
+            "megabytes": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"
+        }
+    # The admins of the incidents app name a refused lookup on their own 400 page
+    # (OfferedFiltersOnlyMixin); this is the others' (accounts, second factors, lockouts).
+    if isinstance(exception, DisallowedModelAdminLookup) and (match := REFUSED_LOOKUP.fullmatch(str(exception))):
+        return _("This list offers no such filter: %(parameter)s.") % match.groupdict()
+    if isinstance(exception, DisallowedModelAdminToField):
+        return _("This page cannot pick records by the field _to_field names.")
+    if isinstance(exception, DisallowedHost):
+        return _("This server does not answer for the host name the request names.")
+    return _("The request could not be read.")
+
+
+def bad_request(request, exception):
+    message = refusal_message(exception)
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": message}, status=400)
+    return render(request, "400.html", {"message": message, "without_query": True}, status=400)
