@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from accounts.services import setup_link_create
 from accounts.views import setup_link_path
 from incidents import roles
-from incidents.models import Incident, Place
+from incidents.models import Incident, Place, Source
 from tests.api_support import client_for, incident_url
 from tests.browser_support import launch_chromium
 from tests.factories import make_incident, make_place, make_source, make_user
@@ -465,3 +465,30 @@ def test_an_administrator_confirms_who_they_are_before_changing_their_own_accoun
     page.goto(f"{live_server.url}/admin/auth/user/{administrator.pk}/password/")
     expect(page.locator("#id_old_password")).to_be_visible()
     expect(page.locator("#id_code")).to_be_visible()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_form_opened_before_its_analyst_signed_in_again_elsewhere_is_still_saved(browser_page, live_server):
+    # Signing in gives the browser a new CSRF token; the form opened before, in another tab, sent
+    # the old one and got Django's 403, everything typed lost.
+    make_user(roles.ANALYST, username="analyst")
+    # Two tabs of one browser: the fixture's page has a context of its own, which opens no other.
+    tabs = browser_page.context.browser.new_context()
+    page, other_tab = tabs.new_page(), tabs.new_page()
+    violations = [watch_for_csp_violations(page), watch_for_csp_violations(other_tab)]
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/source/add/")
+    old_token = page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+
+    log_in(other_tab, live_server, "analyst")
+
+    page.fill("#id_title", "Testimony typed before signing in again")
+    page.select_option("#id_kind", "testimony")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Source.objects.filter(title="Testimony typed before signing in again").exists()
+    # Django signs in with a new token, masked differently on each page: the old one was not it.
+    assert old_token != page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+    assert violations == [[], []]
