@@ -280,7 +280,12 @@ class RoleForm(ActingUserFormMixin, forms.ModelForm):
         cleaned_data = super().clean()
         self.permissions_before = frozenset(self.instance.permissions.all()) if self.instance.pk else frozenset()
         self.add_refusals(
-            group_change_refusals(actor=self.actor, group=self.instance, permissions=cleaned_data.get("permissions"))
+            group_change_refusals(
+                actor=self.actor,
+                group=self.instance,
+                name=cleaned_data.get("name"),
+                permissions=cleaned_data.get("permissions"),
+            )
         )
         return cleaned_data
 
@@ -291,8 +296,9 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class RoleAdmin(RefusedDeletionMixin, GroupAdmin):
     """Django's groups' admin (the roles, incidents.roles), where only a superuser changes a role's
-    permissions or deletes a role someone holds (accounts.grants): either changes the powers of
-    every member at once. Each change of a role's permissions is recorded in its history."""
+    permissions or the name of one of incidents.roles' roles, or deletes a role someone holds
+    (accounts.grants): each changes the powers of every member at once. Each change of a role's
+    permissions is recorded in its history."""
 
     form = RoleForm
 

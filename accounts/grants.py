@@ -6,10 +6,11 @@ anyone allowed to change groups give every member of a role any permission: an a
 
 - only a superuser gives or takes superuser status, the staff status of a superuser, Confidential
   access (a need-to-know decision: the role, its permission, or a role carrying it, one renamed
-  say), changes a role's permissions (a grant to every member at once), deletes a role that has
-  members, or changes, sets the password of, makes a setup link for, removes the second factor of,
-  clears the failed sign-ins of or deletes a superuser's account or one holding permissions the
-  actor lacks;
+  say), changes a role's permissions (a grant to every member at once), renames one of the roles
+  incidents.roles keeps or gives a role one of their names (each migrate gives the role of that
+  name its permissions), deletes a role that has members, or changes, sets the password of, makes
+  a setup link for, removes the second factor of, clears the failed sign-ins of or deletes a
+  superuser's account or one holding permissions the actor lacks;
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
@@ -230,20 +231,42 @@ def failed_sign_ins_clearing_refusal(*, actor, usernames: Iterable[str]) -> str 
     return accounts_control_refusal(actor=actor, accounts=accounts, action="clear the failed sign-ins of")
 
 
-def group_change_refusals(*, actor, group, permissions: Iterable[Permission] | None) -> dict[str, list[str]]:
-    """Why `actor` may not give `group` (unsaved: a new role) `permissions` (None: unchanged), by
-    field. A role's permissions are every member's: changing them is a grant to each, which only
-    a superuser may make."""
-    if actor.is_superuser or permissions is None:
+def _role_name_refusals(*, group, name: str) -> list[str]:
+    """Why a non-superuser may not name `group` (unsaved: a new role) `name`. After each migrate,
+    incidents.roles.ensure_roles gives whichever role then bears one of its names (Viewer,
+    Reviewer…) exactly that role's permissions: renaming Reviewer away, then Viewer to Reviewer,
+    made every viewer a reviewer at the next deploy. One query for a saved role's name."""
+    before = Group.objects.filter(pk=group.pk).values_list("name", flat=True).first() if group.pk else None
+    refusals = []
+    if name != before and before in roles.ROLE_PERMISSIONS:
+        refusals.append(
+            f"Only a superuser may rename {before}: each migrate gives the role named {before} its permissions."
+        )
+    if name != before and name in roles.ROLE_PERMISSIONS:
+        refusals.append(
+            f"Only a superuser may name a role {name}: each migrate gives the role named {name} its permissions."
+        )
+    return refusals
+
+
+def group_change_refusals(
+    *, actor, group, name: str | None = None, permissions: Iterable[Permission] | None = None
+) -> dict[str, list[str]]:
+    """Why `actor` may not give `group` (unsaved: a new role) `name` and `permissions` (either None:
+    unchanged), by field. A role's permissions are every member's: changing them is a grant to
+    each, which only a superuser may make; and so is the name of one of incidents.roles' roles
+    (`_role_name_refusals`)."""
+    if actor.is_superuser:
         return {}
-    before = set(group.permissions.all()) if group.pk is not None else set()
-    if set(permissions) != before:
-        return {
-            "permissions": [
-                "Only a superuser may change a role's permissions: it gives them to, or takes them from, every member."
-            ]
-        }
-    return {}
+    refusals = {}
+    if name is not None and (name_refusals := _role_name_refusals(group=group, name=name)):
+        refusals["name"] = name_refusals
+    before = set(group.permissions.all()) if group.pk is not None and permissions is not None else set()
+    if permissions is not None and set(permissions) != before:
+        refusals["permissions"] = [
+            "Only a superuser may change a role's permissions: it gives them to, or takes them from, every member."
+        ]
+    return refusals
 
 
 def group_delete_refusal(*, actor, groups: Iterable[Group]) -> str | None:

@@ -1,8 +1,9 @@
 """Who may give whom which powers in the admin's users and groups (accounts.grants): a user manager
 (an analyst allowed to change users and groups, who confirmed who they are) gives only the roles
 and permissions they hold, never to themselves; superuser status, the staff status of a superuser,
-Confidential access, a role's permissions and superusers' accounts are a superuser's; nobody
-deactivates or deletes the last active superuser; each grant and removal is recorded."""
+Confidential access, a role's permissions, the names of incidents.roles' roles and superusers'
+accounts (their second factors and failed sign-ins too) are a superuser's; nobody deactivates or
+deletes the last active superuser; each grant and removal is recorded."""
 
 import pytest
 from axes.models import AccessAttempt
@@ -470,6 +471,59 @@ class TestRoles:
 
         assert "Only a superuser may delete a role that accounts hold: Reviewer." in page.content.decode()
         assert Group.objects.filter(pk=reviewer.pk).exists()
+
+    @pytest.mark.parametrize(
+        ("door", "message"),
+        [
+            ("rename_a_role", "Only a superuser may rename Reviewer: each migrate gives the role named Reviewer"),
+            ("take_a_roles_name", "Only a superuser may name a role Reviewer: each migrate gives the role named"),
+            ("new_role_of_that_name", "Only a superuser may name a role Reviewer: each migrate gives the role named"),
+        ],
+        ids=["rename_a_role", "take_a_roles_name", "new_role_of_that_name"],
+    )
+    def test_a_user_manager_cannot_move_a_roles_name(self, door, message):
+        # After each migrate the role named Reviewer holds a reviewer's permissions: Reviewer
+        # renamed away, then Viewer (or a new role) named Reviewer, made its members reviewers.
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        reviewer, viewer = role(roles.REVIEWER), role(roles.VIEWER)
+        if door != "rename_a_role":
+            Group.objects.filter(pk=reviewer.pk).update(name="Old reviewer")  # as a superuser may
+        path, renamed = {
+            "rename_a_role": (f"/admin/auth/group/{reviewer.pk}/change/", reviewer),
+            "take_a_roles_name": (f"/admin/auth/group/{viewer.pk}/change/", viewer),
+            "new_role_of_that_name": ("/admin/auth/group/add/", None),
+        }[door]
+        kept = [p.pk for p in renamed.permissions.all()] if renamed else []
+        before = sorted(Group.objects.values_list("name", flat=True))
+
+        page = client.post(
+            path, {"name": "Old reviewer" if renamed == reviewer else roles.REVIEWER, "permissions": kept}
+        )
+
+        assert message in errors_of(page, "name")
+        assert sorted(Group.objects.values_list("name", flat=True)) == before
+
+    def test_a_superuser_renames_a_role_and_a_user_manager_renames_their_own(self):
+        administrator, manager = superuser(), user_manager()
+        helpers = Group.objects.create(name="Helpers")
+        reviewer = role(roles.REVIEWER)
+        superusers, managers = (
+            signed_in_with_second_factor(administrator, confirmed=True),
+            signed_in_with_second_factor(manager, confirmed=True),
+        )
+        kept = [p.pk for p in reviewer.permissions.all()]
+
+        renamed = superusers.post(
+            f"/admin/auth/group/{reviewer.pk}/change/", {"name": "Old reviewer", "permissions": kept}
+        )
+        own = managers.post(f"/admin/auth/group/{helpers.pk}/change/", {"name": "Helpdesk"})
+
+        assert (renamed.status_code, own.status_code) == (302, 302)
+        assert set(Group.objects.filter(pk__in=[reviewer.pk, helpers.pk]).values_list("name", flat=True)) == {
+            "Old reviewer",
+            "Helpdesk",
+        }
 
     def test_a_superuser_changes_a_roles_permissions_and_it_is_recorded(self):
         administrator = superuser()
