@@ -1,5 +1,7 @@
 import dataclasses
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -27,9 +29,11 @@ from accounts.grants import (
     account_delete_refusal,
     account_password_refusal,
     account_powers,
+    failed_sign_ins_clearing_refusal,
     group_change_refusals,
     group_delete_refusal,
     powers_change_record,
+    second_factor_removal_refusal,
 )
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
@@ -78,18 +82,54 @@ class SetupLinkAdmin(admin.ModelAdmin):
         return False
 
 
-class DeleteOnlyDeviceAdminMixin:
+class RefusedDeletionMixin:
+    """Deleting, one record or a list's selection, only when `deletion_refusal` finds no reason
+    not to; otherwise the list or the record's page says why and nothing is deleted. The check and
+    the deletion are one transaction (the rules lock the rows they count)."""
+
+    def deletion_refusal(self, request, records) -> str | None:
+        raise NotImplementedError
+
+    def delete_view(self, request, object_id, extra_context=None):
+        with transaction.atomic():
+            record = self.get_object(request, unquote(object_id))
+            if record is not None and (refusal := self.deletion_refusal(request, [record])):
+                self.message_user(request, refusal, messages.ERROR)
+                return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", record.pk)
+            return super().delete_view(request, object_id, extra_context)
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location=action_location)
+        if "delete_selected" in actions:
+            actions["delete_selected"] = dataclasses.replace(
+                actions["delete_selected"], func=type(self)._delete_selected_refused
+            )
+        return actions
+
+    def _delete_selected_refused(self, request, queryset):
+        with transaction.atomic():
+            if refusal := self.deletion_refusal(request, queryset):
+                self.message_user(request, refusal, messages.ERROR)
+                return None
+            return delete_selected(self, request, queryset)
+
+
+class DeleteOnlyDeviceAdminMixin(RefusedDeletionMixin):
     """A second factor is set up by its owner alone: a first app with an administrator's setup link,
     a later one with the current app's code, recovery codes beside an app (accounts.services). Here
     an administrator deletes one, lost with the phone, and nothing else: django-otp's admin added an
     app of a chosen key or recovery codes of chosen values to any account (one's own included, past
-    the current app's code), and moved an app to another account."""
+    the current app's code), and moved an app to another account. Only the second factor of an
+    account one controls (accounts.grants.second_factor_removal_refusal)."""
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def deletion_refusal(self, request, records):
+        return second_factor_removal_refusal(actor=request.user, devices=records)
 
 
 class AuthenticatorAppAdmin(DeleteOnlyDeviceAdminMixin, TOTPDeviceAdmin):
@@ -104,6 +144,19 @@ admin.site.unregister(TOTPDevice)
 admin.site.register(TOTPDevice, AuthenticatorAppAdmin)
 admin.site.unregister(StaticDevice)
 admin.site.register(StaticDevice, RecoveryCodesAdmin)
+
+
+class FailedSignInsAdmin(RefusedDeletionMixin, AccessAttemptAdmin):
+    """django-axes' counts of failed sign-ins, by username and client; deleting one lifts its
+    lockout, which only whoever controls the account named may (accounts.grants
+    .failed_sign_ins_clearing_refusal). Its access logs count nothing: deleting them unlocks none."""
+
+    def deletion_refusal(self, request, records):
+        return failed_sign_ins_clearing_refusal(actor=request.user, usernames=[record.username for record in records])
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, FailedSignInsAdmin)
 
 
 User = get_user_model()
@@ -150,38 +203,6 @@ class StaffUserChangeForm(ActingUserFormMixin, UserChangeForm):
         )
         self.add_refusals(account_change_refusals(actor=self.actor, account=self.instance, before=before, after=after))
         return cleaned_data
-
-
-class RefusedDeletionMixin:
-    """Deleting, one record or a list's selection, only when `deletion_refusal` finds no reason
-    not to; otherwise the list or the record's page says why and nothing is deleted. The check and
-    the deletion are one transaction (the rules lock the rows they count)."""
-
-    def deletion_refusal(self, request, records) -> str | None:
-        raise NotImplementedError
-
-    def delete_view(self, request, object_id, extra_context=None):
-        with transaction.atomic():
-            record = self.get_object(request, unquote(object_id))
-            if record is not None and (refusal := self.deletion_refusal(request, [record])):
-                self.message_user(request, refusal, messages.ERROR)
-                return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", record.pk)
-            return super().delete_view(request, object_id, extra_context)
-
-    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
-        actions = super().get_actions(request, action_location=action_location)
-        if "delete_selected" in actions:
-            actions["delete_selected"] = dataclasses.replace(
-                actions["delete_selected"], func=type(self)._delete_selected_refused
-            )
-        return actions
-
-    def _delete_selected_refused(self, request, queryset):
-        with transaction.atomic():
-            if refusal := self.deletion_refusal(request, queryset):
-                self.message_user(request, refusal, messages.ERROR)
-                return None
-            return delete_selected(self, request, queryset)
 
 
 @admin.register(User)
@@ -259,7 +280,12 @@ class RoleForm(ActingUserFormMixin, forms.ModelForm):
         cleaned_data = super().clean()
         self.permissions_before = frozenset(self.instance.permissions.all()) if self.instance.pk else frozenset()
         self.add_refusals(
-            group_change_refusals(actor=self.actor, group=self.instance, permissions=cleaned_data.get("permissions"))
+            group_change_refusals(
+                actor=self.actor,
+                group=self.instance,
+                name=cleaned_data.get("name"),
+                permissions=cleaned_data.get("permissions"),
+            )
         )
         return cleaned_data
 
@@ -270,8 +296,9 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class RoleAdmin(RefusedDeletionMixin, GroupAdmin):
     """Django's groups' admin (the roles, incidents.roles), where only a superuser changes a role's
-    permissions or deletes a role someone holds (accounts.grants): either changes the powers of
-    every member at once. Each change of a role's permissions is recorded in its history."""
+    permissions or the name of one of incidents.roles' roles, or deletes a role someone holds
+    (accounts.grants): each changes the powers of every member at once. Each change of a role's
+    permissions is recorded in its history."""
 
     form = RoleForm
 

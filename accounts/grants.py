@@ -6,16 +6,20 @@ anyone allowed to change groups give every member of a role any permission: an a
 
 - only a superuser gives or takes superuser status, the staff status of a superuser, Confidential
   access (a need-to-know decision: the role, its permission, or a role carrying it, one renamed
-  say), changes a role's permissions (a grant to every member at once), deletes a role that has
-  members, or changes, sets the password of or deletes a superuser's account;
+  say), changes a role's permissions (a grant to every member at once), renames one of the roles
+  incidents.roles keeps or gives a role one of their names (each migrate gives the role of that
+  name its permissions), deletes a role that has members, or changes, sets the password of, makes
+  a setup link for, removes the second factor of, clears the failed sign-ins of or deletes a
+  superuser's account or one holding permissions the actor lacks;
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
 - nobody deactivates, demotes or deletes the last active superuser.
 
-Every door that changes accounts or roles (the admin's users and groups, their list actions) asks
-these functions and refuses, naming the field, before it writes; each grant and removal is recorded
-in the admin's history of the account (Django's LogEntry, where its other changes are)."""
+Every door that changes accounts or roles (the admin's users, groups, second factors and lockout
+records, their list actions) asks these functions and refuses, naming the field, before it writes;
+each grant and removal is recorded in the admin's history of the account (Django's LogEntry, where
+its other changes are)."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -176,13 +180,21 @@ def account_control_refusal(*, actor, account, action: str = "change") -> str | 
     return None
 
 
+def accounts_control_refusal(*, actor, accounts: Iterable, action: str) -> str | None:
+    """The first reason `actor` may not `action` one of `accounts` (`account_control_refusal`), or
+    None."""
+    for account in accounts:
+        if refusal := account_control_refusal(actor=actor, account=account, action=action):
+            return refusal
+    return None
+
+
 def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
     """Why `actor` may not delete `accounts`, or None. Locks the active superusers' rows (see
     `_others_remain_superusers`)."""
     accounts = list(accounts)
-    for account in accounts:
-        if refusal := account_control_refusal(actor=actor, account=account, action="delete"):
-            return refusal
+    if refusal := accounts_control_refusal(actor=actor, accounts=accounts, action="delete"):
+        return refusal
     doomed = {account.pk for account in accounts}
     superusers = set(
         get_user_model()
@@ -200,20 +212,61 @@ def account_password_refusal(*, actor, account) -> str | None:
     return account_control_refusal(actor=actor, account=account, action="set the password of")
 
 
-def group_change_refusals(*, actor, group, permissions: Iterable[Permission] | None) -> dict[str, list[str]]:
-    """Why `actor` may not give `group` (unsaved: a new role) `permissions` (None: unchanged), by
-    field. A role's permissions are every member's: changing them is a grant to each, which only
-    a superuser may make."""
-    if actor.is_superuser or permissions is None:
+def second_factor_removal_refusal(*, actor, devices: Iterable) -> str | None:
+    """Why `actor` may not delete `devices` (authenticator apps, recovery codes), or None: an account
+    without its second factor is a step from being taken over (a setup link, a password reset, and
+    whoever made them sets up their own phone), so it is `account_control_refusal` of each owner.
+    One query for the owners."""
+    owners = get_user_model().objects.filter(pk__in={device.user_id for device in devices}).order_by("pk")
+    return accounts_control_refusal(actor=actor, accounts=owners, action="remove the second factor of")
+
+
+def failed_sign_ins_clearing_refusal(*, actor, usernames: Iterable[str]) -> str | None:
+    """Why `actor` may not delete the lockout's counts of failed sign-ins at `usernames`
+    (django-axes' attempts), or None: clearing them lets whoever is guessing an account's password
+    go on guessing, so it is `account_control_refusal` of each account named; a name that is no
+    account's protects none. One query for the accounts."""
+    User = get_user_model()
+    accounts = User.objects.filter(**{f"{User.USERNAME_FIELD}__in": set(usernames)}).order_by("pk")
+    return accounts_control_refusal(actor=actor, accounts=accounts, action="clear the failed sign-ins of")
+
+
+def _role_name_refusals(*, group, name: str) -> list[str]:
+    """Why a non-superuser may not name `group` (unsaved: a new role) `name`. After each migrate,
+    incidents.roles.ensure_roles gives whichever role then bears one of its names (Viewer,
+    Reviewer…) exactly that role's permissions: renaming Reviewer away, then Viewer to Reviewer,
+    made every viewer a reviewer at the next deploy. One query for a saved role's name."""
+    before = Group.objects.filter(pk=group.pk).values_list("name", flat=True).first() if group.pk else None
+    refusals = []
+    if name != before and before in roles.ROLE_PERMISSIONS:
+        refusals.append(
+            f"Only a superuser may rename {before}: each migrate gives the role named {before} its permissions."
+        )
+    if name != before and name in roles.ROLE_PERMISSIONS:
+        refusals.append(
+            f"Only a superuser may name a role {name}: each migrate gives the role named {name} its permissions."
+        )
+    return refusals
+
+
+def group_change_refusals(
+    *, actor, group, name: str | None = None, permissions: Iterable[Permission] | None = None
+) -> dict[str, list[str]]:
+    """Why `actor` may not give `group` (unsaved: a new role) `name` and `permissions` (either None:
+    unchanged), by field. A role's permissions are every member's: changing them is a grant to
+    each, which only a superuser may make; and so is the name of one of incidents.roles' roles
+    (`_role_name_refusals`)."""
+    if actor.is_superuser:
         return {}
-    before = set(group.permissions.all()) if group.pk is not None else set()
-    if set(permissions) != before:
-        return {
-            "permissions": [
-                "Only a superuser may change a role's permissions: it gives them to, or takes them from, every member."
-            ]
-        }
-    return {}
+    refusals = {}
+    if name is not None and (name_refusals := _role_name_refusals(group=group, name=name)):
+        refusals["name"] = name_refusals
+    before = set(group.permissions.all()) if group.pk is not None and permissions is not None else set()
+    if permissions is not None and set(permissions) != before:
+        refusals["permissions"] = [
+            "Only a superuser may change a role's permissions: it gives them to, or takes them from, every member."
+        ]
+    return refusals
 
 
 def group_delete_refusal(*, actor, groups: Iterable[Group]) -> str | None:

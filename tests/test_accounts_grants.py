@@ -1,10 +1,12 @@
 """Who may give whom which powers in the admin's users and groups (accounts.grants): a user manager
 (an analyst allowed to change users and groups, who confirmed who they are) gives only the roles
 and permissions they hold, never to themselves; superuser status, the staff status of a superuser,
-Confidential access, a role's permissions and superusers' accounts are a superuser's; nobody
-deactivates or deletes the last active superuser; each grant and removal is recorded."""
+Confidential access, a role's permissions, the names of incidents.roles' roles and superusers'
+accounts (their second factors and failed sign-ins too) are a superuser's; nobody deactivates or
+deletes the last active superuser; each grant and removal is recorded."""
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -12,7 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from accounts.models import SetupLink
 from incidents import roles
 from tests.factories import make_user
-from tests.test_accounts import second_factor_on, signed_in_with_second_factor  # noqa: F401 (a fixture)
+from tests.test_accounts import enrol, second_factor_on, signed_in_with_second_factor  # noqa: F401 (a fixture)
 
 User = get_user_model()
 
@@ -304,11 +306,98 @@ class TestSuperusersAccounts:
         assert not SetupLink.objects.filter(user=reviewer).exists()
 
 
-def delete_account(client, account, door):
+def failed_sign_ins(username: str) -> AccessAttempt:
+    """The lockout's count of five wrong passwords for `username` from one address: locked."""
+    return AccessAttempt.objects.create(
+        username=username, ip_address="203.0.113.9", failures_since_start=5, user_agent="", get_data=""
+    )
+
+
+class TestWhatProtectsAnAccount:
+    """A second factor and the lockout's count of failed sign-ins protect an account: removing either
+    is a step towards taking it over, which only whoever controls the account may take."""
+
+    @staticmethod
+    def helpdesk() -> User:
+        """A user manager also allowed to delete second factors, for colleagues who lost their
+        phone, and the lockout's records, for colleagues locked out."""
+        manager = user_manager()
+        for label in (
+            "otp_totp.view_totpdevice",
+            "otp_totp.delete_totpdevice",
+            "otp_static.view_staticdevice",
+            "otp_static.delete_staticdevice",
+            "axes.view_accessattempt",
+            "axes.delete_accessattempt",
+        ):
+            manager.user_permissions.add(permission(label))
+        return manager
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    @pytest.mark.parametrize("device", ["app", "recovery codes"])
+    @pytest.mark.parametrize(
+        ("owner", "message"),
+        [
+            ("superuser", "Only a superuser may remove the second factor of a superuser&#x27;s account."),
+            ("holds more", "Only a superuser may remove the second factor of {username}&#x27;s account: it holds"),
+        ],
+        ids=["superuser", "holds_more"],
+    )
+    def test_a_helpdesk_removes_no_second_factor_of_an_account_holding_more(self, owner, message, device, door):
+        account = superuser() if owner == "superuser" else make_user(roles.REVIEWER, confidential=True)
+        app, _ = enrol(account)
+        record = app if device == "app" else account.staticdevice_set.get()
+        path = "/admin/otp_totp/totpdevice/" if device == "app" else "/admin/otp_static/staticdevice/"
+        client = signed_in_with_second_factor(self.helpdesk(), confirmed=True)
+
+        page = delete_in_admin(client, path, record, door)
+
+        assert message.format(username=account.username) in page.content.decode()
+        assert type(record).objects.filter(pk=record.pk).exists()
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_a_helpdesk_removes_the_second_factor_of_a_colleague_holding_no_more(self, door):
+        colleague = make_user(roles.VIEWER)
+        app, _ = enrol(colleague)
+        client = signed_in_with_second_factor(self.helpdesk(), confirmed=True)
+
+        delete_in_admin(client, "/admin/otp_totp/totpdevice/", app, door)
+
+        assert not colleague.totpdevice_set.exists()
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_a_helpdesk_clears_no_failed_sign_ins_at_a_superusers_account(self, door):
+        # Clearing them lets whoever is guessing the superuser's password go on guessing.
+        administrator = superuser()
+        client = signed_in_with_second_factor(self.helpdesk(), confirmed=True)
+        attempt = failed_sign_ins(administrator.username)
+
+        page = delete_in_admin(client, "/admin/axes/accessattempt/", attempt, door)
+
+        assert "Only a superuser may clear the failed sign-ins of a superuser&#x27;s account." in page.content.decode()
+        assert AccessAttempt.objects.filter(pk=attempt.pk).exists()
+
+    @pytest.mark.parametrize("username", ["colleague", "no account"])
+    def test_a_helpdesk_clears_the_failed_sign_ins_at_a_colleague_holding_no_more_or_at_no_account(self, username):
+        colleague = make_user(roles.VIEWER)
+        client = signed_in_with_second_factor(self.helpdesk(), confirmed=True)
+        attempt = failed_sign_ins(colleague.username if username == "colleague" else "nobody")
+
+        delete_in_admin(client, "/admin/axes/accessattempt/", attempt, "action")
+
+        assert not AccessAttempt.objects.filter(pk=attempt.pk).exists()
+
+
+def delete_in_admin(client, list_path: str, record, door: str):
+    """Deletes `record` in the admin's list at `list_path`: from its own page, or by the list's action."""
     if door == "page":
-        return client.post(f"/admin/auth/user/{account.pk}/delete/", {"post": "yes"}, follow=True)
-    body = {"action": "delete_selected", "_selected_action": [account.pk], "post": "yes"}
-    return client.post("/admin/auth/user/", body, follow=True)
+        return client.post(f"{list_path}{record.pk}/delete/", {"post": "yes"}, follow=True)
+    body = {"action": "delete_selected", "_selected_action": [record.pk], "post": "yes"}
+    return client.post(list_path, body, follow=True)
+
+
+def delete_account(client, account, door):
+    return delete_in_admin(client, "/admin/auth/user/", account, door)
 
 
 class TestTheLastSuperuser:
@@ -378,14 +467,63 @@ class TestRoles:
         reviewer = role(roles.REVIEWER)
         make_user(roles.REVIEWER)
 
-        if door == "page":
-            page = client.post(f"/admin/auth/group/{reviewer.pk}/delete/", {"post": "yes"}, follow=True)
-        else:
-            body = {"action": "delete_selected", "_selected_action": [reviewer.pk], "post": "yes"}
-            page = client.post("/admin/auth/group/", body, follow=True)
+        page = delete_in_admin(client, "/admin/auth/group/", reviewer, door)
 
         assert "Only a superuser may delete a role that accounts hold: Reviewer." in page.content.decode()
         assert Group.objects.filter(pk=reviewer.pk).exists()
+
+    @pytest.mark.parametrize(
+        ("door", "message"),
+        [
+            ("rename_a_role", "Only a superuser may rename Reviewer: each migrate gives the role named Reviewer"),
+            ("take_a_roles_name", "Only a superuser may name a role Reviewer: each migrate gives the role named"),
+            ("new_role_of_that_name", "Only a superuser may name a role Reviewer: each migrate gives the role named"),
+        ],
+        ids=["rename_a_role", "take_a_roles_name", "new_role_of_that_name"],
+    )
+    def test_a_user_manager_cannot_move_a_roles_name(self, door, message):
+        # After each migrate the role named Reviewer holds a reviewer's permissions: Reviewer
+        # renamed away, then Viewer (or a new role) named Reviewer, made its members reviewers.
+        manager = user_manager()
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        reviewer, viewer = role(roles.REVIEWER), role(roles.VIEWER)
+        if door != "rename_a_role":
+            Group.objects.filter(pk=reviewer.pk).update(name="Old reviewer")  # as a superuser may
+        path, renamed = {
+            "rename_a_role": (f"/admin/auth/group/{reviewer.pk}/change/", reviewer),
+            "take_a_roles_name": (f"/admin/auth/group/{viewer.pk}/change/", viewer),
+            "new_role_of_that_name": ("/admin/auth/group/add/", None),
+        }[door]
+        kept = [p.pk for p in renamed.permissions.all()] if renamed else []
+        before = sorted(Group.objects.values_list("name", flat=True))
+
+        page = client.post(
+            path, {"name": "Old reviewer" if renamed == reviewer else roles.REVIEWER, "permissions": kept}
+        )
+
+        assert message in errors_of(page, "name")
+        assert sorted(Group.objects.values_list("name", flat=True)) == before
+
+    def test_a_superuser_renames_a_role_and_a_user_manager_renames_their_own(self):
+        administrator, manager = superuser(), user_manager()
+        helpers = Group.objects.create(name="Helpers")
+        reviewer = role(roles.REVIEWER)
+        superusers, managers = (
+            signed_in_with_second_factor(administrator, confirmed=True),
+            signed_in_with_second_factor(manager, confirmed=True),
+        )
+        kept = [p.pk for p in reviewer.permissions.all()]
+
+        renamed = superusers.post(
+            f"/admin/auth/group/{reviewer.pk}/change/", {"name": "Old reviewer", "permissions": kept}
+        )
+        own = managers.post(f"/admin/auth/group/{helpers.pk}/change/", {"name": "Helpdesk"})
+
+        assert (renamed.status_code, own.status_code) == (302, 302)
+        assert set(Group.objects.filter(pk__in=[reviewer.pk, helpers.pk]).values_list("name", flat=True)) == {
+            "Old reviewer",
+            "Helpdesk",
+        }
 
     def test_a_superuser_changes_a_roles_permissions_and_it_is_recorded(self):
         administrator = superuser()
