@@ -43,7 +43,9 @@ from django.db.models import Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.template.defaultfilters import pluralize
+from django.utils import translation
 from django.utils.text import slugify
+from django_countries import countries
 
 from incidents.exports import (
     COLUMNS,
@@ -60,6 +62,7 @@ from incidents.models import (
     InvolvementRole,
     Organization,
     Place,
+    PlaceKind,
     ReviewState,
     Source,
     end_date_missing_message,
@@ -460,6 +463,15 @@ class _Places(_Names):
         self.places = {place.pk: place for place in places}
         super().__init__((place, [place.name, *place.alternate_names]) for place in self.places.values())
         self.paths: dict[int, list[Place]] = {}
+        # Read once: django-countries' `by_name` reads every country's name on each call, 2.8 ms, and
+        # a file may name 250,000 unknown places.
+        with translation.override("en"):
+            self.country_codes = {str(name).casefold(): code for code, name in countries}
+
+    def country_code(self, name: str) -> str:
+        """The code of the country whose English name, as django-countries has it ("North Korea"),
+        is `name` in any case; "" for any other name."""
+        return self.country_codes.get(name.casefold(), "")
 
     def path(self, place: Place) -> list[Place]:
         """The place and its parents, outermost first."""
@@ -1146,7 +1158,19 @@ class _NameResolver:
         # A new parent has no key yet: the object itself, made once per path, stands for it.
         key = (None if parent is None else parent.pk or ("new", id(parent)), name.casefold())
         if key not in self.missing[column]:
-            self.missing[column][key] = _new_record(column, name, parent)
+            country_code = index.country_code(name) if column == "places" and parent is None else ""
+            record = _new_record(column, name, parent, country_code)
+            # A new top-level place says where it is, as every write of a place must
+            # (`Place.where_errors`); a file cannot say that one lies in no country, so only a
+            # country passes. (A place under a new parent takes that parent's country, and has no
+            # parent id to check yet.)
+            if isinstance(record, Place) and parent is None and record.where_errors():
+                return None, (
+                    f"Unknown place {name!r}, which is not a country's name: write its path under a known "
+                    "place (China > Jilin > Tumen), or add it in the admin, so that its incidents are "
+                    "counted in its country."
+                )
+            self.missing[column][key] = record
         return self.missing[column][key], ""
 
 
@@ -1155,14 +1179,17 @@ def _max_name_length(column: str) -> int:
     return model._meta.get_field(name_field).max_length
 
 
-def _new_record(column: str, name: str, parent: Place | None = None) -> models.Model:
-    """The record `create_missing` makes for an unknown name in `column`, not saved yet."""
+def _new_record(column: str, name: str, parent: Place | None = None, country_code: str = "") -> models.Model:
+    """The record `create_missing` makes for an unknown name in `column`, not saved yet: a place
+    inside `parent`, in its country, or the country of `country_code`."""
     model, name_field = MISSING_RECORD_FIELDS[column]
     fields = {name_field: name}
     if model is IncidentType:
         fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
     if parent is not None:
         fields.update(parent=parent, country=parent.country)
+    elif country_code:
+        fields.update(kind=PlaceKind.COUNTRY, country=country_code)
     return model(**fields)
 
 

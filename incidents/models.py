@@ -85,6 +85,7 @@ PLACE_NOWHERE_MESSAGE = (
     "or its country if it is one or lies in no other place. Without either, its incidents are counted in "
     "no country. For a place that lies in no country (a sea), tick “In no country”."
 )
+PLACE_NOT_IN_NO_COUNTRY_MESSAGE = "It has a parent or a country: leave “In no country” unticked."
 TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or through others."
 SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
 DATES_REVERSED_MESSAGE = "The end date is before the start date."
@@ -469,6 +470,11 @@ class Place(VersionedModel, TimestampedModel):
         help_text="This place or one containing it is sensitive: public views never show its own coordinates.",
     )
 
+    # What the writer says of a place with neither parent nor country (not stored): True, that it
+    # lies in no country (a sea); False, that it does not, which refuses it; None, nothing, which
+    # keeps a place saved so as it is (it was said when it was made) and refuses a new one.
+    in_no_country: bool | None = None
+
     objects = PlaceQuerySet.as_manager()
 
     class Meta:
@@ -592,9 +598,9 @@ class Place(VersionedModel, TimestampedModel):
         return ""
 
     def clean(self):
-        # The database's constraints as errors on the field at fault, all at once (Django would
-        # report a violated constraint as a page-wide error naming the constraint).
-        errors = {}
+        # Where it is, and the database's constraints as errors on the field at fault, all at once
+        # (Django would report a violated constraint as a page-wide error naming the constraint).
+        errors = self.where_errors()
         if self.latitude is not None and not -90 <= self.latitude <= 90:
             errors["latitude"] = LATITUDE_RANGE_MESSAGE
         if self.longitude is not None and not -180 <= self.longitude <= 180:
@@ -605,6 +611,24 @@ class Place(VersionedModel, TimestampedModel):
             errors["parent"] = PLACE_INSIDE_ITSELF_MESSAGE
         if errors:
             raise ValidationError(errors)
+
+    def where_errors(self) -> dict[str, str]:
+        """A place says where it is: a quick "Tumen" became a top-level place in no country, which
+        the statistics count in no country. A country (or a place in one) is top-level by right; a
+        place in no country at all is kept so when its writer says so (`in_no_country`). Writes
+        are checked (`clean()`, so the admin, the API and `record_save`; the import's new places),
+        not what is stored: places saved in no country before the rule stay valid. As {field:
+        message}; runs a query for a saved place left in no country without a word on it."""
+        if self.in_no_country and not self.is_nowhere:
+            return {"in_no_country": PLACE_NOT_IN_NO_COUNTRY_MESSAGE}
+        if not self.is_nowhere or self.in_no_country:
+            return {}
+        kept_so = (
+            self.in_no_country is None
+            and self.pk is not None
+            and Place.objects.filter(pk=self.pk, parent__isnull=True, country="").exists()
+        )
+        return {} if kept_so else {"parent": PLACE_NOWHERE_MESSAGE}
 
 
 class IncidentTypeManager(models.Manager):

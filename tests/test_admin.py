@@ -502,6 +502,13 @@ class TestDataEntry:
         # Its page says so, and an edit is not asked again.
         change = reverse("admin:incidents_place_change", args=[sea.pk])
         assert client.get(change).context["adminform"].form["in_no_country"].initial is True
+        renamed = {"name": "West Sea", "kind": "other", "in_no_country": "on", "expected_version": sea.version}
+        assert client.post(change, renamed).status_code == 302
+        # Unticked, with neither parent nor country, it is asked where it is, as a new place is.
+        answer = client.post(change, {**renamed, "in_no_country": "", "expected_version": sea.version + 1})
+        assert answer.context["adminform"].form.errors["parent"] == [PLACE_NOWHERE_MESSAGE]
+        sea.refresh_from_db()
+        assert (sea.name, sea.parent, sea.country) == ("West Sea", None, "")
         # Said of a place that has a country, it is a contradiction.
         answer = client.post(add, {"name": "Dandong", "kind": "city", "country": "CN", "in_no_country": "on"})
         assert "in_no_country" in answer.context["adminform"].form.errors

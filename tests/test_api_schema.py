@@ -40,6 +40,11 @@ def test_schema_and_docs_are_served():
     stats_parameters = {parameter["name"] for parameter in paths["/api/v1/incidents/stats/"]["get"]["parameters"]}
     assert {"group_by", "date_from", "country", "q"} <= stats_parameters
     assert "412" in paths["/api/v1/incidents/{public_id}/"]["patch"]["responses"]
+    # A client says a place lies in no country as the admin's box does; it is never answered back.
+    components = schema.json()["components"]["schemas"]
+    for written in ("PlaceRequest", "PatchedPlaceRequest"):
+        assert components[written]["properties"]["in_no_country"]["writeOnly"] is True
+    assert "in_no_country" not in components["Place"]["properties"]
     docs = client_for().get(f"{API}/docs/")
     assert docs.status_code == 200
     # Swagger UI is served from the app's own static files, so the docs work without a CDN.

@@ -3,7 +3,7 @@
 import pytest
 
 from incidents import roles
-from incidents.models import Claim, ConfidentialAccess, Incident, Place, Source
+from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, Place, Source
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -477,9 +477,12 @@ class TestOtherResources:
         assert "longitude" in answer.json()
 
     def test_database_constraints_answer_400_not_500(self):
-        make_place(name="Hyesan", parent=None)
-        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/places/", {"name": "Hyesan"}, format="json")
+        make_place(name="Hyesan", parent=None, country="KP")
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/places/", {"name": "Hyesan", "country": "KP"}, format="json"
+        )
         assert answer.status_code == 400
+        assert list(answer.json()) == ["non_field_errors"]
 
     def test_a_source_cannot_cite_a_hidden_source(self):
         secret = make_source(confidential=True)
@@ -542,6 +545,69 @@ class TestOtherResources:
     def test_viewer_cannot_write(self):
         answer = client_for(make_user(roles.VIEWER)).post(f"{API}/organizations/", {"name": "X"}, format="json")
         assert answer.status_code == 403
+
+
+class TestAPlaceSaysWhereItIs:
+    """A quick "Tumen" became a top-level place in no country, which the statistics count in no
+    country: a place names its parent or its country, or says it lies in no country (a sea)."""
+
+    @pytest.fixture
+    def analyst(self):
+        return client_for(make_user(roles.ANALYST))
+
+    def test_a_place_by_its_name_alone_is_refused_naming_parent(self, analyst):
+        answer = analyst.post(f"{API}/places/", {"name": "Tumen", "kind": "city"}, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json() == {"parent": [PLACE_NOWHERE_MESSAGE]}
+        assert not Place.objects.exists()
+
+    def test_a_place_with_a_parent_a_country_or_in_no_country_is_created(self, analyst):
+        china = analyst.post(f"{API}/places/", {"name": "China", "kind": "country", "country": "CN"}, format="json")
+        jilin = analyst.post(f"{API}/places/", {"name": "Jilin", "parent": china.json()["id"]}, format="json")
+        sea = analyst.post(f"{API}/places/", {"name": "Yellow Sea", "in_no_country": True}, format="json")
+
+        assert (china.status_code, jilin.status_code, sea.status_code) == (201, 201, 201)
+        assert jilin.json()["country"] == "CN"
+        assert "in_no_country" not in sea.json()
+        assert set(Place.objects.values_list("name", "country")) == {
+            ("China", "CN"),
+            ("Jilin", "CN"),
+            ("Yellow Sea", ""),
+        }
+
+    def test_in_no_country_said_of_a_place_with_a_country_is_refused(self, analyst):
+        answer = analyst.post(
+            f"{API}/places/", {"name": "Dandong", "country": "CN", "in_no_country": True}, format="json"
+        )
+
+        assert answer.status_code == 400
+        assert list(answer.json()) == ["in_no_country"]
+        assert not Place.objects.exists()
+
+    def test_clearing_parent_and_country_is_refused(self, analyst):
+        tumen = make_place(name="Tumen", parent=make_place(name="Jilin", country="CN"))
+
+        answer = analyst.patch(
+            f"{API}/places/{tumen.pk}/", {"parent": None, "country": "", "version": tumen.version}, format="json"
+        )
+
+        assert answer.status_code == 400
+        assert answer.json() == {"parent": [PLACE_NOWHERE_MESSAGE]}
+        tumen.refresh_from_db()
+        assert (tumen.parent.name, tumen.country) == ("Jilin", "CN")
+
+    def test_a_place_kept_in_no_country_is_edited_without_saying_so_again(self, analyst):
+        # Saved in no country before the rule, or by a writer who said so.
+        sea = make_place(name="Yellow Sea", country="")
+
+        renamed = analyst.patch(f"{API}/places/{sea.pk}/", {"name": "West Sea", "version": sea.version}, format="json")
+        denied = analyst.patch(f"{API}/places/{sea.pk}/", {"in_no_country": False, "version": 2}, format="json")
+
+        assert renamed.status_code == 200, renamed.content
+        assert denied.status_code == 400 and list(denied.json()) == ["parent"]
+        sea.refresh_from_db()
+        assert (sea.name, sea.parent, sea.country) == ("West Sea", None, "")
 
 
 class TestHistory:

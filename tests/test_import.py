@@ -568,9 +568,10 @@ class TestErrors:
         # Two rows at most: twenty names. Each unknown name was an error (and with --create-missing a
         # new record) held until the report: a 50 MB file of names held six million errors, 1.9 GB.
         settings.IMPORT_MAX_ROWS = 2
+        china = make_place(name="China", kind="country", country="CN")
         header = f"{HEADER},places,perpetrators,sources"
         row = "A,forced-repatriation,2023-01-01,2023-01-01,{places},,"
-        ten_places = ";".join(f"Place {number}" for number in range(10))
+        ten_places = ";".join(f"China > Place {number}" for number in range(10))
         refused = import_errors(
             analyst,
             tmp_path,
@@ -581,9 +582,9 @@ class TestErrors:
             "line 3: The file names more than 20 places, perpetrators and sources, the import limit (10 a row of "
             "TRACKER_IMPORT_MAX_ROWS); split it into several files." in refused
         )
-        assert not Place.objects.exists()
+        assert not china.children.exists()
         run_import(analyst, tmp_path, f"{header}\n{row.format(places=ten_places)}\n", "--create-missing")
-        assert Place.objects.count() == 10
+        assert china.children.count() == 10
 
     @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
     def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
@@ -674,17 +675,19 @@ class TestOptions:
         assert not Incident.objects.exists()
 
     def test_create_missing_creates_and_reports_each_new_record(self, analyst, tmp_path):
+        make_place(name="China", kind="country", country="CN")
         output = run_import(
             analyst,
             tmp_path,
             "title,type,date_start,date_end,places,perpetrators,sources\n"
-            "A,Abduction,2023-01-01,2023-01-01,Atlantis; atlantis,Acme,Rumour\n"
-            "B,abduction,2023-01-01,2023-01-01,Atlantis,,Rumour\n",
+            "A,Abduction,2023-01-01,2023-01-01,China > Atlantis; china > atlantis,Acme,Rumour\n"
+            "B,abduction,2023-06-01,2023-06-01,China > Atlantis,,Rumour\n",
             "--create-missing",
         )
         assert (
             "2 incidents were created; 0 updated; 0 unchanged; 1 incident type was created (Abduction); "
-            "1 place was created (Atlantis); 1 organization was created (Acme); 1 source was created (Rumour)."
+            "1 place was created (China > Atlantis); 1 organization was created (Acme); 1 source was created "
+            "(Rumour)."
         ) in output
         assert IncidentType.objects.get(name="Abduction").slug == "abduction"
         assert Place.objects.filter(name__iexact="atlantis").count() == 1
@@ -749,15 +752,51 @@ class TestOptions:
         )
 
     def test_create_missing_in_a_dry_run_creates_nothing(self, analyst, tmp_path):
+        make_place(name="China", kind="country", country="CN")
         output = run_import(
             analyst,
             tmp_path,
-            f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,Atlantis\n",
+            f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,China > Atlantis\n",
             "--create-missing",
             "--dry-run",
         )
-        assert "1 place would be created (Atlantis)" in output
-        assert not Place.objects.exists()
+        assert "1 place would be created (China > Atlantis)" in output
+        assert not Place.objects.filter(name="Atlantis").exists()
+
+    def test_create_missing_refuses_a_new_place_by_its_name_alone(self, analyst, tmp_path):
+        # "Tumen" alone became a top-level place in no country, which the statistics count in no
+        # country; the file cannot say where it is but by its path.
+        make_place(name="China", kind="country", country="CN")
+        content = f"{HEADER},places\nA,Abduction,2023-01-01,2023-01-01,China\nB,Abduction,2023-06-01,2023-06-01,Tumen\n"
+
+        errors = import_errors(analyst, tmp_path, content, "--create-missing")
+
+        assert (
+            "line 3, column places: Unknown place 'Tumen', which is not a country's name: write its path under "
+            "a known place (China > Jilin > Tumen)" in errors
+        )
+        assert not Incident.objects.exists()
+        assert not IncidentType.objects.filter(name="Abduction").exists()
+        assert list(Place.objects.values_list("name", flat=True)) == ["China"]
+
+        run_import(analyst, tmp_path, content.replace(",Tumen", ",China > Jilin > Tumen"), "--create-missing")
+        tumen = Place.objects.get(name="Tumen")
+        assert (tumen.parent.name, tumen.parent.parent.name, tumen.country) == ("Jilin", "China", "CN")
+
+    def test_create_missing_makes_a_countrys_name_a_country(self, analyst, tmp_path):
+        output = run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,Mongolia > Ulaanbaatar; north korea\n",
+            "--create-missing",
+        )
+
+        assert "3 places were created (Mongolia, Mongolia > Ulaanbaatar, north korea)." in output
+        assert set(Place.objects.values_list("name", "kind", "country", "parent__name")) == {
+            ("Mongolia", "country", "MN", None),
+            ("Ulaanbaatar", "other", "MN", "Mongolia"),
+            ("north korea", "country", "KP", None),
+        }
 
 
 class TestAdminImportPage:

@@ -210,7 +210,7 @@ class TestDuplicates:
         make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
         content = (
             f"{HEADER},places,perpetrators\n"
-            "Repeat,forced-repatriation,2024-05-01,2024-05-01,Tumen; Newplace,Newcomer Bureau\n"
+            "Repeat,forced-repatriation,2024-05-01,2024-05-01,Tumen; Tumen > Newplace,Newcomer Bureau\n"
             "Fresh,forced-repatriation,2024-09-01,2024-09-01,Tumen,\n"
         )
 

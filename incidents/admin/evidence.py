@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
-from incidents.models import PLACE_NOWHERE_MESSAGE, IncidentType, Organization, Place, Response, Source
+from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
 @admin.register(Source)
@@ -42,9 +42,8 @@ class OrganizationAdmin(TrackedModelAdmin):
 
 
 class PlaceForm(EditedVersionForm):
-    """A place says where it is: a quick "Tumen" from the incident page's "+" became a top-level
-    place in no country, which the statistics count in no country. A country (or a place in one)
-    is top-level by right; a place in no country at all (a sea) is kept so when the analyst says so."""
+    """The place's "In no country" box, which its rule (`Place.clean`) reads: a place with neither
+    parent nor country is refused unless ticked."""
 
     in_no_country = forms.BooleanField(
         label="In no country",
@@ -63,11 +62,8 @@ class PlaceForm(EditedVersionForm):
 
     def clean(self):
         cleaned_data = super().clean()
-        where = Place(parent=cleaned_data.get("parent"), country=cleaned_data.get("country") or "")
-        if cleaned_data.get("in_no_country") and not where.is_nowhere:
-            self.add_error("in_no_country", "It has a parent or a country: leave “In no country” unticked.")
-        elif where.is_nowhere and not cleaned_data.get("in_no_country") and "parent" not in self.errors:
-            self.add_error("parent", PLACE_NOWHERE_MESSAGE)
+        # Said before the model's validation (`_post_clean`) and `record_save` read it.
+        self.instance.in_no_country = cleaned_data.get("in_no_country", False)
         return cleaned_data
 
 

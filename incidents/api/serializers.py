@@ -146,6 +146,13 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
     longitude = serializers.DecimalField(
         max_digits=9, decimal_places=6, allow_null=True, required=False, coerce_to_string=False
     )
+    # Read by the place's rule (`Place.clean`), as the admin's "In no country" box is.
+    in_no_country = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        help_text="true for a place that lies in no country (a sea), kept without parent or country; a place "
+        "with neither is refused without it, unless it was saved so before and this is left out.",
+    )
 
     class Meta:
         model = Place
@@ -156,6 +163,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "kind",
             "parent",
             "country",
+            "in_no_country",
             "latitude",
             "longitude",
             "sensitive",
