@@ -1327,7 +1327,7 @@ def record_save(
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
-        if isinstance(record, Place) and stored is not None and _changed(record, stored, _LOCATION_FIELDS):
+        if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when
             # their place paths change; once, where a refresh after it made a moved place's twice.
@@ -1343,10 +1343,11 @@ def record_save(
     return record
 
 
-# What may change where incidents show a place and the places inside it (`coordinates_for`): its
-# mark, where it lies in the tree (`within_sensitive`), and its coordinates, which the places inside
-# a sensitive one show in its stead.
-_LOCATION_FIELDS = ("sensitive", "parent_id", "latitude", "longitude")
+# What the incidents at a place and at the places inside it show of it: its name, kind and country
+# (the API's `places`, the CSV's paths and countries), its mark and where it lies in the tree
+# (`within_sensitive`, the paths), and its coordinates, which the places inside a sensitive one show
+# in its stead (`coordinates_for`). Its other names, only searched, are not shown.
+_SHOWN_FIELDS = ("name", "kind", "country", "sensitive", "parent_id", "latitude", "longitude")
 
 
 # What the place's UPDATE makes the export rows of the incidents at it and inside it again for
@@ -1359,11 +1360,11 @@ def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]
 
 
 def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
-    """A new version of every incident at `place` or at a place inside it, whose coordinates as
-    readers see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads
-    them again, so that a partner's copy holding a place's exact coordinates, now coarsened (the
-    place, or a town above it, marked sensitive), is corrected. Without it the incidents kept their
-    version, and a copy kept the exact coordinates for good.
+    """A new version of every incident at `place` or at a place inside it, whose places as readers
+    see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads them
+    again, so that a partner's copy holding a place's exact coordinates, now coarsened (the place,
+    or a town above it, marked sensitive), or its old name, is corrected. Without it the incidents
+    kept their version, and a copy kept the exact coordinates, or the misspelt name, for good.
 
     Their history is written here and their export rows (which hold the version) made again once,
     here or, if `export_rows_remade`, by the place's UPDATE that follows, with the incidents' update

@@ -196,6 +196,48 @@ def test_a_place_moved_is_a_new_version_of_its_incidents_whose_csv_rows_show_it_
     assert row["places"] == "Jilin > Yanji > Gate > Hut"
 
 
+@pytest.mark.parametrize(
+    ("changed", "shown"),
+    [({"name": "Tumen City"}, "Jilin > Tumen City > Gate > Hut"), ({"country": "KP"}, "Jilin > Tumen > Gate > Hut")],
+)
+def test_a_place_renamed_is_a_new_version_of_the_incidents_inside_it_so_that_a_sync_reads_the_new_name(
+    places, changed, shown
+):
+    # A place's name, kind or country changed its incidents' places (the API's, the CSV's paths and
+    # countries) at their old version: a sync never read them again, a partner's copy kept the
+    # misspelt name for good.
+    at_hut, elsewhere = make_incident(places=[places["hut"]]), make_incident(places=[places["province"]])
+    town = places["town"]
+    since = timezone.now()
+
+    answer = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{town.pk}/", {**changed, "version": town.version}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    partner = client_for(make_user())
+    [incident] = results(partner.get(f"{API}/incidents/", {"updated_since": since.isoformat()}))
+    assert (incident["public_id"], incident["version"]) == (at_hut.public_id, at_hut.version + 1)
+    exported = partner.get(f"{API}/incidents.csv", {"updated_since": since.isoformat()})
+    [row] = csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()))
+    assert (row["public_id"], row["version"], row["places"]) == (at_hut.public_id, str(at_hut.version + 1), shown)
+    assert Incident.objects.get(pk=elsewhere.pk).version == elsewhere.version
+
+
+def test_a_place_of_another_kind_is_a_new_version_of_the_incidents_at_it(places):
+    at_gate = make_incident(places=[places["gate"]])
+    gate = places["gate"]
+
+    answer = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{gate.pk}/", {"kind": "other", "version": gate.version}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    [place] = client_for(make_user()).get(f"{API}/incidents/{at_gate.public_id}/").json()["places"]
+    assert place["kind"] == "other"
+    assert Incident.objects.get(pk=at_gate.pk).version == at_gate.version + 1
+
+
 def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_sensitive_one(places):
     mark(places["town"], sensitive=True)
     gate = places["gate"]
