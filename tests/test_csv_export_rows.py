@@ -15,7 +15,7 @@ import io
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -87,11 +87,12 @@ def _joined(items) -> str:
     return "; ".join(sorted(items))
 
 
-def _path(place: Place) -> str:
+def _path(place: Place, places: dict[int, Place]) -> str:
+    """`place`'s path, its parents read from `places` (every place, by id)."""
     names = []
     while place is not None:
         names.append(csv_list_item(place.name))
-        place = place.parent
+        place = places.get(place.parent_id)
     return " > ".join(reversed(names))
 
 
@@ -108,15 +109,23 @@ def _number(value) -> str:
 
 
 def expected_rows(user, query: str) -> list[dict[str, str]]:
-    """The export of the incidents `user` may see that `query` selects, read record by record."""
+    """The export of the incidents `user` may see that `query` selects, read from the records themselves."""
     incidents = incidents_matching(user=user, filters=QueryDict(query)).order_by("-date_start", "-id")
+    incidents = list(incidents.select_related("incident_type", "merged_into").prefetch_related("places"))
+    # Each incident's perpetrators and the claims the reader may see of it, read for all of them at
+    # once: record by record, these and each place's parents were ~30 s of a test's ~35.
+    places = {place.pk: place for place in Place.objects.all()}
+    perpetrators, claims_of = defaultdict(list), defaultdict(list)
+    involvements = Involvement.objects.filter(incident__in=incidents, role="perpetrator").select_related("organization")
+    for involvement in involvements:
+        perpetrators[involvement.incident_id].append(involvement)
+    # The claims the reader may see of an incident they may see, or follow to its survivor (a sync's
+    # merged incidents, whose rows show their claims too).
+    for claim in Claim.objects.disclosed_to(user).filter(incident__in=incidents).select_related("source"):
+        claims_of[claim.incident_id].append(claim)
     rows = []
-    for incident in incidents.select_related("incident_type"):
-        places = list(incident.places.all())
-        perpetrators = Involvement.objects.filter(incident=incident, role="perpetrator").select_related("organization")
-        # The claims the reader may see of an incident they may see, or follow to its survivor (a sync's
-        # merged incidents, whose rows show their claims too).
-        claims = list(Claim.objects.disclosed_to(user).filter(incident=incident).select_related("source"))
+    for incident in incidents:
+        claims = claims_of[incident.pk]
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
         sources = (csv_source_item(claim.source.title, claim.source_id) for claim in claims)
@@ -133,9 +142,11 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 "people_count_min": _number(incident.people_count_min),
                 "people_count_max": _number(incident.people_count_max),
                 "count_qualifier": incident.count_qualifier,
-                "countries": _joined({place.country.code for place in places if place.country}),
-                "places": _neutralised(_joined(_path(place) for place in places)),
-                "perpetrators": _neutralised(_joined(csv_list_item(item.organization.name) for item in perpetrators)),
+                "countries": _joined({place.country.code for place in incident.places.all() if place.country}),
+                "places": _neutralised(_joined(_path(place, places) for place in incident.places.all())),
+                "perpetrators": _neutralised(
+                    _joined(csv_list_item(item.organization.name) for item in perpetrators[incident.pk])
+                ),
                 "verification": incident.verification,
                 "review_state": incident.review_state,
                 "merged_into": incident.merged_into.public_id if incident.merged_into_id else "",
