@@ -19,6 +19,7 @@ from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import (
     PLACE_NOWHERE_MESSAGE,
     Claim,
+    DuplicatePair,
     Incident,
     Involvement,
     Organization,
@@ -783,6 +784,36 @@ class TestReviewWorkflow:
         assert response.status_code == 302
         incident.refresh_from_db()
         assert incident.review_state == "draft" and incident.verification == "alleged"
+
+
+def make_pair(first, second, **fields) -> DuplicatePair:
+    first, second = sorted([first, second], key=lambda incident: incident.pk)
+    return DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9, **fields)
+
+
+class TestWhatWaitsForAReviewer:
+    def test_home_counts_what_waits_and_links_each_queue(self, client, reviewer):
+        in_review = [make_incident(review_state="in_review") for _ in range(2)]
+        make_incident(review_state="in_review", confidential=True)  # not theirs to see, so not counted
+        published = make_incident()
+        services.incident_update(
+            incident=published, user=make_user(roles.ANALYST), expected_version=1, data={"title": "Proposed"}
+        )
+        make_pair(*in_review)
+        make_pair(in_review[0], published, decision="different", decided_at=published.updated_at)
+
+        response = logged_in(client, reviewer).get(reverse("admin:index"))
+
+        waiting = re.search(r'<div class="module" id="waiting-module">.*?</div>', response.content.decode(), re.S)
+        links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', waiting.group(0))
+        assert [(html.unescape(url), text) for url, text in links] == [
+            (f"{CHANGELIST}?review_state__exact=in_review", "2 incidents in review"),
+            (reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending", "1 proposed revision"),
+            (
+                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=pending",
+                "1 possible duplicate pair",
+            ),
+        ]
 
 
 class TestHistory:
