@@ -870,6 +870,21 @@ class TestWhatWaitsForAReviewer:
             ),
         ]
 
+    def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
+        incident = make_incident(title="Tumen, 80 people")
+        other = make_incident(title="Eighty people returned from Tumen")
+        pair = make_pair(incident, other)
+        make_pair(incident, make_incident(), decision="different", decided_at=incident.updated_at)
+        make_pair(incident, make_incident(confidential=True))  # hidden from this Reviewer
+
+        response = logged_in(client, reviewer).get(change_url(incident))
+
+        pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        assert messages_of(response) == [
+            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90). '
+            "Open a pair to compare and decide."
+        ]
+
 
 class TestHistory:
     def test_queryset_update_is_recorded(self):

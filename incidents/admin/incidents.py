@@ -8,7 +8,7 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -31,6 +31,8 @@ from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
     Claim,
+    DuplicateDecision,
+    DuplicatePair,
     Incident,
     IncidentRevision,
     IncidentType,
@@ -600,6 +602,7 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and request.method == "GET":
             self.tell_about_pending_revisions(request, obj)
+            self.tell_about_waiting_duplicate_pairs(request, obj)
         if obj is not None:
             context["review_actions"] = [
                 (action.name, action.description)
@@ -648,6 +651,39 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 incident.public_id,
                 links,
                 saving,
+            ),
+            messages.WARNING,
+        )
+
+    def tell_about_waiting_duplicate_pairs(self, request, incident):
+        """The queue holds the pairs, but the incident's page did not say it was in one: a Reviewer
+        publishing it, or an analyst editing it, could not tell it may be a second report of
+        another. The pairs are those of the queue's list (both incidents visible to the reader)."""
+        pairs = list(
+            self.admin_site.get_model_admin(DuplicatePair)
+            .get_queryset(request)
+            .filter(Q(incident_a=incident) | Q(incident_b=incident), decision=DuplicateDecision.PENDING)
+            .select_related("incident_a", "incident_b")
+            .order_by("-score", "pk")
+        )
+        if not pairs:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a> (score {})',
+            (
+                (
+                    reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
+                    pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a,
+                    f"{pair.score:.2f}",
+                )
+                for pair in pairs
+            ),
+        )
+        self.message_user(
+            request,
+            format_html(
+                "{} may be a second report of: {}. Open a pair to compare and decide.", incident.public_id, links
             ),
             messages.WARNING,
         )
