@@ -962,6 +962,8 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
             # Serves following a merged incident to its survivor and the survivor's merges: the few
             # merged incidents only.
             models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"),
+            # Serves the admin Home's count of incidents waiting for review, a small part of the table.
+            models.Index(fields=["id"], condition=Q(review_state="in_review"), name="incident_in_review"),
             # Serves the public's view (published, not confidential, not merged: `visible_to`), newest
             # first, from the index alone: a search's page and its facets' sample walk it until they
             # have their matches, checking each in the search's table. Without `merged_into` here,

@@ -19,6 +19,7 @@ from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import (
     PLACE_NOWHERE_MESSAGE,
     Claim,
+    DuplicatePair,
     Incident,
     Involvement,
     Organization,
@@ -783,6 +784,106 @@ class TestReviewWorkflow:
         assert response.status_code == 302
         incident.refresh_from_db()
         assert incident.review_state == "draft" and incident.verification == "alleged"
+
+    def test_a_reviewer_sets_any_verification_the_page_may_suggest(self, client, reviewer):
+        # Only "Mark verified" was offered: the page's "suggests Corroborated; a Reviewer decides."
+        # had no way to be followed, nor could a report be marked disputed or retracted.
+        incident = make_incident(review_state="published")
+        logged_in(client, reviewer)
+
+        for verification in ["corroborated", "disputed", "retracted", "alleged"]:
+            response = run_action(client, f"mark_{verification}", incident)
+            incident.refresh_from_db()
+            assert incident.verification == verification
+        assert messages_of(response) == [f"Marked alleged: {incident.public_id}."]
+
+    def test_an_analyst_may_not_set_verification_by_any_action(self, client, analyst):
+        incident = make_incident(review_state="in_review")
+
+        response = run_action(logged_in(client, analyst), "mark_corroborated", incident)
+
+        incident.refresh_from_db()
+        assert incident.verification == "alleged"
+        assert messages_of(response) == ["No action selected."]
+
+    def test_the_incidents_page_offers_the_review_actions_its_state_allows(self, client, reviewer, analyst):
+        incident = make_incident(review_state="in_review", verification="corroborated")
+
+        offered = logged_in(client, reviewer).get(change_url(incident)).context["review_actions"]
+
+        assert [name for name, _ in offered] == [
+            "publish",
+            "return_to_draft",
+            "mark_alleged",
+            "mark_verified",
+            "mark_disputed",
+            "mark_retracted",
+        ]
+        draft = make_incident(review_state="draft")
+        assert logged_in(client, analyst).get(change_url(draft)).context["review_actions"] == [
+            ("submit_for_review", "Submit for review")
+        ]
+
+    def test_a_reviewer_publishes_from_the_incidents_page_and_goes_back_to_the_queue(self, client, reviewer):
+        incident = make_incident(review_state="in_review")
+        queue = f"{CHANGELIST}?review_state__exact=in_review"
+        logged_in(client, reviewer)
+
+        page = client.get(change_url(incident), {"_changelist_filters": "review_state__exact=in_review"})
+        form = re.search(r'<form method="post" action="([^"]+)" class="review-actions', page.content.decode())
+        response = client.post(
+            html.unescape(form.group(1)), {"action": "publish", "_selected_action": incident.pk, "index": 0}
+        )
+
+        assert response.status_code == 302 and response.url == queue
+        incident.refresh_from_db()
+        assert incident.review_state == "published"
+        assert messages_of(client.get(queue)) == [f"Published: {incident.public_id}."]
+
+
+def make_pair(first, second, **fields) -> DuplicatePair:
+    first, second = sorted([first, second], key=lambda incident: incident.pk)
+    return DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9, **fields)
+
+
+class TestWhatWaitsForAReviewer:
+    def test_home_counts_what_waits_and_links_each_queue(self, client, reviewer):
+        in_review = [make_incident(review_state="in_review") for _ in range(2)]
+        make_incident(review_state="in_review", confidential=True)  # not theirs to see, so not counted
+        published = make_incident()
+        services.incident_update(
+            incident=published, user=make_user(roles.ANALYST), expected_version=1, data={"title": "Proposed"}
+        )
+        make_pair(*in_review)
+        make_pair(in_review[0], published, decision="different", decided_at=published.updated_at)
+
+        response = logged_in(client, reviewer).get(reverse("admin:index"))
+
+        waiting = re.search(r'<div class="module" id="waiting-module">.*?</div>', response.content.decode(), re.S)
+        links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', waiting.group(0))
+        assert [(html.unescape(url), text) for url, text in links] == [
+            (f"{CHANGELIST}?review_state__exact=in_review", "2 incidents in review"),
+            (reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending", "1 proposed revision"),
+            (
+                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=pending",
+                "1 possible duplicate pair",
+            ),
+        ]
+
+    def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
+        incident = make_incident(title="Tumen, 80 people")
+        other = make_incident(title="Eighty people returned from Tumen")
+        pair = make_pair(incident, other)
+        make_pair(incident, make_incident(), decision="different", decided_at=incident.updated_at)
+        make_pair(incident, make_incident(confidential=True))  # hidden from this Reviewer
+
+        response = logged_in(client, reviewer).get(change_url(incident))
+
+        pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        assert messages_of(response) == [
+            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90). '
+            "Open a pair to compare and decide."
+        ]
 
 
 class TestHistory:

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Response, Source
+from incidents.models import Claim, Response, Source, Verification
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -264,7 +264,11 @@ class TestActionsOffered:
         ("role", "offered"),
         [
             (roles.ANALYST, {"submit_for_review"}),
-            (roles.REVIEWER, {"submit_for_review", "publish", "return_to_draft", "mark_verified"}),
+            (
+                roles.REVIEWER,
+                {"submit_for_review", "publish", "return_to_draft"}
+                | {f"mark_{verification}" for verification in Verification.values},
+            ),
         ],
     )
     def test_each_role_sees_only_the_actions_it_may_take(self, client, role, offered):

@@ -8,7 +8,7 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -31,6 +31,8 @@ from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
     Claim,
+    DuplicateDecision,
+    DuplicatePair,
     Incident,
     IncidentRevision,
     IncidentType,
@@ -384,6 +386,42 @@ def _inline_rows(formset) -> list[dict]:
     return rows
 
 
+# Review workflow: each action runs the service for every selected incident in one transaction, so a
+# refusal for one leaves all of them as they were. The incident's page offers the same actions, those
+# its state allows (`applies_to`), as buttons below its Save: not Django's change-form actions, a menu
+# at the top of the form offering every action whatever the state, whose Run sends the form with it.
+
+
+def review_step_action(name: str, step: str, description: str, done: str):
+    """The list's action moving the selected incidents one WORKFLOW step."""
+
+    def action(model_admin, request, queryset):
+        def write(incident):
+            incident_transition(incident=incident, action=step, user=request.user)
+
+        model_admin.apply_to_selected(request, queryset, write, done)
+
+    action.__name__ = name
+    action.applies_to = lambda incident: incident.review_state in WORKFLOW[step][0]
+    return admin.action(description=description, permissions=[step])(action)
+
+
+def verification_action(verification: Verification):
+    """The list's action setting the selected incidents' verification: each value has one, so a
+    Reviewer can follow the page's "suggests Corroborated" or mark a report disputed or retracted,
+    where only "Mark verified" was offered."""
+
+    def action(model_admin, request, queryset):
+        def write(incident):
+            incident_set_verification(incident=incident, verification=verification, user=request.user)
+
+        model_admin.apply_to_selected(request, queryset, write, f"Marked {verification.label.lower()}")
+
+    action.__name__ = f"mark_{verification.value}"
+    action.applies_to = lambda incident: incident.verification != verification
+    return admin.action(description=f"Mark {verification.label.lower()}", permissions=["verify"])(action)
+
+
 @admin.register(Incident)
 class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
     form = IncidentForm
@@ -434,7 +472,8 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                     ("created_by", "updated_by", "updated_at"),
                     "expected_version",
                 ],
-                "description": "Review state and verification change through the actions of the incident list.",
+                "description": "Review state and verification change through the review actions: below this "
+                "page's Save, and on the incident list.",
             },
         ),
     ]
@@ -464,7 +503,12 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     ordering = ["-date_start", "-id"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    actions = ["submit_for_review", "publish", "return_to_draft", "mark_verified"]
+    actions = [
+        review_step_action("submit_for_review", "submit", "Submit for review", "Submitted for review"),
+        review_step_action("publish", "publish", "Publish", "Published"),
+        review_step_action("return_to_draft", "return_to_draft", "Return to draft", "Returned to draft"),
+        *(verification_action(verification) for verification in Verification),
+    ]
 
     def filter_errors(self, request) -> dict[str, list[str]]:
         return {**super().filter_errors(request), **filter_parameter_errors(request)}
@@ -558,6 +602,13 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and request.method == "GET":
             self.tell_about_pending_revisions(request, obj)
+            self.tell_about_waiting_duplicate_pairs(request, obj)
+        if obj is not None:
+            context["review_actions"] = [
+                (action.name, action.description)
+                for action in self.get_actions(request).values()
+                if hasattr(action.func, "applies_to") and action.func.applies_to(obj)
+            ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def tell_about_pending_revisions(self, request, incident):
@@ -600,6 +651,39 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 incident.public_id,
                 links,
                 saving,
+            ),
+            messages.WARNING,
+        )
+
+    def tell_about_waiting_duplicate_pairs(self, request, incident):
+        """The queue holds the pairs, but the incident's page did not say it was in one: a Reviewer
+        publishing it, or an analyst editing it, could not tell it may be a second report of
+        another. The pairs are those of the queue's list (both incidents visible to the reader)."""
+        pairs = list(
+            self.admin_site.get_model_admin(DuplicatePair)
+            .get_queryset(request)
+            .filter(Q(incident_a=incident) | Q(incident_b=incident), decision=DuplicateDecision.PENDING)
+            .select_related("incident_a", "incident_b")
+            .order_by("-score", "pk")
+        )
+        if not pairs:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a> (score {})',
+            (
+                (
+                    reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
+                    pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a,
+                    f"{pair.score:.2f}",
+                )
+                for pair in pairs
+            ),
+        )
+        self.message_user(
+            request,
+            format_html(
+                "{} may be a second report of: {}. Open a pair to compare and decide.", incident.public_id, links
             ),
             messages.WARNING,
         )
@@ -665,9 +749,6 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
             messages.WARNING,
         )
 
-    # Review workflow: each action runs the service for every selected incident in one transaction,
-    # so a refusal for one leaves all of them as they were.
-
     def apply_to_selected(self, request, queryset, write, done: str):
         incidents = list(queryset)
         try:
@@ -678,12 +759,6 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
             self.message_user(request, f"Nothing was changed. {_refusal_reason(refusal)}", messages.ERROR)
             return
         self.message_user(request, f"{done}: {', '.join(incident.public_id for incident in incidents)}.")
-
-    def _transition(self, request, queryset, action: str, done: str):
-        def write(incident):
-            incident_transition(incident=incident, action=action, user=request.user)
-
-        self.apply_to_selected(request, queryset, write, done)
 
     # The menu offers only the actions the user's role allows (Django asks has_<name>_permission);
     # the services still refuse any other, whatever door it comes through.
@@ -702,22 +777,3 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     def has_verify_permission(self, request):
         return request.user.has_perm("incidents.verify_incident")
-
-    @admin.action(description="Submit for review", permissions=["submit"])
-    def submit_for_review(self, request, queryset):
-        self._transition(request, queryset, "submit", "Submitted for review")
-
-    @admin.action(description="Publish", permissions=["publish"])
-    def publish(self, request, queryset):
-        self._transition(request, queryset, "publish", "Published")
-
-    @admin.action(description="Return to draft", permissions=["return_to_draft"])
-    def return_to_draft(self, request, queryset):
-        self._transition(request, queryset, "return_to_draft", "Returned to draft")
-
-    @admin.action(description="Mark verified", permissions=["verify"])
-    def mark_verified(self, request, queryset):
-        def write(incident):
-            incident_set_verification(incident=incident, verification="verified", user=request.user)
-
-        self.apply_to_selected(request, queryset, write, "Marked verified")
