@@ -206,6 +206,17 @@ class TestDuplicates:
         assert "1 incident was created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
 
+    def test_a_dry_run_skipping_duplicates_reports_what_that_import_would_write(self, analyst, tumen, tmp_path):
+        make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        content = self.new_rows("Repeat") + "Fresh,forced-repatriation,2024-09-01,2024-09-01,Tumen\n"
+
+        dry_run = run_import(analyst, tmp_path, content, "--skip-duplicates", "--dry-run")
+
+        # Before, the dry run counted the duplicate among the incidents it would create.
+        assert "1 incident would be created; 0 updated; 0 unchanged; 1 possible duplicate would be skipped." in dry_run
+        assert "line 2: 'Repeat' would be skipped, may duplicate" in dry_run
+        assert Incident.objects.count() == 1
+
     def test_a_skipped_duplicate_creates_none_of_the_names_only_it_used(self, analyst, tumen, tmp_path):
         make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
         content = (
