@@ -114,7 +114,9 @@ FEATURE_COLLECTION = build_object_type(
                             ),
                         ],
                         "nullable": True,
-                        "description": "[longitude, latitude]; a sensitive place's coordinates are its parent's.",
+                        "description": "[longitude, latitude]; to readers who are not staff, a sensitive place and "
+                        "every place inside one have the coordinates of the nearest place containing them that is "
+                        "not sensitive.",
                     },
                     "properties": {"type": "object", "additionalProperties": {}},
                 },
