@@ -258,6 +258,10 @@ class ImportReport:
         return len(self.created) + len(self.updated) + len(self.proposed)
 
     def summary(self) -> str:
+        if self.stopped_for_duplicates:
+            # The file holds no error: counted as one, it sent readers looking for a mistake.
+            duplicates = f"{len(self.duplicates)} possible duplicate{pluralize(self.duplicates)}"
+            return f"{duplicates} in {self.file_name or 'the file'}; nothing was imported."
         if self.errors:
             errors = f"{len(self.errors)} error{pluralize(self.errors)}"
             return f"{errors} in {self.file_name or 'the file'}; nothing was imported."

@@ -187,6 +187,12 @@ class TestDuplicates:
         assert "Import again skipping them (--skip-duplicates) or creating them all the same" in errors
         assert Incident.objects.count() == 1
 
+    def test_an_import_stopped_for_duplicates_counts_no_error(self, analyst, tumen, tmp_path):
+        run_import(analyst, tmp_path, self.new_rows("Forty returned"))
+
+        with pytest.raises(CommandError, match=r"^1 possible duplicate in \S+import\.csv; nothing was imported\.$"):
+            run_import(analyst, tmp_path, self.new_rows("Forty returned"))
+
     def test_duplicates_may_be_skipped_or_allowed(self, analyst, tumen, tmp_path):
         make_incident(title="Known", date_start=date(2024, 5, 3), date_end=date(2024, 5, 3), places=[tumen])
         # Line 2 may repeat the known incident, line 4 line 3; line 5 is far from all of them in time.
