@@ -258,6 +258,10 @@ class ImportReport:
         return len(self.created) + len(self.updated) + len(self.proposed)
 
     def summary(self) -> str:
+        if self.stopped_for_duplicates:
+            # The file holds no error: counted as one, it sent readers looking for a mistake.
+            duplicates = f"{len(self.duplicates)} possible duplicate{pluralize(self.duplicates)}"
+            return f"{duplicates} in {self.file_name or 'the file'}; nothing was imported."
         if self.errors:
             errors = f"{len(self.errors)} error{pluralize(self.errors)}"
             return f"{errors} in {self.file_name or 'the file'}; nothing was imported."
@@ -269,7 +273,8 @@ class ImportReport:
         if self.proposed:
             parts.insert(2, f"{len(self.proposed)} proposed for review (published: a Reviewer accepts them)")
         if self.skipped:
-            parts.append(f"{len(self.skipped)} possible duplicate{pluralize(self.skipped)} skipped")
+            skipped = "would be skipped" if self.dry_run else "skipped"
+            parts.append(f"{len(self.skipped)} possible duplicate{pluralize(self.skipped)} {skipped}")
         elif self.duplicates:
             parts.append(
                 f"{len(self.duplicates)} new row{pluralize(self.duplicates)} may duplicate an incident or an "
@@ -567,9 +572,9 @@ def import_incidents_csv(
     """Validate every row of the CSV in `file`; unless `dry_run` or any error, write them all in one
     transaction as `user`. New rows that may duplicate an incident or an earlier row are listed in
     `report.duplicates`, and `duplicates` says what a real import does with them (STOP: write
-    nothing; ALLOW creates them without looking for them, even in a dry run). Checking costs the
-    same few queries whatever the file's length; writing, one COPY per table for the new
-    incidents and incident_update's queries per changed incident."""
+    nothing; SKIP leaves them out; ALLOW creates them without looking for them; SKIP and ALLOW
+    alike in a dry run). Checking costs the same few queries whatever the file's length; writing,
+    one COPY per table for the new incidents and incident_update's queries per changed incident."""
     report = ImportReport(file_name=file_name, dry_run=dry_run)
     if not (user.has_perm("incidents.add_incident") and user.has_perm("incidents.change_incident")):
         report.errors.append(
@@ -584,7 +589,12 @@ def import_incidents_csv(
     plan = _validate_rows(header, rows, user, create_missing, report)
     if not report.errors and duplicates != Duplicates.ALLOW:
         _find_duplicates(plan, user, report)
-    if report.errors or dry_run:
+    if report.errors:
+        return report
+    # Before a dry run returns: its report says what the same import would write.
+    if report.duplicates and duplicates == Duplicates.SKIP:
+        _skip_duplicates(plan, report, user)
+    if dry_run:
         return report
     if report.duplicates and duplicates == Duplicates.STOP:
         report.stopped_for_duplicates = True
@@ -598,8 +608,6 @@ def import_incidents_csv(
             )
         )
         return report
-    if report.duplicates and duplicates == Duplicates.SKIP:
-        _skip_duplicates(plan, report, user)
     try:
         _write(plan, user, report)
     except _InvalidFile as invalid:

@@ -345,6 +345,14 @@ def test_export_filters_follow_the_exporting_users_sight(tmp_path):
         call_command("export_incidents", f"--source={informant.pk}", "-o", str(tmp_path / "public.csv"))
 
 
+def test_export_help_names_the_values_of_its_repeatable_filters(capsys):
+    with pytest.raises(SystemExit):
+        call_command("export_incidents", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--verification VERIFICATION verification (repeatable): alleged, corroborated, verified," in help_text
+    assert "--review-state REVIEW_STATE review_state (repeatable): draft, in_review, published" in help_text
+
+
 def test_export_refuses_an_empty_output_name(capsysbinary):
     # Read as no -o at all, it sent the rows to standard output: `-o "$OUT"` with OUT unset.
     make_incident(title="Only for the file")

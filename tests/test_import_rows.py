@@ -187,6 +187,12 @@ class TestDuplicates:
         assert "Import again skipping them (--skip-duplicates) or creating them all the same" in errors
         assert Incident.objects.count() == 1
 
+    def test_an_import_stopped_for_duplicates_counts_no_error(self, analyst, tumen, tmp_path):
+        run_import(analyst, tmp_path, self.new_rows("Forty returned"))
+
+        with pytest.raises(CommandError, match=r"^1 possible duplicate in \S+import\.csv; nothing was imported\.$"):
+            run_import(analyst, tmp_path, self.new_rows("Forty returned"))
+
     def test_duplicates_may_be_skipped_or_allowed(self, analyst, tumen, tmp_path):
         make_incident(title="Known", date_start=date(2024, 5, 3), date_end=date(2024, 5, 3), places=[tumen])
         # Line 2 may repeat the known incident, line 4 line 3; line 5 is far from all of them in time.
@@ -205,6 +211,17 @@ class TestDuplicates:
 
         assert "1 incident was created" in allowed
         assert Incident.objects.filter(title="Repeat").exists()
+
+    def test_a_dry_run_skipping_duplicates_reports_what_that_import_would_write(self, analyst, tumen, tmp_path):
+        make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])
+        content = self.new_rows("Repeat") + "Fresh,forced-repatriation,2024-09-01,2024-09-01,Tumen\n"
+
+        dry_run = run_import(analyst, tmp_path, content, "--skip-duplicates", "--dry-run")
+
+        # Before, the dry run counted the duplicate among the incidents it would create.
+        assert "1 incident would be created; 0 updated; 0 unchanged; 1 possible duplicate would be skipped." in dry_run
+        assert "line 2: 'Repeat' would be skipped, may duplicate" in dry_run
+        assert Incident.objects.count() == 1
 
     def test_a_skipped_duplicate_creates_none_of_the_names_only_it_used(self, analyst, tumen, tmp_path):
         make_incident(title="Known", date_start=date(2024, 5, 1), date_end=date(2024, 5, 1), places=[tumen])

@@ -1,7 +1,8 @@
 """The API's doors to duplicate pairs and merges: list the pairs, merge one, undo a merge. Thin:
 who may do what, and what a reader learns, is decided by `incidents.merges`."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -77,6 +78,15 @@ class StaffOnly(StaffReader):
     message = "Only staff may see duplicates and merges."
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "decision", OpenApiTypes.STR, enum=DuplicateDecision.values, description="Only the pairs so decided"
+            )
+        ]
+    )
+)
 class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
     """Possible duplicates waiting for (or decided by) a reviewer, best score first."""
 

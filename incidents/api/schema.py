@@ -1,6 +1,7 @@
 """OpenAPI schema details drf-spectacular cannot infer: the errors every operation may answer, and
 fields that read differently from how they are written."""
 
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_array_type, build_basic_type, build_object_type
@@ -113,7 +114,9 @@ FEATURE_COLLECTION = build_object_type(
                             ),
                         ],
                         "nullable": True,
-                        "description": "[longitude, latitude]; a sensitive place's coordinates are its parent's.",
+                        "description": "[longitude, latitude]; to readers who are not staff, a sensitive place and "
+                        "every place inside one have the coordinates of the nearest place containing them that is "
+                        "not sensitive.",
                     },
                     "properties": {"type": "object", "additionalProperties": {}},
                 },
@@ -138,3 +141,19 @@ class IncidentPlaceFieldExtension(OpenApiSerializerFieldExtension):
         if direction == "request":
             return build_basic_type(OpenApiTypes.INT)
         return auto_schema.resolve_serializer(PlaceLocationSerializer, direction).ref
+
+
+class LabelledFilterExtension(DjangoFilterExtension):
+    """drf-spectacular leaves out the label of a filter whose type a class decorator gives
+    (`IdFilter`, `SlugFilter`, `CountryFilter`, `WholeNumberFilter`): the docs listed `type`,
+    `country`, `place`, `source`, `organization`, `perpetrator` and `min_origins` without a word
+    of what they take."""
+
+    priority = 1
+
+    def resolve_filter_field(self, auto_schema, model, filterset_class, field_name, filter_field):
+        parameters = super().resolve_filter_field(auto_schema, model, filterset_class, field_name, filter_field)
+        if filter_field.label:
+            for parameter in parameters:
+                parameter.setdefault("description", str(filter_field.label))
+        return parameters

@@ -487,7 +487,14 @@ class IncidentViewSet(ResourceViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(description="Proposed changes to published incidents you may review, newest first."),
+    list=extend_schema(
+        description="Proposed changes to published incidents you may review, newest first.",
+        parameters=[
+            OpenApiParameter(
+                "state", OpenApiTypes.STR, enum=RevisionState.values, description="Only the revisions in this state"
+            )
+        ],
+    ),
 )
 class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
     """Revisions that Analysts proposed for published incidents; Reviewers accept or reject them."""

@@ -30,12 +30,17 @@ class Command(BaseCommand):
         # One option per filter of the shared filter set, so the command never lags behind the API.
         for name, incident_filter in IncidentFilterSet.base_filters.items():
             repeatable = isinstance(incident_filter, django_filters.MultipleChoiceFilter)
+            help_text = str(incident_filter.label or name)
+            if repeatable:
+                # Their values, which a wrong one's error ("not one of the available choices") does not list.
+                values = ", ".join(value for value, _label in incident_filter.extra["choices"])
+                help_text += f" (repeatable): {values}"
             parser.add_argument(
                 option_name(name),
                 dest=f"filter_{name}",
                 action="append" if repeatable else "store",
                 metavar=name.upper(),
-                help=str(incident_filter.label or name) + (" (repeatable)" if repeatable else ""),
+                help=help_text,
             )
         parser.add_argument(
             "-o", "--output", metavar="FILE", type=path_name, help="Write to FILE instead of standard output."

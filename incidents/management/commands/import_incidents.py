@@ -59,8 +59,8 @@ class Command(BaseCommand):
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
         for row in report.duplicates:
-            verb = "skipped, may duplicate" if report.skipped else "may duplicate"
-            self.stderr.write(f"{file}: line {row.line}: {row.title!r} {verb} {row.duplicates_text()}")
+            skipped = ("would be skipped, " if dry_run else "skipped, ") if report.skipped else ""
+            self.stderr.write(f"{file}: line {row.line}: {row.title!r} {skipped}may duplicate {row.duplicates_text()}")
         for row in report.claims_removed:
             self.stderr.write(f"{file}: line {row.line}: {row.claims_removed_text()}")
         for row in report.confidential_claims_kept:
