@@ -840,6 +840,34 @@ class TestReviewWorkflow:
         assert incident.review_state == "published"
         assert messages_of(client.get(queue)) == [f"Published: {incident.public_id}."]
 
+    def test_a_review_button_applies_to_the_version_the_page_showed_not_a_colleagues_save_since(self, client, reviewer):
+        # The button published whatever was saved when it was clicked: a colleague's edit made
+        # while the Reviewer read the page went out unread.
+        incident = make_incident(review_state="in_review")
+        logged_in(client, reviewer)
+        page = client.get(change_url(incident)).content.decode()
+        shown = re.search(r'name="reviewed_version" value="(\d+)"', page).group(1)
+        services.incident_update(
+            incident=incident, user=make_user(roles.ANALYST), expected_version=incident.version, data={"title": "Later"}
+        )
+
+        for action in ("publish", "mark_verified"):
+            response = client.post(
+                CHANGELIST, {"action": action, "_selected_action": incident.pk, "index": 0, "reviewed_version": shown}
+            )
+            [message] = messages_of(client.get(response.url))
+            assert message.startswith(f"Nothing was changed. {incident.public_id} was changed by ")
+        incident.refresh_from_db()
+        assert (incident.review_state, incident.verification, incident.title) == ("in_review", "alleged", "Later")
+        # Read again, the page's version is the saved one, and its button publishes.
+        page = client.get(change_url(incident)).content.decode()
+        shown = re.search(r'name="reviewed_version" value="(\d+)"', page).group(1)
+        client.post(
+            CHANGELIST, {"action": "publish", "_selected_action": incident.pk, "index": 0, "reviewed_version": shown}
+        )
+        incident.refresh_from_db()
+        assert incident.review_state == "published"
+
 
 def make_pair(first, second, **fields) -> DuplicatePair:
     first, second = sorted([first, second], key=lambda incident: incident.pk)

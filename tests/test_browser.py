@@ -492,3 +492,42 @@ def test_a_form_opened_before_its_analyst_signed_in_again_elsewhere_is_still_sav
     # Django signs in with a new token, masked differently on each page: the old one was not it.
     assert old_token != page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
     assert violations == [[], []]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_page, live_server):
+    # The buttons act on the incident as last saved: a title typed and not saved was left behind
+    # without a word.
+    page = browser_page
+    make_user(roles.REVIEWER, username="reviewer")
+    incident = make_incident(review_state="in_review", title="As submitted")
+    log_in(page, live_server, "reviewer")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+    asked = []
+
+    def answer(dialog, accept: bool):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.fill("#id_title", "Typed, not saved")
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.click("form.review-actions button[value=publish]")
+
+    assert asked == ["Your edits on this page are not saved. Review the incident as last saved, and leave them?"]
+    expect(page.locator("#id_title")).to_have_value("Typed, not saved")
+    incident.refresh_from_db()
+    assert incident.review_state == "in_review"
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    page.click("form.review-actions button[value=publish]")
+
+    expect(page.locator(".messagelist")).to_contain_text(f"Published: {incident.public_id}.")
+    incident.refresh_from_db()
+    assert (incident.review_state, incident.title, len(asked)) == ("published", "As submitted", 2)
+    # Nothing typed, nothing asked.
+    unedited = make_incident(review_state="in_review")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{unedited.pk}/change/")
+    page.click("form.review-actions button[value=publish]")
+    expect(page.locator(".messagelist")).to_contain_text(f"Published: {unedited.public_id}.")
+    assert len(asked) == 2

@@ -392,12 +392,22 @@ def _inline_rows(formset) -> list[dict]:
 # at the top of the form offering every action whatever the state, whose Run sends the form with it.
 
 
+def reviewed_version(request) -> int | None:
+    """The version the incident's page showed, which its review buttons send: the action then applies
+    to what the Reviewer read, and a colleague's save since the page opened is refused as a stale
+    edit is (publishing a version nobody reviewed). None from the list, which shows no version."""
+    sent = request.POST.get("reviewed_version", "")
+    return int(sent) if sent.isascii() and sent.isdigit() else None
+
+
 def review_step_action(name: str, step: str, description: str, done: str):
     """The list's action moving the selected incidents one WORKFLOW step."""
 
     def action(model_admin, request, queryset):
         def write(incident):
-            incident_transition(incident=incident, action=step, user=request.user)
+            incident_transition(
+                incident=incident, action=step, user=request.user, expected_version=reviewed_version(request)
+            )
 
         model_admin.apply_to_selected(request, queryset, write, done)
 
@@ -413,7 +423,12 @@ def verification_action(verification: Verification):
 
     def action(model_admin, request, queryset):
         def write(incident):
-            incident_set_verification(incident=incident, verification=verification, user=request.user)
+            incident_set_verification(
+                incident=incident,
+                verification=verification,
+                user=request.user,
+                expected_version=reviewed_version(request),
+            )
 
         model_admin.apply_to_selected(request, queryset, write, f"Marked {verification.label.lower()}")
 
