@@ -898,6 +898,34 @@ class TestWhatWaitsForAReviewer:
             ),
         ]
 
+    def test_the_revisions_and_pairs_queues_open_on_what_waits_and_all_shows_every_row(self, client, reviewer):
+        # The lists opened on every row, decided ones mixed in with those that wait.
+        first, second, third = (make_incident(title=title) for title in ("First", "Second", "Third"))
+        for incident in (first, second):
+            services.incident_update(
+                incident=incident, user=make_user(roles.ANALYST), expected_version=1, data={"title": "Proposed"}
+            )
+        services.incident_revision_reject(revision=second.revisions.get(), user=reviewer, note="")
+        waiting_pair = make_pair(first, second)
+        decided_pair = make_pair(first, third, decision="different", decided_at=first.updated_at)
+        waiting_revision, decided_revision = first.revisions.get(), second.revisions.get()
+        logged_in(client, reviewer)
+        queues = [
+            ("incidentrevision", "state__exact", [waiting_revision], [waiting_revision, decided_revision]),
+            ("duplicatepair", "decision__exact", [waiting_pair], [waiting_pair, decided_pair]),
+        ]
+        for model_name, parameter, waiting, every in queues:
+            url = reverse(f"admin:incidents_{model_name}_changelist")
+            bare = client.get(url)
+            shown = set(bare.context["cl"].result_list)
+            assert shown == set(waiting), model_name
+            # Home's link selects the same rows; the sidebar's "All" shows every row.
+            assert set(client.get(url, {parameter: "pending"}).context["cl"].result_list) == shown
+            assert f'href="?{parameter}=all"' in bare.content.decode()
+            assert set(client.get(url, {parameter: "all"}).context["cl"].result_list) == set(every), model_name
+            refused = client.get(url, {parameter: "waiting"})
+            assert refused.status_code == 400 and parameter in refused.content.decode()
+
     def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
         incident = make_incident(title="Tumen, 80 people")
         other = make_incident(title="Eighty people returned from Tumen")

@@ -228,6 +228,28 @@ class TestReviewQueue:
         history = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
         assert "Different incidents" in history  # the choice as the admin labels it
 
+    def test_deciding_a_pair_leads_to_the_next_one_waiting_best_score_first(self, client):
+        # It led back to the list, where the Reviewer picked the next pair again.
+        incidents = [make_incident() for _ in range(5)]
+        best = DuplicatePair.objects.create(incident_a=incidents[0], incident_b=incidents[1], score=0.95)
+        last = DuplicatePair.objects.create(incident_a=incidents[0], incident_b=incidents[2], score=0.7)
+        following = DuplicatePair.objects.create(incident_a=incidents[0], incident_b=incidents[3], score=0.9)
+        DuplicatePair.objects.create(
+            incident_a=incidents[0], incident_b=incidents[4], score=0.99, decision="unsure", decided_at=timezone.now()
+        )
+        client.force_login(make_user(roles.ANALYST))
+
+        to_following = client.post(self.pair_url(best), {"decision": "different", "note": ""}, follow=True)
+        to_last = client.post(self.pair_url(following), {"decision": "unsure", "note": ""}, follow=True)
+        to_list = client.post(self.pair_url(last), {"decision": "different", "note": ""}, follow=True)
+
+        assert to_following.redirect_chain == [(self.pair_url(following), 302)]
+        assert f'Decided "Different incidents" for {best}.' in html.unescape(to_following.content.decode())
+        assert to_last.redirect_chain == [(self.pair_url(last), 302)]
+        assert f'Decided "Unsure" for {following}.' in html.unescape(to_last.content.decode())
+        assert to_list.redirect_chain == [(self.pair_url(None, "changelist"), 302)]
+        assert "No other pair waits for review." in to_list.content.decode()
+
     def test_only_a_reviewer_may_call_two_incidents_the_same(self, client, reported_twice):
         find_duplicates()
         pair = DuplicatePair.objects.get()
@@ -253,13 +275,17 @@ class TestReviewQueue:
         page = refused.content.decode()
         assert "Nothing was merged." in page
         assert 'Decided "Same incident" but not merged yet' in page and f'href="{confirm}"' in page
-        listing = client.get(self.pair_url(None, "changelist"))
+        # Decided, it is out of the pairs not reviewed (the list's default): its decision's choice shows it.
+        listing = client.get(self.pair_url(None, "changelist"), {"decision__exact": "same"})
         assert "Same incident, not merged yet" in listing.content.decode()
         # Merged from the link, it waits no more.
         client.post(confirm, {})
         assert IncidentMerge.objects.filter(pair=pair, undone_at__isnull=True).exists()
         assert "not merged yet" not in client.get(self.pair_url(pair)).content.decode()
-        assert "not merged yet" not in client.get(self.pair_url(None, "changelist")).content.decode()
+        assert (
+            "not merged yet"
+            not in client.get(self.pair_url(None, "changelist"), {"decision__exact": "same"}).content.decode()
+        )
 
     def test_a_pair_with_an_incident_hidden_from_the_reader_is_not_shown(self, client, reported_twice):
         reported_twice["second"].confidential = True

@@ -255,6 +255,43 @@ class FilterValueRefused(IncorrectLookupParameters):
         self.errors = errors
 
 
+class WaitingFirstFilter(admin.SimpleListFilter):
+    """A review queue's filter by its state field, which opens on what waits: no parameter means
+    "pending", and "All" is a value of its own (`?state__exact=all`). The queues opened on every
+    row, decided ones mixed in. The parameter stays the field filter's (`<field>__exact`), so Home's
+    links and bookmarks keep working; a subclass names it, and the title."""
+
+    ALL = "all"
+    WAITING = "pending"
+
+    @property
+    def field_name(self) -> str:
+        return self.parameter_name.removesuffix("__exact")
+
+    def lookups(self, request, model_admin):
+        return model_admin.model._meta.get_field(self.field_name).choices
+
+    def value(self):
+        return super().value() or self.WAITING
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.ALL:
+            return queryset
+        if value not in {str(choice) for choice, _label in self.lookup_choices}:
+            choices = ", ".join([self.ALL, *(str(choice) for choice, _label in self.lookup_choices)])
+            raise FilterValueRefused({self.parameter_name: [f"Choose one of {choices}."]})
+        return queryset.filter(**{self.field_name: value})
+
+    def choices(self, changelist):
+        for value, label in [(self.ALL, "All"), *self.lookup_choices]:
+            yield {
+                "selected": self.value() == str(value),
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+
 class FilterCannotBeApplied(Exception):
     """A list filter refused its value while the list was being made (IncorrectLookupParameters,
     which Django's changelist answers with a redirect to a page blaming the database): `errors`

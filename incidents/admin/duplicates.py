@@ -7,6 +7,7 @@ background worker shows."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import pluralize
@@ -14,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from incidents.admin.base import TrackedModelAdmin
+from incidents.admin.base import TrackedModelAdmin, WaitingFirstFilter
 from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
@@ -57,6 +58,11 @@ class ScoreFilter(admin.SimpleListFilter):
         return queryset.filter(score__lt=high) if high is not None else queryset
 
 
+class DecisionFilter(WaitingFirstFilter):
+    title = "decision"
+    parameter_name = "decision__exact"
+
+
 class DecisionForm(forms.ModelForm):
     decision = forms.ChoiceField(
         choices=[choice for choice in DuplicateDecision.choices if choice[0] != DuplicateDecision.PENDING],
@@ -72,7 +78,7 @@ class DecisionForm(forms.ModelForm):
 class DuplicatePairAdmin(TrackedModelAdmin):
     form = DecisionForm
     list_display = ["score", "first", "second", "dates", "decision_state"]
-    list_filter = ["decision", ScoreFilter]
+    list_filter = [DecisionFilter, ScoreFilter]
     list_select_related = ["incident_a", "incident_b"]
     ordering = ["-score", "id"]
     readonly_fields = ["score", "comparison", "decided_by", "decided_at"]
@@ -214,7 +220,31 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         # "Same incident" leads on to the merge, on a page that shows what it will move first.
         if obj.decision == DuplicateDecision.SAME and may_publish(request.user):
             return HttpResponseRedirect(confirm_url(obj))
+        if obj.decision != DuplicateDecision.SAME and "_continue" not in request.POST:
+            return self.response_next_waiting(request, obj)
         return super().response_change(request, obj)
+
+    def response_next_waiting(self, request, decided):
+        """The next pair waiting, in the list's order (best score first), or the list when none
+        does: a Reviewer works through the queue rather than back to the list after each pair.
+        One query."""
+        waiting = (
+            self.get_queryset(request)
+            .filter(decision=DuplicateDecision.PENDING)
+            .exclude(pk=decided.pk)
+            .order_by(*self.get_ordering(request))
+            .first()
+        )
+        decided_text = f'Decided "{decided.get_decision_display()}" for {decided}.'
+        opts = self.opts
+        if waiting is None:
+            self.message_user(request, f"{decided_text} No other pair waits for review.")
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        else:
+            self.message_user(request, f"{decided_text} Next, the pair that waits with the best score.")
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[waiting.pk])
+        preserved = {"preserved_filters": self.get_preserved_filters(request), "opts": opts}
+        return HttpResponseRedirect(add_preserved_filters(preserved, url))
 
 
 def _waits_for_merge(pair) -> bool:

@@ -15,9 +15,15 @@ from incidents.admin.base import (
     RecordedReadsMixin,
     StaffRecordMixin,
     VisibilityMixin,
+    WaitingFirstFilter,
     refusal_text,
 )
 from incidents.models import IncidentRevision
+
+
+class RevisionStateFilter(WaitingFirstFilter):
+    title = "state"
+    parameter_name = "state__exact"
 
 
 @admin.register(IncidentRevision)
@@ -27,7 +33,7 @@ class IncidentRevisionAdmin(
     OfferedFiltersOnlyMixin, StaffRecordMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
 ):
     list_display = ["__str__", "incident_link", "proposed_by", "created_at", "state", "decided_by"]
-    list_filter = ["state"]
+    list_filter = [RevisionStateFilter]
     list_select_related = ["incident", "proposed_by", "decided_by"]
     search_fields = ["incident__title"]
     readonly_fields = [
