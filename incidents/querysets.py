@@ -332,6 +332,27 @@ class IncidentQuerySet(models.QuerySet):
             condition &= Q(date_start__lte=date_to)
         return self.filter(condition)
 
+    def with_submitted_at(self, user) -> "IncidentQuerySet":
+        """Annotate `submitted_at`: when each incident last went into review, as its history records
+        it (the first of its latest run of events in review), or None where no event records it
+        (synthetic data written without history). Not `updated_at`, which any edit during review
+        moves. A reader without Confidential access is shown none of an incident's states while it
+        was confidential (history_visible_to), so one made public while in review counts from then.
+        Two reads of the incident's events through their index per incident, in the same query."""
+        events = apps.get_model("incidents", "Incident").pgh_event_model.objects
+        in_review = Q(review_state="in_review")
+        if not can_see_confidential(user):
+            in_review &= Q(confidential=False)
+        last_out_of_review = (
+            events.filter(pgh_obj=OuterRef("pgh_obj")).exclude(in_review).order_by("-pgh_id").values("pgh_id")[:1]
+        )
+        submitted = (
+            events.filter(in_review, pgh_obj=OuterRef("pk"), pgh_id__gt=Coalesce(Subquery(last_out_of_review), 0))
+            .order_by("pgh_id")
+            .values("pgh_created_at")[:1]
+        )
+        return self.annotate(submitted_at=Subquery(submitted))
+
     def with_claim_range(self, user) -> "IncidentQuerySet":
         """Annotate `claim_people_min`/`claim_people_max`: the span of figures that the sources the
         user may see report, beside the analysts' own estimate. One subquery each, no join, so it

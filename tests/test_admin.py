@@ -926,6 +926,49 @@ class TestWhatWaitsForAReviewer:
             refused = client.get(url, {parameter: "waiting"})
             assert refused.status_code == 400 and parameter in refused.content.decode()
 
+    # Each write its own transaction, so that the history's times (a transaction's start) differ.
+    @pytest.mark.django_db(transaction=True)
+    def test_the_incidents_in_review_sort_by_when_they_were_submitted(self, client, reviewer):
+        analyst, confidential_reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+
+        def submit(incident, user=analyst):
+            return services.incident_transition(incident=incident, action="submit", user=user)
+
+        returned = submit(make_incident(review_state="draft", title="Submitted first, returned, submitted last"))
+        older = submit(make_incident(review_state="draft", title="Submitted second"))
+        hidden_then = submit(
+            make_incident(review_state="draft", title="Submitted third", confidential=True), confidential_reviewer
+        )
+        submit(make_incident(review_state="draft", title="Submitted fourth"))
+        # Edited in review: its last change is now the latest but one, its submission unchanged.
+        older = services.incident_update(
+            incident=older, user=analyst, expected_version=older.version, data={"title": "Submitted second, edited"}
+        )
+        returned = services.incident_transition(incident=returned, action="return_to_draft", user=reviewer)
+        services.incident_update(
+            incident=hidden_then, user=confidential_reviewer, expected_version=hidden_then.version,
+            data={"confidential": False},
+        )  # fmt: skip
+        submit(returned)
+
+        def listed(user, **query):
+            response = logged_in(client, user).get(CHANGELIST, query)
+            return response.context["cl"]
+
+        in_review = {"review_state__exact": "in_review"}
+        column = listed(reviewer, **in_review).list_display.index("submitted_at")
+        oldest_first = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
+        seen_whole = [
+            incident.title for incident in listed(confidential_reviewer, **in_review, o=str(column)).result_list
+        ]
+
+        assert "submitted_at" not in listed(reviewer).list_display
+        # Made public in review, it counts from then for a Reviewer shown none of its confidential states.
+        assert oldest_first == ["Submitted second, edited", "Submitted fourth", "Submitted third", returned.title]
+        assert seen_whole == ["Submitted second, edited", "Submitted third", "Submitted fourth", returned.title]
+        by_last_change = sorted(listed(reviewer, **in_review).result_list, key=lambda incident: incident.updated_at)
+        assert [incident.title for incident in by_last_change][:2] == ["Submitted fourth", "Submitted second, edited"]
+
     def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
         incident = make_incident(title="Tumen, 80 people")
         other = make_incident(title="Eighty people returned from Tumen")

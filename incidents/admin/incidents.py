@@ -38,6 +38,7 @@ from incidents.models import (
     IncidentType,
     Involvement,
     Place,
+    ReviewState,
     Verification,
     VictimGroup,
     end_date_missing_message,
@@ -536,7 +537,17 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         # not pay for them.
         if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
             incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
+        elif _lists_in_review(request):
+            incidents = incidents.with_submitted_at(request.user)
         return incidents
+
+    def get_list_display(self, request):
+        # A Reviewer works through the incidents in review oldest submitted first.
+        return [*self.list_display, "submitted_at"] if _lists_in_review(request) else self.list_display
+
+    @admin.display(description="Submitted for review", ordering="submitted_at")
+    def submitted_at(self, incident):
+        return incident.submitted_at
 
     # The one search's words, `repatriat*` included, reach get_search_results as typed
     # (accounts/admin_site.py's BoundedSearchMixin).
@@ -792,3 +803,12 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     def has_verify_permission(self, request):
         return request.user.has_perm("incidents.verify_incident")
+
+
+def _lists_in_review(request) -> bool:
+    """Whether the request is for the incident list filtered to the incidents in review."""
+    return (
+        request.resolver_match is not None
+        and request.resolver_match.url_name == "incidents_incident_changelist"
+        and request.GET.get("review_state__exact") == ReviewState.IN_REVIEW
+    )
