@@ -39,7 +39,15 @@ from incidents.api.pagination import HistoryPagination, WithdrawalPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
-from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION, MERGED_REDIRECT
+from incidents.api.schema import (
+    BUSY_RETRY_AFTER,
+    DETAIL_ERROR,
+    ETAG,
+    FEATURE_COLLECTION,
+    IF_MATCH,
+    MERGED_LOCATION,
+    MERGED_REDIRECT,
+)
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
@@ -80,6 +88,12 @@ from incidents.selectors import incidents_read_by
 from incidents.statistics import GROUPINGS, incident_statistics
 
 
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[ETAG]),
+    update=extend_schema(parameters=[IF_MATCH, ETAG]),
+    partial_update=extend_schema(parameters=[IF_MATCH, ETAG]),
+    destroy=extend_schema(parameters=[IF_MATCH]),
+)
 class ResourceViewSet(viewsets.ModelViewSet):
     """List, read and (with the model permission) write one kind of record, ordered by id. A
     record's version is its ETag, and a change names the version it was made from (`version` in the
@@ -275,7 +289,7 @@ FORMAT_PARAMETER = OpenApiParameter(
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[FORMAT_PARAMETER],
+        parameters=[FORMAT_PARAMETER, BUSY_RETRY_AFTER],
         responses={
             (200, "application/json"): IncidentSerializer(many=True),
             (200, "application/geo+json"): FEATURE_COLLECTION,
@@ -286,10 +300,13 @@ FORMAT_PARAMETER = OpenApiParameter(
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
     retrieve=extend_schema(
+        parameters=[ETAG, MERGED_LOCATION],
         responses={200: IncidentSerializer, 301: MERGED_REDIRECT},
         description="The incident. A merged incident answers 301 to the incident it was merged into (`Location`, "
         "and `merged_into` in the body) if you may see both; otherwise 404.",
     ),
+    # Answered as its detail is (`_read`), with its version as ETag.
+    create=extend_schema(parameters=[ETAG]),
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
@@ -580,6 +597,17 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ETag",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200, 206],
+                required=True,
+                description="The file's sha256, quoted: send it back as If-None-Match or If-Range.",
+            ),
+            BUSY_RETRY_AFTER,
+        ],
         responses={
             **{
                 (status_code, media_type): OpenApiTypes.BINARY
