@@ -126,7 +126,9 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
             assert {"409", "412"} <= set(paths[path][method]["responses"]), (path, method)
         for method in ("put", "patch"):
             assert response_headers(path, method, "200") == {"ETag"}, (path, method)
-    assert response_headers("/api/v1/incidents/", "post", "201") == {"ETag"}
+    assert response_headers("/api/v1/incidents/", "post", "201") == {"ETag", "Location"}
+    for record in ("sources", "places", "organizations", "incident-types", "responses"):
+        assert response_headers(f"/api/v1/{record}/", "post", "201") == {"Location"}, record
     assert response_headers("/api/v1/incidents/{public_id}/", "get", "301") == {"Location"}
     # A token is revoked whatever its state: no If-Match, so no 412.
     assert "If-Match" not in header_parameters("/api/v1/auth/tokens/{id}/", "delete")

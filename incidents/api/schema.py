@@ -50,6 +50,14 @@ ETAG = OpenApiParameter(
     required=True,
     description='The record\'s version, quoted (`"3"`): send it back as If-Match with your change.',
 )
+CREATED_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[201],
+    required=True,
+    description="The new record's address.",
+)
 MERGED_LOCATION = OpenApiParameter(
     "Location",
     OpenApiTypes.URI,
