@@ -22,7 +22,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
 from incidents.api.renderers import JSONRenderer
-from incidents.api.schema import DETAIL_ERROR
+from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER
 from incidents.api.throttling import ExportThrottle
 from incidents.exports import ChunksInSlot, export_slot_take, stream_incidents_csv
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
@@ -118,7 +118,7 @@ class CsvOptionsSerializer(serializers.Serializer):
 
 @extend_schema(
     filters=True,
-    parameters=[CsvOptionsSerializer],
+    parameters=[CsvOptionsSerializer, BUSY_RETRY_AFTER, THROTTLED_RETRY_AFTER],
     responses={
         (200, "text/csv"): OpenApiTypes.BINARY,
         400: OpenApiTypes.OBJECT,

@@ -14,6 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -21,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from accounts.models import ApiToken
 from accounts.services import token_create
 from incidents import roles
+from incidents.models import Incident
 from tests.api_support import API, client_for
 from tests.factories import make_user
 from tracker.wsgi import application
@@ -28,7 +30,13 @@ from tracker.wsgi import application
 # Bounded to run in about two minutes on two cores: generated examples (valid and invalid data)
 # per operation; the exhaustive coverage phase and stateful sequences are left to longer runs.
 BOUNDED = schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}}})
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 def test_schema_and_docs_are_served():
@@ -93,6 +101,51 @@ def test_the_schema_is_built_once_whatever_the_client_asks_for():
     assert "parameters" in responses["503"]["content"]["application/json"]["schema"]["properties"]
 
 
+def test_the_schema_declares_the_headers_clients_send_and_read():
+    paths = client_for().get(f"{API}/schema/?format=json").json()["paths"]
+
+    def header_parameters(path, method):
+        return {parameter["name"] for parameter in paths[path][method]["parameters"] if parameter["in"] == "header"}
+
+    def response_headers(path, method, status_code):
+        return set(paths[path][method]["responses"][status_code].get("headers", {}))
+
+    # Every record with a version: a read answers it as ETag; a change names it in If-Match (412).
+    for record in (
+        "incidents/{public_id}",
+        "sources/{id}",
+        "places/{id}",
+        "organizations/{id}",
+        "incident-types/{id}",
+        "responses/{id}",
+    ):
+        path = f"/api/v1/{record}/"
+        assert response_headers(path, "get", "200") == {"ETag"}, path
+        for method in ("put", "patch", "delete"):
+            assert "If-Match" in header_parameters(path, method), (path, method)
+            assert {"409", "412"} <= set(paths[path][method]["responses"]), (path, method)
+        for method in ("put", "patch"):
+            assert response_headers(path, method, "200") == {"ETag"}, (path, method)
+    assert response_headers("/api/v1/incidents/", "post", "201") == {"ETag", "Location"}
+    for record in ("sources", "places", "organizations", "incident-types", "responses"):
+        assert response_headers(f"/api/v1/{record}/", "post", "201") == {"Location"}, record
+    assert response_headers("/api/v1/incidents/{public_id}/", "get", "301") == {"Location"}
+    # A token is revoked whatever its state: no If-Match, so no 412.
+    assert "If-Match" not in header_parameters("/api/v1/auth/tokens/{id}/", "delete")
+    assert "412" not in paths["/api/v1/auth/tokens/{id}/"]["delete"]["responses"]
+    # Any write may meet another at the same moment (tracker.write_conflicts), a POST too.
+    assert "409" in paths["/api/v1/revisions/{id}/accept/"]["post"]["responses"]
+    # Every throttled answer says when to come back; so does a download sent away by busy export
+    # slots, but not a stopped anonymous statement, which must be narrowed instead.
+    for path, methods in paths.items():
+        for method in methods:
+            assert response_headers(path, method, "429") == {"Retry-After"}, (path, method)
+    for path in ("/api/v1/incidents/", "/api/v1/incidents.csv", "/api/v1/releases/{name}/files/{file_name}/"):
+        assert response_headers(path, "get", "503") == {"Retry-After"}, path
+    assert response_headers("/api/v1/incidents/stats/", "get", "503") == set()
+    assert response_headers("/api/v1/releases/{name}/files/{file_name}/", "get", "206") == {"ETag"}
+
+
 @pytest.fixture
 def api_schema(settings):
     # The sample data gives the generated requests real records to find, filter and count.
@@ -149,3 +202,11 @@ def test_every_format_of_the_incident_list_matches_its_schema(api_schema, answer
     # (a GeoJSON FeatureCollection was once described as a page of JSON, "results" required).
     case = api_schema["/api/v1/incidents/"]["GET"].Case(query={"format": answer_format})
     case.call_and_validate(checks=CHECKS)
+
+
+def test_an_incident_read_sends_the_etag_its_schema_declares(api_schema):
+    incident = Incident.objects.filter(review_state="published", confidential=False).first()
+    case = api_schema["/api/v1/incidents/{public_id}/"]["GET"].Case(path_parameters={"public_id": incident.public_id})
+    response = case.call_and_validate(checks=CHECKS)
+    assert response.status_code == 200
+    assert response.headers["etag"] == [f'"{incident.version}"']

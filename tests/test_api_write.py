@@ -70,6 +70,7 @@ class TestCreateIncident:
         assert created["victim_groups"][0]["sex"] == "female"
         assert created["involvements"][0]["organization"] == organization.pk
         assert answer["ETag"] == '"1"'
+        assert answer["Location"] == f"http://testserver{incident_url(incident)}"
 
     def test_a_key_holding_a_nul_character_is_an_unknown_record_not_a_server_error(self):
         # PostgreSQL text cannot hold NUL: looking such a key up raised the database's error (a 500).
@@ -468,6 +469,14 @@ class TestOtherResources:
         answer = client_for(analyst).post(f"{API}/sources/", {"title": "Daily NK", "kind": "news_article"})
         assert answer.status_code == 201
         assert Source.objects.filter(title="Daily NK").exists()
+
+    def test_a_new_source_is_located_at_its_own_address_not_at_the_article_it_cites(self):
+        # DRF's Location was the body's `url`: the article, not the record.
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/sources/", {"title": "Daily NK", "kind": "news_article", "url": "https://dailynk.com/a"}
+        )
+        assert answer.status_code == 201
+        assert answer["Location"] == f"http://testserver{API}/sources/{answer.json()['id']}/"
 
     def test_place_rules_name_the_field(self):
         answer = client_for(make_user(roles.ANALYST)).post(

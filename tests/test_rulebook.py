@@ -106,7 +106,8 @@ def answer_of(response, world: World) -> tuple:
     # A record the write created has a new id in each run.
     messages = [re.sub(r"INC-\d+|Organization \d+", "NAME", comparable(text, *world.ids())) for text in messages]
     messages = [re.sub(r"/\d+/", "/NEW/", text) for text in messages]
-    location = re.sub(r"/\d+/", "/NEW/", location)
+    # A new record's address (an API 201's Location), like its id in the body.
+    location = re.sub(r"/(\d+|INC-\d+)/", "/NEW/", location)
     return response.status_code, location, messages, body
 
 

@@ -1,11 +1,13 @@
-"""OpenAPI schema details drf-spectacular cannot infer: the errors every operation may answer, and
-fields that read differently from how they are written."""
+"""OpenAPI schema details drf-spectacular cannot infer: the errors every operation may answer, the
+headers a client sends and reads (If-Match, ETag, Location, Retry-After), and fields that read
+differently from how they are written."""
 
 from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_array_type, build_basic_type, build_object_type
 from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 
 DETAIL_ERROR = build_object_type(
     properties={"detail": build_basic_type(OpenApiTypes.STR)}, required=["detail"], description="An error."
@@ -31,12 +33,71 @@ FIELD_ERRORS = {
     "additionalProperties": {},
 }
 
+# The version a write was made from, for the views that read it (`ResourceViewSet._check_if_match`).
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The version you edited, as the record\'s ETag gave it (`"3"`); 412 if it has changed since. '
+    "Or send `version` in the body instead (409 if stale).",
+)
+# Response headers: `response` names the status codes that send them.
+ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    required=True,
+    description='The record\'s version, quoted (`"3"`): send it back as If-Match with your change.',
+)
+CREATED_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[201],
+    required=True,
+    description="The new record's address.",
+)
+MERGED_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[301],
+    required=True,
+    description="The address of the incident it was merged into.",
+)
+# Not required: DRF's throttles leave it out when a client's history holds more requests than
+# the rate (since lowered) allows, and the sign-in lockout says when in its message instead.
+THROTTLED_RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds to wait before trying again.",
+)
+# Downloads that take an export slot (`csv_views.export_slots_busy`); the 503 of a stopped
+# anonymous statement says to narrow the request instead, and sends no Retry-After.
+BUSY_RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[503],
+    description="Every export slot is busy: seconds to wait before trying again.",
+)
+
 
 class TrackerAutoSchema(AutoSchema):
     """Documents on every operation the errors it can answer, so clients (and schemathesis) know
-    them: bad input, authentication, permission, hidden or unknown records, throttling; for
-    writes, a body in a format it does not read, conflicts (in use, stale version) and failed
-    If-Match preconditions."""
+    them: bad input, authentication, permission, hidden or unknown records, throttling (and its
+    Retry-After); for writes, a body in a format it does not read and conflicts (in use, stale
+    version, another write at the same moment: `tracker.write_conflicts`); failed If-Match
+    preconditions where the operation reads If-Match."""
+
+    def get_override_parameters(self):
+        return [*super().get_override_parameters(), THROTTLED_RETRY_AFTER]
+
+    def _reads_if_match(self) -> bool:
+        return any(parameter is IF_MATCH for parameter in self.get_override_parameters())
 
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         if not isinstance(serializer, dict):
@@ -61,17 +122,21 @@ class TrackerAutoSchema(AutoSchema):
         }
         if self.method in ("POST", "PUT", "PATCH"):
             errors["415"] = ("The body's Content-Type is none this endpoint reads (send JSON).", DETAIL_ERROR)
-        if self.method in ("PUT", "PATCH", "DELETE"):
-            errors["409"] = ("In use by other records, or the body's `version` is stale.", DETAIL_ERROR)
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            errors["409"] = (
+                "In use by other records, a stale `version`, or another write met at the same moment "
+                "(nothing was saved: send it again).",
+                DETAIL_ERROR,
+            )
+        if self._reads_if_match():
             errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
         # An error answers in the format the client asked for (JSON, or GeoJSON's media type).
         success = next((response for code, response in responses.items() if code.startswith("2")), {})
         media_types = list(success.get("content", {})) or ["application/json"]
         for code, (description, schema) in errors.items():
-            responses.setdefault(
-                code,
-                {"description": description, "content": {media_type: {"schema": schema} for media_type in media_types}},
-            )
+            if code not in responses:
+                # Built as drf-spectacular builds a declared response, so it carries its headers (Retry-After).
+                responses[code] = {**self._get_response_for_code(schema, code, media_types), "description": description}
         if self.method == "GET":
             # tracker/statement_timeout.py: always JSON, whatever the format asked for.
             responses.setdefault(

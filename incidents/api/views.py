@@ -39,7 +39,16 @@ from incidents.api.pagination import HistoryPagination, WithdrawalPagination
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
-from incidents.api.schema import DETAIL_ERROR, FEATURE_COLLECTION, MERGED_REDIRECT
+from incidents.api.schema import (
+    BUSY_RETRY_AFTER,
+    CREATED_LOCATION,
+    DETAIL_ERROR,
+    ETAG,
+    FEATURE_COLLECTION,
+    IF_MATCH,
+    MERGED_LOCATION,
+    MERGED_REDIRECT,
+)
 from incidents.api.serializers import (
     IncidentSerializer,
     IncidentTypeSerializer,
@@ -80,6 +89,13 @@ from incidents.selectors import incidents_read_by
 from incidents.statistics import GROUPINGS, incident_statistics
 
 
+@extend_schema_view(
+    create=extend_schema(parameters=[CREATED_LOCATION]),
+    retrieve=extend_schema(parameters=[ETAG]),
+    update=extend_schema(parameters=[IF_MATCH, ETAG]),
+    partial_update=extend_schema(parameters=[IF_MATCH, ETAG]),
+    destroy=extend_schema(parameters=[IF_MATCH]),
+)
 class ResourceViewSet(viewsets.ModelViewSet):
     """List, read and (with the model permission) write one kind of record, ordered by id. A
     record's version is its ETag, and a change names the version it was made from (`version` in the
@@ -98,6 +114,14 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         self._reread(serializer, serializer.save())
+
+    def get_success_headers(self, data):
+        # DRF's gives the body's `url` as Location: a source's is the article it cites, not its address.
+        return {"Location": self._address(data["id"])}
+
+    def _address(self, lookup_value) -> str:
+        """The absolute address of the record `lookup_value` (its id, an incident's public id) names."""
+        return reverse(f"{self.basename}-detail", kwargs={self.lookup_field: lookup_value}, request=self.request)
 
     def update(self, request, *args, **kwargs):
         record = self.get_object()
@@ -275,7 +299,7 @@ FORMAT_PARAMETER = OpenApiParameter(
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[FORMAT_PARAMETER],
+        parameters=[FORMAT_PARAMETER, BUSY_RETRY_AFTER],
         responses={
             (200, "application/json"): IncidentSerializer(many=True),
             (200, "application/geo+json"): FEATURE_COLLECTION,
@@ -286,10 +310,13 @@ FORMAT_PARAMETER = OpenApiParameter(
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
     retrieve=extend_schema(
+        parameters=[ETAG, MERGED_LOCATION],
         responses={200: IncidentSerializer, 301: MERGED_REDIRECT},
         description="The incident. A merged incident answers 301 to the incident it was merged into (`Location`, "
         "and `merged_into` in the body) if you may see both; otherwise 404.",
     ),
+    # Answered as its detail is (`_read`), with its version as ETag.
+    create=extend_schema(parameters=[ETAG, CREATED_LOCATION]),
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
@@ -410,15 +437,19 @@ class IncidentViewSet(ResourceViewSet):
             if survivor is None:
                 raise Http404
             # Permanently: the merged incident's address now names the survivor, for every client.
-            location = reverse("incident-detail", kwargs={"public_id": survivor}, request=request)
             body = {"detail": f"{kwargs['public_id']} was merged into {survivor}.", "merged_into": survivor}
-            return Response(body, status=status.HTTP_301_MOVED_PERMANENTLY, headers={"Location": location})
+            return Response(
+                body, status=status.HTTP_301_MOVED_PERMANENTLY, headers={"Location": self._address(survivor)}
+            )
         return response
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return self._read(serializer.save(), status.HTTP_201_CREATED)
+        incident = serializer.save()
+        response = self._read(incident, status.HTTP_201_CREATED)
+        response["Location"] = self._address(incident.public_id)
+        return response
 
     def _answer_update(self, serializer, written):
         if isinstance(written, IncidentRevision):
@@ -580,6 +611,17 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ETag",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200, 206],
+                required=True,
+                description="The file's sha256, quoted: send it back as If-None-Match or If-Range.",
+            ),
+            BUSY_RETRY_AFTER,
+        ],
         responses={
             **{
                 (status_code, media_type): OpenApiTypes.BINARY
