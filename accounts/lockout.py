@@ -96,12 +96,17 @@ def attempts_in_turn(request, username: str | None):
 
 
 def lockout_response(request, original_response=None, credentials=None):
-    """429 with the message: JSON under /api/ (as every API error), an admin-styled page elsewhere."""
+    """429 with the message: JSON under /api/ (as every API error), an admin-styled page elsewhere;
+    `Retry-After` the whole cool-off, as a try meanwhile starts it again (django-axes' default), so
+    that a client that waits as told is let in (the 429 of the sign-in rate says when too)."""
     status = settings.AXES_HTTP_RESPONSE_CODE
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": lockout_message()}, status=status)
-    context = {**admin.site.each_context(request), "title": "Sign-in locked", "message": lockout_message()}
-    return TemplateResponse(request, "accounts/locked_out.html", context, status=status).render()
+        response = JsonResponse({"detail": lockout_message()}, status=status)
+    else:
+        context = {**admin.site.each_context(request), "title": "Sign-in locked", "message": lockout_message()}
+        response = TemplateResponse(request, "accounts/locked_out.html", context, status=status).render()
+    response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return response
 
 
 def sign_in_throttled(request) -> TemplateResponse | None:
