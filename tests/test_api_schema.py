@@ -24,7 +24,7 @@ from accounts.services import token_create
 from incidents import roles
 from incidents.models import Incident
 from tests.api_support import API, client_for
-from tests.factories import make_user
+from tests.factories import make_incident, make_user
 from tracker.wsgi import application
 
 # Bounded to run in about two minutes on two cores: generated examples (valid and invalid data)
@@ -144,6 +144,26 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
         assert response_headers(path, "get", "503") == {"Retry-After"}, path
     assert response_headers("/api/v1/incidents/stats/", "get", "503") == set()
     assert response_headers("/api/v1/releases/{name}/files/{file_name}/", "get", "206") == {"ETag"}
+
+
+def test_an_edit_of_a_published_incident_answers_the_revision_the_schema_describes():
+    # An Analyst's change of a published incident waits for a Reviewer: 202 with the proposed
+    # revision, which the schema did not list (a generated client took it for an error).
+    published_incident = make_incident()
+    analyst = client_for(make_user(roles.ANALYST))
+    answer = analyst.patch(
+        f"{API}/incidents/{published_incident.public_id}/",
+        {"title": "Proposed title", "version": published_incident.version},
+        format="json",
+    )
+
+    assert answer.status_code == 202, answer.content
+    schema = client_for().get(f"{API}/schema/?format=json").json()
+    for method in ("put", "patch"):
+        declared = schema["paths"]["/api/v1/incidents/{public_id}/"][method]["responses"]["202"]
+        assert declared["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Revision"}
+    revision = schema["components"]["schemas"]["Revision"]
+    assert set(revision["required"]) <= set(answer.json()) <= set(revision["properties"])
 
 
 @pytest.fixture

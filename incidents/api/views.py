@@ -317,6 +317,11 @@ FORMAT_PARAMETER = OpenApiParameter(
     ),
     # Answered as its detail is (`_read`), with its version as ETag.
     create=extend_schema(parameters=[ETAG, CREATED_LOCATION]),
+    # An edit of a published incident by an Analyst waits for a Reviewer (`_answer_update`).
+    update=extend_schema(parameters=[IF_MATCH, ETAG], responses={200: IncidentSerializer, 202: RevisionSerializer}),
+    partial_update=extend_schema(
+        parameters=[IF_MATCH, ETAG], responses={200: IncidentSerializer, 202: RevisionSerializer}
+    ),
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
