@@ -144,6 +144,10 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
         assert response_headers(path, "get", "503") == {"Retry-After"}, path
     assert response_headers("/api/v1/incidents/stats/", "get", "503") == set()
     assert response_headers("/api/v1/releases/{name}/files/{file_name}/", "get", "206") == {"ETag"}
+    # A download reads the headers that resume it or answer that the copy held is current.
+    download = "/api/v1/releases/{name}/files/{file_name}/"
+    assert header_parameters(download, "get") == {"Range", "If-Range", "If-None-Match", "If-Match"}
+    assert {"304", "412", "416"} <= set(paths[download]["get"]["responses"])
 
 
 def test_an_edit_of_a_published_incident_answers_the_revision_the_schema_describes():

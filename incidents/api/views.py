@@ -625,6 +625,32 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 required=True,
                 description="The file's sha256, quoted: send it back as If-None-Match or If-Range.",
             ),
+            # The request headers the download reads (`_byte_range`, `get_conditional_response`).
+            OpenApiParameter(
+                "Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="`bytes=START-END` or `bytes=START-`: one range, answered 206 (416 past the file's end). "
+                "Several ranges, or another unit, are answered with the whole file.",
+            ),
+            OpenApiParameter(
+                "If-Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The ETag of the copy being resumed: the range only if the file is still that one.",
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The ETag of the copy you hold: 304 and no body if it is still this file.",
+            ),
+            OpenApiParameter(
+                "If-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The ETag you expect: 412 if the file is another.",
+            ),
             BUSY_RETRY_AFTER,
         ],
         responses={
@@ -633,6 +659,9 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 for status_code in (200, 206)
                 for media_type in sorted(set(releases.MEDIA_TYPES.values()))
             },
+            # The conditional answers have no body (`get_conditional_response`).
+            304: None,
+            412: None,
             # Errors are JSON whatever the file's type.
             (404, "application/json"): DETAIL_ERROR,
             (416, "application/json"): DETAIL_ERROR,
