@@ -18,7 +18,7 @@ from django.urls import path, reverse
 
 from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import incidents_csv_response
-from incidents.importers import Duplicates, import_incidents_csv
+from incidents.importers import Duplicates, csv_file_text, import_incidents_csv
 from incidents.models import Incident
 
 # The changelist's own parameters are its filters; this one is the export's.
@@ -109,10 +109,10 @@ class IncidentCsvAdminMixin:
             )
             if report.errors:
                 return self._upload_page(request, context, report=report)
-            # Valid, hence UTF-8 and within the size limit.
+            # Valid, hence readable (UTF-8 or UTF-16 with its mark) and within the size limit.
             upload.seek(0)
             request.session[PENDING_IMPORT_SESSION_KEY] = {
-                "content": upload.read().decode("utf-8-sig"),
+                "content": csv_file_text(upload.read()),
                 "create_missing": create_missing,
                 "file_name": upload.name,
             }

@@ -667,33 +667,28 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
         raise _InvalidFile(
             RowError(0, "", f"The file is larger than {limit:,} bytes, the import limit (TRACKER_IMPORT_MAX_BYTES).")
         )
-    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise _InvalidFile(RowError(1, "", "The file is UTF-16; save it as UTF-8 (in Excel: 'CSV UTF-8')."))
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = content.count(b"\n", 0, error.start) + 1
-        raise _InvalidFile(
-            RowError(
-                line,
-                "",
-                f"The file is not UTF-8 (byte 0x{content[error.start]:02x} cannot be read); "
-                "save it as UTF-8 (in Excel: 'CSV UTF-8').",
-            )
-        ) from None
+    text = csv_file_text(content)
     del content  # the text holds it now; a file at the size limit is 50 MB each
     max_rows = settings.IMPORT_MAX_ROWS
-    records = _Records(text)
-    # One cell more than there are columns: a longer header repeats or misnames one of those.
-    first = records.read(max_cells=len(_KNOWN_COLUMNS) + 1)
-    header = [name.strip() for name in first.cells] if first and first.line == 1 else []
+    records = _Records(text, delimiter=_delimiter(text))
+    # Beyond the columns, room for a spreadsheet's empty ones after the last (below); a header
+    # wider still repeats or misnames a column, or is no header.
+    max_header = 2 * len(_KNOWN_COLUMNS)
+    first = records.read(max_cells=max_header)
+    if first and first.wider:
+        raise _InvalidFile(RowError(1, "", f"The header has more than {max_header} cells; the columns are {_known()}."))
+    header = [_column_name(name) for name in first.cells] if first and first.line == 1 else []
+    # A spreadsheet saves the empty columns after the last one it formatted: no column, if empty.
+    width = len(header)
+    while header and not header[-1]:
+        header.pop()
     _check_header(header)
     rows = []
     holds_nul = "\x00" in text
     name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
     max_names, names = max_rows * NAMES_PER_ROW, 0
-    while record := records.read(max_cells=len(header)):
-        if record.wider:
+    while record := records.read(max_cells=width):
+        if record.wider or any(cell.strip() for cell in record.cells[len(header) :]):
             raise _InvalidFile(
                 RowError(
                     record.line,
@@ -701,6 +696,10 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
                     f"This row has more cells than the header's {len(header)}; the file was read no further.",
                 )
             )
+        del record.cells[len(header) :]
+        # What a spreadsheet writes for an empty row it once formatted: nothing to import.
+        if not any(cell.strip() for cell in record.cells):
+            continue
         # Checking a file holds every row at once (all or nothing): the row count bounds its memory.
         if len(rows) == max_rows:
             raise _InvalidFile(
@@ -729,6 +728,51 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     return header, rows
 
 
+def csv_file_text(content: bytes) -> str:
+    """The text of a CSV file as a spreadsheet saves it: UTF-8, with or without a byte order mark
+    (Excel's "CSV UTF-8", LibreOffice's default), or UTF-16 with one (Excel's "Unicode Text"); the
+    mark says which, so nothing is guessed. Any other encoding (Excel's plain "CSV", Windows-1252 in
+    Western Europe) is refused: its bytes read as UTF-8 would be misread, not just fail."""
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return content.decode("utf-16")
+        except UnicodeDecodeError as error:
+            line = content[: error.start].decode("utf-16", errors="replace").count("\n") + 1
+            raise _InvalidFile(
+                RowError(line, "", "The file is not valid UTF-16; save it as UTF-8 (in Excel: 'CSV UTF-8').")
+            ) from None
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise _InvalidFile(
+            RowError(
+                line,
+                "",
+                f"The file is not UTF-8 (byte 0x{content[error.start]:02x} cannot be read); "
+                "save it as UTF-8 (in Excel: 'CSV UTF-8').",
+            )
+        ) from None
+
+
+# The separators spreadsheets save with: ","; ";" where "," is the decimal comma (Excel and
+# LibreOffice in German, French, …); a tab in Excel's "Unicode Text". No column's name holds one,
+# so the header's first line says which the file uses.
+DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(text: str) -> str:
+    first_line = _LINE_END.split(text.lstrip("\r\n"), maxsplit=1)[0]
+    return next((delimiter for delimiter in DELIMITERS if delimiter in first_line), ",")
+
+
+def _column_name(written: str) -> str:
+    """A header's name as the export writes it, from a spreadsheet's "Public ID " or "Title"; a name
+    that is no column stays as written, for the error to quote."""
+    name = "_".join(written.casefold().split())
+    return name if name in _KNOWN_COLUMNS else written.strip()
+
+
 def _refuse_nul(record: "_Record", header: list[str]) -> None:
     """PostgreSQL's text cannot hold a NUL: a cell with one would fail the import's first query
     naming it (a crash of the command, a 500 of the admin's upload) rather than be reported."""
@@ -747,17 +791,18 @@ class _Record:
 
 
 # One cell as the csv module reads it (the excel dialect): quoted, with "" for a quote inside and
-# any line end, or plain up to the next comma or line end. Text after a closing quote, which the
-# csv module refuses, is taken as part of the cell: csv.reader reports it.
-_CELL = r'(?:"[^"]*(?:""[^"]*)*")?[^,\r\n]*'
+# any line end, or plain up to the next delimiter or line end. Text after a closing quote, which
+# the csv module refuses, is taken as part of the cell: csv.reader reports it.
+_CELL = r'(?:"[^"]*(?:""[^"]*)*")?[^{delimiter}\r\n]*'
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BLANK_LINES = re.compile(r"[\r\n]*")
 
 
 @functools.cache
-def _first_cells(max_cells: int) -> re.Pattern:
+def _first_cells(max_cells: int, delimiter: str) -> re.Pattern:
     """A record's first `max_cells` cells at most."""
-    return re.compile(rf"{_CELL}(?:,{_CELL}){{0,{max_cells - 1}}}")
+    cell = _CELL.format(delimiter=re.escape(delimiter))
+    return re.compile(rf"{cell}(?:{re.escape(delimiter)}{cell}){{0,{max_cells - 1}}}")
 
 
 class _Records:
@@ -766,8 +811,9 @@ class _Records:
     (a 50 MB row of two-letter cells, over 1 GB). csv.reader reads each record's text, so its
     rules and messages are the file's."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, *, delimiter: str):
         self.text = text
+        self.delimiter = delimiter
         self.position = 0
         self.lines = 0  # lines before `position`, a line end being \r\n, \r or \n as for csv.reader
 
@@ -778,12 +824,12 @@ class _Records:
         if self.position == len(self.text):
             return None
         line = self.lines + 1
-        cells = _first_cells(max_cells).match(self.text, self.position)
-        wider = self.text.startswith(",", cells.end())
+        cells = _first_cells(max_cells, self.delimiter).match(self.text, self.position)
+        wider = self.text.startswith(self.delimiter, cells.end())
         line_end = _LINE_END.match(self.text, cells.end())
         end = line_end.end() if line_end and not wider else cells.end()
         try:
-            row = next(csv.reader([self.text[self.position : end]], strict=True))
+            row = next(csv.reader([self.text[self.position : end]], strict=True, delimiter=self.delimiter))
         except csv.Error as error:
             raise _InvalidFile(RowError(line, "", f"Malformed CSV: {error}.")) from None
         self._move_to(end)
@@ -978,13 +1024,16 @@ def _parse_values(
             errors.append(RowError(line, column, message))
         elif column in DATE_COLUMNS:
             try:
-                data[column] = date.fromisoformat(raw.strip())
+                data[column] = date.fromisoformat(_MIDNIGHT.sub("", raw.strip()))
             except ValueError:
                 errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
         elif column in COUNT_COLUMNS:
             value = raw.strip()
             if value and not is_whole_number(value):
-                errors.append(RowError(line, column, f"{raw!r} is not a whole number of people."))
+                message = f"{raw!r} is not a whole number of people."
+                if _GROUPED_DIGITS.fullmatch(value):
+                    message += f" Write it without separators: {re.sub(r'[^0-9]', '', value)}."
+                errors.append(RowError(line, column, message))
             else:
                 data[column] = int(value) if value else None
         elif column in CHOICE_COLUMNS:
@@ -1001,6 +1050,14 @@ def _parse_values(
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+# The time a spreadsheet adds to a date cell it holds as a date and time ("2023-08-29 00:00:00"):
+# the same day. Any other time is refused: an incident's dates are days.
+_MIDNIGHT = re.compile(r"(?<=^\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$", re.ASCII)
+# "1,200" or "1.200": a thousand and two hundred in one locale, one point two in another. Read
+# as either, a file from the other locale would be misread without a word; the error shows the digits.
+_GROUPED_DIGITS = re.compile(r"\d{1,3}([,. '\u00a0\u202f]\d{3})+")
 
 
 def _blank_date_message(column: str, record: dict[str, str], start: date | None, incident: Incident | None) -> str:

@@ -102,7 +102,8 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
                 verification="verified",
                 places="Nowhere",
             ),
-            export_row(),
+            # A row of only empty cells is left out, as a blank line is (a spreadsheet writes them).
+            export_row(count_qualifier="about"),
         ]
     )
 

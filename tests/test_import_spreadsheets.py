@@ -1,0 +1,142 @@
+"""An export saved again by Excel or LibreOffice imports as it was, or is refused naming the line,
+the column and what to do: never misread. Through `manage.py import_incidents` and the admin's
+import page, which read files alike (`importers.csv_file_text`, `importers._read_rows`)."""
+
+import csv
+import io
+from datetime import date
+
+import pytest
+
+from incidents import roles
+from incidents.models import Incident
+from tests.factories import make_incident, make_place, make_user
+from tests.test_import import export, import_errors, run_import
+
+
+@pytest.fixture
+def reviewer():
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def exported(reviewer, tmp_path) -> list[list[str]]:
+    """An export's rows, as a spreadsheet opens them: non-Latin-1 text, places, a count."""
+    make_incident(
+        title="Hoeryong – “about 40” returned",
+        date_start=date(2023, 8, 29),
+        date_end=date(2023, 8, 29),
+        people_count=40,
+        places=[make_place(name="Hoeryong", country="KP")],
+    )
+    make_incident(title="강제북송 遣返", date_start=date(2023, 7, 1), date_end=date(2023, 7, 9), date_precision="range")
+    return list(csv.reader(io.StringIO(export(reviewer, tmp_path).decode())))
+
+
+def saved(rows: list[list[str]], *, delimiter=",", line_end="\r\n") -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator=line_end).writerows(rows)
+    return out.getvalue()
+
+
+def with_cells(rows: list[list[str]], column: str, text: str) -> list[list[str]]:
+    """The rows with `column` of the first incident's row holding `text`, as a spreadsheet shows it."""
+    position = rows[0].index(column)
+    return [rows[0], [*rows[1][:position], text, *rows[1][position + 1 :]], *rows[2:]]
+
+
+def midnight(rows: list[list[str]]) -> list[list[str]]:
+    dates = [rows[0].index("date_start"), rows[0].index("date_end")]
+    return [rows[0]] + [[f"{cell} 00:00:00" if i in dates else cell for i, cell in enumerate(row)] for row in rows[1:]]
+
+
+SAVED_AS = {
+    "Excel, CSV UTF-8 (BOM, CRLF)": lambda rows: ("\ufeff" + saved(rows)).encode(),
+    "LibreOffice (UTF-8, LF)": lambda rows: saved(rows, line_end="\n").encode(),
+    "Excel, Unicode Text (UTF-16, tabs)": lambda rows: saved(rows, delimiter="\t").encode("utf-16"),
+    "Excel in Germany (;, BOM)": lambda rows: ("\ufeff" + saved(rows, delimiter=";")).encode(),
+    "LibreOffice in France (;)": lambda rows: saved(rows, delimiter=";").encode(),
+    "dates with a midnight time": lambda rows: saved(midnight(rows)).encode(),
+    "header in other case and spacing": lambda rows: saved(
+        [[" Public ID ", "Title", *(name.upper() for name in rows[0][2:])], *rows[1:]]
+    ).encode(),
+    "empty columns after the last": lambda rows: saved([[*row, "", ""] for row in rows]).encode(),
+    "empty rows at the end": lambda rows: saved(rows + [[""] * len(rows[0])] * 3).encode(),
+}
+
+
+@pytest.mark.parametrize("save", SAVED_AS.values(), ids=SAVED_AS.keys())
+def test_an_export_saved_by_a_spreadsheet_imports_back_unchanged(reviewer, exported, tmp_path, save):
+    # Unchanged: every cell was read as the export wrote it (a misread date or title would update).
+    assert "0 incidents were created; 0 updated; 2 unchanged." in run_import(reviewer, tmp_path, save(exported))
+
+
+def test_an_edited_row_in_a_semicolon_file_updates_the_incident(reviewer, exported, tmp_path):
+    edited = with_cells(exported, "title", "Hoeryong – “about 45” returned")
+
+    run_import(reviewer, tmp_path, saved(edited, delimiter=";").encode())
+
+    assert Incident.objects.filter(title="Hoeryong – “about 45” returned").exists()
+
+
+def test_a_windows_1252_file_is_refused_rather_than_misread(reviewer, exported, tmp_path):
+    errors = import_errors(reviewer, tmp_path, saved(exported).encode("cp1252", errors="replace"))
+
+    assert "line 2: The file is not UTF-8 (byte 0x96 cannot be read); save it as UTF-8 (in Excel: 'CSV UTF-8')" in (
+        errors
+    )
+
+
+@pytest.mark.parametrize("shown", ["29/08/2023", "8/29/2023", "2023-08-29 13:30:00"])
+def test_a_date_as_a_spreadsheet_shows_it_is_refused_naming_line_and_column(reviewer, exported, tmp_path, shown):
+    errors = import_errors(reviewer, tmp_path, saved(with_cells(exported, "date_start", shown)))
+
+    assert f"line 2, column date_start: '{shown}' is not a date; write it as YYYY-MM-DD." in errors
+
+
+@pytest.mark.parametrize("shown", ["1,200", "1.200", "1 200"])
+def test_a_count_with_thousands_separators_is_refused_showing_its_digits(reviewer, exported, tmp_path, shown):
+    # "1.200" is 1200 in Germany and 1.2 in England: either reading would misread the other's files.
+    errors = import_errors(reviewer, tmp_path, saved(with_cells(exported, "people_count", shown), delimiter=";"))
+
+    assert f"line 2, column people_count: '{shown}' is not a whole number of people. Write it without " in errors
+    assert "separators: 1200." in errors
+
+
+def test_a_value_in_an_unnamed_column_is_refused(reviewer, exported, tmp_path):
+    rows = [[*exported[0], ""], [*exported[1], "note"], *([*row, ""] for row in exported[2:])]
+
+    errors = import_errors(reviewer, tmp_path, saved(rows))
+
+    assert "line 2: This row has more cells than the header's 23; the file was read no further." in errors
+
+
+class TestAdminImportPage:
+    URL = "/admin/incidents/incident/import/"
+
+    @pytest.mark.parametrize(
+        "save",
+        [SAVED_AS["Excel, Unicode Text (UTF-16, tabs)"], SAVED_AS["Excel in Germany (;, BOM)"]],
+        ids=["UTF-16, tabs", "semicolons"],
+    )
+    def test_a_spreadsheet_s_file_previews_then_imports(self, client, reviewer, exported, save):
+        edited = with_cells(exported, "title", "Hoeryong – “about 45” returned")
+        client.force_login(reviewer)
+
+        preview = client.post(self.URL, {"file": io.BytesIO(save(edited))}, format="multipart")
+
+        assert preview.status_code == 200
+        assert "Hoeryong – “about 45” returned — title" in preview.text
+        assert client.post(self.URL, {"confirm": "1"}).status_code == 302
+        assert Incident.objects.filter(title="Hoeryong – “about 45” returned").exists()
+
+    def test_a_windows_1252_file_is_refused_with_advice(self, client, reviewer, exported):
+        client.force_login(reviewer)
+
+        response = client.post(
+            self.URL, {"file": io.BytesIO(saved(exported).encode("cp1252", errors="replace"))}, format="multipart"
+        )
+
+        assert response.status_code == 400
+        assert "The file is not UTF-8 (byte 0x96 cannot be read)" in response.text
+        assert 'name="confirm"' not in response.text
