@@ -671,18 +671,20 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     del content  # the text holds it now; a file at the size limit is 50 MB each
     max_rows = settings.IMPORT_MAX_ROWS
     records = _Records(text, delimiter=_delimiter(text))
-    # Beyond the columns, room for a spreadsheet's empty ones after the last (below); a header
-    # wider still repeats or misnames a column, or is no header.
-    max_header = 2 * len(_KNOWN_COLUMNS)
+    # One cell more than there are columns, and as many again for a spreadsheet's empty columns
+    # after the last (below): a longer header repeats or misnames one of those.
+    max_header = 2 * len(_KNOWN_COLUMNS) + 1
     first = records.read(max_cells=max_header)
-    if first and first.wider:
-        raise _InvalidFile(RowError(1, "", f"The header has more than {max_header} cells; the columns are {_known()}."))
     header = [_column_name(name) for name in first.cells] if first and first.line == 1 else []
     # A spreadsheet saves the empty columns after the last one it formatted: no column, if empty.
     width = len(header)
     while header and not header[-1]:
         header.pop()
     _check_header(header)
+    if first.wider:
+        raise _InvalidFile(
+            RowError(1, "", f"The header has more than {max_header} cells; delete the empty columns after the last.")
+        )
     rows = []
     holds_nul = "\x00" in text
     name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
@@ -731,8 +733,9 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
 def csv_file_text(content: bytes) -> str:
     """The text of a CSV file as a spreadsheet saves it: UTF-8, with or without a byte order mark
     (Excel's "CSV UTF-8", LibreOffice's default), or UTF-16 with one (Excel's "Unicode Text"); the
-    mark says which, so nothing is guessed. Any other encoding (Excel's plain "CSV", Windows-1252 in
-    Western Europe) is refused: its bytes read as UTF-8 would be misread, not just fail."""
+    mark says which, so nothing is guessed. Any other encoding is refused rather than guessed: Excel's
+    plain "CSV" is in the code page of the machine that saved it (1252 in Western Europe, 949 in
+    Korea), which the file does not say, and read as the wrong one every name would be misspelt."""
     if content.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return content.decode("utf-16")
@@ -758,12 +761,12 @@ def csv_file_text(content: bytes) -> str:
 # The separators spreadsheets save with: ","; ";" where "," is the decimal comma (Excel and
 # LibreOffice in German, French, …); a tab in Excel's "Unicode Text". No column's name holds one,
 # so the header's first line says which the file uses.
-DELIMITERS = (",", ";", "\t")
+_DELIMITERS = (",", ";", "\t")
 
 
 def _delimiter(text: str) -> str:
     first_line = _LINE_END.split(text.lstrip("\r\n"), maxsplit=1)[0]
-    return next((delimiter for delimiter in DELIMITERS if delimiter in first_line), ",")
+    return next((delimiter for delimiter in _DELIMITERS if delimiter in first_line), ",")
 
 
 def _column_name(written: str) -> str:

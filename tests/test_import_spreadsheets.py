@@ -111,6 +111,13 @@ def test_a_value_in_an_unnamed_column_is_refused(reviewer, exported, tmp_path):
     assert "line 2: This row has more cells than the header's 23; the file was read no further." in errors
 
 
+def test_a_header_with_more_empty_columns_than_columns_is_refused(reviewer, exported, tmp_path):
+    # Read as far as the header may go, not further: each cell read costs memory (README, Limits).
+    errors = import_errors(reviewer, tmp_path, saved([[*row, *[""] * 100] for row in exported]))
+
+    assert "line 1: The header has more than 49 cells; delete the empty columns after the last." in errors
+
+
 class TestAdminImportPage:
     URL = "/admin/incidents/incident/import/"
 
