@@ -67,7 +67,7 @@ MERGED_LOCATION = OpenApiParameter(
     description="The address of the incident it was merged into.",
 )
 # Not required: DRF's throttles leave it out when a client's history holds more requests than
-# the rate (since lowered) allows, and the sign-in lockout says when in its message instead.
+# the rate (since lowered) allows. The sign-in lockout sends it (its whole cool-off).
 THROTTLED_RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     OpenApiTypes.INT,
