@@ -54,8 +54,11 @@ def wait_until(condition, what: str, seconds: float = 15) -> None:
 
 
 def received(alias: str, *, replayed: bool) -> None:
-    """Wait until the replica has received (and, if `replayed`, applied) everything the primary wrote."""
-    lsn = query("default", "SELECT pg_current_wal_lsn()::text")
+    """Wait until the replica has received (and, if `replayed`, applied) everything the primary wrote.
+    Up to the WAL's insert position, not its write position: the test database commits without
+    waiting for the disk (tests/conftest.py), so a commit just made may not be written yet, and the
+    replica, which is sent only what is, answered without it (a 404 for the incident just made)."""
+    lsn = query("default", "SELECT pg_current_wal_insert_lsn()::text")
     function = "pg_last_wal_replay_lsn" if replayed else "pg_last_wal_receive_lsn"
     wait_until(lambda: query(alias, f"SELECT {function}() >= %s::pg_lsn", [lsn]), f"the replica's {function}")
 
