@@ -343,8 +343,10 @@ class IncidentQuerySet(models.QuerySet):
         in_review = Q(review_state="in_review")
         if not can_see_confidential(user):
             in_review &= Q(confidential=False)
+        # Of the incident (the outer query's row), not of each event: PostgreSQL reads it once per
+        # incident, where a reference to the event's own `pgh_obj` read it again for every event.
         last_out_of_review = (
-            events.filter(pgh_obj=OuterRef("pgh_obj")).exclude(in_review).order_by("-pgh_id").values("pgh_id")[:1]
+            events.filter(pgh_obj=OuterRef(OuterRef("pk"))).exclude(in_review).order_by("-pgh_id").values("pgh_id")[:1]
         )
         submitted = (
             events.filter(in_review, pgh_obj=OuterRef("pk"), pgh_id__gt=Coalesce(Subquery(last_out_of_review), 0))
