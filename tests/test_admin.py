@@ -436,6 +436,29 @@ class TestDataEntry:
             )
             assert [result["text"] for result in response.json()["results"]] == [expected]
 
+    def test_autocomplete_offers_the_place_named_as_typed_first(self, client, analyst):
+        # By name alone "China > China-North Korea border area" came first, and Enter picked it
+        # as the parent of a North Korean province.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="China–North Korea border area", kind="border_area", parent=china)
+        north_korea = make_place(name="North Korea", kind="country", country="KP")
+        make_place(name="North Korea–Russia border", kind="border_area", parent=north_korea)
+        make_organization(name="Aid to HRW's witnesses")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        logged_in(client, analyst)
+
+        def offered(model_name, field_name, term):
+            query = {"app_label": "incidents", "model_name": model_name, "field_name": field_name, "term": term}
+            return [result["text"] for result in client.get(reverse("admin:autocomplete"), query).json()["results"]]
+
+        assert offered("place", "parent", "north korea") == [
+            "North Korea",
+            "North Korea > North Korea–Russia border",
+            "China > China–North Korea border area",
+        ]
+        # An organization by its acronym too.
+        assert offered("involvement", "organization", "hrw") == ["Human Rights Watch (HRW)", "Aid to HRW's witnesses"]
+
     def test_places_of_one_name_are_offered_and_shown_by_their_paths(
         self, client, analyst, django_assert_max_num_queries
     ):

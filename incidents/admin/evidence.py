@@ -23,6 +23,7 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
     list_filter = ["kind", "confidential", "language"]
     list_select_related = ["publisher"]
     search_fields = ["title", "author", "url", "publisher__name", "publisher__acronym"]
+    autocomplete_ranked_by = ["title"]
     autocomplete_fields = ["publisher", "cites"]
     date_hierarchy = "published_on"
     fieldsets = [
@@ -39,6 +40,7 @@ class OrganizationAdmin(TrackedModelAdmin):
     list_display = ["name", "acronym", "kind", "country"]
     list_filter = ["kind", "country"]
     search_fields = ["name", "acronym"]
+    autocomplete_ranked_by = ["name", "acronym"]
 
 
 class PlaceForm(EditedVersionForm):
@@ -83,6 +85,7 @@ class PlaceAdmin(TrackedModelAdmin):
     list_filter = ["kind", "country", "sensitive", "within_sensitive"]
     list_select_related = ["parent"]
     search_fields = ["name", "parent__name"]
+    autocomplete_ranked_by = ["name"]
     autocomplete_fields = ["parent"]
 
     def autocomplete_labelled(self, queryset):
@@ -112,6 +115,7 @@ class IncidentTypeAdmin(TrackedModelAdmin):
     list_display = ["name", "slug", "parent"]
     list_select_related = ["parent"]
     search_fields = ["name", "slug"]
+    autocomplete_ranked_by = ["name"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["parent"]
 
