@@ -394,6 +394,28 @@ class TestDataEntry:
 
         assert "July 2021" in page and "50 (40–60)" in page and "Tumen" in page
 
+    def test_list_says_how_a_count_is_given_and_which_place_of_a_name(self, client, analyst):
+        # The list showed "500" for "about 500", and "Tumen" for either Tumen.
+        jilin = make_place(name="Jilin", kind="province", country="CN")
+        north_hamgyong = make_place(name="North Hamgyong", kind="province", country="KP")
+        make_incident(
+            title="Around 500 sent back",
+            people_count=500,
+            count_qualifier="about",
+            places=[make_place(name="Tumen", parent=jilin, country="")],
+        )
+        make_incident(
+            title="At least 40 sent back",
+            people_count=40,
+            count_qualifier="at_least",
+            places=[make_place(name="Tumen", parent=north_hamgyong, country="")],
+        )
+
+        page = html.unescape(logged_in(client, analyst).get(CHANGELIST).content.decode())
+
+        assert "about 500" in page and "at least 40" in page
+        assert "Jilin > Tumen" in page and "North Hamgyong > Tumen" in page
+
     def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
         incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])
         make_claim(incident=incident, source=make_source(title="Daily NK dispatch"))

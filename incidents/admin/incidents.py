@@ -53,6 +53,7 @@ from incidents.services import (
     incident_update,
     may_publish,
 )
+from incidents.templatetags.public_pages import people as people_label
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
 FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
@@ -531,7 +532,9 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     def get_queryset(self, request):
         incidents = (
-            super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("places", queryset=Place.objects.with_path().order_by("name")))
         )
         # Only the change page shows the range the sources report and their origins; the list need
         # not pay for them.
@@ -559,18 +562,14 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     @admin.display(description="People", ordering="people_count")
     def people(self, incident):
-        if incident.people_count is None and incident.people_count_min is None and incident.people_count_max is None:
-            return "unknown"
-        best = "?" if incident.people_count is None else f"{incident.people_count:,}"
-        if incident.people_count_min is None and incident.people_count_max is None:
-            return best
-        low = "?" if incident.people_count_min is None else f"{incident.people_count_min:,}"
-        high = "?" if incident.people_count_max is None else f"{incident.people_count_max:,}"
-        return f"{best} ({low}–{high})"
+        # With its qualifier, as the public pages word it ("about 500 (300-600)"): the bare figure
+        # read an "about 500" as exactly 500.
+        return people_label(incident) or "unknown"
 
     @admin.display(description="Places")
     def place_names(self, incident):
-        return ", ".join(place.name for place in incident.places.all())
+        # By path, as the autocomplete offers them: two "Tumen" (Jilin's, North Hamgyong's) read alike.
+        return ", ".join(place.path for place in incident.places.all())
 
     # What a read-only page shows for the form's place_list field (viewers have no form).
     place_list = place_names
