@@ -481,6 +481,18 @@ class TestDataEntry:
         # An organization by its acronym too.
         assert offered("involvement", "organization", "hrw") == ["Human Rights Watch (HRW)", "Aid to HRW's witnesses"]
 
+    def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
+        # The place form asks for names in Korean and Chinese; typing one found nothing.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="Yanji", parent=china, alternate_names=["延吉", "연길", "Yeongil"])
+        make_place(name="Hunchun", parent=china)
+        logged_in(client, analyst)
+
+        for term in ["연길", "延吉", "yeongil"]:
+            query = {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": term}
+            offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+            assert [result["text"] for result in offered] == ["China > Yanji"], term
+
     def test_places_of_one_name_are_offered_and_shown_by_their_paths(
         self, client, analyst, django_assert_max_num_queries
     ):

@@ -84,7 +84,8 @@ class PlaceAdmin(TrackedModelAdmin):
     list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
     list_filter = ["kind", "country", "sensitive", "within_sensitive"]
     list_select_related = ["parent"]
-    search_fields = ["name", "parent__name"]
+    # Its other names too, which its form asks for so: a Korean source's "연길" found no Yanji.
+    search_fields = ["name", "alternate_names", "parent__name"]
     autocomplete_ranked_by = ["name"]
     autocomplete_fields = ["parent"]
 
