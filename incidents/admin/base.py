@@ -1,6 +1,7 @@
 """What every analysts' screen shares: visibility, the record of the confidential records it shows,
 the audit history view, estimated counts."""
 
+import copy
 import re
 
 from django import forms
@@ -244,6 +245,18 @@ class ParametersListFilter(admin.ListFilter):
 
     def expected_parameters(self):
         return list(self.parameter_names)
+
+
+class HeldChoicesFieldListFilter(admin.ChoicesFieldListFilter):
+    """A choices field's filter offering only the values the records its reader may see hold: the
+    places' and organizations' lists offered all 249 countries, 6,000 pixels of links beside a
+    dozen rows. Same parameter (`country__exact`) as Django's own."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        held = set(model_admin.get_queryset(request).values_list(field_path, flat=True).distinct())
+        offered = copy.copy(field)
+        offered.choices = [(value, label) for value, label in field.flatchoices if value in held]
+        super().__init__(offered, request, params, model, model_admin, field_path)
 
 
 class FilterValueRefused(IncorrectLookupParameters):

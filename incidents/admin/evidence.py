@@ -12,7 +12,7 @@ from django.db.models import F
 from django.template.response import TemplateResponse
 
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
+from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
@@ -38,7 +38,7 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
 class OrganizationAdmin(TrackedModelAdmin):
     form = EditedVersionForm
     list_display = ["name", "acronym", "kind", "country"]
-    list_filter = ["kind", "country"]
+    list_filter = ["kind", ("country", HeldChoicesFieldListFilter)]
     search_fields = ["name", "acronym"]
     autocomplete_ranked_by = ["name", "acronym"]
 
@@ -82,7 +82,7 @@ class PlaceAdmin(TrackedModelAdmin):
     ]
     # Beside the mark, whether the public sees the place coarsened: a place inside a sensitive one is.
     list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
-    list_filter = ["kind", "country", "sensitive", "within_sensitive"]
+    list_filter = ["kind", ("country", HeldChoicesFieldListFilter), "sensitive", "within_sensitive"]
     list_select_related = ["parent"]
     # Its other names too, which its form asks for so: a Korean source's "연길" found no Yanji.
     search_fields = ["name", "alternate_names", "parent__name"]
