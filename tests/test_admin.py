@@ -189,6 +189,26 @@ class TestDataEntry:
         assert "below the minimum" in errors["people_count"][0]
         assert not Incident.objects.exists()
 
+    def test_a_date_that_reads_either_day_or_month_first_is_refused_with_how_to_write_it(self, client, analyst):
+        # "09/10/2023", typed for 9 October, was saved as 10 September without a word.
+        source = make_source()
+        post = incident_post(date_start="09/10/2023", date_end="09/10/2023", claims=[{"source": source.pk}])
+        post["claims-0-date_start"] = "10/09/2023"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        written_so = ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
+        assert response.context["adminform"].form.errors["date_start"] == written_so
+        assert response.context["inline_admin_formsets"][2].formset.errors[0]["date_start"] == written_so
+        assert not Incident.objects.exists()
+
+        post.update(date_start="9 October 2023", date_end="2023-10-09", **{"claims-0-date_start": "Oct 9, 2023"})
+        assert logged_in(client, analyst).post(ADD, post).status_code == 302
+        assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
+
+    def test_a_filter_refuses_a_date_that_reads_either_day_or_month_first(self, client):
+        assert client.get(f"{API}/incidents/", {"date_from": "09/10/2023"}).status_code == 400
+
     @pytest.mark.parametrize(
         "precision, start, hint",
         [

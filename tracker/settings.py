@@ -240,6 +240,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+# The dates forms read, in each language: Django's, less "09/10/2023", which it read as 10 September
+# (tracker/formats). A language whose Django formats read numeric dates month first gets a module there.
+FORMAT_MODULE_PATH = ["tracker.formats"]
 
 
 def catalog_languages(locale_path: Path) -> list[tuple[str, str]]:

@@ -426,7 +426,20 @@ def _query_without(request, names) -> str:
     return query.urlencode()
 
 
-class TrackedModelAdmin(OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
+class DateAsWrittenMixin:
+    """A date field a form refuses says how to write it: "Enter a valid date." left an analyst who
+    typed "09/10/2023" (refused, since it reads as either day first; tracker/formats) guessing."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if isinstance(field, forms.DateField):
+            field.error_messages["invalid"] = "Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."
+        return field
+
+
+class TrackedModelAdmin(
+    DateAsWrittenMixin, OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
+):
     """A ModelAdmin whose "History" page shows the audit trail the database triggers record, and
     whose pages record the confidential records they show."""
 

@@ -18,6 +18,7 @@ from django_countries import countries
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
+    DateAsWrittenMixin,
     EditedVersionForm,
     EstimatedCountPaginator,
     FilterValueRefused,
@@ -288,7 +289,7 @@ class RowsFormSet(BaseInlineFormSet):
                 widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
 
 
-class IncidentRowsInline:
+class IncidentRowsInline(DateAsWrittenMixin):
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
     given, keeping those the writer may not see, the history records the removal, and an Analyst's
