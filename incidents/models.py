@@ -1175,7 +1175,14 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     excerpt = models.TextField(blank=True, help_text="The source's own words.")
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
-        max_length=12, choices=SourceConnection.choices, default=SourceConnection.UNKNOWN
+        max_length=12,
+        choices=SourceConnection.choices,
+        default=SourceConnection.UNKNOWN,
+        # The label alone left analysts guessing whose connection to what: HRW's report relaying
+        # a missionary's account is Third party, the missionary's own testimony Informant.
+        help_text="How the source knows: as a victim or a witness; as an informant passing on what they saw "
+        "or were told; as an official speaking for a state; or as a third party relaying others (a news "
+        "article, an NGO report).",
     )
     confidential = models.BooleanField(default=False)
     merge_conflict = models.BooleanField(

@@ -179,6 +179,12 @@ class TestDataEntry:
             "Review",
         ]
 
+    def test_a_claims_source_connection_says_what_it_means(self, client, analyst):
+        page = logged_in(client, analyst).get(ADD).content.decode()
+
+        assert 'id="id_claims-0-source_connection_helptext"' in page
+        assert "How the source knows: as a victim or a witness" in page
+
     def test_validation_errors_name_the_field_and_the_problem(self, client, analyst):
         post = incident_post(date_end="2023-08-01", people_count="50", people_count_min="60")
 
