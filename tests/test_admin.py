@@ -507,6 +507,21 @@ class TestDataEntry:
         # An organization by its acronym too.
         assert offered("involvement", "organization", "hrw") == ["Human Rights Watch (HRW)", "Aid to HRW's witnesses"]
 
+    def test_autocomplete_offers_incidents_with_their_dates(self, client, analyst):
+        # Two reports of one repatriation read alike by id and title, where a response links one.
+        first = make_incident(
+            title="About 500 sent back",
+            date_precision="range",
+            date_start=date(2023, 10, 2),
+            date_end=date(2023, 10, 9),
+        )
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "500"}
+
+        offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert offered == [{"id": str(first.pk), "text": f"{first.public_id}: About 500 sent back (2–9 October 2023)"}]
+
     def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
         # The place form asks for names in Korean and Chinese; typing one found nothing.
         china = make_place(name="China", kind="country", country="CN")
@@ -665,7 +680,8 @@ class TestConfidentiality:
         ).json()["results"]
 
         assert "Informant testimony" not in [result["text"] for result in sources]
-        assert [result["text"] for result in incidents] == [str(records["public_incident"])]
+        public = records["public_incident"]
+        assert [result["text"] for result in incidents] == [f"{public} ({public.date_label})"]
 
     def test_a_hidden_source_cannot_be_posted_as_a_claims_source(self, client, analyst, records):
         post = incident_post(claims=[{"source": records["secret_source"].pk, "people_count": 80}])

@@ -8,7 +8,8 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, Value
+from django.db.models.functions import Concat
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -544,6 +545,21 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         elif _lists_in_review(request):
             incidents = incidents.with_submitted_at(request.user)
         return incidents
+
+    def autocomplete_labelled(self, queryset):
+        """Each incident offered by the autocomplete (a response's incidents) with its dates: two
+        reports of one repatriation, "about 500" and "around 500", read alike by id and title."""
+        return queryset.annotate(
+            autocomplete_label=Concat(
+                "public_id",
+                Value(": "),
+                "title",
+                Value(" ("),
+                "date_label",
+                Value(")"),
+                output_field=models.TextField(),
+            )
+        )
 
     def get_list_display(self, request):
         # A Reviewer works through the incidents in review oldest submitted first.
