@@ -364,6 +364,31 @@ def test_a_place_made_from_the_incident_page_is_put_inside_its_province_by_its_p
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+def test_enter_picks_the_place_named_as_typed(browser_page, live_server):
+    # Typing "North Korea" and Enter picked "China > China-North Korea border area", the first in
+    # name order: North Hamgyong was saved inside China.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_place(name="China–North Korea border area", parent=make_place(name="China", kind="country", country="CN"))
+    make_place(name="North Korea", kind="country", country="KP")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/place/add/")
+
+    page.fill("#id_name", "North Hamgyong")
+    page.select_option("#id_kind", "province")
+    page.click("#id_parent + .select2 .select2-selection")
+    page.locator(".select2-container--open .select2-search__field").fill("North Korea")
+    expect(page.locator(".select2-results__option--highlighted")).to_have_text("North Korea")
+    page.keyboard.press("Enter")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    province = Place.objects.get(name="North Hamgyong")
+    assert (province.parent.name, province.country) == ("North Korea", "KP")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
 def test_the_incidents_list_shows_every_column_on_a_laptop_screen(browser_page, live_server):
     # Between the list of every model and the filters, the list hid its Verification and Review
     # state columns behind a scroll bar at 1280 pixels.
