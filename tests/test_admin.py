@@ -428,7 +428,7 @@ class TestDataEntry:
             title="Around 500 sent back",
             people_count=500,
             count_qualifier="about",
-            places=[make_place(name="Tumen", parent=jilin, country="")],
+            places=[make_place(name="Tumen", parent=jilin, country=""), jilin],
         )
         make_incident(
             title="At least 40 sent back",
@@ -440,7 +440,9 @@ class TestDataEntry:
         page = html.unescape(logged_in(client, analyst).get(CHANGELIST).content.decode())
 
         assert "about 500" in page and "at least 40" in page
-        assert "Jilin > Tumen" in page and "North Hamgyong > Tumen" in page
+        assert "North Hamgyong > Tumen" in page
+        # One place a line: paths joined by commas read as one list of words and ">".
+        assert '<td class="field-place_names">Jilin<br>Jilin > Tumen</td>' in page
 
     def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
         incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])

@@ -14,6 +14,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django_countries import countries
 
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
@@ -586,7 +587,8 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     @admin.display(description="Places")
     def place_names(self, incident):
         # By path, as the autocomplete offers them: two "Tumen" (Jilin's, North Hamgyong's) read alike.
-        return ", ".join(place.path for place in incident.places.all())
+        # One a line: paths joined by commas read as one list of words and ">".
+        return format_html_join(mark_safe("<br>"), "{}", ((place.path,) for place in incident.places.all()))
 
     # What a read-only page shows for the form's place_list field (viewers have no form).
     place_list = place_names
