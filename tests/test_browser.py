@@ -21,7 +21,7 @@ from incidents import roles
 from incidents.models import Incident, Place, Source
 from tests.api_support import client_for, incident_url
 from tests.browser_support import launch_chromium
-from tests.factories import make_incident, make_place, make_source, make_user
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_accounts import app_code, enrol
 
 PASSWORD = "correct horse battery staple"
@@ -385,6 +385,28 @@ def test_enter_picks_the_place_named_as_typed(browser_page, live_server):
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     province = Place.objects.get(name="North Hamgyong")
     assert (province.parent.name, province.country) == ("North Korea", "KP")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_incidents_title_and_its_claims_sources_are_read_whole(browser_page, live_server):
+    # Both were cut off at 20em: a Reviewer could not tell which source a claim was of.
+    page = browser_page
+    make_user(roles.REVIEWER, username="reviewer")
+    source = make_source(title="HRW: China forcibly repatriated around 500 North Koreans")
+    incident = make_incident(title="Forced repatriation of around 500 North Koreans from China")
+    make_claim(incident=incident, source=source)
+    log_in(page, live_server, "reviewer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+
+    for shown in [
+        page.locator("#id_title"),
+        page.locator("#id_claims-0-source + .select2 .select2-selection__rendered"),
+    ]:
+        assert shown.evaluate("element => element.scrollWidth <= element.clientWidth")
+    expect(page.locator("#id_claims-0-source + .select2")).to_contain_text(source.title)
 
 
 @pytest.mark.browser
