@@ -397,7 +397,11 @@ class _Reader:
         empty, as every other door shows it (a source citing a confidential one: `"cites": null`,
         and its chain ends "without a word"), so a change of that link alone is no change to them.
         Read as "a record you may not see", it told an Analyst which public article relays a
-        confidential informant, which the corroboration counts and citation chains keep from them."""
+        confidential informant, which the corroboration counts and citation chains keep from them.
+        A reader with Confidential access sees every record there is: one not named to them was
+        deleted since, and still reads as such."""
+        if self.sees_confidential:
+            return _changes(event, before_hidden=before_hidden)
         links = _foreign_keys(model)
 
         def shown(column, value):
@@ -449,8 +453,9 @@ class _Reader:
             and {
                 column: [shown(column, old), shown(column, new)]
                 for column, (old, new) in diff.items()
-                # A link changed only between records the reader is not told of (or none) did not change, to them.
-                if shown(column, old) != shown(column, new)
+                # A link changed only between records the reader is not told of (or none) did not
+                # change, to them (`changes_shown`).
+                if self.sees_confidential or shown(column, old) != shown(column, new)
             }
         )
         return changes, {column: shown(column, value) for column, value in data.items()}

@@ -92,6 +92,16 @@ class TestHistoryReadsLikeTheForm:
         assert page.count("Source changed") == 1
         assert f"#{hidden.pk}" not in page and "Informant testimony" not in page
 
+    def test_a_reader_with_confidential_access_reads_which_confidential_source_it_cites(self, client):
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+        relay = make_source(title="Relay")
+        relay.cites = make_source(title="Informant testimony", confidential=True)
+        relay.save()
+
+        page = client.get(history_url(relay)).content.decode()
+
+        assert "<strong>Cites</strong>: — → Informant testimony" in page
+
     def test_the_history_of_a_response_tells_nothing_of_the_hidden_source_it_names(self, client, reviewer):
         # Its `source` reads empty to this reviewer, on its page and in the API: so in its history.
         response = Response.objects.create(
