@@ -103,6 +103,19 @@ def test_restore_refuses_a_database_that_is_not_empty(backup_file):
         call_command("restore", backup_file, into=conninfo(connection.settings_dict["NAME"]))
 
 
+@pytest.mark.parametrize("option", ["--into", "DATABASE_URL"])
+def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_file, settings, option):
+    # psycopg's traceback was all an operator who had not run createdb (or mistyped its name) saw.
+    missing = conninfo(f"{connection.settings_dict['NAME']}_never_created")
+    settings.DATABASE_URL = missing
+    into = {"into": missing} if option == "--into" else {}
+    with pytest.raises(CommandError) as refused:
+        call_command("restore", backup_file, **into)
+    message = str(refused.value)
+    assert message.startswith(f"{option}: cannot connect to the database to restore into")
+    assert "_never_created" in message and "does not exist" in message and "createdb" in message
+
+
 def test_restore_without_a_key_asks_for_the_one_the_backup_was_written_with(backup_file, empty_database, settings):
     # Not a new key, as for `backup`: a new key cannot read the file.
     settings.BACKUP_KEY = ""
