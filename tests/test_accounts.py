@@ -569,6 +569,17 @@ class TestSetupLinks:
         assert codes_page.context["next"] == "/admin/"
         assert client.get(codes_page.context["next"]).status_code == 200
 
+    def test_the_first_administrator_signing_in_before_opening_a_link_is_told_the_command(self):
+        # "Ask an administrator" was all the first administrator read, who has nobody to ask.
+        administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+        for account, told in ((administrator, True), (analyst, False)):
+            client = Client()
+            sign_in(client, account)
+            page = client.get("/accounts/two-factor/setup/")
+            assert page.status_code == 403
+            command = f"python manage.py setup_link {account.username} --url http://testserver"
+            assert (command in page.content.decode()) is told
+
     def test_a_link_is_for_its_account_only(self, caplog):
         analyst, colleague, client = make_user(roles.ANALYST), make_user(roles.ANALYST), Client()
         _, key = setup_link_create(user=colleague)
