@@ -71,8 +71,14 @@ def test_a_backup_restores_every_table_into_an_empty_database(backup_file, empty
     assert content.startswith(backup.MAGIC)
     assert b"Corrected title" not in content and b"incidents_incident" not in content
 
-    call_command("restore", backup_file, into=empty_database, stdout=StringIO())
+    output = StringIO()
+    call_command("restore", backup_file, into=empty_database, stdout=output)
 
+    # A backup keeps no owner: the restoring role owns every table, which the app must connect as.
+    role = connection.settings_dict["USER"]
+    assert (
+        f"Its tables belong to the role {role}: the app reads them only if it connects as {role}." in output.getvalue()
+    )
     original, restored = fingerprints(conninfo(connection.settings_dict["NAME"])), fingerprints(empty_database)
     assert restored == original
     assert original[("public", "incidents_incident")][0] == 4

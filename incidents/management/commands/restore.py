@@ -25,7 +25,7 @@ class Command(BaseCommand):
         option = "--into" if into else "DATABASE_URL"
         try:
             with file.open("rb") as source:
-                backup.restore_database(source, into or settings.DATABASE_URL)
+                owner = backup.restore_database(source, into or settings.DATABASE_URL)
         except psycopg.OperationalError as error:
             # Only reaching the database raises it (pg_restore reports its own errors): a database
             # not created yet, a mistyped name, host or password.
@@ -41,3 +41,5 @@ class Command(BaseCommand):
         except backup.BackupError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(self.style.SUCCESS(f"Restored {file} in {time.monotonic() - started:.1f} s."))
+        # Restored as postgres, every table was the superuser's and the app's own role read none.
+        self.stdout.write(f"Its tables belong to the role {owner}: the app reads them only if it connects as {owner}.")
