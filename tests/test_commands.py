@@ -304,6 +304,16 @@ def test_smoke_request_fails_on_a_missing_page():
         call_command("smoke_request", "/no-such-page/")
 
 
+def test_smoke_request_passes_on_a_production_server(settings, capsys):
+    # The test client asks as `testserver`, a host a server's DJANGO_ALLOWED_HOSTS does not name:
+    # on the README's deployment every smoke request answered 400. It asks by the site's own name,
+    # over HTTPS as the TLS proxy would.
+    settings.ALLOWED_HOSTS = ["tracker.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    call_command("smoke_request", "/admin/login/")
+    assert "GET /admin/login/ answered 200." in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("address", ["http://evil.example/", "//evil.example/", "", "admin/login/"])
 def test_smoke_request_refuses_what_is_no_path_of_this_site(address):
     # The test client asks for an address's path alone: these reported "answered 200" for `/`.
