@@ -633,6 +633,23 @@ class DuplicatePairQuerySet(models.QuerySet):
         )
         return self.annotate(merged=Exists(merges))
 
+    def waiting(self) -> "DuplicatePairQuerySet":
+        """The pairs that wait for a reviewer: not reviewed yet, or decided "same incident" and not
+        merged, which a reviewer must still carry out. Home's count, the queue's default list, its
+        "next pair", an incident's page and `find_duplicates`' count all read this one definition:
+        a pair decided the same and left unmerged (its merge refused, its confirmation page left)
+        was counted nowhere and forgotten.
+
+        "Merged" is read from the incidents: a pair stops waiting once either of its incidents is
+        merged, by this pair's merge or another's (the pair then names an incident that lives on in
+        its survivor). An undone merge clears `merged_into` and makes its pair "not reviewed" again
+        (`merges.incident_merge_undo`), so it waits again."""
+        return self.filter(
+            decision__in=["pending", "same"],
+            incident_a__merged_into__isnull=True,
+            incident_b__merged_into__isnull=True,
+        )
+
 
 class IncidentMergeQuerySet(models.QuerySet):
     def visible_to(self, user) -> "IncidentMergeQuerySet":

@@ -684,11 +684,13 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def tell_about_waiting_duplicate_pairs(self, request, incident):
         """The queue holds the pairs, but the incident's page did not say it was in one: a Reviewer
         publishing it, or an analyst editing it, could not tell it may be a second report of
-        another. The pairs are those of the queue's list (both incidents visible to the reader)."""
+        another. The pairs are those waiting in the queue's list (both incidents visible to the
+        reader), one decided the same and not merged too."""
         pairs = list(
             self.admin_site.get_model_admin(DuplicatePair)
             .get_queryset(request)
-            .filter(Q(incident_a=incident) | Q(incident_b=incident), decision=DuplicateDecision.PENDING)
+            .waiting()
+            .filter(Q(incident_a=incident) | Q(incident_b=incident))
             .select_related("incident_a", "incident_b")
             .order_by("-score", "pk")
         )
@@ -701,7 +703,10 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 (
                     reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
                     pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a,
-                    f"{pair.score:.2f}",
+                    # Decided the same by a Reviewer, it waits for its merge (`waiting`).
+                    f"{pair.score:.2f}; decided the same, not merged yet"
+                    if pair.decision == DuplicateDecision.SAME
+                    else f"{pair.score:.2f}",
                 )
                 for pair in pairs
             ),
