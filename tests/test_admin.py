@@ -973,18 +973,44 @@ class TestWhatWaitsForAReviewer:
             return response.context["cl"]
 
         in_review = {"review_state__exact": "in_review"}
+        # The list opens oldest submitted first (it opened by incident date).
+        oldest_first = [incident.title for incident in listed(reviewer, **in_review).result_list]
+        seen_whole = [incident.title for incident in listed(confidential_reviewer, **in_review).result_list]
         column = listed(reviewer, **in_review).list_display.index("submitted_at")
-        oldest_first = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
-        seen_whole = [
-            incident.title for incident in listed(confidential_reviewer, **in_review, o=str(column)).result_list
-        ]
+        by_column = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
+        newest_first = [incident.title for incident in listed(reviewer, **in_review, o=f"-{column}").result_list]
 
         assert "submitted_at" not in listed(reviewer).list_display
         # Made public in review, it counts from then for a Reviewer shown none of its confidential states.
         assert oldest_first == ["Submitted second, edited", "Submitted fourth", "Submitted third", returned.title]
         assert seen_whole == ["Submitted second, edited", "Submitted third", "Submitted fourth", returned.title]
+        assert by_column == oldest_first and newest_first == oldest_first[::-1]
         by_last_change = sorted(listed(reviewer, **in_review).result_list, key=lambda incident: incident.updated_at)
         assert [incident.title for incident in by_last_change][:2] == ["Submitted fourth", "Submitted second, edited"]
+        # The other lists keep their order, newest incident first (all of one day here: newest row first).
+        every = [incident.pk for incident in listed(reviewer).result_list]
+        assert every == sorted(every, reverse=True)
+
+    def test_the_incidents_in_review_list_costs_a_fixed_number_of_queries(self, client, reviewer):
+        def in_review_page_queries() -> int:
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(CHANGELIST, {"review_state__exact": "in_review"})
+            assert response.status_code == 200
+            return len(queries.captured_queries)
+
+        logged_in(client, reviewer)
+        for _ in range(2):
+            services.incident_transition(
+                incident=make_incident(review_state="draft"), action="submit", user=make_user(roles.ANALYST)
+            )
+        few = in_review_page_queries()
+        for _ in range(6):
+            services.incident_transition(
+                incident=make_incident(review_state="draft", places=[make_place()]),
+                action="submit",
+                user=make_user(roles.ANALYST),
+            )
+        assert in_review_page_queries() == few
 
     def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
         incident = make_incident(title="Tumen, 80 people")
