@@ -644,10 +644,13 @@ class DuplicatePairQuerySet(models.QuerySet):
         merged, by this pair's merge or another's (the pair then names an incident that lives on in
         its survivor). An undone merge clears `merged_into` and makes its pair "not reviewed" again
         (`merges.incident_merge_undo`), so it waits again."""
-        return self.filter(
-            decision__in=["pending", "same"],
-            incident_a__merged_into__isnull=True,
-            incident_b__merged_into__isnull=True,
+        # The few merged incidents, read once through their partial index and hashed: joining each
+        # pair to both its incidents cost half as much again as the pending pairs alone (1.9 s
+        # against 1.2 s for a Reviewer's count at 1,000,000 incidents and 63,000 pairs), this as
+        # much (README, "Possible duplicates").
+        merged = apps.get_model("incidents", "Incident").objects.filter(merged_into__isnull=False).values("pk")
+        return (
+            self.filter(decision__in=["pending", "same"]).exclude(incident_a__in=merged).exclude(incident_b__in=merged)
         )
 
 
