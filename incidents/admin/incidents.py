@@ -543,7 +543,7 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     def get_ordering(self, request):
         # A Reviewer works through the incidents in review as a queue, oldest submitted first (those
-        # whose history records no submission, demo data, last); the list sorted by incident date.
+        # whose history records no submission last); it sorted by incident date.
         # The list reads the submission time in its own query (`with_submitted_at`), for the few
         # thousand incidents in review only (README, "The analysts' admin"). An expression, not the
         # name: the admin orders its queryset before `get_queryset` here annotates it.
