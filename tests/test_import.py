@@ -327,7 +327,7 @@ class TestRoundTrip:
     def test_history_of_a_bulk_import_holds_the_same_snapshot_as_a_trigger_would(
         self, analyst, rich_incidents, tmp_path
     ):
-        # Imports write their insert events in bulk (services._record_events) instead of through
+        # Imports write their insert events in bulk (services.record_events) instead of through
         # the row triggers; an incident created by hand shows what the triggers record.
         run_import(analyst, tmp_path, f"{HEADER}\nImported,deportation,2024-01-01,2024-01-31\n")
         imported = Incident.objects.get(title="Imported")

@@ -413,7 +413,7 @@ API_TOKEN_EXPIRED_LISTED_DAYS = 30
 # Audit trail: database triggers record every insert, update and delete of every tracked model, so
 # bulk updates, `queryset.update()` and raw SQL are recorded too; history rows cannot be altered.
 # Code that writes many rows at once records their insert history itself, in one statement per
-# table (incidents.services._record_events), and turns this setting on meanwhile
+# table (incidents.services.record_events), and turns this setting on meanwhile
 # (incidents.history.set_insert_triggers): the row-level insert triggers then do not even fire,
 # nor do the statement triggers that keep the search words and export rows on insert, which such
 # code refreshes once, after its last table (migrations 0028, 0034).

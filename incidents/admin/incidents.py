@@ -8,7 +8,7 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import Prefetch, Q
+from django.db.models import F, Prefetch, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -541,6 +541,16 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
             incidents = incidents.with_submitted_at(request.user)
         return incidents
 
+    def get_ordering(self, request):
+        # A Reviewer works through the incidents in review as a queue, oldest submitted first (those
+        # whose history records no submission last); it sorted by incident date.
+        # The list reads the submission time in its own query (`with_submitted_at`), for the few
+        # thousand incidents in review only (README, "The analysts' admin"). An expression, not the
+        # name: the admin orders its queryset before `get_queryset` here annotates it.
+        if _lists_in_review(request):
+            return [F("submitted_at").asc(nulls_last=True), "id"]
+        return super().get_ordering(request)
+
     def get_list_display(self, request):
         # A Reviewer works through the incidents in review oldest submitted first.
         return [*self.list_display, "submitted_at"] if _lists_in_review(request) else self.list_display
@@ -684,11 +694,13 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def tell_about_waiting_duplicate_pairs(self, request, incident):
         """The queue holds the pairs, but the incident's page did not say it was in one: a Reviewer
         publishing it, or an analyst editing it, could not tell it may be a second report of
-        another. The pairs are those of the queue's list (both incidents visible to the reader)."""
+        another. The pairs are those waiting in the queue's list (both incidents visible to the
+        reader), one decided the same and not merged too."""
         pairs = list(
             self.admin_site.get_model_admin(DuplicatePair)
             .get_queryset(request)
-            .filter(Q(incident_a=incident) | Q(incident_b=incident), decision=DuplicateDecision.PENDING)
+            .waiting()
+            .filter(Q(incident_a=incident) | Q(incident_b=incident))
             .select_related("incident_a", "incident_b")
             .order_by("-score", "pk")
         )
@@ -701,7 +713,10 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 (
                     reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
                     pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a,
-                    f"{pair.score:.2f}",
+                    # Decided the same by a Reviewer, it waits for its merge (`waiting`).
+                    f"{pair.score:.2f}; decided the same, not merged yet"
+                    if pair.decision == DuplicateDecision.SAME
+                    else f"{pair.score:.2f}",
                 )
                 for pair in pairs
             ),
