@@ -17,7 +17,8 @@ places, organizations and sources are never created unless the caller asks (`cre
 
 A blank cell means what an empty field of the admin's form means: no count, no places (or
 perpetrators, or sources); for a field that cannot be empty (precision, qualifier, verification,
-review state), its default on a new incident and its current value on an existing one.
+review state), its default on a new incident (for the qualifier, the one its figures say:
+`models.count_qualifier_from_figures`) and its current value on an existing one.
 
 New rows that may duplicate an incident (the admin's rule, `possible_duplicates_of`), or an earlier
 new row of the file, are listed; a real import with any stops unless the caller skips or allows them.
