@@ -218,7 +218,8 @@ class QualifierFromFigures(models.Model):
     """An incident's or claim's count whose qualifier, left blank (the field's default: the API's
     omitted field, the import's blank cell, the admin's "From the figures"), is read from the
     figures (`count_qualifier_from_figures`) once they are known: in `clean()`, before the rules
-    check it, and in `save()`, for writers that do not validate. A qualifier given is kept as given,
+    check it, and in `save()` and `bulk_create()` (`QualifierFromFiguresQuerySet`), for writers that
+    do not validate. A qualifier given is kept as given,
     and `validate_ranges` refuses it where it contradicts the figures."""
 
     class Meta:

@@ -402,6 +402,15 @@ class TestAQualifierLeftOutIsReadFromTheFigures:
         assert (incident.count_qualifier, incident.people_count) == ("unknown", 40)
         assert export(reviewer, tmp_path, "again.csv") == exported
 
+    def test_a_bulk_create_reads_it_too(self):
+        # Django's bulk_create calls no save(): the tests' large exports write incidents so.
+        fields = {"incident_type": incident_type(), "date_start": date(2023, 1, 1), "date_end": date(2023, 1, 1)}
+        Incident.objects.bulk_create([Incident(title="Forty", people_count=40, **fields)])
+        incident = Incident.objects.get(title="Forty")
+        Claim.objects.bulk_create([Claim(incident=incident, source=make_source(), people_count_max=40)])
+
+        assert (incident.count_qualifier, incident.claims.get().count_qualifier) == ("exact", "at_most")
+
     @pytest.mark.parametrize("model", ["incident", "claim"])
     def test_the_database_refuses_a_blank_one(self, model):
         incident = make_incident()
