@@ -203,8 +203,9 @@ class IncidentForm(EditedVersionForm):
             "people_count_min": "The lowest credible figure, if the sources allow one.",
             "people_count_max": "The highest credible figure.",
             "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
-            "and At least; Exact is one figure, with no other min or max. Each source's own figure goes on "
-            "its claim below.",
+            "and At least; Exact is one figure, with no other min or max. From the figures: a figure alone is "
+            "exact, a minimum alone at least, a maximum alone at most, a range about, none unknown. Each "
+            "source's own figure goes on its claim below.",
         }
 
     def clean(self):
@@ -311,6 +312,17 @@ class IncidentRowsInline:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class QualifierFromFiguresMixin:
+    """The count's qualifier offered blank, labelled "From the figures", and blank on a new record:
+    the model reads it from the figures (`QualifierFromFigures`). "Unknown" chosen in advance made an
+    analyst's "40" an "unknown 40" unless she thought to change it."""
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "count_qualifier":
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the figures")])
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+
 class ClaimForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -320,7 +332,7 @@ class ClaimForm(forms.ModelForm):
             self.fields["merge_conflict"].widget = forms.HiddenInput()
 
 
-class ClaimInline(IncidentRowsInline, VisibilityMixin, admin.StackedInline):
+class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin, admin.StackedInline):
     model = Claim
     form = ClaimForm
     extra = 1
@@ -439,7 +451,13 @@ def verification_action(verification: Verification):
 
 
 @admin.register(Incident)
-class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(
+    QualifierFromFiguresMixin,
+    MergedIncidentRedirectMixin,
+    ConfidentialReadsMixin,
+    IncidentCsvAdminMixin,
+    TrackedModelAdmin,
+):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
