@@ -198,3 +198,14 @@ def test_a_web_worker_that_cannot_reach_its_database_says_why_as_it_starts():
     [said] = [line for line in log if "DATABASE_URL" in line]
     assert "[ERROR] DATABASE_URL: cannot connect to database 'tracker'" in said and "refused" in said, log
     assert PASSWORD not in "".join(log) and "Traceback" not in "".join(log)
+
+
+@pytest.mark.parametrize(("level", "printed"), [("WARNING", 1), ("ERROR", 0)])
+def test_a_request_for_a_host_the_site_does_not_serve_is_one_warning_line_without_traceback(level, printed):
+    # Internet scanners name hosts the site does not serve all day; each was an ERROR with a
+    # traceback. The line stays at WARNING: it is how an operator learns their own host is missing.
+    request = "from django.test import Client; print(Client().get('/', HTTP_HOST='scanner.example').status_code)"
+    result = start_up("shell", "--no-imports", "-c", request, DJANGO_LOG_LEVEL=level)
+    assert result.stdout.strip() == "400", result.stderr
+    refused = "Invalid HTTP_HOST header: 'scanner.example'. You may need to add 'scanner.example' to ALLOWED_HOSTS."
+    assert result.stderr.splitlines() == [refused] * printed

@@ -571,5 +571,9 @@ LOGGING = {
     # root's handler like every other: at DJANGO_LOG_LEVEL, and once. Left as Django sets it, its
     # records ignored the level and printed twice in debug. (runserver's request lines, on
     # `django.server`, are unchanged.)
-    "loggers": {"django": {"handlers": [], "level": LOG_LEVEL}},
+    "loggers": {
+        "django": {"handlers": [], "level": LOG_LEVEL},
+        "django.security.DisallowedHost": {"filters": ["refused_host_as_warning"]},
+    },
+    "filters": {"refused_host_as_warning": {"()": "tracker.log_filters.RefusedHostAsWarning"}},
 }
