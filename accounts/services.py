@@ -234,8 +234,11 @@ def setup_link_create(*, user, created_by=None) -> tuple[SetupLink, str]:
         # A link sets up the first app of an account whose password its maker may know: its powers.
         raise ValidationError(refusal)
     if not (user.is_active and user.is_staff):
+        # The account's name comes after a word: the admin's messages capitalise their first letter,
+        # and "Ana" named no account (names are case-sensitive). What to do follows what is wrong.
         raise ValidationError(
-            f"{user.get_username()} is not an active staff account: only staff set up a second factor."
+            f"The account {user.get_username()} is not active staff: only staff set up a second factor. "
+            "Tick Active and Staff status on its page (and give it a role) first."
         )
     if second_factor_enrolled(user):
         # The link would lead to the second step, which asks for the current app's code.

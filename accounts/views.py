@@ -4,6 +4,7 @@ own API tokens."""
 
 import functools
 from base64 import b32encode
+from urllib.parse import urlsplit
 
 import qrcode
 import qrcode.image.svg
@@ -52,10 +53,15 @@ def page(request, template: str, context: dict, status: int = 200) -> TemplateRe
 
 
 def next_url(request) -> str:
-    """Where to go after this step: the `next` parameter when it stays on this site, else the admin."""
+    """Where to go after this step: the `next` parameter when it stays on this site and is not this
+    step's own page, else the admin. A setup link's sign-in names the setup page as `next`: passed
+    on, it led from the new recovery codes back to that page, which then offered to replace the app
+    just set up."""
     url = request.POST.get("next") or request.GET.get("next")
-    if url and url_has_allowed_host_and_scheme(
-        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        url
+        and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        and urlsplit(url).path != request.path
     ):
         return url
     return reverse("admin:index")

@@ -378,12 +378,44 @@ class _Reader:
             return HIDDEN_RECORD
         return f"a deleted {field.related_model._meta.verbose_name}"
 
+    def is_hidden_link(self, field: models.ForeignKey, value) -> bool:
+        """Whether `value`, the id in `field` of a record with visibility rules, names one this
+        reader is not told of (hidden from them, or deleted since)."""
+        return (
+            value is not None
+            and _has_visibility_rules(field.related_model)
+            and (field.related_model, str(value)) not in self.records
+        )
+
     def raw_id(self, field: models.ForeignKey, value):
-        """`value`, the id in the raw event of the record `field` names, or None where `record_name`
-        says `HIDDEN_RECORD`: the raw record must not name what its summary hides."""
-        if value is None or not _has_visibility_rules(field.related_model):
-            return value
-        return value if (field.related_model, str(value)) in self.records else None
+        """`value`, the id in the raw event of the record `field` names, or None where it names a
+        record this reader is not told of: the raw record must not name what its summary hides."""
+        return None if self.is_hidden_link(field, value) else value
+
+    def changes_shown(self, model: type[models.Model], event, *, before_hidden: bool) -> list[tuple[str, Any, Any]]:
+        """`_changes` as this reader may read them: a link to a record they may not see reads as
+        empty, as every other door shows it (a source citing a confidential one: `"cites": null`,
+        and its chain ends "without a word"), so a change of that link alone is no change to them.
+        Read as "a record you may not see", it told an Analyst which public article relays a
+        confidential informant, which the corroboration counts and citation chains keep from them.
+        A reader with Confidential access sees every record there is: one not named to them was
+        deleted since, and still reads as such."""
+        if self.sees_confidential:
+            return _changes(event, before_hidden=before_hidden)
+        links = _foreign_keys(model)
+
+        def shown(column, value):
+            return self.raw_id(links[column], value) if column in links else value
+
+        shown_pairs = (
+            (column, shown(column, old), shown(column, new))
+            for column, old, new in _changes(event, before_hidden=before_hidden)
+        )
+        return [
+            (column, old, new)
+            for column, old, new in shown_pairs
+            if old != new and not (_is_empty(old) and _is_empty(new))
+        ]
 
     def before_hidden(self, model: type[models.Model], event) -> bool:
         """Whether the state before `event` is one this reader is not shown (`history_visible_to`):
@@ -417,7 +449,14 @@ class _Reader:
         changes = (
             None
             if self.before_hidden(model, event)
-            else diff and {column: [shown(column, old), shown(column, new)] for column, (old, new) in diff.items()}
+            else diff
+            and {
+                column: [shown(column, old), shown(column, new)]
+                for column, (old, new) in diff.items()
+                # A link changed only between records the reader is not told of (or none) did not
+                # change, to them (`changes_shown`).
+                if self.sees_confidential or shown(column, old) != shown(column, new)
+            }
         )
         return changes, {column: shown(column, value) for column, value in data.items()}
 
@@ -480,7 +519,7 @@ class _Reader:
         action = "insert" if before_hidden else event.pgh_label
         changes = [
             (capfirst(fields[column].verbose_name), self.value(fields[column], old), self.value(fields[column], new))
-            for column, old, new in _changes(event, before_hidden=before_hidden)
+            for column, old, new in self.changes_shown(model, event, before_hidden=before_hidden)
             if column in fields and not self.points_to_subject(fields[column], old if new is None else new)
         ]
         if event.pgh_label == "update" and not changes:
@@ -538,9 +577,10 @@ def _import_file(event) -> str | None:
 def history_entries(events, user, subject: models.Model) -> list[HistoryEntry]:
     """Events of `subject`'s history as rows a person reads: when, who (from the middleware's or the
     service's context), what happened to which record, each changed field's label with its old and
-    new value (choices by label, related records by name, hidden ones as "a record you may not
-    see"), and the import file that wrote it. Events where only bookkeeping moved are left out. A
-    fixed number of queries, whatever the number of events."""
+    new value (choices by label, related records by name; a link to a record the reader may not
+    see reads as empty, and a change of it alone is left out), and the import file that wrote it.
+    Events where only bookkeeping moved are left out. A fixed number of queries, whatever the
+    number of events."""
     events = list(events)
     user_ids = {event.pgh_context.get("user") for event in events if event.pgh_context}
     users = get_user_model().objects.in_bulk([user_id for user_id in user_ids if user_id is not None])

@@ -547,6 +547,39 @@ class TestSetupLinks:
         links_page = admin_client.get("/admin/accounts/setuplink/").content.decode()
         assert analyst.username in links_page and administrator.username in links_page
 
+    def test_after_the_recovery_codes_the_link_leads_to_the_admin_not_back_to_the_setup(self):
+        # Each step passes on the `next` the one before gave: the link's sign-in named the setup page
+        # itself, so "I have kept them: continue" led to it again, offering to replace the app just
+        # set up (every new staff member met it on their first sign-in).
+        analyst, client = make_user(roles.ANALYST), Client()
+        _, key = setup_link_create(user=analyst)
+        to_login = follow_setup_link(client, f"{SETUP_LINK}#{key}")
+        login_page = client.get(to_login["Location"])
+        signed_in = client.post(
+            to_login["Location"],
+            {"username": analyst.username, "password": PASSWORD, "next": login_page.context["next"]},
+            follow=True,
+        )
+        device = analyst.totpdevice_set.get(confirmed=False)
+        codes_page = client.post(
+            "/accounts/two-factor/setup/", {"code": app_code(device), "next": signed_in.context["next"]}
+        )
+
+        assert len(codes_page.context["codes"]) == 10
+        assert codes_page.context["next"] == "/admin/"
+        assert client.get(codes_page.context["next"]).status_code == 200
+
+    def test_the_first_administrator_signing_in_before_opening_a_link_is_told_the_command(self):
+        # "Ask an administrator" was all the first administrator read, who has nobody to ask.
+        administrator, analyst = make_user(roles.REVIEWER, is_superuser=True), make_user(roles.ANALYST)
+        for account, told in ((administrator, True), (analyst, False)):
+            client = Client()
+            sign_in(client, account)
+            page = client.get("/accounts/two-factor/setup/")
+            assert page.status_code == 403
+            command = f"python manage.py setup_link {account.username} --url http://testserver"
+            assert (command in page.content.decode()) is told
+
     def test_a_link_is_for_its_account_only(self, caplog):
         analyst, colleague, client = make_user(roles.ANALYST), make_user(roles.ANALYST), Client()
         _, key = setup_link_create(user=colleague)
@@ -599,7 +632,10 @@ class TestSetupLinks:
             "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [visitor.pk]}, follow=True
         )
 
-        assert "is not an active staff account" in response.content.decode()
+        # Named as written (the admin's messages capitalise their first letter), and what to do.
+        page = response.content.decode()
+        assert f"The account {visitor.username} is not active staff" in page
+        assert "Tick Active and Staff status on its page" in page
         assert not SetupLink.objects.filter(user=visitor).exists()
 
     def test_recovery_codes_are_no_first_second_factor(self, settings):
@@ -672,7 +708,7 @@ class TestSetupLinks:
         with pytest.raises(CommandError, match="No user is called 'nobody'"):
             call_command("setup_link", "nobody")
         make_user(None, username="visitor")
-        with pytest.raises(CommandError, match="visitor is not an active staff account"):
+        with pytest.raises(CommandError, match="The account visitor is not active staff"):
             call_command("setup_link", "visitor")
 
 

@@ -972,7 +972,7 @@ class TestReviewWorkflow:
 
 def make_pair(first, second, **fields) -> DuplicatePair:
     first, second = sorted([first, second], key=lambda incident: incident.pk)
-    return DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9, **fields)
+    return DuplicatePair.objects.create(incident_a=first, incident_b=second, **{"score": 0.9, **fields})
 
 
 class TestWhatWaitsForAReviewer:
@@ -985,6 +985,14 @@ class TestWhatWaitsForAReviewer:
         )
         make_pair(*in_review)
         make_pair(in_review[0], published, decision="different", decided_at=published.updated_at)
+        # Judged the same by a Reviewer and not merged: still work to do.
+        make_pair(in_review[1], published, decision="same", decided_at=published.updated_at)
+        # Judged the same and merged (its incident lives on in the survivor): done.
+        survivor, merged = make_incident(), make_incident()
+        make_pair(survivor, merged, decision="same", decided_at=published.updated_at)
+        Incident.objects.filter(pk=merged.pk).update(merged_into=survivor)
+        # One the reader may not see, judged the same and not merged: neither counted nor named.
+        make_pair(published, make_incident(confidential=True), decision="same", decided_at=published.updated_at)
 
         response = logged_in(client, reviewer).get(reverse("admin:index"))
 
@@ -994,10 +1002,14 @@ class TestWhatWaitsForAReviewer:
             (f"{CHANGELIST}?review_state__exact=in_review", "2 incidents in review"),
             (reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending", "1 proposed revision"),
             (
-                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=pending",
-                "1 possible duplicate pair",
+                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=waiting",
+                "2 duplicate pairs to review or merge",
             ),
         ]
+        # The link opens on the very pairs counted, and so does the list without a filter.
+        pairs = reverse("admin:incidents_duplicatepair_changelist")
+        counted = client.get(html.unescape(links[2][0])).context["cl"].result_list
+        assert len(counted) == 2 and set(counted) == set(client.get(pairs).context["cl"].result_list)
 
     def test_the_revisions_and_pairs_queues_open_on_what_waits_and_all_shows_every_row(self, client, reviewer):
         # The lists opened on every row, decided ones mixed in with those that wait.
@@ -1015,17 +1027,22 @@ class TestWhatWaitsForAReviewer:
             ("incidentrevision", "state__exact", [waiting_revision], [waiting_revision, decided_revision]),
             ("duplicatepair", "decision__exact", [waiting_pair], [waiting_pair, decided_pair]),
         ]
-        for model_name, parameter, waiting, every in queues:
+        for (model_name, parameter, waiting, every), home_value in zip(queues, ("pending", "waiting"), strict=True):
             url = reverse(f"admin:incidents_{model_name}_changelist")
             bare = client.get(url)
             shown = set(bare.context["cl"].result_list)
             assert shown == set(waiting), model_name
             # Home's link selects the same rows; the sidebar's "All" shows every row.
-            assert set(client.get(url, {parameter: "pending"}).context["cl"].result_list) == shown
+            assert set(client.get(url, {parameter: home_value}).context["cl"].result_list) == shown
             assert f'href="?{parameter}=all"' in bare.content.decode()
             assert set(client.get(url, {parameter: "all"}).context["cl"].result_list) == set(every), model_name
-            refused = client.get(url, {parameter: "waiting"})
+            refused = client.get(url, {parameter: "later"})
             assert refused.status_code == 400 and parameter in refused.content.decode()
+        # A revision's queue has no choice of its own: "pending" is what waits.
+        assert (
+            client.get(reverse("admin:incidents_incidentrevision_changelist"), {"state__exact": "waiting"}).status_code
+            == 400
+        )
 
     # Each write its own transaction, so that the history's times (a transaction's start) differ.
     @pytest.mark.django_db(transaction=True)
@@ -1057,18 +1074,44 @@ class TestWhatWaitsForAReviewer:
             return response.context["cl"]
 
         in_review = {"review_state__exact": "in_review"}
+        # The list opens oldest submitted first (it opened by incident date).
+        oldest_first = [incident.title for incident in listed(reviewer, **in_review).result_list]
+        seen_whole = [incident.title for incident in listed(confidential_reviewer, **in_review).result_list]
         column = listed(reviewer, **in_review).list_display.index("submitted_at")
-        oldest_first = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
-        seen_whole = [
-            incident.title for incident in listed(confidential_reviewer, **in_review, o=str(column)).result_list
-        ]
+        by_column = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
+        newest_first = [incident.title for incident in listed(reviewer, **in_review, o=f"-{column}").result_list]
 
         assert "submitted_at" not in listed(reviewer).list_display
         # Made public in review, it counts from then for a Reviewer shown none of its confidential states.
         assert oldest_first == ["Submitted second, edited", "Submitted fourth", "Submitted third", returned.title]
         assert seen_whole == ["Submitted second, edited", "Submitted third", "Submitted fourth", returned.title]
+        assert by_column == oldest_first and newest_first == oldest_first[::-1]
         by_last_change = sorted(listed(reviewer, **in_review).result_list, key=lambda incident: incident.updated_at)
         assert [incident.title for incident in by_last_change][:2] == ["Submitted fourth", "Submitted second, edited"]
+        # The other lists keep their order, newest incident first (all of one day here: newest row first).
+        every = [incident.pk for incident in listed(reviewer).result_list]
+        assert every == sorted(every, reverse=True)
+
+    def test_the_incidents_in_review_list_costs_a_fixed_number_of_queries(self, client, reviewer):
+        def in_review_page_queries() -> int:
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(CHANGELIST, {"review_state__exact": "in_review"})
+            assert response.status_code == 200
+            return len(queries.captured_queries)
+
+        logged_in(client, reviewer)
+        for _ in range(2):
+            services.incident_transition(
+                incident=make_incident(review_state="draft"), action="submit", user=make_user(roles.ANALYST)
+            )
+        few = in_review_page_queries()
+        for _ in range(6):
+            services.incident_transition(
+                incident=make_incident(review_state="draft", places=[make_place()]),
+                action="submit",
+                user=make_user(roles.ANALYST),
+            )
+        assert in_review_page_queries() == few
 
     def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
         incident = make_incident(title="Tumen, 80 people")
@@ -1076,12 +1119,21 @@ class TestWhatWaitsForAReviewer:
         pair = make_pair(incident, other)
         make_pair(incident, make_incident(), decision="different", decided_at=incident.updated_at)
         make_pair(incident, make_incident(confidential=True))  # hidden from this Reviewer
+        # Judged the same, its merge refused or left: it waits for the merge, and says so.
+        same = make_pair(incident, make_incident(), decision="same", decided_at=incident.updated_at, score=0.8)
+        # One whose other incident was merged into a third: nothing to do with this pair.
+        merged = make_incident()
+        make_pair(incident, merged, score=0.7)
+        Incident.objects.filter(pk=merged.pk).update(merged_into=other)
 
         response = logged_in(client, reviewer).get(change_url(incident))
 
         pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        same_url = reverse("admin:incidents_duplicatepair_change", args=[same.pk])
+        same_other = same.incident_b if same.incident_a_id == incident.pk else same.incident_a
         assert messages_of(response) == [
-            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90). '
+            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90), '
+            f'<a href="{same_url}">{same_other}</a> (score 0.80; decided the same, not merged yet). '
             "Open a pair to compare and decide."
         ]
 
@@ -1144,7 +1196,7 @@ class TestHistory:
 
         page = logged_in(client, reviewer).get(history_url(relay)).content.decode()
 
-        assert "<strong>Cites</strong>: — → a record you may not see" in page
+        assert "Cites" not in page and "a record you may not see" not in page
         assert "Informant testimony" not in page and f"#{relay.cites_id}" not in page
 
     def test_history_of_other_records_shows_their_changes(self, client, analyst):

@@ -75,14 +75,50 @@ class TestHistoryReadsLikeTheForm:
 
         assert "Imported from partner-2023-09.csv" in page
 
-    def test_the_history_of_a_public_source_does_not_name_a_hidden_one(self, client, reviewer):
+    def test_the_history_of_a_public_source_tells_nothing_of_a_hidden_one_it_cites(self, client, reviewer):
+        # Everywhere else the relay cites nothing, to this reviewer (`"cites": null`, a chain that
+        # ends without a word): its history must not say that it cites a record they may not see.
         hidden = make_source(title="Informant testimony", confidential=True)
         relay = make_source(title="Relay", cites=hidden)
+        relay.title = "Relay, corrected"
+        relay.save()
+        relay.cites = None
+        relay.save()
 
         page = client.get(history_url(relay)).content.decode()
 
-        assert "<strong>Cites</strong>: — → a record you may not see" in page
+        assert "<strong>Title</strong>: Relay → Relay, corrected" in page
+        assert "Cites" not in page and "a record you may not see" not in page
+        assert page.count("Source changed") == 1
         assert f"#{hidden.pk}" not in page and "Informant testimony" not in page
+
+    def test_a_reader_with_confidential_access_reads_which_confidential_source_it_cites(self, client):
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+        relay = make_source(title="Relay")
+        relay.cites = make_source(title="Informant testimony", confidential=True)
+        relay.save()
+
+        page = client.get(history_url(relay)).content.decode()
+
+        assert "<strong>Cites</strong>: — → Informant testimony" in page
+
+    def test_the_history_of_a_response_tells_nothing_of_the_hidden_source_it_names(self, client, reviewer):
+        # Its `source` reads empty to this reviewer, on its page and in the API: so in its history.
+        response = Response.objects.create(
+            organization=make_organization(name="MOFA"), kind="statement", date=date(2023, 9, 1)
+        )
+        response.incidents.add(make_incident())
+        response.source = make_source(title="Informant testimony", confidential=True)
+        response.save()
+        response.description = "We deny it."
+        response.source = make_source(title="Daily NK")
+        response.save()
+
+        page = client.get(history_url(response)).content.decode()
+
+        assert page.count("Response changed") == 1
+        assert "<strong>Source</strong>: — → Daily NK" in page
+        assert "a record you may not see" not in page and "Informant testimony" not in page
 
 
 class TestChangelistURLs:

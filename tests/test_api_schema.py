@@ -60,6 +60,14 @@ def test_schema_and_docs_are_served():
     assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
 
 
+def test_the_browsable_api_names_the_sites_icon():
+    # Browsers asked every browsable API page's /favicon.ico: a 404 in the console, and a "Not Found"
+    # line in the server's log for each page a reader opened.
+    page = client_for().get(f"{API}/", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200
+    assert '<link rel="icon" href="/static/public/favicon.svg" type="image/svg+xml">' in page.content.decode()
+
+
 def test_every_query_parameter_the_readme_names_is_described_in_the_docs():
     paths = client_for().get(f"{API}/schema/?format=json").json()["paths"]
 

@@ -71,8 +71,14 @@ def test_a_backup_restores_every_table_into_an_empty_database(backup_file, empty
     assert content.startswith(backup.MAGIC)
     assert b"Corrected title" not in content and b"incidents_incident" not in content
 
-    call_command("restore", backup_file, into=empty_database, stdout=StringIO())
+    output = StringIO()
+    call_command("restore", backup_file, into=empty_database, stdout=output)
 
+    # A backup keeps no owner: the restoring role owns every table, which the app must connect as.
+    role = connection.settings_dict["USER"]
+    assert (
+        f"Its tables belong to the role {role}: the app reads them only if it connects as {role}." in output.getvalue()
+    )
     original, restored = fingerprints(conninfo(connection.settings_dict["NAME"])), fingerprints(empty_database)
     assert restored == original
     assert original[("public", "incidents_incident")][0] == 4
@@ -101,6 +107,19 @@ def test_an_altered_or_cut_backup_restores_nothing(backup_file, empty_database):
 def test_restore_refuses_a_database_that_is_not_empty(backup_file):
     with pytest.raises(CommandError, match="not empty"):
         call_command("restore", backup_file, into=conninfo(connection.settings_dict["NAME"]))
+
+
+@pytest.mark.parametrize("option", ["--into", "DATABASE_URL"])
+def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_file, settings, option):
+    # psycopg's traceback was all an operator who had not run createdb (or mistyped its name) saw.
+    missing = conninfo(f"{connection.settings_dict['NAME']}_never_created")
+    settings.DATABASE_URL = missing
+    into = {"into": missing} if option == "--into" else {}
+    with pytest.raises(CommandError) as refused:
+        call_command("restore", backup_file, **into)
+    message = str(refused.value)
+    assert message.startswith(f"{option}: cannot connect to the database to restore into")
+    assert "_never_created" in message and "does not exist" in message and "createdb" in message
 
 
 def test_restore_without_a_key_asks_for_the_one_the_backup_was_written_with(backup_file, empty_database, settings):

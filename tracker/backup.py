@@ -193,10 +193,13 @@ def user_tables(dsn: str) -> list[tuple[str, str]]:
         ).fetchall()
 
 
-def restore_database(source: BinaryIO, dsn: str) -> None:
-    """Restore a backup into the empty database at `dsn`, in one transaction: all of it or nothing."""
+def restore_database(source: BinaryIO, dsn: str) -> str:
+    """Restore a backup into the empty database at `dsn`, in one transaction: all of it or nothing.
+    Returns the role that owns the restored tables: the one restoring, as a backup keeps no owner."""
     if user_tables(dsn):
         raise BackupError("The target database is not empty: restore only into a freshly created database.")
+    with psycopg.connect(dsn) as own:
+        role = own.execute("SELECT current_user").fetchone()[0]
     pg_restore = client_binary("pg_restore", _server_major(dsn))
     with subprocess.Popen(
         [pg_restore, "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", "--dbname", dsn],
@@ -218,3 +221,4 @@ def restore_database(source: BinaryIO, dsn: str) -> None:
         errors = restore.stderr.read().decode(errors="replace")
     if restore.returncode != 0:
         raise BackupError(f"pg_restore failed: {errors.strip()}")
+    return role

@@ -270,22 +270,30 @@ class FilterValueRefused(IncorrectLookupParameters):
 
 class WaitingFirstFilter(admin.SimpleListFilter):
     """A review queue's filter by its state field, which opens on what waits: no parameter means
-    "pending", and "All" is a value of its own (`?state__exact=all`). The queues opened on every
+    `WAITING`, and "All" is a value of its own (`?state__exact=all`). The queues opened on every
     row, decided ones mixed in. The parameter stays the field filter's (`<field>__exact`), so Home's
-    links and bookmarks keep working; a subclass names it, and the title."""
+    links and bookmarks keep working; a subclass names it, and the title.
+
+    What waits is one value of the field (a revision's "pending"), or, for a queue where it is more
+    than one, a choice of its own that the subclass labels (`waiting_label`) and selects (`waiting`)."""
 
     ALL = "all"
     WAITING = "pending"
+    waiting_label: str | None = None
 
     @property
     def field_name(self) -> str:
         return self.parameter_name.removesuffix("__exact")
 
     def lookups(self, request, model_admin):
-        return model_admin.model._meta.get_field(self.field_name).choices
+        choices = model_admin.model._meta.get_field(self.field_name).choices
+        return choices if self.waiting_label is None else [(self.WAITING, self.waiting_label), *choices]
 
     def value(self):
         return super().value() or self.WAITING
+
+    def waiting(self, queryset):
+        return queryset.filter(**{self.field_name: self.WAITING})
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -294,6 +302,8 @@ class WaitingFirstFilter(admin.SimpleListFilter):
         if value not in {str(choice) for choice, _label in self.lookup_choices}:
             choices = ", ".join([self.ALL, *(str(choice) for choice, _label in self.lookup_choices)])
             raise FilterValueRefused({self.parameter_name: [f"Choose one of {choices}."]})
+        if value == self.WAITING:
+            return self.waiting(queryset)
         return queryset.filter(**{self.field_name: value})
 
     def choices(self, changelist):

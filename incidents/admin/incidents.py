@@ -8,7 +8,7 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import Prefetch, Q, Value
+from django.db.models import F, Prefetch, Q, Value
 from django.db.models.functions import Concat
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
@@ -207,8 +207,9 @@ class IncidentForm(EditedVersionForm):
             "people_count_min": "The lowest credible figure, if the sources allow one.",
             "people_count_max": "The highest credible figure.",
             "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
-            "and At least; Exact is one figure, with no other min or max. Each source's own figure goes on "
-            "its claim below.",
+            "and At least; Exact is one figure, with no other min or max. From the figures: a figure alone is "
+            "exact, a minimum alone at least, a maximum alone at most, a range about, none unknown. Each "
+            "source's own figure goes on its claim below.",
         }
 
     def clean(self):
@@ -315,6 +316,17 @@ class IncidentRowsInline(DateAsWrittenMixin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class QualifierFromFiguresMixin:
+    """The count's qualifier offered blank, labelled "From the figures", and blank on a new record:
+    the model reads it from the figures (`QualifierFromFigures`). "Unknown" chosen in advance made an
+    analyst's "40" an "unknown 40" unless she thought to change it."""
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "count_qualifier":
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the figures")])
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+
 class ClaimForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -324,7 +336,7 @@ class ClaimForm(forms.ModelForm):
             self.fields["merge_conflict"].widget = forms.HiddenInput()
 
 
-class ClaimInline(IncidentRowsInline, VisibilityMixin, admin.StackedInline):
+class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin, admin.StackedInline):
     model = Claim
     form = ClaimForm
     extra = 1
@@ -443,7 +455,13 @@ def verification_action(verification: Verification):
 
 
 @admin.register(Incident)
-class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(
+    QualifierFromFiguresMixin,
+    MergedIncidentRedirectMixin,
+    ConfidentialReadsMixin,
+    IncidentCsvAdminMixin,
+    TrackedModelAdmin,
+):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
@@ -561,6 +579,16 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 output_field=models.TextField(),
             )
         )
+
+    def get_ordering(self, request):
+        # A Reviewer works through the incidents in review as a queue, oldest submitted first (those
+        # whose history records no submission last); it sorted by incident date.
+        # The list reads the submission time in its own query (`with_submitted_at`), for the few
+        # thousand incidents in review only (README, "The analysts' admin"). An expression, not the
+        # name: the admin orders its queryset before `get_queryset` here annotates it.
+        if _lists_in_review(request):
+            return [F("submitted_at").asc(nulls_last=True), "id"]
+        return super().get_ordering(request)
 
     def get_list_display(self, request):
         # A Reviewer works through the incidents in review oldest submitted first.
@@ -702,11 +730,13 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
     def tell_about_waiting_duplicate_pairs(self, request, incident):
         """The queue holds the pairs, but the incident's page did not say it was in one: a Reviewer
         publishing it, or an analyst editing it, could not tell it may be a second report of
-        another. The pairs are those of the queue's list (both incidents visible to the reader)."""
+        another. The pairs are those waiting in the queue's list (both incidents visible to the
+        reader), one decided the same and not merged too."""
         pairs = list(
             self.admin_site.get_model_admin(DuplicatePair)
             .get_queryset(request)
-            .filter(Q(incident_a=incident) | Q(incident_b=incident), decision=DuplicateDecision.PENDING)
+            .waiting()
+            .filter(Q(incident_a=incident) | Q(incident_b=incident))
             .select_related("incident_a", "incident_b")
             .order_by("-score", "pk")
         )
@@ -719,7 +749,10 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
                 (
                     reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
                     pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a,
-                    f"{pair.score:.2f}",
+                    # Decided the same by a Reviewer, it waits for its merge (`waiting`).
+                    f"{pair.score:.2f}; decided the same, not merged yet"
+                    if pair.decision == DuplicateDecision.SAME
+                    else f"{pair.score:.2f}",
                 )
                 for pair in pairs
             ),

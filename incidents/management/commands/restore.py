@@ -1,5 +1,6 @@
 import time
 
+import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,9 +22,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, file, into, **options):
         started = time.monotonic()
+        option = "--into" if into else "DATABASE_URL"
         try:
             with file.open("rb") as source:
-                backup.restore_database(source, into or settings.DATABASE_URL)
+                owner = backup.restore_database(source, into or settings.DATABASE_URL)
+        except psycopg.OperationalError as error:
+            # Only reaching the database raises it (pg_restore reports its own errors): a database
+            # not created yet, a mistyped name, host or password.
+            raise CommandError(
+                f"{option}: cannot connect to the database to restore into ({error}). "
+                "Create it first, empty and owned by the app's role (createdb -O …; see the README's "
+                "Backups and recovery)."
+            ) from None
         except OSError as error:
             # Missing, a directory, unreadable: told before any database is touched; a read that fails
             # midway leaves nothing either, the restore being one transaction.
@@ -31,3 +41,5 @@ class Command(BaseCommand):
         except backup.BackupError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(self.style.SUCCESS(f"Restored {file} in {time.monotonic() - started:.1f} s."))
+        # Restored as postgres, every table was the superuser's and the app's own role read none.
+        self.stdout.write(f"Its tables belong to the role {owner}: the app reads them only if it connects as {owner}.")

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0066_incident_in_review_index"),
+        ("incidents", "0067_count_qualifier_from_figures"),
     ]
 
     operations = [
