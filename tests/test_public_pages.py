@@ -917,3 +917,27 @@ def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
     catalogs = list(Path(settings.LOCALE_PATHS[0]).glob("*/LC_MESSAGES/django.po"))
     assert catalogs
     assert [catalog for catalog in catalogs if not catalog.with_suffix(".mo").exists()] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "dates, english, korean",
+    [
+        # Several whole months read as their first month alone ("July 2021"), several years as the
+        # first year, and an unknown date lost the years it lies in, which the date filter reads.
+        ((date(2021, 7, 1), date(2021, 9, 30), "month"), "July 2021 – September 2021", "2021년 7월 – 2021년 9월"),
+        ((date(2021, 7, 1), date(2021, 7, 31), "month"), "July 2021", "2021년 7월"),
+        ((date(2019, 1, 1), date(2020, 12, 31), "year"), "2019 – 2020", "2019 – 2020"),
+        ((date(2019, 1, 1), date(2019, 12, 31), "year"), "2019", "2019"),
+        ((date(2018, 3, 1), date(2022, 12, 31), "unknown"), "Date unknown (2018 – 2022)", "날짜 미상 (2018 – 2022)"),
+        ((date(2023, 2, 1), date(2023, 11, 30), "unknown"), "Date unknown (2023)", "날짜 미상 (2023)"),
+    ],
+)
+def test_the_pages_say_an_incidents_whole_date_range_never_only_its_start(dates, english, korean):
+    start, end, precision = dates
+    incident = make_incident(title="Dated incident", date_start=start, date_end=end, date_precision=precision)
+    for prefix, label in (("", english), ("/ko", korean)):
+        page = Client().get(f"{prefix}/incidents/{incident.public_id}/").content.decode()
+        assert f"<dd>{label}</dd>" in page
+        browse = Client().get(f"{prefix}/").content.decode()
+        assert f">{label}</td>" in browse
