@@ -701,6 +701,33 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("prefix", ["", "/ko"])
+def test_the_pages_offer_a_csv_that_excel_reads_korean_from(prefix):
+    # Excel opens a UTF-8 file without a byte order mark in the Windows code page: a Korean
+    # reader's download showed "íƒˆë¶ë¯¼" for 탈북민, and the pages offered no other file.
+    incident = make_incident(title="탈북민 40명 강제북송", places=[make_place(name="투먼", country="CN")])
+    client = Client()
+    browse = client.get(f"{prefix}/", {"country": "CN"}).content.decode()
+    links = re.findall(r'href="([^"]*incidents\.csv[^"]*)"', html.unescape(browse))
+    assert links == [f"{prefix}/incidents.csv?country=CN", f"{prefix}/incidents.csv?country=CN&bom=1"]
+    page = client.get(f"{prefix}/incidents/{incident.public_id}/").content.decode()
+    single = f"{prefix}/incidents/{incident.public_id}.csv"
+    assert re.findall(r'href="([^"]*\.csv[^"]*)"', page) == [single, f"{single}?bom=1"]
+    for plain in (links[0], single):
+        assert _bytes(client.get(plain)).startswith(b"public_id,")
+    for address in (links[1], f"{single}?bom=1"):
+        content = _bytes(client.get(address))
+        assert content.startswith(b"\xef\xbb\xbfpublic_id,")
+        (row,) = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+        assert row["title"] == "탈북민 40명 강제북송" and row["places"] == "투먼"
+
+
+def _bytes(response) -> bytes:
+    assert response.status_code == 200, response
+    return b"".join(response.streaming_content)
+
+
 @pytest.mark.parametrize(("incidents", "truncated", "statements"), [(7, True, 3), (5, False, 3), (3, False, 2)])
 def test_the_geojson_download_reads_its_newest_incidents_a_few_a_statement(
     incidents, truncated, statements, monkeypatch, django_assert_num_queries

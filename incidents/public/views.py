@@ -24,7 +24,7 @@ from incidents.access import (
     record_confidential_access,
     record_list_access,
 )
-from incidents.csv_views import incidents_csv_response
+from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
@@ -266,7 +266,11 @@ def incident_csv(request, public_id: str):
     if not incidents.exists():
         raise Http404(_("No such incident."))
     return incidents_csv_response(
-        incidents, request, export_filters={"public_id": public_id}, page_url_prefix=_page_url_prefix(request)
+        incidents,
+        request,
+        export_filters={"public_id": public_id},
+        bom=bom_requested(request.GET),
+        page_url_prefix=_page_url_prefix(request),
     )
 
 
@@ -283,7 +287,11 @@ def incidents_csv(request):
     except ValidationError as error:
         return _bad_filters(request, error)
     return incidents_csv_response(
-        incidents, request, export_filters=dict(request.GET.lists()), page_url_prefix=_page_url_prefix(request)
+        incidents,
+        request,
+        export_filters=dict(request.GET.lists()),
+        bom=bom_requested(request.GET),
+        page_url_prefix=_page_url_prefix(request),
     )
 
 
