@@ -778,6 +778,34 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
     assert '<script id="chart-data" type="application/json">' in response.content.decode()
 
 
+@pytest.mark.django_db
+def test_the_statistics_by_year_say_they_count_an_incident_in_the_year_it_starts():
+    # Filtered on 2023, the table counted an incident of 2022-2023 under 2022 and not under 2023,
+    # where the list's year facet counted it in both: "2023: 19" on one page, "2023 (20)" on the
+    # other, with nothing saying why.
+    make_incident(date_start=date(2022, 1, 1), date_end=date(2023, 12, 31), date_precision="year")
+    make_incident(date_start=date(2023, 5, 2), date_end=date(2023, 5, 2))
+    dates = {"date_from": "2023-01-01", "date_to": "2023-12-31"}
+    client = Client()
+    page = client.get("/statistics/", {"group_by": "year", **dates}).content.decode()
+    assert re.findall(r'<th scope="row">(\d+)</th>\s*<td class="number">(\d+)</td>', page) == [
+        ("2022", "1"),
+        ("2023", "1"),
+    ]
+    assert "Each incident counts once, in the year it starts" in page
+    embedded = client.get("/ko/embed/statistics/", {"group_by": "year"}).content.decode()
+    assert "시작한 해에 한 번만 집계됩니다" in embedded
+    assert "in the month it starts" in client.get("/statistics/", {"group_by": "month"}).content.decode()
+    assert "it starts" not in client.get("/statistics/", {"group_by": "country"}).content.decode()
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    (group_by,) = [
+        parameter
+        for parameter in schema["paths"]["/api/v1/incidents/stats/"]["get"]["parameters"]
+        if parameter["name"] == "group_by"
+    ]
+    assert "in the year or month it starts" in group_by["description"]
+
+
 @pytest.mark.parametrize(
     "group_by, labels",
     [

@@ -238,7 +238,12 @@ class ResponseViewSet(ResourceViewSet):
 
 
 class StatsQuerySerializer(serializers.Serializer):
-    group_by = serializers.ChoiceField(choices=GROUPINGS)
+    group_by = serializers.ChoiceField(
+        choices=GROUPINGS,
+        help_text="`year` and `month` count each incident once, in the year or month it starts (an incident of "
+        "2022-2023 in 2022 alone, though `date_from=2023-01-01` selects it); the other groupings count it in each "
+        "group it has, and `total` once.",
+    )
 
 
 class StatsFiguresSerializer(serializers.Serializer):
