@@ -294,7 +294,11 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     page = Client().get(f"/incidents/{record.public_id}/").content.decode()
     assert "about 500" in page and "sources report 300–500" in page
     assert "about 500 were sent back" in page
-    assert f"Incident Tracker, {record.public_id}, version {record.version}, retrieved" in page
+    # With the page's address: an id and a date alone did not tell a reader of the citation where to look.
+    permalink = f"http://testserver/incidents/{record.public_id}/"
+    assert f"Incident Tracker, {record.public_id}, version {record.version}, {permalink}, retrieved" in page
+    korean = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
+    assert f"사건 기록부, {record.public_id}, 버전 {record.version}, http://testserver/ko/incidents/" in korean
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
 
 

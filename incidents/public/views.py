@@ -255,7 +255,13 @@ def incident(request, public_id: str):
     return render(
         request,
         "public/incident.html",
-        {"page": page, "incident": page.incident, "retrieved": datetime.now(UTC).date()},
+        {
+            "page": page,
+            "incident": page.incident,
+            # The citation says where the page is: an id and a date alone do not lead a reader to it.
+            "permalink": request.build_absolute_uri(reverse("public:incident", args=[page.incident.public_id])),
+            "retrieved": datetime.now(UTC).date(),
+        },
     )
 
 
