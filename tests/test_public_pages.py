@@ -783,7 +783,7 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
 
 
 @pytest.mark.django_db
-def test_the_statistics_by_year_say_they_count_an_incident_in_the_year_it_starts():
+def test_the_statistics_by_year_count_an_incident_over_two_years_apart_and_say_so():
     # Filtered on 2023, the table counted an incident of 2022-2023 under 2022 and not under 2023,
     # where the list's year facet counted it in both: "2023: 19" on one page, "2023 (20)" on the
     # other, with nothing saying why.
@@ -792,22 +792,25 @@ def test_the_statistics_by_year_say_they_count_an_incident_in_the_year_it_starts
     dates = {"date_from": "2023-01-01", "date_to": "2023-12-31"}
     client = Client()
     page = client.get("/statistics/", {"group_by": "year", **dates}).content.decode()
-    assert re.findall(r'<th scope="row">(\d+)</th>\s*<td class="number">(\d+)</td>', page) == [
-        ("2022", "1"),
+    assert re.findall(r'<th scope="row">([^<]+)</th>\s*<td class="number">(\d+)</td>', page) == [
         ("2023", "1"),
+        ("Over more than one year", "1"),
+        ("All (each incident once)", "2"),
     ]
-    assert "Each incident counts once, in the year it starts" in page
+    assert "Each incident counts once: in the year its dates lie in" in page
     embedded = client.get("/ko/embed/statistics/", {"group_by": "year"}).content.decode()
-    assert "시작한 해에 한 번만 집계됩니다" in embedded
-    assert "in the month it starts" in client.get("/statistics/", {"group_by": "month"}).content.decode()
-    assert "it starts" not in client.get("/statistics/", {"group_by": "country"}).content.decode()
+    assert '<th scope="row">두 해 이상에 걸침</th>' in embedded and "여러 해에 걸치면" in embedded
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', embedded).group(1))
+    assert chart["labels"][-1] == "두 해 이상에 걸침"
+    assert "in the month its dates lie in" in client.get("/statistics/", {"group_by": "month"}).content.decode()
+    assert "lie in" not in client.get("/statistics/", {"group_by": "country"}).content.decode()
     schema = client.get("/api/v1/schema/", {"format": "json"}).json()
     (group_by,) = [
         parameter
         for parameter in schema["paths"]["/api/v1/incidents/stats/"]["get"]["parameters"]
         if parameter["name"] == "group_by"
     ]
-    assert "in the year or month it starts" in group_by["description"]
+    assert "in the year or month its whole date range lies in" in group_by["description"]
 
 
 @pytest.mark.parametrize(

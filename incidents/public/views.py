@@ -28,7 +28,7 @@ from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
-from incidents.statistics import GROUPINGS
+from incidents.statistics import GROUPINGS, no_group_label
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
 # each facet is counted without the filters its values set (`selectors.FACET_FILTERS`).
@@ -337,6 +337,7 @@ def _statistics_context(request) -> dict:
         "chart": _chart(table),
         "group_by": group_by,
         "group_label": _GROUPING_LABELS[group_by],
+        "no_group_label": _(no_group_label(group_by)),
         "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
     }
 
@@ -381,7 +382,7 @@ def _chart(table: dict) -> dict:
     rows = _timeline_rows(table["results"], table["group_by"]) if timeline else table["results"]
     return {
         "timeline": timeline,
-        "labels": [_("Not recorded") if row["group"] is None else row["label"] for row in rows],
+        "labels": [_(no_group_label(table["group_by"])) if row["group"] is None else row["label"] for row in rows],
         "incidents": [row["incidents"] for row in rows],
         "people": [row["people_count"] for row in rows],
         "low": [row["people_count_min"] for row in rows],
