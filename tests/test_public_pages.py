@@ -802,6 +802,7 @@ def test_the_statistics_by_year_count_an_incident_over_two_years_apart_and_say_s
     assert '<th scope="row">두 해 이상에 걸침</th>' in embedded and "여러 해에 걸치면" in embedded
     chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', embedded).group(1))
     assert chart["labels"][-1] == "두 해 이상에 걸침"
+    assert chart["periods"] == len(chart["labels"]) - 1  # the line of people stops at the last year
     assert "in the month its dates lie in" in client.get("/statistics/", {"group_by": "month"}).content.decode()
     assert "lie in" not in client.get("/statistics/", {"group_by": "country"}).content.decode()
     schema = client.get("/api/v1/schema/", {"format": "json"}).json()

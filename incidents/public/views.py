@@ -382,6 +382,9 @@ def _chart(table: dict) -> dict:
     rows = _timeline_rows(table["results"], table["group_by"]) if timeline else table["results"]
     return {
         "timeline": timeline,
+        # The rows that are years or months: those after them (incidents over more than one) stand
+        # apart, which the line of people must not join to the last period.
+        "periods": sum(row["group"] is not None for row in rows) if timeline else 0,
         "labels": [_(no_group_label(table["group_by"])) if row["group"] is None else row["label"] for row in rows],
         "incidents": [row["incidents"] for row in rows],
         "people": [row["people_count"] for row in rows],
