@@ -252,12 +252,14 @@ TABLES = (
             Column("id", "id"),
             INCIDENT_KEY,
             Column("source", "source", "source_id"),
-            Column("people_count", "people_count"),
-            Column("people_count_min", "people_count_min"),
-            Column("people_count_max", "people_count_max"),
+            # The source's own figures and dates, beside the analysts' estimate in incidents.csv: the
+            # fields' verbose names alone ("People count min.") did not tell them apart.
+            Column("people_count", "people_count", description="The number of people the source reports."),
+            Column("people_count_min", "people_count_min", description="The lowest figure the source gives."),
+            Column("people_count_max", "people_count_max", description="The highest figure the source gives."),
             Column("count_qualifier", "count_qualifier"),
-            Column("date_start", "date_start"),
-            Column("date_end", "date_end"),
+            Column("date_start", "date_start", description="First day of the dates the source gives; empty if none."),
+            Column("date_end", "date_end", description="Last day of the dates the source gives; empty if none."),
             Column("excerpt", "excerpt"),
             Column("locator", "locator"),
             Column("source_connection", "source_connection", description="How the source knows."),
@@ -287,7 +289,7 @@ TABLES = (
         (
             Column("id", "id"),
             INCIDENT_KEY,
-            Column("count", "count"),
+            Column("count", "count", description="How many people of the incident are in the group."),
             Column("sex", "sex"),
             Column("age_group", "age_group"),
             Column("nationality", "nationality"),

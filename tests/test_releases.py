@@ -105,6 +105,9 @@ class TestMakingAndReadingReleases:
         codebook = files["codebook.md"].decode()
         assert "| `date_start` | date (required) | First day of the range the incident lies in. |" in codebook
         assert "`at_least`: At least" in codebook
+        # A claim's figures are the source's, not the analysts': "People count min." did not say so.
+        assert "| `people_count_min` | integer | The lowest figure the source gives. |" in codebook
+        assert "| `date_start` | date | First day of the dates the source gives; empty if none. |" in codebook
 
     def test_a_list_cell_reads_back_as_its_names_even_a_name_holding_the_separator(self, reviewer, published):
         # "Kirin; Chi-lin" is one alternate name: written bare, the cell read as three names, and the
