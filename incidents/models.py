@@ -249,8 +249,8 @@ EXACT_COUNT_MESSAGE = (
 def dates_fit_their_precision() -> Q:
     """An incident's dates say what its precision says (`_precision_error` names the field): a Month
     is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
-    "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days ("Around …"), and a
-    Range or an unknown date any."""
+    "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days (its label says
+    them all: "3 October 2023 - 9 October 2023", with an en dash), and a Range or an unknown date any."""
     day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
     return (
         (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
@@ -861,7 +861,9 @@ def public_id_of(incident_id: int) -> str:
 
 
 class DateLabel(Func):
-    """Calls the SQL function created in migration 0001 ("29 August 2023", "July 2021", "2023").
+    """Calls the SQL function of migration 0069 ("29 August 2023", "July 2021 - September 2021",
+    "Date unknown (2018 - 2022)", with en dashes): the whole range at its precision, worded as the English public
+    pages word it (incidents/templatetags/public_pages.py, `dates`).
 
     The label lives in SQL, not Python, so the admin, the API and `COPY` exports read the same column.
     """

@@ -100,7 +100,7 @@ class TestColumns:
             "date_start": "2023-10-02",
             "date_end": "2023-10-09",
             "date_precision": "range",
-            "date_label": "2–9 October 2023",
+            "date_label": "2 October 2023 – 9 October 2023",
             "people_count": "500",
             "people_count_min": "400",
             "people_count_max": "600",

@@ -135,6 +135,18 @@ class TestRoundTrip:
         assert "0 incidents were created; 0 updated; 2 unchanged." in output
         assert export(reviewer, tmp_path, "again.csv") == exported
 
+    def test_a_day_over_several_days_goes_out_with_its_whole_range_and_comes_back_unchanged(self, reviewer, tmp_path):
+        make_incident(date_start=date(2023, 10, 3), date_end=date(2023, 10, 9), date_precision="day")
+        exported = export(reviewer, tmp_path)
+        [row] = rows(exported)
+        assert row["date_label"] == "3 October 2023 – 9 October 2023"
+
+        output = run_import(reviewer, tmp_path, exported)
+
+        # The label is made from the dates: the import reads the dates and leaves the label be.
+        assert "0 incidents were created; 0 updated; 1 unchanged." in output
+        assert export(reviewer, tmp_path, "again.csv") == exported
+
     def test_exported_rows_imported_into_an_empty_database_come_back_the_same(self, reviewer, rich_incidents, tmp_path):
         exported = rows(export(reviewer, tmp_path))
         Incident.objects.all().delete()

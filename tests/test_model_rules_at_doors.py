@@ -448,11 +448,11 @@ class TestDatesFitTheirPrecision:
     @pytest.mark.parametrize(
         ("start", "end", "precision", "label"),
         [
-            (date(2021, 7, 1), date(2021, 9, 30), "month", "July–September 2021"),
-            (date(2020, 1, 1), date(2021, 12, 31), "year", "2020–2021"),
-            (date(2021, 7, 5), date(2021, 7, 11), "week", "Week of 5 July 2021"),
-            (date(2021, 7, 1), date(2021, 7, 15), "range", "1–15 July 2021"),
-            (date(2021, 7, 1), date(2021, 7, 3), "day", "Around 1 July 2021"),
+            (date(2021, 7, 1), date(2021, 9, 30), "month", "July 2021 – September 2021"),
+            (date(2020, 1, 1), date(2021, 12, 31), "year", "2020 – 2021"),
+            (date(2021, 7, 5), date(2021, 7, 11), "week", "Week of 5 July 2021 – 11 July 2021"),
+            (date(2021, 7, 1), date(2021, 7, 15), "range", "1 July 2021 – 15 July 2021"),
+            (date(2021, 7, 1), date(2021, 7, 3), "day", "1 July 2021 – 3 July 2021"),
         ],
     )
     def test_dates_that_fit_are_taken(self, reviewer, start, end, precision, label):
@@ -516,7 +516,7 @@ def test_the_migration_reads_dates_their_precision_does_not_say_as_a_range():
         incident.pk: (incident.date_precision, incident.date_label, incident.version)
         for incident in Incident.objects.all()
     } == {
-        half_month.pk: ("range", "1–15 July 2021", 2),
+        half_month.pk: ("range", "1 July 2021 – 15 July 2021", 2),
         whole_month.pk: ("month", "July 2021", 1),
     }
     events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=half_month)

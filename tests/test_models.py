@@ -1,5 +1,8 @@
 """The domain model on real PostgreSQL: constraints, overlap, visibility, labels, sample data."""
 
+import csv
+import importlib
+import io
 from datetime import date
 
 import pghistory
@@ -9,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.db.models import Model, ProtectedError
+from django.test import Client
 
 from incidents import roles
 from incidents.models import Claim, Incident, Organization, Place, Response
@@ -133,16 +137,45 @@ def test_every_save_increments_the_version():
         (date(2023, 8, 29), date(2023, 8, 29), "day", "29 August 2023"),
         (date(2021, 7, 1), date(2021, 7, 31), "month", "July 2021"),
         (date(2023, 1, 1), date(2023, 12, 31), "year", "2023"),
-        (date(2023, 10, 2), date(2023, 10, 9), "range", "2–9 October 2023"),
-        (date(2023, 8, 29), date(2023, 9, 18), "range", "29 August – 18 September 2023"),
-        (date(2023, 10, 2), date(2023, 10, 8), "week", "Week of 2 October 2023"),
-        (date(2020, 1, 1), date(2023, 12, 31), "unknown", "Date unknown (2020–2023)"),
+        (date(2023, 10, 2), date(2023, 10, 9), "range", "2 October 2023 – 9 October 2023"),
+        (date(2023, 8, 29), date(2023, 9, 18), "range", "29 August 2023 – 18 September 2023"),
+        (date(2023, 10, 2), date(2023, 10, 8), "week", "Week of 2 October 2023 – 8 October 2023"),
+        (date(2020, 1, 1), date(2023, 12, 31), "unknown", "Date unknown (2020 – 2023)"),
     ],
 )
 def test_date_label_follows_the_precision(start, end, precision, label):
     incident = make_incident(date_start=start, date_end=end, date_precision=precision)
     assert incident.date_label == label
     assert Incident.objects.get(pk=incident.pk).date_label == label
+
+
+# The migration that words every label as the pages do, and the one before it.
+WHOLE_RANGE_LABELS = importlib.import_module("incidents.migrations.0069_date_label_says_the_whole_range").Migration
+BEFORE_WHOLE_RANGE_LABELS = WHOLE_RANGE_LABELS.dependencies[0][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_words_the_stored_labels_anew_without_recording_a_change():
+    several_days = make_incident(date_start=date(2023, 10, 3), date_end=date(2023, 10, 9), date_precision="day")
+    call_command("migrate", "incidents", BEFORE_WHOLE_RANGE_LABELS, verbosity=0)
+    try:
+        before = Incident.objects.values("date_label", "version", "updated_at").get(pk=several_days.pk)
+        events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=several_days)
+        labels_before = list(events.values_list("date_label", flat=True))
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    assert before["date_label"] == "Around 3 October 2023" and labels_before == [before["date_label"]]
+    whole_range = "3 October 2023 – 9 October 2023"
+    assert Incident.objects.values("date_label", "version", "updated_at").get(pk=several_days.pk) == {
+        **before,
+        "date_label": whole_range,
+    }
+    # The CSV reads the kept export row; the history keeps its one event, worded anew, so that the
+    # incident's next event does not show a label changed whose dates were not.
+    (row,) = csv.DictReader(io.StringIO(b"".join(Client().get("/incidents.csv").streaming_content).decode()))
+    assert row["date_label"] == whole_range
+    assert list(events.values_list("date_label", flat=True)) == [whole_range]
 
 
 def test_month_incident_is_found_by_a_query_inside_that_month():
@@ -232,7 +265,7 @@ def test_sample_data_loads_and_reloads_without_duplicates():
     assert {model: model.objects.count() for model in counts} == counts
     assert counts[Incident] == 4
     labels = set(Incident.objects.values_list("date_label", flat=True))
-    assert labels == {"2–9 October 2023", "29 August 2023", "18 September 2023", "July 2021"}
+    assert labels == {"2 October 2023 – 9 October 2023", "29 August 2023", "18 September 2023", "July 2021"}
     # The informant's testimony is confidential, so its claim is hidden from the public.
     assert Claim.objects.visible_to(None).count() == Claim.objects.count() - 1
 

@@ -1,7 +1,8 @@
 """How the public pages word dates, counts and links, in the reader's language.
 
 The stored `date_label` is English ("July 2021"); these labels are built from the dates and the
-precision with the active language's formats ("2021년 7월"), so Korean readers see their own.
+precision with the active language's formats ("2021년 7월"), so Korean readers see their own. In
+English they say exactly what `date_label` says (migration 0069 and tracker/formats/en).
 """
 
 from django import template
@@ -43,7 +44,7 @@ def dates(record) -> str:
     if precision == DatePrecision.UNKNOWN:
         return _("Date unknown (%(years)s)") % {"years": _span(start, end, "Y")}
     label = _span(start, end, "DATE_FORMAT")
-    return _("week of %(dates)s") % {"dates": label} if precision == DatePrecision.WEEK else label
+    return _("Week of %(dates)s") % {"dates": label} if precision == DatePrecision.WEEK else label
 
 
 def _span(start, end, date_format: str) -> str:
