@@ -760,9 +760,12 @@ def test_the_map_draws_the_downloads_incidents_from_only_what_it_shows(reader, r
     assert [feature["id"] for feature in drawn["features"]] == [feature["id"] for feature in download["features"]]
     for shown, whole in zip(drawn["features"], download["features"], strict=True):
         assert shown["geometry"] == whole["geometry"]
-        assert shown["properties"] == {key: whole["properties"][key] for key in ("title", "date_label", "url")}, (
-            "only what the map's popups show"
-        )
+        # The popup's dates are the page's, in Korean here (see the test of every door's dates).
+        assert shown["properties"] == {
+            "title": whole["properties"]["title"],
+            "dates": shown["properties"]["dates"],
+            "url": whole["properties"]["url"],
+        }, "only what the map's popups show"
     assert drawn["truncated"] is False
     assert 'data-features="/ko/map/incidents.geojson?country=CN"' in _body(client.get("/ko/map/?country=CN"))
 
@@ -989,14 +992,32 @@ def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
         # Several whole months read as their first month alone ("July 2021"), several years as the
         # first year, and an unknown date lost the years it lies in, which the date filter reads.
         ((date(2021, 7, 1), date(2021, 9, 30), "month"), "July 2021 – September 2021", "2021년 7월 – 2021년 9월"),
+        ((date(2021, 12, 1), date(2022, 2, 28), "month"), "December 2021 – February 2022", "2021년 12월 – 2022년 2월"),
         ((date(2021, 7, 1), date(2021, 7, 31), "month"), "July 2021", "2021년 7월"),
         ((date(2019, 1, 1), date(2020, 12, 31), "year"), "2019 – 2020", "2019 – 2020"),
         ((date(2019, 1, 1), date(2019, 12, 31), "year"), "2019", "2019"),
         ((date(2018, 3, 1), date(2022, 12, 31), "unknown"), "Date unknown (2018 – 2022)", "날짜 미상 (2018 – 2022)"),
         ((date(2023, 2, 1), date(2023, 11, 30), "unknown"), "Date unknown (2023)", "날짜 미상 (2023)"),
+        # A Day recorded over several days read "Around 3 October 2023" in the API and the CSV.
+        (
+            (date(2023, 10, 3), date(2023, 10, 9), "day"),
+            "3 October 2023 – 9 October 2023",
+            "2023년 10월 3일 – 2023년 10월 9일",
+        ),
+        ((date(2023, 10, 3), date(2023, 10, 3), "day"), "3 October 2023", "2023년 10월 3일"),
+        (
+            (date(2023, 10, 2), date(2023, 10, 8), "week"),
+            "Week of 2 October 2023 – 8 October 2023",
+            "2023년 10월 2일 – 2023년 10월 8일 주간",
+        ),
+        (
+            (date(2023, 8, 29), date(2023, 9, 18), "range"),
+            "29 August 2023 – 18 September 2023",
+            "2023년 8월 29일 – 2023년 9월 18일",
+        ),
     ],
 )
-def test_the_pages_say_an_incidents_whole_date_range_never_only_its_start(dates, english, korean):
+def test_every_door_says_an_incidents_whole_date_range_as_the_pages_do(dates, english, korean):
     start, end, precision = dates
     incident = make_incident(title="Dated incident", date_start=start, date_end=end, date_precision=precision)
     for prefix, label in (("", english), ("/ko", korean)):
@@ -1004,3 +1025,12 @@ def test_the_pages_say_an_incidents_whole_date_range_never_only_its_start(dates,
         assert f"<dd>{label}</dd>" in page
         browse = Client().get(f"{prefix}/").content.decode()
         assert f">{label}</td>" in browse
+        # The map's popups, in the reader's language (on /ko/map/ they were in English).
+        (drawn,) = json.loads(_body(Client().get(f"{prefix}/map/incidents.geojson")))["features"]
+        assert drawn["properties"]["dates"] == label
+    # The data's label is the English page's, in the API, the CSV and the GeoJSON download alike.
+    assert Client().get(f"/api/v1/incidents/{incident.public_id}/").json()["date_label"] == english
+    (row,) = csv.DictReader(io.StringIO(_body(Client().get("/incidents.csv"))))
+    assert row["date_label"] == english
+    (feature,) = json.loads(_body(Client().get("/ko/incidents.geojson")))["features"]
+    assert feature["properties"]["date_label"] == english

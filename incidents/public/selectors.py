@@ -36,6 +36,7 @@ from incidents.models import (
 from incidents.querysets import coordinates_for
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
+from incidents.templatetags.public_pages import dates
 from incidents.vocabulary import type_name
 
 BROWSE_PAGE_SIZE = 25
@@ -369,16 +370,18 @@ def incident_features(*, user, filters: MultiValueDict, page_url_prefix: str) ->
 
 def map_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> tuple[dict, list[Incident]]:
     """What the map draws of the same incidents as `incident_features`: each a GeoJSON Feature of
-    its places (at the coordinates `user` may see), title, date label and page `url`, and nothing
+    its places (at the coordinates `user` may see), title, `dates` and page `url`, and nothing
     else (the whole incident, which the download carries, was 2.4 MB and 2-4 s at a million
-    incidents), beside the incidents (their public id, title, date label and confidentiality).
+    incidents), beside the incidents (their public id, title, dates and confidentiality).
+    `dates` is the date as the incident's page says it, in the active language: the download's
+    `date_label` is the API's, in English, which a Korean reader's popup showed.
     One query (beside the filters' own)."""
     _, incidents = filtered_incidents(user=user, filters=filters)
     latitude, longitude = coordinates_for(user, "place")
     positions = IncidentPlace.objects.filter(incident=OuterRef("pk")).order_by("place__name", "place_id")
     rows = list(
         incidents.order_by("-date_start", "-id")
-        .only("public_id", "title", "date_label", "confidential")
+        .only("public_id", "title", "date_start", "date_end", "date_precision", "confidential")
         .annotate(
             places_shown=ArraySubquery(positions.values(json=JSONObject(latitude=latitude, longitude=longitude)))
         )[: FEATURE_LIMIT + 1]
@@ -388,7 +391,7 @@ def map_features(*, user, filters: MultiValueDict, page_url_prefix: str) -> tupl
             "type": "Feature",
             "id": incident.public_id,
             "geometry": feature_geometry(incident.places_shown),
-            "properties": {"title": incident.title, "date_label": incident.date_label},
+            "properties": {"title": incident.title, "dates": dates(incident)},
         }
         for incident in rows[:FEATURE_LIMIT]
     ]

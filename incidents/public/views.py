@@ -315,7 +315,7 @@ def incidents_geojson(request):
 
 @require_safe
 def map_data(request):
-    """The map's incidents (static/public/map.js): where each is, its title and date label."""
+    """The map's incidents (static/public/map.js): where each is, its title and dates in the page's language."""
     try:
         collection, incidents = selectors.map_features(
             user=request.user, filters=request.GET, page_url_prefix=_page_url_prefix(request)

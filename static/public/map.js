@@ -83,7 +83,7 @@
       var positions =
         feature.geometry.type === "Point" ? [feature.geometry.coordinates] : feature.geometry.coordinates;
       positions.forEach(function (position) {
-        var content = popup(feature.properties.title, feature.properties.url, feature.properties.date_label);
+        var content = popup(feature.properties.title, feature.properties.url, feature.properties.dates);
         clusters.addLayer(marker(position[1], position[0], content));
       });
     });
