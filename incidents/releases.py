@@ -589,6 +589,8 @@ def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: 
         "description": "Published, non-confidential incidents with their claims, sources, places, organizations "
         "and responses. See README.md and codebook.md.",
         "created": _cell(as_of) if as_of else None,
+        # Frictionless `licenses`: the SPDX id (`name`), the text's address (`path`) and its `title`.
+        "licenses": [settings.DATA_LICENSE] if settings.DATA_LICENSE else None,
         "resources": [
             {
                 "name": table.name.lower(),
@@ -605,8 +607,9 @@ def _datapackage(name: str, as_of: datetime | None, tables: list[Table], files: 
             for table in tables
         ],
     }
-    if descriptor["created"] is None:
-        del descriptor["created"]
+    for optional in ("created", "licenses"):
+        if descriptor[optional] is None:
+            del descriptor[optional]
     return (json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -635,6 +638,28 @@ def citation(release_name: str, year: int) -> str:
     return f"{settings.RELEASE_AUTHOR} ({year}). {settings.RELEASE_TITLE}, release {release_name} [Data set]."
 
 
+def missing_license_warning(release_name: str) -> str | None:
+    """What the doors that make a release say when it names no terms of reuse (TRACKER_DATA_LICENSE)."""
+    if settings.DATA_LICENSE:
+        return None
+    return (
+        f"{release_name} names no licence, so researchers cannot tell whether they may reuse it: set "
+        "TRACKER_DATA_LICENSE, TRACKER_DATA_LICENSE_TITLE and TRACKER_DATA_LICENSE_URL before the next release "
+        "(README, Dataset releases)."
+    )
+
+
+def _terms_of_reuse() -> list[str]:
+    """The README's section on reuse: the licence, or a warning as plain as the missing licence is grave."""
+    license = settings.DATA_LICENSE
+    if license:
+        return [f"Released under {license['title']} ({license['name']}): {license['path']}"]
+    return [
+        "**No licence.** This release names no terms of reuse: without a licence, copyright law leaves",
+        "others no right to reuse it. Ask its authors for permission before reusing it, or for a licence.",
+    ]
+
+
 def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, ReleaseFileChunks], incidents: int) -> bytes:
     listing = [f"- `{file_name}`: {file.size:,} bytes, sha256 `{file.sha256}`" for file_name, file in files.items()]
     text = [
@@ -642,6 +667,10 @@ def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, Relea
         "",
         f"{incidents:,} published incidents, as of {_cell(as_of) if as_of else 'no incident'}: what anyone may read,",
         "without drafts, confidential records or the exact coordinates of sensitive places.",
+        "",
+        "## Terms of reuse",
+        "",
+        *_terms_of_reuse(),
         "",
         "## How to cite",
         "",

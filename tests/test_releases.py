@@ -4,6 +4,7 @@ downloadable with checksums, valid Frictionless packages, identical when rebuilt
 import csv
 import hashlib
 import io
+import json
 import math
 import threading
 import time
@@ -26,6 +27,12 @@ from tests.factories import make_claim, make_incident, make_organization, make_p
 
 YEAR = timezone.now().year
 FIRST = f"incident-tracker-{YEAR}.1"
+# TRACKER_DATA_LICENSE, _TITLE and _URL as settings.DATA_LICENSE holds them: a Frictionless licence.
+CC_BY = {
+    "name": "CC-BY-4.0",
+    "title": "Creative Commons Attribution 4.0 International",
+    "path": "https://creativecommons.org/licenses/by/4.0/",
+}
 
 
 @pytest.fixture
@@ -362,6 +369,50 @@ class TestReleaseFiles:
         claims = package.parent / "claims.csv"
         claims.write_bytes(claims.read_bytes().replace(b"80 people", b"90 people"))
         assert not validate(package).valid
+
+    def test_a_licensed_release_names_its_terms_in_the_package_and_the_readme(
+        self, settings, reviewer, published, tmp_path
+    ):
+        settings.DATA_LICENSE = CC_BY
+        said = io.StringIO()
+        call_command("release", user=reviewer.username, output=str(tmp_path), stdout=said, stderr=said)
+        package = Path(tmp_path) / FIRST / "datapackage.json"
+        assert json.loads(package.read_bytes())["licenses"] == [CC_BY]
+        report = validate(package)
+        assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
+        readme = (package.parent / "README.md").read_text()
+        assert (
+            "## Terms of reuse\n\nReleased under Creative Commons Attribution 4.0 International (CC-BY-4.0): "
+            "https://creativecommons.org/licenses/by/4.0/\n" in readme
+        )
+        assert "licence" not in said.getvalue()
+        # Rebuilt from the same data and settings, the same bytes.
+        stored = {release_file.name: bytes(release_file.content) for release_file in ReleaseFile.objects.all()}
+        built = build_release_files(name=FIRST, year=YEAR, previous=None, facts=release_facts())
+        assert {file.name: b"".join(file) for file in built} == stored
+
+    def test_a_release_without_a_licence_says_so_in_its_readme_and_as_it_is_made(
+        self, settings, client, reviewer, published
+    ):
+        settings.DATA_LICENSE = None
+        printed, warned = io.StringIO(), io.StringIO()
+        call_command("release", user=reviewer.username, stdout=printed, stderr=warned)
+        assert f"Released {FIRST}" in printed.getvalue()
+        assert warned.getvalue().startswith(f"Warning: {FIRST} names no licence, so researchers cannot tell")
+        assert "TRACKER_DATA_LICENSE" in warned.getvalue()
+        files = files_of(client_for().get(f"{API}/releases/").json()["results"][0])
+        assert "licenses" not in json.loads(files["datapackage.json"])
+        readme = files["README.md"].decode()
+        assert "## Terms of reuse\n\n**No licence.** This release names no terms of reuse" in readme
+        # The admin's freeze says it too.
+        client.force_login(reviewer)
+        answer = client.post(reverse("admin:incidents_release_add"), follow=True)
+        warnings = [str(message) for message in answer.context["messages"] if message.level_tag == "warning"]
+        assert warnings == [
+            f"incident-tracker-{YEAR}.2 names no licence, so researchers cannot tell whether they may "
+            "reuse it: set TRACKER_DATA_LICENSE, TRACKER_DATA_LICENSE_TITLE and "
+            "TRACKER_DATA_LICENSE_URL before the next release (README, Dataset releases)."
+        ]
 
     def test_no_draft_confidential_record_or_exact_sensitive_coordinate_is_released(self, reviewer, published):
         secret_source = make_source(title="SECRET-SOURCE informant", confidential=True)

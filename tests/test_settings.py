@@ -86,6 +86,39 @@ def test_a_value_beyond_what_it_can_mean_stops_the_start_up_naming_the_variable(
     assert f"ImproperlyConfigured: {message}" in result.stderr
 
 
+CC_BY = {
+    "TRACKER_DATA_LICENSE": "CC-BY-4.0",
+    "TRACKER_DATA_LICENSE_TITLE": "Creative Commons Attribution 4.0 International",
+    "TRACKER_DATA_LICENSE_URL": "https://creativecommons.org/licenses/by/4.0/",
+}
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        # A release naming a licence without its text (or a text without its licence) tells a
+        # researcher little more than one naming none.
+        (
+            {"TRACKER_DATA_LICENSE": "CC-BY-4.0"},
+            "TRACKER_DATA_LICENSE_TITLE, TRACKER_DATA_LICENSE_URL must be set with the other",
+        ),
+        (
+            {**CC_BY, "TRACKER_DATA_LICENSE": "CC BY 4.0"},
+            "TRACKER_DATA_LICENSE must be an SPDX id, e.g. CC-BY-4.0; got 'CC BY 4.0'.",
+        ),
+        (
+            {**CC_BY, "TRACKER_DATA_LICENSE_URL": "creativecommons.org/licenses/by/4.0"},
+            "TRACKER_DATA_LICENSE_URL must be an http(s) address; got 'creativecommons.org/licenses/by/4.0'.",
+        ),
+    ],
+)
+def test_a_licence_given_in_part_stops_the_start_up_naming_what_is_missing(variables, message):
+    result = start_up(**variables)
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr
+    assert start_up(**CC_BY).returncode == 0
+
+
 def test_the_limits_leave_the_documented_edge_values_alone():
     # 0 is documented for the pool (off) and the statement timeout (no bound).
     result = start_up(DATABASE_POOL_SIZE="0", TRACKER_ANON_STATEMENT_TIMEOUT="0", TRACKER_DUPLICATE_WINDOW_DAYS="0")

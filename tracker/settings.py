@@ -6,6 +6,7 @@ rather than at the first request.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import orjson
 import pghistory
 import pgtrigger
 from django.conf.locale import LANG_INFO
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import URLValidator
 from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy, to_language
 
@@ -473,6 +475,37 @@ PG_BIN_DIR = env_str("TRACKER_PG_BIN_DIR", "")
 # Dataset releases (incidents/releases.py): who the citation names as author, and the data set's title.
 RELEASE_AUTHOR = env_str("TRACKER_RELEASE_AUTHOR", "Incident Tracker contributors")
 RELEASE_TITLE = env_str("TRACKER_RELEASE_TITLE", "Incident Tracker data set")
+
+
+def env_data_license() -> dict[str, str] | None:
+    """The terms a release may be reused under, as a Frictionless `licenses` entry: the SPDX id
+    (TRACKER_DATA_LICENSE, e.g. CC-BY-4.0), its name and the address of its text; None when unset.
+    Given in part, start-up stops naming what is missing: a release naming a licence without its
+    text would tell a researcher little more than one naming none."""
+    variables = {
+        "name": "TRACKER_DATA_LICENSE",
+        "title": "TRACKER_DATA_LICENSE_TITLE",
+        "path": "TRACKER_DATA_LICENSE_URL",
+    }
+    license = {key: env_str(variable, "").strip() for key, variable in variables.items()}
+    if not any(license.values()):
+        return None
+    if missing := [variables[key] for key, value in license.items() if not value]:
+        raise ImproperlyConfigured(
+            f"{', '.join(missing)} must be set with the other TRACKER_DATA_LICENSE variables "
+            "(the licence's SPDX id, its name and the address of its text)."
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", license["name"]):
+        raise ImproperlyConfigured(f"TRACKER_DATA_LICENSE must be an SPDX id, e.g. CC-BY-4.0; got {license['name']!r}.")
+    try:
+        URLValidator(schemes=["http", "https"])(license["path"])
+    except ValidationError:
+        address = license["path"]
+        raise ImproperlyConfigured(f"TRACKER_DATA_LICENSE_URL must be an http(s) address; got {address!r}.") from None
+    return license
+
+
+DATA_LICENSE = env_data_license()
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
 IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from incidents import services
 from incidents.admin.base import OfferedFiltersOnlyMixin
 from incidents.models import Release, ReleaseFile
-from incidents.releases import citation, release_create
+from incidents.releases import citation, missing_license_warning, release_create
 
 
 @admin.register(Release)
@@ -72,6 +72,8 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
                 return HttpResponseRedirect(reverse("admin:incidents_release_changelist"))
             counted = f"{release.incidents:,} incident{'' if release.incidents == 1 else 's'}"
             self.message_user(request, f"Released {release.name}: {counted}.", messages.SUCCESS)
+            if warning := missing_license_warning(release.name):
+                self.message_user(request, warning, messages.WARNING)
             return HttpResponseRedirect(reverse("admin:incidents_release_change", args=[release.pk]))
         if not self.has_add_permission(request):
             raise PermissionDenied

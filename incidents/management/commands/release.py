@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from incidents import services
 from incidents.management.arguments import path_name
-from incidents.releases import release_create, release_file_chunks
+from incidents.releases import missing_license_warning, release_create, release_file_chunks
 
 
 class Command(BaseCommand):
@@ -57,3 +57,5 @@ class Command(BaseCommand):
                     written.writelines(release_file_chunks(release_file))
             self.stdout.write(f"Wrote its files to {directory}.")
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
+        if warning := missing_license_warning(release.name):
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
