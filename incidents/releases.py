@@ -4,10 +4,11 @@ A release holds what an anonymous reader may see, read through the same `visible
 `coordinates_for` rules as every other door (no draft, nothing confidential, no exact coordinate of
 a sensitive place): one CSV per table, a Frictionless Data package (`datapackage.json`: each
 column's type, allowed values and description, the keys between tables, each file's sha256 and
-size), a codebook generated from the models' own help texts, `CHANGES.csv` against the previous
-release and a README with the citation.
+size, and the licence: settings.DATA_LICENSE), a codebook generated from the models' own help
+texts, `CHANGES.csv` against the previous release and a README with the terms of reuse and the
+citation.
 
-The files are a function of the data alone (rows in key order, no build time, no random order),
+The files are a function of the data (and those settings) alone (rows in key order, no build time, no random order),
 so building a release twice from the same data gives the same bytes, and anyone can check a copy
 against the checksums. `release_create` is the one service that writes a release; the admin, the
 API and `manage.py release` call it.
