@@ -9,6 +9,8 @@ the autocomplete's "+" — and saves once; a reviewer then publishes it. `make t
 Chromium first when it is missing (`make browser`).
 """
 
+from datetime import date
+
 import pytest
 from django.db import connections
 from django_otp.oath import TOTP
@@ -578,3 +580,19 @@ def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_p
     page.click("form.review-actions button[value=publish]")
     expect(page.locator(".messagelist")).to_contain_text(f"Published: {unedited.public_id}.")
     assert len(asked) == 2
+
+
+def test_a_korean_reader_reads_an_incidents_dates_in_korean_on_the_maps_popup(browser_page, live_server):
+    # The popup showed the GeoJSON download's English date_label, "Around 3 October 2023".
+    make_incident(
+        title="투먼 강제북송",
+        date_start=date(2023, 10, 3),
+        date_end=date(2023, 10, 9),
+        date_precision="day",
+        places=[make_place(name="Tumen", latitude=42.97, longitude=129.84)],
+    )
+    page = browser_page
+    page.goto(f"{live_server.url}/ko/map/")
+    expect(page.locator("#map")).to_have_attribute("data-points", "1")
+    page.locator("#map path.leaflet-interactive").click()
+    expect(page.locator(".leaflet-popup-content")).to_have_text("투먼 강제북송2023년 10월 3일 – 2023년 10월 9일")
