@@ -522,7 +522,8 @@ class TestDataEntry:
 
         offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
 
-        assert offered == [{"id": str(first.pk), "text": f"{first.public_id}: About 500 sent back (2–9 October 2023)"}]
+        label = f"{first.public_id}: About 500 sent back (2 October 2023 – 9 October 2023)"
+        assert offered == [{"id": str(first.pk), "text": label}]
 
     def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
         # The place form asks for names in Korean and Chinese; typing one found nothing.
