@@ -20,7 +20,18 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col
-from django.db.models.functions import Cast, Coalesce, Collate, Concat, ExtractDay, Greatest, Length, LPad, Upper
+from django.db.models.functions import (
+    Cast,
+    Coalesce,
+    Collate,
+    Concat,
+    ExtractDay,
+    Greatest,
+    Length,
+    Lower,
+    LPad,
+    Upper,
+)
 from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -349,6 +360,30 @@ def substring_search_index(field: str, name: str) -> GinIndex:
     """A trigram index serving `field__icontains` (Django writes it as UPPER(field) LIKE '%…%'), so
     the admin's search reads the matching rows instead of the whole table. Needs pg_trgm."""
     return GinIndex(OpClass(Upper(field), name="gin_trgm_ops"), name=name)
+
+
+# Quotes and apostrophes a title may be typed with, and the plain one each stands for: an article
+# pasted from its page, with a curly apostrophe, and typed by hand, with a straight one, is one title.
+TITLE_QUOTES = "‘’‚‛′`´ʼ“”„‟″«»"
+TITLE_QUOTES_PLAIN = "'" * 8 + '"' * 7
+
+
+def comparable_title(expression) -> Func:
+    """`expression` (a title) as two entries of one article compare: lowercased, its quotes and
+    apostrophes plain, its runs of whitespace one space, trimmed. In SQL, so that a new title and
+    the stored ones are compared by one implementation (services.source_lookalikes), through the
+    index `source_comparable_title`."""
+    return Func(
+        Func(
+            Func(Lower(expression), Value(TITLE_QUOTES), Value(TITLE_QUOTES_PLAIN), function="translate"),
+            Value(r"\s+"),
+            Value(" "),
+            Value("g"),
+            function="regexp_replace",
+        ),
+        function="btrim",
+        output_field=models.TextField(),
+    )
 
 
 class TimestampedModel(models.Model):
@@ -769,6 +804,10 @@ class Source(VersionedModel, TimestampedModel):
         indexes = [
             # Serves the source autocomplete (the admin's search fields, `icontains`).
             substring_search_index("title", "source_title_search"),
+            # Serve the look for a source already recorded, on adding one (services.source_lookalikes):
+            # by its title as compared, and by its address (`url__icontains`).
+            models.Index(comparable_title("title"), name="source_comparable_title"),
+            substring_search_index("url", "source_url_search"),
             # Serves hiding confidential sources' claims (ClaimQuerySet.disclosed_to): the few
             # confidential sources, read from this index alone.
             models.Index(fields=["id"], condition=Q(confidential=True), name="source_confidential"),
