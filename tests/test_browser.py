@@ -578,3 +578,32 @@ def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_p
     page.click("form.review-actions button[value=publish]")
     expect(page.locator(".messagelist")).to_contain_text(f"Published: {unedited.public_id}.")
     assert len(asked) == 2
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_sources_pop_up_names_a_source_already_recorded_and_saves_another_once_confirmed(browser_page, live_server):
+    # An analyst pasting a headline with a curly apostrophe made a second copy of the article.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    recorded = make_source(title="China's forced repatriation of 500 North Koreans")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_claims-0-source")
+    popup = popup_opening.value
+    popup.wait_for_load_state()
+    popup.fill("#id_title", "China’s forced repatriation of 500 North Koreans")
+    popup.click("input[name=_save]")
+
+    expect(popup.locator(".field-title .errorlist")).to_have_text(
+        f"This looks like source #{recorded.pk} “China's forced repatriation of 500 North Koreans” (the same "
+        "title): use it, or confirm that this is another source."
+    )
+    assert Source.objects.count() == 1
+    popup.check("#id_another_source_confirmed")
+    with popup.expect_event("close", timeout=30_000):
+        popup.click("input[name=_save]")
+
+    expect(page.locator("#id_claims-0-source + .select2")).to_contain_text("China’s forced repatriation")
+    assert Source.objects.count() == 2
