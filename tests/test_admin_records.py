@@ -11,6 +11,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from incidents import roles
+from incidents.history import set_insert_triggers
 from incidents.models import Claim, Response, Source, Verification
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -160,6 +161,27 @@ class TestHistoryReadsLikeTheForm:
         page = client.get(history_url(response)).content.decode()
         assert f"We protest the arrest of {name}. → We protest an arrest." in page
         assert "We protest an arrest. → We protest the arrests." in page
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_response_about_an_incident_without_history_reads_it_as_it_is(self, client):
+        # Demo data records no insert history: a public incident with no recorded state is public,
+        # and a response about it shows its whole history, as it did.
+        with transaction.atomic():
+            set_insert_triggers(enabled=False)
+            deportation = make_incident(title="Deportation")
+        with transaction.atomic():
+            response = Response.objects.create(
+                organization=make_organization(name="MOFA"), kind="statement", date=date(2023, 9, 1)
+            )
+            response.incidents.add(deportation)
+        response.description = "We protest the deportation."
+        response.save()
+
+        client.force_login(make_user(roles.REVIEWER))
+        page = client.get(history_url(response)).content.decode()
+
+        assert page.count("Response created") == 1 and page.count("Response changed") == 1
+        assert "<strong>Description</strong>:  → We protest the deportation." in page
 
 
 class TestChangelistURLs:
