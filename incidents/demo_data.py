@@ -15,7 +15,10 @@ audit row costs a PL/pgSQL call with two subtransactions; measured on 5,000 inci
 them against 0.17 s without, which would turn a few minutes at a million incidents into half an
 hour, and the history would say nothing an analyst did. The reference rows made on a first run
 (countries, cities, governments, outlets) are audited as any insert, and updates and deletes of
-demo rows are audited like any other.
+demo rows are audited like any other. The incidents in review are the exception: each gets its
+insert event, written in one statement and dated by the incident's last change, since the
+in-review list reads when an incident was submitted from its history and showed demo data's as
+unknown.
 """
 
 import random
@@ -48,6 +51,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.services import record_events
 from incidents.statistics import statistics_counted_once
 
 # (country code, name, latitude, longitude, [(province, [cities])])
@@ -543,6 +547,12 @@ def generate_demo_data(
                         truth=duplicates_truth,
                     )
                     progress(incidents - originals)
+            # The one event the in-review list's submission time reads (`with_submitted_at`): each
+            # incident in review as stored, dated by its last change, so the list shows when each
+            # was submitted and opens oldest first. One INSERT … SELECT of the 8% in review.
+            in_review = Incident.objects.filter(pk__gt=newest_before, review_state="in_review")
+            in_review_ids = list(in_review.values_list("pk", flat=True))
+            record_events({Incident: "id"}, in_review_ids, label="insert", dated_by="updated_at")
             # Back on for whatever the caller's transaction writes next (a test's records), which the
             # history and the export's rows must see like any other.
             set_insert_triggers(enabled=True)

@@ -656,7 +656,7 @@ def duplicate_pairs_refresh(
     else:
         for at in range(0, len(ids), RESCORING_BATCH):
             _refresh(ids[at : at + RESCORING_BATCH], threshold)
-    return DuplicatePair.objects.filter(decision=DuplicateDecision.PENDING).count()
+    return DuplicatePair.objects.waiting().count()
 
 
 def _refresh(incident_ids: list[int] | None, threshold: float) -> None:

@@ -605,11 +605,16 @@ def _propose_revision(
     if not _changes_anything(candidate, current, children, user=user):
         # Sending back what one read (a form saved unchanged) proposes nothing.
         return current
-    proposal = {"data": _to_json(data)}
+    proposal = {"data": _to_json(_qualifier_as_read(data, candidate, new=False))}
     for name, rows in changes.items():
         if rows is None:
             continue
         rows = list(rows)
+        if name == "claims":
+            rows = [
+                _qualifier_as_read(row, claim, new=not row.get("id"))
+                for row, claim in zip(rows, children.claims, strict=True)
+            ]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
@@ -620,6 +625,16 @@ def _propose_revision(
     )
     incident.refresh_from_db()
     return revision
+
+
+def _qualifier_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
+    """`row` with the count qualifier it leaves blank (or, a new record's row, out) as `record`,
+    validated, read it from the figures (`QualifierFromFigures`): what accepting writes, so the
+    Reviewer's diff shows "Exact" rather than a blank. A change's row leaving it out keeps the
+    stored one, and says nothing of it."""
+    if row.get("count_qualifier") or not ("count_qualifier" in row or new):
+        return row
+    return {**row, "count_qualifier": record.count_qualifier}
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -1382,7 +1397,7 @@ def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: boo
             [place.pk, timezone.now(), _acting_user_id(user)],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
-        _record_events({Incident: "id"}, incident_ids, label="update")
+        record_events({Incident: "id"}, incident_ids, label="update")
         if not export_rows_remade:
             cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
     set_incident_update_triggers(enabled=True)
@@ -1429,7 +1444,7 @@ def _incidents_show_claims_of_changed(source: Source, user) -> None:
             [timezone.now(), _acting_user_id(user), source.pk],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
-    _record_events({Incident: "id"}, incident_ids, label="update")
+    record_events({Incident: "id"}, incident_ids, label="update")
     set_incident_update_triggers(enabled=True)
 
 
@@ -1586,7 +1601,7 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         # off with the insert triggers, done once for every link (migration 0050).
         cursor.execute("SELECT incident_links_lock(%s::bigint[])", [incident_ids])
         child_tables = dict.fromkeys(incidents.children, "incident_id")
-        _record_events({Incident: "id", **child_tables}, incident_ids, label="insert")
+        record_events({Incident: "id", **child_tables}, incident_ids, label="insert")
         # Their search words and CSV export rows once, now that every table is written: the insert
         # triggers that keep them are off with the history's (migrations 0028, 0034), where each
         # COPY above would have computed them again from the tables written so far.
@@ -1729,10 +1744,13 @@ def _copy(cursor, model: type[models.Model], fields: list[models.Field], rows: I
             copy.write_row(row)
 
 
-def _record_events(tables: Mapping[type[models.Model], str], incident_ids: list[int], *, label: str) -> None:
+def record_events(
+    tables: Mapping[type[models.Model], str], incident_ids: list[int], *, label: str, dated_by: str | None = None
+) -> None:
     """Write the history rows that pghistory's `label` ("insert" or "update") triggers would have
     written for the rows of each model in `tables` whose column `tables[model]` is one of
-    `incident_ids`, one statement per model.
+    `incident_ids`, one statement per model; dated by the transaction's time, or by the rows' own
+    column `dated_by` (synthetic rows, which say when they were written: `demo_data`).
 
     The triggers run a PL/pgSQL function with two subtransactions for every row: measured, they were
     about half of an import's time (100,000 rows into 1M incidents: 173 s with them, 97 s without).
@@ -1750,8 +1768,9 @@ def _record_events(tables: Mapping[type[models.Model], str], incident_ids: list[
             columns = [field.column for field in event_model._meta.concrete_fields if not field.name.startswith("pgh_")]
             statement = sql.SQL(
                 "INSERT INTO {events} (pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id, {columns}) "
-                "SELECT NOW(), %s, id, %s, {columns} FROM {table} WHERE {key} = ANY(%s)"
+                "SELECT {dated}, %s, id, %s, {columns} FROM {table} WHERE {key} = ANY(%s)"
             ).format(
+                dated=sql.SQL("NOW()") if dated_by is None else sql.Identifier(dated_by),
                 events=sql.Identifier(event_model._meta.db_table),
                 columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
                 table=sql.Identifier(model._meta.db_table),

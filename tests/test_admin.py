@@ -179,6 +179,12 @@ class TestDataEntry:
             "Review",
         ]
 
+    def test_a_claims_source_connection_says_what_it_means(self, client, analyst):
+        page = logged_in(client, analyst).get(ADD).content.decode()
+
+        assert 'id="id_claims-0-source_connection_helptext"' in page
+        assert "How the source knows: as a victim or a witness" in page
+
     def test_validation_errors_name_the_field_and_the_problem(self, client, analyst):
         post = incident_post(date_end="2023-08-01", people_count="50", people_count_min="60")
 
@@ -188,6 +194,26 @@ class TestDataEntry:
         assert "is before the start date" in errors["date_end"][0]
         assert "below the minimum" in errors["people_count"][0]
         assert not Incident.objects.exists()
+
+    def test_a_date_that_reads_either_day_or_month_first_is_refused_with_how_to_write_it(self, client, analyst):
+        # "09/10/2023", typed for 9 October, was saved as 10 September without a word.
+        source = make_source()
+        post = incident_post(date_start="09/10/2023", date_end="09/10/2023", claims=[{"source": source.pk}])
+        post["claims-0-date_start"] = "10/09/2023"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        written_so = ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
+        assert response.context["adminform"].form.errors["date_start"] == written_so
+        assert response.context["inline_admin_formsets"][2].formset.errors[0]["date_start"] == written_so
+        assert not Incident.objects.exists()
+
+        post.update(date_start="9 October 2023", date_end="2023-10-09", **{"claims-0-date_start": "Oct 9, 2023"})
+        assert logged_in(client, analyst).post(ADD, post).status_code == 302
+        assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
+
+    def test_a_filter_refuses_a_date_that_reads_either_day_or_month_first(self, client):
+        assert client.get(f"{API}/incidents/", {"date_from": "09/10/2023"}).status_code == 400
 
     @pytest.mark.parametrize(
         "precision, start, hint",
@@ -394,6 +420,30 @@ class TestDataEntry:
 
         assert "July 2021" in page and "50 (40–60)" in page and "Tumen" in page
 
+    def test_list_says_how_a_count_is_given_and_which_place_of_a_name(self, client, analyst):
+        # The list showed "500" for "about 500", and "Tumen" for either Tumen.
+        jilin = make_place(name="Jilin", kind="province", country="CN")
+        north_hamgyong = make_place(name="North Hamgyong", kind="province", country="KP")
+        make_incident(
+            title="Around 500 sent back",
+            people_count=500,
+            count_qualifier="about",
+            places=[make_place(name="Tumen", parent=jilin, country=""), jilin],
+        )
+        make_incident(
+            title="At least 40 sent back",
+            people_count=40,
+            count_qualifier="at_least",
+            places=[make_place(name="Tumen", parent=north_hamgyong, country="")],
+        )
+
+        page = html.unescape(logged_in(client, analyst).get(CHANGELIST).content.decode())
+
+        assert "about 500" in page and "at least 40" in page
+        assert "North Hamgyong > Tumen" in page
+        # One place a line: paths joined by commas read as one list of words and ">".
+        assert '<td class="field-place_names">Jilin<br>Jilin > Tumen</td>' in page
+
     def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
         incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])
         make_claim(incident=incident, source=make_source(title="Daily NK dispatch"))
@@ -435,6 +485,56 @@ class TestDataEntry:
                 },
             )
             assert [result["text"] for result in response.json()["results"]] == [expected]
+
+    def test_autocomplete_offers_the_place_named_as_typed_first(self, client, analyst):
+        # By name alone "China > China-North Korea border area" came first, and Enter picked it
+        # as the parent of a North Korean province.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="China–North Korea border area", kind="border_area", parent=china)
+        north_korea = make_place(name="North Korea", kind="country", country="KP")
+        make_place(name="North Korea–Russia border", kind="border_area", parent=north_korea)
+        make_organization(name="Aid to HRW's witnesses")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        logged_in(client, analyst)
+
+        def offered(model_name, field_name, term):
+            query = {"app_label": "incidents", "model_name": model_name, "field_name": field_name, "term": term}
+            return [result["text"] for result in client.get(reverse("admin:autocomplete"), query).json()["results"]]
+
+        assert offered("place", "parent", "north korea") == [
+            "North Korea",
+            "North Korea > North Korea–Russia border",
+            "China > China–North Korea border area",
+        ]
+        # An organization by its acronym too.
+        assert offered("involvement", "organization", "hrw") == ["Human Rights Watch (HRW)", "Aid to HRW's witnesses"]
+
+    def test_autocomplete_offers_incidents_with_their_dates(self, client, analyst):
+        # Two reports of one repatriation read alike by id and title, where a response links one.
+        first = make_incident(
+            title="About 500 sent back",
+            date_precision="range",
+            date_start=date(2023, 10, 2),
+            date_end=date(2023, 10, 9),
+        )
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "500"}
+
+        offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert offered == [{"id": str(first.pk), "text": f"{first.public_id}: About 500 sent back (2–9 October 2023)"}]
+
+    def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
+        # The place form asks for names in Korean and Chinese; typing one found nothing.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="Yanji", parent=china, alternate_names=["延吉", "연길", "Yeongil"])
+        make_place(name="Hunchun", parent=china)
+        logged_in(client, analyst)
+
+        for term in ["연길", "延吉", "yeongil"]:
+            query = {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": term}
+            offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+            assert [result["text"] for result in offered] == ["China > Yanji"], term
 
     def test_places_of_one_name_are_offered_and_shown_by_their_paths(
         self, client, analyst, django_assert_max_num_queries
@@ -582,7 +682,8 @@ class TestConfidentiality:
         ).json()["results"]
 
         assert "Informant testimony" not in [result["text"] for result in sources]
-        assert [result["text"] for result in incidents] == [str(records["public_incident"])]
+        public = records["public_incident"]
+        assert [result["text"] for result in incidents] == [f"{public} ({public.date_label})"]
 
     def test_a_hidden_source_cannot_be_posted_as_a_claims_source(self, client, analyst, records):
         post = incident_post(claims=[{"source": records["secret_source"].pk, "people_count": 80}])
@@ -871,7 +972,7 @@ class TestReviewWorkflow:
 
 def make_pair(first, second, **fields) -> DuplicatePair:
     first, second = sorted([first, second], key=lambda incident: incident.pk)
-    return DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9, **fields)
+    return DuplicatePair.objects.create(incident_a=first, incident_b=second, **{"score": 0.9, **fields})
 
 
 class TestWhatWaitsForAReviewer:
@@ -884,6 +985,14 @@ class TestWhatWaitsForAReviewer:
         )
         make_pair(*in_review)
         make_pair(in_review[0], published, decision="different", decided_at=published.updated_at)
+        # Judged the same by a Reviewer and not merged: still work to do.
+        make_pair(in_review[1], published, decision="same", decided_at=published.updated_at)
+        # Judged the same and merged (its incident lives on in the survivor): done.
+        survivor, merged = make_incident(), make_incident()
+        make_pair(survivor, merged, decision="same", decided_at=published.updated_at)
+        Incident.objects.filter(pk=merged.pk).update(merged_into=survivor)
+        # One the reader may not see, judged the same and not merged: neither counted nor named.
+        make_pair(published, make_incident(confidential=True), decision="same", decided_at=published.updated_at)
 
         response = logged_in(client, reviewer).get(reverse("admin:index"))
 
@@ -893,10 +1002,14 @@ class TestWhatWaitsForAReviewer:
             (f"{CHANGELIST}?review_state__exact=in_review", "2 incidents in review"),
             (reverse("admin:incidents_incidentrevision_changelist") + "?state__exact=pending", "1 proposed revision"),
             (
-                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=pending",
-                "1 possible duplicate pair",
+                reverse("admin:incidents_duplicatepair_changelist") + "?decision__exact=waiting",
+                "2 duplicate pairs to review or merge",
             ),
         ]
+        # The link opens on the very pairs counted, and so does the list without a filter.
+        pairs = reverse("admin:incidents_duplicatepair_changelist")
+        counted = client.get(html.unescape(links[2][0])).context["cl"].result_list
+        assert len(counted) == 2 and set(counted) == set(client.get(pairs).context["cl"].result_list)
 
     def test_the_revisions_and_pairs_queues_open_on_what_waits_and_all_shows_every_row(self, client, reviewer):
         # The lists opened on every row, decided ones mixed in with those that wait.
@@ -914,17 +1027,22 @@ class TestWhatWaitsForAReviewer:
             ("incidentrevision", "state__exact", [waiting_revision], [waiting_revision, decided_revision]),
             ("duplicatepair", "decision__exact", [waiting_pair], [waiting_pair, decided_pair]),
         ]
-        for model_name, parameter, waiting, every in queues:
+        for (model_name, parameter, waiting, every), home_value in zip(queues, ("pending", "waiting"), strict=True):
             url = reverse(f"admin:incidents_{model_name}_changelist")
             bare = client.get(url)
             shown = set(bare.context["cl"].result_list)
             assert shown == set(waiting), model_name
             # Home's link selects the same rows; the sidebar's "All" shows every row.
-            assert set(client.get(url, {parameter: "pending"}).context["cl"].result_list) == shown
+            assert set(client.get(url, {parameter: home_value}).context["cl"].result_list) == shown
             assert f'href="?{parameter}=all"' in bare.content.decode()
             assert set(client.get(url, {parameter: "all"}).context["cl"].result_list) == set(every), model_name
-            refused = client.get(url, {parameter: "waiting"})
+            refused = client.get(url, {parameter: "later"})
             assert refused.status_code == 400 and parameter in refused.content.decode()
+        # A revision's queue has no choice of its own: "pending" is what waits.
+        assert (
+            client.get(reverse("admin:incidents_incidentrevision_changelist"), {"state__exact": "waiting"}).status_code
+            == 400
+        )
 
     # Each write its own transaction, so that the history's times (a transaction's start) differ.
     @pytest.mark.django_db(transaction=True)
@@ -956,18 +1074,44 @@ class TestWhatWaitsForAReviewer:
             return response.context["cl"]
 
         in_review = {"review_state__exact": "in_review"}
+        # The list opens oldest submitted first (it opened by incident date).
+        oldest_first = [incident.title for incident in listed(reviewer, **in_review).result_list]
+        seen_whole = [incident.title for incident in listed(confidential_reviewer, **in_review).result_list]
         column = listed(reviewer, **in_review).list_display.index("submitted_at")
-        oldest_first = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
-        seen_whole = [
-            incident.title for incident in listed(confidential_reviewer, **in_review, o=str(column)).result_list
-        ]
+        by_column = [incident.title for incident in listed(reviewer, **in_review, o=str(column)).result_list]
+        newest_first = [incident.title for incident in listed(reviewer, **in_review, o=f"-{column}").result_list]
 
         assert "submitted_at" not in listed(reviewer).list_display
         # Made public in review, it counts from then for a Reviewer shown none of its confidential states.
         assert oldest_first == ["Submitted second, edited", "Submitted fourth", "Submitted third", returned.title]
         assert seen_whole == ["Submitted second, edited", "Submitted third", "Submitted fourth", returned.title]
+        assert by_column == oldest_first and newest_first == oldest_first[::-1]
         by_last_change = sorted(listed(reviewer, **in_review).result_list, key=lambda incident: incident.updated_at)
         assert [incident.title for incident in by_last_change][:2] == ["Submitted fourth", "Submitted second, edited"]
+        # The other lists keep their order, newest incident first (all of one day here: newest row first).
+        every = [incident.pk for incident in listed(reviewer).result_list]
+        assert every == sorted(every, reverse=True)
+
+    def test_the_incidents_in_review_list_costs_a_fixed_number_of_queries(self, client, reviewer):
+        def in_review_page_queries() -> int:
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(CHANGELIST, {"review_state__exact": "in_review"})
+            assert response.status_code == 200
+            return len(queries.captured_queries)
+
+        logged_in(client, reviewer)
+        for _ in range(2):
+            services.incident_transition(
+                incident=make_incident(review_state="draft"), action="submit", user=make_user(roles.ANALYST)
+            )
+        few = in_review_page_queries()
+        for _ in range(6):
+            services.incident_transition(
+                incident=make_incident(review_state="draft", places=[make_place()]),
+                action="submit",
+                user=make_user(roles.ANALYST),
+            )
+        assert in_review_page_queries() == few
 
     def test_an_incidents_page_names_the_pairs_it_waits_in(self, client, reviewer):
         incident = make_incident(title="Tumen, 80 people")
@@ -975,12 +1119,21 @@ class TestWhatWaitsForAReviewer:
         pair = make_pair(incident, other)
         make_pair(incident, make_incident(), decision="different", decided_at=incident.updated_at)
         make_pair(incident, make_incident(confidential=True))  # hidden from this Reviewer
+        # Judged the same, its merge refused or left: it waits for the merge, and says so.
+        same = make_pair(incident, make_incident(), decision="same", decided_at=incident.updated_at, score=0.8)
+        # One whose other incident was merged into a third: nothing to do with this pair.
+        merged = make_incident()
+        make_pair(incident, merged, score=0.7)
+        Incident.objects.filter(pk=merged.pk).update(merged_into=other)
 
         response = logged_in(client, reviewer).get(change_url(incident))
 
         pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        same_url = reverse("admin:incidents_duplicatepair_change", args=[same.pk])
+        same_other = same.incident_b if same.incident_a_id == incident.pk else same.incident_a
         assert messages_of(response) == [
-            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90). '
+            f'{incident.public_id} may be a second report of: <a href="{pair_url}">{other}</a> (score 0.90), '
+            f'<a href="{same_url}">{same_other}</a> (score 0.80; decided the same, not merged yet). '
             "Open a pair to compare and decide."
         ]
 

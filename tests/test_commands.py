@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from incidents import roles
 from incidents.models import (
@@ -186,12 +187,13 @@ def test_demo_data_search_words_equal_those_an_edit_computes():
 
 
 def test_demo_data_records_no_insert_history_but_audits_later_changes():
-    # The synthetic rows' insert events are skipped (incidents/demo_data.py); the reference rows
-    # made on the first run (countries, cities, governments) are audited as any insert, and so is
-    # every later change to a demo row.
+    # The synthetic rows' insert events are skipped (incidents/demo_data.py), but for the incidents
+    # in review (see below); the reference rows made on the first run (countries, cities,
+    # governments) are audited as any insert, and so is every later change to a demo row.
     call_command("generate_demo_data", incidents=30, seed=2, stdout=StringIO())
-    for model in (Incident, Claim, IncidentPlace, Involvement, VictimGroup, Source):
+    for model in (Claim, IncidentPlace, Involvement, VictimGroup, Source):
         assert not inserts(model).exists(), model
+    assert not inserts(Incident).exclude(pgh_obj__review_state="in_review").exists()
     localities = Place.objects.filter(kind="other")
     assert localities.exists()
     assert not inserts(Place).filter(pgh_obj__in=localities).exists()
@@ -201,6 +203,27 @@ def test_demo_data_records_no_insert_history_but_audits_later_changes():
     incident.save()
     updates = Incident.pgh_event_models["update"].objects.filter(pgh_label="update", pgh_obj=incident)
     assert list(updates.values_list("title", flat=True)) == ["Rewritten"]
+
+
+def test_demo_incidents_in_review_show_when_they_were_submitted_oldest_first(client):
+    # Written without history, they showed no submission time, and the in-review list, which
+    # opens oldest submitted first, listed them in no meaningful order.
+    call_command("generate_demo_data", incidents=300, seed=5, batch_size=70, stdout=StringIO())
+    in_review = Incident.objects.filter(review_state="in_review")
+    assert in_review.count() > 10
+
+    # One event each, the incident as stored, dated by its last change (demo incidents were not
+    # all written at once); none for the others.
+    events = inserts(Incident).values_list("pgh_obj_id", "pgh_created_at", "review_state", "title")
+    assert sorted(events) == sorted(in_review.values_list("pk", "updated_at", "review_state", "title"))
+    # The oldest made confidential since: not shown to a Reviewer without Confidential access.
+    Incident.objects.filter(pk=in_review.order_by("updated_at").first().pk).update(confidential=True)
+    client.force_login(make_user(roles.REVIEWER))
+    listed = client.get(reverse("admin:incidents_incident_changelist"), {"review_state__exact": "in_review"})
+    shown = [(incident.pk, incident.submitted_at) for incident in listed.context["cl"].result_list]
+    # Those a Reviewer without Confidential access may see, oldest submitted first.
+    oldest_first = in_review.filter(confidential=False).order_by("updated_at", "id")
+    assert shown == list(oldest_first.values_list("pk", "updated_at")[:100])
 
 
 def inserts(model):

@@ -327,7 +327,7 @@ class TestRoundTrip:
     def test_history_of_a_bulk_import_holds_the_same_snapshot_as_a_trigger_would(
         self, analyst, rich_incidents, tmp_path
     ):
-        # Imports write their insert events in bulk (services._record_events) instead of through
+        # Imports write their insert events in bulk (services.record_events) instead of through
         # the row triggers; an incident created by hand shows what the triggers record.
         run_import(analyst, tmp_path, f"{HEADER}\nImported,deportation,2024-01-01,2024-01-31\n")
         imported = Incident.objects.get(title="Imported")
@@ -519,9 +519,8 @@ class TestErrors:
 
     def test_other_encodings_are_refused_with_advice(self, analyst, tmp_path):
         latin1 = f"{HEADER}\nDétention,forced-repatriation,2023-01-01,2023-01-01\n".encode("latin-1")
-        assert "line 2: The file is not UTF-8 (byte 0xe9 cannot be read); save it as UTF-8" in import_errors(
-            analyst, tmp_path, latin1
-        )
+        errors = import_errors(analyst, tmp_path, latin1)
+        assert "line 2, column title: The file is not UTF-8 (byte 0xe9 cannot be read); save it as UTF-8" in errors
 
     def test_a_utf8_bom_is_fine(self, analyst, tmp_path):
         run_import(analyst, tmp_path, f"\ufeff{HEADER}\n납치,forced-repatriation,2023-01-01,2023-01-01\n".encode())

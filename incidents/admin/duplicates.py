@@ -5,17 +5,20 @@ find_duplicates` (incidents.duplicates); decisions go through `duplicates.duplic
 which holds who may decide what. The list says what waits to be rechecked, so that a stopped
 background worker shows."""
 
+import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Prefetch
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from incidents.admin.base import TrackedModelAdmin, WaitingFirstFilter
+from incidents.admin.base import FilterCannotBeApplied, TrackedModelAdmin, WaitingFirstFilter
 from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
@@ -61,6 +64,12 @@ class ScoreFilter(admin.SimpleListFilter):
 class DecisionFilter(WaitingFirstFilter):
     title = "decision"
     parameter_name = "decision__exact"
+    # Not reviewed, and decided "same incident" but not merged (`DuplicatePairQuerySet.waiting`).
+    WAITING = "waiting"
+    waiting_label = "Waiting (not reviewed, or the same and not merged)"
+
+    def waiting(self, queryset):
+        return queryset.waiting()
 
 
 class DecisionForm(forms.ModelForm):
@@ -225,26 +234,54 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         return super().response_change(request, obj)
 
     def response_next_waiting(self, request, decided):
-        """The next pair waiting, in the list's order (best score first), or the list when none
-        does: a Reviewer works through the queue rather than back to the list after each pair.
+        """The next pair waiting (`DuplicatePairQuerySet.waiting`) in the list the reviewer came
+        from, with its filters (a score band…) and in its order, both kept by the admin in the
+        page's `_changelist_filters`; or that list when no other pair of it waits: a reviewer works
+        through the queue they chose rather than back to the list after each pair. A pair of the
+        list already decided is passed over, so a list of every decision does not lead back to it.
         One query."""
-        waiting = (
-            self.get_queryset(request)
-            .filter(decision=DuplicateDecision.PENDING)
-            .exclude(pk=decided.pk)
-            .order_by(*self.get_ordering(request))
-            .first()
-        )
-        decided_text = f'Decided "{decided.get_decision_display()}" for {decided}.'
         opts = self.opts
+        decided_text = f'Decided "{decided.get_decision_display()}" for {decided}.'
+        try:
+            listed = self.get_changelist_instance(_request_of_the_list(request)).queryset
+        except FilterCannotBeApplied:
+            # A filter the list refuses: the list, which names it, rather than a pair outside it.
+            listed = self.model.objects.none()
+        waiting = listed.waiting().exclude(pk=decided.pk).first()
         if waiting is None:
-            self.message_user(request, f"{decided_text} No other pair waits for review.")
+            self.message_user(request, f"{decided_text} No other pair of this list waits for review.")
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
         else:
-            self.message_user(request, f"{decided_text} Next, the pair that waits with the best score.")
+            self.message_user(request, f"{decided_text} Next, the first pair of this list that still waits.")
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[waiting.pk])
         preserved = {"preserved_filters": self.get_preserved_filters(request), "opts": opts}
         return HttpResponseRedirect(add_preserved_filters(preserved, url))
+
+    def get_changelist(self, request, **kwargs):
+        # The next pair reads the list's rows, not its page (`_request_of_the_list`).
+        if getattr(request, "rows_only", False):
+            return RowsOnlyChangeList
+        return super().get_changelist(request, **kwargs)
+
+
+class RowsOnlyChangeList(ChangeList):
+    """The list's rows, filtered and ordered as its page would show them (`queryset`), without
+    the page: Django's changelist counts its rows twice as it is made, each count a second at
+    1,000,000 incidents (the pairs' visibility reads every incident), which the next pair does not
+    need."""
+
+    def get_results(self, request):
+        """Nothing: no page is made of these rows."""
+
+
+def _request_of_the_list(request):
+    """The request of the list a change page was opened from, for its rows only: its query string
+    is the one the admin keeps in the page's `_changelist_filters` (none: the list's default, the
+    waiting pairs)."""
+    listing = copy.copy(request)
+    listing.GET = QueryDict(request.GET.get("_changelist_filters", ""))
+    listing.rows_only = True
+    return listing
 
 
 def _waits_for_merge(pair) -> bool:
