@@ -123,7 +123,7 @@ SELECT incident_export_refresh(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0066_incident_in_review_index"),
+        ("incidents", "0068_claim_source_connection_help"),
     ]
 
     operations = [
