@@ -219,7 +219,7 @@ def test_the_migration_counts_again_the_incidents_citing_chains_longer_than_64_s
         make_claim(incident=short_chain, source=source)
     # The counts as the walk of 64 steps left them, a bystander's too.
     IncidentExportRow.objects.update(disclosed_origins=2, complete_origins=2)
-    migration = importlib.import_module("incidents.migrations.0067_source_origin_whole_chain")
+    migration = importlib.import_module("incidents.migrations.0069_source_origin_whole_chain")
 
     with connection.cursor() as cursor:
         cursor.execute(migration.REFRESH_LONG_CHAINS)
