@@ -23,6 +23,8 @@ from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
     Claim,
+    DuplicateDecision,
+    Incident,
     IncidentPlace,
     IncidentType,
     Involvement,
@@ -363,6 +365,56 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)
+
+
+def _said_of_either_incident(name: str, label: str) -> django_filters.Filter:
+    """The incident list's filter `name`, for a filter set of pairs of incidents: the same values,
+    checks and schema (its method applies it to incidents, `DuplicatePairFilterSet.filter_queryset`)."""
+    incident_filter = copy.deepcopy(IncidentFilterSet.declared_filters[name])
+    incident_filter.label = label
+    return incident_filter
+
+
+class DuplicatePairFilterSet(django_filters.FilterSet):
+    """The duplicate pairs' filters, for the API's list and the admin's queue. A pair is in a
+    country, or in a date range, when one of its incidents is, as the incident list means it: the
+    incident list's own filters select that incident (both, when given together: "China, 2020 to
+    2023" is an incident in China in those years), so the two lists cannot come to differ."""
+
+    WAITING = "waiting"
+    INCIDENT_FILTERS = ("country", "date_from", "date_to")
+
+    decision = django_filters.ChoiceFilter(
+        choices=[(WAITING, "Waiting (not reviewed, or the same and not merged)"), *DuplicateDecision.choices],
+        method="filter_decision",
+        label="Only the pairs so decided; waiting: those not reviewed, or decided the same and not merged yet",
+    )
+    country = _said_of_either_incident("country", "Country (ISO 3166-1 alpha-2) of a place of either incident")
+    date_from = _said_of_either_incident("date_from", "Either incident overlaps dates from (YYYY-MM-DD)")
+    date_to = _said_of_either_incident("date_to", "Either incident overlaps dates up to (YYYY-MM-DD)")
+
+    # The incident list's methods of those filters, run on incidents.
+    filter_country = IncidentFilterSet.filter_country
+    filter_date_from = IncidentFilterSet.filter_date_from
+    filter_date_to = IncidentFilterSet.filter_date_to
+
+    class Meta:
+        fields = []
+        form = IncidentFilterForm
+
+    def filter_decision(self, pairs, name, value):
+        return pairs.waiting() if value == self.WAITING else pairs.filter(decision=value)
+
+    def filter_queryset(self, queryset):
+        """The pairs of `queryset` that the filters select: the incident filters select incidents
+        (any: `queryset` holds only pairs of two incidents the reader may see), the pairs one of them."""
+        incidents = Incident.objects.all()
+        for name, value in self.form.cleaned_data.items():
+            if name in self.INCIDENT_FILTERS:
+                incidents = self.filters[name].filter(incidents, value)
+            else:
+                queryset = self.filters[name].filter(queryset, value)
+        return queryset.with_an_incident_in(incidents) if incidents.query.has_filters() else queryset
 
 
 class IncidentWithdrawalFilterSet(django_filters.FilterSet):
