@@ -377,12 +377,13 @@ def _said_of_either_incident(name: str, label: str) -> django_filters.Filter:
 
 class DuplicatePairFilterSet(django_filters.FilterSet):
     """The duplicate pairs' filters, for the API's list and the admin's queue. A pair is in a
-    country, or in a date range, when one of its incidents is, as the incident list means it: the
-    incident list's own filters select that incident (both, when given together: "China, 2020 to
-    2023" is an incident in China in those years), so the two lists cannot come to differ."""
+    country when one of its incidents is, and in a date range when one of its incidents is (either
+    one, as the admin's separate list filters say it), as the incident list means it: its own
+    filters select those incidents, so the two lists cannot come to differ."""
 
     WAITING = "waiting"
-    INCIDENT_FILTERS = ("country", "date_from", "date_to")
+    # Each condition said of one incident of the pair; a date range's two ends of the same one.
+    INCIDENT_CONDITIONS = (("country",), ("date_from", "date_to"))
 
     decision = django_filters.ChoiceFilter(
         choices=[(WAITING, "Waiting (not reviewed, or the same and not merged)"), *DuplicateDecision.choices],
@@ -408,13 +409,18 @@ class DuplicatePairFilterSet(django_filters.FilterSet):
     def filter_queryset(self, queryset):
         """The pairs of `queryset` that the filters select: the incident filters select incidents
         (any: `queryset` holds only pairs of two incidents the reader may see), the pairs one of them."""
-        incidents = Incident.objects.all()
-        for name, value in self.form.cleaned_data.items():
-            if name in self.INCIDENT_FILTERS:
-                incidents = self.filters[name].filter(incidents, value)
-            else:
+        incident_filters = {name for condition in self.INCIDENT_CONDITIONS for name in condition}
+        values = self.form.cleaned_data
+        for name, value in values.items():
+            if name not in incident_filters:
                 queryset = self.filters[name].filter(queryset, value)
-        return queryset.with_an_incident_in(incidents) if incidents.query.has_filters() else queryset
+        for condition in self.INCIDENT_CONDITIONS:
+            incidents = Incident.objects.all()
+            for name in condition:
+                incidents = self.filters[name].filter(incidents, values.get(name))
+            if incidents.query.has_filters():
+                queryset = queryset.with_an_incident_in(incidents)
+        return queryset
 
 
 class IncidentWithdrawalFilterSet(django_filters.FilterSet):

@@ -636,14 +636,21 @@ class DuplicatePairQuerySet(models.QuerySet):
         """Pairs are unpublished work: staff see the pairs both of whose incidents they may see."""
         if not can_see_unpublished(user):
             return self.none()
-        incidents = apps.get_model("incidents", "Incident").objects.visible_to(user).values("pk")
-        return self.filter(incident_a__in=incidents, incident_b__in=incidents)
+        # Neither incident among the few hidden ones, hashed once, rather than both among the
+        # visible ones: those are nearly every incident, and each list, count and Home's count read
+        # them all (README, "Possible duplicates").
+        hidden = apps.get_model("incidents", "Incident").objects.hidden_from(user).values("pk")
+        return self.exclude(incident_a__in=hidden).exclude(incident_b__in=hidden)
 
     def with_an_incident_in(self, incidents: models.QuerySet) -> "DuplicatePairQuerySet":
         """The pairs either of whose incidents is one of `incidents` (a filtered queryset of
         incidents): a pair is in a country, or in a date range, when one of its incidents is."""
-        ids = incidents.values("pk")
-        return self.filter(Q(incident_a__in=ids) | Q(incident_b__in=ids))
+        # Each pair's two incidents looked up by their key, rather than every incident of the
+        # country hashed (two hashes of 80,000 of 200,000 incidents for China, each pair checked
+        # against both): 110 ms against 420 ms for a count of the queue by country and dates,
+        # and it grows with the pairs, not the incidents (README, "Possible duplicates").
+        pair_incidents = incidents.filter(pk__in=[OuterRef("incident_a"), OuterRef("incident_b")])
+        return self.filter(Exists(pair_incidents))
 
     def with_merge_state(self) -> "DuplicatePairQuerySet":
         """Annotate `merged`: whether a merge (not undone) carried out the pair's decision. A pair

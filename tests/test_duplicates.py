@@ -399,6 +399,34 @@ class TestReviewQueue:
         client.force_login(make_user(roles.REVIEWER, confidential=True))
         assert reported_twice["second"].public_id in client.get(self.pair_url(pair)).content.decode()
 
+    def test_each_reader_sees_the_pairs_of_two_incidents_they_may_see_and_no_other(self, client):
+        # The pairs are now found by the incidents hidden from the reader (few) rather than by the
+        # visible ones (nearly all): the same pairs, for every state an incident can be in.
+        incidents = {
+            "published": make_incident(),
+            "draft": make_incident(review_state="draft"),
+            "in review": make_incident(review_state="in_review"),
+            "confidential": make_incident(confidential=True),
+            "confidential draft": make_incident(confidential=True, review_state="draft"),
+            "survivor": make_incident(),
+            "merged": make_incident(),
+        }
+        Incident.objects.filter(pk=incidents["merged"].pk).update(merged_into=incidents["survivor"])
+        ordered = sorted(incidents.values(), key=lambda incident: incident.pk)
+        for index, first in enumerate(ordered):
+            for second in ordered[index + 1 :]:
+                DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        for reader in (make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)):
+            visible = set(Incident.objects.visible_to(reader))
+            expected = {
+                pair.pk for pair in DuplicatePair.objects.all() if {pair.incident_a, pair.incident_b} <= visible
+            }
+            client.force_login(reader)
+            listing = client.get(self.pair_url(None, "changelist"), {"decision__exact": "all"})
+            assert {pair.pk for pair in listing.context["cl"].result_list} == expected, reader.groups.all()
+            answer = results(client_for(reader).get(f"{API}/duplicates/?page_size=200"))
+            assert {pair["id"] for pair in answer} == expected, reader.groups.all()
+
     def test_the_queue_costs_a_fixed_number_of_queries(
         self, client, reported_twice, places, django_assert_max_num_queries
     ):
