@@ -5,6 +5,7 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
 from django.core.exceptions import ValidationError
+from django.db.models import Case, IntegerField, Q, Value, When
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -132,9 +133,31 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
             # No choice, and no message left for the next page (the admin's search would leave
             # one): the widget says "No results found" while the words are typed.
             return self.model_admin.get_queryset(self.request).none()
-        queryset = super().get_queryset()
+        queryset = self._closest_first(super().get_queryset())
         labelled = getattr(self.model_admin, "autocomplete_labelled", None)
         return labelled(queryset) if labelled else queryset
+
+    def _closest_first(self, queryset):
+        """The records named exactly as typed first, then those whose name starts so, each group in
+        the list's own order, for admins naming those fields (`autocomplete_ranked_by`: a place's
+        name, an organization's name and acronym). In name order alone, "North Korea" offered
+        "China > China-North Korea border area" first, which Enter picked."""
+        name_fields = getattr(self.model_admin, "autocomplete_ranked_by", ())
+        typed = self.term.strip()
+        if not name_fields or not typed:
+            return queryset
+
+        def named(lookup):
+            return Q.create([(f"{field}__{lookup}", typed) for field in name_fields], connector=Q.OR)
+
+        closeness = Case(
+            When(named("iexact"), then=Value(0)),
+            When(named("istartswith"), then=Value(1)),
+            default=Value(2),
+            output_field=IntegerField(),
+        )
+        ordering = queryset.query.order_by or queryset.model._meta.ordering
+        return queryset.annotate(autocomplete_closeness=closeness).order_by("autocomplete_closeness", *ordering, "pk")
 
     def serialize_result(self, obj, to_field_name):
         # A list's own label for a choice, where its admin gives one (a place's path: two Bangkoks,

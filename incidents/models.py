@@ -170,6 +170,14 @@ def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
             violation_error_message="The minimum number of people is above the maximum.",
         ),
         models.CheckConstraint(
+            # A qualifier left blank is filled from the figures before it is written
+            # (`QualifierFromFigures`); a blank one stored would read as none of the choices.
+            condition=Q(count_qualifier__in=CountQualifier.values),
+            name=f"{prefix}_count_qualifier_known",
+            violation_error_code="count_qualifier_unknown_value",
+            violation_error_message="The count's qualifier is not one of exact, about, at least, at most or unknown.",
+        ),
+        models.CheckConstraint(
             condition=~Q(count_qualifier=CountQualifier.EXACT)
             | (
                 Q(**{f"{best}__isnull": False})
@@ -185,8 +193,51 @@ def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
 
 COUNT_QUALIFIER_HELP = (
     "How the count is meant: exact (one figure: the best estimate, with no other minimum or maximum), "
-    "about, at least or at most the best estimate, or unknown."
+    "about, at least or at most the best estimate, or unknown. Left out (or blank), it is read from the "
+    "figures: none, unknown; a best estimate alone, exact; a minimum alone (or with a best estimate "
+    "equal to it), at least; a maximum alone (likewise), at most; any other range, about."
 )
+
+
+def count_qualifier_from_figures(best: int | None, low: int | None, high: int | None) -> str:
+    """The qualifier the figures say when the writer gave none: "40" is exactly 40, a minimum
+    alone "at least", a maximum alone "at most", a range "about", and no figure "unknown". Stored
+    as "unknown", a figure sent without a word read as "unknown 40" (the API's own example)."""
+    if low is None and high is None:
+        return CountQualifier.UNKNOWN if best is None else CountQualifier.EXACT
+    if high is None and best in (None, low):
+        return CountQualifier.AT_LEAST
+    if low is None and best in (None, high):
+        return CountQualifier.AT_MOST
+    if best is not None and low == high == best:
+        return CountQualifier.EXACT
+    return CountQualifier.ABOUT
+
+
+class QualifierFromFigures(models.Model):
+    """An incident's or claim's count whose qualifier, left blank (the field's default: the API's
+    omitted field, the import's blank cell, the admin's "From the figures"), is read from the
+    figures (`count_qualifier_from_figures`) once they are known: in `clean()`, before the rules
+    check it, and in `save()` and `bulk_create()` (`QualifierFromFiguresQuerySet`), for writers that
+    do not validate. A qualifier given is kept as given,
+    and `validate_ranges` refuses it where it contradicts the figures."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.fill_count_qualifier()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        self.fill_count_qualifier()
+        super().clean()
+
+    def fill_count_qualifier(self) -> None:
+        if not self.count_qualifier:
+            self.count_qualifier = count_qualifier_from_figures(
+                self.people_count, self.people_count_min, self.people_count_max
+            )
 
 
 EXACT_COUNT_MESSAGE = (
@@ -828,7 +879,7 @@ class DateLabel(Func):
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
 )
-class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
+class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -855,7 +906,8 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     count_qualifier = models.CharField(
         max_length=8,
         choices=CountQualifier.choices,
-        default=CountQualifier.UNKNOWN,
+        blank=True,
+        default="",
         help_text=COUNT_QUALIFIER_HELP,
     )
 
@@ -1064,6 +1116,7 @@ class Incident(CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
         return f"{self.public_id}: {self.title}" if self.public_id else self.title
 
     def clean(self):
+        super().clean()
         validate_ranges(self)
 
 
@@ -1164,7 +1217,7 @@ class SourceConnection(models.TextChoices):
 
 
 @pghistory.track()
-class Claim(CheckConstraintsInOneQuery, TimestampedModel):
+class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
     """What one source says about one incident, kept as the source said it."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="claims")
@@ -1175,7 +1228,8 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     count_qualifier = models.CharField(
         max_length=8,
         choices=CountQualifier.choices,
-        default=CountQualifier.UNKNOWN,
+        blank=True,
+        default="",
         help_text=COUNT_QUALIFIER_HELP,
     )
     date_start = models.DateField(null=True, blank=True)
@@ -1183,7 +1237,14 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
     excerpt = models.TextField(blank=True, help_text="The source's own words.")
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
-        max_length=12, choices=SourceConnection.choices, default=SourceConnection.UNKNOWN
+        max_length=12,
+        choices=SourceConnection.choices,
+        default=SourceConnection.UNKNOWN,
+        # The label alone left analysts guessing whose connection to what: HRW's report relaying
+        # a missionary's account is Third party, the missionary's own testimony Informant.
+        help_text="How the source knows: as a victim or a witness; as an informant passing on what they saw "
+        "or were told; as an official speaking for a state; or as a third party relaying others (a news "
+        "article, an NGO report).",
     )
     confidential = models.BooleanField(default=False)
     merge_conflict = models.BooleanField(
@@ -1254,15 +1315,28 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
                 level=pgtrigger.Row,
-                declare=[("cited", "bigint"), ("depth", "integer := 0")],
+                declare=[
+                    ("cited", "bigint"),
+                    ("kept", "bigint"),
+                    ("steps", "integer := 0"),
+                    ("next_keep", "integer := 1"),
+                ],
+                # To the chain's end however long, or round a loop until back at the source kept at
+                # the last power of two steps, as `source_origin` finds a loop (migration 0067).
                 func="""
                 IF TG_OP = 'UPDATE' AND NEW.source_id = OLD.source_id THEN
                     RETURN NEW;
                 END IF;
+                kept := NEW.source_id;
                 SELECT cites_id INTO cited FROM incidents_source WHERE id = NEW.source_id FOR SHARE;
-                WHILE cited IS NOT NULL AND depth < 64 LOOP
+                WHILE cited IS NOT NULL AND cited <> kept LOOP
+                    steps := steps + 1;
+                    IF steps = next_keep THEN
+                        kept := cited;
+                        steps := 0;
+                        next_keep := next_keep * 2;
+                    END IF;
                     SELECT cites_id INTO cited FROM incidents_source WHERE id = cited FOR SHARE;
-                    depth := depth + 1;
                 END LOOP;
                 RETURN NEW;
                 """,
@@ -1301,6 +1375,7 @@ class Claim(CheckConstraintsInOneQuery, TimestampedModel):
         return self.confidential or self.source.confidential
 
     def clean(self):
+        super().clean()
         validate_ranges(self)
 
 

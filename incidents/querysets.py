@@ -198,6 +198,17 @@ class KeptOriginsAtLeast(Exists):
         self.count = count
 
 
+class QualifierFromFiguresQuerySet(models.QuerySet):
+    """Incidents and claims, whose count's qualifier left blank is read from the figures
+    (`models.QualifierFromFigures`): `bulk_create` calls no `save()`, so it is read here too."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            obj.fill_count_qualifier()
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class PlaceQuerySet(models.QuerySet):
     def with_path(self) -> "PlaceQuerySet":
         """Annotate `path`: the place as the CSV export writes it and the import reads it, its
@@ -238,7 +249,7 @@ def claim_people_span() -> dict[str, models.Aggregate]:
     }
 
 
-class ClaimQuerySet(models.QuerySet):
+class ClaimQuerySet(QualifierFromFiguresQuerySet):
     def visible_to(self, user) -> "ClaimQuerySet":
         """Claims on incidents the user may see, hiding confidential claims and claims of
         confidential sources from users without the confidential permission."""
@@ -294,7 +305,7 @@ def _limit_to_audience(queryset, user):
     return queryset.filter(_audience(user))
 
 
-class IncidentQuerySet(models.QuerySet):
+class IncidentQuerySet(QualifierFromFiguresQuerySet):
     def visible_to(self, user) -> "IncidentQuerySet":
         """The incidents `user` may see; never a merged one (it lives on in its survivor, and its
         address redirects there: `merged_visible_to`)."""

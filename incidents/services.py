@@ -605,11 +605,16 @@ def _propose_revision(
     if not _changes_anything(candidate, current, children, user=user):
         # Sending back what one read (a form saved unchanged) proposes nothing.
         return current
-    proposal = {"data": _to_json(data)}
+    proposal = {"data": _to_json(_qualifier_as_read(data, candidate, new=False))}
     for name, rows in changes.items():
         if rows is None:
             continue
         rows = list(rows)
+        if name == "claims":
+            rows = [
+                _qualifier_as_read(row, claim, new=not row.get("id"))
+                for row, claim in zip(rows, children.claims, strict=True)
+            ]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
@@ -620,6 +625,16 @@ def _propose_revision(
     )
     incident.refresh_from_db()
     return revision
+
+
+def _qualifier_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
+    """`row` with the count qualifier it leaves blank (or, a new record's row, out) as `record`,
+    validated, read it from the figures (`QualifierFromFigures`): what accepting writes, so the
+    Reviewer's diff shows "Exact" rather than a blank. A change's row leaving it out keeps the
+    stored one, and says nothing of it."""
+    if row.get("count_qualifier") or not ("count_qualifier" in row or new):
+        return row
+    return {**row, "count_qualifier": record.count_qualifier}
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:

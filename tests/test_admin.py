@@ -179,6 +179,12 @@ class TestDataEntry:
             "Review",
         ]
 
+    def test_a_claims_source_connection_says_what_it_means(self, client, analyst):
+        page = logged_in(client, analyst).get(ADD).content.decode()
+
+        assert 'id="id_claims-0-source_connection_helptext"' in page
+        assert "How the source knows: as a victim or a witness" in page
+
     def test_validation_errors_name_the_field_and_the_problem(self, client, analyst):
         post = incident_post(date_end="2023-08-01", people_count="50", people_count_min="60")
 
@@ -188,6 +194,26 @@ class TestDataEntry:
         assert "is before the start date" in errors["date_end"][0]
         assert "below the minimum" in errors["people_count"][0]
         assert not Incident.objects.exists()
+
+    def test_a_date_that_reads_either_day_or_month_first_is_refused_with_how_to_write_it(self, client, analyst):
+        # "09/10/2023", typed for 9 October, was saved as 10 September without a word.
+        source = make_source()
+        post = incident_post(date_start="09/10/2023", date_end="09/10/2023", claims=[{"source": source.pk}])
+        post["claims-0-date_start"] = "10/09/2023"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        written_so = ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
+        assert response.context["adminform"].form.errors["date_start"] == written_so
+        assert response.context["inline_admin_formsets"][2].formset.errors[0]["date_start"] == written_so
+        assert not Incident.objects.exists()
+
+        post.update(date_start="9 October 2023", date_end="2023-10-09", **{"claims-0-date_start": "Oct 9, 2023"})
+        assert logged_in(client, analyst).post(ADD, post).status_code == 302
+        assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
+
+    def test_a_filter_refuses_a_date_that_reads_either_day_or_month_first(self, client):
+        assert client.get(f"{API}/incidents/", {"date_from": "09/10/2023"}).status_code == 400
 
     @pytest.mark.parametrize(
         "precision, start, hint",
@@ -394,6 +420,30 @@ class TestDataEntry:
 
         assert "July 2021" in page and "50 (40–60)" in page and "Tumen" in page
 
+    def test_list_says_how_a_count_is_given_and_which_place_of_a_name(self, client, analyst):
+        # The list showed "500" for "about 500", and "Tumen" for either Tumen.
+        jilin = make_place(name="Jilin", kind="province", country="CN")
+        north_hamgyong = make_place(name="North Hamgyong", kind="province", country="KP")
+        make_incident(
+            title="Around 500 sent back",
+            people_count=500,
+            count_qualifier="about",
+            places=[make_place(name="Tumen", parent=jilin, country=""), jilin],
+        )
+        make_incident(
+            title="At least 40 sent back",
+            people_count=40,
+            count_qualifier="at_least",
+            places=[make_place(name="Tumen", parent=north_hamgyong, country="")],
+        )
+
+        page = html.unescape(logged_in(client, analyst).get(CHANGELIST).content.decode())
+
+        assert "about 500" in page and "at least 40" in page
+        assert "North Hamgyong > Tumen" in page
+        # One place a line: paths joined by commas read as one list of words and ">".
+        assert '<td class="field-place_names">Jilin<br>Jilin > Tumen</td>' in page
+
     def test_search_finds_by_public_id_place_and_source_title(self, client, analyst):
         incident = make_incident(title="Sent back", places=[make_place(name="Hyesan crossing")])
         make_claim(incident=incident, source=make_source(title="Daily NK dispatch"))
@@ -435,6 +485,56 @@ class TestDataEntry:
                 },
             )
             assert [result["text"] for result in response.json()["results"]] == [expected]
+
+    def test_autocomplete_offers_the_place_named_as_typed_first(self, client, analyst):
+        # By name alone "China > China-North Korea border area" came first, and Enter picked it
+        # as the parent of a North Korean province.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="China–North Korea border area", kind="border_area", parent=china)
+        north_korea = make_place(name="North Korea", kind="country", country="KP")
+        make_place(name="North Korea–Russia border", kind="border_area", parent=north_korea)
+        make_organization(name="Aid to HRW's witnesses")
+        make_organization(name="Human Rights Watch", acronym="HRW")
+        logged_in(client, analyst)
+
+        def offered(model_name, field_name, term):
+            query = {"app_label": "incidents", "model_name": model_name, "field_name": field_name, "term": term}
+            return [result["text"] for result in client.get(reverse("admin:autocomplete"), query).json()["results"]]
+
+        assert offered("place", "parent", "north korea") == [
+            "North Korea",
+            "North Korea > North Korea–Russia border",
+            "China > China–North Korea border area",
+        ]
+        # An organization by its acronym too.
+        assert offered("involvement", "organization", "hrw") == ["Human Rights Watch (HRW)", "Aid to HRW's witnesses"]
+
+    def test_autocomplete_offers_incidents_with_their_dates(self, client, analyst):
+        # Two reports of one repatriation read alike by id and title, where a response links one.
+        first = make_incident(
+            title="About 500 sent back",
+            date_precision="range",
+            date_start=date(2023, 10, 2),
+            date_end=date(2023, 10, 9),
+        )
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "response", "field_name": "incidents", "term": "500"}
+
+        offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert offered == [{"id": str(first.pk), "text": f"{first.public_id}: About 500 sent back (2–9 October 2023)"}]
+
+    def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
+        # The place form asks for names in Korean and Chinese; typing one found nothing.
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="Yanji", parent=china, alternate_names=["延吉", "연길", "Yeongil"])
+        make_place(name="Hunchun", parent=china)
+        logged_in(client, analyst)
+
+        for term in ["연길", "延吉", "yeongil"]:
+            query = {"app_label": "incidents", "model_name": "incident", "field_name": "places", "term": term}
+            offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+            assert [result["text"] for result in offered] == ["China > Yanji"], term
 
     def test_places_of_one_name_are_offered_and_shown_by_their_paths(
         self, client, analyst, django_assert_max_num_queries
@@ -582,7 +682,8 @@ class TestConfidentiality:
         ).json()["results"]
 
         assert "Informant testimony" not in [result["text"] for result in sources]
-        assert [result["text"] for result in incidents] == [str(records["public_incident"])]
+        public = records["public_incident"]
+        assert [result["text"] for result in incidents] == [f"{public} ({public.date_label})"]
 
     def test_a_hidden_source_cannot_be_posted_as_a_claims_source(self, client, analyst, records):
         post = incident_post(claims=[{"source": records["secret_source"].pk, "people_count": 80}])

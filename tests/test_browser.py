@@ -21,7 +21,7 @@ from incidents import roles
 from incidents.models import Incident, Place, Source
 from tests.api_support import client_for, incident_url
 from tests.browser_support import launch_chromium
-from tests.factories import make_incident, make_place, make_source, make_user
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_accounts import app_code, enrol
 
 PASSWORD = "correct horse battery staple"
@@ -360,6 +360,53 @@ def test_a_place_made_from_the_incident_page_is_put_inside_its_province_by_its_p
     expect(page.locator("#id_place_list + .select2")).to_contain_text("China > Jilin > Tumen")
     tumen = Place.objects.get(name="Tumen")
     assert (tumen.parent.name, tumen.country, tumen.kind) == ("Jilin", "CN", "city")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_enter_picks_the_place_named_as_typed(browser_page, live_server):
+    # Typing "North Korea" and Enter picked "China > China-North Korea border area", the first in
+    # name order: North Hamgyong was saved inside China.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    make_place(name="China–North Korea border area", parent=make_place(name="China", kind="country", country="CN"))
+    make_place(name="North Korea", kind="country", country="KP")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/place/add/")
+
+    page.fill("#id_name", "North Hamgyong")
+    page.select_option("#id_kind", "province")
+    page.click("#id_parent + .select2 .select2-selection")
+    page.locator(".select2-container--open .select2-search__field").fill("North Korea")
+    expect(page.locator(".select2-results__option--highlighted")).to_have_text("North Korea")
+    page.keyboard.press("Enter")
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    province = Place.objects.get(name="North Hamgyong")
+    assert (province.parent.name, province.country) == ("North Korea", "KP")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_incidents_title_and_its_claims_sources_are_read_whole(browser_page, live_server):
+    # Both were cut off at 20em: a Reviewer could not tell which source a claim was of.
+    page = browser_page
+    make_user(roles.REVIEWER, username="reviewer")
+    source = make_source(title="HRW: China forcibly repatriated around 500 North Koreans")
+    incident = make_incident(title="Forced repatriation of around 500 North Koreans from China")
+    make_claim(incident=incident, source=source)
+    log_in(page, live_server, "reviewer")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+
+    for shown in [
+        page.locator("#id_title"),
+        page.locator("#id_claims-0-source + .select2 .select2-selection__rendered"),
+    ]:
+        assert shown.evaluate("element => element.scrollWidth <= element.clientWidth")
+    expect(page.locator("#id_claims-0-source + .select2")).to_contain_text(source.title)
 
 
 @pytest.mark.browser

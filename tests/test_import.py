@@ -519,9 +519,8 @@ class TestErrors:
 
     def test_other_encodings_are_refused_with_advice(self, analyst, tmp_path):
         latin1 = f"{HEADER}\nDétention,forced-repatriation,2023-01-01,2023-01-01\n".encode("latin-1")
-        assert "line 2: The file is not UTF-8 (byte 0xe9 cannot be read); save it as UTF-8" in import_errors(
-            analyst, tmp_path, latin1
-        )
+        errors = import_errors(analyst, tmp_path, latin1)
+        assert "line 2, column title: The file is not UTF-8 (byte 0xe9 cannot be read); save it as UTF-8" in errors
 
     def test_a_utf8_bom_is_fine(self, analyst, tmp_path):
         run_import(analyst, tmp_path, f"\ufeff{HEADER}\n납치,forced-repatriation,2023-01-01,2023-01-01\n".encode())

@@ -82,9 +82,77 @@ def test_an_edited_row_in_a_semicolon_file_updates_the_incident(reviewer, export
 def test_a_windows_1252_file_is_refused_rather_than_misread(reviewer, exported, tmp_path):
     errors = import_errors(reviewer, tmp_path, saved(exported).encode("cp1252", errors="replace"))
 
-    assert "line 2: The file is not UTF-8 (byte 0x96 cannot be read); save it as UTF-8 (in Excel: 'CSV UTF-8')" in (
-        errors
-    )
+    assert (
+        "line 2, column title: The file is not UTF-8 (byte 0x96 cannot be read); save it as UTF-8 (in Excel: "
+        "'CSV UTF-8')"
+    ) in errors
+
+
+HEADER = "title,type,date_start,date_end,places\n"
+
+
+def new_row(title: str, places: str = "") -> str:
+    return f"{title},forced-repatriation,2023-08-29,2023-08-29,{places}\n"
+
+
+def test_a_byte_that_is_not_utf_8_is_named_by_its_record_s_line_and_column(reviewer, tmp_path):
+    # The quoted title spans two lines, so the third record starts on line 4.
+    content = (HEADER + '"Returned,\nin two lines",forced-repatriation,2023-08-29,2023-08-29,\n').encode()
+    content += new_row("Third", "Sinuiju \x96 Dandong").encode("latin-1")
+
+    errors = import_errors(reviewer, tmp_path, content)
+
+    assert "line 4, column places: The file is not UTF-8 (byte 0x96 cannot be read)" in errors
+
+
+def test_a_broken_utf_16_file_is_refused_naming_line_and_column(reviewer, tmp_path):
+    text = (HEADER + new_row("Fine") + new_row("Broken", "PLACES")).replace(",", "\t")
+    # A high surrogate followed by a letter: half of a character outside the Basic Multilingual Plane.
+    content = text.encode("utf-16").replace("PLACES".encode("utf-16-le"), b"\x00\xd8A\x00")
+
+    errors = import_errors(reviewer, tmp_path, content)
+
+    assert "line 3, column places: The file is not valid UTF-16; save it as UTF-8" in errors
+
+
+# What the file holds, as bytes, and the word the error quotes.
+MISREAD = {
+    # A right quote read as Windows-1252, saved as UTF-8: the file after a spreadsheet opened it wrongly.
+    "UTF-8 misread as Windows-1252, saved as UTF-8": ("Onsong; Returnees donâ€™t".encode(), "donâ€™t"),
+    "French misread so": ("Onsong; RÃ©fugiÃ©s".encode(), "RÃ©fugiÃ©s"),
+    "Korean misread so": ("Onsong; ë¶í•œ".encode(), "ë¶í•œ"),
+    # Windows-1252 bytes that happen to be valid UTF-8 read as the same misread text.
+    "Windows-1252 whose bytes are UTF-8": ("Onsong; donÃ¢â‚¬â„¢t".encode("cp1252"), "donâ€™t"),
+}
+
+
+@pytest.mark.parametrize(("places", "quoted"), MISREAD.values(), ids=MISREAD.keys())
+def test_misread_text_is_refused_naming_line_and_column(reviewer, tmp_path, places, quoted):
+    content = (HEADER + new_row("Fine")).encode() + new_row("Misread", "PLACES").encode().replace(b"PLACES", places)
+
+    errors = import_errors(reviewer, tmp_path, content)
+
+    assert f"line 3, column places: The text looks mis-encoded: {quoted!r} is how UTF-8 text reads" in errors
+    assert "save it as UTF-8 (in Excel: 'CSV UTF-8')." in errors
+
+
+REAL_TEXT = [
+    "강제북송 — 함경북도 회령시에서 40명이 송환되었다",
+    "Réfugiés nord-coréens rapatriés de force à l’été ; « déportés » près de Dandong",
+    "Zwangsrückführung: Flüchtlinge über die Grenze gebracht – Straße, größer, Äußerung",
+    "Người tị nạn Bắc Triều Tiên bị bắt ở Lào Cai, Việt Nam",
+    "遣返脱北者，中国吉林省延边朝鲜族自治州图们市",
+    "Депортация северокорейцев из России",
+    "SÃO TOMÉ, Ñandú ¿Qué? Þór Ægir, İstanbul, Łódź, naïve café © 2023 ½ °C £5 €10",
+]
+
+
+def test_real_text_in_any_language_is_not_taken_for_misread(reviewer, tmp_path):
+    content = HEADER + "".join(new_row(f'"{title}"') for title in REAL_TEXT)
+
+    run_import(reviewer, tmp_path, content.encode())
+
+    assert sorted(Incident.objects.values_list("title", flat=True)) == sorted(REAL_TEXT)
 
 
 @pytest.mark.parametrize("shown", ["29/08/2023", "8/29/2023", "2023-08-29 13:30:00"])
@@ -146,4 +214,14 @@ class TestAdminImportPage:
 
         assert response.status_code == 400
         assert "The file is not UTF-8 (byte 0x96 cannot be read)" in response.text
+        assert 'name="confirm"' not in response.text
+
+    def test_misread_text_is_refused_with_advice(self, client, reviewer, exported):
+        client.force_login(reviewer)
+        misread = with_cells(exported, "title", "Hoeryong returnees donâ€™t")
+
+        response = client.post(self.URL, {"file": io.BytesIO(saved(misread).encode())}, format="multipart")
+
+        assert response.status_code == 400
+        assert "The text looks mis-encoded: &#x27;donâ€™t&#x27;" in response.text
         assert 'name="confirm"' not in response.text

@@ -16,7 +16,7 @@ from incidents.models import Claim, Incident, IncidentType, Place, Source, Victi
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import incident_post
-from tests.test_import import import_errors
+from tests.test_import import export, import_errors, run_import
 
 
 def check_constraints():
@@ -264,6 +264,161 @@ class TestAnExactCountIsOneFigure:
 
         assert answer.status_code == 200, answer.content
         assert answer.json()["count_qualifier"] == "about"
+
+
+# (the figures sent without a qualifier, the qualifier they are stored with)
+FIGURES_ALONE = [
+    ({"people_count": 40}, "exact"),
+    ({"people_count": 40, "people_count_min": 40, "people_count_max": 40}, "exact"),
+    ({"people_count_min": 40}, "at_least"),
+    ({"people_count": 40, "people_count_min": 40}, "at_least"),
+    ({"people_count_max": 40}, "at_most"),
+    ({"people_count": 40, "people_count_max": 40}, "at_most"),
+    ({"people_count_min": 30, "people_count_max": 50}, "about"),
+    ({"people_count": 40, "people_count_min": 30, "people_count_max": 50}, "about"),
+    ({"people_count": 40, "people_count_min": 30}, "about"),
+    ({}, "unknown"),
+]
+FIGURES_ALONE_IDS = [f"{'+'.join(figures) or 'none'}-{qualifier}" for figures, qualifier in FIGURES_ALONE]
+NO_FIGURES = {"people_count": None, "people_count_min": None, "people_count_max": None}
+
+
+class TestAQualifierLeftOutIsReadFromTheFigures:
+    """ "China deported 40 North Koreans" sent without a qualifier was stored as "unknown 40": every
+    door now reads an omitted (or blank) qualifier from the figures, and keeps one given as given."""
+
+    @pytest.mark.parametrize(("figures", "qualifier"), FIGURES_ALONE, ids=FIGURES_ALONE_IDS)
+    def test_in_the_api_for_the_incident_and_its_claims(self, reviewer, figures, qualifier):
+        body = {
+            "title": "Deported",
+            "incident_type": incident_type().slug,
+            "date_start": "2023-10-09",
+            "date_end": "2023-10-09",
+            **NO_FIGURES,
+            **figures,
+            "claims": [{"source": make_source().pk, **figures, "excerpt": "China deported 40 North Koreans"}],
+        }
+
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["count_qualifier"] == qualifier
+        assert answer.json()["claims"][0]["count_qualifier"] == qualifier
+        incident = Incident.objects.get(title="Deported")
+        assert (incident.count_qualifier, incident.claims.get().count_qualifier) == (qualifier, qualifier)
+
+    @pytest.mark.parametrize("qualifier", ["unknown", "about", "at_least", "at_most"])
+    def test_a_qualifier_given_is_kept_in_the_api(self, reviewer, qualifier):
+        body = {
+            "title": "Deported",
+            "incident_type": incident_type().slug,
+            "date_start": "2023-10-09",
+            "date_end": "2023-10-09",
+            "people_count": 40,
+            "count_qualifier": qualifier,
+            "claims": [{"source": make_source().pk, "people_count": 40, "count_qualifier": qualifier}],
+        }
+
+        answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["count_qualifier"] == qualifier
+        assert answer.json()["claims"][0]["count_qualifier"] == qualifier
+
+    def test_a_change_leaving_it_out_keeps_the_stored_one(self, reviewer):
+        incident = make_incident(people_count=40, count_qualifier="about")
+        claim = make_claim(incident=incident, people_count=40, count_qualifier="unknown")
+        body = {
+            "people_count": 45,
+            "claims": [{"id": claim.pk, "source": claim.source_id, "people_count": 45}],
+            "version": incident.version,
+        }
+
+        answer = client_for(reviewer).patch(f"{API}/incidents/{incident.public_id}/", body, format="json")
+
+        assert answer.status_code == 200, answer.content
+        assert (answer.json()["count_qualifier"], answer.json()["claims"][0]["count_qualifier"]) == ("about", "unknown")
+
+    def test_in_the_admin_it_is_offered_blank_and_read_from_the_figures(self, client, reviewer):
+        page = client.get(reverse("admin:incidents_incident_add"))
+        offered = page.context["adminform"].form.fields["count_qualifier"]
+        assert offered.choices[0] == ("", "From the figures")
+        assert page.context["adminform"].form["count_qualifier"].value() == ""
+        form = incident_post(
+            count_qualifier="",
+            people_count="",
+            people_count_min="40",
+            claims=[{"source": make_source().pk, "people_count": 40, "count_qualifier": ""}],
+        )
+
+        answer = client.post(reverse("admin:incidents_incident_add"), form)
+
+        assert answer.status_code == 302, answer.context and answer.context["adminform"].form.errors
+        incident = Incident.objects.get()
+        assert (incident.count_qualifier, incident.claims.get().count_qualifier) == ("at_least", "exact")
+
+    def test_in_the_admin_a_qualifier_chosen_is_shown_and_kept(self, client, reviewer):
+        incident = make_incident(people_count=40, count_qualifier="unknown")
+        claim = make_claim(incident=incident, people_count=40, count_qualifier="unknown")
+
+        page = client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+        assert page.context["adminform"].form["count_qualifier"].value() == "unknown"
+        form = incident_post(incident=incident, count_qualifier="unknown", people_count="40", claims=[claim])
+        answer = client.post(reverse("admin:incidents_incident_change", args=[incident.pk]), form)
+
+        assert answer.status_code == 302, answer.context and answer.context["adminform"].form.errors
+        incident.refresh_from_db()
+        claim.refresh_from_db()
+        assert (incident.count_qualifier, claim.count_qualifier) == ("unknown", "unknown")
+
+    def test_in_an_import_a_blank_cell_or_no_column_reads_the_figures(self, reviewer, tmp_path):
+        content = "title,type,date_start,date_end,people_count,people_count_min,count_qualifier\n"
+        content += "Forty,forced-repatriation,2023-10-09,2023-10-09,40,,\n"
+        content += "Forty or more,forced-repatriation,2023-10-09,2023-10-09,,40,\n"
+        content += "Unknown forty,forced-repatriation,2023-10-09,2023-10-09,40,,unknown\n"
+        run_import(reviewer, tmp_path, content)
+        run_import(
+            reviewer,
+            tmp_path,
+            "title,type,date_start,date_end,people_count\nNo column,forced-repatriation,2023-10-09,2023-10-09,40\n",
+        )
+
+        qualifiers = dict(Incident.objects.values_list("title", "count_qualifier"))
+        assert qualifiers == {
+            "Forty": "exact",
+            "Forty or more": "at_least",
+            "Unknown forty": "unknown",
+            "No column": "exact",
+        }
+
+    def test_an_unknown_figure_stays_unknown_through_export_and_import(self, reviewer, tmp_path):
+        incident = make_incident(people_count=40, count_qualifier="unknown")
+        exported = export(reviewer, tmp_path)
+
+        output = run_import(reviewer, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 1 unchanged." in output
+        incident.refresh_from_db()
+        assert (incident.count_qualifier, incident.people_count) == ("unknown", 40)
+        assert export(reviewer, tmp_path, "again.csv") == exported
+
+    def test_a_bulk_create_reads_it_too(self):
+        # Django's bulk_create calls no save(): the tests' large exports write incidents so.
+        fields = {"incident_type": incident_type(), "date_start": date(2023, 1, 1), "date_end": date(2023, 1, 1)}
+        Incident.objects.bulk_create([Incident(title="Forty", people_count=40, **fields)])
+        incident = Incident.objects.get(title="Forty")
+        Claim.objects.bulk_create([Claim(incident=incident, source=make_source(), people_count_max=40)])
+
+        assert (incident.count_qualifier, incident.claims.get().count_qualifier) == ("exact", "at_most")
+
+    @pytest.mark.parametrize("model", ["incident", "claim"])
+    def test_the_database_refuses_a_blank_one(self, model):
+        incident = make_incident()
+        with pytest.raises(IntegrityError, match=f"{model}_count_qualifier_known"), transaction.atomic():
+            if model == "incident":
+                Incident.objects.filter(pk=incident.pk).update(count_qualifier="")
+            else:
+                Claim.objects.filter(pk=make_claim(incident=incident).pk).update(count_qualifier="")
 
 
 class TestDatesFitTheirPrecision:

@@ -492,7 +492,8 @@ class TestRevisions:
             {
                 "field": "Claims",
                 "now": "—",
-                "proposed": "RFA (people count 45, count qualifier Unknown, source connection Unknown)",
+                # The qualifier left out, as accepting writes it: 45 alone is exact.
+                "proposed": "RFA (people count 45, count qualifier Exact, source connection Unknown)",
             },
         ]
         client.force_login(reviewer)
@@ -552,7 +553,8 @@ class TestRevisions:
             {
                 "field": "Claims",
                 "now": "—",
-                "proposed": "A claim (count qualifier Unknown, locator para 29, source connection Unknown)",
+                # The row changed the locator alone, and says nothing of the qualifier.
+                "proposed": "A claim (locator para 29, source connection Unknown)",
             },
             expected[1],
         ]

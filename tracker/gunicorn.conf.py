@@ -42,3 +42,19 @@ keepalive = 75
 # Requests waiting for a thread queue here rather than being refused.
 backlog = 256
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")
+
+
+def post_worker_init(worker):
+    """Connect once as each worker starts, so that a database it cannot reach (a mistyped
+    DATABASE_URL) is said here, in one line with the reason, rather than in the traceback of
+    every request. The worker serves on: the database may only be starting, and each request then
+    fails at once, saying the same."""
+    from django.db import OperationalError, connection
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as error:
+        worker.log.error("%s", error)
+    finally:
+        # Back to the pool: requests take connections on their own threads.
+        connection.close()

@@ -191,13 +191,28 @@ DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30, minim
 
 
 def database(url: str, variable: str, *, pool_timeout: int) -> dict:
-    config = dj_database_url.parse(
-        url,
-        conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-        conn_health_checks=True,
-    )
+    try:
+        config = dj_database_url.parse(
+            url,
+            conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    except ValueError as error:
+        # dj-database-url's message names no variable; the URL itself, with its password, is not shown.
+        raise ImproperlyConfigured(
+            f"{variable} is not a postgres://user:password@host:port/name URL: {error}"
+        ) from None
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"{variable} must point to PostgreSQL (postgres://…).")
+    # A `/` in the password ends the host part: the user is then read as the host, the password's
+    # start as the port, and the database's name holds the rest, `@host` included.
+    if "@" in config["NAME"]:
+        raise ImproperlyConfigured(
+            f"{variable}: its database name holds an @; a / @ : # or ? in the password must be percent-encoded."
+        )
+    # Django's backend, which says in one line why the database cannot be reached (tracker/postgresql/).
+    config["ENGINE"] = "tracker.postgresql"
+    config["URL_VARIABLE"] = variable
     options = config.setdefault("OPTIONS", {})
     # No JIT compilation: on large tables the planner's cost of an ordinary list query crosses
     # jit_above_cost, and compiling then takes 50-100 ms for a query that runs in a few.
@@ -240,6 +255,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+# The dates forms read, in each language: Django's, less "09/10/2023", which it read as 10 September
+# (tracker/formats). A language whose Django formats read numeric dates month first gets a module there.
+FORMAT_MODULE_PATH = ["tracker.formats"]
 
 
 def catalog_languages(locale_path: Path) -> list[tuple[str, str]]:
@@ -556,5 +574,9 @@ LOGGING = {
     # root's handler like every other: at DJANGO_LOG_LEVEL, and once. Left as Django sets it, its
     # records ignored the level and printed twice in debug. (runserver's request lines, on
     # `django.server`, are unchanged.)
-    "loggers": {"django": {"handlers": [], "level": LOG_LEVEL}},
+    "loggers": {
+        "django": {"handlers": [], "level": LOG_LEVEL},
+        "django.security.DisallowedHost": {"filters": ["refused_host_as_warning"]},
+    },
+    "filters": {"refused_host_as_warning": {"()": "tracker.log_filters.RefusedHostAsWarning"}},
 }

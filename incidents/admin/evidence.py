@@ -12,7 +12,7 @@ from django.db.models import F
 from django.template.response import TemplateResponse
 
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EditedVersionForm, TrackedModelAdmin
+from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
@@ -23,6 +23,7 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
     list_filter = ["kind", "confidential", "language"]
     list_select_related = ["publisher"]
     search_fields = ["title", "author", "url", "publisher__name", "publisher__acronym"]
+    autocomplete_ranked_by = ["title"]
     autocomplete_fields = ["publisher", "cites"]
     date_hierarchy = "published_on"
     fieldsets = [
@@ -37,8 +38,9 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
 class OrganizationAdmin(TrackedModelAdmin):
     form = EditedVersionForm
     list_display = ["name", "acronym", "kind", "country"]
-    list_filter = ["kind", "country"]
+    list_filter = ["kind", ("country", HeldChoicesFieldListFilter)]
     search_fields = ["name", "acronym"]
+    autocomplete_ranked_by = ["name", "acronym"]
 
 
 class PlaceForm(EditedVersionForm):
@@ -80,9 +82,11 @@ class PlaceAdmin(TrackedModelAdmin):
     ]
     # Beside the mark, whether the public sees the place coarsened: a place inside a sensitive one is.
     list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
-    list_filter = ["kind", "country", "sensitive", "within_sensitive"]
+    list_filter = ["kind", ("country", HeldChoicesFieldListFilter), "sensitive", "within_sensitive"]
     list_select_related = ["parent"]
-    search_fields = ["name", "parent__name"]
+    # Its other names too, which its form asks for so: a Korean source's "연길" found no Yanji.
+    search_fields = ["name", "alternate_names", "parent__name"]
+    autocomplete_ranked_by = ["name"]
     autocomplete_fields = ["parent"]
 
     def autocomplete_labelled(self, queryset):
@@ -112,6 +116,7 @@ class IncidentTypeAdmin(TrackedModelAdmin):
     list_display = ["name", "slug", "parent"]
     list_select_related = ["parent"]
     search_fields = ["name", "slug"]
+    autocomplete_ranked_by = ["name"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["parent"]
 

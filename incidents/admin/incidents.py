@@ -8,16 +8,19 @@ from django.contrib.admin.utils import construct_change_message
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import F, Prefetch, Q
+from django.db.models import F, Prefetch, Q, Value
+from django.db.models.functions import Concat
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django_countries import countries
 
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
+    DateAsWrittenMixin,
     EditedVersionForm,
     EstimatedCountPaginator,
     FilterValueRefused,
@@ -53,6 +56,7 @@ from incidents.services import (
     incident_update,
     may_publish,
 )
+from incidents.templatetags.public_pages import people as people_label
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
 FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
@@ -209,8 +213,9 @@ class IncidentForm(EditedVersionForm):
             "people_count_min": "The lowest credible figure, if the sources allow one.",
             "people_count_max": "The highest credible figure.",
             "count_qualifier": "How the figure is given: “about 500” is 500 and About; “at least 40” is 40 "
-            "and At least; Exact is one figure, with no other min or max. Each source's own figure goes on "
-            "its claim below.",
+            "and At least; Exact is one figure, with no other min or max. From the figures: a figure alone is "
+            "exact, a minimum alone at least, a maximum alone at most, a range about, none unknown. Each "
+            "source's own figure goes on its claim below.",
         }
 
     def clean(self):
@@ -293,7 +298,7 @@ class RowsFormSet(BaseInlineFormSet):
                 widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
 
 
-class IncidentRowsInline:
+class IncidentRowsInline(DateAsWrittenMixin):
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
     given, keeping those the writer may not see, the history records the removal, and an Analyst's
@@ -317,6 +322,17 @@ class IncidentRowsInline:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class QualifierFromFiguresMixin:
+    """The count's qualifier offered blank, labelled "From the figures", and blank on a new record:
+    the model reads it from the figures (`QualifierFromFigures`). "Unknown" chosen in advance made an
+    analyst's "40" an "unknown 40" unless she thought to change it."""
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "count_qualifier":
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the figures")])
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+
 class ClaimForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -326,7 +342,7 @@ class ClaimForm(forms.ModelForm):
             self.fields["merge_conflict"].widget = forms.HiddenInput()
 
 
-class ClaimInline(IncidentRowsInline, VisibilityMixin, admin.StackedInline):
+class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin, admin.StackedInline):
     model = Claim
     form = ClaimForm
     extra = 1
@@ -445,7 +461,13 @@ def verification_action(verification: Verification):
 
 
 @admin.register(Incident)
-class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, IncidentCsvAdminMixin, TrackedModelAdmin):
+class IncidentAdmin(
+    QualifierFromFiguresMixin,
+    MergedIncidentRedirectMixin,
+    ConfidentialReadsMixin,
+    IncidentCsvAdminMixin,
+    TrackedModelAdmin,
+):
     form = IncidentForm
     change_form_template = "admin/incidents/incident/change_form.html"
     inlines = [VictimGroupInline, InvolvementInline, ClaimInline]
@@ -537,7 +559,9 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     def get_queryset(self, request):
         incidents = (
-            super().get_queryset(request).prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name")))
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("places", queryset=Place.objects.with_path().order_by("name")))
         )
         # Only the change page shows the range the sources report and their origins; the list need
         # not pay for them.
@@ -546,6 +570,21 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
         elif _lists_in_review(request):
             incidents = incidents.with_submitted_at(request.user)
         return incidents
+
+    def autocomplete_labelled(self, queryset):
+        """Each incident offered by the autocomplete (a response's incidents) with its dates: two
+        reports of one repatriation, "about 500" and "around 500", read alike by id and title."""
+        return queryset.annotate(
+            autocomplete_label=Concat(
+                "public_id",
+                Value(": "),
+                "title",
+                Value(" ("),
+                "date_label",
+                Value(")"),
+                output_field=models.TextField(),
+            )
+        )
 
     def get_ordering(self, request):
         # A Reviewer works through the incidents in review as a queue, oldest submitted first (those
@@ -575,18 +614,15 @@ class IncidentAdmin(MergedIncidentRedirectMixin, ConfidentialReadsMixin, Inciden
 
     @admin.display(description="People", ordering="people_count")
     def people(self, incident):
-        if incident.people_count is None and incident.people_count_min is None and incident.people_count_max is None:
-            return "unknown"
-        best = "?" if incident.people_count is None else f"{incident.people_count:,}"
-        if incident.people_count_min is None and incident.people_count_max is None:
-            return best
-        low = "?" if incident.people_count_min is None else f"{incident.people_count_min:,}"
-        high = "?" if incident.people_count_max is None else f"{incident.people_count_max:,}"
-        return f"{best} ({low}–{high})"
+        # With its qualifier, as the public pages word it ("about 500 (300-600)"): the bare figure
+        # read an "about 500" as exactly 500.
+        return people_label(incident) or "unknown"
 
     @admin.display(description="Places")
     def place_names(self, incident):
-        return ", ".join(place.name for place in incident.places.all())
+        # By path, as the autocomplete offers them: two "Tumen" (Jilin's, North Hamgyong's) read alike.
+        # One a line: paths joined by commas read as one list of words and ">".
+        return format_html_join(mark_safe("<br>"), "{}", ((place.path,) for place in incident.places.all()))
 
     # What a read-only page shows for the form's place_list field (viewers have no form).
     place_list = place_names
