@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0066_incident_in_review_index"),
+        ("incidents", "0069_source_origin_whole_chain"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
