@@ -289,22 +289,37 @@ def claim_states_disclosed_to(states: models.QuerySet, user) -> models.QuerySet:
     return states.filter(confidential=False, source__in=sources.values("pk"))
 
 
-def _limit_to_audience(queryset, user):
-    """The rows of incidents, or of totals over incidents, that `user` may see: published ones
-    unless they may see drafts, and not confidential ones unless they hold the permission."""
+def _audience(user) -> Q:
+    """Which rows of incidents, or of totals over incidents, `user` may see: published ones unless
+    they may see drafts, and not confidential ones unless they hold the permission."""
     conditions = {}
     if not can_see_unpublished(user):
         conditions["review_state"] = "published"
     if not can_see_confidential(user):
         conditions["confidential"] = False
-    return queryset.filter(**conditions)
+    return Q(**conditions)
+
+
+def _limit_to_audience(queryset, user):
+    """The rows of incidents, or of totals over incidents, that `user` may see (`_audience`)."""
+    return queryset.filter(_audience(user))
 
 
 class IncidentQuerySet(QualifierFromFiguresQuerySet):
     def visible_to(self, user) -> "IncidentQuerySet":
         """The incidents `user` may see; never a merged one (it lives on in its survivor, and its
         address redirects there: `merged_visible_to`)."""
-        return _limit_to_audience(self, user).filter(merged_into__isnull=True)
+        return self.filter(self._visible(user))
+
+    def hidden_from(self, user) -> "IncidentQuerySet":
+        """The incidents `user` may not see: every one `visible_to` leaves out. For staff, who see
+        drafts, the few confidential and merged ones (each read through its partial index), where
+        the visible ones are nearly all."""
+        return self.filter(~self._visible(user))
+
+    @staticmethod
+    def _visible(user) -> Q:
+        return _audience(user) & Q(merged_into__isnull=True)
 
     def seen_by(self, user) -> "IncidentQuerySet":
         """The incidents `user` may see by their own review state and confidentiality, merged ones
@@ -632,8 +647,21 @@ class DuplicatePairQuerySet(models.QuerySet):
         """Pairs are unpublished work: staff see the pairs both of whose incidents they may see."""
         if not can_see_unpublished(user):
             return self.none()
-        incidents = apps.get_model("incidents", "Incident").objects.visible_to(user).values("pk")
-        return self.filter(incident_a__in=incidents, incident_b__in=incidents)
+        # Neither incident among the few hidden ones, hashed once, rather than both among the
+        # visible ones: those are nearly every incident, and each list, count and Home's count read
+        # them all (README, "Possible duplicates").
+        hidden = apps.get_model("incidents", "Incident").objects.hidden_from(user).values("pk")
+        return self.exclude(incident_a__in=hidden).exclude(incident_b__in=hidden)
+
+    def with_an_incident_in(self, incidents: models.QuerySet) -> "DuplicatePairQuerySet":
+        """The pairs either of whose incidents is one of `incidents` (a filtered queryset of
+        incidents): a pair is in a country, or in a date range, when one of its incidents is."""
+        # Each pair's two incidents looked up by their key, rather than every incident of the
+        # country hashed (two hashes of 80,000 of 200,000 incidents for China, each pair checked
+        # against both): 110 ms against 420 ms for a count of the queue by country and dates,
+        # and it grows with the pairs, not the incidents (README, "Possible duplicates").
+        pair_incidents = incidents.filter(pk__in=[OuterRef("incident_a"), OuterRef("incident_b")])
+        return self.filter(Exists(pair_incidents))
 
     def with_merge_state(self) -> "DuplicatePairQuerySet":
         """Annotate `merged`: whether a merge (not undone) carried out the pair's decision. A pair

@@ -62,9 +62,10 @@ from incidents.templatetags.public_pages import people as people_label
 FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
 
 
-def _filtered_by_filterset(request, queryset, params: dict):
-    """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
-    filterset = IncidentFilterSet(params, queryset=queryset, user=request.user)
+def _filtered_by_filterset(request, queryset, params: dict, filterset_class=IncidentFilterSet):
+    """Apply the project's one IncidentFilterSet (or `filterset_class`, the filter set of the
+    records listed), so the admin filters mean what the API's do."""
+    filterset = filterset_class(params, queryset=queryset, request=request)
     if not filterset.is_valid():
         raise FilterValueRefused({name: list(messages) for name, messages in filterset.errors.items()})
     return filterset.qs
@@ -118,8 +119,12 @@ def corroboration_summary(figures: dict, verification: str) -> str:
 
 
 class CountryFilter(admin.SimpleListFilter):
+    """The countries of places, which every reader may list (the API's places): no choice tells of
+    an incident. The same filter lists duplicate pairs, by the pairs' own filter set."""
+
     title = "country"
     parameter_name = "country"
+    filterset_class = IncidentFilterSet
 
     def lookups(self, request, model_admin):
         codes = Place.objects.exclude(country="").order_by("country").values_list("country", flat=True).distinct()
@@ -128,7 +133,7 @@ class CountryFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        return _filtered_by_filterset(request, queryset, {"country": self.value()})
+        return _filtered_by_filterset(request, queryset, {"country": self.value()}, self.filterset_class)
 
 
 class DateRangeFilter(ParametersListFilter):
@@ -137,6 +142,7 @@ class DateRangeFilter(ParametersListFilter):
     title = "dates (overlapping)"
     template = "admin/incidents/date_range_filter.html"
     parameter_names = ("date_from", "date_to")
+    filterset_class = IncidentFilterSet
 
     def has_output(self):
         return True
@@ -144,7 +150,7 @@ class DateRangeFilter(ParametersListFilter):
     def queryset(self, request, queryset):
         if not self.values:
             return queryset
-        return _filtered_by_filterset(request, queryset, self.values)
+        return _filtered_by_filterset(request, queryset, self.values, self.filterset_class)
 
     def choices(self, changelist):
         yield {
