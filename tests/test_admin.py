@@ -301,7 +301,7 @@ class TestDataEntry:
 
         page = logged_in(client, analyst).get(change_url(incident)).content.decode()
 
-        assert "From 60 to 100 people, depending on the source." in page
+        assert "60–100: 1 source says 60, 1 says 100" in page
 
     def test_each_claim_is_headed_by_its_source_and_the_incident_people_know(self, client, analyst):
         # "Daily NK report on 1" before: the incident's row key, which no page shows anyone.
