@@ -17,12 +17,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from incidents.admin.base import FilterCannotBeApplied
-from incidents.csv_views import incidents_csv_response
+from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
 from incidents.importers import Duplicates, csv_file_text, import_incidents_csv
 from incidents.models import Incident
 
-# The changelist's own parameters are its filters; this one is the export's.
-BOM_PARAMETER = "bom"
 # Between preview and confirm the file waits in the session, which lives in the database, so the
 # confirmation may reach any app server.
 PENDING_IMPORT_SESSION_KEY = "incidents_pending_csv_import"
@@ -66,7 +64,8 @@ class IncidentCsvAdminMixin:
         """What the changelist shows with the same query string (filters, search, date drill-down)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        bom = request.GET.get(BOM_PARAMETER) == "1"
+        # The changelist's own parameters are its filters; this one is the export's.
+        bom = bom_requested(request.GET)
         request.GET = request.GET.copy()
         request.GET.pop(BOM_PARAMETER, None)
         try:

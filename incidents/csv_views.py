@@ -29,6 +29,16 @@ from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
 
+# The export's own parameter beside the filters, at the admin's and the public pages' doors (the
+# API's reads it with `CsvOptionsSerializer`): `bom=1` starts the file with a UTF-8 byte order mark,
+# without which Excel reads UTF-8 as the Windows code page and garbles Korean and Chinese names.
+BOM_PARAMETER = "bom"
+
+
+def bom_requested(query: Mapping[str, str]) -> bool:
+    return query.get(BOM_PARAMETER) == "1"
+
+
 # How long a client sent away because every export slot is busy should wait: about what a whole
 # export of 1,000,000 incidents took to download under load (12-18 s, bench/README.md "Load test").
 EXPORT_SLOT_RETRY_SECONDS = 15

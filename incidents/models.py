@@ -1307,15 +1307,28 @@ class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
                 level=pgtrigger.Row,
-                declare=[("cited", "bigint"), ("depth", "integer := 0")],
+                declare=[
+                    ("cited", "bigint"),
+                    ("kept", "bigint"),
+                    ("steps", "integer := 0"),
+                    ("next_keep", "integer := 1"),
+                ],
+                # To the chain's end however long, or round a loop until back at the source kept at
+                # the last power of two steps, as `source_origin` finds a loop (migration 0067).
                 func="""
                 IF TG_OP = 'UPDATE' AND NEW.source_id = OLD.source_id THEN
                     RETURN NEW;
                 END IF;
+                kept := NEW.source_id;
                 SELECT cites_id INTO cited FROM incidents_source WHERE id = NEW.source_id FOR SHARE;
-                WHILE cited IS NOT NULL AND depth < 64 LOOP
+                WHILE cited IS NOT NULL AND cited <> kept LOOP
+                    steps := steps + 1;
+                    IF steps = next_keep THEN
+                        kept := cited;
+                        steps := 0;
+                        next_keep := next_keep * 2;
+                    END IF;
                     SELECT cites_id INTO cited FROM incidents_source WHERE id = cited FOR SHARE;
-                    depth := depth + 1;
                 END LOOP;
                 RETURN NEW;
                 """,

@@ -33,6 +33,7 @@ from django.utils import timezone
 from django_countries.fields import CountryField
 
 from incidents import services
+from incidents.exports import csv_list_item
 from incidents.models import (
     Claim,
     Incident,
@@ -53,6 +54,13 @@ from incidents.querysets import visible_source_id
 PUBLIC = AnonymousUser()
 
 MULTI_VALUE_SEPARATOR = "; "
+# A name may hold the separator ("Kirin; Chi-lin" is one alternate name): each is written as the CSV
+# export writes names in a cell (`csv_list_item`), in double quotes when it holds `;` or `"`, so the
+# cell reads back as the list it was, as a CSV line whose separator is ";".
+LIST_CELL = (
+    f"Separated by '{MULTI_VALUE_SEPARATOR}'; a name holding ';', '>', '[' or '\"', or starting or ending with a "
+    "space, is in double quotes with inner quotes doubled: read the cell as a CSV line whose separator is ';'."
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,9 @@ class Column:
     type: str = ""
     # Allowed values and their meanings, for a column without a model field that has choices.
     choices: tuple[tuple[str, str], ...] = ()
+    # False where the field's help text tells the admin's form how to type the value ("comma-separated"),
+    # which is not how the file writes it: `description` says it alone.
+    help_text: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ TABLES = (
             Column("description", "description"),
             Column("date_start", "date_start"),
             Column("date_end", "date_end"),
-            Column("date_precision", "date_precision", description="How precisely the dates are known."),
+            Column("date_precision", "date_precision"),
             Column("date_label", "date_label", description="The dates as people write them (e.g. July 2021)."),
             Column("people_count", "people_count"),
             Column("people_count_min", "people_count_min", description="The lowest plausible number of people."),
@@ -160,7 +171,12 @@ TABLES = (
         (
             Column("id", "id"),
             Column("name", "name"),
-            Column("alternate_names", "alternate_names", description=f"Separated by '{MULTI_VALUE_SEPARATOR}'."),
+            Column(
+                "alternate_names",
+                "alternate_names",
+                description=f"Names in Korean, Chinese and their romanisations. {LIST_CELL}",
+                help_text=False,
+            ),
             Column("kind", "kind"),
             Column("parent", "parent", "parent_id"),
             Column("country", "country"),
@@ -194,7 +210,12 @@ TABLES = (
             Column("country", "country"),
             Column("website", "website"),
             Column("description", "description"),
-            Column("aliases", "aliases", description=f"Separated by '{MULTI_VALUE_SEPARATOR}'."),
+            Column(
+                "aliases",
+                "aliases",
+                description=f"Other spellings and names in other languages. {LIST_CELL}",
+                help_text=False,
+            ),
         ),
         ("id",),
     ),
@@ -231,12 +252,14 @@ TABLES = (
             Column("id", "id"),
             INCIDENT_KEY,
             Column("source", "source", "source_id"),
-            Column("people_count", "people_count"),
-            Column("people_count_min", "people_count_min"),
-            Column("people_count_max", "people_count_max"),
+            # The source's own figures and dates, beside the analysts' estimate in incidents.csv: the
+            # fields' verbose names alone ("People count min.") did not tell them apart.
+            Column("people_count", "people_count", description="The number of people the source reports."),
+            Column("people_count_min", "people_count_min", description="The lowest figure the source gives."),
+            Column("people_count_max", "people_count_max", description="The highest figure the source gives."),
             Column("count_qualifier", "count_qualifier"),
-            Column("date_start", "date_start"),
-            Column("date_end", "date_end"),
+            Column("date_start", "date_start", description="First day of the dates the source gives; empty if none."),
+            Column("date_end", "date_end", description="Last day of the dates the source gives; empty if none."),
             Column("excerpt", "excerpt"),
             Column("locator", "locator"),
             Column("source_connection", "source_connection", description="How the source knows."),
@@ -266,7 +289,7 @@ TABLES = (
         (
             Column("id", "id"),
             INCIDENT_KEY,
-            Column("count", "count"),
+            Column("count", "count", description="How many people of the incident are in the group."),
             Column("sex", "sex"),
             Column("age_group", "age_group"),
             Column("nationality", "nationality"),
@@ -359,7 +382,9 @@ def _frictionless_type(model_field: models.Field) -> str:
 
 def _description(column: Column, model_field: models.Field | None) -> str:
     """The field's help text, then what the column adds; the field's verbose name if neither says anything."""
-    parts = [str(model_field.help_text)] if model_field is not None and model_field.help_text else []
+    parts = (
+        [str(model_field.help_text)] if model_field is not None and model_field.help_text and column.help_text else []
+    )
     if column.description:
         parts.append(column.description)
     if not parts and model_field is not None:
@@ -427,7 +452,7 @@ def _cell(value) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, list):
-        return MULTI_VALUE_SEPARATOR.join(value)
+        return MULTI_VALUE_SEPARATOR.join(map(csv_list_item, value))
     return str(value)
 
 

@@ -27,6 +27,8 @@ Ways to the same answer:
 
 Either way:
 - year, month, type, verification: each incident is in exactly one group, so the total is the groups' sum.
+  An incident is in the year (month) its whole date range lies in, and one whose range runs over more
+  than one in the group of none (`_within_one`).
 - perpetrator: an organization is a perpetrator of an incident at most once (the involvement's
   unique constraint covers incident, organization and role), so a LEFT JOIN on the perpetrator
   involvements yields distinct (incident, group) rows without DISTINCT.
@@ -42,8 +44,10 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
+from django.db.models import Case, Count, DateField, F, FilteredRelation, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, ExtractYear, NullIf, TruncMonth
+from django.db.models.lookups import Exact
+from django.utils.translation import gettext_noop
 from django_countries import countries
 
 from incidents.filters import IncidentFilterSet, descendant_ids
@@ -90,17 +94,29 @@ _ROLLUP_KNOWN = {
     "low_known": Coalesce(Sum("people_count_min_known"), 0),
     "high_known": Coalesce(Sum("people_count_max_known"), 0),
 }
+
+
+def _within_one(part, start: str, end: str):
+    """`part` (the year or month) of the date `start` where `end` has the same, else null: the year
+    or month a whole date range lies in. Counted in the year or month it starts, every incident
+    dated "2023" (a Year) stood in January 2023 and one of "2022-2023" in 2022: by month, the demo
+    data's January 2023 held 29 incidents, 19 of them dated only to the year, to months or not at
+    all: more precision than was recorded. `part` applies to the chosen date rather than being
+    chosen, so that its own conversion (a month as a date) holds."""
+    return part(Case(When(Exact(part(start), part(end)), then=F(start)), output_field=DateField()))
+
+
 # The groupings by the kept totals' own columns (each incident in one group of each), and how.
 _COLUMNS = {
-    "year": {"group": ExtractYear("start_month")},
-    "month": {"group": F("start_month")},
+    "year": {"group": _within_one(ExtractYear, "start_month", "end_month")},
+    "month": {"group": _within_one(TruncMonth, "start_month", "end_month")},
     "type": {"group": F("incident_type__slug"), "label": F("incident_type__name")},
     "verification": {"group": F("verification")},
 }
 # The same, counted from the incidents themselves.
 _INCIDENT_COLUMNS = {
-    "year": {"group": ExtractYear("date_start")},
-    "month": {"group": TruncMonth("date_start")},
+    "year": {"group": _within_one(ExtractYear, "date_start", "date_end")},
+    "month": {"group": _within_one(TruncMonth, "date_start", "date_end")},
     "type": _COLUMNS["type"],
     "verification": _COLUMNS["verification"],
 }
@@ -887,10 +903,20 @@ def _group_name(group_by: str, group) -> str | None:
     return str(group)
 
 
+# What the group of none holds: a date range over more than one year or month (`_within_one`); for
+# the other groupings, a country or perpetrator not recorded. Marked for the catalog: the API says
+# them in English, the public pages in the reader's language.
+NO_GROUP_LABELS = {"year": gettext_noop("Over more than one year"), "month": gettext_noop("Over more than one month")}
+
+
+def no_group_label(group_by: str) -> str:
+    return NO_GROUP_LABELS.get(group_by, gettext_noop("Not recorded"))
+
+
 def _label(group_by: str, row: dict) -> str:
     group = row["group"]
     if group is None:
-        return "Not recorded"
+        return no_group_label(group_by)
     if group_by == "country":
         return countries.name(group) or group
     if group_by == "verification":

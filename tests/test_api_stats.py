@@ -59,6 +59,32 @@ def test_year_and_month_groups_with_ranges(places):
     assert by_group(stats("group_by=month")) == {"2021-07": (1, 50), "2023-08": (1, 80), "2023-09": (1, 40)}
 
 
+@pytest.mark.parametrize("source", ["", "&min_people=0"], ids=["from kept totals", "from the incidents"])
+def test_an_incident_over_more_than_one_month_or_year_counts_in_none_of_them(source):
+    # Grouped by the month it starts in, every incident dated only "2023" stood in January 2023 and
+    # one of July-September 2021 in July: a January spike no source reported.
+    make_incident(people_count=80, **on(date(2023, 1, 14)))
+    make_incident(people_count=500, date_start=date(2023, 1, 1), date_end=date(2023, 12, 31), date_precision="year")
+    make_incident(people_count=40, date_start=date(2021, 7, 1), date_end=date(2021, 9, 30), date_precision="month")
+    make_incident(people_count=9, date_start=date(2021, 12, 1), date_end=date(2022, 1, 31), date_precision="month")
+    by_month = stats(f"group_by=month{source}")
+    assert by_group(by_month) == {"2023-01": (1, 80), None: (3, 549)}
+    assert by_month["results"][-1]["label"] == "Over more than one month"
+    by_year = stats(f"group_by=year{source}")
+    assert by_group(by_year) == {"2021": (1, 40), "2023": (2, 580), None: (1, 9)}
+    assert by_year["results"][-1]["label"] == "Over more than one year"
+    assert (
+        by_month["total"]
+        == by_year["total"]
+        == {
+            "incidents": 4,
+            "people_count": 629,
+            "people_count_min": 629,
+            "people_count_max": 629,
+        }
+    )
+
+
 def test_verification_groups_agree_from_kept_totals_and_from_incidents(places):
     make_incident(people_count=500, verification="corroborated", places=[places["dandong"]])
     make_incident(people_count=80, verification="alleged", places=[places["dandong"]])

@@ -295,7 +295,11 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     assert "<dd>about 500</dd>" in page
     assert "<dt>Sources say</dt><dd>300–500: 1 source says 300, 1 says 500</dd>" in page
     assert "about 500 were sent back" in page
-    assert f"Incident Tracker, {record.public_id}, version {record.version}, retrieved" in page
+    # With the page's address: an id and a date alone did not tell a reader of the citation where to look.
+    permalink = f"http://testserver/incidents/{record.public_id}/"
+    assert f"Incident Tracker, {record.public_id}, version {record.version}, {permalink}, retrieved" in page
+    korean = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
+    assert f"사건 기록부, {record.public_id}, 버전 {record.version}, http://testserver/ko/incidents/" in korean
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
 
 
@@ -740,6 +744,33 @@ def test_downloads_hold_exactly_the_filtered_incidents_with_their_page_urls(reco
     assert feature["geometry"] == {"type": "Point", "coordinates": [128.5, 41.5]}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("prefix", ["", "/ko"])
+def test_the_pages_offer_a_csv_that_excel_reads_korean_from(prefix):
+    # Excel opens a UTF-8 file without a byte order mark in the Windows code page: a Korean
+    # reader's download showed "íƒˆë¶ë¯¼" for 탈북민, and the pages offered no other file.
+    incident = make_incident(title="탈북민 40명 강제북송", places=[make_place(name="투먼", country="CN")])
+    client = Client()
+    browse = client.get(f"{prefix}/", {"country": "CN"}).content.decode()
+    links = re.findall(r'href="([^"]*incidents\.csv[^"]*)"', html.unescape(browse))
+    assert links == [f"{prefix}/incidents.csv?country=CN", f"{prefix}/incidents.csv?country=CN&bom=1"]
+    page = client.get(f"{prefix}/incidents/{incident.public_id}/").content.decode()
+    single = f"{prefix}/incidents/{incident.public_id}.csv"
+    assert re.findall(r'href="([^"]*\.csv[^"]*)"', page) == [single, f"{single}?bom=1"]
+    for plain in (links[0], single):
+        assert _bytes(client.get(plain)).startswith(b"public_id,")
+    for address in (links[1], f"{single}?bom=1"):
+        content = _bytes(client.get(address))
+        assert content.startswith(b"\xef\xbb\xbfpublic_id,")
+        (row,) = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+        assert row["title"] == "탈북민 40명 강제북송" and row["places"] == "투먼"
+
+
+def _bytes(response) -> bytes:
+    assert response.status_code == 200, response
+    return b"".join(response.streaming_content)
+
+
 @pytest.mark.parametrize(("incidents", "truncated", "statements"), [(7, True, 3), (5, False, 3), (3, False, 2)])
 def test_the_geojson_download_reads_its_newest_incidents_a_few_a_statement(
     incidents, truncated, statements, monkeypatch, django_assert_num_queries
@@ -788,6 +819,38 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
     assert not chart["timeline"] and chart["text"]["incidents"] == "사건"
     # Embedded as JSON data, which no browser runs as a script.
     assert '<script id="chart-data" type="application/json">' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_statistics_by_year_count_an_incident_over_two_years_apart_and_say_so():
+    # Filtered on 2023, the table counted an incident of 2022-2023 under 2022 and not under 2023,
+    # where the list's year facet counted it in both: "2023: 19" on one page, "2023 (20)" on the
+    # other, with nothing saying why.
+    make_incident(date_start=date(2022, 1, 1), date_end=date(2023, 12, 31), date_precision="year")
+    make_incident(date_start=date(2023, 5, 2), date_end=date(2023, 5, 2))
+    dates = {"date_from": "2023-01-01", "date_to": "2023-12-31"}
+    client = Client()
+    page = client.get("/statistics/", {"group_by": "year", **dates}).content.decode()
+    assert re.findall(r'<th scope="row">([^<]+)</th>\s*<td class="number">(\d+)</td>', page) == [
+        ("2023", "1"),
+        ("Over more than one year", "1"),
+        ("All (each incident once)", "2"),
+    ]
+    assert "Each incident counts once: in the year its dates lie in" in page
+    embedded = client.get("/ko/embed/statistics/", {"group_by": "year"}).content.decode()
+    assert '<th scope="row">두 해 이상에 걸침</th>' in embedded and "여러 해에 걸치면" in embedded
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', embedded).group(1))
+    assert chart["labels"][-1] == "두 해 이상에 걸침"
+    assert chart["periods"] == len(chart["labels"]) - 1  # the line of people stops at the last year
+    assert "in the month its dates lie in" in client.get("/statistics/", {"group_by": "month"}).content.decode()
+    assert "lie in" not in client.get("/statistics/", {"group_by": "country"}).content.decode()
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    (group_by,) = [
+        parameter
+        for parameter in schema["paths"]["/api/v1/incidents/stats/"]["get"]["parameters"]
+        if parameter["name"] == "group_by"
+    ]
+    assert "in the year or month its whole date range lies in" in group_by["description"]
 
 
 @pytest.mark.parametrize(
@@ -956,3 +1019,27 @@ def test_every_catalog_is_compiled_so_no_machine_needs_gettext(settings):
     catalogs = list(Path(settings.LOCALE_PATHS[0]).glob("*/LC_MESSAGES/django.po"))
     assert catalogs
     assert [catalog for catalog in catalogs if not catalog.with_suffix(".mo").exists()] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "dates, english, korean",
+    [
+        # Several whole months read as their first month alone ("July 2021"), several years as the
+        # first year, and an unknown date lost the years it lies in, which the date filter reads.
+        ((date(2021, 7, 1), date(2021, 9, 30), "month"), "July 2021 – September 2021", "2021년 7월 – 2021년 9월"),
+        ((date(2021, 7, 1), date(2021, 7, 31), "month"), "July 2021", "2021년 7월"),
+        ((date(2019, 1, 1), date(2020, 12, 31), "year"), "2019 – 2020", "2019 – 2020"),
+        ((date(2019, 1, 1), date(2019, 12, 31), "year"), "2019", "2019"),
+        ((date(2018, 3, 1), date(2022, 12, 31), "unknown"), "Date unknown (2018 – 2022)", "날짜 미상 (2018 – 2022)"),
+        ((date(2023, 2, 1), date(2023, 11, 30), "unknown"), "Date unknown (2023)", "날짜 미상 (2023)"),
+    ],
+)
+def test_the_pages_say_an_incidents_whole_date_range_never_only_its_start(dates, english, korean):
+    start, end, precision = dates
+    incident = make_incident(title="Dated incident", date_start=start, date_end=end, date_precision=precision)
+    for prefix, label in (("", english), ("/ko", korean)):
+        page = Client().get(f"{prefix}/incidents/{incident.public_id}/").content.decode()
+        assert f"<dd>{label}</dd>" in page
+        browse = Client().get(f"{prefix}/").content.decode()
+        assert f">{label}</td>" in browse

@@ -105,6 +105,30 @@ class TestMakingAndReadingReleases:
         codebook = files["codebook.md"].decode()
         assert "| `date_start` | date (required) | First day of the range the incident lies in. |" in codebook
         assert "`at_least`: At least" in codebook
+        # A claim's figures are the source's, not the analysts': "People count min." did not say so.
+        assert "| `people_count_min` | integer | The lowest figure the source gives. |" in codebook
+        assert "| `date_start` | date | First day of the dates the source gives; empty if none. |" in codebook
+
+    def test_a_list_cell_reads_back_as_its_names_even_a_name_holding_the_separator(self, reviewer, published):
+        # "Kirin; Chi-lin" is one alternate name: written bare, the cell read as three names, and the
+        # codebook said both "comma-separated" (the admin form's hint) and "Separated by '; '".
+        names = ["吉林省", "Kirin; Chi-lin", 'The "old" name', " spaced "]
+        place = published.places.get()
+        place.alternate_names = names
+        place.save()
+        organization = make_organization(name="State Security", aliases=["MSS; Bowibu", "보위부"])
+        files = files_of(release(reviewer))
+
+        def names_in(cell: str) -> list[str]:
+            return next(csv.reader([cell], delimiter=";", skipinitialspace=True))
+
+        (released_place,) = rows(files["places.csv"])
+        assert names_in(released_place["alternate_names"]) == names
+        (released,) = [row for row in rows(files["organizations.csv"]) if row["id"] == str(organization.pk)]
+        assert names_in(released["aliases"]) == ["MSS; Bowibu", "보위부"]
+        codebook = files["codebook.md"].decode()
+        assert "comma-separated" not in codebook
+        assert "read the cell as a CSV line whose separator is ';'" in codebook
 
     def test_a_directory_it_cannot_write_is_refused_before_anything_is_released(self, reviewer, published, tmp_path):
         blocked = tmp_path / "a file, not a directory"

@@ -238,7 +238,13 @@ class ResponseViewSet(ResourceViewSet):
 
 
 class StatsQuerySerializer(serializers.Serializer):
-    group_by = serializers.ChoiceField(choices=GROUPINGS)
+    group_by = serializers.ChoiceField(
+        choices=GROUPINGS,
+        help_text="`year` and `month` count each incident once: in the year or month its whole date range lies in, "
+        "or, where it runs over more than one (2022-2023; a Year, by month; an unknown date), in the group null "
+        '("Over more than one year", "Over more than one month"). `country` and `perpetrator` count it in '
+        "each of its groups; `total` counts it once.",
+    )
 
 
 class StatsFiguresSerializer(serializers.Serializer):
@@ -249,7 +255,11 @@ class StatsFiguresSerializer(serializers.Serializer):
 
 
 class StatsGroupSerializer(StatsFiguresSerializer):
-    group = serializers.CharField(allow_null=True, help_text="2023, 2023-08, CN, a type's slug, an organization id.")
+    group = serializers.CharField(
+        allow_null=True,
+        help_text="2023, 2023-08, CN, a type's slug, an organization id; null: dated over more than one year or "
+        "month, or no country or perpetrator recorded.",
+    )
     label = serializers.CharField()
 
 

@@ -24,11 +24,11 @@ from incidents.access import (
     record_confidential_access,
     record_list_access,
 )
-from incidents.csv_views import incidents_csv_response
+from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
-from incidents.statistics import GROUPINGS
+from incidents.statistics import GROUPINGS, no_group_label
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
 # each facet is counted without the filters its values set (`selectors.FACET_FILTERS`).
@@ -255,7 +255,13 @@ def incident(request, public_id: str):
     return render(
         request,
         "public/incident.html",
-        {"page": page, "incident": page.incident, "retrieved": datetime.now(UTC).date()},
+        {
+            "page": page,
+            "incident": page.incident,
+            # The citation says where the page is: an id and a date alone do not lead a reader to it.
+            "permalink": request.build_absolute_uri(reverse("public:incident", args=[page.incident.public_id])),
+            "retrieved": datetime.now(UTC).date(),
+        },
     )
 
 
@@ -266,7 +272,11 @@ def incident_csv(request, public_id: str):
     if not incidents.exists():
         raise Http404(_("No such incident."))
     return incidents_csv_response(
-        incidents, request, export_filters={"public_id": public_id}, page_url_prefix=_page_url_prefix(request)
+        incidents,
+        request,
+        export_filters={"public_id": public_id},
+        bom=bom_requested(request.GET),
+        page_url_prefix=_page_url_prefix(request),
     )
 
 
@@ -283,7 +293,11 @@ def incidents_csv(request):
     except ValidationError as error:
         return _bad_filters(request, error)
     return incidents_csv_response(
-        incidents, request, export_filters=dict(request.GET.lists()), page_url_prefix=_page_url_prefix(request)
+        incidents,
+        request,
+        export_filters=dict(request.GET.lists()),
+        bom=bom_requested(request.GET),
+        page_url_prefix=_page_url_prefix(request),
     )
 
 
@@ -323,6 +337,7 @@ def _statistics_context(request) -> dict:
         "chart": _chart(table),
         "group_by": group_by,
         "group_label": _GROUPING_LABELS[group_by],
+        "no_group_label": _(no_group_label(group_by)),
         "groupings": [(grouping, _GROUPING_LABELS[grouping]) for grouping in GROUPINGS],
     }
 
@@ -367,7 +382,10 @@ def _chart(table: dict) -> dict:
     rows = _timeline_rows(table["results"], table["group_by"]) if timeline else table["results"]
     return {
         "timeline": timeline,
-        "labels": [_("Not recorded") if row["group"] is None else row["label"] for row in rows],
+        # The rows that are years or months: those after them (incidents over more than one) stand
+        # apart, which the line of people must not join to the last period.
+        "periods": sum(row["group"] is not None for row in rows) if timeline else 0,
+        "labels": [_(no_group_label(table["group_by"])) if row["group"] is None else row["label"] for row in rows],
         "incidents": [row["incidents"] for row in rows],
         "people": [row["people_count"] for row in rows],
         "low": [row["people_count_min"] for row in rows],

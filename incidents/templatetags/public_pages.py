@@ -31,24 +31,29 @@ def type_name_filter(name: str) -> str:
 
 @register.filter
 def dates(record) -> str:
-    """The incident's (or claim's) date range at its precision, in the active language."""
+    """The incident's (or claim's) date range at its precision, in the active language: the whole
+    range, never only its start, as the stored `date_label` says it. A Month may be several whole
+    months and a Year several years (July to September 2021 read "July 2021"), and an unknown date
+    still lies in the years recorded, which the date filter reads."""
     start, end = record.date_start, record.date_end
     if start is None:
         return ""
+    end = end or start
     precision = getattr(record, "date_precision", DatePrecision.DAY if start == end else DatePrecision.RANGE)
     if precision == DatePrecision.MONTH:
-        return formats.date_format(start, "YEAR_MONTH_FORMAT")
+        return _span(start, end, "YEAR_MONTH_FORMAT")
     if precision == DatePrecision.YEAR:
-        return formats.date_format(start, "Y")
+        return _span(start, end, "Y")
     if precision == DatePrecision.UNKNOWN:
-        return _("Date unknown")
-    if start == end or end is None:
-        return formats.date_format(start, "DATE_FORMAT")
-    label = _("%(start)s – %(end)s") % {
-        "start": formats.date_format(start, "DATE_FORMAT"),
-        "end": formats.date_format(end, "DATE_FORMAT"),
-    }
+        return _("Date unknown (%(years)s)") % {"years": _span(start, end, "Y")}
+    label = _span(start, end, "DATE_FORMAT")
     return _("week of %(dates)s") % {"dates": label} if precision == DatePrecision.WEEK else label
+
+
+def _span(start, end, date_format: str) -> str:
+    """The two dates in `date_format`, or one where that format says them alike (a Month within one month)."""
+    first, last = formats.date_format(start, date_format), formats.date_format(end, date_format)
+    return first if first == last else _("%(start)s – %(end)s") % {"start": first, "end": last}
 
 
 @register.filter

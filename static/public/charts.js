@@ -101,7 +101,10 @@
     order: 2,
   };
   var best = timeline
-    ? { type: "line", label: data.text.people, data: data.people, borderColor: ink, backgroundColor: ink, order: 1 }
+    ? { type: "line", label: data.text.people, data: data.people, borderColor: ink, backgroundColor: ink, order: 1,
+        // The incidents over more than one year or month follow the periods: their point stands
+        // alone, not joined to the last period's as if they had happened after it.
+        segment: { borderColor: function (context) { return context.p1DataIndex >= data.periods ? "transparent" : undefined; } } }
     : { type: "bar", label: data.text.people, data: data.people, backgroundColor: ink, grouped: false, barPercentage: 0.45, order: 1 };
   var people = { type: "bar", data: { labels: data.labels, datasets: [best, range] }, options: options() };
   draw("chart-people", people);
