@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.apps import apps
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import DEFAULT_DB_ALIAS, connection, models
 from django.db.models import Case, Count, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, JSONObject
 from django.db.models.lookups import GreaterThanOrEqual
 
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
@@ -399,6 +400,30 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
         return {
             name: Subquery(claims.annotate(value=span).values("value")) for name, span in claim_people_span().items()
         }
+
+    def with_claim_figures(self, user) -> "IncidentQuerySet":
+        """`with_claim_range`, and `claim_figures`: each figure the claims `user` may see give, as
+        the source gave it (`people_count`, `people_count_min`, `people_count_max`,
+        `count_qualifier`, with its `source_id`), for saying what the sources say ("about 500",
+        "at least 40") rather than the bare span, which read an "about 500" as exactly 500. In
+        the same query, one subquery more per incident; claims giving no figure are left out."""
+        claims = (
+            self.model._meta.get_field("claims")
+            .related_model.objects.disclosed_to(user)
+            .filter(incident=OuterRef("pk"))
+            .filter(
+                Q(people_count__isnull=False) | Q(people_count_min__isnull=False) | Q(people_count_max__isnull=False)
+            )
+            .order_by("pk")
+        )
+        figures = JSONObject(
+            source_id="source_id",
+            people_count="people_count",
+            people_count_min="people_count_min",
+            people_count_max="people_count_max",
+            count_qualifier="count_qualifier",
+        )
+        return self.with_claim_range(user).annotate(claim_figures=ArraySubquery(claims.values(json=figures)))
 
     def _claims_with_origins(self, user):
         """The claims `user` may see of the outer incident, each with `origin`: its source's origin

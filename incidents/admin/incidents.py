@@ -57,6 +57,7 @@ from incidents.services import (
     may_publish,
 )
 from incidents.templatetags.public_pages import people as people_label
+from incidents.templatetags.public_pages import sources_say
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
 FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
@@ -566,7 +567,7 @@ class IncidentAdmin(
         # Only the change page shows the range the sources report and their origins; the list need
         # not pay for them.
         if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
-            incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
+            incidents = incidents.with_claim_figures(request.user).with_corroboration(request.user)
         elif _lists_in_review(request):
             incidents = incidents.with_submitted_at(request.user)
         return incidents
@@ -629,13 +630,17 @@ class IncidentAdmin(
 
     @admin.display(description="Sources say")
     def claim_range(self, incident):
-        low = getattr(incident, "claim_people_min", None)
-        high = getattr(incident, "claim_people_max", None)
-        if low is None and high is None:
-            return "No source gives a figure yet."
-        if low == high:
-            return f"{low:,} people, according to every source that gives a figure."
-        return f"From {low:,} to {high:,} people, depending on the source."
+        # What the saved claims the reader may see say, qualifiers and all, as the public page says
+        # it: "500 people, according to every source" read an "about 500" as exactly 500.
+        if getattr(incident, "claim_figures", None) is None:
+            # The add page, also when it comes back with the claims typed but not saved (a refused
+            # save): "No source gives a figure yet" there denied the figures typed below.
+            return "Summed up once the incident and its claims are saved."
+        said = sources_say(incident) or "No source gives a figure yet."
+        if getattr(incident, "claims_typed_unsaved", False):
+            # A refused save of the change page shows the claims as typed; this, as saved.
+            return f"As saved, before the changes below: {said}"
+        return said
 
     @admin.display(description="Corroboration")
     def corroboration(self, incident):
@@ -681,6 +686,10 @@ class IncidentAdmin(
         if obj is not None and request.method == "GET":
             self.tell_about_pending_revisions(request, obj)
             self.tell_about_waiting_duplicate_pairs(request, obj)
+        if obj is not None and request.method == "POST":
+            # Re-shown after a refused save: the inlines hold what was typed, the summary of the
+            # claims (claim_range) what is saved.
+            obj.claims_typed_unsaved = True
         if obj is not None:
             context["review_actions"] = [
                 (action.name, action.description)
