@@ -842,6 +842,17 @@ def _refuse_nul(record: "_Record", header: list[str]) -> None:
             )
 
 
+# A C1 control character (U+0080-U+009F) not following what a UTF-8 lead or continuation byte
+# reads as in Latin-1: alone, it is no misreading but a character a name may hold, as the export
+# writes it ("\x85Tumen", tests/test_csv_round_trip.py), and `is_bad` would refuse the file an
+# export of it makes. After such a character ("Ã\x89", "â\x80\x99") it is part of one.
+_LONE_C1_CONTROL = re.compile("(?<![\xc2-\xf4\x80-\xbf])[\x80-\x9f]")
+
+
+def _looks_misread(text: str) -> bool:
+    return is_bad(_LONE_C1_CONTROL.sub("", text))
+
+
 def _refuse_misread(record: "_Record", header: list[str]) -> None:
     """Text misread once already: a UTF-8 file opened as Windows-1252 and saved again as UTF-8 holds
     "â€™" for an apostrophe, "Ã©" for "é" and "ë¶í•œ" for "북한", and so does a Windows-1252 file
@@ -854,8 +865,8 @@ def _refuse_misread(record: "_Record", header: list[str]) -> None:
     character outside ASCII, so only cells with one are searched: one search over a whole 50 MB file
     took 30 s, the cells of 100,000 rows of names 3 s."""
     for name, cell in zip(header, record.cells, strict=False):
-        if not cell.isascii() and is_bad(cell):
-            word = next((word for word in cell.split() if is_bad(word)), cell)[:30]
+        if not cell.isascii() and _looks_misread(cell):
+            word = next((word for word in cell.split() if _looks_misread(word)), cell)[:30]
             raise _InvalidFile(
                 RowError(
                     record.line,

@@ -1053,6 +1053,14 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
             # Serves following a merged incident to its survivor and the survivor's merges: the few
             # merged incidents only.
             models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="incident_merged_into"),
+            # Serves the duplicate pairs' visibility for staff without Confidential access: the
+            # incidents hidden from them (`hidden_from`), a few in a hundred, read from the index
+            # alone (5 ms at 200,000 incidents, where reading the table took 100-200 ms).
+            models.Index(
+                fields=["id"],
+                condition=Q(confidential=True) | Q(merged_into__isnull=False),
+                name="incident_hidden_from_staff",
+            ),
             # Serves the admin Home's count of incidents waiting for review, a small part of the table.
             models.Index(fields=["id"], condition=Q(review_state="in_review"), name="incident_in_review"),
             # Serves the public's view (published, not confidential, not merged: `visible_to`), newest
