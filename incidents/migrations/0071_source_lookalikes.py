@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0068_claim_source_connection_help"),
+        ("incidents", "0070_incident_hidden_from_staff_index"),
     ]
 
     operations = [
