@@ -23,6 +23,8 @@ from drf_spectacular.utils import extend_schema_field
 
 from incidents.models import (
     Claim,
+    DuplicateDecision,
+    Incident,
     IncidentPlace,
     IncidentType,
     Involvement,
@@ -363,6 +365,62 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)
+
+
+def _said_of_either_incident(name: str, label: str) -> django_filters.Filter:
+    """The incident list's filter `name`, for a filter set of pairs of incidents: the same values,
+    checks and schema (its method applies it to incidents, `DuplicatePairFilterSet.filter_queryset`)."""
+    incident_filter = copy.deepcopy(IncidentFilterSet.declared_filters[name])
+    incident_filter.label = label
+    return incident_filter
+
+
+class DuplicatePairFilterSet(django_filters.FilterSet):
+    """The duplicate pairs' filters, for the API's list and the admin's queue. A pair is in a
+    country when one of its incidents is, and in a date range when one of its incidents is (either
+    one, as the admin's separate list filters say it), as the incident list means it: its own
+    filters select those incidents, so the two lists cannot come to differ."""
+
+    WAITING = "waiting"
+    # Each condition said of one incident of the pair; a date range's two ends of the same one.
+    INCIDENT_CONDITIONS = (("country",), ("date_from", "date_to"))
+
+    decision = django_filters.ChoiceFilter(
+        choices=[(WAITING, "Waiting (not reviewed, or the same and not merged)"), *DuplicateDecision.choices],
+        method="filter_decision",
+        label="Only the pairs so decided; waiting: those not reviewed, or decided the same and not merged yet",
+    )
+    country = _said_of_either_incident("country", "Country (ISO 3166-1 alpha-2) of a place of either incident")
+    date_from = _said_of_either_incident("date_from", "Either incident overlaps dates from (YYYY-MM-DD)")
+    date_to = _said_of_either_incident("date_to", "Either incident overlaps dates up to (YYYY-MM-DD)")
+
+    # The incident list's methods of those filters, run on incidents.
+    filter_country = IncidentFilterSet.filter_country
+    filter_date_from = IncidentFilterSet.filter_date_from
+    filter_date_to = IncidentFilterSet.filter_date_to
+
+    class Meta:
+        fields = []
+        form = IncidentFilterForm
+
+    def filter_decision(self, pairs, name, value):
+        return pairs.waiting() if value == self.WAITING else pairs.filter(decision=value)
+
+    def filter_queryset(self, queryset):
+        """The pairs of `queryset` that the filters select: the incident filters select incidents
+        (any: `queryset` holds only pairs of two incidents the reader may see), the pairs one of them."""
+        incident_filters = {name for condition in self.INCIDENT_CONDITIONS for name in condition}
+        values = self.form.cleaned_data
+        for name, value in values.items():
+            if name not in incident_filters:
+                queryset = self.filters[name].filter(queryset, value)
+        for condition in self.INCIDENT_CONDITIONS:
+            incidents = Incident.objects.all()
+            for name in condition:
+                incidents = self.filters[name].filter(incidents, values.get(name))
+            if incidents.query.has_filters():
+                queryset = queryset.with_an_incident_in(incidents)
+        return queryset
 
 
 class IncidentWithdrawalFilterSet(django_filters.FilterSet):

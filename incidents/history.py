@@ -10,6 +10,8 @@ themselves.
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django.apps import apps
@@ -29,6 +31,7 @@ from incidents.models import (
     Incident,
     IncidentMerge,
     IncidentRevision,
+    Response,
     Source,
 )
 from incidents.querysets import can_see_confidential, can_see_unpublished, claim_states_disclosed_to, limit_to_visible
@@ -100,10 +103,12 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     incident the user may not see. What is left out is left out of the query, so that neither a
     page's count nor its pagination tells of it; and so are those of merges with an incident the
     user may not see (`IncidentMergeQuerySet.visible_to`: its note, its record). The caller has
-    already checked, through `visible_to`, that the user may see `obj`. Runs one query (four for
-    an incident seen without Confidential access)."""
+    already checked, through `visible_to`, that the user may see `obj`; what it held while it was
+    hidden from them (`hidden_periods`) is left out. Runs one query (four for an incident seen
+    without Confidential access; a response's, four)."""
     if not isinstance(obj, Incident):
-        return _without_confidential_states(Events.objects.tracks(obj), user).order_by(*HISTORY_ORDERING)
+        events = _outside_hidden_periods(Events.objects.tracks(obj), obj, user)
+        return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
     # A merge names both incidents (and its note tells of the other): only merges this reader may
     # see, both incidents by their own state as the merges' list shows them. The merged incident's
@@ -163,13 +168,40 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         events = events.alias(event_source=event_source).exclude(
             models.Q(pgh_obj_model=Claim._meta.label) & models.Q(event_source__in=hidden_sources)
         )
-        # What its claims, places, victim groups and involvements were while the incident itself
-        # was confidential (made public since, the informant's family taken out of a victim group's
-        # description first, say): hidden with it.
-        for start, end in confidential_periods(obj):
-            during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
-            events = events.exclude(during & ~models.Q(pgh_obj_model=Incident._meta.label))
+        events = _outside_hidden_periods(events, obj, user)
     return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
+
+
+def hidden_periods(subject: models.Model, user) -> list[tuple[datetime, datetime | None]]:
+    """When `subject` was hidden from `user` as a whole, oldest first (None: it still is): what its
+    history recorded then is not theirs to read, though they may see it now. An incident while it
+    was confidential (made public since, the informant's family taken out of a victim group's
+    description first, say); a response while every incident it concerned was (a statement naming
+    the informant, redacted before it was linked to a public incident). Records whose own
+    `confidential` hides them need none: `_without_confidential_states` reads their states."""
+    if can_see_confidential(user):
+        return []
+    if isinstance(subject, Incident):
+        return confidential_periods(subject)
+    if isinstance(subject, Response):
+        return _response_hidden_periods(subject)
+    return []
+
+
+def _kept_in_hidden_periods(subject: models.Model) -> tuple[str, ...]:
+    """The records (`pgh_obj_model`) on `subject`'s history whose events its `hidden_periods` do not
+    hide: an incident's own (and a merged one's), whose recorded states say themselves when it was
+    confidential (`_without_confidential_states`). A response's own say nothing of its incidents."""
+    return (Incident._meta.label,) if isinstance(subject, Incident) else ()
+
+
+def _outside_hidden_periods(events: models.QuerySet, subject: models.Model, user) -> models.QuerySet:
+    """`events` without those recorded while `subject` was hidden from `user` (`hidden_periods`)."""
+    kept = models.Q(pgh_obj_model__in=_kept_in_hidden_periods(subject))
+    for start, end in hidden_periods(subject, user):
+        during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
+        events = events.exclude(during & ~kept)
+    return events
 
 
 def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | None]]:
@@ -177,36 +209,98 @@ def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | 
     the change that made it confidential (or created it so) until that of the change that made it
     public (None: it still is). One query, kept on the incident for the rest of the request."""
     if not hasattr(incident, "_confidential_periods"):
-        periods, start = [], None
         states = (
             Incident.pgh_event_model.objects.filter(pgh_obj_id=incident.pk)
             .order_by("pgh_id")
             .values_list("pgh_created_at", "confidential")
         )
-        for at, confidential in states:
-            if confidential and start is None:
-                start = at
-            elif not confidential and start is not None:
-                periods.append((start, at))
-                start = None
-        incident._confidential_periods = [*periods, *([(start, None)] if start is not None else [])]
+        incident._confidential_periods = _periods(states)
     return incident._confidential_periods
 
 
+def _response_hidden_periods(response: Response) -> list[tuple[datetime, datetime | None]]:
+    """When `response` concerned incidents and none a reader without Confidential access sees (each
+    confidential or merged: `ResponseQuerySet.visible_to`), by its recorded links and their
+    incidents' recorded states, oldest first: from the time of the change after which it was so
+    until that of the change after which it was not (None: it still is). A link or an incident with
+    no recorded history (demo data records none) counts as it is now; an incident before its first
+    recorded state, as that state. Three queries, kept on the response for the rest of the request."""
+    if hasattr(response, "_hidden_periods"):
+        return response._hidden_periods
+    links = Response.incidents.through
+    current = links.objects.filter(response=response).values_list(
+        "incident_id", "incident__confidential", "incident__merged_into_id"
+    )
+
+    def shown(confidential: bool, merged_into: int | None) -> bool:
+        return not confidential and merged_into is None
+
+    seen = {incident: shown(confidential, merged) for incident, confidential, merged in current}
+    recorded_links = list(
+        links.pgh_event_model.objects.filter(response_id=response.pk)
+        .order_by("pgh_id")
+        .values_list("pgh_created_at", "pgh_label", "incident_id")
+    )
+    first_link_event = {incident: label for _, label, incident in reversed(recorded_links)}
+    # Linked before anything was recorded: a link with no event, or whose first event removed it.
+    linked = {incident for incident in seen if incident not in first_link_event}
+    linked |= {incident for incident, label in first_link_event.items() if label == "delete"}
+    states = list(
+        Incident.pgh_event_model.objects.filter(pgh_obj_id__in=[*first_link_event, *seen])
+        .order_by("pgh_id")
+        .values_list("pgh_created_at", "pgh_obj_id", "confidential", "merged_into_id")
+    )
+    seen |= {incident: shown(confidential, merged) for _, incident, confidential, merged in reversed(states)}
+    changes = sorted(
+        [(at, "link", label, incident) for at, label, incident in recorded_links]
+        + [(at, "state", incident, shown(confidential, merged)) for at, incident, confidential, merged in states],
+        key=itemgetter(0),
+    )
+
+    def hidden_now() -> bool:
+        return bool(linked) and not any(seen.get(incident, False) for incident in linked)
+
+    hidden = [(datetime.min.replace(tzinfo=UTC), hidden_now())]
+    # The changes of one transaction share its time: the response is as all of them left it.
+    for at, together in groupby(changes, key=itemgetter(0)):
+        for _, kind, first, second in together:
+            if kind == "state":
+                seen[first] = second
+            elif first == "insert":
+                linked.add(second)
+            else:
+                linked.discard(second)
+        hidden.append((at, hidden_now()))
+    response._hidden_periods = _periods(hidden)
+    return response._hidden_periods
+
+
+def _periods(states) -> list[tuple[datetime, datetime | None]]:
+    """The periods in which `states`, (time, hidden) oldest first, said hidden: from the first time
+    of each run until the first time it said not (None: it still does)."""
+    periods, start = [], None
+    for at, hidden in states:
+        if hidden and start is None:
+            start = at
+        elif not hidden and start is not None:
+            periods.append((start, at))
+            start = None
+    return [*periods, *([(start, None)] if start is not None else [])]
+
+
 def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tuple[str, int]]:
-    """The events (by event model and id) of `subject`'s records (not the incident's own) whose state
-    before was recorded while the incident was confidential, for a reader without Confidential
-    access: their diffs' values before are those of a state `history_visible_to` hides from them.
-    One query per kind of record with such an event on the page, none for an incident never
-    confidential."""
-    if not isinstance(subject, Incident) or can_see_confidential(user):
-        return set()
-    periods = confidential_periods(subject)
+    """The events (by event model and id) on `subject`'s history whose state before was recorded
+    while `subject` was hidden from the reader (`hidden_periods`; not the incident's own, which
+    `_kept_in_hidden_periods`): their diffs' values before are those of a state
+    `history_visible_to` hides from them. One query per kind of record with such an event on the
+    page, none for a record never hidden."""
+    periods = hidden_periods(subject, user)
     if not periods:
         return set()
+    kept = _kept_in_hidden_periods(subject)
     wanted = defaultdict(list)
     for event in events:
-        if event.pgh_diff and event.pgh_obj_model != Incident._meta.label:
+        if event.pgh_diff and event.pgh_obj_model not in kept:
             wanted[event.pgh_model].append(event.pgh_id)
     found = set()
     for label, ids in wanted.items():
@@ -420,8 +514,8 @@ class _Reader:
     def before_hidden(self, model: type[models.Model], event) -> bool:
         """Whether the state before `event` is one this reader is not shown (`history_visible_to`):
         it made a confidential record public, gave a claim a source they see in place of one they
-        do not, or changed a record last recorded while the incident was confidential. Its diff's
-        values before would show what that state held."""
+        do not, or changed a record last recorded while the page's incident or response was hidden
+        from them (`hidden_periods`). Its diff's values before would show what that state held."""
         if self.sees_confidential or not event.pgh_diff:
             return False
         if event.pgh_diff.get("confidential") == [True, False] or (event.pgh_model, event.pgh_id) in (

@@ -30,7 +30,7 @@ import functools
 import gc
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -74,10 +74,12 @@ from incidents.querysets import DuplicateCandidate, possible_duplicates_among
 from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
+    comparable_titles,
     incident_update,
     incidents_bulk_create,
     incidents_bulk_validate,
     may_publish,
+    sources_titled_alike,
     validation_errors,
     workflow_errors,
 )
@@ -415,6 +417,10 @@ class _Names:
         """The record as the file should name it."""
         return csv_list_item(str(record))
 
+    def missing_key(self, name: str) -> str:
+        """What two spellings of one new record's name share, so that create_missing makes it once."""
+        return name.casefold()
+
 
 def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
     """Of `records`, found by `name` case-insensitively, the one whose `field_name` is `name` as
@@ -522,19 +528,36 @@ class _Places(_Names):
 
 
 class _Sources(_Names):
-    """By `Title [#ID]` (the id decides; the title must agree), or by a title only one has."""
+    """By `Title [#ID]` (the id decides; the title must agree), or by a title only one has. A title
+    none has as written, but that looks like the title of one the user may see (`alike`:
+    services.sources_titled_alike, a curly apostrophe for a straight one), is refused naming it,
+    rather than taken for another source, which create_missing made a second copy of."""
 
     kind = "source"
 
-    def __init__(self, sources: Iterable[Source]):
+    def __init__(self, sources: Iterable[Source], alike: Mapping[str, list[Source]], comparable: Mapping[str, str]):
         sources = list(sources)
         super().__init__((source, [source.title]) for source in sources)
         self.by_id = {source.pk: source for source in sources}
+        self.alike = alike
+        self.comparable = comparable
+
+    def missing_key(self, name: str) -> str:
+        # As titles compare (services.comparable_titles): a file naming a new article once with a
+        # curly apostrophe and once with a straight one made it twice.
+        return self.comparable.get(name, name.casefold())
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         title = item.names[-1]
         if item.source_id is None:
-            return self.named(title), ""
+            named = self.named(title)
+            if named or not self.alike.get(title):
+                return named, ""
+            return [], (
+                f"No source is titled {str(item)!r}, but it looks like "
+                f"{', '.join(self.describe(source) for source in self.alike[title])}: write that to cite it, "
+                "or add the new source in the admin first (it asks you to confirm that it is another)."
+            )
         source = self.by_id.get(item.source_id)
         if source is None:
             return [], f"No source #{item.source_id} that you may see ({item})."
@@ -819,6 +842,17 @@ def _refuse_nul(record: "_Record", header: list[str]) -> None:
             )
 
 
+# A C1 control character (U+0080-U+009F) not following what a UTF-8 lead or continuation byte
+# reads as in Latin-1: alone, it is no misreading but a character a name may hold, as the export
+# writes it ("\x85Tumen", tests/test_csv_round_trip.py), and `is_bad` would refuse the file an
+# export of it makes. After such a character ("Ã\x89", "â\x80\x99") it is part of one.
+_LONE_C1_CONTROL = re.compile("(?<![\xc2-\xf4\x80-\xbf])[\x80-\x9f]")
+
+
+def _looks_misread(text: str) -> bool:
+    return is_bad(_LONE_C1_CONTROL.sub("", text))
+
+
 def _refuse_misread(record: "_Record", header: list[str]) -> None:
     """Text misread once already: a UTF-8 file opened as Windows-1252 and saved again as UTF-8 holds
     "â€™" for an apostrophe, "Ã©" for "é" and "ë¶í•œ" for "북한", and so does a Windows-1252 file
@@ -831,8 +865,8 @@ def _refuse_misread(record: "_Record", header: list[str]) -> None:
     character outside ASCII, so only cells with one are searched: one search over a whole 50 MB file
     took 30 s, the cells of 100,000 rows of names 3 s."""
     for name, cell in zip(header, record.cells, strict=False):
-        if not cell.isascii() and is_bad(cell):
-            word = next((word for word in cell.split() if is_bad(word)), cell)[:30]
+        if not cell.isascii() and _looks_misread(cell):
+            word = next((word for word in cell.split() if _looks_misread(word)), cell)[:30]
             raise _InvalidFile(
                 RowError(
                     record.line,
@@ -1159,6 +1193,8 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
     # letters otherwise ("İ" to "i" and a combining dot, PostgreSQL to "i"), and a title missed here
     # was unknown even as written, or made a second time by create_missing.
     folded_titles = RawSQL("SELECT lower(title) FROM unnest(%s::text[]) AS title", [sorted(titles)])
+    # The file's titles as sources' titles are compared, for a title none has as written (_Sources).
+    comparable = comparable_titles(titles)
     sources = (
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
@@ -1170,7 +1206,7 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
         "type": _Types(IncidentType.objects.all()),
         "places": _Places(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country")),
         "perpetrators": _Organizations(Organization.objects.only("pk", "name", "acronym", "aliases")),
-        "sources": _Sources(sources),
+        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable),
     }
 
 
@@ -1203,7 +1239,7 @@ class _NameResolver:
     def __init__(self, indexes: dict[str, _Names], create_missing: bool):
         self.indexes = indexes
         self.create_missing = create_missing
-        # column -> (parent place's id or None, casefolded name) -> record
+        # column -> (parent place's id or None, the name's `missing_key`) -> record
         self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
 
@@ -1282,7 +1318,7 @@ class _NameResolver:
             if problem:
                 return None, problem
         # A new parent has no key yet: the object itself, made once per path, stands for it.
-        key = (None if parent is None else parent.pk or ("new", id(parent)), name.casefold())
+        key = (None if parent is None else parent.pk or ("new", id(parent)), index.missing_key(name))
         if key not in self.missing[column]:
             country_code = index.country_code(name) if column == "places" and parent is None else ""
             record = _new_record(column, name, parent, country_code)

@@ -14,14 +14,19 @@ its author exists.
 
 import copy
 import functools
+import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pghistory
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connection, models, transaction
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import capfirst
@@ -44,6 +49,7 @@ from incidents.models import (
     Verification,
     VersionedModel,
     VictimGroup,
+    comparable_title,
     reaches_itself,
 )
 from incidents.querysets import (
@@ -1288,6 +1294,7 @@ def record_save(
     data: Mapping[str, Any] | None = None,
     many_to_many: Mapping[str, Iterable[models.Model]] | None = None,
     expected_version: int | None = None,
+    another_source_confirmed: bool = False,
 ) -> models.Model:
     """Create (`record` not yet saved) or change a record other than an incident — a source, place,
     organization, incident type or response — with `data` and the links in `many_to_many`, if
@@ -1295,8 +1302,10 @@ def record_save(
     version it was made from (`expected_version`; VersionConflict if the record was saved since),
     as an incident's does. Links to records the user may not see stay as they are: a writer who
     was shown no link (null, or a shorter list) and sends that back does not erase it.
-    Confidentiality changes as `confidentiality_errors` allows. Raises PermissionDenied,
-    RecordNotFound, ValidationError or VersionConflict."""
+    Confidentiality changes as `confidentiality_errors` allows. A new source that looks like one
+    `user` may see (`source_lookalikes`) is refused with SourceLooksLikeAnother unless
+    `another_source_confirmed`. Raises PermissionDenied, RecordNotFound, ValidationError or
+    VersionConflict."""
     model = type(record)
     creating = record._state.adding
     action = "add" if creating else "change"
@@ -1336,6 +1345,10 @@ def record_save(
                 )
             )
         _raise_collected(errors)
+        if creating and isinstance(record, Source) and not another_source_confirmed:
+            lookalikes = source_lookalikes(user=user, source=record)
+            if lookalikes:
+                raise SourceLooksLikeAnother(lookalikes)
         if stored is not None and versioned:
             record.version = stored.version
         if isinstance(record, Source) and stored is not None and stored.confidential != record.confidential:
@@ -1356,6 +1369,127 @@ def record_save(
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
             getattr(record, name).set([*linked, *hidden])
     return record
+
+
+# A Wayback Machine copy's address ends with the archived page's own: web.archive.org/web/<time>/<address>.
+_WAYBACK_COPY = re.compile(r"^(?:https?://)?web\.archive\.org/web/[^/]*/", re.IGNORECASE)
+
+
+def comparable_address(url: str) -> str:
+    """`url` as two entries of one article compare: the archived page's address for a Wayback
+    Machine copy; without its scheme (http and https serve one article), `www.`, fragment,
+    trailing slash and `utm_` parameters (a link shared from a newsletter); its host lowercased.
+    The path and the other parameters stay as written: they may tell two pages apart. "" for "".
+    """
+    address = _WAYBACK_COPY.sub("", url.strip())
+    if not address:
+        return ""
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    host = (parts.hostname or "").removeprefix("www.")
+    if parts.port is not None and parts.port not in (80, 443):
+        host = f"{host}:{parts.port}"
+    query = urlencode(
+        [
+            (name, value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if not name.lower().startswith("utm_")
+        ]
+    )
+    return host + parts.path.rstrip("/") + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class SourceLookalike:
+    """A source already recorded that a new one looks like, and why: `field` is the new source's
+    field that matched (`url`, or `title`)."""
+
+    source: Source
+    field: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"This looks like source #{self.source.pk} “{self.source.title}” ({self.reason}): "
+            "use it, or confirm that this is another source."
+        )
+
+
+class SourceLooksLikeAnother(ValidationError):
+    """A new source refused because it looks like one its writer may see: each message under the
+    field that matched. A ValidationError, so a door that does not offer the confirmation still
+    answers with the reason (a form error, a 400); the API answers 409 naming the sources."""
+
+    def __init__(self, lookalikes: list[SourceLookalike]):
+        self.lookalikes = lookalikes
+        errors = defaultdict(list)
+        for lookalike in lookalikes:
+            errors[lookalike.field].append(lookalike.message)
+        super().__init__(dict(errors))
+
+
+def comparable_titles(titles: Iterable[str]) -> dict[str, str]:
+    """Each of `titles` as `models.comparable_title` compares it, computed by PostgreSQL with the
+    expression the stored titles' index holds, so that both sides are one implementation. One query."""
+    titles = sorted(set(titles))
+    if not titles:
+        return {}
+    query = Source.objects.all().query
+    compiler = query.get_compiler(connection=connection)
+    expression = comparable_title(RawSQL("given.title", [], output_field=models.TextField()))
+    expression_sql, params = expression.resolve_expression(query).as_sql(compiler, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT given.title, {expression_sql} FROM unnest(%s::text[]) AS given(title)", [*params, titles]
+        )
+        return dict(cursor.fetchall())
+
+
+def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, list[Source]]:
+    """Of the sources `user` may see, those whose title compares equal (`comparable_title`: case,
+    quotes and apostrophes, whitespace) to each title of `comparable` (`comparable_titles`' answer),
+    by id; titles with none are left out. A source hidden from `user` is never named: its existence
+    is what it hides. One query; none for no titles."""
+    if not comparable:
+        return {}
+    by_comparable = defaultdict(list)
+    for source in (
+        Source.objects.visible_to(user)
+        .annotate(comparable=comparable_title("title"))
+        .filter(comparable__in=set(comparable.values()))
+        .order_by("pk")
+    ):
+        by_comparable[source.comparable].append(source)
+    return {title: by_comparable[key] for title, key in comparable.items() if key in by_comparable}
+
+
+def source_lookalikes(*, user, source: Source) -> list[SourceLookalike]:
+    """The sources `user` may see that the new `source` may repeat: the same address
+    (`comparable_address`, its `url` or `archive_url` against theirs), or the same title
+    (`comparable_title`) where neither names a publisher other than the other's. Never a source
+    hidden from `user`: warning of it would tell them it exists. Three queries at most."""
+    found: dict[int, SourceLookalike] = {}
+    addresses = {comparable_address(address) for address in (source.url, source.archive_url)} - {""}
+    if addresses:
+        # Narrowed in SQL by what every equal address contains (host and path, in any case), then
+        # compared as a whole here.
+        contains = Q()
+        for address in addresses:
+            core = address.split("?", 1)[0]
+            contains |= Q(url__icontains=core) | Q(archive_url__icontains=core)
+        for candidate in Source.objects.visible_to(user).filter(contains).exclude(pk=source.pk).order_by("pk"):
+            if addresses & {comparable_address(candidate.url), comparable_address(candidate.archive_url)}:
+                found[candidate.pk] = SourceLookalike(candidate, "url", "the same address")
+    titled_alike = sources_titled_alike(user=user, comparable=comparable_titles([source.title]))
+    for candidate in titled_alike.get(source.title, []):
+        publishers = {candidate.publisher_id, source.publisher_id}
+        if candidate.pk in found or candidate.pk == source.pk or len(publishers - {None}) > 1:
+            continue
+        same_publisher = candidate.publisher_id is not None and len(publishers) == 1
+        found[candidate.pk] = SourceLookalike(
+            candidate, "title", "the same title and publisher" if same_publisher else "the same title"
+        )
+    return list(found.values())
 
 
 # What the incidents at a place and at the places inside it show of it: its name, kind and country

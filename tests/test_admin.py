@@ -301,7 +301,7 @@ class TestDataEntry:
 
         page = logged_in(client, analyst).get(change_url(incident)).content.decode()
 
-        assert "From 60 to 100 people, depending on the source." in page
+        assert "60–100: 1 source says 60, 1 says 100" in page
 
     def test_each_claim_is_headed_by_its_source_and_the_incident_people_know(self, client, analyst):
         # "Daily NK report on 1" before: the incident's row key, which no page shows anyone.
@@ -656,19 +656,58 @@ class TestConfidentiality:
         assert "open words" in page
         assert "informant says" not in page and "hidden claim words" not in page
 
-    def test_claim_range_counts_only_visible_claims(self, client, reviewer, confidential_reviewer):
-        incident = make_incident(people_count=80)
-        make_claim(incident=incident, people_count=80)
-        make_claim(incident=incident, people_count=500, confidential=True)
+    def test_sources_say_gives_the_qualifiers_of_only_the_claims_the_reader_may_see(
+        self, client, reviewer, confidential_reviewer
+    ):
+        # "500 people, according to every source" where the sources said "about 500": the bare
+        # span read an estimate as an exact count, and dropped "at least".
+        incident = make_incident(people_count=500, count_qualifier="about")
+        make_claim(incident=incident, people_count=500, count_qualifier="about")
+        make_claim(incident=incident, people_count=500, count_qualifier="about")
+        make_claim(incident=incident, people_count=37, count_qualifier="at_least", confidential=True)
 
-        assert (
-            "80 people, according to every source"
-            in logged_in(client, reviewer).get(change_url(incident)).content.decode()
-        )
-        assert (
-            "From 80 to 500 people"
-            in logged_in(client, confidential_reviewer).get(change_url(incident)).content.decode()
-        )
+        page = logged_in(client, reviewer).get(change_url(incident)).content.decode()
+        assert "about 500, according to all 2 sources that give a figure" in page
+        assert "at least 37" not in page and "37–500" not in page
+
+        page = logged_in(client, confidential_reviewer).get(change_url(incident)).content.decode()
+        assert "37–500: 2 sources say about 500, 1 says at least 37" in page
+
+    def test_sources_say_words_a_lone_source_and_no_figure_at_all(self, client, reviewer):
+        incident = make_incident(people_count=80)
+        make_claim(incident=incident, people_count=None, count_qualifier="unknown")
+        assert "No source gives a figure yet." in logged_in(client, reviewer).get(change_url(incident)).content.decode()
+
+        make_claim(incident=incident, people_count=80)
+        page = client.get(change_url(incident)).content.decode()
+        assert "80, according to the one source that gives a figure" in page
+
+    def test_a_refused_add_does_not_say_no_source_gives_the_figures_typed(self, client, analyst):
+        # The summary is of saved claims: the add page re-shown with the claims typed said "No
+        # source gives a figure yet" above a claim of 80.
+        post = incident_post(claims=[{"source": make_source().pk, "people_count": 80}], title="")
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200 and not Incident.objects.exists()
+        page = response.content.decode()
+        assert "No source gives a figure yet." not in page
+        assert "Summed up once the incident and its claims are saved." in page
+
+    def test_a_refused_change_says_its_summary_is_of_the_claims_as_saved(self, client, analyst):
+        incident = make_incident(people_count=80, review_state="draft")
+        claim = make_claim(incident=incident, people_count=80)
+        post = incident_post(incident=incident, claims=[claim], title="")
+        post["claims-0-people_count"] = "120"
+
+        response = logged_in(client, analyst).post(change_url(incident), post)
+
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "As saved, before the changes below: 80, according to the one source that gives a figure" in page
+        # Read again, with nothing typed, it is the summary alone.
+        page = client.get(change_url(incident)).content.decode()
+        assert "As saved" not in page and "80, according to the one source that gives a figure" in page
 
     def test_autocomplete_does_not_offer_confidential_sources_or_incidents(self, client, reviewer, records):
         logged_in(client, reviewer)

@@ -7,9 +7,11 @@ from urllib.parse import urlencode
 
 import pghistory
 import pytest
+from django.db import transaction
 from django.urls import reverse
 
 from incidents import roles
+from incidents.history import set_insert_triggers
 from incidents.models import Claim, Response, Source, Verification
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -119,6 +121,67 @@ class TestHistoryReadsLikeTheForm:
         assert page.count("Response changed") == 1
         assert "<strong>Source</strong>: — → Daily NK" in page
         assert "a record you may not see" not in page and "Informant testimony" not in page
+
+    # Each write its own transaction, as each request is: a test transaction gives every event one time.
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.parametrize("shown_by", ["linking a public incident", "its incident made public"])
+    def test_a_response_shows_no_state_it_had_while_all_its_incidents_were_confidential(self, client, shown_by):
+        # Hidden from this reviewer while it concerned only the confidential arrest, its first
+        # description named the informant; redacted before it was shown to them, it read on.
+        name = "Kim Chol-su of Hyesan"
+        arrest = make_incident(title="Arrest", confidential=True)
+        with transaction.atomic():
+            response = Response.objects.create(
+                organization=make_organization(name="MOFA"),
+                kind="statement",
+                date=date(2023, 9, 1),
+                description=f"We protest the arrest of {name}.",
+            )
+            response.incidents.add(arrest)
+        response.description = "We protest an arrest."
+        response.save()
+        if shown_by == "linking a public incident":
+            response.incidents.add(make_incident(title="Deportation"))
+        else:
+            arrest.confidential = False
+            arrest.save()
+        response.description = "We protest the arrests."
+        response.save()
+        reviewer = make_user(roles.REVIEWER)
+
+        client.force_login(reviewer)
+        page = client.get(history_url(response)).content.decode()
+
+        # Its states while hidden are left out: it appears, at its first change since, as created.
+        assert name not in page and "We protest an arrest." not in page
+        assert page.count("Response created") == 1 and "Response changed" not in page
+        assert "<strong>Description</strong>: — → We protest the arrests." in page
+        # Readers with Confidential access read every state.
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+        page = client.get(history_url(response)).content.decode()
+        assert f"We protest the arrest of {name}. → We protest an arrest." in page
+        assert "We protest an arrest. → We protest the arrests." in page
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_response_about_an_incident_without_history_reads_it_as_it_is(self, client):
+        # Demo data records no insert history: a public incident with no recorded state is public,
+        # and a response about it shows its whole history, as it did.
+        with transaction.atomic():
+            set_insert_triggers(enabled=False)
+            deportation = make_incident(title="Deportation")
+        with transaction.atomic():
+            response = Response.objects.create(
+                organization=make_organization(name="MOFA"), kind="statement", date=date(2023, 9, 1)
+            )
+            response.incidents.add(deportation)
+        response.description = "We protest the deportation."
+        response.save()
+
+        client.force_login(make_user(roles.REVIEWER))
+        page = client.get(history_url(response)).content.decode()
+
+        assert page.count("Response created") == 1 and page.count("Response changed") == 1
+        assert "<strong>Description</strong>:  → We protest the deportation." in page
 
 
 class TestChangelistURLs:

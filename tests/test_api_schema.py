@@ -81,12 +81,17 @@ def test_every_query_parameter_the_readme_names_is_described_in_the_docs():
         for name in ("type", "country", "source", "organization", "perpetrator", "min_origins"):
             assert described[name]["description"], (path, name)
     # Read by the views, not by a filter set: undocumented before.
-    assert set(parameters("/api/v1/duplicates/")["decision"]["schema"]["enum"]) == {
+    pairs = parameters("/api/v1/duplicates/")
+    assert set(pairs["decision"]["schema"]["enum"]) == {
+        "waiting",
         "pending",
         "same",
         "different",
         "unsure",
     }
+    # The incident list's filters, said of either incident of a pair.
+    assert "CN" in pairs["country"]["schema"]["enum"] and pairs["date_from"]["schema"]["format"] == "date"
+    assert "either incident" in pairs["country"]["description"]
     assert "pending" in parameters("/api/v1/revisions/")["state"]["schema"]["enum"]
 
 

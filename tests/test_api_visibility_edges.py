@@ -200,7 +200,10 @@ class TestRevisionNamingASourceMadeConfidentialSince:
         assert b"Kim" not in page.content and b"sent back" not in page.content
         # Whoever may see the source still reads the whole proposal.
         shown = client_for(insider).get(f"{API}/revisions/{revision}/").json()
-        assert shown["changes"]["claims"] == [{"source": source.pk, "excerpt": "he saw 40 sent back"}]
+        # The proposal keeps the qualifier its figures say (none given: unknown), as saving would.
+        assert shown["changes"]["claims"] == [
+            {"source": source.pk, "excerpt": "he saw 40 sent back", "count_qualifier": "unknown"}
+        ]
         assert "Kim" in str(shown["diff"])
 
 
@@ -420,7 +423,8 @@ class TestHistory:
         [listed] = results(client_for(viewer).get(f"{API}/revisions/"))
         assert listed["changes"] == proposed
         answer, [proposed] = proposals(insider)
-        assert proposed == {"data": {}, "claims": rows}
+        # The proposal keeps the qualifier its figures say (none given: unknown), as saving would.
+        assert proposed == {"data": {}, "claims": [rows[0], {**rows[1], "count_qualifier": "unknown"}]}
 
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…

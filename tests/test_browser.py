@@ -582,6 +582,8 @@ def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_p
     assert len(asked) == 2
 
 
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
 def test_a_korean_reader_reads_an_incidents_dates_in_korean_on_the_maps_popup(browser_page, live_server):
     # The popup showed the GeoJSON download's English date_label, "Around 3 October 2023".
     make_incident(
@@ -596,3 +598,32 @@ def test_a_korean_reader_reads_an_incidents_dates_in_korean_on_the_maps_popup(br
     expect(page.locator("#map")).to_have_attribute("data-points", "1")
     page.locator("#map path.leaflet-interactive").click()
     expect(page.locator(".leaflet-popup-content")).to_have_text("투먼 강제북송2023년 10월 3일 – 2023년 10월 9일")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_sources_pop_up_names_a_source_already_recorded_and_saves_another_once_confirmed(browser_page, live_server):
+    # An analyst pasting a headline with a curly apostrophe made a second copy of the article.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    recorded = make_source(title="China's forced repatriation of 500 North Koreans")
+    log_in(page, live_server, "analyst")
+    page.goto(f"{live_server.url}/admin/incidents/incident/add/")
+    with page.expect_popup() as popup_opening:
+        page.click("#add_id_claims-0-source")
+    popup = popup_opening.value
+    popup.wait_for_load_state()
+    popup.fill("#id_title", "China’s forced repatriation of 500 North Koreans")
+    popup.click("input[name=_save]")
+
+    expect(popup.locator(".field-title .errorlist")).to_have_text(
+        f"This looks like source #{recorded.pk} “China's forced repatriation of 500 North Koreans” (the same "
+        "title): use it, or confirm that this is another source."
+    )
+    assert Source.objects.count() == 1
+    popup.check("#id_another_source_confirmed")
+    with popup.expect_event("close", timeout=30_000):
+        popup.click("input[name=_save]")
+
+    expect(page.locator("#id_claims-0-source + .select2")).to_contain_text("China’s forced repatriation")
+    assert Source.objects.count() == 2

@@ -183,6 +183,50 @@ def test_the_migration_counts_again_the_incidents_of_loops_made_before_it():
     assert public_ids(client_for().get(f"{API}/incidents/?min_origins=2")) == {elsewhere.public_id}
 
 
+def relays_of(origin: Source, count: int) -> list[Source]:
+    """A chain of `count` sources, each relaying the one before, the first relaying `origin`."""
+    chain = [origin]
+    for number in range(count):
+        chain.append(make_source(title=f"Relay {number + 1}", cites=chain[-1]))
+    return chain[1:]
+
+
+def test_a_chain_of_any_length_comes_down_to_one_origin(client):
+    # The walk stopped after 64 steps: the 65th relay's origin was the first relay, and an incident
+    # citing the report and that relay counted 2 independent origins, where the public page's
+    # citation chain of the relay ends at the report.
+    report = make_source(title="UN report")
+    relays = relays_of(report, 70)
+    incident = make_incident()
+    for source in (report, relays[64], relays[-1]):
+        make_claim(incident=incident, source=source)
+
+    for reader in (None, make_user(roles.VIEWER, confidential=True)):
+        assert corroboration(reader, incident)["independent_origins"] == 1
+        assert public_ids(client_for(reader).get(f"{API}/incidents/?min_origins=1")) == {incident.public_id}
+        assert public_ids(client_for(reader).get(f"{API}/incidents/?min_origins=2")) == set()
+    page = client.get(reverse("public:incident", args=[incident.public_id])).content.decode()
+    assert "1 independent origin, 3 sources" in page
+
+
+def test_the_migration_counts_again_the_incidents_citing_chains_longer_than_64_steps():
+    report = make_source(title="UN report")
+    relays = relays_of(report, 65)
+    long_chain, short_chain = make_incident(), make_incident()
+    for source in (report, relays[-1]):
+        make_claim(incident=long_chain, source=source)
+    for source in (report, relays[63]):
+        make_claim(incident=short_chain, source=source)
+    # The counts as the walk of 64 steps left them, a bystander's too.
+    IncidentExportRow.objects.update(disclosed_origins=2, complete_origins=2)
+    migration = importlib.import_module("incidents.migrations.0069_source_origin_whole_chain")
+
+    with connection.cursor() as cursor:
+        cursor.execute(migration.REFRESH_LONG_CHAINS)
+
+    assert public_ids(client_for().get(f"{API}/incidents/?min_origins=2")) == {short_chain.public_id}
+
+
 def test_confidential_claims_count_only_for_readers_who_may_see_them(relayed):
     make_claim(incident=relayed, source=make_source(title="Own interview"), confidential=True)
     assert corroboration(None, relayed)["independent_origins"] == 1

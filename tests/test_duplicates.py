@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django_countries import countries
 
 from incidents import duplicates, merges, roles, services
 from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, IncidentMerge, Involvement, Source
@@ -398,6 +399,34 @@ class TestReviewQueue:
         client.force_login(make_user(roles.REVIEWER, confidential=True))
         assert reported_twice["second"].public_id in client.get(self.pair_url(pair)).content.decode()
 
+    def test_each_reader_sees_the_pairs_of_two_incidents_they_may_see_and_no_other(self, client):
+        # The pairs are now found by the incidents hidden from the reader (few) rather than by the
+        # visible ones (nearly all): the same pairs, for every state an incident can be in.
+        incidents = {
+            "published": make_incident(),
+            "draft": make_incident(review_state="draft"),
+            "in review": make_incident(review_state="in_review"),
+            "confidential": make_incident(confidential=True),
+            "confidential draft": make_incident(confidential=True, review_state="draft"),
+            "survivor": make_incident(),
+            "merged": make_incident(),
+        }
+        Incident.objects.filter(pk=incidents["merged"].pk).update(merged_into=incidents["survivor"])
+        ordered = sorted(incidents.values(), key=lambda incident: incident.pk)
+        for index, first in enumerate(ordered):
+            for second in ordered[index + 1 :]:
+                DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        for reader in (make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)):
+            visible = set(Incident.objects.visible_to(reader))
+            expected = {
+                pair.pk for pair in DuplicatePair.objects.all() if {pair.incident_a, pair.incident_b} <= visible
+            }
+            client.force_login(reader)
+            listing = client.get(self.pair_url(None, "changelist"), {"decision__exact": "all"})
+            assert {pair.pk for pair in listing.context["cl"].result_list} == expected, reader.groups.all()
+            answer = results(client_for(reader).get(f"{API}/duplicates/?page_size=200"))
+            assert {pair["id"] for pair in answer} == expected, reader.groups.all()
+
     def test_the_queue_costs_a_fixed_number_of_queries(
         self, client, reported_twice, places, django_assert_max_num_queries
     ):
@@ -425,6 +454,107 @@ class TestReviewQueue:
         for band, expected in (("low", pairs[0]), ("medium", pairs[1]), ("high", pairs[2])):
             listing = client.get(url, {"score": band}).context["cl"].result_list
             assert list(listing) == [expected], band
+
+
+class TestQueueFilters:
+    """The queue by country and dates (issue 20: "China, 2020-2023"), in the admin and the API: a
+    pair is in a country, or in a date range, when one of its incidents is."""
+
+    @pytest.fixture
+    def queue(self):
+        china, korea, laos = make_place(country="CN"), make_place(country="KR"), make_place(country="LA")
+        # Made in this order: a pair names the older incident first.
+        in_korea_2019 = make_incident(places=[korea], date_start=date(2019, 5, 1), date_end=date(2019, 5, 1))
+        in_china_2019 = make_incident(places=[china], date_start=date(2019, 5, 2), date_end=date(2019, 5, 2))
+        in_china_2021 = make_incident(places=[china], date_start=date(2021, 3, 1), date_end=date(2021, 3, 31))
+        in_korea_2021 = make_incident(places=[korea], date_start=date(2021, 3, 2), date_end=date(2021, 3, 2))
+        hidden_in_laos = make_incident(places=[laos], confidential=True)
+        return {
+            # One incident in China in 2021: the only pair of "China, 2020 to 2023".
+            "china_2021": DuplicatePair.objects.create(incident_a=in_china_2021, incident_b=in_korea_2021, score=0.8),
+            # In China and in 2019, by other incidents: out of "China, 2020 to 2023" too.
+            "korea_2019": DuplicatePair.objects.create(incident_a=in_korea_2019, incident_b=in_korea_2021, score=0.95),
+            "china_2019": DuplicatePair.objects.create(incident_a=in_korea_2019, incident_b=in_china_2019, score=0.9),
+            "hidden": DuplicatePair.objects.create(incident_a=in_china_2021, incident_b=hidden_in_laos, score=0.99),
+        }
+
+    def listed(self, client, query: dict) -> list:
+        response = client.get(reverse("admin:incidents_duplicatepair_changelist"), query)
+        assert response.status_code == 200, response.content
+        return list(response.context["cl"].result_list)
+
+    def test_the_admin_lists_the_pairs_with_an_incident_in_the_country_and_dates(self, client, queue):
+        client.force_login(make_user(roles.ANALYST))
+
+        assert self.listed(client, {"country": "CN"}) == [queue["china_2019"], queue["china_2021"]]
+        assert self.listed(client, {"date_from": "2020-01-01", "date_to": "2023-12-31"}) == [
+            queue["korea_2019"],  # its second incident is of 2021
+            queue["china_2021"],
+        ]
+        china_2020_2023 = {"country": "CN", "date_from": "2020-01-01", "date_to": "2023-12-31"}
+        assert self.listed(client, china_2020_2023) == [queue["china_2021"]]
+        # Laos is offered, as every country of a place is (the API lists places to anyone; the
+        # admin shows no counts), whether or not a hidden incident is there: its pair is not listed.
+        page = client.get(reverse("admin:incidents_duplicatepair_changelist")).content.decode()
+        assert "?country=LA" in page and countries.name("LA") in page
+        assert self.listed(client, {"country": "LA"}) == []
+
+    def test_a_country_or_dates_the_filters_cannot_take_are_refused_by_name(self, client, queue):
+        client.force_login(make_user(roles.ANALYST))
+        url = reverse("admin:incidents_duplicatepair_changelist")
+
+        unknown = client.get(url, {"country": "XX"})
+        reversed_dates = client.get(url, {"date_from": "2023-01-01", "date_to": "2020-01-01"})
+
+        assert unknown.status_code == 400 and "country" in unknown.content.decode()
+        assert reversed_dates.status_code == 400 and "date_from (2023-01-01) is after" in html.unescape(
+            reversed_dates.content.decode()
+        )
+
+    def test_the_next_pair_stays_in_the_country_and_dates_of_the_list(self, client, queue):
+        client.force_login(make_user(roles.ANALYST))
+        pair_url = reverse("admin:incidents_duplicatepair_change", args=[queue["china_2019"].pk])
+        in_china = "country=CN"
+        china_2020_2023 = "country=CN&date_from=2020-01-01&date_to=2023-12-31"
+
+        def decide(query):
+            response = client.post(f"{pair_url}?{urlencode({'_changelist_filters': query})}", {"decision": "unsure"})
+            return response["Location"]
+
+        # Past the pair of Korea (0.95) to the next of China; none left in China from 2020.
+        next_in_china = reverse("admin:incidents_duplicatepair_change", args=[queue["china_2021"].pk])
+        assert decide(in_china) == f"{next_in_china}?{urlencode({'_changelist_filters': in_china})}"
+        queue["china_2021"].delete()
+        assert decide(china_2020_2023) == f"{reverse('admin:incidents_duplicatepair_changelist')}?{china_2020_2023}"
+
+    def test_the_api_filters_pairs_as_the_queue_does(self, queue):
+        reviewer = client_for(make_user(roles.REVIEWER))
+
+        def listed(query: str) -> list[int]:
+            return [pair["id"] for pair in results(reviewer.get(f"{API}/duplicates/?{query}"))]
+
+        assert listed("country=cn") == [queue["china_2019"].pk, queue["china_2021"].pk]
+        assert listed("country=CN&date_from=2020-01-01&date_to=2023-12-31") == [queue["china_2021"].pk]
+        assert listed("date_to=2019-12-31") == [queue["korea_2019"].pk, queue["china_2019"].pk]
+        assert listed("country=LA") == []
+        refused = reviewer.get(f"{API}/duplicates/?country=XX&date_from=2023-01-01&date_to=2020-01-01")
+        assert refused.status_code == 400 and set(refused.json()) == {"country", "date_from", "date_to"}
+
+    def test_waiting_in_the_api_is_what_waits_in_the_queue(self, client, queue):
+        reviewer = make_user(roles.REVIEWER)
+        DuplicatePair.objects.filter(pk=queue["korea_2019"].pk).update(
+            decision="same", decided_by=reviewer, decided_at=timezone.now()
+        )
+        DuplicatePair.objects.filter(pk=queue["china_2019"].pk).update(
+            decision="different", decided_by=reviewer, decided_at=timezone.now()
+        )
+        client.force_login(reviewer)
+
+        waiting = results(client_for(reviewer).get(f"{API}/duplicates/?decision=waiting"))
+
+        # Decided the same and not merged, it waits; decided different, it does not.
+        assert [pair["id"] for pair in waiting] == [pair.pk for pair in self.listed(client, {})]
+        assert [pair["id"] for pair in waiting] == [queue["korea_2019"].pk, queue["china_2021"].pk]
 
 
 class TestScoresTellNothingHidden:

@@ -150,7 +150,7 @@ def test_date_label_follows_the_precision(start, end, precision, label):
 
 
 # The migration that words every label as the pages do, and the one before it.
-WHOLE_RANGE_LABELS = importlib.import_module("incidents.migrations.0069_date_label_says_the_whole_range").Migration
+WHOLE_RANGE_LABELS = importlib.import_module("incidents.migrations.0072_date_label_says_the_whole_range").Migration
 BEFORE_WHOLE_RANGE_LABELS = WHOLE_RANGE_LABELS.dependencies[0][1]
 
 

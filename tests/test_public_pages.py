@@ -292,7 +292,8 @@ def test_the_korean_pages_name_the_seeded_incident_types_in_korean_and_others_as
 
 def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(record):
     page = Client().get(f"/incidents/{record.public_id}/").content.decode()
-    assert "about 500" in page and "sources report 300–500" in page
+    assert "<dd>about 500</dd>" in page
+    assert "<dt>Sources say</dt><dd>300–500: 1 source says 300, 1 says 500</dd>" in page
     assert "about 500 were sent back" in page
     # With the page's address: an id and a date alone did not tell a reader of the citation where to look.
     permalink = f"http://testserver/incidents/{record.public_id}/"
@@ -300,6 +301,44 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     korean = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
     assert f"사건 기록부, {record.public_id}, 버전 {record.version}, http://testserver/ko/incidents/" in korean
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
+
+
+@pytest.mark.django_db
+def test_sources_say_gives_the_qualifiers_of_only_the_claims_the_reader_may_see():
+    # "sources report 500" where both sources said "about 500": the bare span read an estimate as
+    # an exact count. A confidential "at least 37" shows, and widens the span, only for a reader
+    # with Confidential access, on the incident's page and in the list.
+    incident = make_incident(people_count=500, count_qualifier="about")
+    make_claim(incident=incident, people_count=500, count_qualifier="about")
+    make_claim(incident=incident, people_count=500, count_qualifier="about")
+    make_claim(incident=incident, people_count=37, count_qualifier="at_least", confidential=True)
+    make_claim(incident=incident, people_count=None, count_qualifier="unknown")
+    address = f"/incidents/{incident.public_id}/"
+
+    for reader in ("anonymous", "staff"):
+        page = client_for(reader).get(address).content.decode()
+        assert "<dt>Sources say</dt><dd>about 500, according to all 2 sources that give a figure</dd>" in page
+        assert "at least 37" not in page and "37–500" not in page
+        browse = client_for(reader).get("/").content.decode()
+        assert '<span class="meta">sources: about 500</span>' in browse and "37–500" not in browse
+
+    confidential = client_for("confidential")
+    page = confidential.get(address).content.decode()
+    assert "<dt>Sources say</dt><dd>37–500: 2 sources say about 500, 1 says at least 37</dd>" in page
+    assert '<span class="meta">sources: 37–500</span>' in confidential.get("/").content.decode()
+
+    korean = confidential.get(f"/ko{address}").content.decode()
+    assert "<dt>출처별 보고</dt><dd>37–500 (출처 2곳은 약 500명, 1곳은 최소 37명)</dd>" in korean
+    korean = Client().get(f"/ko{address}").content.decode()
+    assert "<dt>출처별 보고</dt><dd>수치를 제시한 출처 2곳의 보고: 약 500명</dd>" in korean
+
+
+@pytest.mark.django_db
+def test_an_incident_whose_sources_give_no_figure_says_nothing_of_them():
+    incident = make_incident()
+    make_claim(incident=incident, people_count=None, count_qualifier="unknown")
+    page = Client().get(f"/incidents/{incident.public_id}/").content.decode()
+    assert "Sources say" not in page and "sources:" not in Client().get("/").content.decode()
 
 
 def test_the_incident_page_names_each_victim_groups_sex_age_group_and_nationality():

@@ -154,32 +154,39 @@ def test_gunicorns_counts_out_of_range_stop_it_naming_the_variable(variable, val
 # Planted in the URLs below, never to be printed: with the test server's own password, if it has one.
 TEST_SERVER = this_test_database_address()
 PASSWORD = TEST_SERVER["password"] or "planted-password-31c9"
-NO_SERVER_URL = database_url(
-    host="127.0.0.1", port=str(free_port()), user="tracker", password=PASSWORD, dbname="tracker"
-)
-NO_DATABASE_URL = database_url(**{**TEST_SERVER, "password": PASSWORD, "dbname": "tracker_no_such"})
+
+
+def no_server_url() -> str:
+    """A URL to a port nothing listens on; chosen when the test runs, so that every test process
+    (pytest-xdist's) collects the same parameters."""
+    return database_url(host="127.0.0.1", port=str(free_port()), user="tracker", password=PASSWORD, dbname="tracker")
+
+
+def no_database_url() -> str:
+    return database_url(**{**TEST_SERVER, "password": PASSWORD, "dbname": "tracker_no_such"})
 
 
 @pytest.mark.parametrize(
     ("url", "pool_size", "target", "reason"),
     [
-        (NO_SERVER_URL, "4", "database 'tracker' as 'tracker' on 127.0.0.1:", "Connection refused"),
+        (no_server_url, "4", "database 'tracker' as 'tracker' on 127.0.0.1:", "Connection refused"),
         # Without the pool (behind PgBouncer) it failed at once, but in a traceback.
-        (NO_SERVER_URL, "0", "database 'tracker' as 'tracker' on 127.0.0.1:", "Connection refused"),
+        (no_server_url, "0", "database 'tracker' as 'tracker' on 127.0.0.1:", "Connection refused"),
         (
-            NO_DATABASE_URL,
+            no_database_url,
             "4",
             f"database 'tracker_no_such' as '{TEST_SERVER['user']}' on {TEST_SERVER['host']}:",
             'database "tracker_no_such" does not exist',
         ),
     ],
+    ids=["no server, pool", "no server, no pool", "no database"],
 )
 def test_a_database_that_cannot_be_reached_stops_a_command_at_once_in_one_line(url, pool_size, target, reason):
     # The pool's background thread logged each refusal and tried again, while the command waited
     # the pool's whole timeout, then ended in a traceback saying "couldn't get a connection".
-    started = time.monotonic()
-    result = start_up("migrate", DATABASE_URL=url, DATABASE_POOL_SIZE=pool_size, DATABASE_POOL_TIMEOUT="60")
-    assert time.monotonic() - started < 30, "the command waited for the pool's timeout"
+    # No timed assertion (the guide keeps timing to benchmarks): a command that waited out the pool
+    # ends in "couldn't get a connection after 60.00 sec", which the one line below is not.
+    result = start_up("migrate", DATABASE_URL=url(), DATABASE_POOL_SIZE=pool_size, DATABASE_POOL_TIMEOUT="60")
     assert result.returncode == 1
     [said] = result.stderr.splitlines()
     assert said.startswith(f"DATABASE_URL: cannot connect to {target}") and reason in said, said
@@ -210,7 +217,7 @@ def test_a_database_url_that_does_not_parse_stops_the_start_up_naming_the_variab
 
 def test_a_web_worker_that_cannot_reach_its_database_says_why_as_it_starts():
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    environment = {**os.environ, "DJANGO_DEBUG": "1", "DATABASE_URL": NO_SERVER_URL, "GUNICORN_WORKERS": "1"}
+    environment = {**os.environ, "DJANGO_DEBUG": "1", "DATABASE_URL": no_server_url(), "GUNICORN_WORKERS": "1"}
     server = subprocess.Popen(
         [gunicorn, "-c", "tracker/gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "tracker.wsgi"],
         cwd=settings.BASE_DIR,

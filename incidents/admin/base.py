@@ -499,7 +499,13 @@ class TrackedModelAdmin(
             record=obj,
             many_to_many=many_to_many,
             expected_version=form.cleaned_data.get("expected_version"),
+            **self.save_options(form),
         )
+
+    def save_options(self, form) -> dict:
+        """What the form adds to `services.record_save`'s arguments (a source's confirmation that
+        it is another source); nothing here."""
+        return {}
 
     def save_related(self, request, form, formsets, change):
         # save_model wrote the many-to-many links through the service (keeping hidden ones).

@@ -19,8 +19,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from incidents.admin.base import FilterCannotBeApplied, TrackedModelAdmin, WaitingFirstFilter
+from incidents.admin.incidents import CountryFilter, DateRangeFilter
 from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
+from incidents.filters import DuplicatePairFilterSet
 from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
 from incidents.services import may_publish
@@ -72,6 +74,20 @@ class DecisionFilter(WaitingFirstFilter):
         return queryset.waiting()
 
 
+class PairCountryFilter(CountryFilter):
+    """The pairs with an incident in the country (`DuplicatePairFilterSet`)."""
+
+    filterset_class = DuplicatePairFilterSet
+
+
+class PairDateRangeFilter(DateRangeFilter):
+    """The pairs with an incident overlapping the dates (`DuplicatePairFilterSet`); with a country,
+    one incident in that country on those dates."""
+
+    title = "dates of either incident (overlapping)"
+    filterset_class = DuplicatePairFilterSet
+
+
 class DecisionForm(forms.ModelForm):
     decision = forms.ChoiceField(
         choices=[choice for choice in DuplicateDecision.choices if choice[0] != DuplicateDecision.PENDING],
@@ -87,7 +103,7 @@ class DecisionForm(forms.ModelForm):
 class DuplicatePairAdmin(TrackedModelAdmin):
     form = DecisionForm
     list_display = ["score", "first", "second", "dates", "decision_state"]
-    list_filter = [DecisionFilter, ScoreFilter]
+    list_filter = [DecisionFilter, ScoreFilter, PairCountryFilter, PairDateRangeFilter]
     list_select_related = ["incident_a", "incident_b"]
     ordering = ["-score", "id"]
     readonly_fields = ["score", "comparison", "decided_by", "decided_at"]

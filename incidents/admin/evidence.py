@@ -11,14 +11,27 @@ from django.contrib.admin.options import IS_POPUP_VAR
 from django.db.models import F
 from django.template.response import TemplateResponse
 
+from incidents import services
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
+class SourceForm(EditedVersionForm):
+    another_source_confirmed = forms.BooleanField(
+        required=False,
+        label="This is another source",
+        help_text="Tick it if the source named above is not the one you are adding, then save again.",
+    )
+
+
 @admin.register(Source)
 class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
-    form = EditedVersionForm
+    """On adding a source that looks like one already recorded (services.source_lookalikes), the
+    form names it and asks for "This is another source" before saving: the same article entered
+    twice split its claims between two records. The box appears only then, and stays once ticked."""
+
+    form = SourceForm
     list_display = ["title", "kind", "publisher", "published_on", "language", "confidential"]
     list_filter = ["kind", "confidential", "language"]
     list_select_related = ["publisher"]
@@ -32,6 +45,16 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
         ("Chain of sources", {"fields": ["cites"]}),
         ("Protection", {"fields": ["confidential", "notes", "expected_version"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        asked = isinstance(getattr(request, "service_refusal", None), services.SourceLooksLikeAnother)
+        if obj is None and (asked or request.POST.get("another_source_confirmed")):
+            return [(None, {"fields": ["another_source_confirmed"]}), *fieldsets]
+        return fieldsets
+
+    def save_options(self, form) -> dict:
+        return {"another_source_confirmed": bool(form.cleaned_data.get("another_source_confirmed"))}
 
 
 @admin.register(Organization)

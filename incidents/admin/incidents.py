@@ -57,14 +57,16 @@ from incidents.services import (
     may_publish,
 )
 from incidents.templatetags.public_pages import people as people_label
+from incidents.templatetags.public_pages import sources_say
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
 FILTERSET_PARAMETERS = ("type", "country", "date_from", "date_to")
 
 
-def _filtered_by_filterset(request, queryset, params: dict):
-    """Apply the project's one IncidentFilterSet, so the admin filters mean what the API's do."""
-    filterset = IncidentFilterSet(params, queryset=queryset, user=request.user)
+def _filtered_by_filterset(request, queryset, params: dict, filterset_class=IncidentFilterSet):
+    """Apply the project's one IncidentFilterSet (or `filterset_class`, the filter set of the
+    records listed), so the admin filters mean what the API's do."""
+    filterset = filterset_class(params, queryset=queryset, request=request)
     if not filterset.is_valid():
         raise FilterValueRefused({name: list(messages) for name, messages in filterset.errors.items()})
     return filterset.qs
@@ -118,8 +120,12 @@ def corroboration_summary(figures: dict, verification: str) -> str:
 
 
 class CountryFilter(admin.SimpleListFilter):
+    """The countries of places, which every reader may list (the API's places): no choice tells of
+    an incident. The same filter lists duplicate pairs, by the pairs' own filter set."""
+
     title = "country"
     parameter_name = "country"
+    filterset_class = IncidentFilterSet
 
     def lookups(self, request, model_admin):
         codes = Place.objects.exclude(country="").order_by("country").values_list("country", flat=True).distinct()
@@ -128,7 +134,7 @@ class CountryFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        return _filtered_by_filterset(request, queryset, {"country": self.value()})
+        return _filtered_by_filterset(request, queryset, {"country": self.value()}, self.filterset_class)
 
 
 class DateRangeFilter(ParametersListFilter):
@@ -137,6 +143,7 @@ class DateRangeFilter(ParametersListFilter):
     title = "dates (overlapping)"
     template = "admin/incidents/date_range_filter.html"
     parameter_names = ("date_from", "date_to")
+    filterset_class = IncidentFilterSet
 
     def has_output(self):
         return True
@@ -144,7 +151,7 @@ class DateRangeFilter(ParametersListFilter):
     def queryset(self, request, queryset):
         if not self.values:
             return queryset
-        return _filtered_by_filterset(request, queryset, self.values)
+        return _filtered_by_filterset(request, queryset, self.values, self.filterset_class)
 
     def choices(self, changelist):
         yield {
@@ -560,7 +567,7 @@ class IncidentAdmin(
         # Only the change page shows the range the sources report and their origins; the list need
         # not pay for them.
         if request.resolver_match and request.resolver_match.url_name == "incidents_incident_change":
-            incidents = incidents.with_claim_range(request.user).with_corroboration(request.user)
+            incidents = incidents.with_claim_figures(request.user).with_corroboration(request.user)
         elif _lists_in_review(request):
             incidents = incidents.with_submitted_at(request.user)
         return incidents
@@ -623,13 +630,17 @@ class IncidentAdmin(
 
     @admin.display(description="Sources say")
     def claim_range(self, incident):
-        low = getattr(incident, "claim_people_min", None)
-        high = getattr(incident, "claim_people_max", None)
-        if low is None and high is None:
-            return "No source gives a figure yet."
-        if low == high:
-            return f"{low:,} people, according to every source that gives a figure."
-        return f"From {low:,} to {high:,} people, depending on the source."
+        # What the saved claims the reader may see say, qualifiers and all, as the public page says
+        # it: "500 people, according to every source" read an "about 500" as exactly 500.
+        if getattr(incident, "claim_figures", None) is None:
+            # The add page, also when it comes back with the claims typed but not saved (a refused
+            # save): "No source gives a figure yet" there denied the figures typed below.
+            return "Summed up once the incident and its claims are saved."
+        said = sources_say(incident) or "No source gives a figure yet."
+        if getattr(incident, "claims_typed_unsaved", False):
+            # A refused save of the change page shows the claims as typed; this, as saved.
+            return f"As saved, before the changes below: {said}"
+        return said
 
     @admin.display(description="Corroboration")
     def corroboration(self, incident):
@@ -675,6 +686,10 @@ class IncidentAdmin(
         if obj is not None and request.method == "GET":
             self.tell_about_pending_revisions(request, obj)
             self.tell_about_waiting_duplicate_pairs(request, obj)
+        if obj is not None and request.method == "POST":
+            # Re-shown after a refused save: the inlines hold what was typed, the summary of the
+            # claims (claim_range) what is saved.
+            obj.claims_typed_unsaved = True
         if obj is not None:
             context["review_actions"] = [
                 (action.name, action.description)

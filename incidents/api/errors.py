@@ -4,11 +4,13 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from incidents.merges import MergeRefused
-from incidents.services import RecordNotFound
+from incidents.services import RecordNotFound, SourceLooksLikeAnother
 
 
 class VersionMismatch(exceptions.APIException):
@@ -83,7 +85,27 @@ def flat_field_errors(detail, name: str = "") -> dict[str, list]:
     return {name: detail}
 
 
+def looks_like_another_response(refusal: SourceLooksLikeAnother) -> Response:
+    """409 naming the sources a new one looks like (only ever ones its writer may see), and how
+    to record it all the same."""
+    set_rollback()
+    messages = " ".join(lookalike.message for lookalike in refusal.lookalikes)
+    return Response(
+        {
+            "detail": f'{messages} Send "another_source_confirmed": true to record it all the same.',
+            "code": "looks_like_another_source",
+            "sources": [
+                {"id": lookalike.source.pk, "title": lookalike.source.title, "field": lookalike.field}
+                for lookalike in refusal.lookalikes
+            ],
+        },
+        status=status.HTTP_409_CONFLICT,
+    )
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, SourceLooksLikeAnother):
+        return looks_like_another_response(exc)
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         exc.detail = flat_field_errors(exc.detail)
     if isinstance(exc, RecordNotFound):

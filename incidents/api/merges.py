@@ -1,18 +1,18 @@
 """The API's doors to duplicate pairs and merges: list the pairs, merge one, undo a merge. Thin:
 who may do what, and what a reader learns, is decided by `incidents.merges`."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from incidents import merges, services
-from incidents.api.errors import chosen_parameter
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
-from incidents.models import DuplicateDecision, DuplicatePair, IncidentMerge
+from incidents.filters import DuplicatePairFilterSet
+from incidents.models import DuplicatePair, IncidentMerge
 from incidents.numbers import is_whole_number
 
 
@@ -78,28 +78,20 @@ class StaffOnly(StaffReader):
     message = "Only staff may see duplicates and merges."
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "decision", OpenApiTypes.STR, enum=DuplicateDecision.values, description="Only the pairs so decided"
-            )
-        ]
-    )
-)
 class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
-    """Possible duplicates waiting for (or decided by) a reviewer, best score first."""
+    """Possible duplicates waiting for (or decided by) a reviewer, best score first; filtered by
+    decision, and by the country and dates of either incident, as the admin's queue is."""
 
     serializer_class = DuplicatePairSerializer
     permission_classes = [StaffOnly]
     orderings = {"-score": ("-score", "id")}
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = DuplicatePairFilterSet
 
     def get_queryset(self):
-        pairs = DuplicatePair.objects.visible_to(self.request.user).select_related(
+        return DuplicatePair.objects.visible_to(self.request.user).select_related(
             "incident_a", "incident_b", "decided_by"
         )
-        decision = chosen_parameter(self.request.query_params, "decision", DuplicateDecision)
-        return pairs.filter(decision=decision) if decision else pairs
 
     @extend_schema(
         request=MergeRequestSerializer,

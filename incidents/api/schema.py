@@ -124,8 +124,9 @@ class TrackerAutoSchema(AutoSchema):
             errors["415"] = ("The body's Content-Type is none this endpoint reads (send JSON).", DETAIL_ERROR)
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             errors["409"] = (
-                "In use by other records, a stale `version`, or another write met at the same moment "
-                "(nothing was saved: send it again).",
+                "In use by other records, a stale `version`, another write met at the same moment "
+                "(nothing was saved: send it again), or a new source that looks like one recorded "
+                "(`sources` names it; send `another_source_confirmed`).",
                 DETAIL_ERROR,
             )
         if self._reads_if_match():

@@ -58,8 +58,14 @@ class ModelRulesMixin(serializers.Serializer):
     def update(self, instance, validated_data):
         return self._save(instance, validated_data, expected_version=validated_data.pop("expected_version"))
 
+    def save_options(self, validated_data) -> dict:
+        """What the body adds to `services.record_save`'s arguments, taken out of `validated_data`
+        (a source's `another_source_confirmed`); nothing here."""
+        return {}
+
     def _save(self, record, validated_data, expected_version=None):
         validated_data.pop("version", None)
+        options = self.save_options(validated_data)
         many_to_many = {
             field.name: validated_data.pop(field.name)
             for field in record._meta.many_to_many
@@ -71,6 +77,7 @@ class ModelRulesMixin(serializers.Serializer):
             data=validated_data,
             many_to_many=many_to_many,
             expected_version=expected_version,
+            **options,
         )
 
     def validate(self, attrs):
@@ -224,6 +231,13 @@ class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.Mod
 
 class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
     cites = VisibleSourceField(allow_null=True, required=False)
+    another_source_confirmed = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text="On adding: true records the source even though it looks like one already recorded (same "
+        "address, or same title and publisher), which is otherwise refused with 409 naming that source's id.",
+    )
     notes = serializers.CharField(
         allow_blank=True,
         allow_null=True,
@@ -246,10 +260,15 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "cites",
             "confidential",
             "notes",
+            "another_source_confirmed",
             "version",
             "created_at",
             "updated_at",
         ]
+
+    def save_options(self, validated_data) -> dict:
+        confirmed = validated_data.pop("another_source_confirmed", False)
+        return {"another_source_confirmed": confirmed} if self.instance is None else {}
 
     def to_representation(self, source):
         representation = super().to_representation(source)

@@ -128,14 +128,14 @@ def browse_incidents(*, user, filters: MultiValueDict, cursor: str = "", page_si
     parameter.
 
     A fixed number of queries whatever the page size: the facets' (see `_facet_counts`), then one
-    for the page (type joined, claim range subqueried, corroboration from the kept rows) and one
+    for the page (type joined, claim range and figures subqueried, corroboration from the kept rows) and one
     prefetch of places, unless the facets counted every match and found none."""
     filterset, incidents = filtered_incidents(user=user, filters=filters)
     page_rows = incidents.order_by("-date_start", "-id")
     if cursor:
         page_rows = _after_cursor(page_rows, cursor)
     page_rows = (
-        page_rows.with_claim_range(user)
+        page_rows.with_claim_figures(user)
         .with_kept_corroboration(user)
         .select_related("incident_type")
         .prefetch_related(Prefetch("places", queryset=Place.objects.order_by("name", "id")))
@@ -276,13 +276,13 @@ def _sources_cited_from(source_ids: set[int]) -> QuerySet:
 
 def incident_page(*, user, public_id: str) -> IncidentPage:
     """The incident `public_id` as `user` may see it, or Incident.DoesNotExist whether it is missing
-    or hidden. Seven queries: the incident (type joined, claim range subqueried, corroboration from
+    or hidden. Seven queries: the incident (type joined, claim range and figures subqueried, corroboration from
     its kept row), one prefetch each for places (at the coordinates `user` may see), visible claims
     (with their sources), involvements, victim groups and responses, and the sources the claims'
     sources cite."""
     incident = (
         Incident.objects.visible_to(user)
-        .with_claim_range(user)
+        .with_claim_figures(user)
         .with_kept_corroboration(user)
         .select_related("incident_type")
         .prefetch_related(

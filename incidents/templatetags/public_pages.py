@@ -2,13 +2,17 @@
 
 The stored `date_label` is English ("July 2021"); these labels are built from the dates and the
 precision with the active language's formats ("2021년 7월"), so Korean readers see their own. In
-English they say exactly what `date_label` says (migration 0069 and tracker/formats/en).
+English they say exactly what `date_label` says (migration 0072 and tracker/formats/en).
 """
+
+from collections import defaultdict
+from dataclasses import dataclass, fields
 
 from django import template
 from django.urls import translate_url
 from django.utils import formats
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from incidents.models import CountQualifier, DatePrecision
 from incidents.vocabulary import type_name
@@ -84,6 +88,78 @@ def figure_range(low, high) -> str:
     if high is not None:
         return _("up to %(high)s") % {"high": _number(high)}
     return ""
+
+
+@dataclass(frozen=True)
+class ClaimedCount:
+    """One claim's figure as `IncidentQuerySet.with_claim_figures` reads it, for `people` to word."""
+
+    people_count: int | None
+    people_count_min: int | None
+    people_count_max: int | None
+    count_qualifier: str
+
+
+def _what_sources_say(incident) -> list[tuple[str, int]]:
+    """Each figure the claims on `incident.claim_figures` give, worded as `people` words a count
+    ("about 500", "at least 40"), with how many sources give it: most sources first, then lowest
+    figure first. A source with two claims saying the same counts once."""
+    sources_by_figure = defaultdict(set)
+    lowest = {}
+    for figures in incident.claim_figures:
+        count = ClaimedCount(**{field.name: figures[field.name] for field in fields(ClaimedCount)})
+        label = people(count)
+        sources_by_figure[label].add(figures["source_id"])
+        low = min(
+            value for value in (count.people_count_min, count.people_count, count.people_count_max) if value is not None
+        )
+        lowest[label] = min(lowest.get(label, low), low)
+    return sorted(
+        ((label, len(sources)) for label, sources in sources_by_figure.items()),
+        key=lambda said: (-said[1], lowest[said[0]]),
+    )
+
+
+@register.filter
+def sources_say(incident) -> str:
+    """What the claims the reader may see say of the count, qualifiers and all (an incident read
+    `with_claim_figures`): "about 500, according to all 2 sources that give a figure", or the span
+    and who says what, "300-500: 2 sources say about 500, 1 says 300" (with an en dash); "" when none
+    gives a figure."""
+    said = _what_sources_say(incident)
+    if not said:
+        return ""
+    if len(said) == 1:
+        figure, count = said[0]
+        return ngettext(
+            "%(figure)s, according to the one source that gives a figure",
+            "%(figure)s, according to all %(count)s sources that give a figure",
+            count,
+        ) % {"figure": figure, "count": _number(count)}
+    (first_figure, first_count), *others = said
+    sayings = [
+        ngettext("%(count)s source says %(figure)s", "%(count)s sources say %(figure)s", first_count)
+        % {"figure": first_figure, "count": _number(first_count)},
+        *(
+            ngettext("%(count)s says %(figure)s", "%(count)s say %(figure)s", count)
+            % {"figure": figure, "count": _number(count)}
+            for figure, count in others
+        ),
+    ]
+    return _("%(range)s: %(sayings)s") % {
+        "range": figure_range(incident.claim_people_min, incident.claim_people_max),
+        "sayings": ", ".join(sayings),
+    }
+
+
+@register.filter
+def sources_say_briefly(incident) -> str:
+    """`sources_say` for a list's cell: the one figure every source gives, qualifier and all ("about
+    500"), or else the span of their figures ("300-500", with an en dash); "" when none gives a figure."""
+    said = _what_sources_say(incident)
+    if len(said) == 1:
+        return said[0][0]
+    return figure_range(incident.claim_people_min, incident.claim_people_max)
 
 
 @register.filter

@@ -64,7 +64,7 @@ ALTER TABLE incidents_incidentevent ENABLE TRIGGER USER;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0068_claim_source_connection_help"),
+        ("incidents", "0071_source_lookalikes"),
     ]
 
     operations = [
