@@ -16,26 +16,28 @@ import importlib
 
 from django.db import migrations
 
-# The label of a span in one to_char format: its two ends, or one where the format says them alike
-# (a Month of one month, a Year of one year, a Day of one day), as the pages' `_span`. IMMUTABLE for
-# the reason migration 0001 gives: English month names without the TM prefix follow no locale.
-DATE_SPAN_FUNCTION = r"""
-CREATE FUNCTION incident_date_span(date_start date, date_end date, format text)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT CASE WHEN to_char(date_start, format) = to_char(date_end, format) THEN to_char(date_start, format)
-            ELSE to_char(date_start, format) || ' – ' || to_char(date_end, format) END
-$$;
-"""
-
-DATE_LABEL_FUNCTION = r"""
+# The label of the span in the precision's to_char format: its two ends, or one where the format
+# says them alike (a Month of one month, a Year of one year, a Day of one day), as the pages'
+# `_span`. One expression, written out in each branch rather than called as a function of its own:
+# a call to a function of this schema does not resolve while pg_restore builds the generated column
+# (pg_dump empties search_path), and the label's function must stay one expression for PostgreSQL to
+# inline it into every insert. IMMUTABLE for the reason migration 0001 gives: English month names
+# without the TM prefix follow no locale.
+_FORMAT = (
+    "(CASE date_precision WHEN 'unknown' THEN 'YYYY' WHEN 'year' THEN 'YYYY' "
+    "WHEN 'month' THEN 'FMMonth YYYY' ELSE 'FMDD FMMonth YYYY' END)"
+)
+_SPAN = (
+    f"(CASE WHEN to_char(date_start, {_FORMAT}) = to_char(date_end, {_FORMAT}) THEN to_char(date_start, {_FORMAT}) "
+    f"ELSE to_char(date_start, {_FORMAT}) || ' – ' || to_char(date_end, {_FORMAT}) END)"
+)
+DATE_LABEL_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION incident_date_label(date_start date, date_end date, date_precision text)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE date_precision
-    WHEN 'unknown' THEN 'Date unknown (' || incident_date_span(date_start, date_end, 'YYYY') || ')'
-    WHEN 'year' THEN incident_date_span(date_start, date_end, 'YYYY')
-    WHEN 'month' THEN incident_date_span(date_start, date_end, 'FMMonth YYYY')
-    WHEN 'week' THEN 'Week of ' || incident_date_span(date_start, date_end, 'FMDD FMMonth YYYY')
-    ELSE incident_date_span(date_start, date_end, 'FMDD FMMonth YYYY')
+    WHEN 'unknown' THEN 'Date unknown (' || {_SPAN} || ')'
+    WHEN 'week' THEN 'Week of ' || {_SPAN}
+    ELSE {_SPAN}
 END
 $$;
 """
@@ -69,9 +71,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            DATE_SPAN_FUNCTION + DATE_LABEL_FUNCTION + REFRESH_LABELS,
-            reverse_sql=PREVIOUS_DATE_LABEL_FUNCTION
-            + REFRESH_LABELS
-            + "DROP FUNCTION incident_date_span(date, date, text);",
+            DATE_LABEL_FUNCTION + REFRESH_LABELS,
+            reverse_sql=PREVIOUS_DATE_LABEL_FUNCTION + REFRESH_LABELS,
         ),
     ]
