@@ -30,7 +30,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import connection, connections, models, transaction
 from django.db.models import F, Max
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_countries.fields import CountryField
 
 from incidents import services
@@ -715,9 +715,19 @@ def build_release_files(*, name: str, year: int, previous: Release | None, facts
     yield file
     written[file.name] = file
     tables = [*TABLES, CHANGES]
-    yield ReleaseFileChunks("datapackage.json", [_datapackage(name, facts["as_of"], tables, written)])
-    yield ReleaseFileChunks("codebook.md", [_codebook(name, tables)])
-    yield ReleaseFileChunks("README.md", [_readme(name, year, facts["as_of"], written, facts["incidents"])])
+    # The package, codebook and README describe the data in English, whatever language is active
+    # where the release is made (a Reviewer's freeze in the admin, whose browser asks for Korean; a
+    # thread a Korean page left so): choices' labels and help texts are translated strings, and the
+    # same data must give the same bytes.
+    with translation.override("en"):
+        described = [
+            ReleaseFileChunks("datapackage.json", [_datapackage(name, facts["as_of"], tables, written)]),
+            ReleaseFileChunks("codebook.md", [_codebook(name, tables)]),
+        ]
+    yield from described
+    with translation.override("en"):
+        readme = ReleaseFileChunks("README.md", [_readme(name, year, facts["as_of"], written, facts["incidents"])])
+    yield readme
 
 
 MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".md": "text/markdown"}

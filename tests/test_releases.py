@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from frictionless import validate
 
 from incidents import releases, roles
@@ -115,6 +115,21 @@ class TestMakingAndReadingReleases:
         # A claim's figures are the source's, not the analysts': "People count min." did not say so.
         assert "| `people_count_min` | integer | The lowest figure the source gives. |" in codebook
         assert "| `date_start` | date | First day of the dates the source gives; empty if none. |" in codebook
+
+    def test_the_same_data_gives_the_same_bytes_whatever_language_is_active(self, reviewer, published):
+        # The codebook's choices ("`at_least`: At least") are translated labels: made while Korean was
+        # active (a Reviewer's freeze in the admin, a thread a Korean page left so), they read "최소".
+        facts = release_facts()
+        in_english = {
+            file.name: b"".join(file) for file in build_release_files(name=FIRST, year=YEAR, previous=None, facts=facts)
+        }
+        with translation.override("ko"):
+            in_korean = {
+                file.name: b"".join(file)
+                for file in build_release_files(name=FIRST, year=YEAR, previous=None, facts=facts)
+            }
+        assert "`at_least`: At least" in in_english["codebook.md"].decode()
+        assert in_korean == in_english
 
     def test_a_list_cell_reads_back_as_its_names_even_a_name_holding_the_separator(self, reviewer, published):
         # "Kirin; Chi-lin" is one alternate name: written bare, the cell read as three names, and the
