@@ -38,6 +38,7 @@ from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
 from incidents.querysets import (
+    WAITING_DECISIONS,
     ClaimQuerySet,
     DuplicatePairQuerySet,
     IncidentMergeQuerySet,
@@ -2122,8 +2123,17 @@ class DuplicatePair(models.Model):
             ),
         ]
         indexes = [
-            # Serves the review queue: pending pairs, best score first.
-            models.Index(fields=["-score"], condition=Q(decision="pending"), name="duplicate_pair_queue"),
+            # Serve the review queue's page, best score first then id as it lists them, read in that
+            # order and stopped after its 100 rows (a LIMIT, whatever the number of pairs): the pairs
+            # that wait (`DuplicatePairQuerySet.waiting`), whose incidents a count of them reads
+            # from the index alone; and every pair, for the list of every decision and the API's.
+            models.Index(
+                fields=["-score", "id"],
+                include=["incident_a", "incident_b"],
+                condition=Q(decision__in=WAITING_DECISIONS),
+                name="duplicate_pair_waiting",
+            ),
+            models.Index(fields=["-score", "id"], name="duplicate_pair_by_score"),
             # Serves finding an incident's pairs from its second side (the unique index serves the first).
             models.Index(fields=["incident_b"], name="duplicate_pair_by_b"),
         ]
