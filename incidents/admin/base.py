@@ -3,6 +3,7 @@ the audit history view, estimated counts."""
 
 import copy
 import re
+import sys
 
 from django import forms
 from django.contrib import admin
@@ -617,3 +618,39 @@ class EstimatedCountPaginator(Paginator):
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
         return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def page_asked(request) -> int:
+    """The page number of a list's request, read as Django's changelist reads it (1 when absent
+    or not a number)."""
+    try:
+        return int(request.GET.get(PAGE_VAR, 1))
+    except ValueError:
+        return 1
+
+
+class CountedAheadPaginator(Paginator):
+    """Pages of a list whose rows are counted only as far as `pages_ahead` pages past the page
+    asked for (`page_asked`): exactly when there are fewer, else "at least" that many
+    (`count_kind`, which the pagination template says). The count reads at most that many rows,
+    however many the list holds, and its pages go on as far as the reader goes. Never an estimate
+    from PostgreSQL's statistics, which count rows the reader may not see."""
+
+    pages_ahead = 2
+
+    # As EstimatedCountPaginator's: "exact", or "at_least" when the count stopped.
+    count_kind = "exact"
+
+    def __init__(self, object_list, per_page, orphans=0, allow_empty_first_page=True, *, page: int = 1):
+        super().__init__(object_list, per_page, orphans, allow_empty_first_page)
+        # Bounded for PostgreSQL's LIMIT (a bigint), whatever page number a URL asks for.
+        self.counted_up_to = min((max(page, 1) + self.pages_ahead) * per_page, sys.maxsize - 1)
+
+    @cached_property
+    def count(self):
+        # One row more than the pages reach, to tell "exactly that many" from "more".
+        counted = self.object_list.order_by().values("pk")[: self.counted_up_to + 1].count()
+        if counted > self.counted_up_to:
+            self.count_kind = "at_least"
+            return self.counted_up_to
+        return counted
