@@ -1,5 +1,5 @@
 """The duplicate pairs' admin queue and Home, for each kind of reader: the time of each page (p50 and
-p95 of RUNS) and its number of queries.
+p95 of RUNS), its number of queries and the part of its time spent in them (as Django measures it).
 
 Pages: the queue as it opens (the waiting pairs), by score band, by country, by dates, by both,
 every decision, the best waiting pair's own page, a decision on it leading to the next pair of its
@@ -132,15 +132,16 @@ def main():
         for label, method, url, data in pages:
             if options.only and label not in options.only:
                 continue
-            times = []
+            times, sql_times = [], []
             for _ in range(options.runs):
                 elapsed, queries, response = timed(client, method, url, data)
                 times.append(elapsed)
+                sql_times.append(sum(float(query["time"]) for query in queries) * 1000)
                 expected = 302 if method == "post" else 200
                 assert response.status_code == expected, (url, response.status_code)
             print(
                 f"{name:22} {label:30} p50 {statistics.median(times):6.0f} ms, p95 {percentile(times, 0.95):6.0f} ms, "
-                f"{len(queries)} queries",
+                f"{len(queries)} queries (SQL p50 {statistics.median(sql_times):4.0f} ms)",
                 flush=True,
             )
             if options.explain is not None:
