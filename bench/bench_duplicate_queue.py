@@ -7,13 +7,15 @@ list (the POST, rolled back: nothing is decided), and Home. Readers: a superuser
 without Confidential access, an Analyst, a Reviewer with Confidential access.
 
 Usage (DATABASE_URL set, DJANGO_DEBUG=1 so the test client may log in without a second factor),
-after `generate_demo_data --incidents 1000000 --duplicates 0.05 --seed 1` and `find_duplicates`:
+after `generate_demo_data --incidents 200000 --duplicates 0.05 --seed 3` and `find_duplicates` (at
+1,000,000 incidents, which `find_duplicates` cannot pair in this machine's memory,
+`bench/duplicate_pairs_from_truth.py` instead):
     python bench/bench_duplicate_queue.py [--runs 15] [--only PAGE] [--reader NAME] [--before] [--explain MS]
 `--before` puts back the pairs' visibility as it was before migration 0070 (both incidents among
 those the reader may see), to compare on the same database. `--explain MS` prints EXPLAIN
 (ANALYZE, BUFFERS) of every SELECT of a page's last run that took at least MS milliseconds. It adds
-staff accounts (bench_superuser, bench_reviewer, bench_analyst, bench_reviewer_confidential) if
-they are missing; nothing else is written (the decision's POST runs in a transaction rolled back)."""
+staff accounts (bench_superuser; bench_reviewer_plain; bench_analyst; bench_reviewer, with
+Confidential access as before) if they are missing; nothing else is written (the decision's POST runs in a transaction rolled back)."""
 
 import argparse
 import statistics
