@@ -633,14 +633,23 @@ def _propose_revision(
     return revision
 
 
+# The fields a record left blank reads from its other values when validated (`QualifierFromFigures`,
+# a claim's `PrecisionFromDates`).
+_READ_WHEN_BLANK = ("count_qualifier", "date_precision")
+
+
 def _qualifier_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
-    """`row` with the count qualifier it leaves blank (or, a new record's row, out) as `record`,
-    validated, read it from the figures (`QualifierFromFigures`): what accepting writes, so the
-    Reviewer's diff shows "Exact" rather than a blank. A change's row leaving it out keeps the
-    stored one, and says nothing of it."""
-    if row.get("count_qualifier") or not ("count_qualifier" in row or new):
-        return row
-    return {**row, "count_qualifier": record.count_qualifier}
+    """`row` with the count qualifier (and a claim's date precision) it leaves blank (or, a new
+    record's row, out) as `record`, validated, read them from the figures and the dates
+    (`QualifierFromFigures`, `PrecisionFromDates`): what accepting writes, so the Reviewer's diff
+    shows "Exact" and "Month" rather than blanks. A change's row leaving one out keeps the stored
+    one, and says nothing of it."""
+    read = {
+        field: getattr(record, field)
+        for field in _READ_WHEN_BLANK
+        if not row.get(field) and (field in row or new) and record._meta.get_field(field).blank
+    }
+    return {**row, **read} if read else row
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
