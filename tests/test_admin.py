@@ -97,6 +97,9 @@ def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
                 "people_count": claim.people_count,
                 "count_qualifier": claim.count_qualifier,
                 "source_connection": claim.source_connection,
+                "date_start": claim.date_start or "",
+                "date_end": claim.date_end or "",
+                "date_precision": claim.date_precision,
             }
         data.update(
             {
@@ -111,8 +114,9 @@ def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
                 f"{prefix}count_qualifier": claim.get(
                     "count_qualifier", "unknown" if claim.get("people_count") is None else "exact"
                 ),
-                f"{prefix}date_start": "",
-                f"{prefix}date_end": "",
+                f"{prefix}date_precision": claim.get("date_precision", ""),
+                f"{prefix}date_start": str(claim.get("date_start", "")),
+                f"{prefix}date_end": str(claim.get("date_end", "")),
                 f"{prefix}excerpt": claim.get("excerpt", ""),
                 f"{prefix}locator": "",
             }

@@ -337,6 +337,14 @@ class QualifierFromFiguresMixin:
 class ClaimForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "date_precision" in self.fields:
+            # What the source's words become, as the incident's form says it for the incident's dates.
+            self.fields["date_precision"].help_text = (
+                "Choose it before the dates, as for the incident. “In July 2021”: Month, from 2021-07-01 to "
+                "2021-07-31; “since March 2020”: Month, from 2020-03-01, no end; “before 9 October 2023”: Day, "
+                "no start, to 2023-10-08, the last day it allows. From the dates: one day or one end alone, Day; "
+                "whole months, Month; whole years, Year; other days, Range; none, Unknown."
+            )
         # Only a merge sets the mark, for a writer to clear once resolved: a claim without it (every
         # new one) does not offer it, where a checkbox on each claim asked analysts what it meant.
         if not self.instance.merge_conflict:
@@ -355,9 +363,16 @@ class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin
     fieldsets = [
         (None, {"fields": ["source", "source_connection", "confidential", "merge_conflict"]}),
         (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
-        (None, {"fields": [("date_start", "date_end")]}),
+        # The precision first, as on the incident: it decides which dates to type.
+        (None, {"fields": [("date_precision", "date_start", "date_end"), "date_label"]}),
         (None, {"fields": ["excerpt", "locator"]}),
     ]
+    readonly_fields = ["date_label"]
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "date_precision":
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the dates")])
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source")

@@ -324,6 +324,8 @@ class ClaimSerializer(serializers.ModelSerializer):
             "count_qualifier",
             "date_start",
             "date_end",
+            "date_precision",
+            "date_label",
             "excerpt",
             "locator",
             "source_connection",
