@@ -1716,6 +1716,7 @@ _ROLLUP_READ = [
     "incident_type",
     "verification",
     "incidents",
+    "incidents_without_figure",
     "people_count",
     "people_count_known",
     "people_count_min",
@@ -1779,6 +1780,11 @@ class IncidentRollup(models.Model):
     # CONFLICT DO UPDATE), and PostgreSQL checks a row's constraints on the proposed insert, a
     # negative change included, before it finds the row to update.
     incidents = models.IntegerField()
+    # How many of them have no figure at all (no best estimate, minimum or maximum): they add no
+    # people to the sums below, which a reader must know to read them as incomplete. Not told by
+    # the counts of known figures: one incident with a minimum alone and one with a maximum alone
+    # know as many bounds as one with both and one with none (migration 0073).
+    incidents_without_figure = models.IntegerField()
     # The sums of the incidents' figures (the bounds falling back to the best estimate), and how
     # many incidents have one: over incidents none of which has a figure, the sum is unknown, not 0.
     people_count = models.BigIntegerField()
