@@ -16,7 +16,6 @@ list of languages lacks `zh` (it has `zh-hans`) and `lo`, and most of the world'
 import functools
 import gettext as gettext_module
 import re
-from collections.abc import Iterator
 
 import pycountry
 from django.conf import global_settings, settings
@@ -94,18 +93,11 @@ def _refusal(value: str) -> str:
     return f"“{shown}” is not a language code. {LANGUAGE_CODE_MESSAGE}"
 
 
-def _django_names() -> Iterator[tuple[str, str]]:
-    """Django's own names of the languages (`global_settings.LANGUAGES`), by the code stored: its
-    catalogs translate them into every language the site may have."""
-    for tag, name in global_settings.LANGUAGES:
-        code = _code_of().get(tag.split("-")[0])
-        if code and "-" not in tag:
-            yield code, name
-
-
 @functools.cache
 def _django_name() -> dict[str, str]:
-    return dict(_django_names())
+    """Django's own names of the languages (`global_settings.LANGUAGES`), by the code stored: its
+    catalogs translate them into every language the site may have."""
+    return {tag: name for tag, name in global_settings.LANGUAGES if tag in _code_of()}
 
 
 @functools.cache

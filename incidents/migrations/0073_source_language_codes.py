@@ -15,6 +15,7 @@ import sys
 from django.core.exceptions import ValidationError
 from django.db import migrations, models
 from django.db.models.functions import Concat
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 import incidents.languages
@@ -43,18 +44,28 @@ def code_for(recorded: str) -> str | None:
         return language_named(recorded)
 
 
+def _sources(changes: list[tuple[str, int]]) -> str:
+    count = sum(changed for _, changed in changes)
+    return f"{count} source{pluralize(count)}"
+
+
+def _each(changes: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{change}: {changed}" for change, changed in changes)
+
+
 def languages_as_codes(apps, schema_editor):
     sources = apps.get_model("incidents", "Source")._base_manager
     now = timezone.now()
     new_version = {"version": models.F("version") + 1, "updated_at": now}
-    written, kept = 0, []
-    for recorded in sources.exclude(language="").values_list("language", flat=True).distinct().order_by("language"):
+    written, kept = [], []
+    # In code point order, the same on every database whatever its collation.
+    for recorded in sorted(sources.exclude(language="").values_list("language", flat=True).distinct().order_by()):
         code = code_for(recorded)
         if code == recorded:
             continue
         recording = sources.filter(language=recorded)
         if code is not None:
-            written += recording.update(language=code, **new_version)
+            written.append((f"“{recorded}” as {code or 'blank'}", recording.update(language=code, **new_version)))
             continue
         line = f"{KEPT_IN_NOTES}{recorded}"
         notes = models.Case(
@@ -62,17 +73,16 @@ def languages_as_codes(apps, schema_editor):
             default=Concat("notes", models.Value(f"\n\n{line}")),
             output_field=models.TextField(),
         )
-        kept.append((recorded, recording.update(language="", notes=notes, **new_version)))
+        kept.append((f"“{recorded}”", recording.update(language="", notes=notes, **new_version)))
     if written:
         sys.stdout.write(
-            f"\n  {written} sources recorded their language otherwise than as its code (“English”, “EN”, "
-            "“ko-KR”): now the code, recorded in their history."
+            f"\n  {_sources(written)} recorded their language otherwise than as its code ({_each(written)}): "
+            "now the code, recorded in their history."
         )
     if kept:
         sys.stdout.write(
-            f"\n  {sum(count for _, count in kept)} sources recorded a language that names none "
-            f"({', '.join(f'“{recorded}”: {count}' for recorded, count in kept)}): now blank, what they recorded "
-            f"kept at the end of their notes after “{KEPT_IN_NOTES.strip()}”, and in their history.\n"
+            f"\n  {_sources(kept)} recorded a language that names none ({_each(kept)}): now blank, what they "
+            f"recorded kept at the end of their notes after “{KEPT_IN_NOTES.strip()}”, and in their history.\n"
         )
     # Deferred trigger events would stop the constraint's ALTER TABLE (PostgreSQL alters no table
     # with trigger events pending).
