@@ -13,11 +13,16 @@ from django.template.response import TemplateResponse
 
 from incidents import services
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
+from incidents.admin.base import (
+    ConfidentialityOfferedMixin,
+    EditedVersionForm,
+    HeldChoicesFieldListFilter,
+    TrackedModelAdmin,
+)
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
-class SourceForm(EditedVersionForm):
+class SourceForm(ConfidentialityOfferedMixin, EditedVersionForm):
     another_source_confirmed = forms.BooleanField(
         required=False,
         label="This is another source",
