@@ -161,6 +161,42 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
     return refusals
 
 
+def role_without_staff_refusals(*, before: Powers, after: Powers, api_only: bool) -> dict[str, list[str]]:
+    """Why an account may not hold `after`'s roles or permissions without Staff status, by field:
+    only staff sign in to the admin (and pass a second factor, which lets them see drafts and
+    confidential records), so a role given to an account that is not staff, or staff status taken
+    from one holding a role, left a colleague who could not sign in, and saved without a word. A
+    partner tool's account uses its role through API tokens only, where it reads only what anyone
+    may: its administrator says so (`api_only`, the users' admin's "API only",
+    ticked already on the page of an account kept so). No query."""
+    if after.is_staff or after.is_superuser or api_only or not (after.groups or after.permissions):
+        return {}
+    field, what = ("groups", "role") if after.groups else ("user_permissions", "permission")
+    partner = f"For a partner tool's account, which uses its {what}s through API tokens only, tick API only."
+    if before.is_staff:
+        return {
+            "is_staff": [
+                f"Without Staff status this account cannot sign in to the admin, where its {what}s work: keep "
+                f"Staff status, or remove its {what}s. {partner}"
+            ]
+        }
+    return {
+        field: [
+            f"A {what} works in the admin only with Staff status: tick Staff status, or remove the {what}. {partner}"
+        ]
+    }
+
+
+def staff_without_role(powers: Powers) -> bool:
+    """Whether an account with `powers` is staff who can do nothing: it signs in to the admin,
+    which shows it no screen, since it holds no role and no permission (Confidential access alone
+    widens what a role shows; it opens nothing). One query each role."""
+    if not powers.is_staff or powers.is_superuser:
+        return False
+    codes = _codes(powers.permissions).union(*(_group_codes(group) for group in powers.groups))
+    return not codes - {CONFIDENTIAL_PERMISSION}
+
+
 def account_control_refusal(*, actor, account, action: str = "change") -> str | None:
     """Why `actor` may not `action` (change, delete, set the password of, make a setup link for)
     `account` as a whole, or None: whoever took over an account holding more than they do (its
