@@ -14,7 +14,9 @@ anyone allowed to change groups give every member of a role any permission: an a
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
-- nobody deactivates, demotes or deletes the last active superuser.
+- nobody deactivates, demotes or deletes the last active superuser;
+- a role or a permission goes only with Staff status, which the admin's login needs, unless the
+  account is said to be a partner tool's, used through API tokens only.
 
 Every door that changes accounts or roles (the admin's users, groups, second factors and lockout
 records, their list actions) asks these functions and refuses, naming the field, before it writes;
