@@ -19,7 +19,12 @@ from django.urls import path, reverse
 
 from incidents import services
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
+from incidents.admin.base import (
+    ConfidentialityOfferedMixin,
+    EditedVersionForm,
+    HeldChoicesFieldListFilter,
+    TrackedModelAdmin,
+)
 from incidents.languages import LanguageCodeField, language_label, languages_matching
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
@@ -75,7 +80,7 @@ class LanguageListFilter(admin.ChoicesFieldListFilter):
         super().__init__(offered, request, params, model, model_admin, field_path)
 
 
-class SourceForm(EditedVersionForm):
+class SourceForm(ConfidentialityOfferedMixin, EditedVersionForm):
     another_source_confirmed = forms.BooleanField(
         required=False,
         label="This is another source",
