@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from incidents.languages import CODE_SHAPE, LANGUAGE_CODE_MESSAGE, LANGUAGE_HELP, LanguageCodeField
 from incidents.querysets import (
     ClaimQuerySet,
     DuplicatePairQuerySet,
@@ -774,7 +775,7 @@ class Source(VersionedModel, TimestampedModel):
     )
     author = models.CharField(max_length=255, blank=True)
     published_on = models.DateField(null=True, blank=True)
-    language = models.CharField(max_length=16, blank=True, help_text="Language code, e.g. en, ko, zh.")
+    language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True)
     cites = models.ForeignKey(
         "self",
@@ -799,7 +800,17 @@ class Source(VersionedModel, TimestampedModel):
                 name="source_does_not_cite_itself",
                 violation_error_code="cites_itself",
                 violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
-            )
+            ),
+            # The code's shape, not pycountry's list of 7,900 codes: ISO 639-3 gains and retires codes
+            # every year, and a list in the database would need a migration with each pycountry
+            # release (and refuse rows a retired code still names). The shape alone keeps out what split
+            # the filters and statistics: names, upper case, regions ("English", "EN", "ko-KR").
+            models.CheckConstraint(
+                condition=Q(language="") | Q(language__regex=CODE_SHAPE),
+                name="source_language_code",
+                violation_error_code="not_a_language_code",
+                violation_error_message=LANGUAGE_CODE_MESSAGE,
+            ),
         ]
         indexes = [
             # Serves the source autocomplete (the admin's search fields, `icontains`).
@@ -1783,7 +1794,7 @@ class IncidentRollup(models.Model):
     # How many of them have no figure at all (no best estimate, minimum or maximum): they add no
     # people to the sums below, which a reader must know to read them as incomplete. Not told by
     # the counts of known figures: one incident with a minimum alone and one with a maximum alone
-    # know as many bounds as one with both and one with none (migration 0073).
+    # know as many bounds as one with both and one with none (migration 0074).
     incidents_without_figure = models.IntegerField()
     # The sums of the incidents' figures (the bounds falling back to the best estimate), and how
     # many incidents have one: over incidents none of which has a figure, the sum is unknown, not 0.

@@ -364,6 +364,14 @@ def test_ensure_admin_refuses_an_existing_account_that_is_no_administrator(capsy
     assert "Log in at http://127.0.0.1:8000/admin/ as 'rev'" in capsys.readouterr().out
 
 
+def test_ensure_admin_refuses_a_superuser_without_staff_status_whom_the_admin_would_not_let_in(capsys):
+    # It said "Log in at …" to an account the admin's login refuses (only staff sign in there).
+    make_user(None, username="root", is_superuser=True)
+    with pytest.raises(CommandError, match=r"'root' exists but is not an active administrator.*staff status"):
+        call_command("ensure_admin", "--username", "root")
+    assert "Log in at" not in capsys.readouterr().out
+
+
 def test_generate_demo_data_refuses_a_truth_file_without_duplicates(tmp_path):
     truth = tmp_path / "truth.csv"
     with pytest.raises(CommandError, match="--duplicates-truth: it holds the true pairs of --duplicates"):

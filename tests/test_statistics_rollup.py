@@ -241,7 +241,7 @@ def test_kept_totals_follow_every_kind_of_change(world):
 
 # The migration that counts the incidents without a figure, and the one before it.
 BEFORE_WITHOUT_FIGURE = importlib.import_module(
-    "incidents.migrations.0073_statistics_count_incidents_without_figure"
+    "incidents.migrations.0074_statistics_count_incidents_without_figure"
 ).Migration.dependencies[0][1]
 # The migration that keeps each perpetrator within no country, and the one before it.
 WITHIN_NO_COUNTRY = "0056_statistics_perpetrator_without_country"
@@ -252,7 +252,7 @@ BEFORE_WITHIN_NO_COUNTRY = importlib.import_module(f"incidents.migrations.{WITHI
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_the_incidents_without_a_figure_already_there_as_the_count_does(world):
-    # Each incident of the world was counted as it committed, by the count of migration 0073: the
+    # Each incident of the world was counted as it committed, by the count of migration 0074: the
     # migration, back and forth, fills the same totals for the incidents counted before it.
     columns = [field.attname for field in IncidentRollup._meta.fields if field.name != "id"]
     counted = list(IncidentRollup.objects.order_by(*columns).values_list(*columns))

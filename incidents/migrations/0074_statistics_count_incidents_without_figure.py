@@ -134,7 +134,7 @@ _INDEXES = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0072_date_label_says_the_whole_range"),
+        ("incidents", "0073_source_language_codes"),
     ]
 
     # The covering indexes are dropped before the totals are filled and built after: an update of
