@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from incidents.languages import CODE_SHAPE, LANGUAGE_CODE_MESSAGE, LANGUAGE_HELP, LanguageCodeField
 from incidents.querysets import (
     ClaimQuerySet,
     DuplicatePairQuerySet,
@@ -304,7 +305,7 @@ def date_precision_from_dates(start, end) -> str:
     """The precision a claim's dates say when its writer gave none, as its count's qualifier is
     read from its figures (`count_qualifier_from_figures`): no date, unknown; one day, or one end
     alone ("since 14 July 2021"), day; whole years, year; whole months, month; any other span, range.
-    Never a Week, which seven days do not tell from a Range. Migration 0073 read the claims entered
+    Never a Week, which seven days do not tell from a Range. Migration 0075 read the claims entered
     before precisions so."""
     if start is None and end is None:
         return DatePrecision.UNKNOWN
@@ -881,7 +882,7 @@ class Source(VersionedModel, TimestampedModel):
     )
     author = models.CharField(max_length=255, blank=True)
     published_on = models.DateField(null=True, blank=True)
-    language = models.CharField(max_length=16, blank=True, help_text="Language code, e.g. en, ko, zh.")
+    language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True)
     cites = models.ForeignKey(
         "self",
@@ -906,7 +907,17 @@ class Source(VersionedModel, TimestampedModel):
                 name="source_does_not_cite_itself",
                 violation_error_code="cites_itself",
                 violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
-            )
+            ),
+            # The code's shape, not pycountry's list of 7,900 codes: ISO 639-3 gains and retires codes
+            # every year, and a list in the database would need a migration with each pycountry
+            # release (and refuse rows a retired code still names). The shape alone keeps out what split
+            # the filters and statistics: names, upper case, regions ("English", "EN", "ko-KR").
+            models.CheckConstraint(
+                condition=Q(language="") | Q(language__regex=CODE_SHAPE),
+                name="source_language_code",
+                violation_error_code="not_a_language_code",
+                violation_error_message=LANGUAGE_CODE_MESSAGE,
+            ),
         ]
         indexes = [
             # Serves the source autocomplete (the admin's search fields, `icontains`).
@@ -1365,7 +1376,7 @@ class SourceConnection(models.TextChoices):
 
 
 class OneEndDateLabel(Func):
-    """Calls the SQL function of migration 0073: a claim's dates that give one end alone, as the
+    """Calls the SQL function of migration 0075: a claim's dates that give one end alone, as the
     source says them ("Since March 2020", "Before 9 October 2023": an end on 8 October 2023, at a
     Day), at the precision of that end, in the words of `DateLabel`'s; "" without dates."""
 
@@ -1883,6 +1894,7 @@ _ROLLUP_READ = [
     "incident_type",
     "verification",
     "incidents",
+    "incidents_without_figure",
     "people_count",
     "people_count_known",
     "people_count_min",
@@ -1946,6 +1958,11 @@ class IncidentRollup(models.Model):
     # CONFLICT DO UPDATE), and PostgreSQL checks a row's constraints on the proposed insert, a
     # negative change included, before it finds the row to update.
     incidents = models.IntegerField()
+    # How many of them have no figure at all (no best estimate, minimum or maximum): they add no
+    # people to the sums below, which a reader must know to read them as incomplete. Not told by
+    # the counts of known figures: one incident with a minimum alone and one with a maximum alone
+    # know as many bounds as one with both and one with none (migration 0074).
+    incidents_without_figure = models.IntegerField()
     # The sums of the incidents' figures (the bounds falling back to the best estimate), and how
     # many incidents have one: over incidents none of which has a figure, the sum is unknown, not 0.
     people_count = models.BigIntegerField()

@@ -158,23 +158,28 @@ def may_delete(user) -> bool:
     return can_see_unpublished(user) and can_see_confidential(user)
 
 
+def confidentiality_change_refusal(user, *, confidential: bool) -> str | None:
+    """Why `user` may not change the confidentiality of a record that is `confidential` now, or
+    None. Marking a record confidential needs Confidential access (its author would lose sight of
+    it); making a confidential record public needs a Reviewer who has it. The admin asks it to offer
+    the box only to those who may tick or untick it; `confidentiality_errors` refuses the change."""
+    if not confidential and not can_see_confidential(user):
+        return (
+            "Only users with Confidential access may mark a record confidential (you could no longer see it); "
+            "ask a colleague who has that access."
+        )
+    if confidential and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident")):
+        return "Only a Reviewer with Confidential access may make a confidential record public."
+    return None
+
+
 def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, field: str) -> dict[str, list[str]]:
-    """Marking a record confidential needs Confidential access (its author would lose sight of it);
-    making a confidential record public needs a Reviewer who has it. As {field: [message]}."""
-    if confidential and not was_confidential and not can_see_confidential(user):
-        return {
-            field: [
-                "Only users with Confidential access may mark a record confidential (you could no longer see it); "
-                "ask a colleague who has that access."
-            ]
-        }
-    if (
-        was_confidential
-        and not confidential
-        and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident"))
-    ):
-        return {field: ["Only a Reviewer with Confidential access may make a confidential record public."]}
-    return {}
+    """The change of a record's confidentiality from `was_confidential` to `confidential`, refused
+    as `confidentiality_change_refusal` says. As {field: [message]}."""
+    if bool(confidential) == bool(was_confidential):
+        return {}
+    refusal = confidentiality_change_refusal(user, confidential=bool(was_confidential))
+    return {field: [refusal]} if refusal else {}
 
 
 def sensitivity_errors(user, *, stored: Place | None, place: Place) -> dict[str, list[str]]:

@@ -35,7 +35,7 @@ def this_test_database_url() -> str:
 def migrate_incidents_back_to(migration: str) -> None:
     """Migrate the incidents app back to `migration`, with the triggers that its migrations install
     then. pgtrigger installs today's after every migrate (`PGTRIGGER_INSTALL_ON_MIGRATE`), and
-    today's history triggers copy columns added since (migration 0073's claims' date precision):
+    today's history triggers copy columns added since (migration 0075's claims' date precision):
     a claim written before it, by the test or by a migration on the way forward, failed."""
     with override_settings(PGTRIGGER_INSTALL_ON_MIGRATE=False):
         call_command("migrate", "incidents", migration, verbosity=0)

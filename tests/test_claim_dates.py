@@ -328,7 +328,7 @@ def test_an_import_keeps_each_claims_date_and_precision(reviewer, tmp_path):
 
 
 # The migration that gives claims their precision, and the one before it.
-CLAIM_PRECISIONS = importlib.import_module("incidents.migrations.0073_claim_date_precision").Migration
+CLAIM_PRECISIONS = importlib.import_module("incidents.migrations.0075_claim_date_precision").Migration
 BEFORE_CLAIM_PRECISIONS = CLAIM_PRECISIONS.dependencies[0][1]
 
 

@@ -549,7 +549,7 @@ def test_the_migration_reads_exact_counts_given_a_range_as_about_keeping_the_fig
         ranged.pk: ("about", 500, 300, 2),
         unfigured.pk: ("unknown", None, None, 2),
         # Its claim changed: a new version, so that syncs read it again (and another when migration
-        # 0073 gave the claim its date's precision).
+        # 0075 gave the claim its date's precision).
         exact.pk: ("exact", 40, None, 3),
     }
     claim.refresh_from_db()

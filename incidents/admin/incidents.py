@@ -20,6 +20,7 @@ from django_countries import countries
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
+    ConfidentialityOfferedMixin,
     DateAsWrittenMixin,
     EditedVersionForm,
     EstimatedCountPaginator,
@@ -176,7 +177,7 @@ class PlacePathChoiceField(forms.ModelMultipleChoiceField):
         return getattr(obj, "path", None) or str(obj)
 
 
-class IncidentForm(EditedVersionForm):
+class IncidentForm(ConfidentialityOfferedMixin, EditedVersionForm):
     # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
     # this field offers the same autocomplete and the service writes the links.
     place_list = PlacePathChoiceField(
@@ -334,7 +335,7 @@ class QualifierFromFiguresMixin:
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
 
-class ClaimForm(forms.ModelForm):
+class ClaimForm(ConfidentialityOfferedMixin, forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "date_precision" in self.fields:
@@ -376,6 +377,10 @@ class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Each row's box is offered by what that claim is now (ConfidentialityOfferedMixin).
+        return super().get_formset(request, obj, form=self.form.for_writer(request.user), **kwargs)
 
 
 class VictimGroupInline(IncidentRowsInline, admin.TabularInline):

@@ -15,6 +15,7 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from incidents.languages import language_name
 from incidents.models import CountQualifier, DatePrecision
 from incidents.vocabulary import type_name
 
@@ -29,6 +30,12 @@ def _number(value) -> str:
 def type_name_filter(name: str) -> str:
     """An incident type's name in the page's language (incidents.vocabulary.type_name)."""
     return type_name(name)
+
+
+@register.filter(name="language_name")
+def language_name_filter(code: str) -> str:
+    """A source's language by its name in the page's language ("Korean", "한국어")."""
+    return language_name(code)
 
 
 @register.filter

@@ -121,7 +121,7 @@ def read_precisions_from_dates(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0072_date_label_says_the_whole_range"),
+        ("incidents", "0074_statistics_count_incidents_without_figure"),
     ]
 
     operations = [
