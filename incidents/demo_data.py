@@ -37,6 +37,7 @@ from incidents.demo_text import LOCALITIES_PER_CITY, DemoReports
 from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
+    DatePrecision,
     Incident,
     IncidentExportRow,
     IncidentFacetTotal,
@@ -191,8 +192,8 @@ COPY_COLUMNS = {
     Involvement: ["incident_id", "organization_id", "role"],
     VictimGroup: ["incident_id", "count", "sex", "age_group", "nationality", "description"],
     Claim: ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
-            "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
-            "updated_at"],
+            "date_start", "date_end", "date_precision", "excerpt", "locator", "source_connection", "confidential",
+            "created_at", "updated_at"],
 }  # fmt: skip
 
 
@@ -339,7 +340,8 @@ class DemoDataGenerator:
                 claim_best, claim_low, claim_high, claim_qualifier = self.counts(best)
                 claim_rows.append(
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
-                     "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
+                     DatePrecision.UNKNOWN, "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02,
+                     updated_at, updated_at)
                 )  # fmt: skip
         return IncidentBatch(
             self.reports.take_new_places(),

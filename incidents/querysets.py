@@ -254,6 +254,13 @@ def claim_people_span() -> dict[str, models.Aggregate]:
 
 
 class ClaimQuerySet(QualifierFromFiguresQuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        # A precision left blank is read from the dates (`models.PrecisionFromDates`), as `save()` does.
+        objs = list(objs)
+        for obj in objs:
+            obj.fill_date_precision()
+        return super().bulk_create(objs, *args, **kwargs)
+
     def visible_to(self, user) -> "ClaimQuerySet":
         """Claims on incidents the user may see, hiding confidential claims and claims of
         confidential sources from users without the confidential permission."""

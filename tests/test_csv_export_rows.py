@@ -1304,7 +1304,11 @@ def assert_kept_totals_are_recounted() -> None:
 
     def totals():
         return [
-            sorted(IncidentRollup.objects.values_list("dimension", "country", "place_id", "incidents")),
+            sorted(
+                IncidentRollup.objects.values_list(
+                    "dimension", "country", "place_id", "incidents", "incidents_without_figure"
+                )
+            ),
             list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
         ]
 

@@ -176,6 +176,33 @@ class EditedVersionForm(forms.ModelForm):
         return cleaned_data
 
 
+class ConfidentialityOfferedMixin:
+    """For the form of a record that may be confidential (an incident, a source, a claim): its
+    `confidential` box is offered only to a `writer` who may change it from what the record is now
+    (`services.confidentiality_change_refusal`). Anyone else is shown it, ticked or not, disabled,
+    with the reason under it: the box offered to an analyst without Confidential access was refused
+    on every save. A value sent for a disabled box is ignored and the record keeps its own (Django's
+    disabled field), as the review state the page shows is; the services still refuse the change
+    at every door (the API answers 400 naming the field)."""
+
+    # Who fills the form in, set by the admin (`for_writer`); None is offered nothing.
+    writer = None
+
+    @classmethod
+    def for_writer(cls, writer):
+        return type(cls.__name__, (cls,), {"writer": writer})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("confidential")
+        if field is None:
+            return
+        refusal = services.confidentiality_change_refusal(self.writer, confidential=self.instance.confidential)
+        if refusal is not None:
+            field.disabled = True
+            field.help_text = refusal
+
+
 def nested_refusal_key(key: str) -> tuple[str, int, str | None] | None:
     """A service's error key for a row of an incident's (`claims[1].source`, `involvements[0]`) as
     (rows, index, field or None); None for any other key."""
@@ -487,7 +514,8 @@ class TrackedModelAdmin(
         form = super().get_form(request, obj, change, **kwargs)
         refusal = getattr(request, "service_refusal", None)
         bases = (form,) if issubclass(form, ServiceRefusalForm) else (ServiceRefusalForm, form)
-        return type(form.__name__, bases, {"service_refusal": refusal})
+        form = type(form.__name__, bases, {"service_refusal": refusal})
+        return form.for_writer(request.user) if issubclass(form, ConfidentialityOfferedMixin) else form
 
     def save_model(self, request, obj, form, change):
         many_to_many = {

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0072_date_label_says_the_whole_range"),
+        ("incidents", "0075_claim_date_precision"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
