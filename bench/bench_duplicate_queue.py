@@ -15,7 +15,8 @@ after `generate_demo_data --incidents 200000 --duplicates 0.05 --seed 3` and `fi
 those the reader may see), to compare on the same database. `--explain MS` prints EXPLAIN
 (ANALYZE, BUFFERS) of every SELECT of a page's last run that took at least MS milliseconds. It adds
 staff accounts (bench_superuser; bench_reviewer_plain; bench_analyst; bench_reviewer, with
-Confidential access as before) if they are missing; nothing else is written (the decision's POST runs in a transaction rolled back)."""
+Confidential access as before) if they are missing; nothing else is written (the decision's POST
+runs in a transaction rolled back)."""
 
 import argparse
 import statistics
