@@ -23,6 +23,7 @@ wait for (bench/README.md). The admin's review queue says how many incidents wai
 
 import calendar
 import functools
+import itertools
 import math
 import re
 import unicodedata
@@ -185,18 +186,18 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
             yield (incident_id, other) if incident_id < other else (other, incident_id)
 
 
-def _candidate_pairs_of_all(places: _Places) -> set[tuple[int, int]]:
-    """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
-    by key (and type), each group paired by date; then those placed only by a country, by country."""
-    window = settings.DUPLICATE_WINDOW_DAYS
+def _blocking_groups(places: _Places) -> tuple[dict, dict, dict[int, _Located]]:
+    """The whole database (merged incidents left out) grouped for blocking: by key and type, and by
+    country and type, each member (start, end, id); and each incident located. Two queries, read
+    as streams: at 1,000,000 incidents, their rows held whole cost more than the groups."""
     spans = {
         incident_id: (incident_type_id, start.toordinal(), end.toordinal())
-        for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True).values_list(
-            "id", "incident_type_id", "date_start", "date_end"
-        )
+        for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True)
+        .values_list("id", "incident_type_id", "date_start", "date_end")
+        .iterator(chunk_size=10_000)
     }
     places_of = defaultdict(list)
-    for incident_id, place_id in IncidentPlace.objects.values_list("incident_id", "place_id"):
+    for incident_id, place_id in IncidentPlace.objects.values_list("incident_id", "place_id").iterator(10_000):
         if incident_id in spans:
             places_of[incident_id].append(place_id)
     located = {incident_id: places.locate(place_ids) for incident_id, place_ids in places_of.items()}
@@ -207,21 +208,43 @@ def _candidate_pairs_of_all(places: _Places) -> set[tuple[int, int]]:
             by_key[(key, incident_type_id)].append((start, end, incident_id))
         for country in location.countries:
             by_country[(country, incident_type_id)].append((start, end, incident_id))
-    pairs = set()
-    for members in by_key.values():
+    return by_key, by_country, located
+
+
+def _candidate_pairs_of_all(places: _Places) -> Iterator[tuple[int, int]]:
+    """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
+    by key (and type), each group paired by date; then those placed only by a country, by country.
+    Each pair once, group by group, so that the pairs are scored as they come (`scored_pairs`)
+    and never all held: at 1,000,000 incidents a set of them took 22 GB."""
+    window = settings.DUPLICATE_WINDOW_DAYS
+    by_key, by_country, located = _blocking_groups(places)
+    for (key, _), members in by_key.items():
         members.sort()
-        pairs.update(_overlapping_later(members, window))
+        for a, b in _overlapping_later(members, window):
+            # A pair shares every key both incidents stand for (a city and its province), so it
+            # is found in each of those groups: it is given only from the smallest, which needs no
+            # memory of the pairs given. Both have `key`, so one with a single key shares no other.
+            keys_a, keys_b = located[a].keys, located[b].keys
+            if len(keys_a) == 1 or len(keys_b) == 1 or min(keys_a & keys_b) == key:
+                yield a, b
     # Few incidents are placed only by a country: each is compared with its country's incidents.
-    for members in by_country.values():
+    # No key rule finds these pairs (one side has no key); two placed only by countries are found
+    # from both, and two naming several countries in each: each is given once, from its lower id
+    # among those placed only by a country, and from the smallest country both name.
+    for (country, _), members in by_country.items():
         for start, end, incident_id in members:
-            if located[incident_id].keys:
+            location = located[incident_id]
+            if location.keys:
                 continue
-            pairs.update(
-                (min(incident_id, other), max(incident_id, other))
-                for other_start, other_end, other in members
-                if other != incident_id and other_start - window <= end and start - window <= other_end
-            )
-    return pairs
+            for other_start, other_end, other in members:
+                if other == incident_id or other_start - window > end or start - window > other_end:
+                    continue
+                other_location = located[other]
+                if not other_location.keys and other < incident_id:
+                    continue
+                if len(location.countries) > 1 and min(location.countries & other_location.countries) != country:
+                    continue
+                yield (incident_id, other) if incident_id < other else (other, incident_id)
 
 
 def _candidate_pairs_of(incident_ids: Collection[int], places: _Places) -> set[tuple[int, int]]:
@@ -242,7 +265,7 @@ def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collectio
     """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
     each of `incident_ids`): the same rule, read from them. Two queries for given incidents."""
     if incident is None and not incident_ids:
-        return _candidate_pairs_of_all(_places())
+        return set(_candidate_pairs_of_all(_places()))
     return _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, _places())
 
 
@@ -617,6 +640,13 @@ def score_pairs(pairs: list[tuple[int, int]], features: Features, *, at_least: f
     return np.round(1 / (1 + np.exp(-evidence)), 4)
 
 
+# Candidate pairs are scored this many at a time: the whole database's come from blocking as a
+# stream (`_candidate_pairs_of_all`) and only those reaching the threshold are kept, so memory
+# holds the features and one chunk's arrays (a few hundred megabytes at this size), however many
+# pairs there are.
+SCORING_CHUNK = 200_000
+
+
 def scored_pairs(
     incident: Incident | None = None, *, incident_ids: Collection[int] = (), at_least: float = 0.0
 ) -> list[tuple[int, int, float]]:
@@ -625,13 +655,15 @@ def scored_pairs(
     places, the candidates, their features, the word frequencies) however many candidates."""
     places = _places()
     if incident is None and not incident_ids:
-        pairs = sorted(_candidate_pairs_of_all(places))
         features = load_features(None, places=places)
+        pairs = _candidate_pairs_of_all(places)
     else:
         pairs = sorted(_candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places))
         features = load_features({incident_id for pair in pairs for incident_id in pair}, places=places)
-    scores = score_pairs(pairs, features, at_least=at_least)
-    kept = [(a, b, float(score)) for (a, b), score in zip(pairs, scores, strict=True) if score >= at_least]
+    kept = []
+    for chunk in itertools.batched(pairs, SCORING_CHUNK):
+        scores = score_pairs(list(chunk), features, at_least=at_least)
+        kept.extend((a, b, float(score)) for (a, b), score in zip(chunk, scores, strict=True) if score >= at_least)
     return sorted(kept, key=lambda pair: (-pair[2], pair[0], pair[1]))
 
 

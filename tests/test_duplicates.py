@@ -4,8 +4,9 @@ queue where staff decide and only Reviewers call two incidents the same."""
 import csv
 import html
 import io
+import random
 import re
-from datetime import date
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -785,6 +786,129 @@ class TestMeasuredQuality:
         everything = duplicates.candidate_pairs()
         for incident in Incident.objects.order_by("?")[:40]:
             assert duplicates.candidate_pairs(incident) == {pair for pair in everything if incident.pk in pair}
+
+
+class TestWholeDatabaseInChunks:
+    """The whole database's pairs come from blocking as a stream and are scored a chunk at a time
+    (`duplicates.SCORING_CHUNK`), never all held: what it finds must be what each incident's own
+    blocking finds, each pair scored once, whatever the chunk."""
+
+    @pytest.fixture
+    def messy(self):
+        """Incidents of three types over a few months, placed as people place them: towns, a town
+        and its province, a village, two towns of one name in two provinces, a country alone, two
+        countries, nowhere; some retold with another word or count, some sharing sources. Returns
+        the pairs each case must give, by incident id."""
+        china = make_place(name="China", kind="country", country="CN")
+        korea = make_place(name="South Korea", kind="country", country="KR")
+        russia = make_place(name="Russia", kind="country", country="RU")
+        jilin = make_place(name="Jilin", kind="province", parent=china)
+        liaoning = make_place(name="Liaoning", kind="province", parent=china)
+        tumen = make_place(name="Tumen", parent=jilin)
+        other_tumen = make_place(name="Tumen", parent=liaoning)
+        sambong = make_place(name="Sambong", kind="other", parent=tumen)
+        yanji = make_place(name="Yanji", parent=jilin)
+        dandong = make_place(name="Dandong", parent=liaoning)
+        seoul = make_place(name="Seoul", country="KR")
+        placings = [
+            [],
+            [china],
+            [korea],
+            [china, korea],
+            [china, russia],
+            [jilin],
+            [tumen],
+            [other_tumen],
+            [sambong],
+            [yanji],
+            [tumen, jilin],
+            [sambong, tumen],
+            [dandong, liaoning],
+            [seoul],
+            [tumen, seoul],
+        ]
+        types = [incident_type(), incident_type("deportation"), incident_type("arbitrary-detention")]
+        sources = [make_source() for _ in range(6)]
+        words = ["defectors", "repatriated", "arrested", "missionary", "border", "police", "held", "women"]
+        chosen = random.Random(4)
+        made = []
+        for number in range(150):
+            if made and chosen.random() < 0.2:
+                # A second report of an earlier incident: reworded, recounted, placed alike.
+                first, first_places = chosen.choice(made)
+                fields = {
+                    "title": f"{first.title} {chosen.choice(words)}",
+                    "incident_type": first.incident_type,
+                    "date_start": first.date_start,
+                    "date_end": first.date_end,
+                    "people_count": chosen.choice([first.people_count, None, 12]),
+                }
+                incident_places = first_places
+            else:
+                start = date(2023, 6, 1) + timedelta(days=chosen.randrange(120))
+                fields = {
+                    "title": " ".join(chosen.sample(words, 4)) + f" {number}",
+                    "incident_type": chosen.choice(types),
+                    "date_start": start,
+                    "date_end": start + timedelta(days=chosen.choice([0, 0, 6, 30])),
+                    "people_count": chosen.choice([None, 1, 12, 50, 80]),
+                }
+                incident_places = chosen.choice(placings)
+            incident = make_incident(places=incident_places, **fields)
+            if chosen.random() < 0.4:
+                make_claim(incident=incident, source=chosen.choice(sources))
+            made.append((incident, incident_places))
+
+        def pair(*incidents):
+            a, b = sorted(incident.pk for incident in incidents)
+            return a, b
+
+        def placed(incident_places):
+            return make_incident(places=incident_places, date_start=date(2024, 3, 1), date_end=date(2024, 3, 1))
+
+        return {
+            # Found in Tumen's group and Jilin's.
+            "sharing two keys": pair(placed([sambong]), placed([tumen, jilin])),
+            # Found from either side, and in China's group and Korea's.
+            "both by their countries": pair(placed([china, korea]), placed([korea, china])),
+            "one by its country": pair(placed([china]), placed([dandong])),
+        }
+
+    def scored_in_chunks(self, monkeypatch, chunk: int) -> tuple[list, list[list]]:
+        """The whole database's scored pairs, `chunk` at a time, and the pairs each chunk scored."""
+        chunks, score_pairs = [], duplicates.score_pairs
+
+        def recording(pairs, features, **options):
+            chunks.append(list(pairs))
+            return score_pairs(pairs, features, **options)
+
+        monkeypatch.setattr(duplicates, "SCORING_CHUNK", chunk)
+        monkeypatch.setattr(duplicates, "score_pairs", recording)
+        return duplicates.scored_pairs(), chunks
+
+    def test_the_whole_database_in_chunks_scores_each_pair_once_as_its_incidents_own_blocking_does(
+        self, messy, monkeypatch
+    ):
+        in_threes, chunks = self.scored_in_chunks(monkeypatch, 3)
+        scored = [pair for chunk in chunks for pair in chunk]
+        assert max(len(chunk) for chunk in chunks) == 3
+        assert len(scored) == len(set(scored))
+        ids = sorted(Incident.objects.values_list("pk", flat=True))
+        each = set()
+        for at in range(0, len(ids), 40):
+            each |= set(duplicates.scored_pairs(incident_ids=ids[at : at + 40]))
+        assert in_threes == sorted(each, key=lambda pair: (-pair[2], pair[0], pair[1]))
+        assert set(scored) == {(a, b) for a, b, _ in in_threes}
+        assert set(messy.values()) <= set(scored)
+        assert self.scored_in_chunks(monkeypatch, duplicates.SCORING_CHUNK)[0] == in_threes
+
+    def test_find_duplicates_in_chunks_proposes_what_each_incident_scores_above_the_threshold(self, messy, monkeypatch):
+        monkeypatch.setattr(duplicates, "SCORING_CHUNK", 3)
+        find_duplicates()
+        ids = list(Incident.objects.values_list("pk", flat=True))
+        expected = duplicates.scored_pairs(incident_ids=ids, at_least=duplicates.PROPOSAL_THRESHOLD)
+        proposed = DuplicatePair.objects.values_list("incident_a", "incident_b", "score")
+        assert expected and {(a, b, float(score)) for a, b, score in proposed} == set(expected)
 
 
 class TestRescoringOnEveryWrite:
