@@ -121,6 +121,7 @@ JOIN incidents_incident other
 
 @dataclass(frozen=True)
 class _Located:
+    places: frozenset[int] = frozenset()
     keys: frozenset[int] = frozenset()
     countries: frozenset[str] = frozenset()
 
@@ -141,6 +142,7 @@ class _Places:
         key = tuple(place_ids)
         if key not in self.located:
             self.located[key] = _Located(
+                places=frozenset(key),
                 keys=frozenset().union(*(self.keys[place_id] for place_id in key)),
                 countries=frozenset(self.country[place_id] for place_id in key if self.country[place_id]),
             )
@@ -333,30 +335,34 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
 
 @dataclass
 class Features:
-    """What `score_pairs` compares, for a set of incidents: one list entry per incident."""
+    """What `score_pairs` compares, for a set of incidents: one entry per incident, at its position.
+    Numbers as arrays and sets shared where incidents agree (`load_features`): at 1,000,000
+    incidents, a Python float and a set of its own per incident and field cost gigabytes."""
 
     position: dict[int, int]
     # (title, description) as written; compared only for the pairs that could reach the
     # threshold (`compared_text`), so most candidates' texts are never worked on.
-    texts: list[tuple[str, str]] = field(default_factory=list)
-    documents: int = 0
-    frequencies: dict[str, int] = field(default_factory=dict)
-    start: list[int] = field(default_factory=list)
-    end: list[int] = field(default_factory=list)
+    texts: list[tuple[str, str]]
+    documents: int
+    frequencies: dict[str, int]
+    # Days (ordinals).
+    start: np.ndarray
+    end: np.ndarray
     # Whether the range is a calendar unit (a day, a Monday-to-Sunday week, whole months or years).
-    calendar_span: list[bool] = field(default_factory=list)
-    people_best: list[float] = field(default_factory=list)
-    people_low: list[float] = field(default_factory=list)
-    people_high: list[float] = field(default_factory=list)
-    places: list[set[int]] = field(default_factory=list)
-    place_keys: list[frozenset[int]] = field(default_factory=list)
-    countries: list[frozenset[str]] = field(default_factory=list)
+    calendar_span: np.ndarray
+    # NaN where no count is given.
+    people_best: np.ndarray
+    people_low: np.ndarray
+    people_high: np.ndarray
+    places: list[frozenset[int]]
+    place_keys: list[frozenset[int]]
+    countries: list[frozenset[str]]
     # The origins of every claim, and those a reader without Confidential access knows
     # (`_FEATURES_SQL`); which a pair compares depends on who may see it (`compare`).
-    origins: list[set[int]] = field(default_factory=list)
-    confidential: list[bool] = field(default_factory=list)
-    disclosed_origins: list[set[int]] = field(default_factory=list)
-    perpetrators: list[set[int]] = field(default_factory=list)
+    origins: list[frozenset[int]]
+    confidential: list[bool]
+    disclosed_origins: list[frozenset[int]]
+    perpetrators: list[frozenset[int]]
     _compared: dict[int, tuple[str, dict[str, float]]] = field(default_factory=dict)
 
     def compared_text(self, at: int) -> tuple[str, dict[str, float]]:
@@ -413,9 +419,11 @@ def _is_calendar_span(start: date, end: date) -> bool:
 def load_features(ids: Collection[int] | None = None, *, places: _Places | None = None) -> Features:
     """What `score_pairs` compares, for the incidents `ids` (all when None, which also recounts
     the word frequencies), their places located with `places` (read when not given). One query,
+    for the whole database read as a stream (its rows held at once doubled what the features take),
     and one more each for the places and the word frequencies."""
     places = places or _places()
-    with connection.cursor() as cursor:
+    position, texts, columns = {}, [], defaultdict(list)
+    with connection.chunked_cursor() if ids is None else connection.cursor() as cursor:
         if ids is None:
             cursor.execute(_FEATURES_SQL, {"perpetrator": InvolvementRole.PERPETRATOR})
         else:
@@ -423,49 +431,77 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
                 _FEATURES_SQL + " WHERE incident.id = ANY(%(incidents)s)",
                 {"perpetrator": InvolvementRole.PERPETRATOR, "incidents": list(ids)},
             )
-        rows = cursor.fetchall()
+        while rows := cursor.fetchmany(10_000):
+            for row in rows:
+                _add_features(row, position, texts, columns, places)
     if ids is None:
-        counted = _count_word_frequencies(comparable_text(f"{row[1]} {row[2]}") for row in rows)
+        counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
         _keep_word_frequencies(counted)
     else:
         counted = word_frequencies()
-    features = Features(position={}, documents=counted[0], frequencies=counted[1])
-    for row in rows:
-        (
-            incident_id,
-            title,
-            description,
-            start,
-            end,
-            best,
-            low,
-            high,
-            place_ids,
-            origins,
-            confidential,
-            disclosed_origins,
-            perpetrators,
-        ) = row
-        features.position[incident_id] = len(features.texts)
-        features.texts.append((title, description))
-        features.start.append(start.toordinal())
-        features.end.append(end.toordinal())
-        features.calendar_span.append(_is_calendar_span(start, end))
-        features.people_best.append(math.nan if best is None else best)
-        low = low if low is not None else best
-        high = high if high is not None else best
-        # An open end ("at least 40") reaches as far as counts go.
-        features.people_low.append(math.nan if low is None and high is None else (low or 0))
-        features.people_high.append(math.nan if low is None and high is None else (high or math.inf))
-        located = places.locate(place_ids)
-        features.places.append(set(place_ids))
-        features.place_keys.append(located.keys)
-        features.countries.append(located.countries)
-        features.origins.append(set(origins))
-        features.confidential.append(confidential)
-        features.disclosed_origins.append(set(disclosed_origins))
-        features.perpetrators.append(set(perpetrators))
-    return features
+    return Features(
+        position=position,
+        texts=texts,
+        documents=counted[0],
+        frequencies=counted[1],
+        start=np.array(columns["start"], dtype=np.int64),
+        end=np.array(columns["end"], dtype=np.int64),
+        calendar_span=np.array(columns["calendar_span"], dtype=bool),
+        people_best=np.array(columns["people_best"], dtype=float),
+        people_low=np.array(columns["people_low"], dtype=float),
+        people_high=np.array(columns["people_high"], dtype=float),
+        places=columns["places"],
+        place_keys=columns["place_keys"],
+        countries=columns["countries"],
+        origins=columns["origins"],
+        confidential=columns["confidential"],
+        disclosed_origins=columns["disclosed_origins"],
+        perpetrators=columns["perpetrators"],
+    )
+
+
+_NONE: frozenset = frozenset()
+
+
+def _add_features(row: tuple, position: dict, texts: list, columns: dict[str, list], places: _Places) -> None:
+    """One row of `_FEATURES_SQL` added at the next position. Most incidents name no perpetrator,
+    share their set of places with thousands, and know every origin they have: those share one
+    set, not one each."""
+    (
+        incident_id,
+        title,
+        description,
+        start,
+        end,
+        best,
+        low,
+        high,
+        place_ids,
+        origins,
+        confidential,
+        disclosed_origins,
+        perpetrators,
+    ) = row
+    position[incident_id] = len(texts)
+    texts.append((title, description))
+    columns["start"].append(start.toordinal())
+    columns["end"].append(end.toordinal())
+    columns["calendar_span"].append(_is_calendar_span(start, end))
+    columns["people_best"].append(math.nan if best is None else best)
+    low = low if low is not None else best
+    high = high if high is not None else best
+    # An open end ("at least 40") reaches as far as counts go.
+    columns["people_low"].append(math.nan if low is None and high is None else (low or 0))
+    columns["people_high"].append(math.nan if low is None and high is None else (high or math.inf))
+    located = places.locate(place_ids)
+    columns["places"].append(located.places)
+    columns["place_keys"].append(located.keys)
+    columns["countries"].append(located.countries)
+    origins = frozenset(origins) if origins else _NONE
+    columns["origins"].append(origins)
+    columns["confidential"].append(confidential)
+    columns["disclosed_origins"].append(origins if origins == set(disclosed_origins) else frozenset(disclosed_origins))
+    columns["perpetrators"].append(frozenset(perpetrators) if perpetrators else _NONE)
 
 
 def _places_agreement(features: Features, a: int, b: int) -> str:
@@ -503,18 +539,18 @@ def compare(
     positions = [(features.position[a], features.position[b]) for a, b in pairs]
     first = np.array([a for a, _ in positions], dtype=np.int64)
     second = np.array([b for _, b in positions], dtype=np.int64)
-    start, end = np.array(features.start), np.array(features.end)
-    low, high, best = (np.array(values) for values in (features.people_low, features.people_high, features.people_best))
+    start, end = features.start, features.end
+    low, high, best = features.people_low, features.people_high, features.people_best
     with np.errstate(invalid="ignore", divide="ignore"):
         below = np.where(high[first] < low[second], high[first] / low[second], 1.0)
         above = np.where(high[second] < low[first], high[second] / low[first], 1.0)
     people = np.where(np.isnan(low[first]) | np.isnan(low[second]), np.nan, np.minimum(below, above))
 
-    def shared(values_a: set, values_b: set) -> float:
+    def shared(values_a: frozenset, values_b: frozenset) -> float:
         """1 where the two share a member, 0 where both have members and share none."""
         return float(bool(values_a & values_b)) if values_a and values_b else np.nan
 
-    def both_named(values: list[set]) -> np.ndarray:
+    def both_named(values: list[frozenset]) -> np.ndarray:
         return np.array([shared(values[a], values[b]) for a, b in positions])
 
     def origins_in_common() -> np.ndarray:
@@ -537,7 +573,7 @@ def compare(
         # One range longer than a day given by both, and of those, one that is no calendar unit
         # ("25 November to 29 December"): two reports of it rarely come from two events.
         "same_span": (start[first] == start[second]) & (end[first] == end[second]) & (end[first] > start[first]),
-        "unusual_span": ~np.array(features.calendar_span, dtype=bool)[first],
+        "unusual_span": ~features.calendar_span[first],
         "people": people,
         # One figure given by both: the larger, the less likely by chance.
         "same_figure": np.where(best[first] == best[second], best[first], np.nan),
