@@ -100,7 +100,11 @@ _PLACES_OF = "ARRAY(SELECT link.place_id FROM incidents_incidentplace link WHERE
 # date reads every earlier incident of the type. An incident dated only by a year meets thousands
 # of its type in every country; their places come in the same rows, so blocking on places costs
 # no second query and sends no list of thousands of ids back to the database. The given incidents
-# are read first (MATERIALIZED), so that their own places are not read again for every row.
+# are read first (MATERIALIZED), so that their own places are not read again for every row. Each
+# one's neighbours are a LATERAL subquery kept apart by OFFSET 0 (which stops PostgreSQL making it
+# a join again), read through that index: as a join, expecting 25 rows for each where 4,758 came,
+# it hashed every incident of the database by type and tested each given incident's dates against
+# all of its type (46 million rows tested for 200 incidents at 1,000,000).
 _NEARBY_SQL = f"""
 WITH mine AS MATERIALIZED (
     SELECT incident.id, incident.incident_type_id, incident.date_start, incident.date_end,
@@ -110,12 +114,15 @@ WITH mine AS MATERIALIZED (
 )
 SELECT mine.id, mine.places, other.id, {_PLACES_OF.format("other")}
 FROM mine
-JOIN incidents_incident other
-  ON other.incident_type_id = mine.incident_type_id
- AND daterange(other.date_start, other.date_end, '[]')
-     && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
- AND other.id <> mine.id
- AND other.merged_into_id IS NULL
+CROSS JOIN LATERAL (
+    SELECT other.id FROM incidents_incident other
+    WHERE other.incident_type_id = mine.incident_type_id
+      AND daterange(other.date_start, other.date_end, '[]')
+          && daterange(mine.date_start - %(window)s, mine.date_end + %(window)s, '[]')
+      AND other.id <> mine.id
+      AND other.merged_into_id IS NULL
+    OFFSET 0
+) other
 """
 
 
