@@ -198,7 +198,7 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
 def _blocking_groups(places: _Places) -> tuple[dict, dict, dict[int, _Located]]:
     """The whole database (merged incidents left out) grouped for blocking: by key and type, and by
     country and type, each member (start, end, id); and each incident located. Two queries, read
-    as streams: at 1,000,000 incidents, their rows held whole cost more than the groups."""
+    as streams, so that their million rows are not all held beside the groups."""
     spans = {
         incident_id: (incident_type_id, start.toordinal(), end.toordinal())
         for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True)
@@ -206,7 +206,8 @@ def _blocking_groups(places: _Places) -> tuple[dict, dict, dict[int, _Located]]:
         .iterator(chunk_size=10_000)
     }
     places_of = defaultdict(list)
-    for incident_id, place_id in IncidentPlace.objects.values_list("incident_id", "place_id").iterator(10_000):
+    links = IncidentPlace.objects.values_list("incident_id", "place_id").iterator(chunk_size=10_000)
+    for incident_id, place_id in links:
         if incident_id in spans:
             places_of[incident_id].append(place_id)
     located = {incident_id: places.locate(place_ids) for incident_id, place_ids in places_of.items()}
@@ -344,7 +345,7 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
 class Features:
     """What `score_pairs` compares, for a set of incidents: one entry per incident, at its position.
     Numbers as arrays and sets shared where incidents agree (`load_features`): at 1,000,000
-    incidents, a Python float and a set of its own per incident and field cost gigabytes."""
+    incidents, a Python float and a set of its own per incident and field cost about a gigabyte."""
 
     position: dict[int, int]
     # (title, description) as written; compared only for the pairs that could reach the
