@@ -1730,9 +1730,11 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
         _copy(cursor, Incident, [Incident._meta.pk, *_insert_fields(Incident)], incident_rows(incident_ids))
         for model, rows in incidents.children.items():
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
-        # Their types, places (and those above) and organizations held still until the commit: the
-        # work of the lock_type, lock_place, lock_organization and lock_publisher triggers, which are
-        # off with the insert triggers, done once for every link (migration 0050).
+        # What they link to held still until the commit: the work of the lock_source, lock_type,
+        # lock_place, lock_organization and lock_publisher triggers, which are off with the insert
+        # triggers, done once for every link (migrations 0050, 0073). The sources (and those up
+        # their `cites`) first, so that the publishers locked next are those the sources keep.
+        cursor.execute("SELECT incident_sources_lock(%s::bigint[])", [incident_ids])
         cursor.execute("SELECT incident_links_lock(%s::bigint[])", [incident_ids])
         child_tables = dict.fromkeys(incidents.children, "incident_id")
         record_events({Incident: "id", **child_tables}, incident_ids, label="insert")
