@@ -3,10 +3,10 @@ claims' row trigger that share-locks a new claim's source and every source up it
 the kept export rows and search words read a source that a concurrent write cannot make
 confidential meanwhile: migrations 0032, 0047), stayed on in bulk: an import of 100,000 incidents
 with two claims each ran it 200,000 times, a locking query or more each, for 50 sources (8.5 of the
-19.8 s of inserting 200,000 claims, `EXPLAIN ANALYZE`, bench/README.md). It is now off in bulk like
-the other row triggers that lock what a link refers to (migration 0050), and the bulk writers call
-`incident_sources_lock` once every claim is written, before `incident_links_lock` reads the
-sources' publishers and before their kept rows are made.
+19.8 s of inserting 200,000 claims, `EXPLAIN ANALYZE` on a busy machine; bench/README.md). It is
+now off in bulk like the other row triggers that lock what a link refers to (migration 0050), and
+the bulk writers call `incident_sources_lock` once every claim is written, before
+`incident_links_lock` reads the sources' publishers and before their kept rows are made.
 
 `incident_sources_lock` (migrations 0052, 0069) read each source's whole chain in one statement
 and then locked it: a source whose `cites` another transaction changed meanwhile was locked, but
