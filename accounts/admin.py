@@ -33,7 +33,9 @@ from accounts.grants import (
     group_change_refusals,
     group_delete_refusal,
     powers_change_record,
+    role_without_staff_refusals,
     second_factor_removal_refusal,
+    staff_without_role,
 )
 from accounts.models import ApiToken, SetupLink
 from accounts.services import setup_link_create
@@ -180,6 +182,23 @@ class ActingUserFormMixin:
 
 
 class StaffUserChangeForm(ActingUserFormMixin, UserChangeForm):
+    api_only = forms.BooleanField(
+        label="API only",
+        required=False,
+        help_text="A partner tool's account, kept without Staff status: it uses its roles through API tokens "
+        "only, reads only what anyone may, and cannot sign in to the admin.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # An account already kept so was said to be: its edits are not asked again.
+        account = self.instance
+        self.fields["api_only"].initial = (
+            account.pk is not None
+            and not (account.is_staff or account.is_superuser)
+            and (account.groups.exists() or account.user_permissions.exists())
+        )
+
     def clean(self):
         cleaned_data = super().clean()
         if cleaned_data.get("is_superuser") and not cleaned_data.get("is_staff"):
@@ -202,6 +221,9 @@ class StaffUserChangeForm(ActingUserFormMixin, UserChangeForm):
             ),
         )
         self.add_refusals(account_change_refusals(actor=self.actor, account=self.instance, before=before, after=after))
+        self.add_refusals(
+            role_without_staff_refusals(before=before, after=after, api_only=cleaned_data.get("api_only", False))
+        )
         return cleaned_data
 
 
@@ -213,6 +235,31 @@ class StaffUserAdmin(RefusedDeletionMixin, UserAdmin):
 
     form = StaffUserChangeForm
     actions = ["make_setup_links"]
+    # "API only" beside Staff status, where the question arises (accounts.grants.role_without_staff_refusals).
+    fieldsets = [
+        (
+            name,
+            {
+                **options,
+                "fields": [
+                    each
+                    for field in options["fields"]
+                    for each in ((field, "api_only") if field == "is_staff" else (field,))
+                ],
+            },
+        )
+        for name, options in UserAdmin.fieldsets
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # A box that only a change reads: a page that only reads showed "Api only: None".
+        return [
+            (name, {**options, "fields": [field for field in options["fields"] if field != "api_only"]})
+            for name, options in fieldsets
+        ]
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -220,12 +267,17 @@ class StaffUserAdmin(RefusedDeletionMixin, UserAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
+        after = account_powers(form.instance)
         powers_change_record(
-            actor=request.user,
-            holder=form.instance,
-            before=getattr(form, "powers_before", Powers()),
-            after=account_powers(form.instance),
+            actor=request.user, holder=form.instance, before=getattr(form, "powers_before", Powers()), after=after
         )
+        if staff_without_role(after):
+            self.message_user(
+                request,
+                f"{form.instance.get_username()} has Staff status but no role: they can sign in to the admin, "
+                "which shows them nothing. Give them a role (Viewer, Analyst or Reviewer) under Groups.",
+                messages.WARNING,
+            )
 
     def deletion_refusal(self, request, records):
         return account_delete_refusal(actor=request.user, accounts=records)

@@ -14,7 +14,9 @@ anyone allowed to change groups give every member of a role any permission: an a
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
-- nobody deactivates, demotes or deletes the last active superuser.
+- nobody deactivates, demotes or deletes the last active superuser;
+- a role or a permission goes only with Staff status, which the admin's login needs, unless the
+  account is said to be a partner tool's, used through API tokens only.
 
 Every door that changes accounts or roles (the admin's users, groups, second factors and lockout
 records, their list actions) asks these functions and refuses, naming the field, before it writes;
@@ -159,6 +161,42 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
         field = "is_active" if not after.is_active else "is_superuser"
         refuse(field, "This is the last active superuser: make another account superuser first.")
     return refusals
+
+
+def role_without_staff_refusals(*, before: Powers, after: Powers, api_only: bool) -> dict[str, list[str]]:
+    """Why an account may not hold `after`'s roles or permissions without Staff status, by field:
+    only staff sign in to the admin (and pass a second factor, which lets them see drafts and
+    confidential records), so a role given to an account that is not staff, or staff status taken
+    from one holding a role, left a colleague who could not sign in, and saved without a word. A
+    partner tool's account uses its role through API tokens only, where it reads only what anyone
+    may: its administrator says so (`api_only`, the users' admin's "API only",
+    ticked already on the page of an account kept so). No query."""
+    if after.is_staff or after.is_superuser or api_only or not (after.groups or after.permissions):
+        return {}
+    field, what = ("groups", "role") if after.groups else ("user_permissions", "permission")
+    partner = f"For a partner tool's account, which uses its {what}s through API tokens only, tick API only."
+    if before.is_staff:
+        return {
+            "is_staff": [
+                f"Without Staff status this account cannot sign in to the admin, where its {what}s work: keep "
+                f"Staff status, or remove its {what}s. {partner}"
+            ]
+        }
+    return {
+        field: [
+            f"A {what} works in the admin only with Staff status: tick Staff status, or remove the {what}. {partner}"
+        ]
+    }
+
+
+def staff_without_role(powers: Powers) -> bool:
+    """Whether an account with `powers` is staff who can do nothing: it signs in to the admin,
+    which shows it no screen, since it holds no role and no permission (Confidential access alone
+    widens what a role shows; it opens nothing). One query each role."""
+    if not powers.is_staff or powers.is_superuser:
+        return False
+    codes = _codes(powers.permissions).union(*(_group_codes(group) for group in powers.groups))
+    return not codes - {CONFIDENTIAL_PERMISSION}
 
 
 def account_control_refusal(*, actor, account, action: str = "change") -> str | None:

@@ -1,33 +1,54 @@
-"""The duplicate pairs' admin queue and Home, as an Analyst and as a Reviewer with Confidential
-access: the time of each page (median and best of RUNS) and its number of queries.
+"""The duplicate pairs' admin queue and Home, for each kind of reader: the time of each page (p50 and
+p95 of RUNS), its number of queries and the part of its time spent in them (as Django measures it).
+
+Pages: the queue as it opens (the waiting pairs), by score band, by country, by dates, by both,
+every decision, the best waiting pair's own page, a decision on it leading to the next pair of its
+list (the POST, rolled back: nothing is decided), and Home. Readers: a superuser, a Reviewer
+without Confidential access, an Analyst, a Reviewer with Confidential access.
 
 Usage (DATABASE_URL set, DJANGO_DEBUG=1 so the test client may log in without a second factor),
-after `generate_demo_data --incidents 200000 --duplicates 0.05 --seed 3` and `find_duplicates`:
-    python bench/bench_duplicate_queue.py [--runs 5] [--before]
+after `generate_demo_data --incidents 200000 --duplicates 0.05 --seed 3` and `find_duplicates` (at
+1,000,000 incidents, which `find_duplicates` cannot pair in this machine's memory,
+`bench/duplicate_pairs_from_truth.py` instead):
+    python bench/bench_duplicate_queue.py [--runs 15] [--only PAGE] [--reader NAME] [--before] [--explain MS]
 `--before` puts back the pairs' visibility as it was before migration 0070 (both incidents among
-those the reader may see), to compare on the same database. It adds two staff accounts
-(bench_analyst, bench_reviewer) if they are missing; nothing else is written."""
+those the reader may see), to compare on the same database. `--explain MS` prints EXPLAIN
+(ANALYZE, BUFFERS) of every SELECT of a page's last run that took at least MS milliseconds. It adds
+staff accounts (bench_superuser; bench_reviewer_plain; bench_analyst; bench_reviewer, with
+Confidential access as before) if they are missing; nothing else is written (the decision's POST
+runs in a transaction rolled back)."""
 
 import argparse
 import statistics
 import time
+from urllib.parse import urlencode
 
 import demo_rows  # noqa: F401  (sets Django up)
 from django.contrib.auth.models import Group, User
-from django.db import connection
+from django.db import connection, transaction
+from django.http import QueryDict
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Incident
+from incidents.filters import DuplicatePairFilterSet
+from incidents.models import DuplicatePair, Incident
 from incidents.querysets import DuplicatePairQuerySet, can_see_unpublished
 
-PAGES = {
-    "queue (waiting)": "/admin/incidents/duplicatepair/",
-    "queue, CN 2020-2023": "/admin/incidents/duplicatepair/?country=CN&date_from=2020-01-01&date_to=2023-12-31",
-    "queue, every decision": "/admin/incidents/duplicatepair/?decision__exact=all",
-    "home": "/admin/",
+QUEUE = "/admin/incidents/duplicatepair/"
+CN_2020_2023 = "country=CN&date_from=2020-01-01&date_to=2023-12-31"
+LISTS = {
+    "queue (waiting)": "",
+    "queue, score 0.90+": "score=high",
+    "queue, score 0.65-0.90": "score=medium",
+    "queue, country CN": "country=CN",
+    "queue, 2020-2023": "date_from=2020-01-01&date_to=2023-12-31",
+    "queue, CN 2020-2023": CN_2020_2023,
+    "queue, every decision": "decision__exact=all",
 }
+# The best waiting pair of this list is opened, then decided "unsure", which leads to the next.
+PAIR_LISTS = {"pair page": "", "decide -> next pair": "", "decide -> next, CN 2020-2023": CN_2020_2023}
 
 
 def visible_before(self, user):
@@ -38,38 +59,96 @@ def visible_before(self, user):
     return self.filter(incident_a__in=incidents, incident_b__in=incidents)
 
 
-def staff(username: str, *groups: str) -> User:
-    user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+def staff(username: str, *groups: str, superuser: bool = False) -> User:
+    user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": superuser})
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
 
 
+def percentile(times: list[float], share: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def best_waiting_pair(reader, query: str) -> DuplicatePair:
+    """The best waiting pair `reader` sees among those the filters of `query` select."""
+    pairs = DuplicatePair.objects.visible_to(reader).waiting()
+    return DuplicatePairFilterSet(QueryDict(query), queryset=pairs).qs.order_by("-score", "id").first()
+
+
+def timed(client, method: str, url: str, data=None):
+    """One request's time (ms), its queries and its response; a POST is rolled back."""
+    with CaptureQueriesContext(connection) as queries:
+        start = time.perf_counter()
+        if method == "post":
+            with transaction.atomic():
+                response = client.post(url, data)
+                transaction.set_rollback(True)
+        else:
+            response = client.get(url)
+        elapsed = (time.perf_counter() - start) * 1000
+    return elapsed, queries.captured_queries, response
+
+
+def explain(queries, at_least_ms: float) -> None:
+    for query in queries:
+        sql = query["sql"]
+        if float(query["time"]) * 1000 < at_least_ms or not sql.lstrip().upper().startswith("SELECT"):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        print(f"    -- {float(query['time']) * 1000:.0f} ms:\n    {sql}\n{plan}\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--only", action="append", help="Only these pages (by label); repeatable.")
+    parser.add_argument("--reader", action="append", help="Only these readers; repeatable.")
     parser.add_argument("--before", action="store_true")
+    parser.add_argument("--explain", type=float, metavar="MS")
     options = parser.parse_args()
     if options.before:
         DuplicatePairQuerySet.visible_to = visible_before
     readers = {
+        "superuser": staff("bench_superuser", superuser=True),
+        "reviewer": staff("bench_reviewer_plain", roles.REVIEWER),
         "analyst": staff("bench_analyst", roles.ANALYST),
         "reviewer+confidential": staff("bench_reviewer", roles.REVIEWER, roles.CONFIDENTIAL_ACCESS),
     }
     for name, reader in readers.items():
+        if options.reader and name not in options.reader:
+            continue
         client = Client()
         client.force_login(reader)
-        for label, url in PAGES.items():
-            times = []
+        pages = [(label, "get", f"{QUEUE}?{query}", None) for label, query in LISTS.items()]
+        for label, query in PAIR_LISTS.items():
+            pair = best_waiting_pair(reader, query)
+            change = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+            if label == "pair page":
+                pages.append((label, "get", change, None))
+            else:
+                url = f"{change}?{urlencode({'_changelist_filters': query})}"
+                pages.append((label, "post", url, {"decision": "unsure", "note": ""}))
+        pages.append(("home", "get", "/admin/", None))
+        for label, method, url, data in pages:
+            if options.only and label not in options.only:
+                continue
+            times, sql_times = [], []
             for _ in range(options.runs):
-                with CaptureQueriesContext(connection) as queries:
-                    start = time.perf_counter()
-                    response = client.get(url)
-                    times.append((time.perf_counter() - start) * 1000)
-                assert response.status_code == 200, (url, response.status_code)
+                elapsed, queries, response = timed(client, method, url, data)
+                times.append(elapsed)
+                sql_times.append(sum(float(query["time"]) for query in queries) * 1000)
+                expected = 302 if method == "post" else 200
+                assert response.status_code == expected, (url, response.status_code)
             print(
-                f"{name:22} {label:22} median {statistics.median(times):6.0f} ms, best {min(times):6.0f} ms, "
-                f"{len(queries.captured_queries)} queries"
+                f"{name:22} {label:30} p50 {statistics.median(times):6.0f} ms, p95 {percentile(times, 0.95):6.0f} ms, "
+                f"{len(queries)} queries (SQL p50 {statistics.median(sql_times):4.0f} ms)",
+                flush=True,
             )
+            if options.explain is not None:
+                explain(queries, options.explain)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from incidents.demo_text import LOCALITIES_PER_CITY, DemoReports
 from incidents.history import set_insert_triggers
 from incidents.models import (
     Claim,
+    DatePrecision,
     Incident,
     IncidentExportRow,
     IncidentFacetTotal,
@@ -191,8 +192,8 @@ COPY_COLUMNS = {
     Involvement: ["incident_id", "organization_id", "role"],
     VictimGroup: ["incident_id", "count", "sex", "age_group", "nationality", "description"],
     Claim: ["incident_id", "source_id", "people_count", "people_count_min", "people_count_max", "count_qualifier",
-            "date_start", "date_end", "excerpt", "locator", "source_connection", "confidential", "created_at",
-            "updated_at"],
+            "date_start", "date_end", "date_precision", "excerpt", "locator", "source_connection", "confidential",
+            "created_at", "updated_at"],
 }  # fmt: skip
 
 
@@ -339,7 +340,8 @@ class DemoDataGenerator:
                 claim_best, claim_low, claim_high, claim_qualifier = self.counts(best)
                 claim_rows.append(
                     (incident_id, source_id, claim_best, claim_low, claim_high, claim_qualifier, None, None,
-                     "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02, updated_at, updated_at)
+                     DatePrecision.UNKNOWN, "", "", self.pick(CONNECTION_WEIGHTS), self.random.random() < 0.02,
+                     updated_at, updated_at)
                 )  # fmt: skip
         return IncidentBatch(
             self.reports.take_new_places(),
@@ -473,7 +475,7 @@ def _kept_rows_computed_once(*, after: int):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
         cursor.execute(f"ANALYZE {Source._meta.db_table}")
         # The work of the triggers that lock what each link refers to (off with the insert
-        # triggers), once for every link (migrations 0050, 0073): the sources first, as an import.
+        # triggers), once for every link (migrations 0050, 0077): the sources first, as an import.
         new_ids = "ARRAY(SELECT id FROM incidents_incident WHERE id > %s)"
         cursor.execute(f"SELECT incident_sources_lock({new_ids})", [after])
         cursor.execute(f"SELECT incident_links_lock({new_ids})", [after])

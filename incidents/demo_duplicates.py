@@ -182,8 +182,9 @@ def write_demo_duplicates(*, generator, reference, count: int, originals: range,
         else:
             source_id = rng.choice(reference.source_ids)
         claim_rows.append(
-            (incident_id, source_id, best, low, high, qualifier, None, None, "", "", "third_party", False, now, now)
-        )
+            (incident_id, source_id, best, low, high, qualifier, None, None, "unknown", "", "", "third_party", False,
+             now, now)
+        )  # fmt: skip
     for model, new_rows in (
         (Source, source_rows),
         (Incident, incident_rows),

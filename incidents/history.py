@@ -24,6 +24,7 @@ from django.db.models.functions import Cast
 from django.utils.text import capfirst
 from pghistory.models import Events
 
+from incidents.languages import LanguageCodeField, language_label
 from incidents.models import (
     Claim,
     DuplicateDecision,
@@ -561,6 +562,9 @@ class _Reader:
             return self.record_name(field, value)
         if field.choices:
             return dict(field.flatchoices).get(value, value)
+        if isinstance(field, LanguageCodeField):
+            # By name; free text written before the codes as it was.
+            return language_label(value)
         if isinstance(value, bool):
             return "Yes" if value else "No"
         if isinstance(field, models.DateTimeField) and isinstance(value, str):

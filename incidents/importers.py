@@ -1557,7 +1557,10 @@ def _claims_after(row: PlannedRow) -> list[dict[str, Any]]:
     source with only a hidden (confidential) claim gets the user's public one beside it, as at every
     other door, whether or not the hidden claim exists."""
     kept = [claim for claim in row.incident.visible_claims if claim not in row.claims_removed]
-    fields = [field.attname for field in Claim._meta.concrete_fields if field.name != "incident"]
+    # Not the generated label: what is written, which the label is computed from.
+    fields = [
+        field.attname for field in Claim._meta.concrete_fields if field.name != "incident" and not field.generated
+    ]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
     claimed = {claim.source for claim in kept}
     return claims + [{"source": source} for source in row.names["sources"] if source not in claimed]

@@ -7,7 +7,7 @@ while any record uses it.
 """
 
 import calendar
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pghistory
 import pgtrigger
@@ -37,7 +37,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from incidents.languages import CODE_SHAPE, LANGUAGE_CODE_MESSAGE, LANGUAGE_HELP, LanguageCodeField
 from incidents.querysets import (
+    WAITING_DECISIONS,
     ClaimQuerySet,
     DuplicatePairQuerySet,
     IncidentMergeQuerySet,
@@ -103,7 +105,7 @@ DATES_REVERSED_MESSAGE = "The end date is before the start date."
 
 # The row triggers that lock what a new link refers to are off while writers in bulk turn the insert
 # triggers off (`set_insert_triggers`): those lock everything they link at once instead
-# (`incident_sources_lock`, then `incident_links_lock`: migrations 0050, 0073). Nor do they see a
+# (`incident_sources_lock`, then `incident_links_lock`: migrations 0050, 0077). Nor do they see a
 # link moved to another incident: a merge and its undo lock what the links they move refer to
 # before moving them (migration 0052).
 UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
@@ -274,6 +276,73 @@ def dates_fit_their_precision() -> Q:
     )
 
 
+# The precisions of a claim that gives one end of its dates alone, as reports do ("since March 2020",
+# "before 9 October 2023"): the day, month or year that end names. A Week, a Range and an unknown date
+# lie between two ends.
+ONE_END_PRECISIONS = (DatePrecision.DAY, DatePrecision.MONTH, DatePrecision.YEAR)
+
+
+# How a precision that needs both dates is named where one is missing.
+TWO_ENDED = {DatePrecision.WEEK: "A Week", DatePrecision.RANGE: "A Range", DatePrecision.UNKNOWN: "An unknown date"}
+
+
+def claim_dates_fit_their_precision() -> Q:
+    """A claim's dates say what its precision says. Both given: an incident's rule
+    (`dates_fit_their_precision`). One given, the source's "since March 2020" (a start alone) or
+    "before 9 October 2023" (an end alone, the 8th): that end at a Day, Month or Year
+    (`ONE_END_PRECISIONS`), and the incident's rule holds for it, since its conditions on the missing
+    end are unknown, which a check lets pass: a Month's start is a 1st, its end a month's last day, a
+    Year's 1 January and 31 December. None: Unknown."""
+    start_only = Q(date_start__isnull=False, date_end__isnull=True)
+    # Before the day after its end, which the last day Python dates reach lacks.
+    end_only = Q(date_start__isnull=True, date_end__isnull=False, date_end__lt=date.max)
+    return dates_fit_their_precision() & (
+        Q(date_start__isnull=False, date_end__isnull=False)
+        | ((start_only | end_only) & Q(date_precision__in=ONE_END_PRECISIONS))
+        | Q(date_start__isnull=True, date_end__isnull=True, date_precision=DatePrecision.UNKNOWN)
+    )
+
+
+def date_precision_from_dates(start, end) -> str:
+    """The precision a claim's dates say when its writer gave none, as its count's qualifier is
+    read from its figures (`count_qualifier_from_figures`): no date, unknown; one day, or one end
+    alone ("since 14 July 2021"), day; whole years, year; whole months, month; any other span, range.
+    Never a Week, which seven days do not tell from a Range. Migration 0075 read the claims entered
+    before precisions so."""
+    if start is None and end is None:
+        return DatePrecision.UNKNOWN
+    if start is None or end is None or start == end:
+        return DatePrecision.DAY
+    if (start.month, start.day, end.month, end.day) == (1, 1, 12, 31):
+        return DatePrecision.YEAR
+    if start.day == 1 and (end + timedelta(days=1)).day == 1:
+        return DatePrecision.MONTH
+    return DatePrecision.RANGE
+
+
+class PrecisionFromDates(models.Model):
+    """A claim's date precision left blank (the field's default: the API's omitted field, the
+    admin's "From the dates") is read from its dates (`date_precision_from_dates`), in `clean()`,
+    before the rules check it, and in `save()` and `bulk_create()` (`ClaimQuerySet`), as
+    `QualifierFromFigures` reads a count's qualifier. A precision given is kept as given, and
+    `validate_ranges` refuses it where it contradicts the dates."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.fill_date_precision()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        self.fill_date_precision()
+        super().clean()
+
+    def fill_date_precision(self) -> None:
+        if not self.date_precision:
+            self.date_precision = date_precision_from_dates(self.date_start, self.date_end)
+
+
 def figures_range(low: int | None, high: int | None) -> str:
     """ "300-600", "from 300", "up to 600": a range of counts in an error message."""
     if low is not None and high is not None:
@@ -281,8 +350,9 @@ def figures_range(low: int | None, high: int | None) -> str:
     return f"from {low}" if low is not None else f"up to {high}"
 
 
-def validate_ranges(obj) -> None:
-    """The rules of count_range_constraints and of ordered dates, as errors that name the field.
+def validate_ranges(obj, *, one_end: bool = False) -> None:
+    """The rules of count_range_constraints and of ordered dates, as errors that name the field;
+    with `one_end` (a claim's), dates that may give one end alone (`claim_dates_fit_their_precision`).
 
     Collects every problem at once, so an analyst fixes them all in one go."""
     errors = {}
@@ -290,7 +360,12 @@ def validate_ranges(obj) -> None:
         errors["date_end"] = (
             f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
         )
-    precision_error = _precision_error(obj)
+    if one_end and obj.date_end == date.max and not obj.date_start:
+        errors["date_end"] = (
+            f"An end alone says the source's “before” the day after it, and {date.max:%Y-%m-%d} has none: "
+            "give an earlier end, or a start too."
+        )
+    precision_error = _precision_error(obj, one_end=one_end)
     if precision_error:
         errors["date_precision"] = precision_error
     best, low, high = obj.people_count, obj.people_count_min, obj.people_count_max
@@ -313,33 +388,69 @@ def validate_ranges(obj) -> None:
         raise ValidationError(errors)
 
 
-# The precisions whose dates `_precision_error` checks.
+# The precisions whose dates `_precision_error` checks once they are given (a Week, a Range or an
+# unknown date lies between two).
 _PRECISIONS_OF_WHOLE_PERIODS = frozenset({DatePrecision.MONTH, DatePrecision.YEAR, DatePrecision.WEEK})
 
 
-def _precision_error(obj) -> str | None:
-    """Why `obj`'s dates are not what its precision says (`dates_fit_their_precision`), or None. A
-    claim has no precision: its dates are any range."""
+def _precision_error(obj, *, one_end: bool = False) -> str | None:
+    """Why `obj`'s dates are not what its precision says (`dates_fit_their_precision`), or None.
+    With `one_end` (a claim's, `claim_dates_fit_their_precision`), a date may be missing: the rule
+    then holds for the end given, at a Day, Month or Year, and a claim without dates is Unknown."""
     start, end, precision = obj.date_start, obj.date_end, getattr(obj, "date_precision", None)
-    # A Day, a Range or an unknown date: any dates (checked first, and nothing formatted for them:
-    # an import checks 100,000 incidents, most of them Days).
-    if precision not in _PRECISIONS_OF_WHOLE_PERIODS or not (start and end) or end < start:
+    if start and end and end < start:
         return None
-    given = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
-    last = end.replace(day=calendar.monthrange(end.year, end.month)[1])
-    if precision == DatePrecision.MONTH and (start.day != 1 or end != last):
+    if not (start and end) and (not one_end or end == date.max):
+        return None
+    if not (start or end):
+        if precision == DatePrecision.UNKNOWN:
+            return None
+        return "A claim without dates has an unknown date: choose Unknown, or give the dates the source gives."
+    if not (start and end) and precision in TWO_ENDED:
+        return (
+            f"{TWO_ENDED[precision]} lies between two dates: give the {'end' if start else 'start'} "
+            "date too, or choose Day, Month or Year for a source that gives one end alone (“since March 2020”: "
+            "Month, from 2020-03-01, no end; “before 9 October 2023”: Day, no start, to 2023-10-08)."
+        )
+    # A Day or a Range, most of an import's 100,000 incidents: nothing formatted for them.
+    if precision not in _PRECISIONS_OF_WHOLE_PERIODS:
+        return None
+    last = end.replace(day=calendar.monthrange(end.year, end.month)[1]) if end else None
+    if start and end:
+        given, day_instead = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}", None
+    elif start:
+        given, day_instead = f"from {start:%Y-%m-%d} on", f"since {start.day} {start:%B %Y}"
+    else:
+        given, day_instead = f"up to {end:%Y-%m-%d}", f"before {_day_after(end)}"
+    if precision == DatePrecision.MONTH and ((start and start.day != 1) or (end and end != last)):
+        months = " to ".join([*([f"{start:%Y-%m}-01"] if start else []), *([f"{last:%Y-%m-%d}"] if end else [])])
+        instead = f"Day for “{day_instead}”" if day_instead else "Range for part of a month"
         return (
             f"A Month is whole months, from a month's first day to a month's last: {given} is not. Give "
-            f"{start:%Y-%m}-01 to {last:%Y-%m-%d}, or choose Range for part of a month."
+            f"{months}, or choose {instead}."
         )
-    if precision == DatePrecision.YEAR and ((start.month, start.day), (end.month, end.day)) != ((1, 1), (12, 31)):
+    if precision == DatePrecision.YEAR and (
+        (start and (start.month, start.day) != (1, 1)) or (end and (end.month, end.day) != (12, 31))
+    ):
+        if start and end:
+            return (
+                f"A Year is whole years, from 1 January to 31 December: {given} is not. Give {start.year}-01-01 "
+                f"to {end.year}-12-31, or choose Range or Month for part of a year."
+            )
+        years = f"{start.year}-01-01" if start else f"{end.year}-12-31"
         return (
-            f"A Year is whole years, from 1 January to 31 December: {given} is not. Give {start.year}-01-01 "
-            f"to {end.year}-12-31, or choose Range or Month for part of a year."
+            f"A Year is whole years, from 1 January to 31 December: {given} is not. Give {years}, "
+            f"or choose Day for “{day_instead}” (Month for a month)."
         )
     if precision == DatePrecision.WEEK and (end - start).days > 6:
         return f"A Week is at most seven days from its first: {given} is {(end - start).days + 1} days. Choose Range."
     return None
+
+
+def _day_after(end) -> str:
+    """ "9 October 2023": the first day after `end`, which a claim up to `end` is before."""
+    after = end + timedelta(days=1)
+    return f"{after.day} {after:%B %Y}"
 
 
 def end_date_hint(start, precision) -> str:
@@ -781,7 +892,7 @@ class Source(VersionedModel, TimestampedModel):
     )
     author = models.CharField(max_length=255, blank=True)
     published_on = models.DateField(null=True, blank=True)
-    language = models.CharField(max_length=16, blank=True, help_text="Language code, e.g. en, ko, zh.")
+    language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True)
     cites = models.ForeignKey(
         "self",
@@ -806,7 +917,17 @@ class Source(VersionedModel, TimestampedModel):
                 name="source_does_not_cite_itself",
                 violation_error_code="cites_itself",
                 violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
-            )
+            ),
+            # The code's shape, not pycountry's list of 7,900 codes: ISO 639-3 gains and retires codes
+            # every year, and a list in the database would need a migration with each pycountry
+            # release (and refuse rows a retired code still names). The shape alone keeps out what split
+            # the filters and statistics: names, upper case, regions ("English", "EN", "ko-KR").
+            models.CheckConstraint(
+                condition=Q(language="") | Q(language__regex=CODE_SHAPE),
+                name="source_language_code",
+                violation_error_code="not_a_language_code",
+                violation_error_message=LANGUAGE_CODE_MESSAGE,
+            ),
         ]
         indexes = [
             # Serves the source autocomplete (the admin's search fields, `icontains`).
@@ -1264,8 +1385,38 @@ class SourceConnection(models.TextChoices):
     UNKNOWN = "unknown", _("Unknown")
 
 
-@pghistory.track()
-class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
+class OneEndDateLabel(Func):
+    """Calls the SQL function of migration 0075: a claim's dates that give one end alone, as the
+    source says them ("Since March 2020", "Before 9 October 2023": an end on 8 October 2023, at a
+    Day), at the precision of that end, in the words of `DateLabel`'s; "" without dates."""
+
+    function = "claim_one_end_date_label"
+    output_field = models.TextField()
+
+
+# A claim's dates as people write them: both ends as an incident's (`DateLabel`), one end alone as
+# the sources say it (`OneEndDateLabel`). In SQL, as the incident's, so that every door reads one column.
+CLAIM_DATE_LABEL = models.Case(
+    models.When(
+        Q(date_start__isnull=False, date_end__isnull=False),
+        then=DateLabel("date_start", "date_end", "date_precision"),
+    ),
+    default=OneEndDateLabel("date_start", "date_end", "date_precision"),
+)
+
+CLAIM_DATE_PRECISION_HELP = (
+    "How precisely the source dates it: as an incident's (day, week, month, year, range or unknown) for "
+    "two dates; day, month or year for one end alone, a source's “since March 2020” (month, a start "
+    "alone) or “before 9 October 2023” (day, an end alone: 8 October, the last day it allows); unknown "
+    "without dates. Left out (or blank), it is read from the dates: none, unknown; one day or one end "
+    "alone, day; whole years, year; whole months, month; any other span, range."
+)
+
+
+# The history keeps the claim's label as a plain copy of the stored value, as the incident's
+# (migration 0055): the generated column of an event table was planned anew by each trigger's run.
+@pghistory.track(attrs={"date_label": models.TextField()})
+class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery, TimestampedModel):
     """What one source says about one incident, kept as the source said it."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="claims")
@@ -1280,8 +1431,22 @@ class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
         default="",
         help_text=COUNT_QUALIFIER_HELP,
     )
-    date_start = models.DateField(null=True, blank=True)
-    date_end = models.DateField(null=True, blank=True)
+    date_start = models.DateField(
+        null=True, blank=True, help_text="First day of the dates the source gives; empty for none, or for an end alone."
+    )
+    date_end = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Last day of those dates (inclusive); empty for none, or for a start alone (“since”).",
+    )
+    date_precision = models.CharField(
+        max_length=8,
+        choices=DatePrecision.choices,
+        blank=True,
+        default="",
+        help_text=CLAIM_DATE_PRECISION_HELP,
+    )
+    date_label = models.GeneratedField(expression=CLAIM_DATE_LABEL, output_field=models.TextField(), db_persist=True)
     excerpt = models.TextField(blank=True, help_text="The source's own words.")
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
@@ -1333,6 +1498,22 @@ class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
             ),
+            models.CheckConstraint(
+                # Left blank, it is read from the dates before it is written (`PrecisionFromDates`).
+                condition=Q(date_precision__in=DatePrecision.values),
+                name="claim_date_precision_known",
+                violation_error_code="date_precision_unknown_value",
+                violation_error_message="The date's precision is not one of day, week, month, year, range or unknown.",
+            ),
+            models.CheckConstraint(
+                condition=claim_dates_fit_their_precision(),
+                name="claim_dates_fit_their_precision",
+                violation_error_code="dates_not_their_precision",
+                violation_error_message=(
+                    "The dates are not what their precision says: a Month is whole months, a Year whole years, "
+                    "a Week at most seven days; one end alone is a Day, Month or Year; no date is Unknown."
+                ),
+            ),
             *count_range_constraints("claim"),
         ]
         indexes = [
@@ -1359,7 +1540,7 @@ class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
             # one of the two (migration 0053). Off in bulk, as `lock_place` is: an import's 200,000
             # claims of 50 sources ran it 200,000 times, a query or more each (a third of the
             # claims' COPY); writers in bulk lock every source their claims cite, and those up the
-            # chains, at once (`incident_sources_lock`, migration 0073), before reading anything
+            # chains, at once (`incident_sources_lock`, migration 0077), before reading anything
             # of them.
             pgtrigger.Trigger(
                 name="lock_source",
@@ -1428,7 +1609,7 @@ class Claim(QualifierFromFigures, CheckConstraintsInOneQuery, TimestampedModel):
 
     def clean(self):
         super().clean()
-        validate_ranges(self)
+        validate_ranges(self, one_end=True)
 
 
 class RevisionState(models.TextChoices):
@@ -1727,6 +1908,7 @@ _ROLLUP_READ = [
     "incident_type",
     "verification",
     "incidents",
+    "incidents_without_figure",
     "people_count",
     "people_count_known",
     "people_count_min",
@@ -1790,6 +1972,11 @@ class IncidentRollup(models.Model):
     # CONFLICT DO UPDATE), and PostgreSQL checks a row's constraints on the proposed insert, a
     # negative change included, before it finds the row to update.
     incidents = models.IntegerField()
+    # How many of them have no figure at all (no best estimate, minimum or maximum): they add no
+    # people to the sums below, which a reader must know to read them as incomplete. Not told by
+    # the counts of known figures: one incident with a minimum alone and one with a maximum alone
+    # know as many bounds as one with both and one with none (migration 0074).
+    incidents_without_figure = models.IntegerField()
     # The sums of the incidents' figures (the bounds falling back to the best estimate), and how
     # many incidents have one: over incidents none of which has a figure, the sum is unknown, not 0.
     people_count = models.BigIntegerField()
@@ -2133,8 +2320,17 @@ class DuplicatePair(models.Model):
             ),
         ]
         indexes = [
-            # Serves the review queue: pending pairs, best score first.
-            models.Index(fields=["-score"], condition=Q(decision="pending"), name="duplicate_pair_queue"),
+            # Serve the review queue's page, best score first then id as it lists them, read in that
+            # order and stopped after its 100 rows (a LIMIT, whatever the number of pairs): the pairs
+            # that wait (`DuplicatePairQuerySet.waiting`), whose incidents a count of them reads
+            # from the index alone; and every pair, for the list of every decision and the API's.
+            models.Index(
+                fields=["-score", "id"],
+                include=["incident_a", "incident_b"],
+                condition=Q(decision__in=WAITING_DECISIONS),
+                name="duplicate_pair_waiting",
+            ),
+            models.Index(fields=["-score", "id"], name="duplicate_pair_by_score"),
             # Serves finding an incident's pairs from its second side (the unique index serves the first).
             models.Index(fields=["incident_b"], name="duplicate_pair_by_b"),
         ]

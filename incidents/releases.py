@@ -259,8 +259,15 @@ TABLES = (
             Column("people_count_min", "people_count_min", description="The lowest figure the source gives."),
             Column("people_count_max", "people_count_max", description="The highest figure the source gives."),
             Column("count_qualifier", "count_qualifier"),
-            Column("date_start", "date_start", description="First day of the dates the source gives; empty if none."),
-            Column("date_end", "date_end", description="Last day of the dates the source gives; empty if none."),
+            Column("date_start", "date_start"),
+            Column("date_end", "date_end"),
+            Column("date_precision", "date_precision"),
+            Column(
+                "date_label",
+                "date_label",
+                description="The dates as the source gives them (e.g. July 2021, Since March 2020, "
+                "Before 9 October 2023); empty if none.",
+            ),
             Column("excerpt", "excerpt"),
             Column("locator", "locator"),
             Column("source_connection", "source_connection", description="How the source knows."),

@@ -159,23 +159,28 @@ def may_delete(user) -> bool:
     return can_see_unpublished(user) and can_see_confidential(user)
 
 
+def confidentiality_change_refusal(user, *, confidential: bool) -> str | None:
+    """Why `user` may not change the confidentiality of a record that is `confidential` now, or
+    None. Marking a record confidential needs Confidential access (its author would lose sight of
+    it); making a confidential record public needs a Reviewer who has it. The admin asks it to offer
+    the box only to those who may tick or untick it; `confidentiality_errors` refuses the change."""
+    if not confidential and not can_see_confidential(user):
+        return (
+            "Only users with Confidential access may mark a record confidential (you could no longer see it); "
+            "ask a colleague who has that access."
+        )
+    if confidential and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident")):
+        return "Only a Reviewer with Confidential access may make a confidential record public."
+    return None
+
+
 def confidentiality_errors(user, *, was_confidential: bool, confidential: bool, field: str) -> dict[str, list[str]]:
-    """Marking a record confidential needs Confidential access (its author would lose sight of it);
-    making a confidential record public needs a Reviewer who has it. As {field: [message]}."""
-    if confidential and not was_confidential and not can_see_confidential(user):
-        return {
-            field: [
-                "Only users with Confidential access may mark a record confidential (you could no longer see it); "
-                "ask a colleague who has that access."
-            ]
-        }
-    if (
-        was_confidential
-        and not confidential
-        and not (can_see_confidential(user) and user.has_perm("incidents.publish_incident"))
-    ):
-        return {field: ["Only a Reviewer with Confidential access may make a confidential record public."]}
-    return {}
+    """The change of a record's confidentiality from `was_confidential` to `confidential`, refused
+    as `confidentiality_change_refusal` says. As {field: [message]}."""
+    if bool(confidential) == bool(was_confidential):
+        return {}
+    refusal = confidentiality_change_refusal(user, confidential=bool(was_confidential))
+    return {field: [refusal]} if refusal else {}
 
 
 def sensitivity_errors(user, *, stored: Place | None, place: Place) -> dict[str, list[str]]:
@@ -634,14 +639,23 @@ def _propose_revision(
     return revision
 
 
+# The fields a record left blank reads from its other values when validated (`QualifierFromFigures`,
+# a claim's `PrecisionFromDates`).
+_READ_WHEN_BLANK = ("count_qualifier", "date_precision")
+
+
 def _qualifier_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
-    """`row` with the count qualifier it leaves blank (or, a new record's row, out) as `record`,
-    validated, read it from the figures (`QualifierFromFigures`): what accepting writes, so the
-    Reviewer's diff shows "Exact" rather than a blank. A change's row leaving it out keeps the
-    stored one, and says nothing of it."""
-    if row.get("count_qualifier") or not ("count_qualifier" in row or new):
-        return row
-    return {**row, "count_qualifier": record.count_qualifier}
+    """`row` with the count qualifier (and a claim's date precision) it leaves blank (or, a new
+    record's row, out) as `record`, validated, read them from the figures and the dates
+    (`QualifierFromFigures`, `PrecisionFromDates`): what accepting writes, so the Reviewer's diff
+    shows "Exact" and "Month" rather than blanks. A change's row leaving one out keeps the stored
+    one, and says nothing of it."""
+    read = {
+        field: getattr(record, field)
+        for field in _READ_WHEN_BLANK
+        if not row.get(field) and (field in row or new) and record._meta.get_field(field).blank
+    }
+    return {**row, **read} if read else row
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -1734,7 +1748,7 @@ def incidents_bulk_create(*, user, incidents: ValidatedIncidents | Iterable[Mapp
             _copy(cursor, model, [model._meta.get_field("incident"), *rows.fields], rows.db_rows(incident_ids))
         # What they link to held still until the commit: the work of the lock_source, lock_type,
         # lock_place, lock_organization and lock_publisher triggers, which are off with the insert
-        # triggers, done once for every link (migrations 0050, 0073). The sources (and those up
+        # triggers, done once for every link (migrations 0050, 0077). The sources (and those up
         # their `cites`) first, so that the publishers locked next are those the sources keep.
         ids = id_array(incident_ids)
         cursor.execute("SELECT incident_sources_lock(%s::bigint[])", [ids])

@@ -77,14 +77,23 @@ PLACE = "place"
 # An incident's low and high figures: a missing bound falls back to the best estimate.
 _LOW = Coalesce("people_count_min", "people_count")
 _HIGH = Coalesce("people_count_max", "people_count")
+# An incident with no figure at all: it counts as an incident but adds no people to any sum.
+_NO_FIGURE = Q(people_count__isnull=True, people_count_min__isnull=True, people_count_max__isnull=True)
 # Aliases differ from the field names: Django refuses an aggregate named like the field it sums.
-_SUMS = {"incidents": Count("pk"), "people": Sum("people_count"), "low": Sum(_LOW), "high": Sum(_HIGH)}
+_SUMS = {
+    "incidents": Count("pk"),
+    "without_figure": Count("pk", filter=_NO_FIGURE),
+    "people": Sum("people_count"),
+    "low": Sum(_LOW),
+    "high": Sum(_HIGH),
+}
 # How many incidents have each figure: what is left of a group once some of its incidents are taken
 # away (`_kept_minus_left_out`) has a figure only if one of those left has it.
 _KNOWN = {"people_known": Count("people_count"), "low_known": Count(_LOW), "high_known": Count(_HIGH)}
 # Over kept totals: a figure that no incident of the group has is unknown (null), as above.
 _ROLLUP_SUMS = {
     "incidents": Coalesce(Sum("incidents"), 0),
+    "without_figure": Coalesce(Sum("incidents_without_figure"), 0),
     "people": Sum("people_count", filter=Q(people_count_known__gt=0)),
     "low": Sum("people_count_min", filter=Q(people_count_min_known__gt=0)),
     "high": Sum("people_count_max", filter=Q(people_count_max_known__gt=0)),
@@ -139,7 +148,9 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     total. One or two queries.
 
     `people_count_min`/`_max` sum each incident's range, taking the best estimate where a bound is
-    unknown; incidents without a best estimate count as incidents but add no people."""
+    unknown; incidents without a best estimate count as incidents but add no people.
+    `incidents_without_figure` counts those of the incidents that have no figure at all (no best
+    estimate, minimum or maximum), so that a reader knows how many of them the sums leave out."""
     cells = _rollup_cells(filterset, group_by)
     if cells is not None:
         return _statistic(group_by, *_kept_sums(filterset, cells, group_by))
@@ -211,7 +222,11 @@ def _less(row: dict, taken: dict | None) -> dict:
     left has is unknown (null)."""
     if taken is None:
         return row
-    left = {**row, "incidents": row["incidents"] - taken["incidents"]}
+    left = {
+        **row,
+        "incidents": row["incidents"] - taken["incidents"],
+        "without_figure": row["without_figure"] - taken["without_figure"],
+    }
     for name in ("people", "low", "high"):
         known = row[f"{name}_known"] - taken[f"{name}_known"]
         left[f"{name}_known"] = known
@@ -353,8 +368,9 @@ def _facet_cells(totals, dimension: str, group: str = "", **key):
 
 
 def _facet_total(group_by: str, groups: list[dict]) -> dict | None:
-    """A facet's total where its groups share no incident; none for the years (see `_FACET_COLUMNS`)."""
-    return None if group_by == "year" else _sum_of(groups)
+    """A facet's total (of incidents alone) where its groups share no incident; none for the years
+    (see `_FACET_COLUMNS`)."""
+    return None if group_by == "year" else {"incidents": sum(row["incidents"] for row in groups)}
 
 
 def _facets_otherwise(filterset: IncidentFilterSet, groupings, *, sample_size: int) -> dict[str, dict]:
@@ -870,8 +886,10 @@ def _place_sums(incidents, place: Place | None, counting_known: bool) -> tuple[l
 
 def _sql_sums(best: str, counting_known: bool) -> tuple[str, list[str]]:
     """`_SUMS` (and with `counting_known`, `_KNOWN`) in SQL over rows with the columns `best`, `low`
-    and `high`, and their names."""
-    sums = f"COUNT(*), SUM({best}), SUM(low), SUM(high)"
+    and `high`, and their names. The bounds fall back to the best estimate: a row has no figure
+    when all three are null."""
+    no_figure = f"{best} IS NULL AND low IS NULL AND high IS NULL"
+    sums = f"COUNT(*), COUNT(*) FILTER (WHERE {no_figure}), SUM({best}), SUM(low), SUM(high)"
     if not counting_known:
         return sums, [*_SUMS]
     return f"{sums}, COUNT({best}), COUNT(low), COUNT(high)", [*_SUMS, *_KNOWN]
@@ -879,7 +897,7 @@ def _sql_sums(best: str, counting_known: bool) -> tuple[str, list[str]]:
 
 def _sum_of(groups: list[dict]) -> dict:
     """The total of groups that share no incident; a figure no group has stays null."""
-    total = {"incidents": sum(row["incidents"] for row in groups)}
+    total = {name: sum(row[name] for row in groups) for name in ("incidents", "without_figure")}
     for name in ("people", "low", "high"):
         values = [row[name] for row in groups if row.get(name) is not None]
         total[name] = sum(values) if values else None
@@ -889,6 +907,7 @@ def _sum_of(groups: list[dict]) -> dict:
 def _figures(row: dict) -> dict:
     return {
         "incidents": row["incidents"],
+        "incidents_without_figure": row["without_figure"],
         "people_count": row["people"],
         "people_count_min": row["low"],
         "people_count_max": row["high"],

@@ -5,6 +5,8 @@ Confidential access, a role's permissions, the names of incidents.roles' roles a
 accounts (their second factors and failed sign-ins too) are a superuser's; nobody deactivates or
 deletes the last active superuser; each grant and removal is recorded."""
 
+import re
+
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.admin.models import LogEntry
@@ -541,3 +543,96 @@ class TestRoles:
         recorded = LogEntry.objects.filter(content_type__model="group", object_id=str(viewer.pk), user=administrator)
         messages = [entry.get_change_message() for entry in recorded]
         assert "Gave permission: Incident documentation | incident | Can submit incidents for review." in messages
+
+
+class TestARoleNeedsStaffStatus:
+    """Only staff sign in to the admin: a role given to an account without Staff status saved without
+    a word, and the colleague could not sign in. A partner tool's account, which uses its role
+    through API tokens only, is kept so when its administrator ticks API only."""
+
+    ROLE_REFUSED = "A role works in the admin only with Staff status: tick Staff status, or remove the role."
+
+    def test_a_role_given_without_staff_status_is_refused_naming_the_field(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        colleague = make_user(None)
+
+        page = change(client, colleague, groups=[role(roles.ANALYST).pk])
+
+        assert self.ROLE_REFUSED in errors_of(page, "groups")
+        assert "tick API only" in errors_of(page, "groups")
+        assert powers(colleague) == (False, False, True, [], [])
+
+    def test_a_permission_given_without_staff_status_is_refused_too(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        colleague = make_user(None)
+
+        page = change(client, colleague, user_permissions=[permission("incidents.view_incident").pk])
+
+        assert "A permission works in the admin only with Staff status" in errors_of(page, "user_permissions")
+        assert powers(colleague)[4] == []
+
+    def test_staff_status_taken_from_an_account_holding_a_role_is_refused_naming_it(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        colleague = make_user(roles.ANALYST)
+
+        page = change(client, colleague, is_staff="")
+
+        assert "Without Staff status this account cannot sign in to the admin" in errors_of(page, "is_staff")
+        assert powers(colleague)[:2] == (False, True)
+
+    def test_with_staff_status_the_role_is_given(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        colleague = make_user(None)
+
+        page = change(client, colleague, is_staff="on", groups=[role(roles.ANALYST).pk])
+
+        assert page.status_code == 302
+        assert powers(colleague) == (False, True, True, [roles.ANALYST], [])
+
+    def test_a_partner_tools_account_keeps_its_role_without_staff_status_once_said_and_is_not_asked_again(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        partner = make_user(None, username="sync-bot")
+
+        given = change(client, partner, groups=[role(roles.ANALYST).pk], api_only="on")
+        shown = client.get(f"/admin/auth/user/{partner.pk}/change/").content.decode()
+        # Its page as shown, API only ticked, saved with another address.
+        edited = change(client, User.objects.get(pk=partner.pk), email="sync@example.org", api_only="on")
+
+        assert (given.status_code, edited.status_code) == (302, 302)
+        assert powers(partner) == (False, False, True, [roles.ANALYST], [])
+        assert re.search(r'<input[^>]*name="api_only"[^>]*checked', shown)
+        assert User.objects.get(pk=partner.pk).email == "sync@example.org"
+
+    def test_staff_without_a_role_is_saved_with_a_warning(self):
+        client = signed_in_with_second_factor(superuser(), confirmed=True)
+        newcomer, analyst = make_user(None, username="newcomer"), make_user(roles.ANALYST)
+        warning = "newcomer has Staff status but no role: they can sign in to the admin, which shows them nothing."
+
+        bare = change(client, newcomer, is_staff="on")
+        warned_bare = messages_shown(client)
+        # Confidential access alone opens no screen either.
+        widened = change(client, User.objects.get(pk=newcomer.pk), groups=[role(roles.CONFIDENTIAL_ACCESS).pk])
+        warned_widened = messages_shown(client)
+        with_role = change(client, analyst, email="analyst@example.org")
+        warned_with_role = messages_shown(client)
+
+        assert (bare.status_code, widened.status_code, with_role.status_code) == (302, 302, 302)
+        assert any(warning in message for message in warned_bare)
+        assert any(warning in message for message in warned_widened)
+        assert warned_with_role and not any("no role" in message for message in warned_with_role)
+        assert powers(newcomer)[1] and User.objects.get(pk=analyst.pk).email == "analyst@example.org"
+
+    def test_a_reader_of_accounts_reads_a_users_page(self):
+        reader = make_user(roles.VIEWER)
+        reader.user_permissions.add(permission("auth.view_user"))
+        client = signed_in_with_second_factor(reader, confirmed=True)
+
+        page = client.get(f"/admin/auth/user/{make_user(roles.ANALYST).pk}/change/")
+
+        assert page.status_code == 200
+        assert "field-api_only" not in page.content.decode()
+
+
+def messages_shown(client) -> list[str]:
+    """The messages the next page shows (and so takes): those of the saves before it."""
+    return [str(message) for message in client.get("/admin/").context["messages"]]

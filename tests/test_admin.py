@@ -97,6 +97,9 @@ def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
                 "people_count": claim.people_count,
                 "count_qualifier": claim.count_qualifier,
                 "source_connection": claim.source_connection,
+                "date_start": claim.date_start or "",
+                "date_end": claim.date_end or "",
+                "date_precision": claim.date_precision,
             }
         data.update(
             {
@@ -111,8 +114,9 @@ def incident_post(*, incident=None, claims=(), places=(), **fields) -> dict:
                 f"{prefix}count_qualifier": claim.get(
                     "count_qualifier", "unknown" if claim.get("people_count") is None else "exact"
                 ),
-                f"{prefix}date_start": "",
-                f"{prefix}date_end": "",
+                f"{prefix}date_precision": claim.get("date_precision", ""),
+                f"{prefix}date_start": str(claim.get("date_start", "")),
+                f"{prefix}date_end": str(claim.get("date_end", "")),
                 f"{prefix}excerpt": claim.get("excerpt", ""),
                 f"{prefix}locator": "",
             }
@@ -781,6 +785,123 @@ class TestConfidentiality:
 
         assert "open words" in page
         assert "informant says" not in page and "hidden claim words" not in page
+
+
+def checkbox(page: str, name: str) -> str:
+    """The one <input> tag of the field `name` on `page`."""
+    [tag] = re.findall(rf'<input[^>]*name="{re.escape(name)}"[^>]*>', page)
+    return tag
+
+
+MARKING_REFUSED = "Only users with Confidential access may mark a record confidential"
+PUBLISHING_REFUSED = "Only a Reviewer with Confidential access may make a confidential record public."
+
+
+class TestConfidentialityIsOfferedOnlyToWhoMayChangeIt:
+    """An analyst without Confidential access was offered a "Confidential" box on incidents, claims
+    and sources (the "+" pop-ups too) that every save then refused. The box is offered only to a
+    writer who may change it from what the record is now (services.confidentiality_change_refusal);
+    anyone else sees it, disabled, with the reason under it."""
+
+    SOURCE_ADD = reverse("admin:incidents_source_add")
+
+    @pytest.mark.parametrize(
+        ("page", "field"),
+        [
+            (ADD, "confidential"),
+            (ADD, "claims-0-confidential"),
+            (f"{SOURCE_ADD}?_to_field=id&_popup=1", "confidential"),
+            (SOURCE_ADD, "confidential"),
+            ("incident", "confidential"),
+            ("incident", "claims-0-confidential"),
+            ("source", "confidential"),
+        ],
+    )
+    def test_an_analyst_without_confidential_access_sees_the_box_disabled_and_why(self, client, analyst, page, field):
+        incident = make_incident(title="Public incident")
+        make_claim(incident=incident)
+        url = {
+            "incident": change_url(incident),
+            "source": reverse("admin:incidents_source_change", args=[make_source().pk]),
+        }.get(page, page)
+
+        shown = logged_in(client, analyst).get(url).content.decode()
+
+        assert " disabled" in checkbox(shown, field) and " checked" not in checkbox(shown, field)
+        assert MARKING_REFUSED in shown
+
+    def test_with_confidential_access_an_analyst_marks_records_but_makes_none_public(self, client):
+        analyst = make_user(roles.ANALYST, confidential=True)
+        public, secret = make_incident(title="Public incident"), make_incident(title="Secret", confidential=True)
+        make_claim(incident=public)
+        make_claim(incident=public, confidential=True)
+        logged_in(client, analyst)
+
+        new = client.get(ADD).content.decode()
+        public_page = client.get(change_url(public)).content.decode()
+        secret_page = client.get(change_url(secret)).content.decode()
+
+        assert " disabled" not in checkbox(new, "confidential") + checkbox(new, "claims-0-confidential")
+        assert " disabled" not in checkbox(public_page, "confidential")
+        # Its rows are each offered by what they are: the public claim may be marked, the confidential one stays.
+        public_row, secret_row = (checkbox(public_page, f"claims-{index}-confidential") for index in (0, 1))
+        assert " disabled" not in public_row
+        assert " disabled" in secret_row and " checked" in secret_row
+        assert " disabled" in checkbox(secret_page, "confidential") and " checked" in checkbox(
+            secret_page, "confidential"
+        )
+        assert PUBLISHING_REFUSED in secret_page and MARKING_REFUSED not in public_page
+
+    def test_a_reviewer_with_confidential_access_is_offered_every_box(self, client, confidential_reviewer):
+        secret = make_incident(title="Secret", confidential=True)
+        make_claim(incident=secret, confidential=True)
+
+        page = logged_in(client, confidential_reviewer).get(change_url(secret)).content.decode()
+
+        assert " disabled" not in checkbox(page, "confidential") + checkbox(page, "claims-0-confidential")
+        assert PUBLISHING_REFUSED not in page and MARKING_REFUSED not in page
+
+    def test_a_box_an_analyst_forges_is_ignored_as_a_disabled_field_is(self, client, analyst):
+        # As for the review state the page shows: nothing is changed, the rest is saved. The API,
+        # where a client names what it sends, answers 400 naming `confidential` (test_rulebook).
+        source = make_source(title="News article")
+        post = incident_post(claims=[{"source": source.pk, "people_count": 80, "confidential": True}])
+        logged_in(client, analyst)
+
+        incident_answer = client.post(ADD, {**post, "confidential": "on"})
+        source_answer = client.post(
+            self.SOURCE_ADD, {"title": "Informant", "kind": "testimony", "language": "en", "confidential": "on"}
+        )
+
+        assert (incident_answer.status_code, source_answer.status_code) == (302, 302)
+        incident = Incident.objects.get(title=post["title"])
+        assert not incident.confidential and not incident.claims.get().confidential
+        assert not Source.objects.get(title="Informant").confidential
+
+    def test_an_analyst_with_confidential_access_edits_a_confidential_incident_and_it_stays_so(self, client):
+        # Her browser sends no value for a disabled box: read as unticked, it was "made public", and refused.
+        analyst = make_user(roles.ANALYST, confidential=True)
+        secret = make_incident(title="Secret", confidential=True, review_state="draft")
+        claim = make_claim(incident=secret, confidential=True, people_count=80)
+
+        answer = logged_in(client, analyst).post(
+            change_url(secret), incident_post(incident=secret, claims=[claim], title="Secret, retitled")
+        )
+
+        assert answer.status_code == 302, answer.context["adminform"].form.errors
+        secret.refresh_from_db()
+        assert (secret.title, secret.confidential) == ("Secret, retitled", True)
+        assert secret.claims.get().confidential
+
+    def test_who_may_marks_a_record_confidential_in_the_admin(self, client, confidential_reviewer):
+        source = make_source(title="News article")
+        post = incident_post(claims=[{"source": source.pk, "people_count": 80, "confidential": True}])
+
+        answer = logged_in(client, confidential_reviewer).post(ADD, {**post, "confidential": "on"})
+
+        assert answer.status_code == 302
+        incident = Incident.objects.get(title=post["title"])
+        assert incident.confidential and incident.claims.get().confidential
 
 
 class TestLostUpdates:

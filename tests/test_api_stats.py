@@ -3,6 +3,8 @@
 from datetime import date
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from incidents import roles
 from incidents.models import Involvement
@@ -38,7 +40,13 @@ def test_an_incident_at_two_places_of_one_country_counts_once_there(places):
     make_incident(people_count=80, places=[places["dandong"]])
     body = stats("group_by=country")
     assert by_group(body) == {"CN": (2, 580), "KP": (1, 500)}
-    assert body["total"] == {"incidents": 2, "people_count": 580, "people_count_min": 580, "people_count_max": 580}
+    assert body["total"] == {
+        "incidents": 2,
+        "incidents_without_figure": 0,
+        "people_count": 580,
+        "people_count_min": 580,
+        "people_count_max": 580,
+    }
     assert [row["label"] for row in body["results"]] == ["China", "North Korea"]
 
 
@@ -51,6 +59,7 @@ def test_year_and_month_groups_with_ranges(places):
         "group": "2021",
         "label": "2021",
         "incidents": 1,
+        "incidents_without_figure": 0,
         "people_count": 50,
         "people_count_min": 40,
         "people_count_max": 60,
@@ -78,6 +87,7 @@ def test_an_incident_over_more_than_one_month_or_year_counts_in_none_of_them(sou
         == by_year["total"]
         == {
             "incidents": 4,
+            "incidents_without_figure": 0,
             "people_count": 629,
             "people_count_min": 629,
             "people_count_max": 629,
@@ -129,6 +139,77 @@ def test_statistics_count_only_what_the_reader_may_see(places):
     assert stats("group_by=year")["total"]["people_count"] == 10
     assert stats("group_by=year", make_user(roles.VIEWER))["total"]["people_count"] == 30
     assert stats("group_by=year", make_user(roles.VIEWER, confidential=True))["total"]["people_count"] == 70
+
+
+# Selects every incident of these tests, but only the incidents themselves answer it (not the kept totals).
+COUNTED_FROM_INCIDENTS = "&updated_since=2000-01-01T00:00:00Z"
+
+
+def without_figure(body: dict) -> dict:
+    return {row["group"]: (row["incidents"], row["incidents_without_figure"]) for row in body["results"]}
+
+
+@pytest.mark.parametrize(
+    "source", ["", COUNTED_FROM_INCIDENTS, "&q=-river"], ids=["from kept totals", "from the incidents", "leaving out"]
+)
+def test_statistics_say_how_many_incidents_give_no_figure(places, source):
+    """ "1,234 people in 56 incidents" read as complete where 20 of the 56 gave no number: each
+    group and the total say how many of their incidents have no figure at all. A minimum or a
+    maximum alone is a figure (it adds to the range)."""
+    china = make_organization(name="China")
+    unknown = {"people_count": None, "count_qualifier": "unknown"}
+    counted = [
+        make_incident(people_count=80, places=[places["dandong"]]),
+        make_incident(**unknown, places=[places["dandong"], places["sinuiju"]]),
+        make_incident(people_count=None, people_count_min=5, count_qualifier="at_least", places=[places["hyesan"]]),
+        make_incident(people_count=None, people_count_max=7, count_qualifier="at_most"),
+        make_incident(**unknown, **on(date(2021, 3, 4))),
+        make_incident(**unknown, date_start=date(2022, 1, 1), date_end=date(2023, 12, 31), date_precision="year"),
+    ]
+    for incident in counted[:2]:
+        Involvement.objects.create(incident=incident, organization=china, role="perpetrator")
+    # Left out by the search `q=-river`: the kept totals less it (`_kept_minus_left_out`).
+    make_incident(**unknown, title="Taken at the river", **on(date(2021, 5, 6)))
+    left_out = 1 if source == "&q=-river" else 0
+
+    with CaptureQueriesContext(connection) as queries:
+        by_year = stats(f"group_by=year{source}")
+    from_kept_totals = any("incidents_incidentrollup" in query["sql"] for query in queries)
+    assert from_kept_totals == (source != COUNTED_FROM_INCIDENTS)
+    assert without_figure(by_year) == {"2021": (2 - left_out, 2 - left_out), "2023": (4, 1), None: (1, 1)}
+    assert by_year["results"][-1]["label"] == "Over more than one year"
+    assert by_year["total"]["incidents"] == 7 - left_out
+    assert by_year["total"]["incidents_without_figure"] == 4 - left_out
+    # The people are those of the incidents with a figure: the best estimate, and the range from 5 to 80 + 7.
+    assert (by_year["total"]["people_count"], by_year["total"]["people_count_min"]) == (80, 85)
+    assert by_year["total"]["people_count_max"] == 87
+    assert without_figure(stats(f"group_by=month{source}"))["2023-08"] == (4, 1)
+    by_country = stats(f"group_by=country{source}")
+    assert without_figure(by_country) == {"CN": (2, 1), "KP": (2, 1), None: (4 - left_out, 3 - left_out)}
+    assert by_country["total"]["incidents_without_figure"] == 4 - left_out
+    by_perpetrator = stats(f"group_by=perpetrator{source}")
+    assert without_figure(by_perpetrator) == {str(china.pk): (2, 1), None: (5 - left_out, 3 - left_out)}
+    assert by_perpetrator["total"]["incidents_without_figure"] == 4 - left_out
+    assert without_figure(stats(f"group_by=type&country=KP{source}")) == {"forced-repatriation": (2, 1)}
+    assert stats(f"group_by=verification{source}")["total"]["incidents_without_figure"] == 4 - left_out
+
+
+def test_incidents_without_a_figure_are_counted_only_for_readers_who_may_see_them(places):
+    unknown = {"people_count": None, "count_qualifier": "unknown"}
+    make_incident(people_count=10)
+    make_incident(**unknown)
+    make_incident(**unknown, review_state="draft")
+    make_incident(**unknown, confidential=True, places=[places["dandong"]])
+    for source in ["", COUNTED_FROM_INCIDENTS]:
+        for group_by in ["year", "country"]:
+            for reader, seen in [
+                (None, 1),
+                (make_user(roles.VIEWER), 2),
+                (make_user(roles.VIEWER, confidential=True), 3),
+            ]:
+                body = stats(f"group_by={group_by}{source}", reader)
+                assert body["total"]["incidents_without_figure"] == seen, (source, group_by, reader)
+                assert sum(row["incidents_without_figure"] for row in body["results"]) == seen
 
 
 def test_statistics_up_to_the_last_day_a_date_can_have_count_every_incident(places):
@@ -186,4 +267,5 @@ def test_statistics_take_a_fixed_number_of_queries_whatever_the_number_of_incide
     with django_assert_num_queries(queries):
         body = stats(f"group_by={group_by}{source}")
     assert body["total"]["incidents"] == 5
+    assert body["total"]["incidents_without_figure"] == 0
     assert body["total"]["people_count"] == 10

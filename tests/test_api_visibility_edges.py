@@ -200,9 +200,15 @@ class TestRevisionNamingASourceMadeConfidentialSince:
         assert b"Kim" not in page.content and b"sent back" not in page.content
         # Whoever may see the source still reads the whole proposal.
         shown = client_for(insider).get(f"{API}/revisions/{revision}/").json()
-        # The proposal keeps the qualifier its figures say (none given: unknown), as saving would.
+        # The proposal keeps the qualifier its figures say (none given: unknown), and the precision
+        # its dates say (none given: unknown), as saving would.
         assert shown["changes"]["claims"] == [
-            {"source": source.pk, "excerpt": "he saw 40 sent back", "count_qualifier": "unknown"}
+            {
+                "source": source.pk,
+                "excerpt": "he saw 40 sent back",
+                "count_qualifier": "unknown",
+                "date_precision": "unknown",
+            }
         ]
         assert "Kim" in str(shown["diff"])
 
@@ -423,8 +429,12 @@ class TestHistory:
         [listed] = results(client_for(viewer).get(f"{API}/revisions/"))
         assert listed["changes"] == proposed
         answer, [proposed] = proposals(insider)
-        # The proposal keeps the qualifier its figures say (none given: unknown), as saving would.
-        assert proposed == {"data": {}, "claims": [rows[0], {**rows[1], "count_qualifier": "unknown"}]}
+        # The proposal keeps the qualifier its figures say (none given: unknown), and the precision
+        # its dates say (none given: unknown), as saving would.
+        assert proposed == {
+            "data": {},
+            "claims": [rows[0], {**rows[1], "count_qualifier": "unknown", "date_precision": "unknown"}],
+        }
 
     def test_a_duplicate_pair_with_an_incident_the_reader_may_not_see_is_left_out(self, client):
         # The pair's event names the other incident by its id, which is its public id: INC-…
@@ -646,7 +656,7 @@ class TestRevisionResendingAClaimMadeConfidentialSince:
         claim = make_claim(incident=incident, source=source, excerpt=self.WORDS, locator="para 12", people_count=500)
         analyst = client_for(make_user(roles.ANALYST))
         [row] = [
-            {key: value for key, value in row.items() if key not in ("id", "source_title")}
+            {key: value for key, value in row.items() if key not in ("id", "source_title", "date_label")}
             for row in analyst.get(incident_url(incident)).json()["claims"]
         ]
         insider = make_user(roles.REVIEWER, confidential=True)

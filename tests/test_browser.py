@@ -229,7 +229,15 @@ def test_the_date_precision_comes_before_the_dates_it_decides(browser_page, live
     precision = page.locator("#id_date_precision").bounding_box()
     for date_field in ("#id_date_start", "#id_date_end"):
         assert precision["y"] + precision["height"] <= page.locator(date_field).bounding_box()["y"]
-    expect(page.locator(".field-date_precision .help")).to_contain_text("Choose it before the dates below.")
+    expect(page.locator("#id_date_precision_helptext")).to_contain_text("Choose it before the dates below.")
+    # Each source's claim too: its precision, then its dates, which read after it (below, or to its right).
+    claim_precision = page.locator("#id_claims-0-date_precision").bounding_box()
+    for date_field in ("#id_claims-0-date_start", "#id_claims-0-date_end"):
+        box = page.locator(date_field).bounding_box()
+        assert claim_precision["y"] + claim_precision["height"] <= box["y"] or (
+            claim_precision["y"] == box["y"] and claim_precision["x"] + claim_precision["width"] <= box["x"]
+        )
+    expect(page.locator("#id_claims-0-date_precision_helptext")).to_contain_text("Choose it before the dates")
 
 
 def test_an_analysts_edit_of_a_published_incident_waits_until_a_reviewer_accepts_it(browser_page, live_server):

@@ -170,15 +170,35 @@ def assert_charts_drawn(page: Page, groups: int) -> None:
         assert page.locator(chart).evaluate(PAINTED_PIXELS) > 1000, chart
 
 
+# The tooltip of a chart's first bar or point, as Chart.js would draw it on hovering: its lines
+# under the label (`after`) and under the whole body (`afterBody`).
+TOOLTIP = """canvas => {
+  const chart = Chart.getChart(canvas);
+  chart.tooltip.setActiveElements([{datasetIndex: 0, index: 0}], {x: 0, y: 0});
+  chart.update();
+  return {after: chart.tooltip.body.flatMap(item => item.after), afterBody: chart.tooltip.afterBody};
+}"""
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("language", "prefix", "group_by"), [("en", "", "country"), ("ko", "/ko", "year")])
+@pytest.mark.parametrize(
+    ("language", "prefix", "group_by", "no_figure", "not_in_sums"),
+    [
+        ("en", "", "country", "No figure: 1", "Incidents with no figure, not in these sums: 1"),
+        ("ko", "/ko", "year", "수치 없음: 1", "수치 없는 사건 (이 합계에 포함되지 않음): 1"),
+    ],
+)
 def test_statistics_charts_draw_the_tables_numbers_accessibly_and_locally(
-    reader, live_server, published, tmp_path, language, prefix, group_by
+    reader, live_server, published, tmp_path, language, prefix, group_by, no_figure, not_in_sums
 ):
+    # In the same country and year: the tooltips say the incidents give no figure, which the people leave out.
+    make_incident(people_count=None, count_qualifier="unknown", places=list(published.places.all()))
     reader.goto(f"{live_server.url}{prefix}/statistics/?group_by={group_by}")
     expect(reader.locator("table.statistics tbody tr")).to_have_count(1)
     assert_charts_drawn(reader, groups=1)
+    assert reader.locator("#chart-incidents").evaluate(TOOLTIP)["after"] == [no_figure]
+    assert reader.locator("#chart-people").evaluate(TOOLTIP)["afterBody"] == [not_in_sums]
     assert_accessible_and_local(reader, live_server, tmp_path / f"statistics-{group_by}-{language}.png")
 
     # The embed of the same statistics draws the same charts.

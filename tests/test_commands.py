@@ -71,7 +71,9 @@ def test_demo_data_satisfies_every_model_rule():
 
 
 def kept_totals() -> list[tuple]:
-    return list(IncidentRollup.objects.order_by(*CELL_KEY).values_list(*CELL_KEY, "incidents", "people_count"))
+    """Every kept total, its key and every figure it keeps (what the count in bulk and the count of
+    each edit must agree on to the last column)."""
+    return list(IncidentRollup.objects.order_by(*CELL_KEY).values_list(*CELL_KEY, *CELL_FIGURES))
 
 
 def facet_totals() -> list[tuple]:
@@ -81,6 +83,10 @@ def facet_totals() -> list[tuple]:
 
 CELL_KEY = ("start_month", "end_month", "incident_type", "verification", "review_state", "confidential",
             "dimension", "country", "within_country", "organization", "place")  # fmt: skip
+CELL_FIGURES = ("incidents", "incidents_without_figure", "people_count", "people_count_known", "people_count_min",
+                "people_count_min_known", "people_count_max", "people_count_max_known")  # fmt: skip
+# Where a kept total's incidents stand in `kept_totals`' rows.
+INCIDENTS = len(CELL_KEY)
 
 
 def what_is_there_measured():
@@ -102,7 +108,7 @@ def test_demo_data_is_counted_into_the_statistics_totals():
             call_command("generate_demo_data", incidents=incidents, seed=5, batch_size=70, stdout=StringIO())
         assert any(count in query["sql"] for query in queries), count
     counted, facets = kept_totals(), facet_totals()
-    assert sum(cell[-2] for cell in counted if cell[6] == "incident") == 234
+    assert sum(cell[INCIDENTS] for cell in counted if cell[6] == "incident") == 234
     assert facets
     call_command("recount_statistics", stdout=StringIO())
     assert kept_totals() == counted
@@ -144,7 +150,9 @@ def test_totals_counted_in_bulk_equal_those_each_edit_counts(tmp_path):
         )
     assert any("incident_rollup_count_into_empty(" in query["sql"] for query in queries)
     in_bulk = every_total_and_entry()
-    assert sum(cell[-2] for cell in in_bulk[0] if cell[6] == "incident") == 300 + 4 + 2  # not the merged one
+    assert sum(cell[INCIDENTS] for cell in in_bulk[0] if cell[6] == "incident") == 300 + 4 + 2  # not the merged one
+    # The demo's incidents of unknown figures are counted as without a figure, by both counts alike (below).
+    assert sum(cell[INCIDENTS + 1] for cell in in_bulk[0] if cell[6] == "incident") > 0
     ids = list(Incident.objects.values_list("pk", flat=True))
     random.Random(1).shuffle(ids)
     with connection.cursor() as cursor:
@@ -354,6 +362,14 @@ def test_ensure_admin_refuses_an_existing_account_that_is_no_administrator(capsy
     User.objects.filter(username="rev").update(is_active=True)
     call_command("ensure_admin", "--username", "rev")
     assert "Log in at http://127.0.0.1:8000/admin/ as 'rev'" in capsys.readouterr().out
+
+
+def test_ensure_admin_refuses_a_superuser_without_staff_status_whom_the_admin_would_not_let_in(capsys):
+    # It said "Log in at …" to an account the admin's login refuses (only staff sign in there).
+    make_user(None, username="root", is_superuser=True)
+    with pytest.raises(CommandError, match=r"'root' exists but is not an active administrator.*staff status"):
+        call_command("ensure_admin", "--username", "root")
+    assert "Log in at" not in capsys.readouterr().out
 
 
 def test_generate_demo_data_refuses_a_truth_file_without_duplicates(tmp_path):

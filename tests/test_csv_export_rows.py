@@ -1304,7 +1304,11 @@ def assert_kept_totals_are_recounted() -> None:
 
     def totals():
         return [
-            sorted(IncidentRollup.objects.values_list("dimension", "country", "place_id", "incidents")),
+            sorted(
+                IncidentRollup.objects.values_list(
+                    "dimension", "country", "place_id", "incidents", "incidents_without_figure"
+                )
+            ),
             list(IncidentFacetTotal.objects.order_by(*facet_key).values_list(*facet_key, "incidents")),
         ]
 
@@ -1435,7 +1439,7 @@ def test_an_import_naming_an_organization_while_it_changes_keeps_the_words_it_no
 def test_an_import_citing_a_source_while_it_is_made_confidential_does_not_show_the_source_to_the_public(tmp_path):
     # A reviewer marks a source confidential while an analyst imports an incident citing it. The
     # import turns the claims' `lock_source` trigger off and locks every source its claims cite at
-    # once (`incident_sources_lock`, migration 0073): without that, the import's kept rows read the
+    # once (`incident_sources_lock`, migration 0077): without that, the import's kept rows read the
     # source as public, and the reviewer's refresh could not see an incident not yet committed.
     informant = make_source(title="Zanzibarite informant")
     content = (

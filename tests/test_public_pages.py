@@ -819,7 +819,10 @@ def test_the_charts_draw_the_tables_own_numbers_in_the_readers_language(record):
     assert chart["low"] == [row["people_count_min"] for row in table]
     assert chart["high"] == [row["people_count_max"] for row in table]
     assert chart["low"][-1] is None  # an unknown figure stays unknown, not 0
+    assert chart["without_figure"] == [row["incidents_without_figure"] for row in table]
+    assert chart["without_figure"][-1] == 1  # which the tooltips say beside the incidents and people
     assert not chart["timeline"] and chart["text"]["incidents"] == "사건"
+    assert chart["text"]["without_figure"] == "수치 없음"
     # Embedded as JSON data, which no browser runs as a script.
     assert '<script id="chart-data" type="application/json">' in response.content.decode()
 
@@ -877,6 +880,36 @@ def test_a_timeline_chart_draws_the_periods_without_incidents_as_none(group_by, 
     assert chart["incidents"] == [1, *[0] * (len(labels) - 2), 1]
     assert chart["people"] == [50, *[0] * (len(labels) - 2), 40]
     assert [row["label"] for row in page.context["table"]["results"]] == [labels[0], labels[-1]]
+
+
+@pytest.mark.django_db
+def test_the_statistics_table_says_how_many_incidents_give_no_figure():
+    # "80 people in 3 incidents" read as complete where two of the three gave no number.
+    unknown = {"people_count": None, "count_qualifier": "unknown"}
+    make_incident(people_count=80, date_start=date(2023, 5, 2), date_end=date(2023, 5, 2))
+    make_incident(**unknown, date_start=date(2023, 6, 1), date_end=date(2023, 6, 1))
+    make_incident(**unknown, date_start=date(2022, 1, 1), date_end=date(2023, 12, 31), date_precision="year")
+    make_incident(**unknown, confidential=True, date_start=date(2023, 6, 1), date_end=date(2023, 6, 1))
+    row = r'<th scope="row">([^<]+)</th>\s*<td class="number">(\d+)</td>\s*<td class="number">(\d+)</td>'
+
+    page = Client().get("/statistics/", {"group_by": "year"}).text
+    assert '<th scope="col" class="number">No figure</th>' in page
+    assert re.findall(row, page) == [
+        ("2023", "2", "1"),
+        ("Over more than one year", "1", "1"),
+        ("All (each incident once)", "3", "2"),
+    ]
+    assert "how many of the incidents give no number of people at all" in page
+    assert "Incidents with no figure add no one to them" in page  # the charts' caption
+    # A reader who may see the confidential incident counts it too.
+    seen = client_for("confidential").get("/statistics/", {"group_by": "year"}).text
+    assert re.findall(row, seen)[-1] == ("All (each incident once)", "4", "3")
+
+    embedded = Client().get("/ko/embed/statistics/", {"group_by": "year"}).text
+    assert '<th scope="col" class="number">수치 없음</th>' in embedded
+    assert re.findall(row, embedded)[-1] == ("전체 (사건별 1회)", "3", "2")
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', embedded)[1])
+    assert chart["without_figure"] == [1, 1] and chart["incidents"] == [2, 1]
 
 
 def test_statistics_table_counts_people_with_their_range(record):

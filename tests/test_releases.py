@@ -114,7 +114,13 @@ class TestMakingAndReadingReleases:
         assert "`at_least`: At least" in codebook
         # A claim's figures are the source's, not the analysts': "People count min." did not say so.
         assert "| `people_count_min` | integer | The lowest figure the source gives. |" in codebook
-        assert "| `date_start` | date | First day of the dates the source gives; empty if none. |" in codebook
+        assert (
+            "| `date_start` | date | First day of the dates the source gives; empty for none, or for an end alone. |"
+            in codebook
+        )
+        # Each source's date keeps its precision, and its label says it as the source did.
+        assert "| `date_precision` | string | How precisely the source dates it:" in codebook
+        assert "| `date_label` | string | The dates as the source gives them (e.g. July 2021, Since March" in codebook
 
     def test_the_same_data_gives_the_same_bytes_whatever_language_is_active(self, reviewer, published):
         # The codebook's choices ("`at_least`: At least") are translated labels: made while Korean was

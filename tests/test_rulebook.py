@@ -492,8 +492,10 @@ class TestRevisions:
             {
                 "field": "Claims",
                 "now": "—",
-                # The qualifier left out, as accepting writes it: 45 alone is exact.
-                "proposed": "RFA (people count 45, count qualifier Exact, source connection Unknown)",
+                # The qualifier and the date's precision left out, as accepting writes them: 45 alone
+                # is exact, no date unknown.
+                "proposed": "RFA (people count 45, count qualifier Exact, date precision Unknown, "
+                "source connection Unknown)",
             },
         ]
         client.force_login(reviewer)
@@ -580,7 +582,7 @@ class TestRevisions:
             {
                 "field": "Claims",
                 "now": "—",
-                "proposed": "New report (count qualifier Unknown, source connection Unknown)",
+                "proposed": "New report (count qualifier Unknown, date precision Unknown, source connection Unknown)",
             }
         ]
         client.force_login(reviewer)

@@ -240,6 +240,43 @@ def test_a_web_worker_that_cannot_reach_its_database_says_why_as_it_starts():
     assert PASSWORD not in "".join(log) and "Traceback" not in "".join(log)
 
 
+def test_two_servers_under_one_account_without_a_writable_home_start_without_a_control_socket(tmp_path):
+    # gunicorn's control socket lay at ~/.gunicorn/gunicorn.ctl, one path per account: a service
+    # account whose home cannot be written logged "Control server error" at each start, and a
+    # second server under the same account took the first one's socket over.
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    home = tmp_path / "home"
+    home.mkdir(mode=0o500)
+    environment = {**os.environ, "DJANGO_DEBUG": "1", "GUNICORN_WORKERS": "1", "HOME": str(home)}
+    environment.pop("XDG_RUNTIME_DIR", None)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    servers = []
+    try:
+        for log in logs:
+            with log.open("w") as stderr:
+                command = [
+                    gunicorn,
+                    "-c",
+                    "tracker/gunicorn.conf.py",
+                    "--bind",
+                    f"127.0.0.1:{free_port()}",
+                    "tracker.wsgi",
+                ]
+                servers.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=environment, stderr=stderr))
+        # The control server starts in the arbiter before it boots its first worker.
+        deadline = time.monotonic() + 60
+        while not all("Booting worker" in log.read_text() for log in logs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=30)
+    for log in logs:
+        said = log.read_text()
+        assert "Booting worker" in said and "Control server" not in said and "[ERROR]" not in said, said
+    assert list(home.iterdir()) == []
+
+
 @pytest.mark.parametrize(("level", "printed"), [("WARNING", 1), ("ERROR", 0)])
 def test_a_request_for_a_host_the_site_does_not_serve_is_one_warning_line_without_traceback(level, printed):
     # Internet scanners name hosts the site does not serve all day; each was an ERROR with a

@@ -89,7 +89,9 @@ def assert_totals_agree(client, groupings=GROUPINGS, filters=SERVED_FILTERS):
 @pytest.fixture
 def world():
     """Forty incidents as varied as real ones: ranges across months and years, unknown figures,
-    several countries and perpetrators or none, every review state, some confidential."""
+    several countries and perpetrators or none, every review state, some confidential; and four
+    whose figures are partial: a minimum alone, a maximum alone, both bounds without a best estimate,
+    none at all."""
     draw = random.Random(7)
     detention = incident_type("arbitrary-detention")
     kinds = [
@@ -126,6 +128,20 @@ def world():
             Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
         if draw.random() < 0.3:
             Involvement.objects.create(incident=incident, organization=organizations[0], role="receiving_state")
+    # Told apart only by the count of incidents without a figure: the counts of known bounds are
+    # those of one incident with both and one with none.
+    for index, (low, high) in enumerate([(5, None), (None, 9), (5, 9), (None, None)]):
+        incident = make_incident(
+            people_count=None,
+            people_count_min=low,
+            people_count_max=high,
+            count_qualifier="unknown" if low is high is None else "about",
+            date_start=date(2022, 3, 1 + index),
+            date_end=date(2022, 3, 1 + index),
+            review_state="published",
+            places=[places[index % 2], places[2]],
+        )
+        Involvement.objects.create(incident=incident, organization=organizations[index % 3], role="perpetrator")
     return {"places": places, "organizations": organizations}
 
 
@@ -209,6 +225,11 @@ def test_kept_totals_follow_every_kind_of_change(world):
         lambda: Involvement.objects.filter(organization=organizations[1]).update(role="receiving_state"),
         lambda: incidents[9].delete(),
         lambda: Incident.objects.filter(pk=incidents[10].pk).update(title="Only the title changed"),
+        # Every figure taken away, and a figure given to an incident that had none.
+        lambda: Incident.objects.filter(pk__in=[incidents[11].pk, incidents[-2].pk]).update(
+            people_count=None, people_count_min=None, people_count_max=None, count_qualifier="unknown"
+        ),
+        lambda: Incident.objects.filter(pk=incidents[-1].pk).update(people_count_max=30, count_qualifier="at_most"),
     ]
     perpetrators = [f"perpetrator={organization.pk}" for organization in organizations]
     for change in changes:
@@ -218,11 +239,35 @@ def test_kept_totals_follow_every_kind_of_change(world):
             assert_totals_agree(client, groupings=["country"], filters=perpetrators)
 
 
+# The migration that counts the incidents without a figure, and the one before it.
+BEFORE_WITHOUT_FIGURE = importlib.import_module(
+    "incidents.migrations.0074_statistics_count_incidents_without_figure"
+).Migration.dependencies[0][1]
 # The migration that keeps each perpetrator within no country, and the one before it.
 WITHIN_NO_COUNTRY = "0056_statistics_perpetrator_without_country"
 BEFORE_WITHIN_NO_COUNTRY = importlib.import_module(f"incidents.migrations.{WITHIN_NO_COUNTRY}").Migration.dependencies[
     0
 ][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_the_incidents_without_a_figure_already_there_as_the_count_does(world):
+    # Each incident of the world was counted as it committed, by the count of migration 0074: the
+    # migration, back and forth, fills the same totals for the incidents counted before it.
+    columns = [field.attname for field in IncidentRollup._meta.fields if field.name != "id"]
+    counted = list(IncidentRollup.objects.order_by(*columns).values_list(*columns))
+    assert IncidentRollup.objects.filter(incidents_without_figure__gt=0).exists()
+    call_command("migrate", "incidents", BEFORE_WITHOUT_FIGURE, verbosity=0)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM incidents_incidentrollup")
+            assert cursor.fetchone()[0] == len(counted)
+            columns_before = connection.introspection.get_table_description(cursor, "incidents_incidentrollup")
+        assert "incidents_without_figure" not in [column.name for column in columns_before]
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    assert list(IncidentRollup.objects.order_by(*columns).values_list(*columns)) == counted
 
 
 @pytest.mark.django_db(transaction=True)
@@ -258,7 +303,7 @@ def test_an_import_is_counted(world):
 
 def test_incidents_alike_are_counted_as_each_one_is(world, province):
     # The count adds up the changes of incidents alike in what their cells are made of (months,
-    # type, states, countries, perpetrators, places) before making the cells (migration 0074):
+    # type, states, countries, perpetrators, places) before making the cells (migration 0078):
     # alike incidents with every kind of figure, known or not, imported at once, then some of them
     # edited in one statement (a change of figures alone, and a change of state), are counted as
     # the statistics count them from the incidents.

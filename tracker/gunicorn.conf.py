@@ -42,6 +42,12 @@ keepalive = 75
 # Requests waiting for a thread queue here rather than being refused.
 backlog = 256
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")
+# No control socket (gunicorn 25.1+, for its `gunicornc` tool, which this deployment does not use: a
+# supervisor's signals start, reload and stop it). Its default path is one per user account
+# (~/.gunicorn/gunicorn.ctl): a service account without a writable home logged "Control server
+# error" at every start, and a second instance under the same account (another site, or the new
+# one of a restart started before the old one stops) took the first one's socket over.
+control_socket_disable = True
 
 
 def post_worker_init(worker):

@@ -3,6 +3,7 @@ the audit history view, estimated counts."""
 
 import copy
 import re
+import sys
 
 from django import forms
 from django.contrib import admin
@@ -173,6 +174,33 @@ class EditedVersionForm(forms.ModelForm):
         if self.instance.pk and cleaned_data.get("expected_version") is None:
             raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
         return cleaned_data
+
+
+class ConfidentialityOfferedMixin:
+    """For the form of a record that may be confidential (an incident, a source, a claim): its
+    `confidential` box is offered only to a `writer` who may change it from what the record is now
+    (`services.confidentiality_change_refusal`). Anyone else is shown it, ticked or not, disabled,
+    with the reason under it: the box offered to an analyst without Confidential access was refused
+    on every save. A value sent for a disabled box is ignored and the record keeps its own (Django's
+    disabled field), as the review state the page shows is; the services still refuse the change
+    at every door (the API answers 400 naming the field)."""
+
+    # Who fills the form in, set by the admin (`for_writer`); None is offered nothing.
+    writer = None
+
+    @classmethod
+    def for_writer(cls, writer):
+        return type(cls.__name__, (cls,), {"writer": writer})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("confidential")
+        if field is None:
+            return
+        refusal = services.confidentiality_change_refusal(self.writer, confidential=self.instance.confidential)
+        if refusal is not None:
+            field.disabled = True
+            field.help_text = refusal
 
 
 def nested_refusal_key(key: str) -> tuple[str, int, str | None] | None:
@@ -486,7 +514,8 @@ class TrackedModelAdmin(
         form = super().get_form(request, obj, change, **kwargs)
         refusal = getattr(request, "service_refusal", None)
         bases = (form,) if issubclass(form, ServiceRefusalForm) else (ServiceRefusalForm, form)
-        return type(form.__name__, bases, {"service_refusal": refusal})
+        form = type(form.__name__, bases, {"service_refusal": refusal})
+        return form.for_writer(request.user) if issubclass(form, ConfidentialityOfferedMixin) else form
 
     def save_model(self, request, obj, form, change):
         many_to_many = {
@@ -617,3 +646,39 @@ class EstimatedCountPaginator(Paginator):
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
         return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def page_asked(request) -> int:
+    """The page number of a list's request, read as Django's changelist reads it (1 when absent
+    or not a number)."""
+    try:
+        return int(request.GET.get(PAGE_VAR, 1))
+    except ValueError:
+        return 1
+
+
+class CountedAheadPaginator(Paginator):
+    """Pages of a list whose rows are counted only as far as `pages_ahead` pages past the page
+    asked for (`page_asked`): exactly when there are fewer, else "at least" that many
+    (`count_kind`, which the pagination template says). The count reads at most that many rows,
+    however many the list holds, and its pages go on as far as the reader goes. Never an estimate
+    from PostgreSQL's statistics, which count rows the reader may not see."""
+
+    pages_ahead = 2
+
+    # As EstimatedCountPaginator's: "exact", or "at_least" when the count stopped.
+    count_kind = "exact"
+
+    def __init__(self, object_list, per_page, orphans=0, allow_empty_first_page=True, *, page: int = 1):
+        super().__init__(object_list, per_page, orphans, allow_empty_first_page)
+        # Bounded for PostgreSQL's LIMIT (a bigint), whatever page number a URL asks for.
+        self.counted_up_to = min((max(page, 1) + self.pages_ahead) * per_page, sys.maxsize - 1)
+
+    @cached_property
+    def count(self):
+        # One row more than the pages reach, to tell "exactly that many" from "more".
+        counted = self.object_list.order_by().values("pk")[: self.counted_up_to + 1].count()
+        if counted > self.counted_up_to:
+            self.count_kind = "at_least"
+            return self.counted_up_to
+        return counted

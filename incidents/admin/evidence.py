@@ -3,21 +3,84 @@
 Each has search fields, so the incident page can offer them through autocomplete, and a change
 form that carries the version it was opened at (`EditedVersionForm`)."""
 
+import copy
 import json
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.widgets import AutocompleteMixin, get_select2_language
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import F
+from django.http import JsonResponse
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from incidents import services
 from incidents.admin.access import ConfidentialReadsMixin
-from incidents.admin.base import EditedVersionForm, HeldChoicesFieldListFilter, TrackedModelAdmin
+from incidents.admin.base import (
+    ConfidentialityOfferedMixin,
+    EditedVersionForm,
+    HeldChoicesFieldListFilter,
+    TrackedModelAdmin,
+)
+from incidents.languages import LanguageCodeField, language_label, languages_matching
 from incidents.models import IncidentType, Organization, Place, Response, Source
 
 
-class SourceForm(EditedVersionForm):
+class LanguageAutocomplete(forms.Select):
+    """A language picked by its name or code, as the admin's other autocompletes pick a record
+    (select2, which the admin ships): the 7,900 languages of ISO 639-3 come from
+    `SourceAdmin.languages_view` as the analyst types, where a select holding them all made each
+    source's page 400 KB. The page holds the chosen language alone, by its name."""
+
+    media = AutocompleteMixin.media
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.i18n_name = get_select2_language()
+
+    def build_attrs(self, base_attrs, extra_attrs=None):
+        attrs = super().build_attrs(base_attrs, extra_attrs=extra_attrs)
+        attrs.update(
+            {
+                "data-ajax--cache": "true",
+                "data-ajax--delay": 250,
+                "data-ajax--type": "GET",
+                "data-ajax--url": reverse("admin:incidents_source_languages"),
+                "data-theme": "admin-autocomplete",
+                "data-allow-clear": "true",
+                "data-placeholder": "",  # lets the language be cleared: blank, not known
+                "lang": self.i18n_name,
+                "class": " ".join(filter(None, [attrs.get("class"), "admin-autocomplete"])),
+            }
+        )
+        return attrs
+
+    def optgroups(self, name, value, attrs=None):
+        chosen = next((code for code in value if code), "")
+        options = [self.create_option(name, "", "", not chosen, 0)]
+        if chosen:
+            # What the form was sent, named when it is a language: a refused value is shown as sent.
+            options.append(self.create_option(name, chosen, language_label(chosen), True, 1))
+        return [(None, options, 0)]
+
+
+class LanguageListFilter(admin.ChoicesFieldListFilter):
+    """The languages the sources its reader may see are in, by name ("Korean (ko)"), blank as "Not
+    known". Its parameter is `language__exact`, as a choices field's: Django's filter of a field's
+    values sent `?language=ko`, which the list refuses (`OfferedFiltersOnlyMixin`)."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        held = model_admin.get_queryset(request).order_by().values_list(field_path, flat=True).distinct()
+        offered = copy.copy(field)
+        named = [(code, language_label(code) if code else "Not known") for code in held]
+        offered.choices = sorted(named, key=lambda choice: (choice[0] == "", choice[1].casefold()))
+        super().__init__(offered, request, params, model, model_admin, field_path)
+
+
+class SourceForm(ConfidentialityOfferedMixin, EditedVersionForm):
     another_source_confirmed = forms.BooleanField(
         required=False,
         label="This is another source",
@@ -32,8 +95,8 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
     twice split its claims between two records. The box appears only then, and stays once ticked."""
 
     form = SourceForm
-    list_display = ["title", "kind", "publisher", "published_on", "language", "confidential"]
-    list_filter = ["kind", "confidential", "language"]
+    list_display = ["title", "kind", "publisher", "published_on", "language_shown", "confidential"]
+    list_filter = ["kind", "confidential", ("language", LanguageListFilter)]
     list_select_related = ["publisher"]
     search_fields = ["title", "author", "url", "publisher__name", "publisher__acronym"]
     autocomplete_ranked_by = ["title"]
@@ -53,8 +116,35 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
             return [(None, {"fields": ["another_source_confirmed"]}), *fieldsets]
         return fieldsets
 
+    formfield_overrides = {LanguageCodeField: {"widget": LanguageAutocomplete}}
+
+    # The autocomplete's page of languages: as many as Django's own autocomplete gives a page.
+    LANGUAGES_PER_PAGE = 20
+
     def save_options(self, form) -> dict:
         return {"another_source_confirmed": bool(form.cleaned_data.get("another_source_confirmed"))}
+
+    @admin.display(description="language", ordering="language")
+    def language_shown(self, source):
+        return language_label(source.language) if source.language else ""
+
+    def get_urls(self):
+        languages = self.admin_site.admin_view(self.languages_view)
+        return [path("languages/", languages, name="incidents_source_languages"), *super().get_urls()]
+
+    def languages_view(self, request):
+        """The languages whose name or code holds `term` (the language field's autocomplete), in
+        select2's format, a page (`page`) at a time. For those who may add or change a source; no query."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        matching = Paginator(languages_matching(request.GET.get("term", "")), self.LANGUAGES_PER_PAGE)
+        page = matching.get_page(request.GET.get("page"))
+        return JsonResponse(
+            {
+                "results": [{"id": code, "text": label} for code, label in page],
+                "pagination": {"more": page.has_next()},
+            }
+        )
 
 
 @admin.register(Organization)

@@ -20,6 +20,7 @@ from django_countries import countries
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
+    ConfidentialityOfferedMixin,
     DateAsWrittenMixin,
     EditedVersionForm,
     EstimatedCountPaginator,
@@ -176,7 +177,7 @@ class PlacePathChoiceField(forms.ModelMultipleChoiceField):
         return getattr(obj, "path", None) or str(obj)
 
 
-class IncidentForm(EditedVersionForm):
+class IncidentForm(ConfidentialityOfferedMixin, EditedVersionForm):
     # Incident.places goes through IncidentPlace, which the admin will not edit as a plain field;
     # this field offers the same autocomplete and the service writes the links.
     place_list = PlacePathChoiceField(
@@ -334,9 +335,17 @@ class QualifierFromFiguresMixin:
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
 
-class ClaimForm(forms.ModelForm):
+class ClaimForm(ConfidentialityOfferedMixin, forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "date_precision" in self.fields:
+            # What the source's words become, as the incident's form says it for the incident's dates.
+            self.fields["date_precision"].help_text = (
+                "Choose it before the dates, as for the incident. “In July 2021”: Month, from 2021-07-01 to "
+                "2021-07-31; “since March 2020”: Month, from 2020-03-01, no end; “before 9 October 2023”: Day, "
+                "no start, to 2023-10-08, the last day it allows. From the dates: one day or one end alone, Day; "
+                "whole months, Month; whole years, Year; other days, Range; none, Unknown."
+            )
         # Only a merge sets the mark, for a writer to clear once resolved: a claim without it (every
         # new one) does not offer it, where a checkbox on each claim asked analysts what it meant.
         if not self.instance.merge_conflict:
@@ -355,12 +364,23 @@ class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin
     fieldsets = [
         (None, {"fields": ["source", "source_connection", "confidential", "merge_conflict"]}),
         (None, {"fields": [("people_count", "people_count_min", "people_count_max", "count_qualifier")]}),
-        (None, {"fields": [("date_start", "date_end")]}),
+        # The precision first, as on the incident: it decides which dates to type.
+        (None, {"fields": [("date_precision", "date_start", "date_end"), "date_label"]}),
         (None, {"fields": ["excerpt", "locator"]}),
     ]
+    readonly_fields = ["date_label"]
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "date_precision":
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the dates")])
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Each row's box is offered by what that claim is now (ConfidentialityOfferedMixin).
+        return super().get_formset(request, obj, form=self.form.for_writer(request.user), **kwargs)
 
 
 class VictimGroupInline(IncidentRowsInline, admin.TabularInline):

@@ -265,6 +265,9 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        # A language tag longer than the column ("zh-Hant-TW-x-…") is read as its language (the
+        # model's validation, `incidents.languages`); the column's length said nothing of that.
+        extra_kwargs = {"language": {"max_length": None}}
 
     def save_options(self, validated_data) -> dict:
         confirmed = validated_data.pop("another_source_confirmed", False)
@@ -324,6 +327,8 @@ class ClaimSerializer(serializers.ModelSerializer):
             "count_qualifier",
             "date_start",
             "date_end",
+            "date_precision",
+            "date_label",
             "excerpt",
             "locator",
             "source_connection",

@@ -249,6 +249,10 @@ class StatsQuerySerializer(serializers.Serializer):
 
 class StatsFiguresSerializer(serializers.Serializer):
     incidents = serializers.IntegerField()
+    incidents_without_figure = serializers.IntegerField(
+        help_text="How many of `incidents` give no figure at all (no best estimate, minimum or maximum): they "
+        "add no people to the sums, which count only the others."
+    )
     people_count = serializers.IntegerField(allow_null=True)
     people_count_min = serializers.IntegerField(allow_null=True)
     people_count_max = serializers.IntegerField(allow_null=True)

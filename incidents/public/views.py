@@ -368,7 +368,13 @@ def _timeline_rows(rows: list[dict], group_by: str) -> list[dict]:
     periods = _periods(min(dated), max(dated), group_by)
     if len(periods) > TIMELINE_PERIODS:
         return rows
-    empty = {"incidents": 0, "people_count": 0, "people_count_min": None, "people_count_max": None}
+    empty = {
+        "incidents": 0,
+        "incidents_without_figure": 0,
+        "people_count": 0,
+        "people_count_min": None,
+        "people_count_max": None,
+    }
     return [dated.get(period, {"group": period, "label": period, **empty}) for period in periods] + [
         row for row in rows if row["group"] is None
     ]
@@ -387,6 +393,8 @@ def _chart(table: dict) -> dict:
         "periods": sum(row["group"] is not None for row in rows) if timeline else 0,
         "labels": [_(no_group_label(table["group_by"])) if row["group"] is None else row["label"] for row in rows],
         "incidents": [row["incidents"] for row in rows],
+        # Said beside each group's incidents and people: the sums leave these incidents out.
+        "without_figure": [row["incidents_without_figure"] for row in rows],
         "people": [row["people_count"] for row in rows],
         "low": [row["people_count_min"] for row in rows],
         "high": [row["people_count_max"] for row in rows],
@@ -394,6 +402,9 @@ def _chart(table: dict) -> dict:
             "incidents": _("Incidents"),
             "people": _("People (best estimate)"),
             "range": _("People (range)"),
+            # Each followed by ": " and a number in the tooltips: no plural to agree with it.
+            "without_figure": _("No figure"),
+            "not_in_sums": _("Incidents with no figure, not in these sums"),
         },
     }
 

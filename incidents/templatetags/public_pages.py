@@ -7,6 +7,7 @@ English they say exactly what `date_label` says (migration 0072 and tracker/form
 
 from collections import defaultdict
 from dataclasses import dataclass, fields
+from datetime import timedelta
 
 from django import template
 from django.urls import translate_url
@@ -14,6 +15,7 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from incidents.languages import language_name
 from incidents.models import CountQualifier, DatePrecision
 from incidents.vocabulary import type_name
 
@@ -30,17 +32,27 @@ def type_name_filter(name: str) -> str:
     return type_name(name)
 
 
+@register.filter(name="language_name")
+def language_name_filter(code: str) -> str:
+    """A source's language by its name in the page's language ("Korean", "한국어")."""
+    return language_name(code)
+
+
 @register.filter
 def dates(record) -> str:
     """The incident's (or claim's) date range at its precision, in the active language: the whole
     range, never only its start, as the stored `date_label` says it. A Month may be several whole
     months and a Year several years (July to September 2021 read "July 2021"), and an unknown date
-    still lies in the years recorded, which the date filter reads."""
-    start, end = record.date_start, record.date_end
-    if start is None:
+    still lies in the years recorded, which the date filter reads. A claim's one end alone reads as
+    its source said it: "Since March 2020", or "Before 9 October 2023" for an end on the 8th; a
+    claim without dates reads ""."""
+    start, end, precision = record.date_start, record.date_end, record.date_precision
+    if start is None and end is None:
         return ""
-    end = end or start
-    precision = getattr(record, "date_precision", DatePrecision.DAY if start == end else DatePrecision.RANGE)
+    if end is None:
+        return _("Since %(date)s") % {"date": _one_end(start, precision)}
+    if start is None:
+        return _("Before %(date)s") % {"date": _one_end(end + timedelta(days=1), precision)}
     if precision == DatePrecision.MONTH:
         return _span(start, end, "YEAR_MONTH_FORMAT")
     if precision == DatePrecision.YEAR:
@@ -49,6 +61,12 @@ def dates(record) -> str:
         return _("Date unknown (%(years)s)") % {"years": _span(start, end, "Y")}
     label = _span(start, end, "DATE_FORMAT")
     return _("Week of %(dates)s") % {"dates": label} if precision == DatePrecision.WEEK else label
+
+
+def _one_end(day, precision) -> str:
+    """The day, month or year of a claim's one end, as its precision names it."""
+    date_format = {DatePrecision.MONTH: "YEAR_MONTH_FORMAT", DatePrecision.YEAR: "Y"}.get(precision, "DATE_FORMAT")
+    return formats.date_format(day, date_format)
 
 
 def _span(start, end, date_format: str) -> str:

@@ -2,7 +2,8 @@
 // the page embeds with Django's json_script (#chart-data): the same rows as the table (a timeline also
 // with the years or months between them that no incident falls in, at none), which stays
 // the accessible form of them. Incidents as bars; people as the best estimate (a line through
-// time, a dark bar per group) over a light bar from the lowest to the highest figure. Nothing is loaded from elsewhere,
+// time, a dark bar per group) over a light bar from the lowest to the highest figure. Each tooltip
+// also says how many of the incidents give no figure (which the people leave out). Nothing is loaded from elsewhere,
 // and Chart.js sets its canvas's size through the DOM, which a Content-Security-Policy allows.
 (function () {
   "use strict";
@@ -34,7 +35,13 @@
     return raw === null ? "" : numbers.format(raw);
   }
 
-  function options(extra) {
+  // "No figure: 20", under a period's or group's incidents or people: those incidents add
+  // no one to the people, which would otherwise read as complete.
+  function withoutFigure(text, index) {
+    return data.incidents[index] ? text + ": " + numbers.format(data.without_figure[index]) : "";
+  }
+
+  function options(callbacks) {
     var indexAxis = timeline ? "x" : "y";
     var valueAxis = timeline ? "y" : "x";
     var scales = {};
@@ -43,24 +50,24 @@
       beginAtZero: true,
       ticks: { precision: 0, callback: function (tick) { return numbers.format(tick); } },
     };
-    return Object.assign(
-      {
-        indexAxis: indexAxis,
-        maintainAspectRatio: false,
-        locale: locale,
-        scales: scales,
-        plugins: {
-          tooltip: {
-            callbacks: {
+    return {
+      indexAxis: indexAxis,
+      maintainAspectRatio: false,
+      locale: locale,
+      scales: scales,
+      plugins: {
+        tooltip: {
+          callbacks: Object.assign(
+            {
               label: function (context) {
                 return context.dataset.label + ": " + value(context);
               },
             },
-          },
+            callbacks
+          ),
         },
       },
-      extra || {}
-    );
+    };
   }
 
   function draw(id, config) {
@@ -81,7 +88,9 @@
       labels: data.labels,
       datasets: [{ label: data.text.incidents, data: data.incidents, backgroundColor: ink }],
     },
-    options: options(),
+    options: options({
+      afterLabel: function (context) { return withoutFigure(data.text.without_figure, context.dataIndex); },
+    }),
   });
 
   var ranges = data.low.map(function (low, index) {
@@ -106,6 +115,12 @@
         // alone, not joined to the last period's as if they had happened after it.
         segment: { borderColor: function (context) { return context.p1DataIndex >= data.periods ? "transparent" : undefined; } } }
     : { type: "bar", label: data.text.people, data: data.people, backgroundColor: ink, grouped: false, barPercentage: 0.45, order: 1 };
-  var people = { type: "bar", data: { labels: data.labels, datasets: [best, range] }, options: options() };
+  var people = {
+    type: "bar",
+    data: { labels: data.labels, datasets: [best, range] },
+    options: options({
+      afterBody: function (items) { return items.length ? withoutFigure(data.text.not_in_sums, items[0].dataIndex) : ""; },
+    }),
+  };
   draw("chart-people", people);
 })();

@@ -27,11 +27,12 @@ class Command(BaseCommand):
     def handle(self, *args, username, url, **options):
         User = get_user_model()
         existing = User.objects.filter(username=username).first()
-        if existing is not None and not (existing.is_superuser and existing.is_active):
-            # Told to log in there, they would find an account without the admin's rights.
+        if existing is not None and not (existing.is_superuser and existing.is_staff and existing.is_active):
+            # Told to log in there, they would find an account without the admin's rights, or (a
+            # superuser without Staff status) one the admin's login refuses.
             raise CommandError(
                 f"--username: {username!r} exists but is not an active administrator; give it the rights in the "
-                "admin (Users: active, superuser status), or choose another name."
+                "admin (Users: active, staff status, superuser status), or choose another name."
             )
         if existing is not None:
             self.stdout.write(

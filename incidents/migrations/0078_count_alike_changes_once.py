@@ -11,20 +11,23 @@ sums are the same sums grouped otherwise: each cell's total is the sum of its in
 figures, and alike incidents make the same cells.
 
 Only the steps between the changes and the totals change: both counts are read from the migration
-that last replaced them (0056) and edited."""
+that last replaced them (0074, which counts the incidents without a figure) and edited."""
 
 import importlib
 
 from django.db import migrations
 
-_BEFORE = importlib.import_module("incidents.migrations.0056_statistics_perpetrator_without_country")
+_BEFORE = importlib.import_module("incidents.migrations.0074_statistics_count_incidents_without_figure")
+# An incident without a figure, as 0074 says it.
+_NO_FIGURE = _BEFORE._NO_FIGURE
 
 _CELLS_START = "    ), cells AS (\n"
-_SUMMED = """    ), summed AS (
+_SUMMED = f"""    ), summed AS (
         -- The changes of incidents alike in every column their cells are made of, added up.
         SELECT start_month, end_month, incident_type_id, verification, review_state, confidential,
                countries, perpetrators, places,
                sum(sign) AS incidents,
+               coalesce(sum(sign) FILTER (WHERE {_NO_FIGURE}), 0) AS incidents_without_figure,
                coalesce(sum(sign * people_count), 0) AS people_count,
                coalesce(sum(sign) FILTER (WHERE people_count IS NOT NULL), 0) AS people_count_known,
                coalesce(sum(sign * people_count_min), 0) AS people_count_min,
@@ -36,7 +39,8 @@ _SUMMED = """    ), summed AS (
                  countries, perpetrators, places
 """
 _DELTAS_START = "    ), deltas AS (\n"
-_SUMS_OF_CHANGES = """               sum(sign) AS incidents,
+_SUMS_OF_CHANGES = f"""               sum(sign) AS incidents,
+               coalesce(sum(sign) FILTER (WHERE {_NO_FIGURE}), 0) AS incidents_without_figure,
                coalesce(sum(sign * people_count), 0) AS people_count,
                coalesce(sum(sign) FILTER (WHERE people_count IS NOT NULL), 0) AS people_count_known,
                coalesce(sum(sign * people_count_min), 0) AS people_count_min,
@@ -46,6 +50,7 @@ _SUMS_OF_CHANGES = """               sum(sign) AS incidents,
         FROM cells
 """
 _SUMS_OF_SUMS = """               sum(incidents) AS incidents,
+               sum(incidents_without_figure) AS incidents_without_figure,
                sum(people_count) AS people_count,
                sum(people_count_known) AS people_count_known,
                sum(people_count_min) AS people_count_min,
@@ -87,7 +92,7 @@ COUNT_INTO_EMPTY = _edited(_BEFORE.COUNT_INTO_EMPTY)
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0073_sources_locked_once_in_bulk"),
+        ("incidents", "0077_sources_locked_once_in_bulk"),
     ]
 
     operations = [

@@ -51,7 +51,7 @@ $$;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0072_date_label_says_the_whole_range"),
+        ("incidents", "0076_duplicate_queue_in_score_order"),
     ]
 
     operations = [
