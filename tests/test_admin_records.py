@@ -346,7 +346,6 @@ class TestListFilters:
         assert f'<a href="?country__exact={held}">{offered}</a>' in page
         assert client.get(changelist(model_name), {"country__exact": held}).status_code == 200
 
-
     @pytest.mark.parametrize("model_name", ["incident", "source"])
     def test_confidential_is_a_filter_and_column_for_those_who_may_see_it(self, client, model_name):
         make_source(title="Informant", confidential=True)

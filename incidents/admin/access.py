@@ -10,8 +10,8 @@ from django.utils.html import format_html, format_html_join
 from incidents.access import can_see_accesses, reads_of
 from incidents.admin.base import FilterValueRefused, OfferedFiltersOnlyMixin, ParametersListFilter
 from incidents.models import ConfidentialAccess, Incident, Source
-from incidents.querysets import can_see_confidential
 from incidents.numbers import MAX_ID, is_whole_number
+from incidents.querysets import can_see_confidential
 
 # How many of a record's latest reads its page lists; the list of accesses has them all.
 READ_BY_SHOWN = 10
