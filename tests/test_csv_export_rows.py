@@ -1175,7 +1175,9 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
         user = READERS[name]()
         client.force_login(user)
         newest = ConfidentialAccess.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        for query in ADMIN_QUERIES:
+        # The list offers its Confidential filter only to those who may see confidential records.
+        offered = [query for query in ADMIN_QUERIES if name == "confidential" or "confidential__" not in query]
+        for query in offered:
             url = reverse("admin:incidents_incident_export_csv") + f"?{query}"
             exported = b"".join(client.get(url).streaming_content)
             with monkeypatch.context() as patched:
