@@ -395,6 +395,12 @@ def _quoted_name(cell: str, position: int) -> tuple[str, int]:
             return "".join(name), close + 1
 
 
+def _numbers_as_numbers(text: str) -> list:
+    """A sort key reading each run of digits as a number: as text, "Press release [#100]" came
+    before "Press release [#99]". Text and numbers alternate in the key, so keys compare."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 class _Names:
     """Records of one kind found by any of their names, case-insensitively."""
 
@@ -1343,7 +1349,7 @@ class _NameResolver:
             elif len(matches) == 1:
                 found.append(matches[0])
             elif matches:
-                candidates = sorted(index.describe(match) for match in matches)
+                candidates = sorted((index.describe(match) for match in matches), key=_numbers_as_numbers)
                 problems.append(
                     f"{str(item)!r} matches {len(matches)} {index.kind}s; write one of: {', '.join(candidates)}."
                 )
