@@ -475,8 +475,10 @@ def _kept_rows_computed_once(*, after: int):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
         cursor.execute(f"ANALYZE {Source._meta.db_table}")
         # The work of the triggers that lock what each link refers to (off with the insert
-        # triggers), once for every link (migration 0050).
-        cursor.execute("SELECT incident_links_lock(ARRAY(SELECT id FROM incidents_incident WHERE id > %s))", [after])
+        # triggers), once for every link (migrations 0050, 0077): the sources first, as an import.
+        new_ids = "ARRAY(SELECT id FROM incidents_incident WHERE id > %s)"
+        cursor.execute(f"SELECT incident_sources_lock({new_ids})", [after])
+        cursor.execute(f"SELECT incident_links_lock({new_ids})", [after])
         cursor.execute("SELECT max(id) FROM incidents_incident")
         newest = cursor.fetchone()[0] or after
         for first in range(after + 1, newest + 1, _SEARCH_WORDS_CHUNK):

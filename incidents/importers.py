@@ -395,6 +395,12 @@ def _quoted_name(cell: str, position: int) -> tuple[str, int]:
             return "".join(name), close + 1
 
 
+def _numbers_as_numbers(text: str) -> list:
+    """A sort key reading each run of digits as a number: as text, "Press release [#100]" came
+    before "Press release [#99]". Text and numbers alternate in the key, so keys compare."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 class _Names:
     """Records of one kind found by any of their names, case-insensitively."""
 
@@ -715,10 +721,13 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
     rows = []
     holds_nul = "\x00" in text
     may_be_misread = not text.isascii()
+    read_well: set[str] = set()  # the cells outside ASCII found not misread (_refuse_misread)
     name_cells = [position for position, name in enumerate(header) if name in NAME_COLUMNS]
     max_names, names = max_rows * NAMES_PER_ROW, 0
-    while record := records.read(max_cells=width):
-        if record.wider or any(cell.strip() for cell in record.cells[len(header) :]):
+    columns = len(header)
+    for record in records.rest(max_cells=width):
+        cells = record.cells
+        if record.wider or (len(cells) > columns and any(map(str.strip, cells[columns:]))):
             raise _InvalidFile(
                 RowError(
                     record.line,
@@ -726,9 +735,9 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
                     f"This row has more cells than the header's {len(header)}; the file was read no further.",
                 )
             )
-        del record.cells[len(header) :]
+        del cells[columns:]
         # What a spreadsheet writes for an empty row it once formatted: nothing to import.
-        if not any(cell.strip() for cell in record.cells):
+        if not any(map(str.strip, cells)):
             continue
         # Checking a file holds every row at once (all or nothing): the row count bounds its memory.
         if len(rows) == max_rows:
@@ -741,8 +750,9 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
                 )
             )
         # At most the names a cell holds: a quoted name may hold a ";" of its own.
-        cells = [record.cells[position] for position in name_cells if position < len(record.cells)]
-        names += sum(cell.count(";") + 1 for cell in cells if cell)
+        for position in name_cells:
+            if position < len(cells) and cells[position]:
+                names += cells[position].count(";") + 1
         if names > max_names:
             raise _InvalidFile(
                 RowError(
@@ -755,8 +765,8 @@ def _read_rows(file: IO[bytes]) -> tuple[list[str], list[tuple[int, list[str]]]]
         if holds_nul:
             _refuse_nul(record, header)
         if may_be_misread:
-            _refuse_misread(record, header)
-        rows.append((record.line, record.cells))
+            _refuse_misread(record, header, read_well)
+        rows.append((record.line, cells))
     return header, rows
 
 
@@ -853,7 +863,7 @@ def _looks_misread(text: str) -> bool:
     return is_bad(_LONE_C1_CONTROL.sub("", text))
 
 
-def _refuse_misread(record: "_Record", header: list[str]) -> None:
+def _refuse_misread(record: "_Record", header: list[str], read_well: set[str]) -> None:
     """Text misread once already: a UTF-8 file opened as Windows-1252 and saved again as UTF-8 holds
     "â€™" for an apostrophe, "Ã©" for "é" and "ë¶í•œ" for "북한", and so does a Windows-1252 file
     whose bytes happen to be valid UTF-8. Every byte reads, and the names would be imported so.
@@ -863,9 +873,15 @@ def _refuse_misread(record: "_Record", header: list[str]) -> None:
     French, German or Vietnamese does not hold. charset-normalizer guesses the encoding of bytes
     instead: such a file is valid UTF-8, and it answers "utf_8". Each of ftfy's patterns holds a
     character outside ASCII, so only cells with one are searched: one search over a whole 50 MB file
-    took 30 s, the cells of 100,000 rows of names 3 s."""
+    took 30 s, the cells of 100,000 rows of names 3 s. And each such cell once: the same places,
+    perpetrators and sources recur on many rows, and a cell found not misread is added to
+    `read_well`, the file's set of them (a misread one refuses the file)."""
     for name, cell in zip(header, record.cells, strict=False):
-        if not cell.isascii() and _looks_misread(cell):
+        if cell.isascii() or cell in read_well:
+            continue
+        if not _looks_misread(cell):
+            read_well.add(cell)
+        else:
             word = next((word for word in cell.split() if _looks_misread(word)), cell)[:30]
             raise _InvalidFile(
                 RowError(
@@ -930,10 +946,68 @@ class _Records:
         self._move_to(end)
         return _Record(line=line, cells=row, wider=wider)
 
+    def rest(self, *, max_cells: int) -> Iterator[_Record]:
+        """The records left, as `read` returns them, read by one csv.reader rather than one a record
+        (which made reading 100,000 rows five times as slow as before it). Each record's lines are
+        handed to it only while they hold fewer delimiters than `max_cells`, so it never holds more
+        cells than those; a record that holds more delimiters (in quoted cells too), or that it
+        refuses, is read by `read`, which reads it no further than its cells, or says why it is
+        refused, and the next record by a new csv.reader."""
+        while self.position < len(self.text):
+            first_line = self.lines
+            held = _HeldLines(self.text, self.position, self.delimiter, max_delimiters=max_cells - 1)
+            reader = csv.reader(held, strict=True, delimiter=self.delimiter)
+            try:
+                for cells in reader:
+                    line = self.lines + 1
+                    self.position, self.lines = held.end, first_line + reader.line_num
+                    held.delimiters = 0
+                    # A blank line: no record (`read` skips it).
+                    if cells:
+                        yield _Record(line=line, cells=cells, wider=False)
+            except (csv.Error, _TooManyDelimiters):
+                record = self.read(max_cells=max_cells)
+                if record is not None:
+                    yield record
+
     def _move_to(self, end: int) -> None:
         text, start = self.text, self.position
         self.lines += text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
         self.position = end
+
+
+# A line as csv.reader reads a file's lines: up to its line end (\r\n, \r or \n), which it holds.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+class _TooManyDelimiters(Exception):
+    """A record's lines hold more delimiters than it may have cells (_HeldLines)."""
+
+
+class _HeldLines:
+    """The text's lines from `position` on, for a csv.reader: a record's lines (those handed out
+    since `delimiters` was last set to 0) holding more than `max_delimiters` raise
+    _TooManyDelimiters before the reader has the line that adds too many. `end` is where the lines
+    handed out end."""
+
+    def __init__(self, text: str, position: int, delimiter: str, *, max_delimiters: int):
+        self.lines = _LINE.finditer(text, position)
+        self.delimiter = delimiter
+        self.max_delimiters = max_delimiters
+        self.delimiters = 0
+        self.end = position
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        found = next(self.lines)
+        line = found.group()
+        self.delimiters += line.count(self.delimiter)
+        if self.delimiters > self.max_delimiters:
+            raise _TooManyDelimiters
+        self.end = found.end()
+        return line
 
 
 def _check_header(header: list[str]) -> None:
@@ -1275,7 +1349,7 @@ class _NameResolver:
             elif len(matches) == 1:
                 found.append(matches[0])
             elif matches:
-                candidates = sorted(index.describe(match) for match in matches)
+                candidates = sorted((index.describe(match) for match in matches), key=_numbers_as_numbers)
                 problems.append(
                     f"{str(item)!r} matches {len(matches)} {index.kind}s; write one of: {', '.join(candidates)}."
                 )

@@ -105,8 +105,9 @@ DATES_REVERSED_MESSAGE = "The end date is before the start date."
 
 # The row triggers that lock what a new link refers to are off while writers in bulk turn the insert
 # triggers off (`set_insert_triggers`): those lock everything they link at once instead
-# (`incident_links_lock`, migration 0050). Nor do they see a link moved to another incident: a merge
-# and its undo lock what the links they move refer to before moving them (migration 0052).
+# (`incident_sources_lock`, then `incident_links_lock`: migrations 0050, 0077). Nor do they see a
+# link moved to another incident: a merge and its undo lock what the links they move refer to
+# before moving them (migration 0052).
 UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
     f"current_setting('{settings.INSERT_TRIGGERS_OFF_SETTING}', true) IS DISTINCT FROM 'on'"
 )
@@ -387,6 +388,11 @@ def validate_ranges(obj, *, one_end: bool = False) -> None:
         raise ValidationError(errors)
 
 
+# The precisions whose dates `_precision_error` checks once they are given (a Week, a Range or an
+# unknown date lies between two).
+_PRECISIONS_OF_WHOLE_PERIODS = frozenset({DatePrecision.MONTH, DatePrecision.YEAR, DatePrecision.WEEK})
+
+
 def _precision_error(obj, *, one_end: bool = False) -> str | None:
     """Why `obj`'s dates are not what its precision says (`dates_fit_their_precision`), or None.
     With `one_end` (a claim's, `claim_dates_fit_their_precision`), a date may be missing: the rule
@@ -406,6 +412,9 @@ def _precision_error(obj, *, one_end: bool = False) -> str | None:
             "date too, or choose Day, Month or Year for a source that gives one end alone (“since March 2020”: "
             "Month, from 2020-03-01, no end; “before 9 October 2023”: Day, no start, to 2023-10-08)."
         )
+    # A Day or a Range, most of an import's 100,000 incidents: nothing formatted for them.
+    if precision not in _PRECISIONS_OF_WHOLE_PERIODS:
+        return None
     last = end.replace(day=calendar.monthrange(end.year, end.month)[1]) if end else None
     if start and end:
         given, day_instead = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}", None
@@ -1518,8 +1527,7 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
             # confidential read the source as public, and that transaction's refresh did not see the
             # new claim: the informant's title stayed in the public export and search words until
             # the incident's next write. With the source share-locked first, the two writes wait for
-            # each other and the later one's refresh sees the earlier one's commit. (A lock the
-            # transaction already holds costs nothing more: an import's many claims of one source.)
+            # each other and the later one's refresh sees the earlier one's commit.
             # Every source up the source's `cites` is locked too, as far as `source_origin` follows
             # them: whether a relayed source is confidential decides how many independent origins
             # the claim's incident has for readers who may not see it (migration 0043), and an
@@ -1529,12 +1537,17 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
             # other links (Incident's `lock_type`): the other writer's refresh covers the claim,
             # which cites the source already, and it waited for the incident's export row that this
             # transaction holds, so a lock here closed a cycle that PostgreSQL ended by stopping
-            # one of the two (migration 0053).
+            # one of the two (migration 0053). Off in bulk, as `lock_place` is: an import's 200,000
+            # claims of 50 sources ran it 200,000 times, a query or more each (a third of the
+            # claims' COPY); writers in bulk lock every source their claims cite, and those up the
+            # chains, at once (`incident_sources_lock`, migration 0077), before reading anything
+            # of them.
             pgtrigger.Trigger(
                 name="lock_source",
                 when=pgtrigger.Before,
                 operation=pgtrigger.Insert | pgtrigger.UpdateOf("source_id"),
                 level=pgtrigger.Row,
+                condition=UNLESS_WRITING_IN_BULK,
                 declare=[
                     ("cited", "bigint"),
                     ("kept", "bigint"),

@@ -217,7 +217,6 @@ class TestChangelistURLs:
         ("model_name", "query"),
         [
             ("source", {"kind__exact": "ngo_report"}),
-            ("source", {"confidential__exact": "0"}),
             ("source", {"published_on__year": "2023"}),
             ("incident", {"review_state__exact": "published", "country": "CN", "date_from": "2023-01-01"}),
             ("incident", {"type": "forced-repatriation"}),
@@ -346,6 +345,26 @@ class TestListFilters:
         assert page.count("country__exact=") == 1
         assert f'<a href="?country__exact={held}">{offered}</a>' in page
         assert client.get(changelist(model_name), {"country__exact": held}).status_code == 200
+
+    @pytest.mark.parametrize("model_name", ["incident", "source"])
+    def test_confidential_is_a_filter_and_column_for_those_who_may_see_it(self, client, model_name):
+        make_source(title="Informant", confidential=True)
+        make_incident(title="Secret", confidential=True)
+        client.force_login(make_user(roles.REVIEWER, confidential=True))
+        insider = client.get(changelist(model_name), {"confidential__exact": "1"})
+        assert insider.status_code == 200
+        assert len(insider.context["cl"].result_list) == 1
+        assert "confidential__exact=" in insider.content.decode()
+
+        # To a reviewer without Confidential access every record listed is not confidential: a
+        # filter whose "Yes" always listed nothing, and a column of "no", read as records held back.
+        client.force_login(make_user(roles.REVIEWER))
+        page = client.get(changelist(model_name))
+        assert "confidential__exact=" not in page.content.decode()
+        assert "confidential" not in page.context["cl"].list_display
+        refused = client.get(changelist(model_name), {"confidential__exact": "1"})
+        assert refused.status_code == 400
+        assert "<strong>confidential__exact</strong>: This list offers no such filter." in refused.content.decode()
 
 
 class TestResponsesFollowTheirIncidents:

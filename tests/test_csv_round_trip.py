@@ -361,7 +361,9 @@ class TestSources:
         assert Incident.objects.get(title="A").claims.get().source == izmir
 
     def test_a_repeated_title_lists_the_titles_with_ids_to_write(self, analyst, tmp_path):
-        first, second = (make_source(title="Press release") for _ in range(2))
+        # Ids of one digit and two: sorted as text, [#10] came before [#9] (it failed so under
+        # pytest-xdist, when a worker's sources had reached ids 99 and 100).
+        first, second = (make_source(id=source_id, title="Press release") for source_id in (9, 10))
         errors = import_errors(
             analyst, tmp_path, f"{HEADER},sources\nA,deportation,2024-01-01,2024-01-01,Press release\n"
         )

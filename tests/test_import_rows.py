@@ -126,6 +126,44 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     assert errors.count("column date_start") == 2
 
 
+def test_every_row_of_many_alike_is_checked_in_full(analyst, tmp_path):
+    # The new rows' fields are checked once per value they share (a type, dates, a title repeated):
+    # each row holding a value that breaks a field's rule is named, with the rules across fields
+    # (the model's clean()) checked on every row, beside the field's own.
+    def row(**cells):
+        return export_row(type="deportation", date_start="2023-03-01", date_end="2023-03-01", **cells)
+
+    long_title, too_many = "T" * 501, "3000000000"
+    content = write_csv(
+        [
+            row(title="Fine"),
+            row(title=long_title),
+            row(title="Many", people_count=too_many, people_count_max="5"),
+            row(title=long_title, people_count=too_many),
+            row(title="Fine too", date_precision="month"),
+            row(title="Fine again", date_precision="month"),
+        ]
+    )
+
+    errors = [error.split(": ", 1)[1] for error in import_errors(analyst, tmp_path, content).splitlines()]
+
+    too_long = "column title: Ensure this value has at most 300 characters (it has 501)."
+    above_limit = "column people_count: Ensure this value is less than or equal to 2147483647."
+    month = (
+        "column date_precision: A Month is whole months, from a month's first day to a month's last: "
+        "2023-03-01 to 2023-03-01 is not. Give 2023-03-01 to 2023-03-31, or choose Range for part of a month."
+    )
+    assert errors == [
+        f"line 3, {too_long}",
+        f"line 4, {above_limit}",
+        "line 4, column people_count: The best estimate (3000000000) is above the maximum (5).",
+        f"line 5, {too_long}",
+        f"line 5, {above_limit}",
+        f"line 6, {month}",
+        f"line 7, {month}",
+    ]
+
+
 @pytest.mark.parametrize("number", ["²", pytest.param("9" * 5000, id="5000-digits")])
 def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tmp_path, number):
     # "²" is a digit to str.isdigit() but not to int(), nor is a number of 5,000 digits.

@@ -4,6 +4,7 @@ import page, which read files alike (`importers.csv_file_text`, `importers._read
 
 import csv
 import io
+import tracemalloc
 from datetime import date
 
 import pytest
@@ -136,6 +137,27 @@ def test_misread_text_is_refused_naming_line_and_column(reviewer, tmp_path, plac
     assert "save it as UTF-8 (in Excel: 'CSV UTF-8')." in errors
 
 
+def test_misread_text_in_a_big_file_s_last_row_is_refused(reviewer, tmp_path):
+    # Each cell outside ASCII is searched once (the same places recur row after row): the last
+    # row's misread name, beside a name every row before it holds, is still found.
+    rows = "".join(new_row(f"Returned {number}", "Hoeryŏng; 회령") for number in range(3000))
+    content = HEADER + rows + new_row("Last", "Hoeryŏng; ë¶í•œ") + new_row("After")
+
+    errors = import_errors(reviewer, tmp_path, content.encode())
+
+    assert "line 3002, column places: The text looks mis-encoded: 'ë¶í•œ' is how UTF-8 text reads" in errors
+
+
+def test_misread_text_is_refused_in_a_column_whose_earlier_cells_read_well(reviewer, tmp_path):
+    # What is searched once is a cell's text, not a column: a column read well so far is searched
+    # again for each text it holds.
+    content = HEADER + new_row("Hoeryŏng", "Hoeryŏng") + new_row("RÃ©fugiÃ©s", "Hoeryŏng")
+
+    errors = import_errors(reviewer, tmp_path, content.encode())
+
+    assert "line 3, column title: The text looks mis-encoded: 'RÃ©fugiÃ©s'" in errors
+
+
 REAL_TEXT = [
     "강제북송 — 함경북도 회령시에서 40명이 송환되었다",
     "Réfugiés nord-coréens rapatriés de force à l’été ; « déportés » près de Dandong",
@@ -153,6 +175,64 @@ def test_real_text_in_any_language_is_not_taken_for_misread(reviewer, tmp_path):
     run_import(reviewer, tmp_path, content.encode())
 
     assert sorted(Incident.objects.values_list("title", flat=True)) == sorted(REAL_TEXT)
+
+
+# Quoted cells holding more delimiters than the header has columns: the rows are read by one
+# csv.reader, each handed to it while its lines hold fewer; such a row is read on its own, as
+# written, and the rows after it by the same reader as before (`importers._Records.rest`).
+MANY_DELIMITERS = [
+    '"Returned, then, again, and, again, and, again"',
+    '"Returned\nover, two, lines, with, more, commas"',
+    '"Returned ""here"", there, and, there; and, there"',
+]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+def test_rows_whose_quoted_cells_hold_more_delimiters_than_there_are_columns_are_read_as_written(
+    reviewer, tmp_path, line_end
+):
+    rows = [new_row("First"), *(new_row(title) for title in MANY_DELIMITERS), "\n", new_row("Last")]
+    content = HEADER + "".join(rows)
+
+    errors = import_errors(
+        reviewer, tmp_path, (content + new_row("Bad date").replace("2023-08-29", "x", 1)).replace("\n", line_end)
+    )
+    run_import(reviewer, tmp_path, content.replace("\n", line_end))
+
+    # The quoted line end in the second title, a blank line: the bad row starts on line 9.
+    assert "line 9, column date_start: 'x' is not a date" in errors
+    titles = ["First", *(next(csv.reader([title]))[0] for title in MANY_DELIMITERS), "Last"]
+    assert sorted(Incident.objects.values_list("title", flat=True)) == sorted(
+        title.replace("\n", line_end) for title in titles
+    )
+
+
+WIDE = "This row has more cells than the header's 5; the file was read no further."
+REFUSED_LAST_ROWS = {
+    "a cell more": ("Wide,forced-repatriation,2023-08-29,2023-08-29,,extra\n", WIDE),
+    "a cell more beside quoted commas": (
+        '"Wide, quoted",forced-repatriation,2023-08-29,2023-08-29,"Onsong, Musan",extra\n',
+        WIDE,
+    ),
+    "a quote left open": (
+        '"Unclosed,forced-repatriation,2023-08-29,2023-08-29,\n',
+        "Malformed CSV: unexpected end of data.",
+    ),
+    "text after a closing quote": (
+        '"Closed" then,forced-repatriation,2023-08-29,2023-08-29,\n',
+        "Malformed CSV: ',' expected after '\"'.",
+    ),
+}
+
+
+@pytest.mark.parametrize(("last", "refusal"), REFUSED_LAST_ROWS.values(), ids=REFUSED_LAST_ROWS.keys())
+def test_a_row_refused_after_many_rows_is_named_by_its_line(reviewer, tmp_path, last, refusal):
+    rows = "".join(new_row(f'"Returned, {number}"') for number in range(2000))
+    two_lines = '"Two\nlines",forced-repatriation,2023-08-29,2023-08-29,\n'
+
+    errors = import_errors(reviewer, tmp_path, HEADER + rows + two_lines + last)
+
+    assert f"line 2004: {refusal}" in errors
 
 
 @pytest.mark.parametrize("shown", ["29/08/2023", "8/29/2023", "2023-08-29 13:30:00"])
@@ -215,6 +295,27 @@ class TestAdminImportPage:
         assert response.status_code == 400
         assert "The file is not UTF-8 (byte 0x96 cannot be read)" in response.text
         assert 'name="confirm"' not in response.text
+
+    def test_a_row_wider_than_the_header_over_many_lines_is_refused_before_its_cells_are_held(self, client, reviewer):
+        # Each of its lines holds one delimiter, all of them 200,000 (a quoted line end in each
+        # cell): csv.reader is handed its lines only while they hold fewer than the header's columns.
+        wide = ",".join(['"ab\ncd"'] * 200_000)
+        content = (HEADER + new_row("First") + wide + "\n" + new_row("Nope", "Nowhere")).encode()
+        client.force_login(reviewer)
+        # What a first upload loads once (translations, templates), before the memory is traced.
+        client.post(self.URL, {"file": io.BytesIO(HEADER.encode())}, format="multipart")
+        tracemalloc.start()
+        try:
+            response = client.post(self.URL, {"file": io.BytesIO(content)}, format="multipart")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+        assert response.status_code == 400
+        refusal = "This row has more cells than the header&#x27;s 5; the file was read no further."
+        assert f"<td>3</td><td></td><td>{refusal}" in response.text
+        assert "Nowhere" not in response.text  # the reading stopped at line 3
+        assert peak < 10 * len(content), f"{peak:,} bytes at the peak for a {len(content):,}-byte file"
 
     def test_misread_text_is_refused_with_advice(self, client, reviewer, exported):
         client.force_login(reviewer)

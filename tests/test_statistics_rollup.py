@@ -301,6 +301,35 @@ def test_an_import_is_counted(world):
     assert_totals_agree(client_for(None), filters=["", "country=KP", "date_from=2022-01-01&date_to=2022-03-31"])
 
 
+def test_incidents_alike_are_counted_as_each_one_is(world, province):
+    # The count adds up the changes of incidents alike in what their cells are made of (months,
+    # type, states, countries, perpetrators, places) before making the cells (migration 0078):
+    # alike incidents with every kind of figure, known or not, imported at once, then some of them
+    # edited in one statement (a change of figures alone, and a change of state), are counted as
+    # the statistics count them from the incidents.
+    figures = ["", "40", "40", "7"]
+    bounds = [("", ""), ("", ""), ("20", "80"), ("7", "")]
+    rows = [
+        f"Alike {n},forced-repatriation,2022-05-03,2022-05-20,{figures[n % 4]},{bounds[n % 4][0]},"
+        f"{bounds[n % 4][1]},Dandong; Sinuiju,MSS; KPA"
+        for n in range(40)
+    ]
+    header = "title,type,date_start,date_end,people_count,people_count_min,people_count_max,places,perpetrators\n"
+    report = import_incidents_csv(
+        io.BytesIO((header + "\n".join(rows)).encode()), user=make_user(roles.ANALYST), duplicates=Duplicates.ALLOW
+    )
+    assert len(report.created) == 40, report.summary()
+    alike = Incident.objects.filter(title__startswith="Alike")
+    alike.update(review_state="published")
+    alike.filter(people_count=40).update(people_count=F("people_count") + 5)
+    alike.filter(people_count__isnull=True).update(review_state="in_review")
+
+    for reader in READERS.values():
+        client = client_for(reader())
+        assert_totals_agree(client, filters=["", "country=KP", "review_state=draft&review_state=in_review"])
+    assert_facets_agree(make_user(roles.VIEWER, confidential=True), place_ids=[province["border"].pk])
+
+
 def test_an_imports_totals_are_those_a_recount_makes(world, province):
     """An import notes its incidents for the count once, itself, with the insert triggers off
     (migration 0044): every total, facet and entry after it is what counting everything from

@@ -11,6 +11,7 @@ from incidents.access import can_see_accesses, reads_of
 from incidents.admin.base import FilterValueRefused, OfferedFiltersOnlyMixin, ParametersListFilter
 from incidents.models import ConfidentialAccess, Incident, Source
 from incidents.numbers import MAX_ID, is_whole_number
+from incidents.querysets import can_see_confidential
 
 # How many of a record's latest reads its page lists; the list of accesses has them all.
 READ_BY_SHOWN = 10
@@ -19,7 +20,24 @@ READ_BY_SHOWN = 10
 class ConfidentialReadsMixin:
     """For the screens of records that may be confidential (incidents, sources): readers allowed to
     see who read what find the latest reads on the record's page ("Read by"). Every page that shows
-    confidential records records them (`RecordedReadsMixin`)."""
+    confidential records records them (`RecordedReadsMixin`).
+
+    The list's Confidential filter and column are for those who may see confidential records. To
+    anyone else every record listed is not confidential: the column said "no" on every row and the
+    filter's "Yes" always listed nothing, as if records were there and held back. Without the
+    filter, its parameter is refused as any filter the list does not offer."""
+
+    def get_list_filter(self, request):
+        list_filter = super().get_list_filter(request)
+        if can_see_confidential(request.user):
+            return list_filter
+        return [each for each in list_filter if each != "confidential"]
+
+    def get_list_display(self, request):
+        list_display = super().get_list_display(request)
+        if can_see_confidential(request.user):
+            return list_display
+        return [each for each in list_display if each != "confidential"]
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))

@@ -619,7 +619,8 @@ class IncidentAdmin(
 
     def get_list_display(self, request):
         # A Reviewer works through the incidents in review oldest submitted first.
-        return [*self.list_display, "submitted_at"] if _lists_in_review(request) else self.list_display
+        list_display = super().get_list_display(request)
+        return [*list_display, "submitted_at"] if _lists_in_review(request) else list_display
 
     @admin.display(description="Submitted for review", ordering="submitted_at")
     def submitted_at(self, incident):
