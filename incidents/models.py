@@ -1191,8 +1191,16 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
                 condition=Q(confidential=True) | Q(merged_into__isnull=False),
                 name="incident_hidden_from_staff",
             ),
-            # Serves the admin Home's count of incidents waiting for review, a small part of the table.
-            models.Index(fields=["id"], condition=Q(review_state="in_review"), name="incident_in_review"),
+            # Serves the admin Home's count of incidents waiting for review, a small part of the table,
+            # from the index alone: what each reader may see of them is said by the two columns it
+            # includes. Without them the count read each incident's row, scattered over half the
+            # table's pages (278-387 ms for 89,599 of 1,000,000 incidents, against 9-17 ms).
+            models.Index(
+                fields=["id"],
+                include=["confidential", "merged_into"],
+                condition=Q(review_state="in_review"),
+                name="incident_in_review",
+            ),
             # Serves the public's view (published, not confidential, not merged: `visible_to`), newest
             # first, from the index alone: a search's page and its facets' sample walk it until they
             # have their matches, checking each in the search's table. Without `merged_into` here,
