@@ -315,7 +315,7 @@ def date_precision_from_dates(start, end) -> str:
         return DatePrecision.DAY
     if (start.month, start.day, end.month, end.day) == (1, 1, 12, 31):
         return DatePrecision.YEAR
-    if start.day == 1 and (end + timedelta(days=1)).day == 1:
+    if start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]:
         return DatePrecision.MONTH
     return DatePrecision.RANGE
 

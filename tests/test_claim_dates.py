@@ -93,6 +93,8 @@ class TestTheModel:
             (date(2021, 7, 1), date(2021, 9, 30), "month"),
             (date(2020, 1, 1), date(2021, 12, 31), "year"),
             (date(2021, 7, 1), date(2021, 7, 7), "range"),  # seven days are not told from a Range
+            # The last day Python dates reach has no day after it: reading it so was an OverflowError.
+            (date(2020, 3, 1), date(9999, 12, 31), "month"),
         ],
     )
     def test_a_precision_left_out_is_read_from_the_dates(self, start, end, precision):
