@@ -508,7 +508,8 @@ def _add_features(row: tuple, position: dict, texts: list, columns: dict[str, li
     origins = frozenset(origins) if origins else _NONE
     columns["origins"].append(origins)
     columns["confidential"].append(confidential)
-    columns["disclosed_origins"].append(origins if origins == set(disclosed_origins) else frozenset(disclosed_origins))
+    disclosed = frozenset(disclosed_origins)
+    columns["disclosed_origins"].append(origins if disclosed == origins else disclosed)
     columns["perpetrators"].append(frozenset(perpetrators) if perpetrators else _NONE)
 
 
@@ -702,7 +703,7 @@ def scored_pairs(
         features = load_features(None, places=places)
         pairs = _candidate_pairs_of_all(places)
     else:
-        pairs = sorted(_candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places))
+        pairs = _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places)
         features = load_features({incident_id for pair in pairs for incident_id in pair}, places=places)
     kept = []
     for chunk in itertools.batched(pairs, SCORING_CHUNK):
