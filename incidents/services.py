@@ -617,14 +617,14 @@ def _propose_revision(
     if not _changes_anything(candidate, current, children, user=user):
         # Sending back what one read (a form saved unchanged) proposes nothing.
         return current
-    proposal = {"data": _to_json(_qualifier_as_read(data, candidate, new=False))}
+    proposal = {"data": _to_json(_blanks_as_read(data, candidate, new=False))}
     for name, rows in changes.items():
         if rows is None:
             continue
         rows = list(rows)
         if name == "claims":
             rows = [
-                _qualifier_as_read(row, claim, new=not row.get("id"))
+                _blanks_as_read(row, claim, new=not row.get("id"))
                 for row, claim in zip(rows, children.claims, strict=True)
             ]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
@@ -644,7 +644,7 @@ def _propose_revision(
 _READ_WHEN_BLANK = ("count_qualifier", "date_precision")
 
 
-def _qualifier_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
+def _blanks_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bool) -> Mapping[str, Any]:
     """`row` with the count qualifier (and a claim's date precision) it leaves blank (or, a new
     record's row, out) as `record`, validated, read them from the figures and the dates
     (`QualifierFromFigures`, `PrecisionFromDates`): what accepting writes, so the Reviewer's diff
