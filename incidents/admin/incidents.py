@@ -329,9 +329,12 @@ class QualifierFromFiguresMixin:
     the model reads it from the figures (`QualifierFromFigures`). "Unknown" chosen in advance made an
     analyst's "40" an "unknown 40" unless she thought to change it."""
 
+    # Each field offered blank, with what its blank means.
+    blank_choice_labels = {"count_qualifier": "From the figures"}
+
     def formfield_for_choice_field(self, db_field, request, **kwargs):
-        if db_field.name == "count_qualifier":
-            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the figures")])
+        if db_field.name in self.blank_choice_labels:
+            kwargs["choices"] = db_field.get_choices(blank_choice=[("", self.blank_choice_labels[db_field.name])])
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
 
@@ -369,11 +372,8 @@ class ClaimInline(QualifierFromFiguresMixin, IncidentRowsInline, VisibilityMixin
         (None, {"fields": ["excerpt", "locator"]}),
     ]
     readonly_fields = ["date_label"]
-
-    def formfield_for_choice_field(self, db_field, request, **kwargs):
-        if db_field.name == "date_precision":
-            kwargs["choices"] = db_field.get_choices(blank_choice=[("", "From the dates")])
-        return super().formfield_for_choice_field(db_field, request, **kwargs)
+    # A claim's date precision left blank is read from its dates (`PrecisionFromDates`).
+    blank_choice_labels = {**QualifierFromFiguresMixin.blank_choice_labels, "date_precision": "From the dates"}
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source")
