@@ -281,10 +281,15 @@ class HeldChoicesFieldListFilter(admin.ChoicesFieldListFilter):
     dozen rows. Same parameter (`country__exact`) as Django's own."""
 
     def __init__(self, field, request, params, model, model_admin, field_path):
-        held = set(model_admin.get_queryset(request).values_list(field_path, flat=True).distinct())
+        # order_by(): a model's default ordering would join the DISTINCT and repeat the values.
+        held = set(model_admin.get_queryset(request).order_by().values_list(field_path, flat=True).distinct())
         offered = copy.copy(field)
-        offered.choices = [(value, label) for value, label in field.flatchoices if value in held]
+        offered.choices = self.held_choices(field, held)
         super().__init__(offered, request, params, model, model_admin, field_path)
+
+    def held_choices(self, field, held: set) -> list[tuple]:
+        """The choices offered for the values `held`, in the field's own order."""
+        return [(value, label) for value, label in field.flatchoices if value in held]
 
 
 class FilterValueRefused(IncorrectLookupParameters):

@@ -3,7 +3,6 @@
 Each has search fields, so the incident page can offer them through autocomplete, and a change
 form that carries the version it was opened at (`EditedVersionForm`)."""
 
-import copy
 import json
 
 from django import forms
@@ -67,17 +66,15 @@ class LanguageAutocomplete(forms.Select):
         return [(None, options, 0)]
 
 
-class LanguageListFilter(admin.ChoicesFieldListFilter):
+class LanguageListFilter(HeldChoicesFieldListFilter):
     """The languages the sources its reader may see are in, by name ("Korean (ko)"), blank as "Not
     known". Its parameter is `language__exact`, as a choices field's: Django's filter of a field's
-    values sent `?language=ko`, which the list refuses (`OfferedFiltersOnlyMixin`)."""
+    values sent `?language=ko`, which the list refuses (`OfferedFiltersOnlyMixin`). The field has no
+    choices (ISO 639 has thousands of codes), so the held codes are named and sorted by name here."""
 
-    def __init__(self, field, request, params, model, model_admin, field_path):
-        held = model_admin.get_queryset(request).order_by().values_list(field_path, flat=True).distinct()
-        offered = copy.copy(field)
+    def held_choices(self, field, held: set) -> list[tuple]:
         named = [(code, language_label(code) if code else "Not known") for code in held]
-        offered.choices = sorted(named, key=lambda choice: (choice[0] == "", choice[1].casefold()))
-        super().__init__(offered, request, params, model, model_admin, field_path)
+        return sorted(named, key=lambda choice: (choice[0] == "", choice[1].casefold()))
 
 
 class SourceForm(ConfidentialityOfferedMixin, EditedVersionForm):
