@@ -5,6 +5,14 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+    try:
+        import django  # noqa: F401
+    except ImportError:
+        # Before anything imports the database driver: its traceback hid Django's own hint.
+        sys.exit(
+            f"Django is not installed for {sys.executable}. Run the commands in the virtualenv `make run` "
+            "builds: `. .venv/bin/activate` once per terminal, or `.venv/bin/python manage.py …`."
+        )
     # In a checkout where `make run` ran: its DJANGO_DEBUG and database, unless the environment says otherwise.
     from tracker import checkout_env
 
