@@ -17,8 +17,9 @@ def main():
     from tracker import checkout_env
 
     checkout_env.load()
+    import psycopg
     from django.core.management import execute_from_command_line
-    from django.db import OperationalError
+    from django.db import OperationalError, ProgrammingError
 
     try:
         execute_from_command_line(sys.argv)
@@ -29,6 +30,13 @@ def main():
         # whichever command first queried adds nothing for the operator.
         if isinstance(error.__cause__, DatabaseUnreachable):
             sys.exit(str(error))
+        raise
+    except (ProgrammingError, psycopg.ProgrammingError) as error:
+        from tracker.schema import unapplied_migrations_refusal
+
+        # A database not migrated yet: the same, with what to run.
+        if refusal := unapplied_migrations_refusal(error):
+            sys.exit(refusal)
         raise
 
 

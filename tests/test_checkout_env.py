@@ -61,15 +61,3 @@ def test_manage_py_reads_the_file_before_the_settings(tmp_path):
         [sys.executable, "-c", script], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True
     )
     assert result.stdout.split() == ["True", "remembered"], result.stderr
-
-
-def test_manage_py_outside_the_virtualenv_says_where_to_run_it():
-    # `-S`: a Python without the virtualenv's packages, as the system's `python` is. The database
-    # driver's ModuleNotFoundError traceback came first and hid what to do.
-    result = subprocess.run(
-        [sys.executable, "-S", "manage.py", "check"], cwd=settings.BASE_DIR, capture_output=True, text=True
-    )
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert "Django is not installed for" in result.stderr
-    assert "`. .venv/bin/activate`" in result.stderr
