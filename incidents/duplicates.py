@@ -13,12 +13,12 @@ does not have yet. The comparisons here are the ones they would make; with label
 refit the weights below (a logistic regression on them is the supervised form of the same model).
 
 Pairs are kept (`DuplicatePair`) with a reviewer's decision; a pair decided "different" is never
-proposed again, and a pair's score is brought up to date while it waits. Every write of an incident
-through the services rescores it in the background once it commits (`rescore_after_commit`): a
-task of Django's django.tasks, queued in the database (django-tasks-db) and run by `manage.py
-db_worker`, because at a million incidents rescoring one takes 0.4-1.7 s that no request should
-wait for (bench/README.md). The admin's review queue says how many incidents wait
-(`rescoring_backlog`), so a stopped worker is not silent.
+proposed again, and a pair's score is brought up to date whenever its incidents are rescored,
+decided or not. Every write of an incident through the services rescores it in the background
+once it commits (`rescore_after_commit`): a task of Django's django.tasks, queued in the database
+(django-tasks-db) and run by `manage.py db_worker`, because at a million incidents rescoring one
+takes 0.4-1.7 s that no request should wait for (bench/README.md). The admin's review queue says
+how many incidents wait (`rescoring_backlog`), so a stopped worker is not silent.
 """
 
 import calendar
@@ -38,7 +38,7 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.fields.json import KeyTransform
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
@@ -693,22 +693,33 @@ SCORING_CHUNK = 200_000
 
 
 def scored_pairs(
-    incident: Incident | None = None, *, incident_ids: Collection[int] = (), at_least: float = 0.0
+    incident: Incident | None = None,
+    *,
+    incident_ids: Collection[int] = (),
+    at_least: float = 0.0,
+    also: Collection[tuple[int, int]] = (),
 ) -> list[tuple[int, int, float]]:
     """The candidate pairs of the database (or of `incident`, or of `incident_ids`) scoring at
-    least `at_least`, with their scores, best first. For given incidents, four queries (the
-    places, the candidates, their features, the word frequencies) however many candidates."""
+    least `at_least`, with their scores, best first; and each pair of `also` (lower id first),
+    whatever it scores and whether or not it is still a candidate (the refresh's decided pairs).
+    For given incidents, four queries (the places, the candidates, their features, the word
+    frequencies) however many candidates."""
     places = _places()
+    also = set(also)
     if incident is None and not incident_ids:
         features = load_features(None, places=places)
         pairs = _candidate_pairs_of_all(places)
     else:
         pairs = _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places)
-        features = load_features({incident_id for pair in pairs for incident_id in pair}, places=places)
+        wanted = {incident_id for pair in itertools.chain(pairs, also) for incident_id in pair}
+        features = load_features(wanted, places=places)
     kept = []
-    for chunk in itertools.batched(pairs, SCORING_CHUNK):
+    for chunk in itertools.batched((pair for pair in pairs if pair not in also), SCORING_CHUNK):
         scores = score_pairs(list(chunk), features, at_least=at_least)
         kept.extend((a, b, float(score)) for (a, b), score in zip(chunk, scores, strict=True) if score >= at_least)
+    # An incident deleted since its pair was read has no features: its pair goes with it (CASCADE).
+    also = sorted(pair for pair in also if all(incident_id in features.position for incident_id in pair))
+    kept.extend((a, b, float(score)) for (a, b), score in zip(also, score_pairs(also, features), strict=True))
     return sorted(kept, key=lambda pair: (-pair[2], pair[0], pair[1]))
 
 
@@ -722,11 +733,11 @@ RESCORING_WHOLE_DATABASE_ABOVE = 5000
 def duplicate_pairs_refresh(
     *, incident: Incident | None = None, incident_ids: Collection[int] = (), threshold: float = PROPOSAL_THRESHOLD
 ) -> int:
-    """Propose the pairs scoring at least `threshold` for review, bring waiting pairs' scores up
-    to date and withdraw waiting pairs that no longer qualify; decided pairs stay as decided (a
-    pair found "different" is never proposed again). For the whole database, or after `incident`
-    (or `incident_ids`) was written. A system task, not a user's write: it only proposes. Returns
-    how many pairs wait."""
+    """Propose the pairs scoring at least `threshold` for review, bring pairs' scores up to date
+    and withdraw waiting pairs that no longer qualify; decided pairs stay as decided, whatever they
+    score now (a pair found "different" is never proposed again), and keep their decision, decider
+    and note. For the whole database, or after `incident` (or `incident_ids`) was written. A system
+    task, not a user's write: it only proposes. Returns how many pairs wait."""
     ids = [incident.pk] if incident is not None else list(incident_ids)
     if not ids or len(ids) > RESCORING_WHOLE_DATABASE_ABOVE:
         _refresh(None, threshold)
@@ -737,21 +748,39 @@ def duplicate_pairs_refresh(
 
 
 def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
+    """Rescore the pairs of `incident_ids` (of the whole database when None): propose and update
+    those scoring at least `threshold`, withdraw the waiting ones below it, and bring every decided
+    pair's score up to date, kept whatever it scores. A decided pair keeps the score its incidents
+    earn now, as its readers may know them (`compare`): kept as it was decided, a pair of two
+    confidential incidents made public since went on showing staff without Confidential access a
+    score raised by an informant both relay. Not a pair with a merged incident: it no longer
+    waits, its merged incident lives on in its survivor, and undoing the merge rescores it."""
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
         in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
-    kept = list(in_scope.values_list("pk", "incident_a_id", "incident_b_id", "decision"))
-    waiting = {(a, b): pk for pk, a, b, decision in kept if decision == DuplicateDecision.PENDING}
-    decided = {(a, b) for _, a, b, decision in kept if decision != DuplicateDecision.PENDING}
-    proposals = {
+    merged = Incident.objects.filter(pk__in=[OuterRef("incident_a"), OuterRef("incident_b")], merged_into__isnull=False)
+    kept = list(
+        in_scope.annotate(merged=Exists(merged)).values_list(
+            "pk", "incident_a_id", "incident_b_id", "decision", "merged"
+        )
+    )
+    waiting = {(a, b): pk for pk, a, b, decision, _ in kept if decision == DuplicateDecision.PENDING}
+    decided = {(a, b) for _, a, b, decision, _ in kept if decision != DuplicateDecision.PENDING}
+    rescored = {(a, b) for _, a, b, decision, merged in kept if decision != DuplicateDecision.PENDING and not merged}
+    scores = {
         (a, b): score
-        for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold)
-        if (a, b) not in decided
+        for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold, also=rescored)
+        if (a, b) in rescored or (a, b) not in decided
     }
     with transaction.atomic():
-        DuplicatePair.objects.filter(pk__in=[pk for pair, pk in waiting.items() if pair not in proposals]).delete()
+        # Only pairs still waiting: one decided meanwhile stays, as decided.
+        withdrawn = [pk for pair, pk in waiting.items() if pair not in scores]
+        DuplicatePair.objects.filter(pk__in=withdrawn, decision=DuplicateDecision.PENDING).delete()
+        # One statement for proposals and decided pairs alike: a new pair is inserted as pending,
+        # an existing one (waiting or decided) has only its score set; its decision, decider and
+        # note stay.
         DuplicatePair.objects.bulk_create(
-            [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for (a, b), score in proposals.items()],
+            [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for (a, b), score in scores.items()],
             update_conflicts=True,
             unique_fields=["incident_a", "incident_b"],
             update_fields=["score"],

@@ -146,7 +146,9 @@ class TestFindingPairs:
             (first.pk, other.pk, "unsure"),
             (min(second.pk, other.pk), max(second.pk, other.pk), "pending"),
         }
-        assert DuplicatePair.objects.get(decision="unsure").score == 0.5
+        # Its score is the one its incidents earn now, though they are no longer candidates.
+        [rescored] = duplicates.score_pairs([(first.pk, other.pk)], duplicates.load_features([first.pk, other.pk]))
+        assert DuplicatePair.objects.get(decision="unsure").score == float(rescored) != 0.5
 
     @pytest.mark.parametrize(
         ("start", "end", "proposed"),
@@ -698,6 +700,62 @@ class TestScoresTellNothingHidden:
         with django_capture_on_commit_callbacks() as queued:
             self.insider_changes(report, {"cites": informant.pk})
         assert queued == []
+
+    @pytest.fixture
+    def relaying_an_informant(self):
+        """Two confidential incidents of one town whose only likeness is an informant both relay
+        (each also has a public outlet of its own), their pair scored from every origin."""
+        informant = make_source(title="Informant K", confidential=True)
+        town = make_place(name="Hyesan")
+        first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
+        second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
+        for incident in (first, second):
+            make_claim(incident=incident, source=informant)
+            make_claim(incident=incident, source=make_source())
+        duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
+        return first, second, DuplicatePair.objects.get(incident_a=first, incident_b=second)
+
+    def made_public(self, incidents, on_commit) -> None:
+        """Each of `incidents` made public through the API by a Reviewer with Confidential access,
+        the rescoring each write queues run as it commits."""
+        insider = make_user(roles.REVIEWER, confidential=True)
+        for incident in incidents:
+            incident.refresh_from_db()
+            body = {"confidential": False, "version": incident.version}
+            with on_commit(execute=True):
+                answer = client_for(insider).patch(incident_url(incident), body, format="json")
+            assert answer.status_code == 200, answer.content
+
+    @pytest.mark.parametrize("decision", ["unsure", "different", "same"])
+    def test_a_decided_pairs_score_is_worked_out_again_once_its_incidents_are_made_public(
+        self, client, relaying_an_informant, decision, django_capture_on_commit_callbacks
+    ):
+        # Rescoring passed over decided pairs: the pair kept the score the informant explains
+        # (0.99+), shown to staff without Confidential access once both incidents were public,
+        # where as they may know the incidents the pair scores 0.37.
+        first, second, pair = relaying_an_informant
+        insider = make_user(roles.REVIEWER, confidential=True)
+        assert pair.score > 0.99
+        duplicates.duplicate_pair_decide(user=insider, pair=pair, decision=decision, note="Checked with K")
+        self.made_public([first, second], django_capture_on_commit_callbacks)
+
+        reviewer = make_user(roles.REVIEWER)
+        [listed] = results(client_for(reviewer).get(f"{API}/duplicates/", {"decision": decision}))
+        client.force_login(reviewer)
+        changelist = reverse("admin:incidents_duplicatepair_changelist")
+        queue = client.get(changelist, {"decision__exact": decision}).context["cl"].result_list
+
+        as_they_may_know_it = {(a, b): score for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])}
+        assert [listed["score"]] == [shown.score for shown in queue] == [as_they_may_know_it[(first.pk, second.pk)]]
+        assert listed["score"] < 0.5
+        # Below the threshold, still as decided: never withdrawn, nor proposed again.
+        assert (listed["id"], listed["decision"], listed["decided_by"], listed["note"]) == (
+            pair.pk,
+            decision,
+            insider.username,
+            "Checked with K",
+        )
+        assert not DuplicatePair.objects.filter(decision="pending").exists()
 
     def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
         # Nobody without Confidential access sees the pair: the hidden origin both relay counts.
