@@ -14,8 +14,9 @@ refit the weights below (a logistic regression on them is the supervised form of
 
 Pairs are kept (`DuplicatePair`) with a reviewer's decision; a pair decided "different" is never
 proposed again, and a pair's score is brought up to date whenever its incidents are rescored,
-decided or not. Every write of an incident through the services rescores it in the background
-once it commits (`rescore_after_commit`): a task of Django's django.tasks, queued in the database
+decided or not (not kept in its history: the machine works it out again). Every write of an
+incident through the services rescores it in the background once it commits
+(`rescore_after_commit`): a task of Django's django.tasks, queued in the database
 (django-tasks-db) and run by `manage.py db_worker`, because at a million incidents rescoring one
 takes 0.4-1.7 s that no request should wait for (bench/README.md). The admin's review queue says
 how many incidents wait (`rescoring_backlog`), so a stopped worker is not silent.
@@ -778,7 +779,7 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
         DuplicatePair.objects.filter(pk__in=withdrawn, decision=DuplicateDecision.PENDING).delete()
         # One statement for proposals and decided pairs alike: a new pair is inserted as pending,
         # an existing one (waiting or decided) has only its score set; its decision, decider and
-        # note stay.
+        # note stay. A score-only change records no history (`DuplicatePair`'s tracker).
         DuplicatePair.objects.bulk_create(
             [DuplicatePair(incident_a_id=a, incident_b_id=b, score=score) for (a, b), score in scores.items()],
             update_conflicts=True,

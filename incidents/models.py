@@ -2296,7 +2296,12 @@ class DuplicateDecision(models.TextChoices):
     UNSURE = "unsure", "Unsure"
 
 
-@pghistory.track()
+# Without `score` in the history: the machine works it out again at every rescoring, and a score
+# worked out while the pair's incidents were confidential compared every claim's origin (an
+# informant both relay): kept in the events, the pair's next event after they were made public
+# (its withdrawal, a decision) showed it to staff without Confidential access. A score-only change
+# records no event; decisions are recorded as ever.
+@pghistory.track(exclude=["score"])
 class DuplicatePair(models.Model):
     """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
     reviewer decided about them. Kept once decided, so that "different" is never proposed again

@@ -757,6 +757,66 @@ class TestScoresTellNothingHidden:
         )
         assert not DuplicatePair.objects.filter(decision="pending").exists()
 
+    def test_a_pairs_history_keeps_no_score(self, client, relaying_an_informant, django_capture_on_commit_callbacks):
+        # The pair left waiting: made public, its incidents rescore it below the threshold and it is
+        # withdrawn. The withdrawal, recorded after both were public, kept the pair's last state,
+        # score and all: the incident's history showed staff without Confidential access the
+        # score that only the informant explains.
+        first, second, pair = relaying_an_informant
+        scored_while_hidden = pair.score
+        assert scored_while_hidden > 0.99
+        self.made_public([first, second], django_capture_on_commit_callbacks)
+        assert not DuplicatePair.objects.filter(pk=pair.pk).exists()
+
+        reviewer = make_user(roles.REVIEWER)
+        events = results(client_for(reviewer).get(incident_url(first, "history/")))
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_incident_history", args=[first.pk])).content.decode()
+
+        withdrawn = [
+            event["data"]
+            for event in events
+            if event["record"] == "incidents.DuplicatePair" and event["action"] == "delete"
+        ]
+        assert withdrawn == [
+            {
+                "id": pair.pk,
+                "note": "",
+                "decision": "pending",
+                "decided_at": None,
+                "decided_by_id": None,
+                "incident_a_id": first.pk,
+                "incident_b_id": second.pk,
+            }
+        ]
+        assert "Duplicate pair (" in page and "Score" not in page and str(scored_while_hidden) not in page
+
+    def test_a_rescoring_records_no_history_and_a_decision_records_who_when_and_what(
+        self, client, relaying_an_informant
+    ):
+        first, _, pair = relaying_an_informant
+        insider = make_user(roles.REVIEWER, confidential=True)
+        recorded = DuplicatePair.pgh_event_model.objects.filter(pgh_obj=pair)
+        assert list(recorded.values_list("pgh_label", flat=True)) == ["insert"]
+        # The score moved by hand, then worked out again by a rescoring: nothing is recorded.
+        DuplicatePair.objects.filter(pk=pair.pk).update(score=0.7)
+        duplicates.duplicate_pairs_refresh(incident_ids=[first.pk])
+        assert DuplicatePair.objects.get(pk=pair.pk).score == pair.score
+        assert recorded.count() == 1
+        duplicates.duplicate_pair_decide(user=insider, pair=pair, decision="unsure", note="Ask K again")
+        decided = recorded.latest("pgh_id")
+        assert (decided.pgh_label, decided.decision, decided.decided_by, decided.note) == (
+            "update",
+            "unsure",
+            insider,
+            "Ask K again",
+        )
+        assert decided.decided_at is not None and decided.pgh_context.metadata["user"] == insider.pk
+        assert not hasattr(decided, "score")
+        client.force_login(insider)
+        history = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
+        assert "Unsure" in history and "Ask K again" in history and "Score" not in history
+
     def test_a_pair_only_confidential_readers_see_is_scored_from_everything(self, reported_twice):
         # Nobody without Confidential access sees the pair: the hidden origin both relay counts.
         pair = (reported_twice["first"], reported_twice["second"])
