@@ -2,6 +2,7 @@
 with an error naming the variable, rather than failing the requests that read it later."""
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
+from psycopg import sql
 
 from tests.database_support import database_url, this_test_database_address
 from tests.test_accounts_server import free_port
@@ -193,6 +196,34 @@ def test_a_database_that_cannot_be_reached_stops_a_command_at_once_in_one_line(u
     assert PASSWORD not in said
 
 
+@pytest.fixture
+def unmigrated_database_url():
+    """A database created beside the test database and never migrated, dropped afterwards."""
+    name = f"{TEST_SERVER['dbname']}_unmigrated"
+    with psycopg.connect(**{**TEST_SERVER, "dbname": "postgres"}, autocommit=True) as server:
+        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield database_url(**{**TEST_SERVER, "dbname": name})
+        server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize(
+    "command", [["import_incidents", "-", "--user", "admin"], ["export_incidents", "-o", os.devnull]]
+)
+def test_a_command_on_a_database_not_migrated_says_to_migrate_in_one_line(unmigrated_database_url, command):
+    # The round trip's "into another database" on one created but not migrated: psycopg's
+    # `relation "auth_user" does not exist` in a traceback.
+    result = start_up(*command, DATABASE_URL=unmigrated_database_url)
+    assert result.returncode == 1
+    [said] = result.stderr.splitlines()
+    assert re.match(
+        rf"DATABASE_URL: database '{TEST_SERVER['dbname']}_unmigrated' lacks \d+ of this code's migrations "
+        r"\(\w+\.0001_initial first\)\. ",
+        said,
+    ), said
+    assert said.endswith("Run `python manage.py migrate` with the same settings, then this command again."), said
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -286,3 +317,15 @@ def test_a_request_for_a_host_the_site_does_not_serve_is_one_warning_line_withou
     assert result.stdout.strip() == "400", result.stderr
     refused = "Invalid HTTP_HOST header: 'scanner.example'. You may need to add 'scanner.example' to ALLOWED_HOSTS."
     assert result.stderr.splitlines() == [refused] * printed
+
+
+def test_manage_py_outside_the_virtualenv_says_where_to_run_it():
+    # `-S`: a Python without the virtualenv's packages, as the system's `python` is. The database
+    # driver's ModuleNotFoundError traceback came first and hid what to do.
+    result = subprocess.run(
+        [sys.executable, "-S", "manage.py", "check"], cwd=settings.BASE_DIR, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Django is not installed for" in result.stderr
+    assert "`. .venv/bin/activate`" in result.stderr

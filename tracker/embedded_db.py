@@ -47,14 +47,15 @@ def stop(data_dir: Path = DATA_DIR) -> None:
 
 
 def main(argv: list[str]) -> int:
-    command = argv[1] if len(argv) > 1 else "url"
-    if command == "url":
-        print(ensure_running())
+    command, *arguments = argv[1:] or ["url"]
+    if command == "url" and len(arguments) <= 1:
+        # Another database on the same server (`url other`) for the README's round trip into one.
+        print(ensure_running(database=arguments[0] if arguments else DATABASE_NAME))
         return 0
-    if command == "stop":
+    if command == "stop" and not arguments:
         stop()
         return 0
-    print(f"usage: python -m tracker.embedded_db [url|stop]; unknown command {command!r}", file=sys.stderr)
+    print(f"usage: python -m tracker.embedded_db [url [DATABASE]|stop]; not {' '.join(argv[1:])!r}", file=sys.stderr)
     return 2
 
 
