@@ -37,6 +37,7 @@ from incidents.models import (
 )
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment
 from incidents.search import IncidentSearch
+from tracker.formats import DATE_AS_WRITTEN, TIME_AS_WRITTEN
 
 
 class HasPlaceInCountry(Expression):
@@ -202,11 +203,24 @@ class IncidentFilterForm(forms.Form):
         return cleaned_data
 
 
+class DateAsWrittenField(forms.DateField):
+    """A date that, refused, says how to write it, as the admin's date fields do: "Enter a valid
+    date." left a reader who typed `29/08/2023` (refused: tracker/formats) guessing."""
+
+    default_error_messages = {"invalid": DATE_AS_WRITTEN}
+
+
+class DateFilter(django_filters.DateFilter):
+    field_class = DateAsWrittenField
+
+
 class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
     """An ISO 8601 time, cleaned into UTC: Python accepts offsets up to a day, PostgreSQL only up
     to 15:59, and refused the others with a 500 (`+17:44`, found by schemathesis). A time whose UTC
     falls outside the years 1 to 9999 (`0001-01-01T00:00:00+23:00`) is no valid time: a 400 naming
-    the parameter, where converting it in the filter was a 500."""
+    the parameter, where converting it in the filter was a 500. Refused, it says how to write one."""
+
+    default_error_messages = {"invalid": TIME_AS_WRITTEN}
 
     def to_python(self, value):
         value = super().to_python(value)
@@ -228,8 +242,8 @@ class WholeNumberFilter(django_filters.NumberFilter):
 
 
 class IncidentFilterSet(django_filters.FilterSet):
-    date_from = django_filters.DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
-    date_to = django_filters.DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
+    date_from = DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
+    date_to = DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
     type = SlugFilter(
         queryset=_every(IncidentType),
         to_field_name="slug",

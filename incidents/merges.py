@@ -21,7 +21,8 @@ import pghistory
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from incidents import duplicates, services
@@ -42,7 +43,7 @@ from incidents.models import (
     VictimGroup,
     validate_ranges,
 )
-from incidents.querysets import can_see_unpublished
+from incidents.querysets import can_see_confidential, can_see_unpublished
 
 ResponseIncident = Response.incidents.through
 
@@ -476,8 +477,9 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     pending revision is rejected; if it was accepted, the survivor's dates and counts from before
     are proposed back (`_propose_back`, the returned merge's `revision_back`). MergeRefused if it
     was undone already, the survivor has been merged since or another incident merged into it
-    since (undo those first), or an involvement would go back onto an incident that holds it
-    already."""
+    since (undo those first; to a Reviewer without Confidential access whose survivor was
+    confidential since, only that a Reviewer with it must undo this one: `_refuse_before_later_merges`),
+    or an involvement would go back onto an incident that holds it already."""
     merge_visible(user=user, merge=merge)
     _require_reviewer(user, "undo merges")
     services.raise_text_errors(note=note)
@@ -489,10 +491,6 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         survivor, merged = locked[merge.survivor_id], locked[merge.merged_id]
         if merge.undone_at is not None:
             raise MergeRefused(f"This merge of {merged.public_id} was undone already.")
-        if survivor.merged_into_id is not None:
-            raise MergeRefused(
-                f"{survivor.public_id} has since been merged into another incident; undo that merge first."
-            )
         _refuse_before_later_merges(user, merge, survivor)
         _lock_what_moving_links_refer_to(survivor)
         moved = merge.moved
@@ -526,24 +524,65 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
 
 
 def _refuse_before_later_merges(user, merge: IncidentMerge, survivor: Incident) -> None:
-    """MergeRefused if another incident was merged into the survivor after `merge` and is still
-    merged: that merge left on its incident the places and involvements the survivor held then,
-    some of them through `merge`, and marked its claims against `merge`'s. Undoing `merge` first
-    would take those from the survivor while the later incident, out of every read, kept them: lost
-    to every view. Merges are undone in the reverse order. One query."""
+    """MergeRefused if the survivor has been merged since `merge`, or another incident was merged
+    into it after `merge` and is still merged: that merge left on its incident the places and
+    involvements the survivor held then, some of them through `merge`, and marked its claims
+    against `merge`'s. Undoing `merge` first would take those from the survivor while the later
+    incident, out of every read, kept them: lost to every view. Merges are undone in the reverse
+    order.
+
+    A merge `user` may not see is never told of, nor asked of them (`_refuse_after_hidden_states`):
+    a later incident hidden from a Reviewer was merged while the survivor was confidential (merges
+    need alike confidentiality), "another incident was merged into it" told them that a confidential
+    record of that event exists, and asked them to undo a merge they could not. At most three
+    queries."""
+    if survivor.merged_into_id is not None:
+        if not Incident.objects.seen_by(user).filter(pk=survivor.merged_into_id).exists():
+            # Made confidential since: to this Reviewer the survivor left as a deleted one does.
+            _refuse_after_hidden_states(survivor)
+        raise MergeRefused(f"{survivor.public_id} has since been merged into another incident; undo that merge first.")
     later = (
         IncidentMerge.objects.filter(survivor=survivor, undone_at__isnull=True, pk__gt=merge.pk)
         .order_by("-pk")
         .values_list("merged_id", flat=True)
         .first()
     )
-    if later is None:
-        return
-    # Named only to a Reviewer who may see it: it may have been made confidential since.
-    named = Incident.objects.seen_by(user).filter(pk=later).values_list("public_id", flat=True).first()
+    # Named to a Reviewer who may see it, who may undo it.
+    named = None if later is None else Incident.objects.seen_by(user).filter(pk=later).values("public_id").first()
+    if named is not None:
+        raise MergeRefused(
+            f"{named['public_id']} was merged into {survivor.public_id} since; undo that merge first, "
+            "as what it left behind was said through this one."
+        )
+    if _held_hidden_states_since(user, merge, survivor):
+        _refuse_after_hidden_states(survivor)
+    if later is not None:
+        raise MergeRefused(
+            f"Another incident was merged into {survivor.public_id} since; undo that merge first, "
+            "as what it left behind was said through this one."
+        )
+
+
+def _held_hidden_states_since(user, merge: IncidentMerge, survivor: Incident) -> bool:
+    """Whether the survivor was, at `merge` or since, in a state `user` may not see: confidential,
+    to a Reviewer without Confidential access. The only states in which an incident hidden from
+    them can have been merged into it, so refusing on these alone, whether or not one was, tells
+    them only what its history already shows them (the versions it held then, left out), never
+    whether anything was merged. From the version the merge gave it (its event in the merge's
+    history context; every version, should none be found). One query."""
+    if can_see_confidential(user):
+        return False
+    events = Incident.pgh_event_model.objects.filter(pgh_obj_id=survivor.pk)
+    merged_at = events.filter(pgh_context__metadata__merge=merge.pk).order_by("version").values("version")[:1]
+    return events.filter(confidential=True, version__gte=Coalesce(Subquery(merged_at), 0)).exists()
+
+
+def _refuse_after_hidden_states(survivor: Incident) -> None:
+    """The refusal of an undo by a Reviewer who may not see what the survivor held since: what,
+    and whether it must be undone first, is for a Reviewer who may."""
     raise MergeRefused(
-        f"{named or 'Another incident'} was merged into {survivor.public_id} since; undo that merge first, "
-        "as what it left behind was said through this one."
+        f"{survivor.public_id} has changed since this merge in what only staff with Confidential access may see: "
+        "a Reviewer with Confidential access must undo this merge."
     )
 
 

@@ -24,8 +24,9 @@ incidents in the list's order, which stops after a page (collecting hundreds of 
 matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
 the latter: the newest incidents, testing a few rows, as long as enough incidents lack the words
 (MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused at scale); and when the words it
-leaves out are in no incident, the statistics answer from their kept totals (`selects_everything`),
-when they are in few, from their kept totals less those few incidents (`left_out`).
+leaves out are in no incident the reader may see (as they may read its words), the statistics
+answer from their kept totals (`selects_everything`), when they are in few, from their kept totals
+less those few incidents (`left_out`).
 """
 
 import json
@@ -40,7 +41,7 @@ from django.db.models import BooleanField, F, Func
 from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 
-from incidents.models import SEARCH_CONFIG, IncidentSearchDocument
+from incidents.models import SEARCH_CONFIG, Incident, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
 
 # Bounds on one search, so that none holds a worker for long (issue 17); every admin search box
@@ -202,10 +203,14 @@ class IncidentSearch:
         answers the other (`incidents.statistics`)."""
         return IncidentSearch(included=[self._any_excluded()], excluded=[])
 
-    def selects_everything(self) -> bool:
-        """True when the search leaves every incident in: it has no words to find, and those it
-        leaves out are no incident's (whatever the reader may see). One query when it only
-        leaves words out, served by the index; none otherwise."""
+    def selects_everything(self, *, user) -> bool:
+        """True when the search leaves every incident `user` may see in: it has no words to find,
+        and those it leaves out are in none of them, as `user` may read their words. One query when
+        it only leaves words out, served by the index; none otherwise.
+
+        Asked of what `user` may see only: asked of every incident, a word of a draft or of a
+        confidential claim alone made the public pages answer "at least N" where they otherwise
+        said "N", which told anyone that the word is in the hidden records."""
         if self.included:
             return False
         if not self.excluded:
@@ -213,7 +218,10 @@ class IncidentSearch:
         # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
         # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
         # index says at once that there is none.
-        found = IncidentSearchDocument.objects.filter(**{_EVERY_WORD: self._any_excluded()}).order_by()[:1_000]
+        found = IncidentSearchDocument.objects.filter(
+            **{_words_read_by(user): self._any_excluded()},
+            incident__in=Incident.objects.visible_to(user).values("pk"),
+        ).order_by()[:1_000]
         return found.count() == 0
 
     def filter(self, incidents, *, user):

@@ -552,8 +552,9 @@ def _given_filters(filterset: IncidentFilterSet, *, without_search: bool = False
     """The filters `filterset` was given, by name, leaving out a search that selects every incident
     (or any search: `without_search`)."""
     filters = {name: value for name, value in filterset.form.cleaned_data.items() if value not in (None, "", [])}
-    # A search that only leaves out words found nowhere (`q=-zzzz`) selects every incident.
-    if "q" in filters and (without_search or filters["q"].selects_everything()):
+    # A search that only leaves out words found in nothing the reader may see (`q=-zzzz`) selects
+    # every incident they may see.
+    if "q" in filters and (without_search or filters["q"].selects_everything(user=filterset.user)):
         del filters["q"]
     return filters
 

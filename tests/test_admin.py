@@ -9,7 +9,9 @@ from datetime import date
 import pghistory
 import pytest
 from django.contrib.messages import get_messages
+from django.core.management import CommandError, call_command
 from django.db import ProgrammingError, connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pghistory.models import Events
@@ -216,8 +218,46 @@ class TestDataEntry:
         assert logged_in(client, analyst).post(ADD, post).status_code == 302
         assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
 
-    def test_a_filter_refuses_a_date_that_reads_either_day_or_month_first(self, client):
-        assert client.get(f"{API}/incidents/", {"date_from": "09/10/2023"}).status_code == 400
+    def test_every_door_s_date_filter_refuses_a_bad_date_with_how_to_write_it(self, client, analyst, tmp_path):
+        # The API, the CSV export, the admin lists and the public pages said "Enter a valid date."
+        # (and "Enter a valid date/time."), where the admin's forms said how to write one.
+        date_so = "Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."
+        time_so = "Enter the time as ISO 8601: 2023-10-09T14:30:00Z for 14:30 UTC on 9 October 2023."
+        bad = {"date_from": "29/08/2023", "date_to": "09/10/2023", "updated_since": "yesterday"}
+        said = {"date_from": [date_so], "date_to": [date_so], "updated_since": [time_so]}
+        api = client_for(analyst)
+        for address, other in (
+            (f"{API}/incidents/", {}),
+            (f"{API}/incidents.csv", {}),
+            (f"{API}/incidents/stats/", {"group_by": "year"}),
+        ):
+            response = api.get(address, {**bad, **other})
+            assert (response.status_code, response.json()) == (400, said), address
+        pairs = api.get(f"{API}/duplicates/", {"date_from": "29/08/2023"})
+        assert (pairs.status_code, pairs.json()) == (400, {"date_from": [date_so]})
+        withdrawn = api.get(f"{API}/incidents/withdrawn/", {"since": "29/08/2023"})
+        assert (withdrawn.status_code, withdrawn.json()) == (400, {"since": [time_so]})
+
+        with pytest.raises(CommandError, match=re.escape(f"--date-from: {date_so}; --updated-since: {time_so}")):
+            call_command(
+                "export_incidents", "--date-from", "29/08/2023", "--updated-since", "soon", "-o", str(tmp_path / "x")
+            )
+
+        admin_client = logged_in(client, analyst)
+        for changelist in (CHANGELIST, reverse("admin:incidents_duplicatepair_changelist")):
+            response = admin_client.get(changelist, {"date_from": "29/08/2023"})
+            errors = response.text.split('id="filter-errors"')[1].split("</ul>")[0]
+            assert response.status_code == 400 and f"<strong>date_from</strong>: {date_so}" in errors, changelist
+
+        for address in ("/", "/map/", "/statistics/", "/embed/map/", "/incidents.csv", "/incidents.geojson"):
+            response = Client().get(address, bad)
+            errors = html.unescape(response.text.split('<ul class="errors">')[1].split("</ul>")[0])
+            assert response.status_code == 400, address
+            assert f"› From: {date_so}" in errors and f"› To: {date_so}" in errors, address
+            assert f"Last updated: {time_so}" in errors, address
+        korean = html.unescape(Client().get("/ko/", bad).text.split('<ul class="errors">')[1].split("</ul>")[0])
+        assert "› 시작: 날짜는 YYYY-MM-DD 형식으로 입력하세요: 2023년 10월 9일은 2023-10-09." in korean
+        assert "2023년 10월 9일 14:30 UTC는 2023-10-09T14:30:00Z." in korean
 
     @pytest.mark.parametrize(
         "precision, start, hint",
@@ -1662,7 +1702,7 @@ def test_a_bad_filter_value_gets_a_400_naming_the_parameter(client, analyst):
     assert response.status_code == 400
     page = response.content.decode()
     errors = page.split('id="filter-errors"')[1].split("</ul>")[0]
-    assert "<strong>date_from</strong>: Enter a valid date." in errors and "country" not in errors
+    assert "<strong>date_from</strong>: Enter the date as YYYY-MM-DD:" in errors and "country" not in errors
     assert f'href="{CHANGELIST}?country=CN"' in page
 
 

@@ -275,7 +275,7 @@ class TestFilters:
         assert response.status_code == 400
         assert response["Content-Type"] == "application/json"
         assert set(response.json()) == {"date_from", "type", "bom"}
-        assert response.json()["date_from"] == ["Enter a valid date."]
+        assert response.json()["date_from"] == ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
 
 
 class TestStreaming:
@@ -530,7 +530,7 @@ class TestCommand:
         assert {row["title"] for row in read_csv(output.read_bytes())} == {"public"}
 
     def test_bad_options_name_the_option_and_fail(self, tmp_path):
-        with pytest.raises(CommandError, match=r"--date-from: Enter a valid date\.") as error:
+        with pytest.raises(CommandError, match=r"--date-from: Enter the date as YYYY-MM-DD: 2023-10-09 for") as error:
             call_command("export_incidents", "--date-from", "soon", "-o", str(tmp_path / "x.csv"))
         assert error.value.returncode == 1
         with pytest.raises(CommandError, match="--user: no user is called 'nobody'"):

@@ -927,6 +927,123 @@ def test_an_undo_waits_for_the_undo_of_a_later_merge_into_the_same_survivor(worl
     assert set(third.places.values_list("name", flat=True)) == {"Yanji"}
 
 
+def made(confidential: bool, incident, by) -> None:
+    """`incident` made confidential or public again through the API by `by`, a Reviewer with
+    Confidential access."""
+    incident.refresh_from_db()
+    body = {"confidential": confidential, "version": incident.version}
+    answer = client_for(by).patch(incident_url(incident), body, format="json")
+    assert answer.status_code == 200, answer.content
+
+
+def merged_while_confidential(world, reviewer):
+    """`reviewer` merged the world's pair; a Reviewer with Confidential access (returned) then made
+    the survivor confidential, merged an informant's confidential account of the event into it,
+    and made it public again. The account's incident and its merge stay hidden from `reviewer`."""
+    survivor = world["survivor"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    insider = make_user(roles.REVIEWER, confidential=True)
+    made(True, survivor, insider)
+    account = make_incident(title="An informant's account", confidential=True)
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=account, score=0.9)
+    merging = client_for(insider).post(merge_url(pair), {"survivor": survivor.public_id}, format="json")
+    assert merging.status_code == 201, merging.content
+    made(False, survivor, insider)
+    return insider, account
+
+
+HIDDEN_SINCE = "has changed since this merge in what only staff with Confidential access may see"
+
+
+def test_an_undo_never_tells_of_a_later_merge_the_reviewer_may_not_see(world, reviewer):
+    # "Another incident was merged into INC-000001 since; undo that merge first": a Reviewer
+    # without Confidential access learned that a confidential account of the event exists, and was
+    # asked to undo a merge they can neither see nor undo.
+    survivor, merged = world["survivor"], world["merged"]
+    insider, account = merged_while_confidential(world, reviewer)
+    before = snapshot(survivor, merged, account)
+
+    refused = client_for(reviewer).post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    detail = refused.json()["detail"]
+    assert detail == (f"{survivor.public_id} {HIDDEN_SINCE}: a Reviewer with Confidential access must undo this merge.")
+    assert account.public_id not in detail and "merged into" not in detail and "Another" not in detail
+    assert snapshot(survivor, merged, account) == before
+    # Whoever may see the account is told of it, as before, and undoes the merges in the reverse order.
+    insiders = client_for(insider)
+    told = insiders.post(unmerge_url(merged), {}, format="json")
+    assert told.status_code == 409
+    assert f"{account.public_id} was merged into {survivor.public_id} since" in told.json()["detail"]
+    assert insiders.post(unmerge_url(account), {}, format="json").status_code == 200
+    # Refused alike with the account's merge undone: the refusal never says whether anything was merged.
+    again = client_for(reviewer).post(unmerge_url(merged), {}, format="json")
+    assert (again.status_code, again.json()["detail"]) == (409, detail)
+    assert insiders.post(unmerge_url(merged), {}, format="json").status_code == 200
+
+
+def test_an_undo_is_refused_alike_after_the_survivor_was_confidential_for_a_while_with_nothing_merged(world, reviewer):
+    # Were only a hidden merge refused, the refusal would tell of it: a survivor confidential for a
+    # while (its history shows versions left out) is refused the same, merged into or not.
+    survivor, merged = world["survivor"], world["merged"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    insider = make_user(roles.REVIEWER, confidential=True)
+    made(True, survivor, insider)
+    made(False, survivor, insider)
+
+    refused = client_for(reviewer).post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409 and HIDDEN_SINCE in refused.json()["detail"]
+    assert Incident.objects.get(pk=merged.pk).merged_into_id == survivor.pk
+    # Confidential before the merge only: nothing hidden since, and the undo is theirs.
+    other = make_incident(title="A second report")
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=other, score=0.9)
+    client = client_for(reviewer)
+    assert client.post(merge_url(pair), {"survivor": survivor.public_id}, format="json").status_code == 201
+    assert client.post(unmerge_url(other), {}, format="json").status_code == 200
+
+
+def test_an_undo_never_tells_that_the_survivor_joined_an_incident_made_confidential_since(world, reviewer):
+    # "INC-000001 has since been merged into another incident": to this Reviewer the survivor had
+    # left as a deleted one does, its address a 404, and no merge of it was theirs to undo.
+    survivor, merged = world["survivor"], world["merged"]
+    client = client_for(reviewer)
+    assert client.post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    # The counts it proposed decided first: a merge waits for the pending revisions of what it merges away.
+    revision = IncidentMerge.objects.get().revision
+    assert client.post(f"{API}/revisions/{revision.pk}/reject/", {}, format="json").status_code == 200
+    host = make_incident(title="The main report")
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=host, score=0.9)
+    assert client.post(merge_url(pair), {"survivor": host.public_id}, format="json").status_code == 201
+    made(True, host, make_user(roles.REVIEWER, confidential=True))
+
+    refused = client.post(unmerge_url(merged), {}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert HIDDEN_SINCE in refused.json()["detail"] and "merged into" not in refused.json()["detail"]
+    with_access = client_for(make_user(roles.REVIEWER, confidential=True))
+    told = with_access.post(unmerge_url(merged), {}, format="json").json()["detail"]
+    assert f"{survivor.public_id} has since been merged into another incident" in told
+
+
+def test_the_admin_refuses_an_undo_after_a_hidden_merge_as_the_api_does(client, world, reviewer):
+    survivor, merged = world["survivor"], world["merged"]
+    _, account = merged_while_confidential(world, reviewer)
+    merge = IncidentMerge.objects.get(merged=merged)
+    client.force_login(reviewer)
+
+    refused = client.post(reverse("admin:incidents_incidentmerge_undo", args=[merge.pk]), follow=True)
+
+    said = (
+        f"Nothing was changed. {survivor.public_id} {HIDDEN_SINCE}: a Reviewer with Confidential access must "
+        "undo this merge."
+    )
+    page = html.unescape(refused.content.decode())
+    assert said in page
+    assert account.public_id not in page and "Another incident" not in page
+    assert IncidentMerge.objects.get(pk=merge.pk).undone_at is None
+
+
 def merged_and_accepted(world, reviewer):
     """`reviewer`'s client, once it merged the world's pair and accepted the dates and counts the
     merge proposed."""

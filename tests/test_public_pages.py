@@ -939,6 +939,23 @@ def test_only_embed_routes_may_be_framed_by_other_sites(record):
         assert "frame-ancestors *" not in response.get("Content-Security-Policy", "")
 
 
+def test_every_page_and_embed_names_the_site_s_icon(record):
+    # The embeds had no icon link, so each load of one asked /favicon.ico: a 404 in the log.
+    icon = '<link rel="icon" href="/static/public/favicon.svg" type="image/svg+xml">'
+    client = Client()
+    for address in (
+        "/",
+        f"/incidents/{record.public_id}/",
+        "/map/",
+        "/statistics/",
+        "/embed/map/",
+        "/embed/statistics/?group_by=country",
+        "/ko/embed/map/",
+        "/embed/map/?date_from=29/08/2023",
+    ):
+        assert icon in client.get(address).text, address
+
+
 def test_the_statistics_page_offers_an_embed_snippet_for_its_filters(record):
     page = Client().get("/statistics/?group_by=country&country=CN").content.decode()
     # Escaped twice: the snippet a reader copies from the box is itself escaped HTML.

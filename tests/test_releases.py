@@ -434,6 +434,8 @@ class TestReleaseFiles:
             "reuse it: set TRACKER_DATA_LICENSE, TRACKER_DATA_LICENSE_TITLE and "
             "TRACKER_DATA_LICENSE_URL before the next release (README, Dataset releases)."
         ]
+        # Shown as written, as the command line says it: the admin's capfirst wrote "Incident-tracker-…".
+        assert f'<li class="warning">incident-tracker-{YEAR}.2 names no licence, so' in answer.text
 
     def test_no_draft_confidential_record_or_exact_sensitive_coordinate_is_released(self, reviewer, published):
         secret_source = make_source(title="SECRET-SOURCE informant", confidential=True)

@@ -17,6 +17,7 @@ from django.http import QueryDict
 from incidents import roles, search
 from incidents.exports import kept_rows
 from incidents.models import Claim, Incident, IncidentSearchDocument
+from incidents.public import selectors as public_selectors
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for
 from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
@@ -215,6 +216,41 @@ def kept(birds: dict[str, Incident]) -> set[str]:
     """The bird incidents whose `complete` words are kept."""
     ids = IncidentSearchDocument.objects.filter(complete__isnull=False).values_list("incident_id", flat=True)
     return {name for name, incident in birds.items() if incident.pk in set(ids)}
+
+
+def test_leaving_out_a_word_of_hidden_records_answers_as_leaving_out_an_absent_one(client, readers, monkeypatch):
+    # Whether the words a search leaves out are in any incident decided between the kept totals
+    # ("N incidents match") and a sample ("At least N", facets with "+"): asked of every incident,
+    # it told anyone whether a name is in a draft, a confidential incident or a confidential
+    # claim's excerpt, though the incidents listed were the same.
+    monkeypatch.setattr(public_selectors, "FACET_SAMPLE", 2)
+    public = [make_incident(title="Arrests in Hyesan") for _ in range(4)]
+    make_claim(incident=public[0], source=make_source(), confidential=True, excerpt="Told by Pyonsu")
+    make_incident(title="Arrest of Chongmu", review_state="draft")
+    make_incident(title="Arrest of Kwangmyong", confidential=True)
+
+    def answers(path: str, q: str) -> tuple:
+        page = client.get(path, {"q": q}).context
+        return (page["page"].complete, page["page"].total) if "page" in page else page["complete"]
+
+    for path in ["/", "/map/"]:
+        absent = answers(path, "-zzzqx")
+        for word in ["-pyonsu", "-chongmu", "-kwangmyong"]:
+            assert answers(path, word) == absent, (path, word)
+    assert answers("/", "-zzzqx") == (True, 4)
+    # A word anyone may read leaves out the incidents it is in: here all of them.
+    assert answers("/", "-hyesan") == (True, 0)
+    stats = f"{API}/incidents/stats/"
+    for reader in READERS:
+        everything = client_for(readers[reader]).get(stats, {"group_by": "type"}).json()
+        for word in ["-pyonsu", "-chongmu", "-kwangmyong"]:
+            leaving_out = client_for(readers[reader]).get(stats, {"group_by": "type", "q": word}).json()
+            hidden_from_them = {
+                "anonymous": {"-pyonsu", "-chongmu", "-kwangmyong"},
+                "analyst": {"-pyonsu", "-kwangmyong"},
+                "insider": set(),
+            }[reader]
+            assert (leaving_out == everything) == (word in hidden_from_them), (reader, word)
 
 
 class TestCompleteWordsKeptOnlyWhereConfidential:

@@ -30,6 +30,7 @@ from incidents.access import (
 from incidents.history import history_entries, history_visible_to
 from incidents.models import AccessDoor
 from incidents.querysets import can_see_confidential, can_see_unpublished, estimated_row_count, limit_to_visible
+from tracker.formats import DATE_AS_WRITTEN
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
@@ -471,12 +472,13 @@ def _query_without(request, names) -> str:
 
 class DateAsWrittenMixin:
     """A date field a form refuses says how to write it: "Enter a valid date." left an analyst who
-    typed "09/10/2023" (refused, since it reads as either day first; tracker/formats) guessing."""
+    typed "09/10/2023" (refused, since it reads as either day first; tracker/formats) guessing. The
+    words are the filters' (`incidents.filters.DateFilter`), from `tracker.formats`."""
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if isinstance(field, forms.DateField):
-            field.error_messages["invalid"] = "Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."
+            field.error_messages["invalid"] = DATE_AS_WRITTEN
         return field
 
 
