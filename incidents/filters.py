@@ -35,7 +35,7 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.querysets import KeptOriginsAtLeast, compiled_fragment
+from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below
 from incidents.search import IncidentSearch
 from tracker.formats import DATE_AS_WRITTEN, TIME_AS_WRITTEN
 
@@ -106,12 +106,8 @@ def _every(model):
 
 
 def descendant_ids(model, root_id: int) -> set[int]:
-    """The ids of `root_id` and everything under it in a parent tree; one query per level."""
-    found, frontier = {root_id}, {root_id}
-    while frontier:
-        frontier = set(model.objects.filter(parent__in=frontier).values_list("pk", flat=True)) - found
-        found |= frontier
-    return found
+    """The ids of `root_id` and everything under it in a parent tree; one recursive query."""
+    return set(model.objects.filter(pk__in=ids_in_tree_below(model, root_id)).values_list("pk", flat=True))
 
 
 def _citing_source_ids(root_id: int, sources) -> set[int]:

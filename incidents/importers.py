@@ -58,6 +58,8 @@ from incidents.exports import (
     csv_source_item,
 )
 from incidents.models import (
+    PLACE_TOO_DEEP_MESSAGE,
+    TREE_LEVELS_MAX,
     Claim,
     Incident,
     IncidentType,
@@ -505,6 +507,14 @@ class _Places(_Names):
                 current = self.places.get(current.parent_id)
             self.paths[place.pk] = chain[::-1]
         return self.paths[place.pk]
+
+    def level(self, place: Place) -> int:
+        """How deep `place` lies, the top being level 1, counting the new places above it that
+        create_missing makes."""
+        new = 0
+        while place is not None and place.pk is None:
+            new, place = new + 1, place.parent
+        return new + (len(self.path(place)) if place is not None else 0)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         candidates = self.named(item.names[-1])
@@ -1374,6 +1384,12 @@ class _NameResolver:
             return None, f"No source #{item.source_id} that you may see ({item}); ids come from the database."
         if len(name) > _max_name_length(column):
             return None, f"{name!r} is too long for a new {index.kind}."
+        if column == "places" and len(item.names) > TREE_LEVELS_MAX:
+            # Refused before making a place a level, as `Place.clean()` refuses one made in the
+            # admin or the API: a path a thousand levels deep made them by recursion, a 500.
+            return None, f"Unknown place {str(item)!r}: " + PLACE_TOO_DEEP_MESSAGE.format(
+                limit=TREE_LEVELS_MAX, what=repr(name), level=len(item.names)
+            )
         parent = None
         if len(item.names) > 1:
             # A new place inside another: its path up to the parent names one place, or none, and
@@ -1391,6 +1407,10 @@ class _NameResolver:
             parent, problem = (parents[0], "") if parents else self._missing_record(column, parent_item)
             if problem:
                 return None, problem
+            if (level := index.level(parent) + 1) > TREE_LEVELS_MAX:
+                return None, f"Unknown place {str(item)!r}: " + PLACE_TOO_DEEP_MESSAGE.format(
+                    limit=TREE_LEVELS_MAX, what=repr(name), level=level
+                )
         # A new parent has no key yet: the object itself, made once per path, stands for it.
         key = (None if parent is None else parent.pk or ("new", id(parent)), index.missing_key(name))
         if key not in self.missing[column]:

@@ -7,6 +7,8 @@ while any record uses it.
 """
 
 import calendar
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
 from datetime import date, timedelta
 
 import pghistory
@@ -17,9 +19,9 @@ from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import connection, models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
-from django.db.models.expressions import Col
+from django.db.models.expressions import Col, RawSQL
 from django.db.models.functions import (
     Cast,
     Coalesce,
@@ -50,6 +52,7 @@ from incidents.querysets import (
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
+    ids_in_tree_below,
 )
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
@@ -100,6 +103,21 @@ PLACE_NOWHERE_MESSAGE = (
 )
 PLACE_NOT_IN_NO_COUNTRY_MESSAGE = "It has a parent or a country: leave “In no country” unticked."
 TYPE_INSIDE_ITSELF_MESSAGE = "A type cannot be its own parent, directly or through others."
+# How many levels deep places and incident types nest, the top one being level 1. Real places are
+# country > province > city > county or district > village, with a facility or a border crossing
+# in one: seven levels at most; types nest two or three. Ten leaves room for what the records have
+# not met yet and bounds every walk of a tree: the trigger that passes `within_sensitive` down makes
+# one nested call a level (PostgreSQL's stack ended a mark above 1,500 levels, a 500), the import
+# makes a path's new places a level at a time, the public pages order the type facet as a tree. A
+# rule of the data, as the loop rule beside it is, not of one deployment: a constant, not a setting.
+TREE_LEVELS_MAX = 10
+PLACE_TOO_DEEP_MESSAGE = (
+    "Places nest at most {limit} levels deep (country > province > city > district > village is five): "
+    "here {what} would be at level {level}. Choose a place higher up."
+)
+TYPE_TOO_DEEP_MESSAGE = (
+    "Incident types nest at most {limit} levels deep: here {what} would be at level {level}. Choose a type higher up."
+)
 SOURCE_CITES_ITSELF_MESSAGE = "A source cannot cite itself, directly or through others."
 DATES_REVERSED_MESSAGE = "The end date is before the start date."
 
@@ -128,8 +146,8 @@ INCIDENT_HISTORY_UNLESS_UPDATING_IN_BULK = pghistory.UpdateEvent(
 
 
 def reaches_itself(obj, field: str, among: models.QuerySet | None = None) -> bool:
-    """Whether following `field` (a place's or a type's parent, a source's cites) from `obj` comes
-    back to it, through the records of `among` (default: every record of its model): the walk ends
+    """Whether following `field` (a source's cites; places and types: `tree_position_error`) from
+    `obj` comes back to it, through the records of `among` (default: every record of its model): the walk ends
     at one outside it, as at the end of a chain. The database refuses only the direct loop; a longer
     one would make tree walks endless. One query per step."""
     if obj.pk is None:
@@ -144,6 +162,74 @@ def reaches_itself(obj, field: str, among: models.QuerySet | None = None) -> boo
         seen.add(linked_id)
         linked_id = among.filter(pk=linked_id).values_list(attname, flat=True).first()
     return False
+
+
+def tree_position_error(record, *, loop_message: str, too_deep_message: str, below: str) -> str:
+    """What is wrong with where `record` (a place or an incident type) stands in its tree by its
+    `parent`, or "": its parent chain comes back to it (which the database refuses only for the
+    direct loop: a longer one made tree walks endless), or, for a new record or one moved, it or the
+    deepest record below it (`below`: "the deepest place inside it"), which move with it, would lie
+    more than TREE_LEVELS_MAX levels deep. A record left where it is stays valid in a deeper tree
+    stored before the rule, so that it may still be edited (a town marked sensitive) or moved up.
+
+    One query of two recursive walks, each stopped past TREE_LEVELS_MAX levels (the walk up at the
+    record too, on a loop), so that a deeper tree stored before the rule costs no more; none for a
+    new record at the top."""
+    if record.pk is None and record.parent_id is None:
+        return ""
+    table = connection.ops.quote_name(record._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE above(id, parent_id, level) AS (
+                SELECT id, parent_id, 1 FROM {table} WHERE id = %(parent)s::bigint
+                UNION ALL
+                SELECT outer_record.id, outer_record.parent_id, above.level + 1
+                FROM {table} AS outer_record JOIN above ON outer_record.id = above.parent_id
+                WHERE above.level <= %(limit)s AND above.id IS DISTINCT FROM %(id)s::bigint
+            ), left_in_place AS (
+                SELECT FROM {table} WHERE id = %(id)s::bigint AND parent_id IS NOT DISTINCT FROM %(parent)s::bigint
+            ), below(id, level) AS (
+                SELECT id, 1 FROM {table}
+                WHERE parent_id = %(id)s::bigint AND NOT EXISTS (SELECT FROM left_in_place)
+                UNION ALL
+                SELECT inner_record.id, below.level + 1
+                FROM {table} AS inner_record JOIN below ON inner_record.parent_id = below.id
+                WHERE below.level <= %(limit)s
+            )
+            SELECT
+                EXISTS (SELECT FROM above WHERE id = %(id)s::bigint),
+                EXISTS (SELECT FROM left_in_place),
+                (SELECT count(*) FROM above),
+                (SELECT COALESCE(max(level), 0) FROM below)
+            """,
+            {"id": record.pk, "parent": record.parent_id, "limit": TREE_LEVELS_MAX},
+        )
+        loops, left_in_place, levels_above, levels_below = cursor.fetchone()
+    if loops:
+        return loop_message
+    level = levels_above + 1 + levels_below
+    if left_in_place or level <= TREE_LEVELS_MAX:
+        return ""
+    return too_deep_message.format(limit=TREE_LEVELS_MAX, what=below if levels_below else "it", level=level)
+
+
+def in_tree_order[Record](
+    records: Iterable[Record], *, key: Callable[[Record], Hashable], parent_key: Callable[[Record], Hashable]
+) -> list[tuple[Record, int]]:
+    """`records` (siblings in the order given) as a tree reads: each followed by those below it,
+    with its depth, 0 at the top. Records in a loop, which no top reaches, are left out. A stack,
+    not recursion: a chain of types deeper than Python's recursion limit answered every visitor of
+    the public pages with a RecursionError (a 500)."""
+    children = defaultdict(list)
+    for record in records:
+        children[parent_key(record)].append(record)
+    ordered, stack = [], [(record, 0) for record in reversed(children[None])]
+    while stack:
+        record, depth = stack.pop()
+        ordered.append((record, depth))
+        stack.extend((child, depth + 1) for child in reversed(children[key(record)]))
+    return ordered
 
 
 def count_range_constraints(prefix: str) -> list[models.CheckConstraint]:
@@ -779,11 +865,9 @@ class Place(VersionedModel, TimestampedModel):
 
     def _share_country_below(self) -> None:
         """Places below this one entered while it had no country take its country now, down to
-        those that have their own. Two queries per level below; one when none lacks a country."""
-        frontier = [self.pk]
-        while frontier:
-            frontier = list(Place.objects.filter(parent__in=frontier, country="").values_list("pk", flat=True))
-            Place.objects.filter(pk__in=frontier).update(country=self.country)
+        those that have their own. One query, a recursive walk through places without one."""
+        below = ids_in_tree_below(Place, self.pk, through_blank="country")
+        Place.objects.filter(pk__in=below, country="").update(country=self.country)
 
     @property
     def is_nowhere(self) -> bool:
@@ -792,14 +876,17 @@ class Place(VersionedModel, TimestampedModel):
         return self.parent_id is None and not self.country
 
     def inherited_country(self) -> str:
-        """The country of the nearest place above this one that has one, or "". One query per level."""
-        ancestor, seen = self.parent, {self.pk}
-        while ancestor is not None and ancestor.pk not in seen:
-            if ancestor.country:
-                return ancestor.country
-            seen.add(ancestor.pk)
-            ancestor = ancestor.parent
-        return ""
+        """The country of the nearest place above this one that has one, or "". One recursive query,
+        through the places above without one (UNION stops at a loop)."""
+        table = connection.ops.quote_name(Place._meta.db_table)
+        nearest = RawSQL(
+            f"WITH RECURSIVE above(id, parent_id, country) AS (SELECT id, parent_id, country FROM {table}"
+            " WHERE id = %s UNION SELECT outer_place.id, outer_place.parent_id, outer_place.country"
+            f" FROM {table} AS outer_place JOIN above ON outer_place.id = above.parent_id AND above.country = '')"
+            " SELECT id FROM above WHERE country <> ''",
+            [self.parent_id],
+        )
+        return Place.objects.filter(pk__in=nearest).values_list("country", flat=True).first() or ""
 
     def clean(self):
         # Where it is, and the database's constraints as errors on the field at fault, all at once
@@ -811,8 +898,13 @@ class Place(VersionedModel, TimestampedModel):
             errors["longitude"] = LONGITUDE_RANGE_MESSAGE
         if (self.latitude is None) != (self.longitude is None):
             errors["latitude" if self.latitude is None else "longitude"] = BOTH_COORDINATES_MESSAGE
-        if reaches_itself(self, "parent"):
-            errors["parent"] = PLACE_INSIDE_ITSELF_MESSAGE
+        if position_error := tree_position_error(
+            self,
+            loop_message=PLACE_INSIDE_ITSELF_MESSAGE,
+            too_deep_message=PLACE_TOO_DEEP_MESSAGE,
+            below="the deepest place inside it",
+        ):
+            errors["parent"] = position_error
         if errors:
             raise ValidationError(errors)
 
@@ -865,8 +957,13 @@ class IncidentType(VersionedModel, TimestampedModel):
         return self.name
 
     def clean(self):
-        if reaches_itself(self, "parent"):
-            raise ValidationError({"parent": TYPE_INSIDE_ITSELF_MESSAGE})
+        if position_error := tree_position_error(
+            self,
+            loop_message=TYPE_INSIDE_ITSELF_MESSAGE,
+            too_deep_message=TYPE_TOO_DEEP_MESSAGE,
+            below="the deepest type under it",
+        ):
+            raise ValidationError({"parent": position_error})
 
     def natural_key(self):
         return (self.slug,)

@@ -46,6 +46,7 @@ from incidents.models import (
     Verification,
     VictimGroup,
     end_date_missing_message,
+    in_tree_order,
 )
 from incidents.search import IncidentSearch
 from incidents.services import (
@@ -87,17 +88,13 @@ class IncidentTypeFilter(admin.SimpleListFilter):
     parameter_name = "type"
 
     def lookups(self, request, model_admin):
-        children = {}
-        for type_ in IncidentType.objects.order_by("name"):
-            children.setdefault(type_.parent_id, []).append(type_)
-
-        def tree(parent_id, depth):
-            # Each sub-type indented under its parent, so that choosing the parent reads as "all of these".
-            for type_ in children.get(parent_id, []):
-                yield type_.slug, "\u2003" * depth + type_.name
-                yield from tree(type_.pk, depth + 1)
-
-        return list(tree(None, 0))
+        # Each sub-type indented under its parent, so that choosing the parent reads as "all of these".
+        types = in_tree_order(
+            IncidentType.objects.order_by("name"),
+            key=lambda incident_type: incident_type.pk,
+            parent_key=lambda incident_type: incident_type.parent_id,
+        )
+        return [(incident_type.slug, "\u2003" * depth + incident_type.name) for incident_type, depth in types]
 
     def queryset(self, request, queryset):
         if self.value() is None:

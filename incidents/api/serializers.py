@@ -202,9 +202,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
 
 
 class IncidentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(
-        slug_field="slug", queryset=IncidentType.objects.all(), allow_null=True, required=False
-    )
+    parent = SlugField(slug_field="slug", queryset=IncidentType.objects.all(), allow_null=True, required=False)
 
     class Meta:
         model = IncidentType

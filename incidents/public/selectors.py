@@ -32,6 +32,7 @@ from incidents.models import (
     Response,
     Source,
     VictimGroup,
+    in_tree_order,
 )
 from incidents.querysets import coordinates_for
 from incidents.selectors import incident_filterset
@@ -208,23 +209,26 @@ def _types_with_subtypes(rows: list[dict]) -> list[dict]:
     sub-types' (what choosing it selects). An incident has one type, so no sum counts one twice.
     Types without incidents are left out. One query (the types, a short vocabulary)."""
     own = {row["group"]: row["incidents"] for row in rows}
-    children = defaultdict(list)
-    for incident_type in IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"):
-        children[incident_type["parent__slug"]].append(incident_type)
-    tree = []
-
-    def add(parent_slug, depth) -> list[dict]:
-        added = []
-        for incident_type in children[parent_slug]:
-            row = {"group": incident_type["slug"], "label": type_name(incident_type["name"]), "depth": depth}
-            tree.append(row)
-            below = add(incident_type["slug"], depth + 1)
-            row["incidents"] = own.get(row["group"], 0) + sum(child["incidents"] for child in below)
-            added.append(row)
-        return added
-
-    add(None, 0)
-    return [row for row in tree if row["incidents"]]
+    types = in_tree_order(
+        IncidentType.objects.order_by("name").values("slug", "name", "parent__slug"),
+        key=lambda incident_type: incident_type["slug"],
+        parent_key=lambda incident_type: incident_type["parent__slug"],
+    )
+    # Read from the bottom up, each type's sub-types are counted before it.
+    counted = defaultdict(int)
+    for incident_type, _ in reversed(types):
+        counted[incident_type["slug"]] += own.get(incident_type["slug"], 0)
+        counted[incident_type["parent__slug"]] += counted[incident_type["slug"]]
+    return [
+        {
+            "group": incident_type["slug"],
+            "label": type_name(incident_type["name"]),
+            "depth": depth,
+            "incidents": counted[incident_type["slug"]],
+        }
+        for incident_type, depth in types
+        if counted[incident_type["slug"]]
+    ]
 
 
 def facets_for(*, user, filters: MultiValueDict) -> FacetCounts:
