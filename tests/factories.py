@@ -32,6 +32,29 @@ def make_place(**overrides) -> Place:
     return Place.objects.create(**fields)
 
 
+def place_chain(levels: int, **top) -> list[Place]:
+    """Places one inside another, `levels` deep from a country (the first, level 1) down, made as
+    the ORM makes them, which checks no rule: as a database may hold them from before places
+    nested at most TREE_LEVELS_MAX levels deep."""
+    places = [make_place(kind="country", **top)]
+    for level in range(2, levels + 1):
+        places.append(Place.objects.create(name=f"Level {level}", kind="other", parent=places[-1]))
+    return places
+
+
+def type_chain(levels: int, prefix: str = "level") -> list[IncidentType]:
+    """Incident types one under another, `levels` deep from a top-level type (the first) down,
+    made in bulk, which checks no rule: as a database may hold them from before types nested at
+    most TREE_LEVELS_MAX levels deep. Three queries, whatever the depth."""
+    types = IncidentType.objects.bulk_create(
+        IncidentType(slug=f"{prefix}-{level}", name=f"{prefix.title()} {level}") for level in range(1, levels + 1)
+    )
+    for parent, incident_type in itertools.pairwise(types):
+        incident_type.parent = parent
+    IncidentType.objects.bulk_update(types[1:], ["parent"], batch_size=1000)
+    return types
+
+
 def make_organization(**overrides) -> Organization:
     fields = {"name": f"Organization {next(_sequence)}", "kind": "ngo", **overrides}
     return Organization.objects.create(**fields)

@@ -32,6 +32,8 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    place_chain,
+    type_chain,
 )
 
 # Every kind of reader the API answers differently: none, an account without a role, staff without
@@ -608,6 +610,20 @@ class TestFilters:
         with django_assert_num_queries(3):
             answer = client_for().get(f"{API}/incidents/?source={world['report'].pk}")
         assert public_ids(answer) == {world["incident"].public_id, relayed.public_id}
+
+    @pytest.mark.parametrize("parameter", ["place", "type"])
+    def test_place_and_type_follow_a_deep_tree_in_one_statement(self, parameter, django_assert_num_queries):
+        # One query a level: `?place=` or `?type=` of the top of a chain 1,500 deep (stored before
+        # places and types nested at most 10 levels) sent 1,500 statements, each too short for an
+        # anonymous reader's bound to stop. A chain of 200 here: the count is what this holds.
+        chain = place_chain(200) if parameter == "place" else type_chain(200)
+        deepest = make_incident(places=[chain[-1]]) if parameter == "place" else make_incident(incident_type=chain[-1])
+        make_incident(places=[make_place()])
+        value = chain[0].pk if parameter == "place" else chain[0].slug
+        # The place or type asked for; what lies below it; the cursor page.
+        with django_assert_num_queries(3):
+            answer = client_for().get(f"{API}/incidents/?{parameter}={value}")
+        assert public_ids(answer) == {deepest.public_id}
 
     def test_organization_matches_involvement_or_publisher_of_a_cited_source(self, world):
         by_involvement = client_for().get(f"{API}/incidents/?organization={world['perpetrator'].pk}")

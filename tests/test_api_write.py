@@ -3,7 +3,7 @@
 import pytest
 
 from incidents import roles
-from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, Place, Source
+from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, IncidentType, Place, Source
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -80,6 +80,24 @@ class TestCreateIncident:
         assert answer.status_code == 400
         assert "incident_type" in answer.json()
         assert not Incident.objects.exists()
+
+    @pytest.mark.parametrize("method", ["post", "patch"])
+    def test_an_incident_types_parent_holding_a_nul_character_is_an_unknown_type(self, method):
+        # The type's `parent` looked the key up as it came: the database's error, a 500.
+        client, repatriation = (
+            client_for(make_user(roles.ANALYST)),
+            IncidentType.objects.get(slug="forced-repatriation"),
+        )
+        if method == "post":
+            answer = client.post(
+                f"{API}/incident-types/", {"slug": "new-kind", "name": "New", "parent": "a\x00"}, format="json"
+            )
+        else:
+            body = {"parent": "a\x00", "version": repatriation.version}
+            answer = client.patch(f"{API}/incident-types/{repatriation.pk}/", body, format="json")
+        assert answer.status_code == 400
+        assert answer.json()["parent"] == ["Object with slug=a\\x00 does not exist."]
+        assert not IncidentType.objects.filter(slug="new-kind").exists()
 
     @pytest.mark.parametrize(
         ("user_role", "status"), [(None, 401), (roles.VIEWER, 403), ("registered", 403), (roles.ANALYST, 201)]

@@ -36,6 +36,7 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    place_chain,
 )
 from tests.test_commands import search_words, search_words_an_edit_computes
 
@@ -759,6 +760,41 @@ class TestOptions:
             "line 2, column places: Unknown place 'Border > Gate 3', and 'Border' matches 2 places to create it "
             "in; write the path of one of: China > Border, Vietnam > Border." in errors
         )
+
+    def test_create_missing_makes_no_place_below_the_tenth_level(self, analyst, tmp_path):
+        # Places nest at most 10 levels deep (TREE_LEVELS_MAX), as the admin and the API refuse.
+        chain = place_chain(8, name="China", country="CN")
+        path = " > ".join(place.name for place in chain)
+        content = (
+            f"{HEADER},places\n"
+            f"A,forced-repatriation,2023-01-01,2023-01-01,{path} > Tumen > Gate 3\n"
+            "B,forced-repatriation,2023-05-01,2023-05-01,Level 8 > Tumen > Gate 3 > Booth\n"
+        )
+
+        errors = import_errors(analyst, tmp_path, content, "--create-missing", "--allow-duplicates")
+
+        too_deep = "Places nest at most 10 levels deep (country > province > city > district > village is five)"
+        assert (
+            f"line 3, column places: Unknown place 'Level 8 > Tumen > Gate 3 > Booth': {too_deep}: here 'Booth' "
+            "would be at level 11. Choose a place higher up." in errors
+        )
+        assert "line 2" not in errors  # Gate 3 at the tenth level
+        assert not Place.objects.filter(name__in=["Tumen", "Gate 3", "Booth"]).exists()
+
+    def test_a_path_a_thousand_levels_deep_is_a_row_error_not_a_server_error(self, analyst, client):
+        # Its new places were made by recursion, a level at a time: a RecursionError, a 500.
+        path = " > ".join(["China", *(f"Deep {level}" for level in range(1, 1500))])
+        content = f'{HEADER},places\nT,forced-repatriation,2023-01-01,2023-01-01,"{path}"\n'
+        make_place(name="China", kind="country", country="CN")
+        client.force_login(analyst)
+
+        answer = client.post(
+            "/admin/incidents/incident/import/", {"file": io.BytesIO(content.encode()), "create_missing": "on"}
+        )
+
+        assert answer.status_code == 400
+        assert "would be at level 1500. Choose a place higher up." in answer.text
+        assert Place.objects.count() == 1
 
     def test_create_missing_in_a_dry_run_creates_nothing(self, analyst, tmp_path):
         make_place(name="China", kind="country", country="CN")

@@ -15,7 +15,16 @@ from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Place, Source, VictimGroup
 from tests.api_support import API, client_for
 from tests.database_support import migrate_incidents_back_to
-from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_place,
+    make_source,
+    make_user,
+    place_chain,
+    type_chain,
+)
 from tests.test_admin import incident_post
 from tests.test_import import export, import_errors, run_import
 
@@ -106,6 +115,119 @@ def test_a_type_cannot_be_its_own_parent(client, reviewer):
     message = ["A type cannot be its own parent, directly or through others."]
     assert admin_answer.context["adminform"].form.errors["parent"] == message
     assert api_answer.json()["parent"] == message
+
+
+def place_too_deep(what: str, level: int) -> list[str]:
+    return [
+        "Places nest at most 10 levels deep (country > province > city > district > village is five): "
+        f"here {what} would be at level {level}. Choose a place higher up."
+    ]
+
+
+def type_too_deep(what: str, level: int) -> list[str]:
+    return [
+        f"Incident types nest at most 10 levels deep: here {what} would be at level {level}. Choose a type higher up."
+    ]
+
+
+class TestTreesNestAtMostTenLevels:
+    """Places and incident types nest at most TREE_LEVELS_MAX (10) levels deep, at every door. An
+    analyst hung places and types one below the other without limit: 1,100 types broke the public
+    pages (a recursion a level), 1,500 places below a town kept it from being marked sensitive."""
+
+    def test_a_new_place_below_the_tenth_level_is_refused_naming_its_parent(self, client, reviewer):
+        chain = place_chain(10, name="China", country="CN")
+        form = {**PLACE_FORM, "name": "Gate 3", "kind": "crossing", "country": "", "latitude": "", "longitude": ""}
+
+        admin_answer = client.post(reverse("admin:incidents_place_add"), {**form, "parent": str(chain[-1].pk)})
+        api_answer = client_for(reviewer).post(
+            f"{API}/places/", {"name": "Gate 3", "kind": "crossing", "parent": chain[-1].pk}, format="json"
+        )
+        at_the_tenth = client_for(reviewer).post(
+            f"{API}/places/", {"name": "Gate 3", "kind": "crossing", "parent": chain[-2].pk}, format="json"
+        )
+
+        assert admin_answer.context["adminform"].form.errors["parent"] == place_too_deep("it", 11)
+        assert api_answer.status_code == 400
+        assert api_answer.json()["parent"] == place_too_deep("it", 11)
+        assert at_the_tenth.status_code == 201
+        assert list(Place.objects.filter(name="Gate 3").values_list("parent", flat=True)) == [chain[-2].pk]
+
+    def test_a_place_moved_with_the_places_inside_it_is_refused_naming_the_deepest(self, reviewer):
+        china = place_chain(6, name="China", country="CN")
+        korea = place_chain(6, name="North Korea", country="KP")
+
+        def move(place: Place, parent: Place):
+            place.refresh_from_db()
+            body = {"parent": parent.pk, "version": place.version}
+            return client_for(reviewer).patch(f"{API}/places/{place.pk}/", body, format="json")
+
+        refused = move(korea[1], china[-1])  # it at level 7, the four levels inside it down to 11
+        accepted = move(korea[2], china[-1])  # down to 10
+
+        assert refused.status_code == 400
+        assert refused.json()["parent"] == place_too_deep("the deepest place inside it", 11)
+        assert accepted.status_code == 200
+        assert Place.objects.get(pk=korea[-1].pk).parent.parent.parent.parent == china[-1]
+
+    def test_a_place_stored_deeper_before_the_rule_may_still_be_edited_marked_and_moved_up(self):
+        chain = place_chain(12, name="China", country="CN", latitude=42.5, longitude=129.5)
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+
+        renamed = reviewer.patch(
+            f"{API}/places/{chain[-1].pk}/", {"name": "Gate 3", "version": chain[-1].version}, format="json"
+        )
+        marked = reviewer.patch(
+            f"{API}/places/{chain[0].pk}/", {"sensitive": True, "version": chain[0].version}, format="json"
+        )
+        moved_up = reviewer.patch(
+            f"{API}/places/{chain[-1].pk}/",
+            {"parent": chain[2].pk, "version": renamed.json()["version"]},
+            format="json",
+        )
+
+        assert (renamed.status_code, marked.status_code, moved_up.status_code) == (200, 200, 200)
+        assert Place.objects.get(pk=chain[-1].pk).within_sensitive
+
+    def test_a_new_type_below_the_tenth_level_is_refused_naming_its_parent(self, client, reviewer):
+        chain = type_chain(10)
+        form = {"slug": "level-11", "name": "Level 11", "description": ""}
+
+        admin_answer = client.post(reverse("admin:incidents_incidenttype_add"), {**form, "parent": str(chain[-1].pk)})
+        api_answer = client_for(reviewer).post(
+            f"{API}/incident-types/", {**form, "parent": chain[-1].slug}, format="json"
+        )
+        at_the_tenth = client_for(reviewer).post(
+            f"{API}/incident-types/", {**form, "parent": chain[-2].slug}, format="json"
+        )
+
+        assert admin_answer.context["adminform"].form.errors["parent"] == type_too_deep("it", 11)
+        assert api_answer.status_code == 400
+        assert api_answer.json()["parent"] == type_too_deep("it", 11)
+        assert at_the_tenth.status_code == 201
+
+    def test_a_type_moved_with_its_sub_types_is_refused_naming_the_deepest(self, reviewer):
+        deep, other = type_chain(8), type_chain(3, prefix="other")
+
+        answer = client_for(reviewer).patch(
+            f"{API}/incident-types/{other[0].pk}/",
+            {"parent": deep[-1].slug, "version": other[0].version},
+            format="json",
+        )
+
+        assert answer.status_code == 400
+        assert answer.json()["parent"] == type_too_deep("the deepest type under it", 11)
+
+    def test_a_type_under_one_of_its_own_sub_types_is_still_a_loop(self, reviewer):
+        chain = type_chain(3)
+
+        answer = client_for(reviewer).patch(
+            f"{API}/incident-types/{chain[0].pk}/",
+            {"parent": chain[-1].slug, "version": chain[0].version},
+            format="json",
+        )
+
+        assert answer.json()["parent"] == ["A type cannot be its own parent, directly or through others."]
 
 
 def test_a_source_cannot_cite_itself(client, reviewer):

@@ -37,6 +37,7 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    type_chain,
 )
 from tracker.settings import catalog_languages
 
@@ -554,6 +555,21 @@ def test_a_type_counts_its_sub_types_incidents_and_lists_them_beneath_it():
     assert [(value["label"], value["depth"], value["incidents"]) for value in facets["type"]["values"]] == [
         ("Execution", 0, 2),
         ("Extrajudicial execution", 1, 1),
+    ]
+
+
+def test_a_chain_of_types_deeper_than_pythons_recursion_limit_leaves_the_pages_up():
+    # Stored before types nested at most 10 levels: the facet ordered the types by a recursion a
+    # level, and the home page and the map answered every visitor 500 (RecursionError).
+    chain = type_chain(1100)
+    make_incident(incident_type=chain[-1])
+    client = Client()
+    home, map_page = client.get("/"), client.get("/map/")
+    assert (home.status_code, map_page.status_code) == (200, 200)
+    values = {facet["name"]: facet for facet in home.context["facets"]}["type"]["values"]
+    assert [(value["label"], value["depth"], value["incidents"]) for value in (values[0], values[-1])] == [
+        ("Level 1", 0, 1),
+        ("Level 1100", 1099, 1),
     ]
 
 
