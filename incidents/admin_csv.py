@@ -8,6 +8,7 @@ and an import page (`<changelist>/import/`: upload, then a preview with one "Imp
 
 import io
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation
@@ -20,6 +21,7 @@ from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
 from incidents.importers import Duplicates, csv_file_text, import_incidents_csv
 from incidents.models import Incident
+from tracker.uploads import takes_file
 
 # Between preview and confirm the file waits in the session, which lives in the database, so the
 # confirmation may reach any app server.
@@ -35,7 +37,11 @@ class IncidentCsvAdminMixin:
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("export.csv", self.admin_site.admin_view(self.export_changelist_csv), name=f"{name}_export_csv"),
-            path("import/", self.admin_site.admin_view(self.import_csv_view), name=f"{name}_import_csv"),
+            path(
+                "import/",
+                self.admin_site.admin_view(takes_file("file", lambda: settings.IMPORT_MAX_BYTES)(self.import_csv_view)),
+                name=f"{name}_import_csv",
+            ),
             *super().get_urls(),
         ]
 
