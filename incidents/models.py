@@ -2462,3 +2462,23 @@ class IncidentWithdrawal(models.Model):
 
     def __str__(self):
         return f"{self.public_id} withdrawn at {self.withdrawn_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingImport(models.Model):
+    """An admin import's file between its preview and its confirmation (incidents.admin_csv). One
+    per account, which a new upload replaces and the confirmation deletes: the database holds at
+    most one file of TRACKER_IMPORT_MAX_BYTES per account, however many sessions it opens, and reads
+    it only to confirm. The file was kept in the session, read and decoded again on every request
+    of that browser, one per session. The session holds `key` only, so a preview's page confirms
+    the file it showed, not one uploaded since in another tab ("upload the file again")."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=32)
+    # The file's text as UTF-8 (importers.csv_file_text), bytes so that any character it holds fits.
+    content = models.BinaryField()
+    file_name = models.CharField(max_length=255)
+    create_missing = models.BooleanField()
+    uploaded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.file_name} waiting to be imported by user {self.user_id}"
