@@ -7,6 +7,8 @@ insert triggers (or the incidents' update triggers) off while they record those 
 themselves.
 """
 
+import functools
+import operator
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,6 +172,7 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
             models.Q(pgh_obj_model=Claim._meta.label) & models.Q(event_source__in=hidden_sources)
         )
         events = _outside_hidden_periods(events, obj, user)
+        events = _outside_linked_incidents_periods(events, obj, user)
     return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
 
 
@@ -186,6 +189,8 @@ def hidden_periods(subject: models.Model, user) -> list[tuple[datetime, datetime
         return confidential_periods(subject)
     if isinstance(subject, Response):
         return _response_hidden_periods(subject)
+    if type(subject) in _LINKS_BETWEEN_INCIDENTS:
+        return _link_hidden_periods(subject)
     return []
 
 
@@ -196,27 +201,112 @@ def _kept_in_hidden_periods(subject: models.Model) -> tuple[str, ...]:
     return (Incident._meta.label,) if isinstance(subject, Incident) else ()
 
 
+def _during(periods: list[tuple[datetime, datetime | None]]) -> models.Q:
+    """Events recorded in any of `periods` (at least one)."""
+    return _any(
+        models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
+        for start, end in periods
+    )
+
+
+def _any(conditions) -> models.Q:
+    return functools.reduce(operator.or_, conditions)
+
+
 def _outside_hidden_periods(events: models.QuerySet, subject: models.Model, user) -> models.QuerySet:
     """`events` without those recorded while `subject` was hidden from `user` (`hidden_periods`)."""
+    periods = hidden_periods(subject, user)
+    if not periods:
+        return events
     kept = models.Q(pgh_obj_model__in=_kept_in_hidden_periods(subject))
-    for start, end in hidden_periods(subject, user):
-        during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
-        events = events.exclude(during & ~kept)
-    return events
+    return events.exclude(_during(periods) & ~kept)
+
+
+# The records that link two incidents, by the columns naming them: a duplicate pair (its decision
+# and note), a merge (its note, its undo). Each is shown with both incidents, on the history of each
+# and on its own, so what it recorded while either was confidential is hidden as that incident's own
+# records' are (`confidential_periods`): a pair decided "same as informant K's account" while the
+# other incident was confidential said so on the public one's history once the other was made public.
+_LINKS_BETWEEN_INCIDENTS = {
+    DuplicatePair: ("incident_a_id", "incident_b_id"),
+    IncidentMerge: ("survivor_id", "merged_id"),
+}
+
+
+def _linked_incident_ids(event) -> list[int]:
+    """The incidents an event of a record linking two incidents names (none for other records)."""
+    model = apps.get_model(event.pgh_obj_model)
+    data = event.pgh_data or {}
+    return [data[column] for column in _LINKS_BETWEEN_INCIDENTS.get(model, ()) if data.get(column) is not None]
+
+
+def _outside_linked_incidents_periods(events: models.QuerySet, incident: Incident, user) -> models.QuerySet:
+    """`events` of `incident`'s history without those of a record linking it to another incident
+    (`_LINKS_BETWEEN_INCIDENTS`) recorded while that other one was confidential, for readers without
+    Confidential access (`incident`'s own periods are `_outside_hidden_periods`'). No query of its own:
+    the other incidents' periods are read with `incident`'s (`confidential_periods`)."""
+    hidden = [
+        models.Q(pgh_obj_model=model._meta.label)
+        & _any(models.Q(**{f"pgh_data__{column}": other}) for column in columns)
+        & _during(periods)
+        for other, periods in linked_incidents_periods(incident, user).items()
+        for model, columns in _LINKS_BETWEEN_INCIDENTS.items()
+    ]
+    return events.exclude(_any(hidden)) if hidden else events
+
+
+def _confidential_periods_by_incident(incident_ids) -> dict[int, list[tuple[datetime, datetime | None]]]:
+    """When each of `incident_ids` (a list or a subquery) was confidential, by its own recorded
+    states, oldest first: from the time of the change that made it confidential (or created it so)
+    until that of the change that made it public (None: it still is). Incidents never confidential,
+    or with no recorded history, are left out. One query."""
+    states = (
+        Incident.pgh_event_model.objects.filter(pgh_obj_id__in=incident_ids)
+        .order_by("pgh_obj_id", "pgh_id")
+        .values_list("pgh_obj_id", "pgh_created_at", "confidential")
+    )
+    by_incident = {
+        incident: _periods((at, confidential) for _, at, confidential in recorded)
+        for incident, recorded in groupby(states, key=itemgetter(0))
+    }
+    return {incident: periods for incident, periods in by_incident.items() if periods}
 
 
 def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | None]]:
-    """When `incident` was confidential, by its own recorded states, oldest first: from the time of
-    the change that made it confidential (or created it so) until that of the change that made it
-    public (None: it still is). One query, kept on the incident for the rest of the request."""
+    """When `incident` was confidential (`_confidential_periods_by_incident`). One query, kept on the
+    incident for the rest of the request, which also reads those of the incidents it shares a
+    duplicate pair or a merge with (`linked_incidents_periods`)."""
     if not hasattr(incident, "_confidential_periods"):
-        states = (
-            Incident.pgh_event_model.objects.filter(pgh_obj_id=incident.pk)
-            .order_by("pgh_id")
-            .values_list("pgh_created_at", "confidential")
-        )
-        incident._confidential_periods = _periods(states)
+        linked = [Incident.objects.filter(pk=incident.pk).values("pk")]
+        for model, columns in _LINKS_BETWEEN_INCIDENTS.items():
+            naming = model.pgh_event_model.objects.filter(_any(models.Q(**{column: incident.pk}) for column in columns))
+            linked += [naming.values(column) for column in columns]
+        periods = _confidential_periods_by_incident(linked[0].union(*linked[1:], all=True))
+        incident._confidential_periods = periods.pop(incident.pk, [])
+        incident._linked_incidents_periods = periods
     return incident._confidential_periods
+
+
+def linked_incidents_periods(incident: models.Model, user) -> dict[int, list[tuple[datetime, datetime | None]]]:
+    """When each incident that `incident` shares a duplicate pair or a merge with was confidential,
+    by id, for a reader without Confidential access (none for other readers or other records): the
+    events of those links recorded then are hidden from them (`_LINKS_BETWEEN_INCIDENTS`)."""
+    if can_see_confidential(user) or not isinstance(incident, Incident):
+        return {}
+    confidential_periods(incident)
+    return incident._linked_incidents_periods
+
+
+def _link_hidden_periods(link: models.Model) -> list[tuple[datetime, datetime | None]]:
+    """When either incident `link` (a pair, a merge) names was confidential, oldest first (periods
+    of the two may overlap). One query, kept on the record for the rest of the request."""
+    if not hasattr(link, "_hidden_periods"):
+        ids = [getattr(link, column) for column in _LINKS_BETWEEN_INCIDENTS[type(link)]]
+        by_incident = _confidential_periods_by_incident(ids)
+        link._hidden_periods = sorted(
+            (period for periods in by_incident.values() for period in periods), key=itemgetter(0)
+        )
+    return link._hidden_periods
 
 
 def _response_hidden_periods(response: Response) -> list[tuple[datetime, datetime | None]]:
@@ -295,14 +385,20 @@ def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tupl
     `_kept_in_hidden_periods`): their diffs' values before are those of a state
     `history_visible_to` hides from them. One query per kind of record with such an event on the
     page, none for a record never hidden."""
-    periods = hidden_periods(subject, user)
-    if not periods:
+    own, linked = hidden_periods(subject, user), linked_incidents_periods(subject, user)
+    if not own and not linked:
         return set()
     kept = _kept_in_hidden_periods(subject)
-    wanted = defaultdict(list)
+    wanted, periods_of = defaultdict(list), {}
     for event in events:
-        if event.pgh_diff and event.pgh_obj_model not in kept:
+        if not event.pgh_diff:
+            continue
+        # A pair's or a merge's events also while its other incident was confidential.
+        periods = [*([] if event.pgh_obj_model in kept else own)]
+        periods += [period for other in _linked_incident_ids(event) for period in linked.get(other, ())]
+        if periods:
             wanted[event.pgh_model].append(event.pgh_id)
+            periods_of[event.pgh_model, event.pgh_id] = periods
     found = set()
     for label, ids in wanted.items():
         event_model = apps.get_model(label)
@@ -316,7 +412,9 @@ def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tupl
             .annotate(before=Subquery(previous))
             .values_list("pgh_id", "before")
         ):
-            if before is not None and any(start <= before and (end is None or before < end) for start, end in periods):
+            if before is not None and any(
+                start <= before and (end is None or before < end) for start, end in periods_of[label, pgh_id]
+            ):
                 found.add((label, pgh_id))
     return found
 
