@@ -502,6 +502,34 @@ class TestHistory:
         assert events[0]["data"]["note"] == "Different towns"
         assert "informant K" not in answer + pages and "Different towns" in pages
 
+    @pytest.mark.django_db(transaction=True)
+    def test_a_claims_states_while_its_source_was_confidential_stay_hidden_once_the_source_is_public(self, client):
+        insider, analyst = make_user(roles.REVIEWER, confidential=True), make_user(roles.ANALYST)
+        incident, informant = make_incident(), make_source(title="Informant K", confidential=True)
+        claim = make_claim(incident=incident, source=informant, excerpt="Kim Chol-su crossed at night")
+        writer = client_for(insider)
+        rows = [{"id": claim.pk, "source": informant.pk, "excerpt": "A man crossed at night"}]
+        assert writer.patch(incident_url(incident), {"claims": rows, "version": 1}, format="json").status_code == 200
+        body = {"title": "Testimony", "confidential": False, "version": informant.version}
+        assert writer.patch(f"{API}/sources/{informant.pk}/", body, format="json").status_code == 200
+
+        # Changed again once its source is public: to the analyst it appears now, with no values before.
+        rows = [{"id": claim.pk, "source": informant.pk, "excerpt": "A man crossed at dawn"}]
+        assert writer.patch(incident_url(incident), {"claims": rows, "version": 3}, format="json").status_code == 200
+
+        answer = client_for(analyst).get(incident_url(incident, "history/"))
+        client.force_login(analyst)
+        page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk])).content.decode()
+
+        told = answer.content.decode() + page
+        assert "Kim Chol-su" not in told and "at night" not in told and "at dawn" in told
+        claims = [event for event in results(answer) if event["record"] == "incidents.Claim"]
+        assert [(event["summary"], event["action"], event["changes"]) for event in claims] == [
+            ("Claim (Testimony) added", "insert", None)
+        ]
+        insider_reads = client_for(insider).get(incident_url(incident, "history/")).content.decode()
+        assert "Kim Chol-su" in insider_reads and "at night" in insider_reads
+
 
 class TestHistoryOfDeletedRecords:
     """A deleted claim's or pair's row is gone; its events say what it was. Both doors show them to
