@@ -2354,8 +2354,9 @@ class DuplicatePair(models.Model):
 
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
-    incidents share in the duplicates' score (`incidents.duplicates.word_frequencies`): counted over
-    every incident by the whole-database run, then read by each rescoring. One row. Kept in the
+    incidents share in the duplicates' score, and how many candidates an incident has, which sets its
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
+    run, then read by each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a
@@ -2364,11 +2365,21 @@ class DuplicateWordFrequencies(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     incidents_counted = models.PositiveIntegerField()
     frequencies = models.JSONField(help_text="Each word, with how many of the incidents counted use it.")
+    candidates_per_incident = models.FloatField(
+        null=True,
+        help_text="How many candidate pairs blocking made per incident, which sets the score's prior; "
+        "empty if counted before it was (counted again at the next rescoring).",
+    )
     counted_at = models.DateTimeField()
 
     class Meta:
         verbose_name_plural = "duplicate word frequencies"
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="duplicate_word_frequencies_one_row")]
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="duplicate_word_frequencies_one_row"),
+            models.CheckConstraint(
+                condition=Q(candidates_per_incident__gte=0), name="duplicate_candidates_per_incident_not_negative"
+            ),
+        ]
 
     def __str__(self):
         return f"Word frequencies of {self.incidents_counted} incidents, counted at {self.counted_at:%Y-%m-%d %H:%M}"
