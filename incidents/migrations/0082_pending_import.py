@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0080_duplicate_pair_history_without_score"),
+        ("incidents", "0081_duplicate_candidates_per_incident"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
