@@ -1,6 +1,7 @@
 from datetime import MAXYEAR, MINYEAR, date, timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
@@ -121,6 +122,32 @@ class ConfirmedChangesMixin:
         return super().response_action(request, queryset, **kwargs)
 
 
+class PossibleSelectionMixin:
+    """A list's action runs on the rows its checkboxes send (`_selected_action`), which Django
+    filters as posted (`pk__in`): a value that cannot be an id of the list (`x`, a NUL, a number
+    past the column's range) raised ValueError or reached the database, a 500 for any staff member.
+    Such a selection is refused with a message naming it, and the list is shown again; nothing is
+    changed."""
+
+    def response_action(self, request, queryset, **kwargs):
+        primary_key = self.model._meta.pk
+        for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                if "\x00" in value:
+                    raise ValidationError("NUL")
+                primary_key.clean(value, None)
+            except ValidationError:
+                shown = value.replace("\x00", "\\0")[:40]
+                self.message_user(
+                    request,
+                    f"The selection “{shown}” is not a {self.model._meta.verbose_name} of this list: "
+                    "nothing was changed. Select the rows again.",
+                    messages.ERROR,
+                )
+                return None
+        return super().response_action(request, queryset, **kwargs)
+
+
 class RecordedAutocompleteJsonView(AutocompleteJsonView):
     """The admin's autocomplete (a claim's source, a response's incidents…): a search past the
     bounds offers no choice, and the confidential incidents and sources offered are recorded
@@ -234,8 +261,9 @@ class TrackerAdminSite(admin.AdminSite):
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
     bounds of BoundedSearchMixin, filters by values a filter can send (PossibleFilterValuesMixin),
-    draws a form sent back with any value in its autocompletes (HeldChoicesAdminMixin), and asks for a
-    recent confirmation before changing accounts (ConfirmedChangesMixin)."""
+    draws a form sent back with any value in its autocompletes (HeldChoicesAdminMixin), runs an action
+    only on a selection of ids (PossibleSelectionMixin), and asks for a recent confirmation before
+    changing accounts (ConfirmedChangesMixin)."""
 
     # The list of every model beside each page took a fifth of a 1280-pixel screen: the incidents'
     # list, between it and its filters, hid its Verification and Review state columns behind a
@@ -246,7 +274,14 @@ class TrackerAdminSite(admin.AdminSite):
         admin_class = admin_class or admin.ModelAdmin
         bounded = type(
             admin_class.__name__,
-            (ConfirmedChangesMixin, BoundedSearchMixin, PossibleFilterValuesMixin, HeldChoicesAdminMixin, admin_class),
+            (
+                ConfirmedChangesMixin,
+                PossibleSelectionMixin,
+                BoundedSearchMixin,
+                PossibleFilterValuesMixin,
+                HeldChoicesAdminMixin,
+                admin_class,
+            ),
             {"__module__": admin_class.__module__},
         )
         super().register(model_or_iterable, bounded, **options)

@@ -10,7 +10,8 @@ anyone allowed to change groups give every member of a role any permission: an a
   incidents.roles keeps or gives a role one of their names (each migrate gives the role of that
   name its permissions), deletes a role that has members, or changes, sets the password of, makes
   a setup link for, removes the second factor of, clears the failed sign-ins of or deletes a
-  superuser's account or one holding permissions the actor lacks;
+  superuser's account or one holding permissions the actor lacks (what its roles and its own
+  permissions give, active or not: `held_permissions`);
 - anyone else gives or takes only roles and permissions they hold themselves;
 - nobody changes their own roles, permissions, superuser or staff status: another administrator
   must;
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 from incidents import roles
 
@@ -59,6 +61,21 @@ def account_powers(account) -> Powers:
 
 def _codes(permissions: Iterable[Permission]) -> set[str]:
     return {f"{permission.content_type.app_label}.{permission.codename}" for permission in permissions}
+
+
+def held_permissions(account) -> set[str]:
+    """Every permission `account` holds ("app_label.codename"), through its roles or its own, active
+    or not; every permission there is for a superuser. The measure of an account's power, for
+    whoever acts and for the account acted on alike. Not Django's get_all_permissions(), which is
+    empty for an inactive account: a deactivated Reviewer with Confidential access held "nothing the
+    manager lacked", so whoever could change users set its password, removed its second factor and
+    made it active again, with its roles. One query (none for an unsaved account)."""
+    if account is None or account.pk is None:
+        return set()
+    permissions = Permission.objects.all()
+    if not account.is_superuser:
+        permissions = permissions.filter(Q(user__pk=account.pk) | Q(group__user__pk=account.pk))
+    return {f"{app}.{code}" for app, code in permissions.values_list("content_type__app_label", "codename")}
 
 
 def _group_codes(group: Group) -> set[str]:
@@ -131,7 +148,7 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
             confidential = {group for group in changed if _is_confidential_role(group)}
             if confidential:
                 refuse("groups", CONFIDENTIAL_REFUSAL)
-            held = actor.get_all_permissions()
+            held = held_permissions(actor)
             beyond = [group for group in changed - confidential if _group_codes(group) - held]
             if beyond:
                 refuse(
@@ -148,7 +165,7 @@ def account_change_refusals(*, actor, account, before: Powers, after: Powers) ->
             changed = added_permissions | removed_permissions
             if _opens_confidential(_codes(changed)):
                 refuse("user_permissions", CONFIDENTIAL_REFUSAL)
-            held = actor.get_all_permissions()
+            held = held_permissions(actor)
             beyond = [permission for permission in changed if _codes([permission]) - held]
             if beyond:
                 refuse(
@@ -203,13 +220,16 @@ def account_control_refusal(*, actor, account, action: str = "change") -> str | 
     """Why `actor` may not `action` (change, delete, set the password of, make a setup link for)
     `account` as a whole, or None: whoever took over an account holding more than they do (its
     password set, a setup link for its first app) would hold its powers. A superuser's account is
-    a superuser's; another's needs every permission it holds (one query each account, none for a
-    superuser actor or a new account)."""
+    a superuser's; another's needs every permission it holds (`held_permissions`), active or not:
+    a deactivated account holds its roles still, and whoever controls it may make it active again
+    (two queries each account, none for a superuser actor or a new account)."""
     if actor.is_superuser or account.pk is None or account.pk == actor.pk:
         return None
+    # As the database holds it: an account's powers are the stored ones, not a form's unsaved edits.
+    account = get_user_model().objects.filter(pk=account.pk).first() or account
     if account.is_superuser:
         return f"Only a superuser may {action} a superuser's account."
-    beyond = sorted(get_user_model().objects.get(pk=account.pk).get_all_permissions() - actor.get_all_permissions())
+    beyond = sorted(held_permissions(account) - held_permissions(actor))
     if beyond:
         return (
             f"Only a superuser may {action} {account.get_username()}'s account: it holds permissions you do not "

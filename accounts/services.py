@@ -121,11 +121,21 @@ def code_fits_device(device: Device, code: str) -> bool:
     return not isinstance(device, TOTPDevice) or (code.isdigit() and len(code) == device.digits)
 
 
-def authenticator_start(*, user) -> TOTPDevice:
-    """The authenticator-app device `user` is setting up: the one begun earlier and not yet
-    confirmed, or a new one. Its secret is shown to the user until a code confirms it."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
-    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+@transaction.atomic
+def authenticator_start(*, user, pending_id: int | None = None) -> TOTPDevice:
+    """The authenticator-app device `user` is setting up in one session: `pending_id`, the one that
+    session began and has not confirmed yet (the caller keeps it in the session), or a new one,
+    which replaces any other unconfirmed one. Its secret is shown to that session alone until a code
+    confirms it: every session of the account was shown the same unconfirmed app, so whoever held a
+    signed-in session's cookie for a moment read its key, and owned the second factor once the
+    owner, later and in their own session, moved to that app. Another session's unconfirmed app is
+    deleted rather than kept, so an account has one at most: that session's page then makes a new
+    one, whose key is not the one it showed (`pending_id` no longer names it)."""
+    unconfirmed = TOTPDevice.objects.filter(user=user, confirmed=False)
+    if pending_id is not None and (device := unconfirmed.filter(pk=pending_id).first()) is not None:
+        return device
+    unconfirmed.delete()
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
 class SetupLinkNeeded(PermissionDenied):

@@ -46,6 +46,9 @@ from accounts.services import (
 
 # The setup link this session opened (accounts.SetupLink's id), kept across the sign-in it leads to.
 SETUP_LINK_SESSION_KEY = "accounts_setup_link"
+# The unconfirmed authenticator app this session was shown (TOTPDevice's id): its key is this
+# session's alone (accounts.services.authenticator_start).
+PENDING_APP_SESSION_KEY = "accounts_pending_app"
 
 
 def page(request, template: str, context: dict, status: int = 200) -> TemplateResponse:
@@ -173,12 +176,26 @@ def two_factor_setup(request):
         setup_link_id = request.session.get(SETUP_LINK_SESSION_KEY)
         if not setup_link_usable(user=user, setup_link_id=setup_link_id):
             return setup_link_needed(request)
-    device = authenticator_start(user=user)
+    pending_id = request.session.get(PENDING_APP_SESSION_KEY)
+    device = authenticator_start(user=user, pending_id=pending_id)
+    request.session[PENDING_APP_SESSION_KEY] = device.pk
+    # A code confirms only the key this session was shown: if another session began an app since,
+    # which replaced this one's, the page shows a new key and checks no code against it.
+    shown = device.pk == pending_id
     form = CodeForm(request.POST or None)
     # The current app's code is checked (used up, or counted by the lockout) only beside a new
     # app's code: asked for again, unchecked, when that is missing.
-    current_app_form = CurrentAppCodeForm(request.POST if form.is_bound and form.is_valid() else None, request=request)
-    if request.method == "POST" and form.is_valid() and current_app_form.is_valid():
+    # Nor beside a code of a key this session was not shown, which is not checked.
+    current_app_form = CurrentAppCodeForm(
+        request.POST if shown and form.is_bound and form.is_valid() else None, request=request
+    )
+    if request.method == "POST" and form.is_valid() and not shown:
+        form.add_error(
+            "code",
+            "This page's key was replaced: an app was being set up for your account in another browser. "
+            "Scan the new QR code (or type its key), then type the code the app shows.",
+        )
+    elif request.method == "POST" and form.is_valid() and current_app_form.is_valid():
         try:
             codes = authenticator_confirm(
                 user=user,
@@ -197,6 +214,7 @@ def two_factor_setup(request):
         else:
             if codes is not None:
                 request.session.pop(SETUP_LINK_SESSION_KEY, None)
+                request.session.pop(PENDING_APP_SESSION_KEY, None)
                 request.session.cycle_key()
                 otp_login(request, device)
                 return page(

@@ -79,6 +79,8 @@ def main(truth_path: str) -> None:
     for name, weight in zip([*named, "prior (BASE_EVIDENCE + UNSHARED)"], weights, strict=True):
         print(f"  {name}: {weight:+.2f}")
     print(f"  so BASE_EVIDENCE {weights[-1] - UNSHARED_ORIGINS:+.2f} with UNSHARED_ORIGINS_EVIDENCE {UNSHARED_ORIGINS}")
+    # The prior fitted is that of this database's density (`duplicates.prior` moves it by others').
+    print(f"  and FITTED_CANDIDATES_PER_INCIDENT {len(pairs) / len(ids):.1f}")
     scores = 1 / (1 + np.exp(-(design @ weights)))
     for threshold in (0.5, 0.6, 0.65, 0.7, 0.8, 0.9):
         proposed = scores >= threshold

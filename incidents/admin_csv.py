@@ -7,7 +7,9 @@ and an import page (`<changelist>/import/`: upload, then a preview with one "Imp
 """
 
 import io
+import secrets
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation
@@ -19,10 +21,11 @@ from django.urls import path, reverse
 from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
 from incidents.importers import Duplicates, csv_file_text, import_incidents_csv
-from incidents.models import Incident
+from incidents.models import Incident, PendingImport
+from tracker.uploads import takes_file
 
-# Between preview and confirm the file waits in the session, which lives in the database, so the
-# confirmation may reach any app server.
+# Between preview and confirm the file waits in the database (PendingImport, one per account), so
+# the confirmation may reach any app server; the session holds only its key.
 PENDING_IMPORT_SESSION_KEY = "incidents_pending_csv_import"
 
 
@@ -35,7 +38,11 @@ class IncidentCsvAdminMixin:
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("export.csv", self.admin_site.admin_view(self.export_changelist_csv), name=f"{name}_export_csv"),
-            path("import/", self.admin_site.admin_view(self.import_csv_view), name=f"{name}_import_csv"),
+            path(
+                "import/",
+                self.admin_site.admin_view(takes_file("file", lambda: settings.IMPORT_MAX_BYTES)(self.import_csv_view)),
+                name=f"{name}_import_csv",
+            ),
             *super().get_urls(),
         ]
 
@@ -110,17 +117,26 @@ class IncidentCsvAdminMixin:
                 return self._upload_page(request, context, report=report)
             # Valid, hence readable (UTF-8 or UTF-16 with its mark) and within the size limit.
             upload.seek(0)
-            request.session[PENDING_IMPORT_SESSION_KEY] = {
-                "content": csv_file_text(upload.read()),
-                "create_missing": create_missing,
-                "file_name": upload.name,
-            }
+            key = secrets.token_hex(16)
+            PendingImport.objects.update_or_create(
+                user=request.user,
+                defaults={
+                    "key": key,
+                    "content": csv_file_text(upload.read()).encode(),
+                    "create_missing": create_missing,
+                    "file_name": upload.name.replace("\x00", ""),
+                },
+            )
+            request.session[PENDING_IMPORT_SESSION_KEY] = key
             return self._preview_page(request, context, report)
         return self._upload_page(request, context)
 
     def _import_pending_csv(self, request, context):
-        pending = request.session.get(PENDING_IMPORT_SESSION_KEY)
+        key = request.session.get(PENDING_IMPORT_SESSION_KEY)
+        pending = PendingImport.objects.filter(user=request.user, key=key).first() if isinstance(key, str) else None
         if pending is None:
+            # Never previewed, already imported, or replaced by a file uploaded since (another tab).
+            request.session.pop(PENDING_IMPORT_SESSION_KEY, None)
             messages.error(request, "Nothing is waiting to be imported: upload the file again.")
             return HttpResponseRedirect(request.path)
         choice = request.POST.get("duplicates")
@@ -141,6 +157,8 @@ class IncidentCsvAdminMixin:
             if not preview.errors:
                 return self._preview_page(request, context, preview, status=409, import_error=report.errors[0].message)
         request.session.pop(PENDING_IMPORT_SESSION_KEY)
+        # Unless another tab's upload replaced it meanwhile.
+        PendingImport.objects.filter(pk=pending.pk, key=key).delete()
         if report.errors:
             return self._upload_page(request, context, report=report)
         messages.success(request, report.summary())
@@ -149,10 +167,10 @@ class IncidentCsvAdminMixin:
     @staticmethod
     def _import_pending(request, pending, **options):
         return import_incidents_csv(
-            io.BytesIO(pending["content"].encode()),
+            io.BytesIO(pending.content),
             user=request.user,
-            create_missing=pending["create_missing"],
-            file_name=pending["file_name"],
+            create_missing=pending.create_missing,
+            file_name=pending.file_name,
             **options,
         )
 

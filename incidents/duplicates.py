@@ -33,13 +33,14 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, Func, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTransform
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
@@ -196,66 +197,71 @@ def _overlapping_later(members: list[tuple[int, int, int]], window: int) -> Iter
             yield (incident_id, other) if incident_id < other else (other, incident_id)
 
 
-def _blocking_groups(places: _Places) -> tuple[dict, dict, dict[int, _Located]]:
+class _Blocking:
     """The whole database (merged incidents left out) grouped for blocking: by key and type, and by
     country and type, each member (start, end, id); and each incident located. Two queries, read
     as streams, so that their million rows are not all held beside the groups."""
-    spans = {
-        incident_id: (incident_type_id, start.toordinal(), end.toordinal())
-        for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True)
-        .values_list("id", "incident_type_id", "date_start", "date_end")
-        .iterator(chunk_size=10_000)
-    }
-    places_of = defaultdict(list)
-    links = IncidentPlace.objects.values_list("incident_id", "place_id").iterator(chunk_size=10_000)
-    for incident_id, place_id in links:
-        if incident_id in spans:
-            places_of[incident_id].append(place_id)
-    located = {incident_id: places.locate(place_ids) for incident_id, place_ids in places_of.items()}
-    by_key, by_country = defaultdict(list), defaultdict(list)
-    for incident_id, location in located.items():
-        incident_type_id, start, end = spans[incident_id]
-        for key in location.keys:
-            by_key[(key, incident_type_id)].append((start, end, incident_id))
-        for country in location.countries:
-            by_country[(country, incident_type_id)].append((start, end, incident_id))
-    return by_key, by_country, located
 
+    def __init__(self, places: _Places):
+        spans = {
+            incident_id: (incident_type_id, start.toordinal(), end.toordinal())
+            for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True)
+            .values_list("id", "incident_type_id", "date_start", "date_end")
+            .iterator(chunk_size=10_000)
+        }
+        places_of = defaultdict(list)
+        links = IncidentPlace.objects.values_list("incident_id", "place_id").iterator(chunk_size=10_000)
+        for incident_id, place_id in links:
+            if incident_id in spans:
+                places_of[incident_id].append(place_id)
+        self.incidents = len(spans)
+        self.located = {incident_id: places.locate(place_ids) for incident_id, place_ids in places_of.items()}
+        self.by_key, self.by_country = defaultdict(list), defaultdict(list)
+        for incident_id, location in self.located.items():
+            incident_type_id, start, end = spans[incident_id]
+            for key in location.keys:
+                self.by_key[(key, incident_type_id)].append((start, end, incident_id))
+            for country in location.countries:
+                self.by_country[(country, incident_type_id)].append((start, end, incident_id))
 
-def _candidate_pairs_of_all(places: _Places) -> Iterator[tuple[int, int]]:
-    """Blocking over the whole database (merged incidents left out), in memory: incidents grouped
-    by key (and type), each group paired by date; then those placed only by a country, by country.
-    Each pair once, group by group, so that the pairs are scored as they come (`scored_pairs`)
-    and never all held: at 1,000,000 incidents a set of them took 22 GB."""
-    window = settings.DUPLICATE_WINDOW_DAYS
-    by_key, by_country, located = _blocking_groups(places)
-    for (key, _), members in by_key.items():
-        members.sort()
-        for a, b in _overlapping_later(members, window):
-            # A pair shares every key both incidents stand for (a city and its province), so it
-            # is found in each of those groups: it is given only from the smallest, which needs no
-            # memory of the pairs given. Both have `key`, so one with a single key shares no other.
-            keys_a, keys_b = located[a].keys, located[b].keys
-            if len(keys_a) == 1 or len(keys_b) == 1 or min(keys_a & keys_b) == key:
-                yield a, b
-    # Few incidents are placed only by a country: each is compared with its country's incidents.
-    # No key rule finds these pairs (one side has no key); two placed only by countries are found
-    # from both, and two naming several countries in each: each is given once, from its lower id
-    # among those placed only by a country, and from the smallest country both name.
-    for (country, _), members in by_country.items():
-        for start, end, incident_id in members:
-            location = located[incident_id]
-            if location.keys:
-                continue
-            for other_start, other_end, other in members:
-                if other == incident_id or other_start - window > end or start - window > other_end:
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """Incidents grouped by key (and type), each group paired by date; then those placed only
+        by a country, by country. Each pair once, group by group, so that the pairs are scored as
+        they come (`scored_pairs`) and never all held: at 1,000,000 incidents a set of them took 22 GB."""
+        window = settings.DUPLICATE_WINDOW_DAYS
+        located = self.located
+        for (key, _), members in self.by_key.items():
+            members.sort()
+            for a, b in _overlapping_later(members, window):
+                # A pair shares every key both incidents stand for (a city and its province), so it
+                # is found in each of those groups: it is given only from the smallest, which needs no
+                # memory of the pairs given. Both have `key`, so one with a single key shares no other.
+                keys_a, keys_b = located[a].keys, located[b].keys
+                if len(keys_a) == 1 or len(keys_b) == 1 or min(keys_a & keys_b) == key:
+                    yield a, b
+        # Few incidents are placed only by a country: each is compared with its country's incidents.
+        # No key rule finds these pairs (one side has no key); two placed only by countries are found
+        # from both, and two naming several countries in each: each is given once, from its lower id
+        # among those placed only by a country, and from the smallest country both name.
+        for (country, _), members in self.by_country.items():
+            for start, end, incident_id in members:
+                location = located[incident_id]
+                if location.keys:
                     continue
-                other_location = located[other]
-                if not other_location.keys and other < incident_id:
-                    continue
-                if len(location.countries) > 1 and min(location.countries & other_location.countries) != country:
-                    continue
-                yield (incident_id, other) if incident_id < other else (other, incident_id)
+                for other_start, other_end, other in members:
+                    if other == incident_id or other_start - window > end or start - window > other_end:
+                        continue
+                    other_location = located[other]
+                    if not other_location.keys and other < incident_id:
+                        continue
+                    if len(location.countries) > 1 and min(location.countries & other_location.countries) != country:
+                        continue
+                    yield (incident_id, other) if incident_id < other else (other, incident_id)
+
+    def candidates_per_incident(self) -> float:
+        """How many candidate pairs blocking makes per incident (counted, not held), which sets
+        the score's prior (`Features.prior`)."""
+        return sum(1 for _ in self.pairs()) / max(self.incidents, 1)
 
 
 def _candidate_pairs_of(incident_ids: Collection[int], places: _Places) -> set[tuple[int, int]]:
@@ -276,18 +282,29 @@ def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collectio
     """The blocked pairs (lower id first) of the whole database, or those of `incident` (or of
     each of `incident_ids`): the same rule, read from them. Two queries for given incidents."""
     if incident is None and not incident_ids:
-        return set(_candidate_pairs_of_all(_places()))
+        return set(_Blocking(_places()).pairs())
     return _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, _places())
 
 
-# --- How rare each word is ----------------------------------------------------------------------
+# --- What the score reads of the whole database -------------------------------------------------
 #
 # Two reports of one event share its particulars (a name, a prison, "karaoke bar"), and two reports
 # of different events share the words every report uses ("repatriated", "police", "border"). So
 # descriptions are compared as TF-IDF vectors (cosine), each word weighted by how few incidents
-# use it. The frequencies are counted over the whole database by the whole-database run and kept
-# (DuplicateWordFrequencies), so one incident is scored without reading every text; until then
-# they are counted on first need.
+# use it. And the fewer candidates an incident has, the likelier one of them reports its event: the
+# score's prior follows how many candidate pairs blocking makes per incident (`prior`). Both are
+# counted over the whole database by the whole-database run and kept (DuplicateWordFrequencies), so
+# one incident is scored without reading every text; until then, and again once the number of
+# incidents has changed by a quarter (and by RECOUNT_AFTER incidents at least), they are counted on
+# the next rescoring.
+
+RECOUNT_AFTER = 100
+
+
+class CorpusCounts(NamedTuple):
+    documents: int
+    frequencies: dict[str, int]
+    candidates_per_incident: float
 
 
 def _count_word_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
@@ -298,32 +315,47 @@ def _count_word_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
     return documents, dict(frequencies)
 
 
-def _keep_word_frequencies(counted: tuple[int, dict[str, int]]) -> None:
-    """Keep `counted` as the one row of DuplicateWordFrequencies, in one statement: two workers
+def _keep_counts(counts: CorpusCounts) -> None:
+    """Keep `counts` as the one row of DuplicateWordFrequencies, in one statement: two workers
     counting at once each write theirs, the last one stays."""
-    incidents_counted, frequencies = counted
     DuplicateWordFrequencies.objects.bulk_create(
         [
             DuplicateWordFrequencies(
-                incidents_counted=incidents_counted, frequencies=frequencies, counted_at=timezone.now()
+                incidents_counted=counts.documents,
+                frequencies=counts.frequencies,
+                candidates_per_incident=counts.candidates_per_incident,
+                counted_at=timezone.now(),
             )
         ],
         update_conflicts=True,
         unique_fields=["id"],
-        update_fields=["incidents_counted", "frequencies", "counted_at"],
+        update_fields=["incidents_counted", "frequencies", "candidates_per_incident", "counted_at"],
     )
 
 
-def word_frequencies(*, recount: bool = False) -> tuple[int, dict[str, int]]:
-    """(incidents counted, {word: incidents using it}), as kept, or counted over every incident's
-    title and description (one query) and kept. One query when kept."""
-    kept = None if recount else DuplicateWordFrequencies.objects.values_list("incidents_counted", "frequencies").first()
+def corpus_counts(places: _Places) -> CorpusCounts:
+    """The counts as kept, or counted over every incident (their titles and descriptions, one
+    query; blocking, two) and kept when none are, when they were kept before the candidates were
+    counted (migration 0081), or when the number of incidents has changed much since. One query
+    when kept."""
+    every_incident = Incident.objects.order_by().annotate(counted=Func(F("pk"), function="COUNT")).values("counted")
+    kept = (
+        DuplicateWordFrequencies.objects.annotate(incidents_now=Subquery(every_incident))
+        .values_list("incidents_counted", "frequencies", "candidates_per_incident", "incidents_now")
+        .first()
+    )
     if kept is not None:
-        return kept
+        documents, frequencies, candidates_per_incident, incidents_now = kept
+        changed = abs(incidents_now - documents)
+        if candidates_per_incident is not None and (changed < RECOUNT_AFTER or changed <= documents / 4):
+            return CorpusCounts(documents, frequencies, candidates_per_incident)
     texts = Incident.objects.values_list("title", "description")
-    counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
-    _keep_word_frequencies(counted)
-    return counted
+    counts = CorpusCounts(
+        *_count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts),
+        _Blocking(places).candidates_per_incident(),
+    )
+    _keep_counts(counts)
+    return counts
 
 
 def _weighted(text: str, documents: int, frequencies: dict[str, int]) -> dict[str, float]:
@@ -354,6 +386,8 @@ class Features:
     texts: list[tuple[str, str]]
     documents: int
     frequencies: dict[str, int]
+    # The score's prior, in log-odds (`prior`).
+    prior: float
     # Days (ordinals).
     start: np.ndarray
     end: np.ndarray
@@ -425,11 +459,14 @@ def _is_calendar_span(start: date, end: date) -> bool:
     return start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]
 
 
-def load_features(ids: Collection[int] | None = None, *, places: _Places | None = None) -> Features:
+def load_features(
+    ids: Collection[int] | None = None, *, places: _Places | None = None, blocking: _Blocking | None = None
+) -> Features:
     """What `score_pairs` compares, for the incidents `ids` (all when None, which also recounts
-    the word frequencies), their places located with `places` (read when not given). One query,
-    for the whole database read as a stream (its rows held at once doubled what the features take),
-    and one more each for the places and the word frequencies."""
+    what the score reads of the whole database, with `blocking` if given), their places located
+    with `places` (read when not given). One query, for the whole database read as a stream (its
+    rows held at once doubled what the features take), and one more each for the places and the
+    counts (`corpus_counts`)."""
     places = places or _places()
     position, texts, columns = {}, [], defaultdict(list)
     with connection.chunked_cursor() if ids is None else connection.cursor() as cursor:
@@ -444,15 +481,19 @@ def load_features(ids: Collection[int] | None = None, *, places: _Places | None 
             for row in rows:
                 _add_features(row, position, texts, columns, places)
     if ids is None:
-        counted = _count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts)
-        _keep_word_frequencies(counted)
+        counts = CorpusCounts(
+            *_count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts),
+            (blocking or _Blocking(places)).candidates_per_incident(),
+        )
+        _keep_counts(counts)
     else:
-        counted = word_frequencies()
+        counts = corpus_counts(places)
     return Features(
         position=position,
         texts=texts,
-        documents=counted[0],
-        frequencies=counted[1],
+        documents=counts.documents,
+        frequencies=counts.frequencies,
+        prior=prior(counts.candidates_per_incident),
         start=np.array(columns["start"], dtype=np.int64),
         end=np.array(columns["end"], dtype=np.int64),
         calendar_span=np.array(columns["calendar_span"], dtype=bool),
@@ -602,13 +643,21 @@ def compare(
 #
 # A Fellegi-Sunter model, the one splink fits: each comparison adds evidence, in log-odds, for
 # "two reports of one event" against "two events of one block", and the sum (with the prior
-# `BASE_EVIDENCE`) becomes a probability. A comparison that cannot be made (a count missing on one
+# `prior`) becomes a probability. A comparison that cannot be made (a count missing on one
 # side) adds nothing. Fitted by a logistic regression (the supervised form of the same model,
 # bench/fit_duplicate_weights.py) on the candidate pairs of 100,000 generated incidents (seed 101)
 # with their truth, rounded to halves, and checked on another seed's (bench/README.md); where the
 # generated data cannot tell (perpetrators, an origin in common or not against none known, an
 # incident placed only by its country), set by hand.
 BASE_EVIDENCE = -12.0
+# That prior is the chance that a candidate pair of the data it was fitted on is a duplicate, where
+# blocking made this many candidate pairs per incident (2,120,808 of 100,000 incidents). For as many
+# duplicates, the fewer candidates an incident has, the likelier each is its duplicate: a young
+# database or one of scattered events calls for a higher prior, a denser one for a lower. It moves by the log of
+# the ratio, by PRIOR_SHIFT_LIMIT at most either way: beyond it the fitted weights were measured
+# to let the queue's precision fall (bench/README.md, "The score's prior by the database's density").
+FITTED_CANDIDATES_PER_INCIDENT = 21.2
+PRIOR_SHIFT_LIMIT = 2.0
 # Per unit of similarity (0 to 1): the words of title and description as TF-IDF vectors (cosine),
 # where a shared rare word (a village, a name, a prison) weighs far more than a shared common one;
 # and the titles by rapidfuzz's token set ratio (reordered and added words cost little).
@@ -645,9 +694,15 @@ UNSHARED_ORIGINS_EVIDENCE = -0.5
 OTHER_PERPETRATORS_EVIDENCE = -2.0
 
 
-def _evidence_without_texts(compared: dict[str, np.ndarray]) -> np.ndarray:
-    """The log-odds of each pair from every comparison but the texts (NaN compares as False, so a
-    comparison that cannot be made falls through to no evidence)."""
+def prior(candidates_per_incident: float) -> float:
+    """The score's prior, in log-odds, for a database whose blocking makes `candidates_per_incident`."""
+    shift = math.log(FITTED_CANDIDATES_PER_INCIDENT / max(candidates_per_incident, 1e-9))
+    return BASE_EVIDENCE + min(max(shift, -PRIOR_SHIFT_LIMIT), PRIOR_SHIFT_LIMIT)
+
+
+def _evidence_without_texts(compared: dict[str, np.ndarray], prior: float) -> np.ndarray:
+    """The log-odds of each pair from `prior` and every comparison but the texts (NaN compares as
+    False, so a comparison that cannot be made falls through to no evidence)."""
     gap, length, people, places, origins = (compared[name] for name in ("gap", "length", "people", "places", "origins"))
     overlapping = [(gap == 0) & (length <= widest) for widest, _ in DATE_EVIDENCE]
     dates = np.select(
@@ -656,7 +711,7 @@ def _evidence_without_texts(compared: dict[str, np.ndarray]) -> np.ndarray:
         DATES_APART_EVIDENCE,
     )
     return (
-        BASE_EVIDENCE
+        prior
         + dates
         + np.select([people >= ratio for ratio, _ in PEOPLE_EVIDENCE], [weight for _, weight in PEOPLE_EVIDENCE], 0.0)
         + np.where(compared["same_figure"] >= 10, SAME_FIGURE_EVIDENCE, 0.0)
@@ -678,7 +733,9 @@ def score_pairs(pairs: list[tuple[int, int]], features: Features, *, at_least: f
     of the cost. The others' scores leave their texts out, so they stay below `at_least`."""
     if not pairs:
         return np.zeros(0)
-    evidence = _evidence_without_texts(compare(pairs, features, texts_of=np.zeros(len(pairs), dtype=bool)))
+    evidence = _evidence_without_texts(
+        compare(pairs, features, texts_of=np.zeros(len(pairs), dtype=bool)), features.prior
+    )
     needed = -math.inf if at_least <= 0 else math.log(at_least / (1 - at_least)) if at_least < 1 else math.inf
     reachable = evidence + TEXT_EVIDENCE + TITLE_EVIDENCE >= needed
     titles, words = _compare_texts([pair for pair, keep in zip(pairs, reachable, strict=True) if keep], features)
@@ -687,7 +744,7 @@ def score_pairs(pairs: list[tuple[int, int]], features: Features, *, at_least: f
 
 
 # Candidate pairs are scored this many at a time: the whole database's come from blocking as a
-# stream (`_candidate_pairs_of_all`) and only those reaching the threshold are kept, so memory
+# stream (`_Blocking.pairs`) and only those reaching the threshold are kept, so memory
 # holds the features and one chunk's arrays (a few hundred megabytes at this size), however many
 # pairs there are.
 SCORING_CHUNK = 200_000
@@ -708,8 +765,9 @@ def scored_pairs(
     places = _places()
     also = set(also)
     if incident is None and not incident_ids:
-        features = load_features(None, places=places)
-        pairs = _candidate_pairs_of_all(places)
+        blocking = _Blocking(places)
+        features = load_features(None, places=places, blocking=blocking)
+        pairs = blocking.pairs()
     else:
         pairs = _candidate_pairs_of([incident.pk] if incident is not None else incident_ids, places)
         wanted = {incident_id for pair in itertools.chain(pairs, also) for incident_id in pair}

@@ -7,6 +7,8 @@ insert triggers (or the incidents' update triggers) off while they record those 
 themselves.
 """
 
+import functools
+import operator
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,12 +103,14 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     involvements, since analysts edit those on the incident's page. Events of claims the user may
     not see (confidential, or from a confidential source) are left out, a deleted claim's as its
     last recorded state says (`_claims_shown_in_history`); so are those of duplicate pairs with an
-    incident the user may not see. What is left out is left out of the query, so that neither a
-    page's count nor its pagination tells of it; and so are those of merges with an incident the
-    user may not see (`IncidentMergeQuerySet.visible_to`: its note, its record). The caller has
-    already checked, through `visible_to`, that the user may see `obj`; what it held while it was
-    hidden from them (`hidden_periods`) is left out. Runs one query (four for an incident seen
-    without Confidential access; a response's, four)."""
+    incident the user may not see, and what a pair, a merge or a claim recorded while the other
+    incident, or the claim's source, was confidential (`named_records_periods`). What is left out
+    is left out of the query, so that neither a page's count nor its pagination tells of it; and so
+    are those of merges with an incident the user may not see (`IncidentMergeQuerySet.visible_to`:
+    its note, its record). The caller has already checked, through `visible_to`, that the user may
+    see `obj`; what it held while it was hidden from them (`hidden_periods`) is left out. Runs one
+    query (four for an incident seen without Confidential access; a response's, four; a pair's or a
+    merge's, two)."""
     if not isinstance(obj, Incident):
         events = _outside_hidden_periods(Events.objects.tracks(obj), obj, user)
         return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
@@ -170,6 +174,7 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
             models.Q(pgh_obj_model=Claim._meta.label) & models.Q(event_source__in=hidden_sources)
         )
         events = _outside_hidden_periods(events, obj, user)
+        events = _outside_named_records_periods(events, obj, user)
     return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
 
 
@@ -178,7 +183,8 @@ def hidden_periods(subject: models.Model, user) -> list[tuple[datetime, datetime
     history recorded then is not theirs to read, though they may see it now. An incident while it
     was confidential (made public since, the informant's family taken out of a victim group's
     description first, say); a response while every incident it concerned was (a statement naming
-    the informant, redacted before it was linked to a public incident). Records whose own
+    the informant, redacted before it was linked to a public incident); a duplicate pair or a merge
+    while either of its incidents was (a note naming the informant). Records whose own
     `confidential` hides them need none: `_without_confidential_states` reads their states."""
     if can_see_confidential(user):
         return []
@@ -186,6 +192,8 @@ def hidden_periods(subject: models.Model, user) -> list[tuple[datetime, datetime
         return confidential_periods(subject)
     if isinstance(subject, Response):
         return _response_hidden_periods(subject)
+    if isinstance(subject, _LINKS_BETWEEN_INCIDENTS):
+        return _link_hidden_periods(subject)
     return []
 
 
@@ -196,27 +204,138 @@ def _kept_in_hidden_periods(subject: models.Model) -> tuple[str, ...]:
     return (Incident._meta.label,) if isinstance(subject, Incident) else ()
 
 
+def _during(periods: list[tuple[datetime, datetime | None]]) -> models.Q:
+    """Events recorded in any of `periods` (at least one)."""
+    return _any(
+        models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
+        for start, end in periods
+    )
+
+
+def _any(conditions) -> models.Q:
+    return functools.reduce(operator.or_, conditions)
+
+
 def _outside_hidden_periods(events: models.QuerySet, subject: models.Model, user) -> models.QuerySet:
     """`events` without those recorded while `subject` was hidden from `user` (`hidden_periods`)."""
+    periods = hidden_periods(subject, user)
+    if not periods:
+        return events
     kept = models.Q(pgh_obj_model__in=_kept_in_hidden_periods(subject))
-    for start, end in hidden_periods(subject, user):
-        during = models.Q(pgh_created_at__gte=start) & (models.Q(pgh_created_at__lt=end) if end else models.Q())
-        events = events.exclude(during & ~kept)
-    return events
+    return events.exclude(_during(periods) & ~kept)
 
 
-def confidential_periods(incident: Incident) -> list[tuple[datetime, datetime | None]]:
-    """When `incident` was confidential, by its own recorded states, oldest first: from the time of
-    the change that made it confidential (or created it so) until that of the change that made it
-    public (None: it still is). One query, kept on the incident for the rest of the request."""
+# The records on an incident's history that name another record with a `confidential` of its own,
+# by the model named and the columns naming it: a duplicate pair (its decision and note) and a merge
+# (its note, its undo) name both incidents, a claim its source. What one recorded while a record it
+# named was confidential is hidden as that record's own states are (`_without_confidential_states`),
+# by that record's recorded states (`_confidential_periods_of`): a pair decided "same as informant
+# K's account" while the other incident was confidential, or a claim's excerpt naming the informant
+# while its source was, were read on the incident's history once that record was made public.
+_NAMING_CONFIDENTIAL_RECORDS = {
+    DuplicatePair: (Incident, ("incident_a_id", "incident_b_id")),
+    IncidentMerge: (Incident, ("survivor_id", "merged_id")),
+    Claim: (Source, ("source_id",)),
+}
+# Those of them with a history page of their own, hidden there while either incident was confidential.
+_LINKS_BETWEEN_INCIDENTS = (DuplicatePair, IncidentMerge)
+
+Periods = list[tuple[datetime, datetime | None]]
+
+
+def _named_before_periods(event, periods: dict[type[models.Model], dict[int, Periods]]) -> Periods:
+    """When a record that the state before `event` named (`_NAMING_CONFIDENTIAL_RECORDS`: a claim's
+    source then) was confidential, by `periods` (the records', by model and id)."""
+    model = apps.get_model(event.pgh_obj_model)
+    if model not in _NAMING_CONFIDENTIAL_RECORDS:
+        return []
+    named, columns = _NAMING_CONFIDENTIAL_RECORDS[model]
+    data, diff = event.pgh_data or {}, event.pgh_diff or {}
+    before = [diff[column][0] if column in diff else data.get(column) for column in columns]
+    return [period for record in before if record is not None for period in periods.get(named, {}).get(record, ())]
+
+
+def _outside_named_records_periods(events: models.QuerySet, incident: Incident, user) -> models.QuerySet:
+    """`events` of `incident`'s history without those of a record that names another one with a
+    `confidential` of its own (`_NAMING_CONFIDENTIAL_RECORDS`) recorded while that one was
+    confidential, for readers without Confidential access (`incident`'s own periods are
+    `_outside_hidden_periods`'). No query of its own: read with `incident`'s (`confidential_periods`)."""
+    periods = named_records_periods(incident, user)
+    hidden = [
+        models.Q(pgh_obj_model=model._meta.label)
+        & _any(models.Q(**{f"pgh_data__{column}": record}) for column in columns)
+        & _during(record_periods)
+        for model, (named, columns) in _NAMING_CONFIDENTIAL_RECORDS.items()
+        for record, record_periods in periods.get(named, {}).items()
+    ]
+    return events.exclude(_any(hidden)) if hidden else events
+
+
+def _confidential_periods_of(wanted: dict[type[models.Model], Any]) -> dict[type[models.Model], dict[int, Periods]]:
+    """When each record wanted (by model: a list of ids or a subquery) was confidential, by its own
+    recorded states, oldest first: from the time of the change that made it confidential (or created
+    it so) until that of the change that made it public (None: it still is). Records never
+    confidential, or with no recorded history, are left out. One query."""
+    models_wanted = list(wanted)
+    states = [
+        model.pgh_event_model.objects.filter(pgh_obj_id__in=ids)
+        .annotate(model_index=models.Value(index))
+        .values_list("model_index", "pgh_obj_id", "pgh_id", "pgh_created_at", "confidential")
+        for index, (model, ids) in enumerate(wanted.items())
+    ]
+    rows = states[0].union(*states[1:], all=True) if len(states) > 1 else states[0]
+    found = {model: {} for model in models_wanted}
+    rows = rows.order_by("model_index", "pgh_obj_id", "pgh_id")
+    for (index, record), recorded in groupby(rows, key=itemgetter(0, 1)):
+        periods = _periods((at, confidential) for *_, at, confidential in recorded)
+        if periods:
+            found[models_wanted[index]][record] = periods
+    return found
+
+
+def confidential_periods(incident: Incident) -> Periods:
+    """When `incident` was confidential, by its own recorded states (`_confidential_periods_of`).
+    One query, kept on the incident for the rest of the request, which also reads when each record
+    its history names was (`named_records_periods`)."""
     if not hasattr(incident, "_confidential_periods"):
-        states = (
-            Incident.pgh_event_model.objects.filter(pgh_obj_id=incident.pk)
-            .order_by("pgh_id")
-            .values_list("pgh_created_at", "confidential")
-        )
-        incident._confidential_periods = _periods(states)
+        # The incidents it shares a pair or a merge with, as their events name them (itself included).
+        linked = [
+            model.pgh_event_model.objects.filter(_any(models.Q(**{name: incident.pk}) for name in columns)).values(
+                column
+            )
+            for model, (named, columns) in _NAMING_CONFIDENTIAL_RECORDS.items()
+            if named is Incident
+            for column in columns
+        ]
+        incidents = Incident.objects.filter(pk=incident.pk).values("pk").union(*linked, all=True)
+        sources = Claim.pgh_event_model.objects.filter(incident_id=incident.pk).values("source_id")
+        periods = _confidential_periods_of({Incident: incidents, Source: sources})
+        incident._confidential_periods = periods[Incident].pop(incident.pk, [])
+        incident._named_records_periods = periods
     return incident._confidential_periods
+
+
+def named_records_periods(incident: models.Model, user) -> dict[type[models.Model], dict[int, Periods]]:
+    """When each record that the events on `incident`'s history name, and that has a `confidential`
+    of its own, was confidential (`_NAMING_CONFIDENTIAL_RECORDS`: the incidents it shares a duplicate
+    pair or a merge with, its claims' sources), by model and id, for a reader without Confidential
+    access (none for other readers or other records): what those events recorded then is hidden."""
+    if can_see_confidential(user) or not isinstance(incident, Incident):
+        return {}
+    confidential_periods(incident)
+    return incident._named_records_periods
+
+
+def _link_hidden_periods(link: models.Model) -> Periods:
+    """When either incident `link` (a pair, a merge) names was confidential, oldest first (periods
+    of the two may overlap). One query, kept on the record for the rest of the request."""
+    if not hasattr(link, "_hidden_periods"):
+        ids = [getattr(link, column) for column in _NAMING_CONFIDENTIAL_RECORDS[type(link)][1]]
+        by_incident = _confidential_periods_of({Incident: ids})[Incident]
+        link._hidden_periods = sorted(
+            (period for periods in by_incident.values() for period in periods), key=itemgetter(0)
+        )
+    return link._hidden_periods
 
 
 def _response_hidden_periods(response: Response) -> list[tuple[datetime, datetime | None]]:
@@ -292,17 +411,24 @@ def _periods(states) -> list[tuple[datetime, datetime | None]]:
 def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tuple[str, int]]:
     """The events (by event model and id) on `subject`'s history whose state before was recorded
     while `subject` was hidden from the reader (`hidden_periods`; not the incident's own, which
-    `_kept_in_hidden_periods`): their diffs' values before are those of a state
-    `history_visible_to` hides from them. One query per kind of record with such an event on the
-    page, none for a record never hidden."""
-    periods = hidden_periods(subject, user)
-    if not periods:
+    `_kept_in_hidden_periods`), or while a record that state named was confidential
+    (`named_records_periods`: a pair's other incident, a claim's source): their diffs' values before
+    are those of a state `history_visible_to` hides from them. One query per kind of record with
+    such an event on the page, none for a record never hidden."""
+    own, named = hidden_periods(subject, user), named_records_periods(subject, user)
+    if not own and not any(named.values()):
         return set()
     kept = _kept_in_hidden_periods(subject)
-    wanted = defaultdict(list)
+    wanted, periods_of = defaultdict(list), {}
     for event in events:
-        if event.pgh_diff and event.pgh_obj_model not in kept:
+        if not event.pgh_diff:
+            continue
+        # Also while a record its state before named was confidential (a pair's other incident, a
+        # claim's source then).
+        periods = [*([] if event.pgh_obj_model in kept else own), *_named_before_periods(event, named)]
+        if periods:
             wanted[event.pgh_model].append(event.pgh_id)
+            periods_of[event.pgh_model, event.pgh_id] = periods
     found = set()
     for label, ids in wanted.items():
         event_model = apps.get_model(label)
@@ -316,7 +442,9 @@ def _after_hidden_periods(events: list, user, subject: models.Model) -> set[tupl
             .annotate(before=Subquery(previous))
             .values_list("pgh_id", "before")
         ):
-            if before is not None and any(start <= before and (end is None or before < end) for start, end in periods):
+            if before is not None and any(
+                start <= before and (end is None or before < end) for start, end in periods_of[label, pgh_id]
+            ):
                 found.add((label, pgh_id))
     return found
 

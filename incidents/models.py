@@ -2451,8 +2451,9 @@ class DuplicatePair(models.Model):
 
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
-    incidents share in the duplicates' score (`incidents.duplicates.word_frequencies`): counted over
-    every incident by the whole-database run, then read by each rescoring. One row. Kept in the
+    incidents share in the duplicates' score, and how many candidates an incident has, which sets its
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
+    run, then read by each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a
@@ -2461,11 +2462,21 @@ class DuplicateWordFrequencies(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     incidents_counted = models.PositiveIntegerField()
     frequencies = models.JSONField(help_text="Each word, with how many of the incidents counted use it.")
+    candidates_per_incident = models.FloatField(
+        null=True,
+        help_text="How many candidate pairs blocking made per incident, which sets the score's prior; "
+        "empty if counted before it was (counted again at the next rescoring).",
+    )
     counted_at = models.DateTimeField()
 
     class Meta:
         verbose_name_plural = "duplicate word frequencies"
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="duplicate_word_frequencies_one_row")]
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="duplicate_word_frequencies_one_row"),
+            models.CheckConstraint(
+                condition=Q(candidates_per_incident__gte=0), name="duplicate_candidates_per_incident_not_negative"
+            ),
+        ]
 
     def __str__(self):
         return f"Word frequencies of {self.incidents_counted} incidents, counted at {self.counted_at:%Y-%m-%d %H:%M}"
@@ -2559,3 +2570,23 @@ class IncidentWithdrawal(models.Model):
 
     def __str__(self):
         return f"{self.public_id} withdrawn at {self.withdrawn_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingImport(models.Model):
+    """An admin import's file between its preview and its confirmation (incidents.admin_csv). One
+    per account, which a new upload replaces and the confirmation deletes: the database holds at
+    most one file of TRACKER_IMPORT_MAX_BYTES per account, however many sessions it opens, and reads
+    it only to confirm. The file was kept in the session, read and decoded again on every request
+    of that browser, one per session. The session holds `key` only, so a preview's page confirms
+    the file it showed, not one uploaded since in another tab ("upload the file again")."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=32)
+    # The file's text as UTF-8 (importers.csv_file_text), bytes so that any character it holds fits.
+    content = models.BinaryField()
+    file_name = models.CharField(max_length=255)
+    create_missing = models.BooleanField()
+    uploaded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.file_name} waiting to be imported by user {self.user_id}"

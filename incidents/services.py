@@ -314,7 +314,9 @@ def _unique_errors(instances: list[models.Model], key: tuple[str, ...], label: s
             # A claim a merge kept beside another of its source stands outside the rule, as in the
             # database's indexes, until someone resolves it (incidents.merges).
             continue
-        value = tuple(getattr(instance, f"{field}_id", None) or getattr(instance, field) for field in key)
+        value = tuple(getattr(instance, instance._meta.get_field(field).attname) for field in key)
+        if None in value:
+            continue  # a row missing part of its key is refused for that (full_clean), not as a repeat
         if value in seen:
             errors[f"{label}[{index}].{key[0]}"] = [message]
         seen[value] = index

@@ -10,9 +10,11 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
+from base64 import b32encode
 from datetime import timedelta
 
 import pytest
@@ -90,6 +92,11 @@ def follow_setup_link(client, link: str):
     page = client.get(path)
     assert page.status_code == 200 and key not in page.content.decode()
     return client.post(path, {"key": key})
+
+
+def setup_key(page) -> str:
+    """The key of the authenticator app that the setup page shows, without its spaces."""
+    return re.search(r'<code id="setup-key">([A-Z2-7 ]+)</code>', page.content.decode())[1].replace(" ", "")
 
 
 def sign_in(client, user, password=PASSWORD):
@@ -296,6 +303,68 @@ class TestSecondFactor:
         )
         assert len(moved.context["codes"]) == 10
         assert list(analyst.totpdevice_set.all()) == [new_app]
+
+    def test_a_new_apps_key_is_shown_only_to_the_session_that_began_it(self, settings):
+        # Every session of the account was shown the same unconfirmed app: whoever held a verified
+        # session's cookie for a moment read its key, and when the owner later moved to a new phone
+        # in their own session, they were shown that key, confirmed it, and the thief computed
+        # the account's codes for good.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, _ = enrol(analyst)
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(owners_device, 1))
+        thief = Client()
+        thief.cookies = owner.cookies
+        stolen_key = setup_key(thief.get("/accounts/two-factor/setup/"))
+        owner.post("/accounts/sign-out/")
+
+        later = Client()
+        sign_in(later, analyst)
+        second_step(later, app_code(owners_device, 2))
+        shown_key = setup_key(later.get("/accounts/two-factor/setup/"))
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+        moved = later.post(
+            "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": app_code(owners_device, 3)}
+        )
+
+        assert len(moved.context["codes"]) == 10
+        assert shown_key != stolen_key
+        assert b32encode(analyst.totpdevice_set.get(confirmed=True).bin_key).decode() == shown_key
+
+    def test_a_code_confirms_only_the_key_its_session_was_shown(self, settings):
+        # Two sessions each shown a key: the later one replaces the earlier's app, whose code then
+        # confirms nothing (nor is the current app's code beside it checked); the earlier page shows
+        # a new key, which its code then confirms.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, _ = enrol(analyst)
+        first, second = Client(), Client()
+        for step, client in enumerate((first, second), start=1):
+            sign_in(client, analyst)
+            second_step(client, app_code(owners_device, step))
+        first_key = setup_key(first.get("/accounts/two-factor/setup/"))
+        first_app = analyst.totpdevice_set.get(confirmed=False)
+        second_key = setup_key(second.get("/accounts/two-factor/setup/"))
+
+        refused = first.post(
+            "/accounts/two-factor/setup/", {"code": app_code(first_app), "current-code": app_code(owners_device, 3)}
+        )
+
+        assert second_key != first_key
+        assert "This page&#x27;s key was replaced" in refused.content.decode()
+        assert list(analyst.totpdevice_set.filter(confirmed=True)) == [owners_device]
+        assert not AccessAttempt.objects.exists()  # the current app's code was not checked
+        new_key = setup_key(refused)
+        assert new_key not in (first_key, second_key)
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+        moved = first.post(
+            "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": app_code(owners_device, 3)}
+        )
+        assert len(moved.context["codes"]) == 10
+        assert list(analyst.totpdevice_set.all()) == [new_app]
+        assert b32encode(new_app.bin_key).decode() == new_key
 
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
@@ -659,8 +728,8 @@ class TestSetupLinks:
             "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [analyst.pk]}, follow=True
         )
 
-        # The admin writes messages with a capital first letter.
-        assert f"{analyst.username.capitalize()} has a second factor already" in response.content.decode()
+        # Named as the account is spelled: the admin's own messages capitalised "user2" as "User2".
+        assert f"{analyst.username} has a second factor already" in response.content.decode()
         assert not SetupLink.objects.usable().filter(user=analyst).exists()
         with pytest.raises(CommandError, match="has a second factor already"):
             call_command("setup_link", analyst.username, stdout=io.StringIO())

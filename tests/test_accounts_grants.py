@@ -13,6 +13,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from accounts.grants import held_permissions
 from accounts.models import SetupLink
 from incidents import roles
 from tests.factories import make_user
@@ -306,6 +307,116 @@ class TestSuperusersAccounts:
 
         assert f"Only a superuser may make a setup link for {reviewer.username}&#x27;s account" in page.content.decode()
         assert not SetupLink.objects.filter(user=reviewer).exists()
+
+
+class TestADeactivatedAccountKeepsItsPowers:
+    """Django answers no permission for an inactive account (has_perm, get_all_permissions): a
+    deactivated Reviewer with Confidential access "held nothing the manager lacked", so a user
+    manager deleted its second factor, set its password, made it active again (an API-only account,
+    no second factor needed) and published with its token. What an account holds counts, active or
+    not."""
+
+    @staticmethod
+    def former_reviewer() -> User:
+        former = make_user(roles.REVIEWER, confidential=True)
+        enrol(former)
+        User.objects.filter(pk=former.pk).update(is_active=False)
+        return User.objects.get(pk=former.pk)
+
+    @staticmethod
+    def manager() -> User:
+        manager = TestWhatProtectsAnAccount.helpdesk()
+        manager.user_permissions.add(permission("accounts.add_setuplink"))
+        return manager
+
+    def test_its_password_is_not_set(self):
+        former = self.former_reviewer()
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+        new = "a password the manager chose 42"
+
+        page = client.post(
+            f"/admin/auth/user/{former.pk}/password/",
+            {"password1": new, "password2": new, "usable_password": "true"},
+            follow=True,
+        )
+
+        assert (
+            f"Only a superuser may set the password of {former.username}&#x27;s account: it holds permissions you "
+            "do not (incidents.delete_claim" in page.content.decode()
+        )
+        assert not User.objects.get(pk=former.pk).check_password(new)
+
+    def test_it_is_not_made_active_again(self):
+        former = self.former_reviewer()
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        page = change(client, former, is_active="on", is_staff="", api_only="on")
+
+        assert f"Only a superuser may change {former.username}&#x27;s account" in page.content.decode()
+        assert powers(former)[2] is False
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    @pytest.mark.parametrize("device", ["app", "recovery codes"])
+    def test_its_second_factor_is_not_removed(self, device, door):
+        former = self.former_reviewer()
+        record = former.totpdevice_set.get() if device == "app" else former.staticdevice_set.get()
+        path = "/admin/otp_totp/totpdevice/" if device == "app" else "/admin/otp_static/staticdevice/"
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        page = delete_in_admin(client, path, record, door)
+
+        assert f"Only a superuser may remove the second factor of {former.username}&#x27;s" in page.content.decode()
+        assert type(record).objects.filter(pk=record.pk).exists()
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_its_failed_sign_ins_are_not_cleared(self, door):
+        former = self.former_reviewer()
+        attempt = failed_sign_ins(former.username)
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        page = delete_in_admin(client, "/admin/axes/accessattempt/", attempt, door)
+
+        assert f"Only a superuser may clear the failed sign-ins of {former.username}&#x27;s" in page.content.decode()
+        assert AccessAttempt.objects.filter(pk=attempt.pk).exists()
+
+    @pytest.mark.parametrize("door", ["page", "action"])
+    def test_it_is_not_deleted(self, door):
+        former = self.former_reviewer()
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        page = delete_account(client, former, door)
+
+        assert f"Only a superuser may delete {former.username}&#x27;s account" in page.content.decode()
+        assert User.objects.filter(pk=former.pk).exists()
+
+    def test_no_setup_link_is_made_for_it(self):
+        former = self.former_reviewer()
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        page = client.post(
+            "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [former.pk]}, follow=True
+        )
+
+        assert f"Only a superuser may make a setup link for {former.username}&#x27;s" in page.content.decode()
+        assert not SetupLink.objects.filter(user=former, used_at__isnull=True).exists()
+
+    def test_a_deactivated_colleague_holding_no_more_stays_the_managers_to_make_active_again(self):
+        colleague = make_user(roles.VIEWER, is_active=False)
+        client = signed_in_with_second_factor(self.manager(), confirmed=True)
+
+        answer = change(client, colleague, is_active="on")
+
+        assert answer.status_code == 302
+        assert powers(colleague)[2] is True
+
+    def test_an_accounts_power_is_what_it_holds_for_whoever_acts_and_whoever_is_acted_on(self):
+        # One measure for both sides of the comparison: roles' and own permissions, or all of them.
+        manager, former = self.manager(), self.former_reviewer()
+        assert "incidents.publish_incident" not in held_permissions(manager)
+        assert {"incidents.publish_incident", "incidents.view_confidential"} <= held_permissions(former)
+        assert held_permissions(superuser()) == {
+            f"{app}.{code}" for app, code in Permission.objects.values_list("content_type__app_label", "codename")
+        }
 
 
 def failed_sign_ins(username: str) -> AccessAttempt:

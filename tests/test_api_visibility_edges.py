@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from incidents import roles, services
+from incidents import duplicates, roles, services
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, IncidentRevision, Response
 from tests.api_support import API, client_for, incident_url, public_ids, results
@@ -456,6 +456,79 @@ class TestHistory:
             f"{API}/incidents/{incident.public_id}/history/"
         )
         assert len([event for event in results(everything) if event["record"] == "incidents.DuplicatePair"]) == 2
+
+    # Each write its own transaction, as each request is: a test transaction gives every event one time.
+    @pytest.mark.django_db(transaction=True)
+    def test_a_pairs_events_recorded_while_its_other_incident_was_confidential_stay_hidden(self, client):
+        # Decided while the other incident was confidential, with a note only insiders may read; the
+        # other incident made public, the public one's history told every staff member the note.
+        insider, viewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.VIEWER)
+        public = make_incident(title="Arrest at the market")
+        secret = make_incident(title="Detained in Hyesan", confidential=True, review_state="draft")
+        pair = DuplicatePair.objects.create(incident_a=public, incident_b=secret, score=0.9)
+        duplicates.duplicate_pair_decide(
+            user=insider, pair=pair, decision="unsure", note="same as informant K's account"
+        )
+        body = {"confidential": False, "version": secret.version}
+        assert client_for(insider).patch(incident_url(secret), body, format="json").status_code == 200
+
+        def doors(reader) -> tuple[list, str, str]:
+            """The pair's events in the API's history of `public`, and the admin's history pages of
+            `public` and of the pair, as `reader` reads them."""
+            answer = client_for(reader).get(incident_url(public, "history/"))
+            assert answer.status_code == 200
+            events = [event for event in results(answer) if event["record"] == "incidents.DuplicatePair"]
+            client.force_login(reader)
+            pages = [
+                client.get(reverse(f"admin:incidents_{name}_history", args=[record.pk]))
+                for name, record in (("incident", public), ("duplicatepair", pair))
+            ]
+            assert [page.status_code for page in pages] == [200, 200]
+            return events, answer.content.decode(), "".join(page.content.decode() for page in pages)
+
+        events, answer, pages = doors(viewer)
+        assert events == [] and "informant K" not in answer + pages
+        assert "Duplicate pair (" not in pages
+        events, answer, pages = doors(insider)
+        assert [event["action"] for event in events] == ["insert", "update"]
+        assert "informant K" in answer and "informant K" in pages
+
+        # Decided again once both are public: to the viewer the pair appears now, with no values before.
+        duplicates.duplicate_pair_decide(user=insider, pair=pair, decision="different", note="Different towns")
+        events, answer, pages = doors(viewer)
+        assert [(event["summary"], event["action"], event["changes"]) for event in events] == [
+            (f"Duplicate pair ({secret}, {insider}) added", "insert", None)
+        ]
+        assert events[0]["data"]["note"] == "Different towns"
+        assert "informant K" not in answer + pages and "Different towns" in pages
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_claims_states_while_its_source_was_confidential_stay_hidden_once_the_source_is_public(self, client):
+        insider, analyst = make_user(roles.REVIEWER, confidential=True), make_user(roles.ANALYST)
+        incident, informant = make_incident(), make_source(title="Informant K", confidential=True)
+        claim = make_claim(incident=incident, source=informant, excerpt="Kim Chol-su crossed at night")
+        writer = client_for(insider)
+        rows = [{"id": claim.pk, "source": informant.pk, "excerpt": "A man crossed at night"}]
+        assert writer.patch(incident_url(incident), {"claims": rows, "version": 1}, format="json").status_code == 200
+        body = {"title": "Testimony", "confidential": False, "version": informant.version}
+        assert writer.patch(f"{API}/sources/{informant.pk}/", body, format="json").status_code == 200
+
+        # Changed again once its source is public: to the analyst it appears now, with no values before.
+        rows = [{"id": claim.pk, "source": informant.pk, "excerpt": "A man crossed at dawn"}]
+        assert writer.patch(incident_url(incident), {"claims": rows, "version": 3}, format="json").status_code == 200
+
+        answer = client_for(analyst).get(incident_url(incident, "history/"))
+        client.force_login(analyst)
+        page = client.get(reverse("admin:incidents_incident_history", args=[incident.pk])).content.decode()
+
+        told = answer.content.decode() + page
+        assert "Kim Chol-su" not in told and "at night" not in told and "at dawn" in told
+        claims = [event for event in results(answer) if event["record"] == "incidents.Claim"]
+        assert [(event["summary"], event["action"], event["changes"]) for event in claims] == [
+            ("Claim (Testimony) added", "insert", None)
+        ]
+        insider_reads = client_for(insider).get(incident_url(incident, "history/")).content.decode()
+        assert "Kim Chol-su" in insider_reads and "at night" in insider_reads
 
 
 class TestHistoryOfDeletedRecords:

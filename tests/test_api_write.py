@@ -322,6 +322,28 @@ class TestUpdateIncident:
         }
         assert list(ruled.json()) == ["claims[0].people_count"]
 
+    @pytest.mark.parametrize(
+        ("field", "row", "named"),
+        [
+            ("claims", {}, "claims[0].source"),
+            ("claims", {"people_count": 4}, "claims[0].source"),
+            ("involvements", {"role": "perpetrator"}, "involvements[0].organization"),
+        ],
+    )
+    @pytest.mark.parametrize("review_state", ["draft", "published"])
+    def test_a_patchs_new_row_missing_its_record_is_refused_as_a_post_refuses_it(
+        self, analyst, field, row, named, review_state
+    ):
+        # A PATCH is partial, but a row without an id is a new row: it needs what a POST needs.
+        incident = make_incident(review_state=review_state)
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"version": incident.version, field: [row]}, format="json"
+        )
+        assert answer.status_code == 400
+        assert answer.json() == {named: ["This field is required."]}
+        incident.refresh_from_db()
+        assert incident.version == 1
+
     def test_a_write_naming_no_version_is_refused(self, analyst, incident):
         answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90}, format="json")
         assert answer.status_code == 400

@@ -291,7 +291,7 @@ def test_a_damaged_cell_of_a_messy_export_is_refused_naming_its_line_and_column(
 
 
 def test_the_admins_import_of_a_messy_analysts_export_changes_only_the_edited_row(client, world, tmp_path):
-    # The admin's upload keeps the file in the session between preview and import: the same text
+    # The admin's upload keeps the file (PendingImport) between preview and import: the same text
     # must come back, carriage returns and control characters included.
     reviewer = make_user(roles.REVIEWER, confidential=True)
     exported = list(csv.DictReader(io.StringIO(export(make_user(roles.ANALYST), tmp_path, "export.csv").decode())))

@@ -13,6 +13,8 @@ parameter given a few of them in turn: `spread`), so a failure repeats and the m
 minute; each test lists every failure it meets, with the request that caused it. The fuzz found
 the 500s and the bare 400s the named tests at the end pin."""
 
+import html
+import io
 import json
 import re
 import traceback
@@ -22,6 +24,7 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.core.signals import got_request_exception
 from django.db import transaction
 from django.test import Client
@@ -598,6 +601,77 @@ def test_an_api_request_django_refuses_before_any_view_gets_json_saying_why():
     ):
         assert (answer.status_code, answer["Content-Type"]) == (400, "application/json")
         assert answer.json() == {"detail": detail}
+
+
+@pytest.fixture
+def kept_bytes(monkeypatch):
+    """How many bytes of uploaded files Django's handlers kept, in memory or on disk."""
+    kept = []
+    for handler in (MemoryFileUploadHandler, TemporaryFileUploadHandler):
+
+        def counted(self, raw_data, start, receive=handler.receive_data_chunk):
+            kept.append(len(raw_data))
+            return receive(self, raw_data, start)
+
+        monkeypatch.setattr(handler, "receive_data_chunk", counted)
+    return kept
+
+
+def an_upload(size: int, name: str = "anything.bin") -> io.BytesIO:
+    upload = io.BytesIO(b"x" * size)
+    upload.name = name
+    return upload
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/token/", "/admin/login/", "/accounts/two-factor/setup/link/", "/", "/no-such-page/"]
+)
+@pytest.mark.parametrize(
+    ("size", "refusal"),
+    [(1024, "This address takes no file."), (12 * 1024 * 1024, "The request's body is larger than 2.5 MB.")],
+)
+def test_a_file_sent_where_no_view_takes_one_is_refused_unwritten(kept_bytes, path, size, refusal):
+    # DATA_UPLOAD_MAX_MEMORY_SIZE leaves a multipart body's files out: one of any size, sent to a
+    # door that reads its form (and to any page once a csrftoken cookie is sent, as CSRF's check
+    # reads the form), went to a temporary file on the server's disk, anonymously.
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    answer = client.post(path, {"username": "a", "password": "b", "file": an_upload(size)})
+
+    if path == "/no-such-page/":
+        assert answer.status_code == 404  # its form is not read at all
+    elif path.startswith("/api/"):
+        assert answer.status_code == 400
+        assert refusal in answer.json()["detail"]
+    else:
+        assert answer.status_code == 400
+        assert refusal in html.unescape(answer.content.decode())
+    assert kept_bytes == []
+
+
+def test_the_csv_import_takes_one_file_up_to_the_import_limit(client, kept_bytes, settings):
+    client.force_login(make_user(roles.ANALYST))
+    path = "/admin/incidents/incident/import/"
+    csv = b"title,type,date_start,date_end\nA,forced-repatriation,2023-01-01,2023-01-01\n"
+    settings.IMPORT_MAX_BYTES = len(csv)
+
+    taken = client.post(path, {"file": io.BytesIO(csv)})
+    assert taken.status_code == 200 and "Import 1 row" in taken.content.decode()
+    kept_bytes.clear()
+
+    for sent, refusal in (
+        # Refused at the chunk that crosses the limit: none of it written.
+        ({"file": io.BytesIO(csv + b"B")}, f"The file is larger than {len(csv):,} bytes, the largest this address"),
+        # Refused from its Content-Length, before any of it is read.
+        ({"file": an_upload(3 * 1024 * 1024)}, "The request's body is larger than 2.5 MB."),
+        ({"file": io.BytesIO(csv), "other": io.BytesIO(csv)}, "This address takes one file, in the field “file”."),
+        ({"attachment": io.BytesIO(csv)}, "This address takes one file, in the field “file”."),
+    ):
+        answer = client.post(path, sent)
+
+        assert answer.status_code == 400
+        assert refusal in html.unescape(answer.content.decode())
+    assert sum(kept_bytes) <= 2 * len(csv)  # at most the first file part of the two, before the second
 
 
 def test_a_host_name_the_site_does_not_serve_gets_a_page_saying_so(client):

@@ -4,6 +4,7 @@ queue where staff decide and only Reviewers call two incidents the same."""
 import csv
 import html
 import io
+import math
 import random
 import re
 from datetime import date, timedelta
@@ -174,6 +175,79 @@ class TestFindingPairs:
     def test_a_bad_threshold_is_refused_by_name(self):
         with pytest.raises(CommandError, match="--threshold"):
             find_duplicates(threshold=1.5)
+
+
+def log_odds(score: float) -> float:
+    return math.log(score / (1 - score))
+
+
+class TestThePriorFollowsTheDatabase:
+    """The chance that a candidate pair is a duplicate, the score's prior, is the fitted one's in a
+    database where blocking makes as many candidates per incident as in the data it was fitted on,
+    higher in one with fewer (a young database, scattered events), lower in a denser one."""
+
+    @pytest.fixture
+    def two_in_one_town(self, places):
+        # Worded with no word in common, so that the words other incidents use do not move the
+        # texts' evidence: only the prior differs between the two databases below.
+        return [
+            make_incident(title="Arrest at the market", places=[places["tumen"]], people_count=40),
+            make_incident(title="Fishermen detained offshore", places=[places["tumen"]], people_count=45),
+        ]
+
+    def scored(self, pair) -> float:
+        find_duplicates(threshold=0)
+        return DuplicatePair.objects.get(incident_a=pair[0], incident_b=pair[1]).score
+
+    def test_the_same_pair_scores_higher_among_few_candidates_than_among_many(self, two_in_one_town, places):
+        among_few = self.scored(two_in_one_town)
+        few = DuplicateWordFrequencies.objects.get().candidates_per_incident
+        # 40 more of its type in the town that week: each incident is now a candidate of 41.
+        for number in range(40):
+            make_incident(title=f"Crackdown number {number}", places=[places["tumen"]], people_count=number + 3)
+        among_many = self.scored(two_in_one_town)
+        many = DuplicateWordFrequencies.objects.get().candidates_per_incident
+
+        assert (few, many) == (1 / 2, (42 * 41 / 2) / 42)
+        assert among_few > among_many
+        # The difference is the prior's, and only its: ln(21.2 / 0.5) is beyond the limit (+2),
+        # ln(21.2 / 20.5) is +0.03.
+        assert log_odds(among_few) - log_odds(among_many) == pytest.approx(
+            duplicates.prior(few) - duplicates.prior(many), abs=0.01
+        )
+        assert duplicates.prior(few) - duplicates.BASE_EVIDENCE == duplicates.PRIOR_SHIFT_LIMIT
+        assert duplicates.prior(many) - duplicates.BASE_EVIDENCE == pytest.approx(math.log(21.2 / 20.5))
+
+    def test_the_prior_moves_at_most_its_limit_either_way(self):
+        limit = duplicates.PRIOR_SHIFT_LIMIT
+        assert duplicates.prior(duplicates.FITTED_CANDIDATES_PER_INCIDENT) == duplicates.BASE_EVIDENCE
+        assert duplicates.prior(0) == duplicates.BASE_EVIDENCE + limit
+        assert duplicates.prior(10_000) == duplicates.BASE_EVIDENCE - limit
+
+    def rescore(self, incident) -> None:
+        duplicates.duplicate_pairs_refresh(incident_ids=[incident.pk])
+
+    def test_a_rescoring_counts_again_once_the_database_has_grown_by_a_quarter(self, two_in_one_town, places):
+        find_duplicates()
+        counted = DuplicateWordFrequencies.objects.get()
+        # Fewer than RECOUNT_AFTER more: the counts kept are read, not counted again.
+        make_incident(title="One more", places=[places["yanji"]])
+        self.rescore(two_in_one_town[0])
+        assert DuplicateWordFrequencies.objects.get().counted_at == counted.counted_at
+        for number in range(duplicates.RECOUNT_AFTER):
+            make_incident(title=f"Crackdown number {number}", places=[places["tumen"]])
+        self.rescore(two_in_one_town[0])
+        recounted = DuplicateWordFrequencies.objects.get()
+        assert recounted.incidents_counted == Incident.objects.count() == 2 + 1 + duplicates.RECOUNT_AFTER
+        assert recounted.candidates_per_incident > counted.candidates_per_incident
+        assert recounted.frequencies["crackdown"] == duplicates.RECOUNT_AFTER
+
+    def test_counts_kept_before_the_candidates_were_counted_are_counted_again(self, two_in_one_town):
+        find_duplicates()
+        # As migration 0081 leaves the row kept before it.
+        DuplicateWordFrequencies.objects.update(candidates_per_incident=None)
+        self.rescore(two_in_one_town[0])
+        assert DuplicateWordFrequencies.objects.get().candidates_per_incident == 1 / 2
 
 
 class TestReviewQueue:
@@ -620,6 +694,14 @@ class TestQueueFilters:
         assert [pair["id"] for pair in waiting] == [queue["korea_2019"].pk, queue["china_2021"].pk]
 
 
+@pytest.fixture
+def fitted_prior(monkeypatch):
+    """The score's prior as fitted, whatever the test database's few incidents would make it
+    (`duplicates.prior`): for tests whose pairs are meant to score above or below a bound."""
+    monkeypatch.setattr(duplicates, "PRIOR_SHIFT_LIMIT", 0.0)
+
+
+@pytest.mark.usefixtures("fitted_prior")
 class TestScoresTellNothingHidden:
     """A pair of two incidents everyone may see is shown to staff without Confidential access; its
     score must be one they could have worked out, whatever hidden source or claim stands behind it."""
@@ -1150,6 +1232,7 @@ class TestRescoringOnEveryWrite:
         assert not waiting.filter(Q(incident_a=twin) | Q(incident_b=twin)).exists()
         assert twin.pk not in {incident_id for pair in duplicates.candidate_pairs() for incident_id in pair}
 
+    @pytest.mark.usefixtures("fitted_prior")  # none of the candidates below is proposed
     def test_rescoring_a_changed_incident_costs_a_fixed_number_of_queries_however_many_candidates(
         self, original, places, django_capture_on_commit_callbacks
     ):

@@ -4,6 +4,7 @@ import csv
 import gc
 import io
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,12 +20,23 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source
+from incidents.models import (
+    Claim,
+    Incident,
+    IncidentType,
+    Involvement,
+    Organization,
+    PendingImport,
+    Place,
+    Source,
+)
 from incidents.services import incidents_bulk_create, incidents_bulk_validate
 from tests.api_support import API, client_for, public_ids
 from tests.database_support import database_url, this_test_database_address
@@ -931,6 +943,32 @@ class TestAdminImportPage:
         assert response.status_code == 400
         assert "has changed since this file was exported" in response.text
         assert Incident.objects.get().title == "Theirs"
+
+    def test_the_previewed_file_waits_outside_the_session_one_per_account(self, client, analyst):
+        # The whole file (up to 50 MB) was kept in the session, read and decoded on every request of
+        # that browser, one per session. Now the session holds a key; the file, one per account.
+        titles = secrets.token_urlsafe(400_000)
+        content = f"{HEADER}\n" + "".join(
+            f"{titles[n * 250 : (n + 1) * 250]},forced-repatriation,2023-01-01,2023-01-01\n" for n in range(2000)
+        )
+        first, second = Client(), Client()
+        for browser in (first, second):
+            browser.force_login(analyst)
+        assert self.upload(first, content).status_code == 200
+        session_row = Session.objects.get(pk=first.session.session_key)
+        assert len(session_row.session_data) < 1000
+        assert PendingImport.objects.get(user=analyst).content == content.encode()
+
+        # Another session's upload replaces it: the first preview's button no longer imports anything.
+        assert self.upload(second, f"{HEADER}\nLater,deportation,2024-01-01,2024-01-01\n").status_code == 200
+        assert PendingImport.objects.filter(user=analyst).count() == 1
+        stale = first.post(self.URL, {"confirm": "1"}, follow=True)
+        assert "Nothing is waiting to be imported: upload the file again." in stale.text
+        assert not Incident.objects.exists()
+
+        assert second.post(self.URL, {"confirm": "1"}).status_code == 302
+        assert list(Incident.objects.values_list("title", flat=True)) == ["Later"]
+        assert not PendingImport.objects.exists()
 
     def test_the_changelist_links_to_the_import_page(self, client, analyst):
         client.force_login(analyst)

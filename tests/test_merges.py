@@ -857,6 +857,38 @@ def test_the_survivors_history_shows_a_merge_only_to_readers_who_may_see_the_mer
     assert note in seen_with.content.decode()
 
 
+# Each write its own transaction, as each request is: a test transaction gives every event one time.
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_recorded_while_the_survivor_was_confidential_stays_out_of_the_merged_incidents_history(
+    client, world, reviewer
+):
+    # Undone, with a note, while the survivor was confidential; the survivor made public since. The
+    # merged incident, public throughout, told every staff member the note on its history.
+    survivor, merged = world["survivor"], world["merged"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    insider = make_user(roles.REVIEWER, confidential=True)
+    made(True, survivor, insider)
+    undoing = client_for(insider).post(unmerge_url(merged), {"note": "K says they differ"}, format="json")
+    assert undoing.status_code == 200, undoing.content
+    made(False, survivor, insider)
+    merge = IncidentMerge.objects.get(merged=merged)
+
+    def told(reader) -> str:
+        """The merged incident's history as `reader` reads it in the API and the admin, and the merge's."""
+        answer = client_for(reader).get(incident_url(merged, "history/?page_size=200"))
+        client.force_login(reader)
+        pages = [
+            client.get(reverse(f"admin:incidents_{name}_history", args=[record.pk]))
+            for name, record in (("incident", merged), ("incidentmerge", merge))
+        ]
+        assert [answer.status_code, *(page.status_code for page in pages)] == [200, 200, 200]
+        return answer.content.decode() + "".join(page.content.decode() for page in pages)
+
+    assert "K says they differ" not in told(reviewer)
+    assert "Incident merge (" in told(reviewer)  # the merge itself, recorded while both were public
+    assert "K says they differ" in told(insider)
+
+
 def test_a_merge_waits_for_the_merged_incidents_pending_revisions(client, world, reviewer):
     # An analyst's proposed edit of the incident merged away was left on an incident out of every
     # read (the review queue too): lost.

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -198,8 +199,9 @@ def test_a_database_that_cannot_be_reached_stops_a_command_at_once_in_one_line(u
 
 @pytest.fixture
 def unmigrated_database_url():
-    """A database created beside the test database and never migrated, dropped afterwards."""
-    name = f"{TEST_SERVER['dbname']}_unmigrated"
+    """A database created beside the test database and never migrated, dropped afterwards. Named
+    afresh for each test: test processes running side by side (pytest-xdist) share TEST_SERVER."""
+    name = f"{TEST_SERVER['dbname']}_unmigrated_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(**{**TEST_SERVER, "dbname": "postgres"}, autocommit=True) as server:
         server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -216,8 +218,9 @@ def test_a_command_on_a_database_not_migrated_says_to_migrate_in_one_line(unmigr
     result = start_up(*command, DATABASE_URL=unmigrated_database_url)
     assert result.returncode == 1
     [said] = result.stderr.splitlines()
+    name = unmigrated_database_url.rsplit("/", 1)[1]
     assert re.match(
-        rf"DATABASE_URL: database '{TEST_SERVER['dbname']}_unmigrated' lacks \d+ of this code's migrations "
+        rf"DATABASE_URL: database '{name}' lacks \d+ of this code's migrations "
         r"\(\w+\.0001_initial first\)\. ",
         said,
     ), said

@@ -18,6 +18,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from tracker.uploads import UploadRefused
+
 API_PREFIX = "/api/"
 # Django names the lookup only in its message ("Filtering by cites__id not allowed").
 REFUSED_LOOKUP = re.compile(r"Filtering by (?P<parameter>.+) not allowed")
@@ -33,6 +35,8 @@ def refusal_message(exception) -> str:
         return _("The request sends more than %(count)s files.") % {
             "count": f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES:,}"
         }
+    if isinstance(exception, UploadRefused):
+        return str(exception)  # its own words (tracker.uploads), naming no value the request sent
     if isinstance(exception, RequestDataTooBig):
         return _("The request's body is larger than %(megabytes)s MB.") % {
             "megabytes": f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024:g}"

@@ -519,6 +519,15 @@ EXPORTS_AT_ONCE = env_int("TRACKER_EXPORTS_AT_ONCE", 2)
 if EXPORTS_AT_ONCE < 1:
     raise ImproperlyConfigured(f"TRACKER_EXPORTS_AT_ONCE must be 1 or more; got {EXPORTS_AT_ONCE}.")
 
+# A request's files only where a view takes them (the admin's CSV import, up to IMPORT_MAX_BYTES),
+# refused before they are written, and a multipart body no larger than 2.5 MB (Django's bound on
+# its fields, DATA_UPLOAD_MAX_MEMORY_SIZE) plus that file: tracker/uploads.py.
+FILE_UPLOAD_HANDLERS = [
+    "tracker.uploads.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
 # REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);
 # writes need the model's add/change/delete permission. Throttled per client IP (anonymous) or per
 # account, so one partner's sync loop cannot starve everyone else.

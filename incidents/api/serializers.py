@@ -308,7 +308,26 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
         return representation
 
 
-class ClaimSerializer(serializers.ModelSerializer):
+class NestedRowSerializer(serializers.ModelSerializer):
+    """An incident's nested row. A PATCH is partial for its rows too (DRF passes `partial` down), which
+    suits a row with an id (the fields it leaves out keep their stored values), but a row without
+    one is a new row: it needs every field a POST needs, refused here as a POST refuses it
+    (`claims[0].source: This field is required.`) rather than reaching the services half-built."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if getattr(self.root, "partial", False) and not attrs.get("id"):
+            missing = {
+                name: [field.error_messages["required"]]
+                for name, field in self.fields.items()
+                if field.required and not field.read_only and field.source not in attrs
+            }
+            if missing:
+                raise serializers.ValidationError(missing)
+        return attrs
+
+
+class ClaimSerializer(NestedRowSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing claim; omit to add one.")
     source = VisibleSourceField()
     source_title = serializers.CharField(source="source.title", read_only=True)
@@ -335,7 +354,7 @@ class ClaimSerializer(serializers.ModelSerializer):
         ]
 
 
-class VictimGroupSerializer(CountryFieldMixin, serializers.ModelSerializer):
+class VictimGroupSerializer(CountryFieldMixin, NestedRowSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing group; omit to add one.")
 
     class Meta:
@@ -343,7 +362,7 @@ class VictimGroupSerializer(CountryFieldMixin, serializers.ModelSerializer):
         fields = ["id", "count", "sex", "age_group", "nationality", "description"]
 
 
-class InvolvementSerializer(serializers.ModelSerializer):
+class InvolvementSerializer(NestedRowSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing row; omit to add one.")
     organization_name = serializers.CharField(source="organization.name", read_only=True)
 

@@ -1,0 +1,107 @@
+"""Files in a request's body only where a view takes them, and no larger than it takes.
+
+Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) bounds a multipart body's form fields, not its files:
+a file part of any size, posted to any door that reads its form (a sign-in, the token request, and
+any page at all once the client sends a csrftoken cookie, as CSRF's check then reads the form), was
+streamed to a temporary file on the server's disk before the view answered. BoundedUploadHandler
+comes first in FILE_UPLOAD_HANDLERS and refuses, with a 400 naming what is wrong:
+
+- at an address no view answers (a 404), the whole body, left unread;
+- a multipart body whose Content-Length is over 2.5 MB plus what the address's view takes, before
+  reading any of it;
+- a file part where the view takes none (every view but those marked with `takes_file`), or in a
+  field it does not read, or a second one, before a byte of it is written;
+- a file larger than the view's bound, at the chunk that crosses it, before it is all written.
+"""
+
+import functools
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import QueryDict
+from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
+from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext as _
+
+
+class UploadRefused(MultiPartParserError):
+    """A body or a file part refused (Django answers a MultiPartParserError with handler400, and
+    DRF with a 400 of its own); its message names what was wrong, and no value the request sent."""
+
+
+def takes_file(field_name: str, max_bytes: Callable[[], int]):
+    """Mark a view as taking one uploaded file, in `field_name`, of at most `max_bytes()` bytes
+    (read at each request, so that the setting it comes from may change)."""
+
+    def mark(view):
+        @functools.wraps(view)
+        def taking(*args, **kwargs):
+            return view(*args, **kwargs)
+
+        taking.takes_file = (field_name, max_bytes)
+        return taking
+
+    return mark
+
+
+NO_VIEW = object()
+
+
+def _taken_file(request) -> tuple[str, int] | object | None:
+    """The field and the bound of the file the view at the request's address takes, None if it
+    takes none, NO_VIEW if no view answers there."""
+    if request is None:
+        return None
+    try:
+        match = resolve(request.path_info, getattr(request, "urlconf", None))
+    except Resolver404:
+        return NO_VIEW
+    taken = getattr(match.func, "takes_file", None)
+    if taken is None:
+        return None
+    field_name, max_bytes = taken
+    return field_name, max_bytes()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.3g}"
+
+
+class BoundedUploadHandler(FileUploadHandler):
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.taken = _taken_file(request)
+        self.files_seen = 0
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if self.taken is NO_VIEW:
+            # The answer is a 404, whose page (Django's, behind requires_csrf_token) reads the form,
+            # where an error would be a 500: an empty form, and none of the body read.
+            return QueryDict(encoding=encoding), MultiValueDict()
+        allowed = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + (self.taken[1] if self.taken else 0)
+        if content_length > allowed:
+            raise UploadRefused(
+                _("The request's body is larger than %(megabytes)s MB.") % {"megabytes": _megabytes(allowed)}
+            )
+        return None  # the other handlers read it
+
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
+        if self.taken is None:
+            raise UploadRefused(_("This address takes no file."))
+        if field_name != self.taken[0] or self.files_seen:
+            raise UploadRefused(_("This address takes one file, in the field “%(field)s”.") % {"field": self.taken[0]})
+        self.files_seen += 1
+        super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+
+    def receive_data_chunk(self, raw_data, start):
+        limit = self.taken[1]
+        if start + len(raw_data) > limit:
+            raise UploadRefused(
+                _("The file is larger than %(bytes)s bytes, the largest this address takes.") % {"bytes": f"{limit:,}"}
+            )
+        return raw_data  # to the next handler, which keeps it
+
+    def file_complete(self, file_size):
+        return None  # the next handler's file
