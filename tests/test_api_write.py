@@ -3,6 +3,7 @@
 import pytest
 
 from incidents import roles
+from incidents.api.serializers import NESTED_ITEMS_MAX
 from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, IncidentType, Place, Source
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -731,3 +732,48 @@ def test_anonymous_clients_are_counted_at_the_anonymous_rate_alone(settings):
     assert [client.get(f"{API}/incidents/").status_code for _ in range(4)] == [200, 200, 200, 429]
     signed_in = client_for(make_user())
     assert [signed_in.get(f"{API}/incidents/").status_code for _ in range(2)] == [200, 429]
+
+
+class TestListsOfRecordsAreBounded:
+    """Each item of a write's lists is looked up and checked on its own: a 2.5 MB body of 30,000
+    claims held a worker for minutes. A list longer than NESTED_ITEMS_MAX is refused naming it,
+    before any item is read, and nothing is written."""
+
+    TOO_MANY = NESTED_ITEMS_MAX + 1
+
+    def refused(self, path: str, body: dict, django_assert_max_num_queries) -> dict:
+        analyst = make_user(roles.ANALYST)
+        client = client_for(analyst)
+        incidents_before = Incident.objects.count()
+        # The session, the user and their permissions: none for the items.
+        with django_assert_max_num_queries(15):
+            answer = client.post(path, body, format="json")
+        assert answer.status_code == 400, answer.content
+        assert Incident.objects.count() == incidents_before
+        return answer.json()
+
+    @pytest.mark.parametrize("field", ["claims", "victim_groups", "involvements"])
+    def test_an_incidents_rows(self, field, django_assert_max_num_queries):
+        row = {
+            "claims": {"source": 1, "people_count": 5},
+            "victim_groups": {"count": 5, "sex": "unknown"},
+            "involvements": {"organization": 1, "role": "perpetrator"},
+        }[field]
+        errors = self.refused(
+            f"{API}/incidents/", new_incident_body(**{field: [row] * self.TOO_MANY}), django_assert_max_num_queries
+        )
+        assert errors == {field: [f"Ensure this field has no more than {NESTED_ITEMS_MAX} elements."]}
+
+    def test_an_incidents_places_and_a_responses_incidents(self, django_assert_max_num_queries):
+        place, incident, organization = make_place(), make_incident(), make_organization()
+        errors = self.refused(
+            f"{API}/incidents/", new_incident_body(places=[place.pk] * self.TOO_MANY), django_assert_max_num_queries
+        )
+        assert errors == {"places": [f"Ensure this field has no more than {NESTED_ITEMS_MAX} elements."]}
+        body = {"organization": organization.pk, "kind": "statement", "date": "2023-01-01"}
+        errors = self.refused(
+            f"{API}/responses/",
+            {**body, "incidents": [incident.public_id] * self.TOO_MANY},
+            django_assert_max_num_queries,
+        )
+        assert errors == {"incidents": [f"Ensure this field has no more than {NESTED_ITEMS_MAX} elements."]}

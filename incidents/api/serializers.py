@@ -13,6 +13,7 @@ from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.relations import MANY_RELATION_KWARGS, ManyRelatedField
 from rest_framework.reverse import reverse
 
 from incidents import services
@@ -95,6 +96,46 @@ class ModelRulesMixin(serializers.Serializer):
         return attrs
 
 
+# How many items one write may give a list of records (an incident's places, claims, victim groups
+# and involvements; a response's incidents): each item is looked up and checked on its own, a few
+# queries each, so a 2.5 MB body of 30,000 claims held a worker for minutes before its answer. Far
+# more than a report names; refused naming the list before any item is read.
+NESTED_ITEMS_MAX = 500
+
+
+def refuse_too_many(items) -> None:
+    """A ValidationError, naming the list's field, for a list longer than NESTED_ITEMS_MAX."""
+    if isinstance(items, list) and len(items) > NESTED_ITEMS_MAX:
+        message = serializers.ListSerializer.default_error_messages["max_length"]
+        raise serializers.ValidationError([message.format(max_length=NESTED_ITEMS_MAX)], code="max_length")
+
+
+class BoundedManyRelatedField(ManyRelatedField):
+    """A list of records by key, refused before any of its items is looked up when too long."""
+
+    def to_internal_value(self, data):
+        refuse_too_many(data)
+        return super().to_internal_value(data)
+
+
+class BoundedListSerializer(serializers.ListSerializer):
+    """A list of nested rows, refused before any of its rows is checked when too long. Not DRF's
+    own `max_length`, whose error is a dict: the API's errors would name `claims.non_field_errors`."""
+
+    def to_internal_value(self, data):
+        refuse_too_many(data)
+        return super().to_internal_value(data)
+
+
+class BoundedManyMixin:
+    """A relation whose `many=True` is a BoundedManyRelatedField (DRF's documented way: `many_init`)."""
+
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        list_kwargs = {key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS}
+        return BoundedManyRelatedField(child_relation=cls(*args, **kwargs), **list_kwargs)
+
+
 class VisibleSourceField(serializers.PrimaryKeyRelatedField):
     """A source by id, among those the requesting user may see: a hidden id is "does not exist"."""
 
@@ -113,7 +154,7 @@ class SlugField(serializers.SlugRelatedField):
         return super().to_internal_value(data)
 
 
-class VisibleIncidentField(SlugField):
+class VisibleIncidentField(BoundedManyMixin, SlugField):
     """An incident by public_id, among those the requesting user may see."""
 
     def __init__(self, **kwargs):
@@ -314,6 +355,9 @@ class NestedRowSerializer(serializers.ModelSerializer):
     one is a new row: it needs every field a POST needs, refused here as a POST refuses it
     (`claims[0].source: This field is required.`) rather than reaching the services half-built."""
 
+    class Meta:
+        list_serializer_class = BoundedListSerializer
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
         if getattr(self.root, "partial", False) and not attrs.get("id"):
@@ -332,7 +376,7 @@ class ClaimSerializer(NestedRowSerializer):
     source = VisibleSourceField()
     source_title = serializers.CharField(source="source.title", read_only=True)
 
-    class Meta:
+    class Meta(NestedRowSerializer.Meta):
         model = Claim
         fields = [
             "id",
@@ -357,7 +401,7 @@ class ClaimSerializer(NestedRowSerializer):
 class VictimGroupSerializer(CountryFieldMixin, NestedRowSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing group; omit to add one.")
 
-    class Meta:
+    class Meta(NestedRowSerializer.Meta):
         model = VictimGroup
         fields = ["id", "count", "sex", "age_group", "nationality", "description"]
 
@@ -366,12 +410,12 @@ class InvolvementSerializer(NestedRowSerializer):
     id = serializers.IntegerField(required=False, help_text="Give it to update an existing row; omit to add one.")
     organization_name = serializers.CharField(source="organization.name", read_only=True)
 
-    class Meta:
+    class Meta(NestedRowSerializer.Meta):
         model = Involvement
         fields = ["id", "organization", "organization_name", "role"]
 
 
-class IncidentPlaceField(serializers.PrimaryKeyRelatedField):
+class IncidentPlaceField(BoundedManyMixin, serializers.PrimaryKeyRelatedField):
     """Reads as the place with its country and (possibly coarsened) coordinates; writes by id."""
 
     def use_pk_only_optimization(self):
