@@ -8,6 +8,7 @@ and an import page (`<changelist>/import/`: upload, then a preview with one "Imp
 
 import io
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -17,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
@@ -25,8 +27,23 @@ from incidents.models import Incident, PendingImport
 from tracker.uploads import takes_file
 
 # Between preview and confirm the file waits in the database (PendingImport, one per account), so
-# the confirmation may reach any app server; the session holds only its key.
-PENDING_IMPORT_SESSION_KEY = "incidents_pending_csv_import"
+# the confirmation may reach any app server; the preview's confirm form holds its key, so that it
+# confirms the file it showed, not one uploaded since in another tab or session.
+PENDING_IMPORT_KEY_FIELD = "key"
+
+
+def fresh_pending_imports():
+    """The pending imports younger than a session's lifetime (SESSION_COOKIE_AGE): an older one
+    outlived the session that previewed it, is gone to every reader, and is deleted when met."""
+    return PendingImport.objects.filter(uploaded_at__gte=_stale_before())
+
+
+def delete_stale_pending_imports():
+    PendingImport.objects.filter(uploaded_at__lt=_stale_before()).delete()
+
+
+def _stale_before():
+    return timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE)
 
 
 class IncidentCsvAdminMixin:
@@ -40,7 +57,11 @@ class IncidentCsvAdminMixin:
             path("export.csv", self.admin_site.admin_view(self.export_changelist_csv), name=f"{name}_export_csv"),
             path(
                 "import/",
-                self.admin_site.admin_view(takes_file("file", lambda: settings.IMPORT_MAX_BYTES)(self.import_csv_view)),
+                self.admin_site.admin_view(
+                    takes_file("file", lambda: settings.IMPORT_MAX_BYTES, may_upload=self.may_upload_import)(
+                        self.import_csv_view
+                    )
+                ),
                 name=f"{name}_import_csv",
             ),
             *super().get_urls(),
@@ -95,12 +116,20 @@ class IncidentCsvAdminMixin:
         incidents = self.exported_incidents(request, queryset)
         return incidents_csv_response(incidents, request, export_filters=export_filters, bom=bom)
 
+    def may_import(self, request) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def may_upload_import(self, request) -> bool:
+        """Whom the import page takes a file from (tracker.uploads refuses anyone else's before
+        writing a byte of it): the admin's own check, then the import view's."""
+        return self.admin_site.has_permission(request) and self.may_import(request)
+
     def import_csv_view(self, request):
         """Upload a CSV; see a preview of what it would create and update (and its possible
         duplicates, to skip or create), or every error; then import it.
 
         Importing validates the stored file again and writes it all or nothing."""
-        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+        if not self.may_import(request):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         if request.method == "POST" and "confirm" in request.POST:
@@ -118,7 +147,8 @@ class IncidentCsvAdminMixin:
             # Valid, hence readable (UTF-8 or UTF-16 with its mark) and within the size limit.
             upload.seek(0)
             key = secrets.token_hex(16)
-            PendingImport.objects.update_or_create(
+            delete_stale_pending_imports()
+            pending, _ = PendingImport.objects.update_or_create(
                 user=request.user,
                 defaults={
                     "key": key,
@@ -127,16 +157,16 @@ class IncidentCsvAdminMixin:
                     "file_name": upload.name.replace("\x00", ""),
                 },
             )
-            request.session[PENDING_IMPORT_SESSION_KEY] = key
-            return self._preview_page(request, context, report)
+            return self._preview_page(request, context, report, pending)
         return self._upload_page(request, context)
 
     def _import_pending_csv(self, request, context):
-        key = request.session.get(PENDING_IMPORT_SESSION_KEY)
-        pending = PendingImport.objects.filter(user=request.user, key=key).first() if isinstance(key, str) else None
+        key = request.POST.get(PENDING_IMPORT_KEY_FIELD)
+        delete_stale_pending_imports()
+        pending = fresh_pending_imports().filter(user=request.user, key=key).first() if key else None
         if pending is None:
-            # Never previewed, already imported, or replaced by a file uploaded since (another tab).
-            request.session.pop(PENDING_IMPORT_SESSION_KEY, None)
+            # Never previewed, already imported, replaced by a file uploaded since (another tab or
+            # session), or older than a session's lifetime.
             messages.error(request, "Nothing is waiting to be imported: upload the file again.")
             return HttpResponseRedirect(request.path)
         choice = request.POST.get("duplicates")
@@ -148,15 +178,21 @@ class IncidentCsvAdminMixin:
         if report.stopped_for_duplicates:
             # The file is still good: ask again, on the same preview.
             return self._preview_page(
-                request, context, report, status=400, duplicates_error="Choose what to do with the possible duplicates."
+                request,
+                context,
+                report,
+                pending,
+                status=400,
+                duplicates_error="Choose what to do with the possible duplicates.",
             )
         if report.met_another_write:
             # Nothing was written, and the file may still be good: preview it again as the database now
             # stands (the other write may have changed what it does), so that one click imports it.
             preview = self._import_pending(request, pending, dry_run=True)
             if not preview.errors:
-                return self._preview_page(request, context, preview, status=409, import_error=report.errors[0].message)
-        request.session.pop(PENDING_IMPORT_SESSION_KEY)
+                return self._preview_page(
+                    request, context, preview, pending, status=409, import_error=report.errors[0].message
+                )
         # Unless another tab's upload replaced it meanwhile.
         PendingImport.objects.filter(pk=pending.pk, key=key).delete()
         if report.errors:
@@ -184,7 +220,7 @@ class IncidentCsvAdminMixin:
         status = 400 if report or upload_error else 200
         return TemplateResponse(request, self.import_template, context, status=status)
 
-    def _preview_page(self, request, context, report, *, status=200, duplicates_error="", import_error=""):
+    def _preview_page(self, request, context, report, pending, *, status=200, duplicates_error="", import_error=""):
         """What the waiting file would do, and one button to import it: no file chooser, so that the
         next step cannot be mistaken for uploading again."""
         context.update(
@@ -193,5 +229,7 @@ class IncidentCsvAdminMixin:
             duplicates_error=duplicates_error,
             import_error=import_error,
             upload_url=request.path,
+            pending_key=pending.key,
+            pending_key_field=PENDING_IMPORT_KEY_FIELD,
         )
         return TemplateResponse(request, self.import_preview_template, context, status=status)

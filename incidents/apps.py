@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.apps import apps as global_apps
+from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_migrate
 
 
@@ -18,6 +19,15 @@ def _ensure_reference_data(sender, apps=global_apps, **kwargs):
     ensure_roles()
 
 
+def _forget_pending_import(sender, request, user, **kwargs):
+    """Signing out ends what the session previewed: the file waiting to be imported goes with it
+    (it waited for that session's confirmation; each sign-in previews afresh)."""
+    from incidents.models import PendingImport
+
+    if user is not None:
+        PendingImport.objects.filter(user=user).delete()
+
+
 class IncidentsConfig(AppConfig):
     name = "incidents"
     verbose_name = "Incident documentation"
@@ -26,3 +36,4 @@ class IncidentsConfig(AppConfig):
         # Permissions exist only after migrate, and `flush` (used between transactional tests) empties
         # every table; rebuilding roles and the type vocabulary after each, idempotently, covers both.
         post_migrate.connect(_ensure_reference_data, sender=self)
+        user_logged_out.connect(_forget_pending_import, dispatch_uid="incidents_forget_pending_import")

@@ -20,7 +20,7 @@ from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_csv_round_trip import history_row_count
-from tests.test_import import import_errors, run_import
+from tests.test_import import confirm_form, import_errors, run_import
 
 SEED = 20261203
 INCIDENTS = 40
@@ -306,7 +306,7 @@ def test_the_admins_import_of_a_messy_analysts_export_changes_only_the_edited_ro
 
     preview = client.post("/admin/incidents/incident/import/", {"file": io.BytesIO(quoted_csv(exported).encode())})
     assert 'name="confirm"' in preview.text, preview.text
-    imported = client.post("/admin/incidents/incident/import/", {"confirm": "1"}, follow=True)
+    imported = client.post("/admin/incidents/incident/import/", confirm_form(preview), follow=True)
 
     assert "0 incidents were created; 1 updated;" in imported.text
     # The export's apostrophe before a formula-like title is removed: one of the two.

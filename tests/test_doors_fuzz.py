@@ -674,6 +674,28 @@ def test_the_csv_import_takes_one_file_up_to_the_import_limit(client, kept_bytes
     assert sum(kept_bytes) <= 2 * len(csv)  # at most the first file part of the two, before the second
 
 
+@pytest.mark.parametrize("who", ["anonymous", "viewer"])
+@pytest.mark.parametrize(
+    ("size", "refusal"),
+    [(1024, "This address takes no file."), (3 * 1024 * 1024, "The request's body is larger than 2.5 MB.")],
+)
+def test_the_csv_import_takes_no_file_from_whoever_may_not_import(kept_bytes, who, size, refusal):
+    # The handler let the file through because the address takes one, before admin_view found
+    # nobody signed in (or the view found no import permission): a csrftoken cookie of the client's
+    # own choosing had up to 2.5 MB + TRACKER_IMPORT_MAX_BYTES written to the server's disk.
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    if who == "viewer":
+        client.force_login(make_user(roles.VIEWER))
+    answer = client.post(
+        "/admin/incidents/incident/import/", {"csrfmiddlewaretoken": "a" * 32, "file": an_upload(size)}
+    )
+
+    assert answer.status_code == 400
+    assert refusal in html.unescape(answer.content.decode())
+    assert kept_bytes == []
+
+
 def test_a_host_name_the_site_does_not_serve_gets_a_page_saying_so(client):
     answer = client.get("/", HTTP_HOST="tracker.example.evil")
     assert answer.status_code == 400

@@ -4,6 +4,7 @@ import csv
 import gc
 import io
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from unittest import mock
 
 import dj_database_url
@@ -25,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from incidents import roles
 from incidents.models import (
@@ -53,6 +55,13 @@ from tests.factories import (
 from tests.test_commands import search_words, search_words_an_edit_computes
 
 HEADER = "title,type,date_start,date_end"
+
+
+def confirm_form(preview, **extra) -> dict:
+    """What the admin's import preview's "Import N rows" button sends: the key of the file it showed."""
+    key = re.search(r'<input type="hidden" name="key" value="([0-9a-f]+)">', preview.text)
+    assert key, preview.text
+    return {"confirm": "1", "key": key[1], **extra}
 
 
 def export(user, tmp_path, name="export.csv") -> bytes:
@@ -300,7 +309,7 @@ class TestRoundTrip:
             "lists, with its figures and excerpts" in preview.text
         )
         assert f"line 2: {incident.public_id} Renamed — title, sources</li>" in preview.text
-        assert client.post("/admin/incidents/incident/import/", {"confirm": "1"}).status_code == 302
+        assert client.post("/admin/incidents/incident/import/", confirm_form(preview)).status_code == 302
         assert list(incident.claims.all()) == [informant]
 
     def test_history_names_the_importing_user(self, analyst, rich_incidents, tmp_path):
@@ -893,7 +902,7 @@ class TestAdminImportPage:
         assert 'name="confirm"' in preview.text
         assert Incident.objects.count() == 1
 
-        confirmed = client.post(self.URL, {"confirm": "1"})
+        confirmed = client.post(self.URL, confirm_form(preview))
 
         assert confirmed.status_code == 302
         assert confirmed["Location"] == reverse("admin:incidents_incident_changelist")
@@ -931,14 +940,14 @@ class TestAdminImportPage:
     def test_confirm_validates_again(self, client, analyst):
         incident = make_incident(title="Before", review_state="draft")
         client.force_login(analyst)
-        self.upload(
+        preview = self.upload(
             client,
             f"public_id,version,{HEADER}\n{incident.public_id},1,Mine,forced-repatriation,2023-08-29,2023-08-29\n",
         )
         # Someone saves the incident between preview and confirm.
         Incident.objects.filter(pk=incident.pk).update(title="Theirs", version=2)
 
-        response = client.post(self.URL, {"confirm": "1"})
+        response = client.post(self.URL, confirm_form(preview))
 
         assert response.status_code == 400
         assert "has changed since this file was exported" in response.text
@@ -954,21 +963,70 @@ class TestAdminImportPage:
         first, second = Client(), Client()
         for browser in (first, second):
             browser.force_login(analyst)
-        assert self.upload(first, content).status_code == 200
+        first_preview = self.upload(first, content)
+        assert first_preview.status_code == 200
         session_row = Session.objects.get(pk=first.session.session_key)
         assert len(session_row.session_data) < 1000
         assert PendingImport.objects.get(user=analyst).content == content.encode()
 
         # Another session's upload replaces it: the first preview's button no longer imports anything.
-        assert self.upload(second, f"{HEADER}\nLater,deportation,2024-01-01,2024-01-01\n").status_code == 200
+        second_preview = self.upload(second, f"{HEADER}\nLater,deportation,2024-01-01,2024-01-01\n")
+        assert second_preview.status_code == 200
         assert PendingImport.objects.filter(user=analyst).count() == 1
-        stale = first.post(self.URL, {"confirm": "1"}, follow=True)
+        stale = first.post(self.URL, confirm_form(first_preview), follow=True)
         assert "Nothing is waiting to be imported: upload the file again." in stale.text
         assert not Incident.objects.exists()
 
-        assert second.post(self.URL, {"confirm": "1"}).status_code == 302
+        assert second.post(self.URL, confirm_form(second_preview)).status_code == 302
         assert list(Incident.objects.values_list("title", flat=True)) == ["Later"]
         assert not PendingImport.objects.exists()
+
+    def test_a_preview_confirms_the_file_it_showed_not_one_uploaded_since_in_another_tab(self, client, analyst):
+        # Both tabs share the session: the session, which held the key, held the later tab's, and
+        # tab A's button imported tab B's file. The button now sends the key of the file its page showed.
+        client.force_login(analyst)
+        tab_a = self.upload(client, f"{HEADER}\nFrom tab A,deportation,2024-01-01,2024-01-01\n")
+        tab_b = self.upload(client, f"{HEADER}\nFrom tab B,deportation,2024-01-01,2024-01-01\n")
+        assert "From tab A" in tab_a.text and "From tab B" in tab_b.text
+
+        stale = client.post(self.URL, confirm_form(tab_a), follow=True)
+        assert "Nothing is waiting to be imported: upload the file again." in stale.text
+        assert "upload the file again" in client.post(self.URL, {"confirm": "1"}, follow=True).text  # no key
+        assert not Incident.objects.exists()
+
+        assert client.post(self.URL, confirm_form(tab_b)).status_code == 302
+        assert list(Incident.objects.values_list("title", flat=True)) == ["From tab B"]
+
+    def test_signing_out_deletes_the_file_waiting_to_be_imported(self, client, analyst):
+        # It stayed in the database for good: after signing out, after the session was gone.
+        client.force_login(analyst)
+        other = make_user(roles.ANALYST)
+        other_browser = Client()
+        other_browser.force_login(other)
+        preview = self.upload(client, f"{HEADER}\nNamed informant,deportation,2024-01-01,2024-01-01\n")
+        self.upload(other_browser, f"{HEADER}\nSomeone else's,deportation,2024-01-01,2024-01-01\n")
+
+        client.post("/accounts/sign-out/")
+
+        assert list(PendingImport.objects.values_list("user", flat=True)) == [other.pk]
+        client.force_login(analyst)
+        assert "upload the file again" in client.post(self.URL, confirm_form(preview), follow=True).text
+        assert not Incident.objects.exists()
+
+    def test_a_file_older_than_a_session_is_gone_and_deleted(self, client, analyst, settings):
+        client.force_login(analyst)
+        preview = self.upload(client, f"{HEADER}\nNamed informant,deportation,2024-01-01,2024-01-01\n")
+        other = make_user(roles.ANALYST)
+        other_browser = Client()
+        other_browser.force_login(other)
+        self.upload(other_browser, f"{HEADER}\nSomeone else's,deportation,2024-01-01,2024-01-01\n")
+        PendingImport.objects.update(uploaded_at=timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 1))
+
+        stale = client.post(self.URL, confirm_form(preview), follow=True)
+
+        assert "Nothing is waiting to be imported: upload the file again." in stale.text
+        assert not Incident.objects.exists()
+        assert not PendingImport.objects.exists()  # this account's, and any other's as old
 
     def test_the_changelist_links_to_the_import_page(self, client, analyst):
         client.force_login(analyst)

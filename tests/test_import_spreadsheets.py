@@ -12,7 +12,7 @@ import pytest
 from incidents import roles
 from incidents.models import Incident
 from tests.factories import make_incident, make_place, make_user
-from tests.test_import import export, import_errors, run_import
+from tests.test_import import confirm_form, export, import_errors, run_import
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ class TestAdminImportPage:
 
         assert preview.status_code == 200
         assert "Hoeryong – “about 45” returned — title" in preview.text
-        assert client.post(self.URL, {"confirm": "1"}).status_code == 302
+        assert client.post(self.URL, confirm_form(preview)).status_code == 302
         assert Incident.objects.filter(title="Hoeryong – “about 45” returned").exists()
 
     def test_a_windows_1252_file_is_refused_with_advice(self, client, reviewer, exported):

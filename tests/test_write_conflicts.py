@@ -16,7 +16,7 @@ from incidents.models import Incident, Place
 from tests.api_support import API, client_for, incident_url
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
-from tests.test_import import HEADER, write_csv
+from tests.test_import import HEADER, confirm_form, write_csv
 from tracker.write_conflicts import WriteConflictMiddleware
 
 
@@ -169,7 +169,7 @@ def test_in_the_admins_import_the_stopped_import_is_previewed_again_to_import_on
 
     # The reviewer's change leaves the place's name as the file gives it.
     result = while_a_reviewer_closes_a_cycle(
-        incident, place, lambda: client.post(import_url, {"confirm": "1"}), place_name="Hyesan"
+        incident, place, lambda: client.post(import_url, confirm_form(preview)), place_name="Hyesan"
     )
 
     answer = result["answer"]
@@ -181,7 +181,7 @@ def test_in_the_admins_import_the_stopped_import_is_previewed_again_to_import_on
     assert f"line 2: {incident.public_id} Moved — title, places" in answer.text
     assert not Incident.objects.get(pk=incident.pk).places.exists()
     # The file is still waiting: one more click imports it.
-    again = client.post(import_url, {"confirm": "1"})
+    again = client.post(import_url, confirm_form(answer))
     assert again.status_code == 302
     assert list(Incident.objects.get(pk=incident.pk).places.all()) == [place]
 

@@ -9,8 +9,11 @@ comes first in FILE_UPLOAD_HANDLERS and refuses, with a 400 naming what is wrong
 - at an address no view answers (a 404), the whole body, left unread;
 - a multipart body whose Content-Length is over 2.5 MB plus what the address's view takes, before
   reading any of it;
-- a file part where the view takes none (every view but those marked with `takes_file`), or in a
-  field it does not read, or a second one, before a byte of it is written;
+- a file part where the view takes none (every view but those marked with `takes_file`), or from
+  someone the view would refuse (`takes_file`'s `may_upload`: an anonymous visitor with a csrftoken
+  cookie of their own, or an account without the view's permission), or in a field it does not
+  read, or a second one, before a byte of it is written; the body of such a request is bounded as
+  at an address that takes no file;
 - a file larger than the view's bound, at the chunk that crosses it, before it is all written.
 """
 
@@ -19,7 +22,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http import QueryDict
+from django.http import HttpRequest, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, resolve
 from django.utils.datastructures import MultiValueDict
@@ -31,16 +34,19 @@ class UploadRefused(MultiPartParserError):
     DRF with a 400 of its own); its message names what was wrong, and no value the request sent."""
 
 
-def takes_file(field_name: str, max_bytes: Callable[[], int]):
+def takes_file(field_name: str, max_bytes: Callable[[], int], may_upload: Callable[[HttpRequest], bool]):
     """Mark a view as taking one uploaded file, in `field_name`, of at most `max_bytes()` bytes
-    (read at each request, so that the setting it comes from may change)."""
+    (read at each request, so that the setting it comes from may change), from a request for which
+    `may_upload(request)` is true: the view's own permission check, so that a file it would refuse
+    is refused before it is written (the handlers run when the form is first read, by CSRF's check,
+    before the view, or the admin's sign-in redirect, answers)."""
 
     def mark(view):
         @functools.wraps(view)
         def taking(*args, **kwargs):
             return view(*args, **kwargs)
 
-        taking.takes_file = (field_name, max_bytes)
+        taking.takes_file = (field_name, max_bytes, may_upload)
         return taking
 
     return mark
@@ -50,8 +56,8 @@ NO_VIEW = object()
 
 
 def _taken_file(request) -> tuple[str, int] | object | None:
-    """The field and the bound of the file the view at the request's address takes, None if it
-    takes none, NO_VIEW if no view answers there."""
+    """The field and the bound of the file the view at the request's address takes from this
+    request, None if it takes none (or none from whoever sends it), NO_VIEW if no view answers there."""
     if request is None:
         return None
     try:
@@ -61,7 +67,9 @@ def _taken_file(request) -> tuple[str, int] | object | None:
     taken = getattr(match.func, "takes_file", None)
     if taken is None:
         return None
-    field_name, max_bytes = taken
+    field_name, max_bytes, may_upload = taken
+    if not may_upload(request):
+        return None
     return field_name, max_bytes()
 
 
