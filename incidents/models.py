@@ -2577,8 +2577,10 @@ class PendingImport(models.Model):
     per account, which a new upload replaces and the confirmation deletes: the database holds at
     most one file of TRACKER_IMPORT_MAX_BYTES per account, however many sessions it opens, and reads
     it only to confirm. The file was kept in the session, read and decoded again on every request
-    of that browser, one per session. The session holds `key` only, so a preview's page confirms
-    the file it showed, not one uploaded since in another tab ("upload the file again")."""
+    of that browser, one per session. The preview's confirm form holds `key`, so a preview's page
+    confirms the file it showed, not one uploaded since in another tab ("upload the file again").
+    Signing out deletes it; one older than a session's lifetime (`uploaded_at` before
+    SESSION_COOKIE_AGE ago) is gone to every reader (incidents.admin_csv.fresh_pending_imports)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=32)

@@ -14,7 +14,7 @@ from incidents import roles
 from incidents.exports import COLUMNS
 from incidents.models import Incident, Organization, Place
 from tests.factories import make_incident, make_place, make_source, make_user
-from tests.test_import import import_errors, run_import, write_csv
+from tests.test_import import confirm_form, import_errors, run_import, write_csv
 
 HEADER = "title,type,date_start,date_end"
 
@@ -374,7 +374,7 @@ class TestAdminImportPages:
         assert 'type="file"' not in preview.text
         assert not Incident.objects.exists()
 
-        imported = client.post(self.URL, {"confirm": "Import 2 rows"})
+        imported = client.post(self.URL, confirm_form(preview, confirm="Import 2 rows"))
 
         assert imported.status_code == 302
         assert Incident.objects.count() == 2
@@ -391,12 +391,12 @@ class TestAdminImportPages:
         assert "Possible duplicates (1)" in preview.text
         assert reverse("admin:incidents_incident_change", args=[known.pk]) in preview.text
         assert 'name="duplicates" value="skip"' in preview.text
-        undecided = client.post(self.URL, {"confirm": "Import 2 rows"})
+        undecided = client.post(self.URL, confirm_form(preview, confirm="Import 2 rows"))
         assert undecided.status_code == 400
         assert "Choose what to do with the possible duplicates." in undecided.text
         assert Incident.objects.count() == 1
 
-        skipped = client.post(self.URL, {"confirm": "Import 2 rows", "duplicates": "skip"})
+        skipped = client.post(self.URL, confirm_form(undecided, confirm="Import 2 rows", duplicates="skip"))
 
         assert skipped.status_code == 302
         assert set(Incident.objects.values_list("title", flat=True)) == {known.title, "Other"}
