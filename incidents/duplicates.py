@@ -338,6 +338,7 @@ def corpus_counts(places: _Places) -> CorpusCounts:
     query; blocking, two) and kept when none are, when they were kept before the candidates were
     counted (migration 0081), or when the number of incidents has changed much since. One query
     when kept."""
+    # COUNT as a plain function, so one row: an annotated Count would group by each incident.
     every_incident = Incident.objects.order_by().annotate(counted=Func(F("pk"), function="COUNT")).values("counted")
     kept = (
         DuplicateWordFrequencies.objects.annotate(incidents_now=Subquery(every_incident))
