@@ -123,14 +123,15 @@ def code_fits_device(device: Device, code: str) -> bool:
 
 @transaction.atomic
 def authenticator_start(*, user, pending_id: int | None = None) -> TOTPDevice:
-    """The authenticator-app device `user` is setting up in one session: `pending_id`, the one that
-    session began and has not confirmed yet (the caller keeps it in the session), or a new one,
-    which replaces any other unconfirmed one. Its secret is shown to that session alone until a code
-    confirms it: every session of the account was shown the same unconfirmed app, so whoever held a
-    signed-in session's cookie for a moment read its key, and owned the second factor once the
-    owner, later and in their own session, moved to that app. Another session's unconfirmed app is
-    deleted rather than kept, so an account has one at most: that session's page then makes a new
-    one, whose key is not the one it showed (`pending_id` no longer names it)."""
+    """The authenticator-app device `user` is setting up on one page: `pending_id`, the one that
+    page showed and is not confirmed yet (the caller keeps it with a value only that page posts),
+    or a new one, which replaces any other unconfirmed one. Its secret is shown on that page alone
+    until a code confirms it: every session of the account was shown the same unconfirmed app, so
+    whoever held a signed-in session's cookie for a moment read its key, and owned the second factor
+    once the owner, later and in their own session, moved to that app; kept per session, the same
+    held for a thief with the cookie of the session the owner goes on using. The unconfirmed app of
+    another page (or session) is deleted rather than kept, so an account has one at most: that page
+    then makes a new one, whose key is not the one it showed (`pending_id` no longer names it)."""
     unconfirmed = TOTPDevice.objects.filter(user=user, confirmed=False)
     if pending_id is not None and (device := unconfirmed.filter(pk=pending_id).first()) is not None:
         return device

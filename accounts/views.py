@@ -3,6 +3,7 @@ authenticator app (a first one through an administrator's setup link), recovery 
 own API tokens."""
 
 import functools
+import secrets
 from base64 import b32encode
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
@@ -46,9 +48,11 @@ from accounts.services import (
 
 # The setup link this session opened (accounts.SetupLink's id), kept across the sign-in it leads to.
 SETUP_LINK_SESSION_KEY = "accounts_setup_link"
-# The unconfirmed authenticator app this session was shown (TOTPDevice's id): its key is this
-# session's alone (accounts.services.authenticator_start).
+# The unconfirmed authenticator app the setup page last showed in this session: {"id": TOTPDevice's
+# id, "page": the random value that page posts back (PENDING_APP_FIELD)}. Its key is that page's
+# alone (accounts.services.authenticator_start).
 PENDING_APP_SESSION_KEY = "accounts_pending_app"
+PENDING_APP_FIELD = "shown"
 
 
 def page(request, template: str, context: dict, status: int = 200) -> TemplateResponse:
@@ -176,24 +180,36 @@ def two_factor_setup(request):
         setup_link_id = request.session.get(SETUP_LINK_SESSION_KEY)
         if not setup_link_usable(user=user, setup_link_id=setup_link_id):
             return setup_link_needed(request)
-    pending_id = request.session.get(PENDING_APP_SESSION_KEY)
-    device = authenticator_start(user=user, pending_id=pending_id)
-    request.session[PENDING_APP_SESSION_KEY] = device.pk
-    # A code confirms only the key this session was shown: if another session began an app since,
-    # which replaced this one's, the page shows a new key and checks no code against it.
-    shown = device.pk == pending_id
+    # A code confirms only the key of the page it was typed on, and only while that page is the last
+    # one shown: each showing of the page (a GET, or a post of another page) begins a new app, which
+    # replaces the one not yet confirmed. Kept per session alone, whoever held the owner's session
+    # cookie for a moment opened the page and read its key, which the owner's next visit to the page
+    # showed them again, and which their current app's code then confirmed for the thief. A post
+    # of the last page shown keeps its key (a mistyped code needs no new scan): its value came with
+    # that page alone, which showed the key to whoever holds it. (The session is kept in the
+    # database: its cookie does not carry the value.)
+    pending = request.session.get(PENDING_APP_SESSION_KEY)
+    pending = pending if isinstance(pending, dict) else {}
+    posted = request.POST.get(PENDING_APP_FIELD, "") if request.method == "POST" else ""
+    page_shown = bool(posted and pending.get("page") and constant_time_compare(posted, pending["page"]))
+    device = authenticator_start(user=user, pending_id=pending.get("id") if page_shown else None)
+    # False too when another session began an app since, which replaced (deleted) this page's.
+    shown = page_shown and device.pk == pending.get("id")
+    if not shown:
+        pending = {"id": device.pk, "page": secrets.token_urlsafe(32)}
+        request.session[PENDING_APP_SESSION_KEY] = pending
     form = CodeForm(request.POST or None)
     # The current app's code is checked (used up, or counted by the lockout) only beside a new
     # app's code: asked for again, unchecked, when that is missing.
-    # Nor beside a code of a key this session was not shown, which is not checked.
+    # Nor beside a code of a key other than the last one shown, which is not checked.
     current_app_form = CurrentAppCodeForm(
         request.POST if shown and form.is_bound and form.is_valid() else None, request=request
     )
     if request.method == "POST" and form.is_valid() and not shown:
         form.add_error(
             "code",
-            "This page's key was replaced: an app was being set up for your account in another browser. "
-            "Scan the new QR code (or type its key), then type the code the app shows.",
+            "This page's key was replaced: the setup page was opened again since (in another tab, or "
+            "another browser). Scan the new QR code (or type its key), then type the code the app shows.",
         )
     elif request.method == "POST" and form.is_valid() and current_app_form.is_valid():
         try:
@@ -235,6 +251,8 @@ def two_factor_setup(request):
         "form": form,
         "current_app_form": current_app_form,
         "next": destination,
+        "shown_field": PENDING_APP_FIELD,
+        "shown": pending["page"],
         "qr_code": qr_code_svg(device.config_url),
         # In groups of four, as authenticator apps show and accept it.
         "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),

@@ -99,6 +99,12 @@ def setup_key(page) -> str:
     return re.search(r'<code id="setup-key">([A-Z2-7 ]+)</code>', page.content.decode())[1].replace(" ", "")
 
 
+def shown_on(page) -> dict:
+    """What the setup page's form posts to name the key it showed: a code confirms that key only
+    while the page is the last one shown."""
+    return {"shown": re.search(r'<input type="hidden" name="shown" value="([^"]+)">', page.content.decode())[1]}
+
+
 def sign_in(client, user, password=PASSWORD):
     return client.post("/admin/login/", {"username": user.username, "password": password, "next": "/admin/"})
 
@@ -170,12 +176,12 @@ class TestSecondFactor:
         analyst, client = make_user(roles.ANALYST), Client()
         open_setup_link(client, analyst)
         sign_in(client, analyst)
-        client.get("/accounts/two-factor/setup/")
+        setup_page = client.get("/accounts/two-factor/setup/")
         device = analyst.totpdevice_set.get(confirmed=False)
         wrong = "000000" if app_code(device) != "000000" else "111111"
 
         def set_up(code):
-            return client.post("/accounts/two-factor/setup/", {"code": code, "next": "/admin/"})
+            return client.post("/accounts/two-factor/setup/", {"code": code, "next": "/admin/", **shown_on(setup_page)})
 
         assert "That code does not match" in set_up(wrong).content.decode()
         page = set_up(app_code(device)).content.decode()
@@ -226,13 +232,15 @@ class TestSecondFactor:
         analyst, client = make_user(roles.ANALYST), Client()
         open_setup_link(client, analyst)
         sign_in(client, analyst)
-        response = client.get("/accounts/two-factor/?next=/admin/", follow=True)
-        page = response.content.decode()
-        assert response.redirect_chain[-1][0] == "/accounts/two-factor/setup/?next=%2Fadmin%2F"
+        setup_page = client.get("/accounts/two-factor/?next=/admin/", follow=True)
+        page = setup_page.content.decode()
+        assert setup_page.redirect_chain[-1][0] == "/accounts/two-factor/setup/?next=%2Fadmin%2F"
         # The QR code is markup in the page, not an image fetched from anywhere.
         assert '<div class="qr-code" id="qr-code"><svg' in page and "<img" not in page
         device = analyst.totpdevice_set.get(confirmed=False)
-        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+        response = client.post(
+            "/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/", **shown_on(setup_page)}
+        )
         assert response.status_code == 200
         assert len(response.context["codes"]) == 10
         assert client.get("/admin/").status_code == 200
@@ -284,7 +292,8 @@ class TestSecondFactor:
         wrong = "000000" if app_code(owners_device, 2) != "000000" else "111111"
         refusals = {
             current_code: thief.post(
-                "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": current_code}
+                "/accounts/two-factor/setup/",
+                {"code": app_code(new_app), "current-code": current_code, **shown_on(setup_page)},
             )
             for current_code in ("", wrong, codes[0])
         }
@@ -299,7 +308,7 @@ class TestSecondFactor:
 
         moved = owner.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(new_app), "current-code": app_code(owners_device, 2)},
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 2), **shown_on(setup_page)},
         )
         assert len(moved.context["codes"]) == 10
         assert list(analyst.totpdevice_set.all()) == [new_app]
@@ -323,10 +332,12 @@ class TestSecondFactor:
         later = Client()
         sign_in(later, analyst)
         second_step(later, app_code(owners_device, 2))
-        shown_key = setup_key(later.get("/accounts/two-factor/setup/"))
+        later_page = later.get("/accounts/two-factor/setup/")
+        shown_key = setup_key(later_page)
         new_app = analyst.totpdevice_set.get(confirmed=False)
         moved = later.post(
-            "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": app_code(owners_device, 3)}
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(later_page)},
         )
 
         assert len(moved.context["codes"]) == 10
@@ -344,12 +355,13 @@ class TestSecondFactor:
         for step, client in enumerate((first, second), start=1):
             sign_in(client, analyst)
             second_step(client, app_code(owners_device, step))
-        first_key = setup_key(first.get("/accounts/two-factor/setup/"))
-        first_app = analyst.totpdevice_set.get(confirmed=False)
+        first_page = first.get("/accounts/two-factor/setup/")
+        first_key, first_app = setup_key(first_page), analyst.totpdevice_set.get(confirmed=False)
         second_key = setup_key(second.get("/accounts/two-factor/setup/"))
 
         refused = first.post(
-            "/accounts/two-factor/setup/", {"code": app_code(first_app), "current-code": app_code(owners_device, 3)}
+            "/accounts/two-factor/setup/",
+            {"code": app_code(first_app), "current-code": app_code(owners_device, 3), **shown_on(first_page)},
         )
 
         assert second_key != first_key
@@ -360,11 +372,58 @@ class TestSecondFactor:
         assert new_key not in (first_key, second_key)
         new_app = analyst.totpdevice_set.get(confirmed=False)
         moved = first.post(
-            "/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": app_code(owners_device, 3)}
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(refused)},
         )
         assert len(moved.context["codes"]) == 10
         assert list(analyst.totpdevice_set.all()) == [new_app]
         assert b32encode(new_app.bin_key).decode() == new_key
+
+    def test_a_thief_with_the_owners_own_session_cookie_never_learns_the_key_the_owner_confirms(self, settings):
+        # The pending app was the session's: a thief holding the cookie of the session the owner
+        # goes on using opened the page and read its key, the owner's next visit to the page showed
+        # them that key again, and their current app's code confirmed it for the thief. Each showing
+        # of the page now makes a new key, and a code confirms only the key of the last page shown.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, _ = enrol(analyst)
+        owner = Client()
+        sign_in(owner, analyst)
+        second_step(owner, app_code(owners_device, 1))
+        thief = Client()
+        thief.cookies = owner.cookies
+        thiefs_page = thief.get("/accounts/two-factor/setup/")
+        stolen_key, thiefs_app = setup_key(thiefs_page), analyst.totpdevice_set.get(confirmed=False)
+
+        owners_page = owner.get("/accounts/two-factor/setup/")  # days later, the same session
+        shown_key, new_app = setup_key(owners_page), analyst.totpdevice_set.get(confirmed=False)
+        # The thief's page, and a post naming no page, confirm nothing and check no current code.
+        for refused in (
+            thief.post(
+                "/accounts/two-factor/setup/",
+                {"code": app_code(thiefs_app), "current-code": app_code(owners_device, 2), **shown_on(thiefs_page)},
+            ),
+            thief.post("/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": "000000"}),
+        ):
+            assert "This page&#x27;s key was replaced" in refused.content.decode()
+            assert setup_key(refused) not in (stolen_key, shown_key)
+        assert not AccessAttempt.objects.exists()
+        assert list(analyst.totpdevice_set.filter(confirmed=True)) == [owners_device]
+        # Those showings replaced the owner's key in turn: their page says so and shows a new one.
+        refused = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 2), **shown_on(owners_page)},
+        )
+        assert "This page&#x27;s key was replaced" in refused.content.decode()
+        owners_key, owners_app = setup_key(refused), analyst.totpdevice_set.get(confirmed=False)
+        moved = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(owners_app), "current-code": app_code(owners_device, 2), **shown_on(refused)},
+        )
+
+        assert len(moved.context["codes"]) == 10
+        assert shown_key != stolen_key and owners_key not in (stolen_key, shown_key)
+        assert b32encode(analyst.totpdevice_set.get(confirmed=True).bin_key).decode() == owners_key
 
     def test_a_new_app_ends_the_other_sessions_verification(self):
         analyst = make_user(roles.ANALYST)
@@ -606,7 +665,9 @@ class TestSetupLinks:
         assert to_setup.redirect_chain[-1][0].startswith("/accounts/two-factor/setup/")
         assert "qr-code" in to_setup.content.decode()
         device = analyst.totpdevice_set.get(confirmed=False)
-        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+        response = client.post(
+            "/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/", **shown_on(to_setup)}
+        )
 
         assert len(response.context["codes"]) == 10
         assert client.get("/admin/").status_code == 200
@@ -631,7 +692,8 @@ class TestSetupLinks:
         )
         device = analyst.totpdevice_set.get(confirmed=False)
         codes_page = client.post(
-            "/accounts/two-factor/setup/", {"code": app_code(device), "next": signed_in.context["next"]}
+            "/accounts/two-factor/setup/",
+            {"code": app_code(device), "next": signed_in.context["next"], **shown_on(signed_in)},
         )
 
         assert len(codes_page.context["codes"]) == 10
@@ -684,11 +746,13 @@ class TestSetupLinks:
         analyst, client = make_user(roles.ANALYST), Client()
         open_setup_link(client, analyst)
         sign_in(client, analyst)
-        client.get("/accounts/two-factor/setup/")
+        setup_page = client.get("/accounts/two-factor/setup/")
         device = analyst.totpdevice_set.get(confirmed=False)
         setup_link_create(user=analyst)  # an administrator makes a new one meanwhile
 
-        response = client.post("/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/"})
+        response = client.post(
+            "/accounts/two-factor/setup/", {"code": app_code(device), "next": "/admin/", **shown_on(setup_page)}
+        )
 
         assert response.status_code == 403
         assert not analyst.totpdevice_set.filter(confirmed=True).exists()
@@ -1581,7 +1645,9 @@ class TestTransport:
         device = analyst.totpdevice_set.get(confirmed=False)
         shown = {
             "app key": setup,
-            "first recovery codes": client.post("/accounts/two-factor/setup/", {"code": app_code(device)}),
+            "first recovery codes": client.post(
+                "/accounts/two-factor/setup/", {"code": app_code(device), **shown_on(setup)}
+            ),
         }
         device.refresh_from_db()  # the period of the code it accepted, which app_code counts from
         new_codes = client.post("/accounts/recovery-codes/", {"code": app_code(device, 1)})
