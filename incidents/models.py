@@ -174,9 +174,29 @@ def tree_position_error(record, *, loop_message: str, too_deep_message: str, bel
 
     One query of two recursive walks, each stopped past TREE_LEVELS_MAX levels (the walk up at the
     record too, on a loop), so that a deeper tree stored before the rule costs no more; none for a
-    new record at the top."""
+    new record at the top. A new record or a move that passes takes the table's tree lock for the
+    rest of its transaction, and is checked again: two moves checked at once, each against the tree
+    as the other had not yet changed it, together nested places 12 levels deep. The second now
+    waits for the first to commit and is checked against what it saved. Edits that move nothing
+    take no lock."""
     if record.pk is None and record.parent_id is None:
         return ""
+    loops, left_in_place, levels_above, levels_below = _tree_position(record)
+    if not (loops or left_in_place) and levels_above + 1 + levels_below <= TREE_LEVELS_MAX:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{record._meta.db_table} tree"])
+        loops, left_in_place, levels_above, levels_below = _tree_position(record)
+    if loops:
+        return loop_message
+    level = levels_above + 1 + levels_below
+    if left_in_place or level <= TREE_LEVELS_MAX:
+        return ""
+    return too_deep_message.format(limit=TREE_LEVELS_MAX, what=below if levels_below else "it", level=level)
+
+
+def _tree_position(record) -> tuple[bool, bool, int, int]:
+    """Whether `record`'s parent chain comes back to it, whether it stays where it is stored, how
+    many levels lie above it and how many below it (`tree_position_error`). One query."""
     table = connection.ops.quote_name(record._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -205,13 +225,7 @@ def tree_position_error(record, *, loop_message: str, too_deep_message: str, bel
             """,
             {"id": record.pk, "parent": record.parent_id, "limit": TREE_LEVELS_MAX},
         )
-        loops, left_in_place, levels_above, levels_below = cursor.fetchone()
-    if loops:
-        return loop_message
-    level = levels_above + 1 + levels_below
-    if left_in_place or level <= TREE_LEVELS_MAX:
-        return ""
-    return too_deep_message.format(limit=TREE_LEVELS_MAX, what=below if levels_below else "it", level=level)
+        return cursor.fetchone()
 
 
 def in_tree_order[Record](

@@ -3,15 +3,17 @@ own, and the admin's forms and the API name the field at fault; a place takes it
 its parent; the incident form offers to add a place."""
 
 import importlib
+import threading
 from datetime import date
 
 import pytest
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from incidents import roles
+from incidents import roles, services
 from incidents.models import Claim, Incident, IncidentType, Place, Source, VictimGroup
 from tests.api_support import API, client_for
 from tests.database_support import migrate_incidents_back_to
@@ -169,6 +171,58 @@ class TestTreesNestAtMostTenLevels:
         assert refused.json()["parent"] == place_too_deep("the deepest place inside it", 11)
         assert accepted.status_code == 200
         assert Place.objects.get(pk=korea[-1].pk).parent.parent.parent.parent == china[-1]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_two_moves_at_once_cannot_nest_places_past_the_tenth_level(self):
+        # Each move alone nests seven levels; together, twelve. Checked at once, each against the
+        # tree as the other had not yet changed it, both were saved: the second now waits for the
+        # first to commit and is checked against it.
+        china = place_chain(5, name="China", country="CN")
+        crossing = [make_place(name="Crossing", country="CN")]
+        crossing.append(Place.objects.create(name="Gate", kind="other", parent=crossing[0]))
+        camp = [make_place(name="Camp", country="CN")]
+        for level in range(2, 6):
+            camp.append(Place.objects.create(name=f"Block {level}", kind="other", parent=camp[-1]))
+        reviewer = make_user(roles.REVIEWER)
+        first_checked, first_may_commit = threading.Event(), threading.Event()
+        second_answered = threading.Event()
+        answers = {}
+
+        def move(name: str, place: Place, parent: Place, *, before_commit=None):
+            try:
+                with transaction.atomic():
+                    stored = Place.objects.get(pk=place.pk)
+                    services.record_save(
+                        user=reviewer, record=stored, data={"parent": parent}, expected_version=stored.version
+                    )
+                    if before_commit:
+                        before_commit()
+                answers[name] = "saved"
+            except ValidationError as error:
+                answers[name] = error.message_dict
+            finally:
+                connection.close()
+
+        def first_waits():
+            first_checked.set()
+            first_may_commit.wait(timeout=30)
+
+        first = threading.Thread(
+            target=move, args=("first", camp[0], crossing[-1]), kwargs={"before_commit": first_waits}
+        )
+        first.start()
+        first_checked.wait(timeout=30)
+        second = threading.Thread(target=lambda: (move("second", crossing[0], china[-1]), second_answered.set()))
+        second.start()
+        # Without the lock the second is checked and saved at once; with it, it waits for the first.
+        second_answered.wait(timeout=2)
+        first_may_commit.set()
+        first.join(timeout=30)
+        second.join(timeout=30)
+
+        assert answers["first"] == "saved"
+        assert answers["second"] == {"parent": place_too_deep("the deepest place inside it", 12)}
+        assert Place.objects.get(pk=crossing[0].pk).parent_id is None
 
     def test_a_place_stored_deeper_before_the_rule_may_still_be_edited_marked_and_moved_up(self):
         chain = place_chain(12, name="China", country="CN", latitude=42.5, longitude=129.5)
