@@ -34,8 +34,9 @@ def main():
     except (ProgrammingError, psycopg.ProgrammingError) as error:
         from tracker.schema import unapplied_migrations_refusal
 
-        # A database not migrated yet: the same, with what to run.
-        if refusal := unapplied_migrations_refusal(error):
+        # A database not migrated yet: the same, with what to run. Not for `migrate` itself, where
+        # a missing table is a migration's own bug, whose traceback is what to read.
+        if sys.argv[1:2] != ["migrate"] and (refusal := unapplied_migrations_refusal(error)):
             sys.exit(refusal)
         raise
 
