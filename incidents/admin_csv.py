@@ -32,13 +32,9 @@ from tracker.uploads import takes_file
 PENDING_IMPORT_KEY_FIELD = "key"
 
 
-def fresh_pending_imports():
-    """The pending imports younger than a session's lifetime (SESSION_COOKIE_AGE): an older one
-    outlived the session that previewed it, is gone to every reader, and is deleted when met."""
-    return PendingImport.objects.filter(uploaded_at__gte=_stale_before())
-
-
 def delete_stale_pending_imports():
+    """Delete the pending imports older than a session's lifetime (SESSION_COOKIE_AGE): such a
+    one outlived the session that previewed it, and is gone to every reader."""
     PendingImport.objects.filter(uploaded_at__lt=_stale_before()).delete()
 
 
@@ -163,7 +159,7 @@ class IncidentCsvAdminMixin:
     def _import_pending_csv(self, request, context):
         key = request.POST.get(PENDING_IMPORT_KEY_FIELD)
         delete_stale_pending_imports()
-        pending = fresh_pending_imports().filter(user=request.user, key=key).first() if key else None
+        pending = PendingImport.objects.filter(user=request.user, key=key).first() if key else None
         if pending is None:
             # Never previewed, already imported, replaced by a file uploaded since (another tab or
             # session), or older than a session's lifetime.
