@@ -182,7 +182,12 @@ def tree_position_error(record, *, loop_message: str, too_deep_message: str, bel
     if record.pk is None and record.parent_id is None:
         return ""
     loops, left_in_place, levels_above, levels_below = _tree_position(record)
-    if not (loops or left_in_place) and levels_above + 1 + levels_below <= TREE_LEVELS_MAX:
+    # Outside a transaction (a serializer's own check before the service's) the lock would end at once.
+    if (
+        connection.in_atomic_block
+        and not (loops or left_in_place)
+        and levels_above + 1 + levels_below <= TREE_LEVELS_MAX
+    ):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{record._meta.db_table} tree"])
         loops, left_in_place, levels_above, levels_below = _tree_position(record)
@@ -2594,7 +2599,7 @@ class PendingImport(models.Model):
     of that browser, one per session. The preview's confirm form holds `key`, so a preview's page
     confirms the file it showed, not one uploaded since in another tab ("upload the file again").
     Signing out deletes it; one older than a session's lifetime (`uploaded_at` before
-    SESSION_COOKIE_AGE ago) is gone to every reader (incidents.admin_csv.fresh_pending_imports)."""
+    SESSION_COOKIE_AGE ago) is gone to every reader (incidents.admin_csv.delete_stale_pending_imports)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=32)
