@@ -334,11 +334,12 @@ def _lock_what_moving_links_refer_to(incident: Incident) -> None:
     statement refreshes both incidents' kept rows, and a lock taken by a later one (the places,
     after the claims) while the merge held those rows would deadlock with a reviewer whose refresh
     waits for them holding the record (migration 0050, on why a save that keeps the link locks
-    nothing). In the order the importer takes them, then the sources (migration 0052). All of the
-    incident's links, not only those that move: more, never less, in one query."""
+    nothing). In the order the importer takes them: the sources first (migration 0052), so that the
+    publishers locked next are those the sources keep. All of the incident's links, not only those
+    that move: more, never less, in one query."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT incident_links_lock(ARRAY[%s]::bigint[])", [incident.pk])
         cursor.execute("SELECT incident_sources_lock(ARRAY[%s]::bigint[])", [incident.pk])
+        cursor.execute("SELECT incident_links_lock(ARRAY[%s]::bigint[])", [incident.pk])
 
 
 def _decision_of(pair: DuplicatePair) -> dict[str, Any]:
