@@ -1398,7 +1398,7 @@ class _NameResolver:
             parent_item = _Item(item.names[:-1])
             parents, _ = index.find(parent_item)
             if len(parents) > 1:
-                candidates = ", ".join(sorted(index.describe(match) for match in parents))
+                candidates = ", ".join(sorted((index.describe(match) for match in parents), key=_numbers_as_numbers))
                 return (
                     None,
                     f"Unknown place {str(item)!r}, and {str(parent_item)!r} matches {len(parents)} places to "
