@@ -216,20 +216,23 @@ def staff_without_role(powers: Powers) -> bool:
     return not codes - {CONFIDENTIAL_PERMISSION}
 
 
-def account_control_refusal(*, actor, account, action: str = "change") -> str | None:
+def account_control_refusal(
+    *, actor, account, action: str = "change", actor_held: set[str] | None = None
+) -> str | None:
     """Why `actor` may not `action` (change, delete, set the password of, make a setup link for)
     `account` as a whole, or None: whoever took over an account holding more than they do (its
     password set, a setup link for its first app) would hold its powers. A superuser's account is
     a superuser's; another's needs every permission it holds (`held_permissions`), active or not:
     a deactivated account holds its roles still, and whoever controls it may make it active again
-    (two queries each account, none for a superuser actor or a new account)."""
+    (three queries, two when `actor_held`, `held_permissions(actor)`, is given; none for a
+    superuser actor or a new account)."""
     if actor.is_superuser or account.pk is None or account.pk == actor.pk:
         return None
     # As the database holds it: an account's powers are the stored ones, not a form's unsaved edits.
     account = get_user_model().objects.filter(pk=account.pk).first() or account
     if account.is_superuser:
         return f"Only a superuser may {action} a superuser's account."
-    beyond = sorted(held_permissions(account) - held_permissions(actor))
+    beyond = sorted(held_permissions(account) - (held_permissions(actor) if actor_held is None else actor_held))
     if beyond:
         return (
             f"Only a superuser may {action} {account.get_username()}'s account: it holds permissions you do not "
@@ -240,9 +243,10 @@ def account_control_refusal(*, actor, account, action: str = "change") -> str | 
 
 def accounts_control_refusal(*, actor, accounts: Iterable, action: str) -> str | None:
     """The first reason `actor` may not `action` one of `accounts` (`account_control_refusal`), or
-    None."""
+    None. The actor's permissions are read once, not once an account."""
+    actor_held = None if actor.is_superuser else held_permissions(actor)
     for account in accounts:
-        if refusal := account_control_refusal(actor=actor, account=account, action=action):
+        if refusal := account_control_refusal(actor=actor, account=account, action=action, actor_held=actor_held):
             return refusal
     return None
 
