@@ -49,6 +49,7 @@ from rapidfuzz import fuzz, process
 
 from incidents import services
 from incidents.models import (
+    Claim,
     DuplicateDecision,
     DuplicatePair,
     DuplicateWordFrequencies,
@@ -56,6 +57,7 @@ from incidents.models import (
     IncidentPlace,
     InvolvementRole,
 )
+from incidents.querysets import can_see_confidential
 
 # Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
 # duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
@@ -983,6 +985,24 @@ def rescoring_backlog(user) -> RescoringBacklog:
     )
 
 
+def note_in_confidence(*, user, incident_ids: Collection[int], note: str) -> bool:
+    """Whether a note `user` writes now on `incident_ids` (a pair's, a merge's) is to be withheld
+    from readers without Confidential access (`NoteWrittenInConfidence`): written by someone with
+    that access while one of the incidents, or a claim of one (confidential itself or of a
+    confidential source), is hidden from those readers. The note may name what only the writer
+    could see there ("same as informant K's account"); its words would reach every reader of the
+    pair once the incidents or the source were made public, or while only the claim was hidden.
+    Judged when it is written, as the note's own (the history's periods say when the incidents
+    were confidential, not which claims the writer read). One query, none for an empty note or a
+    writer without Confidential access, who could have read nothing hidden."""
+    if not note or not can_see_confidential(user):
+        return False
+    incidents = Incident.objects.filter(pk__in=incident_ids)
+    return incidents.filter(
+        Q(confidential=True) | Exists(Claim.objects.filter(incident=OuterRef("pk")).confidential())
+    ).exists()
+
+
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:
     """Record a reviewer's decision on `pair`. Staff who may change incidents decide "different"
     and "unsure"; "same incident" leads to a merge, so only a Reviewer (publish permission) may.
@@ -997,7 +1017,13 @@ def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str
         raise PermissionDenied("Only a Reviewer may decide that two incidents are the same.")
     with transaction.atomic(), pghistory.context(user=user.pk):
         DuplicatePair.objects.filter(pk=pair.pk).update(
-            decision=decision, decided_by=user, decided_at=timezone.now(), note=note
+            decision=decision,
+            decided_by=user,
+            decided_at=timezone.now(),
+            note=note,
+            note_confidential=note_in_confidence(
+                user=user, incident_ids=[pair.incident_a_id, pair.incident_b_id], note=note
+            ),
         )
     pair.refresh_from_db()
     return pair
