@@ -2501,8 +2501,9 @@ class DuplicatePair(NoteWrittenInConfidence, models.Model):
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
     incidents share in the duplicates' score, and how many candidates an incident has, which sets its
-    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
-    run, then read by each rescoring. One row. Kept in the
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident that is not
+    confidential (what the staff shown the scores may read) by the whole-database run, then read by
+    each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a

@@ -226,6 +226,21 @@ class TestThePriorFollowsTheDatabase:
         assert duplicates.prior(few) - duplicates.BASE_EVIDENCE == duplicates.PRIOR_SHIFT_LIMIT
         assert duplicates.prior(many) - duplicates.BASE_EVIDENCE == pytest.approx(math.log(21.2 / 20.5))
 
+    def test_confidential_incidents_move_no_prior(self, two_in_one_town, places):
+        # Counted among every incident, 40 confidential ones that week in the town lowered the
+        # score of a pair every member of staff sees: it told them how many hidden incidents there were.
+        analyst = make_user(roles.ANALYST)
+        before = self.scored(two_in_one_town)
+        for number in range(40):
+            make_incident(
+                title=f"Crackdown number {number}", places=[places["tumen"]], people_count=number + 3, confidential=True
+            )
+        find_duplicates(threshold=0)
+        listed = results(client_for(analyst).get(f"{API}/duplicates/"))
+
+        assert DuplicateWordFrequencies.objects.get().candidates_per_incident == 1 / 2
+        assert [row["score"] for row in listed] == [before]
+
     def test_the_prior_moves_at_most_its_limit_either_way(self):
         limit = duplicates.PRIOR_SHIFT_LIMIT
         assert duplicates.prior(duplicates.FITTED_CANDIDATES_PER_INCIDENT) == duplicates.BASE_EVIDENCE
@@ -790,6 +805,25 @@ class TestScoresTellNothingHidden:
         with django_capture_on_commit_callbacks() as queued:
             self.insider_changes(report, {"cites": informant.pk})
         assert queued == []
+
+    def test_a_word_only_confidential_incidents_use_moves_no_score(self, places):
+        # The words two incidents share weigh more the fewer incidents use them. Counted over
+        # confidential descriptions too, the score of two drafts an analyst wrote with a name in
+        # them told whether any hidden record holds that name.
+        pair = (
+            make_incident(title="Arrest at the Chongori market", places=[places["tumen"]], people_count=12),
+            make_incident(title="Chongori traders detained", places=[places["tumen"]], people_count=40),
+        )
+        analyst = make_user(roles.ANALYST)
+        before = self.score_seen_by(analyst, pair)
+        # Elsewhere, so that it pairs with neither.
+        make_incident(
+            title="Testimony", description="Guard at Chongori camp", places=[places["seoul"]], confidential=True
+        )
+        assert self.score_seen_by(analyst, pair) == before
+        # A description they may read weighs the word as ever.
+        make_incident(title="Report", description="Chongori revisited", places=[places["seoul"]])
+        assert self.score_seen_by(analyst, pair) != before
 
     @pytest.fixture
     def relaying_an_informant(self):
