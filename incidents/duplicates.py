@@ -40,7 +40,7 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, Func, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Func, OuterRef, Q, Subquery, Value
 from django.db.models.fields.json import KeyTransform
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
@@ -57,7 +57,7 @@ from incidents.models import (
     IncidentPlace,
     InvolvementRole,
 )
-from incidents.querysets import can_see_confidential
+from incidents.querysets import SourceOrigin, can_see_confidential
 
 # Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
 # duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
@@ -1017,19 +1017,26 @@ def rescoring_backlog(user) -> RescoringBacklog:
 def note_in_confidence(*, user, incident_ids: Collection[int], note: str) -> bool:
     """Whether a note `user` writes now on `incident_ids` (a pair's, a merge's) is to be withheld
     from readers without Confidential access (`NoteWrittenInConfidence`): written by someone with
-    that access while one of the incidents, or a claim of one (confidential itself or of a
-    confidential source), is hidden from those readers. The note may name what only the writer
-    could see there ("same as informant K's account"); its words would reach every reader of the
-    pair once the incidents or the source were made public, or while only the claim was hidden.
+    that access while one of the incidents, or a claim of one (confidential itself, of a
+    confidential source, or of one relaying a confidential source), is hidden from those readers.
+    The note may name what only the writer could see there ("same as informant K's account"); its
+    words would reach every reader of the pair once the incidents or the source were made public,
+    or while only the claim (or the source) was hidden.
     Judged when it is written, as the note's own (the history's periods say when the incidents
     were confidential, not which claims the writer read). One query, none for an empty note or a
     writer without Confidential access, who could have read nothing hidden."""
     if not note or not can_see_confidential(user):
         return False
+    claims = Claim.objects.filter(incident=OuterRef("pk"))
+    # A public outlet's claim relaying a confidential source: its origin as those readers know it
+    # ends before that source (`SourceOrigin`), the writer's does not.
+    relaying_hidden = (
+        claims.filter(source__cites__isnull=False)
+        .alias(known=SourceOrigin(F("source_id"), Value(False)), every=SourceOrigin(F("source_id"), Value(True)))
+        .exclude(known=F("every"))
+    )
     incidents = Incident.objects.filter(pk__in=incident_ids)
-    return incidents.filter(
-        Q(confidential=True) | Exists(Claim.objects.filter(incident=OuterRef("pk")).confidential())
-    ).exists()
+    return incidents.filter(Q(confidential=True) | Exists(claims.confidential()) | Exists(relaying_hidden)).exists()
 
 
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:

@@ -1032,9 +1032,12 @@ class TestNotesWrittenInConfidence:
         assert self.NOTE in shown["page"] and self.NOTE in shown["confirmation"]
         assert NOTE_WITHHELD not in shown["page"]
 
-    def test_a_note_written_beside_a_claim_of_a_confidential_source_is_withheld(self, client, insider):
+    @pytest.mark.parametrize("hidden", ["its source", "the claim", "the source its source relays"])
+    def test_a_note_written_beside_a_hidden_claim_or_source_is_withheld(self, client, insider, hidden):
         first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
-        make_claim(incident=second, source=make_source(title="Informant K", confidential=True))
+        informant = make_source(title="Informant K", confidential=hidden != "the claim")
+        outlet = make_source(title="Daily NK", cites=informant) if hidden == "the source its source relays" else None
+        make_claim(incident=second, source=outlet or informant, confidential=hidden == "the claim")
         pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
         self.decide_on_the_admin(client, insider, pair)
 

@@ -75,6 +75,59 @@ class Migration(migrations.Migration):
                 verbose_name="note written in confidence",
             ),
         ),
+        # The notes written before: who wrote them, and what was hidden then, is not known, so any
+        # note is taken as written in confidence when one of its incidents is or was confidential
+        # (its recorded states), or holds a claim that is or was confidential, of a confidential
+        # source or of one relaying a confidential source (`duplicates.note_in_confidence`). Before
+        # the history triggers are made again, so that it records no event.
+        migrations.RunSQL(
+            sql=[
+                """
+                CREATE FUNCTION pg_temp.ever_hidden(incident bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
+                    SELECT EXISTS (SELECT FROM incidents_incident WHERE id = incident AND confidential)
+                        OR EXISTS (SELECT FROM incidents_incidentevent WHERE pgh_obj_id = incident AND confidential)
+                        OR EXISTS (
+                            SELECT FROM incidents_claimevent claim
+                            JOIN incidents_source source ON source.id = claim.source_id
+                            WHERE claim.incident_id = incident AND (
+                                claim.confidential OR source.confidential OR (
+                                    source.cites_id IS NOT NULL
+                                    AND source_origin(source.id, true) <> source_origin(source.id, false)
+                                )
+                            )
+                        )
+                        OR EXISTS (
+                            SELECT FROM incidents_claim claim
+                            JOIN incidents_source source ON source.id = claim.source_id
+                            WHERE claim.incident_id = incident AND (
+                                claim.confidential OR source.confidential OR (
+                                    source.cites_id IS NOT NULL
+                                    AND source_origin(source.id, true) <> source_origin(source.id, false)
+                                )
+                            )
+                        )
+                $$
+                """,
+                """
+                UPDATE incidents_duplicatepair SET note_confidential = true
+                WHERE note <> '' AND (pg_temp.ever_hidden(incident_a_id) OR pg_temp.ever_hidden(incident_b_id))
+                """,
+                """
+                UPDATE incidents_incidentmerge
+                SET note_confidential = note <> '' AND judged.hidden,
+                    pair_before = pair_before || jsonb_build_object(
+                        'note_confidential', coalesce(pair_before ->> 'note', '') <> '' AND judged.hidden
+                    )
+                FROM (
+                    SELECT id, pg_temp.ever_hidden(survivor_id) OR pg_temp.ever_hidden(merged_id) AS hidden
+                    FROM incidents_incidentmerge
+                ) AS judged
+                WHERE judged.id = incidents_incidentmerge.id
+                """,
+                "DROP FUNCTION pg_temp.ever_hidden(bigint)",
+            ],
+            reverse_sql=migrations.RunSQL.noop,
+        ),
         pgtrigger.migrations.AddTrigger(
             model_name="duplicatepair",
             trigger=pgtrigger.compiler.Trigger(
