@@ -65,7 +65,13 @@ class SecondFactorThrottled(Exception):
 def wait_in_words(wait: timedelta) -> str:
     """Rounded up, so that whoever waits as long as it says is not refused again."""
     seconds = max(1, math.ceil(wait.total_seconds()))
-    count, unit = (seconds, "second") if seconds < 60 else (math.ceil(seconds / 60), "minute")
+    if seconds < 60:
+        count, unit = seconds, "second"
+    elif seconds < 60 * 60:
+        count, unit = math.ceil(seconds / 60), "minute"
+    else:
+        # The lockout's wide bounds last up to a day: "24 hours", not "1440 minutes".
+        count, unit = math.ceil(seconds / 3600), "hour"
     return f"{count} {unit}{'s' if count != 1 else ''}"
 
 

@@ -26,7 +26,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 
 from accounts.confirmation import identity_confirmed_now
 from accounts.forms import CodeForm, ConfirmIdentityForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
-from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response
+from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response, sign_in_address_record
 from accounts.models import ApiToken
 from accounts.services import (
     AppCodeNeeded,
@@ -122,6 +122,7 @@ def two_factor_verify(request):
                     if device is not None:
                         request.session.cycle_key()
                         otp_login(request, device)
+                        sign_in_address_record(request=request, user=user)
                         return redirect(destination)
                     form.add_error(
                         "code", "That code is not right, or was already used. Type the code the app shows now."
@@ -233,6 +234,7 @@ def two_factor_setup(request):
                 request.session.pop(PENDING_APP_SESSION_KEY, None)
                 request.session.cycle_key()
                 otp_login(request, device)
+                sign_in_address_record(request=request, user=user)
                 return page(
                     request,
                     "accounts/recovery_codes.html",
