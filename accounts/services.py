@@ -372,15 +372,16 @@ def tokens_revoke_all(*, user) -> int:
     return deleted
 
 
-def sessions_end(*, user) -> int:
-    """End every session `user` signed in with, as a new password does; returns how many.
+def sessions_end(*, user, kept: str | None = None) -> int:
+    """End every session `user` signed in with, as a new password does, but the one whose key is
+    `kept` (the owner's own, signing out everywhere else); returns how many.
 
     Django keeps no index from an account to its sessions (django-user-sessions adds one, by
     replacing the session backend and its admin: more than this needs, asked only when an account is
     deactivated or made active again), so each unexpired session is read: as many as were signed in
     within TRACKER_STAFF_SESSION_SECONDS, whoever they are."""
     user_id = user._meta.pk.value_to_string(user)
-    unexpired = Session.objects.filter(expire_date__gt=timezone.now())
+    unexpired = Session.objects.filter(expire_date__gt=timezone.now()).exclude(pk=kept)
     ended = [session.pk for session in unexpired.iterator() if session.get_decoded().get(SESSION_KEY) == user_id]
     deleted, _ = Session.objects.filter(pk__in=ended).delete()
     return deleted

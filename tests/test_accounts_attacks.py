@@ -1,6 +1,7 @@
 """An attacker's pass over signing in: sessions' keys across the steps of signing in, what a new
 password ends, codes guessed and recovery codes spent at once, what the answers tell about
-whether an account exists, and guesses spread over many addresses or many accounts."""
+whether an account exists, guesses spread over many addresses or many accounts, and what a stolen
+session may do to its owner's second factor and other sessions."""
 
 import threading
 import time
@@ -21,7 +22,7 @@ from accounts.services import token_create
 from incidents import roles
 from tests.api_support import API
 from tests.factories import make_user
-from tests.test_accounts import PASSWORD, app_code, confirm_identity, enrol, second_step, sign_in
+from tests.test_accounts import PASSWORD, app_code, confirm_identity, enrol, second_step, shown_on, sign_in
 
 NEW_PASSWORD = "a new passphrase for 2027"
 
@@ -348,3 +349,56 @@ class TestWideLockout:
         )
         assert not failures.exists()
         assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 200
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestStolenSession:
+    """Whoever holds a signed-in session's cookie (a laptop left open, malware) has neither the
+    password nor the phone."""
+
+    def test_a_stolen_session_cannot_keep_replacing_the_owners_new_app(self, settings):
+        # Each showing of the setup page begins a new app, replacing the one not yet confirmed: a
+        # thief showing it again and again kept the owner's move to a new phone from completing.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, _ = enrol(analyst)
+        stolen, owner = Client(), Client()
+        for step, session in enumerate((stolen, owner), start=1):
+            sign_in(session, analyst)
+            assert second_step(session, app_code(owners_device, step))["Location"] == "/admin/"
+        confirm_identity(owner, code=app_code(owners_device, 3))
+        owners_page = owner.get("/accounts/two-factor/setup/")
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+
+        for _ in range(3):
+            refused = stolen.get("/accounts/two-factor/setup/")
+            assert refused["Location"].startswith("/accounts/confirm/?next=")
+        assert list(analyst.totpdevice_set.filter(confirmed=False)) == [new_app]
+
+        moved = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 4), **shown_on(owners_page)},
+        )
+        assert len(moved.context["codes"]) == 10
+        assert list(analyst.totpdevice_set.all()) == [new_app]
+
+    def test_the_owner_signs_out_every_other_session_after_confirming(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        stolen, owner = Client(), Client()
+        for step, session in enumerate((stolen, owner), start=1):
+            sign_in(session, analyst)
+            second_step(session, app_code(device, step))
+
+        # Neither signs the other out without confirming who they are: not the thief, and the owner
+        # is asked to confirm first.
+        for session in (stolen, owner):
+            asked = session.post("/accounts/sessions/end-others/")
+            assert asked["Location"] == "/accounts/confirm/?next=%2Faccounts%2F"
+        assert stolen.get("/admin/").status_code == owner.get("/admin/").status_code == 200
+
+        confirm_identity(owner, code=app_code(device, 3))
+        ended = owner.post("/accounts/sessions/end-others/", follow=True)
+        assert "Signed out of 1 other session." in ended.content.decode()
+        assert owner.get("/admin/").status_code == 200
+        assert stolen.get("/admin/").status_code == 302
