@@ -255,6 +255,15 @@ class TestWideLockout:
         with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
             assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 200
 
+    def test_a_partner_tools_address_stays_open_to_its_token_requests(self):
+        # A partner's script asks for its token from its server, which that success makes familiar.
+        partner = make_user(None)
+        assert token_request_from("198.51.100.20", partner.username, PASSWORD).status_code == 200
+        for host in range(1, 7):
+            token_request_from(f"203.0.113.{host}", partner.username, "guess")
+        assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 429
+        assert token_request_from("198.51.100.20", partner.username, PASSWORD).status_code == 200
+
     def test_guesses_from_one_address_at_many_accounts_are_stopped(self):
         colleague, analyst = make_user(roles.ANALYST), make_user(roles.ANALYST)
         # A colleague signs in from the office's address as every day.
