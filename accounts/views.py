@@ -167,8 +167,9 @@ def setup_link_open(request):
 @staff_only
 def two_factor_setup(request):
     """Set up an authenticator app: scan the QR code, type the code the app shows. A first one
-    needs the setup link this session opened (setup_link_open); a new one, the code the current
-    app shows now (CurrentAppCodeForm), checked before the new app's."""
+    needs the setup link this session opened (setup_link_open); a new one, a recent confirmation of
+    who one is to begin it (accounts.confirmation), then the code the current app shows now
+    (CurrentAppCodeForm), checked before the new app's."""
     user, destination = request.user, next_url(request)
     pending = request.session.get(PENDING_APP_SESSION_KEY)
     pending = pending if isinstance(pending, dict) else {}
