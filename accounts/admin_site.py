@@ -122,6 +122,19 @@ class ConfirmedChangesMixin:
         return super().response_action(request, queryset, **kwargs)
 
 
+def field_can_hold(field, value) -> bool:
+    """Whether `value`, as a form sent it back, is one `field` can hold: a lookup with it cannot
+    raise the field's ValueError or reach the database with what it refuses. A NUL, which
+    PostgreSQL's text cannot hold, is refused whatever the field."""
+    if isinstance(value, str) and "\x00" in value:
+        return False
+    try:
+        field.run_validators(field.to_python(value))
+    except ValidationError:
+        return False
+    return True
+
+
 class PossibleSelectionMixin:
     """A list's action runs on the rows its checkboxes send (`_selected_action`), which Django
     filters as posted (`pk__in`): a value that cannot be an id of the list (`x`, a NUL, a number
@@ -132,11 +145,7 @@ class PossibleSelectionMixin:
     def response_action(self, request, queryset, **kwargs):
         primary_key = self.model._meta.pk
         for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
-            try:
-                if "\x00" in value:
-                    raise ValidationError("NUL")
-                primary_key.clean(value, None)
-            except ValidationError:
+            if not field_can_hold(primary_key, value):
                 shown = value.replace("\x00", "\\0")[:40]
                 self.message_user(
                     request,
@@ -215,13 +224,7 @@ class HeldChoicesMixin:
         remote = self.field.remote_field
         options = remote.model._meta
         target = options.get_field(getattr(remote, "field_name", None) or options.pk.name)
-        held = []
-        for choice in value:
-            try:
-                target.run_validators(target.to_python(choice))
-            except ValidationError:
-                continue
-            held.append(choice)
+        held = [choice for choice in value if field_can_hold(target, choice)]
         return super().optgroups(name, held, attr)
 
 

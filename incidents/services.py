@@ -58,6 +58,7 @@ from incidents.querysets import (
     can_see_confidential,
     can_see_exact_locations,
     can_see_unpublished,
+    ids_in_tree_below,
     limit_to_visible,
 )
 
@@ -1537,15 +1538,14 @@ def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: boo
     triggers off meanwhile, as `_incidents_show_claims_of_changed` does: four statements at most,
     however many incidents (a province's). The place's own history tells what changed; an
     incident's event says only that its version moved."""
-    places, links = Place._meta.db_table, IncidentPlace._meta.db_table
+    places_below = ids_in_tree_below(Place, place.pk)
     set_incident_update_triggers(enabled=False)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH RECURSIVE tree(id) AS (SELECT %s::bigint"
-            f" UNION SELECT place.id FROM {places} AS place JOIN tree ON place.parent_id = tree.id)"
-            f" UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
-            f" WHERE id IN (SELECT incident_id FROM {links} WHERE place_id IN (SELECT id FROM tree)) RETURNING id",
-            [place.pk, timezone.now(), _acting_user_id(user)],
+            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
+            f" WHERE id IN (SELECT incident_id FROM {IncidentPlace._meta.db_table}"
+            f" WHERE place_id IN ({places_below.sql})) RETURNING id",
+            [timezone.now(), _acting_user_id(user), *places_below.params],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
         record_events({Incident: "id"}, incident_ids, label="update")
