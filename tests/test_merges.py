@@ -481,6 +481,32 @@ class TestAdmin:
 
         assert "UCA News: 40–60" in page and "Daily: 100" in page
 
+    def test_the_pair_and_the_confirmation_word_each_figure_with_its_qualifier(self, client, reviewer):
+        # "About 500" read "500", as if exact, beside an incident of exactly 500, and "at least 40"
+        # read "40-?": a Reviewer decides from these pages whether the two are one incident.
+        place = make_place(name="Tumen")
+        exact = make_incident(places=[place], title="500 returned", people_count=500)
+        about = make_incident(places=[place], title="About 500 returned", people_count=500, count_qualifier="about")
+        make_claim(incident=about, source=make_source(title="RFA report"), people_count=500, count_qualifier="about")
+        make_claim(
+            incident=about, source=make_source(title="Daily NK"), people_count=None, people_count_min=40,
+            count_qualifier="at_least",
+        )  # fmt: skip
+        pair = DuplicatePair.objects.create(incident_a=exact, incident_b=about, score=0.9)
+        client.force_login(reviewer)
+
+        comparison = html.unescape(
+            client.get(reverse("admin:incidents_duplicatepair_change", args=[pair.pk])).content.decode()
+        )
+        confirmation = html.unescape(
+            client.get(reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])).content.decode()
+        )
+
+        assert "<td>500</td>" in comparison and "<td>about 500</td>" in comparison
+        for page in (comparison, confirmation):
+            assert "RFA report: about 500" in page and "RFA report: 500" not in page
+            assert "Daily NK: from 40" in page and "40–?" not in page
+
     def test_same_incident_offers_the_merge_shows_what_moves_and_merges_on_confirmation(self, client, world, reviewer):
         pair, survivor, merged = world["pair"], world["survivor"], world["merged"]
         client.force_login(reviewer)

@@ -30,7 +30,7 @@ from incidents.admin.base import (
     VisibilityMixin,
     nested_refusal_key,
 )
-from incidents.admin.merges import MergedIncidentRedirectMixin
+from incidents.admin.merges import MergedIncidentRedirectMixin, figure
 from incidents.admin_csv import IncidentCsvAdminMixin
 from incidents.filters import IncidentFilterSet
 from incidents.models import (
@@ -58,7 +58,6 @@ from incidents.services import (
     incident_update,
     may_publish,
 )
-from incidents.templatetags.public_pages import people as people_label
 from incidents.templatetags.public_pages import sources_say
 
 # The list's filters that the project's one IncidentFilterSet applies and validates.
@@ -635,7 +634,7 @@ class IncidentAdmin(
     def people(self, incident):
         # With its qualifier, as the public pages word it ("about 500 (300-600)"): the bare figure
         # read an "about 500" as exactly 500.
-        return people_label(incident) or "unknown"
+        return figure(incident)
 
     @admin.display(description="Places")
     def place_names(self, incident):

@@ -16,6 +16,7 @@ from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin, refusal_text
 from incidents.models import NOTE_WITHHELD, Claim, DuplicatePair, Incident, IncidentMerge
 from incidents.numbers import is_whole_number
+from incidents.templatetags.public_pages import people as people_label
 
 # What stops a merge or its undo, shown as the page's message.
 REFUSALS = (merges.MergeRefused, ValidationError)
@@ -37,14 +38,12 @@ def _incident_link(incident: Incident):
 
 
 def figure(record) -> str:
-    """An incident's or a claim's figure as it gives it: its best estimate, its range beside it or
-    alone (with an en dash), "?" when it gives none. A claim of a range alone read "?", and a bound
-    of 0 read as missing (the duplicate pairs' side by side, the merge's confirmation)."""
-    low, high, best = record.people_count_min, record.people_count_max, record.people_count
-    if low is None and high is None:
-        return "?" if best is None else str(best)
-    span = f"{'?' if low is None else low}–{'?' if high is None else high}"
-    return span if best is None else f"{best} ({span})"
+    """An incident's or a claim's figure worded as the incident list and the public pages word it
+    (`people`: "about 500 (300-600)", "40-60", "from 40", with an en dash), "unknown" when it gives none. Given bare,
+    "about 500" read "500", as if exact, beside an incident of exactly 500, and "at least 40" read
+    "40-?", where a Reviewer decides whether two incidents are one (the duplicate pairs' side by
+    side, the merge's confirmation)."""
+    return people_label(record) or "unknown"
 
 
 def proposal_rows(proposal) -> list[tuple[str, object, object]]:
