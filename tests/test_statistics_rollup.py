@@ -7,7 +7,6 @@ import io
 import random
 import re
 import threading
-from collections import Counter
 from datetime import date, timedelta
 
 import psycopg
@@ -34,7 +33,7 @@ from incidents.models import (
     Place,
 )
 from incidents.selectors import incident_filterset
-from incidents.statistics import PLACE, facet_statistics, incident_statistics
+from incidents.statistics import FACET_YEARS, PLACE, facet_statistics, incident_statistics
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_claim, make_incident, make_organization, make_place, make_user
 
@@ -596,14 +595,17 @@ def assert_facets_agree(user, filters=FACET_FILTERS, place_ids=()):
         for group_by in FACETS:
             assert facets[group_by]["complete"]
             if group_by == "year":
-                # Every year each incident overlaps (what choosing the year selects), not only its first.
-                overlapped = Counter(
-                    str(year)
-                    for start, end in reference.qs.values_list("date_start", "date_end")
-                    for year in range(start.year, end.year + 1)
-                )
+                # The years holding an incident dated within them, each counting every incident that
+                # overlaps it (what choosing the year selects), and those over more than one year.
+                spans = [(start.year, end.year) for start, end in reference.qs.values_list("date_start", "date_end")]
+                expected = {
+                    str(year): sum(start <= year <= end for start, end in spans)
+                    for year in sorted({start for start, end in spans if start == end})[-FACET_YEARS:]
+                }
+                if over_more_than_one := sum(start != end for start, end in spans):
+                    expected[None] = over_more_than_one
                 counted = {row["group"]: row["incidents"] for row in facets["year"]["results"]}
-                assert counted == dict(overlapped), served
+                assert counted == expected, served
                 continue
             expected = [
                 {"group": row["group"], "label": row["label"], "incidents": row["incidents"]}

@@ -61,6 +61,10 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
         values = []
         for row in statistic["results"]:
             if row["group"] is None:
+                if name == "year":
+                    # The incidents over more than one year, which no year of the facet chooses alone:
+                    # said with their count, without a link.
+                    values.append({"label": _(no_group_label(name)), "incidents": row["incidents"], "select": None})
                 continue
             chosen = parameters(row["group"])
             values.append(
