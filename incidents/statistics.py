@@ -75,22 +75,28 @@ GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
 # inside it, which is what choosing it selects. An incident at two of them is in both.
 PLACE = "place"
 
-# An incident's low and high figures: a missing bound falls back to the best estimate.
+# An incident's best estimate, low and high figures as the sums count them, so that
+# low <= best <= high for each incident and so for every sum: a missing best estimate falls back to
+# the minimum, a missing minimum to the best estimate, a missing maximum to the best estimate, else
+# the minimum. "At least 40" added 40 to the low sum alone: with "about 500", 500 people in a range
+# from 540 (to 500). A maximum alone ("at most 100") adds to the high sum only. The kept totals
+# count the same (migration 0085).
+_BEST = Coalesce("people_count", "people_count_min")
 _LOW = Coalesce("people_count_min", "people_count")
-_HIGH = Coalesce("people_count_max", "people_count")
+_HIGH = Coalesce("people_count_max", "people_count", "people_count_min")
 # An incident with no figure at all: it counts as an incident but adds no people to any sum.
 _NO_FIGURE = Q(people_count__isnull=True, people_count_min__isnull=True, people_count_max__isnull=True)
 # Aliases differ from the field names: Django refuses an aggregate named like the field it sums.
 _SUMS = {
     "incidents": Count("pk"),
     "without_figure": Count("pk", filter=_NO_FIGURE),
-    "people": Sum("people_count"),
+    "people": Sum(_BEST),
     "low": Sum(_LOW),
     "high": Sum(_HIGH),
 }
 # How many incidents have each figure: what is left of a group once some of its incidents are taken
 # away (`_kept_minus_left_out`) has a figure only if one of those left has it.
-_KNOWN = {"people_known": Count("people_count"), "low_known": Count(_LOW), "high_known": Count(_HIGH)}
+_KNOWN = {"people_known": Count(_BEST), "low_known": Count(_LOW), "high_known": Count(_HIGH)}
 # Over kept totals: a figure that no incident of the group has is unknown (null), as above.
 _ROLLUP_SUMS = {
     "incidents": Coalesce(Sum("incidents"), 0),
@@ -148,8 +154,10 @@ def incident_statistics(filterset: IncidentFilterSet, group_by: str) -> dict:
     """One row per group of the incidents `filterset` (bound and valid) selects, and the overall
     total. One or two queries.
 
-    `people_count_min`/`_max` sum each incident's range, taking the best estimate where a bound is
-    unknown; incidents without a best estimate count as incidents but add no people.
+    `people_count` sums each incident's best estimate (its minimum where it gives none), and
+    `people_count_min`/`_max` each incident's range (its best estimate, else its minimum, where a
+    bound is unknown: see `_BEST`), so that the best estimate lies within the range; an incident
+    with a maximum alone adds to the maximum only.
     `incidents_without_figure` counts those of the incidents that have no figure at all (no best
     estimate, minimum or maximum), so that a reader knows how many of them the sums leave out."""
     cells = _rollup_cells(filterset, group_by)
@@ -804,7 +812,7 @@ def _sharing(user, filters: Mapping[str, Any], group_by: str, counting_known: bo
     )
     if filters.get("country"):
         entries = entries.filter(countries__contains=[filters["country"]])
-    # The entries' bounds are the incidents' with the best estimate in place of a missing one.
+    # The entries' figures are the incidents' as the sums count them (`_BEST`, `_LOW`, `_HIGH`).
     entries_sql, params = entries.values(
         array, best=F("people_count"), low=F("people_count_min"), high=F("people_count_max")
     ).query.sql_with_params()
@@ -884,13 +892,13 @@ def _country_sums(incidents, counting_known: bool) -> tuple[list[dict], dict]:
     once (a CTE used twice is computed once), summed per country, then per distinct incident."""
     # LEFT JOIN through the places: incidents without a place (or a place without a country)
     # form a group of their own (null).
-    pairs = incidents.values("pk", "people_count", group=NullIf("places__country", Value("")), low=_LOW, high=_HIGH)
+    pairs = incidents.values("pk", group=NullIf("places__country", Value("")), best=_BEST, low=_LOW, high=_HIGH)
     pairs_sql, params = pairs.distinct().query.sql_with_params()
-    sums, names = _sql_sums("people_count", counting_known)
+    sums, names = _sql_sums("best", counting_known)
     with connection.cursor() as cursor:
         cursor.execute(
             f'WITH pairs AS ({pairs_sql}) SELECT false AS is_total, "group", {sums} FROM pairs GROUP BY "group" '
-            f"UNION ALL SELECT true, NULL, {sums} FROM (SELECT DISTINCT pk, people_count, low, high FROM pairs) each "
+            f"UNION ALL SELECT true, NULL, {sums} FROM (SELECT DISTINCT pk, best, low, high FROM pairs) each "
             "ORDER BY is_total, 2 NULLS LAST",
             params,
         )
@@ -904,7 +912,7 @@ def _place_sums(incidents, place: Place | None, counting_known: bool) -> tuple[l
     pairs of the incidents at those places, summed per group; the total counts every incident."""
     groups_sql, group_params = _places_inside(place).values(group_id=F("pk"), label=F("name")).query.sql_with_params()
     rows_sql, row_params = incidents.values(
-        incident_id=F("pk"), best=F("people_count"), low=_LOW, high=_HIGH
+        incident_id=F("pk"), best=_BEST, low=_LOW, high=_HIGH
     ).query.sql_with_params()
     link, place_table = (connection.ops.quote_name(model._meta.db_table) for model in (IncidentPlace, Place))
     sums, names = _sql_sums("best", counting_known)

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import F
 from django.http import QueryDict
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from incidents import roles, statistics
@@ -242,6 +243,10 @@ def test_kept_totals_follow_every_kind_of_change(world):
 BEFORE_WITHOUT_FIGURE = importlib.import_module(
     "incidents.migrations.0074_statistics_count_incidents_without_figure"
 ).Migration.dependencies[0][1]
+# The one before the migration that counts the best estimate within the range.
+BEFORE_BEST_WITHIN_RANGE = importlib.import_module(
+    "incidents.migrations.0085_statistics_best_estimate_within_range"
+).Migration.dependencies[0][1]
 # The migration that keeps each perpetrator within no country, and the one before it.
 WITHIN_NO_COUNTRY = "0056_statistics_perpetrator_without_country"
 BEFORE_WITHIN_NO_COUNTRY = importlib.import_module(f"incidents.migrations.{WITHIN_NO_COUNTRY}").Migration.dependencies[
@@ -389,6 +394,79 @@ def test_recount_statistics_rebuilds_totals_gone_wrong(world):
     call_command("recount_statistics", stdout=out)
     assert f"Counted {Incident.objects.count()} incidents" in out.getvalue()
     assert_totals_agree(client, filters=["", "country=CN"])
+
+
+def test_at_least_40_and_about_500_are_540_people_within_a_range_from_540():
+    # "At least 40" added 40 to the range's low sum alone: 500 people, in a range from 540 to 500.
+    place = make_place(name="Dandong", country="CN")
+    make_incident(people_count=None, people_count_min=40, count_qualifier="at_least", places=[place])
+    make_incident(people_count=500, count_qualifier="about", places=[place])
+    make_incident(people_count=None, people_count_max=30, count_qualifier="at_most", places=[place])
+    client = client_for(None)
+
+    for query in ("group_by=country", f"group_by=country&{FROM_INCIDENTS}", "group_by=year&q=-zzzz"):
+        total = answer(client, query)[0]["total"]
+        assert (total["people_count_min"], total["people_count"], total["people_count_max"]) == (540, 540, 570), query
+    page = Client().get("/statistics/", {"group_by": "country"}).context["table"]["total"]
+    assert (page["people_count_min"], page["people_count"], page["people_count_max"]) == (540, 540, 570)
+
+
+@pytest.fixture
+def messy():
+    """Incidents with every mix of figures the form allows: a best estimate with or without either
+    bound, bounds without one, a minimum or a maximum alone, none; with the qualifiers they read as
+    or "about", in several countries, years and perpetrators."""
+    draw = random.Random(11)
+    places = [make_place(name=name, country=country) for name, country in [("Dandong", "CN"), ("Sinuiju", "KP")]]
+    organizations = [make_organization(name=name) for name in ("Chinese police", "MSS")]
+    for _ in range(60):
+        best = draw.choice([None, draw.randrange(0, 300)])
+        low = draw.choice([None, draw.randrange(0, best + 1) if best is not None else draw.randrange(0, 300)])
+        high = draw.choice([None, max(best or 0, low or 0) + draw.randrange(0, 300)])
+        start = date(2019, 1, 1) + timedelta(days=draw.randrange(4 * 365))
+        incident = make_incident(
+            people_count=best,
+            people_count_min=low,
+            people_count_max=high,
+            # Blank: read from the figures (exact, at least, at most, about, unknown).
+            count_qualifier=draw.choice(["", "", "about"]),
+            date_start=start,
+            date_end=start + timedelta(days=draw.choice([0, 20, 400])),
+            places=draw.sample(places, draw.choice([0, 1, 2])),
+        )
+        for organization in draw.sample(organizations, draw.choice([0, 1, 2])):
+            Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
+
+
+@pytest.mark.parametrize("served", ["", FROM_INCIDENTS, "q=-zzzz", "country=CN"])
+def test_the_best_estimate_lies_within_the_range_in_every_group(messy, served):
+    client = client_for(None)
+    for group_by in [*GROUPINGS, "verification"]:
+        statistic = answer(client, f"group_by={group_by}&{served}")[0]
+        for row in [*statistic["results"], statistic["total"]]:
+            low, best, high = row["people_count_min"], row["people_count"], row["people_count_max"]
+            # Null: no incident of the group gives that figure (a maximum alone gives neither of
+            # the others), so it adds none; a group with a minimum or a best estimate has all three.
+            assert (low is None) == (best is None) and (high is None) <= (best is None), (group_by, served, row)
+            assert (low or 0) <= (best or 0) <= (high or 0), (group_by, served, row)
+    assert_totals_agree(client, groupings=[*GROUPINGS, "verification"], filters=["", "country=CN"])
+
+
+def test_the_migration_counts_the_best_estimate_within_the_range_as_the_count_does(messy):
+    # Each incident was counted as it committed, by this count: the migration, back and forth,
+    # leaves the totals a count makes; back, a minimum alone counts in the low sum only again.
+    client = client_for(None)
+    counted = answer(client, "group_by=year")[0]
+    call_command("migrate", "incidents", BEFORE_BEST_WITHIN_RANGE, verbosity=0)
+    try:
+        before = answer(client, "group_by=year")[0]["total"]
+        assert before["people_count"] < counted["total"]["people_count"]
+        assert before["people_count"] < before["people_count_min"]
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    assert answer(client, "group_by=year")[0] == counted
+    assert_totals_agree(client, groupings=["year", "country"], filters=[""])
 
 
 @pytest.mark.parametrize(
