@@ -155,7 +155,7 @@ def without_figure(body: dict) -> dict:
 def test_statistics_say_how_many_incidents_give_no_figure(places, source):
     """ "1,234 people in 56 incidents" read as complete where 20 of the 56 gave no number: each
     group and the total say how many of their incidents have no figure at all. A minimum or a
-    maximum alone is a figure (it adds to the range)."""
+    maximum alone is a figure (it adds to the range, a minimum to the best estimate too)."""
     china = make_organization(name="China")
     unknown = {"people_count": None, "count_qualifier": "unknown"}
     counted = [
@@ -180,9 +180,11 @@ def test_statistics_say_how_many_incidents_give_no_figure(places, source):
     assert by_year["results"][-1]["label"] == "Over more than one year"
     assert by_year["total"]["incidents"] == 7 - left_out
     assert by_year["total"]["incidents_without_figure"] == 4 - left_out
-    # The people are those of the incidents with a figure: the best estimate, and the range from 5 to 80 + 7.
-    assert (by_year["total"]["people_count"], by_year["total"]["people_count_min"]) == (80, 85)
-    assert by_year["total"]["people_count_max"] == 87
+    # The people are those of the incidents with a figure: the best estimate 80 + 5 (a minimum alone
+    # is its best estimate too, not only the range's low end: 80 within a range from 85 before), in
+    # a range from 80 + 5 to 80 + 5 + 7.
+    assert (by_year["total"]["people_count"], by_year["total"]["people_count_min"]) == (85, 85)
+    assert by_year["total"]["people_count_max"] == 92
     assert without_figure(stats(f"group_by=month{source}"))["2023-08"] == (4, 1)
     by_country = stats(f"group_by=country{source}")
     assert without_figure(by_country) == {"CN": (2, 1), "KP": (2, 1), None: (4 - left_out, 3 - left_out)}
