@@ -28,13 +28,14 @@ from django.db.models.functions import (
     Collate,
     Concat,
     ExtractDay,
+    ExtractMonth,
     Greatest,
     Length,
     Lower,
     LPad,
     Upper,
 )
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -371,14 +372,27 @@ def dates_fit_their_precision() -> Q:
     is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
     "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days (its label says
     them all: "3 October 2023 - 9 October 2023", with an en dash), and a Range or an unknown date any."""
-    day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
+    # Each date is read cast to a date (the same constraint to PostgreSQL): Django's own check of a
+    # claim with a date missing (`validate_constraints`) puts an untyped NULL in its place, for which
+    # PostgreSQL could not choose an `extract`; the check failed, was logged as a database error and
+    # let the whole constraint pass.
+    start, end = Cast("date_start", models.DateField()), Cast("date_end", models.DateField())
+    day_after_end = ExpressionWrapper(end + timedelta(days=1), output_field=models.DateField())
     return (
-        (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
+        (
+            ~Q(date_precision=DatePrecision.MONTH)
+            | (Q(Exact(ExtractDay(start), 1)) & Q(Exact(ExtractDay(day_after_end), 1)))
+        )
         & (
             ~Q(date_precision=DatePrecision.YEAR)
-            | Q(date_start__month=1, date_start__day=1, date_end__month=12, date_end__day=31)
+            | Q(
+                Exact(ExtractDay(end), 31),
+                Exact(ExtractMonth(end), 12),
+                Exact(ExtractDay(start), 1),
+                Exact(ExtractMonth(start), 1),
+            )
         )
-        & (~Q(date_precision=DatePrecision.WEEK) | Q(date_end__lte=F("date_start") + timedelta(days=6)))
+        & (~Q(date_precision=DatePrecision.WEEK) | Q(LessThanOrEqual(end, start + timedelta(days=6))))
     )
 
 
