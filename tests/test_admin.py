@@ -219,6 +219,36 @@ class TestDataEntry:
         assert logged_in(client, analyst).post(ADD, post).status_code == 302
         assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
 
+    def test_a_day_not_in_the_calendar_is_told_why_on_the_incident_and_its_claims(self, client, analyst):
+        # "2023-02-30" was told "Enter the date as YYYY-MM-DD", the format it was written in.
+        post = incident_post(
+            date_start="2023-02-30",
+            date_end="2023-13-01",
+            date_precision="range",
+            claims=[{"source": make_source().pk}],
+        )
+        post["claims-0-date_start"] = "2024-02-30"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        errors = response.context["adminform"].form.errors
+        assert errors["date_start"] == ["2023-02-30 is not a day: February 2023 has 28 days."]
+        assert errors["date_end"] == ["2023-13-01 is not a day: a year has 12 months."]
+        claim_errors = response.context["inline_admin_formsets"][2].formset.errors[0]
+        assert claim_errors["date_start"] == ["2024-02-30 is not a day: February 2024 has 29 days."]
+        assert not Incident.objects.exists()
+
+    def test_every_door_s_date_filter_says_why_a_day_is_not_in_the_calendar(self, client, analyst):
+        said = {"date_from": ["2023-02-29 is not a day: February 2023 has 28 days."]}
+        api = client_for(analyst)
+        for address in (f"{API}/incidents/", f"{API}/incidents.csv", f"{API}/duplicates/"):
+            response = api.get(address, {"date_from": "2023-02-29"})
+            assert (response.status_code, response.json()) == (400, said), address
+        response = logged_in(client, analyst).get(CHANGELIST, {"date_from": "2023-02-29"})
+        errors = response.text.split('id="filter-errors"')[1].split("</ul>")[0]
+        assert response.status_code == 400
+        assert f"<strong>date_from</strong>: {said['date_from'][0]}" in errors
+
     def test_every_door_s_date_filter_refuses_a_bad_date_with_how_to_write_it(self, client, analyst, tmp_path):
         # The API, the CSV export, the admin lists and the public pages said "Enter a valid date."
         # (and "Enter a valid date/time."), where the admin's forms said how to write one.

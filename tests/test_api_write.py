@@ -146,6 +146,28 @@ class TestCreateIncident:
         assert field in answer.json()
         assert not Incident.objects.exists()
 
+    def test_a_day_not_in_the_calendar_is_told_why_not_how_to_write_a_date(self):
+        # DRF said "Date has wrong format. Use one of these formats instead: YYYY-MM-DD." of a date
+        # written in that format.
+        body = new_incident_body(
+            date_start="2023-02-30",
+            date_end="2023-03-01",
+            date_precision="range",
+            claims=[{"source": make_source().pk, "date_end": "2023-09-31", "date_precision": "day"}],
+        )
+
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json()["date_start"] == ["2023-02-30 is not a day: February 2023 has 28 days."]
+        assert answer.json()["claims[0].date_end"] == ["2023-09-31 is not a day: September 2023 has 30 days."]
+        assert not Incident.objects.exists()
+        # Not written as YYYY-MM-DD: how to write it, as the admin says.
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(date_start="18/09/2023"), format="json"
+        )
+        assert answer.json()["date_start"] == ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
+
     @pytest.mark.parametrize(
         ("path", "body"),
         [

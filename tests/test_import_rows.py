@@ -110,7 +110,7 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     errors = import_errors(analyst, tmp_path, content)
 
     for expected in [
-        "line 2, column date_start: '2023-02-30' is not a date",
+        "line 2, column date_start: 2023-02-30 is not a day: February 2023 has 28 days.",
         "line 2, column people_count: 'ten' is not a whole number of people.",
         "line 2, column people_count_min: The minimum (9) is above the maximum (5).",
         "line 2, column review_state: You may not publish incidents: your role lacks that permission.",
