@@ -19,6 +19,7 @@ from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxLengthValidator
 from django.db import connection, models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
@@ -359,6 +360,28 @@ class QualifierFromFigures(models.Model):
             self.count_qualifier = count_qualifier_from_figures(
                 self.people_count, self.people_count_min, self.people_count_max
             )
+
+
+# The most characters an incident's description and a claim's excerpt hold: every door refuses more
+# naming the field (the field's validator, run by `full_clean()`), and PostgreSQL holds it (a check
+# constraint each). All of an incident's words are one tsvector (IncidentSearchDocument), which
+# PostgreSQL bounds at 1 MB of its distinct words and their positions; a text beyond, a whole report
+# pasted in, failed its save with a 500 page that lost what was typed. A character takes at most 4 of
+# those bytes (two-character words of 4-byte characters, every word new: 300,000 characters failed),
+# so these fit whatever they hold, leaving a fifth of the bound to the incident's other words. Prose
+# repeats its words: 200,000 characters of English took 75 KB, of Korean 158 KB (measured on
+# PostgreSQL's, git's and coreutils' messages in both languages).
+SEARCHED_TEXT_MAX_LENGTH = 200_000
+
+
+def searched_text_bounded(*, field: str, name: str) -> models.CheckConstraint:
+    """The database's own hold on SEARCHED_TEXT_MAX_LENGTH; doors refuse first, naming the field."""
+    return models.CheckConstraint(
+        condition=Q(LessThanOrEqual(Length(field), SEARCHED_TEXT_MAX_LENGTH)),
+        name=name,
+        violation_error_code="max_length",
+        violation_error_message=f"The {field} is longer than {SEARCHED_TEXT_MAX_LENGTH:,} characters.",
+    )
 
 
 EXACT_COUNT_MESSAGE = (
@@ -1183,7 +1206,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)])
 
     date_start = models.DateField(help_text="First day of the range the incident lies in.")
     date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
@@ -1254,6 +1277,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
             ),
+            searched_text_bounded(field="description", name="incident_description_bounded"),
             models.CheckConstraint(
                 condition=dates_fit_their_precision(),
                 name="incident_dates_fit_their_precision",
@@ -1586,7 +1610,9 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
         help_text=CLAIM_DATE_PRECISION_HELP,
     )
     date_label = models.GeneratedField(expression=CLAIM_DATE_LABEL, output_field=models.TextField(), db_persist=True)
-    excerpt = models.TextField(blank=True, help_text="The source's own words.")
+    excerpt = models.TextField(
+        blank=True, help_text="The source's own words.", validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)]
+    )
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
         max_length=12,
@@ -1644,6 +1670,7 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
                 violation_error_code="date_precision_unknown_value",
                 violation_error_message="The date's precision is not one of day, week, month, year, range or unknown.",
             ),
+            searched_text_bounded(field="excerpt", name="claim_excerpt_bounded"),
             models.CheckConstraint(
                 condition=claim_dates_fit_their_precision(),
                 name="claim_dates_fit_their_precision",

@@ -20,6 +20,7 @@ from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import (
     PLACE_NOWHERE_MESSAGE,
+    SEARCHED_TEXT_MAX_LENGTH,
     Claim,
     DuplicatePair,
     Incident,
@@ -33,6 +34,7 @@ from incidents.search import IncidentSearch
 from tests.api_support import API, client_for
 from tests.differential import comparable
 from tests.factories import (
+    densest_words,
     incident_type,
     make_claim,
     make_incident,
@@ -40,6 +42,7 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    pasted_report,
     type_chain,
 )
 
@@ -218,6 +221,36 @@ class TestDataEntry:
         post.update(date_start="9 October 2023", date_end="2023-10-09", **{"claims-0-date_start": "Oct 9, 2023"})
         assert logged_in(client, analyst).post(ADD, post).status_code == 302
         assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
+
+    @pytest.mark.parametrize("field", ["description", "claims-0-excerpt"])
+    def test_a_whole_report_pasted_in_is_refused_on_its_field_and_kept_on_the_page(self, client, analyst, field):
+        # Its words overflowed the search's tsvector: a 500 page, and everything typed was lost.
+        text = pasted_report(960_000)
+        post = incident_post(title="Repatriations reported at length", claims=[{"source": make_source().pk}])
+        post[field] = text
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        too_long = [f"Ensure this value has at most {SEARCHED_TEXT_MAX_LENGTH} characters (it has 960000)."]
+        if field == "description":
+            assert response.context["adminform"].form.errors["description"] == too_long
+        else:
+            assert response.context["inline_admin_formsets"][2].formset.errors[0]["excerpt"] == too_long
+        page = response.content.decode()
+        assert html.escape(text) in page and "Repatriations reported at length" in page
+        assert not Incident.objects.exists()
+
+    def test_texts_at_the_bound_are_saved_and_searched_whatever_their_words(self, client, analyst):
+        # Every word new and of two 4-byte characters: the most of the search's 1 MB a text can take.
+        text = densest_words(SEARCHED_TEXT_MAX_LENGTH)
+        post = incident_post(title="Repatriations reported at length", description=text)
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 302
+        assert Incident.objects.get().description == text
+        assert client_for(analyst).get(f"{API}/incidents/", {"q": "Repatriations"}).json()["results"]
 
     def test_a_day_not_in_the_calendar_is_told_why_on_the_incident_and_its_claims(self, client, analyst):
         # "2023-02-30" was told "Enter the date as YYYY-MM-DD", the format it was written in.

@@ -15,7 +15,7 @@ from django.db.models import Model, ProtectedError
 from django.test import Client
 
 from incidents import roles
-from incidents.models import Claim, Incident, Organization, Place, Response
+from incidents.models import SEARCHED_TEXT_MAX_LENGTH, Claim, Incident, Organization, Place, Response
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -284,3 +284,14 @@ def test_linking_a_response_to_incidents_is_recorded_with_the_acting_user():
         ("delete", response.pk, incident.pk),
     ]
     assert {event.pgh_context.metadata["user"] for event in events} == {analyst.pk}
+
+
+def test_the_database_holds_the_bound_on_the_texts_the_search_reads():
+    # Every door refuses a longer description or excerpt naming the field; a writer past them
+    # (a script, a bulk load) is refused by PostgreSQL, before the search's words overflow.
+    too_long = "x" * (SEARCHED_TEXT_MAX_LENGTH + 1)
+    with pytest.raises(IntegrityError, match="incident_description_bounded"), transaction.atomic():
+        make_incident(description=too_long)
+    incident = make_incident(description="x" * SEARCHED_TEXT_MAX_LENGTH)
+    with pytest.raises(IntegrityError, match="claim_excerpt_bounded"), transaction.atomic():
+        make_claim(incident=incident, excerpt=too_long)
