@@ -241,23 +241,27 @@ class TestDataEntry:
         assert html.escape(text) in page and "Repatriations reported at length" in page
         assert not Incident.objects.exists()
 
-    def test_texts_at_the_bound_are_saved_and_searched_whatever_their_words(self, client, analyst):
+    @pytest.mark.parametrize("confidential", [False, True], ids=["public", "confidential"])
+    def test_texts_at_the_bound_are_saved_and_searched_whatever_their_words(
+        self, client, confidential_reviewer, confidential
+    ):
         # Every word new and of two 4-byte characters: the most of the search's 1 MB a text can take.
-        # Each fits alone; together, the incident's words overflowed the tsvector (a 500), and the
-        # search keeps the words of their start instead.
+        # Each fits alone; together, the incident's words (or its words with its confidential
+        # claims') overflowed the tsvector (a 500), and the search keeps the words of their start.
         description, excerpt = densest_words(SEARCHED_TEXT_MAX_LENGTH), densest_words(SEARCHED_TEXT_MAX_LENGTH, seed=8)
         post = incident_post(
             title="Repatriations reported at length",
             description=description,
-            claims=[{"source": make_source(title="Daily NK").pk, "excerpt": excerpt}],
+            claims=[{"source": make_source(title="Daily NK").pk, "excerpt": excerpt, "confidential": confidential}],
         )
 
-        response = logged_in(client, analyst).post(ADD, post)
+        response = logged_in(client, confidential_reviewer).post(ADD, post)
 
         assert response.status_code == 302
-        assert (Incident.objects.get().description, Claim.objects.get().excerpt) == (description, excerpt)
+        claim = Claim.objects.get()
+        assert (claim.incident.description, claim.excerpt, claim.confidential) == (description, excerpt, confidential)
         for words in ("Repatriations", description[:2]):
-            assert client_for(analyst).get(f"{API}/incidents/", {"q": words}).json()["results"], words
+            assert client_for(confidential_reviewer).get(f"{API}/incidents/", {"q": words}).json()["results"], words
 
     def test_a_day_not_in_the_calendar_is_told_why_on_the_incident_and_its_claims(self, client, analyst):
         # "2023-02-30" was told "Enter the date as YYYY-MM-DD", the format it was written in.
