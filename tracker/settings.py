@@ -568,9 +568,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "incidents.api.schema.TrackerAutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
-# The longest a statement of an anonymous request may run, in milliseconds (0: no bound); beyond it
-# PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
-# the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
+# The most database time the statements of one anonymous request may take together, in milliseconds
+# (0: no bound; the name is older, from when it bounded each statement apart); beyond it PostgreSQL
+# cancels the statement running, or the next is not sent, and the request answers 503
+# (tracker/statement_timeout.py). Every request of the load test's mix takes a fraction of it at
+# 1,000,000 incidents (bench/README.md).
 # PostgreSQL takes a statement_timeout of at most 2^31-1 ms (about 24 days).
 ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0, maximum=2**31 - 1)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
