@@ -557,6 +557,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_rate("TRACKER_API_ANON_RATE", "120/minute"),
         "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
+        # The public site's pages, map data, embeds and downloads, per anonymous address: each may take
+        # ANON_STATEMENT_TIMEOUT of the database, and a person reading them asks for a few a minute.
+        "public": env_rate("TRACKER_PUBLIC_ANON_RATE", "120/minute"),
         # Each CSV export reads every matching incident: far fewer per client than list pages.
         "export": env_rate("TRACKER_API_EXPORT_RATE", "20/hour"),
         # Sign-ins with a password per client address (token requests and the admin's login together),
