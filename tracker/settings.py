@@ -138,7 +138,7 @@ MIDDLEWARE = [
     # A staff session still owing its second factor is anonymous to every page but those that finish
     # signing in: the public pages and exports too, not only the admin and the API.
     "accounts.middleware.SecondFactorMiddleware",
-    # Once the user is known: bounds each statement of an anonymous request (ANON_STATEMENT_TIMEOUT).
+    # Once the user is known: bounds the database time of an anonymous request (ANON_STATEMENT_TIMEOUT).
     "tracker.statement_timeout.AnonymousStatementTimeoutMiddleware",
     # A write PostgreSQL stopped for meeting another (a deadlock) answers 409 rather than 500.
     "tracker.write_conflicts.WriteConflictMiddleware",
