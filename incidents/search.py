@@ -212,6 +212,9 @@ class IncidentSearch:
             included_guessed=len(included) > 1 or any(term.guessed for term in included),
             excluded_guessed=any(term.guessed for term in excluded),
         )
+        # A prefix left out keeps the estimate: its common words' shares summed err towards refusing
+        # only where those words are nearly everywhere themselves (`-th*`), which a count would find
+        # by reading every incident's words.
         counted = any(term.several_words for term in excluded)
         if not included and excluded and search._reads_nearly_every_incident(counted=counted):
             raise ValidationError(
