@@ -121,9 +121,12 @@ class SearchTerm(NamedTuple):
     @property
     def guessed(self) -> bool:
         """Whether PostgreSQL's statistics can only guess how many incidents the term matches: for
-        several words (`several_words`), or a prefix, whose estimate sums those of the common words
-        that start so; not for one whole word (most searches)."""
-        return self.prefix or self.several_words
+        several words (`several_words`); not for one whole word (most searches), nor for a prefix
+        of one word, whose estimate (the matches of the common words that start so) is seldom far
+        too high, and which counted cost a common prefix its first matches collected every time
+        (`detain*` 21-35 ms -> 136-149 ms at 200,000 incidents, bench/README.md "Phrases of
+        common words"). Two prefixes (`in* in*`) are two terms, counted as several words are."""
+        return self.several_words
 
 
 def search_terms(text: str) -> list[SearchTerm]:
