@@ -52,6 +52,7 @@ from incidents.querysets import (
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
+    can_see_confidential,
     ids_in_tree_below,
 )
 
@@ -2412,13 +2413,35 @@ class DuplicateDecision(models.TextChoices):
     UNSURE = "unsure", "Unsure"
 
 
+# What a reader without Confidential access reads in place of a note written in confidence.
+NOTE_WITHHELD = (
+    "A note was written while a record it concerns was confidential; it is withheld from readers "
+    "without Confidential access."
+)
+
+
+class NoteWrittenInConfidence:
+    """For records with a `note` and a `note_confidential` (a duplicate pair, a merge): the note's
+    words are kept from readers without Confidential access when they were written while a record
+    the note concerns was hidden from them (`duplicates.note_in_confidence`), however public those
+    records are now: a pair decided "same as informant K's account" while its incidents were
+    confidential kept showing its note, once they were made public, to all staff."""
+
+    def note_withheld_from(self, user) -> bool:
+        return self.note_confidential and not can_see_confidential(user)
+
+    def note_read_by(self, user) -> str | None:
+        """The note as `user` may read it: None when it is withheld from them (`NOTE_WITHHELD`)."""
+        return None if self.note_withheld_from(user) else self.note
+
+
 # Without `score` in the history: the machine works it out again at every rescoring, and a score
 # worked out while the pair's incidents were confidential compared every claim's origin (an
 # informant both relay): kept in the events, the pair's next event after they were made public
 # (its withdrawal, a decision) showed it to staff without Confidential access. A score-only change
 # records no event; decisions are recorded as ever.
 @pghistory.track(exclude=["score"])
-class DuplicatePair(models.Model):
+class DuplicatePair(NoteWrittenInConfidence, models.Model):
     """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
     reviewer decided about them. Kept once decided, so that "different" is never proposed again
     and every decision shows in the history."""
@@ -2432,6 +2455,13 @@ class DuplicatePair(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note was written while one of the incidents, or a claim of theirs, was confidential: "
+        "withheld from readers without Confidential access.",
+    )
 
     objects = DuplicatePairQuerySet.as_manager()
 
@@ -2471,8 +2501,9 @@ class DuplicatePair(models.Model):
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
     incidents share in the duplicates' score, and how many candidates an incident has, which sets its
-    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
-    run, then read by each rescoring. One row. Kept in the
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident that is not
+    confidential (what the staff shown the scores may read) by the whole-database run, then read by
+    each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a
@@ -2504,7 +2535,7 @@ class DuplicateWordFrequencies(models.Model):
 # Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
 # may not see them (the record itself is shown only through what each reader may see).
 @pghistory.track(exclude=["moved"])
-class IncidentMerge(models.Model):
+class IncidentMerge(NoteWrittenInConfidence, models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
     the ids of the claims, place links, victim groups and involvements that moved to the survivor,
@@ -2526,6 +2557,13 @@ class IncidentMerge(models.Model):
         help_text="The survivor's dates and counts recomputed from both, proposed for a Reviewer.",
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note (or the undo's) was written while the incidents, or a claim of theirs, were "
+        "confidential: withheld from readers without Confidential access.",
+    )
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
     )

@@ -396,6 +396,27 @@ AXES_COOLOFF_TIME = timedelta(
     minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15, minimum=1, maximum=MAX_SPAN_DAYS * 24 * 60)
 )
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# That lock alone bounds nothing against many addresses: a botnet had 5 guesses per address at one
+# account, and one address 4 at each of thousands of accounts. Two wider bounds, counted over
+# LOCKOUT_WINDOW from django-axes' log of failures (accounts.lockout.AttemptsHandler), refuse an
+# address the account is not familiar with:
+# - LOCKOUT_ACCOUNT_FAILURES failures at one account, from all addresses together;
+# - LOCKOUT_ADDRESS_FAILURES failures from one address, at all accounts together.
+# Familiar: the account finished signing in from there (its second factor too, when it has one)
+# within LOCKOUT_FAMILIAR_DAYS (accounts.SignInAddress). A familiar address meets the per-address
+# lock above only, so an attacker who keeps the account's wide bound reached cannot lock its owner
+# out: the owner signs in from home or the office as before, while guesses from anywhere else wait
+# (Microsoft's "smart lockout" of familiar and unfamiliar locations; NIST SP 800-63B 5.2.2, which
+# bounds an account's failures at 100 and offers "IP addresses at which the subscriber has been
+# successfully authenticated before" to keep the owner in). The trade-off: while an account is
+# under such attack, its owner cannot sign in from a new address (travelling, a new provider)
+# until the window's failures age out or an administrator clears them. The window is long (a day)
+# because the bound is on guesses per window: 20 a day at one account, where the 15 minutes of the
+# per-address lock would give a botnet 20 every 15 minutes, nearly 2,000 a day.
+LOCKOUT_ACCOUNT_FAILURES = env_int("TRACKER_LOCKOUT_ACCOUNT_FAILURES", 20, minimum=1)
+LOCKOUT_ADDRESS_FAILURES = env_int("TRACKER_LOCKOUT_ADDRESS_FAILURES", 30, minimum=1)
+LOCKOUT_WINDOW = timedelta(hours=env_int("TRACKER_LOCKOUT_WINDOW_HOURS", 24, minimum=1, maximum=MAX_SPAN_DAYS * 24))
+LOCKOUT_FAMILIAR_DAYS = env_int("TRACKER_LOCKOUT_FAMILIAR_DAYS", 30, minimum=1, maximum=MAX_SPAN_DAYS)
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
 AXES_RESET_ON_SUCCESS = False
@@ -406,6 +427,7 @@ AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 # django-axes' database handler, whose clean-up of expired attempts waits for no other sign-in's.
 AXES_HANDLER = "accounts.lockout.AttemptsHandler"
+# The wide bounds above count this log's rows: it must stay on.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # Never keep a typed code in the attempt records (axes always masks the password); `current-code`
 # is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).
