@@ -596,10 +596,12 @@ REST_FRAMEWORK = {
 # The most database time the statements of one anonymous request may take together, in milliseconds
 # (0: no bound; the name is older, from when it bounded each statement apart); beyond it PostgreSQL
 # cancels the statement running, or the next is not sent, and the request answers 503
-# (tracker/statement_timeout.py). Every request of the load test's mix takes a fraction of it at
-# 1,000,000 incidents (bench/README.md).
+# (tracker/statement_timeout.py). 3 s: the GeoJSON download of the newest 5,000 whole incidents, the
+# heaviest request a page links to, takes 1.2-1.5 s of PostgreSQL at 1,000,000 incidents in its five
+# statements (more on a busy machine), while a browse page with every facet chosen, whose walks
+# took 6-7 s together, is stopped.
 # PostgreSQL takes a statement_timeout of at most 2^31-1 ms (about 24 days).
-ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0, maximum=2**31 - 1)
+ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 3000, minimum=0, maximum=2**31 - 1)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
 if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:
