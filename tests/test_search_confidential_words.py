@@ -21,6 +21,7 @@ from incidents.models import Claim, Incident, IncidentSearchDocument
 from incidents.public import selectors as public_selectors
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
 from tests.test_import import HEADER, run_import
 from tests.test_search import admin_found, api_found, words_read_to_collect_ids_only
@@ -371,7 +372,7 @@ def test_the_migration_empties_the_complete_words_of_incidents_without_confident
     # (the schema before 0041 lacks columns added since, such as the records' versions), and the
     # migrations back to before it store their words as it found them.
     birds = make_bird_incidents()
-    call_command("migrate", "incidents", BEFORE_IT, verbosity=0)
+    migrate_incidents_back_to(BEFORE_IT)
     try:
         assert not IncidentSearchDocument.objects.filter(complete__isnull=True).exists()
     finally:
