@@ -16,6 +16,7 @@ from django.test import Client
 
 from incidents import roles
 from incidents.models import SEARCHED_TEXT_MAX_LENGTH, Claim, Incident, Organization, Place, Response
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -157,7 +158,7 @@ BEFORE_WHOLE_RANGE_LABELS = WHOLE_RANGE_LABELS.dependencies[0][1]
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_words_the_stored_labels_anew_without_recording_a_change():
     several_days = make_incident(date_start=date(2023, 10, 3), date_end=date(2023, 10, 9), date_precision="day")
-    call_command("migrate", "incidents", BEFORE_WHOLE_RANGE_LABELS, verbosity=0)
+    migrate_incidents_back_to(BEFORE_WHOLE_RANGE_LABELS)
     try:
         before = Incident.objects.values("date_label", "version", "updated_at").get(pk=several_days.pk)
         events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=several_days)
