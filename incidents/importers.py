@@ -85,6 +85,7 @@ from incidents.services import (
     validation_errors,
     workflow_errors,
 )
+from tracker.formats import not_a_day
 from tracker.write_conflicts import is_write_conflict
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
@@ -1202,10 +1203,12 @@ def _parse_values(
             message = _blank_date_message(column, record, data.get("date_start"), incident)
             errors.append(RowError(line, column, message))
         elif column in DATE_COLUMNS:
+            written = _MIDNIGHT.sub("", raw.strip())
             try:
-                data[column] = date.fromisoformat(_MIDNIGHT.sub("", raw.strip()))
+                data[column] = date.fromisoformat(written)
             except ValueError:
-                errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
+                message = not_a_day(written) or f"{raw!r} is not a date; write it as YYYY-MM-DD."
+                errors.append(RowError(line, column, message))
         elif column in COUNT_COLUMNS:
             value = raw.strip()
             if value and not is_whole_number(value):

@@ -19,6 +19,7 @@ from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxLengthValidator
 from django.db import connection, models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
@@ -28,13 +29,14 @@ from django.db.models.functions import (
     Collate,
     Concat,
     ExtractDay,
+    ExtractMonth,
     Greatest,
     Length,
     Lower,
     LPad,
     Upper,
 )
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -360,6 +362,28 @@ class QualifierFromFigures(models.Model):
             )
 
 
+# The most characters an incident's description and a claim's excerpt hold: every door refuses more
+# naming the field (the field's validator, run by `full_clean()`), and PostgreSQL holds it (a check
+# constraint each). All of an incident's words are one tsvector (IncidentSearchDocument), which
+# PostgreSQL bounds at 1 MB of its distinct words and their positions; a text beyond, a whole report
+# pasted in, failed its save with a 500 page that lost what was typed. A character takes at most 4 of
+# those bytes (two-character words of 4-byte characters, every word new: 300,000 characters failed),
+# so these fit whatever they hold, leaving a fifth of the bound to the incident's other words. Prose
+# repeats its words: 200,000 characters of English took 75 KB, of Korean 158 KB (measured on
+# PostgreSQL's, git's and coreutils' messages in both languages).
+SEARCHED_TEXT_MAX_LENGTH = 200_000
+
+
+def searched_text_bounded(*, field: str, name: str) -> models.CheckConstraint:
+    """The database's own hold on SEARCHED_TEXT_MAX_LENGTH; doors refuse first, naming the field."""
+    return models.CheckConstraint(
+        condition=Q(LessThanOrEqual(Length(field), SEARCHED_TEXT_MAX_LENGTH)),
+        name=name,
+        violation_error_code="max_length",
+        violation_error_message=f"The {field} is longer than {SEARCHED_TEXT_MAX_LENGTH:,} characters.",
+    )
+
+
 EXACT_COUNT_MESSAGE = (
     "An exact count is one figure: give it as the best estimate, with no other minimum or maximum, "
     "or choose another qualifier (“About” for a range)."
@@ -371,14 +395,27 @@ def dates_fit_their_precision() -> Q:
     is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
     "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days (its label says
     them all: "3 October 2023 - 9 October 2023", with an en dash), and a Range or an unknown date any."""
-    day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
+    # Each date is read cast to a date (the same constraint to PostgreSQL): Django's own check of a
+    # claim with a date missing (`validate_constraints`) puts an untyped NULL in its place, for which
+    # PostgreSQL could not choose an `extract`; the check failed, was logged as a database error and
+    # let the whole constraint pass.
+    start, end = Cast("date_start", models.DateField()), Cast("date_end", models.DateField())
+    day_after_end = ExpressionWrapper(end + timedelta(days=1), output_field=models.DateField())
     return (
-        (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
+        (
+            ~Q(date_precision=DatePrecision.MONTH)
+            | (Q(Exact(ExtractDay(start), 1)) & Q(Exact(ExtractDay(day_after_end), 1)))
+        )
         & (
             ~Q(date_precision=DatePrecision.YEAR)
-            | Q(date_start__month=1, date_start__day=1, date_end__month=12, date_end__day=31)
+            | Q(
+                Exact(ExtractDay(end), 31),
+                Exact(ExtractMonth(end), 12),
+                Exact(ExtractDay(start), 1),
+                Exact(ExtractMonth(start), 1),
+            )
         )
-        & (~Q(date_precision=DatePrecision.WEEK) | Q(date_end__lte=F("date_start") + timedelta(days=6)))
+        & (~Q(date_precision=DatePrecision.WEEK) | Q(LessThanOrEqual(end, start + timedelta(days=6))))
     )
 
 
@@ -1169,7 +1206,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300)
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)])
 
     date_start = models.DateField(help_text="First day of the range the incident lies in.")
     date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
@@ -1240,6 +1277,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
             ),
+            searched_text_bounded(field="description", name="incident_description_bounded"),
             models.CheckConstraint(
                 condition=dates_fit_their_precision(),
                 name="incident_dates_fit_their_precision",
@@ -1572,7 +1610,9 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
         help_text=CLAIM_DATE_PRECISION_HELP,
     )
     date_label = models.GeneratedField(expression=CLAIM_DATE_LABEL, output_field=models.TextField(), db_persist=True)
-    excerpt = models.TextField(blank=True, help_text="The source's own words.")
+    excerpt = models.TextField(
+        blank=True, help_text="The source's own words.", validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)]
+    )
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
         max_length=12,
@@ -1630,6 +1670,7 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
                 violation_error_code="date_precision_unknown_value",
                 violation_error_message="The date's precision is not one of day, week, month, year, range or unknown.",
             ),
+            searched_text_bounded(field="excerpt", name="claim_excerpt_bounded"),
             models.CheckConstraint(
                 condition=claim_dates_fit_their_precision(),
                 name="claim_dates_fit_their_precision",
