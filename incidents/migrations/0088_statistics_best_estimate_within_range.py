@@ -51,7 +51,7 @@ COUNT_AGAIN = """SELECT incident_rollup_count(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0084_word_counts_without_confidential_incidents"),
+        ("incidents", "0087_search_words_of_any_length"),
     ]
 
     operations = [
