@@ -128,7 +128,10 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
         claims = claims_of[incident.pk]
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
-        sources = (csv_source_item(claim.source.title, claim.source_id) for claim in claims)
+        sources = (
+            csv_source_item(claim.source.title, claim.source_id, confidential=claim.source.confidential)
+            for claim in claims
+        )
         rows.append(
             {
                 "public_id": incident.public_id,
@@ -149,6 +152,7 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 ),
                 "verification": incident.verification,
                 "review_state": incident.review_state,
+                "confidential": "true" if incident.confidential else "false",
                 "merged_into": incident.merged_into.public_id if incident.merged_into_id else "",
                 "source_count": str(len(claims)),
                 "sources": _neutralised(_joined(sources)),
