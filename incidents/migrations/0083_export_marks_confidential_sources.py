@@ -8,9 +8,10 @@ ids leaves it (`Testimony [confidential]`), and it cannot be read as part of a t
 holding `[` is written in double quotes (`csv_list_item`). The claims' items are built once for both
 audiences; only a claim of a confidential source is marked, and such a claim is `hidden`, never in
 the `disclosed` cells: those of every row stay as they were, and only the `complete` cells of the
-rows citing a confidential source change, the rows `confidential_source_ids` names (10,900 of
-200,000 demo incidents, refreshed in about a second on a busy 2-core machine; about 55,000 and
-5 s at 1,000,000). The incident's own confidentiality is the kept `confidential` column (migration
+rows citing a confidential source change, the rows `confidential_source_ids` names, refreshed here
+(10,900 of 200,000 demo incidents, `--seed 7`: 4.0 s on a 2-core machine at a load of 5; at
+1,000,000, about 55,000 rows and 20 s, estimated). `VACUUM` the table after it, so that the record
+of a confidential reader's export reads the order index alone again. The incident's own confidentiality is the kept `confidential` column (migration
 0030), which the export writes as it is (`exports.copy_statement`).
 """
 
