@@ -357,8 +357,8 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
     """The items of a multi-valued cell as the export writes them (exports.csv_list_item): separated
     by ";", each name plain (stripped) or in double quotes with inner quotes doubled; with `paths`,
     names separated by ">"; with `source_ids`, an optional `[#ID]` after the name, and after that an
-    optional `[confidential]`. A quote opens
-    quoting only at the start of a name, as in CSV, so hand-typed names with quotes inside still read.
+    optional `[confidential]`. A quote opens quoting only at the start of a name, as in CSV, so
+    hand-typed names with quotes inside still read.
     Empty items are left out, repeated ones kept once. Raises _MalformedCell."""
     separators = ";>" if paths else ";"
     items, names, source_id, confidential = [], [], None, False
