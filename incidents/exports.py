@@ -90,7 +90,7 @@ def csv_list_item(item: str) -> str:
 
 
 # After a confidential source's id, in the `sources` cell of a reader who may see it (migration
-# 0083): `Testimony [#12] [confidential]`. In brackets of their own, so that removing the ids for
+# 0088): `Testimony [#12] [confidential]`. In brackets of their own, so that removing the ids for
 # another database (README) leaves it, and never part of a bare title, which cannot hold `[`.
 CONFIDENTIAL_SOURCE_MARK = "[confidential]"
 
@@ -115,7 +115,7 @@ CHUNK_BYTES = 64 * 1024
 # exported by a reader who may see confidential incidents says which are, and an import elsewhere
 # (README "Into another database") keeps them so. A reader without that access sees no confidential
 # incident, so the kept column would read `false` on every row of theirs: it is not even read for
-# them. A confidential source is marked in the `sources` cell itself (migration 0083).
+# them. A confidential source is marked in the `sources` cell itself (migration 0088).
 CONFIDENTIAL_CELLS = {
     "complete": "CASE WHEN export_row.confidential THEN 'true' ELSE 'false' END",
     "disclosed": "'false'",

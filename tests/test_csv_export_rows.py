@@ -1214,12 +1214,12 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
 
 
 # The refresh before migration 0042, as its own function: the kept rows must not change by a byte.
-# With the confidential sources' mark of migration 0083, the one change since to the cells it wrote.
+# With the confidential sources' mark of migration 0088, the one change since to the cells it wrote.
 _REFRESH_OF_0040 = (
     importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")
     ._edited(
         importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL,
-        (importlib.import_module("incidents.migrations.0083_export_marks_confidential_sources").ITEM_MARKED,),
+        (importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources").ITEM_MARKED,),
     )
     .replace("FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1)
 )
@@ -1227,7 +1227,7 @@ _REFRESH_OF_0040 = (
 
 def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_records):
     """Migration 0042 reads the records in another order, and 0043 also counts the independent
-    origins (0083 marks confidential sources, in both); every kept row, as the triggers and the demo
+    origins (0088 marks confidential sources, in both); every kept row, as the triggers and the demo
     data keep them and as one refresh of every incident writes them, is the old refresh's in every
     column it wrote, and holds its incident's origins."""
     make_syncs_and_types(messy_records)

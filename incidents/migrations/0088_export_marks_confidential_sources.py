@@ -40,7 +40,7 @@ SELECT incident_export_refresh(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0082_pending_import"),
+        ("incidents", "0087_search_words_of_any_length"),
     ]
 
     operations = [
