@@ -51,7 +51,7 @@ COUNT_AGAIN = """SELECT incident_rollup_count(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0087_search_words_of_any_length"),
+        ("incidents", "0088_export_marks_confidential_sources"),
     ]
 
     operations = [
