@@ -456,6 +456,12 @@ class TestErrors:
             ),
             ("X,forced-repatriation,2023-03-01", "line 2: This row has 3 cells; the header has 10."),
             (",forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
+            # Trimmed, as the admin and the API trim it: spaces alone are blank.
+            ("   ,forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
+            (
+                '"About 500\nreturned",forced-repatriation,2023-03-01,2023-03-01',
+                "line 2, column title: A title is one line: remove the line break.",
+            ),
         ],
     )
     def test_a_bad_value_is_reported_with_its_line_and_column(self, analyst, tmp_path, body, expected):
@@ -1278,3 +1284,34 @@ def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -
             return waiting[0]
         time.sleep(0.05)
     raise AssertionError(f"The import did not reach the claims within {timeout} s.")
+
+
+def test_a_title_is_trimmed_as_the_admin_and_the_api_trim_it(analyst, tmp_path):
+    run_import(analyst, tmp_path, f"{HEADER}\n  80 returned\u00a0,forced-repatriation,2023-08-29,2023-08-29\n")
+
+    assert Incident.objects.get().title == "80 returned"
+
+
+def test_a_title_kept_with_spaces_around_it_imports_back_unchanged(analyst, tmp_path):
+    # Stored before the doors trimmed: the export writes it as held, and the file changes nothing.
+    incident = make_incident(title="  80 returned  ")
+
+    output = run_import(analyst, tmp_path, export(analyst, tmp_path))
+
+    assert "0 incidents were created; 0 updated; 1 unchanged." in output
+    assert Incident.objects.values_list("title", "version").get() == ("  80 returned  ", incident.version)
+
+
+def test_a_missing_name_with_a_control_character_is_not_created(analyst, tmp_path):
+    errors = import_errors(
+        analyst,
+        tmp_path,
+        f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,Acme\tOffice\n",
+        "--create-missing",
+    )
+
+    assert (
+        "line 2, column perpetrators: 'Acme\\tOffice' cannot name a new organization: A name is one line of text: "
+        "remove the control character U+0009." in errors
+    )
+    assert not Organization.objects.exists()
