@@ -546,6 +546,7 @@ class TestErrors:
             f"{path}: line 3, column date_start: '01/02/2023' is not a date; write it as YYYY-MM-DD.",
             f"{path}: line 5, column type: Unknown type 'nope'; add it first, or import with "
             "--create-missing (in the admin: 'Create missing') to create it.",
+            f"{path}: line 5, column title: A title is one line: remove the line break.",
         ]
         assert not Incident.objects.exists()
 
@@ -625,9 +626,21 @@ class TestErrors:
 
     @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
     def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
+        run_import(
+            analyst,
+            tmp_path,
+            newline.join(
+                [HEADER, "A,forced-repatriation,2023-01-01,2023-01-01", "B,forced-repatriation,2023-01-02,2023-01-02"]
+            ),
+        )
+        assert sorted(Incident.objects.values_list("title", flat=True)) == ["A", "B"]
+        # A quoted cell spanning two lines (refused: a title is one line) counts both.
         quoted = f'"Two{newline}lines",forced-repatriation,2023-01-01,2023-01-01'
-        run_import(analyst, tmp_path, newline.join([HEADER, quoted, "B,forced-repatriation,2023-01-02,2023-01-02"]))
-        assert sorted(Incident.objects.values_list("title", flat=True)) == ["B", f"Two{newline}lines"]
+        errors = import_errors(
+            analyst, tmp_path, newline.join([HEADER, quoted, "C,forced-repatriation,01/02/2023,2023-01-02"])
+        )
+        assert "line 2, column title: A title is one line: remove the line break." in errors
+        assert "line 4, column date_start: '01/02/2023' is not a date" in errors
 
     def test_a_stale_version_is_a_conflict(self, analyst, tmp_path):
         incident = make_incident(title="Old", review_state="draft")
