@@ -532,7 +532,9 @@ class TestOtherResources:
             f"{API}/places/", {"name": "Hyesan", "country": "KP"}, format="json"
         )
         assert answer.status_code == 400
-        assert list(answer.json()) == ["non_field_errors"]
+        # On the name, naming the place that holds it.
+        assert list(answer.json()) == ["name"]
+        assert answer.json()["name"][0].startswith("“Hyesan” is already a top-level place")
 
     def test_a_source_cannot_cite_a_hidden_source(self):
         secret = make_source(confidential=True)
