@@ -20,6 +20,7 @@ from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxLengthValidator
 from django.db import connection, models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
@@ -29,13 +30,14 @@ from django.db.models.functions import (
     Collate,
     Concat,
     ExtractDay,
+    ExtractMonth,
     Greatest,
     Length,
     Lower,
     LPad,
     Upper,
 )
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -53,6 +55,7 @@ from incidents.querysets import (
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
+    can_see_confidential,
     ids_in_tree_below,
 )
 from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
@@ -361,6 +364,28 @@ class QualifierFromFigures(models.Model):
             )
 
 
+# The most characters an incident's description and a claim's excerpt hold: every door refuses more
+# naming the field (the field's validator, run by `full_clean()`), and PostgreSQL holds it (a check
+# constraint each). All of an incident's words are one tsvector (IncidentSearchDocument), which
+# PostgreSQL bounds at 1 MB of its distinct words and their positions; a text beyond, a whole report
+# pasted in, failed its save with a 500 page that lost what was typed. A character takes at most 4 of
+# those bytes (two-character words of 4-byte characters, every word new: 300,000 characters failed),
+# so these fit whatever they hold, leaving a fifth of the bound to the incident's other words. Prose
+# repeats its words: 200,000 characters of English took 75 KB, of Korean 158 KB (measured on
+# PostgreSQL's, git's and coreutils' messages in both languages).
+SEARCHED_TEXT_MAX_LENGTH = 200_000
+
+
+def searched_text_bounded(*, field: str, name: str) -> models.CheckConstraint:
+    """The database's own hold on SEARCHED_TEXT_MAX_LENGTH; doors refuse first, naming the field."""
+    return models.CheckConstraint(
+        condition=Q(LessThanOrEqual(Length(field), SEARCHED_TEXT_MAX_LENGTH)),
+        name=name,
+        violation_error_code="max_length",
+        violation_error_message=f"The {field} is longer than {SEARCHED_TEXT_MAX_LENGTH:,} characters.",
+    )
+
+
 EXACT_COUNT_MESSAGE = (
     "An exact count is one figure: give it as the best estimate, with no other minimum or maximum, "
     "or choose another qualifier (“About” for a range)."
@@ -372,14 +397,27 @@ def dates_fit_their_precision() -> Q:
     is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
     "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days (its label says
     them all: "3 October 2023 - 9 October 2023", with an en dash), and a Range or an unknown date any."""
-    day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
+    # Each date is read cast to a date (the same constraint to PostgreSQL): Django's own check of a
+    # claim with a date missing (`validate_constraints`) puts an untyped NULL in its place, for which
+    # PostgreSQL could not choose an `extract`; the check failed, was logged as a database error and
+    # let the whole constraint pass.
+    start, end = Cast("date_start", models.DateField()), Cast("date_end", models.DateField())
+    day_after_end = ExpressionWrapper(end + timedelta(days=1), output_field=models.DateField())
     return (
-        (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
+        (
+            ~Q(date_precision=DatePrecision.MONTH)
+            | (Q(Exact(ExtractDay(start), 1)) & Q(Exact(ExtractDay(day_after_end), 1)))
+        )
         & (
             ~Q(date_precision=DatePrecision.YEAR)
-            | Q(date_start__month=1, date_start__day=1, date_end__month=12, date_end__day=31)
+            | Q(
+                Exact(ExtractDay(end), 31),
+                Exact(ExtractMonth(end), 12),
+                Exact(ExtractDay(start), 1),
+                Exact(ExtractMonth(start), 1),
+            )
         )
-        & (~Q(date_precision=DatePrecision.WEEK) | Q(date_end__lte=F("date_start") + timedelta(days=6)))
+        & (~Q(date_precision=DatePrecision.WEEK) | Q(LessThanOrEqual(end, start + timedelta(days=6))))
     )
 
 
@@ -1249,7 +1287,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)])
 
     date_start = models.DateField(help_text="First day of the range the incident lies in.")
     date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
@@ -1321,6 +1359,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
             ),
+            searched_text_bounded(field="description", name="incident_description_bounded"),
             models.CheckConstraint(
                 condition=dates_fit_their_precision(),
                 name="incident_dates_fit_their_precision",
@@ -1653,7 +1692,9 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
         help_text=CLAIM_DATE_PRECISION_HELP,
     )
     date_label = models.GeneratedField(expression=CLAIM_DATE_LABEL, output_field=models.TextField(), db_persist=True)
-    excerpt = models.TextField(blank=True, help_text="The source's own words.")
+    excerpt = models.TextField(
+        blank=True, help_text="The source's own words.", validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)]
+    )
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
         max_length=12,
@@ -1711,6 +1752,7 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
                 violation_error_code="date_precision_unknown_value",
                 violation_error_message="The date's precision is not one of day, week, month, year, range or unknown.",
             ),
+            searched_text_bounded(field="excerpt", name="claim_excerpt_bounded"),
             models.CheckConstraint(
                 condition=claim_dates_fit_their_precision(),
                 name="claim_dates_fit_their_precision",
@@ -2494,13 +2536,35 @@ class DuplicateDecision(models.TextChoices):
     UNSURE = "unsure", "Unsure"
 
 
+# What a reader without Confidential access reads in place of a note written in confidence.
+NOTE_WITHHELD = (
+    "A note was written while a record it concerns was confidential; it is withheld from readers "
+    "without Confidential access."
+)
+
+
+class NoteWrittenInConfidence:
+    """For records with a `note` and a `note_confidential` (a duplicate pair, a merge): the note's
+    words are kept from readers without Confidential access when they were written while a record
+    the note concerns was hidden from them (`duplicates.note_in_confidence`), however public those
+    records are now: a pair decided "same as informant K's account" while its incidents were
+    confidential kept showing its note, once they were made public, to all staff."""
+
+    def note_withheld_from(self, user) -> bool:
+        return self.note_confidential and not can_see_confidential(user)
+
+    def note_read_by(self, user) -> str | None:
+        """The note as `user` may read it: None when it is withheld from them (`NOTE_WITHHELD`)."""
+        return None if self.note_withheld_from(user) else self.note
+
+
 # Without `score` in the history: the machine works it out again at every rescoring, and a score
 # worked out while the pair's incidents were confidential compared every claim's origin (an
 # informant both relay): kept in the events, the pair's next event after they were made public
 # (its withdrawal, a decision) showed it to staff without Confidential access. A score-only change
 # records no event; decisions are recorded as ever.
 @pghistory.track(exclude=["score"])
-class DuplicatePair(models.Model):
+class DuplicatePair(NoteWrittenInConfidence, models.Model):
     """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
     reviewer decided about them. Kept once decided, so that "different" is never proposed again
     and every decision shows in the history."""
@@ -2514,6 +2578,13 @@ class DuplicatePair(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note was written while one of the incidents, or a claim of theirs, was confidential: "
+        "withheld from readers without Confidential access.",
+    )
 
     objects = DuplicatePairQuerySet.as_manager()
 
@@ -2553,8 +2624,9 @@ class DuplicatePair(models.Model):
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
     incidents share in the duplicates' score, and how many candidates an incident has, which sets its
-    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
-    run, then read by each rescoring. One row. Kept in the
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident that is not
+    confidential (what the staff shown the scores may read) by the whole-database run, then read by
+    each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a
@@ -2586,7 +2658,7 @@ class DuplicateWordFrequencies(models.Model):
 # Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
 # may not see them (the record itself is shown only through what each reader may see).
 @pghistory.track(exclude=["moved"])
-class IncidentMerge(models.Model):
+class IncidentMerge(NoteWrittenInConfidence, models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
     the ids of the claims, place links, victim groups and involvements that moved to the survivor,
@@ -2608,6 +2680,13 @@ class IncidentMerge(models.Model):
         help_text="The survivor's dates and counts recomputed from both, proposed for a Reviewer.",
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note (or the undo's) was written while the incidents, or a claim of theirs, were "
+        "confidential: withheld from readers without Confidential access.",
+    )
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
     )

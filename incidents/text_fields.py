@@ -5,7 +5,7 @@ A browser's one-line box drops the line breaks of the value it is given, so a ti
 one ("About 500\\nreturned", pasted from a page or quoted in a CSV cell) was saved back glued
 ("About 500returned") by the next admin Save of any other field. A one-line field therefore
 refuses line breaks and the other control characters (tabs, U+0001…, U+0085) at every door, and
-the database refuses them too (`OneLineConstraint`); migration 0083 replaced those stored before
+the database refuses them too (`OneLineConstraint`); migration 0089 replaced those stored before
 by a space."""
 
 import re

@@ -4,9 +4,26 @@ import pytest
 
 from incidents import roles
 from incidents.api.serializers import NESTED_ITEMS_MAX
-from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, IncidentType, Place, Source
+from incidents.models import (
+    PLACE_NOWHERE_MESSAGE,
+    SEARCHED_TEXT_MAX_LENGTH,
+    Claim,
+    ConfidentialAccess,
+    Incident,
+    IncidentType,
+    Place,
+    Source,
+)
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.factories import (
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+    pasted_report,
+)
 
 
 def new_incident_body(**overrides) -> dict:
@@ -145,6 +162,47 @@ class TestCreateIncident:
         assert answer.status_code == 400
         assert field in answer.json()
         assert not Incident.objects.exists()
+
+    @pytest.mark.parametrize(
+        ("where", "field"),
+        [("incident", "description"), ("claim", "claims[0].excerpt")],
+        ids=["description", "excerpt"],
+    )
+    def test_a_whole_report_pasted_in_answers_400_naming_the_field(self, where, field):
+        # Its words overflowed the search's tsvector: a 500, no field named.
+        text = pasted_report(960_000)
+        claim = {"source": make_source().pk, "excerpt": text if where == "claim" else ""}
+        body = new_incident_body(description=text if where == "incident" else "", claims=[claim])
+
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json() == {
+            field: [f"Ensure this value has at most {SEARCHED_TEXT_MAX_LENGTH} characters (it has 960000)."]
+        }
+        assert not Incident.objects.exists()
+
+    def test_a_day_not_in_the_calendar_is_told_why_not_how_to_write_a_date(self):
+        # DRF said "Date has wrong format. Use one of these formats instead: YYYY-MM-DD." of a date
+        # written in that format.
+        body = new_incident_body(
+            date_start="2023-02-30",
+            date_end="2023-03-01",
+            date_precision="range",
+            claims=[{"source": make_source().pk, "date_end": "2023-09-31", "date_precision": "day"}],
+        )
+
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json()["date_start"] == ["2023-02-30 is not a day: February 2023 has 28 days."]
+        assert answer.json()["claims[0].date_end"] == ["2023-09-31 is not a day: September 2023 has 30 days."]
+        assert not Incident.objects.exists()
+        # Not written as YYYY-MM-DD: how to write it, as the admin says.
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(date_start="18/09/2023"), format="json"
+        )
+        assert answer.json()["date_start"] == ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
 
     @pytest.mark.parametrize(
         ("path", "body"),

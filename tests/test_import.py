@@ -430,7 +430,10 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("body", "expected"),
         [
-            ("X,forced-repatriation,2023-02-30,2023-03-01", "line 2, column date_start: '2023-02-30' is not a date"),
+            (
+                "X,forced-repatriation,2023-02-30,2023-03-01",
+                "line 2, column date_start: 2023-02-30 is not a day: February 2023 has 28 days.",
+            ),
             ("X,forced-repatriation,2023-03-05,2023-03-01", "line 2, column date_end: The end date (2023-03-01) is"),
             ("X,no-such-type,2023-03-01,2023-03-01", "line 2, column type: Unknown type 'no-such-type'"),
             (

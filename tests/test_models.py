@@ -16,7 +16,7 @@ from django.db.models import Model, ProtectedError
 from django.test import Client
 
 from incidents import roles
-from incidents.models import Claim, Incident, Organization, Place, Response
+from incidents.models import SEARCHED_TEXT_MAX_LENGTH, Claim, Incident, Organization, Place, Response
 from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -159,7 +159,7 @@ BEFORE_WHOLE_RANGE_LABELS = WHOLE_RANGE_LABELS.dependencies[0][1]
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_words_the_stored_labels_anew_without_recording_a_change():
     several_days = make_incident(date_start=date(2023, 10, 3), date_end=date(2023, 10, 9), date_precision="day")
-    call_command("migrate", "incidents", BEFORE_WHOLE_RANGE_LABELS, verbosity=0)
+    migrate_incidents_back_to(BEFORE_WHOLE_RANGE_LABELS)
     try:
         before = Incident.objects.values("date_label", "version", "updated_at").get(pk=several_days.pk)
         events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=several_days)
@@ -288,7 +288,7 @@ def test_linking_a_response_to_incidents_is_recorded_with_the_acting_user():
     assert {event.pgh_context.metadata["user"] for event in events} == {analyst.pk}
 
 
-BEFORE_ONE_LINE_NAMES = "0082_pending_import"
+BEFORE_ONE_LINE_NAMES = "0088_export_marks_confidential_sources"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -325,3 +325,14 @@ def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names
     assert (place.name, place.alternate_names) == ("Onsong ", ["온 성", "Onsŏng"])
     with pytest.raises(IntegrityError), transaction.atomic():
         Place.objects.filter(pk=place.pk).update(name="Onsong\n")
+
+
+def test_the_database_holds_the_bound_on_the_texts_the_search_reads():
+    # Every door refuses a longer description or excerpt naming the field; a writer past them
+    # (a script, a bulk load) is refused by PostgreSQL, before the search's words overflow.
+    too_long = "x" * (SEARCHED_TEXT_MAX_LENGTH + 1)
+    with pytest.raises(IntegrityError, match="incident_description_bounded"), transaction.atomic():
+        make_incident(description=too_long)
+    incident = make_incident(description="x" * SEARCHED_TEXT_MAX_LENGTH)
+    with pytest.raises(IntegrityError, match="claim_excerpt_bounded"), transaction.atomic():
+        make_claim(incident=incident, excerpt=too_long)

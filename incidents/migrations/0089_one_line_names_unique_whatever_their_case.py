@@ -70,7 +70,7 @@ def no_names_differing_only_in_case(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0082_pending_import"),
+        ("incidents", "0088_export_marks_confidential_sources"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
