@@ -1265,6 +1265,8 @@ def _parse_values(
                     errors.append(RowError(line, column, message))
                 else:
                     data[column] = choice
+        elif column == "title":
+            data[column] = _title(raw, incident)
         elif column in BOOLEAN_COLUMNS:
             if raw.strip():
                 value = BOOLEAN_COLUMNS[column].get(raw.strip().casefold())
@@ -1275,6 +1277,17 @@ def _parse_values(
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+def _title(cell: str, incident: Incident | None) -> str:
+    """The title trimmed, as the admin and the API trim it (one of spaces alone is then blank, which
+    the model refuses at the row's title). An existing incident's title kept with spaces around it
+    (stored before the doors trimmed) reads as unchanged when the file holds it so: an unchanged
+    export imports back changing nothing."""
+    title = _plain(cell).strip()
+    if incident is not None and incident.title.strip() == title:
+        return incident.title
+    return title
 
 
 # The time a spreadsheet adds to a date cell it holds as a date and time ("2023-08-29 00:00:00"):
@@ -1431,6 +1444,9 @@ class _NameResolver:
             return None, f"No source #{item.source_id} that you may see ({item}); ids come from the database."
         if len(name) > _max_name_length(column):
             return None, f"{name!r} is too long for a new {index.kind}."
+        if problems := _name_problems(column, name):
+            # Its validators, as the admin and the API run them: the new record is saved unchecked.
+            return None, f"{name!r} cannot name a new {index.kind}: {' '.join(problems)}"
         if item.confidential and self.confidential_refusal:
             return None, f"{item} is marked confidential: {self.confidential_refusal}"
         if column == "places" and len(item.names) > TREE_LEVELS_MAX:
@@ -1486,6 +1502,16 @@ class _NameResolver:
 def _max_name_length(column: str) -> int:
     model, name_field = MISSING_RECORD_FIELDS[column]
     return model._meta.get_field(name_field).max_length
+
+
+def _name_problems(column: str, name: str) -> list[str]:
+    """Why `name` cannot be the name of a new record in `column` (a line break in it), or nothing."""
+    model, name_field = MISSING_RECORD_FIELDS[column]
+    try:
+        model._meta.get_field(name_field).run_validators(name)
+    except ValidationError as invalid:
+        return invalid.messages
+    return []
 
 
 def _new_record(column: str, name: str, parent: Place | None = None, country_code: str = "") -> models.Model:

@@ -9,6 +9,7 @@ while any record uses it.
 import calendar
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pghistory
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField, DateRangeField
 from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxLengthValidator
 from django.db import connection, models
@@ -57,6 +58,7 @@ from incidents.querysets import (
     can_see_confidential,
     ids_in_tree_below,
 )
+from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
 # treats Korean, Chinese and English names alike.
@@ -719,6 +721,31 @@ class CheckConstraintsInOneQuery(models.Model):
         ]
 
 
+# The code of a name unique whatever its case (a place's in its parent, an organization's) when taken.
+NAME_TAKEN = "name_taken"
+
+
+@contextmanager
+def name_taken_named(namesakes: models.QuerySet, message: Callable[[models.Model], str]):
+    """Turns the unique-name constraint's page-wide "Constraint … is violated." into an error on
+    the name naming the record that holds it (the first of `namesakes`, the records of that name
+    other than the one validated), which `message` words. Queries only when the name is taken."""
+    try:
+        yield
+    except ValidationError as invalid:
+        errors = invalid.update_error_dict({})
+        taken_errors = [error for error in errors.get(NON_FIELD_ERRORS, []) if error.code == NAME_TAKEN]
+        if not taken_errors:
+            raise
+        rest = [error for error in errors[NON_FIELD_ERRORS] if error.code != NAME_TAKEN]
+        errors[NON_FIELD_ERRORS] = rest
+        if not rest:
+            del errors[NON_FIELD_ERRORS]
+        taken = namesakes.first()
+        errors.setdefault("name", []).append(ValidationError(message(taken), code=NAME_TAKEN))
+        raise ValidationError(errors) from invalid
+
+
 class OrganizationKind(models.TextChoices):
     NGO = "ngo", "NGO"
     GOVERNMENT = "government", "Government"
@@ -731,21 +758,34 @@ class OrganizationKind(models.TextChoices):
 
 @pghistory.track()
 class Organization(VersionedModel, TimestampedModel):
-    name = models.CharField(max_length=255, unique=True)
-    acronym = models.CharField(max_length=32, blank=True)
+    name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
+    acronym = models.CharField(max_length=32, blank=True, validators=[OneLineValidator("An acronym")])
     kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
     country = CountryField(blank=True, help_text="The country it is based in or represents.")
     website = models.URLField(blank=True)
     description = models.TextField(blank=True)
-    aliases = ArrayField(
-        models.CharField(max_length=255),
+    aliases = NameListField(
+        models.CharField(max_length=255, validators=[OneLineValidator("An alias")]),
         default=list,
         blank=True,
-        help_text="Other spellings and names in other languages, comma-separated.",
+        help_text="Other spellings and names in other languages, one per line.",
     )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Whatever its case: "unhcr" beside "UNHCR" split one organization's incidents in two.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="organization_name_unique",
+                violation_error_code=NAME_TAKEN,
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="organization_name_one_line"),
+            OneLineConstraint(condition=one_line_condition("acronym"), name="organization_acronym_one_line"),
+            OneLineConstraint(
+                condition=one_line_condition("aliases", items=True), name="organization_aliases_one_line"
+            ),
+        ]
         indexes = [
             # Serves matching by alias in imports.
             GinIndex(fields=["aliases"], name="organization_aliases"),
@@ -753,6 +793,18 @@ class Organization(VersionedModel, TimestampedModel):
 
     def __str__(self):
         return f"{self.name} ({self.acronym})" if self.acronym else self.name
+
+    def validate_constraints(self, exclude=None):
+        with name_taken_named(
+            Organization.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)))
+            .exclude(pk=self.pk),
+            lambda taken: (
+                f"“{taken.name}” is already an organization's name (names are told apart "
+                "whatever their case): edit that organization, or name this one apart."
+            ),
+        ):
+            super().validate_constraints(exclude)
 
 
 class PlaceKind(models.TextChoices):
@@ -784,12 +836,12 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     exclude=["within_sensitive"],
 )
 class Place(VersionedModel, TimestampedModel):
-    name = models.CharField(max_length=255)
-    alternate_names = ArrayField(
-        models.CharField(max_length=255),
+    name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
+    alternate_names = NameListField(
+        models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
         default=list,
         blank=True,
-        help_text="Names in Korean, Chinese and their romanisations, comma-separated.",
+        help_text="Names in Korean, Chinese and their romanisations, one per line.",
     )
     kind = models.CharField(max_length=20, choices=PlaceKind.choices, default=PlaceKind.OTHER)
     parent = models.ForeignKey(
@@ -827,8 +879,18 @@ class Place(VersionedModel, TimestampedModel):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # Whatever its case: "tumen" beside "Tumen" in Jilin counted its incidents apart. The
+            # form's message names the place (`Place.validate_constraints`).
             models.UniqueConstraint(
-                fields=["name", "parent"], nulls_distinct=False, name="place_name_unique_in_parent"
+                Lower("name"),
+                "parent",
+                nulls_distinct=False,
+                name="place_name_unique_in_parent",
+                violation_error_code=NAME_TAKEN,
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="place_name_one_line"),
+            OneLineConstraint(
+                condition=one_line_condition("alternate_names", items=True), name="place_alternate_names_one_line"
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
@@ -965,6 +1027,22 @@ class Place(VersionedModel, TimestampedModel):
         if errors:
             raise ValidationError(errors)
 
+    def validate_constraints(self, exclude=None):
+        def message(taken):
+            where = f"in {self.parent.name}" if self.parent_id else "a top-level place"
+            return (
+                f"“{taken.name}” is already {where} (names in one place are told apart whatever their "
+                "case): edit that place, or name this one apart."
+            )
+
+        with name_taken_named(
+            Place.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)), parent_id=self.parent_id)
+            .exclude(pk=self.pk),
+            message,
+        ):
+            super().validate_constraints(exclude)
+
     def where_errors(self) -> dict[str, str]:
         """A place says where it is: a quick "Tumen" became a top-level place in no country, which
         the statistics count in no country. A country (or a place in one) is top-level by right; a
@@ -992,7 +1070,7 @@ class IncidentTypeManager(models.Manager):
 @pghistory.track()
 class IncidentType(VersionedModel, TimestampedModel):
     slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=128, unique=True, validators=[OneLineValidator("A name")])
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     description = models.TextField(blank=True)
 
@@ -1007,7 +1085,8 @@ class IncidentType(VersionedModel, TimestampedModel):
                 name="incident_type_not_own_parent",
                 violation_error_code="own_parent",
                 violation_error_message=TYPE_INSIDE_ITSELF_MESSAGE,
-            )
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="incident_type_name_one_line"),
         ]
 
     def __str__(self):
@@ -1038,13 +1117,13 @@ class SourceKind(models.TextChoices):
 
 @pghistory.track()
 class Source(VersionedModel, TimestampedModel):
-    title = models.CharField(max_length=500)
+    title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
     publisher = models.ForeignKey(
         Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="published_sources"
     )
-    author = models.CharField(max_length=255, blank=True)
+    author = models.CharField(max_length=255, blank=True, validators=[OneLineValidator("An author")])
     published_on = models.DateField(null=True, blank=True)
     language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True)
@@ -1072,6 +1151,8 @@ class Source(VersionedModel, TimestampedModel):
                 violation_error_code="cites_itself",
                 violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
             ),
+            OneLineConstraint(condition=one_line_condition("title"), name="source_title_one_line"),
+            OneLineConstraint(condition=one_line_condition("author"), name="source_author_one_line"),
             # The code's shape, not pycountry's list of 7,900 codes: ISO 639-3 gains and retires codes
             # every year, and a list in the database would need a migration with each pycountry
             # release (and refuse rows a retired code still names). The shape alone keeps out what split
@@ -1204,7 +1285,7 @@ class DateLabel(Func):
 )
 class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
-    title = models.CharField(max_length=300)
+    title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
     description = models.TextField(blank=True, validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)])
 
@@ -1271,6 +1352,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
             ("verify_incident", "Can change an incident's verification status"),
         ]
         constraints = [
+            OneLineConstraint(condition=one_line_condition("title"), name="incident_title_one_line"),
             models.CheckConstraint(
                 condition=Q(date_end__gte=F("date_start")),
                 name="incident_dates_ordered",

@@ -45,6 +45,7 @@ from tests.factories import (
     pasted_report,
     type_chain,
 )
+from tests.form_support import saved_unchanged
 
 CHANGELIST = reverse("admin:incidents_incident_changelist")
 ADD = reverse("admin:incidents_incident_add")
@@ -734,6 +735,76 @@ class TestDataEntry:
         answer = client.post(add, {"name": "Dandong", "kind": "city", "country": "CN", "in_no_country": "on"})
         assert "in_no_country" in answer.context["adminform"].form.errors
         assert not Place.objects.filter(name="Dandong").exists()
+
+
+class TestNamesInTheAdmin:
+    """Other names and aliases one per line (a name may hold a comma), and place names told apart
+    whatever their case."""
+
+    def test_an_unchanged_save_keeps_other_names_and_aliases_holding_a_comma(self, client, analyst):
+        # The API stores "온성, 함경북도" whole; the comma-separated box split it in two on Save.
+        make_place(name="North Korea", kind="country", country="KP")
+        writer = client_for(analyst)
+        place = writer.post(
+            f"{API}/places/",
+            {"name": "Onsong", "kind": "city", "country": "KP", "alternate_names": ["온성, 함경북도", "Onsŏng"]},
+            format="json",
+        ).json()
+        organization = writer.post(
+            f"{API}/organizations/",
+            {"name": "Ministry of Unification", "kind": "government", "aliases": ["Ministry of Unification, ROK"]},
+            format="json",
+        ).json()
+        logged_in(client, analyst)
+
+        for model_name, record, form_id in (
+            ("place", place, "place_form"),
+            ("organization", organization, "organization_form"),
+        ):
+            url = reverse(f"admin:incidents_{model_name}_change", args=[record["id"]])
+            assert saved_unchanged(client, url, form_id).status_code == 302
+
+        assert Place.objects.get(pk=place["id"]).alternate_names == ["온성, 함경북도", "Onsŏng"]
+        assert Organization.objects.get(pk=organization["id"]).aliases == ["Ministry of Unification, ROK"]
+
+    def test_other_names_are_typed_one_per_line_trimmed_without_blank_lines(self, client, analyst):
+        china = make_place(name="China", kind="country", country="CN")
+        logged_in(client, analyst)
+
+        client.post(
+            reverse("admin:incidents_place_add"),
+            {"name": "Yanji", "kind": "city", "parent": china.pk, "alternate_names": " 연길 \r\n\r\n延吉, 延边\r\n"},
+        )
+
+        assert Place.objects.get(name="Yanji").alternate_names == ["연길", "延吉, 延边"]
+
+    def test_a_place_named_as_another_in_its_parent_whatever_the_case_is_refused_naming_it(self, client, analyst):
+        china = make_place(name="China", kind="country", country="CN")
+        jilin = make_place(name="Jilin", kind="province", parent=china)
+        make_place(name="Tumen", parent=jilin)
+        make_place(name="tumen", parent=china)  # in another parent: another place
+        logged_in(client, analyst)
+
+        answer = client.post(
+            reverse("admin:incidents_place_add"), {"name": "TUMEN", "kind": "city", "parent": jilin.pk}
+        )
+
+        assert answer.status_code == 200
+        assert answer.context["adminform"].form.errors["name"] == [
+            "“Tumen” is already in Jilin (names in one place are told apart whatever their case): edit that "
+            "place, or name this one apart."
+        ]
+        assert Place.objects.filter(parent=jilin).count() == 1
+
+    def test_an_organization_named_as_another_whatever_the_case_is_refused_naming_it(self, client, analyst):
+        make_organization(name="UNHCR")
+        logged_in(client, analyst)
+
+        answer = client.post(reverse("admin:incidents_organization_add"), {"name": "unhcr", "kind": "ngo"})
+
+        assert answer.status_code == 200
+        assert "“UNHCR” is already an organization's name" in answer.context["adminform"].form.errors["name"][0]
+        assert Organization.objects.count() == 1
 
 
 class TestConfidentiality:

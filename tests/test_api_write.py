@@ -590,7 +590,9 @@ class TestOtherResources:
             f"{API}/places/", {"name": "Hyesan", "country": "KP"}, format="json"
         )
         assert answer.status_code == 400
-        assert list(answer.json()) == ["non_field_errors"]
+        # On the name, naming the place that holds it.
+        assert list(answer.json()) == ["name"]
+        assert answer.json()["name"][0].startswith("“Hyesan” is already a top-level place")
 
     def test_a_source_cannot_cite_a_hidden_source(self):
         secret = make_source(confidential=True)
@@ -835,3 +837,56 @@ class TestListsOfRecordsAreBounded:
             django_assert_max_num_queries,
         )
         assert errors == {"incidents": [f"Ensure this field has no more than {NESTED_ITEMS_MAX} elements."]}
+
+
+class TestOneLineFields:
+    """A title or a name is one line: the admin's one-line box drops a line break, and its next
+    Save glued the words ("About 500returned"). Every door refuses it, naming the field."""
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field", "message"),
+        [
+            (
+                "incidents/",
+                new_incident_body(title="About 500\nreturned"),
+                "title",
+                "A title is one line: remove the line break.",
+            ),
+            (
+                "sources/",
+                {"title": "Report\r\non Tumen", "kind": "news_article"},
+                "title",
+                "A title is one line: remove the line break.",
+            ),
+            (
+                "organizations/",
+                {"name": "Ministry\tof Unification", "kind": "government"},
+                "name",
+                "A name is one line of text: remove the control character U+0009.",
+            ),
+            (
+                "places/",
+                {"name": "Onsong", "kind": "city", "country": "KP", "alternate_names": ["온성\u2028함경북도"]},
+                "alternate_names[0]",
+                "An other name is one line: remove the line break.",
+            ),
+        ],
+    )
+    def test_a_line_break_or_control_character_answers_400_naming_the_field(self, path, body, field, message):
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/{path}", body, format="json")
+
+        assert answer.status_code == 400, answer.content
+        assert message in str(answer.json()[field])
+        assert not (Incident.objects.exists() or Source.objects.exists() or Place.objects.exists())
+
+    def test_a_place_named_as_another_in_its_parent_whatever_the_case_answers_400_naming_it(self):
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="Tumen", parent=china)
+
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/places/", {"name": "tumen", "kind": "city", "parent": china.pk}, format="json"
+        )
+
+        assert answer.status_code == 400, answer.content
+        assert "“Tumen” is already in China" in str(answer.json()["name"])
+        assert Place.objects.filter(parent=china).count() == 1
