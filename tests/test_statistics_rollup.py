@@ -246,7 +246,7 @@ BEFORE_WITHOUT_FIGURE = importlib.import_module(
 ).Migration.dependencies[0][1]
 # The one before the migration that counts the best estimate within the range.
 BEFORE_BEST_WITHIN_RANGE = importlib.import_module(
-    "incidents.migrations.0089_statistics_best_estimate_within_range"
+    "incidents.migrations.0090_statistics_best_estimate_within_range"
 ).Migration.dependencies[0][1]
 # The migration that keeps each perpetrator within no country, and the one before it.
 WITHIN_NO_COUNTRY = "0056_statistics_perpetrator_without_country"

@@ -51,7 +51,7 @@ COUNT_AGAIN = """SELECT incident_rollup_count(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0088_export_marks_confidential_sources"),
+        ("incidents", "0089_one_line_names_unique_whatever_their_case"),
     ]
 
     operations = [
