@@ -80,7 +80,7 @@ PLACE = "place"
 # the minimum, a missing minimum to the best estimate, a missing maximum to the best estimate, else
 # the minimum. "At least 40" added 40 to the low sum alone: with "about 500", 500 people in a range
 # from 540 (to 500). A maximum alone ("at most 100") adds to the high sum only. The kept totals
-# count the same (migration 0089).
+# count the same (migration 0090).
 _BEST = Coalesce("people_count", "people_count_min")
 _LOW = Coalesce("people_count_min", "people_count")
 _HIGH = Coalesce("people_count_max", "people_count", "people_count_min")
