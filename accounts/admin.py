@@ -1,7 +1,7 @@
 import dataclasses
 
-from axes.admin import AccessAttemptAdmin
-from axes.models import AccessAttempt
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -148,17 +148,30 @@ admin.site.unregister(StaticDevice)
 admin.site.register(StaticDevice, RecoveryCodesAdmin)
 
 
-class FailedSignInsAdmin(RefusedDeletionMixin, AccessAttemptAdmin):
-    """django-axes' counts of failed sign-ins, by username and client; deleting one lifts its
-    lockout, which only whoever controls the account named may (accounts.grants
-    .failed_sign_ins_clearing_refusal). Its access logs count nothing: deleting them unlocks none."""
+class FailedSignInsClearingMixin(RefusedDeletionMixin):
+    """Deleting what the lockout counts lifts it, which only whoever controls the account named may
+    (accounts.grants.failed_sign_ins_clearing_refusal)."""
 
     def deletion_refusal(self, request, records):
         return failed_sign_ins_clearing_refusal(actor=request.user, usernames=[record.username for record in records])
 
 
+class FailedSignInsAdmin(FailedSignInsClearingMixin, AccessAttemptAdmin):
+    """django-axes' counts of failed sign-ins, by username and client; deleting one lifts the lock
+    of its account at its address. Its access logs (successful sign-ins) count nothing: deleting
+    them unlocks none."""
+
+
+class FailedSignInsLogAdmin(FailedSignInsClearingMixin, AccessFailureLogAdmin):
+    """django-axes' log of each failed sign-in, which the lockout's wide bounds count
+    (accounts.lockout.wide_lockout_lifts_at): deleting an account's (or an address's) failures of
+    the last TRACKER_LOCKOUT_WINDOW_HOURS lifts them."""
+
+
 admin.site.unregister(AccessAttempt)
 admin.site.register(AccessAttempt, FailedSignInsAdmin)
+admin.site.unregister(AccessFailureLog)
+admin.site.register(AccessFailureLog, FailedSignInsLogAdmin)
 
 
 User = get_user_model()

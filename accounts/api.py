@@ -9,7 +9,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.lockout import attempted_username, attempts_in_turn
+from accounts.lockout import attempted_username, attempts_in_turn, sign_in_address_record
 from accounts.models import ApiToken
 from accounts.services import (
     SecondFactorThrottled,
@@ -63,6 +63,8 @@ class TokenRequestSerializer(serializers.Serializer):
                 raise serializers.ValidationError({"otp": "That code is not right, or was already used."})
             attrs["second_factor"] = True
             attrs["recovery_code"] = isinstance(device, StaticDevice)
+        # The password and (when the account has one) the code were right: a sign-in finished here.
+        sign_in_address_record(request=request, user=user)
         attrs["user"] = user
         return attrs
 

@@ -41,7 +41,7 @@ def current_code_check(request, code: str, *, app_only: bool = False) -> Device:
     user = request.user
     # Before the code, as on the second step: a locked-out client may not try codes either.
     if is_locked_out(request, user.get_username()):
-        raise ValidationError({"code": lockout_message()})
+        raise ValidationError({"code": lockout_message(request)})
     # A failure counted by django-axes may lock this client: its middleware then answers with
     # the lockout page instead of this one.
     try:

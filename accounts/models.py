@@ -119,3 +119,26 @@ class SetupLink(models.Model):
 
     def __str__(self):
         return f"Setup link for {self.user} made {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SignInAddress(models.Model):
+    """A client address (accounts.clients.client_ip: an IPv6 client's /64) from which an account
+    finished signing in: its password, and its second factor when it has one. Such an address is
+    familiar to the account for TRACKER_LOCKOUT_FAMILIAR_DAYS after the last time, and meets only
+    the lockout of the account at that address, not the account's or the address's wide bounds
+    (accounts.lockout): whoever keeps guessing an account's password from elsewhere cannot lock
+    its owner out of the places the owner signs in from."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_addresses")
+    address = models.GenericIPAddressField()
+    last_signed_in_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Serves the lookup each sign-in attempt makes (is this address familiar to the account?)
+            # and the upsert each finished sign-in makes.
+            models.UniqueConstraint(fields=["user", "address"], name="sign_in_address_once_per_account"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} from {self.address}"

@@ -65,7 +65,13 @@ class SecondFactorThrottled(Exception):
 def wait_in_words(wait: timedelta) -> str:
     """Rounded up, so that whoever waits as long as it says is not refused again."""
     seconds = max(1, math.ceil(wait.total_seconds()))
-    count, unit = (seconds, "second") if seconds < 60 else (math.ceil(seconds / 60), "minute")
+    if seconds < 60:
+        count, unit = seconds, "second"
+    elif seconds < 60 * 60:
+        count, unit = math.ceil(seconds / 60), "minute"
+    else:
+        # The lockout's wide bounds last up to a day: "24 hours", not "1440 minutes".
+        count, unit = math.ceil(seconds / 3600), "hour"
     return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
@@ -366,15 +372,16 @@ def tokens_revoke_all(*, user) -> int:
     return deleted
 
 
-def sessions_end(*, user) -> int:
-    """End every session `user` signed in with, as a new password does; returns how many.
+def sessions_end(*, user, kept: str | None = None) -> int:
+    """End every session `user` signed in with, as a new password does, but the one whose key is
+    `kept` (the owner's own, signing out everywhere else); returns how many.
 
     Django keeps no index from an account to its sessions (django-user-sessions adds one, by
     replacing the session backend and its admin: more than this needs, asked only when an account is
     deactivated or made active again), so each unexpired session is read: as many as were signed in
     within TRACKER_STAFF_SESSION_SECONDS, whoever they are."""
     user_id = user._meta.pk.value_to_string(user)
-    unexpired = Session.objects.filter(expire_date__gt=timezone.now())
+    unexpired = Session.objects.filter(expire_date__gt=timezone.now()).exclude(pk=kept)
     ended = [session.pk for session in unexpired.iterator() if session.get_decoded().get(SESSION_KEY) == user_id]
     deleted, _ = Session.objects.filter(pk__in=ended).delete()
     return deleted

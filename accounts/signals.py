@@ -1,11 +1,13 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import is_password_usable
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.services import recovery_code_tokens_revoke, sessions_end, tokens_revoke_all
+from accounts.lockout import sign_in_address_record
+from accounts.services import recovery_code_tokens_revoke, second_factor_missing, sessions_end, tokens_revoke_all
 
 # The powers an account had when it was read (staff, superuser, active), so that a save can tell it
 # was given more, or was deactivated or made active again.
@@ -90,3 +92,12 @@ def revoke_tokens_on_recovery_codes_removed(sender, instance, **kwargs):
     `setup_link --delete-devices`) revoke the tokens an old code made: whoever stole the codes
     made them, as the sessions an old code verified, which lose their second factor."""
     recovery_code_tokens_revoke(user=instance.user)
+
+
+@receiver(user_logged_in)
+def record_sign_in_address(sender, request, user, **kwargs):
+    """A password accepted by the admin's login finishes signing in when the account needs no
+    second factor: its address becomes familiar (accounts.lockout). One that needs it finishes on
+    the second step (accounts.views), so a stolen password alone makes no address familiar."""
+    if request is not None and not second_factor_missing(user):
+        sign_in_address_record(request=request, user=user)

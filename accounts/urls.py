@@ -13,5 +13,6 @@ urlpatterns = [
     path("tokens/", views.token_new, name="token-new"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke_view, name="token-revoke"),
     path("confirm/", views.confirm_identity, name="confirm"),
+    path("sessions/end-others/", views.sessions_end_others, name="sessions-end-others"),
     path("sign-out/", views.sign_out, name="sign-out"),
 ]

@@ -24,9 +24,9 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from accounts.confirmation import identity_confirmed_now
+from accounts.confirmation import identity_confirmed, identity_confirmed_now
 from accounts.forms import CodeForm, ConfirmIdentityForm, CurrentAppCodeForm, RecoveryCodesForm, TokenForm
-from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response
+from accounts.lockout import attempts_in_turn, is_locked_out, lockout_response, sign_in_address_record
 from accounts.models import ApiToken
 from accounts.services import (
     AppCodeNeeded,
@@ -40,6 +40,7 @@ from accounts.services import (
     recovery_codes_replace,
     second_factor_check,
     second_factor_enrolled,
+    sessions_end,
     setup_link_find,
     setup_link_usable,
     token_create,
@@ -122,6 +123,7 @@ def two_factor_verify(request):
                     if device is not None:
                         request.session.cycle_key()
                         otp_login(request, device)
+                        sign_in_address_record(request=request, user=user)
                         return redirect(destination)
                     form.add_error(
                         "code", "That code is not right, or was already used. Type the code the app shows now."
@@ -165,9 +167,14 @@ def setup_link_open(request):
 @staff_only
 def two_factor_setup(request):
     """Set up an authenticator app: scan the QR code, type the code the app shows. A first one
-    needs the setup link this session opened (setup_link_open); a new one, the code the current
-    app shows now (CurrentAppCodeForm), checked before the new app's."""
+    needs the setup link this session opened (setup_link_open); a new one, a recent confirmation of
+    who one is to begin it (accounts.confirmation), then the code the current app shows now
+    (CurrentAppCodeForm), checked before the new app's."""
     user, destination = request.user, next_url(request)
+    pending = request.session.get(PENDING_APP_SESSION_KEY)
+    pending = pending if isinstance(pending, dict) else {}
+    posted = request.POST.get(PENDING_APP_FIELD, "") if request.method == "POST" else ""
+    page_shown = bool(posted and pending.get("page") and constant_time_compare(posted, pending["page"]))
     if second_factor_enrolled(user):
         if not user.is_verified():
             # Replacing the second factor needs the current one first, or a stolen password would do.
@@ -175,6 +182,13 @@ def two_factor_setup(request):
         if not authenticator_replace_allowed(user=user, verified_by=user.otp_device):
             messages.error(request, str(AppCodeNeeded()))
             return redirect("accounts:security")
+        if not page_shown and not identity_confirmed(request):
+            # Each showing of this page replaces the account's unconfirmed app, the owner's too: a
+            # stolen session's cookie alone, showing it again and again, kept the owner's move to a
+            # new phone from ever completing. Beginning one needs the password and a current code
+            # (accounts.confirmation), which also gives the session a new key. A post of the page
+            # last shown keeps its key and needs none: it asks for the current app's code anyway.
+            return redirect(with_next("accounts:confirm", request.get_full_path()))
         setup_link_id = None
     else:
         setup_link_id = request.session.get(SETUP_LINK_SESSION_KEY)
@@ -188,10 +202,6 @@ def two_factor_setup(request):
     # of the last page shown keeps its key (a mistyped code needs no new scan): its value came with
     # that page alone, which showed the key to whoever holds it. (The session is kept in the
     # database: its cookie does not carry the value.)
-    pending = request.session.get(PENDING_APP_SESSION_KEY)
-    pending = pending if isinstance(pending, dict) else {}
-    posted = request.POST.get(PENDING_APP_FIELD, "") if request.method == "POST" else ""
-    page_shown = bool(posted and pending.get("page") and constant_time_compare(posted, pending["page"]))
     device = authenticator_start(user=user, pending_id=pending.get("id") if page_shown else None)
     # False too when another session began an app since, which replaced (deleted) this page's.
     shown = page_shown and device.pk == pending.get("id")
@@ -233,6 +243,7 @@ def two_factor_setup(request):
                 request.session.pop(PENDING_APP_SESSION_KEY, None)
                 request.session.cycle_key()
                 otp_login(request, device)
+                sign_in_address_record(request=request, user=user)
                 return page(
                     request,
                     "accounts/recovery_codes.html",
@@ -312,6 +323,20 @@ def recovery_codes_new(request):
         "accounts/recovery_codes.html",
         {"title": "Your new recovery codes", "codes": codes, "next": reverse("accounts:security")},
     )
+
+
+@require_POST
+@staff_only
+def sessions_end_others(request):
+    """Sign out every other browser signed in to this account (a cookie stolen from one of them
+    included), once this session's owner confirmed who they are: a stolen session must not sign its
+    owner out everywhere."""
+    if not identity_confirmed(request):
+        messages.info(request, "Confirm it is you, then sign out the other sessions again.")
+        return redirect(with_next("accounts:confirm", reverse("accounts:security")))
+    ended = sessions_end(user=request.user, kept=request.session.session_key)
+    messages.success(request, f"Signed out of {ended} other session{'s' if ended != 1 else ''}.")
+    return redirect("accounts:security")
 
 
 @require_POST

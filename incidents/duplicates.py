@@ -40,7 +40,7 @@ import pghistory
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, Func, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Func, OuterRef, Q, Subquery, Value
 from django.db.models.fields.json import KeyTransform
 from django.tasks import TaskResultStatus, task
 from django.utils import timezone
@@ -49,6 +49,7 @@ from rapidfuzz import fuzz, process
 
 from incidents import services
 from incidents.models import (
+    Claim,
     DuplicateDecision,
     DuplicatePair,
     DuplicateWordFrequencies,
@@ -56,6 +57,7 @@ from incidents.models import (
     IncidentPlace,
     InvolvementRole,
 )
+from incidents.querysets import SourceOrigin, can_see_confidential
 
 # Below this score a pair is not proposed for review. At 100,000 generated incidents with 5%
 # duplicates it keeps the queue about 95% right (bench/README.md): a reviewer's time goes to pairs
@@ -203,12 +205,16 @@ class _Blocking:
     as streams, so that their million rows are not all held beside the groups."""
 
     def __init__(self, places: _Places):
-        spans = {
-            incident_id: (incident_type_id, start.toordinal(), end.toordinal())
-            for incident_id, incident_type_id, start, end in Incident.objects.filter(merged_into__isnull=True)
-            .values_list("id", "incident_type_id", "date_start", "date_end")
+        spans, self.confidential = {}, set()
+        rows = (
+            Incident.objects.filter(merged_into__isnull=True)
+            .values_list("id", "incident_type_id", "date_start", "date_end", "confidential")
             .iterator(chunk_size=10_000)
-        }
+        )
+        for incident_id, incident_type_id, start, end, confidential in rows:
+            spans[incident_id] = (incident_type_id, start.toordinal(), end.toordinal())
+            if confidential:
+                self.confidential.add(incident_id)
         places_of = defaultdict(list)
         links = IncidentPlace.objects.values_list("incident_id", "place_id").iterator(chunk_size=10_000)
         for incident_id, place_id in links:
@@ -260,8 +266,12 @@ class _Blocking:
 
     def candidates_per_incident(self) -> float:
         """How many candidate pairs blocking makes per incident (counted, not held), which sets
-        the score's prior (`Features.prior`)."""
-        return sum(1 for _ in self.pairs()) / max(self.incidents, 1)
+        the score's prior (`Features.prior`): among the incidents that are not confidential, as
+        the words are counted (`corpus_counts`), so that no score tells how many hidden incidents
+        there are, or how they cluster."""
+        hidden = self.confidential
+        public_pairs = sum(1 for a, b in self.pairs() if a not in hidden and b not in hidden)
+        return public_pairs / max(self.incidents - len(hidden), 1)
 
 
 def _candidate_pairs_of(incident_ids: Collection[int], places: _Places) -> set[tuple[int, int]]:
@@ -297,6 +307,15 @@ def candidate_pairs(incident: Incident | None = None, *, incident_ids: Collectio
 # one incident is scored without reading every text; until then, and again once the number of
 # incidents has changed by a quarter (and by RECOUNT_AFTER incidents at least), they are counted on
 # the next rescoring.
+#
+# Both are counted over the incidents that are not confidential only: what staff without
+# Confidential access may read, who are shown the scores of the pairs they see. Counted over every
+# incident, a word weighed less once a confidential description used it, and the score of a pair
+# of two drafts an analyst wrote with that word told them whether any hidden description holds it
+# ("is this informant's name in the confidential records?"); the number of incidents, and of
+# candidates, told how many confidential ones there were. Scores are worked out once for every
+# reader, so pairs with a confidential incident weigh their words by the same counts; a word that
+# only hidden incidents use weighs as a word used nowhere, as much as a word can.
 
 RECOUNT_AFTER = 100
 
@@ -333,15 +352,23 @@ def _keep_counts(counts: CorpusCounts) -> None:
     )
 
 
-def corpus_counts(places: _Places) -> CorpusCounts:
-    """The counts as kept, or counted over every incident (their titles and descriptions, one
-    query; blocking, two) and kept when none are, when they were kept before the candidates were
-    counted (migration 0081), or when the number of incidents has changed much since. One query
-    when kept."""
+def _count_of(incidents) -> Subquery:
     # COUNT as a plain function, so one row: an annotated Count would group by each incident.
-    every_incident = Incident.objects.order_by().annotate(counted=Func(F("pk"), function="COUNT")).values("counted")
+    return Subquery(incidents.order_by().annotate(counted=Func(F("pk"), function="COUNT")).values("counted"))
+
+
+def corpus_counts(places: _Places) -> CorpusCounts:
+    """The counts as kept, or counted over every incident that is not confidential (their titles
+    and descriptions, one query; blocking, two; see above) and kept when none are, when they were
+    kept before the candidates were counted (migration 0081), or when the number of those
+    incidents has changed much since. One query when kept."""
+    counted = Incident.objects.filter(confidential=False)
+    # Every incident less the few confidential ones (through their partial index), where counting
+    # those that are not reads a wider index: 2.5 ms against 1.3 at 20,000 incidents, for each
+    # rescoring.
+    counted_now = _count_of(Incident.objects.all()) - _count_of(Incident.objects.filter(confidential=True))
     kept = (
-        DuplicateWordFrequencies.objects.annotate(incidents_now=Subquery(every_incident))
+        DuplicateWordFrequencies.objects.annotate(incidents_now=counted_now)
         .values_list("incidents_counted", "frequencies", "candidates_per_incident", "incidents_now")
         .first()
     )
@@ -350,7 +377,7 @@ def corpus_counts(places: _Places) -> CorpusCounts:
         changed = abs(incidents_now - documents)
         if candidates_per_incident is not None and (changed < RECOUNT_AFTER or changed <= documents / 4):
             return CorpusCounts(documents, frequencies, candidates_per_incident)
-    texts = Incident.objects.values_list("title", "description")
+    texts = counted.values_list("title", "description")
     counts = CorpusCounts(
         *_count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts),
         _Blocking(places).candidates_per_incident(),
@@ -482,8 +509,12 @@ def load_features(
             for row in rows:
                 _add_features(row, position, texts, columns, places)
     if ids is None:
+        # As `corpus_counts` counts them: the incidents that are not confidential.
+        public_texts = (
+            text for text, confidential in zip(texts, columns["confidential"], strict=True) if not confidential
+        )
         counts = CorpusCounts(
-            *_count_word_frequencies(comparable_text(f"{title} {description}") for title, description in texts),
+            *_count_word_frequencies(comparable_text(f"{title} {description}") for title, description in public_texts),
             (blocking or _Blocking(places)).candidates_per_incident(),
         )
         _keep_counts(counts)
@@ -983,6 +1014,31 @@ def rescoring_backlog(user) -> RescoringBacklog:
     )
 
 
+def note_in_confidence(*, user, incident_ids: Collection[int], note: str) -> bool:
+    """Whether a note `user` writes now on `incident_ids` (a pair's, a merge's) is to be withheld
+    from readers without Confidential access (`NoteWrittenInConfidence`): written by someone with
+    that access while one of the incidents, or a claim of one (confidential itself, of a
+    confidential source, or of one relaying a confidential source), is hidden from those readers.
+    The note may name what only the writer could see there ("same as informant K's account"); its
+    words would reach every reader of the pair once the incidents or the source were made public,
+    or while only the claim (or the source) was hidden.
+    Judged when it is written, as the note's own (the history's periods say when the incidents
+    were confidential, not which claims the writer read). One query, none for an empty note or a
+    writer without Confidential access, who could have read nothing hidden."""
+    if not note or not can_see_confidential(user):
+        return False
+    claims = Claim.objects.filter(incident=OuterRef("pk"))
+    # A public outlet's claim relaying a confidential source: its origin as those readers know it
+    # ends before that source (`SourceOrigin`), the writer's does not.
+    relaying_hidden = (
+        claims.filter(source__cites__isnull=False)
+        .alias(known=SourceOrigin(F("source_id"), Value(False)), every=SourceOrigin(F("source_id"), Value(True)))
+        .exclude(known=F("every"))
+    )
+    incidents = Incident.objects.filter(pk__in=incident_ids)
+    return incidents.filter(Q(confidential=True) | Exists(claims.confidential()) | Exists(relaying_hidden)).exists()
+
+
 def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:
     """Record a reviewer's decision on `pair`. Staff who may change incidents decide "different"
     and "unsure"; "same incident" leads to a merge, so only a Reviewer (publish permission) may.
@@ -997,7 +1053,13 @@ def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str
         raise PermissionDenied("Only a Reviewer may decide that two incidents are the same.")
     with transaction.atomic(), pghistory.context(user=user.pk):
         DuplicatePair.objects.filter(pk=pair.pk).update(
-            decision=decision, decided_by=user, decided_at=timezone.now(), note=note
+            decision=decision,
+            decided_by=user,
+            decided_at=timezone.now(),
+            note=note,
+            note_confidential=note_in_confidence(
+                user=user, incident_ids=[pair.incident_a_id, pair.incident_b_id], note=note
+            ),
         )
     pair.refresh_from_db()
     return pair

@@ -64,6 +64,7 @@ COLUMNS = (
     "perpetrators",
     "verification",
     "review_state",
+    "confidential",
     "merged_into",
     "source_count",
     "sources",
@@ -90,9 +91,15 @@ def csv_list_item(item: str) -> str:
     return '"' + item.replace('"', '""') + '"' if NEEDS_QUOTING.search(item) else item
 
 
-def csv_source_item(title: str, source_id: int) -> str:
+# After a confidential source's id, in the `sources` cell of a reader who may see it (migration
+# 0088): `Testimony [#12] [confidential]`. In brackets of their own, so that removing the ids for
+# another database (README) leaves it, and never part of a bare title, which cannot hold `[`.
+CONFIDENTIAL_SOURCE_MARK = "[confidential]"
+
+
+def csv_source_item(title: str, source_id: int, *, confidential: bool = False) -> str:
     """A source as the export writes it: titles repeat ("Press release"), its id does not."""
-    return f"{csv_list_item(title)} [#{source_id}]"
+    return f"{csv_list_item(title)} [#{source_id}]" + (f" {CONFIDENTIAL_SOURCE_MARK}" if confidential else "")
 
 
 # A spreadsheet runs a cell starting with = + - @ (or a tab or carriage return hiding one) as a
@@ -105,6 +112,16 @@ FORMULA_LIKE = r"^'*[=+\-@\t\r]"
 
 # Rows are gathered into chunks of about this size: one network write per chunk instead of per row.
 CHUNK_BYTES = 64 * 1024
+
+# The `confidential` cell, `true` or `false` (COPY writes a boolean as `t` or `f`), so that a file
+# exported by a reader who may see confidential incidents says which are, and an import elsewhere
+# (README "Into another database") keeps them so. A reader without that access sees no confidential
+# incident, so the kept column would read `false` on every row of theirs: it is not even read for
+# them. A confidential source is marked in the `sources` cell itself (migration 0088).
+CONFIDENTIAL_CELLS = {
+    "complete": "CASE WHEN export_row.confidential THEN 'true' ELSE 'false' END",
+    "disclosed": "'false'",
+}
 
 # The cells built from claims, kept once per audience in IncidentExportRow (`disclosed_<name>`,
 # `complete_<name>`).
@@ -498,7 +515,11 @@ def copy_statement(
     incident's page: the prefix, its public id and a slash."""
     audience = claim_cells(user)
     cells = [
-        f'export_row."{audience}_{name}" AS "{name}"' if name in CLAIM_COLUMNS else f'export_row."{name}"'
+        f'export_row."{audience}_{name}" AS "{name}"'
+        if name in CLAIM_COLUMNS
+        else f'{CONFIDENTIAL_CELLS[audience]} AS "{name}"'
+        if name == "confidential"
+        else f'export_row."{name}"'
         for name in COLUMNS
     ]
     params = ()

@@ -37,7 +37,7 @@ from incidents.models import (
 )
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below
 from incidents.search import IncidentSearch
-from tracker.formats import DATE_AS_WRITTEN, TIME_AS_WRITTEN
+from tracker.formats import TIME_AS_WRITTEN, date_refused
 
 
 class HasPlaceInCountry(Expression):
@@ -200,10 +200,15 @@ class IncidentFilterForm(forms.Form):
 
 
 class DateAsWrittenField(forms.DateField):
-    """A date that, refused, says how to write it, as the admin's date fields do: "Enter a valid
+    """A date that, refused, says how to write it, or why a date so written is no day
+    (`tracker.formats.date_refused`), in the admin's forms and the filters alike: "Enter a valid
     date." left a reader who typed `29/08/2023` (refused: tracker/formats) guessing."""
 
-    default_error_messages = {"invalid": DATE_AS_WRITTEN}
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except ValidationError as error:
+            raise ValidationError(date_refused(value), code=error.code) from None
 
 
 class DateFilter(django_filters.DateFilter):

@@ -28,12 +28,14 @@ from pghistory.models import Events
 
 from incidents.languages import LanguageCodeField, language_label
 from incidents.models import (
+    NOTE_WITHHELD,
     Claim,
     DuplicateDecision,
     DuplicatePair,
     Incident,
     IncidentMerge,
     IncidentRevision,
+    NoteWrittenInConfidence,
     Response,
     Source,
 )
@@ -626,12 +628,15 @@ class _Reader:
         if self.sees_confidential:
             return _changes(event, before_hidden=before_hidden)
         links = _foreign_keys(model)
+        note_before, note_now = _notes_in_confidence(model, event)
 
-        def shown(column, value):
-            return self.raw_id(links[column], value) if column in links else value
+        def shown(column, value, in_confidence):
+            if column in links:
+                return self.raw_id(links[column], value)
+            return _note_as_read(column, value, in_confidence=in_confidence)
 
         shown_pairs = (
-            (column, shown(column, old), shown(column, new))
+            (column, shown(column, old, note_before), shown(column, new, note_now))
             for column, old, new in _changes(event, before_hidden=before_hidden)
         )
         return [
@@ -659,9 +664,12 @@ class _Reader:
     def raw(self, model: type[models.Model], event) -> tuple[dict[str, list] | None, dict[str, Any]]:
         """The event's diff and record as `HistoryEntry.raw_changes` and `raw_data`."""
         links = _foreign_keys(model)
+        note_before, note_now = _notes_in_confidence(model, event)
 
-        def shown(column, value):
-            return self.raw_id(links[column], value) if column in links else value
+        def shown(column, value, in_confidence=note_now):
+            if column in links:
+                return self.raw_id(links[column], value)
+            return value if self.sees_confidential else _note_as_read(column, value, in_confidence=in_confidence)
 
         data, diff = event.pgh_data or {}, event.pgh_diff
         if model is IncidentRevision and not self.sees_confidential:
@@ -674,11 +682,11 @@ class _Reader:
             if self.before_hidden(model, event)
             else diff
             and {
-                column: [shown(column, old), shown(column, new)]
+                column: [shown(column, old, note_before), shown(column, new)]
                 for column, (old, new) in diff.items()
                 # A link changed only between records the reader is not told of (or none) did not
                 # change, to them (`changes_shown`).
-                if self.sees_confidential or shown(column, old) != shown(column, new)
+                if self.sees_confidential or shown(column, old, note_before) != shown(column, new)
             }
         )
         return changes, {column: shown(column, value) for column, value in data.items()}
@@ -770,6 +778,30 @@ class _Reader:
             *self.raw(model, event),
             action=action,
         )
+
+
+def _notes_in_confidence(model: type[models.Model], event) -> tuple[bool, bool]:
+    """Whether the note of the state before `event` and of the state it recorded was written in
+    confidence (`NoteWrittenInConfidence`), for a reader without Confidential access: its words are
+    withheld from them on the history as on the record's page. Events recorded before notes were
+    judged (migration 0083) say no; `hidden_periods` hides those recorded while an incident was
+    confidential."""
+    if not issubclass(model, NoteWrittenInConfidence):
+        return False, False
+    data, diff = event.pgh_data or {}, event.pgh_diff or {}
+    now = bool(data.get("note_confidential"))
+    return (bool(diff["note_confidential"][0]) if "note_confidential" in diff else now), now
+
+
+def _note_as_read(column: str, value, *, in_confidence: bool):
+    """`value` of `column` with a note written in confidence (`in_confidence`) replaced by
+    `NOTE_WITHHELD`, and so the note a merge kept of its pair's decision (`pair_before`, which
+    says itself whether it was)."""
+    if column == "note" and in_confidence and value:
+        return NOTE_WITHHELD
+    if column == "pair_before" and isinstance(value, dict) and value.get("note_confidential") and value.get("note"):
+        return {**value, "note": NOTE_WITHHELD}
+    return value
 
 
 def _when(recorded: str) -> str:

@@ -51,6 +51,7 @@ from ftfy.badness import is_bad
 
 from incidents.exports import (
     COLUMNS,
+    CONFIDENTIAL_SOURCE_MARK,
     FORMULA_LIKE,
     PAGE_URL_COLUMN,
     PLACE_PATH_SEPARATOR,
@@ -77,6 +78,8 @@ from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
     comparable_titles,
+    confidentiality_change_refusal,
+    confidentiality_errors,
     incident_update,
     incidents_bulk_create,
     incidents_bulk_validate,
@@ -85,6 +88,7 @@ from incidents.services import (
     validation_errors,
     workflow_errors,
 )
+from tracker.formats import not_a_day
 from tracker.write_conflicts import is_write_conflict
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
@@ -109,11 +113,15 @@ FIELD_COLUMNS = (
     "count_qualifier",
     "verification",
     "review_state",
+    "confidential",
 )
 DATE_COLUMNS = frozenset({"date_start", "date_end"})
 COUNT_COLUMNS = frozenset({"people_count", "people_count_min", "people_count_max"})
 # Fields the admin's form cannot leave empty: a blank cell means the default, or the current value.
 CHOICE_COLUMNS = frozenset({"date_precision", "count_qualifier", "verification", "review_state"})
+# `true` or `false`, as the export writes them (in any case: a spreadsheet writes TRUE); blank, like a
+# choice, means the default on a new incident and the current value on an existing one.
+BOOLEAN_COLUMNS = {"confidential": {"true": True, "false": False}}
 NAME_COLUMNS = ("places", "perpetrators", "sources")
 
 # What `create_missing` makes of an unknown name in each column: the model and the field it names.
@@ -324,10 +332,14 @@ class _Item:
 
     names: tuple[str, ...]
     source_id: int | None = None
+    # A source marked confidential (`exports.CONFIDENTIAL_SOURCE_MARK`): never cited as, or created
+    # as, a public source.
+    confidential: bool = False
 
     def __str__(self):
         text = PLACE_PATH_SEPARATOR.join(map(csv_list_item, self.names))
-        return text if self.source_id is None else f"{text} [#{self.source_id}]"
+        text = text if self.source_id is None else f"{text} [#{self.source_id}]"
+        return f"{text} {CONFIDENTIAL_SOURCE_MARK}" if self.confidential else text
 
 
 # The white space trimmed around a name: the ASCII white space that PostgreSQL's `\s` matches in
@@ -335,26 +347,30 @@ class _Item:
 # trim. Python's own white space is wider (no-break spaces, U+001C-U+001F, U+0085): trimmed, a name
 # ending with a no-break space was exported bare and read back as another name, or none.
 NAME_SPACE = " \t\n\r\f\v"
-_SOURCE_ID = re.compile(r"\s*\[#(\d+)\]\s*", re.ASCII)
-_SOURCE_ID_AT_END = re.compile(r"\s*\[#(\d+)\]\s*$", re.ASCII)
+# What may follow a source's title: its id, then the confidential mark, each optional.
+_SOURCE_SUFFIX = rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?"
+_SOURCE_ID = re.compile(_SOURCE_SUFFIX, re.ASCII | re.IGNORECASE)
+_SOURCE_ID_AT_END = re.compile(_SOURCE_SUFFIX + "$", re.ASCII | re.IGNORECASE)
 
 
 def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) -> list[_Item]:
     """The items of a multi-valued cell as the export writes them (exports.csv_list_item): separated
     by ";", each name plain (stripped) or in double quotes with inner quotes doubled; with `paths`,
-    names separated by ">"; with `source_ids`, an optional `[#ID]` after the name. A quote opens
-    quoting only at the start of a name, as in CSV, so hand-typed names with quotes inside still read.
+    names separated by ">"; with `source_ids`, an optional `[#ID]` after the name, and after that an
+    optional `[confidential]`. A quote opens quoting only at the start of a name, as in CSV, so
+    hand-typed names with quotes inside still read.
     Empty items are left out, repeated ones kept once. Raises _MalformedCell."""
     separators = ";>" if paths else ";"
-    items, names, source_id = [], [], None
+    items, names, source_id, confidential = [], [], None, False
     position, length = 0, len(cell)
     while True:
         while position < length and cell[position] in NAME_SPACE:
             position += 1
         if position < length and cell[position] == '"':
             name, position = _quoted_name(cell, position)
-            if source_ids and (suffix := _SOURCE_ID.match(cell, position)):
-                source_id, position = int(suffix.group(1)), suffix.end()
+            if source_ids:
+                suffix = _SOURCE_ID.match(cell, position)
+                source_id, confidential, position = _source_suffix(suffix), bool(suffix.group(2)), suffix.end()
             while position < length and cell[position] in NAME_SPACE:
                 position += 1
             if position < length and cell[position] not in separators:
@@ -365,8 +381,9 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             while end < length and cell[end] not in separators:
                 end += 1
             name = cell[position:end]
-            if source_ids and (suffix := _SOURCE_ID_AT_END.search(name)):
-                source_id, name = int(suffix.group(1)), name[: suffix.start()]
+            if source_ids:
+                suffix = _SOURCE_ID_AT_END.search(name)
+                source_id, confidential, name = _source_suffix(suffix), bool(suffix.group(2)), name[: suffix.start()]
             name, position = name.strip(NAME_SPACE), end
         names.append(name)
         separator = cell[position] if position < length else ";"
@@ -376,10 +393,15 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
         if any(names):
             if not all(names):
                 raise _MalformedCell(f"A place's path has an empty name: {cell.strip()!r}.")
-            items.append(_Item(tuple(names), source_id))
-        names, source_id = [], None
+            items.append(_Item(tuple(names), source_id, confidential))
+        names, source_id, confidential = [], None, False
         if position > length:
             return list(dict.fromkeys(items))
+
+
+def _source_suffix(suffix: re.Match) -> int | None:
+    """The id a source's suffix (`_SOURCE_ID`) writes, if any."""
+    return None if suffix.group(1) is None else int(suffix.group(1))
 
 
 def _quoted_name(cell: str, position: int) -> tuple[str, int]:
@@ -564,6 +586,19 @@ class _Sources(_Names):
         return self.comparable.get(name, name.casefold())
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        sources, problem = self._find(item)
+        if not item.confidential or not sources:
+            return sources, problem
+        # A source marked confidential is cited only as a confidential one: a public source of that
+        # title (another database's, or one made public since the export) would publish the claim.
+        if confidential := [source for source in sources if source.confidential]:
+            return confidential, ""
+        return [], (
+            f"{item} is marked confidential, but {self.describe(sources[0])} is not: remove the mark to cite "
+            "it, or make it confidential in the admin first."
+        )
+
+    def _find(self, item: _Item) -> tuple[list[models.Model], str]:
         title = item.names[-1]
         if item.source_id is None:
             named = self.named(title)
@@ -585,7 +620,9 @@ class _Sources(_Names):
         return [source], ""
 
     def describe(self, record: Source) -> str:
-        return csv_source_item(record.title, record.pk) if record.pk else csv_list_item(record.title)
+        if record.pk:
+            return csv_source_item(record.title, record.pk, confidential=record.confidential)
+        return str(_Item((record.title,), confidential=record.confidential))
 
 
 @contextmanager
@@ -1049,7 +1086,7 @@ def _plain(cell: str) -> str:
 
 def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
     records = [dict(zip(header, cells, strict=False)) for _, cells in rows]
-    resolver = _NameResolver(_name_indexes(user, records), create_missing)
+    resolver = _NameResolver(_name_indexes(user, records), create_missing, user)
     existing = _existing_incidents(user, records)
     seen_ids = {}
     row_errors: list[list[RowError]] = []  # each row's, in the file's order
@@ -1202,10 +1239,12 @@ def _parse_values(
             message = _blank_date_message(column, record, data.get("date_start"), incident)
             errors.append(RowError(line, column, message))
         elif column in DATE_COLUMNS:
+            written = _MIDNIGHT.sub("", raw.strip())
             try:
-                data[column] = date.fromisoformat(_MIDNIGHT.sub("", raw.strip()))
+                data[column] = date.fromisoformat(written)
             except ValueError:
-                errors.append(RowError(line, column, f"{raw!r} is not a date; write it as YYYY-MM-DD."))
+                message = not_a_day(written) or f"{raw!r} is not a date; write it as YYYY-MM-DD."
+                errors.append(RowError(line, column, message))
         elif column in COUNT_COLUMNS:
             value = raw.strip()
             if value and not is_whole_number(value):
@@ -1226,9 +1265,29 @@ def _parse_values(
                     errors.append(RowError(line, column, message))
                 else:
                     data[column] = choice
+        elif column == "title":
+            data[column] = _title(raw, incident)
+        elif column in BOOLEAN_COLUMNS:
+            if raw.strip():
+                value = BOOLEAN_COLUMNS[column].get(raw.strip().casefold())
+                if value is None:
+                    errors.append(RowError(line, column, f"{raw.strip()!r} is not true or false: write one of them."))
+                else:
+                    data[column] = value
         else:
             data[column] = _plain(raw)
     return data, errors
+
+
+def _title(cell: str, incident: Incident | None) -> str:
+    """The title trimmed, as the admin and the API trim it (one of spaces alone is then blank, which
+    the model refuses at the row's title). An existing incident's title kept with spaces around it
+    (stored before the doors trimmed) reads as unchanged when the file holds it so: an unchanged
+    export imports back changing nothing."""
+    title = _plain(cell).strip()
+    if incident is not None and incident.title.strip() == title:
+        return incident.title
+    return title
 
 
 # The time a spreadsheet adds to a date cell it holds as a date and time ("2023-08-29 00:00:00"):
@@ -1318,11 +1377,12 @@ class _NameResolver:
     """The records a row's name columns name, for one file. The same cells recur on many rows (the
     same places, perpetrators and sources), so each distinct cell is resolved once. With
     `create_missing`, an unknown name gets a new record, saved only if the file is written, instead
-    of being an error."""
+    of being an error; a source marked confidential, a confidential one, if `user` may make one."""
 
-    def __init__(self, indexes: dict[str, _Names], create_missing: bool):
+    def __init__(self, indexes: dict[str, _Names], create_missing: bool, user):
         self.indexes = indexes
         self.create_missing = create_missing
+        self.confidential_refusal = confidentiality_change_refusal(user, confidential=False)
         # column -> (parent place's id or None, the name's `missing_key`) -> record
         self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
@@ -1384,6 +1444,11 @@ class _NameResolver:
             return None, f"No source #{item.source_id} that you may see ({item}); ids come from the database."
         if len(name) > _max_name_length(column):
             return None, f"{name!r} is too long for a new {index.kind}."
+        if problems := _name_problems(column, name):
+            # Its validators, as the admin and the API run them: the new record is saved unchecked.
+            return None, f"{name!r} cannot name a new {index.kind}: {' '.join(problems)}"
+        if item.confidential and self.confidential_refusal:
+            return None, f"{item} is marked confidential: {self.confidential_refusal}"
         if column == "places" and len(item.names) > TREE_LEVELS_MAX:
             # Refused before making a place a level, as `Place.clean()` refuses one made in the
             # admin or the API: a path a thousand levels deep made them by recursion, a 500.
@@ -1427,12 +1492,26 @@ class _NameResolver:
                     "counted in its country."
                 )
             self.missing[column][key] = record
-        return self.missing[column][key], ""
+        record = self.missing[column][key]
+        if item.confidential:
+            # Any spelling marked confidential makes the one new source confidential: never public.
+            record.confidential = True
+        return record, ""
 
 
 def _max_name_length(column: str) -> int:
     model, name_field = MISSING_RECORD_FIELDS[column]
     return model._meta.get_field(name_field).max_length
+
+
+def _name_problems(column: str, name: str) -> list[str]:
+    """Why `name` cannot be the name of a new record in `column` (a line break in it), or nothing."""
+    model, name_field = MISSING_RECORD_FIELDS[column]
+    try:
+        model._meta.get_field(name_field).run_validators(name)
+    except ValidationError as invalid:
+        return invalid.messages
+    return []
 
 
 def _new_record(column: str, name: str, parent: Place | None = None, country_code: str = "") -> models.Model:
@@ -1454,8 +1533,16 @@ def _current_values(incident: Incident) -> dict[str, Any]:
 
 
 def _check_workflow(line, incident: Incident | None, data: dict[str, Any], user) -> list[RowError]:
-    """The review states and verification the user's role allows, as the services check them."""
-    return _row_errors(line, workflow_errors(user=user, incident=incident, data=data))
+    """The review states, verification and confidentiality the user's role allows, as the services
+    check them."""
+    was_confidential = incident.confidential if incident else False
+    confidentiality = confidentiality_errors(
+        user,
+        was_confidential=was_confidential,
+        confidential=data.get("confidential", was_confidential),
+        field="confidential",
+    )
+    return _row_errors(line, {**workflow_errors(user=user, incident=incident, data=data), **confidentiality})
 
 
 def _changes(incident: Incident, row: PlannedRow) -> list[str]:

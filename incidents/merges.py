@@ -290,6 +290,10 @@ def incident_merge(
                 ) from None
         _lock_what_moving_links_refer_to(merged)
         plan = _plan(None, survivor_incident, merged)
+        # Judged before anything moves: the claims both incidents hold as the Reviewer compared them.
+        in_confidence = duplicates.note_in_confidence(
+            user=user, incident_ids=[survivor_incident.pk, merged.pk], note=note
+        )
         merge = IncidentMerge.objects.create(
             survivor=survivor_incident,
             merged=merged,
@@ -297,6 +301,7 @@ def incident_merge(
             pair_before=_decision_of(pair),
             merged_by_id=user_id,
             note=note,
+            note_confidential=in_confidence,
         )
         with pghistory.context(merge=merge.pk):
             merge.moved = _move(plan)
@@ -304,7 +309,11 @@ def incident_merge(
             _save_changed(survivor_incident, user_id)
             _save_changed(merged, user_id, "merged_into")
             DuplicatePair.objects.filter(pk=pair.pk).update(
-                decision=DuplicateDecision.SAME, decided_by_id=user_id, decided_at=timezone.now(), note=note
+                decision=DuplicateDecision.SAME,
+                decided_by_id=user_id,
+                decided_at=timezone.now(),
+                note=note,
+                note_confidential=in_confidence,
             )
             merge.revision = _propose(plan, user)
             merge.save(update_fields=["moved", "revision"])
@@ -348,6 +357,7 @@ def _decision_of(pair: DuplicatePair) -> dict[str, Any]:
         "decided_by_id": pair.decided_by_id,
         "decided_at": pair.decided_at.isoformat() if pair.decided_at else None,
         "note": pair.note,
+        "note_confidential": pair.note_confidential,
     }
 
 
@@ -355,15 +365,17 @@ def _decision_before(merge: IncidentMerge) -> dict[str, Any]:
     """The pair's decision as the undo leaves it: as it was before the merge, so that a pair a
     reviewer had marked "unsure" is unsure again, by them and when they said so; back to the queue
     (pending) if it was pending, or "same incident", the decision the merge carried out and the undo
-    withdraws. Who decided is kept while their account is."""
+    withdraws. Who decided is kept while their account is, and so is whether the note was written in
+    confidence (migration 0083 judged those kept before)."""
     before = merge.pair_before
+    note = {"note": before["note"], "note_confidential": before["note_confidential"]}
     if before["decision"] in (DuplicateDecision.PENDING, DuplicateDecision.SAME):
-        return {"decision": DuplicateDecision.PENDING, "decided_by": None, "decided_at": None, "note": before["note"]}
+        return {"decision": DuplicateDecision.PENDING, "decided_by": None, "decided_at": None, **note}
     return {
         "decision": before["decision"],
         "decided_by": get_user_model().objects.filter(pk=before["decided_by_id"]).first(),
         "decided_at": datetime.fromisoformat(before["decided_at"]),
-        "note": before["note"],
+        **note,
     }
 
 
@@ -520,7 +532,11 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         merge.save(update_fields=["undone_by", "undone_at"])
         if note:
             merge.note = f"{merge.note}\nUndone: {note}".strip()
-            merge.save(update_fields=["note"])
+            # Both incidents' claims are back where they were before the merge: judged on them.
+            merge.note_confidential = merge.note_confidential or duplicates.note_in_confidence(
+                user=user, incident_ids=[survivor.pk, merged.pk], note=note
+            )
+            merge.save(update_fields=["note", "note_confidential"])
     return merge
 
 

@@ -9,6 +9,7 @@ while any record uses it.
 import calendar
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pghistory
@@ -17,8 +18,9 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField, DateRangeField
 from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxLengthValidator
 from django.db import connection, models
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
@@ -28,13 +30,14 @@ from django.db.models.functions import (
     Collate,
     Concat,
     ExtractDay,
+    ExtractMonth,
     Greatest,
     Length,
     Lower,
     LPad,
     Upper,
 )
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
@@ -52,8 +55,10 @@ from incidents.querysets import (
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
+    can_see_confidential,
     ids_in_tree_below,
 )
+from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
 # treats Korean, Chinese and English names alike.
@@ -359,6 +364,28 @@ class QualifierFromFigures(models.Model):
             )
 
 
+# The most characters an incident's description and a claim's excerpt hold: every door refuses more
+# naming the field (the field's validator, run by `full_clean()`), and PostgreSQL holds it (a check
+# constraint each). All of an incident's words are one tsvector (IncidentSearchDocument), which
+# PostgreSQL bounds at 1 MB of its distinct words and their positions; a text beyond, a whole report
+# pasted in, failed its save with a 500 page that lost what was typed. A character takes at most 4 of
+# those bytes (two-character words of 4-byte characters, every word new: 300,000 characters failed),
+# so these fit whatever they hold, leaving a fifth of the bound to the incident's other words. Prose
+# repeats its words: 200,000 characters of English took 75 KB, of Korean 158 KB (measured on
+# PostgreSQL's, git's and coreutils' messages in both languages).
+SEARCHED_TEXT_MAX_LENGTH = 200_000
+
+
+def searched_text_bounded(*, field: str, name: str) -> models.CheckConstraint:
+    """The database's own hold on SEARCHED_TEXT_MAX_LENGTH; doors refuse first, naming the field."""
+    return models.CheckConstraint(
+        condition=Q(LessThanOrEqual(Length(field), SEARCHED_TEXT_MAX_LENGTH)),
+        name=name,
+        violation_error_code="max_length",
+        violation_error_message=f"The {field} is longer than {SEARCHED_TEXT_MAX_LENGTH:,} characters.",
+    )
+
+
 EXACT_COUNT_MESSAGE = (
     "An exact count is one figure: give it as the best estimate, with no other minimum or maximum, "
     "or choose another qualifier (“About” for a range)."
@@ -370,14 +397,27 @@ def dates_fit_their_precision() -> Q:
     is whole months (from a 1st to a month's last day), a Year whole years, a Week at most seven days.
     "Month, 1 to 15 July 2021" read "July 2021" on every page. A Day may span days (its label says
     them all: "3 October 2023 - 9 October 2023", with an en dash), and a Range or an unknown date any."""
-    day_after_end = ExtractDay(ExpressionWrapper(F("date_end") + timedelta(days=1), output_field=models.DateField()))
+    # Each date is read cast to a date (the same constraint to PostgreSQL): Django's own check of a
+    # claim with a date missing (`validate_constraints`) puts an untyped NULL in its place, for which
+    # PostgreSQL could not choose an `extract`; the check failed, was logged as a database error and
+    # let the whole constraint pass.
+    start, end = Cast("date_start", models.DateField()), Cast("date_end", models.DateField())
+    day_after_end = ExpressionWrapper(end + timedelta(days=1), output_field=models.DateField())
     return (
-        (~Q(date_precision=DatePrecision.MONTH) | (Q(date_start__day=1) & Q(Exact(day_after_end, 1))))
+        (
+            ~Q(date_precision=DatePrecision.MONTH)
+            | (Q(Exact(ExtractDay(start), 1)) & Q(Exact(ExtractDay(day_after_end), 1)))
+        )
         & (
             ~Q(date_precision=DatePrecision.YEAR)
-            | Q(date_start__month=1, date_start__day=1, date_end__month=12, date_end__day=31)
+            | Q(
+                Exact(ExtractDay(end), 31),
+                Exact(ExtractMonth(end), 12),
+                Exact(ExtractDay(start), 1),
+                Exact(ExtractMonth(start), 1),
+            )
         )
-        & (~Q(date_precision=DatePrecision.WEEK) | Q(date_end__lte=F("date_start") + timedelta(days=6)))
+        & (~Q(date_precision=DatePrecision.WEEK) | Q(LessThanOrEqual(end, start + timedelta(days=6))))
     )
 
 
@@ -681,6 +721,31 @@ class CheckConstraintsInOneQuery(models.Model):
         ]
 
 
+# The code of a name unique whatever its case (a place's in its parent, an organization's) when taken.
+NAME_TAKEN = "name_taken"
+
+
+@contextmanager
+def name_taken_named(namesakes: models.QuerySet, message: Callable[[models.Model], str]):
+    """Turns the unique-name constraint's page-wide "Constraint … is violated." into an error on
+    the name naming the record that holds it (the first of `namesakes`, the records of that name
+    other than the one validated), which `message` words. Queries only when the name is taken."""
+    try:
+        yield
+    except ValidationError as invalid:
+        errors = invalid.update_error_dict({})
+        taken_errors = [error for error in errors.get(NON_FIELD_ERRORS, []) if error.code == NAME_TAKEN]
+        if not taken_errors:
+            raise
+        rest = [error for error in errors[NON_FIELD_ERRORS] if error.code != NAME_TAKEN]
+        errors[NON_FIELD_ERRORS] = rest
+        if not rest:
+            del errors[NON_FIELD_ERRORS]
+        taken = namesakes.first()
+        errors.setdefault("name", []).append(ValidationError(message(taken), code=NAME_TAKEN))
+        raise ValidationError(errors) from invalid
+
+
 class OrganizationKind(models.TextChoices):
     NGO = "ngo", "NGO"
     GOVERNMENT = "government", "Government"
@@ -693,21 +758,34 @@ class OrganizationKind(models.TextChoices):
 
 @pghistory.track()
 class Organization(VersionedModel, TimestampedModel):
-    name = models.CharField(max_length=255, unique=True)
-    acronym = models.CharField(max_length=32, blank=True)
+    name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
+    acronym = models.CharField(max_length=32, blank=True, validators=[OneLineValidator("An acronym")])
     kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
     country = CountryField(blank=True, help_text="The country it is based in or represents.")
     website = models.URLField(blank=True)
     description = models.TextField(blank=True)
-    aliases = ArrayField(
-        models.CharField(max_length=255),
+    aliases = NameListField(
+        models.CharField(max_length=255, validators=[OneLineValidator("An alias")]),
         default=list,
         blank=True,
-        help_text="Other spellings and names in other languages, comma-separated.",
+        help_text="Other spellings and names in other languages, one per line.",
     )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Whatever its case: "unhcr" beside "UNHCR" split one organization's incidents in two.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="organization_name_unique",
+                violation_error_code=NAME_TAKEN,
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="organization_name_one_line"),
+            OneLineConstraint(condition=one_line_condition("acronym"), name="organization_acronym_one_line"),
+            OneLineConstraint(
+                condition=one_line_condition("aliases", items=True), name="organization_aliases_one_line"
+            ),
+        ]
         indexes = [
             # Serves matching by alias in imports.
             GinIndex(fields=["aliases"], name="organization_aliases"),
@@ -715,6 +793,18 @@ class Organization(VersionedModel, TimestampedModel):
 
     def __str__(self):
         return f"{self.name} ({self.acronym})" if self.acronym else self.name
+
+    def validate_constraints(self, exclude=None):
+        with name_taken_named(
+            Organization.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)))
+            .exclude(pk=self.pk),
+            lambda taken: (
+                f"“{taken.name}” is already an organization's name (names are told apart "
+                "whatever their case): edit that organization, or name this one apart."
+            ),
+        ):
+            super().validate_constraints(exclude)
 
 
 class PlaceKind(models.TextChoices):
@@ -746,12 +836,12 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     exclude=["within_sensitive"],
 )
 class Place(VersionedModel, TimestampedModel):
-    name = models.CharField(max_length=255)
-    alternate_names = ArrayField(
-        models.CharField(max_length=255),
+    name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
+    alternate_names = NameListField(
+        models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
         default=list,
         blank=True,
-        help_text="Names in Korean, Chinese and their romanisations, comma-separated.",
+        help_text="Names in Korean, Chinese and their romanisations, one per line.",
     )
     kind = models.CharField(max_length=20, choices=PlaceKind.choices, default=PlaceKind.OTHER)
     parent = models.ForeignKey(
@@ -789,8 +879,18 @@ class Place(VersionedModel, TimestampedModel):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # Whatever its case: "tumen" beside "Tumen" in Jilin counted its incidents apart. The
+            # form's message names the place (`Place.validate_constraints`).
             models.UniqueConstraint(
-                fields=["name", "parent"], nulls_distinct=False, name="place_name_unique_in_parent"
+                Lower("name"),
+                "parent",
+                nulls_distinct=False,
+                name="place_name_unique_in_parent",
+                violation_error_code=NAME_TAKEN,
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="place_name_one_line"),
+            OneLineConstraint(
+                condition=one_line_condition("alternate_names", items=True), name="place_alternate_names_one_line"
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
@@ -927,6 +1027,22 @@ class Place(VersionedModel, TimestampedModel):
         if errors:
             raise ValidationError(errors)
 
+    def validate_constraints(self, exclude=None):
+        def message(taken):
+            where = f"in {self.parent.name}" if self.parent_id else "a top-level place"
+            return (
+                f"“{taken.name}” is already {where} (names in one place are told apart whatever their "
+                "case): edit that place, or name this one apart."
+            )
+
+        with name_taken_named(
+            Place.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)), parent_id=self.parent_id)
+            .exclude(pk=self.pk),
+            message,
+        ):
+            super().validate_constraints(exclude)
+
     def where_errors(self) -> dict[str, str]:
         """A place says where it is: a quick "Tumen" became a top-level place in no country, which
         the statistics count in no country. A country (or a place in one) is top-level by right; a
@@ -954,7 +1070,7 @@ class IncidentTypeManager(models.Manager):
 @pghistory.track()
 class IncidentType(VersionedModel, TimestampedModel):
     slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=128, unique=True, validators=[OneLineValidator("A name")])
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     description = models.TextField(blank=True)
 
@@ -969,7 +1085,8 @@ class IncidentType(VersionedModel, TimestampedModel):
                 name="incident_type_not_own_parent",
                 violation_error_code="own_parent",
                 violation_error_message=TYPE_INSIDE_ITSELF_MESSAGE,
-            )
+            ),
+            OneLineConstraint(condition=one_line_condition("name"), name="incident_type_name_one_line"),
         ]
 
     def __str__(self):
@@ -1000,13 +1117,13 @@ class SourceKind(models.TextChoices):
 
 @pghistory.track()
 class Source(VersionedModel, TimestampedModel):
-    title = models.CharField(max_length=500)
+    title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
     publisher = models.ForeignKey(
         Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="published_sources"
     )
-    author = models.CharField(max_length=255, blank=True)
+    author = models.CharField(max_length=255, blank=True, validators=[OneLineValidator("An author")])
     published_on = models.DateField(null=True, blank=True)
     language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True)
@@ -1034,6 +1151,8 @@ class Source(VersionedModel, TimestampedModel):
                 violation_error_code="cites_itself",
                 violation_error_message=SOURCE_CITES_ITSELF_MESSAGE,
             ),
+            OneLineConstraint(condition=one_line_condition("title"), name="source_title_one_line"),
+            OneLineConstraint(condition=one_line_condition("author"), name="source_author_one_line"),
             # The code's shape, not pycountry's list of 7,900 codes: ISO 639-3 gains and retires codes
             # every year, and a list in the database would need a migration with each pycountry
             # release (and refuse rows a retired code still names). The shape alone keeps out what split
@@ -1166,9 +1285,9 @@ class DateLabel(Func):
 )
 class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
-    title = models.CharField(max_length=300)
+    title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)])
 
     date_start = models.DateField(help_text="First day of the range the incident lies in.")
     date_end = models.DateField(help_text="Last day of that range (inclusive); equal to the start for a known day.")
@@ -1233,12 +1352,14 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
             ("verify_incident", "Can change an incident's verification status"),
         ]
         constraints = [
+            OneLineConstraint(condition=one_line_condition("title"), name="incident_title_one_line"),
             models.CheckConstraint(
                 condition=Q(date_end__gte=F("date_start")),
                 name="incident_dates_ordered",
                 violation_error_code="dates_reversed",
                 violation_error_message=DATES_REVERSED_MESSAGE,
             ),
+            searched_text_bounded(field="description", name="incident_description_bounded"),
             models.CheckConstraint(
                 condition=dates_fit_their_precision(),
                 name="incident_dates_fit_their_precision",
@@ -1571,7 +1692,9 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
         help_text=CLAIM_DATE_PRECISION_HELP,
     )
     date_label = models.GeneratedField(expression=CLAIM_DATE_LABEL, output_field=models.TextField(), db_persist=True)
-    excerpt = models.TextField(blank=True, help_text="The source's own words.")
+    excerpt = models.TextField(
+        blank=True, help_text="The source's own words.", validators=[MaxLengthValidator(SEARCHED_TEXT_MAX_LENGTH)]
+    )
     locator = models.CharField(max_length=255, blank=True, help_text="Page, paragraph or timestamp.")
     source_connection = models.CharField(
         max_length=12,
@@ -1629,6 +1752,7 @@ class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery
                 violation_error_code="date_precision_unknown_value",
                 violation_error_message="The date's precision is not one of day, week, month, year, range or unknown.",
             ),
+            searched_text_bounded(field="excerpt", name="claim_excerpt_bounded"),
             models.CheckConstraint(
                 condition=claim_dates_fit_their_precision(),
                 name="claim_dates_fit_their_precision",
@@ -2412,13 +2536,35 @@ class DuplicateDecision(models.TextChoices):
     UNSURE = "unsure", "Unsure"
 
 
+# What a reader without Confidential access reads in place of a note written in confidence.
+NOTE_WITHHELD = (
+    "A note was written while a record it concerns was confidential; it is withheld from readers "
+    "without Confidential access."
+)
+
+
+class NoteWrittenInConfidence:
+    """For records with a `note` and a `note_confidential` (a duplicate pair, a merge): the note's
+    words are kept from readers without Confidential access when they were written while a record
+    the note concerns was hidden from them (`duplicates.note_in_confidence`), however public those
+    records are now: a pair decided "same as informant K's account" while its incidents were
+    confidential kept showing its note, once they were made public, to all staff."""
+
+    def note_withheld_from(self, user) -> bool:
+        return self.note_confidential and not can_see_confidential(user)
+
+    def note_read_by(self, user) -> str | None:
+        """The note as `user` may read it: None when it is withheld from them (`NOTE_WITHHELD`)."""
+        return None if self.note_withheld_from(user) else self.note
+
+
 # Without `score` in the history: the machine works it out again at every rescoring, and a score
 # worked out while the pair's incidents were confidential compared every claim's origin (an
 # informant both relay): kept in the events, the pair's next event after they were made public
 # (its withdrawal, a decision) showed it to staff without Confidential access. A score-only change
 # records no event; decisions are recorded as ever.
 @pghistory.track(exclude=["score"])
-class DuplicatePair(models.Model):
+class DuplicatePair(NoteWrittenInConfidence, models.Model):
     """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
     reviewer decided about them. Kept once decided, so that "different" is never proposed again
     and every decision shows in the history."""
@@ -2432,6 +2578,13 @@ class DuplicatePair(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note was written while one of the incidents, or a claim of theirs, was confidential: "
+        "withheld from readers without Confidential access.",
+    )
 
     objects = DuplicatePairQuerySet.as_manager()
 
@@ -2471,8 +2624,9 @@ class DuplicatePair(models.Model):
 class DuplicateWordFrequencies(models.Model):
     """How many incidents use each word of the titles and descriptions, which weighs the words two
     incidents share in the duplicates' score, and how many candidates an incident has, which sets its
-    prior (`incidents.duplicates.corpus_counts`): counted over every incident by the whole-database
-    run, then read by each rescoring. One row. Kept in the
+    prior (`incidents.duplicates.corpus_counts`): counted over every incident that is not
+    confidential (what the staff shown the scores may read) by the whole-database run, then read by
+    each rescoring. One row. Kept in the
     database rather than the cache, which may lose it (a cache server restarted; past MAX_ENTRIES the
     database cache drops a third of its keys, the first in alphabetical order, where this one sorts
     before the throttles'): the next rescoring would count every incident's words again first, a
@@ -2504,7 +2658,7 @@ class DuplicateWordFrequencies(models.Model):
 # Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
 # may not see them (the record itself is shown only through what each reader may see).
 @pghistory.track(exclude=["moved"])
-class IncidentMerge(models.Model):
+class IncidentMerge(NoteWrittenInConfidence, models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
     the ids of the claims, place links, victim groups and involvements that moved to the survivor,
@@ -2526,6 +2680,13 @@ class IncidentMerge(models.Model):
         help_text="The survivor's dates and counts recomputed from both, proposed for a Reviewer.",
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
+    note_confidential = models.BooleanField(
+        "note written in confidence",
+        default=False,
+        editable=False,
+        help_text="The note (or the undo's) was written while the incidents, or a claim of theirs, were "
+        "confidential: withheld from readers without Confidential access.",
+    )
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
     )

@@ -21,23 +21,31 @@ condition. How it is read depends on how many
 incidents match, which PostgreSQL's statistics on the words tell (IncidentSearch._few_matches):
 fewer than COLLECT_BELOW are collected from the index and sorted; more are found by testing
 incidents in the list's order, which stops after a page (collecting hundreds of thousands of
-matches to sort them would take seconds). A search that only leaves words out (`q=-zzzz`) is always
-the latter: the newest incidents, testing a few rows, as long as enough incidents lack the words
-(MIN_SHARE_LEFT; `q=-inc`, a word of every public id, is refused at scale); and when the words it
+matches to sort them would take seconds). Where the statistics can only guess (several words,
+taken as independent; a phrase, taken as its words anywhere; a prefix), the matches among the
+incidents the reader may see are counted up to that bound: a phrase of common words that few
+incidents have (`"by in"`) would otherwise test every incident in the list's order to find them.
+A search that only leaves words out (`q=-zzzz`) is always the latter: the newest incidents,
+testing a few rows, as long as enough incidents lack the words (MIN_SHARE_LEFT; `q=-inc`, a word
+of every public id, is refused at scale; `-"by in"`, a phrase, by counting); and when the words it
 leaves out are in no incident the reader may see (as they may read its words), the statistics
 answer from their kept totals (`selects_everything`), when they are in few, from their kept totals
 less those few incidents (`left_out`).
 """
 
 import json
+import math
 import re
+from functools import cached_property
 from typing import NamedTuple
 
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.postgres.expressions import ArraySubquery
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
-from django.db.models import BooleanField, F, Func
+from django.db.models import BigIntegerField, BooleanField, F, Func, Value
 from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
 
@@ -71,6 +79,8 @@ _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))'
 _KOREAN_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
 # Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
 MIN_PREFIX = 2
+# A run of letters or digits: PostgreSQL's parser makes a word of each (`by_in` is `by` and `in`).
+_WORD = re.compile(r"[^\W_]+")
 
 
 class SearchTerm(NamedTuple):
@@ -100,6 +110,23 @@ class SearchTerm(NamedTuple):
             return SearchQuery(self.words, search_type="phrase" if self.phrase else "plain", config=SEARCH_CONFIG)
         quoted = self.words.replace("\\", "\\\\").replace("'", "''")
         return SearchQuery(f"'{quoted}':*", search_type="raw", config=SEARCH_CONFIG)
+
+    @property
+    def several_words(self) -> bool:
+        """Whether the term is several words to PostgreSQL (a phrase, or a word punctuation splits),
+        whose statistics then estimate its matches as those of all its words anywhere: `"by in"` as
+        `by` and `in`, 60% of the demo incidents, where none has the phrase."""
+        return len(_WORD.findall(self.words)) > 1
+
+    @property
+    def guessed(self) -> bool:
+        """Whether PostgreSQL's statistics can only guess how many incidents the term matches: for
+        several words (`several_words`); not for one whole word (most searches), nor for a prefix
+        of one word, whose estimate (the matches of the common words that start so) is seldom far
+        too high, and which counted cost a common prefix its first matches collected every time
+        (`detain*` 21-35 ms -> 136-149 ms at 200,000 incidents, bench/README.md "Phrases of
+        common words"). Two prefixes (`in* in*`) are two terms, counted as several words are."""
+        return self.several_words
 
 
 def search_terms(text: str) -> list[SearchTerm]:
@@ -142,9 +169,9 @@ def search_terms(text: str) -> list[SearchTerm]:
 
 
 class IdIn(Func):
-    """`id = ANY(ARRAY(subquery))`: unlike `id IN (subquery)`, PostgreSQL reads these ids through
-    the primary key index whatever it guesses of their number, rather than reading the whole list
-    in its order in the hope of meeting them early."""
+    """`id = ANY(ARRAY(subquery))`, or `id = ANY(ids)` for ids already collected: unlike `id IN
+    (subquery)`, PostgreSQL reads these ids through the primary key index whatever it guesses of
+    their number, rather than reading the whole list in its order in the hope of meeting them early."""
 
     template = "(%(expressions)s))"
     arg_joiner = " = ANY("
@@ -152,22 +179,47 @@ class IdIn(Func):
 
 
 class IncidentSearch:
-    """A parsed search; `filter(incidents, user=…)` applies it to an incident queryset."""
+    """A parsed search; `filter(incidents, user=…)` applies it to an incident queryset.
+    `included_guessed` (`excluded_guessed`): whether PostgreSQL's statistics can only guess how many
+    incidents match the words it finds (any of those it leaves out): several words to find, taken
+    as independent, or a term that is `SearchTerm.guessed`."""
 
-    def __init__(self, included: list[SearchQuery], excluded: list[SearchQuery]):
+    def __init__(
+        self,
+        included: list[SearchQuery],
+        excluded: list[SearchQuery],
+        *,
+        included_guessed: bool,
+        excluded_guessed: bool,
+    ):
         self.included = included
         self.excluded = excluded
+        self.included_guessed = included_guessed
+        self.excluded_guessed = excluded_guessed
+        # `_collected_if_few` by reader: the bound it was asked for and the ids it found. The browse
+        # page filters its list and each facet by the same search, and the statistics ask whether
+        # it leaves anything out first, which would otherwise collect the same matches each time.
+        self._collected = {}
 
     @classmethod
     def parse(cls, text: str) -> "IncidentSearch":
         """The search of `text`'s words and phrases (`search_terms`), or a ValidationError saying
         which bound it passes."""
-        queries = {True: [], False: []}
-        terms = search_terms(text)
-        for term in terms:
-            queries[term.excluded].append(term.query())
-        search = cls(included=queries[False], excluded=queries[True])
-        if not search.included and search.excluded and search._reads_nearly_every_incident():
+        terms = {True: [], False: []}
+        for term in search_terms(text):
+            terms[term.excluded].append(term)
+        included, excluded = terms[False], terms[True]
+        search = cls(
+            included=[term.query() for term in included],
+            excluded=[term.query() for term in excluded],
+            included_guessed=len(included) > 1 or any(term.guessed for term in included),
+            excluded_guessed=any(term.guessed for term in excluded),
+        )
+        # A prefix left out keeps the estimate: its common words' shares summed err towards refusing
+        # only where those words are nearly everywhere themselves (`-th*`), which a count would find
+        # by reading every incident's words.
+        counted = any(term.several_words for term in excluded)
+        if not included and excluded and search._reads_nearly_every_incident(counted=counted):
             raise ValidationError(
                 _(
                     "Nearly every incident has %(words)s: a search that only leaves out words so common would "
@@ -175,7 +227,7 @@ class IncidentSearch:
                 ),
                 code="too_common",
                 # `"a", "b" or "c"` in the reader's language (Django's own "or").
-                params={"words": get_text_list([f'"{term.words}"' for term in terms if term.excluded])},
+                params={"words": get_text_list([f'"{term.words}"' for term in excluded])},
             )
         return search
 
@@ -201,7 +253,17 @@ class IncidentSearch:
         out: those with any of its words. Over what a reader may see, the two share no incident and
         together are all of them, so a statistic of this one's few matches, taken from kept totals,
         answers the other (`incidents.statistics`)."""
-        return IncidentSearch(included=[self._any_excluded()], excluded=[])
+        return self._left_out
+
+    @cached_property
+    def _left_out(self) -> "IncidentSearch":
+        """`left_out()`, made once, so that the matches it collects are collected once."""
+        return IncidentSearch(
+            included=[self._any_excluded()],
+            excluded=[],
+            included_guessed=self.excluded_guessed,
+            excluded_guessed=False,
+        )
 
     def selects_everything(self, *, user) -> bool:
         """True when the search leaves every incident `user` may see in: it has no words to find,
@@ -215,19 +277,15 @@ class IncidentSearch:
             return False
         if not self.excluded:
             return True
-        # Counted up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
+        # Collected up to a bound above PostgreSQL's smallest guess of a word's matches, rather than
         # `exists()`: for LIMIT 1 it would read the table hoping to meet a match soon, when the
         # index says at once that there is none.
-        found = IncidentSearchDocument.objects.filter(
-            **{_words_read_by(user): self._any_excluded()},
-            incident__in=Incident.objects.visible_to(user).values("pk"),
-        ).order_by()[:1_000]
-        return found.count() == 0
+        return self.left_out()._collected_if_few(user=user, fewer_than=1_000) == []
 
     def filter(self, incidents, *, user):
         """The incidents of the queryset `incidents` (already limited to what `user` may see) that
         the search finds for `user`. Runs one query to choose the plan (`_few_matches`; none for a
-        search that only leaves words out), two for several common words."""
+        search that only leaves words out), two where the statistics can only guess and say many."""
         query = self._query()
         if query is None:
             return incidents
@@ -236,40 +294,90 @@ class IncidentSearch:
         found = self.found_if_few(incidents, user=user, fewer_than=COLLECT_BELOW)
         if found is not None:
             return found
-        # No index finds what lacks a word: a search that only leaves words out is always this one.
+        if not self.included and self.excluded_guessed and _estimated_rows(self._matches(user)) < COLLECT_BELOW:
+            # PostgreSQL takes a phrase left out for its words anywhere: for words nearly every
+            # incident has (`-"inc inc"`, which none has) it expects few left, and read every
+            # incident's words to sort what it found (2.1 s at 200,000 incidents). Every incident
+            # but the few with the phrase, in the list's order, is a page's walk.
+            left_out = self.left_out()._collected_if_few(user=user, fewer_than=COLLECT_BELOW)
+            if left_out is not None:
+                return incidents.exclude(IdIn(F("pk"), _ids(left_out)))
+        # No index finds what lacks a word: a search that only leaves words out is otherwise this one.
         return incidents.filter(**{f"search_document__{_words_read_by(user)}": query})
 
     def found_if_few(self, incidents, *, user, fewer_than: int):
         """The incidents of the queryset `incidents` (already limited to what `user` may see) that
         the search finds for `user`, collected from the index, when it has words to find and fewer
-        than `fewer_than` incidents match (`_few_matches`); else None. One query, two for several
-        common words; none for a search that only leaves words out."""
+        than `fewer_than` incidents match (`_few_matches`); else None. One query, two where the
+        statistics can only guess, the first time for a reader and bound; none for a search that
+        only leaves words out."""
         if not self.included:
             return None
-        matches = IncidentSearchDocument.objects.filter(**{_words_read_by(user): self._query()}).order_by()
-        if not self._few_matches(matches, fewer_than):
+        few = self._few_matches(user=user, fewer_than=fewer_than)
+        if few is None:
             return None
-        return incidents.filter(IdIn(F("pk"), ArraySubquery(matches.values("incident_id"))))
+        return incidents.filter(IdIn(F("pk"), few))
 
-    def _reads_nearly_every_incident(self) -> bool:
+    def _reads_nearly_every_incident(self, *, counted: bool) -> bool:
         """Whether the search leaves in less than MIN_SHARE_LEFT of more than REFUSED_ABOVE_INCIDENTS
         incidents, by PostgreSQL's estimate from its statistics on the words anyone may read (no row
-        read; a confidential claim's words never decide). One query, two above that many."""
+        read; a confidential claim's words never decide), or, when `counted` (a phrase is left out,
+        which the statistics take for its words anywhere: `-"by in"` for `-by -in`), by counting the
+        public incidents without the words, up to that share, when the estimate would refuse. One
+        query, two above that many, three for such a count.
+
+        Its words are counted where anyone may read them, whoever asks: a refusal decided by a
+        draft's or a confidential claim's words would tell of them. The count stops at the share
+        that serves the search, soon for a phrase few incidents have; for one nearly all have it
+        reads every public incident's words, as the search would."""
         documents = IncidentSearchDocument.objects.order_by()
         incidents = _estimated_rows(documents)
         if incidents <= REFUSED_ABOVE_INCIDENTS:
             return False
-        return _estimated_rows(documents.filter(**{_DISCLOSED_WORDS: self._query()})) < MIN_SHARE_LEFT * incidents
-
-    def _few_matches(self, matches, fewer_than: int) -> bool:
-        """Whether fewer than `fewer_than` incidents match, by PostgreSQL's estimate from its
-        statistics on the words (no row read). Several words each common may still be rare together
-        ("repatriation torture"), which the estimate, taking the words as independent, cannot tell:
-        their matches are then counted, up to the bound. A count reads each match's row, which
-        costs more than the estimate: for one word (most searches) the estimate is enough."""
-        if _estimated_rows(matches) < fewer_than:
+        left = documents.filter(**{_DISCLOSED_WORDS: self._query()})
+        enough_left = math.ceil(MIN_SHARE_LEFT * incidents)
+        if _estimated_rows(left) >= enough_left:
+            return False
+        if not counted:
             return True
-        return len(self.included) > 1 and matches[:fewer_than].count() < fewer_than
+        public = Incident.objects.visible_to(AnonymousUser()).values("pk")
+        return left.filter(incident__in=public)[:enough_left].count() < enough_left
+
+    def _few_matches(self, *, user, fewer_than: int):
+        """The ids of the incidents `user` may see that the search finds, for `IdIn`, when fewer
+        than `fewer_than` match; else None. PostgreSQL's estimate from its statistics on the words
+        (no row read) decides, unless it can only guess (`included_guessed`): several words each
+        common may still be rare together ("repatriation torture"), a phrase of common words rarer
+        still (`"by in"`); their matches are then collected, up to the bound, among the incidents
+        `user` may see (a draft's words would otherwise choose the plan of a reader who may not
+        read them), and are those ids when fewer. A count reads each match's row, which costs more
+        than the estimate: for one word (most searches) the estimate is enough. One query, two when
+        counted."""
+        matches = self._matches(user)
+        if _estimated_rows(matches) < fewer_than:
+            return ArraySubquery(matches.values("incident_id"))
+        if not self.included_guessed:
+            return None
+        found = self._collected_if_few(user=user, fewer_than=fewer_than)
+        return None if found is None else _ids(found)
+
+    def _collected_if_few(self, *, user, fewer_than: int) -> list[int] | None:
+        """The ids of the incidents `user` may see that the search finds, read from their words,
+        when fewer than `fewer_than`; else None. One query, unless an earlier call for `user` with
+        a bound as high, or which found fewer, tells already: the ids taken at once rather than
+        counted and then found again. A phrase's words are found in the index, then each
+        incident's are read to check their order."""
+        bound, found = self._collected.get(user, (0, []))
+        # Known only to be at least `bound` (nothing known: 0), which does not tell.
+        if len(found) == bound < fewer_than:
+            readable = self._matches(user).filter(incident__in=Incident.objects.visible_to(user).values("pk"))
+            found = list(readable.values_list("incident_id", flat=True)[:fewer_than])
+            self._collected[user] = (fewer_than, found)
+        return found if len(found) < fewer_than else None
+
+    def _matches(self, user):
+        """The search words of every incident the search finds for `user`, by the words they read."""
+        return IncidentSearchDocument.objects.filter(**{_words_read_by(user): self._query()}).order_by()
 
 
 # The lookups of IncidentSearchDocument that test a search against an incident's words: all of
@@ -283,6 +391,11 @@ def _words_read_by(user) -> str:
     """The lookup of the words of an incident `user` searches (IncidentSearchDocument): with the
     confidential claims' words, or only those anyone may read. The one place that chooses."""
     return _EVERY_WORD if can_see_confidential(user) else _DISCLOSED_WORDS
+
+
+def _ids(found: list[int]) -> Value:
+    """Incident ids collected, as one array for `IdIn`."""
+    return Value(found, output_field=ArrayField(BigIntegerField()))
 
 
 def _estimated_rows(queryset) -> float:

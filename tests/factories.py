@@ -1,6 +1,8 @@
 """Small factories for tests: each builds one valid object, with overrides for what a test cares about."""
 
 import itertools
+import random
+import string
 from datetime import date
 
 from django.contrib.auth.models import Group, User
@@ -89,3 +91,23 @@ def make_incident(*, places=(), **overrides) -> Incident:
 def make_claim(*, incident: Incident, source: Source | None = None, **overrides) -> Claim:
     fields = {"people_count": incident.people_count, "source_connection": "third_party", **overrides}
     return Claim.objects.create(incident=incident, source=source or make_source(), **fields)
+
+
+def pasted_report(characters: int, *, seed: int = 7) -> str:
+    """A text of `characters` characters whose words are nearly all new, as a whole report pasted in
+    is to the search's words (one tsvector an incident, bounded at 1 MB): 4 to 10 random letters."""
+    rnd = random.Random(seed)
+    words, length = [], 0
+    while length < characters:
+        word = "".join(rnd.choice(string.ascii_lowercase) for _ in range(rnd.randint(4, 10)))
+        words.append(word)
+        length += len(word) + 1
+    return " ".join(words)[:characters]
+
+
+def densest_words(characters: int, *, seed: int = 7) -> str:
+    """A text of `characters` characters that makes the most search words a text can: every word
+    new and of two 4-byte characters (CJK Extension B), 4 bytes of the 1 MB tsvector a character."""
+    rnd = random.Random(seed)
+    words = " ".join("".join(chr(rnd.randint(0x20000, 0x2A6DF)) for _ in range(2)) for _ in range(characters // 3 + 1))
+    return words[:characters]

@@ -284,12 +284,14 @@ class TestSecondFactor:
         owner = Client()
         sign_in(owner, analyst)
         second_step(owner, app_code(owners_device, 1))
+        # Stolen just after its owner confirmed who they are (a new key), as a new app needs.
+        confirm_identity(owner, code=app_code(owners_device, 2))
         thief = Client()
         thief.cookies = owner.cookies
 
         setup_page = thief.get("/accounts/two-factor/setup/")
         new_app = analyst.totpdevice_set.get(confirmed=False)
-        wrong = "000000" if app_code(owners_device, 2) != "000000" else "111111"
+        wrong = "000000" if app_code(owners_device, 3) != "000000" else "111111"
         refusals = {
             current_code: thief.post(
                 "/accounts/two-factor/setup/",
@@ -308,7 +310,7 @@ class TestSecondFactor:
 
         moved = owner.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(new_app), "current-code": app_code(owners_device, 2), **shown_on(setup_page)},
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(setup_page)},
         )
         assert len(moved.context["codes"]) == 10
         assert list(analyst.totpdevice_set.all()) == [new_app]
@@ -324,6 +326,7 @@ class TestSecondFactor:
         owner = Client()
         sign_in(owner, analyst)
         second_step(owner, app_code(owners_device, 1))
+        confirm_identity(owner, code=app_code(owners_device, 2))
         thief = Client()
         thief.cookies = owner.cookies
         stolen_key = setup_key(thief.get("/accounts/two-factor/setup/"))
@@ -331,13 +334,14 @@ class TestSecondFactor:
 
         later = Client()
         sign_in(later, analyst)
-        second_step(later, app_code(owners_device, 2))
+        second_step(later, app_code(owners_device, 3))
+        confirm_identity(later, code=app_code(owners_device, 4))
         later_page = later.get("/accounts/two-factor/setup/")
         shown_key = setup_key(later_page)
         new_app = analyst.totpdevice_set.get(confirmed=False)
         moved = later.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(later_page)},
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 5), **shown_on(later_page)},
         )
 
         assert len(moved.context["codes"]) == 10
@@ -355,13 +359,15 @@ class TestSecondFactor:
         for step, client in enumerate((first, second), start=1):
             sign_in(client, analyst)
             second_step(client, app_code(owners_device, step))
+        for step, client in enumerate((first, second), start=3):
+            confirm_identity(client, code=app_code(owners_device, step))
         first_page = first.get("/accounts/two-factor/setup/")
         first_key, first_app = setup_key(first_page), analyst.totpdevice_set.get(confirmed=False)
         second_key = setup_key(second.get("/accounts/two-factor/setup/"))
 
         refused = first.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(first_app), "current-code": app_code(owners_device, 3), **shown_on(first_page)},
+            {"code": app_code(first_app), "current-code": app_code(owners_device, 5), **shown_on(first_page)},
         )
 
         assert second_key != first_key
@@ -373,7 +379,7 @@ class TestSecondFactor:
         new_app = analyst.totpdevice_set.get(confirmed=False)
         moved = first.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(refused)},
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 5), **shown_on(refused)},
         )
         assert len(moved.context["codes"]) == 10
         assert list(analyst.totpdevice_set.all()) == [new_app]
@@ -390,6 +396,8 @@ class TestSecondFactor:
         owner = Client()
         sign_in(owner, analyst)
         second_step(owner, app_code(owners_device, 1))
+        # Stolen while confirmed: a session not confirmed shows no setup page (TestStolenSession).
+        confirm_identity(owner, code=app_code(owners_device, 2))
         thief = Client()
         thief.cookies = owner.cookies
         thiefs_page = thief.get("/accounts/two-factor/setup/")
@@ -401,7 +409,7 @@ class TestSecondFactor:
         for refused in (
             thief.post(
                 "/accounts/two-factor/setup/",
-                {"code": app_code(thiefs_app), "current-code": app_code(owners_device, 2), **shown_on(thiefs_page)},
+                {"code": app_code(thiefs_app), "current-code": app_code(owners_device, 3), **shown_on(thiefs_page)},
             ),
             thief.post("/accounts/two-factor/setup/", {"code": app_code(new_app), "current-code": "000000"}),
         ):
@@ -412,13 +420,13 @@ class TestSecondFactor:
         # Those showings replaced the owner's key in turn: their page says so and shows a new one.
         refused = owner.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(new_app), "current-code": app_code(owners_device, 2), **shown_on(owners_page)},
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 3), **shown_on(owners_page)},
         )
         assert "This page&#x27;s key was replaced" in refused.content.decode()
         owners_key, owners_app = setup_key(refused), analyst.totpdevice_set.get(confirmed=False)
         moved = owner.post(
             "/accounts/two-factor/setup/",
-            {"code": app_code(owners_app), "current-code": app_code(owners_device, 2), **shown_on(refused)},
+            {"code": app_code(owners_app), "current-code": app_code(owners_device, 3), **shown_on(refused)},
         )
 
         assert len(moved.context["codes"]) == 10

@@ -1,13 +1,18 @@
 """An attacker's pass over signing in: sessions' keys across the steps of signing in, what a new
-password ends, codes guessed and recovery codes spent at once, and what the answers tell about
-whether an account exists."""
+password ends, codes guessed and recovery codes spent at once, what the answers tell about
+whether an account exists, guesses spread over many addresses or many accounts, and what a stolen
+session may do to its owner's second factor and other sessions."""
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
+import time_machine
+from axes.models import AccessFailureLog
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
@@ -17,7 +22,7 @@ from accounts.services import token_create
 from incidents import roles
 from tests.api_support import API
 from tests.factories import make_user
-from tests.test_accounts import PASSWORD, app_code, enrol, second_step, sign_in
+from tests.test_accounts import PASSWORD, app_code, confirm_identity, enrol, second_step, shown_on, sign_in
 
 NEW_PASSWORD = "a new passphrase for 2027"
 
@@ -189,3 +194,220 @@ class TestWhatAnswersTell:
             sign_in(browser, analyst)
             statuses.append(second_step(browser, wrong_code(device)).status_code)
         assert statuses == [200, 200, 200, 200, 429]
+
+
+def sign_in_from(address: str, user, password=PASSWORD) -> Client:
+    """A browser at `address` that posted `user`'s username and `password` to the admin's login;
+    `.answer` is what it was told."""
+    browser = Client(REMOTE_ADDR=address)
+    browser.answer = sign_in(browser, user, password)
+    return browser
+
+
+def token_request_from(address: str, username: str, password: str, **extra):
+    return APIClient(REMOTE_ADDR=address).post(
+        f"{API}/auth/token/", {"username": username, "password": password, **extra}
+    )
+
+
+@pytest.fixture
+def narrow_wide_bounds(settings):
+    # Six rather than the defaults (20 at an account, 30 from an address): the rule, in fewer requests.
+    settings.LOCKOUT_ACCOUNT_FAILURES = 6
+    settings.LOCKOUT_ADDRESS_FAILURES = 6
+
+
+@pytest.mark.usefixtures("narrow_wide_bounds")
+class TestWideLockout:
+    """The lock of an account at one address gave a botnet 5 guesses per address at one account,
+    and one address 4 at each of thousands of accounts. An account's failures from every address,
+    and an address's at every account, have bounds of their own; the addresses an account signed in
+    from before meet only the lock at that address, so its owner is never locked out by others."""
+
+    def test_guesses_from_many_addresses_at_one_account_are_stopped(self):
+        analyst = make_user(roles.ANALYST)
+        assert sign_in_from("198.51.100.7", analyst).answer["Location"] == "/admin/"
+
+        statuses = [
+            sign_in_from(f"203.0.113.{host}", analyst, password=f"guess {host}").answer.status_code
+            for host in range(1, 6)
+        ]
+        # The token request counts with the admin's login: the sixth failure, at another door.
+        sixth = token_request_from("203.0.113.6", analyst.username, "guess 6")
+        assert statuses == [200] * 5 and sixth.status_code == 429
+
+        # Even the right password is refused from any address the account has not signed in from,
+        # for as long as the failures of the last day hold the bound reached.
+        refused = sign_in_from("192.0.2.44", analyst).answer
+        assert refused.status_code == 429
+        assert "Too many failed sign-in attempts recently for this account" in refused.content.decode()
+        assert "refused for 24 hours" in refused.content.decode()
+        assert 23 * 3600 < int(refused["Retry-After"]) <= 24 * 3600
+        assert token_request_from("192.0.2.45", analyst.username, PASSWORD).status_code == 429
+        # Its owner, from where they signed in before, is not locked out.
+        assert sign_in_from("198.51.100.7", analyst).answer["Location"] == "/admin/"
+
+    def test_the_account_wide_bound_lifts_when_its_failures_age_out_of_the_window(self):
+        partner = make_user(None)
+        for host in range(1, 7):
+            token_request_from(f"203.0.113.{host}", partner.username, "guess")
+        assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 429
+        with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+            assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 200
+
+    def test_a_partner_tools_address_stays_open_to_its_token_requests(self):
+        # A partner's script asks for its token from its server, which that success makes familiar.
+        partner = make_user(None)
+        assert token_request_from("198.51.100.20", partner.username, PASSWORD).status_code == 200
+        for host in range(1, 7):
+            token_request_from(f"203.0.113.{host}", partner.username, "guess")
+        assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 429
+        assert token_request_from("198.51.100.20", partner.username, PASSWORD).status_code == 200
+
+    def test_guesses_from_one_address_at_many_accounts_are_stopped(self):
+        colleague, analyst = make_user(roles.ANALYST), make_user(roles.ANALYST)
+        # A colleague signs in from the office's address as every day.
+        assert sign_in_from("203.0.113.9", colleague).answer["Location"] == "/admin/"
+
+        # Someone at that address (or one that shares it) tries one password on many accounts.
+        statuses = [
+            token_request_from("203.0.113.9", f"staff-{number}", "Spring2026!").status_code for number in range(6)
+        ]
+        assert statuses == [400] * 5 + [429]
+
+        # No other account may be tried from there: not even with its right password.
+        assert sign_in_from("203.0.113.9", analyst).answer.status_code == 429
+        # The colleague, who signs in from there, still does; and the analyst does from elsewhere.
+        assert sign_in_from("203.0.113.9", colleague).answer["Location"] == "/admin/"
+        assert sign_in_from("198.51.100.7", analyst).answer["Location"] == "/admin/"
+
+    def test_a_familiar_address_still_meets_the_lock_at_that_address(self):
+        analyst = make_user(roles.ANALYST)
+        sign_in_from("198.51.100.7", analyst)
+        statuses = [sign_in_from("198.51.100.7", analyst, password="guess").answer.status_code for _ in range(5)]
+        assert statuses == [200, 200, 200, 200, 429]
+        assert sign_in_from("198.51.100.7", analyst).answer.status_code == 429
+
+    @pytest.mark.usefixtures("second_factor_on")
+    def test_a_password_alone_makes_no_address_familiar(self):
+        # Whoever stole the password signs in with it from their own address, but never finishes:
+        # that address stays strange to the account, and meets the account's wide bound.
+        analyst = make_user(roles.ANALYST)
+        enrol(analyst)
+        thief = sign_in_from("203.0.113.9", analyst)
+        assert thief.answer["Location"].startswith("/accounts/two-factor/")
+        for host in range(1, 7):
+            sign_in_from(f"192.0.2.{host}", analyst, password="guess")
+        assert sign_in_from("203.0.113.9", analyst).answer.status_code == 429
+
+    @pytest.mark.usefixtures("second_factor_on")
+    def test_code_guesses_from_many_addresses_are_bounded_whatever_the_owners_right_codes(self, settings):
+        # django-otp's wait after wrong codes starts again from nothing when the owner types a right
+        # one: turned off here, the attacker's codes meet the lockout's counts alone, which nothing
+        # the owner does resets.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        owner = sign_in_from("198.51.100.7", analyst)
+        assert second_step(owner, app_code(device, 1))["Location"] == "/admin/"
+
+        statuses = []
+        for host in range(1, 8):
+            # The attacker, who has the password, tries one code from each address of a botnet.
+            attacker = sign_in_from(f"203.0.113.{host}", analyst)
+            statuses.append(
+                attacker.answer.status_code
+                if attacker.answer.status_code == 429
+                else second_step(attacker, wrong_code(device)).status_code
+            )
+            # The owner signs in between every guess, with the right code, from their usual address.
+            owner = sign_in_from("198.51.100.7", analyst)
+            assert second_step(owner, app_code(device, host + 1))["Location"] == "/admin/"
+        assert statuses == [200] * 5 + [429, 429]
+
+    @pytest.mark.usefixtures("second_factor_on")
+    def test_code_guesses_from_one_address_stay_counted_across_the_owners_sign_ins(self, settings):
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        attacker = sign_in_from("203.0.113.9", analyst)
+        statuses = []
+        for step in range(1, 6):
+            statuses.append(second_step(attacker, wrong_code(device)).status_code)
+            owner = sign_in_from("198.51.100.7", analyst)
+            assert second_step(owner, app_code(device, step))["Location"] == "/admin/"
+        assert statuses == [200, 200, 200, 200, 429]
+
+    def test_an_administrator_lifts_the_account_wide_bound_by_deleting_its_failures(self):
+        partner, administrator = make_user(None), make_user(roles.REVIEWER, is_superuser=True)
+        for host in range(1, 7):
+            token_request_from(f"203.0.113.{host}", partner.username, "guess")
+        assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 429
+
+        admin_client = Client(REMOTE_ADDR="198.51.100.8")
+        admin_client.force_login(administrator)
+        confirm_identity(admin_client)
+        failures = AccessFailureLog.objects.filter(username=partner.username)
+        admin_client.post(
+            "/admin/axes/accessfailurelog/",
+            {
+                "action": "delete_selected",
+                "_selected_action": list(failures.values_list("pk", flat=True)),
+                "post": "yes",
+            },
+        )
+        assert not failures.exists()
+        assert token_request_from("192.0.2.44", partner.username, PASSWORD).status_code == 200
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestStolenSession:
+    """Whoever holds a signed-in session's cookie (a laptop left open, malware) has neither the
+    password nor the phone."""
+
+    def test_a_stolen_session_cannot_keep_replacing_the_owners_new_app(self, settings):
+        # Each showing of the setup page begins a new app, replacing the one not yet confirmed: a
+        # thief showing it again and again kept the owner's move to a new phone from completing.
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0
+        analyst = make_user(roles.ANALYST)
+        owners_device, _ = enrol(analyst)
+        stolen, owner = Client(), Client()
+        for step, session in enumerate((stolen, owner), start=1):
+            sign_in(session, analyst)
+            assert second_step(session, app_code(owners_device, step))["Location"] == "/admin/"
+        confirm_identity(owner, code=app_code(owners_device, 3))
+        owners_page = owner.get("/accounts/two-factor/setup/")
+        new_app = analyst.totpdevice_set.get(confirmed=False)
+
+        for _ in range(3):
+            refused = stolen.get("/accounts/two-factor/setup/")
+            assert refused["Location"].startswith("/accounts/confirm/?next=")
+        assert list(analyst.totpdevice_set.filter(confirmed=False)) == [new_app]
+
+        moved = owner.post(
+            "/accounts/two-factor/setup/",
+            {"code": app_code(new_app), "current-code": app_code(owners_device, 4), **shown_on(owners_page)},
+        )
+        assert len(moved.context["codes"]) == 10
+        assert list(analyst.totpdevice_set.all()) == [new_app]
+
+    def test_the_owner_signs_out_every_other_session_after_confirming(self):
+        analyst = make_user(roles.ANALYST)
+        device, _ = enrol(analyst)
+        stolen, owner = Client(), Client()
+        for step, session in enumerate((stolen, owner), start=1):
+            sign_in(session, analyst)
+            second_step(session, app_code(device, step))
+
+        # Neither signs the other out without confirming who they are: not the thief, and the owner
+        # is asked to confirm first.
+        for session in (stolen, owner):
+            asked = session.post("/accounts/sessions/end-others/")
+            assert asked["Location"] == "/accounts/confirm/?next=%2Faccounts%2F"
+        assert stolen.get("/admin/").status_code == owner.get("/admin/").status_code == 200
+
+        confirm_identity(owner, code=app_code(device, 3))
+        ended = owner.post("/accounts/sessions/end-others/", follow=True)
+        assert "Signed out of 1 other session." in ended.content.decode()
+        assert owner.get("/admin/").status_code == 200
+        assert stolen.get("/admin/").status_code == 302

@@ -215,8 +215,9 @@ def wait_for_an_attempt_in_turn() -> None:
 
 
 # An anonymous request's statements are bounded (tracker/statement_timeout.py), a wait for the
-# attempt before it not: the bound, far shorter than the slow hash here, must not cut it short.
-@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1", "TRACKER_ANON_STATEMENT_TIMEOUT": "100"}])
+# attempt before it not: the bound, far shorter than the slow hash here, must not cut it short. It
+# is the whole request's, a sign-in's other statements included: room for them on a busy machine.
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1", "TRACKER_ANON_STATEMENT_TIMEOUT": "500"}])
 @pytest.mark.parametrize(
     ("door", "sixth_written"),
     [
@@ -259,6 +260,32 @@ def test_a_guess_sent_with_another_meets_the_lockout_the_other_reached(gunicorn,
         status, body = sixth.result()
 
     assert status == 429 and "Too many failed sign-in attempts" in body
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("server_environment", [{"TRACKER_PROXY_COUNT": "1", "TRACKER_LOCKOUT_ACCOUNT_FAILURES": "5"}])
+def test_a_guess_from_another_address_sent_with_another_meets_the_account_bound_the_other_reached(gunicorn):
+    # A botnet sends each guess from another address: attempts taken in turn only by account and
+    # address each met the account's wide bound as it was before the others, however many at once.
+    user = make_server_user(None, username="target")
+
+    def attempt(password: str, address: str) -> tuple[int, str]:
+        form = {"username": "target", "password": password}
+        return request(f"{gunicorn.url}/api/v1/auth/token/", data=form, headers={"X-Forwarded-For": address})
+
+    assert [attempt("x", f"203.0.113.{host}")[0] for host in range(1, 5)] == [400] * 4
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=3_000_000)
+    user.save(update_fields=["password"])
+
+    with ThreadPoolExecutor(2) as pool:
+        fifth = pool.submit(attempt, "y", "203.0.113.5")
+        wait_for_an_attempt_in_turn()
+        sixth = pool.submit(attempt, PASSWORD, "192.0.2.6")
+        assert fifth.result()[0] == 429
+        status, body = sixth.result()
+
+    assert status == 429 and "Too many failed sign-in attempts recently for this account" in body
     assert not ApiToken.objects.exists()
 
 

@@ -20,6 +20,7 @@ from incidents import roles, services
 from incidents.admin.base import EstimatedCountPaginator
 from incidents.models import (
     PLACE_NOWHERE_MESSAGE,
+    SEARCHED_TEXT_MAX_LENGTH,
     Claim,
     DuplicatePair,
     Incident,
@@ -33,6 +34,7 @@ from incidents.search import IncidentSearch
 from tests.api_support import API, client_for
 from tests.differential import comparable
 from tests.factories import (
+    densest_words,
     incident_type,
     make_claim,
     make_incident,
@@ -40,8 +42,10 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    pasted_report,
     type_chain,
 )
+from tests.form_support import saved_unchanged
 
 CHANGELIST = reverse("admin:incidents_incident_changelist")
 ADD = reverse("admin:incidents_incident_add")
@@ -218,6 +222,77 @@ class TestDataEntry:
         post.update(date_start="9 October 2023", date_end="2023-10-09", **{"claims-0-date_start": "Oct 9, 2023"})
         assert logged_in(client, analyst).post(ADD, post).status_code == 302
         assert Incident.objects.get().date_start == Claim.objects.get().date_start == date(2023, 10, 9)
+
+    @pytest.mark.parametrize("field", ["description", "claims-0-excerpt"])
+    def test_a_whole_report_pasted_in_is_refused_on_its_field_and_kept_on_the_page(self, client, analyst, field):
+        # Its words overflowed the search's tsvector: a 500 page, and everything typed was lost.
+        text = pasted_report(960_000)
+        post = incident_post(title="Repatriations reported at length", claims=[{"source": make_source().pk}])
+        post[field] = text
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        assert response.status_code == 200
+        too_long = [f"Ensure this value has at most {SEARCHED_TEXT_MAX_LENGTH} characters (it has 960000)."]
+        if field == "description":
+            assert response.context["adminform"].form.errors["description"] == too_long
+        else:
+            assert response.context["inline_admin_formsets"][2].formset.errors[0]["excerpt"] == too_long
+        page = response.content.decode()
+        assert html.escape(text) in page and "Repatriations reported at length" in page
+        assert not Incident.objects.exists()
+
+    @pytest.mark.parametrize("confidential", [False, True], ids=["public", "confidential"])
+    def test_texts_at_the_bound_are_saved_and_searched_whatever_their_words(
+        self, client, confidential_reviewer, confidential
+    ):
+        # Every word new and of two 4-byte characters: the most of the search's 1 MB a text can take.
+        # Each fits alone; together, the incident's words (or its words with its confidential
+        # claims') overflowed the tsvector (a 500), and the search keeps the words of their start.
+        description, excerpt = densest_words(SEARCHED_TEXT_MAX_LENGTH), densest_words(SEARCHED_TEXT_MAX_LENGTH, seed=8)
+        post = incident_post(
+            title="Repatriations reported at length",
+            description=description,
+            claims=[{"source": make_source(title="Daily NK").pk, "excerpt": excerpt, "confidential": confidential}],
+        )
+
+        response = logged_in(client, confidential_reviewer).post(ADD, post)
+
+        assert response.status_code == 302
+        claim = Claim.objects.get()
+        assert (claim.incident.description, claim.excerpt, claim.confidential) == (description, excerpt, confidential)
+        for words in ("Repatriations", description[:2]):
+            assert client_for(confidential_reviewer).get(f"{API}/incidents/", {"q": words}).json()["results"], words
+
+    def test_a_day_not_in_the_calendar_is_told_why_on_the_incident_and_its_claims(self, client, analyst):
+        # "2023-02-30" was told "Enter the date as YYYY-MM-DD", the format it was written in.
+        post = incident_post(
+            date_start="2023-02-30",
+            date_end="2023-13-01",
+            date_precision="range",
+            claims=[{"source": make_source().pk}],
+        )
+        post["claims-0-date_start"] = "2024-02-30"
+
+        response = logged_in(client, analyst).post(ADD, post)
+
+        errors = response.context["adminform"].form.errors
+        assert errors["date_start"] == ["2023-02-30 is not a day: February 2023 has 28 days."]
+        assert errors["date_end"] == ["2023-13-01 is not a day: a year has 12 months."]
+        claim_errors = response.context["inline_admin_formsets"][2].formset.errors[0]
+        assert claim_errors["date_start"] == ["2024-02-30 is not a day: February 2024 has 29 days."]
+        assert not Incident.objects.exists()
+
+    def test_every_door_s_date_filter_says_why_a_day_is_not_in_the_calendar(self, client, analyst):
+        said = {"date_from": ["2023-02-29 is not a day: February 2023 has 28 days."]}
+        api = client_for(analyst)
+        for address in (f"{API}/incidents/", f"{API}/incidents.csv", f"{API}/duplicates/"):
+            response = api.get(address, {"date_from": "2023-02-29"})
+            assert (response.status_code, response.json()) == (400, said), address
+        response = logged_in(client, analyst).get(CHANGELIST, {"date_from": "2023-02-29"})
+        errors = response.text.split('id="filter-errors"')[1].split("</ul>")[0]
+        assert response.status_code == 400
+        assert f"<strong>date_from</strong>: {said['date_from'][0]}" in errors
 
     def test_every_door_s_date_filter_refuses_a_bad_date_with_how_to_write_it(self, client, analyst, tmp_path):
         # The API, the CSV export, the admin lists and the public pages said "Enter a valid date."
@@ -660,6 +735,76 @@ class TestDataEntry:
         answer = client.post(add, {"name": "Dandong", "kind": "city", "country": "CN", "in_no_country": "on"})
         assert "in_no_country" in answer.context["adminform"].form.errors
         assert not Place.objects.filter(name="Dandong").exists()
+
+
+class TestNamesInTheAdmin:
+    """Other names and aliases one per line (a name may hold a comma), and place names told apart
+    whatever their case."""
+
+    def test_an_unchanged_save_keeps_other_names_and_aliases_holding_a_comma(self, client, analyst):
+        # The API stores "온성, 함경북도" whole; the comma-separated box split it in two on Save.
+        make_place(name="North Korea", kind="country", country="KP")
+        writer = client_for(analyst)
+        place = writer.post(
+            f"{API}/places/",
+            {"name": "Onsong", "kind": "city", "country": "KP", "alternate_names": ["온성, 함경북도", "Onsŏng"]},
+            format="json",
+        ).json()
+        organization = writer.post(
+            f"{API}/organizations/",
+            {"name": "Ministry of Unification", "kind": "government", "aliases": ["Ministry of Unification, ROK"]},
+            format="json",
+        ).json()
+        logged_in(client, analyst)
+
+        for model_name, record, form_id in (
+            ("place", place, "place_form"),
+            ("organization", organization, "organization_form"),
+        ):
+            url = reverse(f"admin:incidents_{model_name}_change", args=[record["id"]])
+            assert saved_unchanged(client, url, form_id).status_code == 302
+
+        assert Place.objects.get(pk=place["id"]).alternate_names == ["온성, 함경북도", "Onsŏng"]
+        assert Organization.objects.get(pk=organization["id"]).aliases == ["Ministry of Unification, ROK"]
+
+    def test_other_names_are_typed_one_per_line_trimmed_without_blank_lines(self, client, analyst):
+        china = make_place(name="China", kind="country", country="CN")
+        logged_in(client, analyst)
+
+        client.post(
+            reverse("admin:incidents_place_add"),
+            {"name": "Yanji", "kind": "city", "parent": china.pk, "alternate_names": " 연길 \r\n\r\n延吉, 延边\r\n"},
+        )
+
+        assert Place.objects.get(name="Yanji").alternate_names == ["연길", "延吉, 延边"]
+
+    def test_a_place_named_as_another_in_its_parent_whatever_the_case_is_refused_naming_it(self, client, analyst):
+        china = make_place(name="China", kind="country", country="CN")
+        jilin = make_place(name="Jilin", kind="province", parent=china)
+        make_place(name="Tumen", parent=jilin)
+        make_place(name="tumen", parent=china)  # in another parent: another place
+        logged_in(client, analyst)
+
+        answer = client.post(
+            reverse("admin:incidents_place_add"), {"name": "TUMEN", "kind": "city", "parent": jilin.pk}
+        )
+
+        assert answer.status_code == 200
+        assert answer.context["adminform"].form.errors["name"] == [
+            "“Tumen” is already in Jilin (names in one place are told apart whatever their case): edit that "
+            "place, or name this one apart."
+        ]
+        assert Place.objects.filter(parent=jilin).count() == 1
+
+    def test_an_organization_named_as_another_whatever_the_case_is_refused_naming_it(self, client, analyst):
+        make_organization(name="UNHCR")
+        logged_in(client, analyst)
+
+        answer = client.post(reverse("admin:incidents_organization_add"), {"name": "unhcr", "kind": "ngo"})
+
+        assert answer.status_code == 200
+        assert "“UNHCR” is already an organization's name" in answer.context["adminform"].form.errors["name"][0]
+        assert Organization.objects.count() == 1
 
 
 class TestConfidentiality:

@@ -4,9 +4,26 @@ import pytest
 
 from incidents import roles
 from incidents.api.serializers import NESTED_ITEMS_MAX
-from incidents.models import PLACE_NOWHERE_MESSAGE, Claim, ConfidentialAccess, Incident, IncidentType, Place, Source
+from incidents.models import (
+    PLACE_NOWHERE_MESSAGE,
+    SEARCHED_TEXT_MAX_LENGTH,
+    Claim,
+    ConfidentialAccess,
+    Incident,
+    IncidentType,
+    Place,
+    Source,
+)
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.factories import (
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+    pasted_report,
+)
 
 
 def new_incident_body(**overrides) -> dict:
@@ -145,6 +162,47 @@ class TestCreateIncident:
         assert answer.status_code == 400
         assert field in answer.json()
         assert not Incident.objects.exists()
+
+    @pytest.mark.parametrize(
+        ("where", "field"),
+        [("incident", "description"), ("claim", "claims[0].excerpt")],
+        ids=["description", "excerpt"],
+    )
+    def test_a_whole_report_pasted_in_answers_400_naming_the_field(self, where, field):
+        # Its words overflowed the search's tsvector: a 500, no field named.
+        text = pasted_report(960_000)
+        claim = {"source": make_source().pk, "excerpt": text if where == "claim" else ""}
+        body = new_incident_body(description=text if where == "incident" else "", claims=[claim])
+
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json() == {
+            field: [f"Ensure this value has at most {SEARCHED_TEXT_MAX_LENGTH} characters (it has 960000)."]
+        }
+        assert not Incident.objects.exists()
+
+    def test_a_day_not_in_the_calendar_is_told_why_not_how_to_write_a_date(self):
+        # DRF said "Date has wrong format. Use one of these formats instead: YYYY-MM-DD." of a date
+        # written in that format.
+        body = new_incident_body(
+            date_start="2023-02-30",
+            date_end="2023-03-01",
+            date_precision="range",
+            claims=[{"source": make_source().pk, "date_end": "2023-09-31", "date_precision": "day"}],
+        )
+
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 400
+        assert answer.json()["date_start"] == ["2023-02-30 is not a day: February 2023 has 28 days."]
+        assert answer.json()["claims[0].date_end"] == ["2023-09-31 is not a day: September 2023 has 30 days."]
+        assert not Incident.objects.exists()
+        # Not written as YYYY-MM-DD: how to write it, as the admin says.
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/incidents/", new_incident_body(date_start="18/09/2023"), format="json"
+        )
+        assert answer.json()["date_start"] == ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
 
     @pytest.mark.parametrize(
         ("path", "body"),
@@ -532,7 +590,9 @@ class TestOtherResources:
             f"{API}/places/", {"name": "Hyesan", "country": "KP"}, format="json"
         )
         assert answer.status_code == 400
-        assert list(answer.json()) == ["non_field_errors"]
+        # On the name, naming the place that holds it.
+        assert list(answer.json()) == ["name"]
+        assert answer.json()["name"][0].startswith("“Hyesan” is already a top-level place")
 
     def test_a_source_cannot_cite_a_hidden_source(self):
         secret = make_source(confidential=True)
@@ -777,3 +837,56 @@ class TestListsOfRecordsAreBounded:
             django_assert_max_num_queries,
         )
         assert errors == {"incidents": [f"Ensure this field has no more than {NESTED_ITEMS_MAX} elements."]}
+
+
+class TestOneLineFields:
+    """A title or a name is one line: the admin's one-line box drops a line break, and its next
+    Save glued the words ("About 500returned"). Every door refuses it, naming the field."""
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field", "message"),
+        [
+            (
+                "incidents/",
+                new_incident_body(title="About 500\nreturned"),
+                "title",
+                "A title is one line: remove the line break.",
+            ),
+            (
+                "sources/",
+                {"title": "Report\r\non Tumen", "kind": "news_article"},
+                "title",
+                "A title is one line: remove the line break.",
+            ),
+            (
+                "organizations/",
+                {"name": "Ministry\tof Unification", "kind": "government"},
+                "name",
+                "A name is one line of text: remove the control character U+0009.",
+            ),
+            (
+                "places/",
+                {"name": "Onsong", "kind": "city", "country": "KP", "alternate_names": ["온성\u2028함경북도"]},
+                "alternate_names[0]",
+                "An other name is one line: remove the line break.",
+            ),
+        ],
+    )
+    def test_a_line_break_or_control_character_answers_400_naming_the_field(self, path, body, field, message):
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/{path}", body, format="json")
+
+        assert answer.status_code == 400, answer.content
+        assert message in str(answer.json()[field])
+        assert not (Incident.objects.exists() or Source.objects.exists() or Place.objects.exists())
+
+    def test_a_place_named_as_another_in_its_parent_whatever_the_case_answers_400_naming_it(self):
+        china = make_place(name="China", kind="country", country="CN")
+        make_place(name="Tumen", parent=china)
+
+        answer = client_for(make_user(roles.ANALYST)).post(
+            f"{API}/places/", {"name": "tumen", "kind": "city", "parent": china.pk}, format="json"
+        )
+
+        assert answer.status_code == 400, answer.content
+        assert "“Tumen” is already in China" in str(answer.json()["name"])
+        assert Place.objects.filter(parent=china).count() == 1

@@ -7,6 +7,7 @@ release and the history. A confidential claim's date stays as hidden as the clai
 import csv
 import importlib
 import io
+import logging
 from datetime import date
 
 import pytest
@@ -183,6 +184,29 @@ class TestTheApi:
         assert answer.status_code == 400
         assert answer.json()[field] == [message]
         assert not Incident.objects.exists()
+
+    def test_claims_with_one_end_or_none_are_checked_without_a_database_error(self, reviewer, caplog):
+        # Django checks the claim's constraint itself before saving; a database error there is
+        # logged and lets the whole constraint pass unchecked.
+        sources = [make_source(title=title) for title in ("HRW", "Daily NK", "RFA")]
+        body = incident_body(
+            claims=[
+                {"source": sources[0].pk, "date_start": "2020-03-01", "date_precision": "month"},
+                {"source": sources[1].pk, "date_end": "2023-09-30", "date_precision": "month"},
+                {"source": sources[2].pk},
+            ]
+        )
+
+        with caplog.at_level(logging.WARNING, logger="django.db.models"):
+            answer = client_for(reviewer).post(f"{API}/incidents/", body, format="json")
+
+        assert answer.status_code == 201, answer.content
+        assert [claim["date_label"] for claim in answer.json()["claims"]] == [
+            "Since March 2020",
+            "Before October 2023",
+            "",
+        ]
+        assert [record.getMessage() for record in caplog.records if record.name.startswith("django.db")] == []
 
     def test_a_claim_sent_back_without_its_precision_keeps_it(self, reviewer):
         incident = make_incident(review_state="draft")

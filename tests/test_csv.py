@@ -112,6 +112,7 @@ class TestColumns:
             "perpetrators": "Ministry of Public Security",
             "verification": "corroborated",
             "review_state": "published",
+            "confidential": "false",
             "merged_into": "",
             "source_count": "2",
             "sources": f"HRW statement [#{hrw.pk}]; RFA report [#{rfa.pk}]",
@@ -236,7 +237,7 @@ class TestVisibility:
         row = next(row for row in read_csv(download(client)) if row["title"] == "public")
         ids = dict(Source.objects.values_list("title", "pk"))
         assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
-            f"Embargoed note [#{ids['Embargoed note']}]; Informant [#{ids['Informant']}]; "
+            f"Embargoed note [#{ids['Embargoed note']}]; Informant [#{ids['Informant']}] [confidential]; "
             f"Open report [#{ids['Open report']}]",
             "3",
             "10",

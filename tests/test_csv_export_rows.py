@@ -128,7 +128,10 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
         claims = claims_of[incident.pk]
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
-        sources = (csv_source_item(claim.source.title, claim.source_id) for claim in claims)
+        sources = (
+            csv_source_item(claim.source.title, claim.source_id, confidential=claim.source.confidential)
+            for claim in claims
+        )
         rows.append(
             {
                 "public_id": incident.public_id,
@@ -149,6 +152,7 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 ),
                 "verification": incident.verification,
                 "review_state": incident.review_state,
+                "confidential": "true" if incident.confidential else "false",
                 "merged_into": incident.merged_into.public_id if incident.merged_into_id else "",
                 "source_count": str(len(claims)),
                 "sources": _neutralised(_joined(sources)),
@@ -1210,16 +1214,22 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
 
 
 # The refresh before migration 0042, as its own function: the kept rows must not change by a byte.
-_REFRESH_OF_0040 = importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL.replace(
-    "FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1
+# With the confidential sources' mark of migration 0088, the one change since to the cells it wrote.
+_REFRESH_OF_0040 = (
+    importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")
+    ._edited(
+        importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL,
+        (importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources").ITEM_MARKED,),
+    )
+    .replace("FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1)
 )
 
 
 def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_records):
     """Migration 0042 reads the records in another order, and 0043 also counts the independent
-    origins; every kept row, as the triggers and the demo data keep them and as one refresh of every
-    incident writes them, is the old refresh's in every column it wrote, and holds its incident's
-    origins."""
+    origins (0088 marks confidential sources, in both); every kept row, as the triggers and the demo
+    data keep them and as one refresh of every incident writes them, is the old refresh's in every
+    column it wrote, and holds its incident's origins."""
     make_syncs_and_types(messy_records)
     make_chains()
     # Names on the edges of the list items' grammar, repeated, and in more than one cell.
@@ -1453,7 +1463,10 @@ def test_an_import_citing_a_source_while_it_is_made_confidential_does_not_show_t
     imported = Incident.objects.get(title="Imported at the border")
     kept = IncidentExportRow.objects.get(incident=imported)
     assert (kept.disclosed_source_count, kept.disclosed_sources) == (0, None)
-    assert (kept.complete_source_count, kept.complete_sources) == (1, f"Zanzibarite informant [#{informant.pk}]")
+    assert (kept.complete_source_count, kept.complete_sources) == (
+        1,
+        f"Zanzibarite informant [#{informant.pk}] [confidential]",
+    )
     assert search_words() == search_words_an_edit_computes()
     assert kept_export_rows() == export_rows_a_refresh_makes()
 

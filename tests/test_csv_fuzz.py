@@ -26,7 +26,8 @@ SEED = 20261203
 INCIDENTS = 40
 
 # Pieces of messy text: what the cell's CSV quoting, the list cells' own quoting (";", ">", "[", '"'),
-# the formula guard (= + - @, tab, carriage return) and the importer's trimming each have to survive.
+# the formula guard (= + - @) and the importer's trimming each have to survive. Titles and names are
+# one line (incidents.text_fields): no line break or control character, which every door refuses.
 FRAGMENTS = [
     "Tumen",
     "Camp; Block 3",
@@ -35,11 +36,6 @@ FRAGMENTS = [
     "[#12]",
     "[annex]",
     "a, b",
-    "line\nbreak",
-    "crlf\r\nbreak",
-    "lone\rcr",
-    "\ttabbed",
-    "ctrl\x01\x07\x1b",
     "'quoted'",
     "''",
     "עברית",
@@ -52,9 +48,8 @@ FRAGMENTS = [
     "  padded  ",
     "\u00a0nbsp\u00a0",
     "\u3000全角\u3000",
-    "\x1funit sep\x1f",
 ]
-FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r", "'=", "''+", " =", ""]
+FORMULA_STARTS = ["=", "+", "-", "@", "'=", "''+", " =", ""]
 
 
 def messy_text(rng: random.Random, *, max_length: int) -> str:
@@ -91,11 +86,12 @@ def generate_world(rng: random.Random) -> None:
             places.append(make_place(name=other_name, parent=province, country=country.country))
     organization_names: set[str] = set()
     organizations = [make_organization(name=messy_name(rng, organization_names)) for _ in range(6)]
-    # Names unique as written, alike to the import, which matches names case-insensitively.
-    for name in ("UNHCR", "Unhcr", "Straße Police", "STRASSE POLICE"):
+    # Names unique to the database, which tells them apart lowercased (PostgreSQL's lower()), alike
+    # to the import, which matches them case-folded (Python's casefold(): "ß" is "ss").
+    for name in ("UNHCR", "Straße Police", "STRASSE POLICE"):
         organizations.append(make_organization(name=name))
     for parent in rng.sample(places, 2):
-        places += [make_place(name=name, parent=parent, country=parent.country) for name in ("Camp 1", "CAMP 1")]
+        places += [make_place(name=name, parent=parent, country=parent.country) for name in ("Straße 1", "STRASSE 1")]
     titles = [messy_text(rng, max_length=200) for _ in range(4)]
     # Ten sources, four titles: titles repeat.
     sources = [make_source(title=rng.choice(titles), confidential=rng.random() < 0.25) for _ in range(10)]
@@ -116,7 +112,8 @@ def generate_world(rng: random.Random) -> None:
         low, best, high = sorted(rng.randrange(0, 100) for _ in range(3))
         low, best, high = (rng.choice([None, count]) for count in (low, best, high))
         incident = make_incident(
-            title=messy_text(rng, max_length=300),
+            # Trimmed, as every door stores a title.
+            title=messy_text(rng, max_length=300).strip(),
             description=messy_text(rng, max_length=1000),
             incident_type=rng.choice(types),
             date_start=start,
@@ -292,11 +289,11 @@ def test_a_damaged_cell_of_a_messy_export_is_refused_naming_its_line_and_column(
 
 def test_the_admins_import_of_a_messy_analysts_export_changes_only_the_edited_row(client, world, tmp_path):
     # The admin's upload keeps the file (PendingImport) between preview and import: the same text
-    # must come back, carriage returns and control characters included.
+    # must come back, right-to-left text and marks included.
     reviewer = make_user(roles.REVIEWER, confidential=True)
     exported = list(csv.DictReader(io.StringIO(export(make_user(roles.ANALYST), tmp_path, "export.csv").decode())))
     edited = exported[len(exported) // 2]
-    edited["title"] = "''=\r\n\x01 עברית\u202e 🙂\r"
+    edited["title"] = "''= עברית\u202e 🙂"
     versions, claims_before, history = (
         dict(Incident.objects.values_list("public_id", "version")),
         claims(),
@@ -310,7 +307,7 @@ def test_the_admins_import_of_a_messy_analysts_export_changes_only_the_edited_ro
 
     assert "0 incidents were created; 1 updated;" in imported.text
     # The export's apostrophe before a formula-like title is removed: one of the two.
-    assert Incident.objects.get(public_id=edited["public_id"]).title == "'=\r\n\x01 עברית\u202e 🙂\r"
+    assert Incident.objects.get(public_id=edited["public_id"]).title == "'= עברית\u202e 🙂"
     versions[edited["public_id"]] += 1
     assert dict(Incident.objects.values_list("public_id", "version")) == versions
     assert claims() == claims_before

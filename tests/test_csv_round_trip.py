@@ -129,13 +129,13 @@ def test_an_unchanged_export_of_a_narrower_view_imports_as_a_wider_one_changing_
 
 
 def test_names_edged_with_white_space_postgresql_does_not_quote_import_back_unchanged(tmp_path):
-    # A no-break space (pasted from a web page), a narrow one, U+001F or U+0085 at a name's edge is
+    # A no-break space (pasted from a web page) or a narrow one at a name's edge is
     # not white space to the export's quoting (PostgreSQL's `\s`), so the name is written bare; the
     # import must not trim it, or it reads another name ("Tumen") or none.
     analyst = make_user(roles.ANALYST)
     china = make_place(name="China", kind="country")
     tumen = make_place(name="Tumen", parent=china)
-    edged = ["Tumen\u00a0", "\u202fTumen", "Tumen\x1f", "\x85Tumen"]
+    edged = ["Tumen\u00a0", "\u202fTumen"]
     incident = make_incident(places=[tumen, *(make_place(name=name, parent=china) for name in edged)])
     for name in edged:
         make_claim(incident=incident, source=make_source(title=f"Report {name}"))
@@ -290,8 +290,9 @@ class TestOrganizations:
         assert Involvement.objects.get().organization == hrw
 
     def test_names_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
-        # Unique as written, one name to the import's case-insensitive matching.
-        organizations = [make_organization(name=name) for name in ("UNHCR", "Unhcr", "Straße Police", "STRASSE POLICE")]
+        # Unique to the database, which compares names lowercased ("ß" stays "ß"), one name to the
+        # import's case-folded matching ("ß" is "ss").
+        organizations = [make_organization(name=name) for name in ("Straße Police", "STRASSE POLICE")]
         for organization in organizations:
             incident = make_incident(title=organization.name, review_state="draft")
             Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
@@ -300,7 +301,7 @@ class TestOrganizations:
 
         output = run_import(analyst, tmp_path, exported)
 
-        assert "0 incidents were created; 0 updated; 4 unchanged." in output
+        assert "0 incidents were created; 0 updated; 2 unchanged." in output
         assert history_row_count() == history
 
     def test_a_shared_acronym_lists_the_names_to_write(self, analyst, tmp_path):

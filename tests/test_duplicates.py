@@ -23,7 +23,15 @@ from django_countries import countries
 
 from incidents import duplicates, merges, roles, services
 from incidents.admin.duplicates import DuplicatePairAdmin
-from incidents.models import DuplicatePair, DuplicateWordFrequencies, Incident, IncidentMerge, Involvement, Source
+from incidents.models import (
+    NOTE_WITHHELD,
+    DuplicatePair,
+    DuplicateWordFrequencies,
+    Incident,
+    IncidentMerge,
+    Involvement,
+    Source,
+)
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import (
     incident_type,
@@ -217,6 +225,21 @@ class TestThePriorFollowsTheDatabase:
         )
         assert duplicates.prior(few) - duplicates.BASE_EVIDENCE == duplicates.PRIOR_SHIFT_LIMIT
         assert duplicates.prior(many) - duplicates.BASE_EVIDENCE == pytest.approx(math.log(21.2 / 20.5))
+
+    def test_confidential_incidents_move_no_prior(self, two_in_one_town, places):
+        # Counted among every incident, 40 confidential ones that week in the town lowered the
+        # score of a pair every member of staff sees: it told them how many hidden incidents there were.
+        analyst = make_user(roles.ANALYST)
+        before = self.scored(two_in_one_town)
+        for number in range(40):
+            make_incident(
+                title=f"Crackdown number {number}", places=[places["tumen"]], people_count=number + 3, confidential=True
+            )
+        find_duplicates(threshold=0)
+        listed = results(client_for(analyst).get(f"{API}/duplicates/"))
+
+        assert DuplicateWordFrequencies.objects.get().candidates_per_incident == 1 / 2
+        assert [row["score"] for row in listed] == [before]
 
     def test_the_prior_moves_at_most_its_limit_either_way(self):
         limit = duplicates.PRIOR_SHIFT_LIMIT
@@ -783,6 +806,25 @@ class TestScoresTellNothingHidden:
             self.insider_changes(report, {"cites": informant.pk})
         assert queued == []
 
+    def test_a_word_only_confidential_incidents_use_moves_no_score(self, places):
+        # The words two incidents share weigh more the fewer incidents use them. Counted over
+        # confidential descriptions too, the score of two drafts an analyst wrote with a name in
+        # them told whether any hidden record holds that name.
+        pair = (
+            make_incident(title="Arrest at the Chongori market", places=[places["tumen"]], people_count=12),
+            make_incident(title="Chongori traders detained", places=[places["tumen"]], people_count=40),
+        )
+        analyst = make_user(roles.ANALYST)
+        before = self.score_seen_by(analyst, pair)
+        # Elsewhere, so that it pairs with neither.
+        make_incident(
+            title="Testimony", description="Guard at Chongori camp", places=[places["seoul"]], confidential=True
+        )
+        assert self.score_seen_by(analyst, pair) == before
+        # A description they may read weighs the word as ever.
+        make_incident(title="Report", description="Chongori revisited", places=[places["seoul"]])
+        assert self.score_seen_by(analyst, pair) != before
+
     @pytest.fixture
     def relaying_an_informant(self):
         """Two confidential incidents of one town whose only likeness is an informant both relay
@@ -830,12 +872,13 @@ class TestScoresTellNothingHidden:
         as_they_may_know_it = {(a, b): score for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])}
         assert [listed["score"]] == [shown.score for shown in queue] == [as_they_may_know_it[(first.pk, second.pk)]]
         assert listed["score"] < 0.5
-        # Below the threshold, still as decided: never withdrawn, nor proposed again.
+        # Below the threshold, still as decided: never withdrawn, nor proposed again; its note,
+        # written while the incidents were confidential, withheld (`TestNotesWrittenInConfidence`).
         assert (listed["id"], listed["decision"], listed["decided_by"], listed["note"]) == (
             pair.pk,
             decision,
             insider.username,
-            "Checked with K",
+            None,
         )
         assert not DuplicatePair.objects.filter(decision="pending").exists()
 
@@ -869,6 +912,7 @@ class TestScoresTellNothingHidden:
                 "decided_by_id": None,
                 "incident_a_id": first.pk,
                 "incident_b_id": second.pk,
+                "note_confidential": False,
             }
         ]
         assert "Duplicate pair (" in page and "Score" not in page and str(scored_while_hidden) not in page
@@ -908,6 +952,144 @@ class TestScoresTellNothingHidden:
         with_the_public_report = self.score_seen_by(insider, pair)
         Source.objects.filter(pk=report.pk).update(confidential=True)
         assert self.score_seen_by(insider, pair) == with_the_public_report >= 0.9
+
+
+class TestNotesWrittenInConfidence:
+    """A note written by a Reviewer with Confidential access while a record the pair compares was
+    hidden (an incident, a claim, a claim's source) may name what only they could see there. Staff
+    without that access see that there is a note, never its words: on the pair's page, the merge's
+    confirmation, the API and the history, however public the incidents are now."""
+
+    NOTE = "Same as informant K's account"
+
+    @pytest.fixture
+    def insider(self):
+        return make_user(roles.REVIEWER, confidential=True)
+
+    @pytest.fixture
+    def hidden_pair(self):
+        """Two confidential incidents of one event, their pair waiting."""
+        town = make_place(name="Hyesan")
+        first = make_incident(title="Arrest at the market", places=[town], confidential=True)
+        second = make_incident(title="Traders arrested at Hyesan market", places=[town], confidential=True)
+        return DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+
+    def decide_on_the_admin(self, client, user, pair, decision="unsure", note=NOTE):
+        client.force_login(user)
+        url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        response = client.post(url, {"decision": decision, "note": note, "_continue": "1"})
+        assert response.status_code == 302, response.content
+        pair.refresh_from_db()
+
+    def made_public(self, user, *incidents) -> None:
+        for incident in incidents:
+            incident.refresh_from_db()
+            body = {"confidential": False, "version": incident.version}
+            answer = client_for(user).patch(incident_url(incident), body, format="json")
+            assert answer.status_code == 200, answer.content
+
+    def what_a_reader_sees(self, client, reader, pair) -> dict:
+        """The pair as `reader` is shown it: its page, the API's list and record, and (for a
+        Reviewer) the merge's confirmation."""
+        client.force_login(reader)
+        api = client_for(reader)
+        shown = {
+            "page": html.unescape(
+                client.get(reverse("admin:incidents_duplicatepair_change", args=[pair.pk])).content.decode()
+            ),
+            "listed": {row["id"]: row for row in results(api.get(f"{API}/duplicates/", {"decision": pair.decision}))}[
+                pair.pk
+            ],
+            "record": api.get(f"{API}/duplicates/{pair.pk}/").json(),
+        }
+        if services.may_publish(reader):
+            confirm = client.get(reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk]))
+            shown["confirmation"] = html.unescape(confirm.content.decode())
+        return shown
+
+    def assert_withheld(self, shown: dict) -> None:
+        assert self.NOTE not in shown["page"] and NOTE_WITHHELD in shown["page"]
+        for row in (shown["listed"], shown["record"]):
+            assert (row["note"], row["note_withheld"]) == (None, True)
+            assert self.NOTE not in str(row)
+        if "confirmation" in shown:
+            assert self.NOTE not in shown["confirmation"] and NOTE_WITHHELD in shown["confirmation"]
+
+    def test_a_note_written_while_the_incidents_were_confidential_is_withheld_once_they_are_public(
+        self, client, hidden_pair, insider
+    ):
+        self.decide_on_the_admin(client, insider, hidden_pair)
+        self.made_public(insider, hidden_pair.incident_a, hidden_pair.incident_b)
+
+        for reader in (make_user(roles.REVIEWER), make_user(roles.ANALYST), make_user(roles.VIEWER)):
+            self.assert_withheld(self.what_a_reader_sees(client, reader, hidden_pair))
+        # Who decided what, and when, stays: the queue works on it.
+        listed = self.what_a_reader_sees(client, make_user(roles.ANALYST), hidden_pair)["listed"]
+        assert (listed["decision"], listed["decided_by"]) == ("unsure", insider.username)
+
+        shown = self.what_a_reader_sees(client, insider, hidden_pair)
+        assert (shown["record"]["note"], shown["record"]["note_withheld"]) == (self.NOTE, False)
+        assert self.NOTE in shown["page"] and self.NOTE in shown["confirmation"]
+        assert NOTE_WITHHELD not in shown["page"]
+
+    @pytest.mark.parametrize("hidden", ["its source", "the claim", "the source its source relays"])
+    def test_a_note_written_beside_a_hidden_claim_or_source_is_withheld(self, client, insider, hidden):
+        first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
+        informant = make_source(title="Informant K", confidential=hidden != "the claim")
+        outlet = make_source(title="Daily NK", cites=informant) if hidden == "the source its source relays" else None
+        make_claim(incident=second, source=outlet or informant, confidential=hidden == "the claim")
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        self.decide_on_the_admin(client, insider, pair)
+
+        self.assert_withheld(self.what_a_reader_sees(client, make_user(roles.REVIEWER), pair))
+
+    def test_a_note_on_records_all_staff_see_is_shown_to_all(self, client, insider):
+        first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
+        make_claim(incident=second, source=make_source(title="Daily NK"))
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        self.decide_on_the_admin(client, insider, pair)
+
+        shown = self.what_a_reader_sees(client, make_user(roles.REVIEWER), pair)
+        assert (shown["record"]["note"], shown["record"]["note_withheld"]) == (self.NOTE, False)
+        assert self.NOTE in shown["page"] and self.NOTE in shown["confirmation"]
+        assert NOTE_WITHHELD not in shown["page"]
+
+    def test_a_reader_it_is_withheld_from_decides_again_with_a_note_of_their_own(self, client, hidden_pair, insider):
+        self.decide_on_the_admin(client, insider, hidden_pair)
+        self.made_public(insider, hidden_pair.incident_a, hidden_pair.incident_b)
+        analyst = make_user(roles.ANALYST)
+        client.force_login(analyst)
+        form = client.get(reverse("admin:incidents_duplicatepair_change", args=[hidden_pair.pk])).context["adminform"]
+        assert form.form["note"].value() == ""
+
+        self.decide_on_the_admin(client, analyst, hidden_pair, decision="different", note="Two markets")
+
+        shown = self.what_a_reader_sees(client, analyst, hidden_pair)
+        assert (shown["record"]["note"], shown["record"]["note_withheld"]) == ("Two markets", False)
+        assert NOTE_WITHHELD not in shown["page"]
+
+    def test_the_history_withholds_a_note_written_beside_a_confidential_source(self, client, insider):
+        # The incidents were never confidential, so no period of theirs hides the decision's event.
+        first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
+        make_claim(incident=second, source=make_source(title="Informant K", confidential=True))
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        self.decide_on_the_admin(client, insider, pair)
+        self.decide_on_the_admin(client, insider, pair, decision="different", note="Checked again")
+        reviewer = make_user(roles.REVIEWER)
+
+        client.force_login(reviewer)
+        pages = [
+            client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode(),
+            client.get(reverse("admin:incidents_incident_history", args=[first.pk])).content.decode(),
+            str(results(client_for(reviewer).get(incident_url(first, "history/")))),
+        ]
+
+        for page in pages:
+            assert self.NOTE not in html.unescape(page) and "Checked again" not in html.unescape(page)
+            assert NOTE_WITHHELD in html.unescape(page)
+        client.force_login(insider)
+        page = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
+        assert self.NOTE in html.unescape(page) and "Checked again" in page
 
 
 def true_pairs(truth) -> set[tuple[int, int]]:

@@ -430,7 +430,10 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("body", "expected"),
         [
-            ("X,forced-repatriation,2023-02-30,2023-03-01", "line 2, column date_start: '2023-02-30' is not a date"),
+            (
+                "X,forced-repatriation,2023-02-30,2023-03-01",
+                "line 2, column date_start: 2023-02-30 is not a day: February 2023 has 28 days.",
+            ),
             ("X,forced-repatriation,2023-03-05,2023-03-01", "line 2, column date_end: The end date (2023-03-01) is"),
             ("X,no-such-type,2023-03-01,2023-03-01", "line 2, column type: Unknown type 'no-such-type'"),
             (
@@ -456,6 +459,12 @@ class TestErrors:
             ),
             ("X,forced-repatriation,2023-03-01", "line 2: This row has 3 cells; the header has 10."),
             (",forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
+            # Trimmed, as the admin and the API trim it: spaces alone are blank.
+            ("   ,forced-repatriation,2023-03-01,2023-03-01", "line 2, column title: This field cannot be blank."),
+            (
+                '"About 500\nreturned",forced-repatriation,2023-03-01,2023-03-01',
+                "line 2, column title: A title is one line: remove the line break.",
+            ),
         ],
     )
     def test_a_bad_value_is_reported_with_its_line_and_column(self, analyst, tmp_path, body, expected):
@@ -540,6 +549,7 @@ class TestErrors:
             f"{path}: line 3, column date_start: '01/02/2023' is not a date; write it as YYYY-MM-DD.",
             f"{path}: line 5, column type: Unknown type 'nope'; add it first, or import with "
             "--create-missing (in the admin: 'Create missing') to create it.",
+            f"{path}: line 5, column title: A title is one line: remove the line break.",
         ]
         assert not Incident.objects.exists()
 
@@ -619,9 +629,21 @@ class TestErrors:
 
     @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
     def test_every_kind_of_line_end_is_read(self, analyst, tmp_path, newline):
+        run_import(
+            analyst,
+            tmp_path,
+            newline.join(
+                [HEADER, "A,forced-repatriation,2023-01-01,2023-01-01", "B,forced-repatriation,2023-01-02,2023-01-02"]
+            ),
+        )
+        assert sorted(Incident.objects.values_list("title", flat=True)) == ["A", "B"]
+        # A quoted cell spanning two lines (refused: a title is one line) counts both.
         quoted = f'"Two{newline}lines",forced-repatriation,2023-01-01,2023-01-01'
-        run_import(analyst, tmp_path, newline.join([HEADER, quoted, "B,forced-repatriation,2023-01-02,2023-01-02"]))
-        assert sorted(Incident.objects.values_list("title", flat=True)) == ["B", f"Two{newline}lines"]
+        errors = import_errors(
+            analyst, tmp_path, newline.join([HEADER, quoted, "C,forced-repatriation,01/02/2023,2023-01-02"])
+        )
+        assert "line 2, column title: A title is one line: remove the line break." in errors
+        assert "line 4, column date_start: '01/02/2023' is not a date" in errors
 
     def test_a_stale_version_is_a_conflict(self, analyst, tmp_path):
         incident = make_incident(title="Old", review_state="draft")
@@ -1278,3 +1300,34 @@ def wait_until_waiting_for_the_claims(observer, importer, timeout: float = 60) -
             return waiting[0]
         time.sleep(0.05)
     raise AssertionError(f"The import did not reach the claims within {timeout} s.")
+
+
+def test_a_title_is_trimmed_as_the_admin_and_the_api_trim_it(analyst, tmp_path):
+    run_import(analyst, tmp_path, f"{HEADER}\n  80 returned\u00a0,forced-repatriation,2023-08-29,2023-08-29\n")
+
+    assert Incident.objects.get().title == "80 returned"
+
+
+def test_a_title_kept_with_spaces_around_it_imports_back_unchanged(analyst, tmp_path):
+    # Stored before the doors trimmed: the export writes it as held, and the file changes nothing.
+    incident = make_incident(title="  80 returned  ")
+
+    output = run_import(analyst, tmp_path, export(analyst, tmp_path))
+
+    assert "0 incidents were created; 0 updated; 1 unchanged." in output
+    assert Incident.objects.values_list("title", "version").get() == ("  80 returned  ", incident.version)
+
+
+def test_a_missing_name_with_a_control_character_is_not_created(analyst, tmp_path):
+    errors = import_errors(
+        analyst,
+        tmp_path,
+        f"{HEADER},perpetrators\nA,deportation,2024-01-01,2024-01-01,Acme\tOffice\n",
+        "--create-missing",
+    )
+
+    assert (
+        "line 2, column perpetrators: 'Acme\\tOffice' cannot name a new organization: A name is one line of text: "
+        "remove the control character U+0009." in errors
+    )
+    assert not Organization.objects.exists()

@@ -13,7 +13,7 @@ from django.urls import reverse
 from incidents import roles
 from incidents.exports import COLUMNS
 from incidents.models import Incident, Organization, Place
-from tests.factories import make_incident, make_place, make_source, make_user
+from tests.factories import make_incident, make_place, make_source, make_user, pasted_report
 from tests.test_import import confirm_form, import_errors, run_import, write_csv
 
 HEADER = "title,type,date_start,date_end"
@@ -110,7 +110,7 @@ def test_every_error_of_every_row_is_reported_at_once(analyst, tmp_path):
     errors = import_errors(analyst, tmp_path, content)
 
     for expected in [
-        "line 2, column date_start: '2023-02-30' is not a date",
+        "line 2, column date_start: 2023-02-30 is not a day: February 2023 has 28 days.",
         "line 2, column people_count: 'ten' is not a whole number of people.",
         "line 2, column people_count_min: The minimum (9) is above the maximum (5).",
         "line 2, column review_state: You may not publish incidents: your role lacks that permission.",
@@ -188,6 +188,25 @@ def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tm
 
     assert f"line 2, column people_count: {number!r} is not a whole number of people." in errors
     assert f"line 3, column version: {number!r} is not a version number." in errors
+
+
+def test_a_long_text_pasted_into_a_searched_cell_is_named_and_nothing_imported(analyst, tmp_path):
+    # The import writes no description or excerpt; the texts it reads that the search reads are
+    # refused far below what overflows the search's words (a tsvector of 1 MB): the title by its
+    # length, sources and places as names no record has, a cell beyond 131,072 characters by the
+    # CSV reader's own bound.
+    make_source(title="Daily NK")
+    cells = {"title": "Forty returned", "type": "deportation", "date_start": "2024-03-01"}
+    cells |= {"date_end": "2024-03-01", "sources": "Daily NK"}
+    for column in ("title", "sources", "places"):
+        errors = import_errors(
+            analyst, tmp_path, write_csv([cells | {column: pasted_report(100_000)}]), "--allow-duplicates"
+        )
+
+        assert f"line 2, column {column}: " in errors
+
+    errors = import_errors(analyst, tmp_path, write_csv([cells | {"title": pasted_report(960_000)}]))
+    assert "line 2: Malformed CSV: field larger than field limit (131072)." in errors
 
 
 def test_a_cell_holding_a_nul_is_named_rather_than_crashing_the_import(analyst, tmp_path):

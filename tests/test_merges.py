@@ -12,12 +12,14 @@ from datetime import UTC, date, timedelta
 import pytest
 from django.core.management import call_command
 from django.forms.models import model_to_dict
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from incidents import roles
 from incidents.merges import incident_merge
 from incidents.models import (
+    NOTE_WITHHELD,
     Claim,
     DuplicateDecision,
     DuplicatePair,
@@ -1226,3 +1228,41 @@ def test_the_merges_row_in_the_history_reads_its_times_and_the_pairs_decision_be
     assert f"<strong>Pair before</strong>: — → Unsure, decided {decided}: “need to check HRW”" in page
     assert f"<strong>Merged at</strong>: — → {merge.merged_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in page
     assert "{'" not in page and "+00:00" not in page
+
+
+def test_notes_written_beside_hidden_claims_are_withheld_from_reviewers_without_confidential_access(client, world):
+    # The merged incident holds a confidential claim and one of a confidential source: what a
+    # Reviewer who saw them wrote on the pair, the merge and its undo may name them.
+    insider, reviewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.REVIEWER)
+    pair = world["pair"]
+    decide(insider, pair, "unsure", "Informant X saw both")
+    merged = client_for(insider).post(merge_url(pair), {"note": "Informant X confirms"}, format="json")
+    assert merged.status_code == 201 and merged.json()["note"] == "Informant X confirms"
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    merge_page = html.unescape(
+        client.get(reverse("admin:incidents_incidentmerge_change", args=[merge.pk])).content.decode()
+    )
+    undone = client_for(reviewer).post(unmerge_url(world["merged"]), {"note": "Not the same"}, format="json")
+    listed = results(client_for(reviewer).get(f"{API}/duplicates/", {"decision": "unsure"}))
+    history = html.unescape(
+        client.get(reverse("admin:incidents_incident_history", args=[world["survivor"].pk])).content.decode()
+    )
+
+    assert "Informant X" not in merge_page and NOTE_WITHHELD in merge_page
+    assert undone.status_code == 200
+    assert (undone.json()["note"], undone.json()["note_withheld"]) == (None, True)
+    # The undo gives the pair back its decision, its note withheld as it was.
+    assert [(row["id"], row["note"], row["note_withheld"]) for row in listed] == [(pair.pk, None, True)]
+    assert "Informant X" not in history and NOTE_WITHHELD in history
+    answered = client_for(insider).get(f"{API}/duplicates/{pair.pk}/").json()
+    assert (answered["note"], answered["note_withheld"]) == ("Informant X saw both", False)
+
+
+def decide(user, pair, decision: str, note: str) -> None:
+    """`decision` on `pair`, with `note`, through the admin's form."""
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+    assert client.post(url, {"decision": decision, "note": note, "_continue": "1"}).status_code == 302

@@ -681,7 +681,7 @@ def test_the_migration_reads_dates_their_precision_does_not_say_as_a_range():
     Incident.objects.filter(pk=whole_month.pk).update(
         date_start=date(2021, 7, 1), date_end=date(2021, 7, 31), date_precision="month"
     )
-    call_command("migrate", "incidents", BEFORE_THE_PRECISION_RULE, verbosity=0)
+    migrate_incidents_back_to(BEFORE_THE_PRECISION_RULE)
     try:
         Incident.objects.filter(pk=half_month.pk).update(
             date_start=date(2021, 7, 1), date_end=date(2021, 7, 15), date_precision="month"

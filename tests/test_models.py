@@ -3,6 +3,7 @@
 import csv
 import importlib
 import io
+import re
 from datetime import date
 
 import pghistory
@@ -10,12 +11,13 @@ import pytest
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model, ProtectedError
 from django.test import Client
 
 from incidents import roles
-from incidents.models import Claim, Incident, Organization, Place, Response
+from incidents.models import SEARCHED_TEXT_MAX_LENGTH, Claim, Incident, Organization, Place, Response
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 
@@ -157,7 +159,7 @@ BEFORE_WHOLE_RANGE_LABELS = WHOLE_RANGE_LABELS.dependencies[0][1]
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_words_the_stored_labels_anew_without_recording_a_change():
     several_days = make_incident(date_start=date(2023, 10, 3), date_end=date(2023, 10, 9), date_precision="day")
-    call_command("migrate", "incidents", BEFORE_WHOLE_RANGE_LABELS, verbosity=0)
+    migrate_incidents_back_to(BEFORE_WHOLE_RANGE_LABELS)
     try:
         before = Incident.objects.values("date_label", "version", "updated_at").get(pk=several_days.pk)
         events = apps.get_model("incidents", "IncidentEvent").objects.filter(pgh_obj=several_days)
@@ -284,3 +286,53 @@ def test_linking_a_response_to_incidents_is_recorded_with_the_acting_user():
         ("delete", response.pk, incident.pk),
     ]
     assert {event.pgh_context.metadata["user"] for event in events} == {analyst.pk}
+
+
+BEFORE_ONE_LINE_NAMES = "0088_export_marks_confidential_sources"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names_alike_but_for_case():
+    # Stored by the API or the import before titles and names were one line.
+    incident = make_incident(title="About 500 returned")
+    place = make_place(name="Onsong", alternate_names=["온성", "Onsŏng"])
+    migrate_incidents_back_to(BEFORE_ONE_LINE_NAMES)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE incidents_incident SET title = %s WHERE id = %s", ["About 500\r\nreturned", incident.pk]
+            )
+            cursor.execute(
+                "UPDATE incidents_place SET name = %s, alternate_names = %s WHERE id = %s",
+                ["Onsong\t", ["온\n성", "Onsŏng"], place.pk],
+            )
+            cursor.execute(
+                "INSERT INTO incidents_place (created_at, updated_at, name, alternate_names, kind, country,"
+                " sensitive, version, within_sensitive) VALUES (now(), now(), 'ONSONG ', '{}', 'city', 'CN', false, 1,"
+                " false)"
+            )
+        version_before = Incident.objects.get(pk=incident.pk).version
+        # "Onsong\t" is "Onsong " once one line, the name of another place but for case.
+        with pytest.raises(RuntimeError, match=re.escape("differ only in case: Onsong  / ONSONG . Rename one")):
+            call_command("migrate", "incidents", verbosity=0)
+        Place.objects.filter(name="ONSONG ").delete()
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    incident.refresh_from_db()
+    place.refresh_from_db()
+    assert (incident.title, incident.version) == ("About 500 returned", version_before + 1)
+    assert (place.name, place.alternate_names) == ("Onsong ", ["온 성", "Onsŏng"])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Place.objects.filter(pk=place.pk).update(name="Onsong\n")
+
+
+def test_the_database_holds_the_bound_on_the_texts_the_search_reads():
+    # Every door refuses a longer description or excerpt naming the field; a writer past them
+    # (a script, a bulk load) is refused by PostgreSQL, before the search's words overflow.
+    too_long = "x" * (SEARCHED_TEXT_MAX_LENGTH + 1)
+    with pytest.raises(IntegrityError, match="incident_description_bounded"), transaction.atomic():
+        make_incident(description=too_long)
+    incident = make_incident(description="x" * SEARCHED_TEXT_MAX_LENGTH)
+    with pytest.raises(IntegrityError, match="claim_excerpt_bounded"), transaction.atomic():
+        make_claim(incident=incident, excerpt=too_long)

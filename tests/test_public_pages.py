@@ -1139,3 +1139,56 @@ def test_every_door_says_an_incidents_whole_date_range_as_the_pages_do(dates, en
     assert row["date_label"] == english
     (feature,) = json.loads(_body(Client().get("/ko/incidents.geojson")))["features"]
     assert feature["properties"]["date_label"] == english
+
+
+@pytest.fixture
+def public_rate(settings):
+    """Three requests a minute per anonymous address on the public site, as TRACKER_PUBLIC_ANON_RATE
+    would set it."""
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "public": "3/minute"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+
+
+def test_an_anonymous_reader_past_the_public_rate_is_told_when_to_come_back(public_rate):
+    make_incident()
+    reader = Client(REMOTE_ADDR="192.0.2.7")
+    # Pages, map data and the GeoJSON download count alike.
+    assert [reader.get(path).status_code for path in ("/", "/map/incidents.geojson", "/incidents.geojson")] == [
+        200,
+        200,
+        200,
+    ]
+    refused = reader.get("/statistics/")
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    page = html.unescape(refused.content.decode())
+    assert "This site answers at most 3 requests every 60 seconds from one address" in page
+    assert "요청이 너무 많습니다" in html.unescape(reader.get("/ko/").content.decode())
+    # Every other address keeps its own count.
+    assert Client(REMOTE_ADDR="192.0.2.8").get("/statistics/").status_code == 200
+
+
+def test_an_embed_past_the_public_rate_is_refused_in_a_page_its_frame_may_show(public_rate):
+    # Each visitor of a site that frames an embed loads it from their own address.
+    visitor = Client(REMOTE_ADDR="192.0.2.7")
+    for _ in range(3):
+        assert visitor.get("/embed/statistics/").status_code == 200
+    refused = visitor.get("/embed/map/")
+    assert refused.status_code == 429
+    assert "frame-ancestors *" in refused["Content-Security-Policy"]
+    assert Client(REMOTE_ADDR="192.0.2.8").get("/embed/map/").status_code == 200
+
+
+def test_the_addresses_of_one_ipv6_network_share_the_public_rate(public_rate):
+    for address in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):
+        assert Client(REMOTE_ADDR=address).get("/").status_code == 200
+    assert Client(REMOTE_ADDR="2001:db8:1:2::4").get("/").status_code == 429
+    assert Client(REMOTE_ADDR="2001:db8:1:3::1").get("/").status_code == 200
+
+
+def test_signed_in_readers_are_not_counted_by_the_public_rate(public_rate):
+    reader = client_for("staff")
+    assert [reader.get("/", REMOTE_ADDR="192.0.2.7").status_code for _ in range(5)] == [200] * 5
+    # Their address's anonymous readers have their whole rate still.
+    anonymous = Client(REMOTE_ADDR="192.0.2.7")
+    assert [anonymous.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]

@@ -8,6 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from incidents import roles, search
@@ -380,6 +381,74 @@ class TestLeavingOutCommonWords:
         assert refusal in html.unescape(changelist.content.decode())
         # A word to find makes it an ordinary search.
         assert api_found(reviewer, "shenyang -inc") == set()
+
+
+def words_read_to_collect_ids_only(queries) -> bool:
+    """Whether the statements a request sent read incidents' words (`@@`) only to collect the ids
+    of the few that match, never while walking incidents in a list's order (the planner's EXPLAINs
+    aside)."""
+    statements = [query["sql"] for query in queries if not query["sql"].startswith("EXPLAIN")]
+    reading_words = [sql for sql in statements if "@@" in sql]
+    collecting = 'SELECT "incidents_incidentsearchdocument"."incident_id" AS "incident_id" FROM'
+    return bool(reading_words) and all(sql.startswith(collecting) for sql in reading_words)
+
+
+class TestPhrasesOfCommonWords:
+    """PostgreSQL's statistics take a phrase for its words anywhere: every incident has "by" and
+    "in", so `"by in"` looks common however few incidents have it. Its matches are counted, up to
+    the bound, instead: few are collected from the index, many are tested in the list's order, and
+    leaving it out is refused only when nearly every incident really has it."""
+
+    @pytest.fixture
+    def by_and_in(self, monkeypatch, settings):
+        # The statements as sent, without the anonymous bound's `SET LOCAL` before each.
+        settings.ANON_STATEMENT_TIMEOUT = 0
+        arrests = [make_incident(title=f"Arrested in Shenyang by police, case {number}") for number in range(9)]
+        passed = make_incident(title="Passed by in the night")
+        analyze_search_words()
+        # Ten incidents stand for a large database: the statistics expect ten with the phrase.
+        monkeypatch.setattr(search, "COLLECT_BELOW", 5)
+        return arrests, passed
+
+    def test_a_phrase_few_incidents_have_is_collected_from_the_index(self, client, by_and_in):
+        arrests, passed = by_and_in
+        for ordering in ["-date_start", "date_start", "-people_count", "people_count", "-updated_at"]:
+            with CaptureQueriesContext(connection) as queries:
+                answer = client_for().get(f"{API}/incidents/", {"q": '"by in"', "ordering": ordering})
+            assert public_ids(answer) == {passed.public_id}, ordering
+            assert words_read_to_collect_ids_only(queries), ordering
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get("/", {"q": '"by in"'}).content.decode()
+        assert passed.public_id in page
+        assert not any(arrest.public_id in page for arrest in arrests)
+        assert words_read_to_collect_ids_only(queries)
+
+    def test_a_phrase_many_incidents_have_is_tested_in_the_lists_order(self, client, by_and_in):
+        arrests, _ = by_and_in
+        with CaptureQueriesContext(connection) as queries:
+            answer = client_for().get(f"{API}/incidents/", {"q": '"arrested in"', "ordering": "-people_count"})
+        assert public_ids(answer) == {arrest.public_id for arrest in arrests}
+        assert not words_read_to_collect_ids_only(queries)
+
+    def test_leaving_out_a_phrase_few_incidents_have_is_served(self, client, by_and_in, monkeypatch):
+        arrests, passed = by_and_in
+        # The statistics expect none left (every incident has both words): the bound on what is left
+        # applies, as at scale.
+        monkeypatch.setattr(search, "MIN_SHARE_LEFT", 0.15)
+        monkeypatch.setattr(search, "REFUSED_ABOVE_INCIDENTS", 0)
+        everyone_but_passed = {arrest.public_id for arrest in arrests}
+
+        assert public_ids(client_for().get(f"{API}/incidents/", {"q": '-"by in"'})) == everyone_but_passed
+        stats = client_for().get(f"{API}/incidents/stats/", {"group_by": "type", "q": '-"by in"'})
+        assert stats.json()["total"]["incidents"] == 9
+        page = client.get("/", {"q": '-"by in"'})
+        assert page.status_code == 200
+        assert passed.public_id not in page.content.decode()
+        assert all(arrest.public_id in page.content.decode() for arrest in arrests)
+        # One incident in ten lacks "arrested in": fewer than 15% are left, as counted.
+        refused = client_for().get(f"{API}/incidents/", {"q": '-"arrested in"'})
+        assert refused.status_code == 400
+        assert refused.json()["q"][0].startswith('Nearly every incident has "arrested in"')
 
 
 class TestFilters:

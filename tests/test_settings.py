@@ -50,6 +50,12 @@ def start_up(*command: str, **variables) -> subprocess.CompletedProcess:
             "TRACKER_API_MAX_PAGE_SIZE (20) must be at least TRACKER_API_PAGE_SIZE (50), the page every list "
             "gives unasked.",
         ),
+        # The public site's rate, read as the API's are.
+        (
+            "TRACKER_PUBLIC_ANON_RATE",
+            "120/min",
+            "TRACKER_PUBLIC_ANON_RATE must look like 60/minute (second, minute, hour, day) or off; got '120/min'.",
+        ),
     ],
 )
 def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, value, message):

@@ -22,6 +22,7 @@ from incidents import roles
 from incidents.languages import language_code
 from incidents.models import Source
 from tests.api_support import API, client_for
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_claim, make_incident, make_source, make_user
 from tests.test_source_lookalikes import source_form
 
@@ -239,7 +240,7 @@ def test_the_migration_reads_what_it_can_as_codes_and_keeps_the_rest_in_the_note
     }
     sources = {written: make_source(title=f"Source in {written}", notes="") for written in recorded}
     Source.objects.filter(pk=sources["english?"].pk).update(notes="Seen in a leaflet.")
-    call_command("migrate", "incidents", BEFORE_THE_CODES, verbosity=0)
+    migrate_incidents_back_to(BEFORE_THE_CODES)
     try:
         with connection.cursor() as cursor:
             for written, source in sources.items():

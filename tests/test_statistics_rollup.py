@@ -36,6 +36,7 @@ from incidents.models import (
 from incidents.selectors import incident_filterset
 from incidents.statistics import PLACE, facet_statistics, incident_statistics
 from tests.api_support import API, client_for
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import incident_type, make_claim, make_incident, make_organization, make_place, make_user
 
 GROUPINGS = ["year", "month", "country", "type", "perpetrator"]
@@ -257,7 +258,7 @@ def test_the_migration_counts_the_incidents_without_a_figure_already_there_as_th
     columns = [field.attname for field in IncidentRollup._meta.fields if field.name != "id"]
     counted = list(IncidentRollup.objects.order_by(*columns).values_list(*columns))
     assert IncidentRollup.objects.filter(incidents_without_figure__gt=0).exists()
-    call_command("migrate", "incidents", BEFORE_WITHOUT_FIGURE, verbosity=0)
+    migrate_incidents_back_to(BEFORE_WITHOUT_FIGURE)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM incidents_incidentrollup")
@@ -277,7 +278,7 @@ def test_the_migration_keeps_each_perpetrator_within_no_country_as_the_count_doe
     columns = [field.attname for field in IncidentRollup._meta.fields if field.name != "id"]
     counted = list(IncidentRollup.objects.order_by(*columns).values_list(*columns))
     assert IncidentRollup.objects.filter(within_country=NO_COUNTRY).exists()
-    call_command("migrate", "incidents", BEFORE_WITHIN_NO_COUNTRY, verbosity=0)
+    migrate_incidents_back_to(BEFORE_WITHIN_NO_COUNTRY)
     try:
         assert not IncidentRollup.objects.filter(within_country=NO_COUNTRY).exists()
     finally:

@@ -138,7 +138,7 @@ MIDDLEWARE = [
     # A staff session still owing its second factor is anonymous to every page but those that finish
     # signing in: the public pages and exports too, not only the admin and the API.
     "accounts.middleware.SecondFactorMiddleware",
-    # Once the user is known: bounds each statement of an anonymous request (ANON_STATEMENT_TIMEOUT).
+    # Once the user is known: bounds the database time of an anonymous request (ANON_STATEMENT_TIMEOUT).
     "tracker.statement_timeout.AnonymousStatementTimeoutMiddleware",
     # A write PostgreSQL stopped for meeting another (a deadlock) answers 409 rather than 500.
     "tracker.write_conflicts.WriteConflictMiddleware",
@@ -396,6 +396,27 @@ AXES_COOLOFF_TIME = timedelta(
     minutes=env_int("TRACKER_LOCKOUT_MINUTES", 15, minimum=1, maximum=MAX_SPAN_DAYS * 24 * 60)
 )
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# That lock alone bounds nothing against many addresses: a botnet had 5 guesses per address at one
+# account, and one address 4 at each of thousands of accounts. Two wider bounds, counted over
+# LOCKOUT_WINDOW from django-axes' log of failures (accounts.lockout.AttemptsHandler), refuse an
+# address the account is not familiar with:
+# - LOCKOUT_ACCOUNT_FAILURES failures at one account, from all addresses together;
+# - LOCKOUT_ADDRESS_FAILURES failures from one address, at all accounts together.
+# Familiar: the account finished signing in from there (its second factor too, when it has one)
+# within LOCKOUT_FAMILIAR_DAYS (accounts.SignInAddress). A familiar address meets the per-address
+# lock above only, so an attacker who keeps the account's wide bound reached cannot lock its owner
+# out: the owner signs in from home or the office as before, while guesses from anywhere else wait
+# (Microsoft's "smart lockout" of familiar and unfamiliar locations; NIST SP 800-63B 5.2.2, which
+# bounds an account's failures at 100 and offers "IP addresses at which the subscriber has been
+# successfully authenticated before" to keep the owner in). The trade-off: while an account is
+# under such attack, its owner cannot sign in from a new address (travelling, a new provider)
+# until the window's failures age out or an administrator clears them. The window is long (a day)
+# because the bound is on guesses per window: 20 a day at one account, where the 15 minutes of the
+# per-address lock would give a botnet 20 every 15 minutes, nearly 2,000 a day.
+LOCKOUT_ACCOUNT_FAILURES = env_int("TRACKER_LOCKOUT_ACCOUNT_FAILURES", 20, minimum=1)
+LOCKOUT_ADDRESS_FAILURES = env_int("TRACKER_LOCKOUT_ADDRESS_FAILURES", 30, minimum=1)
+LOCKOUT_WINDOW = timedelta(hours=env_int("TRACKER_LOCKOUT_WINDOW_HOURS", 24, minimum=1, maximum=MAX_SPAN_DAYS * 24))
+LOCKOUT_FAMILIAR_DAYS = env_int("TRACKER_LOCKOUT_FAMILIAR_DAYS", 30, minimum=1, maximum=MAX_SPAN_DAYS)
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
 AXES_RESET_ON_SUCCESS = False
@@ -406,6 +427,7 @@ AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 # django-axes' database handler, whose clean-up of expired attempts waits for no other sign-in's.
 AXES_HANDLER = "accounts.lockout.AttemptsHandler"
+# The wide bounds above count this log's rows: it must stay on.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # Never keep a typed code in the attempt records (axes always masks the password); `current-code`
 # is the current app's code, asked beside a new app's (accounts.forms.CurrentAppCodeForm).
@@ -565,6 +587,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_rate("TRACKER_API_ANON_RATE", "120/minute"),
         "user": env_rate("TRACKER_API_USER_RATE", "1200/minute"),
+        # The public site's pages, map data, embeds and downloads, per anonymous address: each may take
+        # ANON_STATEMENT_TIMEOUT of the database, and a person reading them asks for a few a minute.
+        "public": env_rate("TRACKER_PUBLIC_ANON_RATE", "120/minute"),
         # Each CSV export reads every matching incident: far fewer per client than list pages.
         "export": env_rate("TRACKER_API_EXPORT_RATE", "20/hour"),
         # Sign-ins with a password per client address (token requests and the admin's login together),
@@ -576,11 +601,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "incidents.api.schema.TrackerAutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
-# The longest a statement of an anonymous request may run, in milliseconds (0: no bound); beyond it
-# PostgreSQL cancels it and the request answers 503 (tracker/statement_timeout.py). Every request of
-# the load test's mix takes a fraction of it at 1,000,000 incidents (bench/README.md).
+# The most database time the statements of one anonymous request may take together, in milliseconds
+# (0: no bound; the name is older, from when it bounded each statement apart); beyond it PostgreSQL
+# cancels the statement running, or the next is not sent, and the request answers 503
+# (tracker/statement_timeout.py). 3 s: the GeoJSON download of the newest 5,000 whole incidents, the
+# heaviest request a page links to, takes 1.2-1.5 s of PostgreSQL at 1,000,000 incidents in its five
+# statements (more on a busy machine), while a browse page with every facet chosen, whose walks
+# took 6-7 s together, is stopped.
 # PostgreSQL takes a statement_timeout of at most 2^31-1 ms (about 24 days).
-ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 1000, minimum=0, maximum=2**31 - 1)
+ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 3000, minimum=0, maximum=2**31 - 1)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
 if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:

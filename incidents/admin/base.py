@@ -12,7 +12,7 @@ from django.contrib.admin.utils import flatten_fieldsets, get_fields_from_path, 
 from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import InvalidPage, Paginator
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.db.models.lookups import IsNull
 from django.http import HttpResponseNotAllowed
@@ -27,10 +27,10 @@ from incidents.access import (
     confidential_records_of,
     record_confidential_access,
 )
+from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
 from incidents.models import AccessDoor
 from incidents.querysets import can_see_confidential, can_see_unpublished, estimated_row_count, limit_to_visible
-from tracker.formats import DATE_AS_WRITTEN
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
@@ -471,15 +471,14 @@ def _query_without(request, names) -> str:
 
 
 class DateAsWrittenMixin:
-    """A date field a form refuses says how to write it: "Enter a valid date." left an analyst who
-    typed "09/10/2023" (refused, since it reads as either day first; tracker/formats) guessing. The
-    words are the filters' (`incidents.filters.DateFilter`), from `tracker.formats`."""
+    """A date field a form refuses says how to write it, or why a date so written is no day:
+    "Enter a valid date." left an analyst who typed "09/10/2023" (refused, since it reads as either
+    day first; tracker/formats) guessing. The filters' field (`incidents.filters.DateAsWrittenField`)."""
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if isinstance(field, forms.DateField):
-            field.error_messages["invalid"] = DATE_AS_WRITTEN
-        return field
+        if isinstance(db_field, models.DateField) and not isinstance(db_field, models.DateTimeField):
+            kwargs.setdefault("form_class", DateAsWrittenField)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 class TrackedModelAdmin(

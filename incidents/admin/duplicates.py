@@ -29,7 +29,7 @@ from incidents.admin.incidents import CountryFilter, DateRangeFilter
 from incidents.admin.merges import confirm_url, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.filters import DuplicatePairFilterSet
-from incidents.models import Claim, DuplicateDecision, DuplicatePair, Incident, Place
+from incidents.models import NOTE_WITHHELD, Claim, DuplicateDecision, DuplicatePair, Incident, Place
 from incidents.querysets import can_see_unpublished
 from incidents.services import may_publish
 
@@ -118,11 +118,23 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     # and by country a second, where the rows now cost a few milliseconds (bench/README.md).
     paginator = CountedAheadPaginator
     show_full_result_count = False
-    readonly_fields = ["score", "comparison", "decided_by", "decided_at"]
+    readonly_fields = ["score", "comparison", "decided_by", "decided_at", "withheld_note"]
     fields = ["score", "comparison", "decision", "note", "decided_by", "decided_at"]
 
     def has_view_permission(self, request, obj=None):
         return can_see_unpublished(request.user)
+
+    def get_fields(self, request, obj=None):
+        if obj is None or not obj.note_withheld_from(request.user):
+            return self.fields
+        # The note's words never reach this page (`get_object`): that one is withheld, and the
+        # field, empty, takes a new one.
+        at = self.fields.index("note")
+        return [*self.fields[:at], "withheld_note", *self.fields[at:]]
+
+    @admin.display(description="Note")
+    def withheld_note(self, pair):
+        return NOTE_WITHHELD
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page=page_asked(request))
@@ -249,6 +261,9 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             # The comparison lists the claims this reader may see (the admin instance is shared
             # between requests, so the reader travels with the pair).
             pair.viewer = request.user
+            # Blank for a reader it is withheld from (`NoteWrittenInConfidence`): the form and the
+            # read-only page alike show what the pair holds.
+            pair.note = pair.note_read_by(request.user) or ""
         return pair
 
     def save_model(self, request, obj, form, change):

@@ -14,7 +14,7 @@ from django.utils.text import capfirst
 from incidents import merges, services
 from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin, refusal_text
-from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
+from incidents.models import NOTE_WITHHELD, Claim, DuplicatePair, Incident, IncidentMerge
 from incidents.numbers import is_whole_number
 
 # What stops a merge or its undo, shown as the page's message.
@@ -100,7 +100,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         "merged_public_id",
         "moved_records",
         "revision_link",
-        "note",
+        "note_as_read",
         "merged_by",
         "merged_at",
         "undone_by",
@@ -124,6 +124,11 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             return "None: the survivor's dates and counts already covered both."
         url = reverse("admin:incidents_incidentrevision_change", args=[merge.revision_id])
         return format_html('<a href="{}">Revision {} ({})</a>', url, merge.revision_id, merge.revision.state)
+
+    @admin.display(description="Note")
+    def note_as_read(self, merge):
+        note = merge.note_read_by(merge.viewer)
+        return NOTE_WITHHELD if note is None else note or "—"
 
     @admin.display(description="What moved")
     def moved_records(self, merge):
@@ -214,6 +219,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             if plan.survivor.pk < plan.merged.pk
             else [plan.merged, plan.survivor],
             "pair_url": pair_url,
+            # The pair's note, to carry on into the merge's: not one withheld from this Reviewer.
+            "note": pair.note_read_by(request.user) or "",
+            "note_withheld": NOTE_WITHHELD if pair.note_withheld_from(request.user) else "",
         }
         self.record_shown(
             request,

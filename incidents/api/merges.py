@@ -2,7 +2,7 @@
 who may do what, and what a reader learns, is decided by `incidents.merges`."""
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,14 +16,42 @@ from incidents.models import DuplicatePair, IncidentMerge
 from incidents.numbers import is_whole_number
 
 
-class DuplicatePairSerializer(serializers.ModelSerializer):
+class NoteAsReadMixin(serializers.Serializer):
+    """A note as the reader may read it (`NoteWrittenInConfidence`): null, with `note_withheld`, when
+    it was written while a record it concerns was confidential and they lack Confidential access."""
+
+    note = serializers.SerializerMethodField(help_text="Why, for the history; null when withheld from you.")
+    note_withheld = serializers.SerializerMethodField(
+        help_text="A note was written while a record it concerns was confidential; it is withheld from readers "
+        "without Confidential access."
+    )
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_note(self, record) -> str | None:
+        return record.note_read_by(self.context["request"].user)
+
+    def get_note_withheld(self, record) -> bool:
+        return record.note_withheld_from(self.context["request"].user)
+
+
+class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
     incident_a = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     incident_b = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = DuplicatePair
-        fields = ["id", "incident_a", "incident_b", "score", "decision", "decided_by", "decided_at", "note"]
+        fields = [
+            "id",
+            "incident_a",
+            "incident_b",
+            "score",
+            "decision",
+            "decided_by",
+            "decided_at",
+            "note",
+            "note_withheld",
+        ]
         read_only_fields = fields
 
 
@@ -46,7 +74,7 @@ class UndoRequestSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 
-class MergeSerializer(serializers.ModelSerializer):
+class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
     """A merge as its reader may know it: the moved records they may see are on the survivor."""
 
     survivor = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
@@ -66,6 +94,7 @@ class MergeSerializer(serializers.ModelSerializer):
             "pair",
             "revision",
             "note",
+            "note_withheld",
             "merged_by",
             "merged_at",
             "undone_by",
@@ -110,7 +139,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         if pair is None:
             raise services.RecordNotFound(f"No duplicate pair {pk}.")
         merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)
-        return Response(MergeSerializer(merge).data, status=status.HTTP_201_CREATED)
+        return Response(MergeSerializer(merge, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class IncidentUnmergeView(APIView):
@@ -129,4 +158,4 @@ class IncidentUnmergeView(APIView):
         body.is_valid(raise_exception=True)
         merge = merges.active_merge_of(user=request.user, public_id=public_id)
         undone = merges.incident_merge_undo(user=request.user, merge=merge, note=body.validated_data["note"])
-        return Response(MergeSerializer(undone).data)
+        return Response(MergeSerializer(undone, context={"request": request}).data)

@@ -9,6 +9,7 @@ import copy
 from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -34,6 +35,7 @@ from incidents.models import (
 )
 from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished
 from incidents.releases import citation
+from tracker.formats import date_refused
 
 
 def _request_user(serializer):
@@ -41,11 +43,34 @@ def _request_user(serializer):
     return request.user if request is not None else None
 
 
+class DateAsWrittenField(serializers.DateField):
+    """A date refused in the admin's words (`tracker.formats.date_refused`): how to write one, or why
+    a date so written is no day, where DRF said "Date has wrong format. Use one of these formats
+    instead: YYYY-MM-DD." of "2023-02-30", written in that format."""
+
+    def to_internal_value(self, value):
+        try:
+            return super().to_internal_value(value)
+        except serializers.ValidationError as error:
+            if error.get_codes() != ["invalid"]:
+                raise
+            raise serializers.ValidationError(date_refused(value), code="invalid") from None
+
+
+# Every model serializer's date fields are DateAsWrittenField (`serializer_field_mapping` below).
+FIELDS_WITH_DATES_AS_WRITTEN = {
+    **serializers.ModelSerializer.serializer_field_mapping,
+    models.DateField: DateAsWrittenField,
+}
+
+
 class ModelRulesMixin(serializers.Serializer):
     """Run the model's own validation (`full_clean()`: field rules, `clean()`, database
     constraints) on the would-be object, so the API refuses exactly what the admin refuses, and
     write through `services.record_save`, which holds the rules of who may write what and refuses
     a change made from a version saved over since (the view passes `expected_version`)."""
+
+    serializer_field_mapping = FIELDS_WITH_DATES_AS_WRITTEN
 
     version = serializers.IntegerField(
         required=False,
@@ -355,6 +380,8 @@ class NestedRowSerializer(serializers.ModelSerializer):
     one is a new row: it needs every field a POST needs, refused here as a POST refuses it
     (`claims[0].source: This field is required.`) rather than reaching the services half-built."""
 
+    serializer_field_mapping = FIELDS_WITH_DATES_AS_WRITTEN
+
     class Meta:
         list_serializer_class = BoundedListSerializer
 
@@ -454,6 +481,7 @@ class CorroborationSerializer(serializers.Serializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = FIELDS_WITH_DATES_AS_WRITTEN
     incident_type = SlugField(slug_field="slug", queryset=IncidentType.objects.all())
     places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
     claims = ClaimSerializer(many=True, required=False)

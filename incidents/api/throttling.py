@@ -22,6 +22,14 @@ class AnonymousClientThrottle(ClientAddressMixin, CurrentRateMixin, AnonRateThro
     """Anonymous clients, per IP address (TRACKER_API_ANON_RATE)."""
 
 
+class PublicPageThrottle(AnonymousClientThrottle):
+    """The public site's pages, map data, embeds and downloads, per anonymous client address
+    (TRACKER_PUBLIC_ANON_RATE; `incidents.public.views.rate_limited`). Signed-in readers are
+    not counted: they are known, and their statements unbounded, by account."""
+
+    scope = "public"
+
+
 class AccountThrottle(CurrentRateMixin, UserRateThrottle):
     """Signed-in clients, per account (TRACKER_API_USER_RATE). Anonymous clients are the anonymous
     throttle's alone: DRF's user throttle counts them too, by address, at the signed-in rate, which

@@ -4,6 +4,7 @@ Every page works without JavaScript; every filter state is the query string, so 
 permalink. A bad filter answers 400 with a page naming it as the page labels it, never a 500.
 """
 
+import math
 from datetime import UTC, datetime
 from functools import wraps
 
@@ -24,6 +25,7 @@ from incidents.access import (
     record_confidential_access,
     record_list_access,
 )
+from incidents.api.throttling import PublicPageThrottle
 from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
@@ -157,6 +159,29 @@ def _bad_filters(request, error: ValidationError):
     return render(request, "public/bad_filters.html", {"errors": errors}, status=400)
 
 
+def rate_limited(view):
+    """At most TRACKER_PUBLIC_ANON_RATE requests per anonymous client address (`PublicPageThrottle`,
+    an IPv6 client by its /64), beyond which a page in the reader's language says when to come
+    back, with `Retry-After`: each request may take TRACKER_ANON_STATEMENT_TIMEOUT of the database,
+    and ten clients asking for the heaviest page in a loop made every other reader's wait ten times
+    longer. Runs a query or two (the shared cache). Per address fits the embeds too: the visitors
+    of a site that frames one each load it from their own."""
+
+    @wraps(view)
+    def limited(request, *args, **kwargs):
+        throttle = PublicPageThrottle()
+        if throttle.allow_request(request, view=None):
+            return view(request, *args, **kwargs)
+        # No wait when the client's history holds more than the rate (since lowered) allows: a period.
+        seconds = math.ceil(throttle.wait() or throttle.duration)
+        context = {"count": throttle.num_requests, "period": throttle.duration, "seconds": seconds}
+        response = render(request, "public/too_many_requests.html", context, status=429)
+        response["Retry-After"] = str(seconds)
+        return response
+
+    return limited
+
+
 def embeddable(view):
     """Let any site show the view's page in a frame: only the embed routes are, every other page
     keeps X-Frame-Options DENY. The site's Content-Security-Policy (SECURE_CSP, or `default-src
@@ -194,6 +219,7 @@ def _record_access(request, records) -> None:
 
 
 @require_safe
+@rate_limited
 def browse(request):
     try:
         page = selectors.browse_incidents(
@@ -210,6 +236,7 @@ def browse(request):
 
 
 @require_safe
+@rate_limited
 def incident_map(request):
     """The incidents of the current filters on a map drawn in the browser (static/public/map.js)
     from the GeoJSON download and the country outlines shipped under static/vendor/."""
@@ -233,6 +260,7 @@ def incident_map(request):
 
 @require_safe
 @embeddable
+@rate_limited
 def embed_map(request):
     try:
         selectors.filtered_incidents(user=request.user, filters=request.GET)
@@ -242,6 +270,7 @@ def embed_map(request):
 
 
 @require_safe
+@rate_limited
 def incident(request, public_id: str):
     try:
         page = selectors.incident_page(user=request.user, public_id=public_id)
@@ -266,6 +295,7 @@ def incident(request, public_id: str):
 
 
 @require_safe
+@rate_limited
 def incident_csv(request, public_id: str):
     """The incident's CSV row, exactly as the API's export writes it."""
     incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
@@ -286,6 +316,7 @@ def _page_url_prefix(request) -> str:
 
 
 @require_safe
+@rate_limited
 def incidents_csv(request):
     """What the browse page shows for these filters, every row, as the API's CSV with a `page_url`."""
     try:
@@ -302,6 +333,7 @@ def incidents_csv(request):
 
 
 @require_safe
+@rate_limited
 def incidents_geojson(request):
     try:
         collection, rows = selectors.incident_features(
@@ -314,6 +346,7 @@ def incidents_geojson(request):
 
 
 @require_safe
+@rate_limited
 def map_data(request):
     """The map's incidents (static/public/map.js): where each is, its title and dates in the page's language."""
     try:
@@ -410,6 +443,7 @@ def _chart(table: dict) -> dict:
 
 
 @require_safe
+@rate_limited
 def statistics(request):
     try:
         context = _statistics_context(request)
@@ -421,6 +455,7 @@ def statistics(request):
 
 @require_safe
 @embeddable
+@rate_limited
 def embed_statistics(request):
     try:
         context = _statistics_context(request)
