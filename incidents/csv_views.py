@@ -5,7 +5,7 @@ stream from `incidents.exports`, never serialized by DRF.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,15 @@ from rest_framework.request import Request
 from incidents.api.renderers import JSONRenderer
 from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER
 from incidents.api.throttling import ExportThrottle
-from incidents.exports import ChunksInSlot, export_slot_take, stream_incidents_csv
+from incidents.exports import (
+    SpooledDownload,
+    export_client_release,
+    export_client_take,
+    export_slot_release,
+    export_slot_take,
+    spooled,
+    stream_incidents_csv,
+)
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
@@ -39,8 +47,9 @@ def bom_requested(query: Mapping[str, str]) -> bool:
     return query.get(BOM_PARAMETER) == "1"
 
 
-# How long a client sent away because every export slot is busy should wait: about what a whole
-# export of 1,000,000 incidents took to download under load (12-18 s, bench/README.md "Load test").
+# How long a client sent away because every export slot is busy, or because a download of its own
+# is still running, should wait: about what a whole export of 1,000,000 incidents took to download
+# under load (12-18 s, bench/README.md "Load test").
 EXPORT_SLOT_RETRY_SECONDS = 15
 
 
@@ -52,53 +61,104 @@ def incidents_csv_response(
     bom: bool = False,
     page_url_prefix: str | None = None,
 ) -> HttpResponseBase:
-    """A streamed CSV download of `queryset`, which the caller has limited with `visible_to(request.user)`
-    and selected with `export_filters` (recorded with the download when it holds confidential records).
+    """A CSV download of `queryset`, which the caller has limited with `visible_to(request.user)`
+    and selected with `export_filters` (recorded with the download when it holds confidential
+    records, before its first byte is sent).
 
-    The rows are read while the response is sent, not here: the first bytes leave before the
-    database has produced the last row. Shared by this view, the admin, the API's `?format=csv` and
-    the public pages' downloads (which add each row's `page_url`, see
-    `incidents.exports.copy_statement`), so every door is bounded alike (runs a query or two):
-
-    - 503 while EXPORTS_AT_ONCE exports are streaming (`export_slot_take`): each holds a server
-      thread for its whole download, and a burst of them would leave none to other requests. The
-      download holds its slot until it ends, fails or is broken off (`ChunksInSlot`).
-    - 429 once the client has spent its export rate (`ExportThrottle`, one count per client whichever
-      door it exports through). Counted only once a slot is taken, so a client that a busy server
-      sent away, and that comes back after Retry-After, has not spent its rate on exports never run."""
-    slot = export_slot_take()
-    if slot is None:
-        return export_slots_busy(
-            request,
-            _("Too many CSV exports are running at once (at most %(count)d). Try again in %(seconds)d seconds."),
-        )
-    rows = stream_incidents_csv(
-        queryset,
-        request.user,
-        door=AccessDoor.CSV,
-        export_filters=export_filters,
-        path=request.get_full_path(),
-        bom=bom,
-        page_url_prefix=page_url_prefix,
+    The rows are copied into a file here, at the database's speed, then sent from it
+    (`spooled_download`, which says how downloads are bounded). Shared by this view, the admin, the
+    API's `?format=csv` and the public pages' downloads (which add each row's `page_url`, see
+    `incidents.exports.copy_statement`), so every door is bounded alike. Each export counts against
+    the client's export rate (`ExportThrottle`, one count per client whichever door it exports
+    through)."""
+    download = spooled_download(
+        request,
+        lambda: stream_incidents_csv(
+            queryset,
+            request.user,
+            door=AccessDoor.CSV,
+            export_filters=export_filters,
+            path=request.get_full_path(),
+            bom=bom,
+            page_url_prefix=page_url_prefix,
+        ),
+        busy_message=_(
+            "Too many CSV exports are running at once (at most %(count)d). Try again in %(seconds)d seconds."
+        ),
+        throttle=ExportThrottle(),
     )
-    chunks = ChunksInSlot(rows, slot)
-    throttle = ExportThrottle()
-    if not throttle.allow_request(request, view=None):
-        chunks.close()
+    if not isinstance(download, SpooledDownload):
+        return download
+    filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    return StreamingHttpResponse(
+        download,
+        content_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": download.size,
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def spooled_download(
+    request,
+    read: Callable[[], Generator[bytes, None, None]],
+    *,
+    busy_message: str,
+    throttle: ExportThrottle | None = None,
+) -> SpooledDownload | HttpResponse:
+    """The bytes `read()` yields (a CSV export, a release file), written to a file while this thread
+    holds an export slot, ready to be sent from it; or the refusal to answer instead (runs a few
+    queries):
+
+    - 429 while the same client (account, or address when anonymous: as `ExportThrottle` counts
+      them) has another download running, on any worker (`export_client_take`): one at a time, so
+      that one client cannot take every slot by asking for several at once. Its turn is held until
+      the response is closed (`SpooledDownload`).
+    - 503 while EXPORTS_AT_ONCE downloads are being read from the database (`export_slot_take`):
+      each holds a server thread and a connection meanwhile, and a burst of them would leave none
+      to other requests; `busy_message` says so.
+    - 429 once the client has spent `throttle`'s rate, when given. Counted only once a slot is
+      taken, so a client that a busy server sent away, and that comes back after Retry-After, has
+      not spent its rate on downloads never run.
+
+    The slot is given back, and the transaction of `read`'s statements has ended, before the first
+    byte is sent: a client reading slowly holds its server thread and its turn, never the
+    database's snapshot or a slot (`incidents.exports.spooled`)."""
+    client = ExportThrottle().get_cache_key(request, view=None)
+    if not export_client_take(client):
         return _export_refused(
             request,
             status=429,
-            # No wait when the client's history holds more than the rate (since lowered) allows: a period.
-            seconds=math.ceil(throttle.wait() or throttle.duration),
-            message=_("Too many CSV exports from you (at most %(rate)s). Try again in %(seconds)d seconds."),
-            rate=throttle.rate,
+            seconds=EXPORT_SLOT_RETRY_SECONDS,
+            message=_(
+                "Another download of yours is still running; one at a time. Try again in %(seconds)d seconds, "
+                "once it has ended."
+            ),
         )
-    filename = f"incidents-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
-    return StreamingHttpResponse(
-        chunks,
-        content_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-    )
+    spool = None
+    try:
+        slot = export_slot_take()
+        if slot is None:
+            return export_slots_busy(request, busy_message)
+        try:
+            if throttle is not None and not throttle.allow_request(request, view=None):
+                return _export_refused(
+                    request,
+                    status=429,
+                    # No wait when the client's history holds more than the rate (since lowered) allows: a period.
+                    seconds=math.ceil(throttle.wait() or throttle.duration),
+                    message=_("Too many CSV exports from you (at most %(rate)s). Try again in %(seconds)d seconds."),
+                    rate=throttle.rate,
+                )
+            spool = spooled(read())
+        finally:
+            export_slot_release(slot)
+    finally:
+        if spool is None:  # refused, or failed: nothing will be sent
+            export_client_release(client)
+    return SpooledDownload(spool, client)
 
 
 def export_slots_busy(request, message: str) -> HttpResponse:

@@ -18,7 +18,9 @@ the same columns under the same rules.
 
 import codecs
 import operator
+import os
 import re
+import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import closing
 from datetime import UTC, date, datetime
@@ -557,8 +559,9 @@ def stream_incidents_csv(
 ) -> Iterator[bytes]:
     """Yield the CSV of `queryset` (already limited to what `user` may see) in chunks of whole rows.
 
-    Runs one COPY statement in its own transaction when iterated, not when called, so an HTTP
-    response can stream it after the view has returned. `on_rows(n)` is told how many data rows
+    Runs one COPY statement in its own transaction when iterated, not when called; the HTTP doors
+    iterate it into a file at once (`spooled`), so that the transaction never waits for a client.
+    `on_rows(n)` is told how many data rows
     each chunk holds, for progress bars; `page_url_prefix` adds the `page_url` column (see
     `copy_statement`). Memory stays at one chunk whatever the row count.
 
@@ -614,6 +617,8 @@ def stream_incidents_csv(
 # The export slots: session-level advisory locks on the primary, keyed (this namespace, slot number
 # 1 to EXPORTS_AT_ONCE), the two-key form, apart from the one-key locks of releases.
 _EXPORT_SLOT_NAMESPACE = "hashtext('incidents.export_slot')"
+# A client's turn (`export_client_take`): keyed (this namespace, a hash of the client's name).
+_EXPORT_CLIENT_NAMESPACE = "hashtext('incidents.export_client')"
 
 
 def export_slot_take() -> int | None:
@@ -621,13 +626,13 @@ def export_slot_take() -> int | None:
     every one. Runs one query per slot tried.
 
     The slot is an advisory lock of this thread's connection to the primary, the connection the
-    export's COPY then streams on (`stream_incidents_csv`), whether or not the request's other reads
+    export's COPY then runs on (`stream_incidents_csv`), whether or not the request's other reads
     go to a replica: every worker of every app server shares the primary, where each replica would
-    count only its own. Session-level, so that it outlives the view's return for the stream that
-    follows; given back by `export_slot_release`, or by PostgreSQL when the connection dies with its
-    worker. One statement per slot rather than one for them all: PostgreSQL does not promise to stop
-    calling a locking function in a WHERE once a LIMIT is met, and a slot taken by a row left out
-    would be held for nothing."""
+    count only its own. Session-level, so that it is held whatever transactions the export opens
+    and ends; given back by `export_slot_release` once the download is spooled (`spooled`), or by
+    PostgreSQL when the connection dies with its worker. One statement per slot rather than one for
+    them all: PostgreSQL does not promise to stop calling a locking function in a WHERE once a LIMIT
+    is met, and a slot taken by a row left out would be held for nothing."""
     with connection.cursor() as cursor:
         for slot in range(1, settings.EXPORTS_AT_ONCE + 1):
             cursor.execute(f"SELECT pg_try_advisory_lock({_EXPORT_SLOT_NAMESPACE}, %s)", [slot])
@@ -642,27 +647,70 @@ def export_slot_release(slot: int) -> None:
         cursor.execute(f"SELECT pg_advisory_unlock({_EXPORT_SLOT_NAMESPACE}, %s)", [slot])
 
 
-class ChunksInSlot:
-    """An export's chunks (`stream_incidents_csv`) as a response's iterable, holding the export slot
-    `slot` until the response is closed.
+def export_client_take(client: str) -> bool:
+    """Take `client`'s turn (a name for an account or an address: `ExportThrottle`'s), or False
+    while another download of theirs holds it, on any worker. Runs a query.
+
+    One download at a time per client, so that one client cannot take every export slot by asking
+    for several at once. An advisory lock on the primary like the slots, keyed by a 32-bit hash of
+    the name: two clients whose names share a hash (one chance in some four billion for a pair)
+    take turns. Given back by `export_client_release`, or when the connection dies."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_try_advisory_lock({_EXPORT_CLIENT_NAMESPACE}, hashtext(%s))", [client])
+        return cursor.fetchone()[0]
+
+
+def export_client_release(client: str) -> None:
+    """Give back the turn `export_client_take` took on this thread's connection. Runs a query."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_unlock({_EXPORT_CLIENT_NAMESPACE}, hashtext(%s))", [client])
+
+
+def spooled(chunks: Generator[bytes, None, None]) -> IO[bytes]:
+    """`chunks` (an export's, or a release file's) written to an anonymous temporary file in
+    EXPORT_SPOOL_DIR, read back from its start; closed at once if anything fails.
+
+    Why: a download's client reads at its own speed, a few KB/s for a slow or hostile one. Streamed
+    from the COPY, the download held its export slot, its transaction and the transaction's snapshot
+    for as long as the client took (hours for 60 MB at 2 KB/s): two such clients held every slot, and
+    VACUUM could remove no row that died meanwhile, in any table. Written here at the database's
+    speed, the transaction and the slot end before the first byte is sent. The file is unlinked as
+    it is made (`TemporaryFile`), so a worker killed midway leaves nothing behind; memory stays at
+    one chunk."""
+    spool = tempfile.TemporaryFile(dir=settings.EXPORT_SPOOL_DIR)  # noqa: SIM115 (the caller's to close)
+    try:
+        with closing(chunks):
+            for chunk in chunks:
+                spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+class SpooledDownload:
+    """A spooled download (`spooled`) as a response's iterable, in chunks of CHUNK_BYTES, holding its
+    client's turn (`export_client_take`) until the response is closed.
 
     A WSGI server closes the response however the download ends: sent to the last byte, failed
-    midway, broken off by a client that went away, or never started (whose generator alone would
-    see nothing: an unstarted generator's `finally` never runs). The COPY's transaction ends first,
-    then the slot is given back on the same connection."""
+    midway, broken off by a client that went away, or never started. The file is closed (and so
+    gone), then the turn is given back."""
 
-    def __init__(self, chunks: Generator[bytes, None, None], slot: int):
-        self._chunks = chunks
-        self._slot = slot
+    def __init__(self, spool: IO[bytes], client: str):
+        self._spool = spool
+        self._client = client
+        self.size = os.fstat(spool.fileno()).st_size
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks
+        while chunk := self._spool.read(CHUNK_BYTES):
+            yield chunk
 
     def close(self) -> None:
-        self._chunks.close()
-        if self._slot is not None:
-            slot, self._slot = self._slot, None
-            export_slot_release(slot)
+        self._spool.close()
+        if self._client is not None:
+            client, self._client = self._client, None
+            export_client_release(client)
 
 
 def write_incidents_csv(

@@ -141,7 +141,8 @@ def test_a_partner_tool_with_a_token_waits_as_long_as_the_database_takes():
 
 
 def test_an_anonymous_csv_export_streams_for_as_long_as_it_takes():
-    # Its COPY runs as the response streams, after the view: bounded by the export's rate and slots
+    # Its COPY (into the download's file, in the view) runs on psycopg's own cursor, which the bound
+    # does not reach: bounded by the export's rate, slots and one download at a time per client
     # instead (a common word's export took 8 s at a million incidents).
     make_incident()
     with incidents_locked(release_after=BOUND_MS * 3 / 1000, table="incidents_incidentexportrow"):

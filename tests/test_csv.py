@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from wsgiref.util import setup_testing_defaults
 
@@ -14,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 from django.http import HttpResponseBase, StreamingHttpResponse
+from django.test import Client
 from django.urls import reverse
 
 from incidents import exports, roles
@@ -287,19 +289,19 @@ class TestStreaming:
         assert response["Content-Disposition"].startswith('attachment; filename="incidents-')
         chunks = list(response.streaming_content)
         assert len(chunks) >= 3
-        # Each chunk is whole rows and holds at most one row beyond the chunk size: memory is
-        # bounded by the chunk, not by the export.
-        assert all(len(chunk) < CHUNK_BYTES + 1000 for chunk in chunks)
-        assert all(chunk.endswith(b"\n") for chunk in chunks)
+        # Sent from the export's file a chunk at a time: memory is bounded by the chunk, not by the
+        # export, and the file's size is known before the first byte.
+        assert all(len(chunk) <= CHUNK_BYTES for chunk in chunks)
+        assert int(response["Content-Length"]) == sum(map(len, chunks))
         assert len(read_csv(b"".join(chunks))) == 500
 
     def test_the_query_count_does_not_grow_with_the_rows(self, client, django_assert_num_queries):
         for _ in range(5):
             make_claim(incident=make_incident(places=[make_place()]))
-        # The export slot taken, SAVEPOINT, SET LOCAL datestyle, RELEASE SAVEPOINT, the slot given
-        # back. The rows come from one COPY statement on the same connection, which Django's query
-        # log does not see.
-        with django_assert_num_queries(5):
+        # The client's turn taken, the export slot taken, SAVEPOINT, SET LOCAL datestyle, RELEASE
+        # SAVEPOINT, the slot given back, the turn given back once the file is sent. The rows come
+        # from one COPY statement on the same connection, which Django's query log does not see.
+        with django_assert_num_queries(7):
             assert len(read_csv(download(client))) == 5
 
     def test_progress_counts_the_data_rows_of_each_chunk(self):
@@ -364,6 +366,17 @@ def wsgi_response(path: str, **environ) -> HttpResponseBase:
     return application(environ, lambda status, headers, exc_info=None: None)
 
 
+@contextmanager
+def slot_taken_elsewhere():
+    """The export slot 1 held by another connection, as another worker's export holds it. Given back
+    before the connection closes: a closed connection's server process lets its locks go a moment
+    later, and under load the next download still met it (503)."""
+    with psycopg.connect(**connection.get_connection_params()) as elsewhere:
+        elsewhere.execute(f"SELECT pg_advisory_lock({exports._EXPORT_SLOT_NAMESPACE}, 1)")
+        yield
+        elsewhere.execute(f"SELECT pg_advisory_unlock({exports._EXPORT_SLOT_NAMESPACE}, 1)")
+
+
 def served_elsewhere(path: str = EXPORT_URL, **environ) -> HttpResponseBase:
     """`path` served, read to its end and closed, from another thread and so on another database
     connection, as another server thread or worker would serve it: the connection of this test
@@ -383,8 +396,9 @@ def served_elsewhere(path: str = EXPORT_URL, **environ) -> HttpResponseBase:
 
 
 class TestExportsAtOnce:
-    """At most EXPORTS_AT_ONCE downloads stream at once, across every worker: each holds a server
-    thread until it ends, and a burst of them would leave no thread to other requests."""
+    """At most EXPORTS_AT_ONCE downloads are read from the database at once, across every worker:
+    each holds a server thread and a connection meanwhile, and a burst of them would leave none to
+    other requests."""
 
     @pytest.fixture
     def serve(self, settings):
@@ -412,59 +426,43 @@ class TestExportsAtOnce:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
 
-    def test_while_every_slot_streams_another_export_is_told_when_to_come_back(self, serve):
-        make_incidents_for_chunks(300)
-        streaming = serve(EXPORT_URL)
-        chunks = iter(streaming)
-        first_chunk = next(chunks)
-
-        busy = served_elsewhere()
-        assert busy.status_code == 503
-        assert busy["Retry-After"] == "15"
-        assert json.loads(busy.content) == {
-            "detail": "Too many CSV exports are running at once (at most 1). Try again in 15 seconds."
-        }
-        public = served_elsewhere("/incidents.csv")
-        assert (public.status_code, public["Retry-After"]) == (503, "15")
-        assert public.content.decode().startswith("Too many CSV exports are running at once (at most 1).")
-
-        # Read to its end and closed, the first download gives its slot back.
-        assert len(read_csv(first_chunk + b"".join(chunks))) == 300
-        streaming.close()
+    def test_while_every_slot_is_taken_another_export_is_told_when_to_come_back(self, serve):
+        with slot_taken_elsewhere():
+            busy = serve(EXPORT_URL)
+            assert busy.status_code == 503
+            assert busy["Retry-After"] == "15"
+            assert json.loads(busy.content) == {
+                "detail": "Too many CSV exports are running at once (at most 1). Try again in 15 seconds."
+            }
+            public = serve("/incidents.csv")
+            assert (public.status_code, public["Retry-After"]) == (503, "15")
+            assert public.content.decode().startswith("Too many CSV exports are running at once (at most 1).")
         assert served_elsewhere().status_code == 200
         assert served_elsewhere("/incidents.csv").status_code == 200
 
-    def test_a_release_download_holds_a_slot_as_an_export_does(self, serve):
-        # A release file (some 400 MB at a million incidents) holds a thread as long as its client
-        # takes to read it: it shares the export slots.
+    def test_a_release_download_takes_a_slot_only_while_it_is_read_from_the_database(self, serve):
+        # A release file (some 400 MB at a million incidents) is read into a file under a slot, as an
+        # export is, then sent from there: its client, however slow, holds no slot meanwhile.
         make_incident(title="Released")
         call_command("release", user=make_user(roles.REVIEWER).username, stdout=io.StringIO())
         release_url = f"/api/v1/releases/{Release.objects.get().name}/files/incidents.csv/"
         downloading = serve(release_url)
-        chunks = iter(downloading)
-        next(chunks)
-        assert served_elsewhere().status_code == 503
-        downloading.close()
-        assert served_elsewhere().status_code == 200
+        assert next(iter(downloading)).startswith(b"public_id,")
+        assert served_elsewhere(REMOTE_ADDR="192.0.2.8").status_code == 200
 
         # Every slot held elsewhere (another worker's export): the download is told when to come back.
-        with psycopg.connect(**connection.get_connection_params()) as elsewhere:
-            elsewhere.execute(f"SELECT pg_advisory_lock({exports._EXPORT_SLOT_NAMESPACE}, 1)")
-            busy = serve(release_url)
+        with slot_taken_elsewhere():
+            busy = serve(release_url, REMOTE_ADDR="192.0.2.9")
             assert (busy.status_code, busy["Retry-After"]) == (503, "15")
             assert json.loads(busy.content) == {
                 "detail": "Too many downloads are running at once (at most 1). Try again in 15 seconds."
             }
-            # Given back before the connection closes: a closed connection's server process lets
-            # its locks go a moment later, and under load the next download still met it (503).
-            elsewhere.execute(f"SELECT pg_advisory_unlock({exports._EXPORT_SLOT_NAMESPACE}, 1)")
-        assert serve(release_url).status_code == 200
+        assert serve(release_url, REMOTE_ADDR="192.0.2.9").status_code == 200
 
     def test_an_export_sent_away_busy_does_not_spend_the_clients_rate(self, serve, settings):
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"export": "1/minute"}}
-        streaming = serve(EXPORT_URL)
-        assert [served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code for _ in range(3)] == [503, 503, 503]
-        streaming.close()
+        with slot_taken_elsewhere():
+            assert [served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code for _ in range(3)] == [503, 503, 503]
         assert served_elsewhere(REMOTE_ADDR="192.0.2.7").status_code == 200
 
     def test_a_download_broken_off_or_never_started_gives_its_slot_back(self, serve):
@@ -478,17 +476,85 @@ class TestExportsAtOnce:
         serve("/incidents.csv").close()
         assert served_elsewhere().status_code == 200
 
-    def test_a_download_that_fails_midway_gives_its_slot_back(self, serve, monkeypatch):
-        # The database fails once the first chunk, the byte order mark, has left.
+    def test_an_export_that_fails_gives_its_slot_and_its_clients_turn_back(self, serve, monkeypatch, settings):
+        # In this test's transaction the export's is a savepoint, whose rollback the anonymous
+        # statement bound would send behind a `SET LOCAL`, refused once the COPY has failed; a
+        # server's export rolls back a transaction of its own, on the connection itself.
+        settings.ANON_STATEMENT_TIMEOUT = 0
+        # The database fails once the byte order mark is written: before the client is sent a byte.
         monkeypatch.setattr(exports, "copy_statement", lambda *args, **kwargs: "COPY (SELECT 1 / 0) TO STDOUT")
-        failing = serve(EXPORT_URL, QUERY_STRING="bom=1")
-        chunks = iter(failing)
-        assert next(chunks) == codecs.BOM_UTF8
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            next(chunks)
-        failing.close()
+        assert serve(EXPORT_URL, QUERY_STRING="bom=1").status_code == 500
         monkeypatch.undo()
-        assert served_elsewhere().status_code == 200
+        assert served_elsewhere().status_code == 200  # the same client, on another worker
+
+
+@pytest.mark.django_db(transaction=True)
+class TestSlowReaders:
+    """A client reads a download at its own speed (a few KB/s for a slow or hostile one): it must
+    hold neither the database nor every export slot meanwhile. Committed rows, seen by the other
+    threads' connections."""
+
+    @pytest.fixture
+    def slow_reader(self, settings):
+        """An export's response of `path`, of which the client reads one chunk, then stops reading
+        (closed at the test's end, as the server would close it)."""
+        settings.EXPORTS_AT_ONCE = 1
+        opened = []
+
+        def slow_reader(path: str, client: Client):
+            response = client.get(path)
+            assert response.status_code == 200
+            opened.append(response)
+            next(iter(response.streaming_content))
+            return response
+
+        yield slow_reader
+        for response in opened:
+            response.close()
+
+    def test_a_slow_reader_holds_no_copy_no_snapshot_and_no_slot(self, slow_reader):
+        # Enough rows (some 8 MB of CSV) that a COPY streamed to its reader outgrows the socket's
+        # buffers and waits for it.
+        call_command("generate_demo_data", incidents=20_000, seed=7, verbosity=0)
+        slow_reader("/incidents.csv", Client(REMOTE_ADDR="192.0.2.21"))
+        # The COPY has ended, and its transaction with it: VACUUM may remove the rows that die
+        # meanwhile, in any table.
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            running = other.execute(
+                "SELECT query, backend_xmin FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY%%'"
+            ).fetchall()
+            readers = other.execute(
+                "SELECT backend_xmin FROM pg_stat_activity WHERE pid = %s", [connection.connection.info.backend_pid]
+            ).fetchall()
+        assert running == []
+        assert readers == [(None,)]
+        # Another client's export, at another door, gets the slot.
+        assert served_elsewhere(REMOTE_ADDR="192.0.2.22").status_code == 200
+
+    def test_a_client_downloads_one_export_at_a_time(self, slow_reader, settings):
+        settings.EXPORTS_AT_ONCE = 2
+        slow_reader("/incidents.csv", Client())
+        # The same address, on another worker: its one export is still being read.
+        again = served_elsewhere("/incidents.csv")
+        assert (again.status_code, again["Retry-After"]) == (429, "15")
+        assert again.content_read.decode() == (
+            "Another download of yours is still running; one at a time. Try again in 15 seconds, once it has ended."
+        )
+        api = served_elsewhere(EXPORT_URL)
+        assert (api.status_code, api["Retry-After"]) == (429, "15")
+        assert json.loads(api.content_read)["detail"].startswith("Another download of yours is still running;")
+        # Another address gets a slot, as the first would have had it not asked twice.
+        assert served_elsewhere(REMOTE_ADDR="192.0.2.11").status_code == 200
+
+    def test_an_account_downloads_one_export_at_a_time_from_any_address(self, slow_reader, settings):
+        settings.EXPORTS_AT_ONCE = 2
+        analyst = Client(REMOTE_ADDR="192.0.2.12")
+        analyst.force_login(make_user(roles.VIEWER))
+        slow_reader(reverse("admin:incidents_incident_export_csv"), analyst)
+        # The same account at another door, from another address.
+        cookie = f"{settings.SESSION_COOKIE_NAME}={analyst.cookies[settings.SESSION_COOKIE_NAME].value}"
+        assert served_elsewhere("/incidents.csv", REMOTE_ADDR="192.0.2.13", HTTP_COOKIE=cookie).status_code == 429
+        assert served_elsewhere("/incidents.csv", REMOTE_ADDR="192.0.2.13").status_code == 200
 
 
 class TestCommand:

@@ -533,13 +533,21 @@ IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about
 # 20 KB per row that updates an incident and 3 KB per new one (README, "CSV import"; bench/README.md).
 IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000, minimum=1)
-# CSV exports streaming at once from the web doors, across every worker and app server (slots held
-# on the primary: `incidents.exports.export_slot_take`). Each holds a gunicorn thread for as long as
-# its download lasts: below the threads of the deployment (2 workers x 4), so that exports, however
-# many a client's rate allows, leave threads to every other request.
+# CSV exports (and release files) read from the database at once from the web doors, across every
+# worker and app server (slots held on the primary: `incidents.exports.export_slot_take`). Each holds
+# a gunicorn thread and a database connection while its COPY writes the download's file (not while
+# the client reads it: `incidents.exports.spooled`): below the threads of the deployment (2 workers
+# x 4), so that exports, however many clients ask, leave threads to every other request.
 EXPORTS_AT_ONCE = env_int("TRACKER_EXPORTS_AT_ONCE", 2)
 if EXPORTS_AT_ONCE < 1:
     raise ImproperlyConfigured(f"TRACKER_EXPORTS_AT_ONCE must be 1 or more; got {EXPORTS_AT_ONCE}.")
+# Where the web doors write each download before sending it (`incidents.exports.spooled`), so that
+# no client's reading speed holds the database: anonymous files, unlinked as they are made. The
+# system's temporary directory (TMPDIR, else /tmp) by default. Room for one export per web thread
+# at once (README, "Deployment").
+EXPORT_SPOOL_DIR = env_str("TRACKER_EXPORT_SPOOL_DIR", "") or None
+if EXPORT_SPOOL_DIR is not None and not os.path.isdir(EXPORT_SPOOL_DIR):
+    raise ImproperlyConfigured(f"TRACKER_EXPORT_SPOOL_DIR must be an existing directory; got {EXPORT_SPOOL_DIR!r}.")
 
 # A request's files only where a view takes them (the admin's CSV import, up to IMPORT_MAX_BYTES),
 # refused before they are written, and a multipart body no larger than 2.5 MB (Django's bound on

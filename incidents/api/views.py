@@ -62,8 +62,8 @@ from incidents.api.serializers import (
     SourceSerializer,
 )
 from incidents.converters import PublicIdConverter
-from incidents.csv_views import export_slots_busy, filtered_csv_response
-from incidents.exports import ChunksInSlot, export_slot_take
+from incidents.csv_views import filtered_csv_response, spooled_download
+from incidents.exports import SpooledDownload
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet, IncidentWithdrawalFilterSet
 from incidents.history import history_entries, history_visible_to
 from incidents.merges import redirect_target
@@ -710,16 +710,23 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             detail = f"Range: this file has {size:,} bytes; ask for a range that starts before its end."
             return JsonResponse({"detail": detail}, status=416, headers={"Content-Range": f"bytes */{size}"})
         start, end = byte_range or (0, size)
-        # A download holds a server thread as long as its client takes to read it (a million
-        # incidents' file is some 400 MB), as a CSV export does: it takes one of the same slots.
-        slot = export_slot_take()
-        if slot is None:
-            return export_slots_busy(
-                request,
-                _("Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."),
-            )
+        # A release file (some 400 MB at a million incidents) is read from the database into a file
+        # under an export slot and sent from there, as a CSV export is, one download at a time per
+        # client (`spooled_download`): a slow client holds neither a slot nor the database. Not
+        # counted against the export rate: it reads stored bytes, not a query over the incidents,
+        # a client resumes a broken download with a Range request (each one a request), and the
+        # file never changes, so a cache in front may serve it for good.
+        download = spooled_download(
+            request,
+            lambda: releases.release_file_chunks(release_file, start, end),
+            busy_message=_(
+                "Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."
+            ),
+        )
+        if not isinstance(download, SpooledDownload):
+            return download
         response = StreamingHttpResponse(
-            ChunksInSlot(releases.release_file_chunks(release_file, start, end), slot),
+            download,
             content_type=f"{release_file.media_type}; charset=utf-8",
             status=206 if byte_range else 200,
             headers={

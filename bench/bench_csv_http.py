@@ -1,0 +1,32 @@
+"""CSV export through its HTTP door: time to the first byte and to the last of the whole anonymous
+`/incidents.csv`, as Django's test client receives it (the body read to its end in memory).
+
+Usage (DATABASE_URL set, from the checkout to measure): python bench/bench_csv_http.py LABEL RUN
+Each run asks from its own address (`RUN`), so that the export rate (20 an hour) counts runs apart.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+
+import django
+
+django.setup()
+
+from django.test import Client  # noqa: E402 (once Django is set up)
+
+label, run = sys.argv[1], int(sys.argv[2])
+started = time.perf_counter()
+response = Client(REMOTE_ADDR=f"198.51.100.{run}").get("/incidents.csv")
+assert response.status_code == 200, (response.status_code, response.content[:200])
+chunks = iter(response.streaming_content)
+size = len(next(chunks))
+first_byte = time.perf_counter() - started
+for chunk in chunks:
+    size += len(chunk)
+total = time.perf_counter() - started
+response.close()
+print(f"{label} run {run}: first byte {first_byte:.2f} s, total {total:.2f} s, {size:,} bytes")
