@@ -21,6 +21,7 @@ import operator
 import os
 import re
 import tempfile
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import closing
 from datetime import UTC, date, datetime
@@ -701,13 +702,17 @@ class SpooledDownload:
         self._spool = spool
         self._client = client
         self.size = os.fstat(spool.fileno()).st_size
+        # A response dropped without being closed (Django's test client closes a streaming one only
+        # once it is read to its end) still closes its file when it is collected, rather than
+        # leaving it to the file's own finalizer, which warns of an unclosed file.
+        self._close_spool = weakref.finalize(self, spool.close)
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self._spool.read(CHUNK_BYTES):
             yield chunk
 
     def close(self) -> None:
-        self._spool.close()
+        self._close_spool()
         if self._client is not None:
             client, self._client = self._client, None
             export_client_release(client)

@@ -249,17 +249,25 @@ def indexes_and_constraints() -> set[tuple[str, str]]:
         return set(cursor.fetchall())
 
 
-def test_demo_data_leaves_every_index_and_constraint_in_place():
-    # A load larger than the table rebuilds secondary indexes and foreign keys once, at its end.
-    before = indexes_and_constraints()
-    call_command("generate_demo_data", incidents=50, seed=2)
-    assert indexes_and_constraints() == before
+def constraints_not_validated() -> set[str]:
     with connection.cursor() as cursor:
-        # Added back with a check of every row, not NOT VALID.
         cursor.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid::regclass::text LIKE 'incidents_%%' AND NOT convalidated"
         )
-        assert cursor.fetchall() == []
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_demo_data_leaves_every_index_and_constraint_in_place():
+    # A load larger than the table rebuilds secondary indexes and foreign keys once, at its end.
+    before, not_validated_before = indexes_and_constraints(), constraints_not_validated()
+    call_command("generate_demo_data", incidents=50, seed=2)
+    assert indexes_and_constraints() == before
+    # Added back with a check of every row, not NOT VALID: the only constraints left unchecked are
+    # the migrations' own (0086's bounds on searched texts, which rows stored before them may pass).
+    assert (
+        constraints_not_validated() == not_validated_before == {"claim_excerpt_bounded", "incident_description_bounded"}
+    )
+    with connection.cursor() as cursor:
         # Django's foreign keys are checked at commit, which a test never reaches: check at once.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     with pytest.raises(IntegrityError, match="incidents_claim_incident_id"), transaction.atomic():

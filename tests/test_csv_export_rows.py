@@ -1235,7 +1235,7 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
     # Names on the edges of the list items' grammar, repeated, and in more than one cell.
     tower = make_place(name="Tower > east", parent=Place.objects.get(name="Jilin", parent__name="China"), country="CN")
     quoted = make_source(title=' "Quoted" report; part 2 ')
-    for title, organization in (("-minus", "=cmd > x"), ("\ttab", ' "Unit" 9 ')):
+    for title, organization in (("-minus", "=cmd > x"), ("@at", ' "Unit" 9 ')):
         incident = make_incident(title=title, places=[tower, Place.objects.get(name="=Yellow Sea")])
         make_claim(incident=incident, source=quoted, people_count=None)
         make_claim(incident=incident, source=quoted, people_count=7, confidential=True)
