@@ -21,10 +21,10 @@ def client_ip(request) -> str | None:
     the port is dropped, or each connection was another client. An entry that names no address at
     all (`unknown`) counts as the proxy that wrote it. Either reached django-axes as it was, which
     stores an address: every failed sign-in behind such a proxy answered 500."""
-    address = _address(BaseThrottle().get_ident(request))
+    address = parsed_address(BaseThrottle().get_ident(request))
     if address is None:
         remote_addr = request.META.get("REMOTE_ADDR")
-        address = _address(remote_addr)
+        address = parsed_address(remote_addr)
         if address is None:
             # The server knows no address either (a Unix socket's is empty): django-axes stores none.
             return remote_addr
@@ -35,7 +35,7 @@ def client_ip(request) -> str | None:
     return str(ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False).network_address)
 
 
-def _address(text: str | None) -> IPv4Address | IPv6Address | None:
+def parsed_address(text: str | None) -> IPv4Address | IPv6Address | None:
     """The address `text` writes, with or without a port after it, or None."""
     text = (text or "").strip()
     if text.startswith("["):

@@ -8,7 +8,6 @@ import math
 import unicodedata
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from ipaddress import ip_address
 
 from axes.attempts import get_cool_off_threshold
 from axes.handlers.database import AxesDatabaseHandler
@@ -24,7 +23,7 @@ from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from accounts.clients import client_ip
+from accounts.clients import client_ip, parsed_address
 from accounts.models import SignInAddress
 from accounts.services import wait_in_words
 from incidents.api.throttling import SignInThrottle
@@ -154,21 +153,13 @@ def sign_in_throttled(request) -> TemplateResponse | None:
     return response.render()
 
 
-def _is_address(text: str | None) -> bool:
-    try:
-        ip_address(text or "")
-    except ValueError:
-        return False
-    return True
-
-
 def sign_in_address_record(*, request, user) -> None:
     """Runs queries: `user` finished signing in (its password, and its second factor when it has
     one) from this request's client, whose address is then familiar to the account for
     TRACKER_LOCKOUT_FAMILIAR_DAYS (wide_lockout_lifts_at). The account's addresses older than that
     go, so the table holds what the rule reads."""
     address = client_ip(request)
-    if not _is_address(address):
+    if parsed_address(address) is None:
         # No address (a Unix socket's is empty): nothing to be familiar with.
         return
     now = timezone.now()
@@ -195,7 +186,7 @@ def wide_lockout_lifts_at(request, username: str | None) -> datetime | None:
     while locked included (as the lock at one address counts them): a botnet that keeps trying
     keeps the bound reached, and the owner at home, or at the office, signs in meanwhile."""
     address = request.axes_ip_address
-    if not _is_address(address):
+    if parsed_address(address) is None:
         address = None
     if username is not None and address is not None and _familiar(username, address):
         return None
