@@ -35,7 +35,7 @@ from incidents.models import (
     Source,
     Verification,
 )
-from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below
+from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
 from incidents.search import IncidentSearch
 from tracker.formats import TIME_AS_WRITTEN, date_refused
 
@@ -292,9 +292,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         min_value=0,
         label="At least this many independent origins among the claims you may see (sources relaying one count once)",
     )
-    updated_since = UtcDateTimeFilter(
-        field_name="updated_at", lookup_expr="gte", label="Changed at or after (ISO 8601)"
-    )
+    updated_since = UtcDateTimeFilter(method="filter_updated_since", label="Changed at or after (ISO 8601)")
 
     class Meta:
         fields = []
@@ -377,6 +375,10 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     def filter_min_origins(self, queryset, name, value):
         return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))
+
+    def filter_updated_since(self, queryset, name, value):
+        # By the change time the user is told (`version_fields`).
+        return queryset.filter(**{f"{version_fields(self.user).updated_at}__gte": value})
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)

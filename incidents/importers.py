@@ -73,7 +73,7 @@ from incidents.models import (
     end_date_missing_message,
 )
 from incidents.numbers import is_whole_number
-from incidents.querysets import DuplicateCandidate, possible_duplicates_among
+from incidents.querysets import DuplicateCandidate, possible_duplicates_among, version_seen_by
 from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
@@ -1113,7 +1113,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
                     )
                 )
             else:
-                errors.extend(_check_version(line, record, row.incident, row))
+                errors.extend(_check_version(line, record, row.incident, row, user))
         data, value_errors = _parse_values(line, record, row.incident)
         names, name_errors = resolver.resolve(line, record)
         row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
@@ -1198,29 +1198,31 @@ def _validate_new_incidents(
         return None, {line: _row_errors(line, row_problems) for line, row_problems in problems.items()}
 
 
-def _check_version(line: int, record: dict[str, str], incident: Incident, row: PlannedRow) -> list[RowError]:
+def _check_version(line: int, record: dict[str, str], incident: Incident, row: PlannedRow, user) -> list[RowError]:
+    """The file's version of `incident` against the one its export gave `user` (`version_seen_by`)."""
+    version = version_seen_by(incident, user)
     raw = record.get("version", "").strip()
     if not raw:
         return [RowError(line, "version", f"Needed to update {incident.public_id}: export it to get its version.")]
     if not is_whole_number(raw):
         return [RowError(line, "version", f"{raw!r} is not a version number.")]
     row.expected_version = int(raw)
-    if row.expected_version > incident.version:
+    if row.expected_version > version:
         return [
             RowError(
                 line,
                 "version",
                 f"{incident.public_id} never had version {row.expected_version}: it is at version "
-                f"{incident.version}. Export it again to get its version.",
+                f"{version}. Export it again to get its version.",
             )
         ]
-    if row.expected_version != incident.version:
+    if row.expected_version != version:
         return [
             RowError(
                 line,
                 "version",
                 f"{incident.public_id} has changed since this file was exported (the file has version "
-                f"{row.expected_version}, the database version {incident.version}); export it again and "
+                f"{row.expected_version}, the database version {version}); export it again and "
                 "reapply your changes.",
             )
         ]

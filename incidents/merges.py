@@ -43,7 +43,7 @@ from incidents.models import (
     VictimGroup,
     validate_ranges,
 )
-from incidents.querysets import can_see_confidential, can_see_unpublished
+from incidents.querysets import can_see_confidential, can_see_unpublished, version_seen_by, versions_told
 
 ResponseIncident = Response.incidents.through
 
@@ -285,7 +285,8 @@ def incident_merge(
                 services.check_version(incident, expected, reader=user, field=field)
             except services.VersionConflict:
                 raise MergeRefused(
-                    f"{incident.public_id} changed since you looked at it (now version {incident.version}, you saw "
+                    f"{incident.public_id} changed since you looked at it (now version "
+                    f"{version_seen_by(incident, user)}, you saw "
                     f"version {expected}): review the merge again."
                 ) from None
         _lock_what_moving_links_refer_to(merged)
@@ -415,7 +416,7 @@ def _propose(plan: MergePlan, user) -> IncidentRevision | None:
     validate_ranges(candidate)
     return IncidentRevision.objects.create(
         incident=plan.survivor,
-        base_version=plan.survivor.version,
+        base_version=version_seen_by(plan.survivor, None, versions_told(every_change=plan.merged.confidential)),
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
         # Made of the two incidents' own fields: those of a confidential merged incident stay with
@@ -453,7 +454,7 @@ def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> Incid
         return None
     return IncidentRevision.objects.create(
         incident=survivor,
-        base_version=survivor.version,
+        base_version=version_seen_by(survivor, None, versions_told(every_change=before.confidential)),
         changes={"data": services._to_json(data)},
         proposed_by_id=services._acting_user_id(user),
         # The survivor's own earlier values: held while it was confidential (made public since the

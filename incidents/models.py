@@ -55,8 +55,10 @@ from incidents.querysets import (
     PlaceQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
+    VersionFields,
     can_see_confidential,
     ids_in_tree_below,
+    versions_told,
 )
 from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
 
@@ -655,6 +657,25 @@ class TimestampedModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class KeptByDatabase:
+    """A column the database's triggers keep, never the application: a save writes it back as the
+    row holds it (`SET column = column`, which the triggers then change or not) and reads what they
+    made of it (RETURNING, an insert's too), so the instance holds what the row holds."""
+
+    db_returning = True
+
+    def pre_save(self, model_instance, add):
+        return super().pre_save(model_instance, add) if add else F(self.attname)
+
+
+class KeptByDatabasePositiveIntegerField(KeptByDatabase, models.PositiveIntegerField):
+    pass
+
+
+class KeptByDatabaseDateTimeField(KeptByDatabase, models.DateTimeField):
+    pass
 
 
 class VersionedModel(models.Model):
@@ -1282,6 +1303,8 @@ class DateLabel(Func):
     # of the row trigger's INSERT, which made the trigger 8x slower (0.9 s against 7.5 s for 5,000
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
+    # Derived by the database from the rest of the row and of its claims (migration 0093).
+    exclude=["disclosed_version", "disclosed_updated_at"],
 )
 class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
@@ -1328,6 +1351,12 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    # The version and change time of readers without Confidential access (`querysets.version_fields`
+    # chooses): they move only with a change those readers can see, so that a change to what is
+    # hidden from them (a confidential claim) does not tell them that something hidden changed.
+    # Kept by the database's triggers (migration 0093).
+    disclosed_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
+    disclosed_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
     # Set by a merge (incidents.merges): the incident is kept, with its public id, so that its address
     # forever leads to the survivor, and every read leaves it out (`visible_to`).
     merged_into = models.ForeignKey(
@@ -1385,6 +1414,8 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
             models.Index(fields=["date_start", "date_end"], name="incident_date_range"),
             # Serves `updated_since` for partner tools that sync incrementally.
             models.Index(fields=["updated_at", "id"], name="incident_updated"),
+            # Serves the same for readers without Confidential access, who sync by their own time.
+            models.Index(fields=["disclosed_updated_at", "id"], name="incident_disclosed_updated"),
             # Serves the type filter.
             models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
             # Serves finding one incident's possible duplicates (incidents.duplicates): the unmerged
@@ -1528,6 +1559,12 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
 
     def __str__(self):
         return f"{self.public_id}: {self.title}" if self.public_id else self.title
+
+    def save(self, *args, update_fields=None, **kwargs):
+        if update_fields is not None and "version" in update_fields:
+            # A new version's kept columns (KeptByDatabase) are read back with it.
+            update_fields = [*update_fields, "disclosed_version", "disclosed_updated_at"]
+        super().save(*args, update_fields=update_fields, **kwargs)
 
     def clean(self):
         super().clean()
@@ -1910,6 +1947,23 @@ class IncidentRevision(TimestampedModel):
     def __str__(self):
         return f"Revision {self.pk} of {self.incident.public_id} ({self.get_state_display().lower()})"
 
+    @property
+    def versions_told(self) -> VersionFields:
+        """The incident's versions `base_version` is one of: those its proposer was told, or, made
+        of what only readers with Confidential access see, theirs (`querysets.version_fields`)."""
+        return versions_told(every_change=self.needs_confidential_access)
+
+    @property
+    def incident_version(self) -> int:
+        """Its incident's version now, counted as `base_version` is (`versions_told`)."""
+        return getattr(self.incident, self.versions_told.version)
+
+    @property
+    def is_stale(self) -> bool:
+        """Whether its incident changed since it was proposed, as its proposer is told changes:
+        accepting it is then refused (services.StaleRevision)."""
+        return self.incident_version != self.base_version
+
 
 class IncidentSearchDocument(models.Model):
     """The words that find an incident, kept by PostgreSQL in the statement that changes them
@@ -2028,6 +2082,10 @@ class IncidentExportRow(models.Model):
     complete_origins = models.IntegerField()
     updated_at = models.TextField()
     version = models.IntegerField()
+    # The incident's own `disclosed_*` version and change time, the cells of readers without
+    # Confidential access (`exports.version_cells`, migration 0093).
+    disclosed_updated_at = models.TextField()
+    disclosed_version = models.IntegerField()
 
     class Meta:
         indexes = [
@@ -2073,6 +2131,8 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
+            # Serves the same for readers without Confidential access (migration 0093).
+            models.Index(Collate("disclosed_updated_at", "C"), name="export_row_disclosed_updated"),
             # Serves an export by incident type (exports.kept_rows): a type's rows, newest first.
             # Without the order index's included columns, measured both ways at 1,000,000
             # incidents: with them, the record of a confidential reader's export by a rare type

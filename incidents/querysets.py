@@ -47,6 +47,45 @@ def can_see_confidential(user) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class VersionFields:
+    """The incident columns that hold the version and the change time a reader is told."""
+
+    version: str
+    updated_at: str
+
+
+_EVERY_CHANGE = VersionFields("version", "updated_at")
+_CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields("disclosed_version", "disclosed_updated_at")
+
+
+def version_fields(user) -> VersionFields:
+    """Which of an incident's versions and change times `user` is told, and syncs and edits by: with
+    the confidential permission, its own, which move with every change; else `disclosed_*`, which
+    move only with a change they can see (kept by the database, migration 0093), so that an edit of
+    what is hidden from them (a confidential claim) does not tell them something hidden changed. The
+    one place that chooses: the API, the CSV export, the releases and the services read it."""
+    return versions_told(every_change=can_see_confidential(user))
+
+
+def versions_told(*, every_change: bool) -> VersionFields:
+    """`version_fields` of a reader with (`every_change`) or without Confidential access."""
+    return _EVERY_CHANGE if every_change else _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS
+
+
+def version_seen_by(record, user, told: VersionFields | None = None) -> int:
+    """`record`'s version as `user` is told it (`version_fields`, or `told`); a record of any other
+    model has one."""
+    field = (told or version_fields(user)).version if record._meta.label == "incidents.Incident" else "version"
+    return getattr(record, field)
+
+
+def updated_at_seen_by(record, user, told: VersionFields | None = None):
+    """`record`'s change time as `user` is told it (`version_fields`, or `told`)."""
+    field = (told or version_fields(user)).updated_at if record._meta.label == "incidents.Incident" else "updated_at"
+    return getattr(record, field)
+
+
 def can_see_unpublished(user) -> bool:
     """Staff who may view incidents see drafts and records in review; everyone else sees published ones."""
     return bool(

@@ -49,10 +49,13 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import visible_source_id
+from incidents.querysets import version_fields, visible_source_id
 
 # Releases publish what anyone may read: the rules are those of an anonymous reader.
 PUBLIC = AnonymousUser()
+# The version and change time of an incident that the public is told, which move only with a change
+# it can see (`version_fields`).
+PUBLIC_VERSIONS = version_fields(PUBLIC)
 
 MULTI_VALUE_SEPARATOR = "; "
 # A name may hold the separator ("Kirin; Chi-lin" is one alternate name): each is written as the CSV
@@ -149,8 +152,8 @@ TABLES = (
                 description="Origins at the end of the claims' sources' `cites` chains, as far as they are "
                 "public; sources relaying one origin count once.",
             ),
-            Column("version", "version", description="Rises with every change to the incident."),
-            Column("updated_at", "updated_at", description="When the incident last changed (UTC)."),
+            Column("version", PUBLIC_VERSIONS.version, description="Rises with every change to the incident."),
+            Column("updated_at", PUBLIC_VERSIONS.updated_at, description="When the incident last changed (UTC)."),
         ),
         ("public_id",),
         (("incident_type", "incident_types", "slug"),),
@@ -701,7 +704,7 @@ def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, Relea
 
 def release_facts() -> dict:
     """What a release says of itself: its latest change (`as_of`) and how many incidents it holds."""
-    return _released_incidents().aggregate(as_of=Max("updated_at"), incidents=models.Count("pk"))
+    return _released_incidents().aggregate(as_of=Max(PUBLIC_VERSIONS.updated_at), incidents=models.Count("pk"))
 
 
 def build_release_files(*, name: str, year: int, previous: Release | None, facts: dict) -> Iterator[ReleaseFileChunks]:

@@ -55,11 +55,14 @@ from incidents.models import (
 )
 from incidents.querysets import (
     STAFF_ONLY_FIELDS,
+    VersionFields,
     can_see_confidential,
     can_see_exact_locations,
     can_see_unpublished,
     ids_in_tree_below,
     limit_to_visible,
+    updated_at_seen_by,
+    version_seen_by,
 )
 
 
@@ -73,37 +76,44 @@ def _changed_by(incident: Incident, reader) -> str:
 
 class VersionConflict(Exception):
     """Someone saved the record (an incident, a source, a place…) after the writer loaded it; the
-    message is for `reader`, the writer."""
+    message is for `reader`, the writer, with the version and time they are told (`version_fields`)."""
 
-    def __init__(self, *, current: models.Model, expected_version: int, reader=None):
+    def __init__(self, *, current: models.Model, expected_version: int, reader=None, told: VersionFields | None = None):
         self.current = current
         self.expected_version = expected_version
         changed = f"{_record_name(current)} was changed"
         if isinstance(current, Incident):
             changed += f" by {_changed_by(current, reader)}"
         super().__init__(
-            f"{changed} at {current.updated_at:%Y-%m-%d %H:%M} UTC "
-            f"(now version {current.version}; you edited version {expected_version}). "
+            f"{changed} at {updated_at_seen_by(current, reader, told):%Y-%m-%d %H:%M} UTC "
+            f"(now version {version_seen_by(current, reader, told)}; you edited version {expected_version}). "
             "Your changes were not saved: reload it, then apply them again."
         )
 
 
-def check_version(current: models.Model, expected_version: int, *, reader=None, field: str = "version") -> None:
-    """Refuse a write made from another version than `current`'s stored one. An older version means
-    someone saved since: VersionConflict (a 409, "reload and apply again"). A version the record
-    never reached is not a race but a wrong or forged value (10^30, say): a ValidationError naming
-    `field` (a 400), which no reload would cure."""
-    if expected_version > current.version:
+def check_version(
+    current: models.Model, expected_version: int, *, reader, field: str = "version", told: VersionFields | None = None
+) -> None:
+    """Refuse a write made from another version than `current`'s stored one as `reader` is told it
+    (`version_seen_by`): a writer without Confidential access edits by the version of what they can
+    see, so that a change hidden from them since they read neither refuses their write (which
+    would tell them of it) nor is overwritten by it (they change only what they see). An older
+    version means someone saved since: VersionConflict (a 409, "reload and apply again"). A version
+    the record never reached is not a race but a wrong or forged value (10^30, say): a
+    ValidationError naming `field` (a 400), which no reload would cure. `told`: the versions of
+    another audience than `reader`'s (a revision's proposer's)."""
+    stored_version = version_seen_by(current, reader, told)
+    if expected_version > stored_version:
         raise ValidationError(
             {
                 field: [
                     f"{_record_name(current)} never had version {expected_version}: it is at version "
-                    f"{current.version}. Send the version you read."
+                    f"{stored_version}. Send the version you read."
                 ]
             }
         )
-    if expected_version != current.version:
-        raise VersionConflict(current=current, expected_version=expected_version, reader=reader)
+    if expected_version != stored_version:
+        raise VersionConflict(current=current, expected_version=expected_version, reader=reader, told=told)
 
 
 def _record_name(record: models.Model) -> str:
@@ -122,7 +132,8 @@ class StaleRevision(VersionConflict):
         Exception.__init__(
             self,
             f"{current.public_id} was changed by {_changed_by(current, reader)} at "
-            f"{current.updated_at:%Y-%m-%d %H:%M} UTC (now version {current.version}) after revision "
+            f"{updated_at_seen_by(current, reader):%Y-%m-%d %H:%M} UTC (now version "
+            f"{version_seen_by(current, reader)}) after revision "
             f"{revision.pk} was proposed from version {revision.base_version}, so it cannot be accepted: "
             "reject it, and its author can propose the change again on the current version.",
         )
@@ -558,16 +569,18 @@ def incident_update(
         return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
 
 
-def _locked(incident: Incident, expected_version: int, *, visible_to=None) -> Incident:
-    """The stored incident, locked for this transaction, if it is still at `expected_version`
-    (else VersionConflict); with `visible_to`, only if that user may see it (else RecordNotFound, as
-    `_require_visible` answers), checked by the same statement."""
+def _locked(
+    incident: Incident, expected_version: int, *, visible_to=None, told: VersionFields | None = None
+) -> Incident:
+    """The stored incident, locked for this transaction, if it is still at `expected_version` as
+    `visible_to` is told it, or `told` (else VersionConflict); with `visible_to`, only if that user
+    may see it (else RecordNotFound, as `_require_visible` answers), checked by the same statement."""
     incidents = Incident.objects.all() if visible_to is None else Incident.objects.visible_to(visible_to)
     # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
     current = incidents.select_for_update(of=("self",)).select_related("updated_by").filter(pk=incident.pk).first()
     if current is None:
         raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
-    check_version(current, expected_version, reader=visible_to)
+    check_version(current, expected_version, reader=visible_to, told=told)
     return current
 
 
@@ -633,7 +646,7 @@ def _propose_revision(
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
-        base_version=current.version,
+        base_version=version_seen_by(current, user),
         changes=proposal,
         proposed_by_id=_acting_user_id(user),
         needs_confidential_access=can_see_confidential(user),
@@ -1126,7 +1139,9 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
                 }
             )
         try:
-            current = _locked(incident, revision.base_version)
+            # The version its proposer was told (`_propose_revision`): a change hidden from them since
+            # neither makes it stale nor is overwritten by it (it changes only what they saw).
+            current = _locked(incident, revision.base_version, told=revision.versions_told)
         except VersionConflict as conflict:
             raise StaleRevision(current=conflict.current, revision=revision, reader=user) from None
         _raise_collected(_repeated_claim_errors(revision, user))
@@ -1215,7 +1230,7 @@ def incident_transition(
     return incident_update(
         incident=incident,
         user=user,
-        expected_version=incident.version if expected_version is None else expected_version,
+        expected_version=version_seen_by(incident, user) if expected_version is None else expected_version,
         data={"review_state": target},
     )
 
@@ -1231,7 +1246,7 @@ def incident_set_verification(
     return incident_update(
         incident=incident,
         user=user,
-        expected_version=incident.version if expected_version is None else expected_version,
+        expected_version=version_seen_by(incident, user) if expected_version is None else expected_version,
         data={"verification": verification},
     )
 
@@ -1526,6 +1541,18 @@ def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]
     return any(getattr(record, field) != getattr(stored, field) for field in fields)
 
 
+# A new version of many incidents at once, of a change every reader sees: its change time given to
+# `disclosed_updated_at` too tells the incident's trigger to count it for readers without
+# Confidential access (migration 0093).
+_NEW_VERSION_SEEN_BY_EVERYONE = "version = version + 1, updated_at = %s, disclosed_updated_at = %s, updated_by_id = %s"
+
+
+def _new_version_values(user) -> list:
+    """The parameters of `_NEW_VERSION_SEEN_BY_EVERYONE`."""
+    now = timezone.now()
+    return [now, now, _acting_user_id(user)]
+
+
 def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
     """A new version of every incident at `place` or at a place inside it, whose places as readers
     see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads them
@@ -1542,10 +1569,10 @@ def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: boo
     set_incident_update_triggers(enabled=False)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
+            f"UPDATE {Incident._meta.db_table} SET {_NEW_VERSION_SEEN_BY_EVERYONE}"
             f" WHERE id IN (SELECT incident_id FROM {IncidentPlace._meta.db_table}"
             f" WHERE place_id IN ({places_below.sql})) RETURNING id",
-            [timezone.now(), _acting_user_id(user), *places_below.params],
+            [*_new_version_values(user), *places_below.params],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
         record_events({Incident: "id"}, incident_ids, label="update")
@@ -1590,9 +1617,9 @@ def _incidents_show_claims_of_changed(source: Source, user) -> None:
     set_incident_update_triggers(enabled=False)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
+            f"UPDATE {Incident._meta.db_table} SET {_NEW_VERSION_SEEN_BY_EVERYONE}"
             f" WHERE id IN (SELECT incident_id FROM {Claim._meta.db_table} WHERE source_id = %s) RETURNING id",
-            [timezone.now(), _acting_user_id(user), source.pk],
+            [*_new_version_values(user), source.pk],
         )
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
     record_events({Incident: "id"}, incident_ids, label="update")

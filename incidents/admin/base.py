@@ -30,7 +30,13 @@ from incidents.access import (
 from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
 from incidents.models import AccessDoor
-from incidents.querysets import can_see_confidential, can_see_unpublished, estimated_row_count, limit_to_visible
+from incidents.querysets import (
+    can_see_confidential,
+    can_see_unpublished,
+    estimated_row_count,
+    limit_to_visible,
+    version_seen_by,
+)
 
 # What a service raises when it refuses a write; the admin shows it on the form.
 SERVICE_REFUSALS = (ValidationError, PermissionDenied, services.VersionConflict)
@@ -167,7 +173,8 @@ class EditedVersionForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields["expected_version"].initial = self.instance.version
+            # As its writer is told it (an incident's, `version_fields`), which the service compares.
+            self.fields["expected_version"].initial = version_seen_by(self.instance, getattr(self, "writer", None))
 
     def clean(self):
         cleaned_data = super().clean()

@@ -48,6 +48,7 @@ from incidents.models import (
     end_date_missing_message,
     in_tree_order,
 )
+from incidents.querysets import version_seen_by
 from incidents.search import IncidentSearch
 from incidents.services import (
     WORKFLOW,
@@ -708,6 +709,8 @@ class IncidentAdmin(
             # claims (claim_range) what is saved.
             obj.claims_typed_unsaved = True
         if obj is not None:
+            # The version the review buttons send (`reviewed_version`), as the Reviewer is told it.
+            context["reviewed_version"] = version_seen_by(obj, request.user)
             context["review_actions"] = [
                 (action.name, action.description)
                 for action in self.get_actions(request).values()
@@ -736,7 +739,7 @@ class IncidentAdmin(
                     reverse("admin:incidents_incidentrevision_change", args=[revision.pk]),
                     revision.pk,
                     revision.proposed_by.get_username() if revision.proposed_by else "someone",
-                    "" if revision.base_version == incident.version else "; stale: it cannot be accepted",
+                    "; stale: it cannot be accepted" if revision.is_stale else "",
                 )
                 for revision in pending
             ),

@@ -16,6 +16,7 @@ from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin, refusal_text
 from incidents.models import NOTE_WITHHELD, Claim, DuplicatePair, Incident, IncidentMerge
 from incidents.numbers import is_whole_number
+from incidents.querysets import version_seen_by
 from incidents.templatetags.public_pages import people as people_label
 
 # What stops a merge or its undo, shown as the page's message.
@@ -211,6 +212,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             "opts": self.opts,
             "pair": pair,
             "plan": plan,
+            # The versions the Reviewer is told, which the merge compares (`merges.incident_merge`).
+            "survivor_version": version_seen_by(plan.survivor, request.user),
+            "merged_version": version_seen_by(plan.merged, request.user),
             "proposal_rows": proposal_rows(plan.proposal),
             # A claim of "between 40 and 60" moved without a figure: only a best estimate was shown.
             "moving_claims": [(claim.source.title, figure(claim)) for claim in plan.claims],

@@ -70,7 +70,7 @@ class IncidentRevisionAdmin(
             "may_decide": pending and services.may_publish(request.user),
             # Changed since the proposal: accepting is refused (services.StaleRevision), so the page
             # says so and offers Reject alone rather than a button that cannot work.
-            "stale": pending and revision.incident.version != revision.base_version,
+            "stale": pending and revision.is_stale,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -43,6 +43,7 @@ from incidents.querysets import (
     compiled_fragment,
     coordinates_for,
     corroboration_object,
+    version_fields,
 )
 
 
@@ -105,6 +106,7 @@ def _representation(user) -> Subquery:
     from the outer row. Correlated subqueries only (no join), so that it compiles to a
     self-contained fragment of SQL."""
     latitude, longitude = coordinates_for(user, "place")
+    told = version_fields(user)
     places = _collection(
         IncidentPlace.objects.all(),
         PlaceLocationSerializer,
@@ -149,8 +151,9 @@ def _representation(user) -> Subquery:
             ),
             "created_by": _username(user, "created_by"),
             "updated_by": _username(user, "updated_by"),
+            "version": OuterRef(told.version),
             "created_at": ISOTimestamp(OuterRef("created_at")),
-            "updated_at": ISOTimestamp(OuterRef("updated_at")),
+            "updated_at": ISOTimestamp(OuterRef(told.updated_at)),
         },
         column=OuterRef,
     )

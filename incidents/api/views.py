@@ -84,7 +84,7 @@ from incidents.models import (
     VictimGroup,
 )
 from incidents.models import Response as OrganizationResponse
-from incidents.querysets import visible_source_id
+from incidents.querysets import version_fields, version_seen_by, visible_source_id
 from incidents.selectors import incidents_read_by
 from incidents.statistics import GROUPINGS, incident_statistics
 
@@ -150,10 +150,11 @@ class ResourceViewSet(viewsets.ModelViewSet):
         if header is None:
             return False
         tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
-        if "*" not in tags and str(record.version) not in tags:
+        version = version_seen_by(record, self.request.user)
+        if "*" not in tags and str(version) not in tags:
             name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
             raise PreconditionFailed(
-                f"{name} is now at version {record.version}; your If-Match ({header}) is stale. "
+                f"{name} is now at version {version}; your If-Match ({header}) is stale. "
                 "Reload it, then apply your changes again."
             )
         return True
@@ -161,7 +162,7 @@ class ResourceViewSet(viewsets.ModelViewSet):
     def _expected_version(self, serializer, record, by_header: bool) -> int:
         """The version a change was made from: If-Match's (checked already), or the body's."""
         if by_header:
-            return record.version
+            return version_seen_by(record, self.request.user)
         if "version" in serializer.validated_data:
             return serializer.validated_data["version"]
         raise serializers.ValidationError(
@@ -169,7 +170,7 @@ class ResourceViewSet(viewsets.ModelViewSet):
         )
 
     def _with_etag(self, response, record):
-        response["ETag"] = f'"{record.version}"'
+        response["ETag"] = f'"{version_seen_by(record, self.request.user)}"'
         return response
 
     def shown(self, records):
@@ -343,15 +344,21 @@ class IncidentViewSet(ResourceViewSet):
     lookup_value_regex = PublicIdConverter.regex
     filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
-    orderings = {
-        "-date_start": ("-date_start", "-id"),
-        "date_start": ("date_start", "id"),
-        # Unknown counts sort below zero: the cursor needs a value it can compare.
-        "-people_count": ("-people_count_sortable", "-id"),
-        "people_count": ("people_count_sortable", "id"),
-        "-updated_at": ("-updated_at", "-id"),
-        "updated_at": ("updated_at", "id"),
-    }
+
+    @property
+    def orderings(self):
+        # By the change time the reader is told and syncs by (`version_fields`).
+        updated_at = version_fields(getattr(self.request, "user", None)).updated_at
+        return {
+            "-date_start": ("-date_start", "-id"),
+            "date_start": ("date_start", "id"),
+            # Unknown counts sort below zero: the cursor needs a value it can compare.
+            "-people_count": ("-people_count_sortable", "-id"),
+            "people_count": ("people_count_sortable", "id"),
+            "-updated_at": (f"-{updated_at}", "-id"),
+            "updated_at": (updated_at, "id"),
+        }
+
     # Formats the incident list renders beyond JSON (`?format=csv` is streamed instead; see list()).
     list_renderer_classes = [GeoJSONRenderer]
 
@@ -428,8 +435,9 @@ class IncidentViewSet(ResourceViewSet):
         None if there is none. The serializer over five queries' model instances took three quarters
         of a detail request's CPU, and as much of a write's."""
         request = self.request
+        version = version_fields(request.user).version
         row = recording_list_access(
-            with_representations(incidents, request.user, "version"),
+            with_representations(incidents, request.user, version),
             user=request.user,
             door=AccessDoor.API,
             path=request.get_full_path(),
@@ -439,7 +447,7 @@ class IncidentViewSet(ResourceViewSet):
             return None
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         (incident,) = representations([row], decoded=decoded)
-        return Response(incident, status=response_status, headers={"ETag": f'"{row["version"]}"'})
+        return Response(incident, status=response_status, headers={"ETag": f'"{row[version]}"'})
 
     def _read(self, incident, response_status=status.HTTP_200_OK):
         """Answer a write with the incident as stored now, as its detail shows it to its writer,
