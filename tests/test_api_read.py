@@ -650,6 +650,7 @@ class TestFilters:
 
     def test_updated_since_lists_only_recent_changes(self, world):
         cutoff = timezone.now()
+        world["incident"].title = "Corrected"
         world["incident"].save()
         answer = client_for().get(f"{API}/incidents/", {"updated_since": cutoff.isoformat()})
         assert public_ids(answer) == {world["incident"].public_id}

@@ -309,6 +309,7 @@ class TestUpdateIncident:
         assert incident.people_count == 80
 
     def test_without_if_match_a_stale_body_version_answers_409(self, analyst, incident):
+        incident.title = "Edited by someone else"
         incident.save()
         answer = client_for(analyst).patch(incident_url(incident), {"people_count": 90, "version": 1}, format="json")
         assert answer.status_code == 409

@@ -46,6 +46,7 @@ from incidents.models import (
     Place,
     Source,
 )
+from incidents.querysets import updated_at_seen_by, version_seen_by
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -158,8 +159,8 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 "sources": _neutralised(_joined(sources)),
                 "claim_min": _number(min(lows, default=None)),
                 "claim_max": _number(max(highs, default=None)),
-                "updated_at": incident.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "version": str(incident.version),
+                "updated_at": updated_at_seen_by(incident, user).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "version": str(version_seen_by(incident, user)),
             }
         )
     return rows
@@ -374,8 +375,11 @@ def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
     microsecond = timedelta(microseconds=1)
     for changed_at in (SYNCED_AT - microsecond, SYNCED_AT, SYNCED_AT + microsecond, SYNCED_AT - timedelta(days=400)):
         changed = make_incident(title=f"Changed at {changed_at.isoformat()}")
-        Incident.objects.filter(pk=changed.pk).update(updated_at=changed_at)
-    Incident.objects.filter(pk__in=[incident.pk for incident in merged.values()]).update(updated_at=SYNCED_AT)
+        # Changed then for every reader: the time given to both audiences' columns (migration 0093).
+        Incident.objects.filter(pk=changed.pk).update(updated_at=changed_at, disclosed_updated_at=changed_at)
+    Incident.objects.filter(pk__in=[incident.pk for incident in merged.values()]).update(
+        updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT
+    )
     violence = IncidentType.objects.create(slug="violence", name="Violence")
     beating = IncidentType.objects.create(slug="beating", name="Beating", parent=violence)
     caning = IncidentType.objects.create(slug="caning", name="Caning", parent=beating)
@@ -387,7 +391,7 @@ def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
             date_end=date(2024, 1, day + 1),
             places=[Place.objects.get(name="Jilin", parent__name="China")],
         )
-    Incident.objects.filter(incident_type__slug="caning").update(updated_at=SYNCED_AT)
+    Incident.objects.filter(incident_type__slug="caning").update(updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT)
     return merged
 
 
@@ -815,7 +819,7 @@ def test_a_source_made_confidential_and_public_again_keeps_what_a_refresh_from_s
     assert sorted(new_events.values_list("pgh_obj_id", "version")) == [
         (pk, versions[pk] + step) for pk in citing for step in (1, 2)
     ]
-    tracked = [field.attname for field in Incident._meta.concrete_fields]
+    tracked = [field.attname for field in Incident._meta.concrete_fields if not field.name.startswith("disclosed_")]
     for incident in Incident.objects.filter(pk__in=citing):
         last = new_events.filter(pgh_obj_id=incident.pk).latest("pgh_id")
         assert [getattr(last, name) for name in tracked] == [getattr(incident, name) for name in tracked]
@@ -1243,8 +1247,9 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
             incident=incident, organization=make_organization(name=organization), role="perpetrator"
         )
     assert_kept_origins_are_the_incidents()
-    origins = ("disclosed_origins", "complete_origins")
-    columns = [field.column for field in IncidentExportRow._meta.concrete_fields if field.column not in origins]
+    # Written since (0043; 0093: each audience's version and change time).
+    written_since = ("disclosed_origins", "complete_origins", "disclosed_updated_at", "disclosed_version")
+    columns = [field.column for field in IncidentExportRow._meta.concrete_fields if field.column not in written_since]
     every_row = f"SELECT {', '.join(columns)} FROM incidents_incidentexportrow"
     differing = f"SELECT count(*) FROM (({every_row}) EXCEPT ALL (SELECT * FROM kept)) AS more" + (
         f" UNION ALL SELECT count(*) FROM ((SELECT * FROM kept) EXCEPT ALL ({every_row})) AS fewer"
@@ -1257,7 +1262,8 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             "ALTER TABLE incidents_incidentexportrow ALTER COLUMN disclosed_origins SET DEFAULT 0,"
-            " ALTER COLUMN complete_origins SET DEFAULT 0"
+            " ALTER COLUMN complete_origins SET DEFAULT 0, ALTER COLUMN disclosed_updated_at SET DEFAULT '',"
+            " ALTER COLUMN disclosed_version SET DEFAULT 0"
         )
         cursor.execute("DELETE FROM incidents_incidentexportrow")
         # Every id twice: the refresh keeps each incident's row once.
