@@ -648,7 +648,9 @@ class TestErrors:
     def test_a_stale_version_is_a_conflict(self, analyst, tmp_path):
         incident = make_incident(title="Old", review_state="draft")
         exported = rows(export(analyst, tmp_path))
-        Incident.objects.filter(pk=incident.pk).update(version=3)
+        for description in ("Edited", "Edited again"):
+            incident.description = description
+            incident.save()
         errors = import_errors(analyst, tmp_path, write_csv([{**exported[0], "title": "Mine"}]))
         assert (
             f"line 2, column version: {incident.public_id} has changed since this file was exported "

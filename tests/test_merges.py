@@ -369,11 +369,11 @@ def test_a_confidential_incident_merges_only_with_a_confidential_one(world):
 def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(world, reviewer):
     client = client_for(reviewer)
     read_version = world["survivor"].version
-    Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version + 1)
+    world["survivor"].description = "Changed since the Reviewer read it"
+    world["survivor"].save()
     stale = client.post(merge_url(world["pair"]), {"survivor_version": read_version}, format="json")
     assert stale.status_code == 409 and "changed since" in stale.json()["detail"]
     assert not IncidentMerge.objects.exists()
-    Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version)
 
     assert client.post(merge_url(world["pair"]), {}, format="json").status_code == 201
     again = client.post(merge_url(world["pair"]), {}, format="json")
@@ -577,7 +577,7 @@ class TestAdmin:
         url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
 
         read_version = world["survivor"].version
-        Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version + 1)
+        Incident.objects.filter(pk=world["survivor"].pk).update(version=read_version + 1, description="Changed")
 
         answer = client.post(url, {"survivor_version": read_version}, follow=True)
 
@@ -1133,7 +1133,7 @@ def test_an_undo_proposes_back_no_count_a_writer_changed_in_part_since(world, re
     survivor, merged = world["survivor"], world["merged"]
     client = merged_and_accepted(world, reviewer)
     # About 80 (up to 120), then up to 150: "exact" back beside 150 would be a figure no one may accept.
-    version = Incident.objects.get(pk=survivor.pk).version
+    version = client.get(incident_url(survivor)).json()["version"]
     changed = client.patch(incident_url(survivor), {"people_count_max": 150, "version": version}, format="json")
     assert changed.status_code == 200, changed.content
 

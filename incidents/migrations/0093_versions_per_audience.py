@@ -7,11 +7,12 @@ of a confidential source added) started a new version for everyone: the public s
 again and the next release listed it as updated, so they learned that something hidden about it
 changed. The database keeps both columns, whoever writes:
 
-- the incident's row trigger `incident_disclosed_keep` counts a new version (a new `updated_at`) as
-  a change they see when a column other than the bookkeeping ones changed, or when its writer says
-  so by setting `disclosed_updated_at` to the new `updated_at` (the services' writes of many
-  incidents at once: a place or a source's confidentiality changed). Every other write of the two
-  columns is undone: a save writes back what it read;
+- the incident's row trigger `incident_disclosed_keep` counts a new version as a change they see
+  when a column other than the bookkeeping ones changed, or when its writer says so by setting
+  `disclosed_updated_at` to the new `updated_at` (the services' writes of many incidents at once:
+  a place or a source's confidentiality changed), once a version: a version is counted when their
+  change time is its own. Every other write of the two columns is undone: a save writes back what
+  it read;
 - the statement triggers `incident_disclosed_*` of the claims, victim groups, involvements and
   places' links count the new version of the incidents whose rows they can see changed (a claim not
   confidential and not of a confidential source, before or after; every row of the others), once a
@@ -84,8 +85,8 @@ BEGIN
         AND NEW.disclosed_updated_at IS DISTINCT FROM OLD.disclosed_updated_at;
     NEW.disclosed_version := OLD.disclosed_version;
     NEW.disclosed_updated_at := OLD.disclosed_updated_at;
-    -- Once a version: the change time says which version they last saw change.
-    IF OLD.disclosed_updated_at IS DISTINCT FROM NEW.updated_at AND (
+    -- Once a version: a new one, or the one whose change time is not yet theirs.
+    IF (NEW.version IS DISTINCT FROM OLD.version OR OLD.disclosed_updated_at IS DISTINCT FROM NEW.updated_at) AND (
         said_seen OR (to_jsonb(NEW) - {_BOOKKEEPING}) IS DISTINCT FROM (to_jsonb(OLD) - {_BOOKKEEPING})
     ) THEN
         NEW.disclosed_version := OLD.disclosed_version + 1;
