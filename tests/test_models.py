@@ -311,7 +311,8 @@ def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names
                 " sensitive, version, within_sensitive) VALUES (now(), now(), 'ONSONG ', '{}', 'city', 'CN', false, 1,"
                 " false)"
             )
-        version_before = Incident.objects.get(pk=incident.pk).version
+        # Its version alone: the model's columns added since are not there yet.
+        version_before = Incident.objects.values_list("version", flat=True).get(pk=incident.pk)
         # "Onsong\t" is "Onsong " once one line, the name of another place but for case.
         with pytest.raises(RuntimeError, match=re.escape("differ only in case: Onsong  / ONSONG . Rename one")):
             call_command("migrate", "incidents", verbosity=0)
