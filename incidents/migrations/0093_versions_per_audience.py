@@ -211,6 +211,8 @@ SELECT set_config('tracker.incident_update_triggers_off', 'on', true);
 UPDATE incidents_incident SET disclosed_version = version, disclosed_updated_at = updated_at;
 SELECT set_config('tracker.incident_update_triggers_off', '', true);
 UPDATE incidents_incidentexportrow SET disclosed_version = version, disclosed_updated_at = updated_at;
+-- The kept totals' deferred count runs now: PostgreSQL alters no table with trigger events pending.
+SET CONSTRAINTS ALL IMMEDIATE;
 ALTER TABLE incidents_incident ALTER COLUMN disclosed_version SET NOT NULL,
     ADD CONSTRAINT incidents_incident_disclosed_version_check CHECK (disclosed_version >= 0),
     ALTER COLUMN disclosed_updated_at SET NOT NULL;
@@ -219,6 +221,7 @@ ALTER TABLE incidents_incidentexportrow ALTER COLUMN disclosed_version SET NOT N
 """
 
 DROP_COLUMNS_SQL = """
+SET CONSTRAINTS ALL IMMEDIATE;
 ALTER TABLE incidents_incident DROP COLUMN disclosed_version, DROP COLUMN disclosed_updated_at;
 ALTER TABLE incidents_incidentexportrow DROP COLUMN disclosed_version, DROP COLUMN disclosed_updated_at;
 """
