@@ -2541,17 +2541,31 @@ NOTE_WITHHELD = (
     "A note was written while a record it concerns was confidential; it is withheld from readers "
     "without Confidential access."
 )
+WHO_AND_WHEN_WITHHELD = (
+    "Decided while a record it concerns was confidential: who decided, and when, is withheld from readers "
+    "without Confidential access."
+)
 
 
 class NoteWrittenInConfidence:
-    """For records with a `note` and a `note_confidential` (a duplicate pair, a merge): the note's
-    words are kept from readers without Confidential access when they were written while a record
-    the note concerns was hidden from them (`duplicates.note_in_confidence`), however public those
-    records are now: a pair decided "same as informant K's account" while its incidents were
-    confidential kept showing its note, once they were made public, to all staff."""
+    """For records with a `note`, who decided and when (`decided_fields`), and a `note_confidential`
+    (a duplicate pair, a merge): recorded by someone with Confidential access while a record they
+    concern was hidden from readers without that access (`duplicates.decided_in_confidence`), the
+    note's words, who decided and when are kept from those readers, however public those records
+    are now. A pair decided "same as informant K's account" while its incidents were confidential
+    kept showing its note, once they were made public, to all staff; and its `decided_at`, a date
+    before the incidents were public, with `decided_by`, a colleague with Confidential access,
+    told them that the incidents existed, hidden, and who had read them. The decision itself
+    stays: the queue works on it (a pair decided is not proposed again)."""
+
+    decided_fields: tuple[str, ...] = ()
+
+    def decided_withheld_from(self, user) -> bool:
+        """Whether who decided, when, and the note are kept from `user`: the one rule for every door."""
+        return self.note_confidential and not can_see_confidential(user)
 
     def note_withheld_from(self, user) -> bool:
-        return self.note_confidential and not can_see_confidential(user)
+        return bool(self.note) and self.decided_withheld_from(user)
 
     def note_read_by(self, user) -> str | None:
         """The note as `user` may read it: None when it is withheld from them (`NOTE_WITHHELD`)."""
@@ -2579,14 +2593,16 @@ class DuplicatePair(NoteWrittenInConfidence, models.Model):
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Why, for the history.")
     note_confidential = models.BooleanField(
-        "note written in confidence",
+        "decided in confidence",
         default=False,
         editable=False,
-        help_text="The note was written while one of the incidents, or a claim of theirs, was confidential: "
-        "withheld from readers without Confidential access.",
+        help_text="Decided while one of the incidents, or a claim of theirs, was confidential: the note, who "
+        "decided and when are withheld from readers without Confidential access.",
     )
 
     objects = DuplicatePairQuerySet.as_manager()
+
+    decided_fields = ("decided_by", "decided_at")
 
     class Meta:
         ordering = ["-score", "id"]
@@ -2681,11 +2697,11 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
     note_confidential = models.BooleanField(
-        "note written in confidence",
+        "merged in confidence",
         default=False,
         editable=False,
-        help_text="The note (or the undo's) was written while the incidents, or a claim of theirs, were "
-        "confidential: withheld from readers without Confidential access.",
+        help_text="Merged (or undone) while the incidents, or a claim of theirs, were confidential: the note, "
+        "who merged or undid it and when are withheld from readers without Confidential access.",
     )
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
@@ -2697,6 +2713,8 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
     undone_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = IncidentMergeQuerySet.as_manager()
+
+    decided_fields = ("merged_by", "merged_at", "undone_by", "undone_at")
 
     class Meta:
         ordering = ["-merged_at", "-id"]

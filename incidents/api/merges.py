@@ -17,8 +17,9 @@ from incidents.numbers import is_whole_number
 
 
 class NoteAsReadMixin(serializers.Serializer):
-    """A note as the reader may read it (`NoteWrittenInConfidence`): null, with `note_withheld`, when
-    it was written while a record it concerns was confidential and they lack Confidential access."""
+    """A note, who decided and when, as the reader may read them (`NoteWrittenInConfidence`): null,
+    with `note_withheld` and `decided_withheld`, when decided while a record it concerns was
+    confidential and they lack Confidential access."""
 
     note = serializers.SerializerMethodField(help_text="Why, for the history; null when withheld from you.")
     note_withheld = serializers.SerializerMethodField(
@@ -30,8 +31,22 @@ class NoteAsReadMixin(serializers.Serializer):
     def get_note(self, record) -> str | None:
         return record.note_read_by(self.context["request"].user)
 
+    decided_withheld = serializers.SerializerMethodField(
+        help_text="Decided while a record it concerns was confidential: who decided and when are null, withheld "
+        "from readers without Confidential access."
+    )
+
     def get_note_withheld(self, record) -> bool:
         return record.note_withheld_from(self.context["request"].user)
+
+    def get_decided_withheld(self, record) -> bool:
+        return record.decided_withheld_from(self.context["request"].user)
+
+    def to_representation(self, record):
+        shown = super().to_representation(record)
+        if record.decided_withheld_from(self.context["request"].user):
+            shown.update(dict.fromkeys(record.decided_fields))
+        return shown
 
 
 class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
@@ -51,6 +66,7 @@ class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
             "decided_at",
             "note",
             "note_withheld",
+            "decided_withheld",
         ]
         read_only_fields = fields
 
@@ -99,6 +115,7 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
             "merged_at",
             "undone_by",
             "undone_at",
+            "decided_withheld",
         ]
         read_only_fields = fields
 
