@@ -720,7 +720,9 @@ class _Reader:
         model = apps.get_model(event.pgh_obj_model)
         fields = {field.attname: field for field in model._meta.concrete_fields}
         data = event.pgh_data or {}
-        if not self.sees_confidential and _notes_in_confidence(model, event)[1]:
+        if self.sees_confidential:
+            self.named.extend(_notes_shown(model, event))
+        elif _notes_in_confidence(model, event)[1]:
             # Decided in confidence (`NoteWrittenInConfidence`): who did it is withheld, as its record says.
             user = None
             data = {column: value for column, value in data.items() if column not in _decided_columns(model)}
@@ -794,6 +796,22 @@ def _notes_in_confidence(model: type[models.Model], event) -> tuple[bool, bool]:
     data, diff = event.pgh_data or {}, event.pgh_diff or {}
     now = bool(data.get("note_confidential"))
     return (bool(diff["note_confidential"][0]) if "note_confidential" in diff else now), now
+
+
+def _notes_shown(model: type[models.Model], event) -> list[models.Model]:
+    """The pair or merge whose note written in confidence `event` shows a reader with Confidential
+    access, as records for the record of who read it (`access.confidential_among`): its own note,
+    before or after, and the pair's that a merge kept (`pair_before`). No query."""
+    if not issubclass(model, NoteWrittenInConfidence):
+        return []
+    data, diff = event.pgh_data or {}, event.pgh_diff or {}
+    before, now = _notes_in_confidence(model, event)
+    notes = [note for note, judged in ((data.get("note"), now), ((diff.get("note") or [""])[0], before)) if judged]
+    shown = [model(pk=int(event.pgh_obj_id), note=note, note_confidential=True) for note in notes if note][:1]
+    pair_before = data.get("pair_before")
+    if isinstance(pair_before, dict) and pair_before.get("note_confidential") and data.get("pair_id"):
+        shown.append(DuplicatePair(pk=data["pair_id"], note=pair_before.get("note") or "", note_confidential=True))
+    return shown
 
 
 def _decided_columns(model: type[models.Model]) -> set[str]:

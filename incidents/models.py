@@ -2434,6 +2434,13 @@ class ConfidentialAccess(models.Model):
     incident_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     claim_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     source_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # The duplicate pairs and merges whose note, written in confidence (`NoteWrittenInConfidence`),
+    # was shown. Empty by default in the database too: the page lists' SQL function (migration
+    # 0033) writes only the columns before these.
+    duplicate_pair_ids = ArrayField(
+        models.BigIntegerField(), default=list, blank=True, db_default=RawSQL("'{}'::bigint[]", [])
+    )
+    merge_ids = ArrayField(models.BigIntegerField(), default=list, blank=True, db_default=RawSQL("'{}'::bigint[]", []))
     # Exports only: the filters as given, and the rows the export read.
     export_filters = models.JSONField(null=True, blank=True)
     row_count = models.PositiveIntegerField(null=True, blank=True)

@@ -259,9 +259,9 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         return [incident for pair in rows for incident in (pair.incident_a, pair.incident_b)]
 
     def records_shown(self, request, pair) -> list:
-        # The comparison: both incidents, with the claims this reader may see and their sources.
+        # The note, and the comparison: both incidents, with the claims this reader may see and their sources.
         claims = Claim.objects.visible_to(request.user).filter(incident__in=[pair.incident_a_id, pair.incident_b_id])
-        return [pair.incident_a, pair.incident_b, *claims.select_related("source")]
+        return [pair, pair.incident_a, pair.incident_b, *claims.select_related("source")]
 
     def get_object(self, request, object_id, from_field=None):
         pair = super().get_object(request, object_id, from_field)

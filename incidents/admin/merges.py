@@ -196,9 +196,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         return [incident for merge in rows for incident in (merge.survivor, merge.merged)]
 
     def records_shown(self, request, merge) -> list:
-        # Both incidents (the merged one by its id), and the claims that moved as this reader may see them.
+        # The note, both incidents (the merged one by its id), and the claims that moved as this reader may see them.
         moved = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(request.user)
-        return [merge.survivor, merge.merged, *moved.select_related("source")]
+        return [merge, merge.survivor, merge.merged, *moved.select_related("source")]
 
     def get_object(self, request, object_id, from_field=None):
         merge = super().get_object(request, object_id, from_field)
@@ -270,7 +270,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         }
         self.record_shown(
             request,
-            confidential_among([plan.survivor, plan.merged, *plan.claims, *plan.conflicts], request.user),
+            confidential_among([pair, plan.survivor, plan.merged, *plan.claims, *plan.conflicts], request.user),
         )
         return TemplateResponse(request, "admin/incidents/incidentmerge/confirm.html", context)
 

@@ -9,8 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from incidents import merges, services
+from incidents.access import confidential_among
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
+from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
 from incidents.numbers import is_whole_number
@@ -120,6 +122,11 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _shown_with_their_incidents(pairs) -> list:
+    """What a page of pairs shows: each pair (its note) and its two incidents, loaded with it."""
+    return [record for pair in pairs for record in (pair, pair.incident_a, pair.incident_b)]
+
+
 class StaffOnly(StaffReader):
     message = "Only staff may see duplicates and merges."
 
@@ -139,6 +146,16 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
             "incident_a", "incident_b", "decided_by"
         )
 
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        _record_api_access(request, confidential_among(_shown_with_their_incidents(page), request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        pair = self.get_object()
+        _record_api_access(request, confidential_among(_shown_with_their_incidents([pair]), request.user))
+        return Response(self.get_serializer(pair).data)
+
     @extend_schema(
         request=MergeRequestSerializer,
         responses={201: MergeSerializer, 409: DETAIL_ERROR},
@@ -156,6 +173,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         if pair is None:
             raise services.RecordNotFound(f"No duplicate pair {pk}.")
         merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)
+        _record_api_access(request, confidential_among([merge], request.user))
         return Response(MergeSerializer(merge, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -175,4 +193,5 @@ class IncidentUnmergeView(APIView):
         body.is_valid(raise_exception=True)
         merge = merges.active_merge_of(user=request.user, public_id=public_id)
         undone = merges.incident_merge_undo(user=request.user, merge=merge, note=body.validated_data["note"])
+        _record_api_access(request, confidential_among([undone], request.user))
         return Response(MergeSerializer(undone, context={"request": request}).data)
