@@ -51,6 +51,7 @@ from ftfy.badness import is_bad
 
 from incidents.exports import (
     COLUMNS,
+    CONFIDENTIAL_CLAIM_MARK,
     CONFIDENTIAL_SOURCE_MARK,
     FORMULA_LIKE,
     PAGE_URL_COLUMN,
@@ -186,6 +187,9 @@ class PlannedRow:
     # figures and excerpts, and the confidential ones, which stay (_claims_after).
     claims_removed: list[Claim] = field(default_factory=list)
     confidential_claims_kept: list[Claim] = field(default_factory=list)
+    # The claims the `sources` cell lists: each source, and whether its claim is marked confidential
+    # (`exports.CONFIDENTIAL_CLAIM_MARK`); a source listed both ways has a claim of each.
+    claims: tuple[tuple[Source, bool], ...] = ()
 
     def claims_removed_text(self) -> str:
         removed = self.claims_removed
@@ -335,11 +339,14 @@ class _Item:
     # A source marked confidential (`exports.CONFIDENTIAL_SOURCE_MARK`): never cited as, or created
     # as, a public source.
     confidential: bool = False
+    # A claim marked confidential itself (`exports.CONFIDENTIAL_CLAIM_MARK`): made a confidential claim.
+    claim_confidential: bool = False
 
     def __str__(self):
         text = PLACE_PATH_SEPARATOR.join(map(csv_list_item, self.names))
         text = text if self.source_id is None else f"{text} [#{self.source_id}]"
-        return f"{text} {CONFIDENTIAL_SOURCE_MARK}" if self.confidential else text
+        text = f"{text} {CONFIDENTIAL_SOURCE_MARK}" if self.confidential else text
+        return f"{text} {CONFIDENTIAL_CLAIM_MARK}" if self.claim_confidential else text
 
 
 # The white space trimmed around a name: the ASCII white space that PostgreSQL's `\s` matches in
@@ -347,8 +354,10 @@ class _Item:
 # trim. Python's own white space is wider (no-break spaces, U+001C-U+001F, U+0085): trimmed, a name
 # ending with a no-break space was exported bare and read back as another name, or none.
 NAME_SPACE = " \t\n\r\f\v"
-# What may follow a source's title: its id, then the confidential mark, each optional.
-_SOURCE_SUFFIX = rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?"
+# What may follow a source's title: its id, then the confidential mark, then the claim's, each optional.
+_SOURCE_SUFFIX = (
+    rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?({re.escape(CONFIDENTIAL_CLAIM_MARK)}\s*)?"
+)
 _SOURCE_ID = re.compile(_SOURCE_SUFFIX, re.ASCII | re.IGNORECASE)
 _SOURCE_ID_AT_END = re.compile(_SOURCE_SUFFIX + "$", re.ASCII | re.IGNORECASE)
 
@@ -357,11 +366,11 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
     """The items of a multi-valued cell as the export writes them (exports.csv_list_item): separated
     by ";", each name plain (stripped) or in double quotes with inner quotes doubled; with `paths`,
     names separated by ">"; with `source_ids`, an optional `[#ID]` after the name, and after that an
-    optional `[confidential]`. A quote opens quoting only at the start of a name, as in CSV, so
-    hand-typed names with quotes inside still read.
+    optional `[confidential]` and an optional `[confidential claim]`. A quote opens quoting only at
+    the start of a name, as in CSV, so hand-typed names with quotes inside still read.
     Empty items are left out, repeated ones kept once. Raises _MalformedCell."""
     separators = ";>" if paths else ";"
-    items, names, source_id, confidential = [], [], None, False
+    items, names, marks = [], [], _NO_MARKS
     position, length = 0, len(cell)
     while True:
         while position < length and cell[position] in NAME_SPACE:
@@ -370,7 +379,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name, position = _quoted_name(cell, position)
             if source_ids:
                 suffix = _SOURCE_ID.match(cell, position)
-                source_id, confidential, position = _source_suffix(suffix), bool(suffix.group(2)), suffix.end()
+                marks, position = _source_suffix(suffix), suffix.end()
             while position < length and cell[position] in NAME_SPACE:
                 position += 1
             if position < length and cell[position] not in separators:
@@ -383,7 +392,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name = cell[position:end]
             if source_ids:
                 suffix = _SOURCE_ID_AT_END.search(name)
-                source_id, confidential, name = _source_suffix(suffix), bool(suffix.group(2)), name[: suffix.start()]
+                marks, name = _source_suffix(suffix), name[: suffix.start()]
             name, position = name.strip(NAME_SPACE), end
         names.append(name)
         separator = cell[position] if position < length else ";"
@@ -393,15 +402,19 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
         if any(names):
             if not all(names):
                 raise _MalformedCell(f"A place's path has an empty name: {cell.strip()!r}.")
-            items.append(_Item(tuple(names), source_id, confidential))
-        names, source_id, confidential = [], None, False
+            items.append(_Item(tuple(names), *marks))
+        names, marks = [], _NO_MARKS
         if position > length:
             return list(dict.fromkeys(items))
 
 
-def _source_suffix(suffix: re.Match) -> int | None:
-    """The id a source's suffix (`_SOURCE_ID`) writes, if any."""
-    return None if suffix.group(1) is None else int(suffix.group(1))
+# An item's source id, whether its source is marked confidential, and whether its claim is.
+_NO_MARKS = (None, False, False)
+
+
+def _source_suffix(suffix: re.Match) -> tuple[int | None, bool, bool]:
+    """The id a source's suffix (`_SOURCE_ID`) writes, if any, and its marks (`_NO_MARKS`)."""
+    return None if suffix.group(1) is None else int(suffix.group(1)), bool(suffix.group(2)), bool(suffix.group(3))
 
 
 def _quoted_name(cell: str, position: int) -> tuple[str, int]:
@@ -1118,6 +1131,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         names, name_errors = resolver.resolve(line, record)
         row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
         row.names = {column: names.get(column) for column in NAME_COLUMNS}
+        row.claims = resolver.claims.get(record.get("sources"), ())
         errors.extend(value_errors + name_errors)
         if errors or row.incident is not None:
             # The workflow's and the model's rules on what could be read, beside every other
@@ -1386,6 +1400,8 @@ class _NameResolver:
         # column -> (parent place's id or None, the name's `missing_key`) -> record
         self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
+        # sources cell -> its claims (`PlannedRow.claims`)
+        self.claims: dict[str, tuple[tuple[Source, bool], ...]] = {}
 
     def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
         """The records of each name column in the row (absent columns are left out), and its errors."""
@@ -1413,11 +1429,15 @@ class _NameResolver:
                 return (), [str(malformed)]
         found, problems = [], []
         for item in items:
+            if item.claim_confidential and self.confidential_refusal:
+                # Refused here, naming the column, as a marked new source is (`_missing_record`).
+                problems.append(f"{item} marks a confidential claim: {self.confidential_refusal}")
+                continue
             matches, problem = index.find(item)
             if problem:
                 problems.append(problem)
             elif len(matches) == 1:
-                found.append(matches[0])
+                found.append((matches[0], item.claim_confidential))
             elif matches:
                 candidates = sorted((index.describe(match) for match in matches), key=_numbers_as_numbers)
                 problems.append(
@@ -1426,7 +1446,7 @@ class _NameResolver:
             elif self.create_missing:
                 record, problem = self._missing_record(column, item)
                 problems.extend([problem] if problem else [])
-                found.extend([record] if record else [])
+                found.extend([(record, item.claim_confidential)] if record else [])
             else:
                 problems.append(
                     f"Unknown {index.kind} {str(item)!r}; add it first, or import with --create-missing "
@@ -1434,7 +1454,9 @@ class _NameResolver:
                 )
         # Two spellings of one name are one record, the same object (each record is loaded, or made,
         # once): told apart by identity, which new records have before they have a primary key.
-        return tuple({id(record): record for record in found}.values()), problems
+        if column == "sources":
+            self.claims[cell] = tuple({(id(record), marked): (record, marked) for record, marked in found}.values())
+        return tuple({id(record): record for record, _ in found}.values()), problems
 
     def _missing_record(self, column: str, item: _Item) -> tuple[models.Model | None, str]:
         """The record `create_missing` makes for an unknown `item` (once per file: the first
@@ -1572,14 +1594,22 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
 
 def _claims_change(row: PlannedRow) -> bool:
     """Whether the row's sources change the user's visible claims as `_claims_after` writes them: a
-    listed source without a visible claim gains one, and a visible claim goes unless its source is
+    listed source without a visible claim gains one (`_claims_new`), and a visible claim goes unless its source is
     listed or it is confidential (`row.claims_removed`). Claim by claim, not source by source: a
     source cited both publicly and in confidence whose row leaves it out loses its public claim,
     although its confidential one keeps it cited."""
-    claimed = {claim.source.pk for claim in row.incident.visible_claims}
-    return bool(row.claims_removed) or any(
-        source.pk is None or source.pk not in claimed for source in row.names["sources"]
-    )
+    return bool(row.claims_removed) or bool(_claims_new(row, row.incident.visible_claims))
+
+
+def _claims_new(row: PlannedRow, kept: list[Claim]) -> list[tuple[Source, bool]]:
+    """The row's claims (`PlannedRow.claims`) that none of the `kept` claims makes: a source listed
+    plainly is claimed by any claim of it (a file without the marks changes no claim), one marked
+    `[confidential claim]` by a confidential claim of it."""
+    return [
+        (source, marked)
+        for source, marked in row.claims
+        if not any(claim.source == source and (claim.confidential or not marked) for claim in kept)
+    ]
 
 
 def _write(plan: _Plan, user, report: ImportReport) -> None:
@@ -1618,7 +1648,7 @@ def _creation(row: PlannedRow) -> dict[str, Any]:
     return {
         "data": row.data,
         "places": row.names["places"] or (),
-        "claims": [{"source": source} for source in row.names["sources"] or ()],
+        "claims": [{"source": source, "confidential": marked} for source, marked in row.claims],
         "involvements": [
             {"organization": organization, "role": InvolvementRole.PERPETRATOR}
             for organization in row.names["perpetrators"] or ()
@@ -1675,8 +1705,7 @@ def _claims_after(row: PlannedRow) -> list[dict[str, Any]]:
         field.attname for field in Claim._meta.concrete_fields if field.name != "incident" and not field.generated
     ]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
-    claimed = {claim.source for claim in kept}
-    return claims + [{"source": source} for source in row.names["sources"] if source not in claimed]
+    return claims + [{"source": source, "confidential": marked} for source, marked in _claims_new(row, kept)]
 
 
 def _involvements_after(incident: Incident, perpetrators: tuple[Organization, ...]) -> list[dict[str, Any]]:
