@@ -129,7 +129,12 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
         sources = (
-            csv_source_item(claim.source.title, claim.source_id, confidential=claim.source.confidential)
+            csv_source_item(
+                claim.source.title,
+                claim.source_id,
+                confidential=claim.source.confidential,
+                claim_confidential=claim.confidential,
+            )
             for claim in claims
         )
         rows.append(
