@@ -13,7 +13,6 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -22,7 +21,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
 from incidents.api.renderers import JSONRenderer
-from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER
+from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER, OpenReadsAutoSchema
 from incidents.api.throttling import ExportThrottle
 from incidents.exports import (
     SpooledDownload,
@@ -201,8 +200,8 @@ class IncidentCsvView(GenericAPIView):
     """The incidents the user may see, filtered like the incident list, as CSV (columns in the README)."""
 
     # Set here rather than left to the project's DRF settings, so the endpoint is documented and
-    # filtered the same way whatever those settings say.
-    schema = AutoSchema()
+    # filtered the same way whatever those settings say; its errors are declared above, as JSON.
+    schema = OpenReadsAutoSchema()
     filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
     # Errors are JSON whatever the client asked for: the success body is CSV, which no renderer

@@ -163,6 +163,37 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
     assert {"304", "412", "416"} <= set(paths[download]["get"]["responses"])
 
 
+def test_the_schema_says_which_operations_anyone_may_call_without_credentials():
+    # Every read answered anonymous readers, but the schema asked a token or a session of each:
+    # a generated client refused to read published incidents without one.
+    paths = client_for().get(f"{API}/schema/?format=json").json()["paths"]
+    open_reads = [
+        ("/api/v1/incidents/", "get"),
+        ("/api/v1/incidents/{public_id}/", "get"),
+        ("/api/v1/incidents/stats/", "get"),
+        ("/api/v1/incidents/withdrawn/", "get"),
+        ("/api/v1/incidents.csv", "get"),
+        ("/api/v1/sources/", "get"),
+        ("/api/v1/places/{id}/", "get"),
+        ("/api/v1/releases/", "get"),
+    ]
+    for path, method in open_reads:
+        assert {} in paths[path][method]["security"], (path, method)
+    published_incident = make_incident()
+    assert client_for().get(f"{API}/incidents/{published_incident.public_id}/").status_code == 200
+    # Writes, staff's reads and the account's own tokens still need credentials.
+    for path, method in (
+        ("/api/v1/incidents/", "post"),
+        ("/api/v1/incidents/{public_id}/", "patch"),
+        ("/api/v1/sources/{id}/", "delete"),
+        ("/api/v1/incidents/{public_id}/history/", "get"),
+        ("/api/v1/revisions/", "get"),
+        ("/api/v1/duplicates/", "get"),
+        ("/api/v1/auth/tokens/", "get"),
+    ):
+        assert {} not in paths[path][method]["security"], (path, method)
+
+
 def test_an_edit_of_a_published_incident_answers_the_revision_the_schema_describes():
     # An Analyst's change of a published incident waits for a Reviewer: 202 with the proposed
     # revision, which the schema did not list (a generated client took it for an error).
