@@ -531,12 +531,14 @@ class TestSpoolFull:
         with files_written_at_most(16 * 1024):
             full = serve(EXPORT_URL)
             public = serve("/incidents.csv", REMOTE_ADDR="192.0.2.31")
+            korean = serve("/ko/incidents.csv", REMOTE_ADDR="192.0.2.32")
         assert (full.status_code, full["Retry-After"]) == (503, "60")
         assert json.loads(full.content) == {
             "detail": "The server has no room to prepare the download just now. Try again in 60 seconds."
         }
         assert (public.status_code, public["Retry-After"]) == (503, "60")
         assert public.content.decode().startswith("The server has no room to prepare the download just now.")
+        assert korean.content.decode().startswith("지금은 서버에 다운로드를 준비할 공간이 없습니다.")
         assert list(spool_dir.iterdir()) == [] and files_open_in(spool_dir) == []
         assert "A download could not be written to TRACKER_EXPORT_SPOOL_DIR" in caplog.text
         # The slot and the client's turn were given back: the same client, on another worker.
