@@ -78,14 +78,16 @@ THROTTLED_RETRY_AFTER = OpenApiParameter(
     response=[429],
     description="Seconds to wait before trying again.",
 )
-# Downloads that take an export slot (`csv_views.export_slots_busy`); the 503 of a stopped
-# anonymous statement says to narrow the request instead, and sends no Retry-After.
+# Downloads that take an export slot (`csv_views.export_slots_busy`), or find no room for their file
+# (`csv_views.SPOOL_FULL_ERRNOS`); the 503 of a stopped anonymous statement says to narrow the
+# request instead, and sends no Retry-After.
 BUSY_RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     OpenApiTypes.INT,
     OpenApiParameter.HEADER,
     response=[503],
-    description="Every export slot is busy: seconds to wait before trying again.",
+    description="Every export slot is busy, or the server has no room for the download: seconds to wait "
+    "before trying again.",
 )
 
 
