@@ -96,7 +96,7 @@ def csv_list_item(item: str) -> str:
 # 0088): `Testimony [#12] [confidential]`. In brackets of their own, so that removing the ids for
 # another database (README) leaves it, and never part of a bare title, which cannot hold `[`.
 CONFIDENTIAL_SOURCE_MARK = "[confidential]"
-# After that, a claim confidential itself (migration 0093): `Daily NK [#12] [confidential claim]`, so
+# After that, a claim confidential itself (migration 0094): `Daily NK [#12] [confidential claim]`, so
 # that a public source's confidential claim is imported elsewhere as one, not as a public claim.
 CONFIDENTIAL_CLAIM_MARK = "[confidential claim]"
 

@@ -34,12 +34,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import chain
 from typing import IO, Any
 
 import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
@@ -438,19 +439,44 @@ def _numbers_as_numbers(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
+class _Lowercase:
+    """Names lowercased as PostgreSQL's lower() lowercases them: the rule of the database's unique
+    names (a type's, an organization's, a place's in its parent: `Lower("name")`), which the import
+    compares names by. Python's casefold() made "Straße" and "STRASSE", two names to the database,
+    one, and the import called either ambiguous; its lower() makes "İ" two characters where the
+    database makes it one. Asked of the database, once for all the names given."""
+
+    def __init__(self, names: Iterable[str]):
+        self.lowered: dict[str, str] = {}
+        self._ask(names)
+
+    def __call__(self, name: str) -> str:
+        if name not in self.lowered:  # not among the names given: asked on its own
+            self._ask([name])
+        return self.lowered[name]
+
+    def _ask(self, names: Iterable[str]) -> None:
+        """Runs a query."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, lower(name) FROM unnest(%s::text[]) AS name", [sorted(set(names))])
+            self.lowered.update(cursor.fetchall())
+
+
 class _Names:
-    """Records of one kind found by any of their names, case-insensitively."""
+    """Records of one kind found by any of their names, whatever their case as the database tells
+    cases apart (`lowercase`)."""
 
     kind = "record"
 
-    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]]):
+    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]], lowercase: _Lowercase):
+        self.lowercase = lowercase
         self.by_name: dict[str, list[models.Model]] = defaultdict(list)
         for record, names in records:
-            for name in {name.casefold() for name in names if name}:
+            for name in {lowercase(name) for name in names if name}:
                 self.by_name[name].append(record)
 
     def named(self, name: str) -> list[models.Model]:
-        return self.by_name.get(name.casefold(), [])
+        return self.by_name.get(self.lowercase(name), [])
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         """The records `item` may mean (one when it is clear), and a problem with it if any."""
@@ -462,13 +488,14 @@ class _Names:
 
     def missing_key(self, name: str) -> str:
         """What two spellings of one new record's name share, so that create_missing makes it once."""
-        return name.casefold()
+        return self.lowercase(name)
 
 
 def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
     """Of `records`, found by `name` case-insensitively, the one whose `field_name` is `name` as
-    written, if any: slugs and names are unique as written, not case-insensitively ("UNHCR" and
-    "Unhcr", "Straße" and "STRASSE"), and without this the export of either read back as ambiguous."""
+    written, if any: slugs are unique as written, not case-insensitively ("arrest" and "Arrest"), and
+    a name may be another's acronym or alias but for case; without this the export of either read
+    back as ambiguous."""
     return [record for record in records if getattr(record, field_name) == name] or records
 
 
@@ -478,10 +505,10 @@ class _Types(_Names):
 
     kind = "type"
 
-    def __init__(self, types: Iterable[IncidentType]):
+    def __init__(self, types: Iterable[IncidentType], lowercase: _Lowercase):
         types = list(types)
-        super().__init__((kind, [kind.name]) for kind in types)
-        self.by_slug = _Names((kind, [kind.slug]) for kind in types)
+        super().__init__(((kind, [kind.name]) for kind in types), lowercase)
+        self.by_slug = _Names(((kind, [kind.slug]) for kind in types), lowercase)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
@@ -497,12 +524,13 @@ class _Organizations(_Names):
 
     kind = "organization"
 
-    def __init__(self, organizations: Iterable[Organization]):
+    def __init__(self, organizations: Iterable[Organization], lowercase: _Lowercase):
         organizations = list(organizations)
         super().__init__(
-            (organization, [organization.acronym, *organization.aliases]) for organization in organizations
+            ((organization, [organization.acronym, *organization.aliases]) for organization in organizations),
+            lowercase,
         )
-        self.by_own_name = _Names((organization, [organization.name]) for organization in organizations)
+        self.by_own_name = _Names(((organization, [organization.name]) for organization in organizations), lowercase)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
@@ -518,9 +546,9 @@ class _Places(_Names):
 
     kind = "place"
 
-    def __init__(self, places: Iterable[Place]):
+    def __init__(self, places: Iterable[Place], lowercase: _Lowercase):
         self.places = {place.pk: place for place in places}
-        super().__init__((place, [place.name, *place.alternate_names]) for place in self.places.values())
+        super().__init__(((place, [place.name, *place.alternate_names]) for place in self.places.values()), lowercase)
         self.paths: dict[int, list[Place]] = {}
         # Read once: django-countries' `by_name` reads every country's name on each call, 2.8 ms, and
         # a file may name 250,000 unknown places.
@@ -553,9 +581,11 @@ class _Places(_Names):
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         candidates = self.named(item.names[-1])
-        wanted = [name.casefold() for name in item.names]
+        wanted = [self.lowercase(name) for name in item.names]
         # The whole path by the places' own names (what the export writes) is unique...
-        whole = [place for place in candidates if [ancestor.name.casefold() for ancestor in self.path(place)] == wanted]
+        whole = [
+            place for place in candidates if [self.lowercase(ancestor.name) for ancestor in self.path(place)] == wanted
+        ]
         if whole:
             exact = [place for place in whole if [ancestor.name for ancestor in self.path(place)] == list(item.names)]
             return exact or whole, ""
@@ -567,7 +597,7 @@ class _Places(_Names):
         if len(path) < len(wanted):
             return False
         return all(
-            name in {ancestor.name.casefold(), *(alternate.casefold() for alternate in ancestor.alternate_names)}
+            name in {self.lowercase(ancestor.name), *map(self.lowercase, ancestor.alternate_names)}
             for ancestor, name in zip(path[-len(wanted) :], wanted, strict=True)
         )
 
@@ -586,9 +616,15 @@ class _Sources(_Names):
 
     kind = "source"
 
-    def __init__(self, sources: Iterable[Source], alike: Mapping[str, list[Source]], comparable: Mapping[str, str]):
+    def __init__(
+        self,
+        sources: Iterable[Source],
+        alike: Mapping[str, list[Source]],
+        comparable: Mapping[str, str],
+        lowercase: _Lowercase,
+    ):
         sources = list(sources)
-        super().__init__((source, [source.title]) for source in sources)
+        super().__init__(((source, [source.title]) for source in sources), lowercase)
         self.by_id = {source.pk: source for source in sources}
         self.alike = alike
         self.comparable = comparable
@@ -596,7 +632,7 @@ class _Sources(_Names):
     def missing_key(self, name: str) -> str:
         # As titles compare (services.comparable_titles): a file naming a new article once with a
         # curly apostrophe and once with a straight one made it twice.
-        return self.comparable.get(name, name.casefold())
+        return self.comparable.get(name, self.lowercase(name))
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         sources, problem = self._find(item)
@@ -625,7 +661,7 @@ class _Sources(_Names):
         source = self.by_id.get(item.source_id)
         if source is None:
             return [], f"No source #{item.source_id} that you may see ({item})."
-        if source.title.casefold() != title.casefold():
+        if self.lowercase(source.title) != self.lowercase(title):
             return [], (
                 f"{item}: source #{item.source_id} is titled {source.title!r}, not {title!r}; "
                 f"write {self.describe(source)}, or the right id."
@@ -983,6 +1019,13 @@ class _Records:
     rules and messages are the file's."""
 
     def __init__(self, text: str, *, delimiter: str):
+        # A cell is never longer than the file that holds it, which the import's size limit bounds
+        # (a character takes a byte at least): csv's own limit, 131,072 characters, refused as
+        # "Malformed CSV", naming no column, an export's own cell, the sources of an incident citing
+        # a few hundred long titles. Each column's rule then refuses what it cannot hold, naming the
+        # row, the column and the limit ("at most 300 characters" for a title). The limit is the csv
+        # module's, for the whole process: only ever raised, so that no import lowers another's.
+        csv.field_size_limit(max(csv.field_size_limit(), len(text)))
         self.text = text
         self.delimiter = delimiter
         self.position = 0
@@ -1335,35 +1378,52 @@ def _choice(column: str, written: str) -> str | None:
 
 
 def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
-    """Everything the file's names could refer to, in one query per kind. Sources are looked up
-    among those the user may see (a hidden source is as unknown as a missing one), and only by
-    the titles the file uses, since there are many."""
-    titles, ids = set(), set()
-    for cell in {record.get("sources", "") for record in records}:
-        try:
-            items = _parse_items(_plain(cell), source_ids=True)
-        except _MalformedCell:
-            continue  # reported with its row
-        titles.update(item.names[-1] for item in items)
-        ids.update(item.source_id for item in items if item.source_id is not None)
-    # The file's titles lowercased by PostgreSQL, as the sources' are: Python lowercases some
-    # letters otherwise ("İ" to "i" and a combining dot, PostgreSQL to "i"), and a title missed here
-    # was unknown even as written, or made a second time by create_missing.
+    """Everything the file's names could refer to, in one query per kind, and one more that
+    lowercases every name compared (`_Lowercase`). Sources are looked up among those the user may
+    see (a hidden source is as unknown as a missing one), and only by the titles the file uses,
+    since there are many."""
+    named, titles, ids = set(), set(), set()
+    for column in NAME_COLUMNS:
+        for cell in {record.get(column, "") for record in records}:
+            try:
+                items = _parse_items(_plain(cell), paths=column == "places", source_ids=column == "sources")
+            except _MalformedCell:
+                continue  # reported with its row
+            for item in items:
+                named.update(item.names)
+                if column == "sources":
+                    titles.add(item.names[-1])
+                    ids.update([item.source_id] if item.source_id is not None else [])
+    named.update(record.get("type", "").strip() for record in records)
+    # The file's titles lowercased by PostgreSQL, as the sources' are: a title missed here was
+    # unknown even as written, or made a second time by create_missing.
     folded_titles = RawSQL("SELECT lower(title) FROM unnest(%s::text[]) AS title", [sorted(titles)])
     # The file's titles as sources' titles are compared, for a title none has as written (_Sources).
     comparable = comparable_titles(titles)
-    sources = (
+    sources = list(
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
         .filter(Q(folded__in=folded_titles) | Q(pk__in=ids))
         # `confidential`: incidents_bulk_validate checks the user may cite each source.
         .only("pk", "title", "confidential")
     )
+    types = list(IncidentType.objects.all())
+    places = list(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country"))
+    organizations = list(Organization.objects.only("pk", "name", "acronym", "aliases"))
+    lowercase = _Lowercase(
+        chain(
+            named,
+            (source.title for source in sources),
+            *((kind.name, kind.slug) for kind in types),
+            *((place.name, *place.alternate_names) for place in places),
+            *((organization.name, organization.acronym, *organization.aliases) for organization in organizations),
+        )
+    )
     return {
-        "type": _Types(IncidentType.objects.all()),
-        "places": _Places(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country")),
-        "perpetrators": _Organizations(Organization.objects.only("pk", "name", "acronym", "aliases")),
-        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable),
+        "type": _Types(types, lowercase),
+        "places": _Places(places, lowercase),
+        "perpetrators": _Organizations(organizations, lowercase),
+        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable, lowercase),
     }
 
 

@@ -58,7 +58,15 @@ from incidents.querysets import (
     can_see_confidential,
     ids_in_tree_below,
 )
-from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
+from incidents.text_fields import (
+    NameListField,
+    NamesCountConstraint,
+    NamesCountValidator,
+    OneLineConstraint,
+    OneLineValidator,
+    names_count_condition,
+    one_line_condition,
+)
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
 # treats Korean, Chinese and English names alike.
@@ -768,6 +776,7 @@ class Organization(VersionedModel, TimestampedModel):
         models.CharField(max_length=255, validators=[OneLineValidator("An alias")]),
         default=list,
         blank=True,
+        validators=[NamesCountValidator("aliases")],
         help_text="Other spellings and names in other languages, one per line.",
     )
 
@@ -785,6 +794,7 @@ class Organization(VersionedModel, TimestampedModel):
             OneLineConstraint(
                 condition=one_line_condition("aliases", items=True), name="organization_aliases_one_line"
             ),
+            NamesCountConstraint(condition=names_count_condition("aliases"), name="organization_aliases_count"),
         ]
         indexes = [
             # Serves matching by alias in imports.
@@ -841,6 +851,7 @@ class Place(VersionedModel, TimestampedModel):
         models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
         default=list,
         blank=True,
+        validators=[NamesCountValidator("other names")],
         help_text="Names in Korean, Chinese and their romanisations, one per line.",
     )
     kind = models.CharField(max_length=20, choices=PlaceKind.choices, default=PlaceKind.OTHER)
@@ -891,6 +902,9 @@ class Place(VersionedModel, TimestampedModel):
             OneLineConstraint(condition=one_line_condition("name"), name="place_name_one_line"),
             OneLineConstraint(
                 condition=one_line_condition("alternate_names", items=True), name="place_alternate_names_one_line"
+            ),
+            NamesCountConstraint(
+                condition=names_count_condition("alternate_names"), name="place_alternate_names_count"
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
@@ -1070,7 +1084,7 @@ class IncidentTypeManager(models.Manager):
 @pghistory.track()
 class IncidentType(VersionedModel, TimestampedModel):
     slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=128, unique=True, validators=[OneLineValidator("A name")])
+    name = models.CharField(max_length=128, validators=[OneLineValidator("A name")])
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     description = models.TextField(blank=True)
 
@@ -1080,6 +1094,13 @@ class IncidentType(VersionedModel, TimestampedModel):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # Whatever its case, as places' and organizations' names: "Arrest" beside "arrest"
+            # counted one kind of incident under two types.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="incident_type_name_unique",
+                violation_error_code=NAME_TAKEN,
+            ),
             models.CheckConstraint(
                 condition=~Q(parent=F("id")),
                 name="incident_type_not_own_parent",
@@ -1100,6 +1121,18 @@ class IncidentType(VersionedModel, TimestampedModel):
             below="the deepest type under it",
         ):
             raise ValidationError({"parent": position_error})
+
+    def validate_constraints(self, exclude=None):
+        with name_taken_named(
+            IncidentType.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)))
+            .exclude(pk=self.pk),
+            lambda taken: (
+                f"“{taken.name}” is already an incident type's name (names are told apart whatever their "
+                "case): use that type, or name this one apart."
+            ),
+        ):
+            super().validate_constraints(exclude)
 
     def natural_key(self):
         return (self.slug,)

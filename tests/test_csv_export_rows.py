@@ -1219,7 +1219,7 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
 
 
 # The refresh before migration 0042, as its own function: the kept rows must not change by a byte.
-# With the confidential sources' and claims' marks of migrations 0088 and 0093, the only changes since
+# With the confidential sources' and claims' marks of migrations 0088 and 0094, the only changes since
 # to the cells it wrote.
 _REFRESH_OF_0040 = (
     importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")
@@ -1227,7 +1227,7 @@ _REFRESH_OF_0040 = (
         importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL,
         (
             importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources").ITEM_MARKED,
-            importlib.import_module("incidents.migrations.0093_export_marks_confidential_claims").ITEM_MARKED,
+            importlib.import_module("incidents.migrations.0094_export_marks_confidential_claims").ITEM_MARKED,
         ),
     )
     .replace("FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1)

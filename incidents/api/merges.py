@@ -12,6 +12,7 @@ from incidents import merges, services
 from incidents.access import confidential_among
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
+from incidents.api.serializers import ActingUserField
 from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
@@ -54,7 +55,7 @@ class NoteAsReadMixin(serializers.Serializer):
 class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
     incident_a = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     incident_b = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = ActingUserField()
 
     class Meta:
         model = DuplicatePair
@@ -97,10 +98,13 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
 
     survivor = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     merged = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    merged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    merged_by = ActingUserField(help_text="Username; null once the account was deleted.")
+    undone_by = ActingUserField()
     revision = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The survivor's recomputed dates and counts, proposed for a Reviewer."
+        read_only=True,
+        allow_null=True,
+        help_text="The survivor's recomputed dates and counts, proposed for a Reviewer; null when they are "
+        "the survivor's own.",
     )
 
     class Meta:

@@ -34,7 +34,7 @@ SELECT incident_export_refresh(ARRAY(
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0092_notes_read_in_confidence_recorded"),
+        ("incidents", "0093_notes_read_in_confidence_recorded"),
     ]
 
     operations = [

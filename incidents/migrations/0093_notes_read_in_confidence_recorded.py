@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0091_decided_in_confidence"),
+        ("incidents", "0092_decided_in_confidence"),
     ]
 
     operations = [

@@ -23,7 +23,7 @@ _TRIGGERS = {
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0090_statistics_best_estimate_within_range"),
+        ("incidents", "0091_type_names_unique_whatever_their_case_and_name_lists_bounded"),
     ]
 
     operations = [
