@@ -98,7 +98,11 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
 
     survivor = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     merged = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    merged_by = ActingUserField(help_text="Username; null once the account was deleted.")
+    merged_by = ActingUserField(
+        help_text="Username; null once the account was deleted, or withheld (`decided_withheld`)."
+    )
+    # Null when withheld from the reader (`decided_withheld`), though every merge has one.
+    merged_at = serializers.DateTimeField(read_only=True, allow_null=True)
     undone_by = ActingUserField()
     revision = serializers.PrimaryKeyRelatedField(
         read_only=True,
