@@ -14,7 +14,7 @@ is when it or its source is): the same rule that hides those records from everyo
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from django.contrib.postgres.expressions import ArraySubquery
@@ -28,8 +28,11 @@ from incidents.models import (
     AccessDoor,
     Claim,
     ConfidentialAccess,
+    DuplicatePair,
     Incident,
     IncidentExportRow,
+    IncidentMerge,
+    NoteWrittenInConfidence,
     Source,
 )
 from incidents.querysets import can_see_confidential
@@ -45,14 +48,17 @@ class ConfidentialRecords:
     incident_ids: frozenset[int] = frozenset()
     claim_ids: frozenset[int] = frozenset()
     source_ids: frozenset[int] = frozenset()
+    # The pairs and merges whose note written in confidence was shown (`NoteWrittenInConfidence`).
+    duplicate_pair_ids: frozenset[int] = frozenset()
+    merge_ids: frozenset[int] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.incident_ids or self.claim_ids or self.source_ids)
+        return any(getattr(self, field.name) for field in fields(self))
 
     def __or__(self, other: "ConfidentialRecords") -> "ConfidentialRecords":
         """What one page shows in its several parts (its record, what it links to, its history)."""
         return ConfidentialRecords(
-            self.incident_ids | other.incident_ids, self.claim_ids | other.claim_ids, self.source_ids | other.source_ids
+            **{field.name: getattr(self, field.name) | getattr(other, field.name) for field in fields(self)}
         )
 
 
@@ -92,14 +98,20 @@ def confidential_records_of(record: Model, user) -> ConfidentialRecords:
 def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRecords:
     """The confidential ones among the records a page shows `user` by their own fields (a title, an
     excerpt), of whatever kind: incidents and sources by their flag; a claim when it or its source
-    is, and then its source too (a claim is shown with its source's title, loaded with it). Other
-    kinds, and None (an empty link), are never confidential. No query for claims loaded with their
-    sources; nothing, and no query, for a reader without the confidential permission."""
+    is, and then its source too (a claim is shown with its source's title, loaded with it); a
+    duplicate pair or a merge whose note, written in confidence, is shown (`NoteWrittenInConfidence`:
+    its words may name what only readers with Confidential access could see). Other kinds, and None
+    (an empty link), are never confidential. No query for claims loaded with their sources; nothing,
+    and no query, for a reader without the confidential permission."""
     if not can_see_confidential(user):
         return NO_RECORDS
     incident_ids, claim_ids, source_ids = set(), set(), set()
+    notes = {DuplicatePair: set(), IncidentMerge: set()}
     for record in records:
-        if isinstance(record, Incident) and record.confidential:
+        if isinstance(record, NoteWrittenInConfidence):
+            if record.note_confidential and record.note:
+                notes[type(record)].add(record.pk)
+        elif isinstance(record, Incident) and record.confidential:
             incident_ids.add(record.pk)
         elif isinstance(record, Source) and record.confidential:
             source_ids.add(record.pk)
@@ -107,7 +119,13 @@ def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRec
             claim_ids.add(record.pk)
             if record.source.confidential:
                 source_ids.add(record.source_id)
-    return ConfidentialRecords(frozenset(incident_ids), frozenset(claim_ids), frozenset(source_ids))
+    return ConfidentialRecords(
+        frozenset(incident_ids),
+        frozenset(claim_ids),
+        frozenset(source_ids),
+        frozenset(notes[DuplicatePair]),
+        frozenset(notes[IncidentMerge]),
+    )
 
 
 def shown_incident_columns(user) -> dict[str, Any]:
@@ -128,9 +146,10 @@ def shown_incident_columns(user) -> dict[str, Any]:
 # caller's transaction, the record is part of it, committed with everything else, as it waits for.
 _ASYNCHRONOUS_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
 _INSERT_WITHOUT_WAITING_FOR_THE_DISK = f"""
-INSERT INTO {ConfidentialAccess._meta.db_table} (at, user_id, door, path, incident_ids, claim_ids, source_ids)
+INSERT INTO {ConfidentialAccess._meta.db_table}
+    (at, user_id, door, path, incident_ids, claim_ids, source_ids, duplicate_pair_ids, merge_ids)
 SELECT now(), %(user_id)s, %(door)s, %(path)s, %(incident_ids)s::bigint[], %(claim_ids)s::bigint[],
-    %(source_ids)s::bigint[]
+    %(source_ids)s::bigint[], %(duplicate_pair_ids)s::bigint[], %(merge_ids)s::bigint[]
 FROM {_ASYNCHRONOUS_COMMIT}
 """
 
@@ -172,6 +191,8 @@ def record_confidential_access(*, user, door: AccessDoor, records: ConfidentialR
         "incident_ids": sorted(records.incident_ids),
         "claim_ids": sorted(records.claim_ids),
         "source_ids": sorted(records.source_ids),
+        "duplicate_pair_ids": sorted(records.duplicate_pair_ids),
+        "merge_ids": sorted(records.merge_ids),
     }
     if connection.in_atomic_block:
         # Part of the caller's transaction, which commits it with everything else.

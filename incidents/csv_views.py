@@ -4,6 +4,8 @@ A DRF view, so it authenticates like the rest of the API (session, token); the r
 stream from `incidents.exports`, never serialized by DRF.
 """
 
+import errno
+import logging
 import math
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
@@ -13,7 +15,6 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -22,7 +23,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
 from incidents.api.renderers import JSONRenderer
-from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER
+from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER, OpenReadsAutoSchema
 from incidents.api.throttling import ExportThrottle
 from incidents.exports import (
     SpooledDownload,
@@ -51,6 +52,14 @@ def bom_requested(query: Mapping[str, str]) -> bool:
 # is still running, should wait: about what a whole export of 1,000,000 incidents took to download
 # under load (12-18 s, bench/README.md "Load test").
 EXPORT_SLOT_RETRY_SECONDS = 15
+
+# The errors of a download's file that room may end: the disk (or the quota, or the file size a
+# process may write) is full. Every download's file is deleted once sent, so room comes back as the
+# downloads under way end (a whole export takes under 20 s to send, bench/README.md "Load test").
+SPOOL_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+SPOOL_FULL_RETRY_SECONDS = 60
+
+logger = logging.getLogger(__name__)
 
 
 def incidents_csv_response(
@@ -119,6 +128,8 @@ def spooled_download(
     - 503 while EXPORTS_AT_ONCE downloads are being read from the database (`export_slot_take`):
       each holds a server thread and a connection meanwhile, and a burst of them would leave none
       to other requests; `busy_message` says so.
+    - 503 when the file cannot be written for want of room (a full disk or quota: SPOOL_FULL_ERRNOS),
+      logged for the operator; nothing is left behind (`spooled`).
     - 429 once the client has spent `throttle`'s rate, when given. Counted only once a slot is
       taken, so a client that a busy server sent away, and that comes back after Retry-After, has
       not spent its rate on downloads never run.
@@ -152,7 +163,26 @@ def spooled_download(
                     message=_("Too many CSV exports from you (at most %(rate)s). Try again in %(seconds)d seconds."),
                     rate=throttle.rate,
                 )
-            spool = spooled(read())
+            try:
+                spool = spooled(read())
+            except OSError as error:
+                if error.errno not in SPOOL_FULL_ERRNOS:
+                    raise
+                # The operator's to act on (free room, or move TRACKER_EXPORT_SPOOL_DIR); the
+                # client is told to come back, as when every slot is busy.
+                logger.error(
+                    "A download could not be written to TRACKER_EXPORT_SPOOL_DIR (%s): %s",
+                    settings.EXPORT_SPOOL_DIR or "the system's temporary directory",
+                    error,
+                )
+                return _export_refused(
+                    request,
+                    status=503,
+                    seconds=SPOOL_FULL_RETRY_SECONDS,
+                    message=_(
+                        "The server has no room to prepare the download just now. Try again in %(seconds)d seconds."
+                    ),
+                )
         finally:
             export_slot_release(slot)
     finally:
@@ -201,8 +231,8 @@ class IncidentCsvView(GenericAPIView):
     """The incidents the user may see, filtered like the incident list, as CSV (columns in the README)."""
 
     # Set here rather than left to the project's DRF settings, so the endpoint is documented and
-    # filtered the same way whatever those settings say.
-    schema = AutoSchema()
+    # filtered the same way whatever those settings say; its errors are declared above, as JSON.
+    schema = OpenReadsAutoSchema()
     filter_backends = [IncidentFilterBackend]
     filterset_class = IncidentFilterSet
     # Errors are JSON whatever the client asked for: the success body is CSV, which no renderer

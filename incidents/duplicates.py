@@ -1014,18 +1014,20 @@ def rescoring_backlog(user) -> RescoringBacklog:
     )
 
 
-def note_in_confidence(*, user, incident_ids: Collection[int], note: str) -> bool:
-    """Whether a note `user` writes now on `incident_ids` (a pair's, a merge's) is to be withheld
-    from readers without Confidential access (`NoteWrittenInConfidence`): written by someone with
-    that access while one of the incidents, or a claim of one (confidential itself, of a
-    confidential source, or of one relaying a confidential source), is hidden from those readers.
-    The note may name what only the writer could see there ("same as informant K's account"); its
-    words would reach every reader of the pair once the incidents or the source were made public,
-    or while only the claim (or the source) was hidden.
-    Judged when it is written, as the note's own (the history's periods say when the incidents
-    were confidential, not which claims the writer read). One query, none for an empty note or a
-    writer without Confidential access, who could have read nothing hidden."""
-    if not note or not can_see_confidential(user):
+def decided_in_confidence(*, user, incident_ids: Collection[int]) -> bool:
+    """Whether what `user` decides now on `incident_ids` (a pair's decision, a merge, its undo) is
+    to be withheld from readers without Confidential access (`NoteWrittenInConfidence`): its note,
+    who decided and when. Decided by someone with that access while one of the incidents, or a
+    claim of one (confidential itself, of a confidential source, or of one relaying a confidential
+    source), is hidden from those readers. The note may name what only the writer could see
+    ("same as informant K's account"); its words would reach every reader of the pair once the
+    incidents or the source were made public, or while only the claim (or the source) was hidden.
+    Who decided (a colleague with Confidential access) and when (before the incidents were public)
+    tell those readers that a hidden record was there, and since when, note or none.
+    Judged when it is decided (the history's periods say when the incidents were confidential,
+    not which claims the writer read). One query, none for a writer without Confidential access,
+    who could have read nothing hidden."""
+    if not can_see_confidential(user):
         return False
     claims = Claim.objects.filter(incident=OuterRef("pk"))
     # A public outlet's claim relaying a confidential source: its origin as those readers know it
@@ -1057,9 +1059,7 @@ def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str
             decided_by=user,
             decided_at=timezone.now(),
             note=note,
-            note_confidential=note_in_confidence(
-                user=user, incident_ids=[pair.incident_a_id, pair.incident_b_id], note=note
-            ),
+            note_confidential=decided_in_confidence(user=user, incident_ids=[pair.incident_a_id, pair.incident_b_id]),
         )
     pair.refresh_from_db()
     return pair

@@ -96,11 +96,19 @@ def csv_list_item(item: str) -> str:
 # 0088): `Testimony [#12] [confidential]`. In brackets of their own, so that removing the ids for
 # another database (README) leaves it, and never part of a bare title, which cannot hold `[`.
 CONFIDENTIAL_SOURCE_MARK = "[confidential]"
+# After that, a claim confidential itself (migration 0094): `Daily NK [#12] [confidential claim]`, so
+# that a public source's confidential claim is imported elsewhere as one, not as a public claim.
+CONFIDENTIAL_CLAIM_MARK = "[confidential claim]"
 
 
-def csv_source_item(title: str, source_id: int, *, confidential: bool = False) -> str:
-    """A source as the export writes it: titles repeat ("Press release"), its id does not."""
-    return f"{csv_list_item(title)} [#{source_id}]" + (f" {CONFIDENTIAL_SOURCE_MARK}" if confidential else "")
+def csv_source_item(title: str, source_id: int, *, confidential: bool = False, claim_confidential: bool = False) -> str:
+    """A source (and its claim) as the export writes it: titles repeat ("Press release"), its id does not."""
+    marks = [
+        mark
+        for mark, marked in ((CONFIDENTIAL_SOURCE_MARK, confidential), (CONFIDENTIAL_CLAIM_MARK, claim_confidential))
+        if marked
+    ]
+    return " ".join([f"{csv_list_item(title)} [#{source_id}]", *marks])
 
 
 # A spreadsheet runs a cell starting with = + - @ (or a tab or carriage return hiding one) as a

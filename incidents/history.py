@@ -631,9 +631,8 @@ class _Reader:
         note_before, note_now = _notes_in_confidence(model, event)
 
         def shown(column, value, in_confidence):
-            if column in links:
-                return self.raw_id(links[column], value)
-            return _note_as_read(column, value, in_confidence=in_confidence)
+            value = _as_read(model, column, value, in_confidence=in_confidence)
+            return self.raw_id(links[column], value) if column in links else value
 
         shown_pairs = (
             (column, shown(column, old, note_before), shown(column, new, note_now))
@@ -667,9 +666,9 @@ class _Reader:
         note_before, note_now = _notes_in_confidence(model, event)
 
         def shown(column, value, in_confidence=note_now):
-            if column in links:
-                return self.raw_id(links[column], value)
-            return value if self.sees_confidential else _note_as_read(column, value, in_confidence=in_confidence)
+            if not self.sees_confidential:
+                value = _as_read(model, column, value, in_confidence=in_confidence)
+            return self.raw_id(links[column], value) if column in links else value
 
         data, diff = event.pgh_data or {}, event.pgh_diff
         if model is IncidentRevision and not self.sees_confidential:
@@ -721,6 +720,12 @@ class _Reader:
         model = apps.get_model(event.pgh_obj_model)
         fields = {field.attname: field for field in model._meta.concrete_fields}
         data = event.pgh_data or {}
+        if self.sees_confidential:
+            self.named.extend(_notes_shown(model, event))
+        elif _notes_in_confidence(model, event)[1]:
+            # Decided in confidence (`NoteWrittenInConfidence`): who did it is withheld, as its record says.
+            user = None
+            data = {column: value for column, value in data.items() if column not in _decided_columns(model)}
         # The other records a row names besides the page's own (a claim's source, a link's place).
         others = [
             (field, data.get(column))
@@ -781,11 +786,11 @@ class _Reader:
 
 
 def _notes_in_confidence(model: type[models.Model], event) -> tuple[bool, bool]:
-    """Whether the note of the state before `event` and of the state it recorded was written in
-    confidence (`NoteWrittenInConfidence`), for a reader without Confidential access: its words are
-    withheld from them on the history as on the record's page. Events recorded before notes were
-    judged (migration 0083) say no; `hidden_periods` hides those recorded while an incident was
-    confidential."""
+    """Whether the state before `event` and the state it recorded were decided in confidence
+    (`NoteWrittenInConfidence`), for a reader without Confidential access: their note's words, who
+    decided and when are withheld from them on the history as on the record's page. Events recorded
+    before notes were judged (migration 0083) say no; `hidden_periods` hides those recorded while
+    an incident was confidential."""
     if not issubclass(model, NoteWrittenInConfidence):
         return False, False
     data, diff = event.pgh_data or {}, event.pgh_diff or {}
@@ -793,14 +798,38 @@ def _notes_in_confidence(model: type[models.Model], event) -> tuple[bool, bool]:
     return (bool(diff["note_confidential"][0]) if "note_confidential" in diff else now), now
 
 
-def _note_as_read(column: str, value, *, in_confidence: bool):
-    """`value` of `column` with a note written in confidence (`in_confidence`) replaced by
-    `NOTE_WITHHELD`, and so the note a merge kept of its pair's decision (`pair_before`, which
-    says itself whether it was)."""
+def _notes_shown(model: type[models.Model], event) -> list[models.Model]:
+    """The pair or merge whose note written in confidence `event` shows a reader with Confidential
+    access, as records for the record of who read it (`access.confidential_among`): its own note,
+    before or after, and the pair's that a merge kept (`pair_before`). No query."""
+    if not issubclass(model, NoteWrittenInConfidence):
+        return []
+    data, diff = event.pgh_data or {}, event.pgh_diff or {}
+    before, now = _notes_in_confidence(model, event)
+    notes = [note for note, judged in ((data.get("note"), now), ((diff.get("note") or [""])[0], before)) if judged]
+    shown = [model(pk=int(event.pgh_obj_id), note=note, note_confidential=True) for note in notes if note][:1]
+    pair_before = data.get("pair_before")
+    if isinstance(pair_before, dict) and pair_before.get("note_confidential") and data.get("pair_id"):
+        shown.append(DuplicatePair(pk=data["pair_id"], note=pair_before.get("note") or "", note_confidential=True))
+    return shown
+
+
+def _decided_columns(model: type[models.Model]) -> set[str]:
+    """The columns saying who decided and when (`NoteWrittenInConfidence.decided_fields`)."""
+    return {model._meta.get_field(name).attname for name in getattr(model, "decided_fields", ())}
+
+
+def _as_read(model: type[models.Model], column: str, value, *, in_confidence: bool):
+    """`value` of `column` as a reader without Confidential access reads it: decided in confidence
+    (`in_confidence`), the note is `NOTE_WITHHELD` and who decided and when are empty; and so in the
+    record a merge kept of its pair's decision (`pair_before`, which says itself whether it was)."""
     if column == "note" and in_confidence and value:
         return NOTE_WITHHELD
-    if column == "pair_before" and isinstance(value, dict) and value.get("note_confidential") and value.get("note"):
-        return {**value, "note": NOTE_WITHHELD}
+    if column in _decided_columns(model) and in_confidence:
+        return None
+    if column == "pair_before" and isinstance(value, dict) and value.get("note_confidential"):
+        withheld = {"decided_by_id": None, "decided_at": None}
+        return {**value, **withheld, **({"note": NOTE_WITHHELD} if value.get("note") else {})}
     return value
 
 

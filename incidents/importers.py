@@ -34,12 +34,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import chain
 from typing import IO, Any
 
 import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Prefetch, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
@@ -51,6 +52,7 @@ from ftfy.badness import is_bad
 
 from incidents.exports import (
     COLUMNS,
+    CONFIDENTIAL_CLAIM_MARK,
     CONFIDENTIAL_SOURCE_MARK,
     FORMULA_LIKE,
     PAGE_URL_COLUMN,
@@ -186,6 +188,9 @@ class PlannedRow:
     # figures and excerpts, and the confidential ones, which stay (_claims_after).
     claims_removed: list[Claim] = field(default_factory=list)
     confidential_claims_kept: list[Claim] = field(default_factory=list)
+    # The claims the `sources` cell lists: each source, and whether its claim is marked confidential
+    # (`exports.CONFIDENTIAL_CLAIM_MARK`); a source listed both ways has a claim of each.
+    claims: tuple[tuple[Source, bool], ...] = ()
 
     def claims_removed_text(self) -> str:
         removed = self.claims_removed
@@ -335,11 +340,14 @@ class _Item:
     # A source marked confidential (`exports.CONFIDENTIAL_SOURCE_MARK`): never cited as, or created
     # as, a public source.
     confidential: bool = False
+    # A claim marked confidential itself (`exports.CONFIDENTIAL_CLAIM_MARK`): made a confidential claim.
+    claim_confidential: bool = False
 
     def __str__(self):
         text = PLACE_PATH_SEPARATOR.join(map(csv_list_item, self.names))
         text = text if self.source_id is None else f"{text} [#{self.source_id}]"
-        return f"{text} {CONFIDENTIAL_SOURCE_MARK}" if self.confidential else text
+        text = f"{text} {CONFIDENTIAL_SOURCE_MARK}" if self.confidential else text
+        return f"{text} {CONFIDENTIAL_CLAIM_MARK}" if self.claim_confidential else text
 
 
 # The white space trimmed around a name: the ASCII white space that PostgreSQL's `\s` matches in
@@ -347,8 +355,10 @@ class _Item:
 # trim. Python's own white space is wider (no-break spaces, U+001C-U+001F, U+0085): trimmed, a name
 # ending with a no-break space was exported bare and read back as another name, or none.
 NAME_SPACE = " \t\n\r\f\v"
-# What may follow a source's title: its id, then the confidential mark, each optional.
-_SOURCE_SUFFIX = rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?"
+# What may follow a source's title: its id, then the confidential mark, then the claim's, each optional.
+_SOURCE_SUFFIX = (
+    rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?({re.escape(CONFIDENTIAL_CLAIM_MARK)}\s*)?"
+)
 _SOURCE_ID = re.compile(_SOURCE_SUFFIX, re.ASCII | re.IGNORECASE)
 _SOURCE_ID_AT_END = re.compile(_SOURCE_SUFFIX + "$", re.ASCII | re.IGNORECASE)
 
@@ -357,11 +367,11 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
     """The items of a multi-valued cell as the export writes them (exports.csv_list_item): separated
     by ";", each name plain (stripped) or in double quotes with inner quotes doubled; with `paths`,
     names separated by ">"; with `source_ids`, an optional `[#ID]` after the name, and after that an
-    optional `[confidential]`. A quote opens quoting only at the start of a name, as in CSV, so
-    hand-typed names with quotes inside still read.
+    optional `[confidential]` and an optional `[confidential claim]`. A quote opens quoting only at
+    the start of a name, as in CSV, so hand-typed names with quotes inside still read.
     Empty items are left out, repeated ones kept once. Raises _MalformedCell."""
     separators = ";>" if paths else ";"
-    items, names, source_id, confidential = [], [], None, False
+    items, names, marks = [], [], _NO_MARKS
     position, length = 0, len(cell)
     while True:
         while position < length and cell[position] in NAME_SPACE:
@@ -370,7 +380,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name, position = _quoted_name(cell, position)
             if source_ids:
                 suffix = _SOURCE_ID.match(cell, position)
-                source_id, confidential, position = _source_suffix(suffix), bool(suffix.group(2)), suffix.end()
+                marks, position = _source_suffix(suffix), suffix.end()
             while position < length and cell[position] in NAME_SPACE:
                 position += 1
             if position < length and cell[position] not in separators:
@@ -383,7 +393,7 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
             name = cell[position:end]
             if source_ids:
                 suffix = _SOURCE_ID_AT_END.search(name)
-                source_id, confidential, name = _source_suffix(suffix), bool(suffix.group(2)), name[: suffix.start()]
+                marks, name = _source_suffix(suffix), name[: suffix.start()]
             name, position = name.strip(NAME_SPACE), end
         names.append(name)
         separator = cell[position] if position < length else ";"
@@ -393,15 +403,19 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
         if any(names):
             if not all(names):
                 raise _MalformedCell(f"A place's path has an empty name: {cell.strip()!r}.")
-            items.append(_Item(tuple(names), source_id, confidential))
-        names, source_id, confidential = [], None, False
+            items.append(_Item(tuple(names), *marks))
+        names, marks = [], _NO_MARKS
         if position > length:
             return list(dict.fromkeys(items))
 
 
-def _source_suffix(suffix: re.Match) -> int | None:
-    """The id a source's suffix (`_SOURCE_ID`) writes, if any."""
-    return None if suffix.group(1) is None else int(suffix.group(1))
+# An item's source id, whether its source is marked confidential, and whether its claim is.
+_NO_MARKS = (None, False, False)
+
+
+def _source_suffix(suffix: re.Match) -> tuple[int | None, bool, bool]:
+    """The id a source's suffix (`_SOURCE_ID`) writes, if any, and its marks (`_NO_MARKS`)."""
+    return None if suffix.group(1) is None else int(suffix.group(1)), bool(suffix.group(2)), bool(suffix.group(3))
 
 
 def _quoted_name(cell: str, position: int) -> tuple[str, int]:
@@ -425,19 +439,44 @@ def _numbers_as_numbers(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
+class _Lowercase:
+    """Names lowercased as PostgreSQL's lower() lowercases them: the rule of the database's unique
+    names (a type's, an organization's, a place's in its parent: `Lower("name")`), which the import
+    compares names by. Python's casefold() made "Straße" and "STRASSE", two names to the database,
+    one, and the import called either ambiguous; its lower() makes "İ" two characters where the
+    database makes it one. Asked of the database, once for all the names given."""
+
+    def __init__(self, names: Iterable[str]):
+        self.lowered: dict[str, str] = {}
+        self._ask(names)
+
+    def __call__(self, name: str) -> str:
+        if name not in self.lowered:  # not among the names given: asked on its own
+            self._ask([name])
+        return self.lowered[name]
+
+    def _ask(self, names: Iterable[str]) -> None:
+        """Runs a query."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, lower(name) FROM unnest(%s::text[]) AS name", [sorted(set(names))])
+            self.lowered.update(cursor.fetchall())
+
+
 class _Names:
-    """Records of one kind found by any of their names, case-insensitively."""
+    """Records of one kind found by any of their names, whatever their case as the database tells
+    cases apart (`lowercase`)."""
 
     kind = "record"
 
-    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]]):
+    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]], lowercase: _Lowercase):
+        self.lowercase = lowercase
         self.by_name: dict[str, list[models.Model]] = defaultdict(list)
         for record, names in records:
-            for name in {name.casefold() for name in names if name}:
+            for name in {lowercase(name) for name in names if name}:
                 self.by_name[name].append(record)
 
     def named(self, name: str) -> list[models.Model]:
-        return self.by_name.get(name.casefold(), [])
+        return self.by_name.get(self.lowercase(name), [])
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         """The records `item` may mean (one when it is clear), and a problem with it if any."""
@@ -449,13 +488,14 @@ class _Names:
 
     def missing_key(self, name: str) -> str:
         """What two spellings of one new record's name share, so that create_missing makes it once."""
-        return name.casefold()
+        return self.lowercase(name)
 
 
 def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
     """Of `records`, found by `name` case-insensitively, the one whose `field_name` is `name` as
-    written, if any: slugs and names are unique as written, not case-insensitively ("UNHCR" and
-    "Unhcr", "Straße" and "STRASSE"), and without this the export of either read back as ambiguous."""
+    written, if any: slugs are unique as written, not case-insensitively ("arrest" and "Arrest"), and
+    a name may be another's acronym or alias but for case; without this the export of either read
+    back as ambiguous."""
     return [record for record in records if getattr(record, field_name) == name] or records
 
 
@@ -465,10 +505,10 @@ class _Types(_Names):
 
     kind = "type"
 
-    def __init__(self, types: Iterable[IncidentType]):
+    def __init__(self, types: Iterable[IncidentType], lowercase: _Lowercase):
         types = list(types)
-        super().__init__((kind, [kind.name]) for kind in types)
-        self.by_slug = _Names((kind, [kind.slug]) for kind in types)
+        super().__init__(((kind, [kind.name]) for kind in types), lowercase)
+        self.by_slug = _Names(((kind, [kind.slug]) for kind in types), lowercase)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
@@ -484,12 +524,13 @@ class _Organizations(_Names):
 
     kind = "organization"
 
-    def __init__(self, organizations: Iterable[Organization]):
+    def __init__(self, organizations: Iterable[Organization], lowercase: _Lowercase):
         organizations = list(organizations)
         super().__init__(
-            (organization, [organization.acronym, *organization.aliases]) for organization in organizations
+            ((organization, [organization.acronym, *organization.aliases]) for organization in organizations),
+            lowercase,
         )
-        self.by_own_name = _Names((organization, [organization.name]) for organization in organizations)
+        self.by_own_name = _Names(((organization, [organization.name]) for organization in organizations), lowercase)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
@@ -505,9 +546,9 @@ class _Places(_Names):
 
     kind = "place"
 
-    def __init__(self, places: Iterable[Place]):
+    def __init__(self, places: Iterable[Place], lowercase: _Lowercase):
         self.places = {place.pk: place for place in places}
-        super().__init__((place, [place.name, *place.alternate_names]) for place in self.places.values())
+        super().__init__(((place, [place.name, *place.alternate_names]) for place in self.places.values()), lowercase)
         self.paths: dict[int, list[Place]] = {}
         # Read once: django-countries' `by_name` reads every country's name on each call, 2.8 ms, and
         # a file may name 250,000 unknown places.
@@ -540,9 +581,11 @@ class _Places(_Names):
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         candidates = self.named(item.names[-1])
-        wanted = [name.casefold() for name in item.names]
+        wanted = [self.lowercase(name) for name in item.names]
         # The whole path by the places' own names (what the export writes) is unique...
-        whole = [place for place in candidates if [ancestor.name.casefold() for ancestor in self.path(place)] == wanted]
+        whole = [
+            place for place in candidates if [self.lowercase(ancestor.name) for ancestor in self.path(place)] == wanted
+        ]
         if whole:
             exact = [place for place in whole if [ancestor.name for ancestor in self.path(place)] == list(item.names)]
             return exact or whole, ""
@@ -554,7 +597,7 @@ class _Places(_Names):
         if len(path) < len(wanted):
             return False
         return all(
-            name in {ancestor.name.casefold(), *(alternate.casefold() for alternate in ancestor.alternate_names)}
+            name in {self.lowercase(ancestor.name), *map(self.lowercase, ancestor.alternate_names)}
             for ancestor, name in zip(path[-len(wanted) :], wanted, strict=True)
         )
 
@@ -573,9 +616,15 @@ class _Sources(_Names):
 
     kind = "source"
 
-    def __init__(self, sources: Iterable[Source], alike: Mapping[str, list[Source]], comparable: Mapping[str, str]):
+    def __init__(
+        self,
+        sources: Iterable[Source],
+        alike: Mapping[str, list[Source]],
+        comparable: Mapping[str, str],
+        lowercase: _Lowercase,
+    ):
         sources = list(sources)
-        super().__init__((source, [source.title]) for source in sources)
+        super().__init__(((source, [source.title]) for source in sources), lowercase)
         self.by_id = {source.pk: source for source in sources}
         self.alike = alike
         self.comparable = comparable
@@ -583,7 +632,7 @@ class _Sources(_Names):
     def missing_key(self, name: str) -> str:
         # As titles compare (services.comparable_titles): a file naming a new article once with a
         # curly apostrophe and once with a straight one made it twice.
-        return self.comparable.get(name, name.casefold())
+        return self.comparable.get(name, self.lowercase(name))
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         sources, problem = self._find(item)
@@ -612,7 +661,7 @@ class _Sources(_Names):
         source = self.by_id.get(item.source_id)
         if source is None:
             return [], f"No source #{item.source_id} that you may see ({item})."
-        if source.title.casefold() != title.casefold():
+        if self.lowercase(source.title) != self.lowercase(title):
             return [], (
                 f"{item}: source #{item.source_id} is titled {source.title!r}, not {title!r}; "
                 f"write {self.describe(source)}, or the right id."
@@ -970,6 +1019,13 @@ class _Records:
     rules and messages are the file's."""
 
     def __init__(self, text: str, *, delimiter: str):
+        # A cell is never longer than the file that holds it, which the import's size limit bounds
+        # (a character takes a byte at least): csv's own limit, 131,072 characters, refused as
+        # "Malformed CSV", naming no column, an export's own cell, the sources of an incident citing
+        # a few hundred long titles. Each column's rule then refuses what it cannot hold, naming the
+        # row, the column and the limit ("at most 300 characters" for a title). The limit is the csv
+        # module's, for the whole process: only ever raised, so that no import lowers another's.
+        csv.field_size_limit(max(csv.field_size_limit(), len(text)))
         self.text = text
         self.delimiter = delimiter
         self.position = 0
@@ -1118,6 +1174,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         names, name_errors = resolver.resolve(line, record)
         row.data = {**data, **({"incident_type": names["type"][0]} if names.get("type") else {})}
         row.names = {column: names.get(column) for column in NAME_COLUMNS}
+        row.claims = resolver.claims.get(record.get("sources"), ())
         errors.extend(value_errors + name_errors)
         if errors or row.incident is not None:
             # The workflow's and the model's rules on what could be read, beside every other
@@ -1323,35 +1380,52 @@ def _choice(column: str, written: str) -> str | None:
 
 
 def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
-    """Everything the file's names could refer to, in one query per kind. Sources are looked up
-    among those the user may see (a hidden source is as unknown as a missing one), and only by
-    the titles the file uses, since there are many."""
-    titles, ids = set(), set()
-    for cell in {record.get("sources", "") for record in records}:
-        try:
-            items = _parse_items(_plain(cell), source_ids=True)
-        except _MalformedCell:
-            continue  # reported with its row
-        titles.update(item.names[-1] for item in items)
-        ids.update(item.source_id for item in items if item.source_id is not None)
-    # The file's titles lowercased by PostgreSQL, as the sources' are: Python lowercases some
-    # letters otherwise ("İ" to "i" and a combining dot, PostgreSQL to "i"), and a title missed here
-    # was unknown even as written, or made a second time by create_missing.
+    """Everything the file's names could refer to, in one query per kind, and one more that
+    lowercases every name compared (`_Lowercase`). Sources are looked up among those the user may
+    see (a hidden source is as unknown as a missing one), and only by the titles the file uses,
+    since there are many."""
+    named, titles, ids = set(), set(), set()
+    for column in NAME_COLUMNS:
+        for cell in {record.get(column, "") for record in records}:
+            try:
+                items = _parse_items(_plain(cell), paths=column == "places", source_ids=column == "sources")
+            except _MalformedCell:
+                continue  # reported with its row
+            for item in items:
+                named.update(item.names)
+                if column == "sources":
+                    titles.add(item.names[-1])
+                    ids.update([item.source_id] if item.source_id is not None else [])
+    named.update(record.get("type", "").strip() for record in records)
+    # The file's titles lowercased by PostgreSQL, as the sources' are: a title missed here was
+    # unknown even as written, or made a second time by create_missing.
     folded_titles = RawSQL("SELECT lower(title) FROM unnest(%s::text[]) AS title", [sorted(titles)])
     # The file's titles as sources' titles are compared, for a title none has as written (_Sources).
     comparable = comparable_titles(titles)
-    sources = (
+    sources = list(
         Source.objects.visible_to(user)
         .annotate(folded=Lower("title"))
         .filter(Q(folded__in=folded_titles) | Q(pk__in=ids))
         # `confidential`: incidents_bulk_validate checks the user may cite each source.
         .only("pk", "title", "confidential")
     )
+    types = list(IncidentType.objects.all())
+    places = list(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country"))
+    organizations = list(Organization.objects.only("pk", "name", "acronym", "aliases"))
+    lowercase = _Lowercase(
+        chain(
+            named,
+            (source.title for source in sources),
+            *((kind.name, kind.slug) for kind in types),
+            *((place.name, *place.alternate_names) for place in places),
+            *((organization.name, organization.acronym, *organization.aliases) for organization in organizations),
+        )
+    )
     return {
-        "type": _Types(IncidentType.objects.all()),
-        "places": _Places(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country")),
-        "perpetrators": _Organizations(Organization.objects.only("pk", "name", "acronym", "aliases")),
-        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable),
+        "type": _Types(types, lowercase),
+        "places": _Places(places, lowercase),
+        "perpetrators": _Organizations(organizations, lowercase),
+        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable, lowercase),
     }
 
 
@@ -1388,6 +1462,8 @@ class _NameResolver:
         # column -> (parent place's id or None, the name's `missing_key`) -> record
         self.missing: dict[str, dict[tuple[int | None, str], models.Model]] = defaultdict(dict)
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
+        # sources cell -> its claims (`PlannedRow.claims`)
+        self.claims: dict[str, tuple[tuple[Source, bool], ...]] = {}
 
     def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
         """The records of each name column in the row (absent columns are left out), and its errors."""
@@ -1415,11 +1491,15 @@ class _NameResolver:
                 return (), [str(malformed)]
         found, problems = [], []
         for item in items:
+            if item.claim_confidential and self.confidential_refusal:
+                # Refused here, naming the column, as a marked new source is (`_missing_record`).
+                problems.append(f"{item} marks a confidential claim: {self.confidential_refusal}")
+                continue
             matches, problem = index.find(item)
             if problem:
                 problems.append(problem)
             elif len(matches) == 1:
-                found.append(matches[0])
+                found.append((matches[0], item.claim_confidential))
             elif matches:
                 candidates = sorted((index.describe(match) for match in matches), key=_numbers_as_numbers)
                 problems.append(
@@ -1428,7 +1508,7 @@ class _NameResolver:
             elif self.create_missing:
                 record, problem = self._missing_record(column, item)
                 problems.extend([problem] if problem else [])
-                found.extend([record] if record else [])
+                found.extend([(record, item.claim_confidential)] if record else [])
             else:
                 problems.append(
                     f"Unknown {index.kind} {str(item)!r}; add it first, or import with --create-missing "
@@ -1436,7 +1516,9 @@ class _NameResolver:
                 )
         # Two spellings of one name are one record, the same object (each record is loaded, or made,
         # once): told apart by identity, which new records have before they have a primary key.
-        return tuple({id(record): record for record in found}.values()), problems
+        if column == "sources":
+            self.claims[cell] = tuple({(id(record), marked): (record, marked) for record, marked in found}.values())
+        return tuple({id(record): record for record, _ in found}.values()), problems
 
     def _missing_record(self, column: str, item: _Item) -> tuple[models.Model | None, str]:
         """The record `create_missing` makes for an unknown `item` (once per file: the first
@@ -1574,14 +1656,22 @@ def _changes(incident: Incident, row: PlannedRow) -> list[str]:
 
 def _claims_change(row: PlannedRow) -> bool:
     """Whether the row's sources change the user's visible claims as `_claims_after` writes them: a
-    listed source without a visible claim gains one, and a visible claim goes unless its source is
+    listed source without a visible claim gains one (`_claims_new`), and a visible claim goes unless its source is
     listed or it is confidential (`row.claims_removed`). Claim by claim, not source by source: a
     source cited both publicly and in confidence whose row leaves it out loses its public claim,
     although its confidential one keeps it cited."""
-    claimed = {claim.source.pk for claim in row.incident.visible_claims}
-    return bool(row.claims_removed) or any(
-        source.pk is None or source.pk not in claimed for source in row.names["sources"]
-    )
+    return bool(row.claims_removed) or bool(_claims_new(row, row.incident.visible_claims))
+
+
+def _claims_new(row: PlannedRow, kept: list[Claim]) -> list[tuple[Source, bool]]:
+    """The row's claims (`PlannedRow.claims`) that none of the `kept` claims makes: a source listed
+    plainly is claimed by any claim of it (a file without the marks changes no claim), one marked
+    `[confidential claim]` by a confidential claim of it."""
+    return [
+        (source, marked)
+        for source, marked in row.claims
+        if not any(claim.source == source and (claim.confidential or not marked) for claim in kept)
+    ]
 
 
 def _write(plan: _Plan, user, report: ImportReport) -> None:
@@ -1620,7 +1710,7 @@ def _creation(row: PlannedRow) -> dict[str, Any]:
     return {
         "data": row.data,
         "places": row.names["places"] or (),
-        "claims": [{"source": source} for source in row.names["sources"] or ()],
+        "claims": [{"source": source, "confidential": marked} for source, marked in row.claims],
         "involvements": [
             {"organization": organization, "role": InvolvementRole.PERPETRATOR}
             for organization in row.names["perpetrators"] or ()
@@ -1677,8 +1767,7 @@ def _claims_after(row: PlannedRow) -> list[dict[str, Any]]:
         field.attname for field in Claim._meta.concrete_fields if field.name != "incident" and not field.generated
     ]
     claims = [{name: getattr(claim, name) for name in fields} for claim in kept]
-    claimed = {claim.source for claim in kept}
-    return claims + [{"source": source} for source in row.names["sources"] if source not in claimed]
+    return claims + [{"source": source, "confidential": marked} for source, marked in _claims_new(row, kept)]
 
 
 def _involvements_after(incident: Incident, perpetrators: tuple[Organization, ...]) -> list[dict[str, Any]]:

@@ -292,9 +292,7 @@ def incident_merge(
         _lock_what_moving_links_refer_to(merged)
         plan = _plan(None, survivor_incident, merged)
         # Judged before anything moves: the claims both incidents hold as the Reviewer compared them.
-        in_confidence = duplicates.note_in_confidence(
-            user=user, incident_ids=[survivor_incident.pk, merged.pk], note=note
-        )
+        in_confidence = duplicates.decided_in_confidence(user=user, incident_ids=[survivor_incident.pk, merged.pk])
         merge = IncidentMerge.objects.create(
             survivor=survivor_incident,
             merged=merged,
@@ -530,14 +528,13 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         duplicates.rescore_after_commit([survivor.pk, merged.pk])
         merge.undone_by_id = user_id
         merge.undone_at = timezone.now()
-        merge.save(update_fields=["undone_by", "undone_at"])
+        # Both incidents' claims are back where they were before the merge: judged on them, note or none.
+        merge.note_confidential = merge.note_confidential or duplicates.decided_in_confidence(
+            user=user, incident_ids=[survivor.pk, merged.pk]
+        )
         if note:
             merge.note = f"{merge.note}\nUndone: {note}".strip()
-            # Both incidents' claims are back where they were before the merge: judged on them.
-            merge.note_confidential = merge.note_confidential or duplicates.note_in_confidence(
-                user=user, incident_ids=[survivor.pk, merged.pk], note=note
-            )
-            merge.save(update_fields=["note", "note_confidential"])
+        merge.save(update_fields=["undone_by", "undone_at", "note", "note_confidential"])
     return merge
 
 

@@ -60,7 +60,15 @@ from incidents.querysets import (
     ids_in_tree_below,
     versions_told,
 )
-from incidents.text_fields import NameListField, OneLineConstraint, OneLineValidator, one_line_condition
+from incidents.text_fields import (
+    NameListField,
+    NamesCountConstraint,
+    NamesCountValidator,
+    OneLineConstraint,
+    OneLineValidator,
+    names_count_condition,
+    one_line_condition,
+)
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
 # treats Korean, Chinese and English names alike.
@@ -789,6 +797,7 @@ class Organization(VersionedModel, TimestampedModel):
         models.CharField(max_length=255, validators=[OneLineValidator("An alias")]),
         default=list,
         blank=True,
+        validators=[NamesCountValidator("aliases")],
         help_text="Other spellings and names in other languages, one per line.",
     )
 
@@ -806,6 +815,7 @@ class Organization(VersionedModel, TimestampedModel):
             OneLineConstraint(
                 condition=one_line_condition("aliases", items=True), name="organization_aliases_one_line"
             ),
+            NamesCountConstraint(condition=names_count_condition("aliases"), name="organization_aliases_count"),
         ]
         indexes = [
             # Serves matching by alias in imports.
@@ -862,6 +872,7 @@ class Place(VersionedModel, TimestampedModel):
         models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
         default=list,
         blank=True,
+        validators=[NamesCountValidator("other names")],
         help_text="Names in Korean, Chinese and their romanisations, one per line.",
     )
     kind = models.CharField(max_length=20, choices=PlaceKind.choices, default=PlaceKind.OTHER)
@@ -912,6 +923,9 @@ class Place(VersionedModel, TimestampedModel):
             OneLineConstraint(condition=one_line_condition("name"), name="place_name_one_line"),
             OneLineConstraint(
                 condition=one_line_condition("alternate_names", items=True), name="place_alternate_names_one_line"
+            ),
+            NamesCountConstraint(
+                condition=names_count_condition("alternate_names"), name="place_alternate_names_count"
             ),
             models.CheckConstraint(
                 condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90),
@@ -1091,7 +1105,7 @@ class IncidentTypeManager(models.Manager):
 @pghistory.track()
 class IncidentType(VersionedModel, TimestampedModel):
     slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=128, unique=True, validators=[OneLineValidator("A name")])
+    name = models.CharField(max_length=128, validators=[OneLineValidator("A name")])
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     description = models.TextField(blank=True)
 
@@ -1101,6 +1115,13 @@ class IncidentType(VersionedModel, TimestampedModel):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # Whatever its case, as places' and organizations' names: "Arrest" beside "arrest"
+            # counted one kind of incident under two types.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="incident_type_name_unique",
+                violation_error_code=NAME_TAKEN,
+            ),
             models.CheckConstraint(
                 condition=~Q(parent=F("id")),
                 name="incident_type_not_own_parent",
@@ -1121,6 +1142,18 @@ class IncidentType(VersionedModel, TimestampedModel):
             below="the deepest type under it",
         ):
             raise ValidationError({"parent": position_error})
+
+    def validate_constraints(self, exclude=None):
+        with name_taken_named(
+            IncidentType.objects.annotate(folded=Lower("name"))
+            .filter(folded=Lower(Value(self.name)))
+            .exclude(pk=self.pk),
+            lambda taken: (
+                f"“{taken.name}” is already an incident type's name (names are told apart whatever their "
+                "case): use that type, or name this one apart."
+            ),
+        ):
+            super().validate_constraints(exclude)
 
     def natural_key(self):
         return (self.slug,)
@@ -1303,7 +1336,7 @@ class DateLabel(Func):
     # of the row trigger's INSERT, which made the trigger 8x slower (0.9 s against 7.5 s for 5,000
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
-    # Derived by the database from the rest of the row and of its claims (migration 0093).
+    # Derived by the database from the rest of the row and of its claims (migration 0095).
     exclude=["disclosed_version", "disclosed_updated_at"],
 )
 class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
@@ -1354,7 +1387,7 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
     # The version and change time of readers without Confidential access (`querysets.version_fields`
     # chooses): they move only with a change those readers can see, so that a change to what is
     # hidden from them (a confidential claim) does not tell them that something hidden changed.
-    # Kept by the database's triggers (migration 0093).
+    # Kept by the database's triggers (migration 0095).
     disclosed_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     disclosed_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
     # Set by a merge (incidents.merges): the incident is kept, with its public id, so that its address
@@ -2083,7 +2116,7 @@ class IncidentExportRow(models.Model):
     updated_at = models.TextField()
     version = models.IntegerField()
     # The incident's own `disclosed_*` version and change time, the cells of readers without
-    # Confidential access (`exports.version_cells`, migration 0093).
+    # Confidential access (`exports.version_cells`, migration 0095).
     disclosed_updated_at = models.TextField()
     disclosed_version = models.IntegerField()
 
@@ -2131,7 +2164,7 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
-            # Serves the same for readers without Confidential access (migration 0093).
+            # Serves the same for readers without Confidential access (migration 0095).
             models.Index(Collate("disclosed_updated_at", "C"), name="export_row_disclosed_updated"),
             # Serves an export by incident type (exports.kept_rows): a type's rows, newest first.
             # Without the order index's included columns, measured both ways at 1,000,000
@@ -2494,6 +2527,13 @@ class ConfidentialAccess(models.Model):
     incident_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     claim_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     source_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # The duplicate pairs and merges whose note, written in confidence (`NoteWrittenInConfidence`),
+    # was shown. Empty by default in the database too: the page lists' SQL function (migration
+    # 0033) writes only the columns before these.
+    duplicate_pair_ids = ArrayField(
+        models.BigIntegerField(), default=list, blank=True, db_default=RawSQL("'{}'::bigint[]", [])
+    )
+    merge_ids = ArrayField(models.BigIntegerField(), default=list, blank=True, db_default=RawSQL("'{}'::bigint[]", []))
     # Exports only: the filters as given, and the rows the export read.
     export_filters = models.JSONField(null=True, blank=True)
     row_count = models.PositiveIntegerField(null=True, blank=True)
@@ -2601,17 +2641,31 @@ NOTE_WITHHELD = (
     "A note was written while a record it concerns was confidential; it is withheld from readers "
     "without Confidential access."
 )
+WHO_AND_WHEN_WITHHELD = (
+    "Decided while a record it concerns was confidential: who decided, and when, is withheld from readers "
+    "without Confidential access."
+)
 
 
 class NoteWrittenInConfidence:
-    """For records with a `note` and a `note_confidential` (a duplicate pair, a merge): the note's
-    words are kept from readers without Confidential access when they were written while a record
-    the note concerns was hidden from them (`duplicates.note_in_confidence`), however public those
-    records are now: a pair decided "same as informant K's account" while its incidents were
-    confidential kept showing its note, once they were made public, to all staff."""
+    """For records with a `note`, who decided and when (`decided_fields`), and a `note_confidential`
+    (a duplicate pair, a merge): recorded by someone with Confidential access while a record they
+    concern was hidden from readers without that access (`duplicates.decided_in_confidence`), the
+    note's words, who decided and when are kept from those readers, however public those records
+    are now. A pair decided "same as informant K's account" while its incidents were confidential
+    kept showing its note, once they were made public, to all staff; and its `decided_at`, a date
+    before the incidents were public, with `decided_by`, a colleague with Confidential access,
+    told them that the incidents existed, hidden, and who had read them. The decision itself
+    stays: the queue works on it (a pair decided is not proposed again)."""
+
+    decided_fields: tuple[str, ...] = ()
+
+    def decided_withheld_from(self, user) -> bool:
+        """Whether who decided, when, and the note are kept from `user`: the one rule for every door."""
+        return self.note_confidential and not can_see_confidential(user)
 
     def note_withheld_from(self, user) -> bool:
-        return self.note_confidential and not can_see_confidential(user)
+        return bool(self.note) and self.decided_withheld_from(user)
 
     def note_read_by(self, user) -> str | None:
         """The note as `user` may read it: None when it is withheld from them (`NOTE_WITHHELD`)."""
@@ -2639,14 +2693,16 @@ class DuplicatePair(NoteWrittenInConfidence, models.Model):
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     note = models.TextField(blank=True, help_text="Why, for the history.")
     note_confidential = models.BooleanField(
-        "note written in confidence",
+        "decided in confidence",
         default=False,
         editable=False,
-        help_text="The note was written while one of the incidents, or a claim of theirs, was confidential: "
-        "withheld from readers without Confidential access.",
+        help_text="Decided while one of the incidents, or a claim of theirs, was confidential: the note, who "
+        "decided and when are withheld from readers without Confidential access.",
     )
 
     objects = DuplicatePairQuerySet.as_manager()
+
+    decided_fields = ("decided_by", "decided_at")
 
     class Meta:
         ordering = ["-score", "id"]
@@ -2741,11 +2797,11 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
     note_confidential = models.BooleanField(
-        "note written in confidence",
+        "merged in confidence",
         default=False,
         editable=False,
-        help_text="The note (or the undo's) was written while the incidents, or a claim of theirs, were "
-        "confidential: withheld from readers without Confidential access.",
+        help_text="Merged (or undone) while the incidents, or a claim of theirs, were confidential: the note, "
+        "who merged or undid it and when are withheld from readers without Confidential access.",
     )
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False
@@ -2757,6 +2813,8 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
     undone_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = IncidentMergeQuerySet.as_manager()
+
+    decided_fields = ("merged_by", "merged_at", "undone_by", "undone_at")
 
     class Meta:
         ordering = ["-merged_at", "-id"]

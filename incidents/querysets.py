@@ -62,7 +62,7 @@ _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields("disclosed_version", "
 def version_fields(user) -> VersionFields:
     """Which of an incident's versions and change times `user` is told, and syncs and edits by: with
     the confidential permission, its own, which move with every change; else `disclosed_*`, which
-    move only with a change they can see (kept by the database, migration 0093), so that an edit of
+    move only with a change they can see (kept by the database, migration 0095), so that an edit of
     what is hidden from them (a confidential claim) does not tell them something hidden changed. The
     one place that chooses: the API, the CSV export, the releases and the services read it."""
     return versions_told(every_change=can_see_confidential(user))

@@ -1543,7 +1543,7 @@ def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]
 
 # A new version of many incidents at once, of a change every reader sees: its change time given to
 # `disclosed_updated_at` too tells the incident's trigger to count it for readers without
-# Confidential access (migration 0093).
+# Confidential access (migration 0095).
 _NEW_VERSION_SEEN_BY_EVERYONE = "version = version + 1, updated_at = %s, disclosed_updated_at = %s, updated_by_id = %s"
 
 

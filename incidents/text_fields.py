@@ -6,7 +6,11 @@ one ("About 500\\nreturned", pasted from a page or quoted in a CSV cell) was sav
 ("About 500returned") by the next admin Save of any other field. A one-line field therefore
 refuses line breaks and the other control characters (tabs, U+0001…, U+0085) at every door, and
 the database refuses them too (`OneLineConstraint`); migration 0089 replaced those stored before
-by a space."""
+by a space.
+
+A list of names holds at most NAMES_MAX of them (`NamesCountValidator`, and `NamesCountConstraint`
+in the database): unbounded, one record's list grew every search document, list and release row that
+names it."""
 
 import re
 
@@ -15,8 +19,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import CheckConstraint, F, Func, Q, TextField, Value
-from django.db.models.lookups import Regex
+from django.db.models import CheckConstraint, F, Func, IntegerField, Q, TextField, Value
+from django.db.models.lookups import LessThanOrEqual, Regex
 from django.utils.deconstruct import deconstructible
 
 # Control characters (C0, DEL, C1: line feed, carriage return, tab, U+0085…) and the Unicode line
@@ -25,6 +29,10 @@ from django.utils.deconstruct import deconstructible
 NOT_ONE_LINE_PATTERN = r"[\x01-\x1f\x7f-\x9f\u2028\u2029]"
 _NOT_ONE_LINE = re.compile(NOT_ONE_LINE_PATTERN)
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+# The most names a list of names holds (a place's other names, an organization's aliases): the
+# longest list in the demo data and the sample fixture holds a handful.
+NAMES_MAX = 100
 
 
 @deconstructible
@@ -62,13 +70,47 @@ def one_line_condition(field_name: str, *, items: bool = False) -> Q:
     return ~Q(Regex(column, NOT_ONE_LINE_PATTERN))
 
 
-class OneLineConstraint(CheckConstraint):
-    """A one-line field's CheckConstraint (`one_line_condition`), which the database holds to and
-    a model's validation leaves to the field's `OneLineValidator`: it refuses the same values
-    naming the field, where this would send one more query per save to say less."""
+class FieldValidatorConstraint(CheckConstraint):
+    """A CheckConstraint that the database holds to and a model's validation leaves to a validator
+    of the field: that one refuses the same values naming the field, where this would send one more
+    query per save to say less."""
 
     def validate(self, model, instance, exclude=None, using=DEFAULT_DB_ALIAS):
         return None
+
+
+class OneLineConstraint(FieldValidatorConstraint):
+    """A one-line field's constraint (`one_line_condition`); its validator is `OneLineValidator`."""
+
+
+@deconstructible
+class NamesCountValidator:
+    """Refuses a list of more than NAMES_MAX names, naming the field (`what`: "other names")."""
+
+    code = "too_many_names"
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __call__(self, value: list[str]) -> None:
+        if len(value) > NAMES_MAX:
+            raise ValidationError(
+                "At most %(limit)d %(what)s; this list has %(count)d. Keep the names readers search by.",
+                code=self.code,
+                params={"limit": NAMES_MAX, "what": self.what, "count": len(value)},
+            )
+
+    def __eq__(self, other):
+        return isinstance(other, NamesCountValidator) and self.what == other.what
+
+
+def names_count_condition(field_name: str) -> Q:
+    """The database's side of `NamesCountValidator`: at most NAMES_MAX items in the list."""
+    return Q(LessThanOrEqual(Func(F(field_name), function="cardinality", output_field=IntegerField()), NAMES_MAX))
+
+
+class NamesCountConstraint(FieldValidatorConstraint):
+    """A list of names' constraint (`names_count_condition`); its validator is `NamesCountValidator`."""
 
 
 class OneNamePerLineField(SimpleArrayField):

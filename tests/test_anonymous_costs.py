@@ -15,8 +15,10 @@ import psycopg
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
+from django.http import JsonResponse
 from django.test import Client
+from django.urls import path
 from django.utils import timezone
 
 from incidents.statistics import recount_statistics
@@ -122,6 +124,35 @@ def test_within_a_transaction_the_bound_ends_with_its_statement():
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone() == ("0",)
+
+
+def _counts_after_a_failed_nested_block(request):
+    """A door that tries a statement in a nested atomic block, gives it up when it fails, and goes on
+    in the outer block: Django rolls back to the block's savepoint in a transaction the failure
+    aborted."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT 1 / 0")
+        except DataError:
+            pass
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM incidents_incident")
+            (count,) = cursor.fetchone()
+    return JsonResponse({"count": count})
+
+
+urlpatterns = [path("nested/", _counts_after_a_failed_nested_block)]
+
+
+def test_an_anonymous_request_may_give_up_a_failed_nested_block_and_go_on(settings):
+    # The bound's `SET LOCAL` sent with Django's ROLLBACK TO SAVEPOINT was refused in the aborted
+    # transaction, so the rollback failed and the request answered 500.
+    settings.ROOT_URLCONF = __name__
+    make_incident()
+    response = Client().get("/nested/")
+    assert response.status_code == 200
+    assert response.json() == {"count": 1}
 
 
 def test_a_signed_in_reader_waits_as_long_as_the_database_takes():

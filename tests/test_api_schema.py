@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from accounts.models import ApiToken
 from accounts.services import token_create
 from incidents import roles
-from incidents.models import Incident
+from incidents.models import DuplicatePair, Incident
 from tests.api_support import API, client_for
 from tests.factories import make_incident, make_user
 from tracker.wsgi import application
@@ -163,6 +163,37 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
     assert {"304", "412", "416"} <= set(paths[download]["get"]["responses"])
 
 
+def test_the_schema_says_which_operations_anyone_may_call_without_credentials():
+    # Every read answered anonymous readers, but the schema asked a token or a session of each:
+    # a generated client refused to read published incidents without one.
+    paths = client_for().get(f"{API}/schema/?format=json").json()["paths"]
+    open_reads = [
+        ("/api/v1/incidents/", "get"),
+        ("/api/v1/incidents/{public_id}/", "get"),
+        ("/api/v1/incidents/stats/", "get"),
+        ("/api/v1/incidents/withdrawn/", "get"),
+        ("/api/v1/incidents.csv", "get"),
+        ("/api/v1/sources/", "get"),
+        ("/api/v1/places/{id}/", "get"),
+        ("/api/v1/releases/", "get"),
+    ]
+    for path, method in open_reads:
+        assert {} in paths[path][method]["security"], (path, method)
+    published_incident = make_incident()
+    assert client_for().get(f"{API}/incidents/{published_incident.public_id}/").status_code == 200
+    # Writes, staff's reads and the account's own tokens still need credentials.
+    for path, method in (
+        ("/api/v1/incidents/", "post"),
+        ("/api/v1/incidents/{public_id}/", "patch"),
+        ("/api/v1/sources/{id}/", "delete"),
+        ("/api/v1/incidents/{public_id}/history/", "get"),
+        ("/api/v1/revisions/", "get"),
+        ("/api/v1/duplicates/", "get"),
+        ("/api/v1/auth/tokens/", "get"),
+    ):
+        assert {} not in paths[path][method]["security"], (path, method)
+
+
 def test_an_edit_of_a_published_incident_answers_the_revision_the_schema_describes():
     # An Analyst's change of a published incident waits for a Reviewer: 202 with the proposed
     # revision, which the schema did not list (a generated client took it for an error).
@@ -181,6 +212,37 @@ def test_an_edit_of_a_published_incident_answers_the_revision_the_schema_describ
         assert declared["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Revision"}
     revision = schema["components"]["schemas"]["Revision"]
     assert set(revision["required"]) <= set(answer.json()) <= set(revision["properties"])
+
+
+def test_who_did_it_is_null_until_someone_did_and_the_schema_says_so():
+    # A pending revision or pair has no decider yet, a merge not undone no undoer, a merge that
+    # proposed nothing no revision, and a deleted account leaves its proposals without a proposer:
+    # all answered null where the schema promised a string (or an id), and a generated client failed.
+    survivor, merged = make_incident(title="80 sent back from Tumen"), make_incident(title="80 returned at Tumen")
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    analyst = make_user(roles.ANALYST)
+    proposal = client_for(analyst).patch(
+        f"{API}/incidents/{make_incident().public_id}/", {"title": "Proposed title", "version": 1}, format="json"
+    )
+    assert proposal.status_code == 202, proposal.content
+    analyst.delete()
+    reviewer = client_for(make_user(roles.REVIEWER))
+    answers = {
+        "DuplicatePair": reviewer.get(f"{API}/duplicates/{pair.pk}/").json(),
+        "Revision": reviewer.get(f"{API}/revisions/{proposal.json()['id']}/").json(),
+        "Merge": reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json").json(),
+    }
+
+    nulls = {component: {name for name, value in body.items() if value is None} for component, body in answers.items()}
+    assert nulls == {
+        "DuplicatePair": {"decided_by", "decided_at"},
+        "Revision": {"proposed_by", "decided_by", "decided_at"},
+        "Merge": {"revision", "undone_by", "undone_at"},
+    }
+    components = client_for().get(f"{API}/schema/?format=json").json()["components"]["schemas"]
+    for component, names in nulls.items():
+        for name in names:
+            assert components[component]["properties"][name].get("nullable"), (component, name)
 
 
 @pytest.fixture

@@ -557,6 +557,17 @@ class TestOtherResourcesVersions:
         assert record.version == 2
         assert reviewer.patch(url, change, format="json", headers={"If-Match": '"2"'}).status_code == 200
 
+    def test_an_empty_if_match_is_refused_as_naming_no_version(self, resource):
+        # A script's `If-Match: $ETAG` with ETAG unset was told "your If-Match () is stale. Reload
+        # it", which no reload cured.
+        url, record, change = resource
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        for write in (reviewer.put, reviewer.patch, reviewer.delete):
+            answer = write(url, change, format="json", headers={"If-Match": ""})
+            assert answer.status_code == 400 and list(answer.json()) == ["If-Match"], answer.content
+        record.refresh_from_db()
+        assert record.version == 1
+
 
 class TestOtherResources:
     def test_analyst_creates_a_source_and_model_rules_apply(self):

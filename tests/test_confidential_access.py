@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from incidents import roles
+from incidents.duplicates import duplicate_pair_decide
 from incidents.exports import stream_incidents_csv
 from incidents.merges import incident_merge
 from incidents.models import (
@@ -515,6 +516,92 @@ class TestApi:
         assert queries(2) == queries(9)
         two, nine = ConfidentialAccess.objects.order_by("-id")[:2][::-1]
         assert (len(two.incident_ids), len(nine.incident_ids)) == (2, 7)
+
+
+class TestNotesWrittenInConfidence:
+    """A note written in confidence (`NoteWrittenInConfidence`) may name what only readers with
+    Confidential access could see: each door that shows it to one of them records the pair or merge."""
+
+    NOTE = "Informant K saw both"
+
+    @pytest.fixture
+    def decided(self, world):
+        """The plain incident and the one an informant reported, decided "unsure" by Rita, her note
+        written beside the informant's claim."""
+        pair = make_pair(world.plain, world.with_informant)
+        return duplicate_pair_decide(user=world.rita, pair=pair, decision="unsure", note=self.NOTE)
+
+    @staticmethod
+    def notes_recorded() -> dict[str, tuple[list[int], list[int]]]:
+        return {
+            access.path: (access.duplicate_pair_ids, access.merge_ids) for access in ConfidentialAccess.objects.all()
+        }
+
+    def test_every_door_showing_the_note_records_the_pair_or_merge(self, client, world, decided):
+        cara = make_user(roles.REVIEWER, confidential=True)
+        client.force_login(cara)
+        api = client_for(cara)
+
+        shown = [
+            client.get(admin_url(decided)).content.decode(),
+            client.get(admin_url(decided, "history")).content.decode(),
+            str(api.get(f"{API}/duplicates/", {"decision": "unsure"}).json()),
+            str(api.get(f"{API}/duplicates/{decided.pk}/").json()),
+            str(api.get(incident_url(world.plain, "history/")).json()),
+        ]
+        merged = api.post(f"{API}/duplicates/{decided.pk}/merge/", {"note": "K again"}, format="json").json()
+        merge_page = client.get(reverse("admin:incidents_incidentmerge_change", args=[merged["id"]])).content.decode()
+        survivor = Incident.objects.get(public_id=merged["survivor"])
+        undone = api.post(f"{API}/incidents/{merged['merged']}/unmerge/", {}, format="json").json()
+
+        assert all(self.NOTE in page for page in shown) and "K again" in merge_page and "K again" in str(undone)
+        pair_note, merge_note = ([decided.pk], []), ([], [merged["id"]])
+        recorded = self.notes_recorded()
+        assert recorded[admin_url(decided)] == pair_note
+        assert recorded[admin_url(decided, "history")] == pair_note
+        assert recorded[f"{API}/duplicates/?decision=unsure"] == pair_note
+        assert recorded[f"{API}/duplicates/{decided.pk}/"] == pair_note
+        assert recorded[incident_url(world.plain, "history/")] == pair_note
+        assert recorded[f"{API}/duplicates/{decided.pk}/merge/"] == merge_note
+        assert recorded[reverse("admin:incidents_incidentmerge_change", args=[merged["id"]])] == merge_note
+        assert recorded[f"{API}/incidents/{merged['merged']}/unmerge/"] == merge_note
+        assert survivor.pk in (world.plain.pk, world.with_informant.pk)
+
+    def test_a_note_not_written_in_confidence_records_nothing(self, client, world):
+        pair = duplicate_pair_decide(
+            user=world.rita, pair=make_pair(world.plain, make_incident()), decision="unsure", note="Two markets"
+        )
+        client.force_login(world.rita)
+
+        client.get(admin_url(pair))
+        client_for(world.rita).get(f"{API}/duplicates/{pair.pk}/")
+
+        assert not ConfidentialAccess.objects.exists()
+
+    def test_the_api_list_records_every_note_of_its_page_in_a_fixed_number_of_queries(self, world, decided):
+        api = client_for(world.rita)
+        api.get(f"{API}/duplicates/")  # the token's first use, and anything else done once
+
+        def queries() -> int:
+            with CaptureQueriesContext(connection) as captured:
+                assert api.get(f"{API}/duplicates/", {"decision": "unsure"}).status_code == 200
+            return len(captured)
+
+        with_one = queries()
+        for _ in range(4):
+            pair = make_pair(make_incident(), world.with_informant)
+            duplicate_pair_decide(user=world.rita, pair=pair, decision="unsure", note=self.NOTE)
+        assert queries() == with_one
+        assert len(ConfidentialAccess.objects.order_by("id").last().duplicate_pair_ids) == 5
+
+    def test_a_reader_without_confidential_access_leaves_no_record(self, client, world, decided):
+        reviewer = make_user(roles.REVIEWER)
+        client.force_login(reviewer)
+
+        client.get(admin_url(decided))
+        client_for(reviewer).get(f"{API}/duplicates/{decided.pk}/")
+
+        assert not ConfidentialAccess.objects.exists()
 
 
 class TestCsv:

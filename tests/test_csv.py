@@ -4,8 +4,11 @@ import codecs
 import csv
 import io
 import json
+import os
+import resource
+import signal
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date
 from wsgiref.util import setup_testing_defaults
 
@@ -394,36 +397,37 @@ def served_elsewhere(path: str = EXPORT_URL, **environ) -> HttpResponseBase:
         return pool.submit(download).result()
 
 
+@pytest.fixture
+def serve(settings):
+    """`wsgi_response` with one export at once; what a test leaves open is closed at its end, as
+    the server would close it: a COPY left open holds its connection, which could then not even
+    be rolled back."""
+    settings.EXPORTS_AT_ONCE = 1
+    # The WSGI application closes the database connection around each request; this test's
+    # transaction lives on it, so keep it open (as Django's test client does).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    # Downloads other tests left unread were never closed, as a server would close them: their
+    # slots are still held by this test's connection.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock_all()")
+    served = []
+
+    def serve(path: str, **environ) -> HttpResponseBase:
+        served.append(wsgi_response(path, **environ))
+        return served[-1]
+
+    yield serve
+    for response in served:
+        response.close()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 class TestExportsAtOnce:
     """At most EXPORTS_AT_ONCE downloads are read from the database at once, across every worker:
     each holds a server thread and a connection meanwhile, and a burst of them would leave none to
     other requests."""
-
-    @pytest.fixture
-    def serve(self, settings):
-        """`wsgi_response` with one export at once; what a test leaves open is closed at its end, as
-        the server would close it: a COPY left open holds its connection, which could then not even
-        be rolled back."""
-        settings.EXPORTS_AT_ONCE = 1
-        # The WSGI application closes the database connection around each request; this test's
-        # transaction lives on it, so keep it open (as Django's test client does).
-        request_started.disconnect(close_old_connections)
-        request_finished.disconnect(close_old_connections)
-        # Downloads other tests left unread were never closed, as a server would close them: their
-        # slots are still held by this test's connection.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock_all()")
-        served = []
-
-        def serve(path: str, **environ) -> HttpResponseBase:
-            served.append(wsgi_response(path, **environ))
-            return served[-1]
-
-        yield serve
-        for response in served:
-            response.close()
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
     def test_while_every_slot_is_taken_another_export_is_told_when_to_come_back(self, serve):
         with slot_taken_elsewhere():
@@ -485,6 +489,72 @@ class TestExportsAtOnce:
         assert serve(EXPORT_URL, QUERY_STRING="bom=1").status_code == 500
         monkeypatch.undo()
         assert served_elsewhere().status_code == 200  # the same client, on another worker
+
+
+@contextmanager
+def files_written_at_most(size: int):
+    """Every file this process writes limited to `size` bytes, as a full disk limits them: a write
+    past it fails with EFBIG (SIGXFSZ ignored, which would otherwise end the process). Only the
+    soft limit changes, which a process may raise again up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    on_signal = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, on_signal)
+
+
+def files_open_in(directory) -> list[str]:
+    """The files (deleted or not) this process holds open in `directory`."""
+    targets = []
+    for descriptor in os.listdir("/proc/self/fd"):
+        with suppress(FileNotFoundError):  # the listing's own, closed once listed
+            targets.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+    return [target for target in targets if target.startswith(f"{directory}/")]
+
+
+class TestSpoolFull:
+    """A download's file cannot be written (a full disk, a quota, a size limit): the client is told
+    to come back, nothing stays behind, and the operator is told."""
+
+    @pytest.fixture
+    def spool_dir(self, settings, tmp_path):
+        settings.EXPORT_SPOOL_DIR = str(tmp_path)
+        return tmp_path
+
+    def test_an_export_that_finds_no_room_is_told_when_to_come_back(self, serve, spool_dir, caplog):
+        make_incidents_for_chunks(300)  # some 120 KB of CSV
+        # The file's write itself fails (EFBIG, as ENOSPC would for a full disk); the export's
+        # response is written by nothing else in this process.
+        with files_written_at_most(16 * 1024):
+            full = serve(EXPORT_URL)
+            public = serve("/incidents.csv", REMOTE_ADDR="192.0.2.31")
+            korean = serve("/ko/incidents.csv", REMOTE_ADDR="192.0.2.32")
+        assert (full.status_code, full["Retry-After"]) == (503, "60")
+        assert json.loads(full.content) == {
+            "detail": "The server has no room to prepare the download just now. Try again in 60 seconds."
+        }
+        assert (public.status_code, public["Retry-After"]) == (503, "60")
+        assert public.content.decode().startswith("The server has no room to prepare the download just now.")
+        assert korean.content.decode().startswith("지금은 서버에 다운로드를 준비할 공간이 없습니다.")
+        assert list(spool_dir.iterdir()) == [] and files_open_in(spool_dir) == []
+        assert "A download could not be written to TRACKER_EXPORT_SPOOL_DIR" in caplog.text
+        # The slot and the client's turn were given back: the same client, on another worker.
+        assert served_elsewhere().status_code == 200
+
+    def test_a_release_download_that_finds_no_room_is_told_when_to_come_back(self, serve, spool_dir):
+        make_incidents_for_chunks(300)
+        call_command("release", user=make_user(roles.REVIEWER).username, stdout=io.StringIO())
+        release_url = f"/api/v1/releases/{Release.objects.get().name}/files/incidents.csv/"
+        with files_written_at_most(16 * 1024):
+            full = serve(release_url)
+        assert (full.status_code, full["Retry-After"]) == (503, "60")
+        assert files_open_in(spool_dir) == []
+        # The slot and the client's turn were given back (the release itself, not committed, is
+        # seen on this test's connection only).
+        assert served_elsewhere().status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,13 +6,15 @@ the user's access allows, so that README's "Into another database" recipe keeps 
 import csv
 import io
 import re
+from collections import Counter, defaultdict
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, Incident, Source
+from incidents.models import Claim, Incident, Response, Source
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_import import confirm_form, import_errors, run_import, write_csv
 
@@ -169,6 +171,135 @@ class TestIntoAnotherDatabase:
             "confidential, but Testimony of an underground missionary in China [#"
         ) in errors
         assert Source.objects.filter(confidential=True).count() == 0
+
+
+def claims_by_incident() -> Counter:
+    """Every incident as the CSV can carry it to another database, with its confidentiality and
+    each claim's source title, the source's and the claim's own confidentiality; counted, since
+    titles and dates repeat."""
+    claims = defaultdict(list)
+    for incident_id, title, source_confidential, claim_confidential in Claim.objects.values_list(
+        "incident_id", "source__title", "source__confidential", "confidential"
+    ):
+        claims[incident_id].append((title, source_confidential, claim_confidential))
+    return Counter(
+        (title, start, end, confidential, tuple(sorted(claims[incident_id])))
+        for incident_id, title, start, end, confidential in Incident.objects.values_list(
+            "pk", "title", "date_start", "date_end", "confidential"
+        )
+    )
+
+
+class TestConfidentialClaims:
+    """A claim may be confidential while its source is public (an informant's figures on a public
+    report's event): its item is marked `[confidential claim]` for readers with access, and the
+    import makes it confidential again."""
+
+    @pytest.fixture
+    def claimed_in_confidence(self, informant_case):
+        _, public, _, report = informant_case
+        # The same public report, claimed once publicly and once in confidence by one incident.
+        elsewhere = make_incident(title="Returned at Hunchun", places=list(public.places.all()))
+        make_claim(incident=elsewhere, source=report, people_count=12)
+        make_claim(incident=elsewhere, source=report, people_count=40, confidential=True)
+        Claim.objects.filter(incident=public, source=report).update(confidential=True)
+        return public, elsewhere, report
+
+    @pytest.mark.parametrize("door", ["admin", "api", "command"])
+    def test_a_reader_with_access_is_told_which_claims_are_confidential(
+        self, client, tmp_path, claimed_in_confidence, door
+    ):
+        public, elsewhere, report = claimed_in_confidence
+        user = reviewer()
+        content = {
+            "admin": lambda: admin_export(client, user),
+            "api": lambda: api_export(client, user),
+            "command": lambda: command_export(client, user, tmp_path),
+        }[door]()
+        by_title = {row["title"]: row for row in read_csv(content)}
+        assert by_title[public.title]["sources"].startswith(f"Open report [#{report.pk}] [confidential claim]; ")
+        assert by_title[elsewhere.title]["sources"] == (
+            f"Open report [#{report.pk}]; Open report [#{report.pk}] [confidential claim]"
+        )
+
+    @pytest.mark.parametrize("role", ["anonymous", roles.ANALYST])
+    def test_a_reader_without_access_never_sees_the_mark(self, client, claimed_in_confidence, role):
+        _, elsewhere, report = claimed_in_confidence
+        content = api_export(client, None if role == "anonymous" else make_user(role))
+        assert "confidential" not in content.decode().split("\n", 1)[1]
+        assert {row["title"]: row["sources"] for row in read_csv(content)}[elsewhere.title] == (
+            f"Open report [#{report.pk}]"
+        )
+
+    @pytest.mark.parametrize("door", ["command", "admin"])
+    def test_the_recipe_keeps_every_claim_confidential_that_was(self, client, tmp_path, claimed_in_confidence, door):
+        user = reviewer()
+        other = for_another_database(api_export(client, user))
+        before = claims_by_incident()
+        Incident.objects.all().delete()
+        Source.objects.all().delete()
+
+        if door == "command":
+            run_import(user, tmp_path, other, "--create-missing", "--allow-duplicates")
+        else:
+            client.force_login(user)
+            preview = client.post(
+                ADMIN_IMPORT_URL, {"file": io.BytesIO(other.encode()), "create_missing": "on"}, format="multipart"
+            )
+            assert preview.status_code == 200, preview.text
+            assert client.post(ADMIN_IMPORT_URL, confirm_form(preview, duplicates="allow")).status_code == 302
+
+        # Claims' figures stay behind (README), their confidentiality does not.
+        assert claims_by_incident() == before
+
+    def test_an_analyst_without_access_may_not_import_a_marked_claim(self, tmp_path, claimed_in_confidence):
+        _, elsewhere, _ = claimed_in_confidence
+        exported = read_csv(api_export(Client(), reviewer()))
+        other = write_csv(
+            [{**row, "public_id": "", "version": ""} for row in exported if row["title"] == elsewhere.title]
+        )
+        analyst = make_user(roles.ANALYST)
+
+        errors = import_errors(analyst, tmp_path, other, "--allow-duplicates")
+
+        assert "column sources: " in errors and "[confidential claim] marks a confidential claim: " in errors
+        assert Claim.objects.filter(confidential=True).count() == 2
+
+    def test_an_unchanged_export_imports_back_unchanged(self, tmp_path, claimed_in_confidence):
+        user = reviewer()
+        exported = command_export(None, user, tmp_path)
+        versions = dict(Incident.objects.values_list("pk", "version"))
+
+        output = run_import(user, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated;" in output
+        assert dict(Incident.objects.values_list("pk", "version")) == versions
+
+    def test_the_round_trip_of_messy_generated_data_keeps_every_flag(self, tmp_path):
+        # Demo incidents (repeated titles and names, incidents without sources, confidential ones),
+        # with a public source's claim made confidential now and then.
+        call_command("generate_demo_data", incidents=300, seed=3, stdout=io.StringIO())
+        public_claims = Claim.objects.filter(confidential=False, source__confidential=False).order_by("pk")
+        Claim.objects.filter(pk__in=list(public_claims.values_list("pk", flat=True)[::7])).update(confidential=True)
+        Claim.objects.filter(
+            pk__in=list(Claim.objects.filter(source__confidential=True).values_list("pk", flat=True)[::2])
+        ).update(confidential=True)
+        for index, title in enumerate(["Press release", "Press release", " ", "Report; part 2"]):
+            incident = make_incident(title=f"Messy {index}")
+            make_claim(
+                incident=incident, source=make_source(title=title.strip() or "Untitled"), confidential=index % 2 == 0
+            )
+        user = reviewer()
+        other = for_another_database(command_export(None, user, tmp_path))
+        before = claims_by_incident()
+        Incident.objects.all().delete()
+        Response.objects.all().delete()
+        Source.objects.update(cites=None)
+        Source.objects.all().delete()
+
+        run_import(user, tmp_path, other, "--create-missing", "--allow-duplicates")
+
+        assert claims_by_incident() == before
 
 
 class TestImport:

@@ -130,7 +130,12 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
         lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
         highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
         sources = (
-            csv_source_item(claim.source.title, claim.source_id, confidential=claim.source.confidential)
+            csv_source_item(
+                claim.source.title,
+                claim.source_id,
+                confidential=claim.source.confidential,
+                claim_confidential=claim.confidential,
+            )
             for claim in claims
         )
         rows.append(
@@ -375,7 +380,7 @@ def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
     microsecond = timedelta(microseconds=1)
     for changed_at in (SYNCED_AT - microsecond, SYNCED_AT, SYNCED_AT + microsecond, SYNCED_AT - timedelta(days=400)):
         changed = make_incident(title=f"Changed at {changed_at.isoformat()}")
-        # Changed then for every reader: the time given to both audiences' columns (migration 0093).
+        # Changed then for every reader: the time given to both audiences' columns (migration 0095).
         Incident.objects.filter(pk=changed.pk).update(updated_at=changed_at, disclosed_updated_at=changed_at)
     Incident.objects.filter(pk__in=[incident.pk for incident in merged.values()]).update(
         updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT
@@ -1218,12 +1223,16 @@ def test_the_admin_exports_what_its_changelist_selects(messy_records, client, tm
 
 
 # The refresh before migration 0042, as its own function: the kept rows must not change by a byte.
-# With the confidential sources' mark of migration 0088, the one change since to the cells it wrote.
+# With the confidential sources' and claims' marks of migrations 0088 and 0094, the only changes since
+# to the cells it wrote.
 _REFRESH_OF_0040 = (
     importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")
     ._edited(
         importlib.import_module("incidents.migrations.0040_export_rows_by_type").REFRESH_SQL,
-        (importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources").ITEM_MARKED,),
+        (
+            importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources").ITEM_MARKED,
+            importlib.import_module("incidents.migrations.0094_export_marks_confidential_claims").ITEM_MARKED,
+        ),
     )
     .replace("FUNCTION incident_export_refresh(", "FUNCTION pg_temp.incident_export_refresh_of_0040(", 1)
 )
@@ -1247,7 +1256,7 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
             incident=incident, organization=make_organization(name=organization), role="perpetrator"
         )
     assert_kept_origins_are_the_incidents()
-    # Written since (0043; 0093: each audience's version and change time).
+    # Written since (0043; 0095: each audience's version and change time).
     written_since = ("disclosed_origins", "complete_origins", "disclosed_updated_at", "disclosed_version")
     columns = [field.column for field in IncidentExportRow._meta.concrete_fields if field.column not in written_since]
     every_row = f"SELECT {', '.join(columns)} FROM incidents_incidentexportrow"

@@ -86,8 +86,8 @@ def generate_world(rng: random.Random) -> None:
             places.append(make_place(name=other_name, parent=province, country=country.country))
     organization_names: set[str] = set()
     organizations = [make_organization(name=messy_name(rng, organization_names)) for _ in range(6)]
-    # Names unique to the database, which tells them apart lowercased (PostgreSQL's lower()), alike
-    # to the import, which matches them case-folded (Python's casefold(): "ß" is "ss").
+    # Names unique to the database, which tells them apart lowercased (PostgreSQL's lower()), and
+    # so to the import, which matches them so: alike to Python's casefold() ("ß" is "ss").
     for name in ("UNHCR", "Straße Police", "STRASSE POLICE"):
         organizations.append(make_organization(name=name))
     for parent in rng.sample(places, 2):
@@ -97,7 +97,11 @@ def generate_world(rng: random.Random) -> None:
     sources = [make_source(title=rng.choice(titles), confidential=rng.random() < 0.25) for _ in range(10)]
     types = [
         *IncidentType.objects.all(),
-        *(IncidentType.objects.create(slug=slug, name=slug) for slug in ("Raid", "RAID")),
+        # Slugs alike but for case; names, unique whatever their case, apart.
+        *(
+            IncidentType.objects.create(slug=slug, name=name)
+            for slug, name in (("Raid", "Raid"), ("RAID", "Night raid"))
+        ),
     ]
     for _ in range(INCIDENTS):
         start = date(2020, 1, 1) + timedelta(days=rng.randrange(1500))

@@ -15,7 +15,7 @@ from django.db import connection
 from incidents import roles
 from incidents.exports import csv_list_item
 from incidents.merges import incident_merge
-from incidents.models import DuplicatePair, Incident, IncidentType, Involvement, Place
+from incidents.models import DuplicatePair, Incident, IncidentType, Involvement, Place, Source
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import
 
@@ -126,6 +126,37 @@ def test_an_unchanged_export_of_a_narrower_view_imports_as_a_wider_one_changing_
     assert dict(Incident.objects.values_list("pk", "version")) == versions
     assert history_row_count() == history
     assert export(superuser, tmp_path, "after.csv") == before
+
+
+class TestLongCells:
+    """csv's own limit, 131,072 characters a cell, refused an export's own file as "Malformed CSV",
+    naming the line but not the column."""
+
+    def test_an_incident_citing_hundreds_of_long_titles_imports_back_unchanged(self, analyst, tmp_path):
+        incident = make_incident(title="Cited at length", review_state="draft")
+        sources = Source.objects.bulk_create(
+            Source(title=f"{number:03d} " + "report " * 70, kind="ngo_report") for number in range(300)
+        )
+        for source in sources:
+            make_claim(incident=incident, source=source)
+        exported = export(analyst, tmp_path)
+        # Its one row, nearly all of it the sources cell (csv.reader, as the test would read it, refuses it).
+        assert len(exported.decode().splitlines()[1]) > 140_000
+
+        output = run_import(analyst, tmp_path, exported)
+
+        assert "0 incidents were created; 0 updated; 1 unchanged." in output
+
+    def test_a_cell_longer_than_its_column_holds_is_refused_naming_the_row_the_column_and_the_limit(
+        self, analyst, tmp_path
+    ):
+        errors = import_errors(
+            analyst,
+            tmp_path,
+            f"{HEADER}\nFirst,deportation,2024-01-01,2024-01-01\n{'x' * 200_001},deportation,2024-01-01,2024-01-01\n",
+        )
+
+        assert "line 3, column title: Ensure this value has at most 300 characters (it has 200001)." in errors
 
 
 def test_names_edged_with_white_space_postgresql_does_not_quote_import_back_unchanged(tmp_path):
@@ -304,6 +335,26 @@ class TestOrganizations:
         assert "0 incidents were created; 0 updated; 2 unchanged." in output
         assert history_row_count() == history
 
+    def test_a_name_is_matched_by_the_database_s_case_rule(self, analyst, tmp_path):
+        # Two names to the database, which lowercases "STRASSE" to "strasse" and keeps "ß": the
+        # import's case-folding ("ß" is "ss") called "strasse police" ambiguous between them.
+        straße, strasse = (make_organization(name=name) for name in ("Straße Police", "STRASSE POLICE"))
+        IncidentType.objects.create(slug="strasse-sperre", name="STRASSENSPERRE")
+        IncidentType.objects.create(slug="strassen-sperre", name="Straßensperre")
+
+        run_import(
+            analyst,
+            tmp_path,
+            f"{HEADER},perpetrators\n"
+            "Lower,strassensperre,2024-01-01,2024-01-01,strasse police\n"
+            "Eszett,STRAßENSPERRE,2024-01-01,2024-01-01,straße police\n",
+        )
+
+        assert {
+            (incident.title, incident.incident_type.name, incident.involvements.get().organization)
+            for incident in Incident.objects.filter(title__in=["Lower", "Eszett"])
+        } == {("Lower", "STRASSENSPERRE", strasse), ("Eszett", "Straßensperre", straße)}
+
     def test_a_shared_acronym_lists_the_names_to_write(self, analyst, tmp_path):
         make_organization(name="Ministry of State Security", acronym="MSS")
         make_organization(name="Mongolian Scout Society", acronym="MSS")
@@ -329,8 +380,11 @@ class TestTypes:
         assert Incident.objects.get(pk=incident.pk).incident_type == detention
 
     def test_slugs_alike_but_for_case_import_back_each_as_itself(self, analyst, tmp_path):
-        for slug in ("Detention-X", "detention-x"):
-            make_incident(incident_type=IncidentType.objects.create(slug=slug, name=slug), review_state="draft")
+        for number, slug in enumerate(("Detention-X", "detention-x")):
+            kind = IncidentType.objects.create(
+                slug=slug, name=f"Detention {number}"
+            )  # names differ whatever their case
+            make_incident(incident_type=kind, review_state="draft")
         exported = export(analyst, tmp_path)
         assert sorted(cells(exported, "type")) == ["Detention-X", "detention-x"]
 

@@ -25,6 +25,7 @@ from incidents import duplicates, merges, roles, services
 from incidents.admin.duplicates import DuplicatePairAdmin
 from incidents.models import (
     NOTE_WITHHELD,
+    WHO_AND_WHEN_WITHHELD,
     DuplicatePair,
     DuplicateWordFrequencies,
     Incident,
@@ -872,12 +873,13 @@ class TestScoresTellNothingHidden:
         as_they_may_know_it = {(a, b): score for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])}
         assert [listed["score"]] == [shown.score for shown in queue] == [as_they_may_know_it[(first.pk, second.pk)]]
         assert listed["score"] < 0.5
-        # Below the threshold, still as decided: never withdrawn, nor proposed again; its note,
-        # written while the incidents were confidential, withheld (`TestNotesWrittenInConfidence`).
+        # Below the threshold, still as decided: never withdrawn, nor proposed again; its note, who
+        # decided and when, recorded while the incidents were confidential, withheld
+        # (`TestNotesWrittenInConfidence`).
         assert (listed["id"], listed["decision"], listed["decided_by"], listed["note"]) == (
             pair.pk,
             decision,
-            insider.username,
+            None,
             None,
         )
         assert not DuplicatePair.objects.filter(decision="pending").exists()
@@ -1023,14 +1025,69 @@ class TestNotesWrittenInConfidence:
 
         for reader in (make_user(roles.REVIEWER), make_user(roles.ANALYST), make_user(roles.VIEWER)):
             self.assert_withheld(self.what_a_reader_sees(client, reader, hidden_pair))
-        # Who decided what, and when, stays: the queue works on it.
+        # The decision stays: the queue works on it. Who made it and when are withheld with the note.
         listed = self.what_a_reader_sees(client, make_user(roles.ANALYST), hidden_pair)["listed"]
-        assert (listed["decision"], listed["decided_by"]) == ("unsure", insider.username)
+        assert (listed["decision"], listed["decided_by"], listed["decided_withheld"]) == ("unsure", None, True)
 
         shown = self.what_a_reader_sees(client, insider, hidden_pair)
         assert (shown["record"]["note"], shown["record"]["note_withheld"]) == (self.NOTE, False)
         assert self.NOTE in shown["page"] and self.NOTE in shown["confirmation"]
         assert NOTE_WITHHELD not in shown["page"]
+
+    @pytest.mark.parametrize("note", ["", NOTE])
+    def test_who_decided_while_the_incidents_were_confidential_and_when_are_withheld(
+        self, client, hidden_pair, insider, note
+    ):
+        self.decide_on_the_admin(client, insider, hidden_pair, note=note)
+        self.made_public(insider, hidden_pair.incident_a, hidden_pair.incident_b)
+        decided_at = hidden_pair.decided_at.isoformat().replace("+00:00", "Z")
+
+        for reader in (make_user(roles.REVIEWER), make_user(roles.ANALYST)):
+            shown = self.what_a_reader_sees(client, reader, hidden_pair)
+            for row in (shown["listed"], shown["record"]):
+                assert (row["decision"], row["decided_by"], row["decided_at"]) == ("unsure", None, None)
+                assert (row["decided_withheld"], row["note_withheld"]) == (True, bool(note))
+            assert insider.username not in shown["page"] and WHO_AND_WHEN_WITHHELD in shown["page"]
+            page = client.get(reverse("admin:incidents_duplicatepair_history", args=[hidden_pair.pk])).content.decode()
+            assert insider.username not in page
+            # The incident's history names the insider who made it public, never the decision's time.
+            assert decided_at not in str(
+                results(client_for(reader).get(incident_url(hidden_pair.incident_a, "history/")))
+            )
+
+        shown = self.what_a_reader_sees(client, insider, hidden_pair)
+        assert (shown["record"]["decided_by"], shown["record"]["decided_withheld"]) == (insider.username, False)
+        assert shown["record"]["decided_at"] == decided_at
+        assert WHO_AND_WHEN_WITHHELD not in shown["page"]
+
+    def test_who_decided_beside_a_confidential_source_is_withheld_in_the_history(self, client, insider):
+        # The incidents were never confidential, so no period of theirs hides the decision's event.
+        first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
+        make_claim(incident=second, source=make_source(title="Informant K", confidential=True))
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        self.decide_on_the_admin(client, insider, pair, note="")
+        reviewer = make_user(roles.REVIEWER)
+
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
+        entries = results(client_for(reviewer).get(incident_url(first, "history/")))
+        decided = [entry for entry in entries if entry.get("data", {}).get("decision") == "unsure"]
+
+        assert insider.username not in page and insider.username not in str(entries)
+        assert decided and all(entry["data"]["decided_at"] is None for entry in decided)
+        client.force_login(insider)
+        assert (
+            insider.username
+            in client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
+        )
+
+    def test_a_decision_on_records_all_staff_see_says_who_made_it(self, client, insider):
+        first, second = make_incident(title="Arrest at the market"), make_incident(title="Traders arrested")
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        self.decide_on_the_admin(client, insider, pair, note="")
+
+        listed = self.what_a_reader_sees(client, make_user(roles.ANALYST), pair)["listed"]
+        assert (listed["decided_by"], listed["decided_withheld"]) == (insider.username, False)
 
     @pytest.mark.parametrize("hidden", ["its source", "the claim", "the source its source relays"])
     def test_a_note_written_beside_a_hidden_claim_or_source_is_withheld(self, client, insider, hidden):

@@ -1077,12 +1077,13 @@ def test_checking_a_file_costs_the_same_queries_whatever_its_length(
     path = tmp_path / "import.csv"
     path.write_text(content)
     # The user (1) and their permissions (2: user's and groups'); one query each for types, places,
-    # organizations and the sources the file names (4); the file's titles as sources' titles are
+    # organizations and the sources the file names (4); every name compared, lowercased by the
+    # database (1: importers._Lowercase); the file's titles as sources' titles are
     # compared (1) and the sources whose titles compare equal (1: services.sources_titled_alike);
     # the incidents it updates (1) with their places (1), involvements and their organizations (2),
     # claims and their sources (2), and the claims the user may see (1); the incidents the new rows
     # may duplicate (1: none here, so none to load). None per row.
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         call_command("import_incidents", str(path), f"--user={analyst.username}", "--dry-run", stdout=io.StringIO())
 
 

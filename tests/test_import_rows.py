@@ -193,8 +193,8 @@ def test_a_count_or_version_in_other_digits_is_named_as_not_a_number(analyst, tm
 def test_a_long_text_pasted_into_a_searched_cell_is_named_and_nothing_imported(analyst, tmp_path):
     # The import writes no description or excerpt; the texts it reads that the search reads are
     # refused far below what overflows the search's words (a tsvector of 1 MB): the title by its
-    # length, sources and places as names no record has, a cell beyond 131,072 characters by the
-    # CSV reader's own bound.
+    # length, sources and places as names no record has, even a cell beyond csv's own bound (131,072
+    # characters), which the reader once refused as malformed CSV, naming no column.
     make_source(title="Daily NK")
     cells = {"title": "Forty returned", "type": "deportation", "date_start": "2024-03-01"}
     cells |= {"date_end": "2024-03-01", "sources": "Daily NK"}
@@ -206,7 +206,7 @@ def test_a_long_text_pasted_into_a_searched_cell_is_named_and_nothing_imported(a
         assert f"line 2, column {column}: " in errors
 
     errors = import_errors(analyst, tmp_path, write_csv([cells | {"title": pasted_report(960_000)}]))
-    assert "line 2: Malformed CSV: field larger than field limit (131072)." in errors
+    assert "line 2, column title: Ensure this value has at most 300 characters (it has 960000)." in errors
 
 
 def test_a_cell_holding_a_nul_is_named_rather_than_crashing_the_import(analyst, tmp_path):

@@ -20,6 +20,7 @@ from incidents import roles
 from incidents.merges import incident_merge
 from incidents.models import (
     NOTE_WITHHELD,
+    WHO_AND_WHEN_WITHHELD,
     Claim,
     DuplicateDecision,
     DuplicatePair,
@@ -1284,6 +1285,29 @@ def test_notes_written_beside_hidden_claims_are_withheld_from_reviewers_without_
     assert "Informant X" not in history and NOTE_WITHHELD in history
     answered = client_for(insider).get(f"{API}/duplicates/{pair.pk}/").json()
     assert (answered["note"], answered["note_withheld"]) == ("Informant X saw both", False)
+
+
+def test_who_merged_beside_hidden_claims_and_when_are_withheld_from_reviewers_without_confidential_access(
+    client, world
+):
+    # Merged with no note at all: who merged and when still tell of the hidden claims' time.
+    insider, reviewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.REVIEWER)
+    assert client_for(insider).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    client.force_login(reviewer)
+
+    merge_page = client.get(reverse("admin:incidents_incidentmerge_change", args=[merge.pk])).content.decode()
+    merges_list = client.get(reverse("admin:incidents_incidentmerge_changelist")).content.decode()
+    undone = client_for(reviewer).post(unmerge_url(world["merged"]), {}, format="json").json()
+
+    for page in (merge_page, merges_list):
+        assert insider.username not in page and WHO_AND_WHEN_WITHHELD in html.unescape(page)
+    assert (undone["merged_by"], undone["merged_at"], undone["decided_withheld"]) == (None, None, True)
+    # And the schema says so, or a generated client fails on the null.
+    merge_schema = client_for().get(f"{API}/schema/?format=json").json()["components"]["schemas"]["Merge"]
+    assert all(merge_schema["properties"][name].get("nullable") for name in ("merged_by", "merged_at"))
+    client.force_login(insider)
+    assert insider.username in client.get(reverse("admin:incidents_incidentmerge_changelist")).content.decode()
 
 
 def decide(user, pair, decision: str, note: str) -> None:

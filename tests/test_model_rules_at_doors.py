@@ -14,13 +14,14 @@ from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
 from incidents import roles, services
-from incidents.models import Claim, Incident, IncidentType, Place, Source, VictimGroup
+from incidents.models import Claim, Incident, IncidentType, Organization, Place, Source, VictimGroup
 from tests.api_support import API, client_for
 from tests.database_support import migrate_incidents_back_to
 from tests.factories import (
     incident_type,
     make_claim,
     make_incident,
+    make_organization,
     make_place,
     make_source,
     make_user,
@@ -830,3 +831,131 @@ class TestNestedRecordsNameTheirField:
 
         (claim_errors,) = [errors for errors in answer.context["inline_admin_formsets"][2].formset.errors if errors]
         assert "date_end" in claim_errors and not Incident.objects.exists()
+
+
+class TestIncidentTypeNamesAreUniqueWhateverTheirCase:
+    """As places' in one parent and organizations' names: "arrest" beside "Arrest" counted one kind of
+    incident under two types."""
+
+    MESSAGE = (
+        "“Forced repatriation” is already an incident type's name (names are told apart whatever their "
+        "case): use that type, or name this one apart."
+    )
+
+    def test_in_the_admin(self, client, reviewer):
+        form = {"slug": "forced-return", "name": "FORCED REPATRIATION", "parent": "", "description": ""}
+
+        answer = client.post(reverse("admin:incidents_incidenttype_add"), form)
+
+        assert answer.context["adminform"].form.errors["name"] == [self.MESSAGE]
+        assert not IncidentType.objects.filter(slug="forced-return").exists()
+
+    def test_in_the_api(self, reviewer):
+        writer = client_for(reviewer)
+
+        created = writer.post(
+            f"{API}/incident-types/", {"slug": "forced-return", "name": "forced repatriation"}, format="json"
+        )
+        renamed = writer.patch(
+            f"{API}/incident-types/{incident_type('deportation').pk}/", {"name": "Forced Repatriation"}, format="json"
+        )
+
+        assert (created.status_code, created.json()) == (400, {"name": [self.MESSAGE]})
+        assert (renamed.status_code, renamed.json()) == (400, {"name": [self.MESSAGE]})
+        assert incident_type("deportation").name == "Deportation"
+
+    def test_the_database_refuses_it(self):
+        with pytest.raises(IntegrityError, match="incident_type_name_unique"), transaction.atomic():
+            IncidentType.objects.create(slug="forced-return", name="forced REPATRIATION")
+
+
+class TestListsOfNamesHoldAtMostOneHundred:
+    NAMES = [f"Name {number}" for number in range(101)]
+
+    def test_in_the_admin(self, client, reviewer):
+        place = client.post(
+            reverse("admin:incidents_place_add"), {**PLACE_FORM, "alternate_names": "\n".join(self.NAMES)}
+        )
+        organization = client.post(
+            reverse("admin:incidents_organization_add"),
+            {"name": "Ministry", "kind": "government", "aliases": "\n".join(self.NAMES)},
+        )
+
+        assert place.context["adminform"].form.errors["alternate_names"] == [
+            "At most 100 other names; this list has 101. Keep the names readers search by."
+        ]
+        assert organization.context["adminform"].form.errors["aliases"] == [
+            "At most 100 aliases; this list has 101. Keep the names readers search by."
+        ]
+        assert not Place.objects.filter(name="Sinuiju").exists()
+        assert not Organization.objects.filter(name="Ministry").exists()
+
+    def test_in_the_api(self, reviewer):
+        writer = client_for(reviewer)
+        place = make_place(name="Onsong", alternate_names=["온성"])
+
+        created = writer.post(
+            f"{API}/organizations/", {"name": "Ministry", "kind": "government", "aliases": self.NAMES}, format="json"
+        )
+        changed = writer.patch(f"{API}/places/{place.pk}/", {"alternate_names": self.NAMES}, format="json")
+
+        assert (created.status_code, created.json()) == (
+            400,
+            {"aliases": ["At most 100 aliases; this list has 101. Keep the names readers search by."]},
+        )
+        assert (changed.status_code, changed.json()) == (
+            400,
+            {"alternate_names": ["At most 100 other names; this list has 101. Keep the names readers search by."]},
+        )
+        place.refresh_from_db()
+        assert place.alternate_names == ["온성"]
+
+    def test_one_hundred_are_taken(self, reviewer):
+        answer = client_for(reviewer).post(
+            f"{API}/organizations/",
+            {"name": "Ministry", "kind": "government", "aliases": self.NAMES[:100]},
+            format="json",
+        )
+        assert answer.status_code == 201
+
+    @pytest.mark.parametrize(
+        ("model", "field", "constraint"),
+        [
+            (Place, "alternate_names", "place_alternate_names_count"),
+            (Organization, "aliases", "organization_aliases_count"),
+        ],
+    )
+    def test_the_database_refuses_more(self, model, field, constraint):
+        record = make_place() if model is Place else make_organization()
+        with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+            model.objects.filter(pk=record.pk).update(**{field: self.NAMES})
+
+
+BEFORE_TYPE_NAMES_UNIQUE_WHATEVER_THEIR_CASE = "0090_statistics_best_estimate_within_range"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_stops_at_type_names_alike_but_for_case_and_at_lists_too_long():
+    place = make_place(name="Onsong")
+    organization = make_organization(name="Ministry")
+    migrate_incidents_back_to(BEFORE_TYPE_NAMES_UNIQUE_WHATEVER_THEIR_CASE)
+    try:
+        IncidentType.objects.create(slug="deportation-2", name="DEPORTATION")
+        Place.objects.filter(pk=place.pk).update(alternate_names=[f"Name {number}" for number in range(101)])
+        Organization.objects.filter(pk=organization.pk).update(aliases=[f"Alias {number}" for number in range(102)])
+        with pytest.raises(RuntimeError) as refused:
+            call_command("migrate", "incidents", verbosity=0)
+        assert str(refused.value) == (
+            "Incident types whose names differ only in case: Deportation / DEPORTATION; "
+            f"The place Onsong (#{place.pk}) has 101 other names; "
+            f"The organization Ministry (#{organization.pk}) has 102 aliases. "
+            "Rename one of each such type, or merge them; keep at most 100 names in a list; then migrate again."
+        )
+        IncidentType.objects.filter(slug="deportation-2").delete()
+        Place.objects.filter(pk=place.pk).update(alternate_names=[])
+        Organization.objects.filter(pk=organization.pk).update(aliases=[])
+    finally:
+        call_command("migrate", "incidents", verbosity=0)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IncidentType.objects.create(slug="deportation-2", name="DEPORTATION")

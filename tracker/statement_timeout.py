@@ -26,7 +26,8 @@ client-side binding (the default: `server_side_binding` unset, as "Scaling" in t
 sends such a string as one simple query. A server-side cursor (`QuerySet.iterator()`) cannot run
 two statements, a batch (`executemany`) is a write's, and COPY (the CSV export, bounded by its own
 slots and rate) does not go through here: all three run unbounded, and neither count against the
-budget nor are refused once it is spent.
+budget nor are refused once it is spent. Nor do savepoints, which cost nothing and must run when a
+nested block fails (`_TRANSACTION_CONTROL`).
 """
 
 import math
@@ -101,6 +102,12 @@ def waiting_unbounded(request):
         del request.statement_bound_waived
 
 
+# Django's savepoints (a nested atomic block): they cost the database nothing, and the one that undoes
+# a failed block's work runs in a transaction that the failure aborted, where PostgreSQL refuses any
+# other statement, a `SET LOCAL` sent with it included; so they go unbounded and uncounted.
+_TRANSACTION_CONTROL = ("SAVEPOINT ", "RELEASE SAVEPOINT ", "ROLLBACK TO SAVEPOINT ")
+
+
 class _BoundStatements:
     """A `connection.execute_wrapper` that sends each statement after `SET LOCAL statement_timeout`
     set to what is left of the request's budget, while the request's user is anonymous (DRF
@@ -116,6 +123,7 @@ class _BoundStatements:
         cursor = context["cursor"].cursor
         if (
             many
+            or sql.startswith(_TRANSACTION_CONTROL)
             or isinstance(cursor, psycopg.ServerCursor)
             or getattr(self.request, "statement_bound_waived", False)
             or self.request.user.is_authenticated

@@ -122,11 +122,29 @@ class ConfidentialAccessAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
     search_help_text = "Searches usernames and the pages or endpoints read."
     date_hierarchy = "at"
     show_facets = admin.ShowFacets.NEVER
-    fields = ["at", "user", "door", "path", "incident_ids", "claim_ids", "source_ids", "export_filters", "row_count"]
+    fields = [
+        "at",
+        "user",
+        "door",
+        "path",
+        "incident_ids",
+        "claim_ids",
+        "source_ids",
+        "duplicate_pair_ids",
+        "merge_ids",
+        "export_filters",
+        "row_count",
+    ]
 
     @admin.display(description="What")
     def records(self, access):
-        shown = {"incident": access.incident_ids, "claim": access.claim_ids, "source": access.source_ids}
+        shown = {
+            "incident": access.incident_ids,
+            "claim": access.claim_ids,
+            "source": access.source_ids,
+            "duplicate pair note": access.duplicate_pair_ids,
+            "merge note": access.merge_ids,
+        }
         parts = [f"{len(ids)} {name}{'' if len(ids) == 1 else 's'}" for name, ids in shown.items() if ids]
         if access.row_count is not None:
             parts.append(f"export of {access.row_count:,} rows")

@@ -26,7 +26,7 @@ from incidents.admin.base import (
     page_asked,
 )
 from incidents.admin.incidents import CountryFilter, DateRangeFilter
-from incidents.admin.merges import confirm_url, figure
+from incidents.admin.merges import confirm_url, decided_as_read, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import NOTE_WITHHELD, Claim, DuplicateDecision, DuplicatePair, Incident, Place
@@ -118,14 +118,14 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     # and by country a second, where the rows now cost a few milliseconds (bench/README.md).
     paginator = CountedAheadPaginator
     show_full_result_count = False
-    readonly_fields = ["score", "comparison", "decided_by", "decided_at", "withheld_note"]
-    fields = ["score", "comparison", "decision", "note", "decided_by", "decided_at"]
+    readonly_fields = ["score", "comparison", "decided_by_as_read", "decided_at_as_read", "withheld_note"]
+    fields = ["score", "comparison", "decision", "note", "decided_by_as_read", "decided_at_as_read"]
 
     def has_view_permission(self, request, obj=None):
         return can_see_unpublished(request.user)
 
     def get_fields(self, request, obj=None):
-        if obj is None or not obj.note_withheld_from(request.user):
+        if obj is None or not obj.note_withheld:
             return self.fields
         # The note's words never reach this page (`get_object`): that one is withheld, and the
         # field, empty, takes a new one.
@@ -135,6 +135,14 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     @admin.display(description="Note")
     def withheld_note(self, pair):
         return NOTE_WITHHELD
+
+    @admin.display(description="Decided by")
+    def decided_by_as_read(self, pair):
+        return decided_as_read(pair, "decided_by", pair.viewer)
+
+    @admin.display(description="Decided at")
+    def decided_at_as_read(self, pair):
+        return decided_as_read(pair, "decided_at", pair.viewer)
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page=page_asked(request))
@@ -251,9 +259,9 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         return [incident for pair in rows for incident in (pair.incident_a, pair.incident_b)]
 
     def records_shown(self, request, pair) -> list:
-        # The comparison: both incidents, with the claims this reader may see and their sources.
+        # The note, and the comparison: both incidents, with the claims this reader may see and their sources.
         claims = Claim.objects.visible_to(request.user).filter(incident__in=[pair.incident_a_id, pair.incident_b_id])
-        return [pair.incident_a, pair.incident_b, *claims.select_related("source")]
+        return [pair, pair.incident_a, pair.incident_b, *claims.select_related("source")]
 
     def get_object(self, request, object_id, from_field=None):
         pair = super().get_object(request, object_id, from_field)
@@ -262,7 +270,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             # between requests, so the reader travels with the pair).
             pair.viewer = request.user
             # Blank for a reader it is withheld from (`NoteWrittenInConfidence`): the form and the
-            # read-only page alike show what the pair holds.
+            # read-only page alike show what the pair holds, and `get_fields` says it is withheld.
+            pair.note_withheld = pair.note_withheld_from(request.user)
             pair.note = pair.note_read_by(request.user) or ""
         return pair
 

@@ -14,7 +14,15 @@ from django.utils.text import capfirst
 from incidents import merges, services
 from incidents.access import confidential_among
 from incidents.admin.base import StaffRecordMixin, TrackedModelAdmin, refusal_text
-from incidents.models import NOTE_WITHHELD, Claim, DuplicatePair, Incident, IncidentMerge
+from incidents.models import (
+    NOTE_WITHHELD,
+    WHO_AND_WHEN_WITHHELD,
+    Claim,
+    DuplicatePair,
+    Incident,
+    IncidentMerge,
+    NoteWrittenInConfidence,
+)
 from incidents.numbers import is_whole_number
 from incidents.querysets import version_seen_by
 from incidents.templatetags.public_pages import people as people_label
@@ -90,9 +98,25 @@ class MergedIncidentRedirectMixin:
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[survivor_pk]))
 
 
+def decided_as_read(record: NoteWrittenInConfidence, field: str, user):
+    """Who decided or when (`NoteWrittenInConfidence.decided_fields`), as a page shows it to `user`."""
+    return WHO_AND_WHEN_WITHHELD if record.decided_withheld_from(user) else getattr(record, field)
+
+
+def decided_column(model: type[NoteWrittenInConfidence], field: str, user):
+    """A list's column of who decided or when, as `user` may read it (`decided_as_read`): a column
+    callable takes only the row, so the reader is bound in it."""
+
+    @admin.display(description=capfirst(model._meta.get_field(field).verbose_name))
+    def column(record):
+        return decided_as_read(record, field, user)
+
+    column.__name__ = field
+    return column
+
+
 @admin.register(IncidentMerge)
 class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
-    list_display = ["__str__", "survivor_link", "merged_by", "merged_at", "undone_at"]
     list_select_related = ["survivor", "merged", "merged_by"]
     list_filter = [("undone_at", admin.EmptyFieldListFilter)]
     readonly_fields = [
@@ -101,13 +125,35 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         "moved_records",
         "revision_link",
         "note_as_read",
-        "merged_by",
-        "merged_at",
-        "undone_by",
-        "undone_at",
+        "merged_by_as_read",
+        "merged_at_as_read",
+        "undone_by_as_read",
+        "undone_at_as_read",
     ]
     fields = readonly_fields
     change_form_template = "admin/incidents/incidentmerge/change_form.html"
+
+    def get_list_display(self, request):
+        shown = [
+            decided_column(IncidentMerge, field, request.user) for field in ("merged_by", "merged_at", "undone_at")
+        ]
+        return ["__str__", "survivor_link", *shown]
+
+    @admin.display(description="Merged by")
+    def merged_by_as_read(self, merge):
+        return decided_as_read(merge, "merged_by", merge.viewer)
+
+    @admin.display(description="Merged at")
+    def merged_at_as_read(self, merge):
+        return decided_as_read(merge, "merged_at", merge.viewer)
+
+    @admin.display(description="Undone by")
+    def undone_by_as_read(self, merge):
+        return decided_as_read(merge, "undone_by", merge.viewer)
+
+    @admin.display(description="Undone at")
+    def undone_at_as_read(self, merge):
+        return decided_as_read(merge, "undone_at", merge.viewer)
 
     @admin.display(description="Survivor")
     def survivor_link(self, merge):
@@ -151,9 +197,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         return [incident for merge in rows for incident in (merge.survivor, merge.merged)]
 
     def records_shown(self, request, merge) -> list:
-        # Both incidents (the merged one by its id), and the claims that moved as this reader may see them.
+        # The note, both incidents (the merged one by its id), and the claims that moved as this reader may see them.
         moved = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(request.user)
-        return [merge.survivor, merge.merged, *moved.select_related("source")]
+        return [merge, merge.survivor, merge.merged, *moved.select_related("source")]
 
     def get_object(self, request, object_id, from_field=None):
         merge = super().get_object(request, object_id, from_field)
@@ -228,7 +274,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         }
         self.record_shown(
             request,
-            confidential_among([plan.survivor, plan.merged, *plan.claims, *plan.conflicts], request.user),
+            confidential_among([pair, plan.survivor, plan.merged, *plan.claims, *plan.conflicts], request.user),
         )
         return TemplateResponse(request, "admin/incidents/incidentmerge/confirm.html", context)
 

@@ -9,16 +9,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from incidents import merges, services
+from incidents.access import confidential_among
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
+from incidents.api.serializers import ActingUserField
+from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
 from incidents.numbers import is_whole_number
 
 
 class NoteAsReadMixin(serializers.Serializer):
-    """A note as the reader may read it (`NoteWrittenInConfidence`): null, with `note_withheld`, when
-    it was written while a record it concerns was confidential and they lack Confidential access."""
+    """A note, who decided and when, as the reader may read them (`NoteWrittenInConfidence`): null,
+    with `note_withheld` and `decided_withheld`, when decided while a record it concerns was
+    confidential and they lack Confidential access."""
 
     note = serializers.SerializerMethodField(help_text="Why, for the history; null when withheld from you.")
     note_withheld = serializers.SerializerMethodField(
@@ -30,14 +34,28 @@ class NoteAsReadMixin(serializers.Serializer):
     def get_note(self, record) -> str | None:
         return record.note_read_by(self.context["request"].user)
 
+    decided_withheld = serializers.SerializerMethodField(
+        help_text="Decided while a record it concerns was confidential: who decided and when are null, withheld "
+        "from readers without Confidential access."
+    )
+
     def get_note_withheld(self, record) -> bool:
         return record.note_withheld_from(self.context["request"].user)
+
+    def get_decided_withheld(self, record) -> bool:
+        return record.decided_withheld_from(self.context["request"].user)
+
+    def to_representation(self, record):
+        shown = super().to_representation(record)
+        if record.decided_withheld_from(self.context["request"].user):
+            shown.update(dict.fromkeys(record.decided_fields))
+        return shown
 
 
 class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
     incident_a = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     incident_b = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = ActingUserField()
 
     class Meta:
         model = DuplicatePair
@@ -51,6 +69,7 @@ class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
             "decided_at",
             "note",
             "note_withheld",
+            "decided_withheld",
         ]
         read_only_fields = fields
 
@@ -79,10 +98,17 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
 
     survivor = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     merged = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    merged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    merged_by = ActingUserField(
+        help_text="Username; null once the account was deleted, or withheld (`decided_withheld`)."
+    )
+    # Null when withheld from the reader (`decided_withheld`), though every merge has one.
+    merged_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    undone_by = ActingUserField()
     revision = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The survivor's recomputed dates and counts, proposed for a Reviewer."
+        read_only=True,
+        allow_null=True,
+        help_text="The survivor's recomputed dates and counts, proposed for a Reviewer; null when they are "
+        "the survivor's own.",
     )
 
     class Meta:
@@ -99,8 +125,14 @@ class MergeSerializer(NoteAsReadMixin, serializers.ModelSerializer):
             "merged_at",
             "undone_by",
             "undone_at",
+            "decided_withheld",
         ]
         read_only_fields = fields
+
+
+def _shown_with_their_incidents(pairs) -> list:
+    """What a page of pairs shows: each pair (its note) and its two incidents, loaded with it."""
+    return [record for pair in pairs for record in (pair, pair.incident_a, pair.incident_b)]
 
 
 class StaffOnly(StaffReader):
@@ -122,6 +154,16 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
             "incident_a", "incident_b", "decided_by"
         )
 
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        _record_api_access(request, confidential_among(_shown_with_their_incidents(page), request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        pair = self.get_object()
+        _record_api_access(request, confidential_among(_shown_with_their_incidents([pair]), request.user))
+        return Response(self.get_serializer(pair).data)
+
     @extend_schema(
         request=MergeRequestSerializer,
         responses={201: MergeSerializer, 409: DETAIL_ERROR},
@@ -139,6 +181,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         if pair is None:
             raise services.RecordNotFound(f"No duplicate pair {pk}.")
         merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)
+        _record_api_access(request, confidential_among([merge], request.user))
         return Response(MergeSerializer(merge, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -158,4 +201,5 @@ class IncidentUnmergeView(APIView):
         body.is_valid(raise_exception=True)
         merge = merges.active_merge_of(user=request.user, public_id=public_id)
         undone = merges.incident_merge_undo(user=request.user, merge=merge, note=body.validated_data["note"])
+        _record_api_access(request, confidential_among([undone], request.user))
         return Response(MergeSerializer(undone, context={"request": request}).data)

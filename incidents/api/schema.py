@@ -8,6 +8,9 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_array_type, build_basic_type, build_object_type
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework.permissions import SAFE_METHODS
+
+from incidents.api.permissions import ReadOrModelPermission
 
 DETAIL_ERROR = build_object_type(
     properties={"detail": build_basic_type(OpenApiTypes.STR)}, required=["detail"], description="An error."
@@ -75,18 +78,35 @@ THROTTLED_RETRY_AFTER = OpenApiParameter(
     response=[429],
     description="Seconds to wait before trying again.",
 )
-# Downloads that take an export slot (`csv_views.export_slots_busy`); the 503 of a stopped
-# anonymous statement says to narrow the request instead, and sends no Retry-After.
+# Downloads that take an export slot (`csv_views.export_slots_busy`), or find no room for their file
+# (`csv_views.SPOOL_FULL_ERRNOS`); the 503 of a stopped anonymous statement says to narrow the
+# request instead, and sends no Retry-After.
 BUSY_RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     OpenApiTypes.INT,
     OpenApiParameter.HEADER,
     response=[503],
-    description="Every export slot is busy: seconds to wait before trying again.",
+    description="Every export slot is busy, or the server has no room for the download: seconds to wait "
+    "before trying again.",
 )
 
 
-class TrackerAutoSchema(AutoSchema):
+class OpenReadsAutoSchema(AutoSchema):
+    """Says that anyone may read where ReadOrModelPermission lets them, credentials only widening
+    what is seen: the read lists "no credentials" among its options, as drf-spectacular does for
+    IsAuthenticatedOrReadOnly. Without it the schema asked a token or a session of every read, and a
+    generated client refused to read published incidents anonymously."""
+
+    def get_auth(self):
+        auths = super().get_auth()
+        permissions = self.view.get_permissions()
+        reads_are_open = any(isinstance(permission, ReadOrModelPermission) for permission in permissions)
+        if self.method in SAFE_METHODS and reads_are_open and {} not in auths:
+            auths.append({})
+        return auths
+
+
+class TrackerAutoSchema(OpenReadsAutoSchema):
     """Documents on every operation the errors it can answer, so clients (and schemathesis) know
     them: bad input, authentication, permission, hidden or unknown records, throttling (and its
     Retry-After); for writes, a body in a format it does not read and conflicts (in use, stale

@@ -592,6 +592,16 @@ class IncidentWithdrawalSerializer(serializers.Serializer):
     withdrawn_at = serializers.DateTimeField(help_text="When it left what you may see.")
 
 
+class ActingUserField(serializers.SlugRelatedField):
+    """Who proposed, decided, merged or undid something, by username: null before anyone did, and
+    after their account was deleted (SET_NULL). The schema said a string always, so a generated
+    client failed on every pending revision or pair."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Username; null before anyone did it, or once the account was deleted.")
+        super().__init__(slug_field="username", read_only=True, allow_null=True, **kwargs)
+
+
 class RevisionChangeSerializer(serializers.Serializer):
     field = serializers.CharField()
     now = serializers.CharField()
@@ -602,8 +612,8 @@ class RevisionSerializer(serializers.ModelSerializer):
     """A proposed change to a published incident, waiting for (or decided by) a Reviewer."""
 
     incident = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    proposed_by = ActingUserField(help_text="Username; null once the account was deleted.")
+    decided_by = ActingUserField()
     changes = serializers.SerializerMethodField(
         help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
         "or changing a claim, you may not see, nor those sent back in place of such a claim."

@@ -149,7 +149,13 @@ class ResourceViewSet(viewsets.ModelViewSet):
         header = self.request.headers.get("If-Match")
         if header is None:
             return False
-        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")} - {""}
+        if not tags:
+            # An empty header (a script's `If-Match: $ETAG` with ETAG unset) names no version: "stale,
+            # reload" sent it round the same loop for ever.
+            raise serializers.ValidationError(
+                {"If-Match": [_('Name the version you edited, as its ETag gave it ("3"), or leave If-Match out.')]}
+            )
         version = version_seen_by(record, self.request.user)
         if "*" not in tags and str(version) not in tags:
             name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"

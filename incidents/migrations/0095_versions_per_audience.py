@@ -33,7 +33,7 @@ from django.db import migrations, models
 
 import incidents.models
 
-_REFRESH = importlib.import_module("incidents.migrations.0088_export_marks_confidential_sources")
+_REFRESH = importlib.import_module("incidents.migrations.0094_export_marks_confidential_claims")
 _edited = importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")._edited
 
 # How the export rows write a time (migration 0028), compared byte by byte by a sync's bound.
@@ -229,7 +229,7 @@ ALTER TABLE incidents_incidentexportrow DROP COLUMN disclosed_version, DROP COLU
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0090_statistics_best_estimate_within_range"),
+        ("incidents", "0094_export_marks_confidential_claims"),
     ]
 
     operations = [
