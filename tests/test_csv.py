@@ -239,7 +239,8 @@ class TestVisibility:
         row = next(row for row in read_csv(download(client)) if row["title"] == "public")
         ids = dict(Source.objects.values_list("title", "pk"))
         assert (row["sources"], row["source_count"], row["claim_min"], row["claim_max"]) == (
-            f"Embargoed note [#{ids['Embargoed note']}]; Informant [#{ids['Informant']}] [confidential]; "
+            f"Embargoed note [#{ids['Embargoed note']}] [confidential claim]; "
+            f"Informant [#{ids['Informant']}] [confidential]; "
             f"Open report [#{ids['Open report']}]",
             "3",
             "10",

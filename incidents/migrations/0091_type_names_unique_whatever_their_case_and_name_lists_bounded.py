@@ -43,6 +43,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The kept totals' deferred counts run now (migration 0090's, when both run in one
+        # transaction): PostgreSQL alters no table with trigger events pending.
+        migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
         migrations.RunPython(nothing_the_new_constraints_refuse, migrations.RunPython.noop),
         migrations.AlterField(
             model_name="incidenttype",
@@ -135,4 +138,6 @@ class Migration(migrations.Migration):
                 name="place_alternate_names_count",
             ),
         ),
+        # The same on the way back, where this runs first.
+        migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]
