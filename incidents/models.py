@@ -686,6 +686,10 @@ class KeptByDatabaseDateTimeField(KeptByDatabase, models.DateTimeField):
     pass
 
 
+class KeptByDatabaseForeignKey(KeptByDatabase, models.ForeignKey):
+    pass
+
+
 class VersionedModel(models.Model):
     """A record whose every save is a new version. Services compare the version a writer edited with
     the stored one (`services.VersionConflict`), so that a stale edit is refused rather than
@@ -1337,7 +1341,7 @@ class DateLabel(Func):
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
     # Derived by the database from the rest of the row and of its claims (migration 0095).
-    exclude=["disclosed_version", "disclosed_updated_at"],
+    exclude=["disclosed_version", "disclosed_updated_at", "disclosed_updated_by"],
 )
 class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
@@ -1384,12 +1388,16 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     version = models.PositiveIntegerField(default=1, editable=False)
-    # The version and change time of readers without Confidential access (`querysets.version_fields`
-    # chooses): they move only with a change those readers can see, so that a change to what is
-    # hidden from them (a confidential claim) does not tell them that something hidden changed.
-    # Kept by the database's triggers (migration 0095).
+    # The version, change time and last writer of readers without Confidential access
+    # (`querysets.version_fields` chooses): they move only with a change those readers can see, so
+    # that a change to what is hidden from them (a confidential claim) does not tell them that
+    # something hidden changed, nor who changed it. Kept by the database's triggers (migrations 0095,
+    # 0096).
     disclosed_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     disclosed_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
+    disclosed_updated_by = KeptByDatabaseForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
     # Set by a merge (incidents.merges): the incident is kept, with its public id, so that its address
     # forever leads to the survivor, and every read leaves it out (`visible_to`).
     merged_into = models.ForeignKey(

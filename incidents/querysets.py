@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db import DEFAULT_DB_ALIAS, connection, models
 from django.db.models import Case, Count, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, Value, When
@@ -49,22 +50,26 @@ def can_see_confidential(user) -> bool:
 
 @dataclass(frozen=True)
 class VersionFields:
-    """The incident columns that hold the version and the change time a reader is told."""
+    """The incident columns that hold the version, the change time and the last writer a reader is told."""
 
     version: str
     updated_at: str
+    updated_by: str
 
 
-_EVERY_CHANGE = VersionFields("version", "updated_at")
-_CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields("disclosed_version", "disclosed_updated_at")
+_EVERY_CHANGE = VersionFields("version", "updated_at", "updated_by")
+_CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields(
+    "disclosed_version", "disclosed_updated_at", "disclosed_updated_by"
+)
 
 
 def version_fields(user) -> VersionFields:
-    """Which of an incident's versions and change times `user` is told, and syncs and edits by: with
-    the confidential permission, its own, which move with every change; else `disclosed_*`, which
-    move only with a change they can see (kept by the database, migration 0095), so that an edit of
-    what is hidden from them (a confidential claim) does not tell them something hidden changed. The
-    one place that chooses: the API, the CSV export, the releases and the services read it."""
+    """Which of an incident's versions, change times and last writers `user` is told, and syncs and
+    edits by: with the confidential permission, its own, which move with every change; else
+    `disclosed_*`, which move only with a change they can see (kept by the database, migrations 0095
+    and 0096), so that an edit of what is hidden from them (a confidential claim) does not tell them
+    something hidden changed, nor who changed it. The one place that chooses: the API, the admin,
+    the CSV export, the releases and the services read it."""
     return versions_told(every_change=can_see_confidential(user))
 
 
@@ -84,6 +89,13 @@ def updated_at_seen_by(record, user, told: VersionFields | None = None):
     """`record`'s change time as `user` is told it (`version_fields`, or `told`)."""
     field = (told or version_fields(user)).updated_at if record._meta.label == "incidents.Incident" else "updated_at"
     return getattr(record, field)
+
+
+def updated_by_seen_by(incident, user, told: VersionFields | None = None):
+    """Who last changed `incident` as `user` is told it (`version_fields`, or `told`): the writer of
+    the last change they can see. Whether `user` may be told a name at all is the door's rule (staff
+    only)."""
+    return getattr(incident, (told or version_fields(user)).updated_by)
 
 
 def can_see_unpublished(user) -> bool:
@@ -444,6 +456,14 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
             .values("pgh_created_at")[:1]
         )
         return self.annotate(submitted_at=Subquery(submitted))
+
+    def with_last_change_told(self, user) -> "IncidentQuerySet":
+        """Annotate `last_changed_at` and `last_changed_by` (a username, or None): the change time and
+        the last writer `user` is told (`version_fields`), for the doors that read the incident's row
+        itself (the admin): its `updated_at` and `updated_by` are those of every change."""
+        told = version_fields(user)
+        username = apps.get_model(settings.AUTH_USER_MODEL).USERNAME_FIELD
+        return self.annotate(last_changed_at=F(told.updated_at), last_changed_by=F(f"{told.updated_by}__{username}"))
 
     def with_claim_range(self, user) -> "IncidentQuerySet":
         """Annotate `claim_people_min`/`claim_people_max`: the span of figures that the sources the

@@ -62,16 +62,19 @@ from incidents.querysets import (
     ids_in_tree_below,
     limit_to_visible,
     updated_at_seen_by,
+    updated_by_seen_by,
     version_seen_by,
 )
 
 
-def _changed_by(incident: Incident, reader) -> str:
-    """Who last changed `incident`, as `reader` may be told: a username only to staff, as an
-    incident's `updated_by` shows it (an account that is not staff, a partner tool's, reads null)."""
-    if incident.updated_by is None or not can_see_unpublished(reader):
+def _changed_by(incident: Incident, reader, told: VersionFields | None = None) -> str:
+    """Who last changed `incident`, as `reader` is told it (`updated_by_seen_by`, or `told`): a
+    username only to staff, as an incident's `updated_by` shows it (an account that is not staff, a
+    partner tool's, reads null)."""
+    changed_by = updated_by_seen_by(incident, reader, told)
+    if changed_by is None or not can_see_unpublished(reader):
         return "someone else"
-    return incident.updated_by.get_username()
+    return changed_by.get_username()
 
 
 class VersionConflict(Exception):
@@ -83,7 +86,7 @@ class VersionConflict(Exception):
         self.expected_version = expected_version
         changed = f"{_record_name(current)} was changed"
         if isinstance(current, Incident):
-            changed += f" by {_changed_by(current, reader)}"
+            changed += f" by {_changed_by(current, reader, told)}"
         super().__init__(
             f"{changed} at {updated_at_seen_by(current, reader, told):%Y-%m-%d %H:%M} UTC "
             f"(now version {version_seen_by(current, reader, told)}; you edited version {expected_version}). "
@@ -576,8 +579,13 @@ def _locked(
     `visible_to` is told it, or `told` (else VersionConflict); with `visible_to`, only if that user
     may see it (else RecordNotFound, as `_require_visible` answers), checked by the same statement."""
     incidents = Incident.objects.all() if visible_to is None else Incident.objects.visible_to(visible_to)
-    # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer join to updated_by.
-    current = incidents.select_for_update(of=("self",)).select_related("updated_by").filter(pk=incident.pk).first()
+    # Lock only the incident row: FOR UPDATE cannot lock the nullable side of the outer joins to its writers.
+    current = (
+        incidents.select_for_update(of=("self",))
+        .select_related("updated_by", "disclosed_updated_by")
+        .filter(pk=incident.pk)
+        .first()
+    )
     if current is None:
         raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
     check_version(current, expected_version, reader=visible_to, told=told)

@@ -504,8 +504,8 @@ class IncidentAdmin(
         "verification",
         "corroboration",
         "created_by",
-        "updated_by",
-        "updated_at",
+        "last_changed_by",
+        "last_changed_at",
     ]
     fieldsets = [
         ("What", {"fields": ["public_id", "title", "incident_type", "description"]}),
@@ -531,7 +531,7 @@ class IncidentAdmin(
                     ("review_state", "verification"),
                     "corroboration",
                     "confidential",
-                    ("created_by", "updated_by", "updated_at"),
+                    ("created_by", "last_changed_by", "last_changed_at"),
                     "expected_version",
                 ],
                 "description": "Review state and verification change through the review actions: below this "
@@ -549,7 +549,7 @@ class IncidentAdmin(
         "place_names",
         "verification",
         "review_state",
-        "updated_at",
+        "last_changed_at",
     ]
     list_display_links = ["public_id", "title"]
     list_filter = [IncidentTypeFilter, "verification", "review_state", CountryFilter, DateRangeFilter, "confidential"]
@@ -580,6 +580,7 @@ class IncidentAdmin(
             super()
             .get_queryset(request)
             .prefetch_related(Prefetch("places", queryset=Place.objects.with_path().order_by("name")))
+            .with_last_change_told(request.user)
         )
         # Only the change page shows the range the sources report and their origins; the list need
         # not pay for them.
@@ -618,6 +619,16 @@ class IncidentAdmin(
         # A Reviewer works through the incidents in review oldest submitted first.
         list_display = super().get_list_display(request)
         return [*list_display, "submitted_at"] if _lists_in_review(request) else list_display
+
+    # The change time and last writer the reader is told (`with_last_change_told`): a reader without
+    # Confidential access read those of an edit of what is hidden from them (a confidential claim).
+    @admin.display(description="Updated at", ordering="last_changed_at")
+    def last_changed_at(self, incident):
+        return getattr(incident, "last_changed_at", None)
+
+    @admin.display(description="Updated by")
+    def last_changed_by(self, incident):
+        return getattr(incident, "last_changed_by", None)
 
     @admin.display(description="Submitted for review", ordering="submitted_at")
     def submitted_at(self, incident):

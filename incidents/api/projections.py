@@ -150,7 +150,7 @@ def _representation(user) -> Subquery:
                 Incident.objects.filter(pk=_incident("merged_into_id")).order_by().values("public_id")
             ),
             "created_by": _username(user, "created_by"),
-            "updated_by": _username(user, "updated_by"),
+            "updated_by": _username(user, told.updated_by),
             "version": OuterRef(told.version),
             "created_at": ISOTimestamp(OuterRef("created_at")),
             "updated_at": ISOTimestamp(OuterRef(told.updated_at)),

@@ -33,7 +33,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished
+from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished, updated_by_seen_by
 from incidents.releases import citation
 from tracker.formats import date_refused
 
@@ -552,7 +552,7 @@ class IncidentSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username; null unless you are staff."))
     def get_updated_by(self, incident):
-        return self._username(incident.updated_by)
+        return self._username(updated_by_seen_by(incident, _request_user(self)))
 
     def _username(self, user):
         if user is None or not can_see_unpublished(_request_user(self)):

@@ -426,7 +426,7 @@ class IncidentViewSet(ResourceViewSet):
             self.visible_incidents()
             .with_claim_range(user)
             .with_corroboration(user)
-            .select_related("incident_type", "created_by", "updated_by")
+            .select_related("incident_type", "created_by", "updated_by", "disclosed_updated_by")
             .prefetch_related(
                 Prefetch("places", queryset=Place.objects.with_coordinates_for(user).order_by("name", "id")),
                 Prefetch("claims", queryset=Claim.objects.visible_to(user).select_related("source")),
