@@ -48,7 +48,8 @@ _UNINTERESTING_COLUMNS = {"id", "updated_at", "created_at", "version", "updated_
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    when: datetime
+    # None where it is withheld from the reader with who made it (`_Reader.in_confidence`).
+    when: datetime | None
     user: Any
     # What happened, as people say it: "Incident changed", "Place: Yanji added", "Claim (Daily NK) removed".
     summary: str
@@ -589,6 +590,7 @@ class _Reader:
         self.sees_confidential = can_see_confidential(user)
         self.after_hidden_periods = _after_hidden_periods(events, user, subject)
         self.revision_changes = _revision_changes_shown(events, user)
+        self.merges_withheld = _merges_withheld(events, user)
         # The records named by the entry being read, which it keeps (`HistoryEntry.named`).
         self.named = []
 
@@ -617,6 +619,14 @@ class _Reader:
         record this reader is not told of: the raw record must not name what its summary hides."""
         return None if self.is_hidden_link(field, value) else value
 
+    def in_confidence(self, model: type[models.Model], event) -> tuple[bool, bool]:
+        """`_notes_in_confidence`, and the state recorded by any row written with a merge or its undo
+        whose who and when are withheld from this reader (`decided_withheld_from`), in the same
+        history context (`merge`): the incident's own row, its moved claims and links, the pair and
+        the revision the merge wrote named the Reviewer and the time the merge's record withholds."""
+        before, now = _notes_in_confidence(model, event)
+        return before, now or (event.pgh_context or {}).get("merge") in self.merges_withheld
+
     def changes_shown(self, model: type[models.Model], event, *, before_hidden: bool) -> list[tuple[str, Any, Any]]:
         """`_changes` as this reader may read them: a link to a record they may not see reads as
         empty, as every other door shows it (a source citing a confidential one: `"cites": null`,
@@ -628,10 +638,11 @@ class _Reader:
         if self.sees_confidential:
             return _changes(event, before_hidden=before_hidden)
         links = _foreign_keys(model)
-        note_before, note_now = _notes_in_confidence(model, event)
+        note_before, note_now = self.in_confidence(model, event)
+        written = _written_columns(model, event)
 
         def shown(column, value, in_confidence):
-            value = _as_read(model, column, value, in_confidence=in_confidence)
+            value = _as_read(model, column, value, in_confidence=in_confidence, written=written)
             return self.raw_id(links[column], value) if column in links else value
 
         shown_pairs = (
@@ -663,11 +674,12 @@ class _Reader:
     def raw(self, model: type[models.Model], event) -> tuple[dict[str, list] | None, dict[str, Any]]:
         """The event's diff and record as `HistoryEntry.raw_changes` and `raw_data`."""
         links = _foreign_keys(model)
-        note_before, note_now = _notes_in_confidence(model, event)
+        note_before, note_now = self.in_confidence(model, event)
+        written = _written_columns(model, event)
 
         def shown(column, value, in_confidence=note_now):
             if not self.sees_confidential:
-                value = _as_read(model, column, value, in_confidence=in_confidence)
+                value = _as_read(model, column, value, in_confidence=in_confidence, written=written)
             return self.raw_id(links[column], value) if column in links else value
 
         data, diff = event.pgh_data or {}, event.pgh_diff
@@ -720,12 +732,18 @@ class _Reader:
         model = apps.get_model(event.pgh_obj_model)
         fields = {field.attname: field for field in model._meta.concrete_fields}
         data = event.pgh_data or {}
+        when = event.pgh_created_at
         if self.sees_confidential:
             self.named.extend(_notes_shown(model, event))
-        elif _notes_in_confidence(model, event)[1]:
-            # Decided in confidence (`NoteWrittenInConfidence`): who did it is withheld, as its record says.
-            user = None
-            data = {column: value for column, value in data.items() if column not in _decided_columns(model)}
+        elif self.in_confidence(model, event)[1]:
+            # Decided in confidence (`NoteWrittenInConfidence`), or written with a merge so decided:
+            # who did it is withheld, as its record says, and so is when. Its record says neither
+            # (`decided_at`, `merged_at`: null), and the exact time named it as well as a name
+            # would: the merge of two incidents a colleague with Confidential access was reading.
+            # The row keeps its place among the others, so the order still says what came first.
+            user = when = None
+            written = _decided_columns(model) | _written_columns(model, event)
+            data = {column: value for column, value in data.items() if column not in written}
         # The other records a row names besides the page's own (a claim's source, a link's place).
         others = [
             (field, data.get(column))
@@ -743,7 +761,7 @@ class _Reader:
             verb = {"insert": "linked" if linked else "added", "delete": "unlinked" if linked else "removed"}
             summary = f"{capfirst(field.verbose_name)}: {self.record_name(field, value)} {verb[event.pgh_label]}"
             return HistoryEntry(
-                event.pgh_created_at,
+                when,
                 user,
                 summary,
                 [],
@@ -773,7 +791,7 @@ class _Reader:
             name += f" ({', '.join(self.record_name(field, value) for field, value in others)})"
         summary = f"{name} {verbs.get(action, action)}"
         return HistoryEntry(
-            event.pgh_created_at,
+            when,
             user,
             summary,
             changes,
@@ -819,13 +837,45 @@ def _decided_columns(model: type[models.Model]) -> set[str]:
     return {model._meta.get_field(name).attname for name in getattr(model, "decided_fields", ())}
 
 
-def _as_read(model: type[models.Model], column: str, value, *, in_confidence: bool):
+def _written_columns(model: type[models.Model], event) -> set[str]:
+    """The columns of `event`'s row that say who wrote it and when, as that write set them: who saved
+    it (`updated_by`) and its automatic time (`auto_now`); the users and times it changed (a revision
+    rejected: `decided_by`, `decided_at`); and for a row it created, every user it names and its
+    creation time (`created_by`, `proposed_by`, `auto_now_add`)."""
+    created = event.pgh_label == "insert"
+    changed = event.pgh_diff or {}
+    user_model = get_user_model()
+    return {
+        field.attname
+        for field in model._meta.concrete_fields
+        if (field.many_to_one and field.related_model is user_model and (created or field.name == "updated_by"))
+        or (isinstance(field, models.DateTimeField) and (field.auto_now or (created and field.auto_now_add)))
+        or (
+            field.attname in changed
+            and (isinstance(field, models.DateTimeField) or (field.many_to_one and field.related_model is user_model))
+        )
+    }
+
+
+def _merges_withheld(events, user) -> set:
+    """The ids of the merges named by `events`' history contexts (`merge`: written with a merge or
+    its undo) whose who and when are withheld from `user` (`decided_withheld_from`). One query, none
+    for a reader with Confidential access or events written by no merge."""
+    merge_ids = {(event.pgh_context or {}).get("merge") for event in events} - {None}
+    if not merge_ids or can_see_confidential(user):
+        return set()
+    merges = IncidentMerge.objects.only("note_confidential").in_bulk(merge_ids)
+    return {merge_id for merge_id, merge in merges.items() if merge.decided_withheld_from(user)}
+
+
+def _as_read(model: type[models.Model], column: str, value, *, in_confidence: bool, written: set[str] = frozenset()):
     """`value` of `column` as a reader without Confidential access reads it: decided in confidence
-    (`in_confidence`), the note is `NOTE_WITHHELD` and who decided and when are empty; and so in the
-    record a merge kept of its pair's decision (`pair_before`, which says itself whether it was)."""
+    (`in_confidence`), the note is `NOTE_WITHHELD` and who decided and when are empty, and so are
+    who wrote the row and when (`written`: `_written_columns`); and so in the record a merge kept
+    of its pair's decision (`pair_before`, which says itself whether it was)."""
     if column == "note" and in_confidence and value:
         return NOTE_WITHHELD
-    if column in _decided_columns(model) and in_confidence:
+    if (column in _decided_columns(model) or column in written) and in_confidence:
         return None
     if column == "pair_before" and isinstance(value, dict) and value.get("note_confidential"):
         withheld = {"decided_by_id": None, "decided_at": None}

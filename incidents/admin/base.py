@@ -29,7 +29,7 @@ from incidents.access import (
 )
 from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
-from incidents.models import AccessDoor
+from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor
 from incidents.querysets import (
     can_see_confidential,
     can_see_unpublished,
@@ -585,6 +585,8 @@ class TrackedModelAdmin(
             "object": obj,
             "opts": self.opts,
             "entries": entries,
+            # Said of the rows whose who and when are withheld from the reader (`HistoryEntry.when`: None).
+            "who_and_when_withheld": WHO_AND_WHEN_WITHHELD,
             "page": page,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),

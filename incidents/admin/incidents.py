@@ -4,7 +4,7 @@ organizations; a fast list with filters; review actions. Every write goes throug
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import construct_change_message
+from django.contrib.admin.utils import construct_change_message, display_for_value
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
@@ -624,7 +624,8 @@ class IncidentAdmin(
     # Confidential access read those of an edit of what is hidden from them (a confidential claim).
     @admin.display(description="Updated at", ordering="last_changed_at")
     def last_changed_at(self, incident):
-        return getattr(incident, "last_changed_at", None)
+        # As the admin writes a time field (a method's value is written as Python prints it).
+        return display_for_value(getattr(incident, "last_changed_at", None), self.get_empty_value_display())
 
     @admin.display(description="Updated by")
     def last_changed_by(self, incident):

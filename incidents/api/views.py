@@ -283,7 +283,12 @@ class StatsSerializer(serializers.Serializer):
 class HistoryEventSerializer(serializers.Serializer):
     """One `incidents.history.HistoryEntry`: what the admin's History page shows, and the raw event."""
 
-    at = serializers.DateTimeField(source="when")
+    at = serializers.DateTimeField(
+        source="when",
+        allow_null=True,
+        help_text="When it was made; null, as who made it, where that was decided in confidence "
+        "(a merge's `merged_at`: null).",
+    )
     user = serializers.CharField(
         source="user.get_username", allow_null=True, default=None, help_text="Who made the change, if known."
     )
