@@ -5,18 +5,22 @@ merge or its undo decided in confidence name neither who made them nor when, as 
 record does not (`merged_by`, `merged_at`: null)."""
 
 import html
+import io
 import re
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from incidents import roles
 from incidents.models import DuplicatePair, IncidentMerge
 from tests.api_support import client_for, incident_url, results
-from tests.factories import make_user
+from tests.database_support import migrate_incidents_back_to
+from tests.factories import make_incident, make_user
 from tests.test_merges import decide, merge_url, unmerge_url
 from tests.test_merges import world as world
 from tests.test_versions_per_audience import edit, edit_confidential_excerpt
@@ -105,6 +109,14 @@ class TestUpdatedBy:
 
         assert answer.status_code == 409
         assert "by kim.writer" in str(answer.json()) and "lee.keeper" not in str(answer.json())
+
+    def test_a_deleted_writer_is_named_to_no_one(self, keeper, writer, reviewer, hidden_edit_after_visible_one):
+        incident = hidden_edit_after_visible_one
+        writer.delete()
+
+        told = {user: client_for(user).get(incident_url(incident)).json()["updated_by"] for user in (reviewer, keeper)}
+
+        assert told == {reviewer: None, keeper: "lee.keeper"}
 
 
 def merged_in_confidence(world):
@@ -198,3 +210,24 @@ def test_a_pair_decided_in_confidence_writes_nothing_else_in_its_context(world, 
     (decided,) = [row for row in rows if row["record"] == "incidents.DuplicatePair" and row["action"] == "update"]
     assert (decided["user"], decided["at"]) == (None, None)
     assert "lee.insider" not in str(rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_names_the_writer_of_the_last_change_they_could_see(keeper, writer, reviewer, incident):
+    edit(writer, incident, {"title": "Repatriation at Dandong, 80 people"})
+    untouched = make_incident(title="Written once", created_by=writer, updated_by=writer)
+    migrate_incidents_back_to("0095_versions_per_audience")
+    try:
+        # A hidden change before the migration: a new version of every change alone (0095's trigger).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE incidents_incident SET version = version + 1, updated_at = now(), updated_by_id = %s "
+                "WHERE id = %s",
+                [keeper.pk, incident.pk],
+            )
+    finally:
+        call_command("migrate", "incidents", verbosity=0, stdout=io.StringIO())
+
+    told = {user: client_for(user).get(incident_url(incident)).json()["updated_by"] for user in (reviewer, keeper)}
+    assert told == {reviewer: writer.username, keeper: keeper.username}
+    assert client_for(reviewer).get(incident_url(untouched)).json()["updated_by"] == writer.username
