@@ -462,8 +462,10 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
         the last writer `user` is told (`version_fields`), for the doors that read the incident's row
         itself (the admin): its `updated_at` and `updated_by` are those of every change."""
         told = version_fields(user)
-        username = apps.get_model(settings.AUTH_USER_MODEL).USERNAME_FIELD
-        return self.annotate(last_changed_at=F(told.updated_at), last_changed_by=F(f"{told.updated_by}__{username}"))
+        users = apps.get_model(settings.AUTH_USER_MODEL)
+        # A subquery, not a join: read for the rows shown only, never by a list's count.
+        writer = users.objects.filter(pk=OuterRef(f"{told.updated_by}_id")).values(users.USERNAME_FIELD)
+        return self.annotate(last_changed_at=F(told.updated_at), last_changed_by=Subquery(writer))
 
     def with_claim_range(self, user) -> "IncidentQuerySet":
         """Annotate `claim_people_min`/`claim_people_max`: the span of figures that the sources the
