@@ -495,13 +495,12 @@ class TestPagination:
     )
     def test_a_cursor_holding_a_time_postgresql_cannot_compare_is_read_in_utc(self, time, status):
         # Each was psycopg's DataError when the page was fetched: a 500, at every list whose order
-        # starts with a time (an incremental sync's, the withdrawals, the history).
-        incident = make_incident()
-        reviewer = make_user(roles.REVIEWER, confidential=True)
+        # starts with a time (an incremental sync's, the withdrawals; the history's cursor names
+        # its event instead, whose time may be withheld).
+        make_incident()
         pages = [
             (client_for(), f"{API}/incidents/", {"ordering": "updated_at"}, [time, "1"]),
             (client_for(), f"{API}/incidents/withdrawn/", {"since": "2000-01-01T00:00:00Z"}, [time, "1"]),
-            (client_for(reviewer), incident_url(incident, "history/"), {}, [time, "1", "incidents.IncidentEvent"]),
         ]
         for client, url, query, position in pages:
             cursor = base64.b64encode(urlencode({"p": json.dumps(position)}).encode()).decode()

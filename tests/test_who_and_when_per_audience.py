@@ -4,10 +4,13 @@ confidential claim's excerpt edited), in the API and the admin; and the history 
 merge or its undo decided in confidence name neither who made them nor when, as the merge's own
 record does not (`merged_by`, `merged_at`: null)."""
 
+import base64
 import html
 import io
+import json
 import re
 from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import time_machine
@@ -171,6 +174,35 @@ class TestHistoryOfAMergeDecidedInConfidence:
         merged = [row for row in rows if row["user"] == "lee.insider"]
         assert {row["record"] for row in merged} >= {"incidents.IncidentMerge", "incidents.IncidentRevision"}
         assert all(row["at"] is not None for row in rows)
+
+    def test_the_pages_of_the_api_history_hold_no_time_in_their_cursor(self, world, reviewer):
+        merged_in_confidence(world)
+        url, paged = incident_url(world["survivor"], "history/"), []
+        answer = client_for(reviewer).get(url, {"page_size": 1}).json()
+        positions = []
+        while True:
+            paged += answer["results"]
+            if answer["next"] is None:
+                break
+            cursor = parse_qs(urlparse(answer["next"]).query)["cursor"][0]
+            positions.append(json.loads(parse_qs(base64.b64decode(cursor).decode())["p"][0]))
+            answer = client_for(reviewer).get(answer["next"]).json()
+
+        # Each names its page's last event, whose time may be withheld: the event, not the time.
+        assert positions and all(len(position) == 2 and position[0].isdigit() for position in positions)
+        assert paged == api_history(reviewer, world["survivor"])
+
+    def test_a_cursor_naming_an_event_they_may_not_see_answers_400(self, world, reviewer):
+        def page_after(record, event_model: str):
+            (event,) = record.events.filter(pgh_label="insert")
+            position = json.dumps([str(event.pgh_id), event_model])
+            cursor = base64.b64encode(f"p={position}".encode()).decode()
+            return client_for(reviewer).get(incident_url(world["merged"], "history/"), {"cursor": cursor})
+
+        hidden = page_after(world["hidden"][0], "incidents.ClaimEvent")
+
+        assert hidden.status_code == 400 and "cursor" in hidden.json()
+        assert page_after(world["conflicting"], "incidents.ClaimEvent").status_code == 200
 
     def test_the_undo_names_neither_who_nor_when(self, world, reviewer):
         insider, _merge = merged_in_confidence(world)

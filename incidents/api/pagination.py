@@ -159,6 +159,27 @@ class HistoryPagination(StableCursorPagination):
     def get_orderings(self, view):
         return {"at": HISTORY_ORDERING}
 
+    def _get_position_from_instance(self, instance, ordering):
+        """The event alone (its id and event model), not its time: a row's time is withheld from a
+        reader where who made it is (a merge decided in confidence: `HistoryEntry.when`), and a page
+        ending on that row wrote it in its cursor. `after` reads it again."""
+        return json.dumps([str(instance.pgh_id), instance.pgh_model])
+
+    def after(self, queryset, position: str):
+        """The events after the one `position` names, among those of the page's reader (one query):
+        an event they may not see (a tampered cursor) is no position, as a time between their rows
+        would tell where it lies."""
+        values = json.loads(position)
+        if not isinstance(values, list) or len(values) != 2 or not all(isinstance(value, str) for value in values):
+            raise ValueError(position)
+        event_id, event_model = values
+        if "\x00" in event_model or not (event_id.isascii() and event_id.isdigit()):
+            raise ValueError(position)
+        time = queryset.filter(pgh_id=event_id, pgh_model=event_model).values_list("pgh_created_at", flat=True).first()
+        if time is None:
+            raise ValueError(position)
+        return super().after(queryset, json.dumps([time.isoformat(), event_id, event_model]))
+
 
 class WithdrawalPagination(StableCursorPagination):
     """Withdrawals, oldest first: a sync reads them up to now, as it reads the incidents changed.
