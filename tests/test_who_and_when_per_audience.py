@@ -122,6 +122,15 @@ class TestUpdatedBy:
         assert told == {reviewer: None, keeper: "lee.keeper"}
 
 
+def test_the_public_page_says_the_day_of_the_last_change_the_public_can_see(client, keeper, incident):
+    url = reverse("public:incident", args=[incident.public_id])
+    before = re.search(r'<time datetime="([^"]+)"', client.get(url).content.decode())[1]
+
+    edit_confidential_excerpt_next_day(keeper, incident)
+
+    assert re.search(r'<time datetime="([^"]+)"', client.get(url).content.decode())[1] == before
+
+
 def merged_in_confidence(world):
     """`world`'s pair merged by a Reviewer with Confidential access (its merged incident holds
     confidential claims): the merge is decided in confidence."""

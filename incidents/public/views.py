@@ -30,6 +30,7 @@ from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
+from incidents.querysets import updated_at_seen_by
 from incidents.statistics import GROUPINGS, no_group_label
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
@@ -291,6 +292,8 @@ def incident(request, public_id: str):
         {
             "page": page,
             "incident": page.incident,
+            # The change time the reader is told: not that of an edit of what is hidden from them.
+            "last_updated": updated_at_seen_by(page.incident, request.user),
             # The citation says where the page is: an id and a date alone do not lead a reader to it.
             "permalink": request.build_absolute_uri(reverse("public:incident", args=[page.incident.public_id])),
             "retrieved": datetime.now(UTC).date(),
