@@ -49,7 +49,8 @@ def can_see_confidential(user) -> bool:
 
 @dataclass(frozen=True)
 class VersionFields:
-    """The incident columns that hold the version and the change time a reader is told."""
+    """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`)
+    that hold the version and the change time a reader is told."""
 
     version: str
     updated_at: str
@@ -60,11 +61,12 @@ _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields("disclosed_version", "
 
 
 def version_fields(user) -> VersionFields:
-    """Which of an incident's versions and change times `user` is told, and syncs and edits by: with
+    """Which of a record's versions and change times `user` is told, and syncs and edits by: with
     the confidential permission, its own, which move with every change; else `disclosed_*`, which
-    move only with a change they can see (kept by the database, migration 0095), so that an edit of
-    what is hidden from them (a confidential claim) does not tell them something hidden changed. The
-    one place that chooses: the API, the CSV export, the releases and the services read it."""
+    move only with a change they can see (kept by the database, migrations 0095 and 0096), so that
+    an edit of what is hidden from them (an incident's confidential claim, a confidential source
+    cited, a response's confidential incident) does not tell them something hidden changed. The
+    one place that chooses: the API, the admin, the CSV export, the releases and the services read it."""
     return versions_told(every_change=can_see_confidential(user))
 
 
@@ -73,17 +75,21 @@ def versions_told(*, every_change: bool) -> VersionFields:
     return _EVERY_CHANGE if every_change else _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS
 
 
+def _fields_of(record, user, told: VersionFields | None) -> VersionFields:
+    """The columns of `record` that hold what `user` is told (`version_fields`, or `told`): a record
+    of a model without `disclosed_*` has one version for every reader."""
+    told = told or version_fields(user)
+    return told if hasattr(record, told.version) else _EVERY_CHANGE
+
+
 def version_seen_by(record, user, told: VersionFields | None = None) -> int:
-    """`record`'s version as `user` is told it (`version_fields`, or `told`); a record of any other
-    model has one."""
-    field = (told or version_fields(user)).version if record._meta.label == "incidents.Incident" else "version"
-    return getattr(record, field)
+    """`record`'s version as `user` is told it (`version_fields`, or `told`)."""
+    return getattr(record, _fields_of(record, user, told).version)
 
 
 def updated_at_seen_by(record, user, told: VersionFields | None = None):
     """`record`'s change time as `user` is told it (`version_fields`, or `told`)."""
-    field = (told or version_fields(user)).updated_at if record._meta.label == "incidents.Incident" else "updated_at"
-    return getattr(record, field)
+    return getattr(record, _fields_of(record, user, told).updated_at)
 
 
 def can_see_unpublished(user) -> bool:
