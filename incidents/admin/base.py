@@ -166,7 +166,7 @@ def _context(response) -> dict:
 class WrittenByMixin:
     """A form that depends on who fills it in: `writer`, set by the admin (`for_writer`)."""
 
-    # None is a reader with no permission at all.
+    # None: offered nothing, and told the versions of readers without Confidential access.
     writer = None
 
     @classmethod

@@ -8,11 +8,13 @@ the same `incidents` as before: they learned that something hidden about it had 
 database keeps both columns, whoever writes:
 
 - the row trigger `record_disclosed_keep` of both tables counts a new version as a change they see
-  when a column other than the bookkeeping ones and the record's link to a source (its argument: a
-  source's `cites_id`, a response's `source_id`) changed, or that link as they read it (null for a
-  confidential source: `disclosed_source_id`), or when its writer says so by setting
-  `disclosed_updated_at` to the new `updated_at`, once a version, as `incident_disclosed_keep`
-  does. Every other write of the two columns is undone: a save writes back what it read;
+  when a column other than the bookkeeping ones and the record's link to a source (its first
+  argument: a source's `cites_id`, a response's `source_id`) changed, or that link as they read it
+  (null for a confidential source: `disclosed_source_id`), or when its writer says so by setting
+  `disclosed_updated_at` to the new `updated_at`, once a version. Every other write of the two
+  columns is undone: a save writes back what it read. It is migration 0095's
+  `incident_disclosed_keep` made general: the incidents' row trigger runs it too, with no link and
+  their own bookkeeping columns as arguments;
 - the statement triggers `response_disclosed_*` of a response's links to incidents say so for the
   responses whose links to an incident not confidential changed (`response_disclosed_changed`).
   The history's update event of both tables leaves out a write of the two columns alone.
@@ -23,6 +25,8 @@ per audience without Confidential access, as an incident's). The existing rows s
 columns equal to their own (nothing moves for any reader).
 """
 
+import importlib
+
 import django.utils.timezone
 import pgtrigger.compiler
 import pgtrigger.migrations
@@ -30,9 +34,12 @@ from django.db import migrations
 
 import incidents.models
 
+_INCIDENTS_KEPT = importlib.import_module("incidents.migrations.0095_versions_per_audience")
+
 _TABLES = ("incidents_source", "incidents_response")
 
-# The columns of a source or a response that are bookkeeping, not what a reader sees change.
+# The columns of every record kept so that are bookkeeping, not what a reader sees change; the
+# trigger's further arguments name a table's own.
 _BOOKKEEPING = "ARRAY['version', 'updated_at', 'disclosed_version', 'disclosed_updated_at']"
 
 # A response's link to an incident readers without Confidential access see (drafts too: staff without
@@ -67,11 +74,11 @@ BEGIN
     IF NEW.version IS NOT DISTINCT FROM OLD.version AND OLD.disclosed_updated_at IS NOT DISTINCT FROM NEW.updated_at THEN
         RETURN NEW;
     END IF;
-    before := to_jsonb(OLD) - {_BOOKKEEPING};
-    after := to_jsonb(NEW) - {_BOOKKEEPING};
+    before := to_jsonb(OLD) - {_BOOKKEEPING} - TG_ARGV[1:];
+    after := to_jsonb(NEW) - {_BOOKKEEPING} - TG_ARGV[1:];
     IF said_seen
         OR (before - link) IS DISTINCT FROM (after - link)
-        OR disclosed_source_id((before ->> link)::bigint) IS DISTINCT FROM disclosed_source_id((after ->> link)::bigint)
+        OR link <> '' AND disclosed_source_id((before ->> link)::bigint) IS DISTINCT FROM disclosed_source_id((after ->> link)::bigint)
     THEN
         NEW.disclosed_version := OLD.disclosed_version + 1;
         NEW.disclosed_updated_at := NEW.updated_at;
@@ -84,6 +91,14 @@ CREATE TRIGGER record_disclosed_keep BEFORE INSERT OR UPDATE ON incidents_source
     FOR EACH ROW EXECUTE FUNCTION record_disclosed_keep('cites_id');
 CREATE TRIGGER record_disclosed_keep BEFORE INSERT OR UPDATE ON incidents_response
     FOR EACH ROW EXECUTE FUNCTION record_disclosed_keep('source_id');
+
+-- An incident links to no source itself (its claims' triggers count theirs). Who changed it last
+-- is bookkeeping, and its generated columns are not yet computed in a BEFORE trigger's NEW (they
+-- follow the columns they are computed from). Named as before, so that it runs in the same order.
+DROP TRIGGER incident_disclosed_keep ON incidents_incident;
+DROP FUNCTION incident_disclosed_keep();
+CREATE TRIGGER incident_disclosed_keep BEFORE INSERT OR UPDATE ON incidents_incident
+    FOR EACH ROW EXECUTE FUNCTION record_disclosed_keep('', 'updated_by_id', 'public_id', 'date_label');
 
 -- The responses' new versions whose links to an incident not confidential changed: their change
 -- time is said to be theirs (`record_disclosed_keep` counts it), once a version.
@@ -138,6 +153,8 @@ DROP_TRIGGERS_SQL = (
         for event, _ in _LINK_EVENTS
     )
     + "".join(f"DROP TRIGGER record_disclosed_keep ON {table};\n" for table in _TABLES)
+    + "DROP TRIGGER incident_disclosed_keep ON incidents_incident;\n"
+    + _INCIDENTS_KEPT.KEEP_SQL
     + """
 DROP FUNCTION response_disclosed_links_changed();
 DROP FUNCTION response_disclosed_changed(bigint[]);
