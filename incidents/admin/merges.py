@@ -103,6 +103,18 @@ def decided_as_read(record: NoteWrittenInConfidence, field: str, user):
     return WHO_AND_WHEN_WITHHELD if record.decided_withheld_from(user) else getattr(record, field)
 
 
+def decided_field(model: type[NoteWrittenInConfidence], field: str):
+    """A page's read-only field of who decided or when, as the record's reader may read it
+    (`decided_as_read`): the record carries its reader (`viewer`, set in `get_object`), as the
+    admin instance is shared between requests."""
+
+    @admin.display(description=capfirst(model._meta.get_field(field).verbose_name))
+    def as_read(model_admin, record):
+        return decided_as_read(record, field, record.viewer)
+
+    return as_read
+
+
 def decided_column(model: type[NoteWrittenInConfidence], field: str, user):
     """A list's column of who decided or when, as `user` may read it (`decided_as_read`): a column
     callable takes only the row, so the reader is bound in it."""
@@ -139,21 +151,10 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         ]
         return ["__str__", "survivor_link", *shown]
 
-    @admin.display(description="Merged by")
-    def merged_by_as_read(self, merge):
-        return decided_as_read(merge, "merged_by", merge.viewer)
-
-    @admin.display(description="Merged at")
-    def merged_at_as_read(self, merge):
-        return decided_as_read(merge, "merged_at", merge.viewer)
-
-    @admin.display(description="Undone by")
-    def undone_by_as_read(self, merge):
-        return decided_as_read(merge, "undone_by", merge.viewer)
-
-    @admin.display(description="Undone at")
-    def undone_at_as_read(self, merge):
-        return decided_as_read(merge, "undone_at", merge.viewer)
+    merged_by_as_read = decided_field(IncidentMerge, "merged_by")
+    merged_at_as_read = decided_field(IncidentMerge, "merged_at")
+    undone_by_as_read = decided_field(IncidentMerge, "undone_by")
+    undone_at_as_read = decided_field(IncidentMerge, "undone_at")
 
     @admin.display(description="Survivor")
     def survivor_link(self, merge):
