@@ -68,7 +68,15 @@ def proposal_rows(proposal) -> list[tuple[str, object, object]]:
 
 class MergedIncidentRedirectMixin:
     """For the incident admin: a merged incident's page (out of the list like any other read)
-    leads to its survivor's, for staff who may see both; to anyone else it is missing, as before."""
+    leads to its survivor's, for staff who may see both, and its history stays at its own address; to
+    anyone else both are missing, as before."""
+
+    def history_subject(self, request, object_id):
+        # A merged incident's history stays at its own address, for whoever may follow it (its
+        # page leads to the survivor's): what it said before the merge is told nowhere else.
+        if not is_whole_number(str(object_id)):
+            return None
+        return Incident.objects.history_read_by(request.user).filter(pk=object_id).first()
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         public_id = (
@@ -162,8 +170,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
 
     @admin.display(description="Merged incident")
     def merged_public_id(self, merge):
-        # Out of every list while merged; its page is the survivor's.
-        return merge.merged.public_id
+        # Out of every list while merged, its page the survivor's: its history is what is left to read.
+        history = reverse("admin:incidents_incident_history", args=[merge.merged_id])
+        return format_html('{} (<a href="{}">its history</a>)', merge.merged.public_id, history)
 
     @admin.display(description="Proposed revision")
     def revision_link(self, merge):
