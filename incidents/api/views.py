@@ -37,6 +37,7 @@ from incidents.access import (
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination, WithdrawalPagination
+from incidents.api.parsers import FiniteJSONParser
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
@@ -347,6 +348,10 @@ FORMAT_PARAMETER = OpenApiParameter(
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
+    # JSON only: an incident's claims, places, victim groups and involvements are lists of objects,
+    # which a form or multipart body cannot hold, though the schema offered both; such a body now
+    # gets 415 naming its media type.
+    parser_classes = [FiniteJSONParser]
     lookup_field = "public_id"
     lookup_value_regex = PublicIdConverter.regex
     filter_backends = [IncidentFilterBackend]
