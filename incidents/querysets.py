@@ -404,6 +404,12 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
         survivors = self.model.objects.seen_by(user).values("pk")
         return self.seen_by(user).filter(merged_into__in=survivors)
 
+    def history_read_by(self, user) -> "IncidentQuerySet":
+        """The incidents whose history `user` may read: those they may see, and the merged ones they
+        may follow to their survivor (`merged_visible_to`). A merged incident's address leads to its
+        survivor, and its history is where what it said before the merge is still told."""
+        return self.visible_to(user) | self.merged_visible_to(user)
+
     def synced_to(self, user) -> "IncidentQuerySet":
         """What an incremental sync (`updated_since`) reports to `user`: the incidents they may see
         and, so that a partner's copy follows a merge, the merged ones they may follow (their

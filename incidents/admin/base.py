@@ -570,11 +570,15 @@ class TrackedModelAdmin(
             for record in queryset:
                 services.record_delete(user=request.user, record=record)
 
+    def history_subject(self, request, object_id):
+        """The record whose history page `object_id` asks for, if the reader may read it."""
+        return self.get_object(request, object_id)
+
     def history_view(self, request, object_id, extra_context=None):
         # History is evidence: the page only reads, and nothing in the admin can change it.
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
-        obj = self.get_object(request, unquote(object_id))
+        obj = self.history_subject(request, unquote(object_id))
         if obj is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_or_change_permission(request, obj):
