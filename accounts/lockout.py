@@ -34,6 +34,8 @@ from tracker.statement_timeout import waiting_unbounded
 _SIGN_IN_NAMESPACE = "hashtext('accounts.sign_in')"
 # Set on a request refused by a wide bound (AttemptsHandler): when it lifts, for lockout_response.
 _WIDE_LOCKOUT_LIFTS_AT = "accounts_wide_lockout_lifts_at"
+# Set beside it when the address is familiar to the account (its own bound, not the wide ones).
+_FAMILIAR_ADDRESS = "accounts_wide_lockout_familiar"
 
 
 def lockout_minutes() -> int:
@@ -44,6 +46,12 @@ def lockout_message(request=None) -> str:
     """What a locked-out client is told: the lock of the account at its address, or (a request
     AttemptsHandler refused by a wide bound) when the wide bound lifts."""
     lifts_at = getattr(request, _WIDE_LOCKOUT_LIFTS_AT, None)
+    if lifts_at is not None and getattr(request, _FAMILIAR_ADDRESS, False):
+        return (
+            "Too many failed sign-in attempts recently for this account from your address: signing in to it from "
+            f"here is refused for {wait_in_words(lifts_at - timezone.now())}. Try again later, or ask an administrator "
+            "to unlock it."
+        )
     if lifts_at is not None:
         return (
             "Too many failed sign-in attempts recently for this account, or from your address: signing in to it "
@@ -179,8 +187,9 @@ def wide_lockout_lifts_at(request, username: str | None) -> datetime | None:
     """Runs queries: until when this request's client may not try `username`, held by a wide bound
     (TRACKER_LOCKOUT_ACCOUNT_FAILURES failures at the account from any address, or
     TRACKER_LOCKOUT_ADDRESS_FAILURES from this address at any account, within
-    TRACKER_LOCKOUT_WINDOW_HOURS), or None: both below their bounds, or the address familiar to
-    the account (sign_in_address_record), which only the lock of the account at that address holds.
+    TRACKER_LOCKOUT_WINDOW_HOURS), or None: both below their bounds. An address familiar to the
+    account (sign_in_address_record) meets neither, only the account's failures from there
+    (TRACKER_LOCKOUT_FAMILIAR_FAILURES in the window; `request` is marked so, for its message).
 
     Counted from django-axes' log of failures, which keeps every failed sign-in, those refused
     while locked included (as the lock at one address counts them): a botnet that keeps trying
@@ -188,10 +197,12 @@ def wide_lockout_lifts_at(request, username: str | None) -> datetime | None:
     address = request.axes_ip_address
     if parsed_address(address) is None:
         address = None
-    if username is not None and address is not None and _familiar(username, address):
-        return None
     window = settings.LOCKOUT_WINDOW
     recent = AccessFailureLog.objects.filter(attempt_time__gte=timezone.now() - window)
+    if username is not None and address is not None and _familiar(username, address):
+        setattr(request, _FAMILIAR_ADDRESS, True)
+        failures = recent.filter(username=username, ip_address=address)
+        return _bound_lifts_at(failures, settings.LOCKOUT_FAMILIAR_FAILURES, window)
     bounds = []
     if username is not None:
         bounds.append((recent.filter(username=username), settings.LOCKOUT_ACCOUNT_FAILURES))

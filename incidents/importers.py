@@ -188,6 +188,10 @@ class PlannedRow:
     # figures and excerpts, and the confidential ones, which stay (_claims_after).
     claims_removed: list[Claim] = field(default_factory=list)
     confidential_claims_kept: list[Claim] = field(default_factory=list)
+    # The sources of the confidential claims the row adds (`[confidential claim]` where the incident
+    # has no confidential claim of that source, or a new incident's), so that whoever imports reads,
+    # before anything is written, which claims only readers with Confidential access will see.
+    confidential_claims_added: list[Source] = field(default_factory=list)
     # The claims the `sources` cell lists: each source, and whether its claim is marked confidential
     # (`exports.CONFIDENTIAL_CLAIM_MARK`); a source listed both ways has a claim of each.
     claims: tuple[tuple[Source, bool], ...] = ()
@@ -206,6 +210,15 @@ class PlannedRow:
             f"{self.incident.public_id} keeps its confidential claim{pluralize(kept)} of {_sources_of(kept)}, "
             "which the row does not list: an import removes no confidential claim (remove "
             f"{pluralize(kept, 'it,them')} in the admin or the API)."
+        )
+
+    def confidential_claims_added_text(self) -> str:
+        added = self.confidential_claims_added
+        sources = "; ".join(csv_source_item(source.title, source.pk) for source in added)
+        incident = self.incident.public_id if self.incident else "The new incident"
+        return (
+            f"{incident} gets a confidential claim{pluralize(added)} of {sources}, which only readers with "
+            "Confidential access will see."
         )
 
     def duplicates_text(self) -> str:
@@ -274,6 +287,11 @@ class ImportReport:
     def confidential_claims_kept(self) -> list[PlannedRow]:
         """Updates whose confidential claims stay although the row does not list their sources."""
         return [row for row in self.updated + self.proposed + self.unchanged if row.confidential_claims_kept]
+
+    @property
+    def confidential_claims_added(self) -> list[PlannedRow]:
+        """Rows written that add confidential claims (`PlannedRow.confidential_claims_added`)."""
+        return [row for row in self.created + self.updated + self.proposed if row.confidential_claims_added]
 
     @property
     def rows_to_write(self) -> int:
@@ -1209,6 +1227,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
                     )
                 )
                 continue
+        row.confidential_claims_added = _confidential_claims_added(row)
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
     # Created in this order when the file is written.
@@ -1661,6 +1680,18 @@ def _claims_change(row: PlannedRow) -> bool:
     source cited both publicly and in confidence whose row leaves it out loses its public claim,
     although its confidential one keeps it cited."""
     return bool(row.claims_removed) or bool(_claims_new(row, row.incident.visible_claims))
+
+
+def _confidential_claims_added(row: PlannedRow) -> list[Source]:
+    """The sources the row claims in confidence anew (`_claims_after`): each claim of a new
+    incident, and of an update only when it writes (a row that changes nothing adds nothing)."""
+    if row.incident is None:
+        added = row.claims
+    elif not row.changes:
+        return []
+    else:
+        added = _claims_new(row, [claim for claim in row.incident.visible_claims if claim not in row.claims_removed])
+    return [source for source, marked in added if marked]
 
 
 def _claims_new(row: PlannedRow, kept: list[Claim]) -> list[tuple[Source, bool]]:

@@ -707,6 +707,42 @@ class VersionedModel(models.Model):
         super().save(*args, **kwargs)
 
 
+# The columns of a record's version and change time told to readers without Confidential access
+# (`VersionsPerAudience`), which its history leaves out: the database derives them.
+DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
+
+# The update event of a record with `VersionsPerAudience`: when a column other than those changed,
+# said of the row as JSON (as Place's `PLACE_HISTORY_UNLESS_DERIVED`). A write of them alone (the
+# triggers that count a response's links, migration 0096, which fills them in too) is no event.
+HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS = pghistory.UpdateEvent(
+    condition=pgtrigger.Condition(
+        "((to_jsonb(OLD) - 'disclosed_version' - 'disclosed_updated_at') IS DISTINCT FROM "
+        "(to_jsonb(NEW) - 'disclosed_version' - 'disclosed_updated_at'))"
+    )
+)
+
+
+class VersionsPerAudience(VersionedModel):
+    """A versioned record whose version and change time readers without Confidential access are
+    told apart (`querysets.version_fields` chooses): `disclosed_*` move only with a change those
+    readers can see, so that a change to what is hidden from them (a confidential claim of an
+    incident, a confidential source cited, a response's confidential incident) does not tell them
+    that something hidden changed. Kept by the database's triggers (migrations 0095, 0096)."""
+
+    disclosed_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
+    disclosed_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, update_fields=None, **kwargs):
+        if update_fields is not None and "version" in update_fields:
+            # A new version's kept columns (KeptByDatabase) are read back with it.
+            kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
+            update_fields = [*update_fields, *kept]
+        super().save(*args, update_fields=update_fields, **kwargs)
+
+
 class CheckConstraintsInOneQuery(models.Model):
     """`validate_constraints()` (and so `full_clean()`) proving all the model's check constraints
     with one query when they all hold, as a valid write's do. Django checks each with a query of
@@ -1173,8 +1209,8 @@ class SourceKind(models.TextChoices):
     OTHER = "other", "Other"
 
 
-@pghistory.track()
-class Source(VersionedModel, TimestampedModel):
+@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS, exclude=DISCLOSED_VERSION_FIELDS)
+class Source(VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -1341,9 +1377,9 @@ class DateLabel(Func):
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
     # Derived by the database from the rest of the row and of its claims (migration 0095).
-    exclude=["disclosed_version", "disclosed_updated_at", "disclosed_updated_by"],
+    exclude=[*DISCLOSED_VERSION_FIELDS, "disclosed_updated_by"],
 )
-class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel, TimestampedModel):
+class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionsPerAudience, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -1388,13 +1424,9 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     version = models.PositiveIntegerField(default=1, editable=False)
-    # The version, change time and last writer of readers without Confidential access
-    # (`querysets.version_fields` chooses): they move only with a change those readers can see, so
-    # that a change to what is hidden from them (a confidential claim) does not tell them that
-    # something hidden changed, nor who changed it. Kept by the database's triggers (migrations 0095,
-    # 0096).
-    disclosed_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
-    disclosed_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
+    # Who made the last change readers without Confidential access can see (`querysets.version_fields`
+    # chooses), kept with `disclosed_version` and `disclosed_updated_at` by the database's triggers
+    # (migration 0097): a change to what is hidden from them does not tell them who changed it.
     disclosed_updated_by = KeptByDatabaseForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
@@ -1600,12 +1632,6 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionedModel,
 
     def __str__(self):
         return f"{self.public_id}: {self.title}" if self.public_id else self.title
-
-    def save(self, *args, update_fields=None, **kwargs):
-        if update_fields is not None and "version" in update_fields:
-            # A new version's kept columns (KeptByDatabase) are read back with it.
-            update_fields = [*update_fields, "disclosed_version", "disclosed_updated_at"]
-        super().save(*args, update_fields=update_fields, **kwargs)
 
     def clean(self):
         super().clean()
@@ -2211,8 +2237,8 @@ class ResponseKind(models.TextChoices):
     LEGAL_ACTION = "legal_action", _("Legal action")
 
 
-@pghistory.track()
-class Response(VersionedModel, TimestampedModel):
+@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS, exclude=DISCLOSED_VERSION_FIELDS)
+class Response(VersionsPerAudience, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")

@@ -50,7 +50,8 @@ def can_see_confidential(user) -> bool:
 
 @dataclass(frozen=True)
 class VersionFields:
-    """The incident columns that hold the version, the change time and the last writer a reader is told."""
+    """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`)
+    that hold the version, the change time and (an incident's alone) the last writer a reader is told."""
 
     version: str
     updated_at: str
@@ -64,12 +65,13 @@ _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields(
 
 
 def version_fields(user) -> VersionFields:
-    """Which of an incident's versions, change times and last writers `user` is told, and syncs and
-    edits by: with the confidential permission, its own, which move with every change; else
-    `disclosed_*`, which move only with a change they can see (kept by the database, migrations 0095
-    and 0096), so that an edit of what is hidden from them (a confidential claim) does not tell them
-    something hidden changed, nor who changed it. The one place that chooses: the API, the admin,
-    the CSV export, the releases and the services read it."""
+    """Which of a record's versions, change times and (an incident's) last writers `user` is told,
+    and syncs and edits by: with the confidential permission, its own, which move with every change;
+    else `disclosed_*`, which move only with a change they can see (kept by the database, migrations
+    0095 to 0097), so that an edit of what is hidden from them (an incident's confidential claim, a
+    confidential source cited, a response's confidential incident) does not tell them something
+    hidden changed, nor who changed it. The one place that chooses: the API, the admin, the CSV
+    export, the releases and the services read it."""
     return versions_told(every_change=can_see_confidential(user))
 
 
@@ -78,17 +80,21 @@ def versions_told(*, every_change: bool) -> VersionFields:
     return _EVERY_CHANGE if every_change else _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS
 
 
+def _fields_of(record, user, told: VersionFields | None) -> VersionFields:
+    """The columns of `record` that hold what `user` is told (`version_fields`, or `told`): a record
+    of a model without `disclosed_*` has one version for every reader."""
+    told = told or version_fields(user)
+    return told if hasattr(record, told.version) else _EVERY_CHANGE
+
+
 def version_seen_by(record, user, told: VersionFields | None = None) -> int:
-    """`record`'s version as `user` is told it (`version_fields`, or `told`); a record of any other
-    model has one."""
-    field = (told or version_fields(user)).version if record._meta.label == "incidents.Incident" else "version"
-    return getattr(record, field)
+    """`record`'s version as `user` is told it (`version_fields`, or `told`)."""
+    return getattr(record, _fields_of(record, user, told).version)
 
 
 def updated_at_seen_by(record, user, told: VersionFields | None = None):
     """`record`'s change time as `user` is told it (`version_fields`, or `told`)."""
-    field = (told or version_fields(user)).updated_at if record._meta.label == "incidents.Incident" else "updated_at"
-    return getattr(record, field)
+    return getattr(record, _fields_of(record, user, told).updated_at)
 
 
 def updated_by_seen_by(incident, user, told: VersionFields | None = None):
@@ -409,6 +415,12 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
         existed."""
         survivors = self.model.objects.seen_by(user).values("pk")
         return self.seen_by(user).filter(merged_into__in=survivors)
+
+    def history_read_by(self, user) -> "IncidentQuerySet":
+        """The incidents whose history `user` may read: those they may see, and the merged ones they
+        may follow to their survivor (`merged_visible_to`). A merged incident's address leads to its
+        survivor, and its history is where what it said before the merge is still told."""
+        return self.visible_to(user) | self.merged_visible_to(user)
 
     def synced_to(self, user) -> "IncidentQuerySet":
         """What an incremental sync (`updated_since`) reports to `user`: the incidents they may see

@@ -288,6 +288,31 @@ class TestWideLockout:
         assert statuses == [200, 200, 200, 200, 429]
         assert sign_in_from("198.51.100.7", analyst).answer.status_code == 429
 
+    def test_guesses_from_a_familiar_address_meet_a_bound_of_their_own(self, settings):
+        # Someone who shares the owner's address (an office's, a household's) met only the lock
+        # there, five guesses every 15 minutes, without end.
+        settings.LOCKOUT_FAMILIAR_FAILURES = 8
+        analyst = make_user(roles.ANALYST)
+        sign_in_from("198.51.100.7", analyst)
+        sign_in_from("198.51.100.8", analyst)
+
+        statuses = [sign_in_from("198.51.100.7", analyst, password="guess").answer.status_code for _ in range(5)]
+        with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+            statuses += [sign_in_from("198.51.100.7", analyst, password="guess").answer.status_code for _ in range(3)]
+            refused = sign_in_from("198.51.100.7", analyst).answer
+            # The owner's other familiar address is not held by the guesses from this one.
+            assert sign_in_from("198.51.100.8", analyst).answer["Location"] == "/admin/"
+
+        assert statuses == [200] * 4 + [429] + [200, 200, 429]
+        assert refused.status_code == 429
+        assert (
+            "Too many failed sign-in attempts recently for this account from your address" in refused.content.decode()
+        )
+        assert "places it signed in from before" not in refused.content.decode()
+        assert 23 * 3600 < int(refused["Retry-After"]) <= 24 * 3600
+        with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+            assert sign_in_from("198.51.100.7", analyst).answer["Location"] == "/admin/"
+
     @pytest.mark.usefixtures("second_factor_on")
     def test_a_password_alone_makes_no_address_familiar(self):
         # Whoever stole the password signs in with it from their own address, but never finishes:

@@ -1833,13 +1833,13 @@ def test_history_page_query_count_does_not_grow_with_events(client, analyst, cla
         Incident.objects.filter(pk=incident.pk).update(title="Renamed")
     logged_in(client, analyst)
 
-    # session, user, user's and groups' permissions; the incident (with its claim range) and its
-    # places; the ids of its claims (existing and deleted) and of its revisions the user may see;
+    # session, user, user's and groups' permissions; the incident (or a merged one the user may
+    # follow: `history_read_by`); the ids of its claims (existing and deleted) and of its revisions the user may see;
     # when the incident, those it shares a pair or a merge with and its claims' sources were
     # confidential (their recorded states, in one query: never, here); the page of
     # events and their count; the acting users; the names of the types, incidents, places and
     # sources the events point to.
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(15):
         client.get(history_url(incident))
 
 

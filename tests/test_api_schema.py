@@ -23,7 +23,7 @@ from accounts.models import ApiToken
 from accounts.services import token_create
 from incidents import roles
 from incidents.models import DuplicatePair, Incident
-from tests.api_support import API, client_for
+from tests.api_support import API, client_for, incident_url
 from tests.factories import make_incident, make_user
 from tracker.wsgi import application
 
@@ -161,6 +161,26 @@ def test_the_schema_declares_the_headers_clients_send_and_read():
     download = "/api/v1/releases/{name}/files/{file_name}/"
     assert header_parameters(download, "get") == {"Range", "If-Range", "If-None-Match", "If-Match"}
     assert {"304", "412", "416"} <= set(paths[download]["get"]["responses"])
+
+
+def test_an_incident_is_written_in_json_alone_as_the_schema_says():
+    # Its claims, places, victim groups and involvements are lists of objects: a form or multipart
+    # body cannot hold them, and was offered all the same.
+    paths = client_for().get(f"{API}/schema/?format=json").json()["paths"]
+    for path, method in (("/api/v1/incidents/", "post"), ("/api/v1/incidents/{public_id}/", "patch")):
+        assert list(paths[path][method]["requestBody"]["content"]) == ["application/json"]
+    analyst = make_user(roles.ANALYST)
+    incident = make_incident(review_state="draft", created_by=analyst)
+    body = {"title": "Sent back from Tumen", "version": incident.version}
+
+    for answer in (
+        client_for(analyst).patch(incident_url(incident), body, format="multipart"),
+        client_for(analyst).post(f"{API}/incidents/", body, format="multipart"),
+    ):
+        assert answer.status_code == 415, answer.content
+        assert "multipart/form-data" in answer.json()["detail"]
+    incident.refresh_from_db()
+    assert incident.title != "Sent back from Tumen"
 
 
 def test_the_schema_says_which_operations_anyone_may_call_without_credentials():

@@ -252,6 +252,35 @@ class TestConfidentialClaims:
         # Claims' figures stay behind (README), their confidentiality does not.
         assert claims_by_incident() == before
 
+    @pytest.mark.parametrize("door", ["command", "admin"])
+    def test_a_dry_run_names_each_claim_it_would_make_confidential(self, client, tmp_path, claimed_in_confidence, door):
+        public, elsewhere, report = claimed_in_confidence
+        Claim.objects.filter(incident=public, source=report).update(confidential=False)
+        user = reviewer()
+        exported = {row["title"]: row for row in read_csv(api_export(client, user))}
+        plain, marked = f"Open report [#{report.pk}]", f"Open report [#{report.pk}] [confidential claim]"
+        content = write_csv(
+            [
+                # Claimed publicly already: a confidential claim of the same source is added beside it.
+                {**exported[public.title], "sources": f"{plain}; {marked}"},
+                # Claimed in confidence already: nothing is added.
+                exported[elsewhere.title],
+                {**exported[public.title], "public_id": "", "version": "", "sources": marked},
+            ]
+        )
+        claims_before = claims_by_incident()
+
+        if door == "command":
+            told = run_import(user, tmp_path, content, "--dry-run", "--allow-duplicates")
+        else:
+            client.force_login(user)
+            told = client.post(ADMIN_IMPORT_URL, {"file": io.BytesIO(content.encode())}, format="multipart").text
+
+        assert claims_by_incident() == claims_before
+        assert f"line 2: {public.public_id} gets a confidential claim of {plain}, which only readers" in told
+        assert f"line 4: The new incident gets a confidential claim of {plain}, which only readers" in told
+        assert told.count("which only readers with Confidential access will see") == 2
+
     def test_an_analyst_without_access_may_not_import_a_marked_claim(self, tmp_path, claimed_in_confidence):
         _, elsewhere, _ = claimed_in_confidence
         exported = read_csv(api_export(Client(), reviewer()))

@@ -1316,3 +1316,34 @@ def decide(user, pair, decision: str, note: str) -> None:
     client.force_login(user)
     url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
     assert client.post(url, {"decision": decision, "note": note, "_continue": "1"}).status_code == 302
+
+
+def test_a_merged_incidents_history_stays_at_its_own_address_for_whoever_may_follow_it(world, reviewer):
+    # Its address leads to the survivor's page; what it said before the merge (its title, its
+    # figures) is told only in its own history, which staff who may follow it read there.
+    merged, survivor = world["merged"], world["survivor"]
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    merge = IncidentMerge.objects.get()
+    admin = Client()
+    admin.force_login(reviewer)
+
+    answer = client_for(reviewer).get(incident_url(merged, "history/?page_size=200"))
+    page = admin.get(reverse("admin:incidents_incident_history", args=[merged.pk]))
+    merge_page = admin.get(reverse("admin:incidents_incidentmerge_change", args=[merge.pk])).content.decode()
+
+    assert answer.status_code == 200, answer.content
+    events = answer.json()["results"]
+    created = [event for event in events if event["record"] == "incidents.Incident" and event["action"] == "insert"]
+    assert [event["data"]["title"] for event in created] == [merged.title]
+    assert any(event["record"] == "incidents.IncidentMerge" for event in events)
+    # Its claims hidden from the reader stay out, as on any incident's history.
+    hidden_ids = {str(claim.pk) for claim in world["hidden"]}
+    assert not [event for event in events if event["record"] == "incidents.Claim" and event["record_id"] in hidden_ids]
+    assert page.status_code == 200 and merged.title in html.unescape(page.content.decode())
+    assert reverse("admin:incidents_incident_history", args=[merged.pk]) in merge_page
+    # Its page still leads to the survivor's, through the merge.
+    assert client_for(reviewer).get(incident_url(merged)).status_code == 301
+    # Whoever may not follow it to its survivor is told of neither, at either door.
+    made(True, survivor, make_user(roles.REVIEWER, confidential=True))
+    assert client_for(reviewer).get(incident_url(merged, "history/")).status_code == 404
+    assert admin.get(reverse("admin:incidents_incident_history", args=[merged.pk])).status_code == 302

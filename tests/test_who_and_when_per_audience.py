@@ -257,9 +257,9 @@ def test_a_pair_decided_in_confidence_writes_nothing_else_in_its_context(world, 
 def test_the_migration_names_the_writer_of_the_last_change_they_could_see(keeper, writer, reviewer, incident):
     edit(writer, incident, {"title": "Repatriation at Dandong, 80 people"})
     untouched = make_incident(title="Written once", created_by=writer, updated_by=writer)
-    migrate_incidents_back_to("0095_versions_per_audience")
+    migrate_incidents_back_to("0096_source_and_response_versions_per_audience")
     try:
-        # A hidden change before the migration: a new version of every change alone (0095's trigger).
+        # A hidden change before the migration: a new version of every change alone (0096's trigger).
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE incidents_incident SET version = version + 1, updated_at = now(), updated_by_id = %s "

@@ -417,6 +417,11 @@ LOCKOUT_ACCOUNT_FAILURES = env_int("TRACKER_LOCKOUT_ACCOUNT_FAILURES", 20, minim
 LOCKOUT_ADDRESS_FAILURES = env_int("TRACKER_LOCKOUT_ADDRESS_FAILURES", 30, minimum=1)
 LOCKOUT_WINDOW = timedelta(hours=env_int("TRACKER_LOCKOUT_WINDOW_HOURS", 24, minimum=1, maximum=MAX_SPAN_DAYS * 24))
 LOCKOUT_FAMILIAR_DAYS = env_int("TRACKER_LOCKOUT_FAMILIAR_DAYS", 30, minimum=1, maximum=MAX_SPAN_DAYS)
+# A familiar address is spared the wide bounds, not every bound: someone who shares it (an office's
+# or a household's address, a colleague) met only the lock above, 5 guesses every 15 minutes, 480 a
+# day without end. Its failures at the account have a bound of their own over the same window,
+# NIST SP 800-63B's 100, far above what an owner mistypes in a day.
+LOCKOUT_FAMILIAR_FAILURES = env_int("TRACKER_LOCKOUT_FAMILIAR_FAILURES", 100, minimum=1)
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
 AXES_RESET_ON_SUCCESS = False

@@ -163,7 +163,18 @@ def _context(response) -> dict:
     return getattr(response, "context_data", None) or {}
 
 
-class EditedVersionForm(forms.ModelForm):
+class WrittenByMixin:
+    """A form that depends on who fills it in: `writer`, set by the admin (`for_writer`)."""
+
+    # None: offered nothing, and told the versions of readers without Confidential access.
+    writer = None
+
+    @classmethod
+    def for_writer(cls, writer):
+        return type(cls.__name__, (cls,), {"writer": writer})
+
+
+class EditedVersionForm(WrittenByMixin, forms.ModelForm):
     """A change form that carries the version it was opened at, which the service compares with
     the stored one (`services.VersionConflict`): a save over someone else's newer one is refused."""
 
@@ -173,8 +184,9 @@ class EditedVersionForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            # As its writer is told it (an incident's, `version_fields`), which the service compares.
-            self.fields["expected_version"].initial = version_seen_by(self.instance, getattr(self, "writer", None))
+            # As its writer is told it (`version_fields`: an incident's, a source's, a response's
+            # differ by audience), which the service compares.
+            self.fields["expected_version"].initial = version_seen_by(self.instance, self.writer)
 
     def clean(self):
         cleaned_data = super().clean()
@@ -184,7 +196,7 @@ class EditedVersionForm(forms.ModelForm):
         return cleaned_data
 
 
-class ConfidentialityOfferedMixin:
+class ConfidentialityOfferedMixin(WrittenByMixin):
     """For the form of a record that may be confidential (an incident, a source, a claim): its
     `confidential` box is offered only to a `writer` who may change it from what the record is now
     (`services.confidentiality_change_refusal`). Anyone else is shown it, ticked or not, disabled,
@@ -192,13 +204,6 @@ class ConfidentialityOfferedMixin:
     on every save. A value sent for a disabled box is ignored and the record keeps its own (Django's
     disabled field), as the review state the page shows is; the services still refuse the change
     at every door (the API answers 400 naming the field)."""
-
-    # Who fills the form in, set by the admin (`for_writer`); None is offered nothing.
-    writer = None
-
-    @classmethod
-    def for_writer(cls, writer):
-        return type(cls.__name__, (cls,), {"writer": writer})
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -528,7 +533,7 @@ class TrackedModelAdmin(
         refusal = getattr(request, "service_refusal", None)
         bases = (form,) if issubclass(form, ServiceRefusalForm) else (ServiceRefusalForm, form)
         form = type(form.__name__, bases, {"service_refusal": refusal})
-        return form.for_writer(request.user) if issubclass(form, ConfidentialityOfferedMixin) else form
+        return form.for_writer(request.user) if issubclass(form, WrittenByMixin) else form
 
     def save_model(self, request, obj, form, change):
         many_to_many = {
@@ -565,11 +570,15 @@ class TrackedModelAdmin(
             for record in queryset:
                 services.record_delete(user=request.user, record=record)
 
+    def history_subject(self, request, object_id):
+        """The record whose history page `object_id` asks for, if the reader may read it."""
+        return self.get_object(request, object_id)
+
     def history_view(self, request, object_id, extra_context=None):
         # History is evidence: the page only reads, and nothing in the admin can change it.
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
-        obj = self.get_object(request, unquote(object_id))
+        obj = self.history_subject(request, unquote(object_id))
         if obj is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_or_change_permission(request, obj):

@@ -26,7 +26,7 @@ from incidents.admin.base import (
     page_asked,
 )
 from incidents.admin.incidents import CountryFilter, DateRangeFilter
-from incidents.admin.merges import confirm_url, decided_as_read, figure
+from incidents.admin.merges import confirm_url, decided_field, figure
 from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pair_decide, rescoring_backlog
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import NOTE_WITHHELD, Claim, DuplicateDecision, DuplicatePair, Incident, Place
@@ -136,13 +136,8 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     def withheld_note(self, pair):
         return NOTE_WITHHELD
 
-    @admin.display(description="Decided by")
-    def decided_by_as_read(self, pair):
-        return decided_as_read(pair, "decided_by", pair.viewer)
-
-    @admin.display(description="Decided at")
-    def decided_at_as_read(self, pair):
-        return decided_as_read(pair, "decided_at", pair.viewer)
+    decided_by_as_read = decided_field(DuplicatePair, "decided_by")
+    decided_at_as_read = decided_field(DuplicatePair, "decided_at")
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page=page_asked(request))

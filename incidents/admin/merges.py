@@ -68,7 +68,15 @@ def proposal_rows(proposal) -> list[tuple[str, object, object]]:
 
 class MergedIncidentRedirectMixin:
     """For the incident admin: a merged incident's page (out of the list like any other read)
-    leads to its survivor's, for staff who may see both; to anyone else it is missing, as before."""
+    leads to its survivor's, for staff who may see both, and its history stays at its own address; to
+    anyone else both are missing, as before."""
+
+    def history_subject(self, request, object_id):
+        # A merged incident's history stays at its own address, for whoever may follow it (its
+        # page leads to the survivor's): what it said before the merge is told nowhere else.
+        if not is_whole_number(str(object_id)):
+            return None
+        return Incident.objects.history_read_by(request.user).filter(pk=object_id).first()
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         public_id = (
@@ -101,6 +109,18 @@ class MergedIncidentRedirectMixin:
 def decided_as_read(record: NoteWrittenInConfidence, field: str, user):
     """Who decided or when (`NoteWrittenInConfidence.decided_fields`), as a page shows it to `user`."""
     return WHO_AND_WHEN_WITHHELD if record.decided_withheld_from(user) else getattr(record, field)
+
+
+def decided_field(model: type[NoteWrittenInConfidence], field: str):
+    """A page's read-only field of who decided or when, as the record's reader may read it
+    (`decided_as_read`): the record carries its reader (`viewer`, set in `get_object`), as the
+    admin instance is shared between requests."""
+
+    @admin.display(description=capfirst(model._meta.get_field(field).verbose_name))
+    def as_read(model_admin, record):
+        return decided_as_read(record, field, record.viewer)
+
+    return as_read
 
 
 def decided_column(model: type[NoteWrittenInConfidence], field: str, user):
@@ -139,21 +159,10 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         ]
         return ["__str__", "survivor_link", *shown]
 
-    @admin.display(description="Merged by")
-    def merged_by_as_read(self, merge):
-        return decided_as_read(merge, "merged_by", merge.viewer)
-
-    @admin.display(description="Merged at")
-    def merged_at_as_read(self, merge):
-        return decided_as_read(merge, "merged_at", merge.viewer)
-
-    @admin.display(description="Undone by")
-    def undone_by_as_read(self, merge):
-        return decided_as_read(merge, "undone_by", merge.viewer)
-
-    @admin.display(description="Undone at")
-    def undone_at_as_read(self, merge):
-        return decided_as_read(merge, "undone_at", merge.viewer)
+    merged_by_as_read = decided_field(IncidentMerge, "merged_by")
+    merged_at_as_read = decided_field(IncidentMerge, "merged_at")
+    undone_by_as_read = decided_field(IncidentMerge, "undone_by")
+    undone_at_as_read = decided_field(IncidentMerge, "undone_at")
 
     @admin.display(description="Survivor")
     def survivor_link(self, merge):
@@ -161,8 +170,9 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
 
     @admin.display(description="Merged incident")
     def merged_public_id(self, merge):
-        # Out of every list while merged; its page is the survivor's.
-        return merge.merged.public_id
+        # Out of every list while merged, its page the survivor's: its history is what is left to read.
+        history = reverse("admin:incidents_incident_history", args=[merge.merged_id])
+        return format_html('{} (<a href="{}">its history</a>)', merge.merged.public_id, history)
 
     @admin.display(description="Proposed revision")
     def revision_link(self, merge):

@@ -33,7 +33,16 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
-from incidents.querysets import STAFF_ONLY_FIELDS, can_see_exact_locations, can_see_unpublished, updated_by_seen_by
+from incidents.querysets import (
+    STAFF_ONLY_FIELDS,
+    VersionFields,
+    can_see_exact_locations,
+    can_see_unpublished,
+    updated_at_seen_by,
+    updated_by_seen_by,
+    version_fields,
+    version_seen_by,
+)
 from incidents.releases import citation
 from tracker.formats import date_refused
 
@@ -80,6 +89,23 @@ class ModelRulesMixin(serializers.Serializer):
 
     def create(self, validated_data):
         return self._save(self.Meta.model(), validated_data)
+
+    @cached_property
+    def versions_told(self) -> VersionFields:
+        """The versions the reader is told (`version_fields`): once for a list, whose records share
+        this serializer."""
+        return version_fields(_request_user(self))
+
+    def to_representation(self, record):
+        representation = super().to_representation(record)
+        # As the reader is told them, as the ETag and the version a write is checked against: a
+        # source's or a response's move for readers without Confidential access only with a change
+        # they can see.
+        representation["version"] = version_seen_by(record, None, self.versions_told)
+        representation["updated_at"] = self.fields["updated_at"].to_representation(
+            updated_at_seen_by(record, None, self.versions_told)
+        )
+        return representation
 
     def update(self, instance, validated_data):
         return self._save(instance, validated_data, expected_version=validated_data.pop("expected_version"))

@@ -23,6 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -36,6 +37,7 @@ from incidents.access import (
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination, WithdrawalPagination
+from incidents.api.parsers import FiniteJSONParser
 from incidents.api.permissions import StaffReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
@@ -351,6 +353,10 @@ FORMAT_PARAMETER = OpenApiParameter(
 )
 class IncidentViewSet(ResourceViewSet):
     serializer_class = IncidentSerializer
+    # JSON only: an incident's claims, places, victim groups and involvements are lists of objects,
+    # which a form or multipart body cannot hold, though the schema offered both; such a body now
+    # gets 415 naming its media type.
+    parser_classes = [FiniteJSONParser]
     lookup_field = "public_id"
     lookup_value_regex = PublicIdConverter.regex
     filter_backends = [IncidentFilterBackend]
@@ -539,11 +545,13 @@ class IncidentViewSet(ResourceViewSet):
         filters=False,
         responses=HistoryEventSerializer(many=True),
         description="Who changed what and when, for the incident and its claims, places, victim groups and "
-        "involvements, oldest first. Claims you may not see are left out.",
+        "involvements, oldest first. Claims you may not see are left out. A merged incident's history is read "
+        "at its own address, by whoever may follow it to its survivor.",
     )
     @action(detail=True, permission_classes=[StaffReader], filter_backends=[], pagination_class=HistoryPagination)
     def history(self, request, public_id=None, format=None):
-        incident = self.get_object()
+        incident = get_object_or_404(Incident.objects.history_read_by(request.user), public_id=public_id)
+        self.check_object_permissions(request, incident)
         # A page of events; those where only bookkeeping moved (updated_at) are left out of it.
         events = self.paginate_queryset(history_visible_to(incident, request.user))
         entries = history_entries(events, request.user, incident)

@@ -71,7 +71,9 @@ _CLAIM_DISCLOSED = (
     "(SELECT FROM incidents_source AS source WHERE source.id = {claim}.source_id AND source.confidential)"
 )
 
-FUNCTIONS_SQL = f"""
+# The incident's row trigger (replaced by migration 0096's `record_disclosed_keep`, which sources
+# and responses share; its reverse makes this one again).
+KEEP_SQL = f"""
 CREATE FUNCTION incident_disclosed_keep() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     said_seen boolean;
@@ -98,7 +100,11 @@ $$;
 
 CREATE TRIGGER incident_disclosed_keep BEFORE INSERT OR UPDATE ON incidents_incident
     FOR EACH ROW EXECUTE FUNCTION incident_disclosed_keep();
+"""
 
+FUNCTIONS_SQL = (
+    KEEP_SQL
+    + f"""
 CREATE FUNCTION incident_disclosed_changed(incident_ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     triggers_off text := current_setting('tracker.incident_update_triggers_off', true);
@@ -162,6 +168,7 @@ BEGIN
 END
 $$;
 """
+)
 
 
 def _children_triggers(table: str, function: str) -> str:

@@ -65,6 +65,8 @@ class Command(BaseCommand):
             self.stderr.write(f"{file}: line {row.line}: {row.claims_removed_text()}")
         for row in report.confidential_claims_kept:
             self.stderr.write(f"{file}: line {row.line}: {row.confidential_claims_kept_text()}")
+        for row in report.confidential_claims_added:
+            self.stderr.write(f"{file}: line {row.line}: {row.confidential_claims_added_text()}")
         for error in report.errors:
             self.stderr.write(f"{file}: {error}")
         if report.errors:
