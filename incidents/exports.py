@@ -378,9 +378,10 @@ def _said_of_kept_rows(query, where: WhereNode) -> Q | None:
     """`where`, the conditions of the incident query `query` (all of them, or all but a sync's
     merges: `_merges_followed`), said of the kept rows (`_kept_condition`); None when one of them
     cannot be, or the query does more than select incidents (another join, a grouping, a slice, an
-    annotation)."""
+    annotation selected). An annotation the query holds but neither selects nor filters on (the
+    admin list's columns, in the ids of its selection: `id IN (<its query>)`) changes no row."""
     search_alias = _search_join(query)
-    if (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotations) or any(
+    if (query.distinct or query.is_sliced or query.combinator or query.extra or query.annotation_select) or any(
         count and alias not in (query.base_table, search_alias) for alias, count in query.alias_refcount.items()
     ):
         return None

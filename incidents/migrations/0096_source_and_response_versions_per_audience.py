@@ -193,6 +193,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The kept totals' deferred counts run now (those of writes earlier in one transaction):
+        # PostgreSQL alters no table with trigger events pending.
+        migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
         # First, so that filling the columns in records no history event.
         pgtrigger.migrations.RemoveTrigger(model_name="response", name="update_update"),
         pgtrigger.migrations.RemoveTrigger(model_name="source", name="update_update"),
@@ -248,4 +251,6 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.RunSQL(TRIGGERS_SQL, reverse_sql=DROP_TRIGGERS_SQL),
+        # The same on the way back, where this runs first.
+        migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]
