@@ -26,7 +26,8 @@ DURATION=${2:-60}
 MIX=${3:-people}
 case $MIX in
   people) CLASSES="Person SyncClient OneExport Analyst" ;;
-  eager) CLASSES="EagerReader Exporter Analyst"; export TRACKER_API_ANON_RATE=off TRACKER_API_USER_RATE=off ;;
+  eager) CLASSES="EagerReader Exporter Analyst"
+    export TRACKER_API_ANON_RATE=off TRACKER_API_USER_RATE=off TRACKER_ANON_CLIENT_DATABASE_SECONDS=0 ;;
   *) echo "MIX must be people or eager" >&2; exit 2 ;;
 esac
 # A free port unless told: other servers may run on this machine.

@@ -9,10 +9,11 @@ in production (not inside the test's transaction) and a cancelled statement leav
 
 import threading
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+import time_machine
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db import DataError, connection, transaction
@@ -21,6 +22,7 @@ from django.test import Client
 from django.urls import path
 from django.utils import timezone
 
+from incidents import roles
 from incidents.statistics import recount_statistics
 from tests.api_support import API, client_for
 from tests.factories import make_incident, make_user
@@ -240,3 +242,39 @@ def test_statistics_are_read_while_they_are_recounted():
     assert response.status_code == 200, response.content
     assert [(row["group"], row["incidents"]) for row in response.json()["results"]] == [("2023", 1)]
     assert page.status_code == 200
+
+
+def test_an_address_whose_requests_took_its_share_of_the_database_waits_for_the_next_minute(settings):
+    # Each request is bounded, and the rate counts requests: one address asking, at its rate, for
+    # request after request near the bound held a backend each. Two here spend the share.
+    settings.ANON_STATEMENT_TIMEOUT = 600
+    settings.ANON_CLIENT_DATABASE_SECONDS = 1
+    staff = make_user(roles.ANALYST)
+    with time_machine.travel(datetime(2026, 12, 5, 12, 0, 5, tzinfo=UTC), tick=True):
+        with incidents_locked():
+            assert [Client().get(f"{API}/incidents/").status_code for _ in range(2)] == [503, 503]
+
+        refused = Client().get(f"{API}/incidents/")
+        page = Client().get("/")
+        korean = Client().get("/ko/")
+        # Another address, a signed-in reader and a partner tool's token are not held by it; a
+        # request naming another scheme is anonymous, and is.
+        elsewhere = Client(REMOTE_ADDR="198.51.100.9").get(f"{API}/incidents/")
+        browser = Client()
+        browser.force_login(staff)
+        signed_in = browser.get("/admin/incidents/incident/")
+        with_token = client_for(staff).get(f"{API}/incidents/")
+        other_scheme = Client(HTTP_AUTHORIZATION="Basic YWRtaW46YWRtaW4=").get(f"{API}/incidents/")
+    with time_machine.travel(datetime(2026, 12, 5, 12, 1, 1, tzinfo=UTC)):
+        next_minute = Client().get(f"{API}/incidents/")
+
+    assert refused.status_code == page.status_code == korean.status_code == 429
+    assert refused.json()["detail"].startswith(
+        "The requests from your address have taken 1 s of the database this minute, the most an anonymous "
+        "client may take. Try again in "
+    )
+    assert 0 < int(refused["Retry-After"]) <= 55
+    assert "Too many requests" in page.content.decode() and "1 s of the database this minute" in page.content.decode()
+    assert "데이터베이스" in korean.content.decode() and "요청이 너무 많습니다" in korean.content.decode()
+    assert other_scheme.status_code == 429
+    assert elsewhere.status_code == signed_in.status_code == with_token.status_code == next_minute.status_code == 200

@@ -615,6 +615,12 @@ REST_FRAMEWORK = {
 # took 6-7 s together, is stopped.
 # PostgreSQL takes a statement_timeout of at most 2^31-1 ms (about 24 days).
 ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 3000, minimum=0, maximum=2**31 - 1)
+# What the anonymous requests of one client address may take of the database together in a minute
+# (seconds; 0: no bound), beyond which they answer 429 until the minute ends. The bound above is per
+# request and the rates count requests, so one address asking at the anonymous rate (120 a minute)
+# for requests near the bound held six backends busy, more than this machine's two cores. 20 s: a
+# third of one core; a person's pages take 0.05-0.2 s each (bench/README.md).
+ANON_CLIENT_DATABASE_SECONDS = env_int("TRACKER_ANON_CLIENT_DATABASE_SECONDS", 20, minimum=0)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
 API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
 if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:

@@ -32,10 +32,11 @@ nested block fails (`_TRANSACTION_CONTROL`).
 
 import math
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 
 import psycopg
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -59,12 +60,18 @@ class AnonymousStatementTimeoutMiddleware:
         # through the wrapper that asks who the user is.
         if not milliseconds or request.user.is_authenticated:
             return self.get_response(request)
+        share = _ClientShare(request)
+        if not _sends_a_token(request) and share.is_spent():
+            return share.refusal(request)
         bound = _BoundStatements(request, milliseconds)
-        with ExitStack() as wrapped:
-            # Every alias this request may read: the primary and each replica.
-            for alias in connections:
-                wrapped.enter_context(connections[alias].execute_wrapper(bound))
-            return self.get_response(request)
+        try:
+            with ExitStack() as wrapped:
+                # Every alias this request may read: the primary and each replica.
+                for alias in connections:
+                    wrapped.enter_context(connections[alias].execute_wrapper(bound))
+                return self.get_response(request)
+        finally:
+            share.add(bound.spent_milliseconds)
 
     def process_exception(self, request, exception):
         spent = isinstance(exception, DatabaseBudgetSpent) or isinstance(
@@ -85,6 +92,65 @@ class AnonymousStatementTimeoutMiddleware:
         # Named as the page names them, like a filter it refuses: its visitor never typed `q`.
         errors = [{"label": parameters_named(parameters) or request.path, "messages": [detail]}]
         return render(request, "public/bad_filters.html", {"errors": errors}, status=503)
+
+
+def _sends_a_token(request) -> bool:
+    """An API request with `Authorization: Token …`, which DRF authenticates in its view or refuses
+    (401) before any other statement: a partner tool, counted by its account, is not held by what
+    anonymous requests from its address took. Any other scheme reads as anonymous, and is held."""
+    return request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0].lower() == "token"
+
+
+class _ClientShare:
+    """What the anonymous requests of one client address (`accounts.clients.client_ip`, an IPv6
+    client by its /64, as every rate counts it) have taken of the database in the current minute,
+    kept in the shared cache: past TRACKER_ANON_CLIENT_DATABASE_SECONDS, its requests answer 429
+    until the minute ends. The budget above bounds each request and the rates count requests, so
+    one address could still ask, at its rate, for request after request near the budget.
+
+    Requests under `CHARGED_FROM_MILLISECONDS` are not added: the rate bounds what they take
+    together (120 a minute of 0.1 s: 12 s, under the default share), and the common page then
+    costs one read of the cache, not a write too. Two requests of one address running at once may
+    each pass on the count before the other adds to it: the share is exceeded by at most what the
+    requests running at that moment take, each bounded by the budget."""
+
+    CHARGED_FROM_MILLISECONDS = 100
+    WINDOW_SECONDS = 60
+
+    def __init__(self, request):
+        # Imported here: the middleware is loaded before the apps.
+        from accounts.clients import client_ip
+
+        self.limit_milliseconds = settings.ANON_CLIENT_DATABASE_SECONDS * 1000
+        window = int(time.time() // self.WINDOW_SECONDS)
+        self.ends_at = (window + 1) * self.WINDOW_SECONDS
+        self.key = f"anonymous-database-time:{client_ip(request)}:{window}"
+
+    def is_spent(self) -> bool:
+        """Runs a query (the shared cache) when the share is on."""
+        return bool(self.limit_milliseconds) and (cache.get(self.key) or 0) >= self.limit_milliseconds
+
+    def add(self, milliseconds: float) -> None:
+        if not self.limit_milliseconds or milliseconds < self.CHARGED_FROM_MILLISECONDS:
+            return
+        # Kept a window longer than it counts, so that a clock a little behind still reads it.
+        cache.add(self.key, 0, timeout=2 * self.WINDOW_SECONDS)
+        # A ValueError: expired (or culled) between the two calls, when this minute is over for it.
+        with suppress(ValueError):
+            cache.incr(self.key, math.ceil(milliseconds))
+
+    def refusal(self, request):
+        seconds = max(1, math.ceil(self.ends_at - time.time()))
+        detail = _(
+            "The requests from your address have taken %(share)s s of the database this minute, the most an "
+            "anonymous client may take. Try again in %(seconds)s seconds, or sign in."
+        ) % {"share": settings.ANON_CLIENT_DATABASE_SECONDS, "seconds": seconds}
+        if request.path_info.startswith("/api/"):
+            response = JsonResponse({"detail": detail}, status=429)
+        else:
+            response = render(request, "public/database_share_spent.html", {"detail": detail}, status=429)
+        response["Retry-After"] = str(seconds)
+        return response
 
 
 @contextmanager
