@@ -108,9 +108,9 @@ class _ClientShare:
     until the minute ends. The budget above bounds each request and the rates count requests, so
     one address could still ask, at its rate, for request after request near the budget.
 
-    Requests under `CHARGED_FROM_MILLISECONDS` are not added: the rate bounds what they take
-    together (120 a minute of 0.1 s: 12 s, under the default share), and the common page then
-    costs one read of the cache, not a write too. Two requests of one address running at once may
+    Requests under `CHARGED_FROM_MILLISECONDS` are not added: the rates bound what they take
+    together (120 a minute at the API and as many on the public site, of 0.1 s: 24 s at most), and
+    the common page then costs one read of the cache, not a write too. Two requests of one address running at once may
     each pass on the count before the other adds to it: the share is exceeded by at most what the
     requests running at that moment take, each bounded by the budget."""
 
