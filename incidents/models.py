@@ -714,10 +714,11 @@ DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
 # The update event of a record with `VersionsPerAudience`: when a column other than those changed,
 # said of the row as JSON (as Place's `PLACE_HISTORY_UNLESS_DERIVED`). A write of them alone (the
 # triggers that count a response's links, migration 0096, which fills them in too) is no event.
+_DISCLOSED_VERSION_COLUMNS = " - ".join(f"'{name}'" for name in DISCLOSED_VERSION_FIELDS)
 HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
-        "((to_jsonb(OLD) - 'disclosed_version' - 'disclosed_updated_at') IS DISTINCT FROM "
-        "(to_jsonb(NEW) - 'disclosed_version' - 'disclosed_updated_at'))"
+        f"((to_jsonb(OLD) - {_DISCLOSED_VERSION_COLUMNS}) IS DISTINCT FROM "
+        f"(to_jsonb(NEW) - {_DISCLOSED_VERSION_COLUMNS}))"
     )
 )
 
