@@ -47,6 +47,15 @@ class DatabaseBudgetSpent(Exception):
     """An anonymous request has spent its database time: its next statement was not sent."""
 
 
+class ClientShareSpent(Exception):
+    """The anonymous requests of this request's address have taken their share of the database this
+    minute (`_ClientShare`): its first statement was not sent."""
+
+    def __init__(self, share):
+        super().__init__()
+        self.share = share
+
+
 class AnonymousStatementTimeoutMiddleware:
     """After authentication (and the second factor's middleware), so that it knows who asks; the
     API authenticates a token inside its view, and the budget is dropped from then on."""
@@ -61,9 +70,9 @@ class AnonymousStatementTimeoutMiddleware:
         if not milliseconds or request.user.is_authenticated:
             return self.get_response(request)
         share = _ClientShare(request)
-        if not _sends_a_token(request) and share.is_spent():
-            return share.refusal(request)
-        bound = _BoundStatements(request, milliseconds)
+        # Checked at the request's first statement (`_BoundStatements`): a request that reads
+        # nothing of the database (a page not found) reads nothing of the cache either.
+        bound = _BoundStatements(request, milliseconds, share=None if _sends_a_token(request) else share)
         try:
             with ExitStack() as wrapped:
                 # Every alias this request may read: the primary and each replica.
@@ -74,6 +83,8 @@ class AnonymousStatementTimeoutMiddleware:
             share.add(bound.spent_milliseconds)
 
     def process_exception(self, request, exception):
+        if isinstance(exception, ClientShareSpent):
+            return exception.share.refusal(request)
         spent = isinstance(exception, DatabaseBudgetSpent) or isinstance(
             exception.__cause__, psycopg.errors.QueryCanceled
         )
@@ -180,10 +191,12 @@ class _BoundStatements:
     replaces `request.user` once a token is accepted). One for the request, shared by every
     database alias it reads, so that a replica's statements are counted with the primary's."""
 
-    def __init__(self, request, milliseconds: int):
+    def __init__(self, request, milliseconds: int, share: "_ClientShare | None" = None):
         self.request = request
         self.budget_milliseconds = milliseconds
         self.spent_milliseconds = 0.0
+        # The address's share, checked before the first statement bounded here (then None).
+        self.share = share
 
     def __call__(self, execute, sql, params, many, context):
         cursor = context["cursor"].cursor
@@ -195,6 +208,11 @@ class _BoundStatements:
             or self.request.user.is_authenticated
         ):
             return execute(sql, params, many, context)
+        if self.share is not None:
+            # Cleared first: the cache's own statement passes through here, bounded like any other.
+            share, self.share = self.share, None
+            if share.is_spent():
+                raise ClientShareSpent(share)
         left = self.budget_milliseconds - self.spent_milliseconds
         if left <= 0:
             raise DatabaseBudgetSpent
