@@ -1,6 +1,7 @@
 import pytest
 from django.conf import settings
 from django.db import connection, connections
+from django.utils import translation
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,15 @@ def _replica_pools_closed_before_the_database_is_dropped(django_db_setup):
     yield
     for alias in settings.DATABASE_REPLICAS:
         connections[alias].close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    """A request in Korean activates Korean for the thread (LocaleMiddleware activates the reader's
+    language and leaves it), and a command a later test ran in the same worker answered in Korean
+    (`export_incidents`' errors in test_csv.py, after another test's Korean requests)."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture(autouse=True)
