@@ -44,6 +44,7 @@ from incidents.models import (
     IncidentRevision,
     Involvement,
     Place,
+    Response,
     ReviewState,
     RevisionState,
     Source,
@@ -625,6 +626,8 @@ def _apply_update(
     )
     incident.updated_by_id = _acting_user_id(user)
     incident.save()
+    if incident.confidential != current.confidential:
+        _links_shown_changed(incident)
     _write_children(incident, children, visibility_of=visibility_of)
     duplicates.rescore_after_commit([incident.pk])
     return incident
@@ -1396,6 +1399,7 @@ def record_save(
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
             _incidents_show_claims_of_changed(record, user)
+            _links_shown_changed(record)
         if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when
@@ -1632,6 +1636,22 @@ def _incidents_show_claims_of_changed(source: Source, user) -> None:
         incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
     record_events({Incident: "id"}, incident_ids, label="update")
     set_incident_update_triggers(enabled=True)
+
+
+def _links_shown_changed(linked: Source | Incident) -> None:
+    """A new version, which every reader is told, of each source citing `linked` and each response
+    giving it as its source or about it, whose confidentiality is changing: readers without
+    Confidential access now see the link, or no longer do (it reads as none). A partner's copy is
+    then read again, and a stale edit of theirs meets a version conflict: without it, a writer who
+    was shown no link, and sends that back once the linked record is public, removed a link they
+    never saw. Each record's history tells of its new version."""
+    now = timezone.now()
+    new_version = {"version": models.F("version") + 1, "updated_at": now, "disclosed_updated_at": now}
+    if isinstance(linked, Source):
+        Source.objects.filter(cites=linked).update(**new_version)
+        Response.objects.filter(source=linked).update(**new_version)
+    else:
+        Response.objects.filter(incidents=linked).update(**new_version)
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:

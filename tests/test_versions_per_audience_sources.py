@@ -12,7 +12,7 @@ from django.apps import apps
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Response, Source
+from incidents.models import Incident, Response, Source
 from tests.api_support import API, client_for
 from tests.factories import make_incident, make_organization, make_source, make_user
 from tests.form_support import form_fields, saved_unchanged
@@ -283,3 +283,73 @@ class TestAdmin:
         # the write of the disclosed columns alone would be.
         events = apps.get_model("incidents", "ResponseEvent").objects.filter(pgh_obj=response)
         assert list(events.order_by("pgh_id").values_list("pgh_label", flat=True)) == ["insert", "update"]
+
+
+def linked_record(given) -> Source | Incident:
+    """The source or incident `given` links its record to."""
+    ((name, value),) = given.items()
+    if name == "incidents":
+        return Incident.objects.get(public_id=value[-1])
+    return Source.objects.get(pk=value)
+
+
+def made_confidential(keeper, linked, confidential: bool) -> None:
+    """`linked` made confidential, or public, by `keeper`, through the API."""
+    url = f"{API}/incidents/{linked.public_id}/" if linked._meta.model_name == "incident" else url_of(linked)
+    etag = client_for(keeper).get(url)["ETag"]
+    answer = client_for(keeper).patch(url, {"confidential": confidential}, format="json", HTTP_IF_MATCH=etag)
+    assert answer.status_code == 200, answer.content
+
+
+class TestTheLinkedRecordsConfidentialityChanged:
+    """A source a record cites, or an incident a response is about, made public or confidential:
+    readers without Confidential access now see the link, or no longer do, so the record they are
+    told changed. Its version moves for them (a partner's cached copy is read again), and a stale
+    edit of theirs meets a version conflict rather than drop a link it never showed them."""
+
+    def test_made_public_moves_what_they_are_told(self, keeper, reviewer, hidden):
+        record, given, _ = hidden
+        edit(keeper, record, given)
+        before = {user: told(user, record) for user in (None, reviewer)}
+
+        made_confidential(keeper, linked_record(given), False)
+
+        for user, (version, updated_at, _etag) in before.items():
+            now_version, now_updated_at, now_etag = told(user, record)
+            assert (now_version, now_etag) == (version + 1, f'"{version + 1}"')
+            assert now_updated_at > updated_at
+
+    def test_made_confidential_moves_what_they_are_told(self, keeper, reviewer, hidden):
+        record, given, _ = hidden
+        linked = linked_record(given)
+        made_confidential(keeper, linked, False)
+        edit(keeper, record, given)
+        before = {user: told(user, record)[0] for user in (None, reviewer)}
+
+        made_confidential(keeper, linked, True)
+
+        assert {user: told(user, record)[0] for user in (None, reviewer)} == {
+            user: version + 1 for user, version in before.items()
+        }
+
+    def test_a_stale_edit_after_it_was_made_public_is_refused_and_the_link_kept(self, keeper, reviewer, hidden):
+        record, given, _ = hidden
+        edit(keeper, record, given)
+        body, etag = read(reviewer, record)
+        made_confidential(keeper, linked_record(given), False)
+
+        # The link as they read it (none) sent back with their change, from the version they read.
+        sent = {name: body[name] for name in given} | visible_edit(record)
+        answer = client_for(reviewer).patch(url_of(record), sent, format="json", HTTP_IF_MATCH=etag)
+
+        assert answer.status_code == 412, answer.content
+        assert kept(record, given)
+
+    def test_their_edit_of_what_they_now_see_keeps_the_link(self, keeper, reviewer, hidden):
+        record, given, _ = hidden
+        edit(keeper, record, given)
+        made_confidential(keeper, linked_record(given), False)
+
+        edit(reviewer, record, visible_edit(record))
+
+        assert kept(record, given)
