@@ -147,7 +147,7 @@ UNLESS_WRITING_IN_BULK = pgtrigger.Condition(
 
 # An incident's update history is written by its row trigger on every change, except while a writer
 # that starts a new version of many incidents at once writes it itself, in one statement
-# (`set_incident_update_triggers`, services._incidents_show_claims_of_changed).
+# (`set_incident_update_triggers`, services._incidents_new_version).
 # The default history of inserts and deletes, for models whose update event has a condition of its own.
 HISTORY_BUT_UPDATES = tuple(
     tracker for tracker in settings.PGHISTORY_DEFAULT_TRACKERS if not isinstance(tracker, pghistory.UpdateEvent)

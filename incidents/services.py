@@ -43,6 +43,8 @@ from incidents.models import (
     IncidentPlace,
     IncidentRevision,
     Involvement,
+    InvolvementRole,
+    Organization,
     Place,
     Response,
     ReviewState,
@@ -1395,11 +1397,14 @@ def record_save(
                 raise SourceLooksLikeAnother(lookalikes)
         if stored is not None and versioned:
             record.version = stored.version
-        if isinstance(record, Source) and stored is not None and stored.confidential != record.confidential:
+        if isinstance(record, Source) and stored is not None:
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
-            _incidents_show_claims_of_changed(record, user)
-            _links_shown_changed(record)
+            _incidents_show_source_changed(record, stored, user)
+            if stored.confidential != record.confidential:
+                _links_shown_changed(record)
+        if isinstance(record, Organization) and stored is not None and stored.name != record.name:
+            _incidents_show_organization_renamed(record, user)
         if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when
@@ -1553,16 +1558,32 @@ def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]
     return any(getattr(record, field) != getattr(stored, field) for field in fields)
 
 
-# A new version of many incidents at once, of a change every reader sees: its change time given to
-# `disclosed_updated_at` too tells the incident's trigger to count it for readers without
-# Confidential access (migration 0095).
-_NEW_VERSION_SEEN_BY_EVERYONE = "version = version + 1, updated_at = %s, disclosed_updated_at = %s, updated_by_id = %s"
-
-
-def _new_version_values(user) -> list:
-    """The parameters of `_NEW_VERSION_SEEN_BY_EVERYONE`."""
+def _incidents_new_version(
+    user, incident_ids: str, params: list, *, seen: str | None = None, seen_params=()
+) -> list[int]:
+    """A new version of the incidents whose ids the SQL `incident_ids` selects, a change of what they
+    show of a record they link to; every reader is told it for those `seen` selects (all when None),
+    only readers with Confidential access for the others (their change time given to
+    `disclosed_updated_at` too is what tells the incident's trigger to count it, migration 0095).
+    Their history is written here, with their update triggers off meanwhile (migration 0054), and
+    their export rows, which hold the version, are the caller's to make again (most often by the
+    linked record's own UPDATE that follows, in the same transaction): two statements, however many
+    incidents (a province's), where the history trigger took 0.4 ms an incident (bench/README.md).
+    The record's own history tells what changed; an incident's event says only that its version
+    moved. Their ids."""
     now = timezone.now()
-    return [now, now, _acting_user_id(user)]
+    told_everyone = "%s" if seen is None else f"CASE WHEN id IN ({seen}) THEN %s ELSE disclosed_updated_at END"
+    set_incident_update_triggers(enabled=False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s,"
+            f" disclosed_updated_at = {told_everyone} WHERE id IN ({incident_ids}) RETURNING id",
+            [now, _acting_user_id(user), *seen_params, now, *params],
+        )
+        changed = [incident_id for (incident_id,) in cursor.fetchall()]
+    record_events({Incident: "id"}, changed, label="update")
+    set_incident_update_triggers(enabled=True)
+    return changed
 
 
 def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
@@ -1571,26 +1592,17 @@ def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: boo
     again, so that a partner's copy holding a place's exact coordinates, now coarsened (the place,
     or a town above it, marked sensitive), or its old name, is corrected. Without it the incidents
     kept their version, and a copy kept the exact coordinates, or the misspelt name, for good.
-
-    Their history is written here and their export rows (which hold the version) made again once,
-    here or, if `export_rows_remade`, by the place's UPDATE that follows, with the incidents' update
-    triggers off meanwhile, as `_incidents_show_claims_of_changed` does: four statements at most,
-    however many incidents (a province's). The place's own history tells what changed; an
-    incident's event says only that its version moved."""
+    Their export rows are made again here or, if `export_rows_remade`, by the place's UPDATE that
+    follows: once, where a refresh after it made a moved place's twice."""
     places_below = ids_in_tree_below(Place, place.pk)
-    set_incident_update_triggers(enabled=False)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Incident._meta.db_table} SET {_NEW_VERSION_SEEN_BY_EVERYONE}"
-            f" WHERE id IN (SELECT incident_id FROM {IncidentPlace._meta.db_table}"
-            f" WHERE place_id IN ({places_below.sql})) RETURNING id",
-            [*_new_version_values(user), *places_below.params],
-        )
-        incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
-        record_events({Incident: "id"}, incident_ids, label="update")
-        if not export_rows_remade:
+    incident_ids = _incidents_new_version(
+        user,
+        f"SELECT incident_id FROM {IncidentPlace._meta.db_table} WHERE place_id IN ({places_below.sql})",
+        list(places_below.params),
+    )
+    if not export_rows_remade:
+        with connection.cursor() as cursor:
             cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [incident_ids])
-    set_incident_update_triggers(enabled=True)
 
 
 def _origins_changed(source: Source, stored: Source) -> bool:
@@ -1614,28 +1626,67 @@ def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:
     return {}
 
 
-def _incidents_show_claims_of_changed(source: Source, user) -> None:
-    """A new version of every incident with a claim of `source`, whose confidentiality is changing:
-    writers without Confidential access now see those claims, or no longer do. A write based on what
-    they read before (the version they read) then meets a version conflict, rather than delete a
-    claim it never showed them (an edit replaces the claims its writer sees), and an incremental
-    sync reads the incidents again.
+# The sources whose claims read as a source's (a claim's origin): the source, and those relaying
+# it, up their `cites` chains; from the source (`%s`) and, with `{through}`, only through those
+# readers without Confidential access may see (their chains end before a confidential source).
+_SOURCE_AND_RELAYS = f"""
+    WITH RECURSIVE relays (id) AS (
+        SELECT %s::bigint
+        UNION
+        SELECT relay.id FROM {Source._meta.db_table} AS relay JOIN relays ON relay.cites_id = relays.id {{through}}
+    ) SELECT id FROM relays"""
 
-    Only before the source's own UPDATE, in the same transaction: the incidents' update triggers
-    that write their history and make their export rows are off meanwhile (migration 0054); their
-    history is written here, and the source's UPDATE makes their export rows. Two statements, where
-    the history trigger took 0.4 ms an incident (bench/README.md). The claims of `source` stay as
-    they are until the commit: `source` is locked, which a new claim of it waits for."""
-    set_incident_update_triggers(enabled=False)
+
+def _incidents_show_source_changed(source: Source, stored: Source, user) -> None:
+    """A new version of every incident whose claims show what changed of `source`: its title (the
+    claims' `source_title`, the CSV's `sources`), its confidentiality (writers without Confidential
+    access now see its claims, or no longer do) or, with either, what it cites (the incidents'
+    independent origins, those of claims of sources relaying it too). An incremental sync reads them
+    again, so that a partner's copy does not keep an old title or count for good, and a write based
+    on what a writer read before meets a version conflict, rather than delete a claim it never
+    showed them (an edit replaces the claims its writer sees).
+
+    Readers without Confidential access are told it where they see a claim so shown: not
+    confidential, of the source while it is public before or after, or of a relay reaching it
+    through public sources. Only before the source's UPDATE, in the same transaction, which makes
+    the incidents' export rows again (`incident_export_sources_changed`, the same incidents). The
+    claims stay as they are until the commit: `source` is locked, which a new claim of it waits for."""
+    in_chains = source.confidential != stored.confidential or source.cites_id != stored.cites_id
+    if not in_chains and source.title == stored.title:
+        return
+    claims = Claim._meta.db_table
+    public_sources = _SOURCE_AND_RELAYS.format(through="WHERE NOT relay.confidential") if in_chains else "SELECT %s"
+    # A new chain for every reader (what it cites); for readers without Confidential access alone, the
+    # relays whose chains they read up to it (its confidentiality: for the others, no origin moves).
+    sources = _SOURCE_AND_RELAYS.format(through="") if source.cites_id != stored.cites_id else public_sources
+    # None when the source is confidential before and after: what they see of it stays nothing.
+    seen_where = "" if source.confidential and stored.confidential else f"source_id IN ({public_sources})"
+    _incidents_new_version(
+        user,
+        f"SELECT incident_id FROM {claims} WHERE source_id IN ({sources})",
+        [source.pk],
+        seen=f"SELECT incident_id FROM {claims} WHERE NOT confidential AND {seen_where or 'false'}",
+        seen_params=[source.pk] if seen_where else [],
+    )
+
+
+def _incidents_show_organization_renamed(organization: Organization, user) -> None:
+    """A new version of every incident `organization` is involved in, which shows its name (the
+    API's `organization_name`, the CSV's `perpetrators`), so that an incremental sync reads them
+    again and a partner's copy does not keep the old name for good. Before the organization's
+    UPDATE, which makes the export rows of those it perpetrated again
+    (`incident_export_organizations_changed`); the others' are made here."""
+    involvements = Involvement._meta.db_table
+    incident_ids = _incidents_new_version(
+        user, f"SELECT incident_id FROM {involvements} WHERE organization_id = %s", [organization.pk]
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Incident._meta.db_table} SET {_NEW_VERSION_SEEN_BY_EVERYONE}"
-            f" WHERE id IN (SELECT incident_id FROM {Claim._meta.db_table} WHERE source_id = %s) RETURNING id",
-            [*_new_version_values(user), source.pk],
+            "SELECT incident_export_refresh(ARRAY(SELECT id FROM unnest(%s::bigint[]) AS id"
+            f" WHERE NOT EXISTS (SELECT FROM {involvements} AS involvement WHERE involvement.incident_id = id"
+            " AND involvement.organization_id = %s AND involvement.role = %s)))",
+            [incident_ids, organization.pk, InvolvementRole.PERPETRATOR],
         )
-        incident_ids = [incident_id for (incident_id,) in cursor.fetchall()]
-    record_events({Incident: "id"}, incident_ids, label="update")
-    set_incident_update_triggers(enabled=True)
 
 
 def _links_shown_changed(linked: Source | Incident) -> None:

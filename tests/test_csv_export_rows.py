@@ -810,8 +810,9 @@ def test_a_source_made_confidential_and_public_again_keeps_what_a_refresh_from_s
             _patch(reviewer, "sources", origin, {"confidential": confidential})
         # The export rows made once, by the source's trigger, and not again by the incidents' new
         # versions; the incidents' history written in one statement, not by a trigger for each:
-        # one context stored for the source's own history row, one for the incidents'.
-        assert (calls["incident_export_refresh"], calls["_pgh_attach_context"]) == (1, 2)
+        # one context stored for the source's own history row, one for the incidents', one for
+        # the new versions of the sources citing it (whose trigger finds no export row to make).
+        assert (calls["incident_export_refresh"], calls["_pgh_attach_context"]) == (2, 3)
         assert kept_export_rows() == export_rows_a_refresh_makes(), confidential
         assert search_words() == search_words_an_edit_computes(), confidential
         assert_kept_totals_are_recounted()
