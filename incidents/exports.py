@@ -213,7 +213,7 @@ class KeptInCountry(Expression):
         )
 
 
-def _kept_time(value: datetime) -> str:
+def kept_time(value: datetime) -> str:
     """`value` as the kept row's `updated_at` cell writes a time (migration 0028: `to_char(… AT TIME
     ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`). Every such text has the same width and its
     fields in the order of their weight, so that comparing two of them byte by byte (collation "C")
@@ -226,7 +226,7 @@ def _kept_time(value: datetime) -> str:
 # the lookups on them a condition may use there unchanged.
 _KEPT_COLUMNS = {"date_start", "date_end", "review_state", "confidential", "verification", "people_count"}
 _KEPT_LOOKUPS = {"exact", "in", "gt", "gte", "lt", "lte"}
-# The incident's change times each kept row holds as a text of the same name (`_kept_time`): every
+# The incident's change times each kept row holds as a text of the same name (`kept_time`): every
 # reader's own (`version_cells`).
 _KEPT_TIMES = {"updated_at", "disclosed_updated_at"}
 _KEPT_TIME_LOOKUPS = {
@@ -352,7 +352,7 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
     ):
         # An incremental sync's `updated_since`; a naive time, which Django would read in the
         # server's zone, is left to the incidents.
-        return Q(_KEPT_TIME_LOOKUPS[node.lookup_name](Collate(F(column), "C"), _kept_time(node.rhs)))
+        return Q(_KEPT_TIME_LOOKUPS[node.lookup_name](Collate(F(column), "C"), kept_time(node.rhs)))
     return None
 
 
@@ -401,7 +401,7 @@ def kept_rows(queryset: QuerySet) -> list[QuerySet]:
     (`export_row_newest`), and the few started before it that last into it (`KeptSpanHolds`): the
     first comes newest first from the index, the second follows it whole, so the export's order
     costs no sort of the rows (which took 0.2 s of 0.5 s for 115,000 rows at 1,000,000 incidents).
-    A sync (`updated_since`: its bound said of the kept rows' change time, `_kept_time`) reads the
+    A sync (`updated_since`: its bound said of the kept rows' change time, `kept_time`) reads the
     rows not merged apart from the merged ones it reports (`_merges_followed`); an incident type is
     said of the kept rows' type id; a place, a source or an organization is its own
     EXISTS over the links, said of the kept row's key (`filters.LinkedToIncident`); `min_origins` is

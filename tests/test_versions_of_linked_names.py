@@ -16,6 +16,7 @@ from incidents import roles
 from incidents.models import Involvement
 from tests.api_support import API, client_for, incident_url, public_ids
 from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
+from tests.test_csv_export_rows import export_rows_a_refresh_makes, kept_export_rows
 
 
 @pytest.fixture
@@ -184,6 +185,8 @@ class TestAnOrganizationRenamed:
         row = csv_row(None, incident)
         assert row["version"] == str(before[None] + 1)
         assert ("People's Republic" in (row["perpetrators"] or "")) == (role == "perpetrator")
+        # Every cell, the change times too, as a refresh from nothing makes it.
+        assert kept_export_rows() == export_rows_a_refresh_makes()
 
     def test_the_incidents_of_its_public_relays_move_for_every_reader(self, keeper, reviewer):
         """Their chain now ends at the relay: its claim is its own origin, as they count them."""
