@@ -44,6 +44,7 @@ from incidents.models import (
     IncidentExportRow,
     IncidentPlace,
     IncidentRevision,
+    IncidentType,
     Involvement,
     InvolvementRole,
     Organization,
@@ -1407,6 +1408,11 @@ def record_save(
                 _links_shown_changed(record)
         if isinstance(record, Organization) and stored is not None and stored.name != record.name:
             _incidents_show_organization_renamed(record, user)
+        if isinstance(record, IncidentType) and stored is not None and stored.slug != record.slug:
+            # Before the type's UPDATE, whose trigger makes their export rows again (`type`).
+            _incidents_new_version(
+                user, f"SELECT id FROM {Incident._meta.db_table} WHERE incident_type_id = %s", [record.pk]
+            )
         if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when

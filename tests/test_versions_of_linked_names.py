@@ -200,3 +200,20 @@ class TestAnOrganizationRenamed:
         edit(keeper, source_url(source), {"confidential": True})
 
         assert versions(incident, None, reviewer, keeper) == {user: version + 1 for user, version in before.items()}
+
+
+class TestATypeGivenAnotherSlug:
+    def test_its_incidents_move_for_every_reader_and_sync_again(self, keeper, reviewer):
+        """The API's `incident_type` and the CSV's `type` name a type by its slug."""
+        incident = make_incident()
+        incident_type = incident.incident_type
+        before = versions(incident, None, reviewer)
+        since = timezone.now()
+
+        edit(keeper, f"{API}/incident-types/{incident_type.pk}/", {"slug": "refoulement"})
+
+        assert versions(incident, None, reviewer) == {user: version + 1 for user, version in before.items()}
+        assert incident.public_id in synced_since(None, since)
+        assert read(None, incident_url(incident))[0]["incident_type"] == "refoulement"
+        assert csv_row(None, incident)["type"] == "refoulement"
+        assert kept_export_rows() == export_rows_a_refresh_makes()
