@@ -631,7 +631,7 @@ def _apply_update(
     )
     incident.updated_by_id = _acting_user_id(user)
     incident.save()
-    if incident.confidential != current.confidential:
+    if _shown_to_the_public(incident) != _shown_to_the_public(current) or incident.confidential != current.confidential:
         _links_shown_changed(incident)
     _write_children(incident, children, visibility_of=visibility_of)
     duplicates.rescore_after_commit([incident.pk])
@@ -1704,13 +1704,18 @@ def _incidents_show_organization_renamed(organization: Organization, user) -> No
         )
 
 
+def _shown_to_the_public(incident: Incident) -> bool:
+    return incident.review_state == ReviewState.PUBLISHED and not incident.confidential
+
+
 def _links_shown_changed(linked: Source | Incident) -> None:
     """A new version, which every reader is told, of each source citing `linked` and each response
-    giving it as its source or about it, whose confidentiality is changing: readers without
-    Confidential access now see the link, or no longer do (it reads as none). A partner's copy is
-    then read again, and a stale edit of theirs meets a version conflict: without it, a writer who
-    was shown no link, and sends that back once the linked record is public, removed a link they
-    never saw. Each record's history tells of its new version."""
+    giving it as its source or about it, whose confidentiality is changing (or, an incident, whether
+    it is published): readers without Confidential access now see the link, or no longer do (it
+    reads as none), and so does the public. A partner's copy is then read again, and a stale edit
+    of theirs meets a version conflict: without it, a writer who was shown no link, and sends that
+    back once the linked record is public, removed a link they never saw. Each record's history
+    tells of its new version."""
     now = timezone.now()
     new_version = {"version": models.F("version") + 1, "updated_at": now, "disclosed_updated_at": now}
     if isinstance(linked, Source):

@@ -58,6 +58,8 @@ def response():
 
 
 def url_of(record) -> str:
+    if isinstance(record, Incident):
+        return f"{API}/incidents/{record.public_id}/"
     return f"{API}/{record._meta.verbose_name_plural}/{record.pk}/"
 
 
@@ -295,10 +297,7 @@ def linked_record(given) -> Source | Incident:
 
 def made_confidential(keeper, linked, confidential: bool) -> None:
     """`linked` made confidential, or public, by `keeper`, through the API."""
-    url = f"{API}/incidents/{linked.public_id}/" if linked._meta.model_name == "incident" else url_of(linked)
-    etag = client_for(keeper).get(url)["ETag"]
-    answer = client_for(keeper).patch(url, {"confidential": confidential}, format="json", HTTP_IF_MATCH=etag)
-    assert answer.status_code == 200, answer.content
+    edit(keeper, linked, {"confidential": confidential})
 
 
 class TestTheLinkedRecordsConfidentialityChanged:
@@ -353,3 +352,21 @@ class TestTheLinkedRecordsConfidentialityChanged:
         edit(reviewer, record, visible_edit(record))
 
         assert kept(record, given)
+
+
+class TestTheLinkedIncidentPublishedOrReturnedToDraft:
+    """The public reads a response's links to published incidents alone: one published, or returned
+    to draft, changes the response they read, and its version moves for them."""
+
+    @pytest.mark.parametrize("published_before", [False, True], ids=["published", "returned to draft"])
+    def test_the_public_is_told_a_new_version(self, keeper, response, published_before):
+        incident = make_incident(review_state="published" if published_before else "in_review")
+        edit(keeper, response, {"incidents": [*linked_ids(response), incident.public_id]})
+        version, _, etag = told(None, response)
+        seen_before = incident.public_id in read(None, response)[0]["incidents"]
+
+        edit(keeper, incident, {"review_state": "draft" if published_before else "published"})
+
+        body, now_etag = read(None, response)
+        assert (incident.public_id in body["incidents"], seen_before) == (not published_before, published_before)
+        assert (body["version"], now_etag) == (version + 1, f'"{version + 1}"') != (version, etag)
