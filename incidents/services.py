@@ -1667,15 +1667,35 @@ def _incidents_show_source_changed(source: Source, stored: Source, user) -> None
     # A new chain for every reader (what it cites); for readers without Confidential access alone, the
     # relays whose chains they read up to it (its confidentiality: for the others, no origin moves).
     sources = _SOURCE_AND_RELAYS.format(through="") if source.cites_id != stored.cites_id else public_sources
-    # None when the source is confidential before and after: what they see of it stays nothing.
-    seen_where = "" if source.confidential and stored.confidential else f"source_id IN ({public_sources})"
+    # What readers without Confidential access see change: nothing of a source confidential before
+    # and after; their chains through it, when it is made public or confidential or, public, cites
+    # another source as they read `cites` (null for a confidential one: a public source given a
+    # confidential source to cite, or one for another, ends their chain where it ended, and its own
+    # version does not move for them, `record_disclosed_keep`); else its claims' title, if renamed.
+    if source.confidential and stored.confidential:
+        seen_sources = None
+    elif source.confidential != stored.confidential or _cites_as_disclosed(source) != _cites_as_disclosed(stored):
+        seen_sources = _SOURCE_AND_RELAYS.format(through="WHERE NOT relay.confidential")
+    elif source.title != stored.title:
+        seen_sources = "SELECT %s"
+    else:
+        seen_sources = None
+    seen_where = "false" if seen_sources is None else f"source_id IN ({seen_sources})"
     _incidents_new_version(
         user,
         f"SELECT incident_id FROM {claims} WHERE source_id IN ({sources})",
         [source.pk],
-        seen=f"SELECT incident_id FROM {claims} WHERE NOT confidential AND {seen_where or 'false'}",
-        seen_params=[source.pk] if seen_where else [],
+        seen=f"SELECT incident_id FROM {claims} WHERE NOT confidential AND {seen_where}",
+        seen_params=[] if seen_sources is None else [source.pk],
     )
+
+
+def _cites_as_disclosed(source: Source) -> int | None:
+    """The source `source` cites as readers without Confidential access read it: none for a
+    confidential one (SQL `disclosed_source_id`, migration 0096)."""
+    if source.cites_id is None or Source.objects.filter(pk=source.cites_id, confidential=True).exists():
+        return None
+    return source.cites_id
 
 
 def _incidents_show_organization_renamed(organization: Organization, user) -> None:

@@ -217,3 +217,35 @@ class TestATypeGivenAnotherSlug:
         assert read(None, incident_url(incident))[0]["incident_type"] == "refoulement"
         assert csv_row(None, incident)["type"] == "refoulement"
         assert kept_export_rows() == export_rows_a_refresh_makes()
+
+
+class TestASourceGivenAConfidentialSourceToCite:
+    """A public source given a confidential source to cite (or one confidential source for another)
+    shows readers without Confidential access nothing new: its `cites` reads null before and after,
+    and their chain ends at it, so the incidents' independent origins stay as they count them."""
+
+    @pytest.mark.parametrize("cited_before", [None, "Informant A"])
+    def test_its_incidents_move_only_for_readers_with_access(self, keeper, reviewer, cited_before):
+        source = make_source(
+            title="RFA story",
+            cites=None if cited_before is None else make_source(title=cited_before, confidential=True),
+        )
+        informant = make_source(title="Informant B", kind="testimony", confidential=True)
+        relay = make_source(title="UCA News story", cites=source)
+        incident, relayed = make_incident(), make_incident()
+        make_claim(incident=incident, source=source)
+        make_claim(incident=relayed, source=relay)
+        before = {record: versions(record, None, reviewer, keeper) for record in (incident, relayed)}
+        source_before = {user: read(user, source_url(source))[0]["version"] for user in (None, reviewer)}
+        since = timezone.now()
+
+        edit(keeper, source_url(source), {"cites": informant.pk})
+
+        # The source itself is told no new version (its `cites` reads null to them, as before) ...
+        assert {user: read(user, source_url(source))[0]["version"] for user in (None, reviewer)} == source_before
+        # ... and neither are the incidents citing it or its relay.
+        for record in (incident, relayed):
+            assert versions(record, None, reviewer, keeper) == before[record] | {keeper: before[record][keeper] + 1}
+            assert record.public_id not in synced_since(reviewer, since)
+            assert record.public_id in synced_since(keeper, since)
+        assert kept_export_rows() == export_rows_a_refresh_makes()
