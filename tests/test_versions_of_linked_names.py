@@ -249,3 +249,15 @@ class TestASourceGivenAConfidentialSourceToCite:
             assert record.public_id not in synced_since(reviewer, since)
             assert record.public_id in synced_since(keeper, since)
         assert kept_export_rows() == export_rows_a_refresh_makes()
+
+    def test_in_place_of_a_public_one_it_moves_for_every_reader(self, keeper, reviewer):
+        """Their chain, which ran on to the public source cited, now ends at it: they see it change."""
+        source = make_source(title="RFA story", cites=make_source(title="HRW report"))
+        incident = make_incident()
+        make_claim(incident=incident, source=source)
+        make_claim(incident=incident, source=make_source(title="Daily NK story"))
+        before = versions(incident, None, reviewer, keeper)
+
+        edit(keeper, source_url(source), {"cites": make_source(title="Informant", confidential=True).pk})
+
+        assert versions(incident, None, reviewer, keeper) == {user: version + 1 for user, version in before.items()}
