@@ -21,7 +21,7 @@ import pghistory
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -307,6 +307,7 @@ def incident_merge(
             merged.merged_into = survivor_incident
             _save_changed(survivor_incident, user_id)
             _save_changed(merged, user_id, "merged_into")
+            _responses_about_both_changed(merged, merge.moved)
             DuplicatePair.objects.filter(pk=pair.pk).update(
                 decision=DuplicateDecision.SAME,
                 decided_by_id=user_id,
@@ -319,6 +320,21 @@ def incident_merge(
         # The survivor holds the other's places and words now; the merged one's waiting pairs go.
         duplicates.rescore_after_commit([survivor_incident.pk, merged.pk])
     return merge
+
+
+def _responses_about_both_changed(merged: Incident, moved: dict[str, list[int]]) -> None:
+    """A new version of the responses about `merged` that were about the survivor already (no link
+    of theirs moves): every reader's list of their incidents loses `merged` with the merge (a merged
+    incident is never shown) and shows it again with its undo, so a partner's copy is read again and
+    a stale edit meets a version conflict, as `services._links_shown_changed` does for an incident
+    made confidential. Readers without Confidential access are told it unless `merged` is
+    confidential (then so is the survivor: they saw neither). The responses whose link moves are
+    told by the link's own trigger (migration 0096)."""
+    now = timezone.now()
+    new_version = {"version": F("version") + 1, "updated_at": now}
+    if not merged.confidential:
+        new_version["disclosed_updated_at"] = now
+    Response.objects.filter(incidents=merged).exclude(pk__in=moved["responses"]).update(**new_version)
 
 
 def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:
@@ -516,6 +532,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         merged.merged_into = None
         _save_changed(survivor, user_id)
         _save_changed(merged, user_id, "merged_into")
+        _responses_about_both_changed(merged, moved)
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
         if merge.revision_id is not None and merge.revision.state == RevisionState.PENDING:

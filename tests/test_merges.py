@@ -1347,3 +1347,24 @@ def test_a_merged_incidents_history_stays_at_its_own_address_for_whoever_may_fol
     made(True, survivor, make_user(roles.REVIEWER, confidential=True))
     assert client_for(reviewer).get(incident_url(merged, "history/")).status_code == 404
     assert admin.get(reverse("admin:incidents_incident_history", args=[merged.pk])).status_code == 302
+
+
+def test_a_response_about_both_incidents_is_a_new_version_with_the_merge_and_its_undo(world, reviewer):
+    """It shows the merged incident before the merge, not after it, and again after the undo: every
+    reader's copy of it is read again, and a stale edit meets a version conflict."""
+    response, survivor, merged = world["response"], world["survivor"], world["merged"]
+    response.incidents.add(survivor)
+    url = f"{API}/responses/{response.pk}/"
+
+    def told() -> tuple[list[str], int]:
+        body = client_for().get(url).json()
+        return sorted(body["incidents"]), body["version"]
+
+    incidents, version = told()
+    assert incidents == sorted([survivor.public_id, merged.public_id])
+
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    assert told() == ([survivor.public_id], version + 1)
+
+    assert client_for(reviewer).post(unmerge_url(merged), {}, format="json").status_code == 200
+    assert told() == (incidents, version + 2)
