@@ -3,6 +3,21 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import translation
 
+from incidents import roles
+from tests.factories import make_user
+
+
+@pytest.fixture
+def reviewer():
+    """A Reviewer without Confidential access (a test file may define its own)."""
+    return make_user(roles.REVIEWER)
+
+
+@pytest.fixture
+def keeper():
+    """A Reviewer with Confidential access, who writes what only such readers see."""
+    return make_user(roles.REVIEWER, confidential=True)
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):

@@ -144,11 +144,6 @@ def analyst():
 
 
 @pytest.fixture
-def reviewer():
-    return make_user(roles.REVIEWER)
-
-
-@pytest.fixture
 def viewer():
     return make_user(roles.VIEWER)
 

@@ -47,11 +47,6 @@ LABELS = [
 ]
 
 
-@pytest.fixture
-def reviewer():
-    return make_user(roles.REVIEWER)
-
-
 class TestTheModel:
     @pytest.mark.parametrize(("start", "end", "precision", "label"), LABELS)
     def test_the_label_says_the_date_as_the_source_did_and_the_pages_say_the_same(self, start, end, precision, label):

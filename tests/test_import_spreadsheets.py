@@ -9,16 +9,10 @@ from datetime import date
 
 import pytest
 
-from incidents import roles
 from incidents.importers import _MAX_HEADER_CELLS as MAX_HEADER_CELLS
 from incidents.models import Incident
-from tests.factories import make_incident, make_place, make_user
+from tests.factories import make_incident, make_place
 from tests.test_import import confirm_form, export, import_errors, run_import
-
-
-@pytest.fixture
-def reviewer():
-    return make_user(roles.REVIEWER)
 
 
 @pytest.fixture

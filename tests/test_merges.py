@@ -46,11 +46,6 @@ def unmerge_url(incident) -> str:
 
 
 @pytest.fixture
-def reviewer():
-    return make_user(roles.REVIEWER)
-
-
-@pytest.fixture
 def world():
     """One repatriation entered twice. The survivor (older, published) has a claim of the daily;
     the duplicate has the daily's claim too (a conflict), a confidential claim, a claim of a

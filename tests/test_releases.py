@@ -36,11 +36,6 @@ CC_BY = {
 
 
 @pytest.fixture
-def reviewer():
-    return make_user(roles.REVIEWER)
-
-
-@pytest.fixture
 def published():
     """A published incident at a place, with a public claim and a response."""
     place = make_place(name="Dandong", latitude=40.1, longitude=124.4)

@@ -28,12 +28,6 @@ CHANGELIST = reverse("admin:incidents_incident_changelist")
 
 
 @pytest.fixture
-def reviewer():
-    """Sees drafts, not confidential records."""
-    return make_user(roles.REVIEWER)
-
-
-@pytest.fixture
 def insider():
     """Sees drafts and confidential records."""
     return make_user(roles.REVIEWER, confidential=True)

@@ -12,23 +12,10 @@ import io
 import pytest
 from django.utils import timezone
 
-from incidents import roles
 from incidents.models import Involvement
 from tests.api_support import API, client_for, incident_url, public_ids
-from tests.factories import make_claim, make_incident, make_organization, make_source, make_user
+from tests.factories import make_claim, make_incident, make_organization, make_source
 from tests.test_csv_export_rows import export_rows_a_refresh_makes, kept_export_rows
-
-
-@pytest.fixture
-def keeper():
-    """A Reviewer with Confidential access, who renames what only such readers see, too."""
-    return make_user(roles.REVIEWER, confidential=True)
-
-
-@pytest.fixture
-def reviewer():
-    """A Reviewer without Confidential access."""
-    return make_user(roles.REVIEWER)
 
 
 def read(user, record_url: str) -> tuple[dict, str]:
@@ -62,6 +49,15 @@ def csv_row(user, incident) -> dict[str, str]:
 
 def synced_since(user, since) -> set[str]:
     return public_ids(client_for(user).get(f"{API}/incidents/", {"updated_since": since.isoformat()}))
+
+
+def relayed_beside_another_origin():
+    """A source, another, and an incident with a claim of each: of the first through a relay."""
+    source, origin = make_source(title="RFA story"), make_source(title="HRW report")
+    incident = make_incident()
+    make_claim(incident=incident, source=make_source(title="UCA News story", cites=source))
+    make_claim(incident=incident, source=origin)
+    return source, origin, incident
 
 
 class TestASourceRenamed:
@@ -123,11 +119,7 @@ class TestASourceRenamed:
 class TestWhatASourceCitesChanged:
     def test_the_incidents_of_its_relays_move_with_their_origins(self, keeper, reviewer):
         """A relay's claim reaches the source's origin: citing another changes the incident's count."""
-        origin, source = make_source(title="HRW report"), make_source(title="RFA story")
-        relay = make_source(title="UCA News story", cites=source)
-        incident = make_incident()
-        make_claim(incident=incident, source=relay)
-        make_claim(incident=incident, source=origin)
+        source, origin, incident = relayed_beside_another_origin()
         before = versions(incident, None, reviewer, keeper)
         assert read(None, incident_url(incident))[0]["corroboration"]["independent_origins"] == 2
 
@@ -190,11 +182,7 @@ class TestAnOrganizationRenamed:
 
     def test_the_incidents_of_its_public_relays_move_for_every_reader(self, keeper, reviewer):
         """Their chain now ends at the relay: its claim is its own origin, as they count them."""
-        source, origin = make_source(title="RFA story"), make_source(title="HRW report")
-        relay = make_source(title="UCA News story", cites=source)
-        incident = make_incident()
-        make_claim(incident=incident, source=relay)
-        make_claim(incident=incident, source=origin)
+        source, _, incident = relayed_beside_another_origin()
         before = versions(incident, None, reviewer, keeper)
 
         edit(keeper, source_url(source), {"confidential": True})

@@ -12,22 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from incidents import roles
 from incidents.models import Claim
 from tests.api_support import API, client_for, incident_url, public_ids
-from tests.factories import make_claim, make_incident, make_source, make_user
-
-
-@pytest.fixture
-def keeper():
-    """A Reviewer with Confidential access, who edits what only such readers see."""
-    return make_user(roles.REVIEWER, confidential=True)
-
-
-@pytest.fixture
-def reviewer():
-    """A Reviewer without Confidential access."""
-    return make_user(roles.REVIEWER)
+from tests.factories import make_claim, make_incident, make_source
 
 
 @pytest.fixture

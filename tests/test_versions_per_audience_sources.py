@@ -11,23 +11,10 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
-from incidents import roles
 from incidents.models import Incident, Response, Source
 from tests.api_support import API, client_for
-from tests.factories import make_incident, make_organization, make_source, make_user
+from tests.factories import make_incident, make_organization, make_source
 from tests.form_support import form_fields, saved_unchanged
-
-
-@pytest.fixture
-def keeper():
-    """A Reviewer with Confidential access, who links what only such readers see."""
-    return make_user(roles.REVIEWER, confidential=True)
-
-
-@pytest.fixture
-def reviewer():
-    """A Reviewer without Confidential access."""
-    return make_user(roles.REVIEWER)
 
 
 @pytest.fixture

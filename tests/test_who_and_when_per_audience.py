@@ -28,19 +28,12 @@ from tests.test_merges import decide, merge_url, unmerge_url
 from tests.test_merges import world as world
 from tests.test_versions_per_audience import edit, edit_confidential_excerpt
 from tests.test_versions_per_audience import incident as incident
-from tests.test_versions_per_audience import keeper as keeper
 
 
 @pytest.fixture
 def writer():
     """A Reviewer without Confidential access, who edits what everyone sees."""
     return make_user(roles.REVIEWER, username="kim.writer")
-
-
-@pytest.fixture
-def reviewer():
-    """A Reviewer without Confidential access, who reads."""
-    return make_user(roles.REVIEWER)
 
 
 @pytest.fixture
