@@ -1616,12 +1616,14 @@ def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: boo
 def _origins_changed(source: Source, stored: Source) -> bool:
     """Whether the origins that readers without Confidential access know, of the claims of
     `source` and of sources relaying it, may change with the write: it is made confidential or
-    public, or, public, cites another source. What a confidential source cites changes no origin
-    they know, and rescoring for it would show them, in the duplicates queue's count of incidents
-    waiting, how many incidents cite it or a relay of it."""
+    public, or, public, cites another source as they read it (a confidential one reads as none).
+    What a confidential source cites, or a public one given a confidential source to cite in place
+    of none or of another confidential one, changes no origin they know, and rescoring for it would
+    show them, in the duplicates queue's count of incidents waiting, how many incidents cite it or a
+    relay of it."""
     if source.confidential != stored.confidential:
         return True
-    return not source.confidential and source.cites_id != stored.cites_id
+    return not source.confidential and _cites_as_disclosed(source) != _cites_as_disclosed(stored)
 
 
 def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:
