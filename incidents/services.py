@@ -1413,6 +1413,9 @@ def record_save(
             _incidents_new_version(
                 user, f"SELECT id FROM {Incident._meta.db_table} WHERE incident_type_id = %s", [record.pk]
             )
+            # Its sub-types name it as their `parent` by its slug too.
+            sub_types = IncidentType.objects.filter(parent=record)
+            sub_types.update(version=models.F("version") + 1, updated_at=timezone.now())
         if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_FIELDS):
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when

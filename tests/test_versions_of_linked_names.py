@@ -12,7 +12,7 @@ import io
 import pytest
 from django.utils import timezone
 
-from incidents.models import Involvement
+from incidents.models import IncidentType, Involvement
 from tests.api_support import API, client_for, incident_url, public_ids
 from tests.factories import make_claim, make_incident, make_organization, make_source
 from tests.test_csv_export_rows import export_rows_a_refresh_makes, kept_export_rows
@@ -205,6 +205,20 @@ class TestATypeGivenAnotherSlug:
         assert read(None, incident_url(incident))[0]["incident_type"] == "refoulement"
         assert csv_row(None, incident)["type"] == "refoulement"
         assert kept_export_rows() == export_rows_a_refresh_makes()
+
+    def test_its_sub_types_move_too(self, keeper):
+        """They name it as their `parent` by its slug: a stale edit of one meets a version conflict."""
+        parent = make_incident().incident_type
+        child = IncidentType.objects.create(slug="pushback", name="Pushback", parent=parent)
+        child_url = f"{API}/incident-types/{child.pk}/"
+        body, etag = read(keeper, child_url)
+
+        edit(keeper, f"{API}/incident-types/{parent.pk}/", {"slug": "refoulement"})
+
+        now_body, _ = read(keeper, child_url)
+        assert (now_body["parent"], now_body["version"]) == ("refoulement", body["version"] + 1)
+        stale = client_for(keeper).put(child_url, body, format="json", HTTP_IF_MATCH=etag)
+        assert stale.status_code == 412, stale.content
 
 
 class TestASourceGivenAConfidentialSourceToCite:
