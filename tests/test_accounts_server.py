@@ -98,6 +98,10 @@ def gunicorn(transactional_db, server_environment, tmp_path):
             # choice, and one of them took all of a test's requests in a CI run, so that nothing
             # showed the counters to be shared. Now every request is another process's.
             "--max-requests", "1", "--preload",
+            # Its quick shutdown kills a worker still running after this, where the default (30 s)
+            # outlasted the wait below: a worker forked a moment before the shutdown may not yet
+            # answer the signal (a CI run's teardown timed out so, and left the server running).
+            "--graceful-timeout", "5",
             "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s %(U)s",
         ],
         cwd=BASE_DIR, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
