@@ -21,7 +21,7 @@ import pghistory
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -330,11 +330,8 @@ def _responses_about_both_changed(merged: Incident, moved: dict[str, list[int]])
     made confidential. Readers without Confidential access are told it unless `merged` is
     confidential (then so is the survivor: they saw neither). The responses whose link moves are
     told by the link's own trigger (migration 0096)."""
-    now = timezone.now()
-    new_version = {"version": F("version") + 1, "updated_at": now}
-    if not merged.confidential:
-        new_version["disclosed_updated_at"] = now
-    Response.objects.filter(incidents=merged).exclude(pk__in=moved["responses"]).update(**new_version)
+    about_both = Response.objects.filter(incidents=merged).exclude(pk__in=moved["responses"])
+    services.new_version_of(about_both, told_everyone=not merged.confidential)
 
 
 def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:

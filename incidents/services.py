@@ -1626,7 +1626,7 @@ def _origins_changed(source: Source, stored: Source) -> bool:
     relay of it."""
     if source.confidential != stored.confidential:
         return True
-    return not source.confidential and _cites_as_disclosed(source) != _cites_as_disclosed(stored)
+    return not source.confidential and _disclosed_cites_changed(source, stored)
 
 
 def _cites_loop_errors(user, source: Source) -> dict[str, list[str]]:
@@ -1664,25 +1664,27 @@ def _incidents_show_source_changed(source: Source, stored: Source, user) -> None
     through public sources. Only before the source's UPDATE, in the same transaction, which makes
     the incidents' export rows again (`incident_export_sources_changed`, the same incidents). The
     claims stay as they are until the commit: `source` is locked, which a new claim of it waits for."""
-    in_chains = source.confidential != stored.confidential or source.cites_id != stored.cites_id
+    cites_changed = source.cites_id != stored.cites_id
+    in_chains = cites_changed or source.confidential != stored.confidential
     if not in_chains and source.title == stored.title:
         return
     claims = Claim._meta.db_table
-    public_sources = _SOURCE_AND_RELAYS.format(through="WHERE NOT relay.confidential") if in_chains else "SELECT %s"
+    itself = "SELECT %s"
+    public_relays = _SOURCE_AND_RELAYS.format(through="WHERE NOT relay.confidential")
     # A new chain for every reader (what it cites); for readers without Confidential access alone, the
     # relays whose chains they read up to it (its confidentiality: for the others, no origin moves).
-    sources = _SOURCE_AND_RELAYS.format(through="") if source.cites_id != stored.cites_id else public_sources
+    sources = _SOURCE_AND_RELAYS.format(through="") if cites_changed else public_relays if in_chains else itself
     # What readers without Confidential access see change: nothing of a source confidential before
     # and after; their chains through it, when it is made public or confidential or, public, cites
-    # another source as they read `cites` (null for a confidential one: a public source given a
-    # confidential source to cite, or one for another, ends their chain where it ended, and its own
-    # version does not move for them, `record_disclosed_keep`); else its claims' title, if renamed.
+    # another source as they read `cites` (a public source given a confidential source to cite, or
+    # one for another, ends their chain where it ended, and its own version does not move for them,
+    # `record_disclosed_keep`); else its claims' title, if renamed.
     if source.confidential and stored.confidential:
         seen_sources = None
-    elif source.confidential != stored.confidential or _cites_as_disclosed(source) != _cites_as_disclosed(stored):
-        seen_sources = _SOURCE_AND_RELAYS.format(through="WHERE NOT relay.confidential")
+    elif source.confidential != stored.confidential or _disclosed_cites_changed(source, stored):
+        seen_sources = public_relays
     elif source.title != stored.title:
-        seen_sources = "SELECT %s"
+        seen_sources = itself
     else:
         seen_sources = None
     seen_where = "false" if seen_sources is None else f"source_id IN ({seen_sources})"
@@ -1695,12 +1697,16 @@ def _incidents_show_source_changed(source: Source, stored: Source, user) -> None
     )
 
 
-def _cites_as_disclosed(source: Source) -> int | None:
-    """The source `source` cites as readers without Confidential access read it: none for a
-    confidential one (SQL `disclosed_source_id`, migration 0096)."""
-    if source.cites_id is None or Source.objects.filter(pk=source.cites_id, confidential=True).exists():
-        return None
-    return source.cites_id
+def _disclosed_cites_changed(source: Source, stored: Source) -> bool:
+    """Whether what `source` cites as readers without Confidential access read it (none for a
+    confidential source: SQL `disclosed_source_id`, migration 0096) differs from what `stored` cites
+    so. One query when what it cites changed, none otherwise."""
+    if source.cites_id == stored.cites_id:
+        return False
+    # Two different ids read alike only as none: each is none or a confidential source.
+    cited = {source.cites_id, stored.cites_id} - {None}
+    hidden = Source.objects.filter(pk__in=cited, confidential=True).values_list("pk", flat=True)
+    return bool(cited - set(hidden))
 
 
 def _incidents_show_organization_renamed(organization: Organization, user) -> None:
@@ -1733,21 +1739,28 @@ def _shown_to_the_public(incident: Incident) -> bool:
     return incident.review_state == ReviewState.PUBLISHED and not incident.confidential
 
 
+def new_version_of(records: models.QuerySet, *, told_everyone: bool = True) -> None:
+    """A new version of each of `records` (sources or responses: `VersionsPerAudience`), in one
+    UPDATE, for a change of what they show of a record they link to; readers without Confidential
+    access are told it too when `told_everyone` (the change time given to `disclosed_updated_at` is
+    what tells the row's trigger to count it, migration 0096). Each record's history tells of it."""
+    now = timezone.now()
+    told = {"disclosed_updated_at": now} if told_everyone else {}
+    records.update(version=models.F("version") + 1, updated_at=now, **told)
+
+
 def _links_shown_changed(linked: Source | Incident) -> None:
     """A new version, which every reader is told, of each source citing `linked` and each response
     giving it as its source or about it, whose confidentiality is changing (or, an incident, whether
     it is published): readers without Confidential access now see the link, or no longer do (it
     reads as none), and so does the public. A partner's copy is then read again, and a stale edit
     of theirs meets a version conflict: without it, a writer who was shown no link, and sends that
-    back once the linked record is public, removed a link they never saw. Each record's history
-    tells of its new version."""
-    now = timezone.now()
-    new_version = {"version": models.F("version") + 1, "updated_at": now, "disclosed_updated_at": now}
+    back once the linked record is public, removed a link they never saw."""
     if isinstance(linked, Source):
-        Source.objects.filter(cites=linked).update(**new_version)
-        Response.objects.filter(source=linked).update(**new_version)
+        new_version_of(Source.objects.filter(cites=linked))
+        new_version_of(Response.objects.filter(source=linked))
     else:
-        Response.objects.filter(incidents=linked).update(**new_version)
+        new_version_of(Response.objects.filter(incidents=linked))
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:
