@@ -1,0 +1,225 @@
+"""A source's and a response's version and change time for the public (anonymous readers and
+accounts that are not staff), apart from those of staff without Confidential access: the public
+reads neither a source's staff-only `notes` nor a response's links to incidents not published, so
+a change of those moves neither the version, the change time nor the ETag it is told, while staff
+without Confidential access, who read them, are told it. A writer who is not staff (a partner
+tool's account) edits by the version the public is told."""
+
+from datetime import date
+
+import pytest
+from django.apps import apps
+
+from incidents import roles
+from incidents.models import Response
+from tests.api_support import client_for
+from tests.factories import make_incident, make_organization, make_source, make_user
+from tests.test_versions_per_audience_sources import edit, linked_ids, read, told, url_of
+
+
+@pytest.fixture
+def article():
+    return make_source(title="Repatriations at Dandong", notes="Called the editor")
+
+
+@pytest.fixture
+def published():
+    return make_incident(title="Repatriation at Dandong")
+
+
+@pytest.fixture
+def response(published):
+    """A public statement about a published incident."""
+    response = Response.objects.create(
+        organization=make_organization(name="Human Rights Watch"), kind="statement", date=date(2023, 10, 10)
+    )
+    response.incidents.set([published])
+    return response
+
+
+@pytest.fixture(params=["draft", "in_review"])
+def unpublished(request):
+    return make_incident(title="Arrests in Hunchun", review_state=request.param)
+
+
+@pytest.fixture
+def partner():
+    """A partner tool's account: the Analyst role, which may change sources and responses, but not
+    staff, so it reads what the public reads."""
+    return make_user(roles.ANALYST, is_staff=False)
+
+
+def linked_to(response, incident) -> dict:
+    return {"incidents": [*linked_ids(response), incident.public_id]}
+
+
+@pytest.fixture(params=["notes", "draft linked", "draft unlinked"])
+def staff_only(request, keeper, article, response, unpublished):
+    """A record and an edit only staff see, made ready (the draft linked first, to be unlinked)."""
+    if request.param == "notes":
+        return article, {"notes": "Called the editor again"}
+    if request.param == "draft linked":
+        return response, linked_to(response, unpublished)
+    edit(keeper, response, linked_to(response, unpublished))
+    return response, {"incidents": [incident for incident in linked_ids(response) if incident != unpublished.public_id]}
+
+
+class TestThePublic:
+    def test_is_not_told_a_change_only_staff_see(self, keeper, staff_only, partner):
+        record, change = staff_only
+        before = {reader: read(reader, record) for reader in (None, partner)}
+
+        edit(keeper, record, change)
+
+        assert {reader: read(reader, record) for reader in (None, partner)} == before
+
+    def test_staff_without_confidential_access_are_told_it(self, keeper, reviewer, staff_only):
+        record, change = staff_only
+        version, updated_at, etag = told(reviewer, record)
+
+        edit(keeper, record, change)
+
+        now_version, now_updated_at, now_etag = told(reviewer, record)
+        assert (now_version, now_etag) == (version + 1, f'"{version + 1}"')
+        assert now_updated_at > updated_at
+
+    def test_readers_with_confidential_access_are_told_it(self, keeper, staff_only):
+        record, change = staff_only
+        version, _, _ = told(keeper, record)
+
+        edit(keeper, record, change)
+
+        assert told(keeper, record)[0] == version + 1
+
+    @pytest.mark.parametrize(
+        "visible",
+        [
+            lambda article, response: (article, {"title": "Repatriations at Dandong, corrected"}),
+            lambda article, response: (response, {"description": "Calls on China to stop"}),
+            lambda article, response: (response, linked_to(response, make_incident())),
+        ],
+        ids=["title", "description", "published incident linked"],
+    )
+    def test_is_told_a_change_it_can_see(self, keeper, reviewer, article, response, visible):
+        record, change = visible(article, response)
+        before = {reader: told(reader, record) for reader in (None, reviewer)}
+
+        edit(keeper, record, change)
+
+        for reader, (version, updated_at, etag) in before.items():
+            now_version, now_updated_at, now_etag = told(reader, record)
+            assert (now_version, now_etag) == (version + 1, f'"{version + 1}"') != (version, etag)
+            assert now_updated_at > updated_at
+
+    def test_is_told_a_change_it_can_see_after_one_it_cannot_by_one(self, keeper, staff_only):
+        record, change = staff_only
+        version, _, _ = told(None, record)
+        edit(keeper, record, change)
+
+        edit(keeper, record, {"title": "Corrected"} if "notes" in change else {"description": "Corrected"})
+
+        assert told(None, record)[0] == version + 1
+
+    @pytest.mark.parametrize("published_before", [False, True], ids=["published", "returned to draft"])
+    def test_is_told_the_linked_incident_published_or_returned_to_draft(
+        self, keeper, reviewer, response, published_before
+    ):
+        incident = make_incident(review_state="published" if published_before else "in_review")
+        edit(keeper, response, linked_to(response, incident))
+        before = {reader: told(reader, response)[0] for reader in (None, reviewer)}
+
+        edit(keeper, incident, {"review_state": "draft" if published_before else "published"})
+
+        # Staff without Confidential access saw the link throughout: they are told too, as before.
+        assert {reader: told(reader, response)[0] for reader in (None, reviewer)} == {
+            reader: version + 1 for reader, version in before.items()
+        }
+
+    def test_is_not_told_a_confidential_incident_published(self, keeper, response):
+        incident = make_incident(review_state="in_review", confidential=True)
+        edit(keeper, response, linked_to(response, incident))
+        version, _, _ = told(None, response)
+
+        edit(keeper, incident, {"review_state": "published"})
+
+        assert told(None, response)[0] == version
+
+
+class TestAWriterWhoIsNotStaff:
+    def test_edits_by_the_public_version_after_a_notes_change(self, keeper, partner, article):
+        body, etag = read(partner, article)
+        edit(keeper, article, {"notes": "Called the editor again"})
+
+        answer = client_for(partner).patch(
+            url_of(article), {"title": "Corrected", "notes": None}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 200, answer.content
+        assert answer["ETag"] == f'"{body["version"] + 1}"'
+        article.refresh_from_db()
+        assert (article.title, article.notes) == ("Corrected", "Called the editor again")
+
+    @pytest.mark.parametrize("by_header", [True, False], ids=["If-Match", "body"])
+    def test_a_stale_edit_after_a_draft_linked_is_accepted_and_keeps_the_link(
+        self, keeper, partner, response, unpublished, by_header
+    ):
+        body, etag = read(partner, response)
+        edit(keeper, response, linked_to(response, unpublished))
+
+        # The links as they read them (not the draft) sent back, with their change.
+        sent = {"incidents": body["incidents"], "description": "Corrected"}
+        answer = client_for(partner).patch(
+            url_of(response),
+            sent | ({} if by_header else {"version": body["version"]}),
+            format="json",
+            **({"HTTP_IF_MATCH": etag} if by_header else {}),
+        )
+
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["incidents"] == body["incidents"]
+        assert unpublished.public_id in linked_ids(response)
+
+    @pytest.mark.parametrize("by_header", [True, False], ids=["If-Match", "body"])
+    def test_a_stale_edit_after_a_linked_draft_was_published_is_refused_and_the_link_kept(
+        self, keeper, partner, response, by_header
+    ):
+        draft = make_incident(title="Arrests in Hunchun", review_state="in_review")
+        edit(keeper, response, linked_to(response, draft))
+        body, etag = read(partner, response)
+        assert draft.public_id not in body["incidents"]
+        edit(keeper, draft, {"review_state": "published"})
+
+        # The links as they read them (without the incident now published) sent back.
+        sent = {"incidents": body["incidents"], "description": "Corrected"}
+        answer = client_for(partner).patch(
+            url_of(response),
+            sent | ({} if by_header else {"version": body["version"]}),
+            format="json",
+            **({"HTTP_IF_MATCH": etag} if by_header else {}),
+        )
+
+        assert answer.status_code == (412 if by_header else 409), answer.content
+        assert draft.public_id in linked_ids(response)
+
+    def test_a_stale_edit_after_a_change_it_can_see_is_refused(self, keeper, partner, article):
+        _, etag = read(partner, article)
+        edit(keeper, article, {"title": "Changed by the keeper"})
+
+        answer = client_for(partner).patch(url_of(article), {"title": "Mine"}, format="json", HTTP_IF_MATCH=etag)
+
+        assert answer.status_code == 412
+
+
+class TestHistory:
+    def test_a_write_of_the_public_version_alone_is_no_event(self, keeper, response):
+        edit(keeper, response, linked_to(response, make_incident()))
+        events = apps.get_model("incidents", "ResponseEvent").objects.filter(pgh_obj=response)
+        assert list(events.order_by("pgh_id").values_list("pgh_label", flat=True)) == ["insert", "update"]
+
+        # The write the link's trigger makes, said again by hand: the row's trigger keeps the
+        # columns as they are, and nothing else changed.
+        Response.objects.filter(pk=response.pk).update(public_version=99)
+
+        assert events.count() == 2
+        response.refresh_from_db()
+        assert response.public_version == response.disclosed_version
