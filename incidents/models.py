@@ -710,15 +710,19 @@ class VersionedModel(models.Model):
 # The columns of a record's version and change time told to readers without Confidential access
 # (`VersionsPerAudience`), which its history leaves out: the database derives them.
 DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
+# Those told to the public (`PublicVersions`: a source's, a response's), left out likewise.
+PUBLIC_VERSION_FIELDS = ["public_version", "public_updated_at"]
+# Every audience's kept columns of a source and a response.
+KEPT_VERSION_FIELDS = [*DISCLOSED_VERSION_FIELDS, *PUBLIC_VERSION_FIELDS]
 
-# The update event of a record with `VersionsPerAudience`: when a column other than those changed,
-# said of the row as JSON (as Place's `PLACE_HISTORY_UNLESS_DERIVED`). A write of them alone (the
-# triggers that count a response's links, migration 0096, which fills them in too) is no event.
-_DISCLOSED_VERSION_COLUMNS = " - ".join(f"'{name}'" for name in DISCLOSED_VERSION_FIELDS)
-HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS = pghistory.UpdateEvent(
+# The update event of a source and a response: when a column other than their kept version columns
+# changed, said of the row as JSON (as Place's `PLACE_HISTORY_UNLESS_DERIVED`). A write of them alone
+# (the triggers that count a response's links, migrations 0096 and 0098, which fill them in too) is
+# no event.
+_KEPT_VERSION_COLUMNS = " - ".join(f"'{name}'" for name in KEPT_VERSION_FIELDS)
+HISTORY_UPDATES_BUT_KEPT_VERSIONS = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
-        f"((to_jsonb(OLD) - {_DISCLOSED_VERSION_COLUMNS}) IS DISTINCT FROM "
-        f"(to_jsonb(NEW) - {_DISCLOSED_VERSION_COLUMNS}))"
+        f"((to_jsonb(OLD) - {_KEPT_VERSION_COLUMNS}) IS DISTINCT FROM (to_jsonb(NEW) - {_KEPT_VERSION_COLUMNS}))"
     )
 )
 
@@ -742,6 +746,22 @@ class VersionsPerAudience(VersionedModel):
             kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
             update_fields = [*update_fields, *kept]
         super().save(*args, update_fields=update_fields, **kwargs)
+
+
+class PublicVersions(VersionsPerAudience):
+    """A record whose version and change time the public (readers who may not see unpublished
+    records: anonymous ones, accounts that are not staff) is told apart too: `public_*` move only
+    with a change the public can see, so that a change to what only staff read (a source's notes, a
+    response's link to an incident not published) does not tell it that something it may not see
+    changed. Kept by the database's triggers (migration 0098). Sources and responses alone: an
+    incident shows the public nothing that staff without Confidential access read and it does not
+    (it is published, or not shown)."""
+
+    public_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
+    public_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
+
+    class Meta:
+        abstract = True
 
 
 class CheckConstraintsInOneQuery(models.Model):
@@ -1210,8 +1230,8 @@ class SourceKind(models.TextChoices):
     OTHER = "other", "Other"
 
 
-@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS, exclude=DISCLOSED_VERSION_FIELDS)
-class Source(VersionsPerAudience, TimestampedModel):
+@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
+class Source(PublicVersions, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -2238,8 +2258,8 @@ class ResponseKind(models.TextChoices):
     LEGAL_ACTION = "legal_action", _("Legal action")
 
 
-@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_DISCLOSED_VERSIONS, exclude=DISCLOSED_VERSION_FIELDS)
-class Response(VersionsPerAudience, TimestampedModel):
+@pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
+class Response(PublicVersions, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")
