@@ -147,7 +147,7 @@ def claim_cells(user) -> str:
 def version_cells(user) -> dict[str, str]:
     """The kept cells `user` reads as the `updated_at` and `version` columns: those of the version
     they are told (`querysets.version_fields`), as every other door tells it."""
-    told = version_fields(user)
+    told = version_fields(user).of(Incident)
     return {"updated_at": told.updated_at, "version": told.version}
 
 

@@ -378,7 +378,7 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     def filter_updated_since(self, queryset, name, value):
         # By the change time the user is told (`version_fields`).
-        return queryset.filter(**{f"{version_fields(self.user).updated_at}__gte": value})
+        return queryset.filter(**{f"{version_fields(self.user).of(queryset.model).updated_at}__gte": value})
 
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)

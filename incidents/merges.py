@@ -43,7 +43,15 @@ from incidents.models import (
     VictimGroup,
     validate_ranges,
 )
-from incidents.querysets import can_see_confidential, can_see_unpublished, version_seen_by, versions_told
+from incidents.querysets import (
+    EVERY_CHANGE,
+    STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
+    THE_PUBLIC,
+    can_see_confidential,
+    can_see_unpublished,
+    version_seen_by,
+    versions_told,
+)
 
 ResponseIncident = Response.incidents.through
 
@@ -328,10 +336,17 @@ def _responses_about_both_changed(merged: Incident, moved: dict[str, list[int]])
     incident is never shown) and shows it again with its undo, so a partner's copy is read again and
     a stale edit meets a version conflict, as `services._links_shown_changed` does for an incident
     made confidential. Readers without Confidential access are told it unless `merged` is
-    confidential (then so is the survivor: they saw neither). The responses whose link moves are
-    told by the link's own trigger (migration 0096)."""
+    confidential (then so is the survivor: they saw neither); the public unless it may not see
+    `merged` (a draft, or confidential: its list never showed it). The responses whose link moves
+    are told by the link's own triggers (migrations 0096, 0098)."""
     about_both = Response.objects.filter(incidents=merged).exclude(pk__in=moved["responses"])
-    services.new_version_of(about_both, told_everyone=not merged.confidential)
+    if merged.confidential:
+        told = EVERY_CHANGE
+    elif services.shown_to_the_public(merged):
+        told = THE_PUBLIC
+    else:
+        told = STAFF_WITHOUT_CONFIDENTIAL_ACCESS
+    services.new_version_of(about_both, told=told)
 
 
 def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:

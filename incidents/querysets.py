@@ -51,40 +51,76 @@ def can_see_confidential(user) -> bool:
 @dataclass(frozen=True)
 class VersionFields:
     """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`)
-    that hold the version, the change time and (an incident's alone) the last writer a reader is told."""
+    that hold the version, the change time and (an incident's alone) the last writer an audience is
+    told; `otherwise`, the columns of a wider audience that a record without these holds for the
+    same readers (an incident read by the public: `disclosed_*`). Audiences are nested: the public
+    sees nothing that staff without Confidential access do not, and those staff nothing that
+    staff with it do not."""
 
     version: str
     updated_at: str
     updated_by: str
+    otherwise: "VersionFields | None" = None
+
+    def of(self, record) -> "VersionFields":
+        """The columns `record` (a record, or its model) holds for this audience: these, or those
+        of the narrowest wider audience its model keeps. Never a narrower audience's: a record
+        without the public's columns tells the public what it tells staff without Confidential
+        access, never every change."""
+        model = record if isinstance(record, type) else type(record)
+        fields = self
+        while not hasattr(model, fields.version):
+            fields = fields.otherwise
+        return fields
 
 
 _EVERY_CHANGE = VersionFields("version", "updated_at", "updated_by")
 _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields(
-    "disclosed_version", "disclosed_updated_at", "disclosed_updated_by"
+    "disclosed_version", "disclosed_updated_at", "disclosed_updated_by", otherwise=_EVERY_CHANGE
 )
+# A source's and a response's alone (`models.PublicVersions`); an incident's public is told the
+# disclosed ones (it reads an incident whole or not at all), so the public's last writer is theirs.
+_CHANGES_SEEN_BY_THE_PUBLIC = VersionFields(
+    "public_version",
+    "public_updated_at",
+    "disclosed_updated_by",
+    otherwise=_CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS,
+)
+# Every audience, the widest (told every change) first.
+AUDIENCES = (_EVERY_CHANGE, _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS, _CHANGES_SEEN_BY_THE_PUBLIC)
+EVERY_CHANGE, STAFF_WITHOUT_CONFIDENTIAL_ACCESS, THE_PUBLIC = AUDIENCES
 
 
 def version_fields(user) -> VersionFields:
     """Which of a record's versions, change times and (an incident's) last writers `user` is told,
     and syncs and edits by: with the confidential permission, its own, which move with every change;
-    else `disclosed_*`, which move only with a change they can see (kept by the database, migrations
-    0095 to 0097), so that an edit of what is hidden from them (an incident's confidential claim, a
-    confidential source cited, a response's confidential incident) does not tell them something
-    hidden changed, nor who changed it. The one place that chooses: the API, the admin, the CSV
-    export, the releases and the services read it."""
-    return versions_told(every_change=can_see_confidential(user))
+    staff without it (`can_see_unpublished`), `disclosed_*`, which move only with a change they can
+    see (kept by the database, migrations 0095 to 0097), so that an edit of what is hidden from them
+    (an incident's confidential claim, a confidential source cited, a response's confidential
+    incident) does not tell them something hidden changed, nor who changed it; the public (anonymous
+    readers, accounts that are not staff), a source's and a response's `public_*`, which move only
+    with a change it can see (migration 0098: not their notes, nor a response's link to an incident
+    not published). The one place that chooses: the API, the admin, the CSV export, the releases and
+    the services read it. A query names the columns of its model (`VersionFields.of`): an incident
+    has no `public_*`."""
+    if can_see_confidential(user):
+        return EVERY_CHANGE
+    if can_see_unpublished(user):
+        return STAFF_WITHOUT_CONFIDENTIAL_ACCESS
+    return THE_PUBLIC
 
 
 def versions_told(*, every_change: bool) -> VersionFields:
-    """`version_fields` of a reader with (`every_change`) or without Confidential access."""
-    return _EVERY_CHANGE if every_change else _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS
+    """`version_fields` of staff with (`every_change`) or without Confidential access: what a
+    revision's proposer, or a merge's Reviewer, was told of an incident (the public is told an
+    incident's `disclosed_*` too)."""
+    return EVERY_CHANGE if every_change else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
 
 
 def _fields_of(record, user, told: VersionFields | None) -> VersionFields:
     """The columns of `record` that hold what `user` is told (`version_fields`, or `told`): a record
-    of a model without `disclosed_*` has one version for every reader."""
-    told = told or version_fields(user)
-    return told if hasattr(record, told.version) else _EVERY_CHANGE
+    of a model without them holds a wider audience's (`VersionFields.of`)."""
+    return (told or version_fields(user)).of(record)
 
 
 def version_seen_by(record, user, told: VersionFields | None = None) -> int:
@@ -101,7 +137,7 @@ def updated_by_seen_by(incident, user, told: VersionFields | None = None):
     """Who last changed `incident` as `user` is told it (`version_fields`, or `told`): the writer of
     the last change they can see. Whether `user` may be told a name at all is the door's rule (staff
     only)."""
-    return getattr(incident, (told or version_fields(user)).updated_by)
+    return getattr(incident, _fields_of(incident, user, told).updated_by)
 
 
 def can_see_unpublished(user) -> bool:
@@ -473,7 +509,7 @@ class IncidentQuerySet(QualifierFromFiguresQuerySet):
         """Annotate `last_changed_at` and `last_changed_by` (a username, or None): the change time and
         the last writer `user` is told (`version_fields`), for the doors that read the incident's row
         itself (the admin): its `updated_at` and `updated_by` are those of every change."""
-        told = version_fields(user)
+        told = version_fields(user).of(self.model)
         users = apps.get_model(settings.AUTH_USER_MODEL)
         # A subquery, not a join: read for the rows shown only, never by a list's count.
         writer = users.objects.filter(pk=OuterRef(f"{told.updated_by}_id")).values(users.USERNAME_FIELD)

@@ -54,8 +54,8 @@ from incidents.querysets import version_fields, visible_source_id
 # Releases publish what anyone may read: the rules are those of an anonymous reader.
 PUBLIC = AnonymousUser()
 # The version and change time of an incident that the public is told, which move only with a change
-# it can see (`version_fields`).
-PUBLIC_VERSIONS = version_fields(PUBLIC)
+# it can see (`version_fields`). The released sources and responses carry none.
+PUBLIC_VERSIONS = version_fields(PUBLIC).of(Incident)
 
 MULTI_VALUE_SEPARATOR = "; "
 # A name may hold the separator ("Kirin; Chi-lin" is one alternate name): each is written as the CSV

@@ -60,7 +60,10 @@ from incidents.models import (
     reaches_itself,
 )
 from incidents.querysets import (
+    AUDIENCES,
     STAFF_ONLY_FIELDS,
+    STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
+    THE_PUBLIC,
     VersionFields,
     can_see_confidential,
     can_see_exact_locations,
@@ -631,8 +634,14 @@ def _apply_update(
     )
     incident.updated_by_id = _acting_user_id(user)
     incident.save()
-    if _shown_to_the_public(incident) != _shown_to_the_public(current) or incident.confidential != current.confidential:
-        _links_shown_changed(incident)
+    shown_to_the_public_changed = shown_to_the_public(incident) != shown_to_the_public(current)
+    if shown_to_the_public_changed or incident.confidential != current.confidential:
+        # Staff without Confidential access are told as before (they see drafts, and so told of a
+        # draft published a change they could see already); the public only when what it reads of
+        # the incident's responses changed.
+        _links_shown_changed(
+            incident, told=THE_PUBLIC if shown_to_the_public_changed else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
+        )
     _write_children(incident, children, visibility_of=visibility_of)
     duplicates.rescore_after_commit([incident.pk])
     return incident
@@ -1735,32 +1744,39 @@ def _incidents_show_organization_renamed(organization: Organization, user) -> No
         )
 
 
-def _shown_to_the_public(incident: Incident) -> bool:
+def shown_to_the_public(incident: Incident) -> bool:
+    """Whether the public (a reader who may not see unpublished records) may see `incident`, merges
+    aside."""
     return incident.review_state == ReviewState.PUBLISHED and not incident.confidential
 
 
-def new_version_of(records: models.QuerySet, *, told_everyone: bool = True) -> None:
-    """A new version of each of `records` (sources or responses: `VersionsPerAudience`), in one
-    UPDATE, for a change of what they show of a record they link to; readers without Confidential
-    access are told it too when `told_everyone` (the change time given to `disclosed_updated_at` is
-    what tells the row's trigger to count it, migration 0096). Each record's history tells of it."""
+def new_version_of(records: models.QuerySet, *, told: VersionFields = THE_PUBLIC) -> None:
+    """A new version of each of `records` (sources or responses: `models.PublicVersions`), in one
+    UPDATE, for a change of what they show of a record they link to, which readers with
+    Confidential access and every narrower audience down to `told` are told (`querysets.AUDIENCES`:
+    everyone by default; `EVERY_CHANGE`, those readers alone). The change time given to an
+    audience's `*_updated_at` is what tells the row's trigger to count it (migrations 0096, 0098).
+    Each record's history tells of it."""
     now = timezone.now()
-    told = {"disclosed_updated_at": now} if told_everyone else {}
-    records.update(version=models.F("version") + 1, updated_at=now, **told)
+    narrower = AUDIENCES[1 : AUDIENCES.index(told) + 1]
+    records.update(
+        version=models.F("version") + 1, updated_at=now, **{audience.updated_at: now for audience in narrower}
+    )
 
 
-def _links_shown_changed(linked: Source | Incident) -> None:
-    """A new version, which every reader is told, of each source citing `linked` and each response
-    giving it as its source or about it, whose confidentiality is changing (or, an incident, whether
-    it is published): readers without Confidential access now see the link, or no longer do (it
-    reads as none), and so does the public. A partner's copy is then read again, and a stale edit
-    of theirs meets a version conflict: without it, a writer who was shown no link, and sends that
-    back once the linked record is public, removed a link they never saw."""
+def _links_shown_changed(linked: Source | Incident, *, told: VersionFields = THE_PUBLIC) -> None:
+    """A new version, which readers down to `told` (`new_version_of`) are told, of each source
+    citing `linked` and each response giving it as its source or about it, whose confidentiality is
+    changing (or, an incident, whether it is published): readers without Confidential access now
+    see the link, or no longer do (it reads as none), and so does the public (a response's links to
+    published incidents alone). A partner's copy is then read again, and a stale edit of theirs
+    meets a version conflict: without it, a writer who was shown no link, and sends that back once
+    the linked record is public, removed a link they never saw."""
     if isinstance(linked, Source):
-        new_version_of(Source.objects.filter(cites=linked))
-        new_version_of(Response.objects.filter(source=linked))
+        new_version_of(Source.objects.filter(cites=linked), told=told)
+        new_version_of(Response.objects.filter(source=linked), told=told)
     else:
-        new_version_of(Response.objects.filter(incidents=linked))
+        new_version_of(Response.objects.filter(incidents=linked), told=told)
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:

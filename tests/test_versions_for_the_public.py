@@ -75,7 +75,7 @@ class TestThePublic:
 
     def test_staff_without_confidential_access_are_told_it(self, keeper, reviewer, staff_only):
         record, change = staff_only
-        version, updated_at, etag = told(reviewer, record)
+        version, updated_at, _etag = told(reviewer, record)
 
         edit(keeper, record, change)
 

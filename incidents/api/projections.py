@@ -106,7 +106,7 @@ def _representation(user) -> Subquery:
     from the outer row. Correlated subqueries only (no join), so that it compiles to a
     self-contained fragment of SQL."""
     latitude, longitude = coordinates_for(user, "place")
-    told = version_fields(user)
+    told = version_fields(user).of(Incident)
     places = _collection(
         IncidentPlace.objects.all(),
         PlaceLocationSerializer,

@@ -365,7 +365,7 @@ class IncidentViewSet(ResourceViewSet):
     @property
     def orderings(self):
         # By the change time the reader is told and syncs by (`version_fields`).
-        updated_at = version_fields(getattr(self.request, "user", None)).updated_at
+        updated_at = version_fields(getattr(self.request, "user", None)).of(Incident).updated_at
         return {
             "-date_start": ("-date_start", "-id"),
             "date_start": ("date_start", "id"),
@@ -452,7 +452,7 @@ class IncidentViewSet(ResourceViewSet):
         None if there is none. The serializer over five queries' model instances took three quarters
         of a detail request's CPU, and as much of a write's."""
         request = self.request
-        version = version_fields(request.user).version
+        version = version_fields(request.user).of(Incident).version
         row = recording_list_access(
             with_representations(incidents, request.user, version),
             user=request.user,
