@@ -5,15 +5,21 @@ a change of those moves neither the version, the change time nor the ETag it is 
 without Confidential access, who read them, are told it. A writer who is not staff (a partner
 tool's account) edits by the version the public is told."""
 
+import io
 from datetime import date
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
+from django.db import connection
 
 from incidents import roles
-from incidents.models import Response
+from incidents.models import Incident, Response
 from tests.api_support import client_for
+from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_incident, make_organization, make_source, make_user
+from tests.test_merges import merge_url, unmerge_url
+from tests.test_merges import world as world
 from tests.test_versions_per_audience_sources import edit, linked_ids, read, told, url_of
 
 
@@ -135,14 +141,21 @@ class TestThePublic:
             reader: version + 1 for reader, version in before.items()
         }
 
-    def test_is_not_told_a_confidential_incident_published(self, keeper, response):
-        incident = make_incident(review_state="in_review", confidential=True)
-        edit(keeper, response, linked_to(response, incident))
-        version, _, _ = told(None, response)
+    @pytest.mark.parametrize("confidential_before", [False, True], ids=["made confidential", "made public"])
+    def test_is_not_told_a_linked_draft_made_confidential_or_public(
+        self, keeper, reviewer, response, unpublished, confidential_before
+    ):
+        # Staff without Confidential access see the link come or go; the public never saw it.
+        Incident.objects.filter(pk=unpublished.pk).update(confidential=confidential_before)
+        edit(keeper, response, linked_to(response, unpublished))
+        before = {reader: told(reader, response)[0] for reader in (None, reviewer)}
 
-        edit(keeper, incident, {"review_state": "published"})
+        edit(keeper, unpublished, {"confidential": not confidential_before})
 
-        assert told(None, response)[0] == version
+        assert {reader: told(reader, response)[0] for reader in (None, reviewer)} == {
+            None: before[None],
+            reviewer: before[reviewer] + 1,
+        }
 
 
 class TestAWriterWhoIsNotStaff:
@@ -223,3 +236,51 @@ class TestHistory:
         assert events.count() == 2
         response.refresh_from_db()
         assert response.public_version == response.disclosed_version
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_starts_the_publics_versions_as_those_of_staff_without_confidential_access(
+    keeper, reviewer, article
+):
+    migrate_incidents_back_to("0097_incident_disclosed_updated_by")
+    try:
+        # A change readers without Confidential access were not told, before the migration: a new
+        # version of every change alone (0096's trigger keeps theirs).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE incidents_source SET version = version + 1, updated_at = now() WHERE id = %s", [article.pk]
+            )
+    finally:
+        call_command("migrate", "incidents", verbosity=0, stdout=io.StringIO())
+    events = apps.get_model("incidents", "SourceEvent").objects.filter(pgh_obj=article)
+    recorded = events.count()
+
+    article.refresh_from_db()
+    assert (article.version, article.disclosed_version, article.public_version) == (2, 1, 1)
+    assert article.public_updated_at == article.disclosed_updated_at < article.updated_at
+    assert told(None, article)[0] == told(reviewer, article)[0] == 1
+    # Their triggers count from there: a notes edit moves the staff's alone.
+    edit(keeper, article, {"notes": "Called the editor again"})
+    assert (told(None, article)[0], told(reviewer, article)[0], told(keeper, article)[0]) == (1, 2, 3)
+    assert events.count() == recorded + 1
+
+
+class TestAMerge:
+    def test_of_an_incident_the_public_may_not_see_tells_it_nothing_of_a_response_about_both(self, world, reviewer):
+        # Its list of the response's incidents never showed the one in review, merged or not.
+        response, survivor, merged = world["response"], world["survivor"], world["merged"]
+        Incident.objects.filter(pk=merged.pk).update(review_state="in_review")
+        response.incidents.add(survivor)
+        before = {reader: told(reader, response)[0] for reader in (None, reviewer)}
+
+        assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+        assert {reader: told(reader, response)[0] for reader in (None, reviewer)} == {
+            None: before[None],
+            reviewer: before[reviewer] + 1,
+        }
+
+        assert client_for(reviewer).post(unmerge_url(merged), {}, format="json").status_code == 200
+        assert {reader: told(reader, response)[0] for reader in (None, reviewer)} == {
+            None: before[None],
+            reviewer: before[reviewer] + 2,
+        }
