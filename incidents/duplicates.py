@@ -927,13 +927,17 @@ def _waiting_already(arguments: dict) -> bool:
     return waiting.filter(covering).exists()
 
 
-def rescore_relays_after_commit(source_id: int) -> None:
+def rescore_relays_after_commit(source_id: int, *, confidential_incidents_only: bool = False) -> None:
     """Queue, as `rescore_after_commit`, the incidents with a claim of the source or of a source
     relaying it, however indirectly: their claims' origins change when the source is made
     confidential or public, or cites another. A pair keeps its score until it is rescored, and a
     score worked out while a source was public would go on telling staff without Confidential
-    access, once it is hidden, that two outlets relay it (`compare`). One query (UNION: a loop of
-    `cites` ends)."""
+    access, once it is hidden, that two outlets relay it (`compare`). With
+    `confidential_incidents_only`, for a change only readers with Confidential access see, only the
+    confidential ones: those readers alone see their pairs, scored by every origin, while a pair of
+    two others is scored by the origins the change leaves as they were, and queueing their
+    rescoring would tell all staff, in the count of incidents waiting, how many cite the source or a
+    relay of it. One query (UNION: a loop of `cites` ends)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -942,10 +946,11 @@ def rescore_relays_after_commit(source_id: int) -> None:
                 UNION
                 SELECT source.id FROM incidents_source AS source JOIN relays ON source.cites_id = relays.id
             )
-            SELECT DISTINCT claim.incident_id FROM incidents_claim AS claim
-            WHERE claim.source_id IN (SELECT id FROM relays)
+            SELECT DISTINCT claim.incident_id
+            FROM incidents_claim AS claim JOIN incidents_incident AS incident ON incident.id = claim.incident_id
+            WHERE claim.source_id IN (SELECT id FROM relays) AND (incident.confidential OR NOT %s)
             """,
-            [source_id],
+            [source_id, confidential_incidents_only],
         )
         rescore_after_commit([incident_id for (incident_id,) in cursor.fetchall()])
 

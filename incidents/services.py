@@ -1422,8 +1422,14 @@ def record_save(
             # their place paths change; once, where a refresh after it made a moved place's twice.
             _incidents_show_place_changed(record, user, export_rows_remade=_changed(record, stored, _PATH_FIELDS))
         record.save()
-        if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
-            duplicates.rescore_relays_after_commit(record.pk)
+        if isinstance(record, Source) and stored is not None:
+            if _origins_changed(record, stored):
+                duplicates.rescore_relays_after_commit(record.pk)
+            elif record.cites_id != stored.cites_id:
+                # A change of what it cites that readers without Confidential access do not see
+                # (`_origins_changed`) still changes every origin, by which a pair with a
+                # confidential incident is scored: only theirs are rescored.
+                duplicates.rescore_relays_after_commit(record.pk, confidential_incidents_only=True)
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
             # visible-only set of them.

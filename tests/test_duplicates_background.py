@@ -18,7 +18,7 @@ from django_tasks_db.models import DBTaskResult
 from incidents import duplicates, roles, services
 from incidents.models import DuplicatePair, Incident
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_incident, make_place, make_user
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback
 from tracker.settings import TASKS
 
@@ -275,3 +275,34 @@ def test_the_review_queue_counts_only_the_waiting_incidents_its_reader_may_see(c
     assert any("1 recheck for duplicates failed" in str(m) for m in client.get(url).context["messages"])
     client.force_login(make_user(roles.REVIEWER))
     assert not any("failed" in str(m) for m in client.get(url).context["messages"])
+
+
+def test_what_a_source_cites_hidden_from_some_rescores_the_confidential_incidents_relaying_it_alone(
+    client, tumen, monkeypatch
+):
+    """A public outlet found to relay an informant reads as citing nothing, before and after, to
+    staff without Confidential access, whose pairs are scored by the origins they know: rescoring
+    every incident relaying it would tell them, in the count waiting, how many do. It queued none,
+    so the pairs of confidential incidents, which only staff with that access see, scored by every
+    origin, stayed blind to the informant two outlets turned out to relay."""
+    monkeypatch.setattr(duplicates, "PRIOR_SHIFT_LIMIT", 0.0)  # the prior as fitted, not this database's
+    informant = make_source(title="Informant K", confidential=True)
+    outlets = [make_source(title="Daily NK"), make_source(title="RFA")]
+    first = make_incident(title="Arrest at the market", description="", places=[tumen], confidential=True)
+    second = make_incident(title="Fishermen detained offshore", description="", places=[tumen], confidential=True)
+    seen = make_incident(title="Arrest at the market", description="", places=[tumen])
+    for incident, outlet in ((first, outlets[0]), (second, outlets[1]), (seen, outlets[0])):
+        make_claim(incident=incident, source=outlet)
+    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk, seen.pk])
+    assert (first.pk, second.pk) not in waiting_pairs()
+    insider = client_for(make_user(roles.REVIEWER, confidential=True))
+
+    for outlet in outlets:
+        body = {"cites": informant.pk, "version": outlet.version}
+        answer = insider.patch(f"{API}/sources/{outlet.pk}/", body, format="json")
+        assert answer.status_code == 200, answer.content
+
+    assert queued() == [{"incident_ids": [first.pk]}, {"incident_ids": [second.pk]}]
+    assert review_queue_messages(client) == []  # a Reviewer without Confidential access
+    run_worker()
+    assert (first.pk, second.pk) in waiting_pairs()
