@@ -1429,7 +1429,7 @@ def record_save(
                 # A change of what it cites that readers without Confidential access do not see
                 # (`_origins_changed`) still changes every origin, by which a pair with a
                 # confidential incident is scored: only theirs are rescored.
-                duplicates.rescore_relays_after_commit(record.pk, confidential_incidents_only=True)
+                duplicates.rescore_relays_after_commit(record.pk, confidential_pairs_only=True)
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
             # visible-only set of them.

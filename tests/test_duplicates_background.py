@@ -277,32 +277,48 @@ def test_the_review_queue_counts_only_the_waiting_incidents_its_reader_may_see(c
     assert not any("failed" in str(m) for m in client.get(url).context["messages"])
 
 
-def test_what_a_source_cites_hidden_from_some_rescores_the_confidential_incidents_relaying_it_alone(
+def test_what_a_source_cites_hidden_from_some_rescores_the_pairs_with_a_confidential_incident_alone(
     client, tumen, monkeypatch
 ):
     """A public outlet found to relay an informant reads as citing nothing, before and after, to
-    staff without Confidential access, whose pairs are scored by the origins they know: rescoring
-    every incident relaying it would tell them, in the count waiting, how many do. It queued none,
-    so the pairs of confidential incidents, which only staff with that access see, scored by every
-    origin, stayed blind to the informant two outlets turned out to relay."""
+    staff without Confidential access, whose pairs are scored by the origins they know: a rescoring
+    of their pairs, or its count among those waiting, would tell them that something hidden changed
+    and how many incidents relay it. It queued none, so a pair with a confidential incident, which
+    only staff with that access see, scored by every origin, stayed blind to the informant both
+    incidents now reach."""
     monkeypatch.setattr(duplicates, "PRIOR_SHIFT_LIMIT", 0.0)  # the prior as fitted, not this database's
     informant = make_source(title="Informant K", confidential=True)
-    outlets = [make_source(title="Daily NK"), make_source(title="RFA")]
-    first = make_incident(title="Arrest at the market", description="", places=[tumen], confidential=True)
-    second = make_incident(title="Fishermen detained offshore", description="", places=[tumen], confidential=True)
-    seen = make_incident(title="Arrest at the market", description="", places=[tumen])
-    for incident, outlet in ((first, outlets[0]), (second, outlets[1]), (seen, outlets[0])):
-        make_claim(incident=incident, source=outlet)
-    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk, seen.pk])
-    assert (first.pk, second.pk) not in waiting_pairs()
-    insider = client_for(make_user(roles.REVIEWER, confidential=True))
+    outlet = make_source(title="Daily NK")
+    relaying = make_incident(title="Arrest at the market", description="", places=[tumen])
+    testimony = make_incident(title="Fishermen detained offshore", description="", places=[tumen], confidential=True)
+    alike = make_incident(title="Traders held at the bridge", description="", places=[tumen])
+    for incident, source in ((relaying, outlet), (testimony, informant), (alike, outlet)):
+        make_claim(incident=incident, source=source)
+    duplicates.duplicate_pairs_refresh(incident_ids=[relaying.pk, testimony.pk, alike.pk])
+    assert (relaying.pk, testimony.pk) not in waiting_pairs()
+    # A pair of two public incidents, as a rescoring would never leave it.
+    DuplicatePair.objects.filter(incident_a=relaying, incident_b=alike).delete()
+    seen = DuplicatePair.objects.create(incident_a=relaying, incident_b=alike, score=0.1234)
+    keeper = make_user(roles.REVIEWER, confidential=True)
 
-    for outlet in outlets:
-        body = {"cites": informant.pk, "version": outlet.version}
-        answer = insider.patch(f"{API}/sources/{outlet.pk}/", body, format="json")
-        assert answer.status_code == 200, answer.content
+    answer = client_for(keeper).patch(
+        f"{API}/sources/{outlet.pk}/", {"cites": informant.pk, "version": outlet.version}, format="json"
+    )
 
-    assert queued() == [{"incident_ids": [first.pk]}, {"incident_ids": [second.pk]}]
+    assert answer.status_code == 200, answer.content
+    in_confidence = {"incident_ids": [relaying.pk, alike.pk], "confidential_pairs_only": True}
+    assert queued() == [in_confidence]
     assert review_queue_messages(client) == []  # a Reviewer without Confidential access
+    client.force_login(keeper)
+    [waiting] = client.get(reverse("admin:incidents_duplicatepair_changelist")).context["messages"]
+    assert str(waiting).startswith("Waiting to be rechecked for duplicates: 2 changed incidents")
+    # A write every member of staff is told of is queued, though the rescoring in confidence covers it.
+    alike.refresh_from_db()
+    services.incident_update(incident=alike, user=keeper, expected_version=alike.version, data={"people_count": 3})
+    assert queued() == [in_confidence, {"incident_ids": [alike.pk]}]
+    DBTaskResult.objects.filter(args_kwargs__kwargs={"incident_ids": [alike.pk]}).delete()
+
     run_worker()
-    assert (first.pk, second.pk) in waiting_pairs()
+    assert (relaying.pk, testimony.pk) in waiting_pairs()
+    seen.refresh_from_db()
+    assert seen.score == 0.1234
