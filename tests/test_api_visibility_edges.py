@@ -239,6 +239,24 @@ class TestSensitivePlaceWrittenBack:
         facility.refresh_from_db()
         assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
 
+    def test_a_writer_shown_no_coordinates_for_a_sensitive_place_keeps_the_exact_ones_by_sending_them_back(self):
+        # No place containing it has coordinates, so it is shown none: a PUT of what was read, null
+        # coordinates and all, erased the exact ones its writer was never shown.
+        country = make_place(name="Northland", kind="country", country="KP")
+        village = make_place(name="Hidden village", parent=country, latitude=42.123457, longitude=129.876543)
+        village.sensitive = True
+        village.save()
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/places/{village.pk}/").json()
+        assert (shown["latitude"], shown["longitude"]) == (None, None)
+        answer = client.put(
+            f"{API}/places/{village.pk}/", {**shown, "alternate_names": ["Another name"]}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+        village.refresh_from_db()
+        assert village.alternate_names == ["Another name"]
+        assert (village.latitude, village.longitude) == (Decimal("42.123457"), Decimal("129.876543"))
+
     def test_a_writer_shown_coarsened_coordinates_may_not_unmark_the_place_to_read_the_exact_ones(self):
         province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
         facility = make_place(name="Tumen centre", parent=province, latitude=42.9, longitude=129.5, sensitive=True)

@@ -274,15 +274,17 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
     def validate(self, attrs):
         # A writer who sees a sensitive place's coarsened position and sends that very position back
         # (a PUT of what they read) has not moved the place: keep the exact coordinates they were
-        # never shown, rather than overwrite them with the parent's.
+        # never shown, rather than overwrite them with the parent's, or erase them where no place
+        # containing it has coordinates to show (null, null).
         place = self.instance
-        sent = (attrs.get("latitude"), attrs.get("longitude"))
+        sent = tuple(
+            None if value is None else float(value) for value in (attrs.get("latitude"), attrs.get("longitude"))
+        )
         if (
             place is not None
             and not can_see_exact_locations(_request_user(self))
             and {"latitude", "longitude"} <= attrs.keys()
-            and None not in sent
-            and tuple(float(value) for value in sent) == shown_coordinates(place)
+            and sent == shown_coordinates(place)
         ):
             del attrs["latitude"], attrs["longitude"]
         return super().validate(attrs)
