@@ -634,8 +634,24 @@ def _apply_update(
     if _shown_to_the_public(incident) != _shown_to_the_public(current) or incident.confidential != current.confidential:
         _links_shown_changed(incident)
     _write_children(incident, children, visibility_of=visibility_of)
-    duplicates.rescore_after_commit([incident.pk])
+    duplicates.rescore_after_commit(
+        [incident.pk], confidential_pairs_only=_changed_in_confidence(incident, current=current, children=children)
+    )
     return incident
+
+
+def _changed_in_confidence(incident: Incident, *, current: Incident, children: _Children) -> bool:
+    """Whether the write changed nothing that readers without Confidential access see of an
+    incident they may see (a confidential claim added or edited, say): its version as they are told
+    it did not move. Nothing their pairs are scored by changed then, and a rescoring they are told
+    of would tell them, in the duplicates queue's count, when an informant's account was recorded.
+    The incident's own save read its kept columns back; a query more only when its rows were
+    written too, whose triggers move that version after it."""
+    if incident.confidential or incident.disclosed_version != current.disclosed_version:
+        return False
+    if all(rows is None for rows in (children.places, children.claims, children.victim_groups, children.involvements)):
+        return True
+    return Incident.objects.filter(pk=incident.pk, disclosed_version=current.disclosed_version).exists()
 
 
 def _propose_revision(

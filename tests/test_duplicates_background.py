@@ -322,3 +322,41 @@ def test_what_a_source_cites_hidden_from_some_rescores_the_pairs_with_a_confiden
     assert (relaying.pk, testimony.pk) in waiting_pairs()
     seen.refresh_from_db()
     assert seen.score == 0.1234
+
+
+@pytest.mark.parametrize("change", ["claim added", "claim edited"])
+def test_a_confidential_claims_write_on_a_public_incident_is_rescored_in_confidence(client, tumen, change):
+    """A confidential claim written on a public incident moves nothing staff without Confidential
+    access are told of it (its version, its ETag), nor anything their pairs are scored by; its
+    rescoring, counted for them, told them "1 changed incident, the oldest queued 0 minutes ago":
+    when an informant's account was recorded or changed."""
+    incident = make_incident(title="Arrest at the market", places=[tumen])
+    informant = make_source(title="Informant K", confidential=True)
+    if change == "claim edited":
+        make_claim(incident=incident, source=informant, excerpt="As first told")
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    told = client_for(make_user(roles.REVIEWER)).get(incident_url(incident))["ETag"]
+    read = client_for(keeper).get(incident_url(incident)).json()
+    claims = [{"id": claim["id"], "source": claim["source"], "excerpt": "As told again"} for claim in read["claims"]]
+    if change == "claim added":
+        claims.append({"source": informant.pk, "people_count": 80, "excerpt": "Seen at the market"})
+
+    answer = client_for(keeper).patch(
+        incident_url(incident), {"claims": claims, "version": read["version"]}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert client_for(make_user(roles.REVIEWER)).get(incident_url(incident))["ETag"] == told
+    assert queued() == [{"incident_ids": [incident.pk], "confidential_pairs_only": True}]
+    assert review_queue_messages(client) == []  # a Reviewer without Confidential access
+    client.force_login(keeper)
+    [waiting] = client.get(reverse("admin:incidents_duplicatepair_changelist")).context["messages"]
+    assert str(waiting).startswith("Waiting to be rechecked for duplicates: 1 changed incident")
+    # A claim they see is a rescoring they are told of.
+    read = client_for(keeper).get(incident_url(incident)).json()
+    claims = [*read["claims"], {"source": make_source(title="Daily NK").pk}]
+    answer = client_for(keeper).patch(
+        incident_url(incident), {"claims": claims, "version": read["version"]}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert queued()[1:] == [{"incident_ids": [incident.pk]}]
