@@ -822,33 +822,42 @@ RESCORING_WHOLE_DATABASE_ABOVE = 5000
 
 
 def duplicate_pairs_refresh(
-    *, incident: Incident | None = None, incident_ids: Collection[int] = (), threshold: float = PROPOSAL_THRESHOLD
+    *,
+    incident: Incident | None = None,
+    incident_ids: Collection[int] = (),
+    threshold: float = PROPOSAL_THRESHOLD,
+    confidential_pairs_only: bool = False,
 ) -> int:
     """Propose the pairs scoring at least `threshold` for review, bring pairs' scores up to date
     and withdraw waiting pairs that no longer qualify; decided pairs stay as decided, whatever they
     score now (a pair found "different" is never proposed again), and keep their decision, decider
-    and note. For the whole database, or after `incident` (or `incident_ids`) was written. A system
-    task, not a user's write: it only proposes. Returns how many pairs wait."""
+    and note. For the whole database, or after `incident` (or `incident_ids`) was written; only the
+    pairs with a confidential incident with `confidential_pairs_only`. A system task, not a user's
+    write: it only proposes. Returns how many pairs wait."""
     ids = [incident.pk] if incident is not None else list(incident_ids)
     if not ids or len(ids) > RESCORING_WHOLE_DATABASE_ABOVE:
-        _refresh(None, threshold)
+        _refresh(None, threshold, confidential_pairs_only)
     else:
         for at in range(0, len(ids), RESCORING_BATCH):
-            _refresh(ids[at : at + RESCORING_BATCH], threshold)
+            _refresh(ids[at : at + RESCORING_BATCH], threshold, confidential_pairs_only)
     return DuplicatePair.objects.waiting().count()
 
 
-def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
+def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pairs_only: bool = False) -> None:
     """Rescore the pairs of `incident_ids` (of the whole database when None): propose and update
     those scoring at least `threshold`, withdraw the waiting ones below it, and bring every decided
     pair's score up to date, kept whatever it scores. A decided pair keeps the score its incidents
     earn now, as its readers may know them (`compare`): kept as it was decided, a pair of two
     confidential incidents made public since went on showing staff without Confidential access a
     score raised by an informant both relay. Not a pair with a merged incident: it no longer
-    waits, its merged incident lives on in its survivor, and undoing the merge rescores it."""
+    waits, its merged incident lives on in its survivor, and undoing the merge rescores it.
+    With `confidential_pairs_only`, the pairs of two incidents that are not confidential are
+    neither proposed, rescored nor withdrawn (`rescore_relays_after_commit`)."""
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
         in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
+    if confidential_pairs_only:
+        in_scope = in_scope.filter(Q(incident_a__confidential=True) | Q(incident_b__confidential=True))
     merged = Incident.objects.filter(pk__in=[OuterRef("incident_a"), OuterRef("incident_b")], merged_into__isnull=False)
     kept = list(
         in_scope.annotate(merged=Exists(merged)).values_list(
@@ -863,6 +872,10 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
         for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold, also=rescored)
         if (a, b) in rescored or (a, b) not in decided
     }
+    if confidential_pairs_only:
+        scored = {incident_id for pair in scores for incident_id in pair}
+        confidential = set(Incident.objects.filter(pk__in=scored, confidential=True).values_list("pk", flat=True))
+        scores = {(a, b): score for (a, b), score in scores.items() if a in confidential or b in confidential}
     with transaction.atomic():
         # Only pairs still waiting: one decided meanwhile stays, as decided.
         withdrawn = [pk for pair, pk in waiting.items() if pair not in scores]
@@ -880,14 +893,19 @@ def _refresh(incident_ids: list[int] | None, threshold: float) -> None:
 
 
 @task
-def refresh_duplicate_pairs(incident_ids: list[int] | None = None) -> int:
+def refresh_duplicate_pairs(incident_ids: list[int] | None = None, confidential_pairs_only: bool = False) -> int:
     """The background task: `duplicate_pairs_refresh` of `incident_ids`, or of the whole database
     when none are given. Run by `manage.py db_worker`, outside any request, so it reads the primary
     (tracker/replicas.py): it sees the write that queued it. Returns how many pairs wait."""
-    return duplicate_pairs_refresh(incident_ids=incident_ids or ())
+    return duplicate_pairs_refresh(incident_ids=incident_ids or (), confidential_pairs_only=confidential_pairs_only)
 
 
-def rescore_after_commit(incident_ids: Collection[int]) -> None:
+# A rescoring's arguments that say it rescores only the pairs with a confidential incident, for a
+# change that only readers with Confidential access see (`rescore_relays_after_commit`).
+_IN_CONFIDENCE = {"confidential_pairs_only": True}
+
+
+def rescore_after_commit(incident_ids: Collection[int], *, confidential_pairs_only: bool = False) -> None:
     """Queue the refresh of the pairs of `incident_ids` once the transaction writing them commits
     (nothing if it rolls back). The services call it on every create and change, so every door
     (admin, API, import) rescores. A failure to queue is logged (`robust`) and a failed task is
@@ -896,7 +914,9 @@ def rescore_after_commit(incident_ids: Collection[int]) -> None:
     A large import is queued as tasks of `RESCORING_BATCH` incidents, the batch the refresh works
     in, so that no task's arguments hold a hundred thousand ids and several workers can share it;
     beyond `RESCORING_WHOLE_DATABASE_ABOVE`, as one task for the whole database, the cheaper pass.
-    At commit, one INSERT per task."""
+    With `confidential_pairs_only`, only their pairs with a confidential incident are rescored, in
+    tasks that only readers with Confidential access are told of (`rescoring_backlog`). At commit,
+    one INSERT per task."""
     ids = sorted(set(incident_ids))
     if not ids:
         return
@@ -904,6 +924,8 @@ def rescore_after_commit(incident_ids: Collection[int]) -> None:
         tasks = [{}]
     else:
         tasks = [{"incident_ids": ids[at : at + RESCORING_BATCH]} for at in range(0, len(ids), RESCORING_BATCH)]
+    if confidential_pairs_only:
+        tasks = [{**arguments, **_IN_CONFIDENCE} for arguments in tasks]
 
     def enqueue():
         for arguments in tasks:
@@ -919,21 +941,34 @@ def _waiting_already(arguments: dict) -> bool:
     that write left, and queueing the same work twice (a merge and its undo, or a write saved twice,
     before a worker took the first) would only make the worker do it twice and the review queue
     count it twice. One query (the database's queue; none is kept by a backend that runs tasks as
-    they are queued)."""
+    they are queued). A rescoring of the pairs with a confidential incident alone covers only
+    another such: one every member of staff is told of is queued even so, or the count of
+    incidents waiting would tell those without Confidential access that a hidden one waits."""
     waiting = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path, status=TaskResultStatus.READY)
+    in_confidence = arguments.get("confidential_pairs_only", False)
     covering = Q(args_kwargs__kwargs={})
+    if in_confidence:
+        covering |= Q(args_kwargs__kwargs=_IN_CONFIDENCE)
     if "incident_ids" in arguments:
-        covering |= Q(args_kwargs__kwargs__incident_ids__contains=arguments["incident_ids"])
+        naming = Q(args_kwargs__kwargs__incident_ids__contains=arguments["incident_ids"])
+        if not in_confidence:
+            naming &= ~Q(args_kwargs__kwargs__has_key="confidential_pairs_only")
+        covering |= naming
     return waiting.filter(covering).exists()
 
 
-def rescore_relays_after_commit(source_id: int) -> None:
+def rescore_relays_after_commit(source_id: int, *, confidential_pairs_only: bool = False) -> None:
     """Queue, as `rescore_after_commit`, the incidents with a claim of the source or of a source
     relaying it, however indirectly: their claims' origins change when the source is made
     confidential or public, or cites another. A pair keeps its score until it is rescored, and a
     score worked out while a source was public would go on telling staff without Confidential
-    access, once it is hidden, that two outlets relay it (`compare`). One query (UNION: a loop of
-    `cites` ends)."""
+    access, once it is hidden, that two outlets relay it (`compare`). With
+    `confidential_pairs_only`, for a change that only readers with Confidential access see, only
+    the pairs with a confidential incident, which those readers alone see, scored by every origin:
+    a pair of two others is scored by the origins the change leaves as they were, and a rescoring
+    of it, or its count among those waiting, would tell all staff that something hidden changed,
+    and how many incidents cite the source or a relay of it. One query (UNION: a loop of `cites`
+    ends)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -947,7 +982,9 @@ def rescore_relays_after_commit(source_id: int) -> None:
             """,
             [source_id],
         )
-        rescore_after_commit([incident_id for (incident_id,) in cursor.fetchall()])
+        rescore_after_commit(
+            [incident_id for (incident_id,) in cursor.fetchall()], confidential_pairs_only=confidential_pairs_only
+        )
 
 
 # Waiting longer than this, the queue's rescoring is late: no worker is taking it.
@@ -977,8 +1014,12 @@ def rescoring_backlog(user) -> RescoringBacklog:
     and how many incidents an import of confidential ones held. One query, which looks each waiting
     incident up by its key: as `IN (the incidents they may see)`, PostgreSQL compared each with the
     visible incidents one after another once they outgrew its memory for a hash (3 minutes for 200
-    tasks naming 2,425 incidents at a million), the LIMIT keeps it from making that a join."""
+    tasks naming 2,425 incidents at a million), the LIMIT keeps it from making that a join. A
+    rescoring of the pairs with a confidential incident alone, for a change only readers with
+    Confidential access see, is told to them alone, whatever incidents it names."""
     ours = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path)
+    if not can_see_confidential(user):
+        ours = ours.exclude(args_kwargs__kwargs__contains=_IN_CONFIDENCE)
     since = timezone.now() - timedelta(days=1)
     tasks = ours.filter(Q(status=TaskResultStatus.READY) | Q(status=TaskResultStatus.FAILED, finished_at__gte=since))
     tasks_sql, tasks_params = tasks.values(

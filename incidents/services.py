@@ -643,8 +643,24 @@ def _apply_update(
             incident, told=THE_PUBLIC if shown_to_the_public_changed else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
         )
     _write_children(incident, children, visibility_of=visibility_of)
-    duplicates.rescore_after_commit([incident.pk])
+    duplicates.rescore_after_commit(
+        [incident.pk], confidential_pairs_only=_changed_in_confidence(incident, current=current, children=children)
+    )
     return incident
+
+
+def _changed_in_confidence(incident: Incident, *, current: Incident, children: _Children) -> bool:
+    """Whether the write changed nothing that readers without Confidential access see of an
+    incident they may see (a confidential claim added or edited, say): its version as they are told
+    it did not move. Nothing their pairs are scored by changed then, and a rescoring they are told
+    of would tell them, in the duplicates queue's count, when an informant's account was recorded.
+    The incident's own save read its kept columns back; a query more only when its rows were
+    written too, whose triggers move that version after it."""
+    if incident.confidential or incident.disclosed_version != current.disclosed_version:
+        return False
+    if all(rows is None for rows in (children.places, children.claims, children.victim_groups, children.involvements)):
+        return True
+    return Incident.objects.filter(pk=incident.pk, disclosed_version=current.disclosed_version).exists()
 
 
 def _propose_revision(
@@ -1431,8 +1447,14 @@ def record_save(
             # their place paths change; once, where a refresh after it made a moved place's twice.
             _incidents_show_place_changed(record, user, export_rows_remade=_changed(record, stored, _PATH_FIELDS))
         record.save()
-        if isinstance(record, Source) and stored is not None and _origins_changed(record, stored):
-            duplicates.rescore_relays_after_commit(record.pk)
+        if isinstance(record, Source) and stored is not None:
+            if _origins_changed(record, stored):
+                duplicates.rescore_relays_after_commit(record.pk)
+            elif record.cites_id != stored.cites_id:
+                # A change of what it cites that readers without Confidential access do not see
+                # (`_origins_changed`) still changes every origin, by which a pair with a
+                # confidential incident is scored: only theirs are rescored.
+                duplicates.rescore_relays_after_commit(record.pk, confidential_pairs_only=True)
         for name, linked in (many_to_many or {}).items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
             # visible-only set of them.

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from incidents import duplicates, roles, services
 from incidents.merges import incident_merge
-from incidents.models import DuplicatePair, IncidentRevision, Response
+from incidents.models import DuplicatePair, IncidentRevision, Place, Response
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
@@ -238,6 +238,45 @@ class TestSensitivePlaceWrittenBack:
         assert moved.status_code == 200, moved.content
         facility.refresh_from_db()
         assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
+
+    def test_a_writer_shown_no_coordinates_for_a_sensitive_place_keeps_the_exact_ones_by_sending_them_back(self):
+        # No place containing it has coordinates, so it is shown none: a PUT of what was read, null
+        # coordinates and all, erased the exact ones its writer was never shown.
+        country = make_place(name="Northland", kind="country", country="KP")
+        village = make_place(name="Hidden village", parent=country, latitude=42.123457, longitude=129.876543)
+        village.sensitive = True
+        village.save()
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/places/{village.pk}/").json()
+        assert (shown["latitude"], shown["longitude"]) == (None, None)
+        answer = client.put(
+            f"{API}/places/{village.pk}/", {**shown, "alternate_names": ["Another name"]}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+        village.refresh_from_db()
+        assert village.alternate_names == ["Another name"]
+        assert (village.latitude, village.longitude) == (Decimal("42.123457"), Decimal("129.876543"))
+
+    @pytest.mark.parametrize("sent", [{"latitude": 41.5}, {"longitude": None}], ids=["a figure", "null"])
+    def test_a_writer_shown_coarsened_coordinates_is_answered_one_coordinate_alike_whatever_is_stored(self, sent):
+        # One coordinate was completed by the stored other where the place has exact coordinates
+        # (200, and its real position half overwritten) and refused where it has none: the answer
+        # told a partner which informants' places have a recorded position.
+        country = make_place(name="Northland", kind="country", country="KP", latitude=40, longitude=127)
+        located = make_place(name="Village one", parent=country, latitude=42.123457, longitude=129.876543)
+        unlocated = make_place(name="Village two", parent=country)
+        Place.objects.filter(pk__in=[located.pk, unlocated.pk]).update(sensitive=True, within_sensitive=True)
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        answers = []
+        for place in (located, unlocated):
+            shown = client.get(f"{API}/places/{place.pk}/")
+            assert (shown.json()["latitude"], shown.json()["longitude"]) == (40.0, 127.0)
+            answer = client.patch(f"{API}/places/{place.pk}/", sent, format="json", HTTP_IF_MATCH=shown["ETag"])
+            answers.append((answer.status_code, answer.json()))
+        missing = ({"latitude", "longitude"} - sent.keys()).pop()
+        assert answers == [(400, {missing: ["Give both latitude and longitude, or neither."]})] * 2
+        located.refresh_from_db()
+        assert (located.latitude, located.longitude) == (Decimal("42.123457"), Decimal("129.876543"))
 
     def test_a_writer_shown_coarsened_coordinates_may_not_unmark_the_place_to_read_the_exact_ones(self):
         province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)

@@ -18,7 +18,7 @@ from django_tasks_db.models import DBTaskResult
 from incidents import duplicates, roles, services
 from incidents.models import DuplicatePair, Incident
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_incident, make_place, make_user
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback
 from tracker.settings import TASKS
 
@@ -275,3 +275,88 @@ def test_the_review_queue_counts_only_the_waiting_incidents_its_reader_may_see(c
     assert any("1 recheck for duplicates failed" in str(m) for m in client.get(url).context["messages"])
     client.force_login(make_user(roles.REVIEWER))
     assert not any("failed" in str(m) for m in client.get(url).context["messages"])
+
+
+def test_what_a_source_cites_hidden_from_some_rescores_the_pairs_with_a_confidential_incident_alone(
+    client, tumen, monkeypatch
+):
+    """A public outlet found to relay an informant reads as citing nothing, before and after, to
+    staff without Confidential access, whose pairs are scored by the origins they know: a rescoring
+    of their pairs, or its count among those waiting, would tell them that something hidden changed
+    and how many incidents relay it. It queued none, so a pair with a confidential incident, which
+    only staff with that access see, scored by every origin, stayed blind to the informant both
+    incidents now reach."""
+    monkeypatch.setattr(duplicates, "PRIOR_SHIFT_LIMIT", 0.0)  # the prior as fitted, not this database's
+    informant = make_source(title="Informant K", confidential=True)
+    outlet = make_source(title="Daily NK")
+    relaying = make_incident(title="Arrest at the market", description="", places=[tumen])
+    testimony = make_incident(title="Fishermen detained offshore", description="", places=[tumen], confidential=True)
+    alike = make_incident(title="Traders held at the bridge", description="", places=[tumen])
+    for incident, source in ((relaying, outlet), (testimony, informant), (alike, outlet)):
+        make_claim(incident=incident, source=source)
+    duplicates.duplicate_pairs_refresh(incident_ids=[relaying.pk, testimony.pk, alike.pk])
+    assert (relaying.pk, testimony.pk) not in waiting_pairs()
+    # A pair of two public incidents, as a rescoring would never leave it.
+    DuplicatePair.objects.filter(incident_a=relaying, incident_b=alike).delete()
+    seen = DuplicatePair.objects.create(incident_a=relaying, incident_b=alike, score=0.1234)
+    keeper = make_user(roles.REVIEWER, confidential=True)
+
+    answer = client_for(keeper).patch(
+        f"{API}/sources/{outlet.pk}/", {"cites": informant.pk, "version": outlet.version}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    in_confidence = {"incident_ids": [relaying.pk, alike.pk], "confidential_pairs_only": True}
+    assert queued() == [in_confidence]
+    assert review_queue_messages(client) == []  # a Reviewer without Confidential access
+    client.force_login(keeper)
+    [waiting] = client.get(reverse("admin:incidents_duplicatepair_changelist")).context["messages"]
+    assert str(waiting).startswith("Waiting to be rechecked for duplicates: 2 changed incidents")
+    # A write every member of staff is told of is queued, though the rescoring in confidence covers it.
+    alike.refresh_from_db()
+    services.incident_update(incident=alike, user=keeper, expected_version=alike.version, data={"people_count": 3})
+    assert queued() == [in_confidence, {"incident_ids": [alike.pk]}]
+    DBTaskResult.objects.filter(args_kwargs__kwargs={"incident_ids": [alike.pk]}).delete()
+
+    run_worker()
+    assert (relaying.pk, testimony.pk) in waiting_pairs()
+    seen.refresh_from_db()
+    assert seen.score == 0.1234
+
+
+@pytest.mark.parametrize("change", ["claim added", "claim edited"])
+def test_a_confidential_claims_write_on_a_public_incident_is_rescored_in_confidence(client, tumen, change):
+    """A confidential claim written on a public incident moves nothing staff without Confidential
+    access are told of it (its version, its ETag), nor anything their pairs are scored by; its
+    rescoring, counted for them, told them "1 changed incident, the oldest queued 0 minutes ago":
+    when an informant's account was recorded or changed."""
+    incident = make_incident(title="Arrest at the market", places=[tumen])
+    informant = make_source(title="Informant K", confidential=True)
+    if change == "claim edited":
+        make_claim(incident=incident, source=informant, excerpt="As first told")
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    told = client_for(make_user(roles.REVIEWER)).get(incident_url(incident))["ETag"]
+    read = client_for(keeper).get(incident_url(incident)).json()
+    claims = [{"id": claim["id"], "source": claim["source"], "excerpt": "As told again"} for claim in read["claims"]]
+    if change == "claim added":
+        claims.append({"source": informant.pk, "people_count": 80, "excerpt": "Seen at the market"})
+
+    answer = client_for(keeper).patch(
+        incident_url(incident), {"claims": claims, "version": read["version"]}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert client_for(make_user(roles.REVIEWER)).get(incident_url(incident))["ETag"] == told
+    assert queued() == [{"incident_ids": [incident.pk], "confidential_pairs_only": True}]
+    assert review_queue_messages(client) == []  # a Reviewer without Confidential access
+    client.force_login(keeper)
+    [waiting] = client.get(reverse("admin:incidents_duplicatepair_changelist")).context["messages"]
+    assert str(waiting).startswith("Waiting to be rechecked for duplicates: 1 changed incident")
+    # A claim they see is a rescoring they are told of.
+    read = client_for(keeper).get(incident_url(incident)).json()
+    claims = [*read["claims"], {"source": make_source(title="Daily NK").pk}]
+    answer = client_for(keeper).patch(
+        incident_url(incident), {"claims": claims, "version": read["version"]}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert queued()[1:] == [{"incident_ids": [incident.pk]}]
