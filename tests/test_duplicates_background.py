@@ -258,9 +258,10 @@ def test_the_review_queue_counts_only_the_waiting_incidents_its_reader_may_see(c
     url = reverse("admin:incidents_duplicatepair_changelist")
 
     assert [str(message) for message in client.get(url).context["messages"]] == []
-    # Once an incident they see waits too, they are told of that one alone, since it was queued.
+    # Once an incident they see waits too, they are told of that one alone, since it was queued
+    # (for a change they see: `test_a_confidential_claims_write_on_a_public_incident_is_rescored_in_confidence`).
     services.incident_update(
-        incident=original, user=confidential_reviewer, expected_version=original.version, data={"people_count": 80}
+        incident=original, user=confidential_reviewer, expected_version=original.version, data={"people_count": 79}
     )
     [waiting] = [str(message) for message in client.get(url).context["messages"]]
     assert waiting.startswith("Waiting to be rechecked for duplicates: 1 changed incident, the oldest queued 0")
