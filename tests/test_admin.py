@@ -1311,6 +1311,21 @@ class TestReviewWorkflow:
         incident.refresh_from_db()
         assert incident.review_state == "published"
 
+    @pytest.mark.parametrize("sent", ["9" * 5000, "abc", "²"], ids=["past int's digits", "letters", "not ASCII"])
+    def test_a_review_button_sending_no_version_the_page_wrote_changes_nothing(self, client, sent):
+        # A run of digits longer than int() reads was a 500; letters were taken for the list's
+        # "no version" and published whatever version was stored.
+        incident = make_incident(review_state="in_review")
+        client.force_login(make_user(roles.REVIEWER))
+        response = client.post(
+            CHANGELIST, {"action": "publish", "_selected_action": incident.pk, "index": 0, "reviewed_version": sent}
+        )
+        assert response.status_code == 302
+        [message] = messages_of(client.get(response.url))
+        assert message == "Nothing was changed. This is no version the incident's page showed: reload the page."
+        incident.refresh_from_db()
+        assert incident.review_state == "in_review"
+
 
 def make_pair(first, second, **fields) -> DuplicatePair:
     first, second = sorted([first, second], key=lambda incident: incident.pk)

@@ -508,6 +508,18 @@ class TestPagination:
             assert answer.status_code == status, (url, answer.content)
             assert status == 200 or "cursor" in answer.json()
 
+    @pytest.mark.parametrize(
+        ("path", "reader"),
+        [("incidents/", None), ("sources/", None), ("responses/", None), ("incidents/{id}/history/", roles.VIEWER)],
+    )
+    def test_a_cursor_of_deeply_nested_json_answers_400(self, path, reader):
+        # Python's JSON decoder recursed into the nested arrays: a RecursionError, a 500 for anyone.
+        incident = make_incident()
+        cursor = base64.b64encode(("p=" + "[" * 1500).encode()).decode()
+        client = client_for(make_user(reader) if reader else None)
+        answer = client.get(f"{API}/{path.format(id=incident.public_id)}", {"cursor": cursor})
+        assert answer.status_code == 400 and "cursor" in answer.json()
+
     def test_a_cursor_holding_a_nul_answers_400(self):
         # The history's order ends with the event model's name, text: PostgreSQL's text cannot hold
         # a NUL, and psycopg's DataError for it was a 500.

@@ -410,7 +410,14 @@ class OfferedFiltersOnlyMixin:
                 offered.add(getattr(list_filter, "parameter_name", None))
                 continue
             field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
-            offered.update(f"{field_path}__{suffix}" for suffix in self.FIELD_FILTER_LOOKUPS)
+            # `id__exact` only of a related record's: of a choice or a flag, Django's path lookup
+            # raised NotRelationField, a 500.
+            related = get_fields_from_path(self.model, field_path)[-1].is_relation
+            offered.update(
+                f"{field_path}__{suffix}"
+                for suffix in self.FIELD_FILTER_LOOKUPS
+                if related or not suffix.startswith("id__")
+            )
         if self.date_hierarchy:
             offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
         return lookup in offered

@@ -48,6 +48,7 @@ from incidents.models import (
     end_date_missing_message,
     in_tree_order,
 )
+from incidents.numbers import is_whole_number
 from incidents.querysets import version_seen_by
 from incidents.search import IncidentSearch
 from incidents.services import (
@@ -436,9 +437,16 @@ def _inline_rows(formset) -> list[dict]:
 def reviewed_version(request) -> int | None:
     """The version the incident's page showed, which its review buttons send: the action then applies
     to what the Reviewer read, and a colleague's save since the page opened is refused as a stale
-    edit is (publishing a version nobody reviewed). None from the list, which shows no version."""
+    edit is (publishing a version nobody reviewed). None from the list, which shows no version. A
+    value the page never writes (a tampered form: letters, a run of digits longer than `int()`
+    reads) is refused, never taken for the list's none, which would apply the action to whatever
+    version is stored."""
     sent = request.POST.get("reviewed_version", "")
-    return int(sent) if sent.isascii() and sent.isdigit() else None
+    if not sent:
+        return None
+    if not is_whole_number(sent):
+        raise ValidationError({"reviewed_version": ["This is no version the incident's page showed: reload the page."]})
+    return int(sent)
 
 
 def review_step_action(name: str, step: str, description: str, done: str):

@@ -27,6 +27,16 @@ from incidents.history import HISTORY_ORDERING
 from incidents.numbers import is_whole_number
 
 
+def _read_position(position: str):
+    """A cursor's position, JSON text as `_get_position_from_instance` wrote it. A cursor of
+    thousands of nested arrays made Python's decoder recurse too deep: a RecursionError, which the
+    page answered with a 500, is no position either (ValueError: a 400 naming `cursor`)."""
+    try:
+        return json.loads(position)
+    except RecursionError:
+        raise ValueError("a cursor nested too deep") from None
+
+
 class StableCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     ordering_query_param = "ordering"
@@ -62,7 +72,7 @@ class StableCursorPagination(CursorPagination):
         """The rows of `queryset` after `position` in the ordering (or before it, for a cursor that
         reads backwards): `(a, b) > (x, y)` written as `a >= x AND (a > x OR (a = x AND b > y))`,
         each column in its own direction; the first condition alone bounds the index scan."""
-        values = json.loads(position)
+        values = _read_position(position)
         # Each value as `_get_position_from_instance` wrote it: text. A number of JSON's own (`1e400`,
         # which Python reads as infinity) met int() in the lookup, whose OverflowError was a 500; a
         # NUL, which PostgreSQL's text cannot hold, met psycopg's DataError on a text column (the
@@ -169,7 +179,7 @@ class HistoryPagination(StableCursorPagination):
         """The events after the one `position` names, among those of the page's reader (one query):
         an event they may not see (a tampered cursor) is no position, as a time between their rows
         would tell where it lies."""
-        values = json.loads(position)
+        values = _read_position(position)
         if not isinstance(values, list) or len(values) != 2 or not all(isinstance(value, str) for value in values):
             raise ValueError(position)
         event_id, event_model = values
