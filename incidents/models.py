@@ -2052,6 +2052,17 @@ class IncidentRevision(TimestampedModel):
         accepting it is then refused (services.StaleRevision)."""
         return self.incident_version != self.base_version
 
+    def proposal_withheld_from(self, user) -> bool:
+        """Whether who proposed it and when are kept from `user`: a merge decided in confidence
+        proposed it, whose own record withholds its Reviewer and time (`NoteWrittenInConfidence`).
+        Read from `IncidentRevisionQuerySet.visible_to`'s `proposal_withheld` where it was listed so
+        (a page's revisions at once), else with one query."""
+        if can_see_confidential(user):
+            return False
+        if hasattr(self, "proposal_withheld"):
+            return self.proposal_withheld
+        return IncidentMerge.objects.filter(revision=self, note_confidential=True).exists()
+
 
 class IncidentSearchDocument(models.Model):
     """The words that find an incident, kept by PostgreSQL in the statement that changes them

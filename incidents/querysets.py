@@ -766,12 +766,22 @@ class IncidentRevisionQuerySet(models.QuerySet):
         """Proposed revisions are unpublished work: staff who may see their incident see them, and
         a revision whose proposer could see confidential claims only if they may too. A merged
         incident's too, by its own state: a revision a merge did not wait for (one its Reviewer may
-        not see) stays in the queue of those who may, to be rejected."""
+        not see) stays in the queue of those who may, to be rejected. Each with
+        `proposal_withheld`: whether who proposed it and when are kept from `user`, as the merge
+        that wrote it withholds its Reviewer and time (decided in confidence,
+        `NoteWrittenInConfidence`), which the revision named in every door."""
         if not can_see_unpublished(user):
             return self.none()
         incidents = self.model._meta.get_field("incident").related_model.objects.seen_by(user)
         revisions = self.filter(incident__in=incidents.values("pk"))
-        return revisions if can_see_confidential(user) else revisions.filter(needs_confidential_access=False)
+        if can_see_confidential(user):
+            return revisions.annotate(proposal_withheld=Value(False))
+        merges_in_confidence = apps.get_model("incidents", "IncidentMerge").objects.filter(
+            revision=OuterRef("pk"), note_confidential=True
+        )
+        return revisions.filter(needs_confidential_access=False).annotate(
+            proposal_withheld=Exists(merges_in_confidence)
+        )
 
 
 class ResponseQuerySet(models.QuerySet):

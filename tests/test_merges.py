@@ -1363,3 +1363,39 @@ def test_a_response_about_both_incidents_is_a_new_version_with_the_merge_and_its
 
     assert client_for(reviewer).post(unmerge_url(merged), {}, format="json").status_code == 200
     assert told() == (incidents, version + 2)
+
+
+class TestTheRevisionOfAMergeDecidedInConfidence:
+    """A merge decided in confidence (its merged incident holds a confidential claim) names neither
+    who made it nor when to readers without Confidential access: its own page, its pair, its rows in
+    the history. The revision of the survivor's dates and counts it proposes named both, in the
+    Reviewers' queue (API and admin) and on the survivor's page."""
+
+    @pytest.fixture
+    def merged(self, world):
+        insider = make_user(roles.REVIEWER, confidential=True, username="lee.insider")
+        assert client_for(insider).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+        return world
+
+    def test_the_api_withholds_who_proposed_it_and_when(self, merged):
+        [listed] = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
+        page = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{listed['id']}/").json()
+        assert [(shown["proposed_by"], shown["created_at"]) for shown in (listed, page)] == [(None, None)] * 2
+        # Readers with Confidential access read both.
+        told = client_for(make_user(roles.REVIEWER, confidential=True)).get(f"{API}/revisions/{listed['id']}/").json()
+        assert told["proposed_by"] == "lee.insider" and told["created_at"] is not None
+
+    def test_the_admin_queue_the_revisions_page_and_the_survivors_page_withhold_them(self, merged):
+        revision = IncidentRevision.objects.get()
+        pages = [
+            reverse("admin:incidents_incidentrevision_changelist"),
+            reverse("admin:incidents_incidentrevision_change", args=[revision.pk]),
+            reverse("admin:incidents_incident_change", args=[merged["survivor"].pk]),
+        ]
+        outsider, insider = Client(), Client()
+        outsider.force_login(make_user(roles.REVIEWER))
+        insider.force_login(make_user(roles.REVIEWER, confidential=True))
+        for page in pages:
+            assert "lee.insider" not in outsider.get(page).content.decode(), page
+            assert "lee.insider" in insider.get(page).content.decode(), page
+        assert "withheld from readers without Confidential access" in outsider.get(pages[1]).content.decode()

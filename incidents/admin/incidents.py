@@ -758,7 +758,9 @@ class IncidentAdmin(
                 (
                     reverse("admin:incidents_incidentrevision_change", args=[revision.pk]),
                     revision.pk,
-                    revision.proposed_by.get_username() if revision.proposed_by else "someone",
+                    revision.proposed_by.get_username()
+                    if revision.proposed_by and not revision.proposal_withheld
+                    else "someone",
                     "; stale: it cannot be accepted" if revision.is_stale else "",
                 )
                 for revision in pending

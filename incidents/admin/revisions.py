@@ -18,7 +18,7 @@ from incidents.admin.base import (
     WaitingFirstFilter,
     refusal_text,
 )
-from incidents.models import IncidentRevision
+from incidents.models import WHO_AND_WHEN_WITHHELD, IncidentRevision
 
 
 class RevisionStateFilter(WaitingFirstFilter):
@@ -32,15 +32,15 @@ class RevisionStateFilter(WaitingFirstFilter):
 class IncidentRevisionAdmin(
     OfferedFiltersOnlyMixin, StaffRecordMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
 ):
-    list_display = ["__str__", "incident_link", "proposed_by", "created_at", "state", "decided_by"]
+    list_display = ["__str__", "incident_link", "proposer", "proposed_at", "state", "decided_by"]
     list_filter = [RevisionStateFilter]
     list_select_related = ["incident", "proposed_by", "decided_by"]
     search_fields = ["incident__title"]
     readonly_fields = [
         "incident_link",
         "base_version",
-        "proposed_by",
-        "created_at",
+        "proposer",
+        "proposed_at",
         "state",
         "decided_by",
         "decided_at",
@@ -53,6 +53,16 @@ class IncidentRevisionAdmin(
     def incident_link(self, revision):
         url = reverse("admin:incidents_incident_change", args=[revision.incident_id])
         return format_html('<a href="{}">{}</a>', url, revision.incident)
+
+    # Who proposed it and when, unless a merge decided in confidence did (`proposal_withheld`, which
+    # the list's and the page's rows carry for their reader: `IncidentRevisionQuerySet.visible_to`).
+    @admin.display(description="Proposed by")
+    def proposer(self, revision):
+        return WHO_AND_WHEN_WITHHELD if revision.proposal_withheld else revision.proposed_by
+
+    @admin.display(description="Proposed at", ordering="created_at")
+    def proposed_at(self, revision):
+        return WHO_AND_WHEN_WITHHELD if revision.proposal_withheld else revision.created_at
 
     def records_listed(self, request, rows) -> list:
         return [revision.incident for revision in rows]

@@ -649,7 +649,10 @@ class RevisionSerializer(serializers.ModelSerializer):
     """A proposed change to a published incident, waiting for (or decided by) a Reviewer."""
 
     incident = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    proposed_by = ActingUserField(help_text="Username; null once the account was deleted.")
+    proposed_by = ActingUserField(
+        help_text="Username; null once the account was deleted, and, with `created_at`, for readers without "
+        "Confidential access when a merge decided in confidence proposed it."
+    )
     decided_by = ActingUserField()
     changes = serializers.SerializerMethodField(
         help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
@@ -673,6 +676,13 @@ class RevisionSerializer(serializers.ModelSerializer):
             "decision_note",
         ]
         read_only_fields = fields
+
+    def to_representation(self, revision):
+        representation = super().to_representation(revision)
+        if revision.proposal_withheld_from(_request_user(self)):
+            # Written by a merge decided in confidence (`IncidentRevisionQuerySet.visible_to`).
+            representation.update(proposed_by=None, created_at=None)
+        return representation
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_changes(self, revision):
