@@ -21,11 +21,12 @@ import pghistory
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from incidents import duplicates, services
+from incidents.history import set_incident_update_triggers
 from incidents.models import (
     Claim,
     CountQualifier,
@@ -315,6 +316,8 @@ def incident_merge(
             merged.merged_into = survivor_incident
             _save_changed(survivor_incident, user_id)
             _save_changed(merged, user_id, "merged_into")
+            if in_confidence:
+                _writer_withheld([survivor_incident, merged])
             _responses_about_both_changed(merged, merge.moved)
             DuplicatePair.objects.filter(pk=pair.pk).update(
                 decision=DuplicateDecision.SAME,
@@ -354,6 +357,19 @@ def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None
     it before gets a version conflict and an incremental sync sees it again."""
     incident.updated_by_id = user_id
     incident.save(update_fields=[*fields, "version", "updated_by", "updated_at"])
+
+
+def _writer_withheld(incidents: list[Incident]) -> None:
+    """Staff without Confidential access are told no last writer (`disclosed_updated_by` null) of
+    each of `incidents` whose last change they see is that of a merge, or an undo, decided in
+    confidence, whose record withholds who made it: an incremental sync's row of the merged incident
+    (`updated_by`) named the Reviewer with that access. Once the merge's saves are written (their
+    triggers set it); a write of that column alone is no event in the history."""
+    set_incident_update_triggers(enabled=False)
+    Incident.objects.filter(
+        pk__in=[incident.pk for incident in incidents], disclosed_updated_at=F("updated_at")
+    ).update(disclosed_updated_by=None)
+    set_incident_update_triggers(enabled=True)
 
 
 def _lock_what_moving_links_refer_to(incident: Incident) -> None:
@@ -561,6 +577,8 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         merge.note_confidential = merge.note_confidential or duplicates.decided_in_confidence(
             user=user, incident_ids=[survivor.pk, merged.pk]
         )
+        if merge.note_confidential:
+            _writer_withheld([survivor, merged])
         if note:
             merge.note = f"{merge.note}\nUndone: {note}".strip()
         merge.save(update_fields=["undone_by", "undone_at", "note", "note_confidential"])

@@ -1399,3 +1399,20 @@ class TestTheRevisionOfAMergeDecidedInConfidence:
             assert "lee.insider" not in outsider.get(page).content.decode(), page
             assert "lee.insider" in insider.get(page).content.decode(), page
         assert "withheld from readers without Confidential access" in outsider.get(pages[1]).content.decode()
+
+    def test_a_sync_names_no_last_writer_of_the_incidents(self, merged):
+        # Their sync's row of the merged incident (reported with `merged_into`) said
+        # `"updated_by": "lee.insider"`, as did the survivor's detail.
+        rows = results(
+            client_for(make_user(roles.REVIEWER)).get(f"{API}/incidents/", {"updated_since": "2000-01-01T00:00:00Z"})
+        )
+        told = {row["public_id"]: row["updated_by"] for row in rows}
+        assert told[merged["merged"].public_id] is None
+        assert told[merged["survivor"].public_id] is None
+        # Readers with Confidential access are told who merged them.
+        rows = results(
+            client_for(make_user(roles.REVIEWER, confidential=True)).get(
+                f"{API}/incidents/", {"updated_since": "2000-01-01T00:00:00Z"}
+            )
+        )
+        assert {row["public_id"]: row["updated_by"] for row in rows}[merged["merged"].public_id] == "lee.insider"
