@@ -1409,6 +1409,8 @@ def record_save(
             errors.update(_cites_loop_errors(user, record))
         if isinstance(record, Place):
             errors.update(sensitivity_errors(user, stored=stored, place=record))
+        if isinstance(record, Response) and stored is not None and "incidents" in (many_to_many or {}):
+            errors.update(_last_incident_seen_errors(user, stored, many_to_many["incidents"]))
         if hasattr(record, "confidential"):
             errors.update(
                 confidentiality_errors(
@@ -1799,6 +1801,24 @@ def _links_shown_changed(linked: Source | Incident, *, told: VersionFields = THE
         new_version_of(Response.objects.filter(source=linked), told=told)
     else:
         new_version_of(Response.objects.filter(incidents=linked), told=told)
+
+
+LAST_INCIDENT_SEEN_MESSAGE = (
+    "A response stays about at least one incident you may see: link the incident it is about before "
+    "removing the last one."
+)
+
+
+def _last_incident_seen_errors(user, response: Response, linked: Iterable[Incident]) -> dict[str, list[str]]:
+    """A change may not leave a response that is about an incident `user` may see about none they
+    may see. Left about none, it stayed in their sight ("linked to no incident yet"); left about an
+    incident hidden from them, it left it (404, and out of their list): reading it again told them
+    whether it is about a confidential incident too. Refused alike, whatever is hidden. One query,
+    none when a link is left."""
+    if list(linked):
+        return {}
+    seen = Incident.objects.visible_to(user).filter(responses=response)
+    return {"incidents": [LAST_INCIDENT_SEEN_MESSAGE]} if seen.exists() else {}
 
 
 def _hidden(records: models.QuerySet, user) -> list[models.Model]:
