@@ -852,7 +852,8 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
     score raised by an informant both relay. Not a pair with a merged incident: it no longer
     waits, its merged incident lives on in its survivor, and undoing the merge rescores it.
     With `confidential_pairs_only`, the pairs of two incidents that are not confidential are
-    neither proposed, rescored nor withdrawn (`rescore_relays_after_commit`)."""
+    neither proposed, rescored nor withdrawn (`rescore_relays_after_commit`,
+    `services._changed_in_confidence`)."""
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
         in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
@@ -901,7 +902,8 @@ def refresh_duplicate_pairs(incident_ids: list[int] | None = None, confidential_
 
 
 # A rescoring's arguments that say it rescores only the pairs with a confidential incident, for a
-# change that only readers with Confidential access see (`rescore_relays_after_commit`).
+# change that only readers with Confidential access see (`rescore_relays_after_commit`,
+# `services._changed_in_confidence`).
 _IN_CONFIDENCE = {"confidential_pairs_only": True}
 
 
