@@ -581,7 +581,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             _writer_withheld([survivor, merged])
         if note:
             merge.note = f"{merge.note}\nUndone: {note}".strip()
-        merge.save(update_fields=["undone_by", "undone_at", "note", "note_confidential"])
+        merge.save(update_fields=["undone_by", "undone_at", "note", "note_confidential", "revision_back"])
     return merge
 
 

@@ -2054,14 +2054,14 @@ class IncidentRevision(TimestampedModel):
 
     def proposal_withheld_from(self, user) -> bool:
         """Whether who proposed it and when are kept from `user`: a merge decided in confidence
-        proposed it, whose own record withholds its Reviewer and time (`NoteWrittenInConfidence`).
+        (or its undo) proposed it, whose own record withholds its Reviewer and time (`NoteWrittenInConfidence`).
         Read from `IncidentRevisionQuerySet.visible_to`'s `proposal_withheld` where it was listed so
         (a page's revisions at once), else with one query."""
         if can_see_confidential(user):
             return False
         if hasattr(self, "proposal_withheld"):
             return self.proposal_withheld
-        return IncidentMerge.objects.filter(revision=self, note_confidential=True).exists()
+        return IncidentMerge.objects.filter(Q(revision=self) | Q(revision_back=self), note_confidential=True).exists()
 
 
 class IncidentSearchDocument(models.Model):
@@ -2860,6 +2860,16 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
         blank=True,
         related_name="+",
         help_text="The survivor's dates and counts recomputed from both, proposed for a Reviewer.",
+    )
+    revision_back = models.ForeignKey(
+        IncidentRevision,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="After the undo of a merge whose proposal was accepted: the survivor's own dates and counts "
+        "proposed back.",
     )
     note = models.TextField(blank=True, help_text="Why, for the history.")
     note_confidential = models.BooleanField(

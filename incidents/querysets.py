@@ -768,7 +768,7 @@ class IncidentRevisionQuerySet(models.QuerySet):
         incident's too, by its own state: a revision a merge did not wait for (one its Reviewer may
         not see) stays in the queue of those who may, to be rejected. Each with
         `proposal_withheld`: whether who proposed it and when are kept from `user`, as the merge
-        that wrote it withholds its Reviewer and time (decided in confidence,
+        (or its undo) that wrote it withholds its Reviewer and time (decided in confidence,
         `NoteWrittenInConfidence`), which the revision named in every door."""
         if not can_see_unpublished(user):
             return self.none()
@@ -777,7 +777,7 @@ class IncidentRevisionQuerySet(models.QuerySet):
         if can_see_confidential(user):
             return revisions.annotate(proposal_withheld=Value(False))
         merges_in_confidence = apps.get_model("incidents", "IncidentMerge").objects.filter(
-            revision=OuterRef("pk"), note_confidential=True
+            Q(revision=OuterRef("pk")) | Q(revision_back=OuterRef("pk")), note_confidential=True
         )
         return revisions.filter(needs_confidential_access=False).annotate(
             proposal_withheld=Exists(merges_in_confidence)

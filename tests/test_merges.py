@@ -1416,3 +1416,15 @@ class TestTheRevisionOfAMergeDecidedInConfidence:
             )
         )
         assert {row["public_id"]: row["updated_by"] for row in rows}[merged["merged"].public_id] == "lee.insider"
+
+    def test_the_revision_its_undo_proposes_back_withholds_them_too(self, merged):
+        insider = client_for(make_user(roles.REVIEWER, confidential=True, username="kim.insider"))
+        proposal = IncidentRevision.objects.get()
+        assert insider.post(f"{API}/revisions/{proposal.pk}/accept/", {}, format="json").status_code == 200
+        unmerge = f"{API}/incidents/{merged['merged'].public_id}/unmerge/"
+        assert insider.post(unmerge, {}, format="json").status_code == 200
+        back = IncidentRevision.objects.exclude(pk=proposal.pk).get()
+        shown = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{back.pk}/").json()
+        assert (shown["proposed_by"], shown["created_at"]) == (None, None)
+        told = client_for(make_user(roles.REVIEWER, confidential=True)).get(f"{API}/revisions/{back.pk}/").json()
+        assert told["proposed_by"] == "kim.insider"
