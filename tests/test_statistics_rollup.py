@@ -458,7 +458,7 @@ def test_the_migration_counts_the_best_estimate_within_the_range_as_the_count_do
     # leaves the totals a count makes; back, a minimum alone counts in the low sum only again.
     client = client_for(None)
     counted = answer(client, "group_by=year")[0]
-    call_command("migrate", "incidents", BEFORE_BEST_WITHIN_RANGE, verbosity=0)
+    migrate_incidents_back_to(BEFORE_BEST_WITHIN_RANGE)
     try:
         before = answer(client, "group_by=year")[0]["total"]
         assert before["people_count"] < counted["total"]["people_count"]
