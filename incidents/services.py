@@ -1384,6 +1384,8 @@ def record_save(
     creating = record._state.adding
     action = "add" if creating else "change"
     _require_permission(user, _permission(model, action), f"{action} {model._meta.verbose_name_plural}")
+    # Read once: the rules look at the links sent before they are written.
+    many_to_many = {name: list(linked) for name, linked in (many_to_many or {}).items()}
     versioned = issubclass(model, VersionedModel)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         stored = None
@@ -1409,7 +1411,7 @@ def record_save(
             errors.update(_cites_loop_errors(user, record))
         if isinstance(record, Place):
             errors.update(sensitivity_errors(user, stored=stored, place=record))
-        if isinstance(record, Response) and stored is not None and "incidents" in (many_to_many or {}):
+        if isinstance(record, Response) and stored is not None and "incidents" in many_to_many:
             errors.update(_last_incident_seen_errors(user, stored, many_to_many["incidents"]))
         if hasattr(record, "confidential"):
             errors.update(
@@ -1457,7 +1459,7 @@ def record_save(
                 # (`_origins_changed`) still changes every origin, by which a pair with a
                 # confidential incident is scored: only theirs are rescored.
                 duplicates.rescore_relays_after_commit(record.pk, confidential_pairs_only=True)
-        for name, linked in (many_to_many or {}).items():
+        for name, linked in many_to_many.items():
             # The stored record's links, read afresh: a door's record may hold a prefetched,
             # visible-only set of them.
             hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
@@ -1809,13 +1811,13 @@ LAST_INCIDENT_SEEN_MESSAGE = (
 )
 
 
-def _last_incident_seen_errors(user, response: Response, linked: Iterable[Incident]) -> dict[str, list[str]]:
+def _last_incident_seen_errors(user, response: Response, linked: list[Incident]) -> dict[str, list[str]]:
     """A change may not leave a response that is about an incident `user` may see about none they
     may see. Left about none, it stayed in their sight ("linked to no incident yet"); left about an
     incident hidden from them, it left it (404, and out of their list): reading it again told them
     whether it is about a confidential incident too. Refused alike, whatever is hidden. One query,
     none when a link is left."""
-    if list(linked):
+    if linked:
         return {}
     seen = Incident.objects.visible_to(user).filter(responses=response)
     return {"incidents": [LAST_INCIDENT_SEEN_MESSAGE]} if seen.exists() else {}

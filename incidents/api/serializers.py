@@ -273,28 +273,24 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
         ]
 
     def validate(self, attrs):
-        # A writer who sees a sensitive place's coarsened position and sends that very position back
-        # (a PUT of what they read) has not moved the place: keep the exact coordinates they were
-        # never shown, rather than overwrite them with the parent's, or erase them where no place
-        # containing it has coordinates to show (null, null).
         place = self.instance
-        coarsened = place is not None and place.within_sensitive and not can_see_exact_locations(_request_user(self))
+        # A writer not shown exact coordinates (`can_see_exact_locations`), of a place that has any.
+        writer_shown_coarsened = place is not None and not can_see_exact_locations(_request_user(self))
         given = {"latitude", "longitude"} & attrs.keys()
-        if coarsened and len(given) == 1:
+        if writer_shown_coarsened and place.within_sensitive and len(given) == 1:
             # One coordinate, completed by the stored other, was accepted where the place has exact
             # coordinates and refused where it has none: the answer told a writer shown coarsened
             # ones which it is. Both, or neither, whatever is stored.
             (missing,) = {"latitude", "longitude"} - given
             raise serializers.ValidationError({missing: [BOTH_COORDINATES_MESSAGE]})
+        # A writer who sees a sensitive place's coarsened position and sends that very position back
+        # (a PUT of what they read) has not moved the place: keep the exact coordinates they were
+        # never shown, rather than overwrite them with the parent's, or erase them where no place
+        # containing it has coordinates to show (null, null).
         sent = tuple(
             None if value is None else float(value) for value in (attrs.get("latitude"), attrs.get("longitude"))
         )
-        if (
-            place is not None
-            and not can_see_exact_locations(_request_user(self))
-            and len(given) == 2
-            and sent == shown_coordinates(place)
-        ):
+        if writer_shown_coarsened and len(given) == 2 and sent == shown_coordinates(place):
             del attrs["latitude"], attrs["longitude"]
         return super().validate(attrs)
 
