@@ -563,16 +563,19 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         _responses_about_both_changed(merged, moved)
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
+        merge.undone_at = timezone.now()
         if merge.revision_id is not None and merge.revision.state == RevisionState.PENDING:
-            services.incident_revision_reject(
+            rejected = services.incident_revision_reject(
                 revision=merge.revision, user=user, note="The merge that proposed it was undone."
             )
+            # Timed as the undo: the rejection is the undo's decision, whose who and when an undo
+            # in confidence withholds (`IncidentRevisionQuerySet.visible_to`'s `decision_withheld`).
+            merge.undone_at = rejected.decided_at
         merge.revision_back = None
         if merge.revision_id is not None and merge.revision.state == RevisionState.ACCEPTED:
             merge.revision_back = _propose_back(merge.revision, survivor, user)
         duplicates.rescore_after_commit([survivor.pk, merged.pk])
         merge.undone_by_id = user_id
-        merge.undone_at = timezone.now()
         # Both incidents' claims are back where they were before the merge: judged on them, note or none.
         merge.note_confidential = merge.note_confidential or duplicates.decided_in_confidence(
             user=user, incident_ids=[survivor.pk, merged.pk]

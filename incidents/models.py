@@ -2063,6 +2063,16 @@ class IncidentRevision(TimestampedModel):
             return self.proposal_withheld
         return IncidentMerge.objects.filter(Q(revision=self) | Q(revision_back=self), note_confidential=True).exists()
 
+    def decision_withheld_from(self, user) -> bool:
+        """Whether who decided it and when are kept from `user`: the undo of a merge decided in
+        confidence rejected it, whose own record withholds its Reviewer and time. Read as
+        `proposal_withheld_from` is (`IncidentRevisionQuerySet.visible_to`'s `decision_withheld`)."""
+        if can_see_confidential(user) or self.decided_at is None:
+            return False
+        if hasattr(self, "decision_withheld"):
+            return self.decision_withheld
+        return IncidentMerge.objects.filter(revision=self, undone_at=self.decided_at, note_confidential=True).exists()
+
 
 class IncidentSearchDocument(models.Model):
     """The words that find an incident, kept by PostgreSQL in the statement that changes them

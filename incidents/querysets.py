@@ -769,18 +769,23 @@ class IncidentRevisionQuerySet(models.QuerySet):
         not see) stays in the queue of those who may, to be rejected. Each with
         `proposal_withheld`: whether who proposed it and when are kept from `user`, as the merge
         (or its undo) that wrote it withholds its Reviewer and time (decided in confidence,
-        `NoteWrittenInConfidence`), which the revision named in every door."""
+        `NoteWrittenInConfidence`), which the revision named in every door; and `decision_withheld`,
+        the same of who decided it and when, where the undo of such a merge rejected it (the
+        rejection is timed as the undo: `merges.incident_merge_undo`)."""
         if not can_see_unpublished(user):
             return self.none()
         incidents = self.model._meta.get_field("incident").related_model.objects.seen_by(user)
         revisions = self.filter(incident__in=incidents.values("pk"))
         if can_see_confidential(user):
-            return revisions.annotate(proposal_withheld=Value(False))
-        merges_in_confidence = apps.get_model("incidents", "IncidentMerge").objects.filter(
-            Q(revision=OuterRef("pk")) | Q(revision_back=OuterRef("pk")), note_confidential=True
-        )
+            return revisions.annotate(proposal_withheld=Value(False), decision_withheld=Value(False))
+        merges_in_confidence = apps.get_model("incidents", "IncidentMerge").objects.filter(note_confidential=True)
         return revisions.filter(needs_confidential_access=False).annotate(
-            proposal_withheld=Exists(merges_in_confidence)
+            proposal_withheld=Exists(
+                merges_in_confidence.filter(Q(revision=OuterRef("pk")) | Q(revision_back=OuterRef("pk")))
+            ),
+            decision_withheld=Exists(
+                merges_in_confidence.filter(revision=OuterRef("pk"), undone_at=OuterRef("decided_at"))
+            ),
         )
 
 

@@ -1428,3 +1428,34 @@ class TestTheRevisionOfAMergeDecidedInConfidence:
         assert (shown["proposed_by"], shown["created_at"]) == (None, None)
         told = client_for(make_user(roles.REVIEWER, confidential=True)).get(f"{API}/revisions/{back.pk}/").json()
         assert told["proposed_by"] == "kim.insider"
+
+    def test_the_rejection_of_its_revision_by_an_undo_in_confidence_withholds_who_and_when(self, merged):
+        # The undo rejects the merge's pending revision: its `decided_by` named the undoer, with
+        # the time, where the merge's own record withholds both.
+        kim = client_for(make_user(roles.REVIEWER, confidential=True, username="kim.insider"))
+        assert kim.post(f"{API}/incidents/{merged['merged'].public_id}/unmerge/", {}, format="json").status_code == 200
+        rejected = IncidentRevision.objects.get()
+        assert (rejected.state, rejected.decided_by.username) == ("rejected", "kim.insider")
+        outsider = make_user(roles.REVIEWER)
+        [listed] = results(client_for(outsider).get(f"{API}/revisions/"))
+        page = client_for(outsider).get(f"{API}/revisions/{rejected.pk}/").json()
+        assert [(shown["decided_by"], shown["decided_at"]) for shown in (listed, page)] == [(None, None)] * 2
+        admin_client = Client()
+        admin_client.force_login(outsider)
+        for url in (
+            reverse("admin:incidents_incidentrevision_changelist"),
+            reverse("admin:incidents_incidentrevision_change", args=[rejected.pk]),
+        ):
+            assert "kim.insider" not in admin_client.get(url).content.decode(), url
+        told = client_for(make_user(roles.REVIEWER, confidential=True)).get(f"{API}/revisions/{rejected.pk}/").json()
+        assert (told["decided_by"], told["decided_at"] is not None) == ("kim.insider", True)
+
+    def test_a_reviewers_own_decision_of_its_revision_stays_named(self, merged):
+        # Only the undo's rejection is the undo's: a Reviewer's rejection before it is their own.
+        rejecter = client_for(make_user(roles.REVIEWER, username="ray.outsider"))
+        revision = IncidentRevision.objects.get()
+        assert rejecter.post(f"{API}/revisions/{revision.pk}/reject/", {}, format="json").status_code == 200
+        kim = client_for(make_user(roles.REVIEWER, confidential=True))
+        assert kim.post(f"{API}/incidents/{merged['merged'].public_id}/unmerge/", {}, format="json").status_code == 200
+        shown = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{revision.pk}/").json()
+        assert shown["decided_by"] == "ray.outsider" and shown["decided_at"] is not None

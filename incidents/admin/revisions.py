@@ -32,7 +32,7 @@ class RevisionStateFilter(WaitingFirstFilter):
 class IncidentRevisionAdmin(
     OfferedFiltersOnlyMixin, StaffRecordMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
 ):
-    list_display = ["__str__", "incident_link", "proposer", "proposed_at", "state", "decided_by"]
+    list_display = ["__str__", "incident_link", "proposer", "proposed_at", "state", "decider"]
     list_filter = [RevisionStateFilter]
     list_select_related = ["incident", "proposed_by", "decided_by"]
     search_fields = ["incident__title"]
@@ -42,8 +42,8 @@ class IncidentRevisionAdmin(
         "proposer",
         "proposed_at",
         "state",
-        "decided_by",
-        "decided_at",
+        "decider",
+        "decided_when",
         "decision_note",
     ]
     fields = readonly_fields
@@ -63,6 +63,15 @@ class IncidentRevisionAdmin(
     @admin.display(description="Proposed at", ordering="created_at")
     def proposed_at(self, revision):
         return WHO_AND_WHEN_WITHHELD if revision.proposal_withheld else revision.created_at
+
+    # Who decided it and when, unless the undo of such a merge rejected it (`decision_withheld`).
+    @admin.display(description="Decided by")
+    def decider(self, revision):
+        return WHO_AND_WHEN_WITHHELD if revision.decision_withheld else revision.decided_by
+
+    @admin.display(description="Decided at", ordering="decided_at")
+    def decided_when(self, revision):
+        return WHO_AND_WHEN_WITHHELD if revision.decision_withheld else revision.decided_at
 
     def records_listed(self, request, rows) -> list:
         return [revision.incident for revision in rows]

@@ -675,9 +675,12 @@ class RevisionSerializer(serializers.ModelSerializer):
 
     def to_representation(self, revision):
         representation = super().to_representation(revision)
-        if revision.proposal_withheld_from(_request_user(self)):
-            # Written by a merge decided in confidence (`IncidentRevisionQuerySet.visible_to`).
+        user = _request_user(self)
+        # Written, or rejected, by a merge or undo decided in confidence (`IncidentRevisionQuerySet.visible_to`).
+        if revision.proposal_withheld_from(user):
             representation.update(proposed_by=None, created_at=None)
+        if revision.decision_withheld_from(user):
+            representation.update(decided_by=None, decided_at=None)
         return representation
 
     @extend_schema_field(OpenApiTypes.OBJECT)
