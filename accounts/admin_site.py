@@ -5,10 +5,12 @@ from django.contrib.admin import helpers
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import models
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 
 from accounts.confirmation import confirmation_needed
@@ -57,10 +59,14 @@ class PossibleFilterValuesMixin:
     its December, its 31 December: Django selects them up to the next year, month or day, an
     OverflowError too); and a `__year` lookup of a year no date has (`?undone_at__year=0`, `10000`,
     which Django turns into the bounds of that year only when it runs the query: a ValueError or an
-    OverflowError its changelist does not catch). All were 500s."""
+    OverflowError its changelist does not catch). All were 500s. And a bound of a date and time
+    without its time zone (`?expires_at__gte=2026-01-01`, typed by hand: a date filter's links send
+    `2026-01-01 00:00:00+00:00`), which Django read in UTC with a warning, whatever the site's time."""
 
     def lookup_allowed(self, lookup, value, request):
         if "\x00" in value or lookup.rsplit("__", 1)[-1] in REGULAR_EXPRESSION_LOOKUPS:
+            return False
+        if _bounds_a_date_and_time(self.model, lookup) and not _is_aware_date_and_time(value):
             return False
         if lookup.endswith("__year") and not (is_whole_number(value) and MINYEAR <= int(value) <= MAXYEAR):
             return False
@@ -72,6 +78,28 @@ class PossibleFilterValuesMixin:
         ):
             return False
         return super().lookup_allowed(lookup, value, request)
+
+
+_RANGE_LOOKUPS = frozenset({"gt", "gte", "lt", "lte"})
+
+
+def _bounds_a_date_and_time(model, lookup: str) -> bool:
+    """Whether `lookup` bounds one of `model`'s own date and time fields (`expires_at__gte`)."""
+    field_name, _, last = lookup.rpartition("__")
+    if last not in _RANGE_LOOKUPS:
+        return False
+    try:
+        return isinstance(model._meta.get_field(field_name), models.DateTimeField)
+    except FieldDoesNotExist:
+        return False
+
+
+def _is_aware_date_and_time(value: str) -> bool:
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return False
+    return parsed is not None and parsed.tzinfo is not None
 
 
 def _drill_down_ends_on_a_date(request, field_name: str) -> bool:

@@ -307,6 +307,23 @@ class TestChangelistURLs:
         assert client.get(path, query).status_code == 400
         assert client.get(path).status_code == 200
 
+    @pytest.mark.parametrize(
+        ("path", "query"),
+        [
+            # A bound without its time zone, typed by hand: Django read it in UTC, with a warning.
+            ("/admin/accounts/apitoken/", {"expires_at__gte": "2026-01-01"}),
+            ("/admin/accounts/setuplink/", {"created_at__lt": "2026-01-01 00:00:00"}),
+            ("/admin/axes/accessattempt/", {"attempt_time__gte": "yesterday"}),
+        ],
+    )
+    def test_a_date_and_time_bound_no_filter_sends_answers_400(self, client, path, query):
+        client.force_login(make_user(roles.REVIEWER, is_superuser=True))
+
+        assert client.get(path, query).status_code == 400
+        # The bounds the date filters' links send, each with its time zone.
+        [name] = query
+        assert client.get(path, {name: "2026-01-01 00:00:00+00:00"}).status_code == 200
+
     @pytest.mark.parametrize("query", [{"incident_ids": "1"}, {"claim_ids__contains": "[1]"}])
     def test_the_accesses_list_takes_only_its_filters(self, client, query):
         # A lookup on the record's array fields reached PostgreSQL as a malformed array: a 500.
