@@ -128,6 +128,20 @@ def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRec
     )
 
 
+def confidential_links_of_responses(responses: Iterable[Model], user) -> ConfidentialRecords:
+    """The confidential incidents and source that `responses` (read `with_links_for` `user`) name:
+    their incidents' public ids, and their source's id, as a response's page and answer show them.
+    One query for a page of responses that names any source; nothing, and no query, for a reader
+    without the confidential permission."""
+    if not can_see_confidential(user):
+        return NO_RECORDS
+    responses = list(responses)
+    incidents = [incident for response in responses for incident in response.incidents.all()]
+    source_ids = {response.visible_source_id for response in responses} - {None}
+    sources = Source.objects.filter(pk__in=source_ids, confidential=True) if source_ids else []
+    return confidential_among([*incidents, *sources], user)
+
+
 def shown_incident_columns(user) -> dict[str, Any]:
     """The columns a list's `.values()` adds for `record_list_access` to know which confidential
     records a page showed: the incident's id and flag (its confidential claims and sources are then

@@ -7,6 +7,7 @@ and an import page (`<changelist>/import/`: upload, then a preview with one "Imp
 """
 
 import io
+import re
 import secrets
 from datetime import timedelta
 
@@ -20,16 +21,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from incidents.access import confidential_among, record_confidential_access
 from incidents.admin.base import FilterCannotBeApplied
 from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
 from incidents.importers import Duplicates, csv_file_text, import_incidents_csv
-from incidents.models import Incident, PendingImport
+from incidents.models import AccessDoor, Incident, PendingImport
 from tracker.uploads import takes_file
 
 # Between preview and confirm the file waits in the database (PendingImport, one per account), so
 # the confirmation may reach any app server; the preview's confirm form holds its key, so that it
 # confirms the file it showed, not one uploaded since in another tab or session.
 PENDING_IMPORT_KEY_FIELD = "key"
+# A pending import's key as the preview writes it: `secrets.token_hex(16)`.
+_IMPORT_KEY = re.compile(r"[0-9a-f]{32}\Z")
 
 
 def delete_stale_pending_imports():
@@ -157,9 +161,11 @@ class IncidentCsvAdminMixin:
         return self._upload_page(request, context)
 
     def _import_pending_csv(self, request, context):
-        key = request.POST.get(PENDING_IMPORT_KEY_FIELD)
+        key = request.POST.get(PENDING_IMPORT_KEY_FIELD, "")
         delete_stale_pending_imports()
-        pending = PendingImport.objects.filter(user=request.user, key=key).first() if key else None
+        # Only a key the preview could have written (`secrets.token_hex(16)`) is looked up: a NUL in
+        # another reached PostgreSQL's text, a 500.
+        pending = PendingImport.objects.filter(user=request.user, key=key).first() if _IMPORT_KEY.match(key) else None
         if pending is None:
             # Never previewed, already imported, replaced by a file uploaded since (another tab or
             # session), or older than a session's lifetime.
@@ -206,8 +212,20 @@ class IncidentCsvAdminMixin:
             **options,
         )
 
+    @staticmethod
+    def _record_report_shown(request, report) -> None:
+        """A page showing `report` is a read of the confidential records it names (`records_shown`)."""
+        record_confidential_access(
+            user=request.user,
+            door=AccessDoor.ADMIN,
+            records=confidential_among(report.records_shown(), request.user),
+            path=request.get_full_path(),
+        )
+
     def _upload_page(self, request, context, *, report=None, upload_error=""):
         """The file chooser, with the last file's errors, if any, above it."""
+        if report is not None:
+            self._record_report_shown(request, report)
         context.update(
             title=f"{report.file_name} cannot be imported" if report else "Import incidents from CSV",
             report=report,
@@ -219,6 +237,7 @@ class IncidentCsvAdminMixin:
     def _preview_page(self, request, context, report, pending, *, status=200, duplicates_error="", import_error=""):
         """What the waiting file would do, and one button to import it: no file chooser, so that the
         next step cannot be mistaken for uploading again."""
+        self._record_report_shown(request, report)
         context.update(
             title=f"Preview: import {report.file_name}",
             report=report,

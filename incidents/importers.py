@@ -277,6 +277,29 @@ class ImportReport:
     stopped_for_duplicates: bool = False
     # A real import met another write and was undone by PostgreSQL: the same file may be imported again.
     met_another_write: bool = False
+    # The records the errors name as candidates ("matches 2 sources; write one of: …").
+    named_in_errors: list[models.Model] = field(default_factory=list)
+
+    def records_shown(self) -> list[models.Model]:
+        """The records its preview, its error page and the command's lines name beyond what the
+        file says: the incidents its rows change or may duplicate, the confidential claims kept and
+        the sources of those added, and the candidates its errors list. For
+        `access.confidential_among`: a reader with Confidential access is recorded as reading the
+        confidential ones."""
+        rows = [*self.created, *self.updated, *self.proposed, *self.unchanged, *self.duplicates]
+        return [
+            *(
+                record
+                for row in rows
+                for record in (
+                    row.incident,
+                    *row.duplicate_incidents,
+                    *row.confidential_claims_kept,
+                    *row.confidential_claims_added,
+                )
+            ),
+            *self.named_in_errors,
+        ]
 
     @property
     def claims_removed(self) -> list[PlannedRow]:
@@ -1230,6 +1253,7 @@ def _validate_rows(header, rows, user, create_missing, report) -> _Plan:
         row.confidential_claims_added = _confidential_claims_added(row)
         planned.append(row)
     report.errors.extend(error for errors in row_errors for error in errors)
+    report.named_in_errors = resolver.named_in_errors
     # Created in this order when the file is written.
     plan = _Plan(
         rows=planned,
@@ -1483,6 +1507,8 @@ class _NameResolver:
         self.cells: dict[tuple[str, str], tuple[tuple[models.Model, ...], list[str]]] = {}
         # sources cell -> its claims (`PlannedRow.claims`)
         self.claims: dict[str, tuple[tuple[Source, bool], ...]] = {}
+        # The records errors list as candidates (`ImportReport.named_in_errors`).
+        self.named_in_errors: list[models.Model] = []
 
     def resolve(self, line: int, record: dict[str, str]) -> tuple[dict[str, tuple[models.Model, ...]], list[RowError]]:
         """The records of each name column in the row (absent columns are left out), and its errors."""
@@ -1520,6 +1546,7 @@ class _NameResolver:
             elif len(matches) == 1:
                 found.append((matches[0], item.claim_confidential))
             elif matches:
+                self.named_in_errors.extend(matches)
                 candidates = sorted((index.describe(match) for match in matches), key=_numbers_as_numbers)
                 problems.append(
                     f"{str(item)!r} matches {len(matches)} {index.kind}s; write one of: {', '.join(candidates)}."
@@ -1566,6 +1593,7 @@ class _NameResolver:
             parent_item = _Item(item.names[:-1])
             parents, _ = index.find(parent_item)
             if len(parents) > 1:
+                self.named_in_errors.extend(parents)
                 candidates = ", ".join(sorted((index.describe(match) for match in parents), key=_numbers_as_numbers))
                 return (
                     None,

@@ -811,7 +811,8 @@ class ResponseQuerySet(models.QuerySet):
         one is answered with it, and must not be shown the hidden incident's public id."""
         incidents = self.model._meta.get_field("incidents").related_model.objects.visible_to(user)
         return self.annotate(visible_source_id=visible_source_id(user, "source_id")).prefetch_related(
-            models.Prefetch("incidents", queryset=incidents.only("id", "public_id").order_by())
+            # `confidential`: a reader with Confidential access is recorded as reading those that are.
+            models.Prefetch("incidents", queryset=incidents.only("id", "public_id", "confidential").order_by())
         )
 
 

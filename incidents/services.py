@@ -839,11 +839,16 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
     # Rows that repeat a confidential claim: named to those who may see it, whose acceptance
     # refuses them (`_repeated_claim_errors`); left out for the others (`_changes_shown`).
     repeated = _confidential_claims_repeated(waiting, copies=True) if can_see_confidential(user) else {}
+    decided_sources = _sources_claimed(
+        [shown[revision.pk] for revision in revisions if revision.state != RevisionState.PENDING], user
+    )
     readings = {}
     for revision in revisions:
         changes = shown[revision.pk]
         if revision.state != RevisionState.PENDING:
-            readings[revision.pk] = RevisionReading(changes, [], [revision.incident])
+            # Its `changes` still show the claims it proposed, with their sources.
+            sources = (decided_sources.get(_claimed_source_id(row)) for row in changes.get("claims") or ())
+            readings[revision.pk] = RevisionReading(changes, [], [revision.incident, *filter(None, sources)])
             continue
         records = [revision.incident]
         if changes.get("claims"):
@@ -856,6 +861,15 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
         differences = [*refusals, *_differences(revision, changes, named, current)]
         readings[revision.pk] = RevisionReading(changes, differences, records)
     return readings
+
+
+def _sources_claimed(changes: list[dict[str, Any]], user) -> dict[int, Source]:
+    """The confidential sources the claims of `changes` name, by id, for a reader who may see them
+    (`access.confidential_among` records them): one query where any claim names one, else none."""
+    if not can_see_confidential(user):
+        return {}
+    source_ids = {_claimed_source_id(row) for one in changes for row in one.get("claims") or ()} - {None}
+    return Source.objects.filter(confidential=True).in_bulk(source_ids) if source_ids else {}
 
 
 def revision_read(revision: IncidentRevision, user) -> RevisionReading:

@@ -1,9 +1,11 @@
 """Who read the informant's testimony: every door that shows or exports confidential records leaves
 one append-only access record, which reviewers with confidential access read and nobody can change."""
 
+import io
 from datetime import date
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.db.models import ProtectedError
@@ -25,7 +27,16 @@ from incidents.models import (
     Source,
 )
 from tests.api_support import API, client_for, incident_url, results
-from tests.factories import incident_type, make_claim, make_incident, make_organization, make_source, make_user
+from tests.factories import (
+    incident_type,
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+)
+from tests.form_support import saved_unchanged
 
 ACCESSES = reverse("admin:incidents_confidentialaccess_changelist")
 
@@ -516,6 +527,179 @@ class TestApi:
         assert queries(2) == queries(9)
         two, nine = ConfidentialAccess.objects.order_by("-id")[:2][::-1]
         assert (len(two.incident_ids), len(nine.incident_ids)) == (2, 7)
+
+
+class TestAnswersAndMessages:
+    """What a write's answer, a refusal or a page's message shows is a read too: each named a
+    confidential record to a reader with Confidential access and left no trace (a PATCH that
+    changes nothing was a read of an informant's source no one could find)."""
+
+    def test_a_write_answer_records_the_confidential_source_it_shows(self, world):
+        answer = client_for(world.rita).patch(
+            f"{API}/sources/{world.informant.pk}/", {"version": world.informant.version}, format="json"
+        )
+
+        assert answer.status_code == 200 and answer.json()["title"] == "Informant"
+        assert accesses() == [(f"{API}/sources/{world.informant.pk}/", [], [], [world.informant.pk])]
+
+    def test_a_new_source_refused_as_a_lookalike_records_the_confidential_one_it_names(self, client, world):
+        Source.objects.filter(pk=world.informant.pk).update(url="https://example.org/testimony")
+        sent = {"title": "Another", "kind": "testimony", "url": "https://example.org/testimony"}
+
+        refused = client_for(world.rita).post(f"{API}/sources/", sent, format="json")
+        client.force_login(world.rita)
+        page = client.post(reverse("admin:incidents_source_add"), sent)
+
+        assert refused.status_code == 409 and refused.json()["sources"][0]["title"] == "Informant"
+        assert page.status_code == 200 and "Informant" in page.content.decode()
+        assert [sources for *_, sources in accesses()] == [[world.informant.pk]] * 2
+        assert [access.door for access in ConfidentialAccess.objects.order_by("id")] == ["api", "admin"]
+
+    def test_a_response_read_through_the_api_records_its_confidential_incident_and_source(self, world):
+        response = make_response(incidents=[world.secret, world.plain], source=world.informant)
+        client = client_for(world.rita)
+
+        detail = client.get(f"{API}/responses/{response.pk}/").json()
+        listed = results(client.get(f"{API}/responses/"))
+
+        assert detail["source"] == world.informant.pk and world.secret.public_id in detail["incidents"]
+        assert [row["id"] for row in listed] == [response.pk]
+        assert accesses() == [
+            (f"{API}/responses/{response.pk}/", [world.secret.pk], [], [world.informant.pk]),
+            (f"{API}/responses/", [world.secret.pk], [], [world.informant.pk]),
+        ]
+        # A response naming nothing confidential records nothing, nor does a reader without access.
+        client.get(f"{API}/responses/{make_response(incidents=[world.plain]).pk}/")
+        client_for(world.andy).get(f"{API}/responses/")
+        assert len(accesses()) == 2
+
+    def test_the_responses_list_records_in_a_fixed_number_of_queries(self, world):
+        client = client_for(world.rita)
+        for _ in range(6):
+            make_response(incidents=[make_incident(confidential=True)], source=world.informant)
+        client.get(f"{API}/responses/")
+
+        def queries(page_size: int) -> int:
+            with CaptureQueriesContext(connection) as captured:
+                assert len(results(client.get(f"{API}/responses/?page_size={page_size}"))) == page_size
+            return len(captured)
+
+        assert queries(2) == queries(6)
+        two, six = ConfidentialAccess.objects.order_by("-id")[:2][::-1]
+        assert (len(two.incident_ids), len(six.incident_ids)) == (2, 6)
+
+    def test_a_decision_answer_records_the_confidential_source_its_revision_proposes(self, world):
+        proposer = make_user(roles.ANALYST, confidential=True)
+        proposed = client_for(proposer).patch(
+            incident_url(world.plain),
+            {
+                "version": world.plain.version,
+                "claims": [{"source": world.informant.pk, "source_connection": "victim", "excerpt": "We were 80"}],
+            },
+            format="json",
+        )
+        assert proposed.status_code == 202, proposed.content
+        revision = proposed.json()["id"]
+
+        answer = client_for(world.rita).post(f"{API}/revisions/{revision}/reject/", {"note": "no"}, format="json")
+        listed = client_for(world.rita).get(f"{API}/revisions/?state=rejected")
+
+        assert answer.status_code == 200 and "We were 80" in answer.content.decode()
+        assert [row["id"] for row in results(listed)] == [revision]
+        # The decided revision's `changes` still show the claim and its source, in the list too.
+        assert [(path, sources) for path, _, _, sources in accesses()] == [
+            (f"{API}/revisions/{revision}/reject/", [world.informant.pk]),
+            (f"{API}/revisions/?state=rejected", [world.informant.pk]),
+        ]
+
+    def test_an_incident_page_records_the_confidential_incident_its_messages_name(self, client, world):
+        make_pair(world.plain, world.secret)
+        client.force_login(world.rita)
+
+        page = client.get(admin_url(world.plain))
+
+        assert "Secret" in page.content.decode()
+        assert accesses() == [(admin_url(world.plain), [world.secret.pk], [], [])]
+
+    def test_the_possible_duplicates_named_after_a_save_are_recorded(self, client, world):
+        # Another confidential incident of the same type and day: the save's warning names it.
+        tumen = make_place(name="Tumen")
+        world.secret.places.add(tumen)
+        twin = make_incident(
+            title="Twin",
+            confidential=True,
+            date_start=world.secret.date_start,
+            date_end=world.secret.date_end,
+            places=[tumen],
+        )
+        client.force_login(world.rita)
+
+        saved = saved_unchanged(client, admin_url(world.secret))
+        page = client.get(saved.url)
+
+        assert "Possible duplicates" in page.content.decode() and "Twin" in page.content.decode()
+        # The form's page records the incident, its save the twin the warning names.
+        shown_there = [incident_ids for path, incident_ids, _, _ in accesses() if path == admin_url(world.secret)]
+        assert shown_there == [[world.secret.pk], [twin.pk]]
+
+
+class TestImports:
+    """An import's preview, its error page and the command's lines name records the file does not:
+    the confidential claims an update keeps, with their sources, the incidents a new row may
+    repeat, the candidates of an ambiguous name. Each is a read of the confidential ones."""
+
+    URL = reverse("admin:incidents_incident_import_csv")
+    HEADER = "public_id,version,title,type,date_start,date_end,sources"
+
+    def kept_row(self, world) -> str:
+        # The informant's incident, its row listing no source: its confidential claim is kept.
+        incident = world.with_informant
+        slug = incident.incident_type.slug
+        return f"{incident.public_id},{incident.version},{incident.title},{slug},2023-06-01,2023-06-01,"
+
+    def upload(self, client, content: str):
+        return client.post(self.URL, {"file": SimpleUploadedFile("incidents.csv", content.encode(), "text/csv")})
+
+    def test_the_preview_records_the_confidential_claim_it_keeps_and_the_incident_it_may_repeat(self, client, world):
+        tumen = make_place(name="Tumen")
+        world.secret.places.add(tumen)
+        client.force_login(world.rita)
+        new_row = f",,Return at Tumen,{world.secret.incident_type.slug},2023-08-01,2023-08-01,"
+        preview = self.upload(client, f"{self.HEADER},places\n{self.kept_row(world)},\n{new_row},Tumen\n")
+
+        assert preview.status_code == 200
+        assert "Informant" in preview.text and "Secret" in preview.text
+        assert accesses() == [(self.URL, [world.secret.pk], [world.informant_claim.pk], [world.informant.pk])]
+
+    def test_the_error_page_records_the_confidential_candidates_it_lists(self, client, world):
+        make_source(title="Informant", kind="testimony")  # a public namesake
+        client.force_login(world.rita)
+        row = f",,New,{world.plain.incident_type.slug},2023-08-01,2023-08-01,Informant"
+
+        refused = self.upload(client, f"{self.HEADER}\n{row}\n")
+
+        assert refused.status_code == 400 and f"[#{world.informant.pk}]" in refused.text
+        assert accesses() == [(self.URL, [], [], [world.informant.pk])]
+
+    def test_the_commands_lines_record_the_confidential_claim_they_name(self, world, tmp_path):
+        path = tmp_path / "incidents.csv"
+        path.write_text(f"{self.HEADER}\n{self.kept_row(world)}\n")
+        out = io.StringIO()
+
+        call_command("import_incidents", str(path), f"--user={world.rita.username}", "--dry-run", stderr=out)
+
+        assert "Informant" in out.getvalue()
+        access = only_access()
+        assert (access.door, access.claim_ids, access.source_ids) == (
+            AccessDoor.COMMAND,
+            [world.informant_claim.pk],
+            [world.informant.pk],
+        )
+
+    def test_a_reader_without_confidential_access_leaves_no_record(self, client, world):
+        client.force_login(world.andy)
+        self.upload(client, f"{self.HEADER}\n{self.kept_row(world)}\n")
+        assert not ConfidentialAccess.objects.exists()
 
 
 class TestNotesWrittenInConfidence:

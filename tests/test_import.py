@@ -1021,6 +1021,17 @@ class TestAdminImportPage:
         assert client.post(self.URL, confirm_form(tab_b)).status_code == 302
         assert list(Incident.objects.values_list("title", flat=True)) == ["From tab B"]
 
+    @pytest.mark.parametrize("key", ["0123\x00", "x" * 40, "../" * 11])
+    def test_a_key_the_preview_never_writes_is_told_to_upload_again(self, client, analyst, key):
+        # A NUL reached PostgreSQL's text: a 500.
+        client.force_login(analyst)
+        self.upload(client, f"{HEADER}\nWaiting,deportation,2024-01-01,2024-01-01\n")
+
+        refused = client.post(self.URL, {"confirm": "1", "key": key}, follow=True)
+
+        assert "Nothing is waiting to be imported: upload the file again." in refused.text
+        assert not Incident.objects.exists() and PendingImport.objects.exists()
+
     def test_signing_out_deletes_the_file_waiting_to_be_imported(self, client, analyst):
         # It stayed in the database for good: after signing out, after the session was gone.
         client.force_login(analyst)

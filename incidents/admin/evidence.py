@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from incidents import services
+from incidents.access import confidential_among
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
     ConfidentialityOfferedMixin,
@@ -112,6 +113,14 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
         if obj is None and (asked or request.POST.get("another_source_confirmed")):
             return [(None, {"fields": ["another_source_confirmed"]}), *fieldsets]
         return fieldsets
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        refusal = getattr(request, "service_refusal", None)
+        if isinstance(refusal, services.SourceLooksLikeAnother):
+            # The form names the sources the new one looks like: a read of the confidential ones.
+            lookalikes = [lookalike.source for lookalike in refusal.lookalikes]
+            self.record_shown(request, confidential_among(lookalikes, request.user))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     formfield_overrides = {LanguageCodeField: {"widget": LanguageAutocomplete}}
 

@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 from django_countries import countries
 
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
+from incidents.access import confidential_among
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
     ConfidentialityOfferedMixin,
@@ -799,6 +800,10 @@ class IncidentAdmin(
         )
         if not pairs:
             return
+        # The other incidents the message names, which `records_shown` records as read.
+        request.incidents_in_messages = [
+            pair.incident_b if pair.incident_a_id == incident.pk else pair.incident_a for pair in pairs
+        ]
         links = format_html_join(
             ", ",
             '<a href="{}">{}</a> (score {})',
@@ -821,6 +826,9 @@ class IncidentAdmin(
             ),
             messages.WARNING,
         )
+
+    def records_shown(self, request, incident) -> list:
+        return getattr(request, "incidents_in_messages", [])
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
@@ -865,6 +873,8 @@ class IncidentAdmin(
         )
         if not duplicates:
             return
+        # Shown on the page the save leads to, with their titles: a read of the confidential ones.
+        self.record_shown(request, confidential_among(duplicates, request.user))
         links = format_html_join(
             ", ",
             '<a href="{}">{}</a> ({})',

@@ -9,7 +9,9 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from incidents.access import confidential_among, record_confidential_access
 from incidents.merges import MergeRefused
+from incidents.models import AccessDoor
 from incidents.services import RecordNotFound, SourceLooksLikeAnother
 
 
@@ -85,10 +87,17 @@ def flat_field_errors(detail, name: str = "") -> dict[str, list]:
     return {name: detail}
 
 
-def looks_like_another_response(refusal: SourceLooksLikeAnother) -> Response:
+def looks_like_another_response(refusal: SourceLooksLikeAnother, request) -> Response:
     """409 naming the sources a new one looks like (only ever ones its writer may see), and how
-    to record it all the same."""
+    to record it all the same; a confidential one named is recorded as read."""
     set_rollback()
+    lookalikes = [lookalike.source for lookalike in refusal.lookalikes]
+    record_confidential_access(
+        user=request.user,
+        door=AccessDoor.API,
+        records=confidential_among(lookalikes, request.user),
+        path=request.get_full_path(),
+    )
     messages = " ".join(lookalike.message for lookalike in refusal.lookalikes)
     return Response(
         {
@@ -105,7 +114,7 @@ def looks_like_another_response(refusal: SourceLooksLikeAnother) -> Response:
 
 def exception_handler(exc, context):
     if isinstance(exc, SourceLooksLikeAnother):
-        return looks_like_another_response(exc)
+        return looks_like_another_response(exc, context["request"])
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         exc.detail = flat_field_errors(exc.detail)
     if isinstance(exc, RecordNotFound):

@@ -31,6 +31,7 @@ from rest_framework.reverse import reverse
 from incidents import releases, services
 from incidents.access import (
     confidential_among,
+    confidential_links_of_responses,
     confidential_records_of,
     record_confidential_access,
     recording_list_access,
@@ -190,8 +191,11 @@ class ResourceViewSet(viewsets.ModelViewSet):
         """Answer a write with the record as a read would show it to this user (links to hidden
         records dropped), not as the bare saved object, whose links hold every record. Even when
         the write took the record out of their sight (they unlinked from a response the last
-        incident they see, and it stays about a hidden one): they wrote it, but not its hidden links."""
+        incident they see, and it stays about a hidden one): they wrote it, but not its hidden links.
+        The answer shows the record as a read does, and is recorded as one (`record_read`): a PATCH
+        that changes nothing was a read of a confidential source that left no trace."""
         serializer.instance = self.shown(type(saved)._default_manager.filter(pk=saved.pk)).get()
+        self.record_read(serializer.instance)
 
 
 class OrganizationViewSet(ResourceViewSet):
@@ -238,6 +242,16 @@ class SourceViewSet(ResourceViewSet):
 
 class ResponseViewSet(ResourceViewSet):
     serializer_class = ResponseSerializer
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        _record_api_access(request, confidential_links_of_responses(page, request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def record_read(self, response):
+        # Its confidential incidents' public ids and its confidential source's id, as the admin's
+        # page of the response records them.
+        _record_api_access(self.request, confidential_links_of_responses([response], self.request.user))
 
     def get_queryset(self):
         return self.shown(OrganizationResponse.objects.visible_to(self.request.user))
@@ -616,7 +630,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
         except services.VersionConflict as conflict:
             raise VersionMismatch(str(conflict)) from None
         revision.refresh_from_db()
-        return Response(self.get_serializer(revision).data)
+        return self._decided(revision)
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
@@ -626,7 +640,12 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
         revision = services.incident_revision_reject(
             revision=self.get_object(), user=request.user, note=decision.validated_data["note"]
         )
-        return Response(self.get_serializer(revision).data)
+        return self._decided(revision)
+
+    def _decided(self, revision):
+        """The answer to a decision: the revision as its detail shows it, and recorded as a read of
+        the confidential claims and sources it shows (`_shown`)."""
+        return Response(self._shown([revision]).data[0])
 
 
 @extend_schema_view(

@@ -1,7 +1,9 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from incidents.access import confidential_among, record_confidential_access
 from incidents.importers import Duplicates, import_incidents_csv
+from incidents.models import AccessDoor
 
 
 class Command(BaseCommand):
@@ -58,6 +60,13 @@ class Command(BaseCommand):
                 )
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
+        # The lines below name them: a read of the confidential ones, as the admin's preview is.
+        record_confidential_access(
+            user=importer,
+            door=AccessDoor.COMMAND,
+            records=confidential_among(report.records_shown(), importer),
+            path="manage.py import_incidents",
+        )
         for row in report.duplicates:
             skipped = ("would be skipped, " if dry_run else "skipped, ") if report.skipped else ""
             self.stderr.write(f"{file}: line {row.line}: {row.title!r} {skipped}may duplicate {row.duplicates_text()}")
