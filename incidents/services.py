@@ -264,17 +264,30 @@ def _validate_children(
     A row with an id changes that stored row (one query loads them all), so the fields the row does
     not mention (such as created_at) keep their values; only rows in `editable` (default: all of
     the incident's) may be changed, so an id the writer may not see is refused like a foreign one.
-    Returns the rows and the errors."""
+    Returns the rows and the errors.
+
+    A row repeating an earlier row's id is refused on its id: both would change the one stored row,
+    the later's values over the earlier's, and a row (7 of 16 victims) was dropped without a word.
+    One rule for every kind of row: a claim's or an involvement's repeat was refused only through
+    `_unique_errors` (one instance twice repeats its own source or role), under a message about
+    sources or roles, and a claim a merge marked as a conflict, which that rule passes, not at all."""
     rows = list(rows)
     ids = [row["id"] for row in rows if row.get("id")]
     editable = model.objects.all() if editable is None else editable
     stored = editable.filter(incident=incident, pk__in=ids).in_bulk() if ids and incident.pk else {}
     instances, errors = [], {}
+    first_row_of: dict[Any, int] = {}
     for index, row in enumerate(rows):
         fields = {key: value for key, value in row.items() if key != "id"}
         if not row.get("id"):
             instance = model(incident=incident, **fields)
+        elif row["id"] in first_row_of:
+            errors[f"{label}[{index}].id"] = [
+                f"It repeats row {first_row_of[row['id']]}'s id; send each {model._meta.verbose_name} once."
+            ]
+            continue
         elif row["id"] in stored:
+            first_row_of[row["id"]] = index
             instance = stored[row["id"]]
             instance._stored_values = _values(instance)
             instance._stored_confidential = getattr(instance, "confidential", False)

@@ -29,6 +29,7 @@ from incidents.models import (
     Place,
     Response,
     Source,
+    VictimGroup,
 )
 from incidents.search import IncidentSearch
 from tests.api_support import API, client_for
@@ -408,6 +409,30 @@ class TestDataEntry:
         answer = client_for(analyst).post(f"{API}/incidents/", body, format="json")
         assert answer.status_code == 400
         assert answer.json() == {"claims[1].source": ["Each source may make only one claim per incident."]}
+
+    def test_two_rows_naming_one_victim_group_are_refused_on_the_second(self, client, analyst):
+        # A page whose rows were copied (or a tampered form) sent the stored group twice: the
+        # second row's values went over the first's, and one row was dropped without a word.
+        incident = make_incident(review_state="draft")
+        group = VictimGroup.objects.create(incident=incident, count=16)
+        post = incident_post(incident=incident, **management_form("victim_groups", 2, initial=2))
+        for index, (count, sex) in enumerate([(7, "female"), (9, "male")]):
+            post.update(
+                {
+                    f"victim_groups-{index}-id": str(group.pk),
+                    f"victim_groups-{index}-incident": str(incident.pk),
+                    f"victim_groups-{index}-count": str(count),
+                    f"victim_groups-{index}-sex": sex,
+                    f"victim_groups-{index}-age_group": "unknown",
+                    f"victim_groups-{index}-description": "",
+                }
+            )
+
+        response = logged_in(client, analyst).post(change_url(incident), post)
+
+        assert response.status_code == 200
+        assert "It repeats row 0&#x27;s id; send each victim group once." in response.content.decode()
+        assert list(incident.victim_groups.values_list("count", "sex")) == [(16, "unknown")]
 
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)

@@ -11,8 +11,10 @@ from incidents.models import (
     ConfidentialAccess,
     Incident,
     IncidentType,
+    Involvement,
     Place,
     Source,
+    VictimGroup,
 )
 from tests.api_support import API, client_for, incident_url
 from tests.factories import (
@@ -296,6 +298,39 @@ class TestUpdateIncident:
         events = client.get(incident_url(incident, "history/")).json()["results"]
         (update,) = [event for event in events if event["action"] == "update"]
         assert (update["user"], update["changes"]["people_count"]) == ("alice", [80, 90])
+
+    @pytest.mark.parametrize(
+        ("rows", "make_row", "row"),
+        [
+            ("victim_groups", lambda incident: VictimGroup.objects.create(incident=incident, count=16), {"count": 7}),
+            (
+                "involvements",
+                lambda incident: Involvement.objects.create(
+                    incident=incident, organization=make_organization(), role="perpetrator"
+                ),
+                {"role": "facilitator"},
+            ),
+            # A claim a merge marked as a conflict stands outside the rule of one claim per source.
+            (
+                "claims",
+                lambda incident: make_claim(incident=incident, people_count=80, merge_conflict=True),
+                {"people_count": 70},
+            ),
+        ],
+    )
+    def test_two_rows_naming_one_id_are_refused_on_the_second(self, analyst, incident, rows, make_row, row):
+        # Both rows changed the one stored row, the second's values over the first's: a victim
+        # group split into 7 women and 9 men was saved as 9 men, the 7 dropped without a word.
+        stored = make_row(incident)
+        first = {"id": stored.pk, **{field: getattr(stored, field) for field in row}}
+        before = list(getattr(incident, rows).values())
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"version": 1, rows: [first, {"id": stored.pk, **row}]}, format="json"
+        )
+        assert answer.status_code == 400, answer.content
+        verbose_name = stored._meta.verbose_name
+        assert answer.json() == {f"{rows}[1].id": [f"It repeats row 0's id; send each {verbose_name} once."]}
+        assert list(getattr(incident, rows).values()) == before
 
     def test_stale_if_match_answers_412_and_changes_nothing(self, analyst, incident):
         incident.title = "Edited by someone else"

@@ -281,10 +281,12 @@ class RowsFormSet(BaseInlineFormSet):
             if row is None or row[0] != self.fk.remote_field.get_accessor_name():
                 continue
             _, index, field = row
-            if index < len(sent):
-                form = sent[index]
+            form = sent[index] if index < len(sent) else None
+            if form is not None and not (field in form.fields and form.fields[field].widget.is_hidden):
                 form.add_error(field if field in form.fields else None, refused)
             else:
+                # Above the rows: a row past those sent, or a hidden field's refusal (a repeated
+                # `id`, whose second row the page does not show: one stored row, one form).
                 unplaced += refused
         if unplaced:
             raise ValidationError(unplaced)
