@@ -332,6 +332,15 @@ class TestUpdateIncident:
         assert answer.json() == {f"{rows}[1].id": [f"It repeats row 0's id; send each {verbose_name} once."]}
         assert list(getattr(incident, rows).values()) == before
 
+    def test_if_match_star_names_no_version_to_a_change(self, analyst, incident):
+        # As for every record (TestOtherResourcesVersions): `*` let a stale edit through.
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"people_count": 90}, format="json", HTTP_IF_MATCH="*"
+        )
+        assert answer.status_code == 400 and list(answer.json()) == ["version"], answer.content
+        incident.refresh_from_db()
+        assert (incident.people_count, incident.version) == (80, 1)
+
     def test_stale_if_match_answers_412_and_changes_nothing(self, analyst, incident):
         incident.title = "Edited by someone else"
         incident.save()
@@ -534,6 +543,16 @@ class TestDelete:
         assert answer.status_code == 412
         assert Incident.objects.filter(pk=incident.pk).exists()
 
+    def test_delete_with_if_match_star_deletes_whatever_version_is_stored(self):
+        # A deletion takes the record as it is: `*` matches any version there, and only there.
+        incident = make_incident()
+        incident.save()
+        answer = client_for(make_user(roles.REVIEWER, confidential=True)).delete(
+            incident_url(incident), HTTP_IF_MATCH="*"
+        )
+        assert answer.status_code == 204
+        assert not Incident.objects.filter(pk=incident.pk).exists()
+
     def test_evidence_in_use_answers_409_naming_what_uses_it(self):
         place = make_place(name="Sinuiju")
         make_incident(places=[place], title="Crossing at Sinuiju")
@@ -591,6 +610,23 @@ class TestOtherResourcesVersions:
         record.refresh_from_db()
         assert record.version == 2
         assert reviewer.patch(url, change, format="json", headers={"If-Match": '"2"'}).status_code == 200
+
+    def test_if_match_star_names_no_version_to_a_change(self, resource):
+        # `*` passed, and the stored version stood in for the one edited: a stale edit sent with `*`
+        # wrote over a colleague's save. To a change it names no version; the body's is read.
+        url, record, change = resource
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        assert reviewer.patch(url, {**change, "version": 1}, format="json").status_code == 200  # a colleague's save
+
+        without = reviewer.patch(url, change, format="json", headers={"If-Match": "*"})
+        stale = reviewer.patch(url, {**change, "version": 1}, format="json", headers={"If-Match": "*"})
+
+        assert without.status_code == 400 and list(without.json()) == ["version"], without.content
+        assert stale.status_code == 409 and "you edited version 1" in stale.json()["detail"], stale.content
+        record.refresh_from_db()
+        assert record.version == 2
+        current = reviewer.patch(url, {**change, "version": 2}, format="json", headers={"If-Match": "*"})
+        assert current.status_code == 200, current.content
 
     def test_an_empty_if_match_is_refused_as_naming_no_version(self, resource):
         # A script's `If-Match: $ETAG` with ETAG unset was told "your If-Match () is stale. Reload

@@ -128,7 +128,7 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     def update(self, request, *args, **kwargs):
         record = self.get_object()
-        by_header = self._check_if_match(record)
+        by_header = self._check_if_match(record, any_version_matches=False)
         serializer = self.get_serializer(record, data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
         try:
@@ -143,12 +143,17 @@ class ResourceViewSet(viewsets.ModelViewSet):
 
     def destroy(self, request, *args, **kwargs):
         record = self.get_object()
-        self._check_if_match(record)
+        self._check_if_match(record, any_version_matches=True)
         services.record_delete(user=request.user, record=record)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _check_if_match(self, record) -> bool:
-        """True if the request names the version it edited in If-Match; 412 if that version is stale."""
+    def _check_if_match(self, record, *, any_version_matches: bool) -> bool:
+        """True if the request names the version it edited in If-Match; 412 if that version is stale.
+
+        `*` matches any version where `any_version_matches` (a DELETE: whatever is stored goes). A
+        change is made from one version, and to it `*` names none: the body's `version` then, or a
+        400 naming it; `*` passed, and the stored version stood in for the one edited, so a stale
+        edit sent with `*` wrote over a colleague's newer one."""
         header = self.request.headers.get("If-Match")
         if header is None:
             return False
@@ -159,8 +164,14 @@ class ResourceViewSet(viewsets.ModelViewSet):
             raise serializers.ValidationError(
                 {"If-Match": [_('Name the version you edited, as its ETag gave it ("3"), or leave If-Match out.')]}
             )
+        if "*" in tags:
+            if any_version_matches:
+                return True
+            tags.discard("*")
+            if not tags:
+                return False
         version = version_seen_by(record, self.request.user)
-        if "*" not in tags and str(version) not in tags:
+        if str(version) not in tags:
             name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
             raise PreconditionFailed(
                 f"{name} is now at version {version}; your If-Match ({header}) is stale. "
