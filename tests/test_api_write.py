@@ -221,6 +221,24 @@ class TestCreateIncident:
         assert answer.status_code == 400
         assert "1e400 is beyond any number a field holds" in answer.json()["detail"]
 
+    def test_an_object_naming_a_key_twice_answers_400_naming_it(self):
+        # Python's parser kept the last value, whatever the sender (or a proxy) read as meant.
+        organization = make_organization(name="Ministry of State Security")
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        answer = reviewer.patch(
+            f"{API}/organizations/{organization.pk}/",
+            '{"name": "Ministry of Public Security", "name": "Ministry of State Security (MSS)", "version": 1}',
+            content_type="application/json",
+        )
+        assert answer.status_code == 400
+        assert answer.json() == {"detail": 'JSON parse error - "name" is named twice in one object; name it once.'}
+        organization.refresh_from_db()
+        assert (organization.name, organization.version) == ("Ministry of State Security", 1)
+        # In a nested row too.
+        body = '{"title": "x", "claims": [{"source": 1, "people_count": 40, "source": 2}]}'
+        answer = reviewer.post(f"{API}/incidents/", body, content_type="application/json")
+        assert answer.json() == {"detail": 'JSON parse error - "source" is named twice in one object; name it once.'}
+
     def test_service_errors_on_claims_name_the_claim_and_field(self):
         source = make_source()
         body = new_incident_body(

@@ -1,5 +1,5 @@
-"""The API's request body parsers: DRF's, with JSON refusing numbers no field can hold and arrays or
-objects nested deeper than Python's parser can follow."""
+"""The API's request body parsers: DRF's, with JSON refusing numbers no field can hold, arrays or
+objects nested deeper than Python's parser can follow, and objects naming a key twice."""
 
 import codecs
 import math
@@ -19,11 +19,23 @@ def _finite(text: str) -> float:
     return number
 
 
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object as a dict, refusing a key named twice (`{"name": "A", "name": "B"}`), which
+    Python's parser settled by keeping the last, whatever the sender meant (RFC 8259: "unpredictable")."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f'"{key}" is named twice in one object; name it once.')
+        data[key] = value
+    return data
+
+
 class FiniteJSONParser(JSONParser):
     """DRF's JSONParser (NaN and Infinity refused as it does), also refusing a number too large for a
     float: a 400 naming it, for every field of every write at once; and a body nested past the
     interpreter's recursion limit (`[[[[…` a few thousand deep, a few kilobytes), whose
-    RecursionError was a 500 on every write, anonymous ones included."""
+    RecursionError was a 500 on every write, anonymous ones included; and an object naming a key
+    twice (`_object`), a 400 naming the key."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         # As DRF's own parse, its checked encoding (text codecs only) included.
@@ -31,7 +43,9 @@ class FiniteJSONParser(JSONParser):
         try:
             decoded_stream = codecs.getreader(encoding)(stream)
             parse_constant = json.strict_constant if self.strict else None
-            return json.load(decoded_stream, parse_constant=parse_constant, parse_float=_finite)
+            return json.load(
+                decoded_stream, parse_constant=parse_constant, parse_float=_finite, object_pairs_hook=_object
+            )
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
