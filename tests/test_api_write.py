@@ -1,5 +1,7 @@
 """Writing through the API: who may, what the services refuse, and how lost updates are caught."""
 
+import json
+
 import pytest
 
 from incidents import roles
@@ -12,6 +14,7 @@ from incidents.models import (
     Incident,
     IncidentType,
     Involvement,
+    Organization,
     Place,
     Source,
     VictimGroup,
@@ -220,6 +223,29 @@ class TestCreateIncident:
         answer = client_for(make_user(roles.ANALYST)).post(f"{API}/{path}", body, content_type="application/json")
         assert answer.status_code == 400
         assert "1e400 is beyond any number a field holds" in answer.json()["detail"]
+
+    @pytest.mark.parametrize(
+        ("path", "body", "key"),
+        [
+            ("organizations/", '{"name": "Surrogate Police", "kind": "x\\ud800", "country": "CN"}', "kind"),
+            ("incidents/", '{"title": "x", "victim_groups": [{"count": 3, "sex": "\\udc00"}]}', "sex"),
+            ("incidents/", '{"title": "x", "places": [["\\ud800"]]}', "places"),
+        ],
+    )
+    def test_a_lone_surrogate_answers_400_naming_its_key(self, path, body, key):
+        # JSON may escape half of a UTF-16 pair (`"\\ud800"`); a choice field echoed it in its error,
+        # which the renderer cannot encode: a 500 on every write with a choice field.
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/{path}", body, content_type="application/json")
+        assert answer.status_code == 400
+        refused = f'"{key}" holds a lone surrogate (half of a UTF-16 pair), which is no character.'
+        assert answer.json() == {"detail": f"JSON parse error - {refused}"}
+        assert not Organization.objects.exists() and not Incident.objects.exists()
+
+    def test_a_whole_surrogate_pair_is_a_character_like_any_other(self):
+        body = json.dumps(new_incident_body(title="Repatriation \U0001f6a8"))  # escaped as a pair
+        answer = client_for(make_user(roles.ANALYST)).post(f"{API}/incidents/", body, content_type="application/json")
+        assert answer.status_code == 201, answer.content
+        assert Incident.objects.get().title == "Repatriation \U0001f6a8"
 
     def test_an_object_naming_a_key_twice_answers_400_naming_it(self):
         # Python's parser kept the last value, whatever the sender (or a proxy) read as meant.
