@@ -167,6 +167,35 @@ class TestAdminPages:
         assert incident_page.path == admin_url(world.with_informant, "delete")
         assert source_page.source_ids == [world.informant.pk]
 
+    def test_a_delete_confirmation_records_the_confidential_records_that_protect_its_record(self, client, world):
+        # An organization's confirmation lists, as what blocks its deletion, the testimony it
+        # published, by its title; only the page's own record (an organization: none) was recorded.
+        outlet = make_organization(name="Daily NK")
+        testimony = make_source(title="Testimony of informant K-17", confidential=True, publisher=outlet)
+        client.force_login(world.rita)
+        page = client.get(admin_url(outlet, "delete")).content.decode()
+        assert "Testimony of informant K-17" in page
+        access = only_access()
+        assert (access.source_ids, access.path) == ([testimony.pk], admin_url(outlet, "delete"))
+
+    def test_delete_selected_records_the_confidential_records_its_confirmation_lists(self, client, world):
+        # "Delete selected" of a report lists the informant's relay that cites it (protected) and
+        # the incident's claim that would go with the informant: neither was recorded.
+        report = make_source(title="NGO report on Hoeryong")
+        relay = make_source(title="Informant K-17 relays the report", confidential=True, cites=report)
+        client.force_login(world.rita)
+        sources = reverse("admin:incidents_source_changelist")
+        selected = {"action": "delete_selected", "_selected_action": [report.pk, world.informant.pk]}
+        page = client.post(sources, selected).content.decode()
+        assert "Informant K-17 relays the report" in page
+        assert accesses() == [(sources, [], [world.informant_claim.pk], [world.informant.pk, relay.pk])]
+
+    def test_a_confirmed_deletion_records_no_page_it_did_not_show(self, client, world):
+        client.force_login(world.rita)
+        assert client.post(admin_url(world.with_informant, "delete"), {"post": "yes"}).status_code == 302
+        assert not Incident.objects.filter(pk=world.with_informant.pk).exists()
+        assert not ConfidentialAccess.objects.exists()
+
     def test_the_incident_list_records_the_confidential_rows_of_its_page(self, client, world):
         client.force_login(world.rita)
         assert client.get(reverse("admin:incidents_incident_changelist")).status_code == 200

@@ -8,11 +8,11 @@ import sys
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import flatten_fieldsets, get_fields_from_path, unquote
+from django.contrib.admin.utils import NestedObjects, flatten_fieldsets, get_fields_from_path, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import InvalidPage, Paginator
-from django.db import connection, models, transaction
+from django.db import connection, models, router, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.db.models.lookups import IsNull
 from django.http import HttpResponseNotAllowed
@@ -22,6 +22,7 @@ from django.utils.text import capfirst
 
 from incidents import services
 from incidents.access import (
+    NO_RECORDS,
     ConfidentialRecords,
     confidential_among,
     confidential_records_of,
@@ -29,7 +30,7 @@ from incidents.access import (
 )
 from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
-from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor
+from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor, Claim
 from incidents.querysets import (
     can_see_confidential,
     can_see_unpublished,
@@ -110,7 +111,8 @@ class RecordedReadsMixin:
     """Every change, delete confirmation and list page records the confidential incidents, claims
     and sources it shows its reader (incidents.access), one record per page, door admin: a record's
     page its record (an incident with its claims), what its fields link to, and what
-    `records_shown` adds; a list page what `records_listed` says its rows show. (The history page,
+    `records_shown` adds; a delete confirmation, the record's or "Delete selected"'s, every record it
+    lists (`get_deleted_objects`); a list page what `records_listed` says its rows show. (The history page,
     `TrackedModelAdmin.history_view`, records its record and what its entries name.) Nothing, and
     no query, for a reader without the confidential permission, who is shown none."""
 
@@ -140,15 +142,34 @@ class RecordedReadsMixin:
             )
         return response
 
+    def get_deleted_objects(self, objs, request):
+        """Django's lists for a delete confirmation, the record's page's and "Delete selected"'s
+        alike: what would go with `objs` (an incident's claims) and what protects them (a
+        confidential source citing or published by one). For a reader with Confidential access,
+        the confidential records among them are kept for the page that shows them
+        (`_record_deletion_listed`); Django's lists are of text, so the records are collected
+        again as it collects them (a query per relation, and one for the claims' sources). No
+        query for other readers."""
+        listed = super().get_deleted_objects(objs, request)
+        if can_see_confidential(request.user):
+            request.deletion_listed = confidential_among(_listed_for_deletion(self.model, objs), request.user)
+        return listed
+
+    def _record_deletion_listed(self, request, response) -> None:
+        # Recorded when a confirmation is shown (the record's page names its list `deleted_objects`,
+        # "Delete selected"'s `deletable_objects`), not when a confirmed deletion collects them again.
+        if _context(response).keys() & {"deleted_objects", "deletable_objects"}:
+            self.record_shown(request, getattr(request, "deletion_listed", NO_RECORDS))
+
     def delete_view(self, request, object_id, extra_context=None):
-        # The confirmation page names the record and lists what would go with it (an incident's claims).
         response = super().delete_view(request, object_id, extra_context)
-        if "object" in (context := _context(response)):
-            self.record_shown(request, confidential_records_of(context["object"], request.user))
+        self._record_deletion_listed(request, response)
         return response
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
+        # The answer to "Delete selected" is its confirmation page.
+        self._record_deletion_listed(request, response)
         changelist = _context(response).get("cl")
         if changelist is not None and can_see_confidential(request.user):
             # Evaluates the page's rows, which the template then reads from the same queryset's cache.
@@ -161,6 +182,22 @@ class RecordedReadsMixin:
 def _context(response) -> dict:
     """A rendered page's context; empty for a redirect or a download."""
     return getattr(response, "context_data", None) or {}
+
+
+def _listed_for_deletion(model: type[models.Model], objs) -> list[models.Model]:
+    """The records a delete confirmation lists for `objs`, collected as Django's
+    `get_deleted_objects` collects them: `objs`, what would go with them, and what protects them.
+    Claims come with their sources, by whose title they are listed. Runs a query per relation."""
+    collector = NestedObjects(using=router.db_for_write(model), origin=objs)
+    collector.collect(objs)
+    listed = [*_flattened(collector.nested()), *collector.protected]
+    prefetch_related_objects([record for record in listed if isinstance(record, Claim)], "source")
+    return listed
+
+
+def _flattened(nested: list) -> list:
+    """`NestedObjects.nested()`'s records, each under the one it goes with, as one list."""
+    return [record for item in nested for record in (_flattened(item) if isinstance(item, list) else [item])]
 
 
 class WrittenByMixin:
