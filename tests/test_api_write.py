@@ -828,7 +828,11 @@ class TestHistory:
     def test_history_is_for_staff_only(self):
         incident = make_incident()
         assert client_for().get(incident_url(incident, "history/")).status_code == 401
-        assert client_for(make_user()).get(incident_url(incident, "history/")).status_code == 403
+        refused = client_for(make_user()).get(incident_url(incident, "history/"))
+        assert refused.status_code == 403 and refused.json()["detail"] == "Only staff may read an incident's history."
+        # Each staff-only door names itself: the revisions' said it was the history.
+        revisions = client_for(make_user()).get(f"{API}/revisions/")
+        assert revisions.status_code == 403 and revisions.json()["detail"] == "Only staff may read proposed revisions."
 
     def test_history_leaves_out_claims_the_reader_may_not_see(self):
         incident = make_incident()

@@ -258,6 +258,9 @@ def test_the_merged_address_answers_301_to_the_survivor_with_merged_into(world, 
     }
     page = client.get(f"/incidents/{merged.public_id}/")
     assert page.status_code == 301 and page["Location"] == f"/incidents/{survivor.public_id}/"
+    # The page's CSV row too (it answered 404 where the page led on).
+    row = client.get(f"/incidents/{merged.public_id}.csv")
+    assert row.status_code == 301 and row["Location"] == f"/incidents/{survivor.public_id}.csv"
 
 
 def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):
@@ -267,6 +270,7 @@ def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):
 
     assert client_for().get(incident_url(merged)).status_code == 404
     assert client.get(f"/incidents/{merged.public_id}/").status_code == 404
+    assert client.get(f"/incidents/{merged.public_id}.csv").status_code == 404
     assert client_for(make_user(roles.VIEWER)).get(incident_url(merged)).status_code == 301
 
 
