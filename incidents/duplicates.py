@@ -1084,10 +1084,15 @@ def decided_in_confidence(*, user, incident_ids: Collection[int]) -> bool:
     return incidents.filter(Q(confidential=True) | Exists(claims.confidential()) | Exists(relaying_hidden)).exists()
 
 
-def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str = "") -> DuplicatePair:
+def duplicate_pair_decide(
+    *, user, pair: DuplicatePair, decision: str, note: str = "", decision_read: str | None = None
+) -> DuplicatePair:
     """Record a reviewer's decision on `pair`. Staff who may change incidents decide "different"
     and "unsure"; "same incident" leads to a merge, so only a Reviewer (publish permission) may.
-    A pair either of whose incidents `user` may not see answers as if it did not exist."""
+    A pair either of whose incidents `user` may not see answers as if it did not exist.
+    `decision_read`: the pair's `decision_read` when its deciding page was opened; a decision made
+    since is not replaced (ValidationError): a page opened before a colleague decided "different",
+    with a note, replaced both without a word."""
     if not DuplicatePair.objects.visible_to(user).filter(pk=pair.pk).exists():
         raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
     if not user.has_perm("incidents.change_incident"):
@@ -1097,6 +1102,13 @@ def duplicate_pair_decide(*, user, pair: DuplicatePair, decision: str, note: str
     if decision == DuplicateDecision.SAME and not services.may_publish(user):
         raise PermissionDenied("Only a Reviewer may decide that two incidents are the same.")
     with transaction.atomic(), pghistory.context(user=user.pk):
+        if decision_read is not None:
+            stored = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
+            if stored.decision_read != decision_read:
+                raise ValidationError(
+                    f"This pair was decided since you opened it: it is now “{stored.get_decision_display()}”. "
+                    "Nothing was changed: reload it, then decide again."
+                )
         DuplicatePair.objects.filter(pk=pair.pk).update(
             decision=decision,
             decided_by=user,

@@ -39,6 +39,7 @@ from django.db.models.functions import (
 )
 from django.db.models.lookups import Exact, LessThanOrEqual
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
@@ -2811,6 +2812,15 @@ class DuplicatePair(NoteWrittenInConfidence, models.Model):
 
     def __str__(self):
         return f"{public_id_of(self.incident_a_id)} ~ {public_id_of(self.incident_b_id)} ({self.score:.2f})"
+
+    @property
+    def decision_read(self) -> str:
+        """What a page deciding the pair was opened at, for `duplicates.duplicate_pair_decide` to
+        compare: its decision, who made it and when, as a digest keyed with the site's secret (a
+        pair has no version, and the page may not show a time the pair withholds from its reader,
+        `NoteWrittenInConfidence`). Every decision gives it a new one."""
+        read = f"{self.pk}:{self.decision}:{self.decided_by_id}:{self.decided_at}"
+        return salted_hmac("incidents.DuplicatePair.decision_read", read, algorithm="sha256").hexdigest()[:32]
 
 
 class DuplicateWordFrequencies(models.Model):

@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pghistory
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault, RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -465,9 +466,74 @@ def _replace_children(
     keep_ids = [instance.pk for instance in instances if instance.pk]
     deletable = manager.all() if replaceable is None else manager.filter(pk__in=replaceable.values("pk"))
     deletable.exclude(pk__in=keep_ids).delete()
-    for instance in instances:
+    ordered, moved_through_deletion = _in_saving_order(instances, _unique_key_fields(manager.model))
+    if moved_through_deletion:
+        manager.filter(pk__in=[instance.pk for instance in moved_through_deletion]).delete()
+    for instance in ordered:
         instance.incident = incident
+        # A row deleted above is inserted again with its id (Django's save: no row to update).
         instance.save()
+
+
+@functools.cache
+def _unique_key_fields(model: type[models.Model]) -> tuple[str, ...]:
+    """The columns an incident's children of `model` are unique by: the fields of its unique
+    constraints over the incident, and those their conditions read, the incident left out (a
+    claim's source, confidentiality and merge mark; an involvement's organization and role)."""
+    names = set()
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and "incident" in constraint.fields:
+            names.update(constraint.fields)
+            if constraint.condition is not None:
+                read = [child for child in constraint.condition.flatten() if isinstance(child, tuple)]
+                names.update(lookup.split(LOOKUP_SEP)[0] for lookup, _ in read)
+    names.discard("incident")
+    return tuple(sorted(model._meta.get_field(name).attname for name in names))
+
+
+def _in_saving_order(
+    instances: list[models.Model], key_fields: tuple[str, ...]
+) -> tuple[list[models.Model], list[models.Model]]:
+    """`instances` in an order in which none takes a unique key that another still holds, and the
+    stored rows to delete before any is saved. PostgreSQL checks a unique index at each row: an
+    analyst correcting a chain of rows ("police, army" as perpetrators made "army, navy") had a row
+    take the key of the next before that one moved, a 500 on a valid edit; each row now waits for
+    the row holding its key. A cycle (two claims' sources swapped) has no such order: one of its rows
+    is deleted first and inserted again with its id, every value kept (its history reads a deletion
+    and an insertion). Rows are written in the order sent where nothing waits."""
+    if not key_fields:
+        return instances, []
+
+    def key_of(values: Mapping[str, Any]) -> tuple:
+        return tuple(values[name] for name in key_fields)
+
+    # The stored keys of the rows that give them up, and which row holds each.
+    held = {
+        key_of(instance._stored_values): instance
+        for instance in instances
+        if hasattr(instance, "_stored_values") and key_of(instance._stored_values) != key_of(_values(instance))
+    }
+    if not held:
+        return instances, []
+    ordered, waiting, deleted_first = [], list(instances), []
+    while waiting:
+        ready = [instance for instance in waiting if held.get(key_of(_values(instance)), instance) is instance]
+        if not ready:
+            # A cycle: its first row's stored key is freed by deleting it, and the row waits, as
+            # the others do, for the key it takes. (Each pass places a row or frees a key: it ends.)
+            first = waiting[0]
+            stored_key = key_of(first._stored_values) if hasattr(first, "_stored_values") else None
+            if held.get(stored_key) is first:
+                deleted_first.append(first)
+                del held[stored_key]
+                continue
+            ready = [first]
+        for instance in ready:
+            if hasattr(instance, "_stored_values"):
+                held.pop(key_of(instance._stored_values), None)
+            ordered.append(instance)
+            waiting.remove(instance)
+    return ordered, deleted_first
 
 
 def _write_children(incident: Incident, children: _Children, *, visibility_of) -> None:
@@ -1385,7 +1451,34 @@ def record_delete(*, user, record: models.Model) -> None:
         raise PermissionDenied(DELETION_REFUSED)
     _require_visible(user, record)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        if isinstance(record, Incident) and (left := responses_left_about_none([record])):
+            raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
         record.delete()
+
+
+# Why a confidential incident that is the only incident of a response is not deleted.
+RESPONSES_LEFT_ABOUT_NONE = (
+    "This confidential incident is the only incident of a response: deleted, it would leave the response about "
+    "no incident, which every member of staff reads. Link the response to another incident, or delete it, first."
+)
+
+
+def responses_left_about_none(incidents: Iterable[Incident]) -> list[Response]:
+    """The responses that deleting `incidents` would leave about no incident, where one of them is
+    confidential: a response about a confidential incident alone is hidden as the incident is, and
+    a response about none is shown to all staff ("linked to no incident yet"), with what it says of
+    the incident. One query; none unless one of them is confidential."""
+    confidential = [incident.pk for incident in incidents if incident.confidential]
+    if not confidential:
+        return []
+    deleted = [incident.pk for incident in incidents]
+    links = Response.incidents.through.objects
+    return list(
+        Response.objects.filter(incidents__in=confidential)
+        .exclude(pk__in=links.exclude(incident__in=deleted).values("response"))
+        .distinct()
+        .order_by("pk")
+    )
 
 
 def record_save(

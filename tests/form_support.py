@@ -79,3 +79,10 @@ def saved_unchanged(client, url, form_id=None, **changes):
     data.update(changes)
     data["_save"] = "Save"
     return client.post(url, data)
+
+
+def pair_decision(pair, decision: str, note: str = "") -> dict:
+    """What a duplicate pair's page posts to decide it, opened now: with the decision it was opened
+    at (`decision_read`), as read from the database."""
+    opened = type(pair).objects.get(pk=pair.pk)
+    return {"decision": decision, "note": note, "decision_read": opened.decision_read}

@@ -434,6 +434,22 @@ class TestDataEntry:
         assert "It repeats row 0&#x27;s id; send each victim group once." in response.content.decode()
         assert list(incident.victim_groups.values_list("count", "sex")) == [(16, "unknown")]
 
+    def test_two_claims_swapping_their_sources_are_saved(self, client, analyst):
+        # Each row was checked against the other as stored ("This source already has a claim on
+        # this incident"): a valid correction was refused. The service writes them in an order
+        # that holds (through a deletion and insertion of one row, with its id, for a swap).
+        incident = make_incident(review_state="draft")
+        hrw, daily = make_source(title="HRW"), make_source(title="Daily NK")
+        first, second = make_claim(incident=incident, source=hrw), make_claim(incident=incident, source=daily)
+        url = reverse("admin:incidents_incident_change", args=[incident.pk])
+
+        saved = saved_unchanged(
+            logged_in(client, analyst), url, "incident_form", **{"claims-0-source": daily.pk, "claims-1-source": hrw.pk}
+        )
+
+        assert saved.status_code == 302
+        assert sorted(incident.claims.values_list("pk", "source")) == [(first.pk, daily.pk), (second.pk, hrw.pk)]
+
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)
         make_claim(incident=incident, people_count=60)

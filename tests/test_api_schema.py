@@ -58,6 +58,10 @@ def test_schema_and_docs_are_served():
     assert docs.status_code == 200
     # Swagger UI is served from the app's own static files, so the docs work without a CDN.
     assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
+    # OPTIONS (a browser's preflight, a scanner) rendered DRF's metadata through the page's
+    # template, which only a GET fills in: a 500 to anyone.
+    options = client_for().options(f"{API}/docs/")
+    assert options.status_code == 405 and "GET" in options["Allow"]
 
 
 def test_the_browsable_api_names_the_sites_icon():

@@ -1,8 +1,10 @@
 """Writing through the API: who may, what the services refuse, and how lost updates are caught."""
 
 import json
+from datetime import date
 
 import pytest
+from django.urls import reverse
 
 from incidents import roles
 from incidents.api.serializers import NESTED_ITEMS_MAX
@@ -16,6 +18,7 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    Response,
     Source,
     VictimGroup,
 )
@@ -513,6 +516,48 @@ class TestUpdateIncident:
         old_claim.refresh_from_db()
         assert old_claim.people_count == 85
 
+    def test_corrections_that_pass_keys_along_rows_are_saved_in_an_order_that_holds(self, analyst, incident):
+        # Police and army recorded as perpetrators, the navy as a facilitator; corrected to the army
+        # and the navy: the first row took (army, perpetrator) while the second still held it, and
+        # PostgreSQL's unique index answered a 500 to a valid edit.
+        police, army, navy = make_organization(), make_organization(), make_organization()
+        rows = [(police, "perpetrator"), (army, "perpetrator"), (navy, "facilitator")]
+        one, two, three = (
+            Involvement.objects.create(incident=incident, organization=organization, role=role)
+            for organization, role in rows
+        )
+        corrected = [(one, army, "perpetrator"), (two, navy, "perpetrator"), (three, navy, "facilitator")]
+        involvements = [{"id": row.pk, "organization": org.pk, "role": role} for row, org, role in corrected]
+
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"version": 1, "involvements": involvements}, format="json"
+        )
+
+        assert answer.status_code == 200, answer.json()
+        stored = Involvement.objects.filter(incident=incident).values_list("pk", "organization", "role")
+        assert sorted(stored) == sorted((row.pk, org.pk, role) for row, org, role in corrected)
+
+    def test_two_claims_swapping_their_sources_keep_their_ids_and_everything_else(self, analyst, incident):
+        # HRW's 80 recorded under Amnesty and Amnesty's 40 under HRW, corrected in one write: no
+        # order of two updates holds, so one row goes out and back in with its id.
+        hrw, amnesty = make_source(title="HRW"), make_source(title="Amnesty")
+        first = make_claim(incident=incident, source=hrw, people_count=80, excerpt="eighty")
+        second = make_claim(incident=incident, source=amnesty, people_count=40, excerpt="forty")
+        claims = [
+            {"id": first.pk, "source": amnesty.pk, "people_count": 80, "excerpt": "eighty"},
+            {"id": second.pk, "source": hrw.pk, "people_count": 40, "excerpt": "forty"},
+        ]
+
+        answer = client_for(analyst).patch(incident_url(incident), {"version": 1, "claims": claims}, format="json")
+
+        assert answer.status_code == 200, answer.json()
+        stored = Claim.objects.filter(incident=incident).values_list("pk", "source", "people_count", "excerpt")
+        assert sorted(stored) == [(first.pk, amnesty.pk, 80, "eighty"), (second.pk, hrw.pk, 40, "forty")]
+        # Its history has both rows' sources before and after.
+        events = client_for(analyst).get(incident_url(incident, "history/")).json()["results"]
+        claim_events = [event for event in events if event["record"] == "incidents.Claim"]
+        assert {event["record_id"] for event in claim_events} >= {str(first.pk), str(second.pk)}
+
     def test_replacing_claims_keeps_the_confidential_claims_the_writer_cannot_see(self, analyst, incident):
         hidden = make_claim(incident=incident, source=make_source(confidential=True), people_count=300)
         answer = client_for(analyst).patch(
@@ -604,6 +649,32 @@ class TestDelete:
         assert answer.status_code == 409
         assert answer.json()["detail"] == "It is still used by incident places; remove those uses first."
         assert Place.objects.filter(pk=place.pk).exists()
+
+    def test_a_confidential_incident_a_response_is_about_alone_is_not_deleted(self, client):
+        # Deleted, it left the response about no incident, which every member of staff reads:
+        # the statement about the informant's incident reached Analysts without Confidential access.
+        secret = make_incident(title="Handover at Hoeryong", confidential=True)
+        statement = Response.objects.create(
+            organization=make_organization(), kind="statement", date=date(2023, 10, 1), description="Denies it."
+        )
+        statement.incidents.set([secret])
+        deleter = make_user(roles.REVIEWER, confidential=True)
+
+        answer = client_for(deleter).delete(incident_url(secret))
+        client.force_login(deleter)
+        confirmation = client.get(reverse("admin:incidents_incident_delete", args=[secret.pk]))
+
+        assert answer.status_code == 409
+        assert answer.json()["detail"] == "It is still used by responses; remove those uses first."
+        page = confirmation.content.decode()
+        assert reverse("admin:incidents_response_change", args=[statement.pk]) in page
+        # Django's confirmation, told what protects the incident, deletes nothing when posted.
+        client.post(reverse("admin:incidents_incident_delete", args=[secret.pk]), {"post": "yes"})
+        assert Incident.objects.filter(pk=secret.pk).exists()
+        assert client_for(make_user(roles.ANALYST)).get(f"{API}/responses/{statement.pk}/").status_code == 404
+        # About another incident too, or about a public one alone, it goes.
+        statement.incidents.add(make_incident())
+        assert client_for(deleter).delete(incident_url(secret)).status_code == 204
 
 
 class TestOtherResourcesVersions:
@@ -870,7 +941,11 @@ class TestHistory:
     def test_history_is_for_staff_only(self):
         incident = make_incident()
         assert client_for().get(incident_url(incident, "history/")).status_code == 401
-        assert client_for(make_user()).get(incident_url(incident, "history/")).status_code == 403
+        refused = client_for(make_user()).get(incident_url(incident, "history/"))
+        assert refused.status_code == 403 and refused.json()["detail"] == "Only staff may read an incident's history."
+        # Each staff-only door names itself: the revisions' said it was the history.
+        revisions = client_for(make_user()).get(f"{API}/revisions/")
+        assert revisions.status_code == 403 and revisions.json()["detail"] == "Only staff may read proposed revisions."
 
     def test_history_leaves_out_claims_the_reader_may_not_see(self):
         incident = make_incident()

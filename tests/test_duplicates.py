@@ -44,6 +44,7 @@ from tests.factories import (
     make_source,
     make_user,
 )
+from tests.form_support import pair_decision
 from tests.test_admin import incident_post
 
 # What the queue must at least reach on 2,000 generated incidents (5% duplicates, seed 11), where
@@ -324,7 +325,7 @@ class TestReviewQueue:
         pair = DuplicatePair.objects.get()
         analyst = make_user(roles.ANALYST)
         client.force_login(analyst)
-        client.post(self.pair_url(pair), {"decision": "different", "note": "Two separate groups"})
+        client.post(self.pair_url(pair), pair_decision(pair, "different", "Two separate groups"))
         pair.refresh_from_db()
         assert (pair.decision, pair.decided_by, pair.note) == ("different", analyst, "Two separate groups")
         find_duplicates()
@@ -333,6 +334,31 @@ class TestReviewQueue:
         assert DuplicatePair.objects.filter(decision="pending").count() == 0
         history = client.get(reverse("admin:incidents_duplicatepair_history", args=[pair.pk])).content.decode()
         assert "Different incidents" in history  # the choice as the admin labels it
+
+    def test_a_decision_from_a_page_opened_before_anothers_does_not_replace_it(self, client):
+        # Both Reviewers had the page open; the second's older page replaced the first's
+        # "different", and its note, without a word (only the history kept them).
+        pair = DuplicatePair.objects.create(incident_a=make_incident(), incident_b=make_incident(), score=0.9)
+        first, second = make_user(roles.REVIEWER), make_user(roles.REVIEWER)
+        opened_before = pair_decision(pair, "unsure")
+        client.force_login(first)
+        client.post(self.pair_url(pair), {**pair_decision(pair, "different", "Other boats: see the photos")})
+        client.force_login(second)
+
+        refused = client.post(self.pair_url(pair), {**opened_before, "_continue": "1"})
+
+        assert refused.status_code == 200
+        assert "This pair was decided since you opened it: it is now “Different incidents”." in html.unescape(
+            refused.content.decode()
+        )
+        pair.refresh_from_db()
+        assert (pair.decision, pair.note, pair.decided_by) == ("different", "Other boats: see the photos", first)
+        # A page that sends no decision it was opened at is told to reload, too.
+        assert client.post(self.pair_url(pair), {"decision": "unsure", "note": ""}).status_code == 200
+        pair.refresh_from_db()
+        assert pair.decision == "different"
+        # Reloaded, the page decides.
+        assert client.post(self.pair_url(pair), {**pair_decision(pair, "unsure"), "_continue": "1"}).status_code == 302
 
     def test_deciding_a_pair_leads_to_the_next_one_waiting_best_score_first(self, client):
         # It led back to the list, where the Reviewer picked the next pair again.
@@ -345,9 +371,9 @@ class TestReviewQueue:
         )
         client.force_login(make_user(roles.ANALYST))
 
-        to_following = client.post(self.pair_url(best), {"decision": "different", "note": ""}, follow=True)
-        to_last = client.post(self.pair_url(following), {"decision": "unsure", "note": ""}, follow=True)
-        to_list = client.post(self.pair_url(last), {"decision": "different", "note": ""}, follow=True)
+        to_following = client.post(self.pair_url(best), pair_decision(best, "different"), follow=True)
+        to_last = client.post(self.pair_url(following), pair_decision(following, "unsure"), follow=True)
+        to_list = client.post(self.pair_url(last), pair_decision(last, "different"), follow=True)
 
         assert to_following.redirect_chain == [(self.pair_url(following), 302)]
         assert f'Decided "Different incidents" for {best}.' in html.unescape(to_following.content.decode())
@@ -360,7 +386,7 @@ class TestReviewQueue:
         """Decide `pair` on its page opened from the list at `list_query`; where the admin sends
         the reviewer next."""
         url = f"{self.pair_url(pair)}?{urlencode({'_changelist_filters': list_query})}"
-        response = client.post(url, {"decision": decision, "note": ""})
+        response = client.post(url, pair_decision(pair, decision))
         assert response.status_code == 302, response.content
         return response["Location"]
 
@@ -454,12 +480,12 @@ class TestReviewQueue:
         find_duplicates()
         pair = DuplicatePair.objects.get()
         client.force_login(make_user(roles.ANALYST))
-        page = client.post(self.pair_url(pair), {"decision": "same", "note": ""}).content.decode()
+        page = client.post(self.pair_url(pair), pair_decision(pair, "same")).content.decode()
         assert "Only a Reviewer may decide that two incidents are the same." in page
         pair.refresh_from_db()
         assert pair.decision == "pending"
         client.force_login(make_user(roles.REVIEWER))
-        client.post(self.pair_url(pair), {"decision": "same", "note": ""})
+        client.post(self.pair_url(pair), pair_decision(pair, "same"))
         pair.refresh_from_db()
         assert pair.decision == "same"
 
@@ -467,7 +493,7 @@ class TestReviewQueue:
         find_duplicates()
         pair = DuplicatePair.objects.get()
         client.force_login(make_user(roles.REVIEWER))
-        decided = client.post(self.pair_url(pair), {"decision": "same", "note": ""})
+        decided = client.post(self.pair_url(pair), pair_decision(pair, "same"))
         confirm = decided["Location"]
         # The incidents shown on the confirmation page changed meanwhile: the merge is refused.
         refused = client.post(confirm, {"survivor_version": "99", "merged_version": "99"}, follow=True)
@@ -500,7 +526,7 @@ class TestReviewQueue:
             reported_twice["second"].public_id
             not in client.get(reverse("admin:incidents_duplicatepair_changelist")).content.decode()
         )
-        client.post(self.pair_url(pair), {"decision": "different", "note": ""})
+        client.post(self.pair_url(pair), pair_decision(pair, "different"))
         pair.refresh_from_db()
         assert pair.decision == "pending"
         client.force_login(make_user(roles.REVIEWER, confidential=True))
@@ -680,7 +706,8 @@ class TestQueueFilters:
         china_2020_2023 = "country=CN&date_from=2020-01-01&date_to=2023-12-31"
 
         def decide(query):
-            response = client.post(f"{pair_url}?{urlencode({'_changelist_filters': query})}", {"decision": "unsure"})
+            decision = pair_decision(queue["china_2019"], "unsure")
+            response = client.post(f"{pair_url}?{urlencode({'_changelist_filters': query})}", decision)
             return response["Location"]
 
         # Past the pair of Korea (0.95) to the next of China; none left in China from 2020.
@@ -990,7 +1017,7 @@ class TestNotesWrittenInConfidence:
     def decide_on_the_admin(self, client, user, pair, decision="unsure", note=NOTE):
         client.force_login(user)
         url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
-        response = client.post(url, {"decision": decision, "note": note, "_continue": "1"})
+        response = client.post(url, {**pair_decision(pair, decision, note), "_continue": "1"})
         assert response.status_code == 302, response.content
         pair.refresh_from_db()
 

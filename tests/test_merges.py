@@ -34,6 +34,7 @@ from incidents.models import (
 )
 from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.form_support import pair_decision
 from tests.test_admin import messages_of
 
 
@@ -258,6 +259,9 @@ def test_the_merged_address_answers_301_to_the_survivor_with_merged_into(world, 
     }
     page = client.get(f"/incidents/{merged.public_id}/")
     assert page.status_code == 301 and page["Location"] == f"/incidents/{survivor.public_id}/"
+    # The page's CSV row too (it answered 404 where the page led on).
+    row = client.get(f"/incidents/{merged.public_id}.csv")
+    assert row.status_code == 301 and row["Location"] == f"/incidents/{survivor.public_id}.csv"
 
 
 def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):
@@ -267,6 +271,7 @@ def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):
 
     assert client_for().get(incident_url(merged)).status_code == 404
     assert client.get(f"/incidents/{merged.public_id}/").status_code == 404
+    assert client.get(f"/incidents/{merged.public_id}.csv").status_code == 404
     assert client_for(make_user(roles.VIEWER)).get(incident_url(merged)).status_code == 301
 
 
@@ -508,7 +513,8 @@ class TestAdmin:
         client.force_login(reviewer)
         before = snapshot(survivor, merged)
 
-        decided = client.post(reverse("admin:incidents_duplicatepair_change", args=[pair.pk]), {"decision": "same"})
+        pair_page = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+        decided = client.post(pair_page, pair_decision(pair, "same"))
         assert decided.status_code == 302 and decided["Location"] == reverse(
             "admin:incidents_incidentmerge_confirm", args=[pair.pk]
         )
@@ -545,7 +551,7 @@ class TestAdmin:
         client.force_login(reviewer)
         decided = client.post(
             reverse("admin:incidents_duplicatepair_change", args=[pair.pk]),
-            {"decision": "same", "note": "One HRW report, two outlets"},
+            pair_decision(pair, "same", "One HRW report, two outlets"),
         )
         page = client.get(decided["Location"]).content.decode()
         assert '<textarea name="note" id="id_note" rows="2" cols="80">One HRW report, two outlets</textarea>' in page
@@ -1310,7 +1316,7 @@ def decide(user, pair, decision: str, note: str) -> None:
     client = Client()
     client.force_login(user)
     url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
-    assert client.post(url, {"decision": decision, "note": note, "_continue": "1"}).status_code == 302
+    assert client.post(url, {**pair_decision(pair, decision, note), "_continue": "1"}).status_code == 302
 
 
 def test_a_merged_incidents_history_stays_at_its_own_address_for_whoever_may_follow_it(world, reviewer):

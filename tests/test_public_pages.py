@@ -29,6 +29,7 @@ from django.test.utils import CaptureQueriesContext
 from incidents import roles
 from incidents.models import Incident, IncidentType, Involvement, Response, Source, VictimGroup
 from incidents.public import selectors
+from tests.api_support import client_for as api_client_for
 from tests.factories import (
     incident_type,
     make_claim,
@@ -302,6 +303,37 @@ def test_the_incident_page_shows_each_claim_the_count_range_and_a_citation_line(
     korean = Client().get(f"/ko/incidents/{record.public_id}/").content.decode()
     assert f"사건 기록부, {record.public_id}, 버전 {record.version}, http://testserver/ko/incidents/" in korean
     assert f'href="/api/v1/incidents/{record.public_id}/"' in page
+
+
+@pytest.mark.django_db
+def test_the_citations_version_is_the_one_its_reader_is_told():
+    # It printed the version every change moves: an informant's claim added to a published
+    # incident raised it for anonymous readers, whom the API, the CSV and "Last updated" tell nothing.
+    incident = make_incident()
+    make_claim(incident=incident)
+    cited = re.compile(r"Incident Tracker, INC-\d+, version (\d+),")
+
+    def citations() -> dict[str, str]:
+        return {
+            reader: cited.findall(client_for(reader).get(f"/incidents/{incident.public_id}/").content.decode())[0]
+            for reader in ("anonymous", "staff", "confidential")
+        }
+
+    before = citations()
+    keeper = api_client_for(make_user(roles.REVIEWER, confidential=True))
+    shown = keeper.get(f"/api/v1/incidents/{incident.public_id}/").json()
+    claims = [{"id": claim["id"]} for claim in shown["claims"]]
+    claims.append({"source": make_source(confidential=True).pk, "people_count": 12, "confidential": True})
+    written = keeper.patch(
+        f"/api/v1/incidents/{incident.public_id}/", {"version": shown["version"], "claims": claims}, format="json"
+    )
+    assert written.status_code == 200, written.content
+    incident.refresh_from_db()
+
+    assert citations() == {**before, "confidential": str(incident.version)} != before
+    assert client_for("anonymous").get(f"/api/v1/incidents/{incident.public_id}/").json()["version"] == int(
+        before["anonymous"]
+    )
 
 
 @pytest.mark.django_db

@@ -99,6 +99,12 @@ class DecisionForm(forms.ModelForm):
         choices=[choice for choice in DuplicateDecision.choices if choice[0] != DuplicateDecision.PENDING],
         widget=forms.RadioSelect,
     )
+    # The decision the page was opened at (`DuplicatePair.decision_read`): one made since is not replaced.
+    decision_read = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["decision_read"].initial = self.instance.decision_read
 
     class Meta:
         model = DuplicatePair
@@ -119,7 +125,7 @@ class DuplicatePairAdmin(TrackedModelAdmin):
     paginator = CountedAheadPaginator
     show_full_result_count = False
     readonly_fields = ["score", "comparison", "decided_by_as_read", "decided_at_as_read", "withheld_note"]
-    fields = ["score", "comparison", "decision", "note", "decided_by_as_read", "decided_at_as_read"]
+    fields = ["score", "comparison", "decision", "note", "decided_by_as_read", "decided_at_as_read", "decision_read"]
 
     def has_view_permission(self, request, obj=None):
         return can_see_unpublished(request.user)
@@ -272,7 +278,11 @@ class DuplicatePairAdmin(TrackedModelAdmin):
 
     def save_model(self, request, obj, form, change):
         duplicate_pair_decide(
-            user=request.user, pair=obj, decision=form.cleaned_data["decision"], note=form.cleaned_data["note"]
+            user=request.user,
+            pair=obj,
+            decision=form.cleaned_data["decision"],
+            note=form.cleaned_data["note"],
+            decision_read=form.cleaned_data["decision_read"],
         )
 
     def response_change(self, request, obj):

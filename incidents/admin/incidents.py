@@ -15,6 +15,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import capfirst
 from django_countries import countries
 
 from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutocompleteSelectMultiple
@@ -60,6 +61,7 @@ from incidents.services import (
     incident_transition,
     incident_update,
     may_publish,
+    responses_left_about_none,
 )
 from incidents.templatetags.public_pages import sources_say
 
@@ -301,6 +303,17 @@ class RowsFormSet(BaseInlineFormSet):
                 widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
 
 
+class IncidentRowForm(forms.ModelForm):
+    """A row of the incident's own. Its keys unique within the incident (a claim's source, an
+    involvement's organization and role) are the service's to check, among the rows written
+    (`services._unique_errors`), which it writes in an order that holds (`services._in_saving_order`):
+    checked here one row at a time against the rows as stored, a correction passing a key from one
+    row to another ("police, army" made "army, navy") was refused."""
+
+    def _get_validation_exclusions(self):
+        return {*super()._get_validation_exclusions(), "incident"}
+
+
 class IncidentRowsInline(DateAsWrittenMixin):
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
@@ -315,6 +328,7 @@ class IncidentRowsInline(DateAsWrittenMixin):
     see (a claim of a source they may not see is not one of them), so is the record each links to."""
 
     formset = RowsFormSet
+    form = IncidentRowForm
 
     def has_delete_permission(self, request, obj=None):
         return self.has_change_permission(request, obj)
@@ -339,7 +353,7 @@ class QualifierFromFiguresMixin:
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
 
-class ClaimForm(ConfidentialityOfferedMixin, forms.ModelForm):
+class ClaimForm(ConfidentialityOfferedMixin, IncidentRowForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "date_precision" in self.fields:
@@ -828,6 +842,23 @@ class IncidentAdmin(
             ),
             messages.WARNING,
         )
+
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what a deletion takes and what protects it, with the responses a
+        confidential incident is the only incident of (`services.responses_left_about_none`): the
+        service refuses to leave them about none, so the confirmation names them as protecting it."""
+        deleted, counts, permissions_needed, protected = super().get_deleted_objects(objs, request)
+        left = responses_left_about_none(list(objs))
+        named = [
+            format_html(
+                '{}: <a href="{}">{}</a>',
+                capfirst(response._meta.verbose_name),
+                reverse("admin:incidents_response_change", args=[response.pk]),
+                response,
+            )
+            for response in left
+        ]
+        return deleted, counts, permissions_needed, [*protected, *named]
 
     def records_shown(self, request, incident) -> list:
         return getattr(request, "incidents_in_messages", [])

@@ -20,3 +20,7 @@ class StaffReader(BasePermission):
 
     def has_permission(self, request, view):
         return can_see_unpublished(request.user)
+
+
+class StaffRevisionsReader(StaffReader):
+    message = "Only staff may read proposed revisions."

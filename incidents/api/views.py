@@ -39,7 +39,7 @@ from incidents.access import (
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination, WithdrawalPagination
 from incidents.api.parsers import FiniteJSONParser
-from incidents.api.permissions import StaffReader
+from incidents.api.permissions import StaffReader, StaffRevisionsReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
 from incidents.api.schema import (
@@ -602,7 +602,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
     """Revisions that Analysts proposed for published incidents; Reviewers accept or reject them."""
 
     serializer_class = RevisionSerializer
-    permission_classes = [StaffReader]
+    permission_classes = [StaffRevisionsReader]
     orderings = {"-id": ("-id",)}
 
     def get_queryset(self):

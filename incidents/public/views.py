@@ -30,7 +30,7 @@ from incidents.csv_views import bom_requested, incidents_csv_response
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.public import selectors
-from incidents.querysets import updated_at_seen_by
+from incidents.querysets import updated_at_seen_by, version_seen_by
 from incidents.statistics import GROUPINGS, no_group_label
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
@@ -292,7 +292,9 @@ def incident(request, public_id: str):
         {
             "page": page,
             "incident": page.incident,
-            # The change time the reader is told: not that of an edit of what is hidden from them.
+            # The version and change time the reader is told: not those of an edit of what is hidden
+            # from them (the citation's version counted an informant's claim added).
+            "version": version_seen_by(page.incident, request.user),
             "last_updated": updated_at_seen_by(page.incident, request.user),
             # The citation says where the page is: an id and a date alone do not lead a reader to it.
             "permalink": request.build_absolute_uri(reverse("public:incident", args=[page.incident.public_id])),
@@ -307,7 +309,11 @@ def incident_csv(request, public_id: str):
     """The incident's CSV row, exactly as the API's export writes it."""
     incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
     if not incidents.exists():
-        raise Http404(_("No such incident."))
+        # As its page: a merged incident's row is its survivor's, for readers who may see both.
+        survivor = redirect_target(user=request.user, public_id=public_id)
+        if survivor is None:
+            raise Http404(_("No such incident."))
+        return HttpResponsePermanentRedirect(reverse("public:incident-csv", args=[survivor]))
     return incidents_csv_response(
         incidents,
         request,
