@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pghistory
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import ProtectedError, Q
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault, RawSQL
@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import capfirst
 from pghistory.core import event_models
 from psycopg import sql
+from psycopg.errors import UniqueViolation
 
 from incidents import duplicates
 from incidents.exports import kept_time
@@ -1481,6 +1482,32 @@ def responses_left_about_none(incidents: Iterable[Incident]) -> list[Response]:
     )
 
 
+def _taken_meanwhile_refused(save):
+    """`save` (`record_save`) answering a key another write took meanwhile as the ValidationError
+    naming its field that a write a moment later gets. The record's checks (`full_clean`) see only
+    what was committed when they ran: two analysts adding "Tumen Border Police" at once both passed
+    them, and the second INSERT, waiting for the first on the unique index, failed once it
+    committed, an IntegrityError and a 500. Its transaction rolled back, the checks run again, now
+    seeing the other record. No cost to a write that succeeds."""
+
+    @functools.wraps(save)
+    def saving(*, record: models.Model, **options):
+        try:
+            return save(record=record, **options)
+        except IntegrityError as error:
+            if not isinstance(error.__cause__, UniqueViolation):
+                raise
+            try:
+                record.validate_unique()
+                record.validate_constraints()
+            except ValidationError as taken:
+                raise taken from error
+            raise
+
+    return saving
+
+
+@_taken_meanwhile_refused
 def record_save(
     *,
     user,

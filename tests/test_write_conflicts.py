@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 
 from incidents import roles
-from incidents.models import Incident, Place
+from incidents.models import Incident, Organization, Place
 from tests.api_support import API, client_for, incident_url
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
@@ -292,3 +292,38 @@ def test_an_import_stopped_while_it_copies_new_incidents_says_so_and_writes_noth
         "was written. Import the file again.\n"
     )
     assert not Incident.objects.filter(title="New").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_name_taken_by_a_write_still_open_is_refused_naming_it_not_a_500():
+    # Both passed the name's check, which sees only what was committed; the second INSERT waited
+    # for the first on the unique index and, once it committed, failed: an IntegrityError, a 500.
+    colleague_saved, release = threading.Event(), threading.Event()
+
+    def colleague():
+        try:
+            with transaction.atomic():
+                Organization.objects.create(name="Tumen Border Police", kind="government")
+                colleague_saved.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    def release_once_the_other_write_waits():
+        with psycopg.connect(**connection.get_connection_params()) as observer:
+            wait_until_waiting(observer, 1)
+        release.set()
+
+    threads = [threading.Thread(target=colleague), threading.Thread(target=release_once_the_other_write_waits)]
+    threads[0].start()
+    assert colleague_saved.wait(20)
+    threads[1].start()
+    answer = client_for(make_user(roles.ANALYST)).post(
+        f"{API}/organizations/", {"name": "Tumen Border Police", "kind": "government", "country": "CN"}, format="json"
+    )
+    for thread in threads:
+        thread.join(20)
+
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()) == ["name"]
+    assert Organization.objects.filter(name="Tumen Border Police").count() == 1
