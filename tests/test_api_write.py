@@ -516,6 +516,40 @@ class TestUpdateIncident:
         old_claim.refresh_from_db()
         assert old_claim.people_count == 85
 
+    def test_a_field_the_record_does_not_have_is_refused_naming_it(self, analyst, incident):
+        # DRF left such keys out: `"peopel_count": 90` answered 200 with nothing changed.
+        claim = make_claim(incident=incident, people_count=80)
+        client = client_for(analyst)
+        typo = client.patch(incident_url(incident), {"version": 1, "peopel_count": 90}, format="json")
+        in_a_row = client.patch(
+            incident_url(incident),
+            {"version": 1, "claims": [{"id": claim.pk, "source": claim.source_id, "poeple_count": 90}]},
+            format="json",
+        )
+        source = client.patch(f"{API}/sources/{claim.source_id}/", {"version": 1, "titel": "HRW"}, format="json")
+
+        assert (typo.status_code, list(typo.json())) == (400, ["peopel_count"])
+        assert typo.json()["peopel_count"][0].startswith("No such field. The fields a write may give: ")
+        assert "people_count" in typo.json()["peopel_count"][0]
+        assert (in_a_row.status_code, list(in_a_row.json())) == (400, ["claims[0].poeple_count"])
+        assert (source.status_code, list(source.json())) == (400, ["titel"])
+        incident.refresh_from_db()
+        assert (incident.version, incident.people_count) == (1, 80)
+
+    def test_what_a_client_read_it_may_write_back_whole(self, analyst, incident):
+        # Read-only fields (public_id, date_label, corroboration, a claim's source_title…) are no
+        # unknown fields: a client writes back what it read.
+        make_claim(incident=incident, people_count=80)
+        client = client_for(analyst)
+        read = client.get(incident_url(incident)).json()
+
+        written = client.put(incident_url(incident), {**read, "title": "Corrected"}, format="json")
+
+        assert written.status_code == 200, written.json()
+        assert written.json()["title"] == "Corrected"
+        source = client.get(f"{API}/sources/{read['claims'][0]['source']}/").json()
+        assert client.put(f"{API}/sources/{source['id']}/", source, format="json").status_code == 200
+
     def test_corrections_that_pass_keys_along_rows_are_saved_in_an_order_that_holds(self, analyst, incident):
         # Police and army recorded as perpetrators, the navy as a facilitator; corrected to the army
         # and the navy: the first row took (army, perpetrator) while the second still held it, and

@@ -6,6 +6,7 @@ querysets, and writes are validated by the models' `full_clean()` (other resourc
 """
 
 import copy
+from collections.abc import Mapping
 from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -74,7 +75,28 @@ FIELDS_WITH_DATES_AS_WRITTEN = {
 }
 
 
-class ModelRulesMixin(serializers.Serializer):
+# What the browsable API's HTML forms post beside a record's fields: the CSRF token.
+_FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
+
+
+class UnknownFieldsRefused(serializers.Serializer):
+    """A write naming a field the record does not have is refused, naming it: DRF leaves such keys
+    out, so `"peopel_count": 90` answered 200 with nothing changed, and the writer took it as
+    saved. Every field the record is read with may be sent back (read-only ones are left alone):
+    a client writes what it read."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields) - _FORM_KEYS)
+            if unknown:
+                known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
+                raise serializers.ValidationError(
+                    {name: [f"No such field. The fields a write may give: {known}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ModelRulesMixin(UnknownFieldsRefused):
     """Run the model's own validation (`full_clean()`: field rules, `clean()`, database
     constraints) on the would-be object, so the API refuses exactly what the admin refuses, and
     write through `services.record_save`, which holds the rules of who may write what and refuses
@@ -407,7 +429,7 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
         return representation
 
 
-class NestedRowSerializer(serializers.ModelSerializer):
+class NestedRowSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
     """An incident's nested row. A PATCH is partial for its rows too (DRF passes `partial` down), which
     suits a row with an id (the fields it leaves out keep their stored values), but a row without
     one is a new row: it needs every field a POST needs, refused here as a POST refuses it
@@ -513,7 +535,7 @@ class CorroborationSerializer(serializers.Serializer):
     )
 
 
-class IncidentSerializer(serializers.ModelSerializer):
+class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
     serializer_field_mapping = FIELDS_WITH_DATES_AS_WRITTEN
     incident_type = SlugField(slug_field="slug", queryset=IncidentType.objects.all())
     places = IncidentPlaceField(many=True, queryset=Place.objects.all(), required=False)
