@@ -286,13 +286,34 @@ def second_factor_reset(*, user) -> None:
 
 
 def setup_link_find(key: str) -> SetupLink | None:
-    """Runs a query: the usable setup link whose key is `key`."""
-    return SetupLink.objects.usable().filter(digest=token_digest(key)).first()
+    """The usable setup link whose key is `key` (`_still_its_makers_to_make`). Runs a query, and
+    those of the check for a link an administrator made."""
+    link = SetupLink.objects.usable().filter(digest=token_digest(key)).select_related("created_by", "user").first()
+    return link if link is not None and _still_its_makers_to_make(link) else None
 
 
 def setup_link_usable(*, user, setup_link_id: int | None) -> bool:
-    """Runs a query: whether `setup_link_id` is a usable setup link of `user`."""
-    return SetupLink.objects.usable().filter(pk=setup_link_id, user=user).exists()
+    """Whether `setup_link_id` is a usable setup link of `user` (`_still_its_makers_to_make`). Runs
+    a query, and those of the check for a link an administrator made."""
+    link = SetupLink.objects.usable().filter(pk=setup_link_id, user=user).select_related("created_by", "user").first()
+    return link is not None and _still_its_makers_to_make(link)
+
+
+def _still_its_makers_to_make(link: SetupLink) -> bool:
+    """Whether whoever made `link` may still make it, as `setup_link_create` checked when they did:
+    active, with the permission, and controlling the account as it is now
+    (`account_control_refusal`). A user manager who made a newcomer's link, and set their first
+    password, held an unused link once a superuser gave the account Confidential access: set up on
+    the manager's phone, it held powers they may not give. A link made at the server's shell (no
+    maker) always."""
+    maker = link.created_by
+    if maker is None:
+        return True
+    return (
+        maker.is_active
+        and maker.has_perm("accounts.add_setuplink")
+        and account_control_refusal(actor=maker, account=link.user, action="make a setup link for") is None
+    )
 
 
 def recovery_codes_left(user) -> int:

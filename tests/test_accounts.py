@@ -1537,6 +1537,26 @@ class TestThrottling:
         assert APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request).status_code == 429
         assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), analyst)["Location"] == "/admin/"
 
+    def test_a_session_past_the_password_step_gets_no_sign_in_count_of_its_own(self, settings):
+        # The admin's login counted such a session by its account, not its address: every password
+        # a thief holds (its second factor owed) gave a fresh count of guesses at other accounts.
+        settings.REQUIRE_2FA = True
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "3/minute"}}
+        analyst = make_user(roles.ANALYST)
+        enrol(analyst)
+        thief = Client(REMOTE_ADDR="203.0.113.9")
+        assert sign_in(thief, analyst)["Location"].startswith("/accounts/two-factor/")
+        token_request = {"username": "nobody", "password": "Spring2026"}
+        statuses = [APIClient(REMOTE_ADDR="203.0.113.9").post(f"{API}/auth/token/", token_request) for _ in range(3)]
+        assert [status.status_code for status in statuses] == [400, 400, 429]
+
+        guesses = [
+            thief.post("/admin/login/", {"username": f"colleague{n}", "password": "Spring2026"}) for n in range(3)
+        ]
+
+        assert [guess.status_code for guess in guesses] == [429] * 3
+        assert not AccessFailureLog.objects.filter(username__startswith="colleague").exists()
+
     def test_exports_have_their_own_stricter_limit_per_client(self, settings):
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,

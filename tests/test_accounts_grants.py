@@ -12,12 +12,18 @@ from axes.models import AccessAttempt, AccessFailureLog
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.test import Client
 
 from accounts.grants import held_permissions
 from accounts.models import SetupLink
 from incidents import roles
 from tests.factories import make_user
-from tests.test_accounts import enrol, second_factor_on, signed_in_with_second_factor  # noqa: F401 (a fixture)
+from tests.test_accounts import (  # noqa: F401 (a fixture)
+    enrol,
+    follow_setup_link,
+    second_factor_on,
+    signed_in_with_second_factor,
+)
 
 User = get_user_model()
 
@@ -307,6 +313,30 @@ class TestSuperusersAccounts:
 
         assert f"Only a superuser may make a setup link for {reviewer.username}&#x27;s account" in page.content.decode()
         assert not SetupLink.objects.filter(user=reviewer).exists()
+
+    def test_a_link_made_before_the_account_held_more_than_its_maker_no_longer_works(self):
+        # Onboarding: a user manager sets the newcomer's first password and makes their link; a
+        # superuser then gives the account Confidential access. The manager, holding the password
+        # and the unused link, could set up their own phone first: the link was checked only when made.
+        manager, newcomer = user_manager(), make_user(roles.ANALYST)
+        manager.user_permissions.add(permission("accounts.add_setuplink"))
+        client = signed_in_with_second_factor(manager, confirmed=True)
+        made = client.post("/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [newcomer.pk]})
+        ((_, link),) = made.context["links"]
+        newcomer.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+        opened = follow_setup_link(Client(), link)
+
+        assert opened.status_code == 404
+        # Nor once its maker is no longer active, though the account holds nothing more.
+        other = make_user(roles.ANALYST)
+        ((_, other_link),) = client.post(
+            "/admin/auth/user/", {"action": "make_setup_links", "_selected_action": [other.pk]}
+        ).context["links"]
+        User.objects.filter(pk=manager.pk).update(is_active=False)
+        assert follow_setup_link(Client(), other_link).status_code == 404
+        User.objects.filter(pk=manager.pk).update(is_active=True)
+        assert follow_setup_link(Client(), other_link).status_code == 302
 
 
 class TestADeactivatedAccountKeepsItsPowers:

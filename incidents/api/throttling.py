@@ -63,6 +63,11 @@ class SignInThrottle(ClientThrottle):
     alike at both doors that take one: the API's token request and the admin's login
     (`accounts.lockout.sign_in_throttled`). The lockout counts one account from one address; this
     counts every account from it, so that one password tried on every username is bounded at the
-    admin's door as at the API's."""
+    admin's door as at the API's. Always by the address, whoever the session holds: a session past
+    the password step (its second factor owed) was counted by its account, a fresh count of
+    guesses for every password a thief holds."""
 
     scope = "login"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
