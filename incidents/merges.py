@@ -28,6 +28,7 @@ from django.utils import timezone
 from incidents import duplicates, services
 from incidents.history import set_incident_update_triggers
 from incidents.models import (
+    DISCLOSED_VERSION_FIELDS,
     Claim,
     CountQualifier,
     DatePrecision,
@@ -312,9 +313,12 @@ def incident_merge(
             note_confidential=in_confidence,
         )
         with pghistory.context(merge=merge.pk):
+            # Saved before its rows move, so that their triggers count them as this change for each
+            # audience (`disclosed_*`): saved after, the survivor's version for readers without
+            # Confidential access stayed put, and their stale edit or revision deleted a moved claim.
+            _save_changed(survivor_incident, user_id)
             merge.moved = _move(plan)
             merged.merged_into = survivor_incident
-            _save_changed(survivor_incident, user_id)
             _save_changed(merged, user_id, "merged_into")
             if in_confidence:
                 _writer_withheld([survivor_incident, merged])
@@ -326,6 +330,8 @@ def incident_merge(
                 note=note,
                 note_confidential=in_confidence,
             )
+            # Its versions as the moves' triggers left them, which the revision is based on.
+            _versions_read_again(survivor_incident)
             merge.revision = _propose(plan, user)
             merge.save(update_fields=["moved", "revision"])
         # The survivor holds the other's places and words now; the merged one's waiting pairs go.
@@ -357,6 +363,12 @@ def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None
     it before gets a version conflict and an incremental sync sees it again."""
     incident.updated_by_id = user_id
     incident.save(update_fields=[*fields, "version", "updated_by", "updated_at"])
+
+
+def _versions_read_again(incident: Incident) -> None:
+    """`incident`'s versions and change times of every audience as stored: the triggers of the rows
+    moved after its save moved those of readers without Confidential access."""
+    incident.refresh_from_db(fields=["version", "updated_at", *DISCLOSED_VERSION_FIELDS, "disclosed_updated_by"])
 
 
 def _writer_withheld(incidents: list[Incident]) -> None:
@@ -552,13 +564,14 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         moved = merge.moved
         on_survivor = {"incident": survivor}
         _refuse_involvements_held_twice(moved, survivor, merged)
+        # Before its rows move back, as the merge saves it (`incident_merge`).
+        _save_changed(survivor, user_id)
         _move_claims_back(moved, survivor, merged)
         IncidentPlace.objects.filter(pk__in=moved["places"], **on_survivor).update(incident=merged)
         VictimGroup.objects.filter(pk__in=moved["victim_groups"], **on_survivor).update(incident=merged)
         Involvement.objects.filter(pk__in=moved["involvements"], **on_survivor).update(incident=merged)
         ResponseIncident.objects.filter(response__in=moved["responses"], **on_survivor).delete()
         merged.merged_into = None
-        _save_changed(survivor, user_id)
         _save_changed(merged, user_id, "merged_into")
         _responses_about_both_changed(merged, moved)
         if merge.pair_id is not None:
@@ -572,6 +585,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             # in confidence withholds (`IncidentRevisionQuerySet.visible_to`'s `decision_withheld`).
             merge.undone_at = rejected.decided_at
         merge.revision_back = None
+        _versions_read_again(survivor)
         if merge.revision_id is not None and merge.revision.state == RevisionState.ACCEPTED:
             merge.revision_back = _propose_back(merge.revision, survivor, user)
         duplicates.rescore_after_commit([survivor.pk, merged.pk])

@@ -722,11 +722,29 @@ def _apply_update(
         _links_shown_changed(
             incident, told=THE_PUBLIC if shown_to_the_public_changed else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
         )
+    if (shown_to_the_public(incident) and not shown_to_the_public(current)) or (
+        current.confidential and not incident.confidential
+    ):
+        _merged_into_it_followed_again(incident, user)
     _write_children(incident, children, visibility_of=visibility_of)
     duplicates.rescore_after_commit(
         [incident.pk], confidential_pairs_only=_changed_in_confidence(incident, current=current, children=children)
     )
     return incident
+
+
+def _merged_into_it_followed_again(incident: Incident, user) -> None:
+    """A new version of the incidents merged into `incident`, which readers who could not follow them
+    to it (a draft's, for the public; a confidential one's, for staff without Confidential access)
+    may now follow (their address answers 301 again). `withdrawn/` told those readers they left,
+    and no longer names them; without a version, no incremental sync reported them either, and a
+    partner's copy never learnt where they went (`merged_into`)."""
+    merged_ids = _incidents_new_version(
+        user, f"SELECT id FROM {Incident._meta.db_table} WHERE merged_into_id = %s", [incident.pk]
+    )
+    if merged_ids:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT incident_export_refresh(%s::bigint[])", [merged_ids])
 
 
 def _changed_in_confidence(incident: Incident, *, current: Incident, children: _Children) -> bool:

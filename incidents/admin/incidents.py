@@ -848,6 +848,12 @@ class IncidentAdmin(
         confidential incident is the only incident of (`services.responses_left_about_none`): the
         service refuses to leave them about none, so the confirmation names them as protecting it."""
         deleted, counts, permissions_needed, protected = super().get_deleted_objects(objs, request)
+        # Its duplicate pairs and revisions are its own working records, which go with it (the
+        # service deletes it, by its rule: `may_delete`); their admins offer no deletion of their
+        # own, and Django refused every incident with a pair (403), most of them once rescored.
+        permissions_needed = permissions_needed - {
+            str(model._meta.verbose_name) for model in (DuplicatePair, IncidentRevision)
+        }
         left = responses_left_about_none(list(objs))
         named = [
             format_html(
