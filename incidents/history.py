@@ -19,10 +19,11 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection, models
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, Func, OuterRef, Subquery
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 from django.utils.text import capfirst
 from pghistory.models import Events
 
@@ -38,6 +39,7 @@ from incidents.models import (
     NoteWrittenInConfidence,
     Response,
     Source,
+    VersionsPerAudience,
 )
 from incidents.querysets import can_see_confidential, can_see_unpublished, claim_states_disclosed_to, limit_to_visible
 
@@ -116,7 +118,7 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
     merge's, two)."""
     if not isinstance(obj, Incident):
         events = _outside_hidden_periods(Events.objects.tracks(obj), obj, user)
-        return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
+        return _with_something_to_read(_without_confidential_states(events, user)).order_by(*HISTORY_ORDERING)
     events = Events.objects.references(obj)
     # A merge names both incidents (and its note tells of the other): only merges this reader may
     # see, both incidents by their own state as the merges' list shows them. The merged incident's
@@ -178,7 +180,7 @@ def history_visible_to(obj: models.Model, user) -> models.QuerySet:
         )
         events = _outside_hidden_periods(events, obj, user)
         events = _outside_named_records_periods(events, obj, user)
-    return _without_confidential_states(events, user).order_by(*HISTORY_ORDERING)
+    return _with_something_to_read(_without_confidential_states(events, user)).order_by(*HISTORY_ORDERING)
 
 
 def hidden_periods(subject: models.Model, user) -> list[tuple[datetime, datetime | None]]:
@@ -474,6 +476,30 @@ def _revision_changes_shown(events: list, user) -> dict[tuple[str, int], dict[st
 _CONFIDENTIAL_MODELS = (Incident, Claim, Source)
 
 
+# The columns every save moves, which tell nothing of what changed (the history's summary leaves
+# them out), and which a reader without Confidential access is told otherwise (`disclosed_*`).
+BOOKKEEPING_COLUMNS = ("version", "updated_at", "updated_by_id")
+
+
+def _with_something_to_read(events: models.QuerySet) -> models.QuerySet:
+    """`events` without the updates that moved only bookkeeping (`BOOKKEEPING_COLUMNS`), which no
+    page shows: a new version of an incident whose confidential source was renamed, or whose
+    confidential claim was edited, left in the query, added to a page's count ("page 1 of 2", the
+    second empty) and its pagination (an empty page whose cursor named the hidden event), telling
+    staff without Confidential access that something hidden changed, and when."""
+    changed_besides = Coalesce(
+        Func(
+            models.F("pgh_diff"),
+            models.Value(list(BOOKKEEPING_COLUMNS), output_field=ArrayField(models.TextField())),
+            template="(%(expressions)s)",
+            arg_joiner=" - ",
+            output_field=models.JSONField(),
+        ),
+        models.Value({}, output_field=models.JSONField()),
+    )
+    return events.alias(changed_besides=changed_besides).exclude(pgh_label="update", changed_besides={})
+
+
 def _without_confidential_states(events: models.QuerySet, user) -> models.QuerySet:
     """`events` without the states a record had while it was confidential, for readers without
     Confidential access: a claim, source or incident made public (its informant's name taken out of
@@ -683,6 +709,13 @@ class _Reader:
             return self.raw_id(links[column], value) if column in links else value
 
         data, diff = event.pgh_data or {}, event.pgh_diff
+        if issubclass(model, VersionsPerAudience) and not self.sees_confidential:
+            # Counted with every change (`version` 3 where they are told 2), and naming the writer and
+            # time of the change before, a hidden one too: the reader is told its `disclosed_*`.
+            data = {column: value for column, value in data.items() if column not in BOOKKEEPING_COLUMNS}
+            diff = diff and (
+                {column: pair for column, pair in diff.items() if column not in BOOKKEEPING_COLUMNS} or None
+            )
         if model is IncidentRevision and not self.sees_confidential:
             # What it proposes as its own page shows it to this reader (its claims of a source made
             # confidential since left out); the proposal never changes, so no diff need hold it.
@@ -722,6 +755,21 @@ class _Reader:
             return ", ".join(str(item) for item in value)
         return value
 
+    def confidential_state_shown(self, model: type[models.Model], event) -> list[models.Model]:
+        """The event's own record, as it was in the state the event shows, where that state was
+        confidential: a deleted confidential claim's words, a source's title while it was an
+        informant's, which its record now (deleted, or made public) does not tell
+        `access.confidential_among` to record. Built from the event (no query): a claim with its
+        source as this reader's page names it (`records`), confidential now or not."""
+        data = event.pgh_data or {}
+        record_id = int(event.pgh_obj_id)
+        if model is Claim:
+            source = self.records.get((Source, str(data.get("source_id")))) or Source(confidential=False)
+            return [Claim(pk=record_id, confidential=bool(data.get("confidential")), source=source)]
+        if model in (Source, Incident) and data.get("confidential"):
+            return [model(pk=record_id, confidential=True)]
+        return []
+
     def points_to_subject(self, field: models.Field, value) -> bool:
         return (
             field.many_to_one and isinstance(self.subject, field.related_model) and str(value) == str(self.subject.pk)
@@ -735,6 +783,7 @@ class _Reader:
         when = event.pgh_created_at
         if self.sees_confidential:
             self.named.extend(_notes_shown(model, event))
+            self.named.extend(self.confidential_state_shown(model, event))
         elif self.in_confidence(model, event)[1]:
             # Decided in confidence (`NoteWrittenInConfidence`), or written with a merge so decided:
             # who did it is withheld, as its record says, and so is when. Its record says neither
