@@ -441,9 +441,12 @@ def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) ->
         position += 1
         if separator == ">":
             continue
-        if any(names):
-            if not all(names):
-                raise _MalformedCell(f"A place's path has an empty name: {cell.strip()!r}.")
+        # An item is anything written: a name, a path, or a source's id or marks alone (`[#12]`),
+        # which was left out as empty, dropping the claim it named (an update removed it).
+        if any(names) or len(names) > 1 or marks != _NO_MARKS:
+            if not all(names) and (len(names) > 1 or marks[0] is None):
+                empty = "A place's path has an empty name" if len(names) > 1 else "An item names no source"
+                raise _MalformedCell(f"{empty}: {cell.strip()!r}.")
             items.append(_Item(tuple(names), *marks))
         names, marks = [], _NO_MARKS
         if position > length:
@@ -702,7 +705,8 @@ class _Sources(_Names):
         source = self.by_id.get(item.source_id)
         if source is None:
             return [], f"No source #{item.source_id} that you may see ({item})."
-        if self.lowercase(source.title) != self.lowercase(title):
+        # An id alone (`[#12]`) names it; a title given with it must agree.
+        if title and self.lowercase(source.title) != self.lowercase(title):
             return [], (
                 f"{item}: source #{item.source_id} is titled {source.title!r}, not {title!r}; "
                 f"write {self.describe(source)}, or the right id."

@@ -424,6 +424,48 @@ class TestRoundTrip:
         assert incident.claims.get().source.title == "Daily NK report"
 
 
+class TestASourceByItsIdAlone:
+    """`[#12]` names a source by its id, as the title before it would be checked against: it was read
+    as an empty item and left out, so a new row lost its claim without a word, and an update
+    removed the very claim the row named."""
+
+    HEADER = "public_id,version,title,type,date_start,date_end,sources,places"
+
+    def test_a_new_rows_source_by_its_id_alone_is_cited(self, analyst, tmp_path):
+        source = make_source(title="HRW report")
+
+        run_import(
+            analyst, tmp_path, f"{self.HEADER}\n,,Cited,forced-repatriation,2024-01-01,2024-01-01,[#{source.pk}],\n"
+        )
+
+        assert list(Claim.objects.filter(incident__title="Cited").values_list("source", flat=True)) == [source.pk]
+
+    def test_an_updates_source_by_its_id_alone_keeps_its_claim(self, analyst, tmp_path):
+        source = make_source(title="HRW report")
+        incident = make_incident(
+            title="Cited", review_state="draft", date_start=date(2024, 1, 1), date_end=date(2024, 1, 1)
+        )
+        claim = make_claim(incident=incident, source=source)
+        row = f"{incident.public_id},{incident.version},Cited,forced-repatriation,2024-01-01,2024-01-01,[#{source.pk}],"
+
+        output = run_import(analyst, tmp_path, f"{self.HEADER}\n{row}\n")
+
+        assert list(incident.claims.values_list("pk", flat=True)) == [claim.pk], output
+        assert "removes its claim" not in output
+
+    @pytest.mark.parametrize(
+        ("sources", "places", "expected"),
+        [
+            ("[confidential]", "", "column sources: An item names no source: '[confidential]'."),
+            ("", " > ", "column places: A place's path has an empty name: '>'."),
+        ],
+    )
+    def test_marks_or_separators_naming_nothing_are_refused(self, analyst, tmp_path, sources, places, expected):
+        content = f"{self.HEADER}\n,,New,forced-repatriation,2024-01-01,2024-01-01,{sources},{places}\n"
+
+        assert expected in import_errors(analyst, tmp_path, content)
+
+
 class TestErrors:
     """Each kind of problem is reported with its line, column and reason, and nothing is written."""
 
