@@ -351,12 +351,13 @@ def visible_source_id(user, field: str) -> Subquery:
 
 def claim_people_span() -> dict[str, models.Aggregate]:
     """`claim_people_min`/`claim_people_max`: the lowest and highest figure a group of claims
-    reports, a claim's best estimate standing in for a bound it lacks. For `claim_range`; the CSV
-    export's kept rows apply the same rule in SQL (migration 0028), which the export's tests hold
-    to the records."""
+    reports, a claim's best estimate standing in for a bound it lacks, and its other bound where it
+    gives one alone ("at least 3000" counts at the high end too: it left "10", "at least 3000" and
+    "at most 5" spanning 10 to 10). For `claim_range`; the CSV export's kept rows apply the same
+    rule in SQL (migrations 0028, 0100), which the export's tests hold to the records."""
     return {
-        "claim_people_min": Min(Coalesce("people_count_min", "people_count")),
-        "claim_people_max": Max(Coalesce("people_count_max", "people_count")),
+        "claim_people_min": Min(Coalesce("people_count_min", "people_count", "people_count_max")),
+        "claim_people_max": Max(Coalesce("people_count_max", "people_count", "people_count_min")),
     }
 
 

@@ -127,8 +127,14 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
     rows = []
     for incident in incidents:
         claims = claims_of[incident.pk]
-        lows = _present(_first_present(claim.people_count_min, claim.people_count) for claim in claims)
-        highs = _present(_first_present(claim.people_count_max, claim.people_count) for claim in claims)
+        # A claim's low end is its minimum, else its best estimate, else its maximum; its high end the
+        # other way round (migration 0100).
+        lows = _present(
+            _first_present(claim.people_count_min, claim.people_count, claim.people_count_max) for claim in claims
+        )
+        highs = _present(
+            _first_present(claim.people_count_max, claim.people_count, claim.people_count_min) for claim in claims
+        )
         sources = (
             csv_source_item(
                 claim.source.title,

@@ -16,6 +16,7 @@ from incidents import roles
 from incidents.exports import csv_list_item
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, Incident, IncidentType, Involvement, Place, Source
+from tests.api_support import API, client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_import import import_errors, run_import
 
@@ -454,3 +455,34 @@ class TestSources:
 @pytest.fixture
 def analyst():
     return make_user(roles.ANALYST)
+
+
+@pytest.mark.django_db
+def test_the_claims_span_holds_a_claims_minimum_alone_and_its_maximum_alone(settings, tmp_path):
+    # `claim_min`/`claim_max` (CSV) and `claim_people_min`/`claim_people_max` (API): "the span of
+    # figures those claims report" (README, Export). A claim "at least 3000" (a minimum alone)
+    # counted for the low end only and one "at most 5" for the high end only, so the span of "10",
+    # "at least 3000" and "at most 5" read 10 to 10: under a figure one source reports, over
+    # another's (migration 0100).
+    incident = make_incident(title="Counted three ways")
+    make_claim(incident=incident, source=make_source(title="Exact"), people_count=10)
+    make_claim(
+        incident=incident,
+        source=make_source(title="At least"),
+        people_count=None,
+        people_count_min=3000,
+        count_qualifier="at_least",
+    )
+    make_claim(
+        incident=incident,
+        source=make_source(title="At most"),
+        people_count=None,
+        people_count_max=5,
+        count_qualifier="at_most",
+    )
+
+    body = client_for(None).get(f"{API}/incidents/{incident.public_id}/").json()
+    exported = export(make_user(roles.ANALYST), tmp_path)
+
+    assert (body["claim_people_min"], body["claim_people_max"]) == (5, 3000)
+    assert (cells(exported, "claim_min"), cells(exported, "claim_max")) == (["5"], ["3000"])
