@@ -5,6 +5,7 @@ read, whatever the record is now. Each test failed before its fix, for the reaso
 
 from incidents import roles
 from incidents.admin.base import HISTORY_PAGE_SIZE
+from incidents.models import Claim, ConfidentialAccess
 from tests.api_support import client_for, incident_url
 from tests.factories import make_claim, make_incident, make_source, make_user
 
@@ -124,7 +125,6 @@ def test_api_history_records_reading_a_deleted_confidential_claim(keeper):
     confidential claim's excerpt, yet "who read confidential records" gets no row naming it, since
     `access.confidential_records_of` reads the incident's current claims only (and the entries'
     `named`, the records their links name, not the claim an event is of)."""
-    from incidents.models import Claim, ConfidentialAccess
 
     incident = make_incident(title="Public incident")
     make_claim(incident=incident, source=make_source(title="Public article"))
@@ -136,15 +136,7 @@ def test_api_history_records_reading_a_deleted_confidential_claim(keeper):
     answer = client_for(other_keeper).get(incident_url(incident, "history/"), {"page_size": 100})
     assert answer.status_code == 200, answer.content
     assert "Informant K, Hyesan" in answer.content.decode()
-    recorded = {
-        claim_id
-        for access in ConfidentialAccess.objects.filter(user=other_keeper)
-        for claim_id in access.claim_ids or []
-    }
-    assert secret.pk in recorded, (
-        f"the history showed confidential claim {secret.pk} ('Informant K, Hyesan'); reads recorded: "
-        f"{list(ConfidentialAccess.objects.filter(user=other_keeper).values('door', 'path', 'claim_ids'))}"
-    )
+    assert secret.pk in recorded_ids(other_keeper, "claim_ids")
 
 
 def test_admin_source_history_records_reading_its_confidential_states(client):
@@ -152,7 +144,6 @@ def test_admin_source_history_records_reading_its_confidential_states(client):
     History page shows a reader with Confidential access the states it had while confidential, the
     informant's name included, yet records no read of a confidential source: the page records
     `confidential_records_of(source)`, the source as it is now (public)."""
-    from incidents.models import ConfidentialAccess
 
     source = make_source(title="Informant K, Hyesan", confidential=True)
     source.title = "Testimony from Ryanggang province"
@@ -164,12 +155,9 @@ def test_admin_source_history_records_reading_its_confidential_states(client):
     page = client.get(f"/admin/incidents/source/{source.pk}/history/")
     assert page.status_code == 200
     assert "Informant K, Hyesan" in page.content.decode()
-    recorded = {
-        source_id
-        for access in ConfidentialAccess.objects.filter(user=other_keeper)
-        for source_id in access.source_ids or []
-    }
-    assert source.pk in recorded, (
-        f"the history showed the source's confidential states ('Informant K, Hyesan'); reads recorded: "
-        f"{list(ConfidentialAccess.objects.filter(user=other_keeper).values('door', 'path', 'source_ids'))}"
-    )
+    assert source.pk in recorded_ids(other_keeper, "source_ids")
+
+
+def recorded_ids(user, kind: str) -> set[int]:
+    """The ids of one kind (`claim_ids`, `source_ids`) recorded as read by `user`."""
+    return {pk for access in ConfidentialAccess.objects.filter(user=user) for pk in getattr(access, kind)}
