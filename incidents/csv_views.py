@@ -37,6 +37,7 @@ from incidents.exports import (
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
+from tracker.statement_timeout import read_under_an_export_slot
 
 # The export's own parameter beside the filters, at the admin's and the public pages' doors (the
 # API's reads it with `CsvOptionsSerializer`): `bom=1` starts the file with a UTF-8 byte order mark,
@@ -164,7 +165,8 @@ def spooled_download(
                     rate=throttle.rate,
                 )
             try:
-                spool = spooled(read())
+                with read_under_an_export_slot(request):
+                    spool = spooled(read())
             except OSError as error:
                 if error.errno not in SPOOL_FULL_ERRNOS:
                     raise

@@ -184,6 +184,16 @@ def waiting_unbounded(request):
         del request.statement_bound_waived
 
 
+def read_under_an_export_slot(request):
+    """Statements a download runs while it holds an export slot (`csv_views.spooled_download`): the
+    slots, and one download at a time per client, bound them, as they bound the CSV export's COPY,
+    which never goes through here. A release file is read a slice a statement; counted against the
+    anonymous budget, a file whose slices took more than 3 s together (some 600 MB) could never be
+    downloaded anonymously, nor resumed, since the spool is written before its first byte is sent.
+    `request` is Django's, or DRF's wrapping it (the budget is the Django request's)."""
+    return waiting_unbounded(getattr(request, "_request", request))
+
+
 # Django's savepoints (a nested atomic block): they cost the database nothing, and the one that undoes
 # a failed block's work runs in a transaction that the failure aborted, where PostgreSQL refuses any
 # other statement, a `SET LOCAL` sent with it included; so they go unbounded and uncounted.
