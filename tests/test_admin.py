@@ -1942,6 +1942,22 @@ class TestStaleRevisions:
         first.refresh_from_db()
         assert (incident.title, first.state) == ("Second", "pending")
 
+    def test_a_decision_naming_neither_button_changes_nothing(self, client, analyst, reviewer):
+        # It rejected the revision: only Accept accepted, anything else rejected.
+        incident = make_incident(title="Published title")
+        logged_in(client, analyst).post(change_url(incident), incident_post(incident=incident, title="Proposed"))
+        revision = incident.revisions.get()
+        decide = reverse("admin:incidents_incidentrevision_decide", args=[revision.pk])
+
+        response = logged_in(client, reviewer).post(decide, {"note": "by a script"}, follow=True)
+
+        assert messages_of(response)[-1] == "Nothing was changed: choose Accept or Reject."
+        revision.refresh_from_db()
+        assert revision.state == "pending"
+        client.post(decide, {"reject": "Reject", "note": ""})
+        revision.refresh_from_db()
+        assert revision.state == "rejected"
+
 
 def test_a_published_incidents_page_names_the_revisions_that_wait_for_a_reviewer(client, analyst):
     """The page shows the published version: without a word, an analyst who reopens it after

@@ -105,6 +105,10 @@ class IncidentRevisionAdmin(
             return HttpResponseNotAllowed(["POST"])
         revision = get_object_or_404(self.get_queryset(request), pk=object_id)
         note = request.POST.get("note", "")
+        if ("accept" in request.POST) == ("reject" in request.POST):
+            # Each button names itself: a POST naming neither (or both) rejected the revision.
+            self.message_user(request, "Nothing was changed: choose Accept or Reject.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:incidents_incidentrevision_change", args=[revision.pk]))
         try:
             if "accept" in request.POST:
                 services.incident_revision_accept(revision=revision, user=request.user, note=note)
