@@ -95,6 +95,16 @@ def test_an_incident_over_more_than_one_month_or_year_counts_in_none_of_them(sou
     )
 
 
+@pytest.mark.parametrize("source", ["", "&min_people=0"], ids=["from kept totals", "from the incidents"])
+def test_a_year_before_1000_is_named_with_four_digits_so_the_groups_sort_as_text(source):
+    # "999" sorted after "2021" as text, and "999-01-01" is a date no filter takes.
+    make_incident(people_count=3, **on(date(999, 5, 1)))
+    make_incident(people_count=50, **on(date(2021, 7, 1)))
+    assert [row["group"] for row in stats(f"group_by=year{source}")["results"]] == ["0999", "2021"]
+    assert [row["label"] for row in stats(f"group_by=year{source}")["results"]] == ["0999", "2021"]
+    assert by_group(stats(f"group_by=month{source}")) == {"0999-05": (1, 3), "2021-07": (1, 50)}
+
+
 def test_verification_groups_agree_from_kept_totals_and_from_incidents(places):
     make_incident(people_count=500, verification="corroborated", places=[places["dandong"]])
     make_incident(people_count=80, verification="alleged", places=[places["dandong"]])

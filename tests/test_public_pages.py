@@ -979,6 +979,33 @@ def test_a_timeline_chart_draws_the_periods_without_incidents_as_none(group_by, 
     assert [row["label"] for row in page.context["table"]["results"]] == [labels[0], labels[-1]]
 
 
+@pytest.mark.parametrize("filters", ["", "min_people=0"], ids=["from kept totals", "from the incidents"])
+def test_a_year_before_1000_is_written_with_four_digits_in_the_chart_and_the_year_facet(filters):
+    # An incident mistyped as 0999 (which the forms accept): the chart's years, compared as text,
+    # ran from "2021" to "999", none; the year facet linked to date_from=999-01-01, which every
+    # date filter refuses.
+    make_incident(date_start=date(999, 5, 1), date_end=date(999, 5, 1), people_count=3)
+    make_incident(date_start=date(2021, 11, 20), date_end=date(2021, 11, 20), people_count=50)
+    client = Client()
+
+    page = client.get(f"/statistics/?group_by=year&{filters}")
+    chart = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page.text)[1])
+    assert chart["labels"] == [f"{year:04d}" for year in range(999, 2022)]
+    assert chart["people"][0] == 3 and chart["people"][-1] == 50
+    by_month = client.get(f"/statistics/?group_by=month&{filters}").context["table"]["results"]
+    assert [row["group"] for row in by_month] == ["0999-05", "2021-11"]
+
+    browse = client.get(f"/?{filters}")
+    facet = _facet(browse.context, "year")
+    assert [(value["label"], value["select"]["date_from"]) for value in facet["values"]] == [
+        ("0999", "0999-01-01"),
+        ("2021", "2021-01-01"),
+    ]
+    chosen = client.get("/", facet["values"][0]["select"] | {"cursor": ""})
+    assert chosen.status_code == 200
+    assert [incident.date_start.year for incident in chosen.context["page"].incidents] == [999]
+
+
 @pytest.mark.django_db
 def test_the_statistics_table_says_how_many_incidents_give_no_figure():
     # "80 people in 3 incidents" read as complete where two of the three gave no number.

@@ -34,7 +34,8 @@ from incidents.querysets import updated_at_seen_by, version_seen_by
 from incidents.statistics import GROUPINGS, no_group_label
 
 # Which query string parameter a facet's value sets, and how a statistic's group becomes its value;
-# each facet is counted without the filters its values set (`selectors.FACET_FILTERS`).
+# each facet is counted without the filters its values set (`selectors.FACET_FILTERS`). A year's
+# group has four digits (`statistics._group_name`): "999-01-01" is a date no filter takes.
 _FACET_PARAMETERS = {
     "type": lambda group: {"type": group},
     "country": lambda group: {"country": group},
@@ -396,7 +397,7 @@ TIMELINE_PERIODS = 1_200
 def _periods(first: str, last: str, group_by: str) -> list[str]:
     """Every year ("2021") or month ("2021-07") from `first` to `last`, as the statistics name them."""
     if group_by == "year":
-        return [str(year) for year in range(int(first), int(last) + 1)]
+        return [f"{year:04d}" for year in range(int(first), int(last) + 1)]
     (first_year, first_month), (last_year, last_month) = (map(int, period.split("-")) for period in (first, last))
     return [
         f"{index // 12:04d}-{index % 12 + 1:02d}"
