@@ -27,7 +27,7 @@ from accounts.clients import client_ip, parsed_address
 from accounts.models import SignInAddress
 from accounts.services import wait_in_words
 from incidents.api.throttling import SignInThrottle
-from tracker.statement_timeout import waiting_unbounded
+from tracker.statement_timeout import outside_the_budget
 
 # Sign-in attempts taken in turn: session-level advisory locks on the primary, keyed (this
 # namespace, a hash of the account), the two-key form, apart from the export slots'.
@@ -117,7 +117,7 @@ def attempts_in_turn(request, username: str | None):
         return
     digest = hashlib.blake2b(username.encode(), digest_size=4).digest()
     key = int.from_bytes(digest, "big", signed=True)
-    with waiting_unbounded(request), connection.cursor() as cursor:
+    with outside_the_budget(request), connection.cursor() as cursor:
         cursor.execute(f"SELECT pg_advisory_lock({_SIGN_IN_NAMESPACE}, %s)", [key])
     try:
         yield

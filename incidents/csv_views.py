@@ -37,7 +37,7 @@ from incidents.exports import (
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
-from tracker.statement_timeout import read_under_an_export_slot
+from tracker.statement_timeout import outside_the_budget
 
 # The export's own parameter beside the filters, at the admin's and the public pages' doors (the
 # API's reads it with `CsvOptionsSerializer`): `bom=1` starts the file with a UTF-8 byte order mark,
@@ -165,7 +165,7 @@ def spooled_download(
                     rate=throttle.rate,
                 )
             try:
-                with read_under_an_export_slot(request):
+                with outside_the_budget(request):
                     spool = spooled(read())
             except OSError as error:
                 if error.errno not in SPOOL_FULL_ERRNOS:

@@ -170,28 +170,28 @@ class _ClientShare:
 
 
 @contextmanager
-def waiting_unbounded(request):
-    """Statements `request` runs meanwhile wait for another request (a lock it holds) rather than
-    work: how long they take says nothing of what they cost the database, so the budget neither
-    bounds nor counts them. A sign-in attempt waits for the one before it at the same account from the same
-    address (`accounts.lockout.attempts_in_turn`), a password hash's time or more; bounded, the
-    second of two attempts sent at once answered 503 telling its sender to narrow a search. What
-    may wait is bounded elsewhere (the sign-in throttle counts attempts per address)."""
+def outside_the_budget(request):
+    """Statements `request` runs meanwhile are neither bounded nor counted by its budget: what they
+    take says nothing of what a filter or a search costs the database, and something else bounds
+    them. Its two uses:
+
+    - Waiting for another request (a lock it holds): a sign-in attempt waits for the one before it
+      at the same account from the same address (`accounts.lockout.attempts_in_turn`), a password
+      hash's time or more; bounded, the second of two attempts sent at once answered 503 telling
+      its sender to narrow a search. The sign-in throttle counts the attempts per address.
+    - A download under an export slot (`csv_views.spooled_download`): the slots, and one download
+      at a time per client, bound it, as they bound the CSV export's COPY, which never goes through
+      here. A release file is read a slice a statement; counted against the anonymous budget, a
+      file whose slices took more than 3 s together (some 600 MB) could never be downloaded
+      anonymously, nor resumed, since the spool is written before its first byte is sent.
+
+    `request` is Django's, or DRF's wrapping it: the budget is the Django request's."""
+    request = getattr(request, "_request", request)
     request.statement_bound_waived = True
     try:
         yield
     finally:
         del request.statement_bound_waived
-
-
-def read_under_an_export_slot(request):
-    """Statements a download runs while it holds an export slot (`csv_views.spooled_download`): the
-    slots, and one download at a time per client, bound them, as they bound the CSV export's COPY,
-    which never goes through here. A release file is read a slice a statement; counted against the
-    anonymous budget, a file whose slices took more than 3 s together (some 600 MB) could never be
-    downloaded anonymously, nor resumed, since the spool is written before its first byte is sent.
-    `request` is Django's, or DRF's wrapping it (the budget is the Django request's)."""
-    return waiting_unbounded(getattr(request, "_request", request))
 
 
 # Django's savepoints (a nested atomic block): they cost the database nothing, and the one that undoes
