@@ -4,13 +4,15 @@ that is in a duplicate pair. Each test failed before its fix, for the reason its
 
 from datetime import UTC, datetime
 
-from incidents import roles
+from incidents import roles, services
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import make_claim, make_incident, make_source, make_user
 from tests.test_admin import logged_in, run_action
 
 WITHDRAWN = f"{API}/incidents/withdrawn/"
+# Publishing an incident, its permissions read (`incidents.services.incident_transition`).
+PUBLICATION_QUERIES = 9
 
 
 def _merge(reviewer, merged, survivor) -> None:
@@ -221,3 +223,27 @@ def test_a_merge_never_tells_staff_without_access_the_time_and_author_of_a_hidde
     assert (after["updated_at"], after["updated_by"]) != (hidden_at, keeper.username), (
         "the Viewer is told when, and by whom, the informant's claim was recorded"
     )
+
+
+def test_publishing_an_incident_nothing_was_merged_into_asks_once_whether_anything_was(django_assert_num_queries):
+    """Publishing (or lifting confidentiality) gives the incidents merged into it a new version, so
+    that a sync reports them followed again. With none merged into it, which is most publications,
+    it still turned the incidents' update triggers off and on, ran the UPDATE and wrote history
+    for no incident: five statements where asking whether there is any is one."""
+    reviewer = make_user(roles.REVIEWER, confidential=True)
+    first, lone, survivor = (
+        make_incident(title=title, review_state="in_review") for title in ("First", "Lone", "Survivor")
+    )
+    _merge(reviewer, make_incident(title="Merged into the survivor"), survivor)
+    for incident in (lone, survivor):
+        incident.refresh_from_db()
+    # The reviewer's permissions are read once, at the first.
+    services.incident_transition(incident=first, action="publish", user=reviewer)
+
+    with django_assert_num_queries(PUBLICATION_QUERIES):
+        services.incident_transition(incident=lone, action="publish", user=reviewer)
+    # With an incident merged into it, six more: the triggers off, its new version, the history's
+    # context and rows, the triggers on, its export rows.
+    with django_assert_num_queries(PUBLICATION_QUERIES + 6):
+        services.incident_transition(incident=survivor, action="publish", user=reviewer)
+    assert Incident.objects.get(title="Merged into the survivor").version > 1
