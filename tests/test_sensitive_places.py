@@ -342,3 +342,43 @@ def mark_answer(place: Place, *, sensitive: bool):
     return client_for(make_user(roles.REVIEWER)).patch(
         f"{API}/places/{place.pk}/", {"sensitive": sensitive, "version": place.version}, format="json"
     )
+
+
+def test_a_public_place_moved_into_a_sensitive_one_tells_the_public_its_parent_but_neither_place_exactly(places):
+    """Investigated: the public saw the gate where it is; staff move it into a sensitive town. From
+    then on the gate (and the hut inside it) show the coordinates above that town, at every door,
+    and the town's own never appear; but the gate's `parent` (and the incidents' place paths) name
+    the sensitive town, so a reader who kept the gate's earlier coordinates learns the town lies
+    around them. Marking a town sensitive whose places were public tells the same: what was shown
+    cannot be taken back (README, "Known limit" under sensitive places)."""
+    incident = make_incident(places=[places["hut"]])
+    secret = (42.987654, 129.876543)
+    hidden = make_place(name="Yanji", parent=places["province"], latitude=secret[0], longitude=secret[1])
+    mark(hidden, sensitive=True)
+    gate = places["gate"]
+    assert shown_by_the_api(None, gate) == GATE  # what the public saw
+
+    moved = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{gate.pk}/", {"parent": hidden.pk, "version": gate.version}, format="json"
+    )
+
+    assert moved.status_code == 200, moved.content
+    public = client_for()
+    assert [shown_by_the_api(None, places[name]) for name in ("gate", "hut")] == [PROVINCE, PROVINCE]
+    answers = [
+        public.get(f"{API}/places/{gate.pk}/"),
+        public.get(f"{API}/places/", {"parent": hidden.pk}),
+        public.get(incident_url(incident)),
+        public.get(f"{API}/incidents/"),
+        Client().get(f"/incidents/{incident.public_id}/"),
+        Client().get("/map/incidents.geojson"),
+        Client().get("/", {"place": hidden.pk}),
+    ]
+    csv_export = public.get(f"{API}/incidents.csv")
+    texts = [answer.content.decode() for answer in answers] + [b"".join(csv_export.streaming_content).decode()]
+    for text in texts:
+        for coordinate in (*secret, *GATE, *HUT):
+            assert str(coordinate) not in text
+    # The link the public is told: the gate lies in the sensitive town.
+    assert answers[0].json()["parent"] == hidden.pk
+    assert "Jilin > Yanji > Gate > Hut" in texts[-1]
