@@ -745,6 +745,15 @@ class TestAdmin:
         # Nothing left waiting for the next page: the refusal was this page's.
         assert messages_of(response) == []
 
+    def test_a_choice_no_filter_offers_is_a_400_naming_the_value_not_an_empty_file(self, client, viewer):
+        make_incident()
+
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"review_state__exact": "publishd"})
+
+        refusal = self.refusal_of(response)
+        assert refusal.startswith("review_state__exact: “publishd” is not one of the choices:")
+        assert "published" in refusal.removeprefix("review_state__exact: “publishd”")
+
     def test_the_action_exports_the_selected_incidents(self, client, viewer):
         chosen, hidden = make_incident(title="chosen"), make_incident(title="hidden", confidential=True)
         make_incident(title="not selected")
