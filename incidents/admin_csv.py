@@ -108,11 +108,14 @@ class IncidentCsvAdminMixin:
         if not self.has_view_permission(request):
             raise PermissionDenied
         # The changelist's own parameters are its filters; this one is the export's.
-        bom = bom_requested(request.GET)
+        try:
+            bom, errors = bom_requested(request.GET), {}
+        except ValidationError as refusal:
+            bom, errors = False, refusal.message_dict
         request.GET = request.GET.copy()
         request.GET.pop(BOM_PARAMETER, None)
         try:
-            if errors := search_errors(request):
+            if errors := {**errors, **search_errors(request)}:
                 raise FilterCannotBeApplied(errors, request)
             changelist = self.get_changelist_instance(request)
         except FilterCannotBeApplied as refusal:
