@@ -1352,6 +1352,29 @@ class TestReviewWorkflow:
         incident.refresh_from_db()
         assert incident.review_state == "published"
 
+    @pytest.mark.parametrize(("action", "done"), [("publish", "published"), ("mark_verified", "marked verified")])
+    def test_a_selection_holding_nothing_the_reviewer_may_change_says_nothing_was_changed(
+        self, client, reviewer, action, done
+    ):
+        # A hidden incident's id (one made confidential since the page was shown) and a deleted
+        # one's: the message read "Published: ." as if something had been.
+        hidden = make_incident(review_state="in_review", confidential=True)
+        gone = make_incident(review_state="in_review")
+        gone_id = gone.pk
+        gone.delete()
+
+        response = logged_in(client, reviewer).post(
+            CHANGELIST, {"action": action, "_selected_action": [hidden.pk, gone_id]}, follow=True
+        )
+
+        assert messages_of(response) == [
+            f"Nothing was changed. None of the selected incidents could be {done}: none is in this list any "
+            "longer (deleted, merged, changed out of its filters, or hidden from you since the page was shown). "
+            "Reload the list and select them again."
+        ]
+        hidden.refresh_from_db()
+        assert (hidden.review_state, hidden.verification) == ("in_review", "alleged")
+
     @pytest.mark.parametrize("sent", ["9" * 5000, "abc", "²"], ids=["past int's digits", "letters", "not ASCII"])
     def test_a_review_button_sending_no_version_the_page_wrote_changes_nothing(self, client, sent):
         # A run of digits longer than int() reads was a 500; letters were taken for the list's
