@@ -450,6 +450,24 @@ class TestDataEntry:
         assert saved.status_code == 302
         assert sorted(incident.claims.values_list("pk", "source")) == [(first.pk, daily.pk), (second.pk, hrw.pk)]
 
+    def test_an_incident_with_eighty_claims_is_saved(self, client, analyst):
+        # Its page posts thirteen fields a claim and more, past Django's default bound of 1,000
+        # fields: the Save was a 400 page, and the analyst's typing lost.
+        incident = make_incident(review_state="draft")
+        sources = Source.objects.bulk_create(Source(title=f"Report {number}") for number in range(80))
+        claims = Claim.objects.bulk_create(
+            Claim(incident=incident, source=source, people_count=80, source_connection="third_party")
+            for source in sources
+        )
+        post = incident_post(incident=incident, claims=claims, title="Corrected title")
+        assert len(post) > 1_000
+
+        response = logged_in(client, analyst).post(change_url(incident), post)
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.title == "Corrected title" and incident.claims.count() == 80
+
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)
         make_claim(incident=incident, people_count=60)
