@@ -41,6 +41,7 @@ class BoundedSearchMixin:
     distinct word once; past the bounds the list shows why and no row."""
 
     def get_changelist(self, request, **kwargs):
+        # Django's changelist reads its search box through `search_form_class` alone.
         changelist = super().get_changelist(request, **kwargs)
         return type(changelist.__name__, (changelist,), {"search_form_class": SearchAsTypedForm})
 

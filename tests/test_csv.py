@@ -761,7 +761,7 @@ class TestAdmin:
         assert b"".join(response.streaming_content).startswith(codecs.BOM_UTF8)
 
     @pytest.mark.parametrize("bom", ["0", "false", "no", "off"])
-    def test_bom_false_sends_none(self, client, viewer, bom):
+    def test_bom_read_as_false_sends_no_mark(self, client, viewer, bom):
         make_incident()
         response = client.get(reverse("admin:incidents_incident_export_csv"), {"bom": bom})
         assert not b"".join(response.streaming_content).startswith(codecs.BOM_UTF8)
