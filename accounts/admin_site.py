@@ -3,6 +3,7 @@ from datetime import MAXYEAR, MINYEAR, date, timedelta
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeListSearchForm
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
 from django.core.exceptions import FieldDoesNotExist, ValidationError
@@ -23,11 +24,26 @@ from incidents.numbers import is_whole_number
 from incidents.search import SearchTerm, search_terms
 
 
+class SearchAsTypedForm(ChangeListSearchForm):
+    """A list's search box, passing a NUL on to the search (`search_terms`), which refuses it with
+    no row: Django's form dropped the search with a message and listed every row, which read as
+    its answer (and its CSV export sent every incident)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields[SEARCH_VAR].validators = []
+
+
 class BoundedSearchMixin:
     """The bounds of every search (incidents.search.search_terms: 200 characters, 8 words or
     "phrases") on an admin's search box and on the autocomplete it serves. Django's own search ANDs
     one group of ILIKE '%word%' over every search field per word it is given, so it is given each
     distinct word once; past the bounds the list shows why and no row."""
+
+    def get_changelist(self, request, **kwargs):
+        # Django's changelist reads its search box through `search_form_class` alone.
+        changelist = super().get_changelist(request, **kwargs)
+        return type(changelist.__name__, (changelist,), {"search_form_class": SearchAsTypedForm})
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term:

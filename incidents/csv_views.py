@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
@@ -39,14 +40,21 @@ from incidents.models import AccessDoor
 from incidents.selectors import incidents_read_by
 from tracker.statement_timeout import outside_the_budget
 
-# The export's own parameter beside the filters, at the admin's and the public pages' doors (the
-# API's reads it with `CsvOptionsSerializer`): `bom=1` starts the file with a UTF-8 byte order mark,
-# without which Excel reads UTF-8 as the Windows code page and garbles Korean and Chinese names.
+# The export's own parameter beside the filters, at every HTTP door: `bom=1` starts the file with
+# a UTF-8 byte order mark, without which Excel reads UTF-8 as the Windows code page and garbles
+# Korean and Chinese names.
 BOM_PARAMETER = "bom"
 
 
 def bom_requested(query: Mapping[str, str]) -> bool:
-    return query.get(BOM_PARAMETER) == "1"
+    """Whether `query` asks for a byte order mark, read as the API reads its `bom`
+    (`CsvOptionsSerializer`: `1`, `true`, `yes`, `on` or their opposites, in the usual cases); a
+    ValidationError naming `bom` for any other value, which the admin and the public pages took
+    for "no mark" (`bom=true` sent none)."""
+    options = CsvOptionsSerializer(data={BOM_PARAMETER: query[BOM_PARAMETER]} if BOM_PARAMETER in query else {})
+    if not options.is_valid():
+        raise DjangoValidationError({BOM_PARAMETER: options.errors[BOM_PARAMETER]})
+    return options.validated_data[BOM_PARAMETER]
 
 
 # How long a client sent away because every export slot is busy, or because a download of its own

@@ -450,6 +450,24 @@ class TestDataEntry:
         assert saved.status_code == 302
         assert sorted(incident.claims.values_list("pk", "source")) == [(first.pk, daily.pk), (second.pk, hrw.pk)]
 
+    def test_an_incident_with_eighty_claims_is_saved(self, client, analyst):
+        # Its page posts thirteen fields a claim and more, past Django's default bound of 1,000
+        # fields: the Save was a 400 page, and the analyst's typing lost.
+        incident = make_incident(review_state="draft")
+        sources = Source.objects.bulk_create(Source(title=f"Report {number}") for number in range(80))
+        claims = Claim.objects.bulk_create(
+            Claim(incident=incident, source=source, people_count=80, source_connection="third_party")
+            for source in sources
+        )
+        post = incident_post(incident=incident, claims=claims, title="Corrected title")
+        assert len(post) > 1_000
+
+        response = logged_in(client, analyst).post(change_url(incident), post)
+
+        assert response.status_code == 302
+        incident.refresh_from_db()
+        assert incident.title == "Corrected title" and incident.claims.count() == 80
+
     def test_change_page_shows_the_sources_range_beside_the_estimate(self, client, analyst):
         incident = make_incident(people_count=80)
         make_claim(incident=incident, people_count=60)
@@ -1351,6 +1369,29 @@ class TestReviewWorkflow:
         )
         incident.refresh_from_db()
         assert incident.review_state == "published"
+
+    @pytest.mark.parametrize(("action", "done"), [("publish", "published"), ("mark_verified", "marked verified")])
+    def test_a_selection_holding_nothing_the_reviewer_may_change_says_nothing_was_changed(
+        self, client, reviewer, action, done
+    ):
+        # A hidden incident's id (one made confidential since the page was shown) and a deleted
+        # one's: the message read "Published: ." as if something had been.
+        hidden = make_incident(review_state="in_review", confidential=True)
+        gone = make_incident(review_state="in_review")
+        gone_id = gone.pk
+        gone.delete()
+
+        response = logged_in(client, reviewer).post(
+            CHANGELIST, {"action": action, "_selected_action": [hidden.pk, gone_id]}, follow=True
+        )
+
+        assert messages_of(response) == [
+            f"Nothing was changed. None of the selected incidents could be {done}: none is in this list any "
+            "longer (deleted, merged, changed out of its filters, or hidden from you since the page was shown). "
+            "Reload the list and select them again."
+        ]
+        hidden.refresh_from_db()
+        assert (hidden.review_state, hidden.verification) == ("in_review", "alleged")
 
     @pytest.mark.parametrize("sent", ["9" * 5000, "abc", "²"], ids=["past int's digits", "letters", "not ASCII"])
     def test_a_review_button_sending_no_version_the_page_wrote_changes_nothing(self, client, sent):

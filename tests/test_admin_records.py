@@ -225,6 +225,10 @@ class TestChangelistURLs:
             # Its sidebar's "Undone" filter (EmptyFieldListFilter) was refused with a bare 400.
             ("incidentmerge", {"undone_at__isempty": "1"}),
             ("incidentmerge", {"undone_at__isempty": "0"}),
+            # A queue's own choice beside its field's (WaitingFirstFilter), and a choice no row holds.
+            ("incidentrevision", {"state__exact": "all"}),
+            ("duplicatepair", {"decision__exact": "all"}),
+            ("place", {"country__exact": "KP"}),
         ],
     )
     def test_the_filters_the_list_offers_still_work(self, client, reviewer, model_name, query):
@@ -266,6 +270,12 @@ class TestChangelistURLs:
             ("confidentialaccess", {"user__id__exact": "abc"}, "user__id__exact"),
             # A filter of the project's refusing its value in its own words: the link keeps the others.
             ("confidentialaccess", {"incident": "abc", "door__exact": "api"}, "incident"),
+            # A value no choice holds, and an `__isnull` neither true nor false: Django listed
+            # nothing, which read as "no incident is published".
+            ("incident", {"review_state__exact": "publishd", "confidential__exact": "0"}, "review_state__exact"),
+            ("source", {"kind__exact": "blog"}, "kind__exact"),
+            ("place", {"country__exact": "ZZ"}, "country__exact"),
+            ("incident", {"verification__isnull": "maybe"}, "verification__isnull"),
         ],
     )
     def test_a_value_a_filter_cannot_take_gets_a_400_naming_it(self, client, model_name, query, named):
@@ -279,6 +289,16 @@ class TestChangelistURLs:
         assert f"<strong>{named}</strong>: " in errors
         kept = {name: value for name, value in query.items() if name != named}
         assert f'href="{changelist(model_name)}?{urlencode(kept)}"' in page
+
+    def test_a_choice_no_filter_offers_is_named_with_the_choices(self, client, reviewer):
+        make_incident()
+
+        response = client.get(changelist("incident"), {"review_state__exact": "publishd"})
+
+        assert response.status_code == 400
+        errors = response.content.decode().split('id="filter-errors"')[1].split("</ul>")[0]
+        said = "“publishd” is not one of the choices: draft, in_review, published."
+        assert f"<strong>review_state__exact</strong>: {said}" in errors
 
     def test_a_page_the_list_no_longer_reaches_gets_a_400_naming_it(self, client):
         client.force_login(make_user(roles.REVIEWER, confidential=True))

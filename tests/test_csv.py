@@ -2,9 +2,11 @@
 
 import codecs
 import csv
+import html
 import io
 import json
 import os
+import re
 import resource
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +16,7 @@ from wsgiref.util import setup_testing_defaults
 
 import psycopg
 import pytest
+from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
@@ -51,6 +54,10 @@ def export_url(door: str, query: str = "") -> str:
     if not parameters:
         return door
     return f"{door}{'&' if '?' in door else '?'}{parameters}"
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
 
 
 def read_csv(content: bytes) -> list[dict[str, str]]:
@@ -709,6 +716,63 @@ class TestAdmin:
     def test_bad_changelist_filters_are_a_400(self, client, viewer):
         response = client.get(reverse("admin:incidents_incident_export_csv") + "?no_such_field=1")
         assert response.status_code == 400
+
+    @staticmethod
+    def refusal_of(response) -> str:
+        """The errors a 400 page of the admin names, one "parameter: message" a line."""
+        assert response.status_code == 400
+        assert not isinstance(response, StreamingHttpResponse)
+        errors = response.content.decode().split('id="filter-errors">')[1].split("</ul>")[0]
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", "", errors)).split())
+
+    @pytest.mark.parametrize(
+        ("q", "said"),
+        [
+            # The list answers it "This search cannot be run" and no row; the export sent an empty
+            # file, which reads as "no incident matches".
+            ("a b c d e f g h i", 'Search at most 8 words or "phrases" at a time (this search has 9).'),
+            # The list's own search form dropped it, and the export sent every incident.
+            ("border\x00", "Null characters are not allowed."),
+        ],
+        ids=["nine words", "NUL"],
+    )
+    def test_a_search_the_list_refuses_is_a_400_naming_it_not_a_file(self, client, viewer, q, said):
+        make_incident(title="a b c d e f g h i border")
+
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"q": q})
+
+        assert self.refusal_of(response) == f"q: {said}"
+        # Nothing left waiting for the next page: the refusal was this page's.
+        assert messages_of(response) == []
+
+    def test_a_choice_no_filter_offers_is_a_400_naming_the_value_not_an_empty_file(self, client, viewer):
+        make_incident()
+
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"review_state__exact": "publishd"})
+
+        refusal = self.refusal_of(response)
+        assert refusal.startswith("review_state__exact: “publishd” is not one of the choices:")
+        assert "published" in refusal.removeprefix("review_state__exact: “publishd”")
+
+    @pytest.mark.parametrize("bom", ["1", "true", "True", "yes", "on"])
+    def test_bom_is_read_as_the_api_reads_it(self, client, viewer, bom):
+        make_incident()
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"bom": bom})
+        assert b"".join(response.streaming_content).startswith(codecs.BOM_UTF8)
+
+    @pytest.mark.parametrize("bom", ["0", "false", "no", "off"])
+    def test_bom_read_as_false_sends_no_mark(self, client, viewer, bom):
+        make_incident()
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"bom": bom})
+        assert not b"".join(response.streaming_content).startswith(codecs.BOM_UTF8)
+
+    def test_a_bom_neither_true_nor_false_is_a_400_naming_it(self, client, viewer):
+        # It was taken for "no mark": Excel then garbled the Korean names of a file asked with one.
+        make_incident()
+
+        response = client.get(reverse("admin:incidents_incident_export_csv"), {"bom": "perhaps"})
+
+        assert self.refusal_of(response) == "bom: Must be a valid boolean."
 
     def test_the_action_exports_the_selected_incidents(self, client, viewer):
         chosen, hidden = make_incident(title="chosen"), make_incident(title="hidden", confidential=True)

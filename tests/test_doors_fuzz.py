@@ -22,6 +22,7 @@ from datetime import date
 from urllib.parse import urlencode
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
@@ -567,15 +568,15 @@ def test_an_admin_form_sent_back_with_an_id_no_record_has_shows_its_error(client
     assert 'class="errornote"' in answer.content.decode()
 
 
-TOO_MANY_PARAMETERS = "&".join(f"p{number}=1" for number in range(1_001))
+TOO_MANY_PARAMETERS = "&".join(f"p{number}=1" for number in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
 
 
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/", "The request sends more than 1,000 parameters or form fields."),
-        ("/ko/", "요청의 매개변수 또는 양식 필드가 1,000개를 넘습니다."),
-        ("/admin/login/", "The request sends more than 1,000 parameters or form fields."),
+        ("/", "The request sends more than 10,000 parameters or form fields."),
+        ("/ko/", "요청의 매개변수 또는 양식 필드가 10,000개를 넘습니다."),
+        ("/admin/login/", "The request sends more than 10,000 parameters or form fields."),
         # A lookup an accounts list does not offer: Django's own refusal, named here.
         ("/admin/accounts/apitoken/?user__password__startswith=p", "This list offers no such filter: "),
     ],
@@ -596,7 +597,7 @@ def test_an_api_request_django_refuses_before_any_view_gets_json_saying_why():
     too_many = analyst.get(f"/api/v1/incidents/?{TOO_MANY_PARAMETERS}")
     too_large = analyst.post("/api/v1/incidents/", b" " * (3 * 1024 * 1024), content_type="application/json")
     for answer, detail in (
-        (too_many, "The request sends more than 1,000 parameters or form fields."),
+        (too_many, "The request sends more than 10,000 parameters or form fields."),
         (too_large, "The request's body is larger than 2.5 MB."),
     ):
         assert (answer.status_code, answer["Content-Type"]) == (400, "application/json")

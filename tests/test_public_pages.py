@@ -863,6 +863,18 @@ def test_the_pages_offer_a_csv_that_excel_reads_korean_from(prefix):
         assert row["title"] == "탈북민 40명 강제북송" and row["places"] == "투먼"
 
 
+def test_the_pages_read_bom_as_the_api_does():
+    # `bom=true` sent no mark, and `bom=perhaps` none either, where the API answers 400.
+    incident = make_incident(title="탈북민 40명 강제북송")
+    client = Client()
+    for address in ("/incidents.csv", f"/incidents/{incident.public_id}.csv"):
+        assert _bytes(client.get(address, {"bom": "true"})).startswith(b"\xef\xbb\xbfpublic_id,"), address
+        assert _bytes(client.get(address, {"bom": "false"})).startswith(b"public_id,"), address
+        refused = client.get(address, {"bom": "perhaps"})
+        assert refused.status_code == 400, address
+        assert "<code>bom</code>: Must be a valid boolean." in refused.content.decode(), address
+
+
 def _bytes(response) -> bytes:
     assert response.status_code == 200, response
     return b"".join(response.streaming_content)

@@ -280,6 +280,19 @@ class TestBounds:
         message = 'This search cannot be run: Search at most 8 words or "phrases" at a time (this search has 26).'
         assert message in html.unescape(response.content.decode())
 
+    @pytest.mark.parametrize("changelist", ["admin:incidents_incident_changelist", "admin:incidents_source_changelist"])
+    def test_a_search_holding_a_nul_lists_no_row_and_says_why(self, client, reviewer, changelist):
+        # Django's search form dropped the search with a message, and the list showed every row.
+        make_incident(title="Caught near the border")
+        make_source(title="Caught near the border")
+        client.force_login(reviewer)
+
+        response = client.get(reverse(changelist), {"q": "border\x00"})
+
+        assert response.status_code == 200
+        assert list(response.context["cl"].result_list) == []
+        assert "This search cannot be run: Null characters are not allowed." in response.content.decode()
+
     def test_other_admins_search_within_the_bounds_as_django_does(self, client, reviewer):
         report = make_source(title="Human Rights Watch report on Dandong")
         make_source(title="Human Rights Watch press release")

@@ -554,6 +554,13 @@ EXPORT_SPOOL_DIR = env_str("TRACKER_EXPORT_SPOOL_DIR", "") or None
 if EXPORT_SPOOL_DIR is not None and not os.path.isdir(EXPORT_SPOOL_DIR):
     raise ImproperlyConfigured(f"TRACKER_EXPORT_SPOOL_DIR must be an existing directory; got {EXPORT_SPOOL_DIR!r}.")
 
+# An incident's admin page posts some fifteen fields a claim (a few a victim group or organization
+# involved): Django's default bound of 1,000 refused the Save of an incident with some 65 claims, a
+# 400 page and the analyst's typing lost. 10,000 holds about 650. What bounds the work of reading a
+# request's fields is its body's size instead, DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB, about
+# 100,000 such fields), and for a query string the server's bound on a request line.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
 # A request's files only where a view takes them (the admin's CSV import, up to IMPORT_MAX_BYTES),
 # refused before they are written, and a multipart body no larger than 2.5 MB (Django's bound on
 # its fields, DATA_UPLOAD_MAX_MEMORY_SIZE) plus that file: tracker/uploads.py.

@@ -439,12 +439,9 @@ class OfferedFiltersOnlyMixin:
         """Only the filters the list offers. Django also accepts any lookup on the model's own
         fields, such as `?cites__id__exact=6`, whose answer (some rows, or none) would confirm
         that the hidden record 6 exists; anything else is refused alike, whatever the value."""
-        offered = set()
+        offered = self.own_filter_parameters(request)
         for list_filter in self.get_list_filter(request):
             if isinstance(list_filter, type):
-                # The project's own filters name their parameters (SimpleListFilter: one).
-                offered.update(getattr(list_filter, "parameter_names", ()))
-                offered.add(getattr(list_filter, "parameter_name", None))
                 continue
             field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
             # `id__exact` only of a related record's: of a choice or a flag, Django's path lookup
@@ -459,12 +456,23 @@ class OfferedFiltersOnlyMixin:
             offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
         return lookup in offered
 
+    def own_filter_parameters(self, request) -> set[str]:
+        """The parameters of the list's filters of the project's own, which name them (a
+        SimpleListFilter: one) and check their values themselves."""
+        parameters = set()
+        for list_filter in self.get_list_filter(request):
+            if isinstance(list_filter, type):
+                parameters.update(getattr(list_filter, "parameter_names", ()))
+                parameters.add(getattr(list_filter, "parameter_name", None))
+        return parameters
+
     def filter_errors(self, request) -> dict[str, list[str]]:
         """What is wrong with the request's filters, by parameter: one the list does not offer
         (Django answered it with a bare "Bad Request (400)" that named nothing), or an `__exact`
-        value its field cannot hold (a boolean's `maybe`, an id's `abc`), or an `__isempty` one not 0
-        or 1. No query."""
+        value its field cannot hold (a boolean's `maybe`, an id's `abc`, a choice's `publishd`), or an
+        `__isempty` one not 0 or 1, an `__isnull` one not True or False. No query."""
         errors = {}
+        own_filters = self.own_filter_parameters(request)
         for parameter, values in request.GET.lists():
             if parameter in NOT_FILTERS:
                 continue
@@ -475,6 +483,9 @@ class OfferedFiltersOnlyMixin:
             if lookup == "isempty" and not set(values) <= {"0", "1"}:
                 # EmptyFieldListFilter refuses anything else with no word of which parameter.
                 errors[parameter] = ["Choose 1 (empty) or 0 (not empty)."]
+            if lookup == "isnull" and not {value.lower() for value in values} <= {"true", "false", "1", "0"}:
+                # Django reads any other value as True (`?review_state__isnull=maybe`): an empty list.
+                errors[parameter] = ["Choose True (no value) or False (a value)."]
             if lookup != "exact":
                 continue
             try:
@@ -486,6 +497,11 @@ class OfferedFiltersOnlyMixin:
                     field.to_python(value)
                 except ValidationError as error:
                     errors.setdefault(parameter, []).extend(error.messages)
+                    continue
+                if field.choices and parameter not in own_filters and value not in _choice_values(field):
+                    # Django's filter listed nothing for it, which read as "none is published"; a
+                    # filter of the project's may offer more (a queue's `all`) and checks its own.
+                    errors.setdefault(parameter, []).append(_not_a_choice(field, value))
         return errors
 
     def changelist_view(self, request, extra_context=None):
@@ -516,6 +532,22 @@ class OfferedFiltersOnlyMixin:
             return super().get_changelist_instance(request)
         except IncorrectLookupParameters as refusal:
             raise FilterCannotBeApplied(refusal, request) from refusal
+
+
+def _choice_values(field) -> list[str]:
+    """The values a choices field holds, as a filter's link sends them."""
+    return [str(value) for value, _label in field.flatchoices]
+
+
+# Choices named in a refusal at most: a country's 249 would fill the page.
+CHOICES_NAMED = 12
+
+
+def _not_a_choice(field, value: str) -> str:
+    choices = _choice_values(field)
+    if len(choices) > CHOICES_NAMED:
+        return f"“{value}” is not one of the {len(choices)} choices."
+    return f"“{value}” is not one of the choices: {', '.join(choices)}."
 
 
 def _query_without(request, names) -> str:

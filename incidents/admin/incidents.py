@@ -934,6 +934,16 @@ class IncidentAdmin(
 
     def apply_to_selected(self, request, queryset, write, done: str):
         incidents = list(queryset)
+        if not incidents:
+            # Said plainly: the success message listed no incident ("Published: .").
+            self.message_user(
+                request,
+                f"Nothing was changed. None of the selected incidents could be {done.lower()}: none is in this "
+                "list any longer (deleted, merged, changed out of its filters, or hidden from you since the "
+                "page was shown). Reload the list and select them again.",
+                messages.ERROR,
+            )
+            return
         try:
             with transaction.atomic():
                 for incident in incidents:

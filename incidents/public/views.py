@@ -308,6 +308,10 @@ def incident(request, public_id: str):
 @rate_limited
 def incident_csv(request, public_id: str):
     """The incident's CSV row, exactly as the API's export writes it."""
+    try:
+        bom = bom_requested(request.GET)
+    except ValidationError as error:
+        return _bad_filters(request, error)
     incidents = Incident.objects.visible_to(request.user).filter(public_id=public_id)
     if not incidents.exists():
         # As its page: a merged incident's row is its survivor's, for readers who may see both.
@@ -319,7 +323,7 @@ def incident_csv(request, public_id: str):
         incidents,
         request,
         export_filters={"public_id": public_id},
-        bom=bom_requested(request.GET),
+        bom=bom,
         page_url_prefix=_page_url_prefix(request),
     )
 
@@ -334,6 +338,7 @@ def _page_url_prefix(request) -> str:
 def incidents_csv(request):
     """What the browse page shows for these filters, every row, as the API's CSV with a `page_url`."""
     try:
+        bom = bom_requested(request.GET)
         _, incidents = selectors.filtered_incidents(user=request.user, filters=request.GET)
     except ValidationError as error:
         return _bad_filters(request, error)
@@ -341,7 +346,7 @@ def incidents_csv(request):
         incidents,
         request,
         export_filters=dict(request.GET.lists()),
-        bom=bom_requested(request.GET),
+        bom=bom,
         page_url_prefix=_page_url_prefix(request),
     )
 
