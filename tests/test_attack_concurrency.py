@@ -1,0 +1,73 @@
+"""Two users (or two tabs of one) writing at the same moment, against the real PostgreSQL: each test
+holds one write at a lock that another connection keeps, so that the writes meet in a known order."""
+
+import io
+import threading
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test import Client
+
+from incidents import roles
+from incidents.models import Incident
+from tests.factories import make_user
+from tests.test_import import HEADER, confirm_form
+from tests.test_write_conflicts import wait_until_waiting
+
+IMPORT_URL = "/admin/incidents/incident/import/"
+
+
+def wait_until_waiting_outside(count: int) -> None:
+    """`wait_until_waiting` read from a connection of its own, outside any transaction: within one,
+    PostgreSQL answers pg_stat_activity from the snapshot it took at its first read."""
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as observer:
+        wait_until_waiting(observer, count)
+
+
+def in_threads(*requests) -> list:
+    """Run each callable in a thread of its own (its own connection, closed at its end); their
+    answers, in order, once all have finished."""
+    answers = [None] * len(requests)
+
+    def run(index, request):
+        try:
+            answers[index] = request()
+        except Exception as error:  # the answer, for the test's assertion
+            answers[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
+    # A double click on the preview's "Import 1 row" (or the same preview confirmed from two tabs):
+    # the file waits as one PendingImport, which the first confirmation imports and then deletes,
+    # so the second is told "Nothing is waiting to be imported". Sent at the same moment, both read
+    # the pending file before either deleted it, and both imported it: its new incident twice.
+    analyst = make_user(roles.ANALYST)
+    tabs = [Client(), Client()]
+    for tab in tabs:
+        tab.force_login(analyst)
+    content = f"{HEADER}\nArrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01\n"
+    preview = tabs[0].post(IMPORT_URL, {"file": io.BytesIO(content.encode())})
+    assert preview.status_code == 200 and 'name="confirm"' in preview.text
+    form = confirm_form(preview, duplicates="allow")
+
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        # A reviewer renaming the incident type holds it a moment: both confirmations write the new
+        # incident and wait there, for the type it links to (`incident_links_lock`).
+        blocker.execute("UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'")
+        threads, answers = in_threads(*(lambda tab=tab: tab.post(IMPORT_URL, form) for tab in tabs))
+        wait_until_waiting_outside(2)
+    for thread in threads:
+        thread.join(30)
+
+    assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
+        getattr(answer, "status_code", answer) for answer in answers
+    ]
