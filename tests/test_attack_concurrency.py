@@ -10,8 +10,9 @@ from django.db import connection
 from django.test import Client
 
 from incidents import roles
-from incidents.models import Incident
-from tests.factories import make_user
+from incidents.models import Incident, Source
+from tests.api_support import API, client_for
+from tests.factories import make_organization, make_user
 from tests.test_import import HEADER, confirm_form
 from tests.test_write_conflicts import wait_until_waiting
 
@@ -57,7 +58,7 @@ def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
     content = f"{HEADER}\nArrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01\n"
     preview = tabs[0].post(IMPORT_URL, {"file": io.BytesIO(content.encode())})
     assert preview.status_code == 200 and 'name="confirm"' in preview.text
-    form = confirm_form(preview, duplicates="allow")
+    form = confirm_form(preview)
 
     with psycopg.connect(**connection.get_connection_params()) as blocker:
         # A reviewer renaming the incident type holds it a moment: both confirmations write the new
@@ -71,3 +72,35 @@ def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
     assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
         getattr(answer, "status_code", answer) for answer in answers
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_analysts_adding_the_same_source_at_once_record_it_once():
+    # A new source at the address of one its writer may see is refused naming it (409,
+    # `looks_like_another_source`) until the writer confirms it is another. Two analysts entering
+    # the same article at the same moment were each checked before the other's was committed, and
+    # both were recorded: the duplicate the rule exists to prevent, with claims split between them.
+    publisher = make_organization(name="Daily NK")
+    clients = [client_for(make_user(roles.ANALYST)) for _ in range(2)]
+    body = {
+        "title": "China returns 500 North Koreans",
+        "kind": "news_article",
+        "url": "https://www.dailynk.com/english/china-returns-500/",
+        "publisher": publisher.pk,
+    }
+
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        # Another write holds the publisher's row a moment, so that both new sources, checked and
+        # written, wait for it (the check of their link to it, at commit): it only makes certain the
+        # overlap that any two requests a few milliseconds apart have.
+        blocker.execute("SELECT FROM incidents_organization WHERE id = %s FOR UPDATE", [publisher.pk])
+        threads, answers = in_threads(
+            *(lambda client=client: client.post(f"{API}/sources/", body, format="json") for client in clients)
+        )
+        wait_until_waiting_outside(2)
+    for thread in threads:
+        thread.join(30)
+
+    statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
+    assert statuses == [201, 409], [getattr(answer, "content", answer) for answer in answers]
+    assert Source.objects.filter(url=body["url"]).count() == 1
