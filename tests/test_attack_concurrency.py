@@ -8,11 +8,13 @@ import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
+from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Incident, Source
+from incidents.models import DuplicatePair, Incident, Source
 from tests.api_support import API, client_for
-from tests.factories import make_organization, make_user
+from tests.factories import make_incident, make_organization, make_user
+from tests.form_support import pair_decision
 from tests.test_import import HEADER, confirm_form
 from tests.test_write_conflicts import wait_until_waiting
 
@@ -104,3 +106,29 @@ def test_two_analysts_adding_the_same_source_at_once_record_it_once():
     statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
     assert statuses == [201, 409], [getattr(answer, "content", answer) for answer in answers]
     assert Source.objects.filter(url=body["url"]).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_withdrawn_while_a_reviewer_decides_it_is_not_a_server_error():
+    # The rescoring after an analyst's edit withdraws a waiting pair that no longer qualifies
+    # (`duplicates._refresh`: DELETE … WHERE decision = 'pending'), at the moment a Reviewer decides
+    # it. The decision found the pair, then waited for the withdrawal to lock it
+    # (`duplicate_pair_decide`: `select_for_update().get`), and found nothing: DoesNotExist, a 500.
+    # A pair gone is told as one that no longer waits (or a 404), as a moment later.
+    pair = DuplicatePair.objects.create(incident_a=make_incident(), incident_b=make_incident(), score=0.9)
+    client = Client()
+    client.force_login(make_user(roles.REVIEWER))
+    form = {**pair_decision(pair, "different", "Two boats"), "_continue": "1"}
+    url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+
+    with psycopg.connect(**connection.get_connection_params()) as rescoring:
+        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
+        threads, answers = in_threads(lambda: client.post(url, form))
+        wait_until_waiting_outside(1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code < 500
+    assert not DuplicatePair.objects.exists()
