@@ -13,7 +13,7 @@ from django.urls import reverse
 from incidents import roles
 from incidents.models import DuplicatePair, Incident, Source
 from tests.api_support import API, client_for
-from tests.factories import make_incident, make_organization, make_user
+from tests.factories import make_incident, make_organization, make_source, make_user
 from tests.form_support import pair_decision
 from tests.test_import import HEADER, confirm_form
 from tests.test_write_conflicts import wait_until_waiting
@@ -132,3 +132,26 @@ def test_a_pair_withdrawn_while_a_reviewer_decides_it_is_not_a_server_error():
     assert not isinstance(answer, Exception), repr(answer)
     assert answer.status_code < 500
     assert not DuplicatePair.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_deleted_while_an_analyst_saves_it_answers_404_not_a_500():
+    # A colleague deletes a source at the moment an analyst saves a change to it. The save found
+    # the source (`_require_visible`), then waited for the deletion to lock it (`record_save`:
+    # `select_for_update().get`), and found nothing: DoesNotExist, a 500. A moment later the same
+    # save answers 404, as for any record that does not exist.
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"title": "Daily NK (Seoul)", "version": source.version}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(lambda: client.patch(f"{API}/sources/{source.pk}/", body, format="json"))
+        wait_until_waiting_outside(1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not Source.objects.exists()
