@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import DuplicatePair, Incident, Source
-from tests.api_support import API, client_for
+from incidents.models import DuplicatePair, Incident, IncidentRevision, Source
+from tests.api_support import API, client_for, incident_url
 from tests.factories import make_incident, make_organization, make_source, make_user
 from tests.form_support import pair_decision
 from tests.test_import import HEADER, confirm_form
@@ -155,3 +155,31 @@ def test_a_source_deleted_while_an_analyst_saves_it_answers_404_not_a_500():
     assert not isinstance(answer, Exception), repr(answer)
     assert answer.status_code == 404, answer.content
     assert not Source.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answers_404_not_a_500():
+    # A Reviewer with Confidential access deletes an incident (Django's cascade deletes its pending
+    # revisions first) at the moment another Reviewer accepts one of them. The acceptance found the
+    # revision (`_pending_revision`: visible_to … exists()), then waited for the deletion to lock it
+    # (`select_for_update().get`), and found nothing: DoesNotExist, a 500.
+    incident = make_incident(title="Published title")
+    proposed = client_for(make_user(roles.ANALYST)).patch(
+        incident_url(incident), {"title": "Proposed title", "version": 1}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    revision = proposed.json()["id"]
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        # The first statement of that deletion: the incident's revisions.
+        colleague.execute("DELETE FROM incidents_incidentrevision WHERE incident_id = %s", [incident.pk])
+        threads, answers = in_threads(lambda: reviewer.post(f"{API}/revisions/{revision}/accept/"))
+        wait_until_waiting_outside(1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not IncidentRevision.objects.exists()
