@@ -183,3 +183,25 @@ def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answer
     assert not isinstance(answer, Exception), repr(answer)
     assert answer.status_code == 404, answer.content
     assert not IncidentRevision.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_withdrawn_while_a_reviewer_merges_it_is_not_a_server_error():
+    # As above, through the API's merge of a waiting pair: `incident_merge` locks both incidents,
+    # then waits for the rescoring's withdrawal of the pair (`select_for_update().get`), and finds
+    # nothing: DoesNotExist, a 500. Nothing may be merged: the pair is gone.
+    first, second = make_incident(), make_incident()
+    pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    with psycopg.connect(**connection.get_connection_params()) as rescoring:
+        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
+        threads, answers = in_threads(lambda: reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json"))
+        wait_until_waiting_outside(1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code in (404, 409), answer.content
+    assert not Incident.objects.filter(merged_into__isnull=False).exists()
