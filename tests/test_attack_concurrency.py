@@ -240,3 +240,30 @@ def test_two_confidential_incidents_of_one_response_deleted_at_once_leave_it_abo
     assert statuses == [204, 409], answers
     assert statement.incidents.count() == 1
     assert client_for(make_user(roles.ANALYST)).get(f"{API}/responses/{statement.pk}/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_citing_a_source_deleted_meanwhile_is_refused_not_a_server_error():
+    # A colleague deletes a source (cited by nothing) at the moment an analyst saves a draft with a
+    # new claim citing it. The save checked the source was there, wrote the claim, and waited for the
+    # deletion (the claim's `lock_source`); once it committed, the claim's foreign key failed at
+    # commit: an IntegrityError, a 500. A moment later the same save is refused naming the claim's
+    # source (400).
+    incident = make_incident(review_state="draft")
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"claims": [{"source": source.pk, "people_count": 80}]}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(
+            lambda: client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+        )
+        wait_until_waiting_outside(1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code in (400, 409), answer.content
+    assert not Incident.objects.get(pk=incident.pk).claims.exists()
