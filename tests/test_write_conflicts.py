@@ -22,8 +22,11 @@ from tracker.write_conflicts import WriteConflictMiddleware
 
 def wait_until_waiting(connection_of_observer, count: int) -> None:
     """Until `count` other backends of this test's database wait for a lock (those of other databases on
-    the server, other workers' tests, are not this test's writes)."""
+    the server, other workers' tests, are not this test's writes). The observer may be inside a
+    transaction (one holding the lock they wait for): PostgreSQL answers pg_stat_activity there from
+    a copy taken at its first read, which each look discards."""
     for _ in range(100):
+        connection_of_observer.execute("SELECT pg_stat_clear_snapshot()")
         waiting = connection_of_observer.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
@@ -32,6 +35,25 @@ def wait_until_waiting(connection_of_observer, count: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{count} writes never waited")
+
+
+def in_threads(*requests) -> tuple[list[threading.Thread], list]:
+    """Start each callable in a thread of its own (its own connection, closed at its end); the
+    threads, and the list that holds each one's answer (or what it raised), in order, once joined."""
+    answers = [None] * len(requests)
+
+    def run(index, request):
+        try:
+            answers[index] = request()
+        except Exception as error:  # the answer, for the test's assertion
+            answers[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
 
 
 def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes, *, place_name="Hyesan City") -> dict:
@@ -327,3 +349,34 @@ def test_a_name_taken_by_a_write_still_open_is_refused_naming_it_not_a_500():
     assert answer.status_code == 400, answer.content
     assert list(answer.json()) == ["name"]
     assert Organization.objects.filter(name="Tumen Border Police").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
+    # A double click on the preview's "Import 1 row" (or the same preview confirmed from two tabs):
+    # the file waits as one PendingImport, which the first confirmation imports and then deletes,
+    # so the second is told "Nothing is waiting to be imported". Sent at the same moment, both read
+    # the pending file before either deleted it, and both imported it: its new incident twice.
+    analyst = make_user(roles.ANALYST)
+    tabs = [Client(), Client()]
+    for tab in tabs:
+        tab.force_login(analyst)
+    content = f"{HEADER}\nArrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01\n"
+    preview = tabs[0].post("/admin/incidents/incident/import/", {"file": io.BytesIO(content.encode())})
+    assert preview.status_code == 200 and 'name="confirm"' in preview.text
+    form = confirm_form(preview)
+
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        # A reviewer renaming the incident type holds it a moment: both confirmations write the new
+        # incident and wait there, for the type it links to (`incident_links_lock`).
+        blocker.execute("UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'")
+        threads, answers = in_threads(
+            *(lambda tab=tab: tab.post("/admin/incidents/incident/import/", form) for tab in tabs)
+        )
+        wait_until_waiting(blocker, 2)
+    for thread in threads:
+        thread.join(30)
+
+    assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
+        getattr(answer, "status_code", answer) for answer in answers
+    ]
