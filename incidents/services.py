@@ -177,6 +177,17 @@ def _require_visible(user, record: models.Model) -> None:
         raise RecordNotFound(f"No {record._meta.verbose_name} {record.pk}.")
 
 
+def locked_or_not_found(records: models.QuerySet, pk, *, name: str | None = None) -> models.Model:
+    """The record `pk` of `records`, locked for this transaction; else RecordNotFound (a 404), naming
+    it `name` (by default its model's). Found a moment before (a visibility check), a record may be
+    deleted by the very write whose lock this one waits for: that write committed, PostgreSQL
+    returns no row, where `.get()` raised DoesNotExist, a 500, instead of the 404 a moment later."""
+    locked = records.select_for_update().filter(pk=pk).first()
+    if locked is None:
+        raise RecordNotFound(f"No {name or records.model._meta.verbose_name} {pk}.")
+    return locked
+
+
 def may_delete(user) -> bool:
     """Deleting needs, beside the model's delete permission, sight of every record: staff with
     Confidential access. A deletion takes or is blocked by the records that depend on it (a
@@ -1246,7 +1257,7 @@ def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
     _require_permission(user, "incidents.publish_incident", "decide proposed revisions")
     if not IncidentRevision.objects.visible_to(user).filter(pk=revision.pk).exists():
         raise RecordNotFound(f"No revision {revision.pk}.")
-    locked = IncidentRevision.objects.select_for_update().get(pk=revision.pk)
+    locked = locked_or_not_found(IncidentRevision.objects.all(), revision.pk, name="revision")
     if locked.state != RevisionState.PENDING:
         raise ValidationError({"state": f"This revision was already {locked.get_state_display().lower()}."})
     return locked
@@ -1559,7 +1570,7 @@ def record_save(
             if versioned and expected_version is None:
                 raise ValidationError({"version": ["Send the version you edited."]})
             # Locked, so that two writers of one version cannot both pass the comparison.
-            stored = model._default_manager.select_for_update().get(pk=record.pk)
+            stored = locked_or_not_found(model._default_manager.all(), record.pk)
             if versioned:
                 check_version(stored, expected_version, reader=user)
         for name, value in (data or {}).items():

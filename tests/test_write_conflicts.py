@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 
 from incidents import roles
-from incidents.models import Incident, Organization, Place
+from incidents.models import Incident, IncidentRevision, Organization, Place, Source
 from tests.api_support import API, client_for, incident_url
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
@@ -380,3 +380,54 @@ def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
     assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
         getattr(answer, "status_code", answer) for answer in answers
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_deleted_while_an_analyst_saves_it_answers_404_not_a_500():
+    # A colleague deletes a source at the moment an analyst saves a change to it. The save found
+    # the source (`_require_visible`), then waited for the deletion to lock it (`record_save`:
+    # `select_for_update().get`), and found nothing: DoesNotExist, a 500. A moment later the same
+    # save answers 404, as for any record that does not exist.
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"title": "Daily NK (Seoul)", "version": source.version}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(lambda: client.patch(f"{API}/sources/{source.pk}/", body, format="json"))
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not Source.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answers_404_not_a_500():
+    # A Reviewer with Confidential access deletes an incident (Django's cascade deletes its pending
+    # revisions first) at the moment another Reviewer accepts one of them. The acceptance found the
+    # revision (`_pending_revision`: visible_to … exists()), then waited for the deletion to lock it
+    # (`select_for_update().get`), and found nothing: DoesNotExist, a 500.
+    incident = make_incident(title="Published title")
+    proposed = client_for(make_user(roles.ANALYST)).patch(
+        incident_url(incident), {"title": "Proposed title", "version": 1}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    revision = proposed.json()["id"]
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        # The first statement of that deletion: the incident's revisions.
+        colleague.execute("DELETE FROM incidents_incidentrevision WHERE incident_id = %s", [incident.pk])
+        threads, answers = in_threads(lambda: reviewer.post(f"{API}/revisions/{revision}/accept/"))
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not IncidentRevision.objects.exists()
