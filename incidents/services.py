@@ -1481,6 +1481,12 @@ def record_delete(*, user, record: models.Model) -> None:
         raise PermissionDenied(DELETION_REFUSED)
     _require_visible(user, record)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        if isinstance(record, Incident) and record.confidential:
+            # Its responses locked before they are counted: two Reviewers deleting a response's two
+            # confidential incidents at once each found the other's still linked, and both deleted
+            # theirs, leaving it about none. The second now waits for the first, and counts again.
+            links = Response.incidents.through.objects.filter(incident=record).values("response")
+            list(Response.objects.select_for_update().filter(pk__in=links).values_list("pk"))
         if isinstance(record, Incident) and (left := responses_left_about_none([record])):
             raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
         record.delete()
