@@ -1606,6 +1606,7 @@ def record_save(
             )
         _raise_collected(errors)
         if creating and isinstance(record, Source) and not another_source_confirmed:
+            _wait_for_sources_alike(record)
             lookalikes = source_lookalikes(user=user, source=record)
             if lookalikes:
                 raise SourceLooksLikeAnother(lookalikes)
@@ -1739,6 +1740,27 @@ def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, li
     ):
         by_comparable[source.comparable].append(source)
     return {title: by_comparable[key] for title, key in comparable.items() if key in by_comparable}
+
+
+# New sources that may look alike (`_wait_for_sources_alike`): transaction-level advisory locks
+# keyed (this namespace, a hash of an address or title as they compare), the two-key form, apart
+# from the one-key locks of releases and of the place tree.
+_SOURCES_ALIKE_NAMESPACE = "hashtext('incidents.sources_alike')"
+
+
+def _wait_for_sources_alike(source: Source) -> None:
+    """Wait for any other write of a new source at the same address or with the same title as the
+    new `source` (the keys `source_lookalikes` compares) to end. Each lookalike check sees only
+    what was committed: two analysts entering one article at the same moment were each checked
+    before the other's source was, and both recorded it. The second now waits, then is told of the
+    first's. In the order of their keys, so that two such writes never wait for each other; a
+    query per key (three at most), and one for the title's."""
+    addresses = {comparable_address(address) for address in (source.url, source.archive_url)} - {""}
+    keys = {f"address {address}" for address in addresses}
+    keys |= {f"title {title}" for title in comparable_titles([source.title]).values()}
+    with connection.cursor() as cursor:
+        for key in sorted(keys):
+            cursor.execute(f"SELECT pg_advisory_xact_lock({_SOURCES_ALIKE_NAMESPACE}, hashtext(%s))", [key])
 
 
 def source_lookalikes(*, user, source: Source) -> list[SourceLookalike]:
