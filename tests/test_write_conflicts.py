@@ -17,7 +17,7 @@ from tests.api_support import API, client_for, incident_url
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
 from tests.test_import import HEADER, confirm_form, write_csv
-from tracker.write_conflicts import WriteConflictMiddleware
+from tracker.write_conflicts import MESSAGE, WriteConflictMiddleware
 
 
 def wait_until_waiting(connection_of_observer, count: int) -> None:
@@ -431,3 +431,33 @@ def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answer
     assert not isinstance(answer, Exception), repr(answer)
     assert answer.status_code == 404, answer.content
     assert not IncidentRevision.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_citing_a_source_deleted_meanwhile_is_told_it_met_another_change_not_a_server_error():
+    # A colleague deletes a source (cited by nothing) at the moment an analyst saves a draft with a
+    # new claim citing it. The save checked the source was there, wrote the claim, and waited for the
+    # deletion (the claim's `lock_source`); once it committed, the claim's foreign key failed at
+    # commit: an IntegrityError, a 500. It is told it met another change (409), as a deadlock is;
+    # saved again, it is refused naming the claim's source (400), as a moment later.
+    incident = make_incident(review_state="draft")
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"claims": [{"source": source.pk, "people_count": 80}]}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(
+            lambda: client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+        )
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 409, answer.content
+    assert answer.json() == {"detail": MESSAGE}
+    assert not Incident.objects.get(pk=incident.pk).claims.exists()
+    again = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+    assert again.status_code == 400 and list(again.json()) == ["claims[0].source"], again.content
