@@ -17,6 +17,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR, ActionLocation
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -181,11 +182,22 @@ class IncidentCsvAdminMixin:
         return self._upload_page(request, context)
 
     def _import_pending_csv(self, request, context):
-        key = request.POST.get(PENDING_IMPORT_KEY_FIELD, "")
         delete_stale_pending_imports()
+        # The pending file locked until it is imported and deleted, or kept: a preview confirmed twice
+        # at once (a double click, two tabs) imported it twice, each having read it before the other
+        # deleted it. The second confirmation now waits, then finds nothing waiting.
+        with transaction.atomic():
+            return self._import_locked_pending_csv(request, context)
+
+    def _import_locked_pending_csv(self, request, context):
+        key = request.POST.get(PENDING_IMPORT_KEY_FIELD, "")
         # Only a key the preview could have written (`secrets.token_hex(16)`) is looked up: a NUL in
         # another reached PostgreSQL's text, a 500.
-        pending = PendingImport.objects.filter(user=request.user, key=key).first() if _IMPORT_KEY.match(key) else None
+        pending = (
+            PendingImport.objects.select_for_update().filter(user=request.user, key=key).first()
+            if _IMPORT_KEY.match(key)
+            else None
+        )
         if pending is None:
             # Never previewed, already imported, replaced by a file uploaded since (another tab or
             # session), or older than a session's lifetime.

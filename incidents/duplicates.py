@@ -1102,13 +1102,14 @@ def duplicate_pair_decide(
     if decision == DuplicateDecision.SAME and not services.may_publish(user):
         raise PermissionDenied("Only a Reviewer may decide that two incidents are the same.")
     with transaction.atomic(), pghistory.context(user=user.pk):
-        if decision_read is not None:
-            stored = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
-            if stored.decision_read != decision_read:
-                raise ValidationError(
-                    f"This pair was decided since you opened it: it is now “{stored.get_decision_display()}”. "
-                    "Nothing was changed: reload it, then decide again."
-                )
+        # Locked whether or not the page's decision is compared: a pair the rescoring withdrew
+        # meanwhile (`_refresh`) is answered as one that no longer exists, not updated as nothing.
+        stored = services.locked_or_not_found(DuplicatePair.objects.all(), pair.pk, name="duplicate pair")
+        if decision_read is not None and stored.decision_read != decision_read:
+            raise ValidationError(
+                f"This pair was decided since you opened it: it is now “{stored.get_decision_display()}”. "
+                "Nothing was changed: reload it, then decide again."
+            )
         DuplicatePair.objects.filter(pk=pair.pk).update(
             decision=decision,
             decided_by=user,

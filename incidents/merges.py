@@ -282,8 +282,12 @@ def incident_merge(
             pk__in=[pair.incident_a_id, pair.incident_b_id]
         )
         locked = {incident.pk: incident for incident in locked.order_by("pk")}
+        if len(locked) != 2:
+            # One was deleted by a write these locks waited for.
+            raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
         survivor_incident, merged = locked[survivor_incident.pk], locked[merged.pk]
-        pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
+        # Withdrawn meanwhile by a rescoring (`duplicates._refresh`), it is gone: nothing is merged.
+        pair = services.locked_or_not_found(DuplicatePair.objects.all(), pair.pk, name="duplicate pair")
         _refusals(user, survivor_incident, merged, pair)
         for incident, expected, field in (
             (survivor_incident, survivor_version, "survivor_version"),

@@ -177,6 +177,17 @@ def _require_visible(user, record: models.Model) -> None:
         raise RecordNotFound(f"No {record._meta.verbose_name} {record.pk}.")
 
 
+def locked_or_not_found(records: models.QuerySet, pk, *, name: str | None = None) -> models.Model:
+    """The record `pk` of `records`, locked for this transaction; else RecordNotFound (a 404), naming
+    it `name` (by default its model's). Found a moment before (a visibility check), a record may be
+    deleted by the very write whose lock this one waits for: that write committed, PostgreSQL
+    returns no row, where `.get()` raised DoesNotExist, a 500, instead of the 404 a moment later."""
+    locked = records.select_for_update().filter(pk=pk).first()
+    if locked is None:
+        raise RecordNotFound(f"No {name or records.model._meta.verbose_name} {pk}.")
+    return locked
+
+
 def may_delete(user) -> bool:
     """Deleting needs, beside the model's delete permission, sight of every record: staff with
     Confidential access. A deletion takes or is blocked by the records that depend on it (a
@@ -1250,7 +1261,7 @@ def _pending_revision(revision: IncidentRevision, user) -> IncidentRevision:
     _require_permission(user, "incidents.publish_incident", "decide proposed revisions")
     if not IncidentRevision.objects.visible_to(user).filter(pk=revision.pk).exists():
         raise RecordNotFound(f"No revision {revision.pk}.")
-    locked = IncidentRevision.objects.select_for_update().get(pk=revision.pk)
+    locked = locked_or_not_found(IncidentRevision.objects.all(), revision.pk, name="revision")
     if locked.state != RevisionState.PENDING:
         raise ValidationError({"state": f"This revision was already {locked.get_state_display().lower()}."})
     return locked
@@ -1474,6 +1485,12 @@ def record_delete(*, user, record: models.Model) -> None:
         raise PermissionDenied(DELETION_REFUSED)
     _require_visible(user, record)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+        if isinstance(record, Incident) and record.confidential:
+            # Its responses locked before they are counted: two Reviewers deleting a response's two
+            # confidential incidents at once each found the other's still linked, and both deleted
+            # theirs, leaving it about none. The second now waits for the first, and counts again.
+            links = Response.incidents.through.objects.filter(incident=record).values("response")
+            list(Response.objects.select_for_update().filter(pk__in=links).values_list("pk"))
         if isinstance(record, Incident) and (left := responses_left_about_none([record])):
             raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
         record.delete()
@@ -1563,7 +1580,7 @@ def record_save(
             if versioned and expected_version is None:
                 raise ValidationError({"version": ["Send the version you edited."]})
             # Locked, so that two writers of one version cannot both pass the comparison.
-            stored = model._default_manager.select_for_update().get(pk=record.pk)
+            stored = locked_or_not_found(model._default_manager.all(), record.pk)
             if versioned:
                 check_version(stored, expected_version, reader=user)
         for name, value in (data or {}).items():
@@ -1593,6 +1610,7 @@ def record_save(
             )
         _raise_collected(errors)
         if creating and isinstance(record, Source) and not another_source_confirmed:
+            _wait_for_sources_alike(record)
             lookalikes = source_lookalikes(user=user, source=record)
             if lookalikes:
                 raise SourceLooksLikeAnother(lookalikes)
@@ -1726,6 +1744,27 @@ def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, li
     ):
         by_comparable[source.comparable].append(source)
     return {title: by_comparable[key] for title, key in comparable.items() if key in by_comparable}
+
+
+# New sources that may look alike (`_wait_for_sources_alike`): transaction-level advisory locks
+# keyed (this namespace, a hash of an address or title as they compare), the two-key form, apart
+# from the one-key locks of releases and of the place tree.
+_SOURCES_ALIKE_NAMESPACE = "hashtext('incidents.sources_alike')"
+
+
+def _wait_for_sources_alike(source: Source) -> None:
+    """Wait for any other write of a new source at the same address or with the same title as the
+    new `source` (the keys `source_lookalikes` compares) to end. Each lookalike check sees only
+    what was committed: two analysts entering one article at the same moment were each checked
+    before the other's source was, and both recorded it. The second now waits, then is told of the
+    first's. In the order of their keys, so that two such writes never wait for each other; a
+    query per key (three at most), and one for the title's."""
+    addresses = {comparable_address(address) for address in (source.url, source.archive_url)} - {""}
+    keys = {f"address {address}" for address in addresses}
+    keys |= {f"title {title}" for title in comparable_titles([source.title]).values()}
+    with connection.cursor() as cursor:
+        for key in sorted(keys):
+            cursor.execute(f"SELECT pg_advisory_xact_lock({_SOURCES_ALIKE_NAMESPACE}, hashtext(%s))", [key])
 
 
 def source_lookalikes(*, user, source: Source) -> list[SourceLookalike]:

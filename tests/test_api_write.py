@@ -3,7 +3,9 @@
 import json
 from datetime import date
 
+import psycopg
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from incidents import roles
@@ -32,6 +34,7 @@ from tests.factories import (
     make_user,
     pasted_report,
 )
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 
 def new_incident_body(**overrides) -> dict:
@@ -709,6 +712,39 @@ class TestDelete:
         # About another incident too, or about a public one alone, it goes.
         statement.incidents.add(make_incident())
         assert client_for(deleter).delete(incident_url(secret)).status_code == 204
+
+    @pytest.mark.django_db(transaction=True)
+    def test_two_confidential_incidents_of_one_response_deleted_at_once_leave_it_about_one(self):
+        # A confidential incident that is the only incident of a response is not deleted (409): the
+        # response, about none, would be read by every member of staff, with what it says of the
+        # informant's incident (`services.record_delete`, `responses_left_about_none`). Two Reviewers
+        # deleting the response's two confidential incidents at the same moment each saw the other
+        # incident still there, and both deleted theirs: the response, about none, reached Analysts
+        # without Confidential access.
+        secrets = [make_incident(title=f"Handover at Hoeryong {n}", confidential=True) for n in (1, 2)]
+        statement = Response.objects.create(
+            organization=make_organization(), kind="statement", date=date(2023, 10, 1), description="Denies it."
+        )
+        statement.incidents.set(secrets)
+        deleters = [client_for(make_user(roles.REVIEWER, confidential=True)) for _ in secrets]
+
+        with psycopg.connect(**connection.get_connection_params()) as colleague:
+            # A colleague's write holds both incidents a moment: both deletions, checked, wait there.
+            colleague.execute("SELECT FROM incidents_incident WHERE id = ANY(%s) FOR UPDATE", [[s.pk for s in secrets]])
+            threads, answers = in_threads(
+                *(
+                    lambda deleter=deleter, secret=secret: deleter.delete(incident_url(secret))
+                    for deleter, secret in zip(deleters, secrets, strict=True)
+                )
+            )
+            wait_until_waiting(colleague, 2)
+        for thread in threads:
+            thread.join(30)
+
+        statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
+        assert statuses == [204, 409], answers
+        assert statement.incidents.count() == 1
+        assert client_for(make_user(roles.ANALYST)).get(f"{API}/responses/{statement.pk}/").status_code == 404
 
 
 class TestOtherResourcesVersions:

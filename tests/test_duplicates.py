@@ -10,12 +10,14 @@ import re
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Q
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -45,7 +47,8 @@ from tests.factories import (
     make_user,
 )
 from tests.form_support import pair_decision
-from tests.test_admin import incident_post
+from tests.test_admin import incident_post, messages_of
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 # What the queue must at least reach on 2,000 generated incidents (5% duplicates, seed 11), where
 # it measured recall 0.70 and precision 1.00: a margin for other seeds' chance, while a broken
@@ -1593,3 +1596,30 @@ class TestRescoringOnEveryWrite:
         client.force_login(make_user(roles.REVIEWER))
         listing = client.get(reverse("admin:incidents_duplicatepair_changelist")).content.decode()
         assert original.public_id not in listing and "Confidential:" not in listing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_withdrawn_while_a_reviewer_decides_it_is_not_a_server_error():
+    # The rescoring after an analyst's edit withdraws a waiting pair that no longer qualifies
+    # (`duplicates._refresh`: DELETE … WHERE decision = 'pending'), at the moment a Reviewer decides
+    # it. The decision found the pair, then waited for the withdrawal to lock it
+    # (`duplicate_pair_decide`: `select_for_update().get`), and found nothing: DoesNotExist, a 500.
+    # A pair gone is told as a pair's page that no longer exists, as a moment later.
+    pair = DuplicatePair.objects.create(incident_a=make_incident(), incident_b=make_incident(), score=0.9)
+    client = Client()
+    client.force_login(make_user(roles.REVIEWER))
+    form = {**pair_decision(pair, "different", "Two boats"), "_continue": "1"}
+    url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+
+    with psycopg.connect(**connection.get_connection_params()) as rescoring:
+        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
+        threads, answers = in_threads(lambda: client.post(url, form))
+        wait_until_waiting(rescoring, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 302, answer.content
+    assert messages_of(answer) == [f"duplicate pair with ID “{pair.pk}” doesn’t exist. Perhaps it was deleted?"]
+    assert not DuplicatePair.objects.exists()

@@ -9,8 +9,10 @@ import itertools
 import re
 from datetime import UTC, date, timedelta
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
@@ -36,6 +38,7 @@ from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.form_support import pair_decision
 from tests.test_admin import messages_of
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 
 def merge_url(pair) -> str:
@@ -1465,3 +1468,25 @@ class TestTheRevisionOfAMergeDecidedInConfidence:
         assert kim.post(f"{API}/incidents/{merged['merged'].public_id}/unmerge/", {}, format="json").status_code == 200
         shown = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{revision.pk}/").json()
         assert shown["decided_by"] == "ray.outsider" and shown["decided_at"] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_withdrawn_while_a_reviewer_merges_it_answers_404_not_a_500():
+    # As above, through the API's merge of a waiting pair: `incident_merge` locks both incidents,
+    # then waits for the rescoring's withdrawal of the pair (`select_for_update().get`), and finds
+    # nothing: DoesNotExist, a 500. Nothing may be merged: the pair is gone.
+    first, second = make_incident(), make_incident()
+    pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    with psycopg.connect(**connection.get_connection_params()) as rescoring:
+        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
+        threads, answers = in_threads(lambda: reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json"))
+        wait_until_waiting(rescoring, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not Incident.objects.filter(merged_into__isnull=False).exists()

@@ -5,14 +5,17 @@ the writer may not see is never named, nor does it stop the write."""
 
 import io
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Source
 from tests.api_support import API, client_for
 from tests.factories import make_organization, make_source, make_user
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 ADD = reverse("admin:incidents_source_add")
 ARTICLE = "https://www.dailynk.com/english/forced-repatriation-of-500/"
@@ -214,3 +217,35 @@ class TestTheImport:
 
         assert "1 source was created (North Korea’s forced returns)" in output
         assert Source.objects.count() == 1 and Claim.objects.filter(source=Source.objects.get()).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_analysts_adding_the_same_source_at_once_record_it_once():
+    # A new source at the address of one its writer may see is refused naming it (409,
+    # `looks_like_another_source`) until the writer confirms it is another. Two analysts entering
+    # the same article at the same moment were each checked before the other's was committed, and
+    # both were recorded: the duplicate the rule exists to prevent, with claims split between them.
+    publisher = make_organization(name="Daily NK")
+    clients = [client_for(make_user(roles.ANALYST)) for _ in range(2)]
+    body = {
+        "title": "China returns 500 North Koreans",
+        "kind": "news_article",
+        "url": "https://www.dailynk.com/english/china-returns-500/",
+        "publisher": publisher.pk,
+    }
+
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        # Another write holds the publisher's row a moment, so that both new sources, checked and
+        # written, wait for it (the check of their link to it, at commit): it only makes certain the
+        # overlap that any two requests a few milliseconds apart have.
+        blocker.execute("SELECT FROM incidents_organization WHERE id = %s FOR UPDATE", [publisher.pk])
+        threads, answers = in_threads(
+            *(lambda client=client: client.post(f"{API}/sources/", body, format="json") for client in clients)
+        )
+        wait_until_waiting(blocker, 2)
+    for thread in threads:
+        thread.join(30)
+
+    statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
+    assert statuses == [201, 409], [getattr(answer, "content", answer) for answer in answers]
+    assert Source.objects.filter(url=body["url"]).count() == 1

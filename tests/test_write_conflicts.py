@@ -12,18 +12,21 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 
 from incidents import roles
-from incidents.models import Incident, Organization, Place
+from incidents.models import Incident, IncidentRevision, Organization, Place, Source
 from tests.api_support import API, client_for, incident_url
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
 from tests.test_admin import change_url, incident_post
 from tests.test_import import HEADER, confirm_form, write_csv
-from tracker.write_conflicts import WriteConflictMiddleware
+from tracker.write_conflicts import MESSAGE, WriteConflictMiddleware
 
 
 def wait_until_waiting(connection_of_observer, count: int) -> None:
     """Until `count` other backends of this test's database wait for a lock (those of other databases on
-    the server, other workers' tests, are not this test's writes)."""
+    the server, other workers' tests, are not this test's writes). The observer may be inside a
+    transaction (one holding the lock they wait for): PostgreSQL answers pg_stat_activity there from
+    a copy taken at its first read, which each look discards."""
     for _ in range(100):
+        connection_of_observer.execute("SELECT pg_stat_clear_snapshot()")
         waiting = connection_of_observer.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
@@ -32,6 +35,25 @@ def wait_until_waiting(connection_of_observer, count: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{count} writes never waited")
+
+
+def in_threads(*requests) -> tuple[list[threading.Thread], list]:
+    """Start each callable in a thread of its own (its own connection, closed at its end); the
+    threads, and the list that holds each one's answer (or what it raised), in order, once joined."""
+    answers = [None] * len(requests)
+
+    def run(index, request):
+        try:
+            answers[index] = request()
+        except Exception as error:  # the answer, for the test's assertion
+            answers[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
 
 
 def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes, *, place_name="Hyesan City") -> dict:
@@ -327,3 +349,115 @@ def test_a_name_taken_by_a_write_still_open_is_refused_naming_it_not_a_500():
     assert answer.status_code == 400, answer.content
     assert list(answer.json()) == ["name"]
     assert Organization.objects.filter(name="Tumen Border Police").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
+    # A double click on the preview's "Import 1 row" (or the same preview confirmed from two tabs):
+    # the file waits as one PendingImport, which the first confirmation imports and then deletes,
+    # so the second is told "Nothing is waiting to be imported". Sent at the same moment, both read
+    # the pending file before either deleted it, and both imported it: its new incident twice.
+    analyst = make_user(roles.ANALYST)
+    tabs = [Client(), Client()]
+    for tab in tabs:
+        tab.force_login(analyst)
+    content = f"{HEADER}\nArrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01\n"
+    preview = tabs[0].post("/admin/incidents/incident/import/", {"file": io.BytesIO(content.encode())})
+    assert preview.status_code == 200 and 'name="confirm"' in preview.text
+    form = confirm_form(preview)
+
+    with psycopg.connect(**connection.get_connection_params()) as blocker:
+        # A reviewer renaming the incident type holds it a moment: both confirmations write the new
+        # incident and wait there, for the type it links to (`incident_links_lock`).
+        blocker.execute("UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'")
+        threads, answers = in_threads(
+            *(lambda tab=tab: tab.post("/admin/incidents/incident/import/", form) for tab in tabs)
+        )
+        wait_until_waiting(blocker, 2)
+    for thread in threads:
+        thread.join(30)
+
+    assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
+        getattr(answer, "status_code", answer) for answer in answers
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_deleted_while_an_analyst_saves_it_answers_404_not_a_500():
+    # A colleague deletes a source at the moment an analyst saves a change to it. The save found
+    # the source (`_require_visible`), then waited for the deletion to lock it (`record_save`:
+    # `select_for_update().get`), and found nothing: DoesNotExist, a 500. A moment later the same
+    # save answers 404, as for any record that does not exist.
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"title": "Daily NK (Seoul)", "version": source.version}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(lambda: client.patch(f"{API}/sources/{source.pk}/", body, format="json"))
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not Source.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answers_404_not_a_500():
+    # A Reviewer with Confidential access deletes an incident (Django's cascade deletes its pending
+    # revisions first) at the moment another Reviewer accepts one of them. The acceptance found the
+    # revision (`_pending_revision`: visible_to … exists()), then waited for the deletion to lock it
+    # (`select_for_update().get`), and found nothing: DoesNotExist, a 500.
+    incident = make_incident(title="Published title")
+    proposed = client_for(make_user(roles.ANALYST)).patch(
+        incident_url(incident), {"title": "Proposed title", "version": 1}, format="json"
+    )
+    assert proposed.status_code == 202, proposed.content
+    revision = proposed.json()["id"]
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        # The first statement of that deletion: the incident's revisions.
+        colleague.execute("DELETE FROM incidents_incidentrevision WHERE incident_id = %s", [incident.pk])
+        threads, answers = in_threads(lambda: reviewer.post(f"{API}/revisions/{revision}/accept/"))
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 404, answer.content
+    assert not IncidentRevision.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_citing_a_source_deleted_meanwhile_is_told_it_met_another_change_not_a_server_error():
+    # A colleague deletes a source (cited by nothing) at the moment an analyst saves a draft with a
+    # new claim citing it. The save checked the source was there, wrote the claim, and waited for the
+    # deletion (the claim's `lock_source`); once it committed, the claim's foreign key failed at
+    # commit: an IntegrityError, a 500. It is told it met another change (409), as a deadlock is;
+    # saved again, it is refused naming the claim's source (400), as a moment later.
+    incident = make_incident(review_state="draft")
+    source = make_source(title="Daily NK")
+    client = client_for(make_user(roles.ANALYST))
+    body = {"claims": [{"source": source.pk, "people_count": 80}]}
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
+        threads, answers = in_threads(
+            lambda: client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+        )
+        wait_until_waiting(colleague, 1)
+    for thread in threads:
+        thread.join(30)
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 409, answer.content
+    assert answer.json() == {"detail": MESSAGE}
+    assert not Incident.objects.get(pk=incident.pk).claims.exists()
+    again = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
+    assert again.status_code == 400 and list(again.json()) == ["claims[0].source"], again.content

@@ -9,7 +9,8 @@ transaction can be stopped alike. The stopped one's transaction is rolled back w
 it was saved, and saving again succeeds once the other has committed. That is what the writer is
 told, on every door (the admin, the API, an import), instead of a server error: this middleware
 answers the admin's and the API's writes; the import, which reports its own errors, asks
-`is_write_conflict`.
+`is_write_conflict`. A write whose link was deleted while it waited for it (a claim for its source)
+fails at commit on the foreign key, and is told the same.
 """
 
 import psycopg
@@ -28,9 +29,17 @@ MESSAGE = (
 def is_write_conflict(error: BaseException) -> bool:
     """Whether `error`, a database error Django raised, is PostgreSQL stopping the transaction for
     meeting another: class 40 of its errors, "transaction rollback", a deadlock (40P01) or a
-    serialization failure (40001). psycopg's classes for them share no base class of their own."""
+    serialization failure (40001), or a foreign key violation (23503). psycopg's classes for them
+    share no base class of their own.
+
+    Every door checks that what a write links to exists before writing it, so a link to a record
+    that is gone at commit (the foreign keys are checked then) is one a colleague deleted while the
+    write waited for it: a claim citing a source deleted at that moment, which its `lock_source`
+    waited for. Saved again, the write is refused naming the link, as a moment later."""
     cause = error.__cause__
-    return isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("40")
+    return isinstance(cause, psycopg.errors.ForeignKeyViolation) or (
+        isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("40")
+    )
 
 
 class WriteConflictMiddleware:

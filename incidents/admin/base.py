@@ -603,6 +603,12 @@ class TrackedModelAdmin(
             # what the user entered and the reason.
             request.service_refusal = refusal
             return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.RecordNotFound:
+            # The record was deleted (a duplicate pair withdrawn by a rescoring) while its save waited
+            # for it: told as Django tells a page of a record gone before it opened, not a 500.
+            if object_id is None:
+                raise
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
