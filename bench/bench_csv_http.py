@@ -1,24 +1,32 @@
 """CSV export through its HTTP door: time to the first byte and to the last of the whole anonymous
 `/incidents.csv`, as Django's test client receives it (the body read to its end in memory).
 
-Usage (DATABASE_URL set, from the checkout to measure): python bench/bench_csv_http.py LABEL RUN
+Usage (DATABASE_URL set, from the checkout to measure): python bench/bench_csv_http.py [LABEL] [RUN]
 Each run asks from its own address (`RUN`), so that the export rate (20 an hour) counts runs apart.
 """
 
+import argparse
 import os
 import sys
 import time
 
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("label", nargs="?", default="csv", help="the name the figures are printed under (default csv)")
+parser.add_argument("run", nargs="?", type=int, default=1, help="the run's number, 1-254: its address (default 1)")
+arguments = parser.parse_args()
+if not 1 <= arguments.run <= 254:
+    parser.error("RUN must be from 1 to 254 (the last byte of the address it asks from)")
+label, run = arguments.label, arguments.run
+
 sys.path.insert(0, os.getcwd())
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
 
-import django
+import django  # noqa: E402 (after the arguments: --help needs no settings)
 
 django.setup()
 
 from django.test import Client  # noqa: E402 (once Django is set up)
 
-label, run = sys.argv[1], int(sys.argv[2])
 started = time.perf_counter()
 response = Client(REMOTE_ADDR=f"198.51.100.{run}").get("/incidents.csv")
 assert response.status_code == 200, (response.status_code, response.content[:200])

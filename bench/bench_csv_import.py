@@ -5,9 +5,9 @@ Each row names two places, a perpetrator and two sources, so name matching, clai
 involvements are all exercised. The write is rolled back, so the database is left as it was.
 """
 
+import argparse
 import csv
 import io
-import sys
 import time
 
 from demo_rows import reference_records
@@ -40,7 +40,9 @@ def bench_file(rows: int) -> bytes:
 
 
 def main():
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", nargs="?", type=int, default=1000, help="new rows to import (default 1000)")
+    rows = parser.parse_args().rows
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )

@@ -8,6 +8,7 @@ take alone), the time spent building indexes and counting the statistics' totals
 the kept totals count every incident once.
 """
 
+import argparse
 import os
 import resource
 import sys
@@ -38,7 +39,9 @@ def backend_cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("count", nargs="?", type=int, default=200_000, help="incidents to add (default 200000)")
+    count = parser.parse_args().count
     phases = defaultdict(lambda: [0.0, 0.0])
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM incidents_incident)")

@@ -10,6 +10,7 @@ compare two versions of the function, migrate the same database back and forth b
 (bench/README.md, "The export rows' refresh in id order").
 """
 
+import argparse
 import os
 import sys
 import time
@@ -34,8 +35,13 @@ def backend_cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "count", nargs="?", type=int, default=100_000, help="incidents refreshed in one call (default 100000)"
+    )
+    parser.add_argument("rounds", nargs="?", type=int, default=1, help="rounds (default 1)")
+    arguments = parser.parse_args()
+    count, rounds = arguments.count, arguments.rounds
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]

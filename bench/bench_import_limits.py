@@ -17,6 +17,7 @@ each run as its own process (peak resident memory from GNU time, /usr/bin/time),
 Usage (DATABASE_URL set): python bench/bench_import_limits.py [ROWS]
 """
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -90,7 +91,15 @@ def exported_rows(rows: int, directory: Path) -> Path | None:
 
 
 def main():
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else settings.IMPORT_MAX_ROWS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "rows",
+        nargs="?",
+        type=int,
+        default=settings.IMPORT_MAX_ROWS,
+        help="rows of the largest files (default: the row limit)",
+    )
+    rows = parser.parse_args().rows
     get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True, "is_staff": True})
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)

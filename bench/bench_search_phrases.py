@@ -11,6 +11,7 @@ TRACKER_ANON_STATEMENT_TIMEOUT=0 lifts the anonymous bound of 1 s, so that a slo
 rather than answered 503; DJANGO_DEBUG=1 serves the public pages' static files without collecting them.
 """
 
+import argparse
 import os
 import statistics
 import sys
@@ -87,6 +88,10 @@ def main(paths: list[str], explain: bool) -> None:
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
-    explain = "--explain" in arguments
-    main([argument for argument in arguments if argument != "--explain"] or PATHS, explain)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--explain", action="store_true", help="also EXPLAIN (ANALYZE, BUFFERS) each slowest statement")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", default=PATHS, help="addresses to time (default: the phrases')"
+    )
+    arguments = parser.parse_args()
+    main(arguments.paths, arguments.explain)

@@ -10,6 +10,7 @@ Prints, for each request, the first time, the median and max of the next five, a
 `SUBTRACT_BELOW=N` in the environment tries another bound on the incidents taken away.
 """
 
+import argparse
 import os
 import statistics
 import sys
@@ -58,4 +59,16 @@ def main(mode: str, queries: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:] or QUERIES)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=["before", "after"],
+        default="after",
+        help="without or with the subtraction (default after)",
+    )
+    parser.add_argument(
+        "queries", nargs="*", metavar="QUERY", default=QUERIES, help="stats query strings (default: three)"
+    )
+    arguments = parser.parse_args()
+    main(arguments.mode, arguments.queries)

@@ -214,7 +214,13 @@ class PlannedRow:
 
     def confidential_claims_added_text(self) -> str:
         added = self.confidential_claims_added
-        sources = "; ".join(csv_source_item(source.title, source.pk) for source in added)
+        # A source the import creates has no id yet: named as the list of records created names it.
+        sources = "; ".join(
+            csv_source_item(source.title, source.pk)
+            if source.pk
+            else str(_Item((source.title,), confidential=source.confidential))
+            for source in added
+        )
         incident = self.incident.public_id if self.incident else "The new incident"
         return (
             f"{incident} gets a confidential claim{pluralize(added)} of {sources}, which only readers with "

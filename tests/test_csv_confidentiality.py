@@ -281,6 +281,34 @@ class TestConfidentialClaims:
         assert f"line 4: The new incident gets a confidential claim of {plain}, which only readers" in told
         assert told.count("which only readers with Confidential access will see") == 2
 
+    @pytest.mark.parametrize("door", ["command", "admin"])
+    def test_a_dry_run_names_a_source_it_creates_by_its_title_not_an_id_of_none(self, client, tmp_path, door):
+        # The informant's row for another database (README, "Into another database"), its source's id
+        # emptied: the report named the source --create-missing makes "… [#None]", an id no source has.
+        content = write_csv(
+            [
+                {"title": "Women returned via Tumen", "type": "forced-repatriation"}
+                | {"date_start": "2023-10-02", "date_end": "2023-10-09"}
+                | {"sources": "Testimony of an underground missionary in China [confidential] [confidential claim]"}
+            ]
+        )
+
+        if door == "command":
+            told = run_import(reviewer(), tmp_path, content, "--create-missing", "--dry-run")
+        else:
+            client.force_login(reviewer())
+            preview = client.post(
+                ADMIN_IMPORT_URL, {"file": io.BytesIO(content.encode()), "create_missing": "on"}, format="multipart"
+            )
+            assert preview.status_code == 200
+            told = preview.text
+
+        # As the list of the records it creates names it.
+        named = "Testimony of an underground missionary in China [confidential]"
+        assert f"The new incident gets a confidential claim of {named}, which only readers" in told
+        assert "[#None]" not in told
+        assert not Source.objects.exists()
+
     def test_an_analyst_without_access_may_not_import_a_marked_claim(self, tmp_path, claimed_in_confidence):
         _, elsewhere, _ = claimed_in_confidence
         exported = read_csv(api_export(Client(), reviewer()))

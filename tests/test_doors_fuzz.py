@@ -28,7 +28,7 @@ from django.core.cache import cache
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.core.signals import got_request_exception
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
@@ -602,6 +602,25 @@ def test_an_api_request_django_refuses_before_any_view_gets_json_saying_why():
     ):
         assert (answer.status_code, answer["Content-Type"]) == (400, "application/json")
         assert answer.json() == {"detail": detail}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/incidents/", '{"detail": "The request sends more than 1,000 parameters or form fields."}'),
+        ("/", "The request sends more than 1,000 parameters or form fields."),
+    ],
+)
+def test_too_many_parameters_are_the_same_400_with_debug_on(path, expected):
+    # Under `make run` (DJANGO_DEBUG=1) Django's debug page for the refusal read the parameters
+    # again, failed the same way, and the server answered a bare 500.
+    with override_settings(DEBUG=True):
+        try:
+            answer = Client(raise_request_exception=False).get(f"{path}?{TOO_MANY_PARAMETERS}")
+        except Exception as error:  # every handler failed: runserver's bare 500
+            pytest.fail(f"The refusal escaped every handler: {error!r}")
+    assert answer.status_code == 400
+    assert expected in answer.content.decode()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Django's own page says "Bad Request (400)" and nothing more, in HTML even to an 
 says what was wrong, as JSON on the API's addresses (as its other errors) and as a page elsewhere,
 naming no value the request sent (a parameter's name at most)."""
 
+import logging
 import re
 
 from django.conf import settings
@@ -57,3 +58,23 @@ def bad_request(request, exception):
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"detail": message}, status=400)
     return render(request, "400.html", {"message": message, "without_query": True}, status=400)
+
+
+class QueryStringRefusalMiddleware:
+    """A query string of more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters, refused here, before
+    any view reads it, with `bad_request`'s answer. Left to Django, that answer came only without
+    DEBUG: with it (`make run`), Django's debug page for the refusal reads `request.GET` again,
+    fails the same way, and the server answered a bare 500. (Django empties an unreadable body's
+    form for its page, not an unreadable query string.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            request.GET  # noqa: B018 (parsed here, once, to know it can be)
+        except TooManyFieldsSent as refusal:
+            # Logged as Django logs its own refusals.
+            logging.getLogger("django.security.TooManyFieldsSent").error(str(refusal))
+            return bad_request(request, refusal)
+        return self.get_response(request)

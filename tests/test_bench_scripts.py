@@ -1,0 +1,50 @@
+"""The benchmarks' command lines: `make bench` runs every `bench/bench_*.py` with its defaults, and
+each says on `--help` what it takes, without running anything. bench_csv_http.py needed two
+arguments and failed at once without them (an IndexError), which stopped `make bench` there; four
+scripts answered `--help` with a traceback (`int("--help")`), and two took it for input and started
+measuring."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(path.name for path in (CHECKOUT / "bench").glob("bench_*.py"))
+
+
+def run_script(script: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(CHECKOUT / "bench" / script), *arguments],
+        cwd=CHECKOUT,
+        # No database answers there: a script that took its arguments for input measures nothing.
+        env={**os.environ, "DJANGO_DEBUG": "1", "DATABASE_URL": "postgres://nobody@127.0.0.1:9/no_database"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_bench_script_answers_help_with_its_usage(script):
+    answer = run_script(script, "--help")
+
+    assert answer.returncode == 0, answer.stderr[-600:]
+    assert answer.stdout.startswith(f"usage: {script} "), answer.stdout[:300]
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "said"),
+    [
+        ("bench_csv_http.py", ["first", "one"], "argument run: invalid int value: 'one'"),
+        ("bench_csv_import.py", ["many"], "argument rows: invalid int value: 'many'"),
+        ("bench_stats_left_out.py", ["--help-me"], "unrecognized arguments: --help-me"),
+    ],
+)
+def test_a_bench_script_refuses_an_argument_it_cannot_read_saying_so(script, arguments, said):
+    answer = run_script(script, *arguments)
+
+    assert answer.returncode == 2, answer.stderr[-600:]
+    assert answer.stderr.startswith(f"usage: {script} ") and said in answer.stderr, answer.stderr[-600:]
