@@ -159,3 +159,49 @@ def test_an_incident_saved_unchanged_in_the_admin_moves_no_version(client, world
     assert claims_of(world["incident"]) == claims
     assert Incident.objects.get(pk=world["incident"].pk).version == world["incident"].version
     assert history_row_count() == history
+
+
+def test_a_keeper_imports_an_analysts_edited_export_made_after_the_last_change(tmp_path):
+    # README: a file exported by a reader without Confidential access (an analyst's export) is
+    # meant to be imported by a Reviewer with that access, who keeps the claims it cannot list.
+    # But its `version` column holds the version as the Analyst is told it (which a change of a
+    # confidential claim does not move), and the keeper's import compares it with the version as
+    # the keeper is told it: an incident whose confidential claim was ever changed refuses every
+    # edited row, "has changed since this file was exported", though nothing changed since.
+    import csv
+    import io
+
+    from django.core.management import call_command
+
+    from incidents.services import incident_update
+    from tests.test_import import run_import
+
+    incident = make_incident(review_state="draft", places=[make_place(name="China", kind="country", country="CN")])
+    make_claim(incident=incident, source=make_source(title="Public report"))
+    hidden = make_claim(incident=incident, source=make_source(title="Informant", confidential=True), people_count=5)
+    analyst, keeper = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+    # A keeper corrects the informant's figure (a change the Analyst is never told of) ...
+    stored = Incident.objects.get(pk=incident.pk)
+    incident_update(
+        incident=stored,
+        user=keeper,
+        expected_version=stored.version,
+        claims=[
+            {"id": claim.pk, "source": claim.source, "people_count": 7 if claim.pk == hidden.pk else claim.people_count}
+            for claim in stored.claims.all()
+        ],
+    )
+    # ... then the Analyst exports, and edits a title in the file.
+    exported = tmp_path / "analyst.csv"
+    call_command("export_incidents", f"--user={analyst.username}", "-o", str(exported))
+    rows = list(csv.DictReader(io.StringIO(exported.read_text())))
+    rows[0]["title"] = "Edited by the analyst"
+    edited = io.StringIO()
+    writer = csv.DictWriter(edited, rows[0].keys())
+    writer.writeheader()
+    writer.writerows(rows)
+
+    run_import(keeper, tmp_path, edited.getvalue())
+
+    assert Incident.objects.get(pk=incident.pk).title == "Edited by the analyst"
+    assert Claim.objects.get(pk=hidden.pk).people_count == 7
