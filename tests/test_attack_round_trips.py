@@ -78,10 +78,13 @@ def test_an_incident_read_from_the_api_can_be_put_back_as_read(confidential, wor
 
 def test_an_incident_put_back_unchanged_moves_no_version(world):
     # The body as read (its places sent back as the ids a write takes): nothing in it differs from
-    # what is stored, yet the incident gets a new version (its ETag moves: every other client's
-    # If-Match is now stale, and an incremental sync reads it as changed) and history events. The
-    # import leaves such a row alone ("A row identical to the incident changes nothing (no new
-    # version)"), and so does a proposal that changes nothing (`services._propose_revision`).
+    # what is stored, yet the incident and each claim the writer sees get an "update" history
+    # event, and the incident a new version. The Analyst's own ETag (the disclosed version, which
+    # the database moves only when what they see changes) stays, but every reader with
+    # Confidential access is told a change: their If-Match is now stale (a 412/409 for a write
+    # they were about to make) and their incremental sync fetches it again. The import leaves such
+    # a row alone ("A row identical to the incident changes nothing (no new version)"), and so does
+    # a proposal that changes nothing (`services._propose_revision`); the admin's Save does not.
     client = client_for(make_user(roles.ANALYST))
     url = incident_url(world["incident"])
     body, if_match = read(client, url)
@@ -104,7 +107,10 @@ def test_an_incident_put_back_unchanged_moves_no_version(world):
 def test_a_record_put_back_unchanged_moves_no_version(record, path, world):
     # The same for every other resource, written by `services.record_save`, which saves whatever it
     # is sent: a source citing a hidden one, a sensitive place, an organization, a response about a
-    # hidden incident. (What is hidden survives; only the version and the history move.)
+    # hidden incident. What is hidden survives; the version and the history move. A place's and an
+    # organization's one version moves for every reader, anonymous ones included (their ETag goes
+    # from "1" to "2"); a source's and a response's `version` only (their disclosed and public
+    # versions, kept by triggers that compare what each audience sees, stay).
     client = client_for(make_user(roles.ANALYST))
     url = f"{API}/{path}/{world[record].pk}/"
     body, if_match = read(client, url)
