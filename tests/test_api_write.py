@@ -32,6 +32,7 @@ from tests.factories import (
     make_user,
     pasted_report,
 )
+from tests.test_csv_round_trip import history_row_count
 
 
 def new_incident_body(**overrides) -> dict:
@@ -723,6 +724,50 @@ class TestWritingBackWhatWasRead:
             400,
             {"places": ['A place is written by its id: 3, or as read, {"id": 3, …}; no place is read with nmae.']},
         )
+
+    def test_an_incident_written_back_unchanged_moves_no_version(self, world):
+        # The incident and each claim the writer saw got an "update" history event, and the
+        # incident a new version: every reader with Confidential access was told of a change (their
+        # pending edit met a conflict, their sync fetched it again), as the import and a proposal
+        # that change nothing do not.
+        client = client_for(make_user(roles.ANALYST))
+        url = incident_url(world["incident"])
+        body, if_match = self.read(client, url)
+        claims, history = self.claims_of(world["incident"]), history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert self.claims_of(world["incident"]) == claims
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert Incident.objects.get(pk=world["incident"].pk).version == world["incident"].version
+        assert history_row_count() == history
+
+    @pytest.mark.parametrize(
+        ("record", "path"),
+        [("relay", "sources"), ("town", "places"), ("organization", "organizations"), ("response", "responses")],
+    )
+    def test_a_record_written_back_unchanged_moves_no_version(self, record, path, world):
+        # A source citing a hidden one, a sensitive place, an organization, a response about a
+        # hidden incident: what is hidden survived, but the version moved (a place's and an
+        # organization's one version for every reader, anonymous ones included) and history grew.
+        client = client_for(make_user(roles.ANALYST))
+        url = f"{API}/{path}/{world[record].pk}/"
+        body, if_match = self.read(client, url)
+        stored = type(world[record]).objects.get(pk=world[record].pk)
+        history = history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert type(stored).objects.get(pk=stored.pk).version == stored.version
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert history_row_count() == history
+        if record == "relay":
+            assert Source.objects.get(pk=stored.pk).cites_id == stored.cites_id
+        if record == "response":
+            assert stored.incidents.count() == 2 and Response.objects.get(pk=stored.pk).source_id == stored.source_id
+
 
 class TestDelete:
     def test_only_reviewers_with_confidential_access_delete_incidents(self):
