@@ -324,17 +324,23 @@ def _values(instance: models.Model) -> dict[str, Any]:
     return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
 
 
+@functools.cache
+def _written_fields(model: type[models.Model]) -> tuple[str, ...]:
+    """The columns of `model` a writer sets (not its versions, change times or generated columns)."""
+    return tuple(field.attname for field in model._meta.concrete_fields if field.editable and not field.generated)
+
+
+def _links_differ(linked: Iterable[models.Model], stored: models.QuerySet) -> bool:
+    """Whether `linked` are other records than the `stored` links. One query."""
+    return {record.pk for record in linked} != set(stored.values_list("pk", flat=True))
+
+
 def _changes_anything(incident: Incident, current: Incident, children: "_Children", *, user) -> bool:
-    """Whether writing `incident` (its fields set) and `children` would change what is stored."""
-    if any(
-        getattr(incident, field.attname) != getattr(current, field.attname)
-        for field in Incident._meta.concrete_fields
-        if field.editable and not field.generated
-    ):
+    """Whether writing `incident` (its fields set) and `children` would change what is stored; the
+    claims compared are those `user` may see, the only ones the write touches."""
+    if _changed(incident, current, _written_fields(Incident)):
         return True
-    if children.places is not None and {place.pk for place in children.places} != set(
-        current.places.values_list("pk", flat=True)
-    ):
+    if children.places is not None and _links_differ(children.places, current.places.all()):
         return True
     stored = {
         "claims": Claim.objects.visible_to(user).filter(incident=current),
@@ -723,6 +729,12 @@ def _apply_update(
     children = _validated_update(
         incident, current=current, user=user, data=data, changes=changes, visibility_of=visibility_of
     )
+    if not _changes_anything(incident, current, children, user=visibility_of):
+        # Sending back what one read (a form saved unchanged, an API PUT of the body read) writes
+        # nothing, as an import's identical row and an unchanged proposal do: a save moved the
+        # version for every audience (a reader with Confidential access was told of a change, and
+        # their pending edit met a conflict) and wrote an update event for each claim it saw.
+        return current
     incident.updated_by_id = _acting_user_id(user)
     incident.save()
     shown_to_the_public_changed = shown_to_the_public(incident) != shown_to_the_public(current)
@@ -1614,6 +1626,18 @@ def record_save(
             lookalikes = source_lookalikes(user=user, source=record)
             if lookalikes:
                 raise SourceLooksLikeAnother(lookalikes)
+        # Every record each many-to-many field will hold: those sent, and those hidden from `user`,
+        # kept. The stored record's links, read afresh: a door's record may hold a prefetched,
+        # visible-only set of them.
+        links = {
+            name: [*linked, *([] if stored is None else _hidden(getattr(stored, name).all(), user))]
+            for name, linked in many_to_many.items()
+        }
+        if stored is not None and not _record_changes_anything(record, stored, links):
+            # As an incident's unchanged write (`_apply_update`): a new version of a place or an
+            # organization (one version, every reader's, anonymous ones' too) or of a source or a
+            # response, and an update event, for a save that changed nothing.
+            return stored
         if stored is not None and versioned:
             record.version = stored.version
         if isinstance(record, Source) and stored is not None:
@@ -1646,12 +1670,18 @@ def record_save(
                 # (`_origins_changed`) still changes every origin, by which a pair with a
                 # confidential incident is scored: only theirs are rescored.
                 duplicates.rescore_relays_after_commit(record.pk, confidential_pairs_only=True)
-        for name, linked in many_to_many.items():
-            # The stored record's links, read afresh: a door's record may hold a prefetched,
-            # visible-only set of them.
-            hidden = [] if stored is None else _hidden(getattr(stored, name).all(), user)
-            getattr(record, name).set([*linked, *hidden])
+        for name, linked in links.items():
+            getattr(record, name).set(linked)
     return record
+
+
+def _record_changes_anything(
+    record: models.Model, stored: models.Model, links: Mapping[str, list[models.Model]]
+) -> bool:
+    """Whether writing `record` (its fields set) and its many-to-many `links` would change `stored`."""
+    return _changed(record, stored, _written_fields(type(record))) or any(
+        _links_differ(linked, getattr(stored, name).all()) for name, linked in links.items()
+    )
 
 
 # A Wayback Machine copy's address ends with the archived page's own: web.archive.org/web/<time>/<address>.

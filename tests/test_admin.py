@@ -47,6 +47,7 @@ from tests.factories import (
     type_chain,
 )
 from tests.form_support import saved_unchanged
+from tests.test_csv_round_trip import history_row_count
 
 CHANGELIST = reverse("admin:incidents_incident_changelist")
 ADD = reverse("admin:incidents_incident_add")
@@ -1204,6 +1205,31 @@ class TestLostUpdates:
         assert "reload the page" in " ".join(response.context["adminform"].form.non_field_errors())
         incident.refresh_from_db()
         assert incident.title != "Changed"
+
+    def test_a_save_that_changes_nothing_moves_no_version_and_writes_no_history(self, client, analyst):
+        # The form as rendered to an Analyst (the claims hidden from them not on it): the incident
+        # got a new version, told to every reader with Confidential access, and an update event
+        # for itself and each claim on the form; a source citing a hidden one, likewise.
+        secret = make_source(title="Informant K", confidential=True)
+        relay = make_source(title="Relay article", cites=secret)
+        incident = make_incident(review_state="draft", places=[make_place(name="China", kind="country", country="CN")])
+        make_claim(incident=incident, source=relay, people_count=30)
+        make_claim(incident=incident, source=relay, confidential=True, people_count=12)
+        make_claim(incident=incident, source=secret, people_count=50)
+        claims = sorted(Claim.objects.filter(incident=incident).values_list("pk", "people_count", "confidential"))
+        history = history_row_count()
+        logged_in(client, analyst)
+
+        assert saved_unchanged(client, change_url(incident), "incident_form").status_code == 302
+        source_url = reverse("admin:incidents_source_change", args=[relay.pk])
+        assert saved_unchanged(client, source_url, "source_form").status_code == 302
+
+        assert sorted(Claim.objects.filter(incident=incident).values_list("pk", "people_count", "confidential")) == (
+            claims
+        )
+        assert Incident.objects.get(pk=incident.pk).version == incident.version
+        assert Source.objects.values_list("cites", "version").get(pk=relay.pk) == (secret.pk, relay.version)
+        assert history_row_count() == history
 
 
 def run_action(client, action: str, *incidents):

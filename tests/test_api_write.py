@@ -34,6 +34,7 @@ from tests.factories import (
     make_user,
     pasted_report,
 )
+from tests.test_csv_round_trip import history_row_count
 from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 
@@ -650,6 +651,125 @@ class TestUpdateIncident:
         secret = make_incident(confidential=True)
         answer = client_for(analyst).patch(incident_url(secret), {"title": "x", "version": 1}, format="json")
         assert answer.status_code == 404
+
+
+class TestWritingBackWhatWasRead:
+    """A client's GET → PUT of the body it read, with its If-Match: accepted whole (README, "Errors":
+    every field a record is read with may be written back), and, nothing in it differing from what
+    is stored, changing nothing: no value, no version, no history event."""
+
+    @pytest.fixture
+    def world(self):
+        """A draft incident an Analyst sees, with claims they see and claims they do not (a
+        confidential claim of a public source, a claim of a confidential source), and records
+        linked to hidden ones."""
+        china = make_place(name="China", kind="country", country="CN")
+        town = make_place(name="Tumen", parent=china, latitude="42.966", longitude="129.842", sensitive=True)
+        public = make_source(title='=HYPERLINK("x") "quoted", with comma', notes="internal")
+        secret = make_source(title="Informant K", confidential=True)
+        relay = make_source(title="Relay article", cites=secret)
+        organization = make_organization(name="Border Police", aliases=["BP"])
+        incident = make_incident(title="עברית e\u0301 title", review_state="draft", places=[town])
+        make_claim(incident=incident, source=public, people_count=None, people_count_min=30, count_qualifier="at_least")
+        make_claim(incident=incident, source=public, confidential=True, people_count=12, excerpt="secret words")
+        make_claim(incident=incident, source=secret, people_count=None, people_count_max=50, count_qualifier="at_most")
+        Involvement.objects.create(incident=incident, organization=organization, role="perpetrator")
+        VictimGroup.objects.create(incident=incident, count=3, sex="female", nationality="KP")
+        hidden = make_incident(title="Hidden one", confidential=True, review_state="draft", places=[town])
+        response = Response.objects.create(
+            organization=organization, kind="statement", date=date(2023, 9, 1), source=secret
+        )
+        response.incidents.set([incident, hidden])
+        return {"incident": incident, "relay": relay, "town": town, "organization": organization, "response": response}
+
+    @staticmethod
+    def claims_of(incident):
+        return sorted(
+            Claim.objects.filter(incident=incident).values_list(
+                "pk", "source_id", "confidential", "people_count", "people_count_min", "people_count_max", "excerpt"
+            )
+        )
+
+    @staticmethod
+    def read(client, url):
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.content
+        return answer.json(), {"HTTP_IF_MATCH": answer.headers["ETag"]}
+
+    @pytest.mark.parametrize("confidential", [False, True], ids=["analyst", "analyst with Confidential access"])
+    def test_an_incident_is_written_back_with_its_places_as_read(self, confidential, world):
+        # Places are read as objects ({"id": 3, "name": …, "latitude": …}); written only as ids,
+        # the body a client read was refused whole: "Incorrect type. Expected pk value, received dict."
+        client = client_for(make_user(roles.ANALYST, confidential=confidential))
+        url = incident_url(world["incident"])
+        body, if_match = self.read(client, url)
+        claims = self.claims_of(world["incident"])
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert self.claims_of(world["incident"]) == claims
+        assert list(world["incident"].places.all()) == [world["town"]]
+
+    def test_a_place_written_as_read_is_named_by_its_id_alone(self, world):
+        client = client_for(make_user(roles.REVIEWER))
+        url = incident_url(world["incident"])
+        body, if_match = self.read(client, url)
+        china = Place.objects.get(name="China")
+
+        renamed = client.put(url, {**body, "places": [{"id": china.pk, "name": "Tumen"}]}, format="json", **if_match)
+        misspelt = client.put(url, {**body, "places": [{"id": china.pk, "nmae": "China"}]}, format="json")
+
+        assert renamed.status_code == 200, renamed.content
+        assert list(world["incident"].places.all()) == [china]
+        assert Place.objects.get(pk=china.pk).name == "China"
+        assert (misspelt.status_code, misspelt.json()) == (
+            400,
+            {"places": ['A place is written by its id: 3, or as read, {"id": 3, …}; no place is read with nmae.']},
+        )
+
+    def test_an_incident_written_back_unchanged_moves_no_version(self, world):
+        # The incident and each claim the writer saw got an "update" history event, and the
+        # incident a new version: every reader with Confidential access was told of a change (their
+        # pending edit met a conflict, their sync fetched it again), as the import and a proposal
+        # that change nothing do not.
+        client = client_for(make_user(roles.ANALYST))
+        url = incident_url(world["incident"])
+        body, if_match = self.read(client, url)
+        claims, history = self.claims_of(world["incident"]), history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert self.claims_of(world["incident"]) == claims
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert Incident.objects.get(pk=world["incident"].pk).version == world["incident"].version
+        assert history_row_count() == history
+
+    @pytest.mark.parametrize(
+        ("record", "path"),
+        [("relay", "sources"), ("town", "places"), ("organization", "organizations"), ("response", "responses")],
+    )
+    def test_a_record_written_back_unchanged_moves_no_version(self, record, path, world):
+        # A source citing a hidden one, a sensitive place, an organization, a response about a
+        # hidden incident: what is hidden survived, but the version moved (a place's and an
+        # organization's one version for every reader, anonymous ones included) and history grew.
+        client = client_for(make_user(roles.ANALYST))
+        url = f"{API}/{path}/{world[record].pk}/"
+        body, if_match = self.read(client, url)
+        stored = type(world[record]).objects.get(pk=world[record].pk)
+        history = history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert type(stored).objects.get(pk=stored.pk).version == stored.version
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert history_row_count() == history
+        if record == "relay":
+            assert Source.objects.get(pk=stored.pk).cites_id == stored.cites_id
+        if record == "response":
+            assert stored.incidents.count() == 2 and Response.objects.get(pk=stored.pk).source_id == stored.source_id
 
 
 class TestDelete:

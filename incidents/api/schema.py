@@ -217,16 +217,28 @@ FEATURE_COLLECTION = build_object_type(
 
 
 class IncidentPlaceFieldExtension(OpenApiSerializerFieldExtension):
-    """An incident's places are written as ids and read as places with country and coordinates."""
+    """An incident's places are read as places with country and coordinates, and written as ids or
+    as read: by the `id` of such an object, its other fields read-only, any other key refused."""
 
     target_class = "incidents.api.serializers.IncidentPlaceField"
 
     def map_serializer_field(self, auto_schema, direction):
         from incidents.api.serializers import PlaceLocationSerializer
 
-        if direction == "request":
-            return build_basic_type(OpenApiTypes.INT)
-        return auto_schema.resolve_serializer(PlaceLocationSerializer, direction).ref
+        if direction == "response":
+            return auto_schema.resolve_serializer(PlaceLocationSerializer, direction).ref
+        read_only = {"description": "As read; read-only, left as stored."}
+        as_read = {
+            "type": "object",
+            "description": "The place as read: its `id` names it.",
+            "properties": {
+                name: build_basic_type(OpenApiTypes.INT) if name == "id" else read_only
+                for name in PlaceLocationSerializer.Meta.fields
+            },
+            "required": ["id"],
+            "additionalProperties": False,
+        }
+        return {"oneOf": [build_basic_type(OpenApiTypes.INT), as_read]}
 
 
 class LabelledFilterExtension(DjangoFilterExtension):

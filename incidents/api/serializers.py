@@ -498,10 +498,30 @@ class InvolvementSerializer(NestedRowSerializer):
 
 
 class IncidentPlaceField(BoundedManyMixin, serializers.PrimaryKeyRelatedField):
-    """Reads as the place with its country and (possibly coarsened) coordinates; writes by id."""
+    """Reads as the place with its country and (possibly coarsened) coordinates; writes by id, or as
+    read: an incident a client read is written back as it was read (`UnknownFieldsRefused`), where
+    its places, read as objects, were refused whole ("Incorrect type. Expected pk value, received
+    dict.")."""
+
+    default_error_messages = {
+        "not_a_place": 'A place is written by its id: 3, or as read, {{"id": 3, …}}; {problem}.',
+    }
 
     def use_pk_only_optimization(self):
         return False
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            # Only the id names the place; the fields read beside it (its name, its coordinates as
+            # this reader was shown them) are read-only, left as stored. A key a place is never read
+            # with is refused, as an unknown field of a record is, rather than taken as written.
+            unknown = sorted(set(data) - set(self.location_serializer.fields))
+            if unknown:
+                self.fail("not_a_place", problem=f"no place is read with {', '.join(unknown)}")
+            if "id" not in data:
+                self.fail("not_a_place", problem="this one has no id")
+            data = data["id"]
+        return super().to_internal_value(data)
 
     @cached_property
     def location_serializer(self):
