@@ -253,10 +253,12 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     country = CountryFilter(method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places")
     place = IdFilter(queryset=_every(Place), method="filter_place", label="Place id, including places inside it")
-    min_people = django_filters.NumberFilter(
+    # Counts of people, whole as `min_origins`: NumberFilter's decimal was truncated against the
+    # integer column, so `min_people=1.5` selected an incident of 1.
+    min_people = WholeNumberFilter(
         field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
     )
-    max_people = django_filters.NumberFilter(
+    max_people = WholeNumberFilter(
         field_name="people_count", lookup_expr="lte", min_value=0, label="Best estimate at most"
     )
     # Columns of the incident itself: no join, so no duplicate rows to remove. django-filter's

@@ -673,6 +673,9 @@ class TestFilters:
             ("date_to=2023-13-01", "date_to"),
             ("min_people=-1", "min_people"),
             ("max_people=many", "max_people"),
+            # A count is whole: the decimal was truncated against the column (1.5 selected 1).
+            ("min_people=1.5", "min_people"),
+            ("max_people=2.5", "max_people"),
             ("type=unknown-type", "type"),
             ("country=XX", "country"),
             ("place=abc", "place"),
