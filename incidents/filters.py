@@ -181,22 +181,33 @@ class SearchFilter(django_filters.CharFilter):
 
 
 class IncidentFilterForm(forms.Form):
-    """The checks that span filters: a date range that ends before it starts overlaps nothing, so it
-    is refused (a 400) rather than answered with an empty list the reader would take for a fact."""
+    """The checks that span filters: a range that ends before it starts (dates, or counts of
+    people) holds nothing, so it is refused (a 400) rather than answered with an empty list the
+    reader would take for a fact."""
 
     def clean(self):
         cleaned_data = super().clean()
-        date_from, date_to = cleaned_data.get("date_from"), cleaned_data.get("date_to")
-        if date_from and date_to and date_from > date_to:
-            # Named on both: either may be the one mistyped.
-            error = ValidationError(
-                _("date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that."),
-                code="dates_reversed",
-                params={"date_from": date_from, "date_to": date_to},
-            )
-            self.add_error("date_from", error)
-            self.add_error("date_to", error)
+        self._refuse_reversed(
+            "date_from",
+            "date_to",
+            _("date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that."),
+            code="dates_reversed",
+        )
+        self._refuse_reversed(
+            "min_people",
+            "max_people",
+            _("min_people (%(min_people)s) is above max_people (%(max_people)s): no count is both."),
+            code="people_reversed",
+        )
         return cleaned_data
+
+    def _refuse_reversed(self, low: str, high: str, message: str, *, code: str) -> None:
+        values = {low: self.cleaned_data.get(low), high: self.cleaned_data.get(high)}
+        if values[low] is not None and values[high] is not None and values[low] > values[high]:
+            # Named on both: either may be the one mistyped.
+            error = ValidationError(message, code=code, params=values)
+            self.add_error(low, error)
+            self.add_error(high, error)
 
 
 class DateAsWrittenField(forms.DateField):

@@ -698,6 +698,18 @@ class TestFilters:
         assert answer.status_code == 400
         assert list(answer.json()) == ["page_size"]
 
+    @pytest.mark.parametrize(
+        "path",
+        [f"{API}/incidents/", f"{API}/incidents/stats/?group_by=year&", f"{API}/incidents.csv", "/", "/statistics/?"],
+    )
+    def test_people_bounds_in_the_wrong_order_are_refused_naming_both(self, path):
+        # As reversed dates are: an empty list (statistics of 0 incidents) would be taken for a fact.
+        separator = "" if path.endswith(("?", "&")) else "?"
+        answer = client_for().get(f"{path}{separator}min_people=10&max_people=5")
+        assert answer.status_code == 400
+        text = answer.content.decode() if not answer.streaming else b"".join(answer.streaming_content).decode()
+        assert "min_people (10) is above max_people (5)" in text
+
     def test_every_malformed_parameter_is_named_at_once(self):
         answer = client_for().get(f"{API}/incidents/?min_people=-1&country=XX&date_to=2024-01-01&q=")
         assert answer.status_code == 400
