@@ -408,6 +408,26 @@ class TestUpdateIncident:
         incident.refresh_from_db()
         assert incident.people_count == 80
 
+    def test_a_current_if_match_with_a_stale_body_version_answers_409_and_changes_nothing(self, analyst, incident):
+        # An HTTP library adds If-Match from a fresh read while the body's `version` is the one the
+        # edit was made from: If-Match alone was read, and the stale edit written over the newer one.
+        incident.title = "Edited by someone else"
+        incident.save()
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"people_count": 90, "version": 1}, format="json", HTTP_IF_MATCH='"2"'
+        )
+        assert answer.status_code == 409, answer.content
+        assert "version 1" in answer.json()["detail"] and "If-Match" in answer.json()["detail"]
+        incident.refresh_from_db()
+        assert (incident.people_count, incident.version) == (80, 2)
+
+    def test_if_match_and_body_version_naming_the_same_version_are_accepted(self, analyst, incident):
+        answer = client_for(analyst).patch(
+            incident_url(incident), {"people_count": 90, "version": 1}, format="json", HTTP_IF_MATCH='"1"'
+        )
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["version"] == 2
+
     def test_a_body_version_the_incident_never_had_is_named_and_changes_nothing(self, analyst, incident):
         for version in (2, 10**30):
             answer = client_for(analyst).patch(
