@@ -470,6 +470,12 @@ class TestPagination:
             ("cursor=garbage", "cursor"),
             # A well-formed cursor whose position is not a date (p=1&o=9).
             ("cursor=cD0xJm89OQ==", "cursor"),
+            # Characters base64 does not use, which it drops: no position, read as page 1 again (a
+            # sync whose stored cursor was mangled looped), as was an empty cursor.
+            ("cursor=***", "cursor"),
+            ("cursor=%00", "cursor"),
+            ("cursor=%25%25", "cursor"),
+            ("cursor=", "cursor"),
         ],
     )
     def test_bad_paging_parameters_answer_400_naming_them(self, query, parameter):
