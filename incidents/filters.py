@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import BooleanField, Exists, Expression, OuterRef
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
@@ -37,7 +38,7 @@ from incidents.models import (
 )
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
 from incidents.search import IncidentSearch
-from tracker.formats import TIME_AS_WRITTEN, date_refused
+from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused
 
 
 class HasPlaceInCountry(Expression):
@@ -230,11 +231,21 @@ class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
     """An ISO 8601 time, cleaned into UTC: Python accepts offsets up to a day, PostgreSQL only up
     to 15:59, and refused the others with a 500 (`+17:44`, found by schemathesis). A time whose UTC
     falls outside the years 1 to 9999 (`0001-01-01T00:00:00+23:00`) is no valid time: a 400 naming
-    the parameter, where converting it in the filter was a 500. Refused, it says how to write one."""
+    the parameter, where converting it in the filter was a 500. Refused, it says how to write one.
 
-    default_error_messages = {"invalid": TIME_AS_WRITTEN}
+    A time without its offset (`2024-05-01T00:00:00`, or a date alone) is refused too, as a page's
+    cursor refuses one (`pagination._in_utc`): django-filter read it as UTC, and a sync whose script
+    wrote its local time missed or repeated the hours between without a word."""
+
+    default_error_messages = {"invalid": TIME_AS_WRITTEN, "no_offset": TIME_WITHOUT_OFFSET}
 
     def to_python(self, value):
+        try:
+            written = parse_datetime(value.strip()) if isinstance(value, str) else None
+        except ValueError:
+            written = None  # no time at all: refused below as such
+        if written is not None and written.tzinfo is None:
+            raise ValidationError(self.error_messages["no_offset"], code="no_offset")
         value = super().to_python(value)
         try:
             return value.astimezone(UTC) if value else value

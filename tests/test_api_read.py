@@ -783,3 +783,14 @@ def test_updated_since_whose_utc_time_is_beyond_the_calendar_answers_400_naming_
         answer = client_for().get(address, {"updated_since": updated_since, "group_by": "year"})
         assert answer.status_code == 400
         assert "updated_since" in answer.content.decode()
+
+
+@pytest.mark.parametrize(("path", "parameter"), [("incidents/", "updated_since"), ("incidents/withdrawn/", "since")])
+@pytest.mark.parametrize("time", ["2024-05-01T00:00:00", "2024-05-01"])
+def test_a_sync_time_without_its_offset_answers_400_asking_for_one(path, parameter, time):
+    # Read as UTC, a local time written by a script in Seoul was nine hours off: the sync missed or
+    # repeated nine hours of changes, 200.
+    answer = client_for(make_user(roles.ANALYST)).get(f"{API}/{path}", {parameter: time})
+    assert answer.status_code == 400, answer.content
+    (message,) = answer.json()[parameter]
+    assert message.startswith("Give the time with its offset: 2023-10-09T14:30:00Z"), message
