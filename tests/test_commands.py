@@ -417,6 +417,8 @@ def test_export_help_names_the_values_of_its_repeatable_filters(capsys):
         (("--min-people", "1.5"), "--min-people"),
         # A time without its offset was read as UTC: a script's local time, hours off.
         (("--updated-since", "2024-05-01T00:00:00"), "--updated-since"),
+        # A search of no word exported every incident.
+        (("--q", "!!!"), "--q"),
     ],
 )
 def test_export_refuses_a_filter_value_the_api_refuses(tmp_path, arguments, option):
