@@ -5,6 +5,7 @@ from datetime import date
 
 import pytest
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from incidents import roles
 from incidents.api.serializers import NESTED_ITEMS_MAX
@@ -79,6 +80,31 @@ class TestTokens:
         client = client_for()
         client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
         assert client.get(f"{API}/incidents/").status_code == 401
+
+    @pytest.mark.parametrize("scheme", ["Bearer", "Basic", "token-typo"])
+    def test_a_token_sent_under_another_scheme_answers_401_naming_the_scheme_read(self, scheme):
+        # Read as no credentials, it was answered as an anonymous request, 200, without the drafts
+        # its owner may see: a partner's sync silently copied the public data alone.
+        reviewer = make_user(roles.REVIEWER)
+        draft = make_incident(review_state="draft")
+        key = client_for(reviewer)._credentials["HTTP_AUTHORIZATION"].removeprefix("Token ")
+        answer = APIClient().get(f"{API}/incidents/", HTTP_AUTHORIZATION=f"{scheme} {key}")
+        assert answer.status_code == 401, answer.content
+        assert answer["WWW-Authenticate"] == "Token"
+        assert "Authorization: Token <key>" in answer.json()["detail"]
+        assert draft.public_id not in answer.content.decode()
+
+    def test_a_signed_in_session_is_read_whatever_authorization_header_a_proxy_adds(self, client):
+        # A browser behind a password-protected proxy sends `Authorization: Basic …` with every
+        # request: the browsable API's signed-in reader is still read by their session, and the
+        # public pages, which read no token, answer as ever.
+        reviewer = make_user(roles.REVIEWER)
+        draft = make_incident(review_state="draft")
+        basic = "Basic Zm9vOmJhcg=="
+        assert client.get("/", HTTP_AUTHORIZATION=basic).status_code == 200
+        client.force_login(reviewer)
+        answer = client.get(incident_url(draft), HTTP_AUTHORIZATION=basic)
+        assert answer.status_code == 200, answer.content
 
 
 class TestCreateIncident:
