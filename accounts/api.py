@@ -19,11 +19,16 @@ from accounts.services import (
     token_create,
     token_revoke,
 )
+from incidents.api.serializers import UnknownFieldsRefused
 from incidents.api.throttling import SignInThrottle
 from incidents.numbers import is_whole_number
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(UnknownFieldsRefused):
+    """A field the request does not have is refused naming it, as a record's write refuses one:
+    left out, `expires_at` (a field the answer shows) or a misspelt `name` issued a token for the
+    default lifetime or under the default name, and the client was told nothing."""
+
     username = serializers.CharField()
     password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
     name = serializers.CharField(max_length=100, default="API token", help_text="What the token is for.")

@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import BooleanField, Exists, Expression, OuterRef
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
@@ -37,7 +38,7 @@ from incidents.models import (
 )
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
 from incidents.search import IncidentSearch
-from tracker.formats import TIME_AS_WRITTEN, date_refused
+from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused
 
 
 class HasPlaceInCountry(Expression):
@@ -181,22 +182,33 @@ class SearchFilter(django_filters.CharFilter):
 
 
 class IncidentFilterForm(forms.Form):
-    """The checks that span filters: a date range that ends before it starts overlaps nothing, so it
-    is refused (a 400) rather than answered with an empty list the reader would take for a fact."""
+    """The checks that span filters: a range that ends before it starts (dates, or counts of
+    people) holds nothing, so it is refused (a 400) rather than answered with an empty list the
+    reader would take for a fact."""
 
     def clean(self):
         cleaned_data = super().clean()
-        date_from, date_to = cleaned_data.get("date_from"), cleaned_data.get("date_to")
-        if date_from and date_to and date_from > date_to:
-            # Named on both: either may be the one mistyped.
-            error = ValidationError(
-                _("date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that."),
-                code="dates_reversed",
-                params={"date_from": date_from, "date_to": date_to},
-            )
-            self.add_error("date_from", error)
-            self.add_error("date_to", error)
+        self._refuse_reversed(
+            "date_from",
+            "date_to",
+            _("date_from (%(date_from)s) is after date_to (%(date_to)s): no date range overlaps that."),
+            code="dates_reversed",
+        )
+        self._refuse_reversed(
+            "min_people",
+            "max_people",
+            _("min_people (%(min_people)s) is above max_people (%(max_people)s): no count is both."),
+            code="people_reversed",
+        )
         return cleaned_data
+
+    def _refuse_reversed(self, low: str, high: str, message: str, *, code: str) -> None:
+        values = {low: self.cleaned_data.get(low), high: self.cleaned_data.get(high)}
+        if values[low] is not None and values[high] is not None and values[low] > values[high]:
+            # Named on both: either may be the one mistyped.
+            error = ValidationError(message, code=code, params=values)
+            self.add_error(low, error)
+            self.add_error(high, error)
 
 
 class DateAsWrittenField(forms.DateField):
@@ -219,11 +231,21 @@ class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
     """An ISO 8601 time, cleaned into UTC: Python accepts offsets up to a day, PostgreSQL only up
     to 15:59, and refused the others with a 500 (`+17:44`, found by schemathesis). A time whose UTC
     falls outside the years 1 to 9999 (`0001-01-01T00:00:00+23:00`) is no valid time: a 400 naming
-    the parameter, where converting it in the filter was a 500. Refused, it says how to write one."""
+    the parameter, where converting it in the filter was a 500. Refused, it says how to write one.
 
-    default_error_messages = {"invalid": TIME_AS_WRITTEN}
+    A time without its offset (`2024-05-01T00:00:00`, or a date alone) is refused too, as a page's
+    cursor refuses one (`pagination._in_utc`): django-filter read it as UTC, and a sync whose script
+    wrote its local time missed or repeated the hours between without a word."""
+
+    default_error_messages = {"invalid": TIME_AS_WRITTEN, "no_offset": TIME_WITHOUT_OFFSET}
 
     def to_python(self, value):
+        try:
+            written = parse_datetime(value.strip()) if isinstance(value, str) else None
+        except ValueError:
+            written = None  # no time at all: refused below as such
+        if written is not None and written.tzinfo is None:
+            raise ValidationError(self.error_messages["no_offset"], code="no_offset")
         value = super().to_python(value)
         try:
             return value.astimezone(UTC) if value else value
@@ -253,10 +275,12 @@ class IncidentFilterSet(django_filters.FilterSet):
     )
     country = CountryFilter(method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places")
     place = IdFilter(queryset=_every(Place), method="filter_place", label="Place id, including places inside it")
-    min_people = django_filters.NumberFilter(
+    # Counts of people, whole as `min_origins`: NumberFilter's decimal was truncated against the
+    # integer column, so `min_people=1.5` selected an incident of 1.
+    min_people = WholeNumberFilter(
         field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
     )
-    max_people = django_filters.NumberFilter(
+    max_people = WholeNumberFilter(
         field_name="people_count", lookup_expr="lte", min_value=0, label="Best estimate at most"
     )
     # Columns of the incident itself: no join, so no duplicate rows to remove. django-filter's

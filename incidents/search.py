@@ -132,9 +132,9 @@ class SearchTerm(NamedTuple):
 def search_terms(text: str) -> list[SearchTerm]:
     """The distinct words and phrases of `text` (the same in any case counts once), or a
     ValidationError saying which bound it passes. Pieces without a letter or digit (a lone `-`,
-    punctuation) find nothing: left out. A NUL character, which PostgreSQL's text cannot hold, is
-    refused: the admin's autocomplete (a claim's source, typed `a%00b`) sent it to the database's
-    ILIKE, a 500."""
+    punctuation) find nothing: left out; a search of nothing else is refused. A NUL character,
+    which PostgreSQL's text cannot hold, is refused: the admin's autocomplete (a claim's source,
+    typed `a%00b`) sent it to the database's ILIKE, a 500."""
     ProhibitNullCharactersValidator()(text)
     if len(text) > MAX_LENGTH:
         raise ValidationError(
@@ -159,6 +159,14 @@ def search_terms(text: str) -> list[SearchTerm]:
             )
         prefix = starred or (not phrase and _KOREAN_WORD.fullmatch(words) is not None)
         terms.setdefault((words.casefold(), phrase, excluded, prefix), SearchTerm(words, phrase, excluded, prefix))
+    if not terms and text.strip():
+        # Punctuation alone (`!!!`, a lone `-`), an empty phrase, or bytes that are no UTF-8 (which
+        # Django decodes as U+FFFD): a search with no word to find, which every door answered with
+        # every record, as if no search had been asked.
+        raise ValidationError(
+            _("Search for at least one word of letters or digits: this search has none to find."),
+            code="no_word",
+        )
     if len(terms) > MAX_TERMS:
         raise ValidationError(
             _('Search at most %(limit)d words or "phrases" at a time (this search has %(count)d).'),

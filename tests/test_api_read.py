@@ -470,6 +470,12 @@ class TestPagination:
             ("cursor=garbage", "cursor"),
             # A well-formed cursor whose position is not a date (p=1&o=9).
             ("cursor=cD0xJm89OQ==", "cursor"),
+            # Characters base64 does not use, which it drops: no position, read as page 1 again (a
+            # sync whose stored cursor was mangled looped), as was an empty cursor.
+            ("cursor=***", "cursor"),
+            ("cursor=%00", "cursor"),
+            ("cursor=%25%25", "cursor"),
+            ("cursor=", "cursor"),
         ],
     )
     def test_bad_paging_parameters_answer_400_naming_them(self, query, parameter):
@@ -673,6 +679,9 @@ class TestFilters:
             ("date_to=2023-13-01", "date_to"),
             ("min_people=-1", "min_people"),
             ("max_people=many", "max_people"),
+            # A count is whole: the decimal was truncated against the column (1.5 selected 1).
+            ("min_people=1.5", "min_people"),
+            ("max_people=2.5", "max_people"),
             ("type=unknown-type", "type"),
             ("country=XX", "country"),
             ("place=abc", "place"),
@@ -694,6 +703,18 @@ class TestFilters:
         answer = client_for().get(f"{API}/{path}", {"page_size": page_size})
         assert answer.status_code == 400
         assert list(answer.json()) == ["page_size"]
+
+    @pytest.mark.parametrize(
+        "path",
+        [f"{API}/incidents/", f"{API}/incidents/stats/?group_by=year&", f"{API}/incidents.csv", "/", "/statistics/?"],
+    )
+    def test_people_bounds_in_the_wrong_order_are_refused_naming_both(self, path):
+        # As reversed dates are: an empty list (statistics of 0 incidents) would be taken for a fact.
+        separator = "" if path.endswith(("?", "&")) else "?"
+        answer = client_for().get(f"{path}{separator}min_people=10&max_people=5")
+        assert answer.status_code == 400
+        text = answer.content.decode() if not answer.streaming else b"".join(answer.streaming_content).decode()
+        assert "min_people (10) is above max_people (5)" in text
 
     def test_every_malformed_parameter_is_named_at_once(self):
         answer = client_for().get(f"{API}/incidents/?min_people=-1&country=XX&date_to=2024-01-01&q=")
@@ -762,3 +783,14 @@ def test_updated_since_whose_utc_time_is_beyond_the_calendar_answers_400_naming_
         answer = client_for().get(address, {"updated_since": updated_since, "group_by": "year"})
         assert answer.status_code == 400
         assert "updated_since" in answer.content.decode()
+
+
+@pytest.mark.parametrize(("path", "parameter"), [("incidents/", "updated_since"), ("incidents/withdrawn/", "since")])
+@pytest.mark.parametrize("time", ["2024-05-01T00:00:00", "2024-05-01"])
+def test_a_sync_time_without_its_offset_answers_400_asking_for_one(path, parameter, time):
+    # Read as UTC, a local time written by a script in Seoul was nine hours off: the sync missed or
+    # repeated nine hours of changes, 200.
+    answer = client_for(make_user(roles.ANALYST)).get(f"{API}/{path}", {parameter: time})
+    assert answer.status_code == 400, answer.content
+    (message,) = answer.json()[parameter]
+    assert message.startswith("Give the time with its offset: 2023-10-09T14:30:00Z"), message

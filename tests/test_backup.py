@@ -122,6 +122,17 @@ def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_fi
     assert "_never_created" in message and "does not exist" in message and "createdb" in message
 
 
+@pytest.mark.parametrize("into", ["", "zzz", "mysql://tracker@db/tracker", "host=/nonexistent dbname"])
+def test_restore_into_an_address_that_is_no_database_address_is_refused_naming_into(tmp_path, settings, into):
+    # An empty one (`--into "$TARGET"` with TARGET unset) restored into DATABASE_URL's database, the
+    # default; one psycopg cannot parse (a typo, another database's URL) was psycopg's traceback.
+    settings.DATABASE_URL = conninfo("never_connected_to")
+    not_a_backup = tmp_path / "not-a-backup.bin"
+    not_a_backup.write_bytes(b"not a backup")
+    with pytest.raises(CommandError, match="--into: give the address of a PostgreSQL database"):
+        call_command("restore", str(not_a_backup), "--into", into)
+
+
 def test_restore_without_a_key_asks_for_the_one_the_backup_was_written_with(backup_file, empty_database, settings):
     # Not a new key, as for `backup`: a new key cannot read the file.
     settings.BACKUP_KEY = ""

@@ -410,6 +410,25 @@ def test_export_help_names_the_values_of_its_repeatable_filters(capsys):
     assert "--review-state REVIEW_STATE review_state (repeatable): draft, in_review, published" in help_text
 
 
+@pytest.mark.parametrize(
+    ("arguments", "option"),
+    [
+        # The filter set's rules, said of the command's options: a fraction of a count was truncated.
+        (("--min-people", "1.5"), "--min-people"),
+        # A time without its offset was read as UTC: a script's local time, hours off.
+        (("--updated-since", "2024-05-01T00:00:00"), "--updated-since"),
+        # A search of no word exported every incident.
+        (("--q", "!!!"), "--q"),
+    ],
+)
+def test_export_refuses_a_filter_value_the_api_refuses(tmp_path, arguments, option):
+    make_incident(title="Not exported")
+    output = tmp_path / "export.csv"
+    with pytest.raises(CommandError, match=option):
+        call_command("export_incidents", *arguments, "-o", str(output))
+    assert not output.exists()
+
+
 def test_export_refuses_an_empty_output_name(capsysbinary):
     # Read as no -o at all, it sent the rows to standard output: `-o "$OUT"` with OUT unset.
     make_incident(title="Only for the file")

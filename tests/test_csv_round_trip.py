@@ -208,7 +208,9 @@ def test_an_incremental_export_with_a_merged_incident_imports_back_and_its_merge
     pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
     incident_merge(user=make_user(roles.REVIEWER), pair=pair, survivor=survivor.public_id)
     output = tmp_path / "sync.csv"
-    call_command("export_incidents", f"--user={analyst.username}", "--updated-since=2000-01-01", "-o", str(output))
+    call_command(
+        "export_incidents", f"--user={analyst.username}", "--updated-since=2000-01-01T00:00:00Z", "-o", str(output)
+    )
     exported = output.read_bytes()
     assert cells(exported, "merged_into") == [survivor.public_id, ""]  # newest first
     history = history_row_count()

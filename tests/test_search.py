@@ -232,6 +232,22 @@ class TestBounds:
         assert list(answer.json()) == ["q"]
         assert "at least 2 letters or digits before *" in answer.json()["q"][0]
 
+    @pytest.mark.parametrize("raw_query", ["q=!!!", "q=-", "q=%22%22", "q=%ED%A0%80", "q=%FF%FE"])
+    def test_a_search_with_no_word_is_refused_naming_q_not_answered_with_everything(self, client, reviewer, raw_query):
+        # Punctuation alone, an empty phrase, or bytes that are no UTF-8 (Django decodes them as
+        # U+FFFD) have no word to find: every incident was answered, 200, as if no search was asked.
+        make_incident(title="Alpha")
+        answer = client_for().get(f"{API}/incidents/?{raw_query}")
+        assert answer.status_code == 400, answer.content
+        assert list(answer.json()) == ["q"]
+        assert answer.json()["q"][0].startswith("Search for at least one word")
+        page = client.get(f"/?{raw_query}")
+        assert page.status_code == 400 and "Search for at least one word" in html.unescape(page.content.decode())
+        client.force_login(reviewer)
+        response = client.get(f"{CHANGELIST}?{raw_query}")
+        assert list(response.context["cl"].result_list) == []
+        assert "This search cannot be run: Search for at least one word" in html.unescape(response.content.decode())
+
     def test_other_admins_search_a_starred_word_as_any_other(self, client, reviewer):
         report = make_source(title="Human Rights Watch report on Dandong")
         client.force_login(reviewer)

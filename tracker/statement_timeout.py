@@ -108,9 +108,10 @@ class AnonymousStatementTimeoutMiddleware:
 def _sends_a_token(request) -> bool:
     """An API request with `Authorization: Token …`, which DRF authenticates in its view or refuses
     (401) before any other statement: a partner tool, counted by its account, is not held by what
-    anonymous requests from its address took. Any other scheme reads as anonymous, and is held; so
-    does the header sent to a page outside the API, which never reads it: made up, it lifted an
-    address's share on the public pages."""
+    anonymous requests from its address took. Any other scheme DRF refuses too (401, before any
+    statement; `accounts.authentication`), unless a signed-in session is read instead; the header
+    sent to a page outside the API, which never reads it, is held: made up, it lifted an address's
+    share on the public pages."""
     return (
         request.path_info.startswith("/api/")
         and request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0].lower() == "token"

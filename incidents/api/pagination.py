@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import DateTimeField, Q
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 
 from incidents.history import HISTORY_ORDERING
 from incidents.numbers import is_whole_number
@@ -47,11 +47,20 @@ class StableCursorPagination(CursorPagination):
 
     invalid_cursor = "Invalid cursor: use the `next` or `previous` link of a page as it is."
 
+    # What DRF decodes from a cursor of no tokens. No link a page gives is that (the first page is
+    # reached without a cursor), but base64 drops the characters it does not use, so a mangled
+    # cursor (`***`, a NUL, `%%`) or an empty one decoded to it, and was answered as page 1 again:
+    # a sync whose stored cursor was mangled looped over its first page.
+    _NO_POSITION = Cursor(offset=0, reverse=False, position=None)
+
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
-            raise ValidationError({self.cursor_query_param: [self.invalid_cursor]}) from None
+            cursor = self._NO_POSITION
+        if cursor == self._NO_POSITION:
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor]})
+        return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
         # A tampered cursor can carry a position that is not a value of the ordering's columns; the

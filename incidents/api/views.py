@@ -180,9 +180,20 @@ class ResourceViewSet(viewsets.ModelViewSet):
         return True
 
     def _expected_version(self, serializer, record, by_header: bool) -> int:
-        """The version a change was made from: If-Match's (checked already), or the body's."""
+        """The version a change was made from: If-Match's (checked already), or the body's; both
+        when both are sent, and they must agree. An HTTP library adds If-Match from its latest read
+        while the body's `version` is the one the edit was made from: reading If-Match alone wrote a
+        stale edit over the newer one."""
         if by_header:
-            return version_seen_by(record, self.request.user)
+            current = version_seen_by(record, self.request.user)
+            sent = serializer.validated_data.get("version", current)
+            if sent != current:
+                raise VersionMismatch(
+                    f"Your body's version ({sent}) is not the version your If-Match names ({current}), the current "
+                    f"one: the change was made from version {sent}, and is not saved. "
+                    "Reload, then apply your changes again."
+                )
+            return current
         if "version" in serializer.validated_data:
             return serializer.validated_data["version"]
         raise serializers.ValidationError(

@@ -4,8 +4,10 @@ name before the command changes anything."""
 import argparse
 from pathlib import Path
 
+import psycopg
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from psycopg.conninfo import conninfo_to_dict
 
 
 def path_name(value: str) -> Path:
@@ -35,3 +37,19 @@ def site_path(value: str) -> str:
     if not value.startswith("/") or value.startswith("//"):
         raise argparse.ArgumentTypeError(f"give a path of this site starting with one /, not {value!r}")
     return value
+
+
+def database_address(value: str) -> str:
+    # Where a restore writes. An empty one (`--into "$TARGET"` with TARGET unset) would mean the
+    # default database, DATABASE_URL's, as leaving the option out does; one libpq cannot parse (a
+    # typo, another database's URL) was psycopg's traceback. Parsed only: reaching it is the command's.
+    if value:
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError:
+            pass
+        else:
+            return value
+    raise argparse.ArgumentTypeError(
+        f"give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…), not {value!r}"
+    )

@@ -17,8 +17,14 @@ from django.utils.dates import MONTHS
 from django.utils.translation import gettext, gettext_lazy
 
 DATE_AS_WRITTEN = gettext_lazy("Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023.")
-# `updated_since` and the withdrawals' `since`: ISO 8601, a date alone meaning its midnight in UTC.
+# `updated_since` and the withdrawals' `since`: ISO 8601, with its offset.
 TIME_AS_WRITTEN = gettext_lazy("Enter the time as ISO 8601: 2023-10-09T14:30:00Z for 14:30 UTC on 9 October 2023.")
+# A time (or a date alone) without its offset names no moment: one written by a script in Seoul was
+# read as UTC, nine hours off, and a sync missed or repeated nine hours of changes.
+TIME_WITHOUT_OFFSET = gettext_lazy(
+    "Give the time with its offset: 2023-10-09T14:30:00Z for 14:30 UTC, or 2023-10-09T14:30:00+09:00 "
+    "for 14:30 in Seoul. A time without one is not read as UTC."
+)
 
 
 # YYYY-MM-DD, as every door reads a date; the numbers are checked against the calendar apart.

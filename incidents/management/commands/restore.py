@@ -4,7 +4,7 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.management.arguments import path_name
+from incidents.management.arguments import database_address, path_name
 from tracker import backup
 
 
@@ -17,7 +17,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", metavar="FILE", type=path_name, help="A file written by `manage.py backup`.")
         parser.add_argument(
-            "--into", metavar="URL", help="postgres://… of the empty database to fill (default: DATABASE_URL)."
+            "--into",
+            metavar="URL",
+            type=database_address,
+            help="postgres://… of the empty database to fill (default: DATABASE_URL).",
         )
 
     def handle(self, *args, file, into, **options):
