@@ -607,8 +607,8 @@ def test_an_api_request_django_refuses_before_any_view_gets_json_saying_why():
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/api/v1/incidents/", '{"detail": "The request sends more than 1,000 parameters or form fields."}'),
-        ("/", "The request sends more than 1,000 parameters or form fields."),
+        ("/api/v1/incidents/", '{"detail": "The request sends more than 10,000 parameters or form fields."}'),
+        ("/", "The request sends more than 10,000 parameters or form fields."),
     ],
 )
 def test_too_many_parameters_are_the_same_400_with_debug_on(path, expected):
