@@ -19,6 +19,7 @@ from accounts.services import (
     token_create,
     token_revoke,
 )
+from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.throttling import SignInThrottle
 from incidents.numbers import is_whole_number
 
@@ -82,7 +83,7 @@ class IssuedTokenSerializer(TokenSerializer):
         fields = ["token", *TokenSerializer.Meta.fields]
 
 
-class TokenRequestView(APIView):
+class TokenRequestView(ReadParametersOnlyMixin, APIView):
     """A new API token for the account whose username and password are given."""
 
     authentication_classes = []
@@ -107,7 +108,7 @@ class TokenRequestView(APIView):
         )
 
 
-class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class TokenViewSet(ReadParametersOnlyMixin, mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """The signed-in account's own API tokens; DELETE revokes one."""
 
     serializer_class = TokenSerializer

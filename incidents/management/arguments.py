@@ -35,3 +35,14 @@ def site_path(value: str) -> str:
     if not value.startswith("/") or value.startswith("//"):
         raise argparse.ArgumentTypeError(f"give a path of this site starting with one /, not {value!r}")
     return value
+
+
+class StoreOnce(argparse.Action):
+    """argparse's `store`, refusing the option given twice: `--country CN --country KP` exported
+    North Korea's incidents alone (the last value), as the API refuses `country=CN&country=KP`
+    (`incidents.parameters`). A repeatable filter (`--verification`) is `append`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string}: given twice; give it once.")
+        setattr(namespace, self.dest, values)
