@@ -19,6 +19,7 @@ from accounts.services import (
     token_create,
     token_revoke,
 )
+from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.serializers import UnknownFieldsRefused
 from incidents.api.throttling import SignInThrottle
 from incidents.numbers import is_whole_number
@@ -87,7 +88,7 @@ class IssuedTokenSerializer(TokenSerializer):
         fields = ["token", *TokenSerializer.Meta.fields]
 
 
-class TokenRequestView(APIView):
+class TokenRequestView(ReadParametersOnlyMixin, APIView):
     """A new API token for the account whose username and password are given."""
 
     authentication_classes = []
@@ -112,7 +113,7 @@ class TokenRequestView(APIView):
         )
 
 
-class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class TokenViewSet(ReadParametersOnlyMixin, mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """The signed-in account's own API tokens; DELETE revokes one."""
 
     serializer_class = TokenSerializer

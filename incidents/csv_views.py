@@ -23,6 +23,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
+from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.renderers import JSONRenderer
 from incidents.api.schema import BUSY_RETRY_AFTER, DETAIL_ERROR, THROTTLED_RETRY_AFTER, OpenReadsAutoSchema
 from incidents.api.throttling import ExportThrottle
@@ -237,7 +238,7 @@ class CsvOptionsSerializer(serializers.Serializer):
         (503, "application/json"): DETAIL_ERROR,
     },
 )
-class IncidentCsvView(GenericAPIView):
+class IncidentCsvView(ReadParametersOnlyMixin, GenericAPIView):
     """The incidents the user may see, filtered like the incident list, as CSV (columns in the README)."""
 
     # Set here rather than left to the project's DRF settings, so the endpoint is documented and
@@ -248,6 +249,9 @@ class IncidentCsvView(GenericAPIView):
     # Errors are JSON whatever the client asked for: the success body is CSV, which no renderer
     # produces, so content negotiation must not turn a 400 into a 406.
     renderer_classes = [JSONRenderer]
+    # Every matching incident, in the export's order: no page, no ordering (`pagination_class`).
+    pagination_class = None
+    extra_query_parameters = tuple(CsvOptionsSerializer().fields)
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)

@@ -2084,3 +2084,20 @@ def test_home_says_where_the_history_is_not_recent_actions_it_does_not_keep(clie
     assert "Recent actions" not in home and "None available" not in home
     assert "open a\n    record and choose <strong>History</strong>" in home
     assert Incident.objects.get().title == "After"
+
+
+def test_the_incident_list_refuses_a_filter_of_one_value_given_twice_naming_it():
+    """`?country=CN&country=KP` listed North Korea's incidents alone, 200: the list's own filters
+    read one value (the last); a field's filter reads every value, and still does."""
+    china = make_place(name="China", kind="country", country="CN")
+    korea = make_place(name="North Korea", kind="country", country="KP")
+    make_incident(title="In China", places=[china])
+    make_incident(title="In North Korea", places=[korea])
+    client = logged_in(Client(), make_user(roles.REVIEWER))
+    url = reverse("admin:incidents_incident_changelist")
+    response = client.get(f"{url}?country=CN&country=KP")
+    assert response.status_code == 400
+    assert response.context["errors"] == {"country": ["Given 2 times; give it once."]}
+    assert client.get(f"{url}?q=a&q=b").status_code == 400
+    both = client.get(f"{url}?verification__exact=alleged&verification__exact=corroborated")
+    assert both.status_code == 200

@@ -794,3 +794,98 @@ def test_a_sync_time_without_its_offset_answers_400_asking_for_one(path, paramet
     assert answer.status_code == 400, answer.content
     (message,) = answer.json()[parameter]
     assert message.startswith("Give the time with its offset: 2023-10-09T14:30:00Z"), message
+
+
+# --- Query parameters a door does not read, and single-valued ones given twice -------------------
+
+
+@pytest.fixture
+def china_and_korea():
+    """A published incident of one person in China, one of two people in North Korea."""
+    china = make_place(name="China", kind="country", country="CN", latitude=40.0, longitude=116.0)
+    korea = make_place(name="North Korea", kind="country", country="KP", latitude=39.0, longitude=125.0)
+    return {
+        "one": make_incident(title="One person returned", people_count=1, places=[china]),
+        "two": make_incident(title="Two people returned", people_count=2, places=[korea]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "unknown"),
+    [
+        # A misspelt filter answered every incident, as if unfiltered.
+        (f"{API}/incidents/", {"contry": "CN"}, "contry"),
+        (f"{API}/incidents/", {"min_peopel": "2"}, "min_peopel"),
+        (f"{API}/incidents.geojson", {"bbox": "nan,nan,inf,inf"}, "bbox"),
+        # The incidents' filters, asked of lists that have none.
+        (f"{API}/places/", {"country": "CN"}, "country"),
+        (f"{API}/sources/", {"q": "no such words"}, "q"),
+        # The withdrawals do not follow a sync's filters (README, "Withdrawals say what left your
+        # view, not what left a filter"): a 200 told the client they did.
+        (f"{API}/incidents/withdrawn/", {"since": "2020-01-01T00:00:00Z", "country": "CN"}, "country"),
+        # A record's detail is named by its address: no filter, no page, no DRF `fields`.
+        (f"{API}/incidents/INC-000000/", {"fields": "title"}, "fields"),
+        (f"{API}/incidents/INC-000000/", {"country": "KP"}, "country"),
+        (f"{API}/auth/tokens/", {"cursor": "x"}, "cursor"),
+    ],
+)
+def test_a_parameter_the_door_does_not_read_is_refused_naming_it(china_and_korea, path, query, unknown):
+    path = path.replace("INC-000000", china_and_korea["one"].public_id)
+    response = client_for(make_user(roles.ANALYST)).get(path, query)
+    assert response.status_code == 400, response.content[:300]
+    assert list(response.json()) == [unknown]
+    assert "No such parameter here" in response.json()[unknown][0]
+
+
+def test_the_parameters_the_doors_read_are_still_read(china_and_korea):
+    client = client_for()
+    # Filters, DRF's format, and the page's cursor, size and ordering.
+    first = client.get(f"{API}/incidents/", {"country": "CN", "page_size": 1, "ordering": "people_count"})
+    assert first.status_code == 200 and public_ids(first) == {china_and_korea["one"].public_id}
+    assert client.get(f"{API}/incidents/", {"format": "geojson", "min_people": 2}).status_code == 200
+    paged = client.get(f"{API}/incidents/", {"page_size": 1, "ordering": "people_count"})
+    assert client.get(paged.json()["next"]).status_code == 200
+    # The one repeatable filter reads every value.
+    both = client.get(f"{API}/incidents/?verification=alleged&verification=corroborated&verification=verified")
+    assert both.status_code == 200
+    assert client.get(f"{API}/places/", {"page_size": 1, "format": "json"}).status_code == 200
+    assert client.get(incident_url(china_and_korea["one"]), {"format": "json"}).status_code == 200
+
+
+def test_a_single_valued_filter_given_twice_is_refused_naming_it(china_and_korea):
+    """`?country=CN&country=KP` answered the North Korean incident alone (a QueryDict's last value), 200."""
+    response = client_for().get(f"{API}/incidents/?country=CN&country=KP")
+    assert response.status_code == 400
+    assert response.json() == {"country": ["Given 2 times; give it once."]}
+
+
+@pytest.mark.parametrize("parameter", ["page_size=200&page_size=1", "ordering=-date_start&ordering=date_start"])
+def test_a_page_parameter_given_twice_is_refused_naming_it(china_and_korea, parameter):
+    response = client_for().get(f"{API}/incidents/?{parameter}")
+    assert response.status_code == 400
+    assert list(response.json()) == [parameter.partition("=")[0]]
+
+
+def test_every_api_view_refuses_the_parameters_it_does_not_read():
+    """The refusal is the views' common base's (`ReadParametersOnlyMixin`), so no door of the API
+    lags behind: every view under /api/v1/ has it, but the schema and its documentation page
+    (drf-spectacular's, which read their own `lang` and `version`)."""
+    from django.urls import URLResolver, get_resolver
+
+    from incidents.api.parameters import ReadParametersOnlyMixin
+
+    def views(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from views(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern.callback
+
+    api_views = {
+        route: getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        for route, callback in views(get_resolver().url_patterns)
+        if route.startswith("api/v1/") and route not in ("api/v1/schema/", "api/v1/docs/")
+    }
+    api_views = {route: view for route, view in api_views.items() if view is not None}
+    assert len(api_views) > 20
+    assert {route: view for route, view in api_views.items() if not issubclass(view, ReadParametersOnlyMixin)} == {}

@@ -281,3 +281,25 @@ def test_statistics_take_a_fixed_number_of_queries_whatever_the_number_of_incide
     assert body["total"]["incidents"] == 5
     assert body["total"]["incidents_without_figure"] == 0
     assert body["total"]["people_count"] == 10
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        # The statistics are no page: neither an ordering nor a page size means anything there.
+        ("group_by=country&ordering=-people_count", "ordering"),
+        ("group_by=country&page_size=0", "page_size"),
+        ("group_by=country&contry=CN", "contry"),
+        # One table cannot be grouped both ways: it was grouped by the last.
+        ("group_by=year&group_by=country", "group_by"),
+        ("group_by=year&country=CN&country=KP", "country"),
+    ],
+)
+def test_a_parameter_the_statistics_do_not_read_or_given_twice_is_refused_naming_it(places, query, refused):
+    response = client_for().get(f"{API}/incidents/stats/?{query}")
+    assert response.status_code == 400
+    assert list(response.json()) == [refused]
+
+
+def test_the_statistics_read_their_grouping_the_filters_and_format(places):
+    assert client_for().get(f"{API}/incidents/stats/?group_by=year&country=CN&format=json").status_code == 200

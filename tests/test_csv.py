@@ -790,3 +790,88 @@ class TestAdmin:
         response = client.get(reverse("admin:incidents_incident_export_csv"))
         assert response.status_code == 302
         assert "/login/" in response["Location"]
+
+
+# --- Query parameters the export does not read, and single-valued ones given twice -------------
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        # "A bad parameter gets a 400 with JSON naming it" (README, "Export"), but an ordering, a
+        # page size and a cursor were passed over, 200: the whole file, newest first, where a
+        # client asked for one row or another order.
+        ("ordering=zzz", "ordering"),
+        ("ordering=people_count", "ordering"),
+        ("page_size=1", "page_size"),
+        ("cursor=***", "cursor"),
+        ("contry=CN", "contry"),
+        ("country=CN&country=KP", "country"),
+        ("bom=1&bom=0", "bom"),
+    ],
+)
+def test_a_parameter_the_export_does_not_read_or_given_twice_is_refused_naming_it(door, query, refused):
+    make_incident(title="Published")
+    response = Client().get(export_url(door, query))
+    assert response.status_code == 400
+    assert list(json.loads(response.content)) == [refused]
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ("/incidents.csv?contry=CN", "contry"),
+        ("/incidents.csv?ordering=zzz", "ordering"),
+        ("/incidents.csv?cursor=2024-01-01.1", "cursor"),
+        ("/incidents.csv?country=CN&country=KP", "country"),
+        ("/incidents.geojson?ordering=zzz", "ordering"),
+        ("/incidents.geojson?utm_source=newsletter", "utm_source"),
+        ("/map/incidents.geojson?contry=CN", "contry"),
+        ("/incidents/INC-000000.csv?country=CN", "country"),
+    ],
+)
+def test_the_public_downloads_refuse_a_parameter_they_do_not_read_naming_it(path, refused):
+    """The public site's data downloads, as the API's: its pages pass over what they do not read
+    (a shared link's `utm_source`), but a download that answered every incident for `?contry=`
+    was taken for the one asked for."""
+    incident = make_incident(title="Published")
+    response = Client().get(path.replace("INC-000000", incident.public_id))
+    assert response.status_code == 400
+    assert [error["parameter"] for error in response.context["errors"]] == [refused]
+
+
+def test_the_browse_pages_download_links_carry_its_filters_alone():
+    """The page's own cursor and the `utm_source` a shared link brought along stay behind, so the
+    links do not meet the downloads' refusal of a parameter they do not read."""
+    make_incident(title="Published", verification="alleged")
+    page = Client().get("/?verification=alleged&verification=corroborated&utm_source=x&q=returned").content.decode()
+    links = set(re.findall(r'href="(/incidents\.(?:csv|geojson)[^"]*)"', page))
+    assert links == {
+        "/incidents.csv?verification=alleged&amp;verification=corroborated&amp;q=returned",
+        "/incidents.csv?verification=alleged&amp;verification=corroborated&amp;q=returned&amp;bom=1",
+        "/incidents.geojson?verification=alleged&amp;verification=corroborated&amp;q=returned",
+    }
+    for link in links:
+        assert Client().get(html.unescape(link)).status_code == 200
+    map_page = Client().get("/map/?country=CN&utm_source=x").content.decode()
+    assert 'data-features="/map/incidents.geojson?country=CN"' in map_page
+
+
+@pytest.mark.parametrize("option", ["--country", "--user", "-o"])
+def test_the_export_command_refuses_an_option_of_one_value_given_twice(tmp_path, option):
+    """`--country CN --country KP` exported North Korea's incidents alone: argparse's "store" kept
+    the last value without a word (`--verification`, the one repeatable filter, is "append")."""
+    make_user(roles.ANALYST, username="one")
+    values = {"--country": ("CN", "KP"), "--user": ("one", "one"), "-o": (tmp_path / "a.csv", tmp_path / "b.csv")}
+    first, second = values[option]
+    with pytest.raises(CommandError, match=f"{option}: given twice"):
+        call_command("export_incidents", option, str(first), option, str(second), "-o", str(tmp_path / "out.csv"))
+
+
+def test_the_export_command_reads_every_value_of_a_repeatable_filter(tmp_path):
+    make_incident(title="Alleged", verification="alleged")
+    make_incident(title="Corroborated", verification="corroborated")
+    make_incident(title="Disputed", verification="disputed")
+    output = tmp_path / "out.csv"
+    call_command("export_incidents", "--verification", "alleged", "--verification", "corroborated", "-o", str(output))
+    assert {row["title"] for row in read_csv(output.read_bytes())} == {"Alleged", "Corroborated"}

@@ -1312,3 +1312,30 @@ def test_signed_in_readers_are_not_counted_by_the_public_rate(public_rate):
     # Their address's anonymous readers have their whole rate still.
     anonymous = Client(REMOTE_ADDR="192.0.2.7")
     assert [anonymous.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ("/?country=CN&country=KP", "country"),
+        ("/?date_from=2020-01-01&date_from=2024-01-01", "date_from"),
+        ("/statistics/?group_by=year&group_by=country", "group_by"),
+        ("/embed/statistics/?group_by=year&group_by=country", "group_by"),
+        ("/map/?min_people=1&min_people=2", "min_people"),
+    ],
+)
+def test_a_page_refuses_a_parameter_of_one_value_given_twice_naming_it(path, refused):
+    """`country=CN&country=KP` listed, counted and mapped North Korea's incidents alone (the last
+    value), and `group_by=year&group_by=country` grouped by country: the reader asked for both."""
+    response = Client().get(path)
+    assert response.status_code == 400
+    assert [error["parameter"] for error in response.context["errors"]] == [refused]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/", "/statistics/", "/map/", "/embed/statistics/", "/embed/map/"])
+def test_a_page_passes_over_a_parameter_it_does_not_read(path):
+    """A shared link carries `utm_source`, `fbclid`, … (given twice, too): the page reads its own."""
+    make_incident(title="Published")
+    assert Client().get(f"{path}?utm_source=a&utm_source=b&fbclid=x&verification=alleged").status_code == 200

@@ -31,6 +31,7 @@ from incidents.access import (
 from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
 from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor, Claim
+from incidents.parameters import parameter_errors
 from incidents.querysets import (
     can_see_confidential,
     can_see_unpublished,
@@ -439,40 +440,44 @@ class OfferedFiltersOnlyMixin:
         """Only the filters the list offers. Django also accepts any lookup on the model's own
         fields, such as `?cites__id__exact=6`, whose answer (some rows, or none) would confirm
         that the hidden record 6 exists; anything else is refused alike, whatever the value."""
-        offered = self.own_filter_parameters(request)
+        read_once, read_all = self.offered_parameters(request)
+        return lookup in read_once or lookup in read_all
+
+    def offered_parameters(self, request) -> tuple[set[str], set[str]]:
+        """The filter parameters the list offers: those it reads one value of (the project's own
+        filters, a date hierarchy's parts), and those Django reads every value of, selecting the
+        rows of any (a field's filter: `?state__exact=a&state__exact=b`)."""
+        read_once, read_all = set(), set()
         for list_filter in self.get_list_filter(request):
             if isinstance(list_filter, type):
+                # The project's own filters name their parameters (SimpleListFilter: one).
+                read_once.update(getattr(list_filter, "parameter_names", ()))
+                read_once.add(getattr(list_filter, "parameter_name", None))
                 continue
             field_path = list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter
             # `id__exact` only of a related record's: of a choice or a flag, Django's path lookup
             # raised NotRelationField, a 500.
             related = get_fields_from_path(self.model, field_path)[-1].is_relation
-            offered.update(
+            read_all.update(
                 f"{field_path}__{suffix}"
                 for suffix in self.FIELD_FILTER_LOOKUPS
                 if related or not suffix.startswith("id__")
             )
         if self.date_hierarchy:
-            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
-        return lookup in offered
-
-    def own_filter_parameters(self, request) -> set[str]:
-        """The parameters of the list's filters of the project's own, which name them (a
-        SimpleListFilter: one) and check their values themselves."""
-        parameters = set()
-        for list_filter in self.get_list_filter(request):
-            if isinstance(list_filter, type):
-                parameters.update(getattr(list_filter, "parameter_names", ()))
-                parameters.add(getattr(list_filter, "parameter_name", None))
-        return parameters
+            read_once.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        read_once.discard(None)
+        return read_once, read_all
 
     def filter_errors(self, request) -> dict[str, list[str]]:
         """What is wrong with the request's filters, by parameter: one the list does not offer
-        (Django answered it with a bare "Bad Request (400)" that named nothing), or an `__exact`
+        (Django answered it with a bare "Bad Request (400)" that named nothing), one it reads a
+        single value of given twice (`?country=CN&country=KP` listed KP's alone), or an `__exact`
         value its field cannot hold (a boolean's `maybe`, an id's `abc`, a choice's `publishd`), or an
         `__isempty` one not 0 or 1, an `__isnull` one not True or False. No query."""
         errors = {}
-        own_filters = self.own_filter_parameters(request)
+        # The project's own filters (and a date hierarchy's parts) are read once and check their
+        # values themselves; a field's filter reads every value.
+        read_once, read_all = self.offered_parameters(request)
         for parameter, values in request.GET.lists():
             if parameter in NOT_FILTERS:
                 continue
@@ -498,11 +503,16 @@ class OfferedFiltersOnlyMixin:
                 except ValidationError as error:
                     errors.setdefault(parameter, []).extend(error.messages)
                     continue
-                if field.choices and parameter not in own_filters and value not in _choice_values(field):
+                if field.choices and parameter not in read_once and value not in _choice_values(field):
                     # Django's filter listed nothing for it, which read as "none is published"; a
                     # filter of the project's may offer more (a queue's `all`) and checks its own.
                     errors.setdefault(parameter, []).append(_not_a_choice(field, value))
-        return errors
+        # Its own parameters (`o`, `q`, `p`) and filters read one value, the last; a field's filter
+        # reads every value. Said of a parameter the list offers, whatever its values are.
+        given_twice = parameter_errors(
+            request.GET, reads={*read_once, *NOT_FILTERS}, repeatable=read_all, others_refused=False
+        )
+        return {**errors, **given_twice}
 
     def changelist_view(self, request, extra_context=None):
         try:

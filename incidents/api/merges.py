@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from incidents import merges, services
 from incidents.access import confidential_among
+from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
 from incidents.api.serializers import ActingUserField
@@ -139,7 +140,7 @@ class StaffOnly(StaffReader):
     message = "Only staff may see duplicates and merges."
 
 
-class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
+class DuplicatePairViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSet):
     """Possible duplicates waiting for (or decided by) a reviewer, best score first; filtered by
     decision, and by the country and dates of either incident, as the admin's queue is."""
 
@@ -185,7 +186,7 @@ class DuplicatePairViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(MergeSerializer(merge, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
-class IncidentUnmergeView(APIView):
+class IncidentUnmergeView(ReadParametersOnlyMixin, APIView):
     """POST /api/v1/incidents/<merged public id>/unmerge/: undo the merge that merged it."""
 
     permission_classes = [StaffOnly]

@@ -5,13 +5,20 @@ from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from accounts.api import TokenRequestView, TokenViewSet
 from incidents import converters  # noqa: F401  (registers <public_id:…>)
 from incidents.api import merges, views
+from incidents.api.parameters import ReadParametersOnlyMixin
+
+
+class RootView(ReadParametersOnlyMixin, APIRootView):
+    """The list of the API's lists (`/api/v1/`), which reads no parameter but `format`, like every view."""
+
 
 router = DefaultRouter()
+router.APIRootView = RootView
 router.register("incidents", views.IncidentViewSet, basename="incident")
 router.register("sources", views.SourceViewSet, basename="source")
 router.register("organizations", views.OrganizationViewSet, basename="organization")

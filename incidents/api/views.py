@@ -38,6 +38,7 @@ from incidents.access import (
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination, WithdrawalPagination
+from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.parsers import FiniteJSONParser
 from incidents.api.permissions import StaffReader, StaffRevisionsReader
 from incidents.api.projections import representations, with_representations
@@ -65,7 +66,7 @@ from incidents.api.serializers import (
     SourceSerializer,
 )
 from incidents.converters import PublicIdConverter
-from incidents.csv_views import filtered_csv_response, spooled_download
+from incidents.csv_views import CsvOptionsSerializer, filtered_csv_response, spooled_download
 from incidents.exports import SpooledDownload
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet, IncidentWithdrawalFilterSet
 from incidents.history import history_entries, history_visible_to
@@ -99,7 +100,7 @@ from incidents.statistics import GROUPINGS, incident_statistics
     partial_update=extend_schema(parameters=[IF_MATCH, ETAG]),
     destroy=extend_schema(parameters=[IF_MATCH]),
 )
-class ResourceViewSet(viewsets.ModelViewSet):
+class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
     """List, read and (with the model permission) write one kind of record, ordered by id. A
     record's version is its ETag, and a change names the version it was made from (`version` in the
     body, or If-Match): a stale one is refused (409; 412 for If-Match) rather than written over a
@@ -418,6 +419,13 @@ class IncidentViewSet(ResourceViewSet):
     def wants_csv(self) -> bool:
         return self.action == "list" and self.request.query_params.get("format") == "csv"
 
+    def query_parameters(self):
+        if self.wants_csv():
+            # Every matching incident, in the export's order: no page, no ordering, and the CSV's options.
+            reads, repeatable = self.filter_parameters()
+            return {"format", *reads, *CsvOptionsSerializer().fields}, repeatable
+        return super().query_parameters()
+
     def perform_content_negotiation(self, request, force=False):
         # The CSV body is a COPY stream (incidents.exports) that no renderer produces; its errors
         # are JSON, so negotiation must neither 404 on `format=csv` nor answer 406.
@@ -549,7 +557,7 @@ class IncidentViewSet(ResourceViewSet):
         description="Counts and people per group over the incidents matching the filters; an incident "
         "counts once per group and once in `total`.",
     )
-    @action(detail=False, pagination_class=None)
+    @action(detail=False, pagination_class=None, extra_query_parameters=tuple(StatsQuerySerializer().fields))
     def stats(self, request, format=None):
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -609,12 +617,13 @@ class IncidentViewSet(ResourceViewSet):
         ],
     ),
 )
-class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
+class RevisionViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSet):
     """Revisions that Analysts proposed for published incidents; Reviewers accept or reject them."""
 
     serializer_class = RevisionSerializer
     permission_classes = [StaffRevisionsReader]
     orderings = {"-id": ("-id",)}
+    extra_query_parameters = ("state",)
 
     def get_queryset(self):
         revisions = IncidentRevision.objects.visible_to(self.request.user).select_related(
@@ -676,7 +685,7 @@ class RevisionViewSet(viewsets.ReadOnlyModelViewSet):
     ),
     create=extend_schema(request=None, description="Freeze the published data as the next release (Reviewers only)."),
 )
-class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Dataset releases: anyone may list and download them; a Reviewer makes one."""
 
     serializer_class = ReleaseSerializer

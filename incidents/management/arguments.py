@@ -53,3 +53,14 @@ def database_address(value: str) -> str:
     raise argparse.ArgumentTypeError(
         f"give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…), not {value!r}"
     )
+
+
+class StoreOnce(argparse.Action):
+    """argparse's `store`, refusing the option given twice: `--country CN --country KP` exported
+    North Korea's incidents alone (the last value), as the API refuses `country=CN&country=KP`
+    (`incidents.parameters`). A repeatable filter (`--verification`) is `append`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string}: given twice; give it once.")
+        setattr(namespace, self.dest, values)

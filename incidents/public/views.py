@@ -26,9 +26,11 @@ from incidents.access import (
     record_list_access,
 )
 from incidents.api.throttling import PublicPageThrottle
-from incidents.csv_views import bom_requested, incidents_csv_response
+from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
+from incidents.filters import IncidentFilterSet
 from incidents.merges import redirect_target
 from incidents.models import AccessDoor, Incident
+from incidents.parameters import filter_parameters, parameter_errors
 from incidents.public import selectors
 from incidents.querysets import updated_at_seen_by, version_seen_by
 from incidents.statistics import GROUPINGS, no_group_label
@@ -188,6 +190,29 @@ def rate_limited(view):
     return limited
 
 
+def reads(*own: str, filters: bool = True, others_refused: bool = True):
+    """The query parameters a public view reads: the incident filters (unless `filters` is false)
+    and `own`. A data download (CSV, GeoJSON) refuses any other with the 400 page naming it, as the
+    API does: `?contry=CN` downloaded every incident. A page (`others_refused=False`) passes over
+    them, as the links people share to it carry `utm_source`, `fbclid` and the like. At both, one
+    it reads given twice is refused by name, but for a filter's multiple choice (`verification`):
+    `country=CN&country=KP` read KP alone."""
+    filter_names, repeatable = filter_parameters(IncidentFilterSet) if filters else (set(), set())
+    names = {*filter_names, *own}
+
+    def decorate(view):
+        @wraps(view)
+        def checked(request, *args, **kwargs):
+            errors = parameter_errors(request.GET, reads=names, repeatable=repeatable, others_refused=others_refused)
+            if errors:
+                return _bad_filters(request, ValidationError(errors))
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
 def embeddable(view):
     """Let any site show the view's page in a frame: only the embed routes are, every other page
     keeps X-Frame-Options DENY. The site's Content-Security-Policy (SECURE_CSP, or `default-src
@@ -226,6 +251,7 @@ def _record_access(request, records) -> None:
 
 @require_safe
 @rate_limited
+@reads("cursor", others_refused=False)
 def browse(request):
     try:
         page = selectors.browse_incidents(
@@ -243,6 +269,7 @@ def browse(request):
 
 @require_safe
 @rate_limited
+@reads(others_refused=False)
 def incident_map(request):
     """The incidents of the current filters on a map drawn in the browser (static/public/map.js)
     from the GeoJSON download and the country outlines shipped under static/vendor/."""
@@ -267,6 +294,7 @@ def incident_map(request):
 @require_safe
 @embeddable
 @rate_limited
+@reads(others_refused=False)
 def embed_map(request):
     try:
         selectors.filtered_incidents(user=request.user, filters=request.GET)
@@ -306,6 +334,7 @@ def incident(request, public_id: str):
 
 @require_safe
 @rate_limited
+@reads(BOM_PARAMETER, filters=False)
 def incident_csv(request, public_id: str):
     """The incident's CSV row, exactly as the API's export writes it."""
     try:
@@ -335,6 +364,7 @@ def _page_url_prefix(request) -> str:
 
 @require_safe
 @rate_limited
+@reads(BOM_PARAMETER)
 def incidents_csv(request):
     """What the browse page shows for these filters, every row, as the API's CSV with a `page_url`."""
     try:
@@ -353,6 +383,7 @@ def incidents_csv(request):
 
 @require_safe
 @rate_limited
+@reads()
 def incidents_geojson(request):
     try:
         collection, rows = selectors.incident_features(
@@ -366,6 +397,7 @@ def incidents_geojson(request):
 
 @require_safe
 @rate_limited
+@reads()
 def map_data(request):
     """The map's incidents (static/public/map.js): where each is, its title and dates in the page's language."""
     try:
@@ -463,6 +495,7 @@ def _chart(table: dict) -> dict:
 
 @require_safe
 @rate_limited
+@reads("group_by", others_refused=False)
 def statistics(request):
     try:
         context = _statistics_context(request)
@@ -475,6 +508,7 @@ def statistics(request):
 @require_safe
 @embeddable
 @rate_limited
+@reads("group_by", others_refused=False)
 def embed_statistics(request):
     try:
         context = _statistics_context(request)

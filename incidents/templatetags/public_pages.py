@@ -11,11 +11,13 @@ from datetime import timedelta
 from functools import lru_cache
 
 from django import template
+from django.http import QueryDict
 from django.urls import translate_url
 from django.utils import formats
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 
+from incidents.filters import IncidentFilterSet
 from incidents.languages import language_name
 from incidents.models import CountQualifier, DatePrecision
 from incidents.vocabulary import type_name
@@ -200,3 +202,17 @@ def in_language(context, language: str) -> str:
     refused request (`without_query`) links to its address alone: the query was what was refused."""
     request = context["request"]
     return translate_url(request.path if context.get("without_query") else request.get_full_path(), language)
+
+
+@register.simple_tag(takes_context=True)
+def filters_querystring(context, **extra) -> str:
+    """The page's query string with its incident filters alone (and `extra`), for a link to a data
+    download (CSV, GeoJSON), which refuses a parameter it does not read (`public.views.reads`): the
+    page's own `cursor`, and the `utm_source` or `fbclid` a shared link brought along, stay behind."""
+    query = QueryDict(mutable=True)
+    for name, values in context["request"].GET.lists():
+        if name in IncidentFilterSet.base_filters:
+            query.setlist(name, values)
+    for name, value in extra.items():
+        query[name] = value
+    return f"?{query.urlencode()}" if query else ""

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from incidents.exports import write_incidents_csv
 from incidents.filters import IncidentFilterSet
-from incidents.management.arguments import path_name
+from incidents.management.arguments import StoreOnce, path_name
 from incidents.models import AccessDoor
 from incidents.selectors import incidents_matching
 
@@ -38,15 +38,20 @@ class Command(BaseCommand):
             parser.add_argument(
                 option_name(name),
                 dest=f"filter_{name}",
-                action="append" if repeatable else "store",
+                action="append" if repeatable else StoreOnce,
                 metavar=name.upper(),
                 help=help_text,
             )
         parser.add_argument(
-            "-o", "--output", metavar="FILE", type=path_name, help="Write to FILE instead of standard output."
+            "-o",
+            "--output",
+            metavar="FILE",
+            type=path_name,
+            action=StoreOnce,
+            help="Write to FILE instead of standard output.",
         )
         parser.add_argument("--bom", action="store_true", help="Start with a UTF-8 byte order mark (for Excel).")
-        parser.add_argument("--user", metavar="USERNAME", help="Export what this user may see.")
+        parser.add_argument("--user", metavar="USERNAME", action=StoreOnce, help="Export what this user may see.")
 
     def handle(self, *args, output, bom, user, **options):
         reader = self._user(user)
