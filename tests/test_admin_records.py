@@ -2,6 +2,7 @@
 read it, changelist URLs that confirm nothing hidden, responses that follow their incidents, the
 actions each role is offered, and the site's own name and breadcrumbs."""
 
+import re
 from datetime import date
 from urllib.parse import urlencode
 
@@ -310,6 +311,39 @@ class TestChangelistURLs:
         page = response.content.decode()
         assert "<strong>p</strong>: The list has no such page." in page.split('id="filter-errors"')[1]
         assert f'href="{changelist("source")}?confidential__exact=0"' in page
+
+    @pytest.mark.parametrize("page", ["9", "abc", "1.5", "0", "-1"])
+    def test_a_page_a_list_of_one_page_has_not_gets_a_400_naming_it(self, client, reviewer, page):
+        # Django's changelist reads a page it cannot parse as page 1, and shows a list of one page
+        # whatever page is asked: `?p=9` answered 200 with page 1, as if it were page 9.
+        make_source(title="Report")
+
+        response = client.get(changelist("source"), {"p": page})
+
+        assert response.status_code == 400
+        assert "<strong>p</strong>: The list has no such page." in response.content.decode()
+        assert client.get(changelist("source"), {"p": "1"}).status_code == 200
+
+    @pytest.mark.parametrize("ordering", ["99", "1.x", "-", "", "0"])
+    def test_an_ordering_no_column_sorts_by_gets_a_400_naming_it(self, client, reviewer, ordering):
+        # Django's changelist passes over an ordering it cannot read (no such column, not a number,
+        # the checkbox column): the list came in its default order, 200, as if sorted as asked.
+        make_incident()
+
+        response = client.get(changelist("incident"), {"o": ordering})
+
+        assert response.status_code == 400
+        errors = response.content.decode().split('id="filter-errors"')[1].split("</ul>")[0]
+        assert "<strong>o</strong>: No column sorts by" in errors
+
+    def test_an_ordering_the_column_headings_send_is_read(self, client, reviewer):
+        make_incident()
+        page = client.get(changelist("incident")).content.decode()
+        orderings = set(re.findall(r'href="\?o=([-0-9.]+)"', page))
+
+        assert orderings
+        for ordering in orderings:
+            assert client.get(changelist("incident"), {"o": ordering}).status_code == 200, ordering
 
     @pytest.mark.parametrize(
         ("path", "query"),

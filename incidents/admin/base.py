@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import NestedObjects, flatten_fieldsets, get_fields_from_path, unquote
-from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, PAGE_VAR
+from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, ORDER_VAR, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import InvalidPage, Paginator
 from django.db import connection, models, router, transaction
@@ -413,7 +413,7 @@ class FilterCannotBeApplied(Exception):
             self.errors, self.parameters = refusal.errors, list(refusal.errors)
         elif isinstance(refusal.__context__, InvalidPage):
             # A bookmarked page the list no longer reaches (Django raises it bare).
-            self.errors, self.parameters = {PAGE_VAR: ["The list has no such page."]}, [PAGE_VAR]
+            self.errors, self.parameters = {PAGE_VAR: [NO_SUCH_PAGE]}, [PAGE_VAR]
         else:
             # Django's own refusals do not say which parameter: the link drops every filter.
             self.errors = {"filter": [str(refusal)]}
@@ -539,9 +539,43 @@ class OfferedFiltersOnlyMixin:
         if errors:
             raise FilterCannotBeApplied(errors, request)
         try:
-            return super().get_changelist_instance(request)
+            changelist = super().get_changelist_instance(request)
         except IncorrectLookupParameters as refusal:
             raise FilterCannotBeApplied(refusal, request) from refusal
+        if errors := _page_and_ordering_errors(request, changelist):
+            raise FilterCannotBeApplied(errors, request)
+        return changelist
+
+
+NO_SUCH_PAGE = "The list has no such page."
+
+
+def _page_and_ordering_errors(request, changelist) -> dict[str, list[str]]:
+    """A page or an ordering the list cannot show, which Django's changelist passes over: `?p=abc`
+    and, on a list of one page, `?p=9` showed page 1; `?o=99` (no such column), `?o=1.x`, a column
+    that does not sort, the list in its default order, each a 200 read as the page or order asked
+    for. Django itself refuses a page past a list of several (`FilterCannotBeApplied`). No query:
+    the changelist has counted its rows already."""
+    errors = {}
+    page = request.GET.get(PAGE_VAR)
+    if page is not None and (not page.isdigit() or int(page) < 1 or (int(page) > 1 and not changelist.multi_page)):
+        errors[PAGE_VAR] = [NO_SUCH_PAGE]
+    ordering = request.GET.get(ORDER_VAR)
+    if ordering is not None:
+        for part in ordering.split("."):
+            index = part.removeprefix("-")
+            if not (
+                index.isdigit()
+                and int(index) < len(changelist.list_display)
+                and changelist.get_ordering_field(changelist.list_display[int(index)]) is not None
+            ):
+                sortable = len([name for name in changelist.list_display if changelist.get_ordering_field(name)])
+                errors[ORDER_VAR] = [
+                    f"No column sorts by “{part}”: this list sorts by {sortable} of its columns, "
+                    "each chosen by clicking its heading."
+                ]
+                break
+    return errors
 
 
 def _choice_values(field) -> list[str]:
