@@ -3,9 +3,7 @@
 import json
 from datetime import date
 
-import psycopg
 import pytest
-from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -36,7 +34,7 @@ from tests.factories import (
     pasted_report,
 )
 from tests.test_csv_round_trip import history_row_count
-from tests.test_write_conflicts import in_threads, wait_until_waiting
+from tests.test_write_conflicts import answered_while_held
 
 
 def new_incident_body(**overrides) -> dict:
@@ -904,18 +902,15 @@ class TestDelete:
         statement.incidents.set(secrets)
         deleters = [client_for(make_user(roles.REVIEWER, confidential=True)) for _ in secrets]
 
-        with psycopg.connect(**connection.get_connection_params()) as colleague:
-            # A colleague's write holds both incidents a moment: both deletions, checked, wait there.
-            colleague.execute("SELECT FROM incidents_incident WHERE id = ANY(%s) FOR UPDATE", [[s.pk for s in secrets]])
-            threads, answers = in_threads(
-                *(
-                    lambda deleter=deleter, secret=secret: deleter.delete(incident_url(secret))
-                    for deleter, secret in zip(deleters, secrets, strict=True)
-                )
-            )
-            wait_until_waiting(colleague, 2)
-        for thread in threads:
-            thread.join(30)
+        # A colleague's write holds both incidents a moment: both deletions, checked, wait there.
+        answers = answered_while_held(
+            "SELECT FROM incidents_incident WHERE id = ANY(%s) FOR UPDATE",
+            [[s.pk for s in secrets]],
+            *(
+                lambda deleter=deleter, secret=secret: deleter.delete(incident_url(secret))
+                for deleter, secret in zip(deleters, secrets, strict=True)
+            ),
+        )
 
         statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
         assert statuses == [204, 409], answers

@@ -10,7 +10,6 @@ import re
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
-import psycopg
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -48,7 +47,7 @@ from tests.factories import (
 )
 from tests.form_support import pair_decision
 from tests.test_admin import incident_post, messages_of
-from tests.test_write_conflicts import in_threads, wait_until_waiting
+from tests.test_write_conflicts import answered_while_held
 
 # What the queue must at least reach on 2,000 generated incidents (5% duplicates, seed 11), where
 # it measured recall 0.70 and precision 1.00: a margin for other seeds' chance, while a broken
@@ -1611,12 +1610,11 @@ def test_a_pair_withdrawn_while_a_reviewer_decides_it_is_not_a_server_error():
     form = {**pair_decision(pair, "different", "Two boats"), "_continue": "1"}
     url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
 
-    with psycopg.connect(**connection.get_connection_params()) as rescoring:
-        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
-        threads, answers = in_threads(lambda: client.post(url, form))
-        wait_until_waiting(rescoring, 1)
-    for thread in threads:
-        thread.join(30)
+    answers = answered_while_held(
+        "DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'",
+        [pair.pk],
+        lambda: client.post(url, form),
+    )
 
     (answer,) = answers
     assert not isinstance(answer, Exception), repr(answer)

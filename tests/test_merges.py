@@ -9,10 +9,8 @@ import itertools
 import re
 from datetime import UTC, date, timedelta
 
-import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
@@ -38,7 +36,7 @@ from tests.api_support import API, client_for, incident_url, public_ids, results
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.form_support import pair_decision
 from tests.test_admin import messages_of
-from tests.test_write_conflicts import in_threads, wait_until_waiting
+from tests.test_write_conflicts import answered_while_held
 
 
 def merge_url(pair) -> str:
@@ -1479,12 +1477,11 @@ def test_a_pair_withdrawn_while_a_reviewer_merges_it_answers_404_not_a_500():
     pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
     reviewer = client_for(make_user(roles.REVIEWER))
 
-    with psycopg.connect(**connection.get_connection_params()) as rescoring:
-        rescoring.execute("DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'", [pair.pk])
-        threads, answers = in_threads(lambda: reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json"))
-        wait_until_waiting(rescoring, 1)
-    for thread in threads:
-        thread.join(30)
+    answers = answered_while_held(
+        "DELETE FROM incidents_duplicatepair WHERE id = %s AND decision = 'pending'",
+        [pair.pk],
+        lambda: reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json"),
+    )
 
     (answer,) = answers
     assert not isinstance(answer, Exception), repr(answer)

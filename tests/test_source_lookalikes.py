@@ -5,17 +5,15 @@ the writer may not see is never named, nor does it stop the write."""
 
 import io
 
-import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.urls import reverse
 
 from incidents import roles
 from incidents.models import Claim, Source
 from tests.api_support import API, client_for
 from tests.factories import make_organization, make_source, make_user
-from tests.test_write_conflicts import in_threads, wait_until_waiting
+from tests.test_write_conflicts import answered_while_held
 
 ADD = reverse("admin:incidents_source_add")
 ARTICLE = "https://www.dailynk.com/english/forced-repatriation-of-500/"
@@ -234,17 +232,14 @@ def test_two_analysts_adding_the_same_source_at_once_record_it_once():
         "publisher": publisher.pk,
     }
 
-    with psycopg.connect(**connection.get_connection_params()) as blocker:
-        # Another write holds the publisher's row a moment, so that both new sources, checked and
-        # written, wait for it (the check of their link to it, at commit): it only makes certain the
-        # overlap that any two requests a few milliseconds apart have.
-        blocker.execute("SELECT FROM incidents_organization WHERE id = %s FOR UPDATE", [publisher.pk])
-        threads, answers = in_threads(
-            *(lambda client=client: client.post(f"{API}/sources/", body, format="json") for client in clients)
-        )
-        wait_until_waiting(blocker, 2)
-    for thread in threads:
-        thread.join(30)
+    # Another write holds the publisher's row a moment, so that both new sources, checked and
+    # written, wait for it (the check of their link to it, at commit): it only makes certain the
+    # overlap that any two requests a few milliseconds apart have.
+    answers = answered_while_held(
+        "SELECT FROM incidents_organization WHERE id = %s FOR UPDATE",
+        [publisher.pk],
+        *(lambda client=client: client.post(f"{API}/sources/", body, format="json") for client in clients),
+    )
 
     statuses = sorted(getattr(answer, "status_code", answer) for answer in answers)
     assert statuses == [201, 409], [getattr(answer, "content", answer) for answer in answers]

@@ -56,6 +56,19 @@ def in_threads(*requests) -> tuple[list[threading.Thread], list]:
     return threads, answers
 
 
+def answered_while_held(statement: str, parameters: list, *requests) -> list:
+    """Each of `requests`' answer (or what it raised), sent in threads while another connection's
+    transaction has run `statement` (a colleague's write holding rows, or deleting them), once every
+    one of them waits for it and it has committed."""
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute(statement, parameters)
+        threads, answers = in_threads(*requests)
+        wait_until_waiting(colleague, len(requests))
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
 def while_a_reviewer_closes_a_cycle(incident, place, analyst_writes, *, place_name="Hyesan City") -> dict:
     """Run `analyst_writes` (which links `incident` to `place`) while a reviewer's transaction
     changes `place` (names it `place_name`), then, once the analyst's write waits for that place,
@@ -366,16 +379,13 @@ def test_an_import_confirmed_twice_at_once_from_two_tabs_is_written_once():
     assert preview.status_code == 200 and 'name="confirm"' in preview.text
     form = confirm_form(preview)
 
-    with psycopg.connect(**connection.get_connection_params()) as blocker:
-        # A reviewer renaming the incident type holds it a moment: both confirmations write the new
-        # incident and wait there, for the type it links to (`incident_links_lock`).
-        blocker.execute("UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'")
-        threads, answers = in_threads(
-            *(lambda tab=tab: tab.post("/admin/incidents/incident/import/", form) for tab in tabs)
-        )
-        wait_until_waiting(blocker, 2)
-    for thread in threads:
-        thread.join(30)
+    # A reviewer renaming the incident type holds it a moment: both confirmations write the new
+    # incident and wait there, for the type it links to (`incident_links_lock`).
+    answers = answered_while_held(
+        "UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'",
+        [],
+        *(lambda tab=tab: tab.post("/admin/incidents/incident/import/", form) for tab in tabs),
+    )
 
     assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, [
         getattr(answer, "status_code", answer) for answer in answers
@@ -392,12 +402,11 @@ def test_a_source_deleted_while_an_analyst_saves_it_answers_404_not_a_500():
     client = client_for(make_user(roles.ANALYST))
     body = {"title": "Daily NK (Seoul)", "version": source.version}
 
-    with psycopg.connect(**connection.get_connection_params()) as colleague:
-        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
-        threads, answers = in_threads(lambda: client.patch(f"{API}/sources/{source.pk}/", body, format="json"))
-        wait_until_waiting(colleague, 1)
-    for thread in threads:
-        thread.join(30)
+    answers = answered_while_held(
+        "DELETE FROM incidents_source WHERE id = %s",
+        [source.pk],
+        lambda: client.patch(f"{API}/sources/{source.pk}/", body, format="json"),
+    )
 
     (answer,) = answers
     assert not isinstance(answer, Exception), repr(answer)
@@ -419,13 +428,12 @@ def test_a_revision_deleted_with_its_incident_while_a_reviewer_accepts_it_answer
     revision = proposed.json()["id"]
     reviewer = client_for(make_user(roles.REVIEWER))
 
-    with psycopg.connect(**connection.get_connection_params()) as colleague:
-        # The first statement of that deletion: the incident's revisions.
-        colleague.execute("DELETE FROM incidents_incidentrevision WHERE incident_id = %s", [incident.pk])
-        threads, answers = in_threads(lambda: reviewer.post(f"{API}/revisions/{revision}/accept/"))
-        wait_until_waiting(colleague, 1)
-    for thread in threads:
-        thread.join(30)
+    # The first statement of that deletion: the incident's revisions.
+    answers = answered_while_held(
+        "DELETE FROM incidents_incidentrevision WHERE incident_id = %s",
+        [incident.pk],
+        lambda: reviewer.post(f"{API}/revisions/{revision}/accept/"),
+    )
 
     (answer,) = answers
     assert not isinstance(answer, Exception), repr(answer)
@@ -445,14 +453,11 @@ def test_a_claim_citing_a_source_deleted_meanwhile_is_told_it_met_another_change
     client = client_for(make_user(roles.ANALYST))
     body = {"claims": [{"source": source.pk, "people_count": 80}]}
 
-    with psycopg.connect(**connection.get_connection_params()) as colleague:
-        colleague.execute("DELETE FROM incidents_source WHERE id = %s", [source.pk])
-        threads, answers = in_threads(
-            lambda: client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
-        )
-        wait_until_waiting(colleague, 1)
-    for thread in threads:
-        thread.join(30)
+    answers = answered_while_held(
+        "DELETE FROM incidents_source WHERE id = %s",
+        [source.pk],
+        lambda: client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"'),
+    )
 
     (answer,) = answers
     assert not isinstance(answer, Exception), repr(answer)
