@@ -555,13 +555,15 @@ def _page_and_ordering_errors(request, changelist) -> dict[str, list[str]]:
     and, on a list of one page, `?p=9` showed page 1; `?o=99` (no such column), `?o=1.x`, a column
     that does not sort, the list in its default order, each a 200 read as the page or order asked
     for. Django itself refuses a page past a list of several (`FilterCannotBeApplied`). No query:
-    the changelist has counted its rows already."""
+    the changelist has counted its rows already. An empty `?o=` is read, as the default order: it
+    is what Django's own "remove from sorting" link of the only sorted column sends (a list sorted
+    by default shows it at once)."""
     errors = {}
     page = request.GET.get(PAGE_VAR)
     if page is not None and (not page.isdigit() or int(page) < 1 or (int(page) > 1 and not changelist.multi_page)):
         errors[PAGE_VAR] = [NO_SUCH_PAGE]
     ordering = request.GET.get(ORDER_VAR)
-    if ordering is not None:
+    if ordering:
         for part in ordering.split("."):
             index = part.removeprefix("-")
             if not (
