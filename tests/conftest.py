@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from django.conf import settings
 from django.db import connection, connections
@@ -74,6 +76,40 @@ def _default_language_after_each_test():
 @pytest.fixture(autouse=True)
 def _database_for_every_test(db):
     """Every test here talks to the real PostgreSQL test database."""
+
+
+# Other sessions of this test's database still holding a download's turn or slot (`incidents.exports`):
+# the advisory locks of the two namespaces, by their first key as pg_locks shows it (an oid).
+_EXPORT_LOCKS_HELD_ELSEWHERE = """
+    SELECT DISTINCT locks.pid FROM pg_locks AS locks
+    JOIN pg_database AS db ON db.oid = locks.database AND db.datname = current_database()
+    WHERE locks.locktype = 'advisory' AND locks.objsubid = 2 AND locks.pid <> pg_backend_pid()
+      AND locks.classid::bigint IN (
+          (hashtext('incidents.export_client')::bigint + 4294967296) % 4294967296,
+          (hashtext('incidents.export_slot')::bigint + 4294967296) % 4294967296
+      )
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_download_left_running(_database_for_every_test):
+    """Each test starts with no download's turn or slot held. A download a test left unread holds
+    its client's turn (an advisory lock) on the connection that served it until the response is
+    closed, or the connection: this test's, or a request thread's, closed when that thread is
+    collected, at a moment no test chooses. The next test's download from the same address (the
+    test client's 127.0.0.1) was then refused, now and then, "Another download of yours is still
+    running" (429). A server would close them; so does this, waiting a moment for other sessions,
+    then ending those that still hold one."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock_all()")
+        for _ in range(50):
+            cursor.execute(_EXPORT_LOCKS_HELD_ELSEWHERE)
+            holders = [pid for (pid,) in cursor.fetchall()]
+            if not holders:
+                break
+            time.sleep(0.1)
+        for pid in holders:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 @pytest.fixture(autouse=True)
