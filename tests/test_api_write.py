@@ -2,6 +2,7 @@
 
 import json
 from datetime import date
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
@@ -305,6 +306,42 @@ class TestCreateIncident:
         body = '{"title": "x", "claims": [{"source": 1, "people_count": 40, "source": 2}]}'
         answer = reviewer.post(f"{API}/incidents/", body, content_type="application/json")
         assert answer.json() == {"detail": 'JSON parse error - "source" is named twice in one object; name it once.'}
+
+    @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data"])
+    def test_a_form_naming_a_field_twice_answers_400_naming_it(self, content_type):
+        # A form's parser keeps every value of a key, and a field reading one took the last.
+        organization = make_organization(name="Ministry of State Security")
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        body = {"name": ["Ministry of Public Security", "Ministry of State Security (MSS)"], "version": "1"}
+        sent = (
+            {"data": urlencode(body, doseq=True), "content_type": content_type}
+            if content_type == "application/x-www-form-urlencoded"
+            else {"data": body, "format": "multipart"}
+        )
+        answer = reviewer.patch(f"{API}/organizations/{organization.pk}/", **sent)
+        assert answer.status_code == 400
+        assert answer.json() == {"name": ["Named twice in one form; name it once."]}
+        organization.refresh_from_db()
+        assert (organization.name, organization.version) == ("Ministry of State Security", 1)
+
+    def test_a_form_repeats_the_key_of_a_field_holding_a_list(self):
+        incidents, organization = [make_incident(), make_incident()], make_organization()
+        analyst = client_for(make_user(roles.ANALYST))
+        body = {
+            "organization": organization.pk,
+            "kind": "statement",
+            "date": "2023-01-01",
+            "incidents": [incident.public_id for incident in incidents],
+        }
+        answer = analyst.post(f"{API}/responses/", body, format="multipart")
+        assert answer.status_code == 201, answer.content
+        assert sorted(answer.json()["incidents"]) == sorted(incident.public_id for incident in incidents)
+        body = {"name": "Bowibu", "kind": "government", "country": "KP", "aliases": ["MSS", "SSD"]}
+        answer = analyst.post(
+            f"{API}/organizations/", urlencode(body, doseq=True), content_type="application/x-www-form-urlencoded"
+        )
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["aliases"] == ["MSS", "SSD"]
 
     def test_service_errors_on_claims_name_the_claim_and_field(self):
         source = make_source()
