@@ -306,6 +306,7 @@ def _validate_children(
             instance._stored_confidential = getattr(instance, "confidential", False)
             for field, value in fields.items():
                 setattr(instance, field, value)
+            _stored_spaces_kept(instance, instance._stored_values)
         else:
             # A new incident has no public id yet (nor any row to change).
             owner = incident.public_id if incident.pk else "A new incident"
@@ -322,6 +323,20 @@ def _validate_children(
 
 def _values(instance: models.Model) -> dict[str, Any]:
     return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def _stored_spaces_kept(instance: models.Model, stored: Mapping[str, Any]) -> None:
+    """Keep on `instance` each text of `stored` (its stored values, by column) that its new value is
+    but for spaces around it. Every door trims what it is sent (DRF's and Django's form fields), so
+    a text stored with spaces around it (before the doors trimmed, or by SQL) came back from a
+    reader's unchanged write as a change: a new version, a history event, and the spaces dropped
+    unasked, also by a write that changed something else. Changing the text itself writes it as sent."""
+    for field in instance._meta.concrete_fields:
+        if not isinstance(field, (models.CharField, models.TextField)):
+            continue
+        value, stored_value = getattr(instance, field.attname), stored.get(field.attname)
+        if isinstance(value, str) and isinstance(stored_value, str) and value.strip() == stored_value.strip():
+            setattr(instance, field.attname, stored_value)
 
 
 @functools.cache
@@ -706,6 +721,7 @@ def _validated_update(
     incident_check_permissions(user=user, incident=current, data=data)
     for field, value in data.items():
         setattr(incident, field, value)
+    _stored_spaces_kept(incident, _values(current))
     incident.version = current.version
     errors = _incident_errors(incident, user=user, was_confidential=current.confidential, stored=current)
     reviewer = None if visibility_of is user else user
@@ -1599,6 +1615,7 @@ def record_save(
             setattr(record, name, value)
         if stored is not None:
             _keep_hidden_links(user, record, stored)
+            _stored_spaces_kept(record, _values(stored))
         _keep_staff_only_values(record, stored)
         errors = {}
         try:

@@ -862,6 +862,42 @@ class TestWritingBackWhatWasRead:
         if record == "response":
             assert stored.incidents.count() == 2 and Response.objects.get(pk=stored.pk).source_id == stored.source_id
 
+    def test_text_stored_with_spaces_around_it_is_written_back_unchanged(self, world):
+        # Stored before the doors trimmed (or by SQL): the API trims what it is sent, so the body
+        # read came back as a change, a new version, and the spaces were gone without anyone asking.
+        incident = world["incident"]
+        claim = Claim.objects.filter(incident=incident, confidential=False, source__title__startswith="=").get()
+        Claim.objects.filter(pk=claim.pk).update(excerpt="  30 taken \n")
+        Incident.objects.filter(pk=incident.pk).update(description=" Seen at the gate. ")
+        Organization.objects.filter(pk=world["organization"].pk).update(description=" Border unit ")
+        client = client_for(make_user(roles.ANALYST))
+        url = incident_url(incident)
+        body, if_match = self.read(client, url)
+        version, history = Incident.objects.get(pk=incident.pk).version, history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert Incident.objects.get(pk=incident.pk).version == version
+        assert history_row_count() == history
+        organization_url = f"{API}/organizations/{world['organization'].pk}/"
+        organization_body, organization_if_match = self.read(client, organization_url)
+        answer = client.put(organization_url, organization_body, format="json", **organization_if_match)
+        assert answer.status_code == 200, answer.content
+        assert answer.headers["ETag"] == organization_if_match["HTTP_IF_MATCH"]
+        assert Organization.objects.get(pk=world["organization"].pk).description == " Border unit "
+        # A change of something else leaves them as stored.
+        answer = client.put(url, {**body, "title": "Arrests at the gate"}, format="json", **if_match)
+        assert answer.status_code == 200, answer.content
+        stored = Incident.objects.get(pk=incident.pk)
+        assert (stored.title, stored.description) == ("Arrests at the gate", " Seen at the gate. ")
+        assert Claim.objects.get(pk=claim.pk).excerpt == "  30 taken \n"
+        # A change of the text itself is written, trimmed as always.
+        answer = client.put(url, {**answer.json(), "description": "Seen at the gate, at dawn. "}, format="json")
+        assert answer.status_code == 200, answer.content
+        assert Incident.objects.get(pk=incident.pk).description == "Seen at the gate, at dawn."
+
 
 class TestDelete:
     def test_only_reviewers_with_confidential_access_delete_incidents(self):
