@@ -673,7 +673,8 @@ def incident_update(
     The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
     publish, a valid change is kept as a pending IncidentRevision, which is returned, and the
-    incident stays as it is until a Reviewer accepts it.
+    incident stays as it is until a Reviewer accepts it. A change that changes nothing writes (or
+    proposes) nothing, and returns the stored incident as it is, not `incident`.
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     _require_permission(user, "incidents.change_incident", "change incidents")
@@ -1592,7 +1593,8 @@ def record_save(
     was shown no link (null, or a shorter list) and sends that back does not erase it.
     Confidentiality changes as `confidentiality_errors` allows. A new source that looks like one
     `user` may see (`source_lookalikes`) is refused with SourceLooksLikeAnother unless
-    `another_source_confirmed`. Raises PermissionDenied, RecordNotFound, ValidationError or
+    `another_source_confirmed`. A change that changes nothing writes nothing, and returns the
+    stored record as it is, not `record`. Raises PermissionDenied, RecordNotFound, ValidationError or
     VersionConflict."""
     model = type(record)
     creating = record._state.adding
