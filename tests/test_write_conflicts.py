@@ -532,3 +532,28 @@ def test_in_the_admins_import_a_name_taken_meanwhile_is_previewed_again_naming_t
     again = client.post(import_url, confirm_form(answer))
     assert again.status_code == 302
     assert Organization.objects.get().involvements.get().incident.title == "Raid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_citing_a_source_deleted_meanwhile_is_told_it_met_another_change_not_the_constraint(tmp_path):
+    # A colleague deletes a source (cited by nothing) while an import writes a claim citing it: the
+    # claim waited for the deletion (its `lock_source`), and its foreign key failed at commit. The
+    # import quoted PostgreSQL: 'violates foreign key constraint "incidents_claim_source_id_…"'.
+    source = make_source(title="RFA")
+    analyst = make_user(roles.ANALYST)
+    path = tmp_path / "new.csv"
+    path.write_text(f"{HEADER},sources\nRaid,{incident_type().slug},2024-01-01,2024-01-02,RFA\n")
+    errors = io.StringIO()
+
+    (answer,) = answered_while_held(
+        "DELETE FROM incidents_source WHERE id = %s",
+        [source.pk],
+        lambda: call_command("import_incidents", str(path), f"--user={analyst.username}", stderr=errors),
+    )
+
+    assert isinstance(answer, CommandError), answer
+    assert errors.getvalue() == (
+        f"{path}: The import met another change being saved at the same moment, and was undone: nothing of it "
+        "was written. Import the file again.\n"
+    )
+    assert not Incident.objects.exists()
