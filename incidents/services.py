@@ -816,7 +816,7 @@ def _propose_revision(
     if not _changes_anything(candidate, current, children, user=user):
         # Sending back what one read (a form saved unchanged) proposes nothing.
         return current
-    proposal = {"data": _to_json(_blanks_as_read(data, candidate, new=False))}
+    proposal = {"data": _to_json(_texts_as_kept(_blanks_as_read(data, candidate, new=False), candidate))}
     for name, rows in changes.items():
         if rows is None:
             continue
@@ -826,6 +826,8 @@ def _propose_revision(
                 _blanks_as_read(row, claim, new=not row.get("id"))
                 for row, claim in zip(rows, children.claims, strict=True)
             ]
+        if name != "places":
+            rows = [_texts_as_kept(row, record) for row, record in zip(rows, getattr(children, name), strict=True)]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
@@ -855,6 +857,20 @@ def _blanks_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bo
         if not row.get(field) and (field in row or new) and record._meta.get_field(field).blank
     }
     return {**row, **read} if read else row
+
+
+def _texts_as_kept(row: Mapping[str, Any], record: models.Model) -> Mapping[str, Any]:
+    """`row` with each text it sends trimmed that `record`, validated, keeps as stored, spaces around
+    it and all (`_stored_spaces_kept`): what accepting writes, so the Reviewer's diff does not show
+    it changed."""
+    kept = {
+        name: getattr(record, name)
+        for name, value in row.items()
+        if isinstance(value, str)
+        and isinstance(record._meta.get_field(name), (models.CharField, models.TextField))
+        and getattr(record, name) != value
+    }
+    return {**row, **kept} if kept else row
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:

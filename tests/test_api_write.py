@@ -898,6 +898,28 @@ class TestWritingBackWhatWasRead:
         assert answer.status_code == 200, answer.content
         assert Incident.objects.get(pk=incident.pk).description == "Seen at the gate, at dawn."
 
+    def test_a_proposal_sent_with_text_stored_with_spaces_proposes_only_what_it_changes(self):
+        # An Analyst's change of a published incident waits for a Reviewer: its diff showed the
+        # text stored with spaces around it as changed (to itself, trimmed), which accepting kept.
+        incident = make_incident(title="Arrests at the gate")
+        claim = make_claim(incident=incident, people_count=30)
+        Incident.objects.filter(pk=incident.pk).update(description=" Seen at the gate. ")
+        Claim.objects.filter(pk=claim.pk).update(excerpt="  30 taken ")
+        client = client_for(make_user(roles.ANALYST))
+        body, if_match = self.read(client, incident_url(incident))
+
+        proposed = client.put(incident_url(incident), {**body, "title": "Arrests at dawn"}, format="json", **if_match)
+
+        assert proposed.status_code == 202, proposed.content
+        assert proposed.json()["diff"] == [
+            {"field": "Title", "now": "Arrests at the gate", "proposed": "Arrests at dawn"}
+        ]
+        accepted = client_for(make_user(roles.REVIEWER)).post(f"{API}/revisions/{proposed.json()['id']}/accept/")
+        assert accepted.status_code == 200, accepted.content
+        stored = Incident.objects.get(pk=incident.pk)
+        assert (stored.title, stored.description) == ("Arrests at dawn", " Seen at the gate. ")
+        assert Claim.objects.get(pk=claim.pk).excerpt == "  30 taken "
+
 
 class TestDelete:
     def test_only_reviewers_with_confidential_access_delete_incidents(self):
