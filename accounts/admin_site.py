@@ -45,11 +45,16 @@ class BoundedSearchMixin:
         changelist = super().get_changelist(request, **kwargs)
         return type(changelist.__name__, (changelist,), {"search_form_class": SearchAsTypedForm})
 
+    def bounded_search_terms(self, text: str) -> list[SearchTerm]:
+        """`text`'s terms as this box searches them (`search_terms`): Django's, as text, where
+        punctuation alone finds what holds it; the incident admin's, by the incidents' words."""
+        return search_terms(text, as_text=not getattr(self, "searches_prefixes", False))
+
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
             return super().get_search_results(request, queryset, search_term)
         try:
-            terms = search_terms(search_term)
+            terms = self.bounded_search_terms(search_term)
             # The incident admin's own search reads a word's `*` (`searches_prefixes`) and may
             # refuse more (incidents.search.IncidentSearch.parse); Django's reads text.
             typed = str if getattr(self, "searches_prefixes", False) else SearchTerm.as_text
@@ -208,7 +213,7 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
 
     def get_queryset(self):
         try:
-            search_terms(self.term)
+            self.model_admin.bounded_search_terms(self.term)
         except ValidationError:
             # No choice, and no message left for the next page (the admin's search would leave
             # one): the widget says "No results found" while the words are typed.

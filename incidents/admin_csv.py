@@ -225,7 +225,7 @@ class IncidentCsvAdminMixin:
             preview = self._import_pending(request, pending, dry_run=True)
             if not preview.errors:
                 return self._preview_page(
-                    request, context, preview, pending, status=409, import_error=report.errors[0].message
+                    request, context, preview, pending, status=409, import_error=str(report.errors[0])
                 )
         # Unless another tab's upload replaced it meanwhile.
         PendingImport.objects.filter(pk=pending.pk, key=key).delete()

@@ -49,6 +49,7 @@ from django.utils import translation
 from django.utils.text import slugify
 from django_countries import countries
 from ftfy.badness import is_bad
+from psycopg.errors import UniqueViolation
 
 from incidents.exports import (
     COLUMNS,
@@ -256,6 +257,20 @@ class _Plan:
                     named.add(id(record))
         self.missing = [missing for missing in self.missing if id(missing[1]) in named]
 
+    def first_line_naming(self, record: models.Model) -> int:
+        """The line of the first row naming `record`, one of `missing`, or a new place inside it."""
+        missing = {id(new_record) for _, new_record, _ in self.missing}
+        for row in self.rows:
+            named = [row.data.get("incident_type")]
+            named += [named_record for column in NAME_COLUMNS for named_record in row.names[column] or ()]
+            for named_record in named:
+                # Up through the new places only, whose parents are held, not queried.
+                while id(named_record) in missing:
+                    if named_record is record:
+                        return row.line
+                    named_record = named_record.parent if isinstance(named_record, Place) else None
+        return 0
+
     def missing_created(self) -> dict[str, list[str]]:
         """The report's list of the records created, by column."""
         created = defaultdict(list)
@@ -371,6 +386,19 @@ class _RowNotWritten(Exception):
 
     def __init__(self, line: int):
         self.line = line
+
+
+class _NameTakenMeanwhile(Exception):
+    """A record `create_missing` makes met, on its unique name, one another writer added after the
+    file was checked (which sees only what was committed then)."""
+
+    def __init__(self, line: int, column: str, record: models.Model, described: str):
+        self.line, self.column = line, column
+        self.message = (
+            f"The {record._meta.verbose_name} {described} was added by someone else while the file was being "
+            "imported, and the import was undone: nothing of it was written. Import the file again: this row "
+            "will name the one added."
+        )
 
 
 class _MalformedCell(ValueError):
@@ -1749,8 +1777,13 @@ def _write(plan: _Plan, user, report: ImportReport) -> None:
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
             # Before the incidents that name them, which take their primary keys when written.
-            for _, record, _ in plan.missing:
-                record.save(force_insert=True)
+            for column, record, described in plan.missing:
+                try:
+                    record.save(force_insert=True)
+                except IntegrityError as error:
+                    if not isinstance(error.__cause__, UniqueViolation):
+                        raise
+                    raise _NameTakenMeanwhile(plan.first_line_naming(record), column, record, described) from None
             incidents_bulk_create(user=user, incidents=plan.new_incidents)
             for row in plan.rows:
                 if row.incident is not None and row.changes:
@@ -1759,19 +1792,25 @@ def _write(plan: _Plan, user, report: ImportReport) -> None:
         error = failure.__cause__
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         raise _InvalidFile(RowError(failure.line, "", message)) from None
-    except IntegrityError as error:
-        # Something the rows refer to was deleted or changed while the file was being written.
-        raise _InvalidFile(
-            RowError(0, "", f"The data changed during the import, which was undone; try again. ({error})")
-        ) from None
+    except _NameTakenMeanwhile as taken:
+        # Nothing was written, and the file may still be good: imported again, its row names the
+        # record added meanwhile, as the admin's preview shown again says.
+        report.met_another_write = True
+        raise _InvalidFile(RowError(taken.line, taken.column, taken.message)) from None
     except DatabaseError as error:
         # The import and another write waited for each other (a reviewer changing a place the file
         # links, say), and PostgreSQL stopped the import; the other write, once committed, no longer
-        # stands in its way.
-        if not is_write_conflict(error):
-            raise
-        report.met_another_write = True
-        raise _InvalidFile(RowError(0, "", IMPORT_MET_ANOTHER_WRITE_MESSAGE)) from None
+        # stands in its way. Or a record the rows link was deleted meanwhile, which the foreign keys
+        # find at commit.
+        if is_write_conflict(error):
+            report.met_another_write = True
+            raise _InvalidFile(RowError(0, "", IMPORT_MET_ANOTHER_WRITE_MESSAGE)) from None
+        if isinstance(error, IntegrityError):
+            # PostgreSQL's words name its constraints and the rows' keys, which the file does not.
+            raise _InvalidFile(
+                RowError(0, "", "The data changed during the import, which was undone; try again.")
+            ) from None
+        raise
 
 
 def _creation(row: PlannedRow) -> dict[str, Any]:

@@ -129,10 +129,13 @@ class SearchTerm(NamedTuple):
         return self.several_words
 
 
-def search_terms(text: str) -> list[SearchTerm]:
+def search_terms(text: str, *, as_text: bool = False) -> list[SearchTerm]:
     """The distinct words and phrases of `text` (the same in any case counts once), or a
     ValidationError saying which bound it passes. Pieces without a letter or digit (a lone `-`,
-    punctuation) find nothing: left out; a search of nothing else is refused. A NUL character,
+    punctuation) find nothing in the incidents' words, which PostgreSQL's parser makes of letters
+    and digits alone: left out; a search of nothing else is refused. Searched `as_text` (the
+    admin's `ILIKE '%…%'` over the fields of other records), they find what holds them (`@`, every
+    email address), at the cost of any one-letter search there: kept. A NUL character,
     which PostgreSQL's text cannot hold, is refused: the admin's autocomplete (a claim's source,
     typed `a%00b`) sent it to the database's ILIKE, a 500."""
     ProhibitNullCharactersValidator()(text)
@@ -149,7 +152,7 @@ def search_terms(text: str) -> list[SearchTerm]:
         excluded = bool(found["excluded"])
         starred = not phrase and words.endswith("*")
         words = words.rstrip("*") if starred else words
-        if not any(character.isalnum() for character in words):
+        if not words or not (as_text or any(character.isalnum() for character in words)):
             continue
         if starred and sum(character.isalnum() for character in words) < MIN_PREFIX:
             raise ValidationError(

@@ -306,6 +306,7 @@ def _validate_children(
             instance._stored_confidential = getattr(instance, "confidential", False)
             for field, value in fields.items():
                 setattr(instance, field, value)
+            _stored_spaces_kept(instance, instance._stored_values)
         else:
             # A new incident has no public id yet (nor any row to change).
             owner = incident.public_id if incident.pk else "A new incident"
@@ -322,6 +323,20 @@ def _validate_children(
 
 def _values(instance: models.Model) -> dict[str, Any]:
     return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def _stored_spaces_kept(instance: models.Model, stored: Mapping[str, Any]) -> None:
+    """Keep on `instance` each text of `stored` (its stored values, by column) that its new value is
+    but for spaces around it. Every door trims what it is sent (DRF's and Django's form fields), so
+    a text stored with spaces around it (before the doors trimmed, or by SQL) came back from a
+    reader's unchanged write as a change: a new version, a history event, and the spaces dropped
+    unasked, also by a write that changed something else. Changing the text itself writes it as sent."""
+    for field in instance._meta.concrete_fields:
+        if not isinstance(field, (models.CharField, models.TextField)):
+            continue
+        value, stored_value = getattr(instance, field.attname), stored.get(field.attname)
+        if isinstance(value, str) and isinstance(stored_value, str) and value.strip() == stored_value.strip():
+            setattr(instance, field.attname, stored_value)
 
 
 @functools.cache
@@ -658,7 +673,8 @@ def incident_update(
     The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
     publish, a valid change is kept as a pending IncidentRevision, which is returned, and the
-    incident stays as it is until a Reviewer accepts it.
+    incident stays as it is until a Reviewer accepts it. A change that changes nothing writes (or
+    proposes) nothing, and returns the stored incident as it is, not `incident`.
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     _require_permission(user, "incidents.change_incident", "change incidents")
@@ -706,6 +722,7 @@ def _validated_update(
     incident_check_permissions(user=user, incident=current, data=data)
     for field, value in data.items():
         setattr(incident, field, value)
+    _stored_spaces_kept(incident, _values(current))
     incident.version = current.version
     errors = _incident_errors(incident, user=user, was_confidential=current.confidential, stored=current)
     reviewer = None if visibility_of is user else user
@@ -799,7 +816,7 @@ def _propose_revision(
     if not _changes_anything(candidate, current, children, user=user):
         # Sending back what one read (a form saved unchanged) proposes nothing.
         return current
-    proposal = {"data": _to_json(_blanks_as_read(data, candidate, new=False))}
+    proposal = {"data": _to_json(_texts_as_kept(_blanks_as_read(data, candidate, new=False), candidate))}
     for name, rows in changes.items():
         if rows is None:
             continue
@@ -809,6 +826,8 @@ def _propose_revision(
                 _blanks_as_read(row, claim, new=not row.get("id"))
                 for row, claim in zip(rows, children.claims, strict=True)
             ]
+        if name != "places":
+            rows = [_texts_as_kept(row, record) for row, record in zip(rows, getattr(children, name), strict=True)]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
@@ -838,6 +857,20 @@ def _blanks_as_read(row: Mapping[str, Any], record: Incident | Claim, *, new: bo
         if not row.get(field) and (field in row or new) and record._meta.get_field(field).blank
     }
     return {**row, **read} if read else row
+
+
+def _texts_as_kept(row: Mapping[str, Any], record: models.Model) -> Mapping[str, Any]:
+    """`row` with each text it sends trimmed that `record`, validated, keeps as stored, spaces around
+    it and all (`_stored_spaces_kept`): what accepting writes, so the Reviewer's diff does not show
+    it changed."""
+    kept = {
+        name: getattr(record, name)
+        for name, value in row.items()
+        if isinstance(value, str)
+        and isinstance(record._meta.get_field(name), (models.CharField, models.TextField))
+        and getattr(record, name) != value
+    }
+    return {**row, **kept} if kept else row
 
 
 def _to_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -1576,7 +1609,8 @@ def record_save(
     was shown no link (null, or a shorter list) and sends that back does not erase it.
     Confidentiality changes as `confidentiality_errors` allows. A new source that looks like one
     `user` may see (`source_lookalikes`) is refused with SourceLooksLikeAnother unless
-    `another_source_confirmed`. Raises PermissionDenied, RecordNotFound, ValidationError or
+    `another_source_confirmed`. A change that changes nothing writes nothing, and returns the
+    stored record as it is, not `record`. Raises PermissionDenied, RecordNotFound, ValidationError or
     VersionConflict."""
     model = type(record)
     creating = record._state.adding
@@ -1599,6 +1633,7 @@ def record_save(
             setattr(record, name, value)
         if stored is not None:
             _keep_hidden_links(user, record, stored)
+            _stored_spaces_kept(record, _values(stored))
         _keep_staff_only_values(record, stored)
         errors = {}
         try:

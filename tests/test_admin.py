@@ -1206,6 +1206,33 @@ class TestLostUpdates:
         incident.refresh_from_db()
         assert incident.title != "Changed"
 
+    def test_a_save_that_changes_nothing_says_so_not_changed_successfully(self, client, analyst):
+        # The services wrote nothing, and Django's message said "was changed successfully".
+        incident = make_incident(review_state="draft")
+        place = make_place(name="Hyesan", kind="city", country="KP")
+        logged_in(client, analyst)
+        place_url = reverse("admin:incidents_place_change", args=[place.pk])
+
+        saved_incident = saved_unchanged(client, change_url(incident), "incident_form")
+        saved_place = saved_unchanged(client, place_url, "place_form")
+        continued = saved_unchanged(client, place_url, "place_form", _continue="Save and continue editing")
+
+        assert saved_incident.status_code == 302, saved_incident.content
+        assert messages_of(saved_incident) == [
+            f'The incident “<a href="{change_url(incident)}">{incident}</a>” was not changed: nothing in the form '
+            "differed from what is saved."
+        ]
+        assert (saved_place.status_code, saved_place.url) == (302, reverse("admin:incidents_place_changelist"))
+        assert messages_of(saved_place) == [
+            f'The place “<a href="{place_url}">Hyesan</a>” was not changed: nothing in the form differed from what '
+            "is saved."
+        ]
+        assert (continued.status_code, continued.url) == (302, place_url)
+        assert Place.objects.get(pk=place.pk).version == place.version
+        # A Save that changes something says so, as Django does.
+        changed = saved_unchanged(client, place_url, "place_form", name="Hyesan City")
+        assert messages_of(changed) == [f'The place “<a href="{place_url}">Hyesan City</a>” was changed successfully.']
+
     def test_a_save_that_changes_nothing_moves_no_version_and_writes_no_history(self, client, analyst):
         # The form as rendered to an Analyst (the claims hidden from them not on it): the incident
         # got a new version, told to every reader with Confidential access, and an update event

@@ -2,6 +2,7 @@
 
 import json
 from datetime import date
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
@@ -305,6 +306,42 @@ class TestCreateIncident:
         body = '{"title": "x", "claims": [{"source": 1, "people_count": 40, "source": 2}]}'
         answer = reviewer.post(f"{API}/incidents/", body, content_type="application/json")
         assert answer.json() == {"detail": 'JSON parse error - "source" is named twice in one object; name it once.'}
+
+    @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data"])
+    def test_a_form_naming_a_field_twice_answers_400_naming_it(self, content_type):
+        # A form's parser keeps every value of a key, and a field reading one took the last.
+        organization = make_organization(name="Ministry of State Security")
+        reviewer = client_for(make_user(roles.REVIEWER, confidential=True))
+        body = {"name": ["Ministry of Public Security", "Ministry of State Security (MSS)"], "version": "1"}
+        sent = (
+            {"data": urlencode(body, doseq=True), "content_type": content_type}
+            if content_type == "application/x-www-form-urlencoded"
+            else {"data": body, "format": "multipart"}
+        )
+        answer = reviewer.patch(f"{API}/organizations/{organization.pk}/", **sent)
+        assert answer.status_code == 400
+        assert answer.json() == {"name": ["Named twice in one form; name it once."]}
+        organization.refresh_from_db()
+        assert (organization.name, organization.version) == ("Ministry of State Security", 1)
+
+    def test_a_form_repeats_the_key_of_a_field_holding_a_list(self):
+        incidents, organization = [make_incident(), make_incident()], make_organization()
+        analyst = client_for(make_user(roles.ANALYST))
+        body = {
+            "organization": organization.pk,
+            "kind": "statement",
+            "date": "2023-01-01",
+            "incidents": [incident.public_id for incident in incidents],
+        }
+        answer = analyst.post(f"{API}/responses/", body, format="multipart")
+        assert answer.status_code == 201, answer.content
+        assert sorted(answer.json()["incidents"]) == sorted(incident.public_id for incident in incidents)
+        body = {"name": "Bowibu", "kind": "government", "country": "KP", "aliases": ["MSS", "SSD"]}
+        answer = analyst.post(
+            f"{API}/organizations/", urlencode(body, doseq=True), content_type="application/x-www-form-urlencoded"
+        )
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["aliases"] == ["MSS", "SSD"]
 
     def test_service_errors_on_claims_name_the_claim_and_field(self):
         source = make_source()
@@ -824,6 +861,64 @@ class TestWritingBackWhatWasRead:
             assert Source.objects.get(pk=stored.pk).cites_id == stored.cites_id
         if record == "response":
             assert stored.incidents.count() == 2 and Response.objects.get(pk=stored.pk).source_id == stored.source_id
+
+    def test_text_stored_with_spaces_around_it_is_written_back_unchanged(self, world):
+        # Stored before the doors trimmed (or by SQL): the API trims what it is sent, so the body
+        # read came back as a change, a new version, and the spaces were gone without anyone asking.
+        incident = world["incident"]
+        claim = Claim.objects.filter(incident=incident, confidential=False, source__title__startswith="=").get()
+        Claim.objects.filter(pk=claim.pk).update(excerpt="  30 taken \n")
+        Incident.objects.filter(pk=incident.pk).update(description=" Seen at the gate. ")
+        Organization.objects.filter(pk=world["organization"].pk).update(description=" Border unit ")
+        client = client_for(make_user(roles.ANALYST))
+        url = incident_url(incident)
+        body, if_match = self.read(client, url)
+        version, history = Incident.objects.get(pk=incident.pk).version, history_row_count()
+
+        answer = client.put(url, body, format="json", **if_match)
+
+        assert answer.status_code == 200, answer.content
+        assert answer.headers["ETag"] == if_match["HTTP_IF_MATCH"]
+        assert Incident.objects.get(pk=incident.pk).version == version
+        assert history_row_count() == history
+        organization_url = f"{API}/organizations/{world['organization'].pk}/"
+        organization_body, organization_if_match = self.read(client, organization_url)
+        answer = client.put(organization_url, organization_body, format="json", **organization_if_match)
+        assert answer.status_code == 200, answer.content
+        assert answer.headers["ETag"] == organization_if_match["HTTP_IF_MATCH"]
+        assert Organization.objects.get(pk=world["organization"].pk).description == " Border unit "
+        # A change of something else leaves them as stored.
+        answer = client.put(url, {**body, "title": "Arrests at the gate"}, format="json", **if_match)
+        assert answer.status_code == 200, answer.content
+        stored = Incident.objects.get(pk=incident.pk)
+        assert (stored.title, stored.description) == ("Arrests at the gate", " Seen at the gate. ")
+        assert Claim.objects.get(pk=claim.pk).excerpt == "  30 taken \n"
+        # A change of the text itself is written, trimmed as always.
+        answer = client.put(url, {**answer.json(), "description": "Seen at the gate, at dawn. "}, format="json")
+        assert answer.status_code == 200, answer.content
+        assert Incident.objects.get(pk=incident.pk).description == "Seen at the gate, at dawn."
+
+    def test_a_proposal_sent_with_text_stored_with_spaces_proposes_only_what_it_changes(self):
+        # An Analyst's change of a published incident waits for a Reviewer: its diff showed the
+        # text stored with spaces around it as changed (to itself, trimmed), which accepting kept.
+        incident = make_incident(title="Arrests at the gate")
+        claim = make_claim(incident=incident, people_count=30)
+        Incident.objects.filter(pk=incident.pk).update(description=" Seen at the gate. ")
+        Claim.objects.filter(pk=claim.pk).update(excerpt="  30 taken ")
+        client = client_for(make_user(roles.ANALYST))
+        body, if_match = self.read(client, incident_url(incident))
+
+        proposed = client.put(incident_url(incident), {**body, "title": "Arrests at dawn"}, format="json", **if_match)
+
+        assert proposed.status_code == 202, proposed.content
+        assert proposed.json()["diff"] == [
+            {"field": "Title", "now": "Arrests at the gate", "proposed": "Arrests at dawn"}
+        ]
+        accepted = client_for(make_user(roles.REVIEWER)).post(f"{API}/revisions/{proposed.json()['id']}/accept/")
+        assert accepted.status_code == 200, accepted.content
+        stored = Incident.objects.get(pk=incident.pk)
+        assert (stored.title, stored.description) == ("Arrests at dawn", " Seen at the gate. ")
+        assert Claim.objects.get(pk=claim.pk).excerpt == "  30 taken "
 
 
 class TestDelete:

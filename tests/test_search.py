@@ -256,6 +256,26 @@ class TestBounds:
 
         assert list(response.context["cl"].result_list) == [report]
 
+    def test_a_user_manager_finds_accounts_by_a_fragment_of_their_email_punctuation_alone_too(self, client):
+        # A search of punctuation alone has no word for the incidents' full-text search to find, and
+        # was refused in every box: the users' list, searched by `ILIKE`, finds every address with `@`.
+        administrator = make_user(roles.REVIEWER, username="administrator", is_superuser=True)
+        alice = make_user(roles.ANALYST, username="alice", email="alice@example.org")
+        bob = make_user(roles.ANALYST, username="bob", email="bob@example.org")
+        make_user(roles.ANALYST, username="carol", email="")
+        client.force_login(administrator)
+        users = reverse("admin:auth_user_changelist")
+
+        for typed, found in [("@example.org", [alice, bob]), ("@", [alice, bob]), ("-", [])]:
+            response = client.get(users, {"q": typed})
+            assert response.status_code == 200
+            assert sorted(response.context["cl"].result_list, key=lambda user: user.username) == found, typed
+            assert "This search cannot be run" not in response.content.decode()
+        # The incidents' full-text search still refuses it, having no word to find.
+        response = client.get(CHANGELIST, {"q": "@"})
+        assert list(response.context["cl"].result_list) == []
+        assert "This search cannot be run: Search for at least one word" in html.unescape(response.content.decode())
+
     def test_repeated_words_count_once(self):
         make_incident(title="Alpha")
         answer = client_for().get(f"{API}/incidents/", {"q": " ".join(["alpha", "ALPHA"] * 10)})

@@ -466,3 +466,94 @@ def test_a_claim_citing_a_source_deleted_meanwhile_is_told_it_met_another_change
     assert not Incident.objects.get(pk=incident.pk).claims.exists()
     again = client.patch(incident_url(incident), body, format="json", HTTP_IF_MATCH='"1"')
     assert again.status_code == 400 and list(again.json()) == ["claims[0].source"], again.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_name_an_import_creates_taken_meanwhile_names_the_row_not_the_constraint(tmp_path):
+    # A colleague adds "Unit 5" while the import, having checked that no organization has that name,
+    # creates it: its INSERT waits for the colleague's on the unique index and fails once it commits.
+    # The import said "The data changed during the import … (duplicate key value violates unique
+    # constraint "organization_name_unique" DETAIL: Key (lower(name::text))=(unit 5) already exists.)".
+    analyst = make_user(roles.ANALYST)
+    path = tmp_path / "new.csv"
+    path.write_text(
+        f"{HEADER},perpetrators\n"
+        f"Arrests at the market,{incident_type().slug},2024-01-01,2024-01-02,\n"
+        f"Raid,{incident_type().slug},2024-01-01,2024-01-02,Unit 5\n"
+    )
+    errors = io.StringIO()
+
+    (answer,) = answered_while_held(
+        "INSERT INTO incidents_organization "
+        "(name, acronym, kind, country, website, description, aliases, version, created_at, updated_at) "
+        "VALUES ('Unit 5', '', 'other', '', '', '', '{}', 1, now(), now())",
+        [],
+        lambda: call_command(
+            "import_incidents", str(path), f"--user={analyst.username}", "--create-missing", stderr=errors
+        ),
+    )
+
+    assert isinstance(answer, CommandError), answer
+    assert errors.getvalue() == (
+        f"{path}: line 3, column perpetrators: The organization Unit 5 was added by someone else while the file "
+        "was being imported, and the import was undone: nothing of it was written. Import the file again: this "
+        "row will name the one added.\n"
+    )
+    assert not Incident.objects.filter(title="Raid").exists()
+    call_command("import_incidents", str(path), f"--user={analyst.username}", stdout=io.StringIO())
+    raid = Incident.objects.get(title="Raid")
+    assert [involvement.organization.name for involvement in raid.involvements.all()] == ["Unit 5"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_the_admins_import_a_name_taken_meanwhile_is_previewed_again_naming_the_row():
+    client = Client()
+    client.force_login(make_user(roles.ANALYST))
+    import_url = "/admin/incidents/incident/import/"
+    content = f"{HEADER},perpetrators\nRaid,{incident_type().slug},2024-01-01,2024-01-02,Unit 5\n"
+    preview = client.post(import_url, {"file": io.BytesIO(content.encode()), "create_missing": "on"})
+    assert preview.status_code == 200 and "<li>Unit 5</li>" in preview.text
+
+    (answer,) = answered_while_held(
+        "INSERT INTO incidents_organization "
+        "(name, acronym, kind, country, website, description, aliases, version, created_at, updated_at) "
+        "VALUES ('Unit 5', '', 'other', '', '', '', '{}', 1, now(), now())",
+        [],
+        lambda: client.post(import_url, confirm_form(preview)),
+    )
+
+    assert answer.status_code == 409, answer
+    assert (
+        '<p class="errornote">line 2, column perpetrators: The organization Unit 5 was added by someone else while '
+        "the file was being imported, and the import was undone: nothing of it was written. Import the file "
+        "again: this row will name the one added.</p>" in answer.text
+    )
+    assert "<li>Unit 5</li>" not in answer.text
+    again = client.post(import_url, confirm_form(answer))
+    assert again.status_code == 302
+    assert Organization.objects.get().involvements.get().incident.title == "Raid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_citing_a_source_deleted_meanwhile_is_told_it_met_another_change_not_the_constraint(tmp_path):
+    # A colleague deletes a source (cited by nothing) while an import writes a claim citing it: the
+    # claim waited for the deletion (its `lock_source`), and its foreign key failed at commit. The
+    # import quoted PostgreSQL: 'violates foreign key constraint "incidents_claim_source_id_…"'.
+    source = make_source(title="RFA")
+    analyst = make_user(roles.ANALYST)
+    path = tmp_path / "new.csv"
+    path.write_text(f"{HEADER},sources\nRaid,{incident_type().slug},2024-01-01,2024-01-02,RFA\n")
+    errors = io.StringIO()
+
+    (answer,) = answered_while_held(
+        "DELETE FROM incidents_source WHERE id = %s",
+        [source.pk],
+        lambda: call_command("import_incidents", str(path), f"--user={analyst.username}", stderr=errors),
+    )
+
+    assert isinstance(answer, CommandError), answer
+    assert errors.getvalue() == (
+        f"{path}: The import met another change being saved at the same moment, and was undone: nothing of it "
+        "was written. Import the file again.\n"
+    )
+    assert not Incident.objects.exists()

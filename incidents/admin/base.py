@@ -4,10 +4,12 @@ the audit history view, estimated counts."""
 import copy
 import re
 import sys
+from urllib.parse import quote
 
 from django import forms
-from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import NestedObjects, flatten_fieldsets, get_fields_from_path, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, IGNORED_PARAMS, ORDER_VAR, PAGE_VAR
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
@@ -15,9 +17,11 @@ from django.core.paginator import InvalidPage, Paginator
 from django.db import connection, models, router, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.db.models.lookups import IsNull
-from django.http import HttpResponseNotAllowed
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.text import capfirst
 
 from incidents import services
@@ -669,13 +673,33 @@ class TrackedModelAdmin(
             for field in obj._meta.many_to_many
             if field.name in form.cleaned_data
         }
-        services.record_save(
+        written = services.record_save(
             user=request.user,
             record=obj,
             many_to_many=many_to_many,
             expected_version=form.cleaned_data.get("expected_version"),
             **self.save_options(form),
         )
+        request.saved_unchanged = change and written is not obj
+
+    def response_change(self, request, obj):
+        """After a Save that changed nothing (`request.saved_unchanged`: the services wrote nothing,
+        no version, no history event), Django's "was changed successfully" told the user their Save
+        did something; they are told it changed nothing, on the page Django's buttons lead to."""
+        if not getattr(request, "saved_unchanged", False) or IS_POPUP_VAR in request.POST:
+            return super().response_change(request, obj)
+        # Django's words for a change, told of one that did not happen (the admin stays English).
+        message = "The {name} “{obj}” was not changed: nothing in the form differed from what is saved."
+        link = format_html('<a href="{}">{}</a>', quote(request.path), obj)
+        self.message_user(request, format_html(message, name=self.opts.verbose_name, obj=link), messages.INFO)
+        if "_continue" in request.POST:
+            next_page = request.path
+        elif "_addanother" in request.POST:
+            next_page = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_add")
+        else:
+            return self.response_post_save_change(request, obj)
+        filters = {"preserved_filters": self.get_preserved_filters(request), "opts": self.opts}
+        return HttpResponseRedirect(add_preserved_filters(filters, next_page))
 
     def save_options(self, form) -> dict:
         """What the form adds to `services.record_save`'s arguments (a source's confirmation that

@@ -729,6 +729,7 @@ class IncidentAdmin(
             )
             if isinstance(written, IncidentRevision):
                 request.incident_revision = written
+            request.saved_unchanged = written is not form.instance and not isinstance(written, IncidentRevision)
         else:
             created = incident_create(user=request.user, data=data, places=places, **children)
             # The admin goes on with the form's instance (to log the addition and redirect): make it

@@ -13,7 +13,7 @@ from incidents.access import confidential_among
 from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
-from incidents.api.serializers import ActingUserField
+from incidents.api.serializers import ActingUserField, OneValuePerKey
 from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
@@ -75,7 +75,7 @@ class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MergeRequestSerializer(serializers.Serializer):
+class MergeRequestSerializer(OneValuePerKey):
     survivor = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -90,7 +90,7 @@ class MergeRequestSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 
-class UndoRequestSerializer(serializers.Serializer):
+class UndoRequestSerializer(OneValuePerKey):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 

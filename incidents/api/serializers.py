@@ -11,6 +11,7 @@ from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.utils.datastructures import MultiValueDict
 from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -79,7 +80,34 @@ FIELDS_WITH_DATES_AS_WRITTEN = {
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
 
 
-class UnknownFieldsRefused(serializers.Serializer):
+# The fields that read every value a form gives their key (DRF's `getlist`): a list of records by
+# key, a list of strings, several choices.
+_FIELDS_READING_EVERY_VALUE = (ManyRelatedField, serializers.ListField, serializers.MultipleChoiceField)
+
+
+class OneValuePerKey(serializers.Serializer):
+    """A form body (`application/x-www-form-urlencoded`, `multipart/form-data`) giving a key twice
+    is refused, naming it, where its field reads one value: DRF kept the last, whatever the sender
+    meant, as Python's JSON parser did with an object naming a key twice (which
+    `parsers.FiniteJSONParser` refuses). A field holding a list reads each value, as sent."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, MultiValueDict):
+            repeated = sorted(
+                name
+                for name, values in data.lists()
+                if len(values) > 1
+                and name in self.fields
+                and not isinstance(self.fields[name], _FIELDS_READING_EVERY_VALUE)
+            )
+            if repeated:
+                raise serializers.ValidationError(
+                    {name: ["Named twice in one form; name it once."] for name in repeated}
+                )
+        return super().to_internal_value(data)
+
+
+class UnknownFieldsRefused(OneValuePerKey):
     """A write naming a field the record does not have is refused, naming it: DRF leaves such keys
     out, so `"peopel_count": 90` answered 200 with nothing changed, and the writer took it as
     saved. Every field the record is read with may be sent back (read-only ones are left alone):
@@ -743,7 +771,7 @@ class RevisionSerializer(serializers.ModelSerializer):
         return readings[revision.pk]
 
 
-class RevisionDecisionSerializer(serializers.Serializer):
+class RevisionDecisionSerializer(OneValuePerKey):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 
