@@ -8,6 +8,7 @@ from datetime import date
 
 import pghistory
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.db import ProgrammingError, connection, transaction
@@ -1229,9 +1230,14 @@ class TestLostUpdates:
         ]
         assert (continued.status_code, continued.url) == (302, place_url)
         assert Place.objects.get(pk=place.pk).version == place.version
-        # A Save that changes something says so, as Django does.
+        # Nor does the admin's log ("Recent actions") list a change that did not happen.
+        assert not LogEntry.objects.filter(action_flag=CHANGE).exists()
+        # A Save that changes something says so, as Django does, and logs it.
         changed = saved_unchanged(client, place_url, "place_form", name="Hyesan City")
         assert messages_of(changed) == [f'The place “<a href="{place_url}">Hyesan City</a>” was changed successfully.']
+        assert list(LogEntry.objects.filter(action_flag=CHANGE).values_list("object_repr", flat=True)) == [
+            "Hyesan City"
+        ]
 
     def test_a_save_that_changes_nothing_moves_no_version_and_writes_no_history(self, client, analyst):
         # The form as rendered to an Analyst (the claims hidden from them not on it): the incident

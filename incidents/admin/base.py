@@ -682,6 +682,14 @@ class TrackedModelAdmin(
         )
         request.saved_unchanged = change and written is not obj
 
+    def log_change(self, request, obj, message):
+        """No entry in the admin's log (its "Recent actions") for a Save that changed nothing
+        (`request.saved_unchanged`): Django logged one, "No fields changed.", a change that did not
+        happen."""
+        if getattr(request, "saved_unchanged", False):
+            return None
+        return super().log_change(request, obj, message)
+
     def response_change(self, request, obj):
         """After a Save that changed nothing (`request.saved_unchanged`: the services wrote nothing,
         no version, no history event), Django's "was changed successfully" told the user their Save
