@@ -702,16 +702,20 @@ class VersionedModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, update_fields=None, **kwargs):
         if not self._state.adding:
             self.version += 1
-        super().save(*args, **kwargs)
+        if update_fields is not None and "version" in update_fields:
+            # A new version's kept columns (KeptByDatabase: an audience's own) are read back with it.
+            kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
+            update_fields = [*update_fields, *kept]
+        super().save(*args, update_fields=update_fields, **kwargs)
 
 
 # The columns of a record's version and change time told to readers without Confidential access
 # (`VersionsPerAudience`), which its history leaves out: the database derives them.
 DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
-# Those told to the public (`PublicVersions`: a source's, a response's), left out likewise.
+# Those told to the public (`PublicVersions`: a source's, a response's, a place's), left out likewise.
 PUBLIC_VERSION_FIELDS = ["public_version", "public_updated_at"]
 # Every audience's kept columns of a source and a response.
 KEPT_VERSION_FIELDS = [*DISCLOSED_VERSION_FIELDS, *PUBLIC_VERSION_FIELDS]
@@ -741,22 +745,17 @@ class VersionsPerAudience(VersionedModel):
     class Meta:
         abstract = True
 
-    def save(self, *args, update_fields=None, **kwargs):
-        if update_fields is not None and "version" in update_fields:
-            # A new version's kept columns (KeptByDatabase) are read back with it.
-            kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
-            update_fields = [*update_fields, *kept]
-        super().save(*args, update_fields=update_fields, **kwargs)
 
-
-class PublicVersions(VersionsPerAudience):
+class PublicVersions(VersionedModel):
     """A record whose version and change time the public (readers who may not see unpublished
-    records: anonymous ones, accounts that are not staff) is told apart too: `public_*` move only
-    with a change the public can see, so that a change to what only staff read (a source's notes, a
-    response's link to an incident not published) does not tell it that something it may not see
-    changed. Kept by the database's triggers (migration 0098). Sources and responses alone: an
-    incident shows the public nothing that staff without Confidential access read and it does not
-    (it is published, or not shown)."""
+    records: anonymous ones, accounts that are not staff) is told apart: `public_*` move only with a
+    change the public can see, so that a change to what only staff read (a source's notes, a
+    response's link to an incident not published, a sensitive place's exact coordinates) does not
+    tell it that something it may not see changed. Kept by the database's triggers (migrations
+    0098, 0101). Sources and responses keep `disclosed_*` too (`VersionsPerAudience`); a place
+    does not: staff without Confidential access read it whole. An incident has no `public_*`: it
+    shows the public nothing that staff without Confidential access read and it does not (it is
+    published, or not shown), but the coordinates of a sensitive place it happened at."""
 
     public_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     public_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
@@ -912,13 +911,15 @@ class PlaceKind(models.TextChoices):
 
 
 # Without `within_sensitive` in the history: the database derives it (`keep_within_sensitive`), and a
-# place marked sensitive would otherwise add an event to every place inside it. The update event's
+# place marked sensitive would otherwise add an event to every place inside it; nor the public's
+# version columns, which it derives too (`PublicVersions`; migration 0101 fills them in). The update event's
 # condition says "any other column changed" of the row as JSON, not column by column as pghistory's
 # own would: that one names `version`, and could not be installed on a database migrated back to
 # before it (PGTRIGGER_INSTALL_ON_MIGRATE installs every trigger after each migrate).
+_PLACE_DERIVED_COLUMNS = " - ".join(f"'{name}'" for name in ["within_sensitive", *PUBLIC_VERSION_FIELDS])
 PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
-        "((to_jsonb(OLD) - 'within_sensitive') IS DISTINCT FROM (to_jsonb(NEW) - 'within_sensitive'))"
+        f"((to_jsonb(OLD) - {_PLACE_DERIVED_COLUMNS}) IS DISTINCT FROM (to_jsonb(NEW) - {_PLACE_DERIVED_COLUMNS}))"
     )
 )
 
@@ -926,9 +927,9 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
 @pghistory.track(
     *HISTORY_BUT_UPDATES,
     PLACE_HISTORY_UNLESS_DERIVED,
-    exclude=["within_sensitive"],
+    exclude=["within_sensitive", *PUBLIC_VERSION_FIELDS],
 )
-class Place(VersionedModel, TimestampedModel):
+class Place(PublicVersions, TimestampedModel):
     name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
     alternate_names = NameListField(
         models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
@@ -1232,7 +1233,7 @@ class SourceKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Source(PublicVersions, TimestampedModel):
+class Source(PublicVersions, VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -2281,7 +2282,7 @@ class ResponseKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Response(PublicVersions, TimestampedModel):
+class Response(PublicVersions, VersionsPerAudience, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")

@@ -1,9 +1,9 @@
-"""A source's and a response's version and change time for the public (anonymous readers and
-accounts that are not staff), apart from those of staff without Confidential access: the public
-reads neither a source's staff-only `notes` nor a response's links to incidents not published, so
-a change of those moves neither the version, the change time nor the ETag it is told, while staff
-without Confidential access, who read them, are told it. A writer who is not staff (a partner
-tool's account) edits by the version the public is told."""
+"""A source's, a response's and a place's version and change time for the public (anonymous readers
+and accounts that are not staff), apart from those of staff: the public reads neither a source's
+staff-only `notes`, nor a response's links to incidents not published, nor a sensitive place's
+exact coordinates (or those of a place inside one), so a change of those moves neither the version,
+the change time nor the ETag it is told, while staff, who read them, are told it. A writer who is
+not staff (a partner tool's account) edits by the version the public is told."""
 
 import io
 from datetime import date
@@ -14,10 +14,10 @@ from django.core.management import call_command
 from django.db import connection
 
 from incidents import roles
-from incidents.models import Incident, Response
-from tests.api_support import client_for
+from incidents.models import Incident, Place, Response
+from tests.api_support import API, client_for, results
 from tests.database_support import migrate_incidents_back_to
-from tests.factories import make_incident, make_organization, make_source, make_user
+from tests.factories import make_incident, make_organization, make_place, make_source, make_user
 from tests.test_merges import merge_url, unmerge_url
 from tests.test_merges import world as world
 from tests.test_versions_per_audience_sources import edit, linked_ids, read, told, url_of
@@ -284,3 +284,156 @@ class TestAMerge:
             None: before[None],
             reviewer: before[reviewer] + 2,
         }
+
+
+@pytest.fixture
+def places():
+    """A province, a town in it marked sensitive, and the gate of a facility in the town."""
+    province = make_place(name="Jilin", kind="province", latitude=43.6, longitude=126.2)
+    town = make_place(name="Tumen", parent=province, latitude=42.97, longitude=129.84, sensitive=True)
+    gate = make_place(name="Gate", kind="facility", parent=town, latitude=42.912345, longitude=129.512345)
+    return {"province": province, "town": town, "gate": gate}
+
+
+def listed(reader, place: Place) -> dict:
+    """`place` as the API's list of places shows it to `reader`."""
+    [body] = [
+        body for body in results(client_for(reader).get(f"{API}/places/", {"page_size": 200})) if body["id"] == place.pk
+    ]
+    return body
+
+
+class TestAPlace:
+    @pytest.mark.parametrize("name", ["town", "gate"], ids=["sensitive", "inside a sensitive one"])
+    def test_the_public_is_not_told_its_exact_coordinates_corrected(self, keeper, reviewer, partner, places, name):
+        place = places[name]
+        before = {reader: (read(reader, place), listed(reader, place)) for reader in (None, partner)}
+        staff_told = told(reviewer, place)
+
+        edit(keeper, place, {"latitude": 42.9, "longitude": 129.5})
+
+        assert {reader: (read(reader, place), listed(reader, place)) for reader in (None, partner)} == before
+        # Staff, who read them (with Confidential access or without), are told it.
+        for staff in (reviewer, keeper):
+            now_version, now_updated_at, now_etag = told(staff, place)
+            assert (now_version, now_etag) == (staff_told[0] + 1, f'"{staff_told[0] + 1}"')
+            assert now_updated_at > staff_told[1]
+            assert listed(staff, place)["version"] == now_version
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"name": "Tumen City"},
+            {"sensitive": False},
+            {"parent": None, "country": "CN", "in_no_country": False},
+            {"kind": "other"},
+        ],
+        ids=["renamed", "un-marked", "moved", "another kind"],
+    )
+    def test_the_public_is_told_a_change_it_can_see(self, keeper, reviewer, places, change):
+        town = places["town"]
+        before = {reader: told(reader, town) for reader in (None, reviewer)}
+
+        edit(keeper, town, change)
+
+        for reader, (version, updated_at, etag) in before.items():
+            now_version, now_updated_at, now_etag = told(reader, town)
+            assert (now_version, now_etag) == (version + 1, f'"{version + 1}"') != (version, etag)
+            assert now_updated_at > updated_at
+
+    def test_the_public_is_told_the_place_marked_sensitive_and_its_coordinates_coarsened(self, reviewer, places):
+        province = places["province"]
+        version, _, _ = told(None, province)
+        edit(reviewer, province, {"sensitive": True})
+        assert told(None, province)[0] == version + 1
+
+        # Coarsened before and after (it shows no coordinates, none above it has any): not told.
+        edit(reviewer, province, {"latitude": 43.7, "longitude": 126.3})
+        assert told(None, province)[0] == version + 1
+
+    def test_the_public_is_told_exact_coordinates_it_reads_corrected(self, reviewer, places):
+        province = places["province"]
+        version, _, _ = told(None, province)
+
+        edit(reviewer, province, {"latitude": 43.7, "longitude": 126.3})
+
+        assert told(None, province)[0] == version + 1
+
+    def test_the_public_is_told_a_change_it_can_see_after_one_it_cannot_by_one(self, keeper, reviewer, places):
+        gate = places["gate"]
+        version, _, _ = told(None, gate)
+        edit(keeper, gate, {"latitude": 42.9, "longitude": 129.5})
+
+        edit(keeper, gate, {"name": "North gate"})
+
+        assert told(None, gate)[0] == version + 1
+        assert told(reviewer, gate)[0] == version + 2
+
+    def test_a_place_inside_one_whose_coordinates_it_shows_moved_keeps_its_own_versions(self, reviewer, places):
+        # The coordinates the public reads of a place inside a sensitive one are those of a place
+        # above it (the province, for the gate): they follow that place's, whose versions move; the
+        # gate's record did not change, and its versions, every reader's, stay as they were.
+        province, gate = places["province"], places["gate"]
+        before = {reader: told(reader, gate) for reader in (None, reviewer)}
+        province_version, _, _ = told(None, province)
+
+        edit(reviewer, province, {"latitude": 43.7, "longitude": 126.3})
+
+        body, _ = read(None, gate)
+        assert (body["latitude"], body["longitude"]) == (43.7, 126.3)
+        assert told(None, province)[0] == province_version + 1
+        assert {reader: told(reader, gate) for reader in (None, reviewer)} == before
+
+    @pytest.mark.parametrize("by_header", [True, False], ids=["If-Match", "body"])
+    def test_a_stale_edit_of_staff_after_its_coordinates_were_corrected_is_refused(
+        self, keeper, reviewer, places, by_header
+    ):
+        gate = places["gate"]
+        body, etag = read(reviewer, gate)
+        edit(keeper, gate, {"latitude": 42.9, "longitude": 129.5})
+
+        answer = client_for(reviewer).patch(
+            url_of(gate),
+            {"name": "North gate"} | ({} if by_header else {"version": body["version"]}),
+            format="json",
+            **({"HTTP_IF_MATCH": etag} if by_header else {}),
+        )
+
+        assert answer.status_code == (412 if by_header else 409), answer.content
+        assert Place.objects.get(pk=gate.pk).name == "Gate"
+
+    def test_a_write_of_the_public_version_alone_is_no_event(self, places):
+        gate = places["gate"]
+        events = apps.get_model("incidents", "PlaceEvent").objects.filter(pgh_obj=gate)
+        recorded = events.count()
+
+        Place.objects.filter(pk=gate.pk).update(public_version=99)
+
+        assert events.count() == recorded
+        gate.refresh_from_db()
+        assert gate.public_version == gate.version
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_starts_a_places_public_versions_as_its_own(reviewer):
+    town = make_place(name="Tumen", latitude=42.97, longitude=129.84, sensitive=True)
+    migrate_incidents_back_to("0100_claim_span_from_any_figure")
+    try:
+        # Its exact coordinates corrected before the migration: a new version for every reader.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE incidents_place SET latitude = 42.9, version = version + 1, updated_at = now() WHERE id = %s",
+                [town.pk],
+            )
+    finally:
+        call_command("migrate", "incidents", verbosity=0, stdout=io.StringIO())
+    events = apps.get_model("incidents", "PlaceEvent").objects.filter(pgh_obj=town)
+    recorded = events.count()
+
+    town.refresh_from_db()
+    assert (town.version, town.public_version) == (2, 2)
+    assert town.public_updated_at == town.updated_at
+    # Its trigger counts from there: a correction of its coordinates moves the staff's alone.
+    edit(reviewer, town, {"latitude": 42.8, "longitude": 129.8})
+    assert (told(None, town)[0], told(reviewer, town)[0]) == (2, 3)
+    assert events.count() == recorded + 1
