@@ -752,10 +752,10 @@ class PublicVersions(VersionedModel):
     change the public can see, so that a change to what only staff read (a source's notes, a
     response's link to an incident not published, a sensitive place's exact coordinates) does not
     tell it that something it may not see changed. Kept by the database's triggers (migrations
-    0098, 0101). Sources and responses keep `disclosed_*` too (`VersionsPerAudience`); a place
-    does not: staff without Confidential access read it whole. An incident has no `public_*`: it
-    shows the public nothing that staff without Confidential access read and it does not (it is
-    published, or not shown), but the coordinates of a sensitive place it happened at."""
+    0098, 0101, 0102). Sources, responses and incidents keep `disclosed_*` too
+    (`VersionsPerAudience`); a place does not: staff without Confidential access read it whole. An
+    incident shows the public all that staff without Confidential access read of it (it is
+    published, or not shown) but the exact coordinates of a sensitive place it happened at."""
 
     public_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     public_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
@@ -1399,10 +1399,10 @@ class DateLabel(Func):
     # of the row trigger's INSERT, which made the trigger 8x slower (0.9 s against 7.5 s for 5,000
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
-    # Derived by the database from the rest of the row and of its claims (migration 0095).
-    exclude=[*DISCLOSED_VERSION_FIELDS, "disclosed_updated_by"],
+    # Derived by the database from the rest of the row and of its claims (migrations 0095, 0102).
+    exclude=[*KEPT_VERSION_FIELDS, "disclosed_updated_by"],
 )
-class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionsPerAudience, TimestampedModel):
+class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, PublicVersions, VersionsPerAudience, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -1512,6 +1512,8 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionsPerAudi
             models.Index(fields=["updated_at", "id"], name="incident_updated"),
             # Serves the same for readers without Confidential access, who sync by their own time.
             models.Index(fields=["disclosed_updated_at", "id"], name="incident_disclosed_updated"),
+            # And for the public, who sync by theirs (migration 0102).
+            models.Index(fields=["public_updated_at", "id"], name="incident_public_updated"),
             # Serves the type filter.
             models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
             # Serves finding one incident's possible duplicates (incidents.duplicates): the unmerged
@@ -2194,9 +2196,12 @@ class IncidentExportRow(models.Model):
     updated_at = models.TextField()
     version = models.IntegerField()
     # The incident's own `disclosed_*` version and change time, the cells of readers without
-    # Confidential access (`exports.version_cells`, migration 0095).
+    # Confidential access (`exports.version_cells`, migration 0095), and its `public_*`, the
+    # public's (migration 0102).
     disclosed_updated_at = models.TextField()
     disclosed_version = models.IntegerField()
+    public_updated_at = models.TextField()
+    public_version = models.IntegerField()
 
     class Meta:
         indexes = [
@@ -2242,8 +2247,10 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
-            # Serves the same for readers without Confidential access (migration 0095).
+            # Serves the same for readers without Confidential access (migration 0095), and the public
+            # (migration 0102).
             models.Index(Collate("disclosed_updated_at", "C"), name="export_row_disclosed_updated"),
+            models.Index(Collate("public_updated_at", "C"), name="export_row_public_updated"),
             # Serves an export by incident type (exports.kept_rows): a type's rows, newest first.
             # Without the order index's included columns, measured both ways at 1,000,000
             # incidents: with them, the record of a confidential reader's export by a rare type

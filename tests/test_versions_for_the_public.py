@@ -1,10 +1,12 @@
-"""A source's, a response's and a place's version and change time for the public (anonymous readers
-and accounts that are not staff), apart from those of staff: the public reads neither a source's
-staff-only `notes`, nor a response's links to incidents not published, nor a sensitive place's
-exact coordinates (or those of a place inside one), so a change of those moves neither the version,
-the change time nor the ETag it is told, while staff, who read them, are told it. A writer who is
-not staff (a partner tool's account) edits by the version the public is told."""
+"""A source's, a response's, a place's and an incident's version and change time for the public
+(anonymous readers and accounts that are not staff), apart from those of staff: the public reads
+neither a source's staff-only `notes`, nor a response's links to incidents not published, nor a
+sensitive place's exact coordinates (or those of a place inside one), its own or those of the place
+an incident happened at, so a change of those moves neither the version, the change time nor the
+ETag it is told, nor its sync, while staff, who read them, are told it. A writer who is not staff (a
+partner tool's account) edits by the version the public is told."""
 
+import csv
 import io
 from datetime import date
 
@@ -12,14 +14,16 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from incidents import roles
-from incidents.models import Incident, Place, Response
+from incidents.models import Incident, IncidentRevision, Place, Response
 from tests.api_support import API, client_for, results
 from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_incident, make_organization, make_place, make_source, make_user
 from tests.test_merges import merge_url, unmerge_url
 from tests.test_merges import world as world
+from tests.test_releases import files_of, release, rows
 from tests.test_versions_per_audience_sources import edit, linked_ids, read, told, url_of
 
 
@@ -437,3 +441,135 @@ def test_the_migration_starts_a_places_public_versions_as_its_own(reviewer):
     edit(reviewer, town, {"latitude": 42.8, "longitude": 129.8})
     assert (told(None, town)[0], told(reviewer, town)[0]) == (2, 3)
     assert events.count() == recorded + 1
+
+
+def synced(reader, since) -> dict[str, list]:
+    """The incidents `reader`'s incremental sync reads since `since`, through the API and the CSV, as
+    (public id, version, change time)."""
+    client = client_for(reader)
+    listed = results(client.get(f"{API}/incidents/", {"updated_since": since.isoformat(), "page_size": 200}))
+    exported = client.get(f"{API}/incidents.csv", {"updated_since": since.isoformat()})
+    return {
+        "api": [(incident["public_id"], incident["version"], incident["updated_at"]) for incident in listed],
+        "csv": [
+            (row["public_id"], int(row["version"]), row["updated_at"])
+            for row in csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()))
+        ],
+    }
+
+
+class TestAnIncidentAtASensitivePlace:
+    @pytest.fixture
+    def at_the_gate(self, places):
+        return make_incident(title="Arrests at the gate", places=[places["gate"]])
+
+    @pytest.mark.parametrize("name", ["town", "gate"], ids=["sensitive", "inside a sensitive one"])
+    def test_the_public_is_not_told_its_places_exact_coordinates_corrected(
+        self, keeper, reviewer, partner, places, at_the_gate, name
+    ):
+        before = {reader: read(reader, at_the_gate) for reader in (None, partner)}
+        staff_version = told(reviewer, at_the_gate)[0]
+        since = timezone.now()
+
+        edit(keeper, places[name], {"latitude": 42.9, "longitude": 129.5})
+
+        assert {reader: read(reader, at_the_gate) for reader in (None, partner)} == before
+        assert synced(None, since) == synced(partner, since) == {"api": [], "csv": []}
+        # Staff, who read the exact coordinates, are told it, and their sync reads it again.
+        for staff in (reviewer, keeper):
+            version, updated_at, etag = told(staff, at_the_gate)
+            assert (version, etag) == (staff_version + 1, f'"{staff_version + 1}"')
+            assert synced(staff, since) == {
+                "api": [(at_the_gate.public_id, version, updated_at)],
+                "csv": [(at_the_gate.public_id, version, updated_at)],
+            }
+
+    def test_the_public_is_told_coordinates_it_reads_moved(self, reviewer, partner, places, at_the_gate):
+        # The gate shows the public the province's coordinates: the first above it not coarsened.
+        version = told(None, at_the_gate)[0]
+        since = timezone.now()
+
+        edit(reviewer, places["province"], {"latitude": 43.7, "longitude": 126.3})
+
+        body, etag = read(None, at_the_gate)
+        assert [(place["latitude"], place["longitude"]) for place in body["places"]] == [(43.7, 126.3)]
+        assert (body["version"], etag) == (version + 1, f'"{version + 1}"')
+        told_now = [(at_the_gate.public_id, version + 1, body["updated_at"])]
+        assert synced(None, since) == synced(partner, since) == {"api": told_now, "csv": told_now}
+
+    @pytest.mark.parametrize(
+        "change",
+        [{"name": "North gate"}, {"sensitive": True}, {"latitude": 42.9, "longitude": 129.5, "name": "North gate"}],
+        ids=["renamed", "marked", "renamed and corrected"],
+    )
+    def test_the_public_is_told_a_change_of_its_place_it_can_see(self, keeper, places, at_the_gate, change):
+        version = told(None, at_the_gate)[0]
+
+        edit(keeper, places["gate"], change)
+
+        assert told(None, at_the_gate)[0] == version + 1
+
+    def test_the_public_is_told_a_change_it_can_see_after_a_correction_by_one(self, keeper, places, at_the_gate):
+        version = told(None, at_the_gate)[0]
+        edit(keeper, places["gate"], {"latitude": 42.9, "longitude": 129.5})
+
+        edit(keeper, at_the_gate, {"title": "Arrests at the north gate"})
+
+        assert told(None, at_the_gate)[0] == version + 1
+
+    def test_the_next_release_does_not_list_it_as_updated(self, keeper, places, at_the_gate):
+        release(keeper)
+
+        edit(keeper, places["gate"], {"latitude": 42.9, "longitude": 129.5})
+
+        listed = files_of(release(keeper))
+        assert rows(listed["CHANGES.csv"]) == []
+        [released] = rows(listed["incidents.csv"])
+        assert released["version"] == str(told(None, at_the_gate)[0])
+
+    @pytest.mark.parametrize("by_header", [True, False], ids=["If-Match", "body"])
+    def test_a_writer_who_is_not_staff_edits_by_the_publics_version_after_a_correction(
+        self, keeper, partner, places, at_the_gate, by_header
+    ):
+        body, etag = read(partner, at_the_gate)
+        edit(keeper, places["gate"], {"latitude": 42.9, "longitude": 129.5})
+
+        # A partner tool's Analyst proposes its change to the published incident for review.
+        answer = client_for(partner).patch(
+            url_of(at_the_gate),
+            {"title": "Arrests at the north gate"} | ({} if by_header else {"version": body["version"]}),
+            format="json",
+            **({"HTTP_IF_MATCH": etag} if by_header else {}),
+        )
+
+        assert answer.status_code == 202, answer.content
+        # Made from the incident as it is: a Reviewer may accept it (not stale).
+        assert not IncidentRevision.objects.get(incident=at_the_gate).is_stale
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_starts_an_incidents_public_versions_as_those_of_staff_without_confidential_access(
+    keeper, reviewer
+):
+    incident = make_incident(title="Arrests at the gate")
+    migrate_incidents_back_to("0101_place_public_versions")
+    try:
+        # A change readers without Confidential access were not told, before the migration.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE incidents_incident SET version = version + 1, updated_at = now() WHERE id = %s", [incident.pk]
+            )
+            cursor.execute("SELECT incident_export_refresh(ARRAY[%s]::bigint[])", [incident.pk])
+    finally:
+        call_command("migrate", "incidents", verbosity=0, stdout=io.StringIO())
+
+    incident.refresh_from_db()
+    assert (incident.version, incident.disclosed_version, incident.public_version) == (2, 1, 1)
+    assert incident.public_updated_at == incident.disclosed_updated_at < incident.updated_at
+    assert told(None, incident)[0] == told(reviewer, incident)[0] == 1
+    exported = client_for().get(f"{API}/incidents.csv")
+    [row] = csv.DictReader(io.StringIO(b"".join(exported.streaming_content).decode()))
+    assert row["version"] == "1"
+    # Their triggers count from there: a change everyone sees moves every audience's.
+    edit(keeper, incident, {"title": "Arrests at the north gate"})
+    assert (told(None, incident)[0], told(reviewer, incident)[0], told(keeper, incident)[0]) == (2, 2, 3)
