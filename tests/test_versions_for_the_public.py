@@ -8,12 +8,14 @@ partner tool's account) edits by the version the public is told."""
 
 import csv
 import io
+import re
 from datetime import date
 
 import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from incidents import roles
@@ -458,6 +460,14 @@ def synced(reader, since) -> dict[str, list]:
     }
 
 
+def page_told(incident) -> tuple[int, str]:
+    """The version and the last change's time the public incident page tells an anonymous reader."""
+    page = Client().get(f"/incidents/{incident.public_id}/").content.decode()
+    [version] = re.findall(r"Incident Tracker, INC-\d+, version (\d+),", page)
+    [last_updated] = re.findall(r'<time datetime="([^"]+)">', page)
+    return int(version), last_updated
+
+
 class TestAnIncidentAtASensitivePlace:
     @pytest.fixture
     def at_the_gate(self, places):
@@ -468,12 +478,14 @@ class TestAnIncidentAtASensitivePlace:
         self, keeper, reviewer, partner, places, at_the_gate, name
     ):
         before = {reader: read(reader, at_the_gate) for reader in (None, partner)}
+        page_before = page_told(at_the_gate)
         staff_version = told(reviewer, at_the_gate)[0]
         since = timezone.now()
 
         edit(keeper, places[name], {"latitude": 42.9, "longitude": 129.5})
 
         assert {reader: read(reader, at_the_gate) for reader in (None, partner)} == before
+        assert page_told(at_the_gate) == page_before
         assert synced(None, since) == synced(partner, since) == {"api": [], "csv": []}
         # Staff, who read the exact coordinates, are told it, and their sync reads it again.
         for staff in (reviewer, keeper):
@@ -494,6 +506,7 @@ class TestAnIncidentAtASensitivePlace:
         body, etag = read(None, at_the_gate)
         assert [(place["latitude"], place["longitude"]) for place in body["places"]] == [(43.7, 126.3)]
         assert (body["version"], etag) == (version + 1, f'"{version + 1}"')
+        assert page_told(at_the_gate)[0] == version + 1
         told_now = [(at_the_gate.public_id, version + 1, body["updated_at"])]
         assert synced(None, since) == synced(partner, since) == {"api": told_now, "csv": told_now}
 
