@@ -186,8 +186,8 @@ def default_parameters() -> dict:
         .first()
     )
     words = [word for word in newest.title.split() if word.isalpha() and len(word) > 3]
-    # The public's last change (`disclosed_updated_at`, which they sync by), a day before it.
-    last_change = public.order_by("-disclosed_updated_at").values_list("disclosed_updated_at", flat=True).first()
+    # The public's last change (`public_updated_at`, which they sync by), a day before it.
+    last_change = public.order_by("-public_updated_at").values_list("public_updated_at", flat=True).first()
     return {
         "date_from": f"{newest.date_start.year - 1}-01-01",
         "date_to": f"{newest.date_start.year}-12-31",
@@ -261,7 +261,7 @@ def main():
         ("list: page of 50, q=Dandong", api_call(incidents, {"q": "Dandong", "page_size": 50}), None),
         ("list: page of 50, q=zzzz", api_call(incidents, {"q": "zzzz", "page_size": 50}), None),
         ("list: page of 50, q=-zzzz", api_call(incidents, {"q": "-zzzz", "page_size": 50}), None),
-        # A partner's sync, by the change time the public is told (`disclosed_updated_at`, migration 0095).
+        # A partner's sync, by the change time the public is told (`public_updated_at`, migration 0102).
         ("sync: ordering=-updated_at", api_call(incidents, {"ordering": "-updated_at", "page_size": 50}), None),
         (
             "sync: updated_since, last day",

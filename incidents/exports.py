@@ -228,7 +228,7 @@ _KEPT_COLUMNS = {"date_start", "date_end", "review_state", "confidential", "veri
 _KEPT_LOOKUPS = {"exact", "in", "gt", "gte", "lt", "lte"}
 # The incident's change times each kept row holds as a text of the same name (`kept_time`): every
 # reader's own (`version_cells`).
-_KEPT_TIMES = {"updated_at", "disclosed_updated_at"}
+_KEPT_TIMES = {"updated_at", "disclosed_updated_at", "public_updated_at"}
 _KEPT_TIME_LOOKUPS = {
     "exact": Exact,
     "gt": GreaterThan,

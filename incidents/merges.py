@@ -28,7 +28,7 @@ from django.utils import timezone
 from incidents import duplicates, services
 from incidents.history import set_incident_update_triggers
 from incidents.models import (
-    DISCLOSED_VERSION_FIELDS,
+    KEPT_VERSION_FIELDS,
     Claim,
     CountQualifier,
     DatePrecision,
@@ -371,8 +371,8 @@ def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None
 
 def _versions_read_again(incident: Incident) -> None:
     """`incident`'s versions and change times of every audience as stored: the triggers of the rows
-    moved after its save moved those of readers without Confidential access."""
-    incident.refresh_from_db(fields=["version", "updated_at", *DISCLOSED_VERSION_FIELDS, "disclosed_updated_by"])
+    moved after its save moved those of readers without Confidential access and the public's."""
+    incident.refresh_from_db(fields=["version", "updated_at", *KEPT_VERSION_FIELDS, "disclosed_updated_by"])
 
 
 def _writer_withheld(incidents: list[Incident]) -> None:

@@ -702,16 +702,20 @@ class VersionedModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, update_fields=None, **kwargs):
         if not self._state.adding:
             self.version += 1
-        super().save(*args, **kwargs)
+        if update_fields is not None and "version" in update_fields:
+            # A new version's kept columns (KeptByDatabase: an audience's own) are read back with it.
+            kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
+            update_fields = [*update_fields, *kept]
+        super().save(*args, update_fields=update_fields, **kwargs)
 
 
 # The columns of a record's version and change time told to readers without Confidential access
 # (`VersionsPerAudience`), which its history leaves out: the database derives them.
 DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
-# Those told to the public (`PublicVersions`: a source's, a response's), left out likewise.
+# Those told to the public (`PublicVersions`: a source's, a response's, a place's), left out likewise.
 PUBLIC_VERSION_FIELDS = ["public_version", "public_updated_at"]
 # Every audience's kept columns of a source and a response.
 KEPT_VERSION_FIELDS = [*DISCLOSED_VERSION_FIELDS, *PUBLIC_VERSION_FIELDS]
@@ -741,22 +745,17 @@ class VersionsPerAudience(VersionedModel):
     class Meta:
         abstract = True
 
-    def save(self, *args, update_fields=None, **kwargs):
-        if update_fields is not None and "version" in update_fields:
-            # A new version's kept columns (KeptByDatabase) are read back with it.
-            kept = [field.name for field in self._meta.concrete_fields if isinstance(field, KeptByDatabase)]
-            update_fields = [*update_fields, *kept]
-        super().save(*args, update_fields=update_fields, **kwargs)
 
-
-class PublicVersions(VersionsPerAudience):
+class PublicVersions(VersionedModel):
     """A record whose version and change time the public (readers who may not see unpublished
-    records: anonymous ones, accounts that are not staff) is told apart too: `public_*` move only
-    with a change the public can see, so that a change to what only staff read (a source's notes, a
-    response's link to an incident not published) does not tell it that something it may not see
-    changed. Kept by the database's triggers (migration 0098). Sources and responses alone: an
-    incident shows the public nothing that staff without Confidential access read and it does not
-    (it is published, or not shown)."""
+    records: anonymous ones, accounts that are not staff) is told apart: `public_*` move only with a
+    change the public can see, so that a change to what only staff read (a source's notes, a
+    response's link to an incident not published, a sensitive place's exact coordinates) does not
+    tell it that something it may not see changed. Kept by the database's triggers (migrations
+    0098, 0101, 0102). Sources, responses and incidents keep `disclosed_*` too
+    (`VersionsPerAudience`); a place does not: staff without Confidential access read it whole. An
+    incident shows the public all that staff without Confidential access read of it (it is
+    published, or not shown) but the exact coordinates of a sensitive place it happened at."""
 
     public_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     public_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
@@ -912,13 +911,15 @@ class PlaceKind(models.TextChoices):
 
 
 # Without `within_sensitive` in the history: the database derives it (`keep_within_sensitive`), and a
-# place marked sensitive would otherwise add an event to every place inside it. The update event's
+# place marked sensitive would otherwise add an event to every place inside it; nor the public's
+# version columns, which it derives too (`PublicVersions`; migration 0101 fills them in). The update event's
 # condition says "any other column changed" of the row as JSON, not column by column as pghistory's
 # own would: that one names `version`, and could not be installed on a database migrated back to
 # before it (PGTRIGGER_INSTALL_ON_MIGRATE installs every trigger after each migrate).
+_PLACE_DERIVED_COLUMNS = " - ".join(f"'{name}'" for name in ["within_sensitive", *PUBLIC_VERSION_FIELDS])
 PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
-        "((to_jsonb(OLD) - 'within_sensitive') IS DISTINCT FROM (to_jsonb(NEW) - 'within_sensitive'))"
+        f"((to_jsonb(OLD) - {_PLACE_DERIVED_COLUMNS}) IS DISTINCT FROM (to_jsonb(NEW) - {_PLACE_DERIVED_COLUMNS}))"
     )
 )
 
@@ -926,9 +927,9 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
 @pghistory.track(
     *HISTORY_BUT_UPDATES,
     PLACE_HISTORY_UNLESS_DERIVED,
-    exclude=["within_sensitive"],
+    exclude=["within_sensitive", *PUBLIC_VERSION_FIELDS],
 )
-class Place(VersionedModel, TimestampedModel):
+class Place(PublicVersions, TimestampedModel):
     name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
     alternate_names = NameListField(
         models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
@@ -1232,7 +1233,7 @@ class SourceKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Source(PublicVersions, TimestampedModel):
+class Source(PublicVersions, VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -1398,10 +1399,10 @@ class DateLabel(Func):
     # of the row trigger's INSERT, which made the trigger 8x slower (0.9 s against 7.5 s for 5,000
     # updated incidents, migration 0055). The values are the same: those of the row recorded.
     attrs={"public_id": models.TextField(), "date_label": models.TextField()},
-    # Derived by the database from the rest of the row and of its claims (migration 0095).
-    exclude=[*DISCLOSED_VERSION_FIELDS, "disclosed_updated_by"],
+    # Derived by the database from the rest of the row and of its claims (migrations 0095, 0102).
+    exclude=[*KEPT_VERSION_FIELDS, "disclosed_updated_by"],
 )
-class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionsPerAudience, TimestampedModel):
+class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, PublicVersions, VersionsPerAudience, TimestampedModel):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -1511,6 +1512,8 @@ class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, VersionsPerAudi
             models.Index(fields=["updated_at", "id"], name="incident_updated"),
             # Serves the same for readers without Confidential access, who sync by their own time.
             models.Index(fields=["disclosed_updated_at", "id"], name="incident_disclosed_updated"),
+            # And for the public, who sync by theirs (migration 0102).
+            models.Index(fields=["public_updated_at", "id"], name="incident_public_updated"),
             # Serves the type filter.
             models.Index(fields=["incident_type", "date_start"], name="incident_type_date"),
             # Serves finding one incident's possible duplicates (incidents.duplicates): the unmerged
@@ -2193,9 +2196,12 @@ class IncidentExportRow(models.Model):
     updated_at = models.TextField()
     version = models.IntegerField()
     # The incident's own `disclosed_*` version and change time, the cells of readers without
-    # Confidential access (`exports.version_cells`, migration 0095).
+    # Confidential access (`exports.version_cells`, migration 0095), and its `public_*`, the
+    # public's (migration 0102).
     disclosed_updated_at = models.TextField()
     disclosed_version = models.IntegerField()
+    public_updated_at = models.TextField()
+    public_version = models.IntegerField()
 
     class Meta:
         indexes = [
@@ -2241,8 +2247,10 @@ class IncidentExportRow(models.Model):
             # is a fixed-width UTC text compared byte by byte (collation "C"), whatever the
             # database's collation.
             models.Index(Collate("updated_at", "C"), name="export_row_updated"),
-            # Serves the same for readers without Confidential access (migration 0095).
+            # Serves the same for readers without Confidential access (migration 0095), and the public
+            # (migration 0102).
             models.Index(Collate("disclosed_updated_at", "C"), name="export_row_disclosed_updated"),
+            models.Index(Collate("public_updated_at", "C"), name="export_row_public_updated"),
             # Serves an export by incident type (exports.kept_rows): a type's rows, newest first.
             # Without the order index's included columns, measured both ways at 1,000,000
             # incidents: with them, the record of a confidential reader's export by a rare type
@@ -2281,7 +2289,7 @@ class ResponseKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Response(PublicVersions, TimestampedModel):
+class Response(PublicVersions, VersionsPerAudience, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")

@@ -50,12 +50,12 @@ def can_see_confidential(user) -> bool:
 
 @dataclass(frozen=True)
 class VersionFields:
-    """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`)
-    that hold the version, the change time and (an incident's alone) the last writer an audience is
-    told; `otherwise`, the columns of a wider audience that a record without these holds for the
-    same readers (an incident read by the public: `disclosed_*`). Audiences are nested: the public
-    sees nothing that staff without Confidential access do not, and those staff nothing that
-    staff with it do not."""
+    """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`; a
+    place: `models.PublicVersions`) that hold the version, the change time and (an incident's
+    alone) the last writer an audience is told; `otherwise`, the columns of a wider audience that a
+    record without these holds for the same readers (a place read by staff without Confidential
+    access: its own). Audiences are nested: the public sees nothing that staff without Confidential
+    access do not, and those staff nothing that staff with it do not."""
 
     version: str
     updated_at: str
@@ -78,8 +78,9 @@ _EVERY_CHANGE = VersionFields("version", "updated_at", "updated_by")
 _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields(
     "disclosed_version", "disclosed_updated_at", "disclosed_updated_by", otherwise=_EVERY_CHANGE
 )
-# A source's and a response's alone (`models.PublicVersions`); an incident's public is told the
-# disclosed ones (it reads an incident whole or not at all), so the public's last writer is theirs.
+# Those of `models.PublicVersions`. The public is told no last writer (the doors name one to staff
+# alone): the disclosed one stands in. A place has no disclosed columns: staff without Confidential
+# access are told its own.
 _CHANGES_SEEN_BY_THE_PUBLIC = VersionFields(
     "public_version",
     "public_updated_at",
@@ -98,11 +99,13 @@ def version_fields(user) -> VersionFields:
     see (kept by the database, migrations 0095 to 0097), so that an edit of what is hidden from them
     (an incident's confidential claim, a confidential source cited, a response's confidential
     incident) does not tell them something hidden changed, nor who changed it; the public (anonymous
-    readers, accounts that are not staff), a source's and a response's `public_*`, which move only
-    with a change it can see (migration 0098: not their notes, nor a response's link to an incident
-    not published). The one place that chooses: the API, the admin, the CSV export, the releases and
-    the services read it. A query names the columns of its model (`VersionFields.of`): an incident
-    has no `public_*`."""
+    readers, accounts that are not staff), a source's, a response's and a place's `public_*`, which
+    move only with a change it can see (migrations 0098, 0101, 0102: not a source's notes, nor a
+    response's link to an incident not published, nor a sensitive place's exact coordinates, its
+    own or those of a place an incident happened at). The one place that chooses: the API, the
+    admin, the CSV export, the releases and the services read it. A query names the columns of its
+    model (`VersionFields.of`): a place has no `disclosed_*` (staff without Confidential access read
+    it whole)."""
     if can_see_confidential(user):
         return EVERY_CHANGE
     if can_see_unpublished(user):
@@ -112,8 +115,8 @@ def version_fields(user) -> VersionFields:
 
 def versions_told(*, every_change: bool) -> VersionFields:
     """`version_fields` of staff with (`every_change`) or without Confidential access: what a
-    revision's proposer, or a merge's Reviewer, was told of an incident (the public is told an
-    incident's `disclosed_*` too)."""
+    revision's proposer, or a merge's Reviewer, was told of an incident (a proposer who is not staff
+    is counted by `disclosed_*` too: a revision keeps no narrower audience)."""
     return EVERY_CHANGE if every_change else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
 
 

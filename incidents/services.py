@@ -75,6 +75,7 @@ from incidents.querysets import (
     updated_at_seen_by,
     updated_by_seen_by,
     version_seen_by,
+    versions_told,
 )
 
 
@@ -831,7 +832,9 @@ def _propose_revision(
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
     revision = IncidentRevision.objects.create(
         incident=incident,
-        base_version=version_seen_by(current, user),
+        # Counted as the revision reads it (`versions_told`), which tells a proposer who is not
+        # staff (a partner tool's account, which edits by the public's version) by `disclosed_*`.
+        base_version=version_seen_by(current, None, versions_told(every_change=can_see_confidential(user))),
         changes=proposal,
         proposed_by_id=_acting_user_id(user),
         needs_confidential_access=can_see_confidential(user),
@@ -1695,7 +1698,12 @@ def record_save(
             # Before the place's UPDATE (the incidents at it and inside it are the same before and
             # after it): its trigger makes their export rows again, with these new versions, when
             # their place paths change; once, where a refresh after it made a moved place's twice.
-            _incidents_show_place_changed(record, user, export_rows_remade=_changed(record, stored, _PATH_FIELDS))
+            _incidents_show_place_changed(
+                record,
+                user,
+                export_rows_remade=_changed(record, stored, _PATH_FIELDS),
+                told=_place_change_told(record, stored),
+            )
         record.save()
         if isinstance(record, Source) and stored is not None:
             if _origins_changed(record, stored):
@@ -1877,27 +1885,54 @@ def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]
     return any(getattr(record, field) != getattr(stored, field) for field in fields)
 
 
+# A place's own coordinates, which the public reads only of a place not `within_sensitive`.
+_COORDINATE_FIELDS = ("latitude", "longitude")
+
+
+def _place_change_told(place: Place, stored: Place) -> VersionFields:
+    """Down to which audience (`querysets.AUDIENCES`) the incidents at `place` and inside it are told
+    its change: every one, but for its exact coordinates alone corrected while it is coarsened
+    (`within_sensitive`, as are the places inside it: its mark and parent unchanged, so is that),
+    which only staff read; the public reads those of a place above it, before and after."""
+    other_fields = tuple(field for field in _SHOWN_FIELDS if field not in _COORDINATE_FIELDS)
+    if stored.within_sensitive and not _changed(place, stored, other_fields):
+        return STAFF_WITHOUT_CONFIDENTIAL_ACCESS
+    return THE_PUBLIC
+
+
 def _incidents_new_version(
-    user, incident_ids: str, params: list, *, seen: str | None = None, seen_params=(), at: datetime | None = None
+    user,
+    incident_ids: str,
+    params: list,
+    *,
+    seen: str | None = None,
+    seen_params=(),
+    told: VersionFields = THE_PUBLIC,
+    at: datetime | None = None,
 ) -> list[int]:
     """A new version of the incidents whose ids the SQL `incident_ids` selects, a change of what they
-    show of a record they link to; every reader is told it for those `seen` selects (all when None),
-    only readers with Confidential access for the others (their change time given to
-    `disclosed_updated_at` too is what tells the incident's trigger to count it, migration 0095).
-    Their history is written here, with their update triggers off meanwhile (migration 0054), and
-    their export rows, which hold the version, are the caller's to make again (most often by the
-    linked record's own UPDATE that follows, in the same transaction): two statements, however many
-    incidents (a province's), where the history trigger took 0.4 ms an incident (bench/README.md).
-    The record's own history tells what changed; an incident's event says only that its version
-    moved. Their change time is `at` (now by default). Their ids."""
+    show of a record they link to; readers with Confidential access and every narrower audience
+    down to `told` (`querysets.AUDIENCES`: everyone by default) are told it for those `seen` selects
+    (all when None), only readers with Confidential access for the others (their change time given
+    to an audience's `*_updated_at` too is what tells the incident's triggers to count it,
+    migrations 0095, 0102). Their history is written here, with their update triggers off meanwhile
+    (migration 0054), and their export rows, which hold the versions, are the caller's to make again
+    (most often by the linked record's own UPDATE that follows, in the same transaction): two
+    statements, however many incidents (a province's), where the history trigger took 0.4 ms an
+    incident (bench/README.md). The record's own history tells what changed; an incident's event
+    says only that its version moved. Their change time is `at` (now by default). Their ids."""
     now = at or timezone.now()
-    told_everyone = "%s" if seen is None else f"CASE WHEN id IN ({seen}) THEN %s ELSE disclosed_updated_at END"
+    told_columns = [audience.updated_at for audience in AUDIENCES[1 : AUDIENCES.index(told) + 1]]
+    told_now = "".join(
+        f", {column} = %s" if seen is None else f", {column} = CASE WHEN id IN ({seen}) THEN %s ELSE {column} END"
+        for column in told_columns
+    )
     set_incident_update_triggers(enabled=False)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s,"
-            f" disclosed_updated_at = {told_everyone} WHERE id IN ({incident_ids}) RETURNING id",
-            [now, _acting_user_id(user), *seen_params, now, *params],
+            f"UPDATE {Incident._meta.db_table} SET version = version + 1, updated_at = %s, updated_by_id = %s"
+            f"{told_now} WHERE id IN ({incident_ids}) RETURNING id",
+            [now, _acting_user_id(user), *[value for _ in told_columns for value in (*seen_params, now)], *params],
         )
         changed = [incident_id for (incident_id,) in cursor.fetchall()]
     record_events({Incident: "id"}, changed, label="update")
@@ -1905,19 +1940,21 @@ def _incidents_new_version(
     return changed
 
 
-def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool) -> None:
+def _incidents_show_place_changed(place: Place, user, *, export_rows_remade: bool, told: VersionFields) -> None:
     """A new version of every incident at `place` or at a place inside it, whose places as readers
-    see them may have changed: an incremental sync (`updated_since`, the CSV's too) reads them
-    again, so that a partner's copy holding a place's exact coordinates, now coarsened (the place,
-    or a town above it, marked sensitive), or its old name, is corrected. Without it the incidents
-    kept their version, and a copy kept the exact coordinates, or the misspelt name, for good.
-    Their export rows are made again here or, if `export_rows_remade`, by the place's UPDATE that
-    follows: once, where a refresh after it made a moved place's twice."""
+    see them may have changed, which audiences down to `told` are told (`_place_change_told`): an
+    incremental sync (`updated_since`, the CSV's too) reads them again, so that a partner's copy
+    holding a place's exact coordinates, now coarsened (the place, or a town above it, marked
+    sensitive), or its old name, is corrected. Without it the incidents kept their version, and a
+    copy kept the exact coordinates, or the misspelt name, for good. Their export rows are made
+    again here or, if `export_rows_remade`, by the place's UPDATE that follows: once, where a
+    refresh after it made a moved place's twice."""
     places_below = ids_in_tree_below(Place, place.pk)
     incident_ids = _incidents_new_version(
         user,
         f"SELECT incident_id FROM {IncidentPlace._meta.db_table} WHERE place_id IN ({places_below.sql})",
         list(places_below.params),
+        told=told,
     )
     if not export_rows_remade:
         with connection.cursor() as cursor:
@@ -2034,12 +2071,13 @@ def _incidents_show_organization_renamed(organization: Organization, user) -> No
         cursor.execute(
             f"UPDATE {IncidentExportRow._meta.db_table} AS export_row"
             " SET version = incident.version, updated_at = %s,"
-            " disclosed_version = incident.disclosed_version, disclosed_updated_at = %s"
+            " disclosed_version = incident.disclosed_version, disclosed_updated_at = %s,"
+            " public_version = incident.public_version, public_updated_at = %s"
             f" FROM {Incident._meta.db_table} AS incident"
             " WHERE incident.id = export_row.incident_id AND incident.id = ANY (%s) AND NOT EXISTS ("
             f" SELECT FROM {involvements} AS involvement WHERE involvement.incident_id = incident.id"
             " AND involvement.organization_id = %s AND involvement.role = %s)",
-            [kept_time(now), kept_time(now), incident_ids, organization.pk, InvolvementRole.PERPETRATOR],
+            [*[kept_time(now)] * 3, incident_ids, organization.pk, InvolvementRole.PERPETRATOR],
         )
 
 

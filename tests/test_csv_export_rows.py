@@ -32,6 +32,7 @@ from django.urls import reverse
 from incidents import exports, merges, roles, search
 from incidents.exports import COLUMNS, FORMULA_LIKE, csv_list_item, csv_source_item, kept_rows, write_incidents_csv
 from incidents.models import (
+    KEPT_VERSION_FIELDS,
     AccessDoor,
     Claim,
     ConfidentialAccess,
@@ -386,10 +387,13 @@ def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
     microsecond = timedelta(microseconds=1)
     for changed_at in (SYNCED_AT - microsecond, SYNCED_AT, SYNCED_AT + microsecond, SYNCED_AT - timedelta(days=400)):
         changed = make_incident(title=f"Changed at {changed_at.isoformat()}")
-        # Changed then for every reader: the time given to both audiences' columns (migration 0095).
-        Incident.objects.filter(pk=changed.pk).update(updated_at=changed_at, disclosed_updated_at=changed_at)
+        # Changed then for every reader: the time given to every audience's columns (migrations
+        # 0095, 0102).
+        Incident.objects.filter(pk=changed.pk).update(
+            updated_at=changed_at, disclosed_updated_at=changed_at, public_updated_at=changed_at
+        )
     Incident.objects.filter(pk__in=[incident.pk for incident in merged.values()]).update(
-        updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT
+        updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT, public_updated_at=SYNCED_AT
     )
     violence = IncidentType.objects.create(slug="violence", name="Violence")
     beating = IncidentType.objects.create(slug="beating", name="Beating", parent=violence)
@@ -402,7 +406,9 @@ def make_syncs_and_types(records: list[Incident]) -> dict[str, Incident]:
             date_end=date(2024, 1, day + 1),
             places=[Place.objects.get(name="Jilin", parent__name="China")],
         )
-    Incident.objects.filter(incident_type__slug="caning").update(updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT)
+    Incident.objects.filter(incident_type__slug="caning").update(
+        updated_at=SYNCED_AT, disclosed_updated_at=SYNCED_AT, public_updated_at=SYNCED_AT
+    )
     return merged
 
 
@@ -831,7 +837,9 @@ def test_a_source_made_confidential_and_public_again_keeps_what_a_refresh_from_s
     assert sorted(new_events.values_list("pgh_obj_id", "version")) == [
         (pk, versions[pk] + step) for pk in citing for step in (1, 2)
     ]
-    tracked = [field.attname for field in Incident._meta.concrete_fields if not field.name.startswith("disclosed_")]
+    # Not the columns the database derives, which the history leaves out.
+    derived = {*KEPT_VERSION_FIELDS, "disclosed_updated_by"}
+    tracked = [field.attname for field in Incident._meta.concrete_fields if field.name not in derived]
     for incident in Incident.objects.filter(pk__in=citing):
         last = new_events.filter(pgh_obj_id=incident.pk).latest("pgh_id")
         assert [getattr(last, name) for name in tracked] == [getattr(incident, name) for name in tracked]
@@ -1263,8 +1271,15 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
             incident=incident, organization=make_organization(name=organization), role="perpetrator"
         )
     assert_kept_origins_are_the_incidents()
-    # Written since (0043; 0095: each audience's version and change time).
-    written_since = ("disclosed_origins", "complete_origins", "disclosed_updated_at", "disclosed_version")
+    # Written since (0043; 0095, 0102: each audience's version and change time).
+    written_since = (
+        "disclosed_origins",
+        "complete_origins",
+        "disclosed_updated_at",
+        "disclosed_version",
+        "public_updated_at",
+        "public_version",
+    )
     columns = [field.column for field in IncidentExportRow._meta.concrete_fields if field.column not in written_since]
     every_row = f"SELECT {', '.join(columns)} FROM incidents_incidentexportrow"
     differing = f"SELECT count(*) FROM (({every_row}) EXCEPT ALL (SELECT * FROM kept)) AS more" + (
@@ -1279,7 +1294,8 @@ def test_the_refresh_keeps_the_rows_migration_0040_kept_to_the_byte(messy_record
         cursor.execute(
             "ALTER TABLE incidents_incidentexportrow ALTER COLUMN disclosed_origins SET DEFAULT 0,"
             " ALTER COLUMN complete_origins SET DEFAULT 0, ALTER COLUMN disclosed_updated_at SET DEFAULT '',"
-            " ALTER COLUMN disclosed_version SET DEFAULT 0"
+            " ALTER COLUMN disclosed_version SET DEFAULT 0, ALTER COLUMN public_updated_at SET DEFAULT '',"
+            " ALTER COLUMN public_version SET DEFAULT 0"
         )
         cursor.execute("DELETE FROM incidents_incidentexportrow")
         # Every id twice: the refresh keeps each incident's row once.

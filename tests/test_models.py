@@ -316,7 +316,9 @@ def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names
         # "Onsong\t" is "Onsong " once one line, the name of another place but for case.
         with pytest.raises(RuntimeError, match=re.escape("differ only in case: Onsong  / ONSONG . Rename one")):
             call_command("migrate", "incidents", verbosity=0)
-        Place.objects.filter(name="ONSONG ").delete()
+        # Said in SQL: the model's columns added since (a place's public version) are not there yet.
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM incidents_place WHERE name = 'ONSONG '")
     finally:
         call_command("migrate", "incidents", verbosity=0)
 
