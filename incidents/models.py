@@ -1111,18 +1111,19 @@ class Place(VersionedModel, TimestampedModel):
         # A place entered without a country lies in its parent's (Jilin under China): statistics and
         # the country filter count it there, and it follows that country from then on
         # (`keep_country_followed`). Migration 0015 did the same for the places before it.
+        if self.country or not self.parent_id:
+            return super().save(*args, **kwargs)
         with transaction.atomic():
-            if not self.country and self.parent_id:
-                # The parent read locked: its move, or a change of its country (its own, or carried
-                # down to it), not yet committed is waited for and read, and one that comes after
-                # waits for this place, so that it is carried down to it. Read unlocked, both
-                # committed and the place kept the old country.
-                Place.objects.select_for_update(no_key=True).filter(pk=self.parent_id).values_list("pk").first()
-                self.country = self.inherited_country()
-                self.country_inherited = True
-                if kwargs.get("update_fields") is not None:
-                    kwargs["update_fields"] = {*kwargs["update_fields"], "country", "country_inherited"}
-            super().save(*args, **kwargs)
+            # The parent read locked: its move, or a change of its country (its own, or carried down
+            # to it), not yet committed is waited for and read, and one that comes after waits for
+            # this place, so that it is carried down to it. Read unlocked, both committed and the
+            # place kept the old country.
+            Place.objects.select_for_update(no_key=True).filter(pk=self.parent_id).values_list("pk").first()
+            self.country = self.inherited_country()
+            self.country_inherited = True
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country", "country_inherited"}
+            return super().save(*args, **kwargs)
 
     @property
     def is_nowhere(self) -> bool:

@@ -1845,15 +1845,15 @@ def _country_followed(place: Place, stored: Place) -> None:
     place: moved, it takes its new parent's (a province entered under China and moved under North
     Korea counts its incidents, and those of the places inside it, in North Korea). Its writer sent
     the stored country back as read, so a country they change, or give, is theirs from then on; one
-    left blank is taken again (`Place.save`). Moved out of every place, it keeps the country it had,
-    as its own."""
+    left blank is taken again. Either way the place's save takes the new parent's (`Place.save`,
+    which reads it locked). Moved out of every place, it keeps the country it had, as its own."""
     if place.country != stored.country:
         place.country_inherited = False
     elif stored.country_inherited and place.parent_id != stored.parent_id:
         if place.parent_id is None:
             place.country_inherited = False
         else:
-            place.country = place.inherited_country()
+            place.country = ""
 
 
 def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:
