@@ -144,9 +144,9 @@ def _ensure_reference_data() -> Reference:
             province, _ = Place.objects.get_or_create(
                 name=province_name,
                 parent=country,
+                # Its country is the country's (`Place.save`), as an analyst's province's is.
                 defaults={
                     "kind": "province",
-                    "country": code,
                     "latitude": round(latitude + index, 4),
                     "longitude": round(longitude + index, 4),
                 },
@@ -156,7 +156,7 @@ def _ensure_reference_data() -> Reference:
                     name=city_name,
                     parent=province,
                     # Every other city is a sensitive location (e.g. a shelter's town).
-                    defaults={"kind": "city", "country": code, "sensitive": city_index % 2 == 1},
+                    defaults={"kind": "city", "sensitive": city_index % 2 == 1},
                 )
                 leaf_places.append((city.pk, code))
         government, _ = Organization.objects.get_or_create(

@@ -413,7 +413,11 @@ class DemoReports:
             place_id = self._by_name.get((city_id, name))
             if place_id is None:
                 place_id = self._by_name[(city_id, name)] = next(self._free_ids)
-                self._new_places.append(Place(pk=place_id, name=name, parent_id=city_id, kind="other", country=country))
+                self._new_places.append(
+                    Place(
+                        pk=place_id, name=name, parent_id=city_id, kind="other", country=country, country_inherited=True
+                    )
+                )
                 self.places[place_id] = (name, city_id, country)
             self.localities[key] = (place_id, name)
         return self.localities[key]

@@ -21,7 +21,7 @@ from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxLengthValidator
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.functions import (
@@ -58,7 +58,6 @@ from incidents.querysets import (
     SourceQuerySet,
     VersionFields,
     can_see_confidential,
-    ids_in_tree_below,
     versions_told,
 )
 from incidents.text_fields import (
@@ -912,11 +911,15 @@ class PlaceKind(models.TextChoices):
 
 # Without `within_sensitive` in the history: the database derives it (`keep_within_sensitive`), and a
 # place marked sensitive would otherwise add an event to every place inside it; nor the public's
-# version columns, which it derives too (`PublicVersions`; migration 0101 fills them in). The update event's
+# version columns, which it derives too (`PublicVersions`; migration 0101 fills them in); nor
+# `country_inherited`, which says how the country it records was given, and moves only with it (or
+# with the parent, moved out of every place). The update event's
 # condition says "any other column changed" of the row as JSON, not column by column as pghistory's
 # own would: that one names `version`, and could not be installed on a database migrated back to
 # before it (PGTRIGGER_INSTALL_ON_MIGRATE installs every trigger after each migrate).
-_PLACE_DERIVED_COLUMNS = " - ".join(f"'{name}'" for name in ["within_sensitive", *PUBLIC_VERSION_FIELDS])
+_PLACE_DERIVED_COLUMNS = " - ".join(
+    f"'{name}'" for name in ["within_sensitive", "country_inherited", *PUBLIC_VERSION_FIELDS]
+)
 PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     condition=pgtrigger.Condition(
         f"((to_jsonb(OLD) - {_PLACE_DERIVED_COLUMNS}) IS DISTINCT FROM (to_jsonb(NEW) - {_PLACE_DERIVED_COLUMNS}))"
@@ -927,7 +930,7 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
 @pghistory.track(
     *HISTORY_BUT_UPDATES,
     PLACE_HISTORY_UNLESS_DERIVED,
-    exclude=["within_sensitive", *PUBLIC_VERSION_FIELDS],
+    exclude=["within_sensitive", "country_inherited", *PUBLIC_VERSION_FIELDS],
 )
 class Place(PublicVersions, TimestampedModel):
     name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
@@ -947,7 +950,22 @@ class Place(PublicVersions, TimestampedModel):
         related_name="children",
         help_text="The place that contains it: city → province → country.",
     )
-    country = CountryField(blank=True)
+    country = CountryField(
+        blank=True,
+        help_text="Left blank, the country of the place that contains it, which it then follows: moved into "
+        "another place, or that place's country corrected, it takes the new one.",
+    )
+    # Whether `country` is the containing place's, taken when the writer left it blank (`save`),
+    # which it follows (`services._country_followed`, `_share_country_below`); a country a writer
+    # gave is theirs. A copy kept for good moved nothing: a province entered under China and moved
+    # under North Korea kept counting its incidents, and its towns', in China.
+    country_inherited = models.BooleanField(
+        "country from the place containing it",
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Its country is the nearest containing place's, and follows it.",
+    )
     latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     sensitive = models.BooleanField(
@@ -1042,6 +1060,28 @@ class Place(PublicVersions, TimestampedModel):
                 RETURN NEW;
                 """,
             ),
+            # A place whose country changed gives it to the places inside it whose country is taken
+            # from it: those entered while it had none, and those that follow it (`country_inherited`),
+            # and they to theirs, down to places with a country of their own. A new version of each,
+            # recorded in its history: its country is everyone's to read, and an edit read before
+            # meets a conflict rather than give it the old country back as its own. Here rather than
+            # in the service, whatever the writer (a raw move, a migration), and a level a statement:
+            # each reads the places committed meanwhile, which one walk of the tree from its start
+            # would miss (a town entered under the province while its country was corrected).
+            pgtrigger.Trigger(
+                name="keep_country_followed",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                level=pgtrigger.Row,
+                condition=pgtrigger.Q(old__country__df=pgtrigger.F("new__country"), new__country__gt=""),
+                func="""
+                UPDATE incidents_place
+                SET country = NEW.country, country_inherited = true, version = version + 1,
+                    updated_at = statement_timestamp()
+                WHERE parent_id = NEW.id AND (country = '' OR country_inherited) AND country <> NEW.country;
+                RETURN NULL;
+                """,
+            ),
             # A place whose `within_sensitive` changed (marked, un-marked, moved) makes its children
             # derive theirs again, and they theirs, down the tree; only those whose value changes.
             pgtrigger.Trigger(
@@ -1071,20 +1111,21 @@ class Place(PublicVersions, TimestampedModel):
 
     def save(self, *args, **kwargs):
         # A place entered without a country lies in its parent's (Jilin under China): statistics and
-        # the country filter count it there. Migration 0015 did the same for the places before it.
-        if not self.country and self.parent_id:
+        # the country filter count it there, and it follows that country from then on
+        # (`keep_country_followed`). Migration 0015 did the same for the places before it.
+        if self.country or not self.parent_id:
+            return super().save(*args, **kwargs)
+        with transaction.atomic():
+            # The parent read locked: its move, or a change of its country (its own, or carried down
+            # to it), not yet committed is waited for and read, and one that comes after waits for
+            # this place, so that it is carried down to it. Read unlocked, both committed and the
+            # place kept the old country.
+            Place.objects.select_for_update(no_key=True).filter(pk=self.parent_id).values_list("pk").first()
             self.country = self.inherited_country()
+            self.country_inherited = True
             if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "country"}
-        super().save(*args, **kwargs)
-        if self.country:
-            self._share_country_below()
-
-    def _share_country_below(self) -> None:
-        """Places below this one entered while it had no country take its country now, down to
-        those that have their own. One query, a recursive walk through places without one."""
-        below = ids_in_tree_below(Place, self.pk, through_blank="country")
-        Place.objects.filter(pk__in=below, country="").update(country=self.country)
+                kwargs["update_fields"] = {*kwargs["update_fields"], "country", "country_inherited"}
+            return super().save(*args, **kwargs)
 
     @property
     def is_nowhere(self) -> bool:

@@ -309,16 +309,14 @@ class QualifierFromFiguresQuerySet(models.QuerySet):
         return super().bulk_create(objs, *args, **kwargs)
 
 
-def ids_in_tree_below(model: type[models.Model], root_id: int, *, through_blank: str = "") -> RawSQL:
+def ids_in_tree_below(model: type[models.Model], root_id: int) -> RawSQL:
     """The ids of `root_id` and of every record below it by `parent` (a place's or an incident
-    type's), as a subquery; with `through_blank`, only those reached through records whose field of
-    that name is blank, the root aside. One recursive query, whatever the tree's depth (a query a
-    level let a tree 1,500 deep cost an anonymous filter 1,500 statements); UNION stops at a loop."""
+    type's), as a subquery. One recursive query, whatever the tree's depth (a query a level let a
+    tree 1,500 deep cost an anonymous filter 1,500 statements); UNION stops at a loop."""
     table = connection.ops.quote_name(model._meta.db_table)
-    condition = f" AND below.{connection.ops.quote_name(through_blank)} = ''" if through_blank else ""
     return RawSQL(
         f"WITH RECURSIVE tree(id) AS (SELECT %s::bigint UNION SELECT below.id FROM {table} AS below"
-        f" JOIN tree ON below.parent_id = tree.id{condition}) SELECT id FROM tree",
+        " JOIN tree ON below.parent_id = tree.id) SELECT id FROM tree",
         [root_id],
     )
 

@@ -1678,6 +1678,8 @@ def record_save(
             return stored
         if stored is not None and versioned:
             record.version = stored.version
+        if isinstance(record, Place) and stored is not None:
+            _country_followed(record, stored)
         if isinstance(record, Source) and stored is not None:
             # Before the source's UPDATE, whose trigger makes the export rows of every incident
             # citing it again, with these new versions: once, where a bump after it made them twice.
@@ -1879,6 +1881,22 @@ _SHOWN_FIELDS = ("name", "kind", "country", "sensitive", "parent_id", "latitude"
 # What the place's UPDATE makes the export rows of the incidents at it and inside it again for
 # (`incident_export_places_changed`, migration 0028: their place paths and countries).
 _PATH_FIELDS = ("name", "parent_id", "country")
+
+
+def _country_followed(place: Place, stored: Place) -> None:
+    """A country `place` took from the place containing it (`Place.country_inherited`) follows that
+    place: moved, it takes its new parent's (a province entered under China and moved under North
+    Korea counts its incidents, and those of the places inside it, in North Korea). Its writer sent
+    the stored country back as read, so a country they change, or give, is theirs from then on; one
+    left blank is taken again. Either way the place's save takes the new parent's (`Place.save`,
+    which reads it locked). Moved out of every place, it keeps the country it had, as its own."""
+    if place.country != stored.country:
+        place.country_inherited = False
+    elif stored.country_inherited and place.parent_id != stored.parent_id:
+        if place.parent_id is None:
+            place.country_inherited = False
+        else:
+            place.country = ""
 
 
 def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:

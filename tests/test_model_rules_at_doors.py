@@ -29,6 +29,7 @@ from tests.factories import (
     type_chain,
 )
 from tests.test_admin import incident_post
+from tests.test_csv import download, read_csv
 from tests.test_import import export, import_errors, run_import
 
 
@@ -780,6 +781,156 @@ class TestPlaceCountryComesFromItsParent:
         migration.inherit_countries(apps, None)
 
         assert set(Place.objects.filter(pk__in=[jilin.pk, yanji.pk]).values_list("country", flat=True)) == {"CN"}
+
+
+class TestPlaceCountryFollowsItsParent:
+    """A country a place took from its parent was a copy kept for good: a province entered under
+    China and moved under North Korea, or the places inside a country whose code was corrected,
+    kept the old country, and their incidents were counted, filtered and exported in it."""
+
+    @pytest.fixture
+    def analyst(self):
+        return client_for(make_user(roles.ANALYST))
+
+    @pytest.fixture
+    def tree(self, analyst):
+        """China and North Korea; Jilin entered under China without a country, Yanji under Jilin
+        likewise, Tumen under Jilin with its own (North Korea's), and an incident at Yanji."""
+        china = make_place(name="China", kind="country", country="CN")
+        north_korea = make_place(name="North Korea", kind="country", country="KP")
+        jilin = analyst.post(f"{API}/places/", {"name": "Jilin", "kind": "province", "parent": china.pk}, format="json")
+        yanji = analyst.post(f"{API}/places/", {"name": "Yanji", "parent": jilin.json()["id"]}, format="json")
+        tumen = analyst.post(
+            f"{API}/places/", {"name": "Tumen", "parent": jilin.json()["id"], "country": "KP"}, format="json"
+        )
+        assert (jilin.status_code, yanji.status_code, tumen.status_code) == (201, 201, 201)
+        places = {place.name: place for place in Place.objects.all()}
+        make_incident(title="At Yanji", places=[places["Yanji"]])
+        return {"China": china, "North Korea": north_korea, **places}
+
+    @staticmethod
+    def countries() -> dict[str, tuple[str, bool]]:
+        rows = Place.objects.values_list("name", "country", "country_inherited")
+        return {name: (country, inherited) for name, country, inherited in rows}
+
+    def test_a_country_taken_from_the_parent_is_said_so(self, analyst, tree):
+        answer = analyst.get(f"{API}/places/{tree['Yanji'].pk}/").json()
+
+        assert (answer["country"], answer["country_inherited"]) == ("CN", True)
+        assert self.countries() == {
+            "China": ("CN", False),
+            "North Korea": ("KP", False),
+            "Jilin": ("CN", True),
+            "Yanji": ("CN", True),
+            "Tumen": ("KP", False),
+        }
+
+    def test_a_place_moved_takes_its_new_parents_country_down_to_places_with_their_own(self, analyst, tree):
+        jilin = analyst.get(f"{API}/places/{tree['Jilin'].pk}/").json()
+        incident = Incident.objects.get(title="At Yanji")
+
+        # The body as read, its parent changed: the country it was shown is the one it followed.
+        moved = analyst.put(f"{API}/places/{jilin['id']}/", {**jilin, "parent": tree["North Korea"].pk}, format="json")
+
+        assert moved.status_code == 200, moved.content
+        assert (moved.json()["country"], moved.json()["country_inherited"]) == ("KP", True)
+        assert self.countries()["Yanji"] == ("KP", True)
+        # The incident at Yanji is counted, filtered and exported in North Korea now, and a sync
+        # reads it again.
+        anonymous = client_for()
+        stats = anonymous.get(f"{API}/incidents/stats/?group_by=country").json()["results"]
+        assert [(group["group"], group["incidents"]) for group in stats] == [("KP", 1)]
+        assert [row["title"] for row in anonymous.get(f"{API}/incidents/?country=KP").json()["results"]] == ["At Yanji"]
+        assert anonymous.get(f"{API}/incidents/?country=CN").json()["results"] == []
+        assert [row["countries"] for row in read_csv(download(anonymous))] == ["KP"]
+        assert Incident.objects.get(pk=incident.pk).version > incident.version
+        # Yanji's own version moved, and its history says when it changed country.
+        yanji = Place.objects.get(name="Yanji")
+        assert yanji.version == tree["Yanji"].version + 1
+        events = apps.get_model("incidents", "PlaceEvent").objects.filter(pgh_obj=yanji).order_by("pgh_id")
+        assert list(events.values_list("country", flat=True)) == ["CN", "KP"]
+
+    def test_a_country_corrected_is_taken_by_the_places_that_follow_it(self, analyst, tree):
+        china = analyst.get(f"{API}/places/{tree['China'].pk}/").json()
+
+        answer = analyst.put(f"{API}/places/{china['id']}/", {**china, "country": "TW"}, format="json")
+
+        assert answer.status_code == 200, answer.content
+        assert self.countries() == {
+            "China": ("TW", False),
+            "North Korea": ("KP", False),
+            "Jilin": ("TW", True),
+            "Yanji": ("TW", True),
+            "Tumen": ("KP", False),
+        }
+
+    def test_a_country_its_writer_gives_is_kept_when_its_parent_moves(self, analyst, tree):
+        yanji = analyst.get(f"{API}/places/{tree['Yanji'].pk}/").json()
+        given = analyst.put(f"{API}/places/{yanji['id']}/", {**yanji, "country": "KR"}, format="json")
+        jilin = analyst.get(f"{API}/places/{tree['Jilin'].pk}/").json()
+
+        moved = analyst.put(f"{API}/places/{jilin['id']}/", {**jilin, "parent": tree["North Korea"].pk}, format="json")
+
+        assert (given.status_code, moved.status_code) == (200, 200)
+        assert given.json()["country_inherited"] is False
+        assert self.countries()["Jilin"] == ("KP", True)
+        assert self.countries()["Yanji"] == ("KR", False)
+
+    def test_a_place_moved_out_of_every_place_keeps_its_country_as_its_own(self, analyst, tree):
+        jilin = analyst.get(f"{API}/places/{tree['Jilin'].pk}/").json()
+
+        answer = analyst.put(f"{API}/places/{jilin['id']}/", {**jilin, "parent": None}, format="json")
+
+        assert answer.status_code == 200, answer.content
+        assert self.countries()["Jilin"] == ("CN", False)
+
+    def test_an_edit_read_before_the_country_followed_meets_a_conflict(self, analyst, tree):
+        yanji = analyst.get(f"{API}/places/{tree['Yanji'].pk}/").json()
+        jilin = analyst.get(f"{API}/places/{tree['Jilin'].pk}/").json()
+        analyst.put(f"{API}/places/{jilin['id']}/", {**jilin, "parent": tree["North Korea"].pk}, format="json")
+
+        # Sent back, its old country would read as one its writer gave.
+        stale = analyst.put(f"{API}/places/{yanji['id']}/", {**yanji, "name": "Yanji City"}, format="json")
+
+        assert stale.status_code == 409
+        assert self.countries()["Yanji"] == ("KP", True)
+
+    def test_in_the_admin_the_form_says_so_and_a_move_follows(self, client, reviewer, tree):
+        change = reverse("admin:incidents_place_change", args=[tree["Jilin"].pk])
+        page = client.get(change).content.decode()
+        assert "Country from the place containing it" in page
+
+        answer = client.post(
+            change,
+            {
+                **PLACE_FORM,
+                "name": "Jilin",
+                "kind": "province",
+                "parent": tree["North Korea"].pk,
+                "country": "CN",
+                "expected_version": tree["Jilin"].version,
+            },
+        )
+
+        assert answer.status_code == 302, answer.content.decode()[-2000:]
+        assert self.countries()["Jilin"] == ("KP", True)
+        assert self.countries()["Yanji"] == ("KP", True)
+
+    def test_the_migration_marks_the_places_whose_country_is_their_parents(self, tree):
+        Place.objects.update(country_inherited=False)
+        elsewhere = make_place(name="Dandong", parent=tree["North Korea"], country="CN")
+        migration = importlib.import_module("incidents.migrations.0103_place_country_follows_its_parent")
+        with connection.cursor() as cursor:
+            cursor.execute(migration.Migration.operations[-1].sql)
+
+        assert self.countries() == {
+            "China": ("CN", False),
+            "North Korea": ("KP", False),
+            "Jilin": ("CN", True),
+            "Yanji": ("CN", True),
+            "Tumen": ("KP", False),
+            elsewhere.name: ("CN", False),
+        }
 
 
 def test_the_incident_form_offers_to_add_a_place(client):

@@ -557,3 +557,37 @@ def test_an_import_citing_a_source_deleted_meanwhile_is_told_it_met_another_chan
         "was written. Import the file again.\n"
     )
     assert not Incident.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("colleague_writes", "country"),
+    [
+        # Jilin moved under North Korea (its country as the service gives it, with the move).
+        ("UPDATE incidents_place SET parent_id = %(north_korea)s, country = 'KP' WHERE id = %(jilin)s", "KP"),
+        # China's code corrected, which the database carries down to Jilin, which follows it.
+        ("UPDATE incidents_place SET country = 'TW' WHERE id = %(china)s", "TW"),
+    ],
+    ids=["province_moved", "country_corrected"],
+)
+def test_a_town_entered_while_its_province_changes_country_takes_the_new_one(colleague_writes, country):
+    # An analyst enters Longjing under Jilin, taking its country, at the moment a colleague's change
+    # of Jilin's country commits. Read unlocked, Jilin's old country was taken after the colleague's
+    # change had been carried down to the places then inside it: Longjing kept China for good.
+    china = make_place(name="China", kind="country", country="CN")
+    north_korea = make_place(name="North Korea", kind="country", country="KP")
+    jilin = make_place(name="Jilin", kind="province", parent=china, country="")
+    analyst = client_for(make_user(roles.ANALYST))
+    places = {"china": china.pk, "north_korea": north_korea.pk, "jilin": jilin.pk}
+
+    (answer,) = answered_while_held(
+        colleague_writes % places,
+        [],
+        lambda: analyst.post(f"{API}/places/", {"name": "Longjing", "parent": jilin.pk}, format="json"),
+    )
+
+    assert not isinstance(answer, Exception), repr(answer)
+    assert answer.status_code == 201, answer.content
+    longjing = Place.objects.get(name="Longjing")
+    assert (longjing.country, longjing.country_inherited) == (country, True)
+    assert Place.objects.get(pk=jilin.pk).country == country

@@ -195,11 +195,13 @@ class PlaceAdmin(TrackedModelAdmin):
     # alternate names, and an analyst saved "Tumen" by its name alone.
     fieldsets = [
         (None, {"fields": ["name", "kind"]}),
-        ("Where it is", {"fields": ["parent", "country", "in_no_country"]}),
+        ("Where it is", {"fields": ["parent", "country", "country_inherited", "in_no_country"]}),
         ("Other names", {"fields": ["alternate_names"]}),
         ("Coordinates", {"fields": ["latitude", "longitude", "sensitive", "expected_version"]}),
     ]
     # Beside the mark, whether the public sees the place coarsened: a place inside a sensitive one is.
+    # Whether its country is its parent's, which it follows: the form says so beside the country.
+    readonly_fields = ["country_inherited"]
     list_display = ["name", "kind", "parent", "country", "sensitive", "within_sensitive"]
     list_filter = ["kind", ("country", HeldChoicesFieldListFilter), "sensitive", "within_sensitive"]
     list_select_related = ["parent"]

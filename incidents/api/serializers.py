@@ -313,6 +313,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "kind",
             "parent",
             "country",
+            "country_inherited",
             "in_no_country",
             "latitude",
             "longitude",
