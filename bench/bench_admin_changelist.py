@@ -10,18 +10,16 @@ case, the median, p95 and best of the runs, and the number of queries with their
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("--runs", type=int, default=20, help="timed requests per case, after one warm-up")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection, reset_queries  # noqa: E402
@@ -62,10 +60,7 @@ def measure(client: Client, url: str, params: dict, runs: int) -> tuple[float, f
     return statistics.median(timings), p95, min(timings), len(queries), sql
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed requests per case, after one warm-up")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
 
     client = Client()
     client.force_login(bench_analyst())
@@ -95,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -13,17 +13,16 @@ unbounded, what each request would cost).
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
+
+PARSER = argparse.ArgumentParser()
+PARSER.add_argument("--runs", type=int, default=3)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
 os.environ["DJANGO_DEBUG"] = "1"
-
-import django
-
-django.setup()
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -68,10 +67,7 @@ def measure(client: Client, address: str, number: int) -> tuple[int, float, int,
     return response.status_code, time.perf_counter() - started, len(statements.times), sum(statements.times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
-    arguments = parser.parse_args()
+def main(arguments: argparse.Namespace) -> None:
     client = Client()
     print(f"TRACKER_ANON_STATEMENT_TIMEOUT={settings.ANON_STATEMENT_TIMEOUT} ms, median of {arguments.runs}")
     print(f"{'status':>6} {'wall s':>7} {'stmts':>5} {'SQL s':>6}  address")
@@ -89,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -13,22 +13,36 @@ returning the same rows as JSON; stats p95 < 300 ms.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 from unittest import mock
 from urllib.parse import urlencode
 from wsgiref.util import setup_testing_defaults
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("--runs", type=int, default=30, help="timed requests per scenario (default 30)")
+PARSER.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
+PARSER.add_argument(
+    "--user",
+    metavar="USERNAME",
+    help="time only the incident list, as this user (e.g. a reviewer with confidential access, whose "
+    "reads of confidential records are recorded), without the hand-written SQL (the public's)",
+)
+PARSER.add_argument(
+    "--only",
+    metavar="LABEL",
+    action="append",
+    help="time only the scenario of this label, as printed (repeatable), e.g. to give a few slow ones "
+    "fewer runs than the rest",
+)
+# Read before Django is set up, so that --help and a refused argument answer at once; not when
+# imported (bench_public.py, bench_growth.py use its functions).
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -197,25 +211,7 @@ def default_parameters() -> dict:
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=30, help="timed requests per scenario (default 30)")
-    parser.add_argument("--q", help="search words for the full-text scenario (default: from the newest title)")
-    parser.add_argument(
-        "--user",
-        metavar="USERNAME",
-        help="time only the incident list, as this user (e.g. a reviewer with confidential access, whose "
-        "reads of confidential records are recorded), without the hand-written SQL (the public's)",
-    )
-    parser.add_argument(
-        "--only",
-        metavar="LABEL",
-        action="append",
-        help="time only the scenario of this label, as printed (repeatable), e.g. to give a few slow ones "
-        "fewer runs than the rest",
-    )
-    arguments = parser.parse_args()
-
+def main(arguments: argparse.Namespace):
     parameters = default_parameters()
     if arguments.q:
         parameters["q"] = arguments.q
@@ -301,4 +297,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -18,19 +18,7 @@ import statistics
 import sys
 import time
 
-from demo_rows import ensure_incidents, peak_rss_mb
-from django.contrib.admin import site
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser, Group
-from django.db import connection, transaction
-from django.http import QueryDict
-from django.test import RequestFactory
-from django.urls import reverse
-
-from incidents import roles
-from incidents.exports import copy_statement, write_incidents_csv
-from incidents.models import AccessDoor, Incident
-from incidents.selectors import incidents_matching
+from django_setup import setup_django
 
 # (name, reader, filters as a query string): the whole export for each audience; filtered ones, by
 # date and country (the incident list's commonest filters), by a search; a partner's full-history
@@ -64,6 +52,29 @@ CASES = {
     "admin date+country, superuser": ("superuser", "admin:date_from=2015-01-01&date_to=2020-12-31&country=CN"),
     "admin all, superuser": ("superuser", "admin:"),
 }
+
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("rows", nargs="?", type=int, help="top the database up to this many incidents first")
+PARSER.add_argument("--runs", type=int, default=3, help="timed runs of each side (best and median shown)")
+PARSER.add_argument("--case", action="append", choices=CASES, help="only these cases (repeatable)")
+PARSER.add_argument("--no-rss", action="store_true", help="skip the peak memory runs")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from demo_rows import ensure_incidents, peak_rss_mb  # noqa: E402
+from django.contrib.admin import site  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import AnonymousUser, Group  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.http import QueryDict  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from incidents import roles  # noqa: E402
+from incidents.exports import copy_statement, write_incidents_csv  # noqa: E402
+from incidents.models import AccessDoor, Incident  # noqa: E402
+from incidents.selectors import incidents_matching  # noqa: E402
 
 # The admin's export, as `IncidentCsvAdminMixin.export_changelist_csv` selects it.
 ADMIN = "admin:"
@@ -144,13 +155,7 @@ def export_peak_rss_mb(*options: str) -> float:
     return peak_rss_mb([sys.executable, "manage.py", "export_incidents", "-o", os.devnull, *options])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rows", nargs="?", type=int, help="top the database up to this many incidents first")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs of each side (best and median shown)")
-    parser.add_argument("--case", action="append", choices=CASES, help="only these cases (repeatable)")
-    parser.add_argument("--no-rss", action="store_true", help="skip the peak memory runs")
-    arguments = parser.parse_args()
+def main(arguments: argparse.Namespace):
     if arguments.rows is not None:
         created = ensure_incidents(arguments.rows)
         if created:
@@ -179,4 +184,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -6,24 +6,21 @@ Each run asks from its own address (`RUN`), so that the export rate (20 an hour)
 """
 
 import argparse
-import os
-import sys
 import time
+from pathlib import Path
+
+from django_setup import setup_django
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("label", nargs="?", default="csv", help="the name the figures are printed under (default csv)")
 parser.add_argument("run", nargs="?", type=int, default=1, help="the run's number, 1-254: its address (default 1)")
+# Read before Django is set up, so that --help and a refused argument answer at once.
 arguments = parser.parse_args()
 if not 1 <= arguments.run <= 254:
     parser.error("RUN must be from 1 to 254 (the last byte of the address it asks from)")
 label, run = arguments.label, arguments.run
 
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
-
-import django  # noqa: E402 (after the arguments: --help needs no settings)
-
-django.setup()
+setup_django(Path.cwd())  # the checkout measured: the one it is run from
 
 from django.test import Client  # noqa: E402 (once Django is set up)
 

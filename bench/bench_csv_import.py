@@ -10,12 +10,21 @@ import csv
 import io
 import time
 
-from demo_rows import reference_records
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django_setup import setup_django
 
-from incidents.importers import Duplicates, import_incidents_csv
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("rows", nargs="?", type=int, default=1000, help="new rows to import (default 1000)")
+# Read before Django is set up, so that --help and a refused argument answer at once; not when
+# imported (bench_import_limits.py uses its file).
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from demo_rows import reference_records  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from incidents.importers import Duplicates, import_incidents_csv  # noqa: E402
 
 
 def bench_file(rows: int) -> bytes:
@@ -39,10 +48,7 @@ def bench_file(rows: int) -> bytes:
     return out.getvalue().encode()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("rows", nargs="?", type=int, default=1000, help="new rows to import (default 1000)")
-    rows = parser.parse_args().rows
+def main(rows: int):
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )
@@ -76,4 +82,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS.rows)

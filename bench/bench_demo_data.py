@@ -16,12 +16,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("count", nargs="?", type=int, default=200_000, help="incidents to add (default 200000)")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.db import connection  # noqa: E402
 
@@ -38,10 +39,7 @@ def backend_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("count", nargs="?", type=int, default=200_000, help="incidents to add (default 200000)")
-    count = parser.parse_args().count
+def main(count: int) -> None:
     phases = defaultdict(lambda: [0.0, 0.0])
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM incidents_incident)")
@@ -92,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS.count)

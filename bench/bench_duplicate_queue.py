@@ -23,18 +23,29 @@ import statistics
 import time
 from urllib.parse import urlencode
 
-import demo_rows  # noqa: F401  (sets Django up)
-from django.contrib.auth.models import Group, User
-from django.db import connection, transaction
-from django.http import QueryDict
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django_setup import setup_django
 
-from incidents import roles
-from incidents.filters import DuplicatePairFilterSet
-from incidents.models import DuplicatePair, Incident
-from incidents.querysets import DuplicatePairQuerySet, can_see_unpublished
+PARSER = argparse.ArgumentParser()
+PARSER.add_argument("--runs", type=int, default=15)
+PARSER.add_argument("--only", action="append", help="Only these pages (by label); repeatable.")
+PARSER.add_argument("--reader", action="append", help="Only these readers; repeatable.")
+PARSER.add_argument("--before", action="store_true")
+PARSER.add_argument("--explain", type=float, metavar="MS")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.http import QueryDict  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from incidents import roles  # noqa: E402
+from incidents.filters import DuplicatePairFilterSet  # noqa: E402
+from incidents.models import DuplicatePair, Incident  # noqa: E402
+from incidents.querysets import DuplicatePairQuerySet, can_see_unpublished  # noqa: E402
 
 QUEUE = "/admin/incidents/duplicatepair/"
 CN_2020_2023 = "country=CN&date_from=2020-01-01&date_to=2023-12-31"
@@ -101,14 +112,7 @@ def explain(queries, at_least_ms: float) -> None:
         print(f"    -- {float(query['time']) * 1000:.0f} ms:\n    {sql}\n{plan}\n")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--only", action="append", help="Only these pages (by label); repeatable.")
-    parser.add_argument("--reader", action="append", help="Only these readers; repeatable.")
-    parser.add_argument("--before", action="store_true")
-    parser.add_argument("--explain", type=float, metavar="MS")
-    options = parser.parse_args()
+def main(options: argparse.Namespace):
     if options.before:
         DuplicatePairQuerySet.visible_to = visible_before
     readers = {
@@ -152,4 +156,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

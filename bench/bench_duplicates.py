@@ -17,11 +17,21 @@ import random
 import statistics
 import time
 
-import demo_rows  # noqa: F401  (sets Django up)
-from django.db import transaction
+from django_setup import setup_django
 
-from incidents.duplicates import PROPOSAL_THRESHOLD, candidate_pairs, duplicate_pairs_refresh
-from incidents.models import DuplicatePair, Incident
+DEFAULT_TRUTH = "duplicates-truth.csv"
+
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("truth", nargs="?", default=DEFAULT_TRUTH)
+PARSER.add_argument("--samples", type=int, default=100)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.db import transaction  # noqa: E402
+
+from incidents.duplicates import PROPOSAL_THRESHOLD, candidate_pairs, duplicate_pairs_refresh  # noqa: E402
+from incidents.models import DuplicatePair, Incident  # noqa: E402
 
 
 class Rollback(Exception):
@@ -69,14 +79,8 @@ def main(truth_path: str, samples: int) -> None:
         pass
 
 
-DEFAULT_TRUTH = "duplicates-truth.csv"
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("truth", nargs="?", default=DEFAULT_TRUTH)
-    parser.add_argument("--samples", type=int, default=100)
-    arguments = parser.parse_args()
-    if arguments.truth == DEFAULT_TRUTH and not os.path.exists(DEFAULT_TRUTH):
+    if ARGUMENTS.truth == DEFAULT_TRUTH and not os.path.exists(DEFAULT_TRUTH):
         # `make bench` runs every script with its defaults: without duplicates made with their truth,
         # there is nothing to measure, which is no failure of the other benchmarks.
         print(
@@ -84,4 +88,4 @@ if __name__ == "__main__":
             f"generate_demo_data --incidents 100000 --duplicates 0.05 --duplicates-truth {DEFAULT_TRUTH}"
         )
     else:
-        main(arguments.truth, arguments.samples)
+        main(ARGUMENTS.truth, ARGUMENTS.samples)

@@ -12,16 +12,19 @@ compare two versions of the function, migrate the same database back and forth b
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument(
+    "count", nargs="?", type=int, default=100_000, help="incidents refreshed in one call (default 100000)"
+)
+PARSER.add_argument("rounds", nargs="?", type=int, default=1, help="rounds (default 1)")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.db import connection, transaction  # noqa: E402
 
@@ -34,14 +37,7 @@ def backend_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "count", nargs="?", type=int, default=100_000, help="incidents refreshed in one call (default 100000)"
-    )
-    parser.add_argument("rounds", nargs="?", type=int, default=1, help="rounds (default 1)")
-    arguments = parser.parse_args()
-    count, rounds = arguments.count, arguments.rounds
+def main(count: int, rounds: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
@@ -68,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS.count, ARGUMENTS.rounds)

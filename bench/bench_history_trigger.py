@@ -11,10 +11,18 @@ so that the history's share of an incident's change can be read beside theirs.
 import argparse
 import re
 
-import demo_rows  # noqa: F401  (sets Django up from the environment)
-from django.db import connection, transaction
+from django_setup import setup_django
 
-from incidents.models import Incident
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("--rows", type=int, default=5000)
+PARSER.add_argument("--runs", type=int, default=3)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.db import connection, transaction  # noqa: E402
+
+from incidents.models import Incident  # noqa: E402
 
 TRIGGER_LINE = re.compile(r"Trigger (?P<name>\S+): time=(?P<ms>[\d.]+) calls=(?P<calls>\d+)")
 
@@ -42,11 +50,7 @@ def one_run(rows: int) -> tuple[float, dict[str, tuple[float, int]]]:
     return executed, triggers
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=3)
-    arguments = parser.parse_args()
+def main(arguments: argparse.Namespace):
     for run in range(1, arguments.runs + 1):
         executed, triggers = one_run(arguments.rows)
         print(f"run {run}: UPDATE of {arguments.rows:,} incidents {executed / 1000:.2f} s")
@@ -56,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

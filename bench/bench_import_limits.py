@@ -24,14 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_csv_import import bench_file
-from django.conf import settings
-from django.contrib.auth import get_user_model
+from django_setup import ROOT, setup_django
 
-from incidents.importers import NAMES_PER_ROW
-from incidents.models import Incident
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("rows", nargs="?", type=int, help="rows of the largest files (default: the row limit)")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_csv_import import bench_file  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+
+from incidents.importers import NAMES_PER_ROW  # noqa: E402
+from incidents.models import Incident  # noqa: E402
 
 
 def dry_run(path: Path, *options: str) -> tuple[float, float, str]:
@@ -90,16 +96,7 @@ def exported_rows(rows: int, directory: Path) -> Path | None:
     return path
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "rows",
-        nargs="?",
-        type=int,
-        default=settings.IMPORT_MAX_ROWS,
-        help="rows of the largest files (default: the row limit)",
-    )
-    rows = parser.parse_args().rows
+def main(rows: int):
     get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True, "is_staff": True})
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
@@ -151,4 +148,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # The default, the row limit, is a setting: known once Django is set up.
+    main(settings.IMPORT_MAX_ROWS if ARGUMENTS.rows is None else ARGUMENTS.rows)

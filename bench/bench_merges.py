@@ -11,19 +11,18 @@ merge at once, leaving their history, the merges' records and new versions behin
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("--pairs", type=int, default=20)
+PARSER.add_argument("--runs", type=int, default=30)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.contrib.auth.models import AnonymousUser, Group, User  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
@@ -92,11 +91,7 @@ def merges(pairs: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=30)
-    options = parser.parse_args()
     print(f"{Incident.objects.count():,} incidents")
-    reads(options.runs)
-    if options.pairs:
-        merges(options.pairs)
+    reads(ARGUMENTS.runs)
+    if ARGUMENTS.pairs:
+        merges(ARGUMENTS.pairs)

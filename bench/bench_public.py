@@ -17,23 +17,27 @@ import os
 from contextlib import ExitStack
 from urllib.parse import parse_qsl
 
-from bench_api import api_call, measure  # also sets Django up
-from django.conf import settings
-from django.db import connections
-from django.db.models import Count, Q
-from django.test.utils import CaptureQueriesContext, override_settings
+from django_setup import setup_django
 
-from incidents.models import Incident, IncidentPlace, InvolvementRole, Organization, Place
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("--runs", type=int, default=30, help="timed requests per page (default 30)")
+PARSER.add_argument(
+    "--page", action="append", default=[], metavar="PATH", help="time this page (with its query) instead"
+)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from bench_api import api_call, measure  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.db import connections  # noqa: E402
+from django.db.models import Count, Q  # noqa: E402
+from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
+
+from incidents.models import Incident, IncidentPlace, InvolvementRole, Organization, Place  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=30, help="timed requests per page (default 30)")
-    parser.add_argument(
-        "--page", action="append", default=[], metavar="PATH", help="time this page (with its query) instead"
-    )
-    arguments = parser.parse_args()
-
+def main(arguments: argparse.Namespace):
     public = Incident.objects.visible_to(None)
     newest = public.order_by("-date_start", "-id").first()
     places = IncidentPlace.objects.filter(incident=newest).exclude(place__country="")
@@ -125,4 +129,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -16,13 +16,22 @@ import hashlib
 import sys
 import time
 
-from demo_rows import peak_rss_mb
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.test import Client
+from django_setup import setup_django
 
-from incidents.models import Release
-from incidents.releases import release_create
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("--runs", type=int, default=2, help="runs of each measure")
+PARSER.add_argument("--child", choices=["baseline", "build", "download"], help=argparse.SUPPRESS)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from demo_rows import peak_rss_mb  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from incidents.models import Release  # noqa: E402
+from incidents.releases import release_create  # noqa: E402
 
 
 def child(measure: str) -> None:
@@ -50,11 +59,7 @@ def child(measure: str) -> None:
     print(f"  {time.perf_counter() - started:.2f} s")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2, help="runs of each measure")
-    parser.add_argument("--child", choices=["baseline", "build", "download"], help=argparse.SUPPRESS)
-    arguments = parser.parse_args()
+def main(arguments: argparse.Namespace):
     if arguments.child:
         child(arguments.child)
         return
@@ -68,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

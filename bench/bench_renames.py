@@ -7,16 +7,18 @@ Usage (DATABASE_URL set, from the checkout to measure): python bench/bench_renam
 """
 
 import argparse
-import os
 import sys
 import time
+from pathlib import Path
 
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
-
-django.setup()
+parser = argparse.ArgumentParser()
+parser.add_argument("--runs", type=int, default=2)
+parser.add_argument("--profile", action="store_true")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+options = parser.parse_args()
+setup_django(Path.cwd())  # the checkout measured: the one it is run from
 
 from django.contrib.auth import get_user_model  # noqa: E402 (once Django is set up)
 from django.db import connection, transaction  # noqa: E402
@@ -24,11 +26,6 @@ from django.db.models import Count  # noqa: E402
 
 from incidents import services  # noqa: E402
 from incidents.models import Organization, Source  # noqa: E402
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--runs", type=int, default=2)
-parser.add_argument("--profile", action="store_true")
-options = parser.parse_args()
 
 user = get_user_model().objects.filter(is_superuser=True, is_active=True).first()
 if user is None:

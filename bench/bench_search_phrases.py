@@ -14,22 +14,10 @@ rather than answered 503; DJANGO_DEBUG=1 serves the public pages' static files w
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
-
-import django
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
+from django_setup import setup_django
 
 # 66 words of most demo incidents, in an order none has them (199 characters quoted).
 LONG_PHRASE = " ".join(["in", "by"] * 33)
@@ -50,6 +38,18 @@ PATHS = [
     f"/api/v1/incidents/stats/?group_by=type&q={quote('-"inc inc"')}",
     f"/?q={quote('-"inc inc"')}",
 ]
+
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument("--explain", action="store_true", help="also EXPLAIN (ANALYZE, BUFFERS) each slowest statement")
+PARSER.add_argument("paths", nargs="*", metavar="PATH", default=PATHS, help="addresses to time (default: the phrases')")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
 
 
 def timed(client: Client, path: str) -> tuple[int, float]:
@@ -88,10 +88,4 @@ def main(paths: list[str], explain: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--explain", action="store_true", help="also EXPLAIN (ANALYZE, BUFFERS) each slowest statement")
-    parser.add_argument(
-        "paths", nargs="*", metavar="PATH", default=PATHS, help="addresses to time (default: the phrases')"
-    )
-    arguments = parser.parse_args()
-    main(arguments.paths, arguments.explain)
+    main(ARGUMENTS.paths, ARGUMENTS.explain)

@@ -17,20 +17,24 @@ import os
 import statistics
 import time
 
-import demo_rows  # noqa: F401  (sets Django up from the environment)
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.test import Client
+from django_setup import setup_django
 
-from accounts.services import token_create
-from incidents.models import Claim, Incident, Source
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("--cited", type=int, nargs="+", default=[100, 1000, 10000])
+PARSER.add_argument("--runs", type=int, default=3)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from accounts.services import token_create  # noqa: E402
+from incidents.models import Claim, Incident, Source  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cited", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--runs", type=int, default=3)
-    arguments = parser.parse_args()
+def main(arguments: argparse.Namespace):
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )
@@ -72,4 +76,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

@@ -13,24 +13,30 @@ Prints, for each request, the first time, the median and max of the next five, a
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import setup_django
 
-import django
+QUERIES = ["group_by=perpetrator&q=-dandong", "group_by=year&q=-dandong", "group_by=country&q=-dandong"]
 
-django.setup()
+PARSER = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+PARSER.add_argument(
+    "mode",
+    nargs="?",
+    choices=["before", "after"],
+    default="after",
+    help="without or with the subtraction (default after)",
+)
+PARSER.add_argument("queries", nargs="*", metavar="QUERY", default=QUERIES, help="stats query strings (default: three)")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 from incidents import statistics as incident_statistics  # noqa: E402
-
-QUERIES = ["group_by=perpetrator&q=-dandong", "group_by=year&q=-dandong", "group_by=country&q=-dandong"]
 
 
 def main(mode: str, queries: list[str]) -> None:
@@ -59,16 +65,4 @@ def main(mode: str, queries: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "mode",
-        nargs="?",
-        choices=["before", "after"],
-        default="after",
-        help="without or with the subtraction (default after)",
-    )
-    parser.add_argument(
-        "queries", nargs="*", metavar="QUERY", default=QUERIES, help="stats query strings (default: three)"
-    )
-    arguments = parser.parse_args()
-    main(arguments.mode, arguments.queries)
+    main(ARGUMENTS.mode, ARGUMENTS.queries)

@@ -7,23 +7,17 @@ incident count so that a benchmark can run on any database (DATABASE_URL) withou
 
 import os
 import subprocess
-import sys
 from datetime import date, timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+from django_setup import ROOT, setup_django
 
-import django
-
-django.setup()
+setup_django()
 
 from django.db import transaction  # noqa: E402
 
 from incidents.models import Claim, Incident, IncidentType, Involvement, Organization, Place, Source  # noqa: E402
 
 BATCH = 5000
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def peak_rss_mb(command: list[str]) -> float:
