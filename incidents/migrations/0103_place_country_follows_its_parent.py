@@ -28,6 +28,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The deferred checks and counts of writes earlier in one transaction run now: PostgreSQL
+        # alters no table with trigger events pending (as migrations 0101 and 0102 do).
+        migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
         pgtrigger.migrations.RemoveTrigger(
             model_name="place",
             name="update_update",
@@ -99,4 +102,6 @@ class Migration(migrations.Migration):
             """,
             migrations.RunSQL.noop,
         ),
+        # The same on the way back, where this runs first.
+        migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]
