@@ -921,7 +921,7 @@ class TestPlaceCountryFollowsItsParent:
         elsewhere = make_place(name="Dandong", parent=tree["North Korea"], country="CN")
         migration = importlib.import_module("incidents.migrations.0103_place_country_follows_its_parent")
         with connection.cursor() as cursor:
-            cursor.execute(migration.Migration.operations[-1].sql)
+            cursor.execute(migration.MARK_FOLLOWERS_SQL)
 
         assert self.countries() == {
             "China": ("CN", False),

@@ -21,6 +21,13 @@ import pgtrigger.compiler
 import pgtrigger.migrations
 from django.db import migrations, models
 
+# The places whose country is their parent's are marked as following it.
+MARK_FOLLOWERS_SQL = """
+UPDATE incidents_place AS place SET country_inherited = true
+FROM incidents_place AS parent
+WHERE parent.id = place.parent_id AND place.country = parent.country AND place.country <> ''
+"""
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -94,14 +101,7 @@ class Migration(migrations.Migration):
                 ),
             ),
         ),
-        migrations.RunSQL(
-            """
-            UPDATE incidents_place AS place SET country_inherited = true
-            FROM incidents_place AS parent
-            WHERE parent.id = place.parent_id AND place.country = parent.country AND place.country <> ''
-            """,
-            migrations.RunSQL.noop,
-        ),
+        migrations.RunSQL(MARK_FOLLOWERS_SQL, migrations.RunSQL.noop),
         # The same on the way back, where this runs first.
         migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]
