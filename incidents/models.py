@@ -956,9 +956,9 @@ class Place(PublicVersions, TimestampedModel):
         "another place, or that place's country corrected, it takes the new one.",
     )
     # Whether `country` is the containing place's, taken when the writer left it blank (`save`),
-    # which it follows (`services._country_followed`, `_share_country_below`); a country a writer
-    # gave is theirs. A copy kept for good moved nothing: a province entered under China and moved
-    # under North Korea kept counting its incidents, and its towns', in China.
+    # which it follows (`services._country_followed`, the trigger `keep_country_followed`); a
+    # country a writer gave is theirs. A copy kept for good moved nothing: a province entered under
+    # China and moved under North Korea kept counting its incidents, and its towns', in China.
     country_inherited = models.BooleanField(
         "country from the place containing it",
         default=False,
