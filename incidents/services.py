@@ -1918,6 +1918,13 @@ def _place_change_told(place: Place, stored: Place) -> VersionFields:
     return THE_PUBLIC
 
 
+def _change_times_told(told: VersionFields) -> list[str]:
+    """The change-time columns of the audiences narrower than every change's, down to `told`
+    (`querysets.AUDIENCES`): given a write's time, they tell each audience's row trigger to count
+    it as a change it sees (migrations 0095, 0096, 0098, 0101, 0102)."""
+    return [audience.updated_at for audience in AUDIENCES[1 : AUDIENCES.index(told) + 1]]
+
+
 def _incidents_new_version(
     user,
     incident_ids: str,
@@ -1940,7 +1947,7 @@ def _incidents_new_version(
     incident (bench/README.md). The record's own history tells what changed; an incident's event
     says only that its version moved. Their change time is `at` (now by default). Their ids."""
     now = at or timezone.now()
-    told_columns = [audience.updated_at for audience in AUDIENCES[1 : AUDIENCES.index(told) + 1]]
+    told_columns = _change_times_told(told)
     told_now = "".join(
         f", {column} = %s" if seen is None else f", {column} = CASE WHEN id IN ({seen}) THEN %s ELSE {column} END"
         for column in told_columns
@@ -2113,10 +2120,7 @@ def new_version_of(records: models.QuerySet, *, told: VersionFields = THE_PUBLIC
     audience's `*_updated_at` is what tells the row's trigger to count it (migrations 0096, 0098).
     Each record's history tells of it."""
     now = timezone.now()
-    narrower = AUDIENCES[1 : AUDIENCES.index(told) + 1]
-    records.update(
-        version=models.F("version") + 1, updated_at=now, **{audience.updated_at: now for audience in narrower}
-    )
+    records.update(version=models.F("version") + 1, updated_at=now, **dict.fromkeys(_change_times_told(told), now))
 
 
 def _links_shown_changed(linked: Source | Incident, *, told: VersionFields = THE_PUBLIC) -> None:
