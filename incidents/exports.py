@@ -43,11 +43,12 @@ from django.db.models.sql.where import AND, WhereNode
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry, LinkedToIncident
 from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
-from incidents.querysets import KeptOriginsAtLeast, can_see_confidential, version_fields
+from incidents.querysets import AUDIENCE_NAMES, KeptOriginsAtLeast, can_see_confidential, version_fields
 from incidents.search import IdIn
 
-# The documented, stable column set (README "CSV export"); `version` comes last so that a file
-# exported, edited and imported again carries the version its rows were read at.
+# The documented, stable column set (README "CSV export"); `version` and the readers it is told to
+# (`version_audience`) come last so that a file exported, edited and imported again carries the
+# version its rows were read at, and whose version that is.
 COLUMNS = (
     "public_id",
     "title",
@@ -73,6 +74,7 @@ COLUMNS = (
     "claim_max",
     "updated_at",
     "version",
+    "version_audience",
 )
 # The public pages' downloads add each incident's page after these (`copy_statement`).
 PAGE_URL_COLUMN = "page_url"
@@ -145,10 +147,17 @@ def claim_cells(user) -> str:
 
 
 def version_cells(user) -> dict[str, str]:
-    """The kept cells `user` reads as the `updated_at` and `version` columns: those of the version
-    they are told (`querysets.version_fields`), as every other door tells it."""
-    told = version_fields(user).of(Incident)
-    return {"updated_at": told.updated_at, "version": told.version}
+    """The SQL of the `updated_at`, `version` and `version_audience` cells `user` reads: the kept
+    cells of the version they are told (`querysets.version_fields`), as every other door tells it,
+    and that audience's name (`AUDIENCE_NAMES`), so that a Reviewer importing the file an Analyst or
+    the public downloaded is compared with the version it holds, not their own."""
+    told = version_fields(user)
+    kept = told.of(Incident)
+    return {
+        "updated_at": f'export_row."{kept.updated_at}"',
+        "version": f'export_row."{kept.version}"',
+        "version_audience": f"'{AUDIENCE_NAMES[told]}'",
+    }
 
 
 def origin_cells(user) -> str:
@@ -540,7 +549,7 @@ def copy_statement(
         if name in CLAIM_COLUMNS
         else f'{CONFIDENTIAL_CELLS[audience]} AS "{name}"'
         if name == "confidential"
-        else f'export_row."{versions[name]}" AS "{name}"'
+        else f'{versions[name]} AS "{name}"'
         if name in versions
         else f'export_row."{name}"'
         for name in COLUMNS

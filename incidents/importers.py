@@ -76,7 +76,15 @@ from incidents.models import (
     end_date_missing_message,
 )
 from incidents.numbers import is_whole_number
-from incidents.querysets import DuplicateCandidate, possible_duplicates_among, version_seen_by
+from incidents.querysets import (
+    AUDIENCE_NAMES,
+    AUDIENCES,
+    DuplicateCandidate,
+    VersionFields,
+    possible_duplicates_among,
+    version_fields,
+    version_seen_by,
+)
 from incidents.services import (
     ValidatedIncidents,
     VersionConflict,
@@ -179,6 +187,8 @@ class PlannedRow:
     title: str
     incident: Incident | None
     expected_version: int | None = None
+    # Whose version `expected_version` is (the file's `version_audience`): None, the importer's own.
+    versions_told: VersionFields | None = None
     data: dict[str, Any] = field(default_factory=dict)
     names: dict[str, tuple[models.Model, ...] | None] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
@@ -1337,8 +1347,12 @@ def _validate_new_incidents(
 
 
 def _check_version(line: int, record: dict[str, str], incident: Incident, row: PlannedRow, user) -> list[RowError]:
-    """The file's version of `incident` against the one its export gave `user` (`version_seen_by`)."""
-    version = version_seen_by(incident, user)
+    """The file's version of `incident` against the one its export gave the readers it was exported
+    for (`_versions_told`), or `user`, for a file that names none (`version_seen_by`)."""
+    row.versions_told, errors = _versions_told(line, record, user)
+    if errors:
+        return errors
+    version = version_seen_by(incident, user, row.versions_told)
     raw = record.get("version", "").strip()
     if not raw:
         return [RowError(line, "version", f"Needed to update {incident.public_id}: export it to get its version.")]
@@ -1365,6 +1379,40 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
             )
         ]
     return []
+
+
+_AUDIENCES_BY_NAME = {name: told for told, name in AUDIENCE_NAMES.items()}
+
+
+def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFields | None, list[RowError]]:
+    """Whose versions the row's `version` is: those of the audience its `version_audience` names,
+    so that a file an Analyst (or the public) exported, imported by a Reviewer with Confidential
+    access, is compared with the version it was read at, which a change to a confidential claim
+    does not move, where the Reviewer's own does. Nothing the file's readers could not see is lost
+    so: an import never removes a confidential claim, and making an incident confidential, or
+    taking it back to a draft, moves the version of the readers it leaves (a stale row). None, the
+    importer's own, for a file that names none (exported before the column). A file exported for
+    readers told more than `user` is refused: compared with a version hidden from `user`, its row
+    would tell them whether something they may not see changed."""
+    name = record.get("version_audience", "").strip()
+    if not name:
+        return None, []
+    told = _AUDIENCES_BY_NAME.get(name)
+    if told is None:
+        names = ", ".join(AUDIENCE_NAMES.values())
+        return None, [
+            RowError(line, "version_audience", f"{name!r} is not whose version this is: {names}, as exported.")
+        ]
+    if AUDIENCES.index(told) < AUDIENCES.index(version_fields(user)):
+        return None, [
+            RowError(
+                line,
+                "version_audience",
+                f"This file was exported for readers who see more than you ({name}): export the incidents "
+                "yourself and reapply your changes.",
+            )
+        ]
+    return told, []
 
 
 def _parse_values(
@@ -1832,6 +1880,7 @@ def _update(row: PlannedRow, user) -> None:
             incident=row.incident,
             user=user,
             expected_version=row.expected_version,
+            told=row.versions_told,
             data=row.data,
             places=row.names["places"] if "places" in row.changes else None,
             claims=_claims_after(row) if "sources" in row.changes else None,

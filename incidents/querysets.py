@@ -90,6 +90,9 @@ _CHANGES_SEEN_BY_THE_PUBLIC = VersionFields(
 # Every audience, the widest (told every change) first.
 AUDIENCES = (_EVERY_CHANGE, _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS, _CHANGES_SEEN_BY_THE_PUBLIC)
 EVERY_CHANGE, STAFF_WITHOUT_CONFIDENTIAL_ACCESS, THE_PUBLIC = AUDIENCES
+# Each audience by the name a CSV export gives its `version` column (`version_audience`), so that an
+# import compares a file's versions with those of the readers it was exported for.
+AUDIENCE_NAMES = {EVERY_CHANGE: "confidential", STAFF_WITHOUT_CONFIDENTIAL_ACCESS: "staff", THE_PUBLIC: "public"}
 
 
 def version_fields(user) -> VersionFields:

@@ -662,6 +662,7 @@ def incident_update(
     incident: Incident,
     user,
     expected_version: int,
+    told: VersionFields | None = None,
     data: Mapping[str, Any] | None = None,
     places: Iterable[Place] | None = None,
     claims: Iterable[Mapping[str, Any]] | None = None,
@@ -670,6 +671,8 @@ def incident_update(
 ) -> Incident | IncidentRevision:
     """Apply `data` (and, where given, replace the nested collections) if nobody saved the incident
     since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
+    `told`: the audience whose version that is, if not the writer's own (a CSV file exported by a
+    narrower one: `importers._versions_told`).
 
     The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
@@ -689,7 +692,7 @@ def incident_update(
         )
     }
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = _locked(incident, expected_version, visible_to=user)
+        current = _locked(incident, expected_version, visible_to=user, told=told)
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
             return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
         return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
