@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+
+from tests.database_support import this_test_database_url
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(path.name for path in (CHECKOUT / "bench").glob("bench_*.py"))
@@ -63,3 +66,39 @@ def test_a_bench_script_refuses_an_argument_it_cannot_read_saying_so(script, arg
 
     assert answer.returncode == 2, answer.stderr[-600:]
     assert answer.stderr.startswith(f"usage: {script} ") and said in answer.stderr, answer.stderr[-600:]
+
+
+# The scripts below read this test's database from their own process: what the test writes is committed.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_public_pages_bench_runs_on_the_sample_data_and_names_the_province_it_lacks():
+    call_command("load_sample", verbosity=0)
+
+    answer = run_script("bench_public.py", "--runs", "1", DATABASE_URL=this_test_database_url())
+
+    assert answer.returncode == 0, answer.stderr[-1200:]
+    assert "browse: place=(a province)" in answer.stdout and "skipped: no province" in answer.stdout, answer.stdout
+    assert "browse: perpetrator=" in answer.stdout and "GeoJSON download" in answer.stdout, answer.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_public_pages_bench_runs_on_a_database_without_incidents_saying_what_it_skips():
+    answer = run_script("bench_public.py", "--runs", "1", DATABASE_URL=this_test_database_url())
+
+    assert answer.returncode == 0, answer.stderr[-1200:]
+    skipped = [line for line in answer.stdout.splitlines() if "skipped:" in line]
+    assert len(skipped) == 3 and "no public incident" in skipped[0], answer.stdout
+    assert "browse: all" in answer.stdout and "statistics: group_by=year" in answer.stdout, answer.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_duplicate_queue_bench_runs_without_pairs_saying_which_pages_it_skips():
+    answer = run_script(
+        "bench_duplicate_queue.py", "--runs", "1", "--reader", "analyst", DATABASE_URL=this_test_database_url()
+    )
+
+    assert answer.returncode == 0, answer.stderr[-1200:]
+    skipped = [line.split()[1:3] for line in answer.stdout.splitlines() if "skipped: no waiting pair" in line]
+    assert skipped == [["pair", "page"], ["decide", "->"], ["decide", "->"]], answer.stdout
+    assert "queue (waiting)" in answer.stdout and "home" in answer.stdout, answer.stdout
