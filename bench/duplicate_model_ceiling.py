@@ -24,6 +24,7 @@ Reads only; a few minutes per model on the shared 2-core machine."""
 import argparse
 import csv
 import itertools
+import sys
 import time
 
 import numpy as np
@@ -39,10 +40,16 @@ COMPARING.add_argument("fit")
 COMPARING.add_argument("held_out")
 # Read before Django is set up, so that --help and a refused argument answer at once.
 ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
-from scipy.sparse import coo_matrix  # noqa: E402
-from scipy.sparse.csgraph import connected_components  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-
+try:
+    # The benchmarks' own requirements, not the application's: said in a line rather than a traceback.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.ensemble import HistGradientBoostingClassifier
+except ImportError as missing:
+    sys.exit(
+        f"duplicate_model_ceiling.py needs scipy and scikit-learn, which the application does not install "
+        f"(no module {missing.name.partition('.')[0]}): .venv/bin/python -m pip install -r bench/requirements.txt"
+    )
 setup_django()
 
 from fit_duplicate_weights import columns, fit  # noqa: E402

@@ -108,3 +108,21 @@ def test_the_duplicate_queue_bench_runs_without_pairs_saying_which_pages_it_skip
     skipped = [line.split()[1:3] for line in answer.stdout.splitlines() if "skipped: no waiting pair" in line]
     assert skipped == [["pair", "page"], ["decide", "->"], ["decide", "->"]], answer.stdout
     assert "queue (waiting)" in answer.stdout and "home" in answer.stdout, answer.stdout
+
+
+def test_the_model_ceiling_says_in_one_line_how_to_install_scipy_when_it_is_missing():
+    # scipy made missing, whether or not this machine has the benchmarks' requirements.
+    without_scipy = (
+        "import runpy, sys; sys.modules['scipy'] = None; sys.path.insert(0, 'bench'); "
+        "sys.argv = ['bench/duplicate_model_ceiling.py', 'compare', 'fit.npz', 'held.npz']; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", without_scipy], cwd=CHECKOUT, capture_output=True, text=True, timeout=120
+    )
+
+    assert answer.returncode == 1
+    assert answer.stderr.splitlines() == [
+        "duplicate_model_ceiling.py needs scipy and scikit-learn, which the application does not install "
+        "(no module scipy): .venv/bin/python -m pip install -r bench/requirements.txt"
+    ], answer.stderr[-1200:]
