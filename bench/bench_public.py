@@ -154,7 +154,12 @@ def main(arguments: argparse.Namespace):
         f"on {settings.DATABASES['default']['NAME']}; {arguments.runs} runs each; "
         f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} before"
     )
-    with override_settings(DEBUG=False):
+    # The server's time, not the public rate's (TRACKER_PUBLIC_ANON_RATE, 120 a minute from one
+    # address) nor the database time an address may take in a minute: either answered 429 from the
+    # second or third page of runs on, as bench_api.py turns the API's rates off.
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "public": None}
+    unthrottled = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    with override_settings(DEBUG=False, REST_FRAMEWORK=unthrottled, ANON_CLIENT_DATABASE_SECONDS=0):
         print(f"{'page':52} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8} {'KB':>7}")
         for label, path, parameters, lacks in pages:
             if lacks:
@@ -170,7 +175,11 @@ def main(arguments: argparse.Namespace):
                     print(f"{label:52} {str(refusal).partition(':')[0]}")
                     continue
             queries = sum(len(capture) for capture in captures)
-            ((median, p95),) = measure([call], arguments.runs)
+            try:
+                ((median, p95),) = measure([call], arguments.runs)
+            except AssertionError as refusal:  # a run over the anonymous bound that the first one kept within
+                print(f"{label:52} {str(refusal).partition(':')[0]} in a timed run")
+                continue
             print(f"{label:52} {median:8.1f} {p95:8.1f} {queries:8} {size:7.1f}")
     print(f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} after")
 
