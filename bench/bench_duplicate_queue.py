@@ -149,7 +149,9 @@ def main(options: argparse.Namespace):
                 pages.append(Page(label, "get", change))
             else:
                 url = f"{change}?{urlencode({'_changelist_filters': query})}"
-                pages.append(Page(label, "post", url, {"decision": "unsure", "note": ""}))
+                # As the page sends it: the decision it was opened at, or the form refuses (200).
+                decided = {"decision": "unsure", "note": "", "decision_read": pair.decision_read}
+                pages.append(Page(label, "post", url, decided))
         pages.append(Page("home", "get", "/admin/"))
         for label, method, url, data, lacks in pages:
             if options.only and label not in options.only:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from incidents.models import DuplicatePair
 from tests.database_support import this_test_database_url
+from tests.factories import make_incident
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # The benchmarks and the duplicate score's studies (fit_duplicate_weights.py and its kin), which
@@ -113,6 +115,25 @@ def test_the_duplicate_queue_bench_runs_without_pairs_saying_which_pages_it_skip
     skipped = [line.split()[1:3] for line in answer.stdout.splitlines() if "skipped: no waiting pair" in line]
     assert skipped == [["pair", "page"], ["decide", "->"], ["decide", "->"]], answer.stdout
     assert "queue (waiting)" in answer.stdout and "home" in answer.stdout, answer.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_duplicate_queue_bench_decides_a_waiting_pair_as_its_page_does_and_leaves_it_waiting():
+    # The decision's form refuses one sent without the decision its page was opened at (200, not the
+    # 302 to the next pair), and the script ended in an AssertionError on any database with a pair.
+    first, second = make_incident(), make_incident()
+    pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+
+    answer = run_script(
+        "bench_duplicate_queue.py",
+        *("--runs", "1", "--reader", "superuser", "--only", "decide -> next pair"),
+        DATABASE_URL=this_test_database_url(),
+    )
+
+    assert answer.returncode == 0, answer.stderr[-1200:]
+    assert answer.stdout.startswith("superuser              decide -> next pair            p50 "), answer.stdout
+    pair.refresh_from_db()
+    assert pair.decision == "pending"
 
 
 def test_the_model_ceiling_says_in_one_line_how_to_install_scipy_when_it_is_missing():
