@@ -21,6 +21,7 @@ runs in a transaction rolled back)."""
 import argparse
 import statistics
 import time
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from django_setup import setup_django
@@ -60,6 +61,16 @@ LISTS = {
 }
 # The best waiting pair of this list is opened, then decided "unsure", which leads to the next.
 PAIR_LISTS = {"pair page": "", "decide -> next pair": "", "decide -> next, CN 2020-2023": CN_2020_2023}
+
+
+class Page(NamedTuple):
+    label: str
+    method: str
+    url: str
+    data: dict | None = None
+    # What the database lacks for this page (a fresh one, or one `find_duplicates` paired nothing in,
+    # has no waiting pair): the page is named, not timed.
+    lacking: str = ""
 
 
 def visible_before(self, user):
@@ -126,18 +137,27 @@ def main(options: argparse.Namespace):
             continue
         client = Client()
         client.force_login(reader)
-        pages = [(label, "get", f"{QUEUE}?{query}", None) for label, query in LISTS.items()]
+        pages = [Page(label, "get", f"{QUEUE}?{query}") for label, query in LISTS.items()]
         for label, query in PAIR_LISTS.items():
             pair = best_waiting_pair(reader, query)
+            if pair is None:
+                among = f" among {query}" if query else ""
+                pages.append(Page(label, "", "", lacking=f"no waiting pair{among} that this reader sees"))
+                continue
             change = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
             if label == "pair page":
-                pages.append((label, "get", change, None))
+                pages.append(Page(label, "get", change))
             else:
                 url = f"{change}?{urlencode({'_changelist_filters': query})}"
-                pages.append((label, "post", url, {"decision": "unsure", "note": ""}))
-        pages.append(("home", "get", "/admin/", None))
-        for label, method, url, data in pages:
+                # As the page sends it: the decision it was opened at, or the form refuses (200).
+                decided = {"decision": "unsure", "note": "", "decision_read": pair.decision_read}
+                pages.append(Page(label, "post", url, decided))
+        pages.append(Page("home", "get", "/admin/"))
+        for label, method, url, data, lacks in pages:
             if options.only and label not in options.only:
+                continue
+            if lacks:
+                print(f"{name:22} {label:30} skipped: {lacks}", flush=True)
                 continue
             times, sql_times = [], []
             for _ in range(options.runs):

@@ -24,17 +24,38 @@ Reads only; a few minutes per model on the shared 2-core machine."""
 import argparse
 import csv
 import itertools
+import sys
 import time
 
-import demo_rows  # noqa: F401  (sets Django up)
 import numpy as np
-from fit_duplicate_weights import columns, fit
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from sklearn.ensemble import HistGradientBoostingClassifier
+from django_setup import setup_django
 
-from incidents.duplicates import PLACE_EVIDENCE, candidate_pairs, compare, load_features
-from incidents.models import Incident
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMANDS = PARSER.add_subparsers(dest="command", required=True)
+DUMPING = COMMANDS.add_parser("dump", help="keep one database's candidate pairs' comparisons and labels")
+DUMPING.add_argument("truth", help="the --duplicates-truth file of generate_demo_data")
+DUMPING.add_argument("out", help="the .npz file to write")
+COMPARING = COMMANDS.add_parser("compare", help="fit on the first file, measure on the second")
+COMPARING.add_argument("fit")
+COMPARING.add_argument("held_out")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+try:
+    # The benchmarks' own requirements, not the application's: said in a line rather than a traceback.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.ensemble import HistGradientBoostingClassifier
+except ImportError as missing:
+    sys.exit(
+        f"duplicate_model_ceiling.py needs scipy and scikit-learn, which the application does not install "
+        f"(no module {missing.name.partition('.')[0]}): .venv/bin/python -m pip install -r bench/requirements.txt"
+    )
+setup_django()
+
+from fit_duplicate_weights import columns, fit  # noqa: E402
+
+from incidents.duplicates import PLACE_EVIDENCE, candidate_pairs, compare, load_features  # noqa: E402
+from incidents.models import Incident  # noqa: E402
 
 PRECISION = 0.95
 
@@ -191,16 +212,7 @@ def compare_models(fit_path: str, held_path: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    dumping = commands.add_parser("dump", help="keep one database's candidate pairs' comparisons and labels")
-    dumping.add_argument("truth")
-    dumping.add_argument("out")
-    comparing = commands.add_parser("compare", help="fit on the first file, measure on the second")
-    comparing.add_argument("fit")
-    comparing.add_argument("held_out")
-    arguments = parser.parse_args()
-    if arguments.command == "dump":
-        dump(arguments.truth, arguments.out)
+    if ARGUMENTS.command == "dump":
+        dump(ARGUMENTS.truth, ARGUMENTS.out)
     else:
-        compare_models(arguments.fit, arguments.held_out)
+        compare_models(ARGUMENTS.fit, ARGUMENTS.held_out)

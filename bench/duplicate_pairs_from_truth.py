@@ -18,19 +18,23 @@ import csv
 import random
 from datetime import timedelta
 
-import demo_rows  # noqa: F401  (sets Django up)
-from django.utils import timezone
+from django_setup import setup_django
 
-from incidents.duplicates import PROPOSAL_THRESHOLD, load_features, score_pairs
-from incidents.models import DuplicatePair, Incident
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("truth", help="the --duplicates-truth file of generate_demo_data")
+PARSER.add_argument("--decided", type=float, default=0.10, help="the share of proposed pairs decided (default 0.10)")
+PARSER.add_argument("--seed", type=int, default=1)
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from django.utils import timezone  # noqa: E402
+
+from incidents.duplicates import PROPOSAL_THRESHOLD, load_features, score_pairs  # noqa: E402
+from incidents.models import DuplicatePair, Incident  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("truth")
-    parser.add_argument("--decided", type=float, default=0.10)
-    parser.add_argument("--seed", type=int, default=1)
-    options = parser.parse_args()
+def main(options: argparse.Namespace):
     with open(options.truth, newline="") as file:
         rows = list(csv.DictReader(file))
     public_ids = {row[side] for row in rows for side in ("incident_a", "incident_b")}
@@ -59,4 +63,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGUMENTS)

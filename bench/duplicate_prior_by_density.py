@@ -17,12 +17,18 @@ import argparse
 import csv
 import time
 
-import demo_rows  # noqa: F401  (sets Django up)
 import numpy as np
+from django_setup import setup_django
 
-from incidents import duplicates
-from incidents.duplicates import PROPOSAL_THRESHOLD, scored_pairs
-from incidents.models import Incident
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("truth", help="the --duplicates-truth file of generate_demo_data")
+# Read before Django is set up, so that --help and a refused argument answer at once.
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from incidents import duplicates  # noqa: E402
+from incidents.duplicates import PROPOSAL_THRESHOLD, scored_pairs  # noqa: E402
+from incidents.models import Incident  # noqa: E402
 
 SHIFTS = [0, 0.5, 1, 1.5, 2, 2.5, 3, 4]
 
@@ -53,6 +59,4 @@ def main(truth_path: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("truth", help="the --duplicates-truth file of generate_demo_data")
-    main(parser.parse_args().truth)
+    main(ARGUMENTS.truth)

@@ -14,11 +14,18 @@ seed are not evidence about themselves. Reads only; takes a few minutes at 100,0
 import argparse
 import csv
 
-import demo_rows  # noqa: F401  (sets Django up)
 import numpy as np
+from django_setup import setup_django
 
-from incidents.duplicates import candidate_pairs, compare, load_features
-from incidents.models import Incident
+PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PARSER.add_argument("truth", help="the --duplicates-truth file of generate_demo_data")
+# Read before Django is set up, so that --help and a refused argument answer at once; not when
+# imported (duplicate_model_ceiling.py uses its model).
+ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
+setup_django()
+
+from incidents.duplicates import candidate_pairs, compare, load_features  # noqa: E402
+from incidents.models import Incident  # noqa: E402
 
 # An independent outlet's report against the candidates' usual: every generated pair has sources
 # on both sides, so the fit cannot set this apart from the prior; from the share of true pairs
@@ -92,6 +99,4 @@ def main(truth_path: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("truth")
-    main(parser.parse_args().truth)
+    main(ARGUMENTS.truth)

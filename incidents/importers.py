@@ -597,6 +597,8 @@ class _Types(_Names):
         types = list(types)
         super().__init__(((kind, [kind.name]) for kind in types), lowercase)
         self.by_slug = _Names(((kind, [kind.slug]) for kind in types), lowercase)
+        # As written: the slug's unique constraint tells cases apart.
+        self.slugs = {kind.slug: kind for kind in types}
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         name = item.names[-1]
@@ -1696,6 +1698,8 @@ class _NameResolver:
         # A new parent has no key yet: the object itself, made once per path, stands for it.
         key = (None if parent is None else parent.pk or ("new", id(parent)), index.missing_key(name))
         if key not in self.missing[column]:
+            if column == "type" and (problem := self._new_type_slug_problem(name)):
+                return None, problem
             country_code = index.country_code(name) if column == "places" and parent is None else ""
             record = _new_record(column, name, parent, country_code)
             # A new top-level place says where it is, as every write of a place must
@@ -1714,6 +1718,32 @@ class _NameResolver:
             # Any spelling marked confidential makes the one new source confidential: never public.
             record.confidential = True
         return record, ""
+
+    def _new_type_slug_problem(self, name: str) -> str:
+        """Why a new type named `name` cannot have the slug made of its name (`_type_slug`), or "".
+        Types are named by slug in files and addresses, and the slug is unique: two names apart
+        but for punctuation ("Forced repatriation!") made one slug, which the database refused
+        once the import wrote, and the import said someone else had added the type meanwhile."""
+        slug = _type_slug(name)
+        if not slug:
+            return f"{name!r} cannot name a new type: it has no letter or digit to make its slug of."
+        if taken := self.indexes["type"].slugs.get(slug):
+            return (
+                f"{name!r} cannot name a new type: its slug would be {slug!r}, which the type {taken.name!r} "
+                f"has. Write {slug} for that type, or name the new one apart."
+            )
+        made = next((kind for kind in self.missing["type"].values() if kind.slug == slug), None)
+        if made:
+            return (
+                f"{name!r} cannot name a new type: its slug would be {slug!r}, as would that of {made.name!r}, "
+                "a new type this file names too. Write one name for both, or name them apart."
+            )
+        return ""
+
+
+def _type_slug(name: str) -> str:
+    """The slug of a type `create_missing` makes, from its name."""
+    return slugify(name, allow_unicode=True)[: IncidentType._meta.get_field("slug").max_length]
 
 
 def _max_name_length(column: str) -> int:
@@ -1737,7 +1767,7 @@ def _new_record(column: str, name: str, parent: Place | None = None, country_cod
     model, name_field = MISSING_RECORD_FIELDS[column]
     fields = {name_field: name}
     if model is IncidentType:
-        fields["slug"] = slugify(name, allow_unicode=True)[: model._meta.get_field("slug").max_length]
+        fields["slug"] = _type_slug(name)
     if parent is not None:
         fields.update(parent=parent, country=parent.country)
     elif country_code:

@@ -792,6 +792,42 @@ class TestOptions:
         assert Source.objects.filter(title="Rumour").count() == 1
         assert Claim.objects.filter(source__title="Rumour").count() == 2
 
+    def test_create_missing_refuses_a_new_type_whose_slug_is_taken_naming_its_row(self, analyst, tmp_path, client):
+        # A type's slug is made of its name and is unique: "Forced repatriation!" made the slug of
+        # Forced repatriation, which the database refused once the import wrote, and the import said
+        # someone else had added the type meanwhile, though importing again met the same.
+        content = (
+            f"{HEADER}\n"
+            "A,Forced repatriation!,2023-01-01,2023-01-01\n"
+            "B,Odd type?,2023-02-01,2023-02-01\n"
+            "C,odd-type!,2023-03-01,2023-03-01\n"
+            "D,???,2023-04-01,2023-04-01\n"
+        )
+
+        errors = import_errors(analyst, tmp_path, content, "--create-missing", "--allow-duplicates")
+
+        assert (
+            "line 2, column type: 'Forced repatriation!' cannot name a new type: its slug would be "
+            "'forced-repatriation', which the type 'Forced repatriation' has. Write forced-repatriation for that "
+            "type, or name the new one apart." in errors
+        )
+        assert (
+            "line 4, column type: 'odd-type!' cannot name a new type: its slug would be 'odd-type', as would that "
+            "of 'Odd type?', a new type this file names too. Write one name for both, or name them apart." in errors
+        )
+        assert "line 5, column type: '???' cannot name a new type: it has no letter or digit to make its slug of." in (
+            errors
+        )
+        assert "line 3" not in errors and "someone else" not in errors
+        assert not IncidentType.objects.filter(slug__in=["odd-type", ""]).exists()
+        # The admin's import says the same, on the page of its preview.
+        client.force_login(analyst)
+        answer = client.post(
+            "/admin/incidents/incident/import/", {"file": io.BytesIO(content.encode()), "create_missing": "on"}
+        )
+        assert answer.status_code == 400
+        assert "its slug would be &#x27;forced-repatriation&#x27;, which the type" in answer.text
+
     def test_create_missing_makes_every_unknown_place_of_a_path_outermost_first(self, analyst, tmp_path):
         # Only China is known: an analyst's new town in a new province was refused before, "'China >
         # Jilin' does not name one place to create it in", though the file said where each lies.
