@@ -41,6 +41,7 @@ from incidents.querysets import (
     VersionFields,
     can_see_exact_locations,
     can_see_unpublished,
+    created_at_seen_by,
     updated_at_seen_by,
     updated_by_seen_by,
     version_fields,
@@ -155,6 +156,11 @@ class ModelRulesMixin(UnknownFieldsRefused):
         representation["version"] = version_seen_by(record, None, self.versions_told)
         representation["updated_at"] = self.fields["updated_at"].to_representation(
             updated_at_seen_by(record, None, self.versions_told)
+        )
+        # When the reader first saw it: a source recorded in confidence and made public since was
+        # not there for them before.
+        representation["created_at"] = self.fields["created_at"].to_representation(
+            created_at_seen_by(record, None, self.versions_told)
         )
         return representation
 
