@@ -31,6 +31,7 @@ from incidents.languages import LanguageCodeField, language_label
 from incidents.models import (
     NOTE_WITHHELD,
     Claim,
+    CreatedPerAudience,
     DuplicateDecision,
     DuplicatePair,
     Incident,
@@ -480,6 +481,11 @@ _CONFIDENTIAL_MODELS = (Incident, Claim, Source)
 # them out), and which a reader without Confidential access is told otherwise (`disclosed_*`).
 BOOKKEEPING_COLUMNS = ("version", "updated_at", "updated_by_id")
 
+# The records a reader may not have seen since their creation (a source, an incident, a response
+# recorded in confidence or as a draft, a claim of one), whose recorded `created_at` tells them when
+# that was: their own page tells them when they first saw the record (`querysets.created_at_seen_by`).
+_CREATED_IN_CONFIDENCE = (CreatedPerAudience, Claim)
+
 
 def _with_something_to_read(events: models.QuerySet) -> models.QuerySet:
     """`events` without the updates that moved only bookkeeping (`BOOKKEEPING_COLUMNS`), which no
@@ -709,13 +715,16 @@ class _Reader:
             return self.raw_id(links[column], value) if column in links else value
 
         data, diff = event.pgh_data or {}, event.pgh_diff
+        withheld = set()
         if issubclass(model, VersionsPerAudience) and not self.sees_confidential:
             # Counted with every change (`version` 3 where they are told 2), and naming the writer and
             # time of the change before, a hidden one too: the reader is told its `disclosed_*`.
-            data = {column: value for column, value in data.items() if column not in BOOKKEEPING_COLUMNS}
-            diff = diff and (
-                {column: pair for column, pair in diff.items() if column not in BOOKKEEPING_COLUMNS} or None
-            )
+            withheld.update(BOOKKEEPING_COLUMNS)
+        if issubclass(model, _CREATED_IN_CONFIDENCE) and not self.sees_confidential:
+            withheld.add("created_at")
+        if withheld:
+            data = {column: value for column, value in data.items() if column not in withheld}
+            diff = diff and ({column: pair for column, pair in diff.items() if column not in withheld} or None)
         if model is IncidentRevision and not self.sees_confidential:
             # What it proposes as its own page shows it to this reader (its claims of a source made
             # confidential since left out); the proposal never changes, so no diff need hold it.

@@ -716,8 +716,11 @@ class VersionedModel(models.Model):
 DISCLOSED_VERSION_FIELDS = ["disclosed_version", "disclosed_updated_at"]
 # Those told to the public (`PublicVersions`: a source's, a response's, a place's), left out likewise.
 PUBLIC_VERSION_FIELDS = ["public_version", "public_updated_at"]
-# Every audience's kept columns of a source and a response.
-KEPT_VERSION_FIELDS = [*DISCLOSED_VERSION_FIELDS, *PUBLIC_VERSION_FIELDS]
+# The creation times told to readers without Confidential access and to the public
+# (`CreatedPerAudience`: a source's, a response's, an incident's), left out likewise.
+CREATED_PER_AUDIENCE_FIELDS = ["disclosed_created_at", "public_created_at"]
+# Every audience's kept columns of a source, a response and an incident.
+KEPT_VERSION_FIELDS = [*DISCLOSED_VERSION_FIELDS, *PUBLIC_VERSION_FIELDS, *CREATED_PER_AUDIENCE_FIELDS]
 
 # The update event of a source and a response: when a column other than their kept version columns
 # changed, said of the row as JSON (as Place's `PLACE_HISTORY_UNLESS_DERIVED`). A write of them alone
@@ -758,6 +761,22 @@ class PublicVersions(VersionedModel):
 
     public_version = KeptByDatabasePositiveIntegerField(default=1, editable=False)
     public_updated_at = KeptByDatabaseDateTimeField(default=timezone.now, editable=False, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CreatedPerAudience(models.Model):
+    """A record that may be hidden from an audience for a while (a confidential source or incident,
+    a draft, a response about confidential incidents alone), whose creation time each audience is
+    told as the moment it first saw the record (`querysets.version_fields` chooses): its
+    `created_at` was recorded in confidence. `disclosed_created_at` for readers without
+    Confidential access, `public_created_at` for the public; null while that audience has never
+    seen it, and never moved once set, whatever the record becomes. Kept by the database's
+    triggers (migration 0104), whoever writes."""
+
+    disclosed_created_at = KeptByDatabaseDateTimeField(null=True, editable=False, blank=True)
+    public_created_at = KeptByDatabaseDateTimeField(null=True, editable=False, blank=True)
 
     class Meta:
         abstract = True
@@ -1274,7 +1293,7 @@ class SourceKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Source(PublicVersions, VersionsPerAudience, TimestampedModel):
+class Source(CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True)
@@ -1443,7 +1462,14 @@ class DateLabel(Func):
     # Derived by the database from the rest of the row and of its claims (migrations 0095, 0102).
     exclude=[*KEPT_VERSION_FIELDS, "disclosed_updated_by"],
 )
-class Incident(QualifierFromFigures, CheckConstraintsInOneQuery, PublicVersions, VersionsPerAudience, TimestampedModel):
+class Incident(
+    QualifierFromFigures,
+    CheckConstraintsInOneQuery,
+    CreatedPerAudience,
+    PublicVersions,
+    VersionsPerAudience,
+    TimestampedModel,
+):
     public_id = models.GeneratedField(expression=PUBLIC_ID_EXPRESSION, output_field=models.TextField(), db_persist=True)
     title = models.CharField(max_length=300, validators=[OneLineValidator("A title")])
     incident_type = models.ForeignKey(IncidentType, on_delete=models.PROTECT, related_name="incidents")
@@ -2330,7 +2356,7 @@ class ResponseKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Response(PublicVersions, VersionsPerAudience, TimestampedModel):
+class Response(CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")

@@ -11,7 +11,7 @@ added to that combination too.
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from django.apps import apps
@@ -51,32 +51,42 @@ def can_see_confidential(user) -> bool:
 @dataclass(frozen=True)
 class VersionFields:
     """The columns of a record (an incident, a source, a response: `models.VersionsPerAudience`; a
-    place: `models.PublicVersions`) that hold the version, the change time and (an incident's
-    alone) the last writer an audience is told; `otherwise`, the columns of a wider audience that a
-    record without these holds for the same readers (a place read by staff without Confidential
-    access: its own). Audiences are nested: the public sees nothing that staff without Confidential
-    access do not, and those staff nothing that staff with it do not."""
+    place: `models.PublicVersions`) that hold the version, the change time, (an incident's alone)
+    the last writer and the creation time an audience is told; `otherwise`, the columns of a wider
+    audience that a record without these holds for the same readers (a place read by staff without
+    Confidential access: its own). Audiences are nested: the public sees nothing that staff without
+    Confidential access do not, and those staff nothing that staff with it do not."""
 
     version: str
     updated_at: str
     updated_by: str
+    # The moment the audience first saw the record (`models.CreatedPerAudience`).
+    created_at: str
     otherwise: "VersionFields | None" = None
 
     def of(self, record) -> "VersionFields":
         """The columns `record` (a record, or its model) holds for this audience: these, or those
         of the narrowest wider audience its model keeps. Never a narrower audience's: a record
         without the public's columns tells the public what it tells staff without Confidential
-        access, never every change."""
+        access, never every change. A record never hidden from anyone who may read it (a place)
+        tells every audience its own creation time."""
         model = record if isinstance(record, type) else type(record)
         fields = self
         while not hasattr(model, fields.version):
             fields = fields.otherwise
-        return fields
+        created = fields
+        while not hasattr(model, created.created_at):
+            created = created.otherwise
+        return fields if created is fields else replace(fields, created_at=created.created_at)
 
 
-_EVERY_CHANGE = VersionFields("version", "updated_at", "updated_by")
+_EVERY_CHANGE = VersionFields("version", "updated_at", "updated_by", "created_at")
 _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS = VersionFields(
-    "disclosed_version", "disclosed_updated_at", "disclosed_updated_by", otherwise=_EVERY_CHANGE
+    "disclosed_version",
+    "disclosed_updated_at",
+    "disclosed_updated_by",
+    "disclosed_created_at",
+    otherwise=_EVERY_CHANGE,
 )
 # Those of `models.PublicVersions`. The public is told no last writer (the doors name one to staff
 # alone): the disclosed one stands in. A place has no disclosed columns: staff without Confidential
@@ -85,6 +95,7 @@ _CHANGES_SEEN_BY_THE_PUBLIC = VersionFields(
     "public_version",
     "public_updated_at",
     "disclosed_updated_by",
+    "public_created_at",
     otherwise=_CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS,
 )
 # Every audience, the widest (told every change) first.
@@ -96,19 +107,21 @@ AUDIENCE_NAMES = {EVERY_CHANGE: "confidential", STAFF_WITHOUT_CONFIDENTIAL_ACCES
 
 
 def version_fields(user) -> VersionFields:
-    """Which of a record's versions, change times and (an incident's) last writers `user` is told,
-    and syncs and edits by: with the confidential permission, its own, which move with every change;
-    staff without it (`can_see_unpublished`), `disclosed_*`, which move only with a change they can
-    see (kept by the database, migrations 0095 to 0097), so that an edit of what is hidden from them
-    (an incident's confidential claim, a confidential source cited, a response's confidential
-    incident) does not tell them something hidden changed, nor who changed it; the public (anonymous
-    readers, accounts that are not staff), a source's, a response's and a place's `public_*`, which
-    move only with a change it can see (migrations 0098, 0101, 0102: not a source's notes, nor a
-    response's link to an incident not published, nor a sensitive place's exact coordinates, its
-    own or those of a place an incident happened at). The one place that chooses: the API, the
-    admin, the CSV export, the releases and the services read it. A query names the columns of its
-    model (`VersionFields.of`): a place has no `disclosed_*` (staff without Confidential access read
-    it whole)."""
+    """Which of a record's versions, change times, (an incident's) last writers and creation times
+    `user` is told, and syncs and edits by: with the confidential permission, its own, which move
+    with every change; staff without it (`can_see_unpublished`), `disclosed_*`, which move only with
+    a change they can see (kept by the database, migrations 0095 to 0097), so that an edit of what
+    is hidden from them (an incident's confidential claim, a confidential source cited, a
+    response's confidential incident) does not tell them something hidden changed, nor who changed
+    it; the public (anonymous readers, accounts that are not staff), a source's, a response's and a
+    place's `public_*`, which move only with a change it can see (migrations 0098, 0101, 0102: not
+    a source's notes, nor a response's link to an incident not published, nor a sensitive place's
+    exact coordinates, its own or those of a place an incident happened at). The creation time of a
+    source, an incident or a response each audience is told is the moment it first saw the record
+    (migration 0104), not the day it was recorded in confidence or as a draft. The one place that
+    chooses: the API, the admin, the CSV export, the releases and the services read it. A query
+    names the columns of its model (`VersionFields.of`): a place has no `disclosed_*` (staff without
+    Confidential access read it whole)."""
     if can_see_confidential(user):
         return EVERY_CHANGE
     if can_see_unpublished(user):
@@ -137,6 +150,12 @@ def version_seen_by(record, user, told: VersionFields | None = None) -> int:
 def updated_at_seen_by(record, user, told: VersionFields | None = None):
     """`record`'s change time as `user` is told it (`version_fields`, or `told`)."""
     return getattr(record, _fields_of(record, user, told).updated_at)
+
+
+def created_at_seen_by(record, user, told: VersionFields | None = None):
+    """`record`'s creation time as `user` is told it (`version_fields`, or `told`): when they first
+    saw it, not when it was recorded, perhaps in confidence (`models.CreatedPerAudience`)."""
+    return getattr(record, _fields_of(record, user, told).created_at)
 
 
 def updated_by_seen_by(incident, user, told: VersionFields | None = None):

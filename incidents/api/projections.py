@@ -152,7 +152,7 @@ def _representation(user) -> Subquery:
             "created_by": _username(user, "created_by"),
             "updated_by": _username(user, told.updated_by),
             "version": OuterRef(told.version),
-            "created_at": ISOTimestamp(OuterRef("created_at")),
+            "created_at": ISOTimestamp(OuterRef(told.created_at)),
             "updated_at": ISOTimestamp(OuterRef(told.updated_at)),
         },
         column=OuterRef,

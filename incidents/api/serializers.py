@@ -41,6 +41,7 @@ from incidents.querysets import (
     VersionFields,
     can_see_exact_locations,
     can_see_unpublished,
+    created_at_seen_by,
     updated_at_seen_by,
     updated_by_seen_by,
     version_fields,
@@ -75,6 +76,12 @@ FIELDS_WITH_DATES_AS_WRITTEN = {
     models.DateField: DateAsWrittenField,
 }
 
+
+# A source's, a response's and an incident's `created_at`, told per audience (`created_at_seen_by`).
+CREATED_AT_TOLD = {
+    "help_text": "When you could first see it: for a record hidden from you when it was recorded (confidential, "
+    "a draft), the change that showed it to you; it does not move after."
+}
 
 # What the browsable API's HTML forms post beside a record's fields: the CSRF token.
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -155,6 +162,11 @@ class ModelRulesMixin(UnknownFieldsRefused):
         representation["version"] = version_seen_by(record, None, self.versions_told)
         representation["updated_at"] = self.fields["updated_at"].to_representation(
             updated_at_seen_by(record, None, self.versions_told)
+        )
+        # When the reader first saw it: a source recorded in confidence and made public since was
+        # not there for them before.
+        representation["created_at"] = self.fields["created_at"].to_representation(
+            created_at_seen_by(record, None, self.versions_told)
         )
         return representation
 
@@ -415,7 +427,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         ]
         # A language tag longer than the column ("zh-Hant-TW-x-…") is read as its language (the
         # model's validation, `incidents.languages`); the column's length said nothing of that.
-        extra_kwargs = {"language": {"max_length": None}}
+        extra_kwargs = {"language": {"max_length": None}, "created_at": CREATED_AT_TOLD}
 
     def save_options(self, validated_data) -> dict:
         confirmed = validated_data.pop("another_source_confirmed", False)
@@ -450,6 +462,7 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"created_at": CREATED_AT_TOLD}
 
     def to_representation(self, response):
         representation = super().to_representation(response)
@@ -647,6 +660,7 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["public_id", "date_label", "created_at", "updated_at"]
+        extra_kwargs = {"created_at": CREATED_AT_TOLD}
 
     NESTED = ("places", "claims", "victim_groups", "involvements")
 
