@@ -130,6 +130,7 @@ class TestColumns:
             "claim_max": "700",
             "updated_at": incident.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "version": "1",
+            "version_audience": "public",
         }
 
     def test_empty_values_are_empty_cells_and_an_empty_export_still_has_its_header(self, client):
