@@ -264,7 +264,25 @@ class WholeNumberFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
-class IncidentFilterSet(django_filters.FilterSet):
+class ChangedSinceFilterSet(django_filters.FilterSet):
+    """An incremental sync's filter, of incidents, sources and responses alike: the records changed
+    since a time, by the change time the reader is told (`version_fields`), so that a change hidden
+    from them (a source's staff-only notes, for the public) does not move their sync."""
+
+    updated_since = UtcDateTimeFilter(method="filter_updated_since", label="Changed at or after (ISO 8601)")
+
+    class Meta:
+        fields = []
+
+    @property
+    def user(self):
+        return getattr(self.request, "user", None)
+
+    def filter_updated_since(self, queryset, name, value):
+        return queryset.filter(**{f"{version_fields(self.user).of(queryset.model).updated_at}__gte": value})
+
+
+class IncidentFilterSet(ChangedSinceFilterSet):
     date_from = DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
     type = SlugFilter(
@@ -316,7 +334,6 @@ class IncidentFilterSet(django_filters.FilterSet):
         min_value=0,
         label="At least this many independent origins among the claims you may see (sources relaying one count once)",
     )
-    updated_since = UtcDateTimeFilter(method="filter_updated_since", label="Changed at or after (ISO 8601)")
 
     class Meta:
         fields = []
@@ -336,7 +353,7 @@ class IncidentFilterSet(django_filters.FilterSet):
 
     @property
     def user(self):
-        return self._user if self._user is not None else getattr(self.request, "user", None)
+        return self._user if self._user is not None else super().user
 
     def without(self, names: Collection[str]) -> "IncidentFilterSet":
         """This filter set (bound and valid) less the filters `names`: what its other filters
@@ -400,10 +417,6 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_min_origins(self, queryset, name, value):
         return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))
 
-    def filter_updated_since(self, queryset, name, value):
-        # By the change time the user is told (`version_fields`).
-        return queryset.filter(**{f"{version_fields(self.user).of(queryset.model).updated_at}__gte": value})
-
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)
 
@@ -464,7 +477,9 @@ class DuplicatePairFilterSet(django_filters.FilterSet):
         return queryset
 
 
-class IncidentWithdrawalFilterSet(django_filters.FilterSet):
+class WithdrawalFilterSet(django_filters.FilterSet):
+    """The `withdrawn/` lists' filter, of incidents, sources and responses alike."""
+
     since = UtcDateTimeFilter(
         field_name="withdrawn_at",
         lookup_expr="gte",
