@@ -12,7 +12,7 @@ import pytest
 from incidents import roles
 from incidents.models import Response, Source
 from tests.api_support import API, client_for, incident_url, results
-from tests.factories import make_incident, make_organization, make_source, make_user
+from tests.factories import make_incident, make_organization, make_place, make_source, make_user
 from tests.test_admin import logged_in, run_action
 
 LONG_AGO = "2000-01-01T00:00:00Z"
@@ -85,6 +85,28 @@ def test_a_response_linked_to_a_draft_moves_only_staffs_sync(reviewer, readers):
 
     assert changed(readers["public"], "responses", since) == []
     assert changed(readers["staff"], "responses", since) == [response.pk]
+
+
+def test_a_sensitive_places_exact_coordinates_move_only_staffs_sync(reviewer, readers):
+    # Organizations and places hide nothing from staff: they sync by `updated_since` alone.
+    province = make_place(name="Jilin", kind="province", latitude=43.84, longitude=126.55)
+    town = make_place(name="Tumen", parent=province, latitude=42.97, longitude=129.84, sensitive=True)
+    since = now()
+
+    patched(reviewer, town, latitude=42.96)
+
+    assert changed(readers["public"], "places", since) == []
+    assert changed(readers["staff"], "places", since) == [town.pk]
+
+
+def test_a_renamed_organization_is_listed_as_changed_since(reviewer, readers):
+    make_organization(name="Human Rights Watch")
+    renamed = make_organization(name="Amnesty")
+    since = now()
+
+    patched(reviewer, renamed, name="Amnesty International")
+
+    assert changed(readers["public"], "organizations", since) == [renamed.pk]
 
 
 def test_a_source_made_confidential_is_withdrawn_from_those_who_saw_it_only(reviewer, readers):

@@ -223,30 +223,6 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         self.record_read(serializer.instance)
 
 
-class OrganizationViewSet(ResourceViewSet):
-    queryset = Organization.objects.all()
-    serializer_class = OrganizationSerializer
-
-
-class IncidentTypeViewSet(ResourceViewSet):
-    queryset = IncidentType.objects.select_related("parent")
-    serializer_class = IncidentTypeSerializer
-
-
-class PlaceViewSet(ResourceViewSet):
-    serializer_class = PlaceSerializer
-
-    def get_queryset(self):
-        return self.shown(Place.objects.all())
-
-    def shown(self, records):
-        return records.with_coordinates_for(self.request.user)
-
-
-def _record_api_access(request, records) -> None:
-    record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
-
-
 def orderings_by_change_time(user, model) -> dict[str, tuple[str, ...]]:
     """A list's orderings by the change time `user` is told and syncs by (`version_fields`), ties
     broken by id: an incremental sync's pages (`updated_since`) stay in order while records change."""
@@ -260,9 +236,9 @@ def withdrawn_page(view, withdrawals, serializer_class):
     return view.get_paginated_response(serializer_class(page, many=True).data)
 
 
-class SyncedRecordsMixin:
-    """A list of sources or responses that a partner tool keeps a copy of, as it keeps incidents:
-    `updated_since` and `ordering=updated_at` for what changed, `withdrawn/` for what left its view."""
+class ChangedSinceMixin:
+    """A list a partner tool keeps a copy of: `updated_since` and `ordering=updated_at` read what
+    changed, by the change time the reader is told."""
 
     filter_backends = [DjangoFilterBackend]
     filterset_class = ChangedSinceFilterSet
@@ -271,6 +247,11 @@ class SyncedRecordsMixin:
     def orderings(self):
         user = getattr(self.request, "user", None)
         return {"id": ("id",), **orderings_by_change_time(user, self.serializer_class.Meta.model)}
+
+
+class SyncedRecordsMixin(ChangedSinceMixin):
+    """A list of records that leave some readers' view (sources, responses), kept in step as
+    incidents are: what changed, and `withdrawn/` for what left the reader's view."""
 
     @extend_schema(
         filters=True,
@@ -289,6 +270,33 @@ class SyncedRecordsMixin:
     def withdrawn(self, request, format=None):
         withdrawals = RecordWithdrawal.objects.reported_to(request.user, self.serializer_class.Meta.model)
         return withdrawn_page(self, withdrawals, RecordWithdrawalSerializer)
+
+
+# Organizations and places hide nothing from any reader (a place's exact coordinates aside, which
+# its public change time keeps), so none leaves a view but by a deletion, which nothing records:
+# rare, as both are protected while anything refers to them.
+class OrganizationViewSet(ChangedSinceMixin, ResourceViewSet):
+    queryset = Organization.objects.all()
+    serializer_class = OrganizationSerializer
+
+
+class IncidentTypeViewSet(ResourceViewSet):
+    queryset = IncidentType.objects.select_related("parent")
+    serializer_class = IncidentTypeSerializer
+
+
+class PlaceViewSet(ChangedSinceMixin, ResourceViewSet):
+    serializer_class = PlaceSerializer
+
+    def get_queryset(self):
+        return self.shown(Place.objects.all())
+
+    def shown(self, records):
+        return records.with_coordinates_for(self.request.user)
+
+
+def _record_api_access(request, records) -> None:
+    record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
 
 
 class SourceViewSet(SyncedRecordsMixin, ResourceViewSet):
