@@ -264,6 +264,30 @@ class WholeNumberFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+def changed_since_filter() -> UtcDateTimeFilter:
+    """`updated_since`, made where a filter set declares it: a filter set orders its filters (and
+    checks them, and names their errors) by when each was made."""
+    return UtcDateTimeFilter(method="filter_updated_since", label="Changed at or after (ISO 8601)")
+
+
+class ChangedSinceFilterSet(django_filters.FilterSet):
+    """An incremental sync's filter, of incidents, sources and responses alike: the records changed
+    since a time, by the change time the reader is told (`version_fields`), so that a change hidden
+    from them (a source's staff-only notes, for the public) does not move their sync."""
+
+    updated_since = changed_since_filter()
+
+    class Meta:
+        fields = []
+
+    @property
+    def user(self):
+        return getattr(self.request, "user", None)
+
+    def filter_updated_since(self, queryset, name, value):
+        return queryset.filter(**{f"{version_fields(self.user).of(queryset.model).updated_at}__gte": value})
+
+
 class IncidentFilterSet(django_filters.FilterSet):
     date_from = DateFilter(method="filter_date_from", label="Overlaps dates from (YYYY-MM-DD)")
     date_to = DateFilter(method="filter_date_to", label="Overlaps dates up to (YYYY-MM-DD)")
@@ -316,7 +340,11 @@ class IncidentFilterSet(django_filters.FilterSet):
         min_value=0,
         label="At least this many independent origins among the claims you may see (sources relaying one count once)",
     )
-    updated_since = UtcDateTimeFilter(method="filter_updated_since", label="Changed at or after (ISO 8601)")
+    # The sync's filter, last: the filters are checked, and their errors named, in this order
+    # (`export_incidents` lists `--date-from` before `--updated-since`), which a base class's would
+    # lead.
+    updated_since = changed_since_filter()
+    filter_updated_since = ChangedSinceFilterSet.filter_updated_since
 
     class Meta:
         fields = []
@@ -400,10 +428,6 @@ class IncidentFilterSet(django_filters.FilterSet):
     def filter_min_origins(self, queryset, name, value):
         return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))
 
-    def filter_updated_since(self, queryset, name, value):
-        # By the change time the user is told (`version_fields`).
-        return queryset.filter(**{f"{version_fields(self.user).of(queryset.model).updated_at}__gte": value})
-
     def filter_q(self, queryset, name, value):
         return value.filter(queryset, user=self.user)
 
@@ -464,7 +488,9 @@ class DuplicatePairFilterSet(django_filters.FilterSet):
         return queryset
 
 
-class IncidentWithdrawalFilterSet(django_filters.FilterSet):
+class WithdrawalFilterSet(django_filters.FilterSet):
+    """The `withdrawn/` lists' filter, of incidents, sources and responses alike."""
+
     since = UtcDateTimeFilter(
         field_name="withdrawn_at",
         lookup_expr="gte",

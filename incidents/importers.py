@@ -78,11 +78,11 @@ from incidents.models import (
 from incidents.numbers import is_whole_number
 from incidents.querysets import (
     AUDIENCE_NAMES,
-    AUDIENCES,
+    VERSIONS_TOLD_TO,
     DuplicateCandidate,
     VersionFields,
+    audience_of,
     possible_duplicates_among,
-    version_fields,
     version_seen_by,
 )
 from incidents.services import (
@@ -1383,7 +1383,7 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     return []
 
 
-_AUDIENCES_BY_NAME = {name: told for told, name in AUDIENCE_NAMES.items()}
+_AUDIENCES_BY_NAME = {name: audience for audience, name in AUDIENCE_NAMES.items()}
 
 
 def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFields | None, list[RowError]]:
@@ -1399,13 +1399,13 @@ def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFiel
     name = record.get("version_audience", "").strip()
     if not name:
         return None, []
-    told = _AUDIENCES_BY_NAME.get(name)
-    if told is None:
+    audience = _AUDIENCES_BY_NAME.get(name)
+    if audience is None:
         names = ", ".join(AUDIENCE_NAMES.values())
         return None, [
             RowError(line, "version_audience", f"{name!r} is not whose version this is: {names}, as exported.")
         ]
-    if AUDIENCES.index(told) < AUDIENCES.index(version_fields(user)):
+    if audience > audience_of(user):
         return None, [
             RowError(
                 line,
@@ -1414,7 +1414,7 @@ def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFiel
                 "yourself and reapply your changes.",
             )
         ]
-    return told, []
+    return VERSIONS_TOLD_TO[audience], []
 
 
 def _parse_values(

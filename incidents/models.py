@@ -46,6 +46,7 @@ from django_countries.fields import CountryField
 from incidents.languages import CODE_SHAPE, LANGUAGE_CODE_MESSAGE, LANGUAGE_HELP, LanguageCodeField
 from incidents.querysets import (
     WAITING_DECISIONS,
+    Audience,
     ClaimQuerySet,
     DuplicatePairQuerySet,
     IncidentMergeQuerySet,
@@ -54,6 +55,7 @@ from incidents.querysets import (
     IncidentRollupQuerySet,
     IncidentWithdrawalQuerySet,
     PlaceQuerySet,
+    RecordWithdrawalQuerySet,
     ResponseQuerySet,
     SourceQuerySet,
     VersionFields,
@@ -1351,6 +1353,15 @@ class Source(CreatedPerAudience, PublicVersions, VersionsPerAudience, Timestampe
             # Serves hiding confidential sources' claims (ClaimQuerySet.disclosed_to): the few
             # confidential sources, read from this index alone.
             models.Index(fields=["id"], condition=Q(confidential=True), name="source_confidential"),
+            # Serve each audience's incremental sync of sources (`updated_since`, `ordering=updated_at`),
+            # by the change time it is told (`version_fields`), from that time on in the pages' order.
+            models.Index(fields=["updated_at", "id"], name="source_changed"),
+            models.Index(
+                fields=["disclosed_updated_at", "id"], condition=Q(confidential=False), name="source_disclosed_changed"
+            ),
+            models.Index(
+                fields=["public_updated_at", "id"], condition=Q(confidential=False), name="source_public_changed"
+            ),
         ]
         triggers = [
             # A source given a publisher waits for a write that renames the publisher to commit, and
@@ -1368,6 +1379,27 @@ class Source(CreatedPerAudience, PublicVersions, VersionsPerAudience, Timestampe
                 END IF;
                 PERFORM FROM incidents_organization WHERE id = NEW.publisher_id FOR SHARE;
                 RETURN NEW;
+                """,
+            ),
+            # A source that leaves some readers' view (made confidential, deleted) is recorded with the
+            # narrowest audience that saw it (RecordWithdrawal), so that an incremental sync tells
+            # their copies to drop it, whatever the door. Never off in bulk: a row for a rare change.
+            pgtrigger.Trigger(
+                name="record_withdrawal",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete | pgtrigger.UpdateOf("confidential"),
+                level=pgtrigger.Row,
+                func=f"""
+                IF TG_OP = 'UPDATE' AND (OLD.confidential OR NOT NEW.confidential) THEN
+                    RETURN NULL;
+                END IF;
+                INSERT INTO incidents_recordwithdrawal (record_type, record_id, audience, withdrawn_at)
+                VALUES (
+                    'source', OLD.id,
+                    CASE WHEN OLD.confidential THEN {Audience.CONFIDENTIAL:d} ELSE {Audience.PUBLIC:d} END,
+                    clock_timestamp()
+                );
+                RETURN NULL;
                 """,
             ),
         ]
@@ -1717,6 +1749,37 @@ class Incident(
                     FROM incidents_incident AS merged
                     WHERE merged.merged_into_id = OLD.id;
                 END IF;
+                RETURN NULL;
+                """,
+            ),
+            # A response follows its incidents (`ResponseQuerySet.visible_to`): one that leaves some
+            # readers' view with an incident it is about (returned to draft, made confidential,
+            # merged) is recorded as a source is (RecordWithdrawal), with the narrowest audience that
+            # saw it while the incident was as it was (`response_audience`, migration 0105). Only
+            # for a change that takes the incident out of a view, as `record_withdrawal`'s: every
+            # other update passes the condition in a few comparisons. (Written out, not with
+            # `incident_audience`: PostgreSQL checks a condition's functions exist when the trigger
+            # is installed, which it is after a migration back to before them too.) Changes of the
+            # links are recorded by their own table's triggers (migration 0105).
+            pgtrigger.Trigger(
+                name="record_response_withdrawals",
+                when=pgtrigger.After,
+                operation=pgtrigger.UpdateOf("review_state", "confidential", "merged_into_id"),
+                level=pgtrigger.Row,
+                condition=pgtrigger.Condition(
+                    "OLD.merged_into_id IS NULL AND NEW.merged_into_id IS NOT NULL"
+                    " OR NOT OLD.confidential AND NEW.confidential"
+                    " OR OLD.review_state = 'published' AND NEW.review_state <> 'published'"
+                ),
+                func="""
+                INSERT INTO incidents_recordwithdrawal (record_type, record_id, audience, withdrawn_at)
+                SELECT 'response', link.response_id, seen.audience, clock_timestamp()
+                FROM incidents_response_incidents AS link,
+                    response_audience(
+                        link.response_id, OLD.id,
+                        incident_audience(OLD.review_state, OLD.confidential, OLD.merged_into_id)
+                    ) AS seen (audience)
+                WHERE link.incident_id = OLD.id AND seen.audience < response_audience(link.response_id);
                 RETURN NULL;
                 """,
             ),
@@ -2370,6 +2433,32 @@ class Response(CreatedPerAudience, PublicVersions, VersionsPerAudience, Timestam
 
     class Meta:
         ordering = ["-date", "id"]
+        indexes = [
+            # Serve each audience's incremental sync of responses (`updated_since`,
+            # `ordering=updated_at`), by the change time it is told (`version_fields`), from that time
+            # on in the pages' order; whether the reader may see each is asked of its links.
+            models.Index(fields=["updated_at", "id"], name="response_changed"),
+            models.Index(fields=["disclosed_updated_at", "id"], name="response_disclosed_changed"),
+            models.Index(fields=["public_updated_at", "id"], name="response_public_changed"),
+        ]
+        triggers = [
+            # A response deleted leaves the view of every reader who saw it (RecordWithdrawal).
+            # Django deletes its links first, whose own triggers record what their removal took out
+            # of a view (migration 0105): about no incident, only staff see it then.
+            pgtrigger.Trigger(
+                name="record_withdrawal",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                level=pgtrigger.Row,
+                func="""
+                INSERT INTO incidents_recordwithdrawal (record_type, record_id, audience, withdrawn_at)
+                SELECT 'response', OLD.id, seen.audience, clock_timestamp()
+                FROM response_audience(OLD.id) AS seen (audience)
+                WHERE seen.audience IS NOT NULL;
+                RETURN NULL;
+                """,
+            ),
+        ]
 
     def __str__(self):
         return f"{self.organization}: {self.get_kind_display()} ({self.date:%Y-%m-%d})"
@@ -3039,6 +3128,45 @@ class IncidentWithdrawal(models.Model):
 
     def __str__(self):
         return f"{self.public_id} withdrawn at {self.withdrawn_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RecordType(models.TextChoices):
+    SOURCE = "source", "Source"
+    RESPONSE = "response", "Response"
+
+
+class RecordWithdrawal(models.Model):
+    """A moment a source or a response left the view of some readers: a source made confidential
+    (readers without Confidential access) or deleted; a response about no incident they may see any
+    more (`ResponseQuerySet.visible_to`: its incidents returned to draft, made confidential, merged
+    or unlinked; or, about none before, linked to confidential ones alone) or deleted. Written by
+    the database's triggers (Source's and Response's `record_withdrawal`, Incident's
+    `record_response_withdrawals`, the links' `response_withdrawals_*`: migration 0105), read by an
+    incremental sync (`reported_to`), never changed.
+
+    `audience` is the narrowest that saw the record just before it left, so that each reader is told
+    only of records they could see then. No foreign key: the row outlives a deleted record. One
+    table for both kinds: each is named by its id alone and leaves by one rule; an incident keeps
+    its own (IncidentWithdrawal), which holds its public id and follows merges."""
+
+    record_type = models.CharField(max_length=8, choices=RecordType.choices)
+    record_id = models.BigIntegerField()
+    audience = models.PositiveSmallIntegerField(choices=Audience.choices)
+    withdrawn_at = models.DateTimeField()
+
+    objects = RecordWithdrawalQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Serves a sync's list of a kind's withdrawals since its last run, oldest first
+            # (`?since=`), in the order of its pages (`WithdrawalPagination`).
+            models.Index(fields=["record_type", "withdrawn_at", "record_id"], name="record_withdrawal_at"),
+            # Serves the test that a withdrawal is a record's latest (`reported_to`).
+            models.Index(fields=["record_type", "record_id", "id"], name="record_withdrawal_record"),
+        ]
+
+    def __str__(self):
+        return f"{self.record_type} {self.record_id} withdrawn at {self.withdrawn_at:%Y-%m-%d %H:%M:%S}"
 
 
 class PendingImport(models.Model):

@@ -101,9 +101,37 @@ _CHANGES_SEEN_BY_THE_PUBLIC = VersionFields(
 # Every audience, the widest (told every change) first.
 AUDIENCES = (_EVERY_CHANGE, _CHANGES_SEEN_WITHOUT_CONFIDENTIAL_ACCESS, _CHANGES_SEEN_BY_THE_PUBLIC)
 EVERY_CHANGE, STAFF_WITHOUT_CONFIDENTIAL_ACCESS, THE_PUBLIC = AUDIENCES
-# Each audience by the name a CSV export gives its `version` column (`version_audience`), so that an
-# import compares a file's versions with those of the readers it was exported for.
-AUDIENCE_NAMES = {EVERY_CHANGE: "confidential", STAFF_WITHOUT_CONFIDENTIAL_ACCESS: "staff", THE_PUBLIC: "public"}
+
+
+class Audience(models.IntegerChoices):
+    """Who reads a record, narrowest first: each audience sees all the one before it sees
+    (`AUDIENCES` says the same of change times, widest first). A withdrawal of a source or a
+    response keeps the narrowest that saw it before it left (`RecordWithdrawal`), so that it is told
+    to that one and the wider."""
+
+    PUBLIC = 0, "The public"
+    STAFF = 1, "Staff without Confidential access"
+    CONFIDENTIAL = 2, "Staff with Confidential access"
+
+
+def audience_of(user) -> Audience:
+    """The audience `user` reads as, which also chooses what they are told (`version_fields`)."""
+    if can_see_confidential(user):
+        return Audience.CONFIDENTIAL
+    if can_see_unpublished(user):
+        return Audience.STAFF
+    return Audience.PUBLIC
+
+
+# What each audience is told (`version_fields`).
+VERSIONS_TOLD_TO = {
+    Audience.CONFIDENTIAL: EVERY_CHANGE,
+    Audience.STAFF: STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
+    Audience.PUBLIC: THE_PUBLIC,
+}
+# Each audience by the name a CSV export gives the readers its `version` column was read by
+# (`version_audience`), so that an import compares a file's versions with theirs.
+AUDIENCE_NAMES = {Audience.CONFIDENTIAL: "confidential", Audience.STAFF: "staff", Audience.PUBLIC: "public"}
 
 
 def version_fields(user) -> VersionFields:
@@ -122,11 +150,7 @@ def version_fields(user) -> VersionFields:
     chooses: the API, the admin, the CSV export, the releases and the services read it. A query
     names the columns of its model (`VersionFields.of`): a place has no `disclosed_*` (staff without
     Confidential access read it whole)."""
-    if can_see_confidential(user):
-        return EVERY_CHANGE
-    if can_see_unpublished(user):
-        return STAFF_WITHOUT_CONFIDENTIAL_ACCESS
-    return THE_PUBLIC
+    return VERSIONS_TOLD_TO[audience_of(user)]
 
 
 def versions_told(*, every_change: bool) -> VersionFields:
@@ -924,6 +948,18 @@ class IncidentWithdrawalQuerySet(models.QuerySet):
         later = withdrawn_from_them.filter(incident_id=OuterRef("incident_id"), id__gt=OuterRef("id"))
         incidents = apps.get_model("incidents", "Incident").objects
         still_seen = incidents.synced_to(user).filter(pk=OuterRef("incident_id"))
+        return withdrawn_from_them.exclude(Exists(later)).exclude(Exists(still_seen))
+
+
+class RecordWithdrawalQuerySet(models.QuerySet):
+    def reported_to(self, user, model: type[models.Model]) -> "RecordWithdrawalQuerySet":
+        """The withdrawals of `model`'s records (sources, responses) an incremental sync reports to
+        `user`, by `IncidentWithdrawalQuerySet.reported_to`'s rule: of records they could see when
+        they left (their audience saw them then), each record's latest such, and none they may see
+        again (`visible_to`), which the sync lists as changed instead."""
+        withdrawn_from_them = self.filter(record_type=model._meta.model_name, audience__lte=audience_of(user))
+        later = withdrawn_from_them.filter(record_id=OuterRef("record_id"), id__gt=OuterRef("id"))
+        still_seen = model.objects.visible_to(user).filter(pk=OuterRef("record_id"))
         return withdrawn_from_them.exclude(Exists(later)).exclude(Exists(still_seen))
 
 

@@ -63,6 +63,7 @@ from incidents.models import (
 )
 from incidents.querysets import (
     AUDIENCES,
+    EVERY_CHANGE,
     STAFF_ONLY_FIELDS,
     STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
     THE_PUBLIC,
@@ -1544,7 +1545,19 @@ def record_delete(*, user, record: models.Model) -> None:
             list(Response.objects.select_for_update().filter(pk__in=links).values_list("pk"))
         if isinstance(record, Incident) and (left := responses_left_about_none([record])):
             raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
+        if isinstance(record, Incident) and record.merged_into_id is None:
+            # Its responses list it no more: a new version of each, told to the readers who saw it
+            # there, so that an incremental sync reads them again. Django removes the links
+            # without a save of the responses, and a partner's copy kept the deleted incident.
+            _links_shown_changed(record, told=_seen_down_to(record))
         record.delete()
+
+
+def _seen_down_to(incident: Incident) -> VersionFields:
+    """The narrowest audience that sees `incident` (merges aside; `querysets.AUDIENCES`)."""
+    if incident.confidential:
+        return EVERY_CHANGE
+    return THE_PUBLIC if shown_to_the_public(incident) else STAFF_WITHOUT_CONFIDENTIAL_ACCESS
 
 
 # Why a confidential incident that is the only incident of a response is not deleted.

@@ -47,7 +47,7 @@ from incidents.models import (
     Place,
     Source,
 )
-from incidents.querysets import AUDIENCE_NAMES, updated_at_seen_by, version_fields, version_seen_by
+from incidents.querysets import AUDIENCE_NAMES, audience_of, updated_at_seen_by, version_seen_by
 from incidents.selectors import incidents_matching
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
@@ -173,7 +173,7 @@ def expected_rows(user, query: str) -> list[dict[str, str]]:
                 "claim_max": _number(max(highs, default=None)),
                 "updated_at": updated_at_seen_by(incident, user).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "version": str(version_seen_by(incident, user)),
-                "version_audience": AUDIENCE_NAMES[version_fields(user)],
+                "version_audience": AUDIENCE_NAMES[audience_of(user)],
             }
         )
     return rows

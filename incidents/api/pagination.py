@@ -202,12 +202,21 @@ class HistoryPagination(StableCursorPagination):
 
 class WithdrawalPagination(StableCursorPagination):
     """Withdrawals, oldest first: a sync reads them up to now, as it reads the incidents changed.
-    Ties broken by the incident's id, which the row names already (a reader is told of an incident
-    once): the withdrawal's own id numbers every withdrawal recorded, and a page's cursor holding it
-    told the reader how many they were not told of between two they were, and when."""
+    Ties broken by the record's id (`record_field`), which the row names already (a reader is told
+    of a record once): the withdrawal's own id numbers every withdrawal recorded, and a page's
+    cursor holding it told the reader how many they were not told of between two they were, and
+    when."""
+
+    record_field = "incident_id"
 
     def get_orderings(self, view):
-        return {"withdrawn_at": ("withdrawn_at", "incident_id")}
+        return {"withdrawn_at": ("withdrawn_at", self.record_field)}
+
+
+class RecordWithdrawalPagination(WithdrawalPagination):
+    """Withdrawals of sources and responses (`RecordWithdrawal`)."""
+
+    record_field = "record_id"
 
 
 class _AfterPosition:

@@ -710,6 +710,11 @@ class IncidentWithdrawalSerializer(serializers.Serializer):
     withdrawn_at = serializers.DateTimeField(help_text="When it left what you may see.")
 
 
+class RecordWithdrawalSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="record_id", help_text="The record's id: drop it from your copy.")
+    withdrawn_at = serializers.DateTimeField(help_text="When it left what you may see.")
+
+
 class ActingUserField(serializers.SlugRelatedField):
     """Who proposed, decided, merged or undid something, by username: null before anyone did, and
     after their account was deleted (SET_NULL). The schema said a string always, so a generated

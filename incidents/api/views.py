@@ -37,7 +37,7 @@ from incidents.access import (
     recording_list_access,
 )
 from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
-from incidents.api.pagination import HistoryPagination, WithdrawalPagination
+from incidents.api.pagination import HistoryPagination, RecordWithdrawalPagination, WithdrawalPagination
 from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.parsers import FiniteJSONParser
 from incidents.api.permissions import StaffReader, StaffRevisionsReader
@@ -59,6 +59,7 @@ from incidents.api.serializers import (
     IncidentWithdrawalSerializer,
     OrganizationSerializer,
     PlaceSerializer,
+    RecordWithdrawalSerializer,
     ReleaseSerializer,
     ResponseSerializer,
     RevisionDecisionSerializer,
@@ -68,7 +69,7 @@ from incidents.api.serializers import (
 from incidents.converters import PublicIdConverter
 from incidents.csv_views import CsvOptionsSerializer, filtered_csv_response, spooled_download
 from incidents.exports import SpooledDownload
-from incidents.filters import IncidentFilterBackend, IncidentFilterSet, IncidentWithdrawalFilterSet
+from incidents.filters import ChangedSinceFilterSet, IncidentFilterBackend, IncidentFilterSet, WithdrawalFilterSet
 from incidents.history import history_entries, history_visible_to
 from incidents.merges import redirect_target
 from incidents.models import (
@@ -81,6 +82,7 @@ from incidents.models import (
     Involvement,
     Organization,
     Place,
+    RecordWithdrawal,
     Release,
     ReleaseFile,
     RevisionState,
@@ -221,7 +223,59 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         self.record_read(serializer.instance)
 
 
-class OrganizationViewSet(ResourceViewSet):
+def orderings_by_change_time(user, model) -> dict[str, tuple[str, ...]]:
+    """A list's orderings by the change time `user` is told and syncs by (`version_fields`), ties
+    broken by id: an incremental sync's pages (`updated_since`) stay in order while records change."""
+    updated_at = version_fields(user).of(model).updated_at
+    return {"-updated_at": (f"-{updated_at}", "-id"), "updated_at": (updated_at, "id")}
+
+
+def withdrawn_page(view, withdrawals, serializer_class):
+    """A page of `withdrawals` (filtered by `since`), for a list's `withdrawn/`."""
+    page = view.paginate_queryset(view.filter_queryset(withdrawals))
+    return view.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class ChangedSinceMixin:
+    """A list a partner tool keeps a copy of: `updated_since` and `ordering=updated_at` read what
+    changed, by the change time the reader is told."""
+
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ChangedSinceFilterSet
+
+    @property
+    def orderings(self):
+        user = getattr(self.request, "user", None)
+        return {"id": ("id",), **orderings_by_change_time(user, self.serializer_class.Meta.model)}
+
+
+class SyncedRecordsMixin(ChangedSinceMixin):
+    """A list of records that leave some readers' view (sources, responses), kept in step as
+    incidents are: what changed, and `withdrawn/` for what left the reader's view."""
+
+    @extend_schema(
+        filters=True,
+        responses=RecordWithdrawalSerializer(many=True),
+        description="The records of this list that left what you may see since `since` (a source made "
+        "confidential or deleted; a response about no incident you may see any more, or deleted), oldest first, "
+        "each once: an incremental sync drops them from its copy. Only records you could see before they left; "
+        "none you may see again, which the list reports with `updated_since` instead.",
+    )
+    @action(
+        detail=False,
+        filter_backends=[DjangoFilterBackend],
+        filterset_class=WithdrawalFilterSet,
+        pagination_class=RecordWithdrawalPagination,
+    )
+    def withdrawn(self, request, format=None):
+        withdrawals = RecordWithdrawal.objects.reported_to(request.user, self.serializer_class.Meta.model)
+        return withdrawn_page(self, withdrawals, RecordWithdrawalSerializer)
+
+
+# Organizations and places hide nothing from any reader (a place's exact coordinates aside, which
+# its public change time keeps), so none leaves a view but by a deletion, which nothing records:
+# rare, as both are protected while anything refers to them.
+class OrganizationViewSet(ChangedSinceMixin, ResourceViewSet):
     queryset = Organization.objects.all()
     serializer_class = OrganizationSerializer
 
@@ -231,7 +285,7 @@ class IncidentTypeViewSet(ResourceViewSet):
     serializer_class = IncidentTypeSerializer
 
 
-class PlaceViewSet(ResourceViewSet):
+class PlaceViewSet(ChangedSinceMixin, ResourceViewSet):
     serializer_class = PlaceSerializer
 
     def get_queryset(self):
@@ -245,7 +299,7 @@ def _record_api_access(request, records) -> None:
     record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
 
 
-class SourceViewSet(ResourceViewSet):
+class SourceViewSet(SyncedRecordsMixin, ResourceViewSet):
     serializer_class = SourceSerializer
 
     def list(self, request, *args, **kwargs):
@@ -263,7 +317,7 @@ class SourceViewSet(ResourceViewSet):
         return records.annotate(visible_cites_id=visible_source_id(self.request.user, "cites_id"))
 
 
-class ResponseViewSet(ResourceViewSet):
+class ResponseViewSet(SyncedRecordsMixin, ResourceViewSet):
     serializer_class = ResponseSerializer
 
     def list(self, request, *args, **kwargs):
@@ -401,16 +455,13 @@ class IncidentViewSet(ResourceViewSet):
 
     @property
     def orderings(self):
-        # By the change time the reader is told and syncs by (`version_fields`).
-        updated_at = version_fields(getattr(self.request, "user", None)).of(Incident).updated_at
         return {
             "-date_start": ("-date_start", "-id"),
             "date_start": ("date_start", "id"),
             # Unknown counts sort below zero: the cursor needs a value it can compare.
             "-people_count": ("-people_count_sortable", "-id"),
             "people_count": ("people_count_sortable", "id"),
-            "-updated_at": (f"-{updated_at}", "-id"),
-            "updated_at": (updated_at, "id"),
+            **orderings_by_change_time(getattr(self.request, "user", None), Incident),
         }
 
     # Formats the incident list renders beyond JSON (`?format=csv` is streamed instead; see list()).
@@ -577,13 +628,11 @@ class IncidentViewSet(ResourceViewSet):
     @action(
         detail=False,
         filter_backends=[DjangoFilterBackend],
-        filterset_class=IncidentWithdrawalFilterSet,
+        filterset_class=WithdrawalFilterSet,
         pagination_class=WithdrawalPagination,
     )
     def withdrawn(self, request, format=None):
-        withdrawals = self.filter_queryset(IncidentWithdrawal.objects.reported_to(request.user))
-        page = self.paginate_queryset(withdrawals)
-        return self.get_paginated_response(IncidentWithdrawalSerializer(page, many=True).data)
+        return withdrawn_page(self, IncidentWithdrawal.objects.reported_to(request.user), IncidentWithdrawalSerializer)
 
     @extend_schema(
         filters=False,
