@@ -78,6 +78,7 @@ from incidents.models import (
 from incidents.numbers import is_whole_number
 from incidents.querysets import (
     AUDIENCE_NAMES,
+    AUDIENCES_BY_NAME,
     VERSIONS_TOLD_TO,
     DuplicateCandidate,
     VersionFields,
@@ -1383,9 +1384,6 @@ def _check_version(line: int, record: dict[str, str], incident: Incident, row: P
     return []
 
 
-_AUDIENCES_BY_NAME = {name: audience for audience, name in AUDIENCE_NAMES.items()}
-
-
 def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFields | None, list[RowError]]:
     """Whose versions the row's `version` is: those of the audience its `version_audience` names,
     so that a file an Analyst (or the public) exported, imported by a Reviewer with Confidential
@@ -1399,7 +1397,7 @@ def _versions_told(line: int, record: dict[str, str], user) -> tuple[VersionFiel
     name = record.get("version_audience", "").strip()
     if not name:
         return None, []
-    audience = _AUDIENCES_BY_NAME.get(name)
+    audience = AUDIENCES_BY_NAME.get(name)
     if audience is None:
         names = ", ".join(AUDIENCE_NAMES.values())
         return None, [

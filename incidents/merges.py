@@ -49,6 +49,7 @@ from incidents.querysets import (
     EVERY_CHANGE,
     STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
     THE_PUBLIC,
+    VersionFields,
     can_see_confidential,
     can_see_unpublished,
     version_seen_by,
@@ -262,6 +263,7 @@ def incident_merge(
     note: str = "",
     survivor_version: int | None = None,
     merged_version: int | None = None,
+    told: VersionFields | None = None,
 ) -> IncidentMerge:
     """Merge the pair's incidents into `survivor` (a public id; by default `default_survivor`), by a
     Reviewer who may see both: move everything of the other (hidden rows too), mark claims of a
@@ -271,7 +273,8 @@ def incident_merge(
     RecordNotFound if `user` may not see both incidents; PermissionDenied without the Reviewer's
     role; ValidationError for a survivor outside the pair; MergeRefused if either incident is
     merged already, the pair was decided "different", their confidentiality differs, or either
-    changed since the versions given (the page the Reviewer confirmed)."""
+    changed since the versions given (the page the Reviewer confirmed; as `told` counts them, the
+    audience the Reviewer read them as: `querysets.EditedVersion`)."""
     survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
     services.raise_text_errors(note=note)
@@ -296,11 +299,13 @@ def incident_merge(
             if expected is None:
                 continue
             try:
-                services.check_version(incident, expected, reader=user, field=field)
+                services.check_version(incident, expected, reader=user, field=field, told=told)
+            except services.AccessChangedSinceRead as refusal:
+                raise MergeRefused(str(refusal)) from None
             except services.VersionConflict:
                 raise MergeRefused(
                     f"{incident.public_id} changed since you looked at it (now version "
-                    f"{version_seen_by(incident, user)}, you saw "
+                    f"{version_seen_by(incident, user, told)}, you saw "
                     f"version {expected}): review the merge again."
                 ) from None
         _lock_what_moving_links_refer_to(merged)

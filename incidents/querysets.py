@@ -23,6 +23,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Coalesce, JSONObject
 from django.db.models.lookups import GreaterThanOrEqual
 
+from incidents.numbers import is_whole_number
+
 CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
 # The decisions of a duplicate pair that still waits for a reviewer (`DuplicatePairQuerySet.waiting`):
 # not reviewed, or decided the same and not merged yet.
@@ -132,6 +134,56 @@ VERSIONS_TOLD_TO = {
 # Each audience by the name a CSV export gives the readers its `version` column was read by
 # (`version_audience`), so that an import compares a file's versions with theirs.
 AUDIENCE_NAMES = {Audience.CONFIDENTIAL: "confidential", Audience.STAFF: "staff", Audience.PUBLIC: "public"}
+AUDIENCES_BY_NAME = {name: audience for audience, name in AUDIENCE_NAMES.items()}
+_AUDIENCES_TOLD = {told: audience for audience, told in VERSIONS_TOLD_TO.items()}
+
+
+@dataclass(frozen=True)
+class EditedVersion:
+    """The version a writer edited, as the audience they read it as was told it: an ETag and the
+    admin's forms carry both (`version_tag`, "staff.3"), so that a save compares it with that
+    audience's version, not the writer's at the moment they save. Access given or taken away between
+    the read and the save otherwise compared it with another count: one who read a record with
+    Confidential access and lost it was compared with the version of readers without it, which can
+    equal the one they read, and their stale edit passed. `told` None: a bare number ("3", a client
+    from before versions named their audience), compared with the writer's own."""
+
+    number: int
+    told: VersionFields | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "EditedVersion":
+        """The version `text` names: "staff.3", or "3". ValueError, with a message for the writer,
+        for anything else (a tampered form, a script's garbled header)."""
+        name, _, number = text.strip().rpartition(".")
+        if not is_whole_number(number) or int(number) < 1:
+            raise ValueError(f'{text!r} names no version: send it as its ETag gave it ("staff.3").')
+        if not name:
+            return cls(int(number))
+        if name not in AUDIENCES_BY_NAME:
+            raise ValueError(
+                f"{name!r} is not whose version this is: {', '.join(AUDIENCE_NAMES.values())}, as its ETag gave it."
+            )
+        return cls(int(number), VERSIONS_TOLD_TO[AUDIENCES_BY_NAME[name]])
+
+
+def version_tag(record, user) -> str:
+    """`record`'s version as `user` is told it, naming their audience (`EditedVersion`): "staff.3"."""
+    return told_version_tag(version_seen_by(record, user), user)
+
+
+def told_version_tag(version: int, user) -> str:
+    """`version`, the one `user` is told (`version_fields`), naming their audience: "staff.3"."""
+    return f"{AUDIENCE_NAMES[audience_of(user)]}.{version}"
+
+
+def told_more_than(told: VersionFields, user, record) -> bool:
+    """Whether the version `told` (a writer's read) counts changes hidden from `user` now: they read
+    `record` as an audience told more than theirs, and its model keeps another count for theirs. A
+    place tells staff without Confidential access every change, as it tells those with it."""
+    return (
+        _AUDIENCES_TOLD[told] > audience_of(user) and told.of(record).version != _fields_of(record, user, None).version
+    )
 
 
 def version_fields(user) -> VersionFields:

@@ -73,6 +73,7 @@ from incidents.querysets import (
     can_see_unpublished,
     ids_in_tree_below,
     limit_to_visible,
+    told_more_than,
     updated_at_seen_by,
     updated_by_seen_by,
     version_seen_by,
@@ -107,6 +108,19 @@ class VersionConflict(Exception):
         )
 
 
+class AccessChangedSinceRead(VersionConflict):
+    """A writer edited a version they read with access they no longer have (`check_version`)."""
+
+    def __init__(self, current: models.Model):
+        self.current = current
+        self.expected_version = None
+        Exception.__init__(
+            self,
+            f"You read {_record_name(current)} with access you no longer have, so what you edited may "
+            "hold what you may no longer see. Your changes were not saved: reload it, then apply them again.",
+        )
+
+
 def check_version(
     current: models.Model, expected_version: int, *, reader, field: str = "version", told: VersionFields | None = None
 ) -> None:
@@ -117,7 +131,12 @@ def check_version(
     version means someone saved since: VersionConflict (a 409, "reload and apply again"). A version
     the record never reached is not a race but a wrong or forged value (10^30, say): a
     ValidationError naming `field` (a 400), which no reload would cure. `told`: the versions of
-    another audience than `reader`'s (a revision's proposer's)."""
+    another audience than `reader`'s (a revision's proposer's; the one a writer read the record
+    as, `EditedVersion`). A writer who read it as an audience told changes now hidden from them (their
+    Confidential access taken away since) is refused as stale, with no word of what it counts: that
+    count is not theirs to compare with, and theirs may equal the number they read."""
+    if told is not None and reader is not None and told_more_than(told, reader, current):
+        raise AccessChangedSinceRead(current)
     stored_version = version_seen_by(current, reader, told)
     if expected_version > stored_version:
         raise ValidationError(
@@ -672,8 +691,8 @@ def incident_update(
 ) -> Incident | IncidentRevision:
     """Apply `data` (and, where given, replace the nested collections) if nobody saved the incident
     since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
-    `told`: the audience whose version that is, if not the writer's own (a CSV file exported by a
-    narrower one: `importers._versions_told`).
+    `told`: the audience whose version that is, if not the writer's own (the one they read it as:
+    `EditedVersion`; a CSV file exported by a narrower one: `importers._versions_told`).
 
     The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
@@ -1430,7 +1449,7 @@ WORKFLOW = {
 
 
 def incident_transition(
-    *, incident: Incident, action: str, user, expected_version: int | None = None
+    *, incident: Incident, action: str, user, expected_version: int | None = None, told: VersionFields | None = None
 ) -> Incident | IncidentRevision:
     """Move an incident through review (submit, publish, return to draft), if the user's role allows
     it and the incident is in a state the action starts from."""
@@ -1451,12 +1470,18 @@ def incident_transition(
         incident=incident,
         user=user,
         expected_version=version_seen_by(incident, user) if expected_version is None else expected_version,
+        told=told,
         data={"review_state": target},
     )
 
 
 def incident_set_verification(
-    *, incident: Incident, verification: str, user, expected_version: int | None = None
+    *,
+    incident: Incident,
+    verification: str,
+    user,
+    expected_version: int | None = None,
+    told: VersionFields | None = None,
 ) -> Incident | IncidentRevision:
     """Change how well an incident is established; only reviewers (verify permission) may."""
     if not user.has_perm("incidents.verify_incident"):
@@ -1467,6 +1492,7 @@ def incident_set_verification(
         incident=incident,
         user=user,
         expected_version=version_seen_by(incident, user) if expected_version is None else expected_version,
+        told=told,
         data={"verification": verification},
     )
 
@@ -1618,14 +1644,16 @@ def record_save(
     data: Mapping[str, Any] | None = None,
     many_to_many: Mapping[str, Iterable[models.Model]] | None = None,
     expected_version: int | None = None,
+    told: VersionFields | None = None,
     another_source_confirmed: bool = False,
 ) -> models.Model:
     """Create (`record` not yet saved) or change a record other than an incident — a source, place,
     organization, incident type or response — with `data` and the links in `many_to_many`, if
     `user` has the model's add or change permission and may see the record. A change names the
-    version it was made from (`expected_version`; VersionConflict if the record was saved since),
-    as an incident's does. Links to records the user may not see stay as they are: a writer who
-    was shown no link (null, or a shorter list) and sends that back does not erase it.
+    version it was made from (`expected_version`, as `told` counts it: `check_version`;
+    VersionConflict if the record was saved since), as an incident's does. Links to records the
+    user may not see stay as they are: a writer who was shown no link (null, or a shorter list) and
+    sends that back does not erase it.
     Confidentiality changes as `confidentiality_errors` allows. A new source that looks like one
     `user` may see (`source_lookalikes`) is refused with SourceLooksLikeAnother unless
     `another_source_confirmed`. A change that changes nothing writes nothing, and returns the
@@ -1647,7 +1675,7 @@ def record_save(
             # Locked, so that two writers of one version cannot both pass the comparison.
             stored = locked_or_not_found(model._default_manager.all(), record.pk)
             if versioned:
-                check_version(stored, expected_version, reader=user)
+                check_version(stored, expected_version, reader=user, told=told)
         for name, value in (data or {}).items():
             setattr(record, name, value)
         if stored is not None:

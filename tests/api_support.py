@@ -34,3 +34,8 @@ def results(response) -> list[dict]:
 
 def public_ids(response) -> set[str]:
     return {incident["public_id"] for incident in results(response)}
+
+
+def etag_version(etag: str) -> int:
+    """The version an ETag names, whatever audience it names it for (`"staff.3"`: 3)."""
+    return int(etag.strip('"').rpartition(".")[2])

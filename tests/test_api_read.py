@@ -274,7 +274,7 @@ class TestIncidentRepresentation:
 
     def test_detail_carries_an_etag_built_from_the_version(self, world):
         response = client_for().get(incident_url(world["incident"]))
-        assert response["ETag"] == '"1"'
+        assert response["ETag"] == '"public.1"'
 
 
 class TestLinkedRecords:

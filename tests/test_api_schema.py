@@ -332,4 +332,4 @@ def test_an_incident_read_sends_the_etag_its_schema_declares(api_schema):
     case = api_schema["/api/v1/incidents/{public_id}/"]["GET"].Case(path_parameters={"public_id": incident.public_id})
     response = case.call_and_validate(checks=CHECKS)
     assert response.status_code == 200
-    assert response.headers["etag"] == [f'"{incident.version}"']
+    assert response.headers["etag"] == [f'"public.{incident.version}"']

@@ -12,7 +12,7 @@ from django.apps import apps
 from django.urls import reverse
 
 from incidents.models import Incident, Response, Source
-from tests.api_support import API, client_for
+from tests.api_support import API, client_for, etag_version
 from tests.factories import make_incident, make_organization, make_source
 from tests.form_support import form_fields, saved_unchanged
 
@@ -138,7 +138,7 @@ class TestReadersWithoutConfidentialAccess:
         now_version, now_updated_at, now_etag = told(None, record)
         assert now_version == version + 1
         assert now_updated_at > updated_at
-        assert now_etag == f'"{now_version}"' != etag
+        assert now_etag == f'"public.{now_version}"' != etag
 
     def test_a_change_they_can_see_after_a_hidden_one_moves_their_version_by_one(self, keeper, hidden):
         record, given, _ = hidden
@@ -166,7 +166,7 @@ class TestReadersWithConfidentialAccess:
         edit(keeper, record, given)
 
         now_version, now_updated_at, now_etag = told(keeper, record)
-        assert (now_version, now_etag) == (version + 1, f'"{version + 1}"')
+        assert (now_version, now_etag) == (version + 1, f'"confidential.{version + 1}"')
         assert now_updated_at > updated_at
 
 
@@ -181,7 +181,7 @@ class TestWritersWithoutConfidentialAccess:
         answer = client_for(reviewer).patch(url_of(record), sent, format="json", HTTP_IF_MATCH=etag)
 
         assert answer.status_code == 200, answer.content
-        assert answer["ETag"] == f'"{body["version"] + 1}"'
+        assert answer["ETag"] == f'"staff.{body["version"] + 1}"'
         assert kept(record, given)
 
     def test_the_body_version_they_read_is_accepted_after_a_hidden_change(self, keeper, reviewer, hidden):
@@ -302,7 +302,7 @@ class TestTheLinkedRecordsConfidentialityChanged:
 
         for user, (version, updated_at, _etag) in before.items():
             now_version, now_updated_at, now_etag = told(user, record)
-            assert (now_version, now_etag) == (version + 1, f'"{version + 1}"')
+            assert (now_version, etag_version(now_etag)) == (version + 1, version + 1)
             assert now_updated_at > updated_at
 
     def test_made_confidential_moves_what_they_are_told(self, keeper, reviewer, hidden):
@@ -356,4 +356,4 @@ class TestTheLinkedIncidentPublishedOrReturnedToDraft:
 
         body, now_etag = read(None, response)
         assert (incident.public_id in body["incidents"], seen_before) == (not published_before, published_before)
-        assert (body["version"], now_etag) == (version + 1, f'"{version + 1}"') != (version, etag)
+        assert (body["version"], now_etag) == (version + 1, f'"public.{version + 1}"') != (version, etag)

@@ -37,11 +37,12 @@ from incidents.history import history_entries, history_visible_to
 from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor, Claim
 from incidents.parameters import parameter_errors
 from incidents.querysets import (
+    EditedVersion,
     can_see_confidential,
     can_see_unpublished,
     estimated_row_count,
     limit_to_visible,
-    version_seen_by,
+    version_tag,
 )
 
 # What a service raises when it refuses a write; the admin shows it on the form.
@@ -221,21 +222,33 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
     the stored one (`services.VersionConflict`): a save over someone else's newer one is refused."""
 
     # The version the user started from; a save is refused if someone saved in between.
-    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    expected_version = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            # As its writer is told it (`version_fields`: an incident's, a source's, a response's
-            # differ by audience), which the service compares.
-            self.fields["expected_version"].initial = version_seen_by(self.instance, self.writer)
+            # As its writer is told it, naming the audience they read it as (`version_fields`: an
+            # incident's, a source's, a response's differ by audience), which the service compares.
+            self.fields["expected_version"].initial = version_tag(self.instance, self.writer)
 
     def clean(self):
         cleaned_data = super().clean()
+        sent = cleaned_data.get("expected_version")
         # A form error, not a field error: the field is hidden, and so would its error be.
-        if self.instance.pk and cleaned_data.get("expected_version") is None:
+        if self.instance.pk and not sent:
             raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
+        try:
+            cleaned_data["expected_version"] = EditedVersion.parse(sent) if sent else None
+        except ValueError:
+            raise ValidationError(
+                "The form holds no version this page showed; reload the page and try again."
+            ) from None
         return cleaned_data
+
+    def edited_version(self) -> dict:
+        """The version the form was opened at, as the services take it (`expected_version`, `told`)."""
+        edited = self.cleaned_data.get("expected_version")
+        return {} if edited is None else {"expected_version": edited.number, "told": edited.told}
 
 
 class ConfidentialityOfferedMixin(WrittenByMixin):
@@ -677,7 +690,7 @@ class TrackedModelAdmin(
             user=request.user,
             record=obj,
             many_to_many=many_to_many,
-            expected_version=form.cleaned_data.get("expected_version"),
+            **form.edited_version(),
             **self.save_options(form),
         )
         request.saved_unchanged = change and written is not obj

@@ -50,8 +50,7 @@ from incidents.models import (
     end_date_missing_message,
     in_tree_order,
 )
-from incidents.numbers import is_whole_number
-from incidents.querysets import version_seen_by
+from incidents.querysets import EditedVersion, version_tag
 from incidents.search import IncidentSearch
 from incidents.services import (
     WORKFLOW,
@@ -451,19 +450,23 @@ def _inline_rows(formset) -> list[dict]:
 # at the top of the form offering every action whatever the state, whose Run sends the form with it.
 
 
-def reviewed_version(request) -> int | None:
-    """The version the incident's page showed, which its review buttons send: the action then applies
-    to what the Reviewer read, and a colleague's save since the page opened is refused as a stale
-    edit is (publishing a version nobody reviewed). None from the list, which shows no version. A
-    value the page never writes (a tampered form: letters, a run of digits longer than `int()`
-    reads) is refused, never taken for the list's none, which would apply the action to whatever
-    version is stored."""
+def reviewed_version(request) -> dict:
+    """The version the incident's page showed, which its review buttons send (`version_tag`), as the
+    services take it (`expected_version`, `told`): the action then applies to what the Reviewer
+    read, and a colleague's save since the page opened is refused as a stale edit is (publishing a
+    version nobody reviewed). Nothing from the list, which shows no version. A value the page never
+    writes (a tampered form: letters, a run of digits longer than `int()` reads) is refused, never
+    taken for the list's none, which would apply the action to whatever version is stored."""
     sent = request.POST.get("reviewed_version", "")
     if not sent:
-        return None
-    if not is_whole_number(sent):
-        raise ValidationError({"reviewed_version": ["This is no version the incident's page showed: reload the page."]})
-    return int(sent)
+        return {}
+    try:
+        edited = EditedVersion.parse(sent)
+    except ValueError:
+        raise ValidationError(
+            {"reviewed_version": ["This is no version the incident's page showed: reload the page."]}
+        ) from None
+    return {"expected_version": edited.number, "told": edited.told}
 
 
 def review_step_action(name: str, step: str, description: str, done: str):
@@ -471,9 +474,7 @@ def review_step_action(name: str, step: str, description: str, done: str):
 
     def action(model_admin, request, queryset):
         def write(incident):
-            incident_transition(
-                incident=incident, action=step, user=request.user, expected_version=reviewed_version(request)
-            )
+            incident_transition(incident=incident, action=step, user=request.user, **reviewed_version(request))
 
         model_admin.apply_to_selected(request, queryset, write, done)
 
@@ -493,7 +494,7 @@ def verification_action(verification: Verification):
                 incident=incident,
                 verification=verification,
                 user=request.user,
-                expected_version=reviewed_version(request),
+                **reviewed_version(request),
             )
 
         model_admin.apply_to_selected(request, queryset, write, f"Marked {verification.label.lower()}")
@@ -722,7 +723,7 @@ class IncidentAdmin(
             written = incident_update(
                 incident=form.instance,
                 user=request.user,
-                expected_version=form.cleaned_data["expected_version"],
+                **form.edited_version(),
                 data=data,
                 places=places,
                 **children,
@@ -748,7 +749,7 @@ class IncidentAdmin(
             obj.claims_typed_unsaved = True
         if obj is not None:
             # The version the review buttons send (`reviewed_version`), as the Reviewer is told it.
-            context["reviewed_version"] = version_seen_by(obj, request.user)
+            context["reviewed_version"] = version_tag(obj, request.user)
             context["review_actions"] = [
                 (action.name, action.description)
                 for action in self.get_actions(request).values()

@@ -24,7 +24,7 @@ from incidents.models import (
     NoteWrittenInConfidence,
 )
 from incidents.numbers import is_whole_number
-from incidents.querysets import version_seen_by
+from incidents.querysets import EditedVersion, version_tag
 from incidents.templatetags.public_pages import people as people_label
 
 # What stops a merge or its undo, shown as the page's message.
@@ -251,8 +251,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
                     pair=pair,
                     survivor=data.get("survivor"),
                     note=data.get("note", ""),
-                    survivor_version=_version(data, "survivor_version"),
-                    merged_version=_version(data, "merged_version"),
+                    **_versions_confirmed(data),
                 )
                 self.message_user(request, f"{merge}: done. Undo it from this page if it was a mistake.")
                 return HttpResponseRedirect(reverse("admin:incidents_incidentmerge_change", args=[merge.pk]))
@@ -269,8 +268,8 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             "pair": pair,
             "plan": plan,
             # The versions the Reviewer is told, which the merge compares (`merges.incident_merge`).
-            "survivor_version": version_seen_by(plan.survivor, request.user),
-            "merged_version": version_seen_by(plan.merged, request.user),
+            "survivor_version": version_tag(plan.survivor, request.user),
+            "merged_version": version_tag(plan.merged, request.user),
             "proposal_rows": proposal_rows(plan.proposal),
             # A claim of "between 40 and 60" moved without a figure: only a best estimate was shown.
             "moving_claims": [(claim.source.title, figure(claim)) for claim in plan.claims],
@@ -310,10 +309,21 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         return HttpResponseRedirect(reverse("admin:incidents_incidentmerge_change", args=[merge.pk]))
 
 
-def _version(data, name: str) -> int | None:
-    value = data.get(name, "")
-    if not value:
-        return None
-    if not is_whole_number(value):
-        raise ValidationError({name: [f"Not a version number: {value!r}."]})
-    return int(value)
+def _versions_confirmed(data) -> dict:
+    """The versions of both incidents the confirmation page showed (`version_tag`), as
+    `merges.incident_merge` takes them: both read at once, as one audience."""
+    versions, told = {}, set()
+    for name in ("survivor_version", "merged_version"):
+        value = data.get(name, "")
+        if not value:
+            versions[name] = None
+            continue
+        try:
+            edited = EditedVersion.parse(value)
+        except ValueError as error:
+            raise ValidationError({name: [str(error)]}) from None
+        versions[name] = edited.number
+        told.add(edited.told)
+    if len(told) > 1:
+        raise ValidationError({"merged_version": ["Both versions are read as one audience, as the page showed them."]})
+    return {**versions, "told": told.pop() if told else None}

@@ -13,7 +13,7 @@ from incidents.access import confidential_among
 from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
-from incidents.api.serializers import ActingUserField, OneValuePerKey
+from incidents.api.serializers import ActingUserField, OneValuePerKey, VersionAudienceField
 from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
@@ -87,6 +87,8 @@ class MergeRequestSerializer(OneValuePerKey):
     merged_version = serializers.IntegerField(
         required=False, min_value=1, help_text="The merged incident's version you reviewed; if it changed since, 409."
     )
+    # Both versions as the incidents' `version_audience` named them: read at once, as one audience.
+    version_audience = VersionAudienceField(source="told")
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 

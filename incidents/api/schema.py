@@ -41,8 +41,9 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description='The version you edited, as the record\'s ETag gave it (`"3"`); 412 if it has changed since. '
-    "Or send `version` in the body instead (409 if stale).",
+    description='The version you edited, as the record\'s ETag gave it (`"staff.3"`: the audience you read it as, '
+    "and its version); 412 if it has changed since, or if you read it with access you no longer have. "
+    "Or send `version` and `version_audience` in the body instead (409 if stale).",
 )
 # Response headers: `response` names the status codes that send them.
 ETAG = OpenApiParameter(
@@ -51,7 +52,8 @@ ETAG = OpenApiParameter(
     OpenApiParameter.HEADER,
     response=[200, 201],
     required=True,
-    description='The record\'s version, quoted (`"3"`): send it back as If-Match with your change.',
+    description='The record\'s version, named for the audience you read it as (`"staff.3"`): send it back '
+    "as If-Match with your change.",
 )
 CREATED_LOCATION = OpenApiParameter(
     "Location",

@@ -37,8 +37,12 @@ from incidents.models import (
     VictimGroup,
 )
 from incidents.querysets import (
+    AUDIENCE_NAMES,
+    AUDIENCES_BY_NAME,
     STAFF_ONLY_FIELDS,
+    VERSIONS_TOLD_TO,
     VersionFields,
+    audience_of,
     can_see_exact_locations,
     can_see_unpublished,
     created_at_seen_by,
@@ -54,6 +58,29 @@ from tracker.formats import date_refused
 def _request_user(serializer):
     request = serializer.context.get("request")
     return request.user if request is not None else None
+
+
+class VersionAudienceField(serializers.ChoiceField):
+    """Whose version a write's `version` is: the audience its writer read it as, which the
+    representation names beside it (`version_audience`, as a CSV export does). A write is compared
+    with that audience's version (`querysets.EditedVersion`), so that one whose access changed since
+    they read is compared with what they read. Its value is that audience's `VersionFields`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "help_text",
+            "Whose version `version` is: the readers it was read by, as the record gave it. On writes, "
+            "send it back with `version` (else your own now is assumed); 409 if you read it with access "
+            "you no longer have.",
+        )
+        super().__init__(choices=list(AUDIENCE_NAMES.values()), required=False, **kwargs)
+
+    def get_attribute(self, instance):
+        # Whose version the record's `version` is: its reader's, whatever the record.
+        return AUDIENCE_NAMES[audience_of(_request_user(self.parent))]
+
+    def to_internal_value(self, data):
+        return VERSIONS_TOLD_TO[AUDIENCES_BY_NAME[super().to_internal_value(data)]]
 
 
 class DateAsWrittenField(serializers.DateField):
@@ -144,6 +171,7 @@ class ModelRulesMixin(UnknownFieldsRefused):
         min_value=1,
         help_text="On writes: the version you edited (or send If-Match); 409 if stale, 400 if it never was one.",
     )
+    version_audience = VersionAudienceField()
 
     def create(self, validated_data):
         return self._save(self.Meta.model(), validated_data)
@@ -171,15 +199,21 @@ class ModelRulesMixin(UnknownFieldsRefused):
         return representation
 
     def update(self, instance, validated_data):
-        return self._save(instance, validated_data, expected_version=validated_data.pop("expected_version"))
+        return self._save(
+            instance,
+            validated_data,
+            expected_version=validated_data.pop("expected_version"),
+            told=validated_data.pop("told"),
+        )
 
     def save_options(self, validated_data) -> dict:
         """What the body adds to `services.record_save`'s arguments, taken out of `validated_data`
         (a source's `another_source_confirmed`); nothing here."""
         return {}
 
-    def _save(self, record, validated_data, expected_version=None):
+    def _save(self, record, validated_data, expected_version=None, told=None):
         validated_data.pop("version", None)
+        validated_data.pop("version_audience", None)
         options = self.save_options(validated_data)
         many_to_many = {
             field.name: validated_data.pop(field.name)
@@ -192,6 +226,7 @@ class ModelRulesMixin(UnknownFieldsRefused):
             data=validated_data,
             many_to_many=many_to_many,
             expected_version=expected_version,
+            told=told,
             **options,
         )
 
@@ -201,7 +236,7 @@ class ModelRulesMixin(UnknownFieldsRefused):
         many_to_many = {field.name for field in model._meta.many_to_many}
         candidate = copy.copy(self.instance) if self.instance is not None else model()
         for name, value in attrs.items():
-            if name not in many_to_many and name != "version":
+            if name not in many_to_many and name not in ("version", "version_audience"):
                 setattr(candidate, name, value)
         try:
             candidate.full_clean(validate_unique=False)
@@ -331,6 +366,7 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
             "longitude",
             "sensitive",
             "version",
+            "version_audience",
             "created_at",
             "updated_at",
         ]
@@ -368,7 +404,17 @@ class IncidentTypeSerializer(ModelRulesMixin, serializers.ModelSerializer):
 
     class Meta:
         model = IncidentType
-        fields = ["id", "slug", "name", "parent", "description", "version", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "parent",
+            "description",
+            "version",
+            "version_audience",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSerializer):
@@ -384,6 +430,7 @@ class OrganizationSerializer(ModelRulesMixin, CountryFieldMixin, serializers.Mod
             "description",
             "aliases",
             "version",
+            "version_audience",
             "created_at",
             "updated_at",
         ]
@@ -422,6 +469,7 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "notes",
             "another_source_confirmed",
             "version",
+            "version_audience",
             "created_at",
             "updated_at",
         ]
@@ -459,6 +507,7 @@ class ResponseSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "incidents",
             "source",
             "version",
+            "version_audience",
             "created_at",
             "updated_at",
         ]
@@ -616,6 +665,7 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
         min_value=1,
         help_text="On writes: the version you edited (or send If-Match); 409 if stale, 400 if it never was one.",
     )
+    version_audience = VersionAudienceField()
     created_by = serializers.SerializerMethodField()
     updated_by = serializers.SerializerMethodField()
     merged_into = serializers.CharField(
@@ -654,6 +704,7 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
             "confidential",
             "merged_into",
             "version",
+            "version_audience",
             "created_by",
             "updated_by",
             "created_at",
@@ -681,6 +732,7 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
         """Scalar fields for the incident, and the nested collections the service writes (None: unchanged)."""
         nested = {name: validated_data.pop(name, None) for name in self.NESTED}
         validated_data.pop("version", None)
+        validated_data.pop("version_audience", None)
         return validated_data, nested
 
     def create(self, validated_data):
@@ -695,11 +747,11 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
 
     def update(self, incident, validated_data):
         user = _request_user(self)
-        expected_version = validated_data.pop("expected_version")
+        expected_version, told = validated_data.pop("expected_version"), validated_data.pop("told")
         data, nested = self._split(validated_data)
         try:
             return services.incident_update(
-                incident=incident, user=user, expected_version=expected_version, data=data, **nested
+                incident=incident, user=user, expected_version=expected_version, told=told, data=data, **nested
             )
         except DjangoValidationError as error:
             raise validation_error_from_django(error) from None

@@ -90,7 +90,15 @@ from incidents.models import (
     VictimGroup,
 )
 from incidents.models import Response as OrganizationResponse
-from incidents.querysets import version_fields, version_seen_by, visible_source_id
+from incidents.querysets import (
+    EditedVersion,
+    told_more_than,
+    told_version_tag,
+    version_fields,
+    version_seen_by,
+    version_tag,
+    visible_source_id,
+)
 from incidents.selectors import incidents_read_by
 from incidents.statistics import GROUPINGS, incident_statistics
 
@@ -134,8 +142,9 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         by_header = self._check_if_match(record, any_version_matches=False)
         serializer = self.get_serializer(record, data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
+        edited = self._edited_version(serializer, record, by_header)
         try:
-            saved = serializer.save(expected_version=self._expected_version(serializer, record, by_header))
+            saved = serializer.save(expected_version=edited.number, told=edited.told)
         except services.VersionConflict as conflict:
             raise (PreconditionFailed if by_header else VersionMismatch)(str(conflict)) from None
         return self._answer_update(serializer, saved)
@@ -150,8 +159,9 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         services.record_delete(user=request.user, record=record)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _check_if_match(self, record, *, any_version_matches: bool) -> bool:
-        """True if the request names the version it edited in If-Match; 412 if that version is stale.
+    def _check_if_match(self, record, *, any_version_matches: bool) -> EditedVersion | None:
+        """The version the request names in If-Match, if it names one; 412 if that version is stale,
+        or was read with access the writer no longer has (`services.check_version`).
 
         `*` matches any version where `any_version_matches` (a DELETE: whatever is stored goes). A
         change is made from one version, and to it `*` names none: the body's `version` then, or a
@@ -159,52 +169,64 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         edit sent with `*` wrote over a colleague's newer one."""
         header = self.request.headers.get("If-Match")
         if header is None:
-            return False
+            return None
         tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")} - {""}
         if not tags:
             # An empty header (a script's `If-Match: $ETAG` with ETAG unset) names no version: "stale,
             # reload" sent it round the same loop for ever.
             raise serializers.ValidationError(
-                {"If-Match": [_('Name the version you edited, as its ETag gave it ("3"), or leave If-Match out.')]}
+                {
+                    "If-Match": [
+                        _('Name the version you edited, as its ETag gave it ("staff.3"), or leave If-Match out.')
+                    ]
+                }
             )
         if "*" in tags:
             if any_version_matches:
-                return True
+                return None
             tags.discard("*")
             if not tags:
-                return False
-        version = version_seen_by(record, self.request.user)
-        if str(version) not in tags:
-            name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
-            raise PreconditionFailed(
-                f"{name} is now at version {version}; your If-Match ({header}) is stale. "
-                "Reload it, then apply your changes again."
-            )
-        return True
+                return None
+        try:
+            named = [EditedVersion.parse(tag) for tag in sorted(tags)]
+        except ValueError as error:
+            raise serializers.ValidationError({"If-Match": [str(error)]}) from None
+        user = self.request.user
+        for edited in named:
+            if edited.told is not None and told_more_than(edited.told, user, record):
+                raise PreconditionFailed(str(services.AccessChangedSinceRead(record)))
+            if edited.number == version_seen_by(record, user, edited.told):
+                return edited
+        name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
+        raise PreconditionFailed(
+            f"{name} is now at version {version_seen_by(record, user, named[0].told)}; your If-Match ({header}) "
+            "is stale. Reload it, then apply your changes again."
+        )
 
-    def _expected_version(self, serializer, record, by_header: bool) -> int:
-        """The version a change was made from: If-Match's (checked already), or the body's; both
-        when both are sent, and they must agree. An HTTP library adds If-Match from its latest read
-        while the body's `version` is the one the edit was made from: reading If-Match alone wrote a
-        stale edit over the newer one."""
-        if by_header:
-            current = version_seen_by(record, self.request.user)
-            sent = serializer.validated_data.get("version", current)
-            if sent != current:
+    def _edited_version(self, serializer, record, by_header: EditedVersion | None) -> EditedVersion:
+        """The version a change was made from: If-Match's (checked already), or the body's `version`
+        (as its `version_audience` counts it); both when both are sent, and they must agree. An HTTP
+        library adds If-Match from its latest read while the body's `version` is the one the edit was
+        made from: reading If-Match alone wrote a stale edit over the newer one."""
+        if by_header is not None:
+            sent = serializer.validated_data.get("version", by_header.number)
+            if sent != by_header.number:
                 raise VersionMismatch(
-                    f"Your body's version ({sent}) is not the version your If-Match names ({current}), the current "
-                    f"one: the change was made from version {sent}, and is not saved. "
+                    f"Your body's version ({sent}) is not the version your If-Match names ({by_header.number}), "
+                    f"the current one: the change was made from version {sent}, and is not saved. "
                     "Reload, then apply your changes again."
                 )
-            return current
+            return by_header
         if "version" in serializer.validated_data:
-            return serializer.validated_data["version"]
+            return EditedVersion(
+                serializer.validated_data["version"], serializer.validated_data.get("version_audience")
+            )
         raise serializers.ValidationError(
             {"version": ["Send the version you edited, in the body or as an If-Match header."]}
         )
 
     def _with_etag(self, response, record):
-        response["ETag"] = f'"{version_seen_by(record, self.request.user)}"'
+        response["ETag"] = f'"{version_tag(record, self.request.user)}"'
         return response
 
     def shown(self, records):
@@ -559,7 +581,8 @@ class IncidentViewSet(ResourceViewSet):
             return None
         decoded = getattr(request.accepted_renderer, "reads_results", False)
         (incident,) = representations([row], decoded=decoded)
-        return Response(incident, status=response_status, headers={"ETag": f'"{row[version]}"'})
+        etag = told_version_tag(row[version], request.user)
+        return Response(incident, status=response_status, headers={"ETag": f'"{etag}"'})
 
     def _read(self, incident, response_status=status.HTTP_200_OK):
         """Answer a write with the incident as stored now, as its detail shows it to its writer,

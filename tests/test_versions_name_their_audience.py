@@ -1,0 +1,307 @@
+"""A version names the audience it was read as ("confidential.2": the ETag, the API's
+`version_audience`, the admin's forms), and a write is compared with that audience's version, not
+with the writer's at the moment they save. A writer whose Confidential access was taken away after
+they read was compared with the count of readers without it, which can equal the number they read:
+their stale edit passed, over a colleague's newer change. One given access after they read was
+compared with a count of changes they had never been told of, and refused for nothing."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from incidents import roles
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, Place, Source
+from tests.api_support import API, client_for, incident_url
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
+from tests.form_support import form_fields
+
+
+@pytest.fixture
+def incident(keeper):
+    """A published incident whose confidential claim was edited once: readers with Confidential
+    access count two versions of it, readers without it one."""
+    incident = make_incident(title="Repatriation at Dandong")
+    make_claim(incident=incident, source=make_source(title="Public report"), excerpt="80 people")
+    make_claim(incident=incident, source=make_source(title="Informant notes"), excerpt="81", confidential=True)
+    body, etag = read(keeper, incident)
+    claims = [
+        {"id": claim["id"], "source": claim["source"], "excerpt": claim["excerpt"] + " (checked)"}
+        if claim["confidential"]
+        else {"id": claim["id"]}
+        for claim in body["claims"]
+    ]
+    answer = client_for(keeper).patch(incident_url(incident), {"claims": claims}, format="json", HTTP_IF_MATCH=etag)
+    assert answer.status_code == 200, answer.content
+    return incident
+
+
+@pytest.fixture
+def colleague():
+    """A Reviewer without Confidential access, who changes what everyone on staff sees."""
+    return make_user(roles.REVIEWER)
+
+
+def read(user, incident) -> tuple[dict, str]:
+    answer = client_for(user).get(incident_url(incident))
+    assert answer.status_code == 200, answer.content
+    return answer.json(), answer["ETag"]
+
+
+def retitle(user, incident, title: str) -> None:
+    _, etag = read(user, incident)
+    answer = client_for(user).patch(incident_url(incident), {"title": title}, format="json", HTTP_IF_MATCH=etag)
+    assert answer.status_code == 200, answer.content
+
+
+def take_confidential_access(user) -> None:
+    user.groups.remove(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+
+def give_confidential_access(user) -> None:
+    user.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
+
+
+def title_of(incident) -> str:
+    return Incident.objects.get(pk=incident.pk).title
+
+
+def confidential_excerpt(incident) -> str:
+    return Claim.objects.get(incident=incident, confidential=True).excerpt
+
+
+class TestTheApiTellsWhoseVersionItIs:
+    @pytest.mark.parametrize(
+        ("reader", "audience"),
+        [("keeper", "confidential"), ("colleague", "staff"), (None, "public")],
+    )
+    def test_the_etag_and_the_body_name_the_audience(self, request, incident, reader, audience):
+        user = request.getfixturevalue(reader) if reader else None
+
+        body, etag = read(user, incident)
+
+        assert body["version_audience"] == audience
+        assert etag == f'"{audience}.{body["version"]}"'
+
+    def test_the_counts_differ_where_a_hidden_change_moved_one(self, keeper, colleague, incident):
+        assert read(keeper, incident)[0]["version"] == 2
+        assert read(colleague, incident)[0]["version"] == 1
+
+
+class TestAccessTakenAwayAfterTheRead:
+    """The keeper reads version 2 (theirs); a colleague changes the title (the staff's count
+    reaches 2 too); the keeper's access is taken away; their edit of version 2 is stale."""
+
+    @pytest.fixture
+    def read_before(self, keeper, colleague, incident):
+        body, etag = read(keeper, incident)
+        retitle(colleague, incident, "Repatriation at Dandong, 80 people")
+        take_confidential_access(keeper)
+        assert read(keeper, incident)[0]["version"] == body["version"]  # the count that let it pass
+        return body, etag
+
+    def test_if_match_is_refused_and_nothing_is_written(self, keeper, incident, read_before):
+        _, etag = read_before
+
+        answer = client_for(keeper).patch(
+            incident_url(incident), {"title": "Stale title"}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 412, answer.content
+        assert "access you no longer have" in answer.json()["detail"]
+        assert title_of(incident) == "Repatriation at Dandong, 80 people"
+
+    def test_the_body_version_and_its_audience_are_refused(self, keeper, incident, read_before):
+        body, _ = read_before
+
+        answer = client_for(keeper).patch(
+            incident_url(incident),
+            {"title": "Stale title", "version": body["version"], "version_audience": body["version_audience"]},
+            format="json",
+        )
+
+        assert answer.status_code == 409, answer.content
+        assert "access you no longer have" in answer.json()["detail"]
+        assert title_of(incident) == "Repatriation at Dandong, 80 people"
+        assert confidential_excerpt(incident) == "81 (checked)"
+
+    def test_the_refusal_tells_nothing_of_the_hidden_count(self, keeper, incident, read_before):
+        _, etag = read_before
+
+        detail = (
+            client_for(keeper)
+            .patch(incident_url(incident), {"title": "Stale title"}, format="json", HTTP_IF_MATCH=etag)
+            .json()["detail"]
+        )
+
+        assert "version" not in detail
+        assert "81" not in detail
+
+    def test_the_admin_form_opened_before_is_refused(self, client, keeper, incident):
+        client.force_login(keeper)
+        url = reverse("admin:incidents_incident_change", args=[incident.pk])
+        page = client.get(url)
+        take_confidential_access(keeper)
+
+        data = form_fields(page.content.decode(), "incident_form") | {"title": "Stale title", "_save": "Save"}
+        answer = client.post(url, data)
+
+        assert answer.status_code == 200
+        assert "access you no longer have" in answer.content.decode()
+        assert title_of(incident) == "Repatriation at Dandong"
+        assert confidential_excerpt(incident) == "81 (checked)"
+
+    def test_the_review_buttons_of_the_page_opened_before_are_refused(self, client, keeper, incident):
+        Incident.objects.filter(pk=incident.pk).update(review_state="in_review")
+        client.force_login(keeper)
+        url = reverse("admin:incidents_incident_change", args=[incident.pk])
+        reviewed = form_fields(client.get(url).content.decode())["reviewed_version"]
+        assert reviewed.startswith("confidential.")
+        take_confidential_access(keeper)
+
+        client.post(
+            reverse("admin:incidents_incident_changelist"),
+            {"action": "publish", "_selected_action": [incident.pk], "reviewed_version": reviewed},
+        )
+
+        assert Incident.objects.get(pk=incident.pk).review_state == "in_review"
+
+    def test_a_source_read_with_access_is_refused_though_nothing_changed(self, keeper):
+        source = make_source(title="Public report")
+        answer = client_for(keeper).get(f"{API}/sources/{source.pk}/")
+        take_confidential_access(keeper)
+
+        refused = client_for(keeper).patch(
+            f"{API}/sources/{source.pk}/", {"title": "Public report, 2024"}, format="json", HTTP_IF_MATCH=answer["ETag"]
+        )
+
+        # Its count for readers without access is not the one read: a hidden link may move one alone.
+        assert refused.status_code == 412, refused.content
+        assert Source.objects.get(pk=source.pk).title == "Public report"
+
+    def test_a_place_read_with_access_is_saved_its_count_being_one_for_all_staff(self, keeper):
+        place = make_place(name="Dandong")
+        answer = client_for(keeper).get(f"{API}/places/{place.pk}/")
+        take_confidential_access(keeper)
+
+        saved = client_for(keeper).patch(
+            f"{API}/places/{place.pk}/", {"name": "Dandong city"}, format="json", HTTP_IF_MATCH=answer["ETag"]
+        )
+
+        assert saved.status_code == 200, saved.content
+        assert Place.objects.get(pk=place.pk).name == "Dandong city"
+
+
+class TestAccessGivenAfterTheRead:
+    """The colleague reads version 1 (the staff's count); they are given Confidential access; a
+    confidential claim is edited (a change they had not been told of moves the count now theirs)."""
+
+    @pytest.fixture
+    def read_before(self, keeper, colleague, incident):
+        read_as_staff = read(colleague, incident)
+        give_confidential_access(colleague)
+        body, etag = read(keeper, incident)
+        claims = [
+            {"id": claim["id"], "source": claim["source"], "excerpt": "81 people"}
+            if claim["confidential"]
+            else {"id": claim["id"]}
+            for claim in body["claims"]
+        ]
+        edited = client_for(keeper).patch(incident_url(incident), {"claims": claims}, format="json", HTTP_IF_MATCH=etag)
+        assert edited.status_code == 200, edited.content
+        return read_as_staff
+
+    def test_their_edit_is_compared_with_what_they_read_and_saved(self, colleague, incident, read_before):
+        _, etag = read_before
+
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Repatriation at Dandong, 81"}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 200, answer.content
+        assert title_of(incident) == "Repatriation at Dandong, 81"
+        assert confidential_excerpt(incident) == "81 people"
+        assert answer["ETag"] == f'"confidential.{answer.json()["version"]}"'
+
+    def test_a_change_they_could_see_since_still_refuses_it(self, keeper, colleague, incident, read_before):
+        body, _ = read_before
+        retitle(keeper, incident, "Repatriation at Dandong, corrected")
+
+        answer = client_for(colleague).patch(
+            incident_url(incident),
+            {"title": "Stale title", "version": body["version"], "version_audience": "staff"},
+            format="json",
+        )
+
+        assert answer.status_code == 409, answer.content
+        assert title_of(incident) == "Repatriation at Dandong, corrected"
+
+
+class TestNamedVersionsAreChecked:
+    @pytest.mark.parametrize(
+        ("header", "problem"),
+        [('"secret.2"', "is not whose version"), ('"staff.x"', "names no version"), ('"staff.0"', "names no version")],
+    )
+    def test_a_garbled_if_match_is_a_400_naming_it(self, colleague, incident, header, problem):
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Changed"}, format="json", HTTP_IF_MATCH=header
+        )
+
+        assert answer.status_code == 400, answer.content
+        assert problem in answer.json()["If-Match"][0]
+        assert title_of(incident) == "Repatriation at Dandong"
+
+    def test_an_unknown_body_audience_is_a_400_naming_it(self, colleague, incident):
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Changed", "version": 1, "version_audience": "secret"}, format="json"
+        )
+
+        assert answer.status_code == 400, answer.content
+        assert "version_audience" in answer.json()
+        assert title_of(incident) == "Repatriation at Dandong"
+
+    def test_a_bare_number_is_still_compared_with_the_writers_own_count(self, colleague, incident):
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Changed"}, format="json", HTTP_IF_MATCH='"1"'
+        )
+
+        assert answer.status_code == 200, answer.content
+        assert title_of(incident) == "Changed"
+
+
+class TestAMergeConfirmedAfterAccessWasTakenAway:
+    """A Reviewer reads a pair with Confidential access, loses it, then confirms the merge: the
+    versions they confirmed were counted for an audience they no longer belong to."""
+
+    @pytest.fixture
+    def pair(self):
+        survivor = make_incident(title="80 sent back from Tumen")
+        merged = make_incident(title="Repatriation at Tumen")
+        make_claim(incident=merged, source=make_source(title="Informant notes"), excerpt="81", confidential=True)
+        return DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+
+    def test_through_the_api_nothing_is_merged(self, keeper, pair):
+        versions = {}
+        for side, incident in (("survivor", pair.incident_a), ("merged", pair.incident_b)):
+            body, _ = read(keeper, incident)
+            versions[f"{side}_version"] = body["version"]
+        take_confidential_access(keeper)
+
+        answer = client_for(keeper).post(
+            f"{API}/duplicates/{pair.pk}/merge/", {**versions, "version_audience": "confidential"}, format="json"
+        )
+
+        assert answer.status_code == 409, answer.content
+        assert "access you no longer have" in answer.json()["detail"]
+        assert not IncidentMerge.objects.exists()
+
+    def test_from_the_admins_confirmation_page_nothing_is_merged(self, client, keeper, pair):
+        client.force_login(keeper)
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])
+        confirmed = form_fields(client.get(url).content.decode())
+        assert confirmed["survivor_version"].startswith("confidential.")
+        take_confidential_access(keeper)
+
+        answer = client.post(url, confirmed, follow=True)
+
+        assert "Nothing was merged. You read" in answer.content.decode()
+        assert not IncidentMerge.objects.exists()
