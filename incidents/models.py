@@ -3032,8 +3032,11 @@ class IncidentMerge(NoteWrittenInConfidence, models.Model):
     (it is shown to each reader through what they may see). `pair_before` keeps the duplicate
     pair's decision as it was, for the undo."""
 
-    survivor = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="merges_received")
-    merged = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="merges")
+    # An undone merge goes with either incident, its history kept; one not undone holds both, and
+    # `services.record_delete` refuses to delete them (undo it first). Protected, an incident ever
+    # merged could never be deleted: no door removes a merge's record.
+    survivor = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="merges_received")
+    merged = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="merges")
     pair = models.ForeignKey(DuplicatePair, on_delete=models.SET_NULL, null=True, blank=True, related_name="merges")
     pair_before = models.JSONField(encoder=DjangoJSONEncoder, null=True, blank=True, editable=False)
     moved = models.JSONField(encoder=DjangoJSONEncoder, default=dict, editable=False)

@@ -44,6 +44,7 @@ from incidents.models import (
     Claim,
     Incident,
     IncidentExportRow,
+    IncidentMerge,
     IncidentPlace,
     IncidentRevision,
     IncidentType,
@@ -1571,12 +1572,39 @@ def record_delete(*, user, record: models.Model) -> None:
             list(Response.objects.select_for_update().filter(pk__in=links).values_list("pk"))
         if isinstance(record, Incident) and (left := responses_left_about_none([record])):
             raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
+        if isinstance(record, Incident) and (refusals := merges_refusing_deletion([record])):
+            raise refusals[0]
         if isinstance(record, Incident) and record.merged_into_id is None:
             # Its responses list it no more: a new version of each, told to the readers who saw it
             # there, so that an incremental sync reads them again. Django removes the links
             # without a save of the responses, and a partner's copy kept the deleted incident.
             _links_shown_changed(record, told=_seen_down_to(record))
         record.delete()
+
+
+class StillMerged(ProtectedError):
+    """An incident in a merge not undone is not deleted: merged away, its address leads to the
+    survivor for every reader and sync; the survivor holds the other's rows. An undone merge goes
+    with it (`IncidentMerge`'s on_delete; its history keeps it). The message names no other
+    incident, which the deleter may not see."""
+
+    def __init__(self, incident: Incident, merges: list):
+        if any(merge.merged_id == incident.pk for merge in merges):
+            why = f"{incident.public_id} was merged into another incident, and its address leads there"
+        else:
+            why = f"{incident.public_id} holds an incident merged into it"
+        super().__init__(f"{why}: undo that merge first (from its page), then delete it.", merges)
+
+
+def merges_refusing_deletion(incidents: Iterable[Incident]) -> list[StillMerged]:
+    """Why each of `incidents` in a merge not undone is not deleted (`record_delete`); one query."""
+    incidents = list(incidents)
+    ids = {incident.pk for incident in incidents}
+    merges_of = defaultdict(list)
+    for merge in IncidentMerge.objects.filter(Q(survivor__in=ids) | Q(merged__in=ids), undone_at__isnull=True):
+        for incident_id in {merge.survivor_id, merge.merged_id} & ids:
+            merges_of[incident_id].append(merge)
+    return [StillMerged(incident, merges_of[incident.pk]) for incident in incidents if incident.pk in merges_of]
 
 
 def _seen_down_to(incident: Incident) -> VersionFields:

@@ -40,6 +40,7 @@ from incidents.models import (
     DuplicateDecision,
     DuplicatePair,
     Incident,
+    IncidentMerge,
     IncidentRevision,
     IncidentType,
     Involvement,
@@ -60,6 +61,7 @@ from incidents.services import (
     incident_transition,
     incident_update,
     may_publish,
+    merges_refusing_deletion,
     responses_left_about_none,
 )
 from incidents.templatetags.public_pages import sources_say
@@ -853,8 +855,9 @@ class IncidentAdmin(
         # Its duplicate pairs and revisions are its own working records, which go with it (the
         # service deletes it, by its rule: `may_delete`); their admins offer no deletion of their
         # own, and Django refused every incident with a pair (403), most of them once rescored.
+        # So are its undone merges (their history kept); one not undone protects it, named below.
         permissions_needed = permissions_needed - {
-            str(model._meta.verbose_name) for model in (DuplicatePair, IncidentRevision)
+            str(model._meta.verbose_name) for model in (DuplicatePair, IncidentRevision, IncidentMerge)
         }
         left = responses_left_about_none(list(objs))
         named = [
@@ -866,7 +869,8 @@ class IncidentAdmin(
             )
             for response in left
         ]
-        return deleted, counts, permissions_needed, [*protected, *named]
+        still_merged = [refusal.args[0] for refusal in merges_refusing_deletion(objs)]
+        return deleted, counts, permissions_needed, [*protected, *named, *still_merged]
 
     def records_shown(self, request, incident) -> list:
         return getattr(request, "incidents_in_messages", [])

@@ -12,7 +12,7 @@ from rest_framework.views import set_rollback
 from incidents.access import confidential_among, record_confidential_access
 from incidents.merges import MergeRefused
 from incidents.models import AccessDoor
-from incidents.services import RecordNotFound, SourceLooksLikeAnother
+from incidents.services import RecordNotFound, SourceLooksLikeAnother, StillMerged
 
 
 class VersionMismatch(exceptions.APIException):
@@ -124,6 +124,8 @@ def exception_handler(exc, context):
         exc = MergeConflict(str(exc))
     elif isinstance(exc, DjangoValidationError):
         exc = validation_error_from_django(exc)
+    elif isinstance(exc, StillMerged):
+        exc = InUse(exc.args[0])
     elif isinstance(exc, ProtectedError):
         # Name the kinds of records only: listing them could reveal a confidential claim or incident.
         kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})

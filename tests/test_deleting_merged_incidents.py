@@ -1,0 +1,114 @@
+"""An incident once merged, the merge undone, is deleted as any other: its merge's record goes with
+it, kept in the history. One whose merge is not undone is not: merged away, its address leads to the
+survivor; the survivor holds the other's rows. The refusal says what to do (undo the merge first),
+through the API and the admin, and names no other incident. Before, an incident ever merged was never
+deleted: its merge's record protected it ("still used by incident merges; remove those uses
+first"), and no door removes that record."""
+
+import pytest
+from django.urls import reverse
+
+from incidents import merges
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
+from tests.api_support import client_for, incident_url
+from tests.factories import make_claim, make_incident, make_source
+
+
+@pytest.fixture
+def world():
+    """One repatriation entered twice, each with a claim of its own (one confidential)."""
+    survivor = make_incident(title="80 sent back from Tumen", people_count=80)
+    merged = make_incident(title="Repatriation at Tumen", people_count=100)
+    make_claim(incident=survivor, source=make_source(title="Daily"), excerpt="80 people")
+    make_claim(incident=merged, source=make_source(title="Informant notes"), excerpt="100", confidential=True)
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    return {"survivor": survivor, "merged": merged, "pair": pair}
+
+
+@pytest.fixture
+def merge(keeper, world):
+    return merges.incident_merge(user=keeper, pair=world["pair"], note="One report, two outlets")
+
+
+@pytest.fixture
+def undone(keeper, merge):
+    return merges.incident_merge_undo(user=keeper, merge=merge, note="Two events after all")
+
+
+def delete_page(incident) -> str:
+    return reverse("admin:incidents_incident_delete", args=[incident.pk])
+
+
+class TestAMergeNotUndone:
+    def test_the_api_refuses_the_survivor_saying_to_undo_it_first(self, keeper, world, merge):
+        survivor = world["survivor"]
+
+        answer = client_for(keeper).delete(incident_url(survivor), HTTP_IF_MATCH="*")
+
+        assert answer.status_code == 409, answer.content
+        detail = answer.json()["detail"]
+        assert f"{survivor.public_id} holds an incident merged into it: undo that merge first" in detail
+        assert world["merged"].public_id not in detail
+        assert Incident.objects.filter(pk=survivor.pk).exists()
+        assert IncidentMerge.objects.filter(pk=merge.pk, undone_at=None).exists()
+
+    def test_the_api_has_no_merged_incident_to_delete(self, keeper, world, merge):
+        # Its address answers for the survivor (301 on a read): nothing is deleted there.
+        answer = client_for(keeper).delete(incident_url(world["merged"]), HTTP_IF_MATCH="*")
+
+        assert answer.status_code == 404
+        assert Incident.objects.filter(pk=world["merged"].pk, merged_into=world["survivor"]).exists()
+
+    def test_the_admins_confirmation_names_it_and_deletes_nothing(self, client, keeper, world, merge):
+        survivor = world["survivor"]
+        client.force_login(keeper)
+
+        page = client.get(delete_page(survivor))
+
+        assert page.status_code == 200
+        text = page.content.decode()
+        reason = f"<li>{survivor.public_id} holds an incident merged into it: undo that merge first (from its page), "
+        assert reason in text
+        assert "Yes, I’m sure" not in text
+        client.post(delete_page(survivor), {"post": "yes"})
+        assert Incident.objects.filter(pk=survivor.pk).exists()
+        assert IncidentMerge.objects.filter(pk=merge.pk, undone_at=None).exists()
+
+    def test_the_admin_has_no_merged_incident_to_delete(self, client, keeper, world, merge):
+        # Its pages lead to the survivor's.
+        client.force_login(keeper)
+
+        answer = client.post(delete_page(world["merged"]), {"post": "yes"})
+
+        assert answer.status_code == 302
+        assert Incident.objects.filter(pk=world["merged"].pk, merged_into=world["survivor"]).exists()
+
+
+class TestAMergeUndone:
+    @pytest.mark.parametrize("side", ["merged", "survivor"])
+    def test_the_api_deletes_either_incident_with_its_merges_record_kept_in_history(self, keeper, world, undone, side):
+        incident, other = world[side], world["merged" if side == "survivor" else "survivor"]
+        others_claims = set(Claim.objects.filter(incident=other).values_list("pk", flat=True))
+
+        answer = client_for(keeper).delete(incident_url(incident), HTTP_IF_MATCH="*")
+
+        assert answer.status_code == 204, answer.content
+        assert not Incident.objects.filter(pk=incident.pk).exists()
+        assert not IncidentMerge.objects.filter(pk=undone.pk).exists()
+        events = IncidentMerge.pgh_event_model.objects.filter(pgh_obj_id=undone.pk)
+        assert {event.pgh_label for event in events} >= {"insert", "update", "delete"}
+        assert events.get(pgh_label="delete").note.startswith("One report, two outlets")
+        # The other incident keeps what is its own again.
+        assert set(Claim.objects.filter(incident=other).values_list("pk", flat=True)) == others_claims
+
+    def test_the_admin_deletes_it_after_its_confirmation(self, client, keeper, world, undone):
+        client.force_login(keeper)
+        page = client.get(delete_page(world["merged"]))
+        assert "Yes, I’m sure" in page.content.decode()
+
+        answer = client.post(delete_page(world["merged"]), {"post": "yes"})
+
+        assert answer.status_code == 302
+        assert not Incident.objects.filter(pk=world["merged"].pk).exists()
+        assert not IncidentMerge.objects.exists()
+        assert Incident.objects.filter(pk=world["survivor"].pk).exists()
