@@ -298,3 +298,41 @@ class TestAMergeConfirmedAfterAccessWasTakenAway:
 
         assert "Nothing was merged. You read" in answer.content.decode()
         assert not IncidentMerge.objects.exists()
+
+
+class TestACopyHeldIsNotSentAgain:
+    """A detail answers 304, no body, to an If-None-Match naming its ETag: a partner tool checking
+    the copy it holds reads nothing again; a change, or a copy read as another audience, is sent."""
+
+    @pytest.mark.parametrize("kind", ["incident", "source"])
+    def test_the_version_held_answers_304_and_a_change_the_new_copy(self, colleague, incident, kind):
+        record = incident if kind == "incident" else make_source(title="Daily NK")
+        url = incident_url(record) if kind == "incident" else f"{API}/sources/{record.pk}/"
+        etag = client_for(None).get(url)["ETag"]
+
+        held = client_for(None).get(url, HTTP_IF_NONE_MATCH=etag)
+
+        assert held.status_code == 304
+        assert (held.content, held["ETag"]) == (b"", etag)
+        change = {"title": "Changed"}
+        answer = client_for(colleague).patch(url, change, format="json", HTTP_IF_MATCH=read_etag(colleague, url))
+        assert answer.status_code == 200, answer.content
+        changed = client_for(None).get(url, HTTP_IF_NONE_MATCH=etag)
+        assert changed.status_code == 200
+        assert changed.json()["title"] == "Changed"
+        assert changed["ETag"] != etag
+
+    def test_a_copy_read_as_another_audience_is_sent_again(self, colleague, incident):
+        etag = client_for(colleague).get(incident_url(incident))["ETag"]
+        assert etag == '"staff.1"'
+
+        anonymous = client_for(None).get(incident_url(incident), HTTP_IF_NONE_MATCH=etag)
+
+        assert anonymous.status_code == 200
+        assert anonymous["ETag"] == '"public.1"'
+
+
+def read_etag(user, url: str) -> str:
+    answer = client_for(user).get(url)
+    assert answer.status_code == 200, answer.content
+    return answer["ETag"]

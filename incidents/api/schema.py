@@ -45,6 +45,14 @@ IF_MATCH = OpenApiParameter(
     "and its version); 412 if it has changed since, or if you read it with access you no longer have. "
     "Or send `version` and `version_audience` in the body instead (409 if stale).",
 )
+# The copy a client holds, for the details that answer 304 (`ResourceViewSet._unless_held`).
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The ETag of the copy you hold (`"staff.3"`): 304 and no body if the record is still at that '
+    "version for you.",
+)
 # Response headers: `response` names the status codes that send them.
 ETAG = OpenApiParameter(
     "ETag",
@@ -113,13 +121,13 @@ class TrackerAutoSchema(OpenReadsAutoSchema):
     them: bad input, authentication, permission, hidden or unknown records, throttling (and its
     Retry-After); for writes, a body in a format it does not read and conflicts (in use, stale
     version, another write at the same moment: `tracker.write_conflicts`); failed If-Match
-    preconditions where the operation reads If-Match."""
+    preconditions where the operation reads If-Match, and 304 where it reads If-None-Match."""
 
     def get_override_parameters(self):
         return [*super().get_override_parameters(), THROTTLED_RETRY_AFTER]
 
-    def _reads_if_match(self) -> bool:
-        return any(parameter is IF_MATCH for parameter in self.get_override_parameters())
+    def _reads(self, header: OpenApiParameter) -> bool:
+        return any(parameter is header for parameter in self.get_override_parameters())
 
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         if not isinstance(serializer, dict):
@@ -151,8 +159,10 @@ class TrackerAutoSchema(OpenReadsAutoSchema):
                 "(`sources` names it; send `another_source_confirmed`).",
                 DETAIL_ERROR,
             )
-        if self._reads_if_match():
+        if self._reads(IF_MATCH):
             errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
+        if self._reads(IF_NONE_MATCH):
+            responses.setdefault("304", {"description": "Your If-None-Match names the version you may read: no body."})
         # An error answers in the format the client asked for (JSON, or GeoJSON's media type).
         success = next((response for code, response in responses.items() if code.startswith("2")), {})
         media_types = list(success.get("content", {})) or ["application/json"]

@@ -50,6 +50,7 @@ from incidents.api.schema import (
     ETAG,
     FEATURE_COLLECTION,
     IF_MATCH,
+    IF_NONE_MATCH,
     MERGED_LOCATION,
     MERGED_REDIRECT,
 )
@@ -105,7 +106,7 @@ from incidents.statistics import GROUPINGS, incident_statistics
 
 @extend_schema_view(
     create=extend_schema(parameters=[CREATED_LOCATION]),
-    retrieve=extend_schema(parameters=[ETAG]),
+    retrieve=extend_schema(parameters=[ETAG, IF_NONE_MATCH]),
     update=extend_schema(parameters=[IF_MATCH, ETAG]),
     partial_update=extend_schema(parameters=[IF_MATCH, ETAG]),
     destroy=extend_schema(parameters=[IF_MATCH]),
@@ -121,7 +122,13 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
     def retrieve(self, request, *args, **kwargs):
         record = self.get_object()
         self.record_read(record)
-        return self._with_etag(Response(self.get_serializer(record).data), record)
+        return self._unless_held(self._with_etag(Response(self.get_serializer(record).data), record))
+
+    def _unless_held(self, response):
+        """`response`, or 304 and no body if the request's If-None-Match names its ETag: a partner
+        tool checking the copy it holds reads nothing again. An ETag names the audience it was read
+        as (`version_tag`), so a copy read as another (before access changed) is sent anew."""
+        return get_conditional_response(self.request, etag=response["ETag"], response=response)
 
     def record_read(self, record) -> None:
         """What reading `record` leaves behind (the record of confidential reads); nothing here."""
@@ -451,7 +458,7 @@ FORMAT_PARAMETER = OpenApiParameter(
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
     retrieve=extend_schema(
-        parameters=[ETAG, MERGED_LOCATION],
+        parameters=[ETAG, IF_NONE_MATCH, MERGED_LOCATION],
         responses={200: IncidentSerializer, 301: MERGED_REDIRECT},
         description="The incident. A merged incident answers 301 to the incident it was merged into (`Location`, "
         "and `merged_into` in the body) if you may see both; otherwise 404.",
@@ -603,7 +610,7 @@ class IncidentViewSet(ResourceViewSet):
             return Response(
                 body, status=status.HTTP_301_MOVED_PERMANENTLY, headers={"Location": self._address(survivor)}
             )
-        return response
+        return self._unless_held(response)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
