@@ -165,6 +165,6 @@ class Analyst(Client):
         self.client.patch(
             f"{API}/incidents/{public_id}/",
             json={"people_count": best, "people_count_min": None, "people_count_max": None, "count_qualifier": "about"},
-            headers={"If-Match": f'"{incident["version"]}"'},
+            headers={"If-Match": f'"{incident["version_audience"]}.{incident["version"]}"'},
             name="write (PATCH counts)",
         )

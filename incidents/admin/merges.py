@@ -320,8 +320,8 @@ def _versions_confirmed(data) -> dict:
             continue
         try:
             edited = EditedVersion.parse(value)
-        except ValueError as error:
-            raise ValidationError({name: [str(error)]}) from None
+        except ValueError:
+            raise ValidationError({name: ["This is no version the page showed: review the merge again."]}) from None
         versions[name] = edited.number
         told.add(edited.told)
     if len(told) > 1:
