@@ -166,6 +166,12 @@ class EditedVersion:
             )
         return cls(int(number), VERSIONS_TOLD_TO[AUDIENCES_BY_NAME[name]])
 
+    def now(self, record, user) -> str:
+        """`record`'s version now, as this one counts it (`user`'s own for a bare number), named as an
+        ETag names it: what a stale edit's refusal tells its writer to reload."""
+        audience = audience_of(user) if self.told is None else _AUDIENCES_TOLD[self.told]
+        return f"{AUDIENCE_NAMES[audience]}.{version_seen_by(record, user, self.told)}"
+
 
 def version_tag(record, user) -> str:
     """`record`'s version as `user` is told it, naming their audience (`EditedVersion`): "staff.3"."""

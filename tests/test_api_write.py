@@ -470,7 +470,7 @@ class TestUpdateIncident:
             incident_url(incident), {"people_count": 90}, format="json", HTTP_IF_MATCH='"1"'
         )
         assert answer.status_code == 412
-        assert "version 2" in answer.json()["detail"]
+        assert 'version "staff.2"' in answer.json()["detail"]
         incident.refresh_from_db()
         assert incident.people_count == 80
 

@@ -243,6 +243,18 @@ class TestNamedVersionsAreChecked:
         assert problem in answer.json()["If-Match"][0]
         assert title_of(incident) == "Repatriation at Dandong"
 
+    def test_a_stale_one_is_refused_naming_the_version_to_reload_as_an_etag_does(self, keeper, colleague, incident):
+        etag = read(colleague, incident)[1]
+        retitle(keeper, incident, "Repatriation at Dandong, corrected")
+
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Stale"}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 412, answer.content
+        assert answer.json()["detail"].startswith(f'{incident.public_id} is now at version "staff.2"; your If-Match')
+        assert read(colleague, incident)[1] == '"staff.2"'
+
     def test_an_unknown_body_audience_is_a_400_naming_it(self, colleague, incident):
         answer = client_for(colleague).patch(
             incident_url(incident), {"title": "Changed", "version": 1, "version_audience": "secret"}, format="json"

@@ -206,8 +206,8 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
                 return edited
         name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
         raise PreconditionFailed(
-            f"{name} is now at version {version_seen_by(record, user, named[0].told)}; your If-Match ({header}) "
-            "is stale. Reload it, then apply your changes again."
+            f'{name} is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
+            "Reload it, then apply your changes again."
         )
 
     def _edited_version(self, serializer, record, by_header: EditedVersion | None) -> EditedVersion:
