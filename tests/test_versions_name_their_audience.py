@@ -5,8 +5,11 @@ they read was compared with the count of readers without it, which can equal the
 their stale edit passed, over a colleague's newer change. One given access after they read was
 compared with a count of changes they had never been told of, and refused for nothing."""
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.urls import reverse
 
 from incidents import roles
@@ -348,3 +351,27 @@ def read_etag(user, url: str) -> str:
     answer = client_for(user).get(url)
     assert answer.status_code == 200, answer.content
     return answer["ETag"]
+
+
+@pytest.mark.parametrize("reader", ["anonymous", "analyst", "keeper"])
+def test_on_demo_data_every_detail_names_the_version_its_list_row_gives_and_answers_304_to_it(request, reader):
+    """Messy generated data (drafts, confidential incidents and claims, repeated names): each incident
+    a reader lists has, on its detail, the ETag its row's `version_audience` and `version` name, and
+    that ETag sent back is a copy still held."""
+    call_command("generate_demo_data", incidents=60, seed=11, batch_size=30, stdout=StringIO())
+    user = {
+        "anonymous": None,
+        "analyst": make_user(roles.ANALYST),
+        "keeper": request.getfixturevalue("keeper"),
+    }[reader]
+    listed = client_for(user).get(f"{API}/incidents/", {"page_size": 200})
+    assert listed.status_code == 200
+    rows = listed.json()["results"]
+    assert rows and {row["version_audience"] for row in rows} == {
+        {"anonymous": "public", "analyst": "staff", "keeper": "confidential"}[reader]
+    }
+    for row in rows:
+        url = f"{API}/incidents/{row['public_id']}/"
+        etag = client_for(user).get(url)["ETag"]
+        assert etag == f'"{row["version_audience"]}.{row["version"]}"'
+        assert client_for(user).get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
