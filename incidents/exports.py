@@ -43,7 +43,7 @@ from django.db.models.sql.where import AND, WhereNode
 from incidents.access import RECORDED_COLUMNS, record_export_access
 from incidents.filters import HasPlaceInCountry, LinkedToIncident
 from incidents.models import AccessDoor, Incident, IncidentExportRow, IncidentSearchDocument
-from incidents.querysets import AUDIENCE_NAMES, KeptOriginsAtLeast, audience_of, can_see_confidential, version_fields
+from incidents.querysets import KeptOriginsAtLeast, audience_name, can_see_confidential, version_fields
 from incidents.search import IdIn
 
 # The documented, stable column set (README "CSV export"); `version` and the readers it is told to
@@ -149,13 +149,13 @@ def claim_cells(user) -> str:
 def version_cells(user) -> dict[str, str]:
     """The SQL of the `updated_at`, `version` and `version_audience` cells `user` reads: the kept
     cells of the version they are told (`querysets.version_fields`), as every other door tells it,
-    and that audience's name (`AUDIENCE_NAMES`), so that a Reviewer importing the file an Analyst or
+    and that audience's name (`audience_name`), so that a Reviewer importing the file an Analyst or
     the public downloaded is compared with the version it holds, not their own."""
     kept = version_fields(user).of(Incident)
     return {
         "updated_at": f'export_row."{kept.updated_at}"',
         "version": f'export_row."{kept.version}"',
-        "version_audience": f"'{AUDIENCE_NAMES[audience_of(user)]}'",
+        "version_audience": f"'{audience_name(user)}'",
     }
 
 

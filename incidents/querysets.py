@@ -169,8 +169,8 @@ class EditedVersion:
     def now(self, record, user) -> str:
         """`record`'s version now, as this one counts it (`user`'s own for a bare number), named as an
         ETag names it: what a stale edit's refusal tells its writer to reload."""
-        audience = audience_of(user) if self.told is None else _AUDIENCES_TOLD[self.told]
-        return f"{AUDIENCE_NAMES[audience]}.{version_seen_by(record, user, self.told)}"
+        name = audience_name(user) if self.told is None else AUDIENCE_NAMES[_AUDIENCES_TOLD[self.told]]
+        return f"{name}.{version_seen_by(record, user, self.told)}"
 
 
 def version_tag(record, user) -> str:
@@ -180,7 +180,7 @@ def version_tag(record, user) -> str:
 
 def told_version_tag(version: int, user) -> str:
     """`version`, the one `user` is told (`version_fields`), naming their audience: "staff.3"."""
-    return f"{AUDIENCE_NAMES[audience_of(user)]}.{version}"
+    return f"{audience_name(user)}.{version}"
 
 
 def told_more_than(told: VersionFields, user, record) -> bool:
@@ -190,6 +190,12 @@ def told_more_than(told: VersionFields, user, record) -> bool:
     return (
         _AUDIENCES_TOLD[told] > audience_of(user) and told.of(record).version != _fields_of(record, user, None).version
     )
+
+
+def audience_name(user) -> str:
+    """The name of the audience `user` reads as (`audience_of`), as a version names it: the CSV's
+    `version_audience`, the API's, and an ETag's first part."""
+    return AUDIENCE_NAMES[audience_of(user)]
 
 
 def version_fields(user) -> VersionFields:

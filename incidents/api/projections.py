@@ -34,9 +34,8 @@ from incidents.api.serializers import (
 )
 from incidents.models import Claim, Incident, IncidentPlace, IncidentType, Involvement, VictimGroup
 from incidents.querysets import (
-    AUDIENCE_NAMES,
     JSONBuildObject,
-    audience_of,
+    audience_name,
     can_see_confidential,
     can_see_exact_locations,
     can_see_unpublished,
@@ -154,7 +153,7 @@ def _representation(user) -> Subquery:
             "created_by": _username(user, "created_by"),
             "updated_by": _username(user, told.updated_by),
             "version": OuterRef(told.version),
-            "version_audience": Value(AUDIENCE_NAMES[audience_of(user)], output_field=TextField()),
+            "version_audience": Value(audience_name(user), output_field=TextField()),
             "created_at": ISOTimestamp(OuterRef(told.created_at)),
             "updated_at": ISOTimestamp(OuterRef(told.updated_at)),
         },

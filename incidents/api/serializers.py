@@ -42,7 +42,7 @@ from incidents.querysets import (
     STAFF_ONLY_FIELDS,
     VERSIONS_TOLD_TO,
     VersionFields,
-    audience_of,
+    audience_name,
     can_see_exact_locations,
     can_see_unpublished,
     created_at_seen_by,
@@ -77,7 +77,7 @@ class VersionAudienceField(serializers.ChoiceField):
 
     def get_attribute(self, instance):
         # Whose version the record's `version` is: its reader's, whatever the record.
-        return AUDIENCE_NAMES[audience_of(_request_user(self.parent))]
+        return audience_name(_request_user(self.parent))
 
     def to_internal_value(self, data):
         return VERSIONS_TOLD_TO[AUDIENCES_BY_NAME[super().to_internal_value(data)]]
