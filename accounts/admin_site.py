@@ -322,6 +322,38 @@ class TrackerAdminSite(admin.AdminSite):
     # scroll bar. Home (every page's breadcrumbs) lists the models.
     enable_nav_sidebar = False
 
+    # Home lists the analysts' daily work first. Django lists apps and their models by name, which
+    # put accounts, Axes' lockouts and the tasks above the incidents for an administrator, and
+    # "Duplicate pairs", "Incident merges" and "Incident revisions" above Incidents for everyone.
+    APPS_FIRST = ("incidents",)
+    MODELS_FIRST = {
+        "incidents": (
+            "incident",
+            "source",
+            "place",
+            "organization",
+            "response",
+            "incidenttype",
+            "duplicatepair",
+            "incidentrevision",
+            "incidentmerge",
+            "release",
+            "confidentialaccess",
+        ),
+    }
+
+    def get_app_list(self, request, app_label=None):
+        def rank(name, first):
+            # Those named first in their order, then the others in Django's (the sorts are stable).
+            return first.index(name) if name in first else len(first)
+
+        app_list = super().get_app_list(request, app_label)
+        app_list.sort(key=lambda app: rank(app["app_label"], self.APPS_FIRST))
+        for app in app_list:
+            models_first = self.MODELS_FIRST.get(app["app_label"], ())
+            app["models"].sort(key=lambda model: rank(model["model"]._meta.model_name, models_first))
+        return app_list
+
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = admin_class or admin.ModelAdmin
         bounded = type(

@@ -2119,6 +2119,44 @@ def test_home_says_where_the_history_is_not_recent_actions_it_does_not_keep(clie
     assert Incident.objects.get().title == "After"
 
 
+def test_home_lists_the_daily_work_first(client, analyst):
+    # Django lists apps and models by name: an administrator's Home began with accounts and Axes'
+    # lockouts, and everyone's list of records with "Duplicate pairs", Incidents fifth.
+    def listed(user):
+        app_list = logged_in(client, user).get(reverse("admin:index")).context["app_list"]
+        return [(app["app_label"], [model["object_name"] for model in app["models"]]) for app in app_list]
+
+    assert listed(analyst) == [
+        (
+            "incidents",
+            [
+                "Incident",
+                "Source",
+                "Place",
+                "Organization",
+                "Response",
+                "IncidentType",
+                "DuplicatePair",
+                "IncidentRevision",
+                "IncidentMerge",
+                "Release",
+            ],
+        )
+    ]
+    administrator = make_user(roles.REVIEWER, is_superuser=True)
+    apps = listed(administrator)
+    assert apps[0][0] == "incidents" and apps[0][1][:3] == ["Incident", "Source", "Place"]
+    assert apps[0][1][-1] == "ConfidentialAccess"
+    others = [label for label, _ in apps[1:]]
+    assert "axes" in others and "auth" in others
+    # The others keep Django's order, by their names.
+    names = [app["name"] for app in client.get(reverse("admin:index")).context["app_list"][1:]]
+    assert names == sorted(names, key=lambda name: str(name).lower())
+    # An app's own page lists its models in the same order.
+    app_page = client.get(reverse("admin:app_list", args=["incidents"]))
+    assert [model["object_name"] for model in app_page.context["app_list"][0]["models"]] == apps[0][1]
+
+
 def test_the_incident_list_refuses_a_filter_of_one_value_given_twice_naming_it():
     """`?country=CN&country=KP` listed North Korea's incidents alone, 200: the list's own filters
     read one value (the last); a field's filter reads every value, and still does."""
