@@ -299,12 +299,13 @@ class StaffUserAdmin(RefusedDeletionMixin, UserAdmin):
         """Another person's password, set after a recent confirmation and recorded (who, whose, when,
         in the admin's history: never the password). One's own goes to the admin's Change password,
         which asks for the current one and counts wrong ones towards the lockout: here, Django's form
-        set a new one without it, and a stolen session's cookie took the account."""
-        if id == str(request.user.pk):
+        set a new one without it, and a stolen session's cookie took the account. Said of the
+        account the address finds, not of its text: `01`, `+1` and `1 ` find account 1 too."""
+        account = self.get_object(request, unquote(id))
+        if account is not None and account.pk == request.user.pk:
             return redirect("admin:password_change")
         if (refused := confirmation_needed(request, self.model)) is not None:
             return refused
-        account = self.get_object(request, unquote(id))
         if account is not None and (refusal := account_password_refusal(actor=request.user, account=account)):
             self.message_user(request, refusal, messages.ERROR)
             return redirect("admin:auth_user_change", account.pk)

@@ -69,10 +69,14 @@ class TestOwnPassword:
         administrator.refresh_from_db()
         assert administrator.check_password(PASSWORD)
 
-    def test_even_after_confirming_ones_own_password_needs_the_current_one(self):
+    # The page compared its address's text with the account's id, and the lookup reads it as a
+    # number: `01`, `+1` and `1 ` set one's own password without the current one (nor the current
+    # code, nor the lockout's count of wrong ones), once the session had confirmed who it is.
+    @pytest.mark.parametrize("spelling", ["{pk}", "0{pk}", "+{pk}", "{pk}%20"])
+    def test_even_after_confirming_ones_own_password_needs_the_current_one(self, spelling):
         client, administrator, _ = administrator_session()
         confirm(client)
-        path = f"/admin/auth/user/{administrator.pk}/password/"
+        path = f"/admin/auth/user/{spelling.format(pk=administrator.pk)}/password/"
         taken = client.post(path, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"})
         assert taken["Location"] == "/admin/password_change/"
         administrator.refresh_from_db()
