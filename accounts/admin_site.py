@@ -65,10 +65,36 @@ class BoundedSearchMixin:
 
 
 # No list filter sends a regular expression, and a malformed one (`?username__regex=(`) reached
-# PostgreSQL as an error: a 500, on the lists that take any lookup on their fields (Django's own,
-# django-otp's and django-axes's, whose date filters the project's OfferedFiltersOnlyMixin would
-# refuse).
+# PostgreSQL as an error: a 500, on the lists that took any lookup on their fields (Django's own,
+# django-otp's and django-axes's), and still on a field a filter offers (`?path_info__regex=(`).
 REGULAR_EXPRESSION_LOOKUPS = frozenset({"regex", "iregex"})
+
+
+class OfferedLookupsOnlyMixin:
+    """A list's address filters it only by what its filters offer: a field a list filter or the
+    date hierarchy names, with whatever lookup its filter sends (`?expires_at__gte=…`,
+    `?groups__id__exact=3`), or a filter's own parameter. Django also takes any lookup on the
+    model's own fields, which made every list an oracle of what it does not show:
+    `?key__lt=8…` on the authenticator apps' list answered whether an account's secret key sorts
+    below a prefix, which read a superuser's key, and with it every code of their app, in about
+    160 requests (Django's users' list refuses lookups of passwords itself, and only those). Refused
+    alike whatever the value, as "This list offers no such filter" (tracker.bad_requests). The
+    incidents app's lists refuse more, and name it on their own page (OfferedFiltersOnlyMixin)."""
+
+    def lookup_allowed(self, lookup, value, request):
+        return self.offers_lookup(lookup, request) and super().lookup_allowed(lookup, value, request)
+
+    def offers_lookup(self, lookup: str, request) -> bool:
+        fields, parameters = {self.date_hierarchy}, set()
+        for list_filter in self.get_list_filter(request):
+            if isinstance(list_filter, type):
+                # A filter class names its parameter (SimpleListFilter), or several (the project's).
+                parameters.add(getattr(list_filter, "parameter_name", None))
+                parameters.update(getattr(list_filter, "parameter_names", ()))
+            else:
+                fields.add(list_filter[0] if isinstance(list_filter, (list, tuple)) else list_filter)
+        fields.discard(None)
+        return lookup in parameters or any(lookup == field or lookup.startswith(f"{field}__") for field in fields)
 
 
 class PossibleFilterValuesMixin:
@@ -312,7 +338,8 @@ class TrackerAdminSite(admin.AdminSite):
     """The admin, open to staff only once this session passed the second factor when one is
     required (accounts.services.second_factor_required). Every ModelAdmin registered here, the
     project's and those of Django's auth, django-otp and django-axes alike, searches within the
-    bounds of BoundedSearchMixin, filters by values a filter can send (PossibleFilterValuesMixin),
+    bounds of BoundedSearchMixin, filters only by what its filters offer (OfferedLookupsOnlyMixin)
+    and by values a filter can send (PossibleFilterValuesMixin),
     draws a form sent back with any value in its autocompletes (HeldChoicesAdminMixin), runs an action
     only on a selection of ids (PossibleSelectionMixin), and asks for a recent confirmation before
     changing accounts (ConfirmedChangesMixin)."""
@@ -362,6 +389,7 @@ class TrackerAdminSite(admin.AdminSite):
                 ConfirmedChangesMixin,
                 PossibleSelectionMixin,
                 BoundedSearchMixin,
+                OfferedLookupsOnlyMixin,
                 PossibleFilterValuesMixin,
                 HeldChoicesAdminMixin,
                 admin_class,

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from axes.models import AccessFailureLog
+from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
@@ -22,7 +23,17 @@ from accounts.services import token_create
 from incidents import roles
 from tests.api_support import API
 from tests.factories import make_user
-from tests.test_accounts import PASSWORD, app_code, confirm_identity, enrol, second_step, shown_on, sign_in
+from tests.test_accounts import (
+    PASSWORD,
+    app_code,
+    confirm_identity,
+    enrol,
+    second_step,
+    shown_on,
+    sign_in,
+    signed_in_with_second_factor,
+)
+from tests.test_accounts_confirmation import administrator_session
 
 NEW_PASSWORD = "a new passphrase for 2027"
 
@@ -436,3 +447,53 @@ class TestStolenSession:
         assert "Signed out of 1 other session." in ended.content.decode()
         assert owner.get("/admin/").status_code == 200
         assert stolen.get("/admin/").status_code == 302
+
+
+@pytest.mark.usefixtures("second_factor_on")
+class TestListsAreNoOracleOfSecrets:
+    """Django's lists take any lookup on their model's own fields in their address, whether or not
+    a filter offers it: which rows a list shows then tells what a field it never shows holds."""
+
+    def test_a_reader_of_authenticator_apps_cannot_read_anyones_key_through_the_lists_address(self):
+        # `?key__lt=8` listed the superuser's app or not, by its key's first character: about 160
+        # requests read the whole key, and with it every code of their app.
+        administrator = make_user(roles.REVIEWER, is_superuser=True)
+        device, _ = enrol(administrator)
+        helpdesk = make_user(roles.ANALYST)
+        helpdesk.user_permissions.add(Permission.objects.get(codename="view_totpdevice"))
+        client = signed_in_with_second_factor(helpdesk)
+        path = "/admin/otp_totp/totpdevice/"
+        assert f"{path}{device.pk}/change/" in client.get(path).content.decode()
+
+        below, above = chr(ord(device.key[0]) + 1), device.key[0]
+        answers = [client.get(path, {"key__lt": prefix}) for prefix in (below, above)]
+        answers += [client.get(path, {lookup: device.key}) for lookup in ("key", "key__exact", "key__startswith")]
+
+        for answer in answers:
+            assert answer.status_code == 400
+            page = answer.content.decode()
+            assert "This list offers no such filter: key" in page and device.key not in page
+        assert len({answer.content.decode().replace("key__exact", "key").replace("key__startswith", "key")
+                    .replace("key__lt", "key") for answer in answers}) == 1  # fmt: skip
+
+    def test_a_reader_of_accounts_cannot_read_password_hashes_through_the_lists_address(self):
+        # Django's users' list refuses these itself; the site's own refusal must not let them by.
+        client, administrator, _ = administrator_session(second_factor=True)
+        refused = client.get("/admin/auth/user/", {"password__startswith": administrator.password[:8]})
+        assert refused.status_code == 400
+        assert "This list offers no such filter: password__startswith" in refused.content.decode()
+
+    def test_what_the_lists_filters_send_is_still_taken(self):
+        client, administrator, _ = administrator_session(second_factor=True)
+        reviewers = Group.objects.get(name=roles.REVIEWER)
+        for path, query in (
+            ("/admin/auth/user/", {"groups__id__exact": reviewers.pk, "is_superuser__exact": "1"}),
+            ("/admin/auth/user/", {"is_active__exact": "1", "groups__isnull": "False"}),
+            ("/admin/otp_totp/totpdevice/", {"confirmed__exact": "1", "created_at__gte": "2026-01-01 00:00:00+00:00"}),
+            ("/admin/axes/accessattempt/", {"locked_out": "yes", "attempt_time__year": "2026"}),
+            ("/admin/accounts/apitoken/", {"expires_at__isnull": "False"}),
+        ):
+            answer = client.get(path, query)
+            assert answer.status_code == 200, (path, query, answer.status_code)
+        listed = client.get("/admin/auth/user/", {"groups__id__exact": reviewers.pk}).context["cl"].result_list
+        assert administrator in listed
