@@ -1909,6 +1909,8 @@ def _update(row: PlannedRow, user) -> None:
             user=user,
             expected_version=row.expected_version,
             told=row.versions_told,
+            # A narrower audience's file keeps what it did not show: a claim it does not name stays.
+            unshown_kept=True,
             data=row.data,
             places=row.names["places"] if "places" in row.changes else None,
             claims=_claims_after(row) if "sources" in row.changes else None,

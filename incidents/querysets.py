@@ -166,6 +166,11 @@ class EditedVersion:
             )
         return cls(int(number), VERSIONS_TOLD_TO[AUDIENCES_BY_NAME[name]])
 
+    @property
+    def tag(self) -> str:
+        """This version as an ETag names it: "staff.3", or "3" for a bare number."""
+        return str(self.number) if self.told is None else f"{AUDIENCE_NAMES[_AUDIENCES_TOLD[self.told]]}.{self.number}"
+
     def now(self, record, user) -> str:
         """`record`'s version now, as this one counts it (`user`'s own for a bare number), named as an
         ETag names it: what a stale edit's refusal tells its writer to reload."""
@@ -183,13 +188,19 @@ def told_version_tag(version: int, user) -> str:
     return f"{audience_name(user)}.{version}"
 
 
-def told_more_than(told: VersionFields, user, record) -> bool:
-    """Whether the version `told` (a writer's read) counts changes hidden from `user` now: they read
-    `record` as an audience told more than theirs, and its model keeps another count for theirs. A
-    place tells staff without Confidential access every change, as it tells those with it."""
-    return (
-        _AUDIENCES_TOLD[told] > audience_of(user) and told.of(record).version != _fields_of(record, user, None).version
-    )
+def access_changed_since_read(told: VersionFields, user, record) -> str | None:
+    """How `user`'s access changed since they read `record` as the audience `told` (a writer's read,
+    `EditedVersion`), where its model keeps another count for their audience now: "taken" (they
+    read it with Confidential access, or staff status, they no longer have), "given" (they read it
+    before they had theirs), else None. Either way the read is no base for their edit: read with
+    access taken away since, it holds what they may no longer see, and its count counts changes
+    hidden from them; read before access was given, it left out what they may see now (a
+    confidential claim, a link to a confidential incident, a sensitive place's exact coordinates),
+    which a save as they are now would remove or overwrite, a colleague's newer change included. A
+    place tells staff without Confidential access every change, as it tells those with it: None."""
+    if told.of(record).version == _fields_of(record, user, None).version:
+        return None
+    return "taken" if _AUDIENCES_TOLD[told] > audience_of(user) else "given"
 
 
 def audience_name(user) -> str:

@@ -69,12 +69,12 @@ from incidents.querysets import (
     STAFF_WITHOUT_CONFIDENTIAL_ACCESS,
     THE_PUBLIC,
     VersionFields,
+    access_changed_since_read,
     can_see_confidential,
     can_see_exact_locations,
     can_see_unpublished,
     ids_in_tree_below,
     limit_to_visible,
-    told_more_than,
     updated_at_seen_by,
     updated_by_seen_by,
     version_seen_by,
@@ -110,20 +110,34 @@ class VersionConflict(Exception):
 
 
 class AccessChangedSinceRead(VersionConflict):
-    """A writer edited a version they read with access they no longer have (`check_version`)."""
+    """A writer edited a version they read with other access than theirs now (`check_version`,
+    `querysets.access_changed_since_read`: `change` is "taken" or "given")."""
 
-    def __init__(self, current: models.Model):
+    def __init__(self, current: models.Model, change: str):
         self.current = current
         self.expected_version = None
+        name = _record_name(current)
         Exception.__init__(
             self,
-            f"You read {_record_name(current)} with access you no longer have, so what you edited may "
-            "hold what you may no longer see. Your changes were not saved: reload it, then apply them again.",
+            (
+                f"You read {name} with access you no longer have, so what you edited may hold what you may no "
+                "longer see."
+                if change == "taken"
+                else f"You read {name} before you were given the access you have now, so what you edited leaves "
+                "out what you may see now, which saving it would remove or overwrite."
+            )
+            + " Your changes were not saved: reload it, then apply them again.",
         )
 
 
 def check_version(
-    current: models.Model, expected_version: int, *, reader, field: str = "version", told: VersionFields | None = None
+    current: models.Model,
+    expected_version: int,
+    *,
+    reader,
+    field: str = "version",
+    told: VersionFields | None = None,
+    unshown_kept: bool = False,
 ) -> None:
     """Refuse a write made from another version than `current`'s stored one as `reader` is told it
     (`version_seen_by`): a writer without Confidential access edits by the version of what they can
@@ -133,11 +147,14 @@ def check_version(
     the record never reached is not a race but a wrong or forged value (10^30, say): a
     ValidationError naming `field` (a 400), which no reload would cure. `told`: the versions of
     another audience than `reader`'s (a revision's proposer's; the one a writer read the record
-    as, `EditedVersion`). A writer who read it as an audience told changes now hidden from them (their
-    Confidential access taken away since) is refused as stale, with no word of what it counts: that
-    count is not theirs to compare with, and theirs may equal the number they read."""
-    if told is not None and reader is not None and told_more_than(told, reader, current):
-        raise AccessChangedSinceRead(current)
+    as, `EditedVersion`). A writer who read it as another audience than theirs now, one told other
+    changes, is refused as stale, with no word of what the count they read counts: their access
+    taken away since, that count is not theirs to compare with, and theirs may equal the number
+    they read; given since, their save would remove or overwrite what they were not shown, unless
+    the write keeps it (`unshown_kept`: an import's file names no claim it would remove)."""
+    change = None if told is None or reader is None else access_changed_since_read(told, reader, current)
+    if change == "taken" or (change == "given" and not unshown_kept):
+        raise AccessChangedSinceRead(current, change)
     stored_version = version_seen_by(current, reader, told)
     if expected_version > stored_version:
         raise ValidationError(
@@ -684,6 +701,7 @@ def incident_update(
     user,
     expected_version: int,
     told: VersionFields | None = None,
+    unshown_kept: bool = False,
     data: Mapping[str, Any] | None = None,
     places: Iterable[Place] | None = None,
     claims: Iterable[Mapping[str, Any]] | None = None,
@@ -694,6 +712,9 @@ def incident_update(
     since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
     `told`: the audience whose version that is, if not the writer's own (the one they read it as:
     `EditedVersion`; a CSV file exported by a narrower one: `importers._versions_told`).
+    `unshown_kept`: the change keeps whatever `told` was not shown (an import keeps every claim its
+    file does not name), so a version read as a narrower audience than the writer's is compared as
+    read (`check_version`), not refused.
 
     The writer must be allowed to change incidents and see this one (else RecordNotFound, as if it
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
@@ -713,14 +734,19 @@ def incident_update(
         )
     }
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = _locked(incident, expected_version, visible_to=user, told=told)
+        current = _locked(incident, expected_version, visible_to=user, told=told, unshown_kept=unshown_kept)
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
             return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
         return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
 
 
 def _locked(
-    incident: Incident, expected_version: int, *, visible_to=None, told: VersionFields | None = None
+    incident: Incident,
+    expected_version: int,
+    *,
+    visible_to=None,
+    told: VersionFields | None = None,
+    unshown_kept: bool = False,
 ) -> Incident:
     """The stored incident, locked for this transaction, if it is still at `expected_version` as
     `visible_to` is told it, or `told` (else VersionConflict); with `visible_to`, only if that user
@@ -735,7 +761,7 @@ def _locked(
     )
     if current is None:
         raise RecordNotFound(f"No {Incident._meta.verbose_name} {incident.pk}.")
-    check_version(current, expected_version, reader=visible_to, told=told)
+    check_version(current, expected_version, reader=visible_to, told=told, unshown_kept=unshown_kept)
     return current
 
 

@@ -2,20 +2,23 @@
 `version_audience`, the admin's forms), and a write is compared with that audience's version, not
 with the writer's at the moment they save. A writer whose Confidential access was taken away after
 they read was compared with the count of readers without it, which can equal the number they read:
-their stale edit passed, over a colleague's newer change. One given access after they read was
-compared with a count of changes they had never been told of, and refused for nothing."""
+their stale edit passed, over a colleague's newer change. One given access after they read is
+refused too, until they reload: their save, made as they are now, removed what they had not been
+shown."""
 
+from datetime import date
+from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.urls import reverse
 
 from incidents import roles
-from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
+from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge, Place, Response, Source
 from tests.api_support import API, client_for, incident_url
-from tests.factories import make_claim, make_incident, make_place, make_source, make_user
+from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.form_support import form_fields
 
 
@@ -196,8 +199,12 @@ class TestAccessTakenAwayAfterTheRead:
 
 
 class TestAccessGivenAfterTheRead:
-    """The colleague reads version 1 (the staff's count); they are given Confidential access; a
-    confidential claim is edited (a change they had not been told of moves the count now theirs)."""
+    """The colleague reads version 1 (the staff's count: the confidential claim hidden); they are
+    given Confidential access. Their save was compared as the staff's (it passed: a hidden change
+    moves no count of theirs) but made as they are now, and what they were never shown went with
+    it: the confidential claim their `claims` did not list, a colleague's newer link or cited
+    source, a sensitive place's exact coordinates (found by an attack review). It is refused
+    until they reload; the import, which keeps what its file does not name, compares it as read."""
 
     @pytest.fixture
     def read_before(self, keeper, colleague, incident):
@@ -206,17 +213,112 @@ class TestAccessGivenAfterTheRead:
         edit_confidential_excerpt(keeper, incident, "81 people")
         return read_as_staff
 
-    def test_their_edit_is_compared_with_what_they_read_and_saved(self, colleague, incident, read_before):
-        _, etag = read_before
+    def test_their_edit_is_refused_until_they_reload(self, colleague, incident, read_before):
+        body, etag = read_before
+        edit = {"title": "Repatriation at Dandong, 81", "claims": [{"id": body["claims"][0]["id"]}]}
 
-        answer = client_for(colleague).patch(
+        refused = client_for(colleague).patch(incident_url(incident), edit, format="json", HTTP_IF_MATCH=etag)
+
+        assert refused.status_code == 412, refused.content
+        assert "before you were given the access you have now" in refused.json()["detail"]
+        assert (title_of(incident), confidential_excerpt(incident)) == ("Repatriation at Dandong", "81 people")
+        _, etag = read(colleague, incident)
+        assert etag.startswith('"confidential.')
+        reloaded = client_for(colleague).patch(
             incident_url(incident), {"title": "Repatriation at Dandong, 81"}, format="json", HTTP_IF_MATCH=etag
         )
+        assert reloaded.status_code == 200, reloaded.content
+        assert (title_of(incident), confidential_excerpt(incident)) == ("Repatriation at Dandong, 81", "81 people")
 
-        assert answer.status_code == 200, answer.content
-        assert title_of(incident) == "Repatriation at Dandong, 81"
-        assert confidential_excerpt(incident) == "81 people"
-        assert answer["ETag"] == f'"confidential.{answer.json()["version"]}"'
+    def test_from_the_admin_form_opened_before_the_confidential_claim_is_kept(self, client, colleague, incident):
+        client.force_login(colleague)
+        url = reverse("admin:incidents_incident_change", args=[incident.pk])
+        page = client.get(url)
+        give_confidential_access(colleague)
+
+        data = form_fields(page.content.decode(), "incident_form") | {"title": "Renamed", "_save": "Save"}
+        answer = client.post(url, data)
+
+        assert answer.status_code == 200
+        assert "before you were given the access you have now" in answer.content.decode()
+        assert title_of(incident) == "Repatriation at Dandong"
+        assert confidential_excerpt(incident) == "81 (checked)"
+
+    def test_a_response_keeps_the_link_to_a_confidential_incident_a_colleague_added_since(self, keeper, colleague):
+        public = make_incident(title="Repatriation at Dandong")
+        hidden = make_incident(title="Arrest at Hyesan", confidential=True)
+        response = Response.objects.create(
+            organization=make_organization(name="MOFA"), kind="statement", date=date(2023, 9, 1)
+        )
+        response.incidents.add(public)
+        url = f"{API}/responses/{response.pk}/"
+        etag = read_etag(colleague, url)
+        linked = client_for(keeper).patch(
+            url,
+            {"incidents": [public.public_id, hidden.public_id]},
+            format="json",
+            HTTP_IF_MATCH=read_etag(keeper, url),
+        )
+        assert linked.status_code == 200, linked.content
+        give_confidential_access(colleague)
+
+        answer = client_for(colleague).patch(
+            url, {"description": "We deny it.", "incidents": [public.public_id]}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 412, answer.content
+        assert set(Response.objects.get(pk=response.pk).incidents.all()) == {public, hidden}
+
+    def test_a_source_keeps_citing_the_confidential_source_a_colleague_set_since(self, keeper, colleague):
+        relay = make_source(title="Relay")
+        url = f"{API}/sources/{relay.pk}/"
+        etag = read_etag(colleague, url)
+        informant = make_source(title="Informant testimony", confidential=True)
+        cited = client_for(keeper).patch(
+            url, {"cites": informant.pk}, format="json", HTTP_IF_MATCH=read_etag(keeper, url)
+        )
+        assert cited.status_code == 200, cited.content
+        give_confidential_access(colleague)
+
+        answer = client_for(colleague).patch(
+            url, {"title": "Relay (Daily NK)", "cites": None}, format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 412, answer.content
+        assert Source.objects.get(pk=relay.pk).cites_id == informant.pk
+
+    def test_a_sensitive_places_exact_coordinates_survive_a_partner_made_staff_since(self):
+        # A partner's account (not staff) reads a sensitive village at its country's coordinates
+        # ("public.1"); a Reviewer corrects the exact ones (the public is told of no change); made
+        # staff, the account sends back what it read. It wrote the country's coordinates as exact.
+        country = make_place(name="Northland", kind="country", country="KP", latitude=40, longitude=127)
+        village = make_place(name="Village one", parent=country, latitude=42.123457, longitude=129.876543)
+        Place.objects.filter(pk=village.pk).update(sensitive=True, within_sensitive=True)
+        partner = make_user(roles.ANALYST, is_staff=False)
+        url = f"{API}/places/{village.pk}/"
+        shown = client_for(partner).get(url)
+        assert (shown.json()["latitude"], shown.json()["longitude"], shown["ETag"]) == (40.0, 127.0, '"public.1"')
+        reviewer = make_user(roles.REVIEWER)
+        corrected = client_for(reviewer).patch(
+            url, {"latitude": 42.2, "longitude": 129.9}, format="json", HTTP_IF_MATCH=read_etag(reviewer, url)
+        )
+        assert corrected.status_code == 200, corrected.content
+        assert read_etag(None, url) == '"public.1"'
+        User.objects.filter(pk=partner.pk).update(is_staff=True)
+        written = {"id", "version", "version_audience", "created_at", "updated_at", "path"}
+        body = {key: value for key, value in shown.json().items() if key not in written}
+
+        answer = client_for(partner).put(
+            url, {**body, "alternate_names": ["Another name"]}, format="json", HTTP_IF_MATCH=shown["ETag"]
+        )
+
+        assert answer.status_code == 412, answer.content
+        village.refresh_from_db()
+        assert (village.latitude, village.longitude, village.alternate_names) == (
+            Decimal("42.2"),
+            Decimal("129.9"),
+            [],
+        )
 
     def test_a_change_they_could_see_since_still_refuses_it(self, keeper, colleague, incident, read_before):
         body, _ = read_before
@@ -230,6 +332,45 @@ class TestAccessGivenAfterTheRead:
 
         assert answer.status_code == 409, answer.content
         assert title_of(incident) == "Repatriation at Dandong, corrected"
+
+
+class TestIfMatchAndTheBodyNameOneVersion:
+    def test_a_body_read_with_access_taken_since_is_refused_whatever_if_match_names(self, keeper, colleague, incident):
+        # The keeper's HTTP library sends If-Match from its latest read ("staff.2", after their
+        # access was taken away), the body the version the edit was made from ("confidential.2"):
+        # compared as "staff.2", the stale edit overwrote the colleague's newer title.
+        body, _ = read(keeper, incident)
+        assert (body["version"], body["version_audience"]) == (2, "confidential")
+        retitle(colleague, incident, "Repatriation at Dandong, 80 people")
+        take_confidential_access(keeper)
+        latest_etag = read(keeper, incident)[1]
+        assert latest_etag == '"staff.2"'
+
+        answer = client_for(keeper).patch(
+            incident_url(incident),
+            {"title": "Stale title", "version": body["version"], "version_audience": body["version_audience"]},
+            format="json",
+            HTTP_IF_MATCH=latest_etag,
+        )
+
+        assert answer.status_code == 409, answer.content
+        assert (
+            "Your body's version (confidential.2) is not the version your If-Match names (staff.2)"
+            in (answer.json()["detail"])
+        )
+        assert title_of(incident) == "Repatriation at Dandong, 80 people"
+
+    def test_a_bare_number_on_either_side_agrees_with_the_audience_the_other_names(self, colleague, incident):
+        # A client from before versions named their audience sends a bare number on one side.
+        for header, version in (('"staff.1"', {"version": 1}), ('"2"', {"version": 2, "version_audience": "staff"})):
+            answer = client_for(colleague).patch(
+                incident_url(incident),
+                {"title": f"Renamed from {header}", **version},
+                format="json",
+                HTTP_IF_MATCH=header,
+            )
+            assert answer.status_code == 200, answer.content
+        assert title_of(incident) == 'Renamed from "2"'
 
 
 class TestNamedVersionsAreChecked:

@@ -93,7 +93,7 @@ from incidents.models import (
 from incidents.models import Response as OrganizationResponse
 from incidents.querysets import (
     EditedVersion,
-    told_more_than,
+    access_changed_since_read,
     told_version_tag,
     version_fields,
     version_seen_by,
@@ -200,8 +200,8 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
             raise serializers.ValidationError({"If-Match": [str(error)]}) from None
         user = self.request.user
         for edited in named:
-            if edited.told is not None and told_more_than(edited.told, user, record):
-                raise PreconditionFailed(str(services.AccessChangedSinceRead(record)))
+            if edited.told is not None and (change := access_changed_since_read(edited.told, user, record)):
+                raise PreconditionFailed(str(services.AccessChangedSinceRead(record, change)))
             if edited.number == version_seen_by(record, user, edited.told):
                 return edited
         name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
@@ -214,23 +214,28 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         """The version a change was made from: If-Match's (checked already), or the body's `version`
         (as its `version_audience` counts it); both when both are sent, and they must agree. An HTTP
         library adds If-Match from its latest read while the body's `version` is the one the edit was
-        made from: reading If-Match alone wrote a stale edit over the newer one."""
-        if by_header is not None:
-            sent = serializer.validated_data.get("version", by_header.number)
-            if sent != by_header.number:
-                raise VersionMismatch(
-                    f"Your body's version ({sent}) is not the version your If-Match names ({by_header.number}), "
-                    f"the current one: the change was made from version {sent}, and is not saved. "
-                    "Reload, then apply your changes again."
-                )
-            return by_header
-        if "version" in serializer.validated_data:
-            return EditedVersion(
-                serializer.validated_data["version"], serializer.validated_data.get("version_audience")
+        made from: reading If-Match alone wrote a stale edit over the newer one. So for the audience
+        each names: a body made from "confidential.2" sent with If-Match "staff.2" (its writer's
+        access taken away since, their library's latest read) was compared as "staff.2". A bare
+        number on either side agrees with any audience of its number, and the other names it."""
+        validated = serializer.validated_data
+        body = None
+        if "version" in validated:
+            body = EditedVersion(validated["version"], validated.get("version_audience"))
+        if by_header is None and body is None:
+            raise serializers.ValidationError(
+                {"version": ["Send the version you edited, in the body or as an If-Match header."]}
             )
-        raise serializers.ValidationError(
-            {"version": ["Send the version you edited, in the body or as an If-Match header."]}
-        )
+        if by_header is None or body is None:
+            return by_header or body
+        audiences_differ = None not in (body.told, by_header.told) and body.told != by_header.told
+        if body.number != by_header.number or audiences_differ:
+            raise VersionMismatch(
+                f"Your body's version ({body.tag}) is not the version your If-Match names ({by_header.tag}), "
+                f"the current one: the change was made from version {body.tag}, and is not saved. "
+                "Reload, then apply your changes again."
+            )
+        return EditedVersion(by_header.number, by_header.told or body.told)
 
     def _with_etag(self, response, record):
         response["ETag"] = f'"{version_tag(record, self.request.user)}"'
