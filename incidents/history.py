@@ -800,7 +800,10 @@ class _Reader:
             # would: the merge of two incidents a colleague with Confidential access was reading.
             # The row keeps its place among the others, so the order still says what came first.
             user = when = None
-            written = _decided_columns(model) | _written_columns(model, event)
+            # Every account the row names is one of those who did it: the summary names a row by
+            # the records it links, and an undo's change of the merge's revision named its
+            # proposer, who merged ("Incident revision (lee) changed").
+            written = _decided_columns(model) | _written_columns(model, event) | _user_columns(model)
             data = {column: value for column, value in data.items() if column not in written}
         # The other records a row names besides the page's own (a claim's source, a link's place).
         others = [
@@ -895,6 +898,16 @@ def _decided_columns(model: type[models.Model]) -> set[str]:
     return {model._meta.get_field(name).attname for name in getattr(model, "decided_fields", ())}
 
 
+def _user_columns(model: type[models.Model]) -> set[str]:
+    """The columns naming an account (`created_by`, `proposed_by`, `decided_by`, …)."""
+    user_model = get_user_model()
+    return {
+        field.attname
+        for field in model._meta.concrete_fields
+        if field.many_to_one and field.related_model is user_model
+    }
+
+
 def _written_columns(model: type[models.Model], event) -> set[str]:
     """The columns of `event`'s row that say who wrote it and when, as that write set them: who saved
     it (`updated_by`) and its automatic time (`auto_now`); the users and times it changed (a revision
@@ -917,13 +930,23 @@ def _written_columns(model: type[models.Model], event) -> set[str]:
 
 def _merges_withheld(events, user) -> set:
     """The ids of the merges named by `events`' history contexts (`merge`: written with a merge or
-    its undo) whose who and when are withheld from `user` (`decided_withheld_from`). One query, none
-    for a reader with Confidential access or events written by no merge."""
+    its undo) whose who and when are withheld from `user` (`decided_withheld_from`). One query (two
+    when a merge was deleted since), none for a reader with Confidential access or events written
+    by no merge."""
     merge_ids = {(event.pgh_context or {}).get("merge") for event in events} - {None}
     if not merge_ids or can_see_confidential(user):
         return set()
     merges = IncidentMerge.objects.only("note_confidential").in_bulk(merge_ids)
-    return {merge_id for merge_id, merge in merges.items() if merge.decided_withheld_from(user)}
+    withheld = {merge_id for merge_id, merge in merges.items() if merge.decided_withheld_from(user)}
+    if gone := merge_ids - merges.keys():
+        # Undone, then deleted with its merged incident (migration 0106): its own history's rows say
+        # whether it was made in confidence. Read as not, the rows it wrote named its Reviewer.
+        withheld |= set(
+            IncidentMerge.pgh_event_model.objects.filter(pgh_obj_id__in=gone, note_confidential=True).values_list(
+                "pgh_obj_id", flat=True
+            )
+        )
+    return withheld
 
 
 def _as_read(model: type[models.Model], column: str, value, *, in_confidence: bool, written: set[str] = frozenset()):

@@ -8,10 +8,10 @@ first"), and no door removes that record."""
 import pytest
 from django.urls import reverse
 
-from incidents import merges
+from incidents import merges, roles
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
 from tests.api_support import client_for, incident_url
-from tests.factories import make_claim, make_incident, make_source
+from tests.factories import make_claim, make_incident, make_source, make_user
 
 
 @pytest.fixture
@@ -112,3 +112,29 @@ class TestAMergeUndone:
         assert not Incident.objects.filter(pk=world["merged"].pk).exists()
         assert not IncidentMerge.objects.exists()
         assert Incident.objects.filter(pk=world["survivor"].pk).exists()
+
+    def test_who_merged_in_confidence_and_when_stays_withheld_once_its_record_is_gone(self, keeper, world, undone):
+        # The survivor's history withholds who merged and undid, and when, on the rows the merge
+        # wrote (its revision), by the merge's record: deleted with the merged incident, the rows
+        # named the Reviewer, with their times, to staff without Confidential access (found by an
+        # attack review).
+        assert undone.note_confidential
+        colleague = make_user(roles.REVIEWER)
+
+        def written_by_the_merge() -> list:
+            entries = client_for(colleague).get(incident_url(world["survivor"], "history/")).json()["results"]
+            revisions = [entry for entry in entries if entry["record"] == "incidents.IncidentRevision"]
+            assert revisions
+            return [(entry["user"], entry["at"]) for entry in revisions if (entry["user"], entry["at"]) != (None, None)]
+
+        assert written_by_the_merge() == []
+        deleted = client_for(keeper).delete(incident_url(world["merged"]), HTTP_IF_MATCH="*")
+        assert deleted.status_code == 204, deleted.content
+
+        assert not IncidentMerge.objects.exists()
+        assert written_by_the_merge() == []
+        # Those with Confidential access read them.
+        entries = client_for(keeper).get(incident_url(world["survivor"], "history/")).json()["results"]
+        assert keeper.username in {
+            entry["user"] for entry in entries if entry["record"] == "incidents.IncidentRevision"
+        }

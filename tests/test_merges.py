@@ -1384,6 +1384,28 @@ class TestTheRevisionOfAMergeDecidedInConfidence:
         assert client_for(insider).post(merge_url(world["pair"]), {}, format="json").status_code == 201
         return world
 
+    def test_the_survivors_history_names_neither_who_merged_nor_who_undid(self, merged):
+        # The undo's rejection changes the revision's row, whose summary named the revision by the
+        # records it links: its proposer, who merged, "Incident revision (lee.insider) changed".
+        kim = client_for(make_user(roles.REVIEWER, confidential=True, username="kim.insider"))
+        assert kim.post(unmerge_url(merged["merged"]), {}, format="json").status_code == 200
+        outsider = make_user(roles.REVIEWER)
+        admin_client = Client()
+        admin_client.force_login(outsider)
+
+        answer = client_for(outsider).get(incident_url(merged["survivor"], "history/?page_size=200"))
+        page = admin_client.get(reverse("admin:incidents_incident_history", args=[merged["survivor"].pk]))
+
+        assert answer.status_code == page.status_code == 200
+        revision_rows = [row for row in answer.json()["results"] if row["record"] == "incidents.IncidentRevision"]
+        assert [row["action"] for row in revision_rows] == ["insert", "update"]
+        for text in (answer.content.decode(), page.content.decode()):
+            assert "lee.insider" not in text and "kim.insider" not in text
+        told = client_for(make_user(roles.REVIEWER, confidential=True)).get(
+            incident_url(merged["survivor"], "history/?page_size=200")
+        )
+        assert "lee.insider" in told.content.decode() and "kim.insider" in told.content.decode()
+
     def test_the_api_withholds_who_proposed_it_and_when(self, merged):
         [listed] = results(client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/"))
         page = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{listed['id']}/").json()
