@@ -1598,8 +1598,13 @@ def record_delete(*, user, record: models.Model) -> None:
             list(Response.objects.select_for_update().filter(pk__in=links).values_list("pk"))
         if isinstance(record, Incident) and (left := responses_left_about_none([record])):
             raise ProtectedError(RESPONSES_LEFT_ABOUT_NONE, left)
-        if isinstance(record, Incident) and (refusals := merges_refusing_deletion([record])):
-            raise refusals[0]
+        if isinstance(record, Incident):
+            # Locked before its merges are read, as a merge locks both its incidents: a merge
+            # committed between that read and the delete made the delete fail on the rows it had
+            # moved to it (a 500), where it is refused (StillMerged).
+            list(Incident.objects.select_for_update(of=("self",)).filter(pk=record.pk).values_list("pk"))
+            if refusals := merges_refusing_deletion([record]):
+                raise refusals[0]
         if isinstance(record, Incident) and record.merged_into_id is None:
             # Its responses list it no more: a new version of each, told to the readers who saw it
             # there, so that an incremental sync reads them again. Django removes the links

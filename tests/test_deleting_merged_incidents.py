@@ -5,13 +5,18 @@ through the API and the admin, and names no other incident. Before, an incident 
 deleted: its merge's record protected it ("still used by incident merges; remove those uses
 first"), and no door removes that record."""
 
+import threading
+
+import psycopg
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 
-from incidents import merges, roles
+from incidents import merges, roles, services
 from incidents.models import Claim, DuplicatePair, Incident, IncidentMerge
 from tests.api_support import client_for, incident_url
 from tests.factories import make_claim, make_incident, make_source, make_user
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 
 @pytest.fixture
@@ -138,3 +143,34 @@ class TestAMergeUndone:
         assert keeper.username in {
             entry["user"] for entry in entries if entry["record"] == "incidents.IncidentRevision"
         }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_committed_while_its_survivor_is_deleted_refuses_the_deletion(keeper, world):
+    # The deletion read the incident's merges, found none (the merge not yet committed), then
+    # deleted it once the merge's lock was released: a database error (a 500), the claims the merge
+    # had moved to it not among the rows it had collected to delete with it.
+    merged_and_waiting, commit = threading.Event(), threading.Event()
+
+    def merge_held_open():
+        with transaction.atomic():
+            merges.incident_merge(user=keeper, pair=world["pair"], note="One report, two outlets")
+            merged_and_waiting.set()
+            commit.wait(20)
+
+    def delete_survivor():
+        return services.record_delete(user=keeper, record=Incident.objects.get(pk=world["survivor"].pk))
+
+    merging, _ = in_threads(merge_held_open)
+    assert merged_and_waiting.wait(20)
+    with psycopg.connect(**connection.get_connection_params()) as observer:
+        deleting, answers = in_threads(delete_survivor)
+        wait_until_waiting(observer, 1)
+    commit.set()
+    for thread in (*merging, *deleting):
+        thread.join(30)
+
+    assert isinstance(answers[0], services.StillMerged), answers[0]
+    assert Incident.objects.filter(pk=world["survivor"].pk).exists()
+    assert IncidentMerge.objects.get().survivor_id == world["survivor"].pk
+    assert Incident.objects.get(pk=world["merged"].pk).merged_into_id == world["survivor"].pk
