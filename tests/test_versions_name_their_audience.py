@@ -72,6 +72,15 @@ def give_confidential_access(user) -> None:
     user.groups.add(Group.objects.get(name=roles.CONFIDENTIAL_ACCESS))
 
 
+def saved_from_the_admin_form_opened_before(client, user, incident, access_change):
+    """`user`'s Save of a new title on the incident's admin form, opened before `access_change(user)`."""
+    client.force_login(user)
+    url = reverse("admin:incidents_incident_change", args=[incident.pk])
+    page = client.get(url)
+    access_change(user)
+    return client.post(url, form_fields(page.content.decode(), "incident_form") | {"title": "Renamed", "_save": "Save"})
+
+
 def title_of(incident) -> str:
     return Incident.objects.get(pk=incident.pk).title
 
@@ -148,13 +157,7 @@ class TestAccessTakenAwayAfterTheRead:
         assert "81" not in detail
 
     def test_the_admin_form_opened_before_is_refused(self, client, keeper, incident):
-        client.force_login(keeper)
-        url = reverse("admin:incidents_incident_change", args=[incident.pk])
-        page = client.get(url)
-        take_confidential_access(keeper)
-
-        data = form_fields(page.content.decode(), "incident_form") | {"title": "Stale title", "_save": "Save"}
-        answer = client.post(url, data)
+        answer = saved_from_the_admin_form_opened_before(client, keeper, incident, take_confidential_access)
 
         assert answer.status_code == 200
         assert "access you no longer have" in answer.content.decode()
@@ -231,13 +234,7 @@ class TestAccessGivenAfterTheRead:
         assert (title_of(incident), confidential_excerpt(incident)) == ("Repatriation at Dandong, 81", "81 people")
 
     def test_from_the_admin_form_opened_before_the_confidential_claim_is_kept(self, client, colleague, incident):
-        client.force_login(colleague)
-        url = reverse("admin:incidents_incident_change", args=[incident.pk])
-        page = client.get(url)
-        give_confidential_access(colleague)
-
-        data = form_fields(page.content.decode(), "incident_form") | {"title": "Renamed", "_save": "Save"}
-        answer = client.post(url, data)
+        answer = saved_from_the_admin_form_opened_before(client, colleague, incident, give_confidential_access)
 
         assert answer.status_code == 200
         assert "before you were given the access you have now" in answer.content.decode()
