@@ -495,13 +495,14 @@ def _propose_back(accepted: IncidentRevision, survivor: Incident, user) -> Incid
     since). A group is proposed back whole: "exact" back beside a maximum an analyst gave since
     would be a figure no one may accept. Never changed by the undo
     itself, as the merge never changed them: a Reviewer decides. The values before are those of
-    the version the revision was based on, which accepting it required (the survivor's history).
-    One query."""
-    before = (
-        Incident.pgh_event_model.objects.filter(pgh_obj_id=survivor.pk, version=accepted.base_version)
-        .order_by("-pgh_id")
-        .first()
-    )
+    the survivor's state when it was accepted: the last of its history's events before the one
+    its acceptance wrote. (Not the event of `version=accepted.base_version`: a merge of incidents
+    not confidential bases its revision on the version told to readers without Confidential access,
+    which the history does not keep, and the survivor's own version of that number was an older
+    state, whose values a colleague had changed since.) One query."""
+    events = Incident.pgh_event_model.objects.filter(pgh_obj_id=survivor.pk)
+    accepting = events.filter(pgh_context__metadata__revision=accepted.pk).order_by("pgh_id").values("pgh_id")[:1]
+    before = events.filter(pgh_id__lt=Subquery(accepting)).order_by("-pgh_id").first()
     if before is None:
         return None
     set_then = {

@@ -1132,6 +1132,69 @@ def test_an_undo_proposes_back_the_counts_a_merges_accepted_revision_changed(wor
     assert Incident.objects.get(pk=survivor.pk).people_count_max is None
 
 
+def test_an_undo_proposes_back_the_counts_of_just_before_the_merge_after_confidential_work_on_the_survivor():
+    # The state before was read as the history's event of the revision's base version: the
+    # version told to staff without Confidential access (the merge of two public incidents), which
+    # the history does not keep. After four edits of a confidential claim, the survivor's own
+    # version of that number was an older state: the undo proposed back "about 80, up to 200",
+    # which a colleague had corrected to "exactly 80" (found by an attack review).
+    keeper, reviewer = make_user(roles.REVIEWER, confidential=True), make_user(roles.REVIEWER)
+    survivor = make_incident(title="Sent back at Tumen", people_count=80, people_count_max=200, count_qualifier="about")
+    informant = make_claim(incident=survivor, source=make_source(title="Informant"), confidential=True)
+    for excerpt in ("told us", "told us again", "told us a third time", "told us once more"):
+        etag = client_for(keeper).get(incident_url(survivor))["ETag"]
+        row = {"id": informant.pk, "source": informant.source_id, "excerpt": excerpt}
+        edited = client_for(keeper).patch(incident_url(survivor), {"claims": [row]}, format="json", HTTP_IF_MATCH=etag)
+        assert edited.status_code == 200, edited.content
+    writer = client_for(reviewer)
+    corrected = writer.patch(
+        incident_url(survivor),
+        {"people_count_max": None, "count_qualifier": "exact"},
+        format="json",
+        HTTP_IF_MATCH=writer.get(incident_url(survivor))["ETag"],
+    )
+    assert corrected.status_code == 200, corrected.content
+    merged = make_incident(title="Repatriation at Tumen", people_count=100, people_count_min=90, people_count_max=120)
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    merge = incident_merge(user=reviewer, pair=pair, survivor=survivor.public_id)
+    assert writer.post(f"{API}/revisions/{merge.revision.pk}/accept/", {}, format="json").status_code == 200
+
+    assert writer.post(unmerge_url(merged), {}, format="json").status_code == 200
+
+    proposed_back = IncidentRevision.objects.get(incident=survivor, state="pending")
+    assert proposed_back.changes["data"] == {"people_count_max": None, "count_qualifier": "exact"}
+    assert writer.post(f"{API}/revisions/{proposed_back.pk}/accept/", {}, format="json").status_code == 200
+    survivor.refresh_from_db()
+    assert (survivor.people_count, survivor.people_count_max, survivor.count_qualifier) == (80, None, "exact")
+
+
+def test_a_merges_page_shows_no_claim_of_an_incident_its_reader_may_not_see_now(client):
+    # The page listed the claims the merge moved where they are now, by the claims' own marks: merged
+    # on into an incident made confidential since, one showed the source given it there.
+    reviewer = make_user(roles.REVIEWER)
+    first, second, third = (make_incident(title=title) for title in ("At Tumen", "Tumen, 80", "Tumen again"))
+    moved = make_claim(incident=first, source=make_source(title="Daily"), excerpt="80 people")
+    pairs = [
+        DuplicatePair.objects.create(incident_a=a, incident_b=b, score=0.9)
+        for a, b in ((first, second), (second, third))
+    ]
+    merge = incident_merge(user=reviewer, pair=pairs[0], survivor=second.public_id)
+    incident_merge(user=reviewer, pair=pairs[1], survivor=third.public_id)
+    keeper = client_for(make_user(roles.REVIEWER, confidential=True))
+    for change in ({"confidential": True}, {"claims": [{"id": moved.pk, "source": make_source(title="Outlet K").pk}]}):
+        etag = keeper.get(incident_url(third))["ETag"]
+        assert keeper.patch(incident_url(third), change, format="json", HTTP_IF_MATCH=etag).status_code == 200
+    page_url = reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+
+    client.force_login(reviewer)
+    page = client.get(page_url)
+
+    assert page.status_code == 200
+    assert "Outlet K" not in page.content.decode() and "Claim of" not in page.content.decode()
+    client.force_login(make_user(roles.REVIEWER, confidential=True))
+    assert "Claim of Outlet K" in client.get(page_url).content.decode()
+
+
 def test_an_undo_proposes_back_no_count_a_writer_changed_in_part_since(world, reviewer):
     survivor, merged = world["survivor"], world["merged"]
     client = merged_and_accepted(world, reviewer)

@@ -188,8 +188,10 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
 
     @admin.display(description="What moved")
     def moved_records(self, merge):
-        # Only what this reader may see: the record holds hidden rows too.
-        claims = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(merge.viewer)
+        # Only what this reader may see: the record holds hidden rows too, and the claims it moved
+        # are read where they are now, which a later merge may have made an incident they may not
+        # see (merged on into one made confidential since).
+        claims = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).visible_to(merge.viewer)
         conflicts = set(merge.moved.get("conflicts", []))
         lines = [
             (
@@ -208,7 +210,7 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
 
     def records_shown(self, request, merge) -> list:
         # The note, both incidents (the merged one by its id), and the claims that moved as this reader may see them.
-        moved = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).disclosed_to(request.user)
+        moved = Claim.objects.filter(pk__in=merge.moved.get("claims", [])).visible_to(request.user)
         return [merge, merge.survivor, merge.merged, *moved.select_related("source")]
 
     def get_object(self, request, object_id, from_field=None):
