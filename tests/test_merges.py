@@ -1572,3 +1572,23 @@ def test_a_pair_withdrawn_while_a_reviewer_merges_it_answers_404_not_a_500():
     assert not isinstance(answer, Exception), repr(answer)
     assert answer.status_code == 404, answer.content
     assert not Incident.objects.filter(merged_into__isnull=False).exists()
+
+
+def test_a_decision_naming_a_field_it_does_not_read_is_refused_naming_it(world, reviewer):
+    # `{"noet": "same event"}` accepted a revision, merged or undid without the note, answered 200:
+    # the Reviewer took their reason as recorded.
+    client = client_for(reviewer)
+    misspelt = {"noet": "Same event, two outlets"}
+
+    refused_merge = client.post(merge_url(world["pair"]), misspelt, format="json")
+    assert refused_merge.status_code == 400 and "No such field" in refused_merge.json()["noet"][0]
+    assert not IncidentMerge.objects.exists()
+
+    merge = incident_merge(user=reviewer, pair=world["pair"])
+    for decision in ("accept", "reject"):
+        refused = client.post(f"{API}/revisions/{merge.revision.pk}/{decision}/", misspelt, format="json")
+        assert refused.status_code == 400 and "note" in refused.json()["noet"][0], refused.content
+    assert IncidentRevision.objects.get(pk=merge.revision.pk).state == "pending"
+    refused_undo = client.post(unmerge_url(world["merged"]), misspelt, format="json")
+    assert refused_undo.status_code == 400 and "No such field" in refused_undo.json()["noet"][0]
+    assert IncidentMerge.objects.get().undone_at is None

@@ -13,7 +13,7 @@ from incidents.access import confidential_among
 from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.permissions import StaffReader
 from incidents.api.schema import DETAIL_ERROR
-from incidents.api.serializers import ActingUserField, OneValuePerKey, VersionAudienceField
+from incidents.api.serializers import ActingUserField, UnknownFieldsRefused, VersionAudienceField
 from incidents.api.views import _record_api_access
 from incidents.filters import DuplicatePairFilterSet
 from incidents.models import DuplicatePair, IncidentMerge
@@ -75,7 +75,7 @@ class DuplicatePairSerializer(NoteAsReadMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MergeRequestSerializer(OneValuePerKey):
+class MergeRequestSerializer(UnknownFieldsRefused):
     survivor = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -92,7 +92,7 @@ class MergeRequestSerializer(OneValuePerKey):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 
-class UndoRequestSerializer(OneValuePerKey):
+class UndoRequestSerializer(UnknownFieldsRefused):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 

@@ -843,7 +843,7 @@ class RevisionSerializer(serializers.ModelSerializer):
         return readings[revision.pk]
 
 
-class RevisionDecisionSerializer(OneValuePerKey):
+class RevisionDecisionSerializer(UnknownFieldsRefused):
     note = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the history.")
 
 
