@@ -2443,8 +2443,11 @@ class Response(CreatedPerAudience, PublicVersions, VersionsPerAudience, Timestam
         ]
         triggers = [
             # A response deleted leaves the view of every reader who saw it (RecordWithdrawal).
-            # Django deletes its links first, whose own triggers record what their removal took out
-            # of a view (migration 0105): about no incident, only staff see it then.
+            # Django deletes its links first, which leaves it about no incident, as staff read one:
+            # read so, a response about confidential incidents only was withdrawn from staff
+            # without Confidential access, who never saw it (its id, and when). Its links removed
+            # in this transaction (their history's events, stamped with its start) say who saw it
+            # (migration 0107, which also leaves out a response its links' trigger sees made in it).
             pgtrigger.Trigger(
                 name="record_withdrawal",
                 when=pgtrigger.After,
@@ -2452,9 +2455,14 @@ class Response(CreatedPerAudience, PublicVersions, VersionsPerAudience, Timestam
                 level=pgtrigger.Row,
                 func="""
                 INSERT INTO incidents_recordwithdrawal (record_type, record_id, audience, withdrawn_at)
-                SELECT 'response', OLD.id, seen.audience, clock_timestamp()
-                FROM response_audience(OLD.id) AS seen (audience)
-                WHERE seen.audience IS NOT NULL;
+                SELECT 'response', OLD.id, COALESCE(removed.audience, response_audience(OLD.id)), clock_timestamp()
+                FROM (
+                    SELECT min(incident_audience(incident.review_state, incident.confidential, incident.merged_into_id))
+                    FROM incidents_responseincidentevent AS link
+                    JOIN incidents_incident AS incident ON incident.id = link.incident_id
+                    WHERE link.response_id = OLD.id AND link.pgh_label = 'delete' AND link.pgh_created_at = now()
+                        AND NOT EXISTS (SELECT FROM incidents_response_incidents WHERE response_id = OLD.id)
+                ) AS removed (audience);
                 RETURN NULL;
                 """,
             ),
