@@ -142,6 +142,19 @@ def confidential_links_of_responses(responses: Iterable[Model], user) -> Confide
     return confidential_among([*incidents, *sources], user)
 
 
+def confidential_records_of_sources(sources: Iterable[Source], user) -> ConfidentialRecords:
+    """The confidential sources that `sources` (read `visible_cites_id` for `user`) show: each one,
+    and the one each cites, by its id, as a source's answer shows it (that a public article relays
+    an informant's testimony). One query for a page that cites any source; nothing, and no query,
+    for a reader without the confidential permission."""
+    if not can_see_confidential(user):
+        return NO_RECORDS
+    sources = list(sources)
+    cited_ids = {source.visible_cites_id for source in sources} - {None}
+    cited = Source.objects.filter(pk__in=cited_ids, confidential=True) if cited_ids else []
+    return confidential_among([*sources, *cited], user)
+
+
 def shown_incident_columns(user) -> dict[str, Any]:
     """The columns a list's `.values()` adds for `record_list_access` to know which confidential
     records a page showed: the incident's id and flag (its confidential claims and sources are then

@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 
 from incidents import roles
@@ -429,6 +430,41 @@ class TestApi:
         assert client_for(partner).get(f"{API}/sources/{world.informant.pk}/").status_code == 404
         staff = make_user(roles.VIEWER, confidential=True)
         assert world.secret.public_id in {i["public_id"] for i in results(client_for(staff).get(f"{API}/incidents/"))}
+
+    def test_a_source_citing_a_confidential_one_records_it_in_its_detail_and_list(self, world):
+        # That a public article relays an informant's testimony is shown by the testimony's id in
+        # `cites`, as the admin's source page shows it, which records it; the API recorded nothing
+        # (found by an attack review).
+        since = timezone.now()
+        relay = make_source(title="Daily NK relays it", cites=world.informant)
+        client = client_for(world.rita)
+
+        detail = client.get(f"{API}/sources/{relay.pk}/")
+        listed = client.get(f"{API}/sources/", {"updated_since": since.isoformat()})
+
+        assert detail.json()["cites"] == world.informant.pk
+        assert [source["id"] for source in results(listed)] == [relay.pk]
+        recorded = [(access.path, access.source_ids) for access in ConfidentialAccess.objects.order_by("id")]
+        assert recorded == [
+            (f"{API}/sources/{relay.pk}/", [world.informant.pk]),
+            (listed.wsgi_request.get_full_path(), [world.informant.pk]),
+        ]
+
+    def test_a_merge_and_its_undo_record_the_confidential_incidents_they_name(self, world):
+        other = make_incident(title="Secret again", confidential=True, date_start=date(2023, 8, 1))
+        pair = DuplicatePair.objects.create(incident_a=world.secret, incident_b=other, score=0.9)
+        client = client_for(world.rita)
+
+        merged = client.post(f"{API}/duplicates/{pair.pk}/merge/", {}, format="json")
+        undone = client.post(f"{API}/incidents/{merged.json()['merged']}/unmerge/", {}, format="json")
+
+        assert (merged.status_code, undone.status_code) == (201, 200)
+        recorded = [(access.path, sorted(access.incident_ids)) for access in ConfidentialAccess.objects.order_by("id")]
+        both = sorted([world.secret.pk, other.pk])
+        assert recorded == [
+            (f"{API}/duplicates/{pair.pk}/merge/", both),
+            (f"{API}/incidents/{merged.json()['merged']}/unmerge/", both),
+        ]
 
     def test_the_revisions_list_and_detail_record_the_incident_and_the_claims_proposed(self, world):
         recounted = IncidentRevision.objects.create(

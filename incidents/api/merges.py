@@ -138,6 +138,11 @@ def _shown_with_their_incidents(pairs) -> list:
     return [record for pair in pairs for record in (pair, pair.incident_a, pair.incident_b)]
 
 
+def _merge_shown(merge: IncidentMerge) -> list:
+    """What a merge's answer shows: its note and its two incidents (by their public ids)."""
+    return [merge, merge.survivor, merge.merged]
+
+
 class StaffOnly(StaffReader):
     message = "Only staff may see duplicates and merges."
 
@@ -184,7 +189,7 @@ class DuplicatePairViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSe
         if pair is None:
             raise services.RecordNotFound(f"No duplicate pair {pk}.")
         merge = merges.incident_merge(user=request.user, pair=pair, **body.validated_data)
-        _record_api_access(request, confidential_among([merge], request.user))
+        _record_api_access(request, confidential_among(_merge_shown(merge), request.user))
         return Response(MergeSerializer(merge, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -204,5 +209,5 @@ class IncidentUnmergeView(ReadParametersOnlyMixin, APIView):
         body.is_valid(raise_exception=True)
         merge = merges.active_merge_of(user=request.user, public_id=public_id)
         undone = merges.incident_merge_undo(user=request.user, merge=merge, note=body.validated_data["note"])
-        _record_api_access(request, confidential_among([undone], request.user))
+        _record_api_access(request, confidential_among(_merge_shown(undone), request.user))
         return Response(MergeSerializer(undone, context={"request": request}).data)

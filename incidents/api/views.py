@@ -33,6 +33,7 @@ from incidents.access import (
     confidential_among,
     confidential_links_of_responses,
     confidential_records_of,
+    confidential_records_of_sources,
     record_confidential_access,
     recording_list_access,
 )
@@ -338,11 +339,11 @@ class SourceViewSet(SyncedRecordsMixin, ResourceViewSet):
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        _record_api_access(request, confidential_among(page, request.user))
+        _record_api_access(request, confidential_records_of_sources(page, request.user))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def record_read(self, source):
-        _record_api_access(self.request, confidential_records_of(source, self.request.user))
+        _record_api_access(self.request, confidential_records_of_sources([source], self.request.user))
 
     def get_queryset(self):
         return self.shown(Source.objects.visible_to(self.request.user))
