@@ -70,6 +70,7 @@ from incidents.text_fields import (
     OneLineValidator,
     names_count_condition,
     one_line_condition,
+    validate_port,
 )
 
 # The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
@@ -872,7 +873,7 @@ class Organization(VersionedModel, TimestampedModel):
     acronym = models.CharField(max_length=32, blank=True, validators=[OneLineValidator("An acronym")])
     kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
     country = CountryField(blank=True, help_text="The country it is based in or represents.")
-    website = models.URLField(blank=True)
+    website = models.URLField(blank=True, validators=[validate_port])
     description = models.TextField(blank=True)
     aliases = NameListField(
         models.CharField(max_length=255, validators=[OneLineValidator("An alias")]),
@@ -1298,14 +1299,14 @@ class SourceKind(models.TextChoices):
 class Source(CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
-    url = models.URLField(max_length=1000, blank=True)
+    url = models.URLField(max_length=1000, blank=True, validators=[validate_port])
     publisher = models.ForeignKey(
         Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="published_sources"
     )
     author = models.CharField(max_length=255, blank=True, validators=[OneLineValidator("An author")])
     published_on = models.DateField(null=True, blank=True)
     language = LanguageCodeField(help_text=LANGUAGE_HELP)
-    archive_url = models.URLField(max_length=1000, blank=True)
+    archive_url = models.URLField(max_length=1000, blank=True, validators=[validate_port])
     cites = models.ForeignKey(
         "self",
         on_delete=models.PROTECT,

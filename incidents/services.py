@@ -1847,8 +1847,13 @@ def comparable_address(url: str) -> str:
         return ""
     parts = urlsplit(address if "://" in address else f"http://{address}")
     host = (parts.hostname or "").removeprefix("www.")
-    if parts.port is not None and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        # Out of range, stored before addresses were checked for it (`validate_port`): as written.
+        port = parts.netloc.rpartition(":")[2]
+    if port is not None and port not in (80, 443):
+        host = f"{host}:{port}"
     query = urlencode(
         [
             (name, value)

@@ -89,6 +89,44 @@ class TestTheAdmin:
         assert Source.objects.filter(title="Annual report 2023").count() == 2
 
 
+class TestAddressesWithAPortOutOfRange:
+    """Django's URLValidator takes any five digits of port (`:99999`), which Python's `urlsplit`
+    refuses to read: adding such a source, or any source beside one stored so, compared their
+    addresses and answered 500, in the admin and the API (found by an attack review)."""
+
+    OUT_OF_RANGE = "http://example.org:99999/report"
+
+    @pytest.mark.parametrize("field", ["url", "archive_url"])
+    def test_the_admin_refuses_it_naming_the_field(self, client, analyst, field):
+        client.force_login(analyst)
+
+        refused = client.post(ADD, source_form(**{field: self.OUT_OF_RANGE}))
+
+        assert refused.status_code == 200
+        assert "port" in refused.context["adminform"].form.errors[field][0]
+        assert not Source.objects.exists()
+
+    def test_the_api_refuses_it_naming_the_field_and_an_organizations_website_alike(self, analyst):
+        client = client_for(analyst)
+
+        source = client.post(f"{API}/sources/", {"title": "A report", "url": self.OUT_OF_RANGE}, format="json")
+        website = client.post(f"{API}/organizations/", {"name": "NGO", "website": self.OUT_OF_RANGE}, format="json")
+
+        assert (source.status_code, list(source.json())) == (400, ["url"])
+        assert (website.status_code, list(website.json())) == (400, ["website"])
+
+    def test_one_stored_before_the_check_breaks_no_one_elses_new_source(self, client, analyst):
+        stored = make_source(title="Stored before", url="https://example.org/old")
+        Source.objects.filter(pk=stored.pk).update(url=self.OUT_OF_RANGE)
+        client.force_login(analyst)
+
+        # Its host's other addresses are compared with it.
+        saved = client.post(ADD, source_form(title="Returns at Sinuiju", url="https://example.org/new"))
+
+        assert saved.status_code == 302
+        assert Source.objects.count() == 2
+
+
 class TestConfidentialSources:
     def test_a_confidential_sources_address_is_not_named_to_an_analyst_who_may_not_see_it(self, client, analyst):
         make_source(title="Informant's account", url=ARTICLE, confidential=True)
