@@ -1,14 +1,15 @@
 from datetime import MAXYEAR, MINYEAR, date, timedelta
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.views.main import SEARCH_VAR, ChangeListSearchForm
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth.views import PasswordChangeView
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, ForeignObjectRel, IntegerField, Q, Value, When
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -236,6 +237,19 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
     """The admin's autocomplete (a claim's source, a response's incidents…): a search past the
     bounds offers no choice, and the confidential incidents and sources offered are recorded
     (incidents.access), as the admin's lists record theirs."""
+
+    def process_request(self, request):
+        """Django's, refusing as it refuses a field that is no relation (403) a reverse relation
+        named as the field (`model_name=incident&field_name=responses`), which it read on as a
+        field of the model's own: an AttributeError, a 500 to any member of staff."""
+        try:
+            model = apps.get_model(request.GET["app_label"], request.GET["model_name"])
+            field = model._meta.get_field(request.GET["field_name"])
+        except (KeyError, LookupError, ValueError, FieldDoesNotExist):
+            field = None  # Django refuses these itself.
+        if isinstance(field, ForeignObjectRel):
+            raise PermissionDenied
+        return super().process_request(request)
 
     def get_queryset(self):
         try:

@@ -713,6 +713,20 @@ class TestDataEntry:
             offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
             assert [result["text"] for result in offered] == ["China > Yanji"], term
 
+    @pytest.mark.parametrize(
+        ("model_name", "field_name"),
+        [("incident", "responses"), ("source", "responses"), ("place", "children"), ("incidenttype", "incidents")],
+    )
+    def test_autocomplete_refuses_a_reverse_relation_named_as_its_field(self, client, viewer, model_name, field_name):
+        # Django read it on as a field of the model's own: an AttributeError, a 500 to any member of
+        # staff who typed the address (found by an attack review).
+        logged_in(client, viewer)
+        query = {"app_label": "incidents", "model_name": model_name, "field_name": field_name, "term": "a"}
+
+        assert client.get(reverse("admin:autocomplete"), query).status_code == 403
+        forward = {**query, "model_name": "response", "field_name": "incidents"}
+        assert client.get(reverse("admin:autocomplete"), forward).status_code == 200
+
     def test_places_of_one_name_are_offered_and_shown_by_their_paths(
         self, client, analyst, django_assert_max_num_queries
     ):
