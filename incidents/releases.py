@@ -487,9 +487,13 @@ def _csv_chunks(header: list[str], rows: Iterable[Sequence]) -> Iterator[bytes]:
     yield out.getvalue()
 
 
-def _csv_rows(chunks: Iterable[bytes]) -> Iterator[list[str]]:
-    """The rows of a CSV file read in chunks (`release_file_chunks`), without holding it whole:
-    its lines, each with its newline, for `csv.reader`, which joins those of a quoted field."""
+def _csv_rows(chunks: Iterable[bytes], size: int) -> Iterator[list[str]]:
+    """The rows of a CSV file of `size` bytes read in chunks (`release_file_chunks`), without
+    holding it whole: its lines, each with its newline, for `csv.reader`, which joins those of a
+    quoted field. A cell is never longer than its file: csv's own limit, 131,072 characters, failed
+    every release after one holding a longer description (the descriptions take 200,000). The
+    limit is the process's: only ever raised, as the import raises it."""
+    csv.field_size_limit(max(csv.field_size_limit(), size))
 
     def lines() -> Iterator[str]:
         pending = ""
@@ -516,7 +520,8 @@ def _changes(now: dict[str, str], previous: Release | None) -> bytes:
     `now` is this release's version of each incident, as its incidents.csv writes it."""
     before = {}
     if previous is not None:
-        rows = _csv_rows(release_file_chunks(previous.files.defer("content").get(name="incidents.csv")))
+        incidents_file = previous.files.defer("content").get(name="incidents.csv")
+        rows = _csv_rows(release_file_chunks(incidents_file), incidents_file.size)
         header = next(rows)
         public_id, version = header.index("public_id"), header.index("version")
         before = {row[public_id]: row[version] for row in rows}
@@ -775,6 +780,14 @@ def _store_file(release: Release, file: ReleaseFileChunks) -> None:
         cursor.execute("SELECT lo_unlink(%s)", [large_object])
 
 
+def next_release_name() -> tuple[str, int, int]:
+    """The name, year and number the next release takes: under `release_create`'s lock, its own;
+    outside it, the one it will take unless another is made first."""
+    year = timezone.now().year
+    number = (Release.objects.filter(year=year).aggregate(last=Max("number"))["last"] or 0) + 1
+    return f"incident-tracker-{year}.{number}", year, number
+
+
 def release_create(*, user) -> Release:
     """Freeze the published data as the next release of this year; Reviewers (publish permission) only.
 
@@ -795,10 +808,8 @@ def release_create(*, user) -> Release:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             # Conflicts with itself and with writes of releases, not with their readers.
             cursor.execute(f"LOCK TABLE {Release._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-        year = timezone.now().year
         previous = Release.objects.first()
-        number = (Release.objects.filter(year=year).aggregate(last=Max("number"))["last"] or 0) + 1
-        name = f"incident-tracker-{year}.{number}"
+        name, year, number = next_release_name()
         facts = release_facts()
         release = Release.objects.create(
             year=year, number=number, as_of=facts["as_of"], incidents=facts["incidents"], created_by=user

@@ -1,6 +1,7 @@
 """`manage.py backup` and `restore`: an encrypted dump brought back into a fresh, empty database holds
 every table's rows exactly."""
 
+import resource
 from io import StringIO
 
 import psycopg
@@ -153,6 +154,22 @@ def test_backup_names_an_output_it_cannot_create(tmp_path, backup_key):
     with pytest.raises(CommandError, match=r"^-o/--output: cannot write .*: No such file or directory\.$"):
         call_command("backup", "-o", str(tmp_path / "missing" / "tracker.backup"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_midway_is_named_and_leaves_no_cut_off_file(tmp_path, backup_key):
+    # A full disk (here the file size limit: EFBIG, as ENOSPC would be) escaped as a traceback and
+    # left a cut-off file that passed for a backup (found by an attack review). Python ignores
+    # SIGXFSZ, so the write fails rather than the process.
+    call_command("loaddata", "sample", verbosity=0)
+    output = tmp_path / "tracker.backup"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(CommandError, match=r"^-o/--output: writing .* failed: File too large\. Nothing was kept"):
+            call_command("backup", "-o", str(output))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not output.exists()
 
 
 def test_backup_refuses_an_empty_output_name(backup_key):

@@ -572,3 +572,31 @@ def test_an_anonymous_download_is_not_cut_off_by_one_requests_database_budget(se
     assert response.status_code == 200, response.content[:300]
     content = b"".join(response.streaming_content)
     assert hashlib.sha256(content).hexdigest() == ReleaseFile.objects.get(name="incidents.csv").sha256
+
+
+def test_a_release_follows_one_holding_a_description_longer_than_csvs_own_field_limit():
+    # The next release reads the previous incidents.csv back for CHANGES.csv, with csv's limit of
+    # 131,072 characters a cell; descriptions take 200,000: every later release failed (found by
+    # an attack review). The limit as a fresh process has it (an import may have raised it).
+    csv.field_size_limit(131_072)
+    reviewer = make_user(roles.REVIEWER)
+    make_incident(title="A long testimony", description="word " * 30_000)
+    release(reviewer)
+    added = make_incident(title="Published since")
+
+    changes = rows(files_of(release(reviewer))["CHANGES.csv"])
+
+    assert changes == [{"public_id": added.public_id, "change": "added", "merged_into": ""}]
+
+
+def test_release_output_whose_release_directory_is_a_file_is_refused_before_releasing(tmp_path):
+    # Its directory was made after the release, which cannot be undone: a traceback, the release
+    # made and no file written (found by an attack review).
+    reviewer = make_user(roles.REVIEWER)
+    make_incident(title="Published")
+    (tmp_path / FIRST).write_text("not a directory")
+
+    with pytest.raises(CommandError, match=f"^--output: {tmp_path / FIRST} is a file"):
+        call_command("release", user=reviewer.username, output=str(tmp_path), stdout=io.StringIO())
+
+    assert not Release.objects.exists()

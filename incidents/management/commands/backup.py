@@ -36,6 +36,10 @@ class Command(BaseCommand):
         except backup.BackupError as error:
             output.unlink(missing_ok=True)
             raise CommandError(str(error)) from error
+        except OSError as error:
+            # The disk filled, or a quota: a cut-off file is no backup, and would pass for one.
+            output.unlink(missing_ok=True)
+            raise CommandError(f"-o/--output: writing {output} failed: {error.strerror}. Nothing was kept.") from None
         self.stdout.write(
             self.style.SUCCESS(f"Wrote {output} ({written:,} bytes) in {time.monotonic() - started:.1f} s.")
         )

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from incidents import services
 from incidents.management.arguments import path_name
-from incidents.releases import missing_license_warning, release_create, release_file_chunks
+from incidents.releases import missing_license_warning, next_release_name, release_create, release_file_chunks
 
 
 class Command(BaseCommand):
@@ -44,17 +44,27 @@ class Command(BaseCommand):
                 raise CommandError(f"--output: cannot write into {output}: {error.strerror}.") from None
             if not os.access(output, os.W_OK):
                 raise CommandError(f"--output: cannot write into {output}: Permission denied.")
+            name, _, _ = next_release_name()
+            if (Path(output) / name).exists() and not (Path(output) / name).is_dir():
+                raise CommandError(f"--output: {Path(output) / name} is a file: move it, or name another directory.")
         try:
             release = release_create(user=reviewer)
         except PermissionDenied as refusal:
             raise CommandError(f"--user: {refusal}") from None
         if output:
             directory = Path(output) / release.name
-            directory.mkdir(parents=True, exist_ok=True)
-            # A file at a time, a slice at a time: together they are hundreds of megabytes.
-            for release_file in release.files.defer("content"):
-                with (directory / release_file.name).open("wb") as written:
-                    written.writelines(release_file_chunks(release_file))
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                # A file at a time, a slice at a time: together they are hundreds of megabytes.
+                for release_file in release.files.defer("content"):
+                    with (directory / release_file.name).open("wb") as written:
+                        written.writelines(release_file_chunks(release_file))
+            except OSError as error:
+                # The release is made, and stays (releases never change): say where its files are.
+                raise CommandError(
+                    f"--output: {release.name} is released, but its files could not be written into {directory}: "
+                    f"{error.strerror}. Download them from /api/v1/releases/{release.name}/."
+                ) from None
             self.stdout.write(f"Wrote its files to {directory}.")
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
         if warning := missing_license_warning(release.name):
