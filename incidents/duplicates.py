@@ -878,9 +878,21 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
         confidential = set(Incident.objects.filter(pk__in=scored, confidential=True).values_list("pk", flat=True))
         scores = {(a, b): score for (a, b), score in scores.items() if a in confidential or b in confidential}
     with transaction.atomic():
-        # Only pairs still waiting: one decided meanwhile stays, as decided.
+        # The incidents were read before they were scored (up to half an hour for the whole
+        # database): one deleted since has its pairs deleted with it, and writing them failed the
+        # whole batch at COMMIT (the foreign key), every other incident's pairs with it.
+        present = _locked_present({incident_id for pair in scores for incident_id in pair})
+        scores = {(a, b): score for (a, b), score in scores.items() if a in present and b in present}
+        # Only pairs still waiting, locked first: one decided meanwhile stays, as decided. Django's
+        # delete reads the rows, then deletes them by id alone (`IncidentMerge.pair` is set to
+        # NULL, so there is no single DELETE), and a decision committed between the two was
+        # deleted with its note. A decision now waits for the withdrawal, then hears the pair is
+        # gone (`duplicate_pair_decide`).
         withdrawn = [pk for pair, pk in waiting.items() if pair not in scores]
-        DuplicatePair.objects.filter(pk__in=withdrawn, decision=DuplicateDecision.PENDING).delete()
+        still_waiting = DuplicatePair.objects.select_for_update().filter(
+            pk__in=withdrawn, decision=DuplicateDecision.PENDING
+        )
+        DuplicatePair.objects.filter(pk__in=list(still_waiting.values_list("pk", flat=True))).delete()
         # One statement for proposals and decided pairs alike: a new pair is inserted as pending,
         # an existing one (waiting or decided) has only its score set; its decision, decider and
         # note stay. A score-only change records no history (`DuplicatePair`'s tracker).
@@ -891,6 +903,18 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
             update_fields=["score"],
             batch_size=5000,
         )
+
+
+def _locked_present(incident_ids: Collection[int]) -> set[int]:
+    """Which of `incident_ids` still exist, each locked until the transaction ends, in id order
+    (FOR KEY SHARE: a deletion waits for it, an edit does not; Django's `select_for_update` takes
+    no such lock): the pairs written in it name no incident deleted before it commits. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Incident._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            [sorted(incident_ids)],
+        )
+        return {incident_id for (incident_id,) in cursor.fetchall()}
 
 
 @task

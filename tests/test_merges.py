@@ -1592,3 +1592,22 @@ def test_a_decision_naming_a_field_it_does_not_read_is_refused_naming_it(world, 
     refused_undo = client.post(unmerge_url(world["merged"]), misspelt, format="json")
     assert refused_undo.status_code == 400 and "No such field" in refused_undo.json()["noet"][0]
     assert IncidentMerge.objects.get().undone_at is None
+
+
+@pytest.mark.django_db
+def test_the_merge_confirmation_answers_a_hidden_pair_as_one_that_does_not_exist(client):
+    """A Reviewer without Confidential access POSTs the merge confirmation of a pair id with a
+    version the page never showed: a pair with a confidential incident answered a redirect to the
+    pair with "Nothing was merged. Survivor version: …", an id no pair has a 404. The answer told
+    them which ids are pairs with a confidential incident (a hidden report of an event they know)."""
+    hidden = DuplicatePair.objects.create(
+        incident_a=make_incident(title="Arrests in Tumen"),
+        incident_b=make_incident(title="Arrests near Tumen", confidential=True),
+        score=0.9,
+    )
+    client.force_login(make_user(roles.REVIEWER))
+    for pair_id in (hidden.pk, hidden.pk + 1000):
+        url = reverse("admin:incidents_incidentmerge_confirm", args=[pair_id])
+        assert client.get(url).status_code == 404
+        answer = client.post(url, {"survivor_version": "not a version", "note": ""})
+        assert answer.status_code == 404, (pair_id, answer.status_code, answer.get("Location"))
