@@ -1621,3 +1621,48 @@ def test_a_pair_withdrawn_while_a_reviewer_decides_it_is_not_a_server_error():
     assert answer.status_code == 302, answer.content
     assert messages_of(answer) == [f"duplicate pair with ID “{pair.pk}” doesn’t exist. Perhaps it was deleted?"]
     assert not DuplicatePair.objects.exists()
+
+
+def test_deciding_a_pair_opened_from_the_queues_second_page_leads_on_not_to_a_500(monkeypatch):
+    """A Reviewer working through the queue opens a pair from its second page: the admin keeps
+    `p=2` in the page's `_changelist_filters`. Deciding it looked for the next pair waiting in
+    that list (`RowsOnlyChangeList`), whose page check read the page count of a list that makes
+    no page: a 500, and the decision rolled back."""
+    monkeypatch.setattr(DuplicatePairAdmin, "list_per_page", 2)
+    first = make_incident()
+    pairs = [
+        DuplicatePair.objects.create(incident_a=first, incident_b=make_incident(), score=0.99 - index / 100)
+        for index in range(5)
+    ]
+    client = Client(raise_request_exception=False)
+    client.force_login(make_user(roles.REVIEWER))
+    listing = reverse("admin:incidents_duplicatepair_changelist")
+    assert client.get(listing, {"p": "2"}).status_code == 200  # the list has a second page
+    on_second_page = pairs[2]
+
+    opened = reverse("admin:incidents_duplicatepair_change", args=[on_second_page.pk])
+    answer = client.post(
+        f"{opened}?{urlencode({'_changelist_filters': 'p=2'})}", pair_decision(on_second_page, "different")
+    )
+
+    assert answer.status_code == 302, answer.status_code
+    # On to the list's first pair still waiting, whatever page the decided one was on.
+    assert answer["Location"].startswith(reverse("admin:incidents_duplicatepair_change", args=[pairs[0].pk]))
+    on_second_page.refresh_from_db()
+    assert on_second_page.decision == "different"
+
+
+def test_a_score_band_the_pair_queue_does_not_offer_is_refused_naming_it():
+    """`?score=hihg`, a bookmark's typo, listed every pair, the 0.70 ones among them, as if a band
+    applied: every other filter refuses a value it does not offer, naming its parameter."""
+    first = make_incident()
+    DuplicatePair.objects.create(incident_a=first, incident_b=make_incident(title="Low scoring pair"), score=0.7)
+    client = Client(raise_request_exception=False)
+    client.force_login(make_user(roles.REVIEWER))
+    listing = reverse("admin:incidents_duplicatepair_changelist")
+    assert "Low scoring pair" not in client.get(listing, {"score": "high"}).content.decode()
+
+    answer = client.get(listing, {"score": "hihg"})
+
+    assert answer.status_code == 400, (answer.status_code, "Low scoring pair" in answer.content.decode())
+    assert "score" in answer.content.decode()

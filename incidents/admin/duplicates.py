@@ -10,7 +10,7 @@ import copy
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import pluralize
@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 from incidents.admin.base import (
     CountedAheadPaginator,
     FilterCannotBeApplied,
+    FilterValueRefused,
     TrackedModelAdmin,
     WaitingFirstFilter,
     page_asked,
@@ -61,8 +62,11 @@ class ScoreFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        if self.value() not in self.BANDS:
+        if self.value() is None:
             return queryset
+        if self.value() not in self.BANDS:
+            # Listed every pair as if a band applied (`?score=hihg`, a bookmark's typo).
+            raise FilterValueRefused({self.parameter_name: [f"Choose one of {', '.join(self.BANDS)}."]})
         low, high = self.BANDS[self.value()]
         if low is not None:
             queryset = queryset.filter(score__gte=low)
@@ -337,9 +341,12 @@ class RowsOnlyChangeList(ChangeList):
 def _request_of_the_list(request):
     """The request of the list a change page was opened from, for its rows only: its query string
     is the one the admin keeps in the page's `_changelist_filters` (none: the list's default, the
-    waiting pairs)."""
+    waiting pairs), without its page: the next pair is the list's next whatever page it is on, and
+    a page above the first was refused (a 500, the decision rolled back) by a list that makes no
+    page."""
     listing = copy.copy(request)
-    listing.GET = QueryDict(request.GET.get("_changelist_filters", ""))
+    listing.GET = QueryDict(request.GET.get("_changelist_filters", ""), mutable=True)
+    listing.GET.pop(PAGE_VAR, None)
     listing.rows_only = True
     return listing
 
