@@ -476,15 +476,31 @@ FILE_CHUNK_BYTES = 1 << 20
 def _csv_chunks(header: list[str], rows: Iterable[Sequence]) -> Iterator[bytes]:
     """The CSV of `rows`, encoded as it is written, in chunks of about FILE_CHUNK_BYTES."""
     out = io.BytesIO()
-    writer = csv.writer(io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True), lineterminator="\n")
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_cell(value) for value in row])
+        cells = [_cell(value) for value in row]
+        if any("\r" in cell for cell in cells):
+            text.write(_row_quoting_carriage_returns(cells))
+        else:
+            writer.writerow(cells)
         if out.tell() >= FILE_CHUNK_BYTES:
             yield out.getvalue()
             out.seek(0)
             out.truncate()
     yield out.getvalue()
+
+
+def _row_quoting_carriage_returns(cells: list[str]) -> str:
+    """The CSV line of `cells`, one of which holds a carriage return, quoted as one holding a
+    newline is. csv quotes only the delimiter, the quote and the line end's own characters, and
+    ours is \n: a lone \r went out bare, which every reader takes for a line's end, so the row
+    split in two for the release's readers, and the next release failed reading it back. Written
+    with \r\n, whose \r csv then quotes, and ended with \n as every other line."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\r\n").writerow(cells)
+    return line.getvalue().removesuffix("\r\n") + "\n"
 
 
 def _csv_rows(chunks: Iterable[bytes], size: int) -> Iterator[list[str]]:

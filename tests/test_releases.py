@@ -22,7 +22,7 @@ from incidents import exports, releases, roles
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, Incident, Release, ReleaseFile, Response
 from incidents.releases import build_release_files, release_facts
-from tests.api_support import API, client_for
+from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 YEAR = timezone.now().year
@@ -600,3 +600,47 @@ def test_release_output_whose_release_directory_is_a_file_is_refused_before_rele
         call_command("release", user=reviewer.username, output=str(tmp_path), stdout=io.StringIO())
 
     assert not Release.objects.exists()
+
+
+class TestACarriageReturnInAText:
+    """A text holding a carriage return alone ("\\r", as old Mac editors and some pasted reports
+    write a line break) went into the CSV unquoted: every CSV reader read it as a line's end, and
+    the next release, reading the previous one's incidents.csv for CHANGES.csv, failed."""
+
+    @pytest.fixture
+    def described(self, reviewer):
+        incident = make_incident(title="Published repatriation")
+        make_claim(incident=incident, source=make_source(title="Public report"))
+        # Written as a Reviewer writes it, through the API.
+        answer = client_for(reviewer).patch(
+            incident_url(incident),
+            {"description": "Seen at dawn.\rTaken away at noon.", "version": 1},
+            format="json",
+        )
+        assert answer.status_code == 200, answer.content
+        incident.refresh_from_db()
+        assert "\r" in incident.description
+        return incident
+
+    def test_the_next_release_is_still_made(self, reviewer, described):
+        release(reviewer)
+        described.title = "Published repatriation (corrected)"
+        described.save()
+        # The first release is immutable: if the second cannot read it, no release can ever be made again.
+        listed = release(reviewer)
+        assert listed["name"] == f"incident-tracker-{YEAR}.2"
+        assert rows(files_of(listed)["CHANGES.csv"]) == [
+            {"public_id": described.public_id, "change": "updated", "merged_into": ""}
+        ]
+
+    def test_the_released_csv_reads_back_as_one_row_holding_the_text(self, reviewer, described, tmp_path):
+        call_command("release", user=reviewer.username, output=str(tmp_path), stdout=io.StringIO())
+        package = Path(tmp_path) / FIRST / "datapackage.json"
+        content = (package.parent / "incidents.csv").read_bytes()
+        read = list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
+        assert [row["description"] for row in read] == ["Seen at dawn.\rTaken away at noon."]
+        # Read as a reader that takes any line end for one (universal newlines): one row still.
+        read = list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline=None)))
+        assert [row["description"] for row in read] == ["Seen at dawn.\nTaken away at noon."]
+        report = validate(package)
+        assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
