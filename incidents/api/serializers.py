@@ -313,6 +313,12 @@ class VisibleIncidentField(BoundedManyMixin, SlugField):
         return Incident.objects.visible_to(_request_user(self))
 
 
+COARSENED_COORDINATES_MESSAGE = (
+    "This place lies inside a sensitive one: you are shown the coordinates of a place containing it "
+    "({shown}), and only staff may change its own. Send those, or leave both out."
+)
+
+
 def shown_coordinates(place: Place) -> tuple[float | None, float | None]:
     """The location the reader may see, as annotated by `Place.objects.with_coordinates_for(user)`."""
     if place.shown_latitude is None:
@@ -391,6 +397,13 @@ class PlaceSerializer(ModelRulesMixin, CountryFieldMixin, serializers.ModelSeria
         )
         if writer_shown_coarsened and len(given) == 2 and sent == shown_coordinates(place):
             del attrs["latitude"], attrs["longitude"]
+        elif writer_shown_coarsened and place.within_sensitive and given:
+            # Any other position would overwrite exact coordinates they were never shown. Among
+            # those, a PUT of what they read before staff moved the place shown in its stead, which
+            # moves neither this place's version nor its ETag: the exact ones were overwritten with
+            # that place's old ones (or erased), answered 200. Whether exact ones are stored is not told.
+            shown = ", ".join("null" if value is None else str(value) for value in shown_coordinates(place))
+            raise serializers.ValidationError({"latitude": [COARSENED_COORDINATES_MESSAGE.format(shown=shown)]})
         return super().validate(attrs)
 
     def to_representation(self, place):
