@@ -1428,3 +1428,34 @@ class TestOneLineFields:
         assert answer.status_code == 400, answer.content
         assert "“Tumen” is already in China" in str(answer.json()["name"])
         assert Place.objects.filter(parent=china).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body_of", "named"),
+    [
+        (lambda records: {"places": [records["other_place"].pk + 0.5]}, "places"),
+        (
+            lambda records: {
+                "involvements": [{"organization": records["organization"].pk + 0.5, "role": "perpetrator"}]
+            },
+            "involvements[0].organization",
+        ),
+        (lambda records: {"claims": [{"source": records["source"].pk + 0.5}]}, "claims[0].source"),
+    ],
+    ids=["place", "organization", "source"],
+)
+def test_an_id_that_is_not_a_whole_number_is_refused_naming_it_not_read_as_another_record(body_of, named):
+    """`"places": [3.5]` was read as place 3 (Django truncates the float it is given), answered 200:
+    a client's bad value put the incident at another place, or named another perpetrator."""
+    town = make_place(name="Tumen")
+    records = {"other_place": make_place(name="Jilin"), "organization": make_organization(), "source": make_source()}
+    incident = make_incident(places=[town], review_state="draft")
+
+    answer = client_for(make_user(roles.ANALYST)).patch(
+        incident_url(incident), {**body_of(records), "version": incident.version}, format="json"
+    )
+
+    assert answer.status_code == 400, answer.content
+    assert named in answer.json(), answer.json()
+    assert list(incident.places.values_list("pk", flat=True)) == [town.pk]
+    assert not incident.involvements.exists() and not incident.claims.exists()

@@ -141,11 +141,25 @@ class OneValuePerKey(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class KeyField(serializers.PrimaryKeyRelatedField):
+    """A record by its id, which is a whole number: DRF hands `3.5` to the lookup, which Django
+    reads as 3, so `"places": [3.5]` put the incident at place 3, answered 200. Refused as DRF
+    refuses any other value that is not a key."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, float) and not data.is_integer():
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class UnknownFieldsRefused(OneValuePerKey):
     """A write naming a field the record does not have is refused, naming it: DRF leaves such keys
     out, so `"peopel_count": 90` answered 200 with nothing changed, and the writer took it as
     saved. Every field the record is read with may be sent back (read-only ones are left alone):
     a client writes what it read."""
+
+    # The relations a model serializer makes of its foreign keys (an involvement's organization).
+    serializer_related_field = KeyField
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
@@ -285,7 +299,7 @@ class BoundedManyMixin:
         return BoundedManyRelatedField(child_relation=cls(*args, **kwargs), **list_kwargs)
 
 
-class VisibleSourceField(serializers.PrimaryKeyRelatedField):
+class VisibleSourceField(KeyField):
     """A source by id, among those the requesting user may see: a hidden id is "does not exist"."""
 
     def get_queryset(self):
@@ -601,7 +615,7 @@ class InvolvementSerializer(NestedRowSerializer):
         fields = ["id", "organization", "organization_name", "role"]
 
 
-class IncidentPlaceField(BoundedManyMixin, serializers.PrimaryKeyRelatedField):
+class IncidentPlaceField(BoundedManyMixin, KeyField):
     """Reads as the place with its country and (possibly coarsened) coordinates; writes by id, or as
     read: an incident a client read is written back as it was read (`UnknownFieldsRefused`), where
     its places, read as objects, were refused whole ("Incorrect type. Expected pk value, received
