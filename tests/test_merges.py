@@ -263,6 +263,11 @@ def test_the_merged_address_answers_301_to_the_survivor_with_merged_into(world, 
     # The page's CSV row too (it answered 404 where the page led on).
     row = client.get(f"/incidents/{merged.public_id}.csv")
     assert row.status_code == 301 and row["Location"] == f"/incidents/{survivor.public_id}.csv"
+    # The page's "CSV for Excel" link, its byte order mark kept on the way (it was lost: Excel
+    # then read the survivor's Korean in the Windows code page).
+    for_excel = client.get(f"/incidents/{merged.public_id}.csv", {"bom": "1"}, follow=True)
+    assert for_excel.redirect_chain == [(f"/incidents/{survivor.public_id}.csv?bom=1", 301)]
+    assert b"".join(for_excel.streaming_content).startswith(b"\xef\xbb\xbf")
 
 
 def test_readers_who_may_not_see_the_survivor_get_404(world, reviewer, client):

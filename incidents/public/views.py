@@ -347,7 +347,9 @@ def incident_csv(request, public_id: str):
         survivor = redirect_target(user=request.user, public_id=public_id)
         if survivor is None:
             raise Http404(_("No such incident."))
-        return HttpResponsePermanentRedirect(reverse("public:incident-csv", args=[survivor]))
+        # With the query kept: the page's "CSV for Excel" link asks for `bom=1`, lost on the way.
+        query = f"?{request.GET.urlencode()}" if request.GET else ""
+        return HttpResponsePermanentRedirect(reverse("public:incident-csv", args=[survivor]) + query)
     return incidents_csv_response(
         incidents,
         request,
