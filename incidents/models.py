@@ -20,7 +20,7 @@ from django.contrib.postgres.indexes import GinIndex, GistIndex, OpClass
 from django.contrib.postgres.search import SearchVectorExact, SearchVectorField
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MaxLengthValidator
+from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import connection, models, transaction
 from django.db.models import ExpressionWrapper, F, Func, Q, Value
 from django.db.models.expressions import Col, RawSQL
@@ -1228,9 +1228,17 @@ class IncidentTypeManager(models.Manager):
         return self.get(slug=slug)
 
 
+# A type's slug is its `type` cell in the CSV: one starting with "-" (or "_") reached an analyst's
+# spreadsheet as a formula (`-A1-B2`), where the free-text cells are defused (exports.FORMULA_LIKE).
+TYPE_SLUG_START = r"^[^-_]"
+TYPE_SLUG_START_MESSAGE = "Start the slug with a letter or a digit: a spreadsheet reads “-” first as a formula."
+
+
 @pghistory.track()
 class IncidentType(VersionedModel, TimestampedModel):
-    slug = models.SlugField(max_length=64, unique=True)
+    slug = models.SlugField(
+        max_length=64, unique=True, validators=[RegexValidator(TYPE_SLUG_START, TYPE_SLUG_START_MESSAGE)]
+    )
     name = models.CharField(max_length=128, validators=[OneLineValidator("A name")])
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     description = models.TextField(blank=True)
@@ -1255,6 +1263,12 @@ class IncidentType(VersionedModel, TimestampedModel):
                 violation_error_message=TYPE_INSIDE_ITSELF_MESSAGE,
             ),
             OneLineConstraint(condition=one_line_condition("name"), name="incident_type_name_one_line"),
+            models.CheckConstraint(
+                condition=Q(slug__regex=TYPE_SLUG_START),
+                name="incident_type_slug_starts_plain",
+                violation_error_code="slug_start",
+                violation_error_message=TYPE_SLUG_START_MESSAGE,
+            ),
         ]
 
     def __str__(self):

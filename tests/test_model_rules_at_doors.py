@@ -121,6 +121,22 @@ def test_a_type_cannot_be_its_own_parent(client, reviewer):
     assert api_answer.json()["parent"] == message
 
 
+def test_a_type_slug_a_spreadsheet_reads_as_a_formula_is_refused_naming_it(client, reviewer):
+    """A type's slug is its incidents' `type` cell in the CSV, which is not defused as the free-text
+    cells are: `-A1-B2` reached an analyst's spreadsheet as a formula."""
+    form = {"slug": "-A1-B2", "name": "Other", "description": ""}
+
+    admin_answer = client.post(reverse("admin:incidents_incidenttype_add"), form)
+    api_answer = client_for(reviewer).post(f"{API}/incident-types/", form, format="json")
+
+    message = ["Start the slug with a letter or a digit: a spreadsheet reads “-” first as a formula."]
+    assert admin_answer.context["adminform"].form.errors["slug"] == message
+    assert api_answer.status_code == 400 and api_answer.json()["slug"] == message
+    with pytest.raises(IntegrityError, match="incident_type_slug_starts_plain"), transaction.atomic():
+        IncidentType.objects.create(slug="_A1", name="Other")
+    assert not IncidentType.objects.filter(name="Other").exists()
+
+
 def place_too_deep(what: str, level: int) -> list[str]:
     return [
         "Places nest at most 10 levels deep (country > province > city > district > village is five): "
