@@ -780,6 +780,12 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
     permission_classes = [IsAuthenticatedOrReadOnly]
     orderings = {"-id": ("-id",)}
 
+    def perform_content_negotiation(self, request, force=False):
+        """A file goes out as it is stored, as the schema declares it (text/csv, text/markdown,
+        application/json): a client asking for its type (`Accept: text/csv`) was refused with 406,
+        the renderers offering JSON and HTML only. They render the errors."""
+        return super().perform_content_negotiation(request, force=force or self.action == "download")
+
     def get_queryset(self):
         # 1 query for the releases, 1 for their files without their content.
         files = ReleaseFile.objects.defer("content").order_by("name")
@@ -872,6 +878,19 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
             detail = f"Range: this file has {size:,} bytes; ask for a range that starts before its end."
             return JsonResponse({"detail": detail}, status=416, headers={"Content-Range": f"bytes */{size}"})
         start, end = byte_range or (0, size)
+        file_headers = {
+            **headers,
+            "Content-Type": f"{release_file.media_type}; charset=utf-8",
+            "Content-Length": end - start,
+            "Content-Disposition": f'attachment; filename="{name}-{release_file.name}"',
+        }
+        if byte_range:
+            file_headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        if request.method == "HEAD":
+            # The headers alone (`curl -I`, a link checker, a download manager before it resumes),
+            # all of them in the file's row: a HEAD answered as a GET read the whole file into a
+            # spool file under an export slot, to send none of it.
+            return HttpResponse(status=206 if byte_range else 200, headers=file_headers)
         # A release file (some 400 MB at a million incidents) is read from the database into a file
         # under an export slot and sent from there, as a CSV export is, one download at a time per
         # client (`spooled_download`): a slow client holds neither a slot nor the database. Not
@@ -887,19 +906,7 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
         )
         if not isinstance(download, SpooledDownload):
             return download
-        response = StreamingHttpResponse(
-            download,
-            content_type=f"{release_file.media_type}; charset=utf-8",
-            status=206 if byte_range else 200,
-            headers={
-                **headers,
-                "Content-Length": end - start,
-                "Content-Disposition": f'attachment; filename="{name}-{release_file.name}"',
-            },
-        )
-        if byte_range:
-            response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        return response
+        return StreamingHttpResponse(download, status=206 if byte_range else 200, headers=file_headers)
 
 
 # ASCII digits only (RFC 9110's DIGIT): `\d` also matched "٣", which int() reads as 3.
