@@ -42,12 +42,31 @@ _BOOKKEEPING_BEFORE = ["version", "updated_at", "disclosed_version", "disclosed_
 _BOOKKEEPING = [*_BOOKKEEPING_BEFORE, "public_version", "public_updated_at"]
 
 
-def keep_function(audience: str, bookkeeping: list[str]) -> str:
+def keep_function(audience: str, bookkeeping: list[str], *, hidden_kept: bool = False) -> str:
     """The row trigger function that keeps `{audience}_version` and `{audience}_updated_at`: migration
     0096's `record_disclosed_keep`, said of an audience's columns, `bookkeeping` left out of the
     comparison. Its arguments: the record's link to a source (a column name, or ''), then the columns
-    the audience does not read (or, an incident's, that are bookkeeping too)."""
+    the audience does not read (or, an incident's, that are bookkeeping too). With `hidden_kept`
+    (migration 0110), a change of a record hidden from the audience before and after it is none
+    they are told of."""
     columns = "ARRAY[" + ", ".join(f"'{column}'" for column in bookkeeping) + "]"
+    hidden_from_audience = (
+        "coalesce((to_jsonb({row}) ->> 'confidential')::boolean, false)"
+        if audience == "disclosed"
+        else "(coalesce((to_jsonb({row}) ->> 'confidential')::boolean, false)"
+        " OR coalesce(to_jsonb({row}) ->> 'review_state', 'published') <> 'published')"
+    )
+    kept_while_hidden = (
+        f"""
+    -- Hidden from the audience before and after (confidential; for the public, a draft too): an
+    -- edit then is none they may be told of, and one counted showed them, once the record was
+    -- shown, how many edits were made while they could not see it.
+    IF {hidden_from_audience.format(row="OLD")} AND {hidden_from_audience.format(row="NEW")} THEN
+        RETURN NEW;
+    END IF;"""
+        if hidden_kept
+        else ""
+    )
     return f"""
 CREATE OR REPLACE FUNCTION record_{audience}_keep() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -64,7 +83,7 @@ BEGIN
     said_seen := NEW.{audience}_updated_at = NEW.updated_at
         AND NEW.{audience}_updated_at IS DISTINCT FROM OLD.{audience}_updated_at;
     NEW.{audience}_version := OLD.{audience}_version;
-    NEW.{audience}_updated_at := OLD.{audience}_updated_at;
+    NEW.{audience}_updated_at := OLD.{audience}_updated_at;{kept_while_hidden}
     -- Once a version: a new one, or the one whose change time is not yet theirs.
     IF NEW.version IS NOT DISTINCT FROM OLD.version AND OLD.{audience}_updated_at IS NOT DISTINCT FROM NEW.updated_at THEN
         RETURN NEW;
