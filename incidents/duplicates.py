@@ -854,6 +854,8 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
     With `confidential_pairs_only`, the pairs of two incidents that are not confidential are
     neither proposed, rescored nor withdrawn (`rescore_relays_after_commit`,
     `services._changed_in_confidence`)."""
+    # Before anything is read: a rescoring queued later reads what changed since (`_queued_since`).
+    read_at = timezone.now()
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
         in_scope = in_scope.filter(Q(incident_a__in=incident_ids) | Q(incident_b__in=incident_ids))
@@ -878,6 +880,16 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
         confidential = set(Incident.objects.filter(pk__in=scored, confidential=True).values_list("pk", flat=True))
         scores = {(a, b): score for (a, b), score in scores.items() if a in confidential or b in confidential}
     with transaction.atomic():
+        # A pair of an incident changed since it was read was scored as it was: left to the
+        # rescoring its change queued, which reads it as it is now. Written over it, a whole
+        # database's pass (half an hour at a million incidents) put back the score of two
+        # confidential incidents made public meanwhile, raised by an informant both relay, which
+        # the rescoring queued by their publication had already brought down.
+        changed = _queued_since(read_at)
+        if changed is None:
+            return  # A rescoring of the whole database was queued since: it does all of this again.
+        scores = {(a, b): score for (a, b), score in scores.items() if a not in changed and b not in changed}
+        waiting = {(a, b): pk for (a, b), pk in waiting.items() if a not in changed and b not in changed}
         # The incidents were read before they were scored (up to half an hour for the whole
         # database): one deleted since has its pairs deleted with it, and writing them failed the
         # whole batch at COMMIT (the foreign key), every other incident's pairs with it.
@@ -903,6 +915,21 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
             update_fields=["score"],
             batch_size=5000,
         )
+
+
+def _queued_since(moment: datetime) -> set[int] | None:
+    """The incidents named by the rescorings queued since `moment` (taken or not), or None if one of
+    them rescores the whole database. One query. What the database's queue keeps (django-tasks-db,
+    whose results are pruned after a day): a backend that runs tasks as they are queued keeps
+    none, and rescores as each write commits. `enqueued_at` is the queueing process's clock."""
+    queued = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path, enqueued_at__gt=moment)
+    named = set()
+    for args_kwargs in queued.values_list("args_kwargs", flat=True):
+        incident_ids = args_kwargs["kwargs"].get("incident_ids")
+        if not incident_ids:
+            return None
+        named.update(incident_ids)
+    return named
 
 
 def _locked_present(incident_ids: Collection[int]) -> set[int]:

@@ -361,3 +361,56 @@ def test_a_confidential_claims_write_on_a_public_incident_is_rescored_in_confide
     )
     assert answer.status_code == 200, answer.content
     assert queued()[1:] == [{"incident_ids": [incident.pk]}]
+
+
+@pytest.mark.parametrize("decision", ["pending", "unsure"])
+def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_to_their_rescoring(
+    monkeypatch, decision
+):
+    """`find_duplicates` reads every incident, then writes its scores (half an hour at a million).
+    Two confidential incidents alike only by an informant both relay are made public meanwhile,
+    and the worker rescores their pair as staff without Confidential access know them. The pass
+    then wrote back the score it worked out while they were confidential (0.99+): staff without
+    that access saw a pair of two public incidents that only the hidden informant explains."""
+    informant = make_source(title="Informant K", confidential=True)
+    town = make_place(name="Hyesan")
+    first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
+    second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
+    for incident in (first, second):
+        make_claim(incident=incident, source=informant)
+        make_claim(incident=incident, source=make_source())
+    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
+    pair = DuplicatePair.objects.get(incident_a=first, incident_b=second)
+    assert pair.score > 0.99
+    insider = make_user(roles.REVIEWER, confidential=True)
+    if decision != "pending":
+        duplicates.duplicate_pair_decide(user=insider, pair=pair, decision=decision, note="")
+    scored_pairs = duplicates.scored_pairs
+
+    def made_public_while_the_pass_scores(*args, **kwargs):
+        scored = scored_pairs(*args, **kwargs)
+        if kwargs.get("incident_ids"):
+            return scored  # the worker's rescoring, below
+        for incident in (first, second):
+            incident.refresh_from_db()
+            answer = client_for(insider).patch(
+                incident_url(incident), {"confidential": False, "version": incident.version}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+        run_worker()
+        return scored
+
+    monkeypatch.setattr(duplicates, "scored_pairs", made_public_while_the_pass_scores)
+    call_command("find_duplicates", stdout=io.StringIO())
+    monkeypatch.setattr(duplicates, "scored_pairs", scored_pairs)
+
+    listed = client_for(make_user(roles.REVIEWER)).get(f"{API}/duplicates/", {"decision": decision}).json()["results"]
+    as_they_may_know_it = dict(
+        ((a, b), score)
+        for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])
+        if (a, b) == (first.pk, second.pk)
+    )
+    assert as_they_may_know_it[(first.pk, second.pk)] < 0.99
+    assert [(row["incident_a"], row["score"]) for row in listed] == [
+        (first.public_id, as_they_may_know_it[(first.pk, second.pk)])
+    ]
