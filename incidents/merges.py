@@ -99,7 +99,7 @@ def _require_reviewer(user, doing: str) -> None:
         raise PermissionDenied(f"Only a Reviewer may {doing}.")
 
 
-def _pair_incidents(*, user, pair: DuplicatePair) -> tuple[Incident, Incident]:
+def pair_incidents(*, user, pair: DuplicatePair) -> tuple[Incident, Incident]:
     """The pair's incidents if `user` may see both (merged ones they may follow included, so a
     second merge hears why it is refused); otherwise RecordNotFound, as if the pair did not exist:
     "merged into another incident" told a Reviewer that an incident they saw had joined one hidden
@@ -160,7 +160,7 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
 def merge_plan(*, user, pair: DuplicatePair, survivor: str | None = None) -> MergePlan:
     """What merging `pair` (into `survivor`, a public id; by default `default_survivor`) would move
     and propose, as `user` may see it. Raises as `incident_merge` would, without writing."""
-    survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
+    survivor_incident, merged = _sides(pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
     _refusals(user, survivor_incident, merged, pair)
     return _plan(user, survivor_incident, merged)
@@ -275,7 +275,7 @@ def incident_merge(
     merged already, the pair was decided "different", their confidentiality differs, or either
     changed since the versions given (the page the Reviewer confirmed; as `told` counts them, the
     audience the Reviewer read them as: `querysets.EditedVersion`)."""
-    survivor_incident, merged = _sides(_pair_incidents(user=user, pair=pair), survivor)
+    survivor_incident, merged = _sides(pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
     services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)

@@ -1616,3 +1616,30 @@ def test_the_merge_confirmation_answers_a_hidden_pair_as_one_that_does_not_exist
         assert client.get(url).status_code == 404
         answer = client.post(url, {"survivor_version": "not a version", "note": ""})
         assert answer.status_code == 404, (pair_id, answer.status_code, answer.get("Location"))
+
+
+@pytest.mark.django_db
+def test_a_merge_confirmed_twice_tells_the_reviewer_it_was_already_merged(client):
+    """A Reviewer submits the merge confirmation twice (a double click, a second tab, two Reviewers
+    on the same pair): the second is answered "Nothing was merged. … was already merged into …",
+    back to the pair, not a 404 (the pair of a merged incident, which no list shows, is seen)."""
+    tumen = make_place(name="Tumen")
+    survivor = make_incident(title="80 sent back from Tumen", places=[tumen], people_count=80)
+    merged = make_incident(title="Repatriation at Tumen", places=[tumen], people_count=80)
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    reviewer = make_user(roles.REVIEWER)
+    client.force_login(reviewer)
+    url = reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])
+    page = client.get(url, {"survivor": survivor.public_id})
+    assert page.status_code == 200
+    form = {
+        "survivor": survivor.public_id,
+        "survivor_version": page.context["survivor_version"],
+        "merged_version": page.context["merged_version"],
+        "note": "",
+    }
+    first = client.post(url, form)
+    assert first.status_code == 302, first.content[:500]
+    again = client.post(url, form)
+    assert again.status_code == 302, again.status_code
+    assert "Nothing was merged" in " ".join(messages_of(client.get(again["Location"])) or [])

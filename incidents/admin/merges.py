@@ -243,12 +243,14 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
     def confirm_view(self, request, pair_id):
         """GET: what merging the pair into the chosen survivor moves, conflicts and proposes.
         POST: merge, as confirmed (the versions shown: a change since refuses it)."""
-        # A pair its reader may not see answers as one that does not exist, before anything in the
-        # request is read: a version the page never showed was refused, naming the hidden pair.
-        pair = get_object_or_404(DuplicatePair.objects.visible_to(request.user), pk=pair_id)
+        pair = get_object_or_404(DuplicatePair, pk=pair_id)
         pair_url = reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
         data = request.POST if request.method == "POST" else request.GET
         try:
+            # A pair its reader may not see answers as one that does not exist, before anything in
+            # the request is read: a version the page never showed was refused, naming the hidden
+            # pair. One merged already is seen, and refused as such by the merge.
+            merges.pair_incidents(user=request.user, pair=pair)
             if request.method == "POST":
                 merge = merges.incident_merge(
                     user=request.user,
