@@ -854,7 +854,7 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
     With `confidential_pairs_only`, the pairs of two incidents that are not confidential are
     neither proposed, rescored nor withdrawn (`rescore_relays_after_commit`,
     `services._changed_in_confidence`)."""
-    # Before anything is read: a rescoring queued later reads what changed since (`_queued_since`).
+    # Before anything is read: a rescoring starting later reads what changed since (`_LaterRescorings`).
     read_at = timezone.now()
     in_scope = DuplicatePair.objects.all()
     if incident_ids is not None:
@@ -881,15 +881,17 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
         scores = {(a, b): score for (a, b), score in scores.items() if a in confidential or b in confidential}
     with transaction.atomic():
         # A pair of an incident changed since it was read was scored as it was: left to the
-        # rescoring its change queued, which reads it as it is now. Written over it, a whole
-        # database's pass (half an hour at a million incidents) put back the score of two
-        # confidential incidents made public meanwhile, raised by an informant both relay, which
-        # the rescoring queued by their publication had already brought down.
-        changed = _queued_since(read_at)
-        if changed is None:
-            return  # A rescoring of the whole database was queued since: it does all of this again.
-        scores = {(a, b): score for (a, b), score in scores.items() if a not in changed and b not in changed}
-        waiting = {(a, b): pk for (a, b), pk in waiting.items() if a not in changed and b not in changed}
+        # rescoring its change queued (or found waiting), which reads it as it is now. Written
+        # over it, a whole database's pass (half an hour at a million incidents) put back the
+        # score of two confidential incidents made public meanwhile, raised by an informant both
+        # relay, which the rescoring of their publication had already brought down.
+        later = _LaterRescorings.since(read_at)
+        if later.every_pair_of is None:
+            return  # One of the whole database starts after this one read it: it does all of this again.
+        named = {incident_id for pair in itertools.chain(scores, waiting) for incident_id in pair}
+        left = later.left_to_them(named)
+        scores = {(a, b): score for (a, b), score in scores.items() if not left(a, b)}
+        waiting = {(a, b): pk for (a, b), pk in waiting.items() if not left(a, b)}
         # The incidents were read before they were scored (up to half an hour for the whole
         # database): one deleted since has its pairs deleted with it, and writing them failed the
         # whole batch at COMMIT (the foreign key), every other incident's pairs with it.
@@ -917,19 +919,56 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
         )
 
 
-def _queued_since(moment: datetime) -> set[int] | None:
-    """The incidents named by the rescorings queued since `moment` (taken or not), or None if one of
-    them rescores the whole database. One query. What the database's queue keeps (django-tasks-db,
-    whose results are pruned after a day): a backend that runs tasks as they are queued keeps
-    none, and rescores as each write commits. `enqueued_at` is the queueing process's clock."""
-    queued = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path, enqueued_at__gt=moment)
-    named = set()
-    for args_kwargs in queued.values_list("args_kwargs", flat=True):
-        incident_ids = args_kwargs["kwargs"].get("incident_ids")
-        if not incident_ids:
-            return None
-        named.update(incident_ids)
-    return named
+@dataclass(frozen=True)
+class _LaterRescorings:
+    """The incidents whose pairs rescorings not yet started when another read them will rescore:
+    every pair of `every_pair_of` (None: of every incident), and the pairs with a confidential
+    incident of `confidential_pairs_of` (None: of every incident), which an in-confidence
+    rescoring alone writes (`confidential_pairs_only`)."""
+
+    every_pair_of: set[int] | None
+    confidential_pairs_of: set[int] | None
+
+    @classmethod
+    def since(cls, moment: datetime) -> "_LaterRescorings":
+        """Those of the rescorings waiting, or started after `moment` (a failed one wrote nothing).
+        Waiting ones count, not only those queued since: a write made while a rescoring of its
+        incidents waits queues none (`_waiting_already`). One query. What the database's queue
+        keeps (django-tasks-db, whose results are pruned after a day): a backend that runs tasks
+        as they are queued keeps none, and rescores as each write commits."""
+        later = DBTaskResult.objects.filter(task_path=refresh_duplicate_pairs.module_path).filter(
+            Q(started_at__isnull=True) | Q(started_at__gt=moment)
+        )
+        every_pair_of, confidential_pairs_of = set(), set()
+        for args_kwargs in later.exclude(status=TaskResultStatus.FAILED).values_list("args_kwargs", flat=True):
+            arguments = args_kwargs["kwargs"]
+            named = confidential_pairs_of if arguments.get("confidential_pairs_only") else every_pair_of
+            if not arguments.get("incident_ids"):
+                if named is every_pair_of:
+                    return cls(None, None)
+                confidential_pairs_of = None
+            elif named is not None:
+                named.update(arguments["incident_ids"])
+        return cls(every_pair_of, confidential_pairs_of)
+
+    def left_to_them(self, incident_ids: Collection[int]):
+        """Whether they will rescore the pair (a, b), of `incident_ids`: one query for which of
+        those are confidential, if any in-confidence rescoring is among them."""
+        confidential = set()
+        if self.confidential_pairs_of is None or self.confidential_pairs_of:
+            confidential = set(
+                Incident.objects.filter(pk__in=incident_ids, confidential=True).values_list("pk", flat=True)
+            )
+        in_confidence = self.confidential_pairs_of
+
+        def left(a: int, b: int) -> bool:
+            if a in self.every_pair_of or b in self.every_pair_of:
+                return True
+            if not (a in confidential or b in confidential):
+                return False
+            return in_confidence is None or a in in_confidence or b in in_confidence
+
+        return left
 
 
 def _locked_present(incident_ids: Collection[int]) -> set[int]:

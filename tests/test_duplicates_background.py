@@ -414,3 +414,103 @@ def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_t
     assert [(row["incident_a"], row["score"]) for row in listed] == [
         (first.public_id, as_they_may_know_it[(first.pk, second.pk)])
     ]
+
+
+def test_a_confidential_claim_added_while_a_rescoring_scores_loses_no_proposal_of_two_public_incidents(monkeypatch):
+    """The worker rescores a new public incident (its twin, public too, already recorded). While it
+    scores, an analyst with Confidential access adds a confidential claim to the original: a write
+    rescored `confidential_pairs_only` (only pairs with a confidential incident). Taken for one that
+    rescores every pair of the original, it made the first rescoring leave the pair (original,
+    twin) to it, which never writes a pair of two public incidents: the duplicate was never proposed."""
+    tumen = make_tumen()
+    original = make_incident(**ORIGINAL, places=[tumen])
+    twin = make_incident(**TWIN, places=[tumen])
+    # As a baseline, the twin's rescoring proposes the pair.
+    assert (original.pk, twin.pk) in {
+        (a, b) for a, b, _ in duplicates.scored_pairs(incident_ids=[twin.pk], at_least=duplicates.PROPOSAL_THRESHOLD)
+    }
+    DuplicatePair.objects.all().delete()
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    informant = make_source(title="Informant K", confidential=True)
+    scored_pairs = duplicates.scored_pairs
+    done = []
+
+    def confidential_claim_added_meanwhile(*args, **kwargs):
+        scored = scored_pairs(*args, **kwargs)
+        if not done:
+            done.append(True)
+            read = client_for(keeper).get(incident_url(original)).json()
+            claims = [*read["claims"], {"source": informant.pk, "excerpt": "Seen at the river"}]
+            answer = client_for(keeper).patch(
+                incident_url(original), {"claims": claims, "version": read["version"]}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+            assert queued()[-1] == {"incident_ids": [original.pk], "confidential_pairs_only": True}
+        return scored
+
+    monkeypatch.setattr(duplicates, "scored_pairs", confidential_claim_added_meanwhile)
+    # The twin's rescoring, as the worker runs it.
+    duplicates.refresh_duplicate_pairs.call(incident_ids=[twin.pk])
+    monkeypatch.setattr(duplicates, "scored_pairs", scored_pairs)
+    run_worker()  # the confidential-only rescoring the claim queued
+    assert done
+    assert (original.pk, twin.pk) in waiting_pairs()
+
+
+def test_a_whole_database_pass_does_not_write_back_scores_of_incidents_rescored_by_a_task_queued_before_it(monkeypatch):
+    """As tests/test_duplicates_background.py's last test, but the two confidential incidents had
+    each been edited shortly before `find_duplicates` started, and those rescorings still waited
+    for the worker. Their publication, during the pass, queues nothing (`_waiting_already`: the
+    waiting task covers them); the worker then runs the waiting tasks, which read them public and
+    bring the score down. Counting only the rescorings queued since it began, the pass wrote back
+    the score it worked out while they were confidential (0.99+)."""
+
+    informant = make_source(title="Informant K", confidential=True)
+    town = make_place(name="Hyesan")
+    first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
+    second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
+    for incident in (first, second):
+        make_claim(incident=incident, source=informant)
+        make_claim(incident=incident, source=make_source())
+    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
+    pair = DuplicatePair.objects.get(incident_a=first, incident_b=second)
+    assert pair.score > 0.99
+    insider = make_user(roles.REVIEWER, confidential=True)
+    # Edited before the pass starts: their rescorings wait for the worker.
+    for incident in (first, second):
+        incident.refresh_from_db()
+        answer = client_for(insider).patch(
+            incident_url(incident), {"people_count": 7, "version": incident.version}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+    waiting_tasks = queued()
+    assert waiting_tasks == [{"incident_ids": [first.pk]}, {"incident_ids": [second.pk]}]
+    scored_pairs = duplicates.scored_pairs
+
+    def made_public_while_the_pass_scores(*args, **kwargs):
+        scored = scored_pairs(*args, **kwargs)
+        if kwargs.get("incident_ids"):
+            return scored  # the worker's rescoring, below
+        for incident in (first, second):
+            incident.refresh_from_db()
+            answer = client_for(insider).patch(
+                incident_url(incident), {"confidential": False, "version": incident.version}, format="json"
+            )
+            assert answer.status_code == 200, answer.content
+        assert queued() == waiting_tasks  # covered by the waiting ones: nothing queued since the pass began
+        run_worker()
+        return scored
+
+    monkeypatch.setattr(duplicates, "scored_pairs", made_public_while_the_pass_scores)
+    call_command("find_duplicates", stdout=io.StringIO())
+    monkeypatch.setattr(duplicates, "scored_pairs", scored_pairs)
+
+    as_they_may_know_it = dict(
+        ((a, b), score)
+        for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])
+        if (a, b) == (first.pk, second.pk)
+    )
+    # Below the threshold as staff without Confidential access know them: withdrawn by the worker.
+    assert as_they_may_know_it[(first.pk, second.pk)] < duplicates.PROPOSAL_THRESHOLD
+    listed = client_for(make_user(roles.REVIEWER)).get(f"{API}/duplicates/", {"decision": "pending"}).json()["results"]
+    assert listed == []
