@@ -204,14 +204,15 @@ class TestSensitivePlaceWrittenBack:
         facility.refresh_from_db()
         assert facility.name == "Tumen centre"
         assert (facility.latitude, facility.longitude) == (Decimal("42.9"), Decimal("129.5"))
-        # New coordinates are the writer's to set.
+        # Other coordinates would overwrite exact ones the writer was never shown: staff set them.
         edited = answer.json()["version"]
         moved = client.patch(
             f"{API}/places/{facility.pk}/", {"latitude": 42.8, "longitude": 129.4, "version": edited}, format="json"
         )
-        assert moved.status_code == 200, moved.content
+        assert moved.status_code == 400, moved.content
+        assert "only staff may change its own" in moved.json()["latitude"][0]
         facility.refresh_from_db()
-        assert (facility.latitude, facility.longitude) == (Decimal("42.8"), Decimal("129.4"))
+        assert (facility.latitude, facility.longitude) == (Decimal("42.9"), Decimal("129.5"))
 
     def test_a_writer_shown_no_coordinates_for_a_sensitive_place_keeps_the_exact_ones_by_sending_them_back(self):
         # No place containing it has coordinates, so it is shown none: a PUT of what was read, null
