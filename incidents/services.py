@@ -1809,7 +1809,14 @@ def record_save(
                 export_rows_remade=_changed(record, stored, _PATH_FIELDS),
                 told=_place_change_told(record, stored),
             )
+        coarsened_inside = (
+            _places_coarsened_inside(record)
+            if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_AT_ALL_FIELDS)
+            else set()
+        )
         record.save()
+        if coarsened_inside:
+            _places_no_longer_coarsened(coarsened_inside)
         if isinstance(record, Source) and stored is not None:
             if _origins_changed(record, stored):
                 duplicates.rescore_relays_after_commit(record.pk)
@@ -2005,6 +2012,27 @@ def _country_followed(place: Place, stored: Place) -> None:
             place.country_inherited = False
         else:
             place.country = ""
+
+
+# A place's fields that decide whether the places inside it are shown coarsened.
+_SHOWN_AT_ALL_FIELDS = ("sensitive", "parent_id")
+
+
+def _places_coarsened_inside(place: Place) -> set[int]:
+    """The places inside `place` (not itself, whose own write moves its version) shown coarsened."""
+    inside = Place.objects.filter(pk__in=ids_in_tree_below(Place, place.pk), within_sensitive=True)
+    return set(inside.exclude(pk=place.pk).values_list("pk", flat=True))
+
+
+def _places_no_longer_coarsened(were_coarsened: set[int]) -> None:
+    """A new version, told to the public too, of each place of `were_coarsened` that is no longer
+    (the place above it un-marked, or moved out of a sensitive one): the public now reads its own
+    coordinates. Its version did not move, so a partner's PUT of the coarsened coordinates it read
+    before passed as a move of the place, over its exact ones, and its sync kept the coarsened ones."""
+    now = timezone.now()
+    Place.objects.filter(pk__in=were_coarsened, within_sensitive=False).update(
+        version=models.F("version") + 1, updated_at=now, public_updated_at=now
+    )
 
 
 def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:

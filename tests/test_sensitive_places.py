@@ -459,3 +459,36 @@ def test_a_partner_putting_back_a_sensitive_town_shown_without_coordinates_keeps
 
 
 GATE = (42.912345, 129.512345)
+
+
+GATE = (42.912345, 129.512345)
+
+
+def test_a_partner_putting_back_a_place_read_coarsened_before_the_town_above_was_unmarked_is_refused_as_stale():
+    """A partner reads a gate inside a sensitive town, shown the province's coordinates; staff
+    un-mark the town, which moved the gate's version for no one (its own record did not change).
+    The partner's PUT of what it read then passed as a move of the gate: its exact coordinates were
+    overwritten with the province's, answered 200. The gate now has a new version for every reader,
+    so the PUT is stale, and the partner's sync reads the gate again."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1], sensitive=True)
+    gate = make_place(name="Tumen gate", parent=town, latitude=GATE[0], longitude=GATE[1])
+    partner = client_for(make_user(roles.ANALYST, is_staff=False))
+    read = partner.get(f"{API}/places/{gate.pk}/")
+    body = read.json()
+    assert (body["latitude"], body["longitude"]) == PROVINCE
+
+    town.refresh_from_db()
+    unmarked = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{town.pk}/", {"sensitive": False, "version": town.version}, format="json"
+    )
+    assert unmarked.status_code == 200, unmarked.content
+
+    read_again = partner.get(f"{API}/places/{gate.pk}/")
+    assert read_again["ETag"] != read["ETag"]
+    assert (read_again.json()["latitude"], read_again.json()["longitude"]) == GATE
+    read_only = {"id", "created_at", "updated_at", "country_inherited"}
+    sent = {key: value for key, value in body.items() if key not in read_only}
+    answer = partner.put(f"{API}/places/{gate.pk}/", sent, format="json", HTTP_IF_MATCH=read["ETag"])
+    assert answer.status_code == 412, answer.content
+    assert stored_coordinates(gate) == GATE
