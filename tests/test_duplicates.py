@@ -755,6 +755,22 @@ def fitted_prior(monkeypatch):
     monkeypatch.setattr(duplicates, "PRIOR_SHIFT_LIMIT", 0.0)
 
 
+def relaying_an_informant() -> tuple[Incident, Incident, DuplicatePair]:
+    """Two confidential incidents of one town alike only by an informant both relay (each also has
+    a public outlet of its own), their pair scored from every origin (0.99+)."""
+    informant = make_source(title="Informant K", confidential=True)
+    town = make_place(name="Hyesan")
+    first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
+    second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
+    for incident in (first, second):
+        make_claim(incident=incident, source=informant)
+        make_claim(incident=incident, source=make_source())
+    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
+    pair = DuplicatePair.objects.get(incident_a=first, incident_b=second)
+    assert pair.score > 0.99
+    return first, second, pair
+
+
 @pytest.mark.usefixtures("fitted_prior")
 class TestScoresTellNothingHidden:
     """A pair of two incidents everyone may see is shown to staff without Confidential access; its
@@ -866,19 +882,9 @@ class TestScoresTellNothingHidden:
         make_incident(title="Report", description="Chongori revisited", places=[places["seoul"]])
         assert self.score_seen_by(analyst, pair) != before
 
-    @pytest.fixture
-    def relaying_an_informant(self):
-        """Two confidential incidents of one town whose only likeness is an informant both relay
-        (each also has a public outlet of its own), their pair scored from every origin."""
-        informant = make_source(title="Informant K", confidential=True)
-        town = make_place(name="Hyesan")
-        first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
-        second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
-        for incident in (first, second):
-            make_claim(incident=incident, source=informant)
-            make_claim(incident=incident, source=make_source())
-        duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
-        return first, second, DuplicatePair.objects.get(incident_a=first, incident_b=second)
+    @pytest.fixture(name="relaying_an_informant")
+    def relaying_an_informant_fixture(self):
+        return relaying_an_informant()
 
     def made_public(self, incidents, on_commit) -> None:
         """Each of `incidents` made public through the API by a Reviewer with Confidential access,

@@ -19,7 +19,7 @@ from incidents import duplicates, roles, services
 from incidents.models import DuplicatePair, Incident
 from tests.api_support import API, client_for, incident_url
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
-from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback
+from tests.test_duplicates import A_REPORT_OF_THE_ORIGINAL_AND_ANOTHER_EVENT, Rollback, relaying_an_informant
 from tracker.settings import TASKS
 
 # Real commits: the worker runs as deployed, after the write's transaction committed, in
@@ -363,6 +363,14 @@ def test_a_confidential_claims_write_on_a_public_incident_is_rescored_in_confide
     assert queued()[1:] == [{"incident_ids": [incident.pk]}]
 
 
+def edited_by(user, incidents: list[Incident], changes: dict) -> None:
+    """Each of `incidents` changed by `user` through the API, as read now."""
+    for incident in incidents:
+        incident.refresh_from_db()
+        answer = client_for(user).patch(incident_url(incident), {**changes, "version": incident.version}, format="json")
+        assert answer.status_code == 200, answer.content
+
+
 @pytest.mark.parametrize("decision", ["pending", "unsure"])
 def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_to_their_rescoring(
     monkeypatch, decision
@@ -372,16 +380,7 @@ def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_t
     and the worker rescores their pair as staff without Confidential access know them. The pass
     then wrote back the score it worked out while they were confidential (0.99+): staff without
     that access saw a pair of two public incidents that only the hidden informant explains."""
-    informant = make_source(title="Informant K", confidential=True)
-    town = make_place(name="Hyesan")
-    first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
-    second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
-    for incident in (first, second):
-        make_claim(incident=incident, source=informant)
-        make_claim(incident=incident, source=make_source())
-    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
-    pair = DuplicatePair.objects.get(incident_a=first, incident_b=second)
-    assert pair.score > 0.99
+    first, second, pair = relaying_an_informant()
     insider = make_user(roles.REVIEWER, confidential=True)
     if decision != "pending":
         duplicates.duplicate_pair_decide(user=insider, pair=pair, decision=decision, note="")
@@ -391,12 +390,7 @@ def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_t
         scored = scored_pairs(*args, **kwargs)
         if kwargs.get("incident_ids"):
             return scored  # the worker's rescoring, below
-        for incident in (first, second):
-            incident.refresh_from_db()
-            answer = client_for(insider).patch(
-                incident_url(incident), {"confidential": False, "version": incident.version}, format="json"
-            )
-            assert answer.status_code == 200, answer.content
+        edited_by(insider, [first, second], {"confidential": False})
         run_worker()
         return scored
 
@@ -465,24 +459,10 @@ def test_a_whole_database_pass_does_not_write_back_scores_of_incidents_rescored_
     bring the score down. Counting only the rescorings queued since it began, the pass wrote back
     the score it worked out while they were confidential (0.99+)."""
 
-    informant = make_source(title="Informant K", confidential=True)
-    town = make_place(name="Hyesan")
-    first = make_incident(title="Arrest at the market", description="", places=[town], confidential=True)
-    second = make_incident(title="Fishermen detained offshore", description="", places=[town], confidential=True)
-    for incident in (first, second):
-        make_claim(incident=incident, source=informant)
-        make_claim(incident=incident, source=make_source())
-    duplicates.duplicate_pairs_refresh(incident_ids=[first.pk, second.pk])
-    pair = DuplicatePair.objects.get(incident_a=first, incident_b=second)
-    assert pair.score > 0.99
+    first, second, _ = relaying_an_informant()
     insider = make_user(roles.REVIEWER, confidential=True)
     # Edited before the pass starts: their rescorings wait for the worker.
-    for incident in (first, second):
-        incident.refresh_from_db()
-        answer = client_for(insider).patch(
-            incident_url(incident), {"people_count": 7, "version": incident.version}, format="json"
-        )
-        assert answer.status_code == 200, answer.content
+    edited_by(insider, [first, second], {"people_count": 7})
     waiting_tasks = queued()
     assert waiting_tasks == [{"incident_ids": [first.pk]}, {"incident_ids": [second.pk]}]
     scored_pairs = duplicates.scored_pairs
@@ -491,12 +471,7 @@ def test_a_whole_database_pass_does_not_write_back_scores_of_incidents_rescored_
         scored = scored_pairs(*args, **kwargs)
         if kwargs.get("incident_ids"):
             return scored  # the worker's rescoring, below
-        for incident in (first, second):
-            incident.refresh_from_db()
-            answer = client_for(insider).patch(
-                incident_url(incident), {"confidential": False, "version": incident.version}, format="json"
-            )
-            assert answer.status_code == 200, answer.content
+        edited_by(insider, [first, second], {"confidential": False})
         assert queued() == waiting_tasks  # covered by the waiting ones: nothing queued since the pass began
         run_worker()
         return scored

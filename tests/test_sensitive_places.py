@@ -397,54 +397,30 @@ def stored_coordinates(place: Place) -> tuple[float | None, float | None]:
     )
 
 
-def test_a_partner_putting_back_a_sensitive_town_as_read_keeps_its_exact_coordinates_after_the_province_moved():
-    """A partner tool (not staff) reads the sensitive town, shown the province's coordinates. Staff
-    then correct the province's coordinates, which moves neither the town's version nor anything the
-    partner is told of it. The partner sends the town back as read (a PUT of what they read): the
-    README says its exact coordinates are kept: they were overwritten with the province's old ones,
-    answered 200. The write is refused, naming what the partner is shown now."""
-    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
-    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1], sensitive=True)
-    partner = client_for(make_user(roles.ANALYST, is_staff=False))
-    read = partner.get(f"{API}/places/{town.pk}/")
-    assert read.status_code == 200
-    body = read.json()
-    assert (body["latitude"], body["longitude"]) == PROVINCE
-
-    staff = client_for(make_user(roles.ANALYST))
-    province.refresh_from_db()
-    corrected = staff.patch(
-        f"{API}/places/{province.pk}/",
-        {"latitude": PROVINCE_CORRECTED[0], "longitude": PROVINCE_CORRECTED[1], "version": province.version},
-        format="json",
-    )
-    assert corrected.status_code == 200, corrected.content
-
-    read_only = {"id", "created_at", "updated_at", "country_inherited"}
-    sent = {key: value for key, value in body.items() if key not in read_only}
-    answer = partner.put(f"{API}/places/{town.pk}/", sent, format="json", HTTP_IF_MATCH=read["ETag"])
-
-    # Refused, naming what they may send: never overwritten.
-    assert answer.status_code == 400, answer.content
-    assert f"({PROVINCE_CORRECTED[0]}, {PROVINCE_CORRECTED[1]})" in answer.json()["latitude"][0]
-    assert stored_coordinates(town) == TOWN
-
-
-def test_a_partner_putting_back_a_sensitive_town_shown_without_coordinates_keeps_them_once_the_province_has_some():
-    """As above, where the province had no coordinates when the partner read the town (shown null):
-    staff give the province its coordinates; the partner's PUT of what it read erased the town's."""
-    province = make_place(name="Jilin", kind="province")
+@pytest.mark.parametrize(
+    ("province_before", "province_after"),
+    [(PROVINCE, PROVINCE_CORRECTED), ((None, None), PROVINCE)],
+    ids=["province corrected", "province given coordinates"],
+)
+def test_a_partner_putting_back_a_sensitive_town_as_read_after_the_province_moved_keeps_its_exact_coordinates(
+    province_before, province_after
+):
+    """A partner tool (not staff) reads the sensitive town, shown the province's coordinates (or
+    none, the province having none). Staff then correct the province's, which moves neither the
+    town's version nor anything the partner is told of it. The partner's PUT of what it read
+    overwrote the town's exact coordinates with the province's old ones (or erased them), answered
+    200: it is refused, naming what the partner is shown now."""
+    province = make_place(name="Jilin", kind="province", latitude=province_before[0], longitude=province_before[1])
     town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1], sensitive=True)
     partner = client_for(make_user(roles.ANALYST, is_staff=False))
     read = partner.get(f"{API}/places/{town.pk}/")
     body = read.json()
-    assert (body["latitude"], body["longitude"]) == (None, None)
+    assert (body["latitude"], body["longitude"]) == province_before
 
-    staff = client_for(make_user(roles.ANALYST))
     province.refresh_from_db()
-    corrected = staff.patch(
+    corrected = client_for(make_user(roles.ANALYST)).patch(
         f"{API}/places/{province.pk}/",
-        {"latitude": PROVINCE[0], "longitude": PROVINCE[1], "version": province.version},
+        {"latitude": province_after[0], "longitude": province_after[1], "version": province.version},
         format="json",
     )
     assert corrected.status_code == 200, corrected.content
@@ -454,7 +430,7 @@ def test_a_partner_putting_back_a_sensitive_town_shown_without_coordinates_keeps
     answer = partner.put(f"{API}/places/{town.pk}/", sent, format="json", HTTP_IF_MATCH=read["ETag"])
 
     assert answer.status_code == 400, answer.content
-    assert f"({PROVINCE[0]}, {PROVINCE[1]})" in answer.json()["latitude"][0]
+    assert f"({province_after[0]}, {province_after[1]})" in answer.json()["latitude"][0]
     assert stored_coordinates(town) == TOWN
 
 
