@@ -971,6 +971,14 @@ class _LaterRescorings:
         return left
 
 
+def rescorings_waiting() -> int:
+    """How many rescorings no worker has taken yet: a rescoring leaves to them the pairs of the
+    incidents they name (`_LaterRescorings`), so with no worker running those pairs wait. One query."""
+    return DBTaskResult.objects.filter(
+        task_path=refresh_duplicate_pairs.module_path, status=TaskResultStatus.READY
+    ).count()
+
+
 def _locked_present(incident_ids: Collection[int]) -> set[int]:
     """Which of `incident_ids` still exist, each locked until the transaction ends, in id order
     (FOR KEY SHARE: a deletion waits for it, an edit does not; Django's `select_for_update` takes

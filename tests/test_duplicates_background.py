@@ -489,3 +489,25 @@ def test_a_whole_database_pass_does_not_write_back_scores_of_incidents_rescored_
     assert as_they_may_know_it[(first.pk, second.pk)] < duplicates.PROPOSAL_THRESHOLD
     listed = client_for(make_user(roles.REVIEWER)).get(f"{API}/duplicates/", {"decision": "pending"}).json()["results"]
     assert listed == []
+
+
+def test_find_duplicates_says_what_it_left_to_rescorings_no_worker_has_taken(original):
+    """A pass leaves to the rescorings still waiting the pairs of the incidents they name: with no
+    worker running, those pairs wait with them, which the command says, naming the worker to run."""
+    twin = make_incident(**TWIN, places=list(original.places.all()))
+    edited_by(make_user(roles.REVIEWER), [twin], {"description": "Held at Onsong holding centre, then sent back."})
+    assert queued() == [{"incident_ids": [twin.pk]}]
+    output = io.StringIO()
+
+    call_command("find_duplicates", stdout=output)
+
+    assert output.getvalue().splitlines() == [
+        "0 pairs wait for review.",
+        "1 rescoring waits for a worker: the pairs of the incidents they name were left to them. "
+        "Run `python manage.py db_worker`.",
+    ]
+    run_worker()
+    assert waiting_pairs() == {(original.pk, twin.pk)}
+    output = io.StringIO()
+    call_command("find_duplicates", stdout=output)
+    assert output.getvalue() == "1 pair waits for review.\n"

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pairs_refresh
+from incidents.duplicates import PROPOSAL_THRESHOLD, duplicate_pairs_refresh, rescorings_waiting
 
 
 class Command(BaseCommand):
@@ -26,3 +26,11 @@ class Command(BaseCommand):
         waiting = duplicate_pairs_refresh(threshold=threshold)
         pairs = "1 pair waits" if waiting == 1 else f"{waiting:,} pairs wait"
         self.stdout.write(self.style.SUCCESS(f"{pairs} for review."))
+        if queued := rescorings_waiting():
+            rescorings = "1 rescoring waits" if queued == 1 else f"{queued:,} rescorings wait"
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{rescorings} for a worker: the pairs of the incidents they name were left to them. "
+                    "Run `python manage.py db_worker`."
+                )
+            )
