@@ -941,14 +941,15 @@ class _LaterRescorings:
         )
         every_pair_of, confidential_pairs_of = set(), set()
         for args_kwargs in later.exclude(status=TaskResultStatus.FAILED).values_list("args_kwargs", flat=True):
-            arguments = args_kwargs["kwargs"]
-            named = confidential_pairs_of if arguments.get("confidential_pairs_only") else every_pair_of
-            if not arguments.get("incident_ids"):
-                if named is every_pair_of:
+            incident_ids = args_kwargs["kwargs"].get("incident_ids")
+            if not args_kwargs["kwargs"].get("confidential_pairs_only"):
+                if not incident_ids:
                     return cls(None, None)
+                every_pair_of.update(incident_ids)
+            elif not incident_ids:
                 confidential_pairs_of = None
-            elif named is not None:
-                named.update(arguments["incident_ids"])
+            elif confidential_pairs_of is not None:
+                confidential_pairs_of.update(incident_ids)
         return cls(every_pair_of, confidential_pairs_of)
 
     def left_to_them(self, incident_ids: Collection[int]):
