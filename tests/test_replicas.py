@@ -159,6 +159,17 @@ def test_reads_fall_back_to_the_primary_when_the_replica_lags(replica, settings)
         assert title_read_by(client_for(), incident) == "Corrected on the primary"
 
 
+def test_anonymous_clients_are_counted_on_the_primary_while_the_replica_is_behind(replica, settings):
+    # The shared cache as deployed without Redis: a table, which a replica also holds.
+    settings.CACHES = {"default": {"BACKEND": "tracker.cache.PostgreSQLCache", "LOCATION": "tracker_cache"}}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute"}}
+    client = client_for()
+    with replay_paused(replica):
+        # Each request's count is written on the primary; read on the replica, which applies none of
+        # them, every request found no earlier one and the client was never held.
+        assert [client.get(f"{API}/incidents/").status_code for _ in range(4)] == [200, 200, 429, 429]
+
+
 def replica_server(action: str, alias: str) -> None:
     port = connections[alias].settings_dict["PORT"]
     subprocess.run([REPLICA_SCRIPT, action], check=True, env={**os.environ, "REPLICA_PORT": str(port)})

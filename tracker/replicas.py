@@ -47,6 +47,8 @@ SELECT pg_is_in_recovery() AND (
 )
 """
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Django's DatabaseCache gives its table's model this app label (django.core.cache.backends.db).
+CACHE_APP_LABEL = "django_cache"
 
 
 @dataclass
@@ -122,6 +124,11 @@ class PrimaryReplicaRouter:
     """Writes and migrations on the primary; reads as `_read_alias` decides."""
 
     def db_for_read(self, model, **hints):
+        if model._meta.app_label == CACHE_APP_LABEL:
+            # The shared cache holds counters read then written back (the throttles' histories, the
+            # anonymous database-time shares): read on a replica a second behind, every request of
+            # that second found the same old count and wrote it back plus one, so no client was held.
+            return DEFAULT_DB_ALIAS
         instance = hints.get("instance")
         if instance is not None and instance._state.db == DEFAULT_DB_ALIAS:
             # Related rows of a record read from the primary come from the primary too.
