@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from incidents.models import Incident
 from tracker import backup
@@ -111,10 +111,12 @@ def test_restore_refuses_a_database_that_is_not_empty(backup_file):
 
 
 @pytest.mark.parametrize("option", ["--into", "DATABASE_URL"])
-def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_file, settings, option):
+def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_file, monkeypatch, option):
     # psycopg's traceback was all an operator who had not run createdb (or mistyped its name) saw.
-    missing = conninfo(f"{connection.settings_dict['NAME']}_never_created")
-    settings.DATABASE_URL = missing
+    missing_name = f"{connection.settings_dict['NAME']}_never_created"
+    missing = conninfo(missing_name)
+    # DATABASE_URL as Django parsed it into the connection's settings.
+    monkeypatch.setitem(connection.settings_dict, "NAME", missing_name)
     into = {"into": missing} if option == "--into" else {}
     with pytest.raises(CommandError) as refused:
         call_command("restore", backup_file, **into)
@@ -184,3 +186,80 @@ def test_restore_names_a_file_it_cannot_read(tmp_path, backup_key, name):
     path = str(tmp_path) if name else name
     with pytest.raises(CommandError, match="FILE: "):
         call_command("restore", path, into=conninfo("never_connected_to"))
+
+
+def test_restore_reads_database_url_as_the_app_does(backup_file, settings):
+    # `pgsql://`, which dj-database-url (so the app) accepts, was handed to libpq as written: a
+    # traceback naming no option, with the URL's password in it. The address is now the app's own
+    # connection's (here the test database, which is not empty).
+    settings.DATABASE_URL = "pgsql://postgres:S3cret@127.0.0.1:5432/tracker"
+    with pytest.raises(CommandError, match="not empty"):
+        call_command("restore", backup_file)
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The arguments and environment of each pg_dump and pg_restore the commands start (not of
+    their `--version`, which `subprocess.run` starts through Popen too)."""
+    launched = []
+    popen = backup.subprocess.Popen
+
+    def recorded(arguments, *rest, env=None, **options):
+        if "--dbname" in arguments:
+            launched.append(([str(argument) for argument in arguments], env or {}))
+        return popen(arguments, *rest, env=env, **options)
+
+    monkeypatch.setattr(backup.subprocess, "Popen", recorded)
+    return launched
+
+
+def test_restore_keeps_the_password_off_pg_restores_command_line(backup_file, empty_database, started):
+    # Anyone on the machine reads a program's arguments (`ps`, /proc/PID/cmdline) while it runs: the
+    # whole address, password included, was pg_restore's --dbname.
+    with_password = empty_database + " password=S3cretDbPassw0rd"
+    call_command("restore", backup_file, into=with_password, stdout=StringIO())
+    ((arguments, environment),) = started
+    assert not any("S3cretDbPassw0rd" in argument for argument in arguments)
+    assert environment["PGPASSWORD"] == "S3cretDbPassw0rd"
+    assert backup.user_tables(empty_database) != []
+
+
+def test_backup_connects_with_the_tls_settings_of_database_url(tmp_path, backup_key, monkeypatch, started):
+    # `?sslmode=verify-full&sslrootcert=…` reached the app's connections but not pg_dump, which
+    # connected with libpq's unverified default and streamed the whole database over it.
+    major = backup._server_major()
+    monkeypatch.setattr(backup, "_server_major", lambda *args: major)
+    options = connection.settings_dict["OPTIONS"]
+    monkeypatch.setitem(options, "sslmode", "verify-full")
+    monkeypatch.setitem(options, "sslrootcert", str(tmp_path / "tracker-ca.pem"))
+    output = tmp_path / "tracker.backup"
+    # This test server has no TLS: pg_dump, told to verify it, refuses to dump.
+    with pytest.raises(CommandError, match="pg_dump failed"):
+        call_command("backup", output=output)
+    ((arguments, _),) = started
+    dbname = conninfo_to_dict(arguments[arguments.index("--dbname") + 1])
+    assert (dbname["sslmode"], dbname["sslrootcert"]) == ("verify-full", str(tmp_path / "tracker-ca.pem"))
+    assert "password" not in dbname
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backup_stopped_midway_leaves_no_file(tmp_path, backup_key, monkeypatch):
+    # Ctrl-C, cron's timeout or the database going away left the part written under the backup's
+    # name, which a listing, and a script keeping the newest 48 files, took for a backup.
+    call_command("loaddata", "sample", verbosity=0)
+
+    def interrupted(source, target):
+        target.write(backup.MAGIC + b"part of it")
+        while source.read(1 << 20):  # pg_dump runs to its end
+            pass
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "encrypt_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        call_command("backup", output=tmp_path / "tracker.backup")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backup_is_readable_by_its_owner_alone(tmp_path, backup_key):
+    call_command("backup", output=tmp_path / "tracker.backup", stdout=StringIO())
+    assert [(path.name, path.stat().st_mode & 0o777) for path in tmp_path.iterdir()] == [("tracker.backup", 0o600)]

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import connection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 MAGIC = b"TRACKER-BACKUP-1"
 CHUNK_SIZE = 1024 * 1024
@@ -158,24 +159,40 @@ def client_binary(name: str, server_major: int) -> Path:
     return found[min(found)]
 
 
-def _libpq_environment(settings_dict: dict) -> dict[str, str]:
-    """The connection as libpq's environment, so no password shows in a process list."""
+def client_connection(dsn: str) -> tuple[str, dict[str, str]]:
+    """`dsn` as pg_dump and pg_restore take it: every parameter but the password as their
+    `--dbname` (the TLS ones, `sslmode` and `sslrootcert`, included: left out, pg_dump fell back to
+    libpq's unverified `prefer` and streamed the whole database in clear text), and the password in
+    their environment, so no process list shows it."""
+    parameters = conninfo_to_dict(dsn)
     environment = {**os.environ}
-    for variable, key in (("PGHOST", "HOST"), ("PGPORT", "PORT"), ("PGUSER", "USER"), ("PGPASSWORD", "PASSWORD")):
-        if settings_dict.get(key):
-            environment[variable] = str(settings_dict[key])
-    return environment
+    if password := parameters.pop("password", None):
+        environment["PGPASSWORD"] = password
+    return make_conninfo(**parameters), environment
+
+
+# The keywords libpq knows (host, sslmode, options…), not psycopg's own connection arguments.
+_LIBPQ_KEYWORDS = frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
+
+
+def configured_database() -> str:
+    """The address of the database the app connects to, with every libpq parameter it connects
+    with (DATABASE_URL as Django parsed it: `pgsql://` included, which libpq cannot read)."""
+    parameters = connection.get_connection_params()
+    return make_conninfo(
+        **{keyword: value for keyword, value in parameters.items() if keyword in _LIBPQ_KEYWORDS and value is not None}
+    )
 
 
 def backup_database(target: BinaryIO) -> int:
     """Dump the configured database, encrypted, into `target`; returns the bytes written."""
-    database = connection.settings_dict
     pg_dump = client_binary("pg_dump", _server_major())
+    dbname, environment = client_connection(configured_database())
     with subprocess.Popen(
-        [pg_dump, "--format=custom", "--compress=6", "--no-owner", "--no-privileges", "--dbname", database["NAME"]],
+        [pg_dump, "--format=custom", "--compress=6", "--no-owner", "--no-privileges", "--dbname", dbname],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_libpq_environment(database),
+        env=environment,
     ) as dump:
         written = encrypt_stream(dump.stdout, target)
         errors = dump.stderr.read().decode(errors="replace")
@@ -201,8 +218,10 @@ def restore_database(source: BinaryIO, dsn: str) -> str:
     with psycopg.connect(dsn) as own:
         role = own.execute("SELECT current_user").fetchone()[0]
     pg_restore = client_binary("pg_restore", _server_major(dsn))
+    dbname, environment = client_connection(dsn)
     with subprocess.Popen(
-        [pg_restore, "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", "--dbname", dsn],
+        [pg_restore, "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", "--dbname", dbname],
+        env=environment,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -1,3 +1,5 @@
+import os
+import tempfile
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -23,23 +25,30 @@ class Command(BaseCommand):
         if output is None:
             raise CommandError("Name the file to write with -o/--output.")
         started = time.monotonic()
+        if output.exists():
+            raise CommandError(f"-o/--output: {output} exists already: choose a new name.")
         try:
-            # Exclusive creation: a backup never overwrites an older one.
-            target = output.open("xb")
-        except FileExistsError:
-            raise CommandError(f"-o/--output: {output} exists already: choose a new name.") from None
+            # Written under a name of its own, given the backup's name only once whole: a backup cut
+            # off (a full disk, Ctrl-C, cron's timeout, a database that went away) left a file that a
+            # listing, and a script keeping the newest 48, took for a backup. Readable by its owner
+            # alone, as mkstemp makes it.
+            descriptor, partial = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
         except OSError as error:
             raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
         try:
-            with target:
+            with open(descriptor, "wb") as target:
                 written = backup.backup_database(target)
+            # A link, not a rename: it never replaces a file given that name meanwhile.
+            os.link(partial, output)
         except backup.BackupError as error:
-            output.unlink(missing_ok=True)
             raise CommandError(str(error)) from error
+        except FileExistsError:
+            raise CommandError(f"-o/--output: {output} exists already: choose a new name.") from None
         except OSError as error:
             # The disk filled, or a quota: a cut-off file is no backup, and would pass for one.
-            output.unlink(missing_ok=True)
             raise CommandError(f"-o/--output: writing {output} failed: {error.strerror}. Nothing was kept.") from None
+        finally:
+            os.unlink(partial)
         self.stdout.write(
             self.style.SUCCESS(f"Wrote {output} ({written:,} bytes) in {time.monotonic() - started:.1f} s.")
         )

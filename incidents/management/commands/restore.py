@@ -1,7 +1,6 @@
 import time
 
 import psycopg
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from incidents.management.arguments import database_address, path_name
@@ -28,7 +27,7 @@ class Command(BaseCommand):
         option = "--into" if into else "DATABASE_URL"
         try:
             with file.open("rb") as source:
-                owner = backup.restore_database(source, into or settings.DATABASE_URL)
+                owner = backup.restore_database(source, into or backup.configured_database())
         except psycopg.OperationalError as error:
             # Only reaching the database raises it (pg_restore reports its own errors): a database
             # not created yet, a mistyped name, host or password.
