@@ -1069,6 +1069,8 @@ def revisions_read(revisions: Iterable[IncidentRevision], user) -> dict[int, Rev
             ("Cannot be accepted", "—", _repeated_claim_message(claim))
             for claim in repeated.get(revision.pk, {}).values()
         ]
+        if _author_deleted(revision):
+            refusals.append(("Cannot be accepted", "—", AUTHOR_DELETED_MESSAGE))
         differences = [*refusals, *_differences(revision, changes, named, current)]
         readings[revision.pk] = RevisionReading(changes, differences, records)
     return readings
@@ -1373,6 +1375,8 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
     raise_text_errors(note=note)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user), revision=revision.pk):
         revision = _pending_revision(revision, user)
+        if _author_deleted(revision):
+            raise ValidationError({"claims": [AUTHOR_DELETED_MESSAGE]})
         if "claims" in revision.changes and revision.needs_confidential_access != can_see_confidential(
             revision.proposed_by
         ):
@@ -1423,6 +1427,19 @@ def incident_revision_accept(*, revision: IncidentRevision, user, note: str = ""
         )
         _decide(revision, RevisionState.ACCEPTED, user, note)
     return incident
+
+
+AUTHOR_DELETED_MESSAGE = (
+    "Its author's account has been deleted, so its claims no longer say which claims they saw: reject it, "
+    "and propose the change again."
+)
+
+
+def _author_deleted(revision: IncidentRevision) -> bool:
+    """Whether `revision` changes claims and its proposer's account is gone. Accepting replaces the
+    claims its proposer saw; with no proposer, those of the accepting Reviewer were replaced, and
+    a confidential claim the proposer never saw (nor the Reviewer's differences named) was deleted."""
+    return "claims" in revision.changes and revision.proposed_by_id is None
 
 
 def _repeated_claim_errors(revision: IncidentRevision, user) -> dict[str, list[str]]:

@@ -746,6 +746,29 @@ class TestRevisions:
         assert hidden.people_count == 80  # as it was
         assert client_for(reviewer).post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
 
+    def test_a_revision_whose_author_was_deleted_cannot_delete_a_claim_they_never_saw(self):
+        # With no proposer, accepting replaced the claims the accepting Reviewer sees: the informant's
+        # claim, which the analyst never saw and the differences never named, was deleted.
+        analyst, reviewer = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+        incident = make_incident()
+        seen = make_claim(incident=incident, source=make_source(title="RFA"), people_count=30)
+        hidden = make_claim(incident=incident, source=make_source(title="Informant", confidential=True))
+        body = {"claims": [{"id": seen.pk, "source": seen.source_id, "people_count": 31}], "version": 1}
+        assert client_for(analyst).patch(incident_url(incident), body, format="json").status_code == 202
+        revision = IncidentRevision.objects.get(incident=incident)
+        analyst.delete()  # they left the organisation
+        reviewers = client_for(reviewer)
+
+        [refusal, _] = reviewers.get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+        answer = reviewers.post(f"{API}/revisions/{revision.pk}/accept/")
+
+        assert refusal["proposed"].startswith("Its author's account has been deleted")
+        assert answer.status_code == 400
+        assert answer.json()["claims"] == [refusal["proposed"]]
+        assert Claim.objects.filter(pk=hidden.pk).exists()
+        assert Claim.objects.get(pk=seen.pk).people_count == 30
+        assert reviewers.post(f"{API}/revisions/{revision.pk}/reject/").status_code == 200
+
     @pytest.mark.parametrize("hidden_row", ["new claim", "claim given the source"])
     def test_accepting_a_revision_tells_nothing_of_a_source_made_confidential_since_it_was_proposed(self, hidden_row):
         # The proposer cited a public source, which a Reviewer with Confidential access then made
