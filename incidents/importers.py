@@ -446,7 +446,9 @@ _SOURCE_SUFFIX = (
     rf"\s*(?:\[#(\d+)\]\s*)?({re.escape(CONFIDENTIAL_SOURCE_MARK)}\s*)?({re.escape(CONFIDENTIAL_CLAIM_MARK)}\s*)?"
 )
 _SOURCE_ID = re.compile(_SOURCE_SUFFIX, re.ASCII | re.IGNORECASE)
-_SOURCE_ID_AT_END = re.compile(_SOURCE_SUFFIX + "$", re.ASCII | re.IGNORECASE)
+# Starting nowhere inside a run of white space: searched from each of its characters in turn, each
+# try ran to the run's end, so a cell of a title with 20,000 spaces inside took a minute to read.
+_SOURCE_ID_AT_END = re.compile(r"(?<!\s)" + _SOURCE_SUFFIX + "$", re.ASCII | re.IGNORECASE)
 
 
 def _parse_items(cell: str, *, paths: bool = False, source_ids: bool = False) -> list[_Item]:
@@ -504,7 +506,10 @@ _NO_MARKS = (None, False, False)
 
 def _source_suffix(suffix: re.Match) -> tuple[int | None, bool, bool]:
     """The id a source's suffix (`_SOURCE_ID`) writes, if any, and its marks (`_NO_MARKS`)."""
-    return None if suffix.group(1) is None else int(suffix.group(1)), bool(suffix.group(2)), bool(suffix.group(3))
+    digits = suffix.group(1)
+    if digits is not None and not is_whole_number(digits):
+        raise _MalformedCell(f"[#{digits[:20]}…] is no source id: it has {len(digits):,} digits.")
+    return None if digits is None else int(digits), bool(suffix.group(2)), bool(suffix.group(3))
 
 
 def _quoted_name(cell: str, position: int) -> tuple[str, int]:
@@ -523,9 +528,14 @@ def _quoted_name(cell: str, position: int) -> tuple[str, int]:
 
 
 def _numbers_as_numbers(text: str) -> list:
-    """A sort key reading each run of digits as a number: as text, "Press release [#100]" came
-    before "Press release [#99]". Text and numbers alternate in the key, so keys compare."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+    """A sort key reading each run of digits 0-9 as a number: as text, "Press release [#100]" came
+    before "Press release [#99]". Text and numbers alternate in the key, so keys compare. A number
+    as its length and digits without leading zeros, not `int()`, which refused "²" (a digit to
+    `isdigit()`) and runs of more than 4,300 digits: either failed the import of a name two places
+    share."""
+    # The split puts the runs of digits at the odd places.
+    parts = re.split(r"([0-9]+)", text)
+    return [(len(part.lstrip("0")), part.lstrip("0")) if index % 2 else part for index, part in enumerate(parts)]
 
 
 class _Lowercase:

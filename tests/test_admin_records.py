@@ -312,7 +312,8 @@ class TestChangelistURLs:
         assert "<strong>p</strong>: The list has no such page." in page.split('id="filter-errors"')[1]
         assert f'href="{changelist("source")}?confidential__exact=0"' in page
 
-    @pytest.mark.parametrize("page", ["9", "abc", "1.5", "0", "-1"])
+    # "²" is a digit to isdigit(), not to int(): a 500.
+    @pytest.mark.parametrize("page", ["9", "abc", "1.5", "0", "-1", "²"])
     def test_a_page_a_list_of_one_page_has_not_gets_a_400_naming_it(self, client, reviewer, page):
         # Django's changelist reads a page it cannot parse as page 1, and shows a list of one page
         # whatever page is asked: `?p=9` answered 200 with page 1, as if it were page 9.
@@ -324,7 +325,7 @@ class TestChangelistURLs:
         assert "<strong>p</strong>: The list has no such page." in response.content.decode()
         assert client.get(changelist("source"), {"p": "1"}).status_code == 200
 
-    @pytest.mark.parametrize("ordering", ["99", "1.x", "-", "0"])
+    @pytest.mark.parametrize("ordering", ["99", "1.x", "-", "0", "²"])
     def test_an_ordering_no_column_sorts_by_gets_a_400_naming_it(self, client, reviewer, ordering):
         # Django's changelist passes over an ordering it cannot read (no such column, not a number,
         # the checkbox column): the list came in its default order, 200, as if sorted as asked.

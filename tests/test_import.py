@@ -734,6 +734,31 @@ class TestErrors:
         )
         assert "line 2, column places: 'Namyang' matches 2 places" in errors
 
+    def test_ambiguous_names_holding_digits_int_cannot_read_are_listed(self, analyst, tmp_path):
+        # The paths were sorted with int() of each run of "digits": "²" is one to isdigit(), not to
+        # int(), and the import failed with a ValueError.
+        name = "Block 1²2"
+        make_place(name=name, parent=make_place(name="North Hamgyong"))
+        make_place(name=name, parent=make_place(name="Ryanggang"))
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},places\nA,forced-repatriation,2023-01-01,2023-01-01,{name}\n"
+        )
+        assert f"line 2, column places: '{name}' matches 2 places" in errors
+
+    def test_a_source_id_of_more_digits_than_int_reads_is_named(self, analyst, tmp_path):
+        content = f"{HEADER},sources\nA,forced-repatriation,2023-01-01,2023-01-01,Report [#{'9' * 5000}]\n"
+        errors = import_errors(analyst, tmp_path, content)
+        assert "line 2, column sources: [#99999999999999999999…] is no source id: it has 5,000 digits." in errors
+
+    def test_a_source_title_holding_a_long_run_of_spaces_is_read(self, analyst, tmp_path):
+        # Each reading of the cell searched for the `[#id]` at its end from every space in turn:
+        # quadratic, so 50,000 spaces (50 KB of a 50 MB limit) kept the check busy for minutes.
+        title = f"Report{' ' * 50_000}of 3 May"
+        errors = import_errors(
+            analyst, tmp_path, f"{HEADER},sources\nA,forced-repatriation,2023-01-01,2023-01-01,{title} [#12]\n"
+        )
+        assert f"line 2, column sources: No source #12 that you may see ({title} [#12])." in errors
+
     def test_a_hidden_source_is_as_unknown_as_a_missing_one(self, analyst, tmp_path):
         make_source(title="Informant", confidential=True)
         errors = import_errors(

@@ -56,6 +56,12 @@ def start_up(*command: str, **variables) -> subprocess.CompletedProcess:
             "120/min",
             "TRACKER_PUBLIC_ANON_RATE must look like 60/minute (second, minute, hour, day) or off; got '120/min'.",
         ),
+        # A digit to isdigit(), not to DRF's int(): every throttled request was a 500.
+        (
+            "TRACKER_PUBLIC_ANON_RATE",
+            "²/minute",
+            "TRACKER_PUBLIC_ANON_RATE must look like 60/minute (second, minute, hour, day) or off; got '²/minute'.",
+        ),
     ],
 )
 def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, value, message):

@@ -78,7 +78,7 @@ def env_rate(name: str, default: str) -> str | None:
     if raw.lower() == "off":
         return None
     count, _, period = raw.partition("/")
-    if not count.isdigit() or period not in {"second", "minute", "hour", "day"}:
+    if not (count.isascii() and count.isdigit()) or period not in {"second", "minute", "hour", "day"}:
         raise ImproperlyConfigured(f"{name} must look like 60/minute (second, minute, hour, day) or off; got {raw!r}.")
     return raw
 

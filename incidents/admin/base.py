@@ -35,6 +35,7 @@ from incidents.access import (
 from incidents.filters import DateAsWrittenField
 from incidents.history import history_entries, history_visible_to
 from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor, Claim
+from incidents.numbers import is_whole_number
 from incidents.parameters import parameter_errors
 from incidents.querysets import (
     EditedVersion,
@@ -577,14 +578,16 @@ def _page_and_ordering_errors(request, changelist) -> dict[str, list[str]]:
     by default shows it at once)."""
     errors = {}
     page = request.GET.get(PAGE_VAR)
-    if page is not None and (not page.isdigit() or int(page) < 1 or (int(page) > 1 and not changelist.multi_page)):
+    if page is not None and (
+        not is_whole_number(page) or int(page) < 1 or (int(page) > 1 and not changelist.multi_page)
+    ):
         errors[PAGE_VAR] = [NO_SUCH_PAGE]
     ordering = request.GET.get(ORDER_VAR)
     if ordering:
         for part in ordering.split("."):
             index = part.removeprefix("-")
             if not (
-                index.isdigit()
+                is_whole_number(index)
                 and int(index) < len(changelist.list_display)
                 and changelist.get_ordering_field(changelist.list_display[int(index)]) is not None
             ):
