@@ -1186,6 +1186,33 @@ class TestOtherResources:
         assert created.status_code == 201, created.content
         assert Source.objects.get(title="Another article").notes == ""
 
+    def test_a_writer_who_is_not_staff_can_neither_erase_nor_overwrite_a_sources_notes(self):
+        # Shown null, a partner's "" (null as many clients send it back) erased the notes, and its
+        # text replaced them, answered with null as if nothing had happened.
+        source = make_source(title="Article", notes="The author is our informant's cousin.")
+        client = client_for(make_user(roles.ANALYST, is_staff=False))
+        shown = client.get(f"{API}/sources/{source.pk}/").json()
+        blank = client.patch(f"{API}/sources/{source.pk}/", {"notes": "", "version": shown["version"]}, format="json")
+        assert blank.status_code == 200, blank.content
+        for sent in ("Mine", "The author is our informant's cousin."):
+            # Refused whatever is stored: an answer that differed when the notes were guessed would tell them.
+            answer = client.patch(
+                f"{API}/sources/{source.pk}/", {"notes": sent, "version": shown["version"]}, format="json"
+            )
+            assert answer.status_code == 400
+            assert answer.json() == {"notes": ["Only staff write a source's notes: send null."]}
+        source.refresh_from_db()
+        assert source.notes == "The author is our informant's cousin."
+        created = client.post(f"{API}/sources/", {"title": "Another article", "notes": "Mine"}, format="json")
+        assert created.status_code == 400
+        assert not Source.objects.filter(title="Another article").exists()
+        # Staff write them.
+        staff = client_for(make_user(roles.ANALYST))
+        answer = staff.patch(f"{API}/sources/{source.pk}/", {"notes": "", "version": shown["version"]}, format="json")
+        assert answer.status_code == 200, answer.content
+        source.refresh_from_db()
+        assert source.notes == ""
+
     def test_viewer_cannot_write(self):
         answer = client_for(make_user(roles.VIEWER)).post(f"{API}/organizations/", {"name": "X"}, format="json")
         assert answer.status_code == 403

@@ -476,7 +476,8 @@ class SourceSerializer(ModelRulesMixin, serializers.ModelSerializer):
         allow_blank=True,
         allow_null=True,
         required=False,
-        help_text="Internal notes; null for readers who are not staff. On writes, null leaves them as they are.",
+        help_text="Internal notes; null for readers who are not staff. On writes, null leaves them as they are; "
+        "writers who are not staff may send only null or an empty string, which also leaves them.",
     )
 
     class Meta:
