@@ -11,9 +11,10 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
+from incidents import roles
 from incidents.models import Incident, Response, Source
 from tests.api_support import API, client_for, etag_version
-from tests.factories import make_incident, make_organization, make_source
+from tests.factories import make_incident, make_organization, make_source, make_user
 from tests.form_support import form_fields, saved_unchanged
 
 
@@ -183,6 +184,23 @@ class TestWritersWithoutConfidentialAccess:
         assert answer.status_code == 200, answer.content
         assert answer["ETag"] == f'"staff.{body["version"] + 1}"'
         assert kept(record, given)
+
+    @pytest.mark.parametrize("writer", ["staff", "partner"])
+    @pytest.mark.parametrize("change", ["incidents", "date"])
+    def test_the_answer_to_their_edit_names_the_version_a_read_then_gives(self, reviewer, response, writer, change):
+        # The links are written after the response, and their triggers move the versions of readers
+        # without Confidential access: the answer's ETag was the one before, and their next edit
+        # with it was refused as stale, for their own change.
+        user = reviewer if writer == "staff" else make_user(roles.ANALYST, is_staff=False)
+        edited = {"incidents": [*linked_ids(response), make_incident().public_id]} if change == "incidents" else {}
+        _, etag = read(user, response)
+        answer = client_for(user).patch(
+            url_of(response), edited or visible_edit(response), format="json", HTTP_IF_MATCH=etag
+        )
+
+        assert answer.status_code == 200, answer.content
+        assert answer["ETag"] == read(user, response)[1] != etag
+        assert answer["ETag"].strip('"').endswith(f".{answer.json()['version']}")
 
     def test_the_body_version_they_read_is_accepted_after_a_hidden_change(self, keeper, reviewer, hidden):
         record, given, _ = hidden
