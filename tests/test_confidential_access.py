@@ -653,6 +653,27 @@ class TestAnswersAndMessages:
         two, six = ConfidentialAccess.objects.order_by("-id")[:2][::-1]
         assert (len(two.incident_ids), len(six.incident_ids)) == (2, 6)
 
+    def test_an_edit_answered_with_a_revision_records_the_confidential_claims_it_shows(self, world):
+        # The 202 is the revision as its detail shows it, the informant's claim kept included: the
+        # detail recorded it, this answer nothing.
+        analyst = make_user(roles.ANALYST, confidential=True)
+        client = client_for(analyst)
+        shown = client.get(incident_url(world.with_informant)).json()
+
+        answer = client.patch(
+            incident_url(world.with_informant),
+            {"people_count": 81, "claims": shown["claims"], "version": shown["version"]},
+            format="json",
+        )
+
+        assert answer.status_code == 202, answer.content
+        assert [claim["source"] for claim in answer.json()["changes"]["claims"]] == [world.informant.pk]
+        # The read before it, then the answer.
+        assert (
+            accesses()
+            == [(incident_url(world.with_informant), [], [world.informant_claim.pk], [world.informant.pk])] * 2
+        )
+
     def test_a_decision_answer_records_the_confidential_source_its_revision_proposes(self, world):
         proposer = make_user(roles.ANALYST, confidential=True)
         proposed = client_for(proposer).patch(
@@ -673,6 +694,8 @@ class TestAnswersAndMessages:
         assert [row["id"] for row in results(listed)] == [revision]
         # The decided revision's `changes` still show the claim and its source, in the list too.
         assert [(path, sources) for path, _, _, sources in accesses()] == [
+            # The answer to the proposal, which shows them to its proposer.
+            (incident_url(world.plain), [world.informant.pk]),
             (f"{API}/revisions/{revision}/reject/", [world.informant.pk]),
             (f"{API}/revisions/?state=rejected", [world.informant.pk]),
         ]

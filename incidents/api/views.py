@@ -333,6 +333,17 @@ class PlaceViewSet(ChangedSinceMixin, ResourceViewSet):
         return records.with_coordinates_for(self.request.user)
 
 
+def revisions_shown(request, revisions, context) -> RevisionSerializer:
+    """The revisions serialized as the reader reads them, read together (`services.revisions_read`:
+    a fixed number of queries for a page), with the confidential records they show recorded: by the
+    revisions' list and detail, and by the answer to an edit that waits as a revision, which
+    showed an informant's claim and recorded nothing."""
+    readings = services.revisions_read(revisions, request.user)
+    shown = [record for reading in readings.values() for record in reading.records]
+    _record_api_access(request, confidential_among(shown, request.user))
+    return RevisionSerializer(revisions, many=True, context={**context, "readings": readings})
+
+
 def _record_api_access(request, records) -> None:
     record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
 
@@ -635,7 +646,7 @@ class IncidentViewSet(ResourceViewSet):
             # and readers keep seeing the published incident.
             # Shown as its proposer may read it (the serializer's request), like every other answer.
             return Response(
-                RevisionSerializer(written, context=self.get_serializer_context()).data,
+                revisions_shown(self.request, [written], self.get_serializer_context()).data[0],
                 status=status.HTTP_202_ACCEPTED,
             )
         return self._read(serializer.instance)
@@ -728,13 +739,7 @@ class RevisionViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSet):
         return Response(self._shown([self.get_object()]).data[0])
 
     def _shown(self, revisions):
-        """The revisions serialized as the reader reads them, read together (`services.revisions_read`:
-        a fixed number of queries for a page), with the confidential records they show recorded."""
-        readings = services.revisions_read(revisions, self.request.user)
-        shown = [record for reading in readings.values() for record in reading.records]
-        _record_api_access(self.request, confidential_among(shown, self.request.user))
-        context = {**self.get_serializer_context(), "readings": readings}
-        return self.get_serializer(revisions, many=True, context=context)
+        return revisions_shown(self.request, revisions, self.get_serializer_context())
 
     @extend_schema(request=RevisionDecisionSerializer, responses=RevisionSerializer)
     @action(detail=True, methods=["post"])
