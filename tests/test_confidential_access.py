@@ -100,6 +100,27 @@ class TestPublicPages:
             [world.informant.pk],
         )
 
+    def test_an_incident_page_records_the_confidential_sources_it_names_beside_its_claims(self, client, world):
+        # A public claim's article relays an informant's testimony, and a response was reported by
+        # one: the page shows both titles to staff with Confidential access, and recorded neither.
+        relay = make_source(title="Daily NK relays it", cites=world.informant)
+        make_claim(incident=world.plain, source=relay)
+        reporter = make_source(title="Informant K's account", kind="testimony", confidential=True)
+        make_response(incidents=[world.plain], source=reporter)
+        client.force_login(world.rita)
+
+        page = client.get(reverse("public:incident", args=[world.plain.public_id])).content.decode()
+
+        assert "citing Informant" in page and "Informant K&#x27;s account" in page
+        access = only_access()
+        assert (access.incident_ids, access.claim_ids) == ([], [])
+        assert sorted(access.source_ids) == sorted([world.informant.pk, reporter.pk])
+        # Readers without access are shown neither, and leave no record.
+        client.force_login(world.andy)
+        page = client.get(reverse("public:incident", args=[world.plain.public_id])).content.decode()
+        assert "Informant" not in page
+        assert ConfidentialAccess.objects.count() == 1
+
     def test_the_map_data_records_every_confidential_record_it_holds(self, client, world):
         client.force_login(world.rita)
         assert client.get(reverse("public:incidents-geojson")).status_code == 200

@@ -19,6 +19,7 @@ from django.db.models.functions import JSONObject
 from django.utils.datastructures import MultiValueDict
 from django.utils.translation import gettext
 
+from incidents.access import ConfidentialRecords
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import feature_geometry, incident_feature
 from incidents.filters import IncidentFilterSet
@@ -254,6 +255,16 @@ class IncidentPage:
     responses: list[Response]
 
     @property
+    def confidential_sources_beside_claims(self) -> ConfidentialRecords:
+        """The confidential sources the page names beside its claims' own (`confidential_records_of`
+        records those): a claim's source's citations ("…, citing Testimony of K") and a response's
+        source. Only those the reader may see are shown, so only a reader with Confidential access
+        is shown any."""
+        cited = {source.pk for _, chain in self.claims for source in chain if source.confidential}
+        given = {response.source_id for response in self.responses if response.shown_source_confidential}
+        return ConfidentialRecords(source_ids=frozenset(cited | given))
+
+    @property
     def has_coordinates(self) -> bool:
         """Whether any of its places has coordinates the reader may see (then the page has a map)."""
         return any(place.shown_latitude is not None for place in self.incident.places.all())
@@ -308,7 +319,10 @@ def incident_page(*, user, public_id: str) -> IncidentPage:
                     # The title only of a source the reader may see: a response never reveals a hidden one.
                     shown_source_title=Subquery(
                         Source.objects.visible_to(user).filter(pk=OuterRef("source_id")).values("title")[:1]
-                    )
+                    ),
+                    shown_source_confidential=Subquery(
+                        Source.objects.visible_to(user).filter(pk=OuterRef("source_id")).values("confidential")[:1]
+                    ),
                 )
                 .order_by("date", "id"),
             ),

@@ -314,7 +314,9 @@ def incident(request, public_id: str):
         if survivor is None:
             raise Http404(_("No such incident.")) from None
         return HttpResponsePermanentRedirect(reverse("public:incident", args=[survivor]))
-    _record_access(request, confidential_records_of(page.incident, request.user))
+    _record_access(
+        request, confidential_records_of(page.incident, request.user) | page.confidential_sources_beside_claims
+    )
     return render(
         request,
         "public/incident.html",
