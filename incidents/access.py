@@ -95,6 +95,18 @@ def confidential_records_of(record: Model, user) -> ConfidentialRecords:
     return _from_claims(Claim.objects.filter(incident=record), [record.pk] if record.confidential else [])
 
 
+def confidential_records_of_incidents(incidents: Iterable[Incident], user) -> ConfidentialRecords:
+    """The confidential incidents among `incidents`, and their confidential claims with those
+    claims' confidential sources: what a list of incidents shows with each one's span of figures
+    ("sources: 40-500", an informant's 500 among them), as the API's list records them. One query;
+    nothing, and no query, for a reader without the confidential permission."""
+    if not can_see_confidential(user):
+        return NO_RECORDS
+    incidents = list(incidents)
+    hidden = [incident.pk for incident in incidents if incident.confidential]
+    return _from_claims(Claim.objects.filter(incident__in=[incident.pk for incident in incidents]), hidden)
+
+
 def confidential_among(records: Iterable[Model | None], user) -> ConfidentialRecords:
     """The confidential ones among the records a page shows `user` by their own fields (a title, an
     excerpt), of whatever kind: incidents and sources by their flag; a claim when it or its source

@@ -78,16 +78,20 @@ def world():
 class TestPublicPages:
     """Signed-in staff with confidential access see confidential records on the public pages too."""
 
-    def test_browse_records_the_confidential_incidents_of_its_page(self, client, world):
+    def test_browse_records_the_confidential_incidents_and_claims_of_its_page(self, client, world):
+        # Each row shows the span of its claims' figures ("sources: 40-500"), the confidential
+        # claims' too: only the confidential incidents were recorded.
         client.force_login(world.rita)
         assert client.get(reverse("public:browse")).status_code == 200
         access = only_access()
-        assert (access.user, access.door, access.incident_ids, access.path) == (
+        assert (access.user, access.door, access.incident_ids, access.source_ids, access.path) == (
             world.rita,
             AccessDoor.SITE,
             [world.secret.pk],
+            [world.informant.pk],
             reverse("public:browse"),
         )
+        assert sorted(access.claim_ids) == sorted([world.confidential_claim.pk, world.informant_claim.pk])
 
     def test_an_incident_page_records_the_confidential_claims_and_sources_it_shows(self, client, world):
         client.force_login(world.rita)

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_safe
 from incidents.access import (
     confidential_among,
     confidential_records_of,
+    confidential_records_of_incidents,
     record_confidential_access,
     record_list_access,
 )
@@ -262,7 +263,7 @@ def browse(request):
         )
     except ValidationError as error:
         return _bad_filters(request, error)
-    _record_access(request, confidential_among(page.incidents, request.user))
+    _record_access(request, confidential_records_of_incidents(page.incidents, request.user))
     context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
     return render(request, "public/browse.html", context)
 
