@@ -765,19 +765,27 @@ class _Reader:
         return value
 
     def confidential_state_shown(self, model: type[models.Model], event) -> list[models.Model]:
-        """The event's own record, as it was in the state the event shows, where that state was
+        """The event's own record, as it was in the states the event shows, where one was
         confidential: a deleted confidential claim's words, a source's title while it was an
         informant's, which its record now (deleted, or made public) does not tell
-        `access.confidential_among` to record. Built from the event (no query): a claim with its
-        source as this reader's page names it (`records`), confidential now or not."""
+        `access.confidential_among` to record. The state after the event, and for a change also the
+        one before it, whose values it shows as "from": a claim reworded and made public in one
+        save showed the informant's words, and was recorded by an earlier event on the same page
+        only. Built from the event (no query): a claim with its source as this reader's page names
+        it (`records`), confidential now or not."""
         data = event.pgh_data or {}
+        states = [data]
+        if event.pgh_diff:
+            states.append(data | {column: old for column, (old, _) in event.pgh_diff.items()})
         record_id = int(event.pgh_obj_id)
-        if model is Claim:
-            source = self.records.get((Source, str(data.get("source_id")))) or Source(confidential=False)
-            return [Claim(pk=record_id, confidential=bool(data.get("confidential")), source=source)]
-        if model in (Source, Incident) and data.get("confidential"):
-            return [model(pk=record_id, confidential=True)]
-        return []
+        shown = []
+        for state in states:
+            if model is Claim:
+                source = self.records.get((Source, str(state.get("source_id")))) or Source(confidential=False)
+                shown.append(Claim(pk=record_id, confidential=bool(state.get("confidential")), source=source))
+            elif model in (Source, Incident) and state.get("confidential"):
+                shown.append(model(pk=record_id, confidential=True))
+        return shown
 
     def points_to_subject(self, field: models.Field, value) -> bool:
         return (

@@ -20,6 +20,7 @@ from incidents.exports import stream_incidents_csv
 from incidents.merges import incident_merge
 from incidents.models import (
     AccessDoor,
+    Claim,
     ConfidentialAccess,
     DuplicatePair,
     Incident,
@@ -526,6 +527,23 @@ class TestApi:
         detail, history = ConfidentialAccess.objects.order_by("id")
         assert (detail.user, detail.door, detail.incident_ids) == (world.rita, AccessDoor.API, [world.secret.pk])
         assert (history.claim_ids, history.source_ids) == ([world.informant_claim.pk], [world.informant.pk])
+
+    def test_a_history_page_records_the_confidential_state_an_update_shows_as_it_was(self, world):
+        # Reworded and made public in one save, the claim's update shows the informant's words as
+        # they were; on a page of its own it recorded nothing, the claim being public now.
+        claim = make_claim(incident=world.plain, confidential=True, excerpt="Informant K, Hyesan")
+        Claim.objects.filter(pk=claim.pk).update(confidential=False, excerpt="A witness said so")
+        client = client_for(world.rita)
+        pages, url = [], incident_url(world.plain, "history/?page_size=1")
+        while url:
+            before = ConfidentialAccess.objects.count()
+            body = client.get(url).json()
+            recorded = [access.claim_ids for access in ConfidentialAccess.objects.order_by("id")[before:]]
+            pages.append(("Informant K" in str(body["results"]), recorded))
+            url = body["next"]
+
+        shown = [recorded for shows, recorded in pages if shows]
+        assert shown and all(recorded == [[claim.pk]] for recorded in shown)
 
     def test_a_public_incidents_history_records_the_confidential_incident_an_entry_names(self, world):
         make_pair(world.secret, world.plain)
