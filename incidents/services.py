@@ -1757,7 +1757,7 @@ def record_save(
         if stored is not None:
             _keep_hidden_links(user, record, stored)
             _stored_spaces_kept(record, _values(stored))
-        _keep_staff_only_values(user, record, stored)
+        _keep_staff_only_values(user, record, stored, data or {})
         errors = {}
         try:
             record.full_clean()
@@ -2326,20 +2326,20 @@ def _keep_hidden_links(user, record: models.Model, stored: models.Model) -> None
             setattr(record, field.attname, stored_id)
 
 
-def _keep_staff_only_values(user, record: models.Model, stored: models.Model | None) -> None:
+def _keep_staff_only_values(user, record: models.Model, stored: models.Model | None, sent: Mapping[str, Any]) -> None:
     """A staff-only field (`STAFF_ONLY_FIELDS`: a source's internal notes) left null keeps its value
     as stored (a new record: the default). A writer who is not staff is shown null, and sending back
     what they read must neither erase the notes they never saw nor fail: the column holds no null.
     Such a writer changes them in no other way either: a blank (null as many clients send it back)
-    keeps them too, and anything else is refused whatever is stored, since a write refused or
-    accepted by what the notes say would let them be guessed. A partner's "" erased them before,
-    and its text replaced them, answered with null as if nothing had happened."""
+    keeps them too, and any text they send (`sent`: what the write gives, not what the record holds)
+    is refused whatever is stored, since a write refused or accepted by what the notes say would let
+    them be guessed. A partner's "" erased them before, and its text replaced them, answered with
+    null as if nothing had happened."""
     shown = can_see_unpublished(user)
     for name in STAFF_ONLY_FIELDS.get(record._meta.model_name, ()):
-        sent = getattr(record, name)
-        if not shown and sent not in (None, ""):
+        if not shown and sent.get(name) not in (None, ""):
             raise ValidationError({name: [f"Only staff write a {record._meta.verbose_name}'s {name}: send null."]})
-        if sent is None or not shown:
+        if not shown or getattr(record, name) is None:
             kept = record._meta.get_field(name).get_default() if stored is None else getattr(stored, name)
             setattr(record, name, kept)
 

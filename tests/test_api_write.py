@@ -1194,6 +1194,15 @@ class TestOtherResources:
         shown = client.get(f"{API}/sources/{source.pk}/").json()
         blank = client.patch(f"{API}/sources/{source.pk}/", {"notes": "", "version": shown["version"]}, format="json")
         assert blank.status_code == 200, blank.content
+        # Notes not sent are not theirs to answer for (a first fix refused every edit of a source
+        # with notes, which told partners which sources have them).
+        edited = client.patch(
+            f"{API}/sources/{source.pk}/", {"title": "Article, edited", "version": shown["version"]}, format="json"
+        )
+        assert edited.status_code == 200, edited.content
+        shown = edited.json()
+        body = {name: value for name, value in shown.items() if value is not None and name != "notes"}
+        assert client.put(f"{API}/sources/{source.pk}/", body, format="json").status_code == 200
         for sent in ("Mine", "The author is our informant's cousin."):
             # Refused whatever is stored: an answer that differed when the notes were guessed would tell them.
             answer = client.patch(
