@@ -1,6 +1,8 @@
 """`manage.py backup` and `restore`: an encrypted dump brought back into a fresh, empty database holds
 every table's rows exactly."""
 
+import errno
+import os
 import resource
 from io import StringIO
 
@@ -263,3 +265,24 @@ def test_a_backup_stopped_midway_leaves_no_file(tmp_path, backup_key, monkeypatc
 def test_a_backup_is_readable_by_its_owner_alone(tmp_path, backup_key):
     call_command("backup", output=tmp_path / "tracker.backup", stdout=StringIO())
     assert [(path.name, path.stat().st_mode & 0o777) for path in tmp_path.iterdir()] == [("tracker.backup", 0o600)]
+
+
+def test_backup_names_an_output_name_too_long(tmp_path, backup_key):
+    # Path.exists() raises for a name too long (and a directory that cannot be searched): checked
+    # before the dump, it was a traceback where the option used to be named.
+    with pytest.raises(CommandError, match=r"^-o/--output: cannot write .*: File name too long\.$"):
+        call_command("backup", "-o", str(tmp_path / ("b" * 300)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backup_is_written_onto_a_filesystem_without_hard_links(tmp_path, backup_key, monkeypatch):
+    # Named by a hard link once whole, it failed on FAT disks and many SMB shares (link(): EPERM),
+    # where it was written before; there it is copied into a file created for it.
+    def no_hard_links(source, target):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    output = tmp_path / "tracker.backup"
+    call_command("backup", "-o", str(output), stdout=StringIO())
+    assert [(path.name, path.stat().st_mode & 0o777) for path in tmp_path.iterdir()] == [("tracker.backup", 0o600)]
+    assert output.read_bytes().startswith(backup.MAGIC)

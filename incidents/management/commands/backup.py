@@ -1,6 +1,9 @@
+import errno
 import os
+import shutil
 import tempfile
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,21 +28,22 @@ class Command(BaseCommand):
         if output is None:
             raise CommandError("Name the file to write with -o/--output.")
         started = time.monotonic()
-        if output.exists():
-            raise CommandError(f"-o/--output: {output} exists already: choose a new name.")
         try:
+            # Told before the dump, not after it.
+            if output.exists() or output.is_symlink():
+                raise CommandError(f"-o/--output: {output} exists already: choose a new name.")
             # Written under a name of its own, given the backup's name only once whole: a backup cut
             # off (a full disk, Ctrl-C, cron's timeout, a database that went away) left a file that a
             # listing, and a script keeping the newest 48, took for a backup. Readable by its owner
-            # alone, as mkstemp makes it.
-            descriptor, partial = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
+            # alone, as mkstemp makes it; a short name, so that any name the backup may have fits.
+            descriptor, partial = tempfile.mkstemp(dir=output.parent, prefix=".backup-", suffix=".partial")
         except OSError as error:
+            # A name too long, a directory that cannot be searched or written: named, not a traceback.
             raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
         try:
             with open(descriptor, "wb") as target:
                 written = backup.backup_database(target)
-            # A link, not a rename: it never replaces a file given that name meanwhile.
-            os.link(partial, output)
+            _name(partial, output)
         except backup.BackupError as error:
             raise CommandError(str(error)) from error
         except FileExistsError:
@@ -52,3 +56,26 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Wrote {output} ({written:,} bytes) in {time.monotonic() - started:.1f} s.")
         )
+
+
+# What link() answers on a filesystem without hard links (FAT and exFAT disks, many SMB shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def _name(partial: str, output: Path) -> None:
+    """Give the whole backup at `partial` the name `output`, never replacing a file of that name
+    (which a rename would): a hard link, or where the filesystem has none, a copy into a file created
+    for it, removed again if the copy fails."""
+    try:
+        os.link(partial, output)
+        return
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+    named = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(partial, "rb") as source, open(named, "wb") as target:
+            shutil.copyfileobj(source, target)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
