@@ -36,6 +36,7 @@ from incidents.models import (
     Source,
     Verification,
 )
+from incidents.numbers import GROUPED_DIGITS, is_whole_number, whole_number_refused
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
 from incidents.search import IncidentSearch
 from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused
@@ -223,6 +224,22 @@ class DateAsWrittenField(forms.DateField):
             raise ValidationError(date_refused(value), code=error.code) from None
 
 
+class WholeNumberField(forms.IntegerField):
+    """A count, in the digits 0-9 alone, in the admin's forms and the filters alike: Django's field
+    read "1.000" (a thousand, where a dot groups digits) as 1, taking the dot for a decimal point,
+    and full-width digits, which the import refuses."""
+
+    def to_python(self, value):
+        written = value.strip() if isinstance(value, str) else None
+        if written and GROUPED_DIGITS.fullmatch(written):
+            raise ValidationError(whole_number_refused(written), code="invalid")
+        number = super().to_python(value)
+        # What Django reads, it reads as meant only when written in the digits 0-9 alone.
+        if written and not is_whole_number(written):
+            raise ValidationError(whole_number_refused(written), code="invalid")
+        return number
+
+
 class DateFilter(django_filters.DateFilter):
     field_class = DateAsWrittenField
 
@@ -259,9 +276,10 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 @extend_schema_field(OpenApiTypes.INT)
 class WholeNumberFilter(django_filters.NumberFilter):
-    """A count: `1.5` is refused by name, where NumberFilter's decimal field would take it."""
+    """A count: `1.5` and `1.000` are refused by name, where NumberFilter's decimal field would take
+    them."""
 
-    field_class = forms.IntegerField
+    field_class = WholeNumberField
 
 
 def changed_since_filter() -> UtcDateTimeFilter:

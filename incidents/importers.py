@@ -75,7 +75,7 @@ from incidents.models import (
     Source,
     end_date_missing_message,
 )
-from incidents.numbers import is_whole_number
+from incidents.numbers import GROUPED_DIGITS, is_whole_number
 from incidents.querysets import (
     AUDIENCE_NAMES,
     AUDIENCES_BY_NAME,
@@ -100,7 +100,7 @@ from incidents.services import (
     validation_errors,
     workflow_errors,
 )
-from tracker.formats import not_a_day
+from tracker.formats import not_a_day, written_as_a_date
 from tracker.write_conflicts import is_write_conflict
 
 REQUIRED_COLUMNS = ("title", "type", "date_start", "date_end")
@@ -1439,6 +1439,8 @@ def _parse_values(
         elif column in DATE_COLUMNS:
             written = _MIDNIGHT.sub("", raw.strip())
             try:
+                if not written_as_a_date(written):
+                    raise ValueError(written)
                 data[column] = date.fromisoformat(written)
             except ValueError:
                 message = not_a_day(written) or f"{raw!r} is not a date; write it as YYYY-MM-DD."
@@ -1447,7 +1449,7 @@ def _parse_values(
             value = raw.strip()
             if value and not is_whole_number(value):
                 message = f"{raw!r} is not a whole number of people."
-                if _GROUPED_DIGITS.fullmatch(value):
+                if GROUPED_DIGITS.fullmatch(value):
                     message += f" Write it without separators: {re.sub(r'[^0-9]', '', value)}."
                 errors.append(RowError(line, column, message))
             else:
@@ -1491,9 +1493,6 @@ def _title(cell: str, incident: Incident | None) -> str:
 # The time a spreadsheet adds to a date cell it holds as a date and time ("2023-08-29 00:00:00"):
 # the same day. Any other time is refused: an incident's dates are days.
 _MIDNIGHT = re.compile(r"(?<=^\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?$", re.ASCII)
-# "1,200" or "1.200": a thousand and two hundred in one locale, one point two in another. Read
-# as either, a file from the other locale would be misread without a word; the error shows the digits.
-_GROUPED_DIGITS = re.compile(r"\d{1,3}([,. '\u00a0\u202f]\d{3})+")
 
 
 def _blank_date_message(column: str, record: dict[str, str], start: date | None, incident: Incident | None) -> str:

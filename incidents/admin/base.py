@@ -32,10 +32,10 @@ from incidents.access import (
     confidential_records_of,
     record_confidential_access,
 )
-from incidents.filters import DateAsWrittenField
+from incidents.filters import DateAsWrittenField, WholeNumberField
 from incidents.history import history_entries, history_visible_to
 from incidents.models import WHO_AND_WHEN_WITHHELD, AccessDoor, Claim
-from incidents.numbers import is_whole_number
+from incidents.numbers import COUNT_MODEL_FIELDS, is_whole_number
 from incidents.parameters import parameter_errors
 from incidents.querysets import (
     EditedVersion,
@@ -624,20 +624,22 @@ def _query_without(request, names) -> str:
     return query.urlencode()
 
 
-class DateAsWrittenMixin:
-    """A date field a form refuses says how to write it, or why a date so written is no day:
-    "Enter a valid date." left an analyst who typed "09/10/2023" (refused, since it reads as either
-    day first; tracker/formats) guessing. The filters' field (`incidents.filters.DateAsWrittenField`)."""
+class AsWrittenMixin:
+    """Dates and counts read as the other doors read them, with the filters' fields: a date a form
+    refuses says how to write it, or why a date so written is no day ("Enter a valid date." left an
+    analyst who typed "09/10/2023", refused since it reads as either day first, guessing:
+    `incidents.filters.DateAsWrittenField`); a count is written in the digits 0-9 alone ("1.000"
+    was saved as 1: `incidents.filters.WholeNumberField`)."""
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if isinstance(db_field, models.DateField) and not isinstance(db_field, models.DateTimeField):
             kwargs.setdefault("form_class", DateAsWrittenField)
+        elif isinstance(db_field, COUNT_MODEL_FIELDS):
+            kwargs.setdefault("form_class", WholeNumberField)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
-class TrackedModelAdmin(
-    DateAsWrittenMixin, OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin
-):
+class TrackedModelAdmin(AsWrittenMixin, OfferedFiltersOnlyMixin, RecordedReadsMixin, VisibilityMixin, admin.ModelAdmin):
     """A ModelAdmin whose "History" page shows the audit trail the database triggers record, and
     whose pages record the confidential records they show."""
 

@@ -22,8 +22,8 @@ from accounts.admin_site import HeldChoicesAutocompleteSelect, HeldChoicesAutoco
 from incidents.access import confidential_among
 from incidents.admin.access import ConfidentialReadsMixin
 from incidents.admin.base import (
+    AsWrittenMixin,
     ConfidentialityOfferedMixin,
-    DateAsWrittenMixin,
     EditedVersionForm,
     EstimatedCountPaginator,
     FilterValueRefused,
@@ -315,7 +315,7 @@ class IncidentRowForm(forms.ModelForm):
         return {*super()._get_validation_exclusions(), "incident"}
 
 
-class IncidentRowsInline(DateAsWrittenMixin):
+class IncidentRowsInline(AsWrittenMixin):
     """Rows of the incident's own (its claims, victim groups, organizations involved). Removing one
     is an edit of the incident, as the service takes it: `incident_update` replaces the rows it is
     given, keeping those the writer may not see, the history records the removal, and an Analyst's

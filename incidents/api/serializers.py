@@ -36,6 +36,7 @@ from incidents.models import (
     Source,
     VictimGroup,
 )
+from incidents.numbers import COUNT_MODEL_FIELDS, GROUPED_DIGITS, is_whole_number, whole_number_refused
 from incidents.querysets import (
     AUDIENCE_NAMES,
     AUDIENCES_BY_NAME,
@@ -52,7 +53,7 @@ from incidents.querysets import (
     version_seen_by,
 )
 from incidents.releases import citation
-from tracker.formats import date_refused
+from tracker.formats import date_refused, written_as_a_date
 
 
 def _request_user(serializer):
@@ -89,6 +90,8 @@ class DateAsWrittenField(serializers.DateField):
     instead: YYYY-MM-DD." of "2023-02-30", written in that format."""
 
     def to_internal_value(self, value):
+        if isinstance(value, str) and not written_as_a_date(value):
+            raise serializers.ValidationError(date_refused(value), code="invalid")
         try:
             return super().to_internal_value(value)
         except serializers.ValidationError as error:
@@ -97,10 +100,28 @@ class DateAsWrittenField(serializers.DateField):
             raise serializers.ValidationError(date_refused(value), code="invalid") from None
 
 
-# Every model serializer's date fields are DateAsWrittenField (`serializer_field_mapping` below).
+class WholeNumberSerializerField(serializers.IntegerField):
+    """A count, a JSON number or a text in the digits 0-9 alone: DRF's field read "1.000" (a
+    thousand, where a dot groups digits) as 1, taking the dot for a decimal point, and full-width
+    digits, which the import refuses."""
+
+    def to_internal_value(self, data):
+        written = data.strip() if isinstance(data, str) else None
+        if written and GROUPED_DIGITS.fullmatch(written):
+            raise serializers.ValidationError(whole_number_refused(written), code="invalid")
+        value = super().to_internal_value(data)
+        # What DRF reads, it reads as meant only when written in the digits 0-9 alone.
+        if written is not None and not is_whole_number(written):
+            raise serializers.ValidationError(whole_number_refused(written), code="invalid")
+        return value
+
+
+# Every model serializer's date fields are DateAsWrittenField, and its counts WholeNumberSerializerField
+# (`serializer_field_mapping` below).
 FIELDS_WITH_DATES_AS_WRITTEN = {
     **serializers.ModelSerializer.serializer_field_mapping,
     models.DateField: DateAsWrittenField,
+    **dict.fromkeys(COUNT_MODEL_FIELDS, WholeNumberSerializerField),
 }
 
 

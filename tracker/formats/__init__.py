@@ -31,6 +31,14 @@ TIME_WITHOUT_OFFSET = gettext_lazy(
 _WRITTEN_AS_A_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 
 
+def written_as_a_date(text: str) -> bool:
+    """Whether `text` is written YYYY-MM-DD in the digits 0-9, as every door reads a date. Python's
+    and Django's ISO 8601 readers also take an ISO week ("2023-W41": its Monday, the rest of the
+    week lost without a word), "20231009", and digits other than 0-9 (full-width ones), which the admin
+    refused: the API and the import took them."""
+    return _WRITTEN_AS_A_DATE.fullmatch(text.strip()) is not None
+
+
 def date_refused(text: object) -> str:
     """What a door says of a date it could not read: why a date written as YYYY-MM-DD is no day
     (`not_a_day`), else how to write one (DATE_AS_WRITTEN)."""
