@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pghistory
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.urls import reverse
 
@@ -15,6 +16,7 @@ from incidents import roles
 from incidents.history import set_insert_triggers
 from incidents.models import Claim, Response, Source, Verification
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.form_support import saved_unchanged
 
 
 def history_url(obj):
@@ -569,3 +571,24 @@ def test_a_related_records_filter_on_a_field_that_links_to_none_is_not_offered(c
     refused = client.get(f"/admin/incidents/{path}")
     assert refused.status_code == 400
     assert "This list offers no such filter." in refused.content.decode()
+
+
+def test_a_source_page_shows_internal_notes_only_to_whom_the_api_shows_them(client):
+    # An account of staff that may change sources but not view incidents reads `"notes": null` in
+    # the API: its admin page showed the notes in full, and notes typed there were dropped unsaid.
+    notes = "Called the editor: the author is our informant."
+    source = make_source(title="Article", notes=notes)
+    editor = make_user(None, is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_source", "change_source"]))
+    client.force_login(editor)
+    url = reverse("admin:incidents_source_change", args=[source.pk])
+
+    page = client.get(url).content.decode()
+    saved = saved_unchanged(client, url, "source_form", title="Article, edited")
+
+    assert notes not in page and 'name="notes"' not in page
+    assert saved.status_code == 302
+    source.refresh_from_db()
+    assert (source.title, source.notes) == ("Article, edited", notes)
+    client.force_login(make_user(roles.ANALYST))
+    assert notes in client.get(url).content.decode()

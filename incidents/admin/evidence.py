@@ -27,6 +27,7 @@ from incidents.admin.base import (
 )
 from incidents.languages import LanguageCodeField, language_label, languages_matching
 from incidents.models import IncidentType, Organization, Place, Response, Source
+from incidents.querysets import STAFF_ONLY_FIELDS, can_see_unpublished
 
 
 class LanguageAutocomplete(forms.Select):
@@ -109,6 +110,14 @@ class SourceAdmin(ConfidentialReadsMixin, TrackedModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
+        if not can_see_unpublished(request.user):
+            # Staff-only fields (the internal notes) as the API shows them to such an account: not
+            # at all. Shown, they read the notes the API hid; typed in, they were dropped unsaid.
+            hidden = STAFF_ONLY_FIELDS["source"]
+            fieldsets = [
+                (name, {**options, "fields": [field for field in options["fields"] if field not in hidden]})
+                for name, options in fieldsets
+            ]
         asked = isinstance(getattr(request, "service_refusal", None), services.SourceLooksLikeAnother)
         if obj is None and (asked or request.POST.get("another_source_confirmed")):
             return [(None, {"fields": ["another_source_confirmed"]}), *fieldsets]
