@@ -39,7 +39,7 @@ from incidents.models import (
 from incidents.numbers import GROUPED_DIGITS, is_whole_number, whole_number_refused
 from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
 from incidents.search import IncidentSearch
-from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused
+from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused, other_digits
 
 
 class HasPlaceInCountry(Expression):
@@ -218,6 +218,8 @@ class DateAsWrittenField(forms.DateField):
     date." left a reader who typed `29/08/2023` (refused: tracker/formats) guessing."""
 
     def to_python(self, value):
+        if isinstance(value, str) and other_digits(value):
+            raise ValidationError(date_refused(value), code="invalid")
         try:
             return super().to_python(value)
         except ValidationError as error:

@@ -91,3 +91,24 @@ class TestDates:
         )
 
         assert "line 2, column date_end: '2023-W41' is not a date; write it as YYYY-MM-DD." in errors
+
+    def test_the_admin_and_the_filters_refuse_digits_other_than_0_9(self, client, analyst):
+        # Python's strptime reads full-width digits: the admin's forms and every date filter took
+        # what the API's writes refuse.
+        written = "\uff12\uff10\uff12\uff13-08-29"
+        incident = make_incident(review_state="draft")
+        client.force_login(analyst)
+        url = reverse("admin:incidents_incident_change", args=[incident.pk])
+
+        page = saved_unchanged(client, url, "incident_form", date_start=written)
+        listed = client_for(analyst).get(f"{API}/incidents/", {"date_from": written})
+
+        assert page.status_code == 200 and "Enter the date as YYYY-MM-DD" in page.content.decode()
+        message = ["Enter the date as YYYY-MM-DD: 2023-10-09 for 9 October 2023."]
+        assert (listed.status_code, listed.json()) == (400, {"date_from": message})
+
+    def test_the_api_reads_a_date_with_spaces_around_it(self, analyst):
+        body = new_incident_body(date_start=" 2023-09-18 ")
+        answer = client_for(analyst).post(f"{API}/incidents/", body, format="json")
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["date_start"] == "2023-09-18"

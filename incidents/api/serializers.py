@@ -90,8 +90,11 @@ class DateAsWrittenField(serializers.DateField):
     instead: YYYY-MM-DD." of "2023-02-30", written in that format."""
 
     def to_internal_value(self, value):
-        if isinstance(value, str) and not written_as_a_date(value):
-            raise serializers.ValidationError(date_refused(value), code="invalid")
+        if isinstance(value, str):
+            # Spaces around it, as the other doors and the counts read them.
+            value = value.strip()
+            if not written_as_a_date(value):
+                raise serializers.ValidationError(date_refused(value), code="invalid")
         try:
             return super().to_internal_value(value)
         except serializers.ValidationError as error:

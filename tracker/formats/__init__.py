@@ -39,6 +39,12 @@ def written_as_a_date(text: str) -> bool:
     return _WRITTEN_AS_A_DATE.fullmatch(text.strip()) is not None
 
 
+def other_digits(text: str) -> bool:
+    """Whether `text` holds digits other than 0-9 (full-width, Arabic-Indic, "²"), which Python's
+    `strptime` reads as numbers: the admin's forms read a year in full-width digits, which the API refused."""
+    return any(character.isdigit() and not character.isascii() for character in text)
+
+
 def date_refused(text: object) -> str:
     """What a door says of a date it could not read: why a date written as YYYY-MM-DD is no day
     (`not_a_day`), else how to write one (DATE_AS_WRITTEN)."""
