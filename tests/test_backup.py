@@ -275,11 +275,12 @@ def test_backup_names_an_output_name_too_long(tmp_path, backup_key):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_backup_is_written_onto_a_filesystem_without_hard_links(tmp_path, backup_key, monkeypatch):
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.EACCES, errno.ENOSYS])
+def test_a_backup_is_written_onto_a_filesystem_without_hard_links(tmp_path, backup_key, monkeypatch, refusal):
     # Named by a hard link once whole, it failed on FAT disks and many SMB shares (link(): EPERM),
     # where it was written before; there it is copied into a file created for it.
     def no_hard_links(source, target):
-        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        raise OSError(refusal, os.strerror(refusal))
 
     monkeypatch.setattr(os, "link", no_hard_links)
     output = tmp_path / "tracker.backup"

@@ -58,8 +58,9 @@ class Command(BaseCommand):
         )
 
 
-# What link() answers on a filesystem without hard links (FAT and exFAT disks, many SMB shares).
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+# What link() answers on a filesystem without hard links (FAT and exFAT disks, many SMB shares, some
+# FUSE mounts). A real lack of permission is told by the copy's own open(), in the same directory.
+_NO_HARD_LINKS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 def _name(partial: str, output: Path) -> None:
