@@ -88,11 +88,9 @@ def confidential_records_of(record: Model, user) -> ConfidentialRecords:
     show them), a source, or nothing for a record of another kind (which is never confidential).
     Nothing for a reader without the confidential permission, who is shown none. One query for an
     incident, none otherwise."""
-    if not can_see_confidential(user):
-        return NO_RECORDS
-    if not isinstance(record, Incident):
-        return confidential_among([record], user)
-    return _from_claims(Claim.objects.filter(incident=record), [record.pk] if record.confidential else [])
+    if isinstance(record, Incident):
+        return confidential_records_of_incidents([record], user)
+    return confidential_among([record], user)
 
 
 def confidential_records_of_incidents(incidents: Iterable[Incident], user) -> ConfidentialRecords:

@@ -295,6 +295,8 @@ def incident_page(*, user, public_id: str) -> IncidentPage:
     its kept row), one prefetch each for places (at the coordinates `user` may see), visible claims
     (with their sources), involvements, victim groups and responses, and the sources the claims'
     sources cite."""
+    # A response's source only if the reader may see it: a response never reveals a hidden one.
+    shown_source = Source.objects.visible_to(user).filter(pk=OuterRef("source_id"))
     incident = (
         Incident.objects.visible_to(user)
         .with_claim_figures(user)
@@ -316,13 +318,8 @@ def incident_page(*, user, public_id: str) -> IncidentPage:
                 "responses",
                 queryset=Response.objects.select_related("organization")
                 .annotate(
-                    # The title only of a source the reader may see: a response never reveals a hidden one.
-                    shown_source_title=Subquery(
-                        Source.objects.visible_to(user).filter(pk=OuterRef("source_id")).values("title")[:1]
-                    ),
-                    shown_source_confidential=Subquery(
-                        Source.objects.visible_to(user).filter(pk=OuterRef("source_id")).values("confidential")[:1]
-                    ),
+                    shown_source_title=Subquery(shown_source.values("title")[:1]),
+                    shown_source_confidential=Subquery(shown_source.values("confidential")[:1]),
                 )
                 .order_by("date", "id"),
             ),
