@@ -371,6 +371,32 @@ def edited_by(user, incidents: list[Incident], changes: dict) -> None:
         assert answer.status_code == 200, answer.content
 
 
+def find_duplicates_while_made_public(monkeypatch, insider, incidents, *, before_the_worker=lambda: None) -> None:
+    """`find_duplicates`, during which, once it has scored every pair, `insider` makes `incidents`
+    public and the worker runs the rescorings that queues (after `before_the_worker`)."""
+    scored_pairs = duplicates.scored_pairs
+
+    def made_public_while_the_pass_scores(*args, **kwargs):
+        scored = scored_pairs(*args, **kwargs)
+        if kwargs.get("incident_ids"):
+            return scored  # the worker's rescoring
+        edited_by(insider, incidents, {"confidential": False})
+        before_the_worker()
+        run_worker()
+        return scored
+
+    with monkeypatch.context() as patched:
+        patched.setattr(duplicates, "scored_pairs", made_public_while_the_pass_scores)
+        call_command("find_duplicates", stdout=io.StringIO())
+
+
+def score_known_without_access(first, second) -> float:
+    """The pair's score as staff without Confidential access know the two incidents now."""
+    return next(
+        score for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk]) if (a, b) == (first.pk, second.pk)
+    )
+
+
 @pytest.mark.parametrize("decision", ["pending", "unsure"])
 def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_to_their_rescoring(
     monkeypatch, decision
@@ -384,30 +410,12 @@ def test_a_whole_database_pass_leaves_the_pairs_of_incidents_changed_meanwhile_t
     insider = make_user(roles.REVIEWER, confidential=True)
     if decision != "pending":
         duplicates.duplicate_pair_decide(user=insider, pair=pair, decision=decision, note="")
-    scored_pairs = duplicates.scored_pairs
-
-    def made_public_while_the_pass_scores(*args, **kwargs):
-        scored = scored_pairs(*args, **kwargs)
-        if kwargs.get("incident_ids"):
-            return scored  # the worker's rescoring, below
-        edited_by(insider, [first, second], {"confidential": False})
-        run_worker()
-        return scored
-
-    monkeypatch.setattr(duplicates, "scored_pairs", made_public_while_the_pass_scores)
-    call_command("find_duplicates", stdout=io.StringIO())
-    monkeypatch.setattr(duplicates, "scored_pairs", scored_pairs)
+    find_duplicates_while_made_public(monkeypatch, insider, [first, second])
 
     listed = client_for(make_user(roles.REVIEWER)).get(f"{API}/duplicates/", {"decision": decision}).json()["results"]
-    as_they_may_know_it = dict(
-        ((a, b), score)
-        for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])
-        if (a, b) == (first.pk, second.pk)
-    )
-    assert as_they_may_know_it[(first.pk, second.pk)] < 0.99
-    assert [(row["incident_a"], row["score"]) for row in listed] == [
-        (first.public_id, as_they_may_know_it[(first.pk, second.pk)])
-    ]
+    as_they_may_know_it = score_known_without_access(first, second)
+    assert as_they_may_know_it < 0.99
+    assert [(row["incident_a"], row["score"]) for row in listed] == [(first.public_id, as_they_may_know_it)]
 
 
 def test_a_confidential_claim_added_while_a_rescoring_scores_loses_no_proposal_of_two_public_incidents(monkeypatch):
@@ -465,28 +473,16 @@ def test_a_whole_database_pass_does_not_write_back_scores_of_incidents_rescored_
     edited_by(insider, [first, second], {"people_count": 7})
     waiting_tasks = queued()
     assert waiting_tasks == [{"incident_ids": [first.pk]}, {"incident_ids": [second.pk]}]
-    scored_pairs = duplicates.scored_pairs
 
-    def made_public_while_the_pass_scores(*args, **kwargs):
-        scored = scored_pairs(*args, **kwargs)
-        if kwargs.get("incident_ids"):
-            return scored  # the worker's rescoring, below
-        edited_by(insider, [first, second], {"confidential": False})
-        assert queued() == waiting_tasks  # covered by the waiting ones: nothing queued since the pass began
-        run_worker()
-        return scored
+    def nothing_queued_since_the_pass_began():
+        assert queued() == waiting_tasks  # covered by the waiting ones
 
-    monkeypatch.setattr(duplicates, "scored_pairs", made_public_while_the_pass_scores)
-    call_command("find_duplicates", stdout=io.StringIO())
-    monkeypatch.setattr(duplicates, "scored_pairs", scored_pairs)
-
-    as_they_may_know_it = dict(
-        ((a, b), score)
-        for a, b, score in duplicates.scored_pairs(incident_ids=[first.pk])
-        if (a, b) == (first.pk, second.pk)
+    find_duplicates_while_made_public(
+        monkeypatch, insider, [first, second], before_the_worker=nothing_queued_since_the_pass_began
     )
+
     # Below the threshold as staff without Confidential access know them: withdrawn by the worker.
-    assert as_they_may_know_it[(first.pk, second.pk)] < duplicates.PROPOSAL_THRESHOLD
+    assert score_known_without_access(first, second) < duplicates.PROPOSAL_THRESHOLD
     listed = client_for(make_user(roles.REVIEWER)).get(f"{API}/duplicates/", {"decision": "pending"}).json()["results"]
     assert listed == []
 
