@@ -7,6 +7,7 @@ alias is a test mirror, so it reads that same database there.
 """
 
 import os
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -168,6 +169,33 @@ def test_anonymous_clients_are_counted_on_the_primary_while_the_replica_is_behin
         # Each request's count is written on the primary; read on the replica, which applies none of
         # them, every request found no earlier one and the client was never held.
         assert [client.get(f"{API}/incidents/").status_code for _ in range(4)] == [200, 200, 429, 429]
+
+
+@contextmanager
+def sender_stalled(alias: str):
+    """The primary's WAL sender to the replica stops (SIGSTOP), as a stalled network would: the
+    replica still streams, has replayed all it was sent, and is sent nothing more."""
+    received(alias, replayed=True)
+    slot = query(alias, "SELECT slot_name FROM pg_stat_wal_receiver")
+    sender = query("default", "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", [slot])
+    os.kill(sender, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(sender, signal.SIGCONT)
+
+
+def test_reads_fall_back_to_the_primary_when_the_replica_receives_nothing_more(replica, settings):
+    settings.DATABASE_REPLICA_MAX_LAG_SECONDS = 1
+    settings.DATABASE_REPLICA_CHECK_SECONDS = 0
+    incident = make_incident(title="As first reported")
+    with sender_stalled(replica):
+        incident.__class__.objects.filter(pk=incident.pk).update(title="Corrected on the primary")
+        time.sleep(1.5)  # beyond the bound since the replica's last transaction
+        assert query(replica, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+        assert title_read_by(client_for(), incident) == "Corrected on the primary"
+    received(replica, replayed=True)
+    assert title_read_by(client_for(), incident) == "Corrected on the primary"
 
 
 def replica_server(action: str, alias: str) -> None:

@@ -9,8 +9,9 @@
   they just saved at once. Clients that do not return cookies (scripts with a token) read the
   replica: they may see their write up to `DATABASE_REPLICA_MAX_LAG_SECONDS` late.
 - **Fallback**: each process checks a replica's health at most once every
-  `DATABASE_REPLICA_CHECK_SECONDS` (one small query on a fresh connection): a replica that does not
-  answer, is not in recovery, or lags more than `DATABASE_REPLICA_MAX_LAG_SECONDS` is left out
+  `DATABASE_REPLICA_CHECK_SECONDS` (one small query on the primary and one on the replica, on fresh
+  connections): a replica that does not answer, is not in recovery, or lags more than
+  `DATABASE_REPLICA_MAX_LAG_SECONDS` (measured against the primary's own WAL position) is left out
   until a later check finds it well. A safe request whose replica fails in between is answered again
   from the primary, so the reader sees no error (the failed attempt is logged).
 
@@ -25,6 +26,7 @@ import random
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import psycopg
@@ -35,15 +37,14 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 logger = logging.getLogger(__name__)
 
 # A fresh connection's check, on the replica: in recovery (not promoted, so still following this
-# primary), and either streaming with everything received replayed, or behind by less than the
-# bound since its last replayed transaction. (While the primary is idle nothing arrives, so the
-# time since the last replayed transaction grows without the replica being late: hence the first
-# case.)
+# primary), and either it has replayed what the primary had written at a moment within the bound
+# (`ReplicaHealth._primary_position`), or the last transaction it replayed was committed within the
+# bound. Its own view of what it has received says nothing: a replica whose sender or network
+# stalls still streams, with all it was sent replayed, while the primary goes on writing.
 _HEALTH_QUERY = """
 SELECT pg_is_in_recovery() AND (
-    (pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
-     AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming'))
-    OR now() - pg_last_xact_replay_timestamp() <= make_interval(secs => %s)
+    pg_last_wal_replay_lsn() >= %(primary_position)s::pg_lsn
+    OR now() - pg_last_xact_replay_timestamp() <= make_interval(secs => %(max_lag)s)
 )
 """
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -68,6 +69,9 @@ class ReplicaHealth:
 
     def __init__(self):
         self._checked: dict[str, tuple[float, bool]] = {}
+        # The primary's WAL position at each check within the last DATABASE_REPLICA_MAX_LAG_SECONDS:
+        # (monotonic time, position), oldest first.
+        self._primary_positions: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
 
     def healthy(self, alias: str) -> bool:
@@ -89,21 +93,39 @@ class ReplicaHealth:
     def forget(self) -> None:
         """Check every replica again at its next use."""
         self._checked.clear()
+        self._primary_positions.clear()
 
-    @staticmethod
-    def _check(alias: str) -> bool:
-        # Its own connection rather than the pool's: with the replica down, a pool waits for its
+    def _check(self, alias: str) -> bool:
+        # Its own connections rather than the pool's: with the replica down, a pool waits for its
         # timeout, while a refused connection fails at once (an unanswered one after
         # DATABASE_REPLICA_CONNECT_TIMEOUT, set in the alias's options).
         try:
+            primary_position = self._primary_position()
             with psycopg.connect(**connections[alias].get_connection_params(), autocommit=True) as connection:
-                healthy = connection.execute(_HEALTH_QUERY, [settings.DATABASE_REPLICA_MAX_LAG_SECONDS]).fetchone()[0]
+                healthy = connection.execute(
+                    _HEALTH_QUERY,
+                    {"primary_position": primary_position, "max_lag": settings.DATABASE_REPLICA_MAX_LAG_SECONDS},
+                ).fetchone()[0]
         except psycopg.Error as error:
             logger.warning("Database replica %s is unavailable, reading from the primary: %s", alias, error)
             return False
         if not healthy:
             logger.warning("Database replica %s lags or is not streaming, reading from the primary.", alias)
-        return healthy
+        return bool(healthy)
+
+    def _primary_position(self) -> str:
+        """The primary's WAL position (flushed, so a replica can have received it) at the earliest of
+        this process's checks within the lag bound, this one included: a replica that has replayed
+        it lags the primary by the bound at most. With no earlier check within the bound, the
+        primary's position now (stricter than the bound: the replica must have caught up, or have
+        replayed a transaction committed within the bound)."""
+        now = time.monotonic()
+        with psycopg.connect(**connections[DEFAULT_DB_ALIAS].get_connection_params(), autocommit=True) as connection:
+            position = connection.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
+        self._primary_positions.append((now, position))
+        while self._primary_positions[0][0] < now - settings.DATABASE_REPLICA_MAX_LAG_SECONDS:
+            self._primary_positions.popleft()
+        return self._primary_positions[0][1]
 
 
 replica_health = ReplicaHealth()
