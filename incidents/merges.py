@@ -719,6 +719,12 @@ def _move_claims_back(moved: dict[str, list[int]], survivor: Incident, merged: I
     returning.exclude(pk__in=marked).update(incident=merged, merge_conflict=False)
 
 
+# A merged incident's redirect to its survivor is permanent (301) while the merge stands, but a
+# Reviewer can undo it, and a bare 301 is kept by browsers and caches with no end: every reader
+# who once followed it would be sent to the survivor for good. They may keep it, asking first.
+MERGED_REDIRECT_HEADERS = {"Cache-Control": "no-cache"}
+
+
 def redirect_target(*, user, public_id: str) -> str | None:
     """The public id of the incident that `public_id` was merged into, if `user` may follow it
     (`IncidentQuerySet.merged_visible_to`); None otherwise, so the door answers as for an unknown id."""

@@ -73,7 +73,7 @@ from incidents.csv_views import CsvOptionsSerializer, filtered_csv_response, spo
 from incidents.exports import SpooledDownload
 from incidents.filters import ChangedSinceFilterSet, IncidentFilterBackend, IncidentFilterSet, WithdrawalFilterSet
 from incidents.history import history_entries, history_visible_to
-from incidents.merges import redirect_target
+from incidents.merges import MERGED_REDIRECT_HEADERS, redirect_target
 from incidents.models import (
     AccessDoor,
     Claim,
@@ -625,10 +625,13 @@ class IncidentViewSet(ResourceViewSet):
             survivor = redirect_target(user=request.user, public_id=kwargs["public_id"])
             if survivor is None:
                 raise Http404
-            # Permanently: the merged incident's address now names the survivor, for every client.
+            # Permanently: the merged incident's address now names the survivor, for every client
+            # (until a Reviewer undoes the merge: MERGED_REDIRECT_HEADERS).
             body = {"detail": f"{kwargs['public_id']} was merged into {survivor}.", "merged_into": survivor}
             return Response(
-                body, status=status.HTTP_301_MOVED_PERMANENTLY, headers={"Location": self._address(survivor)}
+                body,
+                status=status.HTTP_301_MOVED_PERMANENTLY,
+                headers={"Location": self._address(survivor), **MERGED_REDIRECT_HEADERS},
             )
         return self._unless_held(response)
 

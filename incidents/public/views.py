@@ -29,7 +29,7 @@ from incidents.access import (
 from incidents.api.throttling import PublicPageThrottle
 from incidents.csv_views import BOM_PARAMETER, bom_requested, incidents_csv_response
 from incidents.filters import IncidentFilterSet
-from incidents.merges import redirect_target
+from incidents.merges import MERGED_REDIRECT_HEADERS, redirect_target
 from incidents.models import AccessDoor, Incident
 from incidents.parameters import filter_parameters, parameter_errors
 from incidents.public import selectors
@@ -314,7 +314,9 @@ def incident(request, public_id: str):
         survivor = redirect_target(user=request.user, public_id=public_id)
         if survivor is None:
             raise Http404(_("No such incident.")) from None
-        return HttpResponsePermanentRedirect(reverse("public:incident", args=[survivor]))
+        return HttpResponsePermanentRedirect(
+            reverse("public:incident", args=[survivor]), headers=MERGED_REDIRECT_HEADERS
+        )
     _record_access(
         request, confidential_records_of(page.incident, request.user) | page.confidential_sources_beside_claims
     )
@@ -352,7 +354,9 @@ def incident_csv(request, public_id: str):
             raise Http404(_("No such incident."))
         # With the query kept: the page's "CSV for Excel" link asks for `bom=1`, lost on the way.
         query = f"?{request.GET.urlencode()}" if request.GET else ""
-        return HttpResponsePermanentRedirect(reverse("public:incident-csv", args=[survivor]) + query)
+        return HttpResponsePermanentRedirect(
+            reverse("public:incident-csv", args=[survivor]) + query, headers=MERGED_REDIRECT_HEADERS
+        )
     return incidents_csv_response(
         incidents,
         request,
