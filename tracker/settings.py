@@ -138,6 +138,8 @@ MIDDLEWARE = [
     # A staff session still owing its second factor is anonymous to every page but those that finish
     # signing in: the public pages and exports too, not only the admin and the API.
     "accounts.middleware.SecondFactorMiddleware",
+    # What a signed-in reader is shown (confidential records among it) is kept by no cache.
+    "tracker.cache_headers.SignedInAnswersNotStoredMiddleware",
     # A query string of too many parameters: the 400 of `tracker.bad_requests`, with DEBUG too.
     "tracker.bad_requests.QueryStringRefusalMiddleware",
     # Once the user is known: bounds the database time of an anonymous request (ANON_STATEMENT_TIMEOUT).
