@@ -296,6 +296,11 @@ class RowsFormSet(BaseInlineFormSet):
 
     def add_fields(self, form, index):
         super().add_fields(form, index)
+        # A row's `id` among this incident's rows that the writer is shown: Django looks it up among
+        # every row of the model (BaseModelFormSet.add_fields), so the id of a claim hidden from
+        # them (an informant's, or another incident's) passed, saved as a new row, where an id no
+        # row has was refused: the form told which ids are hidden records. Now both are refused.
+        form.fields[self._pk_field.name].queryset = self.get_queryset()
         for name, field in form.fields.items():
             widget = getattr(field.widget, "widget", field.widget)  # inside the "+" wrapper
             if isinstance(widget, RowAutocompleteSelect) and form.instance.pk is not None:
