@@ -98,6 +98,7 @@ from incidents.services import (
     may_publish,
     sources_titled_alike,
     validation_errors,
+    wait_for_sources_alike,
     workflow_errors,
 )
 from tracker.formats import not_a_day, written_as_a_date
@@ -410,6 +411,15 @@ class _NameTakenMeanwhile(Exception):
             "imported, and the import was undone: nothing of it was written. Import the file again: this row "
             "will name the one added."
         )
+
+
+class _ChangedMeanwhile(Exception):
+    """What a row writes was read while the file was checked, outside the import's transaction, and
+    someone changed it before the write: an incident the row updates (its claims, read then, would be
+    written back over the change), or incidents a new row may duplicate, added by another import."""
+
+    def __init__(self, line: int, message: str):
+        self.line, self.message = line, message
 
 
 class _MalformedCell(ValueError):
@@ -841,18 +851,15 @@ def import_incidents_csv(
         )
         return report
     try:
-        _write(plan, user, report)
+        _write(plan, user, report, duplicates=duplicates)
     except _InvalidFile as invalid:
         report.errors.append(invalid.error)
         report.created, report.updated, report.proposed, report.unchanged = [], [], [], []
     return report
 
 
-def _find_duplicates(plan: _Plan, user, report: ImportReport) -> None:
-    """List the new rows that may duplicate an incident `user` may see, or an earlier new row: the
-    admin's rule (possible_duplicates_of, TRACKER_DUPLICATE_WINDOW_DAYS). Two queries."""
-    new_rows = [row for row in plan.rows if row.incident is None]
-    candidates = [
+def _duplicate_candidates(new_rows: list[PlannedRow]) -> list[DuplicateCandidate]:
+    return [
         DuplicateCandidate(
             # A type create_missing makes has no id yet: its rows match only each other.
             incident_type_id=row.data["incident_type"].pk or -id(row.data["incident_type"]),
@@ -862,6 +869,13 @@ def _find_duplicates(plan: _Plan, user, report: ImportReport) -> None:
         )
         for row in new_rows
     ]
+
+
+def _find_duplicates(plan: _Plan, user, report: ImportReport) -> None:
+    """List the new rows that may duplicate an incident `user` may see, or an earlier new row: the
+    admin's rule (possible_duplicates_of, TRACKER_DUPLICATE_WINDOW_DAYS). Two queries."""
+    new_rows = [row for row in plan.rows if row.incident is None]
+    candidates = _duplicate_candidates(new_rows)
     window = settings.DUPLICATE_WINDOW_DAYS
     in_database = Incident.objects.visible_to(user).possible_duplicates_of_new(candidates, window)
     incidents = (
@@ -1856,23 +1870,43 @@ def _claims_new(row: PlannedRow, kept: list[Claim]) -> list[tuple[Source, bool]]
     ]
 
 
-def _write(plan: _Plan, user, report: ImportReport) -> None:
+# Imports that create incidents and look for their duplicates take this transaction-level advisory
+# lock, one after the other (the two-key form, apart from the services' one-key locks).
+_NEW_INCIDENTS_LOCK = "hashtext('incidents.import_new_incidents'), 0"
+
+
+def _write(plan: _Plan, user, report: ImportReport, *, duplicates: Duplicates) -> None:
     """Write every planned row in one transaction, as `user`; any failure undoes it all. New
-    incidents go in bulk; updates one by one, each with its version check."""
+    incidents go in bulk; updates one by one, each with its version check. The file was checked
+    outside this transaction, against what was committed then: what another write changed since
+    is checked again here, and undoes the import if it changes what the file does."""
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
             # Before the incidents that name them, which take their primary keys when written.
             for column, record, described in plan.missing:
+                if isinstance(record, Source):
+                    # A source has no unique title to meet: wait, as the admin's and the API's new
+                    # source does, for any other new one of its title or address, then look for it.
+                    wait_for_sources_alike(record)
+                    if sources_titled_alike(user=user, comparable=comparable_titles([record.title])):
+                        raise _NameTakenMeanwhile(plan.first_line_naming(record), column, record, described)
                 try:
                     record.save(force_insert=True)
                 except IntegrityError as error:
                     if not isinstance(error.__cause__, UniqueViolation):
                         raise
                     raise _NameTakenMeanwhile(plan.first_line_naming(record), column, record, described) from None
+            if plan.new_incidents and duplicates != Duplicates.ALLOW:
+                _refuse_duplicates_added_meanwhile(plan, user)
             incidents_bulk_create(user=user, incidents=plan.new_incidents)
             for row in plan.rows:
                 if row.incident is not None and row.changes:
                     _update(row, user)
+    except _ChangedMeanwhile as changed:
+        # Nothing was written, and the file may still be good: imported again, it is checked
+        # against what the other write left.
+        report.met_another_write = True
+        raise _InvalidFile(RowError(changed.line, "", changed.message)) from None
     except _RowNotWritten as failure:
         error = failure.__cause__
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
@@ -1898,6 +1932,25 @@ def _write(plan: _Plan, user, report: ImportReport) -> None:
         raise
 
 
+def _refuse_duplicates_added_meanwhile(plan: _Plan, user) -> None:
+    """The new rows were checked for duplicates against what was committed then: two imports of one
+    file at the same moment each found none, and both wrote every incident. One import at a time
+    looks again, under a lock held to its commit, and finds the other's. Every new row written had
+    none then (else the import stopped, or skipped it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock({_NEW_INCIDENTS_LOCK})")
+    new_rows = [row for row in plan.rows if row.incident is None]
+    found = Incident.objects.visible_to(user).possible_duplicates_of_new(
+        _duplicate_candidates(new_rows), settings.DUPLICATE_WINDOW_DAYS
+    )
+    if found:
+        raise _ChangedMeanwhile(
+            new_rows[min(found)].line,
+            "Incidents this row may duplicate were added by someone else while the file was being imported, and "
+            "the import was undone: nothing of it was written. Import the file again to see them.",
+        )
+
+
 def _creation(row: PlannedRow) -> dict[str, Any]:
     """The row as incidents_bulk_validate takes a new incident."""
     return {
@@ -1912,6 +1965,17 @@ def _creation(row: PlannedRow) -> dict[str, Any]:
 
 
 def _update(row: PlannedRow, user) -> None:
+    # The row's claims and organizations were read while the file was checked. Its version check is
+    # the file's audience's, which does not move with a change it does not see (an informant's claim
+    # corrected or added): written now, those read before would undo that change, or delete the
+    # claim. Any change since, whoever's, undoes the import.
+    stored = Incident.objects.select_for_update().filter(pk=row.incident.pk).values_list("version", flat=True)
+    if stored.get() != row.incident.version:
+        raise _ChangedMeanwhile(
+            row.line,
+            f"{row.incident.public_id} was changed by someone else while the file was being imported, and the "
+            "import was undone: nothing of it was written. Import the file again.",
+        )
     try:
         incident_update(
             incident=row.incident,

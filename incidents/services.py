@@ -1780,7 +1780,7 @@ def record_save(
             )
         _raise_collected(errors)
         if creating and isinstance(record, Source) and not another_source_confirmed:
-            _wait_for_sources_alike(record)
+            wait_for_sources_alike(record)
             lookalikes = source_lookalikes(user=user, source=record)
             if lookalikes:
                 raise SourceLooksLikeAnother(lookalikes)
@@ -1953,13 +1953,13 @@ def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, li
     return {title: by_comparable[key] for title, key in comparable.items() if key in by_comparable}
 
 
-# New sources that may look alike (`_wait_for_sources_alike`): transaction-level advisory locks
+# New sources that may look alike (`wait_for_sources_alike`): transaction-level advisory locks
 # keyed (this namespace, a hash of an address or title as they compare), the two-key form, apart
 # from the one-key locks of releases and of the place tree.
 _SOURCES_ALIKE_NAMESPACE = "hashtext('incidents.sources_alike')"
 
 
-def _wait_for_sources_alike(source: Source) -> None:
+def wait_for_sources_alike(source: Source) -> None:
     """Wait for any other write of a new source at the same address or with the same title as the
     new `source` (the keys `source_lookalikes` compares) to end. Each lookalike check sees only
     what was committed: two analysts entering one article at the same moment were each checked
