@@ -33,6 +33,7 @@ from accounts.grants import (
     group_change_refusals,
     group_delete_refusal,
     powers_change_record,
+    role_deletion_record,
     role_without_staff_refusals,
     second_factor_removal_refusal,
     staff_without_role,
@@ -382,3 +383,11 @@ class RoleAdmin(RefusedDeletionMixin, GroupAdmin):
 
     def deletion_refusal(self, request, records):
         return group_delete_refusal(actor=request.user, groups=records)
+
+    def delete_model(self, request, obj):
+        role_deletion_record(actor=request.user, groups=[obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        role_deletion_record(actor=request.user, groups=queryset)
+        super().delete_queryset(request, queryset)

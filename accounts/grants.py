@@ -31,8 +31,10 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
+from pghistory.models import Context
 
 from incidents import roles
+from incidents.models import Release
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,32 @@ def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
     )
     if superusers & doomed and not superusers - doomed:
         return "This would delete the last active superuser: make another account superuser first."
+    if recorded := _recorded_acting(doomed):
+        return (
+            f"{_names(account.get_username() for account in accounts if account.pk in recorded)} made changes "
+            "that the history records by their account (who gave whom which role, who changed a record, who "
+            "froze a release): deleting it would erase those records or leave them naming no one. Deactivate "
+            "the account instead (untick Active): it can no longer sign in, and the history keeps who did what."
+        )
     return None
+
+
+def _recorded_acting(account_ids: set[int]) -> set[int]:
+    """Of `account_ids`, those whose acts a record names: the admin's history (Django's LogEntry, the
+    grants among it, deleted with its author's account), the records' history (pghistory's context,
+    which keeps only the account's id: a deleted one read as "(system)"), and releases (immutable,
+    naming who froze them: deleting the account failed on that). Three queries; the context's
+    without an index, over its whole table, for the rare deletion of an account."""
+    return (
+        set(LogEntry.objects.filter(user_id__in=account_ids).values_list("user_id", flat=True).distinct())
+        | set(Release.objects.filter(created_by_id__in=account_ids).values_list("created_by_id", flat=True))
+        | {
+            int(user_id)
+            for user_id in Context.objects.filter(metadata__user__in=list(account_ids))
+            .values_list("metadata__user", flat=True)
+            .distinct()
+        }
+    )
 
 
 def account_password_refusal(*, actor, account) -> str | None:
@@ -339,6 +366,17 @@ def group_delete_refusal(*, actor, groups: Iterable[Group]) -> str | None:
     if held:
         return f"Only a superuser may delete a role that accounts hold: {_names(held)}."
     return None
+
+
+def role_deletion_record(*, actor, groups: Iterable[Group]) -> None:
+    """Records in each member's history the roles of `groups` they lose as they are deleted (Django
+    deletes the memberships without a word): "Took role: Field team." Two queries, and one a member."""
+    lost: dict = {}
+    for group in Group.objects.filter(pk__in=[group.pk for group in groups]).prefetch_related("user_set"):
+        for member in group.user_set.all():
+            lost.setdefault(member, set()).add(group)
+    for member, member_groups in lost.items():
+        powers_change_record(actor=actor, holder=member, before=Powers(groups=frozenset(member_groups)), after=Powers())
 
 
 def powers_change_record(*, actor, holder, before: Powers, after: Powers) -> LogEntry | None:

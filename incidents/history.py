@@ -1008,8 +1008,21 @@ def history_entries(events, user, subject: models.Model) -> list[HistoryEntry]:
     Events where only bookkeeping moved are left out. A fixed number of queries, whatever the
     number of events."""
     events = list(events)
-    user_ids = {event.pgh_context.get("user") for event in events if event.pgh_context}
-    users = get_user_model().objects.in_bulk([user_id for user_id in user_ids if user_id is not None])
+    user_ids = {event.pgh_context.get("user") for event in events if event.pgh_context} - {None}
+    users = get_user_model().objects.in_bulk(user_ids)
+    # An account deleted since (outside the admin, which refuses it: accounts.grants) is still who
+    # made the change, not "(system)", the changes no one made.
+    users |= {user_id: DeletedAccount(user_id) for user_id in user_ids - set(users)}
     reader = _Reader(events, user, subject)
     entries = (reader.entry(event, users.get((event.pgh_context or {}).get("user"))) for event in events)
     return [entry for entry in entries if entry is not None]
+
+
+@dataclass(frozen=True)
+class DeletedAccount:
+    """The author of a change whose account no longer exists: the history keeps only its id."""
+
+    pk: int
+
+    def get_username(self) -> str:
+        return f"(deleted account #{self.pk})"
