@@ -1,6 +1,7 @@
 """After `make run`, `python manage.py …` typed in the same checkout uses the same settings."""
 
 import os
+import stat
 import subprocess
 import sys
 from unittest import mock
@@ -61,3 +62,16 @@ def test_manage_py_reads_the_file_before_the_settings(tmp_path):
         [sys.executable, "-c", script], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True
     )
     assert result.stdout.split() == ["True", "remembered"], result.stderr
+
+
+def test_what_make_run_remembers_is_readable_by_its_owner_alone(tmp_path):
+    # The caller's DATABASE_URL may hold a password: with the usual umask the file was 0644.
+    env_file = tmp_path / ".data" / "checkout.env"
+    env_file.parent.mkdir()
+    env_file.write_text("# left by an earlier make run\n")
+    env_file.chmod(0o644)
+
+    checkout_env.save({"DATABASE_URL": "postgres://tracker:s3cret@db.internal/tracker"}, env_file)
+
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert "s3cret" in env_file.read_text()

@@ -315,6 +315,14 @@ def test_ensure_admin_creates_a_random_password_once(capsys):
     assert User.objects.filter(username="admin").count() == 1
 
 
+@pytest.mark.parametrize("username", ["admin", "chief"])
+def test_ensure_admin_names_the_account_to_change_the_password_of(capsys, username):
+    # Typed as shown without the name, changepassword looks for the OS user's account
+    # ("CommandError: user 'root' does not exist").
+    call_command("ensure_admin", "--username", username)
+    assert f"`python manage.py changepassword {username}`" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("username", ["", "a" * 151, "bad name!"])
 def test_ensure_admin_refuses_a_username_the_admin_refuses(username):
     with pytest.raises(CommandError, match="--username: "):

@@ -25,11 +25,15 @@ def save(environ=os.environ, env_file: Path | None = None) -> None:
     env_file = env_file or ENV_FILE
     database = f"DATABASE_URL={environ['DATABASE_URL']}" if environ.get("DATABASE_URL") else f"{EMBEDDED}=1"
     env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.write_text(
-        "# Written by `make run`: the settings `python manage.py` uses in this checkout when the\n"
-        "# environment does not set them (tracker/checkout_env.py). Delete it to stop that.\n"
-        f"DJANGO_DEBUG=1\n{database}\n"
-    )
+    # Owner-only, as backups are: the caller's DATABASE_URL may hold a password.
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file left by an earlier `make run` keeps its mode otherwise
+    with os.fdopen(descriptor, "w") as written:
+        written.write(
+            "# Written by `make run`: the settings `python manage.py` uses in this checkout when the\n"
+            "# environment does not set them (tracker/checkout_env.py). Delete it to stop that.\n"
+            f"DJANGO_DEBUG=1\n{database}\n"
+        )
 
 
 def load(environ=os.environ, env_file: Path | None = None) -> None:

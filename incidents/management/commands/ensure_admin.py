@@ -51,7 +51,10 @@ class Command(BaseCommand):
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(self.style.SUCCESS(f"Created administrator {username!r}."))
         self.stdout.write(f"Log in at {url} as {username!r} with password: {password}")
-        self.stdout.write("This password is shown only once; change it with `python manage.py changepassword`.")
+        # With the name: typed alone, changepassword changes the account named as the OS user.
+        self.stdout.write(
+            f"This password is shown only once; change it with `python manage.py changepassword {username}`."
+        )
         if settings.REQUIRE_2FA:
             site = url.removesuffix("/admin/")
             self.stdout.write(
