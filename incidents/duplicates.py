@@ -447,12 +447,29 @@ class Features:
         return self._compared[at]
 
 
+# Words: runs of letters and digits, of any script ("_" is no letter).
+_WORD = re.compile(r"[^\W_]+")
+# Scripts written without spaces between words (kana, CJK ideographs): each character is a word,
+# so that two Chinese or Japanese reports share the words they share, not only whole sentences.
+_UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+
+
 def comparable_text(text: str) -> str:
     """Lower case, accents and punctuation gone, numbers left out (counts and dates are compared
     on their own fields; "48" against "about 50" is no disagreement of words): "Sinŭiju's 48" and
-    "Sinuiju s" compare alike."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return " ".join(word for word in re.split(r"[^a-z0-9]+", folded) if word and not word.isdigit())
+    "Sinuiju s" compare alike, and so do full-width letters and their ASCII ones, and the same word in
+    composed or decomposed form. Every script's letters stay: folded to ASCII, Korean and Chinese
+    titles and descriptions compared as empty, two word-for-word reports no closer than two
+    unrelated ones. Latin text reads exactly as it did then."""
+    if text.isascii():  # most text, at a tenth of the cost
+        folded = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.casefold())
+        # Accents are combining marks once decomposed; Hangul syllables decompose into letters
+        # (jamo), which composing again makes syllables.
+        folded = unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
+        folded = _UNSPACED.sub(r" \1 ", folded)
+    return " ".join(word for word in _WORD.findall(folded) if not word.isdigit())
 
 
 # What scoring compares, an incident to a row: its own fields, and its places, its claims' source
