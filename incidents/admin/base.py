@@ -39,6 +39,7 @@ from incidents.numbers import COUNT_MODEL_FIELDS, is_whole_number
 from incidents.parameters import parameter_errors
 from incidents.querysets import (
     EditedVersion,
+    access_changed_since_read,
     can_see_confidential,
     can_see_unpublished,
     estimated_row_count,
@@ -239,11 +240,20 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
         if self.instance.pk and not sent:
             raise ValidationError("The form lost track of the version you edited; reload the page and try again.")
         try:
-            cleaned_data["expected_version"] = EditedVersion.parse(sent) if sent else None
+            edited = cleaned_data["expected_version"] = EditedVersion.parse(sent) if sent else None
         except ValueError:
             raise ValidationError(
                 "The form holds no version this page showed; reload the page and try again."
             ) from None
+        # The service refuses it too (`check_version`); said here first, it explains the rows it
+        # showed that the writer may no longer see, which their lookup now refuses
+        # (`RowsFormSet.add_fields`: "Select a valid choice").
+        if (
+            edited is not None
+            and edited.told is not None
+            and (change := access_changed_since_read(edited.told, self.writer, self.instance))
+        ):
+            raise ValidationError(str(services.AccessChangedSinceRead(self.instance, change)))
         return cleaned_data
 
     def edited_version(self) -> dict:
