@@ -101,6 +101,7 @@ from incidents.services import (
     wait_for_sources_alike,
     workflow_errors,
 )
+from incidents.text_fields import normal_text
 from tracker.formats import not_a_day, written_as_a_date
 from tracker.write_conflicts import is_write_conflict
 
@@ -553,7 +554,10 @@ class _Lowercase:
     names (a type's, an organization's, a place's in its parent: `Lower("name")`), which the import
     compares names by. Python's casefold() made "Straße" and "STRASSE", two names to the database,
     one, and the import called either ambiguous; its lower() makes "İ" two characters where the
-    database makes it one. Asked of the database, once for all the names given."""
+    database makes it one. Asked of the database, once for all the names given. In their normal
+    form first (`normal_text`), as names are written: a file saved by a macOS tool names a place
+    decomposed (Hangul as its letters), which named no known place, and with --create-missing made
+    a second organization of one name; a name stored otherwise (by SQL) is still found."""
 
     def __init__(self, names: Iterable[str]):
         self.lowered: dict[str, str] = {}
@@ -567,8 +571,12 @@ class _Lowercase:
     def _ask(self, names: Iterable[str]) -> None:
         """Runs a query."""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT name, lower(name) FROM unnest(%s::text[]) AS name", [sorted(set(names))])
-            self.lowered.update(cursor.fetchall())
+            names = sorted(set(names))
+            cursor.execute(
+                "SELECT lower(name) FROM unnest(%s::text[]) WITH ORDINALITY AS item (name, position) ORDER BY position",
+                [[normal_text(name, one_line=True) for name in names]],
+            )
+            self.lowered.update(zip(names, (lowered for (lowered,) in cursor.fetchall()), strict=True))
 
 
 class _Names:
@@ -1786,7 +1794,8 @@ def _new_record(column: str, name: str, parent: Place | None = None, country_cod
     """The record `create_missing` makes for an unknown name in `column`, not saved yet: a place
     inside `parent`, in its country, or the country of `country_code`."""
     model, name_field = MISSING_RECORD_FIELDS[column]
-    fields = {name_field: name}
+    # Saved without the model's validation, which would write it so.
+    fields = {name_field: normal_text(name, one_line=True)}
     if model is IncidentType:
         fields["slug"] = _type_slug(name)
     if parent is not None:

@@ -68,6 +68,7 @@ from incidents.text_fields import (
     NamesCountValidator,
     OneLineConstraint,
     OneLineValidator,
+    TextInNormalForm,
     names_count_condition,
     one_line_condition,
     validate_port,
@@ -868,7 +869,7 @@ class OrganizationKind(models.TextChoices):
 
 
 @pghistory.track()
-class Organization(VersionedModel, TimestampedModel):
+class Organization(TextInNormalForm, VersionedModel, TimestampedModel):
     name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
     acronym = models.CharField(max_length=32, blank=True, validators=[OneLineValidator("An acronym")])
     kind = models.CharField(max_length=20, choices=OrganizationKind.choices, default=OrganizationKind.OTHER)
@@ -954,7 +955,7 @@ PLACE_HISTORY_UNLESS_DERIVED = pghistory.UpdateEvent(
     PLACE_HISTORY_UNLESS_DERIVED,
     exclude=["within_sensitive", "country_inherited", *PUBLIC_VERSION_FIELDS],
 )
-class Place(PublicVersions, TimestampedModel):
+class Place(TextInNormalForm, PublicVersions, TimestampedModel):
     name = models.CharField(max_length=255, validators=[OneLineValidator("A name")])
     alternate_names = NameListField(
         models.CharField(max_length=255, validators=[OneLineValidator("An other name")]),
@@ -1235,7 +1236,7 @@ TYPE_SLUG_START_MESSAGE = "Start the slug with a letter or a digit: a spreadshee
 
 
 @pghistory.track()
-class IncidentType(VersionedModel, TimestampedModel):
+class IncidentType(TextInNormalForm, VersionedModel, TimestampedModel):
     slug = models.SlugField(
         max_length=64, unique=True, validators=[RegexValidator(TYPE_SLUG_START, TYPE_SLUG_START_MESSAGE)]
     )
@@ -1310,7 +1311,7 @@ class SourceKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Source(CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
+class Source(TextInNormalForm, CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
     title = models.CharField(max_length=500, validators=[OneLineValidator("A title")])
     kind = models.CharField(max_length=24, choices=SourceKind.choices, default=SourceKind.OTHER)
     url = models.URLField(max_length=1000, blank=True, validators=[validate_port])
@@ -1510,6 +1511,7 @@ class DateLabel(Func):
     exclude=[*KEPT_VERSION_FIELDS, "disclosed_updated_by"],
 )
 class Incident(
+    TextInNormalForm,
     QualifierFromFigures,
     CheckConstraintsInOneQuery,
     CreatedPerAudience,
@@ -1873,7 +1875,7 @@ class AgeGroup(models.TextChoices):
 
 
 @pghistory.track()
-class VictimGroup(models.Model):
+class VictimGroup(TextInNormalForm, models.Model):
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="victim_groups")
     count = models.PositiveIntegerField(null=True, blank=True)
     sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
@@ -1935,7 +1937,7 @@ CLAIM_DATE_PRECISION_HELP = (
 # The history keeps the claim's label as a plain copy of the stored value, as the incident's
 # (migration 0055): the generated column of an event table was planned anew by each trigger's run.
 @pghistory.track(attrs={"date_label": models.TextField()})
-class Claim(QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery, TimestampedModel):
+class Claim(TextInNormalForm, QualifierFromFigures, PrecisionFromDates, CheckConstraintsInOneQuery, TimestampedModel):
     """What one source says about one incident, kept as the source said it."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="claims")
@@ -2141,7 +2143,7 @@ class RevisionState(models.TextChoices):
 
 
 @pghistory.track()
-class IncidentRevision(TimestampedModel):
+class IncidentRevision(TextInNormalForm, TimestampedModel):
     """A change to a published incident proposed by someone who may not publish: the public keeps
     seeing the published incident until a Reviewer accepts the revision (which applies it as one
     update) or rejects it. `changes` holds what the proposer sent, in the shape `incident_update`
@@ -2434,7 +2436,7 @@ class ResponseKind(models.TextChoices):
 
 
 @pghistory.track(*HISTORY_BUT_UPDATES, HISTORY_UPDATES_BUT_KEPT_VERSIONS, exclude=KEPT_VERSION_FIELDS)
-class Response(CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
+class Response(TextInNormalForm, CreatedPerAudience, PublicVersions, VersionsPerAudience, TimestampedModel):
     """An organization's reaction to one or more incidents."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")
@@ -2942,7 +2944,7 @@ class NoteWrittenInConfidence:
 # (its withdrawal, a decision) showed it to staff without Confidential access. A score-only change
 # records no event; decisions are recorded as ever.
 @pghistory.track(exclude=["score"])
-class DuplicatePair(NoteWrittenInConfidence, models.Model):
+class DuplicatePair(TextInNormalForm, NoteWrittenInConfidence, models.Model):
     """Two incidents that may report one event, scored by `incidents.duplicates`, and what a
     reviewer decided about them. Kept once decided, so that "different" is never proposed again
     and every decision shows in the history."""
@@ -3047,7 +3049,7 @@ class DuplicateWordFrequencies(models.Model):
 # Without `moved` in the history: it lists hidden rows too, and the history is shown to readers who
 # may not see them (the record itself is shown only through what each reader may see).
 @pghistory.track(exclude=["moved"])
-class IncidentMerge(NoteWrittenInConfidence, models.Model):
+class IncidentMerge(TextInNormalForm, NoteWrittenInConfidence, models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
     the ids of the claims, place links, victim groups and involvements that moved to the survivor,

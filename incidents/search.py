@@ -36,6 +36,7 @@ less those few incidents (`left_out`).
 import json
 import math
 import re
+import unicodedata
 from functools import cached_property
 from typing import NamedTuple
 
@@ -215,9 +216,10 @@ class IncidentSearch:
     @classmethod
     def parse(cls, text: str) -> "IncidentSearch":
         """The search of `text`'s words and phrases (`search_terms`), or a ValidationError saying
-        which bound it passes."""
+        which bound it passes. In composed form, as every text is stored (`TextInNormalForm`): a
+        word typed or pasted decomposed found nothing."""
         terms = {True: [], False: []}
-        for term in search_terms(text):
+        for term in search_terms(unicodedata.normalize("NFC", text)):
             terms[term.excluded].append(term)
         included, excluded = terms[False], terms[True]
         search = cls(

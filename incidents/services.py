@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pghistory
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import ProtectedError, Q
@@ -80,6 +81,7 @@ from incidents.querysets import (
     version_seen_by,
     versions_told,
 )
+from incidents.text_fields import normal_text
 
 
 def _changed_by(incident: Incident, reader, told: VersionFields | None = None) -> str:
@@ -366,16 +368,32 @@ def _values(instance: models.Model) -> dict[str, Any]:
 
 def _stored_spaces_kept(instance: models.Model, stored: Mapping[str, Any]) -> None:
     """Keep on `instance` each text of `stored` (its stored values, by column) that its new value is
-    but for spaces around it. Every door trims what it is sent (DRF's and Django's form fields), so
-    a text stored with spaces around it (before the doors trimmed, or by SQL) came back from a
-    reader's unchanged write as a change: a new version, a history event, and the spaces dropped
-    unasked, also by a write that changed something else. Changing the text itself writes it as sent."""
+    but for spaces around it and its Unicode form (`normal_text`), and each list of names likewise.
+    Every door trims what it is sent (DRF's and Django's form fields) and the model's validation
+    writes texts in normal form (`TextInNormalForm`, told of those kept here), so a text stored
+    otherwise (before, or by SQL) came back from a reader's unchanged write as a change: a new
+    version, a history event, and its spaces dropped unasked, also by a write that changed something
+    else. Changing the text itself writes it as sent, in normal form."""
+    kept = set()
     for field in instance._meta.concrete_fields:
-        if not isinstance(field, (models.CharField, models.TextField)):
-            continue
         value, stored_value = getattr(instance, field.attname), stored.get(field.attname)
-        if isinstance(value, str) and isinstance(stored_value, str) and value.strip() == stored_value.strip():
+        if isinstance(field, ArrayField) and isinstance(value, list) and isinstance(stored_value, list):
+            same = [_comparable(item) for item in value] == [_comparable(item) for item in stored_value]
+        else:
+            same = (
+                isinstance(field, (models.CharField, models.TextField))
+                and isinstance(value, str)
+                and isinstance(stored_value, str)
+                and _comparable(value) == _comparable(stored_value)
+            )
+        if same:
             setattr(instance, field.attname, stored_value)
+            kept.add(field.attname)
+    instance._texts_as_stored = kept
+
+
+def _comparable(text: Any) -> Any:
+    return normal_text(text.strip(), one_line=True) if isinstance(text, str) else text
 
 
 @functools.cache

@@ -13,6 +13,7 @@ in the database): unbounded, one record's list grew every search document, list 
 names it."""
 
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 from django import forms
@@ -148,3 +149,54 @@ class NameListField(ArrayField):
 
     def formfield(self, **kwargs):
         return super().formfield(**{"form_class": OneNamePerLineField, **kwargs})
+
+
+# Format characters, invisible, that lead or trail a name pasted from a page or a PDF: a byte order
+# mark, zero-width spaces and joiners, directional marks, a soft hyphen.
+INVISIBLE_EDGE_CHARACTERS = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+# A run of spaces and such characters at either end, holding at least one of them. Only then: a
+# text stored with plain spaces around it keeps them (`services._stored_spaces_kept`).
+_INVISIBLE_EDGES = re.compile(
+    rf"^[\s{INVISIBLE_EDGE_CHARACTERS}]*[{INVISIBLE_EDGE_CHARACTERS}][\s{INVISIBLE_EDGE_CHARACTERS}]*"
+    rf"|[\s{INVISIBLE_EDGE_CHARACTERS}]*[{INVISIBLE_EDGE_CHARACTERS}][\s{INVISIBLE_EDGE_CHARACTERS}]*$"
+)
+
+
+def normal_text(value: str, *, one_line: bool) -> str:
+    """`value` in Unicode's composed form (NFC), and for a one-line text without invisible
+    characters at its ends. The same name typed on one keyboard and pasted from a macOS file or a
+    PDF (decomposed: Hangul as its letters, an accent as a mark after its letter), or with a
+    zero-width space after it, looks the same everywhere and compared as another: a second
+    organization or place of one name, a source not found to look like another, a word not found
+    by the search, a file's name not found by the import."""
+    value = unicodedata.normalize("NFC", value)
+    return _INVISIBLE_EDGES.sub("", value) if one_line else value
+
+
+def _is_one_line(field) -> bool:
+    return any(isinstance(validator, OneLineValidator) for validator in field.validators)
+
+
+class TextInNormalForm:
+    """A model whose texts are written in normal form (`normal_text`): its validation, which every
+    door runs before writing (`full_clean()`: the services, the admin's forms, the API, the import),
+    puts them so first, and its constraints then compare them so. Migration 0112 put those
+    stored before so."""
+
+    def clean_fields(self, exclude=None):
+        # A text its writer sent back as read stays as stored (`services._stored_spaces_kept`): a
+        # write of what was read is no change, whatever form a text was stored in before.
+        kept = getattr(self, "_texts_as_stored", ())
+        for field in self._meta.concrete_fields:
+            if (exclude and field.name in exclude) or getattr(field, "generated", False) or not field.editable:
+                continue
+            if field.attname in kept:
+                continue
+            value = getattr(self, field.attname)
+            if isinstance(value, str):
+                setattr(self, field.attname, normal_text(value, one_line=_is_one_line(field)))
+            elif isinstance(value, list) and isinstance(field, ArrayField):
+                one_line = _is_one_line(field.base_field)
+                normal = [normal_text(item, one_line=one_line) if isinstance(item, str) else item for item in value]
+                setattr(self, field.attname, normal)
+        super().clean_fields(exclude)
