@@ -331,7 +331,7 @@ def incident_merge(
             _save_changed(merged, user_id, "merged_into")
             if in_confidence:
                 _writer_withheld([survivor_incident, merged])
-            _responses_about_both_changed(merged, merge.moved)
+            _responses_about_merged_changed(merged)
             DuplicatePair.objects.filter(pk=pair.pk).update(
                 decision=DuplicateDecision.SAME,
                 decided_by_id=user_id,
@@ -348,23 +348,24 @@ def incident_merge(
     return merge
 
 
-def _responses_about_both_changed(merged: Incident, moved: dict[str, list[int]]) -> None:
-    """A new version of the responses about `merged` that were about the survivor already (no link
-    of theirs moves): every reader's list of their incidents loses `merged` with the merge (a merged
-    incident is never shown) and shows it again with its undo, so a partner's copy is read again and
-    a stale edit meets a version conflict, as `services._links_shown_changed` does for an incident
-    made confidential. Readers without Confidential access are told it unless `merged` is
-    confidential (then so is the survivor: they saw neither); the public unless it may not see
-    `merged` (a draft, or confidential: its list never showed it). The responses whose link moves
-    are told by the link's own triggers (migrations 0096, 0098)."""
-    about_both = Response.objects.filter(incidents=merged).exclude(pk__in=moved["responses"])
+def _responses_about_merged_changed(merged: Incident) -> None:
+    """A new version of the responses about `merged`: every reader's list of their incidents loses
+    `merged` with the merge (a merged incident is never shown), and shows the survivor instead where
+    the response's link moved to it, and shows `merged` again with the undo; so a partner's copy is
+    read again and a stale edit meets a version conflict, as `services._links_shown_changed` does
+    for an incident made confidential. (The moved links' own triggers told no reader: a response
+    about the merged incident alone showed the survivor in its place at the same version.) Readers
+    without Confidential access are told it unless `merged` is confidential (then so is the
+    survivor: they saw neither); the public unless it may not see `merged` (a draft, or
+    confidential: its list never showed it)."""
+    about_merged = Response.objects.filter(incidents=merged)
     if merged.confidential:
         told = EVERY_CHANGE
     elif services.shown_to_the_public(merged):
         told = THE_PUBLIC
     else:
         told = STAFF_WITHOUT_CONFIDENTIAL_ACCESS
-    services.new_version_of(about_both, told=told)
+    services.new_version_of(about_merged, told=told)
 
 
 def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:
@@ -583,7 +584,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         ResponseIncident.objects.filter(response__in=moved["responses"], **on_survivor).delete()
         merged.merged_into = None
         _save_changed(merged, user_id, "merged_into")
-        _responses_about_both_changed(merged, moved)
+        _responses_about_merged_changed(merged)
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
         merge.undone_at = timezone.now()

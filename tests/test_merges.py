@@ -1440,6 +1440,28 @@ def test_a_response_about_both_incidents_is_a_new_version_with_the_merge_and_its
     assert told() == (incidents, version + 2)
 
 
+def test_a_response_about_the_merged_incident_alone_is_a_new_version_with_the_merge_and_its_undo(world, reviewer):
+    """Its link moves to the survivor, which it shows in the merged incident's place, then shows the
+    merged incident again after the undo: a new version each time, for every reader, or an
+    incremental sync kept the old list."""
+    response, survivor, merged = world["response"], world["survivor"], world["merged"]
+    url = f"{API}/responses/{response.pk}/"
+
+    def told(user=None) -> tuple[list[str], int]:
+        body = client_for(user).get(url).json()
+        return body["incidents"], body["version"]
+
+    (public, public_version), (_, staff_version) = told(), told(reviewer)
+    assert public == [merged.public_id]
+
+    assert client_for(reviewer).post(merge_url(world["pair"]), {}, format="json").status_code == 201
+    assert told() == ([survivor.public_id], public_version + 1)
+    assert told(reviewer) == ([survivor.public_id], staff_version + 1)
+
+    assert client_for(reviewer).post(unmerge_url(merged), {}, format="json").status_code == 200
+    assert told() == ([merged.public_id], public_version + 2)
+
+
 class TestTheRevisionOfAMergeDecidedInConfidence:
     """A merge decided in confidence (its merged incident holds a confidential claim) names neither
     who made it nor when to readers without Confidential access: its own page, its pair, its rows in
