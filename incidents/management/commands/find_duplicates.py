@@ -8,8 +8,8 @@ class Command(BaseCommand):
         "Score every candidate pair of possible duplicates (same type, dates within TRACKER_DUPLICATE_WINDOW_DAYS, "
         "one place or two under one place below the country; an incident placed only by its country meets "
         "every incident of that country) and propose those scoring at least --threshold for review in "
-        "the admin's duplicates queue. Decided pairs are left as they are: a pair found different is never "
-        "proposed again."
+        "the admin's duplicates queue. Decided pairs stay as decided, their scores brought up to date: a pair "
+        "found different is never proposed again."
     )
 
     def add_arguments(self, parser):
