@@ -18,13 +18,13 @@ from tests.test_versions_per_audience import claims_with, edit, edit_confidentia
 from tests.test_write_conflicts import answered_while_held
 
 
-def imported_or_refused(user, tmp_path, content) -> str:
-    """What the import command printed, and the refusal's words if it refused the file."""
-    path = tmp_path / "import.csv"
+def imported_or_refused(user, path, content, *options) -> str:
+    """What the import command printed of `content` written to `path`, and the refusal's words if it
+    refused the file."""
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     out = io.StringIO()
     try:
-        call_command("import_incidents", str(path), f"--user={user.username}", stdout=out, stderr=out)
+        call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
     except CommandError as refused:
         return f"{out.getvalue()}refused: {refused}"
     return out.getvalue()
@@ -71,14 +71,14 @@ def test_a_confidential_claim_edited_while_a_public_file_is_imported_is_not_writ
         return write(plan, user, report, **options)
 
     monkeypatch.setattr(importers, "_write", colleague_edits_then_write)
-    output = imported_or_refused(keeper, tmp_path, write_csv([row]))
+    output = imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
 
     confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
     assert confidential == ["81 people, 30 of them children"], output
     assert "was changed by someone else while the file was being imported" in output
     # Imported again, the file is checked against the colleague's change, and keeps it.
     monkeypatch.setattr(importers, "_write", write)
-    imported_or_refused(keeper, tmp_path, write_csv([row]))
+    imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
     assert incident.claims.filter(source=added).exists()
     confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
     assert confidential == ["81 people, 30 of them children"]
@@ -108,7 +108,7 @@ def test_a_confidential_claim_added_while_a_public_file_is_imported_is_not_delet
         return write(plan, user, report, **options)
 
     monkeypatch.setattr(importers, "_write", colleague_adds_then_write)
-    output = imported_or_refused(keeper, tmp_path, write_csv([row]))
+    output = imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
 
     assert list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True)) == ["81 people"], output
 
@@ -126,25 +126,15 @@ def test_the_same_new_file_imported_twice_at_once_stops_the_second_as_a_possible
     content = f"{HEADER},places\nArrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01,Hyesan\n"
     incident_type("forced-repatriation")
 
-    def import_as(analyst, name):
-        path = tmp_path / name
-        path.write_text(content)
-        out = io.StringIO()
-        try:
-            call_command("import_incidents", str(path), f"--user={analyst.username}", stdout=out, stderr=out)
-        except CommandError as refused:
-            return f"refused: {refused} {out.getvalue()}"
-        return out.getvalue()
-
     answers = answered_while_held(
         "UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'",
         [],
-        lambda: import_as(analysts[0], "first.csv"),
-        lambda: import_as(analysts[1], "second.csv"),
+        lambda: imported_or_refused(analysts[0], tmp_path / "first.csv", content),
+        lambda: imported_or_refused(analysts[1], tmp_path / "second.csv", content),
     )
 
     # One after the other, the rule holds: a third import of the file is stopped, writing nothing.
-    assert "may duplicate an incident" in import_as(analysts[0], "third.csv")
+    assert "may duplicate an incident" in imported_or_refused(analysts[0], tmp_path / "third.csv", content)
     assert Incident.objects.filter(title="Arrests at the Hyesan market").count() == 1, answers
 
 
@@ -161,23 +151,13 @@ def test_a_new_source_two_imports_name_at_once_is_created_once(tmp_path):
         f"{HEADER},sources\n"
         "Arrests at the Hyesan market,forced-repatriation,2024-03-01,2024-03-01,Daily NK report of 3 March\n"
     )
-
-    def import_as(analyst, name):
-        path = tmp_path / name
-        path.write_text(content)
-        out = io.StringIO()
-        options = ["--create-missing", "--allow-duplicates"]
-        try:
-            call_command("import_incidents", str(path), f"--user={analyst.username}", *options, stdout=out, stderr=out)
-        except CommandError as refused:
-            return f"refused: {refused} {out.getvalue()}"
-        return out.getvalue()
+    options = ["--create-missing", "--allow-duplicates"]
 
     answers = answered_while_held(
         "UPDATE incidents_incidenttype SET name = name WHERE slug = 'forced-repatriation'",
         [],
-        lambda: import_as(analysts[0], "first.csv"),
-        lambda: import_as(analysts[1], "second.csv"),
+        lambda: imported_or_refused(analysts[0], tmp_path / "first.csv", content, *options),
+        lambda: imported_or_refused(analysts[1], tmp_path / "second.csv", content, *options),
     )
 
     assert Source.objects.filter(title="Daily NK report of 3 March").count() == 1, answers
