@@ -1,11 +1,15 @@
 """The duplicates' scores read the words of every script: Korean and Chinese reports too."""
 
 import io
+import re
 import unicodedata
 
+import hypothesis
 import pytest
 from django.core.management import call_command
+from hypothesis import strategies
 
+from incidents.duplicates import comparable_text
 from incidents.models import DuplicatePair
 from tests.factories import make_incident, make_place
 
@@ -58,3 +62,20 @@ def test_two_reports_in_the_same_words_score_above_two_unrelated_ones(
     scored = scores()
 
     assert scored[frozenset((same_a.pk, same_b.pk))] > scored[frozenset((other_a.pk, other_b.pk))]
+
+
+def ascii_folded(text: str) -> str:
+    """What the score compared before every script counted: accents and everything but ASCII gone."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return " ".join(word for word in re.split(r"[^a-z0-9]+", folded) if word and not word.isdigit())
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(strategies.text(alphabet=strategies.characters(codec="ascii")))
+def test_ascii_text_compares_as_it_did(text):
+    # The weights were fitted on such text (bench/fit_duplicate_weights.py): its words are the same.
+    assert comparable_text(text) == ascii_folded(text)
+
+
+def test_accents_and_full_width_letters_fold_to_their_ascii_words():
+    assert comparable_text("Sinŭiju's 48 ＵＮＨＣＲ") == "sinuiju s unhcr"
