@@ -112,3 +112,42 @@ def test_what_the_public_is_shown_may_be_cached():
         assert shown.status_code == 200
         assert "no-store" not in shown.get("Cache-Control", "")
         assert "private" not in shown.get("Cache-Control", "")
+
+
+def _confidential_merge():
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    survivor = make_incident(confidential=True, title="Informant's account of Onsong")
+    merged = make_incident(confidential=True, title="Informant's second account of Onsong")
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    incident_merge(user=keeper, pair=pair, survivor=survivor.public_id)
+    return keeper, survivor, merged
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        lambda merged: f"/incidents/{merged.public_id}/",
+        lambda merged: f"/incidents/{merged.public_id}.csv",
+        lambda merged: f"{API}/incidents/{merged.public_id}/",
+    ],
+    ids=["public page", "public csv", "api detail"],
+)
+def test_a_confidential_merged_incidents_redirect_to_a_signed_in_reader_is_not_stored(address):
+    # Answered only to a reader with Confidential access (the public gets 404), it names the
+    # confidential survivor. Its view's `no-cache` (MERGED_REDIRECT_HEADERS) kept the middleware
+    # from adding `private, no-store`.
+    keeper, survivor, merged = _confidential_merge()
+    url = address(merged)
+    if url.startswith(API):
+        reader, public = client_for(keeper), client_for(None)
+    else:
+        reader, public = Client(), Client()
+        reader.force_login(keeper)
+
+    assert public.get(url).status_code == 404  # the public is told nothing of it
+    redirected = reader.get(url)
+    assert redirected.status_code == 301, redirected.status_code
+    assert survivor.public_id in redirected["Location"]
+
+    directives = redirected.get("Cache-Control", "")
+    assert "no-store" in directives and "private" in directives, dict(redirected.headers)
