@@ -1938,7 +1938,10 @@ class SourceLooksLikeAnother(ValidationError):
 
 def comparable_titles(titles: Iterable[str]) -> dict[str, str]:
     """Each of `titles` as `models.comparable_title` compares it, computed by PostgreSQL with the
-    expression the stored titles' index holds, so that both sides are one implementation. One query."""
+    expression the stored titles' index holds, so that both sides are one implementation; in the
+    normal form a title is written in (`normal_text`) first: an import's file may name a source
+    decomposed, or with a zero-width space at its end, which the source it makes is saved without.
+    One query."""
     titles = sorted(set(titles))
     if not titles:
         return {}
@@ -1948,9 +1951,11 @@ def comparable_titles(titles: Iterable[str]) -> dict[str, str]:
     expression_sql, params = expression.resolve_expression(query).as_sql(compiler, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT given.title, {expression_sql} FROM unnest(%s::text[]) AS given(title)", [*params, titles]
+            f"SELECT {expression_sql} FROM unnest(%s::text[]) WITH ORDINALITY AS given (title, position) "
+            "ORDER BY position",
+            [*params, [normal_text(title, one_line=True) for title in titles]],
         )
-        return dict(cursor.fetchall())
+        return dict(zip(titles, (comparable for (comparable,) in cursor.fetchall()), strict=True))
 
 
 def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, list[Source]]:
