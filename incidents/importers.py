@@ -1781,12 +1781,16 @@ def _max_name_length(column: str) -> int:
 
 
 def _name_problems(column: str, name: str) -> list[str]:
-    """Why `name` cannot be the name of a new record in `column` (a line break in it), or nothing."""
+    """Why `name` cannot be the name of a new record in `column` (a line break in it), or nothing:
+    the field's rules, said of the name as the record is saved (`_new_record`, in normal form),
+    which may be blank (only a zero-width space) or longer (composing lengthens some scripts)."""
     model, name_field = MISSING_RECORD_FIELDS[column]
+    field = model._meta.get_field(name_field)
     try:
-        model._meta.get_field(name_field).run_validators(name)
+        field.run_validators(name)
+        field.clean(normal_text(name, one_line=True), None)
     except ValidationError as invalid:
-        return invalid.messages
+        return list(dict.fromkeys(invalid.messages))
     return []
 
 
