@@ -235,6 +235,9 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
 
     def clean(self):
         cleaned_data = super().clean()
+        if self.instance.pk:
+            # The record still holds what is stored: the form's values are set on it after this.
+            cleaned_data.update(services.texts_as_read(self.instance, cleaned_data))
         sent = cleaned_data.get("expected_version")
         # A form error, not a field error: the field is hidden, and so would its error be.
         if self.instance.pk and not sent:

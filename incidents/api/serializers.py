@@ -273,9 +273,15 @@ class ModelRulesMixin(UnknownFieldsRefused):
         model = self.Meta.model
         many_to_many = {field.name for field in model._meta.many_to_many}
         candidate = copy.copy(self.instance) if self.instance is not None else model()
-        for name, value in attrs.items():
-            if name not in many_to_many and name not in ("version", "version_audience"):
-                setattr(candidate, name, value)
+        sent = {
+            name: value
+            for name, value in attrs.items()
+            if name not in many_to_many and name not in ("version", "version_audience")
+        }
+        if self.instance is not None:
+            sent = services.texts_as_read(candidate, sent)
+        for name, value in sent.items():
+            setattr(candidate, name, value)
         try:
             candidate.full_clean(validate_unique=False)
         except DjangoValidationError as error:

@@ -1,85 +1,105 @@
 """Texts stored in Unicode's composed form (NFC), and one-line texts without invisible characters at
-their ends, as every write now puts them (`incidents.text_fields.TextInNormalForm`): so that a
-write sending a text back as it was read is no change, and the constraints and the search compare
-stored names as they compare new ones.
+their ends, as every write now puts them (`incidents.text_fields.TextInNormalForm`): so that the
+constraints and the search compare stored names as they compare new ones. (A write sending a text
+back as read is no change whatever form it is stored in: `services._stored_spaces_kept`.)
 
 Only the rows not so already are written (`IS NFC NORMALIZED`, PostgreSQL 13+): on data typed in
-browsers, none; each one written is recorded in its history, as a write by SQL is.
-A name whose normal form another record of its parent (a place) or of the database (an
-organization) already bears is left as it is: which of the two is meant is an analyst's decision,
-and the constraint would refuse the write; its next change in a door asks for another name.
+browsers, none; each one written is recorded in its history, as a write by SQL is. Left as they are,
+as a door would refuse them: a text that would no longer fit its column (composing lengthens some
+scripts), a name or list item that would be blank (only invisible characters), and a name whose
+normal form another record of its parent (a place) or of the database (an organization) bears, or
+would bear once normalized: which of the two is meant is an analyst's decision. Such a record's
+next save in a door, even unchanged, asks for another name. Web addresses are kept as written
+(a server may tell a composed path from a decomposed one).
 """
 
 from django.db import migrations
 
-INVISIBLE = r"\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+# As `incidents.text_fields.INVISIBLE_EDGE_CHARACTERS` was written then.
+INVISIBLE = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
 EDGES = rf"^[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*|[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*$"
 
+# (model, field, one line): the texts analysts write.
+TEXTS = [
+    ("Organization", "name", True),
+    ("Organization", "acronym", True),
+    ("Organization", "description", False),
+    ("Organization", "aliases", True),
+    ("Place", "name", True),
+    ("Place", "alternate_names", True),
+    ("IncidentType", "name", True),
+    ("IncidentType", "description", False),
+    ("Source", "title", True),
+    ("Source", "author", True),
+    ("Source", "notes", False),
+    ("Incident", "title", True),
+    ("Incident", "description", False),
+    ("VictimGroup", "description", False),
+    ("Claim", "excerpt", False),
+    ("Claim", "locator", False),
+    ("Response", "description", False),
+]
 
-def _text(column: str) -> tuple[str, str]:
-    return f"normalize({column}, NFC)", f"{column} IS NOT NFC NORMALIZED"
-
-
-def _one_line(column: str) -> tuple[str, str]:
-    return (
-        f"regexp_replace(normalize({column}, NFC), '{EDGES}', '', 'g')",
-        f"({column} IS NOT NFC NORMALIZED OR {column} ~ '{EDGES}')",
-    )
-
-
-def _names(column: str) -> tuple[str, str]:
-    normal = f"regexp_replace(normalize(name, NFC), '{EDGES}', '', 'g')"
-    return (
-        f"ARRAY(SELECT {normal} FROM unnest({column}) WITH ORDINALITY AS item (name, position) ORDER BY position)",
-        f"EXISTS (SELECT FROM unnest({column}) AS item (name) WHERE name IS NOT NFC NORMALIZED OR name ~ '{EDGES}')",
-    )
-
-
-# Not taken by another record: the unique names' constraints.
-_UNIQUE = {
-    ("incidents_organization", "name"): "NOT EXISTS (SELECT FROM incidents_organization other "
-    "WHERE other.id <> record.id AND lower(other.name) = lower({normal}))",
-    ("incidents_place", "name"): "NOT EXISTS (SELECT FROM incidents_place other WHERE other.id <> record.id "
-    "AND other.parent_id IS NOT DISTINCT FROM record.parent_id AND lower(other.name) = lower({normal}))",
-}
-
-COLUMNS = {
-    "incidents_organization": [
-        ("name", _one_line),
-        ("acronym", _one_line),
-        ("website", _text),
-        ("description", _text),
-        ("aliases", _names),
-    ],
-    "incidents_place": [("name", _one_line), ("alternate_names", _names)],
-    "incidents_incidenttype": [("name", _one_line), ("description", _text)],
-    "incidents_source": [
-        ("title", _one_line),
-        ("author", _one_line),
-        ("url", _text),
-        ("archive_url", _text),
-        ("notes", _text),
-    ],
-    "incidents_incident": [("title", _one_line), ("description", _text)],
-    "incidents_victimgroup": [("description", _text)],
-    "incidents_claim": [("excerpt", _text), ("locator", _text)],
-    "incidents_response": [("description", _text)],
+# Not borne by another record once normalized: the unique names' constraints.
+UNIQUE_AMONG = {
+    ("Organization", "name"): "",
+    ("Place", "name"): "AND other.parent_id IS NOT DISTINCT FROM record.parent_id",
 }
 
 
-def statements() -> list[str]:
-    written = []
-    for table, columns in COLUMNS.items():
-        for column, form in columns:
-            normal, condition = form(column)
-            unique = _UNIQUE.get((table, column))
-            if unique:
-                condition = f"{condition} AND {unique.format(normal=normal.replace(column, f'record.{column}'))}"
-            written.append(f"UPDATE {table} AS record SET {column} = {normal} WHERE {condition}")
-    return written
+def _normal(expression: str, one_line: bool) -> str:
+    normal = f"normalize({expression}, NFC)"
+    return f"regexp_replace({normal}, '{EDGES}', '', 'g')" if one_line else normal
+
+
+def _not_normal(expression: str, one_line: bool) -> str:
+    """A cheap test first: most rows are in normal form, and computing it for each is not."""
+    test = f"{expression} IS NOT NFC NORMALIZED"
+    return f"({test} OR {expression} ~ '[{INVISIBLE}]')" if one_line else test
+
+
+def _fits(expression: str, max_length: int | None, blank_allowed: bool) -> str:
+    conditions = [] if max_length is None else [f"char_length({expression}) <= {max_length}"]
+    if not blank_allowed:
+        conditions.append(f"{expression} <> ''")
+    return " AND ".join(conditions) or "true"
+
+
+def statement(model, name: str, one_line: bool) -> str:
+    field = model._meta.get_field(name)
+    table, column = model._meta.db_table, field.column
+    if hasattr(field, "base_field"):  # a list of names
+        item = field.base_field
+        normal = _normal("item.name", one_line)
+        return (
+            f"UPDATE {table} AS record SET {column} = ARRAY(SELECT {normal} FROM unnest({column}) WITH ORDINALITY "
+            f"AS item (name, position) ORDER BY position) "
+            f"WHERE EXISTS (SELECT FROM unnest({column}) AS item (name) "
+            f"WHERE {_not_normal('item.name', one_line)} AND item.name <> {normal}) "
+            f"AND NOT EXISTS (SELECT FROM unnest({column}) AS item (name) "
+            f"WHERE NOT ({_fits(normal, item.max_length, blank_allowed=False)}))"
+        )
+    normal = _normal(f"record.{column}", one_line)
+    condition = (
+        f"{_not_normal(f'record.{column}', one_line)} AND record.{column} <> {normal} "
+        f"AND {_fits(normal, field.max_length, blank_allowed=field.blank)}"
+    )
+    if (model.__name__, name) in UNIQUE_AMONG:
+        other = _normal(f"other.{column}", one_line)
+        condition += (
+            f" AND NOT EXISTS (SELECT FROM {table} AS other WHERE other.id <> record.id "
+            f"{UNIQUE_AMONG[model.__name__, name]} AND lower({other}) = lower({normal}))"
+        )
+    return f"UPDATE {table} AS record SET {column} = {normal} WHERE {condition}"
+
+
+def normalize(apps, schema_editor):
+    with schema_editor.connection.cursor() as cursor:
+        for model_name, name, one_line in TEXTS:
+            cursor.execute(statement(apps.get_model("incidents", model_name), name, one_line))
 
 
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0111_word_counts_of_every_script")]
 
-    operations = [migrations.RunSQL(statement, migrations.RunSQL.noop) for statement in statements()]
+    operations = [migrations.RunPython(normalize, migrations.RunPython.noop)]
