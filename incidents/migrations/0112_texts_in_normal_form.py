@@ -8,9 +8,9 @@ browsers, none; each one written is recorded in its history, as a write by SQL i
 as a door would refuse them: a text that would no longer fit its column (composing lengthens some
 scripts), a name or list item that would be blank (only invisible characters), and a name whose
 normal form another record of its parent (a place) or of the database (an organization) bears, or
-would bear once normalized: which of the two is meant is an analyst's decision. Such a record's
-next save in a door, even unchanged, asks for another name. Web addresses are kept as written
-(a server may tell a composed path from a decomposed one).
+would bear once normalized: which of the two is meant is an analyst's decision. Such a record is
+saved back as read (`services.texts_as_read`); a change of its name asks for another. Web
+addresses are kept as written (a server may tell a composed path from a decomposed one).
 """
 
 from django.db import migrations
