@@ -23,7 +23,8 @@ def _cached_for_good(response) -> bool:
     return not bounded
 
 
-@pytest.mark.parametrize(
+# Where a merged incident's address leads to its survivor's.
+MERGED_INCIDENT_ADDRESSES = pytest.mark.parametrize(
     "address",
     [
         lambda merged: f"/incidents/{merged.public_id}/",
@@ -32,6 +33,9 @@ def _cached_for_good(response) -> bool:
     ],
     ids=["public page", "public csv", "api detail"],
 )
+
+
+@MERGED_INCIDENT_ADDRESSES
 def test_a_merged_incidents_redirect_is_not_cached_for_good_since_a_merge_can_be_undone(address):
     # A merge is undone by a Reviewer (README: "merge duplicates and undo merges"), and the merged
     # incident's address then names it again. Its redirect to the survivor was a bare 301: a
@@ -123,15 +127,7 @@ def _confidential_merge():
     return keeper, survivor, merged
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        lambda merged: f"/incidents/{merged.public_id}/",
-        lambda merged: f"/incidents/{merged.public_id}.csv",
-        lambda merged: f"{API}/incidents/{merged.public_id}/",
-    ],
-    ids=["public page", "public csv", "api detail"],
-)
+@MERGED_INCIDENT_ADDRESSES
 def test_a_confidential_merged_incidents_redirect_to_a_signed_in_reader_is_not_stored(address):
     # Answered only to a reader with Confidential access (the public gets 404), it names the
     # confidential survivor. Its view's `no-cache` (MERGED_REDIRECT_HEADERS) kept the middleware

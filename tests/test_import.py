@@ -79,6 +79,18 @@ def run_import(user, tmp_path, content: bytes | str, *options) -> str:
     return out.getvalue()
 
 
+def imported_or_refused(user, path, content: bytes | str, *options) -> str:
+    """Import `content`, written to `path`, as `user`; what the command printed, and the refusal's
+    words if it refused the file."""
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    out = io.StringIO()
+    try:
+        call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
+    except CommandError as refused:
+        return f"{out.getvalue()}refused: {refused}"
+    return out.getvalue()
+
+
 def import_errors(user, tmp_path, content: bytes | str, *options) -> str:
     """Import a file that must be refused; returns the listed errors, after checking nothing changed."""
     incidents_before = list(Incident.objects.values_list("pk", "version"))

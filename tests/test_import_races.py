@@ -1,33 +1,19 @@
 """Two imports, or an import and another write, at the same moment: nothing the import read before
 its write is written back over the other, nor written twice."""
 
-import io
 import threading
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connection
 
 from incidents import importers, roles
 from incidents.exports import csv_source_item
 from incidents.models import Incident, Source
 from tests.factories import incident_type, make_claim, make_incident, make_place, make_source, make_user
-from tests.test_import import HEADER, rows, write_csv
+from tests.test_import import HEADER, imported_or_refused, rows, write_csv
 from tests.test_import_versions_per_audience import public_export
 from tests.test_versions_per_audience import claims_with, edit, edit_confidential_excerpt
 from tests.test_write_conflicts import answered_while_held
-
-
-def imported_or_refused(user, path, content, *options) -> str:
-    """What the import command printed of `content` written to `path`, and the refusal's words if it
-    refused the file."""
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    out = io.StringIO()
-    try:
-        call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
-    except CommandError as refused:
-        return f"{out.getvalue()}refused: {refused}"
-    return out.getvalue()
 
 
 def in_a_thread(work) -> None:

@@ -5,7 +5,7 @@ import io
 import unicodedata
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.urls import reverse
 
 from incidents import roles
@@ -14,6 +14,7 @@ from tests.api_support import API, client_for
 from tests.database_support import migrate_incidents_back_to
 from tests.factories import make_organization, make_place, make_user
 from tests.form_support import saved_unchanged
+from tests.test_import import imported_or_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -26,19 +27,7 @@ def nfd(text: str) -> str:
 
 
 def import_file(tmp_path, content: str, *options) -> str:
-    """What the import says of `content`, refused (a CommandError listing row errors) or not; any
-    other exception is the test's failure."""
-    path = tmp_path / "import.csv"
-    path.write_bytes(content.encode())
-    out = io.StringIO()
-    user = make_user(roles.ANALYST)
-    try:
-        call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
-    except CommandError as refused:
-        return f"{out.getvalue()}\n{refused}"
-    except Exception as error:
-        raise AssertionError(f"The import failed: {type(error).__name__}: {error}") from error
-    return out.getvalue()
+    return imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", content, *options)
 
 
 def read(client, url):

@@ -7,7 +7,6 @@ import io
 import unicodedata
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -16,7 +15,7 @@ from incidents.models import Incident, Organization, Place, Source
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_incident, make_organization, make_place, make_source, make_user
 from tests.form_support import saved_unchanged
-from tests.test_import import confirm_form
+from tests.test_import import confirm_form, imported_or_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -86,17 +85,6 @@ def test_the_admin_stores_a_pasted_title_composed(client):
     assert Incident.objects.get(pk=incident.pk).title == "투먼 강제북송 사건"
 
 
-def _imported_or_refused(user, tmp_path, content: str, *options) -> str:
-    path = tmp_path / "import.csv"
-    path.write_bytes(content.encode())
-    out = io.StringIO()
-    try:
-        call_command("import_incidents", str(path), f"--user={user.username}", *options, stdout=out, stderr=out)
-    except CommandError as refused:
-        return f"{out.getvalue()}refused: {refused}"
-    return out.getvalue()
-
-
 def test_import_finds_a_place_named_in_decomposed_form(tmp_path):
     china = make_place(name="China", kind="country", country="CN")
     tumen = make_place(name="투먼", parent=china)
@@ -104,7 +92,7 @@ def test_import_finds_a_place_named_in_decomposed_form(tmp_path):
         "NFD", "title,type,date_start,date_end,places\nArrests,forced-repatriation,2024-01-01,2024-01-01,투먼\n"
     )
 
-    _imported_or_refused(make_user(roles.ANALYST), tmp_path, text)
+    imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", text)
 
     assert [place.pk for place in Incident.objects.get(title="Arrests").places.all()] == [tumen.pk]
 
@@ -118,7 +106,7 @@ def test_import_with_create_missing_does_not_make_a_second_organization_of_a_dec
         f"Arrests,forced-repatriation,2024-01-01,2024-01-01,Tumen,{NFD_NAME}\n"
     )
 
-    _imported_or_refused(make_user(roles.ANALYST), tmp_path, text, "--create-missing")
+    imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", text, "--create-missing")
 
     assert Incident.objects.get(title="Arrests").involvements.get().organization_id == ngo.pk
     assert Organization.objects.count() == 1
@@ -196,8 +184,8 @@ def test_one_new_source_spelt_two_ways_in_a_file_is_not_refused_as_added_by_some
     writer.writerow(["Arrests at Musan", "forced-repatriation", "2022-05-01", "2022-05-01", spellings[1]])
     content = out.getvalue()
 
-    first = _imported_or_refused(analyst, tmp_path, content, "--create-missing", "--allow-duplicates")
-    again = _imported_or_refused(analyst, tmp_path, content, "--create-missing", "--allow-duplicates")
+    first = imported_or_refused(analyst, tmp_path / "import.csv", content, "--create-missing", "--allow-duplicates")
+    again = imported_or_refused(analyst, tmp_path / "import.csv", content, "--create-missing", "--allow-duplicates")
 
     assert "added by someone else" not in first, first
     assert "refused" not in first, first
@@ -250,7 +238,7 @@ def test_a_source_that_existed_before_the_import_is_not_said_added_by_someone_el
         "Arrests at Hyesan,forced-repatriation,2024-03-01,2024-03-01,Daily NK's Cafe\u0301 report\n"
     )
 
-    first = _imported_or_refused(analyst, tmp_path, content, "--create-missing", "--allow-duplicates")
+    first = imported_or_refused(analyst, tmp_path / "import.csv", content, "--create-missing", "--allow-duplicates")
 
     assert "added by someone else" not in first, first
     assert "looks like" in first, first
