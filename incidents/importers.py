@@ -1895,14 +1895,9 @@ def _write(plan: _Plan, user, report: ImportReport, *, duplicates: Duplicates) -
     is checked again here, and undoes the import if it changes what the file does."""
     try:
         with transaction.atomic(), pghistory.context(user=user.pk, import_file=report.file_name or None):
+            _refuse_sources_added_meanwhile(plan, user)
             # Before the incidents that name them, which take their primary keys when written.
             for column, record, described in plan.missing:
-                if isinstance(record, Source):
-                    # A source has no unique title to meet: wait, as the admin's and the API's new
-                    # source does, for any other new one of its title or address, then look for it.
-                    wait_for_sources_alike(record)
-                    if sources_titled_alike(user=user, comparable=comparable_titles([record.title])):
-                        raise _NameTakenMeanwhile(plan.first_line_naming(record), column, record, described)
                 try:
                     record.save(force_insert=True)
                 except IntegrityError as error:
@@ -1943,6 +1938,21 @@ def _write(plan: _Plan, user, report: ImportReport, *, duplicates: Duplicates) -
                 RowError(0, "", "The data changed during the import, which was undone; try again.")
             ) from None
         raise
+
+
+def _refuse_sources_added_meanwhile(plan: _Plan, user) -> None:
+    """A source has no unique title to meet, as a new place or organization does: wait, as the
+    admin's and the API's new source does, for any other new source of a title or address the
+    import makes, then look for them. Three queries, and one a title or address."""
+    new_sources = [missing for missing in plan.missing if isinstance(missing[1], Source)]
+    if not new_sources:
+        return
+    wait_for_sources_alike(*(record for _, record, _ in new_sources))
+    titles = comparable_titles(record.title for _, record, _ in new_sources)
+    added = sources_titled_alike(user=user, comparable=titles)
+    for column, record, described in new_sources:
+        if record.title in added:
+            raise _NameTakenMeanwhile(plan.first_line_naming(record), column, record, described)
 
 
 def _refuse_duplicates_added_meanwhile(plan: _Plan, user) -> None:

@@ -2007,16 +2007,18 @@ def sources_titled_alike(*, user, comparable: Mapping[str, str]) -> dict[str, li
 _SOURCES_ALIKE_NAMESPACE = "hashtext('incidents.sources_alike')"
 
 
-def wait_for_sources_alike(source: Source) -> None:
-    """Wait for any other write of a new source at the same address or with the same title as the
-    new `source` (the keys `source_lookalikes` compares) to end. Each lookalike check sees only
-    what was committed: two analysts entering one article at the same moment were each checked
+def wait_for_sources_alike(*sources: Source) -> None:
+    """Wait for any other write of a new source at the same address or with the same title as a
+    new one of `sources` (the keys `source_lookalikes` compares) to end. Each lookalike check sees
+    only what was committed: two analysts entering one article at the same moment were each checked
     before the other's source was, and both recorded it. The second now waits, then is told of the
-    first's. In the order of their keys, so that two such writes never wait for each other; a
-    query per key (three at most), and one for the title's."""
-    addresses = {comparable_address(address) for address in (source.url, source.archive_url)} - {""}
-    keys = {f"address {address}" for address in addresses}
-    keys |= {f"title {title}" for title in comparable_titles([source.title]).values()}
+    first's. In the order of their keys, all the sources' at once (an import makes many), so that
+    two such writes never wait for each other; a query per key, and one for the titles'."""
+    titles = comparable_titles(source.title for source in sources)
+    keys = {f"title {titles[source.title]}" for source in sources}
+    for source in sources:
+        addresses = {comparable_address(address) for address in (source.url, source.archive_url)} - {""}
+        keys |= {f"address {address}" for address in addresses}
     with connection.cursor() as cursor:
         for key in sorted(keys):
             cursor.execute(f"SELECT pg_advisory_xact_lock({_SOURCES_ALIKE_NAMESPACE}, hashtext(%s))", [key])

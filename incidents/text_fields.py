@@ -152,9 +152,8 @@ class NameListField(ArrayField):
 
 
 # Format characters, invisible, that lead or trail a name pasted from a page or a PDF: a byte order
-# mark, zero-width spaces and joiners, directional marks, a soft hyphen. (As a regular expression's
-# character class: migration 0112 trims them in SQL.)
-INVISIBLE_EDGE_CHARACTERS = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
+# mark, zero-width spaces and joiners, directional marks, a soft hyphen (migration 0112 trims the
+# same in SQL).
 _INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff")
 
 

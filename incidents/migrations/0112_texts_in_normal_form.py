@@ -15,7 +15,7 @@ addresses are kept as written (a server may tell a composed path from a decompos
 
 from django.db import migrations
 
-# As `incidents.text_fields.INVISIBLE_EDGE_CHARACTERS` was written then.
+# As `incidents.text_fields._INVISIBLE` held them then.
 INVISIBLE = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
 EDGES = rf"^[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*|[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*$"
 
