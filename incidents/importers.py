@@ -1991,9 +1991,11 @@ def _update(row: PlannedRow, user) -> None:
     # The row's claims and organizations were read while the file was checked. Its version check is
     # the file's audience's, which does not move with a change it does not see (an informant's claim
     # corrected or added): written now, those read before would undo that change, or delete the
-    # claim. Any change since, whoever's, undoes the import.
-    stored = Incident.objects.select_for_update().filter(pk=row.incident.pk).values_list("version", flat=True)
-    if stored.get() != row.incident.version:
+    # claim. Any change since that the importer sees undoes the import; one hidden from them touches
+    # nothing they write (incident_update keeps what they may not see), and refused for it, they
+    # would learn of it.
+    stored = Incident.objects.select_for_update().get(pk=row.incident.pk)
+    if version_seen_by(stored, user) != version_seen_by(row.incident, user):
         raise _ChangedMeanwhile(
             row.line,
             f"{row.incident.public_id} was changed by someone else while the file was being imported, and the "

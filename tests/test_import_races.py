@@ -4,6 +4,7 @@ its write is written back over the other, nor written twice."""
 import threading
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from incidents import importers, roles
@@ -65,6 +66,38 @@ def test_a_confidential_claim_edited_while_a_public_file_is_imported_is_not_writ
     # Imported again, the file is checked against the colleague's change, and keeps it.
     monkeypatch.setattr(importers, "_write", write)
     imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
+    assert incident.claims.filter(source=added).exists()
+    confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
+    assert confidential == ["81 people, 30 of them children"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_hidden_from_the_importer_made_meanwhile_neither_refuses_the_import_nor_is_undone(
+    monkeypatch, tmp_path
+):
+    # An analyst without Confidential access writes none of the claims hidden from them: a
+    # colleague's correction of one meanwhile is kept, and the import goes through, as refusing it
+    # would tell the analyst that a hidden record had just changed.
+    analyst, colleague = make_user(roles.ANALYST), make_user(roles.REVIEWER, confidential=True)
+    incident = make_incident(title="Repatriation at Dandong", review_state="draft")
+    make_claim(incident=incident, source=make_source(title="Public report"), excerpt="80 people")
+    make_claim(incident=incident, source=make_source(title="Informant notes"), excerpt="81", confidential=True)
+    added = make_source(title="Second public report")
+    exported = tmp_path / "analyst.csv"
+    call_command("export_incidents", "--user", analyst.username, "-o", str(exported))
+    [row] = rows(exported.read_bytes())
+    row["sources"] = f"{row['sources']}; {csv_source_item(added.title, added.pk)}"
+
+    write = importers._write
+
+    def colleague_edits_then_write(plan, user, report, **options):
+        in_a_thread(lambda: edit_confidential_excerpt(colleague, incident, "81 people, 30 of them children"))
+        return write(plan, user, report, **options)
+
+    monkeypatch.setattr(importers, "_write", colleague_edits_then_write)
+    output = imported_or_refused(analyst, tmp_path / "import.csv", write_csv([row]))
+
+    assert "1 updated" in output, output
     assert incident.claims.filter(source=added).exists()
     confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
     assert confidential == ["81 people, 30 of them children"]
