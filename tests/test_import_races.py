@@ -36,6 +36,18 @@ def in_a_thread(work) -> None:
     assert failures == [], failures
 
 
+def before_the_write(monkeypatch, work) -> None:
+    """Run `work` to its commit, in a thread of its own, after the import has checked its file and
+    before it writes."""
+    write = importers._write
+
+    def work_then_write(plan, user, report, **options):
+        in_a_thread(work)
+        return write(plan, user, report, **options)
+
+    monkeypatch.setattr(importers, "_write", work_then_write)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_confidential_claim_edited_while_a_public_file_is_imported_is_not_written_back(monkeypatch, tmp_path):
     # A Reviewer with Confidential access imports the public's download with one more source. While
@@ -51,20 +63,16 @@ def test_a_confidential_claim_edited_while_a_public_file_is_imported_is_not_writ
     [row] = rows(public_export(tmp_path))
     row["sources"] = f"{row['sources']}; {csv_source_item(added.title, added.pk)}"
 
-    write = importers._write
-
-    def colleague_edits_then_write(plan, user, report, **options):
-        in_a_thread(lambda: edit_confidential_excerpt(colleague, incident, "81 people, 30 of them children"))
-        return write(plan, user, report, **options)
-
-    monkeypatch.setattr(importers, "_write", colleague_edits_then_write)
+    before_the_write(
+        monkeypatch, lambda: edit_confidential_excerpt(colleague, incident, "81 people, 30 of them children")
+    )
     output = imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
 
     confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
     assert confidential == ["81 people, 30 of them children"], output
     assert "was changed by someone else while the file was being imported" in output
     # Imported again, the file is checked against the colleague's change, and keeps it.
-    monkeypatch.setattr(importers, "_write", write)
+    monkeypatch.undo()
     imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
     assert incident.claims.filter(source=added).exists()
     confidential = list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True))
@@ -88,13 +96,9 @@ def test_a_change_hidden_from_the_importer_made_meanwhile_neither_refuses_the_im
     [row] = rows(exported.read_bytes())
     row["sources"] = f"{row['sources']}; {csv_source_item(added.title, added.pk)}"
 
-    write = importers._write
-
-    def colleague_edits_then_write(plan, user, report, **options):
-        in_a_thread(lambda: edit_confidential_excerpt(colleague, incident, "81 people, 30 of them children"))
-        return write(plan, user, report, **options)
-
-    monkeypatch.setattr(importers, "_write", colleague_edits_then_write)
+    before_the_write(
+        monkeypatch, lambda: edit_confidential_excerpt(colleague, incident, "81 people, 30 of them children")
+    )
     output = imported_or_refused(analyst, tmp_path / "import.csv", write_csv([row]))
 
     assert "1 updated" in output, output
@@ -120,13 +124,7 @@ def test_a_confidential_claim_added_while_a_public_file_is_imported_is_not_delet
         claims.append({"source": informant.pk, "excerpt": "81 people", "confidential": True})
         edit(colleague, incident, {"claims": claims})
 
-    write = importers._write
-
-    def colleague_adds_then_write(plan, user, report, **options):
-        in_a_thread(colleague_adds)
-        return write(plan, user, report, **options)
-
-    monkeypatch.setattr(importers, "_write", colleague_adds_then_write)
+    before_the_write(monkeypatch, colleague_adds)
     output = imported_or_refused(keeper, tmp_path / "import.csv", write_csv([row]))
 
     assert list(incident.claims.filter(confidential=True).values_list("excerpt", flat=True)) == ["81 people"], output
