@@ -887,10 +887,11 @@ def _refresh(incident_ids: list[int] | None, threshold: float, confidential_pair
     waiting = {(a, b): pk for pk, a, b, decision, _ in kept if decision == DuplicateDecision.PENDING}
     decided = {(a, b) for _, a, b, decision, _ in kept if decision != DuplicateDecision.PENDING}
     rescored = {(a, b) for _, a, b, decision, merged in kept if decision != DuplicateDecision.PENDING and not merged}
+    different = different_through_merges()
     scores = {
         (a, b): score
         for a, b, score in scored_pairs(incident_ids=incident_ids or (), at_least=threshold, also=rescored)
-        if (a, b) in rescored or (a, b) not in decided
+        if (a, b) in rescored or ((a, b) not in decided and (a, b) not in different)
     }
     if confidential_pairs_only:
         scored = {incident_id for pair in scores for incident_id in pair}
@@ -995,6 +996,27 @@ def rescorings_waiting() -> int:
     return DBTaskResult.objects.filter(
         task_path=refresh_duplicate_pairs.module_path, status=TaskResultStatus.READY
     ).count()
+
+
+def different_through_merges(incident_ids: Collection[int] | None = None) -> dict[tuple[int, int], int]:
+    """The pairs of live incidents (ordered ids), each holding through a merge that stands an
+    incident decided "different" from the other or from one it holds, with that decided pair's id;
+    of `incident_ids` alone if given. A reviewer who decided A and X different decided it of the
+    incident A now lives on in too: proposed again, the pair of it and X scored on A's own words
+    and places, and a merge of it joined two events decided apart. (A merged incident's
+    `merged_into` names a live one: `merges._followers_moved`.) One query over the decided pairs
+    with a merged side, which a reviewer makes one at a time: few."""
+    decided = DuplicatePair.objects.filter(decision=DuplicateDecision.DIFFERENT).filter(
+        Q(incident_a__merged_into__isnull=False) | Q(incident_b__merged_into__isnull=False)
+    )
+    through = {}
+    for pair_id, *sides in decided.values_list(
+        "pk", "incident_a", "incident_a__merged_into", "incident_b", "incident_b__merged_into"
+    ):
+        first, second = sides[1] or sides[0], sides[3] or sides[2]
+        if first != second and (incident_ids is None or {first, second} <= set(incident_ids)):
+            through[(min(first, second), max(first, second))] = pair_id
+    return through
 
 
 def _locked_present(incident_ids: Collection[int]) -> set[int]:

@@ -21,7 +21,7 @@ import pghistory
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -140,6 +140,14 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
     if pair.decision == DuplicateDecision.DIFFERENT:
         raise MergeRefused(
             f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
+        )
+    if duplicates.different_through_merges([survivor.pk, merged.pk]):
+        # Not named: the incidents decided apart may be hidden from this Reviewer (merged while
+        # confidential, their survivor public since); both of theirs they may see.
+        raise MergeRefused(
+            f"An incident merged into {survivor.public_id} or {merged.public_id} was decided to be a different "
+            "incident from the other, or from one merged into it: undo that merge, or decide that pair again, "
+            "before merging these."
         )
     pending = IncidentRevision.objects.visible_to(user).filter(incident=merged, state=RevisionState.PENDING)
     if pending.exists():
@@ -280,11 +288,14 @@ def incident_merge(
     services.raise_text_errors(note=note)
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id):
-        # Both rows locked in id order, so two merges of overlapping pairs wait for each other.
+        # Both rows locked in id order, so two merges of overlapping pairs wait for each other; with
+        # the incidents merged into either, which follow the merged one (`_followers_moved`), so an
+        # undo of one of their merges, which locks it first, waits rather than deadlocks.
+        pair_ids = [pair.incident_a_id, pair.incident_b_id]
         locked = Incident.objects.select_for_update(of=("self",)).filter(
-            pk__in=[pair.incident_a_id, pair.incident_b_id]
+            Q(pk__in=pair_ids) | Q(merged_into__in=pair_ids)
         )
-        locked = {incident.pk: incident for incident in locked.order_by("pk")}
+        locked = {incident.pk: incident for incident in locked.order_by("pk") if incident.pk in pair_ids}
         if len(locked) != 2:
             # One was deleted by a write these locks waited for.
             raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
@@ -329,6 +340,7 @@ def incident_merge(
             merge.moved = _move(plan)
             merged.merged_into = survivor_incident
             _save_changed(merged, user_id, "merged_into")
+            merge.moved["followers"] = _followers_moved(merged, survivor_incident, user_id)
             if in_confidence:
                 _writer_withheld([survivor_incident, merged])
             _responses_about_merged_changed(merged)
@@ -346,6 +358,21 @@ def incident_merge(
         # The survivor holds the other's places and words now; the merged one's waiting pairs go.
         duplicates.rescore_after_commit([survivor_incident.pk, merged.pk])
     return merge
+
+
+def _followers_moved(merged: Incident, survivor: Incident, user_id: int | None) -> list[int]:
+    """Point the incidents merged into `merged` before (its followers) at `survivor`, where they now
+    live on; their ids. A merged incident's `merged_into` always names a live incident, so that
+    every door that follows it (its address's redirect, an incremental sync, the withdrawals, the
+    export) reaches, in one step, the incident that holds what it said, as the reader sees it: left
+    on `merged`, a merged incident's address led to another merged one's, and on to a 404 once the
+    live one left the reader's sight, which the sync never reported. A new version of each, by the
+    merging user: a partner's copy follows. The undo points them back."""
+    followers = list(Incident.objects.select_for_update(of=("self",)).filter(merged_into=merged).order_by("pk"))
+    for follower in followers:
+        follower.merged_into = survivor
+        _save_changed(follower, user_id, "merged_into")
+    return [follower.pk for follower in followers]
 
 
 def _responses_about_merged_changed(merged: Incident) -> None:
@@ -565,7 +592,11 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
     user_id = services._acting_user_id(user)
     with transaction.atomic(), pghistory.context(user=user_id, merge=merge.pk):
         merge = IncidentMerge.objects.select_for_update(of=("self",)).get(pk=merge.pk)
-        locked = Incident.objects.select_for_update(of=("self",)).filter(pk__in=[merge.survivor_id, merge.merged_id])
+        # With the followers the merge moved (`_followers_moved`), in id order, as a merge locks them.
+        followers = merge.moved.get("followers", [])
+        locked = Incident.objects.select_for_update(of=("self",)).filter(
+            pk__in=[merge.survivor_id, merge.merged_id, *followers]
+        )
         locked = {incident.pk: incident for incident in locked.order_by("pk")}
         survivor, merged = locked[merge.survivor_id], locked[merge.merged_id]
         if merge.undone_at is not None:
@@ -584,6 +615,11 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
         ResponseIncident.objects.filter(response__in=moved["responses"], **on_survivor).delete()
         merged.merged_into = None
         _save_changed(merged, user_id, "merged_into")
+        # Each still follows the survivor: its own merge, into `merged`, cannot be undone first.
+        for follower in (locked[pk] for pk in followers if pk in locked):
+            if follower.merged_into_id == survivor.pk:
+                follower.merged_into = merged
+                _save_changed(follower, user_id, "merged_into")
         _responses_about_merged_changed(merged)
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))

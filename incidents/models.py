@@ -3053,7 +3053,8 @@ class IncidentMerge(TextInNormalForm, NoteWrittenInConfidence, models.Model):
     """One merge of an incident (`merged`) into another (`survivor`), by `incidents.merges`: who,
     when, and exactly which rows moved, so that undoing it puts each back. `moved` holds, by kind,
     the ids of the claims, place links, victim groups and involvements that moved to the survivor,
-    the responses newly linked to it, and the claims marked as conflicts; hidden ones included
+    the responses newly linked to it, the claims marked as conflicts, and the incidents merged into
+    the merged one before, pointed at the survivor with it (`followers`); hidden ones included
     (it is shown to each reader through what they may see). `pair_before` keeps the duplicate
     pair's decision as it was, for the undo."""
 
