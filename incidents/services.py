@@ -1870,13 +1870,13 @@ def record_save(
                 told=_place_change_told(record, stored),
             )
         coarsened_inside = (
-            _places_coarsened_inside(record)
+            _places_inside_coarsened(record)
             if isinstance(record, Place) and stored is not None and _changed(record, stored, _SHOWN_AT_ALL_FIELDS)
-            else set()
+            else {}
         )
         record.save()
         if coarsened_inside:
-            _places_no_longer_coarsened(coarsened_inside)
+            _places_coarsened_since(coarsened_inside)
         if isinstance(record, Source) and stored is not None:
             if _origins_changed(record, stored):
                 duplicates.rescore_relays_after_commit(record.pk)
@@ -2085,21 +2085,26 @@ def _country_followed(place: Place, stored: Place) -> None:
 _SHOWN_AT_ALL_FIELDS = ("sensitive", "parent_id")
 
 
-def _places_coarsened_inside(place: Place) -> set[int]:
-    """The places inside `place` (not itself, whose own write moves its version) shown coarsened."""
-    inside = Place.objects.filter(pk__in=ids_in_tree_below(Place, place.pk), within_sensitive=True)
-    return set(inside.exclude(pk=place.pk).values_list("pk", flat=True))
+def _places_inside_coarsened(place: Place) -> dict[int, bool]:
+    """The places inside `place` (not itself, whose own write moves its version), each with whether
+    it is shown coarsened."""
+    inside = Place.objects.filter(pk__in=ids_in_tree_below(Place, place.pk)).exclude(pk=place.pk)
+    return dict(inside.values_list("pk", "within_sensitive"))
 
 
-def _places_no_longer_coarsened(were_coarsened: set[int]) -> None:
-    """A new version, told to the public too, of each place of `were_coarsened` that is no longer
-    (the place above it un-marked, or moved out of a sensitive one): the public now reads its own
-    coordinates. Its version did not move, so a partner's PUT of the coarsened coordinates it read
-    before passed as a move of the place, over its exact ones, and its sync kept the coarsened ones."""
+def _places_coarsened_since(were_coarsened: dict[int, bool]) -> None:
+    """A new version, told to the public too, of each place of `were_coarsened` shown coarsened now
+    and not before, or the reverse (the place above it marked or un-marked, or moved into or out of
+    a sensitive one): the public's coordinates of it changed. Its version did not move: a partner's
+    PUT of the coarsened coordinates it read before passed as a move of the place, over its exact
+    ones; and its sync kept the coarsened ones, or, of a place coarsened since, the exact ones, as
+    an If-None-Match of the ETag it held answered 304."""
     now = timezone.now()
-    Place.objects.filter(pk__in=were_coarsened, within_sensitive=False).update(
-        version=models.F("version") + 1, updated_at=now, public_updated_at=now
-    )
+    coarsened = [pk for pk, was in were_coarsened.items() if not was]
+    no_longer = [pk for pk, was in were_coarsened.items() if was]
+    Place.objects.filter(
+        models.Q(pk__in=coarsened, within_sensitive=True) | models.Q(pk__in=no_longer, within_sensitive=False)
+    ).update(version=models.F("version") + 1, updated_at=now, public_updated_at=now)
 
 
 def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:

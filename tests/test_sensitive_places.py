@@ -468,3 +468,35 @@ def test_a_partner_putting_back_a_place_read_coarsened_before_the_town_above_was
     answer = partner.put(f"{API}/places/{gate.pk}/", sent, format="json", HTTP_IF_MATCH=read["ETag"])
     assert answer.status_code == 412, answer.content
     assert stored_coordinates(gate) == GATE
+
+
+@pytest.mark.parametrize("change", ["town marked sensitive", "village moved into a sensitive town"])
+def test_a_place_coarsened_since_is_a_new_version_for_the_public(change):
+    """A place shown coarsened since the place above it was marked sensitive (or it, or the place
+    holding it, was moved into a sensitive one) kept its public version and change time: the
+    public's sync never read it again, and an If-None-Match of the ETag read with its exact
+    coordinates answered 304, so a partner's copy kept them for good."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1], sensitive="moved" in change)
+    open_town = make_place(name="Hunchun", parent=province, latitude=TOWN[0] + 1, longitude=TOWN[1])
+    village = make_place(
+        name="Village", parent=town if "marked" in change else open_town, latitude=42.9, longitude=129.5
+    )
+    gate = make_place(name="Tumen gate", parent=village, latitude=GATE[0], longitude=GATE[1])
+    public = client_for()
+    read = public.get(f"{API}/places/{gate.pk}/")
+    assert (read.json()["latitude"], read.json()["longitude"]) == GATE
+    since = timezone.now().isoformat()
+
+    written, body = (town, {"sensitive": True}) if "marked" in change else (village, {"parent": town.pk})
+    written.refresh_from_db()
+    answer = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{written.pk}/", {**body, "version": written.version}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+    revalidated = public.get(f"{API}/places/{gate.pk}/", HTTP_IF_NONE_MATCH=read["ETag"])
+    assert revalidated.status_code == 200
+    assert (revalidated.json()["latitude"], revalidated.json()["longitude"]) == PROVINCE
+    synced = results(public.get(f"{API}/places/", {"updated_since": since, "page_size": 100}))
+    assert gate.pk in {row["id"] for row in synced}
