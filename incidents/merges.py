@@ -231,9 +231,17 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
         "date_precision": _precision(survivor, merged, start, end),
     }
     both = (survivor, merged)
-    # Each incident's range, a missing bound standing for the best estimate (as statistics read it).
-    lows = [_first_known(incident.people_count_min, incident.people_count) for incident in both]
-    highs = [_first_known(incident.people_count_max, incident.people_count) for incident in both]
+    # Each incident's range, a missing bound standing for its best estimate, else its other bound:
+    # the least it says ("at least 40" is 40 to 40, as statistics read it, "at most 30" 30 to 30).
+    # Read as the best estimate alone, a bound alone spanned nothing on its other side: "exactly
+    # 10" and "at least 40" proposed nothing (the 40 dropped without a word), and "at least 40"
+    # and "at most 30" proposed 40 to 30, which refused the merge over a range it never had.
+    lows = [
+        _first_known(incident.people_count_min, incident.people_count, incident.people_count_max) for incident in both
+    ]
+    highs = [
+        _first_known(incident.people_count_max, incident.people_count, incident.people_count_min) for incident in both
+    ]
     lows, highs = [low for low in lows if low is not None], [high for high in highs if high is not None]
     figured = next((incident for incident in both if incident.people_count is not None), None)
     if lows or highs:
@@ -245,6 +253,9 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
         qualifier = (figured or survivor).count_qualifier
         if qualifier == CountQualifier.EXACT and (best is None or low is not None or high is not None):
             # "Exactly 40" and "about 50" of one event make a range, which no exact count has.
+            qualifier = CountQualifier.ABOUT
+        elif best is None and survivor.count_qualifier != merged.count_qualifier:
+            # "At least 40" and "at most 30" of one event: neither's word holds for 30 to 40.
             qualifier = CountQualifier.ABOUT
         proposed.update(people_count=best, people_count_min=low, people_count_max=high, count_qualifier=qualifier)
     return {

@@ -756,6 +756,45 @@ def test_an_exact_count_meeting_another_figure_is_proposed_as_about_and_accepted
         assert survivor.count_qualifier == (proposed_qualifier or survivor_count[1])
 
 
+@pytest.mark.parametrize(
+    ("survivor_count", "merged_count", "proposed"),
+    [
+        # A bound alone spans the other's figure on both sides, as the statistics read it (the least
+        # it says): it proposed nothing, and the other's figure was gone without a word.
+        ({"people_count": 10}, {"people_count_min": 40, "count_qualifier": "at_least"}, (10, None, 40, "about")),
+        ({"people_count": 40}, {"people_count_max": 30, "count_qualifier": "at_most"}, (40, 30, None, "about")),
+        # Sources disagreeing in kind: "at least 40" and "at most 30" proposed 40 to 30, and the
+        # merge was refused (400) over a minimum above a maximum no one had given.
+        (
+            {"people_count": None, "people_count_min": 40, "count_qualifier": "at_least"},
+            {"people_count_max": 30, "count_qualifier": "at_most"},
+            (None, 30, 40, "about"),
+        ),
+        (
+            {"people_count": None, "people_count_min": 40, "count_qualifier": "at_least"},
+            {"people_count_min": 60, "count_qualifier": "at_least"},
+            (None, 40, 60, "at_least"),
+        ),
+    ],
+    ids=["exactly-10-and-at-least-40", "exactly-40-and-at-most-30", "at-least-40-and-at-most-30", "at-least-twice"],
+)
+def test_a_count_given_by_one_bound_is_spanned_by_the_proposal_and_accepted(
+    reviewer, survivor_count, merged_count, proposed
+):
+    survivor = make_incident(**{"count_qualifier": "exact", **survivor_count})
+    merged = make_incident(people_count=None, **merged_count)
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    api = client_for(reviewer)
+
+    answer = api.post(merge_url(pair), {"survivor": survivor.public_id}, format="json")
+
+    assert answer.status_code == 201, answer.content
+    assert api.post(f"{API}/revisions/{answer.json()['revision']}/accept/", {}, format="json").status_code == 200
+    survivor.refresh_from_db()
+    figures = ("people_count", "people_count_min", "people_count_max", "count_qualifier")
+    assert tuple(getattr(survivor, name) for name in figures) == proposed
+
+
 def test_the_export_command_reports_merged_incidents_in_an_incremental_export(world, reviewer, tmp_path):
     survivor, merged = world["survivor"], world["merged"]
     client_for(reviewer).post(merge_url(world["pair"]), {}, format="json")
