@@ -2847,6 +2847,10 @@ class Release(models.Model):
     )
     as_of = models.DateTimeField(null=True, help_text="The latest change to a released incident.")
     incidents = models.PositiveIntegerField(help_text="How many incidents it holds.")
+    # Frozen with it, as its README says it: made again from today's settings (the project's
+    # author and title), a past release's list entry told researchers to cite it by words its own
+    # files never held.
+    citation = models.TextField(editable=False, help_text="How to cite it, as its README says.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", editable=False

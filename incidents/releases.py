@@ -40,6 +40,7 @@ from incidents.models import (
     Incident,
     IncidentPlace,
     IncidentType,
+    IncidentWithdrawal,
     Involvement,
     Organization,
     Place,
@@ -723,9 +724,17 @@ def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, Relea
     return "\n".join(text).encode("utf-8")
 
 
-def release_facts() -> dict:
-    """What a release says of itself: its latest change (`as_of`) and how many incidents it holds."""
-    return _released_incidents().aggregate(as_of=Max(PUBLIC_VERSIONS.updated_at), incidents=models.Count("pk"))
+def release_facts(previous: Release | None = None) -> dict:
+    """What a release says of itself: its latest change (`as_of`) and how many incidents it holds.
+    The latest change the public was told of, the withdrawals of incidents it saw included, and
+    never before `previous`'s: taken of the released incidents alone, a release made after the
+    latest changed incident was returned to draft said it was as of a moment before the release
+    before it, when that incident was still published. Withdrawals the public may read
+    (`withdrawn/` tells it when), so the same data still gives the same bytes."""
+    facts = _released_incidents().aggregate(as_of=Max(PUBLIC_VERSIONS.updated_at), incidents=models.Count("pk"))
+    withdrawn = IncidentWithdrawal.objects.reported_to(PUBLIC).aggregate(at=Max("withdrawn_at"))["at"]
+    moments = [moment for moment in (facts["as_of"], withdrawn, previous and previous.as_of) if moment]
+    return {**facts, "as_of": max(moments, default=None)}
 
 
 def build_release_files(*, name: str, year: int, previous: Release | None, facts: dict) -> Iterator[ReleaseFileChunks]:
@@ -826,9 +835,14 @@ def release_create(*, user) -> Release:
             cursor.execute(f"LOCK TABLE {Release._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         previous = Release.objects.first()
         name, year, number = next_release_name()
-        facts = release_facts()
+        facts = release_facts(previous)
         release = Release.objects.create(
-            year=year, number=number, as_of=facts["as_of"], incidents=facts["incidents"], created_by=user
+            year=year,
+            number=number,
+            as_of=facts["as_of"],
+            incidents=facts["incidents"],
+            citation=citation(name, year),
+            created_by=user,
         )
         for file in build_release_files(name=name, year=year, previous=previous, facts=facts):
             _store_file(release, file)

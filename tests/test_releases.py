@@ -8,6 +8,7 @@ import json
 import math
 import threading
 import time
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from frictionless import validate
 
-from incidents import exports, releases, roles
+from incidents import exports, releases, roles, services
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, Incident, Release, ReleaseFile, Response
 from incidents.releases import build_release_files, release_facts
@@ -364,6 +366,55 @@ class TestReleasesNeverChange:
         pk = Release.objects.get().pk
         assert client.post(reverse("admin:incidents_release_delete", args=[pk])).status_code == 403
         assert "Save" not in client.get(reverse("admin:incidents_release_change", args=[pk])).content.decode()
+
+    def test_a_past_releases_citation_stays_as_its_readme_says_whatever_the_settings_say_since(
+        self, client, settings, reviewer, published
+    ):
+        # Made again from the settings at each read, the list's and the admin's citation followed a
+        # renamed project that the release's own README never named.
+        settings.RELEASE_AUTHOR, settings.RELEASE_TITLE = "Original Authors", "Original Title"
+        first = release(reviewer)
+        frozen = first["citation"]
+        assert frozen.startswith("Original Authors") and frozen in files_of(first)["README.md"].decode()
+        release(reviewer)
+
+        settings.RELEASE_AUTHOR, settings.RELEASE_TITLE = "Renamed Project", "Renamed Data set"
+
+        listed = client_for().get(f"{API}/releases/").json()["results"]
+        assert [entry["citation"] for entry in listed] == [frozen.replace(".1 [", ".2 ["), frozen]
+        client.force_login(reviewer)
+        page = client.get(reverse("admin:incidents_release_change", args=[Release.objects.get(number=1).pk]))
+        assert frozen in page.content.decode() and "Renamed" not in page.content.decode()
+
+    def test_a_later_release_is_never_as_of_a_moment_before_the_one_before(self, reviewer, published):
+        # As of the latest change of an incident it holds: the latest changed one returned to draft,
+        # the next release was "as of" a moment before the last, when that incident was published.
+        later = make_incident(title="Published later")
+        first = release(reviewer)
+        services.incident_transition(incident=later, action="return_to_draft", user=reviewer)
+
+        second = release(reviewer)
+
+        assert rows(files_of(second)["CHANGES.csv"]) == [
+            {"public_id": later.public_id, "change": "withdrawn", "merged_into": ""}
+        ]
+        assert second["as_of"] > first["as_of"]
+        withdrawn = client_for().get(f"{API}/incidents/withdrawn/?since=2000-01-01T00:00:00Z").json()["results"]
+        assert [parse_datetime(second["as_of"])] == [parse_datetime(row["withdrawn_at"]) for row in withdrawn]
+
+    def test_migration_0114_fills_each_release_made_before_it_with_the_citation_its_readme_gives(
+        self, reviewer, published
+    ):
+        frozen = release(reviewer)["citation"]
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # The release's own checks, before ALTER TABLE.
+            cursor.execute("ALTER TABLE incidents_release DISABLE TRIGGER release_immutable")
+            cursor.execute("UPDATE incidents_release SET citation = ''")
+            cursor.execute("ALTER TABLE incidents_release ENABLE TRIGGER release_immutable")
+            cursor.execute(import_module("incidents.migrations.0114_release_citation_frozen").FILL_FROM_README)
+        assert Release.objects.get().citation == frozen
+        with pytest.raises(IntegrityError, match="Releases are immutable"), transaction.atomic():
+            Release.objects.update(citation="forged")
 
 
 class TestReleaseFiles:

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from incidents import services
 from incidents.admin.base import OfferedFiltersOnlyMixin
 from incidents.models import Release, ReleaseFile
-from incidents.releases import citation, missing_license_warning, release_create
+from incidents.releases import missing_license_warning, release_create
 
 
 @admin.register(Release)
@@ -40,10 +40,6 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="Cite as")
-    def citation(self, release):
-        return citation(release.name, release.year)
 
     @admin.display(description="Files")
     def file_list(self, release):

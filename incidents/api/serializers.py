@@ -52,7 +52,6 @@ from incidents.querysets import (
     version_fields,
     version_seen_by,
 )
-from incidents.releases import citation
 from tracker.formats import date_refused, written_as_a_date
 
 
@@ -921,13 +920,9 @@ class ReleaseFileSerializer(serializers.ModelSerializer):
 class ReleaseSerializer(serializers.ModelSerializer):
     """A frozen, citable copy of the published data (`incidents.releases`)."""
 
-    citation = serializers.SerializerMethodField(help_text="How to cite it.")
     files = ReleaseFileSerializer(many=True, read_only=True)
 
     class Meta:
         model = Release
         fields = ["name", "year", "number", "as_of", "incidents", "created_at", "citation", "files"]
         read_only_fields = fields
-
-    def get_citation(self, release) -> str:
-        return citation(release.name, release.year)
