@@ -221,6 +221,10 @@ class KeptInCountry(Expression):
         )
 
 
+# A time column as the kept row's cells write it, in SQL (as `kept_time` in Python; migration 0095).
+KEPT_TIME_SQL = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
 def kept_time(value: datetime) -> str:
     """`value` as the kept row's `updated_at` cell writes a time (migration 0028: `to_char(… AT TIME
     ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`). Every such text has the same width and its

@@ -38,7 +38,7 @@ from psycopg import sql
 from psycopg.errors import UniqueViolation
 
 from incidents import duplicates
-from incidents.exports import kept_time
+from incidents.exports import KEPT_TIME_SQL
 from incidents.history import set_incident_update_triggers, set_insert_triggers
 from incidents.models import (
     SOURCE_CITES_ITSELF_MESSAGE,
@@ -2299,18 +2299,22 @@ def _incidents_show_organization_renamed(organization: Organization, user) -> No
         user, f"SELECT incident_id FROM {involvements} WHERE organization_id = %s", [organization.pk], at=now
     )
     # The others' rows hold no cell of its name: their version cells alone, where making the rows
-    # again took 8 of 45 s for 130,000 incidents at 200,000 (bench/README.md).
+    # again took 8 of 45 s for 130,000 incidents at 200,000 (bench/README.md). Each as the incident
+    # holds it: an audience it is hidden from keeps its version and change time (migration 0110),
+    # which the rename's time written into every change-time cell contradicted.
+    version_cells = ", ".join(
+        f"{prefix}version = incident.{prefix}version, "
+        f"{prefix}updated_at = {KEPT_TIME_SQL.format(f'incident.{prefix}updated_at')}"
+        for prefix in ("", "disclosed_", "public_")
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {IncidentExportRow._meta.db_table} AS export_row"
-            " SET version = incident.version, updated_at = %s,"
-            " disclosed_version = incident.disclosed_version, disclosed_updated_at = %s,"
-            " public_version = incident.public_version, public_updated_at = %s"
+            f"UPDATE {IncidentExportRow._meta.db_table} AS export_row SET {version_cells}"
             f" FROM {Incident._meta.db_table} AS incident"
             " WHERE incident.id = export_row.incident_id AND incident.id = ANY (%s) AND NOT EXISTS ("
             f" SELECT FROM {involvements} AS involvement WHERE involvement.incident_id = incident.id"
             " AND involvement.organization_id = %s AND involvement.role = %s)",
-            [*[kept_time(now)] * 3, incident_ids, organization.pk, InvolvementRole.PERPETRATOR],
+            [incident_ids, organization.pk, InvolvementRole.PERPETRATOR],
         )
 
 

@@ -1606,3 +1606,41 @@ def test_links_moved_by_a_merge_while_what_they_refer_to_changes_export_and_are_
         assert exported_rows(reader, "", tmp_path) == expected_rows(reader, ""), reader
     assert search_words() == search_words_an_edit_computes()
     assert_kept_totals_are_recounted()
+
+
+VERSION_CELLS = [
+    "version",
+    "updated_at",
+    "disclosed_version",
+    "disclosed_updated_at",
+    "public_version",
+    "public_updated_at",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("hidden", [{"review_state": "draft"}, {"confidential": True}], ids=["draft", "confidential"])
+def test_an_organization_renamed_keeps_each_audiences_change_time_in_the_rows_of_incidents_hidden_from_it(hidden):
+    """The rows of the incidents it is involved in but not as perpetrator took the rename's time in
+    every change-time cell, where the incident (and its row made again) keeps the change time of an
+    audience it is hidden from (migration 0110)."""
+    organization = make_organization(name="Red Cross office")
+    incident = make_incident(**hidden)
+    Involvement.objects.create(incident=incident, organization=organization, role="other")
+    organization.refresh_from_db()
+
+    answer = client_for(make_user(roles.REVIEWER, confidential=True)).patch(
+        f"{API}/organizations/{organization.pk}/",
+        {"name": "Red Cross delegation", "version": organization.version},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+
+    kept = IncidentExportRow.objects.filter(incident=incident).values(*VERSION_CELLS).get()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM incidents_incidentexportrow WHERE incident_id = %s", [incident.pk])
+        cursor.execute("SELECT incident_export_refresh(ARRAY[%s]::bigint[])", [incident.pk])
+    made_again = IncidentExportRow.objects.filter(incident=incident).values(*VERSION_CELLS).get()
+    stored = Incident.objects.filter(pk=incident.pk).values(*VERSION_CELLS).get()
+    assert kept == made_again
+    assert kept["public_updated_at"] == exports.kept_time(stored["public_updated_at"])
