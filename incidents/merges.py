@@ -354,7 +354,7 @@ def incident_merge(
             merge.moved["followers"] = _followers_moved(merged, survivor_incident, user_id)
             if in_confidence:
                 _writer_withheld([survivor_incident, merged])
-            _responses_about_merged_changed(merged)
+            _responses_about_merged_changed(merged, survivor_incident)
             DuplicatePair.objects.filter(pk=pair.pk).update(
                 decision=DuplicateDecision.SAME,
                 decided_by_id=user_id,
@@ -386,7 +386,7 @@ def _followers_moved(merged: Incident, survivor: Incident, user_id: int | None) 
     return [follower.pk for follower in followers]
 
 
-def _responses_about_merged_changed(merged: Incident) -> None:
+def _responses_about_merged_changed(merged: Incident, survivor: Incident) -> None:
     """A new version of the responses about `merged`: every reader's list of their incidents loses
     `merged` with the merge (a merged incident is never shown), and shows the survivor instead where
     the response's link moved to it, and shows `merged` again with the undo; so a partner's copy is
@@ -394,12 +394,13 @@ def _responses_about_merged_changed(merged: Incident) -> None:
     for an incident made confidential. (The moved links' own triggers told no reader: a response
     about the merged incident alone showed the survivor in its place at the same version.) Readers
     without Confidential access are told it unless `merged` is confidential (then so is the
-    survivor: they saw neither); the public unless it may not see `merged` (a draft, or
-    confidential: its list never showed it)."""
+    survivor: they saw neither); the public unless it may see neither `merged` nor `survivor` (a
+    draft merged into a published incident: its list never showed the draft, but shows the survivor
+    in its place, which was told only to staff, so a partner's copy kept the list without it)."""
     about_merged = Response.objects.filter(incidents=merged)
     if merged.confidential:
         told = EVERY_CHANGE
-    elif services.shown_to_the_public(merged):
+    elif services.shown_to_the_public(merged) or services.shown_to_the_public(survivor):
         told = THE_PUBLIC
     else:
         told = STAFF_WITHOUT_CONFIDENTIAL_ACCESS
@@ -631,7 +632,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             if follower.merged_into_id == survivor.pk:
                 follower.merged_into = merged
                 _save_changed(follower, user_id, "merged_into")
-        _responses_about_merged_changed(merged)
+        _responses_about_merged_changed(merged, survivor)
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
         merge.undone_at = timezone.now()

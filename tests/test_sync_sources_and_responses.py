@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from incidents import roles
-from incidents.models import Response, Source
+from incidents.models import DuplicatePair, Response, Source
 from tests.api_support import API, client_for, incident_url, results
 from tests.factories import make_incident, make_organization, make_place, make_source, make_user
 from tests.test_admin import logged_in, run_action
@@ -372,3 +372,29 @@ def test_a_synced_copy_equals_a_full_read(reader, kind, readers, reviewer, clien
     assert synced(copy, partner, kind, since) == full_read(partner, kind)
     # The copy changed: the sync did something.
     assert synced(copy, partner, kind, since) != copy
+
+
+@pytest.mark.parametrize("hidden_state", ["draft", "in_review"])
+def test_a_draft_merged_into_a_published_incident_is_a_new_version_of_its_responses_for_the_public(hidden_state):
+    """The response's link moves to the survivor, which the public's list of its incidents now
+    shows: its public version stayed, so a partner's sync never read it again (its undo moved it)."""
+    shown, survivor = make_incident(title="Shown incident"), make_incident(title="Survivor incident")
+    merged = make_incident(title="Merged incident", review_state=hidden_state)
+    response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2024, 2, 1))
+    response.incidents.set([shown, merged])
+    url = f"{API}/responses/{response.pk}/"
+    before = client_for().get(url)
+    assert before.json()["incidents"] == [shown.public_id]
+    low, high = sorted([survivor, merged], key=lambda incident: incident.pk)
+    pair = DuplicatePair.objects.create(incident_a=low, incident_b=high, score=0.9)
+    reviewer = client_for(make_user(roles.REVIEWER))
+
+    merge = reviewer.post(f"{API}/duplicates/{pair.pk}/merge/", {"survivor": survivor.public_id}, format="json")
+
+    assert merge.status_code == 201, merge.content
+    after = client_for().get(url)
+    assert sorted(after.json()["incidents"]) == sorted([shown.public_id, survivor.public_id])
+    assert after["ETag"] != before["ETag"]
+    undo = reviewer.post(f"{API}/incidents/{merged.public_id}/unmerge/", {}, format="json")
+    assert undo.status_code == 200, undo.content
+    assert client_for().get(url)["ETag"] not in (before["ETag"], after["ETag"])
