@@ -935,7 +935,9 @@ class ResponseQuerySet(models.QuerySet):
         incidents = self.model._meta.get_field("incidents").related_model.objects.visible_to(user)
         return self.annotate(visible_source_id=visible_source_id(user, "source_id")).prefetch_related(
             # `confidential`: a reader with Confidential access is recorded as reading those that are.
-            models.Prefetch("incidents", queryset=incidents.only("id", "public_id", "confidential").order_by())
+            # In id order: in none, they came in the table's order, which an edit of one changes, so
+            # one version of a response read as two bodies (a partner's copy differed from a read).
+            models.Prefetch("incidents", queryset=incidents.only("id", "public_id", "confidential").order_by("id"))
         )
 
 

@@ -398,3 +398,20 @@ def test_a_draft_merged_into_a_published_incident_is_a_new_version_of_its_respon
     undo = reviewer.post(f"{API}/incidents/{merged.public_id}/unmerge/", {}, format="json")
     assert undo.status_code == 200, undo.content
     assert client_for().get(url)["ETag"] not in (before["ETag"], after["ETag"])
+
+
+def test_a_responses_incidents_read_in_one_order_while_its_version_stays():
+    # In no order, they came in the table's: an edit of the first (a new row version at the table's
+    # end) listed it last, one version of the response read as two bodies.
+    first, second = make_incident(), make_incident()
+    response = Response.objects.create(organization=make_organization(), kind="statement", date=date(2024, 2, 1))
+    response.incidents.set([first, second])
+    url = f"{API}/responses/{response.pk}/"
+    before = client_for().get(url)
+
+    first.title = "Edited"
+    first.save()
+
+    after = client_for().get(url)
+    assert (after["ETag"], after.json()) == (before["ETag"], before.json())
+    assert after.json()["incidents"] == [first.public_id, second.public_id]
