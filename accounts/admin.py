@@ -29,6 +29,7 @@ from accounts.grants import (
     account_delete_refusal,
     account_password_refusal,
     account_powers,
+    account_rename_refusal,
     failed_sign_ins_clearing_refusal,
     group_change_refusals,
     group_delete_refusal,
@@ -212,6 +213,12 @@ class StaffUserChangeForm(ActingUserFormMixin, UserChangeForm):
             and not (account.is_staff or account.is_superuser)
             and (account.groups.exists() or account.user_permissions.exists())
         )
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if username != self.instance.get_username() and (refusal := account_rename_refusal(account=self.instance)):
+            raise forms.ValidationError(refusal)
+        return username
 
     def clean(self):
         cleaned_data = super().clean()

@@ -296,6 +296,21 @@ def _recorded_acting(account_ids: set[int]) -> set[int]:
     )
 
 
+def account_rename_refusal(*, account) -> str | None:
+    """Why `account` may not take another username, or None: once a record names it as who acted
+    (`_recorded_acting`), the history, the admin's log and an incident's `created_by`/`updated_by`
+    say who did what by its name, read at every showing. Renamed, they all said the new name of
+    changes made under the old, and staff's incidents showed another writer at the same version,
+    so a staff partner's copy kept the old. A new account takes a new name; this one keeps it."""
+    if account.pk is None or not _recorded_acting({account.pk}):
+        return None
+    return (
+        f"{account.get_username()} made changes that the history records by this name: renamed, every "
+        "record of who did what would name it otherwise. Make a new account with the new name instead, "
+        "and deactivate this one (untick Active)."
+    )
+
+
 def account_password_refusal(*, actor, account) -> str | None:
     """Why `actor` may not set `account`'s password, or None (`account_control_refusal`)."""
     return account_control_refusal(actor=actor, account=account, action="set the password of")

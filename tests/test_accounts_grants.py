@@ -17,6 +17,7 @@ from django.test import Client
 from accounts.grants import held_permissions
 from accounts.models import SetupLink
 from incidents import roles
+from tests.api_support import API, client_for
 from tests.factories import make_user
 from tests.test_accounts import (  # noqa: F401 (a fixture)
     enrol,
@@ -24,6 +25,7 @@ from tests.test_accounts import (  # noqa: F401 (a fixture)
     second_factor_on,
     signed_in_with_second_factor,
 )
+from tests.test_api_write import new_incident_body
 
 User = get_user_model()
 
@@ -793,3 +795,23 @@ class TestARoleNeedsStaffStatus:
 def messages_shown(client) -> list[str]:
     """The messages the next page shows (and so takes): those of the saves before it."""
     return [str(message) for message in client.get("/admin/").context["messages"]]
+
+
+def test_an_account_that_acted_keeps_its_name_and_one_that_never_did_is_renamed():
+    """Renamed, an analyst's incidents showed staff another writer at the same version (a staff
+    partner's copy kept the old name), and the history named the new one for changes made under
+    the old."""
+    analyst, newcomer = make_user(roles.ANALYST, username="jdoe"), make_user(roles.ANALYST, username="new")
+    incident = client_for(analyst).post(f"{API}/incidents/", new_incident_body(), format="json")
+    assert incident.status_code == 201, incident.content
+    client = signed_in_with_second_factor(superuser(), confirmed=True)
+
+    refused = change(client, analyst, username="j.doe")
+
+    assert "made changes that the history records by this name" in errors_of(refused, "username")
+    analyst.refresh_from_db()
+    assert analyst.username == "jdoe"
+    assert client_for(make_user(roles.REVIEWER)).get(incident["Location"]).json()["created_by"] == "jdoe"
+    assert change(client, newcomer, username="newcomer").status_code == 302
+    newcomer.refresh_from_db()
+    assert newcomer.username == "newcomer"
