@@ -252,10 +252,11 @@ class TestTreesNestAtMostTenLevels:
         marked = reviewer.patch(
             f"{API}/places/{chain[0].pk}/", {"sensitive": True, "version": chain[0].version}, format="json"
         )
+        # Coarsened since it was renamed (the place above marked), it is a new version for everyone.
+        coarsened = reviewer.get(f"{API}/places/{chain[-1].pk}/").json()["version"]
+        assert coarsened == renamed.json()["version"] + 1
         moved_up = reviewer.patch(
-            f"{API}/places/{chain[-1].pk}/",
-            {"parent": chain[2].pk, "version": renamed.json()["version"]},
-            format="json",
+            f"{API}/places/{chain[-1].pk}/", {"parent": chain[2].pk, "version": coarsened}, format="json"
         )
 
         assert (renamed.status_code, marked.status_code, moved_up.status_code) == (200, 200, 200)
