@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pghistory
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, models, transaction
@@ -2085,26 +2086,30 @@ def _country_followed(place: Place, stored: Place) -> None:
 _SHOWN_AT_ALL_FIELDS = ("sensitive", "parent_id")
 
 
-def _places_inside_coarsened(place: Place) -> dict[int, bool]:
-    """The places inside `place` (not itself, whose own write moves its version), each with whether
-    it is shown coarsened."""
-    inside = Place.objects.filter(pk__in=ids_in_tree_below(Place, place.pk)).exclude(pk=place.pk)
-    return dict(inside.values_list("pk", "within_sensitive"))
+def _places_inside_coarsened(place: Place) -> dict[int, tuple]:
+    """The places inside `place` (not itself, whose own write moves its version), each with the
+    coordinates the public is shown of it."""
+    return _shown_to_the_public(Place.objects.filter(pk__in=ids_in_tree_below(Place, place.pk)).exclude(pk=place.pk))
 
 
-def _places_coarsened_since(were_coarsened: dict[int, bool]) -> None:
-    """A new version, told to the public too, of each place of `were_coarsened` shown coarsened now
-    and not before, or the reverse (the place above it marked or un-marked, or moved into or out of
-    a sensitive one): the public's coordinates of it changed. Its version did not move: a partner's
-    PUT of the coarsened coordinates it read before passed as a move of the place, over its exact
-    ones; and its sync kept the coarsened ones, or, of a place coarsened since, the exact ones, as
-    an If-None-Match of the ETag it held answered 304."""
+def _places_coarsened_since(shown_before: dict[int, tuple]) -> None:
+    """A new version, told to the public too, of each place of `shown_before` whose coordinates the
+    public is shown changed (the place above it marked or un-marked, or moved into or out of a
+    sensitive one; or, for one coarsened already, the place whose coordinates it shows): its own
+    record did not change, so its version did not move. A partner's PUT of the coarsened
+    coordinates it read before passed as a move of the place, over its exact ones; and its sync
+    kept what it had read, the exact coordinates of a place, or of a town, made sensitive since,
+    as an If-None-Match of the ETag it held answered 304."""
     now = timezone.now()
-    coarsened = [pk for pk, was in were_coarsened.items() if not was]
-    no_longer = [pk for pk, was in were_coarsened.items() if was]
-    Place.objects.filter(
-        models.Q(pk__in=coarsened, within_sensitive=True) | models.Q(pk__in=no_longer, within_sensitive=False)
-    ).update(version=models.F("version") + 1, updated_at=now, public_updated_at=now)
+    shown_now = _shown_to_the_public(Place.objects.filter(pk__in=list(shown_before)))
+    changed = [pk for pk, shown in shown_now.items() if shown != shown_before[pk]]
+    Place.objects.filter(pk__in=changed).update(version=models.F("version") + 1, updated_at=now, public_updated_at=now)
+
+
+def _shown_to_the_public(places: models.QuerySet) -> dict[int, tuple]:
+    """Each of `places` with the latitude and longitude the public is shown of it."""
+    shown = places.with_coordinates_for(AnonymousUser()).values_list("pk", "shown_latitude", "shown_longitude")
+    return {pk: (latitude, longitude) for pk, latitude, longitude in shown}
 
 
 def _changed(record: models.Model, stored: models.Model, fields: tuple[str, ...]) -> bool:

@@ -133,14 +133,18 @@ def test_a_copy_of_the_gate_read_before_the_town_was_marked_saves_it_still_coars
     assert shown_by_the_api(None, stale) == PROVINCE
 
 
-def test_marking_a_place_adds_one_event_to_the_history_not_one_to_every_place_inside_it(places):
+def test_marking_a_place_adds_to_the_history_of_the_places_inside_only_their_new_version(places):
+    # Each place inside is shown the public the province's coordinates now: a new version of it
+    # (`test_a_place_coarsened_since_is_a_new_version_for_the_public`), its record otherwise unchanged.
     events = Place.pgh_event_model.objects
     before = {name: events.filter(pgh_obj=place).count() for name, place in places.items()}
 
     mark(places["town"], sensitive=True)
 
     after = {name: events.filter(pgh_obj=place).count() for name, place in places.items()}
-    assert {name: after[name] - before[name] for name in places} == {"province": 0, "town": 1, "gate": 0, "hut": 0}
+    assert {name: after[name] - before[name] for name in places} == {"province": 0, "town": 1, "gate": 1, "hut": 1}
+    latest = events.filter(pgh_obj=places["gate"]).order_by("-pgh_id").values("name", "latitude", "sensitive")
+    assert latest[0] == latest[1]
     assert Place.objects.get(pk=places["hut"].pk).within_sensitive
 
 
@@ -240,7 +244,7 @@ def test_a_place_of_another_kind_is_a_new_version_of_the_incidents_at_it(places)
 
 def test_a_writer_shown_coarsened_coordinates_may_not_move_a_place_out_of_the_sensitive_one(places):
     mark(places["town"], sensitive=True)
-    gate = places["gate"]
+    gate = Place.objects.get(pk=places["gate"].pk)  # Coarsened since: a new version.
     # A partner tool's account: the Analyst role, which may change places, but not staff.
     partner = client_for(make_user(roles.ANALYST, is_staff=False))
 
@@ -500,3 +504,31 @@ def test_a_place_coarsened_since_is_a_new_version_for_the_public(change):
     assert (revalidated.json()["latitude"], revalidated.json()["longitude"]) == PROVINCE
     synced = results(public.get(f"{API}/places/", {"updated_since": since, "page_size": 100}))
     assert gate.pk in {row["id"] for row in synced}
+
+
+@pytest.mark.parametrize("change", ["town marked sensitive", "town moved into a sensitive region"])
+def test_a_sensitive_place_inside_a_town_coarsened_since_is_a_new_version_for_the_public(change):
+    """A village marked sensitive inside a town that is not shows the public the town's exact
+    coordinates; once the town is coarsened it shows the province's. Coarsened already, it kept its
+    version: a partner's copy kept the sensitive town's exact coordinates for good."""
+    province = make_place(name="Jilin", kind="province", latitude=PROVINCE[0], longitude=PROVINCE[1])
+    region = make_place(name="Border region", parent=province, sensitive=True)
+    town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1])
+    village = make_place(name="Village", parent=town, latitude=GATE[0], longitude=GATE[1], sensitive=True)
+    public = client_for()
+    read = public.get(f"{API}/places/{village.pk}/")
+    assert (read.json()["latitude"], read.json()["longitude"]) == TOWN
+    since = timezone.now().isoformat()
+
+    town.refresh_from_db()
+    body = {"sensitive": True} if "marked" in change else {"parent": region.pk}
+    answer = client_for(make_user(roles.ANALYST)).patch(
+        f"{API}/places/{town.pk}/", {**body, "version": town.version}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+    revalidated = public.get(f"{API}/places/{village.pk}/", HTTP_IF_NONE_MATCH=read["ETag"])
+    assert revalidated.status_code == 200
+    assert (revalidated.json()["latitude"], revalidated.json()["longitude"]) == PROVINCE
+    synced = results(public.get(f"{API}/places/", {"updated_since": since, "page_size": 100}))
+    assert village.pk in {row["id"] for row in synced}
