@@ -34,7 +34,7 @@ from django.db.models import Q
 from pghistory.models import Context
 
 from incidents import roles
-from incidents.models import Release
+from incidents.models import ConfidentialAccess, Release
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,8 @@ def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
         return (
             f"{_names(account.get_username() for account in accounts if account.pk in recorded)} made changes "
             "that the history records by their account (who gave whom which role, who changed a record, who "
-            "froze a release): deleting it would erase those records or leave them naming no one. Deactivate "
+            "froze a release, who read a confidential record): deleting it would erase those records or leave "
+            "them naming no one. Deactivate "
             "the account instead (untick Active): it can no longer sign in, and the history keeps who did what."
         )
     return None
@@ -281,12 +282,15 @@ def account_delete_refusal(*, actor, accounts: Iterable) -> str | None:
 def _recorded_acting(account_ids: set[int]) -> set[int]:
     """Of `account_ids`, those whose acts a record names: the admin's history (Django's LogEntry, the
     grants among it, deleted with its author's account), the records' history (pghistory's context,
-    which keeps only the account's id: a deleted one read as "(system)"), and releases (immutable,
-    naming who froze them: deleting the account failed on that). Three queries; the context's
-    without an index, over its whole table, for the rare deletion of an account."""
+    which keeps only the account's id: a deleted one read as "(system)"), releases (immutable,
+    naming who froze them: deleting the account failed on that), and the record of confidential
+    reads (append-only, naming each reader: a reader's rename had it name another for their
+    reads). Four queries; the context's without an index, over its whole table, for the rare
+    deletion or rename of an account."""
     return (
         set(LogEntry.objects.filter(user_id__in=account_ids).values_list("user_id", flat=True).distinct())
         | set(Release.objects.filter(created_by_id__in=account_ids).values_list("created_by_id", flat=True))
+        | set(ConfidentialAccess.objects.filter(user_id__in=account_ids).values_list("user_id", flat=True).distinct())
         | {
             int(user_id)
             for user_id in Context.objects.filter(metadata__user__in=list(account_ids))
@@ -305,8 +309,9 @@ def account_rename_refusal(*, account) -> str | None:
     if account.pk is None or not _recorded_acting({account.pk}):
         return None
     return (
-        f"{account.get_username()} made changes that the history records by this name: renamed, every "
-        "record of who did what would name it otherwise. Make a new account with the new name instead, "
+        f"{account.get_username()} made changes that the history records by this name (or read confidential "
+        "records, which their record names it by): renamed, every record of who did what would name it "
+        "otherwise. Make a new account with the new name instead, "
         "and deactivate this one (untick Active)."
     )
 

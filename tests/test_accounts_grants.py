@@ -17,8 +17,8 @@ from django.test import Client
 from accounts.grants import held_permissions
 from accounts.models import SetupLink
 from incidents import roles
-from tests.api_support import API, client_for
-from tests.factories import make_user
+from tests.api_support import API, client_for, incident_url
+from tests.factories import make_incident, make_user
 from tests.test_accounts import (  # noqa: F401 (a fixture)
     enrol,
     follow_setup_link,
@@ -815,3 +815,17 @@ def test_an_account_that_acted_keeps_its_name_and_one_that_never_did_is_renamed(
     assert change(client, newcomer, username="newcomer").status_code == 302
     newcomer.refresh_from_db()
     assert newcomer.username == "newcomer"
+
+
+def test_an_account_whose_confidential_reads_are_recorded_keeps_its_name():
+    # The record of confidential reads names each reader by their account: renamed, it named
+    # another for the reads made under the old name.
+    reader = make_user(roles.VIEWER, confidential=True, username="reader")
+    assert client_for(reader).get(incident_url(make_incident(confidential=True))).status_code == 200
+    client = signed_in_with_second_factor(superuser(), confirmed=True)
+
+    refused = change(client, reader, username="someone.else")
+
+    assert "read confidential records" in errors_of(refused, "username")
+    reader.refresh_from_db()
+    assert reader.username == "reader"
