@@ -1240,6 +1240,15 @@ def duplicate_pair_decide(
     if decision == DuplicateDecision.SAME and not services.may_publish(user):
         raise PermissionDenied("Only a Reviewer may decide that two incidents are the same.")
     with transaction.atomic(), pghistory.context(user=user.pk):
+        # Its incidents first (as a merge locks them, in id order), then asked again: a merge of
+        # either committed meanwhile has it answered as one that no longer exists. Unlocked, a
+        # "different" was recorded while a colleague merged one side and then the other into a
+        # third incident, each merge having read the pair as undecided: two events decided apart
+        # in one (`different_through_merges`).
+        incidents = Incident.objects.select_for_update(no_key=True, of=("self",))
+        list(incidents.filter(pk__in=[pair.incident_a_id, pair.incident_b_id]).order_by("pk").values_list("pk"))
+        if not DuplicatePair.objects.visible_to(user).filter(pk=pair.pk).exists():
+            raise services.RecordNotFound(f"No duplicate pair {pair.pk}.")
         # Locked whether or not the page's decision is compared: a pair the rescoring withdrew
         # meanwhile (`_refresh`) is answered as one that no longer exists, not updated as nothing.
         stored = services.locked_or_not_found(DuplicatePair.objects.all(), pair.pk, name="duplicate pair")

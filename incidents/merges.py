@@ -38,6 +38,7 @@ from incidents.models import (
     IncidentMerge,
     IncidentPlace,
     IncidentRevision,
+    IncidentWithdrawal,
     Involvement,
     Response,
     ReviewState,
@@ -141,9 +142,17 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
         raise MergeRefused(
             f"This pair was decided to be different incidents; decide it again before merging {merged.public_id}."
         )
-    if duplicates.different_through_merges([survivor.pk, merged.pk]):
+    if decided_apart := duplicates.different_through_merges([survivor.pk, merged.pk]):
         # Not named: the incidents decided apart may be hidden from this Reviewer (merged while
-        # confidential, their survivor public since); both of theirs they may see.
+        # confidential, their survivor public since), who then hears no more than that a Reviewer
+        # who may see them must decide, as an undo after hidden states says.
+        decided = DuplicatePair.objects.filter(pk__in=decided_apart.values()).values_list("incident_a", "incident_b")
+        named = {incident_id for pair in decided for incident_id in pair}
+        if Incident.objects.seen_by(user).filter(pk__in=named).count() < len(named):
+            raise MergeRefused(
+                f"{survivor.public_id} or {merged.public_id} holds what only staff with Confidential access may "
+                "see: a Reviewer with Confidential access must merge these."
+            )
         raise MergeRefused(
             f"An incident merged into {survivor.public_id} or {merged.public_id} was decided to be a different "
             "incident from the other, or from one merged into it: undo that merge, or decide that pair again, "
@@ -244,7 +253,11 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
     ]
     lows, highs = [low for low in lows if low is not None], [high for high in highs if high is not None]
     figured = next((incident for incident in both if incident.people_count is not None), None)
-    if lows or highs:
+    counted = [incident for incident in both if any(getattr(incident, name) is not None for name in _FIGURES)]
+    if len(counted) == 1:
+        # One alone gives a count: its own, as it gives it ("at least 40" stays so, not 40 to 40).
+        proposed.update({name: getattr(counted[0], name) for name in (*_FIGURES, "count_qualifier")})
+    elif lows or highs:
         best = figured.people_count if figured else None
         low, high = min(lows, default=None), max(highs, default=None)
         # A bound equal to the best estimate says nothing more: left unset.
@@ -261,6 +274,9 @@ def _proposal(survivor: Incident, merged: Incident) -> dict[str, tuple[Any, Any]
     return {
         name: (getattr(survivor, name), value) for name, value in proposed.items() if getattr(survivor, name) != value
     }
+
+
+_FIGURES = ("people_count", "people_count_min", "people_count_max")
 
 
 def _first_known(*values):
@@ -353,8 +369,8 @@ def incident_merge(
             _save_changed(merged, user_id, "merged_into")
             merge.moved["followers"] = _followers_moved(merged, survivor_incident, user_id)
             if in_confidence:
-                _writer_withheld([survivor_incident, merged])
-            _responses_about_merged_changed(merged, survivor_incident)
+                _writer_withheld([survivor_incident.pk, merged.pk, *merge.moved["followers"]])
+            _responses_about_merged_changed(merged, survivor_incident, merge.moved["responses"])
             DuplicatePair.objects.filter(pk=pair.pk).update(
                 decision=DuplicateDecision.SAME,
                 decided_by_id=user_id,
@@ -383,10 +399,33 @@ def _followers_moved(merged: Incident, survivor: Incident, user_id: int | None) 
     for follower in followers:
         follower.merged_into = survivor
         _save_changed(follower, user_id, "merged_into")
+    _withdrawn_from_who_followed(followers, merged)
     return [follower.pk for follower in followers]
 
 
-def _responses_about_merged_changed(merged: Incident, survivor: Incident) -> None:
+def _withdrawn_from_who_followed(followers: list[Incident], merged: Incident) -> None:
+    """Record that each of `followers` left the sight of the readers who followed it to `merged`:
+    in the state a reader had to see both in (its own, `merged`'s where it is published), as the
+    incidents' trigger records those merged into an incident that leaves their sight (migration
+    0063). A sync reports it only to those who may no longer follow it to the survivor
+    (`IncidentWithdrawalQuerySet.reported_to`): moved onto a draft, it answered 404 to the public
+    while `withdrawn/` never named it, and a partner's copy kept it. (The trigger records a merge,
+    not a merged incident moving on.)"""
+    IncidentWithdrawal.objects.bulk_create(
+        IncidentWithdrawal(
+            incident_id=follower.pk,
+            public_id=follower.public_id,
+            review_state=(
+                merged.review_state if follower.review_state == ReviewState.PUBLISHED else follower.review_state
+            ),
+            confidential=follower.confidential or merged.confidential,
+            withdrawn_at=timezone.now(),
+        )
+        for follower in followers
+    )
+
+
+def _responses_about_merged_changed(merged: Incident, survivor: Incident, linked: list[int]) -> None:
     """A new version of the responses about `merged`: every reader's list of their incidents loses
     `merged` with the merge (a merged incident is never shown), and shows the survivor instead where
     the response's link moved to it, and shows `merged` again with the undo; so a partner's copy is
@@ -394,17 +433,23 @@ def _responses_about_merged_changed(merged: Incident, survivor: Incident) -> Non
     for an incident made confidential. (The moved links' own triggers told no reader: a response
     about the merged incident alone showed the survivor in its place at the same version.) Readers
     without Confidential access are told it unless `merged` is confidential (then so is the
-    survivor: they saw neither); the public unless it may see neither `merged` nor `survivor` (a
-    draft merged into a published incident: its list never showed the draft, but shows the survivor
-    in its place, which was told only to staff, so a partner's copy kept the list without it)."""
+    survivor: they saw neither); the public unless it may not see `merged` (a draft, or
+    confidential: its list never showed it), but for those `linked` to the survivor by the merge
+    (or unlinked by the undo) when the public sees the survivor: a draft merged into a published
+    incident shows the survivor in its place, which was told only to staff, so a partner's copy
+    kept the list without it."""
     about_merged = Response.objects.filter(incidents=merged)
     if merged.confidential:
         told = EVERY_CHANGE
-    elif services.shown_to_the_public(merged) or services.shown_to_the_public(survivor):
+    elif services.shown_to_the_public(merged):
         told = THE_PUBLIC
     else:
         told = STAFF_WITHOUT_CONFIDENTIAL_ACCESS
-    services.new_version_of(about_merged, told=told)
+    shown_the_survivor = (
+        linked if told == STAFF_WITHOUT_CONFIDENTIAL_ACCESS and services.shown_to_the_public(survivor) else []
+    )
+    services.new_version_of(about_merged.exclude(pk__in=shown_the_survivor), told=told)
+    services.new_version_of(about_merged.filter(pk__in=shown_the_survivor), told=THE_PUBLIC)
 
 
 def _save_changed(incident: Incident, user_id: int | None, *fields: str) -> None:
@@ -420,16 +465,14 @@ def _versions_read_again(incident: Incident) -> None:
     incident.refresh_from_db(fields=["version", "updated_at", *KEPT_VERSION_FIELDS, "disclosed_updated_by"])
 
 
-def _writer_withheld(incidents: list[Incident]) -> None:
+def _writer_withheld(incident_ids: list[int]) -> None:
     """Staff without Confidential access are told no last writer (`disclosed_updated_by` null) of
-    each of `incidents` whose last change they see is that of a merge, or an undo, decided in
+    each of `incident_ids` whose last change they see is that of a merge, or an undo, decided in
     confidence, whose record withholds who made it: an incremental sync's row of the merged incident
     (`updated_by`) named the Reviewer with that access. Once the merge's saves are written (their
     triggers set it); a write of that column alone is no event in the history."""
     set_incident_update_triggers(enabled=False)
-    Incident.objects.filter(
-        pk__in=[incident.pk for incident in incidents], disclosed_updated_at=F("updated_at")
-    ).update(disclosed_updated_by=None)
+    Incident.objects.filter(pk__in=incident_ids, disclosed_updated_at=F("updated_at")).update(disclosed_updated_by=None)
     set_incident_update_triggers(enabled=True)
 
 
@@ -632,7 +675,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             if follower.merged_into_id == survivor.pk:
                 follower.merged_into = merged
                 _save_changed(follower, user_id, "merged_into")
-        _responses_about_merged_changed(merged, survivor)
+        _responses_about_merged_changed(merged, survivor, moved["responses"])
         if merge.pair_id is not None:
             DuplicatePair.objects.filter(pk=merge.pair_id).update(**_decision_before(merge))
         merge.undone_at = timezone.now()
@@ -654,7 +697,7 @@ def incident_merge_undo(*, user, merge: IncidentMerge, note: str = "") -> Incide
             user=user, incident_ids=[survivor.pk, merged.pk]
         )
         if merge.note_confidential:
-            _writer_withheld([survivor, merged])
+            _writer_withheld([survivor.pk, merged.pk, *followers])
         if note:
             merge.note = f"{merge.note}\nUndone: {note}".strip()
         merge.save(update_fields=["undone_by", "undone_at", "note", "note_confidential", "revision_back"])

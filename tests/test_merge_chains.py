@@ -3,19 +3,24 @@ A's `merged_into` (its address's redirect, the incremental sync and its withdraw
 pairs that name it) reaches C in one step, as the reader sees C; the undo of B's merge points A back
 at B; and a pair decided "different" stays decided of the incidents its sides live on in."""
 
+import csv
 import io
+from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.db.models.expressions import RawSQL
 
-from incidents import duplicates, merges, services
+from incidents import duplicates, merges, roles, services
 from incidents.models import DuplicatePair, Incident, IncidentMerge
 from incidents.querysets import version_seen_by
 from tests.api_support import API, client_for, incident_url, results
 from tests.database_support import migrate_incidents_back_to
-from tests.factories import make_claim, make_incident, make_place, make_source
+from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_merges import merge_url, unmerge_url
+from tests.test_write_conflicts import in_threads, wait_until_waiting
 
 SINCE = "2000-01-01T00:00:00Z"
 
@@ -156,3 +161,212 @@ def test_migration_0113_points_chains_made_before_it_at_the_live_incident_and_th
     for incident, now_at in ((c, {a.pk: c.pk, b.pk: c.pk}), (b, {a.pk: b.pk}), (a, {})):
         assert reviewer.post(unmerge_url(incident), {}, format="json").status_code == 200
         assert dict(Incident.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into")) == now_at
+
+
+def _synced(client, since=SINCE):
+    return {row["public_id"]: row for row in results(client.get(f"{API}/incidents/", {"updated_since": since}))}
+
+
+def test_a_merge_in_confidence_withholds_its_reviewer_on_the_incidents_it_moves_along(keeper):
+    """A merged into B in the open; then B merged into C by a Reviewer with Confidential access,
+    decided in confidence (C holds an informant's confidential claim). The merge withholds its
+    writer from staff without access on B and C (`_writer_withheld`), but A, whose new version the
+    same merge wrote (`_followers_moved`), is left out: a Viewer's sync reads A's `updated_by` as
+    the Reviewer with Confidential access. A's row should withhold the writer as B's and C's do."""
+    viewer = client_for(make_user(roles.VIEWER))
+    a, b, c = (make_incident(title=f"Incident {label}") for label in "ABC")
+    merges.incident_merge(user=make_user(roles.REVIEWER), pair=pair_of(a, b), survivor=b.public_id)
+    make_claim(incident=c, source=make_source(title="Informant"), confidential=True)
+    merge = merges.incident_merge(user=keeper, pair=pair_of(b, c), survivor=c.public_id)
+    assert merge.note_confidential and merge.moved["followers"] == [a.pk]
+
+    rows = _synced(viewer)
+
+    assert rows[b.public_id]["updated_by"] != keeper.username  # withheld, as it should be
+    assert rows[a.public_id]["updated_by"] != keeper.username, "the follower names the confidential merge's Reviewer"
+
+
+def test_an_undo_in_confidence_withholds_its_reviewer_on_the_incidents_it_points_back(keeper):
+    """As above, for the undo: undoing B into C in confidence points A back at B, a new version of
+    A by the Reviewer, whose name A's row then gives to staff without Confidential access."""
+    viewer = client_for(make_user(roles.VIEWER))
+    a, b, c = (make_incident(title=f"Incident {label}") for label in "ABC")
+    merges.incident_merge(user=make_user(roles.REVIEWER), pair=pair_of(a, b), survivor=b.public_id)
+    make_claim(incident=c, source=make_source(title="Informant"), confidential=True)
+    merges.incident_merge(user=make_user(roles.REVIEWER, confidential=True), pair=pair_of(b, c), survivor=c.public_id)
+    assert client_for(keeper).post(unmerge_url(b), {}, format="json").status_code == 200
+    assert Incident.objects.get(pk=a.pk).merged_into_id == b.pk
+
+    rows = _synced(viewer)
+
+    assert rows[b.public_id]["updated_by"] != keeper.username  # withheld, as it should be
+    assert rows[a.public_id]["updated_by"] != keeper.username, "the follower names the confidential undo's Reviewer"
+
+
+def test_a_follower_moved_onto_a_draft_is_reported_withdrawn_to_the_public(keeper):
+    """A (published) merged into B (published): the public follows A to B. B then merged into C, a
+    draft: A now points at C, which the public may not see (A's address answers 404), yet
+    `withdrawn/` names only B: the `record_withdrawal` trigger skips A's update (its OLD
+    `merged_into_id` is not null) and B's branch for its followers runs only when B is not merged.
+    A partner's copy keeps A, merged into an incident it never learns of. `withdrawn/` should name A."""
+    a, b = make_incident(title="A"), make_incident(title="B")
+    c = make_incident(title="C draft", review_state="draft")
+    merges.incident_merge(user=keeper, pair=pair_of(a, b), survivor=b.public_id)
+    before = datetime.now(UTC).isoformat()
+    merges.incident_merge(user=keeper, pair=pair_of(b, c), survivor=c.public_id)
+
+    anonymous = client_for()
+    assert anonymous.get(incident_url(a)).status_code == 404
+    withdrawn = {row["id"] for row in results(anonymous.get(f"{API}/incidents/withdrawn/", {"since": before}))}
+    synced = _synced(anonymous, before)
+
+    assert b.public_id in withdrawn
+    assert a.public_id in withdrawn or a.public_id in synced, "A left the public's view unreported"
+
+
+def test_a_count_given_by_one_incident_alone_passes_to_the_survivor_as_it_was(reviewer):
+    """The survivor gives no count (qualifier "unknown", no figures); the merged one says "at least
+    40". Only one incident says anything, so the survivor should take "at least 40" as it was (min
+    40, no maximum). The proposal reads the bound alone as 40 to 40 and, the qualifiers differing,
+    proposes "about", min 40, max 40: a maximum no one gave, and the statistics' maximum of people
+    (people_count_max) counts 40 where the record said there were at least 40."""
+    survivor = make_incident(people_count=None, count_qualifier="unknown")
+    merged = make_incident(people_count=None, people_count_min=40, count_qualifier="at_least")
+    pair = DuplicatePair.objects.create(incident_a=survivor, incident_b=merged, score=0.9)
+    api = client_for(reviewer)
+
+    answer = api.post(merge_url(pair), {"survivor": survivor.public_id}, format="json")
+    assert answer.status_code == 201, answer.content
+    assert api.post(f"{API}/revisions/{answer.json()['revision']}/accept/", {}, format="json").status_code == 200
+    survivor.refresh_from_db()
+
+    figures = ("people_count", "people_count_min", "people_count_max", "count_qualifier")
+    assert tuple(getattr(survivor, name) for name in figures) == (None, 40, None, "at_least")
+
+
+def test_a_merge_decided_apart_through_a_hidden_incident_is_refused_naming_nothing_hidden(keeper, reviewer):
+    """X, confidential, was decided different from A (public) by a Reviewer with Confidential access,
+    then merged into B while B was confidential (merges need alike confidentiality); B was made
+    public since. A Reviewer without Confidential access, who sees A and B and none of X, its pair
+    with A nor its merge, merges A and B: answered 409 "An incident merged into B or A was decided to
+    be a different incident from the other": a confidential record of that event exists, merged into
+    B, and a colleague with access decided it was a different event from A. The project refuses
+    such tells elsewhere (`_refusals`: pending revisions they may not see are not waited for,
+    "refusing would tell of them"; `_refuse_before_later_merges`). The refusal should tell them no
+    more than that a Reviewer with Confidential access must decide this merge (or not refuse)."""
+    a = make_incident(title="A public")
+    x = make_incident(title="X confidential", confidential=True)
+    b = make_incident(title="B confidential", confidential=True)
+    duplicates.duplicate_pair_decide(user=keeper, pair=pair_of(a, x), decision="different", note="apart")
+    merges.incident_merge(user=keeper, pair=pair_of(x, b), survivor=b.public_id)
+    b.refresh_from_db()
+    services.incident_update(
+        incident=b, user=keeper, expected_version=version_seen_by(b, keeper), data={"confidential": False}
+    )
+    # The Reviewer sees neither X nor its pair with A.
+    assert client_for(reviewer).get(incident_url(x)).status_code == 404
+    assert client_for(reviewer).get(f"{API}/duplicates/{pair_of(a, x).pk}/").status_code == 404
+
+    answer = client_for(reviewer).post(merge_url(pair_of(a, b)), {"survivor": b.public_id}, format="json")
+
+    detail = answer.json().get("detail", "")
+    assert "different incident" not in detail and "merged into" not in detail, detail
+
+
+def test_undoing_the_merge_onto_a_draft_reports_the_follower_to_the_public_again(keeper):
+    """B merged into draft C and undone; A follows B again, public."""
+    a, b = make_incident(title="A"), make_incident(title="B")
+    c = make_incident(title="C draft", review_state="draft")
+    merges.incident_merge(user=keeper, pair=pair_of(a, b), survivor=b.public_id)
+    merges.incident_merge(user=keeper, pair=pair_of(b, c), survivor=c.public_id)
+    after = datetime.now(UTC).isoformat()
+    assert client_for(keeper).post(unmerge_url(b), {}, format="json").status_code == 200
+
+    anonymous = client_for()
+    synced = _synced(anonymous, after)
+    assert synced[a.public_id]["merged_into"] == b.public_id
+    assert anonymous.get(incident_url(a)).status_code == 301
+    withdrawn = {row["id"] for row in results(anonymous.get(f"{API}/incidents/withdrawn/", {"since": after}))}
+    assert a.public_id not in withdrawn
+
+
+def test_a_follower_moved_from_a_draft_onto_a_published_incident_is_reported_to_the_public(keeper):
+    """A (published) merged into B, a draft: A left the public's view (`withdrawn/` named it). B is
+    then merged into C, published: A now points at C, and the public follows A again (its address
+    answers 301 to C). The next sync should report A (merged into C), as a publication of the
+    survivor does (`test_a_merged_incident_the_public_may_follow_again_is_reported_by_the_next_sync`)."""
+    a = make_incident(title="A")
+    b = make_incident(title="B draft", review_state="draft")
+    c = make_incident(title="C")
+    merges.incident_merge(user=keeper, pair=pair_of(a, b), survivor=b.public_id)
+    after = datetime.now(UTC).isoformat()
+    merges.incident_merge(user=keeper, pair=pair_of(b, c), survivor=c.public_id)
+
+    anonymous = client_for()
+    assert anonymous.get(incident_url(a)).status_code == 301
+    withdrawn = {row["id"] for row in results(anonymous.get(f"{API}/incidents/withdrawn/", {"since": after}))}
+    synced = _synced(anonymous, after)
+    assert a.public_id not in withdrawn
+    assert synced.get(a.public_id, {}).get("merged_into") == c.public_id, synced
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_export_row_of_a_follower_names_the_live_incident(tmp_path):
+    """the CSV (kept rows, refreshed at COMMIT) names C as A's merged_into after B into C."""
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    a, b, c = (make_incident(title=f"Incident {label}") for label in "ABC")
+    merges.incident_merge(user=keeper, pair=pair_of(a, b), survivor=b.public_id)
+    merges.incident_merge(user=keeper, pair=pair_of(b, c), survivor=c.public_id)
+    out = tmp_path / "incidents.csv"
+    call_command("export_incidents", "--updated-since", SINCE, "-o", str(out))
+    rows = {
+        row["public_id"]: row["merged_into"] for row in csv.DictReader(io.StringIO(out.read_text(encoding="utf-8")))
+    }
+    assert rows[a.public_id] == c.public_id and rows[b.public_id] == c.public_id
+
+
+def test_a_pair_both_of_whose_incidents_live_on_in_one_is_not_decided_different(keeper):
+    # A decision there would say two events are apart that one incident now holds.
+    a, x, b = make_incident(title="A"), make_incident(title="X"), make_incident(title="B")
+    ax = pair_of(a, x)
+    duplicates.duplicate_pair_decide(user=keeper, pair=ax, decision="unsure", note="maybe")
+    merges.incident_merge(user=keeper, pair=pair_of(a, b), survivor=b.public_id)
+    merges.incident_merge(user=keeper, pair=pair_of(x, b), survivor=b.public_id)
+    assert DuplicatePair.objects.filter(pk=ax.pk).exists()
+
+    with pytest.raises(services.RecordNotFound):
+        duplicates.duplicate_pair_decide(user=keeper, pair=ax, decision="different", note="apart")
+    assert DuplicatePair.objects.get(pk=ax.pk).decision == "unsure"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_different_made_while_both_sides_are_merged_into_a_third_is_not_overturned():
+    """A Reviewer decides A and X different (the pair's row held meanwhile, as a rescoring's score
+    write holds it) while a colleague merges A, then X, into B. The decision locked neither
+    incident, so both merges read the pair as undecided and went through: B held two events
+    decided apart. It now locks them first, so the merges wait, and the second is refused."""
+    keeper = make_user(roles.REVIEWER, confidential=True)
+    a, x, b = make_incident(title="A"), make_incident(title="X"), make_incident(title="B")
+    ax = duplicates.duplicate_pair_decide(user=keeper, pair=pair_of(a, x), decision="unsure", note="maybe")
+    ab = pair_of(a, b)
+
+    def merges_of_both():
+        merges.incident_merge(user=keeper, pair=ab, survivor=b.public_id)
+        return merges.incident_merge(user=keeper, pair=pair_of(x, b), survivor=b.public_id)
+
+    with psycopg.connect(**connection.get_connection_params()) as colleague:
+        colleague.execute("SELECT 1 FROM incidents_duplicatepair WHERE id = %s FOR UPDATE", [ax.pk])
+        decision, decided = in_threads(
+            lambda: duplicates.duplicate_pair_decide(
+                user=keeper, pair=ax, decision="different", note="apart", decision_read=ax.decision_read
+            )
+        )
+        wait_until_waiting(colleague, 1)
+        merging, merged = in_threads(merges_of_both)
+        wait_until_waiting(colleague, 2)
+    for thread in (*decision, *merging):
+        thread.join(30)
+
+    assert DuplicatePair.objects.get(pk=ax.pk).decision == "different", decided
+    assert isinstance(merged[0], merges.MergeRefused), merged
+    assert set(Incident.objects.filter(merged_into=b).values_list("pk", flat=True)) == {a.pk}
