@@ -775,8 +775,20 @@ def test_an_exact_count_meeting_another_figure_is_proposed_as_about_and_accepted
             {"people_count_min": 60, "count_qualifier": "at_least"},
             (None, 40, 60, "at_least"),
         ),
+        # A count only one of them gives passes as it is: it was turned into 40 to 40.
+        (
+            {"people_count": None, "count_qualifier": "unknown"},
+            {"people_count_min": 40, "count_qualifier": "at_least"},
+            (None, 40, None, "at_least"),
+        ),
     ],
-    ids=["exactly-10-and-at-least-40", "exactly-40-and-at-most-30", "at-least-40-and-at-most-30", "at-least-twice"],
+    ids=[
+        "exactly-10-and-at-least-40",
+        "exactly-40-and-at-most-30",
+        "at-least-40-and-at-most-30",
+        "at-least-twice",
+        "unknown-and-at-least-40",
+    ],
 )
 def test_a_count_given_by_one_bound_is_spanned_by_the_proposal_and_accepted(
     reviewer, survivor_count, merged_count, proposed

@@ -487,23 +487,9 @@ def test_a_place_coarsened_since_is_a_new_version_for_the_public(change):
         name="Village", parent=town if "marked" in change else open_town, latitude=42.9, longitude=129.5
     )
     gate = make_place(name="Tumen gate", parent=village, latitude=GATE[0], longitude=GATE[1])
-    public = client_for()
-    read = public.get(f"{API}/places/{gate.pk}/")
-    assert (read.json()["latitude"], read.json()["longitude"]) == GATE
-    since = timezone.now().isoformat()
-
     written, body = (town, {"sensitive": True}) if "marked" in change else (village, {"parent": town.pk})
-    written.refresh_from_db()
-    answer = client_for(make_user(roles.ANALYST)).patch(
-        f"{API}/places/{written.pk}/", {**body, "version": written.version}, format="json"
-    )
-    assert answer.status_code == 200, answer.content
 
-    revalidated = public.get(f"{API}/places/{gate.pk}/", HTTP_IF_NONE_MATCH=read["ETag"])
-    assert revalidated.status_code == 200
-    assert (revalidated.json()["latitude"], revalidated.json()["longitude"]) == PROVINCE
-    synced = results(public.get(f"{API}/places/", {"updated_since": since, "page_size": 100}))
-    assert gate.pk in {row["id"] for row in synced}
+    assert_the_public_reads_again(gate, GATE, written, body)
 
 
 @pytest.mark.parametrize("change", ["town marked sensitive", "town moved into a sensitive region"])
@@ -515,20 +501,27 @@ def test_a_sensitive_place_inside_a_town_coarsened_since_is_a_new_version_for_th
     region = make_place(name="Border region", parent=province, sensitive=True)
     town = make_place(name="Tumen", parent=province, latitude=TOWN[0], longitude=TOWN[1])
     village = make_place(name="Village", parent=town, latitude=GATE[0], longitude=GATE[1], sensitive=True)
-    public = client_for()
-    read = public.get(f"{API}/places/{village.pk}/")
-    assert (read.json()["latitude"], read.json()["longitude"]) == TOWN
-    since = timezone.now().isoformat()
-
-    town.refresh_from_db()
     body = {"sensitive": True} if "marked" in change else {"parent": region.pk}
+
+    assert_the_public_reads_again(village, TOWN, town, body)
+
+
+def assert_the_public_reads_again(place, shown_before, written, body):
+    """`place`, shown the public at `shown_before`, is shown the province's coordinates once an
+    Analyst's PATCH of `body` to `written` (a place above it) is saved, and is read again: an
+    If-None-Match of the ETag read before answers 200, and the public's sync lists it."""
+    public = client_for()
+    read = public.get(f"{API}/places/{place.pk}/")
+    assert (read.json()["latitude"], read.json()["longitude"]) == shown_before
+    since = timezone.now().isoformat()
+    written.refresh_from_db()
     answer = client_for(make_user(roles.ANALYST)).patch(
-        f"{API}/places/{town.pk}/", {**body, "version": town.version}, format="json"
+        f"{API}/places/{written.pk}/", {**body, "version": written.version}, format="json"
     )
     assert answer.status_code == 200, answer.content
 
-    revalidated = public.get(f"{API}/places/{village.pk}/", HTTP_IF_NONE_MATCH=read["ETag"])
+    revalidated = public.get(f"{API}/places/{place.pk}/", HTTP_IF_NONE_MATCH=read["ETag"])
     assert revalidated.status_code == 200
     assert (revalidated.json()["latitude"], revalidated.json()["longitude"]) == PROVINCE
     synced = results(public.get(f"{API}/places/", {"updated_since": since, "page_size": 100}))
-    assert village.pk in {row["id"] for row in synced}
+    assert place.pk in {row["id"] for row in synced}
