@@ -1009,13 +1009,14 @@ def different_through_merges(incident_ids: Collection[int] | None = None) -> dic
     decided = DuplicatePair.objects.filter(decision=DuplicateDecision.DIFFERENT).filter(
         Q(incident_a__merged_into__isnull=False) | Q(incident_b__merged_into__isnull=False)
     )
+    asked = None if incident_ids is None else set(incident_ids)
     through = {}
-    for pair_id, *sides in decided.values_list(
+    for pair_id, incident_a, a_lives_in, incident_b, b_lives_in in decided.values_list(
         "pk", "incident_a", "incident_a__merged_into", "incident_b", "incident_b__merged_into"
     ):
-        first, second = sides[1] or sides[0], sides[3] or sides[2]
-        if first != second and (incident_ids is None or {first, second} <= set(incident_ids)):
-            through[(min(first, second), max(first, second))] = pair_id
+        first, second = sorted((a_lives_in or incident_a, b_lives_in or incident_b))
+        if first != second and (asked is None or {first, second} <= asked):
+            through[(first, second)] = pair_id
     return through
 
 
