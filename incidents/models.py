@@ -189,7 +189,8 @@ def tree_position_error(record, *, loop_message: str, too_deep_message: str, bel
     direct loop: a longer one made tree walks endless), or, for a new record or one moved, it or the
     deepest record below it (`below`: "the deepest place inside it"), which move with it, would lie
     more than TREE_LEVELS_MAX levels deep. A record left where it is stays valid in a deeper tree
-    stored before the rule, so that it may still be edited (a town marked sensitive) or moved up.
+    stored before the rule, so that it may still be edited (a town marked sensitive), and moved up
+    to within the limit.
 
     One query of two recursive walks, each stopped past TREE_LEVELS_MAX levels (the walk up at the
     record too, on a loop), so that a deeper tree stored before the rule costs no more; none for a

@@ -82,7 +82,7 @@ from incidents.querysets import (
     version_seen_by,
     versions_told,
 )
-from incidents.text_fields import normal_text
+from incidents.text_fields import TextInNormalForm, normal_text, normal_value
 
 
 def _changed_by(incident: Incident, reader, told: VersionFields | None = None) -> str:
@@ -102,14 +102,20 @@ class VersionConflict(Exception):
     def __init__(self, *, current: models.Model, expected_version: int, reader=None, told: VersionFields | None = None):
         self.current = current
         self.expected_version = expected_version
-        changed = f"{_record_name(current)} was changed"
-        if isinstance(current, Incident):
-            changed += f" by {_changed_by(current, reader, told)}"
         super().__init__(
-            f"{changed} at {updated_at_seen_by(current, reader, told):%Y-%m-%d %H:%M} UTC "
+            f"{last_change(current, reader, told)} "
             f"(now version {version_seen_by(current, reader, told)}; you edited version {expected_version}). "
             "Your changes were not saved: reload it, then apply them again."
         )
+
+
+def last_change(current: models.Model, reader, told: VersionFields | None = None) -> str:
+    """ "INC-000042 was changed by alice at 2024-05-01 09:30 UTC", as `reader` is told it: what a
+    stale write is answered with, whichever way it named its version (a body's, an If-Match)."""
+    changed = f"{_record_name(current)} was changed"
+    if isinstance(current, Incident):
+        changed += f" by {_changed_by(current, reader, told)}"
+    return f"{changed} at {updated_at_seen_by(current, reader, told):%Y-%m-%d %H:%M} UTC"
 
 
 class AccessChangedSinceRead(VersionConflict):
@@ -2578,7 +2584,8 @@ class _FieldValues:
     and checking every field of every incident was a third of checking a file of 100,000 rows.
 
     What Model.full_clean() does for `validation_errors`: each field but the relations cleaned as
-    clean_fields() cleans it (the cleaned value set, or its errors kept), then the model's clean().
+    clean_fields() cleans it (a text put in normal form first, as TextInNormalForm does; the cleaned
+    value set, or its errors kept), then the model's clean().
     A field's cleaning of a value of an immutable type is kept and reused for the same value, if the
     field is of a type whose cleaning reads only the value (`_CLEANED_BY_VALUE`); any other field,
     or value, is cleaned every time. The model's clean() (rules across fields) runs on every record."""
@@ -2591,8 +2598,14 @@ class _FieldValues:
 
     def validation_errors(self, instance: models.Model) -> dict[str, list[str]]:
         errors = {}
+        in_normal_form = isinstance(instance, TextInNormalForm)
         for field in self.fields:
             raw_value = getattr(instance, field.attname)
+            if in_normal_form and field.editable:
+                # A title pasted with a zero-width space at its end was imported with it, and one of
+                # such characters alone as a blank title.
+                raw_value = normal_value(field, raw_value)
+                setattr(instance, field.attname, raw_value)
             # As clean_fields(): an empty value of a field that may be blank, or the database's
             # default, is not checked.
             if (field.blank and raw_value in field.empty_values) or isinstance(raw_value, DatabaseDefault):

@@ -174,14 +174,21 @@ def _invisible_ends_trimmed(value: str) -> str:
     return value[start:end]
 
 
+# CR LF (Windows, and every browser's form submission) and a lone CR (old Mac files).
+_CARRIAGE_RETURN_BREAKS = re.compile(r"\r\n?")
+
+
 def normal_text(value: str, *, one_line: bool) -> str:
-    """`value` in Unicode's composed form (NFC), and for a one-line text without invisible
-    characters at its ends. The same name typed on one keyboard and pasted from a macOS file or a
-    PDF (decomposed: Hangul as its letters, an accent as a mark after its letter), or with a
-    zero-width space after it, looks the same everywhere and compared as another: a second
+    """`value` in Unicode's composed form (NFC), its line breaks as LF, and for a one-line text
+    without invisible characters at its ends. The same name typed on one keyboard and pasted from a
+    macOS file or a PDF (decomposed: Hangul as its letters, an accent as a mark after its letter),
+    or with a zero-width space after it, looks the same everywhere and compared as another: a second
     organization or place of one name, a source not found to look like another, a word not found
-    by the search, a file's name not found by the import."""
-    value = unicodedata.normalize("NFC", value)
+    by the search, a file's name not found by the import. A browser sends every line break of a
+    textarea as CR LF (HTML's form submission), where the API and the import wrote LF: an unchanged
+    Save of a description with a line break was a change (a new version, a history event whose two
+    values read the same, a revision to decide)."""
+    value = unicodedata.normalize("NFC", _CARRIAGE_RETURN_BREAKS.sub("\n", value))
     return _invisible_ends_trimmed(value) if one_line else value
 
 
@@ -202,14 +209,21 @@ class TextInNormalForm:
         for field in self._meta.concrete_fields:
             if (exclude and field.name in exclude) or getattr(field, "generated", False) or not field.editable:
                 continue
-            # A web address as sent: a server may tell its composed and decomposed paths apart.
-            if field.attname in kept or isinstance(field, URLField):
-                continue
-            value = getattr(self, field.attname)
-            if isinstance(value, str):
-                setattr(self, field.attname, normal_text(value, one_line=_is_one_line(field)))
-            elif isinstance(value, list) and isinstance(field, ArrayField):
-                one_line = _is_one_line(field.base_field)
-                normal = [normal_text(item, one_line=one_line) if isinstance(item, str) else item for item in value]
-                setattr(self, field.attname, normal)
+            if field.attname not in kept:
+                setattr(self, field.attname, normal_value(field, getattr(self, field.attname)))
         super().clean_fields(exclude)
+
+
+def normal_value(field, value):
+    """`value` of the model field `field` as TextInNormalForm writes it: a text, or a list of
+    names, in normal form (`normal_text`); anything else as it is. For the doors that validate
+    without `clean_fields()` (the import's `services._FieldValues`)."""
+    # A web address as sent: a server may tell its composed and decomposed paths apart.
+    if isinstance(field, URLField):
+        return value
+    if isinstance(value, str):
+        return normal_text(value, one_line=_is_one_line(field))
+    if isinstance(value, list) and isinstance(field, ArrayField):
+        one_line = _is_one_line(field.base_field)
+        return [normal_text(item, one_line=one_line) if isinstance(item, str) else item for item in value]
+    return value

@@ -15,7 +15,7 @@ from incidents.models import Incident, Organization, Place, Source
 from tests.api_support import API, client_for
 from tests.factories import incident_type, make_incident, make_organization, make_place, make_source, make_user
 from tests.form_support import saved_unchanged
-from tests.test_import import confirm_form, imported_or_refused
+from tests.test_import import confirm_form, import_errors, imported_or_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +95,25 @@ def test_import_finds_a_place_named_in_decomposed_form(tmp_path):
     imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", text)
 
     assert [place.pk for place in Incident.objects.get(title="Arrests").places.all()] == [tumen.pk]
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\ufeff", "\u200e", "\u00ad"])
+def test_an_imported_title_is_stored_without_invisible_characters_at_its_ends(tmp_path, invisible):
+    # The import's new incidents are checked field by field (`services._FieldValues`), which skipped
+    # the normal form that `full_clean()` gives every other door.
+    content = f"title,type,date_start,date_end\nReport{invisible},forced-repatriation,2023-10-09,2023-10-09\n"
+
+    imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", content)
+
+    assert list(Incident.objects.values_list("title", flat=True)) == ["Report"]
+
+
+def test_an_import_refuses_a_title_of_invisible_characters_only(tmp_path):
+    content = "title,type,date_start,date_end\n\u200b,forced-repatriation,2023-10-09,2023-10-09\n"
+
+    printed = import_errors(make_user(roles.ANALYST), tmp_path, content)
+
+    assert "title" in printed and "blank" in printed
 
 
 def test_import_with_create_missing_does_not_make_a_second_organization_of_a_decomposed_name(tmp_path):

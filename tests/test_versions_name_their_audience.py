@@ -393,7 +393,8 @@ class TestNamedVersionsAreChecked:
         )
 
         assert answer.status_code == 412, answer.content
-        assert answer.json()["detail"].startswith(f'{incident.public_id} is now at version "staff.2"; your If-Match')
+        assert answer.json()["detail"].startswith(f"{incident.public_id} was changed by {keeper.username} at ")
+        assert ': it is now at version "staff.2"; your If-Match' in answer.json()["detail"]
         assert read(colleague, incident)[1] == '"staff.2"'
 
     def test_an_unknown_body_audience_is_a_400_naming_it(self, colleague, incident):

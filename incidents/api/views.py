@@ -208,9 +208,9 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
                 raise PreconditionFailed(str(services.AccessChangedSinceRead(record, change)))
             if edited.number == version_seen_by(record, user, edited.told):
                 return edited
-        name = record.public_id if isinstance(record, Incident) else f"{record._meta.verbose_name} {record.pk}"
+        changed = services.last_change(record, user, named[0].told)
         raise PreconditionFailed(
-            f'{name} is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
+            f'{changed}: it is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
             "Reload it, then apply your changes again."
         )
 
