@@ -52,10 +52,19 @@ def bom_requested(query: Mapping[str, str]) -> bool:
     (`CsvOptionsSerializer`: `1`, `true`, `yes`, `on` or their opposites, in the usual cases); a
     ValidationError naming `bom` for any other value, which the admin and the public pages took
     for "no mark" (`bom=true` sent none)."""
-    options = CsvOptionsSerializer(data={BOM_PARAMETER: query[BOM_PARAMETER]} if BOM_PARAMETER in query else {})
-    if not options.is_valid():
+    options = _csv_options(query)
+    if options.errors:
         raise DjangoValidationError({BOM_PARAMETER: options.errors[BOM_PARAMETER]})
     return options.validated_data[BOM_PARAMETER]
+
+
+def _csv_options(query: Mapping[str, str]) -> "CsvOptionsSerializer":
+    """The export's options in `query`, validated, read alike at every door: from a plain dict, as
+    DRF reads a QueryDict as a form, where an empty value falls back to the default. An empty `bom=`
+    (a script's unset variable) was "no mark" at the API and a 400 at the admin and the public pages."""
+    options = CsvOptionsSerializer(data={BOM_PARAMETER: query[BOM_PARAMETER]} if BOM_PARAMETER in query else {})
+    options.is_valid()
+    return options
 
 
 # How long a client sent away because every export slot is busy, or because a download of its own
@@ -234,6 +243,7 @@ class CsvOptionsSerializer(serializers.Serializer):
         (200, "text/csv"): OpenApiTypes.BINARY,
         400: OpenApiTypes.OBJECT,
         # Refusals are JSON whatever the export's type (`incidents_csv_response`).
+        (401, "application/json"): DETAIL_ERROR,
         (429, "application/json"): DETAIL_ERROR,
         (503, "application/json"): DETAIL_ERROR,
     },
@@ -268,8 +278,8 @@ def filtered_csv_response(view, request, incidents: QuerySet) -> HttpResponseBas
 
     Serves this view and the incident list's `?format=csv`. Every bad parameter is reported at
     once, the filters' and the CSV options' alike."""
-    options = CsvOptionsSerializer(data=request.query_params)
-    errors = {} if options.is_valid() else dict(options.errors)
+    options = _csv_options(request.query_params)
+    errors = dict(options.errors)
     try:
         incidents = view.filter_queryset(incidents)
     except ValidationError as error:

@@ -652,8 +652,21 @@ class _Organizations(_Names):
         self.by_own_name = _Names(((organization, [organization.name]) for organization in organizations), lowercase)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
+        # A name as written, else an acronym or alias as written, else either in another case: with
+        # "KPA" one's name and "Kpa" another's acronym, "Kpa" named the first (the name won whatever
+        # its case), an incident given to the wrong perpetrator without a word.
         name = item.names[-1]
-        return _as_written(self.by_own_name.named(name), name, "name") or self.named(name), ""
+        by_name, by_other_name = self.by_own_name.named(name), self.named(name)
+        return (
+            [organization for organization in by_name if organization.name == name]
+            or [
+                organization
+                for organization in by_other_name
+                if name == organization.acronym or name in organization.aliases
+            ]
+            or by_name
+            or by_other_name
+        ), ""
 
     def describe(self, record: Organization) -> str:
         return csv_list_item(record.name)

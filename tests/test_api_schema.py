@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -185,6 +186,16 @@ def test_an_incident_is_written_in_json_alone_as_the_schema_says():
         assert "multipart/form-data" in answer.json()["detail"]
     incident.refresh_from_db()
     assert incident.title != "Sent back from Tumen"
+
+
+def test_the_csv_export_declares_the_401_it_answers_to_a_bad_token():
+    # Its responses are declared by hand (JSON refusals beside a CSV body), and left the 401 out.
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token revoked-or-expired")
+    assert client.get(f"{API}/incidents.csv").status_code == 401
+
+    responses = client_for().get(f"{API}/schema/?format=json").json()["paths"]["/api/v1/incidents.csv"]["get"]
+    assert list(responses["responses"]["401"]["content"]) == ["application/json"]
 
 
 def test_the_schema_says_which_operations_anyone_may_call_without_credentials():

@@ -809,6 +809,8 @@ class TestAdmin:
         ("contry=CN", "contry"),
         ("country=CN&country=KP", "country"),
         ("bom=1&bom=0", "bom"),
+        # A script's `bom=$BOM` with BOM unset: "no mark" here, a 400 at the admin and the public pages.
+        ("bom=", "bom"),
     ],
 )
 def test_a_parameter_the_export_does_not_read_or_given_twice_is_refused_naming_it(door, query, refused):

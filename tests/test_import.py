@@ -435,6 +435,19 @@ class TestRoundTrip:
         assert incident.involvements.get().organization.name == "Ministry of State Security"
         assert incident.claims.get().source.title == "Daily NK report"
 
+    def test_an_acronym_as_written_names_its_organization_before_a_name_in_another_case(self, analyst, tmp_path):
+        named_kpa = make_organization(name="KPA")
+        army = make_organization(name="Korean People's Army", acronym="Kpa", kind="government")
+        run_import(
+            analyst,
+            tmp_path,
+            "title,type,date_start,date_end,perpetrators\n"
+            "Arrests,forced-repatriation,2023-01-01,2023-01-01,Kpa\n"
+            "Detentions,forced-repatriation,2023-01-02,2023-01-02,KPA\n",
+        )
+        assert Incident.objects.get(title="Arrests").involvements.get().organization == army
+        assert Incident.objects.get(title="Detentions").involvements.get().organization == named_kpa
+
 
 class TestASourceByItsIdAlone:
     """`[#12]` names a source by its id, as the title before it would be checked against: it was read
