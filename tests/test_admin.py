@@ -47,7 +47,7 @@ from tests.factories import (
     pasted_report,
     type_chain,
 )
-from tests.form_support import saved_unchanged
+from tests.form_support import form_fields, saved_unchanged
 from tests.test_csv_round_trip import history_row_count
 
 CHANGELIST = reverse("admin:incidents_incident_changelist")
@@ -1443,6 +1443,36 @@ class TestReviewWorkflow:
         incident.refresh_from_db()
         assert incident.review_state == "published"
 
+    @pytest.mark.parametrize("refused_for", ["a colleague's save", "a date before the start"])
+    def test_after_a_refused_save_the_review_buttons_apply_to_the_version_the_page_was_opened_at(
+        self, client, reviewer, refused_for
+    ):
+        # The page shown again after a refused save gave its buttons the version stored then: a
+        # colleague's 5,000 saved while the Reviewer read 500 was published unread by her Publish.
+        incident = make_incident(review_state="in_review", people_count=500)
+        logged_in(client, reviewer)
+        form = form_fields(client.get(change_url(incident)).content.decode(), "incident_form")
+        if refused_for == "a colleague's save":
+            services.incident_update(
+                incident=incident,
+                user=make_user(roles.ANALYST),
+                expected_version=incident.version,
+                data={"people_count": 5000},
+            )
+        else:
+            form["date_end"] = "2000-01-01"
+        refused = client.post(change_url(incident), {**form, "_save": "Save"})
+        assert refused.status_code == 200
+        shown = re.search(r'name="reviewed_version" value="([^"]*)"', refused.content.decode()).group(1)
+
+        client.post(
+            CHANGELIST, {"action": "publish", "_selected_action": incident.pk, "index": 0, "reviewed_version": shown}
+        )
+
+        incident.refresh_from_db()
+        expected = "in_review" if refused_for == "a colleague's save" else "published"
+        assert incident.review_state == expected
+
     @pytest.mark.parametrize(("action", "done"), [("publish", "published"), ("mark_verified", "marked verified")])
     def test_a_selection_holding_nothing_the_reviewer_may_change_says_nothing_was_changed(
         self, client, reviewer, action, done
@@ -2186,3 +2216,27 @@ def test_the_incident_list_refuses_a_filter_of_one_value_given_twice_naming_it()
     assert client.get(f"{url}?q=a&q=b").status_code == 400
     both = client.get(f"{url}?verification__exact=alleged&verification__exact=corroborated")
     assert both.status_code == 200
+
+
+@pytest.mark.parametrize("model", ["incident", "source", "place", "organization", "incidenttype", "response"])
+def test_a_viewer_reads_every_records_page(client, viewer, model):
+    # A Viewer's pages are read-only, their forms without the fields a writer edits: the place's
+    # form set the help of a `parent` field it did not have, a 500 on every place's page.
+    china = make_place(name="China", kind="country", country="CN")
+    records = {
+        "incident": lambda: make_incident(),
+        "source": lambda: make_source(),
+        "place": lambda: make_place(name="Tumen", kind="city", parent=china, latitude=42.97, longitude=129.84),
+        "organization": lambda: make_organization(),
+        "incidenttype": lambda: incident_type("forced-repatriation"),
+        "response": lambda: Response.objects.create(
+            organization=make_organization(), kind="statement", date="2023-10-10"
+        ),
+    }
+    record = records[model]()
+    client.force_login(viewer)
+
+    page = client.get(reverse(f"admin:incidents_{model}_change", args=[record.pk]))
+
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content

@@ -185,10 +185,11 @@ class PlaceForm(EditedVersionForm):
         super().__init__(*args, **kwargs)
         # A place already kept in no country was said to be: its edits are not asked again.
         self.fields["in_no_country"].initial = self.instance.pk is not None and self.instance.is_nowhere
-        self.fields["parent"].help_text = (
-            "The place that contains it, picked by its path (type “Jilin”, pick China > Jilin); it takes "
-            "that place's country."
-        )
+        if "parent" in self.fields:  # not on a read-only page (a Viewer's): a KeyError, a 500
+            self.fields["parent"].help_text = (
+                "The place that contains it, picked by its path (type “Jilin”, pick China > Jilin); it takes "
+                "that place's country."
+            )
 
     def clean(self):
         cleaned_data = super().clean()

@@ -755,12 +755,18 @@ class IncidentAdmin(
             # claims (claim_range) what is saved.
             obj.claims_typed_unsaved = True
         if obj is not None:
-            # The version the review buttons send (`reviewed_version`), as the Reviewer is told it.
-            context["reviewed_version"] = version_tag(obj, request.user)
+            # The version the review buttons send (`reviewed_version`), as the Reviewer is told it:
+            # on a refused save shown again, the one its form was opened at, not the one stored now,
+            # which may be a colleague's save since (the refusal's very reason) that a Publish would
+            # have sent out unread. Without it (a tampered form), no button.
+            shown = (
+                request.POST.get("expected_version", "") if request.method == "POST" else version_tag(obj, request.user)
+            )
+            context["reviewed_version"] = shown
             context["review_actions"] = [
                 (action.name, action.description)
                 for action in self.get_actions(request).values()
-                if hasattr(action.func, "applies_to") and action.func.applies_to(obj)
+                if shown and hasattr(action.func, "applies_to") and action.func.applies_to(obj)
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
