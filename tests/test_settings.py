@@ -94,12 +94,30 @@ def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, v
             "10000000000000",
             "TRACKER_LOCKOUT_MINUTES must be 52560000 or less; got 10000000000000.",
         ),
+        # An OverflowError naming no variable.
+        ("DATABASE_POOL_TIMEOUT", "99999999999999999999", "DATABASE_POOL_TIMEOUT must be 86400 or less; got "),
+        # Past a bigint, a LIMIT or an OFFSET: every list, every wrong password, a 500.
+        ("TRACKER_API_MAX_PAGE_SIZE", "99999999999999999999", "TRACKER_API_MAX_PAGE_SIZE must be 10000 or less; got "),
+        (
+            "TRACKER_LOCKOUT_ACCOUNT_FAILURES",
+            "99999999999999999999",
+            "TRACKER_LOCKOUT_ACCOUNT_FAILURES must be 10000 or less; got ",
+        ),
+        # Not a level logging knows: its own ValueError, "Unable to configure logger 'django'".
+        ("DJANGO_LOG_LEVEL", "verbose", "DJANGO_LOG_LEVEL must be one of CRITICAL, FATAL, ERROR, WARN, WARNING"),
+        # Not a Redis address: the site started, and every throttled request was a 500.
+        ("REDIS_URL", "cache.internal:6379", "REDIS_URL must start with redis://, rediss:// or unix://"),
     ],
 )
 def test_a_value_beyond_what_it_can_mean_stops_the_start_up_naming_the_variable(variable, value, message):
     result = start_up(**{variable: value})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_a_log_level_is_read_in_any_case():
+    result = start_up(DJANGO_LOG_LEVEL="warning")
+    assert result.returncode == 0, result.stderr
 
 
 CC_BY = {

@@ -5,6 +5,7 @@ value raises ImproperlyConfigured naming the variable, so a misconfigured server
 rather than at the first request.
 """
 
+import logging
 import os
 import re
 from datetime import timedelta
@@ -59,6 +60,10 @@ def env_int(name: str, default: int, minimum: int | None = None, maximum: int | 
 # The longest span a lifetime or a window setting may give, in days: a century, well within what
 # Python's dates reach from now (the year 9999) and what PostgreSQL's intervals hold.
 MAX_SPAN_DAYS = 36_500
+
+# The largest page an API list may be set to give (TRACKER_API_PAGE_SIZE, TRACKER_API_MAX_PAGE_SIZE):
+# past a bigint, a page's LIMIT made every list a 500; a whole export is the CSV's job.
+MAX_PAGE_SIZE = 10_000
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -187,7 +192,8 @@ if not DATABASE_URL:
 # is an error. Session state does not travel with a pooled connection: the history context and the
 # bulk writers' trigger switch are set per transaction (set_config(…, true)), never per session.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4, minimum=0)
-DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)
+# At most a day: a timeout past what a clock holds stopped the start-up with an OverflowError.
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1, maximum=24 * 60 * 60)
 # Streaming replicas that serve web requests' reads (tracker/replicas.py), and how they are judged.
 DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
@@ -357,6 +363,11 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # (a table created by the accounts app's first migration), so no other server is needed; Redis
 # when REDIS_URL is set.
 REDIS_URL = os.environ.get("REDIS_URL")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    # Else the site started, and every request that counts a throttle was a 500 naming no variable.
+    raise ImproperlyConfigured(
+        f"REDIS_URL must start with redis://, rediss:// or unix:// (redis://cache.internal:6379/0); got {REDIS_URL!r}."
+    )
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -417,15 +428,18 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # until the window's failures age out or an administrator clears them. The window is long (a day)
 # because the bound is on guesses per window: 20 a day at one account, where the 15 minutes of the
 # per-address lock would give a botnet 20 every 15 minutes, nearly 2,000 a day.
-LOCKOUT_ACCOUNT_FAILURES = env_int("TRACKER_LOCKOUT_ACCOUNT_FAILURES", 20, minimum=1)
-LOCKOUT_ADDRESS_FAILURES = env_int("TRACKER_LOCKOUT_ADDRESS_FAILURES", 30, minimum=1)
+# Each bound at most MAX_FAILURES, a hundred times NIST's: past a bigint, the count's OFFSET
+# (accounts.lockout) made every wrong password a 500.
+MAX_FAILURES = 10_000
+LOCKOUT_ACCOUNT_FAILURES = env_int("TRACKER_LOCKOUT_ACCOUNT_FAILURES", 20, minimum=1, maximum=MAX_FAILURES)
+LOCKOUT_ADDRESS_FAILURES = env_int("TRACKER_LOCKOUT_ADDRESS_FAILURES", 30, minimum=1, maximum=MAX_FAILURES)
 LOCKOUT_WINDOW = timedelta(hours=env_int("TRACKER_LOCKOUT_WINDOW_HOURS", 24, minimum=1, maximum=MAX_SPAN_DAYS * 24))
 LOCKOUT_FAMILIAR_DAYS = env_int("TRACKER_LOCKOUT_FAMILIAR_DAYS", 30, minimum=1, maximum=MAX_SPAN_DAYS)
 # A familiar address is spared the wide bounds, not every bound: someone who shares it (an office's
 # or a household's address, a colleague) met only the lock above, 5 guesses every 15 minutes, 480 a
 # day without end. Its failures at the account have a bound of their own over the same window,
 # NIST SP 800-63B's 100, far above what an owner mistypes in a day.
-LOCKOUT_FAMILIAR_FAILURES = env_int("TRACKER_LOCKOUT_FAMILIAR_FAILURES", 100, minimum=1)
+LOCKOUT_FAMILIAR_FAILURES = env_int("TRACKER_LOCKOUT_FAMILIAR_FAILURES", 100, minimum=1, maximum=MAX_FAILURES)
 # A correct password must not reset the count: a thief who has it could otherwise keep guessing
 # the second factor, four codes at a time.
 AXES_RESET_ON_SUCCESS = False
@@ -595,7 +609,7 @@ REST_FRAMEWORK = {
     # Timestamps end in "Z", as DRF's own encoder writes them; keys may be numbers, as with `json`.
     "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z, orjson.OPT_NON_STR_KEYS),
     "DEFAULT_PAGINATION_CLASS": "incidents.api.pagination.StableCursorPagination",
-    "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50, minimum=1),
+    "PAGE_SIZE": env_int("TRACKER_API_PAGE_SIZE", 50, minimum=1, maximum=MAX_PAGE_SIZE),
     "DEFAULT_THROTTLE_CLASSES": [
         "incidents.api.throttling.AnonymousClientThrottle",
         "incidents.api.throttling.AccountThrottle",
@@ -633,7 +647,7 @@ ANON_STATEMENT_TIMEOUT = env_int("TRACKER_ANON_STATEMENT_TIMEOUT", 3000, minimum
 # third of one core; a person's pages take 0.05-0.2 s each (bench/README.md).
 ANON_CLIENT_DATABASE_SECONDS = env_int("TRACKER_ANON_CLIENT_DATABASE_SECONDS", 20, minimum=0)
 # The largest page a client may ask for with `page_size`: at least the page every list gives unasked.
-API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1)
+API_MAX_PAGE_SIZE = env_int("TRACKER_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=MAX_PAGE_SIZE)
 if REST_FRAMEWORK["PAGE_SIZE"] > API_MAX_PAGE_SIZE:
     raise ImproperlyConfigured(
         f"TRACKER_API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE}) must be at least TRACKER_API_PAGE_SIZE "
@@ -665,7 +679,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "WARNING")
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "WARNING").upper()
+if LOG_LEVEL not in logging.getLevelNamesMapping():
+    # Else logging's own ValueError ("Unable to configure logger 'django'"), naming no variable.
+    raise ImproperlyConfigured(
+        f"DJANGO_LOG_LEVEL must be one of {', '.join(logging.getLevelNamesMapping())}; got {LOG_LEVEL!r}."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
