@@ -445,6 +445,13 @@ def test_export_refuses_an_empty_output_name(capsysbinary):
     assert capsysbinary.readouterr().out == b""
 
 
+def test_import_refuses_an_empty_file_name():
+    # "Cannot read : No such file or directory." named nothing: `import_incidents "$FILE"`, FILE unset.
+    make_user(roles.ANALYST, username="analyst")
+    with pytest.raises(CommandError, match="FILE: give a path, not an empty one"):
+        call_command("import_incidents", "", "--user=analyst")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a file every write to fails")
 def test_export_tells_a_write_that_fails():
     make_incident(title="Written nowhere")

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from incidents.access import confidential_among, record_confidential_access
 from incidents.importers import Duplicates, import_incidents_csv
+from incidents.management.arguments import path_name
 from incidents.models import AccessDoor
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", metavar="FILE")
+        parser.add_argument("file", metavar="FILE", type=path_name)
         parser.add_argument(
             "--user", required=True, metavar="USERNAME", help="Import as this user (history names them)."
         )
@@ -56,7 +57,7 @@ class Command(BaseCommand):
                     create_missing=create_missing,
                     dry_run=dry_run,
                     duplicates=duplicates,
-                    file_name=file,
+                    file_name=str(file),
                 )
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
