@@ -442,13 +442,18 @@ def ids_in_tree_below(model: type[models.Model], root_id: int) -> RawSQL:
     )
 
 
+def place_path(field: str) -> Func:
+    """The path of the place whose id is in `field` (`PlaceQuerySet.with_path`)."""
+    return Func(F(field), function="csv_place_path", output_field=models.TextField())
+
+
 class PlaceQuerySet(models.QuerySet):
     def with_path(self) -> "PlaceQuerySet":
         """Annotate `path`: the place as the CSV export writes it and the import reads it, its
         names from the outermost place down to it (`Thailand > Bangkok > Bangkok`), by the SQL
         function the export uses (migration 0019). Names repeat (the province and its city), and
         the path is unique: what an analyst picks a place by."""
-        return self.annotate(path=Func(F("pk"), function="csv_place_path", output_field=models.TextField()))
+        return self.annotate(path=place_path("pk"))
 
     def with_coordinates_for(self, user) -> "PlaceQuerySet":
         """Annotate `shown_latitude`/`shown_longitude`: what `user` may see of each place's location."""

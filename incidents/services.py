@@ -77,6 +77,7 @@ from incidents.querysets import (
     can_see_unpublished,
     ids_in_tree_below,
     limit_to_visible,
+    place_path,
     updated_at_seen_by,
     updated_by_seen_by,
     version_seen_by,
@@ -1000,7 +1001,10 @@ class _NamedRecords:
                 if field.is_relation:
                     wanted.setdefault(field.related_model, set()).add(getattr(incident, field.attname))
         self._records = {
-            model: model._default_manager.in_bulk([model._meta.pk.to_python(value) for value in keys - {None}])
+            # Places by their paths, as the differences name them (two Tumens are two places).
+            model: (Place.objects.with_path() if model is Place else model._default_manager).in_bulk(
+                [model._meta.pk.to_python(value) for value in keys - {None}]
+            )
             for model, keys in wanted.items()
             if keys - {None}
         }
@@ -1300,7 +1304,9 @@ def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict
     changed = {name for revision in revisions for name in revision.changes if name != "data"}
     incident_ids = {revision.incident_id for revision in revisions}
     kinds = {
-        "places": IncidentPlace.objects.select_related("place").order_by("place__name"),
+        "places": IncidentPlace.objects.select_related("place")
+        .annotate(place_path=place_path("place_id"))
+        .order_by("place__name"),
         "claims": Claim.objects.visible_to(user).select_related("source"),
         "victim_groups": VictimGroup.objects.order_by("id"),
         "involvements": Involvement.objects.select_related("organization").order_by("id"),
@@ -1308,6 +1314,8 @@ def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict
     current: dict[str, dict[int, list[models.Model]]] = {name: {} for name in kinds}
     for name in changed & kinds.keys():
         for child in kinds[name].filter(incident__in=incident_ids):
+            if name == "places":
+                child.place.path = child.place_path
             current[name].setdefault(child.incident_id, []).append(child.place if name == "places" else child)
     return current
 
@@ -1345,9 +1353,11 @@ def _differences(
         model = Incident._meta.get_field(name).related_model
         now_records = current[name].get(incident.pk, [])
         if name == "places":
-            proposed_text = "; ".join(sorted(str(place) for place in proposed_rows))
-            now_text = "; ".join(sorted(str(place) for place in now_records))
-            if now_text != proposed_text:
+            # By id, named by path: by name, moving an incident from Tumen (China) to Tumen (North
+            # Korea) read "Nothing: the incident already holds these values".
+            if {place.pk for place in now_records} != {place.pk for place in proposed_rows}:
+                now_text = "; ".join(sorted(place.path for place in now_records))
+                proposed_text = "; ".join(sorted(place.path for place in proposed_rows))
                 rows.append(("Places", now_text or "—", proposed_text or "—"))
             continue
         label = name.replace("_", " ").capitalize()

@@ -44,6 +44,18 @@ def place_chain(levels: int, **top) -> list[Place]:
     return places
 
 
+def two_tumens() -> tuple[Place, Place]:
+    """Two cities of one name across the border: China > Jilin > Tumen, North Korea > North Hamgyong > Tumen."""
+    china = make_place(name="China", kind="country", country="CN")
+    north_korea = make_place(name="North Korea", kind="country", country="KP")
+    jilin = make_place(name="Jilin", kind="province", parent=china)
+    north_hamgyong = make_place(name="North Hamgyong", kind="province", parent=north_korea)
+    return (
+        make_place(name="Tumen", kind="city", parent=jilin),
+        make_place(name="Tumen", kind="city", parent=north_hamgyong),
+    )
+
+
 def type_chain(levels: int, prefix: str = "level") -> list[IncidentType]:
     """Incident types one under another, `levels` deep from a top-level type (the first) down,
     made in bulk, which checks no rule: as a database may hold them from before types nested at

@@ -45,6 +45,7 @@ from tests.factories import (
     make_source,
     make_user,
     pasted_report,
+    two_tumens,
     type_chain,
 )
 from tests.form_support import form_fields, saved_unchanged
@@ -2085,6 +2086,22 @@ class TestStaleRevisions:
         incident.refresh_from_db()
         first.refresh_from_db()
         assert (incident.title, first.state) == ("Second", "pending")
+
+    def test_a_revision_moving_an_incident_to_another_place_of_its_places_name_shows_the_move(
+        self, client, analyst, reviewer
+    ):
+        # Compared by name, Tumen (China) for Tumen (North Korea) read "Nothing: the incident already
+        # holds these values", and accepting moved the incident to another country.
+        chinese_tumen, korean_tumen = two_tumens()
+        incident = make_incident(places=[chinese_tumen])
+        revision = services.incident_update(
+            incident=incident, user=analyst, expected_version=incident.version, places=[korean_tumen]
+        )
+
+        page = html.unescape(logged_in(client, reviewer).get(self.revision_url(revision)).content.decode())
+
+        assert "Nothing: the incident already holds these values" not in page
+        assert "China > Jilin > Tumen" in page and "North Korea > North Hamgyong > Tumen" in page
 
     def test_a_decision_naming_neither_button_changes_nothing(self, client, analyst, reviewer):
         # It rejected the revision: only Accept accepted, anything else rejected.

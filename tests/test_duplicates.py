@@ -44,6 +44,7 @@ from tests.factories import (
     make_place,
     make_source,
     make_user,
+    two_tumens,
 )
 from tests.form_support import pair_decision
 from tests.test_admin import incident_post, messages_of
@@ -311,6 +312,19 @@ class TestReviewQueue:
 
         assert "UCA News: 40–60" in page and "Daily NK: 0" in page and "HRW: 50" in page
         assert "<tr><th>Claims</th><td>≠</td>" in page
+
+    def test_side_by_side_two_places_of_one_name_differ(self, client):
+        # Compared by name, Tumen in China and Tumen in North Korea read as one place, with no ≠.
+        chinese_tumen, korean_tumen = two_tumens()
+        pair = DuplicatePair.objects.create(
+            incident_a=make_incident(places=[chinese_tumen]), incident_b=make_incident(places=[korean_tumen]), score=0.9
+        )
+        client.force_login(make_user(roles.REVIEWER))
+
+        page = html.unescape(client.get(self.pair_url(pair)).content.decode())
+
+        assert "<tr><th>Places</th><td>≠</td><td>China > Jilin > Tumen</td>" in page
+        assert "North Korea > North Hamgyong > Tumen" in page
 
     def test_a_pair_is_named_by_the_public_ids_people_know(self, client, reported_twice):
         # "1 ~ 2 (0.97)" before: row keys, which no page, export or API shows anyone.

@@ -40,7 +40,8 @@ COMPARED = [
     ("Type", lambda incident: incident.incident_type.name),
     ("Dates", lambda incident: incident.date_label),
     ("People", lambda incident: figure(incident)),
-    ("Places", lambda incident: ", ".join(place.name for place in incident.places.all())),
+    # By path: two places of one name (Tumen in China, Tumen in North Korea) read as one, no ≠.
+    ("Places", lambda incident: "; ".join(place.path for place in incident.places.all())),
     ("Verification", lambda incident: incident.get_verification_display()),
     ("Review state", lambda incident: incident.get_review_state_display()),
     ("Description", lambda incident: incident.description),
@@ -238,7 +239,7 @@ class DuplicatePairAdmin(TrackedModelAdmin):
             for incident in Incident.objects.filter(pk__in=[pair.incident_a_id, pair.incident_b_id])
             .select_related("incident_type")
             .prefetch_related(
-                Prefetch("places", queryset=Place.objects.order_by("name")),
+                Prefetch("places", queryset=Place.objects.with_path().order_by("path")),
                 Prefetch(
                     "claims",
                     queryset=Claim.objects.visible_to(pair.viewer).select_related("source"),
