@@ -1339,3 +1339,49 @@ def test_a_page_passes_over_a_parameter_it_does_not_read(path):
     """A shared link carries `utm_source`, `fbclid`, … (given twice, too): the page reads its own."""
     make_incident(title="Published")
     assert Client().get(f"{path}?utm_source=a&utm_source=b&fbclid=x&verification=alleged").status_code == 200
+
+
+def sent_by_the_filter_form(page: str, **typed) -> dict[str, list[str]]:
+    """What the filter form of `page` sends when its reader types `typed` and presses "Show
+    incidents": each of its inputs with its value, hidden ones included."""
+    form = re.search(r'<form class="filters".*?</form>', page, re.S).group(0)
+    sent: dict[str, list[str]] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name:
+            sent.setdefault(name.group(1), []).append(html.unescape(value.group(1)) if value else "")
+    sent.update({name: [value] for name, value in typed.items()})
+    return {name: values for name, values in sent.items() if any(values)}
+
+
+@pytest.mark.parametrize("path", ["/", "/map/"])
+@pytest.mark.parametrize(
+    ("query", "reader", "carried"),
+    [
+        # A search from a shared link to the corroborated incidents listed every incident again.
+        ("min_origins=2", None, {"min_origins": ["2"]}),
+        # A Viewer's search of the drafts mixed the published ones in.
+        ("review_state=draft&review_state=in_review", roles.VIEWER, {"review_state": ["draft", "in_review"]}),
+        (
+            "verification=alleged&type=forced-repatriation",
+            None,
+            {"verification": ["alleged"], "type": ["forced-repatriation"]},
+        ),
+    ],
+)
+def test_a_search_keeps_every_filter_the_form_does_not_show(path, query, reader, carried):
+    client = Client()
+    if reader:
+        client.force_login(make_user(reader))
+    make_incident(title="Border arrests")
+
+    page = client.get(f"{path}?{query}").content.decode()
+
+    assert sent_by_the_filter_form(page, q="border") == {**carried, "q": ["border"]}
+
+
+def test_the_statistics_link_to_the_map_keeps_the_filters():
+    # The list's and the map's own links to the map kept them; the statistics' did not.
+    page = Client().get("/statistics/?country=CN&group_by=type").content.decode()
+
+    assert 'href="/map/?country=CN"' in page

@@ -236,11 +236,23 @@ def _embed_url(request, route: str) -> str:
     return request.build_absolute_uri(reverse(route) + (f"?{request.GET.urlencode()}" if request.GET else ""))
 
 
+# The filters the form (templates/public/_filters.html) has a field for; it carries every other one
+# as it came, hidden: it listed those it did not show by name, and a search from `/?min_origins=2`
+# (or a Viewer's `?review_state=draft`) listed every incident again, its counts and downloads too.
+FORM_FIELDS = frozenset({"q", "date_from", "date_to", "min_people", "max_people"})
+
+
 def _filter_form(request) -> dict:
-    """What the filter form (templates/public/_filters.html) shows of the current filters."""
+    """What the filter form shows of the current filters, and what it carries unseen."""
     return {
-        "filters": {name: request.GET.get(name, "") for name in selectors.FILTER_NAMES},
-        "verifications": request.GET.getlist("verification"),
+        "filters": {name: request.GET.get(name, "") for name in FORM_FIELDS},
+        "carried": [
+            (name, value)
+            for name in selectors.FILTER_NAMES
+            if name not in FORM_FIELDS
+            for value in request.GET.getlist(name)
+            if value
+        ],
     }
 
 
