@@ -39,7 +39,6 @@ from incidents.numbers import COUNT_MODEL_FIELDS, is_whole_number
 from incidents.parameters import parameter_errors
 from incidents.querysets import (
     EditedVersion,
-    access_changed_since_read,
     can_see_confidential,
     can_see_unpublished,
     estimated_row_count,
@@ -248,15 +247,18 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
             raise ValidationError(
                 "The form holds no version this page showed; reload the page and try again."
             ) from None
-        # The service refuses it too (`check_version`); said here first, it explains the rows it
-        # showed that the writer may no longer see, which their lookup now refuses
-        # (`RowsFormSet.add_fields`: "Select a valid choice").
-        if (
-            edited is not None
-            and edited.told is not None
-            and (change := access_changed_since_read(edited.told, self.writer, self.instance))
-        ):
-            raise ValidationError(str(services.AccessChangedSinceRead(self.instance, change)))
+        # The service refuses a stale version too (`check_version`); said here first, it explains
+        # the rows the page showed that are gone since or that the writer may no longer see, which
+        # their lookup now refuses (`RowsFormSet.add_fields`: "Select a valid choice") on a hidden
+        # field no page draws: after a colleague removed a claim, or their access changed, the
+        # writer read "Please correct the error below" with no error anywhere, at every save.
+        if edited is not None:
+            try:
+                services.check_version(self.instance, edited.number, reader=self.writer, told=edited.told)
+            except services.VersionConflict as conflict:
+                raise ValidationError(str(conflict)) from None
+            except ValidationError as never_had:  # a version it never reached: named on the form
+                raise ValidationError(never_had.messages) from None
         return cleaned_data
 
     def edited_version(self) -> dict:
