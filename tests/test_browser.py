@@ -592,6 +592,40 @@ def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_p
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("edit", ["incident type", "place removed", "calendar's Today"])
+def test_a_review_button_asks_before_it_leaves_an_edit_made_through_a_widget(browser_page, live_server, edit):
+    # select2, Django's calendar and "+" pop-ups change a field without the native input or change
+    # event the page listened for: such a correction was published away unasked.
+    page = browser_page
+    make_user(roles.REVIEWER, username="reviewer")
+    china = make_place(name="China", kind="country", country="CN")
+    border = make_place(name="China–North Korea border area", kind="region", parent=china)
+    incident = make_incident(review_state="in_review", places=[china, border])
+    log_in(page, live_server, "reviewer")
+    page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")
+    if edit == "incident type":
+        choose_in_autocomplete(page, "id_incident_type", "Deport", "Deportation")
+    elif edit == "place removed":
+        chip = page.locator("#id_place_list + .select2 .select2-selection__choice", has_text="border area")
+        chip.locator(".select2-selection__choice__remove").click()
+        page.keyboard.press("Escape")
+        expect(page.locator("#id_place_list + .select2")).not_to_contain_text("border area")
+    else:
+        page.locator("#id_date_end ~ .datetimeshortcuts a", has_text="Today").click()
+        expect(page.locator("#id_date_end")).not_to_have_value(incident.date_end.isoformat())
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+    page.click("form.review-actions button[value=publish]")
+
+    expect(page.locator("#id_date_end")).to_be_visible()
+    assert asked == ["Your edits on this page are not saved. Review the incident as last saved, and leave them?"]
+    incident.refresh_from_db()
+    assert incident.review_state == "in_review"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
 def test_a_korean_reader_reads_an_incidents_dates_in_korean_on_the_maps_popup(browser_page, live_server):
     # The popup showed the GeoJSON download's English date_label, "Around 3 October 2023".
     make_incident(
