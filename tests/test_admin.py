@@ -702,6 +702,26 @@ class TestDataEntry:
         label = f"{first.public_id}: About 500 sent back (2 October 2023 – 9 October 2023)"
         assert offered == [{"id": str(first.pk), "text": label}]
 
+    def test_autocomplete_offers_sources_with_their_publishers_and_dates(self, client, analyst):
+        # HRW's and Amnesty's "Annual report 2023" were offered word for word alike to a claim.
+        make_source(title="Annual report 2023", publisher=make_organization(name="Human Rights Watch"))
+        make_source(
+            title="Annual report 2023",
+            publisher=make_organization(name="Amnesty International"),
+            published_on=date(2024, 1, 11),
+        )
+        make_source(title="Annual report 2023 (no publisher)")
+        logged_in(client, analyst)
+        query = {"app_label": "incidents", "model_name": "claim", "field_name": "source", "term": "Annual report"}
+
+        offered = [result["text"] for result in client.get(reverse("admin:autocomplete"), query).json()["results"]]
+
+        assert sorted(offered) == [
+            "Annual report 2023 (no publisher)",
+            "Annual report 2023 · Amnesty International · 2024-01-11",
+            "Annual report 2023 · Human Rights Watch",
+        ]
+
     def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
         # The place form asks for names in Korean and Chinese; typing one found nothing.
         china = make_place(name="China", kind="country", country="CN")
