@@ -96,6 +96,7 @@ from incidents.services import (
     incidents_bulk_create,
     incidents_bulk_validate,
     may_publish,
+    same_text,
     sources_titled_alike,
     validation_errors,
     wait_for_sources_alike,
@@ -1840,10 +1841,12 @@ def _check_workflow(line, incident: Incident | None, data: dict[str, Any], user)
 
 
 def _changes(incident: Incident, row: PlannedRow) -> list[str]:
+    # A text as stored but for its normal form (a zero-width space at a title's end) is no change,
+    # as the write then finds (`services.same_text`): it was reported "1 updated".
     changes = [
         "type" if name == "incident_type" else name
         for name, value in row.data.items()
-        if getattr(incident, name) != value
+        if (stored := getattr(incident, name)) != value and not same_text(Incident._meta.get_field(name), value, stored)
     ]
     current = {
         "places": set(incident.places.all()),

@@ -385,7 +385,7 @@ def _stored_spaces_kept(instance: models.Model, stored: Mapping[str, Any]) -> No
     kept = set()
     for field in instance._meta.concrete_fields:
         stored_value = stored.get(field.attname)
-        if _same_text(field, getattr(instance, field.attname), stored_value):
+        if same_text(field, getattr(instance, field.attname), stored_value):
             setattr(instance, field.attname, stored_value)
             kept.add(field.attname)
     instance._texts_as_stored = kept
@@ -404,13 +404,15 @@ def texts_as_read(record: models.Model, sent: Mapping[str, Any]) -> dict[str, An
             field = record._meta.get_field(name)
         except FieldDoesNotExist:
             continue
-        if field.concrete and _same_text(field, value, getattr(record, field.attname, None)):
+        if field.concrete and same_text(field, value, getattr(record, field.attname, None)):
             kept[name] = getattr(record, field.attname)
     record._texts_as_stored = {record._meta.get_field(name).attname for name in kept}
     return {**sent, **kept}
 
 
-def _same_text(field: models.Field, value: Any, stored_value: Any) -> bool:
+def same_text(field: models.Field, value: Any, stored_value: Any) -> bool:
+    """Whether `value` of `field` is `stored_value` but for spaces around it and its normal form
+    (`normal_text`): a text sent back as read, which no door writes as a change."""
     if isinstance(field, ArrayField):
         return (
             isinstance(value, list)

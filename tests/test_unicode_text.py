@@ -7,6 +7,7 @@ import io
 import unicodedata
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -106,6 +107,19 @@ def test_an_imported_title_is_stored_without_invisible_characters_at_its_ends(tm
     imported_or_refused(make_user(roles.ANALYST), tmp_path / "import.csv", content)
 
     assert list(Incident.objects.values_list("title", flat=True)) == ["Report"]
+
+
+def test_an_imported_title_as_stored_but_for_an_invisible_end_is_no_change(tmp_path):
+    incident = make_incident(title="Report", review_state="draft")
+    reviewer = make_user(roles.REVIEWER)
+    exported = tmp_path / "exported.csv"
+    call_command("export_incidents", f"--user={reviewer.username}", "-o", str(exported))
+    content = exported.read_text().replace(",Report,", ",Report\u200b,")
+
+    printed = imported_or_refused(reviewer, tmp_path / "import.csv", content)
+
+    assert "0 updated; 1 unchanged" in printed
+    assert Incident.objects.get(pk=incident.pk).version == incident.version
 
 
 def test_an_import_refuses_a_title_of_invisible_characters_only(tmp_path):

@@ -3,7 +3,7 @@ description saved from a browser held CR LF (HTML's form submission sends a text
 so), one written through the API or the import LF, and the same text compared as another.
 
 Only the rows holding a CR are written; each one written is recorded in its history, as a write by
-SQL is. (A write sending such a text back as read was already no change: `services._same_text`.)
+SQL is. (A write sending such a text back as read was already no change: `services.same_text`.)
 """
 
 from django.db import migrations
