@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -56,6 +57,22 @@ def bom_requested(query: Mapping[str, str]) -> bool:
     if options.errors:
         raise DjangoValidationError({BOM_PARAMETER: options.errors[BOM_PARAMETER]})
     return options.validated_data[BOM_PARAMETER]
+
+
+# The periods a rate is given in (`tracker.settings.env_rate`), as a refusal names them: the rate's
+# own text, "20/hour", read in English on the Korean pages.
+RATE_PERIODS = {
+    "second": gettext_lazy("second"),
+    "minute": gettext_lazy("minute"),
+    "hour": gettext_lazy("hour"),
+    "day": gettext_lazy("day"),
+}
+
+
+def rate_words(rate: str) -> dict[str, str]:
+    """A throttle's rate ("20/hour") as a refusal says it, in the reader's language."""
+    count, period = rate.split("/")
+    return {"count": count, "period": RATE_PERIODS[period]}
 
 
 def _csv_options(query: Mapping[str, str]) -> "CsvOptionsSerializer":
@@ -179,8 +196,11 @@ def spooled_download(
                     status=429,
                     # No wait when the client's history holds more than the rate (since lowered) allows: a period.
                     seconds=math.ceil(throttle.wait() or throttle.duration),
-                    message=_("Too many CSV exports from you (at most %(rate)s). Try again in %(seconds)d seconds."),
-                    rate=throttle.rate,
+                    message=_(
+                        "Too many CSV exports from you (at most %(count)s per %(period)s). "
+                        "Try again in %(seconds)d seconds."
+                    ),
+                    **rate_words(throttle.rate),
                 )
             try:
                 with outside_the_budget(request):

@@ -1581,7 +1581,7 @@ class TestThrottling:
         assert 0 < int(refused["Retry-After"]) <= 60
         seconds = refused["Retry-After"]
         assert refused.json() == {
-            "detail": f"Too many CSV exports from you (at most 2/minute). Try again in {seconds} seconds."
+            "detail": f"Too many CSV exports from you (at most 2 per minute). Try again in {seconds} seconds."
         }
 
     def test_the_public_downloads_are_throttled_like_the_api_export(self, settings):
@@ -1597,7 +1597,7 @@ class TestThrottling:
         assert refused.status_code == 429
         assert 0 < int(refused["Retry-After"]) <= 60
         assert refused["Content-Type"] == "text/plain; charset=utf-8"
-        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2/minute).")
+        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2 per minute).")
         assert export_status(visitor, f"/ko/incidents/{incident.public_id}.csv") == 429
         # One count per client whichever door it exports through; another client has its own.
         assert export_status(APIClient(REMOTE_ADDR="192.0.2.50"), f"{API}/incidents.csv") == 429
@@ -1640,7 +1640,7 @@ class TestThrottling:
         assert export_status(bearer(key), f"{API}/incidents.csv") == 200
         refused = staff.get("/admin/incidents/incident/export.csv")
         assert refused.status_code == 429
-        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2/minute).")
+        assert refused.content.decode().startswith("Too many CSV exports from you (at most 2 per minute).")
         action = {"action": "export_selected_as_csv", "_selected_action": [incident.pk]}
         assert staff.post("/admin/incidents/incident/", action).status_code == 429
         colleague = Client()

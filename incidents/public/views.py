@@ -131,6 +131,7 @@ _PARAMETER_LABELS = {
     "updated_since": (None, gettext_lazy("Last updated")),
     "cursor": (None, gettext_lazy("Next page")),
     "group_by": (None, gettext_lazy("Group by")),
+    "bom": (None, gettext_lazy("CSV for Excel")),
 }
 
 
@@ -144,27 +145,39 @@ def parameters_named(names) -> str:
     return ", ".join(named)
 
 
+# A range the wrong way round, refused on both its ends (either may be the one mistyped) in the
+# parameters' names, which the API's readers write (`IncidentFilterForm`): said once here, in the
+# words beside the fields. The people's were said twice, naming `min_people` on a Korean page.
+_REVERSED = {
+    "dates_reversed": (
+        ("date_from", "date_to"),
+        _DATES,
+        gettext_lazy("%(start)s (%(date_from)s) is after %(end)s (%(date_to)s): no date range overlaps that."),
+    ),
+    "people_reversed": (
+        ("min_people", "max_people"),
+        _PEOPLE,
+        gettext_lazy("%(start)s (%(min_people)s) is above %(end)s (%(max_people)s): no count is both."),
+    ),
+}
+
+
 def _bad_filters(request, error: ValidationError):
-    errors, dates_reversed = [], None
+    errors, reversed_ranges = [], {}
     for name, field_errors in error.error_dict.items():
         messages = []
         for field_error in field_errors:
-            if field_error.code == "dates_reversed":
-                # Refused on both dates (either may be the one mistyped) in the parameters' names,
-                # which the API's readers write: said once here, in the words beside the fields.
-                dates_reversed = field_error.params
+            if field_error.code in _REVERSED:
+                reversed_ranges[field_error.code] = field_error.params
             else:
                 messages.extend(field_error)
         if messages:
             legend, label = _PARAMETER_LABELS.get(name, (None, None))
             errors.append({"parameter": name, "legend": legend, "label": label, "messages": messages})
-    if dates_reversed:
-        message = _("%(start)s (%(date_from)s) is after %(end)s (%(date_to)s): no date range overlaps that.") % {
-            "start": _PARAMETER_LABELS["date_from"][1],
-            "end": _PARAMETER_LABELS["date_to"][1],
-            **dates_reversed,
-        }
-        errors.append({"parameter": "date_from", "legend": None, "label": _DATES, "messages": [message]})
+    for code, values in reversed_ranges.items():
+        (low, high), legend, message = _REVERSED[code]
+        words = {"start": _PARAMETER_LABELS[low][1], "end": _PARAMETER_LABELS[high][1], **values}
+        errors.append({"parameter": low, "legend": None, "label": legend, "messages": [message % words]})
     return render(request, "public/bad_filters.html", {"errors": errors}, status=400)
 
 

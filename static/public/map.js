@@ -9,8 +9,18 @@
   if (!element || !window.L) {
     return;
   }
-  var map = L.map(element, { worldCopyJump: true, minZoom: 1, maxZoom: 12 }).setView([35, 115], 3);
+  var map = L.map(element, { worldCopyJump: true, minZoom: 1, maxZoom: 12, zoomControl: false }).setView([35, 115], 3);
   map.attributionControl.setPrefix(false).addAttribution("Natural Earth");
+  // The controls named in the page's language (`data-zoom-in`, … from the template): Leaflet's own
+  // English names were what a screen reader announced on the Korean pages.
+  L.control.zoom({ zoomInTitle: element.dataset.zoomIn, zoomOutTitle: element.dataset.zoomOut }).addTo(map);
+  map.on("popupopen", function (event) {
+    // Leaflet 1.9 writes "Close popup" with no option to name it otherwise.
+    var close = event.popup.getElement().querySelector(".leaflet-popup-close-button");
+    if (close) {
+      close.setAttribute("aria-label", element.dataset.closePopup);
+    }
+  });
 
   function json(url) {
     return fetch(url, { credentials: "same-origin" }).then(function (response) {
