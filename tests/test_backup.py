@@ -2,6 +2,7 @@
 every table's rows exactly."""
 
 import errno
+import io
 import os
 import resource
 from io import StringIO
@@ -136,6 +137,26 @@ def test_restore_into_an_address_that_is_no_database_address_is_refused_naming_i
     not_a_backup.write_bytes(b"not a backup")
     with pytest.raises(CommandError, match="--into: give the address of a PostgreSQL database"):
         call_command("restore", str(not_a_backup), "--into", into)
+
+
+@pytest.mark.parametrize(
+    "into",
+    [
+        # An unencoded @ in the password: libpq takes its tail for the host, and said so.
+        "postgres://tracker:pass@SECRETTAIL@127.0.0.1:1/tracker",
+        # A % not followed by two hex digits: refused, the whole value quoted.
+        "postgres://tracker:pass%zzSECRETTAIL@127.0.0.1:1/tracker",
+    ],
+)
+def test_restore_into_an_address_it_cannot_use_does_not_print_its_password(tmp_path, settings, into):
+    settings.BACKUP_KEY = backup.new_key()
+    not_read = tmp_path / "tracker.backup"
+    not_read.write_bytes(b"not read")
+
+    with pytest.raises(CommandError) as refused:
+        call_command("restore", str(not_read), "--into", into)
+
+    assert "--into: " in str(refused.value) and "SECRETTAIL" not in str(refused.value)
 
 
 def test_restore_without_a_key_asks_for_the_one_the_backup_was_written_with(backup_file, empty_database, settings):
@@ -287,3 +308,20 @@ def test_a_backup_is_written_onto_a_filesystem_without_hard_links(tmp_path, back
     call_command("backup", "-o", str(output), stdout=StringIO())
     assert [(path.name, path.stat().st_mode & 0o777) for path in tmp_path.iterdir()] == [("tracker.backup", 0o600)]
     assert output.read_bytes().startswith(backup.MAGIC)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tracker_pg_bin_dir_is_a_fallback_not_an_override(tmp_path, settings):
+    # Set once for an older server and left so, it refused every backup after the server's upgrade,
+    # the matching installation beside it: "No pg_dump of PostgreSQL 15 or newer found".
+    settings.BACKUP_KEY = backup.new_key()
+    older = tmp_path / "older-bin"
+    older.mkdir()
+    (older / "pg_dump").write_text(f"#!/bin/sh\necho 'pg_dump (PostgreSQL) {backup._server_major() - 1}.0'\n")
+    (older / "pg_dump").chmod(0o755)
+    settings.PG_BIN_DIR = str(older)
+    output = tmp_path / "tracker.backup"
+
+    call_command("backup", output=output, stdout=io.StringIO())
+
+    assert output.stat().st_size > 0

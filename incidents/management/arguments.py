@@ -50,8 +50,12 @@ def database_address(value: str) -> str:
             pass
         else:
             return value
+    # Not quoted: it may hold a password, and this line reaches cron's mail and CI's logs.
     raise argparse.ArgumentTypeError(
-        f"give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…), not {value!r}"
+        "give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…); the one "
+        "given is not one (not shown, as it may hold a password; a / @ : # ? or % in it must be percent-encoded)"
+        if value
+        else "give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…), not ''"
     )
 
 

@@ -1,3 +1,4 @@
+import re
 import time
 
 import psycopg
@@ -32,7 +33,7 @@ class Command(BaseCommand):
             # Only reaching the database raises it (pg_restore reports its own errors): a database
             # not created yet, a mistyped name, host or password.
             raise CommandError(
-                f"{option}: cannot connect to the database to restore into ({error}). "
+                f"{option}: cannot connect to the database to restore into ({_without_password(str(error), into)}). "
                 "Create it first, empty and owned by the app's role (createdb -O …; see the README's "
                 "Backups and recovery)."
             ) from None
@@ -45,3 +46,17 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Restored {file} in {time.monotonic() - started:.1f} s."))
         # Restored as postgres, every table was the superuser's and the app's own role read none.
         self.stdout.write(f"Its tables belong to the role {owner}: the app reads them only if it connects as {owner}.")
+
+
+def _without_password(reason: str, address: str | None) -> str:
+    """libpq's `reason` with no piece of the password `address` (`--into`) gives: a password holding
+    an unencoded @ is read as ending there, its tail taken for the host ("failed to resolve host
+    'tail@127.0.0.1'"), which reached cron's mail and CI's logs."""
+    if not address or "://" not in address:
+        return reason
+    user_info = address.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    password = user_info.partition(":")[2]
+    for piece in sorted(re.split(r"[@:/%]", password), key=len, reverse=True):
+        if len(piece) >= 3:
+            reason = reason.replace(piece, "…")
+    return reason
