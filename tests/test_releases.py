@@ -24,7 +24,7 @@ from incidents import exports, releases, roles, services
 from incidents.merges import incident_merge
 from incidents.models import DuplicatePair, Incident, Release, ReleaseFile, Response
 from incidents.releases import build_release_files, release_facts
-from tests.api_support import API, client_for, incident_url
+from tests.api_support import API, client_for
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 
 YEAR = timezone.now().year
@@ -662,13 +662,9 @@ class TestACarriageReturnInAText:
     def described(self, reviewer):
         incident = make_incident(title="Published repatriation")
         make_claim(incident=incident, source=make_source(title="Public report"))
-        # Written as a Reviewer writes it, through the API.
-        answer = client_for(reviewer).patch(
-            incident_url(incident),
-            {"description": "Seen at dawn.\rTaken away at noon.", "version": 1},
-            format="json",
-        )
-        assert answer.status_code == 200, answer.content
+        # Written by SQL: every door writes line breaks as LF (`normal_text`), and migration 0115
+        # rewrote those stored before, but a CR written since by SQL is released all the same.
+        Incident.objects.filter(pk=incident.pk).update(description="Seen at dawn.\rTaken away at noon.")
         incident.refresh_from_db()
         assert "\r" in incident.description
         return incident
