@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse, QueryDict, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -39,6 +39,7 @@ from incidents.exports import (
 )
 from incidents.filters import IncidentFilterBackend, IncidentFilterSet
 from incidents.models import AccessDoor
+from incidents.parameters import parameter_errors
 from incidents.selectors import incidents_read_by
 from tracker.statement_timeout import outside_the_budget
 
@@ -48,14 +49,17 @@ from tracker.statement_timeout import outside_the_budget
 BOM_PARAMETER = "bom"
 
 
-def bom_requested(query: Mapping[str, str]) -> bool:
+def bom_requested(query: QueryDict) -> bool:
     """Whether `query` asks for a byte order mark, read as the API reads its `bom`
     (`CsvOptionsSerializer`: `1`, `true`, `yes`, `on` or their opposites, in the usual cases); a
     ValidationError naming `bom` for any other value, which the admin and the public pages took
     for "no mark" (`bom=true` sent none)."""
+    # Given twice, refused as every other door refuses it (`parameter_errors`): the admin's export
+    # read the last value.
+    repeated = parameter_errors(query, reads={BOM_PARAMETER}, others_refused=False)
     options = _csv_options(query)
-    if options.errors:
-        raise DjangoValidationError({BOM_PARAMETER: options.errors[BOM_PARAMETER]})
+    if repeated or options.errors:
+        raise DjangoValidationError(repeated or {BOM_PARAMETER: options.errors[BOM_PARAMETER]})
     return options.validated_data[BOM_PARAMETER]
 
 

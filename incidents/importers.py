@@ -658,12 +658,13 @@ class _Organizations(_Names):
         # its case), an incident given to the wrong perpetrator without a word.
         name = item.names[-1]
         by_name, by_other_name = self.by_own_name.named(name), self.named(name)
+        written = normal_text(name, one_line=True)  # as stored: decomposed, or a zero-width space after it
         return (
-            [organization for organization in by_name if organization.name == name]
+            [organization for organization in by_name if organization.name == written]
             or [
                 organization
                 for organization in by_other_name
-                if name == organization.acronym or name in organization.aliases
+                if written == organization.acronym or written in organization.aliases
             ]
             or by_name
             or by_other_name

@@ -1338,6 +1338,10 @@ def _differences(
     for name, value in arguments.pop("data").items():
         field = Incident._meta.get_field(name)
         now = getattr(incident, field.attname)
+        if same_text(field, value, now):
+            # Accepting writes nothing for it (`_stored_spaces_kept`): a line break proposed as CR
+            # LF before migration 0115, beside its LF, read as a change whose two values read alike.
+            continue
         if field.is_relation and now is not None:
             now = named.get(field.related_model, now)
         now, proposed = _readable(incident, field, now), _readable(incident, field, value)

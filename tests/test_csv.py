@@ -878,3 +878,15 @@ def test_the_export_command_reads_every_value_of_a_repeatable_filter(tmp_path):
     output = tmp_path / "out.csv"
     call_command("export_incidents", "--verification", "alleged", "--verification", "corroborated", "-o", str(output))
     assert {row["title"] for row in read_csv(output.read_bytes())} == {"Alleged", "Corroborated"}
+
+
+@pytest.mark.parametrize("path", [reverse("admin:incidents_incident_export_csv"), "/incidents.csv"])
+def test_the_admins_and_the_public_download_refuse_bom_given_twice(client, path):
+    # The admin's export read the last value, where every other door refuses a repeated parameter.
+    make_incident()
+    client.force_login(make_user(roles.REVIEWER))
+
+    answer = client.get(f"{path}?bom=1&bom=0")
+
+    assert answer.status_code == 400
+    assert "Given 2 times; give it once." in answer.content.decode()

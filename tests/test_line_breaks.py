@@ -116,3 +116,19 @@ def test_migration_0115_stores_the_line_breaks_saved_before_as_lf():
     assert Claim.objects.get(pk=claim.pk).excerpt == "One\nTwo\nThree"
     assert Source.objects.get(pk=source.pk).notes == "One\nTwo\nThree"
     assert Organization.objects.get(pk=organization.pk).description == "One\nTwo\nThree"
+
+
+def test_a_revision_proposed_with_cr_lf_before_shows_no_change_of_line_breaks():
+    # An unchanged browser Save of a published incident proposed its description as CR LF; the
+    # Reviewer's differences showed it changed, two values that read alike, which accepting skips.
+    incident = make_incident(review_state="published", title="Returned", description="Line one\nLine two")
+    revision = IncidentRevision.objects.create(
+        incident=incident,
+        proposed_by=make_user(roles.ANALYST),
+        base_version=incident.version,
+        changes={"data": {"title": "Sent back", "description": "Line one\r\nLine two"}},
+    )
+
+    diff = client_for(make_user(roles.REVIEWER)).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+
+    assert [row["field"] for row in diff] == ["Title"]

@@ -103,6 +103,13 @@ def test_a_value_out_of_range_stops_the_start_up_naming_the_variable(variable, v
             "99999999999999999999",
             "TRACKER_LOCKOUT_ACCOUNT_FAILURES must be 10000 or less; got ",
         ),
+        # A cookie date past the year 9999 (every write, with a replica), a read buffer past memory.
+        (
+            "DATABASE_REPLICA_PIN_SECONDS",
+            "1000000000000",
+            "DATABASE_REPLICA_PIN_SECONDS must be 86400 or less; got 1000000000000.",
+        ),
+        ("TRACKER_IMPORT_MAX_BYTES", str(100 * 1024**3), "TRACKER_IMPORT_MAX_BYTES must be 1073741824 or less; got "),
         # Not a level logging knows: its own ValueError, "Unable to configure logger 'django'".
         ("DJANGO_LOG_LEVEL", "verbose", "DJANGO_LOG_LEVEL must be one of CRITICAL, FATAL, ERROR, WARN, WARNING"),
         # Not a Redis address: the site started, and every throttled request was a 500.

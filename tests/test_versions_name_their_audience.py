@@ -397,6 +397,16 @@ class TestNamedVersionsAreChecked:
         assert ': it is now at version "staff.2"; your If-Match' in answer.json()["detail"]
         assert read(colleague, incident)[1] == '"staff.2"'
 
+    def test_one_never_reached_is_a_400_not_a_change_nobody_made(self, colleague, incident):
+        # "INC-… was changed by someone else": no one had; a script's counter, which no reload cures.
+        answer = client_for(colleague).patch(
+            incident_url(incident), {"title": "Counted on"}, format="json", HTTP_IF_MATCH='"staff.99"'
+        )
+
+        assert answer.status_code == 400, answer.content
+        assert list(answer.json()) == ["If-Match"]
+        assert f"{incident.public_id} never had version 99" in answer.json()["If-Match"][0]
+
     def test_an_unknown_body_audience_is_a_400_naming_it(self, colleague, incident):
         answer = client_for(colleague).patch(
             incident_url(incident), {"title": "Changed", "version": 1, "version_audience": "secret"}, format="json"

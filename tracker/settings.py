@@ -199,7 +199,8 @@ DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
 DATABASE_REPLICA_CHECK_SECONDS = env_int("DATABASE_REPLICA_CHECK_SECONDS", 5, minimum=0)
 DATABASE_REPLICA_CONNECT_TIMEOUT = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
-DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30, minimum=0)
+# At most a day: a pin past what a cookie's date holds made every write a 500 ("year 33715").
+DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 30, minimum=0, maximum=24 * 60 * 60)
 
 
 def database(url: str, variable: str, *, pool_timeout: int) -> dict:
@@ -552,7 +553,9 @@ def env_data_license() -> dict[str, str] | None:
 
 DATA_LICENSE = env_data_license()
 # Largest CSV file an import accepts, in bytes (about 150,000 exported incidents at the default).
-IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
+# At most 1 GiB: a file is read whole (`importers._read_rows` asks for a buffer of the limit), and
+# 100 GB failed every import with a MemoryError naming no variable.
+IMPORT_MAX_BYTES = env_int("TRACKER_IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1, maximum=1024**3)
 # Most rows a CSV import accepts: checking holds them all at once, so this bounds its memory, about
 # 20 KB per row that updates an incident and 3 KB per new one (README, "CSV import"; bench/README.md).
 IMPORT_MAX_ROWS = env_int("TRACKER_IMPORT_MAX_ROWS", 25_000, minimum=1)

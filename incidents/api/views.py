@@ -8,6 +8,7 @@ querysets, so they answer 404 like records that never existed.
 import re
 from typing import ClassVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import setting_changed
 from django.db.models import BigIntegerField, Prefetch
 from django.db.models.functions import Coalesce
@@ -208,6 +209,13 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
                 raise PreconditionFailed(str(services.AccessChangedSinceRead(record, change)))
             if edited.number == version_seen_by(record, user, edited.told):
                 return edited
+        if all(edited.number > version_seen_by(record, user, edited.told) for edited in named):
+            # Not a race but a wrong or forged value, a 400 as in the body (`check_version`): it
+            # was answered "was changed by someone else", which no one had, "reload" curing nothing.
+            try:
+                services.check_version(record, named[0].number, reader=user, field="If-Match", told=named[0].told)
+            except DjangoValidationError as never_had:
+                raise serializers.ValidationError(never_had.message_dict) from None
         changed = services.last_change(record, user, named[0].told)
         raise PreconditionFailed(
             f'{changed}: it is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
