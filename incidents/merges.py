@@ -53,6 +53,7 @@ from incidents.querysets import (
     VersionFields,
     can_see_confidential,
     can_see_unpublished,
+    place_path,
     version_seen_by,
     versions_told,
 )
@@ -201,7 +202,9 @@ def _plan(user, survivor: Incident, merged: Incident) -> MergePlan:
             IncidentPlace.objects.filter(incident=merged)
             .exclude(place__in=survivor_places)
             .select_related("place")
-            .order_by("place__name", "id")
+            # By path, as the confirmation names them: "Tumen" for the other country's Tumen.
+            .annotate(place_path=place_path("place_id"))
+            .order_by("place_path", "id")
         ),
         victim_groups=list(VictimGroup.objects.filter(incident=merged).order_by("id")),
         involvements=[

@@ -33,7 +33,15 @@ from incidents.models import (
     VictimGroup,
 )
 from tests.api_support import API, client_for, incident_url, public_ids, results
-from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
+from tests.factories import (
+    make_claim,
+    make_incident,
+    make_organization,
+    make_place,
+    make_source,
+    make_user,
+    two_tumens,
+)
 from tests.form_support import pair_decision
 from tests.test_admin import messages_of
 from tests.test_write_conflicts import answered_while_held
@@ -487,6 +495,21 @@ class TestAdmin:
         )
 
         assert "UCA News: 40–60" in page and "Daily: 100" in page
+
+    def test_the_confirmation_names_the_places_it_moves_by_their_paths(self, client, reviewer):
+        # "Places: Tumen": the incident in China's Tumen, about to gain North Korea's, read as gaining its own.
+        chinese_tumen, korean_tumen = two_tumens()
+        pair = DuplicatePair.objects.create(
+            incident_a=make_incident(places=[chinese_tumen]), incident_b=make_incident(places=[korean_tumen]), score=0.9
+        )
+        client.force_login(reviewer)
+
+        page = html.unescape(
+            client.get(reverse("admin:incidents_incidentmerge_confirm", args=[pair.pk])).content.decode()
+        )
+
+        moved = re.search(r'<tr><th scope="row">Places</th><td>(.*?)</td>', page).group(1)
+        assert moved in ("China > Jilin > Tumen", "North Korea > North Hamgyong > Tumen")
 
     def test_the_pair_and_the_confirmation_word_each_figure_with_its_qualifier(self, client, reviewer):
         # "About 500" read "500", as if exact, beside an incident of exactly 500, and "at least 40"
