@@ -186,7 +186,7 @@ def merge_plan(*, user, pair: DuplicatePair, survivor: str | None = None) -> Mer
 
 def _plan(user, survivor: Incident, merged: Incident) -> MergePlan:
     """The rows of `merged` that move to `survivor`: those `user` may see (`user` None: all)."""
-    claims = Claim.objects.filter(incident=merged).select_related("source").order_by("id")
+    claims = Claim.objects.filter(incident=merged).select_related("source__publisher").order_by("id")
     if user is not None:
         claims = claims.disclosed_to(user)
     held = set(Claim.objects.filter(incident=survivor).values_list("source_id", "confidential"))

@@ -1003,16 +1003,23 @@ class _NamedRecords:
                 if field.is_relation:
                     wanted.setdefault(field.related_model, set()).add(getattr(incident, field.attname))
         self._records = {
-            # Places by their paths, as the differences name them (two Tumens are two places).
-            model: (Place.objects.with_path() if model is Place else model._default_manager).in_bulk(
-                [model._meta.pk.to_python(value) for value in keys - {None}]
-            )
+            # Places by their paths, sources with their publishers, as the differences name them
+            # (two Tumens are two places, and two "Annual report 2023" two sources).
+            model: _named_queryset(model).in_bulk([model._meta.pk.to_python(value) for value in keys - {None}])
             for model, keys in wanted.items()
             if keys - {None}
         }
 
     def get(self, model: type[models.Model], key) -> models.Model | None:
         return self._records.get(model, {}).get(model._meta.pk.to_python(key))
+
+
+def _named_queryset(model: type[models.Model]) -> models.QuerySet:
+    if model is Place:
+        return Place.objects.with_path()
+    if model is Source:
+        return Source.objects.select_related("publisher")
+    return model._default_manager.all()
 
 
 def _changed_rows(changes: Mapping[str, Any]) -> Iterator[tuple[type[models.Model], list[Mapping[str, Any]]]]:
@@ -1309,7 +1316,7 @@ def _current_children(revisions: list[IncidentRevision], user) -> dict[str, dict
         "places": IncidentPlace.objects.select_related("place")
         .annotate(place_path=place_path("place_id"))
         .order_by("place__name"),
-        "claims": Claim.objects.visible_to(user).select_related("source"),
+        "claims": Claim.objects.visible_to(user).select_related("source__publisher"),
         "victim_groups": VictimGroup.objects.order_by("id"),
         "involvements": Involvement.objects.select_related("organization").order_by("id"),
     }
@@ -2848,7 +2855,7 @@ def _child_name(record: models.Model) -> str:
     """How the differences name a child record: a claim by its source, an involvement by its
     organization, a victim group by its description or, without one, as a victim group."""
     if isinstance(record, Claim):
-        return str(record.source) if record.source_id is not None else "A claim"
+        return record.source.label if record.source_id is not None else "A claim"
     if isinstance(record, Involvement):
         return str(record.organization) if record.organization_id is not None else "An involvement"
     return record.description or "Victim group"
@@ -2867,4 +2874,6 @@ def _readable(record: models.Model, field: models.Field, value) -> str:
         return "—"
     if field.choices:
         return str(dict(field.flatchoices).get(value, value))
-    return str(value)
+    # By its publisher and date too: a claim moved to Amnesty's "Annual report 2023" from HRW's read
+    # "Nothing: the incident already holds these values".
+    return value.label if isinstance(value, Source) else str(value)

@@ -2123,6 +2123,25 @@ class TestStaleRevisions:
         assert "Nothing: the incident already holds these values" not in page
         assert "China > Jilin > Tumen" in page and "North Korea > North Hamgyong > Tumen" in page
 
+    @pytest.mark.parametrize("sent", ["as a new row", "on the claim's own row"])
+    def test_a_revision_moving_a_claim_to_another_source_of_its_title_shows_the_move(self, analyst, reviewer, sent):
+        # Compared by title, HRW's "Annual report 2023" for Amnesty's read "Nothing: the incident
+        # already holds these values", and accepting it moved the claim to the other source.
+        hrw = make_source(title="Annual report 2023", publisher=make_organization(name="Human Rights Watch"))
+        amnesty = make_source(title="Annual report 2023", publisher=make_organization(name="Amnesty International"))
+        incident = make_incident(people_count=500)
+        claim = make_claim(incident=incident, source=hrw, people_count=500)
+        row = {"source": amnesty, "people_count": 500} | ({"id": claim.pk} if sent == "on the claim's own row" else {})
+        revision = services.incident_update(
+            incident=incident, user=analyst, expected_version=incident.version, claims=[row]
+        )
+
+        diff = client_for(reviewer).get(f"{API}/revisions/{revision.pk}/").json()["diff"]
+
+        # One row changing the claim, or (a new row) one removing HRW's and one adding Amnesty's.
+        assert {row["field"] for row in diff} == {"Claims"}
+        assert "Amnesty International" in str(diff) and "Human Rights Watch" in str(diff)
+
     def test_a_decision_naming_neither_button_changes_nothing(self, client, analyst, reviewer):
         # It rejected the revision: only Accept accepted, anything else rejected.
         incident = make_incident(title="Published title")

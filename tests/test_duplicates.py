@@ -326,6 +326,19 @@ class TestReviewQueue:
         assert "<tr><th>Places</th><td>≠</td><td>China > Jilin > Tumen</td>" in page
         assert "North Korea > North Hamgyong > Tumen" in page
 
+    def test_side_by_side_two_sources_of_one_title_differ(self, client):
+        # "Annual report 2023: 500" on both sides, no ≠, for Human Rights Watch's and Amnesty's.
+        first, second = make_incident(people_count=500), make_incident(people_count=500)
+        for incident, publisher in ((first, "Human Rights Watch"), (second, "Amnesty International")):
+            source = make_source(title="Annual report 2023", publisher=make_organization(name=publisher))
+            make_claim(incident=incident, source=source, people_count=500)
+        pair = DuplicatePair.objects.create(incident_a=first, incident_b=second, score=0.9)
+        client.force_login(make_user(roles.REVIEWER))
+
+        page = html.unescape(client.get(self.pair_url(pair)).content.decode())
+
+        assert "<tr><th>Claims</th><td>≠</td><td>Annual report 2023 · Human Rights Watch: 500</td>" in page
+
     def test_a_pair_is_named_by_the_public_ids_people_know(self, client, reported_twice):
         # "1 ~ 2 (0.97)" before: row keys, which no page, export or API shows anyone.
         assert find_duplicates() == "1 pair waits for review.\n"

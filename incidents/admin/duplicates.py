@@ -242,7 +242,7 @@ class DuplicatePairAdmin(TrackedModelAdmin):
                 Prefetch("places", queryset=Place.objects.with_path().order_by("path")),
                 Prefetch(
                     "claims",
-                    queryset=Claim.objects.visible_to(pair.viewer).select_related("source"),
+                    queryset=Claim.objects.visible_to(pair.viewer).select_related("source__publisher"),
                 ),
             )
         }
@@ -358,4 +358,6 @@ def _waits_for_merge(pair) -> bool:
 
 
 def _claims(incident) -> str:
-    return "; ".join(f"{claim.source.title}: {figure(claim)}" for claim in incident.claims.all()) or "—"
+    # Each source with its publisher and date (`Source.label`): HRW's and Amnesty's "Annual report
+    # 2023" read alike, with no ≠.
+    return "; ".join(f"{claim.source.label}: {figure(claim)}" for claim in incident.claims.all()) or "—"

@@ -195,10 +195,10 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
         conflicts = set(merge.moved.get("conflicts", []))
         lines = [
             (
-                f"Claim of {claim.source.title}"
+                f"Claim of {claim.source.label}"
                 + (" (conflict: the survivor had one too)" if claim.pk in conflicts else ""),
             )
-            for claim in claims.select_related("source")
+            for claim in claims.select_related("source__publisher")
         ]
         for kind, one, many in MOVED_KINDS:
             if moved := len(merge.moved.get(kind, [])):
@@ -278,7 +278,8 @@ class IncidentMergeAdmin(StaffRecordMixin, TrackedModelAdmin):
             "merged_version": version_tag(plan.merged, request.user),
             "proposal_rows": proposal_rows(plan.proposal),
             # A claim of "between 40 and 60" moved without a figure: only a best estimate was shown.
-            "moving_claims": [(claim.source.title, figure(claim)) for claim in plan.claims],
+            # Each source with its publisher and date, as the pair's page names them (`Source.label`).
+            "moving_claims": [(claim.source.label, figure(claim)) for claim in plan.claims],
             "choices": [plan.survivor, plan.merged]
             if plan.survivor.pk < plan.merged.pk
             else [plan.merged, plan.survivor],
