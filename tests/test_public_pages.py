@@ -872,7 +872,8 @@ def test_the_pages_read_bom_as_the_api_does():
         assert _bytes(client.get(address, {"bom": "false"})).startswith(b"public_id,"), address
         refused = client.get(address, {"bom": "perhaps"})
         assert refused.status_code == 400, address
-        assert "<code>bom</code>: Must be a valid boolean." in refused.content.decode(), address
+        # Named as the link that sets it, as every parameter a control sets is.
+        assert "CSV for Excel: Must be a valid boolean." in refused.content.decode(), address
 
 
 def _bytes(response) -> bytes:
