@@ -2621,14 +2621,8 @@ class _FieldValues:
 
     def validation_errors(self, instance: models.Model) -> dict[str, list[str]]:
         errors = {}
-        in_normal_form = isinstance(instance, TextInNormalForm)
         for field in self.fields:
             raw_value = getattr(instance, field.attname)
-            if in_normal_form and field.editable:
-                # A title pasted with a zero-width space at its end was imported with it, and one of
-                # such characters alone as a blank title.
-                raw_value = normal_value(field, raw_value)
-                setattr(instance, field.attname, raw_value)
             # As clean_fields(): an empty value of a field that may be blank, or the database's
             # default, is not checked.
             if (field.blank and raw_value in field.empty_values) or isinstance(raw_value, DatabaseDefault):
@@ -2652,6 +2646,11 @@ class _FieldValues:
 
     @staticmethod
     def _clean(field: models.Field, raw_value, instance: models.Model) -> tuple[Any, list[ValidationError] | None]:
+        if isinstance(instance, TextInNormalForm) and field.editable:
+            # A title pasted with a zero-width space at its end was imported with it, and one of such
+            # characters alone as a blank title. Here, so that a value repeated (a type, a state) is
+            # put in normal form once, with its cleaning.
+            raw_value = normal_value(field, raw_value)
         try:
             return field.clean(raw_value, instance), None
         except ValidationError as error:
