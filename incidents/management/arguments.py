@@ -50,12 +50,13 @@ def database_address(value: str) -> str:
             pass
         else:
             return value
+    asked = "give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…)"
     # Not quoted: it may hold a password, and this line reaches cron's mail and CI's logs.
     raise argparse.ArgumentTypeError(
-        "give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…); the one "
-        "given is not one (not shown, as it may hold a password; a / @ : # ? or % in it must be percent-encoded)"
+        f"{asked}; the one given is not one (not shown, as it may hold a password; a / @ : # ? or % in it "
+        "must be percent-encoded)"
         if value
-        else "give the address of a PostgreSQL database (postgres://user@host/name, or host=… dbname=…), not ''"
+        else f"{asked}, not ''"
     )
 
 
