@@ -4,7 +4,8 @@ organizations; a fast list with filters; review actions. Every write goes throug
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import construct_change_message, display_for_value
+from django.contrib.admin.helpers import InlineAdminForm, InlineAdminFormSet
+from django.contrib.admin.utils import construct_change_message, display_for_value, flatten_fieldsets
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
@@ -274,6 +275,7 @@ class RowsFormSet(BaseInlineFormSet):
         "claims[1]: Each source may make only one claim per incident.", counted from 0, where the
         analyst saw "Claim #2"."""
         super().clean()
+        self.tell_rows_gone()
         refusal = self.service_refusal
         if not isinstance(refusal, ValidationError) or not hasattr(refusal, "error_dict"):
             return
@@ -294,6 +296,22 @@ class RowsFormSet(BaseInlineFormSet):
         if unplaced:
             raise ValidationError(unplaced)
 
+    def tell_rows_gone(self):
+        """Said on each row sent with an id that none of the incident's rows the writer may see has
+        (`add_fields`): one a colleague's save deleted, or made confidential, since the page was
+        opened, which the page then refuses as stale (`EditedVersionForm.clean`). The row is shown
+        as it was sent (`RowsAdminFormSet`), and its id's refusal is on a hidden field: without
+        this, nothing on the row told the writer why it is drawn with no record's name. The same
+        words for a row deleted and one hidden, which the writer may not tell apart."""
+        for form in self.initial_forms:
+            if form.has_error(self._pk_field.name, code="invalid_choice"):
+                name = self.model._meta.verbose_name
+                form.add_error(
+                    None,
+                    f"This {name} is no longer one of the incident's that you may see: deleted, or hidden from "
+                    "you, since you opened the page. It is shown as you sent it, and was not saved.",
+                )
+
     def add_fields(self, form, index):
         super().add_fields(form, index)
         # A row's `id` among this incident's rows that the writer is shown: Django looks it up among
@@ -307,6 +325,46 @@ class RowsFormSet(BaseInlineFormSet):
                 link = form.instance._meta.get_field(name)
                 # Only a record read with the row (the inline's select_related): never a query here.
                 widget.row_record = getattr(form.instance, name) if link.is_cached(form.instance) else None
+
+
+class RowsAdminFormSet(InlineAdminFormSet):
+    """An inline's rows as the page draws them, each form under the row its id names (the form's
+    own instance, looked up by that id among the rows the writer may see), or under no row's name
+    when none has it (`RowsFormSet.tell_rows_gone`). Django pairs the forms with the rows stored
+    now by position: a save refused because a colleague deleted a row since the page was opened,
+    or made it confidential, drew each form after it under the next row's name and left the last
+    one off the page, with what was typed in it, which the refusal asks the writer to apply again
+    (and the page's counts then named a row it no longer had)."""
+
+    def __iter__(self):
+        readonly_fields = self.readonly_fields
+        if not self.has_change_permission:
+            readonly_fields = [*readonly_fields, *flatten_fieldsets(self.fieldsets)]
+        for form in self.formset.initial_forms:
+            row = form.instance if form.instance.pk is not None else None
+            yield InlineAdminForm(
+                self.formset,
+                form,
+                self.fieldsets,
+                self.prepopulated_fields,
+                row,
+                readonly_fields,
+                model_admin=self.opts,
+                view_on_site_url=self.opts.get_view_on_site_url(row),
+            )
+        new_forms = list(self.formset.extra_forms)
+        if self.has_add_permission:
+            new_forms.append(self.formset.empty_form)  # the one "Add another" copies
+        for form in new_forms:
+            yield InlineAdminForm(
+                self.formset,
+                form,
+                self.fieldsets,
+                self.prepopulated_fields,
+                None,
+                self.readonly_fields,
+                model_admin=self.opts,
+            )
 
 
 class IncidentRowForm(forms.ModelForm):
@@ -892,6 +950,14 @@ class IncidentAdmin(
         # The rows' refusals are shown on their rows (RowsFormSet.clean).
         rows = {inline.model._meta.get_field("incident").remote_field.get_accessor_name() for inline in self.inlines}
         return type(form.__name__, (form,), {"can_add_place": can_add_place, "refusals_shown_on_rows": rows})
+
+    def get_inline_formsets(self, request, formsets, inline_instances, obj=None):
+        inline_formsets = super().get_inline_formsets(request, formsets, inline_instances, obj)
+        for inline_formset in inline_formsets:
+            # Each form drawn under its own row (RowsAdminFormSet): Django's method builds its
+            # InlineAdminFormSet itself, and offers no hook for another class.
+            inline_formset.__class__ = RowsAdminFormSet
+        return inline_formsets
 
     def get_formsets_with_inlines(self, request, obj=None):
         refusal = getattr(request, "service_refusal", None)
