@@ -262,6 +262,23 @@ class AttemptsHandler(AxesDatabaseHandler):
         setattr(request, _WIDE_LOCKOUT_LIFTS_AT, lifts_at)
         return lifts_at is not None
 
+    def remove_out_of_limit_failure_logs(self, *, username: str, limit: int | None = None) -> int:
+        """django-axes' bound on a username's log of failures (AXES_ACCESS_FAILURE_LOG_PER_USER_LIMIT),
+        applied to the oldest, and never to those of the wide bounds' window. django-axes deletes
+        the excess in no order (its model's ordering is not inherited): read in the table's order,
+        the first rows, which after a vacuum are those written into the room its deletions left.
+        At the name every scanner tries (`admin`), past its thousandth failure, each new one was
+        deleted as it was written, and the wide bounds counted none. One count, one DELETE."""
+        limit = settings.AXES_ACCESS_FAILURE_LOG_PER_USER_LIMIT if limit is None else limit
+        failures = AccessFailureLog.objects.filter(username=username)
+        excess = failures.count() - limit
+        if excess <= 0:
+            return 0
+        before_window = failures.filter(attempt_time__lt=timezone.now() - settings.LOCKOUT_WINDOW)
+        oldest = before_window.order_by("attempt_time", "pk").values("pk")[:excess]
+        deleted, _ = AccessFailureLog.objects.filter(pk__in=oldest).delete()
+        return deleted
+
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
         super().user_login_failed(sender, credentials, request, **kwargs)
         # django-axes locked on its own count only; this failure, now in its log, may reach a wide
