@@ -106,9 +106,13 @@ def _released_ids() -> models.QuerySet:
     return _released_incidents().values("pk")
 
 
-# A place's coordinates as the public sees them (`coordinates_for`).
+# A place's coordinates as the public sees them (`coordinates_for`), which are another place's where
+# its own are not recorded too (migration 0007): said, so that a village shown at its province's
+# centre is not read as placed there.
 SHOWN_COORDINATE = (
-    "WGS 84. For a sensitive place and the places inside it, that of the nearest place containing them that is not."
+    "WGS 84. The place's own, but for a sensitive place, the places inside it and a place whose own are not "
+    "recorded: those of the nearest place containing them that is neither sensitive nor inside a sensitive one, "
+    "and has some (empty if none)."
 )
 INCIDENT_KEY = Column("incident", "incident", "incident__public_id", "The incident's public_id.", "string")
 
@@ -274,7 +278,7 @@ TABLES = (
             ),
             Column("excerpt", "excerpt"),
             Column("locator", "locator"),
-            Column("source_connection", "source_connection", description="How the source knows."),
+            Column("source_connection", "source_connection"),
         ),
         ("id",),
         (("incident", "incidents", "public_id"), ("source", "sources", "id")),
@@ -717,6 +721,11 @@ def _readme(name: str, year: int, as_of: datetime | None, files: dict[str, Relea
         "",
         "Cells hold the data exactly as recorded, including text that a spreadsheet may read as a formula:",
         "import the CSV files as text rather than opening them directly.",
+        "",
+        # pandas (and R's read.csv) read `NA`, `None` or `null` as missing by default: Namibia's
+        # country code, or a place so named, was lost without a word.
+        "Only an empty cell is a missing value: `NA` is Namibia's country code, and a name may read `None`.",
+        'With pandas, read them with `keep_default_na=False, na_values=[""]`; with R, `na.strings = ""`.',
         "",
         "A release never changes. Check a copy with `sha256sum`, or with `frictionless validate datapackage.json`.",
         "",

@@ -27,6 +27,10 @@ FEATURE_PROPERTIES = (
     "people_count_max",
     "count_qualifier",
     "verification",
+    # A merged incident, which an incremental sync (`updated_since`) lists so that a copy follows the
+    # merge, says where it went: without it, a map synced so drew it beside its survivor, and
+    # counted its people twice.
+    "merged_into",
 )
 
 

@@ -212,9 +212,10 @@ FEATURE_COLLECTION = build_object_type(
                             ),
                         ],
                         "nullable": True,
-                        "description": "[longitude, latitude]; to readers who are not staff, a sensitive place and "
-                        "every place inside one have the coordinates of the nearest place containing them that is "
-                        "not sensitive.",
+                        "description": "[longitude, latitude]; to readers who are not staff, a sensitive place, "
+                        "every place inside one and a place whose coordinates are not recorded have those of the "
+                        "nearest place containing them that is neither sensitive nor inside a sensitive one, and "
+                        "has some.",
                     },
                     "properties": {"type": "object", "additionalProperties": {}},
                 },
