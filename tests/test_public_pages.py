@@ -1052,7 +1052,7 @@ def test_the_statistics_table_says_how_many_incidents_give_no_figure():
 def test_statistics_table_counts_people_with_their_range(record):
     page = client_for("confidential").get("/statistics/?group_by=type").content.decode()
     assert "Forced repatriation" in page and "Arbitrary arrest or detention" in page
-    assert "<caption>Incidents and people by Type</caption>" in page
+    assert '<caption id="statistics-caption">Incidents and people by Type</caption>' in page
 
 
 def test_korean_pages_say_so_and_link_back_to_english(record):

@@ -84,8 +84,30 @@
     return;
   }
 
+  // A cluster is a button (Enter zooms into it, or spreads it out); markercluster names it by its
+  // number alone, which a screen reader said as "4, button". Named here for what it holds, in the
+  // page's language (`data-cluster`), on the same icon markercluster draws.
+  var ClusterIcon = L.DivIcon.extend({
+    createIcon: function (old) {
+      var icon = L.DivIcon.prototype.createIcon.call(this, old);
+      icon.setAttribute("aria-label", this.options.name);
+      return icon;
+    },
+  });
+
+  function clusterIcon(cluster) {
+    var count = cluster.getChildCount();
+    var size = count < 10 ? "small" : count < 100 ? "medium" : "large";
+    return new ClusterIcon({
+      html: "<div><span>" + count + "</span></div>",
+      className: "marker-cluster marker-cluster-" + size,
+      iconSize: L.point(40, 40),
+      name: element.dataset.cluster.replace("{count}", count),
+    });
+  }
+
   json(element.dataset.features).then(function (collection) {
-    var clusters = L.markerClusterGroup({ showCoverageOnHover: false });
+    var clusters = L.markerClusterGroup({ showCoverageOnHover: false, iconCreateFunction: clusterIcon });
     collection.features.forEach(function (feature) {
       if (!feature.geometry) {
         return;
