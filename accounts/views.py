@@ -209,6 +209,11 @@ def two_factor_setup(request):
         pending = {"id": device.pk, "page": secrets.token_urlsafe(32)}
         request.session[PENDING_APP_SESSION_KEY] = pending
     form = CodeForm(request.POST or None)
+    if not form.is_bound:
+        # Read from step 1, the app to install, then the QR code and its key: focused on the code
+        # (step 3), a screen reader began past them. A refused code takes the focus, its error read
+        # with it (the field's description).
+        del form.fields["code"].widget.attrs["autofocus"]
     # The current app's code is checked (used up, or counted by the lockout) only beside a new
     # app's code: asked for again, unchecked, when that is missing.
     # Nor beside a code of a key other than the last one shown, which is not checked.
@@ -279,8 +284,9 @@ def setup_link_needed(request, title: str = "Ask for a setup link", status: int 
 
 def qr_code_svg(data: str):
     """The QR code as inline SVG markup, drawn here: the secret never leaves for an image service,
-    and the Content-Security-Policy needs no image source but this site."""
-    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    and the Content-Security-Policy needs no image source but this site. Drawn on white: on the
+    admin's dark theme its black squares stood on near-black, which no camera read."""
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathFillImage, box_size=8)
     return mark_safe(image.to_string(encoding="unicode"))
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_countries import countries
 
 from incidents import duplicates, merges, roles, services
-from incidents.admin.duplicates import DuplicatePairAdmin
+from incidents.admin.duplicates import DIFFERS, DuplicatePairAdmin
 from incidents.models import (
     NOTE_WITHHELD,
     WHO_AND_WHEN_WITHHELD,
@@ -311,7 +311,7 @@ class TestReviewQueue:
         page = html.unescape(client.get(self.pair_url(pair)).content.decode())
 
         assert "UCA News: 40–60" in page and "Daily NK: 0" in page and "HRW: 50" in page
-        assert "<tr><th>Claims</th><td>≠</td>" in page
+        assert f'<tr><th scope="row">Claims</th><td>{DIFFERS}</td>' in page
 
     def test_side_by_side_two_places_of_one_name_differ(self, client):
         # Compared by name, Tumen in China and Tumen in North Korea read as one place, with no ≠.
@@ -323,7 +323,7 @@ class TestReviewQueue:
 
         page = html.unescape(client.get(self.pair_url(pair)).content.decode())
 
-        assert "<tr><th>Places</th><td>≠</td><td>China > Jilin > Tumen</td>" in page
+        assert f'<tr><th scope="row">Places</th><td>{DIFFERS}</td><td>China > Jilin > Tumen</td>' in page
         assert "North Korea > North Hamgyong > Tumen" in page
 
     def test_side_by_side_two_sources_of_one_title_differ(self, client):
@@ -337,7 +337,10 @@ class TestReviewQueue:
 
         page = html.unescape(client.get(self.pair_url(pair)).content.decode())
 
-        assert "<tr><th>Claims</th><td>≠</td><td>Annual report 2023 · Human Rights Watch: 500</td>" in page
+        assert (
+            f'<tr><th scope="row">Claims</th><td>{DIFFERS}</td><td>Annual report 2023 · Human Rights Watch: 500</td>'
+            in page
+        )
 
     def test_a_pair_is_named_by_the_public_ids_people_know(self, client, reported_twice):
         # "1 ~ 2 (0.97)" before: row keys, which no page, export or API shows anyone.

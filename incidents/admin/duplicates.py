@@ -16,6 +16,7 @@ from django.http import HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from incidents.admin.base import (
@@ -46,6 +47,8 @@ COMPARED = [
     ("Review state", lambda incident: incident.get_review_state_display()),
     ("Description", lambda incident: incident.description),
 ]
+# A row's mark when the two differ; screen readers at their usual punctuation level leave "≠" unsaid.
+DIFFERS = mark_safe('<span aria-hidden="true">≠</span><span class="visually-hidden">differs</span>')
 
 
 class ScoreFilter(admin.SimpleListFilter):
@@ -250,15 +253,16 @@ class DuplicatePairAdmin(TrackedModelAdmin):
         rows = []
         for label, read in COMPARED:
             left, right = read(a), read(b)
-            mark = "" if left == right else "≠"
-            rows.append((label, mark, left, right))
+            rows.append((label, "" if left == right else DIFFERS, left, right))
         claims = _claims(a), _claims(b)
-        rows.append(("Claims", "" if claims[0] == claims[1] else "≠", *claims))
+        rows.append(("Claims", "" if claims[0] == claims[1] else DIFFERS, *claims))
         return format_html(
-            "<table><tr><th></th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
+            '<table><thead><tr><th scope="col"><span class="visually-hidden">Field</span></th>'
+            '<th scope="col"><span class="visually-hidden">Differs?</span></th>'
+            '<th scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>{}</tbody></table>',
             self._link(a),
             self._link(b),
-            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+            format_html_join("", '<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td></tr>', rows),
         )
 
     def records_listed(self, request, rows) -> list:
