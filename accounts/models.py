@@ -118,7 +118,7 @@ class SetupLink(models.Model):
         ]
 
     def __str__(self):
-        return f"Setup link for {self.user} made {self.created_at:%Y-%m-%d %H:%M}"
+        return f"Setup link for {self.user} made {self.created_at:%Y-%m-%d %H:%M} UTC"
 
 
 class SignInAddress(models.Model):

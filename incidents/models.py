@@ -510,12 +510,31 @@ def figures_range(low: int | None, high: int | None) -> str:
     return f"from {low}" if low is not None else f"up to {high}"
 
 
+# The latest clocks on Earth (Kiribati's Line Islands) are 14 hours ahead of UTC.
+LATEST_UTC_OFFSET = timedelta(hours=14)
+
+
+def latest_day_begun() -> date:
+    """The latest day that has begun anywhere on Earth. No door knows its writer's zone (a script's,
+    a spreadsheet's), and the server's UTC day is the day before an analyst's in Seoul until 09:00
+    there: only a day begun nowhere yet is the future for every writer."""
+    return (timezone.now() + LATEST_UTC_OFFSET).date()
+
+
 def validate_ranges(obj, *, one_end: bool = False) -> None:
     """The rules of count_range_constraints and of ordered dates, as errors that name the field;
     with `one_end` (a claim's), dates that may give one end alone (`claim_dates_fit_their_precision`).
+    A start after every writer's today is refused too: a mistyped year ("2062" for "2026") put an
+    incident in the statistics and on the public pages decades ahead. The end may be later: "December
+    2026" (a Month) ends on its 31st while the month runs, a date unknown up to 9999-12-31.
 
     Collects every problem at once, so an analyst fixes them all in one go."""
     errors = {}
+    if obj.date_start and obj.date_start > latest_day_begun():
+        errors["date_start"] = (
+            f"The start date ({obj.date_start:%Y-%m-%d}) has not begun anywhere yet: an incident's and a "
+            "source's dates are days that have begun. Check the year."
+        )
     if obj.date_start and obj.date_end and obj.date_end < obj.date_start:
         errors["date_end"] = (
             f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
@@ -2831,7 +2850,7 @@ class ConfidentialAccess(models.Model):
         triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self):
-        return f"{self.user} via {self.door} at {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.user} via {self.door} at {self.at:%Y-%m-%d %H:%M} UTC"
 
 
 RELEASE_NAME_PREFIX = "incident-tracker-"

@@ -226,9 +226,9 @@ class TestDuplicates:
     def tumen(self):
         return make_place(name="Tumen", country="CN")
 
-    def new_rows(self, *titles: str, date_start: str = "2024-05-01") -> str:
+    def new_rows(self, *titles: str, date_start: str = "2024-05-01", date_end: str | None = None) -> str:
         return f"{HEADER},places\n" + "".join(
-            f"{title},forced-repatriation,{date_start},{date_start},Tumen\n" for title in titles
+            f"{title},forced-repatriation,{date_start},{date_end or date_start},Tumen\n" for title in titles
         )
 
     def test_importing_the_same_new_rows_twice_stops_and_lists_them(self, analyst, tumen, tmp_path):
@@ -296,13 +296,15 @@ class TestDuplicates:
         assert not Place.objects.filter(name="Newplace").exists()
         assert not Organization.objects.filter(name="Newcomer Bureau").exists()
 
-    @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+    # The last day a date can have only ends a range: a start after today is refused.
+    @pytest.mark.parametrize(("start", "end"), [("0001-01-01", "0001-01-01"), ("2024-05-01", "9999-12-31")])
     def test_rows_on_the_first_or_last_day_a_date_can_have_are_compared_like_any_other(
-        self, analyst, tumen, tmp_path, day
+        self, analyst, tumen, tmp_path, start, end
     ):
-        known = make_incident(date_start=date.fromisoformat(day), date_end=date.fromisoformat(day), places=[tumen])
+        known = make_incident(date_start=date.fromisoformat(start), date_end=date.fromisoformat(end), places=[tumen])
 
-        output = run_import(analyst, tmp_path, self.new_rows("Same day", "Same day again", date_start=day), "--dry-run")
+        rows = self.new_rows("Same day", "Same day again", date_start=start, date_end=end)
+        output = run_import(analyst, tmp_path, rows, "--dry-run")
 
         assert f"line 2: 'Same day' may duplicate {known.public_id}" in output
         assert "line 3: 'Same day again' may duplicate" in output
