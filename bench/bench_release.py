@@ -6,7 +6,8 @@ Each measure runs as its own process, whose peak resident memory is read with `o
 - **build**: `releases.release_create` of the published data now, as the bench user (a
   superuser), rolled back, so the database is left as it was;
 - **download**: `incidents.csv` of the latest release, through the API (Django's test client, the
-  response read to its end and hashed), when the database holds a release (`manage.py release`).
+  response read to its end and hashed), when the database holds a release (`manage.py release`);
+- **zip**: the latest release as one zip, the same way (every file, written into the zip as read).
 Run with `DJANGO_DEBUG=0` (and a `DJANGO_SECRET_KEY`) for production figures: with DEBUG on, Django
 keeps every statement it runs, which for a build is its files' contents again.
 """
@@ -20,7 +21,7 @@ from django_setup import setup_django
 
 PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 PARSER.add_argument("--runs", type=int, default=2, help="runs of each measure")
-PARSER.add_argument("--child", choices=["baseline", "build", "download"], help=argparse.SUPPRESS)
+PARSER.add_argument("--child", choices=["baseline", "build", "download", "zip"], help=argparse.SUPPRESS)
 # Read before Django is set up, so that --help and a refused argument answer at once.
 ARGUMENTS = PARSER.parse_args() if __name__ == "__main__" else None
 setup_django()
@@ -56,6 +57,16 @@ def child(measure: str) -> None:
         response.close()
         assert response.status_code == 200 and digest.hexdigest() == response["ETag"].strip('"'), response
         print(f"  {latest.name}/incidents.csv, {size / 1e6:.1f} MB")
+    elif measure == "zip":
+        latest = Release.objects.first()
+        response = Client().get(f"/api/v1/releases/{latest.name}/zip/", secure=True)
+        digest, size = hashlib.sha256(), 0
+        for chunk in response.streaming_content:
+            digest.update(chunk)
+            size += len(chunk)
+        response.close()
+        assert response.status_code == 200 and digest.hexdigest() == response["ETag"].strip('"'), response
+        print(f"  {latest.name}.zip, {size / 1e6:.1f} MB")
     print(f"  {time.perf_counter() - started:.2f} s")
 
 
@@ -63,7 +74,7 @@ def main(arguments: argparse.Namespace):
     if arguments.child:
         child(arguments.child)
         return
-    measures = ["baseline", "build"] + (["download"] if Release.objects.exists() else [])
+    measures = ["baseline", "build"] + (["download", "zip"] if Release.objects.exists() else [])
     for measure in measures:
         for run in range(1, arguments.runs + 1):
             print(f"{measure}, run {run}:")

@@ -2928,6 +2928,21 @@ class ReleaseFile(models.Model):
         return f"{self.release_id}/{self.name}"
 
 
+class ReleaseZip(models.Model):
+    """The size and checksum of a release as one zip file (`releases.release_zip_chunks`): its
+    files in a folder named for it, the whole release to cite and deposit as one file. The zip is
+    not stored (it would double a release's room in the database): it is made again from the
+    files at each download, always the same bytes, and these are its figures, written with the
+    release (and for the releases made before, by migration 0116). Immutable, like its release."""
+
+    release = models.OneToOneField(Release, on_delete=models.PROTECT, primary_key=True, related_name="zip")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the zip file, in hexadecimal.")
+    size = models.PositiveBigIntegerField(help_text="Size of the zip file in bytes.")
+
+    def __str__(self):
+        return f"{self.release_id}.zip"
+
+
 class DuplicateDecision(models.TextChoices):
     PENDING = "pending", "Not reviewed"
     SAME = "same", "Same incident"

@@ -11,7 +11,8 @@ citation.
 The files are a function of the data (and those settings) alone (rows in key order, no build time, no random order),
 so building a release twice from the same data gives the same bytes, and anyone can check a copy
 against the checksums. `release_create` is the one service that writes a release; the admin, the
-API and `manage.py release` call it.
+API and `manage.py release` call it. The whole release also downloads as one zip of its files, to
+cite and deposit (`release_zip_chunks`), made again at each download, always the same bytes.
 """
 
 import codecs
@@ -19,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -46,6 +48,7 @@ from incidents.models import (
     Place,
     Release,
     ReleaseFile,
+    ReleaseZip,
     Response,
     Source,
     VictimGroup,
@@ -855,6 +858,8 @@ def release_create(*, user) -> Release:
         )
         for file in build_release_files(name=name, year=year, previous=previous, facts=facts):
             _store_file(release, file)
+        # Read back from the rows just written, as every download of it will be.
+        ReleaseZip.objects.create(release=release, **release_zip_figures(release))
     return Release.objects.get(pk=release.pk)
 
 
@@ -873,3 +878,107 @@ def release_file_chunks(release_file: ReleaseFile, start: int = 0, end: int | No
                 [offset + 1, min(FILE_CHUNK_BYTES, end - offset), release_file.pk],
             )
             yield bytes(cursor.fetchone()[0])
+
+
+def _slice(chunks: Iterable[bytes], start: int, end: int | None) -> Iterator[bytes]:
+    """The bytes of `chunks` from `start` up to `end` (excluded; None for their end)."""
+    position = 0
+    for chunk in chunks:
+        first, position = position, position + len(chunk)
+        if position > start and (end is None or first < end):
+            yield chunk[max(start - first, 0) : None if end is None else end - first]
+        if end is not None and position >= end:
+            return
+
+
+class _Unseekable:
+    """Where `zipfile` writes a zip being streamed: it keeps what was written until `taken`. Having
+    no `seek`, it makes `zipfile` follow each file with its CRC and sizes (a data descriptor)
+    rather than go back to write them into the file's header."""
+
+    def __init__(self):
+        self._written: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._written.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def taken(self) -> bytes:
+        written, self._written = b"".join(self._written), []
+        return written
+
+
+# Everything a zip entry's bytes depend on, fixed rather than taken from where it is made:
+# `zipfile` writes the system it runs on (Windows: 0, elsewhere 3), and a file's mode decides
+# whether unzipping makes it executable.
+ZIP_SYSTEM_UNIX = 3
+ZIP_FILE_MODE = 0o100644
+ZIP_FOLDER_MODE = 0o40755
+ZIP_MS_DOS_DIRECTORY = 0x10
+ZIP_MEDIA_TYPE = "application/zip"
+
+
+def _zip_entry(name: str, moment: tuple[int, ...], mode: int) -> zipfile.ZipInfo:
+    entry = zipfile.ZipInfo(name, date_time=moment)
+    entry.create_system = ZIP_SYSTEM_UNIX
+    entry.external_attr = mode << 16 | (ZIP_MS_DOS_DIRECTORY if name.endswith("/") else 0)
+    return entry
+
+
+def zip_chunks(
+    folder: str, moment: datetime, files: Iterable[tuple[str, int, Callable[[], Iterable[bytes]]]]
+) -> Iterator[bytes]:
+    """A zip of `files` (each: its name, its size and its bytes in chunks), in a folder `folder/`,
+    as it is written, chunk by chunk: its writer holds one chunk at a time, whatever the files'
+    sizes. The same files give the same bytes on any machine: the files in the order of their
+    names (by code point, not a database's collation), each stamped `moment` (UTC), mode 644 in a
+    755 folder, and stored rather than compressed, because deflate's bytes are the compressor's
+    choice (zlib, zlib-ng and their versions write different ones for the same file), where a
+    stored file is its own bytes: the checksums in datapackage.json still hold for each. Past
+    4 GiB, `zipfile` writes Zip64 records, decided from each file's `size` before its bytes."""
+    stamp = moment.astimezone(UTC).timetuple()[:6]
+    stream = _Unseekable()
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+        top = _zip_entry(f"{folder}/", stamp, ZIP_FOLDER_MODE)
+        top.CRC = top.compress_size = 0  # `mkdir` (Python 3.12) expects them of an empty entry, sets none
+        archive.mkdir(top)
+        for name, size, chunks in sorted(files, key=lambda file: file[0]):
+            entry = _zip_entry(f"{folder}/{name}", stamp, ZIP_FILE_MODE)
+            entry.file_size = size
+            with archive.open(entry, "w") as written:
+                for chunk in chunks():
+                    written.write(chunk)
+                    yield stream.taken()
+    yield stream.taken()
+
+
+def release_zip_name(release: Release) -> str:
+    return f"{release.name}.zip"
+
+
+def release_zip_chunks(release: Release, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The whole release as one zip (`zip_chunks`) from `start` up to `end` (excluded; by default
+    to its end): its files at the paths datapackage.json names, in a folder named for it, so that
+    the folder it unzips into validates as it is. Stamped with the release's creation, which never
+    changes. Read from where `release` was found, a slice of a file at a time
+    (`release_file_chunks`); a range is cut from the zip as it is made, so resuming near the end
+    reads the files before it again (not sent: the zip is the same bytes every time)."""
+    files = release.files.only("name", "size")  # where `release` was found; a migration's models too
+    entries = [
+        (release_file.name, release_file.size, lambda release_file=release_file: release_file_chunks(release_file))
+        for release_file in files
+    ]
+    return _slice(zip_chunks(release.name, release.created_at, entries), start, end)
+
+
+def release_zip_figures(release: Release) -> dict:
+    """The zip's `size` and `sha256`, read through it once: a release's files, some 550 MB at a
+    million incidents, are read back a slice at a time."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in release_zip_chunks(release):
+        digest.update(chunk)
+        size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}

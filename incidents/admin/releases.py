@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from incidents import services
 from incidents.admin.base import OfferedFiltersOnlyMixin
 from incidents.models import Release, ReleaseFile
-from incidents.releases import missing_license_warning, release_create
+from incidents.releases import missing_license_warning, release_create, release_zip_name
 
 
 @admin.register(Release)
@@ -21,7 +21,7 @@ from incidents.releases import missing_license_warning, release_create
 class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
     list_display = ["name", "incidents", "as_of", "created_at", "created_by"]
     list_select_related = ["created_by"]
-    fields = ["name", "citation", "incidents", "as_of", "created_at", "created_by", "file_list"]
+    fields = ["name", "citation", "incidents", "as_of", "created_at", "created_by", "zip_file", "file_list"]
     readonly_fields = fields
 
     # Anyone may read a release (it is public data), so every member of staff may see the list.
@@ -40,6 +40,17 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="As one zip")
+    def zip_file(self, release):
+        """The whole release in one file, to cite or deposit (`releases.release_zip_chunks`)."""
+        return format_html(
+            '<a href="{}">{}</a> ({} bytes, sha256 <code>{}</code>)',
+            reverse("release-zip", kwargs={"name": release.name}),
+            release_zip_name(release),
+            f"{release.zip.size:,}",
+            release.zip.sha256,
+        )
 
     @admin.display(description="Files")
     def file_list(self, release):

@@ -32,6 +32,7 @@ from incidents.models import (
     Place,
     Release,
     ReleaseFile,
+    ReleaseZip,
     Response,
     Source,
     VictimGroup,
@@ -52,6 +53,7 @@ from incidents.querysets import (
     version_fields,
     version_seen_by,
 )
+from incidents.releases import ZIP_MEDIA_TYPE, release_zip_name
 from tracker.formats import date_refused, written_as_a_date
 
 
@@ -917,12 +919,37 @@ class ReleaseFileSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request is not None else path
 
 
+class ReleaseZipSerializer(serializers.ModelSerializer):
+    name = serializers.SerializerMethodField(help_text="The zip's file name, e.g. incident-tracker-2026.1.zip.")
+    media_type = serializers.SerializerMethodField(help_text="application/zip.")
+    url = serializers.SerializerMethodField(help_text="Where to download it.")
+
+    class Meta:
+        model = ReleaseZip
+        fields = ["name", "media_type", "size", "sha256", "url"]
+
+    def get_name(self, release_zip) -> str:
+        return release_zip_name(release_zip.release)
+
+    def get_media_type(self, release_zip) -> str:
+        return ZIP_MEDIA_TYPE
+
+    def get_url(self, release_zip) -> str:
+        path = reverse("release-zip", kwargs={"name": release_zip.release.name})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     """A frozen, citable copy of the published data (`incidents.releases`)."""
 
     files = ReleaseFileSerializer(many=True, read_only=True)
+    zip = ReleaseZipSerializer(
+        read_only=True,
+        help_text="The whole release as one zip file, its files in a folder named for it: what to cite and deposit.",
+    )
 
     class Meta:
         model = Release
-        fields = ["name", "year", "number", "as_of", "incidents", "created_at", "citation", "files"]
+        fields = ["name", "year", "number", "as_of", "incidents", "created_at", "citation", "zip", "files"]
         read_only_fields = fields

@@ -783,6 +783,56 @@ class RevisionViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSet):
         return Response(self._shown([revision]).data[0])
 
 
+# What a release's downloads (a file, the zip) read and answer, besides the file itself.
+RELEASE_DOWNLOAD_HEADERS = [
+    OpenApiParameter(
+        "ETag",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200, 206],
+        required=True,
+        description="The file's sha256, quoted: send it back as If-None-Match or If-Range.",
+    ),
+    # The request headers the download reads (`_byte_range`, `get_conditional_response`).
+    OpenApiParameter(
+        "Range",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="`bytes=START-END` or `bytes=START-`: one range, answered 206 (416 past the file's end). "
+        "Several ranges, or another unit, are answered with the whole file.",
+    ),
+    OpenApiParameter(
+        "If-Range",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="The ETag of the copy being resumed: the range only if the file is still that one.",
+    ),
+    OpenApiParameter(
+        "If-None-Match",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="The ETag of the copy you hold: 304 and no body if it is still this file.",
+    ),
+    OpenApiParameter(
+        "If-Match",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="The ETag you expect: 412 if the file is another.",
+    ),
+    BUSY_RETRY_AFTER,
+]
+RELEASE_DOWNLOAD_ANSWERS = {
+    # The conditional answers have no body (`get_conditional_response`).
+    304: None,
+    412: None,
+    # Errors are JSON whatever the file's type.
+    (404, "application/json"): DETAIL_ERROR,
+    (416, "application/json"): DETAIL_ERROR,
+    (503, "application/json"): DETAIL_ERROR,
+    (429, "application/json"): DETAIL_ERROR,
+}
+
+
 @extend_schema_view(
     list=extend_schema(
         description="The citable releases of the published data, newest first, with their files' checksums."
@@ -803,12 +853,12 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
         """A file goes out as it is stored, as the schema declares it (text/csv, text/markdown,
         application/json): a client asking for its type (`Accept: text/csv`) was refused with 406,
         the renderers offering JSON and HTML only. They render the errors."""
-        return super().perform_content_negotiation(request, force=force or self.action == "download")
+        return super().perform_content_negotiation(request, force=force or self.action in ("download", "download_zip"))
 
     def get_queryset(self):
-        # 1 query for the releases, 1 for their files without their content.
+        # 1 query for the releases with their zips' figures, 1 for their files without their content.
         files = ReleaseFile.objects.defer("content").order_by("name")
-        return Release.objects.prefetch_related(Prefetch("files", queryset=files))
+        return Release.objects.select_related("zip").prefetch_related(Prefetch("files", queryset=files))
 
     def create(self, request, *args, **kwargs):
         release = releases.release_create(user=request.user)
@@ -817,57 +867,14 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
         )
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "ETag",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                response=[200, 206],
-                required=True,
-                description="The file's sha256, quoted: send it back as If-None-Match or If-Range.",
-            ),
-            # The request headers the download reads (`_byte_range`, `get_conditional_response`).
-            OpenApiParameter(
-                "Range",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="`bytes=START-END` or `bytes=START-`: one range, answered 206 (416 past the file's end). "
-                "Several ranges, or another unit, are answered with the whole file.",
-            ),
-            OpenApiParameter(
-                "If-Range",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="The ETag of the copy being resumed: the range only if the file is still that one.",
-            ),
-            OpenApiParameter(
-                "If-None-Match",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="The ETag of the copy you hold: 304 and no body if it is still this file.",
-            ),
-            OpenApiParameter(
-                "If-Match",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="The ETag you expect: 412 if the file is another.",
-            ),
-            BUSY_RETRY_AFTER,
-        ],
+        parameters=RELEASE_DOWNLOAD_HEADERS,
         responses={
             **{
                 (status_code, media_type): OpenApiTypes.BINARY
                 for status_code in (200, 206)
                 for media_type in sorted(set(releases.MEDIA_TYPES.values()))
             },
-            # The conditional answers have no body (`get_conditional_response`).
-            304: None,
-            412: None,
-            # Errors are JSON whatever the file's type.
-            (404, "application/json"): DETAIL_ERROR,
-            (416, "application/json"): DETAIL_ERROR,
-            (503, "application/json"): DETAIL_ERROR,
-            (429, "application/json"): DETAIL_ERROR,
+            **RELEASE_DOWNLOAD_ANSWERS,
         },
         description=(
             "One file of a release, as it was frozen; its ETag is its sha256. `Range: bytes=START-END` (one range) "
@@ -879,53 +886,89 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
         release_file = ReleaseFile.objects.defer("content").filter(release__name=name, name=file_name).first()
         if release_file is None:
             raise Http404
-        size = release_file.size
-        etag = f'"{release_file.sha256}"'
-        headers = {
-            "ETag": etag,
-            # A release never changes: its checksum is its version, and caches may keep it for good.
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "Accept-Ranges": "bytes",
-        }
-        conditional = get_conditional_response(request, etag=etag)
-        if conditional is not None:  # 304 for a copy the client holds (If-None-Match), 412 (If-Match)
-            for header, value in headers.items():
-                conditional[header] = value
-            return conditional
-        byte_range = _byte_range(request, size, etag)
-        if byte_range is _UNSATISFIABLE:
-            detail = f"Range: this file has {size:,} bytes; ask for a range that starts before its end."
-            return JsonResponse({"detail": detail}, status=416, headers={"Content-Range": f"bytes */{size}"})
-        start, end = byte_range or (0, size)
-        file_headers = {
-            **headers,
-            "Content-Type": f"{release_file.media_type}; charset=utf-8",
-            "Content-Length": end - start,
-            "Content-Disposition": f'attachment; filename="{name}-{release_file.name}"',
-        }
-        if byte_range:
-            file_headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        if request.method == "HEAD":
-            # The headers alone (`curl -I`, a link checker, a download manager before it resumes),
-            # all of them in the file's row: a HEAD answered as a GET read the whole file into a
-            # spool file under an export slot, to send none of it.
-            return HttpResponse(status=206 if byte_range else 200, headers=file_headers)
-        # A release file (some 400 MB at a million incidents) is read from the database into a file
-        # under an export slot and sent from there, as a CSV export is, one download at a time per
-        # client (`spooled_download`): a slow client holds neither a slot nor the database. Not
-        # counted against the export rate: it reads stored bytes, not a query over the incidents,
-        # a client resumes a broken download with a Range request (each one a request), and the
-        # file never changes, so a cache in front may serve it for good.
-        download = spooled_download(
+        return _release_download(
             request,
-            lambda: releases.release_file_chunks(release_file, start, end),
-            busy_message=_(
-                "Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."
-            ),
+            size=release_file.size,
+            sha256=release_file.sha256,
+            content_type=f"{release_file.media_type}; charset=utf-8",
+            file_name=f"{name}-{release_file.name}",
+            read=lambda start, end: releases.release_file_chunks(release_file, start, end),
         )
-        if not isinstance(download, SpooledDownload):
-            return download
-        return StreamingHttpResponse(download, status=206 if byte_range else 200, headers=file_headers)
+
+    @extend_schema(
+        parameters=RELEASE_DOWNLOAD_HEADERS,
+        responses={
+            (200, releases.ZIP_MEDIA_TYPE): OpenApiTypes.BINARY,
+            (206, releases.ZIP_MEDIA_TYPE): OpenApiTypes.BINARY,
+            **RELEASE_DOWNLOAD_ANSWERS,
+        },
+        description=(
+            "The whole release as one zip file, to cite or deposit: its files in a folder named for it "
+            "(`incident-tracker-2026.1/datapackage.json`, …), stored uncompressed, the same bytes at every "
+            "download; its ETag is its sha256, as listed (`zip`). Downloaded, resumed and cached as one file is."
+        ),
+    )
+    @action(detail=True, url_path="zip", url_name="zip", pagination_class=None)
+    def download_zip(self, request, name=None, format=None):
+        release = get_object_or_404(Release.objects.select_related("zip"), name=name)
+        return _release_download(
+            request,
+            size=release.zip.size,
+            sha256=release.zip.sha256,
+            content_type=releases.ZIP_MEDIA_TYPE,
+            file_name=releases.release_zip_name(release),
+            read=lambda start, end: releases.release_zip_chunks(release, start, end),
+        )
+
+
+def _release_download(request, *, size: int, sha256: str, content_type: str, file_name: str, read):
+    """A release's file, or the whole release as a zip, as it was frozen: `size` bytes whose
+    sha256 is `sha256`, sent from `read(start, end)` (the bytes from `start` up to `end`, excluded),
+    a range of them or none (HEAD, a copy the client holds)."""
+    etag = f'"{sha256}"'
+    headers = {
+        "ETag": etag,
+        # A release never changes: its checksum is its version, and caches may keep it for good.
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Accept-Ranges": "bytes",
+    }
+    conditional = get_conditional_response(request, etag=etag)
+    if conditional is not None:  # 304 for a copy the client holds (If-None-Match), 412 (If-Match)
+        for header, value in headers.items():
+            conditional[header] = value
+        return conditional
+    byte_range = _byte_range(request, size, etag)
+    if byte_range is _UNSATISFIABLE:
+        detail = f"Range: this file has {size:,} bytes; ask for a range that starts before its end."
+        return JsonResponse({"detail": detail}, status=416, headers={"Content-Range": f"bytes */{size}"})
+    start, end = byte_range or (0, size)
+    file_headers = {
+        **headers,
+        "Content-Type": content_type,
+        "Content-Length": end - start,
+        "Content-Disposition": f'attachment; filename="{file_name}"',
+    }
+    if byte_range:
+        file_headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if request.method == "HEAD":
+        # The headers alone (`curl -I`, a link checker, a download manager before it resumes),
+        # all of them in the file's row: a HEAD answered as a GET read the whole file into a
+        # spool file under an export slot, to send none of it.
+        return HttpResponse(status=206 if byte_range else 200, headers=file_headers)
+    # A release file (some 400 MB at a million incidents) is read from the database into a file
+    # under an export slot and sent from there, as a CSV export is, one download at a time per
+    # client (`spooled_download`): a slow client holds neither a slot nor the database. Not
+    # counted against the export rate: it reads stored bytes, not a query over the incidents,
+    # a client resumes a broken download with a Range request (each one a request), and the
+    # file never changes, so a cache in front may serve it for good.
+    download = spooled_download(
+        request,
+        lambda: read(start, end),
+        busy_message=_("Too many downloads are running at once (at most %(count)d). Try again in %(seconds)d seconds."),
+    )
+    if not isinstance(download, SpooledDownload):
+        return download
+    return StreamingHttpResponse(download, status=206 if byte_range else 200, headers=file_headers)
 
 
 # ASCII digits only (RFC 9110's DIGIT): `\d` also matched "٣", which int() reads as 3.

@@ -7,7 +7,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from incidents import services
 from incidents.management.arguments import path_name
-from incidents.releases import missing_license_warning, next_release_name, release_create, release_file_chunks
+from incidents.releases import (
+    missing_license_warning,
+    next_release_name,
+    release_create,
+    release_file_chunks,
+    release_zip_chunks,
+    release_zip_name,
+)
 
 
 class Command(BaseCommand):
@@ -23,7 +30,8 @@ class Command(BaseCommand):
             "--output",
             metavar="DIRECTORY",
             type=path_name,
-            help="Also write the release's files into DIRECTORY/<release name>/.",
+            help="Also write the release's files into DIRECTORY/<release name>/, and the whole release as "
+            "DIRECTORY/<release name>.zip.",
         )
 
     def handle(self, *args, user, output, **options):
@@ -59,13 +67,15 @@ class Command(BaseCommand):
                 for release_file in release.files.defer("content"):
                     with (directory / release_file.name).open("wb") as written:
                         written.writelines(release_file_chunks(release_file))
+                with (Path(output) / release_zip_name(release)).open("wb") as written:
+                    written.writelines(release_zip_chunks(release))
             except OSError as error:
                 # The release is made, and stays (releases never change): say where its files are.
                 raise CommandError(
                     f"--output: {release.name} is released, but its files could not be written into {directory}: "
                     f"{error.strerror}. Download them from /api/v1/releases/{release.name}/."
                 ) from None
-            self.stdout.write(f"Wrote its files to {directory}.")
+            self.stdout.write(f"Wrote its files to {directory}, and all of them as {release_zip_name(release)}.")
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
         if warning := missing_license_warning(release.name):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
