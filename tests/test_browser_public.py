@@ -4,10 +4,12 @@ and Korean: a reader browses, narrows by a facet, opens an incident and switches
 Every request the pages make is recorded, and any to another host fails the test: the pages load
 nothing from outside; each page is served with `Content-Security-Policy: default-src 'self'`
 and must cause no violation. axe-core (tests/vendor/, from npm) is run in each page and must
-report no serious or critical violation. Screenshots go to the pytest temporary directory (the
-path is printed), for a person to look at.
+report no violation (`tests.browser_support.assert_axe_passes`), on every page in every state a
+reader meets, at a laptop's width and at 320 CSS px. Screenshots go to the pytest temporary
+directory (the path is printed), for a person to look at. One Chromium serves the whole module.
 """
 
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -18,20 +20,30 @@ from django.db import connections
 from playwright.sync_api import Page, expect, sync_playwright
 
 from incidents.models import Involvement
-from tests.browser_support import launch_chromium
+from incidents.statistics import GROUPINGS
+from tests.browser_support import assert_axe_passes, launch_chromium
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source
 
-AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 STRICT_POLICY = "default-src 'self'"
 
 
-@pytest.fixture
-def reader(monkeypatch, live_server):
-    """A browser page whose every request is recorded in `page.requested_hosts`."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium for the module's tests, each in a context (cookies, storage) of its own."""
+    # Playwright's sync API runs an event loop in this thread from here on; Django refuses database
+    # calls from a thread with a running loop unless told that these tests' synchronous use is safe.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = launch_chromium(playwright)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def reader(chromium, live_server):
+    """A browser page whose every request is recorded in `page.requested_hosts`."""
+    with chromium.new_context(viewport={"width": 1280, "height": 900}) as context:
+        page = context.new_page()
         page.set_default_timeout(15_000)
         hosts, errors = [], []
         page.on("request", lambda request: hosts.append(urlsplit(request.url).netloc))
@@ -46,25 +58,21 @@ def reader(monkeypatch, live_server):
 
         page.route(f"{live_server.url}/**", with_strict_policy)
         yield page
-        browser.close()
-        connections.close_all()
+        # A request still routed as the test ends (a map's GeoJSON) is dropped with its context: its
+        # handler's error would otherwise surface in the next test's first call.
+        page.unroute_all(behavior="ignoreErrors")
+    # While Playwright's loop runs, Django keeps this test's database connection apart from the
+    # thread's usual one; close it here, or it outlives the test and blocks dropping the test database.
+    connections.close_all()
 
 
-def assert_accessible_and_local(page: Page, live_server, screenshot: Path) -> None:
-    page.screenshot(path=screenshot, full_page=True)
-    print(f"screenshot: {screenshot}")
+def assert_accessible_and_local(page: Page, live_server, screenshot: Path | None = None) -> None:
+    if screenshot:
+        page.screenshot(path=screenshot, full_page=True)
+        print(f"screenshot: {screenshot}")
     refused = [error for error in page.console_errors if "Content Security Policy" in error]
     assert refused == [], refused
-    # Evaluated by the test's own channel, which the page's policy does not govern (an injected
-    # <script> would be refused like any inline script).
-    page.evaluate(AXE.read_text())
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [
-        (violation["id"], [node["target"] for node in violation["nodes"]])
-        for violation in result["violations"]
-        if violation["impact"] in ("serious", "critical")
-    ]
-    assert serious == [], serious
+    assert_axe_passes(page)
     own_host = urlsplit(live_server.url).netloc
     assert set(page.requested_hosts) <= {own_host}, page.requested_hosts
 
@@ -209,15 +217,12 @@ def test_statistics_charts_draw_the_tables_numbers_accessibly_and_locally(
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_without_javascript_the_statistics_are_the_table_alone(live_server, published, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        page = browser.new_context(java_script_enabled=False).new_page()
+def test_without_javascript_the_statistics_are_the_table_alone(chromium, live_server, published):
+    with chromium.new_context(java_script_enabled=False) as context:
+        page = context.new_page()
         page.goto(f"{live_server.url}/statistics/?group_by=year")
         expect(page.locator("table.statistics tbody tr")).to_have_count(1)
         expect(page.locator("#charts")).to_be_hidden()
-        browser.close()
     connections.close_all()
 
 
@@ -229,3 +234,37 @@ def test_the_map_draws_the_filtered_incidents_from_the_sites_own_files(reader, l
     expect(reader.locator("#map")).to_have_attribute("data-points", "2")
     expect(reader.locator("#map path.leaflet-interactive").first).to_be_visible()
     assert_accessible_and_local(reader, live_server, tmp_path / "map-ko.png")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language, prefix", [("en", ""), ("ko", "/ko")])
+def test_every_public_page_in_every_state_passes_axe_at_a_laptops_width_and_at_320_px(
+    reader, live_server, published, language, prefix
+):
+    # What the other tests leave out: each statistics grouping, the embeds, the pages of a refusal,
+    # and an incident whose sources wrote in another language than the page's.
+    make_claim(
+        incident=published,
+        source=make_source(
+            title="데일리NK 보도" if language == "en" else "Le Monde", language="ko" if language == "en" else "fr"
+        ),
+        excerpt="약 500명" if language == "en" else "environ 500 personnes",
+    )
+    pages = {
+        **{f"/statistics/?group_by={grouping}": 200 for grouping in GROUPINGS},
+        "/embed/statistics/?group_by=month": 200,
+        "/embed/map/?country=CN": 200,
+        "/?date_from=29+August": 400,
+        "/incidents/INC-999999/": 404,
+        f"/incidents/{published.public_id}/": 200,
+        f"/?country=CN&cursor={published.date_start.isoformat()}_{published.pk}": 200,
+    }
+    for width in (1280, 320):
+        reader.set_viewport_size({"width": width, "height": 900})
+        for path, status in pages.items():
+            assert reader.goto(f"{live_server.url}{prefix}{path}").status == status, path
+            if "map" in path:
+                # The incidents placed once their GeoJSON arrived (map.js), which axe then reads too.
+                expect(reader.locator("#map")).to_have_attribute("data-points", re.compile(r"\d"))
+            assert_accessible_and_local(reader, live_server)

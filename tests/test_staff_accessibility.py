@@ -3,7 +3,9 @@ as a screen reader and a keyboard meet them: each field named and told of its er
 columns named, the QR code readable in either theme.
 
 A page is fetched with Django's test client, then read in Chromium (Playwright), which computes
-what assistive technology is told: the accessible name and description of each element."""
+what assistive technology is told: the accessible name and description of each element. axe-core
+(`tests.browser_support.assert_axe_passes`) reads each of these pages as a signed-in person meets
+them, styled and with their scripts run."""
 
 import re
 import struct
@@ -17,14 +19,14 @@ from playwright.sync_api import Page, expect, sync_playwright
 from accounts.services import setup_link_create, token_create
 from accounts.views import setup_link_path
 from incidents import roles
-from incidents.models import DuplicatePair
-from tests.browser_support import launch_chromium
+from incidents.models import DuplicatePair, IncidentRevision
+from tests.browser_support import assert_axe_passes, launch_chromium
 from tests.factories import make_claim, make_incident, make_place, make_source, make_user
 from tests.test_accounts import enrol, open_setup_link, second_step, shown_on, sign_in
 
 # The Chromium fixture of the admin's browser tests, which fails a test on any CSP violation.
 from tests.test_browser import browser_page as browser_page
-from tests.test_browser import log_in_with_password
+from tests.test_browser import current_code, log_in_with_password
 
 
 @pytest.fixture
@@ -201,3 +203,59 @@ def test_each_revoke_button_names_its_token(read):
     expect(page.get_by_role("button", name=re.compile("Revoke.*nightly sync"))).to_have_count(1)
     expect(page.get_by_role("button", name=re.compile("Revoke.*dashboard"))).to_have_count(1)
     expect(page.locator("#tokens").get_by_role("columnheader").last).to_have_accessible_name(re.compile(r"\w"))
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_every_staff_page_passes_axe(browser_page, live_server, settings):
+    # The staff's own pages, and the admin's pages the project adds to or rewrites, in one visit:
+    # an analyst's first sign-in through their setup link, then a Reviewer's work.
+    settings.REQUIRE_2FA = True
+    page = browser_page
+    analyst = make_user(roles.ANALYST, username="analyst")
+    _, key = setup_link_create(user=analyst)
+    page.goto(f"{live_server.url}{setup_link_path(key)}")
+    expect(page.locator("#id_username")).to_be_visible()
+    assert_axe_passes(page)
+    log_in_with_password(page, live_server, "analyst")
+    expect(page.locator("h1")).to_have_text("Set up your authenticator app")
+    assert_axe_passes(page)
+    page.fill("#id_code", current_code("analyst"))
+    page.click("#two-factor-setup-form input[type=submit]")
+    expect(page.locator("#recovery-codes code")).to_have_count(10)
+    assert_axe_passes(page)
+
+    reviewer = make_user(roles.REVIEWER, username="reviewer")
+    _, codes = enrol(reviewer)
+    page.context.clear_cookies()
+    log_in_with_password(page, live_server, "reviewer")
+    expect(page.locator("h1")).to_have_text("Second step")
+    assert_axe_passes(page)
+    page.fill("#id_code", codes[0])
+    page.click("#two-factor-form input[type=submit]")
+    expect(page.locator("#content h1")).to_have_text("Records")
+
+    pair = a_pair()
+    survivor, merged = pair.incident_a, pair.incident_b
+    waiting = make_incident(review_state="in_review")
+    revision = IncidentRevision.objects.create(
+        incident=survivor, proposed_by=analyst, base_version=survivor.version, changes={"data": {"people_count": 85}}
+    )
+    # Each page, and what shows it is in the state named.
+    for path, shown in {
+        "/accounts/": "#recovery-codes-form",
+        "/admin/incidents/duplicatepair/": "#result_list",
+        f"/admin/incidents/duplicatepair/{pair.pk}/change/": ".field-comparison table",
+        f"/admin/incidents/incidentrevision/{revision.pk}/change/": "table.revision-diff",
+        f"/admin/incidents/incident/{waiting.pk}/change/": "form.review-actions button[value=publish]",
+        f"/admin/incidents/incident/{survivor.pk}/history/": "#content h1",
+        "/admin/incidents/incident/import/": "input[type=file]",
+        f"/admin/incidents/incidentmerge/new/{pair.pk}/": "table.merge-moves",
+    }.items():
+        page.goto(f"{live_server.url}{path}")
+        expect(page.locator(shown).first).to_be_visible()
+        assert_axe_passes(page)
+    page.click(f"input[value='Merge {merged.public_id} into {survivor.public_id}']")
+    # The merge's own page, with its undo.
+    expect(page.locator("form.merge-undo")).to_be_visible()
+    assert_axe_passes(page)

@@ -255,6 +255,30 @@ def _embed_url(request, route: str) -> str:
 FORM_FIELDS = frozenset({"q", "date_from", "date_to", "min_people", "max_people"})
 
 
+# The order the title names the chosen facets in: what, where, who, how sure, when ("China, 2023").
+_TITLE_ORDER = ("type", "country", "place", "perpetrator", "verification", "year")
+
+
+def _chosen(facets: list[dict], query) -> list[str]:
+    """What the list's <title> names of its filters: the facets' values the page shows chosen (a
+    place as its path ends) and the search words in their field. Only what the page shows, from
+    what it has already counted: a value no facet lists, or a filter only the form shows as a
+    number or date, is left unnamed rather than looked up."""
+    by_name = {facet["name"]: facet for facet in facets}
+    chosen = []
+    for name in _TITLE_ORDER:
+        facet = by_name.get(name)
+        if facet is None:
+            continue
+        if facet["path"]:
+            chosen.append(facet["path"][-1]["label"])
+        else:
+            chosen.extend(value["label"] for value in facet["values"] if value.get("selected"))
+    if words := query.get("q", "").strip():
+        chosen.append(f"“{words}”")
+    return chosen
+
+
 def _filter_form(request) -> dict:
     """What the filter form shows of the current filters, and what it carries unseen."""
     return {
@@ -290,6 +314,8 @@ def browse(request):
         return _bad_filters(request, error)
     _record_access(request, confidential_records_of_incidents(page.incidents, request.user))
     context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
+    context["chosen"] = _chosen(context["facets"], request.GET)
+    context["filtered"] = any(request.GET.get(name) for name in selectors.FILTER_NAMES)
     return render(request, "public/browse.html", context)
 
 
