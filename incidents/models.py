@@ -521,20 +521,32 @@ def latest_day_begun() -> date:
     return (timezone.now() + LATEST_UTC_OFFSET).date()
 
 
+def validate_day_begun(day: date, *, named: str = "The date") -> None:
+    """A day of the record's past, not one begun nowhere yet (`latest_day_begun`): an incident's or
+    a claim's start, a source's publication, a response: a mistyped year ("2062" for "2026") put a
+    record decades ahead in the statistics, the public pages and the sources' order. A field's
+    validator, so the admin, the API and the import refuse it naming the field."""
+    if day > latest_day_begun():
+        raise ValidationError(
+            f"{named} ({day:%Y-%m-%d}) has not begun anywhere yet: the records' dates are days that have "
+            "begun. Check the year.",
+            code="day_not_begun",
+        )
+
+
 def validate_ranges(obj, *, one_end: bool = False) -> None:
     """The rules of count_range_constraints and of ordered dates, as errors that name the field;
     with `one_end` (a claim's), dates that may give one end alone (`claim_dates_fit_their_precision`).
-    A start after every writer's today is refused too: a mistyped year ("2062" for "2026") put an
-    incident in the statistics and on the public pages decades ahead. The end may be later: "December
+    A start begun nowhere yet is refused too (`validate_day_begun`). The end may be later: "December
     2026" (a Month) ends on its 31st while the month runs, a date unknown up to 9999-12-31.
 
     Collects every problem at once, so an analyst fixes them all in one go."""
     errors = {}
-    if obj.date_start and obj.date_start > latest_day_begun():
-        errors["date_start"] = (
-            f"The start date ({obj.date_start:%Y-%m-%d}) has not begun anywhere yet: an incident's and a "
-            "source's dates are days that have begun. Check the year."
-        )
+    if obj.date_start:
+        try:
+            validate_day_begun(obj.date_start, named="The start date")
+        except ValidationError as error:
+            errors["date_start"] = error.messages[0]
     if obj.date_start and obj.date_end and obj.date_end < obj.date_start:
         errors["date_end"] = (
             f"The end date ({obj.date_end:%Y-%m-%d}) is before the start date ({obj.date_start:%Y-%m-%d})."
@@ -1339,7 +1351,7 @@ class Source(TextInNormalForm, CreatedPerAudience, PublicVersions, VersionsPerAu
         Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="published_sources"
     )
     author = models.CharField(max_length=255, blank=True, validators=[OneLineValidator("An author")])
-    published_on = models.DateField(null=True, blank=True)
+    published_on = models.DateField(null=True, blank=True, validators=[validate_day_begun])
     language = LanguageCodeField(help_text=LANGUAGE_HELP)
     archive_url = models.URLField(max_length=1000, blank=True, validators=[validate_port])
     cites = models.ForeignKey(
@@ -2470,7 +2482,7 @@ class Response(TextInNormalForm, CreatedPerAudience, PublicVersions, VersionsPer
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="responses")
     kind = models.CharField(max_length=20, choices=ResponseKind.choices)
-    date = models.DateField()
+    date = models.DateField(validators=[validate_day_begun])
     description = models.TextField(blank=True)
     incidents = models.ManyToManyField(Incident, related_name="responses", blank=True)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")

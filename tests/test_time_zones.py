@@ -15,10 +15,10 @@ from playwright.sync_api import sync_playwright
 
 from accounts.services import token_create
 from incidents import roles
-from incidents.models import ConfidentialAccess, Incident
+from incidents.models import ConfidentialAccess, Incident, Response, Source
 from tests.api_support import API, client_for
 from tests.browser_support import launch_chromium
-from tests.factories import make_incident, make_source, make_user
+from tests.factories import make_incident, make_organization, make_source, make_user
 from tests.test_admin import ADD, incident_post, logged_in
 from tests.test_api_write import new_incident_body
 from tests.test_browser import log_in
@@ -129,6 +129,31 @@ class TestADateThatIsTodaySomewhereIsNotTheFuture:
 
         assert "line 2" in output and "date_start" in output and "has not begun anywhere yet" in output
         assert not Incident.objects.exists()
+
+    def test_a_source_published_on_a_day_begun_nowhere_is_refused_naming_the_field(self, analyst):
+        # A source dated decades ahead headed the sources' list (newest first) and every autocomplete.
+        with time_machine.travel(SEOUL_MORNING, tick=False):
+            refused = client_for(analyst).post(
+                f"{API}/sources/", {"title": "Daily NK", "published_on": "2062-12-08"}, format="json"
+            )
+            kept = client_for(analyst).post(
+                f"{API}/sources/", {"title": "Yonhap", "published_on": "2026-12-08"}, format="json"
+            )
+
+        assert refused.status_code == 400
+        assert "(2062-12-08) has not begun anywhere yet" in refused.json()["published_on"][0]
+        assert kept.status_code == 201, kept.content
+        assert list(Source.objects.values_list("title", flat=True)) == ["Yonhap"]
+
+    def test_a_response_on_a_day_begun_nowhere_is_refused_naming_the_field(self):
+        reviewer = make_user(roles.REVIEWER)
+        body = {"organization": make_organization().pk, "kind": "statement", "date": "2062-10-13"}
+        with time_machine.travel(SEOUL_MORNING, tick=False):
+            refused = client_for(reviewer).post(f"{API}/responses/", body, format="json")
+
+        assert refused.status_code == 400
+        assert "(2062-10-13) has not begun anywhere yet" in refused.json()["date"][0]
+        assert not Response.objects.exists()
 
 
 @pytest.mark.browser
