@@ -74,9 +74,10 @@ from incidents.text_fields import (
     validate_port,
 )
 
-# The one search (incidents/search.py, IncidentSearchDocument): 'simple' does no stemming, so it
-# treats Korean, Chinese and English names alike.
-SEARCH_CONFIG = "simple"
+# The one search (incidents/search.py, IncidentSearchDocument): PostgreSQL's 'simple', which does
+# no stemming, so it treats Korean, Chinese and English names alike, but leaving out accents and
+# keeping a hyphenated word's parts alone (migration 0118).
+SEARCH_CONFIG = "incident_search"
 
 
 class DatePrecision(models.TextChoices):
@@ -387,7 +388,10 @@ class QualifierFromFigures(models.Model):
 # those bytes (two-character words of 4-byte characters, every word new: 300,000 characters failed),
 # so these fit whatever they hold, leaving a fifth of the bound to the incident's other words. Prose
 # repeats its words: 200,000 characters of English took 75 KB, of Korean 158 KB (measured on
-# PostgreSQL's, git's and coreutils' messages in both languages).
+# PostgreSQL's, git's and coreutils' messages in both languages). Korean, Chinese and Japanese are
+# searched by pairs of letters (migration 0118), which could take twice the bytes, a new pair at
+# every letter; prose repeats its pairs: 200,000 characters of the system's Chinese messages took
+# 374 KB, of its Korean ones 147 KB. Beyond 1 MB, the words of the start are kept (migration 0087).
 SEARCHED_TEXT_MAX_LENGTH = 200_000
 
 

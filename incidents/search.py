@@ -7,11 +7,16 @@ its public id (`INC-000042`), title and description, its places' names and alter
 names, acronyms and aliases of the organizations involved, and, for the claims the reader may see,
 their excerpts, their sources' titles and their sources' publishers' names, acronyms and aliases.
 Words match whole, in any case, without stemming ("repatriation" does not find "repatriations"),
-unless they end in `*`: `repatriat*` finds every word that starts so. A Korean word of two
-syllables or more is always such a prefix: Korean writes its particles and endings onto the word
-(`강제북송` must find `강제북송을` and `강제북송되었다`). So "HRW repatriation" finds an incident
-titled "… repatriation" that a Human Rights Watch report is cited for. A claim the reader may not
-see never makes an incident match: a search never reveals a confidential source.
+unless they end in `*`: `repatriat*` finds every word that starts so. Accents are left out
+(`Sinuiju` finds `Sinŭiju`), compatibility forms are their plain ones (full-width `HRW` is
+`HRW`), McCune-Reischauer's apostrophes too (`Chongjin` finds `Ch'ŏngjin`), and a hyphenated word
+is its parts (`Jong-un` finds `Jong Un`). Korean, Chinese and Japanese words are found inside the
+runs of their letters, by their overlapping pairs (`searched_text`): Chinese and Japanese put no
+space between words (`延吉` must find `中国公安在延吉市抓捕了脱北者`), Korean writes its nouns
+together and its particles and endings onto them (`북송` must find `강제북송을`). So "HRW
+repatriation" finds an incident titled "… repatriation" that a Human Rights Watch report is cited
+for. A claim the reader may not see never makes an incident match: a search never reveals a
+confidential source.
 
 All of that is one tsvector per incident, kept by PostgreSQL (migration 0019), with one GIN index
 per audience, so one condition answers the whole search. The confidential claims' words are kept
@@ -75,18 +80,39 @@ REFUSED_ABOVE_INCIDENTS = 100_000
 
 # A word, or a phrase in double quotes (the closing quote may be missing), either after a `-`.
 _TERM = re.compile(r'(?P<excluded>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
-# A word of Hangul syllables alone, of two or more: matched as the start of a word (`prefix`). One
-# syllable (`북`) would find every word starting with it.
-_KOREAN_WORD = re.compile(r"[\uac00-\ud7a3]{2,}")
+# The letters of Korean, Chinese and Japanese words, the same as migration 0118's, which makes the
+# incidents' words of them (incident_search_text): Hangul jamo and syllables, kana (without the
+# middle dot ・, which parts names), the iteration marks (U+3005-U+3007), and the CJK ideographs.
+CJK_LETTERS = (
+    r"\u1100-\u11ff\u3005-\u3007\u3040-\u30fa\u30fc-\u30ff\u3130-\u318f\u31f0-\u31ff"
+    r"\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\U00020000-\U0003134f"
+)
+_CJK_RUN = re.compile(f"[{CJK_LETTERS}]+")
+_CJK_INSIDE = re.compile(f"(?<=[{CJK_LETTERS}])[{CJK_LETTERS}](?=[{CJK_LETTERS}])")
+# McCune-Reischauer's apostrophe of an aspirated consonant, before a vowel, in any of the forms it
+# is typed in (the same as migration 0118's): `Ch'ŏngjin` is `Chŏngjin`, so `Chongjin` finds it.
+MR_APOSTROPHE = "(?<=[kpthKPTH])['’ʼ‘`](?=[aeiouwyAEIOUWYŏŭöüŎŬÖÜ])"
+_MR_APOSTROPHE = re.compile(MR_APOSTROPHE)
 # Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
 MIN_PREFIX = 2
 # A run of letters or digits: PostgreSQL's parser makes a word of each (`by_in` is `by` and `in`).
 _WORD = re.compile(r"[^\W_]+")
 
 
+def searched_text(text: str) -> str:
+    """`text` as the incidents' words are parsed from it (migration 0118's incident_search_text):
+    in compatibility normal form (NFKC: full-width `HRW` is `HRW`), without McCune-Reischauer's
+    apostrophes (`MR_APOSTROPHE`), each run of Korean, Chinese or Japanese letters apart and written
+    as its overlapping pairs: `据HRW报告` is ` 据 HRW 报告 `, `강제북송을` ` 강제 제북 북송 송을 `. A
+    word of those letters is thus found inside a longer run, as the phrase of its pairs; one letter
+    alone finds itself alone (`북`, not every word holding it)."""
+    spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", unicodedata.normalize("NFKC", text)))
+    return _CJK_INSIDE.sub(r"\g<0> \g<0>", spaced)
+
+
 class SearchTerm(NamedTuple):
     """A word or "phrase" of a search; `excluded` when a `-` before it leaves out what it matches;
-    `prefix` when it finds the words that start with it (`repatriat*`, or a Korean word)."""
+    `prefix` when it finds the words that start with it (`repatriat*`)."""
 
     words: str
     phrase: bool
@@ -104,20 +130,24 @@ class SearchTerm(NamedTuple):
         return f"-{quoted}" if self.excluded else quoted
 
     def query(self) -> SearchQuery:
-        """The tsquery of the term: a prefix is its words quoted for `to_tsquery`, which splits
-        them as the incidents' words were split (`INC-0000*` is `inc` followed by a word starting
-        `-0000`) and marks each a prefix."""
+        """The tsquery of the term's `searched_text`: a word of Korean, Chinese or Japanese letters
+        is the phrase of their pairs (`延吉市` is `延吉 <-> 吉市`); a prefix is its words quoted for
+        `to_tsquery`, which splits them as the incidents' words were split (`INC-0000*` is `inc`
+        followed by a word starting `-0000`) and marks each a prefix."""
+        words = searched_text(self.words)
         if not self.prefix:
-            return SearchQuery(self.words, search_type="phrase" if self.phrase else "plain", config=SEARCH_CONFIG)
-        quoted = self.words.replace("\\", "\\\\").replace("'", "''")
+            phrase = self.phrase or _CJK_RUN.search(self.words) is not None
+            return SearchQuery(words, search_type="phrase" if phrase else "plain", config=SEARCH_CONFIG)
+        quoted = words.replace("\\", "\\\\").replace("'", "''")
         return SearchQuery(f"'{quoted}':*", search_type="raw", config=SEARCH_CONFIG)
 
     @property
     def several_words(self) -> bool:
-        """Whether the term is several words to PostgreSQL (a phrase, or a word punctuation splits),
-        whose statistics then estimate its matches as those of all its words anywhere: `"by in"` as
-        `by` and `in`, 60% of the demo incidents, where none has the phrase."""
-        return len(_WORD.findall(self.words)) > 1
+        """Whether the term is several words to PostgreSQL (a phrase, a word punctuation splits, or
+        a run of three CJK letters or more, two pairs or more), whose statistics then estimate its
+        matches as those of all its words anywhere: `"by in"` as `by` and `in`, 60% of the demo
+        incidents, where none has the phrase."""
+        return len(_WORD.findall(searched_text(self.words))) > 1
 
     @property
     def guessed(self) -> bool:
@@ -128,6 +158,15 @@ class SearchTerm(NamedTuple):
         (`detain*` 21-35 ms -> 136-149 ms at 200,000 incidents, bench/README.md "Phrases of
         common words"). Two prefixes (`in* in*`) are two terms, counted as several words are."""
         return self.several_words
+
+    @property
+    def underestimated(self) -> bool:
+        """Whether PostgreSQL's statistics may take the term for far rarer than it is: a word of
+        three CJK letters or more is the phrase of its pairs, which they take as independent, when
+        a word's pairs come together (脱北 and 北者, 3% of incidents each, are 0.09% together
+        where 3% have 脱北者). Its matches are then counted whatever the estimate (`_few_matches`):
+        collected on its word, the many would be read and sorted."""
+        return any(len(run) > 2 for run in _CJK_RUN.findall(unicodedata.normalize("NFKC", self.words)))
 
 
 def search_terms(text: str, *, as_text: bool = False) -> list[SearchTerm]:
@@ -161,8 +200,7 @@ def search_terms(text: str, *, as_text: bool = False) -> list[SearchTerm]:
                 code="short_prefix",
                 params={"limit": MIN_PREFIX, "word": words},
             )
-        prefix = starred or (not phrase and _KOREAN_WORD.fullmatch(words) is not None)
-        terms.setdefault((words.casefold(), phrase, excluded, prefix), SearchTerm(words, phrase, excluded, prefix))
+        terms.setdefault((words.casefold(), phrase, excluded, starred), SearchTerm(words, phrase, excluded, starred))
     if not terms and text.strip():
         # Punctuation alone (`!!!`, a lone `-`), an empty phrase, or bytes that are no UTF-8 (which
         # Django decodes as U+FFFD): a search with no word to find, which every door answered with
@@ -194,7 +232,8 @@ class IncidentSearch:
     """A parsed search; `filter(incidents, user=…)` applies it to an incident queryset.
     `included_guessed` (`excluded_guessed`): whether PostgreSQL's statistics can only guess how many
     incidents match the words it finds (any of those it leaves out): several words to find, taken
-    as independent, or a term that is `SearchTerm.guessed`."""
+    as independent, or a term that is `SearchTerm.guessed`; `included_underestimated`
+    (`excluded_underestimated`): whether they may guess far too few (`SearchTerm.underestimated`)."""
 
     def __init__(
         self,
@@ -203,11 +242,15 @@ class IncidentSearch:
         *,
         included_guessed: bool,
         excluded_guessed: bool,
+        included_underestimated: bool = False,
+        excluded_underestimated: bool = False,
     ):
         self.included = included
         self.excluded = excluded
         self.included_guessed = included_guessed
         self.excluded_guessed = excluded_guessed
+        self.included_underestimated = included_underestimated
+        self.excluded_underestimated = excluded_underestimated
         # `_collected_if_few` by reader: the bound it was asked for and the ids it found. The browse
         # page filters its list and each facet by the same search, and the statistics ask whether
         # it leaves anything out first, which would otherwise collect the same matches each time.
@@ -227,6 +270,8 @@ class IncidentSearch:
             excluded=[term.query() for term in excluded],
             included_guessed=len(included) > 1 or any(term.guessed for term in included),
             excluded_guessed=any(term.guessed for term in excluded),
+            included_underestimated=any(term.underestimated for term in included),
+            excluded_underestimated=any(term.underestimated for term in excluded),
         )
         # A prefix left out keeps the estimate: its common words' shares summed err towards refusing
         # only where those words are nearly everywhere themselves (`-th*`), which a count would find
@@ -276,6 +321,7 @@ class IncidentSearch:
             excluded=[],
             included_guessed=self.excluded_guessed,
             excluded_guessed=False,
+            included_underestimated=self.excluded_underestimated,
         )
 
     def selects_everything(self, *, user) -> bool:
@@ -365,9 +411,10 @@ class IncidentSearch:
         `user` may see (a draft's words would otherwise choose the plan of a reader who may not
         read them), and are those ids when fewer. A count reads each match's row, which costs more
         than the estimate: for one word (most searches) the estimate is enough. One query, two when
-        counted."""
+        counted. A search the statistics may take for far rarer than it is
+        (`included_underestimated`) is counted whatever they say: one query."""
         matches = self._matches(user)
-        if _estimated_rows(matches) < fewer_than:
+        if not self.included_underestimated and _estimated_rows(matches) < fewer_than:
             return ArraySubquery(matches.values("incident_id"))
         if not self.included_guessed:
             return None
