@@ -5,10 +5,15 @@ from drf_orjson_renderer.renderers import ORJSONRenderer
 from rest_framework import renderers
 
 
+def located(places: list[dict]) -> list[dict]:
+    """The places that have a point in their incident's geometry, in its order."""
+    return [place for place in places if place["latitude"] is not None]
+
+
 def feature_geometry(places: list[dict]) -> dict | None:
     """RFC 7946 puts longitude first. The places' coordinates were already coarsened for readers
     who may not see sensitive locations, so the map shows exactly what the JSON shows."""
-    positions = [[place["longitude"], place["latitude"]] for place in places if place["latitude"] is not None]
+    positions = [[place["longitude"], place["latitude"]] for place in located(places)]
     if not positions:
         return None
     if len(positions) == 1:
@@ -44,6 +49,11 @@ def incident_feature(incident: dict) -> dict:
         "properties": {
             **{name: incident[name] for name in FEATURE_PROPERTIES},
             "places": [place["name"] for place in incident["places"]],
+            # Which place each point is, in the geometry's order: `places` names them all, those
+            # without a point too, and names repeat (Jilin the province, Jilin the city). A
+            # sensitive place is named as the JSON and its incident's page name it, beside the
+            # coarsened point they show it at.
+            "point_places": [{"id": place["id"], "name": place["name"]} for place in located(incident["places"])],
         },
     }
 

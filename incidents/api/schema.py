@@ -217,7 +217,27 @@ FEATURE_COLLECTION = build_object_type(
                         "nearest place containing them that is neither sensitive nor inside a sensitive one, and "
                         "has some.",
                     },
-                    "properties": {"type": "object", "additionalProperties": {}},
+                    "properties": {
+                        "type": "object",
+                        "properties": {
+                            "places": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "description": "The names of all the incident's places, with a point or not.",
+                            },
+                            "point_places": {
+                                "type": "array",
+                                "items": build_object_type(
+                                    properties={"id": {"type": "integer"}, "name": {"type": "string"}},
+                                    required=["id", "name"],
+                                ),
+                                "description": "The place of each point of `geometry`, in its order: its id "
+                                "(`/api/v1/places/{id}/`) and name. A place shown at a containing place's "
+                                "coordinates (see `geometry`) is named itself, as in the JSON's `places`.",
+                            },
+                        },
+                        "additionalProperties": {},
+                    },
                 },
                 required=["type", "id", "geometry", "properties"],
             ),
