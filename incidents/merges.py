@@ -44,6 +44,7 @@ from incidents.models import (
     ReviewState,
     RevisionState,
     VictimGroup,
+    latest_day_begun,
     validate_ranges,
 )
 from incidents.querysets import (
@@ -167,6 +168,15 @@ def _refusals(user, survivor: Incident, merged: Incident, pair: DuplicatePair) -
             f"{merged.public_id} has pending revisions (proposed edits awaiting review): accept or reject them "
             f"first, or keep {merged.public_id} as the survivor, so that nothing proposed for it is lost."
         )
+    for incident in (survivor, merged):
+        if incident.date_start > latest_day_begun():
+            # Written before the rule (`models.validate_day_begun`): the survivor's proposed dates,
+            # made of both incidents', were refused naming date_start, a field the merge never sends,
+            # and not the incident whose year to correct.
+            raise MergeRefused(
+                f"{incident.public_id} starts on {incident.date_start:%Y-%m-%d}, a day that has not begun anywhere "
+                "yet: correct its year before merging."
+            )
     if survivor.confidential != merged.confidential:
         confidential, public = (survivor, merged) if survivor.confidential else (merged, survivor)
         raise MergeRefused(

@@ -955,8 +955,10 @@ def zip_chunks(
     yield stream.taken()
 
 
-def release_zip_name(release: Release) -> str:
-    return f"{release.name}.zip"
+def release_zip_name(name: str) -> str:
+    """The zip of the release called `name`: also what `manage.py release --output` checks before it
+    is made."""
+    return f"{name}.zip"
 
 
 def release_zip_chunks(release: Release, start: int = 0, end: int | None = None) -> Iterator[bytes]:

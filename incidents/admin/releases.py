@@ -47,7 +47,7 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
         return format_html(
             '<a href="{}">{}</a> ({} bytes, sha256 <code>{}</code>)',
             reverse("release-zip", kwargs={"name": release.name}),
-            release_zip_name(release),
+            release_zip_name(release.name),
             f"{release.zip.size:,}",
             release.zip.sha256,
         )

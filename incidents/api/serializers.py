@@ -929,7 +929,7 @@ class ReleaseZipSerializer(serializers.ModelSerializer):
         fields = ["name", "media_type", "size", "sha256", "url"]
 
     def get_name(self, release_zip) -> str:
-        return release_zip_name(release_zip.release)
+        return release_zip_name(release_zip.release.name)
 
     def get_media_type(self, release_zip) -> str:
         return ZIP_MEDIA_TYPE

@@ -916,7 +916,7 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
             size=release.zip.size,
             sha256=release.zip.sha256,
             content_type=releases.ZIP_MEDIA_TYPE,
-            file_name=releases.release_zip_name(release),
+            file_name=releases.release_zip_name(release.name),
             read=lambda start, end: releases.release_zip_chunks(release, start, end),
         )
 

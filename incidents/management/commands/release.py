@@ -55,6 +55,11 @@ class Command(BaseCommand):
             name, _, _ = next_release_name()
             if (Path(output) / name).exists() and not (Path(output) / name).is_dir():
                 raise CommandError(f"--output: {Path(output) / name} is a file: move it, or name another directory.")
+            if (Path(output) / release_zip_name(name)).is_dir():
+                raise CommandError(
+                    f"--output: {Path(output) / release_zip_name(name)} is a directory: move it, or name another "
+                    "directory."
+                )
         try:
             release = release_create(user=reviewer)
         except PermissionDenied as refusal:
@@ -67,7 +72,7 @@ class Command(BaseCommand):
                 for release_file in release.files.defer("content"):
                     with (directory / release_file.name).open("wb") as written:
                         written.writelines(release_file_chunks(release_file))
-                with (Path(output) / release_zip_name(release)).open("wb") as written:
+                with (Path(output) / release_zip_name(release.name)).open("wb") as written:
                     written.writelines(release_zip_chunks(release))
             except OSError as error:
                 # The release is made, and stays (releases never change): say where its files are.
@@ -75,7 +80,7 @@ class Command(BaseCommand):
                     f"--output: {release.name} is released, but its files could not be written into {directory}: "
                     f"{error.strerror}. Download them from /api/v1/releases/{release.name}/."
                 ) from None
-            self.stdout.write(f"Wrote its files to {directory}, and all of them as {release_zip_name(release)}.")
+            self.stdout.write(f"Wrote its files to {directory}, and all of them as {release_zip_name(release.name)}.")
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
         if warning := missing_license_warning(release.name):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
