@@ -95,13 +95,14 @@ _WORDS_SQL_BEFORE = _WORDS_BEFORE.WORDS_SQL.replace("CREATE FUNCTION", "CREATE O
 
 REBUILD_SQL = """
 SET LOCAL maintenance_work_mem = '256MB';
+-- Checks still deferred in this transaction, run first: TRUNCATE refuses a table with pending
+-- trigger events (a `migrate` run in a transaction that wrote incidents before it, as a test's).
+SET CONSTRAINTS ALL IMMEDIATE;
 LOCK TABLE incidents_incidentsearchdocument IN ACCESS EXCLUSIVE MODE;
 DROP INDEX incident_search_disclosed;
 DROP INDEX incident_search_complete;
 TRUNCATE incidents_incidentsearchdocument;
 SELECT incident_search_refresh(ARRAY(SELECT id FROM incidents_incident ORDER BY id));
--- The rows' deferred checks (their incident's key) now: no index is built over rows that have some.
-SET CONSTRAINTS ALL IMMEDIATE;
 CREATE INDEX incident_search_disclosed ON incidents_incidentsearchdocument USING gin (disclosed);
 CREATE INDEX incident_search_complete ON incidents_incidentsearchdocument USING gin (complete);
 ANALYZE incidents_incidentsearchdocument;
