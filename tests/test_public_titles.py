@@ -86,6 +86,15 @@ def test_each_statistics_grouping_has_its_own_title(incidents, path, expected):
     assert title(Client().get(path)) == expected
 
 
+def test_a_filtered_map_is_titled_by_the_choices_it_shows(incidents):
+    # A tab or a bookmark of the map of China's incidents read "Map", as every other map did.
+    client = Client()
+
+    assert title(client.get("/map/")) == "Map · Incident Tracker"
+    assert title(client.get("/map/?country=CN")) == "Map: China · Incident Tracker"
+    assert title(client.get("/ko/map/?country=CN")) == "지도: 중국 · 사건 기록부"
+
+
 def test_the_korean_titles_differ_as_the_english_do(incidents):
     client = Client()
 

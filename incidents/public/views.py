@@ -103,12 +103,14 @@ def _facets(statistics: dict[str, dict], query) -> list[dict]:
 
 
 def _facets_context(statistics: dict[str, dict], query) -> dict:
-    """What templates/public/_facets.html shows."""
+    """What templates/public/_facets.html shows, and the choices among them the page's title names
+    (`_chosen`)."""
     facets = _facets(statistics, query)
     return {
         "facets": facets,
         "facets_complete": all(facet["complete"] for facet in facets),
         "facet_sample": selectors.FACET_SAMPLE,
+        "chosen": _chosen(facets, query),
     }
 
 
@@ -340,7 +342,6 @@ def browse(request):
         return _bad_filters(request, error)
     _record_access(request, confidential_records_of_incidents(page.incidents, request.user))
     context = {**_filter_form(request), **_facets_context(page.facets, request.GET), "page": page}
-    context["chosen"] = _chosen(context["facets"], request.GET)
     context["filtered"] = any(request.GET.get(name) for name in selectors.FILTER_NAMES)
     return render(request, "public/browse.html", context)
 
