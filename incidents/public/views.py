@@ -287,10 +287,10 @@ _TITLE_ORDER = ("type", "country", "place", "perpetrator", "verification", "year
 
 
 def _chosen(facets: list[dict], query) -> list[str]:
-    """What the list's <title> names of its filters: the facets' values the page shows chosen (a
-    place as its path ends) and the search words in their field. Only what the page shows, from
-    what it has already counted: a value no facet lists, or a filter only the form shows as a
-    number or date, is left unnamed rather than looked up."""
+    """What the <title> of the list and of the map names of their filters: the facets' values the
+    page shows chosen (a place as its path ends) and the search words in their field. Only what the
+    page shows, from what it has already counted: a value no facet lists, or a filter only the form
+    shows as a number or date, is left unnamed rather than looked up."""
     by_name = {facet["name"]: facet for facet in facets}
     chosen = []
     for name in _TITLE_ORDER:
