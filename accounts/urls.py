@@ -15,4 +15,5 @@ urlpatterns = [
     path("confirm/", views.confirm_identity, name="confirm"),
     path("sessions/end-others/", views.sessions_end_others, name="sessions-end-others"),
     path("sign-out/", views.sign_out, name="sign-out"),
+    path("signed-in/", views.signed_in, name="signed-in"),
 ]

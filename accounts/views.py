@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.views import LogoutView, redirect_to_login
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -20,7 +21,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
@@ -275,6 +276,19 @@ def two_factor_setup(request):
         "replacing": second_factor_enrolled(user),
     }
     return page(request, "accounts/two_factor_setup.html", context)
+
+
+@require_GET
+@never_cache
+def signed_in(request):
+    """Whom this browser's session opens the admin for, asked by every admin form before it sends
+    (static/tracker_admin/sent_while_signed_in.js). A save sent after the session had ended (its
+    working day over, a password changed elsewhere, signed out in another tab) was redirected to
+    the sign-in page, and everything typed on the form was lost. Answered whoever asks, and it
+    tells nothing but what the browser's own cookie already holds."""
+    if not admin.site.has_permission(request):
+        return JsonResponse({"signed_in": False})
+    return JsonResponse({"signed_in": True, "username": request.user.get_username()})
 
 
 def setup_link_needed(request, title: str = "Ask for a setup link", status: int = 403):

@@ -569,7 +569,9 @@ def test_a_review_button_asks_before_it_leaves_edits_typed_on_the_page(browser_p
 
     page.fill("#id_title", "Typed, not saved")
     page.once("dialog", lambda dialog: answer(dialog, accept=False))
-    page.click("form.review-actions button[value=publish]")
+    # Asked once the site has said the reviewer is still signed in (sent_while_signed_in.js).
+    with page.expect_event("dialog"):
+        page.click("form.review-actions button[value=publish]")
 
     assert asked == ["Your edits on this page are not saved. Review the incident as last saved, and leave them?"]
     expect(page.locator("#id_title")).to_have_value("Typed, not saved")
@@ -616,7 +618,8 @@ def test_a_review_button_asks_before_it_leaves_an_edit_made_through_a_widget(bro
     asked = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
 
-    page.click("form.review-actions button[value=publish]")
+    with page.expect_event("dialog"):
+        page.click("form.review-actions button[value=publish]")
 
     expect(page.locator("#id_date_end")).to_be_visible()
     assert asked == ["Your edits on this page are not saved. Review the incident as last saved, and leave them?"]
