@@ -2,6 +2,8 @@
 account has to use one), list one's own tokens, revoke one."""
 
 from django.contrib.auth import authenticate
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from django_otp.plugins.otp_static.models import StaticDevice
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -96,6 +98,9 @@ class TokenRequestView(ReadParametersOnlyMixin, APIView):
     throttle_classes = [SignInThrottle]
 
     @extend_schema(request=TokenRequestSerializer, responses={200: IssuedTokenSerializer})
+    # The password and the new token are in the local variables of this view and of what it calls (a
+    # serializer's repr holds its data): a server error's report shows none of them.
+    @method_decorator(sensitive_variables())
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)

@@ -292,6 +292,12 @@ def setup_link_find(key: str) -> SetupLink | None:
     return link if link is not None and _still_its_makers_to_make(link) else None
 
 
+def setup_link_exposed(key: str) -> None:
+    """Revokes (deletes, as the admin revokes one) the unused setup link whose key is `key`, which
+    was sent where logs keep it. Runs a query."""
+    SetupLink.objects.filter(digest=token_digest(key), used_at__isnull=True).delete()
+
+
 def setup_link_usable(*, user, setup_link_id: int | None) -> bool:
     """Whether `setup_link_id` is a usable setup link of `user` (`_still_its_makers_to_make`). Runs
     a query, and those of the check for a link an administrator made."""

@@ -21,6 +21,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -42,6 +43,7 @@ from accounts.services import (
     second_factor_check,
     second_factor_enrolled,
     sessions_end,
+    setup_link_exposed,
     setup_link_find,
     setup_link_usable,
     token_create,
@@ -87,10 +89,14 @@ def staff_only(view):
     goes to the admin's login too, which sends it on to the second step.
 
     Never cached, as the admin's own pages (its admin_view): these show an authenticator app's
-    key, recovery codes and new tokens, which no browser or proxy cache may keep."""
+    key, recovery codes and new tokens, which no browser or proxy cache may keep. For the same
+    reason a server error's report (tracker.log_filters) shows none of the local variables of these
+    pages and of what they call: the key, the codes and the token are in them, and the password or
+    code posted (in a form's repr, say), under names no list of secret names foresees."""
 
     @functools.wraps(view)
     @never_cache
+    @sensitive_variables()
     def wrapper(request, *args, **kwargs):
         if not (request.user.is_active and request.user.is_staff):
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
@@ -140,6 +146,8 @@ def setup_link_path(key: str) -> str:
 
 
 @never_cache
+# Its key, posted, is in the local variables of the view and of what it calls (staff_only).
+@sensitive_variables()
 def setup_link_open(request):
     """An administrator's setup link (`setup_link_path`). GET: the page that reads the key from the
     address and posts it. POST: the link is kept in this session, which then signs in with the
@@ -163,6 +171,17 @@ def setup_link_open(request):
     if signed_in.is_authenticated:
         return redirect(setup)
     return redirect_to_login(setup, reverse("admin:login"))
+
+
+@never_cache
+def setup_link_in_path(request, key: str):
+    """A setup link with its key in the path: made before the key moved after the `#`
+    (`…/two-factor/setup/<key>/`), or one whose `#` someone turned into a `/`. The path, key and all,
+    is now in the access logs (the server's, a proxy's) and in Django's "Not Found" line, where
+    whoever reads them could open the link at `setup_link_open`: it stops working, and the page says
+    to ask for a new one. Opening it never led anywhere else."""
+    setup_link_exposed(key)
+    return setup_link_needed(request, title="This setup link does not work", status=404)
 
 
 @staff_only

@@ -366,8 +366,11 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     # Else the site started, and every request that counts a throttle was a 500 naming no variable.
+    # The value is not shown: it may hold the server's password (redis://:password@host), as
+    # DATABASE_URL's would (`database`), in a line that reaches the logs.
     raise ImproperlyConfigured(
-        f"REDIS_URL must start with redis://, rediss:// or unix:// (redis://cache.internal:6379/0); got {REDIS_URL!r}."
+        "REDIS_URL must start with redis://, rediss:// or unix:// (redis://cache.internal:6379/0); "
+        "the value set is not shown, as it may hold a password."
     )
 CACHES = {
     "default": (
@@ -703,3 +706,6 @@ LOGGING = {
     },
     "filters": {"refused_host_as_warning": {"()": "tracker.log_filters.RefusedHostAsWarning"}},
 }
+# A server error's report (Django's mail to ADMINS, a log service's client that uses Django's filter) names
+# no secret the request or the code held: no password, code, key or token, whatever page posted it.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tracker.log_filters.SecretsHiddenReporterFilter"
