@@ -4,7 +4,6 @@ A DRF view, so it authenticates like the rest of the API (session, token); the r
 stream from `incidents.exports`, never serialized by DRF.
 """
 
-import errno
 import logging
 import math
 from collections.abc import Callable, Generator, Mapping
@@ -42,6 +41,7 @@ from incidents.models import AccessDoor
 from incidents.parameters import parameter_errors
 from incidents.selectors import incidents_read_by
 from tracker.statement_timeout import outside_the_budget
+from tracker.uploads import NO_ROOM_ERRNOS, NO_ROOM_RETRY_SECONDS
 
 # The export's own parameter beside the filters, at every HTTP door: `bom=1` starts the file with
 # a UTF-8 byte order mark, without which Excel reads UTF-8 as the Windows code page and garbles
@@ -92,12 +92,6 @@ def _csv_options(query: Mapping[str, str]) -> "CsvOptionsSerializer":
 # is still running, should wait: about what a whole export of 1,000,000 incidents took to download
 # under load (12-18 s, bench/README.md "Load test").
 EXPORT_SLOT_RETRY_SECONDS = 15
-
-# The errors of a download's file that room may end: the disk (or the quota, or the file size a
-# process may write) is full. Every download's file is deleted once sent, so room comes back as the
-# downloads under way end (a whole export takes under 20 s to send, bench/README.md "Load test").
-SPOOL_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-SPOOL_FULL_RETRY_SECONDS = 60
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +162,9 @@ def spooled_download(
     - 503 while EXPORTS_AT_ONCE downloads are being read from the database (`export_slot_take`):
       each holds a server thread and a connection meanwhile, and a burst of them would leave none
       to other requests; `busy_message` says so.
-    - 503 when the file cannot be written for want of room (a full disk or quota: SPOOL_FULL_ERRNOS),
-      logged for the operator; nothing is left behind (`spooled`).
+    - 503 when the file cannot be written for want of room (a full disk or quota: NO_ROOM_ERRNOS),
+      logged for the operator; nothing is left behind (`spooled`), and the client's rate is not
+      spent.
     - 429 once the client has spent `throttle`'s rate, when given. Counted only once a slot is
       taken, so a client that a busy server sent away, and that comes back after Retry-After, has
       not spent its rate on downloads never run.
@@ -210,7 +205,7 @@ def spooled_download(
                 with outside_the_budget(request):
                     spool = spooled(read())
             except OSError as error:
-                if error.errno not in SPOOL_FULL_ERRNOS:
+                if error.errno not in NO_ROOM_ERRNOS:
                     raise
                 # The operator's to act on (free room, or move TRACKER_EXPORT_SPOOL_DIR); the
                 # client is told to come back, as when every slot is busy.
@@ -219,10 +214,13 @@ def spooled_download(
                     settings.EXPORT_SPOOL_DIR or "the system's temporary directory",
                     error,
                 )
+                # Nothing was sent: as a client a busy server sent away, it has not spent its rate.
+                if throttle is not None:
+                    throttle.uncount()
                 return _export_refused(
                     request,
                     status=503,
-                    seconds=SPOOL_FULL_RETRY_SECONDS,
+                    seconds=NO_ROOM_RETRY_SECONDS,
                     message=_(
                         "The server has no room to prepare the download just now. Try again in %(seconds)d seconds."
                     ),

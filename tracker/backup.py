@@ -196,7 +196,13 @@ def backup_database(target: BinaryIO) -> int:
         stderr=subprocess.PIPE,
         env=environment,
     ) as dump:
-        written = encrypt_stream(dump.stdout, target)
+        try:
+            written = encrypt_stream(dump.stdout, target)
+        except BaseException:
+            # Stopped (Ctrl-C, SIGTERM, a full disk): pg_dump is stopped too rather than waited for,
+            # which may be for ever while it waits for a lock that a long transaction holds.
+            dump.kill()
+            raise
         errors = dump.stderr.read().decode(errors="replace")
     if dump.returncode != 0:
         raise BackupError(f"pg_dump failed: {errors.strip()}")

@@ -15,11 +15,11 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from tracker.uploads import UploadRefused
+from tracker.uploads import NO_ROOM_RETRY_SECONDS, UploadNoRoom, UploadRefused
 
 API_PREFIX = "/api/"
 # Django names the lookup only in its message ("Filtering by cites__id not allowed").
@@ -55,6 +55,13 @@ def refusal_message(exception) -> str:
 
 def bad_request(request, exception):
     message = refusal_message(exception)
+    if isinstance(exception, UploadNoRoom):
+        # Nothing wrong with the request: the server's disk is full. Told when to come back, as a
+        # download that finds no room is (`incidents.csv_views.spooled_download`).
+        headers = {"Retry-After": str(NO_ROOM_RETRY_SECONDS)}
+        if request.path.startswith(API_PREFIX):
+            return JsonResponse({"detail": message}, status=503, headers=headers)
+        return HttpResponse(message, content_type="text/plain; charset=utf-8", status=503, headers=headers)
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"detail": message}, status=400)
     return render(request, "400.html", {"message": message, "without_query": True}, status=400)

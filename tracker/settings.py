@@ -5,9 +5,11 @@ value raises ImproperlyConfigured naming the variable, so a misconfigured server
 rather than at the first request.
 """
 
+import errno
 import logging
 import os
 import re
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -577,6 +579,18 @@ if EXPORTS_AT_ONCE < 1:
 EXPORT_SPOOL_DIR = env_str("TRACKER_EXPORT_SPOOL_DIR", "") or None
 if EXPORT_SPOOL_DIR is not None and not os.path.isdir(EXPORT_SPOOL_DIR):
     raise ImproperlyConfigured(f"TRACKER_EXPORT_SPOOL_DIR must be an existing directory; got {EXPORT_SPOOL_DIR!r}.")
+if EXPORT_SPOOL_DIR is not None:
+    # A file made and gone at once, as each download's is: a directory the server's account may not
+    # write in (another's, or on a read-only filesystem) failed every export and release download
+    # with a 500 whose traceback named the file, not the variable. A full disk is no reason to stop
+    # (its downloads answer 503 until room comes back); O_TMPFILE takes no room anyway.
+    try:
+        tempfile.TemporaryFile(dir=EXPORT_SPOOL_DIR).close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise ImproperlyConfigured(
+                f"TRACKER_EXPORT_SPOOL_DIR: cannot write a file in {EXPORT_SPOOL_DIR!r}: {error.strerror}."
+            ) from None
 
 # An incident's admin page posts some fifteen fields a claim (a few a victim group or organization
 # involved): Django's default bound of 1,000 refused the Save of an incident with some 65 claims, a
@@ -591,7 +605,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 FILE_UPLOAD_HANDLERS = [
     "tracker.uploads.BoundedUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+    "tracker.uploads.RoomCheckedTemporaryFileUploadHandler",
 ]
 
 # REST API under /api/v1/ (incidents/api/). Reads are open (visibility is decided by visible_to);

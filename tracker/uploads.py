@@ -15,23 +15,42 @@ comes first in FILE_UPLOAD_HANDLERS and refuses, with a 400 naming what is wrong
   read, or a second one, before a byte of it is written; the body of such a request is bounded as
   at an address that takes no file;
 - a file larger than the view's bound, at the chunk that crosses it, before it is all written.
+
+A file kept on disk (over FILE_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB) that finds no room there is refused
+by RoomCheckedTemporaryFileUploadHandler with a 503 saying so, its part written removed.
 """
 
+import contextlib
+import errno
 import functools
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.http import HttpRequest, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, resolve
 from django.utils.datastructures import MultiValueDict
 from django.utils.translation import gettext as _
 
+# The errors of a file's write that room may end: the disk (or the quota, or the file size a process
+# may write) is full. Uploads and downloads are deleted once done, so room comes back as those under
+# way end (a whole export takes under 20 s to send, bench/README.md "Load test").
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NO_ROOM_RETRY_SECONDS = 60
+
+logger = logging.getLogger(__name__)
+
 
 class UploadRefused(MultiPartParserError):
     """A body or a file part refused (Django answers a MultiPartParserError with handler400, and
     DRF with a 400 of its own); its message names what was wrong, and no value the request sent."""
+
+
+class UploadNoRoom(UploadRefused):
+    """A file part the server had no room to write: `tracker.bad_requests` answers it 503, with when
+    to come back, as the request itself was fine."""
 
 
 def takes_file(field_name: str, max_bytes: Callable[[], int], may_upload: Callable[[HttpRequest], bool]):
@@ -113,3 +132,39 @@ class BoundedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size):
         return None  # the next handler's file
+
+
+class RoomCheckedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Django's handler of files kept on disk (FILE_UPLOAD_TEMP_DIR, else the system's temporary
+    directory), which refuses a file that finds no room there (UploadNoRoom) and removes what it
+    wrote of it. Django's own let the OSError through: the analyst importing a CSV got the bare
+    "Server error" page, which names no cause and says that nothing they did caused it."""
+
+    def new_file(self, *args, **kwargs):
+        with self._room_checked():
+            super().new_file(*args, **kwargs)
+
+    def receive_data_chunk(self, raw_data, start):
+        with self._room_checked():
+            return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size):
+        # Buffered: the last write reaches the disk here.
+        with self._room_checked():
+            return super().file_complete(file_size)
+
+    @contextlib.contextmanager
+    def _room_checked(self):
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in NO_ROOM_ERRNOS:
+                raise
+            if getattr(self, "file", None) is not None:
+                with contextlib.suppress(OSError):  # its buffer, which has no room either
+                    self.file.close()  # and so deleted
+            logger.error("An uploaded file could not be written to the temporary directory: %s", error)
+            raise UploadNoRoom(
+                _("The server has no room to receive the file just now. Try again in %(seconds)d seconds.")
+                % {"seconds": NO_ROOM_RETRY_SECONDS}
+            ) from None

@@ -57,6 +57,15 @@ class ExportThrottle(ClientThrottle):
 
     scope = "export"
 
+    def uncount(self) -> None:
+        """Take back the count `allow_request` just made: the export could not be prepared, and the
+        client got nothing. Runs a cache write. No other request of the client's changes its count
+        meanwhile: it has one download at a time (`incidents.exports.export_client_take`)."""
+        if self.rate is None:
+            return  # `off`: nothing was counted
+        self.history.remove(self.now)
+        self.cache.set(self.key, self.history, self.duration)
+
 
 class SignInThrottle(ClientThrottle):
     """Sign-ins with a password (TRACKER_API_LOGIN_RATE), on top of the per-account lockout, counted

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from incidents.management.arguments import path_name
+from incidents.management.stopping import sigterm_as_ctrl_c
 from tracker import backup
 
 
@@ -40,19 +41,23 @@ class Command(BaseCommand):
         except OSError as error:
             # A name too long, a directory that cannot be searched or written: named, not a traceback.
             raise CommandError(f"-o/--output: cannot write {output}: {error.strerror}.") from None
-        try:
-            with open(descriptor, "wb") as target:
-                written = backup.backup_database(target)
-            _name(partial, output)
-        except backup.BackupError as error:
-            raise CommandError(str(error)) from error
-        except FileExistsError:
-            raise CommandError(f"-o/--output: {output} exists already: choose a new name.") from None
-        except OSError as error:
-            # The disk filled, or a quota: a cut-off file is no backup, and would pass for one.
-            raise CommandError(f"-o/--output: writing {output} failed: {error.strerror}. Nothing was kept.") from None
-        finally:
-            os.unlink(partial)
+        # Until the partial file is gone: a backup stopped by SIGTERM left it behind.
+        with sigterm_as_ctrl_c():
+            try:
+                with open(descriptor, "wb") as target:
+                    written = backup.backup_database(target)
+                _name(partial, output)
+            except backup.BackupError as error:
+                raise CommandError(str(error)) from error
+            except FileExistsError:
+                raise CommandError(f"-o/--output: {output} exists already: choose a new name.") from None
+            except OSError as error:
+                # The disk filled, or a quota: a cut-off file is no backup, and would pass for one.
+                raise CommandError(
+                    f"-o/--output: writing {output} failed: {error.strerror}. Nothing was kept."
+                ) from None
+            finally:
+                os.unlink(partial)
         self.stdout.write(
             self.style.SUCCESS(f"Wrote {output} ({written:,} bytes) in {time.monotonic() - started:.1f} s.")
         )

@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -7,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from incidents import services
 from incidents.management.arguments import path_name
+from incidents.management.stopping import sigterm_as_ctrl_c
 from incidents.releases import (
     missing_license_warning,
     next_release_name,
@@ -69,11 +71,10 @@ class Command(BaseCommand):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 # A file at a time, a slice at a time: together they are hundreds of megabytes.
-                for release_file in release.files.defer("content"):
-                    with (directory / release_file.name).open("wb") as written:
-                        written.writelines(release_file_chunks(release_file))
-                with (Path(output) / release_zip_name(release.name)).open("wb") as written:
-                    written.writelines(release_zip_chunks(release))
+                with sigterm_as_ctrl_c():
+                    for release_file in release.files.defer("content"):
+                        _write_whole(directory / release_file.name, release_file_chunks(release_file))
+                    _write_whole(Path(output) / release_zip_name(release.name), release_zip_chunks(release))
             except OSError as error:
                 # The release is made, and stays (releases never change): say where its files are.
                 raise CommandError(
@@ -84,3 +85,15 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Released {release.name}: {release.incidents:,} incidents."))
         if warning := missing_license_warning(release.name):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+
+
+def _write_whole(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to `path`, removed again if the write fails or is stopped: a full disk left a
+    cut-off file under the release's own name (a shorter incidents.csv of whole rows reads as a
+    valid one), for whoever deposits the directory to take for the release's."""
+    try:
+        with path.open("wb") as written:
+            written.writelines(chunks)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
