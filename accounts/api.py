@@ -1,13 +1,14 @@
 """The API's door to accounts: ask for a token with a password (and the second factor when the
 account has to use one), list one's own tokens, revoke one."""
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from django_otp.plugins.otp_static.models import StaticDevice
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -90,11 +91,36 @@ class IssuedTokenSerializer(TokenSerializer):
         fields = ["token", *TokenSerializer.Meta.fields]
 
 
+class NotFromAnotherSite(BasePermission):
+    """A token is asked for by a client of its own (curl, a script, this API's browsable page),
+    never by a page of another site, which a browser names in `Origin` (`null` from a sandboxed
+    frame); a client that sends none is no such page. The endpoint takes a form's fields, which
+    any site may post from its visitors' browsers unasked: a link sent to a Reviewer, left open at
+    the office, posted wrong passwords for their username from the office's address, which the
+    lockout counts as theirs, and locked them out of signing in from the one address the wide
+    bounds keep open to them (a day, past TRACKER_LOCKOUT_FAMILIAR_FAILURES), and spent the
+    office's sign-in rate. Checked before the throttle and the password: such a request counts
+    nowhere."""
+
+    message = (
+        "A token is asked for by your own client (curl, a script), not from another site's page: "
+        "this request came from a page of another site."
+    )
+
+    def has_permission(self, request, view):
+        origin = request.headers.get("Origin")
+        return (
+            origin is None
+            or origin == f"{request.scheme}://{request.get_host()}"
+            or origin in settings.CSRF_TRUSTED_ORIGINS
+        )
+
+
 class TokenRequestView(ReadParametersOnlyMixin, APIView):
     """A new API token for the account whose username and password are given."""
 
     authentication_classes = []
-    permission_classes = []
+    permission_classes = [NotFromAnotherSite]
     throttle_classes = [SignInThrottle]
 
     @extend_schema(request=TokenRequestSerializer, responses={200: IssuedTokenSerializer})

@@ -14,6 +14,7 @@ from django import template
 from django.http import QueryDict
 from django.urls import translate_url
 from django.utils import formats
+from django.utils.http import escape_leading_slashes
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 
@@ -199,9 +200,14 @@ def number(value) -> str:
 @register.simple_tag(takes_context=True)
 def in_language(context, language: str) -> str:
     """This page, query string and all, in `language`: the language switch's link. A page about a
-    refused request (`without_query`) links to its address alone: the query was what was refused."""
+    refused request (`without_query`) links to its address alone: the query was what was refused.
+
+    Its leading slashes escaped first: translate_url reads an address that starts with `//` as
+    another site's, so the page not found at `//evil.example/map/` (a link anyone may send, also
+    spelt `/%2Fevil.example/map/`) linked its "한국어" to `//evil.example/ko/map/`."""
     request = context["request"]
-    return translate_url(request.path if context.get("without_query") else request.get_full_path(), language)
+    address = request.path if context.get("without_query") else request.get_full_path()
+    return translate_url(escape_leading_slashes(address), language)
 
 
 @register.simple_tag(takes_context=True)
