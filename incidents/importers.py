@@ -660,7 +660,10 @@ class _Organizations(_Names):
         by_name, by_other_name = self.by_own_name.named(name), self.named(name)
         written = normal_text(name, one_line=True)  # as stored: decomposed, or a zero-width space after it
         return (
-            [organization for organization in by_name if organization.name == written]
+            # A name stored otherwise beside its twin in normal form (left so by migrations 0112 and
+            # 0120: "Tumen" and "Tumen" with a no-break space), which the export writes as stored.
+            [organization for organization in by_name if organization.name == name]
+            or [organization for organization in by_name if organization.name == written]
             or [
                 organization
                 for organization in by_other_name

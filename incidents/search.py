@@ -93,6 +93,12 @@ _CJK_INSIDE = re.compile(f"(?<=[{CJK_LETTERS}])[{CJK_LETTERS}](?=[{CJK_LETTERS}]
 # is typed in (the same as migration 0118's): `Ch'ŏngjin` is `Chŏngjin`, so `Chongjin` finds it.
 MR_APOSTROPHE = "(?<=[kpthKPTH])['’ʼ‘`](?=[aeiouwyAEIOUWYŏŭöüŎŬÖÜ])"
 _MR_APOSTROPHE = re.compile(MR_APOSTROPHE)
+# Invisible characters found inside a word in text pasted from a PDF or a page (a soft hyphen, a
+# zero-width space, a word joiner, a byte order mark), which PostgreSQL's parser took for a break
+# between two words: left out of the words, as migration 0119 leaves them out of the incidents'.
+# Not the zero-width (non-)joiners, which part or join a Persian or Indic word as its writer meant.
+INVISIBLE_IN_WORDS = "\u00ad\u200b\u2060\ufeff"
+_WITHOUT_INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE_IN_WORDS))
 # Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
 MIN_PREFIX = 2
 # A run of letters or digits: PostgreSQL's parser makes a word of each (`by_in` is `by` and `in`).
@@ -100,13 +106,15 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 def searched_text(text: str) -> str:
-    """`text` as the incidents' words are parsed from it (migration 0118's incident_search_text):
-    in compatibility normal form (NFKC: full-width `HRW` is `HRW`), without McCune-Reischauer's
+    """`text` as the incidents' words are parsed from it (migration 0119's incident_search_text):
+    without the invisible characters that hide inside words (`INVISIBLE_IN_WORDS`), in
+    compatibility normal form (NFKC: full-width `HRW` is `HRW`), without McCune-Reischauer's
     apostrophes (`MR_APOSTROPHE`), each run of Korean, Chinese or Japanese letters apart and written
     as its overlapping pairs: `据HRW报告` is ` 据 HRW 报告 `, `강제북송을` ` 강제 제북 북송 송을 `. A
     word of those letters is thus found inside a longer run, as the phrase of its pairs; one letter
     alone finds itself alone (`북`, not every word holding it)."""
-    spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", unicodedata.normalize("NFKC", text)))
+    visible = unicodedata.normalize("NFKC", text.translate(_WITHOUT_INVISIBLE))
+    spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", visible))
     return _CJK_INSIDE.sub(r"\g<0> \g<0>", spaced)
 
 

@@ -153,23 +153,48 @@ class NameListField(ArrayField):
 
 # Format characters, invisible, that lead or trail a name pasted from a page or a PDF: a byte order
 # mark, zero-width spaces and joiners, directional marks, a soft hyphen (migration 0112 trims the
-# same in SQL).
-_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff")
+# same in SQL); and the Hangul fillers (U+3164, half-width U+FFA0), letters that draw nothing, which
+# a Korean chat's blank nicknames are made of (not the jamo fillers U+115F and U+1160, parts of an
+# old Hangul syllable).
+_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u3164\uffa0")
+# The directional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) that a chat or a
+# word processor wraps a copied name in: "Daily NK" pasted with a trailing U+2069 was a second
+# organization that every list showed as "Daily NK". Trimmed at the ends only of a text that holds
+# none inside: the U+202C that closes an override opened inside the text keeps it from running on
+# into what follows the text (a spreadsheet's next cell, a line of the admin).
+_DIRECTIONAL = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# The spaces a one-line text is written with the plain space for: the no-break spaces a page or a
+# PDF puts between words (U+00A0, the narrow U+202F of French typography, the figure space U+2007)
+# and the typographic ones of set widths (U+2000-U+200A, U+205F). Each looks like a space, so
+# "Daily NK" pasted with one was a second organization of the same look, a place the import did
+# not find by its typed name. At a text's ends they are trimmed, as the invisible characters are.
+# Not the ideographic space U+3000, as wide as a Hangul syllable.
+_SPACES_NOT_PLAIN = "\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f"
+_PLAIN_SPACE = str.maketrans(dict.fromkeys(_SPACES_NOT_PLAIN, " "))
 
 
 def _invisible_ends_trimmed(value: str) -> str:
-    """`value` without the run of spaces and invisible characters at either end that holds one of
-    them. Only then: a text stored with plain spaces around it keeps them
-    (`services._stored_spaces_kept`). A walk from each end, not a regular expression, which tried
-    each space of a long run in turn: seconds for a description of 40,000 spaces."""
+    """`value` without the invisible characters and the spaces other than the plain one at its ends
+    (`_ends_trimmed`), and without the directional controls there too when it holds none inside
+    (`_DIRECTIONAL`)."""
+    trimmed = _ends_trimmed(value, _INVISIBLE | _DIRECTIONAL)
+    return trimmed if _DIRECTIONAL.isdisjoint(trimmed) else _ends_trimmed(value, _INVISIBLE)
+
+
+def _ends_trimmed(value: str, invisible: frozenset[str]) -> str:
+    """`value` without the run of spaces and `invisible` characters at either end that holds one of
+    them or a space other than the plain one. Only then: a text stored with plain spaces around it
+    keeps them (`services._stored_spaces_kept`). A walk from each end, not a regular expression,
+    which tried each space of a long run in turn: seconds for a description of 40,000 spaces."""
+    trimmed = invisible.union(_SPACES_NOT_PLAIN)
     start, end = 0, len(value)
-    while start < end and (value[start].isspace() or value[start] in _INVISIBLE):
+    while start < end and (value[start].isspace() or value[start] in invisible):
         start += 1
-    if not _INVISIBLE.intersection(value[:start]):
+    if trimmed.isdisjoint(value[:start]):
         start = 0
-    while end > start and (value[end - 1].isspace() or value[end - 1] in _INVISIBLE):
+    while end > start and (value[end - 1].isspace() or value[end - 1] in invisible):
         end -= 1
-    if not _INVISIBLE.intersection(value[end:]):
+    if trimmed.isdisjoint(value[end:]):
         end = len(value)
     return value[start:end]
 
@@ -180,16 +205,17 @@ _CARRIAGE_RETURN_BREAKS = re.compile(r"\r\n?")
 
 def normal_text(value: str, *, one_line: bool) -> str:
     """`value` in Unicode's composed form (NFC), its line breaks as LF, and for a one-line text
-    without invisible characters at its ends. The same name typed on one keyboard and pasted from a
-    macOS file or a PDF (decomposed: Hangul as its letters, an accent as a mark after its letter),
-    or with a zero-width space after it, looks the same everywhere and compared as another: a second
+    its spaces plain (`_PLAIN_SPACE`) and without invisible characters at its ends. The same name
+    typed on one keyboard and pasted from a macOS file or a PDF (decomposed: Hangul as its letters,
+    an accent as a mark after its letter), or with a zero-width space after it or a no-break space
+    inside, looks the same everywhere and compared as another: a second
     organization or place of one name, a source not found to look like another, a word not found
     by the search, a file's name not found by the import. A browser sends every line break of a
     textarea as CR LF (HTML's form submission), where the API and the import wrote LF: an unchanged
     Save of a description with a line break was a change (a new version, a history event whose two
     values read the same, a revision to decide)."""
     value = unicodedata.normalize("NFC", _CARRIAGE_RETURN_BREAKS.sub("\n", value))
-    return _invisible_ends_trimmed(value) if one_line else value
+    return _invisible_ends_trimmed(value).translate(_PLAIN_SPACE) if one_line else value
 
 
 def _is_one_line(field) -> bool:

@@ -11,7 +11,6 @@ import csv
 import io
 import random
 import re
-import unicodedata
 from datetime import date, timedelta
 
 import pytest
@@ -19,6 +18,7 @@ from django.core.management import CommandError, call_command
 
 from incidents import roles
 from incidents.models import Claim, Incident, IncidentType, Involvement
+from incidents.text_fields import normal_text
 from tests.factories import make_claim, make_incident, make_organization, make_place, make_source, make_user
 from tests.test_csv_round_trip import history_row_count
 from tests.test_import import confirm_form, import_errors, run_import
@@ -55,9 +55,10 @@ FORMULA_STARTS = ["=", "+", "-", "@", "'=", "''+", " =", ""]
 
 def messy_text(rng: random.Random, *, max_length: int) -> str:
     """A non-blank text: a few fragments, maybe behind a formula's first character, in the normal
-    form every door stores (`normal_text`: "e\u0301\u0308" composed), which an import writes too."""
+    form every door stores (`normal_text`: "e\u0301\u0308" composed, a no-break space a plain one),
+    which an import writes too."""
     text = rng.choice(FORMULA_STARTS) + "".join(rng.choices(FRAGMENTS, k=rng.randint(1, 3)))
-    text = unicodedata.normalize("NFC", text[:max_length])
+    text = normal_text(text[:max_length], one_line=True)
     return text if text.strip() else "x"
 
 

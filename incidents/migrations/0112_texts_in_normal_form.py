@@ -7,17 +7,17 @@ Only the rows not so already are written (`IS NFC NORMALIZED`, PostgreSQL 13+): 
 browsers, none; each one written is recorded in its history, as a write by SQL is. Left as they are,
 as a door would refuse them: a text that would no longer fit its column (composing lengthens some
 scripts), a name or list item that would be blank (only invisible characters), and a name whose
-normal form another record of its parent (a place) or of the database (an organization) bears, or
-would bear once normalized: which of the two is meant is an analyst's decision. Such a record is
-saved back as read (`services.texts_as_read`); a change of its name asks for another. Web
-addresses are kept as written (a server may tell a composed path from a decomposed one).
+normal form another record of its parent (a place) or of the database (an organization, an
+incident type) bears, or would bear once normalized: which of the two is meant is an analyst's
+decision. Such a record is saved back as read (`services.texts_as_read`); a change of its name
+asks for another. Web addresses are kept as written (a server may tell a composed path from a
+decomposed one).
 """
 
 from django.db import migrations
 
 # As `incidents.text_fields._INVISIBLE` held them then.
 INVISIBLE = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
-EDGES = rf"^[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*|[\s{INVISIBLE}]*[{INVISIBLE}][\s{INVISIBLE}]*$"
 
 # (model, field, one line): the texts analysts write.
 TEXTS = [
@@ -44,18 +44,31 @@ TEXTS = [
 UNIQUE_AMONG = {
     ("Organization", "name"): "",
     ("Place", "name"): "AND other.parent_id IS NOT DISTINCT FROM record.parent_id",
+    ("IncidentType", "name"): "",
 }
 
 
-def _normal(expression: str, one_line: bool) -> str:
+def _edges(trimmed: str) -> str:
+    """The run of white space at either end of a text that holds one of `trimmed`."""
+    return rf"^[\s{trimmed}]*[{trimmed}][\s{trimmed}]*|[\s{trimmed}]*[{trimmed}][\s{trimmed}]*$"
+
+
+def _normal(expression: str, one_line: bool, invisible: str, spaces: str, directional: str) -> str:
     normal = f"normalize({expression}, NFC)"
-    return f"regexp_replace({normal}, '{EDGES}', '', 'g')" if one_line else normal
+    if not one_line:
+        return normal
+    trimmed = f"regexp_replace({normal}, '{_edges(invisible + spaces)}', '', 'g')"
+    if directional:
+        # Trimmed too where the text holds none inside (`text_fields._invisible_ends_trimmed`).
+        all_trimmed = f"regexp_replace({normal}, '{_edges(invisible + spaces + directional)}', '', 'g')"
+        trimmed = f"CASE WHEN {all_trimmed} ~ '[{directional}]' THEN {trimmed} ELSE {all_trimmed} END"
+    return f"translate({trimmed}, '{spaces}', '{' ' * len(spaces)}')" if spaces else trimmed
 
 
-def _not_normal(expression: str, one_line: bool) -> str:
+def _not_normal(expression: str, one_line: bool, invisible: str, spaces: str, directional: str) -> str:
     """A cheap test first: most rows are in normal form, and computing it for each is not."""
     test = f"{expression} IS NOT NFC NORMALIZED"
-    return f"({test} OR {expression} ~ '[{INVISIBLE}]')" if one_line else test
+    return f"({test} OR {expression} ~ '[{invisible}{spaces}{directional}]')" if one_line else test
 
 
 def _fits(expression: str, max_length: int | None, blank_allowed: bool) -> str:
@@ -65,27 +78,34 @@ def _fits(expression: str, max_length: int | None, blank_allowed: bool) -> str:
     return " AND ".join(conditions) or "true"
 
 
-def statement(model, name: str, one_line: bool) -> str:
+def statement(
+    model, name: str, one_line: bool, *, invisible: str = INVISIBLE, spaces: str = "", directional: str = ""
+) -> str:
+    """The UPDATE that writes `model`'s `name` in normal form: one-line texts without `invisible`
+    characters at their ends, with the `spaces` (each a character) trimmed there too and written as
+    plain ones elsewhere, and without the `directional` controls at their ends when they hold none
+    inside (as migration 0120 writes them; this one wrote neither)."""
+    form = {"invisible": invisible, "spaces": spaces, "directional": directional}
     field = model._meta.get_field(name)
     table, column = model._meta.db_table, field.column
     if hasattr(field, "base_field"):  # a list of names
         item = field.base_field
-        normal = _normal("item.name", one_line)
+        normal = _normal("item.name", one_line, **form)
         return (
             f"UPDATE {table} AS record SET {column} = ARRAY(SELECT {normal} FROM unnest({column}) WITH ORDINALITY "
             f"AS item (name, position) ORDER BY position) "
             f"WHERE EXISTS (SELECT FROM unnest({column}) AS item (name) "
-            f"WHERE {_not_normal('item.name', one_line)} AND item.name <> {normal}) "
+            f"WHERE {_not_normal('item.name', one_line, **form)} AND item.name <> {normal}) "
             f"AND NOT EXISTS (SELECT FROM unnest({column}) AS item (name) "
             f"WHERE NOT ({_fits(normal, item.max_length, blank_allowed=False)}))"
         )
-    normal = _normal(f"record.{column}", one_line)
+    normal = _normal(f"record.{column}", one_line, **form)
     condition = (
-        f"{_not_normal(f'record.{column}', one_line)} AND record.{column} <> {normal} "
+        f"{_not_normal(f'record.{column}', one_line, **form)} AND record.{column} <> {normal} "
         f"AND {_fits(normal, field.max_length, blank_allowed=field.blank)}"
     )
     if (model.__name__, name) in UNIQUE_AMONG:
-        other = _normal(f"other.{column}", one_line)
+        other = _normal(f"other.{column}", one_line, **form)
         condition += (
             f" AND NOT EXISTS (SELECT FROM {table} AS other WHERE other.id <> record.id "
             f"{UNIQUE_AMONG[model.__name__, name]} AND lower({other}) = lower({normal}))"
