@@ -1254,6 +1254,10 @@ def duplicate_pair_decide(
         # meanwhile (`_refresh`) is answered as one that no longer exists, not updated as nothing.
         stored = services.locked_or_not_found(DuplicatePair.objects.all(), pair.pk, name="duplicate pair")
         if decision_read is not None and stored.decision_read != decision_read:
+            if (stored.decision, stored.note, stored.decided_by_id) == (decision, note, user.pk):
+                # This very decision, sent again (pressed twice, or again after going back): it
+                # stands as the first recorded it, where the second was told it was refused.
+                return stored
             raise ValidationError(
                 f"This pair was decided since you opened it: it is now “{stored.get_decision_display()}”. "
                 "Nothing was changed: reload it, then decide again."

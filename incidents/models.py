@@ -2270,6 +2270,31 @@ class IncidentRevision(TextInNormalForm, TimestampedModel):
         return IncidentMerge.objects.filter(revision=self, undone_at=self.decided_at, note_confidential=True).exists()
 
 
+class IncidentSubmission(models.Model):
+    """A request that added or changed an incident, by the key its sender gave it, so that the same
+    request sent again writes nothing and is answered as the first: the admin's incident page (one
+    key each time it is shown: a Save pressed twice, or again after the browser's Back) and an API
+    client's `Idempotency-Key` (a partner tool retrying a POST whose answer it did not get).
+    `services.incident_create` and `incident_update` write it with what they write, in one
+    transaction; the unique key (a new incident's) or the incident's lock (a change's) makes a second
+    request sent while the first is saved wait for it, then find it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="incident_submissions")
+    key = models.CharField(max_length=255)
+    # What was sent (sha256), told apart from another request under a key already used.
+    fingerprint = models.CharField(max_length=64)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="submissions")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="incident_submission_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.incident_id})"
+
+
 class IncidentSearchDocument(models.Model):
     """The words that find an incident, kept by PostgreSQL in the statement that changes them
     (triggers of migration 0019), so that one index answers the whole search (incidents/search.py).

@@ -825,8 +825,20 @@ def next_release_name() -> tuple[str, int, int]:
     return f"incident-tracker-{year}.{number}", year, number
 
 
-def release_create(*, user) -> Release:
+class ReleaseMadeMeanwhile(Exception):
+    """A release was made since the Reviewer was shown the latest one: `release`."""
+
+    def __init__(self, release: Release):
+        super().__init__(f"{release.name} was released meanwhile: nothing was released.")
+        self.release = release
+
+
+def release_create(*, user, latest_seen: str | None = None) -> Release:
     """Freeze the published data as the next release of this year; Reviewers (publish permission) only.
+
+    `latest_seen`: the latest release's name as the Reviewer was shown it ("" for none). A release
+    made since (their own button pressed twice, or a colleague's) raises ReleaseMadeMeanwhile, and
+    nothing is released: a release is never deleted, so a second one of the same data stayed for good.
 
     Reads every table in one snapshot (REPEATABLE READ), so the files agree with each other
     (every claim's incident is in incidents.csv) even while analysts keep working; a lock makes
@@ -846,6 +858,8 @@ def release_create(*, user) -> Release:
             # Conflicts with itself and with writes of releases, not with their readers.
             cursor.execute(f"LOCK TABLE {Release._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         previous = Release.objects.first()
+        if latest_seen is not None and latest_seen != (previous.name if previous else ""):
+            raise ReleaseMadeMeanwhile(previous)
         name, year, number = next_release_name()
         facts = release_facts(previous)
         release = Release.objects.create(

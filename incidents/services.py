@@ -14,11 +14,13 @@ its author exists.
 
 import copy
 import functools
+import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -27,8 +29,9 @@ import pghistory
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import ProtectedError, Q
+from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import DatabaseDefault, RawSQL
 from django.utils import timezone
@@ -49,6 +52,7 @@ from incidents.models import (
     IncidentMerge,
     IncidentPlace,
     IncidentRevision,
+    IncidentSubmission,
     IncidentType,
     Involvement,
     InvolvementRole,
@@ -716,6 +720,71 @@ def _incident_errors(
     return errors
 
 
+# How long a request's key is remembered: a retry comes within minutes (a client's timeout, a Save
+# pressed twice, a page sent again after Back), and a key reused after a day is a new request.
+SUBMISSION_KEY_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A new incident's request as its sender names it (`IncidentSubmission`): the key, and a digest
+    of what was sent under it, which tells the same request sent again from another one."""
+
+    key: str
+    fingerprint: str
+
+
+class SubmittedBefore(Exception):
+    """The submission's key was used before, for `incident`; `same`: by the very same request."""
+
+    def __init__(self, incident: Incident, *, same: bool):
+        super().__init__(f"{incident.public_id} was already added under this key.")
+        self.incident = incident
+        self.same = same
+
+
+def submission_fingerprint(sent: Any) -> str:
+    """A digest of what a request sent (parsed JSON, or a form's fields as lists), whatever the
+    order of its keys."""
+    return hashlib.sha256(json.dumps(sent, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def refuse_submitted_before(user, submission: Submission, *, changed_since: bool = True) -> None:
+    """Raises SubmittedBefore if `user` sent `submission`'s key in the last SUBMISSION_KEY_HOURS, for
+    an incident they may still see; `changed_since`: also when what was sent under it differs (else
+    only the very same request). Runs a query, and one more when the key was used.
+
+    An incident they may not see now is as one deleted (whose key went with it): the request is a
+    new one. Answered with the incident, a retry would have shown its writer an incident a Reviewer
+    had since made confidential, or told them that it was hidden."""
+    earlier = (
+        IncidentSubmission.objects.filter(user=user, key=submission.key, created_at__gte=_submission_keys_kept_since())
+        .select_related("incident")
+        .first()
+    )
+    if earlier is None or not Incident.objects.visible_to(user).filter(pk=earlier.incident_id).exists():
+        return
+    same = earlier.fingerprint == submission.fingerprint
+    if same or changed_since:
+        raise SubmittedBefore(earlier.incident, same=same)
+
+
+def _submission_keys_kept_since() -> datetime:
+    return timezone.now() - timedelta(hours=SUBMISSION_KEY_HOURS)
+
+
+def _submission_keys_forgotten(user, submission: Submission) -> None:
+    """In the writer's transaction, before `submission`'s key is kept: the writer's keys older than
+    SUBMISSION_KEY_HOURS go (the table holds about a day of each writer's saves), and so does this
+    key's use for an incident they may not see now (`refuse_submitted_before`), never one they may:
+    that is a first request's, committed since this one was checked, which the unique key then
+    finds."""
+    hidden = ~Exists(Incident.objects.visible_to(user).filter(pk=OuterRef("incident_id")))
+    IncidentSubmission.objects.filter(user=user).filter(
+        Q(created_at__lt=_submission_keys_kept_since()) | (Q(key=submission.key) & hidden)
+    ).delete()
+
+
 def incident_create(
     *,
     user,
@@ -724,11 +793,17 @@ def incident_create(
     claims: Iterable[Mapping[str, Any]] = (),
     victim_groups: Iterable[Mapping[str, Any]] = (),
     involvements: Iterable[Mapping[str, Any]] = (),
+    submission: Submission | None = None,
 ) -> Incident:
     """Create an incident with its places, claims, victim groups and involvements, all or nothing,
     if `user` may add incidents, reach its review state and verification, and mark what it marks
-    confidential. Raises PermissionDenied, or ValidationError listing every problem."""
+    confidential. Raises PermissionDenied, or ValidationError listing every problem.
+
+    `submission`: the request's key; once used, the request adds nothing and raises SubmittedBefore
+    naming the incident it added, also when sent again while the first was being saved."""
     _require_permission(user, "incidents.add_incident", "add incidents")
+    if submission is not None:
+        refuse_submitted_before(user, submission)
     incident_check_permissions(user=user, incident=None, data=data)
     incident = Incident(**data)
     incident.created_by_id = incident.updated_by_id = _acting_user_id(user)
@@ -737,10 +812,24 @@ def incident_create(
         incident, user=user, places=places, claims=claims, victim_groups=victim_groups, involvements=involvements
     )
     _raise_collected({**errors, **child_errors})
-    with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        incident.save()
-        _write_children(incident, children, visibility_of=user)
-        duplicates.rescore_after_commit([incident.pk])
+    try:
+        with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
+            incident.save()
+            _write_children(incident, children, visibility_of=user)
+            if submission is not None:
+                _submission_keys_forgotten(user, submission)
+                IncidentSubmission.objects.create(
+                    user=user, key=submission.key, fingerprint=submission.fingerprint, incident=incident
+                )
+            duplicates.rescore_after_commit([incident.pk])
+    except IntegrityError as error:
+        # Sent again while the first was being saved: both passed the check above, and this one's
+        # key waited on the unique index for the first's transaction; it is undone whole, incident
+        # and all, and answered with the first's.
+        if submission is None or not isinstance(error.__cause__, UniqueViolation):
+            raise
+        refuse_submitted_before(user, submission)
+        raise
     return incident
 
 
@@ -760,9 +849,12 @@ def incident_update(
     claims: Iterable[Mapping[str, Any]] | None = None,
     victim_groups: Iterable[Mapping[str, Any]] | None = None,
     involvements: Iterable[Mapping[str, Any]] | None = None,
+    submission: Submission | None = None,
 ) -> Incident | IncidentRevision:
     """Apply `data` (and, where given, replace the nested collections) if nobody saved the incident
     since the writer loaded `expected_version`; otherwise raise VersionConflict and change nothing.
+    `submission`: the request's key, kept with a change it writes; the very same request sent again
+    (a Save pressed twice) raises SubmittedBefore, not VersionConflict, also while the first is saved.
     `told`: the audience whose version that is, if not the writer's own (the one they read it as:
     `EditedVersion`; a CSV file exported by a narrower one: `importers._versions_told`).
     `unshown_kept`: the change keeps whatever `told` was not shown (an import keeps every claim its
@@ -787,10 +879,22 @@ def incident_update(
         )
     }
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        current = _locked(incident, expected_version, visible_to=user, told=told, unshown_kept=unshown_kept)
+        try:
+            current = _locked(incident, expected_version, visible_to=user, told=told, unshown_kept=unshown_kept)
+        except VersionConflict:
+            # Stale because this very request was written first (it waited on the incident's lock).
+            if submission is not None:
+                refuse_submitted_before(user, submission, changed_since=False)
+            raise
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
             return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
-        return _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
+        written = _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
+        if submission is not None and written is incident:
+            _submission_keys_forgotten(user, submission)
+            IncidentSubmission.objects.update_or_create(
+                user=user, key=submission.key, defaults={"fingerprint": submission.fingerprint, "incident": incident}
+            )
+        return written
 
 
 def _locked(
@@ -933,15 +1037,22 @@ def _propose_revision(
         if name != "places":
             rows = [_texts_as_kept(row, record) for row, record in zip(rows, getattr(children, name), strict=True)]
         proposal[name] = [row.pk for row in rows] if name == "places" else [_to_json(row) for row in rows]
-    revision = IncidentRevision.objects.create(
-        incident=incident,
+    proposed = {
+        "incident": incident,
         # Counted as the revision reads it (`versions_told`), which tells a proposer who is not
         # staff (a partner tool's account, which edits by the public's version) by `disclosed_*`.
-        base_version=version_seen_by(current, None, versions_told(every_change=can_see_confidential(user))),
-        changes=proposal,
-        proposed_by_id=_acting_user_id(user),
-        needs_confidential_access=can_see_confidential(user),
-    )
+        "base_version": version_seen_by(current, None, versions_told(every_change=can_see_confidential(user))),
+        "proposed_by_id": _acting_user_id(user),
+        "needs_confidential_access": can_see_confidential(user),
+    }
+    # The same proposal sent again (a Save pressed twice, a client's retry) is the one pending, not a
+    # second for a Reviewer to decide, which accepting the first made stale. The incident's lock
+    # (`_locked`) makes a second sent at the same moment wait for the first, and find it.
+    as_stored = json.loads(json.dumps(proposal, cls=DjangoJSONEncoder))
+    pending = IncidentRevision.objects.filter(state=RevisionState.PENDING, **proposed)
+    revision = next((revision for revision in pending if revision.changes == as_stored), None)
+    if revision is None:
+        revision = IncidentRevision.objects.create(changes=proposal, **proposed)
     incident.refresh_from_db()
     return revision
 

@@ -1,6 +1,8 @@
 """The incident screens: one page to enter an incident with its places, claims, victims and
 organizations; a fast list with filters; review actions. Every write goes through the services."""
 
+import uuid
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -56,6 +58,8 @@ from incidents.querysets import EditedVersion, version_tag
 from incidents.search import IncidentSearch
 from incidents.services import (
     WORKFLOW,
+    Submission,
+    SubmittedBefore,
     VersionConflict,
     incident_create,
     incident_set_verification,
@@ -63,7 +67,9 @@ from incidents.services import (
     incident_update,
     may_publish,
     merges_refusing_deletion,
+    refuse_submitted_before,
     responses_left_about_none,
+    submission_fingerprint,
 )
 from incidents.templatetags.public_pages import sources_say
 
@@ -190,6 +196,12 @@ class IncidentForm(ConfidentialityOfferedMixin, EditedVersionForm):
         widget=HeldChoicesAutocompleteSelectMultiple(Incident._meta.get_field("places"), admin.site),
         help_text="Type to search places by name; the most precise known places (a crossing, a city).",
     )
+    # A page is sent once (`services.Submission`): a Save pressed twice before the answer came, or
+    # again after the browser's Back, added the incident twice, and a change's second Save was told
+    # that the changes were not saved (its version stale by the first). Each page shown has its own key.
+    submission_key = forms.CharField(
+        widget=forms.HiddenInput, required=False, max_length=255, initial=lambda: uuid.uuid4().hex
+    )
     # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
     can_add_place = False
 
@@ -244,6 +256,10 @@ class IncidentForm(ConfidentialityOfferedMixin, EditedVersionForm):
         )
         if self.instance.pk:
             self.fields["place_list"].initial = list(self.instance.places.all())
+        if self.is_bound:
+            # The key sent is no change of the incident (`changed_data`), where a new one drawn
+            # would read as one.
+            self.fields["submission_key"].initial = self.data.get(self.add_prefix("submission_key"))
 
 
 class RowAutocompleteSelect(HeldChoicesAutocompleteSelect):
@@ -515,6 +531,20 @@ def _inline_rows(formset) -> list[dict]:
 # at the top of the form offering every action whatever the state, whose Run sends the form with it.
 
 
+# What a Save sends beside the page's values: the security token (`fresh_csrf.js` renews it), the
+# button pressed (a second press may be another) and the key itself.
+_SENT_BESIDE_VALUES = frozenset({"csrfmiddlewaretoken", "_save", "_continue", "_addanother", "submission_key"})
+
+
+def _submission(request) -> Submission | None:
+    """The incident's page as sent, which the service tells from another (`services.Submission`)."""
+    key = request.POST.get("submission_key")
+    if not key:
+        return None
+    sent = {name: values for name, values in request.POST.lists() if name not in _SENT_BESIDE_VALUES}
+    return Submission(key=key, fingerprint=submission_fingerprint(sent))
+
+
 def reviewed_version(request) -> dict:
     """The version the incident's page showed, which its review buttons send (`version_tag`), as the
     services take it (`expected_version`, `told`): the action then applies to what the Reviewer
@@ -624,6 +654,7 @@ class IncidentAdmin(
                     "confidential",
                     ("created_by", "last_changed_by", "last_changed_at"),
                     "expected_version",
+                    "submission_key",
                 ],
                 "description": "Review state and verification change through the review actions: below this "
                 "page's Save, and on the incident list.",
@@ -791,13 +822,16 @@ class IncidentAdmin(
                 **form.edited_version(),
                 data=data,
                 places=places,
+                submission=_submission(request),
                 **children,
             )
             if isinstance(written, IncidentRevision):
                 request.incident_revision = written
             request.saved_unchanged = written is not form.instance and not isinstance(written, IncidentRevision)
         else:
-            created = incident_create(user=request.user, data=data, places=places, **children)
+            created = incident_create(
+                user=request.user, data=data, places=places, submission=_submission(request), **children
+            )
             # The admin goes on with the form's instance (to log the addition and redirect): make it
             # the row the service created.
             form.instance.pk = created.pk
@@ -968,6 +1002,46 @@ class IncidentAdmin(
         # The service, not the formsets, saved the inlines, so only the incident's own fields are
         # summarised here; the History page has every field of every row.
         return construct_change_message(form, [], add)
+
+    def fields_left_out(self, request, obj) -> set[str]:
+        left_out = super().fields_left_out(request, obj)
+        # A read-only page submits nothing.
+        return left_out | {"submission_key"} if "expected_version" in left_out else left_out
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            submission = _submission(request) if object_id is not None and request.method == "POST" else None
+            if submission is not None:
+                # Before the form's version check, which the first Save made stale.
+                refuse_submitted_before(request.user, submission, changed_since=False)
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if submission is not None and response.status_code == 200:
+                # Refused as stale by a first Save committed while this one was being checked.
+                refuse_submitted_before(request.user, submission, changed_since=False)
+            return response
+        except SubmittedBefore as before:
+            if before.same:
+                # Sent again as it was: answered as the first Save was, and told so.
+                done = "changed" if object_id is not None else "added"
+                self.message_user(
+                    request,
+                    f"This page's Save reached the tracker more than once (pressed twice, or again after going "
+                    f"back): {before.incident.public_id} was {done} once.",
+                    messages.INFO,
+                )
+                if object_id is not None:
+                    return self.response_change(request, before.incident)
+                return self.response_add(request, before.incident)
+            added = before.incident.public_id
+        # Changed since it was saved (Back, an edit, Save): kept on the page with a new key, so that
+        # a Save after reading why adds it as another incident, as asked.
+        request.POST = request.POST.copy()
+        request.POST["submission_key"] = uuid.uuid4().hex
+        request.service_refusal = ValidationError(
+            f"This page was saved already, as {added}, and changed since: nothing was added. "
+            f"Save again to add it as another incident, or open {added} to change it."
+        )
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def response_add(self, request, obj, post_url_continue=None):
         self.warn_about_possible_duplicates(request, obj)

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from incidents import services
 from incidents.admin.base import OfferedFiltersOnlyMixin
 from incidents.models import Release, ReleaseFile
-from incidents.releases import missing_license_warning, release_create, release_zip_name
+from incidents.releases import ReleaseMadeMeanwhile, missing_license_warning, release_create, release_zip_name
 
 
 @admin.register(Release)
@@ -73,10 +73,12 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
         """A confirmation page; posting it freezes the published data as the next release."""
         if request.method == "POST":
             try:
-                release = release_create(user=request.user)
+                release = release_create(user=request.user, latest_seen=request.POST.get("latest_seen"))
             except PermissionDenied as refusal:
                 self.message_user(request, str(refusal), messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:incidents_release_changelist"))
+            except ReleaseMadeMeanwhile as meanwhile:
+                return self.response_made_meanwhile(request, meanwhile.release)
             counted = f"{release.incidents:,} incident{'' if release.incidents == 1 else 's'}"
             self.message_user(request, f"Released {release.name}: {counted}.", messages.SUCCESS)
             if warning := missing_license_warning(release.name):
@@ -91,3 +93,21 @@ class ReleaseAdmin(OfferedFiltersOnlyMixin, admin.ModelAdmin):
             "latest": Release.objects.first(),
         }
         return TemplateResponse(request, "admin/incidents/release/freeze.html", context)
+
+    def response_made_meanwhile(self, request, release):
+        """The freezing page's button pressed again before its answer came (or after going back):
+        answered with the release the first press made. Another Reviewer's: told, and asked again."""
+        if release.created_by_id == request.user.pk:
+            self.message_user(
+                request,
+                f"{release.name} was released by your first press of the button; nothing was released again.",
+                messages.INFO,
+            )
+            return HttpResponseRedirect(reverse("admin:incidents_release_change", args=[release.pk]))
+        self.message_user(
+            request,
+            f"{release.name} was released meanwhile by someone else; nothing was released. "
+            "Freeze again if another release is wanted.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(reverse("admin:incidents_release_add"))

@@ -22,6 +22,13 @@ class VersionMismatch(exceptions.APIException):
     default_code = "version_conflict"
 
 
+class IdempotencyKeyReused(exceptions.APIException):
+    """The request's Idempotency-Key was used before, with another body."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+
+
 class PreconditionFailed(exceptions.APIException):
     """The request's If-Match names a version that is no longer current."""
 

@@ -45,6 +45,15 @@ IF_MATCH = OpenApiParameter(
     "and its version); 412 if it has changed since, or if you read it with access you no longer have. "
     "Or send `version` and `version_audience` in the body instead (409 if stale).",
 )
+# A new incident's key, for the create that reads it (`IncidentViewSet.create`).
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="A key of your choosing (a UUID), new for each incident: a POST sent again with it, as a "
+    "retry after a timeout, adds nothing and is answered with the incident the first added (201); the key "
+    "sent with another body is a 422. Up to 255 printable ASCII characters; each account has its own keys.",
+)
 # The copy a client holds, for the details that answer 304 (`ResourceViewSet._unless_held`).
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
@@ -161,6 +170,8 @@ class TrackerAutoSchema(OpenReadsAutoSchema):
             )
         if self._reads(IF_MATCH):
             errors["412"] = ("The If-Match header names a stale version.", DETAIL_ERROR)
+        if self._reads(IDEMPOTENCY_KEY):
+            errors["422"] = ("The Idempotency-Key was used before, with another body.", FIELD_ERRORS)
         if self._reads(IF_NONE_MATCH):
             responses.setdefault("304", {"description": "Your If-None-Match names the version you may read: no body."})
         # An error answers in the format the client asked for (JSON, or GeoJSON's media type).

@@ -796,10 +796,11 @@ class IncidentSerializer(UnknownFieldsRefused, serializers.ModelSerializer):
 
     def create(self, validated_data):
         user = _request_user(self)
+        submission = validated_data.pop("submission", None)
         data, nested = self._split(validated_data)
         try:
             return services.incident_create(
-                user=user, data=data, **{name: value or () for name, value in nested.items()}
+                user=user, data=data, submission=submission, **{name: value or () for name, value in nested.items()}
             )
         except DjangoValidationError as error:
             raise validation_error_from_django(error) from None

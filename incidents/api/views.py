@@ -38,7 +38,7 @@ from incidents.access import (
     record_confidential_access,
     recording_list_access,
 )
-from incidents.api.errors import PreconditionFailed, VersionMismatch, chosen_parameter
+from incidents.api.errors import IdempotencyKeyReused, PreconditionFailed, VersionMismatch, chosen_parameter
 from incidents.api.pagination import HistoryPagination, RecordWithdrawalPagination, WithdrawalPagination
 from incidents.api.parameters import ReadParametersOnlyMixin
 from incidents.api.parsers import FiniteJSONParser
@@ -51,6 +51,7 @@ from incidents.api.schema import (
     DETAIL_ERROR,
     ETAG,
     FEATURE_COLLECTION,
+    IDEMPOTENCY_KEY,
     IF_MATCH,
     IF_NONE_MATCH,
     MERGED_LOCATION,
@@ -473,6 +474,10 @@ FORMAT_PARAMETER = OpenApiParameter(
 )
 
 
+# An Idempotency-Key as the IETF's draft (draft-ietf-httpapi-idempotency-key-header) allows it.
+IDEMPOTENCY_KEY_SHAPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,253}[\x21-\x7e]|[\x21-\x7e]")
+
+
 @extend_schema_view(
     list=extend_schema(
         parameters=[FORMAT_PARAMETER, BUSY_RETRY_AFTER],
@@ -492,7 +497,7 @@ FORMAT_PARAMETER = OpenApiParameter(
         "and `merged_into` in the body) if you may see both; otherwise 404.",
     ),
     # Answered as its detail is (`_read`), with its version as ETag.
-    create=extend_schema(parameters=[ETAG, CREATED_LOCATION]),
+    create=extend_schema(parameters=[IDEMPOTENCY_KEY, ETAG, CREATED_LOCATION]),
     # An edit of a published incident by an Analyst waits for a Reviewer (`_answer_update`).
     update=extend_schema(parameters=[IF_MATCH, ETAG], responses={200: IncidentSerializer, 202: RevisionSerializer}),
     partial_update=extend_schema(
@@ -644,12 +649,38 @@ class IncidentViewSet(ResourceViewSet):
         return self._unless_held(response)
 
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        incident = serializer.save()
+        submission = self._submission()
+        try:
+            if submission is not None:
+                # Before the body is checked: a retry is answered as the first was, even where the
+                # body would be refused now (a source it cites deleted since).
+                services.refuse_submitted_before(request.user, submission)
+            serializer = self.get_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            incident = serializer.save(submission=submission)
+        except services.SubmittedBefore as before:
+            if not before.same:
+                message = (
+                    f"Already used for {before.incident.public_id}, with another body: "
+                    "send each new incident with a new key."
+                )
+                raise IdempotencyKeyReused({"Idempotency-Key": [message]}) from None
+            # A retry: answered as the first request was, with the incident it added as it is now.
+            incident = before.incident
         response = self._read(incident, status.HTTP_201_CREATED)
         response["Location"] = self._address(incident.public_id)
         return response
+
+    def _submission(self) -> services.Submission | None:
+        """The request's `Idempotency-Key` with a digest of its body (as parsed: a retry that writes
+        its JSON's keys in another order is the same request), or None without one."""
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None:
+            return None
+        if not IDEMPOTENCY_KEY_SHAPE.fullmatch(key):
+            message = "Give a key of 1 to 255 printable ASCII characters (a UUID), new for each incident."
+            raise serializers.ValidationError({"Idempotency-Key": [message]})
+        return services.Submission(key=key, fingerprint=services.submission_fingerprint(self.request.data))
 
     def _answer_update(self, serializer, written):
         if isinstance(written, IncidentRevision):
