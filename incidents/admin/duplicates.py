@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.contrib.admin.widgets import AdminRadioSelect
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect, QueryDict
 from django.template.defaultfilters import pluralize
@@ -105,7 +106,9 @@ class PairDateRangeFilter(DateRangeFilter):
 class DecisionForm(forms.ModelForm):
     decision = forms.ChoiceField(
         choices=[choice for choice in DuplicateDecision.choices if choice[0] != DuplicateDecision.PENDING],
-        widget=forms.RadioSelect,
+        # The admin's own radio list (as `radio_fields` makes it): on a phone, plain radios' labels
+        # overlapped, and a thumb on "Different incidents" could choose "Same incident".
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
     )
     # The decision the page was opened at (`DuplicatePair.decision_read`): one made since is not replaced.
     decision_read = forms.CharField(widget=forms.HiddenInput, required=False)
