@@ -1,9 +1,12 @@
 """The API's door to accounts: ask for a token with a password (and the second factor when the
 account has to use one), list one's own tokens, revoke one."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils.decorators import method_decorator
+from django.utils.http import is_same_domain
 from django.views.decorators.debug import sensitive_variables
 from django_otp.plugins.otp_static.models import StaticDevice
 from drf_spectacular.utils import extend_schema
@@ -109,11 +112,25 @@ class NotFromAnotherSite(BasePermission):
 
     def has_permission(self, request, view):
         origin = request.headers.get("Origin")
-        return (
-            origin is None
-            or origin == f"{request.scheme}://{request.get_host()}"
-            or origin in settings.CSRF_TRUSTED_ORIGINS
-        )
+        return origin is None or origin == f"{request.scheme}://{request.get_host()}" or trusted_origin(origin)
+
+
+def trusted_origin(origin: str) -> bool:
+    """Whether CSRF_TRUSTED_ORIGINS names `origin` as Django's CSRF check reads it: exactly, or by a
+    wildcard for its subdomains (`https://*.example.org`). Compared exactly alone, a site behind a
+    proxy that ends TLS unsaid (request.scheme `http`) refused its own pages, whose forms Django's
+    CSRF check took for the wildcard."""
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    try:
+        asked = urlsplit(origin)
+    except ValueError:
+        return False
+    return any(
+        trusted.scheme == asked.scheme and is_same_domain(asked.netloc, trusted.netloc.lstrip("*"))
+        for trusted in map(urlsplit, settings.CSRF_TRUSTED_ORIGINS)
+        if trusted.netloc.startswith("*")
+    )
 
 
 class TokenRequestView(ReadParametersOnlyMixin, APIView):

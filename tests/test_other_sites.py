@@ -159,3 +159,55 @@ class TestTokenRequestsFromAnotherSite:
 
         answer = sign_in(Client(REMOTE_ADDR="127.0.0.1"), reviewer)
         assert (answer.status_code, answer.get("Location")) == (302, "/admin/")
+
+
+class TestTokenRequestsFromThisSitesOwnPages:
+    """The token endpoint refuses a browser's request whose Origin names another site: those
+    Django's own CSRF check takes for this site's must be taken too."""
+
+    @pytest.mark.django_db
+    def test_an_origin_trusted_by_a_wildcard_is_not_refused(self, settings):
+        # Behind a proxy that ends TLS without saying so (no TRACKER_PROXY_COUNT), the site sees
+        # http:// where the browser sees https://; CSRF_TRUSTED_ORIGINS names the office's sites as
+        # Django allows, by a wildcard. Django's CSRF check takes the admin's forms from them.
+        settings.ALLOWED_HOSTS = ["tracker.example.org"]
+        settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.org"]
+        here = {"HTTP_HOST": "tracker.example.org", "HTTP_ORIGIN": "https://tracker.example.org"}
+        client = Client(enforce_csrf_checks=True)
+        client.get("/admin/login/", HTTP_HOST="tracker.example.org")
+        sign_in_form = {"csrfmiddlewaretoken": client.cookies["csrftoken"].value, "username": "x", "password": "y"}
+        assert client.post("/admin/login/", sign_in_form, **here).status_code == 200
+
+        partner = make_user(None)
+        answer = APIClient().post(f"{API}/auth/token/", {"username": partner.username, "password": PASSWORD}, **here)
+        assert answer.status_code == 200, answer.content
+
+    @pytest.mark.django_db
+    @pytest.mark.parametrize(
+        "origin", ["https://evil.example", "https://example.org.evil.example", "http://tracker.example.org"]
+    )
+    def test_a_wildcard_trusts_its_own_subdomains_and_scheme_only(self, settings, origin):
+        settings.ALLOWED_HOSTS = ["tracker.example.org"]
+        settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.org"]
+        partner = make_user(None)
+        answer = APIClient().post(
+            f"{API}/auth/token/",
+            {"username": partner.username, "password": PASSWORD},
+            HTTP_HOST="tracker.example.org",
+            HTTP_ORIGIN=origin,
+            secure=True,
+        )
+        assert answer.status_code == 403
+
+
+def test_a_refused_requests_page_links_its_languages_to_this_site():
+    # The page of a refused request (here one of too many parameters) links its language switch to
+    # its path alone, as Django decoded it: `/%5Cevil.example/` is the path `/\evil.example/`,
+    # which a browser reads as `//evil.example/`, another site (as it drops tabs and newlines).
+    query = "&".join(f"p{number}=" for number in range(10_001))
+    page = Client().get(f"/%5Cevil.example/?{query}")
+    assert page.status_code == 400
+    # As a browser reads an address (the WHATWG URL standard), not as Python's urljoin does.
+    hrefs = [href.replace("\\", "/") for href in LANGUAGE_LINK.findall(page.content.decode())]
+    links = [urljoin("http://testserver/page/", href) for href in hrefs]
+    assert links and {urlsplit(link).netloc for link in links} == {"testserver"}, links

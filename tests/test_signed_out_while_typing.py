@@ -7,6 +7,7 @@ form now asks the site first (accounts:signed-in) and, when the session no longe
 for the person who opened the page, keeps the page as it is and says so.
 """
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from django.apps import apps
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from incidents import roles
@@ -199,3 +201,115 @@ def test_only_a_page_of_a_signed_in_session_asks_before_sending(client):
     form_page = client.get("/admin/incidents/source/add/").content.decode()
     assert 'data-username="analyst"' in form_page
     assert 'id="sent-while-signed-in-notices"' in form_page
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_second_press_while_the_check_is_pending_sends_the_form_once(browser_page, live_server):  # noqa: F811
+    # On a slow connection the check takes its time, and nothing on the page shows that the press
+    # was taken (a fetch shows no loading in the tab, as a form's navigation does): the analyst
+    # presses Save again.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    sign_in_keeping_cookies(page, live_server, "analyst")
+    open_new_source_and_type(page, live_server, "Testimony saved on a slow connection")
+
+    checks, saves = [], []
+    page.route("**/accounts/signed-in/", lambda route: checks.append(route))
+
+    def slow_save(route):
+        # The save reaches the site, whose answer is slow to come back.
+        saves.append((route, route.fetch(max_redirects=0)))
+
+    page.route("**/admin/incidents/source/add/", slow_save)
+    page.click("input[name=_save]")
+    page.click("input[name=_save]")
+    page.wait_for_timeout(300)
+    for check in checks:
+        check.continue_()
+        page.wait_for_timeout(500)
+    for save, answer in saves:
+        # A save the browser gave up waiting for, having sent the next, takes no answer.
+        with contextlib.suppress(PlaywrightError):
+            save.fulfill(response=answer)
+
+    # Sent twice, the second save was refused as a duplicate of the first, and that refusal was
+    # the page the analyst saw; a record without such a check was added twice.
+    assert len(saves) == 1
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Source.objects.filter(title="Testimony saved on a slow connection").count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_check_answered_by_another_page_does_not_hold_the_save_back(browser_page, live_server):  # noqa: F811
+    # What answers the check is not always the site: a proxy's or a hotel network's page of its
+    # own. The README: "A check that fails for another reason (the site busy) does not hold the
+    # save back." The answer, not JSON, stopped the script: the press did nothing, and said nothing.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    sign_in_keeping_cookies(page, live_server, "analyst")
+    open_new_source_and_type(page, live_server, "Testimony saved behind a proxy")
+
+    page.route(
+        "**/accounts/signed-in/",
+        lambda route: route.fulfill(status=200, content_type="text/html", body="<html><p>Welcome</p></html>"),
+    )
+    page.click("input[name=_save]")
+
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Source.objects.filter(title="Testimony saved behind a proxy").count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_check_never_answered_does_not_hold_the_form_for_ever(browser_page, live_server):  # noqa: F811
+    # In the field, a connection can drop without a word: the check waits for minutes, the press
+    # did nothing the analyst could see, and (once a press waits for the check under way) the
+    # next press, back online, did nothing either.
+    page = browser_page
+    make_user(roles.ANALYST, username="analyst")
+    sign_in_keeping_cookies(page, live_server, "analyst")
+    open_new_source_and_type(page, live_server, "Testimony typed on a dropped line")
+
+    unanswered = []
+    page.route("**/accounts/signed-in/", lambda route: unanswered.append(route))
+    page.click("input[name=_save]")
+    expect(page.locator("#sent-while-signed-in [role=alert]")).to_contain_text(
+        "Nothing was sent: the site could not be reached.", timeout=20_000
+    )
+
+    page.unroute("**/accounts/signed-in/")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Source.objects.filter(title="Testimony typed on a dropped line").count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_notice_of_someone_elses_sign_in_leads_to_signing_in_again(two_tabs, live_server):
+    # "Sign in again in a new tab": the admin's sign-in page, opened by a browser signed in (as the
+    # colleague), sends it to the admin's index; there was nowhere to sign in as oneself.
+    page, other_tab = two_tabs
+    make_user(roles.ANALYST, username="analyst")
+    make_user(roles.ANALYST, username="colleague")
+    sign_in_keeping_cookies(page, live_server, "analyst")
+    open_new_source_and_type(page, live_server, "Testimony typed by the analyst")
+    sign_out(other_tab, live_server)
+    sign_in_keeping_cookies(other_tab, live_server, "colleague")
+    other_tab.close()
+
+    page.click("input[name=_save]")
+    notice = page.locator("#sent-while-signed-in [role=alert]")
+    expect(notice).to_contain_text("this browser is now signed in as colleague")
+    with page.context.expect_page() as opened:
+        notice.get_by_text("sign in again in a new tab", exact=False).click()
+    new_tab = opened.value
+    new_tab.fill("#id_username", "analyst", timeout=5_000)
+    new_tab.fill("#id_password", PASSWORD)
+    new_tab.click("input[type=submit]")
+    expect(new_tab.locator("#user-tools")).to_contain_text("analyst")
+
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert Source.objects.filter(title="Testimony typed by the analyst").count() == 1

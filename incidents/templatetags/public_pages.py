@@ -14,6 +14,7 @@ from django import template
 from django.http import QueryDict
 from django.urls import translate_url
 from django.utils import formats
+from django.utils.encoding import escape_uri_path
 from django.utils.http import escape_leading_slashes
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
@@ -206,7 +207,9 @@ def in_language(context, language: str) -> str:
     another site's, so the page not found at `//evil.example/map/` (a link anyone may send, also
     spelt `/%2Fevil.example/map/`) linked its "한국어" to `//evil.example/ko/map/`."""
     request = context["request"]
-    address = request.path if context.get("without_query") else request.get_full_path()
+    # The path as sent, percent-encoded as get_full_path gives it: decoded, `/%5Cevil.example/` was
+    # `/\evil.example/`, which a browser reads as `//evil.example/` (a tab or newline it drops).
+    address = escape_uri_path(request.path) if context.get("without_query") else request.get_full_path()
     return translate_url(escape_leading_slashes(address), language)
 
 

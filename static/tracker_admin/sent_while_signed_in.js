@@ -11,11 +11,22 @@
   var checkUrl = script.dataset.checkUrl;
   var openedBy = script.dataset.username;
   var CHECKED = "sentWhileSignedIn";
+  var ASKING = "signedInAsked";
+  var UNREACHABLE = {};
+  // A check unanswered this long is taken for a connection gone: a request the network dropped
+  // unsaid waits for minutes, the form held without a word, and pressed again it waited with it.
+  var CHECK_MILLISECONDS = 15000;
 
   function asked(form) {
-    // Signing out needs no sign-in; a form sent without requestSubmit cannot be sent again as the
-    // analyst sent it (the button pressed names the action: Save, Save and continue…).
-    return form.method === "post" && form.id !== "logout-form" && typeof form.requestSubmit === "function";
+    // Signing out needs no sign-in (the admin's own form, and the notice's that signs out someone
+    // else); a form sent without requestSubmit cannot be sent again as the analyst sent it (the
+    // button pressed names the action: Save, Save and continue…).
+    return (
+      form.method === "post" &&
+      form.id !== "logout-form" &&
+      !form.classList.contains("sign-out-to-sign-in") &&
+      typeof form.requestSubmit === "function"
+    );
   }
 
   function showNotice(reason, username) {
@@ -53,34 +64,55 @@
       // whether to leave the edits typed) hear only the submission that is sent, and once.
       event.preventDefault();
       event.stopPropagation();
+      // A press while the site has not yet answered for an earlier one is the same save: nothing
+      // on the page shows that a check is under way (a tab shows no loading for it, as it does for
+      // a form sent), so on a slow connection the analyst pressed again, and the form was sent
+      // twice, the second time as the first's duplicate.
+      if (form.dataset[ASKING]) {
+        return;
+      }
+      form.dataset[ASKING] = "yes";
       var submitter = event.submitter;
+
+      function answered() {
+        delete form.dataset[ASKING];
+      }
 
       function send() {
         form.dataset[CHECKED] = "yes";
         form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
       }
 
-      fetch(checkUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } }).then(
-        function (response) {
-          if (!response.ok) {
-            // The check itself failed (the site busy, say): it must not keep anyone from saving.
-            send();
-            return;
+      fetch(checkUrl, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "application/json" },
+        signal: AbortSignal.timeout(CHECK_MILLISECONDS),
+      })
+        .then(
+          function (response) {
+            // A check that failed (the site busy, say, or a page other than the check's answering
+            // for it) must not keep anyone from saving: sent as without it.
+            return response.ok ? response.json().catch(function () { return null; }) : null;
+          },
+          function () {
+            return UNREACHABLE;
           }
-          return response.json().then(function (session) {
-            if (!session.signed_in) {
-              showNotice("signed-out");
-            } else if (session.username !== openedBy) {
-              showNotice("someone-else", session.username);
-            } else {
-              send();
-            }
-          });
-        },
-        function () {
-          showNotice("unreachable");
-        }
-      );
+        )
+        .then(function (session) {
+          answered();
+          if (session === UNREACHABLE) {
+            showNotice("unreachable");
+          } else if (session === null || typeof session.signed_in !== "boolean") {
+            send();
+          } else if (!session.signed_in) {
+            showNotice("signed-out");
+          } else if (session.username !== openedBy) {
+            showNotice("someone-else", session.username);
+          } else {
+            send();
+          }
+        });
     },
     true
   );
