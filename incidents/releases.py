@@ -858,7 +858,9 @@ def release_create(*, user, latest_seen: str | None = None) -> Release:
             # Conflicts with itself and with writes of releases, not with their readers.
             cursor.execute(f"LOCK TABLE {Release._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         previous = Release.objects.first()
-        if latest_seen is not None and latest_seen != (previous.name if previous else ""):
+        # None made since when there is none at all (a page that named one, edited or from a
+        # database restored since): the release to tell of would be none.
+        if latest_seen is not None and previous is not None and latest_seen != previous.name:
             raise ReleaseMadeMeanwhile(previous)
         name, year, number = next_release_name()
         facts = release_facts(previous)

@@ -99,6 +99,11 @@ _MR_APOSTROPHE = re.compile(MR_APOSTROPHE)
 # Not the zero-width (non-)joiners, which part or join a Persian or Indic word as its writer meant.
 INVISIBLE_IN_WORDS = "\u00ad\u200b\u2060\ufeff"
 _WITHOUT_INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE_IN_WORDS))
+# The letters of the scripts written without spaces between words (Thai, Lao, Tibetan, Myanmar,
+# Khmer), whose words a zero-width space parts, as Unicode means it: beside one of them it is a
+# break between two words, not one inside a word (the same as migration 0119's).
+UNSPACED_LETTERS = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff"
+_UNSPACED_BREAK = re.compile(f"(?<=[{UNSPACED_LETTERS}])\u200b|\u200b(?=[{UNSPACED_LETTERS}])")
 # Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
 MIN_PREFIX = 2
 # A run of letters or digits: PostgreSQL's parser makes a word of each (`by_in` is `by` and `in`).
@@ -107,13 +112,14 @@ _WORD = re.compile(r"[^\W_]+")
 
 def searched_text(text: str) -> str:
     """`text` as the incidents' words are parsed from it (migration 0119's incident_search_text):
-    without the invisible characters that hide inside words (`INVISIBLE_IN_WORDS`), in
+    without the invisible characters that hide inside words (`INVISIBLE_IN_WORDS`; a zero-width
+    space between words of a script written without spaces a space, `UNSPACED_LETTERS`), in
     compatibility normal form (NFKC: full-width `HRW` is `HRW`), without McCune-Reischauer's
     apostrophes (`MR_APOSTROPHE`), each run of Korean, Chinese or Japanese letters apart and written
     as its overlapping pairs: `据HRW报告` is ` 据 HRW 报告 `, `강제북송을` ` 강제 제북 북송 송을 `. A
     word of those letters is thus found inside a longer run, as the phrase of its pairs; one letter
     alone finds itself alone (`북`, not every word holding it)."""
-    visible = unicodedata.normalize("NFKC", text.translate(_WITHOUT_INVISIBLE))
+    visible = unicodedata.normalize("NFKC", _UNSPACED_BREAK.sub(" ", text).translate(_WITHOUT_INVISIBLE))
     spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", visible))
     return _CJK_INSIDE.sub(r"\g<0> \g<0>", spaced)
 

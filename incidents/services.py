@@ -751,10 +751,11 @@ def submission_fingerprint(sent: Any) -> str:
 
 def refuse_submitted_before(user, submission: Submission, *, changed_since: bool = True) -> None:
     """Raises SubmittedBefore if `user` sent `submission`'s key in the last SUBMISSION_KEY_HOURS, for
-    an incident they may still see; `changed_since`: also when what was sent under it differs (else
-    only the very same request). Runs a query, and one more when the key was used.
+    an incident a retry may still be answered with (`_answerable_to`); `changed_since`: also when
+    what was sent under it differs (else only the very same request). Runs a query, and one more
+    when the key was used.
 
-    An incident they may not see now is as one deleted (whose key went with it): the request is a
+    An incident hidden from them since is as one deleted (whose key went with it): the request is a
     new one. Answered with the incident, a retry would have shown its writer an incident a Reviewer
     had since made confidential, or told them that it was hidden."""
     earlier = (
@@ -762,11 +763,20 @@ def refuse_submitted_before(user, submission: Submission, *, changed_since: bool
         .select_related("incident")
         .first()
     )
-    if earlier is None or not Incident.objects.visible_to(user).filter(pk=earlier.incident_id).exists():
+    if earlier is None or not _answerable_to(user).filter(pk=earlier.incident_id).exists():
         return
     same = earlier.fingerprint == submission.fingerprint
     if same or changed_since:
         raise SubmittedBefore(earlier.incident, same=same)
+
+
+def _answerable_to(user) -> models.QuerySet:
+    """The incidents a retry may be answered with: those `user` may see, and a writer who may not
+    see drafts (a partner tool's account) their own new draft too, with which the first request was
+    answered (`api.views.IncidentViewSet._read`): by `visible_to`, each of their retries added
+    another. Not one made confidential since, nor merged."""
+    incidents = Incident.objects.filter(merged_into__isnull=True)
+    return incidents if can_see_confidential(user) else incidents.filter(confidential=False)
 
 
 def _submission_keys_kept_since() -> datetime:
@@ -776,10 +786,10 @@ def _submission_keys_kept_since() -> datetime:
 def _submission_keys_forgotten(user, submission: Submission) -> None:
     """In the writer's transaction, before `submission`'s key is kept: the writer's keys older than
     SUBMISSION_KEY_HOURS go (the table holds about a day of each writer's saves), and so does this
-    key's use for an incident they may not see now (`refuse_submitted_before`), never one they may:
+    key's use for an incident hidden from them since (`_answerable_to`), never one they may see:
     that is a first request's, committed since this one was checked, which the unique key then
     finds."""
-    hidden = ~Exists(Incident.objects.visible_to(user).filter(pk=OuterRef("incident_id")))
+    hidden = ~Exists(_answerable_to(user).filter(pk=OuterRef("incident_id")))
     IncidentSubmission.objects.filter(user=user).filter(
         Q(created_at__lt=_submission_keys_kept_since()) | (Q(key=submission.key) & hidden)
     ).delete()

@@ -4,11 +4,11 @@ plainly, and a word with a soft hyphen or a zero-width space inside is found by 
 characters that carry meaning (a Persian word's zero-width non-joiner) are kept."""
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.urls import reverse
 from playwright.sync_api import sync_playwright
 
-from incidents import roles
+from incidents import roles, search
 from incidents.models import Incident, IncidentType, Organization, Place
 from tests.api_support import API, client_for, public_ids
 from tests.browser_support import launch_chromium
@@ -269,3 +269,38 @@ def test_names_stored_with_a_no_break_space_or_an_isolate_are_written_plainly_un
         "Open\u00a0North Korea",
         "Open North Korea",
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("title", "word"),
+    [
+        # A Thai news report ("North Korean refugees arrested"): Thai writes no space between words,
+        # and the zero-width space is what marks them (Unicode's own use of it).
+        pytest.param("ผู้ลี้ภัย\u200bเกาหลีเหนือ\u200bถูกจับ", "เกาหลีเหนือ", id="thai"),
+        # Khmer, the same ("North Korean refugees"), on the route through Cambodia.
+        pytest.param("ជនភៀសខ្លួន\u200bកូរ៉េខាងជើង", "កូរ៉េខាងជើង", id="khmer"),
+    ],
+)
+def test_a_word_of_a_script_parted_by_zero_width_spaces_is_found(title, word):
+    incident = make_incident(title=title)
+
+    found = client_for(make_user(roles.ANALYST)).get(f"{API}/incidents/", {"q": word})
+
+    assert found.status_code == 200, found.content
+    assert incident.public_id in public_ids(found)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text",
+    [
+        "re\u00adpatri\u200bation \u2060Tumen\ufeff 강제\u00ad북송",
+        "ผู้ลี้ภัย\u200bเกาหลีเหนือ\u200bถูกจับ Kim\u200b ជន\u200b\u200bភៀស",
+        "\u200bເກົາຫຼີ\u00ad\u200b",
+    ],
+)
+def test_a_search_reads_invisible_characters_as_the_incidents_words_are_made(text):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT incident_search_text(%s)", [text])
+        assert cursor.fetchone()[0] == search.searched_text(text)

@@ -377,3 +377,56 @@ class TestChangeAndDecisionSentTwice:
 
         assert Release.objects.count() == 1 and refused["Location"] == add
         assert "was released meanwhile by someone else; nothing was released" in " ".join(messages_of(refused))
+
+
+@pytest.mark.django_db
+class TestPartnerRetry:
+    def test_a_partner_tools_post_retried_with_its_key_adds_one_incident(self):
+        # The very case the key is for: a partner tool's account (not staff) adds a draft, which it
+        # may not read, and retries after a timeout.
+        partner = client_for(make_user(roles.ANALYST, is_staff=False))
+
+        first = partner.post(f"{API}/incidents/", new_incident_body(), format="json", HTTP_IDEMPOTENCY_KEY="sync-1")
+        retried = partner.post(f"{API}/incidents/", new_incident_body(), format="json", HTTP_IDEMPOTENCY_KEY="sync-1")
+
+        assert first.status_code == retried.status_code == 201
+        assert retried.json()["public_id"] == first.json()["public_id"]
+        assert Incident.objects.count() == 1
+
+    def test_a_partner_tools_key_sent_with_another_body_is_a_422(self):
+        partner = client_for(make_user(roles.ANALYST, is_staff=False))
+        partner.post(f"{API}/incidents/", new_incident_body(), format="json", HTTP_IDEMPOTENCY_KEY="sync-1")
+
+        other = partner.post(
+            f"{API}/incidents/", new_incident_body(people_count=41), format="json", HTTP_IDEMPOTENCY_KEY="sync-1"
+        )
+
+        assert other.status_code == 422
+        assert Incident.objects.count() == 1
+
+    def test_a_partner_tools_retry_after_its_draft_was_made_confidential_is_a_new_request(self):
+        partner = client_for(make_user(roles.ANALYST, is_staff=False))
+        first = partner.post(f"{API}/incidents/", new_incident_body(), format="json", HTTP_IDEMPOTENCY_KEY="sync-1")
+        Incident.objects.filter(public_id=first.json()["public_id"]).update(
+            confidential=True, description="The informant's own account"
+        )
+
+        retried = partner.post(f"{API}/incidents/", new_incident_body(), format="json", HTTP_IDEMPOTENCY_KEY="sync-1")
+
+        assert retried.status_code == 201 and retried.json()["public_id"] != first.json()["public_id"]
+        assert "informant" not in retried.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_freeze_page_naming_a_release_that_is_not_there_is_no_server_error(client):
+    # The page's `latest_seen` is what the browser sends: one naming a release when there is none
+    # (an edited form, a database restored from before it) found "made meanwhile" a release of None.
+    make_incident()
+    logged_in(client, make_user(roles.REVIEWER))
+    add = "/admin/incidents/release/add/"
+    data = {**form_fields(client.get(add).content.decode()), "latest_seen": "incident-tracker-2026.1"}
+
+    answer = client.post(add, data)
+
+    assert answer.status_code == 302
+    assert Release.objects.count() == 1

@@ -7,6 +7,11 @@ words, so `repatriation` did not find the incident whose title reads "repatriati
 The joiners that carry meaning are kept: a zero-width non-joiner parts a Persian word as its writer
 meant (می‌خواهم), a zero-width joiner makes a ligature or an emoji sequence.
 
+A zero-width space beside a letter of a script written without spaces between its words (Thai,
+Lao, Tibetan, Myanmar, Khmer: search.py's `UNSPACED_LETTERS`) parts two words, as Unicode means it
+there, and is read as a space: left out, a Thai report's "ผู้ลี้ภัย" and "เกาหลีเหนือ" ("North Korean
+refugees") parted by one would be one word, which `เกาหลีเหนือ` would not find.
+
 Every incident's words are made again, as migration 0118 made them."""
 
 import importlib
@@ -20,7 +25,13 @@ _INVISIBLE_IN_WORDS = r"U&'\00AD\200B\2060\FEFF'"
 
 _TEXT_0118 = _WORDS_0118.TEXT_SQL.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
 assert _TEXT_0118.count("normalize(words, NFKC)") == 1, "migration 0118's search text no longer has the expected shape"
-TEXT_SQL = _TEXT_0118.replace("normalize(words, NFKC)", f"normalize(translate(words, {_INVISIBLE_IN_WORDS}, ''), NFKC)")
+# search.py's UNSPACED_LETTERS, which must stay the same.
+_UNSPACED_LETTERS = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff"
+_UNSPACED_BREAK = f"(?<=[{_UNSPACED_LETTERS}])\u200b|\u200b(?=[{_UNSPACED_LETTERS}])"
+TEXT_SQL = _TEXT_0118.replace(
+    "normalize(words, NFKC)",
+    f"normalize(translate(regexp_replace(words, '{_UNSPACED_BREAK}', ' ', 'g'), {_INVISIBLE_IN_WORDS}, ''), NFKC)",
+)
 
 
 class Migration(migrations.Migration):
