@@ -130,7 +130,8 @@ class StableCursorPagination(CursorPagination):
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
         orderings = self.get_orderings(view)
-        if len(orderings) > 1:
+        # Declared where there is one ordering too: every list reads `ordering` (400 for another value).
+        if orderings:
             parameters.append(
                 {
                     "name": self.ordering_query_param,

@@ -20,6 +20,28 @@ MERGED_REDIRECT = build_object_type(
     required=["detail", "merged_into"],
     description="The incident was merged into `merged_into`; `Location` gives its address.",
 )
+# A new source that looks like one recorded (`errors.looks_like_another_response`); any other 409 of
+# the operation (another write met at the same moment) is a DETAIL_ERROR, whose `code` and
+# `sources` are absent.
+LOOKS_LIKE_ANOTHER_ERROR = build_object_type(
+    properties={
+        "detail": build_basic_type(OpenApiTypes.STR),
+        "code": {"type": "string", "enum": ["looks_like_another_source"]},
+        "sources": build_array_type(
+            build_object_type(
+                properties={
+                    "id": build_basic_type(OpenApiTypes.INT),
+                    "title": build_basic_type(OpenApiTypes.STR),
+                    "field": {"type": "string", "description": "What they share: `url`, or `title` (and publisher)."},
+                },
+                required=["id", "title", "field"],
+            )
+        ),
+    },
+    required=["detail"],
+    description="Not saved: `sources` names the recorded sources it looks like (send `another_source_confirmed`: "
+    "true to record it all the same); without `code`, another write met at the same moment.",
+)
 STOPPED_ERROR = build_object_type(
     properties={
         "detail": build_basic_type(OpenApiTypes.STR),
@@ -27,6 +49,17 @@ STOPPED_ERROR = build_object_type(
     },
     required=["detail", "parameters"],
     description="Stopped: `parameters` names the request's query parameters.",
+)
+# The incident list's 503: every export slot busy (`format=csv`, with Retry-After), or an anonymous
+# request stopped for its cost, whose `parameters` STOPPED_ERROR declares on every other read.
+BUSY_OR_STOPPED_ERROR = build_object_type(
+    properties={
+        "detail": build_basic_type(OpenApiTypes.STR),
+        "parameters": build_array_type(build_basic_type(OpenApiTypes.STR)),
+    },
+    required=["detail"],
+    description="Every export slot is busy (`format=csv`: see Retry-After), or an anonymous request was stopped: "
+    "`parameters` names its query parameters.",
 )
 FIELD_ERRORS = {
     **build_object_type(
@@ -181,6 +214,16 @@ class TrackerAutoSchema(OpenReadsAutoSchema):
             if code not in responses:
                 # Built as drf-spectacular builds a declared response, so it carries its headers (Retry-After).
                 responses[code] = {**self._get_response_for_code(schema, code, media_types), "description": description}
+        if getattr(self.view, "action", None) not in getattr(self.view, "sent_as_stored", ()):
+            # DRF's content negotiation, before the view: an Accept header naming no format the
+            # operation answers (`text/csv` of a JSON list), answered in JSON, its first renderer's.
+            responses.setdefault(
+                "406",
+                {
+                    **self._get_response_for_code(DETAIL_ERROR, "406", ["application/json"]),
+                    "description": "Your Accept header names no format this operation answers.",
+                },
+            )
         if self.method == "GET":
             # tracker/statement_timeout.py: always JSON, whatever the format asked for.
             responses.setdefault(

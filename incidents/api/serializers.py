@@ -12,6 +12,7 @@ from functools import cached_property
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.datastructures import MultiValueDict
+from django_countries.serializer_fields import CountryField
 from django_countries.serializers import CountryFieldMixin
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -372,14 +373,23 @@ def shown_coordinates(place: Place) -> tuple[float | None, float | None]:
 
 
 class PlaceLocationSerializer(CountryFieldMixin, serializers.ModelSerializer):
-    """A place as incidents and maps show it, with (possibly coarsened) coordinates."""
+    """A place as incidents and maps show it, with (possibly coarsened) coordinates. Read-only but
+    for its `id`, as an incident's write reads it (`IncidentPlaceField`): the schema said the
+    reverse, so a client that sent back what it read less the read-only fields sent places
+    without ids, refused ("this one has no id")."""
 
+    id = serializers.IntegerField(help_text="The place (`/api/v1/places/{id}/`): what a write of the incident names.")
+    # Declared, not in `read_only_fields`, which drops `allow_blank`: a place in no country reads "".
+    country = CountryField(
+        read_only=True, allow_blank=True, help_text="ISO 3166-1 alpha-2; blank for a place in no country."
+    )
     latitude = serializers.FloatField(read_only=True, allow_null=True)
     longitude = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Place
         fields = ["id", "name", "kind", "country", "latitude", "longitude"]
+        read_only_fields = ["name", "kind"]
 
     def to_representation(self, place):
         representation = super().to_representation(place)
@@ -852,6 +862,14 @@ class RevisionSerializer(serializers.ModelSerializer):
         "Confidential access when a merge decided in confidence proposed it."
     )
     decided_by = ActingUserField()
+    # Null with `proposed_by` where the proposal is withheld (`to_representation`): the schema said
+    # a time always, and a generated client failed on the revision a merge decided in confidence made.
+    created_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When it was proposed; null, with `proposed_by`, for readers without Confidential access "
+        "when a merge decided in confidence proposed it.",
+    )
     changes = serializers.SerializerMethodField(
         help_text="What it proposes, in the shape of an incident's write; without the claims of a source, "
         "or changing a claim, you may not see, nor those sent back in place of such a claim."

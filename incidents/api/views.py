@@ -46,6 +46,7 @@ from incidents.api.permissions import StaffReader, StaffRevisionsReader
 from incidents.api.projections import representations, with_representations
 from incidents.api.renderers import GeoJSONRenderer
 from incidents.api.schema import (
+    BUSY_OR_STOPPED_ERROR,
     BUSY_RETRY_AFTER,
     CREATED_LOCATION,
     DETAIL_ERROR,
@@ -54,6 +55,7 @@ from incidents.api.schema import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
     IF_NONE_MATCH,
+    LOOKS_LIKE_ANOTHER_ERROR,
     MERGED_LOCATION,
     MERGED_REDIRECT,
 )
@@ -357,6 +359,9 @@ def _record_api_access(request, records) -> None:
     record_confidential_access(user=request.user, door=AccessDoor.API, records=records, path=request.get_full_path())
 
 
+# A new source that looks like one recorded is refused naming it (`errors.looks_like_another_response`):
+# declared as a bare `detail`, a generated client dropped the `sources` it must choose from.
+@extend_schema_view(create=extend_schema(responses={201: SourceSerializer, 409: LOOKS_LIKE_ANOTHER_ERROR}))
 class SourceViewSet(SyncedRecordsMixin, ResourceViewSet):
     serializer_class = SourceSerializer
 
@@ -478,15 +483,26 @@ FORMAT_PARAMETER = OpenApiParameter(
 IDEMPOTENCY_KEY_SHAPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,253}[\x21-\x7e]|[\x21-\x7e]")
 
 
+# Read with `format=csv` alone (`IncidentViewSet.query_parameters`), as `/api/v1/incidents.csv` reads it;
+# undeclared, a generated client could not ask the list's CSV for Excel's byte order mark.
+BOM_PARAMETER = OpenApiParameter(
+    "bom",
+    OpenApiTypes.BOOL,
+    description="With `format=csv` only (a 400 otherwise): start the file with a UTF-8 byte order mark, so Excel "
+    "reads Korean and Chinese.",
+)
+
+
 @extend_schema_view(
     list=extend_schema(
-        parameters=[FORMAT_PARAMETER, BUSY_RETRY_AFTER],
+        parameters=[FORMAT_PARAMETER, BOM_PARAMETER, BUSY_RETRY_AFTER],
         responses={
             (200, "application/json"): IncidentSerializer(many=True),
             (200, "application/geo+json"): FEATURE_COLLECTION,
             (200, "text/csv"): OpenApiTypes.BINARY,
-            # `?format=csv` only: every export slot busy (`csv_views.incidents_csv_response`).
-            (503, "application/json"): DETAIL_ERROR,
+            # Every export slot busy (`?format=csv`: `csv_views.incidents_csv_response`), or an
+            # anonymous request stopped (`tracker/statement_timeout.py`), which names its parameters.
+            (503, "application/json"): BUSY_OR_STOPPED_ERROR,
         },
         description="Incidents you may see, newest first. `?format=geojson` answers a GeoJSON FeatureCollection.",
     ),
@@ -764,7 +780,12 @@ class RevisionViewSet(ReadParametersOnlyMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RevisionSerializer
     permission_classes = [StaffRevisionsReader]
     orderings = {"-id": ("-id",)}
-    extra_query_parameters = ("state",)
+
+    @property
+    def extra_query_parameters(self):
+        # The list's filter alone, as the schema declares it: a revision's page, an accept or a
+        # reject read it too, undeclared, and answered 404 for a revision in another state.
+        return ("state",) if self.action == "list" else ()
 
     def get_queryset(self):
         revisions = IncidentRevision.objects.visible_to(self.request.user).select_related(
@@ -880,11 +901,14 @@ class ReleaseViewSet(ReadParametersOnlyMixin, mixins.CreateModelMixin, viewsets.
     permission_classes = [IsAuthenticatedOrReadOnly]
     orderings = {"-id": ("-id",)}
 
+    # The actions whose file goes out as it is stored, whatever the Accept header (never a 406).
+    sent_as_stored = ("download", "download_zip")
+
     def perform_content_negotiation(self, request, force=False):
         """A file goes out as it is stored, as the schema declares it (text/csv, text/markdown,
         application/json): a client asking for its type (`Accept: text/csv`) was refused with 406,
         the renderers offering JSON and HTML only. They render the errors."""
-        return super().perform_content_negotiation(request, force=force or self.action in ("download", "download_zip"))
+        return super().perform_content_negotiation(request, force=force or self.action in self.sent_as_stored)
 
     def get_queryset(self):
         # 1 query for the releases with their zips' figures, 1 for their files without their content.
