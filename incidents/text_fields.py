@@ -171,13 +171,15 @@ _DIRECTIONAL = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069
 # Not the ideographic space U+3000, as wide as a Hangul syllable.
 _SPACES_NOT_PLAIN = "\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f"
 _PLAIN_SPACE = str.maketrans(dict.fromkeys(_SPACES_NOT_PLAIN, " "))
+_NOT_PLAIN_SPACES = frozenset(_SPACES_NOT_PLAIN)
+_INVISIBLE_OR_DIRECTIONAL = _INVISIBLE | _DIRECTIONAL
 
 
 def _invisible_ends_trimmed(value: str) -> str:
     """`value` without the invisible characters and the spaces other than the plain one at its ends
     (`_ends_trimmed`), and without the directional controls there too when it holds none inside
     (`_DIRECTIONAL`)."""
-    trimmed = _ends_trimmed(value, _INVISIBLE | _DIRECTIONAL)
+    trimmed = _ends_trimmed(value, _INVISIBLE_OR_DIRECTIONAL)
     return trimmed if _DIRECTIONAL.isdisjoint(trimmed) else _ends_trimmed(value, _INVISIBLE)
 
 
@@ -186,15 +188,14 @@ def _ends_trimmed(value: str, invisible: frozenset[str]) -> str:
     them or a space other than the plain one. Only then: a text stored with plain spaces around it
     keeps them (`services._stored_spaces_kept`). A walk from each end, not a regular expression,
     which tried each space of a long run in turn: seconds for a description of 40,000 spaces."""
-    trimmed = invisible.union(_SPACES_NOT_PLAIN)
     start, end = 0, len(value)
     while start < end and (value[start].isspace() or value[start] in invisible):
         start += 1
-    if trimmed.isdisjoint(value[:start]):
+    if invisible.isdisjoint(value[:start]) and _NOT_PLAIN_SPACES.isdisjoint(value[:start]):
         start = 0
     while end > start and (value[end - 1].isspace() or value[end - 1] in invisible):
         end -= 1
-    if trimmed.isdisjoint(value[end:]):
+    if invisible.isdisjoint(value[end:]) and _NOT_PLAIN_SPACES.isdisjoint(value[end:]):
         end = len(value)
     return value[start:end]
 
