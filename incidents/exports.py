@@ -236,7 +236,16 @@ def kept_time(value: datetime) -> str:
 
 # The incident's columns each kept row holds as they are (migration 0028; `confidential` 0030), and
 # the lookups on them a condition may use there unchanged.
-_KEPT_COLUMNS = {"date_start", "date_end", "review_state", "confidential", "verification", "people_count"}
+_KEPT_COLUMNS = {
+    "date_start",
+    "date_end",
+    "review_state",
+    "confidential",
+    "verification",
+    "people_count",
+    "people_count_min",
+    "people_count_max",
+}
 _KEPT_LOOKUPS = {"exact", "in", "gt", "gte", "lt", "lte"}
 # The incident's change times each kept row holds as a text of the same name (`kept_time`): every
 # reader's own (`version_cells`).
@@ -331,6 +340,11 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
         return Q(LinkedToIncident(node.lhs.links))
     if _selects_incidents(node, incident_alias):
         return _said_of_kept_rows(node.rhs, node.rhs.where)
+    if isinstance(node.lhs, Coalesce) and node.lookup_name in _KEPT_LOOKUPS and isinstance(node.rhs, Value):
+        # `min_people`/`max_people` (a lookup given whole, so its number a Value): the figure the
+        # statistics count (`people_estimate`), of the kept row's own figures.
+        kept = _kept_columns(node.lhs, incident_alias)
+        return None if kept is None else Q(node.__class__(kept, node.rhs))
     if isinstance(node.rhs, (Expression, QuerySet, Query)):
         return None
     if isinstance(node.lhs, KeptOriginsAtLeast) and node.lookup_name == "exact" and node.rhs is True:
@@ -366,6 +380,24 @@ def _kept_condition(node, incident_alias: str, search_alias: str | None) -> Q | 
         # server's zone, is left to the incidents.
         return Q(_KEPT_TIME_LOOKUPS[node.lookup_name](Collate(F(column), "C"), kept_time(node.rhs)))
     return None
+
+
+def _kept_columns(expression, incident_alias: str):
+    """`expression` of the incident's columns said of the kept row's (`_KEPT_COLUMNS`), or None when
+    it reads another."""
+    if isinstance(expression, Col):
+        column = expression.target.name
+        return F(column) if expression.alias == incident_alias and column in _KEPT_COLUMNS else None
+    if isinstance(expression, Value):
+        return expression
+    if not isinstance(expression, Coalesce):
+        return None
+    sources = [_kept_columns(source, incident_alias) for source in expression.get_source_expressions()]
+    if None in sources:
+        return None
+    kept = expression.copy()
+    kept.set_source_expressions(sources)
+    return kept
 
 
 def _selects_incidents(node, incident_alias: str) -> bool:

@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import BooleanField, Exists, Expression, OuterRef
+from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django_countries import countries
@@ -37,7 +38,13 @@ from incidents.models import (
     Verification,
 )
 from incidents.numbers import GROUPED_DIGITS, is_whole_number, whole_number_refused
-from incidents.querysets import KeptOriginsAtLeast, compiled_fragment, ids_in_tree_below, version_fields
+from incidents.querysets import (
+    KeptOriginsAtLeast,
+    compiled_fragment,
+    ids_in_tree_below,
+    people_estimate,
+    version_fields,
+)
 from incidents.search import IncidentSearch
 from tracker.formats import TIME_AS_WRITTEN, TIME_WITHOUT_OFFSET, date_refused, other_digits
 
@@ -320,12 +327,13 @@ class IncidentFilterSet(django_filters.FilterSet):
     country = CountryFilter(method="filter_country", label="Country (ISO 3166-1 alpha-2) of any of its places")
     place = IdFilter(queryset=_every(Place), method="filter_place", label="Place id, including places inside it")
     # Counts of people, whole as `min_origins`: NumberFilter's decimal was truncated against the
-    # integer column, so `min_people=1.5` selected an incident of 1.
+    # integer column, so `min_people=1.5` selected an incident of 1. Compared as the statistics
+    # count them (`people_estimate`).
     min_people = WholeNumberFilter(
-        field_name="people_count", lookup_expr="gte", min_value=0, label="Best estimate at least"
+        method="filter_min_people", min_value=0, label="Best estimate (else the minimum) at least"
     )
     max_people = WholeNumberFilter(
-        field_name="people_count", lookup_expr="lte", min_value=0, label="Best estimate at most"
+        method="filter_max_people", min_value=0, label="Best estimate (else the minimum) at most"
     )
     # Columns of the incident itself: no join, so no duplicate rows to remove. django-filter's
     # default (`distinct=True`) made PostgreSQL build the representation of every matching
@@ -444,6 +452,12 @@ class IncidentFilterSet(django_filters.FilterSet):
             incident=OuterRef("pk"), organization=value, role=InvolvementRole.PERPETRATOR
         )
         return queryset.filter(LinkedToIncident(perpetrated))
+
+    def filter_min_people(self, queryset, name, value):
+        return queryset.filter(GreaterThanOrEqual(people_estimate(), value))
+
+    def filter_max_people(self, queryset, name, value):
+        return queryset.filter(LessThanOrEqual(people_estimate(), value))
 
     def filter_min_origins(self, queryset, name, value):
         return queryset.filter(KeptOriginsAtLeast(user=self.user, count=value))

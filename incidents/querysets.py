@@ -31,6 +31,18 @@ CONFIDENTIAL_PERMISSION = "incidents.view_confidential"
 WAITING_DECISIONS = ["pending", "same"]
 
 
+def people_estimate(*, unknown: int | None = None) -> Coalesce:
+    """The one figure an incident's people are counted, compared and sorted by: its best estimate,
+    else its minimum ("at least 40" is 40), as the statistics sum them (`statistics._BEST`), the
+    filters `min_people`/`max_people` compare them and the lists sort them. On the best estimate
+    alone, "at least 500" was not found by `min_people=100` though the statistics counted its 500,
+    and sorted among the incidents with no figure. With `unknown`, an incident with neither figure
+    reads as that number: a list's cursor needs a value it can compare."""
+    if unknown is None:
+        return Coalesce("people_count", "people_count_min")
+    return Coalesce("people_count", "people_count_min", Value(unknown), output_field=models.BigIntegerField())
+
+
 def compiled_fragment(model: type[models.Model], expression, output_field: models.Field) -> RawSQL:
     """`expression`, correlated to a row of `model` (`OuterRef`), compiled into SQL once, for lists
     read often whose expression depends on nothing but the reader's audience: building and

@@ -67,6 +67,7 @@ from incidents.models import (
     RollupDimension,
     Verification,
 )
+from incidents.querysets import people_estimate
 from incidents.vocabulary import type_name
 
 GROUPINGS = ("year", "month", "country", "type", "perpetrator", "verification")
@@ -81,7 +82,7 @@ PLACE = "place"
 # the minimum. "At least 40" added 40 to the low sum alone: with "about 500", 500 people in a range
 # from 540 (to 500). A maximum alone ("at most 100") adds to the high sum only. The kept totals
 # count the same (migration 0090).
-_BEST = Coalesce("people_count", "people_count_min")
+_BEST = people_estimate()
 _LOW = Coalesce("people_count_min", "people_count")
 _HIGH = Coalesce("people_count_max", "people_count", "people_count_min")
 # An incident with no figure at all: it counts as an incident but adds no people to any sum.

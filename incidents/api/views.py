@@ -10,8 +10,7 @@ from typing import ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import setting_changed
-from django.db.models import BigIntegerField, Prefetch
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch
 from django.dispatch import receiver
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
@@ -99,6 +98,7 @@ from incidents.models import Response as OrganizationResponse
 from incidents.querysets import (
     EditedVersion,
     access_changed_since_read,
+    people_estimate,
     told_version_tag,
     version_fields,
     version_seen_by,
@@ -569,9 +569,7 @@ class IncidentViewSet(ResourceViewSet):
         if positions[0] == "people_count_sortable":
             # Signed: -1 is outside a PositiveIntegerField's range, which Django would treat as "any".
             # Only for this ordering: building the expression cost every other list request too.
-            incidents = incidents.annotate(
-                people_count_sortable=Coalesce("people_count", -1, output_field=BigIntegerField())
-            )
+            incidents = incidents.annotate(people_count_sortable=people_estimate(unknown=-1))
         rows = recording_list_access(
             with_representations(incidents, request.user, *positions),
             user=request.user,
