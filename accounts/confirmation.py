@@ -45,9 +45,15 @@ def identity_confirmed_now(request) -> None:
     request.session[CONFIRMED_AT_SESSION_KEY] = time.time()
 
 
+def changes_need_confirmation(options) -> bool:
+    """Whether changes to the model of `options` (its `_meta`, an admin page's `opts`) need a recent
+    confirmation: CONFIRMED_MODELS."""
+    return getattr(options, "label_lower", None) in CONFIRMED_MODELS
+
+
 def confirmation_needed(request, model):
     """None when `model`'s changes need no confirmation or this session confirmed recently; else
     the redirect to the page that asks, which comes back to this one."""
-    if model._meta.label_lower not in CONFIRMED_MODELS or identity_confirmed(request):
+    if not changes_need_confirmation(model._meta) or identity_confirmed(request):
         return None
     return redirect(f"{reverse('accounts:confirm')}?{urlencode({'next': request.get_full_path()})}")

@@ -303,11 +303,20 @@ def signed_in(request):
     """Whom this browser's session opens the admin for, asked by every admin form before it sends
     (static/tracker_admin/sent_while_signed_in.js). A save sent after the session had ended (its
     working day over, a password changed elsewhere, signed out in another tab) was redirected to
-    the sign-in page, and everything typed on the form was lost. Answered whoever asks, and it
-    tells nothing but what the browser's own cookie already holds."""
+    the sign-in page, and everything typed on the form was lost. So was a change to an account
+    sent once the session's confirmation of who one is had run out (accounts.confirmation): it
+    went to the confirmation page, and the form of an account's page checks `identity_confirmed`
+    first. Answered whoever asks, and it tells nothing but what the browser's own cookie already
+    holds (read with the session, no query of its own)."""
     if not admin.site.has_permission(request):
         return JsonResponse({"signed_in": False})
-    return JsonResponse({"signed_in": True, "username": request.user.get_username()})
+    return JsonResponse(
+        {
+            "signed_in": True,
+            "username": request.user.get_username(),
+            "identity_confirmed": identity_confirmed(request),
+        }
+    )
 
 
 def setup_link_needed(request, title: str = "Ask for a setup link", status: int = 403):

@@ -57,6 +57,7 @@ from django.utils.translation import gettext as _
 
 from incidents.models import SEARCH_CONFIG, Incident, IncidentSearchDocument
 from incidents.querysets import can_see_confidential
+from incidents.text_fields import INVISIBLE_IN_WORDS, UNSPACED_BREAK
 
 # Bounds on one search, so that none holds a worker for long (issue 17); every admin search box
 # keeps them too (accounts/admin_site.py).
@@ -93,34 +94,28 @@ _CJK_INSIDE = re.compile(f"(?<=[{CJK_LETTERS}])[{CJK_LETTERS}](?=[{CJK_LETTERS}]
 # is typed in (the same as migration 0118's): `Ch'ŏngjin` is `Chŏngjin`, so `Chongjin` finds it.
 MR_APOSTROPHE = "(?<=[kpthKPTH])['’ʼ‘`](?=[aeiouwyAEIOUWYŏŭöüŎŬÖÜ])"
 _MR_APOSTROPHE = re.compile(MR_APOSTROPHE)
-# Invisible characters found inside a word in text pasted from a PDF or a page (a soft hyphen, a
-# zero-width space, a word joiner, a byte order mark), which PostgreSQL's parser took for a break
-# between two words: left out of the words, as migration 0119 leaves them out of the incidents'.
-# Not the zero-width (non-)joiners, which part or join a Persian or Indic word as its writer meant.
-INVISIBLE_IN_WORDS = "\u00ad\u200b\u2060\ufeff"
 _WITHOUT_INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE_IN_WORDS))
-# The letters of the scripts written without spaces between words (Thai, Lao, Tibetan, Myanmar,
-# Khmer), whose words a zero-width space parts, as Unicode means it: beside one of them it is a
-# break between two words, not one inside a word (the same as migration 0119's).
-UNSPACED_LETTERS = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff"
-_UNSPACED_BREAK = re.compile(f"(?<=[{UNSPACED_LETTERS}])\u200b|\u200b(?=[{UNSPACED_LETTERS}])")
 # Letters or digits a word must have before its `*`: `a*` would find nearly every incident.
 MIN_PREFIX = 2
 # A run of letters or digits: PostgreSQL's parser makes a word of each (`by_in` is `by` and `in`).
 _WORD = re.compile(r"[^\W_]+")
 
 
+def visible_text(text: str) -> str:
+    """`text` without the invisible characters that hide inside words (text_fields'
+    `INVISIBLE_IN_WORDS`; a zero-width space between words of a script written without spaces a
+    space, `UNSPACED_LETTERS`), in compatibility normal form (NFKC: full-width `HRW` is `HRW`)."""
+    return unicodedata.normalize("NFKC", UNSPACED_BREAK.sub(" ", text).translate(_WITHOUT_INVISIBLE))
+
+
 def searched_text(text: str) -> str:
     """`text` as the incidents' words are parsed from it (migration 0119's incident_search_text):
-    without the invisible characters that hide inside words (`INVISIBLE_IN_WORDS`; a zero-width
-    space between words of a script written without spaces a space, `UNSPACED_LETTERS`), in
-    compatibility normal form (NFKC: full-width `HRW` is `HRW`), without McCune-Reischauer's
-    apostrophes (`MR_APOSTROPHE`), each run of Korean, Chinese or Japanese letters apart and written
-    as its overlapping pairs: `据HRW报告` is ` 据 HRW 报告 `, `강제북송을` ` 강제 제북 북송 송을 `. A
-    word of those letters is thus found inside a longer run, as the phrase of its pairs; one letter
-    alone finds itself alone (`북`, not every word holding it)."""
-    visible = unicodedata.normalize("NFKC", _UNSPACED_BREAK.sub(" ", text).translate(_WITHOUT_INVISIBLE))
-    spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", visible))
+    its `visible_text`, without McCune-Reischauer's apostrophes (`MR_APOSTROPHE`), each run of
+    Korean, Chinese or Japanese letters apart and written as its overlapping pairs: `据HRW报告` is
+    ` 据 HRW 报告 `, `강제북송을` ` 강제 제북 북송 송을 `. A word of those letters is thus found
+    inside a longer run, as the phrase of its pairs; one letter alone finds itself alone (`북`, not
+    every word holding it)."""
+    spaced = _CJK_RUN.sub(r" \g<0> ", _MR_APOSTROPHE.sub("", visible_text(text)))
     return _CJK_INSIDE.sub(r"\g<0> \g<0>", spaced)
 
 
@@ -180,7 +175,7 @@ class SearchTerm(NamedTuple):
         a word's pairs come together (脱北 and 北者, 3% of incidents each, are 0.09% together
         where 3% have 脱北者). Its matches are then counted whatever the estimate (`_few_matches`):
         collected on its word, the many would be read and sorted."""
-        return any(len(run) > 2 for run in _CJK_RUN.findall(unicodedata.normalize("NFKC", self.words)))
+        return any(len(run) > 2 for run in _CJK_RUN.findall(visible_text(self.words)))
 
 
 def search_terms(text: str, *, as_text: bool = False) -> list[SearchTerm]:

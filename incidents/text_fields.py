@@ -174,6 +174,29 @@ _PLAIN_SPACE = str.maketrans(dict.fromkeys(_SPACES_NOT_PLAIN, " "))
 _NOT_PLAIN_SPACES = frozenset(_SPACES_NOT_PLAIN)
 _INVISIBLE_OR_DIRECTIONAL = _INVISIBLE | _DIRECTIONAL
 
+# Invisible characters found inside a word in text pasted from a PDF or a page (a soft hyphen, a
+# zero-width space, a word joiner, a byte order mark), which PostgreSQL's parser took for a break
+# between two words: left out of the search's words (search.py, migration 0119), and out of a
+# one-line text, where "Daily\u200bNK" was a second organization beside "DailyNK", "Daily\u00adNK"
+# one beside "Daily NK" that read the same on one line. Not the zero-width (non-)joiners, which
+# part or join a Persian or Indic word as its writer meant, or make an emoji of several.
+INVISIBLE_IN_WORDS = "\u00ad\u200b\u2060\ufeff"
+# The letters of the scripts written without spaces between words (Thai, Lao, Tibetan, Myanmar,
+# Khmer), whose words a zero-width space parts, as Unicode means it: beside one of them it is a
+# break between two words, not one inside a word (the same as migration 0119's), which the search
+# reads as a space and a one-line text keeps.
+UNSPACED_LETTERS = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff"
+UNSPACED_BREAK = re.compile(f"(?<=[{UNSPACED_LETTERS}])\u200b|\u200b(?=[{UNSPACED_LETTERS}])")
+# What a one-line text leaves out inside it (the same as migration 0123's).
+_INVISIBLE_INSIDE = re.compile(f"(?<![{UNSPACED_LETTERS}])\u200b(?![{UNSPACED_LETTERS}])|[\u00ad\u2060\ufeff]")
+# The left-to-right and right-to-left overrides (U+202D, U+202E) draw the text after them in the
+# order they say, whatever its letters' own: "Detention of \u202egnp.exe" read "Detention of
+# exe.png" on every page, list and export, and a name could pass for another. In a one-line text
+# each is the embedding of its direction (U+202A, U+202B), which sets the text after it apart in
+# that direction as the override did (a Hebrew or Arabic name among Latin words) but draws its
+# letters in their own order, and is closed by the same U+202C (migration 0123 wrote those stored).
+_OVERRIDES_EMBEDDED = str.maketrans({"\u202d": "\u202a", "\u202e": "\u202b"})
+
 
 def _invisible_ends_trimmed(value: str) -> str:
     """`value` without the invisible characters and the spaces other than the plain one at its ends
@@ -206,7 +229,10 @@ _CARRIAGE_RETURN_BREAKS = re.compile(r"\r\n?")
 
 def normal_text(value: str, *, one_line: bool) -> str:
     """`value` in Unicode's composed form (NFC), its line breaks as LF, and for a one-line text
-    its spaces plain (`_PLAIN_SPACE`) and without invisible characters at its ends. The same name
+    its spaces plain (`_PLAIN_SPACE`), its direction overrides embeddings (`_OVERRIDES_EMBEDDED`),
+    without invisible characters at its ends, nor inside it those that hide inside words
+    (`INVISIBLE_IN_WORDS`: a zero-width space that parts two words of Thai or Khmer stays,
+    `UNSPACED_LETTERS`). The same name
     typed on one keyboard and pasted from a macOS file or a PDF (decomposed: Hangul as its letters,
     an accent as a mark after its letter), or with a zero-width space after it or a no-break space
     inside, looks the same everywhere and compared as another: a second
@@ -216,7 +242,10 @@ def normal_text(value: str, *, one_line: bool) -> str:
     Save of a description with a line break was a change (a new version, a history event whose two
     values read the same, a revision to decide)."""
     value = unicodedata.normalize("NFC", _CARRIAGE_RETURN_BREAKS.sub("\n", value))
-    return _invisible_ends_trimmed(value).translate(_PLAIN_SPACE) if one_line else value
+    if not one_line:
+        return value
+    trimmed = _invisible_ends_trimmed(value)
+    return _INVISIBLE_INSIDE.sub("", trimmed.translate(_PLAIN_SPACE).translate(_OVERRIDES_EMBEDDED))
 
 
 def _is_one_line(field) -> bool:

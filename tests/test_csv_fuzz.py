@@ -314,8 +314,9 @@ def test_the_admins_import_of_a_messy_analysts_export_changes_only_the_edited_ro
     imported = client.post("/admin/incidents/incident/import/", confirm_form(preview), follow=True)
 
     assert "0 incidents were created; 1 updated;" in imported.text
-    # The export's apostrophe before a formula-like title is removed: one of the two.
-    assert Incident.objects.get(public_id=edited["public_id"]).title == "'= עברית\u202e 🙂"
+    # The export's apostrophe before a formula-like title is removed: one of the two. The override
+    # inside is written as the embedding of its direction (`normal_text`).
+    assert Incident.objects.get(public_id=edited["public_id"]).title == "'= עברית\u202b 🙂"
     versions[edited["public_id"]] += 1
     assert dict(Incident.objects.values_list("public_id", "version")) == versions
     assert claims() == claims_before

@@ -112,11 +112,17 @@ def test_an_imported_name_pasted_with_an_invisible_difference_finds_the_place_ty
 
 def test_the_end_of_an_override_opened_inside_a_title_is_kept(analyst):
     # Trimmed, the override would run on past the title wherever it sits in a line of other text.
-    title = "Report \u202eby NK\u202c"
+    # (The override itself is written as the embedding of its direction, `normal_text`: its end too.)
+    title = "Report \u202bby NK\u202c"
 
     answer = client_for(analyst).post(
         f"{API}/incidents/",
-        {"title": title, "incident_type": "forced-repatriation", "date_start": "2024-01-01", "date_end": "2024-01-01"},
+        {
+            "title": title.replace("\u202b", "\u202e"),
+            "incident_type": "forced-repatriation",
+            "date_start": "2024-01-01",
+            "date_end": "2024-01-01",
+        },
         format="json",
     )
 
@@ -263,7 +269,8 @@ def test_names_stored_with_a_no_break_space_or_an_isolate_are_written_plainly_un
     assert [type(record).objects.get(pk=record.pk).name for record in pasted] == [
         "Daily NK",
         "Hyesan",
-        "Report \u202eby NK\u202c",
+        # The override written as its embedding by migration 0123.
+        "Report \u202bby NK\u202c",
     ]
     assert [Organization.objects.get(pk=twin.pk).name for twin in twins] == [
         "Open\u00a0North Korea",

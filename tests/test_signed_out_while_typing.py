@@ -171,7 +171,7 @@ def test_the_check_answers_whom_the_session_opens_the_admin_for(client):
     analyst = make_user(roles.ANALYST, username="analyst")
     client.force_login(analyst)
     response = client.get(url)
-    assert response.json() == {"signed_in": True, "username": "analyst"}
+    assert response.json() == {"signed_in": True, "username": "analyst", "identity_confirmed": False}
     # Never kept by a browser or a proxy: the next check must ask the site again.
     assert "no-store" in response["Cache-Control"]
     assert client.post(url).status_code == 405
@@ -203,6 +203,15 @@ def test_only_a_page_of_a_signed_in_session_asks_before_sending(client):
     assert 'id="sent-while-signed-in-notices"' in form_page
 
 
+def waited_for(page: Page, requests: list, seconds: int = 15) -> None:
+    """Until the page's routes have caught a request into `requests` (routes are run while the page
+    waits)."""
+    for _ in range(seconds * 10):
+        if requests:
+            return
+        page.wait_for_timeout(100)
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_second_press_while_the_check_is_pending_sends_the_form_once(browser_page, live_server):  # noqa: F811
@@ -224,10 +233,14 @@ def test_a_second_press_while_the_check_is_pending_sends_the_form_once(browser_p
     page.route("**/admin/incidents/source/add/", slow_save)
     page.click("input[name=_save]")
     page.click("input[name=_save]")
+    waited_for(page, checks)
     page.wait_for_timeout(300)
     for check in checks:
         check.continue_()
-        page.wait_for_timeout(500)
+    # A busy machine may take its time to send: the first save is waited for, then long enough
+    # for a second one to come.
+    waited_for(page, saves)
+    page.wait_for_timeout(1000)
     for save, answer in saves:
         # A save the browser gave up waiting for, having sent the next, takes no answer.
         with contextlib.suppress(PlaywrightError):

@@ -53,7 +53,9 @@ def _edges(trimmed: str) -> str:
     return rf"^[\s{trimmed}]*[{trimmed}][\s{trimmed}]*|[\s{trimmed}]*[{trimmed}][\s{trimmed}]*$"
 
 
-def _normal(expression: str, one_line: bool, invisible: str, spaces: str, directional: str) -> str:
+def _normal(
+    expression: str, one_line: bool, invisible: str, spaces: str, directional: str, overrides: str, inside: str
+) -> str:
     normal = f"normalize({expression}, NFC)"
     if not one_line:
         return normal
@@ -62,10 +64,17 @@ def _normal(expression: str, one_line: bool, invisible: str, spaces: str, direct
         # Trimmed too where the text holds none inside (`text_fields._invisible_ends_trimmed`).
         all_trimmed = f"regexp_replace({normal}, '{_edges(invisible + spaces + directional)}', '', 'g')"
         trimmed = f"CASE WHEN {all_trimmed} ~ '[{directional}]' THEN {trimmed} ELSE {all_trimmed} END"
-    return f"translate({trimmed}, '{spaces}', '{' ' * len(spaces)}')" if spaces else trimmed
+    if spaces:
+        trimmed = f"translate({trimmed}, '{spaces}', '{' ' * len(spaces)}')"
+    if overrides:
+        # Each override (U+202D, U+202E) written as the embedding of its direction (U+202A, U+202B).
+        trimmed = f"translate({trimmed}, '{overrides}', '{''.join(chr(ord(override) - 3) for override in overrides)}')"
+    return f"regexp_replace({trimmed}, '{inside}', '', 'g')" if inside else trimmed
 
 
-def _not_normal(expression: str, one_line: bool, invisible: str, spaces: str, directional: str) -> str:
+def _not_normal(
+    expression: str, one_line: bool, invisible: str, spaces: str, directional: str, overrides: str, inside: str
+) -> str:
     """A cheap test first: most rows are in normal form, and computing it for each is not."""
     test = f"{expression} IS NOT NFC NORMALIZED"
     return f"({test} OR {expression} ~ '[{invisible}{spaces}{directional}]')" if one_line else test
@@ -79,13 +88,29 @@ def _fits(expression: str, max_length: int | None, blank_allowed: bool) -> str:
 
 
 def statement(
-    model, name: str, one_line: bool, *, invisible: str = INVISIBLE, spaces: str = "", directional: str = ""
+    model,
+    name: str,
+    one_line: bool,
+    *,
+    invisible: str = INVISIBLE,
+    spaces: str = "",
+    directional: str = "",
+    overrides: str = "",
+    inside: str = "",
 ) -> str:
     """The UPDATE that writes `model`'s `name` in normal form: one-line texts without `invisible`
     characters at their ends, with the `spaces` (each a character) trimmed there too and written as
-    plain ones elsewhere, and without the `directional` controls at their ends when they hold none
-    inside (as migration 0120 writes them; this one wrote neither)."""
-    form = {"invisible": invisible, "spaces": spaces, "directional": directional}
+    plain ones elsewhere, without the `directional` controls at their ends when they hold none
+    inside (as migration 0120 writes them; this one wrote neither), the `overrides` among those
+    written as embeddings, and without the characters of `invisible` that the regular expression
+    `inside` matches (as 0123 writes them)."""
+    form = {
+        "invisible": invisible,
+        "spaces": spaces,
+        "directional": directional,
+        "overrides": overrides,
+        "inside": inside,
+    }
     field = model._meta.get_field(name)
     table, column = model._meta.db_table, field.column
     if hasattr(field, "base_field"):  # a list of names

@@ -4,12 +4,16 @@
 // typed on the form was lost. Each POST form first asks the site whom the session opens the admin
 // for (accounts:signed-in); when it is no one, or someone else, or the site cannot be reached, the
 // form stays as it is and says why, and the same button sends it once the analyst has signed in
-// again in another tab (fresh_csrf.js then sends the new sign-in's token).
+// again in another tab (fresh_csrf.js then sends the new sign-in's token). On the pages of
+// accounts, roles and second factors (data-confirmation-needed), a save sent once the session's
+// confirmation of who one is had run out (accounts.confirmation) went to the confirmation page,
+// and what was typed was lost the same way: it is held too, until confirmed in another tab.
 (function () {
   "use strict";
   var script = document.currentScript;
   var checkUrl = script.dataset.checkUrl;
   var openedBy = script.dataset.username;
+  var confirmationNeeded = "confirmationNeeded" in script.dataset;
   var CHECKED = "sentWhileSignedIn";
   var ASKING = "signedInAsked";
   var UNREACHABLE = {};
@@ -109,6 +113,8 @@
             showNotice("signed-out");
           } else if (session.username !== openedBy) {
             showNotice("someone-else", session.username);
+          } else if (confirmationNeeded && session.identity_confirmed === false) {
+            showNotice("unconfirmed");
           } else {
             send();
           }
