@@ -119,7 +119,7 @@ class RecordedReadsMixin:
     and sources it shows its reader (incidents.access), one record per page, door admin: a record's
     page its record (an incident with its claims), what its fields link to, and what
     `records_shown` adds; a delete confirmation, the record's or "Delete selected"'s, every record it
-    lists (`get_deleted_objects`); a list page what `records_listed` says its rows show. (The history page,
+    names (`get_deleted_objects`); a list page what `records_listed` says its rows show. (The history page,
     `TrackedModelAdmin.history_view`, records its record and what its entries name.) Nothing, and
     no query, for a reader without the confidential permission, who is shown none."""
 
@@ -150,17 +150,38 @@ class RecordedReadsMixin:
         return response
 
     def get_deleted_objects(self, objs, request):
-        """Django's lists for a delete confirmation, the record's page's and "Delete selected"'s
-        alike: what would go with `objs` (an incident's claims) and what protects them (a
-        confidential source citing or published by one). For a reader with Confidential access,
-        the confidential records among them are kept for the page that shows them
-        (`_record_deletion_listed`); Django's lists are of text, so the records are collected
-        again as it collects them (a query per relation, and one for the claims' sources). No
-        query for other readers."""
-        listed = super().get_deleted_objects(objs, request)
+        """The lists of a delete confirmation, the record's page's and "Delete selected"'s alike:
+        what would go with `objs` (an incident's claims), counted by kind, and what protects them
+        (a source's claims), as Django's `get_deleted_objects` gives them, collected once, with
+        the claims' sources in one query: Django's read each claim's source on its own (2,002
+        queries and 21 s for an incident of 2,000 claims) and named every record, 20,000 of them
+        for a source cited 20,000 times (10 s, a page of 1 MB). Each list names at most
+        DELETION_LISTED_MAX records and says how many more there are; the counts are whole. For a
+        reader with Confidential access, the confidential records named are kept for the page
+        that shows them (`_record_deletion_listed`)."""
+        collector = NestedObjects(using=router.db_for_write(self.model), origin=objs)
+        collector.collect(objs)
+        deleted, named = _bounded(collector.nested(), DELETION_LISTED_MAX)
+        protected = sorted(collector.protected, key=lambda record: (record._meta.label, record.pk))
+        named += protected[:DELETION_LISTED_MAX]
+        # A claim is named by its source (`Claim.__str__`).
+        prefetch_related_objects([record for record in named if isinstance(record, Claim)], "source")
+        permissions_needed = {
+            str(model._meta.verbose_name)
+            for model in collector.model_objs
+            if self.admin_site.is_registered(model)
+            and not self.admin_site.get_model_admin(model).has_delete_permission(request)
+        }
         if can_see_confidential(request.user):
-            request.deletion_listed = confidential_among(_listed_for_deletion(self.model, objs), request.user)
-        return listed
+            request.deletion_listed = confidential_among(named, request.user)
+        return (
+            _named_for_deletion(deleted, self.admin_site),
+            {model._meta.verbose_name_plural: len(records) for model, records in collector.model_objs.items()},
+            permissions_needed,
+            _named_for_deletion(
+                _with_more(protected[:DELETION_LISTED_MAX], len(protected) - DELETION_LISTED_MAX), self.admin_site
+            ),
+        )
 
     def _record_deletion_listed(self, request, response) -> None:
         # Recorded when a confirmation is shown (the record's page names its list `deleted_objects`,
@@ -191,20 +212,63 @@ def _context(response) -> dict:
     return getattr(response, "context_data", None) or {}
 
 
-def _listed_for_deletion(model: type[models.Model], objs) -> list[models.Model]:
-    """The records a delete confirmation lists for `objs`, collected as Django's
-    `get_deleted_objects` collects them: `objs`, what would go with them, and what protects them.
-    Claims come with their sources, by whose title they are listed. Runs a query per relation."""
-    collector = NestedObjects(using=router.db_for_write(model), origin=objs)
-    collector.collect(objs)
-    listed = [*_flattened(collector.nested()), *collector.protected]
-    prefetch_related_objects([record for record in listed if isinstance(record, Claim)], "source")
-    return listed
+# The most records a delete confirmation names in each of its lists (what goes with the deletion,
+# what protects it); its summary counts them all.
+DELETION_LISTED_MAX = 100
+
+
+class _More(str):
+    """A list's last line, saying how many records it leaves unnamed."""
+
+
+def _with_more(records: list, more: int) -> list:
+    """`records`, and a last line saying how many more there are, if any."""
+    return [*records, _More(f"… and {more:,} more")] if more > 0 else records
 
 
 def _flattened(nested: list) -> list:
     """`NestedObjects.nested()`'s records, each under the one it goes with, as one list."""
     return [record for item in nested for record in (_flattened(item) if isinstance(item, list) else [item])]
+
+
+def _bounded(nested: list, budget: int) -> tuple[list, list]:
+    """`NestedObjects.nested()`'s tree cut after its first `budget` records, a `_More` line saying
+    how many are left out, and the records it keeps, as one list."""
+    kept, named = [], []
+    for position, item in enumerate(nested):
+        if isinstance(item, list):
+            sub_tree, sub_named = _bounded(item, budget - len(named))
+            kept.append(sub_tree)
+            named += sub_named
+        elif len(named) < budget:
+            kept.append(item)
+            named.append(item)
+        else:
+            kept = _with_more(kept, len(_flattened(nested[position:])))
+            break
+    return kept, named
+
+
+def _named_for_deletion(nested: list, admin_site) -> list:
+    """Each record of a delete confirmation's list as Django's `get_deleted_objects` names it: its
+    kind, and a link to its page where it has one."""
+    named = []
+    for item in nested:
+        if isinstance(item, list):
+            named.append(_named_for_deletion(item, admin_site))
+        elif isinstance(item, _More):
+            named.append(item)
+        else:
+            named.append(_named_record(item, admin_site))
+    return named
+
+
+def _named_record(record: models.Model, admin_site) -> str:
+    label = capfirst(record._meta.verbose_name)
+    if not admin_site.is_registered(type(record)):
+        return f"{label}: {record}"
+    url = reverse(f"{admin_site.name}:{record._meta.app_label}_{record._meta.model_name}_change", args=[record.pk])
+    return format_html('{}: <a href="{}">{}</a>', label, url, str(record))
 
 
 class WrittenByMixin:
