@@ -102,16 +102,45 @@ def _changed_by(incident: Incident, reader, told: VersionFields | None = None) -
 
 class VersionConflict(Exception):
     """Someone saved the record (an incident, a source, a place…) after the writer loaded it; the
-    message is for `reader`, the writer, with the version and time they are told (`version_fields`)."""
+    message is for `reader`, the writer, with the version and time they are told (`version_fields`).
+
+    `by_the_writer_alone`: the one change `reader` is told of since is their own (`changed_by_the_writer_alone`),
+    as when the same request reaches the tracker twice (a Save pressed twice on a slow connection, a
+    tool's PATCH retried after a timeout), the second stale by the first. Such a write that changes
+    nothing of what is stored is answered as the success it was, not "changed … not saved" (the
+    services', `record_save`'s and `incident_update`'s rule; a door's check ahead of them leaves it
+    to them)."""
+
+    by_the_writer_alone = False
 
     def __init__(self, *, current: models.Model, expected_version: int, reader=None, told: VersionFields | None = None):
         self.current = current
         self.expected_version = expected_version
+        self.by_the_writer_alone = changed_by_the_writer_alone(current, expected_version, reader=reader, told=told)
         super().__init__(
             f"{last_change(current, reader, told)} "
             f"(now version {version_seen_by(current, reader, told)}; you edited version {expected_version}). "
             "Your changes were not saved: reload it, then apply them again."
         )
+
+
+def changed_by_the_writer_alone(
+    current: models.Model, expected_version: int, *, reader, told: VersionFields | None = None
+) -> bool:
+    """Whether `current` moved one version, as `reader` is told it (or `told`), since
+    `expected_version`, by `reader`'s own change (`VersionConflict.by_the_writer_alone`): an
+    incident's writer of it as its row keeps it (`updated_by_seen_by`), another record's as the
+    history event of that change, the one dated with the change time `reader` is told, names it. A
+    change hidden from `reader` counts as nothing, either way: it moved no version they are told,
+    and which way they are answered tells nothing of it. Runs a query (an incident's writer, where
+    not loaded with it)."""
+    if _acting_user_id(reader) is None or version_seen_by(current, reader, told) != expected_version + 1:
+        return False
+    if isinstance(current, Incident):
+        return updated_by_seen_by(current, reader, told) == reader
+    changed_at = updated_at_seen_by(current, reader, told)
+    writers = type(current).pgh_event_model.objects.filter(pgh_obj_id=current.pk, updated_at=changed_at)
+    return set(writers.values_list("pgh_context__metadata__user", flat=True)) == {reader.pk}
 
 
 def last_change(current: models.Model, reader, told: VersionFields | None = None) -> str:
@@ -735,7 +764,8 @@ class Submission:
 
 
 class SubmittedBefore(Exception):
-    """The submission's key was used before, for `incident`; `same`: by the very same request."""
+    """The submission's key was used before, for `incident`; `same`: by the very same request.
+    `incident` may since have been merged into one its writer may see (`merged_into`)."""
 
     def __init__(self, incident: Incident, *, same: bool):
         super().__init__(f"{incident.public_id} was already added under this key.")
@@ -760,7 +790,7 @@ def refuse_submitted_before(user, submission: Submission, *, changed_since: bool
     had since made confidential, or told them that it was hidden."""
     earlier = (
         IncidentSubmission.objects.filter(user=user, key=submission.key, created_at__gte=_submission_keys_kept_since())
-        .select_related("incident")
+        .select_related("incident__merged_into")
         .first()
     )
     if earlier is None or not _answerable_to(user).filter(pk=earlier.incident_id).exists():
@@ -774,8 +804,13 @@ def _answerable_to(user) -> models.QuerySet:
     """The incidents a retry may be answered with: those `user` may see, and a writer who may not
     see drafts (a partner tool's account) their own new draft too, with which the first request was
     answered (`api.views.IncidentViewSet._read`): by `visible_to`, each of their retries added
-    another. Not one made confidential since, nor merged."""
-    incidents = Incident.objects.filter(merged_into__isnull=True)
+    another. Not one made confidential since. One merged since, into an incident `user` may see,
+    which the door names (as a merged incident's address leads there: `merges.redirect_target`):
+    as one deleted, each retry added the incident again, for a Reviewer to merge again; merged
+    into one hidden from them, it is as one deleted, and nothing tells them of it."""
+    incidents = Incident.objects.filter(
+        Q(merged_into__isnull=True) | Q(merged_into__in=Incident.objects.visible_to(user).values("pk"))
+    )
     return incidents if can_see_confidential(user) else incidents.filter(confidential=False)
 
 
@@ -875,7 +910,9 @@ def incident_update(
     did not exist). A published incident changes only through a Reviewer: from anyone who may not
     publish, a valid change is kept as a pending IncidentRevision, which is returned, and the
     incident stays as it is until a Reviewer accepts it. A change that changes nothing writes (or
-    proposes) nothing, and returns the stored incident as it is, not `incident`.
+    proposes) nothing, and returns the stored incident as it is, not `incident`; so does one made
+    from the version the writer's own change replaced, stale by that alone
+    (`VersionConflict.by_the_writer_alone`: sent twice).
 
     Runs a `SELECT … FOR UPDATE`, so two writers of the same incident are serialised."""
     _require_permission(user, "incidents.change_incident", "change incidents")
@@ -891,11 +928,13 @@ def incident_update(
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
         try:
             current = _locked(incident, expected_version, visible_to=user, told=told, unshown_kept=unshown_kept)
-        except VersionConflict:
+        except VersionConflict as conflict:
             # Stale because this very request was written first (it waited on the incident's lock).
             if submission is not None:
                 refuse_submitted_before(user, submission, changed_since=False)
-            raise
+            if not conflict.by_the_writer_alone:
+                raise
+            return _sent_again(incident, stale=conflict, user=user, data=data or {}, changes=changes)
         if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
             return _propose_revision(incident, current=current, user=user, data=data or {}, changes=changes)
         written = _apply_update(incident, current=current, user=user, data=data or {}, changes=changes)
@@ -905,6 +944,27 @@ def incident_update(
                 user=user, key=submission.key, defaults={"fingerprint": submission.fingerprint, "incident": incident}
             )
         return written
+
+
+def _sent_again(
+    incident: Incident, *, stale: VersionConflict, user, data: Mapping[str, Any], changes: Mapping[str, Any]
+) -> Incident:
+    """The stored incident, if a write made from the version `user`'s own change replaced
+    (`VersionConflict.by_the_writer_alone`) changes nothing of it: their request sent again, saved
+    by its first send. Any other write raises `stale`, as before: one that would write, propose or
+    be refused is not the first sent again."""
+    current = stale.current
+    if current.review_state == ReviewState.PUBLISHED and not may_publish(user):
+        raise stale
+    try:
+        children = _validated_update(
+            incident, current=current, user=user, data=data, changes=changes, visibility_of=user
+        )
+    except (ValidationError, PermissionDenied):
+        raise stale from None
+    if _changes_anything(incident, current, children, user=user):
+        raise stale
+    return current
 
 
 def _locked(
@@ -1697,7 +1757,10 @@ def incident_transition(
         raise ValidationError({"action": f"Unknown action {action!r}; choose one of {', '.join(WORKFLOW)}."}) from None
     if not user.has_perm(permission):
         raise PermissionDenied(f"You may not {action.replace('_', ' ')} incidents: your role lacks that permission.")
-    if incident.review_state not in sources:
+    if incident.review_state not in sources and not (incident.review_state == target and expected_version is not None):
+        # Already where the action leads, from the version a page showed: perhaps its button pressed
+        # twice, which `incident_update` answers as done if the change since was the writer's own,
+        # and refuses as stale if it was anyone else's.
         raise ValidationError(
             {
                 "review_state": f"{incident.public_id} is {incident.get_review_state_display().lower()}; "
@@ -1927,8 +1990,9 @@ def record_save(
     Confidentiality changes as `confidentiality_errors` allows. A new source that looks like one
     `user` may see (`source_lookalikes`) is refused with SourceLooksLikeAnother unless
     `another_source_confirmed`. A change that changes nothing writes nothing, and returns the
-    stored record as it is, not `record`. Raises PermissionDenied, RecordNotFound, ValidationError or
-    VersionConflict."""
+    stored record as it is, not `record`; so does one made from the version its writer's own change
+    replaced, stale by that alone (`VersionConflict.by_the_writer_alone`: sent twice). Raises
+    PermissionDenied, RecordNotFound, ValidationError or VersionConflict."""
     model = type(record)
     creating = record._state.adding
     action = "add" if creating else "change"
@@ -1937,7 +2001,7 @@ def record_save(
     many_to_many = {name: list(linked) for name, linked in (many_to_many or {}).items()}
     versioned = issubclass(model, VersionedModel)
     with transaction.atomic(), pghistory.context(user=_acting_user_id(user)):
-        stored = None
+        stored = stale = None
         if not creating:
             _require_visible(user, record)
             if versioned and expected_version is None:
@@ -1945,7 +2009,13 @@ def record_save(
             # Locked, so that two writers of one version cannot both pass the comparison.
             stored = locked_or_not_found(model._default_manager.all(), record.pk)
             if versioned:
-                check_version(stored, expected_version, reader=user, told=told)
+                try:
+                    check_version(stored, expected_version, reader=user, told=told)
+                except VersionConflict as conflict:
+                    if not conflict.by_the_writer_alone:
+                        raise
+                    # Perhaps its writer's first send, answered below if it changes nothing.
+                    stale = conflict
         for name, value in (data or {}).items():
             setattr(record, name, value)
         if stored is not None:
@@ -1972,6 +2042,8 @@ def record_save(
                     field="confidential",
                 )
             )
+        if stale is not None and errors:
+            raise stale
         _raise_collected(errors)
         if creating and isinstance(record, Source) and not another_source_confirmed:
             wait_for_sources_alike(record)
@@ -1988,8 +2060,12 @@ def record_save(
         if stored is not None and not _record_changes_anything(record, stored, links):
             # As an incident's unchanged write (`_apply_update`): a new version of a place or an
             # organization (one version, every reader's, anonymous ones' too) or of a source or a
-            # response, and an update event, for a save that changed nothing.
+            # response, and an update event, for a save that changed nothing. The writer's own change
+            # sent again (`VersionConflict.by_the_writer_alone`), saved by its first send, is answered
+            # so too.
             return stored
+        if stale is not None:
+            raise stale
         if stored is not None and versioned:
             record.version = stored.version
         if isinstance(record, Place) and stored is not None:

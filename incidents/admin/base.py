@@ -43,6 +43,7 @@ from incidents.querysets import (
     can_see_unpublished,
     estimated_row_count,
     limit_to_visible,
+    version_seen_by,
     version_tag,
 )
 
@@ -288,6 +289,10 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
 
     # The version the user started from; a save is refused if someone saved in between.
     expected_version = forms.CharField(widget=forms.HiddenInput, required=False)
+    # A version stale by its writer's own change alone (a Save pressed twice on a slow connection) is
+    # left to the service, which answers the page as saved if it holds what is stored
+    # (`services.VersionConflict.by_the_writer_alone`), else refuses it as stale.
+    stale_by_the_writer_left_to_the_service = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -320,7 +325,8 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
             try:
                 services.check_version(self.instance, edited.number, reader=self.writer, told=edited.told)
             except services.VersionConflict as conflict:
-                raise ValidationError(str(conflict)) from None
+                if not (conflict.by_the_writer_alone and self.stale_by_the_writer_left_to_the_service):
+                    raise ValidationError(str(conflict)) from None
             except ValidationError as never_had:  # a version it never reached: named on the form
                 raise ValidationError(never_had.messages) from None
         return cleaned_data
@@ -329,6 +335,18 @@ class EditedVersionForm(WrittenByMixin, forms.ModelForm):
         """The version the form was opened at, as the services take it (`expected_version`, `told`)."""
         edited = self.cleaned_data.get("expected_version")
         return {} if edited is None else {"expected_version": edited.number, "told": edited.told}
+
+    def saved_unchanged(self, written) -> bool:
+        """Whether the service's answer to this form's change, `written`, is the record as it was at
+        the version the form was opened at: a Save that changed nothing. The stored record at a later
+        version is the writer's own Save sent again, which its first send saved
+        (`services.VersionConflict.by_the_writer_alone`), and told as saved."""
+        edited = self.cleaned_data.get("expected_version")
+        return (
+            written is not self.instance
+            and edited is not None
+            and version_seen_by(written, self.writer, edited.told) == edited.number
+        )
 
 
 class ConfidentialityOfferedMixin(WrittenByMixin):
@@ -777,7 +795,7 @@ class TrackedModelAdmin(AsWrittenMixin, OfferedFiltersOnlyMixin, RecordedReadsMi
             **form.edited_version(),
             **self.save_options(form),
         )
-        request.saved_unchanged = change and written is not obj
+        request.saved_unchanged = change and form.saved_unchanged(written)
 
     def log_change(self, request, obj, message):
         """No entry in the admin's log (its "Recent actions") for a Save that changed nothing

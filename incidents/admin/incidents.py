@@ -204,6 +204,10 @@ class IncidentForm(ConfidentialityOfferedMixin, EditedVersionForm):
     )
     # Set by IncidentAdmin: whether the user may add places, and so gets the "+" beside Places.
     can_add_place = False
+    # Refused here, before its rows are read: a row its writer's first Save deleted would be refused
+    # on a hidden field no page draws (`EditedVersionForm.clean`). The page sent twice is told by its
+    # key (`submission_key`) instead.
+    stale_by_the_writer_left_to_the_service = False
 
     class Meta:
         model = Incident
@@ -827,7 +831,7 @@ class IncidentAdmin(
             )
             if isinstance(written, IncidentRevision):
                 request.incident_revision = written
-            request.saved_unchanged = written is not form.instance and not isinstance(written, IncidentRevision)
+            request.saved_unchanged = not isinstance(written, IncidentRevision) and form.saved_unchanged(written)
         else:
             created = incident_create(
                 user=request.user, data=data, places=places, submission=_submission(request), **children

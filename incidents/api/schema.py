@@ -84,8 +84,9 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="A key of your choosing (a UUID), new for each incident: a POST sent again with it, as a "
-    "retry after a timeout, adds nothing and is answered with the incident the first added (201); the key "
-    "sent with another body is a 422. Up to 255 printable ASCII characters; each account has its own keys.",
+    "retry after a timeout, adds nothing and is answered with the incident the first added (201), or, merged "
+    "since into one you may see, 303 to it (`merged_into`); the key sent with another body is a 422. Up to 255 "
+    "printable ASCII characters; each account has its own keys.",
 )
 # The copy a client holds, for the details that answer 304 (`ResourceViewSet._unless_held`).
 IF_NONE_MATCH = OpenApiParameter(
@@ -120,6 +121,15 @@ MERGED_LOCATION = OpenApiParameter(
     response=[301],
     required=True,
     description="The address of the incident it was merged into.",
+)
+# A new incident's POST retried (`IDEMPOTENCY_KEY`) after the incident it added was merged.
+MERGED_SEE_OTHER = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[303],
+    required=True,
+    description="The address of the incident that the one your key added was merged into.",
 )
 # Not required: DRF's throttles leave it out when a client's history holds more requests than
 # the rate (since lowered) allows. The sign-in lockout sends it (its whole cool-off).

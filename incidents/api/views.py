@@ -57,6 +57,7 @@ from incidents.api.schema import (
     LOOKS_LIKE_ANOTHER_ERROR,
     MERGED_LOCATION,
     MERGED_REDIRECT,
+    MERGED_SEE_OTHER,
 )
 from incidents.api.serializers import (
     IncidentSerializer,
@@ -176,7 +177,9 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
 
     def _check_if_match(self, record, *, any_version_matches: bool) -> EditedVersion | None:
         """The version the request names in If-Match, if it names one; 412 if that version is stale,
-        or was read with access the writer no longer has (`services.check_version`).
+        or was read with access the writer no longer has (`services.check_version`). A change's
+        version stale by its writer's own change alone is theirs (`VersionConflict.by_the_writer_alone`),
+        for the service to answer as saved or refuse.
 
         `*` matches any version where `any_version_matches` (a DELETE: whatever is stored goes). A
         change is made from one version, and to it `*` names none: the body's `version` then, or a
@@ -219,6 +222,13 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
                 services.check_version(record, named[0].number, reader=user, field="If-Match", told=named[0].told)
             except DjangoValidationError as never_had:
                 raise serializers.ValidationError(never_had.message_dict) from None
+        if not any_version_matches and services.changed_by_the_writer_alone(
+            record, named[0].number, reader=user, told=named[0].told
+        ):
+            # Perhaps the writer's change sent again (a retry after a timeout): the service answers
+            # it as saved if it changes nothing, else refuses it as stale. (A DELETE has no content to
+            # compare: stale, it is refused here.)
+            return named[0]
         changed = services.last_change(record, user, named[0].told)
         raise PreconditionFailed(
             f'{changed}: it is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
@@ -513,7 +523,11 @@ BOM_PARAMETER = OpenApiParameter(
         "and `merged_into` in the body) if you may see both; otherwise 404.",
     ),
     # Answered as its detail is (`_read`), with its version as ETag.
-    create=extend_schema(parameters=[IDEMPOTENCY_KEY, ETAG, CREATED_LOCATION]),
+    # A retry whose incident was merged since answers 303 to the survivor, as its address does 301.
+    create=extend_schema(
+        parameters=[IDEMPOTENCY_KEY, ETAG, CREATED_LOCATION, MERGED_SEE_OTHER],
+        responses={201: IncidentSerializer, 303: MERGED_REDIRECT},
+    ),
     # An edit of a published incident by an Analyst waits for a Reviewer (`_answer_update`).
     update=extend_schema(parameters=[IF_MATCH, ETAG], responses={200: IncidentSerializer, 202: RevisionSerializer}),
     partial_update=extend_schema(
@@ -654,13 +668,16 @@ class IncidentViewSet(ResourceViewSet):
                 raise Http404
             # Permanently: the merged incident's address now names the survivor, for every client
             # (until a Reviewer undoes the merge: MERGED_REDIRECT_HEADERS).
-            body = {"detail": f"{kwargs['public_id']} was merged into {survivor}.", "merged_into": survivor}
-            return Response(
-                body,
-                status=status.HTTP_301_MOVED_PERMANENTLY,
-                headers={"Location": self._address(survivor), **MERGED_REDIRECT_HEADERS},
-            )
+            return self._to_survivor(kwargs["public_id"], survivor, status.HTTP_301_MOVED_PERMANENTLY)
         return self._unless_held(response)
+
+    def _to_survivor(self, public_id: str, survivor: str, response_status: int):
+        """The answer naming `survivor`, the incident `public_id` was merged into, at its address."""
+        return Response(
+            {"detail": f"{public_id} was merged into {survivor}.", "merged_into": survivor},
+            status=response_status,
+            headers={"Location": self._address(survivor), **MERGED_REDIRECT_HEADERS},
+        )
 
     def create(self, request, *args, **kwargs):
         submission = self._submission()
@@ -681,6 +698,11 @@ class IncidentViewSet(ResourceViewSet):
                 raise IdempotencyKeyReused({"Idempotency-Key": [message]}) from None
             # A retry: answered as the first request was, with the incident it added as it is now.
             incident = before.incident
+            if incident.merged_into is not None:
+                # Merged since into one the writer may see (`services.refuse_submitted_before`):
+                # where the answer to their POST now lives (303 See Other), named as a merged
+                # incident's address names it.
+                return self._to_survivor(incident.public_id, incident.merged_into.public_id, status.HTTP_303_SEE_OTHER)
         response = self._read(incident, status.HTTP_201_CREATED)
         response["Location"] = self._address(incident.public_id)
         return response
