@@ -6,12 +6,47 @@ The check constraints are added NOT VALID: PostgreSQL holds them for every row w
 without reading every incident and claim under an exclusive lock, and a row already longer (which
 only prose whose words fit the tsvector can be) stays as it is until it is next edited, when the
 door asks for it shorter. `ALTER TABLE … VALIDATE CONSTRAINT …` proves the old rows when wanted.
+(PostgreSQL holds them on every row written, whichever column changed: the later migrations that
+write rows stored before set them aside meanwhile, `bounds_set_aside`.)
 """
 
 import django.core.validators
 import django.db.models.functions.text
 import django.db.models.lookups
 from django.db import migrations, models
+
+# The bounds' constraints: table, name, condition.
+BOUNDS = {
+    "incidents_claim": ("claim_excerpt_bounded", "length(excerpt) <= 200000"),
+    "incidents_incident": ("incident_description_bounded", "length(description) <= 200000"),
+}
+
+
+def _bound_added(table: str) -> str:
+    name, condition = BOUNDS[table]
+    return f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID;"
+
+
+def _bound_dropped(table: str) -> str:
+    return f"ALTER TABLE {table} DROP CONSTRAINT {BOUNDS[table][0]};"
+
+
+# PostgreSQL holds a NOT VALID constraint on every row written, whichever of its columns changed: a
+# later migration that writes the incidents or claims stored before this one (a column filled in
+# every row, a text put in normal form) stopped at a description or an excerpt longer than the
+# bound. Such a migration sets the bounds aside before it writes and adds them back after, as here,
+# which reads no row; the deferred checks run first, as PostgreSQL alters no table with trigger
+# events pending.
+_BOUNDS_DROPPED = "SET CONSTRAINTS ALL IMMEDIATE;" + "".join(_bound_dropped(table) for table in BOUNDS)
+_BOUNDS_ADDED = "SET CONSTRAINTS ALL IMMEDIATE;" + "".join(_bound_added(table) for table in BOUNDS)
+
+
+def bounds_set_aside() -> migrations.RunSQL:
+    return migrations.RunSQL(_BOUNDS_DROPPED, reverse_sql=_BOUNDS_ADDED)
+
+
+def bounds_added_back() -> migrations.RunSQL:
+    return migrations.RunSQL(_BOUNDS_ADDED, reverse_sql=_BOUNDS_DROPPED)
 
 
 class Migration(migrations.Migration):
@@ -50,10 +85,7 @@ class Migration(migrations.Migration):
         ),
         migrations.SeparateDatabaseAndState(
             database_operations=[
-                migrations.RunSQL(
-                    "ALTER TABLE incidents_claim ADD CONSTRAINT claim_excerpt_bounded CHECK (length(excerpt) <= 200000) NOT VALID",
-                    reverse_sql="ALTER TABLE incidents_claim DROP CONSTRAINT claim_excerpt_bounded",
-                ),
+                migrations.RunSQL(_bound_added("incidents_claim"), reverse_sql=_bound_dropped("incidents_claim")),
             ],
             state_operations=[
                 migrations.AddConstraint(
@@ -73,10 +105,7 @@ class Migration(migrations.Migration):
         ),
         migrations.SeparateDatabaseAndState(
             database_operations=[
-                migrations.RunSQL(
-                    "ALTER TABLE incidents_incident ADD CONSTRAINT incident_description_bounded CHECK (length(description) <= 200000) NOT VALID",
-                    reverse_sql="ALTER TABLE incidents_incident DROP CONSTRAINT incident_description_bounded",
-                ),
+                migrations.RunSQL(_bound_added("incidents_incident"), reverse_sql=_bound_dropped("incidents_incident")),
             ],
             state_operations=[
                 migrations.AddConstraint(

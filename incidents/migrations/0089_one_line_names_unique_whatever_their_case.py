@@ -8,6 +8,8 @@ of the record, so that incremental syncs read it again; and names that differ on
 the new unique constraints would refuse, are listed and the migration stops, for an analyst to
 rename or merge them (the demo data and the sample fixture hold none)."""
 
+import importlib
+
 import django.db.models.functions.text
 import django.db.models.lookups
 from django.conf import settings
@@ -15,6 +17,8 @@ from django.db import migrations, models
 
 import incidents.text_fields
 from incidents.text_fields import NOT_ONE_LINE_PATTERN
+
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 # (table, column) of the one-line fields; True for a list of names.
 ONE_LINE_COLUMNS = [
@@ -75,6 +79,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
         migrations.RunPython(stored_text_made_one_line, migrations.RunPython.noop),
         migrations.RunPython(no_names_differing_only_in_case, migrations.RunPython.noop),
         migrations.RemoveConstraint(
@@ -333,4 +340,5 @@ class Migration(migrations.Migration):
                 name="source_author_one_line",
             ),
         ),
+        _0086.bounds_added_back(),
     ]

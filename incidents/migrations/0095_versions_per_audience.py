@@ -35,6 +35,7 @@ import incidents.models
 
 _REFRESH = importlib.import_module("incidents.migrations.0094_export_marks_confidential_claims")
 _edited = importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")._edited
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 # How the export rows write a time (migration 0028), compared byte by byte by a sync's bound.
 KEPT_TIME = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
@@ -240,6 +241,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
         migrations.SeparateDatabaseAndState(
             database_operations=[migrations.RunSQL(COLUMNS_SQL, reverse_sql=DROP_COLUMNS_SQL)],
             state_operations=[
@@ -281,4 +285,5 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunSQL(REFRESH_SQL + TRIGGERS_SQL, reverse_sql=DROP_TRIGGERS_SQL + _REFRESH.REFRESH_SQL),
+        _0086.bounds_added_back(),
     ]

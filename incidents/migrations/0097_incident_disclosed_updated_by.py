@@ -17,11 +17,15 @@ whose `updated_at` is it), else no one: `updated_by` may be the writer of a hidd
 The trigger stays off while they are written (else the new column would count as a change they see).
 """
 
+import importlib
+
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations
 
 import incidents.models
+
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 
 def _keep_trigger(*bookkeeping: str) -> str:
@@ -88,6 +92,9 @@ class Migration(migrations.Migration):
         # The kept totals' deferred counts run now (those of writes earlier in one transaction):
         # PostgreSQL alters no table with trigger events pending.
         migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
         migrations.AddField(
             model_name="incident",
             name="disclosed_updated_by",
@@ -101,6 +108,7 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunSQL(FILL_SQL + WRITER_SQL, reverse_sql=DROP_WRITER_SQL),
+        _0086.bounds_added_back(),
         # The same on the way back, where this runs first.
         migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]

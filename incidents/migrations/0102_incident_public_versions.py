@@ -41,6 +41,7 @@ import incidents.models
 _REFRESH = importlib.import_module("incidents.migrations.0100_claim_span_from_any_figure")
 _INCIDENTS_KEPT = importlib.import_module("incidents.migrations.0095_versions_per_audience")
 _edited = importlib.import_module("incidents.migrations.0030_export_rows_filters_and_record")._edited
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 KEPT_TIME = _INCIDENTS_KEPT.KEPT_TIME
 
@@ -136,6 +137,9 @@ class Migration(migrations.Migration):
         # The kept totals' deferred counts run now (those of writes earlier in one transaction):
         # PostgreSQL alters no table with trigger events pending.
         migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
         migrations.SeparateDatabaseAndState(
             database_operations=[migrations.RunSQL(COLUMNS_SQL, reverse_sql=DROP_COLUMNS_SQL)],
             state_operations=[
@@ -180,6 +184,7 @@ class Migration(migrations.Migration):
             REFRESH_SQL + CHANGED_SQL + KEEP_SQL,
             reverse_sql=DROP_KEEP_SQL + CHANGED_BEFORE_SQL + _REFRESH.REFRESH_SQL,
         ),
+        _0086.bounds_added_back(),
         # The same on the way back, where this runs first.
         migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]

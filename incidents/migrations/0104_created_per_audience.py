@@ -54,6 +54,7 @@ from django.db import migrations
 import incidents.models
 
 _PUBLIC_VERSIONS = importlib.import_module("incidents.migrations.0098_public_versions")
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 _CREATED = ["disclosed_created_at", "public_created_at"]
 KEEP_SQL = _PUBLIC_VERSIONS.keep_function(
@@ -286,6 +287,9 @@ class Migration(migrations.Migration):
         # The kept totals' deferred counts run now (those of writes earlier in one transaction):
         # PostgreSQL alters no table with trigger events pending.
         migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", migrations.RunSQL.noop),
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
         # First, so that filling the columns in records no history event.
         pgtrigger.migrations.RemoveTrigger(model_name="response", name="update_update"),
         pgtrigger.migrations.RemoveTrigger(model_name="source", name="update_update"),
@@ -331,6 +335,7 @@ class Migration(migrations.Migration):
         # Before the columns are filled, so that filling them is no change any reader is told.
         migrations.RunSQL(KEEP_SQL, reverse_sql=KEEP_BEFORE_SQL),
         migrations.RunSQL(FILL_SQL + TRIGGERS_SQL, reverse_sql=DROP_TRIGGERS_SQL),
+        _0086.bounds_added_back(),
         # The same on the way back, where this runs first.
         migrations.RunSQL(migrations.RunSQL.noop, "SET CONSTRAINTS ALL IMMEDIATE"),
     ]

@@ -14,7 +14,11 @@ asks for another. Web addresses are kept as written (a server may tell a compose
 decomposed one).
 """
 
+import importlib
+
 from django.db import migrations
+
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 # As `incidents.text_fields._INVISIBLE` held them then.
 INVISIBLE = "\u00ad\u200b-\u200f\u2060-\u2064\ufeff"
@@ -147,4 +151,10 @@ def normalize(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0111_word_counts_of_every_script")]
 
-    operations = [migrations.RunPython(normalize, migrations.RunPython.noop)]
+    operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
+        migrations.RunPython(normalize, migrations.RunPython.noop),
+        _0086.bounds_added_back(),
+    ]

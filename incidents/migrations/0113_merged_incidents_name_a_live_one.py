@@ -4,9 +4,13 @@ it lives on in (C), a new version of it as a merge makes, and noted among the fo
 later merge (B into C), whose undo points it back. Merges of merges are followed from the first:
 each follower ends at the live incident, noted on every merge it followed on the way."""
 
+import importlib
+
 from django.db import migrations
 from django.db.models import F
 from django.db.models.functions import Now
+
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 
 def point_at_live_incidents(apps, schema_editor):
@@ -35,4 +39,10 @@ def point_at_live_incidents(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0112_texts_in_normal_form")]
 
-    operations = [migrations.RunPython(point_at_live_incidents, migrations.RunPython.noop)]
+    operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
+        migrations.RunPython(point_at_live_incidents, migrations.RunPython.noop),
+        _0086.bounds_added_back(),
+    ]

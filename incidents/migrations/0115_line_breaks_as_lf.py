@@ -6,7 +6,11 @@ Only the rows holding a CR are written; each one written is recorded in its hist
 SQL is. (A write sending such a text back as read was already no change: `services.same_text`.)
 """
 
+import importlib
+
 from django.db import migrations
+
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 # (model, field): the texts of more than one line analysts write (migration 0112's others are one line).
 TEXTS = [
@@ -35,4 +39,10 @@ def line_breaks_as_lf(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0114_release_citation_frozen")]
 
-    operations = [migrations.RunPython(line_breaks_as_lf, migrations.RunPython.noop)]
+    operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
+        migrations.RunPython(line_breaks_as_lf, migrations.RunPython.noop),
+        _0086.bounds_added_back(),
+    ]

@@ -13,6 +13,7 @@ import importlib
 from django.db import migrations
 
 _0112 = importlib.import_module("incidents.migrations.0112_texts_in_normal_form")
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 
 # As `incidents.text_fields._INVISIBLE`, `_DIRECTIONAL` and `_SPACES_NOT_PLAIN` hold them.
 INVISIBLE = _0112.INVISIBLE + "\u3164\uffa0"
@@ -33,4 +34,10 @@ def normalize(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0119_search_words_without_invisible_breaks")]
 
-    operations = [migrations.RunPython(normalize, migrations.RunPython.noop)]
+    operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
+        migrations.RunPython(normalize, migrations.RunPython.noop),
+        _0086.bounds_added_back(),
+    ]

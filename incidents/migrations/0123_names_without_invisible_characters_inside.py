@@ -14,6 +14,7 @@ import importlib
 
 from django.db import migrations
 
+_0086 = importlib.import_module("incidents.migrations.0086_searched_texts_bounded")
 _0112 = importlib.import_module("incidents.migrations.0112_texts_in_normal_form")
 _0120 = importlib.import_module("incidents.migrations.0120_names_with_plain_spaces")
 
@@ -45,4 +46,10 @@ def normalize(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("incidents", "0122_people_sorted_as_counted")]
 
-    operations = [migrations.RunPython(normalize, migrations.RunPython.noop)]
+    operations = [
+        # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
+        # holds on every row written (`bounds_set_aside`).
+        _0086.bounds_set_aside(),
+        migrations.RunPython(normalize, migrations.RunPython.noop),
+        _0086.bounds_added_back(),
+    ]
