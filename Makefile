@@ -78,7 +78,7 @@ gettext:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
 
 test: install browser gettext
-	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
+	@$(WITH_DB) && $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadgroup --durations=25
 
 lint: install
 	$(VENV)/bin/ruff check .

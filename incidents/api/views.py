@@ -154,7 +154,13 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
         record = self.get_object()
         by_header = self._check_if_match(record, any_version_matches=False)
         serializer = self.get_serializer(record, data=request.data, partial=kwargs.get("partial", False))
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            if by_header is not None and by_header.number != version_seen_by(record, request.user, by_header.told):
+                # Stale by its writer's own change alone (`_check_if_match`), a change is theirs
+                # sent again only if it holds what is stored, which one refused here does not (the
+                # parent type it names renamed since by that change): stale, as any other.
+                raise PreconditionFailed(self._stale_if_match(record, by_header))
+            raise serializers.ValidationError(serializer.errors)
         edited = self._edited_version(serializer, record, by_header)
         try:
             saved = serializer.save(expected_version=edited.number, told=edited.told)
@@ -229,9 +235,14 @@ class ResourceViewSet(ReadParametersOnlyMixin, viewsets.ModelViewSet):
             # it as saved if it changes nothing, else refuses it as stale. (A DELETE has no content to
             # compare: stale, it is refused here.)
             return named[0]
-        changed = services.last_change(record, user, named[0].told)
-        raise PreconditionFailed(
-            f'{changed}: it is now at version "{named[0].now(record, user)}"; your If-Match ({header}) is stale. '
+        raise PreconditionFailed(self._stale_if_match(record, named[0]))
+
+    def _stale_if_match(self, record, edited: EditedVersion) -> str:
+        """Why the If-Match naming `edited` is refused as stale."""
+        user = self.request.user
+        return (
+            f"{services.last_change(record, user, edited.told)}: it is now at version "
+            f'"{edited.now(record, user)}"; your If-Match ({self.request.headers["If-Match"]}) is stale. '
             "Reload it, then apply your changes again."
         )
 
