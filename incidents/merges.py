@@ -58,6 +58,7 @@ from incidents.querysets import (
     version_seen_by,
     versions_told,
 )
+from incidents.text_fields import normal_text
 
 ResponseIncident = Response.incidents.through
 
@@ -322,7 +323,8 @@ def incident_merge(
     role; ValidationError for a survivor outside the pair; MergeRefused if either incident is
     merged already, the pair was decided "different", their confidentiality differs, or either
     changed since the versions given (the page the Reviewer confirmed; as `told` counts them, the
-    audience the Reviewer read them as: `querysets.EditedVersion`)."""
+    audience the Reviewer read them as: `querysets.EditedVersion`). The same Reviewer's same merge
+    sent again returns the merge made (`_made_as_asked`)."""
     survivor_incident, merged = _sides(pair_incidents(user=user, pair=pair), survivor)
     _require_reviewer(user, "merge incidents")
     services.raise_text_errors(note=note)
@@ -342,6 +344,8 @@ def incident_merge(
         survivor_incident, merged = locked[survivor_incident.pk], locked[merged.pk]
         # Withdrawn meanwhile by a rescoring (`duplicates._refresh`), it is gone: nothing is merged.
         pair = services.locked_or_not_found(DuplicatePair.objects.all(), pair.pk, name="duplicate pair")
+        if done := _made_as_asked(user, pair, survivor_incident, merged, note):
+            return done
         _refusals(user, survivor_incident, merged, pair)
         for incident, expected, field in (
             (survivor_incident, survivor_version, "survivor_version"),
@@ -487,6 +491,27 @@ def _writer_withheld(incident_ids: list[int]) -> None:
     set_incident_update_triggers(enabled=False)
     Incident.objects.filter(pk__in=incident_ids, disclosed_updated_at=F("updated_at")).update(disclosed_updated_by=None)
     set_incident_update_triggers(enabled=True)
+
+
+def _made_as_asked(user, pair: DuplicatePair, survivor: Incident, merged: Incident, note: str) -> IncidentMerge | None:
+    """The merge this request asks for, if it stands as its own Reviewer made it: this pair, into
+    this survivor (still no other's), with this note, by `user`, not undone. That is a confirmation
+    pressed twice, or an API call retried after its answer was lost; it was refused "already merged",
+    to the Reviewer whose merge had just been made, who then could not tell whether it had been. It is
+    answered as the merge made, as a save sent twice is (`services.VersionConflict.by_the_writer_alone`);
+    its versions are not compared, since nothing more is written. Another Reviewer's merge, another
+    survivor or note, or a merge undone since, is still refused (`_refusals`)."""
+    if merged.merged_into_id != survivor.pk or survivor.merged_into_id is not None:
+        return None
+    merge = (
+        IncidentMerge.objects.visible_to(user)
+        .filter(pair=pair, survivor=survivor, merged=merged, undone_at__isnull=True)
+        .order_by("-pk")
+        .first()
+    )
+    if merge is None or merge.merged_by_id != services._acting_user_id(user):
+        return None
+    return merge if normal_text(merge.note, one_line=False) == normal_text(note, one_line=False) else None
 
 
 def _lock_what_moving_links_refer_to(incident: Incident) -> None:

@@ -391,7 +391,8 @@ def test_a_second_merge_a_stale_merge_and_a_second_undo_are_refused_with_409(wor
     assert not IncidentMerge.objects.exists()
 
     assert client.post(merge_url(world["pair"]), {}, format="json").status_code == 201
-    again = client.post(merge_url(world["pair"]), {}, format="json")
+    # Another Reviewer's merge of the pair, merged already, is refused.
+    again = client_for(make_user(roles.REVIEWER)).post(merge_url(world["pair"]), {}, format="json")
     assert again.status_code == 409 and "already merged" in again.json()["detail"]
 
     assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
@@ -1715,10 +1716,10 @@ def test_the_merge_confirmation_answers_a_hidden_pair_as_one_that_does_not_exist
 
 
 @pytest.mark.django_db
-def test_a_merge_confirmed_twice_tells_the_reviewer_it_was_already_merged(client):
-    """A Reviewer submits the merge confirmation twice (a double click, a second tab, two Reviewers
-    on the same pair): the second is answered "Nothing was merged. … was already merged into …",
-    back to the pair, not a 404 (the pair of a merged incident, which no list shows, is seen)."""
+def test_a_merge_confirmed_by_a_second_reviewer_tells_them_it_was_already_merged(client):
+    """Two Reviewers confirm the merge of the same pair: the second is answered "Nothing was merged.
+    … was already merged into …", back to the pair, not a 404 (the pair of a merged incident, which
+    no list shows, is seen)."""
     tumen = make_place(name="Tumen")
     survivor = make_incident(title="80 sent back from Tumen", places=[tumen], people_count=80)
     merged = make_incident(title="Repatriation at Tumen", places=[tumen], people_count=80)
@@ -1736,6 +1737,65 @@ def test_a_merge_confirmed_twice_tells_the_reviewer_it_was_already_merged(client
     }
     first = client.post(url, form)
     assert first.status_code == 302, first.content[:500]
+    client.force_login(make_user(roles.REVIEWER))
     again = client.post(url, form)
     assert again.status_code == 302, again.status_code
-    assert "Nothing was merged" in " ".join(messages_of(client.get(again["Location"])) or [])
+    assert again["Location"] == reverse("admin:incidents_duplicatepair_change", args=[pair.pk])
+    told = " ".join(messages_of(client.get(again["Location"])) or [])
+    assert f"Nothing was merged. {merged.public_id} was already merged into {survivor.public_id}" in told
+    assert IncidentMerge.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_merge_confirmed_twice_by_its_reviewer_leads_to_the_merge_made_once(client, world, reviewer):
+    """A double click, or Back and Confirm again: the second press was told "Nothing was merged. …
+    was already merged into …" by the Reviewer whose merge had just been made, who could not tell
+    whether it had been. It now leads to that merge, made once; the same press with another note is
+    another merge asked for, and refused."""
+    client.force_login(reviewer)
+    url = reverse("admin:incidents_incidentmerge_confirm", args=[world["pair"].pk])
+    page = client.get(url, {"survivor": world["survivor"].public_id})
+    form = {
+        "survivor": world["survivor"].public_id,
+        "survivor_version": page.context["survivor_version"],
+        "merged_version": page.context["merged_version"],
+        "note": "One report, told twice",
+    }
+    first, again = client.post(url, form), client.post(url, form)
+
+    merge = IncidentMerge.objects.get()
+    assert first["Location"] == again["Location"] == reverse("admin:incidents_incidentmerge_change", args=[merge.pk])
+    # The first press's message too: its answer was not followed.
+    told = messages_of(client.get(again["Location"]))
+    assert told == [f"{merge}: done. Undo it from this page if it was a mistake."] * 2
+    assert Claim.objects.filter(incident=world["survivor"]).count() == 4
+    assert IncidentRevision.objects.filter(incident=world["survivor"]).count() == 1
+
+    otherwise = client.post(url, {**form, "note": "Another reason"})
+    told = " ".join(messages_of(client.get(otherwise["Location"])))
+    assert f"Nothing was merged. {world['merged'].public_id} was already merged into" in told
+    assert IncidentMerge.objects.count() == 1
+
+
+def test_a_merge_retried_by_its_reviewer_gets_the_answer_the_first_send_got(world, reviewer):
+    """A partner's merge retried after its answer was lost (a timeout) was refused 409 "already
+    merged"; the retry now gets the first send's answer, and nothing is merged twice. Another
+    Reviewer's same request is still refused, as is the same Reviewer's after an undo and a merge
+    into the other incident."""
+    client = client_for(reviewer)
+    body = {"survivor_version": world["survivor"].version, "note": "One report, told twice"}
+    first = client.post(merge_url(world["pair"]), body, format="json")
+    retry = client.post(merge_url(world["pair"]), body, format="json")
+
+    assert first.status_code == retry.status_code == 201, retry.content
+    assert retry.json() == first.json()
+    assert IncidentMerge.objects.count() == 1
+    assert IncidentRevision.objects.filter(incident=world["survivor"]).count() == 1
+    colleague = client_for(make_user(roles.REVIEWER)).post(merge_url(world["pair"]), body, format="json")
+    assert colleague.status_code == 409 and "already merged" in colleague.json()["detail"]
+
+    assert client.post(unmerge_url(world["merged"]), {}, format="json").status_code == 200
+    the_other_way = {"survivor": world["merged"].public_id, "note": "One report, told twice"}
+    assert client.post(merge_url(world["pair"]), the_other_way, format="json").status_code == 201
+    stale = client.post(merge_url(world["pair"]), {"note": "One report, told twice"}, format="json")
+    assert stale.status_code == 409 and "already merged" in stale.json()["detail"]
