@@ -33,6 +33,9 @@ class IncidentsConfig(AppConfig):
     verbose_name = "Incident documentation"
 
     def ready(self):
+        from incidents.trigger_migrations import render_no_model_at_each_trigger
+
+        render_no_model_at_each_trigger()
         # Permissions exist only after migrate, and `flush` (used between transactional tests) empties
         # every table; rebuilding roles and the type vocabulary after each, idempotently, covers both.
         post_migrate.connect(_ensure_reference_data, sender=self)
