@@ -296,6 +296,8 @@ def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names
     # Stored by the API or the import before titles and names were one line.
     incident = make_incident(title="About 500 returned")
     place = make_place(name="Onsong", alternate_names=["온성", "Onsŏng"])
+    make_organization(name="Daily NK")
+    daily_nk_again = make_organization(name="Daily NK, again")
     migrate_incidents_back_to(BEFORE_ONE_LINE_NAMES)
     try:
         with connection.cursor() as cursor:
@@ -311,14 +313,25 @@ def test_the_migration_makes_stored_titles_and_names_one_line_and_stops_at_names
                 " sensitive, version, within_sensitive) VALUES (now(), now(), 'ONSONG ', '{}', 'city', 'CN', false, 1,"
                 " false)"
             )
+            # Once one line, the name of the other exactly: refused by the unique constraint
+            # organizations' names already had, which stopped the migration with PostgreSQL's own
+            # UniqueViolation, naming neither.
+            cursor.execute(
+                "UPDATE incidents_organization SET name = %s WHERE id = %s", ["Daily\nNK", daily_nk_again.pk]
+            )
         # Its version alone: the model's columns added since are not there yet.
         version_before = Incident.objects.values_list("version", flat=True).get(pk=incident.pk)
         # "Onsong\t" is "Onsong " once one line, the name of another place but for case.
-        with pytest.raises(RuntimeError, match=re.escape("differ only in case: Onsong  / ONSONG . Rename one")):
+        refusal = "differ only in case or in line breaks: Onsong\\t / ONSONG ; Daily NK / Daily\\nNK. Rename one"
+        with pytest.raises(RuntimeError, match=re.escape(refusal)):
             call_command("migrate", "incidents", verbosity=0)
+        assert Organization.objects.filter(name="Daily\nNK").exists()
         # Said in SQL: the model's columns added since (a place's public version) are not there yet.
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM incidents_place WHERE name = 'ONSONG '")
+            cursor.execute(
+                "UPDATE incidents_organization SET name = 'Daily NK, again' WHERE id = %s", [daily_nk_again.pk]
+            )
     finally:
         call_command("migrate", "incidents", verbosity=0)
 

@@ -4,11 +4,13 @@ parent, an organization's name unique, whatever their case.
 Before the constraints: line breaks and control characters stored before (by the API or the CSV
 import) become a space, each run of them one space, which is what the title or name meant ("About
 500\nreturned" is "About 500 returned"; the admin would have saved it glued), as a new version
-of the record, so that incremental syncs read it again; and names that differ only in case, which
-the new unique constraints would refuse, are listed and the migration stops, for an analyst to
-rename or merge them (the demo data and the sample fixture hold none)."""
+of the record, so that incremental syncs read it again. Names that would then differ only in case
+(or not at all), which the new unique constraints (or the old) would refuse, are listed first and
+the migration stops, for an analyst to rename or merge them (the demo data and the sample fixture
+hold none)."""
 
 import importlib
+import re
 
 import django.db.models.functions.text
 import django.db.models.lookups
@@ -55,20 +57,34 @@ def stored_text_made_one_line(apps, schema_editor):
                 )
 
 
-def no_names_differing_only_in_case(apps, schema_editor):
+def _shown(name: str) -> str:
+    """A stored name as the refusal lists it: its line breaks and control characters written as
+    escapes ("Daily\\nNK"), which would otherwise break the line or vanish."""
+    return re.sub(NOT_ONE_LINE_PATTERN, lambda character: repr(character.group())[1:-1], name)
+
+
+def no_names_alike_once_one_line(apps, schema_editor):
+    """Run before the names are made one line: names that would then differ only in case (places
+    in one parent, organizations), or not at all (incident types, whose names were already unique),
+    are listed and the migration stops. Run after, "Daily\nNK" made "Daily NK" beside a stored
+    "Daily NK", and the update stopped on the unique constraint those names already had, with
+    PostgreSQL's UniqueViolation naming neither."""
+    one_lined = one_line("name")
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
-            "SELECT string_agg(name, ' / ' ORDER BY id) FROM incidents_place"
-            " GROUP BY lower(name), parent_id HAVING count(*) > 1"
-            " UNION ALL SELECT string_agg(name, ' / ' ORDER BY id) FROM incidents_organization"
-            " GROUP BY lower(name) HAVING count(*) > 1"
+            f"SELECT array_agg(name ORDER BY id) FROM incidents_place GROUP BY lower({one_lined}), parent_id"
+            " HAVING count(*) > 1"
+            f" UNION ALL SELECT array_agg(name ORDER BY id) FROM incidents_organization GROUP BY lower({one_lined})"
+            " HAVING count(*) > 1"
+            f" UNION ALL SELECT array_agg(name ORDER BY id) FROM incidents_incidenttype GROUP BY {one_lined}"
+            " HAVING count(*) > 1",
+            {"runs": NOT_ONE_LINE_PATTERN + "+"},
         )
-        namesakes = [names for (names,) in cursor.fetchall()]
+        namesakes = [" / ".join(_shown(name) for name in names) for (names,) in cursor.fetchall()]
     if namesakes:
         raise RuntimeError(
-            "Places in one parent (or organizations) whose names differ only in case: "
-            + "; ".join(namesakes)
-            + ". Rename one of each, or merge them, then migrate again."
+            "Places in one parent (or organizations, or incident types) whose names differ only in case "
+            "or in line breaks: " + "; ".join(namesakes) + ". Rename one of each, or merge them, then migrate again."
         )
 
 
@@ -82,8 +98,8 @@ class Migration(migrations.Migration):
         # Rows stored before migration 0086 may hold a text longer than its bounds, which PostgreSQL
         # holds on every row written (`bounds_set_aside`).
         _0086.bounds_set_aside(),
+        migrations.RunPython(no_names_alike_once_one_line, migrations.RunPython.noop),
         migrations.RunPython(stored_text_made_one_line, migrations.RunPython.noop),
-        migrations.RunPython(no_names_differing_only_in_case, migrations.RunPython.noop),
         migrations.RemoveConstraint(
             model_name="place",
             name="place_name_unique_in_parent",
