@@ -31,7 +31,7 @@ help:
 	@echo "make stop-db    stop the embedded PostgreSQL"
 	@echo "make clean      stop the embedded PostgreSQL, delete .venv, .data and staticfiles"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@python=$$(scripts/find-python) && echo "Using $$python" && "$$python" -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
