@@ -505,13 +505,14 @@ def _made_as_asked(user, pair: DuplicatePair, survivor: Incident, merged: Incide
         return None
     merge = (
         IncidentMerge.objects.visible_to(user)
+        # At most one: a merged incident has one merge not undone (`incident_merge_one_active`).
         .filter(pair=pair, survivor=survivor, merged=merged, undone_at__isnull=True)
-        .order_by("-pk")
+        .filter(merged_by_id=services._acting_user_id(user))
         .first()
     )
-    if merge is None or merge.merged_by_id != services._acting_user_id(user):
+    if merge is None or normal_text(merge.note, one_line=False) != normal_text(note, one_line=False):
         return None
-    return merge if normal_text(merge.note, one_line=False) == normal_text(note, one_line=False) else None
+    return merge
 
 
 def _lock_what_moving_links_refer_to(incident: Incident) -> None:
