@@ -1,3 +1,4 @@
+import pgtrigger.apps
 from django.apps import AppConfig
 from django.apps import apps as global_apps
 from django.contrib.auth.signals import user_logged_out
@@ -33,9 +34,13 @@ class IncidentsConfig(AppConfig):
     verbose_name = "Incident documentation"
 
     def ready(self):
-        from incidents.trigger_migrations import render_no_model_at_each_trigger
+        from incidents.trigger_migrations import install_triggers_once_migrated, render_no_model_at_each_trigger
 
         render_no_model_at_each_trigger()
+        # pgtrigger's app is ready before this one (INSTALLED_APPS), its install connected.
+        triggers = global_apps.get_app_config("pgtrigger")
+        post_migrate.disconnect(pgtrigger.apps.install_on_migrate, sender=triggers)
+        post_migrate.connect(install_triggers_once_migrated, sender=triggers)
         # Permissions exist only after migrate, and `flush` (used between transactional tests) empties
         # every table; rebuilding roles and the type vocabulary after each, idempotently, covers both.
         post_migrate.connect(_ensure_reference_data, sender=self)

@@ -6,7 +6,6 @@ from urllib.parse import quote
 
 from django.core.management import call_command
 from django.db import connection
-from django.test import override_settings
 
 
 def this_test_database_address() -> dict:
@@ -34,8 +33,5 @@ def this_test_database_url() -> str:
 
 def migrate_incidents_back_to(migration: str) -> None:
     """Migrate the incidents app back to `migration`, with the triggers that its migrations install
-    then. pgtrigger installs today's after every migrate (`PGTRIGGER_INSTALL_ON_MIGRATE`), and
-    today's history triggers copy columns added since (migration 0075's claims' date precision):
-    a claim written before it, by the test or by a migration on the way forward, failed."""
-    with override_settings(PGTRIGGER_INSTALL_ON_MIGRATE=False):
-        call_command("migrate", "incidents", migration, verbosity=0)
+    then, as a migrate back leaves them (`incidents.trigger_migrations.install_triggers_once_migrated`)."""
+    call_command("migrate", "incidents", migration, verbosity=0)

@@ -1,6 +1,8 @@
 """pgtrigger's migration operations change the model states as pgtrigger's own do, without rendering
-the models again (`incidents.trigger_migrations`), and the migrations still install exactly the
-triggers a migrate leaves."""
+the models again (`incidents.trigger_migrations`), the migrations still install exactly the
+triggers a migrate leaves, and a migrate back a version leaves that version's."""
+
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -8,8 +10,6 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 from pgtrigger.migrations import AddTrigger, RemoveTrigger
-
-from tests.database_support import migrate_incidents_back_to
 
 # Back before the triggers of per-audience versions and their syncing (0096-0107) were made.
 BEFORE_THE_AUDIENCES_TRIGGERS = "0095_versions_per_audience"
@@ -68,12 +68,39 @@ def test_an_operation_changes_the_model_state_as_pgtriggers_own_and_renders_no_m
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migrations_back_and_forth_leave_the_triggers_a_migrate_installs():
-    # Forward without pgtrigger's installing today's triggers after the migrate: the migrations
-    # alone put back each trigger and its function as they were.
     installed = triggers_installed()
     assert len(installed) > 60
-    migrate_incidents_back_to(BEFORE_THE_AUDIENCES_TRIGGERS)
+    # Back as an operator goes back a version: the new code's `migrate incidents NNNN`. pgtrigger's
+    # install of today's triggers on the tables as they were at NNNN ended it with an error.
+    said = StringIO()
+    call_command("migrate", "incidents", BEFORE_THE_AUDIENCES_TRIGGERS, stdout=said)
+    assert (
+        f"Triggers left as the migrations made them: the database holds incidents up to "
+        f"{BEFORE_THE_AUDIENCES_TRIGGERS}, where this code goes on to "
+    ) in said.getvalue()
+    assert "deploy its code and run its own `migrate`" in said.getvalue()
     assert triggers_installed() != installed
+    # Forward without pgtrigger's installing today's triggers after the migrate: the migrations
+    # alone put back each trigger and its function as they were.
     with override_settings(PGTRIGGER_INSTALL_ON_MIGRATE=False):
         call_command("migrate", "incidents", verbosity=0)
     assert triggers_installed() == installed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migrate_to_the_end_installs_the_triggers_no_migration_holds():
+    # Response.incidents' own table is Django's; its history triggers come only from pgtrigger's install.
+    def response_link_triggers():
+        return [
+            each
+            for each in triggers_installed()
+            if each[0] == "incidents_response_incidents" and each[1].startswith("pgtrigger_")
+        ]
+
+    assert response_link_triggers()
+    with connection.cursor() as cursor:
+        for table, name, *_ in response_link_triggers():
+            cursor.execute(f"DROP TRIGGER {connection.ops.quote_name(name)} ON {table}")
+    assert not response_link_triggers()
+    call_command("migrate", verbosity=0)
+    assert response_link_triggers()
