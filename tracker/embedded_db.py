@@ -27,10 +27,6 @@ DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "postgres"
 DATABASE_NAME = "tracker"
 
 
-class SocketDirectoryWithSpaces(RuntimeError):
-    pass
-
-
 _library_socket_dir = postgres_server.find_suitable_socket_dir
 
 
@@ -47,7 +43,7 @@ def _socket_dir_without_spaces(pgdata: Path, runtime_path: Path) -> Path:
     identity = f"{pgdata}-{pgdata.stat().st_ino}"
     socket_dir = runtime_path / hashlib.sha256(identity.encode()).hexdigest()[:10]
     if _has_space(socket_dir):
-        raise SocketDirectoryWithSpaces(
+        raise RuntimeError(
             f"The embedded PostgreSQL needs a directory for its socket whose path holds no space; "
             f"neither {pgdata} nor {runtime_path} will do. Set DATABASE_URL to a PostgreSQL server, or "
             "move the checkout to a path without spaces."
