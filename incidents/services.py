@@ -494,7 +494,7 @@ def _changes_anything(incident: Incident, current: Incident, children: "_Childre
     ):
         if rows is None:
             continue
-        if any(row.pk is None or _values(row) != row._stored_values for row in rows):
+        if not all(_as_stored(row) for row in rows):
             return True
         if set(stored[name].values_list("pk", flat=True)) != {row.pk for row in rows}:
             return True
@@ -628,9 +628,19 @@ def _replace_children(
     if moved_through_deletion:
         manager.filter(pk__in=[instance.pk for instance in moved_through_deletion]).delete()
     for instance in ordered:
+        if _as_stored(instance) and instance not in moved_through_deletion:
+            # Its UPDATE would change nothing but its `updated_at`, and run the row's triggers,
+            # which sum the incident's claims again: a change to one claim of 2,001 ran 2,001 of
+            # them over 2,001 claims each, for more than ten minutes.
+            continue
         instance.incident = incident
         # A row deleted above is inserted again with its id (Django's save: no row to update).
         instance.save()
+
+
+def _as_stored(instance: models.Model) -> bool:
+    """Whether a stored row `_validate_children` read is sent back with every value as stored."""
+    return instance.pk is not None and _values(instance) == getattr(instance, "_stored_values", None)
 
 
 @functools.cache
