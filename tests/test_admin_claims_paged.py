@@ -178,3 +178,16 @@ def test_an_incident_of_one_pages_claims_shows_them_all_without_pages(reviewer_c
 
     assert shown_claim_ids(response) == [claim.pk for claim in claims]
     assert "Pages of claims" not in response.content.decode()
+
+
+def test_a_confidential_claim_not_shown_stays_confidential_when_its_keeper_saves_another_page(client):
+    client.force_login(make_user(roles.REVIEWER, confidential=True))
+    incident, claims = incident_of_claims(4)
+    informant = make_claim(incident=incident, source=make_source(title="Informant K"), confidential=True)
+
+    response = saved_unchanged(client, change_url(incident, 1), **{"claims-0-people_count": "300"})
+
+    assert response.status_code == 302
+    assert Claim.objects.get(pk=informant.pk).confidential
+    assert Claim.objects.get(pk=claims[0].pk).people_count == 300
+    assert Claim.objects.filter(incident=incident).count() == 5
