@@ -628,10 +628,11 @@ def _replace_children(
     if moved_through_deletion:
         manager.filter(pk__in=[instance.pk for instance in moved_through_deletion]).delete()
     for instance in ordered:
-        if _as_stored(instance) and instance not in moved_through_deletion:
+        if _as_stored(instance):
             # Its UPDATE would change nothing but its `updated_at`, and run the row's triggers,
             # which sum the incident's claims again: a change to one claim of 2,001 ran 2,001 of
-            # them over 2,001 claims each, for more than ten minutes.
+            # them over 2,001 claims each, for more than ten minutes. (A row moved through a
+            # deletion above gave up its stored key, so is never as stored.)
             continue
         instance.incident = incident
         # A row deleted above is inserted again with its id (Django's save: no row to update).

@@ -1,5 +1,5 @@
 """An incident with more claims than one page holds (a mass event's testimonies) shows them a page
-at a time on its admin page, and a Save keeps the claims its page did not show (`ClaimInline.rows_page`)."""
+at a time on its admin page, and a Save keeps the claims its page did not show (`IncidentRowsInline.rows_page`)."""
 
 import pytest
 from django.db import connection
