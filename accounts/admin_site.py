@@ -3,6 +3,7 @@ from datetime import MAXYEAR, MINYEAR, date, timedelta
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import NotRelationField, get_fields_from_path
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.views.main import SEARCH_VAR, ChangeListSearchForm
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
@@ -23,6 +24,7 @@ from incidents.access import confidential_among, record_confidential_access
 from incidents.models import AccessDoor
 from incidents.numbers import is_whole_number
 from incidents.search import SearchTerm, search_terms
+from incidents.text_fields import CompatibilityForm, compatibility_form
 
 
 class SearchAsTypedForm(ChangeListSearchForm):
@@ -48,8 +50,29 @@ class BoundedSearchMixin:
 
     def bounded_search_terms(self, text: str) -> list[SearchTerm]:
         """`text`'s terms as this box searches them (`search_terms`): Django's, as text, where
-        punctuation alone finds what holds it; the incident admin's, by the incidents' words."""
-        return search_terms(text, as_text=not getattr(self, "searches_prefixes", False))
+        punctuation alone finds what holds it, in the compatibility form its fields are compared in
+        (`get_search_fields`); the incident admin's, by the incidents' words."""
+        if getattr(self, "searches_prefixes", False):
+            return search_terms(text, as_text=False)
+        return search_terms(compatibility_form(text), as_text=True)
+
+    def get_search_fields(self, request):
+        # Each text field compared in Unicode's compatibility form (incidents.text_fields.
+        # CompatibilityForm), as its terms are: "UNHCR" typed in full-width letters finds "UNHCR",
+        # and "UNHCR" the one stored in full-width letters.
+        return [self._in_compatibility_form(field) for field in super().get_search_fields(request)]
+
+    def _in_compatibility_form(self, search_field: str) -> str:
+        if search_field[:1] in "^=@":
+            return search_field
+        try:
+            field = get_fields_from_path(self.model, search_field)[-1]
+        except (FieldDoesNotExist, NotRelationField):
+            # A lookup named by the admin itself (`name__exact`): left as it is.
+            return search_field
+        if field.get_transform(CompatibilityForm.lookup_name) is None:
+            return search_field
+        return f"{search_field}__{CompatibilityForm.lookup_name}"
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
@@ -268,12 +291,14 @@ class RecordedAutocompleteJsonView(AutocompleteJsonView):
         name, an organization's name and acronym). In name order alone, "North Korea" offered
         "China > China-North Korea border area" first, which Enter picked."""
         name_fields = getattr(self.model_admin, "autocomplete_ranked_by", ())
-        typed = self.term.strip()
+        typed = compatibility_form(self.term.strip())
         if not name_fields or not typed:
             return queryset
 
         def named(lookup):
-            return Q.create([(f"{field}__{lookup}", typed) for field in name_fields], connector=Q.OR)
+            # Compared as the search found them (BoundedSearchMixin.get_search_fields).
+            nfkc = CompatibilityForm.lookup_name
+            return Q.create([(f"{field}__{nfkc}__{lookup}", typed) for field in name_fields], connector=Q.OR)
 
         closeness = Case(
             When(named("iexact"), then=Value(0)),

@@ -63,6 +63,7 @@ from incidents.querysets import (
     versions_told,
 )
 from incidents.text_fields import (
+    CompatibilityForm,
     NameListField,
     NamesCountConstraint,
     NamesCountValidator,
@@ -670,9 +671,10 @@ def end_date_missing_message(start, precision) -> str:
 
 
 def substring_search_index(field: str, name: str) -> GinIndex:
-    """A trigram index serving `field__icontains` (Django writes it as UPPER(field) LIKE '%…%'), so
-    the admin's search reads the matching rows instead of the whole table. Needs pg_trgm."""
-    return GinIndex(OpClass(Upper(field), name="gin_trgm_ops"), name=name)
+    """A trigram index serving `field__nfkc__icontains` (Django writes it as UPPER(NORMALIZE(…))
+    LIKE '%…%'), the admin's search of a list (accounts.admin_site.BoundedSearchMixin), so that it
+    reads the matching rows instead of the whole table. Needs pg_trgm."""
+    return GinIndex(OpClass(Upper(CompatibilityForm(field)), name="gin_trgm_ops"), name=name)
 
 
 # Quotes and apostrophes a title may be typed with, and the plain one each stands for: an article

@@ -21,7 +21,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import CheckConstraint, F, Func, IntegerField, Q, TextField, URLField, Value
+from django.db.models import CharField, CheckConstraint, F, Func, IntegerField, Q, TextField, Transform, URLField, Value
 from django.db.models.lookups import LessThanOrEqual, Regex
 from django.utils.deconstruct import deconstructible
 
@@ -149,6 +149,30 @@ class NameListField(ArrayField):
 
     def formfield(self, **kwargs):
         return super().formfield(**{"form_class": OneNamePerLineField, **kwargs})
+
+
+class CompatibilityForm(Transform):
+    """`name__nfkc__icontains=…`: a text, or a list of names, as the admin's lookups compare it, in
+    Unicode's compatibility normal form (NFKC), given a term in that form too (`compatibility_form`).
+    Texts are stored as written, so "UNHCR" typed in a Chinese or Japanese keyboard's full-width
+    mode found no "UNHCR" in a list's search or an autocomplete, which then offered to add a second
+    one; nor "UNHCR" the one stored so, nor half-width "ﾀﾞﾝﾄﾞﾝ" the full-width "ダンドン". The
+    incidents' search reads words so already (`incidents.search`). PostgreSQL's NORMALIZE is
+    immutable: the trigram indexes of the lists' searches are of this form (`substring_search_index`)."""
+
+    lookup_name = "nfkc"
+    template = "NORMALIZE((%(expressions)s)::text, NFKC)"
+    output_field = TextField()
+
+
+CharField.register_lookup(CompatibilityForm)
+TextField.register_lookup(CompatibilityForm)
+NameListField.register_lookup(CompatibilityForm)
+
+
+def compatibility_form(text: str) -> str:
+    """A typed term as `CompatibilityForm` compares it."""
+    return unicodedata.normalize("NFKC", text)
 
 
 # Format characters, invisible, that lead or trail a name pasted from a page or a PDF: a byte order

@@ -8,6 +8,7 @@ from datetime import date
 
 import pghistory
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
@@ -721,6 +722,65 @@ class TestDataEntry:
             "Annual report 2023 · Amnesty International · 2024-01-11",
             "Annual report 2023 · Human Rights Watch",
         ]
+
+    @pytest.mark.parametrize(
+        ("stored", "typed"),
+        [
+            # Typed in a Chinese or Japanese keyboard's full-width mode, and stored so.
+            ("UNHCR", "\uff35\uff2e\uff28\uff23\uff32"),
+            ("\uff35\uff2e\uff28\uff23\uff32", "unhcr"),
+            # Half-width katakana, which old Japanese systems still write.
+            ("\u30c0\u30f3\u30c9\u30f3", "\uff80\uff9e\uff9d\uff84\uff9e\uff9d"),
+        ],
+    )
+    def test_lists_and_autocompletes_find_a_name_typed_in_another_width(self, client, analyst, stored, typed):
+        # Each found nothing, and the autocomplete offered to add a second organization.
+        organization = make_organization(name=stored)
+        make_organization(name="Human Rights Watch")
+        source = make_source(title=f"{stored} annual report", url=f"https://example.org/{stored}")
+        make_source(title="Another report")
+        place = make_place(name="Dandong", alternate_names=[stored])
+        make_place(name="Tumen")
+        logged_in(client, analyst)
+
+        def listed(model_name):
+            changelist = reverse(f"admin:incidents_{model_name}_changelist")
+            return list(client.get(changelist, {"q": typed}).context["cl"].result_list)
+
+        assert listed("organization") == [organization]
+        assert listed("source") == [source]
+        assert listed("place") == [place]
+        query = {"app_label": "incidents", "model_name": "involvement", "field_name": "organization", "term": typed}
+        offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+        assert [result["id"] for result in offered] == [str(organization.pk)]
+
+    def test_autocomplete_offers_the_name_typed_in_another_width_first(self, client, analyst):
+        make_organization(name="UNHCR Seoul office")
+        unhcr = make_organization(name="UNHCR")
+        logged_in(client, analyst)
+        query = {
+            "app_label": "incidents",
+            "model_name": "involvement",
+            "field_name": "organization",
+            "term": "\uff35\uff2e\uff28\uff23\uff32",
+        }
+
+        offered = client.get(reverse("admin:autocomplete"), query).json()["results"]
+
+        assert [result["text"] for result in offered] == [str(unhcr), "UNHCR Seoul office"]
+
+    def test_a_list_searching_an_address_field_still_finds_it(self):
+        # django-axes' lists search an IP address field, which is compared as an address.
+        administrator = make_user(roles.REVIEWER, is_superuser=True)
+        client = Client()
+        client.force_login(administrator)
+        AccessAttempt.objects.create(
+            username="alice", ip_address="192.0.2.7", user_agent="", path_info="/admin/login/", failures_since_start=1
+        )
+
+        for typed in ["192.0.2.7", "\uff41\uff4c\uff49\uff43\uff45"]:
+            response = client.get(reverse("admin:axes_accessattempt_changelist"), {"q": typed})
+            assert [attempt.username for attempt in response.context["cl"].result_list] == ["alice"], typed
 
     def test_autocomplete_finds_a_place_by_its_other_names(self, client, analyst):
         # The place form asks for names in Korean and Chinese; typing one found nothing.
