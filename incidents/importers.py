@@ -550,15 +550,18 @@ def _numbers_as_numbers(text: str) -> list:
     return [(len(part.lstrip("0")), part.lstrip("0")) if index % 2 else part for index, part in enumerate(parts)]
 
 
-class _Lowercase:
-    """Names lowercased as PostgreSQL's lower() lowercases them: the rule of the database's unique
-    names (a type's, an organization's, a place's in its parent: `Lower("name")`), which the import
-    compares names by. Python's casefold() made "Straße" and "STRASSE", two names to the database,
+class _NameFolding:
+    """Names as the import compares them: lowercased as PostgreSQL's lower() lowercases them, the
+    rule of the database's unique names (a type's, an organization's, a place's in its parent:
+    `Lower("name")`). Python's casefold() made "Straße" and "STRASSE", two names to the database,
     one, and the import called either ambiguous; its lower() makes "İ" two characters where the
     database makes it one. Asked of the database, once for all the names given. In their normal
     form first (`normal_text`), as names are written: a file saved by a macOS tool names a place
     decomposed (Hangul as its letters), which named no known place, and with --create-missing made
-    a second organization of one name; a name stored otherwise (by SQL) is still found."""
+    a second organization of one name; a name stored otherwise (by SQL) is still found. And in their
+    compatibility form (NFKC), as the lists' searches compare them (text_fields.CompatibilityForm):
+    "MSS" in full-width letters, from a Chinese spreadsheet, named no organization "MSS", and
+    --create-missing made it a second time."""
 
     def __init__(self, names: Iterable[str]):
         self.lowered: dict[str, str] = {}
@@ -574,27 +577,27 @@ class _Lowercase:
         with connection.cursor() as cursor:
             names = sorted(set(names))
             cursor.execute(
-                "SELECT lower(name) FROM unnest(%s::text[]) WITH ORDINALITY AS item (name, position) ORDER BY position",
+                "SELECT lower(NORMALIZE(name, NFKC)) FROM unnest(%s::text[]) WITH ORDINALITY AS item (name, position)"
+                " ORDER BY position",
                 [[normal_text(name, one_line=True) for name in names]],
             )
             self.lowered.update(zip(names, (lowered for (lowered,) in cursor.fetchall()), strict=True))
 
 
 class _Names:
-    """Records of one kind found by any of their names, whatever their case as the database tells
-    cases apart (`lowercase`)."""
+    """Records of one kind found by any of their names, whatever their case and width (`fold`)."""
 
     kind = "record"
 
-    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]], lowercase: _Lowercase):
-        self.lowercase = lowercase
+    def __init__(self, records: Iterable[tuple[models.Model, Iterable[str]]], fold: _NameFolding):
+        self.fold = fold
         self.by_name: dict[str, list[models.Model]] = defaultdict(list)
         for record, names in records:
-            for name in {lowercase(name) for name in names if name}:
+            for name in {fold(name) for name in names if name}:
                 self.by_name[name].append(record)
 
     def named(self, name: str) -> list[models.Model]:
-        return self.by_name.get(self.lowercase(name), [])
+        return self.by_name.get(self.fold(name), [])
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         """The records `item` may mean (one when it is clear), and a problem with it if any."""
@@ -606,7 +609,7 @@ class _Names:
 
     def missing_key(self, name: str) -> str:
         """What two spellings of one new record's name share, so that create_missing makes it once."""
-        return self.lowercase(name)
+        return self.fold(name)
 
 
 def _as_written(records: list[models.Model], name: str, field_name: str) -> list[models.Model]:
@@ -623,10 +626,10 @@ class _Types(_Names):
 
     kind = "type"
 
-    def __init__(self, types: Iterable[IncidentType], lowercase: _Lowercase):
+    def __init__(self, types: Iterable[IncidentType], fold: _NameFolding):
         types = list(types)
-        super().__init__(((kind, [kind.name]) for kind in types), lowercase)
-        self.by_slug = _Names(((kind, [kind.slug]) for kind in types), lowercase)
+        super().__init__(((kind, [kind.name]) for kind in types), fold)
+        self.by_slug = _Names(((kind, [kind.slug]) for kind in types), fold)
         # As written: the slug's unique constraint tells cases apart.
         self.slugs = {kind.slug: kind for kind in types}
 
@@ -644,13 +647,13 @@ class _Organizations(_Names):
 
     kind = "organization"
 
-    def __init__(self, organizations: Iterable[Organization], lowercase: _Lowercase):
+    def __init__(self, organizations: Iterable[Organization], fold: _NameFolding):
         organizations = list(organizations)
         super().__init__(
             ((organization, [organization.acronym, *organization.aliases]) for organization in organizations),
-            lowercase,
+            fold,
         )
-        self.by_own_name = _Names(((organization, [organization.name]) for organization in organizations), lowercase)
+        self.by_own_name = _Names(((organization, [organization.name]) for organization in organizations), fold)
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         # A name as written, else an acronym or alias as written, else either in another case: with
@@ -683,9 +686,9 @@ class _Places(_Names):
 
     kind = "place"
 
-    def __init__(self, places: Iterable[Place], lowercase: _Lowercase):
+    def __init__(self, places: Iterable[Place], fold: _NameFolding):
         self.places = {place.pk: place for place in places}
-        super().__init__(((place, [place.name, *place.alternate_names]) for place in self.places.values()), lowercase)
+        super().__init__(((place, [place.name, *place.alternate_names]) for place in self.places.values()), fold)
         self.paths: dict[int, list[Place]] = {}
         # Read once: django-countries' `by_name` reads every country's name on each call, 2.8 ms, and
         # a file may name 250,000 unknown places.
@@ -718,11 +721,9 @@ class _Places(_Names):
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         candidates = self.named(item.names[-1])
-        wanted = [self.lowercase(name) for name in item.names]
+        wanted = [self.fold(name) for name in item.names]
         # The whole path by the places' own names (what the export writes) is unique...
-        whole = [
-            place for place in candidates if [self.lowercase(ancestor.name) for ancestor in self.path(place)] == wanted
-        ]
+        whole = [place for place in candidates if [self.fold(ancestor.name) for ancestor in self.path(place)] == wanted]
         if whole:
             exact = [place for place in whole if [ancestor.name for ancestor in self.path(place)] == list(item.names)]
             return exact or whole, ""
@@ -734,7 +735,7 @@ class _Places(_Names):
         if len(path) < len(wanted):
             return False
         return all(
-            name in {self.lowercase(ancestor.name), *map(self.lowercase, ancestor.alternate_names)}
+            name in {self.fold(ancestor.name), *map(self.fold, ancestor.alternate_names)}
             for ancestor, name in zip(path[-len(wanted) :], wanted, strict=True)
         )
 
@@ -758,10 +759,10 @@ class _Sources(_Names):
         sources: Iterable[Source],
         alike: Mapping[str, list[Source]],
         comparable: Mapping[str, str],
-        lowercase: _Lowercase,
+        fold: _NameFolding,
     ):
         sources = list(sources)
-        super().__init__(((source, [source.title]) for source in sources), lowercase)
+        super().__init__(((source, [source.title]) for source in sources), fold)
         self.by_id = {source.pk: source for source in sources}
         self.alike = alike
         self.comparable = comparable
@@ -769,7 +770,7 @@ class _Sources(_Names):
     def missing_key(self, name: str) -> str:
         # As titles compare (services.comparable_titles): a file naming a new article once with a
         # curly apostrophe and once with a straight one made it twice.
-        return self.comparable.get(name, self.lowercase(name))
+        return self.comparable.get(name, self.fold(name))
 
     def find(self, item: _Item) -> tuple[list[models.Model], str]:
         sources, problem = self._find(item)
@@ -799,7 +800,7 @@ class _Sources(_Names):
         if source is None:
             return [], f"No source #{item.source_id} that you may see ({item})."
         # An id alone (`[#12]`) names it; a title given with it must agree.
-        if title and self.lowercase(source.title) != self.lowercase(title):
+        if title and self.fold(source.title) != self.fold(title):
             return [], (
                 f"{item}: source #{item.source_id} is titled {source.title!r}, not {title!r}; "
                 f"write {self.describe(source)}, or the right id."
@@ -1559,7 +1560,7 @@ def _choice(column: str, written: str) -> str | None:
 
 def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
     """Everything the file's names could refer to, in one query per kind, and one more that
-    lowercases every name compared (`_Lowercase`). Sources are looked up among those the user may
+    folds every name compared (`_NameFolding`). Sources are looked up among those the user may
     see (a hidden source is as unknown as a missing one), and only by the titles the file uses,
     since there are many."""
     named, titles, ids = set(), set(), set()
@@ -1590,7 +1591,7 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
     types = list(IncidentType.objects.all())
     places = list(Place.objects.only("pk", "name", "alternate_names", "parent_id", "country"))
     organizations = list(Organization.objects.only("pk", "name", "acronym", "aliases"))
-    lowercase = _Lowercase(
+    fold = _NameFolding(
         chain(
             named,
             (source.title for source in sources),
@@ -1600,10 +1601,10 @@ def _name_indexes(user, records: list[dict[str, str]]) -> dict[str, _Names]:
         )
     )
     return {
-        "type": _Types(types, lowercase),
-        "places": _Places(places, lowercase),
-        "perpetrators": _Organizations(organizations, lowercase),
-        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable, lowercase),
+        "type": _Types(types, fold),
+        "places": _Places(places, fold),
+        "perpetrators": _Organizations(organizations, fold),
+        "sources": _Sources(sources, sources_titled_alike(user=user, comparable=comparable), comparable, fold),
     }
 
 

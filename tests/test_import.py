@@ -451,6 +451,44 @@ class TestRoundTrip:
         assert Incident.objects.get(title="Arrests").involvements.get().organization == fraud_office
         assert Incident.objects.get(title="Detentions").involvements.get().organization == named_cafe
 
+    def test_names_in_full_width_letters_name_the_records_so_named(self, analyst, tmp_path):
+        # As a Chinese spreadsheet writes them: --create-missing made each a second record.
+        china = make_place(name="China", kind="country", country="CN")
+        dandong = make_place(name="Dandong", parent=china, country="")
+        mss = make_organization(name="MSS")
+        full_width = str.maketrans({code: code + 0xFEE0 for code in range(0x21, 0x7F)})
+
+        output = run_import(
+            analyst,
+            tmp_path,
+            "title,type,date_start,date_end,places,perpetrators\n"
+            f"Arrests,forced-repatriation,2023-01-01,2023-01-01,{'China'.translate(full_width)} > "
+            f"{'dandong'.translate(full_width)},{'mss'.translate(full_width)}\n",
+            "--create-missing",
+        )
+
+        assert "1 incident was created" in output and "was created (" not in output
+        incident = Incident.objects.get(title="Arrests")
+        assert list(incident.places.all()) == [dandong]
+        assert incident.involvements.get().organization == mss
+        assert Organization.objects.count() == 1
+
+    def test_a_name_stored_in_full_width_letters_beside_its_plain_twin_is_named_as_written(self, analyst, tmp_path):
+        # The database holds names alike but for their width apart (README: "The analysts' admin").
+        plain = make_organization(name="MSS")
+        wide = make_organization(name="\uff2d\uff33\uff33")
+
+        run_import(
+            analyst,
+            tmp_path,
+            "title,type,date_start,date_end,perpetrators\n"
+            "Arrests,forced-repatriation,2023-01-01,2023-01-01,MSS\n"
+            "Detentions,forced-repatriation,2023-01-02,2023-01-02,\uff2d\uff33\uff33\n",
+        )
+
+        assert Incident.objects.get(title="Arrests").involvements.get().organization == plain
+        assert Incident.objects.get(title="Detentions").involvements.get().organization == wide
+
 
 class TestASourceByItsIdAlone:
     """`[#12]` names a source by its id, as the title before it would be checked against: it was read
