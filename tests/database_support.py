@@ -33,5 +33,11 @@ def this_test_database_url() -> str:
 
 def migrate_incidents_back_to(migration: str) -> None:
     """Migrate the incidents app back to `migration`, with the triggers that its migrations install
-    then, as a migrate back leaves them (`incidents.trigger_migrations.install_triggers_once_migrated`)."""
+    then, as a migrate back leaves them (`incidents.trigger_migrations.install_triggers_once_migrated`).
+
+    A test in a transaction (pytest-django's default) may hold writes whose deferred triggers have not
+    run, and PostgreSQL refuses an index made on their table meanwhile ("pending trigger events"):
+    they run first, as they would have at the commit before an operator's `migrate`."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     call_command("migrate", "incidents", migration, verbosity=0)
